@@ -1,0 +1,98 @@
+/* reel's command line: one dispatch table (cli.c) and one cmd_<name>.c per
+ * subcommand. A new subcommand touches cmd_<name>.c and the table.
+ *
+ * Exit codes: 0 success, 1 error (message on stderr), 2 usage error. */
+#ifndef REEL_CLI_CLI_H
+#define REEL_CLI_CLI_H
+
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+
+#include "session/session.h"
+
+enum { REEL_EXIT_OK = 0, REEL_EXIT_ERROR = 1, REEL_EXIT_USAGE = 2 };
+
+/** State shared by all subcommands. */
+typedef struct {
+    const char *prog; /* "reel" */
+    const char *cmd;  /* subcommand name */
+    char *home;       /* sessions root, owned; resolved by reel_cli_home() */
+    const char *home_opt;
+    int json;         /* --json */
+} reel_cli_t;
+
+typedef int (*reel_cmd_fn)(reel_cli_t *cli, int argc, char **argv);
+
+typedef struct {
+    const char *name;
+    reel_cmd_fn fn;
+    const char *summary; /* one line for `reel --help` */
+} reel_cmd_t;
+
+/** Entry point: parses global options, dispatches. */
+int reel_cli_main(int argc, char **argv);
+
+/** Long options every subcommand accepts; put REEL_CLI_COMMON_OPTS at the
+ * end of a getopt_long table (before the {0} terminator) and pass unknown
+ * option characters to reel_cli_common_opt. */
+#define REEL_CLI_OPT_HOME 0x1001
+#define REEL_CLI_OPT_JSON 0x1002
+#define REEL_CLI_COMMON_OPTS                                                   \
+    {"home", required_argument, NULL, REEL_CLI_OPT_HOME},                      \
+        {"json", no_argument, NULL, REEL_CLI_OPT_JSON}, {"help", no_argument, NULL, 'h'}
+
+/** Handles a common option returned by getopt_long. Returns -1 if `c` was
+ * handled and parsing should continue, else an exit code: 0 after printing
+ * usage for -h, 2 for '?' (getopt already printed why), 2 for anything else. */
+int reel_cli_common_opt(reel_cli_t *cli, int c, const char *usage);
+
+/** Resets getopt for a subcommand's argv. */
+void reel_cli_getopt_reset(void);
+
+/** Sessions root (from --home, $REEL_HOME or XDG), borrowed. */
+const char *reel_cli_home(reel_cli_t *cli);
+
+/** Prints "reel <cmd>: <message>" to stderr; returns REEL_EXIT_ERROR. */
+int reel_cli_fail(reel_cli_t *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/** Prints the usage error and a hint to use --help; returns REEL_EXIT_USAGE. */
+int reel_cli_usage(reel_cli_t *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/** Opens session `name` with flags, printing any error (and recovery notes
+ * to stderr). Returns NULL on failure. */
+reel_session_t *reel_cli_open(reel_cli_t *cli, const char *name, int flags);
+
+/** Parses a flow id argument ("12"); prints an error and returns 0 when bad. */
+unsigned long long reel_cli_flow_id(reel_cli_t *cli, const char *arg);
+
+/** Checks that flow `id` exists in s; prints "no flow N in session S" if not. */
+int reel_cli_flow_exists(reel_cli_t *cli, reel_session_t *s, unsigned long long id);
+
+/** Writes JSON to stdout followed by a newline; takes (decrefs) j. */
+int reel_cli_json_out(json_t *j);
+
+/** Formats microseconds since the epoch as local "YYYY-MM-DD HH:MM:SS.mmm". */
+void reel_cli_time(long long us, char out[static 32]);
+
+/** Formats a byte count for people ("1.2 MiB"). */
+void reel_cli_size(unsigned long long n, char out[static 16]);
+
+/* Subcommands. */
+int reel_cmd_ls(reel_cli_t *cli, int argc, char **argv);
+int reel_cmd_show(reel_cli_t *cli, int argc, char **argv);
+int reel_cmd_flows(reel_cli_t *cli, int argc, char **argv);
+int reel_cmd_flow(reel_cli_t *cli, int argc, char **argv);
+int reel_cmd_annotate(reel_cli_t *cli, int argc, char **argv);
+int reel_cmd_tag(reel_cli_t *cli, int argc, char **argv);
+int reel_cmd_untag(reel_cli_t *cli, int argc, char **argv);
+int reel_cmd_mark(reel_cli_t *cli, int argc, char **argv);
+int reel_cmd_unmark(reel_cli_t *cli, int argc, char **argv);
+int reel_cmd_config(reel_cli_t *cli, int argc, char **argv);
+int reel_cmd_import(reel_cli_t *cli, int argc, char **argv);
+int reel_cmd_verify(reel_cli_t *cli, int argc, char **argv);
+int reel_cmd_repair(reel_cli_t *cli, int argc, char **argv);
+int reel_cmd_rm(reel_cli_t *cli, int argc, char **argv);
+int reel_cmd_new(reel_cli_t *cli, int argc, char **argv);
+
+#endif

@@ -1,0 +1,66 @@
+/* HAR 1.2 import (as exported by browsers' devtools).
+ *
+ * The whole file is parsed with jansson (at most REEL_HAR_MAX_FILE_SIZE
+ * bytes), every entry is validated, and only then are entries recorded, in
+ * file order, one flow each. Bodies are fed to the recorder straight from
+ * the parsed document (base64 bodies are decoded in bounded pieces), so the
+ * import holds no copy of a body beyond jansson's.
+ *
+ * Mapping of one entry:
+ * - flow: source "har-import", start time = startedDateTime, server_addr
+ *   from serverIPAddress when present;
+ * - request head: method, scheme/host/port/target from the URL (ws:// and
+ *   wss:// are the HTTP/1.1 Upgrade requests they are, recorded as http and
+ *   https; IPv6 hosts without brackets), headers in order without HTTP/2
+ *   pseudo-headers (":authority", ...), http_version from httpVersion
+ *   ("h2" -> "HTTP/2.0", otherwise uppercased, empty -> "HTTP/1.1");
+ *   body = postData.text (base64-decoded when postData.encoding is "base64");
+ * - response head: status, statusText, headers as above, body_decoded set
+ *   (HAR content.text is decoded; Content-Encoding is kept as recorded);
+ *   body = content.text, base64-decoded when content.encoding is "base64";
+ * - status 0 (browser: blocked or failed) ends the flow with the error
+ *   "no response (HAR status 0)" plus ": <_error>" when the entry has one;
+ * - timings (ms, -1 unknown) become reel_timings_t in microseconds;
+ *   request end = start + blocked + dns + connect + send, response start =
+ *   request end + wait, end = start + time (or the sum of known timings).
+ * Entries whose URL has another scheme (data:, blob:, chrome-extension:, ...)
+ * are not HTTP exchanges: they are skipped and counted. */
+#ifndef REEL_SESSION_HAR_H
+#define REEL_SESSION_HAR_H
+
+#include <stdint.h>
+
+#include "base/error.h"
+#include "session/recorder.h"
+
+/** Largest HAR file accepted (jansson holds the whole document in memory). */
+#define REEL_HAR_MAX_FILE_SIZE (UINT64_C(4) << 30)
+
+typedef struct {
+    uint64_t entries;  /* flows recorded */
+    uint64_t first_id; /* flow id of the first, 0 if none */
+    uint64_t last_id;
+    uint64_t skipped; /* entries with a non-HTTP URL (data:, blob:, ...) */
+} reel_har_stats_t;
+
+/** Checks that the file at path is a readable HAR 1.2 document (JSON with
+ * log.entries[], each with request and response objects of the right
+ * shape) without recording anything. Returns REEL_IO (cannot read),
+ * REEL_LIMIT (larger than the cap) or REEL_INVALID, with a message naming
+ * the file and the first offending entry and field, e.g.
+ * "capture.har: entries[3].request.url: not an absolute http(s) URL", or
+ * "capture.har:LINE:COL: <jansson's message>" for malformed JSON. */
+reel_rc reel_har_check(const char *path, reel_err_t *err);
+
+/** Validates (as reel_har_check) and then records every entry as a flow
+ * through rec (see the mapping above), then flushes rec. Records nothing if
+ * validation fails. stats (may be NULL) is filled even on error. Returns
+ * the validation error or the recorder's sticky error. */
+reel_rc reel_har_import(reel_recorder_t *rec, const char *path, reel_har_stats_t *stats,
+                        reel_err_t *err);
+
+/** Size cap used by check/import; REEL_HAR_MAX_FILE_SIZE unless a test
+ * lowers it. */
+extern uint64_t reel__har_max_file_size;
+
+#endif

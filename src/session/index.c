@@ -1,0 +1,560 @@
+/* SQLite index: migrations and the indexer.
+ *
+ * The indexer is the only code that turns spool records into flows rows. It
+ * keeps the rows of flows touched by the current transaction in a small hash
+ * map and writes each once per commit, so a flow whose records span several
+ * frames costs one upsert per frame, not one statement per record. */
+#include "session/index.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "base/mem.h"
+#include "flow.pb-c.h"
+#include "session/filter.h"
+#include "session/spool.h"
+
+extern const char *const reel__schema_migrations[];
+extern const size_t reel__schema_migration_count;
+
+int reel_index_schema_version(void) {
+    return (int)reel__schema_migration_count;
+}
+
+reel_rc reel_index_exec(sqlite3 *db, const char *sql, reel_err_t *err) {
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        reel_err_set(err, REEL_DB, "session.db: %s", msg ? msg : sqlite3_errmsg(db));
+        sqlite3_free(msg);
+        return REEL_DB;
+    }
+    return REEL_OK;
+}
+
+reel_rc reel_index_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, reel_err_t *err) {
+    if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK)
+        return reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
+    return REEL_OK;
+}
+
+static int user_version(sqlite3 *db) {
+    sqlite3_stmt *st = NULL;
+    int v = -1;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static reel_rc migrate(sqlite3 *db, reel_err_t *err) {
+    int v = user_version(db);
+    if (v < 0)
+        return reel_err_set(err, REEL_CORRUPT, "session.db is not a readable SQLite database: %s",
+                            sqlite3_errmsg(db));
+    if (v > reel_index_schema_version())
+        return reel_err_set(err, REEL_UNSUPPORTED,
+                            "session.db has schema version %d, newer than this reel (%d); "
+                            "upgrade reel to open it",
+                            v, reel_index_schema_version());
+    for (int i = v; i < reel_index_schema_version(); i++) {
+        reel_rc rc = reel_index_exec(db, "BEGIN IMMEDIATE", err);
+        if (rc != REEL_OK)
+            return rc;
+        char pragma[64];
+        snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", i + 1);
+        if (reel_index_exec(db, reel__schema_migrations[i], err) != REEL_OK ||
+            reel_index_exec(db, pragma, err) != REEL_OK) {
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            return REEL_DB;
+        }
+        rc = reel_index_exec(db, "COMMIT", err);
+        if (rc != REEL_OK)
+            return rc;
+    }
+    return REEL_OK;
+}
+
+reel_rc reel_index_open(const char *path, int create, sqlite3 **out, reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    sqlite3 *db = NULL;
+    int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
+    if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
+        rc = reel_err_set(err, create ? REEL_DB : REEL_CORRUPT, "cannot open %s: %s", path,
+                          db ? sqlite3_errmsg(db) : "out of memory");
+        goto out;
+    }
+    sqlite3_extended_result_codes(db, 1);
+    sqlite3_busy_timeout(db, 10000);
+    /* The spool is the source of truth and the index can be rebuilt from
+     * it, so commits need not wait for fsync (synchronous=NORMAL in WAL). */
+    rc = reel_index_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", err);
+    if (rc != REEL_OK) {
+        reel_err_clear(err);
+        rc = reel_err_set(err, REEL_CORRUPT, "%s is not a reel session index (%s)", path,
+                          sqlite3_errmsg(db));
+        goto out;
+    }
+    rc = migrate(db, err);
+    if (rc != REEL_OK)
+        goto out;
+    rc = reel_filter_register(db, err);
+out:
+    if (rc != REEL_OK) {
+        sqlite3_close(db);
+        db = NULL;
+    }
+    *out = db;
+    return rc;
+}
+
+char *reel_index_meta_get(sqlite3 *db, const char *key) {
+    sqlite3_stmt *st = NULL;
+    char *v = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = ?", -1, &st, NULL) ==
+        SQLITE_OK) {
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            v = reel_strdup((const char *)sqlite3_column_text(st, 0));
+    }
+    sqlite3_finalize(st);
+    return v;
+}
+
+reel_rc reel_index_meta_set(sqlite3 *db, const char *key, const char *value, reel_err_t *err) {
+    sqlite3_stmt *st = NULL;
+    reel_rc rc = reel_index_prepare(
+        db, "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+        &st, err);
+    if (rc != REEL_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static uint64_t query_u64(sqlite3 *db, const char *sql, int64_t arg, int has_arg) {
+    sqlite3_stmt *st = NULL;
+    uint64_t v = 0;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+        if (has_arg)
+            sqlite3_bind_int64(st, 1, arg);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            v = (uint64_t)sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    return v;
+}
+
+uint64_t reel_index_max_flow_id(sqlite3 *db) {
+    return query_u64(db, "SELECT coalesce(max(id), 0) FROM flows", 0, 0);
+}
+
+uint64_t reel_index_segment_end(sqlite3 *db, uint32_t segment) {
+    return query_u64(db,
+                     "SELECT coalesce(max(offset + clen), 0) FROM frames WHERE segment = ?",
+                     segment, 1);
+}
+
+uint32_t reel_index_last_segment(sqlite3 *db) {
+    return (uint32_t)query_u64(db, "SELECT coalesce(max(segment), 0) FROM frames", 0, 0);
+}
+
+/* ---- the indexer ---- */
+
+enum {
+    C_UUID, C_KIND, C_SOURCE, C_STATE, C_CLIENT, C_SERVER, C_SCHEME, C_METHOD, C_HOST, C_PATH,
+    C_URL, C_VERSION, C_REASON, C_REQ_CT, C_RESP_CT, C_ERROR, C_NSTR
+};
+enum { I_START, I_REQ_END, I_RESP_START, I_END, I_PORT, I_STATUS, I_REQ_SIZE, I_RESP_SIZE,
+       I_REQ_TRUNC, I_RESP_TRUNC, I_NINT };
+
+/* One flows row being assembled. Integers use INT64_MIN for NULL. */
+typedef struct frow {
+    struct frow *next;
+    uint64_t id;
+    char *s[C_NSTR];
+    int64_t i[I_NINT];
+    int dirty;
+    int finished;
+    uint32_t last_seg;
+    uint64_t last_off;
+    int has_frame;
+} frow;
+
+#define NUL64 INT64_MIN
+
+struct reel_indexer {
+    sqlite3 *db;
+    sqlite3_stmt *upsert, *load, *frame, *flow_frame;
+    frow **buckets;
+    size_t nbuckets, count;
+    Reel__Record *scratch;
+    int in_tx;
+};
+
+static const char *const str_cols[C_NSTR] = {
+    "uuid", "kind", "source", "state", "client_addr", "server_addr", "scheme", "method", "host",
+    "path", "url", "http_version", "reason", "request_content_type", "response_content_type",
+    "error"};
+static const char *const int_cols[I_NINT] = {
+    "start_us", "request_end_us", "response_start_us", "end_us", "port", "status",
+    "request_body_size", "response_body_size", "request_truncated", "response_truncated"};
+
+static char *build_upsert(void) {
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    reel_buf_puts(&b, "INSERT INTO flows(id");
+    for (int k = 0; k < C_NSTR; k++)
+        reel_buf_printf(&b, ", %s", str_cols[k]);
+    for (int k = 0; k < I_NINT; k++)
+        reel_buf_printf(&b, ", %s", int_cols[k]);
+    reel_buf_puts(&b, ", marked) VALUES(?1");
+    for (int k = 0; k < C_NSTR + I_NINT; k++)
+        reel_buf_printf(&b, ", ?%d", k + 2);
+    reel_buf_puts(&b, ", EXISTS(SELECT 1 FROM marks WHERE flow_id = ?1)) ON CONFLICT(id) DO UPDATE SET ");
+    for (int k = 0; k < C_NSTR; k++)
+        reel_buf_printf(&b, "%s%s = excluded.%s", k ? ", " : "", str_cols[k], str_cols[k]);
+    for (int k = 0; k < I_NINT; k++)
+        reel_buf_printf(&b, ", %s = excluded.%s", int_cols[k], int_cols[k]);
+    return (char *)b.data;
+}
+
+static char *build_load(void) {
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    reel_buf_puts(&b, "SELECT id");
+    for (int k = 0; k < C_NSTR; k++)
+        reel_buf_printf(&b, ", %s", str_cols[k]);
+    for (int k = 0; k < I_NINT; k++)
+        reel_buf_printf(&b, ", %s", int_cols[k]);
+    reel_buf_puts(&b, " FROM flows WHERE id = ?");
+    return (char *)b.data;
+}
+
+reel_rc reel_indexer_new(sqlite3 *db, reel_indexer_t **out, reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    reel_indexer_t *ix = reel_calloc(1, sizeof *ix);
+    ix->db = db;
+    ix->nbuckets = 1024;
+    ix->buckets = reel_calloc(ix->nbuckets, sizeof *ix->buckets);
+    char *upsert = build_upsert(), *load = build_load();
+    if ((rc = reel_index_prepare(db, upsert, &ix->upsert, err)) != REEL_OK ||
+        (rc = reel_index_prepare(db, load, &ix->load, err)) != REEL_OK ||
+        (rc = reel_index_prepare(db,
+                                 "INSERT OR REPLACE INTO frames(segment, offset, clen, rlen, nrecords) "
+                                 "VALUES(?, ?, ?, ?, ?)",
+                                 &ix->frame, err)) != REEL_OK ||
+        (rc = reel_index_prepare(db,
+                                 "INSERT OR IGNORE INTO flow_frames(flow_id, segment, offset) "
+                                 "VALUES(?, ?, ?)",
+                                 &ix->flow_frame, err)) != REEL_OK)
+        goto out;
+out:
+    free(upsert);
+    free(load);
+    if (rc != REEL_OK) {
+        reel_indexer_free(ix);
+        ix = NULL;
+    }
+    *out = ix;
+    return rc;
+}
+
+static void frow_free(frow *r) {
+    for (int k = 0; k < C_NSTR; k++)
+        free(r->s[k]);
+    free(r);
+}
+
+static void map_clear(reel_indexer_t *ix, int only_finished) {
+    for (size_t b = 0; b < ix->nbuckets; b++) {
+        frow **pp = &ix->buckets[b];
+        while (*pp) {
+            frow *r = *pp;
+            if (!only_finished || r->finished) {
+                *pp = r->next;
+                frow_free(r);
+                ix->count--;
+            } else {
+                r->has_frame = 0;
+                pp = &r->next;
+            }
+        }
+    }
+}
+
+void reel_indexer_free(reel_indexer_t *ix) {
+    if (ix == NULL)
+        return;
+    if (ix->in_tx)
+        reel_indexer_rollback(ix);
+    map_clear(ix, 0);
+    free(ix->buckets);
+    sqlite3_finalize(ix->upsert);
+    sqlite3_finalize(ix->load);
+    sqlite3_finalize(ix->frame);
+    sqlite3_finalize(ix->flow_frame);
+    free(ix);
+}
+
+reel_rc reel_indexer_begin(reel_indexer_t *ix, reel_err_t *err) {
+    reel_rc rc = reel_index_exec(ix->db, "BEGIN IMMEDIATE", err);
+    if (rc == REEL_OK)
+        ix->in_tx = 1;
+    return rc;
+}
+
+void reel_indexer_rollback(reel_indexer_t *ix) {
+    sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
+    ix->in_tx = 0;
+    map_clear(ix, 0); /* rows in memory may hold rolled-back changes */
+}
+
+static frow *map_get(reel_indexer_t *ix, uint64_t id) {
+    size_t b = (size_t)(id * 0x9E3779B97F4A7C15ull >> 32) & (ix->nbuckets - 1);
+    for (frow *r = ix->buckets[b]; r; r = r->next)
+        if (r->id == id)
+            return r;
+    frow *r = reel_calloc(1, sizeof *r);
+    r->id = id;
+    for (int k = 0; k < I_NINT; k++)
+        r->i[k] = NUL64;
+    r->i[I_REQ_SIZE] = r->i[I_RESP_SIZE] = r->i[I_REQ_TRUNC] = r->i[I_RESP_TRUNC] = 0;
+    /* A flow that started in an earlier transaction: continue from its row. */
+    sqlite3_bind_int64(ix->load, 1, (sqlite3_int64)id);
+    if (sqlite3_step(ix->load) == SQLITE_ROW) {
+        for (int k = 0; k < C_NSTR; k++) {
+            const char *t = (const char *)sqlite3_column_text(ix->load, 1 + k);
+            r->s[k] = t ? reel_strdup(t) : NULL;
+        }
+        for (int k = 0; k < I_NINT; k++)
+            r->i[k] = sqlite3_column_type(ix->load, 1 + C_NSTR + k) == SQLITE_NULL
+                          ? NUL64
+                          : sqlite3_column_int64(ix->load, 1 + C_NSTR + k);
+    }
+    sqlite3_reset(ix->load);
+    r->next = ix->buckets[b];
+    ix->buckets[b] = r;
+    ix->count++;
+    return r;
+}
+
+static void set_str(frow *r, int col, const char *v, size_t n) {
+    free(r->s[col]);
+    r->s[col] = v ? reel_strndup(v, n) : NULL;
+}
+
+static void set_cstr(frow *r, int col, const char *v) {
+    set_str(r, col, v, v ? strlen(v) : 0);
+}
+
+static const ProtobufCBinaryData *find_header(Reel__Header **h, size_t n, const char *name) {
+    for (size_t k = 0; k < n; k++)
+        if (h[k]->name.len == strlen(name) &&
+            strncasecmp((const char *)h[k]->name.data, name, h[k]->name.len) == 0)
+            return &h[k]->value;
+    return NULL;
+}
+
+static void set_url(frow *r, const Reel__RequestHead *h) {
+    const char *scheme = h->scheme && h->scheme[0] ? h->scheme : "http";
+    int def = (strcmp(scheme, "https") == 0 && h->port == 443) ||
+              (strcmp(scheme, "http") == 0 && h->port == 80) || h->port == 0;
+    int v6 = memchr(h->host.data, ':', h->host.len) != NULL;
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    reel_buf_printf(&b, "%s://%s", scheme, v6 ? "[" : "");
+    reel_buf_append(&b, h->host.data, h->host.len);
+    if (v6)
+        reel_buf_puts(&b, "]");
+    if (!def)
+        reel_buf_printf(&b, ":%u", h->port);
+    if (h->target.len == 0 || h->target.data[0] != '/')
+        reel_buf_puts(&b, h->target.len ? "" : "/");
+    reel_buf_append(&b, h->target.data, h->target.len);
+    free(r->s[C_URL]);
+    r->s[C_URL] = (char *)b.data;
+}
+
+static void apply(frow *r, const Reel__Record *rec) {
+    r->dirty = 1;
+    switch (rec->event_case) {
+    case REEL__RECORD__EVENT_START: {
+        const Reel__FlowStart *s = rec->start;
+        set_cstr(r, C_UUID, s->uuid);
+        set_cstr(r, C_KIND, s->kind == REEL__FLOW_KIND__FLOW_KIND_TUNNEL ? "tunnel" : "http");
+        set_cstr(r, C_SOURCE, s->source);
+        set_cstr(r, C_STATE, "open");
+        set_cstr(r, C_CLIENT, s->client_addr && s->client_addr[0] ? s->client_addr : NULL);
+        set_cstr(r, C_SERVER, s->server_addr && s->server_addr[0] ? s->server_addr : NULL);
+        r->i[I_START] = rec->time_us;
+        break;
+    }
+    case REEL__RECORD__EVENT_REQUEST_HEAD: {
+        const Reel__RequestHead *h = rec->request_head;
+        set_str(r, C_METHOD, (const char *)h->method.data, h->method.len);
+        set_cstr(r, C_SCHEME, h->scheme);
+        set_str(r, C_HOST, (const char *)h->host.data, h->host.len);
+        set_str(r, C_PATH, (const char *)h->target.data, h->target.len);
+        set_cstr(r, C_VERSION, h->http_version);
+        r->i[I_PORT] = h->port;
+        set_url(r, h);
+        const ProtobufCBinaryData *ct = find_header(h->headers, h->n_headers, "content-type");
+        set_str(r, C_REQ_CT, ct ? (const char *)ct->data : NULL, ct ? ct->len : 0);
+        break;
+    }
+    case REEL__RECORD__EVENT_REQUEST_BODY:
+        r->i[I_REQ_SIZE] += (int64_t)rec->request_body->data.len;
+        break;
+    case REEL__RECORD__EVENT_RESPONSE_HEAD: {
+        const Reel__ResponseHead *h = rec->response_head;
+        r->i[I_STATUS] = h->status;
+        set_str(r, C_REASON, (const char *)h->reason.data, h->reason.len);
+        if (r->i[I_RESP_START] == NUL64)
+            r->i[I_RESP_START] = rec->time_us;
+        if (r->i[I_REQ_END] == NUL64)
+            r->i[I_REQ_END] = rec->time_us;
+        const ProtobufCBinaryData *ct = find_header(h->headers, h->n_headers, "content-type");
+        set_str(r, C_RESP_CT, ct ? (const char *)ct->data : NULL, ct ? ct->len : 0);
+        break;
+    }
+    case REEL__RECORD__EVENT_RESPONSE_BODY:
+        r->i[I_RESP_SIZE] += (int64_t)rec->response_body->data.len;
+        break;
+    case REEL__RECORD__EVENT_END: {
+        const Reel__FlowEnd *e = rec->end;
+        set_cstr(r, C_STATE, "complete");
+        r->i[I_END] = rec->time_us;
+        r->i[I_REQ_SIZE] = (int64_t)e->request_body_size;
+        r->i[I_RESP_SIZE] = (int64_t)e->response_body_size;
+        r->i[I_REQ_TRUNC] = e->request_truncated;
+        r->i[I_RESP_TRUNC] = e->response_truncated;
+        if (e->request_end_us)
+            r->i[I_REQ_END] = e->request_end_us;
+        if (e->response_start_us)
+            r->i[I_RESP_START] = e->response_start_us;
+        r->finished = 1;
+        break;
+    }
+    case REEL__RECORD__EVENT_ERROR: {
+        const Reel__FlowError *e = rec->error;
+        set_cstr(r, C_STATE, "error");
+        set_cstr(r, C_ERROR, e->message);
+        r->i[I_END] = rec->time_us;
+        if (e->request_body_size)
+            r->i[I_REQ_SIZE] = (int64_t)e->request_body_size;
+        if (e->response_body_size)
+            r->i[I_RESP_SIZE] = (int64_t)e->response_body_size;
+        r->finished = 1;
+        break;
+    }
+    default:
+        break;
+    }
+    /* A row must satisfy NOT NULL columns even if its start record was lost
+     * (a corrupt frame skipped by repair). */
+    if (r->s[C_UUID] == NULL)
+        set_cstr(r, C_UUID, "");
+    if (r->s[C_KIND] == NULL)
+        set_cstr(r, C_KIND, "http");
+    if (r->s[C_STATE] == NULL)
+        set_cstr(r, C_STATE, "open");
+    if (r->i[I_START] == NUL64)
+        r->i[I_START] = rec->time_us;
+}
+
+reel_rc reel_indexer_add_frame(reel_indexer_t *ix, uint32_t segment, uint64_t off, size_t clen,
+                               const uint8_t *raw, size_t rlen, reel_err_t *err) {
+    size_t pos = 0, len = 0, n = 0;
+    const uint8_t *rec = NULL;
+    reel_rc rc;
+    while ((rc = reel_spool_block_next(raw, rlen, &pos, &rec, &len)) == REEL_OK) {
+        Reel__Record *r = reel__record__unpack(NULL, len, rec);
+        if (r == NULL)
+            return reel_err_set(err, REEL_CORRUPT,
+                                "segment %u frame at %llu: record %zu is not a valid Record",
+                                segment, (unsigned long long)off, n);
+        n++;
+        if (r->flow_id != 0) {
+            frow *row = map_get(ix, r->flow_id);
+            apply(row, r);
+            if (!row->has_frame || row->last_seg != segment || row->last_off != off) {
+                row->has_frame = 1;
+                row->last_seg = segment;
+                row->last_off = off;
+                sqlite3_bind_int64(ix->flow_frame, 1, (sqlite3_int64)r->flow_id);
+                sqlite3_bind_int64(ix->flow_frame, 2, segment);
+                sqlite3_bind_int64(ix->flow_frame, 3, (sqlite3_int64)off);
+                int s = sqlite3_step(ix->flow_frame);
+                sqlite3_reset(ix->flow_frame);
+                if (s != SQLITE_DONE) {
+                    reel__record__free_unpacked(r, NULL);
+                    return reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(ix->db));
+                }
+            }
+        }
+        reel__record__free_unpacked(r, NULL);
+    }
+    if (rc != REEL_NOTFOUND)
+        return reel_err_set(err, REEL_CORRUPT, "segment %u frame at %llu: bad record framing",
+                            segment, (unsigned long long)off);
+    sqlite3_bind_int64(ix->frame, 1, segment);
+    sqlite3_bind_int64(ix->frame, 2, (sqlite3_int64)off);
+    sqlite3_bind_int64(ix->frame, 3, (sqlite3_int64)clen);
+    sqlite3_bind_int64(ix->frame, 4, (sqlite3_int64)rlen);
+    sqlite3_bind_int64(ix->frame, 5, (sqlite3_int64)n);
+    int s = sqlite3_step(ix->frame);
+    sqlite3_reset(ix->frame);
+    if (s != SQLITE_DONE)
+        return reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(ix->db));
+    return REEL_OK;
+}
+
+static reel_rc write_row(reel_indexer_t *ix, frow *r, reel_err_t *err) {
+    sqlite3_stmt *st = ix->upsert;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)r->id);
+    for (int k = 0; k < C_NSTR; k++) {
+        if (r->s[k])
+            sqlite3_bind_text(st, 2 + k, r->s[k], -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 2 + k);
+    }
+    for (int k = 0; k < I_NINT; k++) {
+        if (r->i[k] == NUL64)
+            sqlite3_bind_null(st, 2 + C_NSTR + k);
+        else
+            sqlite3_bind_int64(st, 2 + C_NSTR + k, r->i[k]);
+    }
+    int s = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (s != SQLITE_DONE)
+        return reel_err_set(err, REEL_DB, "session.db: writing flow %llu: %s",
+                            (unsigned long long)r->id, sqlite3_errmsg(ix->db));
+    r->dirty = 0;
+    return REEL_OK;
+}
+
+reel_rc reel_indexer_commit(reel_indexer_t *ix, reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    for (size_t b = 0; b < ix->nbuckets && rc == REEL_OK; b++)
+        for (frow *r = ix->buckets[b]; r && rc == REEL_OK; r = r->next)
+            if (r->dirty)
+                rc = write_row(ix, r, err);
+    if (rc == REEL_OK)
+        rc = reel_index_exec(ix->db, "COMMIT", err);
+    if (rc != REEL_OK) {
+        reel_indexer_rollback(ix);
+        return rc;
+    }
+    ix->in_tx = 0;
+    /* Finished flows are written for good; open ones stay for their next
+     * records unless too many pile up (they reload from the row). */
+    map_clear(ix, ix->count <= 4096);
+    return REEL_OK;
+}

@@ -1,0 +1,58 @@
+/* The SQLite index of a session (schema/NNN_*.sql, documented in docs/format.md).
+ *
+ * reel_index_open applies migrations; the writer turns decoded spool blocks
+ * into rows: the same code indexes live recording, recovery and repair, so
+ * the three can never disagree. */
+#ifndef REEL_SESSION_INDEX_H
+#define REEL_SESSION_INDEX_H
+
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/error.h"
+
+/** Current schema version (PRAGMA user_version after migrations). */
+int reel_index_schema_version(void);
+
+/** Opens or creates the index at path (WAL mode, busy timeout, foreign
+ * functions registered) and migrates it forward. Refuses a database whose
+ * version is newer than this build. Returns owned db. */
+reel_rc reel_index_open(const char *path, int create, sqlite3 **out, reel_err_t *err);
+
+/** Runs sql (no results). */
+reel_rc reel_index_exec(sqlite3 *db, const char *sql, reel_err_t *err);
+
+/** Prepares sql, reporting SQLite's message in err. */
+reel_rc reel_index_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, reel_err_t *err);
+
+/** Reads meta value for key into an owned string (NULL if absent). */
+char *reel_index_meta_get(sqlite3 *db, const char *key);
+reel_rc reel_index_meta_set(sqlite3 *db, const char *key, const char *value, reel_err_t *err);
+
+/** Indexer: turns frames into rows. Owned by one thread. */
+typedef struct reel_indexer reel_indexer_t;
+
+reel_rc reel_indexer_new(sqlite3 *db, reel_indexer_t **out, reel_err_t *err);
+void reel_indexer_free(reel_indexer_t *ix);
+
+/** Begins a transaction. */
+reel_rc reel_indexer_begin(reel_indexer_t *ix, reel_err_t *err);
+/** Indexes one decoded frame at (segment, off) with its records. */
+reel_rc reel_indexer_add_frame(reel_indexer_t *ix, uint32_t segment, uint64_t off, size_t clen,
+                               const uint8_t *raw, size_t rlen, reel_err_t *err);
+/** Writes the pending flow rows and commits. */
+reel_rc reel_indexer_commit(reel_indexer_t *ix, reel_err_t *err);
+/** Rolls back the open transaction, forgetting pending rows. */
+void reel_indexer_rollback(reel_indexer_t *ix);
+
+/** Highest flow id present in the index (0 if none). */
+uint64_t reel_index_max_flow_id(sqlite3 *db);
+
+/** End offset (offset + clen) of the last indexed frame of segment, 0 if none. */
+uint64_t reel_index_segment_end(sqlite3 *db, uint32_t segment);
+
+/** Highest segment number with indexed frames, 0 if none. */
+uint32_t reel_index_last_segment(sqlite3 *db);
+
+#endif

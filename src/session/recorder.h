@@ -1,0 +1,146 @@
+/* Recorder: the API the proxy (and the HAR importer) calls to record flows.
+ *
+ * Calls encode one Record and put it on a bounded queue; a writer thread
+ * groups records into blocks, compresses each into one zstd frame, appends
+ * it to the current spool segment, fsyncs per the durability policy and
+ * then indexes the block in session.db. The calling thread never touches
+ * the disk. When the queue is full the recorder either blocks (capture
+ * "lossless") or drops the flow's remaining records, marks the flow with an
+ * error and reports once through the warning callback (capture "on").
+ *
+ * Not thread-safe for producers: one thread (the proxy's loop) calls it. */
+#ifndef REEL_SESSION_RECORDER_H
+#define REEL_SESSION_RECORDER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/error.h"
+#include "session/session.h"
+
+typedef struct reel_recorder reel_recorder_t;
+
+typedef enum {
+    REEL_FSYNC_BLOCK = 0, /* fsync the segment after every frame (default) */
+    REEL_FSYNC_INTERVAL,  /* at most every fsync_interval_ms */
+    REEL_FSYNC_NEVER,
+} reel_fsync_policy;
+
+typedef enum {
+    REEL_CAPTURE_ON = 0,   /* record; drop (loudly) if the disk falls behind */
+    REEL_CAPTURE_OFF,      /* record nothing */
+    REEL_CAPTURE_LOSSLESS, /* record; block the caller if the disk falls behind */
+} reel_capture_mode;
+
+typedef struct {
+    reel_fsync_policy fsync;
+    uint32_t fsync_interval_ms; /* for REEL_FSYNC_INTERVAL */
+    uint64_t segment_size;      /* roll to a new segment past this many bytes */
+    uint64_t body_limit;        /* bytes of each body stored; 0 = nothing stored */
+    reel_capture_mode capture;
+    size_t queue_bytes;         /* bound of the queue; 0 = default (16 MiB) */
+    int zstd_level;             /* 0 = default (3) */
+    /* Called from the writer thread or the caller with a one-line message
+     * when capture falls behind or a disk error stops it. May be NULL
+     * (messages go to stderr). */
+    void (*warn)(void *ctx, const char *msg);
+    void *warn_ctx;
+} reel_recorder_opts_t;
+
+/** Fills opts with the defaults. */
+void reel_recorder_opts_default(reel_recorder_opts_t *opts);
+
+/** One header as bytes (need not be NUL-terminated). */
+typedef struct {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+} reel_header_t;
+
+typedef enum { REEL_FLOW_HTTP = 0, REEL_FLOW_TUNNEL = 1 } reel_flow_kind;
+
+typedef struct {
+    reel_flow_kind kind;
+    const char *client_addr; /* may be NULL */
+    const char *server_addr; /* may be NULL */
+    const char *source;      /* "proxy", "har-import"; NULL = "proxy" */
+    int64_t time_us;         /* 0 = now */
+} reel_flow_info_t;
+
+typedef struct {
+    const char *method;
+    const char *scheme;
+    const char *host;
+    uint32_t port;
+    const char *target; /* origin-form: path and query */
+    const char *http_version;
+    const reel_header_t *headers;
+    size_t n_headers;
+    int body_decoded;
+    int64_t time_us; /* 0 = now */
+} reel_request_head_t;
+
+typedef struct {
+    uint32_t status;
+    const char *reason;
+    const char *http_version;
+    const reel_header_t *headers;
+    size_t n_headers;
+    int body_decoded;
+    int64_t time_us; /* 0 = now */
+} reel_response_head_t;
+
+/** Timings in microseconds, -1 when unknown (as in HAR). */
+typedef struct {
+    int64_t blocked_us, dns_us, connect_us, send_us, wait_us, receive_us, ssl_us;
+} reel_timings_t;
+
+/** Per-flow recording state, owned by the caller between flow_start and
+ * flow_end/flow_error (which free it). */
+typedef struct reel_rflow reel_rflow_t;
+
+/** Starts a writer thread recording into s (which must have been opened
+ * with REEL_OPEN_RECORD and outlive the recorder). Returns owned. */
+reel_rc reel_recorder_open(reel_session_t *s, const reel_recorder_opts_t *opts,
+                           reel_recorder_t **out, reel_err_t *err);
+
+/** Changes body_limit and capture for flows started from now on. */
+void reel_recorder_set_limits(reel_recorder_t *rec, uint64_t body_limit, reel_capture_mode capture);
+
+/** Starts a flow; returns an owned handle, never NULL (with capture off the
+ * handle records nothing). */
+reel_rflow_t *reel_recorder_flow_start(reel_recorder_t *rec, const reel_flow_info_t *info);
+
+/** The flow's session-local id (0 when capture was off at its start). */
+uint64_t reel_rflow_id(const reel_rflow_t *f);
+
+void reel_recorder_request_head(reel_rflow_t *f, const reel_request_head_t *h);
+/** Records body bytes up to body_limit; all bytes are counted. */
+void reel_recorder_request_body(reel_rflow_t *f, const void *data, size_t len);
+void reel_recorder_response_head(reel_rflow_t *f, const reel_response_head_t *h);
+void reel_recorder_response_body(reel_rflow_t *f, const void *data, size_t len);
+
+/** Ends the flow normally and frees f. timings may be NULL; time_us 0 = now;
+ * request_end_us/response_start_us 0 = unknown. */
+void reel_recorder_flow_end(reel_rflow_t *f, const reel_timings_t *timings, int64_t time_us,
+                            int64_t request_end_us, int64_t response_start_us);
+
+/** Ends the flow with an error message and frees f. */
+void reel_recorder_flow_error(reel_rflow_t *f, const char *message);
+
+/** Waits until every record queued so far is in the spool and indexed.
+ * Returns the writer's sticky error, if any. */
+reel_rc reel_recorder_flush(reel_recorder_t *rec, reel_err_t *err);
+
+/** Counters for `reel show` / stats. */
+typedef struct {
+    uint64_t flows, records, frames, raw_bytes, spool_bytes, dropped_records;
+} reel_recorder_stats_t;
+void reel_recorder_stats(reel_recorder_t *rec, reel_recorder_stats_t *out);
+
+/** Flushes, stops the writer thread and frees rec (accepts NULL). Returns
+ * the writer's sticky error if a disk error happened at any point. */
+reel_rc reel_recorder_close(reel_recorder_t *rec, reel_err_t *err);
+
+#endif

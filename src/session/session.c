@@ -1,0 +1,824 @@
+/* Session directories: layout, the recorder lock, recovery, repair, verify.
+ * Recovery rules are specified in docs/format.md ("Recovery"). */
+#include "session/session.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/mem.h"
+#include "session/index.h"
+#include "flow.pb-c.h"
+#include "session/spool.h"
+
+struct reel_session {
+    char *name;
+    char *path;
+    char *spool_dir;
+    sqlite3 *db;
+    int lock_fd;
+    int recording;
+    reel_buf_t note;
+};
+
+int64_t reel_now_us(void) {
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+}
+
+char *reel_session_home(const char *override) {
+    if (override && override[0])
+        return reel_strdup(override);
+    const char *env = getenv("REEL_HOME");
+    if (env && env[0])
+        return reel_strdup(env);
+    const char *xdg = getenv("XDG_DATA_HOME");
+    if (xdg && xdg[0] == '/')
+        return reel_asprintf("%s/reel/sessions", xdg);
+    const char *home = getenv("HOME");
+    return reel_asprintf("%s/.local/share/reel/sessions", home && home[0] ? home : ".");
+}
+
+reel_rc reel_session_name_check(const char *name, reel_err_t *err) {
+    size_t n = strlen(name);
+    if (n == 0)
+        return reel_err_set(err, REEL_INVALID, "invalid session name: empty");
+    if (n > REEL_SESSION_NAME_MAX)
+        return reel_err_set(err, REEL_INVALID, "invalid session name: longer than %d bytes",
+                            REEL_SESSION_NAME_MAX);
+    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return reel_err_set(err, REEL_INVALID, "invalid session name '%s'", name);
+    if (name[0] == '.' || name[0] == '-')
+        return reel_err_set(err, REEL_INVALID,
+                            "invalid session name '%s': must not start with '.' or '-'", name);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c == '/')
+            return reel_err_set(err, REEL_INVALID, "invalid session name '%s': contains '/'",
+                                name);
+        if (c < 0x21 || c > 0x7e)
+            return reel_err_set(err, REEL_INVALID,
+                                "invalid session name: byte 0x%02x at position %zu is not a "
+                                "printable character (use letters, digits, '-', '_', '.')",
+                                c, i + 1);
+    }
+    return REEL_OK;
+}
+
+static int mkdir_p(const char *path, mode_t mode) {
+    char *p = reel_strdup(path);
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        if (mkdir(p, mode) != 0 && errno != EEXIST) {
+            free(p);
+            return -1;
+        }
+        *s = '/';
+    }
+    int rc = mkdir(p, mode) != 0 && errno != EEXIST ? -1 : 0;
+    free(p);
+    return rc;
+}
+
+static void note(reel_session_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(reel_session_t *s, const char *fmt, ...) {
+    char line[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (s->note.len)
+        reel_buf_puts(&s->note, "; ");
+    reel_buf_puts(&s->note, line);
+}
+
+static long read_pid(int fd) {
+    char buf[32] = {0};
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    if (n <= 0)
+        return 0;
+    return strtol(buf, NULL, 10);
+}
+
+/* Takes the lock. Returns REEL_OK, or REEL_LOCKED if another holds it. */
+static reel_rc take_lock(reel_session_t *s, int wait_ms) {
+    for (int waited = 0;; waited += 50) {
+        if (flock(s->lock_fd, LOCK_EX | LOCK_NB) == 0)
+            return REEL_OK;
+        if (errno != EWOULDBLOCK && errno != EINTR)
+            return REEL_IO;
+        if (waited >= wait_ms)
+            return REEL_LOCKED;
+        struct timespec ts = {0, 50 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static reel_rc locked_error(reel_session_t *s, reel_err_t *err) {
+    long pid = read_pid(s->lock_fd);
+    if (pid > 0)
+        return reel_err_set(err, REEL_LOCKED, "session '%s' is being recorded by PID %ld",
+                            s->name, pid);
+    return reel_err_set(err, REEL_LOCKED, "session '%s' is locked by another process", s->name);
+}
+
+long reel_session_recorder_pid(reel_session_t *s) {
+    if (s->recording)
+        return (long)getpid();
+    char *lp = reel_asprintf("%s/lock", s->path);
+    int fd = open(lp, O_RDONLY | O_CLOEXEC);
+    free(lp);
+    if (fd < 0)
+        return 0;
+    long pid = 0;
+    if (flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK)
+        pid = read_pid(fd);
+    close(fd);
+    return pid;
+}
+
+int reel_session_open_segment(const reel_session_t *s, uint32_t n) {
+    char name[16];
+    reel_spool_segment_name(n, name);
+    char *p = reel_asprintf("%s/%s", s->spool_dir, name);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    free(p);
+    return fd;
+}
+
+/* Segment numbers present in spool/, sorted. */
+static uint32_t *list_segments(const reel_session_t *s, size_t *count) {
+    *count = 0;
+    DIR *d = opendir(s->spool_dir);
+    if (d == NULL)
+        return NULL;
+    size_t cap = 16;
+    uint32_t *v = reel_malloc(cap * sizeof *v);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        uint32_t n;
+        if (!reel_spool_segment_parse(e->d_name, &n))
+            continue;
+        if (*count == cap)
+            v = reel_realloc(v, (cap *= 2) * sizeof *v);
+        v[(*count)++] = n;
+    }
+    closedir(d);
+    for (size_t i = 1; i < *count; i++) /* insertion sort: few segments */
+        for (size_t j = i; j > 0 && v[j - 1] > v[j]; j--) {
+            uint32_t t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    return v;
+}
+
+/* Indexing frames found by a scan, committing every few hundred frames. */
+typedef struct {
+    reel_indexer_t *ix;
+    uint32_t segment;
+    unsigned pending;
+    uint64_t frames;
+    reel_err_t *err;
+    reel_rc rc;
+} scan_ctx;
+
+static int index_frame_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *raw, size_t rlen) {
+    scan_ctx *c = ctx;
+    if (c->pending == 0 && (c->rc = reel_indexer_begin(c->ix, c->err)) != REEL_OK)
+        return 1;
+    c->rc = reel_indexer_add_frame(c->ix, c->segment, off, clen, raw, rlen, c->err);
+    if (c->rc == REEL_CORRUPT) {
+        /* Undecodable records in a frame with a good checksum: index what
+         * the frame says and move on; verify will name it. */
+        reel_err_clear(c->err);
+        c->rc = REEL_OK;
+    }
+    if (c->rc != REEL_OK)
+        return 1;
+    c->frames++;
+    if (++c->pending >= 256) {
+        c->pending = 0;
+        if ((c->rc = reel_indexer_commit(c->ix, c->err)) != REEL_OK)
+            return 1;
+    }
+    return 0;
+}
+
+static reel_rc scan_finish(scan_ctx *c) {
+    if (c->rc == REEL_OK && c->pending) {
+        c->pending = 0;
+        c->rc = reel_indexer_commit(c->ix, c->err);
+    }
+    return c->rc;
+}
+
+/* Moves [off, EOF) of segment n aside into recovered/ and truncates. */
+static reel_rc move_aside(reel_session_t *s, uint32_t n, uint64_t off, const char *reason,
+                          reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    char name[16];
+    reel_spool_segment_name(n, name);
+    char *seg = reel_asprintf("%s/%s", s->spool_dir, name);
+    char *dir = reel_asprintf("%s/recovered", s->path);
+    char *dst = reel_asprintf("%s/%s.%llu.torn", dir, name, (unsigned long long)off);
+    int in = -1, out = -1;
+    uint8_t *buf = NULL;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        rc = reel_err_errno(err, REEL_IO, errno, "creating %s", dir);
+        goto out;
+    }
+    in = open(seg, O_RDWR | O_CLOEXEC);
+    out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (in < 0 || out < 0) {
+        rc = reel_err_errno(err, REEL_IO, errno, "moving the damaged tail of %s aside", seg);
+        goto out;
+    }
+    buf = reel_malloc(1 << 16);
+    for (uint64_t pos = off;;) {
+        ssize_t r = pread(in, buf, 1 << 16, (off_t)pos);
+        if (r < 0) {
+            rc = reel_err_errno(err, REEL_IO, errno, "reading %s", seg);
+            goto out;
+        }
+        if (r == 0)
+            break;
+        if (write(out, buf, (size_t)r) != r) {
+            rc = reel_err_errno(err, REEL_IO, errno, "writing %s", dst);
+            goto out;
+        }
+        pos += (uint64_t)r;
+    }
+    if (fsync(out) != 0 || ftruncate(in, (off_t)off) != 0 || fsync(in) != 0) {
+        rc = reel_err_errno(err, REEL_IO, errno, "truncating %s", seg);
+        goto out;
+    }
+    note(s, "segment %s: %s at offset %llu; moved the bytes from there to the end aside to %s",
+         name, reason, (unsigned long long)off, dst + strlen(s->path) + 1);
+out:
+    if (in >= 0)
+        close(in);
+    if (out >= 0)
+        close(out);
+    free(buf);
+    free(seg);
+    free(dir);
+    free(dst);
+    return rc;
+}
+
+static reel_rc mark_interrupted(reel_session_t *s, reel_err_t *err) {
+    reel_rc rc = reel_index_exec(s->db,
+                                 "UPDATE flows SET state = 'interrupted', error = coalesce(error, "
+                                 "'recording stopped before the flow ended') WHERE state = 'open'",
+                                 err);
+    int n = sqlite3_changes(s->db);
+    if (rc == REEL_OK && n > 0)
+        note(s, "%d flow%s cut off by the end of an earlier recording marked interrupted", n,
+             n == 1 ? "" : "s");
+    return rc;
+}
+
+/* Scans segment n from `from`, indexing valid frames. What follows the
+ * last valid frame is moved aside if `tail_aside`, else recorded as damage
+ * and skipped (resyncing at the next valid frame). */
+static reel_rc scan_segment(reel_session_t *s, reel_indexer_t *ix, uint32_t n, uint64_t from,
+                            int tail_aside, uint64_t *frames, reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    int fd = reel_session_open_segment(s, n);
+    if (fd < 0)
+        return reel_err_errno(err, REEL_IO, errno, "opening spool segment %u", n);
+    char name[16];
+    reel_spool_segment_name(n, name);
+    scan_ctx c = {.ix = ix, .segment = n, .err = err};
+    for (uint64_t pos = from;;) {
+        reel_spool_scan_t sc;
+        rc = reel_spool_scan(fd, pos, index_frame_cb, &c, &sc, err);
+        if (rc == REEL_OK)
+            rc = scan_finish(&c);
+        if (rc != REEL_OK)
+            break;
+        if (sc.reason[0] == '\0')
+            break; /* clean to EOF */
+        uint64_t next = 0;
+        reel_rc r2 = tail_aside ? REEL_NOTFOUND : reel_spool_resync(fd, sc.bad_off + 1, &next, err);
+        if (r2 == REEL_NOTFOUND) {
+            if (tail_aside) {
+                close(fd);
+                fd = -1;
+                rc = move_aside(s, n, sc.bad_off, sc.reason, err);
+                break;
+            }
+            next = sc.file_size;
+        } else if (r2 != REEL_OK) {
+            rc = r2;
+            break;
+        }
+        sqlite3_stmt *st = NULL;
+        if (reel_index_prepare(s->db,
+                               "INSERT OR REPLACE INTO damage(segment, offset, length, reason, "
+                               "found_us) VALUES(?, ?, ?, ?, ?)",
+                               &st, err) == REEL_OK) {
+            sqlite3_bind_int64(st, 1, n);
+            sqlite3_bind_int64(st, 2, (sqlite3_int64)sc.bad_off);
+            sqlite3_bind_int64(st, 3, (sqlite3_int64)(next - sc.bad_off));
+            sqlite3_bind_text(st, 4, sc.reason, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_int64(st, 5, reel_now_us());
+            sqlite3_step(st);
+        }
+        sqlite3_finalize(st);
+        note(s, "segment %s: skipped %llu damaged bytes at offset %llu (%s)", name,
+             (unsigned long long)(next - sc.bad_off), (unsigned long long)sc.bad_off, sc.reason);
+        if (next >= sc.file_size)
+            break;
+        pos = next;
+    }
+    if (fd >= 0)
+        close(fd);
+    if (frames)
+        *frames += c.frames;
+    return rc;
+}
+
+static reel_rc rebuild(reel_session_t *s, reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    reel_indexer_t *ix = NULL;
+    size_t nseg = 0;
+    uint32_t *segs = list_segments(s, &nseg);
+    uint64_t frames = 0;
+    rc = reel_index_exec(s->db,
+                         "BEGIN IMMEDIATE;"
+                         "DELETE FROM flow_frames; DELETE FROM frames; DELETE FROM damage;"
+                         "INSERT INTO url_fts(url_fts) VALUES('delete-all');"
+                         "DROP TRIGGER IF EXISTS flows_fts_ad;"
+                         "DELETE FROM flows;"
+                         "CREATE TRIGGER flows_fts_ad AFTER DELETE ON flows WHEN old.url IS NOT "
+                         "NULL BEGIN INSERT INTO url_fts(url_fts, rowid, url) VALUES ('delete', "
+                         "old.id, old.url); END;"
+                         "COMMIT;",
+                         err);
+    if (rc != REEL_OK) {
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        goto out;
+    }
+    rc = reel_indexer_new(s->db, &ix, err);
+    for (size_t i = 0; rc == REEL_OK && i < nseg; i++)
+        rc = scan_segment(s, ix, segs[i], 0, i + 1 == nseg, &frames, err);
+    if (rc == REEL_OK)
+        rc = mark_interrupted(s, err);
+    if (rc == REEL_OK)
+        note(s, "index rebuilt from %zu segment%s, %llu frames, %llu flows", nseg,
+             nseg == 1 ? "" : "s", (unsigned long long)frames,
+             (unsigned long long)reel_index_max_flow_id(s->db));
+out:
+    reel_indexer_free(ix);
+    free(segs);
+    return rc;
+}
+
+/* Recovery on open, with the lock held. */
+static reel_rc recover(reel_session_t *s, reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    reel_indexer_t *ix = NULL;
+    size_t nseg = 0;
+    uint32_t *segs = list_segments(s, &nseg);
+    uint32_t last_indexed = reel_index_last_segment(s->db);
+    int need_rebuild = 0;
+    /* The index must not refer to spool bytes that are gone. */
+    for (size_t i = 0; i < nseg && !need_rebuild; i++) {
+        char name[16];
+        reel_spool_segment_name(segs[i], name);
+        char *p = reel_asprintf("%s/%s", s->spool_dir, name);
+        struct stat st;
+        if (stat(p, &st) == 0 && (uint64_t)st.st_size < reel_index_segment_end(s->db, segs[i])) {
+            need_rebuild = 1;
+            note(s, "segment %s is shorter than the index says", name);
+        }
+        free(p);
+    }
+    if (!need_rebuild && last_indexed) {
+        sqlite3_stmt *st = NULL;
+        rc = reel_index_prepare(s->db, "SELECT DISTINCT segment FROM frames", &st, err);
+        while (rc == REEL_OK && sqlite3_step(st) == SQLITE_ROW) {
+            uint32_t n = (uint32_t)sqlite3_column_int64(st, 0);
+            int found = 0;
+            for (size_t i = 0; i < nseg; i++)
+                found |= segs[i] == n;
+            if (!found) {
+                need_rebuild = 1;
+                note(s, "spool segment %08u.zst listed in the index is missing", n);
+                break;
+            }
+        }
+        sqlite3_finalize(st);
+        if (rc != REEL_OK)
+            goto out;
+    }
+    if (need_rebuild) {
+        rc = rebuild(s, err);
+        goto out;
+    }
+    rc = reel_indexer_new(s->db, &ix, err);
+    for (size_t i = 0; rc == REEL_OK && i < nseg; i++) {
+        uint64_t end = reel_index_segment_end(s->db, segs[i]);
+        char name[16];
+        reel_spool_segment_name(segs[i], name);
+        char *p = reel_asprintf("%s/%s", s->spool_dir, name);
+        struct stat st;
+        int grow = stat(p, &st) == 0 && (uint64_t)st.st_size > end;
+        free(p);
+        if (!grow)
+            continue;
+        uint64_t frames = 0;
+        rc = scan_segment(s, ix, segs[i], end, 1, &frames, err);
+        if (rc == REEL_OK && frames)
+            note(s, "indexed %llu frame%s of segment %s that the index had not seen",
+                 (unsigned long long)frames, frames == 1 ? "" : "s", name);
+    }
+    if (rc == REEL_OK)
+        rc = mark_interrupted(s, err);
+out:
+    reel_indexer_free(ix);
+    free(segs);
+    return rc;
+}
+
+reel_rc reel_session_open(const char *home, const char *name, int flags, reel_session_t **out,
+                          reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    reel_session_t *s = NULL;
+    *out = NULL;
+    if ((rc = reel_session_name_check(name, err)) != REEL_OK)
+        return rc;
+    s = reel_calloc(1, sizeof *s);
+    s->lock_fd = -1;
+    reel_buf_init(&s->note, 0);
+    s->name = reel_strdup(name);
+    s->path = reel_asprintf("%s/%s", home, name);
+    s->spool_dir = reel_asprintf("%s/spool", s->path);
+    char *dbpath = reel_asprintf("%s/session.db", s->path);
+    char *lockpath = reel_asprintf("%s/lock", s->path);
+    struct stat st;
+    int exists = stat(s->path, &st) == 0;
+    if (exists && !S_ISDIR(st.st_mode)) {
+        rc = reel_err_set(err, REEL_INVALID, "%s is not a directory", s->path);
+        goto out;
+    }
+    if (exists && (flags & REEL_OPEN_NEW)) {
+        rc = reel_err_set(err, REEL_EXISTS, "session '%s' already exists", name);
+        goto out;
+    }
+    if (!exists && !(flags & REEL_OPEN_CREATE)) {
+        rc = reel_err_set(err, REEL_NOTFOUND, "no session '%s' in %s", name, home);
+        goto out;
+    }
+    int created = 0;
+    if (!exists) {
+        if (mkdir_p(home, 0700) != 0) {
+            rc = reel_err_errno(err, REEL_IO, errno, "cannot create %s", home);
+            goto out;
+        }
+        if (mkdir(s->path, 0700) != 0) {
+            rc = reel_err_errno(err, errno == EEXIST ? REEL_EXISTS : REEL_IO, errno,
+                                "cannot create %s", s->path);
+            goto out;
+        }
+        created = 1;
+    } else if (stat(dbpath, &st) != 0) {
+        rc = reel_err_set(err, REEL_CORRUPT, "%s is not a reel session (no session.db)", s->path);
+        goto out;
+    }
+    if (mkdir(s->spool_dir, 0700) != 0 && errno != EEXIST) {
+        rc = reel_err_errno(err, REEL_IO, errno, "cannot create %s", s->spool_dir);
+        goto out;
+    }
+    s->lock_fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (s->lock_fd < 0) {
+        /* A read-only copy of a session still opens for reading. */
+        if ((flags & REEL_OPEN_RECORD) || (errno != EACCES && errno != EROFS)) {
+            rc = reel_err_errno(err, REEL_IO, errno, "cannot open %s", lockpath);
+            goto out;
+        }
+    }
+    int have_lock = 0;
+    if (s->lock_fd >= 0) {
+        rc = take_lock(s, (flags & REEL_OPEN_RECORD) ? 3000 : 0);
+        if (rc == REEL_OK) {
+            have_lock = 1;
+        } else if (rc == REEL_LOCKED && !(flags & REEL_OPEN_RECORD)) {
+            rc = REEL_OK; /* a recorder is live: read its index as it stands */
+        } else if (rc == REEL_LOCKED) {
+            rc = locked_error(s, err);
+            goto out;
+        } else {
+            rc = reel_err_errno(err, REEL_IO, errno, "locking %s", lockpath);
+            goto out;
+        }
+    }
+    rc = reel_index_open(dbpath, created, &s->db, err);
+    if (rc != REEL_OK)
+        goto out;
+    if (created) {
+        char buf[32];
+        snprintf(buf, sizeof buf, "%lld", (long long)reel_now_us());
+        if ((rc = reel_index_meta_set(s->db, "name", name, err)) != REEL_OK ||
+            (rc = reel_index_meta_set(s->db, "created_us", buf, err)) != REEL_OK ||
+            (rc = reel_index_meta_set(s->db, "format", "reel-session 1", err)) != REEL_OK)
+            goto out;
+    }
+    if (have_lock) {
+        rc = recover(s, err);
+        if (rc != REEL_OK)
+            goto out;
+        if (flags & REEL_OPEN_RECORD) {
+            char pid[32];
+            int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+            if (ftruncate(s->lock_fd, 0) != 0 || pwrite(s->lock_fd, pid, (size_t)n, 0) != n) {
+                rc = reel_err_errno(err, REEL_IO, errno, "writing %s", lockpath);
+                goto out;
+            }
+            s->recording = 1;
+        } else {
+            flock(s->lock_fd, LOCK_UN);
+        }
+    }
+out:
+    free(dbpath);
+    free(lockpath);
+    if (rc != REEL_OK) {
+        reel_session_close(s);
+        s = NULL;
+    }
+    *out = s;
+    return rc;
+}
+
+void reel_session_close(reel_session_t *s) {
+    if (s == NULL)
+        return;
+    if (s->db)
+        sqlite3_close_v2(s->db);
+    if (s->lock_fd >= 0) {
+        if (s->recording && ftruncate(s->lock_fd, 0) != 0) {
+            /* stale PID text is harmless: the flock is what counts */
+        }
+        close(s->lock_fd);
+    }
+    reel_buf_free(&s->note);
+    free(s->name);
+    free(s->path);
+    free(s->spool_dir);
+    free(s);
+}
+
+sqlite3 *reel_session_db(reel_session_t *s) {
+    return s->db;
+}
+const char *reel_session_name(const reel_session_t *s) {
+    return s->name;
+}
+const char *reel_session_path(const reel_session_t *s) {
+    return s->path;
+}
+const char *reel_session_spool_dir(const reel_session_t *s) {
+    return s->spool_dir;
+}
+int reel_session_is_recording(const reel_session_t *s) {
+    return s->recording;
+}
+const char *reel_session_recovery_note(const reel_session_t *s) {
+    return s->note.len ? (const char *)s->note.data : "";
+}
+
+reel_rc reel_session_repair(reel_session_t *s, char **report, reel_err_t *err) {
+    *report = NULL;
+    int took = 0;
+    if (!s->recording) {
+        if (s->lock_fd < 0)
+            return reel_err_set(err, REEL_IO, "cannot lock session '%s' (read-only?)", s->name);
+        if (take_lock(s, 3000) != REEL_OK)
+            return locked_error(s, err);
+        took = 1;
+    }
+    reel_buf_reset(&s->note);
+    reel_rc rc = rebuild(s, err);
+    if (took)
+        flock(s->lock_fd, LOCK_UN);
+    *report = reel_strdup(reel_session_recovery_note(s));
+    return rc;
+}
+
+/* ---- verify ---- */
+
+typedef struct {
+    reel_session_t *s;
+    uint32_t segment;
+    sqlite3_stmt *frame_q, *ff_q;
+    reel_buf_t *report;
+    uint64_t frames, problems;
+} verify_ctx;
+
+static void problem(verify_ctx *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void problem(verify_ctx *v, const char *fmt, ...) {
+    char line[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    reel_buf_printf(v->report, "%s\n", line);
+    v->problems++;
+}
+
+static int verify_frame_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *raw, size_t rlen) {
+    verify_ctx *v = ctx;
+    v->frames++;
+    sqlite3_bind_int64(v->frame_q, 1, v->segment);
+    sqlite3_bind_int64(v->frame_q, 2, (sqlite3_int64)off);
+    if (sqlite3_step(v->frame_q) != SQLITE_ROW) {
+        problem(v, "segment %08u.zst: frame at offset %llu is not in the index", v->segment,
+                (unsigned long long)off);
+    } else if ((uint64_t)sqlite3_column_int64(v->frame_q, 0) != clen ||
+               (uint64_t)sqlite3_column_int64(v->frame_q, 1) != rlen) {
+        problem(v, "segment %08u.zst: frame at offset %llu: index says %lld/%lld bytes, spool has "
+                   "%zu/%zu",
+                v->segment, (unsigned long long)off, sqlite3_column_int64(v->frame_q, 0),
+                sqlite3_column_int64(v->frame_q, 1), clen, rlen);
+    }
+    sqlite3_reset(v->frame_q);
+    /* Every record decodes and its flow is linked to this frame. */
+    size_t pos = 0, len = 0, k = 0;
+    const uint8_t *rec = NULL;
+    uint64_t last = 0;
+    while (reel_spool_block_next(raw, rlen, &pos, &rec, &len) == REEL_OK) {
+        Reel__Record *r = reel__record__unpack(NULL, len, rec);
+        if (r == NULL) {
+            problem(v, "segment %08u.zst: frame at offset %llu: record %zu does not decode",
+                    v->segment, (unsigned long long)off, k);
+        } else if (r->flow_id && r->flow_id != last) {
+            last = r->flow_id;
+            sqlite3_bind_int64(v->ff_q, 1, (sqlite3_int64)r->flow_id);
+            sqlite3_bind_int64(v->ff_q, 2, v->segment);
+            sqlite3_bind_int64(v->ff_q, 3, (sqlite3_int64)off);
+            if (sqlite3_step(v->ff_q) != SQLITE_ROW)
+                problem(v, "segment %08u.zst: frame at offset %llu holds records of flow %llu "
+                           "that the index does not link to it",
+                        v->segment, (unsigned long long)off, (unsigned long long)r->flow_id);
+            sqlite3_reset(v->ff_q);
+        }
+        reel__record__free_unpacked(r, NULL);
+        k++;
+    }
+    return 0;
+}
+
+reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    reel_buf_t rep;
+    reel_buf_init(&rep, 0);
+    verify_ctx v = {.s = s, .report = &rep};
+    sqlite3_stmt *dmg = NULL, *idx_frames = NULL;
+    size_t nseg = 0;
+    uint32_t *segs = list_segments(s, &nseg);
+    if ((rc = reel_index_prepare(s->db, "SELECT clen, rlen FROM frames WHERE segment = ? AND offset = ?",
+                                 &v.frame_q, err)) != REEL_OK ||
+        (rc = reel_index_prepare(s->db,
+                                 "SELECT 1 FROM flow_frames WHERE flow_id = ? AND segment = ? AND "
+                                 "offset = ?",
+                                 &v.ff_q, err)) != REEL_OK ||
+        (rc = reel_index_prepare(s->db,
+                                 "SELECT offset + length FROM damage WHERE segment = ? AND offset "
+                                 "= ?",
+                                 &dmg, err)) != REEL_OK)
+        goto out;
+    /* Spool to index: every frame checks out and is indexed. */
+    for (size_t i = 0; i < nseg; i++) {
+        int fd = reel_session_open_segment(s, segs[i]);
+        if (fd < 0) {
+            problem(&v, "segment %08u.zst: cannot open: %s", segs[i], strerror(errno));
+            continue;
+        }
+        v.segment = segs[i];
+        for (uint64_t pos = 0;;) {
+            reel_spool_scan_t sc;
+            if ((rc = reel_spool_scan(fd, pos, verify_frame_cb, &v, &sc, err)) != REEL_OK)
+                break;
+            if (sc.reason[0] == '\0')
+                break;
+            sqlite3_bind_int64(dmg, 1, segs[i]);
+            sqlite3_bind_int64(dmg, 2, (sqlite3_int64)sc.bad_off);
+            uint64_t next = 0;
+            if (sqlite3_step(dmg) == SQLITE_ROW) {
+                next = (uint64_t)sqlite3_column_int64(dmg, 0);
+                reel_buf_printf(&rep,
+                                "segment %08u.zst: known damage at offset %llu (%llu bytes, "
+                                "skipped by repair)\n",
+                                segs[i], (unsigned long long)sc.bad_off,
+                                (unsigned long long)(next - sc.bad_off));
+            } else {
+                problem(&v, "segment %08u.zst: frame at offset %llu: %s", segs[i],
+                        (unsigned long long)sc.bad_off, sc.reason);
+                if (reel_spool_resync(fd, sc.bad_off + 1, &next, err) != REEL_OK)
+                    next = sc.file_size;
+            }
+            sqlite3_reset(dmg);
+            if (next <= sc.bad_off || next >= sc.file_size)
+                break;
+            pos = next;
+        }
+        close(fd);
+        if (rc != REEL_OK)
+            goto out;
+    }
+    /* Index to spool: every indexed frame exists. */
+    if ((rc = reel_index_prepare(s->db,
+                                 "SELECT f.segment, f.offset, f.clen FROM frames f",
+                                 &idx_frames, err)) != REEL_OK)
+        goto out;
+    while (sqlite3_step(idx_frames) == SQLITE_ROW) {
+        uint32_t seg = (uint32_t)sqlite3_column_int64(idx_frames, 0);
+        int found = 0;
+        for (size_t i = 0; i < nseg; i++)
+            found |= segs[i] == seg;
+        if (!found) {
+            problem(&v, "index lists frames of segment %08u.zst, which is missing", seg);
+            while (sqlite3_step(idx_frames) == SQLITE_ROW &&
+                   (uint32_t)sqlite3_column_int64(idx_frames, 0) == seg)
+                ;
+            break;
+        }
+    }
+    uint64_t indexed = 0;
+    {
+        sqlite3_stmt *c = NULL;
+        if (reel_index_prepare(s->db, "SELECT count(*) FROM frames", &c, err) == REEL_OK &&
+            sqlite3_step(c) == SQLITE_ROW)
+            indexed = (uint64_t)sqlite3_column_int64(c, 0);
+        sqlite3_finalize(c);
+    }
+    if (indexed > v.frames)
+        problem(&v, "index lists %llu frames but the spool holds %llu valid ones",
+                (unsigned long long)indexed, (unsigned long long)v.frames);
+    {
+        sqlite3_stmt *c = NULL;
+        if (reel_index_prepare(s->db,
+                               "SELECT id FROM flows WHERE NOT EXISTS (SELECT 1 FROM flow_frames "
+                               "ff WHERE ff.flow_id = flows.id) LIMIT 10",
+                               &c, err) == REEL_OK)
+            while (sqlite3_step(c) == SQLITE_ROW)
+                problem(&v, "flow %lld has no records in the spool", sqlite3_column_int64(c, 0));
+        sqlite3_finalize(c);
+        if (reel_index_prepare(s->db, "PRAGMA quick_check", &c, err) == REEL_OK)
+            while (sqlite3_step(c) == SQLITE_ROW) {
+                const char *t = (const char *)sqlite3_column_text(c, 0);
+                if (t && strcmp(t, "ok") != 0)
+                    problem(&v, "session.db: %s", t);
+            }
+        sqlite3_finalize(c);
+    }
+    reel_buf_printf(&rep, "%zu segment%s, %llu frames checked, %llu problem%s\n", nseg,
+                    nseg == 1 ? "" : "s", (unsigned long long)v.frames,
+                    (unsigned long long)v.problems, v.problems == 1 ? "" : "s");
+    if (v.problems)
+        rc = REEL_CORRUPT;
+out:
+    sqlite3_finalize(v.frame_q);
+    sqlite3_finalize(v.ff_q);
+    sqlite3_finalize(dmg);
+    sqlite3_finalize(idx_frames);
+    free(segs);
+    *report = (char *)rep.data;
+    if (*report == NULL)
+        *report = reel_strdup("");
+    return rc;
+}
+
+static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    return remove(path);
+}
+
+reel_rc reel_session_remove(const char *home, const char *name, reel_err_t *err) {
+    reel_session_t *s = NULL;
+    reel_rc rc = reel_session_open(home, name, REEL_OPEN_RECORD, &s, err);
+    if (rc != REEL_OK)
+        return rc;
+    char *path = reel_strdup(reel_session_path(s));
+    /* Hold the lock while deleting so no recorder starts meanwhile. */
+    if (nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        rc = reel_err_errno(err, REEL_IO, errno, "removing %s", path);
+    reel_session_close(s);
+    free(path);
+    return rc;
+}

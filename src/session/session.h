@@ -1,0 +1,82 @@
+/* A capture session on disk: <home>/<name>/{session.db, spool/, lock}.
+ *
+ * Opening a session runs recovery when no recorder holds it: frames in the
+ * spool past what the index knows are verified and indexed, a torn trailing
+ * frame is moved aside into recovered/, and an index that refers to spool
+ * bytes that are gone is rebuilt from the spool. What recovery did is
+ * reported by reel_session_recovery_note(). */
+#ifndef REEL_SESSION_SESSION_H
+#define REEL_SESSION_SESSION_H
+
+#include <sqlite3.h>
+#include <stdint.h>
+
+#include "base/error.h"
+
+typedef struct reel_session reel_session_t;
+
+/** Longest session name accepted. */
+#define REEL_SESSION_NAME_MAX 128
+
+enum {
+    REEL_OPEN_CREATE = 1 << 0, /* create the session if it does not exist */
+    REEL_OPEN_RECORD = 1 << 1, /* take the recorder lock; fail if held */
+    REEL_OPEN_NEW = 1 << 2,    /* with CREATE: fail if it already exists */
+};
+
+/** Resolves the sessions root: override if non-NULL and non-empty, else
+ * $REEL_HOME, else $XDG_DATA_HOME/reel/sessions, else
+ * ~/.local/share/reel/sessions. Returns owned. */
+char *reel_session_home(const char *override);
+
+/** Checks a session name: 1..REEL_SESSION_NAME_MAX printable ASCII bytes, no
+ * '/', not "." or "..", not starting with '.' or '-'. Returns REEL_INVALID
+ * with the reason in err. */
+reel_rc reel_session_name_check(const char *name, reel_err_t *err);
+
+/** Opens (or creates, per flags) session `name` under `home` (created 0700
+ * when missing). Returns REEL_NOTFOUND, REEL_EXISTS, REEL_LOCKED (message
+ * names the recorder's PID), REEL_CORRUPT or REEL_DB with a message. */
+reel_rc reel_session_open(const char *home, const char *name, int flags, reel_session_t **out,
+                          reel_err_t *err);
+
+/** Closes s, releasing the lock; accepts NULL. */
+void reel_session_close(reel_session_t *s);
+
+/** Borrowed accessors, valid until close. */
+sqlite3 *reel_session_db(reel_session_t *s);
+const char *reel_session_name(const reel_session_t *s);
+const char *reel_session_path(const reel_session_t *s);
+/** Path of the spool directory. */
+const char *reel_session_spool_dir(const reel_session_t *s);
+
+/** 1 if this handle holds the recorder lock. */
+int reel_session_is_recording(const reel_session_t *s);
+
+/** PID of the process recording into the session, 0 if none. */
+long reel_session_recorder_pid(reel_session_t *s);
+
+/** What recovery did on open ("" if nothing); borrowed. */
+const char *reel_session_recovery_note(const reel_session_t *s);
+
+/** Opens segment n of s's spool for reading; returns the fd or -1 (errno). */
+int reel_session_open_segment(const reel_session_t *s, uint32_t n);
+
+/** Rebuilds the index (flows, frames) from the spool, keeping annotations,
+ * tags, marks and the config overlay. Corrupt frames are skipped and
+ * recorded in the damage table; *report receives an owned summary. Needs
+ * the session opened with REEL_OPEN_RECORD or unlocked (it takes the lock). */
+reel_rc reel_session_repair(reel_session_t *s, char **report, reel_err_t *err);
+
+/** Problems found by verify, one per line in *report (owned). Returns
+ * REEL_OK when the spool and index agree (known, repaired damage is listed
+ * but does not fail), REEL_CORRUPT otherwise. */
+reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err);
+
+/** Deletes the session directory. Refuses (REEL_LOCKED) while recording. */
+reel_rc reel_session_remove(const char *home, const char *name, reel_err_t *err);
+
+/** Current wall-clock time in microseconds since the epoch. */
+int64_t reel_now_us(void);
+
+#endif

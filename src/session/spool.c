@@ -1,0 +1,351 @@
+/* Spool codec. The byte-level format is specified in docs/format.md; this
+ * file is its reference implementation.
+ *
+ * Frames are standard zstd frames (RFC 8878) written with the content
+ * checksum flag and the frame content size set. Checksums are verified by
+ * libzstd while decompressing; a frame whose declared content size exceeds
+ * REEL_SPOOL_BLOCK_MAX, or that declares none, is rejected as not ours.
+ * Skippable frames are not written by reel and are rejected. */
+#include "session/spool.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <zstd.h>
+#include <zstd_errors.h>
+
+#define ZSTD_MAGIC 0xFD2FB528u
+
+void reel_spool_segment_name(uint32_t n, char out[static 16]) {
+    snprintf(out, 16, "%08u.zst", n);
+}
+
+int reel_spool_segment_parse(const char *name, uint32_t *n) {
+    uint32_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        if (name[i] < '0' || name[i] > '9')
+            return 0;
+        v = v * 10 + (uint32_t)(name[i] - '0');
+    }
+    if (strcmp(name + 8, ".zst") != 0 || v == 0)
+        return 0;
+    *n = v;
+    return 1;
+}
+
+reel_rc reel_spool_block_append(reel_buf_t *block, const uint8_t *rec, size_t len) {
+    if (len > REEL_SPOOL_RECORD_MAX)
+        return REEL_LIMIT;
+    uint8_t hdr[10];
+    size_t h = 0;
+    size_t v = len;
+    do {
+        uint8_t b = v & 0x7f;
+        v >>= 7;
+        hdr[h++] = (uint8_t)(b | (v ? 0x80 : 0));
+    } while (v);
+    if (block->len + h + len > REEL_SPOOL_BLOCK_MAX)
+        return REEL_LIMIT;
+    reel_rc rc = reel_buf_reserve(block, h + len);
+    if (rc != REEL_OK)
+        return rc;
+    memcpy(block->data + block->len, hdr, h);
+    memcpy(block->data + block->len + h, rec, len);
+    block->len += h + len;
+    return REEL_OK;
+}
+
+/* Size of the frame header (RFC 8878 section 3.1.1.1) from its descriptor
+ * byte, or 0 if buf is too short to hold the descriptor. */
+static size_t header_size(const uint8_t *buf, size_t len) {
+    if (len < 5)
+        return 0;
+    uint8_t fhd = buf[4];
+    unsigned fcs_flag = fhd >> 6, single = (fhd >> 5) & 1, did_flag = fhd & 3;
+    static const size_t did_size[4] = {0, 1, 2, 4};
+    static const size_t fcs_size[4] = {0, 2, 4, 8};
+    size_t fcs = fcs_flag == 0 ? (single ? 1 : 0) : fcs_size[fcs_flag];
+    return 4 + 1 + (single ? 0 : 1) + did_size[did_flag] + fcs;
+}
+
+reel_rc reel_spool_frame_size(const uint8_t *buf, size_t len, size_t *frame_len) {
+    if (len < 4)
+        return REEL_NEED_MORE;
+    uint32_t magic = (uint32_t)buf[0] | (uint32_t)buf[1] << 8 | (uint32_t)buf[2] << 16 |
+                     (uint32_t)buf[3] << 24;
+    if (magic != ZSTD_MAGIC)
+        return REEL_CORRUPT;
+    size_t hs = header_size(buf, len);
+    if (hs == 0 || hs > len)
+        return REEL_NEED_MORE;
+    if (!(buf[4] & 0x04))
+        return REEL_CORRUPT; /* reel frames always carry a content checksum */
+    unsigned long long csize = ZSTD_getFrameContentSize(buf, len);
+    if (csize == ZSTD_CONTENTSIZE_ERROR || csize == ZSTD_CONTENTSIZE_UNKNOWN ||
+        csize > REEL_SPOOL_BLOCK_MAX)
+        return REEL_CORRUPT;
+    size_t fs = ZSTD_findFrameCompressedSize(buf, len);
+    if (ZSTD_isError(fs)) {
+        /* A frame cut short and a malformed block header both fail here;
+         * srcSize_wrong means "the buffer ends inside the frame". */
+        return ZSTD_getErrorCode(fs) == ZSTD_error_srcSize_wrong ? REEL_NEED_MORE : REEL_CORRUPT;
+    }
+    if (fs > REEL_SPOOL_FRAME_MAX)
+        return REEL_CORRUPT;
+    *frame_len = fs;
+    return REEL_OK;
+}
+
+reel_rc reel_spool_frame_decode(const uint8_t *frame, size_t len, reel_buf_t *out,
+                                reel_err_t *err) {
+    unsigned long long csize = ZSTD_getFrameContentSize(frame, len);
+    if (csize == ZSTD_CONTENTSIZE_ERROR || csize == ZSTD_CONTENTSIZE_UNKNOWN ||
+        csize > REEL_SPOOL_BLOCK_MAX)
+        return reel_err_set(err, REEL_CORRUPT, "frame header is not a reel block");
+    size_t hs = header_size(frame, len);
+    if (hs == 0 || hs > len || !(frame[4] & 0x04))
+        return reel_err_set(err, REEL_CORRUPT, "frame has no content checksum");
+    reel_buf_reset(out);
+    if (reel_buf_reserve(out, (size_t)csize) != REEL_OK)
+        return reel_err_set(err, REEL_LIMIT, "frame too large");
+    size_t n = ZSTD_decompress(out->data, (size_t)csize, frame, len);
+    if (ZSTD_isError(n))
+        return reel_err_set(err, REEL_CORRUPT, "%s", ZSTD_getErrorName(n));
+    if (n != csize)
+        return reel_err_set(err, REEL_CORRUPT, "frame content size mismatch");
+    out->len = n;
+    out->data[n] = 0;
+    return REEL_OK;
+}
+
+reel_rc reel_spool_block_next(const uint8_t *block, size_t len, size_t *pos, const uint8_t **rec,
+                              size_t *rec_len) {
+    size_t p = *pos;
+    if (p >= len)
+        return REEL_NOTFOUND;
+    uint64_t v = 0;
+    for (int shift = 0;; shift += 7) {
+        if (p >= len || shift > 28)
+            return REEL_CORRUPT;
+        uint8_t b = block[p++];
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            break;
+    }
+    if (v > REEL_SPOOL_RECORD_MAX || v > len - p)
+        return REEL_CORRUPT;
+    *rec = block + p;
+    *rec_len = (size_t)v;
+    *pos = p + (size_t)v;
+    return REEL_OK;
+}
+
+struct reel_spool_enc {
+    ZSTD_CCtx *cctx;
+};
+
+reel_spool_enc_t *reel_spool_enc_new(int level) {
+    reel_spool_enc_t *e = reel_calloc(1, sizeof *e);
+    e->cctx = ZSTD_createCCtx();
+    if (e->cctx == NULL) {
+        fprintf(stderr, "reel: out of memory (zstd context)\n");
+        abort();
+    }
+    ZSTD_CCtx_setParameter(e->cctx, ZSTD_c_compressionLevel, level ? level : 3);
+    ZSTD_CCtx_setParameter(e->cctx, ZSTD_c_checksumFlag, 1);
+    ZSTD_CCtx_setParameter(e->cctx, ZSTD_c_contentSizeFlag, 1);
+    return e;
+}
+
+void reel_spool_enc_free(reel_spool_enc_t *enc) {
+    if (enc == NULL)
+        return;
+    ZSTD_freeCCtx(enc->cctx);
+    free(enc);
+}
+
+reel_rc reel_spool_enc_frame(reel_spool_enc_t *enc, const uint8_t *block, size_t len,
+                             reel_buf_t *out, reel_err_t *err) {
+    size_t bound = ZSTD_compressBound(len);
+    reel_buf_reset(out);
+    if (reel_buf_reserve(out, bound) != REEL_OK)
+        return reel_err_set(err, REEL_LIMIT, "block too large to compress");
+    size_t n = ZSTD_compress2(enc->cctx, out->data, bound, block, len);
+    if (ZSTD_isError(n))
+        return reel_err_set(err, REEL_ERROR, "zstd: %s", ZSTD_getErrorName(n));
+    out->len = n;
+    return REEL_OK;
+}
+
+static reel_rc pread_full(int fd, uint8_t *buf, size_t len, uint64_t off, size_t *got) {
+    size_t done = 0;
+    while (done < len) {
+        ssize_t r = pread(fd, buf + done, len - done, (off_t)(off + done));
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return REEL_IO;
+        }
+        if (r == 0)
+            break;
+        done += (size_t)r;
+    }
+    *got = done;
+    return REEL_OK;
+}
+
+reel_rc reel_spool_read_frame(int fd, uint64_t off, size_t clen, reel_buf_t *comp, reel_buf_t *raw,
+                              reel_err_t *err) {
+    if (clen > REEL_SPOOL_FRAME_MAX)
+        return reel_err_set(err, REEL_CORRUPT, "frame at offset %llu: length %zu too large",
+                            (unsigned long long)off, clen);
+    reel_buf_reset(comp);
+    if (reel_buf_reserve(comp, clen) != REEL_OK)
+        return reel_err_set(err, REEL_LIMIT, "frame too large");
+    size_t got = 0;
+    if (pread_full(fd, comp->data, clen, off, &got) != REEL_OK)
+        return reel_err_errno(err, REEL_IO, errno, "reading frame at offset %llu",
+                              (unsigned long long)off);
+    if (got != clen)
+        return reel_err_set(err, REEL_CORRUPT, "frame at offset %llu: segment ends %zu bytes short",
+                            (unsigned long long)off, clen - got);
+    comp->len = clen;
+    size_t fl = 0;
+    reel_rc rc = reel_spool_frame_size(comp->data, clen, &fl);
+    if (rc != REEL_OK || fl != clen)
+        return reel_err_set(err, REEL_CORRUPT, "frame at offset %llu: bad frame header",
+                            (unsigned long long)off);
+    reel_err_t e2;
+    reel_err_clear(&e2);
+    if (reel_spool_frame_decode(comp->data, clen, raw, &e2) != REEL_OK)
+        return reel_err_set(err, REEL_CORRUPT, "frame at offset %llu: %s", (unsigned long long)off,
+                            reel_err_str(&e2));
+    return REEL_OK;
+}
+
+/* Reads a window at off large enough to hold one whole frame (or to the end
+ * of the file), growing on demand. */
+static reel_rc read_window(int fd, uint64_t off, uint64_t file_size, size_t want, reel_buf_t *win,
+                           reel_err_t *err) {
+    uint64_t avail = file_size > off ? file_size - off : 0;
+    size_t n = want < avail ? want : (size_t)avail;
+    reel_buf_reset(win);
+    if (reel_buf_reserve(win, n) != REEL_OK)
+        return reel_err_set(err, REEL_LIMIT, "window too large");
+    size_t got = 0;
+    if (pread_full(fd, win->data, n, off, &got) != REEL_OK)
+        return reel_err_errno(err, REEL_IO, errno, "reading segment at offset %llu",
+                              (unsigned long long)off);
+    win->len = got;
+    return REEL_OK;
+}
+
+reel_rc reel_spool_scan(int fd, uint64_t start, reel_spool_frame_cb cb, void *ctx,
+                        reel_spool_scan_t *out, reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    reel_buf_t win, raw;
+    reel_buf_init(&win, 0);
+    reel_buf_init(&raw, 0);
+    memset(out, 0, sizeof *out);
+    off_t end = lseek(fd, 0, SEEK_END);
+    if (end < 0) {
+        rc = reel_err_errno(err, REEL_IO, errno, "seeking segment");
+        goto out;
+    }
+    out->file_size = (uint64_t)end;
+    uint64_t off = start;
+    out->good_end = start;
+    while (off < out->file_size) {
+        /* A frame is at most REEL_SPOOL_FRAME_MAX bytes: one read finds it. */
+        rc = read_window(fd, off, out->file_size, REEL_SPOOL_FRAME_MAX, &win, err);
+        if (rc != REEL_OK)
+            goto out;
+        size_t fl = 0;
+        reel_rc frc = reel_spool_frame_size(win.data, win.len, &fl);
+        if (frc == REEL_NEED_MORE) {
+            out->torn = 1;
+            snprintf(out->reason, sizeof out->reason, "frame cut short by the end of the file");
+            break;
+        }
+        if (frc != REEL_OK) {
+            snprintf(out->reason, sizeof out->reason, "no valid frame header");
+            break;
+        }
+        reel_err_t e2;
+        reel_err_clear(&e2);
+        if (reel_spool_frame_decode(win.data, fl, &raw, &e2) != REEL_OK) {
+            snprintf(out->reason, sizeof out->reason, "%s", reel_err_str(&e2));
+            /* A torn write can leave a syntactically complete frame whose
+             * checksum fails only if it is the very last thing in the file. */
+            out->torn = off + fl == out->file_size;
+            break;
+        }
+        /* Every record must parse; a block with garbage inside is corrupt
+         * even if zstd was happy (a reel bug or a forged frame). */
+        size_t pos = 0, rl = 0;
+        const uint8_t *r = NULL;
+        reel_rc brc;
+        while ((brc = reel_spool_block_next(raw.data, raw.len, &pos, &r, &rl)) == REEL_OK)
+            ;
+        if (brc != REEL_NOTFOUND) {
+            snprintf(out->reason, sizeof out->reason, "bad record length inside the block");
+            break;
+        }
+        int stop = cb && cb(ctx, off, fl, raw.data, raw.len);
+        off += fl;
+        out->good_end = off;
+        if (stop)
+            break;
+    }
+    out->bad_off = off;
+out:
+    reel_buf_free(&win);
+    reel_buf_free(&raw);
+    return rc;
+}
+
+reel_rc reel_spool_resync(int fd, uint64_t from, uint64_t *next, reel_err_t *err) {
+    reel_rc rc = REEL_NOTFOUND;
+    reel_buf_t win, raw;
+    reel_buf_init(&win, 0);
+    reel_buf_init(&raw, 0);
+    off_t end = lseek(fd, 0, SEEK_END);
+    if (end < 0) {
+        rc = reel_err_errno(err, REEL_IO, errno, "seeking segment");
+        goto out;
+    }
+    uint64_t size = (uint64_t)end;
+    const size_t step = 1u << 20;
+    for (uint64_t base = from; base < size; base += step) {
+        reel_rc r = read_window(fd, base, size, step + 3, &win, err);
+        if (r != REEL_OK) {
+            rc = r;
+            goto out;
+        }
+        for (size_t i = 0; i + 4 <= win.len && i < step; i++) {
+            if (win.data[i] != 0x28 || win.data[i + 1] != 0xb5 || win.data[i + 2] != 0x2f ||
+                win.data[i + 3] != 0xfd)
+                continue;
+            /* Candidate: confirm it decodes as a whole reel frame. */
+            reel_buf_t fw;
+            reel_buf_init(&fw, 0);
+            r = read_window(fd, base + i, size, REEL_SPOOL_FRAME_MAX, &fw, err);
+            size_t fl = 0;
+            int ok = r == REEL_OK && reel_spool_frame_size(fw.data, fw.len, &fl) == REEL_OK &&
+                     reel_spool_frame_decode(fw.data, fl, &raw, NULL) == REEL_OK;
+            reel_buf_free(&fw);
+            if (ok) {
+                *next = base + i;
+                rc = REEL_OK;
+                goto out;
+            }
+        }
+    }
+out:
+    reel_buf_free(&win);
+    reel_buf_free(&raw);
+    return rc;
+}

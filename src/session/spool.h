@@ -1,0 +1,100 @@
+/* Spool codec: zstd frames of length-delimited Record messages.
+ *
+ * Sans I/O except for the two pread-based helpers at the end. The format is
+ * specified in docs/format.md:
+ *
+ *   segment  := frame*                      (a valid multi-frame .zst file)
+ *   frame    := one zstd frame, content checksum on, content size set,
+ *               decompressing to a block
+ *   block    := record*
+ *   record   := varint(n) Record[n]         (protobuf, schema/flow.proto)
+ *
+ * A block holds up to REEL_SPOOL_BLOCK_TARGET bytes (one record may push it
+ * past that, up to REEL_SPOOL_BLOCK_MAX). A frame decompresses to at most
+ * REEL_SPOOL_BLOCK_MAX bytes; anything larger is treated as corrupt, so a
+ * hostile file cannot make a reader allocate without bound. */
+#ifndef REEL_SESSION_SPOOL_H
+#define REEL_SESSION_SPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/error.h"
+#include "base/mem.h"
+
+#define REEL_SPOOL_BLOCK_TARGET (64u * 1024u)
+#define REEL_SPOOL_BLOCK_MAX (1024u * 1024u)
+/** Largest record (encoded) a writer produces; body chunks are split below it. */
+#define REEL_SPOOL_RECORD_MAX (512u * 1024u)
+/** Body bytes per body-chunk record. */
+#define REEL_SPOOL_CHUNK 16384u
+/** Largest compressed frame a reader accepts. */
+#define REEL_SPOOL_FRAME_MAX (REEL_SPOOL_BLOCK_MAX + 65536u)
+
+/** Formats the file name of segment n ("00000001.zst") into out (>= 16 bytes). */
+void reel_spool_segment_name(uint32_t n, char out[static 16]);
+
+/** Parses a segment file name; returns 1 and sets *n for "NNNNNNNN.zst", else 0. */
+int reel_spool_segment_parse(const char *name, uint32_t *n);
+
+/** Appends varint(len) and rec to block. Returns REEL_LIMIT if the block
+ * would exceed REEL_SPOOL_BLOCK_MAX or rec exceeds REEL_SPOOL_RECORD_MAX. */
+reel_rc reel_spool_block_append(reel_buf_t *block, const uint8_t *rec, size_t len);
+
+/** Finds the length of the zstd frame starting at buf. Returns REEL_OK with
+ * *frame_len set, REEL_NEED_MORE if buf ends inside the frame (torn), or
+ * REEL_CORRUPT if buf does not start a valid reel frame. */
+reel_rc reel_spool_frame_size(const uint8_t *buf, size_t len, size_t *frame_len);
+
+/** Decompresses one whole frame into out (reset first) and verifies its
+ * content checksum. Returns REEL_CORRUPT with a reason in err on any defect. */
+reel_rc reel_spool_frame_decode(const uint8_t *frame, size_t len, reel_buf_t *out,
+                                reel_err_t *err);
+
+/** Iterates the records of a decompressed block. *pos starts at 0. On
+ * REEL_OK sets *rec/ *rec_len (borrowed from block) and advances *pos;
+ * returns REEL_NOTFOUND at the end, REEL_CORRUPT on a bad length. */
+reel_rc reel_spool_block_next(const uint8_t *block, size_t len, size_t *pos,
+                              const uint8_t **rec, size_t *rec_len);
+
+/** Compressor state for writing frames; owned by one thread. */
+typedef struct reel_spool_enc reel_spool_enc_t;
+
+/** Creates an encoder at zstd level `level`. Returns owned; never NULL. */
+reel_spool_enc_t *reel_spool_enc_new(int level);
+/** Frees enc; accepts NULL. */
+void reel_spool_enc_free(reel_spool_enc_t *enc);
+/** Compresses block into one frame (checksum on) written to out (reset first). */
+reel_rc reel_spool_enc_frame(reel_spool_enc_t *enc, const uint8_t *block, size_t len,
+                             reel_buf_t *out, reel_err_t *err);
+
+/** Reads and decodes the frame at (fd, off, clen) into raw; comp is scratch.
+ * Returns REEL_IO / REEL_CORRUPT with the segment position in err. */
+reel_rc reel_spool_read_frame(int fd, uint64_t off, size_t clen, reel_buf_t *comp,
+                              reel_buf_t *raw, reel_err_t *err);
+
+/** Callback for reel_spool_scan: a valid frame at off of clen bytes whose
+ * decompressed block is raw[0..rlen). Return non-zero to stop the scan. */
+typedef int (*reel_spool_frame_cb)(void *ctx, uint64_t off, size_t clen, const uint8_t *raw,
+                                   size_t rlen);
+
+/** Outcome of a scan. */
+typedef struct {
+    uint64_t good_end;  /* end offset of the last valid frame in the run */
+    uint64_t bad_off;   /* offset of the first invalid byte (== file size if none) */
+    uint64_t file_size;
+    int torn;           /* 1 if the bad range ran to EOF inside a frame */
+    char reason[200];   /* why bad_off is bad, empty if the scan reached EOF */
+} reel_spool_scan_t;
+
+/** Reads frames of the segment open on fd from `start`, calling cb for each
+ * valid one, and stops at the first invalid frame or EOF. Returns REEL_IO on
+ * read errors; a defect in the data is reported in *out, not as an error. */
+reel_rc reel_spool_scan(int fd, uint64_t start, reel_spool_frame_cb cb, void *ctx,
+                        reel_spool_scan_t *out, reel_err_t *err);
+
+/** Searches the segment for the next offset >= from where a valid frame
+ * starts. Returns REEL_OK with *next set, REEL_NOTFOUND if none. */
+reel_rc reel_spool_resync(int fd, uint64_t from, uint64_t *next, reel_err_t *err);
+
+#endif

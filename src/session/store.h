@@ -1,0 +1,22 @@
+/* Reading flows back: the records of one flow, in order, from the spool. */
+#ifndef REEL_SESSION_STORE_H
+#define REEL_SESSION_STORE_H
+
+#include <stdint.h>
+
+#include "base/error.h"
+#include "flow.pb-c.h"
+#include "session/session.h"
+
+/** Called for each record of the flow, in spool order. rec is borrowed and
+ * valid only during the call. Return non-zero to stop. */
+typedef int (*reel_record_cb)(void *ctx, const Reel__Record *rec);
+
+/** Streams the records of flow `id` to cb, decompressing one frame at a
+ * time (memory stays bounded by the frame size, whatever the body size).
+ * Returns REEL_NOTFOUND if the flow is not in the index, REEL_CORRUPT if a
+ * frame of it fails its checksum (records before it were delivered). */
+reel_rc reel_store_read_flow(reel_session_t *s, uint64_t id, reel_record_cb cb, void *ctx,
+                             reel_err_t *err);
+
+#endif
