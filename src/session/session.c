@@ -292,9 +292,10 @@ static reel_rc mark_interrupted(reel_session_t *s, reel_err_t *err) {
     return rc;
 }
 
-/* Scans segment n from `from`, indexing valid frames. What follows the
- * last valid frame is moved aside if `tail_aside`, else recorded as damage
- * and skipped (resyncing at the next valid frame). */
+/* Scans segment n from `from`, indexing valid frames. A damaged range
+ * followed by a valid frame is recorded as damage and skipped; damage that
+ * runs to the end of the file is moved aside if `tail_aside` (the newest
+ * segment: a torn write), else recorded as damage too. */
 static reel_rc scan_segment(reel_session_t *s, reel_indexer_t *ix, uint32_t n, uint64_t from,
                             int tail_aside, uint64_t *frames, reel_err_t *err) {
     reel_rc rc = REEL_OK;
@@ -314,7 +315,7 @@ static reel_rc scan_segment(reel_session_t *s, reel_indexer_t *ix, uint32_t n, u
         if (sc.reason[0] == '\0')
             break; /* clean to EOF */
         uint64_t next = 0;
-        reel_rc r2 = tail_aside ? REEL_NOTFOUND : reel_spool_resync(fd, sc.bad_off + 1, &next, err);
+        reel_rc r2 = reel_spool_resync(fd, sc.bad_off + 1, &next, err);
         if (r2 == REEL_NOTFOUND) {
             if (tail_aside) {
                 close(fd);

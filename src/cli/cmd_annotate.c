@@ -1,0 +1,120 @@
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "session/index.h"
+
+static const char usage[] =
+    "usage: reel annotate [--home DIR] [--json] SESSION ID [TEXT]\n"
+    "       reel annotate [--home DIR] SESSION ID --delete N\n"
+    "\n"
+    "Adds TEXT as a note on flow ID (a flow can have many), or, without TEXT,\n"
+    "lists the flow's notes with their numbers and times. --delete N removes\n"
+    "note number N of that flow. Works while the session is recording.\n";
+
+#define MAX_NOTE (64 * 1024)
+
+int reel_cmd_annotate(reel_cli_t *cli, int argc, char **argv) {
+    static const struct option opts[] = {{"delete", required_argument, NULL, 'd'},
+                                         REEL_CLI_COMMON_OPTS,
+                                         {0}};
+    long long del = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "hd:", opts, NULL)) != -1) {
+        if (c == 'd') {
+            char *end = NULL;
+            errno = 0;
+            del = strtoll(optarg, &end, 10);
+            if (*optarg == '\0' || *end || errno || del <= 0)
+                return reel_cli_usage(cli, "--delete takes a note number, not '%s'", optarg);
+            continue;
+        }
+        int rc = reel_cli_common_opt(cli, c, usage);
+        if (rc >= 0)
+            return rc;
+    }
+    int nargs = argc - optind;
+    if (nargs < 2 || nargs > 3 || (del && nargs != 2))
+        return reel_cli_usage(cli, nargs < 2 ? "expected SESSION and flow ID"
+                                             : "expected one TEXT argument (quote it)");
+    unsigned long long id = reel_cli_flow_id(cli, argv[optind + 1]);
+    if (id == 0)
+        return REEL_EXIT_ERROR;
+    const char *text = nargs == 3 ? argv[optind + 2] : NULL;
+    if (text && text[0] == '\0')
+        return reel_cli_fail(cli, "empty note");
+    if (text && strlen(text) > MAX_NOTE)
+        return reel_cli_fail(cli, "note longer than %d bytes", MAX_NOTE);
+    reel_session_t *s = reel_cli_open(cli, argv[optind], 0);
+    if (s == NULL)
+        return REEL_EXIT_ERROR;
+    int rc = REEL_EXIT_OK;
+    sqlite3 *db = reel_session_db(s);
+    sqlite3_stmt *st = NULL;
+    if (!reel_cli_flow_exists(cli, s, id)) {
+        rc = REEL_EXIT_ERROR;
+        goto out;
+    }
+    if (del) {
+        sqlite3_prepare_v2(db, "DELETE FROM annotations WHERE id = ? AND flow_id = ?", -1, &st,
+                           NULL);
+        sqlite3_bind_int64(st, 1, del);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)id);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = reel_cli_fail(cli, "session.db: %s", sqlite3_errmsg(db));
+        else if (sqlite3_changes(db) == 0)
+            rc = reel_cli_fail(cli, "flow %llu has no note %lld", id, del);
+        else if (!cli->json)
+            printf("deleted note %lld of flow %llu\n", del, id);
+        else
+            reel_cli_json_out(json_pack("{s:I, s:I}", "flow", (json_int_t)id, "deleted",
+                                        (json_int_t)del));
+    } else if (text) {
+        sqlite3_prepare_v2(db,
+                           "INSERT INTO annotations(flow_id, created_us, text) VALUES(?, ?, ?)",
+                           -1, &st, NULL);
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+        sqlite3_bind_int64(st, 2, reel_now_us());
+        sqlite3_bind_text(st, 3, text, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = reel_cli_fail(cli, "session.db: %s", sqlite3_errmsg(db));
+        else if (cli->json)
+            reel_cli_json_out(json_pack("{s:I, s:I}", "flow", (json_int_t)id, "note",
+                                        (json_int_t)sqlite3_last_insert_rowid(db)));
+        else
+            printf("added note %lld to flow %llu\n", (long long)sqlite3_last_insert_rowid(db), id);
+    } else {
+        sqlite3_prepare_v2(db,
+                           "SELECT id, created_us, text FROM annotations WHERE flow_id = ? "
+                           "ORDER BY id",
+                           -1, &st, NULL);
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+        json_t *arr = json_array();
+        int n = 0;
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            long long nid = sqlite3_column_int64(st, 0), t = sqlite3_column_int64(st, 1);
+            const char *txt = (const char *)sqlite3_column_text(st, 2);
+            n++;
+            if (cli->json) {
+                json_array_append_new(arr, json_pack("{s:I, s:I, s:s}", "note", (json_int_t)nid,
+                                                     "created_us", (json_int_t)t, "text", txt));
+            } else {
+                char ts[32];
+                reel_cli_time(t, ts);
+                printf("%4lld  %s  %s\n", nid, ts, txt);
+            }
+        }
+        if (cli->json)
+            reel_cli_json_out(arr);
+        else {
+            json_decref(arr);
+            if (n == 0)
+                printf("flow %llu has no notes\n", id);
+        }
+    }
+out:
+    sqlite3_finalize(st);
+    reel_session_close(s);
+    return rc;
+}

@@ -1,0 +1,210 @@
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/mem.h"
+#include "cli/cli.h"
+#include "session/filter.h"
+
+static const char usage[] =
+    "usage: reel flows [--home DIR] [--json] [--limit N] [--since WHEN] SESSION [FILTER]\n"
+    "\n"
+    "Lists flows, oldest first: id, start time, method, URL, status, request and\n"
+    "response body sizes, duration, tags and mark (*).\n"
+    "\n"
+    "  --limit N      only the newest N flows (still printed oldest first)\n"
+    "  --since WHEN   only flows started at or after WHEN: a duration back from now\n"
+    "                 (30s, 15m, 2h, 7d), a date 'YYYY-MM-DD[ HH:MM[:SS]]' (local\n"
+    "                 time), or '@SECONDS' since the epoch\n"
+    "\n"
+    "FILTER (mitmproxy's language): ~d REGEX domain, ~u REGEX URL, ~m REGEX method,\n"
+    "~c CODE status, ~tag NAME, ~marked, !X, X & Y, X | Y, (X); a bare word is ~u.\n"
+    "Example: reel flows mysession '~d example.com & !~c 200'\n";
+
+/* Parses --since into microseconds since the epoch. */
+static int parse_since(const char *s, long long *out) {
+    char *end = NULL;
+    errno = 0;
+    if (s[0] == '@') {
+        long long v = strtoll(s + 1, &end, 10);
+        if (end == s + 1 || *end || errno)
+            return -1;
+        *out = v * 1000000;
+        return 0;
+    }
+    if (isdigit((unsigned char)s[0])) {
+        long long v = strtoll(s, &end, 10);
+        long long mul = 0;
+        if (errno == 0 && end != s && end[0] && !end[1]) {
+            switch (end[0]) {
+            case 's': mul = 1; break;
+            case 'm': mul = 60; break;
+            case 'h': mul = 3600; break;
+            case 'd': mul = 86400; break;
+            }
+        }
+        if (mul) {
+            *out = ((long long)time(NULL) - v * mul) * 1000000;
+            return 0;
+        }
+        struct tm tm;
+        memset(&tm, 0, sizeof tm);
+        const char *fmts[] = {"%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M",
+                              "%Y-%m-%d"};
+        for (size_t i = 0; i < sizeof fmts / sizeof *fmts; i++) {
+            memset(&tm, 0, sizeof tm);
+            const char *e = strptime(s, fmts[i], &tm);
+            if (e && *e == '\0') {
+                tm.tm_isdst = -1;
+                time_t t = mktime(&tm);
+                if (t == (time_t)-1)
+                    return -1;
+                *out = (long long)t * 1000000;
+                return 0;
+            }
+        }
+    }
+    return -1;
+}
+
+int reel_cmd_flows(reel_cli_t *cli, int argc, char **argv) {
+    static const struct option opts[] = {{"limit", required_argument, NULL, 'n'},
+                                         {"since", required_argument, NULL, 's'},
+                                         REEL_CLI_COMMON_OPTS,
+                                         {0}};
+    long long limit = -1, since = 0;
+    int have_since = 0, c;
+    while ((c = getopt_long(argc, argv, "hn:", opts, NULL)) != -1) {
+        if (c == 'n') {
+            char *end = NULL;
+            errno = 0;
+            limit = strtoll(optarg, &end, 10);
+            if (*optarg == '\0' || *end || errno || limit < 0)
+                return reel_cli_usage(cli, "--limit takes a non-negative number, not '%s'",
+                                      optarg);
+            continue;
+        }
+        if (c == 's') {
+            if (parse_since(optarg, &since) != 0)
+                return reel_cli_usage(cli,
+                                      "--since: cannot read '%s' (examples: 15m, 2h, "
+                                      "'2026-11-24 10:00', @1700000000)",
+                                      optarg);
+            have_since = 1;
+            continue;
+        }
+        int rc = reel_cli_common_opt(cli, c, usage);
+        if (rc >= 0)
+            return rc;
+    }
+    int nargs = argc - optind;
+    if (nargs < 1 || nargs > 2)
+        return reel_cli_usage(cli, nargs < 1 ? "expected a SESSION"
+                                             : "expected at most one FILTER (quote it)");
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_filter_t *f = NULL;
+    if (reel_filter_compile(nargs == 2 ? argv[optind + 1] : "", &f, &err) != REEL_OK)
+        return reel_cli_fail(cli, "%s", reel_err_str(&err));
+    reel_session_t *s = reel_cli_open(cli, argv[optind], 0);
+    if (s == NULL) {
+        reel_filter_free(f);
+        return REEL_EXIT_ERROR;
+    }
+    char *sql = reel_asprintf(
+        "SELECT * FROM (SELECT id, start_us, method, url, status, request_body_size, "
+        "response_body_size, end_us, (SELECT group_concat(tag, ',') FROM tags t WHERE t.flow_id "
+        "= flows.id), marked, state, error, kind, host, port FROM flows WHERE (%s)%s ORDER BY id "
+        "DESC%s) ORDER BY id",
+        reel_filter_sql(f), have_since ? " AND start_us >= ?" : "", limit >= 0 ? " LIMIT ?" : "");
+    sqlite3_stmt *st = NULL;
+    int rc = REEL_EXIT_OK;
+    if (sqlite3_prepare_v2(reel_session_db(s), sql, -1, &st, NULL) != SQLITE_OK) {
+        rc = reel_cli_fail(cli, "session.db: %s", sqlite3_errmsg(reel_session_db(s)));
+        goto out;
+    }
+    int k = reel_filter_bind(f, st, 1);
+    if (have_since)
+        sqlite3_bind_int64(st, k++, since);
+    if (limit >= 0)
+        sqlite3_bind_int64(st, k++, limit);
+    json_t *arr = cli->json ? json_array() : NULL;
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        long long id = sqlite3_column_int64(st, 0), start = sqlite3_column_int64(st, 1);
+        const char *method = (const char *)sqlite3_column_text(st, 2);
+        const char *url = (const char *)sqlite3_column_text(st, 3);
+        int has_status = sqlite3_column_type(st, 4) != SQLITE_NULL;
+        long long status = sqlite3_column_int64(st, 4);
+        long long qsize = sqlite3_column_int64(st, 5), rsize = sqlite3_column_int64(st, 6);
+        int has_end = sqlite3_column_type(st, 7) != SQLITE_NULL;
+        long long end = sqlite3_column_int64(st, 7);
+        const char *tags = (const char *)sqlite3_column_text(st, 8);
+        int marked = sqlite3_column_int(st, 9);
+        const char *state = (const char *)sqlite3_column_text(st, 10);
+        const char *error = (const char *)sqlite3_column_text(st, 11);
+        const char *kind = (const char *)sqlite3_column_text(st, 12);
+        if (arr) {
+            json_t *o = json_pack("{s:I, s:I, s:s, s:s, s:I, s:I, s:b, s:s}", "id", (json_int_t)id,
+                                  "start_us", (json_int_t)start, "state", state ? state : "",
+                                  "kind", kind ? kind : "http", "request_body_size",
+                                  (json_int_t)qsize, "response_body_size", (json_int_t)rsize,
+                                  "marked", marked, "url", url ? url : "");
+            json_object_set_new(o, "method", method ? json_string(method) : json_null());
+            json_object_set_new(o, "status", has_status ? json_integer(status) : json_null());
+            json_object_set_new(o, "end_us", has_end ? json_integer(end) : json_null());
+            json_object_set_new(o, "duration_us", has_end ? json_integer(end - start) : json_null());
+            json_object_set_new(o, "error", error ? json_string(error) : json_null());
+            json_t *ta = json_array();
+            if (tags) {
+                char *dup = reel_strdup(tags), *save = NULL;
+                for (char *t = strtok_r(dup, ",", &save); t; t = strtok_r(NULL, ",", &save))
+                    json_array_append_new(ta, json_string(t));
+                free(dup);
+            }
+            json_object_set_new(o, "tags", ta);
+            json_array_append_new(arr, o);
+            continue;
+        }
+        char t[32], qs[16], rs[16], dur[24], st_s[8];
+        reel_cli_time(start, t);
+        reel_cli_size((unsigned long long)qsize, qs);
+        reel_cli_size((unsigned long long)rsize, rs);
+        if (has_end && end >= start) {
+            long long us = end - start;
+            if (us < 1000000)
+                snprintf(dur, sizeof dur, "%lldms", us / 1000);
+            else
+                snprintf(dur, sizeof dur, "%.1fs", (double)us / 1e6);
+        } else {
+            snprintf(dur, sizeof dur, "-");
+        }
+        if (has_status)
+            snprintf(st_s, sizeof st_s, "%lld", status);
+        else
+            snprintf(st_s, sizeof st_s, "%s", state && strcmp(state, "error") == 0 ? "ERR" : "-");
+        printf("%6lld%s %s %-7s %-60s %3s %9s %9s %7s", id, marked ? "*" : " ", t,
+               method ? method : (kind && strcmp(kind, "tunnel") == 0 ? "TUNNEL" : "-"),
+               url ? url : "-", st_s, qs, rs, dur);
+        if (tags)
+            printf("  [%s]", tags);
+        if (error)
+            printf("  ! %s", error);
+        putchar('\n');
+    }
+    if (step != SQLITE_DONE) {
+        json_decref(arr);
+        rc = reel_cli_fail(cli, "session.db: %s", sqlite3_errmsg(reel_session_db(s)));
+        goto out;
+    }
+    if (arr)
+        rc = reel_cli_json_out(arr);
+out:
+    sqlite3_finalize(st);
+    free(sql);
+    reel_filter_free(f);
+    reel_session_close(s);
+    return rc;
+}

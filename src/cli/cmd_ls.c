@@ -1,0 +1,126 @@
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "base/mem.h"
+#include "cli/cli.h"
+#include "session/index.h"
+
+static const char usage[] = "usage: reel ls [--home DIR] [--json]\n"
+                            "\n"
+                            "Lists the sessions under the sessions root with their flow count,\n"
+                            "size on disk, creation time and, if one is recording, its PID.\n";
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Bytes used by the files directly in dir and in dir/spool. */
+static unsigned long long dir_bytes(const char *dir) {
+    unsigned long long total = 0;
+    const char *subs[] = {"", "/spool"};
+    for (int k = 0; k < 2; k++) {
+        char *p = reel_asprintf("%s%s", dir, subs[k]);
+        DIR *d = opendir(p);
+        struct dirent *e;
+        while (d && (e = readdir(d)) != NULL) {
+            char *f = reel_asprintf("%s/%s", p, e->d_name);
+            struct stat st;
+            if (lstat(f, &st) == 0 && S_ISREG(st.st_mode))
+                total += (unsigned long long)st.st_size;
+            free(f);
+        }
+        if (d)
+            closedir(d);
+        free(p);
+    }
+    return total;
+}
+
+int reel_cmd_ls(reel_cli_t *cli, int argc, char **argv) {
+    static const struct option opts[] = {REEL_CLI_COMMON_OPTS, {0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int rc = reel_cli_common_opt(cli, c, usage);
+        if (rc >= 0)
+            return rc;
+    }
+    if (optind != argc)
+        return reel_cli_usage(cli, "unexpected argument '%s'", argv[optind]);
+    const char *home = reel_cli_home(cli);
+    DIR *d = opendir(home);
+    size_t n = 0, cap = 16;
+    char **names = reel_malloc(cap * sizeof *names);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' || reel_session_name_check(e->d_name, NULL) != REEL_OK)
+            continue;
+        char *db = reel_asprintf("%s/%s/session.db", home, e->d_name);
+        struct stat st;
+        int ok = stat(db, &st) == 0;
+        free(db);
+        if (!ok)
+            continue;
+        if (n == cap)
+            names = reel_realloc(names, (cap *= 2) * sizeof *names);
+        names[n++] = reel_strdup(e->d_name);
+    }
+    if (d)
+        closedir(d);
+    qsort(names, n, sizeof *names, cmp_str);
+    json_t *arr = json_array();
+    if (!cli->json && n)
+        printf("%-32s %8s %10s  %-23s %s\n", "SESSION", "FLOWS", "SIZE", "CREATED", "RECORDING");
+    for (size_t i = 0; i < n; i++) {
+        reel_err_t err;
+        reel_err_clear(&err);
+        reel_session_t *s = NULL;
+        char *path = reel_asprintf("%s/%s", home, names[i]);
+        unsigned long long bytes = dir_bytes(path);
+        free(path);
+        if (reel_session_open(home, names[i], 0, &s, &err) != REEL_OK) {
+            if (cli->json)
+                json_array_append_new(arr, json_pack("{s:s, s:s}", "session", names[i], "error",
+                                                     reel_err_str(&err)));
+            else
+                printf("%-32s (unreadable: %s)\n", names[i], reel_err_str(&err));
+            continue;
+        }
+        sqlite3_stmt *st = NULL;
+        long long flows = 0;
+        if (sqlite3_prepare_v2(reel_session_db(s), "SELECT count(*) FROM flows", -1, &st, NULL) ==
+                SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW)
+            flows = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        char *created = reel_index_meta_get(reel_session_db(s), "created_us");
+        long long cus = created ? strtoll(created, NULL, 10) : 0;
+        free(created);
+        long pid = reel_session_recorder_pid(s);
+        if (cli->json) {
+            json_t *o = json_pack("{s:s, s:I, s:I, s:I}", "session", names[i], "flows",
+                                  (json_int_t)flows, "bytes", (json_int_t)bytes, "created_us",
+                                  (json_int_t)cus);
+            json_object_set_new(o, "recording_pid", pid ? json_integer(pid) : json_null());
+            json_array_append_new(arr, o);
+        } else {
+            char t[32], sz[16], rec[32] = "";
+            reel_cli_time(cus, t);
+            reel_cli_size(bytes, sz);
+            if (pid)
+                snprintf(rec, sizeof rec, "pid %ld", pid);
+            printf("%-32s %8lld %10s  %-23s %s\n", names[i], flows, sz, t, rec);
+        }
+        reel_session_close(s);
+    }
+    if (!cli->json && n == 0)
+        printf("no sessions in %s\n", home);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    if (cli->json)
+        return reel_cli_json_out(arr);
+    json_decref(arr);
+    return REEL_EXIT_OK;
+}

@@ -1,0 +1,42 @@
+#include <stdlib.h>
+
+#include "cli/cli.h"
+
+static const char usage[] =
+    "usage: reel repair [--home DIR] [--json] SESSION\n"
+    "\n"
+    "Rebuilds the session's index (flows, frames) from its spool. Annotations,\n"
+    "tags, marks and the config overlay live only in the index and are kept.\n"
+    "Damaged frames are skipped and recorded, so 'reel verify' reports them as\n"
+    "known damage; a damaged tail of the newest segment is moved aside into\n"
+    "recovered/. Refused while a proxy is recording into the session.\n";
+
+int reel_cmd_repair(reel_cli_t *cli, int argc, char **argv) {
+    static const struct option opts[] = {REEL_CLI_COMMON_OPTS, {0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int rc = reel_cli_common_opt(cli, c, usage);
+        if (rc >= 0)
+            return rc;
+    }
+    if (argc - optind != 1)
+        return reel_cli_usage(cli, "expected one SESSION");
+    reel_session_t *s = reel_cli_open(cli, argv[optind], REEL_OPEN_RECORD);
+    if (s == NULL)
+        return REEL_EXIT_ERROR;
+    reel_err_t err;
+    reel_err_clear(&err);
+    char *report = NULL;
+    reel_rc rc = reel_session_repair(s, &report, &err);
+    int exit_code = REEL_EXIT_OK;
+    if (rc != REEL_OK)
+        exit_code = reel_cli_fail(cli, "%s", reel_err_str(&err));
+    else if (cli->json)
+        reel_cli_json_out(json_pack("{s:s, s:s}", "session", reel_session_name(s), "report",
+                                    report ? report : ""));
+    else
+        printf("repaired session '%s': %s\n", reel_session_name(s), report ? report : "");
+    free(report);
+    reel_session_close(s);
+    return exit_code;
+}

@@ -1,0 +1,113 @@
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "base/mem.h"
+#include "cli/cli.h"
+#include "session/index.h"
+#include "session/spool.h"
+
+static const char usage[] = "usage: reel show [--home DIR] [--json] SESSION\n"
+                            "\n"
+                            "Summary of a session: where it is, when it was created, flow counts\n"
+                            "by state, time span, spool and index sizes, overlay keys, and the\n"
+                            "PID of the proxy recording into it, if any.\n";
+
+static long long q1(sqlite3 *db, const char *sql) {
+    sqlite3_stmt *st = NULL;
+    long long v = 0;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+int reel_cmd_show(reel_cli_t *cli, int argc, char **argv) {
+    static const struct option opts[] = {REEL_CLI_COMMON_OPTS, {0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int rc = reel_cli_common_opt(cli, c, usage);
+        if (rc >= 0)
+            return rc;
+    }
+    if (argc - optind != 1)
+        return reel_cli_usage(cli, "expected one SESSION");
+    reel_session_t *s = reel_cli_open(cli, argv[optind], 0);
+    if (s == NULL)
+        return REEL_EXIT_ERROR;
+    sqlite3 *db = reel_session_db(s);
+    long long flows = q1(db, "SELECT count(*) FROM flows");
+    long long complete = q1(db, "SELECT count(*) FROM flows WHERE state = 'complete'");
+    long long errors = q1(db, "SELECT count(*) FROM flows WHERE state = 'error'");
+    long long open_ = q1(db, "SELECT count(*) FROM flows WHERE state = 'open'");
+    long long interrupted = q1(db, "SELECT count(*) FROM flows WHERE state = 'interrupted'");
+    long long first = q1(db, "SELECT coalesce(min(start_us), 0) FROM flows");
+    long long last = q1(db, "SELECT coalesce(max(coalesce(end_us, start_us)), 0) FROM flows");
+    long long frames = q1(db, "SELECT count(*) FROM frames");
+    long long spool = q1(db, "SELECT coalesce(sum(clen), 0) FROM frames");
+    long long raw = q1(db, "SELECT coalesce(sum(rlen), 0) FROM frames");
+    long long segments = q1(db, "SELECT count(DISTINCT segment) FROM frames");
+    long long annotations = q1(db, "SELECT count(*) FROM annotations");
+    long long tagged = q1(db, "SELECT count(DISTINCT flow_id) FROM tags");
+    long long marked = q1(db, "SELECT count(*) FROM marks");
+    long long overlay = q1(db, "SELECT count(*) FROM config_overlay");
+    long long damage = q1(db, "SELECT count(*) FROM damage");
+    long long index_bytes =
+        q1(db, "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()");
+    char *created = reel_index_meta_get(db, "created_us");
+    long long cus = created ? strtoll(created, NULL, 10) : 0;
+    free(created);
+    long pid = reel_session_recorder_pid(s);
+    if (cli->json) {
+        json_t *o = json_pack(
+            "{s:s, s:s, s:I, s:I, s:{s:I, s:I, s:I, s:I}, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+            "s:I, s:I, s:I, s:I}",
+            "session", reel_session_name(s), "path", reel_session_path(s), "created_us",
+            (json_int_t)cus, "flows", (json_int_t)flows, "states", "complete",
+            (json_int_t)complete, "error", (json_int_t)errors, "open", (json_int_t)open_,
+            "interrupted", (json_int_t)interrupted, "first_us", (json_int_t)first, "last_us",
+            (json_int_t)last, "segments", (json_int_t)segments, "frames", (json_int_t)frames,
+            "spool_bytes", (json_int_t)spool, "raw_bytes", (json_int_t)raw, "index_bytes",
+            (json_int_t)index_bytes, "annotations", (json_int_t)annotations, "tagged_flows",
+            (json_int_t)tagged, "marked_flows", (json_int_t)marked, "overlay_keys",
+            (json_int_t)overlay, "damaged_ranges", (json_int_t)damage);
+        json_object_set_new(o, "recording_pid", pid ? json_integer(pid) : json_null());
+        reel_session_close(s);
+        return reel_cli_json_out(o);
+    }
+    char t[32], t1[32], t2[32], sp[16], rw[16], ib[16];
+    reel_cli_time(cus, t);
+    reel_cli_size((unsigned long long)spool, sp);
+    reel_cli_size((unsigned long long)raw, rw);
+    reel_cli_size((unsigned long long)index_bytes, ib);
+    printf("session     %s\n", reel_session_name(s));
+    printf("path        %s\n", reel_session_path(s));
+    printf("created     %s\n", t);
+    if (pid)
+        printf("recording   yes, pid %ld\n", pid);
+    else
+        printf("recording   no\n");
+    printf("flows       %lld (%lld complete, %lld error, %lld open, %lld interrupted)\n", flows,
+           complete, errors, open_, interrupted);
+    if (flows) {
+        reel_cli_time(first, t1);
+        reel_cli_time(last, t2);
+        printf("time span   %s .. %s\n", t1, t2);
+    }
+    printf("spool       %s in %lld frame%s, %lld segment%s (%s before compression", sp, frames,
+           frames == 1 ? "" : "s", segments, segments == 1 ? "" : "s", rw);
+    if (raw)
+        printf(", ratio %.2f", (double)spool / (double)raw);
+    printf(")\n");
+    printf("index       %s\n", ib);
+    printf("user data   %lld annotation%s, %lld tagged flow%s, %lld marked\n", annotations,
+           annotations == 1 ? "" : "s", tagged, tagged == 1 ? "" : "s", marked);
+    printf("overlay     %lld key%s set ('reel config %s list')\n", overlay, overlay == 1 ? "" : "s",
+           reel_session_name(s));
+    if (damage)
+        printf("damage      %lld damaged spool range%s skipped by repair ('reel verify %s')\n",
+               damage, damage == 1 ? "" : "s", reel_session_name(s));
+    reel_session_close(s);
+    return REEL_EXIT_OK;
+}

@@ -1,0 +1,92 @@
+/* `reel tag` and `reel untag`: one feature, one file. */
+#include <string.h>
+
+#include "cli/cli.h"
+
+static const char tag_usage[] =
+    "usage: reel tag [--home DIR] SESSION ID TAG...\n"
+    "\n"
+    "Adds TAGs to flow ID. A tag is 1-64 printable characters without spaces or\n"
+    "commas. Find tagged flows with: reel flows SESSION '~tag TAG'\n";
+static const char untag_usage[] = "usage: reel untag [--home DIR] SESSION ID TAG...\n"
+                                  "\n"
+                                  "Removes TAGs from flow ID.\n";
+
+static int tag_ok(const char *t) {
+    size_t n = strlen(t);
+    if (n == 0 || n > 64)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)t[i];
+        if (ch <= 0x20 || ch == 0x7f || ch == ',')
+            return 0;
+    }
+    return 1;
+}
+
+static int run(reel_cli_t *cli, int argc, char **argv, int add) {
+    static const struct option opts[] = {REEL_CLI_COMMON_OPTS, {0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int rc = reel_cli_common_opt(cli, c, add ? tag_usage : untag_usage);
+        if (rc >= 0)
+            return rc;
+    }
+    if (argc - optind < 3)
+        return reel_cli_usage(cli, "expected SESSION, flow ID and at least one TAG");
+    unsigned long long id = reel_cli_flow_id(cli, argv[optind + 1]);
+    if (id == 0)
+        return REEL_EXIT_ERROR;
+    for (int i = optind + 2; i < argc; i++)
+        if (!tag_ok(argv[i]))
+            return reel_cli_fail(cli,
+                                 "invalid tag '%s': use 1-64 printable characters, no spaces or "
+                                 "commas",
+                                 argv[i]);
+    reel_session_t *s = reel_cli_open(cli, argv[optind], 0);
+    if (s == NULL)
+        return REEL_EXIT_ERROR;
+    int rc = REEL_EXIT_OK;
+    sqlite3 *db = reel_session_db(s);
+    sqlite3_stmt *st = NULL;
+    if (!reel_cli_flow_exists(cli, s, id)) {
+        rc = REEL_EXIT_ERROR;
+        goto out;
+    }
+    sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    sqlite3_prepare_v2(db,
+                       add ? "INSERT OR IGNORE INTO tags(flow_id, tag) VALUES(?, ?)"
+                           : "DELETE FROM tags WHERE flow_id = ? AND tag = ?",
+                       -1, &st, NULL);
+    int changed = 0;
+    for (int i = optind + 2; i < argc && rc == REEL_EXIT_OK; i++) {
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+        sqlite3_bind_text(st, 2, argv[i], -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = reel_cli_fail(cli, "session.db: %s", sqlite3_errmsg(db));
+        changed += sqlite3_changes(db);
+        sqlite3_reset(st);
+    }
+    if (rc == REEL_EXIT_OK && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        rc = reel_cli_fail(cli, "session.db: %s", sqlite3_errmsg(db));
+    if (rc != REEL_EXIT_OK)
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    else if (!cli->json)
+        printf("%s %d tag%s %s flow %llu\n", add ? "added" : "removed", changed,
+               changed == 1 ? "" : "s", add ? "to" : "from", id);
+    else
+        reel_cli_json_out(json_pack("{s:I, s:i}", "flow", (json_int_t)id,
+                                    add ? "added" : "removed", changed));
+out:
+    sqlite3_finalize(st);
+    reel_session_close(s);
+    return rc;
+}
+
+int reel_cmd_tag(reel_cli_t *cli, int argc, char **argv) {
+    return run(cli, argc, argv, 1);
+}
+
+int reel_cmd_untag(reel_cli_t *cli, int argc, char **argv) {
+    return run(cli, argc, argv, 0);
+}

@@ -1,0 +1,715 @@
+/* Store tests: spool round trips, segment roll-over, crash safety
+ * (truncation at many offsets, torn tails, flipped bytes), the recorder
+ * lock and a reader running beside a writer. */
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "base/mem.h"
+#include "session/index.h"
+#include "session/recorder.h"
+#include "session/session.h"
+#include "session/spool.h"
+#include "session/store.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#ifndef UNDER_ASAN
+#define UNDER_ASAN 0
+#endif
+
+static char *tmp_home(void) {
+    const char *base = getenv("REEL_TEST_TMP");
+    char *tmpl;
+    if (base && base[0]) {
+        mkdir(base, 0700);
+        tmpl = reel_asprintf("%s/store-XXXXXX", base);
+    } else {
+        tmpl = reel_strdup("/tmp/reel-store-XXXXXX");
+    }
+    assert_non_null(mkdtemp(tmpl));
+    return tmpl;
+}
+
+static void rm_rf(const char *path) {
+    char *cmd = reel_asprintf("rm -rf '%s'", path);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+}
+
+static void sh(const char *fmt, ...) {
+    char cmd[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Deterministic body bytes: flow f, direction d, offset i. */
+static uint8_t body_byte(uint64_t f, int d, uint64_t i) {
+    uint64_t x = (f * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)d << 61) ^ (i / 7);
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 29;
+    return (uint8_t)(x + i);
+}
+
+static reel_session_t *open_rec(const char *home, const char *name) {
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_session_t *s = NULL;
+    reel_rc rc = reel_session_open(home, name, REEL_OPEN_CREATE | REEL_OPEN_RECORD, &s, &err);
+    if (rc != REEL_OK)
+        fail_msg("open: %s", reel_err_str(&err));
+    return s;
+}
+
+static reel_recorder_t *start(reel_session_t *s, uint64_t segment_size) {
+    reel_recorder_opts_t o;
+    reel_recorder_opts_default(&o);
+    o.capture = REEL_CAPTURE_LOSSLESS;
+    o.body_limit = UINT64_MAX / 2;
+    o.fsync = REEL_FSYNC_NEVER; /* tests: speed; durability is the OS's */
+    if (segment_size)
+        o.segment_size = segment_size;
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_recorder_t *r = NULL;
+    if (reel_recorder_open(s, &o, &r, &err) != REEL_OK)
+        fail_msg("recorder: %s", reel_err_str(&err));
+    return r;
+}
+
+static void stop(reel_recorder_t *r) {
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (reel_recorder_close(r, &err) != REEL_OK)
+        fail_msg("close: %s", reel_err_str(&err));
+}
+
+/* Records one complete flow with bodies of the given sizes, fed in pieces
+ * of `piece` bytes. */
+static uint64_t record_flow(reel_recorder_t *r, uint64_t req_len, uint64_t resp_len, size_t piece) {
+    reel_rflow_t *f = reel_recorder_flow_start(r, NULL);
+    uint64_t id = reel_rflow_id(f);
+    reel_header_t hs[] = {{"Host", 4, "example.com", 11}, {"User-Agent", 10, "test/1", 6}};
+    char target[64];
+    snprintf(target, sizeof target, "/item/%llu?q=1", (unsigned long long)id);
+    reel_request_head_t rq = {.method = "POST", .scheme = "http", .host = "example.com",
+                              .port = 80, .target = target, .http_version = "HTTP/1.1",
+                              .headers = hs, .n_headers = 2};
+    reel_recorder_request_head(f, &rq);
+    uint8_t *buf = reel_malloc(piece);
+    for (uint64_t off = 0; off < req_len;) {
+        size_t n = req_len - off < piece ? (size_t)(req_len - off) : piece;
+        for (size_t i = 0; i < n; i++)
+            buf[i] = body_byte(id, 0, off + i);
+        reel_recorder_request_body(f, buf, n);
+        off += n;
+    }
+    reel_header_t rh[] = {{"Content-Type", 12, "text/plain", 10}};
+    reel_response_head_t rs = {.status = 200, .reason = "OK", .http_version = "HTTP/1.1",
+                               .headers = rh, .n_headers = 1};
+    reel_recorder_response_head(f, &rs);
+    for (uint64_t off = 0; off < resp_len;) {
+        size_t n = resp_len - off < piece ? (size_t)(resp_len - off) : piece;
+        for (size_t i = 0; i < n; i++)
+            buf[i] = body_byte(id, 1, off + i);
+        reel_recorder_response_body(f, buf, n);
+        off += n;
+    }
+    free(buf);
+    reel_recorder_flow_end(f, NULL, 0, 0, 0);
+    return id;
+}
+
+typedef struct {
+    uint64_t id;
+    uint64_t req, resp;     /* bytes checked */
+    int bad, start, end, rq_head, rs_head;
+    char target[64];
+} check_t;
+
+static int check_cb(void *ctx, const Reel__Record *rec) {
+    check_t *c = ctx;
+    switch (rec->event_case) {
+    case REEL__RECORD__EVENT_START:
+        c->start++;
+        break;
+    case REEL__RECORD__EVENT_REQUEST_HEAD:
+        c->rq_head++;
+        snprintf(c->target, sizeof c->target, "%.*s", (int)rec->request_head->target.len,
+                 (const char *)rec->request_head->target.data);
+        break;
+    case REEL__RECORD__EVENT_RESPONSE_HEAD:
+        c->rs_head++;
+        break;
+    case REEL__RECORD__EVENT_REQUEST_BODY:
+        for (size_t i = 0; i < rec->request_body->data.len; i++)
+            c->bad |= rec->request_body->data.data[i] != body_byte(c->id, 0, c->req + i);
+        c->req += rec->request_body->data.len;
+        break;
+    case REEL__RECORD__EVENT_RESPONSE_BODY:
+        for (size_t i = 0; i < rec->response_body->data.len; i++)
+            c->bad |= rec->response_body->data.data[i] != body_byte(c->id, 1, c->resp + i);
+        c->resp += rec->response_body->data.len;
+        break;
+    case REEL__RECORD__EVENT_END:
+        c->end++;
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+/* Asserts flow id reads back complete and byte for byte. */
+static void assert_flow(reel_session_t *s, uint64_t id, uint64_t req, uint64_t resp) {
+    check_t c = {.id = id};
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_rc rc = reel_store_read_flow(s, id, check_cb, &c, &err);
+    if (rc != REEL_OK)
+        fail_msg("flow %llu: %s", (unsigned long long)id, reel_err_str(&err));
+    assert_int_equal(c.bad, 0);
+    assert_int_equal(c.start, 1);
+    assert_int_equal(c.rq_head, 1);
+    assert_int_equal(c.rs_head, 1);
+    assert_int_equal(c.end, 1);
+    assert_int_equal(c.req, req);
+    assert_int_equal(c.resp, resp);
+    char want[64];
+    snprintf(want, sizeof want, "/item/%llu?q=1", (unsigned long long)id);
+    assert_string_equal(c.target, want);
+}
+
+static long long q1(reel_session_t *s, const char *sql) {
+    sqlite3_stmt *st = NULL;
+    long long v = -1;
+    assert_int_equal(sqlite3_prepare_v2(reel_session_db(s), sql, -1, &st, NULL), SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static void assert_verify(reel_session_t *s, int want_ok) {
+    reel_err_t err;
+    reel_err_clear(&err);
+    char *rep = NULL;
+    reel_rc rc = reel_session_verify(s, &rep, &err);
+    if ((rc == REEL_OK) != want_ok)
+        fail_msg("verify %s, expected %s:\n%s", rc == REEL_OK ? "passed" : "failed",
+                 want_ok ? "pass" : "failure", rep ? rep : reel_err_str(&err));
+    free(rep);
+}
+
+static void test_round_trip_sizes(void **state) {
+    char *home = tmp_home();
+    reel_session_t *s = open_rec(home, "rt");
+    reel_recorder_t *r = start(s, 0);
+    uint64_t sizes[] = {0, 1, 65536, 65537, 300000};
+    uint64_t ids[5];
+    for (int i = 0; i < 5; i++)
+        ids[i] = record_flow(r, sizes[i] / 3, sizes[i], 4096);
+    stop(r);
+    for (int i = 0; i < 5; i++)
+        assert_flow(s, ids[i], sizes[i] / 3, sizes[i]);
+    assert_int_equal(q1(s, "SELECT count(*) FROM flows WHERE state = 'complete'"), 5);
+    assert_int_equal(q1(s, "SELECT response_body_size FROM flows WHERE id = 3"), 65536);
+    assert_int_equal(q1(s, "SELECT status FROM flows WHERE id = 1"), 200);
+    assert_verify(s, 1);
+    reel_session_close(s);
+    /* Reopen: nothing to recover, same answers. */
+    s = open_rec(home, "rt");
+    assert_string_equal(reel_session_recovery_note(s), "");
+    assert_flow(s, ids[4], sizes[4] / 3, sizes[4]);
+    reel_session_close(s);
+    rm_rf(home);
+    free(home);
+}
+
+static void test_big_body_bounded_memory(void **state) {
+    char *home = tmp_home();
+    const uint64_t big = 100ull << 20;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        reel_session_t *s = open_rec(home, "big");
+        reel_recorder_t *r = start(s, 4ull << 20);
+        uint64_t id = record_flow(r, 0, big, 65536);
+        stop(r);
+        check_t c = {.id = id};
+        int rc = reel_store_read_flow(s, id, check_cb, &c, NULL);
+        reel_session_close(s);
+        _exit(rc == REEL_OK && !c.bad && c.resp == big && c.end == 1 ? 0 : 3);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    struct rusage ru;
+    getrusage(RUSAGE_CHILDREN, &ru);
+    long peak_mib = ru.ru_maxrss / 1024;
+    print_message("100 MiB body: peak RSS of the recording process %ld MiB\n", peak_mib);
+    if (!UNDER_ASAN)
+        assert_true(peak_mib < 64);
+    /* Several segments were used. */
+    reel_session_t *s = open_rec(home, "big");
+    assert_true(q1(s, "SELECT count(DISTINCT segment) FROM frames") >= 3);
+    assert_verify(s, 1);
+    reel_session_close(s);
+    rm_rf(home);
+    free(home);
+}
+
+static void test_rollover_and_interleaving(void **state) {
+    char *home = tmp_home();
+    reel_session_t *s = open_rec(home, "il");
+    reel_recorder_t *r = start(s, 1u << 20);
+    enum { N = 60 };
+    reel_rflow_t *f[N];
+    uint64_t ids[N];
+    for (int i = 0; i < N; i++) {
+        f[i] = reel_recorder_flow_start(r, NULL);
+        ids[i] = reel_rflow_id(f[i]);
+        char target[64];
+        snprintf(target, sizeof target, "/item/%llu?q=1", (unsigned long long)ids[i]);
+        reel_request_head_t rq = {.method = "GET", .scheme = "https", .host = "h.test",
+                                  .port = 443, .target = target};
+        reel_recorder_request_head(f[i], &rq);
+    }
+    /* Interleave response bodies across all flows, 40 rounds of 3000 bytes. */
+    uint8_t buf[3000];
+    for (int i = 0; i < N; i++) {
+        reel_response_head_t rs = {.status = 200 + (uint32_t)i % 3};
+        reel_recorder_response_head(f[i], &rs);
+    }
+    for (int round = 0; round < 40; round++)
+        for (int i = 0; i < N; i++) {
+            for (size_t k = 0; k < sizeof buf; k++)
+                buf[k] = body_byte(ids[i], 1, (uint64_t)round * sizeof buf + k);
+            reel_recorder_response_body(f[i], buf, sizeof buf);
+        }
+    for (int i = 0; i < N; i++)
+        reel_recorder_flow_end(f[i], NULL, 0, 0, 0);
+    stop(r);
+    assert_true(q1(s, "SELECT count(DISTINCT segment) FROM frames") >= 3);
+    for (int i = 0; i < N; i++)
+        assert_flow(s, ids[i], 0, 40 * sizeof buf);
+    assert_int_equal(q1(s, "SELECT count(*) FROM flows WHERE url LIKE 'https://h.test/item/%'"), N);
+    assert_verify(s, 1);
+    reel_session_close(s);
+    rm_rf(home);
+    free(home);
+}
+
+/* Builds a session of `n` small flows, frames kept small by flushing. */
+static void build_session(const char *home, const char *name, int n, uint64_t *ids) {
+    reel_session_t *s = open_rec(home, name);
+    reel_recorder_t *r = start(s, 0);
+    for (int i = 0; i < n; i++) {
+        ids[i] = record_flow(r, 100 + (uint64_t)i * 37, 5000 + (uint64_t)i * 1500, 1000);
+        if (i % 3 == 2)
+            assert_int_equal(reel_recorder_flush(r, NULL), REEL_OK);
+    }
+    stop(r);
+    reel_session_close(s);
+}
+
+static void test_truncation_offsets(void **state) {
+    char *home = tmp_home();
+    enum { N = 24 };
+    uint64_t ids[N];
+    build_session(home, "pristine", N, ids);
+    reel_session_t *s = open_rec(home, "pristine");
+    /* Frame ends, to know which flows are complete at a given size. */
+    sqlite3_stmt *st = NULL;
+    sqlite3_prepare_v2(reel_session_db(s), "SELECT offset + clen FROM frames ORDER BY offset", -1,
+                       &st, NULL);
+    uint64_t ends[256];
+    int nf = 0;
+    while (sqlite3_step(st) == SQLITE_ROW && nf < 256)
+        ends[nf++] = (uint64_t)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    /* For each flow, the end of its last frame. */
+    uint64_t flow_end[N];
+    for (int i = 0; i < N; i++) {
+        char sql[160];
+        snprintf(sql, sizeof sql,
+                 "SELECT max(f.offset + f.clen) FROM flow_frames ff JOIN frames f USING (segment, "
+                 "offset) WHERE ff.flow_id = %llu",
+                 (unsigned long long)ids[i]);
+        flow_end[i] = (uint64_t)q1(s, sql);
+    }
+    reel_session_close(s);
+    assert_true(nf >= 4);
+    uint64_t size = ends[nf - 1];
+    uint64_t from = nf >= 4 ? ends[nf - 4] : 0; /* inside the last three frames */
+    int trials = 200;
+    for (int t = 0; t < trials; t++) {
+        uint64_t cut = from + (size - from) * (uint64_t)t / (uint64_t)trials;
+        if (t == 0)
+            cut = from + 1;
+        sh("rm -rf '%s/c' && cp -a '%s/pristine' '%s/c' && truncate -s %llu '%s/c/spool/00000001.zst'",
+           home, home, home, (unsigned long long)cut, home);
+        reel_err_t err;
+        reel_err_clear(&err);
+        reel_session_t *c = NULL;
+        if (reel_session_open(home, "c", 0, &c, &err) != REEL_OK)
+            fail_msg("open after truncation at %llu: %s", (unsigned long long)cut,
+                     reel_err_str(&err));
+        assert_verify(c, 1);
+        for (int i = 0; i < N; i++)
+            if (flow_end[i] <= cut)
+                assert_flow(c, ids[i], 100 + (uint64_t)i * 37, 5000 + (uint64_t)i * 1500);
+        /* Nothing is silently discarded: a torn tail was moved aside. */
+        int on_boundary = 0;
+        for (int k = 0; k < nf; k++)
+            on_boundary |= ends[k] == cut;
+        if (!on_boundary) {
+            char *p = reel_asprintf("%s/c/recovered", home);
+            struct stat sb;
+            assert_int_equal(stat(p, &sb), 0);
+            free(p);
+        }
+        reel_session_close(c);
+    }
+    rm_rf(home);
+    free(home);
+}
+
+static void test_torn_tail_past_index(void **state) {
+    char *home = tmp_home();
+    enum { N = 6 };
+    uint64_t ids[N];
+    build_session(home, "s", N, ids);
+    /* A crash after a partial frame write: garbage after the last frame. */
+    sh("head -c 3000 /dev/urandom > '%s/junk' && printf '\\x28\\xb5\\x2f\\xfd\\x24' >> '%s/s/spool/00000001.zst' && cat '%s/junk' >> '%s/s/spool/00000001.zst'",
+       home, home, home, home);
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_session_t *s = NULL;
+    assert_int_equal(reel_session_open(home, "s", 0, &s, &err), REEL_OK);
+    assert_non_null(strstr(reel_session_recovery_note(s), "moved the bytes from there to the end aside"));
+    assert_verify(s, 1);
+    for (int i = 0; i < N; i++)
+        assert_flow(s, ids[i], 100 + (uint64_t)i * 37, 5000 + (uint64_t)i * 1500);
+    reel_session_close(s);
+    /* The session keeps recording after recovery. */
+    s = open_rec(home, "s");
+    reel_recorder_t *r = start(s, 0);
+    uint64_t id = record_flow(r, 10, 20, 5);
+    stop(r);
+    assert_int_equal(id, ids[N - 1] + 1);
+    assert_flow(s, id, 10, 20);
+    assert_verify(s, 1);
+    reel_session_close(s);
+    rm_rf(home);
+    free(home);
+}
+
+static void test_frames_past_index_are_indexed(void **state) {
+    char *home = tmp_home();
+    enum { N = 9 };
+    uint64_t ids[N];
+    build_session(home, "s", N, ids);
+    /* Simulate a crash between the spool write and the index commit: drop
+     * the index rows of the last frames. */
+    reel_session_t *s = open_rec(home, "s");
+    assert_int_equal(reel_index_exec(reel_session_db(s),
+                                     "DELETE FROM flow_frames WHERE offset >= (SELECT max(offset) "
+                                     "FROM frames); DELETE FROM frames WHERE offset >= (SELECT "
+                                     "max(offset) FROM frames);",
+                                     NULL),
+                     REEL_OK);
+    reel_session_close(s);
+    s = open_rec(home, "s");
+    assert_non_null(strstr(reel_session_recovery_note(s), "that the index had not seen"));
+    for (int i = 0; i < N; i++)
+        assert_flow(s, ids[i], 100 + (uint64_t)i * 37, 5000 + (uint64_t)i * 1500);
+    assert_verify(s, 1);
+    reel_session_close(s);
+    rm_rf(home);
+    free(home);
+}
+
+static void test_flipped_byte_verify_and_repair(void **state) {
+    char *home = tmp_home();
+    enum { N = 15 };
+    uint64_t ids[N];
+    build_session(home, "s", N, ids);
+    reel_session_t *s = open_rec(home, "s");
+    /* User data that repair must keep. */
+    assert_int_equal(reel_index_exec(reel_session_db(s),
+                                     "INSERT INTO annotations(flow_id, created_us, text) VALUES "
+                                     "(1, 1, 'first'), (15, 2, 'last');"
+                                     "INSERT INTO tags VALUES (2, 'keep'), (14, 'keep');"
+                                     "INSERT INTO marks VALUES (3, 1); UPDATE flows SET marked = 1 "
+                                     "WHERE id = 3;",
+                                     NULL),
+                     REEL_OK);
+    /* The frame in the middle. */
+    long long nframes = q1(s, "SELECT count(*) FROM frames");
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT offset FROM frames ORDER BY offset LIMIT 1 OFFSET %lld",
+             nframes / 2);
+    long long off = q1(s, sql);
+    snprintf(sql, sizeof sql, "SELECT clen FROM frames WHERE offset = %lld", off);
+    long long clen = q1(s, sql);
+    reel_session_close(s);
+    /* Flip one byte in the middle of that frame's compressed data. */
+    char *seg = reel_asprintf("%s/s/spool/00000001.zst", home);
+    int fd = open(seg, O_RDWR);
+    assert_true(fd >= 0);
+    uint8_t b;
+    off_t pos = (off_t)(off + clen / 2);
+    assert_int_equal(pread(fd, &b, 1, pos), 1);
+    b ^= 0x5a;
+    assert_int_equal(pwrite(fd, &b, 1, pos), 1);
+    close(fd);
+    free(seg);
+
+    s = open_rec(home, "s");
+    char *rep = NULL;
+    assert_int_equal(reel_session_verify(s, &rep, NULL), REEL_CORRUPT);
+    char want[96];
+    snprintf(want, sizeof want, "segment 00000001.zst: frame at offset %lld:", off);
+    if (strstr(rep, want) == NULL)
+        fail_msg("verify report does not name the frame (%s):\n%s", want, rep);
+    free(rep);
+    rep = NULL;
+    assert_int_equal(reel_session_repair(s, &rep, NULL), REEL_OK);
+    assert_non_null(strstr(rep, "skipped"));
+    free(rep);
+    assert_verify(s, 1);
+    /* Flows not in the damaged frame are intact; user data survived. */
+    int intact = 0;
+    for (int i = 0; i < N; i++) {
+        snprintf(sql, sizeof sql,
+                 "SELECT count(*) FROM flow_frames WHERE flow_id = %llu AND offset = %lld",
+                 (unsigned long long)ids[i], off);
+        if (q1(s, sql) == 0) {
+            /* Flows never in the bad frame are complete byte for byte. */
+            snprintf(sql, sizeof sql, "SELECT count(*) FROM flows WHERE id = %llu",
+                     (unsigned long long)ids[i]);
+            if (q1(s, sql) == 1) {
+                check_t c = {.id = ids[i]};
+                if (reel_store_read_flow(s, ids[i], check_cb, &c, NULL) == REEL_OK && c.end == 1 &&
+                    !c.bad && c.resp == 5000 + (uint64_t)i * 1500) {
+                    intact++;
+                }
+            }
+        }
+    }
+    assert_true(intact >= N - 3);
+    assert_int_equal(q1(s, "SELECT count(*) FROM annotations"), 2);
+    assert_int_equal(q1(s, "SELECT count(*) FROM tags WHERE tag = 'keep'"), 2);
+    assert_int_equal(q1(s, "SELECT marked FROM flows WHERE id = 3"), 1);
+    reel_session_close(s);
+    rm_rf(home);
+    free(home);
+}
+
+static void test_lock_names_pid(void **state) {
+    char *home = tmp_home();
+    reel_session_t *s = open_rec(home, "locked");
+    pid_t pid = fork();
+    if (pid == 0) {
+        reel_err_t err;
+        reel_err_clear(&err);
+        reel_session_t *t = NULL;
+        reel_rc rc = reel_session_open(home, "locked", REEL_OPEN_RECORD, &t, &err);
+        char want[96];
+        snprintf(want, sizeof want, "session 'locked' is being recorded by PID %ld",
+                 (long)getppid());
+        int ok = rc == REEL_LOCKED && strcmp(reel_err_str(&err), want) == 0;
+        /* A reader still opens it. */
+        ok = ok && reel_session_open(home, "locked", 0, &t, NULL) == REEL_OK &&
+             reel_session_recorder_pid(t) == (long)getppid();
+        reel_session_close(t);
+        _exit(ok ? 0 : 1);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    reel_session_close(s);
+    rm_rf(home);
+    free(home);
+}
+
+static void test_bad_names(void **state) {
+    const char *bad[] = {"", ".", "..", "a/b", "../x", ".hidden", "-x", "a\nb", "tab\there",
+                         "sp ace"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        reel_err_t err;
+        reel_err_clear(&err);
+        assert_int_equal(reel_session_name_check(bad[i], &err), REEL_INVALID);
+        assert_non_null(strstr(err.msg, "invalid session name"));
+    }
+    char longname[REEL_SESSION_NAME_MAX + 2];
+    memset(longname, 'a', sizeof longname - 1);
+    longname[sizeof longname - 1] = 0;
+    assert_int_equal(reel_session_name_check(longname, NULL), REEL_INVALID);
+    assert_int_equal(reel_session_name_check("2026-11-24_capture.v1", NULL), REEL_OK);
+}
+
+typedef struct {
+    const char *home;
+    volatile int done;
+    int bad;
+    int reads;
+} reader_ctx;
+
+static void *reader_main(void *arg) {
+    reader_ctx *rc = arg;
+    while (!rc->done) {
+        reel_session_t *s = NULL;
+        if (reel_session_open(rc->home, "live", 0, &s, NULL) != REEL_OK) {
+            rc->bad++;
+            break;
+        }
+        /* Every flow the index calls complete reads back whole. */
+        sqlite3_stmt *st = NULL;
+        sqlite3_prepare_v2(reel_session_db(s),
+                           "SELECT id, request_body_size, response_body_size FROM flows WHERE "
+                           "state = 'complete' ORDER BY random() LIMIT 5",
+                           -1, &st, NULL);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            uint64_t id = (uint64_t)sqlite3_column_int64(st, 0);
+            check_t c = {.id = id};
+            if (reel_store_read_flow(s, id, check_cb, &c, NULL) != REEL_OK || c.bad ||
+                c.end != 1 || c.req != (uint64_t)sqlite3_column_int64(st, 1) ||
+                c.resp != (uint64_t)sqlite3_column_int64(st, 2))
+                rc->bad++;
+            rc->reads++;
+        }
+        sqlite3_finalize(st);
+        reel_session_close(s);
+    }
+    return NULL;
+}
+
+static void test_reader_beside_writer(void **state) {
+    char *home = tmp_home();
+    reel_session_t *s = open_rec(home, "live");
+    reel_recorder_t *r = start(s, 0);
+    reader_ctx rc = {.home = home};
+    pthread_t th;
+    pthread_create(&th, NULL, reader_main, &rc);
+    for (int i = 0; i < 400; i++) {
+        record_flow(r, (uint64_t)i * 11, 2000 + (uint64_t)i * 97, 700);
+        if (i % 50 == 0)
+            reel_recorder_flush(r, NULL);
+    }
+    stop(r);
+    rc.done = 1;
+    pthread_join(th, NULL);
+    print_message("reader: %d flows read back during the writes\n", rc.reads);
+    assert_int_equal(rc.bad, 0);
+    assert_true(rc.reads > 0);
+    reel_session_close(s);
+    rm_rf(home);
+    free(home);
+}
+
+static void test_body_limit(void **state) {
+    char *home = tmp_home();
+    reel_session_t *s = open_rec(home, "lim");
+    reel_recorder_t *r = start(s, 0);
+    reel_recorder_set_limits(r, 1000, REEL_CAPTURE_LOSSLESS);
+    uint64_t id = record_flow(r, 10, 5000, 333);
+    stop(r);
+    check_t c = {.id = id};
+    assert_int_equal(reel_store_read_flow(s, id, check_cb, &c, NULL), REEL_OK);
+    assert_int_equal(c.resp, 1000);
+    assert_int_equal(c.bad, 0);
+    assert_int_equal(q1(s, "SELECT response_body_size FROM flows"), 5000);
+    assert_int_equal(q1(s, "SELECT response_truncated FROM flows"), 1);
+    assert_int_equal(q1(s, "SELECT request_truncated FROM flows"), 0);
+    reel_session_close(s);
+    rm_rf(home);
+    free(home);
+}
+
+static void test_block_codec_hostile(void **state) {
+    /* Record framing: lengths past the end or absurd varints are corrupt. */
+    const uint8_t bad1[] = {0x05, 'a', 'b'};
+    const uint8_t bad2[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
+    size_t pos = 0, len;
+    const uint8_t *rec;
+    assert_int_equal(reel_spool_block_next(bad1, sizeof bad1, &pos, &rec, &len), REEL_CORRUPT);
+    pos = 0;
+    assert_int_equal(reel_spool_block_next(bad2, sizeof bad2, &pos, &rec, &len), REEL_CORRUPT);
+    /* A frame cut at every byte is NEED_MORE, never OK or a crash. */
+    reel_spool_enc_t *enc = reel_spool_enc_new(3);
+    reel_buf_t block, frame, out;
+    reel_buf_init(&block, 0);
+    reel_buf_init(&frame, 0);
+    reel_buf_init(&out, 0);
+    uint8_t payload[500];
+    for (size_t i = 0; i < sizeof payload; i++)
+        payload[i] = (uint8_t)(i * 7);
+    assert_int_equal(reel_spool_block_append(&block, payload, sizeof payload), REEL_OK);
+    assert_int_equal(reel_spool_enc_frame(enc, block.data, block.len, &frame, NULL), REEL_OK);
+    for (size_t cut = 0; cut < frame.len; cut++) {
+        size_t fl = 0;
+        reel_rc rc = reel_spool_frame_size(frame.data, cut, &fl);
+        assert_true(rc == REEL_NEED_MORE || rc == REEL_CORRUPT);
+    }
+    size_t fl = 0;
+    assert_int_equal(reel_spool_frame_size(frame.data, frame.len, &fl), REEL_OK);
+    assert_int_equal(fl, frame.len);
+    assert_int_equal(reel_spool_frame_decode(frame.data, frame.len, &out, NULL), REEL_OK);
+    assert_int_equal(out.len, block.len);
+    assert_memory_equal(out.data, block.data, block.len);
+    /* Every single-byte flip is detected (or harmless and exact). */
+    for (size_t i = 0; i < frame.len; i++) {
+        frame.data[i] ^= 0x01;
+        reel_rc rc = reel_spool_frame_size(frame.data, frame.len, &fl);
+        if (rc == REEL_OK && fl == frame.len &&
+            reel_spool_frame_decode(frame.data, frame.len, &out, NULL) == REEL_OK)
+            assert_memory_equal(out.data, block.data, block.len);
+        frame.data[i] ^= 0x01;
+    }
+    reel_buf_free(&block);
+    reel_buf_free(&frame);
+    reel_buf_free(&out);
+    reel_spool_enc_free(enc);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_names),
+        cmocka_unit_test(test_block_codec_hostile),
+        cmocka_unit_test(test_round_trip_sizes),
+        cmocka_unit_test(test_body_limit),
+        cmocka_unit_test(test_rollover_and_interleaving),
+        cmocka_unit_test(test_big_body_bounded_memory),
+        cmocka_unit_test(test_truncation_offsets),
+        cmocka_unit_test(test_torn_tail_past_index),
+        cmocka_unit_test(test_frames_past_index_are_indexed),
+        cmocka_unit_test(test_flipped_byte_verify_and_repair),
+        cmocka_unit_test(test_lock_names_pid),
+        cmocka_unit_test(test_reader_beside_writer),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
