@@ -33,7 +33,9 @@ void reel_err_clear(reel_err_t *err) {
     err->msg[0] = '\0';
 }
 
-static reel_rc err_vset(reel_err_t *err, reel_rc rc, int errnum, const char *fmt, va_list ap) {
+__attribute__((format(printf, 4, 0))) static reel_rc err_vset(reel_err_t *err, reel_rc rc,
+                                                              int errnum, const char *fmt,
+                                                              va_list ap) {
     if (err == NULL || err->code != REEL_OK)
         return rc;
     err->code = rc;

@@ -43,6 +43,24 @@ typedef struct {
     uint64_t skipped; /* entries with a non-HTTP URL (data:, blob:, ...) */
 } reel_har_stats_t;
 
+/** A parsed and validated HAR document. */
+typedef struct reel_har reel_har_t;
+
+/** Reads and validates the HAR file at path (the checks and errors of
+ * reel_har_check), parsing it once: callers that check before they record
+ * (and files that can be read only once, like pipes) use this and
+ * reel_har_record. Returns owned in *out (free with reel_har_free). */
+reel_rc reel_har_load(const char *path, reel_har_t **out, reel_err_t *err);
+
+/** Records every entry of h through rec (see the mapping above), in file
+ * order, then flushes rec. stats (may be NULL) is filled even on error.
+ * Returns the recorder's sticky error, if any. */
+reel_rc reel_har_record(reel_recorder_t *rec, const reel_har_t *h, reel_har_stats_t *stats,
+                        reel_err_t *err);
+
+/** Frees h; accepts NULL. */
+void reel_har_free(reel_har_t *h);
+
 /** Checks that the file at path is a readable HAR 1.2 document (JSON with
  * log.entries[], each with request and response objects of the right
  * shape) without recording anything. Returns REEL_IO (cannot read),
@@ -52,8 +70,7 @@ typedef struct {
  * "capture.har:LINE:COL: <jansson's message>" for malformed JSON. */
 reel_rc reel_har_check(const char *path, reel_err_t *err);
 
-/** Validates (as reel_har_check) and then records every entry as a flow
- * through rec (see the mapping above), then flushes rec. Records nothing if
+/** reel_har_load + reel_har_record + reel_har_free: records nothing if
  * validation fails. stats (may be NULL) is filled even on error. Returns
  * the validation error or the recorder's sticky error. */
 reel_rc reel_har_import(reel_recorder_t *rec, const char *path, reel_har_stats_t *stats,

@@ -76,6 +76,7 @@ struct reel_rflow {
     uint64_t limit;
     uint64_t req_seen, req_stored, resp_seen, resp_stored;
     uint64_t dropped;
+    int64_t body_time_us; /* explicit time of the last head (imports); 0 = use now */
 };
 
 void reel_recorder_opts_default(reel_recorder_opts_t *o) {
@@ -493,6 +494,7 @@ void reel_recorder_request_head(reel_rflow_t *f, const reel_request_head_t *h) {
     rec.time_us = now_or(h->time_us);
     rec.event_case = REEL__RECORD__EVENT_REQUEST_HEAD;
     rec.request_head = &rh;
+    f->body_time_us = h->time_us;
     enqueue(f->rec, f, &rec, 0);
     free(rh.headers);
     free(store);
@@ -514,6 +516,7 @@ void reel_recorder_response_head(reel_rflow_t *f, const reel_response_head_t *h)
     rec.time_us = now_or(h->time_us);
     rec.event_case = REEL__RECORD__EVENT_RESPONSE_HEAD;
     rec.response_head = &rh;
+    f->body_time_us = h->time_us;
     enqueue(f->rec, f, &rec, 0);
     free(rh.headers);
     free(store);
@@ -527,7 +530,7 @@ static void body(reel_rflow_t *f, int response, const void *data, size_t len) {
         return;
     size_t room = *stored >= f->limit ? 0 : (size_t)(f->limit - *stored < len ? f->limit - *stored : len);
     const uint8_t *p = data;
-    int64_t t = reel_now_us();
+    int64_t t = now_or(f->body_time_us);
     while (room) {
         size_t n = room < REEL_SPOOL_CHUNK ? room : REEL_SPOOL_CHUNK;
         Reel__BodyChunk bc = REEL__BODY_CHUNK__INIT;
@@ -558,14 +561,14 @@ void reel_recorder_response_body(reel_rflow_t *f, const void *data, size_t len) 
     body(f, 1, data, len);
 }
 
-static void end_with_error(reel_rflow_t *f, const char *message) {
+static void end_with_error(reel_rflow_t *f, const char *message, int64_t time_us) {
     Reel__FlowError fe = REEL__FLOW_ERROR__INIT;
     fe.message = (char *)message;
     fe.request_body_size = f->req_seen;
     fe.response_body_size = f->resp_seen;
     Reel__Record rec = REEL__RECORD__INIT;
     rec.flow_id = f->id;
-    rec.time_us = reel_now_us();
+    rec.time_us = now_or(time_us);
     rec.event_case = REEL__RECORD__EVENT_ERROR;
     rec.error = &fe;
     enqueue(f->rec, NULL, &rec, 1);
@@ -579,7 +582,7 @@ void reel_recorder_flow_end(reel_rflow_t *f, const reel_timings_t *timings, int6
         char msg[160];
         snprintf(msg, sizeof msg, "capture fell behind the disk: %llu records of this flow were not recorded",
                  (unsigned long long)f->dropped);
-        end_with_error(f, msg);
+        end_with_error(f, msg, time_us);
     } else if (f->id) {
         Reel__FlowEnd fe = REEL__FLOW_END__INIT;
         Reel__Timings tm = REEL__TIMINGS__INIT;
@@ -609,7 +612,7 @@ void reel_recorder_flow_end(reel_rflow_t *f, const reel_timings_t *timings, int6
     free(f);
 }
 
-void reel_recorder_flow_error(reel_rflow_t *f, const char *message) {
+void reel_recorder_flow_error(reel_rflow_t *f, const char *message, int64_t time_us) {
     if (f == NULL)
         return;
     if (f->id) {
@@ -619,7 +622,7 @@ void reel_recorder_flow_error(reel_rflow_t *f, const char *message) {
                      message, (unsigned long long)f->dropped);
         else
             snprintf(msg, sizeof msg, "%s", message);
-        end_with_error(f, msg);
+        end_with_error(f, msg, time_us);
     }
     free(f);
 }

@@ -126,8 +126,8 @@ void reel_recorder_response_body(reel_rflow_t *f, const void *data, size_t len);
 void reel_recorder_flow_end(reel_rflow_t *f, const reel_timings_t *timings, int64_t time_us,
                             int64_t request_end_us, int64_t response_start_us);
 
-/** Ends the flow with an error message and frees f. */
-void reel_recorder_flow_error(reel_rflow_t *f, const char *message);
+/** Ends the flow with an error message and frees f. time_us 0 = now. */
+void reel_recorder_flow_error(reel_rflow_t *f, const char *message, int64_t time_us);
 
 /** Waits until every record queued so far is in the spool and indexed.
  * Returns the writer's sticky error, if any. */

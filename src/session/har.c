@@ -1,0 +1,967 @@
+/* HAR 1.2 import: see har.h for the mapping.
+ *
+ * Two passes over one parsed document: entry_parse() validates an entry and
+ * extracts what recording needs; reel_har_load runs it on every entry
+ * before anything is recorded, reel_har_record again entry by entry while
+ * recording (it is deterministic, so the second pass cannot fail). */
+#include "session/har.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "base/mem.h"
+
+uint64_t reel__har_max_file_size = REEL_HAR_MAX_FILE_SIZE;
+
+/* Base64 input decoded per recorder call (a multiple of 4). */
+#define B64_CHUNK_IN 65536
+#define B64_CHUNK_OUT (B64_CHUNK_IN / 4 * 3)
+
+/* Timing values beyond this many milliseconds (~115 days) are refused. */
+#define HAR_MAX_MS 1e10
+
+#define HAR_VERSION_MAX 16
+#define HAR_ADDR_MAX 64
+
+/* ---- error reporting ---------------------------------------------------- */
+
+typedef struct {
+    const char *path;
+    size_t idx; /* entry index */
+    reel_err_t *err;
+} vctx_t;
+
+/* "PATH: entries[IDX].FIELD: MESSAGE" */
+static reel_rc __attribute__((format(printf, 3, 4)))
+fail(const vctx_t *v, const char *field, const char *fmt, ...) {
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return reel_err_set(v->err, REEL_INVALID, "%s: entries[%zu].%s: %s", v->path, v->idx, field,
+                        msg);
+}
+
+static const char *type_name(const json_t *j) {
+    switch (json_typeof(j)) {
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+    case JSON_REAL:
+        return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "a boolean";
+    case JSON_NULL:
+        return "null";
+    }
+    return "?";
+}
+
+/* Required member of type `type`; NULL (with the error set) when missing or
+ * of another type. */
+static json_t *need(const vctx_t *v, json_t *obj, const char *key, const char *field,
+                    json_type type, const char *want) {
+    json_t *j = json_object_get(obj, key);
+    if (j == NULL) {
+        fail(v, field, "missing");
+        return NULL;
+    }
+    if (json_typeof(j) != type) {
+        fail(v, field, "not %s but %s", want, type_name(j));
+        return NULL;
+    }
+    return j;
+}
+
+/* Optional member: NULL when absent or null; sets *bad when of another type. */
+static json_t *opt(const vctx_t *v, json_t *obj, const char *key, const char *field, json_type type,
+                   const char *want, int *bad) {
+    json_t *j = json_object_get(obj, key);
+    if (j == NULL || json_is_null(j))
+        return NULL;
+    if (json_typeof(j) != type) {
+        fail(v, field, "not %s but %s", want, type_name(j));
+        *bad = 1;
+        return NULL;
+    }
+    return j;
+}
+
+/* ---- ISO 8601 ----------------------------------------------------------- */
+
+static int digits(const char *s, size_t n, int *out) {
+    int v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
+static int64_t days_from_civil(int y, int m, int d) {
+    y -= m <= 2;
+    int era = (y >= 0 ? y : y - 399) / 400;
+    int yoe = y - era * 400;
+    int doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return (int64_t)era * 146097 + doe - 719468;
+}
+
+static int days_in_month(int y, int m) {
+    static const int dm[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (m == 2 && y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))
+        return 29;
+    return dm[m - 1];
+}
+
+/* Parses "YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM|+HHMM|+HH)" into
+ * microseconds since the epoch. Returns 0 or -1. */
+static int parse_iso8601(const char *s, size_t n, int64_t *out) {
+    int y, mo, d, h, mi, sec;
+    if (n < 20 || digits(s, 4, &y) || s[4] != '-' || digits(s + 5, 2, &mo) || s[7] != '-' ||
+        digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+        digits(s + 11, 2, &h) || s[13] != ':' || digits(s + 14, 2, &mi) || s[16] != ':' ||
+        digits(s + 17, 2, &sec))
+        return -1;
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 ||
+        sec > 60)
+        return -1;
+    size_t i = 19;
+    int64_t frac_us = 0;
+    if (i < n && s[i] == '.') {
+        i++;
+        size_t start = i;
+        int64_t scale = 100000;
+        while (i < n && s[i] >= '0' && s[i] <= '9') {
+            frac_us += (s[i] - '0') * scale;
+            scale /= 10;
+            i++;
+        }
+        if (i == start)
+            return -1;
+    }
+    int64_t off_s = 0;
+    if (i < n && (s[i] == 'Z' || s[i] == 'z')) {
+        i++;
+    } else if (i < n && (s[i] == '+' || s[i] == '-')) {
+        int sign = s[i] == '-' ? -1 : 1;
+        int oh, om = 0;
+        i++;
+        if (n - i < 2 || digits(s + i, 2, &oh))
+            return -1;
+        i += 2;
+        if (i < n && s[i] == ':')
+            i++;
+        if (i < n) {
+            if (n - i < 2 || digits(s + i, 2, &om))
+                return -1;
+            i += 2;
+        }
+        if (oh > 23 || om > 59)
+            return -1;
+        off_s = sign * (oh * 3600 + om * 60);
+    } else {
+        return -1; /* HAR requires a zone designator */
+    }
+    if (i != n)
+        return -1;
+    int64_t t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off_s;
+    if (t <= 0)
+        return -1;
+    *out = t * 1000000 + frac_us;
+    return 0;
+}
+
+/* ---- URL ---------------------------------------------------------------- */
+
+static int lower(int c) {
+    return c >= 'A' && c <= 'Z' ? c + 32 : c;
+}
+
+static int is_alpha(int c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static int is_digit(int c) {
+    return c >= '0' && c <= '9';
+}
+
+static int prefix_ci(const char *s, size_t n, const char *p) {
+    size_t pn = strlen(p);
+    if (n < pn)
+        return 0;
+    for (size_t i = 0; i < pn; i++)
+        if (lower((unsigned char)s[i]) != p[i])
+            return 0;
+    return 1;
+}
+
+/* 1 if s starts with an RFC 3986 scheme followed by ':'. */
+static int has_scheme(const char *s, size_t n) {
+    if (n == 0 || !is_alpha((unsigned char)s[0]))
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        int c = (unsigned char)s[i];
+        if (c == ':')
+            return 1;
+        if (!is_alpha(c) && !is_digit(c) && c != '+' && c != '-' && c != '.')
+            return 0;
+    }
+    return 0;
+}
+
+static int host_char(int c) {
+    return is_alpha(c) || is_digit(c) || c >= 0x80 ||
+           (c != 0 && strchr("-._~%!$&'()*+,;=", c) != NULL);
+}
+
+typedef struct {
+    int skip;       /* not an HTTP URL: skip the entry */
+    char scheme[6]; /* "http" / "https" */
+    char *host;     /* owned, no brackets */
+    uint32_t port;
+    char *target; /* owned, origin form */
+} url_t;
+
+/* Parses an absolute http(s)/ws(s) URL. Returns NULL or why not. */
+static const char *parse_url(const char *s, size_t n, url_t *u) {
+    static const char *const not_abs = "not an absolute http(s) URL";
+    memset(u, 0, sizeof *u);
+    if (strlen(s) != n)
+        return "contains a NUL byte";
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] <= 0x20 || s[i] == 0x7f)
+            return "contains a space or control character";
+    /* WebSocket handshakes are HTTP/1.1 requests: ws -> http, wss -> https */
+    static const struct {
+        const char *prefix;
+        const char *scheme;
+        uint32_t port;
+    } schemes[] = {{"http:", "http", 80},
+                   {"https:", "https", 443},
+                   {"ws:", "http", 80},
+                   {"wss:", "https", 443}};
+    size_t i = 0;
+    for (size_t k = 0; k < sizeof schemes / sizeof schemes[0]; k++) {
+        if (prefix_ci(s, n, schemes[k].prefix)) {
+            i = strlen(schemes[k].prefix);
+            memcpy(u->scheme, schemes[k].scheme, strlen(schemes[k].scheme) + 1);
+            u->port = schemes[k].port;
+        }
+    }
+    if (i == 0 && has_scheme(s, n)) { /* data:, blob:, chrome-extension:, ... */
+        u->skip = 1;
+        return NULL;
+    }
+    if (i == 0 || n - i < 2 || s[i] != '/' || s[i + 1] != '/')
+        return not_abs;
+    i += 2;
+
+    size_t auth = i, auth_end = i;
+    while (auth_end < n && s[auth_end] != '/' && s[auth_end] != '?' && s[auth_end] != '#')
+        auth_end++;
+    for (size_t k = auth; k < auth_end; k++) /* drop userinfo */
+        if (s[k] == '@')
+            auth = k + 1;
+
+    size_t h0, h1, p; /* host [h0, h1); port from p (after ':'), or none */
+    if (auth < auth_end && s[auth] == '[') {
+        h0 = auth + 1;
+        h1 = h0;
+        while (h1 < auth_end && s[h1] != ']')
+            h1++;
+        if (h1 == auth_end)
+            return "unterminated IPv6 address in URL";
+        for (size_t k = h0; k < h1; k++) {
+            int c = (unsigned char)s[k];
+            if (!is_digit(c) && !(lower(c) >= 'a' && lower(c) <= 'f') && c != ':' && c != '.')
+                return "bad IPv6 address in URL";
+        }
+        if (h1 == h0)
+            return "empty host in URL";
+        p = h1 + 1;
+        if (p < auth_end && s[p] != ':')
+            return "bad host in URL";
+    } else {
+        h0 = auth;
+        h1 = h0;
+        while (h1 < auth_end && s[h1] != ':')
+            h1++;
+        for (size_t k = h0; k < h1; k++)
+            if (!host_char((unsigned char)s[k]))
+                return "bad host in URL";
+        if (h1 == h0)
+            return "empty host in URL";
+        p = h1;
+    }
+    if (p < auth_end) { /* s[p] == ':' */
+        p++;
+        if (p < auth_end) {
+            if (auth_end - p > 5)
+                return "bad port in URL";
+            int port;
+            if (digits(s + p, auth_end - p, &port) || port < 1 || port > 65535)
+                return "bad port in URL";
+            u->port = (uint32_t)port;
+        }
+    }
+
+    size_t t0 = auth_end, t1 = t0;
+    while (t1 < n && s[t1] != '#')
+        t1++;
+    if (t0 == t1) {
+        u->target = reel_strdup("/");
+    } else if (s[t0] == '?') { /* "?q" -> "/?q" */
+        u->target = reel_malloc(t1 - t0 + 2);
+        u->target[0] = '/';
+        memcpy(u->target + 1, s + t0, t1 - t0);
+        u->target[t1 - t0 + 1] = '\0';
+    } else {
+        u->target = reel_strndup(s + t0, t1 - t0);
+    }
+    u->host = reel_strndup(s + h0, h1 - h0);
+    return NULL;
+}
+
+static void url_free(url_t *u) {
+    free(u->host);
+    free(u->target);
+    u->host = u->target = NULL;
+}
+
+/* ---- base64 ------------------------------------------------------------- */
+
+static int b64_val(int c) {
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+/* Strict RFC 4648 base64 (padded, no whitespace). Decodes in[0, n) into out
+ * (if not NULL; room for n / 4 * 3 bytes), `last` telling whether this piece
+ * ends the text (only then may it end with padding). Returns the decoded
+ * length, or -1 with *bad the offset (within the piece) of the first
+ * offending byte, or of the incomplete last group. */
+static long long b64_decode(const char *in, size_t n, int last, uint8_t *out, size_t *bad) {
+    size_t o = 0, whole = n - n % 4;
+    for (size_t i = 0; i < whole; i += 4) {
+        int end = last && i + 4 == n;
+        int v[4];
+        int pad = 0;
+        for (int k = 0; k < 4; k++) {
+            int c = (unsigned char)in[i + k];
+            if (c == '=' && end && k >= 2 && (k == 3 || in[i + 3] == '=')) {
+                v[k] = 0;
+                pad++;
+                continue;
+            }
+            v[k] = b64_val(c);
+            if (v[k] < 0 || pad) {
+                *bad = i + (size_t)k;
+                return -1;
+            }
+        }
+        uint32_t w =
+            (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+        if (out) {
+            out[o] = (uint8_t)(w >> 16);
+            if (pad < 2)
+                out[o + 1] = (uint8_t)(w >> 8);
+            if (pad < 1)
+                out[o + 2] = (uint8_t)w;
+        }
+        o += 3 - (size_t)pad;
+    }
+    if (whole != n) { /* an incomplete group: point at a bad byte in it, else at it */
+        *bad = whole;
+        while (*bad < n && b64_val((unsigned char)in[*bad]) >= 0)
+            (*bad)++;
+        if (*bad == n)
+            *bad = whole;
+        return -1;
+    }
+    return (long long)o;
+}
+
+/* ---- entries ------------------------------------------------------------ */
+
+typedef struct {
+    const char *text; /* borrowed from the document; NULL: no body */
+    size_t len;
+    int base64;
+} body_t;
+
+typedef struct {
+    int64_t start_us;
+    const char *method;
+    url_t url;
+    char req_version[HAR_VERSION_MAX];
+    json_t *req_headers;
+    body_t req_body;
+    const char *server_ip; /* NULL if absent */
+    uint32_t status;
+    const char *reason;
+    const char *error_text; /* "_error", NULL if absent */
+    char resp_version[HAR_VERSION_MAX];
+    json_t *resp_headers;
+    body_t resp_body;
+    int has_timings;
+    reel_timings_t timings;
+    int64_t total_us; /* "time", -1 when absent */
+} entry_t;
+
+static int tchar(int c) {
+    return is_alpha(c) || is_digit(c) || (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* Normalizes an httpVersion into out; "" -> out = "". Returns -1 if bad. */
+static int norm_version(const char *v, size_t n, char out[HAR_VERSION_MAX]) {
+    if (strlen(v) != n || n >= HAR_VERSION_MAX)
+        return -1;
+    if (strcmp(v, "h2") == 0 || strcmp(v, "h2c") == 0) {
+        memcpy(out, "HTTP/2.0", 9);
+        return 0;
+    }
+    if (strcmp(v, "h3") == 0 || strncmp(v, "h3-", 3) == 0) {
+        memcpy(out, "HTTP/3.0", 9);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)v[i];
+        if (c <= 0x20 || c >= 0x7f)
+            return -1;
+        out[i] = (char)(c >= 'a' && c <= 'z' ? c - 32 : c);
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+static reel_rc check_version(const vctx_t *v, json_t *obj, const char *field,
+                             char out[HAR_VERSION_MAX]) {
+    json_t *j = need(v, obj, "httpVersion", field, JSON_STRING, "a string");
+    if (j == NULL)
+        return REEL_INVALID;
+    if (norm_version(json_string_value(j), json_string_length(j), out) != 0)
+        return fail(v, field, "not an HTTP version");
+    return REEL_OK;
+}
+
+static reel_rc check_headers(const vctx_t *v, json_t *obj, const char *field, json_t **out) {
+    json_t *arr = need(v, obj, "headers", field, JSON_ARRAY, "an array");
+    if (arr == NULL)
+        return REEL_INVALID;
+    size_t i;
+    json_t *h;
+    json_array_foreach(arr, i, h) {
+        char f[96];
+        if (!json_is_object(h)) {
+            snprintf(f, sizeof f, "%s[%zu]", field, i);
+            return fail(v, f, "not an object but %s", type_name(h));
+        }
+        snprintf(f, sizeof f, "%s[%zu].name", field, i);
+        json_t *name = need(v, h, "name", f, JSON_STRING, "a string");
+        if (name == NULL)
+            return REEL_INVALID;
+        const char *ns = json_string_value(name);
+        size_t nl = json_string_length(name);
+        if (nl == 0)
+            return fail(v, f, "empty header name");
+        /* a leading ':' marks an HTTP/2 pseudo-header, skipped on import */
+        for (size_t k = ns[0] == ':' ? 1 : 0; k < nl; k++)
+            if (!tchar((unsigned char)ns[k]))
+                return fail(v, f, "not a header name");
+        snprintf(f, sizeof f, "%s[%zu].value", field, i);
+        json_t *val = need(v, h, "value", f, JSON_STRING, "a string");
+        if (val == NULL)
+            return REEL_INVALID;
+        const char *vs = json_string_value(val);
+        size_t vl = json_string_length(val);
+        for (size_t k = 0; k < vl; k++)
+            if (vs[k] == '\0' || vs[k] == '\r' || vs[k] == '\n')
+                return fail(v, f, "header value with a NUL, CR or LF byte");
+    }
+    *out = arr;
+    return REEL_OK;
+}
+
+/* A body container (postData or content): text and encoding. */
+static reel_rc check_body(const vctx_t *v, json_t *obj, const char *field, body_t *out) {
+    char f[64];
+    int bad = 0;
+    memset(out, 0, sizeof *out);
+    snprintf(f, sizeof f, "%s.text", field);
+    json_t *text = opt(v, obj, "text", f, JSON_STRING, "a string", &bad);
+    snprintf(f, sizeof f, "%s.encoding", field);
+    json_t *enc = opt(v, obj, "encoding", f, JSON_STRING, "a string", &bad);
+    if (bad)
+        return REEL_INVALID;
+    if (enc != NULL && json_string_length(enc) > 0) {
+        if (strcmp(json_string_value(enc), "base64") != 0)
+            return fail(v, f, "unsupported encoding (only \"base64\")");
+        out->base64 = 1;
+    }
+    if (text == NULL)
+        return REEL_OK;
+    out->text = json_string_value(text);
+    out->len = json_string_length(text);
+    if (out->base64) {
+        size_t badoff = 0;
+        snprintf(f, sizeof f, "%s.text", field);
+        if (b64_decode(out->text, out->len, 1, NULL, &badoff) < 0)
+            return fail(v, f, "invalid base64 at offset %zu", badoff);
+    }
+    return REEL_OK;
+}
+
+/* One HAR timing in ms (number, negative = unknown) -> µs or -1. */
+static reel_rc check_ms(const vctx_t *v, json_t *obj, const char *key, const char *field,
+                        int64_t *out) {
+    *out = -1;
+    json_t *j = json_object_get(obj, key);
+    if (j == NULL || json_is_null(j))
+        return REEL_OK;
+    if (!json_is_number(j))
+        return fail(v, field, "not a number but %s", type_name(j));
+    double ms = json_number_value(j);
+    if (ms > HAR_MAX_MS)
+        return fail(v, field, "out of range");
+    if (ms >= 0)
+        *out = (int64_t)(ms * 1000.0 + 0.5);
+    return REEL_OK;
+}
+
+static reel_rc check_timings(const vctx_t *v, json_t *entry, entry_t *e) {
+    static const char *const keys[] = {"blocked", "dns",     "connect", "send",
+                                       "wait",    "receive", "ssl"};
+    int bad = 0;
+    json_t *t = opt(v, entry, "timings", "timings", JSON_OBJECT, "an object", &bad);
+    if (bad)
+        return REEL_INVALID;
+    int64_t vals[7];
+    for (int k = 0; k < 7; k++) {
+        char f[32];
+        snprintf(f, sizeof f, "timings.%s", keys[k]);
+        vals[k] = -1;
+        if (t != NULL && check_ms(v, t, keys[k], f, &vals[k]) != REEL_OK)
+            return REEL_INVALID;
+    }
+    e->has_timings = t != NULL;
+    e->timings = (reel_timings_t){.blocked_us = vals[0],
+                                  .dns_us = vals[1],
+                                  .connect_us = vals[2],
+                                  .send_us = vals[3],
+                                  .wait_us = vals[4],
+                                  .receive_us = vals[5],
+                                  .ssl_us = vals[6]};
+    return check_ms(v, entry, "time", "time", &e->total_us);
+}
+
+/* Validates entry v->idx and fills e (e->url owned: url_free). */
+static reel_rc entry_parse(const vctx_t *v, json_t *entry, entry_t *e) {
+    int bad = 0;
+    memset(e, 0, sizeof *e);
+    if (!json_is_object(entry))
+        return reel_err_set(v->err, REEL_INVALID, "%s: entries[%zu]: not an object but %s", v->path,
+                            v->idx, type_name(entry));
+
+    json_t *j = need(v, entry, "startedDateTime", "startedDateTime", JSON_STRING, "a string");
+    if (j == NULL)
+        return REEL_INVALID;
+    if (parse_iso8601(json_string_value(j), json_string_length(j), &e->start_us) != 0)
+        return fail(v, "startedDateTime", "not an ISO 8601 date and time with a zone after 1970");
+
+    json_t *req = need(v, entry, "request", "request", JSON_OBJECT, "an object");
+    if (req == NULL)
+        return REEL_INVALID;
+    j = need(v, req, "method", "request.method", JSON_STRING, "a string");
+    if (j == NULL)
+        return REEL_INVALID;
+    e->method = json_string_value(j);
+    size_t ml = json_string_length(j);
+    for (size_t k = 0; k < ml; k++)
+        if (!tchar((unsigned char)e->method[k]))
+            ml = 0;
+    if (ml == 0)
+        return fail(v, "request.method", "not an HTTP method");
+    j = need(v, req, "url", "request.url", JSON_STRING, "a string");
+    if (j == NULL)
+        return REEL_INVALID;
+    const char *why = parse_url(json_string_value(j), json_string_length(j), &e->url);
+    if (why != NULL)
+        return fail(v, "request.url", "%s", why);
+    if (e->url.skip)
+        return REEL_OK;
+    if (check_version(v, req, "request.httpVersion", e->req_version) != REEL_OK ||
+        check_headers(v, req, "request.headers", &e->req_headers) != REEL_OK)
+        goto bad;
+    json_t *post = opt(v, req, "postData", "request.postData", JSON_OBJECT, "an object", &bad);
+    if (bad || (post != NULL && check_body(v, post, "request.postData", &e->req_body) != REEL_OK))
+        goto bad;
+    if (e->req_version[0] == '\0')
+        memcpy(e->req_version, "HTTP/1.1", 9);
+
+    json_t *ip = opt(v, entry, "serverIPAddress", "serverIPAddress", JSON_STRING, "a string", &bad);
+    if (bad)
+        goto bad;
+    if (ip != NULL && json_string_length(ip) > 0 && json_string_length(ip) < HAR_ADDR_MAX &&
+        strspn(json_string_value(ip), "0123456789abcdefABCDEF:.[]") == json_string_length(ip))
+        e->server_ip = json_string_value(ip);
+
+    json_t *resp = need(v, entry, "response", "response", JSON_OBJECT, "an object");
+    if (resp == NULL)
+        goto bad;
+    j = need(v, resp, "status", "response.status", JSON_INTEGER, "an integer");
+    if (j == NULL)
+        goto bad;
+    json_int_t st = json_integer_value(j);
+    if (st < 0 || st > 999) {
+        fail(v, "response.status", "not an HTTP status");
+        goto bad;
+    }
+    e->status = (uint32_t)st;
+    j = need(v, resp, "statusText", "response.statusText", JSON_STRING, "a string");
+    if (j == NULL)
+        goto bad;
+    e->reason = json_string_value(j);
+    if (check_version(v, resp, "response.httpVersion", e->resp_version) != REEL_OK ||
+        check_headers(v, resp, "response.headers", &e->resp_headers) != REEL_OK)
+        goto bad;
+    if (e->resp_version[0] == '\0')
+        memcpy(e->resp_version, e->req_version, sizeof e->resp_version);
+    json_t *content = need(v, resp, "content", "response.content", JSON_OBJECT, "an object");
+    if (content == NULL)
+        goto bad;
+    j = json_object_get(content, "size");
+    if (!json_is_number(j)) {
+        if (j == NULL)
+            fail(v, "response.content.size", "missing");
+        else
+            fail(v, "response.content.size", "not a number but %s", type_name(j));
+        goto bad;
+    }
+    if (need(v, content, "mimeType", "response.content.mimeType", JSON_STRING, "a string") ==
+            NULL ||
+        check_body(v, content, "response.content", &e->resp_body) != REEL_OK)
+        goto bad;
+    json_t *errtext = opt(v, resp, "_error", "response._error", JSON_STRING, "a string", &bad);
+    if (bad)
+        goto bad;
+    if (errtext != NULL && json_string_length(errtext) > 0 &&
+        strlen(json_string_value(errtext)) == json_string_length(errtext))
+        e->error_text = json_string_value(errtext);
+    if (check_timings(v, entry, e) != REEL_OK)
+        goto bad;
+    return REEL_OK;
+bad:
+    url_free(&e->url);
+    return REEL_INVALID;
+}
+
+/* ---- loading ------------------------------------------------------------ */
+
+typedef struct {
+    FILE *f;
+    uint64_t total;
+    int too_big;
+    int io_errno; /* non-zero after a read error */
+} loader_t;
+
+static size_t load_cb(void *buf, size_t len, void *arg) {
+    loader_t *l = arg;
+    size_t n = fread(buf, 1, len, l->f);
+    if (n == 0 && ferror(l->f)) {
+        l->io_errno = errno ? errno : EIO;
+        return (size_t)-1;
+    }
+    l->total += n;
+    if (l->total > reel__har_max_file_size) {
+        l->too_big = 1;
+        return (size_t)-1;
+    }
+    return n;
+}
+
+static reel_rc too_big(const char *path, reel_err_t *err) {
+    uint64_t max = reel__har_max_file_size;
+    int mib = max >= (1u << 20) && max % (1u << 20) == 0;
+    return reel_err_set(err, REEL_LIMIT, "%s: larger than the %llu %s a HAR file may have", path,
+                        (unsigned long long)(mib ? max >> 20 : max), mib ? "MiB" : "bytes");
+}
+
+/* Parses path and checks the document's outline; *entries is borrowed
+ * from *root (owned). */
+static reel_rc load(const char *path, json_t **root, json_t **entries, reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    loader_t l = {0};
+    json_error_t jerr;
+    *root = NULL;
+    l.f = fopen(path, "rb");
+    if (l.f == NULL)
+        return reel_err_errno(err, REEL_IO, errno, "%s", path);
+    struct stat st;
+    if (fstat(fileno(l.f), &st) == 0) {
+        if (S_ISDIR(st.st_mode)) {
+            rc = reel_err_errno(err, REEL_IO, EISDIR, "%s", path);
+            goto out;
+        }
+        if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > reel__har_max_file_size) {
+            rc = too_big(path, err); /* fail before parsing; load_cb caps pipes */
+            goto out;
+        }
+    }
+    *root = json_load_callback(load_cb, &l, JSON_ALLOW_NUL, &jerr);
+    if (l.too_big) {
+        rc = too_big(path, err);
+        goto out;
+    }
+    if (l.io_errno) {
+        rc = reel_err_errno(err, REEL_IO, l.io_errno, "%s: read", path);
+        goto out;
+    }
+    if (*root == NULL) {
+        rc = reel_err_set(err, REEL_INVALID, "%s:%d:%d: %s", path, jerr.line, jerr.column,
+                          jerr.text);
+        goto out;
+    }
+    if (!json_is_object(*root)) {
+        rc = reel_err_set(err, REEL_INVALID, "%s: not a HAR file: the top level is %s", path,
+                          type_name(*root));
+        goto out;
+    }
+    json_t *hlog = json_object_get(*root, "log");
+    if (!json_is_object(hlog)) {
+        rc = reel_err_set(err, REEL_INVALID, "%s: log: %s", path,
+                          hlog ? "not an object" : "missing");
+        goto out;
+    }
+    *entries = json_object_get(hlog, "entries");
+    if (!json_is_array(*entries)) {
+        rc = reel_err_set(err, REEL_INVALID, "%s: log.entries: %s", path,
+                          *entries ? "not an array" : "missing");
+        goto out;
+    }
+out:
+    fclose(l.f);
+    if (rc != REEL_OK) {
+        json_decref(*root);
+        *root = NULL;
+    }
+    return rc;
+}
+
+struct reel_har {
+    char *path;
+    json_t *root;
+    json_t *entries; /* borrowed from root */
+};
+
+reel_rc reel_har_load(const char *path, reel_har_t **out, reel_err_t *err) {
+    json_t *root, *entries;
+    *out = NULL;
+    reel_rc rc = load(path, &root, &entries, err);
+    if (rc != REEL_OK)
+        return rc;
+    vctx_t v = {.path = path, .err = err};
+    json_t *entry;
+    json_array_foreach(entries, v.idx, entry) {
+        entry_t e;
+        if (entry_parse(&v, entry, &e) != REEL_OK) {
+            json_decref(root);
+            return REEL_INVALID;
+        }
+        url_free(&e.url);
+    }
+    reel_har_t *h = reel_calloc(1, sizeof *h);
+    h->path = reel_strdup(path);
+    h->root = root;
+    h->entries = entries;
+    *out = h;
+    return REEL_OK;
+}
+
+void reel_har_free(reel_har_t *h) {
+    if (h == NULL)
+        return;
+    json_decref(h->root);
+    free(h->path);
+    free(h);
+}
+
+reel_rc reel_har_check(const char *path, reel_err_t *err) {
+    reel_har_t *h = NULL;
+    reel_rc rc = reel_har_load(path, &h, err);
+    reel_har_free(h);
+    return rc;
+}
+
+/* ---- recording ---------------------------------------------------------- */
+
+/* Headers of a validated array, without pseudo-headers; returns owned. */
+static reel_header_t *to_headers(json_t *arr, size_t *n) {
+    reel_header_t *hs = reel_calloc(json_array_size(arr), sizeof *hs);
+    size_t i;
+    json_t *h;
+    *n = 0;
+    json_array_foreach(arr, i, h) {
+        json_t *name = json_object_get(h, "name");
+        json_t *val = json_object_get(h, "value");
+        if (json_string_value(name)[0] == ':')
+            continue;
+        hs[*n] = (reel_header_t){.name = json_string_value(name),
+                                 .name_len = json_string_length(name),
+                                 .value = json_string_value(val),
+                                 .value_len = json_string_length(val)};
+        (*n)++;
+    }
+    return hs;
+}
+
+static void feed(reel_rflow_t *f, void (*fn)(reel_rflow_t *, const void *, size_t), const body_t *b,
+                 uint8_t *scratch) {
+    if (b->text == NULL || b->len == 0)
+        return;
+    if (!b->base64) {
+        fn(f, b->text, b->len);
+        return;
+    }
+    for (size_t off = 0; off < b->len; off += B64_CHUNK_IN) {
+        size_t n = b->len - off < B64_CHUNK_IN ? b->len - off : B64_CHUNK_IN;
+        size_t bad;
+        long long out = b64_decode(b->text + off, n, off + n == b->len, scratch, &bad);
+        if (out > 0)
+            fn(f, scratch, (size_t)out);
+    }
+}
+
+static int64_t known(int64_t v) {
+    return v > 0 ? v : 0;
+}
+
+static void record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
+                   reel_har_stats_t *stats) {
+    char addr[HAR_ADDR_MAX + 16];
+    reel_flow_info_t info = {
+        .kind = REEL_FLOW_HTTP, .source = "har-import", .time_us = e->start_us};
+    if (e->server_ip != NULL) {
+        int v6 = strchr(e->server_ip, ':') != NULL && e->server_ip[0] != '[';
+        snprintf(addr, sizeof addr, "%s%s%s:%u", v6 ? "[" : "", e->server_ip, v6 ? "]" : "",
+                 (unsigned)e->url.port);
+        info.server_addr = addr;
+    }
+    reel_rflow_t *f = reel_recorder_flow_start(rec, &info);
+    uint64_t id = reel_rflow_id(f);
+    if (stats->first_id == 0)
+        stats->first_id = id;
+    stats->last_id = id;
+    stats->entries++;
+
+    const reel_timings_t *t = &e->timings;
+    int64_t req_end = 0, resp_start = 0, end;
+    if (e->has_timings) {
+        req_end = e->start_us + known(t->blocked_us) + known(t->dns_us) + known(t->connect_us) +
+                  known(t->send_us);
+        if (t->wait_us >= 0)
+            resp_start = req_end + t->wait_us;
+    }
+    if (e->total_us >= 0)
+        end = e->start_us + e->total_us;
+    else
+        end = (req_end ? req_end : e->start_us) + known(t->wait_us) + known(t->receive_us);
+
+    size_t n;
+    reel_header_t *hs = to_headers(e->req_headers, &n);
+    reel_request_head_t rh = {.method = e->method,
+                              .scheme = e->url.scheme,
+                              .host = e->url.host,
+                              .port = e->url.port,
+                              .target = e->url.target,
+                              .http_version = e->req_version,
+                              .headers = hs,
+                              .n_headers = n,
+                              .body_decoded = 0, /* postData is the body as sent */
+                              .time_us = e->start_us};
+    reel_recorder_request_head(f, &rh);
+    free(hs);
+    feed(f, reel_recorder_request_body, &e->req_body, scratch);
+
+    if (e->status == 0) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "no response (HAR status 0)%s%s", e->error_text ? ": " : "",
+                 e->error_text ? e->error_text : "");
+        reel_recorder_flow_error(f, msg, end);
+        return;
+    }
+    hs = to_headers(e->resp_headers, &n);
+    reel_response_head_t sh = {.status = e->status,
+                               .reason = e->reason,
+                               .http_version = e->resp_version,
+                               .headers = hs,
+                               .n_headers = n,
+                               .body_decoded = 1,
+                               .time_us = resp_start ? resp_start : end};
+    reel_recorder_response_head(f, &sh);
+    free(hs);
+    feed(f, reel_recorder_response_body, &e->resp_body, scratch);
+    reel_recorder_flow_end(f, e->has_timings ? &e->timings : NULL, end, req_end, resp_start);
+}
+
+reel_rc reel_har_record(reel_recorder_t *rec, const reel_har_t *h, reel_har_stats_t *stats,
+                        reel_err_t *err) {
+    reel_har_stats_t local;
+    reel_rc rc = REEL_OK;
+    json_t *entry;
+    if (stats == NULL)
+        stats = &local;
+    memset(stats, 0, sizeof *stats);
+    uint8_t *scratch = reel_malloc(B64_CHUNK_OUT);
+    vctx_t v = {.path = h->path, .err = err};
+    json_array_foreach(h->entries, v.idx, entry) {
+        entry_t e;
+        if (entry_parse(&v, entry, &e) != REEL_OK) { /* cannot happen: validated on load */
+            rc = REEL_INVALID;
+            goto out;
+        }
+        if (e.url.skip)
+            stats->skipped++;
+        else
+            record(rec, &e, scratch, stats);
+        url_free(&e.url);
+    }
+    rc = reel_recorder_flush(rec, err);
+out:
+    free(scratch);
+    return rc;
+}
+
+reel_rc reel_har_import(reel_recorder_t *rec, const char *path, reel_har_stats_t *stats,
+                        reel_err_t *err) {
+    reel_har_t *h = NULL;
+    if (stats)
+        memset(stats, 0, sizeof *stats);
+    reel_rc rc = reel_har_load(path, &h, err);
+    if (rc == REEL_OK)
+        rc = reel_har_record(rec, h, stats, err);
+    reel_har_free(h);
+    return rc;
+}

@@ -1,0 +1,961 @@
+/* HAR import: validation messages on broken files (fixtures and generated
+ * variants of a minimal entry), and a round trip of a Chromium export
+ * through the recorder, the spool and the index. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <ftw.h>
+#include <jansson.h>
+
+#include "base/mem.h"
+#include "session/har.h"
+#include "session/recorder.h"
+#include "session/session.h"
+#include "session/store.h"
+
+/* ---- paths -------------------------------------------------------------- */
+
+static char src_dir[4096];
+static char tmp_dir[4096];
+
+static void find_src_dir(void) {
+    const char *env = getenv("REEL_SOURCE_DIR");
+    if (env && env[0]) {
+        snprintf(src_dir, sizeof src_dir, "%s", env);
+        return;
+    }
+    /* __FILE__ is SRC/tests/unit/session/har_test.c */
+    static const char tail[] = "/tests/unit/session/har_test.c";
+    const char *file = __FILE__;
+    size_t n = strlen(file);
+    assert_true(n > strlen(tail));
+    assert_string_equal(&file[n - strlen(tail)], tail);
+    snprintf(src_dir, sizeof src_dir, "%.*s", (int)(n - strlen(tail)), file);
+}
+
+static char *fixture(const char *name) {
+    return reel_asprintf("%s/tests/data/har/%s", src_dir, name);
+}
+
+static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
+    return remove(p);
+}
+
+static int setup(void **state) {
+    find_src_dir();
+    const char *base = getenv("REEL_TEST_TMP");
+    if (base == NULL || base[0] == '\0')
+        base = "/tmp";
+    mkdir(base, 0700);
+    snprintf(tmp_dir, sizeof tmp_dir, "%s/har_test.XXXXXX", base);
+    assert_non_null(mkdtemp(tmp_dir));
+    return 0;
+}
+
+static int teardown(void **state) {
+    nftw(tmp_dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    return 0;
+}
+
+/* Checks path and expects rc with the message path + suffix. */
+static void check_har(const char *path, reel_rc rc, const char *suffix) {
+    reel_err_t err;
+    reel_err_clear(&err);
+    char *want = rc == REEL_OK ? reel_strdup("") : reel_asprintf("%s%s", path, suffix);
+    reel_rc got = reel_har_check(path, &err);
+    if (got != rc || strcmp(err.msg, want) != 0)
+        print_error("check %s:\n  got  %s %s\n  want %s %s\n", path, reel_rc_name(got), err.msg,
+                    reel_rc_name(rc), want);
+    assert_int_equal(got, rc);
+    assert_string_equal(err.msg, want);
+    free(want);
+}
+
+/* ---- fixtures ----------------------------------------------------------- */
+
+static void test_check_good(void **state) {
+    const char *names[] = {"chromium.har", "other-schemes.har"};
+    for (size_t i = 0; i < 2; i++) {
+        char *p = fixture(names[i]);
+        reel_err_t err;
+        reel_err_clear(&err);
+        reel_rc rc = reel_har_check(p, &err);
+        if (rc != REEL_OK)
+            print_error("%s: %s\n", p, err.msg);
+        assert_int_equal(rc, REEL_OK);
+        free(p);
+    }
+}
+
+static void test_check_broken_fixtures(void **state) {
+    static const struct {
+        const char *file;
+        reel_rc rc;
+        const char *suffix;
+    } cases[] = {
+        {"not-json.har", REEL_INVALID, ":1:1: '[' or '{' expected near '<'"},
+        {"no-entries.har", REEL_INVALID, ": log.entries: missing"},
+        {"entries-not-array.har", REEL_INVALID, ": log.entries: not an array"},
+        {"bad-url.har", REEL_INVALID, ": entries[1].request.url: not an absolute http(s) URL"},
+        {"bad-base64.har", REEL_INVALID,
+         ": entries[2].response.content.text: invalid base64 at offset 8"},
+        {"does-not-exist.har", REEL_IO, ": No such file or directory"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *p = fixture(cases[i].file);
+        check_har(p, cases[i].rc, cases[i].suffix);
+        free(p);
+    }
+    char *dir = reel_asprintf("%s/tests/data/har", src_dir);
+    check_har(dir, REEL_IO, ": Is a directory");
+    free(dir);
+}
+
+static void test_size_limit(void **state) {
+    char *p = fixture("chromium.har");
+    reel__har_max_file_size = 1 << 20;
+    reel_err_t err;
+    reel_err_clear(&err);
+    assert_int_equal(reel_har_check(p, &err), REEL_OK);
+    reel__har_max_file_size = 4096;
+    check_har(p, REEL_LIMIT, ": larger than the 4096 bytes a HAR file may have");
+    reel__har_max_file_size = REEL_HAR_MAX_FILE_SIZE;
+    free(p);
+}
+
+/* Loads `name` through a pipe fed by a child (pipes can be read once and
+ * have no size to stat). */
+static reel_rc load_pipe(const char *name, reel_har_t **h, reel_err_t *err) {
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        char *p = fixture(name);
+        FILE *f = fopen(p, "rb");
+        char buf[4096];
+        size_t n;
+        while (f && (n = fread(buf, 1, sizeof buf, f)) > 0)
+            if (write(fds[1], buf, n) != (ssize_t)n)
+                break;
+        _exit(0);
+    }
+    close(fds[1]);
+    char *dev = reel_asprintf("/dev/fd/%d", fds[0]);
+    reel_rc rc = reel_har_load(dev, h, err);
+    free(dev);
+    close(fds[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    return rc;
+}
+
+static void test_load_pipe(void **state) {
+    reel_har_t *h = NULL;
+    reel_err_t err;
+    reel_err_clear(&err);
+    assert_int_equal(load_pipe("chromium.har", &h, &err), REEL_OK);
+    assert_non_null(h);
+    reel_har_free(h);
+    h = NULL;
+    reel__har_max_file_size = 4096; /* enforced while reading: no size to stat */
+    reel_rc rc = load_pipe("chromium.har", &h, &err);
+    reel__har_max_file_size = REEL_HAR_MAX_FILE_SIZE;
+    assert_int_equal(rc, REEL_LIMIT);
+    assert_null(h);
+    assert_non_null(strstr(err.msg, ": larger than the 4096 bytes a HAR file may have"));
+    reel_har_free(NULL);
+}
+
+/* ---- generated variants of one minimal entry ---------------------------- */
+
+static const char base_har[] =
+    "{\"log\":{\"version\":\"1.2\",\"creator\":{\"name\":\"t\",\"version\":\"1\"},"
+    "\"entries\":[{\"startedDateTime\":\"2026-01-02T03:04:05.000Z\",\"time\":1,"
+    "\"request\":{\"method\":\"GET\",\"url\":\"https://example.test/\","
+    "\"httpVersion\":\"HTTP/1.1\",\"headers\":[{\"name\":\"Host\",\"value\":\"example.test\"}],"
+    "\"queryString\":[],\"cookies\":[],\"headersSize\":-1,\"bodySize\":0},"
+    "\"response\":{\"status\":200,\"statusText\":\"OK\",\"httpVersion\":\"HTTP/1.1\","
+    "\"headers\":[],\"cookies\":[],\"content\":{\"size\":0,\"mimeType\":\"text/plain\"},"
+    "\"redirectURL\":\"\",\"headersSize\":-1,\"bodySize\":0},"
+    "\"cache\":{},\"timings\":{\"send\":0,\"wait\":1,\"receive\":0}}]}}";
+
+/* Writes base_har with entries[0].<field> set to the JSON `value` (NULL:
+ * removed; field "" replaces the entry) to a temporary file; returns its
+ * path (owned). */
+static char *variant(const char *field, const char *value) {
+    static int seq;
+    json_error_t jerr;
+    json_t *root = json_loads(base_har, 0, &jerr);
+    assert_non_null(root);
+    json_t *entries = json_object_get(json_object_get(root, "log"), "entries");
+    json_t *v = value ? json_loads(value, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr) : NULL;
+    if (value && v == NULL)
+        fail_msg("bad test value %s: %s", value, jerr.text);
+    if (field[0] == '\0') {
+        json_array_set_new(entries, 0, v);
+    } else {
+        json_t *obj = json_array_get(entries, 0);
+        char *path = reel_strdup(field);
+        char *key = path;
+        for (char *dot; (dot = strchr(key, '.')) != NULL; key = dot + 1) {
+            *dot = '\0';
+            json_t *next = json_object_get(obj, key);
+            if (next == NULL) {
+                next = json_object();
+                json_object_set_new(obj, key, next);
+            }
+            obj = next;
+        }
+        if (v)
+            json_object_set_new(obj, key, v);
+        else
+            json_object_del(obj, key);
+        free(path);
+    }
+    char *out = reel_asprintf("%s/variant-%d.har", tmp_dir, seq++);
+    assert_int_equal(json_dump_file(root, out, 0), 0);
+    json_decref(root);
+    return out;
+}
+
+static void test_check_variants(void **state) {
+    static const struct {
+        const char *field, *value;
+        const char *msg; /* NULL: valid */
+    } cases[] = {
+        /* entry and dates */
+        {"", "5", "entries[0]: not an object but a number"},
+        {"startedDateTime", NULL, "entries[0].startedDateTime: missing"},
+        {"startedDateTime", "5", "entries[0].startedDateTime: not a string but a number"},
+        {"startedDateTime", "\"2026-01-02\"",
+         "entries[0].startedDateTime: not an ISO 8601 date and time with a zone after 1970"},
+        {"startedDateTime", "\"2026-01-02T03:04:05.123\"",
+         "entries[0].startedDateTime: not an ISO 8601 date and time with a zone after 1970"},
+        {"startedDateTime", "\"2026-02-29T03:04:05Z\"",
+         "entries[0].startedDateTime: not an ISO 8601 date and time with a zone after 1970"},
+        {"startedDateTime", "\"2026-01-02T24:00:00Z\"",
+         "entries[0].startedDateTime: not an ISO 8601 date and time with a zone after 1970"},
+        {"startedDateTime", "\"2026-01-02T03:04:05.Z\"",
+         "entries[0].startedDateTime: not an ISO 8601 date and time with a zone after 1970"},
+        {"startedDateTime", "\"2026-01-02T03:04:05+1\"",
+         "entries[0].startedDateTime: not an ISO 8601 date and time with a zone after 1970"},
+        {"startedDateTime", "\"1969-12-31T23:59:59Z\"",
+         "entries[0].startedDateTime: not an ISO 8601 date and time with a zone after 1970"},
+        {"startedDateTime", "\"2024-02-29T03:04:05.123456789+01:00\"", NULL},
+        {"startedDateTime", "\"2026-01-02T03:04:05-0530\"", NULL},
+        {"startedDateTime", "\"2026-01-02T03:04:05+02\"", NULL},
+        /* request */
+        {"request", NULL, "entries[0].request: missing"},
+        {"request", "[]", "entries[0].request: not an object but an array"},
+        {"request.method", "\"\"", "entries[0].request.method: not an HTTP method"},
+        {"request.method", "\"GE T\"", "entries[0].request.method: not an HTTP method"},
+        {"request.url", NULL, "entries[0].request.url: missing"},
+        {"request.url", "\"/index.html\"", "entries[0].request.url: not an absolute http(s) URL"},
+        {"request.url", "\"http:example.test\"",
+         "entries[0].request.url: not an absolute http(s) URL"},
+        {"request.url", "\"http://\"", "entries[0].request.url: empty host in URL"},
+        {"request.url", "\"https://:443/\"", "entries[0].request.url: empty host in URL"},
+        {"request.url", "\"https://example.test:0/\"", "entries[0].request.url: bad port in URL"},
+        {"request.url", "\"https://example.test:65536/\"",
+         "entries[0].request.url: bad port in URL"},
+        {"request.url", "\"https://example.test:44x/\"", "entries[0].request.url: bad port in URL"},
+        {"request.url", "\"https://[::1/\"",
+         "entries[0].request.url: unterminated IPv6 address in URL"},
+        {"request.url", "\"https://[::g]/\"", "entries[0].request.url: bad IPv6 address in URL"},
+        {"request.url", "\"https://[::1]x/\"", "entries[0].request.url: bad host in URL"},
+        {"request.url", "\"https://exa<mple.test/\"", "entries[0].request.url: bad host in URL"},
+        {"request.url", "\"https://example.test/a b\"",
+         "entries[0].request.url: contains a space or control character"},
+        {"request.url", "\"https://example.test/a\\u0000b\"",
+         "entries[0].request.url: contains a NUL byte"},
+        {"request.url", "\"HTTPS://user:pw@[::1]:8443/p?q#frag\"", NULL},
+        {"request.url", "\"ftp://example.test/\"", NULL}, /* skipped, not an error */
+        {"request.httpVersion", NULL, "entries[0].request.httpVersion: missing"},
+        {"request.httpVersion", "\"HTTP 1.1\"",
+         "entries[0].request.httpVersion: not an HTTP version"},
+        {"request.httpVersion", "\"\"", NULL},
+        {"request.headers", NULL, "entries[0].request.headers: missing"},
+        {"request.headers", "{}", "entries[0].request.headers: not an array but an object"},
+        {"request.headers", "[1]", "entries[0].request.headers[0]: not an object but a number"},
+        {"request.headers", "[{\"name\":\"a\"}]", "entries[0].request.headers[0].value: missing"},
+        {"request.headers", "[{\"value\":\"a\"}]", "entries[0].request.headers[0].name: missing"},
+        {"request.headers", "[{\"name\":\"\",\"value\":\"a\"}]",
+         "entries[0].request.headers[0].name: empty header name"},
+        {"request.headers", "[{\"name\":\"a b\",\"value\":\"a\"}]",
+         "entries[0].request.headers[0].name: not a header name"},
+        {"request.headers", "[{\"name\":\"::x\",\"value\":\"a\"}]",
+         "entries[0].request.headers[0].name: not a header name"},
+        {"request.headers", "[{\"name\":\"x\",\"value\":\"a\\r\\nb\"}]",
+         "entries[0].request.headers[0].value: header value with a NUL, CR or LF byte"},
+        {"request.headers", "[{\"name\":\":path\",\"value\":\"/\"},{\"name\":\"x\",\"value\":1}]",
+         "entries[0].request.headers[1].value: not a string but a number"},
+        {"request.postData", "\"x\"", "entries[0].request.postData: not an object but a string"},
+        {"request.postData", "{\"mimeType\":\"text/plain\",\"text\":5}",
+         "entries[0].request.postData.text: not a string but a number"},
+        {"request.postData", "{\"text\":\"eA==\",\"encoding\":\"gzip\"}",
+         "entries[0].request.postData.encoding: unsupported encoding (only \"base64\")"},
+        {"request.postData", "{\"text\":\"eA=\",\"encoding\":\"base64\"}",
+         "entries[0].request.postData.text: invalid base64 at offset 2"},
+        {"request.postData", "{\"text\":\"eA\",\"encoding\":\"base64\"}",
+         "entries[0].request.postData.text: invalid base64 at offset 0"},
+        {"request.postData", "{\"mimeType\":\"text/plain\",\"params\":[]}", NULL},
+        /* response */
+        {"response", NULL, "entries[0].response: missing"},
+        {"response.status", "\"200\"", "entries[0].response.status: not an integer but a string"},
+        {"response.status", "200.0", "entries[0].response.status: not an integer but a number"},
+        {"response.status", "1000", "entries[0].response.status: not an HTTP status"},
+        {"response.status", "-1", "entries[0].response.status: not an HTTP status"},
+        {"response.status", "0", NULL},
+        {"response.statusText", NULL, "entries[0].response.statusText: missing"},
+        {"response.httpVersion", "null", "entries[0].response.httpVersion: not a string but null"},
+        {"response.headers", "null", "entries[0].response.headers: not an array but null"},
+        {"response.content", NULL, "entries[0].response.content: missing"},
+        {"response.content.size", NULL, "entries[0].response.content.size: missing"},
+        {"response.content.size", "\"0\"",
+         "entries[0].response.content.size: not a number but a string"},
+        {"response.content.mimeType", NULL, "entries[0].response.content.mimeType: missing"},
+        {"response.content.text", "[]",
+         "entries[0].response.content.text: not a string but an array"},
+        {"response.content.encoding", "\"base64\"", NULL}, /* no text: nothing to decode */
+        {"response.content",
+         "{\"size\":1,\"mimeType\":\"x\",\"text\":\"QQ=A\",\"encoding\":"
+         "\"base64\"}",
+         "entries[0].response.content.text: invalid base64 at offset 2"},
+        {"response.content",
+         "{\"size\":1,\"mimeType\":\"x\",\"text\":\"QQ==QQ==\",\"encoding\":"
+         "\"base64\"}",
+         "entries[0].response.content.text: invalid base64 at offset 2"},
+        {"response.content",
+         "{\"size\":1,\"mimeType\":\"x\",\"text\":\"QUJD\\nREVG\","
+         "\"encoding\":\"base64\"}",
+         "entries[0].response.content.text: invalid base64 at offset 4"},
+        {"response.content",
+         "{\"size\":1,\"mimeType\":\"x\",\"text\":\"Q===\",\"encoding\":"
+         "\"base64\"}",
+         "entries[0].response.content.text: invalid base64 at offset 1"},
+        {"response.content",
+         "{\"size\":1,\"mimeType\":\"x\",\"text\":\"QQ==\",\"encoding\":"
+         "\"base64\"}",
+         NULL},
+        {"response._error", "7", "entries[0].response._error: not a string but a number"},
+        /* timings */
+        {"timings", "[]", "entries[0].timings: not an object but an array"},
+        {"timings.wait", "\"1\"", "entries[0].timings.wait: not a number but a string"},
+        {"timings.dns", "1e11", "entries[0].timings.dns: out of range"},
+        {"time", "true", "entries[0].time: not a number but a boolean"},
+        {"timings", NULL, NULL},
+        {"time", NULL, NULL},
+        {"timings.ssl", "-1", NULL},
+        {"serverIPAddress", "5", "entries[0].serverIPAddress: not a string but a number"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *p = variant(cases[i].field, cases[i].value);
+        if (cases[i].msg) {
+            char *suffix = reel_asprintf(": %s", cases[i].msg);
+            check_har(p, REEL_INVALID, suffix);
+            free(suffix);
+        } else {
+            check_har(p, REEL_OK, "");
+        }
+        free(p);
+    }
+}
+
+/* ---- round trip --------------------------------------------------------- */
+
+typedef struct {
+    char method[16], scheme[8], host[64], target[128], req_version[16];
+    uint32_t port;
+    int req_decoded, resp_decoded, has_resp, ended, has_timings;
+    int64_t start_time, req_head_time, resp_head_time, end_time, req_end, resp_start;
+    reel_buf_t req_headers, req_body, resp_headers, resp_body; /* headers "n: v\n" */
+    uint32_t status;
+    char reason[64], resp_version[16], error[256], source[32], server[64];
+    reel_timings_t timings;
+    int order_ok; /* records came as start, req head, req body*, resp head, ... */
+    int last;     /* event of the previous record */
+} flow_t;
+
+static void str_of(char *out, size_t cap, const ProtobufCBinaryData *b) {
+    snprintf(out, cap, "%.*s", (int)b->len, (const char *)b->data);
+}
+
+static void headers_of(reel_buf_t *b, Reel__Header **h, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        reel_buf_append(b, h[i]->name.data, h[i]->name.len);
+        reel_buf_puts(b, ": ");
+        reel_buf_append(b, h[i]->value.data, h[i]->value.len);
+        reel_buf_puts(b, "\n");
+    }
+}
+
+static int collect(void *ctx, const Reel__Record *rec) {
+    flow_t *f = ctx;
+    int ev = (int)rec->event_case;
+    /* allowed predecessors, by the numbering of the oneof (10..16) */
+    switch (rec->event_case) {
+    case REEL__RECORD__EVENT_START:
+        f->order_ok &= f->last == 0;
+        f->start_time = rec->time_us;
+        snprintf(f->source, sizeof f->source, "%s", rec->start->source);
+        snprintf(f->server, sizeof f->server, "%s", rec->start->server_addr);
+        break;
+    case REEL__RECORD__EVENT_REQUEST_HEAD: {
+        const Reel__RequestHead *h = rec->request_head;
+        f->order_ok &= f->last == REEL__RECORD__EVENT_START;
+        f->req_head_time = rec->time_us;
+        str_of(f->method, sizeof f->method, &h->method);
+        snprintf(f->scheme, sizeof f->scheme, "%s", h->scheme);
+        str_of(f->host, sizeof f->host, &h->host);
+        str_of(f->target, sizeof f->target, &h->target);
+        snprintf(f->req_version, sizeof f->req_version, "%s", h->http_version);
+        f->port = h->port;
+        f->req_decoded = h->body_decoded;
+        headers_of(&f->req_headers, h->headers, h->n_headers);
+        break;
+    }
+    case REEL__RECORD__EVENT_REQUEST_BODY:
+        f->order_ok &= f->last == REEL__RECORD__EVENT_REQUEST_HEAD || f->last == ev;
+        reel_buf_append(&f->req_body, rec->request_body->data.data, rec->request_body->data.len);
+        break;
+    case REEL__RECORD__EVENT_RESPONSE_HEAD: {
+        const Reel__ResponseHead *h = rec->response_head;
+        f->order_ok &= f->last == REEL__RECORD__EVENT_REQUEST_HEAD ||
+                       f->last == REEL__RECORD__EVENT_REQUEST_BODY;
+        f->has_resp = 1;
+        f->resp_head_time = rec->time_us;
+        f->status = h->status;
+        str_of(f->reason, sizeof f->reason, &h->reason);
+        snprintf(f->resp_version, sizeof f->resp_version, "%s", h->http_version);
+        f->resp_decoded = h->body_decoded;
+        headers_of(&f->resp_headers, h->headers, h->n_headers);
+        break;
+    }
+    case REEL__RECORD__EVENT_RESPONSE_BODY:
+        f->order_ok &= f->last == REEL__RECORD__EVENT_RESPONSE_HEAD || f->last == ev;
+        reel_buf_append(&f->resp_body, rec->response_body->data.data, rec->response_body->data.len);
+        break;
+    case REEL__RECORD__EVENT_END:
+        f->order_ok &= f->has_resp;
+        f->ended = 1;
+        f->end_time = rec->time_us;
+        f->req_end = rec->end->request_end_us;
+        f->resp_start = rec->end->response_start_us;
+        if (rec->end->timings) {
+            const Reel__Timings *t = rec->end->timings;
+            f->has_timings = 1;
+            f->timings = (reel_timings_t){t->blocked_us, t->dns_us,     t->connect_us, t->send_us,
+                                          t->wait_us,    t->receive_us, t->ssl_us};
+        }
+        break;
+    case REEL__RECORD__EVENT_ERROR:
+        f->order_ok &= f->last != 0;
+        snprintf(f->error, sizeof f->error, "%s", rec->error->message);
+        break;
+    default:
+        f->order_ok = 0;
+        break;
+    }
+    f->last = ev;
+    return 0;
+}
+
+static void flow_read(reel_session_t *s, uint64_t id, flow_t *f) {
+    memset(f, 0, sizeof *f);
+    f->order_ok = 1;
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_rc rc = reel_store_read_flow(s, id, collect, f, &err);
+    if (rc != REEL_OK)
+        fail_msg("flow %llu: %s", (unsigned long long)id, err.msg);
+    assert_true(f->order_ok);
+}
+
+static void flow_free(flow_t *f) {
+    reel_buf_free(&f->req_headers);
+    reel_buf_free(&f->req_body);
+    reel_buf_free(&f->resp_headers);
+    reel_buf_free(&f->resp_body);
+}
+
+static void assert_bytes(const reel_buf_t *b, const void *want, size_t len) {
+    if (b->len != len)
+        fail_msg("body length %zu, want %zu", b->len, len);
+    assert_memory_equal(b->data, want, len);
+}
+
+static reel_session_t *open_session(const char *name) {
+    reel_session_t *s = NULL;
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (reel_session_open(tmp_dir, name, REEL_OPEN_CREATE | REEL_OPEN_RECORD, &s, &err) != REEL_OK)
+        fail_msg("open: %s", err.msg);
+    return s;
+}
+
+static reel_rc import(reel_session_t *s, const char *path, reel_har_stats_t *st, reel_err_t *err) {
+    reel_recorder_opts_t o;
+    reel_recorder_opts_default(&o);
+    o.capture = REEL_CAPTURE_LOSSLESS;
+    o.body_limit = UINT64_MAX / 2;
+    o.fsync = REEL_FSYNC_NEVER;
+    reel_recorder_t *rec = NULL;
+    assert_int_equal(reel_recorder_open(s, &o, &rec, err), REEL_OK);
+    reel_rc rc = reel_har_import(rec, path, st, err);
+    reel_rc rc2 = reel_recorder_close(rec, err);
+    return rc != REEL_OK ? rc : rc2;
+}
+
+static long long count_flows(reel_session_t *s) {
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(
+        sqlite3_prepare_v2(reel_session_db(s), "SELECT count(*) FROM flows", -1, &st, NULL),
+        SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    long long n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+static const char html[] =
+    "<!doctype html>\n<html><head><title>Example</title><link rel=\"stylesheet\" "
+    "href=\"http://example.test:8080/style.css?v=3\"></head>\n<body><h1>Bonjour, caf\xc3\xa9</h1>"
+    "<img src=\"/img/logo.png\"></body></html>\n";
+
+static const uint8_t png[70] = {
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48,
+    0x44, 0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00,
+    0x00, 0x1f, 0x15, 0xc4, 0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78,
+    0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0xd0, 0x00, 0x00, 0x04, 0x81, 0x01, 0x80, 0x2c, 0x55,
+    0xce, 0xb0, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82};
+
+#define UA                                                                                         \
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 "     \
+    "Safari/537.36"
+#define T0 INT64_C(1767323045000000) /* 2026-01-02T03:04:05Z */
+
+static const struct {
+    const char *method, *scheme, *host;
+    uint32_t port;
+    const char *target, *url, *req_version;
+    const char *req_headers;
+    const char *req_body;
+    uint32_t status; /* 0: error flow */
+    const char *reason, *resp_version, *resp_headers;
+    const void *resp_body;
+    size_t resp_body_len;
+    const char *server, *error;
+    int64_t start, req_end, resp_start, end;
+    reel_timings_t timings;
+} expect[] = {
+    {"GET",
+     "https",
+     "example.test",
+     443,
+     "/",
+     "https://example.test/",
+     "HTTP/2.0",
+     "accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\n"
+     "accept-encoding: gzip, deflate, br, zstd\n"
+     "accept-language: en-US,en;q=0.9\n"
+     "user-agent: " UA "\n",
+     "",
+     200,
+     "",
+     "HTTP/2.0",
+     "cache-control: max-age=600\ncontent-encoding: gzip\n"
+     "content-type: text/html; charset=utf-8\ndate: Fri, 02 Jan 2026 03:04:05 GMT\n"
+     "vary: Accept-Encoding\n",
+     html,
+     sizeof html - 1,
+     "93.184.215.14:443",
+     NULL,
+     T0 + 123000,
+     T0 + 123000 + 48450,
+     T0 + 123000 + 78450,
+     T0 + 123000 + 85123,
+     {2500, 10250, 35500, 200, 30000, 6673, 20000}},
+    {"POST",
+     "https",
+     "example.test",
+     443,
+     "/api/login",
+     "https://example.test/api/login",
+     "HTTP/2.0",
+     "accept: application/json\ncontent-length: 31\ncontent-type: application/json\n"
+     "origin: https://example.test\nuser-agent: " UA "\n",
+     "{\"user\":\"an\xc3\xa9\",\"remember\":true}",
+     200,
+     "",
+     "HTTP/2.0",
+     "content-type: application/json\nset-cookie: sid=abc123; Path=/; Secure; HttpOnly\n"
+     "date: Fri, 02 Jan 2026 03:04:05 GMT\n",
+     "{\"ok\":true,\"token\":\"t-42\"}",
+     26,
+     "93.184.215.14:443",
+     NULL,
+     T0 + 200000,
+     T0 + 201000,
+     T0 + 239000,
+     T0 + 241500,
+     {750, -1, -1, 250, 38000, 2500, -1}},
+    {"GET",
+     "https",
+     "example.test",
+     443,
+     "/img/logo.png",
+     "https://example.test/img/logo.png",
+     "HTTP/2.0",
+     "accept: image/avif,image/webp,image/apng,image/*,*/*;q=0.8\n"
+     "referer: https://example.test/\nuser-agent: " UA "\n",
+     "",
+     200,
+     "",
+     "HTTP/2.0",
+     "content-length: 70\ncontent-type: image/png\ncache-control: max-age=86400\n",
+     png,
+     sizeof png,
+     "93.184.215.14:443",
+     NULL,
+     T0 + 250000,
+     T0 + 251500,
+     T0 + 261000,
+     T0 + 262000,
+     {1000, -1, -1, 500, 9500, 1000, -1}},
+    {"GET",
+     "http",
+     "example.test",
+     8080,
+     "/style.css?v=3",
+     "http://example.test:8080/style.css?v=3",
+     "HTTP/1.1",
+     "Accept: text/css,*/*;q=0.1\nAccept-Encoding: gzip, deflate\nConnection: keep-alive\n"
+     "Host: example.test:8080\nIf-Modified-Since: Thu, 01 Jan 2026 00:00:00 GMT\n"
+     "If-None-Match: \"css-v3\"\nReferer: https://example.test/\nUser-Agent: " UA "\n",
+     "",
+     304,
+     "Not Modified",
+     "HTTP/1.1",
+     "Date: Fri, 02 Jan 2026 03:04:05 GMT\nETag: \"css-v3\"\nConnection: keep-alive\n",
+     "",
+     0,
+     "93.184.215.14:8080",
+     NULL,
+     T0 + 255000,
+     T0 + 264750,
+     T0 + 273750,
+     T0 + 275250,
+     {500, 1000, 8000, 250, 9000, 1500, -1}},
+    {"POST",
+     "https",
+     "2001:db8::1",
+     8443,
+     "/beacon?e=view&t=1",
+     "https://[2001:db8::1]:8443/beacon?e=view&t=1",
+     "HTTP/2.0",
+     "content-type: text/plain;charset=UTF-8\nuser-agent: " UA "\n",
+     "view=home",
+     204,
+     "",
+     "HTTP/2.0",
+     "date: Fri, 02 Jan 2026 03:04:06 GMT\n",
+     "",
+     0,
+     "[2001:db8::1]:8443",
+     NULL,
+     T0 + 1002000,
+     T0 + 1011500,
+     T0 + 1016500,
+     T0 + 1017000,
+     {500, 500, 8000, 500, 5000, 500, 5000}},
+    {"GET",
+     "https",
+     "ads.example.test",
+     443,
+     "/track.js",
+     "https://ads.example.test/track.js",
+     "HTTP/1.1",
+     "Referer: https://example.test/\nUser-Agent: " UA "\n",
+     "",
+     0,
+     NULL,
+     NULL,
+     NULL,
+     NULL,
+     0,
+     "",
+     "no response (HAR status 0): net::ERR_BLOCKED_BY_CLIENT",
+     T0 + 1050000,
+     0,
+     0,
+     0,
+     {0}},
+    {"GET",
+     "https",
+     "example.test",
+     443,
+     "/socket",
+     "https://example.test/socket",
+     "HTTP/1.1",
+     "Host: example.test\nConnection: Upgrade\nUpgrade: websocket\nSec-WebSocket-Version: 13\n"
+     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\nOrigin: https://example.test\n",
+     "",
+     101,
+     "Switching Protocols",
+     "HTTP/1.1",
+     "Upgrade: websocket\nConnection: Upgrade\nSec-WebSocket-Accept: "
+     "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\n",
+     "",
+     0,
+     "93.184.215.14:443",
+     NULL,
+     T0 + 1100000,
+     T0 + 1100500 + 500,
+     T0 + 1101000 + 29000,
+     T0 + 1130000,
+     {500, -1, -1, 500, 29000, -1, -1}},
+};
+
+static void test_import_chromium(void **state) {
+    reel_session_t *s = open_session("chromium");
+    char *p = fixture("chromium.har");
+    reel_har_stats_t st;
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_rc rc = import(s, p, &st, &err);
+    if (rc != REEL_OK)
+        fail_msg("import: %s", err.msg);
+    size_t n = sizeof expect / sizeof expect[0];
+    assert_int_equal(st.entries, n);
+    assert_int_equal(st.first_id, 1);
+    assert_int_equal(st.last_id, n);
+    assert_int_equal(st.skipped, 0);
+
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(
+        sqlite3_prepare_v2(reel_session_db(s),
+                           "SELECT id, source, state, method, url, host, port, path, "
+                           "http_version, status, error, start_us, request_end_us, "
+                           "response_start_us, end_us, server_addr, request_body_size, "
+                           "response_body_size FROM flows ORDER BY id",
+                           -1, &q, NULL),
+        SQLITE_OK);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+        const char *tag = expect[i].url;
+        print_message("flow %zu: %s\n", i + 1, tag);
+        assert_int_equal(sqlite3_column_int64(q, 0), (long long)i + 1);
+        assert_string_equal((const char *)sqlite3_column_text(q, 1), "har-import");
+        assert_string_equal((const char *)sqlite3_column_text(q, 2),
+                            expect[i].status ? "complete" : "error");
+        assert_string_equal((const char *)sqlite3_column_text(q, 3), expect[i].method);
+        assert_string_equal((const char *)sqlite3_column_text(q, 4), expect[i].url);
+        assert_string_equal((const char *)sqlite3_column_text(q, 5), expect[i].host);
+        assert_int_equal(sqlite3_column_int64(q, 6), expect[i].port);
+        assert_string_equal((const char *)sqlite3_column_text(q, 7), expect[i].target);
+        assert_string_equal((const char *)sqlite3_column_text(q, 8), expect[i].req_version);
+        if (expect[i].status) {
+            assert_int_equal(sqlite3_column_int64(q, 9), expect[i].status);
+            assert_int_equal(sqlite3_column_type(q, 10), SQLITE_NULL);
+            assert_int_equal(sqlite3_column_int64(q, 12), expect[i].req_end);
+            assert_int_equal(sqlite3_column_int64(q, 13), expect[i].resp_start);
+            assert_int_equal(sqlite3_column_int64(q, 14), expect[i].end);
+        } else {
+            assert_int_equal(sqlite3_column_type(q, 9), SQLITE_NULL);
+            assert_string_equal((const char *)sqlite3_column_text(q, 10), expect[i].error);
+        }
+        assert_int_equal(sqlite3_column_int64(q, 11), expect[i].start);
+        if (expect[i].server[0])
+            assert_string_equal((const char *)sqlite3_column_text(q, 15), expect[i].server);
+        else
+            assert_int_equal(sqlite3_column_type(q, 15), SQLITE_NULL);
+        assert_int_equal(sqlite3_column_int64(q, 16), strlen(expect[i].req_body));
+        assert_int_equal(sqlite3_column_int64(q, 17), expect[i].resp_body_len);
+
+        flow_t f;
+        flow_read(s, i + 1, &f);
+        assert_string_equal(f.source, "har-import");
+        assert_string_equal(f.server, expect[i].server);
+        assert_int_equal(f.start_time, expect[i].start);
+        assert_int_equal(f.req_head_time, expect[i].start);
+        assert_string_equal(f.method, expect[i].method);
+        assert_string_equal(f.scheme, expect[i].scheme);
+        assert_string_equal(f.host, expect[i].host);
+        assert_int_equal(f.port, expect[i].port);
+        assert_string_equal(f.target, expect[i].target);
+        assert_string_equal(f.req_version, expect[i].req_version);
+        assert_int_equal(f.req_decoded, 0);
+        assert_bytes(&f.req_headers, expect[i].req_headers, strlen(expect[i].req_headers));
+        assert_bytes(&f.req_body, expect[i].req_body, strlen(expect[i].req_body));
+        if (expect[i].status == 0) {
+            assert_false(f.has_resp);
+            assert_false(f.ended);
+            assert_string_equal(f.error, expect[i].error);
+        } else {
+            assert_true(f.has_resp);
+            assert_true(f.ended);
+            assert_string_equal(f.error, "");
+            assert_int_equal(f.status, expect[i].status);
+            assert_string_equal(f.reason, expect[i].reason);
+            assert_string_equal(f.resp_version, expect[i].resp_version);
+            assert_int_equal(f.resp_decoded, 1);
+            assert_bytes(&f.resp_headers, expect[i].resp_headers, strlen(expect[i].resp_headers));
+            assert_bytes(&f.resp_body, expect[i].resp_body, expect[i].resp_body_len);
+            assert_int_equal(f.resp_head_time, expect[i].resp_start);
+            assert_int_equal(f.end_time, expect[i].end);
+            assert_int_equal(f.req_end, expect[i].req_end);
+            assert_int_equal(f.resp_start, expect[i].resp_start);
+            assert_true(f.has_timings);
+            assert_memory_equal(&f.timings, &expect[i].timings, sizeof f.timings);
+        }
+        flow_free(&f);
+    }
+    assert_int_equal(sqlite3_step(q), SQLITE_DONE);
+    sqlite3_finalize(q);
+
+    /* a second import appends with the next ids */
+    reel_err_clear(&err);
+    assert_int_equal(import(s, p, &st, &err), REEL_OK);
+    assert_int_equal(st.first_id, n + 1);
+    assert_int_equal(st.last_id, 2 * n);
+    assert_int_equal(count_flows(s), 2 * n);
+    free(p);
+    reel_session_close(s);
+}
+
+static void test_import_broken_records_nothing(void **state) {
+    reel_session_t *s = open_session("broken");
+    const char *names[] = {"bad-url.har", "bad-base64.har", "not-json.har"};
+    for (size_t i = 0; i < 3; i++) {
+        char *p = fixture(names[i]);
+        reel_har_stats_t st;
+        reel_err_t err, want;
+        reel_err_clear(&err);
+        reel_err_clear(&want);
+        reel_har_check(p, &want);
+        assert_int_equal(import(s, p, &st, &err), REEL_INVALID);
+        assert_string_equal(err.msg, want.msg);
+        assert_int_equal(st.entries, 0);
+        assert_int_equal(st.first_id, 0);
+        free(p);
+    }
+    assert_int_equal(count_flows(s), 0);
+    reel_session_close(s);
+}
+
+static void test_import_skips_other_schemes(void **state) {
+    reel_session_t *s = open_session("schemes");
+    char *p = fixture("other-schemes.har");
+    reel_har_stats_t st;
+    reel_err_t err;
+    reel_err_clear(&err);
+    assert_int_equal(import(s, p, &st, &err), REEL_OK);
+    assert_int_equal(st.entries, 1);
+    assert_int_equal(st.skipped, 2);
+    assert_int_equal(st.first_id, 1);
+    assert_int_equal(st.last_id, 1);
+    assert_int_equal(count_flows(s), 1);
+    flow_t f;
+    flow_read(s, 1, &f);
+    assert_string_equal(f.target, "/x");
+    assert_true(f.has_timings);
+    assert_int_equal(f.end_time, T0 + 1000); /* "time": 1 */
+    flow_free(&f);
+    free(p);
+    reel_session_close(s);
+}
+
+static char *b64_encode(const uint8_t *p, size_t n) {
+    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *out = reel_malloc((n + 2) / 3 * 4 + 1), *o = out;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t w = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
+                     (i + 2 < n ? p[i + 2] : 0);
+        *o++ = a[w >> 18 & 63];
+        *o++ = a[w >> 12 & 63];
+        *o++ = i + 1 < n ? a[w >> 6 & 63] : '=';
+        *o++ = i + 2 < n ? a[w & 63] : '=';
+    }
+    *o = '\0';
+    return out;
+}
+
+/* Bodies larger than a base64 decoding piece and a spool chunk, a NUL in a
+ * text body, and odd lengths of base64 (1 and 2 padding bytes). */
+static void test_import_large_bodies(void **state) {
+    static const size_t sizes[] = {300001, 300002, 0, 1};
+    reel_session_t *s = open_session("large");
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        size_t n = sizes[k];
+        uint8_t *bin = reel_malloc(n);
+        uint32_t x = 2463534242u + (uint32_t)k;
+        for (size_t i = 0; i < n; i++) {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            bin[i] = (uint8_t)x;
+        }
+        char *b64 = b64_encode(bin, n);
+        size_t tn = 100000 + k;
+        char *text = reel_malloc(tn);
+        for (size_t i = 0; i < tn; i++)
+            text[i] = (char)('a' + i % 26);
+        text[7] = '\0';
+
+        json_error_t jerr;
+        json_t *root = json_loads(base_har, 0, &jerr);
+        json_t *e = json_array_get(json_object_get(json_object_get(root, "log"), "entries"), 0);
+        json_object_set_new(json_object_get(e, "request"), "postData",
+                            json_pack("{s:s, s:s%}", "mimeType", "text/plain", "text", text, tn));
+        json_object_set_new(json_object_get(json_object_get(e, "response"), "content"), "text",
+                            json_string(b64));
+        json_object_set_new(json_object_get(json_object_get(e, "response"), "content"), "encoding",
+                            json_string("base64"));
+        char *p = reel_asprintf("%s/large-%zu.har", tmp_dir, k);
+        assert_int_equal(json_dump_file(root, p, 0), 0);
+        json_decref(root);
+
+        reel_har_stats_t st;
+        reel_err_t err;
+        reel_err_clear(&err);
+        if (import(s, p, &st, &err) != REEL_OK)
+            fail_msg("import: %s", err.msg);
+        assert_int_equal(st.entries, 1);
+        flow_t f;
+        flow_read(s, st.first_id, &f);
+        assert_bytes(&f.req_body, text, tn);
+        assert_bytes(&f.resp_body, bin, n);
+        flow_free(&f);
+        free(p);
+        free(text);
+        free(b64);
+        free(bin);
+    }
+    reel_session_close(s);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_check_good),
+        cmocka_unit_test(test_check_broken_fixtures),
+        cmocka_unit_test(test_size_limit),
+        cmocka_unit_test(test_load_pipe),
+        cmocka_unit_test(test_check_variants),
+        cmocka_unit_test(test_import_chromium),
+        cmocka_unit_test(test_import_broken_records_nothing),
+        cmocka_unit_test(test_import_skips_other_schemes),
+        cmocka_unit_test(test_import_large_bodies),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
