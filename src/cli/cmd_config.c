@@ -1,0 +1,375 @@
+/* reel config SESSION list|get|set|unset|history: a session's config overlay. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/mem.h"
+#include "cli/cli.h"
+#include "session/config.h"
+
+/* Appends text to b as lines indented by `indent`, broken at spaces so that
+ * they stay within `width` columns where the words allow. */
+static void put_wrapped(reel_buf_t *b, const char *text, int indent, int width) {
+    int col = indent;
+    reel_buf_printf(b, "%*s", indent, "");
+    for (const char *p = text; *p;) {
+        int w = (int)strcspn(p, " ");
+        if (col > indent && col + 1 + w > width) {
+            reel_buf_printf(b, "\n%*s", indent, "");
+            col = indent;
+        } else if (col > indent) {
+            reel_buf_puts(b, " ");
+            col++;
+        }
+        reel_buf_append(b, p, (size_t)w);
+        col += w;
+        p += w;
+        while (*p == ' ')
+            p++;
+    }
+    reel_buf_puts(b, "\n");
+}
+
+/* Usage text: fixed part plus every option with its type and help. Owned. */
+static char *build_usage(void) {
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    char *user = reel_config_user_path();
+    reel_buf_printf(
+        &b,
+        "usage: reel config [--home DIR] [--json] SESSION [list]\n"
+        "       reel config [--home DIR] [--json] SESSION get KEY\n"
+        "       reel config [--home DIR] [--json] SESSION set KEY VALUE\n"
+        "       reel config [--home DIR] [--json] SESSION unset KEY\n"
+        "       reel config [--home DIR] [--json] SESSION history\n"
+        "\n"
+        "Shows or changes the config overlay of SESSION. Layers, lowest first:\n"
+        "built-in defaults < user file (%s)\n"
+        "< session overlay < command-line flags. A proxy recording into the session\n"
+        "applies overlay changes within a second; the user file is never touched.\n"
+        "\n"
+        "  list           every option: effective value, its layer, help (default)\n"
+        "  get KEY        the effective value of KEY\n"
+        "  set KEY VALUE  validate VALUE and store it in the session overlay\n"
+        "  unset KEY      remove KEY from the overlay (the user file or default applies)\n"
+        "  history        every overlay change: time, key, old -> new, who\n"
+        "\n"
+        "options:\n",
+        user);
+    free(user);
+    for (const reel_option_t *o = reel_options(); o->name; o++) {
+        char *what = reel_option_describe(o);
+        reel_buf_printf(&b, "  %-21s %s", o->name, what);
+        free(what);
+        reel_buf_printf(&b, "; default %s\n", o->def[0] ? o->def : "\"\"");
+        put_wrapped(&b, o->help, 24, 79);
+    }
+    return (char *)b.data;
+}
+
+/* Prints v for people: control characters escaped, "" for empty. */
+static void put_value(const char *v) {
+    if (v[0] == '\0') {
+        fputs("\"\"", stdout);
+        return;
+    }
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            printf("\\x%02x", *p);
+        else
+            putchar(*p);
+    }
+}
+
+/* JSON string of v (null for NULL); bytes that are not UTF-8 become '?'. */
+static json_t *jstr(const char *v) {
+    if (v == NULL)
+        return json_null();
+    json_t *j = json_string(v);
+    if (j != NULL)
+        return j;
+    char *copy = reel_strdup(v);
+    for (char *p = copy; *p; p++)
+        if ((unsigned char)*p >= 0x80)
+            *p = '?';
+    j = json_string(copy);
+    free(copy);
+    return j;
+}
+
+/* Effective config of the session without the cli layer. The user file's
+ * errors are warnings here: the overlay is what this command is about. */
+static reel_config_t *effective(reel_cli_t *cli, sqlite3 *db) {
+    reel_config_t *cfg = reel_config_new();
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (reel_config_load_user(cfg, NULL, &err) != REEL_OK)
+        fprintf(stderr, "reel %s: warning: ignoring the user file: %s\n", cli->cmd,
+                reel_err_str(&err));
+    reel_err_clear(&err);
+    if (reel_config_load_overlay(cfg, db, NULL, &err) != REEL_OK) {
+        reel_cli_fail(cli, "%s", reel_err_str(&err));
+        reel_config_free(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+static json_t *option_json(const reel_config_t *cfg, const reel_option_t *o) {
+    reel_layer layer;
+    const char *v = reel_config_get(cfg, o->name, &layer);
+    return json_pack("{s:s, s:o, s:s, s:s, s:b}", "name", o->name, "value", jstr(v), "layer",
+                     reel_layer_name(layer), "help", o->help, "valid", 1);
+}
+
+static int cmd_list(reel_cli_t *cli, sqlite3 *db) {
+    reel_config_t *cfg = effective(cli, db);
+    if (cfg == NULL)
+        return REEL_EXIT_ERROR;
+    json_t *arr = json_array();
+    if (!cli->json)
+        printf("%-21s %-16s %-8s %s\n", "OPTION", "VALUE", "LAYER", "HELP");
+    for (const reel_option_t *o = reel_options(); o->name; o++) {
+        if (cli->json) {
+            json_array_append_new(arr, option_json(cfg, o));
+            continue;
+        }
+        reel_layer layer;
+        const char *v = reel_config_get(cfg, o->name, &layer);
+        printf("%-21s ", o->name);
+        put_value(v);
+        size_t w = v[0] ? strlen(v) : 2;
+        printf("%*s %-8s %s\n", w < 16 ? (int)(16 - w) : 0, "", reel_layer_name(layer), o->help);
+    }
+    /* Overlay rows this build refuses (another version wrote them): the
+     * proxy skips them too, so say so next to the effective values. */
+    int rc = REEL_EXIT_OK, bad = 0;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT key, value FROM config_overlay ORDER BY key", -1, &st,
+                           NULL) != SQLITE_OK) {
+        rc = reel_cli_fail(cli, "session.db: %s", sqlite3_errmsg(db));
+        goto out;
+    }
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *key = (const char *)sqlite3_column_text(st, 0);
+        const char *val = (const char *)sqlite3_column_text(st, 1);
+        reel_err_t err;
+        reel_err_clear(&err);
+        char *canon = NULL;
+        if (key == NULL || reel_config_validate(key, val ? val : "", &canon, &err) == REEL_OK) {
+            free(canon);
+            continue;
+        }
+        if (cli->json) {
+            json_array_append_new(arr, json_pack("{s:o, s:o, s:s, s:b, s:o}", "name", jstr(key),
+                                                 "value", jstr(val), "layer", "session", "valid", 0,
+                                                 "error", jstr(reel_err_str(&err))));
+            continue;
+        }
+        if (bad++ == 0)
+            printf("\nsession overlay rows this build ignores:\n");
+        printf("  ");
+        put_value(key);
+        printf(" = ");
+        put_value(val ? val : "");
+        printf(": %s\n", reel_err_str(&err));
+    }
+out:
+    sqlite3_finalize(st);
+    if (cli->json && rc == REEL_EXIT_OK)
+        rc = reel_cli_json_out(arr);
+    else
+        json_decref(arr);
+    reel_config_free(cfg);
+    return rc;
+}
+
+static int cmd_get(reel_cli_t *cli, sqlite3 *db, const char *key) {
+    reel_err_t err;
+    reel_err_clear(&err);
+    const reel_option_t *o = reel_option_lookup(key, &err);
+    if (o == NULL)
+        return reel_cli_fail(cli, "%s", reel_err_str(&err));
+    reel_config_t *cfg = effective(cli, db);
+    if (cfg == NULL)
+        return REEL_EXIT_ERROR;
+    int rc = REEL_EXIT_OK;
+    if (cli->json) {
+        rc = reel_cli_json_out(option_json(cfg, o));
+    } else {
+        put_value(reel_config_get(cfg, key, NULL));
+        putchar('\n');
+    }
+    reel_config_free(cfg);
+    return rc;
+}
+
+static int cmd_set(reel_cli_t *cli, sqlite3 *db, const char *key, const char *value) {
+    reel_err_t err;
+    reel_err_clear(&err);
+    char *canon = NULL;
+    if (reel_config_validate(key, value, &canon, &err) != REEL_OK ||
+        reel_overlay_set(db, key, canon, NULL, &err) != REEL_OK) {
+        free(canon);
+        return reel_cli_fail(cli, "%s", reel_err_str(&err));
+    }
+    if (cli->json) {
+        reel_cli_json_out(
+            json_pack("{s:s, s:o, s:s}", "name", key, "value", jstr(canon), "layer", "session"));
+    } else {
+        printf("%s = ", key);
+        put_value(canon);
+        printf(" (session overlay)\n");
+    }
+    free(canon);
+    return REEL_EXIT_OK;
+}
+
+static int cmd_unset(reel_cli_t *cli, sqlite3 *db, const char *key) {
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (reel_overlay_unset(db, key, NULL, &err) != REEL_OK)
+        return reel_cli_fail(cli, "%s", reel_err_str(&err));
+    if (reel_option_find(key) == NULL) { /* an ignored row of another version */
+        if (cli->json)
+            reel_cli_json_out(json_pack("{s:o, s:n, s:n}", "name", jstr(key), "value", "layer"));
+        else
+            printf("unset %s in the session overlay\n", key);
+        return REEL_EXIT_OK;
+    }
+    reel_config_t *cfg = effective(cli, db);
+    if (cfg == NULL)
+        return REEL_EXIT_ERROR;
+    reel_layer layer;
+    const char *v = reel_config_get(cfg, key, &layer);
+    if (cli->json) {
+        reel_cli_json_out(json_pack("{s:s, s:o, s:s}", "name", key, "value", jstr(v), "layer",
+                                    reel_layer_name(layer)));
+    } else {
+        printf("unset %s in the session overlay; now %s = ", key, key);
+        put_value(v);
+        printf(" (%s)\n", reel_layer_name(layer));
+    }
+    reel_config_free(cfg);
+    return REEL_EXIT_OK;
+}
+
+static int cmd_history(reel_cli_t *cli, reel_session_t *s) {
+    sqlite3 *db = reel_session_db(s);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT id, time_us, key, old_value, new_value, actor "
+                           "FROM config_history ORDER BY id",
+                           -1, &st, NULL) != SQLITE_OK)
+        return reel_cli_fail(cli, "session.db: %s", sqlite3_errmsg(db));
+    json_t *arr = json_array();
+    int n = 0, step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        long long id = sqlite3_column_int64(st, 0), t = sqlite3_column_int64(st, 1);
+        const char *key = (const char *)sqlite3_column_text(st, 2);
+        const char *old = (const char *)sqlite3_column_text(st, 3);
+        const char *newv = (const char *)sqlite3_column_text(st, 4);
+        const char *actor = (const char *)sqlite3_column_text(st, 5);
+        char ts[32];
+        reel_cli_time(t, ts);
+        n++;
+        if (cli->json) {
+            json_array_append_new(arr,
+                                  json_pack("{s:I, s:I, s:s, s:o, s:o, s:o, s:o}", "id",
+                                            (json_int_t)id, "time_us", (json_int_t)t, "time", ts,
+                                            "key", jstr(key ? key : ""), "old", jstr(old), "new",
+                                            jstr(newv), "actor", jstr(actor ? actor : "")));
+            continue;
+        }
+        printf("%s  ", ts);
+        put_value(key ? key : "");
+        printf("  ");
+        if (old)
+            put_value(old);
+        else
+            fputs("(unset)", stdout);
+        printf(" -> ");
+        if (newv)
+            put_value(newv);
+        else
+            fputs("(unset)", stdout);
+        printf("  ");
+        put_value(actor ? actor : "");
+        putchar('\n');
+    }
+    sqlite3_finalize(st);
+    if (step != SQLITE_DONE) {
+        json_decref(arr);
+        return reel_cli_fail(cli, "session.db: %s", sqlite3_errmsg(db));
+    }
+    if (cli->json)
+        return reel_cli_json_out(arr);
+    json_decref(arr);
+    if (n == 0)
+        printf("no config changes recorded in session '%s'\n", reel_session_name(s));
+    return REEL_EXIT_OK;
+}
+
+int reel_cmd_config(reel_cli_t *cli, int argc, char **argv) {
+    static const struct option opts[] = {REEL_CLI_COMMON_OPTS, {0}};
+    char *usage = build_usage();
+    int rc = REEL_EXIT_OK, c;
+    reel_session_t *s = NULL;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if ((rc = reel_cli_common_opt(cli, c, usage)) >= 0)
+            goto out;
+    }
+    rc = REEL_EXIT_OK;
+    int nargs = argc - optind;
+    char **args = argv + optind;
+    if (nargs < 1) {
+        rc = reel_cli_usage(cli, "expected a SESSION name");
+        goto out;
+    }
+    static const struct {
+        const char *name;
+        int nargs;
+        const char *args;
+    } subs[] = {{"list", 0, ""},
+                {"get", 1, " KEY"},
+                {"set", 2, " KEY VALUE"},
+                {"unset", 1, " KEY"},
+                {"history", 0, ""}};
+    const char *sub = nargs > 1 ? args[1] : "list";
+    size_t k = 0;
+    while (k < sizeof subs / sizeof subs[0] && strcmp(subs[k].name, sub) != 0)
+        k++;
+    if (k == sizeof subs / sizeof subs[0]) {
+        rc = reel_cli_usage(cli, "unknown subcommand '%s' (list, get, set, unset, history)", sub);
+        goto out;
+    }
+    if (nargs > 1 && nargs - 2 != subs[k].nargs) {
+        rc = reel_cli_usage(cli, "%s: expected SESSION %s%s", sub, sub, subs[k].args);
+        goto out;
+    }
+    if ((s = reel_cli_open(cli, args[0], 0)) == NULL) {
+        rc = REEL_EXIT_ERROR;
+        goto out;
+    }
+    sqlite3 *db = reel_session_db(s);
+    switch (k) {
+    case 0:
+        rc = cmd_list(cli, db);
+        break;
+    case 1:
+        rc = cmd_get(cli, db, args[2]);
+        break;
+    case 2:
+        rc = cmd_set(cli, db, args[2], args[3]);
+        break;
+    case 3:
+        rc = cmd_unset(cli, db, args[2]);
+        break;
+    default:
+        rc = cmd_history(cli, s);
+        break;
+    }
+out:
+    reel_session_close(s);
+    free(usage);
+    return rc;
+}
