@@ -1,0 +1,932 @@
+/* reel flow SESSION ID: one flow, heads and bodies.
+ *
+ * Output for people streams: records arrive one at a time from the spool,
+ * bodies are decoded chunk by chunk and printed as they come, so memory stays
+ * bounded whatever the body size (a 64 KiB replay buffer of stored bytes and
+ * the 4 KiB sample that decides text or hex dump, per direction, plus the
+ * decoders' fixed buffers). --json needs whole bodies in memory (base64 in
+ * one JSON string) and refuses bodies above JSON_BODY_MAX. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/mem.h"
+#include "cli/cli.h"
+#include "session/decode.h"
+#include "session/store.h"
+
+static const char usage[] =
+    "usage: reel flow [--home DIR] [--json] [--raw] [--headers-only] SESSION ID\n"
+    "\n"
+    "Shows one flow: a summary line (id, state, start time, duration), the\n"
+    "request line and headers ('> '), the request body, the status line and\n"
+    "headers ('< '), the response body, and the error if the flow failed.\n"
+    "\n"
+    "Bodies are shown with their Content-Encoding (gzip, deflate, br, zstd,\n"
+    "stacked) removed. Text is printed as it is; binary bodies, judged on their\n"
+    "first 4 KiB, are printed as a hex dump. Bodies of any size are streamed.\n"
+    "\n"
+    "  --raw            show bodies as stored, without removing Content-Encoding\n"
+    "  --headers-only   leave the bodies out\n"
+    "  --json           one JSON object: heads (header bytes that are not UTF-8\n"
+    "                   appear as {\"b64\": ...}), bodies as stored in base64,\n"
+    "                   sizes, timings; bodies above 256 MiB are refused\n";
+
+enum { REQ = 0, RESP = 1 };
+
+/** Bytes of decoded output looked at to tell text from binary. */
+#define PEEK_MAX 4096
+/** Stored bytes kept so a body that fails to decode early can be shown as
+ * stored from its first byte. */
+#define REPLAY_MAX (64 * 1024)
+/** Largest body --json accepts. */
+#define JSON_BODY_MAX ((size_t)256 * 1024 * 1024)
+
+static const char *const dir_name[2] = {"request", "response"};
+
+/* ---- the index row ---- */
+
+typedef struct {
+    int found;
+    char state[16];
+    long long start_us, end_us;
+    int has_end;
+    unsigned long long size[2];
+    int truncated[2];
+    char *error; /* owned, NULL if none */
+} row_t;
+
+static void row_load(reel_session_t *s, unsigned long long id, row_t *r) {
+    sqlite3_stmt *st = NULL;
+    memset(r, 0, sizeof *r);
+    snprintf(r->state, sizeof r->state, "unknown");
+    if (sqlite3_prepare_v2(reel_session_db(s),
+                           "SELECT state, start_us, end_us, request_body_size, "
+                           "response_body_size, request_truncated, response_truncated, error "
+                           "FROM flows WHERE id = ?",
+                           -1, &st, NULL) != SQLITE_OK)
+        goto out;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+    if (sqlite3_step(st) != SQLITE_ROW)
+        goto out;
+    r->found = 1;
+    const unsigned char *state = sqlite3_column_text(st, 0);
+    if (state)
+        snprintf(r->state, sizeof r->state, "%s", (const char *)state);
+    r->start_us = sqlite3_column_int64(st, 1);
+    r->has_end = sqlite3_column_type(st, 2) != SQLITE_NULL;
+    r->end_us = sqlite3_column_int64(st, 2);
+    r->size[REQ] = (unsigned long long)sqlite3_column_int64(st, 3);
+    r->size[RESP] = (unsigned long long)sqlite3_column_int64(st, 4);
+    r->truncated[REQ] = sqlite3_column_int(st, 5) != 0;
+    r->truncated[RESP] = sqlite3_column_int(st, 6) != 0;
+    const unsigned char *e = sqlite3_column_text(st, 7);
+    if (e && e[0])
+        r->error = reel_strdup((const char *)e);
+out:
+    sqlite3_finalize(st);
+}
+
+/* ---- helpers on recorded heads ---- */
+
+static int bytes_ieq(ProtobufCBinaryData b, const char *s) {
+    size_t n = strlen(s);
+    if (b.len != n)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = b.data[i];
+        if (c >= 'A' && c <= 'Z')
+            c = (unsigned char)(c - 'A' + 'a');
+        if (c != (unsigned char)s[i])
+            return 0;
+    }
+    return 1;
+}
+
+/* All Content-Encoding values joined with ", " (the list syntax allows
+ * several header lines), owned; NULL when there is none. NUL bytes become
+ * '?' so the decoder sees, and names, the whole value. */
+static char *content_encoding(Reel__Header **h, size_t n) {
+    reel_buf_t b;
+    reel_buf_init(&b, 64 * 1024);
+    int any = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!bytes_ieq(h[i]->name, "content-encoding"))
+            continue;
+        if (any)
+            reel_buf_puts(&b, ", ");
+        any = 1;
+        for (size_t k = 0; k < h[i]->value.len; k++) {
+            uint8_t c = h[i]->value.data[k] ? h[i]->value.data[k] : '?';
+            if (reel_buf_append(&b, &c, 1) != REEL_OK)
+                break;
+        }
+    }
+    if (!any) {
+        reel_buf_free(&b);
+        return NULL;
+    }
+    char *s = reel_strndup(b.data ? (const char *)b.data : "", b.len);
+    reel_buf_free(&b);
+    return s;
+}
+
+static void fmt_duration(long long us, char out[static 32]) {
+    if (us < 0)
+        us = 0;
+    if (us < 1000)
+        snprintf(out, 32, "%lld us", us);
+    else if (us < 1000000)
+        snprintf(out, 32, "%.1f ms", (double)us / 1e3);
+    else if (us < 60 * 1000000LL)
+        snprintf(out, 32, "%.2f s", (double)us / 1e6);
+    else
+        snprintf(out, 32, "%lldm%02llds", us / 60000000, (us / 1000000) % 60);
+}
+
+/* ---- output for people ---- */
+
+enum { MODE_UNDECIDED, MODE_TEXT, MODE_BINARY };
+enum { DEC_UNSET, DEC_ON, DEC_OFF };
+
+typedef struct view view_t;
+
+typedef struct {
+    view_t *v;
+    int dir;
+    int head;    /* head printed */
+    int body;    /* a body chunk was seen */
+    int closed;  /* body finished (decoder ended, notes printed) */
+    int decoded; /* head's body_decoded flag */
+    char *encoding;
+    reel_decoder_t *dec;
+    int dec_state;
+    reel_buf_t replay; /* stored bytes while nothing of the body is shown */
+    int replay_ok;
+    uint64_t stored; /* stored bytes seen */
+    /* presenter: decoded (or stored) bytes to stdout */
+    reel_buf_t peek;
+    int mode;
+    uint64_t pos; /* bytes taken by the presenter: the hex dump offset */
+    reel_hexdump_t hd;
+    int at_bol; /* text output ends at the start of a line */
+} dir_t;
+
+struct view {
+    reel_cli_t *cli;
+    FILE *out;
+    unsigned long long id;
+    int raw, headers_only;
+    row_t *row;
+    int summary_done;
+    int tunnel;
+    char *source;
+    int gap;     /* a blank line is due before the next section */
+    int current; /* direction printed last, -1 at first */
+    int have_end;
+    int read_failed; /* the spool could not be read to the flow's end */
+    uint64_t end_size[2];
+    int end_truncated[2];
+    dir_t d[2];
+};
+
+static void gap(view_t *v) {
+    if (v->gap)
+        fputc('\n', v->out);
+    v->gap = 0;
+}
+
+static void note(view_t *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(view_t *v, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(v->out, fmt, ap);
+    va_end(ap);
+    fputc('\n', v->out);
+}
+
+static void put_bytes(FILE *out, ProtobufCBinaryData b) {
+    if (b.len)
+        fwrite(b.data, 1, b.len, out);
+}
+
+static void summary(view_t *v) {
+    if (v->summary_done)
+        return;
+    v->summary_done = 1;
+    char t[32], dur[32];
+    fprintf(v->out, "flow %llu  %s", v->id, v->row->state);
+    if (v->tunnel)
+        fputs("  tunnel", v->out);
+    if (v->row->found) {
+        reel_cli_time(v->row->start_us, t);
+        fprintf(v->out, "  %s", t);
+        if (v->row->has_end) {
+            fmt_duration(v->row->end_us - v->row->start_us, dur);
+            fprintf(v->out, "  %s", dur);
+        }
+    }
+    if (v->source && v->source[0] && strcmp(v->source, "proxy") != 0)
+        fprintf(v->out, "  (%s)", v->source);
+    fputc('\n', v->out);
+    v->gap = 1;
+}
+
+static void emit_out(dir_t *d, const uint8_t *p, size_t n) {
+    if (n == 0)
+        return;
+    d->pos += n;
+    if (d->mode == MODE_TEXT) {
+        fwrite(p, 1, n, d->v->out);
+        d->at_bol = p[n - 1] == '\n';
+    } else {
+        reel_hexdump_feed(&d->hd, p, n);
+    }
+}
+
+static void drop_replay(dir_t *d) {
+    reel_buf_free(&d->replay);
+    d->replay_ok = 0;
+}
+
+/* Settles text or binary on what has been gathered and shows it. */
+static void decide(dir_t *d) {
+    d->mode = reel_looks_text(d->peek.data, d->peek.len) ? MODE_TEXT : MODE_BINARY;
+    d->at_bol = 1;
+    if (d->mode == MODE_BINARY) {
+        reel_hexdump_init(&d->hd, d->v->out);
+        d->hd.offset = d->pos;
+    }
+    drop_replay(d); /* something is shown: no going back to the stored bytes */
+    emit_out(d, d->peek.data, d->peek.len);
+    reel_buf_free(&d->peek);
+}
+
+static void show(dir_t *d, const uint8_t *p, size_t n) {
+    if (d->mode == MODE_UNDECIDED) {
+        size_t k = PEEK_MAX - d->peek.len;
+        if (k > n)
+            k = n;
+        reel_buf_append(&d->peek, p, k);
+        p += k;
+        n -= k;
+        if (d->peek.len < PEEK_MAX)
+            return;
+        decide(d);
+    }
+    emit_out(d, p, n);
+}
+
+/* Flushes the presenter: the undecided sample, the last hex line, a final
+ * newline after text. Later bytes go on in the same mode and offsets unless
+ * the caller resets mode and pos. */
+static void show_flush(dir_t *d) {
+    if (d->mode == MODE_UNDECIDED && d->peek.len > 0)
+        decide(d);
+    if (d->mode == MODE_BINARY) {
+        reel_hexdump_finish(&d->hd);
+    } else if (d->mode == MODE_TEXT && !d->at_bol) {
+        fputc('\n', d->v->out);
+        d->at_bol = 1;
+    }
+    if (d->mode != MODE_UNDECIDED)
+        d->v->gap = 1;
+}
+
+static int dec_sink(void *ctx, const uint8_t *data, size_t len) {
+    show(ctx, data, len);
+    return 0;
+}
+
+static void dec_start(dir_t *d) {
+    view_t *v = d->v;
+    d->dec_state = DEC_OFF;
+    if (v->raw || d->decoded || d->encoding == NULL)
+        return;
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (reel_decoder_new(d->encoding, dec_sink, d, &d->dec, &err) != REEL_OK) {
+        note(v, "(not decoded: %s; the body follows as stored)", reel_err_str(&err));
+        return;
+    }
+    d->dec_state = DEC_ON;
+    d->replay_ok = 1;
+    reel_buf_init(&d->replay, REPLAY_MAX);
+}
+
+/* The decoder failed on the chunk p[0..n) that starts at stored offset off. */
+static void dec_failed(dir_t *d, const reel_err_t *err, const uint8_t *p, size_t n, uint64_t off) {
+    view_t *v = d->v;
+    reel_decoder_free(d->dec);
+    d->dec = NULL;
+    d->dec_state = DEC_OFF;
+    if (d->replay_ok && d->mode == MODE_UNDECIDED) {
+        /* Nothing shown yet: show the whole body as stored instead. */
+        reel_buf_free(&d->peek);
+        note(v, "(could not decode Content-Encoding '%s': %s; the body follows as stored)",
+             d->encoding, reel_err_str(err));
+        reel_buf_t replay = d->replay;
+        d->replay_ok = 0;
+        memset(&d->replay, 0, sizeof d->replay);
+        d->pos = 0;
+        show(d, replay.data, replay.len);
+        reel_buf_free(&replay);
+        return;
+    }
+    drop_replay(d);
+    show_flush(d);
+    note(v,
+         "(could not decode Content-Encoding '%s' past this point: %s; the rest of the body, "
+         "from stored byte %llu, follows as stored)",
+         d->encoding, reel_err_str(err), (unsigned long long)off);
+    d->mode = MODE_UNDECIDED;
+    d->pos = off;
+    show(d, p, n);
+}
+
+/* Prints what introduces body bytes of d when they do not simply follow
+ * its head. */
+static void body_marker(view_t *v, dir_t *d) {
+    char c = d->dir == REQ ? '>' : '<';
+    gap(v);
+    if (v->tunnel && !d->head)
+        fprintf(v->out, "%c (%s)\n", c, d->dir == REQ ? "client to server" : "server to client");
+    else if (!d->head && !d->body)
+        fprintf(v->out, "%c (%s body without a recorded head)\n", c, dir_name[d->dir]);
+    else if (!d->body)
+        fprintf(v->out, "%c (%s body)\n", c, dir_name[d->dir]);
+    else
+        fprintf(v->out, "%c (%s body, continued)\n", c, dir_name[d->dir]);
+}
+
+static void close_body(view_t *v, dir_t *d);
+
+static void body_chunk(view_t *v, int dir, const uint8_t *p, size_t n) {
+    dir_t *d = &v->d[dir];
+    dir_t *other = &v->d[!dir];
+    summary(v);
+    if (v->headers_only) {
+        d->body = 1;
+        d->stored += n;
+        return;
+    }
+    if (d->closed) {
+        /* Body bytes after the body was closed (a request body that goes on
+         * after the response began): shown as stored from where they are. */
+        d->closed = 0;
+        d->dec_state = DEC_OFF;
+        d->mode = MODE_UNDECIDED;
+        d->pos = d->stored;
+    }
+    if (v->current != dir) {
+        if (other->body && !other->closed)
+            show_flush(other);
+        if (n > 0)
+            body_marker(v, d);
+    } else if (!d->body) {
+        gap(v);
+    }
+    v->current = dir;
+    d->body = 1;
+    uint64_t off = d->stored;
+    d->stored += n;
+    if (n == 0)
+        return;
+    if (d->dec_state == DEC_UNSET)
+        dec_start(d);
+    if (d->dec_state == DEC_OFF) {
+        show(d, p, n);
+        return;
+    }
+    if (d->replay_ok && reel_buf_append(&d->replay, p, n) != REEL_OK) {
+        /* Too much stored data before the text/binary decision: decide now
+         * on what there is, and give up showing it all as stored. */
+        if (d->mode == MODE_UNDECIDED && d->peek.len > 0)
+            decide(d);
+        drop_replay(d);
+    }
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (reel_decoder_feed(d->dec, p, n, &err) != REEL_OK)
+        dec_failed(d, &err, p, n, off);
+}
+
+static uint64_t wire_size(view_t *v, int dir) {
+    return v->have_end ? v->end_size[dir] : v->row->size[dir];
+}
+
+static void close_body(view_t *v, dir_t *d) {
+    if (d->closed)
+        return;
+    d->closed = 1;
+    int truncated = v->row->truncated[d->dir] || (v->have_end && v->end_truncated[d->dir]);
+    if (d->dec_state == DEC_ON) {
+        reel_err_t err;
+        reel_err_clear(&err);
+        reel_rc rc = reel_decoder_finish(d->dec, &err);
+        reel_decoder_free(d->dec);
+        d->dec = NULL;
+        d->dec_state = DEC_OFF;
+        show_flush(d);
+        if (rc != REEL_OK && !truncated && !v->read_failed)
+            note(v, "(could not decode Content-Encoding '%s' to the end: %s)", d->encoding,
+                 reel_err_str(&err));
+    } else {
+        show_flush(d);
+    }
+    drop_replay(d);
+    if (truncated && !v->headers_only)
+        note(v, "(body truncated at %llu of %llu bytes by body_limit)",
+             (unsigned long long)d->stored, (unsigned long long)wire_size(v, d->dir));
+    if (d->body)
+        v->gap = 1;
+}
+
+static void print_headers(view_t *v, char c, Reel__Header **h, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        fprintf(v->out, "%c ", c);
+        put_bytes(v->out, h[i]->name);
+        fputs(": ", v->out);
+        put_bytes(v->out, h[i]->value);
+        fputc('\n', v->out);
+    }
+}
+
+static void request_head(view_t *v, const Reel__RequestHead *h) {
+    dir_t *d = &v->d[REQ];
+    summary(v);
+    gap(v);
+    fputs("> ", v->out);
+    put_bytes(v->out, h->method);
+    fputc(' ', v->out);
+    put_bytes(v->out, h->target);
+    if (h->http_version && h->http_version[0])
+        fprintf(v->out, " %s", h->http_version);
+    fputc('\n', v->out);
+    print_headers(v, '>', h->headers, h->n_headers);
+    v->gap = 1;
+    v->current = REQ;
+    d->head = 1;
+    d->decoded = h->body_decoded;
+    free(d->encoding);
+    d->encoding = content_encoding(h->headers, h->n_headers);
+}
+
+static void response_head(view_t *v, const Reel__ResponseHead *h) {
+    dir_t *d = &v->d[RESP];
+    summary(v);
+    close_body(v, &v->d[REQ]);
+    gap(v);
+    fprintf(v->out, "< %s %u", h->http_version ? h->http_version : "", h->status);
+    if (h->reason.len) {
+        fputc(' ', v->out);
+        put_bytes(v->out, h->reason);
+    }
+    fputc('\n', v->out);
+    print_headers(v, '<', h->headers, h->n_headers);
+    v->gap = 1;
+    v->current = RESP;
+    d->head = 1;
+    d->decoded = h->body_decoded;
+    free(d->encoding);
+    d->encoding = content_encoding(h->headers, h->n_headers);
+}
+
+static int view_record(void *ctx, const Reel__Record *rec) {
+    view_t *v = ctx;
+    switch (rec->event_case) {
+    case REEL__RECORD__EVENT_START:
+        v->tunnel = rec->start->kind == REEL__FLOW_KIND__FLOW_KIND_TUNNEL;
+        free(v->source);
+        v->source = reel_strdup(rec->start->source);
+        summary(v);
+        break;
+    case REEL__RECORD__EVENT_REQUEST_HEAD:
+        request_head(v, rec->request_head);
+        break;
+    case REEL__RECORD__EVENT_REQUEST_BODY:
+        body_chunk(v, REQ, rec->request_body->data.data, rec->request_body->data.len);
+        break;
+    case REEL__RECORD__EVENT_RESPONSE_HEAD:
+        response_head(v, rec->response_head);
+        break;
+    case REEL__RECORD__EVENT_RESPONSE_BODY:
+        body_chunk(v, RESP, rec->response_body->data.data, rec->response_body->data.len);
+        break;
+    case REEL__RECORD__EVENT_END:
+        v->have_end = 1;
+        v->end_size[REQ] = rec->end->request_body_size;
+        v->end_size[RESP] = rec->end->response_body_size;
+        v->end_truncated[REQ] = rec->end->request_truncated;
+        v->end_truncated[RESP] = rec->end->response_truncated;
+        summary(v);
+        close_body(v, &v->d[REQ]);
+        close_body(v, &v->d[RESP]);
+        break;
+    case REEL__RECORD__EVENT_ERROR:
+        v->have_end = 1;
+        v->end_size[REQ] = rec->error->request_body_size;
+        v->end_size[RESP] = rec->error->response_body_size;
+        summary(v);
+        close_body(v, &v->d[REQ]);
+        close_body(v, &v->d[RESP]);
+        gap(v);
+        fprintf(v->out, "! error: %s\n", rec->error->message ? rec->error->message : "");
+        break;
+    default:
+        break;
+    }
+    return ferror(v->out) ? 1 : 0;
+}
+
+static int run_view(reel_cli_t *cli, reel_session_t *s, unsigned long long id, int raw,
+                    int headers_only, row_t *row) {
+    view_t v;
+    memset(&v, 0, sizeof v);
+    v.cli = cli;
+    v.out = stdout;
+    v.id = id;
+    v.raw = raw;
+    v.headers_only = headers_only;
+    v.row = row;
+    v.current = -1;
+    for (int i = 0; i < 2; i++) {
+        v.d[i].v = &v;
+        v.d[i].dir = i;
+        v.d[i].at_bol = 1;
+    }
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_rc rc = reel_store_read_flow(s, id, view_record, &v, &err);
+    v.read_failed = rc != REEL_OK;
+    summary(&v);
+    close_body(&v, &v.d[REQ]);
+    close_body(&v, &v.d[RESP]);
+    int exit_code = REEL_EXIT_OK;
+    if (fflush(v.out) != 0 || ferror(v.out))
+        exit_code = reel_cli_fail(cli, "writing the flow: %s", strerror(errno));
+    else if (rc != REEL_OK)
+        exit_code = reel_cli_fail(cli, "%s", reel_err_str(&err));
+    for (int i = 0; i < 2; i++) {
+        reel_decoder_free(v.d[i].dec);
+        free(v.d[i].encoding);
+        reel_buf_free(&v.d[i].replay);
+        reel_buf_free(&v.d[i].peek);
+    }
+    free(v.source);
+    return exit_code;
+}
+
+/* ---- --json ---- */
+
+static char *base64(const uint8_t *p, size_t n, size_t *out_len) {
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t len = (n + 2) / 3 * 4;
+    char *s = reel_malloc(len + 1);
+    size_t o = 0, i = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t x = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+        s[o++] = tab[x >> 18];
+        s[o++] = tab[(x >> 12) & 63];
+        s[o++] = tab[(x >> 6) & 63];
+        s[o++] = tab[x & 63];
+    }
+    if (n - i == 1) {
+        uint32_t x = (uint32_t)p[i] << 16;
+        s[o++] = tab[x >> 18];
+        s[o++] = tab[(x >> 12) & 63];
+        s[o++] = '=';
+        s[o++] = '=';
+    } else if (n - i == 2) {
+        uint32_t x = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
+        s[o++] = tab[x >> 18];
+        s[o++] = tab[(x >> 12) & 63];
+        s[o++] = tab[(x >> 6) & 63];
+        s[o++] = '=';
+    }
+    s[o] = '\0';
+    *out_len = o;
+    return s;
+}
+
+static json_t *b64_json(const uint8_t *p, size_t n) {
+    size_t len;
+    char *s = base64(p, n, &len);
+    json_t *j = json_stringn_nocheck(s, len);
+    free(s);
+    return j;
+}
+
+/* Bytes as a JSON string when they are valid UTF-8, else {"b64": "..."}. */
+static json_t *bytes_json(const uint8_t *p, size_t n) {
+    if (n == 0)
+        return json_string("");
+    json_t *j = json_stringn((const char *)p, n);
+    if (j)
+        return j;
+    return json_pack("{s:o}", "b64", b64_json(p, n));
+}
+
+static json_t *pbytes_json(ProtobufCBinaryData b) {
+    return bytes_json(b.data, b.len);
+}
+
+/* A proto3 string field: null when empty if empty_null, b64 if not UTF-8. */
+static json_t *str_json(const char *s, int empty_null) {
+    if (s == NULL || s[0] == '\0')
+        return empty_null ? json_null() : json_string("");
+    return bytes_json((const uint8_t *)s, strlen(s));
+}
+
+static json_t *headers_json(Reel__Header **h, size_t n) {
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(
+            a, json_pack("[o,o]", pbytes_json(h[i]->name), pbytes_json(h[i]->value)));
+    return a;
+}
+
+static json_t *url_json(const Reel__RequestHead *h) {
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    const char *scheme = h->scheme && h->scheme[0] ? h->scheme : "http";
+    reel_buf_printf(&b, "%s://", scheme);
+    int v6 = h->host.len && memchr(h->host.data, ':', h->host.len) != NULL;
+    if (v6)
+        reel_buf_puts(&b, "[");
+    reel_buf_append(&b, h->host.data, h->host.len);
+    if (v6)
+        reel_buf_puts(&b, "]");
+    int dflt = (strcmp(scheme, "http") == 0 && h->port == 80) ||
+               (strcmp(scheme, "https") == 0 && h->port == 443);
+    if (h->port && !dflt)
+        reel_buf_printf(&b, ":%u", h->port);
+    reel_buf_append(&b, h->target.data, h->target.len);
+    json_t *j = bytes_json(b.data, b.len);
+    reel_buf_free(&b);
+    return j;
+}
+
+typedef struct {
+    int headers_only;
+    json_t *start; /* uuid, kind, source, client_addr, server_addr */
+    long long start_us;
+    int has_start;
+    long long end_us;
+    int has_end_time;
+    json_t *error;
+    json_t *dir[2]; /* request / response objects, NULL until seen */
+    int decoded[2];
+    reel_buf_t body[2];
+    uint64_t seen[2]; /* body bytes seen (kept or not) */
+    int have_sizes;
+    uint64_t size[2];
+    int truncated[2];
+    json_t *timings;
+    long long request_end_us, response_start_us;
+    int too_big; /* direction + 1 whose body exceeded JSON_BODY_MAX */
+} jview_t;
+
+static json_t *jdir(jview_t *j, int dir) {
+    if (j->dir[dir] == NULL) {
+        /* Body bytes without a head (tunnels): head fields are null. */
+        if (dir == REQ)
+            j->dir[dir] = json_pack("{s:n, s:n, s:n, s:n, s:n, s:n, s:n, s:n}", "method", "scheme",
+                                    "host", "port", "target", "url", "http_version", "headers");
+        else
+            j->dir[dir] =
+                json_pack("{s:n, s:n, s:n, s:n}", "status", "reason", "http_version", "headers");
+    }
+    return j->dir[dir];
+}
+
+static int json_record(void *ctx, const Reel__Record *rec) {
+    jview_t *j = ctx;
+    switch (rec->event_case) {
+    case REEL__RECORD__EVENT_START: {
+        const Reel__FlowStart *s = rec->start;
+        json_decref(j->start);
+        j->start =
+            json_pack("{s:o, s:s, s:o, s:o, s:o}", "uuid", str_json(s->uuid, 0), "kind",
+                      s->kind == REEL__FLOW_KIND__FLOW_KIND_TUNNEL ? "tunnel" : "http", "source",
+                      str_json(s->source, 1), "client_addr", str_json(s->client_addr, 1),
+                      "server_addr", str_json(s->server_addr, 1));
+        j->start_us = rec->time_us;
+        j->has_start = 1;
+        break;
+    }
+    case REEL__RECORD__EVENT_REQUEST_HEAD: {
+        const Reel__RequestHead *h = rec->request_head;
+        json_decref(j->dir[REQ]);
+        j->dir[REQ] = json_pack(
+            "{s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:o}", "method", pbytes_json(h->method), "scheme",
+            str_json(h->scheme, 1), "host", pbytes_json(h->host), "port", (json_int_t)h->port,
+            "target", pbytes_json(h->target), "url", url_json(h), "http_version",
+            str_json(h->http_version, 1), "headers", headers_json(h->headers, h->n_headers));
+        j->decoded[REQ] = h->body_decoded;
+        break;
+    }
+    case REEL__RECORD__EVENT_RESPONSE_HEAD: {
+        const Reel__ResponseHead *h = rec->response_head;
+        json_decref(j->dir[RESP]);
+        j->dir[RESP] =
+            json_pack("{s:I, s:o, s:o, s:o}", "status", (json_int_t)h->status, "reason",
+                      pbytes_json(h->reason), "http_version", str_json(h->http_version, 1),
+                      "headers", headers_json(h->headers, h->n_headers));
+        j->decoded[RESP] = h->body_decoded;
+        break;
+    }
+    case REEL__RECORD__EVENT_REQUEST_BODY:
+    case REEL__RECORD__EVENT_RESPONSE_BODY: {
+        int dir = rec->event_case == REEL__RECORD__EVENT_REQUEST_BODY ? REQ : RESP;
+        const Reel__BodyChunk *c = dir == REQ ? rec->request_body : rec->response_body;
+        jdir(j, dir);
+        j->seen[dir] += c->data.len;
+        if (!j->headers_only &&
+            reel_buf_append(&j->body[dir], c->data.data, c->data.len) != REEL_OK) {
+            j->too_big = dir + 1;
+            return 1;
+        }
+        break;
+    }
+    case REEL__RECORD__EVENT_END: {
+        const Reel__FlowEnd *e = rec->end;
+        j->end_us = rec->time_us;
+        j->has_end_time = 1;
+        j->have_sizes = 1;
+        j->size[REQ] = e->request_body_size;
+        j->size[RESP] = e->response_body_size;
+        j->truncated[REQ] = e->request_truncated;
+        j->truncated[RESP] = e->response_truncated;
+        j->request_end_us = e->request_end_us;
+        j->response_start_us = e->response_start_us;
+        if (e->timings) {
+            const Reel__Timings *t = e->timings;
+            json_decref(j->timings);
+            j->timings = json_pack(
+                "{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "blocked_us", (json_int_t)t->blocked_us,
+                "dns_us", (json_int_t)t->dns_us, "connect_us", (json_int_t)t->connect_us, "send_us",
+                (json_int_t)t->send_us, "wait_us", (json_int_t)t->wait_us, "receive_us",
+                (json_int_t)t->receive_us, "ssl_us", (json_int_t)t->ssl_us);
+        }
+        break;
+    }
+    case REEL__RECORD__EVENT_ERROR: {
+        const Reel__FlowError *e = rec->error;
+        j->end_us = rec->time_us;
+        j->has_end_time = 1;
+        j->have_sizes = 1;
+        j->size[REQ] = e->request_body_size;
+        j->size[RESP] = e->response_body_size;
+        json_decref(j->error);
+        j->error = str_json(e->message, 0);
+        break;
+    }
+    default:
+        break;
+    }
+    return 0;
+}
+
+static void json_finish_dir(jview_t *j, int dir, const row_t *row) {
+    json_t *o = j->dir[dir];
+    if (o == NULL)
+        return;
+    reel_buf_t *b = &j->body[dir];
+    if (j->headers_only)
+        json_object_set_new(o, "body_b64", json_null());
+    else
+        json_object_set_new(o, "body_b64", b64_json(b->data, b->len));
+    uint64_t size = j->have_sizes ? j->size[dir] : row->found ? row->size[dir] : 0;
+    if (size < j->seen[dir])
+        size = j->seen[dir];
+    json_object_set_new(o, "body_size", json_integer((json_int_t)size));
+    json_object_set_new(o, "body_truncated",
+                        json_boolean(j->truncated[dir] || row->truncated[dir]));
+    json_object_set_new(o, "body_decoded", json_boolean(j->decoded[dir]));
+    reel_buf_free(b);
+}
+
+static int run_json(reel_cli_t *cli, reel_session_t *s, unsigned long long id, int headers_only,
+                    const row_t *row) {
+    if (!headers_only) {
+        /* Known too big from the index: refuse before reading anything. */
+        for (int dir = 0; dir < 2; dir++)
+            if (row->found && !row->truncated[dir] && row->size[dir] > JSON_BODY_MAX)
+                return reel_cli_fail(cli,
+                                     "flow %llu: the %s body is larger than %zu MiB, too big "
+                                     "for --json; 'reel flow' without --json streams any size",
+                                     id, dir_name[dir], JSON_BODY_MAX >> 20);
+    }
+    jview_t j;
+    memset(&j, 0, sizeof j);
+    j.headers_only = headers_only;
+    for (int i = 0; i < 2; i++)
+        reel_buf_init(&j.body[i], headers_only ? 0 : JSON_BODY_MAX);
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_rc rc = reel_store_read_flow(s, id, json_record, &j, &err);
+    int exit_code = REEL_EXIT_OK;
+    if (j.too_big) {
+        exit_code = reel_cli_fail(cli,
+                                  "flow %llu: the %s body is larger than %zu MiB, too big for "
+                                  "--json; 'reel flow' without --json streams any size",
+                                  id, dir_name[j.too_big - 1], JSON_BODY_MAX >> 20);
+        goto out;
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_integer((json_int_t)id));
+    static const char *const start_keys[] = {"uuid",  "kind",        "source",
+                                             "state", "client_addr", "server_addr"};
+    for (size_t k = 0; k < sizeof start_keys / sizeof *start_keys; k++) {
+        json_t *val = j.start ? json_object_get(j.start, start_keys[k]) : NULL;
+        if (strcmp(start_keys[k], "state") == 0)
+            json_object_set_new(o, "state", row->found ? json_string(row->state) : json_null());
+        else
+            json_object_set(o, start_keys[k], val ? val : json_null());
+    }
+    if (j.has_start)
+        json_object_set_new(o, "start_us", json_integer(j.start_us));
+    else
+        json_object_set_new(o, "start_us", row->found ? json_integer(row->start_us) : json_null());
+    if (j.has_end_time)
+        json_object_set_new(o, "end_us", json_integer(j.end_us));
+    else
+        json_object_set_new(o, "end_us", row->has_end ? json_integer(row->end_us) : json_null());
+    json_object_set_new(o, "request_end_us",
+                        j.request_end_us ? json_integer(j.request_end_us) : json_null());
+    json_object_set_new(o, "response_start_us",
+                        j.response_start_us ? json_integer(j.response_start_us) : json_null());
+    if (j.error)
+        json_object_set(o, "error", j.error);
+    else
+        json_object_set_new(o, "error", row->error ? str_json(row->error, 1) : json_null());
+    for (int dir = 0; dir < 2; dir++) {
+        json_finish_dir(&j, dir, row);
+        json_object_set(o, dir_name[dir], j.dir[dir] ? j.dir[dir] : json_null());
+    }
+    json_object_set(o, "timings", j.timings ? j.timings : json_null());
+    if (rc != REEL_OK)
+        json_object_set_new(o, "read_error", json_string(reel_err_str(&err)));
+    exit_code = reel_cli_json_out(o);
+    if (rc != REEL_OK)
+        exit_code = reel_cli_fail(cli, "%s", reel_err_str(&err));
+out:
+    json_decref(j.start);
+    json_decref(j.error);
+    json_decref(j.timings);
+    for (int i = 0; i < 2; i++) {
+        json_decref(j.dir[i]);
+        reel_buf_free(&j.body[i]);
+    }
+    return exit_code;
+}
+
+/* ---- entry point ---- */
+
+int reel_cmd_flow(reel_cli_t *cli, int argc, char **argv) {
+    enum { OPT_RAW = 0x2001, OPT_HEADERS_ONLY };
+    static const struct option opts[] = {{"raw", no_argument, NULL, OPT_RAW},
+                                         {"headers-only", no_argument, NULL, OPT_HEADERS_ONLY},
+                                         REEL_CLI_COMMON_OPTS,
+                                         {0}};
+    int raw = 0, headers_only = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == OPT_RAW) {
+            raw = 1;
+            continue;
+        }
+        if (c == OPT_HEADERS_ONLY) {
+            headers_only = 1;
+            continue;
+        }
+        int rc = reel_cli_common_opt(cli, c, usage);
+        if (rc >= 0)
+            return rc;
+    }
+    if (argc - optind != 2)
+        return reel_cli_usage(cli, "expected SESSION and flow ID");
+    const char *name = argv[optind];
+    unsigned long long id = reel_cli_flow_id(cli, argv[optind + 1]);
+    if (id == 0)
+        return REEL_EXIT_ERROR;
+    reel_session_t *s = reel_cli_open(cli, name, 0);
+    if (s == NULL)
+        return REEL_EXIT_ERROR;
+    int rc = REEL_EXIT_ERROR;
+    row_t row;
+    memset(&row, 0, sizeof row);
+    if (!reel_cli_flow_exists(cli, s, id))
+        goto out;
+    row_load(s, id, &row);
+    if (cli->json)
+        rc = run_json(cli, s, id, headers_only, &row);
+    else
+        rc = run_view(cli, s, id, raw, headers_only, &row);
+out:
+    free(row.error);
+    reel_session_close(s);
+    return rc;
+}

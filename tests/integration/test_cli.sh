@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# CLI behaviour against the real binary: the happy paths on an imported HAR
+# session and every bad-input case, with the exact message and exit code,
+# checking that a refused command changed nothing.
+set -u
+REEL=${REEL:?path to the reel binary}
+SRC=${REEL_SOURCE_DIR:?repo root}
+TMP=$(mktemp -d "${REEL_TEST_TMP:-/tmp}/cli.XXXXXX" 2>/dev/null || mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+export REEL_HOME="$TMP/home"
+export XDG_CONFIG_HOME="$TMP/config"
+HAR="$SRC/tests/data/har/chromium.har"
+passed=0 failed=0
+
+ok() { passed=$((passed + 1)); }
+bad() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
+
+# run EXPECTED_EXIT CMD... : runs, keeps stdout in $out and stderr in $err
+run() {
+  local want=$1; shift
+  out=$("$@" 2>"$TMP/stderr"); code=$?
+  err=$(cat "$TMP/stderr")
+  if [ "$code" != "$want" ]; then
+    bad "'$*' exited $code, expected $want; stderr: $err; stdout: ${out:0:300}"
+    return 1
+  fi
+  ok
+}
+has() { # has HAYSTACK NEEDLE WHAT
+  case "$1" in *"$2"*) ok ;; *) bad "$3: expected '$2' in: ${1:0:600}" ;; esac
+}
+
+# --- help and usage ---
+run 0 "$REEL" --help && has "$out" "commands:" "reel --help"
+for c in new ls show flows flow annotate tag untag mark unmark config import verify repair rm; do
+  run 0 "$REEL" "$c" --help && has "$out" "usage: reel $c" "$c --help"
+done
+run 2 "$REEL" && has "$err" "usage: reel" "no command"
+run 2 "$REEL" frobnicate && has "$err" "unknown command 'frobnicate'" "unknown command"
+run 2 "$REEL" flows && has "$err" "expected a SESSION" "flows without session"
+run 2 "$REEL" flows --bogus x && has "$err" "Try 'reel flows --help'" "unknown option"
+
+# --- import and listing ---
+run 0 "$REEL" import "$HAR" --into demo && has "$out" "imported 7 flows into demo" "import"
+run 0 "$REEL" ls && has "$out" "demo" "ls"
+run 0 "$REEL" ls --json && has "$out" '"flows": 7' "ls --json"
+run 0 "$REEL" show demo && has "$out" "flows       7" "show"
+run 0 "$REEL" flows demo && has "$out" "https://example.test/api/login" "flows lists URL"
+has "$out" "http://example.test:8080/style.css?v=3" "flows shows port"
+has "$out" "https://[2001:db8::1]:8443/beacon?e=view&t=1" "flows shows IPv6 URL"
+n=$(printf '%s\n' "$out" | wc -l); [ "$n" = 7 ] && ok || bad "flows printed $n lines, expected 7"
+run 0 "$REEL" flows demo --limit 2 --json
+got=$(printf '%s' "$out" | /usr/bin/python3 -c 'import json,sys; print([f["id"] for f in json.load(sys.stdin)])')
+[ "$got" = "[6, 7]" ] && ok || bad "--limit 2 gave $got, expected the newest two, oldest first"
+run 0 "$REEL" flows demo '~m post' --json
+got=$(printf '%s' "$out" | /usr/bin/python3 -c 'import json,sys; print([f["id"] for f in json.load(sys.stdin)])')
+[ "$got" = "[2, 5]" ] && ok || bad "~m post gave $got"
+run 0 "$REEL" flows demo '~c 304 | ~d ads' --json
+got=$(printf '%s' "$out" | /usr/bin/python3 -c 'import json,sys; print([f["id"] for f in json.load(sys.stdin)])')
+[ "$got" = "[4, 6]" ] && ok || bad "'~c 304 | ~d ads' gave $got"
+run 0 "$REEL" flows demo --since 2000-01-01 --json
+run 0 "$REEL" flows demo --since 1h --json
+got=$(printf '%s' "$out" | /usr/bin/python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+[ "$got" = 0 ] && ok || bad "--since 1h should exclude the HAR's old flows, got $got"
+
+# --- one flow ---
+run 0 "$REEL" flow demo 1 && has "$out" "> GET /" "flow request line"
+run 0 "$REEL" flow demo 2 --json && has "$out" '"method": "POST"' "flow --json"
+
+# --- annotate, tag, mark ---
+run 0 "$REEL" annotate demo 2 "login posts the password in clear" && has "$out" "added note 1 to flow 2" "annotate"
+run 0 "$REEL" annotate demo 2 "second note" && has "$out" "added note 2" "annotate twice"
+run 0 "$REEL" annotate demo 2 && has "$out" "login posts the password in clear" "annotate lists"
+has "$out" "second note" "annotate lists both"
+run 0 "$REEL" annotate demo 2 --delete 1 && has "$out" "deleted note 1 of flow 2" "annotate --delete"
+run 1 "$REEL" annotate demo 2 --delete 1 && has "$err" "flow 2 has no note 1" "delete twice"
+run 0 "$REEL" tag demo 3 image static && has "$out" "added 2 tags to flow 3" "tag"
+run 0 "$REEL" tag demo 1 static
+run 0 "$REEL" flows demo '~tag static' --json
+got=$(printf '%s' "$out" | /usr/bin/python3 -c 'import json,sys; print([f["id"] for f in json.load(sys.stdin)])')
+[ "$got" = "[1, 3]" ] && ok || bad "~tag static gave $got"
+run 0 "$REEL" untag demo 3 static && has "$out" "removed 1 tag from flow 3" "untag"
+run 0 "$REEL" mark demo 4 5 && has "$out" "marked 2 flows" "mark"
+run 0 "$REEL" unmark demo 5
+run 0 "$REEL" flows demo '~marked' --json
+got=$(printf '%s' "$out" | /usr/bin/python3 -c 'import json,sys; print([f["id"] for f in json.load(sys.stdin)])')
+[ "$got" = "[4]" ] && ok || bad "~marked gave $got"
+
+# --- config overlay ---
+run 0 "$REEL" config demo set body_limit 4MiB && has "$out" "4194304" "config set canonical"
+run 0 "$REEL" config demo get body_limit && has "$out" "4194304" "config get"
+run 0 "$REEL" config demo list && has "$out" "body_limit" "config list"
+run 0 "$REEL" config demo history && has "$out" "body_limit" "config history"
+run 1 "$REEL" config demo set body_limt 1 && has "$err" "did you mean: body_limit" "config near match"
+run 1 "$REEL" config demo set capture maybe && has "$err" "on" "config bad enum lists choices"
+
+# --- verify and repair keep user data ---
+run 0 "$REEL" verify demo && has "$out" "is consistent" "verify"
+run 0 "$REEL" repair demo && has "$out" "index rebuilt" "repair"
+run 0 "$REEL" annotate demo 2 && has "$out" "second note" "annotation kept by repair"
+run 0 "$REEL" flows demo '~marked | ~tag image' --json
+got=$(printf '%s' "$out" | /usr/bin/python3 -c 'import json,sys; print([f["id"] for f in json.load(sys.stdin)])')
+[ "$got" = "[3, 4]" ] && ok || bad "marks and tags after repair gave $got"
+run 0 "$REEL" config demo get body_limit && has "$out" "4194304" "overlay kept by repair"
+
+# --- bad input: clear message, exit 1, nothing changed ---
+for name in .. ../etc "a/b" "" ".hidden" "-x" $'ctl\001'; do
+  run 1 "$REEL" show -- "$name" && has "$err" "invalid session name" "bad name '$name'"
+done
+run 2 "$REEL" show -x && has "$err" "invalid option" "an option-like name without --"
+run 1 "$REEL" import "$HAR" --into ../escape && has "$err" "invalid session name" "import bad name"
+[ ! -e "$TMP/escape" ] && ok || bad "import created a session outside the home"
+run 1 "$REEL" show nosuch && has "$err" "no session 'nosuch'" "unknown session"
+run 1 "$REEL" flow demo 999 && has "$err" "no flow 999 in session 'demo'" "unknown flow id"
+run 1 "$REEL" flow demo abc && has "$err" "invalid flow id 'abc'" "non-numeric flow id"
+run 1 "$REEL" annotate demo 999 "x" && has "$err" "no flow 999 in session 'demo'" "annotate unknown flow"
+run 1 "$REEL" tag demo 999 x && has "$err" "no flow 999" "tag unknown flow"
+run 1 "$REEL" tag demo 1 "has space" && has "$err" "invalid tag 'has space'" "bad tag"
+run 1 "$REEL" mark demo 1 999 && has "$err" "no flow 999" "mark unknown flow"
+run 0 "$REEL" flows demo '~marked' --json
+got=$(printf '%s' "$out" | /usr/bin/python3 -c 'import json,sys; print([f["id"] for f in json.load(sys.stdin)])')
+[ "$got" = "[4]" ] && ok || bad "a refused mark changed marks: $got"
+run 1 "$REEL" flows demo '~d (' && has "$err" "filter:" "bad filter"
+run 1 "$REEL" flows demo '~zz x' && has "$err" "unknown operator '~zz'" "unknown filter operator"
+run 1 "$REEL" flows demo '~c abc' && has "$err" "filter:" "bad status code"
+for f in not-json no-entries entries-not-array bad-url bad-base64; do
+  run 1 "$REEL" import "$SRC/tests/data/har/$f.har" --into fresh && has "$err" "$f.har" "unreadable HAR $f"
+done
+[ ! -e "$REEL_HOME/fresh" ] && ok || bad "a refused import created the session"
+run 1 "$REEL" import "$TMP/missing.har" --into fresh && has "$err" "missing.har" "missing HAR"
+run 2 "$REEL" import "$HAR" && has "$err" "--into" "import without --into"
+run 0 "$REEL" show demo && has "$out" "flows       7" "nothing changed after refused commands"
+
+# --- rm ---
+run 1 "$REEL" rm demo </dev/null && has "$err" "pass --yes" "rm without a terminal"
+[ -d "$REEL_HOME/demo" ] && ok || bad "rm without --yes deleted the session"
+run 0 "$REEL" rm --yes demo && has "$out" "deleted session 'demo'" "rm --yes"
+[ ! -e "$REEL_HOME/demo" ] && ok || bad "rm --yes left the session"
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
