@@ -5,11 +5,24 @@
  *   ~m REGEX    method                     ~c CODE   response status
  *   ~tag NAME   has tag NAME (exact)       ~marked   marked flows
  *   !X  X & Y  X | Y  (X)   and a bare word W means ~u W, as in mitmproxy.
- *   Juxtaposition "X Y" means "X & Y". Precedence: ! > & > |.
- *   REGEX/NAME may be quoted with '...' or "..." (backslash escapes the quote).
+ *   Juxtaposition "X Y" means "X & Y" but, as in mitmproxy, binds loosest:
+ *   precedence ! > & > | > juxtaposition, so "~d a ~c 200 | ~c 500" is
+ *   "~d a & (~c 200 | ~c 500)".
+ *   An unquoted REGEX/NAME/CODE runs until whitespace or one of ( ) ~ ' "
+ *   (so "~d a|b" is the regex "a|b"); it may be quoted with '...' or "...",
+ *   where a backslash before the quote stands for the quote and any other
+ *   backslash is kept, so regex escapes pass through ("~u 'a\.b c'").
+ *   CODE is 1 to 9 decimal digits; a flow without a response has no code.
+ *   An empty or all-blank expression matches every flow.
  *
  * Regexes are PCRE2, case-insensitive like mitmproxy, matched with an SQL
- * function regexp() that reel_filter_register() installs. */
+ * function regexp() that reel_filter_register() installs. They match bytes
+ * (no UTF mode): "." is one byte and only ASCII letters fold case.
+ *
+ * Limits, since expressions come from users: 64 KiB of text, 32 levels of
+ * "(" and "!", 256 terms (REEL_LIMIT). They keep the SQL within SQLite's
+ * parser stack and expression depth limits, with room for the caller's
+ * statement (tested inside a CTE and two levels of subquery). */
 #ifndef REEL_SESSION_FILTER_H
 #define REEL_SESSION_FILTER_H
 
@@ -19,22 +32,32 @@
 
 typedef struct reel_filter reel_filter_t;
 
-/** Compiles expr. On a syntax error or a bad regex returns REEL_INVALID with a
- * message naming the position ("filter: expected ')' at column 7"). */
+/** Compiles expr (borrowed; NULL is the empty filter) into *out (returns
+ * owned, free with reel_filter_free). On a syntax error or a bad regex
+ * returns REEL_INVALID, past a limit REEL_LIMIT, with a message naming the
+ * 1-based byte column ("filter: expected ')' at column 7, got end of
+ * expression"); *out is then NULL. */
 reel_rc reel_filter_compile(const char *expr, reel_filter_t **out, reel_err_t *err);
 
+/** Frees f; accepts NULL. */
 void reel_filter_free(reel_filter_t *f);
 
-/** SQL boolean expression over columns of `flows` (alias-free), with `?`
- * placeholders; borrowed, valid until free. "1" for the empty filter. */
+/** SQL boolean expression over columns of `flows` (alias-free; it also reads
+ * table `tags` as alias t in a subquery), parenthesized as a whole, with `?`
+ * placeholders; borrowed, valid until free. It is 0 or 1 for every row,
+ * never NULL. "1" for the empty filter and for f == NULL. */
 const char *reel_filter_sql(const reel_filter_t *f);
 
-/** Binds the filter's parameters starting at placeholder index `first`;
- * returns the next free index. */
+/** Binds the filter's parameters (copies) starting at placeholder index
+ * `first`; returns the next free index, or -1 if a bind failed (the
+ * statement lacks those placeholders). f == NULL binds nothing. */
 int reel_filter_bind(const reel_filter_t *f, sqlite3_stmt *st, int first);
 
-/** Registers regexp(pattern, text) on db (PCRE2, caseless, compiled
- * patterns cached). Called by reel_index_open. */
+/** Registers regexp(pattern, text) on db (PCRE2, caseless, bytes, JIT where
+ * available, a constant pattern compiled once per statement), which also
+ * serves "text REGEXP pattern". NULL pattern or text gives 0; a bad pattern
+ * or a match past PCRE2's limits is an SQL error. Returns REEL_DB if SQLite
+ * refuses. Called by reel_index_open. */
 reel_rc reel_filter_register(sqlite3 *db, reel_err_t *err);
 
 #endif

@@ -1,0 +1,936 @@
+/* Flow filter expressions compiled to SQL; see filter.h for the language.
+ *
+ * Grammar (juxtaposition binds loosest, as in mitmproxy, where a filter is
+ * OneOrMore(infix_notation(atom, [!, &, |]))):
+ *
+ *   filter  := [ seq ]                      empty: matches everything ("1")
+ *   seq     := or { or }                    juxtaposition: AND
+ *   or      := and { '|' and }
+ *   and     := unary { '&' unary }
+ *   unary   := '!' unary | primary
+ *   primary := '(' seq ')' | '~d' VALUE | '~u' VALUE | '~m' VALUE
+ *            | '~c' VALUE | '~tag' VALUE | '~marked' | VALUE   (bare: ~u)
+ *   VALUE   := WORD | '...' | "..."
+ *
+ * A WORD runs until whitespace or one of ( ) ~ ' " (mitmproxy's
+ * CharsNotIn("()~'\"" + whitespace)); in term position a word cannot start
+ * with ! & |, which are operators there, but an argument may ("~u !x|y"
+ * is the regex "!x|y"). An operator name runs until whitespace or one of
+ * ( ) ~ ' " & | !. Inside quotes, a backslash before the quote character
+ * stands for the quote; every other backslash is kept as written, together
+ * with the character after it, so regex escapes ("\d", "\\") pass through.
+ *
+ * The parser builds a small tree, rewrites it into negation normal form with
+ * chains of one kind flattened, then emits SQL with as few parentheses as
+ * SQL precedence allows, the whole in one pair (see emit() for why depth
+ * matters). Every emitted expression is two-valued (0 or 1, never NULL), so
+ * NOT behaves like mitmproxy's "!" and De Morgan's laws hold: "!~c 200"
+ * matches flows without a response.
+ *
+ * Regexes run in PCRE2's 8-bit non-UTF mode, caseless: case folding is ASCII
+ * only (PCRE2's default C-locale tables), "." matches one byte, and invalid
+ * UTF-8 in stored text can never make a match fail.
+ *
+ * There is no literal prefilter (such as "instr(lower(host), 'lit')>0 AND"
+ * in front of regexp()): measured on 1M flows, JIT-compiled PCRE2, which
+ * scans for a required literal itself, is 2-3 times faster than SQLite's
+ * lower() + instr() (75 ms against 185 ms for "~d some.host"). A filter with
+ * "~c N" uses the flows_status index and tests only those rows' regexes. */
+#include "session/filter.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/mem.h"
+
+/** Longest accepted expression, in bytes. */
+#define FILTER_MAX_LEN (64 * 1024)
+/** Deepest nesting of "(" and "!". SQLite before 3.46 parses with a fixed
+ * stack of 100 entries: the worst shape, "a & (b | c & (d | ...))", costs
+ * one entry a level after emit()'s reordering, on top of about 30 for the
+ * caller's statement and the deepest atom (tests/unit/session/filter_test.c
+ * checks 32 levels inside a CTE and two subqueries). */
+#define FILTER_MAX_DEPTH 32
+/** Most terms (operators and bare words) in one expression. Chains are
+ * emitted flat, and SQLite's expression depth limit (1000) counts each
+ * operand of a chain, more than once when the caller nests the filter in
+ * subqueries: 256 terms pass two levels of IN (SELECT ...), 400 do not. */
+#define FILTER_MAX_TERMS 256
+/** Cap on the generated SQL; the limits above keep it far below. */
+#define FILTER_MAX_SQL (4 * 1024 * 1024)
+/** Longest piece of user input quoted back in an error message. */
+#define SHOW_MAX 40
+/** Room for it, quoted, escaped and marked as cut. */
+#define SHOW_BUF (SHOW_MAX * 4 + 8)
+
+/* Compile options shared by the filter's validation and regexp(). */
+#define RX_OPTIONS (PCRE2_CASELESS | PCRE2_NEVER_UTF)
+
+/* ---- tree ---------------------------------------------------------------- */
+
+typedef enum {
+    N_REGEX, /* field, value */
+    N_CODE,  /* num */
+    N_TAG,   /* value */
+    N_MARKED,
+    N_NOT, /* kids[0] */
+    N_AND, /* kids[0..nkids) */
+    N_OR,
+} node_kind;
+
+typedef enum { F_HOST, F_URL, F_METHOD } field_t;
+
+typedef struct node {
+    node_kind kind;
+    field_t field;
+    char *value; /* owned, NUL-terminated */
+    size_t vlen;
+    int64_t num;
+    struct node **kids; /* owned */
+    size_t nkids, cap;
+} node_t;
+
+static void node_free(node_t *n) {
+    if (n == NULL)
+        return;
+    for (size_t i = 0; i < n->nkids; i++)
+        node_free(n->kids[i]);
+    free(n->kids);
+    free(n->value);
+    free(n);
+}
+
+static node_t *node_new(node_kind kind) {
+    node_t *n = reel_calloc(1, sizeof *n);
+    n->kind = kind;
+    return n;
+}
+
+static void node_add(node_t *n, node_t *kid) {
+    if (n->nkids == n->cap) {
+        n->cap = n->cap ? n->cap * 2 : 4;
+        n->kids = reel_realloc(n->kids, n->cap * sizeof *n->kids);
+    }
+    n->kids[n->nkids++] = kid;
+}
+
+/* Adds kid to AND/OR node n, splicing in kid's own kids when it is of the
+ * same kind: "(a & b) & c" becomes one chain of three. Takes kid. */
+static void node_add_flat(node_t *n, node_t *kid) {
+    if (kid->kind != n->kind) {
+        node_add(n, kid);
+        return;
+    }
+    for (size_t i = 0; i < kid->nkids; i++)
+        node_add(n, kid->kids[i]);
+    kid->nkids = 0;
+    node_free(kid);
+}
+
+/* ---- lexer --------------------------------------------------------------- */
+
+typedef enum { T_END, T_LPAREN, T_RPAREN, T_AND, T_OR, T_NOT, T_OP, T_WORD, T_QUOTED } tok_kind;
+
+typedef struct {
+    tok_kind kind;
+    size_t start, end; /* source span, end exclusive (quotes included) */
+} tok_t;
+
+typedef struct {
+    const char *src;
+    size_t len;
+    size_t pos;
+    int depth;
+    int terms;
+    reel_err_t *err;
+} parser_t;
+
+static bool is_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+/* Ends an unquoted word (mitmproxy's word set). */
+static bool ends_word(char c) {
+    return is_space(c) || c == '(' || c == ')' || c == '~' || c == '\'' || c == '"';
+}
+
+/* Ends an operator name. */
+static bool ends_op(char c) {
+    return ends_word(c) || c == '&' || c == '|' || c == '!';
+}
+
+static size_t skip_space(const parser_t *p, size_t i) {
+    while (i < p->len && is_space(p->src[i]))
+        i++;
+    return i;
+}
+
+static size_t scan_word(const parser_t *p, size_t i) {
+    while (i < p->len && !ends_word(p->src[i]))
+        i++;
+    return i;
+}
+
+/* Scans a quoted string starting at the quote at i; sets *end past the
+ * closing quote. */
+static reel_rc scan_quoted(parser_t *p, size_t i, size_t *end) {
+    char q = p->src[i];
+    size_t j = i + 1;
+    while (j < p->len) {
+        if (p->src[j] == '\\' && j + 1 < p->len) {
+            j += 2;
+            continue;
+        }
+        if (p->src[j] == q) {
+            *end = j + 1;
+            return REEL_OK;
+        }
+        j++;
+    }
+    return reel_err_set(p->err, REEL_INVALID, "filter: unterminated quoted string at column %zu",
+                        i + 1);
+}
+
+/* The token at the current position, in term/operator position; does not
+ * consume it. */
+static reel_rc peek(parser_t *p, tok_t *t) {
+    size_t i = skip_space(p, p->pos);
+    t->start = i;
+    t->end = i + 1;
+    if (i >= p->len) {
+        t->kind = T_END;
+        t->end = i;
+        return REEL_OK;
+    }
+    switch (p->src[i]) {
+    case '(':
+        t->kind = T_LPAREN;
+        return REEL_OK;
+    case ')':
+        t->kind = T_RPAREN;
+        return REEL_OK;
+    case '&':
+        t->kind = T_AND;
+        return REEL_OK;
+    case '|':
+        t->kind = T_OR;
+        return REEL_OK;
+    case '!':
+        t->kind = T_NOT;
+        return REEL_OK;
+    case '~': {
+        size_t j = i + 1;
+        while (j < p->len && !ends_op(p->src[j]))
+            j++;
+        t->kind = T_OP;
+        t->end = j;
+        return REEL_OK;
+    }
+    case '\'':
+    case '"':
+        t->kind = T_QUOTED;
+        return scan_quoted(p, i, &t->end);
+    default:
+        t->kind = T_WORD;
+        t->end = scan_word(p, i);
+        return REEL_OK;
+    }
+}
+
+/* Quotes n bytes of user input s for an error message into buf (SHOW_BUF
+ * bytes): at most SHOW_MAX of them, bytes outside printable ASCII as \xNN,
+ * so that no input can put control sequences on a terminal. */
+static const char *show(char *buf, const char *s, size_t n) {
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    buf[o++] = '\'';
+    for (size_t i = 0; i < n && i < SHOW_MAX; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c < 0x7f) {
+            buf[o++] = (char)c;
+        } else {
+            buf[o++] = '\\';
+            buf[o++] = 'x';
+            buf[o++] = hex[c >> 4];
+            buf[o++] = hex[c & 15];
+        }
+    }
+    if (n > SHOW_MAX) {
+        memcpy(buf + o, "...", 3);
+        o += 3;
+    }
+    buf[o++] = '\'';
+    buf[o] = '\0';
+    return buf;
+}
+
+/* Describes token t for an error message: "'text'" or "end of expression".
+ * Writes into buf (SHOW_BUF bytes). */
+static const char *describe(const parser_t *p, const tok_t *t, char *buf) {
+    if (t->kind == T_END)
+        return "end of expression";
+    return show(buf, p->src + t->start, t->end - t->start);
+}
+
+/* Copies the text of a value token into a new string: a word as is, a
+ * quoted string without its quotes and with \<quote> turned into <quote>. */
+static char *value_text(const parser_t *p, const tok_t *t, size_t *len) {
+    if (t->kind == T_WORD) {
+        *len = t->end - t->start;
+        return reel_strndup(p->src + t->start, *len);
+    }
+    char q = p->src[t->start];
+    size_t a = t->start + 1, b = t->end - 1; /* content span */
+    char *s = reel_malloc(b - a + 1);
+    size_t n = 0;
+    for (size_t i = a; i < b; i++) {
+        if (p->src[i] == '\\' && i + 1 < b) {
+            if (p->src[i + 1] != q)
+                s[n++] = '\\';
+            s[n++] = p->src[i + 1];
+            i++;
+        } else {
+            s[n++] = p->src[i];
+        }
+    }
+    s[n] = '\0';
+    *len = n;
+    return s;
+}
+
+/* Maps offset k in the text of value token t back to a source offset. */
+static size_t value_src_offset(const parser_t *p, const tok_t *t, size_t k) {
+    if (t->kind == T_WORD)
+        return t->start + k;
+    char q = p->src[t->start];
+    size_t i = t->start + 1, b = t->end - 1, n = 0;
+    while (i < b) {
+        size_t step = 1, out = 1;
+        if (p->src[i] == '\\' && i + 1 < b) {
+            step = 2;
+            out = p->src[i + 1] == q ? 1 : 2;
+        }
+        if (k < n + out)
+            return k == n ? i : i + 1;
+        n += out;
+        i += step;
+    }
+    return b; /* the closing quote */
+}
+
+/* ---- parser -------------------------------------------------------------- */
+
+typedef struct {
+    const char *name;
+    node_kind kind;
+    field_t field;
+    const char *expects; /* NULL: takes no argument */
+} op_t;
+
+/* clang-format off */
+static const op_t OPS[] = {
+    {"~d", N_REGEX, F_HOST, "a regex"},
+    {"~u", N_REGEX, F_URL, "a regex"},
+    {"~m", N_REGEX, F_METHOD, "a regex"},
+    {"~c", N_CODE, F_HOST, "an integer status code"},
+    {"~tag", N_TAG, F_HOST, "a tag name"},
+    {"~marked", N_MARKED, F_HOST, NULL},
+};
+/* clang-format on */
+
+static reel_rc parse_seq(parser_t *p, node_t **out);
+
+static reel_rc count_term(parser_t *p, size_t at) {
+    if (++p->terms > FILTER_MAX_TERMS)
+        return reel_err_set(p->err, REEL_LIMIT, "filter: too many terms at column %zu (limit %d)",
+                            at + 1, FILTER_MAX_TERMS);
+    return REEL_OK;
+}
+
+/* Checks regex text v, whose first byte came from value token t. */
+static reel_rc check_regex(parser_t *p, const tok_t *t, const char *v, size_t vlen) {
+    int code;
+    PCRE2_SIZE off;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)v, vlen, RX_OPTIONS, &code, &off, NULL);
+    if (re != NULL) {
+        pcre2_code_free(re);
+        return REEL_OK;
+    }
+    PCRE2_UCHAR msg[256];
+    if (pcre2_get_error_message(code, msg, sizeof msg) < 0)
+        snprintf((char *)msg, sizeof msg, "error %d", code);
+    size_t at = value_src_offset(p, t, off > vlen ? vlen : off);
+    return reel_err_set(p->err, REEL_INVALID, "filter: bad regex at column %zu: %s", at + 1,
+                        (const char *)msg);
+}
+
+/* Parses a status code: 1 to 9 decimal digits. */
+static bool parse_code(const char *v, size_t vlen, int64_t *out) {
+    if (vlen == 0 || vlen > 9)
+        return false;
+    int64_t n = 0;
+    for (size_t i = 0; i < vlen; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return false;
+        n = n * 10 + (v[i] - '0');
+    }
+    *out = n;
+    return true;
+}
+
+/* An operator token t: looks it up and parses its argument. */
+static reel_rc parse_op(parser_t *p, const tok_t *t, node_t **out) {
+    reel_rc rc = REEL_OK;
+    node_t *n = NULL;
+    char *v = NULL;
+    size_t vlen = 0, tlen = t->end - t->start;
+    const op_t *op = NULL;
+    for (size_t i = 0; i < sizeof OPS / sizeof OPS[0]; i++) {
+        if (strlen(OPS[i].name) == tlen && memcmp(OPS[i].name, p->src + t->start, tlen) == 0)
+            op = &OPS[i];
+    }
+    if (op == NULL) {
+        char buf[SHOW_BUF];
+        rc = reel_err_set(p->err, REEL_INVALID,
+                          "filter: unknown operator %s at column %zu "
+                          "(known: ~d ~u ~m ~c ~tag ~marked)",
+                          show(buf, p->src + t->start, tlen), t->start + 1);
+        goto out;
+    }
+    p->pos = t->end;
+    n = node_new(op->kind);
+    n->field = op->field;
+    if (op->expects == NULL)
+        goto out;
+
+    /* The argument: a quoted string or a word, which may start with ! & |. */
+    tok_t a;
+    a.start = skip_space(p, p->pos);
+    char c = a.start < p->len ? p->src[a.start] : '\0';
+    if (c == '\'' || c == '"') {
+        a.kind = T_QUOTED;
+        if ((rc = scan_quoted(p, a.start, &a.end)) != REEL_OK)
+            goto out;
+    } else if (a.start < p->len && !ends_word(c)) {
+        a.kind = T_WORD;
+        a.end = scan_word(p, a.start);
+    } else {
+        char buf[SHOW_BUF];
+        p->pos = a.start;
+        if ((rc = peek(p, &a)) != REEL_OK)
+            goto out;
+        rc = reel_err_set(p->err, REEL_INVALID, "filter: %s expects %s at column %zu, got %s",
+                          op->name, op->expects, a.start + 1, describe(p, &a, buf));
+        goto out;
+    }
+    p->pos = a.end;
+    v = value_text(p, &a, &vlen);
+
+    switch (op->kind) {
+    case N_REGEX:
+        if ((rc = check_regex(p, &a, v, vlen)) != REEL_OK)
+            goto out;
+        break;
+    case N_CODE:
+        if (!parse_code(v, vlen, &n->num)) {
+            char buf[SHOW_BUF];
+            rc = reel_err_set(p->err, REEL_INVALID, "filter: %s expects %s at column %zu, got %s",
+                              op->name, op->expects, a.start + 1, describe(p, &a, buf));
+            goto out;
+        }
+        break;
+    default:
+        break;
+    }
+    n->value = v;
+    n->vlen = vlen;
+    v = NULL;
+out:
+    free(v);
+    if (rc != REEL_OK) {
+        node_free(n);
+        n = NULL;
+    }
+    *out = n;
+    return rc;
+}
+
+static reel_rc nest(parser_t *p, size_t at) {
+    if (++p->depth > FILTER_MAX_DEPTH)
+        return reel_err_set(p->err, REEL_LIMIT,
+                            "filter: expression nested too deeply at column %zu (limit %d)", at + 1,
+                            FILTER_MAX_DEPTH);
+    return REEL_OK;
+}
+
+static reel_rc parse_unary(parser_t *p, node_t **out) {
+    reel_rc rc = REEL_OK;
+    node_t *n = NULL;
+    tok_t t;
+    char buf[SHOW_BUF];
+    if ((rc = peek(p, &t)) != REEL_OK)
+        goto out;
+    switch (t.kind) {
+    case T_NOT:
+        if ((rc = nest(p, t.start)) != REEL_OK)
+            goto out;
+        p->pos = t.end;
+        n = node_new(N_NOT);
+        node_add(n, NULL);
+        if ((rc = parse_unary(p, &n->kids[0])) != REEL_OK)
+            goto out;
+        p->depth--;
+        break;
+    case T_LPAREN: {
+        if ((rc = nest(p, t.start)) != REEL_OK)
+            goto out;
+        p->pos = t.end;
+        if ((rc = parse_seq(p, &n)) != REEL_OK)
+            goto out;
+        tok_t c;
+        if ((rc = peek(p, &c)) != REEL_OK)
+            goto out;
+        if (c.kind != T_RPAREN) {
+            rc = reel_err_set(p->err, REEL_INVALID, "filter: expected ')' at column %zu, got %s",
+                              c.start + 1, describe(p, &c, buf));
+            goto out;
+        }
+        p->pos = c.end;
+        p->depth--;
+        break;
+    }
+    case T_OP:
+        if ((rc = count_term(p, t.start)) != REEL_OK)
+            goto out;
+        rc = parse_op(p, &t, &n);
+        break;
+    case T_WORD:
+    case T_QUOTED: {
+        if ((rc = count_term(p, t.start)) != REEL_OK)
+            goto out;
+        p->pos = t.end;
+        n = node_new(N_REGEX);
+        n->field = F_URL;
+        n->value = value_text(p, &t, &n->vlen);
+        rc = check_regex(p, &t, n->value, n->vlen);
+        break;
+    }
+    default:
+        rc = reel_err_set(p->err, REEL_INVALID, "filter: unexpected %s at column %zu",
+                          describe(p, &t, buf), t.start + 1);
+        break;
+    }
+out:
+    if (rc != REEL_OK) {
+        node_free(n);
+        n = NULL;
+    }
+    *out = n;
+    return rc;
+}
+
+/* Parses `sub { sep sub }` into an n-ary node of kind `kind` (or the single
+ * operand). sep is T_AND or T_OR; T_END means juxtaposition: continue while
+ * the next token can start a term. */
+static reel_rc parse_chain(parser_t *p, node_kind kind, tok_kind sep,
+                           reel_rc (*sub)(parser_t *, node_t **), node_t **out) {
+    reel_rc rc = REEL_OK;
+    node_t *first = NULL, *chain = NULL, *kid = NULL;
+    if ((rc = sub(p, &first)) != REEL_OK)
+        goto out;
+    for (;;) {
+        tok_t t;
+        if ((rc = peek(p, &t)) != REEL_OK)
+            goto out;
+        if (sep == T_END) {
+            if (t.kind == T_END || t.kind == T_RPAREN || t.kind == T_AND || t.kind == T_OR)
+                break;
+        } else {
+            if (t.kind != sep)
+                break;
+            p->pos = t.end;
+        }
+        if ((rc = sub(p, &kid)) != REEL_OK)
+            goto out;
+        if (chain == NULL) {
+            chain = node_new(kind);
+            node_add_flat(chain, first);
+            first = NULL;
+        }
+        node_add_flat(chain, kid);
+        kid = NULL;
+    }
+out:
+    if (rc != REEL_OK) {
+        node_free(first);
+        node_free(chain);
+        *out = NULL;
+        return rc;
+    }
+    *out = chain ? chain : first;
+    return REEL_OK;
+}
+
+static reel_rc parse_and(parser_t *p, node_t **out) {
+    return parse_chain(p, N_AND, T_AND, parse_unary, out);
+}
+
+static reel_rc parse_or(parser_t *p, node_t **out) {
+    return parse_chain(p, N_OR, T_OR, parse_and, out);
+}
+
+static reel_rc parse_seq(parser_t *p, node_t **out) {
+    return parse_chain(p, N_AND, T_END, parse_or, out);
+}
+
+/* Rewrites n into negation normal form, negated if `neg`: NOT only above
+ * atoms ("!(a | !b)" is "!a & b"), chains of one kind flattened. Exact,
+ * since every atom is two-valued, and it keeps the SQL shallow. Takes n. */
+static node_t *to_nnf(node_t *n, bool neg) {
+    if (n->kind == N_NOT) {
+        node_t *kid = n->kids[0];
+        n->nkids = 0;
+        node_free(n);
+        return to_nnf(kid, !neg);
+    }
+    if (n->kind == N_AND || n->kind == N_OR) {
+        if (neg)
+            n->kind = n->kind == N_AND ? N_OR : N_AND;
+        node_t **kids = n->kids;
+        size_t nkids = n->nkids;
+        n->kids = NULL;
+        n->nkids = n->cap = 0;
+        for (size_t i = 0; i < nkids; i++)
+            node_add_flat(n, to_nnf(kids[i], neg));
+        free(kids);
+        return n;
+    }
+    if (!neg)
+        return n;
+    node_t *neg_node = node_new(N_NOT);
+    node_add(neg_node, n);
+    return neg_node;
+}
+
+/* ---- SQL emission ---------------------------------------------------------- */
+
+typedef struct {
+    bool is_int;
+    int64_t num;
+    char *text; /* owned */
+    size_t len;
+} param_t;
+
+struct reel_filter {
+    char *sql; /* owned */
+    param_t *params;
+    size_t nparams, cap;
+};
+
+static void add_text_param(reel_filter_t *f, const char *s, size_t len) {
+    if (f->nparams == f->cap) {
+        f->cap = f->cap ? f->cap * 2 : 8;
+        f->params = reel_realloc(f->params, f->cap * sizeof *f->params);
+    }
+    f->params[f->nparams++] = (param_t){.text = reel_strndup(s, len), .len = len};
+}
+
+static void add_int_param(reel_filter_t *f, int64_t v) {
+    if (f->nparams == f->cap) {
+        f->cap = f->cap ? f->cap * 2 : 8;
+        f->params = reel_realloc(f->params, f->cap * sizeof *f->params);
+    }
+    f->params[f->nparams++] = (param_t){.is_int = true, .num = v};
+}
+
+static const char *field_column(field_t fld) {
+    switch (fld) {
+    case F_HOST:
+        return "flows.host";
+    case F_URL:
+        return "flows.url";
+    case F_METHOD:
+        return "flows.method";
+    }
+    return "NULL";
+}
+
+/* SQL precedence levels, loosest first. */
+enum { P_OR = 1, P_AND, P_NOT, P_CMP, P_PRIMARY };
+
+static int node_prec(const node_t *n) {
+    switch (n->kind) {
+    case N_REGEX:
+        return P_PRIMARY;
+    case N_CODE:
+    case N_MARKED:
+        return P_CMP;
+    case N_TAG:
+        return P_PRIMARY;
+    case N_NOT:
+        return P_NOT;
+    case N_AND:
+        return P_AND;
+    case N_OR:
+        return P_OR;
+    }
+    return P_OR;
+}
+
+/* How deeply emit() nests n's SQL in parentheses and NOTs, in a context
+ * that needs precedence `need`. */
+static int nesting(const node_t *n, int need) {
+    int own = node_prec(n) < need;
+    int deepest = 0;
+    if (n->kind == N_NOT) {
+        own++;
+        deepest = nesting(n->kids[0], P_NOT);
+    } else if (n->kind == N_AND || n->kind == N_OR) {
+        for (size_t i = 0; i < n->nkids; i++) {
+            int d = nesting(n->kids[i], node_prec(n));
+            if (d > deepest)
+                deepest = d;
+        }
+    }
+    return own + deepest;
+}
+
+/* Emits n as a two-valued SQL expression, in parentheses only when its
+ * precedence is below `need`. Two SQLite limits shape the output:
+ * - its parser stack (100 entries before 3.46) holds one entry per open
+ *   parenthesis and two or three per pending operator, so no parenthesis is
+ *   wasted and the most deeply nested operand of a chain goes first;
+ * - its expression depth limit (1000, counted across the caller's
+ *   subqueries too) sees "a AND b AND c" as a tree of depth 3: chains are
+ *   flat, so FILTER_MAX_TERMS bounds their depth. */
+static reel_rc emit(reel_filter_t *f, reel_buf_t *b, const node_t *n, int need) {
+    reel_rc rc = REEL_OK;
+    bool paren = node_prec(n) < need;
+    if (paren && (rc = reel_buf_puts(b, "(")) != REEL_OK)
+        return rc;
+    switch (n->kind) {
+    case N_REGEX:
+        add_text_param(f, n->value, n->vlen);
+        rc = reel_buf_printf(b, "regexp(?, %s)", field_column(n->field));
+        break;
+    case N_CODE:
+        add_int_param(f, n->num);
+        rc = reel_buf_puts(b, "flows.status IS ?");
+        break;
+    case N_TAG:
+        add_text_param(f, n->value, n->vlen);
+        rc = reel_buf_puts(
+            b, "EXISTS (SELECT 1 FROM tags t WHERE t.flow_id = flows.id AND t.tag = ?)");
+        break;
+    case N_MARKED:
+        rc = reel_buf_puts(b, "flows.marked = 1");
+        break;
+    case N_NOT:
+        if ((rc = reel_buf_puts(b, "NOT ")) == REEL_OK)
+            rc = emit(f, b, n->kids[0], P_NOT);
+        break;
+    case N_AND:
+    case N_OR: {
+        /* The most deeply nested kid goes first, where no pending operator
+         * sits under it on the parser stack: "(deep) AND a", not
+         * "a AND (deep)". AND and OR commute: every operand is two-valued. */
+        size_t first = 0;
+        for (size_t i = 1; i < n->nkids; i++) {
+            if (nesting(n->kids[i], node_prec(n)) > nesting(n->kids[first], node_prec(n)))
+                first = i;
+        }
+        for (size_t k = 0; k < n->nkids && rc == REEL_OK; k++) {
+            size_t i = k == 0 ? first : (k <= first ? k - 1 : k);
+            if (k > 0)
+                rc = reel_buf_puts(b, n->kind == N_AND ? " AND " : " OR ");
+            if (rc == REEL_OK)
+                rc = emit(f, b, n->kids[i], node_prec(n));
+        }
+        break;
+    }
+    }
+    if (rc == REEL_OK && paren)
+        rc = reel_buf_puts(b, ")");
+    return rc;
+}
+
+/* ---- public API ------------------------------------------------------------ */
+
+void reel_filter_free(reel_filter_t *f) {
+    if (f == NULL)
+        return;
+    for (size_t i = 0; i < f->nparams; i++)
+        free(f->params[i].text);
+    free(f->params);
+    free(f->sql);
+    free(f);
+}
+
+reel_rc reel_filter_compile(const char *expr, reel_filter_t **out, reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    node_t *root = NULL;
+    reel_filter_t *f = NULL;
+    reel_buf_t b;
+    reel_buf_init(&b, FILTER_MAX_SQL);
+    *out = NULL;
+    if (expr == NULL)
+        expr = "";
+    size_t len = strnlen(expr, FILTER_MAX_LEN + 1);
+    if (len > FILTER_MAX_LEN) {
+        rc = reel_err_set(err, REEL_LIMIT, "filter: expression too long (limit %d bytes)",
+                          FILTER_MAX_LEN);
+        goto out;
+    }
+    parser_t p = {.src = expr, .len = len, .err = err};
+    f = reel_calloc(1, sizeof *f);
+    tok_t t;
+    if ((rc = peek(&p, &t)) != REEL_OK)
+        goto out;
+    if (t.kind == T_END) {
+        f->sql = reel_strdup("1");
+        goto out;
+    }
+    if ((rc = parse_seq(&p, &root)) != REEL_OK || (rc = peek(&p, &t)) != REEL_OK)
+        goto out;
+    root = to_nnf(root, false);
+    if (t.kind != T_END) {
+        /* parse_seq stops only at the end, ')', '&' or '|', and consumes the
+         * latter two itself: what is left is a ')' without its '('. */
+        char buf[SHOW_BUF];
+        rc = reel_err_set(err, REEL_INVALID, "filter: unexpected %s at column %zu",
+                          describe(&p, &t, buf), t.start + 1);
+        goto out;
+    }
+    /* Parenthesized as a whole, so that callers may write "x AND <sql>". */
+    if ((rc = reel_buf_puts(&b, "(")) != REEL_OK || (rc = emit(f, &b, root, P_OR)) != REEL_OK ||
+        (rc = reel_buf_puts(&b, ")")) != REEL_OK) {
+        rc = reel_err_set(err, rc, "filter: generated SQL too long");
+        goto out;
+    }
+    f->sql = reel_strndup((const char *)b.data, b.len);
+out:
+    node_free(root);
+    reel_buf_free(&b);
+    if (rc != REEL_OK) {
+        reel_filter_free(f);
+        return rc;
+    }
+    *out = f;
+    return REEL_OK;
+}
+
+const char *reel_filter_sql(const reel_filter_t *f) {
+    return f ? f->sql : "1";
+}
+
+int reel_filter_bind(const reel_filter_t *f, sqlite3_stmt *st, int first) {
+    int idx = first;
+    if (f == NULL)
+        return idx;
+    for (size_t i = 0; i < f->nparams; i++, idx++) {
+        const param_t *pa = &f->params[i];
+        int src = pa->is_int ? sqlite3_bind_int64(st, idx, pa->num)
+                             : sqlite3_bind_text(st, idx, pa->text, (int)pa->len, SQLITE_TRANSIENT);
+        if (src != SQLITE_OK)
+            return -1;
+    }
+    return idx;
+}
+
+/* ---- regexp() SQL function --------------------------------------------------- */
+
+typedef struct {
+    pcre2_code *code;
+    pcre2_match_data *md;
+} rx_cache_t;
+
+static void rx_cache_free(void *p) {
+    rx_cache_t *c = p;
+    if (c == NULL)
+        return;
+    pcre2_match_data_free(c->md);
+    pcre2_code_free(c->code);
+    free(c);
+}
+
+static void sql_regexp(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+    (void)argc;
+    if (sqlite3_value_type(argv[0]) == SQLITE_NULL || sqlite3_value_type(argv[1]) == SQLITE_NULL) {
+        sqlite3_result_int(ctx, 0);
+        return;
+    }
+    rx_cache_t *c = sqlite3_get_auxdata(ctx, 0);
+    bool fresh = false;
+    if (c == NULL) {
+        const unsigned char *pat = sqlite3_value_text(argv[0]);
+        int plen = sqlite3_value_bytes(argv[0]);
+        if (pat == NULL) {
+            sqlite3_result_error_nomem(ctx);
+            return;
+        }
+        int code;
+        PCRE2_SIZE off;
+        pcre2_code *re = pcre2_compile(pat, (PCRE2_SIZE)plen, RX_OPTIONS, &code, &off, NULL);
+        if (re == NULL) {
+            PCRE2_UCHAR msg[256];
+            if (pcre2_get_error_message(code, msg, sizeof msg) < 0)
+                snprintf((char *)msg, sizeof msg, "error %d", code);
+            char *e = reel_asprintf("regexp: bad pattern at offset %zu: %s", (size_t)off,
+                                    (const char *)msg);
+            sqlite3_result_error(ctx, e, -1);
+            free(e);
+            return;
+        }
+        (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* the interpreter if it fails */
+        c = reel_calloc(1, sizeof *c);
+        c->code = re;
+        c->md = pcre2_match_data_create(1, NULL);
+        if (c->md == NULL) {
+            rx_cache_free(c);
+            sqlite3_result_error_nomem(ctx);
+            return;
+        }
+        fresh = true;
+    }
+    const unsigned char *text = sqlite3_value_text(argv[1]);
+    int tlen = sqlite3_value_bytes(argv[1]);
+    int m;
+    if (text == NULL) {
+        m = PCRE2_ERROR_NOMEMORY;
+    } else {
+        m = pcre2_match(c->code, text, (PCRE2_SIZE)tlen, 0, 0, c->md, NULL);
+        if (m == PCRE2_ERROR_JIT_STACKLIMIT)
+            m = pcre2_match(c->code, text, (PCRE2_SIZE)tlen, 0, PCRE2_NO_JIT, c->md, NULL);
+    }
+    if (m >= 0 || m == PCRE2_ERROR_NOMATCH) {
+        sqlite3_result_int(ctx, m >= 0);
+    } else {
+        PCRE2_UCHAR msg[256];
+        if (pcre2_get_error_message(m, msg, sizeof msg) < 0)
+            snprintf((char *)msg, sizeof msg, "error %d", m);
+        char *e = reel_asprintf("regexp: %s", (const char *)msg);
+        sqlite3_result_error(ctx, e, -1);
+        free(e);
+    }
+    /* Last: SQLite may free c at once (when argument 0 is not a constant). */
+    if (fresh)
+        sqlite3_set_auxdata(ctx, 0, c, rx_cache_free);
+}
+
+reel_rc reel_filter_register(sqlite3 *db, reel_err_t *err) {
+    int flags = SQLITE_UTF8 | SQLITE_DETERMINISTIC;
+#ifdef SQLITE_INNOCUOUS
+    flags |= SQLITE_INNOCUOUS;
+#endif
+    int src =
+        sqlite3_create_function_v2(db, "regexp", 2, flags, NULL, sql_regexp, NULL, NULL, NULL);
+    if (src != SQLITE_OK)
+        return reel_err_set(err, REEL_DB, "filter: registering regexp(): %s", sqlite3_errmsg(db));
+    return REEL_OK;
+}

@@ -1,0 +1,629 @@
+/* Tests for src/session/filter.c: every operator against a small flows table,
+ * precedence, quoting, every error message, limits, the regexp() function,
+ * the literal prefilter's equivalence, and inputs cut at every byte. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/mem.h"
+#include "session/filter.h"
+
+static sqlite3 *db;
+
+static void exec(const char *sql) {
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("%s: %s", sql, msg);
+}
+
+static int setup(void **state) {
+    (void)state;
+    assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+    reel_err_t err;
+    reel_err_clear(&err);
+    assert_int_equal(reel_filter_register(db, &err), REEL_OK);
+    exec("CREATE TABLE flows (id INTEGER PRIMARY KEY, host TEXT, url TEXT, method TEXT,"
+         " status INTEGER, marked INTEGER NOT NULL DEFAULT 0);"
+         "CREATE INDEX flows_status ON flows(status);"
+         "CREATE TABLE tags (flow_id INTEGER NOT NULL, tag TEXT NOT NULL,"
+         " PRIMARY KEY (flow_id, tag)) WITHOUT ROWID;"
+         "INSERT INTO flows VALUES"
+         " (1, 'api.example.com', 'https://api.example.com/v1/users', 'GET', 200, 0),"
+         " (2, 'API.Example.COM', 'https://API.Example.COM/v1/Login', 'POST', 401, 1),"
+         " (3, 'cdn.other.net', 'http://cdn.other.net/static/app.js', 'GET', 304, 0),"
+         " (4, 'a.test', 'http://a.test/foo bar', 'GET', 200, 0),"
+         " (5, 'b.test', 'http://b.test/x?q=1', 'PUT', 500, 1),"
+         " (6, 'b.test', 'http://b.test/y', 'DELETE', NULL, 0),"
+         " (7, NULL, NULL, 'CONNECT', NULL, 0),"
+         " (8, 'some.host', 'https://some.host/500', 'GET', 500, 0),"
+         " (9, 'somexhost', 'https://somexhost/', 'GET', 500, 0),"
+         " (10, 'xn--bcher-kva.example', 'https://xn--bcher-kva.example/caf%C3%A9', 'GET', 404,"
+         " 0),"
+         " (11, 'weird.test', 'http://weird.test/it''s\"q\"\\d', 'GET', 200, 0);"
+         "INSERT INTO tags VALUES (1, 'auth'), (2, 'auth'), (2, 'bug'), (5, 'bug'),"
+         " (5, 'two words');");
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    sqlite3_close(db);
+    return 0;
+}
+
+/* Runs "SELECT id FROM flows WHERE <filter>" and returns the ids as "1,2,5"
+ * (static buffer), or fails the test if expr does not compile. */
+static const char *ids(const char *expr) {
+    static char out[4096];
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_filter_t *f = NULL;
+    reel_rc rc = reel_filter_compile(expr, &f, &err);
+    if (rc != REEL_OK)
+        fail_msg("compile \"%s\": %s", expr, reel_err_str(&err));
+    char *sql = reel_asprintf("SELECT id FROM flows WHERE %s ORDER BY id", reel_filter_sql(f));
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        fail_msg("prepare \"%s\": %s", sql, sqlite3_errmsg(db));
+    assert_true(reel_filter_bind(f, st, 1) == sqlite3_bind_parameter_count(st) + 1);
+    size_t n = 0;
+    out[0] = '\0';
+    int src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW)
+        n += (size_t)snprintf(out + n, sizeof out - n, "%s%lld", n ? "," : "",
+                              (long long)sqlite3_column_int64(st, 0));
+    if (src != SQLITE_DONE)
+        fail_msg("step \"%s\": %s", sql, sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    free(sql);
+    reel_filter_free(f);
+    return out;
+}
+
+/* Asserts that expr fails to compile with code and exactly message msg. */
+static void expect_error(const char *expr, reel_rc code, const char *msg) {
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_filter_t *f = (reel_filter_t *)&err; /* must be reset to NULL */
+    reel_rc rc = reel_filter_compile(expr, &f, &err);
+    if (rc != code)
+        fail_msg("\"%s\": got %s (%s), want %s", expr, reel_rc_name(rc), reel_err_str(&err),
+                 reel_rc_name(code));
+    assert_null(f);
+    assert_int_equal(err.code, code);
+    assert_string_equal(err.msg, msg);
+}
+
+static const char *ALL = "1,2,3,4,5,6,7,8,9,10,11";
+
+static void test_empty(void **state) {
+    (void)state;
+    reel_filter_t *f = NULL;
+    assert_int_equal(reel_filter_compile("", &f, NULL), REEL_OK);
+    assert_string_equal(reel_filter_sql(f), "1");
+    assert_int_equal(reel_filter_bind(f, NULL, 3), 3);
+    reel_filter_free(f);
+    assert_int_equal(reel_filter_compile(" \t\r\n ", &f, NULL), REEL_OK);
+    assert_string_equal(reel_filter_sql(f), "1");
+    reel_filter_free(f);
+    assert_int_equal(reel_filter_compile(NULL, &f, NULL), REEL_OK);
+    assert_string_equal(reel_filter_sql(f), "1");
+    reel_filter_free(f);
+    reel_filter_free(NULL);
+    assert_string_equal(reel_filter_sql(NULL), "1");
+    assert_string_equal(ids(""), ALL);
+    assert_string_equal(ids("   "), ALL);
+}
+
+static void test_domain(void **state) {
+    (void)state;
+    assert_string_equal(ids("~d example"), "1,2,10");
+    assert_string_equal(ids("~d EXAMPLE\\.com$"), "1,2");
+    assert_string_equal(ids("~d ^b\\.test$"), "5,6");
+    assert_string_equal(ids("~d some.host"), "8,9");
+    assert_string_equal(ids("~d 'some\\.host'"), "8");
+    assert_string_equal(ids("~d ^api"), "1,2");
+    assert_string_equal(ids("~d nomatch"), "");
+    /* mitmproxy words include | & !: the regex is "a|b". */
+    assert_string_equal(ids("~d ^a|^b"), "1,2,4,5,6");
+    /* NULL host never matches, so its negation does. */
+    assert_string_equal(ids("!~d ."), "7");
+}
+
+static void test_url_method_code(void **state) {
+    (void)state;
+    assert_string_equal(ids("~u /v1/"), "1,2");
+    assert_string_equal(ids("~u LOGIN"), "2");
+    assert_string_equal(ids("~u \"x\\?q=1\""), "5");
+    assert_string_equal(ids("~u '\\d$'"), "5,8,10"); /* regex \d$: the backslash is kept */
+    assert_string_equal(ids("~u \"\\\\d$\""), "11"); /* regex \\d$: a backslash, then d */
+    assert_string_equal(ids("~m get"), "1,3,4,8,9,10,11");
+    assert_string_equal(ids("~m ^p"), "2,5");
+    assert_string_equal(ids("~m ^CONNECT$"), "7");
+    assert_string_equal(ids("~c 500"), "5,8,9");
+    assert_string_equal(ids("~c \"401\""), "2");
+    assert_string_equal(ids("~c 0200"), "1,4,11");
+    assert_string_equal(ids("~c 999"), "");
+    /* Flows without a response are not ~c 200, so they are !~c 200. */
+    assert_string_equal(ids("!~c 200"), "2,3,5,6,7,8,9,10");
+}
+
+static void test_tag_marked(void **state) {
+    (void)state;
+    assert_string_equal(ids("~tag auth"), "1,2");
+    assert_string_equal(ids("~tag bug"), "2,5");
+    assert_string_equal(ids("~tag AUTH"), ""); /* tags are exact */
+    assert_string_equal(ids("~tag au"), "");
+    assert_string_equal(ids("~tag 'two words'"), "5");
+    assert_string_equal(ids("!~tag bug"), "1,3,4,6,7,8,9,10,11");
+    assert_string_equal(ids("~marked"), "2,5");
+    assert_string_equal(ids("!~marked"), "1,3,4,6,7,8,9,10,11");
+    assert_string_equal(ids("!!~marked"), "2,5");
+    assert_string_equal(ids("! ! ~marked"), "2,5");
+    assert_string_equal(ids("~marked&~tag bug"), "2,5");
+    assert_string_equal(ids("~marked & !~tag auth"), "5");
+}
+
+static void test_precedence(void **state) {
+    (void)state;
+    /* & binds tighter than |. */
+    assert_string_equal(ids("~d a | ~d b & ~c 500"), "1,2,4,5,10");
+    assert_string_equal(ids("~d b & ~c 500 | ~d a"), "1,2,4,5,10");
+    assert_string_equal(ids("(~d a | ~d b) & ~c 500"), "5");
+    /* ! binds tighter than &. */
+    assert_string_equal(ids("!~d b & ~c 500"), "8,9");
+    assert_string_equal(ids("!(~d b & ~c 500)"), "1,2,3,4,6,7,8,9,10,11");
+    assert_string_equal(ids("((~marked))"), "2,5");
+    assert_string_equal(ids("( ~d test ) ( ~c 200 )"), "4,11");
+    /* Juxtaposition is AND and binds loosest, as in mitmproxy. */
+    assert_string_equal(ids("~d test ~c 200"), "4,11");
+    assert_string_equal(ids("~d test ~c 200 | ~c 500"), "4,5,11");
+    assert_string_equal(ids("~c 500 | ~c 200 ~d test"), "4,5,11");
+    assert_string_equal(ids("(~d test ~c 200) | ~c 500"), "4,5,8,9,11");
+    assert_string_equal(ids("~d a |~d b"), "1,2,4,5,6,10");
+    assert_string_equal(ids("~m get | ~m put | ~m post & ~marked"), "1,2,3,4,5,8,9,10,11");
+}
+
+static void test_bare_and_quoted(void **state) {
+    (void)state;
+    assert_string_equal(ids("login"), "2");
+    assert_string_equal(ids("LOGIN"), "2");
+    assert_string_equal(ids("b.test /y"), "6");
+    assert_string_equal(ids("\"foo bar\""), "4");
+    assert_string_equal(ids("~u 'foo bar'"), "4");
+    assert_string_equal(ids("'it\\'s'"), "11");
+    assert_string_equal(ids("\"\\\"q\\\"\""), "11");
+    assert_string_equal(ids("~d'a.test'"), "4");
+    assert_string_equal(ids("!login"), "1,3,4,5,6,7,8,9,10,11");
+    assert_string_equal(ids("foo!"), "");
+    assert_string_equal(ids("example ~c 404"), "10");
+    assert_string_equal(ids("caf%C3"), "10");
+}
+
+static void test_errors(void **state) {
+    (void)state;
+    expect_error("~zz", REEL_INVALID,
+                 "filter: unknown operator '~zz' at column 1 (known: ~d ~u ~m ~c ~tag ~marked)");
+    expect_error("~d x & ~zz y", REEL_INVALID,
+                 "filter: unknown operator '~zz' at column 8 (known: ~d ~u ~m ~c ~tag ~marked)");
+    expect_error("~", REEL_INVALID,
+                 "filter: unknown operator '~' at column 1 (known: ~d ~u ~m ~c ~tag ~marked)");
+    expect_error("~dfoo", REEL_INVALID,
+                 "filter: unknown operator '~dfoo' at column 1 (known: ~d ~u ~m ~c ~tag ~marked)");
+    expect_error("~u /~user", REEL_INVALID,
+                 "filter: unknown operator '~user' at column 5 (known: ~d ~u ~m ~c ~tag ~marked)");
+    /* User input in messages is cut and escaped. */
+    expect_error("~\x1b[2J\xff", REEL_INVALID,
+                 "filter: unknown operator '~\\x1b[2J\\xff' at column 1 (known: ~d ~u ~m ~c ~tag "
+                 "~marked)");
+    expect_error("~c 0123456789012345678901234567890123456789xyz", REEL_INVALID,
+                 "filter: ~c expects an integer status code at column 4, got "
+                 "'0123456789012345678901234567890123456789...'");
+    expect_error("~d", REEL_INVALID,
+                 "filter: ~d expects a regex at column 3, got end of expression");
+    expect_error("~u  ", REEL_INVALID,
+                 "filter: ~u expects a regex at column 5, got end of expression");
+    expect_error("~m )", REEL_INVALID, "filter: ~m expects a regex at column 4, got ')'");
+    expect_error("~d ~u x", REEL_INVALID, "filter: ~d expects a regex at column 4, got '~u'");
+    expect_error("(~d)", REEL_INVALID, "filter: ~d expects a regex at column 4, got ')'");
+    expect_error("~tag", REEL_INVALID,
+                 "filter: ~tag expects a tag name at column 5, got end of expression");
+    expect_error("~c", REEL_INVALID,
+                 "filter: ~c expects an integer status code at column 3, got end of expression");
+    expect_error("~c abc", REEL_INVALID,
+                 "filter: ~c expects an integer status code at column 4, got 'abc'");
+    expect_error("~c 20x", REEL_INVALID,
+                 "filter: ~c expects an integer status code at column 4, got '20x'");
+    expect_error("~c -1", REEL_INVALID,
+                 "filter: ~c expects an integer status code at column 4, got '-1'");
+    expect_error("~c ''", REEL_INVALID,
+                 "filter: ~c expects an integer status code at column 4, got ''''");
+    expect_error("~c 1234567890", REEL_INVALID,
+                 "filter: ~c expects an integer status code at column 4, got '1234567890'");
+    expect_error("(~d a", REEL_INVALID, "filter: expected ')' at column 6, got end of expression");
+    expect_error("((~d a) | ~marked", REEL_INVALID,
+                 "filter: expected ')' at column 18, got end of expression");
+    expect_error("~d a)", REEL_INVALID, "filter: unexpected ')' at column 5");
+    expect_error("~marked ) ~d a", REEL_INVALID, "filter: unexpected ')' at column 9");
+    expect_error("()", REEL_INVALID, "filter: unexpected ')' at column 2");
+    expect_error(")", REEL_INVALID, "filter: unexpected ')' at column 1");
+    expect_error("~d a &", REEL_INVALID, "filter: unexpected end of expression at column 7");
+    expect_error("~d a |  ", REEL_INVALID, "filter: unexpected end of expression at column 9");
+    expect_error("& ~d a", REEL_INVALID, "filter: unexpected '&' at column 1");
+    expect_error("~d a | | ~d b", REEL_INVALID, "filter: unexpected '|' at column 8");
+    expect_error("~d a & | ~d b", REEL_INVALID, "filter: unexpected '|' at column 8");
+    expect_error("!", REEL_INVALID, "filter: unexpected end of expression at column 2");
+    expect_error("~marked !", REEL_INVALID, "filter: unexpected end of expression at column 10");
+    expect_error("~d \"abc", REEL_INVALID, "filter: unterminated quoted string at column 4");
+    expect_error("'abc\\'", REEL_INVALID, "filter: unterminated quoted string at column 1");
+    expect_error("~marked \"", REEL_INVALID, "filter: unterminated quoted string at column 9");
+    /* Regex errors point into the expression, through quotes and escapes. */
+    /* An unquoted word ends at "(": this is "~d a" then "(b". */
+    expect_error("~d a(b", REEL_INVALID, "filter: expected ')' at column 7, got end of expression");
+    expect_error("~d 'a(b'", REEL_INVALID,
+                 "filter: bad regex at column 8: missing closing parenthesis");
+    expect_error("~u x[", REEL_INVALID,
+                 "filter: bad regex at column 6: missing terminating ] for character class");
+    expect_error("~d '\\'x*+*'", REEL_INVALID,
+                 "filter: bad regex at column 10: quantifier does not follow a repeatable item");
+    expect_error("a{2,1}", REEL_INVALID,
+                 "filter: bad regex at column 6: numbers out of order in {} quantifier");
+    expect_error("~m \\", REEL_INVALID, "filter: bad regex at column 5: \\ at end of pattern");
+}
+
+/* Prepares and runs the filter inside a heavier statement than callers
+ * write (a CTE and two subqueries); returns the count. */
+static int count_heavy(const char *expr) {
+    reel_filter_t *f = NULL;
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (reel_filter_compile(expr, &f, &err) != REEL_OK)
+        fail_msg("compile: %s", reel_err_str(&err));
+    char *sql = reel_asprintf("WITH c AS (SELECT id FROM flows WHERE id IN (SELECT id FROM flows "
+                              "WHERE id > ? AND %s)) SELECT count(*) FROM (SELECT * FROM c)",
+                              reel_filter_sql(f));
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        fail_msg("prepare \"%s\": %s", expr, sqlite3_errmsg(db));
+    sqlite3_bind_int(st, 1, 0);
+    assert_int_equal(reel_filter_bind(f, st, 2), sqlite3_bind_parameter_count(st) + 1);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    free(sql);
+    reel_filter_free(f);
+    return n;
+}
+
+static void test_limits(void **state) {
+    (void)state;
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+
+    /* 32 levels of "(" and "!" in the shapes that cost SQLite's parser the
+     * most, with the costliest atoms, still prepare. */
+    static const struct {
+        const char *open, *close;
+        int units;
+    } shapes[] = {{"A & (A | ", ")", 1},
+                  {"!(A | ", ")", 2},
+                  {"!(A A | ", ")", 2},
+                  {"(A | (A & ", "))", 2},
+                  {"!(A & !(A | ", "))", 4},
+                  {"(", ")", 1},
+                  {"!", "", 1},
+                  {"A | (A & !(A ", "))", 3}};
+    static const char *atoms[] = {"~tag x", "~d abc", "~marked", "~c 200", "~u a+"};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        for (size_t a = 0; a < sizeof atoms / sizeof atoms[0]; a++) {
+            reel_buf_reset(&b);
+            int reps = 32 / shapes[s].units;
+            for (int i = 0; i < reps; i++) {
+                for (const char *c = shapes[s].open; *c; c++) {
+                    if (*c == 'A')
+                        reel_buf_puts(&b, atoms[a]);
+                    else
+                        reel_buf_append(&b, c, 1);
+                }
+            }
+            reel_buf_puts(&b, atoms[a]);
+            for (int i = 0; i < reps; i++)
+                reel_buf_puts(&b, shapes[s].close);
+            (void)ids((const char *)b.data);
+            (void)count_heavy((const char *)b.data);
+        }
+    }
+    reel_buf_reset(&b);
+    for (int i = 0; i < 16; i++)
+        reel_buf_puts(&b, "!(~c 1 | ");
+    reel_buf_puts(&b, "~marked");
+    for (int i = 0; i < 16; i++)
+        reel_buf_puts(&b, ")");
+    assert_string_equal(ids((const char *)b.data), "2,5");
+    assert_int_equal(count_heavy((const char *)b.data), 2);
+
+    reel_buf_reset(&b);
+    for (int i = 0; i < 33; i++)
+        reel_buf_puts(&b, "(");
+    reel_buf_puts(&b, "~marked");
+    expect_error((const char *)b.data, REEL_LIMIT,
+                 "filter: expression nested too deeply at column 33 (limit 32)");
+    reel_buf_reset(&b);
+    for (int i = 0; i < 60000; i++)
+        reel_buf_puts(&b, "!");
+    expect_error((const char *)b.data, REEL_LIMIT,
+                 "filter: expression nested too deeply at column 33 (limit 32)");
+    reel_buf_reset(&b);
+    for (int i = 0; i < 10; i++)
+        reel_buf_puts(&b, "~marked ! ! ( !(");
+    expect_error((const char *)b.data, REEL_LIMIT,
+                 "filter: expression nested too deeply at column 109 (limit 32)");
+
+    /* 256 terms in one chain of each kind, with the atoms that make the
+     * deepest SQL expression trees, run; the 257th term is refused. */
+    static const char *seps[] = {" ", " & ", " | "};
+    static const char *chain_atoms[] = {"~d .e", "!~d .e", "~tag x", "!~tag x"};
+    for (size_t s = 0; s < 3; s++) {
+        for (size_t a = 0; a < 4; a++) {
+            reel_buf_reset(&b);
+            for (int i = 0; i < 256; i++)
+                reel_buf_printf(&b, "%s%s", i ? seps[s] : "", chain_atoms[a]);
+            (void)ids((const char *)b.data);
+            (void)count_heavy((const char *)b.data);
+        }
+    }
+    reel_buf_reset(&b);
+    for (int i = 0; i < 256; i++) /* ~d .e (~c 200 | ~d .e) ... ~c 200 */
+        reel_buf_printf(&b, "%s%s", i == 0 ? "" : i % 2 ? " " : " | ", i % 2 ? "~c 200" : "~d .e");
+    assert_string_equal(ids((const char *)b.data), "1,4,11");
+    char *msg = reel_asprintf("filter: too many terms at column %zu (limit 256)", b.len + 2);
+    reel_buf_puts(&b, " x");
+    expect_error((const char *)b.data, REEL_LIMIT, msg);
+    free(msg);
+
+    reel_buf_reset(&b);
+    for (int i = 0; i < 64 * 1024; i++)
+        reel_buf_puts(&b, " ");
+    assert_string_equal(ids((const char *)b.data), ALL);
+    reel_buf_puts(&b, "x");
+    expect_error((const char *)b.data, REEL_LIMIT,
+                 "filter: expression too long (limit 65536 bytes)");
+    reel_buf_free(&b);
+}
+
+static void test_sql_and_bind(void **state) {
+    (void)state;
+    reel_filter_t *f = NULL;
+    assert_int_equal(reel_filter_compile("~d some.host & ~c 500", &f, NULL), REEL_OK);
+    assert_string_equal(reel_filter_sql(f), "(regexp(?, flows.host) AND flows.status IS ?)");
+    /* The status index drives the query. */
+    char *sql =
+        reel_asprintf("EXPLAIN QUERY PLAN SELECT id FROM flows WHERE %s", reel_filter_sql(f));
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(reel_filter_bind(f, st, 1), 3);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_non_null(strstr((const char *)sqlite3_column_text(st, 3), "INDEX flows_status"));
+    sqlite3_finalize(st);
+    free(sql);
+
+    /* Binding starts at `first`; a statement too small gives -1. */
+    sql = reel_asprintf("SELECT count(*) FROM flows WHERE id > ? AND %s", reel_filter_sql(f));
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    sqlite3_bind_int(st, 1, 9);
+    assert_int_equal(reel_filter_bind(f, st, 2), 4);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 0);
+    sqlite3_reset(st);
+    sqlite3_bind_int(st, 1, 7);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 2);
+    assert_int_equal(reel_filter_bind(f, st, 4), -1);
+    sqlite3_finalize(st);
+    free(sql);
+    reel_filter_free(f);
+
+    /* A bare word is ~u; negations are pushed down to the atoms. */
+    assert_int_equal(reel_filter_compile("!(a+ | ~tag x) ~marked", &f, NULL), REEL_OK);
+    assert_string_equal(reel_filter_sql(f),
+                        "(NOT regexp(?, flows.url) AND NOT EXISTS (SELECT 1 FROM tags t WHERE "
+                        "t.flow_id = flows.id AND t.tag = ?) AND flows.marked = 1)");
+    reel_filter_free(f);
+    /* Negation normal form, and parentheses only where SQL needs them. */
+    assert_int_equal(reel_filter_compile("!(~d ab | ~marked & !~c 1) | ~m x", &f, NULL), REEL_OK);
+    assert_string_equal(reel_filter_sql(f), "((NOT flows.marked = 1 OR flows.status IS ?) AND NOT "
+                                            "regexp(?, flows.host) OR regexp(?, flows.method))");
+    reel_filter_free(f);
+    /* The most deeply nested operand goes first (SQLite's parser stack). */
+    const char *deep = "~marked & (~c 500 | ~m post & (~c 3 | ~c 401))";
+    assert_int_equal(reel_filter_compile(deep, &f, NULL), REEL_OK);
+    assert_string_equal(reel_filter_sql(f),
+                        "(((flows.status IS ? OR flows.status IS ?) AND regexp(?, flows.method) OR "
+                        "flows.status IS ?) AND flows.marked = 1)");
+    assert_string_equal(ids(deep), "2,5"); /* parameters follow the new order */
+    reel_filter_free(f);
+}
+
+static int64_t scalar(const char *sql, const char *a, int alen, const char *b, int blen) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        fail_msg("prepare %s: %s", sql, sqlite3_errmsg(db));
+    if (a)
+        sqlite3_bind_text(st, 1, a, alen, SQLITE_STATIC);
+    if (b)
+        sqlite3_bind_text(st, 2, b, blen, SQLITE_STATIC);
+    int src = sqlite3_step(st);
+    int64_t v = src == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -100 - src;
+    sqlite3_finalize(st);
+    return v;
+}
+
+static void test_regexp_function(void **state) {
+    (void)state;
+    const char *q = "SELECT regexp(?1, ?2)";
+    assert_int_equal(scalar(q, "^a.c$", -1, "ABC", -1), 1);
+    assert_int_equal(scalar(q, "^a.c$", -1, "abcd", -1), 0);
+    assert_int_equal(scalar(q, "a", -1, NULL, 0), 0);
+    assert_int_equal(scalar(q, NULL, 0, "a", -1), 0);
+    assert_int_equal(scalar("SELECT 'xAy' REGEXP 'a'", NULL, 0, NULL, 0), 1);
+    /* Bytes, not characters: embedded NUL and invalid UTF-8 are fine, "."
+     * is one byte, and only ASCII letters fold. */
+    assert_int_equal(scalar(q, "b$", -1, "a\0b", 3), 1);
+    assert_int_equal(scalar(q, "^\\xff.z", -1, "\xff\xfez", 3), 1);
+    assert_int_equal(scalar(q, "^.$", -1, "\xc3\xa9", -1), 0);
+    assert_int_equal(scalar(q, "^..$", -1, "\xc3\xa9", -1), 1);
+    assert_int_equal(scalar(q, "\xc3\xa9", -1, "\xc3\x89", -1), 0);           /* é, É */
+    assert_int_equal(scalar(q, "k", -1, "\xe2\x84\xaa", -1), 0);              /* KELVIN SIGN */
+    assert_int_equal(scalar(q, "(*UTF)x", -1, "x", -1), -100 - SQLITE_ERROR); /* NEVER_UTF */
+    /* The pattern may vary per row (no cached code then). */
+    assert_int_equal(
+        scalar("SELECT count(*) FROM flows WHERE regexp(replace(host, '.', '\\.'), url)", NULL, 0,
+               NULL, 0),
+        10);
+    /* A bad pattern is an SQL error. */
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT regexp('a(', 'x')", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ERROR);
+    assert_string_equal(sqlite3_errmsg(db),
+                        "regexp: bad pattern at offset 2: missing closing parenthesis");
+    sqlite3_finalize(st);
+    /* Catastrophic backtracking hits PCRE2's limit: an error, not a hang. */
+    char subject[64];
+    memset(subject, 'a', sizeof subject - 1);
+    subject[sizeof subject - 2] = '!';
+    subject[sizeof subject - 1] = '\0';
+    assert_int_equal(scalar(q, "^(a|a)*$", -1, subject, -1), -100 - SQLITE_ERROR);
+}
+
+/* xorshift, for reproducible random tests. */
+static uint64_t rnd_state = 88172645463325252ull;
+static uint64_t rnd(void) {
+    rnd_state ^= rnd_state << 13;
+    rnd_state ^= rnd_state >> 7;
+    rnd_state ^= rnd_state << 17;
+    return rnd_state;
+}
+
+/* Whatever compiles must prepare and run; whatever fails must say why. */
+static void check_any(const char *expr, size_t len) {
+    char *e = reel_strndup(expr, len);
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_filter_t *f = NULL;
+    reel_rc rc = reel_filter_compile(e, &f, &err);
+    if (rc == REEL_OK) {
+        assert_non_null(f);
+        char *sql = reel_asprintf("SELECT count(*) FROM flows WHERE %s", reel_filter_sql(f));
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+            fail_msg("\"%s\" -> %s: %s", e, sql, sqlite3_errmsg(db));
+        assert_int_equal(reel_filter_bind(f, st, 1), sqlite3_bind_parameter_count(st) + 1);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        sqlite3_finalize(st);
+        free(sql);
+        reel_filter_free(f);
+    } else {
+        assert_null(f);
+        assert_true(rc == REEL_INVALID || rc == REEL_LIMIT);
+        assert_int_equal(strncmp(err.msg, "filter: ", 8), 0);
+    }
+    free(e);
+}
+
+static void test_truncated(void **state) {
+    (void)state;
+    const char *exprs[] = {
+        "~d a | ~d b & ~c 200",
+        "!(~d 'api\\.example' & ~tag \"two words\") ~marked",
+        "(~u \"x\\\"y\" | !~m ^p) & ~c 404 foo",
+        "~tag 'a\\'b' | ((~marked)) \"q\\\\\"",
+        "~d ^some\\.host$ ~c 500 | !login",
+    };
+    for (size_t i = 0; i < sizeof exprs / sizeof exprs[0]; i++) {
+        size_t n = strlen(exprs[i]);
+        check_any(exprs[i], n);
+        for (size_t k = 0; k < n; k++)
+            check_any(exprs[i], k);
+    }
+}
+
+/* Appends a random well-formed expression of at most *budget terms. */
+static void gen(reel_buf_t *b, int depth, int *budget) {
+    static const char *atoms[] = {"~d ab", "~u a+", "~tag x", "~marked", "~c 200", "!~d .e", "w"};
+    int kind = depth >= 15 || *budget <= 1 ? 0 : (int)(rnd() % 4);
+    if (kind == 0 || *budget <= 1) {
+        reel_buf_puts(b, atoms[rnd() % (sizeof atoms / sizeof atoms[0])]);
+        (*budget)--;
+        return;
+    }
+    static const char *seps[] = {" ", " & ", " | "};
+    const char *sep = seps[rnd() % 3];
+    int n = 2 + (int)(rnd() % 40);
+    reel_buf_puts(b, rnd() % 2 ? "!(" : "(");
+    for (int i = 0; i < n; i++) {
+        if (budget[0] <= 0)
+            break;
+        if (i > 0)
+            reel_buf_puts(b, sep);
+        gen(b, depth + 1, budget);
+    }
+    reel_buf_puts(b, ")");
+}
+
+static void test_random(void **state) {
+    (void)state;
+    static const char *pieces[] = {"~d", "~u", "~m", "~c", "~tag", "~marked", "~x", "!",  "&",
+                                   "|",  "(",  ")",  " ",  "'",    "\"",      "\\", "a",  "200",
+                                   ".",  "*",  "[",  "^",  "$",    "~",       "\t", "b.c"};
+    char buf[128];
+    for (int iter = 0; iter < 20000; iter++) {
+        size_t n = 0, parts = rnd() % 12;
+        for (size_t j = 0; j < parts; j++) {
+            const char *pc = pieces[rnd() % (sizeof pieces / sizeof pieces[0])];
+            size_t l = strlen(pc);
+            if (n + l >= sizeof buf)
+                break;
+            memcpy(buf + n, pc, l);
+            n += l;
+        }
+        check_any(buf, n);
+    }
+    /* Big, deep, well-formed expressions: within the limits, they compile
+     * and run, even inside a heavy statement. */
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    for (int iter = 0; iter < 300; iter++) {
+        reel_buf_reset(&b);
+        int budget = 256;
+        gen(&b, 0, &budget);
+        (void)count_heavy((const char *)b.data);
+    }
+    reel_buf_free(&b);
+}
+
+int main(void) {
+    /* clang-format off */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_empty),
+        cmocka_unit_test(test_domain),
+        cmocka_unit_test(test_url_method_code),
+        cmocka_unit_test(test_tag_marked),
+        cmocka_unit_test(test_precedence),
+        cmocka_unit_test(test_bare_and_quoted),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_sql_and_bind),
+        cmocka_unit_test(test_regexp_function),
+        cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_random),
+    };
+    /* clang-format on */
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
