@@ -54,7 +54,7 @@ static void rm_rf(const char *path) {
     free(cmd);
 }
 
-static void sh(const char *fmt, ...) {
+__attribute__((format(printf, 1, 2))) static void sh(const char *fmt, ...) {
     char cmd[2048];
     va_list ap;
     va_start(ap, fmt);
