@@ -109,6 +109,25 @@ int reel_cli_common_opt(reel_cli_t *cli, int c, const char *usage) {
     }
 }
 
+int reel_cli_simple_args(reel_cli_t *cli, int argc, char **argv, const char *usage, int min,
+                         int max, const char *expect) {
+    static const struct option opts[] = {REEL_CLI_COMMON_OPTS, {0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int rc = reel_cli_common_opt(cli, c, usage);
+        if (rc >= 0)
+            return rc;
+    }
+    int n = argc - optind;
+    if (n < min || n > max) {
+        if (n > max)
+            return reel_cli_usage(cli, "unexpected argument '%s' (%s)", argv[optind + max],
+                                  expect);
+        return reel_cli_usage(cli, "%s", expect);
+    }
+    return -1;
+}
+
 const char *reel_cli_home(reel_cli_t *cli) {
     if (cli->home == NULL)
         cli->home = reel_session_home(cli->home_opt);

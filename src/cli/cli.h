@@ -47,6 +47,14 @@ int reel_cli_main(int argc, char **argv);
  * usage for -h, 2 for '?' (getopt already printed why), 2 for anything else. */
 int reel_cli_common_opt(reel_cli_t *cli, int c, const char *usage);
 
+/** Parses argv of a subcommand that takes only the common options and
+ * between min and max positional arguments. Returns -1 when parsing
+ * succeeded (positionals are argv[optind..argc)), else the exit code to
+ * return (0 after --help; 2 with `expect` in the message for a wrong
+ * count or an unknown option). */
+int reel_cli_simple_args(reel_cli_t *cli, int argc, char **argv, const char *usage, int min,
+                         int max, const char *expect);
+
 /** Resets getopt for a subcommand's argv. */
 void reel_cli_getopt_reset(void);
 

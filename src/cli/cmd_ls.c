@@ -39,15 +39,9 @@ static unsigned long long dir_bytes(const char *dir) {
 }
 
 int reel_cmd_ls(reel_cli_t *cli, int argc, char **argv) {
-    static const struct option opts[] = {REEL_CLI_COMMON_OPTS, {0}};
-    int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int rc = reel_cli_common_opt(cli, c, usage);
-        if (rc >= 0)
-            return rc;
-    }
-    if (optind != argc)
-        return reel_cli_usage(cli, "unexpected argument '%s'", argv[optind]);
+    int arc = reel_cli_simple_args(cli, argc, argv, usage, 0, 0, "expected no arguments");
+    if (arc >= 0)
+        return arc;
     const char *home = reel_cli_home(cli);
     DIR *d = opendir(home);
     size_t n = 0, cap = 16;

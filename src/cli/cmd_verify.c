@@ -12,15 +12,9 @@ static const char usage[] =
     "not ('reel repair SESSION' rebuilds the index, skipping damaged frames).\n";
 
 int reel_cmd_verify(reel_cli_t *cli, int argc, char **argv) {
-    static const struct option opts[] = {REEL_CLI_COMMON_OPTS, {0}};
-    int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int rc = reel_cli_common_opt(cli, c, usage);
-        if (rc >= 0)
-            return rc;
-    }
-    if (argc - optind != 1)
-        return reel_cli_usage(cli, "expected one SESSION");
+    int arc = reel_cli_simple_args(cli, argc, argv, usage, 1, 1, "expected one SESSION");
+    if (arc >= 0)
+        return arc;
     reel_session_t *s = reel_cli_open(cli, argv[optind], 0);
     if (s == NULL)
         return REEL_EXIT_ERROR;
