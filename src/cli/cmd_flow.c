@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/mem.h"
 #include "cli/cli.h"
@@ -176,6 +177,7 @@ typedef struct {
 struct view {
     reel_cli_t *cli;
     FILE *out;
+    int escape; /* out is a terminal: show control bytes as \xNN */
     unsigned long long id;
     int raw, headers_only;
     row_t *row;
@@ -206,9 +208,30 @@ static void note(view_t *v, const char *fmt, ...) {
     fputc('\n', v->out);
 }
 
-static void put_bytes(FILE *out, ProtobufCBinaryData b) {
+/* Writes recorded bytes. On a terminal, control bytes other than tab (and,
+ * in bodies, CR and LF) are shown as \xNN so that hostile traffic cannot
+ * drive the terminal with escape sequences; into a pipe they go as is. */
+static void put_raw(view_t *v, const uint8_t *p, size_t n, int body) {
+    if (!v->escape) {
+        fwrite(p, 1, n, v->out);
+        return;
+    }
+    size_t start = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = p[i];
+        int ok = c >= 0x20 ? c != 0x7f : c == '\t' || (body && (c == '\n' || c == '\r'));
+        if (ok)
+            continue;
+        fwrite(p + start, 1, i - start, v->out);
+        fprintf(v->out, "\\x%02x", c);
+        start = i + 1;
+    }
+    fwrite(p + start, 1, n - start, v->out);
+}
+
+static void put_bytes(view_t *v, ProtobufCBinaryData b) {
     if (b.len)
-        fwrite(b.data, 1, b.len, out);
+        put_raw(v, b.data, b.len, 0);
 }
 
 static void summary(view_t *v) {
@@ -238,7 +261,7 @@ static void emit_out(dir_t *d, const uint8_t *p, size_t n) {
         return;
     d->pos += n;
     if (d->mode == MODE_TEXT) {
-        fwrite(p, 1, n, d->v->out);
+        put_raw(d->v, p, n, 1);
         d->at_bol = p[n - 1] == '\n';
     } else {
         reel_hexdump_feed(&d->hd, p, n);
@@ -446,9 +469,9 @@ static void close_body(view_t *v, dir_t *d) {
 static void print_headers(view_t *v, char c, Reel__Header **h, size_t n) {
     for (size_t i = 0; i < n; i++) {
         fprintf(v->out, "%c ", c);
-        put_bytes(v->out, h[i]->name);
+        put_bytes(v, h[i]->name);
         fputs(": ", v->out);
-        put_bytes(v->out, h[i]->value);
+        put_bytes(v, h[i]->value);
         fputc('\n', v->out);
     }
 }
@@ -458,9 +481,9 @@ static void request_head(view_t *v, const Reel__RequestHead *h) {
     summary(v);
     gap(v);
     fputs("> ", v->out);
-    put_bytes(v->out, h->method);
+    put_bytes(v, h->method);
     fputc(' ', v->out);
-    put_bytes(v->out, h->target);
+    put_bytes(v, h->target);
     if (h->http_version && h->http_version[0])
         fprintf(v->out, " %s", h->http_version);
     fputc('\n', v->out);
@@ -481,7 +504,7 @@ static void response_head(view_t *v, const Reel__ResponseHead *h) {
     fprintf(v->out, "< %s %u", h->http_version ? h->http_version : "", h->status);
     if (h->reason.len) {
         fputc(' ', v->out);
-        put_bytes(v->out, h->reason);
+        put_bytes(v, h->reason);
     }
     fputc('\n', v->out);
     print_headers(v, '<', h->headers, h->n_headers);
@@ -546,6 +569,7 @@ static int run_view(reel_cli_t *cli, reel_session_t *s, unsigned long long id, i
     memset(&v, 0, sizeof v);
     v.cli = cli;
     v.out = stdout;
+    v.escape = isatty(STDOUT_FILENO);
     v.id = id;
     v.raw = raw;
     v.headers_only = headers_only;

@@ -131,6 +131,44 @@ run 1 "$REEL" import "$TMP/missing.har" --into fresh && has "$err" "missing.har"
 run 2 "$REEL" import "$HAR" && has "$err" "--into" "import without --into"
 run 0 "$REEL" show demo && has "$out" "flows       7" "nothing changed after refused commands"
 
+# --- hostile bytes never reach a terminal raw; a pipe gets them exactly ---
+/usr/bin/python3 - "$TMP/evil.har" <<'PY'
+import json, sys
+entry = {"startedDateTime": "2026-01-01T00:00:00Z", "time": 1,
+         "request": {"method": "GET", "url": "http://evil.test/", "httpVersion": "HTTP/1.1",
+                     "headers": [{"name": "X-Evil", "value": "a\u001b[2Jb"}], "queryString": [],
+                     "cookies": [], "headersSize": -1, "bodySize": 0},
+         "response": {"status": 200, "statusText": "OK", "httpVersion": "HTTP/1.1",
+                      "headers": [{"name": "Content-Type", "value": "text/plain"}], "cookies": [],
+                      "content": {"size": 9, "mimeType": "text/plain", "text": "ok\u001b[31mred\n"},
+                      "redirectURL": "", "headersSize": -1, "bodySize": 9},
+         "cache": {}, "timings": {"send": 0, "wait": 1, "receive": 0}}
+json.dump({"log": {"version": "1.2", "creator": {"name": "t", "version": "1"}, "entries": [entry]}},
+          open(sys.argv[1], "w"))
+PY
+run 0 "$REEL" import "$TMP/evil.har" --into evil
+tty_out=$(/usr/bin/python3 -c '
+import os, pty, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+out = b""
+while True:
+    try:
+        d = os.read(fd, 4096)
+    except OSError:
+        break
+    if not d:
+        break
+    out += d
+os.waitpid(pid, 0)
+sys.stdout.write(("RAW-ESC " if b"\x1b" in out else "") + repr(out))
+' "$REEL" flow evil 1)
+has "$tty_out" 'X-Evil: a\\x1b[2Jb' "escape in a header is shown as \\x1b on a terminal"
+case "$tty_out" in RAW-ESC*) bad "raw ESC reached the terminal: $tty_out" ;; *) ok ;; esac
+run 0 "$REEL" flow evil 1
+printf '%s' "$out" | grep -q $'X-Evil: a\e\[2Jb' && ok || bad "piped output must keep the exact header bytes"
+
 # --- rm ---
 run 1 "$REEL" rm demo </dev/null && has "$err" "pass --yes" "rm without a terminal"
 [ -d "$REEL_HOME/demo" ] && ok || bad "rm without --yes deleted the session"
