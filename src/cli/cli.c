@@ -128,6 +128,14 @@ int reel_cli_simple_args(reel_cli_t *cli, int argc, char **argv, const char *usa
     return -1;
 }
 
+char *reel_cli_data_dir(void) {
+    const char *xdg = getenv("XDG_DATA_HOME");
+    if (xdg && xdg[0] == '/')
+        return reel_asprintf("%s/reel", xdg);
+    const char *home = getenv("HOME");
+    return reel_asprintf("%s/.local/share/reel", home && home[0] ? home : ".");
+}
+
 const char *reel_cli_home(reel_cli_t *cli) {
     if (cli->home == NULL)
         cli->home = reel_session_home(cli->home_opt);

@@ -58,6 +58,10 @@ int reel_cli_simple_args(reel_cli_t *cli, int argc, char **argv, const char *usa
 /** Resets getopt for a subcommand's argv. */
 void reel_cli_getopt_reset(void);
 
+/** reel's data directory, where the CA lives: $XDG_DATA_HOME/reel, else
+ * ~/.local/share/reel. Owned. */
+char *reel_cli_data_dir(void);
+
 /** Sessions root (from --home, $REEL_HOME or XDG), borrowed. */
 const char *reel_cli_home(reel_cli_t *cli);
 

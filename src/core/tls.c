@@ -1,0 +1,551 @@
+/* TLS on memory BIOs for both roles. See tls.h for the contract. */
+#include "core/tls.h"
+
+#include <arpa/inet.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
+
+#define ERRMSG_MAX 256
+
+struct reel_tls_ctx {
+    SSL_CTX *ssl_ctx;
+    reel_ca_t *ca; /* server role; borrowed */
+    bool server;
+};
+
+struct reel_tls {
+    reel_tls_ctx_t *ctx;
+    SSL *ssl;
+    BIO *rbio; /* network -> SSL; owned by ssl */
+    BIO *wbio; /* SSL -> network; owned by ssl */
+    bool server;
+    bool insecure;
+    bool done;
+    bool failed;
+    bool eof_fed;
+    bool peer_closed;
+    bool ended;              /* end of stream reported */
+    bool closed_sent;        /* our close_notify queued */
+    char *fallback_host;     /* server role */
+    char *cert_host;         /* server: host of the leaf; client: opts.host */
+    char *sni;               /* server: received; client: sent */
+    char *alpn;              /* negotiated */
+    char cb_err[ERRMSG_MAX]; /* set by the SNI callback */
+    char errmsg[ERRMSG_MAX]; /* the failure, repeated on later calls */
+};
+
+/* ---- callbacks (server role) ---------------------------------------------- */
+
+static int sni_cb(SSL *ssl, int *alert, void *arg) {
+    reel_ca_t *ca = arg;
+    reel_tls_t *t = SSL_get_app_data(ssl);
+    if (t == NULL || t->cert_host != NULL) /* not ours, or already chosen */
+        return SSL_TLSEXT_ERR_OK;
+    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    reel_err_t err;
+    reel_err_clear(&err);
+    X509 *leaf = NULL;
+    const char *host = NULL;
+    if (name && name[0]) {
+        free(t->sni);
+        t->sni = reel_strdup(name);
+        if (reel_ca_leaf(ca, name, &leaf, &err) == REEL_OK)
+            host = name;
+    }
+    if (leaf == NULL && t->fallback_host) {
+        if (reel_ca_leaf(ca, t->fallback_host, &leaf, &err) == REEL_OK)
+            host = t->fallback_host;
+    }
+    if (leaf == NULL) {
+        snprintf(t->cb_err, sizeof t->cb_err, "no certificate for the client: %.200s",
+                 err.code != REEL_OK ? err.msg : "no SNI and no fallback host");
+        *alert = SSL_AD_UNRECOGNIZED_NAME;
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    }
+    int ok = SSL_use_cert_and_key(ssl, leaf, reel_ca_leaf_key(ca), NULL, 1);
+    X509_free(leaf);
+    if (ok != 1) {
+        unsigned long e = ERR_peek_last_error();
+        const char *reason = e ? ERR_reason_error_string(e) : NULL;
+        snprintf(t->cb_err, sizeof t->cb_err, "cannot use the leaf certificate: %s",
+                 reason ? reason : "unknown OpenSSL error");
+        *alert = SSL_AD_INTERNAL_ERROR;
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    }
+    t->cert_host = reel_strdup(host);
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* Selects "http/1.1" if the client offers it; otherwise no protocol (the
+ * handshake goes on without ALPN). */
+static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                   const unsigned char *in, unsigned int inlen, void *arg) {
+    unsigned int i = 0;
+    while (i < inlen) {
+        unsigned int l = in[i];
+        if (l == 0 || l > inlen - i - 1)
+            break;
+        if (l == 8 && memcmp(in + i + 1, "http/1.1", 8) == 0) {
+            *out = in + i + 1;
+            *outlen = 8;
+            return SSL_TLSEXT_ERR_OK;
+        }
+        i += 1 + l;
+    }
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
+/* ---- contexts ----------------------------------------------------------------- */
+
+static const char *ossl_reason(void) {
+    unsigned long e = ERR_peek_last_error();
+    const char *reason = e ? ERR_reason_error_string(e) : NULL;
+    ERR_clear_error();
+    return reason ? reason : "unknown OpenSSL error";
+}
+
+static bool ctx_common(SSL_CTX *c) {
+    if (SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION) != 1)
+        return false;
+    SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
+    return true;
+}
+
+reel_rc reel_tls_ctx_new_server(reel_ca_t *ca, reel_tls_ctx_t **out, reel_err_t *err) {
+    *out = NULL;
+    if (ca == NULL)
+        return reel_err_set(err, REEL_INVALID, "TLS server context needs a CA");
+    SSL_CTX *c = SSL_CTX_new(TLS_server_method());
+    if (c == NULL || !ctx_common(c)) {
+        SSL_CTX_free(c);
+        const char *reason = ossl_reason();
+        return reel_err_set(err, REEL_ERROR, "cannot create the TLS server context: %s", reason);
+    }
+    SSL_CTX_set_options(c, SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_tlsext_servername_callback(c, sni_cb);
+    SSL_CTX_set_tlsext_servername_arg(c, ca);
+    SSL_CTX_set_alpn_select_cb(c, alpn_cb, NULL);
+    reel_tls_ctx_t *ctx = reel_calloc(1, sizeof *ctx);
+    ctx->ssl_ctx = c;
+    ctx->ca = ca;
+    ctx->server = true;
+    *out = ctx;
+    return REEL_OK;
+}
+
+reel_rc reel_tls_ctx_new_client(const char *extra_ca_file, bool no_system_store,
+                                reel_tls_ctx_t **out, reel_err_t *err) {
+    *out = NULL;
+    SSL_CTX *c = SSL_CTX_new(TLS_client_method());
+    if (c == NULL || !ctx_common(c)) {
+        SSL_CTX_free(c);
+        const char *reason = ossl_reason();
+        return reel_err_set(err, REEL_ERROR, "cannot create the TLS client context: %s", reason);
+    }
+    if (!no_system_store && SSL_CTX_set_default_verify_paths(c) != 1) {
+        SSL_CTX_free(c);
+        const char *reason = ossl_reason();
+        return reel_err_set(err, REEL_ERROR, "cannot load the system trust store: %s", reason);
+    }
+    if (extra_ca_file && SSL_CTX_load_verify_file(c, extra_ca_file) != 1) {
+        SSL_CTX_free(c);
+        const char *reason = ossl_reason();
+        return reel_err_set(err, REEL_IO, "cannot load trusted CA file %s: %s", extra_ca_file,
+                            reason);
+    }
+    SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
+    reel_tls_ctx_t *ctx = reel_calloc(1, sizeof *ctx);
+    ctx->ssl_ctx = c;
+    *out = ctx;
+    return REEL_OK;
+}
+
+void reel_tls_ctx_free(reel_tls_ctx_t *ctx) {
+    if (ctx == NULL)
+        return;
+    SSL_CTX_free(ctx->ssl_ctx);
+    free(ctx);
+}
+
+/* ---- connections ------------------------------------------------------------ */
+
+static reel_rc conn_new(reel_tls_ctx_t *ctx, reel_tls_t **out, reel_err_t *err) {
+    reel_tls_t *t = reel_calloc(1, sizeof *t);
+    t->ctx = ctx;
+    t->server = ctx->server;
+    t->ssl = SSL_new(ctx->ssl_ctx);
+    t->rbio = BIO_new(BIO_s_mem());
+    t->wbio = BIO_new(BIO_s_mem());
+    if (t->ssl == NULL || t->rbio == NULL || t->wbio == NULL) {
+        BIO_free(t->rbio);
+        BIO_free(t->wbio);
+        SSL_free(t->ssl);
+        free(t);
+        const char *reason = ossl_reason();
+        return reel_err_set(err, REEL_ERROR, "cannot create a TLS connection: %s", reason);
+    }
+    BIO_set_mem_eof_return(t->rbio, -1); /* empty means "retry", not EOF */
+    BIO_set_mem_eof_return(t->wbio, -1);
+    SSL_set_bio(t->ssl, t->rbio, t->wbio); /* ssl owns both now */
+    SSL_set_app_data(t->ssl, t);
+    *out = t;
+    return REEL_OK;
+}
+
+reel_rc reel_tls_new_server(reel_tls_ctx_t *ctx, const char *fallback_host, reel_tls_t **out,
+                            reel_err_t *err) {
+    *out = NULL;
+    if (ctx == NULL || !ctx->server)
+        return reel_err_set(err, REEL_INVALID, "not a TLS server context");
+    reel_tls_t *t;
+    reel_rc rc = conn_new(ctx, &t, err);
+    if (rc != REEL_OK)
+        return rc;
+    t->fallback_host = reel_strdup(fallback_host);
+    SSL_set_accept_state(t->ssl);
+    *out = t;
+    return REEL_OK;
+}
+
+/* Turns "h2,http/1.1" into ALPN wire format. */
+static reel_rc alpn_wire(const char *list, reel_buf_t *w) {
+    const char *p = list;
+    while (*p) {
+        const char *c = strchr(p, ',');
+        size_t n = c ? (size_t)(c - p) : strlen(p);
+        if (n == 0 || n > 255)
+            return REEL_INVALID;
+        uint8_t l = (uint8_t)n;
+        if (reel_buf_append(w, &l, 1) != REEL_OK || reel_buf_append(w, p, n) != REEL_OK)
+            return REEL_LIMIT;
+        p += n;
+        if (*p == ',' && *++p == '\0')
+            return REEL_INVALID; /* trailing comma */
+    }
+    return REEL_OK;
+}
+
+reel_rc reel_tls_new_client(reel_tls_ctx_t *ctx, const reel_tls_client_opts_t *opts,
+                            reel_tls_t **out, reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    reel_tls_t *t = NULL;
+    reel_buf_t alpn;
+    reel_buf_init(&alpn, 4096);
+    *out = NULL;
+    if (ctx == NULL || ctx->server)
+        return reel_err_set(err, REEL_INVALID, "not a TLS client context");
+    if (opts == NULL || opts->host == NULL || opts->host[0] == '\0')
+        return reel_err_set(err, REEL_INVALID, "TLS client connection needs a host");
+    const char *list = opts->alpn ? opts->alpn : "http/1.1";
+    if (alpn_wire(list, &alpn) != REEL_OK) {
+        rc = reel_err_set(err, REEL_INVALID, "bad ALPN list \"%s\"", list);
+        goto out;
+    }
+    rc = conn_new(ctx, &t, err);
+    if (rc != REEL_OK)
+        goto out;
+    t->insecure = opts->insecure;
+
+    /* Strip IPv6 brackets; decide name vs IP literal. */
+    const char *h = opts->host;
+    size_t hl = strlen(h);
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']')
+        t->cert_host = reel_strndup(h + 1, hl - 2);
+    else
+        t->cert_host = reel_strdup(h);
+    unsigned char ip[16];
+    bool is_ip =
+        inet_pton(AF_INET, t->cert_host, ip) == 1 || inet_pton(AF_INET6, t->cert_host, ip) == 1;
+
+    SSL_set_connect_state(t->ssl);
+    X509_VERIFY_PARAM *vp = SSL_get0_param(t->ssl);
+    X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    int ok;
+    if (is_ip) {
+        ok = X509_VERIFY_PARAM_set1_ip_asc(vp, t->cert_host);
+    } else {
+        t->sni = reel_strdup(t->cert_host);
+        ok = X509_VERIFY_PARAM_set1_host(vp, t->cert_host, 0) == 1 &&
+             SSL_set_tlsext_host_name(t->ssl, t->sni) == 1;
+    }
+    if (ok != 1) {
+        const char *reason = ossl_reason();
+        rc = reel_err_set(err, REEL_INVALID, "cannot use upstream host \"%.*s\": %s", 64,
+                          opts->host, reason);
+        goto out;
+    }
+    if (opts->insecure)
+        SSL_set_verify(t->ssl, SSL_VERIFY_NONE, NULL);
+    /* SSL_set_alpn_protos returns 0 on success. */
+    if (alpn.len > 0 && SSL_set_alpn_protos(t->ssl, alpn.data, (unsigned)alpn.len) != 0) {
+        const char *reason = ossl_reason();
+        rc = reel_err_set(err, REEL_ERROR, "cannot set ALPN: %s", reason);
+        goto out;
+    }
+out:
+    reel_buf_free(&alpn);
+    if (rc != REEL_OK) {
+        reel_tls_free(t);
+        return rc;
+    }
+    *out = t;
+    return REEL_OK;
+}
+
+void reel_tls_free(reel_tls_t *t) {
+    if (t == NULL)
+        return;
+    SSL_free(t->ssl); /* frees both BIOs */
+    free(t->fallback_host);
+    free(t->cert_host);
+    free(t->sni);
+    free(t->alpn);
+    free(t);
+}
+
+/* ---- byte movement -------------------------------------------------------- */
+
+reel_rc reel_tls_feed_cipher(reel_tls_t *t, const uint8_t *buf, size_t len, size_t *consumed) {
+    size_t pending = BIO_ctrl_pending(t->rbio);
+    size_t room = pending < REEL_TLS_CIPHER_IN_MAX ? REEL_TLS_CIPHER_IN_MAX - pending : 0;
+    size_t k = len < room ? len : room;
+    *consumed = 0;
+    if (k == 0)
+        return REEL_OK;
+    int w = BIO_write(t->rbio, buf, (int)k); /* k <= 256 KiB fits an int */
+    if (w > 0)
+        *consumed = (size_t)w;
+    return REEL_OK;
+}
+
+void reel_tls_feed_eof(reel_tls_t *t) {
+    t->eof_fed = true;
+    BIO_set_mem_eof_return(t->rbio, 0);
+}
+
+reel_rc reel_tls_take_cipher(reel_tls_t *t, reel_buf_t *out) {
+    size_t pending = BIO_ctrl_pending(t->wbio);
+    if (pending == 0)
+        return REEL_OK;
+    size_t max = out->max ? out->max : SIZE_MAX / 2;
+    size_t room = max > out->len ? max - out->len : 0;
+    size_t k = pending < room ? pending : room;
+    if (k > INT_MAX)
+        k = INT_MAX;
+    if (k > 0 && reel_buf_reserve(out, k) == REEL_OK) {
+        int r = BIO_read(t->wbio, out->data + out->len, (int)k);
+        if (r > 0)
+            out->len += (size_t)r;
+        out->data[out->len] = '\0';
+    }
+    return BIO_ctrl_pending(t->wbio) > 0 ? REEL_LIMIT : REEL_OK;
+}
+
+size_t reel_tls_cipher_pending(const reel_tls_t *t) {
+    return BIO_ctrl_pending(t->wbio);
+}
+
+/* ---- handshake, read, write ---------------------------------------------- */
+
+static void note_done(reel_tls_t *t) {
+    if (t->done || !SSL_is_init_finished(t->ssl))
+        return;
+    t->done = true;
+    const unsigned char *p = NULL;
+    unsigned int n = 0;
+    SSL_get0_alpn_selected(t->ssl, &p, &n);
+    if (p && n)
+        t->alpn = reel_strndup((const char *)p, n);
+}
+
+/* Records the failure of an SSL call into t->errmsg and err. */
+static reel_rc fail(reel_tls_t *t, int ssl_err, reel_err_t *err) {
+    if (t->failed)
+        return reel_err_set(err, REEL_ERROR, "%s", t->errmsg);
+    t->failed = true;
+    unsigned long e = ERR_peek_last_error();
+    const char *reason = e ? ERR_reason_error_string(e) : NULL;
+    int rcode = e ? ERR_GET_REASON(e) : 0;
+    const char *who = t->server ? "client" : "upstream";
+    long v = t->server ? X509_V_OK : SSL_get_verify_result(t->ssl);
+
+    if (t->cb_err[0]) {
+        snprintf(t->errmsg, sizeof t->errmsg, "%s", t->cb_err);
+    } else if (!t->server && !t->insecure && v != X509_V_OK &&
+               rcode == SSL_R_CERTIFICATE_VERIFY_FAILED) {
+        snprintf(t->errmsg, sizeof t->errmsg, "upstream certificate verify failed: %s",
+                 X509_verify_cert_error_string(v));
+    } else if (reason) {
+        const char *hint = "";
+        if (t->server &&
+            (rcode == SSL_R_TLSV1_ALERT_UNKNOWN_CA || rcode == SSL_R_SSLV3_ALERT_BAD_CERTIFICATE ||
+             rcode == SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN))
+            hint = " (does the client trust the reel CA?)";
+        snprintf(t->errmsg, sizeof t->errmsg, "%s TLS %s failed: %s%s", who,
+                 t->done ? "connection" : "handshake", reason, hint);
+    } else if (ssl_err == SSL_ERROR_SYSCALL || ssl_err == SSL_ERROR_ZERO_RETURN) {
+        snprintf(t->errmsg, sizeof t->errmsg, "%s closed the connection during the TLS %s", who,
+                 t->done ? "connection" : "handshake");
+    } else {
+        snprintf(t->errmsg, sizeof t->errmsg, "%s TLS %s failed (SSL error %d)", who,
+                 t->done ? "connection" : "handshake", ssl_err);
+    }
+    ERR_clear_error();
+    return reel_err_set(err, REEL_ERROR, "%s", t->errmsg);
+}
+
+reel_rc reel_tls_handshake(reel_tls_t *t, reel_err_t *err) {
+    if (t->failed)
+        return fail(t, 0, err);
+    if (t->done)
+        return REEL_OK;
+    ERR_clear_error();
+    int r = SSL_do_handshake(t->ssl);
+    if (r == 1) {
+        note_done(t);
+        return REEL_OK;
+    }
+    int e = SSL_get_error(t->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+        return REEL_NEED_MORE;
+    return fail(t, e, err);
+}
+
+reel_rc reel_tls_read_plain(reel_tls_t *t, uint8_t *out, size_t cap, size_t *n, reel_err_t *err) {
+    *n = 0;
+    if (t->failed)
+        return fail(t, 0, err);
+    if (t->ended)
+        return REEL_OK;
+    if (cap == 0)
+        return reel_err_set(err, REEL_INVALID, "reel_tls_read_plain: no room");
+    ERR_clear_error();
+    size_t got = 0;
+    int r = SSL_read_ex(t->ssl, out, cap, &got);
+    note_done(t);
+    if (r == 1) {
+        *n = got;
+        return REEL_OK;
+    }
+    int e = SSL_get_error(t->ssl, r);
+    switch (e) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        return REEL_NEED_MORE;
+    case SSL_ERROR_ZERO_RETURN:
+        t->peer_closed = true;
+        t->ended = true;
+        return REEL_OK;
+    case SSL_ERROR_SSL:
+    case SSL_ERROR_SYSCALL: {
+        /* Network EOF without close_notify after the handshake: a truncated
+         * but common end of stream (many servers skip close_notify). */
+        unsigned long le = ERR_peek_last_error();
+        bool eof = le == 0 || ERR_GET_REASON(le) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
+        if (t->done && t->eof_fed && eof) {
+            ERR_clear_error();
+            t->ended = true;
+            return REEL_OK;
+        }
+        return fail(t, e, err);
+    }
+    default:
+        return fail(t, e, err);
+    }
+}
+
+reel_rc reel_tls_write_plain(reel_tls_t *t, const uint8_t *buf, size_t len, size_t *n,
+                             reel_err_t *err) {
+    *n = 0;
+    if (t->failed)
+        return fail(t, 0, err);
+    if (t->closed_sent) /* a caller bug, but reading may go on (half close) */
+        return reel_err_set(err, REEL_ERROR, "TLS write after close_notify");
+    if (!t->done) {
+        reel_rc rc = reel_tls_handshake(t, err);
+        if (rc != REEL_OK)
+            return rc;
+    }
+    size_t pending = BIO_ctrl_pending(t->wbio);
+    if (len == 0 || pending >= REEL_TLS_CIPHER_OUT_MAX)
+        return REEL_OK;
+    size_t k = REEL_TLS_CIPHER_OUT_MAX - pending;
+    if (k > len)
+        k = len;
+    ERR_clear_error();
+    size_t w = 0;
+    int r = SSL_write_ex(t->ssl, buf, k, &w);
+    if (r == 1) {
+        *n = w;
+        return REEL_OK;
+    }
+    int e = SSL_get_error(t->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+        return REEL_NEED_MORE;
+    return fail(t, e, err);
+}
+
+reel_rc reel_tls_close_notify(reel_tls_t *t, reel_err_t *err) {
+    if (t->failed || !t->done)
+        return REEL_OK; /* nothing meaningful to close */
+    if (t->closed_sent)
+        return REEL_OK;
+    t->closed_sent = true;
+    ERR_clear_error();
+    int r = SSL_shutdown(t->ssl);
+    if (r >= 0)
+        return REEL_OK;
+    int e = SSL_get_error(t->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+        return REEL_OK;
+    const char *reason = ossl_reason();
+    return reel_err_set(err, REEL_ERROR, "cannot send close_notify: %s", reason);
+}
+
+/* ---- accessors ------------------------------------------------------------ */
+
+bool reel_tls_handshake_done(const reel_tls_t *t) {
+    return t->done;
+}
+bool reel_tls_peer_closed(const reel_tls_t *t) {
+    return t->peer_closed;
+}
+bool reel_tls_is_server(const reel_tls_t *t) {
+    return t->server;
+}
+const char *reel_tls_alpn(const reel_tls_t *t) {
+    return t->alpn;
+}
+const char *reel_tls_sni(const reel_tls_t *t) {
+    return t->sni;
+}
+const char *reel_tls_cert_host(const reel_tls_t *t) {
+    return t->cert_host;
+}
+
+const char *reel_tls_version(const reel_tls_t *t) {
+    return t->done ? SSL_get_version(t->ssl) : NULL;
+}
+
+const char *reel_tls_cipher(const reel_tls_t *t) {
+    const SSL_CIPHER *c = t->done ? SSL_get_current_cipher(t->ssl) : NULL;
+    return c ? SSL_CIPHER_get_name(c) : NULL;
+}
+
+long reel_tls_verify_result(const reel_tls_t *t) {
+    return t->server ? X509_V_OK : SSL_get_verify_result(t->ssl);
+}
+
+X509 *reel_tls_peer_cert(const reel_tls_t *t) {
+    return SSL_get0_peer_certificate(t->ssl);
+}

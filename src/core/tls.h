@@ -1,0 +1,185 @@
+/* TLS for both sides of an intercepted connection, sans I/O.
+ *
+ * OpenSSL runs on a pair of memory BIOs and never touches a socket. The
+ * caller moves bytes:
+ *
+ *   network ──reel_tls_feed_cipher──▶ [SSL] ──reel_tls_read_plain──▶ proxy
+ *   proxy ──reel_tls_write_plain──▶ [SSL] ──reel_tls_take_cipher──▶ network
+ *
+ * After every call (handshake, read, write, close, even a failed one: an
+ * alert may be waiting) the caller should take the pending cipher bytes and
+ * send them.
+ *
+ * Roles:
+ * - server (toward the client, intercepting): certificate minted by the CA
+ *   for the client's SNI, or for a fallback host (the CONNECT target) when
+ *   the client sends none; ALPN accepts "http/1.1" only (no other protocol
+ *   is selected: a client offering only h2 gets no ALPN).
+ * - client (toward the origin): the system trust store plus an optional
+ *   extra CA file; the certificate and host name (or IP) are verified unless
+ *   turned off per connection; SNI sent for names, not IP literals; ALPN
+ *   offers "http/1.1".
+ * Both: TLS 1.2 or newer, renegotiation off.
+ *
+ * Buffers are bounded: at most REEL_TLS_CIPHER_IN_MAX cipher bytes wait
+ * inside for reading, and write_plain accepts no more plaintext while
+ * REEL_TLS_CIPHER_OUT_MAX cipher bytes wait to be taken. */
+#ifndef REEL_CORE_TLS_H
+#define REEL_CORE_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/types.h>
+
+#include "base/error.h"
+#include "base/mem.h"
+#include "core/ca.h"
+
+/** Most cipher bytes buffered for reading (fed, not yet decrypted). */
+#define REEL_TLS_CIPHER_IN_MAX (256 * 1024)
+/** Most cipher bytes waiting to be taken before write_plain stops. */
+#define REEL_TLS_CIPHER_OUT_MAX (256 * 1024)
+
+/** Shared configuration of one role (an SSL_CTX): make one per proxy and
+ * role, not per connection (loading the system store is slow). */
+typedef struct reel_tls_ctx reel_tls_ctx_t;
+
+/** One TLS connection. */
+typedef struct reel_tls reel_tls_t;
+
+/** Makes the server-role context whose leaves come from ca (borrowed: must
+ * outlive the context and its connections). Returns REEL_OK and an owned
+ * context in *out, or REEL_ERROR with err filled. */
+reel_rc reel_tls_ctx_new_server(reel_ca_t *ca, reel_tls_ctx_t **out, reel_err_t *err);
+
+/** Makes the client-role context: trusts the system store (unless
+ * no_system_store) plus, when extra_ca_file is not NULL, the PEM
+ * certificates in that file (upstream_trusted_ca). Returns REEL_OK and an
+ * owned context in *out; REEL_IO when extra_ca_file cannot be loaded,
+ * REEL_ERROR otherwise, with err filled. */
+reel_rc reel_tls_ctx_new_client(const char *extra_ca_file, bool no_system_store,
+                                reel_tls_ctx_t **out, reel_err_t *err);
+
+/** Frees a context. Connections made from it must be freed first. Accepts
+ * NULL. */
+void reel_tls_ctx_free(reel_tls_ctx_t *ctx);
+
+/** Starts a server-role connection. fallback_host (borrowed, may be NULL) is
+ * the name the certificate is made for when the client sends no SNI or an
+ * SNI the CA cannot use; with neither the handshake fails. Returns REEL_OK
+ * and an owned connection in *out, or REEL_ERROR with err filled. */
+reel_rc reel_tls_new_server(reel_tls_ctx_t *ctx, const char *fallback_host, reel_tls_t **out,
+                            reel_err_t *err);
+
+/** Options of a client-role connection. Zero-initialize: verification is on
+ * by default. */
+typedef struct {
+    /** Host name or IP literal of the origin (required; borrowed). Sent as
+     * SNI when it is a name; the certificate must match it. */
+    const char *host;
+    /** True: finish the handshake whatever the certificate (the verify
+     * result is still available from reel_tls_verify_result). */
+    bool insecure;
+    /** ALPN protocols to offer, comma-separated ("h2,http/1.1"); NULL offers
+     * "http/1.1", "" offers none. */
+    const char *alpn;
+} reel_tls_client_opts_t;
+
+/** Starts a client-role connection. Returns REEL_OK and an owned connection
+ * in *out; REEL_INVALID for a missing host or bad ALPN list, REEL_ERROR if
+ * OpenSSL fails; err filled. */
+reel_rc reel_tls_new_client(reel_tls_ctx_t *ctx, const reel_tls_client_opts_t *opts,
+                            reel_tls_t **out, reel_err_t *err);
+
+/** Frees a connection (no close_notify is sent). Accepts NULL. */
+void reel_tls_free(reel_tls_t *t);
+
+/** Feeds cipher bytes received from the network. *consumed (never NULL)
+ * gets how many were taken: fewer than len when REEL_TLS_CIPHER_IN_MAX bytes
+ * already wait, in which case the caller reads plaintext (or runs the
+ * handshake) and feeds the rest later. Returns REEL_OK. */
+reel_rc reel_tls_feed_cipher(reel_tls_t *t, const uint8_t *buf, size_t len, size_t *consumed);
+
+/** Tells the connection the network reached end of stream: once the fed
+ * bytes are used up, reads report end of stream (see reel_tls_read_plain)
+ * and a handshake in progress fails. */
+void reel_tls_feed_eof(reel_tls_t *t);
+
+/** Runs the handshake as far as the fed bytes allow. Returns REEL_OK once it
+ * is complete (and on every later call), REEL_NEED_MORE when it waits for
+ * the peer, or REEL_ERROR with err filled: for the client role a
+ * certificate problem reads "upstream certificate verify failed: <OpenSSL
+ * reason>" (e.g. "self-signed certificate", "hostname mismatch"). After an
+ * error the connection is dead; take and send its pending alert. */
+reel_rc reel_tls_handshake(reel_tls_t *t, reel_err_t *err);
+
+/** Decrypts up to cap bytes of plaintext into out; *n gets the count. Runs
+ * the handshake first if it is not complete. Returns REEL_OK with *n > 0 for
+ * data; REEL_OK with *n == 0 at end of stream (close_notify, or network EOF
+ * after feed_eof: reel_tls_peer_closed tells which); REEL_NEED_MORE when
+ * more cipher bytes are needed; REEL_ERROR with err filled on a protocol or
+ * handshake failure. */
+reel_rc reel_tls_read_plain(reel_tls_t *t, uint8_t *out, size_t cap, size_t *n, reel_err_t *err);
+
+/** Encrypts up to len bytes of plaintext; *n gets how many were accepted
+ * (0 when REEL_TLS_CIPHER_OUT_MAX cipher bytes wait to be taken). Returns
+ * REEL_OK; REEL_NEED_MORE while the handshake is not complete (nothing
+ * accepted: feed cipher and retry); REEL_ERROR with err filled when the
+ * connection failed or was closed. */
+reel_rc reel_tls_write_plain(reel_tls_t *t, const uint8_t *buf, size_t len, size_t *n,
+                             reel_err_t *err);
+
+/** Appends the pending cipher bytes to out, as many as out's maximum allows
+ * (the rest stays pending). Returns REEL_OK, or REEL_LIMIT when out is full
+ * and bytes remain. */
+reel_rc reel_tls_take_cipher(reel_tls_t *t, reel_buf_t *out);
+
+/** Number of cipher bytes waiting to be taken. */
+size_t reel_tls_cipher_pending(const reel_tls_t *t);
+
+/** Queues a close_notify alert (take it with reel_tls_take_cipher). Further
+ * writes fail. Returns REEL_OK, or REEL_ERROR with err filled. */
+reel_rc reel_tls_close_notify(reel_tls_t *t, reel_err_t *err);
+
+/** True once the handshake completed. */
+bool reel_tls_handshake_done(const reel_tls_t *t);
+
+/** True once the peer's close_notify was received. */
+bool reel_tls_peer_closed(const reel_tls_t *t);
+
+/** True for the server role. */
+bool reel_tls_is_server(const reel_tls_t *t);
+
+/** Negotiated ALPN protocol ("http/1.1"), or NULL when none was selected.
+ * Valid until reel_tls_free. */
+const char *reel_tls_alpn(const reel_tls_t *t);
+
+/** Server role: the SNI the client sent, or NULL. Client role: the host name
+ * sent as SNI, or NULL for an IP literal. Valid until reel_tls_free. */
+const char *reel_tls_sni(const reel_tls_t *t);
+
+/** Server role: the host the certificate was made for (SNI or fallback), or
+ * NULL before the ClientHello. Client role: opts.host. Valid until
+ * reel_tls_free. */
+const char *reel_tls_cert_host(const reel_tls_t *t);
+
+/** Negotiated protocol version ("TLSv1.3"), or NULL before the handshake
+ * completed. Static storage. */
+const char *reel_tls_version(const reel_tls_t *t);
+
+/** Negotiated cipher suite name, or NULL before the handshake completed.
+ * Static storage. */
+const char *reel_tls_cipher(const reel_tls_t *t);
+
+/** Client role: the X509_V_* result of verifying the peer's certificate
+ * (X509_V_OK == 0), also computed when verification is off. Server role:
+ * X509_V_OK. */
+long reel_tls_verify_result(const reel_tls_t *t);
+
+/** Client role: the peer's certificate, or NULL; borrowed, valid until
+ * reel_tls_free. */
+X509 *reel_tls_peer_cert(const reel_tls_t *t);
+
+#endif
