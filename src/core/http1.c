@@ -1,0 +1,1127 @@
+/* HTTP/1.x protocol layer on llhttp; see http1.h for the contract.
+ *
+ * How llhttp is driven: its callbacks only record. Span callbacks append the
+ * bytes of the request line, status line and fields to a per-message buffer
+ * (a span may arrive in pieces across feeds) and remember where body bytes
+ * lie in the caller's buffer; *_complete callbacks close an element. Every
+ * point where an event is ready (head complete, chunk data complete, message
+ * complete) returns HPE_PAUSED, so llhttp_execute() stops right there and
+ * error_pos tells how much it consumed; the next feed resumes it. Some pauses
+ * are internal and produce no event: the last-chunk line (the trailer
+ * section starts, and its size is capped like a head), and the end of an
+ * interim 1xx response.
+ *
+ * Size caps: while a head or trailer section is being parsed, llhttp is
+ * never handed more bytes than the section may still grow by, so an
+ * oversized head is refused after max_head_size bytes whatever the caller's
+ * buffer size; the copies of its strings live in a capped reel_buf_t.
+ *
+ * What llhttp cannot be told through return values while also pausing
+ * (on_headers_complete may return either "skip body"/"upgrade" or
+ * HPE_PAUSED, not both) is set on the parser directly, exactly as llhttp's
+ * own code for those return values does: F_SKIPBODY in flags, upgrade = 1. */
+#include "core/http1.h"
+
+#include <llhttp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define EXPECT_MAX 64
+#define EXPECT_HEAD 1u
+#define EXPECT_CONNECT 2u
+
+/* Offsets of one field inside a section buffer; vo == SIZE_MAX: empty. */
+typedef struct {
+    size_t no, nl, vo, vl;
+} field_ofs_t;
+
+/* The strings of a head or trailer section. */
+typedef struct {
+    reel_buf_t buf;
+    field_ofs_t *f;
+    size_t n, cap;
+    reel_h1_header_t *out;
+    size_t out_cap;
+} section_t;
+
+typedef enum { ST_HTTP, ST_UPGRADED, ST_CLOSED, ST_FAILED } state_t;
+
+struct reel_h1 {
+    llhttp_t ll;
+    llhttp_settings_t cbs;
+    reel_h1_side side;
+    reel_h1_limits_t lim;
+    state_t st;
+
+    /* strings of the current message */
+    section_t head, trl;
+    section_t *sec; /* where fields go now */
+    bool elem_open;
+    size_t elem_off;
+    size_t method_off, method_len, target_off, target_len, reason_off, reason_len;
+    bool have_method, have_target, have_reason;
+    bool interim;
+
+    /* raw scan of the head / trailer section, beside llhttp: obs-fold
+     * (which llhttp 8 accepts) and the protocol name of the start line */
+    bool sc_started, sc_done;
+    int sc_prev;
+    size_t sc_line_len;
+    char sc_tail[9];
+    bool closing; /* a message without keep-alive ended */
+
+    /* size accounting of the head / trailer section being parsed */
+    bool in_section;
+    size_t section_bytes;
+
+    /* events waiting to be reported */
+    reel_h1_event_t ev;
+    bool have_ev;
+    const uint8_t *body;
+    size_t body_len;
+
+    /* first error */
+    int err_status;
+    const char *err_reason;
+
+    /* requests the coming responses answer (response parsers) */
+    uint8_t expect[EXPECT_MAX];
+    unsigned ex_first, ex_n;
+};
+
+static const char empty_input[1];
+
+/* ---- small helpers ---- */
+
+static bool is_tchar(unsigned char c) {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+        return true;
+    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+static bool is_ows(unsigned char c) {
+    return c == ' ' || c == '\t';
+}
+
+static bool eq_ci(const char *a, size_t alen, const char *b) {
+    size_t blen = strlen(b);
+    return alen == blen && strncasecmp(a, b, blen) == 0;
+}
+
+/* Trims OWS around s[0..*len); returns the new start. */
+static const char *trim(const char *s, size_t *len) {
+    size_t n = *len;
+    while (n > 0 && is_ows((unsigned char)*s)) {
+        s++;
+        n--;
+    }
+    while (n > 0 && is_ows((unsigned char)s[n - 1]))
+        n--;
+    *len = n;
+    return s;
+}
+
+/* Iterates the elements of a comma-separated list: returns false at the
+ * end; empty elements are skipped. */
+static bool list_next(const char **cur, const char *end, const char **el, size_t *el_len) {
+    while (*cur < end) {
+        const char *s = *cur;
+        const char *comma = memchr(s, ',', (size_t)(end - s));
+        const char *stop = comma ? comma : end;
+        *cur = comma ? comma + 1 : end;
+        size_t n = (size_t)(stop - s);
+        s = trim(s, &n);
+        if (n > 0) {
+            *el = s;
+            *el_len = n;
+            return true;
+        }
+    }
+    return false;
+}
+
+static void section_init(section_t *s, size_t max) {
+    memset(s, 0, sizeof(*s));
+    reel_buf_init(&s->buf, max);
+}
+
+static void section_free(section_t *s) {
+    reel_buf_free(&s->buf);
+    free(s->f);
+    free(s->out);
+}
+
+static void section_reset(section_t *s) {
+    reel_buf_reset(&s->buf);
+    s->n = 0;
+}
+
+/* Pointers into a finished section (nothing is appended to it afterwards,
+ * so they stay valid). */
+static const reel_h1_header_t *section_fields(section_t *s) {
+    if (s->n > s->out_cap) {
+        s->out = reel_realloc(s->out, s->n * sizeof(*s->out));
+        s->out_cap = s->n;
+    }
+    for (size_t i = 0; i < s->n; i++) {
+        const field_ofs_t *f = &s->f[i];
+        s->out[i].name = (const char *)s->buf.data + f->no;
+        s->out[i].name_len = f->nl;
+        s->out[i].value = f->vo == SIZE_MAX ? "" : (const char *)s->buf.data + f->vo;
+        s->out[i].value_len = f->vo == SIZE_MAX ? 0 : f->vl;
+    }
+    return s->out;
+}
+
+/* Records the first error. req_status is the answer to a bad request; any
+ * bad response is a 502. Returns -1 for llhttp callbacks. */
+static int fail(reel_h1_t *p, int req_status, const char *reason) {
+    if (!p->err_reason) {
+        p->err_status = p->side == REEL_H1_REQUEST ? req_status : 502;
+        p->err_reason = reason;
+    }
+    return -1;
+}
+
+static int too_large(reel_h1_t *p) {
+    return fail(p, 431,
+                p->sec == &p->trl ? "trailer section too large" : "header section too large");
+}
+
+/* ---- the raw section scan ---- */
+
+/* A head (trailer: no start line) or trailer section begins. */
+static void section_start(reel_h1_t *p, bool trailer) {
+    p->in_section = true;
+    p->section_bytes = 0;
+    p->sc_started = trailer;
+    p->sc_done = false;
+    p->sc_prev = '\n'; /* a section starts at a line start */
+    p->sc_line_len = 0;
+}
+
+static bool start_line_ok(const reel_h1_t *p) {
+    const char *t = p->sc_tail;
+    if (p->side == REEL_H1_RESPONSE)
+        return p->sc_line_len >= 5 && memcmp(t, "HTTP/", 5) == 0;
+    /* the last 9 bytes: " HTTP/d.d" */
+    return p->sc_line_len >= 9 && memcmp(t, " HTTP/", 6) == 0 && t[6] >= '0' && t[6] <= '9' &&
+           t[7] == '.' && t[8] >= '0' && t[8] <= '9';
+}
+
+/* Scans b[0..n) of a section; returns how many bytes are fine (n, or the
+ * position of a problem, with *why set). */
+static size_t section_scan(reel_h1_t *p, const char *b, size_t n, const char **why) {
+    for (size_t i = 0; i < n && !p->sc_done; i++) {
+        unsigned char c = (unsigned char)b[i];
+        if (c == '\n') {
+            if (p->sc_prev != '\r') {
+                *why = "bare LF";
+                return i;
+            }
+            if (p->sc_line_len == 0 && p->sc_started) {
+                p->sc_done = true;
+            } else if (p->sc_line_len > 0 && !p->sc_started) {
+                p->sc_started = true;
+                if (!start_line_ok(p)) {
+                    *why = "invalid HTTP version";
+                    return i;
+                }
+            }
+            p->sc_line_len = 0;
+        } else if (c != '\r') {
+            if (p->sc_prev == '\n' && p->sc_started && is_ows(c)) {
+                *why = "obs-fold in header";
+                return i;
+            }
+            if (!p->sc_started) {
+                /* requests keep the last 9 bytes, responses the first 5 */
+                if (p->side == REEL_H1_REQUEST) {
+                    memmove(p->sc_tail, p->sc_tail + 1, sizeof(p->sc_tail) - 1);
+                    p->sc_tail[sizeof(p->sc_tail) - 1] = (char)c;
+                } else if (p->sc_line_len < 5) {
+                    p->sc_tail[p->sc_line_len] = (char)c;
+                }
+            }
+            p->sc_line_len++;
+        }
+        p->sc_prev = c;
+    }
+    return n;
+}
+
+/* ---- llhttp callbacks: record only ---- */
+
+static int span_append(reel_h1_t *p, section_t *s, const char *at, size_t n) {
+    if (!p->elem_open) {
+        p->elem_open = true;
+        p->elem_off = s->buf.len;
+    }
+    if (reel_buf_append(&s->buf, at, n) != REEL_OK)
+        return too_large(p);
+    return 0;
+}
+
+/* Closes the element being collected in s: NUL-terminates it and returns its
+ * offset and length (an element that got no span is empty). */
+static int elem_close(reel_h1_t *p, section_t *s, size_t *off, size_t *len) {
+    if (!p->elem_open)
+        p->elem_off = s->buf.len;
+    *off = p->elem_off;
+    *len = s->buf.len - p->elem_off;
+    p->elem_open = false;
+    if (reel_buf_append(&s->buf, "", 1) != REEL_OK)
+        return too_large(p);
+    return 0;
+}
+
+static int cb_message_begin(llhttp_t *ll) {
+    reel_h1_t *p = ll->data;
+    section_reset(&p->head);
+    section_reset(&p->trl);
+    p->sec = &p->head;
+    p->elem_open = false;
+    p->have_method = p->have_target = p->have_reason = false;
+    p->interim = false;
+    return 0;
+}
+
+static int cb_method(llhttp_t *ll, const char *at, size_t n) {
+    reel_h1_t *p = ll->data;
+    return span_append(p, &p->head, at, n);
+}
+
+static int cb_method_complete(llhttp_t *ll) {
+    reel_h1_t *p = ll->data;
+    p->have_method = true;
+    return elem_close(p, &p->head, &p->method_off, &p->method_len);
+}
+
+static int cb_url(llhttp_t *ll, const char *at, size_t n) {
+    reel_h1_t *p = ll->data;
+    return span_append(p, &p->head, at, n);
+}
+
+static int cb_url_complete(llhttp_t *ll) {
+    reel_h1_t *p = ll->data;
+    p->have_target = true;
+    return elem_close(p, &p->head, &p->target_off, &p->target_len);
+}
+
+static int cb_status(llhttp_t *ll, const char *at, size_t n) {
+    reel_h1_t *p = ll->data;
+    return span_append(p, &p->head, at, n);
+}
+
+static int cb_status_complete(llhttp_t *ll) {
+    reel_h1_t *p = ll->data;
+    p->have_reason = true;
+    return elem_close(p, &p->head, &p->reason_off, &p->reason_len);
+}
+
+static int cb_header_field(llhttp_t *ll, const char *at, size_t n) {
+    reel_h1_t *p = ll->data;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)at[i];
+        if (is_ows(c))
+            return fail(p, 400, "whitespace before colon");
+        if (!is_tchar(c))
+            return fail(p, 400, "invalid header name");
+    }
+    return span_append(p, p->sec, at, n);
+}
+
+static int cb_header_field_complete(llhttp_t *ll) {
+    reel_h1_t *p = ll->data;
+    section_t *s = p->sec;
+    if (s->n >= p->lim.max_headers)
+        return fail(p, 431, s == &p->trl ? "too many trailer fields" : "too many header fields");
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 16;
+        s->f = reel_realloc(s->f, s->cap * sizeof(*s->f));
+    }
+    field_ofs_t *f = &s->f[s->n];
+    if (elem_close(p, s, &f->no, &f->nl) != 0)
+        return -1;
+    if (f->nl == 0)
+        return fail(p, 400, "empty header name");
+    f->vo = SIZE_MAX;
+    f->vl = 0;
+    s->n++;
+    return 0;
+}
+
+static int cb_header_value(llhttp_t *ll, const char *at, size_t n) {
+    reel_h1_t *p = ll->data;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)at[i];
+        if (c == '\r' || c == '\n')
+            return fail(p, 400, "obs-fold in header");
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return fail(p, 400, "invalid character in header value");
+    }
+    return span_append(p, p->sec, at, n);
+}
+
+static int cb_header_value_complete(llhttp_t *ll) {
+    reel_h1_t *p = ll->data;
+    section_t *s = p->sec;
+    if (s->n == 0)
+        return fail(p, 400, "malformed header field");
+    field_ofs_t *f = &s->f[s->n - 1];
+    if (!p->elem_open) {
+        /* empty value: nothing stored */
+        return 0;
+    }
+    size_t off = p->elem_off;
+    size_t end = s->buf.len;
+    while (end > off && is_ows(s->buf.data[end - 1]))
+        end--;
+    while (off < end && is_ows(s->buf.data[off]))
+        off++;
+    s->buf.len = end; /* drop trailing whitespace */
+    p->elem_open = false;
+    f->vo = off;
+    f->vl = end - off;
+    if (reel_buf_append(&s->buf, "", 1) != REEL_OK)
+        return too_large(p);
+    return 0;
+}
+
+/* Request target form and its validity for the method. */
+static int check_target(reel_h1_t *p, reel_h1_head_t *h) {
+    const char *t = h->target;
+    size_t n = h->target_len;
+    bool connect = h->is_connect;
+    bool options = h->method_len == 7 && memcmp(h->method, "OPTIONS", 7) == 0;
+
+    if (n == 0)
+        return fail(p, 400, "empty request target");
+    if (t[0] == '/') {
+        h->target_form = REEL_H1_TARGET_ORIGIN;
+    } else if (n == 1 && t[0] == '*') {
+        h->target_form = REEL_H1_TARGET_ASTERISK;
+    } else {
+        size_t i = 0;
+        bool scheme = (t[0] >= 'a' && t[0] <= 'z') || (t[0] >= 'A' && t[0] <= 'Z');
+        while (scheme && i < n && t[i] != ':') {
+            unsigned char c = (unsigned char)t[i];
+            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '+' || c == '-' || c == '.'))
+                scheme = false;
+            i++;
+        }
+        if (scheme && i + 3 <= n && memcmp(t + i, "://", 3) == 0 && i + 3 < n)
+            h->target_form = REEL_H1_TARGET_ABSOLUTE;
+        else
+            h->target_form = REEL_H1_TARGET_AUTHORITY;
+    }
+    if (connect && h->target_form != REEL_H1_TARGET_AUTHORITY)
+        return fail(p, 400, "CONNECT target not in authority-form");
+    if (!connect && h->target_form == REEL_H1_TARGET_AUTHORITY)
+        return fail(p, 400, "authority-form target without CONNECT");
+    if (!options && h->target_form == REEL_H1_TARGET_ASTERISK)
+        return fail(p, 400, "asterisk-form target without OPTIONS");
+    if (h->target_form == REEL_H1_TARGET_AUTHORITY) {
+        /* host ":" port, host possibly an [IPv6] literal */
+        const char *colon = NULL;
+        for (size_t i = 0; i < n; i++) {
+            if (t[i] == ':')
+                colon = t + i;
+            if (strchr("/?#@ ", t[i]))
+                return fail(p, 400, "invalid CONNECT target");
+        }
+        size_t port_len = colon ? n - (size_t)(colon + 1 - t) : 0;
+        if (!colon || colon == t || port_len == 0 || port_len > 5)
+            return fail(p, 400, "invalid CONNECT target");
+        for (const char *c = colon + 1; c < t + n; c++)
+            if (*c < '0' || *c > '9')
+                return fail(p, 400, "invalid CONNECT target");
+    }
+    return 0;
+}
+
+/* Transfer-Encoding of the head: the codings, in order, across all fields. */
+typedef struct {
+    size_t fields, codings, chunked;
+    bool last_chunked;
+} te_info_t;
+
+static void scan_te(const reel_h1_head_t *h, te_info_t *te) {
+    memset(te, 0, sizeof(*te));
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const reel_h1_header_t *f = &h->headers[i];
+        if (!eq_ci(f->name, f->name_len, "transfer-encoding"))
+            continue;
+        te->fields++;
+        const char *cur = f->value, *el;
+        size_t el_len;
+        while (list_next(&cur, f->value + f->value_len, &el, &el_len)) {
+            bool ch = eq_ci(el, el_len, "chunked");
+            te->codings++;
+            te->chunked += ch;
+            te->last_chunked = ch;
+        }
+    }
+}
+
+static int cb_headers_complete(llhttp_t *ll) {
+    reel_h1_t *p = ll->data;
+    bool req = p->side == REEL_H1_REQUEST;
+    reel_h1_head_t *h = &p->ev.head;
+    const char *base = (const char *)p->head.buf.data;
+
+    memset(&p->ev, 0, sizeof(p->ev));
+    p->ev.type = REEL_H1_EV_HEAD;
+    h->version_major = ll->http_major;
+    h->version_minor = ll->http_minor;
+    h->headers = section_fields(&p->head);
+    h->nheaders = p->head.n;
+    h->content_length = -1;
+    h->method = h->target = h->reason = "";
+
+    if (ll->http_major != 1)
+        return fail(p, 505, "unsupported HTTP version");
+
+    if (req) {
+        if (!p->have_method || !p->have_target)
+            return fail(p, 400, "malformed request line");
+        h->method = base + p->method_off;
+        h->method_len = p->method_len;
+        h->target = base + p->target_off;
+        h->target_len = p->target_len;
+        h->is_connect = ll->method == HTTP_CONNECT;
+        h->is_head = ll->method == HTTP_HEAD;
+        if (check_target(p, h) != 0)
+            return -1;
+    } else {
+        unsigned ex = p->ex_n ? p->expect[p->ex_first] : 0;
+        h->status = ll->status_code;
+        if (p->have_reason) {
+            h->reason = base + p->reason_off;
+            h->reason_len = p->reason_len;
+        }
+        h->is_head = (ex & EXPECT_HEAD) != 0;
+        h->is_connect = (ex & EXPECT_CONNECT) != 0;
+        if (h->status < 100 || h->status > 999)
+            return fail(p, 502, "invalid status code");
+    }
+
+    /* framing fields */
+    size_t cl = 0, hosts = 0;
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const reel_h1_header_t *f = &h->headers[i];
+        if (eq_ci(f->name, f->name_len, "content-length"))
+            cl++;
+        else if (eq_ci(f->name, f->name_len, "host"))
+            hosts++;
+        else if (req && eq_ci(f->name, f->name_len, "expect") &&
+                 eq_ci(f->value, f->value_len, "100-continue"))
+            h->expect_continue = true;
+    }
+    te_info_t te;
+    scan_te(h, &te);
+    if (cl > 1)
+        return fail(p, 400, "duplicate Content-Length");
+    if (cl && te.fields)
+        return fail(p, 400, "both Transfer-Encoding and Content-Length");
+    if (te.fields) {
+        if (ll->http_minor == 0)
+            return fail(p, 400, "Transfer-Encoding in HTTP/1.0 message");
+        if (req && !te.last_chunked)
+            return fail(p, 400, "Transfer-Encoding not ending in chunked");
+        if (te.last_chunked && (te.chunked > 1 || te.codings > 1))
+            return fail(p, 501, "unsupported Transfer-Encoding");
+    }
+    if (req && ll->http_minor >= 1 && hosts == 0)
+        return fail(p, 400, "missing Host header");
+    if (req && hosts > 1)
+        return fail(p, 400, "duplicate Host header");
+    if (cl)
+        h->content_length = (int64_t)ll->content_length;
+    h->chunked = (ll->flags & F_CHUNKED) != 0;
+
+    if (req) {
+        h->upgrade = ll->upgrade != 0;
+        if (h->is_connect)
+            h->framing = REEL_H1_BODY_NONE;
+    } else {
+        int st = h->status;
+        bool skip = false, upgrade = false;
+        if (st == 101)
+            upgrade = true;
+        else if (st / 100 == 1)
+            skip = p->interim = true;
+        else if (h->is_connect && st / 100 == 2)
+            upgrade = true;
+        else if (h->is_head || st == 204 || st == 304)
+            skip = true;
+        if (upgrade) {
+            ll->upgrade = 1;
+            ll->flags |= F_SKIPBODY;
+        } else {
+            ll->upgrade = 0;
+            if (skip)
+                ll->flags |= F_SKIPBODY;
+        }
+        h->upgrade = upgrade;
+        h->interim = p->interim;
+    }
+    h->keep_alive = llhttp_should_keep_alive(ll) != 0 && !(!req && h->upgrade);
+
+    /* what follows the head */
+    if ((ll->flags & F_SKIPBODY) || (req && h->is_connect)) {
+        h->framing = REEL_H1_BODY_NONE;
+    } else if (ll->flags & F_CHUNKED) {
+        h->framing = REEL_H1_BODY_CHUNKED;
+    } else if (te.fields || (!cl && llhttp_message_needs_eof(ll))) {
+        h->framing = REEL_H1_BODY_EOF;
+    } else if (cl) {
+        h->framing = REEL_H1_BODY_LENGTH;
+    } else {
+        h->framing = REEL_H1_BODY_NONE;
+    }
+
+    p->have_ev = true;
+    p->in_section = false;
+    return HPE_PAUSED;
+}
+
+static int cb_body(llhttp_t *ll, const char *at, size_t n) {
+    reel_h1_t *p = ll->data;
+    if (n == 0)
+        return 0;
+    if (p->body_len && (const char *)p->body + p->body_len != at)
+        return fail(p, 400, "internal: two body spans");
+    if (!p->body_len)
+        p->body = (const uint8_t *)at;
+    p->body_len += n;
+    return 0;
+}
+
+static int cb_chunk_header(llhttp_t *ll) {
+    reel_h1_t *p = ll->data;
+    if (ll->content_length != 0)
+        return 0;
+    /* last chunk: the trailer section starts; cap it like a head */
+    p->sec = &p->trl;
+    section_start(p, true);
+    return HPE_PAUSED;
+}
+
+static int cb_chunk_complete(llhttp_t *ll) {
+    reel_h1_t *p = ll->data;
+    return p->body_len ? HPE_PAUSED : 0;
+}
+
+static int cb_message_complete(llhttp_t *ll) {
+    reel_h1_t *p = ll->data;
+    section_start(p, false);
+    p->sec = &p->head;
+    if (p->interim)
+        return HPE_PAUSED; /* internal: the final response follows */
+    memset(&p->ev, 0, sizeof(p->ev));
+    p->ev.type = REEL_H1_EV_END;
+    p->ev.trailers = p->trl.n ? section_fields(&p->trl) : NULL;
+    p->ev.ntrailers = p->trl.n;
+    p->have_ev = true;
+    p->closing = !llhttp_should_keep_alive(ll) && !ll->upgrade;
+    if (p->side == REEL_H1_RESPONSE && p->ex_n) {
+        p->ex_first = (p->ex_first + 1) % EXPECT_MAX;
+        p->ex_n--;
+    }
+    return HPE_PAUSED;
+}
+
+/* ---- driving llhttp ---- */
+
+/* Our reason for an llhttp error that no callback explained. */
+static void map_llhttp_error(reel_h1_t *p, llhttp_errno_t e) {
+    const char *why = llhttp_get_error_reason(&p->ll);
+    const char *pos = llhttp_get_error_pos(&p->ll);
+    if (!why)
+        why = "";
+    switch (e) {
+    case HPE_UNEXPECTED_CONTENT_LENGTH:
+        if (strstr(why, "Duplicate"))
+            fail(p, 400, "duplicate Content-Length");
+        else
+            fail(p, 400, "both Transfer-Encoding and Content-Length");
+        break;
+    case HPE_INVALID_CONTENT_LENGTH:
+        fail(p, 400, "invalid Content-Length");
+        break;
+    case HPE_INVALID_CHUNK_SIZE:
+        fail(p, 400, "invalid chunk size");
+        break;
+    case HPE_INVALID_TRANSFER_ENCODING:
+        /* "Request has invalid `Transfer-Encoding`": chunked is not last;
+         * "Invalid `Transfer-Encoding` header value": a request coding
+         * after chunked (which also covers chunked twice) */
+        if (strstr(why, "Request has invalid"))
+            fail(p, 400, "Transfer-Encoding not ending in chunked");
+        else
+            fail(p, 400, "invalid Transfer-Encoding");
+        break;
+    case HPE_INVALID_HEADER_TOKEN:
+        if (strstr(why, "value"))
+            fail(p, 400, "invalid character in header value");
+        else if (pos && (*pos == ' ' || *pos == '\t'))
+            fail(p, 400, "whitespace before colon");
+        else
+            fail(p, 400, "invalid header name");
+        break;
+    case HPE_INVALID_CONSTANT:
+        if (strstr(why, "HTTP/"))
+            fail(p, 400, "invalid HTTP version");
+        else
+            fail(p, 400, "malformed message");
+        break;
+    case HPE_INVALID_METHOD:
+        fail(p, 400, "invalid method");
+        break;
+    case HPE_INVALID_URL:
+        fail(p, 400, "invalid request target");
+        break;
+    case HPE_INVALID_VERSION:
+        fail(p, 400, "invalid HTTP version");
+        break;
+    case HPE_INVALID_STATUS:
+        fail(p, 400, "invalid status code");
+        break;
+    case HPE_CLOSED_CONNECTION:
+        fail(p, 400, "data after Connection: close");
+        break;
+    case HPE_PAUSED_H2_UPGRADE:
+        fail(p, 505, "HTTP/2 connection preface");
+        break;
+    case HPE_LF_EXPECTED:
+        if (strstr(why, "header value"))
+            fail(p, 400, "invalid character in header value");
+        else
+            fail(p, 400, "bare CR");
+        break;
+    case HPE_CR_EXPECTED:
+        fail(p, 400, "bare LF");
+        break;
+    default:
+        fail(p, 400, "malformed message");
+        break;
+    }
+}
+
+static reel_rc error_out(reel_h1_t *p, reel_h1_event_t *ev) {
+    p->st = ST_FAILED;
+    memset(ev, 0, sizeof(*ev));
+    ev->error_status = p->err_status;
+    ev->error_reason = p->err_reason;
+    return REEL_INVALID;
+}
+
+/* Hands out what is pending: body bytes first, then the stored event. */
+static bool deliver(reel_h1_t *p, reel_h1_event_t *ev) {
+    if (p->body_len) {
+        memset(ev, 0, sizeof(*ev));
+        ev->type = REEL_H1_EV_BODY;
+        ev->data = p->body;
+        ev->len = p->body_len;
+        p->body_len = 0;
+        return true;
+    }
+    if (p->have_ev) {
+        *ev = p->ev;
+        p->have_ev = false;
+        return true;
+    }
+    return false;
+}
+
+static reel_rc drive(reel_h1_t *p, const uint8_t *buf, size_t len, size_t *consumed,
+                     reel_h1_event_t *ev) {
+    reel_rc rc = REEL_NEED_MORE;
+    size_t off = 0;
+
+    for (;;) {
+        const char *base = len ? (const char *)buf + off : empty_input;
+        size_t avail = len - off;
+        size_t n = avail;
+        bool sectioned = p->in_section;
+        if (sectioned) {
+            size_t room = p->lim.max_head_size - p->section_bytes;
+            if (n > room)
+                n = room;
+            if (n == 0 && avail > 0) {
+                too_large(p);
+                rc = REEL_INVALID;
+                goto out;
+            }
+        }
+        const char *scan_why = NULL;
+        if (sectioned)
+            n = section_scan(p, base, n, &scan_why);
+        if (llhttp_get_errno(&p->ll) == HPE_PAUSED)
+            llhttp_resume(&p->ll);
+        llhttp_errno_t e = llhttp_execute(&p->ll, base, n);
+        size_t used = n;
+        if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
+            used = (size_t)(llhttp_get_error_pos(&p->ll) - base);
+        } else if (e != HPE_OK) {
+            if (!p->err_reason)
+                map_llhttp_error(p, e);
+            rc = REEL_INVALID;
+            goto out;
+        }
+        if (sectioned)
+            p->section_bytes += used;
+        off += used;
+        if (deliver(p, ev)) {
+            rc = REEL_OK;
+            goto out;
+        }
+        if (scan_why && e == HPE_OK) {
+            fail(p, 400, scan_why);
+            rc = REEL_INVALID;
+            goto out;
+        }
+        if (e == HPE_PAUSED_UPGRADE) {
+            p->st = ST_UPGRADED;
+            memset(ev, 0, sizeof(*ev));
+            ev->type = REEL_H1_EV_UPGRADE;
+            rc = REEL_OK;
+            goto out;
+        }
+        if (e == HPE_OK && off == len)
+            break; /* REEL_NEED_MORE */
+        /* internal pause, or a section slice ran out: go on */
+    }
+out:
+    if (rc == REEL_INVALID)
+        return error_out(p, ev);
+    *consumed = off;
+    return rc;
+}
+
+/* ---- public API ---- */
+
+reel_h1_t *reel_h1_new(reel_h1_side side, const reel_h1_limits_t *lim) {
+    reel_h1_t *p = reel_calloc(1, sizeof(*p));
+    p->side = side;
+    if (lim)
+        p->lim = *lim;
+    if (!p->lim.max_head_size)
+        p->lim.max_head_size = REEL_H1_DEFAULT_MAX_HEAD_SIZE;
+    if (!p->lim.max_headers)
+        p->lim.max_headers = REEL_H1_DEFAULT_MAX_HEADERS;
+    /* Stored strings never outgrow the raw section (the NULs replace
+     * separators); the slack covers a head that is all request line. */
+    section_init(&p->head, p->lim.max_head_size + 16);
+    section_init(&p->trl, p->lim.max_head_size + 16);
+    p->sec = &p->head;
+    section_start(p, false);
+
+    llhttp_settings_init(&p->cbs);
+    p->cbs.on_message_begin = cb_message_begin;
+    p->cbs.on_method = cb_method;
+    p->cbs.on_method_complete = cb_method_complete;
+    p->cbs.on_url = cb_url;
+    p->cbs.on_url_complete = cb_url_complete;
+    p->cbs.on_status = cb_status;
+    p->cbs.on_status_complete = cb_status_complete;
+    p->cbs.on_header_field = cb_header_field;
+    p->cbs.on_header_field_complete = cb_header_field_complete;
+    p->cbs.on_header_value = cb_header_value;
+    p->cbs.on_header_value_complete = cb_header_value_complete;
+    p->cbs.on_headers_complete = cb_headers_complete;
+    p->cbs.on_body = cb_body;
+    p->cbs.on_chunk_header = cb_chunk_header;
+    p->cbs.on_chunk_complete = cb_chunk_complete;
+    p->cbs.on_message_complete = cb_message_complete;
+    llhttp_init(&p->ll, side == REEL_H1_REQUEST ? HTTP_REQUEST : HTTP_RESPONSE, &p->cbs);
+    p->ll.data = p;
+    llhttp_set_lenient_headers(&p->ll, 0);
+    llhttp_set_lenient_chunked_length(&p->ll, 0);
+    llhttp_set_lenient_keep_alive(&p->ll, 0);
+    llhttp_set_lenient_transfer_encoding(&p->ll, 0);
+    return p;
+}
+
+void reel_h1_free(reel_h1_t *p) {
+    if (!p)
+        return;
+    section_free(&p->head);
+    section_free(&p->trl);
+    free(p);
+}
+
+reel_rc reel_h1_feed(reel_h1_t *p, const uint8_t *buf, size_t len, size_t *consumed,
+                     reel_h1_event_t *ev) {
+    memset(ev, 0, sizeof(*ev));
+    *consumed = 0;
+    if (p->st == ST_FAILED)
+        return error_out(p, ev);
+    if (deliver(p, ev))
+        return REEL_OK;
+    if (p->st == ST_UPGRADED) {
+        if (len == 0)
+            return REEL_NEED_MORE;
+        ev->type = REEL_H1_EV_TUNNEL;
+        ev->data = buf;
+        ev->len = len;
+        *consumed = len;
+        return REEL_OK;
+    }
+    if (p->st == ST_CLOSED) {
+        if (len == 0)
+            return REEL_NEED_MORE;
+        fail(p, 400, "data after end of stream");
+        return error_out(p, ev);
+    }
+    if (p->closing && p->st == ST_HTTP) {
+        /* after a message without keep-alive only stray line ends may come */
+        size_t i = 0;
+        while (i < len && (buf[i] == '\r' || buf[i] == '\n'))
+            i++;
+        if (i < len) {
+            fail(p, 400, "data after Connection: close");
+            return error_out(p, ev);
+        }
+        *consumed = len;
+        return REEL_NEED_MORE;
+    }
+    return drive(p, buf, len, consumed, ev);
+}
+
+reel_rc reel_h1_feed_eof(reel_h1_t *p, reel_h1_event_t *ev) {
+    size_t consumed;
+    memset(ev, 0, sizeof(*ev));
+    if (p->st == ST_FAILED)
+        return error_out(p, ev);
+    if (deliver(p, ev))
+        return REEL_OK;
+    if (p->st != ST_HTTP) {
+        p->st = ST_CLOSED;
+        return REEL_OK;
+    }
+    reel_rc rc = drive(p, NULL, 0, &consumed, ev);
+    if (rc != REEL_NEED_MORE)
+        return rc;
+    llhttp_errno_t e = llhttp_finish(&p->ll);
+    if (e == HPE_OK || e == HPE_PAUSED) {
+        p->st = ST_CLOSED;
+        deliver(p, ev); /* END of a close-delimited message, or nothing */
+        return REEL_OK;
+    }
+    if (!p->err_reason) {
+        if (e == HPE_INVALID_EOF_STATE)
+            fail(p, 400, p->side == REEL_H1_REQUEST ? "request cut short" : "response cut short");
+        else
+            map_llhttp_error(p, e);
+    }
+    return error_out(p, ev);
+}
+
+reel_rc reel_h1_expect_response(reel_h1_t *p, bool method_is_head, bool method_is_connect) {
+    if (p->side != REEL_H1_RESPONSE)
+        return REEL_INVALID;
+    if (p->ex_n == EXPECT_MAX)
+        return REEL_LIMIT;
+    p->expect[(p->ex_first + p->ex_n) % EXPECT_MAX] =
+        (uint8_t)((method_is_head ? EXPECT_HEAD : 0) | (method_is_connect ? EXPECT_CONNECT : 0));
+    p->ex_n++;
+    return REEL_OK;
+}
+
+reel_rc reel_h1_upgrade_refused(reel_h1_t *p) {
+    if (p->side != REEL_H1_REQUEST || p->st != ST_UPGRADED)
+        return REEL_INVALID;
+    llhttp_resume_after_upgrade(&p->ll);
+    section_start(p, false); /* forget what the scan saw of tunnel bytes */
+    p->st = ST_HTTP;
+    return REEL_OK;
+}
+
+const reel_h1_header_t *reel_h1_find_header(const reel_h1_header_t *headers, size_t nheaders,
+                                            const char *name) {
+    for (size_t i = 0; i < nheaders; i++)
+        if (headers[i].name && eq_ci(headers[i].name, headers[i].name_len, name))
+            return &headers[i];
+    return NULL;
+}
+
+bool reel_h1_is_hop_by_hop(const char *name, size_t name_len, const char *connection,
+                           size_t connection_len) {
+    static const char *const fixed[] = {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    };
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+        if (eq_ci(name, name_len, fixed[i]))
+            return true;
+    if (!connection)
+        return false;
+    const char *cur = connection, *el;
+    size_t el_len;
+    while (list_next(&cur, connection + connection_len, &el, &el_len))
+        if (el_len == name_len && strncasecmp(el, name, name_len) == 0)
+            return true;
+    return false;
+}
+
+bool reel_h1_is_hop_by_hop_in(const char *name, size_t name_len, const reel_h1_header_t *headers,
+                              size_t nheaders) {
+    if (reel_h1_is_hop_by_hop(name, name_len, NULL, 0))
+        return true;
+    for (size_t i = 0; i < nheaders; i++) {
+        const reel_h1_header_t *f = &headers[i];
+        if (f->name && eq_ci(f->name, f->name_len, "connection") &&
+            reel_h1_is_hop_by_hop(name, name_len, f->value, f->value_len))
+            return true;
+    }
+    return false;
+}
+
+/* ---- serialization ---- */
+
+static bool is_token(const char *s, size_t n) {
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!is_tchar((unsigned char)s[i]))
+            return false;
+    return true;
+}
+
+/* Field values and reason phrases: no CTL but HTAB. */
+static bool is_text(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+static reel_rc write_fields(reel_buf_t *out, const reel_h1_header_t *f, size_t n) {
+    reel_rc rc = REEL_OK;
+    for (size_t i = 0; i < n && rc == REEL_OK; i++) {
+        if (!f[i].name)
+            continue;
+        if (!is_token(f[i].name, f[i].name_len) || !is_text(f[i].value, f[i].value_len))
+            return REEL_INVALID;
+        rc = reel_buf_append(out, f[i].name, f[i].name_len);
+        if (rc == REEL_OK)
+            rc = reel_buf_append(out, ": ", 2);
+        if (rc == REEL_OK)
+            rc = reel_buf_append(out, f[i].value, f[i].value_len);
+        if (rc == REEL_OK)
+            rc = reel_buf_append(out, "\r\n", 2);
+    }
+    if (rc == REEL_OK)
+        rc = reel_buf_append(out, "\r\n", 2);
+    return rc;
+}
+
+static bool version_ok(const reel_h1_head_t *h) {
+    return h->version_major >= 0 && h->version_major <= 9 && h->version_minor >= 0 &&
+           h->version_minor <= 9;
+}
+
+reel_rc reel_h1_write_request_head(reel_buf_t *out, const reel_h1_head_t *h) {
+    size_t mark = out->len;
+    reel_rc rc = REEL_OK;
+    if (!h->method || !is_token(h->method, h->method_len) || !h->target || h->target_len == 0 ||
+        !version_ok(h)) {
+        rc = REEL_INVALID;
+        goto out;
+    }
+    for (size_t i = 0; i < h->target_len; i++) {
+        unsigned char c = (unsigned char)h->target[i];
+        if (c <= 0x20 || c == 0x7f) {
+            rc = REEL_INVALID;
+            goto out;
+        }
+    }
+    rc = reel_buf_append(out, h->method, h->method_len);
+    if (rc == REEL_OK)
+        rc = reel_buf_append(out, " ", 1);
+    if (rc == REEL_OK)
+        rc = reel_buf_append(out, h->target, h->target_len);
+    if (rc == REEL_OK)
+        rc = reel_buf_printf(out, " HTTP/%d.%d\r\n", h->version_major, h->version_minor);
+    if (rc == REEL_OK)
+        rc = write_fields(out, h->headers, h->nheaders);
+out:
+    if (rc != REEL_OK) {
+        out->len = mark;
+        if (out->data)
+            out->data[mark] = 0;
+    }
+    return rc;
+}
+
+reel_rc reel_h1_write_response_head(reel_buf_t *out, const reel_h1_head_t *h) {
+    size_t mark = out->len;
+    reel_rc rc = REEL_OK;
+    const char *reason = h->reason ? h->reason : "";
+    size_t reason_len = h->reason ? h->reason_len : 0;
+    if (h->status < 100 || h->status > 999 || !version_ok(h) || !is_text(reason, reason_len)) {
+        rc = REEL_INVALID;
+        goto out;
+    }
+    rc = reel_buf_printf(out, "HTTP/%d.%d %03d ", h->version_major, h->version_minor, h->status);
+    if (rc == REEL_OK)
+        rc = reel_buf_append(out, reason, reason_len);
+    if (rc == REEL_OK)
+        rc = reel_buf_append(out, "\r\n", 2);
+    if (rc == REEL_OK)
+        rc = write_fields(out, h->headers, h->nheaders);
+out:
+    if (rc != REEL_OK) {
+        out->len = mark;
+        if (out->data)
+            out->data[mark] = 0;
+    }
+    return rc;
+}
+
+size_t reel_h1_chunk_header(size_t len, char buf[REEL_H1_CHUNK_HEADER_MAX]) {
+    static const char hex[] = "0123456789abcdef";
+    char tmp[16];
+    size_t n = 0, o = 0;
+    if (len == 0) {
+        buf[0] = 0;
+        return 0;
+    }
+    while (len) {
+        tmp[n++] = hex[len & 15];
+        len >>= 4;
+    }
+    while (n)
+        buf[o++] = tmp[--n];
+    buf[o++] = '\r';
+    buf[o++] = '\n';
+    buf[o] = 0;
+    return o;
+}
+
+reel_rc reel_h1_write_last_chunk(reel_buf_t *out, const reel_h1_header_t *trailers,
+                                 size_t ntrailers) {
+    size_t mark = out->len;
+    reel_rc rc = reel_buf_append(out, "0\r\n", 3);
+    if (rc == REEL_OK)
+        rc = write_fields(out, trailers, ntrailers);
+    if (rc != REEL_OK) {
+        out->len = mark;
+        if (out->data)
+            out->data[mark] = 0;
+    }
+    return rc;
+}

@@ -1,0 +1,845 @@
+/* Tests for src/core/http1.c: requests and responses of every kind, every
+ * framing error with its status and reason, serialization helpers. Every
+ * parser input is replayed whole, split at every byte boundary and fed one
+ * byte at a time (each piece in its own heap buffer, so a span kept across
+ * feeds shows up under ASan), and must give the same event trace. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "base/mem.h"
+#include "core/http1.h"
+
+/* ---- the trace of a run ---- */
+
+typedef struct {
+    reel_h1_side side;
+    const char *expect;  /* response parsers: per response 'G', 'H' (HEAD), 'C' (CONNECT) */
+    bool eof;            /* call reel_h1_feed_eof after the input */
+    bool refuse_upgrade; /* request parsers: refuse each upgrade and go on */
+    const reel_h1_limits_t *lim;
+} run_opts_t;
+
+static void fmt_head(reel_buf_t *b, const reel_h1_head_t *h, reel_h1_side side) {
+    if (side == REEL_H1_REQUEST)
+        reel_buf_printf(b, "HEAD %s %s HTTP/%d.%d form=%d", h->method, h->target, h->version_major,
+                        h->version_minor, (int)h->target_form);
+    else
+        reel_buf_printf(b, "HEAD %d '%s' HTTP/%d.%d", h->status, h->reason, h->version_major,
+                        h->version_minor);
+    assert_int_equal(strlen(h->method), h->method_len);
+    assert_int_equal(strlen(h->target), h->target_len);
+    assert_int_equal(strlen(h->reason), h->reason_len);
+    for (size_t i = 0; i < h->nheaders; i++) {
+        assert_int_equal(strlen(h->headers[i].name), h->headers[i].name_len);
+        assert_int_equal(strlen(h->headers[i].value), h->headers[i].value_len);
+        reel_buf_printf(b, " [%s: %s]", h->headers[i].name, h->headers[i].value);
+    }
+    reel_buf_printf(b, " fr=%d cl=%lld%s%s%s%s%s%s%s\n", (int)h->framing,
+                    (long long)h->content_length, h->chunked ? " chunked" : "",
+                    h->keep_alive ? " ka" : "", h->expect_continue ? " 100c" : "",
+                    h->upgrade ? " upgrade" : "", h->is_connect ? " connect" : "",
+                    h->is_head ? " head" : "", h->interim ? " interim" : "");
+}
+
+typedef struct {
+    reel_buf_t log;
+    bool in_data; /* last record is BODY/TUNNEL data, merged with the next */
+    reel_h1_event_t last_head;
+    reel_buf_t head_text;
+    bool stopped;
+} trace_t;
+
+static void log_event(trace_t *t, const run_opts_t *o, const reel_h1_event_t *ev) {
+    bool data = ev->type == REEL_H1_EV_BODY || ev->type == REEL_H1_EV_TUNNEL;
+    if (data) {
+        assert_true(ev->len > 0);
+        if (!t->in_data)
+            reel_buf_puts(&t->log, ev->type == REEL_H1_EV_BODY ? "BODY " : "TUNNEL ");
+        reel_buf_append(&t->log, ev->data, ev->len);
+        t->in_data = true;
+        return;
+    }
+    if (t->in_data)
+        reel_buf_puts(&t->log, "\n");
+    t->in_data = false;
+    switch (ev->type) {
+    case REEL_H1_EV_HEAD:
+        fmt_head(&t->log, &ev->head, o->side);
+        t->last_head = *ev;
+        reel_buf_reset(&t->head_text);
+        fmt_head(&t->head_text, &ev->head, o->side);
+        break;
+    case REEL_H1_EV_END: {
+        /* the head must still be readable at END */
+        reel_buf_t again;
+        reel_buf_init(&again, 0);
+        fmt_head(&again, &t->last_head.head, o->side);
+        assert_string_equal((char *)again.data, (char *)t->head_text.data);
+        reel_buf_free(&again);
+        reel_buf_puts(&t->log, "END");
+        for (size_t i = 0; i < ev->ntrailers; i++)
+            reel_buf_printf(&t->log, " [%s: %s]", ev->trailers[i].name, ev->trailers[i].value);
+        reel_buf_puts(&t->log, "\n");
+        break;
+    }
+    case REEL_H1_EV_UPGRADE:
+        reel_buf_puts(&t->log, "UPGRADE\n");
+        break;
+    default:
+        fail_msg("unexpected event type %d", (int)ev->type);
+    }
+}
+
+static void log_error(trace_t *t, reel_rc rc, const reel_h1_event_t *ev) {
+    assert_int_equal(rc, REEL_INVALID);
+    if (t->in_data)
+        reel_buf_puts(&t->log, "\n");
+    t->in_data = false;
+    assert_non_null(ev->error_reason);
+    reel_buf_printf(&t->log, "ERR %d %s\n", ev->error_status, ev->error_reason);
+    t->stopped = true;
+}
+
+/* Feeds in[0..len) cut at cuts[0..ncuts) (increasing), each piece copied to
+ * its own heap buffer; returns the trace (owned). */
+static char *run(const run_opts_t *o, const char *in, size_t len, const size_t *cuts,
+                 size_t ncuts) {
+    trace_t t;
+    memset(&t, 0, sizeof(t));
+    reel_buf_init(&t.log, 0);
+    reel_buf_init(&t.head_text, 0);
+    reel_buf_puts(&t.log, "");
+    reel_h1_t *p = reel_h1_new(o->side, o->lim);
+    for (const char *e = o->expect; e && *e; e++)
+        assert_int_equal(reel_h1_expect_response(p, *e == 'H', *e == 'C'), REEL_OK);
+
+    size_t start = 0;
+    for (size_t k = 0; k <= ncuts && !t.stopped; k++) {
+        size_t end = k < ncuts ? cuts[k] : len;
+        size_t n = end - start;
+        uint8_t *piece = reel_malloc(n);
+        memcpy(piece, in + start, n);
+        size_t off = 0;
+        for (;;) {
+            reel_h1_event_t ev;
+            size_t used = 12345;
+            reel_rc rc = reel_h1_feed(p, piece + off, n - off, &used, &ev);
+            if (rc == REEL_NEED_MORE) {
+                assert_int_equal(used, n - off);
+                assert_int_equal(ev.type, REEL_H1_EV_NONE);
+                break;
+            }
+            if (rc != REEL_OK) {
+                log_error(&t, rc, &ev);
+                break;
+            }
+            assert_true(used <= n - off);
+            off += used;
+            log_event(&t, o, &ev);
+            if (ev.type == REEL_H1_EV_UPGRADE && o->refuse_upgrade)
+                assert_int_equal(reel_h1_upgrade_refused(p), REEL_OK);
+        }
+        free(piece);
+        start = end;
+    }
+    if (o->eof && !t.stopped) {
+        for (int guard = 0; guard < 10; guard++) {
+            reel_h1_event_t ev;
+            reel_rc rc = reel_h1_feed_eof(p, &ev);
+            if (rc != REEL_OK) {
+                log_error(&t, rc, &ev);
+                break;
+            }
+            if (ev.type == REEL_H1_EV_NONE) {
+                if (t.in_data)
+                    reel_buf_puts(&t.log, "\n");
+                reel_buf_puts(&t.log, "EOF\n");
+                break;
+            }
+            log_event(&t, o, &ev);
+        }
+    } else if (t.in_data) {
+        reel_buf_puts(&t.log, "\n");
+    }
+    reel_h1_free(p);
+    reel_buf_free(&t.head_text);
+    return (char *)t.log.data;
+}
+
+/* Runs the input whole, split at every byte boundary and byte by byte;
+ * every trace must equal want. */
+static void check_n(const run_opts_t *o, const char *in, size_t len, const char *want) {
+    char *whole = run(o, in, len, NULL, 0);
+    if (strcmp(whole, want) != 0)
+        fail_msg("trace:\n%s\nwant:\n%s", whole, want);
+    free(whole);
+    for (size_t k = 1; k < len; k++) {
+        char *got = run(o, in, len, &k, 1);
+        if (strcmp(got, want) != 0)
+            fail_msg("split at %zu, trace:\n%s\nwant:\n%s", k, got, want);
+        free(got);
+    }
+    size_t *cuts = reel_malloc((len ? len : 1) * sizeof(*cuts));
+    for (size_t k = 1; k < len; k++)
+        cuts[k - 1] = k;
+    char *got = run(o, in, len, cuts, len ? len - 1 : 0);
+    if (strcmp(got, want) != 0)
+        fail_msg("byte by byte, trace:\n%s\nwant:\n%s", got, want);
+    free(got);
+    free(cuts);
+}
+
+static void check(const run_opts_t *o, const char *in, const char *want) {
+    check_n(o, in, strlen(in), want);
+}
+
+static const run_opts_t REQ = {.side = REEL_H1_REQUEST};
+static const run_opts_t REQ_EOF = {.side = REEL_H1_REQUEST, .eof = true};
+static const run_opts_t RESP = {.side = REEL_H1_RESPONSE};
+static const run_opts_t RESP_EOF = {.side = REEL_H1_RESPONSE, .eof = true};
+
+/* ---- requests ---- */
+
+static void test_get(void **state) {
+    (void)state;
+    check(&REQ_EOF,
+          "GET /index.html?q=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent:  t/1  \r\n"
+          "X-Empty:\r\n\r\n",
+          "HEAD GET /index.html?q=1 HTTP/1.1 form=0 [Host: example.com] [User-Agent: t/1] "
+          "[X-Empty: ] fr=0 cl=-1 ka\n"
+          "END\n"
+          "EOF\n");
+}
+
+static void test_post_content_length(void **state) {
+    (void)state;
+    check(&REQ, "POST /form HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\nhello world",
+          "HEAD POST /form HTTP/1.1 form=0 [Host: h] [Content-Length: 11] fr=1 cl=11 ka\n"
+          "BODY hello world\n"
+          "END\n");
+}
+
+static void test_chunked_trailers(void **state) {
+    (void)state;
+    check(&REQ,
+          "POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n"
+          "5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Sum: abc\r\nX-Other:  d \r\n\r\n",
+          "HEAD POST /up HTTP/1.1 form=0 [Host: h] [Transfer-Encoding: chunked] "
+          "[Trailer: X-Sum] fr=2 cl=-1 chunked ka\n"
+          "BODY hello world\n"
+          "END [X-Sum: abc] [X-Other: d]\n");
+}
+
+static void test_expect_continue(void **state) {
+    (void)state;
+    check(&REQ,
+          "PUT /f HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\nabc",
+          "HEAD PUT /f HTTP/1.1 form=0 [Host: h] [Expect: 100-Continue] [Content-Length: 3] "
+          "fr=1 cl=3 ka 100c\n"
+          "BODY abc\n"
+          "END\n");
+}
+
+static void test_pipelined(void **state) {
+    (void)state;
+    check(&REQ,
+          "GET /a HTTP/1.1\r\nHost: h\r\n\r\n"
+          "POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nxyz"
+          "HEAD /c HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+          "HEAD GET /a HTTP/1.1 form=0 [Host: h] fr=0 cl=-1 ka\n"
+          "END\n"
+          "HEAD POST /b HTTP/1.1 form=0 [Host: h] [Content-Length: 3] fr=1 cl=3 ka\n"
+          "BODY xyz\n"
+          "END\n"
+          "HEAD HEAD /c HTTP/1.1 form=0 [Host: h] [Connection: close] fr=0 cl=-1 head\n"
+          "END\n");
+}
+
+static void test_http10_request(void **state) {
+    (void)state;
+    check(&REQ, "GET / HTTP/1.0\r\n\r\n",
+          "HEAD GET / HTTP/1.0 form=0 fr=0 cl=-1\n"
+          "END\n");
+    check(&REQ, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+          "HEAD GET / HTTP/1.0 form=0 [Connection: keep-alive] fr=0 cl=-1 ka\n"
+          "END\n");
+}
+
+static void test_absolute_form(void **state) {
+    (void)state;
+    check(&REQ,
+          "GET http://example.com:8080/a?b=c HTTP/1.1\r\nHost: example.com:8080\r\n"
+          "Proxy-Connection: keep-alive\r\n\r\n",
+          "HEAD GET http://example.com:8080/a?b=c HTTP/1.1 form=1 [Host: example.com:8080] "
+          "[Proxy-Connection: keep-alive] fr=0 cl=-1 ka\n"
+          "END\n");
+    check(&REQ, "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
+          "HEAD OPTIONS * HTTP/1.1 form=3 [Host: h] fr=0 cl=-1 ka\n"
+          "END\n");
+}
+
+static void test_connect(void **state) {
+    (void)state;
+    check(&REQ_EOF,
+          "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"
+          "\n \x16\x03\x01 raw\r tls",
+          "HEAD CONNECT example.com:443 HTTP/1.1 form=2 [Host: example.com:443] fr=0 cl=-1 ka "
+          "upgrade connect\n"
+          "END\n"
+          "UPGRADE\n"
+          "TUNNEL \n \x16\x03\x01 raw\r tls\n"
+          "EOF\n");
+}
+
+static void test_upgrade_websocket(void **state) {
+    (void)state;
+    check(&REQ,
+          "GET /chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+          "\x81\x05hello",
+          "HEAD GET /chat HTTP/1.1 form=0 [Host: h] [Upgrade: websocket] [Connection: Upgrade] "
+          "[Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==] [Sec-WebSocket-Version: 13] "
+          "fr=0 cl=-1 ka upgrade\n"
+          "END\n"
+          "UPGRADE\n"
+          "TUNNEL \x81\x05hello\n");
+}
+
+static void test_upgrade_refused(void **state) {
+    (void)state;
+    run_opts_t o = {.side = REEL_H1_REQUEST, .refuse_upgrade = true};
+    check(&o,
+          "GET /chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+          "GET /next HTTP/1.1\r\nHost: h\r\n\r\n",
+          "HEAD GET /chat HTTP/1.1 form=0 [Host: h] [Upgrade: websocket] [Connection: Upgrade] "
+          "fr=0 cl=-1 ka upgrade\n"
+          "END\n"
+          "UPGRADE\n"
+          "HEAD GET /next HTTP/1.1 form=0 [Host: h] fr=0 cl=-1 ka\n"
+          "END\n");
+}
+
+static void test_request_cut_short(void **state) {
+    (void)state;
+    check(&REQ_EOF, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc",
+          "HEAD POST / HTTP/1.1 form=0 [Host: h] [Content-Length: 10] fr=1 cl=10 ka\n"
+          "BODY abc\n"
+          "ERR 400 request cut short\n");
+    check(&REQ_EOF, "GET / HTTP/1.1\r\nHo", "ERR 400 request cut short\n");
+}
+
+/* ---- responses ---- */
+
+static void test_response_length(void **state) {
+    (void)state;
+    check(&RESP_EOF, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+          "HEAD 200 'OK' HTTP/1.1 [Content-Length: 5] fr=1 cl=5 ka\n"
+          "BODY hello\n"
+          "END\n"
+          "EOF\n");
+}
+
+static void test_response_to_head(void **state) {
+    (void)state;
+    run_opts_t o = {.side = REEL_H1_RESPONSE, .expect = "HG"};
+    check(&o,
+          "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
+          "HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno",
+          "HEAD 200 'OK' HTTP/1.1 [Content-Length: 1000] fr=0 cl=1000 ka head\n"
+          "END\n"
+          "HEAD 404 'Not Found' HTTP/1.1 [Content-Length: 2] fr=1 cl=2 ka\n"
+          "BODY no\n"
+          "END\n");
+}
+
+static void test_100_continue(void **state) {
+    (void)state;
+    check(&RESP,
+          "HTTP/1.1 100 Continue\r\n\r\n"
+          "HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n"
+          "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+          "HEAD 100 'Continue' HTTP/1.1 fr=0 cl=-1 ka interim\n"
+          "HEAD 103 'Early Hints' HTTP/1.1 [Link: </s.css>] fr=0 cl=-1 ka interim\n"
+          "HEAD 201 'Created' HTTP/1.1 [Transfer-Encoding: chunked] fr=2 cl=-1 chunked ka\n"
+          "BODY abc\n"
+          "END\n");
+}
+
+static void test_204_304(void **state) {
+    (void)state;
+    check(&RESP,
+          "HTTP/1.1 204 No Content\r\n\r\n"
+          "HTTP/1.1 304 Not Modified\r\nContent-Length: 50\r\nETag: \"x\"\r\n\r\n"
+          "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n!",
+          "HEAD 204 'No Content' HTTP/1.1 fr=0 cl=-1 ka\n"
+          "END\n"
+          "HEAD 304 'Not Modified' HTTP/1.1 [Content-Length: 50] [ETag: \"x\"] fr=0 cl=50 ka\n"
+          "END\n"
+          "HEAD 200 'OK' HTTP/1.1 [Content-Length: 1] fr=1 cl=1 ka\n"
+          "BODY !\n"
+          "END\n");
+}
+
+static void test_close_delimited(void **state) {
+    (void)state;
+    check(&RESP_EOF, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall the rest\r\n",
+          "HEAD 200 'OK' HTTP/1.1 [Content-Type: text/plain] fr=3 cl=-1\n"
+          "BODY all the rest\r\n\n"
+          "END\n"
+          "EOF\n");
+    check(&RESP_EOF, "HTTP/1.0 200 OK\r\n\r\nold",
+          "HEAD 200 'OK' HTTP/1.0 fr=3 cl=-1\n"
+          "BODY old\n"
+          "END\n"
+          "EOF\n");
+    /* empty body, EOF right after the head */
+    check(&RESP_EOF, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+          "HEAD 200 'OK' HTTP/1.1 [Connection: close] fr=3 cl=-1\n"
+          "END\n"
+          "EOF\n");
+    /* a response Transfer-Encoding not ending in chunked is read to EOF */
+    check(&RESP_EOF, "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nzz",
+          "HEAD 200 'OK' HTTP/1.1 [Transfer-Encoding: gzip] fr=3 cl=-1\n"
+          "BODY zz\n"
+          "END\n"
+          "EOF\n");
+}
+
+static void test_response_cut_short(void **state) {
+    (void)state;
+    check(&RESP_EOF, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello",
+          "HEAD 200 'OK' HTTP/1.1 [Content-Length: 10] fr=1 cl=10 ka\n"
+          "BODY hello\n"
+          "ERR 502 response cut short\n");
+    check(&RESP_EOF, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+          "HEAD 200 'OK' HTTP/1.1 [Transfer-Encoding: chunked] fr=2 cl=-1 chunked ka\n"
+          "BODY hel\n"
+          "ERR 502 response cut short\n");
+    check(&RESP_EOF, "HTTP/1.1 200 OK\r\nContent-Le", "ERR 502 response cut short\n");
+}
+
+static void test_connect_response(void **state) {
+    (void)state;
+    run_opts_t o = {.side = REEL_H1_RESPONSE, .expect = "C"};
+    check(&o, "HTTP/1.1 200 Connection established\r\n\r\n\x16\x03\x03server",
+          "HEAD 200 'Connection established' HTTP/1.1 fr=0 cl=-1 upgrade connect\n"
+          "END\n"
+          "UPGRADE\n"
+          "TUNNEL \x16\x03\x03server\n");
+    /* refused CONNECT: an ordinary response */
+    check(&o, "HTTP/1.1 407 Proxy Auth\r\nContent-Length: 2\r\n\r\nno",
+          "HEAD 407 'Proxy Auth' HTTP/1.1 [Content-Length: 2] fr=1 cl=2 ka connect\n"
+          "BODY no\n"
+          "END\n");
+}
+
+static void test_switching_protocols(void **state) {
+    (void)state;
+    check(&RESP,
+          "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+          "\x81\x02hi",
+          "HEAD 101 'Switching Protocols' HTTP/1.1 [Upgrade: websocket] [Connection: Upgrade] "
+          "fr=0 cl=-1 upgrade\n"
+          "END\n"
+          "UPGRADE\n"
+          "TUNNEL \x81\x02hi\n");
+}
+
+/* ---- errors ---- */
+
+static void test_smuggling_requests(void **state) {
+    (void)state;
+    check(&REQ, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+          "ERR 400 duplicate Content-Length\n");
+    check(&REQ, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+          "ERR 400 duplicate Content-Length\n");
+    check(&REQ,
+          "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+          "ERR 400 both Transfer-Encoding and Content-Length\n");
+    check(&REQ,
+          "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+          "ERR 400 both Transfer-Encoding and Content-Length\n");
+    check(&REQ, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n",
+          "ERR 400 Transfer-Encoding not ending in chunked\n");
+    check(&REQ, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+          "ERR 400 invalid Transfer-Encoding\n");
+    check(&REQ, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+          "ERR 501 unsupported Transfer-Encoding\n");
+    check(&REQ,
+          "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n"
+          "Transfer-Encoding: chunked\r\n\r\n",
+          "ERR 400 invalid Transfer-Encoding\n");
+    check(&REQ, "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+          "ERR 400 Transfer-Encoding in HTTP/1.0 message\n");
+    check(&REQ, "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\r\n  folded\r\n\r\n",
+          "ERR 400 obs-fold in header\n");
+    check(&REQ, "GET / HTTP/1.1\r\nHost : h\r\n\r\n", "ERR 400 whitespace before colon\n");
+    check(&REQ, "GET / HTTP/1.1\r\nHost\t: h\r\n\r\n", "ERR 400 whitespace before colon\n");
+    check(&REQ, "GET / HTTP/1.1\r\nHo(st: h\r\n\r\n", "ERR 400 invalid header name\n");
+    static const char nul[] = "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\0b\r\n\r\n";
+    check_n(&REQ, nul, sizeof(nul) - 1, "ERR 400 invalid character in header value\n");
+    check(&REQ, "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\rb\r\n\r\n",
+          "ERR 400 invalid character in header value\n");
+    check(&REQ, "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\nb\r\n\r\n", "ERR 400 bare LF\n");
+    check(&REQ, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+          "HEAD POST / HTTP/1.1 form=0 [Host: h] [Transfer-Encoding: chunked] fr=2 cl=-1 "
+          "chunked ka\n"
+          "ERR 400 invalid chunk size\n");
+    check(&REQ,
+          "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+          "10000000000000000\r\n",
+          "HEAD POST / HTTP/1.1 form=0 [Host: h] [Transfer-Encoding: chunked] fr=2 cl=-1 "
+          "chunked ka\n"
+          "ERR 400 invalid chunk size\n");
+    check(&REQ, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: xchunked\r\n\r\n",
+          "ERR 400 Transfer-Encoding not ending in chunked\n");
+    check(&REQ,
+          "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+          "5 ;a=b\r\nhello\r\n0\r\n\r\n",
+          "HEAD POST / HTTP/1.1 form=0 [Host: h] [Transfer-Encoding: chunked] fr=2 cl=-1 "
+          "chunked ka\n"
+          "ERR 400 invalid chunk size\n");
+    /* obs-fold after an empty value, whitespace before the first field */
+    check(&REQ, "GET / HTTP/1.1\r\nHost: h\r\nX:\r\n b\r\n\r\n", "ERR 400 obs-fold in header\n");
+    check(&REQ, "GET / HTTP/1.1\r\n Host: h\r\n\r\n", "ERR 400 obs-fold in header\n");
+    check(&REQ, "GET / HTTP/1.1\nHost: h\n\n", "ERR 400 bare LF\n");
+    /* nothing but stray line ends may follow a message without keep-alive */
+    check(&REQ,
+          "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n\r\n"
+          "GET /2 HTTP/1.1\r\nHost: h\r\n\r\n",
+          "HEAD GET / HTTP/1.1 form=0 [Host: h] [Connection: close] fr=0 cl=-1\n"
+          "END\n"
+          "ERR 400 data after Connection: close\n");
+    /* stray line ends between messages are fine */
+    check(&REQ,
+          "\r\nPOST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nab\r\n"
+          "GET / HTTP/1.1\r\nHost: h\r\n\r\n",
+          "HEAD POST / HTTP/1.1 form=0 [Host: h] [Content-Length: 2] fr=1 cl=2 ka\n"
+          "BODY ab\n"
+          "END\n"
+          "HEAD GET / HTTP/1.1 form=0 [Host: h] fr=0 cl=-1 ka\n"
+          "END\n");
+    check(&REQ, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n",
+          "ERR 400 invalid Content-Length\n");
+    check(&REQ, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1, 1\r\n\r\n",
+          "ERR 400 invalid Content-Length\n");
+}
+
+static void test_request_line_errors(void **state) {
+    (void)state;
+    check(&REQ, "GET example.com:80 HTTP/1.1\r\nHost: h\r\n\r\n",
+          "ERR 400 invalid request target\n");
+    check(&REQ, "CONNECT /x HTTP/1.1\r\nHost: h\r\n\r\n",
+          "ERR 400 CONNECT target not in authority-form\n");
+    check(&REQ, "GET * HTTP/1.1\r\nHost: h\r\n\r\n",
+          "ERR 400 asterisk-form target without OPTIONS\n");
+    check(&REQ, "CONNECT example.com HTTP/1.1\r\nHost: h\r\n\r\n",
+          "ERR 400 invalid CONNECT target\n");
+    check(&REQ, "GET / HTTP/1.1\r\n\r\n", "ERR 400 missing Host header\n");
+    check(&REQ, "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "ERR 400 duplicate Host header\n");
+    check(&REQ, "G@T / HTTP/1.1\r\nHost: h\r\n\r\n", "ERR 400 invalid method\n");
+    check(&REQ, "\x16\x03\x01\x02\x00", "ERR 400 invalid method\n");
+    check(&REQ, "GET / HTTP/2.0\r\nHost: h\r\n\r\n", "ERR 505 unsupported HTTP version\n");
+    check(&REQ, "GET / RTSP/1.0\r\nHost: h\r\n\r\n", "ERR 400 invalid HTTP version\n");
+    check(&REQ, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "ERR 505 HTTP/2 connection preface\n");
+    check(&REQ, "GET /\x7f HTTP/1.1\r\nHost: h\r\n\r\n", "ERR 400 invalid request target\n");
+    check(&REQ, "GET / HTTP/1.1 \r\nHost: h\r\n\r\n", "ERR 400 invalid HTTP version\n");
+}
+
+static void test_limits(void **state) {
+    (void)state;
+    reel_h1_limits_t lim = {.max_head_size = 64, .max_headers = 3};
+    run_opts_t req = {.side = REEL_H1_REQUEST, .lim = &lim};
+    run_opts_t resp = {.side = REEL_H1_RESPONSE, .lim = &lim};
+    /* exactly 64 bytes passes */
+    const char *fits = "GET /aaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\nHost: h\r\nX: 012345\r\n\r\n";
+    assert_int_equal(strlen(fits), 64);
+    check(&req, fits,
+          "HEAD GET /aaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1 form=0 [Host: h] [X: 012345] "
+          "fr=0 cl=-1 ka\n"
+          "END\n");
+    check(&req, "GET /aaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\nHost: h\r\nX: 0123456\r\n\r\n",
+          "ERR 431 header section too large\n");
+    check(&req, "GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n",
+          "ERR 431 too many header fields\n");
+    check(&resp, "HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n",
+          "ERR 502 too many header fields\n");
+    check(&resp,
+          "HTTP/1.1 200 OK\r\nX-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n",
+          "ERR 502 header section too large\n");
+    /* trailers have their own cap */
+    check(&req,
+          "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+          "1\r\nx\r\n0\r\nT: "
+          "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n",
+          "HEAD POST / HTTP/1.1 form=0 [Host: h] [Transfer-Encoding: chunked] fr=2 cl=-1 "
+          "chunked ka\n"
+          "BODY x\n"
+          "ERR 431 trailer section too large\n");
+    /* the body is not a head: a long body passes */
+    check(&req,
+          "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 70\r\n\r\n"
+          "0123456789012345678901234567890123456789012345678901234567890123456789",
+          "HEAD POST / HTTP/1.1 form=0 [Host: h] [Content-Length: 70] fr=1 cl=70 ka\n"
+          "BODY 0123456789012345678901234567890123456789012345678901234567890123456789\n"
+          "END\n");
+}
+
+static void test_default_head_limit(void **state) {
+    (void)state;
+    /* a 70 KiB head against the default 64 KiB cap; whole and bytewise only */
+    size_t n = 70 * 1024;
+    char *in = reel_malloc(n + 1);
+    const char *start = "GET / HTTP/1.1\r\nHost: h\r\nX-Big: ";
+    memset(in, 'a', n);
+    memcpy(in, start, strlen(start));
+    in[n] = 0;
+    char *got = run(&REQ, in, n, NULL, 0);
+    assert_string_equal(got, "ERR 431 header section too large\n");
+    free(got);
+    size_t *cuts = reel_malloc(n * sizeof(*cuts));
+    for (size_t k = 1; k < n; k++)
+        cuts[k - 1] = k;
+    got = run(&REQ, in, n, cuts, n - 1);
+    assert_string_equal(got, "ERR 431 header section too large\n");
+    free(got);
+    free(cuts);
+    free(in);
+}
+
+static void test_response_errors(void **state) {
+    (void)state;
+    check(&RESP, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+          "ERR 502 duplicate Content-Length\n");
+    check(&RESP, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+          "ERR 502 both Transfer-Encoding and Content-Length\n");
+    check(&RESP, "HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n", "ERR 502 obs-fold in header\n");
+    check(&RESP, "HTTP/1.1 2000 OK\r\n\r\n", "ERR 502 invalid status code\n");
+    check(&RESP, "RTSP/1.0 200 OK\r\n\r\n", "ERR 502 invalid HTTP version\n");
+    check(&RESP, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n\r\n!extra",
+          "HEAD 200 'OK' HTTP/1.1 [Content-Length: 1] [Connection: close] fr=1 cl=1\n"
+          "BODY !\n"
+          "END\n"
+          "ERR 502 data after Connection: close\n");
+    check(&RESP, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5x\r\n",
+          "HEAD 200 'OK' HTTP/1.1 [Transfer-Encoding: chunked] fr=2 cl=-1 chunked ka\n"
+          "ERR 502 invalid chunk size\n");
+}
+
+static void test_errors_are_sticky(void **state) {
+    (void)state;
+    reel_h1_t *p = reel_h1_new(REEL_H1_REQUEST, NULL);
+    const char *bad = "GET / HTTP/1.1\r\nHost : h\r\n\r\n";
+    reel_h1_event_t ev;
+    size_t used;
+    assert_int_equal(reel_h1_feed(p, (const uint8_t *)bad, strlen(bad), &used, &ev), REEL_INVALID);
+    assert_int_equal(reel_h1_feed(p, (const uint8_t *)"GET", 3, &used, &ev), REEL_INVALID);
+    assert_string_equal(ev.error_reason, "whitespace before colon");
+    assert_int_equal(reel_h1_feed_eof(p, &ev), REEL_INVALID);
+    assert_int_equal(ev.error_status, 400);
+    assert_int_equal(reel_h1_expect_response(p, false, false), REEL_INVALID);
+    assert_int_equal(reel_h1_upgrade_refused(p), REEL_INVALID);
+    reel_h1_free(p);
+    reel_h1_free(NULL);
+}
+
+/* ---- serialization ---- */
+
+static void test_write_heads(void **state) {
+    (void)state;
+    reel_h1_header_t hs[] = {
+        {"Host", 4, "example.com", 11},
+        {NULL, 0, NULL, 0}, /* skipped */
+        {"Accept", 6, "*/*", 3},
+    };
+    reel_h1_head_t h = {.method = "GET",
+                        .method_len = 3,
+                        .target = "/a?b",
+                        .target_len = 4,
+                        .version_major = 1,
+                        .version_minor = 1,
+                        .headers = hs,
+                        .nheaders = 3};
+    reel_buf_t out;
+    reel_buf_init(&out, 0);
+    assert_int_equal(reel_h1_write_request_head(&out, &h), REEL_OK);
+    assert_string_equal((char *)out.data,
+                        "GET /a?b HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n");
+
+    /* round trip through the parser */
+    char *got = run(&REQ, (char *)out.data, out.len, NULL, 0);
+    assert_string_equal(got, "HEAD GET /a?b HTTP/1.1 form=0 [Host: example.com] [Accept: */*] "
+                             "fr=0 cl=-1 ka\nEND\n");
+    free(got);
+
+    /* injection attempts leave out unchanged */
+    size_t before = out.len;
+    reel_h1_header_t evil[] = {{"X", 1, "a\r\nInjected: 1", 15}};
+    h.headers = evil;
+    h.nheaders = 1;
+    assert_int_equal(reel_h1_write_request_head(&out, &h), REEL_INVALID);
+    reel_h1_header_t evil_name[] = {{"X Y", 3, "a", 1}};
+    h.headers = evil_name;
+    assert_int_equal(reel_h1_write_request_head(&out, &h), REEL_INVALID);
+    h.headers = NULL;
+    h.nheaders = 0;
+    h.target = "/a b";
+    assert_int_equal(reel_h1_write_request_head(&out, &h), REEL_INVALID);
+    h.target = "/ab";
+    h.target_len = 3;
+    h.method = "G T";
+    assert_int_equal(reel_h1_write_request_head(&out, &h), REEL_INVALID);
+    assert_int_equal(out.len, before);
+
+    reel_buf_reset(&out);
+    reel_h1_head_t r = {.status = 404,
+                        .reason = "Not Found",
+                        .reason_len = 9,
+                        .version_major = 1,
+                        .version_minor = 1,
+                        .headers = hs,
+                        .nheaders = 1};
+    assert_int_equal(reel_h1_write_response_head(&out, &r), REEL_OK);
+    assert_string_equal((char *)out.data, "HTTP/1.1 404 Not Found\r\nHost: example.com\r\n\r\n");
+    reel_buf_reset(&out);
+    r.reason = NULL;
+    r.nheaders = 0;
+    assert_int_equal(reel_h1_write_response_head(&out, &r), REEL_OK);
+    assert_string_equal((char *)out.data, "HTTP/1.1 404 \r\n\r\n");
+    r.status = 42;
+    assert_int_equal(reel_h1_write_response_head(&out, &r), REEL_INVALID);
+    r.status = 200;
+    r.reason = "OK\r\nX: y";
+    r.reason_len = 8;
+    assert_int_equal(reel_h1_write_response_head(&out, &r), REEL_INVALID);
+
+    /* a capped buffer gives REEL_LIMIT and stays as it was */
+    reel_buf_t small;
+    reel_buf_init(&small, 10);
+    h.method = "GET";
+    assert_int_equal(reel_h1_write_request_head(&small, &h), REEL_LIMIT);
+    assert_int_equal(small.len, 0);
+    reel_buf_free(&small);
+    reel_buf_free(&out);
+}
+
+static void test_hop_by_hop(void **state) {
+    (void)state;
+    const char *names[] = {"Connection",
+                           "keep-alive",
+                           "Proxy-Connection",
+                           "Proxy-Authenticate",
+                           "PROXY-AUTHORIZATION",
+                           "TE",
+                           "Trailer",
+                           "Transfer-Encoding",
+                           "Upgrade"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        assert_true(reel_h1_is_hop_by_hop(names[i], strlen(names[i]), NULL, 0));
+    assert_false(reel_h1_is_hop_by_hop("Host", 4, NULL, 0));
+    assert_false(reel_h1_is_hop_by_hop("Tea", 3, NULL, 0));
+    const char *conn = "close, X-Private ,, x-other";
+    assert_true(reel_h1_is_hop_by_hop("x-private", 9, conn, strlen(conn)));
+    assert_true(reel_h1_is_hop_by_hop("X-Other", 7, conn, strlen(conn)));
+    assert_false(reel_h1_is_hop_by_hop("X-Priv", 6, conn, strlen(conn)));
+    assert_false(reel_h1_is_hop_by_hop("Content-Type", 12, conn, strlen(conn)));
+
+    reel_h1_header_t hs[] = {
+        {"Connection", 10, "keep-alive", 10},
+        {"Connection", 10, "X-A", 3},
+        {"X-A", 3, "1", 1},
+    };
+    assert_true(reel_h1_is_hop_by_hop_in("x-a", 3, hs, 3));
+    assert_false(reel_h1_is_hop_by_hop_in("x-b", 3, hs, 3));
+    assert_ptr_equal(reel_h1_find_header(hs, 3, "x-A"), &hs[2]);
+    assert_null(reel_h1_find_header(hs, 3, "Host"));
+}
+
+static void test_chunk_encoder(void **state) {
+    (void)state;
+    char b[REEL_H1_CHUNK_HEADER_MAX];
+    assert_int_equal(reel_h1_chunk_header(0, b), 0);
+    assert_int_equal(reel_h1_chunk_header(1, b), 3);
+    assert_string_equal(b, "1\r\n");
+    assert_int_equal(reel_h1_chunk_header(0x1a2b, b), 6);
+    assert_string_equal(b, "1a2b\r\n");
+    assert_int_equal(reel_h1_chunk_header(SIZE_MAX, b), 18);
+    assert_string_equal(b, "ffffffffffffffff\r\n");
+
+    /* encode, then parse back */
+    reel_buf_t out;
+    reel_buf_init(&out, 0);
+    reel_buf_puts(&out, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n");
+    const char *parts[] = {"hello", " ", "chunked world"};
+    for (size_t i = 0; i < 3; i++) {
+        size_t n = reel_h1_chunk_header(strlen(parts[i]), b);
+        reel_buf_append(&out, b, n);
+        reel_buf_puts(&out, parts[i]);
+        reel_buf_puts(&out, REEL_H1_CHUNK_END);
+    }
+    reel_h1_header_t tr[] = {{"X-Sum", 5, "42", 2}};
+    assert_int_equal(reel_h1_write_last_chunk(&out, tr, 1), REEL_OK);
+    check_n(&REQ, (char *)out.data, out.len,
+            "HEAD POST / HTTP/1.1 form=0 [Host: h] [Transfer-Encoding: chunked] fr=2 cl=-1 "
+            "chunked ka\n"
+            "BODY hello chunked world\n"
+            "END [X-Sum: 42]\n");
+    reel_buf_reset(&out);
+    assert_int_equal(reel_h1_write_last_chunk(&out, NULL, 0), REEL_OK);
+    assert_string_equal((char *)out.data, REEL_H1_LAST_CHUNK);
+    reel_buf_free(&out);
+}
+
+static void test_expect_fifo(void **state) {
+    (void)state;
+    reel_h1_t *p = reel_h1_new(REEL_H1_RESPONSE, NULL);
+    for (int i = 0; i < 64; i++)
+        assert_int_equal(reel_h1_expect_response(p, false, false), REEL_OK);
+    assert_int_equal(reel_h1_expect_response(p, true, false), REEL_LIMIT);
+    reel_h1_free(p);
+    p = reel_h1_new(REEL_H1_REQUEST, NULL);
+    assert_int_equal(reel_h1_expect_response(p, true, false), REEL_INVALID);
+    reel_h1_free(p);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_get),
+        cmocka_unit_test(test_post_content_length),
+        cmocka_unit_test(test_chunked_trailers),
+        cmocka_unit_test(test_expect_continue),
+        cmocka_unit_test(test_pipelined),
+        cmocka_unit_test(test_http10_request),
+        cmocka_unit_test(test_absolute_form),
+        cmocka_unit_test(test_connect),
+        cmocka_unit_test(test_upgrade_websocket),
+        cmocka_unit_test(test_upgrade_refused),
+        cmocka_unit_test(test_request_cut_short),
+        cmocka_unit_test(test_response_length),
+        cmocka_unit_test(test_response_to_head),
+        cmocka_unit_test(test_100_continue),
+        cmocka_unit_test(test_204_304),
+        cmocka_unit_test(test_close_delimited),
+        cmocka_unit_test(test_response_cut_short),
+        cmocka_unit_test(test_connect_response),
+        cmocka_unit_test(test_switching_protocols),
+        cmocka_unit_test(test_smuggling_requests),
+        cmocka_unit_test(test_request_line_errors),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_default_head_limit),
+        cmocka_unit_test(test_response_errors),
+        cmocka_unit_test(test_errors_are_sticky),
+        cmocka_unit_test(test_write_heads),
+        cmocka_unit_test(test_hop_by_hop),
+        cmocka_unit_test(test_chunk_encoder),
+        cmocka_unit_test(test_expect_fifo),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
