@@ -14,6 +14,9 @@
 #endif
 
 static const reel_cmd_t commands[] = {
+    {"record", reel_cmd_record, "start the proxy, recording into a new session"},
+    {"resume", reel_cmd_resume, "start the proxy again on an existing session"},
+    {"ca", reel_cmd_ca, "show reel's CA certificate and how to trust it"},
     {"new", reel_cmd_new, "create an empty session"},
     {"ls", reel_cmd_ls, "list sessions"},
     {"show", reel_cmd_show, "summary of one session"},

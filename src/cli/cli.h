@@ -106,5 +106,8 @@ int reel_cmd_verify(reel_cli_t *cli, int argc, char **argv);
 int reel_cmd_repair(reel_cli_t *cli, int argc, char **argv);
 int reel_cmd_rm(reel_cli_t *cli, int argc, char **argv);
 int reel_cmd_new(reel_cli_t *cli, int argc, char **argv);
+int reel_cmd_record(reel_cli_t *cli, int argc, char **argv);
+int reel_cmd_resume(reel_cli_t *cli, int argc, char **argv);
+int reel_cmd_ca(reel_cli_t *cli, int argc, char **argv);
 
 #endif

@@ -404,7 +404,8 @@ static void apply(frow *r, const Reel__Record *rec) {
         set_str(r, C_PATH, (const char *)h->target.data, h->target.len);
         set_cstr(r, C_VERSION, h->http_version);
         r->i[I_PORT] = h->port;
-        set_url(r, h);
+        if (h->host.len)
+            set_url(r, h); /* a request refused before its target was known has none */
         const ProtobufCBinaryData *ct = find_header(h->headers, h->n_headers, "content-type");
         set_str(r, C_REQ_CT, ct ? (const char *)ct->data : NULL, ct ? ct->len : 0);
         break;

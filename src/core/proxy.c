@@ -1,0 +1,1664 @@
+/* The proxy: sockets and timers on one libuv loop, glued to the sans-I/O
+ * layers (http1, tls, sniff) and to the recorder.
+ *
+ * A connection (conn_t) has a client peer and at most one upstream peer.
+ * A peer is one TCP socket with an optional TLS layer; everything above it
+ * reads and writes plaintext through peer_write / peer->in, so plain and
+ * intercepted traffic run through the same code (STYLE.md habit 4).
+ *
+ * HTTP exchanges on a connection are handled one at a time: the request
+ * head is rewritten for the origin (hop-by-hop fields removed), the bytes
+ * of the body that follow are forwarded exactly as received (framing
+ * included), and the same for the response. Pipelined requests wait in the
+ * client's input buffer until the response before them is complete.
+ *
+ * Back-pressure: when a peer has more than HIGH_WATER bytes queued for
+ * writing, the other peer stops reading until it drains below LOW_WATER. */
+#include "core/proxy.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "base/mem.h"
+#include "core/ca.h"
+#include "core/http1.h"
+#include "core/sniff.h"
+#include "core/tls.h"
+#include "session/session.h"
+
+#define READ_SIZE 65536
+#define HIGH_WATER (1u << 20)
+#define LOW_WATER (256u << 10)
+#define CLIENT_IN_MAX (4u << 20) /* pipelined bytes held while a response runs */
+#define SNIFF_WAIT_MS 3000
+
+typedef struct conn conn_t;
+
+typedef enum { P_CLIENT, P_UPSTREAM } peer_role;
+
+typedef struct peer {
+    conn_t *c;
+    peer_role role;
+    uv_tcp_t tcp;
+    bool tcp_open, connected, closing, reading, eof, paused;
+    reel_tls_t *tls;      /* NULL: plaintext */
+    reel_buf_t in;        /* plaintext received, not yet consumed */
+    reel_buf_t pend;      /* plaintext waiting for connect/handshake */
+    reel_buf_t cipher;    /* scratch for TLS output */
+    size_t wpending;      /* bytes handed to uv_write, not yet written */
+    bool close_when_flushed;
+    /* upstream only */
+    char *host;           /* origin host (for reuse checks and SNI) */
+    char *sni;            /* host to verify/send as SNI, if different */
+    int port;
+    bool https;
+    char addr[64];        /* "ip:port" once connected */
+    uv_getaddrinfo_t gai;
+    struct addrinfo *ai, *ai_next;
+    uv_connect_t connect_req;
+    char *error;          /* why the upstream failed, for the 502 */
+} peer_t;
+
+typedef enum {
+    C_HEAD,        /* waiting for a request head */
+    C_REQ_BODY,    /* forwarding a request body */
+    C_WAIT_RESP,   /* request done; response running */
+    C_SNIFF,       /* after CONNECT 200: looking at the first bytes */
+    C_RAW,         /* raw tunnel */
+    C_DONE,        /* closing */
+} conn_state;
+
+struct conn {
+    reel_proxy_t *p;
+    conn_t *prev, *next;
+    peer_t client;
+    peer_t *up;
+    conn_state state;
+    reel_h1_t *reqp, *resp;
+    uv_timer_t timer;
+    bool timer_open;
+    int handles;          /* open uv handles owned by this conn (client tcp, timer) */
+    uint64_t last_activity;
+    uint64_t head_started; /* when the first byte of the current head arrived, 0 if none */
+    char client_addr[64];
+    /* Inside a CONNECT tunnel: the origin every request goes to. */
+    bool in_tunnel, tunnel_tls;
+    char *tunnel_host;
+    int tunnel_port;
+    char *tunnel_sni;
+    uint64_t sniff_started;
+    /* The current exchange. */
+    reel_rflow_t *flow;
+    bool resp_head_sent, req_done, resp_done;
+    bool client_close;    /* close the client after this exchange */
+    bool upgrade;         /* request asked for an Upgrade */
+    bool draining;        /* proxy shutting down: close after this exchange */
+    int64_t req_end_us;
+    /* Raw tunnel flow. */
+    reel_rflow_t *tflow;
+};
+
+struct reel_proxy {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    bool listening;
+    int port;
+    reel_recorder_t *rec;
+    reel_ca_t *ca;
+    reel_tls_ctx_t *server_ctx, *client_ctx;
+    conn_t *conns;
+    reel_proxy_stats_t stats;
+    /* configuration */
+    pcre2_code **ignore;
+    size_t nignore;
+    bool verify_upstream;
+    char *proxyauth_b64; /* expected Basic credentials, NULL when not required */
+    uint64_t idle_timeout_ms, head_timeout_ms;
+    size_t max_head_size;
+    /* shutdown */
+    bool shutting_down;
+    uv_timer_t grace;
+    void (*done)(void *);
+    void *done_ctx;
+    uint8_t readbuf[READ_SIZE];
+};
+
+static void conn_process(conn_t *c);
+static void conn_close(conn_t *c);
+static void peer_flush_pend(peer_t *pe);
+static void upstream_ready(peer_t *up);
+static void resp_process(conn_t *c);
+static void maybe_finish(conn_t *c);
+static void req_process(conn_t *c);
+
+/* ---- small helpers ---- */
+
+static int64_t now_us(void) {
+    return reel_now_us();
+}
+
+static void touch(conn_t *c) {
+    c->last_activity = uv_now(c->p->loop);
+}
+
+static void addr_string(const struct sockaddr *sa, char *out, size_t n) {
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+        uv_ip4_name(s4, ip, sizeof ip);
+        port = ntohs(s4->sin_port);
+        snprintf(out, n, "%s:%d", ip, port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+        uv_ip6_name(s6, ip, sizeof ip);
+        port = ntohs(s6->sin6_port);
+        snprintf(out, n, "[%s]:%d", ip, port);
+    } else {
+        snprintf(out, n, "?");
+    }
+}
+
+/* Splits "host:port" / "[v6]:port" (authority form). */
+static int split_authority(const char *a, size_t n, char **host, int *port, int def_port) {
+    const char *end = a + n, *h = a, *he, *colon = NULL;
+    if (n && a[0] == '[') {
+        const char *close = memchr(a, ']', n);
+        if (close == NULL)
+            return -1;
+        h = a + 1;
+        he = close;
+        if (close + 1 < end) {
+            if (close[1] != ':')
+                return -1;
+            colon = close + 1;
+        }
+    } else {
+        colon = NULL;
+        for (const char *q = a; q < end; q++)
+            if (*q == ':')
+                colon = q;
+        he = colon ? colon : end;
+    }
+    if (he == h)
+        return -1;
+    for (const char *q = h; q < he; q++)
+        if ((unsigned char)*q <= 0x20 || *q == '/' || *q == '@' || *q == '?' || *q == '#')
+            return -1;
+    int pt = def_port;
+    if (colon) {
+        if (colon + 1 == end || end - colon > 6)
+            return -1;
+        pt = 0;
+        for (const char *q = colon + 1; q < end; q++) {
+            if (*q < '0' || *q > '9')
+                return -1;
+            pt = pt * 10 + (*q - '0');
+        }
+        if (pt < 1 || pt > 65535)
+            return -1;
+    }
+    *host = reel_strndup(h, (size_t)(he - h));
+    *port = pt;
+    return 0;
+}
+
+/* Absolute-form "http://host[:port]/path" -> parts; path defaults to "/". */
+static int split_absolute(const char *t, size_t n, bool *https, char **host, int *port,
+                          char **path) {
+    size_t skip;
+    if (n >= 7 && strncasecmp(t, "http://", 7) == 0) {
+        *https = false;
+        skip = 7;
+    } else if (n >= 8 && strncasecmp(t, "https://", 8) == 0) {
+        *https = true;
+        skip = 8;
+    } else {
+        return -1;
+    }
+    const char *a = t + skip, *end = t + n, *slash = a;
+    while (slash < end && *slash != '/' && *slash != '?')
+        slash++;
+    const char *at = memchr(a, '@', (size_t)(slash - a));
+    if (at)
+        return -1; /* userinfo in a proxy request: refuse rather than guess */
+    if (split_authority(a, (size_t)(slash - a), host, port, *https ? 443 : 80) != 0)
+        return -1;
+    if (slash == end)
+        *path = reel_strdup("/");
+    else if (*slash == '?')
+        *path = reel_asprintf("/%.*s", (int)(end - slash), slash);
+    else
+        *path = reel_strndup(slash, (size_t)(end - slash));
+    return 0;
+}
+
+static bool ignored(reel_proxy_t *p, const char *host, int port) {
+    if (p->nignore == 0)
+        return false;
+    char *hp = reel_asprintf("%s:%d", host, port);
+    bool hit = false;
+    pcre2_match_data *md = NULL;
+    for (size_t i = 0; i < p->nignore && !hit; i++) {
+        md = pcre2_match_data_create_from_pattern(p->ignore[i], NULL);
+        hit = pcre2_match(p->ignore[i], (PCRE2_SPTR)hp, strlen(hp), 0, 0, md, NULL) >= 0;
+        pcre2_match_data_free(md);
+    }
+    free(hp);
+    return hit;
+}
+
+static void headers_to_rec(const reel_h1_header_t *h, size_t n, reel_header_t *out) {
+    for (size_t i = 0; i < n; i++) {
+        out[i].name = h[i].name;
+        out[i].name_len = h[i].name_len;
+        out[i].value = h[i].value;
+        out[i].value_len = h[i].value_len;
+    }
+}
+
+/* ---- peers: sockets with an optional TLS layer ---- */
+
+typedef struct {
+    uv_write_t req;
+    peer_t *pe;
+    size_t len;
+    char data[];
+} wreq_t;
+
+static void on_close_peer(uv_handle_t *h);
+
+static void peer_maybe_resume_other(peer_t *pe);
+
+static void on_written(uv_write_t *req, int status) {
+    wreq_t *w = (wreq_t *)req;
+    peer_t *pe = w->pe;
+    pe->wpending -= w->len;
+    free(w);
+    if (status < 0 || pe->closing)
+        return;
+    if (pe->wpending < LOW_WATER)
+        peer_maybe_resume_other(pe);
+    if (pe->close_when_flushed && pe->wpending == 0) {
+        if (pe->role == P_CLIENT)
+            conn_close(pe->c);
+        else if (!pe->closing && pe->tcp_open) {
+            pe->closing = true;
+            uv_close((uv_handle_t *)&pe->tcp, on_close_peer);
+        }
+    }
+}
+
+static void raw_write(peer_t *pe, const void *data, size_t len) {
+    if (len == 0 || pe->closing || !pe->tcp_open)
+        return;
+    wreq_t *w = reel_malloc(sizeof *w + len);
+    w->pe = pe;
+    w->len = len;
+    memcpy(w->data, data, len);
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
+    pe->wpending += len;
+    if (uv_write(&w->req, (uv_stream_t *)&pe->tcp, &b, 1, on_written) != 0) {
+        pe->wpending -= len;
+        free(w);
+    }
+}
+
+static void tls_flush(peer_t *pe) {
+    if (pe->tls == NULL || reel_tls_cipher_pending(pe->tls) == 0)
+        return;
+    reel_buf_reset(&pe->cipher);
+    reel_tls_take_cipher(pe->tls, &pe->cipher);
+    raw_write(pe, pe->cipher.data, pe->cipher.len);
+}
+
+static bool peer_ready(const peer_t *pe) {
+    if (!pe->connected)
+        return false;
+    return pe->tls == NULL || reel_tls_handshake_done(pe->tls);
+}
+
+/* Writes plaintext to a peer (queued until it is connected and its TLS
+ * handshake is done). */
+static void peer_write(peer_t *pe, const void *data, size_t len) {
+    if (len == 0 || pe->closing)
+        return;
+    if (!peer_ready(pe) || pe->pend.len) {
+        reel_buf_append(&pe->pend, data, len);
+        if (peer_ready(pe))
+            peer_flush_pend(pe);
+        return;
+    }
+    if (pe->tls == NULL) {
+        raw_write(pe, data, len);
+        return;
+    }
+    const uint8_t *p = data;
+    while (len) {
+        size_t n = 0;
+        reel_err_t err;
+        reel_err_clear(&err);
+        if (reel_tls_write_plain(pe->tls, p, len, &n, &err) != REEL_OK)
+            break;
+        tls_flush(pe);
+        p += n;
+        len -= n;
+    }
+}
+
+static void peer_flush_pend(peer_t *pe) {
+    if (!peer_ready(pe) || pe->pend.len == 0)
+        return;
+    reel_buf_t b = pe->pend;
+    reel_buf_init(&pe->pend, 0);
+    peer_write(pe, b.data, b.len);
+    reel_buf_free(&b);
+}
+
+static size_t peer_queued(const peer_t *pe) {
+    return pe->wpending + pe->pend.len;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    peer_t *pe = h->data;
+    (void)suggested;
+    buf->base = (char *)pe->c->p->readbuf;
+    buf->len = READ_SIZE;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void peer_read_start(peer_t *pe) {
+    if (pe->reading || pe->closing || !pe->tcp_open || pe->eof)
+        return;
+    if (uv_read_start((uv_stream_t *)&pe->tcp, on_alloc, on_read) == 0)
+        pe->reading = true;
+}
+
+static void peer_read_stop(peer_t *pe) {
+    if (!pe->reading)
+        return;
+    uv_read_stop((uv_stream_t *)&pe->tcp);
+    pe->reading = false;
+}
+
+static peer_t *other(peer_t *pe) {
+    return pe->role == P_CLIENT ? pe->c->up : &pe->c->client;
+}
+
+/* Reading from `pe` is paused while the other side is full, or while its
+ * input buffer already holds too much unconsumed data. */
+static void peer_update_reading(peer_t *pe) {
+    if (pe == NULL || pe->closing)
+        return;
+    peer_t *o = other(pe);
+    bool full = (o && peer_queued(o) >= HIGH_WATER) || pe->in.len >= CLIENT_IN_MAX;
+    if (full) {
+        peer_read_stop(pe);
+        pe->paused = true;
+    } else {
+        pe->paused = false;
+        peer_read_start(pe);
+    }
+}
+
+static void peer_maybe_resume_other(peer_t *pe) {
+    peer_t *o = other(pe);
+    if (o && o->paused)
+        peer_update_reading(o);
+}
+
+static void peer_free_bufs(peer_t *pe) {
+    reel_buf_free(&pe->in);
+    reel_buf_free(&pe->pend);
+    reel_buf_free(&pe->cipher);
+    reel_tls_free(pe->tls);
+    pe->tls = NULL;
+    if (pe->ai)
+        uv_freeaddrinfo(pe->ai);
+    pe->ai = NULL;
+    free(pe->host);
+    free(pe->sni);
+    free(pe->error);
+    pe->host = pe->sni = pe->error = NULL;
+}
+
+static void conn_unref(conn_t *c);
+
+static void on_close_peer(uv_handle_t *h) {
+    peer_t *pe = h->data;
+    conn_t *c = pe->c;
+    pe->tcp_open = false;
+    if (pe->role == P_UPSTREAM) {
+        if (c->up == pe)
+            c->up = NULL;
+        peer_free_bufs(pe);
+        free(pe);
+    } else {
+        peer_free_bufs(pe);
+    }
+    conn_unref(c);
+}
+
+static void upstream_close(conn_t *c) {
+    peer_t *up = c->up;
+    if (up == NULL)
+        return;
+    c->up = NULL;
+    if (up->closing)
+        return;
+    up->closing = true;
+    if (up->tcp_open) {
+        uv_close((uv_handle_t *)&up->tcp, on_close_peer);
+    } else {
+        /* still resolving: the getaddrinfo callback frees it */
+    }
+}
+
+/* ---- responses made by the proxy ---- */
+
+static const char *status_text(int status) {
+    switch (status) {
+    case 400: return "Bad Request";
+    case 407: return "Proxy Authentication Required";
+    case 408: return "Request Timeout";
+    case 431: return "Request Header Fields Too Large";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Error";
+    }
+}
+
+/* Answers the client with an error and closes it; records the error on the
+ * current flow (starting one if the request never got that far). */
+static void fail_exchange(conn_t *c, int status, const char *reason) {
+    if (c->flow) {
+        reel_recorder_flow_error(c->flow, reason, 0);
+        c->flow = NULL;
+        c->p->stats.errors++;
+    }
+    if (!c->resp_head_sent && status > 0 && !c->client.closing) {
+        char *body = reel_asprintf("reel: %s\n", reason);
+        char *msg = reel_asprintf("HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                                  "Content-Length: %zu\r\nConnection: close\r\n"
+                                  "%s\r\n%s",
+                                  status, status_text(status), strlen(body),
+                                  status == 407 ? "Proxy-Authenticate: Basic realm=\"reel\"\r\n"
+                                                : "",
+                                  body);
+        peer_write(&c->client, msg, strlen(msg));
+        free(msg);
+        free(body);
+        c->resp_head_sent = true;
+    }
+    c->state = C_DONE;
+    upstream_close(c);
+    c->client.close_when_flushed = true;
+    if (c->client.wpending == 0 && c->client.pend.len == 0)
+        conn_close(c);
+    else
+        peer_read_stop(&c->client);
+}
+
+/* Records a flow for a request refused before it was forwarded. */
+static void record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme,
+                           const char *host, int port, const char *target) {
+    reel_flow_info_t info = {.client_addr = c->client_addr};
+    c->flow = reel_recorder_flow_start(c->p->rec, &info);
+    c->p->stats.flows++;
+    size_t n = h ? h->nheaders : 0;
+    reel_header_t *hs = reel_malloc((n ? n : 1) * sizeof *hs);
+    if (h)
+        headers_to_rec(h->headers, n, hs);
+    char ver[16];
+    snprintf(ver, sizeof ver, "HTTP/%d.%d", h ? h->version_major : 1, h ? h->version_minor : 1);
+    reel_request_head_t rq = {.method = h && h->method ? h->method : "",
+                              .scheme = scheme,
+                              .host = host ? host : "",
+                              .port = (uint32_t)port,
+                              .target = target ? target : (h && h->target ? h->target : ""),
+                              .http_version = ver,
+                              .headers = hs,
+                              .n_headers = n};
+    reel_recorder_request_head(c->flow, &rq);
+    free(hs);
+}
+
+/* ---- upstream connections ---- */
+
+static void on_connect(uv_connect_t *req, int status);
+
+static void upstream_try_next(peer_t *up) {
+    conn_t *c = up->c;
+    while (up->ai_next) {
+        struct addrinfo *ai = up->ai_next;
+        up->ai_next = ai->ai_next;
+        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+            continue;
+        if (up->tcp_open) {
+            /* a previous attempt's socket: replaced by a fresh handle */
+            continue;
+        }
+        uv_tcp_init(c->p->loop, &up->tcp);
+        up->tcp.data = up;
+        up->tcp_open = true;
+        c->handles++;
+        addr_string(ai->ai_addr, up->addr, sizeof up->addr);
+        if (uv_tcp_connect(&up->connect_req, &up->tcp, ai->ai_addr, on_connect) == 0)
+            return;
+        up->closing = true;
+        uv_close((uv_handle_t *)&up->tcp, on_close_peer);
+        return;
+    }
+}
+
+static void upstream_failed(peer_t *up, const char *why) {
+    conn_t *c = up->c;
+    if (c->up != up)
+        return;
+    if (c->state == C_RAW && c->tflow) {
+        reel_recorder_flow_error(c->tflow, why, 0);
+        c->tflow = NULL;
+        if (!c->resp_head_sent) {
+            c->flow = NULL;
+            fail_exchange(c, 502, why);
+        } else {
+            conn_close(c);
+        }
+        return;
+    }
+    fail_exchange(c, 502, why);
+}
+
+static void on_connect(uv_connect_t *req, int status) {
+    peer_t *up = req->handle->data;
+    conn_t *c = up->c;
+    if (up->closing)
+        return;
+    if (status < 0) {
+        if (up->ai_next) {
+            /* Try the next address with a new handle once this one closed. */
+            char *why = reel_asprintf("cannot connect to %s:%d (%s): %s", up->host, up->port,
+                                      up->addr, uv_strerror(status));
+            free(up->error);
+            up->error = why;
+            peer_t *next = reel_calloc(1, sizeof *next);
+            *next = *up;
+            /* The old handle keeps `up`; the new peer takes over the rest. */
+            reel_buf_init(&up->in, 0);
+            reel_buf_init(&up->pend, 0);
+            reel_buf_init(&up->cipher, 0);
+            up->host = up->sni = up->error = NULL;
+            up->ai = NULL;
+            up->tls = NULL;
+            next->tcp_open = false;
+            next->closing = false;
+            c->up = next;
+            up->closing = true;
+            uv_close((uv_handle_t *)&up->tcp, on_close_peer);
+            upstream_try_next(next);
+            return;
+        }
+        char *why = reel_asprintf("cannot connect to %s:%d (%s): %s", up->host, up->port,
+                                  up->addr, uv_strerror(status));
+        upstream_failed(up, why);
+        free(why);
+        return;
+    }
+    up->connected = true;
+    uv_tcp_nodelay(&up->tcp, 1);
+    if (up->ai) {
+        uv_freeaddrinfo(up->ai);
+        up->ai = up->ai_next = NULL;
+    }
+    if (up->https) {
+        reel_tls_client_opts_t o = {.host = up->sni ? up->sni : up->host,
+                                    .insecure = !c->p->verify_upstream};
+        reel_err_t err;
+        reel_err_clear(&err);
+        if (reel_tls_new_client(c->p->client_ctx, &o, &up->tls, &err) != REEL_OK) {
+            upstream_failed(up, reel_err_str(&err));
+            return;
+        }
+        reel_tls_handshake(up->tls, &err);
+        tls_flush(up);
+    }
+    peer_read_start(up);
+    if (peer_ready(up))
+        upstream_ready(up);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+    peer_t *up = req->data;
+    conn_t *c = up->c;
+    if (up->closing) {
+        /* Closed while resolving: nothing else references it. */
+        if (res)
+            uv_freeaddrinfo(res);
+        peer_free_bufs(up);
+        free(up);
+        conn_unref(c);
+        return;
+    }
+    conn_unref(c); /* the resolver's reference */
+    if (status < 0) {
+        char *why = reel_asprintf("cannot resolve %s: %s", up->host, uv_strerror(status));
+        upstream_failed(up, why);
+        free(why);
+        return;
+    }
+    up->ai = res;
+    up->ai_next = res;
+    upstream_try_next(up);
+    if (!up->tcp_open && c->up == up) {
+        char *why = reel_asprintf("cannot connect to %s:%d: no usable address", up->host, up->port);
+        upstream_failed(up, why);
+        free(why);
+    }
+}
+
+/* Makes sure c->up goes to (https, host, port), reusing it when it does. */
+static void upstream_for(conn_t *c, bool https, const char *host, int port, const char *sni) {
+    peer_t *up = c->up;
+    if (up && !up->closing && !up->eof && up->https == https && up->port == port &&
+        strcasecmp(up->host, host) == 0 &&
+        ((sni == NULL && up->sni == NULL) || (sni && up->sni && strcasecmp(sni, up->sni) == 0)))
+        return;
+    upstream_close(c);
+    up = reel_calloc(1, sizeof *up);
+    up->c = c;
+    up->role = P_UPSTREAM;
+    up->host = reel_strdup(host);
+    up->sni = sni && strcasecmp(sni, host) != 0 ? reel_strdup(sni) : NULL;
+    up->port = port;
+    up->https = https;
+    reel_buf_init(&up->in, 0);
+    reel_buf_init(&up->pend, 0);
+    reel_buf_init(&up->cipher, 0);
+    c->up = up;
+    reel_h1_free(c->resp);
+    c->resp = reel_h1_new(REEL_H1_RESPONSE, NULL);
+    char portstr[8];
+    snprintf(portstr, sizeof portstr, "%d", port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    up->gai.data = up;
+    c->handles++; /* held until the resolver calls back */
+    if (uv_getaddrinfo(c->p->loop, &up->gai, on_resolved, host, portstr, &hints) != 0) {
+        c->handles--;
+        char *why = reel_asprintf("cannot resolve %s", host);
+        upstream_failed(up, why);
+        free(why);
+    }
+}
+
+/* ---- recording helpers ---- */
+
+static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,
+                       const char *target) {
+    reel_flow_info_t info = {.client_addr = c->client_addr,
+                             .server_addr = c->up && c->up->connected ? c->up->addr : NULL};
+    c->flow = reel_recorder_flow_start(c->p->rec, &info);
+    c->p->stats.flows++;
+    reel_header_t *hs = reel_malloc((h->nheaders ? h->nheaders : 1) * sizeof *hs);
+    headers_to_rec(h->headers, h->nheaders, hs);
+    char ver[16];
+    snprintf(ver, sizeof ver, "HTTP/%d.%d", h->version_major, h->version_minor);
+    reel_request_head_t rq = {.method = h->method,
+                              .scheme = https ? "https" : "http",
+                              .host = host,
+                              .port = (uint32_t)port,
+                              .target = target,
+                              .http_version = ver,
+                              .headers = hs,
+                              .n_headers = h->nheaders};
+    reel_recorder_request_head(c->flow, &rq);
+    free(hs);
+}
+
+/* ---- request side ---- */
+
+static bool check_auth(conn_t *c, const reel_h1_head_t *h) {
+    if (c->p->proxyauth_b64 == NULL)
+        return true;
+    const reel_h1_header_t *a = reel_h1_find_header(h->headers, h->nheaders, "proxy-authorization");
+    if (a == NULL || a->value_len < 6 || strncasecmp(a->value, "basic ", 6) != 0)
+        return false;
+    const char *v = a->value + 6;
+    while (*v == ' ')
+        v++;
+    return strcmp(v, c->p->proxyauth_b64) == 0;
+}
+
+/* Serializes h for the next hop with hop-by-hop fields removed (keeping
+ * the framing fields, since the body is forwarded as received). */
+static void write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, const char *target,
+                       bool keep_upgrade, bool add_close) {
+    size_t n = h->nheaders;
+    reel_h1_header_t *hs = reel_malloc((n + 1) * sizeof *hs);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const reel_h1_header_t *f = &h->headers[i];
+        bool framing = (f->name_len == 17 && strncasecmp(f->name, "transfer-encoding", 17) == 0) ||
+                       (f->name_len == 7 && strncasecmp(f->name, "trailer", 7) == 0);
+        bool upgrade = keep_upgrade &&
+                       ((f->name_len == 7 && strncasecmp(f->name, "upgrade", 7) == 0) ||
+                        (f->name_len == 10 && strncasecmp(f->name, "connection", 10) == 0));
+        if (!framing && !upgrade &&
+            reel_h1_is_hop_by_hop_in(f->name, f->name_len, h->headers, h->nheaders))
+            continue;
+        hs[k++] = *f;
+    }
+    if (add_close)
+        hs[k++] = (reel_h1_header_t){"Connection", 10, "close", 5};
+    reel_h1_head_t o = *h;
+    o.headers = hs;
+    o.nheaders = k;
+    if (request) {
+        o.target = target;
+        o.target_len = strlen(target);
+        reel_h1_write_request_head(out, &o);
+    } else {
+        reel_h1_write_response_head(out, &o);
+    }
+    free(hs);
+}
+
+static void begin_raw_tunnel(conn_t *c, const char *host, int port, bool reply_200);
+
+static void handle_connect(conn_t *c, const reel_h1_head_t *h) {
+    char *host = NULL;
+    int port = 0;
+    if (split_authority(h->target, h->target_len, &host, &port, -1) != 0 || port < 0) {
+        record_refused(c, h, "http", NULL, 0, NULL);
+        fail_exchange(c, 400, "CONNECT target must be host:port");
+        free(host);
+        return;
+    }
+    if (!check_auth(c, h)) {
+        record_refused(c, h, "https", host, port, "");
+        fail_exchange(c, 407, "proxy authentication required");
+        free(host);
+        return;
+    }
+    free(c->tunnel_host);
+    c->tunnel_host = host;
+    c->tunnel_port = port;
+    c->in_tunnel = true;
+    if (ignored(c->p, host, port)) {
+        begin_raw_tunnel(c, host, port, true);
+        return;
+    }
+    static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+    peer_write(&c->client, ok, sizeof ok - 1);
+    c->state = C_SNIFF;
+    c->sniff_started = uv_now(c->p->loop);
+    /* Bytes after the CONNECT head belong to the tunnel. */
+    reel_h1_free(c->reqp);
+    c->reqp = reel_h1_new(REEL_H1_REQUEST, NULL);
+}
+
+static void request_head(conn_t *c, const reel_h1_head_t *h) {
+    c->head_started = 0;
+    c->resp_head_sent = c->req_done = c->resp_done = false;
+    c->client_close = !h->keep_alive;
+    c->upgrade = h->upgrade && !h->is_connect;
+    if (h->is_connect) {
+        if (c->in_tunnel) {
+            record_refused(c, h, "https", c->tunnel_host, c->tunnel_port, NULL);
+            fail_exchange(c, 400, "CONNECT inside a CONNECT tunnel");
+            return;
+        }
+        handle_connect(c, h);
+        return;
+    }
+    bool https;
+    char *host = NULL, *path = NULL;
+    int port;
+    if (h->target_form == REEL_H1_TARGET_ABSOLUTE) {
+        if (split_absolute(h->target, h->target_len, &https, &host, &port, &path) != 0) {
+            record_refused(c, h, "http", NULL, 0, NULL);
+            fail_exchange(c, 400, "cannot parse the absolute URL of the request");
+            return;
+        }
+    } else if (c->in_tunnel && h->target_form == REEL_H1_TARGET_ORIGIN) {
+        https = c->tunnel_tls;
+        host = reel_strdup(c->tunnel_host);
+        port = c->tunnel_port;
+        path = reel_strndup(h->target, h->target_len);
+    } else {
+        record_refused(c, h, "http", NULL, 0, NULL);
+        fail_exchange(c, 400,
+                      "this is a proxy: the request target must be an absolute URL "
+                      "(http://host/path) or the request must come through CONNECT");
+        return;
+    }
+    if (!c->in_tunnel && !check_auth(c, h)) {
+        record_refused(c, h, https ? "https" : "http", host, port, path);
+        fail_exchange(c, 407, "proxy authentication required");
+        free(host);
+        free(path);
+        return;
+    }
+    if (https && !c->in_tunnel) {
+        /* "GET https://..." sent in the clear: forward over TLS. */
+    }
+    upstream_for(c, https, host, port, c->in_tunnel ? c->tunnel_sni : NULL);
+    start_flow(c, h, https, host, port, path);
+    reel_h1_expect_response(c->resp, h->is_head, false);
+    reel_buf_t out;
+    reel_buf_init(&out, 0);
+    write_head(&out, h, true, path, c->upgrade, false);
+    peer_write(c->up, out.data, out.len);
+    reel_buf_free(&out);
+    free(host);
+    free(path);
+    c->state = C_REQ_BODY;
+}
+
+/* Feeds the request parser from the client's input. */
+static void req_process(conn_t *c) {
+    peer_t *cl = &c->client;
+    while (c->state == C_HEAD || c->state == C_REQ_BODY) {
+        if (c->state == C_HEAD && c->draining && cl->in.len == 0) {
+            conn_close(c);
+            return;
+        }
+        size_t consumed = 0;
+        reel_h1_event_t ev;
+        memset(&ev, 0, sizeof ev);
+        reel_rc rc = reel_h1_feed(c->reqp, cl->in.data, cl->in.len, &consumed, &ev);
+        if (rc == REEL_NEED_MORE) {
+            if (c->state == C_HEAD && cl->in.len && c->head_started == 0)
+                c->head_started = uv_now(c->p->loop);
+            reel_buf_consume(&cl->in, consumed);
+            break;
+        }
+        if (rc != REEL_OK) {
+            if (c->flow == NULL)
+                record_refused(c, NULL, "http", NULL, 0, "");
+            fail_exchange(c, ev.error_status ? ev.error_status : 400,
+                          ev.error_reason ? ev.error_reason : "malformed request");
+            return;
+        }
+        switch (ev.type) {
+        case REEL_H1_EV_HEAD:
+            request_head(c, &ev.head);
+            reel_buf_consume(&cl->in, consumed);
+            if (c->state == C_SNIFF || c->state == C_RAW || c->state == C_DONE)
+                return;
+            break;
+        case REEL_H1_EV_BODY:
+            if (c->flow)
+                reel_recorder_request_body(c->flow, ev.data, ev.len);
+            if (c->up)
+                peer_write(c->up, cl->in.data, consumed);
+            reel_buf_consume(&cl->in, consumed);
+            break;
+        case REEL_H1_EV_END:
+            if (c->up)
+                peer_write(c->up, cl->in.data, consumed);
+            reel_buf_consume(&cl->in, consumed);
+            c->req_done = true;
+            c->req_end_us = now_us();
+            if (!c->upgrade)
+                c->state = C_WAIT_RESP;
+            if (c->resp_done) {
+                /* the response finished first (an early answer) */
+                maybe_finish(c);
+                return;
+            }
+            break;
+        case REEL_H1_EV_UPGRADE:
+            reel_buf_consume(&cl->in, consumed);
+            c->state = C_WAIT_RESP; /* the response decides */
+            return;
+        case REEL_H1_EV_TUNNEL:
+        case REEL_H1_EV_NONE:
+            reel_buf_consume(&cl->in, consumed);
+            break;
+        }
+        if (c->up)
+            peer_update_reading(cl);
+    }
+}
+
+/* ---- response side ---- */
+
+static void exchange_done(conn_t *c, bool upstream_reusable) {
+    c->p->stats.flows += 0;
+    if (!upstream_reusable)
+        upstream_close(c);
+    if (c->client_close || c->draining) {
+        c->state = C_DONE;
+        c->client.close_when_flushed = true;
+        if (c->client.wpending == 0 && c->client.pend.len == 0)
+            conn_close(c);
+        return;
+    }
+    c->state = C_HEAD;
+    c->head_started = 0;
+    touch(c);
+}
+
+/* Ends the exchange once both the request and the response are complete:
+ * an origin may answer before it has read the whole request body (nginx
+ * does for a `return`), and the rest of the body still has to be passed on
+ * (and recorded) before the connection can carry the next request. */
+static void maybe_finish(conn_t *c) {
+    if (!c->req_done || !c->resp_done)
+        return;
+    if (c->flow) {
+        reel_recorder_flow_end(c->flow, NULL, 0, c->req_end_us, 0);
+        c->flow = NULL;
+    }
+    peer_t *up = c->up;
+    exchange_done(c, up && !up->eof && up->in.len == 0);
+    if (c->state == C_HEAD && c->client.in.len)
+        req_process(c);
+}
+
+static void resp_head(conn_t *c, const reel_h1_head_t *h) {
+    if (h->interim) {
+        reel_buf_t out;
+        reel_buf_init(&out, 0);
+        write_head(&out, h, false, NULL, false, false);
+        peer_write(&c->client, out.data, out.len);
+        reel_buf_free(&out);
+        return;
+    }
+    reel_header_t *hs = reel_malloc((h->nheaders ? h->nheaders : 1) * sizeof *hs);
+    headers_to_rec(h->headers, h->nheaders, hs);
+    char ver[16];
+    snprintf(ver, sizeof ver, "HTTP/%d.%d", h->version_major, h->version_minor);
+    reel_response_head_t rs = {.status = (uint32_t)h->status,
+                               .reason = h->reason ? h->reason : "",
+                               .http_version = ver,
+                               .headers = hs,
+                               .n_headers = h->nheaders};
+    if (c->flow)
+        reel_recorder_response_head(c->flow, &rs);
+    free(hs);
+    bool eof_framed = h->framing == REEL_H1_BODY_EOF;
+    if (eof_framed || !h->keep_alive)
+        c->client_close = true;
+    reel_buf_t out;
+    reel_buf_init(&out, 0);
+    write_head(&out, h, false, NULL, c->upgrade && h->status == 101,
+               c->client_close && !(c->upgrade && h->status == 101));
+    peer_write(&c->client, out.data, out.len);
+    reel_buf_free(&out);
+    c->resp_head_sent = true;
+}
+
+static void start_upgraded_tunnel(conn_t *c);
+
+static void resp_process(conn_t *c) {
+    peer_t *up = c->up;
+    while (up && c->up == up && c->state != C_DONE && c->state != C_RAW) {
+        size_t consumed = 0;
+        reel_h1_event_t ev;
+        memset(&ev, 0, sizeof ev);
+        reel_rc rc;
+        if (up->eof && up->in.len == 0)
+            rc = reel_h1_feed_eof(c->resp, &ev);
+        else
+            rc = reel_h1_feed(c->resp, up->in.data, up->in.len, &consumed, &ev);
+        if (rc == REEL_NEED_MORE) {
+            reel_buf_consume(&up->in, consumed);
+            break;
+        }
+        if (rc != REEL_OK) {
+            char *why = reel_asprintf("invalid response from %s:%d: %s", up->host, up->port,
+                                      ev.error_reason ? ev.error_reason : "malformed");
+            if (c->resp_head_sent) {
+                if (c->flow) {
+                    reel_recorder_flow_error(c->flow, why, 0);
+                    c->flow = NULL;
+                }
+                free(why);
+                conn_close(c);
+                return;
+            }
+            fail_exchange(c, 502, why);
+            free(why);
+            return;
+        }
+        if (ev.type == REEL_H1_EV_NONE) {
+            /* clean EOF between responses */
+            if (up->eof) {
+                if (c->flow && !c->resp_head_sent) {
+                    fail_exchange(c, 502, "upstream closed the connection without responding");
+                    return;
+                }
+                upstream_close(c);
+            }
+            break;
+        }
+        switch (ev.type) {
+        case REEL_H1_EV_HEAD:
+            resp_head(c, &ev.head);
+            reel_buf_consume(&up->in, consumed);
+            break;
+        case REEL_H1_EV_BODY:
+            if (c->flow)
+                reel_recorder_response_body(c->flow, ev.data, ev.len);
+            peer_write(&c->client, up->in.data, consumed);
+            reel_buf_consume(&up->in, consumed);
+            break;
+        case REEL_H1_EV_END:
+            peer_write(&c->client, up->in.data, consumed);
+            reel_buf_consume(&up->in, consumed);
+            c->resp_done = true;
+            if (c->upgrade && c->req_done)
+                break; /* an UPGRADE event follows if it switched */
+            maybe_finish(c);
+            return;
+        case REEL_H1_EV_UPGRADE:
+            reel_buf_consume(&up->in, consumed);
+            start_upgraded_tunnel(c);
+            return;
+        default:
+            reel_buf_consume(&up->in, consumed);
+            break;
+        }
+        peer_update_reading(up);
+    }
+    if (c->upgrade && c->resp_done && c->state == C_WAIT_RESP) {
+        /* upgrade refused: back to HTTP */
+        c->upgrade = false;
+        reel_h1_upgrade_refused(c->reqp);
+        exchange_done(c, up && !up->eof);
+        if (c->state == C_HEAD)
+            req_process(c);
+    }
+}
+
+/* ---- raw tunnels ---- */
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+    (void)status;
+    free(req);
+}
+
+static void tunnel_forward(conn_t *c) {
+    peer_t *cl = &c->client, *up = c->up;
+    if (up == NULL)
+        return;
+    if (cl->in.len && peer_queued(up) < HIGH_WATER) {
+        if (c->tflow)
+            reel_recorder_request_body(c->tflow, cl->in.data, cl->in.len);
+        peer_write(up, cl->in.data, cl->in.len);
+        reel_buf_reset(&cl->in);
+    }
+    if (up->in.len && peer_queued(cl) < HIGH_WATER) {
+        if (c->tflow)
+            reel_recorder_response_body(c->tflow, up->in.data, up->in.len);
+        peer_write(cl, up->in.data, up->in.len);
+        reel_buf_reset(&up->in);
+    }
+    peer_update_reading(cl);
+    peer_update_reading(up);
+    if ((cl->eof && up->eof) || (cl->eof && up->in.len == 0 && !up->tcp_open)) {
+        if (c->tflow) {
+            reel_recorder_flow_end(c->tflow, NULL, 0, 0, 0);
+            c->tflow = NULL;
+        }
+        c->client.close_when_flushed = true;
+        upstream_close(c);
+        if (cl->wpending == 0)
+            conn_close(c);
+        return;
+    }
+    /* Half-close: pass the EOF on once the other side's data is out. */
+    if (cl->eof && up->connected && up->tls == NULL && up->in.len == 0 && cl->in.len == 0 &&
+        up->tcp_open && !up->closing) {
+        uv_shutdown_t *sr = reel_malloc(sizeof *sr);
+        if (uv_shutdown(sr, (uv_stream_t *)&up->tcp, on_shutdown) != 0)
+            free(sr);
+    }
+    if (up->eof && cl->tcp_open && !cl->closing && up->in.len == 0 && cl->tls == NULL) {
+        c->client.close_when_flushed = true;
+        if (cl->wpending == 0)
+            conn_close(c);
+    }
+}
+
+static void tunnel_flow(conn_t *c, const char *host, int port) {
+    reel_flow_info_t info = {.kind = REEL_FLOW_TUNNEL, .client_addr = c->client_addr};
+    c->tflow = reel_recorder_flow_start(c->p->rec, &info);
+    c->p->stats.flows++;
+    reel_request_head_t rq = {.method = "CONNECT", .scheme = "tcp", .host = host,
+                              .port = (uint32_t)port, .target = "", .http_version = "HTTP/1.1"};
+    reel_recorder_request_head(c->tflow, &rq);
+}
+
+/* A tunnel to host:port relayed byte for byte and recorded as one flow. */
+static void begin_raw_tunnel(conn_t *c, const char *host, int port, bool reply_200) {
+    c->state = C_RAW;
+    tunnel_flow(c, host, port);
+    upstream_for(c, false, host, port, NULL);
+    if (reply_200) {
+        static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+        peer_write(&c->client, ok, sizeof ok - 1);
+    }
+    tunnel_forward(c);
+}
+
+static void start_upgraded_tunnel(conn_t *c) {
+    /* The HTTP flow (request + 101) has ended; the bytes that follow are
+     * recorded as a tunnel flow. */
+    c->state = C_RAW;
+    tunnel_flow(c, c->up ? c->up->host : "", c->up ? c->up->port : 0);
+    /* Bytes the parsers hold beyond the head are still in the buffers. */
+    tunnel_forward(c);
+}
+
+/* After CONNECT 200: decide what the client speaks. */
+static void sniff_process(conn_t *c) {
+    peer_t *cl = &c->client;
+    reel_sniff_kind k = reel_sniff(cl->in.data, cl->in.len);
+    if (k == REEL_SNIFF_NEED_MORE)
+        return;
+    if (k == REEL_SNIFF_TLS) {
+        reel_clienthello_t ch;
+        reel_rc rc = reel_clienthello_parse(cl->in.data, cl->in.len, &ch);
+        if (rc == REEL_NEED_MORE)
+            return;
+        const char *sni = rc == REEL_OK && ch.sni[0] ? ch.sni : NULL;
+        if ((sni && ignored(c->p, sni, c->tunnel_port)) || c->p->server_ctx == NULL) {
+            begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false);
+            return;
+        }
+        free(c->tunnel_sni);
+        c->tunnel_sni = sni ? reel_strdup(sni) : NULL;
+        reel_err_t err;
+        reel_err_clear(&err);
+        if (reel_tls_new_server(c->p->server_ctx, c->tunnel_host, &cl->tls, &err) != REEL_OK) {
+            begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false);
+            return;
+        }
+        c->tunnel_tls = true;
+        c->state = C_HEAD;
+        /* The buffered ClientHello is cipher text for the new TLS layer. */
+        reel_buf_t hello = cl->in;
+        reel_buf_init(&cl->in, 0);
+        size_t off = 0;
+        while (off < hello.len) {
+            size_t n = 0;
+            reel_tls_feed_cipher(cl->tls, hello.data + off, hello.len - off, &n);
+            if (n == 0)
+                break;
+            off += n;
+        }
+        reel_buf_free(&hello);
+        conn_process(c);
+        return;
+    }
+    if (k == REEL_SNIFF_HTTP) {
+        c->tunnel_tls = false;
+        c->state = C_HEAD;
+        req_process(c);
+        return;
+    }
+    begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false);
+}
+
+/* ---- reading ---- */
+
+/* Runs the TLS layer of a peer: handshake, decrypt into pe->in. Returns
+ * false if the peer failed. */
+static bool tls_pump(peer_t *pe) {
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (!reel_tls_handshake_done(pe->tls)) {
+        reel_rc rc = reel_tls_handshake(pe->tls, &err);
+        tls_flush(pe);
+        if (rc == REEL_NEED_MORE)
+            return true;
+        if (rc != REEL_OK) {
+            conn_t *c = pe->c;
+            if (pe->role == P_UPSTREAM) {
+                upstream_failed(pe, reel_err_str(&err));
+            } else {
+                /* The client refused our certificate (or spoke garbage):
+                 * record it, since it usually means the CA is not trusted. */
+                char *why = reel_asprintf("TLS handshake with the client failed (is reel's CA "
+                                          "trusted?): %s",
+                                          reel_err_str(&err));
+                tunnel_flow(c, c->tunnel_host ? c->tunnel_host : "", c->tunnel_port);
+                reel_recorder_flow_error(c->tflow, why, 0);
+                c->tflow = NULL;
+                free(why);
+                c->resp_head_sent = true;
+                fail_exchange(c, 0, "client TLS handshake failed");
+            }
+            return false;
+        }
+        if (pe->role == P_UPSTREAM)
+            upstream_ready(pe);
+        else
+            peer_flush_pend(pe);
+    }
+    for (;;) {
+        uint8_t buf[16384];
+        size_t n = 0;
+        reel_rc rc = reel_tls_read_plain(pe->tls, buf, sizeof buf, &n, &err);
+        tls_flush(pe);
+        if (rc == REEL_NEED_MORE)
+            break;
+        if (rc != REEL_OK) {
+            pe->eof = true;
+            break;
+        }
+        if (n == 0) {
+            pe->eof = true;
+            break;
+        }
+        reel_buf_append(&pe->in, buf, n);
+    }
+    return true;
+}
+
+static void upstream_ready(peer_t *up) {
+    peer_flush_pend(up);
+    conn_t *c = up->c;
+    if (c->state == C_RAW)
+        tunnel_forward(c);
+}
+
+static void conn_process(conn_t *c) {
+    peer_t *cl = &c->client;
+    if (cl->tls && !tls_pump(cl))
+        return;
+    switch (c->state) {
+    case C_SNIFF:
+        sniff_process(c);
+        break;
+    case C_HEAD:
+    case C_REQ_BODY:
+        req_process(c);
+        break;
+    case C_RAW:
+        tunnel_forward(c);
+        break;
+    default:
+        break;
+    }
+    if (c->state == C_DONE || cl->closing)
+        return;
+    if (cl->eof && cl->in.len == 0) {
+        if (c->state == C_HEAD && c->flow == NULL) {
+            conn_close(c);
+        } else if (c->state == C_REQ_BODY) {
+            if (c->flow) {
+                reel_recorder_flow_error(c->flow, "client closed the connection during the request", 0);
+                c->flow = NULL;
+            }
+            conn_close(c);
+        } else if (c->state == C_SNIFF) {
+            conn_close(c);
+        } else if (c->state == C_WAIT_RESP) {
+            /* Let the response finish (the client may have half-closed). */
+            c->client_close = true;
+        }
+    }
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+    peer_t *pe = s->data;
+    conn_t *c = pe->c;
+    if (nread == 0)
+        return;
+    touch(c);
+    if (nread < 0) {
+        peer_read_stop(pe);
+        if (nread != UV_EOF && pe->role == P_CLIENT && c->flow) {
+            char *why = reel_asprintf("client connection error: %s", uv_strerror((int)nread));
+            reel_recorder_flow_error(c->flow, why, 0);
+            c->flow = NULL;
+            free(why);
+        }
+        pe->eof = true;
+        if (pe->tls)
+            reel_tls_feed_eof(pe->tls);
+    } else if (pe->tls) {
+        size_t off = 0;
+        while (off < (size_t)nread) {
+            size_t n = 0;
+            reel_tls_feed_cipher(pe->tls, (const uint8_t *)buf->base + off, (size_t)nread - off, &n);
+            off += n;
+            if (!tls_pump(pe))
+                return;
+            if (n == 0)
+                break; /* TLS input full: the rest is dropped only if the peer floods */
+        }
+    } else {
+        reel_buf_append(&pe->in, buf->base, (size_t)nread);
+    }
+    if (pe->tls && nread < 0 && !tls_pump(pe))
+        return;
+    if (pe->role == P_CLIENT) {
+        conn_process(c);
+    } else if (c->state == C_RAW) {
+        tunnel_forward(c);
+    } else {
+        resp_process(c);
+    }
+    if (!pe->closing && c->up == pe)
+        peer_update_reading(pe);
+    else if (pe->role == P_CLIENT && !pe->closing && c->state != C_DONE)
+        peer_update_reading(pe);
+}
+
+/* ---- connection lifecycle ---- */
+
+static void conn_free(conn_t *c) {
+    reel_proxy_t *p = c->p;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        p->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    reel_h1_free(c->reqp);
+    reel_h1_free(c->resp);
+    free(c->tunnel_host);
+    free(c->tunnel_sni);
+    free(c);
+    p->stats.active_connections--;
+    if (p->shutting_down && p->conns == NULL && p->done) {
+        void (*done)(void *) = p->done;
+        p->done = NULL;
+        uv_close((uv_handle_t *)&p->grace, NULL);
+        done(p->done_ctx);
+    }
+}
+
+static void conn_unref(conn_t *c) {
+    if (--c->handles == 0)
+        conn_free(c);
+}
+
+static void on_close_timer(uv_handle_t *h) {
+    conn_unref(h->data);
+}
+
+static void conn_close(conn_t *c) {
+    if (c->client.closing)
+        return;
+    if (c->flow) {
+        reel_recorder_flow_error(c->flow, c->p->shutting_down
+                                              ? "proxy shut down before the flow ended"
+                                              : "connection closed before the flow ended", 0);
+        c->flow = NULL;
+    }
+    if (c->tflow) {
+        reel_recorder_flow_end(c->tflow, NULL, 0, 0, 0);
+        c->tflow = NULL;
+    }
+    c->state = C_DONE;
+    upstream_close(c);
+    c->client.closing = true;
+    uv_close((uv_handle_t *)&c->client.tcp, on_close_peer);
+    if (c->timer_open) {
+        c->timer_open = false;
+        uv_close((uv_handle_t *)&c->timer, on_close_timer);
+    }
+}
+
+static void on_conn_timer(uv_timer_t *t) {
+    conn_t *c = t->data;
+    reel_proxy_t *p = c->p;
+    uint64_t now = uv_now(p->loop);
+    if (c->state == C_HEAD && c->head_started && now - c->head_started >= p->head_timeout_ms) {
+        record_refused(c, NULL, "http", NULL, 0, "");
+        fail_exchange(c, 408, "request head not received in time (head_timeout)");
+        return;
+    }
+    if (c->state == C_SNIFF && now - c->sniff_started >= SNIFF_WAIT_MS) {
+        /* The client is silent: maybe a server-speaks-first protocol. */
+        begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false);
+        return;
+    }
+    if (now - c->last_activity >= p->idle_timeout_ms) {
+        if (c->flow)
+            reel_recorder_flow_error(c->flow, "idle timeout", 0);
+        c->flow = NULL;
+        conn_close(c);
+        return;
+    }
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+    reel_proxy_t *p = server->data;
+    if (status < 0)
+        return;
+    conn_t *c = reel_calloc(1, sizeof *c);
+    c->p = p;
+    c->client.c = c;
+    c->client.role = P_CLIENT;
+    reel_buf_init(&c->client.in, 0);
+    reel_buf_init(&c->client.pend, 0);
+    reel_buf_init(&c->client.cipher, 0);
+    uv_tcp_init(p->loop, &c->client.tcp);
+    c->client.tcp.data = &c->client;
+    c->handles = 1;
+    if (uv_accept(server, (uv_stream_t *)&c->client.tcp) != 0) {
+        c->client.closing = true;
+        c->next = p->conns;
+        if (p->conns)
+            p->conns->prev = c;
+        p->conns = c;
+        p->stats.active_connections++;
+        uv_close((uv_handle_t *)&c->client.tcp, on_close_peer);
+        return;
+    }
+    c->client.tcp_open = c->client.connected = true;
+    uv_tcp_nodelay(&c->client.tcp, 1);
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getpeername(&c->client.tcp, (struct sockaddr *)&ss, &len) == 0)
+        addr_string((struct sockaddr *)&ss, c->client_addr, sizeof c->client_addr);
+    reel_h1_limits_t lim = {.max_head_size = p->max_head_size};
+    c->reqp = reel_h1_new(REEL_H1_REQUEST, &lim);
+    c->resp = reel_h1_new(REEL_H1_RESPONSE, NULL);
+    c->next = p->conns;
+    if (p->conns)
+        p->conns->prev = c;
+    p->conns = c;
+    p->stats.connections++;
+    p->stats.active_connections++;
+    uv_timer_init(p->loop, &c->timer);
+    c->timer.data = c;
+    c->timer_open = true;
+    c->handles++;
+    touch(c);
+    uv_timer_start(&c->timer, on_conn_timer, 1000, 1000);
+    peer_read_start(&c->client);
+}
+
+/* ---- public API ---- */
+
+static reel_rc apply_config(reel_proxy_t *p, const reel_config_t *cfg, reel_err_t *err) {
+    size_t n = 0;
+    char **list = reel_config_get_list(cfg, "ignore_hosts", &n);
+    pcre2_code **codes = reel_calloc(n ? n : 1, sizeof *codes);
+    for (size_t i = 0; i < n; i++) {
+        int ec;
+        PCRE2_SIZE eo;
+        codes[i] = pcre2_compile((PCRE2_SPTR)list[i], PCRE2_ZERO_TERMINATED, PCRE2_CASELESS, &ec,
+                                 &eo, NULL);
+        if (codes[i] == NULL) {
+            PCRE2_UCHAR msg[200];
+            pcre2_get_error_message(ec, msg, sizeof msg);
+            reel_err_set(err, REEL_INVALID, "ignore_hosts: bad regex '%s': %s", list[i],
+                         (const char *)msg);
+            for (size_t k = 0; k < i; k++)
+                pcre2_code_free(codes[k]);
+            free(codes);
+            free(list);
+            return REEL_INVALID;
+        }
+    }
+    free(list);
+    for (size_t i = 0; i < p->nignore; i++)
+        pcre2_code_free(p->ignore[i]);
+    free(p->ignore);
+    p->ignore = codes;
+    p->nignore = n;
+    p->verify_upstream = reel_config_get_bool(cfg, "upstream_cert_verify");
+    p->idle_timeout_ms = (uint64_t)reel_config_get_int(cfg, "idle_timeout") * 1000;
+    p->head_timeout_ms = (uint64_t)reel_config_get_int(cfg, "head_timeout") * 1000;
+    p->max_head_size = (size_t)reel_config_get_int(cfg, "max_head_size");
+    const char *auth = reel_config_get(cfg, "proxyauth", NULL);
+    free(p->proxyauth_b64);
+    p->proxyauth_b64 = NULL;
+    if (auth && auth[0]) {
+        size_t len = strlen(auth);
+        p->proxyauth_b64 = reel_malloc(4 * ((len + 2) / 3) + 1);
+        static const char tbl[] =
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        size_t o = 0;
+        for (size_t i = 0; i < len; i += 3) {
+            uint32_t v = (uint32_t)(unsigned char)auth[i] << 16;
+            if (i + 1 < len)
+                v |= (uint32_t)(unsigned char)auth[i + 1] << 8;
+            if (i + 2 < len)
+                v |= (unsigned char)auth[i + 2];
+            p->proxyauth_b64[o++] = tbl[(v >> 18) & 63];
+            p->proxyauth_b64[o++] = tbl[(v >> 12) & 63];
+            p->proxyauth_b64[o++] = i + 1 < len ? tbl[(v >> 6) & 63] : '=';
+            p->proxyauth_b64[o++] = i + 2 < len ? tbl[v & 63] : '=';
+        }
+        p->proxyauth_b64[o] = '\0';
+    }
+    return REEL_OK;
+}
+
+reel_rc reel_proxy_configure(reel_proxy_t *p, const reel_config_t *cfg, reel_err_t *err) {
+    return apply_config(p, cfg, err);
+}
+
+reel_rc reel_proxy_start(uv_loop_t *loop, const reel_config_t *cfg, reel_recorder_t *rec,
+                         reel_ca_t *ca, reel_proxy_t **out, reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    reel_proxy_t *p = reel_calloc(1, sizeof *p);
+    p->loop = loop;
+    p->rec = rec;
+    p->ca = ca;
+    *out = NULL;
+    if ((rc = apply_config(p, cfg, err)) != REEL_OK)
+        goto out;
+    const char *extra = reel_config_get(cfg, "upstream_trusted_ca", NULL);
+    if ((rc = reel_tls_ctx_new_client(extra && extra[0] ? extra : NULL, false, &p->client_ctx,
+                                      err)) != REEL_OK)
+        goto out;
+    if (ca && (rc = reel_tls_ctx_new_server(ca, &p->server_ctx, err)) != REEL_OK)
+        goto out;
+    const char *host = reel_config_get(cfg, "listen_host", NULL);
+    int port = (int)reel_config_get_int(cfg, "listen_port");
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    char portstr[8];
+    snprintf(portstr, sizeof portstr, "%d", port);
+    int gai = getaddrinfo(host, portstr, &hints, &res);
+    if (gai != 0) {
+        rc = reel_err_set(err, REEL_INVALID, "cannot listen on %s:%d: %s", host, port,
+                          gai_strerror(gai));
+        goto out;
+    }
+    uv_tcp_init(loop, &p->listener);
+    p->listener.data = p;
+    int e = uv_tcp_bind(&p->listener, res->ai_addr, 0);
+    if (e == 0)
+        e = uv_listen((uv_stream_t *)&p->listener, 1024, on_connection);
+    freeaddrinfo(res);
+    if (e != 0) {
+        uv_close((uv_handle_t *)&p->listener, NULL);
+        rc = reel_err_set(err, REEL_IO, "cannot listen on %s:%d: %s", host, port, uv_strerror(e));
+        goto out;
+    }
+    p->listening = true;
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    uv_tcp_getsockname(&p->listener, (struct sockaddr *)&ss, &len);
+    p->port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                       : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    uv_timer_init(loop, &p->grace);
+    p->grace.data = p;
+out:
+    if (rc != REEL_OK) {
+        reel_tls_ctx_free(p->client_ctx);
+        reel_tls_ctx_free(p->server_ctx);
+        for (size_t i = 0; i < p->nignore; i++)
+            pcre2_code_free(p->ignore[i]);
+        free(p->ignore);
+        free(p->proxyauth_b64);
+        free(p);
+        p = NULL;
+    }
+    *out = p;
+    return rc;
+}
+
+int reel_proxy_port(const reel_proxy_t *p) {
+    return p->port;
+}
+
+static void on_grace(uv_timer_t *t) {
+    reel_proxy_t *p = t->data;
+    for (conn_t *c = p->conns; c; c = c->next)
+        conn_close(c);
+}
+
+void reel_proxy_shutdown(reel_proxy_t *p, uint64_t grace_ms, void (*done)(void *ctx), void *ctx) {
+    p->shutting_down = true;
+    p->done = done;
+    p->done_ctx = ctx;
+    if (p->listening) {
+        p->listening = false;
+        uv_close((uv_handle_t *)&p->listener, NULL);
+    }
+    conn_t *next;
+    for (conn_t *c = p->conns; c; c = next) {
+        next = c->next;
+        c->draining = true;
+        if (c->state == C_HEAD && c->client.in.len == 0 && c->flow == NULL)
+            conn_close(c);
+    }
+    if (p->conns == NULL) {
+        p->done = NULL;
+        uv_close((uv_handle_t *)&p->grace, NULL);
+        done(ctx);
+        return;
+    }
+    uv_timer_start(&p->grace, on_grace, grace_ms, 0);
+}
+
+void reel_proxy_free(reel_proxy_t *p) {
+    if (p == NULL)
+        return;
+    reel_tls_ctx_free(p->client_ctx);
+    reel_tls_ctx_free(p->server_ctx);
+    for (size_t i = 0; i < p->nignore; i++)
+        pcre2_code_free(p->ignore[i]);
+    free(p->ignore);
+    free(p->proxyauth_b64);
+    free(p);
+}
+
+void reel_proxy_stats(const reel_proxy_t *p, reel_proxy_stats_t *out) {
+    *out = p->stats;
+}

@@ -1,0 +1,49 @@
+/* The proxy: listener, client and upstream connections on one libuv loop.
+ *
+ * It glues the sans-I/O layers (http1, tls, sniff) to sockets and reports
+ * every flow event to the recorder. Configuration that may change while it
+ * runs (body_limit, capture, ignore_hosts, upstream_cert_verify) is applied
+ * with reel_proxy_configure. */
+#ifndef REEL_CORE_PROXY_H
+#define REEL_CORE_PROXY_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "base/error.h"
+#include "session/config.h"
+#include "session/recorder.h"
+
+typedef struct reel_proxy reel_proxy_t;
+typedef struct reel_ca reel_ca_t;
+
+/** Starts listening on the config's listen_host:listen_port on loop and
+ * records into rec (borrowed; must outlive the proxy). ca (borrowed, may be
+ * NULL: CONNECT is then tunnelled without interception). Returns owned.
+ * REEL_IO with the address in err when the port cannot be bound. */
+reel_rc reel_proxy_start(uv_loop_t *loop, const reel_config_t *cfg, reel_recorder_t *rec,
+                         reel_ca_t *ca, reel_proxy_t **out, reel_err_t *err);
+
+/** Applies the hot-reloadable options of cfg to connections and flows
+ * started from now on. Returns REEL_INVALID (nothing applied) if cfg holds a
+ * value the proxy cannot use (e.g. an ignore_hosts regex). */
+reel_rc reel_proxy_configure(reel_proxy_t *p, const reel_config_t *cfg, reel_err_t *err);
+
+/** The port actually bound (useful with listen_port 0). */
+int reel_proxy_port(const reel_proxy_t *p);
+
+/** Stops accepting; in-flight flows get grace_ms to finish, then every
+ * connection is closed (flows still open are recorded as errors). done is
+ * called once everything is closed; the caller then frees the proxy. */
+void reel_proxy_shutdown(reel_proxy_t *p, uint64_t grace_ms, void (*done)(void *ctx), void *ctx);
+
+/** Frees a proxy after shutdown completed (accepts NULL). */
+void reel_proxy_free(reel_proxy_t *p);
+
+/** Counters for logs and stats. */
+typedef struct {
+    uint64_t connections, active_connections, flows, errors;
+} reel_proxy_stats_t;
+void reel_proxy_stats(const reel_proxy_t *p, reel_proxy_stats_t *out);
+
+#endif
