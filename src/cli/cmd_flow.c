@@ -15,6 +15,7 @@
 #include "base/mem.h"
 #include "cli/cli.h"
 #include "session/decode.h"
+#include "session/index.h"
 #include "session/store.h"
 
 static const char usage[] =
@@ -674,19 +675,7 @@ static json_t *headers_json(Reel__Header **h, size_t n) {
 static json_t *url_json(const Reel__RequestHead *h) {
     reel_buf_t b;
     reel_buf_init(&b, 0);
-    const char *scheme = h->scheme && h->scheme[0] ? h->scheme : "http";
-    reel_buf_printf(&b, "%s://", scheme);
-    int v6 = h->host.len && memchr(h->host.data, ':', h->host.len) != NULL;
-    if (v6)
-        reel_buf_puts(&b, "[");
-    reel_buf_append(&b, h->host.data, h->host.len);
-    if (v6)
-        reel_buf_puts(&b, "]");
-    int dflt = (strcmp(scheme, "http") == 0 && h->port == 80) ||
-               (strcmp(scheme, "https") == 0 && h->port == 443);
-    if (h->port && !dflt)
-        reel_buf_printf(&b, ":%u", h->port);
-    reel_buf_append(&b, h->target.data, h->target.len);
+    reel_index_url(h, &b);
     json_t *j = bytes_json(b.data, b.len);
     reel_buf_free(&b);
     return j;

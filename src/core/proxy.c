@@ -893,8 +893,11 @@ static void req_process(conn_t *c) {
         }
         switch (ev.type) {
         case REEL_H1_EV_HEAD:
-            request_head(c, &ev.head);
+            /* The head's strings live in the parser, not in cl->in: drop
+             * the head bytes first, so that a tunnel started by this head
+             * (CONNECT) only ever sees what follows it. */
             reel_buf_consume(&cl->in, consumed);
+            request_head(c, &ev.head);
             if (c->state == C_SNIFF || c->state == C_RAW || c->state == C_DONE)
                 return;
             break;

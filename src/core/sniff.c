@@ -262,7 +262,8 @@ static const char *parse_sni(rd_t *r, size_t end, reel_clienthello_t *out) {
         sni_invalid(out, "more than one host_name in server_name");
         return NULL;
     }
-    const char *why = too_long ? "host name longer than 253 bytes" : hostname_problem(name, name_len);
+    const char *why =
+        too_long ? "host name longer than 253 bytes" : hostname_problem(name, name_len);
     if (why) {
         sni_invalid(out, why);
         return NULL;

@@ -362,22 +362,26 @@ static const ProtobufCBinaryData *find_header(Reel__Header **h, size_t n, const 
     return NULL;
 }
 
-static void set_url(frow *r, const Reel__RequestHead *h) {
+void reel_index_url(const Reel__RequestHead *h, reel_buf_t *out) {
     const char *scheme = h->scheme && h->scheme[0] ? h->scheme : "http";
     int def = (strcmp(scheme, "https") == 0 && h->port == 443) ||
               (strcmp(scheme, "http") == 0 && h->port == 80) || h->port == 0;
-    int v6 = memchr(h->host.data, ':', h->host.len) != NULL;
+    int v6 = h->host.len && memchr(h->host.data, ':', h->host.len) != NULL;
+    reel_buf_printf(out, "%s://%s", scheme, v6 ? "[" : "");
+    reel_buf_append(out, h->host.data, h->host.len);
+    if (v6)
+        reel_buf_puts(out, "]");
+    if (!def)
+        reel_buf_printf(out, ":%u", h->port);
+    if (h->target.len == 0)
+        reel_buf_puts(out, "/");
+    reel_buf_append(out, h->target.data, h->target.len);
+}
+
+static void set_url(frow *r, const Reel__RequestHead *h) {
     reel_buf_t b;
     reel_buf_init(&b, 0);
-    reel_buf_printf(&b, "%s://%s", scheme, v6 ? "[" : "");
-    reel_buf_append(&b, h->host.data, h->host.len);
-    if (v6)
-        reel_buf_puts(&b, "]");
-    if (!def)
-        reel_buf_printf(&b, ":%u", h->port);
-    if (h->target.len == 0 || h->target.data[0] != '/')
-        reel_buf_puts(&b, h->target.len ? "" : "/");
-    reel_buf_append(&b, h->target.data, h->target.len);
+    reel_index_url(h, &b);
     free(r->s[C_URL]);
     r->s[C_URL] = (char *)b.data;
 }

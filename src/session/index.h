@@ -11,6 +11,8 @@
 #include <stdint.h>
 
 #include "base/error.h"
+#include "base/mem.h"
+#include "flow.pb-c.h"
 
 /** Current schema version (PRAGMA user_version after migrations). */
 int reel_index_schema_version(void);
@@ -45,6 +47,11 @@ reel_rc reel_indexer_add_frame(reel_indexer_t *ix, uint32_t segment, uint64_t of
 reel_rc reel_indexer_commit(reel_indexer_t *ix, reel_err_t *err);
 /** Rolls back the open transaction, forgetting pending rows. */
 void reel_indexer_rollback(reel_indexer_t *ix);
+
+/** Appends the URL of a request head to out, as the index stores it:
+ * scheme://host[:port]target, the port left out when it is the scheme's
+ * default or 0, an IPv6 host in brackets, "/" for an empty target. */
+void reel_index_url(const Reel__RequestHead *h, reel_buf_t *out);
 
 /** Highest flow id present in the index (0 if none). */
 uint64_t reel_index_max_flow_id(sqlite3 *db);

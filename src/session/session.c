@@ -532,6 +532,12 @@ reel_rc reel_session_open(const char *home, const char *name, int flags, reel_se
     rc = reel_index_open(dbpath, created, &s->db, err);
     if (rc != REEL_OK)
         goto out;
+    if (created && chmod(dbpath, 0600) != 0) {
+        /* SQLite creates 0644 (less the umask); the -wal and -shm files
+         * copy the database's mode, so this covers them too. */
+        rc = reel_err_errno(err, REEL_IO, errno, "chmod %s", dbpath);
+        goto out;
+    }
     if (created) {
         char buf[32];
         snprintf(buf, sizeof buf, "%lld", (long long)reel_now_us());

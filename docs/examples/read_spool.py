@@ -1,0 +1,217 @@
+#!/usr/bin/python3
+"""Read a reel session's spool without reel: an example of docs/format.md.
+
+usage: read_spool.py SESSION_DIR [--flow ID] [--json] [--proto PATH]
+
+Lists the flows of the session (id, state, method, status, URL), or with
+--flow ID shows one flow; --flow ID --json prints the same JSON object as
+`reel flow SESSION ID --json`, but for what only the index knows (below).
+
+Needs only Debian's python3-protobuf, python3-zstandard and protoc (from
+protobuf-compiler): the Record classes are generated from schema/flow.proto
+at start-up. It reads the spool only, never session.db, so it also works on
+a session whose index is lost. What only the index knows is not shown: a
+flow cut off by a crash is "open" here, where reel says state "interrupted"
+with error "recording stopped before the flow ended"; marks, tags and
+annotations live in session.db only (see them with the sqlite3 shell).
+"""
+import argparse
+import base64
+import importlib
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import zstandard
+from google.protobuf.message import DecodeError
+
+MAX_RECORD = 524288  # docs/format.md: a longer record length is corruption
+DEFAULT_PORT = {"http": 80, "https": 443}
+HEAD_KEYS = {"request": ("method", "scheme", "host", "port", "target", "url",
+                         "http_version", "headers"),
+             "response": ("status", "reason", "http_version", "headers")}
+
+
+def load_schema(proto):
+    """Compiles flow.proto with protoc and imports the generated module."""
+    with tempfile.TemporaryDirectory(prefix="reel-proto-") as out:
+        subprocess.run(["protoc", "--python_out=" + out, "-I", os.path.dirname(proto),
+                        os.path.basename(proto)], check=True)
+        sys.path.insert(0, out)
+        try:
+            return importlib.import_module("flow_pb2")
+        finally:
+            sys.path.remove(out)
+
+
+def read_varint(f):
+    """protobuf base-128 varint; None at a clean end of the stream."""
+    value = shift = 0
+    while True:
+        b = f.read(1)
+        if not b:
+            if shift == 0:
+                return None
+            raise ValueError("stream ends inside a record length")
+        value |= (b[0] & 0x7F) << shift
+        shift += 7
+        if b[0] < 0x80:
+            return value
+        if shift > 63:
+            raise ValueError("record length varint too long")
+
+
+def records(session_dir, pb):
+    """Every Record of every segment, in spool order."""
+    spool = os.path.join(session_dir, "spool")
+    for name in sorted(n for n in os.listdir(spool) if re.fullmatch(r"\d{8}\.zst", n)):
+        with open(os.path.join(spool, name), "rb") as raw:
+            # A segment is many zstd frames: keep reading across them.
+            z = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+            f = io.BufferedReader(z, 1 << 16)
+            try:
+                while (n := read_varint(f)) is not None:
+                    if n > MAX_RECORD:
+                        raise ValueError(f"record length {n} is too large")
+                    data = f.read(n)
+                    if len(data) != n:
+                        raise ValueError("the last record is cut short")
+                    rec = pb.Record()
+                    rec.ParseFromString(data)
+                    yield rec
+            except (ValueError, DecodeError, zstandard.ZstdError) as e:
+                # Most often a frame torn by a crash, or one being written
+                # right now; reel's recovery would set it aside.
+                print(f"read_spool.py: {name}: {e}; skipping the rest of this segment",
+                      file=sys.stderr)
+
+
+def text(b):
+    """Bytes as reel's JSON shows them: a string if UTF-8, else {"b64": ...}."""
+    try:
+        return b.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"b64": base64.b64encode(b).decode()}
+
+
+def url(h):
+    """scheme://host[:port]target, as the index builds it (docs/format.md)."""
+    scheme = h.scheme or "http"
+    host = b"[" + h.host + b"]" if b":" in h.host else h.host
+    port = b"" if h.port in (0, DEFAULT_PORT.get(scheme)) else b":%d" % h.port
+    return text(scheme.encode() + b"://" + host + port + (h.target or b"/"))
+
+
+def headers(hs):
+    return [[text(h.name), text(h.value)] for h in hs]
+
+
+def flow_json(flow_id, recs):
+    """The `reel flow --json` object of one flow, from its records in order."""
+    f = dict.fromkeys(("id", "uuid", "kind", "source", "state", "client_addr", "server_addr",
+                       "start_us", "end_us", "request_end_us", "response_start_us",
+                       "error", "request", "response", "timings"))
+    f.update(id=flow_id, state="open")  # "open": no end or error record (yet)
+    body = {"request": bytearray(), "response": bytearray()}
+    decoded = {"request": False, "response": False}
+    sizes, truncated = None, (False, False)
+    for r in recs:
+        ev = r.WhichOneof("event")
+        if ev == "start":
+            s = r.start
+            f.update(uuid=s.uuid, kind="tunnel" if s.kind == 1 else "http",  # 1: TUNNEL
+                     source=s.source or None, client_addr=s.client_addr or None,
+                     server_addr=s.server_addr or None, start_us=r.time_us)
+        elif ev == "request_head":
+            h = r.request_head
+            f["request"] = dict(method=text(h.method), scheme=h.scheme or None,
+                                host=text(h.host), port=h.port, target=text(h.target),
+                                url=url(h), http_version=h.http_version or None,
+                                headers=headers(h.headers))
+            decoded["request"] = h.body_decoded
+        elif ev == "response_head":
+            h = r.response_head
+            f["response"] = dict(status=h.status, reason=text(h.reason),
+                                 http_version=h.http_version or None,
+                                 headers=headers(h.headers))
+            decoded["response"] = h.body_decoded
+        elif ev in ("request_body", "response_body"):
+            d = ev.split("_")[0]
+            if f[d] is None:  # body without a head (tunnels): head fields null
+                f[d] = dict.fromkeys(HEAD_KEYS[d])
+            body[d] += getattr(r, ev).data
+        elif ev == "end":
+            e = r.end
+            f.update(state="complete", end_us=r.time_us,
+                     request_end_us=e.request_end_us or None,
+                     response_start_us=e.response_start_us or None)
+            sizes = (e.request_body_size, e.response_body_size)
+            truncated = (e.request_truncated, e.response_truncated)
+            if e.HasField("timings"):
+                t = e.timings
+                f["timings"] = {k: getattr(t, k) for k in (
+                    "blocked_us", "dns_us", "connect_us", "send_us", "wait_us",
+                    "receive_us", "ssl_us")}
+        elif ev == "error":
+            e = r.error
+            f.update(state="error", end_us=r.time_us, error=e.message)
+            sizes = (e.request_body_size, e.response_body_size)
+    for i, d in enumerate(("request", "response")):
+        if f[d] is not None:
+            f[d] = dict(f[d], body_b64=base64.b64encode(bytes(body[d])).decode(),
+                        body_size=max(sizes[i] if sizes else 0, len(body[d])),
+                        body_truncated=truncated[i], body_decoded=decoded[d])
+    return f
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser(description="Read a reel session's spool.")
+    ap.add_argument("session_dir")
+    ap.add_argument("--flow", type=int, metavar="ID", help="show this flow")
+    ap.add_argument("--json", action="store_true", help="print JSON")
+    ap.add_argument("--proto", default=os.path.join(here, "..", "..", "schema", "flow.proto"))
+    args = ap.parse_args()
+    pb = load_schema(os.path.abspath(args.proto))
+    if args.flow is not None:
+        recs = [r for r in records(args.session_dir, pb) if r.flow_id == args.flow]
+        if not recs:
+            sys.exit(f"read_spool.py: no flow {args.flow}")
+        f = flow_json(args.flow, recs)
+        if args.json:
+            print(json.dumps(f, indent=2))
+            return
+        for k in ("id", "state", "uuid", "source", "start_us", "end_us", "error"):
+            print(f"{k}: {f[k]}")
+        for d in ("request", "response"):
+            if f[d]:
+                line = ("method", "url") if d == "request" else ("status", "reason")
+                print(f"\n{d}:", *(f[d][k] for k in line))
+                for name, value in f[d]["headers"] or []:
+                    print(f"  {name}: {value}")
+                print(f"  ({f[d]['body_size']} body bytes)")
+        return
+    flows = {}  # id -> [state, method, status, url]; no bodies kept
+    for r in records(args.session_dir, pb):
+        row = flows.setdefault(r.flow_id, ["open", None, None, None])
+        ev = r.WhichOneof("event")
+        if ev == "request_head":
+            row[1], row[3] = text(r.request_head.method), url(r.request_head)
+        elif ev == "response_head":
+            row[2] = r.response_head.status
+        elif ev in ("end", "error"):
+            row[0] = "complete" if ev == "end" else "error"
+    if args.json:
+        print(json.dumps([dict(id=i, state=s, method=m, status=st, url=u)
+                          for i, (s, m, st, u) in sorted(flows.items())], indent=2))
+    else:
+        for i, (s, m, st, u) in sorted(flows.items()):
+            print(f"{i:6}  {s:9} {m or '-':7} {st if st is not None else '-':>3}  {u or ''}")
+
+
+if __name__ == "__main__":
+    main()

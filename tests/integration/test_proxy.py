@@ -1,0 +1,511 @@
+#!/usr/bin/python3
+"""The proxy against real clients and a real origin.
+
+nginx (HTTP and HTTPS with a private CA, started here on 127.0.0.1 and
+stopped by PID) is the origin; curl and Python's http.client/ssl are the
+clients; `reel record` runs as a separate process. Every request must show
+up in `reel flows` with the right method, URL, status and sizes, and
+`reel flow --json` must return the exact bytes.
+"""
+import base64
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+REEL = os.environ.get("REEL")
+TMPBASE = os.environ.get("REEL_TEST_TMP") or tempfile.gettempdir()
+SANITIZED = os.environ.get("REEL_SANITIZED") == "1"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def run(cmd, check=True, timeout=60, **kw):
+    r = subprocess.run(cmd, capture_output=True, timeout=timeout, **kw)
+    if check and r.returncode != 0:
+        raise AssertionError("%s exited %d: %s %s" % (cmd, r.returncode, r.stdout[-2000:], r.stderr[-2000:]))
+    return r
+
+
+class Origin:
+    """nginx on two ephemeral ports, with files to serve and a log that
+    names the upstream connection of every request."""
+
+    def __init__(self, root):
+        self.root = root
+        self.www = os.path.join(root, "www")
+        os.makedirs(self.www)
+        os.makedirs(os.path.join(root, "tmp"))
+        self.http_port, self.https_port = free_port(), free_port()
+        self.ca = os.path.join(root, "origin-ca.pem")
+        self._certs()
+        with open(os.path.join(self.www, "100b"), "wb") as f:
+            f.write(b"x" * 99 + b"\n")
+        self.file1m = os.urandom(1 << 20)
+        with open(os.path.join(self.www, "file1m"), "wb") as f:
+            f.write(self.file1m)
+        self.text = ("reel test line %d: the quick brown fox\n" * 1).encode()
+        with open(os.path.join(self.www, "text.txt"), "wb") as f:
+            for i in range(3000):
+                f.write(b"reel test line %d: the quick brown fox jumps over the lazy dog\n" % i)
+        with open(os.path.join(self.www, "big"), "wb") as f:
+            f.truncate((256 if SANITIZED else 1024) << 20)
+        self.log = os.path.join(root, "access.log")
+        conf = os.path.join(root, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(("user root;\n" if os.geteuid() == 0 else "") + """
+worker_processes 1;
+daemon off;
+pid {r}/nginx.pid;
+error_log {r}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+  log_format conn '$connection $request_method $request_uri $status';
+  access_log {r}/access.log conn;
+  client_body_temp_path {r}/tmp/body; proxy_temp_path {r}/tmp/proxy;
+  fastcgi_temp_path {r}/tmp/fcgi; uwsgi_temp_path {r}/tmp/uwsgi; scgi_temp_path {r}/tmp/scgi;
+  types {{ text/plain txt; }}
+  default_type application/octet-stream;
+  gzip on; gzip_types text/plain; gzip_min_length 100;
+  keepalive_requests 10000;
+  server {{
+    listen 127.0.0.1:{hp};
+    listen 127.0.0.1:{sp} ssl;
+    ssl_certificate {r}/server.pem;
+    ssl_certificate_key {r}/server.key;
+    root {r}/www;
+    location = /echo {{ client_max_body_size 100m; return 200 "posted\\n"; }}
+    location = /nocontent {{ return 204; }}
+  }}
+}}
+""".format(r=root, hp=self.http_port, sp=self.https_port))
+        self.proc = subprocess.Popen([NGINX, "-c", conf, "-e", os.path.join(root, "error.log")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", self.http_port), 0.2).close()
+                socket.create_connection(("127.0.0.1", self.https_port), 0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("nginx did not start")
+
+    def _certs(self):
+        r = self.root
+        run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-keyout", r + "/origin-ca.key", "-out", self.ca, "-days", "2",
+             "-subj", "/CN=reel test origin CA", "-addext", "basicConstraints=critical,CA:TRUE"])
+        run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", r + "/server.key", "-out", r + "/server.csr", "-subj", "/CN=localhost"])
+        with open(r + "/ext.cnf", "w") as f:
+            f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+        run(["openssl", "x509", "-req", "-in", r + "/server.csr", "-CA", self.ca, "-CAkey",
+             r + "/origin-ca.key", "-CAcreateserial", "-out", r + "/server.pem", "-days", "2",
+             "-extfile", r + "/ext.cnf"])
+
+    def url(self, path, https=False):
+        if https:
+            return "https://localhost:%d%s" % (self.https_port, path)
+        return "http://127.0.0.1:%d%s" % (self.http_port, path)
+
+    def log_lines(self):
+        with open(self.log) as f:
+            return [l.split() for l in f.read().splitlines() if l.strip()]
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+class Reel:
+    """A `reel record` process and the CLI pointed at the same homes."""
+
+    def __init__(self, root, session, *sets, resume=False):
+        self.env = dict(os.environ, REEL_HOME=root + "/home", XDG_DATA_HOME=root + "/data",
+                        XDG_CONFIG_HOME=root + "/config")
+        self.session = session
+        self.errlog = open(os.path.join(root, session + ".log"), "w+")
+        args = [REEL, "resume" if resume else "record", "--listen", "127.0.0.1:0"]
+        for s in sets:
+            args += ["--set", s]
+        self.proc = subprocess.Popen(args + [session], env=self.env, stdout=subprocess.DEVNULL,
+                                     stderr=self.errlog)
+        self.port = None
+        for _ in range(200):
+            self.errlog.seek(0)
+            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", self.errlog.read())
+            if m:
+                self.port = int(m.group(1))
+                break
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        if self.port is None:
+            self.errlog.seek(0)
+            raise RuntimeError("reel did not start: " + self.errlog.read())
+        self.ca = os.path.join(root, "data", "reel", "reel-ca.pem")
+        self.proxy = "http://127.0.0.1:%d" % self.port
+
+    def cli(self, *args, check=True):
+        return run([REEL] + list(args), env=self.env, check=check)
+
+    def flows(self, filt=None):
+        args = ["flows", self.session, "--json"] + ([filt] if filt else [])
+        return json.loads(self.cli(*args).stdout)
+
+    def flow(self, fid):
+        return json.loads(self.cli("flow", self.session, str(fid), "--json").stdout)
+
+    def wait_flows(self, n, filt=None, timeout=5):
+        """The flows matching filt once at least n of them have ended."""
+        deadline = time.time() + timeout
+        while True:
+            f = self.flows(filt)
+            if (len(f) >= n and all(x["state"] != "open" for x in f)) or time.time() > deadline:
+                return f
+            time.sleep(0.1)
+
+    def stop(self, sig=signal.SIGINT):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code = self.proc.wait(30)
+        self.errlog.close()
+        return code
+
+    def log(self):
+        self.errlog.seek(0)
+        return self.errlog.read()
+
+
+def curl(reel, *args, check=True, input=None):
+    return run(["curl", "-sS", "--max-time", "30", "-x", reel.proxy, "--cacert", reel.ca] + list(args),
+               check=check, input=input)
+
+
+def body(flow, side):
+    b = flow[side]["body_b64"]
+    return base64.b64decode(b) if b else b""
+
+
+class ProxyTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        os.makedirs(TMPBASE, exist_ok=True)
+        cls.root = tempfile.mkdtemp(prefix="proxy.", dir=TMPBASE)
+        cls.origin = Origin(os.path.join(cls.root, "origin"))
+        cls.reel = Reel(cls.root, "main", "upstream_trusted_ca=" + cls.origin.ca)
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.reel.stop()
+        cls.origin.stop()
+        if code != 0:
+            print(cls.reel.log(), file=sys.stderr)
+        assert code == 0, "reel record exited %d on SIGINT" % code
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def last_flow(self, filt):
+        flows = self.reel.wait_flows(1, filt)
+        self.assertTrue(flows, "no flow matches %s; all: %s" % (filt, self.reel.flows()[-5:]))
+        return flows[-1]
+
+    def test_http_methods_and_exact_bytes(self):
+        o, r = self.origin, self.reel
+        self.assertEqual(curl(r, o.url("/file1m?get")).stdout, o.file1m)
+        head = curl(r, "-I", o.url("/100b?head")).stdout
+        self.assertIn(b"200 OK", head)
+        self.assertEqual(curl(r, "--data-binary", "a=1&b=2", o.url("/echo?cl")).stdout, b"posted\n")
+        chunked = b"chunked upload body " * 100
+        self.assertEqual(curl(r, "-H", "Transfer-Encoding: chunked", "--data-binary", "@-",
+                              o.url("/echo?chunked"), input=chunked).stdout, b"posted\n")
+        upload = os.urandom(300000)
+        self.assertEqual(curl(r, "-H", "Expect: 100-continue", "--data-binary", "@-",
+                              o.url("/echo?continue"), input=upload).stdout, b"posted\n")
+        self.assertEqual(curl(r, "-o", "/dev/null", "-w", "%{http_code}", o.url("/nocontent")).stdout, b"204")
+        etag = re.search(rb"ETag: (\S+)", run(["curl", "-sI", o.url("/100b")]).stdout).group(1).decode()
+        self.assertEqual(curl(r, "-o", "/dev/null", "-w", "%{http_code}", "-H", "If-None-Match: " + etag,
+                              o.url("/100b?cond")).stdout, b"304")
+        gz = curl(r, "--compressed", o.url("/text.txt?gz")).stdout
+        self.assertTrue(gz.startswith(b"reel test line 0"))
+
+        f = self.last_flow("~u file1m\\?get")
+        self.assertEqual((f["method"], f["status"], f["response_body_size"]), ("GET", 200, 1 << 20))
+        self.assertEqual(f["url"], o.url("/file1m?get"))
+        self.assertEqual(body(r.flow(f["id"]), "response"), o.file1m)
+        f = self.last_flow("~u 100b\\?head")
+        self.assertEqual((f["method"], f["status"], f["response_body_size"]), ("HEAD", 200, 0))
+        f = self.last_flow("~u echo\\?cl")
+        self.assertEqual((f["method"], f["status"], f["request_body_size"]), ("POST", 200, 7))
+        self.assertEqual(body(r.flow(f["id"]), "request"), b"a=1&b=2")
+        f = self.last_flow("~u echo\\?chunked")
+        self.assertEqual(f["request_body_size"], len(chunked))
+        self.assertEqual(body(r.flow(f["id"]), "request"), chunked)
+        f = self.last_flow("~u echo\\?continue")
+        self.assertEqual((f["status"], f["request_body_size"]), (200, len(upload)))
+        self.assertEqual(body(r.flow(f["id"]), "request"), upload)
+        self.assertEqual(self.last_flow("~u nocontent")["status"], 204)
+        self.assertEqual(self.last_flow("~u 100b\\?cond")["status"], 304)
+        f = r.flow(self.last_flow("~u text.txt\\?gz")["id"])
+        hdrs = {k.lower(): v for k, v in f["response"]["headers"]}
+        self.assertEqual(hdrs.get("content-encoding"), "gzip")
+        human = r.cli("flow", r.session, str(f["id"])).stdout
+        self.assertIn(b"reel test line 2999: the quick brown fox", human)  # decoded for display
+
+    def test_keepalive_reuses_one_upstream_connection(self):
+        o, r = self.origin, self.reel
+        urls = [o.url("/100b?ka=%d" % i) for i in range(5)]
+        out = curl(r, "-w", "%{num_connects}\n", *urls).stdout
+        self.assertEqual(out.count(b"x" * 99), 5)
+        conns = {l[0] for l in o.log_lines() if "?ka=" in l[2]}
+        self.assertEqual(len(conns), 1, "requests used upstream connections %s" % conns)
+        self.assertEqual(len(r.wait_flows(5, "~u \\?ka=")), 5)
+
+    def test_https_through_connect(self):
+        o, r = self.origin, self.reel
+        self.assertEqual(curl(r, o.url("/file1m?tls", https=True)).stdout, o.file1m)
+        f = self.last_flow("~u file1m\\?tls")
+        self.assertEqual(f["url"], o.url("/file1m?tls", https=True))
+        self.assertEqual(body(r.flow(f["id"]), "response"), o.file1m)
+        # A second client: Python's http.client + ssl through a CONNECT tunnel.
+        ctx = ssl.create_default_context(cafile=r.ca)
+        c = http.client.HTTPSConnection("127.0.0.1", r.port, context=ctx, timeout=20)
+        c.set_tunnel("localhost", o.https_port)
+        for i in range(3):
+            c.request("POST", "/echo?py=%d" % i, body=b"python body %d" % i)
+            resp = c.getresponse()
+            self.assertEqual((resp.status, resp.read()), (200, b"posted\n"))
+        c.close()
+        flows = r.wait_flows(3, "~u echo\\?py=")
+        self.assertEqual([f["method"] for f in flows], ["POST"] * 3)
+        self.assertEqual(body(r.flow(flows[2]["id"]), "request"), b"python body 2")
+        # Plain HTTP from Python, absolute-form.
+        c = http.client.HTTPConnection("127.0.0.1", r.port, timeout=20)
+        c.request("GET", o.url("/100b?pyplain"))
+        self.assertEqual(c.getresponse().read(), b"x" * 99 + b"\n")
+        c.close()
+        self.assertEqual(self.last_flow("~u pyplain")["status"], 200)
+
+    def test_error_cases_are_answered_and_recorded(self):
+        o, r = self.origin, self.reel
+        dead = free_port()
+        res = curl(r, "-o", "-", "-w", "\n%{http_code}", "http://127.0.0.1:%d/x" % dead, check=False)
+        self.assertTrue(res.stdout.endswith(b"502"), res.stdout)
+        self.assertIn(b"connection refused", res.stdout)
+        f = self.last_flow("~u :%d/x" % dead)
+        self.assertEqual(f["state"], "error")
+        self.assertIn("connection refused", f["error"])
+
+        # An upstream that answers garbage.
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        gport = srv.getsockname()[1]
+
+        def garbage():
+            conn, _ = srv.accept()
+            conn.recv(65536)
+            conn.sendall(b"THIS IS NOT HTTP\r\n\r\n")
+            conn.close()
+        t = threading.Thread(target=garbage)
+        t.start()
+        res = curl(r, "-o", "-", "-w", "\n%{http_code}", "http://127.0.0.1:%d/g" % gport, check=False)
+        t.join(10)
+        srv.close()
+        self.assertTrue(res.stdout.endswith(b"502"), res.stdout)
+        f = self.last_flow("~u :%d/g" % gport)
+        self.assertIn("invalid response", f["error"])
+
+        def raw(data, close_early=False):
+            s = socket.create_connection(("127.0.0.1", r.port), 5)
+            s.sendall(data)
+            if close_early:
+                time.sleep(0.3)
+                s.close()
+                return b""
+            s.settimeout(5)
+            out = b""
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                out += d
+            s.close()
+            return out
+        self.assertTrue(raw(b"GARBAGE\r\n\r\n").startswith(b"HTTP/1.1 400 "))
+        big = raw(b"GET " + o.url("/100b").encode() + b" HTTP/1.1\r\nHost: a\r\nX-Big: " +
+                  b"a" * 70000 + b"\r\n\r\n")
+        self.assertTrue(big.startswith(b"HTTP/1.1 431 "), big[:100])
+        smuggle = raw(b"POST " + o.url("/echo").encode() + b" HTTP/1.1\r\nHost: a\r\n"
+                      b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        self.assertTrue(smuggle.startswith(b"HTTP/1.1 400 "), smuggle[:100])
+        self.assertIn(b"Transfer-Encoding and Content-Length", smuggle)
+        raw(b"POST " + o.url("/echo?abort").encode() + b" HTTP/1.1\r\nHost: a\r\n"
+            b"Content-Length: 100000\r\n\r\n" + b"y" * 1000, close_early=True)
+        f = self.last_flow("~u echo\\?abort")
+        self.assertEqual(f["state"], "error")
+        # A close with unsent body bytes may arrive as a FIN or as a reset.
+        self.assertRegex(f["error"], r"client (closed the connection|connection error)")
+        errors = [x for x in r.flows() if x["state"] == "error"]
+        self.assertTrue(any("header section too large" in (x["error"] or "") for x in errors))
+        self.assertTrue(any("invalid method" in (x["error"] or "") for x in errors))
+
+    def test_hot_config(self):
+        o, r = self.origin, self.reel
+        r.cli("config", r.session, "set", "body_limit", "100")
+        time.sleep(1.2)
+        self.assertEqual(curl(r, o.url("/file1m?limited")).stdout, o.file1m)
+        f = self.last_flow("~u limited")
+        self.assertEqual(f["response_body_size"], 1 << 20)
+        full = r.flow(f["id"])
+        self.assertTrue(full["response"]["body_truncated"])
+        self.assertEqual(body(full, "response"), o.file1m[:100])
+        r.cli("config", r.session, "unset", "body_limit")
+
+        before = len(r.flows())
+        r.cli("config", r.session, "set", "capture", "off")
+        time.sleep(1.2)
+        self.assertEqual(curl(r, o.url("/100b?uncaptured")).stdout, b"x" * 99 + b"\n")
+        r.cli("config", r.session, "set", "capture", "on")
+        time.sleep(1.2)
+        curl(r, o.url("/100b?captured"))
+        self.last_flow("~u \\?captured")
+        self.assertEqual(r.flows("~u uncaptured"), [])
+        self.assertEqual(len(r.flows()), before + 1)
+
+        r.cli("config", r.session, "set", "ignore_hosts", "localhost:%d" % o.https_port)
+        time.sleep(1.2)
+        try:
+            # Passed through untouched: the client sees the origin's own certificate.
+            out = run(["curl", "-sS", "--max-time", "20", "-x", r.proxy, "--cacert", o.ca,
+                       o.url("/100b?ignored", https=True)]).stdout
+            self.assertEqual(out, b"x" * 99 + b"\n")
+        finally:
+            r.cli("config", r.session, "unset", "ignore_hosts")
+            time.sleep(1.2)
+        tunnels = [x for x in r.wait_flows(1, "~u tcp://localhost") if x["kind"] == "tunnel"]
+        self.assertTrue(tunnels, r.flows()[-3:])
+        self.assertIn("applied config change", r.log())
+
+    def test_annotate_tag_mark_while_recording(self):
+        o, r = self.origin, self.reel
+        curl(r, o.url("/100b?note"))
+        f = self.last_flow("~u \\?note")
+        r.cli("annotate", r.session, str(f["id"]), "seen live")
+        r.cli("tag", r.session, str(f["id"]), "live")
+        r.cli("mark", r.session, str(f["id"]))
+        self.assertEqual([x["id"] for x in r.flows("~tag live & ~marked")], [f["id"]])
+        self.assertIn(b"seen live", r.cli("annotate", r.session, str(f["id"])).stdout)
+
+    def test_large_download_keeps_rss_flat(self):
+        o, r = self.origin, self.reel
+        size = os.path.getsize(os.path.join(o.www, "big"))
+        out = curl(r, "-o", "/dev/null", "-w", "%{size_download}", o.url("/big")).stdout
+        self.assertEqual(int(out), size)
+        with open("/proc/%d/status" % r.proc.pid) as f:
+            hwm = int(re.search(r"VmHWM:\s+(\d+) kB", f.read()).group(1)) // 1024
+        print("peak RSS of reel after a %d MiB download: %d MiB" % (size >> 20, hwm), file=sys.stderr)
+        if not SANITIZED:
+            self.assertLess(hwm, 64)
+        f = self.last_flow("~u /big$")
+        self.assertEqual(f["response_body_size"], size)
+
+
+class LifecycleTest(unittest.TestCase):
+    def setUp(self):
+        os.makedirs(TMPBASE, exist_ok=True)
+        self.root = tempfile.mkdtemp(prefix="proxy-life.", dir=TMPBASE)
+        self.origin = Origin(os.path.join(self.root, "origin"))
+
+    def tearDown(self):
+        self.origin.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def test_verify_failure_then_overlay_turns_it_off(self):
+        o = self.origin
+        r = Reel(self.root, "verify")  # the origin's CA is not trusted
+        try:
+            res = curl(r, "-o", "-", "-w", "\n%{http_code}", o.url("/100b", https=True), check=False)
+            self.assertTrue(res.stdout.endswith(b"502"), res.stdout)
+            self.assertIn(b"certificate verify failed", res.stdout)
+            f = r.wait_flows(1)[-1]
+            self.assertIn("upstream certificate verify failed", f["error"])
+            r.cli("config", r.session, "set", "upstream_cert_verify", "false")
+            time.sleep(1.2)
+            self.assertEqual(curl(r, o.url("/100b", https=True)).stdout, b"x" * 99 + b"\n")
+        finally:
+            self.assertEqual(r.stop(), 0)
+        # resume brings the overlay back
+        r = Reel(self.root, "verify", resume=True)
+        try:
+            self.assertEqual(curl(r, o.url("/100b?resumed", https=True)).stdout, b"x" * 99 + b"\n")
+            self.assertEqual(len(r.wait_flows(3)), 3)
+        finally:
+            self.assertEqual(r.stop(signal.SIGTERM), 0)
+        self.assertEqual(r.cli("verify", "verify").returncode, 0)
+
+    def test_kill_9_under_load_leaves_a_verifiable_session(self):
+        o = self.origin
+        r = Reel(self.root, "crash")
+        done, lock, stop = [], threading.Lock(), threading.Event()
+
+        def load(k):
+            i = 0
+            while not stop.is_set():
+                try:
+                    c = http.client.HTTPConnection("127.0.0.1", r.port, timeout=5)
+                    c.request("GET", o.url("/100b?k=%d-%d" % (k, i)))
+                    if c.getresponse().read() == b"x" * 99 + b"\n":
+                        with lock:
+                            done.append(("%d-%d" % (k, i), time.time()))
+                    c.close()
+                except OSError:
+                    pass
+                i += 1
+        threads = [threading.Thread(target=load, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(2.0)
+        killed_at = time.time()
+        r.proc.kill()
+        r.proc.wait()
+        r.errlog.close()
+        stop.set()
+        for t in threads:
+            t.join(10)
+        self.assertGreater(len(done), 20)
+        verify = r.cli("verify", "crash", check=False)
+        self.assertEqual(verify.returncode, 0, verify.stdout + verify.stderr)
+        urls = {f["url"] for f in r.flows()}
+        # Blocks are written within 100 ms: everything answered well before
+        # the kill is on disk.
+        old = [n for n, t in done if t < killed_at - 0.5]
+        missing = [n for n in old if o.url("/100b?k=" + n) not in urls]
+        self.assertEqual(missing, [], "%d of %d answered flows missing" % (len(missing), len(old)))
+
+
+if __name__ == "__main__":
+    if not REEL:
+        print("REEL is not set", file=sys.stderr)
+        sys.exit(2)
+    prog = unittest.main(exit=False, verbosity=2)
+    res = prog.result
+    failed = len(res.failures) + len(res.errors)
+    print("%d passed, %d failed" % (res.testsRun - failed, failed))
+    sys.exit(1 if failed else 0)
