@@ -32,7 +32,7 @@ has() { # has HAYSTACK NEEDLE WHAT
 
 # --- help and usage ---
 run 0 "$REEL" --help && has "$out" "commands:" "reel --help"
-for c in new ls show flows flow annotate tag untag mark unmark config import verify repair rm; do
+for c in record resume ca new ls show flows flow annotate tag untag mark unmark config import verify repair rm; do
   run 0 "$REEL" "$c" --help && has "$out" "usage: reel $c" "$c --help"
 done
 run 2 "$REEL" && has "$err" "usage: reel" "no command"
