@@ -9,6 +9,7 @@ TMP=$(mktemp -d "${REEL_TEST_TMP:-/tmp}/cli.XXXXXX" 2>/dev/null || mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 export REEL_HOME="$TMP/home"
 export XDG_CONFIG_HOME="$TMP/config"
+export XDG_DATA_HOME="$TMP/data"
 HAR="$SRC/tests/data/har/chromium.har"
 passed=0 failed=0
 
@@ -168,6 +169,14 @@ has "$tty_out" 'X-Evil: a\\x1b[2Jb' "escape in a header is shown as \\x1b on a t
 case "$tty_out" in RAW-ESC*) bad "raw ESC reached the terminal: $tty_out" ;; *) ok ;; esac
 run 0 "$REEL" flow evil 1
 printf '%s' "$out" | grep -q $'X-Evil: a\e\[2Jb' && ok || bad "piped output must keep the exact header bytes"
+
+# --- the CA ---
+run 0 "$REEL" ca --path && [ "$out" = "$TMP/data/reel/reel-ca.pem" ] && ok || bad "ca --path printed '$out'"
+[ "$(stat -c %a "$TMP/data/reel/reel-ca-key.pem")" = 600 ] && ok || bad "CA key is not 0600"
+run 0 "$REEL" ca && has "$out" "BEGIN CERTIFICATE" "ca prints the PEM"
+has "$out" "--cacert $TMP/data/reel/reel-ca.pem" "ca explains curl"
+chmod 644 "$TMP/data/reel/reel-ca-key.pem"
+run 0 "$REEL" ca --path && has "$err" "should be 0600" "loose CA key warns"
 
 # --- rm ---
 run 1 "$REEL" rm demo </dev/null && has "$err" "pass --yes" "rm without a terminal"

@@ -366,6 +366,90 @@ class ProxyTest(unittest.TestCase):
         self.assertTrue(any("header section too large" in (x["error"] or "") for x in errors))
         self.assertTrue(any("invalid method" in (x["error"] or "") for x in errors))
 
+    def test_pipelining_upgrade_and_tunnels(self):
+        o, r = self.origin, self.reel
+
+        def connect(data=b""):
+            s = socket.create_connection(("127.0.0.1", r.port), 10)
+            s.settimeout(10)
+            if data:
+                s.sendall(data)
+            return s
+
+        def read_until(s, marker, limit=1 << 20):
+            out = b""
+            while marker not in out and len(out) < limit:
+                d = s.recv(65536)
+                if not d:
+                    break
+                out += d
+            return out
+
+        # Pipelined requests are answered in order.
+        s = connect(b"".join(b"GET " + o.url(p).encode() + b" HTTP/1.1\r\nHost: a\r\n\r\n"
+                             for p in ("/100b?pipe=1", "/nocontent", "/100b?pipe=3")) +
+                    b"GET " + o.url("/text.txt?pipe=4").encode() +
+                    b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        out = read_until(s, b"line 2999")
+        s.close()
+        self.assertEqual(re.findall(rb"HTTP/1.1 (\d+)", out), [b"200", b"204", b"200", b"200"])
+
+        # An echo server for the tunnels below.
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(8)
+        eport = srv.getsockname()[1]
+
+        def serve(upgrade):
+            c, _ = srv.accept()
+            c.settimeout(10)
+            if upgrade:
+                read_until(c, b"\r\n\r\n")
+                c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                          b"Connection: Upgrade\r\n\r\n")
+            d = c.recv(65536)
+            c.sendall(b"echo:" + d)
+            c.close()
+
+        # Upgrade: the 101 is forwarded and the rest is a recorded tunnel.
+        t = threading.Thread(target=serve, args=(True,))
+        t.start()
+        s = connect(b"GET http://127.0.0.1:%d/ws HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    b"Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n" % eport)
+        self.assertTrue(read_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 101"))
+        s.sendall(b"\x81\x04ping")
+        self.assertEqual(read_until(s, b"ping"), b"echo:\x81\x04ping")
+        s.close()
+        t.join(10)
+        f = self.last_flow("~u :%d/ws" % eport)
+        self.assertEqual(f["status"], 101)
+        tun = [x for x in r.wait_flows(1, "~u tcp://127.0.0.1:%d" % eport) if x["kind"] == "tunnel"]
+        self.assertEqual(len(tun), 1)
+        self.assertEqual(body(r.flow(tun[0]["id"]), "request"), b"\x81\x04ping")
+
+        # CONNECT carrying plain HTTP is parsed as HTTP.
+        s = connect(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % o.http_port)
+        self.assertTrue(read_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 200"))
+        s.sendall(b"GET /100b?inner HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        self.assertIn(b"x" * 99, read_until(s, b"x" * 99))
+        s.close()
+        self.assertEqual(self.last_flow("~u 100b\\?inner")["url"], o.url("/100b?inner"))
+
+        # CONNECT carrying neither TLS nor HTTP is relayed raw.
+        t = threading.Thread(target=serve, args=(False,))
+        t.start()
+        s = connect(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % eport)
+        self.assertTrue(read_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 200"))
+        s.sendall(b"\x00\x01binary hello")
+        self.assertEqual(read_until(s, b"hello"), b"echo:\x00\x01binary hello")
+        s.close()
+        t.join(10)
+        srv.close()
+        tun = [x for x in r.wait_flows(2, "~u tcp://127.0.0.1:%d" % eport) if x["kind"] == "tunnel"]
+        self.assertEqual(len(tun), 2)
+        self.assertEqual(body(r.flow(tun[1]["id"]), "request"), b"\x00\x01binary hello")
+        self.assertEqual(body(r.flow(tun[1]["id"]), "response"), b"echo:\x00\x01binary hello")
+
     def test_hot_config(self):
         o, r = self.origin, self.reel
         r.cli("config", r.session, "set", "body_limit", "100")
