@@ -501,6 +501,12 @@ reel_rc reel_session_open(const char *home, const char *name, int flags, reel_se
     } else if (stat(dbpath, &st) != 0) {
         rc = reel_err_set(err, REEL_CORRUPT, "%s is not a reel session (no session.db)", s->path);
         goto out;
+    } else {
+        struct stat ds;
+        if (stat(s->path, &ds) == 0 && (ds.st_mode & 077))
+            note(s, "WARNING: the session directory has mode %04o, readable by others; "
+                    "captured traffic may hold secrets (chmod 700 '%s')",
+                 (unsigned)(ds.st_mode & 07777), s->path);
     }
     if (mkdir(s->spool_dir, 0700) != 0 && errno != EEXIST) {
         rc = reel_err_errno(err, REEL_IO, errno, "cannot create %s", s->spool_dir);

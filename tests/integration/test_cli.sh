@@ -170,6 +170,12 @@ case "$tty_out" in RAW-ESC*) bad "raw ESC reached the terminal: $tty_out" ;; *) 
 run 0 "$REEL" flow evil 1
 printf '%s' "$out" | grep -q $'X-Evil: a\e\[2Jb' && ok || bad "piped output must keep the exact header bytes"
 
+# --- a loosened session directory is pointed out ---
+chmod 755 "$REEL_HOME/demo"
+run 0 "$REEL" show demo && has "$err" "has mode 0755" "loose session dir warns"
+chmod 700 "$REEL_HOME/demo"
+[ "$(stat -c %a "$REEL_HOME/demo/session.db")" = 600 ] && ok || bad "session.db is not 0600"
+
 # --- the CA ---
 run 0 "$REEL" ca --path && [ "$out" = "$TMP/data/reel/reel-ca.pem" ] && ok || bad "ca --path printed '$out'"
 [ "$(stat -c %a "$TMP/data/reel/reel-ca-key.pem")" = 600 ] && ok || bad "CA key is not 0600"

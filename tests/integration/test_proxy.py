@@ -544,6 +544,37 @@ class LifecycleTest(unittest.TestCase):
             self.assertEqual(r.stop(signal.SIGTERM), 0)
         self.assertEqual(r.cli("verify", "verify").returncode, 0)
 
+    def test_proxyauth_and_slow_heads(self):
+        o = self.origin
+        r = Reel(self.root, "auth", "proxyauth=alice:s3cret", "head_timeout=1")
+        try:
+            res = run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-x", r.proxy,
+                       o.url("/100b")], check=False)
+            self.assertEqual(res.stdout, b"407")
+            res = run(["curl", "-sS", "-x", r.proxy, "-U", "alice:wrong", o.url("/100b")], check=False)
+            self.assertIn(b"proxy authentication required", res.stdout)
+            res = run(["curl", "-sS", "-x", r.proxy, "-U", "alice:s3cret", o.url("/100b")])
+            self.assertEqual(res.stdout, b"x" * 99 + b"\n")
+            # HTTPS: the CONNECT carries the credentials.
+            res = run(["curl", "-sS", "-x", r.proxy, "-U", "alice:s3cret", "--cacert", r.ca,
+                       o.url("/100b", https=True)], check=False)
+            self.assertEqual(res.returncode, 0)  # reaches the origin (verify failure is a 502 body)
+            # A head dribbled too slowly is answered 408 and recorded.
+            s = socket.create_connection(("127.0.0.1", r.port), 5)
+            s.sendall(b"GET " + o.url("/100b").encode() + b" HTTP/1.1\r\nHost: a\r\n")
+            s.settimeout(10)
+            t0 = time.time()
+            out = s.recv(65536)
+            s.close()
+            self.assertTrue(out.startswith(b"HTTP/1.1 408 "), out[:80])
+            self.assertLess(time.time() - t0, 5)
+            flows = r.wait_flows(5)
+            self.assertTrue(any("head_timeout" in (f["error"] or "") for f in flows), flows)
+            self.assertTrue(any("proxy authentication required" in (f["error"] or "") for f in flows))
+            self.assertNotIn("s3cret", r.log())
+        finally:
+            self.assertEqual(r.stop(), 0)
+
     def test_kill_9_under_load_leaves_a_verifiable_session(self):
         o = self.origin
         r = Reel(self.root, "crash")
