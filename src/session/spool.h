@@ -22,7 +22,7 @@
 #include "base/error.h"
 #include "base/mem.h"
 
-#define REEL_SPOOL_BLOCK_TARGET (64u * 1024u)
+#define REEL_SPOOL_BLOCK_TARGET (256u * 1024u)
 #define REEL_SPOOL_BLOCK_MAX (1024u * 1024u)
 /** Largest record (encoded) a writer produces; body chunks are split below it. */
 #define REEL_SPOOL_RECORD_MAX (512u * 1024u)
