@@ -546,10 +546,6 @@ static void upstream_try_next(peer_t *up) {
         up->ai_next = ai->ai_next;
         if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
             continue;
-        if (up->tcp_open) {
-            /* a previous attempt's socket: replaced by a fresh handle */
-            continue;
-        }
         uv_tcp_init(c->p->loop, &up->tcp);
         up->tcp.data = up;
         up->tcp_open = true;
@@ -850,9 +846,8 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
         free(path);
         return;
     }
-    if (https && !c->in_tunnel) {
-        /* "GET https://..." sent in the clear: forward over TLS. */
-    }
+    /* An absolute "https://" URL sent in the clear goes to the origin
+     * over TLS, like any https request. */
     upstream_for(c, https, host, port, c->in_tunnel ? c->tunnel_sni : NULL);
     start_flow(c, h, https, host, port, path);
     reel_h1_expect_response(c->resp, h->is_head, false);
@@ -939,7 +934,6 @@ static void req_process(conn_t *c) {
 /* ---- response side ---- */
 
 static void exchange_done(conn_t *c, bool upstream_reusable) {
-    c->p->stats.flows += 0;
     if (!upstream_reusable)
         upstream_close(c);
     if (c->client_close || c->draining) {
@@ -1344,7 +1338,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
             if (!tls_pump(pe))
                 return;
             if (n == 0)
-                break; /* TLS input full: the rest is dropped only if the peer floods */
+                break; /* cannot happen: tls_pump drained the TLS input */
         }
     } else {
         reel_buf_append(&pe->in, buf->base, (size_t)nread);
