@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "unit/testutil.h"
+
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -26,27 +28,11 @@
 #include "core/ca.h"
 
 static char *tmp_dir(void) {
-    const char *base = getenv("REEL_TEST_TMP");
-    char *tmpl;
-    if (base && base[0]) {
-        mkdir(base, 0700);
-        tmpl = reel_asprintf("%s/ca-XXXXXX", base);
-    } else {
-        tmpl = reel_strdup("/tmp/reel-ca-XXXXXX");
-    }
-    assert_non_null(mkdtemp(tmpl));
-    return tmpl;
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
+    return reel_test_tmpdir("ca");
 }
 
 static void rm_rf(const char *path) {
-    nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    reel_test_rm_rf(path);
 }
 
 static reel_ca_t *open_ok(const char *dir) {

@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "unit/testutil.h"
+
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -40,27 +42,11 @@
 #endif
 
 static char *tmp_dir(void) {
-    const char *base = getenv("REEL_TEST_TMP");
-    char *tmpl;
-    if (base && base[0]) {
-        mkdir(base, 0700);
-        tmpl = reel_asprintf("%s/tls-XXXXXX", base);
-    } else {
-        tmpl = reel_strdup("/tmp/reel-tls-XXXXXX");
-    }
-    assert_non_null(mkdtemp(tmpl));
-    return tmpl;
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
+    return reel_test_tmpdir("tls");
 }
 
 static void rm_rf(const char *path) {
-    nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    reel_test_rm_rf(path);
 }
 
 /* A CA, a server context on it, a client context trusting only it, and a

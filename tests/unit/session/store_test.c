@@ -17,6 +17,8 @@
 
 #include <cmocka.h>
 
+#include "unit/testutil.h"
+
 #include "base/mem.h"
 #include "session/index.h"
 #include "session/recorder.h"
@@ -36,22 +38,11 @@
 #endif
 
 static char *tmp_home(void) {
-    const char *base = getenv("REEL_TEST_TMP");
-    char *tmpl;
-    if (base && base[0]) {
-        mkdir(base, 0700);
-        tmpl = reel_asprintf("%s/store-XXXXXX", base);
-    } else {
-        tmpl = reel_strdup("/tmp/reel-store-XXXXXX");
-    }
-    assert_non_null(mkdtemp(tmpl));
-    return tmpl;
+    return reel_test_tmpdir("store");
 }
 
 static void rm_rf(const char *path) {
-    char *cmd = reel_asprintf("rm -rf '%s'", path);
-    assert_int_equal(system(cmd), 0);
-    free(cmd);
+    reel_test_rm_rf(path);
 }
 
 __attribute__((format(printf, 1, 2))) static void sh(const char *fmt, ...) {

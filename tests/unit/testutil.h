@@ -1,0 +1,43 @@
+/* Helpers shared by the unit tests. Header-only: each test is one program. */
+#ifndef REEL_TESTS_TESTUTIL_H
+#define REEL_TESTS_TESTUTIL_H
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include "base/mem.h"
+
+/** Makes a fresh directory under $REEL_TEST_TMP (or /tmp) named
+ * <prefix>-XXXXXX and returns its path (owned); aborts on failure. */
+static inline char *reel_test_tmpdir(const char *prefix) {
+    const char *base = getenv("REEL_TEST_TMP");
+    char *tmpl;
+    if (base && base[0]) {
+        mkdir(base, 0700);
+        tmpl = reel_asprintf("%s/%s-XXXXXX", base, prefix);
+    } else {
+        tmpl = reel_asprintf("/tmp/reel-%s-XXXXXX", prefix);
+    }
+    if (mkdtemp(tmpl) == NULL) {
+        perror(tmpl);
+        abort();
+    }
+    return tmpl;
+}
+
+static inline int reel_test__rm_one(const char *path, const struct stat *st, int flag,
+                                    struct FTW *ftw) {
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/** Removes path and everything below it. */
+static inline void reel_test_rm_rf(const char *path) {
+    nftw(path, reel_test__rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+#endif
