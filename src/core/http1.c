@@ -65,7 +65,7 @@ struct reel_h1 {
 
     /* raw scan of the head / trailer section, beside llhttp: obs-fold
      * (which llhttp 8 accepts) and the protocol name of the start line */
-    bool sc_started, sc_done;
+    bool sc_started, sc_done, sc_colon;
     int sc_prev;
     size_t sc_line_len;
     char sc_tail[9];
@@ -199,6 +199,7 @@ static void section_start(reel_h1_t *p, bool trailer) {
     p->sc_done = false;
     p->sc_prev = '\n'; /* a section starts at a line start */
     p->sc_line_len = 0;
+    p->sc_colon = false;
 }
 
 static bool start_line_ok(const reel_h1_t *p) {
@@ -230,11 +231,25 @@ static size_t section_scan(reel_h1_t *p, const char *b, size_t n, const char **w
                 }
             }
             p->sc_line_len = 0;
+            p->sc_colon = false;
+        } else if (p->sc_prev == '\r') {
+            /* RFC 9112 2.2: a bare CR is rejected (llhttp would take it
+             * for a line end) */
+            *why = "bare CR";
+            return i;
         } else if (c != '\r') {
             if (p->sc_prev == '\n' && p->sc_started && is_ows(c)) {
                 *why = "obs-fold in header";
                 return i;
             }
+            /* decided here, not from llhttp's error position, so that the
+             * reason does not depend on how the input was cut */
+            if (p->sc_started && !p->sc_colon && is_ows(c)) {
+                *why = "whitespace before colon";
+                return i;
+            }
+            if (c == ':')
+                p->sc_colon = true;
             if (!p->sc_started) {
                 /* requests keep the last 9 bytes, responses the first 5 */
                 if (p->side == REEL_H1_REQUEST) {
@@ -538,8 +553,11 @@ static int cb_headers_complete(llhttp_t *ll) {
         return fail(p, 400, "missing Host header");
     if (req && hosts > 1)
         return fail(p, 400, "duplicate Host header");
-    if (cl)
+    if (cl) {
+        if (ll->content_length > (uint64_t)INT64_MAX)
+            return fail(p, 400, "Content-Length too large");
         h->content_length = (int64_t)ll->content_length;
+    }
     h->chunked = (ll->flags & F_CHUNKED) != 0;
 
     if (req) {
@@ -639,7 +657,6 @@ static int cb_message_complete(llhttp_t *ll) {
 /* Our reason for an llhttp error that no callback explained. */
 static void map_llhttp_error(reel_h1_t *p, llhttp_errno_t e) {
     const char *why = llhttp_get_error_reason(&p->ll);
-    const char *pos = llhttp_get_error_pos(&p->ll);
     if (!why)
         why = "";
     switch (e) {
@@ -667,8 +684,6 @@ static void map_llhttp_error(reel_h1_t *p, llhttp_errno_t e) {
     case HPE_INVALID_HEADER_TOKEN:
         if (strstr(why, "value"))
             fail(p, 400, "invalid character in header value");
-        else if (pos && (*pos == ' ' || *pos == '\t'))
-            fail(p, 400, "whitespace before colon");
         else
             fail(p, 400, "invalid header name");
         break;

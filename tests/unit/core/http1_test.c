@@ -485,8 +485,11 @@ static void test_smuggling_requests(void **state) {
     check(&REQ, "GET / HTTP/1.1\r\nHo(st: h\r\n\r\n", "ERR 400 invalid header name\n");
     static const char nul[] = "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\0b\r\n\r\n";
     check_n(&REQ, nul, sizeof(nul) - 1, "ERR 400 invalid character in header value\n");
-    check(&REQ, "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\rb\r\n\r\n",
-          "ERR 400 invalid character in header value\n");
+    check(&REQ, "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\rb\r\n\r\n", "ERR 400 bare CR\n");
+    check(&REQ, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 18446744073709551615\r\n\r\n",
+          "ERR 400 Content-Length too large\n");
+    check(&RESP, "HTTP/1.1 200 OK\r100 Continue\r\n\r\n", "ERR 502 bare CR\n");
+    check(&RESP, "HTTP/1.1 200 OK\r\nLast-Mod Tue\r\n\r\n", "ERR 502 whitespace before colon\n");
     check(&REQ, "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\nb\r\n\r\n", "ERR 400 bare LF\n");
     check(&REQ, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
           "HEAD POST / HTTP/1.1 form=0 [Host: h] [Transfer-Encoding: chunked] fr=2 cl=-1 "

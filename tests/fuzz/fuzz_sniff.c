@@ -1,0 +1,109 @@
+/* libFuzzer harness: what speaks in a CONNECT tunnel and the TLS ClientHello
+ * parser (src/core/sniff.h). The input is the first bytes a client sent.
+ *
+ * Besides memory safety it checks what the header promises:
+ * - reel_sniff: once an answer is given it does not change as bytes arrive
+ *   (checked on prefixes), and it is given by REEL_SNIFF_MAX_BYTES;
+ * - reel_clienthello_parse: the result is well formed (NUL-terminated
+ *   strings, counts within their caps); a ClientHello that parses is also
+ *   what reel_sniff calls TLS; its first `consumed` bytes parse the same on
+ *   their own, and any shorter prefix of them is NEED_MORE. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/sniff.h"
+#include "fuzz_util.h"
+
+static void check_ch(const reel_clienthello_t *ch, reel_rc rc, size_t len) {
+    FUZZ_CHECK(rc == REEL_OK || rc == REEL_NEED_MORE || rc == REEL_INVALID ||
+                   rc == REEL_CORRUPT || rc == REEL_LIMIT,
+               "clienthello rc %d", (int)rc);
+    FUZZ_CHECK((rc == REEL_OK) == (ch->reason == NULL), "rc %d with reason %s", (int)rc,
+               ch->reason ? ch->reason : "(null)");
+    FUZZ_CHECK(memchr(ch->sni, 0, sizeof ch->sni) != NULL, "sni not terminated");
+    if (rc != REEL_OK)
+        return;
+    FUZZ_CHECK(ch->consumed >= 6 && ch->consumed <= len, "consumed %zu of %zu", ch->consumed, len);
+    FUZZ_CHECK(ch->records >= 1, "no records");
+    if (ch->sni_status == REEL_CH_SNI_OK) {
+        size_t n = strlen(ch->sni);
+        FUZZ_CHECK(n >= 1 && n <= 253, "sni length %zu", n);
+        FUZZ_CHECK(ch->sni_problem == NULL, "valid sni with a problem");
+        for (size_t i = 0; i < n; i++) {
+            char c = ch->sni[i];
+            FUZZ_CHECK((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                           c == '-' || c == '.',
+                       "sni byte 0x%02x", (unsigned char)c);
+        }
+    } else {
+        FUZZ_CHECK(ch->sni[0] == '\0', "sni set with status %d", (int)ch->sni_status);
+        FUZZ_CHECK((ch->sni_status == REEL_CH_SNI_INVALID) == (ch->sni_problem != NULL),
+                   "sni_problem vs status %d", (int)ch->sni_status);
+    }
+    FUZZ_CHECK(ch->alpn_count <= REEL_CH_ALPN_MAX, "alpn_count %zu", ch->alpn_count);
+    FUZZ_CHECK(ch->has_alpn || ch->alpn_count == 0, "alpn names without the extension");
+    for (size_t i = 0; i < ch->alpn_count; i++) {
+        FUZZ_CHECK(ch->alpn_len[i] <= REEL_CH_ALPN_NAME_MAX, "alpn_len %u", ch->alpn_len[i]);
+        FUZZ_CHECK(ch->alpn[i][ch->alpn_len[i]] == '\0', "alpn name not terminated");
+    }
+    FUZZ_CHECK(!ch->tls13 || ch->has_supported_versions, "tls13 without supported_versions");
+    FUZZ_CHECK(ch->has_supported_versions || ch->max_supported_version == 0,
+               "max_supported_version without the extension");
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    /* A copy of exactly size bytes: any read past the end is an ASan error. */
+    uint8_t *buf = malloc(size ? size : 1);
+    memcpy(buf, data, size);
+
+    reel_sniff_kind k = reel_sniff(buf, size);
+    FUZZ_CHECK(k >= REEL_SNIFF_NEED_MORE && k <= REEL_SNIFF_OTHER, "kind %d", (int)k);
+    FUZZ_CHECK(reel_sniff_kind_name(k) != NULL, "no name");
+    FUZZ_CHECK(size < REEL_SNIFF_MAX_BYTES || k != REEL_SNIFF_NEED_MORE,
+               "undecided after %zu bytes", size);
+    FUZZ_CHECK(size > 0 || k == REEL_SNIFF_NEED_MORE, "decided on nothing");
+    /* Answers on prefixes: every length up to 32, then a few spread out. */
+    for (size_t i = 0; i < size; i++) {
+        if (i > 32 && i % (size / 8 + 1) != 0)
+            continue;
+        reel_sniff_kind pk = reel_sniff(buf, i);
+        FUZZ_CHECK(pk == REEL_SNIFF_NEED_MORE || pk == k,
+                   "prefix of %zu bytes says %s, all %zu bytes say %s", i,
+                   reel_sniff_kind_name(pk), size, reel_sniff_kind_name(k));
+    }
+
+    reel_clienthello_t ch;
+    memset(&ch, 0xa5, sizeof ch); /* zeroed by the parser */
+    reel_rc rc = reel_clienthello_parse(buf, size, &ch);
+    check_ch(&ch, rc, size);
+    if (rc == REEL_OK) {
+        FUZZ_CHECK(k == REEL_SNIFF_TLS, "a ClientHello that sniffs as %s", reel_sniff_kind_name(k));
+        /* the ClientHello alone, in a buffer of its own size */
+        size_t n = ch.consumed;
+        uint8_t *own = malloc(n);
+        memcpy(own, buf, n);
+        reel_clienthello_t c2;
+        reel_rc rc2 = reel_clienthello_parse(own, n, &c2);
+        check_ch(&c2, rc2, n);
+        FUZZ_CHECK(rc2 == REEL_OK, "ClientHello alone: rc %d (%s)", (int)rc2,
+                   c2.reason ? c2.reason : "");
+        FUZZ_CHECK(c2.consumed == n && c2.sni_status == ch.sni_status &&
+                       strcmp(c2.sni, ch.sni) == 0 && c2.alpn_count == ch.alpn_count &&
+                       c2.tls13 == ch.tls13 && c2.legacy_version == ch.legacy_version,
+                   "ClientHello alone parses differently");
+        /* shorter prefixes: need more */
+        size_t cuts[3] = {n - 1, n / 2, 5};
+        for (int i = 0; i < 3; i++) {
+            if (cuts[i] >= n)
+                continue;
+            rc2 = reel_clienthello_parse(own, cuts[i], &c2);
+            check_ch(&c2, rc2, cuts[i]);
+            FUZZ_CHECK(rc2 == REEL_NEED_MORE, "prefix of %zu of %zu bytes: rc %d (%s)", cuts[i],
+                       n, (int)rc2, c2.reason ? c2.reason : "");
+        }
+        free(own);
+    }
+    free(buf);
+    return 0;
+}
