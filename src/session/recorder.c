@@ -4,8 +4,10 @@
  *
  * Queue discipline: producers append encoded records to a singly linked
  * list under `mu`; the writer swaps the whole list out at once, so the lock
- * is held for O(1) per wake-up. `queued_bytes` bounds the list. Records are
- * numbered; `done_seq` is the number of the last record that is in the
+ * is held for O(1) per wake-up. `queue_bytes` bounds what is queued
+ * (`queued_bytes`) plus what the writer swapped out and has not yet copied
+ * into a block (`writer_bytes`), so memory stays bounded by it, not twice
+ * it. Records are numbered; `done_seq` is the number of the last record that is in the
  * spool (and fsynced per policy) and indexed, which is what flush waits
  * for. */
 #include "session/recorder.h"
@@ -40,7 +42,7 @@ typedef struct ijob {
 
 /* Frames queued for indexing before the writer waits (each holds its
  * block, up to 256 KiB). */
-#define IJOB_MAX 32
+#define IJOB_MAX 16
 
 typedef struct item {
     struct item *next;
@@ -63,7 +65,7 @@ struct reel_recorder {
     pthread_mutex_t mu;
     pthread_cond_t cv_work, cv_space, cv_done;
     item *head, *tail;
-    size_t queued_bytes;
+    size_t queued_bytes, writer_bytes;
     uint64_t enq_seq, done_seq;
     int stop, flush_req;
     reel_rc sticky;
@@ -373,6 +375,17 @@ static void *index_main(void *arg) {
     return NULL;
 }
 
+/* The writer has copied n bytes of its swapped-out list into blocks: they
+ * no longer count against queue_bytes. */
+static void release_queue_bytes(reel_recorder_t *r, size_t n) {
+    if (n == 0)
+        return;
+    pthread_mutex_lock(&r->mu);
+    r->writer_bytes -= n;
+    pthread_cond_broadcast(&r->cv_space);
+    pthread_mutex_unlock(&r->mu);
+}
+
 static void *writer_main(void *arg) {
     reel_recorder_t *r = arg;
     for (;;) {
@@ -394,19 +407,24 @@ static void *writer_main(void *arg) {
         }
         item *list = r->head;
         r->head = r->tail = NULL;
+        r->writer_bytes += r->queued_bytes;
         r->queued_bytes = 0;
         int stop = r->stop, flush = r->flush_req;
         r->flush_req = 0;
         pthread_cond_broadcast(&r->cv_space);
         pthread_mutex_unlock(&r->mu);
 
+        size_t copied = 0;
         while (list) {
             item *it = list;
             list = it->next;
             if (r->block.len == 0)
                 r->block_deadline_ns = mono_ns() + 100 * 1000000;
-            if (r->block.len + it->len + 10 > REEL_SPOOL_BLOCK_TARGET && r->block.len)
+            if (r->block.len + it->len + 10 > REEL_SPOOL_BLOCK_TARGET && r->block.len) {
+                release_queue_bytes(r, copied);
+                copied = 0;
                 frame_out(r);
+            }
             if (r->block.len == 0)
                 r->block_deadline_ns = mono_ns() + 100 * 1000000;
             if (reel_spool_block_append(&r->block, it->data, it->len) != REEL_OK) {
@@ -415,8 +433,10 @@ static void *writer_main(void *arg) {
             }
             r->block_records++;
             r->block_last_seq = it->seq;
+            copied += it->len;
             free(it);
         }
+        release_queue_bytes(r, copied);
         if (r->block.len && (stop || flush || mono_ns() >= r->block_deadline_ns ||
                              r->block.len >= REEL_SPOOL_BLOCK_TARGET))
             frame_out(r);
@@ -452,9 +472,11 @@ static void enqueue(reel_recorder_t *r, reel_rflow_t *f, const Reel__Record *rec
     it->len = len;
     reel__record__pack(rec, it->data);
     pthread_mutex_lock(&r->mu);
-    if (!force && r->queued_bytes + len > r->opts.queue_bytes && r->head) {
+    if (!force && r->queued_bytes + r->writer_bytes + len > r->opts.queue_bytes &&
+        (r->head || r->writer_bytes)) {
         if (r->capture == REEL_CAPTURE_LOSSLESS) {
-            while (r->queued_bytes + len > r->opts.queue_bytes && r->head)
+            while (r->queued_bytes + r->writer_bytes + len > r->opts.queue_bytes &&
+                   (r->head || r->writer_bytes))
                 pthread_cond_wait(&r->cv_space, &r->mu);
         } else {
             r->stats.dropped_records++;
