@@ -1,0 +1,205 @@
+"""Shared set-up of the proxy integration tests: an nginx origin (HTTP and
+HTTPS with a private CA, on ephemeral 127.0.0.1 ports, stopped by PID), a
+`reel record` process and the CLI pointed at the same homes, and helpers.
+Imported by tests/integration/test_*.py (not a test itself)."""
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+REEL = os.environ.get("REEL")
+TMPBASE = os.environ.get("REEL_TEST_TMP") or tempfile.gettempdir()
+SANITIZED = os.environ.get("REEL_SANITIZED") == "1"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def run(cmd, check=True, timeout=60, **kw):
+    r = subprocess.run(cmd, capture_output=True, timeout=timeout, **kw)
+    if check and r.returncode != 0:
+        raise AssertionError("%s exited %d: %s %s" % (cmd, r.returncode, r.stdout[-2000:], r.stderr[-2000:]))
+    return r
+
+
+class Origin:
+    """nginx on two ephemeral ports, with files to serve and a log that
+    names the upstream connection of every request."""
+
+    def __init__(self, root):
+        self.root = root
+        self.www = os.path.join(root, "www")
+        os.makedirs(self.www)
+        os.makedirs(os.path.join(root, "tmp"))
+        self.http_port, self.https_port = free_port(), free_port()
+        self.ca = os.path.join(root, "origin-ca.pem")
+        self._certs()
+        with open(os.path.join(self.www, "100b"), "wb") as f:
+            f.write(b"x" * 99 + b"\n")
+        self.file1m = os.urandom(1 << 20)
+        with open(os.path.join(self.www, "file1m"), "wb") as f:
+            f.write(self.file1m)
+        self.text = ("reel test line %d: the quick brown fox\n" * 1).encode()
+        with open(os.path.join(self.www, "text.txt"), "wb") as f:
+            for i in range(3000):
+                f.write(b"reel test line %d: the quick brown fox jumps over the lazy dog\n" % i)
+        with open(os.path.join(self.www, "big"), "wb") as f:
+            f.truncate((256 if SANITIZED else 1024) << 20)
+        self.log = os.path.join(root, "access.log")
+        conf = os.path.join(root, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(("user root;\n" if os.geteuid() == 0 else "") + """
+worker_processes 1;
+daemon off;
+pid {r}/nginx.pid;
+error_log {r}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+  log_format conn '$connection $request_method $request_uri $status';
+  access_log {r}/access.log conn;
+  client_body_temp_path {r}/tmp/body; proxy_temp_path {r}/tmp/proxy;
+  fastcgi_temp_path {r}/tmp/fcgi; uwsgi_temp_path {r}/tmp/uwsgi; scgi_temp_path {r}/tmp/scgi;
+  types {{ text/plain txt; }}
+  default_type application/octet-stream;
+  gzip on; gzip_types text/plain; gzip_min_length 100;
+  keepalive_requests 10000;
+  server {{
+    listen 127.0.0.1:{hp};
+    listen 127.0.0.1:{sp} ssl;
+    ssl_certificate {r}/server.pem;
+    ssl_certificate_key {r}/server.key;
+    root {r}/www;
+    location = /echo {{ client_max_body_size 100m; return 200 "posted\\n"; }}
+    location = /nocontent {{ return 204; }}
+  }}
+}}
+""".format(r=root, hp=self.http_port, sp=self.https_port))
+        self.proc = subprocess.Popen([NGINX, "-c", conf, "-e", os.path.join(root, "error.log")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", self.http_port), 0.2).close()
+                socket.create_connection(("127.0.0.1", self.https_port), 0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("nginx did not start")
+
+    def _certs(self):
+        r = self.root
+        run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-keyout", r + "/origin-ca.key", "-out", self.ca, "-days", "2",
+             "-subj", "/CN=reel test origin CA", "-addext", "basicConstraints=critical,CA:TRUE"])
+        run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", r + "/server.key", "-out", r + "/server.csr", "-subj", "/CN=localhost"])
+        with open(r + "/ext.cnf", "w") as f:
+            f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+        run(["openssl", "x509", "-req", "-in", r + "/server.csr", "-CA", self.ca, "-CAkey",
+             r + "/origin-ca.key", "-CAcreateserial", "-out", r + "/server.pem", "-days", "2",
+             "-extfile", r + "/ext.cnf"])
+
+    def url(self, path, https=False):
+        if https:
+            return "https://localhost:%d%s" % (self.https_port, path)
+        return "http://127.0.0.1:%d%s" % (self.http_port, path)
+
+    def log_lines(self):
+        with open(self.log) as f:
+            return [l.split() for l in f.read().splitlines() if l.strip()]
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+class Reel:
+    """A `reel record` process and the CLI pointed at the same homes."""
+
+    def __init__(self, root, session, *sets, resume=False):
+        self.env = dict(os.environ, REEL_HOME=root + "/home", XDG_DATA_HOME=root + "/data",
+                        XDG_CONFIG_HOME=root + "/config")
+        self.session = session
+        self.errlog = open(os.path.join(root, session + ".log"), "w+")
+        args = [REEL, "resume" if resume else "record", "--listen", "127.0.0.1:0"]
+        for s in sets:
+            args += ["--set", s]
+        self.proc = subprocess.Popen(args + [session], env=self.env, stdout=subprocess.DEVNULL,
+                                     stderr=self.errlog)
+        self.port = None
+        for _ in range(200):
+            self.errlog.seek(0)
+            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", self.errlog.read())
+            if m:
+                self.port = int(m.group(1))
+                break
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        if self.port is None:
+            self.errlog.seek(0)
+            raise RuntimeError("reel did not start: " + self.errlog.read())
+        self.ca = os.path.join(root, "data", "reel", "reel-ca.pem")
+        self.proxy = "http://127.0.0.1:%d" % self.port
+
+    def cli(self, *args, check=True):
+        return run([REEL] + list(args), env=self.env, check=check)
+
+    def flows(self, filt=None):
+        args = ["flows", self.session, "--json"] + ([filt] if filt else [])
+        return json.loads(self.cli(*args).stdout)
+
+    def flow(self, fid):
+        return json.loads(self.cli("flow", self.session, str(fid), "--json").stdout)
+
+    def wait_flows(self, n, filt=None, timeout=5):
+        """The flows matching filt once at least n of them have ended."""
+        deadline = time.time() + timeout
+        while True:
+            f = self.flows(filt)
+            if (len(f) >= n and all(x["state"] != "open" for x in f)) or time.time() > deadline:
+                return f
+            time.sleep(0.1)
+
+    def set_config(self, *args):
+        """Runs `reel config SESSION args...` and waits until the running
+        proxy says it applied the change (it polls twice a second)."""
+        before = self.log().count("applied config change")
+        self.cli("config", self.session, *args)
+        deadline = time.time() + 10
+        while self.log().count("applied config change") <= before:
+            if time.time() > deadline:
+                raise AssertionError("proxy did not apply 'config %s': %s" % (" ".join(args), self.log()))
+            time.sleep(0.05)
+
+    def stop(self, sig=signal.SIGINT):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code = self.proc.wait(30)
+        self.errlog.close()
+        return code
+
+    def log(self):
+        self.errlog.seek(0)
+        return self.errlog.read()
+
+
+def curl(reel, *args, check=True, input=None):
+    return run(["curl", "-sS", "--max-time", "30", "-x", reel.proxy, "--cacert", reel.ca] + list(args),
+               check=check, input=input)
+
+
+def body(flow, side):
+    b = flow[side]["body_b64"]
+    return base64.b64decode(b) if b else b""
