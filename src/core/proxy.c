@@ -619,11 +619,18 @@ static void on_connect(uv_connect_t *req, int status) {
         up->ai = up->ai_next = NULL;
     }
     if (up->https) {
-        reel_tls_client_opts_t o = {.host = up->sni ? up->sni : up->host,
-                                    .insecure = !c->p->verify_upstream};
+        /* sessions are resumed per origin and name: later connections to
+         * it skip most of the handshake */
+        const char *name = up->sni ? up->sni : up->host;
+        char *origin = reel_asprintf("%s:%d %s", up->host, up->port, name);
+        reel_tls_client_opts_t o = {.host = name,
+                                    .insecure = !c->p->verify_upstream,
+                                    .session_key = origin};
         reel_err_t err;
         reel_err_clear(&err);
-        if (reel_tls_new_client(c->p->client_ctx, &o, &up->tls, &err) != REEL_OK) {
+        reel_rc trc = reel_tls_new_client(c->p->client_ctx, &o, &up->tls, &err);
+        free(origin);
+        if (trc != REEL_OK) {
             upstream_failed(up, reel_err_str(&err));
             return;
         }

@@ -16,10 +16,26 @@
 
 #define ERRMSG_MAX 256
 
+/* Client role: resumable sessions per origin (opts.session_key). TLS 1.3
+ * tickets are used once (RFC 8446 C.4: reuse would link connections), TLS
+ * 1.2 sessions until the server replaces them. Bounded: SESS_KEYS origins,
+ * the least recently used dropped first, SESS_PER_KEY sessions each. */
+#define SESS_KEYS 256
+#define SESS_PER_KEY 4
+
+typedef struct {
+    char *key; /* NULL: free slot */
+    SSL_SESSION *s[SESS_PER_KEY];
+    unsigned n;
+    uint64_t used; /* ctx->tick of the last use */
+} sess_slot_t;
+
 struct reel_tls_ctx {
     SSL_CTX *ssl_ctx;
     reel_ca_t *ca; /* server role; borrowed */
     bool server;
+    sess_slot_t *slots; /* client role: SESS_KEYS, allocated on first use */
+    uint64_t tick;
 };
 
 struct reel_tls {
@@ -39,6 +55,7 @@ struct reel_tls {
     char *cert_host;         /* server: host of the leaf; client: opts.host */
     char *sni;               /* server: received; client: sent */
     char *alpn;              /* negotiated */
+    char *session_key;       /* client: cache key ("!" first when insecure) */
     char cb_err[ERRMSG_MAX]; /* set by the SNI callback */
     char errmsg[ERRMSG_MAX]; /* the failure, repeated on later calls */
 };
@@ -104,6 +121,80 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
     return SSL_TLSEXT_ERR_NOACK;
 }
 
+/* ---- client session cache --------------------------------------------------- */
+
+static void slot_clear(sess_slot_t *sl) {
+    for (unsigned i = 0; i < sl->n; i++)
+        SSL_SESSION_free(sl->s[i]);
+    free(sl->key);
+    memset(sl, 0, sizeof *sl);
+}
+
+/* The slot of key, or NULL; with create, a new (or the least recently
+ * used, emptied) slot. */
+static sess_slot_t *slot_find(reel_tls_ctx_t *ctx, const char *key, bool create) {
+    if (ctx->slots == NULL) {
+        if (!create)
+            return NULL;
+        ctx->slots = reel_calloc(SESS_KEYS, sizeof *ctx->slots);
+    }
+    sess_slot_t *victim = &ctx->slots[0];
+    for (size_t i = 0; i < SESS_KEYS; i++) {
+        sess_slot_t *sl = &ctx->slots[i];
+        if (sl->key && strcmp(sl->key, key) == 0) {
+            sl->used = ++ctx->tick;
+            return sl;
+        }
+        if (victim->key && (sl->key == NULL || sl->used < victim->used))
+            victim = sl;
+    }
+    if (!create)
+        return NULL;
+    slot_clear(victim);
+    victim->key = reel_strdup(key);
+    victim->used = ++ctx->tick;
+    return victim;
+}
+
+/* OpenSSL hands over a new resumable session (after a handshake, or with a
+ * TLS 1.3 ticket read later). The cache keeps a copy: the original stays
+ * the connection's, and OpenSSL marks it not resumable when the connection
+ * is freed without close_notify, which proxied connections often are. */
+static int new_session_cb(SSL *ssl, SSL_SESSION *orig) {
+    reel_tls_t *t = SSL_get_app_data(ssl);
+    if (t == NULL || t->session_key == NULL || !SSL_SESSION_is_resumable(orig))
+        return 0;
+    SSL_SESSION *sess = SSL_SESSION_dup(orig);
+    if (sess == NULL) {
+        ERR_clear_error();
+        return 0;
+    }
+    sess_slot_t *sl = slot_find(t->ctx, t->session_key, true);
+    if (sl->n == SESS_PER_KEY) {
+        SSL_SESSION_free(sl->s[0]);
+        memmove(sl->s, sl->s + 1, (SESS_PER_KEY - 1) * sizeof sl->s[0]);
+        sl->n--;
+    }
+    sl->s[sl->n++] = sess;
+    return 0; /* orig stays OpenSSL's */
+}
+
+/* Offers a cached session of t's origin, if there is one. */
+static void session_offer(reel_tls_t *t) {
+    sess_slot_t *sl = slot_find(t->ctx, t->session_key, false);
+    if (sl == NULL || sl->n == 0)
+        return;
+    SSL_SESSION *sess = sl->s[sl->n - 1];
+    if (SSL_set_session(t->ssl, sess) != 1) {
+        ERR_clear_error();
+        return;
+    }
+    if (SSL_SESSION_get_protocol_version(sess) >= TLS1_3_VERSION) {
+        sl->n--;
+        SSL_SESSION_free(sess); /* t->ssl holds its own reference */
+    }
+}
+
 /* ---- contexts ----------------------------------------------------------------- */
 
 static const char *ossl_reason(void) {
@@ -164,6 +255,8 @@ reel_rc reel_tls_ctx_new_client(const char *extra_ca_file, bool no_system_store,
                             reason);
     }
     SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(c, new_session_cb);
     reel_tls_ctx_t *ctx = reel_calloc(1, sizeof *ctx);
     ctx->ssl_ctx = c;
     *out = ctx;
@@ -173,6 +266,11 @@ reel_rc reel_tls_ctx_new_client(const char *extra_ca_file, bool no_system_store,
 void reel_tls_ctx_free(reel_tls_ctx_t *ctx) {
     if (ctx == NULL)
         return;
+    if (ctx->slots) {
+        for (size_t i = 0; i < SESS_KEYS; i++)
+            slot_clear(&ctx->slots[i]);
+        free(ctx->slots);
+    }
     SSL_CTX_free(ctx->ssl_ctx);
     free(ctx);
 }
@@ -286,6 +384,12 @@ reel_rc reel_tls_new_client(reel_tls_ctx_t *ctx, const reel_tls_client_opts_t *o
     }
     if (opts->insecure)
         SSL_set_verify(t->ssl, SSL_VERIFY_NONE, NULL);
+    if (opts->session_key) {
+        /* a session made without verification never serves a verified
+         * connection */
+        t->session_key = reel_asprintf("%s%s", opts->insecure ? "!" : "", opts->session_key);
+        session_offer(t);
+    }
     /* SSL_set_alpn_protos returns 0 on success. */
     if (alpn.len > 0 && SSL_set_alpn_protos(t->ssl, alpn.data, (unsigned)alpn.len) != 0) {
         const char *reason = ossl_reason();
@@ -310,6 +414,7 @@ void reel_tls_free(reel_tls_t *t) {
     free(t->cert_host);
     free(t->sni);
     free(t->alpn);
+    free(t->session_key);
     free(t);
 }
 
@@ -540,6 +645,10 @@ const char *reel_tls_version(const reel_tls_t *t) {
 const char *reel_tls_cipher(const reel_tls_t *t) {
     const SSL_CIPHER *c = t->done ? SSL_get_current_cipher(t->ssl) : NULL;
     return c ? SSL_CIPHER_get_name(c) : NULL;
+}
+
+bool reel_tls_resumed(const reel_tls_t *t) {
+    return t->done && SSL_session_reused(t->ssl) == 1;
 }
 
 long reel_tls_verify_result(const reel_tls_t *t) {

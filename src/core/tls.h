@@ -18,7 +18,7 @@
  * - client (toward the origin): the system trust store plus an optional
  *   extra CA file; the certificate and host name (or IP) are verified unless
  *   turned off per connection; SNI sent for names, not IP literals; ALPN
- *   offers "http/1.1".
+ *   offers "http/1.1"; sessions are resumed per origin when asked to.
  * Both: TLS 1.2 or newer, renegotiation off.
  *
  * Buffers are bounded: at most REEL_TLS_CIPHER_IN_MAX cipher bytes wait
@@ -85,6 +85,11 @@ typedef struct {
     /** ALPN protocols to offer, comma-separated ("h2,http/1.1"); NULL offers
      * "http/1.1", "" offers none. */
     const char *alpn;
+    /** The origin ("host:port", borrowed) under which resumable sessions
+     * are kept in the context and offered to later connections to it, so
+     * they skip certificate verification and most of the handshake; NULL:
+     * no resumption. Sessions of insecure connections are kept apart. */
+    const char *session_key;
 } reel_tls_client_opts_t;
 
 /** Starts a client-role connection. Returns REEL_OK and an owned connection
@@ -172,6 +177,10 @@ const char *reel_tls_version(const reel_tls_t *t);
 /** Negotiated cipher suite name, or NULL before the handshake completed.
  * Static storage. */
 const char *reel_tls_cipher(const reel_tls_t *t);
+
+/** True when the handshake resumed a cached session (client role: see
+ * reel_tls_client_opts_t.session_key). */
+bool reel_tls_resumed(const reel_tls_t *t);
 
 /** Client role: the X509_V_* result of verifying the peer's certificate
  * (X509_V_OK == 0), also computed when verification is off. Server role:

@@ -590,6 +590,63 @@ static void test_hostname_mismatch(void **state) {
     reel_tls_free(s);
 }
 
+/* One connection of a resumption test: handshake, then a response from the
+ * server so the client reads the TLS 1.3 tickets that follow the handshake.
+ * Returns whether the handshake resumed a session. */
+static bool resume_round(reel_tls_ctx_t *ctx, const char *host, const char *key, bool insecure) {
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_tls_t *s = server_new(NULL);
+    reel_tls_t *c = NULL;
+    reel_tls_client_opts_t o = {.host = host, .insecure = insecure, .session_key = key};
+    if (reel_tls_new_client(ctx, &o, &c, &err) != REEL_OK)
+        fail_msg("client: %s", reel_err_str(&err));
+    handshake_ok(c, s);
+    transfer(s, c, 100, 1);
+    bool resumed = reel_tls_resumed(c);
+    assert_false(reel_tls_resumed(s) && !resumed);
+    assert_int_equal(reel_tls_verify_result(c), X509_V_OK);
+    reel_tls_free(c);
+    reel_tls_free(s);
+    return resumed;
+}
+
+static void test_session_resumption(void **state) {
+    (void)state;
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_tls_ctx_t *ctx = NULL;
+    assert_int_equal(reel_tls_ctx_new_client(reel_ca_cert_path(FX->ca), true, &ctx, &err),
+                     REEL_OK);
+    /* No key: never resumed. */
+    assert_false(resume_round(ctx, "a.test", NULL, false));
+    assert_false(resume_round(ctx, "a.test", NULL, false));
+    /* Same origin: the first connection is full, later ones resume (each
+     * TLS 1.3 ticket once; every handshake brings new ones). */
+    assert_false(resume_round(ctx, "a.test", "a.test:443", false));
+    for (int i = 0; i < 5; i++)
+        assert_true(resume_round(ctx, "a.test", "a.test:443", false));
+    /* Another port, another host: their own sessions. */
+    assert_false(resume_round(ctx, "a.test", "a.test:8443", false));
+    assert_false(resume_round(ctx, "b.test", "b.test:443", false));
+    /* A session made without verification is not offered to a verified
+     * connection, nor the other way round. */
+    assert_false(resume_round(ctx, "c.test", "c.test:443", true));
+    assert_true(resume_round(ctx, "c.test", "c.test:443", true));
+    assert_false(resume_round(ctx, "c.test", "c.test:443", false));
+    assert_true(resume_round(ctx, "c.test", "c.test:443", false));
+    /* Many origins: the cache stays bounded and evicts the least recently
+     * used (a.test:443, used last long ago, is gone after 300 others). */
+    char key[64];
+    for (int i = 0; i < 300 && !UNDER_ASAN; i++) {
+        snprintf(key, sizeof key, "h%d.test:443", i);
+        assert_false(resume_round(ctx, "a.test", key, false));
+    }
+    if (!UNDER_ASAN)
+        assert_false(resume_round(ctx, "a.test", "a.test:443", false));
+    reel_tls_ctx_free(ctx); /* frees the cached sessions (LeakSanitizer) */
+}
+
 static void test_client_ctx(void **state) {
     (void)state;
     /* System store plus the extra CA file: both work together. */
@@ -790,6 +847,13 @@ static void test_handshake_rate(void **state) {
     print_message("in-memory TLS 1.3 handshakes (both sides, cached leaf, full verify): "
                   "%.0f/s (%.2f ms each)%s\n",
                   n / dt, dt / n * 1e3, UNDER_ASAN ? " [ASan build]" : "");
+    t0 = now_s();
+    for (int i = 0; i < n; i++)
+        resume_round(FX->client, "rate.test", "rate.test:443", false);
+    dt = now_s() - t0;
+    print_message("same, client resuming a session (plus 100 bytes each way): %.0f/s (%.2f ms "
+                  "each)\n",
+                  n / dt, dt / n * 1e3);
 }
 
 int main(void) {
@@ -804,6 +868,7 @@ int main(void) {
         cmocka_unit_test(test_verify_self_signed),
         cmocka_unit_test(test_hostname_mismatch),
         cmocka_unit_test(test_client_ctx),
+        cmocka_unit_test(test_session_resumption),
         cmocka_unit_test(test_eof),
         cmocka_unit_test(test_garbage),
         cmocka_unit_test(test_bounded_buffers),
