@@ -194,8 +194,10 @@ static bool rd_u16(rd_t *r, size_t end, size_t *v) {
 
 /* ---- ClientHello: extensions ---- */
 
-/* NULL when name (n bytes) is a host name: LDH labels of 1..63 bytes joined
- * by dots, 253 bytes at most; otherwise why not. */
+/* NULL when name (n bytes) is a host name: labels of 1..63 letters,
+ * digits, '-' and '_' joined by dots, 253 bytes at most; otherwise why not.
+ * '_' is not LDH, but real names carry it (service records, some CDN and
+ * internal hosts) and browsers send it; the CA mints leaves for it. */
 static const char *hostname_problem(const uint8_t *name, size_t n) {
     if (n == 0)
         return "empty host name";
@@ -209,7 +211,7 @@ static const char *hostname_problem(const uint8_t *name, size_t n) {
                 return "empty label in host name";
             label = 0;
         } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                   c == '-') {
+                   c == '-' || c == '_') {
             if (++label > 63)
                 return "host name label longer than 63 bytes";
         } else {
