@@ -75,6 +75,14 @@ struct reel_h1 {
     bool in_section;
     size_t section_bytes;
 
+    /* chunk framing, checked beside llhttp: in its loose mode llhttp takes
+     * any byte after a chunk-size CR for the LF and any two bytes after
+     * chunk data for the CRLF, so a proxy forwarding the raw bytes would
+     * disagree with a strict next hop about where the body ends */
+    bool ck_line;     /* inside a chunk-size line */
+    int ck_prev;      /* previous byte of that line */
+    unsigned ck_crlf; /* bytes of the CRLF after chunk data still to come */
+
     /* events waiting to be reported */
     reel_h1_event_t ev;
     bool have_ev;
@@ -266,6 +274,39 @@ static size_t section_scan(reel_h1_t *p, const char *b, size_t n, const char **w
     return n;
 }
 
+/* Checks b[0..n) of a chunked body where llhttp is lenient: the CRLF after
+ * chunk data and the line end of a chunk-size line. Returns how many bytes
+ * llhttp may parse now: never past that CRLF or line end, so that the check
+ * runs again for the next chunk (chunk data itself ends in a pause, see
+ * cb_body), or the position of a problem, with *why set. */
+static size_t chunk_scan(reel_h1_t *p, const char *b, size_t n, const char **why) {
+    size_t i = 0;
+    if (p->ck_crlf) {
+        for (; i < n && p->ck_crlf; i++, p->ck_crlf--) {
+            if (b[i] != (p->ck_crlf == 2 ? '\r' : '\n')) {
+                *why = "missing CRLF after chunk data";
+                return i;
+            }
+        }
+        return i;
+    }
+    if (p->ck_line) {
+        for (; i < n; i++) {
+            unsigned char c = (unsigned char)b[i];
+            if (p->ck_prev == '\r' && c != '\n') {
+                *why = "bare CR";
+                return i;
+            }
+            p->ck_prev = c;
+            if (c == '\n') {
+                p->ck_line = false;
+                return i + 1;
+            }
+        }
+    }
+    return n;
+}
+
 /* ---- llhttp callbacks: record only ---- */
 
 static int span_append(reel_h1_t *p, section_t *s, const char *at, size_t n) {
@@ -299,6 +340,8 @@ static int cb_message_begin(llhttp_t *ll) {
     p->elem_open = false;
     p->have_method = p->have_target = p->have_reason = false;
     p->interim = false;
+    p->ck_line = false;
+    p->ck_crlf = 0;
     return 0;
 }
 
@@ -593,6 +636,8 @@ static int cb_headers_complete(llhttp_t *ll) {
         h->framing = REEL_H1_BODY_NONE;
     } else if (ll->flags & F_CHUNKED) {
         h->framing = REEL_H1_BODY_CHUNKED;
+        p->ck_line = true;
+        p->ck_prev = 0;
     } else if (te.fields || (!cl && llhttp_message_needs_eof(ll))) {
         h->framing = REEL_H1_BODY_EOF;
     } else if (cl) {
@@ -615,6 +660,12 @@ static int cb_body(llhttp_t *ll, const char *at, size_t n) {
     if (!p->body_len)
         p->body = (const uint8_t *)at;
     p->body_len += n;
+    if ((ll->flags & F_CHUNKED) && ll->content_length == 0) {
+        /* the data of a chunk ends here: stop, so chunk_scan sees the CRLF
+         * before llhttp skips it */
+        p->ck_crlf = 2;
+        return HPE_PAUSED;
+    }
     return 0;
 }
 
@@ -630,6 +681,8 @@ static int cb_chunk_header(llhttp_t *ll) {
 
 static int cb_chunk_complete(llhttp_t *ll) {
     reel_h1_t *p = ll->data;
+    p->ck_line = true; /* the next chunk-size line */
+    p->ck_prev = 0;
     return p->body_len ? HPE_PAUSED : 0;
 }
 
@@ -775,6 +828,8 @@ static reel_rc drive(reel_h1_t *p, const uint8_t *buf, size_t len, size_t *consu
         const char *scan_why = NULL;
         if (sectioned)
             n = section_scan(p, base, n, &scan_why);
+        else if (p->ck_line || p->ck_crlf)
+            n = chunk_scan(p, base, n, &scan_why);
         if (llhttp_get_errno(&p->ll) == HPE_PAUSED)
             llhttp_resume(&p->ll);
         llhttp_errno_t e = llhttp_execute(&p->ll, base, n);

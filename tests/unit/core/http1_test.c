@@ -535,6 +535,60 @@ static void test_smuggling_requests(void **state) {
           "ERR 400 invalid Content-Length\n");
 }
 
+/* llhttp's loose mode skips the two bytes after chunk data and the byte
+ * after a chunk-size CR without looking at them; reel checks them itself,
+ * before llhttp consumes them, so no bad byte is ever passed on. */
+static void test_chunk_framing_is_strict(void **state) {
+    (void)state;
+    static const char head[] =
+        "HEAD POST / HTTP/1.1 form=0 [Host: h] [Transfer-Encoding: chunked] fr=2 cl=-1 "
+        "chunked ka\n";
+    static const char req[] = "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n";
+    char in[256], want[512];
+    snprintf(in, sizeof in, "%s5\r\nhelloXX0\r\n\r\n", req);
+    snprintf(want, sizeof want, "%sBODY hello\nERR 400 missing CRLF after chunk data\n", head);
+    check(&REQ, in, want);
+    snprintf(in, sizeof in, "%s5\r\nhello\rX0\r\n\r\n", req);
+    check(&REQ, in, want);
+    snprintf(in, sizeof in, "%s5\r\nhello\n\r\n0\r\n\r\n", req);
+    check(&REQ, in, want);
+    snprintf(in, sizeof in, "%s5\rXhello\r\n0\r\n\r\n", req);
+    snprintf(want, sizeof want, "%sERR 400 bare CR\n", head);
+    check(&REQ, in, want);
+    snprintf(in, sizeof in, "%s5;a=b\r\rhello\r\n0\r\n\r\n", req);
+    check(&REQ, in, want);
+    snprintf(in, sizeof in, "%s3\r\nabc\r\n0\rX\r\n", req);
+    snprintf(want, sizeof want, "%sBODY abc\nERR 400 bare CR\n", head);
+    check(&REQ, in, want);
+    /* a bad response is a 502 */
+    check(&RESP, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokAB0\r\n\r\n",
+          "HEAD 200 'OK' HTTP/1.1 [Transfer-Encoding: chunked] fr=2 cl=-1 chunked ka\n"
+          "BODY ok\n"
+          "ERR 502 missing CRLF after chunk data\n");
+    /* good framing with extensions and many chunks still parses */
+    snprintf(in, sizeof in, "%s1;x=\"a b\"\r\na\r\n2\r\nbc\r\n0\r\nT: v\r\n\r\n", req);
+    snprintf(want, sizeof want, "%sBODY abc\nEND [T: v]\n", head);
+    check(&REQ, in, want);
+
+    /* what the caller is told it consumed stops before the bad bytes: a
+     * proxy forwarding consumed bytes never passes them on */
+    snprintf(in, sizeof in, "%s5\r\nhelloXX0\r\n\r\n", req);
+    reel_h1_t *p = reel_h1_new(REEL_H1_REQUEST, NULL);
+    size_t off = 0, len = strlen(in);
+    reel_rc rc;
+    for (;;) {
+        reel_h1_event_t ev;
+        size_t used = 0;
+        rc = reel_h1_feed(p, (const uint8_t *)in + off, len - off, &used, &ev);
+        if (rc != REEL_OK)
+            break;
+        off += used;
+    }
+    assert_int_equal(rc, REEL_INVALID);
+    assert_int_equal(off, strstr(in, "XX") - in);
+    reel_h1_free(p);
+}
+
 static void test_request_line_errors(void **state) {
     (void)state;
     check(&REQ, "GET example.com:80 HTTP/1.1\r\nHost: h\r\n\r\n",
@@ -834,6 +888,7 @@ int main(void) {
         cmocka_unit_test(test_connect_response),
         cmocka_unit_test(test_switching_protocols),
         cmocka_unit_test(test_smuggling_requests),
+        cmocka_unit_test(test_chunk_framing_is_strict),
         cmocka_unit_test(test_request_line_errors),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_default_head_limit),
