@@ -883,6 +883,11 @@ static void req_process(conn_t *c) {
         if (rc == REEL_NEED_MORE) {
             if (c->state == C_HEAD && cl->in.len && c->head_started == 0)
                 c->head_started = uv_now(c->p->loop);
+            /* Body framing the parser took without an event (a chunk-size
+             * line or CRLF cut by a read) is passed on like the data; head
+             * bytes are not, the head is re-serialized. */
+            if (c->state == C_REQ_BODY && c->up)
+                peer_write(c->up, cl->in.data, consumed);
             reel_buf_consume(&cl->in, consumed);
             break;
         }
@@ -952,6 +957,9 @@ static void exchange_done(conn_t *c, bool upstream_reusable) {
     }
     c->state = C_HEAD;
     c->head_started = 0;
+    /* nothing of the next exchange has been answered: a bad next request
+     * must still get its 400 (or 408) */
+    c->resp_head_sent = false;
     touch(c);
 }
 
@@ -1019,6 +1027,8 @@ static void resp_process(conn_t *c) {
         else
             rc = reel_h1_feed(c->resp, up->in.data, up->in.len, &consumed, &ev);
         if (rc == REEL_NEED_MORE) {
+            if (c->resp_head_sent && !c->resp_done)
+                peer_write(&c->client, up->in.data, consumed); /* framing, as above */
             reel_buf_consume(&up->in, consumed);
             break;
         }
