@@ -55,6 +55,7 @@ typedef struct peer {
     reel_buf_t cipher;    /* scratch for TLS output */
     size_t wpending;      /* bytes handed to uv_write, not yet written */
     bool close_when_flushed;
+    uint64_t progress;    /* when a byte was last read or written (upstream_timeout) */
     /* upstream only */
     char *host;           /* origin host (for reuse checks and SNI) */
     char *sni;            /* host to verify/send as SNI, if different */
@@ -88,6 +89,7 @@ struct conn {
     int handles;          /* open uv handles owned by this conn (client tcp, timer) */
     uint64_t last_activity;
     uint64_t head_started; /* when the first byte of the current head arrived, 0 if none */
+    uint64_t resp_head_started; /* the same for the response head */
     char client_addr[64];
     /* Inside a CONNECT tunnel: the origin every request goes to. */
     bool in_tunnel, tunnel_tls;
@@ -121,7 +123,7 @@ struct reel_proxy {
     size_t nignore;
     bool verify_upstream;
     char *proxyauth_b64; /* expected Basic credentials, NULL when not required */
-    uint64_t idle_timeout_ms, head_timeout_ms;
+    uint64_t idle_timeout_ms, head_timeout_ms, upstream_timeout_ms;
     size_t max_head_size;
     /* shutdown */
     bool shutting_down;
@@ -285,6 +287,7 @@ static void on_written(uv_write_t *req, int status) {
     free(w);
     if (status < 0 || pe->closing)
         return;
+    pe->progress = uv_now(pe->c->p->loop);
     if (pe->wpending < LOW_WATER)
         peer_maybe_resume_other(pe);
     if (pe->close_when_flushed && pe->wpending == 0) {
@@ -305,6 +308,8 @@ static void raw_write(peer_t *pe, const void *data, size_t len) {
     w->len = len;
     memcpy(w->data, data, len);
     uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
+    if (pe->wpending == 0)
+        pe->progress = uv_now(pe->c->p->loop); /* the clock starts with the first byte queued */
     pe->wpending += len;
     if (uv_write(&w->req, (uv_stream_t *)&pe->tcp, &b, 1, on_written) != 0) {
         pe->wpending -= len;
@@ -613,6 +618,7 @@ static void on_connect(uv_connect_t *req, int status) {
         return;
     }
     up->connected = true;
+    up->progress = uv_now(c->p->loop);
     uv_tcp_nodelay(&up->tcp, 1);
     if (up->ai) {
         uv_freeaddrinfo(up->ai);
@@ -686,6 +692,7 @@ static void upstream_for(conn_t *c, bool https, const char *host, int port, cons
     up->sni = sni && strcasecmp(sni, host) != 0 ? reel_strdup(sni) : NULL;
     up->port = port;
     up->https = https;
+    up->progress = uv_now(c->p->loop);
     reel_buf_init(&up->in, 0);
     reel_buf_init(&up->pend, 0);
     reel_buf_init(&up->cipher, 0);
@@ -812,7 +819,7 @@ static void handle_connect(conn_t *c, const reel_h1_head_t *h) {
 }
 
 static void request_head(conn_t *c, const reel_h1_head_t *h) {
-    c->head_started = 0;
+    c->head_started = c->resp_head_started = 0;
     c->resp_head_sent = c->req_done = c->resp_done = false;
     c->client_close = !h->keep_alive;
     c->upgrade = h->upgrade && !h->is_connect;
@@ -921,6 +928,8 @@ static void req_process(conn_t *c) {
             reel_buf_consume(&cl->in, consumed);
             c->req_done = true;
             c->req_end_us = now_us();
+            if (c->up)
+                c->up->progress = uv_now(c->p->loop); /* the response is due from now */
             if (!c->upgrade)
                 c->state = C_WAIT_RESP;
             if (c->resp_done) {
@@ -981,6 +990,7 @@ static void maybe_finish(conn_t *c) {
 }
 
 static void resp_head(conn_t *c, const reel_h1_head_t *h) {
+    c->resp_head_started = 0;
     if (h->interim) {
         reel_buf_t out;
         reel_buf_init(&out, 0);
@@ -1029,6 +1039,8 @@ static void resp_process(conn_t *c) {
         if (rc == REEL_NEED_MORE) {
             if (c->resp_head_sent && !c->resp_done)
                 peer_write(&c->client, up->in.data, consumed); /* framing, as above */
+            else if (!c->resp_head_sent && consumed && c->resp_head_started == 0)
+                c->resp_head_started = uv_now(c->p->loop);
             reel_buf_consume(&up->in, consumed);
             break;
         }
@@ -1335,6 +1347,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     if (nread == 0)
         return;
     touch(c);
+    pe->progress = c->last_activity;
     if (nread < 0) {
         peer_read_stop(pe);
         if (nread != UV_EOF && pe->role == P_CLIENT && c->flow) {
@@ -1431,6 +1444,54 @@ static void conn_close(conn_t *c) {
     }
 }
 
+/* Whether the upstream is expected to make progress: it is connecting or
+ * handshaking, has bytes of ours to read, or owes (the rest of) a response.
+ * A request body the client is slow to send does not count. */
+static bool upstream_owes(const conn_t *c) {
+    const peer_t *up = c->up;
+    if (up == NULL || up->closing || (c->state != C_REQ_BODY && c->state != C_WAIT_RESP) ||
+        c->resp_done)
+        return false;
+    return !peer_ready(up) || up->wpending > 0 || up->pend.len > 0 || c->req_done ||
+           c->resp_head_sent;
+}
+
+/* upstream_timeout expired: 504 while no response head was passed on,
+ * else the client connection is cut (its response cannot be completed). */
+static void upstream_timed_out(conn_t *c) {
+    peer_t *up = c->up;
+    unsigned secs = (unsigned)(c->p->upstream_timeout_ms / 1000);
+    char *why;
+    if (!up->connected)
+        why = reel_asprintf("cannot connect to %s:%d: no answer within %us (upstream_timeout)",
+                            up->host, up->port, secs);
+    else if (!peer_ready(up))
+        why = reel_asprintf("TLS handshake with %s:%d not done within %us (upstream_timeout)",
+                            up->host, up->port, secs);
+    else if (!c->resp_head_sent && c->resp_head_started)
+        why = reel_asprintf("%s:%d stalled for %us in the middle of the response head "
+                            "(upstream_timeout)",
+                            up->host, up->port, secs);
+    else if (!c->resp_head_sent)
+        why = reel_asprintf("%s:%d sent no response for %us (upstream_timeout)", up->host, up->port,
+                            secs);
+    else
+        why = reel_asprintf("%s:%d stalled for %us in the middle of the response "
+                            "(upstream_timeout)",
+                            up->host, up->port, secs);
+    if (c->resp_head_sent) {
+        if (c->flow) {
+            reel_recorder_flow_error(c->flow, why, 0);
+            c->flow = NULL;
+            c->p->stats.errors++;
+        }
+        conn_close(c);
+    } else {
+        fail_exchange(c, 504, why);
+    }
+    free(why);
+}
+
 static void on_conn_timer(uv_timer_t *t) {
     conn_t *c = t->data;
     reel_proxy_t *p = c->p;
@@ -1438,6 +1499,22 @@ static void on_conn_timer(uv_timer_t *t) {
     if (c->state == C_HEAD && c->head_started && now - c->head_started >= p->head_timeout_ms) {
         record_refused(c, NULL, "http", NULL, 0, "");
         fail_exchange(c, 408, "request head not received in time (head_timeout)");
+        return;
+    }
+    /* A stalled upstream first: when a head stalls, both timeouts may have
+     * expired at this tick and "sent nothing for N s" says more. */
+    if (upstream_owes(c)) {
+        peer_t *up = c->up;
+        if (up->paused) {
+            up->progress = now; /* not its fault: the client is not reading */
+        } else if (now - up->progress >= p->upstream_timeout_ms) {
+            upstream_timed_out(c);
+            return;
+        }
+    }
+    if ((c->state == C_REQ_BODY || c->state == C_WAIT_RESP) && !c->resp_head_sent &&
+        c->resp_head_started && now - c->resp_head_started >= p->head_timeout_ms) {
+        fail_exchange(c, 504, "response head not received in time (head_timeout)");
         return;
     }
     if (c->state == C_SNIFF && now - c->sniff_started >= SNIFF_WAIT_MS) {
@@ -1534,6 +1611,7 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_config_t *cfg, reel_err_
     p->verify_upstream = reel_config_get_bool(cfg, "upstream_cert_verify");
     p->idle_timeout_ms = (uint64_t)reel_config_get_int(cfg, "idle_timeout") * 1000;
     p->head_timeout_ms = (uint64_t)reel_config_get_int(cfg, "head_timeout") * 1000;
+    p->upstream_timeout_ms = (uint64_t)reel_config_get_int(cfg, "upstream_timeout") * 1000;
     p->max_head_size = (size_t)reel_config_get_int(cfg, "max_head_size");
     const char *auth = reel_config_get(cfg, "proxyauth", NULL);
     free(p->proxyauth_b64);

@@ -68,6 +68,11 @@ static const reel_option_t options[] = {
      "seconds allowed to receive a complete request or response head", NULL, 1, 3600, NULL},
     {"max_head_size", REEL_OPT_SIZE, "65536", "largest request or response head accepted", NULL,
      KIB, MIB, NULL},
+    {"upstream_timeout", REEL_OPT_INT, "60",
+     "seconds an upstream server may take to connect, to read the request or to send the next "
+     "bytes of its response; then 504, or the client connection is cut once the response has "
+     "started",
+     NULL, 1, 86400, NULL},
     {NULL, 0, NULL, NULL, NULL, 0, 0, NULL},
 };
 

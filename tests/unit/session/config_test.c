@@ -155,13 +155,13 @@ static void test_table(void **state) {
         for (const reel_option_t *p = o + 1; p->name; p++)
             assert_string_not_equal(o->name, p->name);
     }
-    assert_int_equal(n, 14);
+    assert_int_equal(n, 15);
     /* the names the proxy reads */
     const char *names[] = {
-        "listen_host",          "listen_port",         "body_limit", "ignore_hosts",
-        "upstream_cert_verify", "upstream_trusted_ca", "capture",    "fsync",
-        "fsync_interval_ms",    "segment_size",        "proxyauth",  "idle_timeout",
-        "head_timeout",         "max_head_size"};
+        "listen_host",          "listen_port",         "body_limit",      "ignore_hosts",
+        "upstream_cert_verify", "upstream_trusted_ca", "capture",         "fsync",
+        "fsync_interval_ms",    "segment_size",        "proxyauth",       "idle_timeout",
+        "head_timeout",         "max_head_size",       "upstream_timeout"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         assert_non_null(reel_option_find(names[i]));
     assert_null(reel_option_find("LISTEN_PORT"));
@@ -357,7 +357,8 @@ static void test_unknown(void **state) {
     expect_msg("LISTEN_PORT", "1", REEL_NOTFOUND,
                "unknown option 'LISTEN_PORT'; did you mean: listen_port?");
     expect_msg("timeout", "1", REEL_NOTFOUND,
-               "unknown option 'timeout'; did you mean: idle_timeout, head_timeout?");
+               "unknown option 'timeout'; did you mean: idle_timeout, head_timeout, "
+               "upstream_timeout?");
     expect_msg("port", "1", REEL_NOTFOUND, "unknown option 'port'; did you mean: listen_port?");
     expect_msg("fsynk", "1", REEL_NOTFOUND, "unknown option 'fsynk'; did you mean: fsync?");
     expect_msg("reel.capture", "1", REEL_NOTFOUND,
@@ -366,7 +367,7 @@ static void test_unknown(void **state) {
                "unknown option 'zzzzzz'; valid options: listen_host, listen_port, body_limit, "
                "ignore_hosts, upstream_cert_verify, upstream_trusted_ca, capture, fsync, "
                "fsync_interval_ms, segment_size, proxyauth, idle_timeout, head_timeout, "
-               "max_head_size");
+               "max_head_size, upstream_timeout");
     const char *m = bad("", "1", REEL_NOTFOUND);
     assert_non_null(strstr(m, "unknown option ''; valid options: listen_host,"));
 
@@ -611,7 +612,7 @@ static void test_layers(void **state) {
                         "valid options: listen_host, listen_port, body_limit, ignore_hosts, "
                         "upstream_cert_verify, upstream_trusted_ca, capture, fsync, "
                         "fsync_interval_ms, segment_size, proxyauth, idle_timeout, head_timeout, "
-                        "max_head_size");
+                        "max_head_size, upstream_timeout");
     free(warnings);
     expect_effective(c2, "capture", "on", REEL_LAYER_DEFAULT);
     expect_effective(c2, "listen_port", "2000", REEL_LAYER_SESSION);

@@ -1,0 +1,718 @@
+#!/usr/bin/python3
+"""Hostile clients and misbehaving upstreams through the real proxy.
+
+Clients: slowloris heads, huge heads, an endless chunked body (RSS must stay
+bounded), invalid chunk framing and request smuggling attempts. Requests
+refused at the head must never reach the origin (checked in nginx's access
+log); body framing errors must not pass a single bad byte on (checked with
+a capturing upstream). Every refused request is recorded with its error.
+
+Upstreams (small Python servers on 127.0.0.1, plain and TLS with the
+origin's CA): stalls before and inside a response, resets, truncated TLS
+records. The client gets a 502/504 with a reason while no response head has
+been passed on, else its connection is cut; never a hang.
+"""
+import http.client
+import os
+import re
+import shutil
+import socket
+import ssl
+import struct
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+from proxyenv import REEL, SANITIZED, TMPBASE, Origin, Reel, body, curl, run  # noqa: F401
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1))
+
+
+def connect(port, timeout=10):
+    s = socket.create_connection(("127.0.0.1", port), timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def read_all(s, limit=1 << 24):
+    """Everything until EOF (or a reset); returns (bytes, how it ended)."""
+    out = b""
+    try:
+        while len(out) < limit:
+            d = s.recv(65536)
+            if not d:
+                return out, "eof"
+            out += d
+    except ConnectionResetError:
+        return out, "reset"
+    except socket.timeout:
+        return out, "timeout"
+    return out, "limit"
+
+
+def raw(port, data, timeout=10):
+    s = connect(port, timeout)
+    try:
+        s.sendall(data)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    out, _ = read_all(s)
+    s.close()
+    return out
+
+
+def reset(conn):
+    """Closes with an RST (SO_LINGER 0)."""
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+
+
+class Upstream:
+    """A server on an ephemeral 127.0.0.1 port that runs handler(conn) for
+    each connection in its own thread, and remembers what it received."""
+
+    def __init__(self, handler, tls_ctx=None):
+        self.handler = handler
+        self.tls_ctx = tls_ctx
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(64)
+        self.port = self.srv.getsockname()[1]
+        self.received = []
+        self.conns = []
+        self.threads = []
+        self.closing = threading.Event()
+        self.t = threading.Thread(target=self._accept, daemon=True)
+        self.t.start()
+
+    def _accept(self):
+        self.srv.settimeout(0.1)  # closing a socket does not wake accept()
+        while not self.closing.is_set():
+            try:
+                c, _ = self.srv.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.conns.append(c)
+            t = threading.Thread(target=self._run, args=(c,), daemon=True)
+            self.threads.append(t)
+            t.start()
+
+    def _run(self, c):
+        c.settimeout(30)
+        try:
+            self.handler(self, c)
+        except OSError:
+            pass
+        finally:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+    def read_head(self, c):
+        data = b""
+        while b"\r\n\r\n" not in data:
+            d = c.recv(65536)
+            if not d:
+                break
+            data += d
+        self.received.append(data)
+        return data
+
+    def stop(self):
+        self.closing.set()
+        self.t.join(10)
+        self.srv.close()
+        for c in self.conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for t in self.threads + [self.t]:
+            t.join(10)
+
+
+class HostileClientsTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        os.makedirs(TMPBASE, exist_ok=True)
+        cls.root = tempfile.mkdtemp(prefix="hostile.", dir=TMPBASE)
+        cls.origin = Origin(os.path.join(cls.root, "origin"))
+        cls.reel = Reel(cls.root, "hostile", "upstream_trusted_ca=" + cls.origin.ca,
+                        "head_timeout=2", "body_limit=1MiB")
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.reel.stop()
+        cls.origin.stop()
+        if code != 0:
+            print(cls.reel.log(), file=sys.stderr)
+        assert code == 0, "reel record exited %d on SIGINT" % code
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def origin_saw(self, marker):
+        time.sleep(0.2)  # nginx writes the access log line after the response
+        return [l for l in self.origin.log_lines() if marker in l[2]]
+
+    def errors(self, reason):
+        return [f for f in self.reel.flows() if f["state"] == "error" and reason in (f["error"] or "")]
+
+    def wait_errors(self, reason, n, timeout=5):
+        """The number of error flows with reason once it reaches n (or the
+        timeout passes)."""
+        deadline = time.time() + timeout
+        while True:
+            k = len(self.errors(reason))
+            if k >= n or time.time() > deadline:
+                return k
+            time.sleep(0.1)
+
+    def test_slowloris_is_cut_and_does_not_block_others(self):
+        o, r = self.origin, self.reel
+        n = 20 if SANITIZED else 50
+        before = len(self.errors("head_timeout"))
+        socks = []
+        for i in range(n):
+            s = connect(r.port)
+            s.sendall(b"GET " + o.url("/100b?slow=%d" % i).encode() + b" HTTP/1.1\r\nHost: a\r\nX-")
+            socks.append(s)
+        t0 = time.time()
+        ended = {}
+
+        def dribble():
+            # one byte per socket every 100 ms until the proxy answers or closes
+            while len(ended) < n and time.time() - t0 < 15:
+                for i, s in enumerate(socks):
+                    if i in ended:
+                        continue
+                    try:
+                        s.sendall(b"a")
+                    except OSError:
+                        ended[i] = (time.time() - t0, b"")
+                time.sleep(0.1)
+        t = threading.Thread(target=dribble)
+        t.start()
+        # Meanwhile other clients are served at once.
+        latencies = []
+        for i in range(10):
+            t1 = time.time()
+            self.assertEqual(curl(r, o.url("/100b?fast=%d" % i)).stdout, b"x" * 99 + b"\n")
+            latencies.append(time.time() - t1)
+            time.sleep(0.1)
+        for i, s in enumerate(socks):
+            s.settimeout(15)
+            out, how = read_all(s)
+            ended.setdefault(i, (time.time() - t0, out))
+            if out:
+                ended[i] = (ended[i][0], out)
+            s.close()
+        t.join(20)
+        print("slowloris: %d dribbling connections; other requests took max %.3f s" %
+              (n, max(latencies)), file=sys.stderr)
+        self.assertLess(max(latencies), 1.0)
+        answered = [v for v in ended.values() if v[1]]
+        for when, out in answered:
+            self.assertTrue(out.startswith(b"HTTP/1.1 408 "), out[:80])
+            self.assertIn(b"head_timeout", out)
+        # head_timeout=2 s, checked every second: cut after 2..3 s (plus load)
+        latest = max(v[0] for v in ended.values())
+        self.assertLess(latest, 6.0)
+        self.assertGreaterEqual(len(answered), n // 2)  # the rest may see a reset first
+        self.assertEqual(self.origin_saw("slow="), [])
+        self.assertEqual(self.wait_errors("head_timeout", before + n), before + n)
+
+    def test_slow_second_request_on_a_kept_alive_connection_gets_408(self):
+        o, r = self.origin, self.reel
+        before = len(self.errors("head_timeout"))
+        s = connect(r.port)
+        s.sendall(b"GET " + o.url("/100b?first").encode() + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+        first = b""
+        while not first.endswith(b"x" * 99 + b"\n"):
+            first += s.recv(65536)
+        t0 = time.time()
+        s.sendall(b"GET " + o.url("/100b?second").encode() + b" HTTP/1.1\r\n")
+        s.settimeout(10)
+        out, _ = read_all(s)
+        s.close()
+        self.assertTrue(out.startswith(b"HTTP/1.1 408 "), out[:100])
+        self.assertTrue(1.5 < time.time() - t0 < 5)
+        self.wait_errors("head_timeout", before + 1)
+
+    def test_huge_heads(self):
+        o, r = self.origin, self.reel
+        url = o.url("/100b?huge=").encode()
+        out = raw(r.port, b"GET " + url + b"1 HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 431 "), out[:100])
+        self.assertIn(b"header section too large", out)
+        out = raw(r.port, b"GET " + url + b"2 HTTP/1.1\r\nHost: a\r\n" +
+                  b"".join(b"X-%d: v\r\n" % i for i in range(1000)) + b"\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 431 "), out[:100])
+        self.assertIn(b"too many header fields", out)
+        out = raw(r.port, b"GET " + url + b"3" + b"b" * 100000 + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 431 "), out[:100])
+        # A head that never ends: refused after max_head_size, not buffered.
+        s = connect(r.port)
+        s.sendall(b"GET " + url + b"4 HTTP/1.1\r\nHost: a\r\n")
+        sent = 0
+        line = b"X-Endless: " + b"e" * 1000 + b"\r\n"
+        try:
+            while sent < (64 << 20):
+                s.sendall(line * 64)
+                sent += len(line) * 64
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        out, _ = read_all(s)
+        s.close()
+        self.assertLess(sent, 16 << 20, "the proxy kept reading an endless head")
+        if out:  # the 431 may be lost to the reset caused by our unread data
+            self.assertTrue(out.startswith(b"HTTP/1.1 431 "), out[:100])
+        self.assertEqual(self.origin_saw("huge="), [])
+        self.assertGreaterEqual(len(self.errors("header section too large")), 3)
+        self.assertGreaterEqual(len(self.errors("too many header fields")), 1)
+
+    def test_endless_chunked_body_is_streamed_not_buffered(self):
+        r = self.reel
+        total = (64 if SANITIZED else 200) << 20
+        got = {}
+
+        def sink(up, c):
+            head = up.read_head(c)
+            n = len(head) - head.index(b"\r\n\r\n") - 4
+            tail = head[-16:]
+            buf = bytearray(1 << 20)
+            while not tail.endswith(b"\r\n0\r\n\r\n"):
+                k = c.recv_into(buf)
+                if k == 0:
+                    break
+                n += k
+                tail = (tail + bytes(buf[max(0, k - 16):k]))[-16:]
+                time.sleep(0.0005)  # a little slower than the client: back-pressure
+            got["wire"] = n
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        up = Upstream(sink)
+        try:
+            s = connect(r.port, 60)
+            s.sendall(b"POST http://127.0.0.1:%d/endless HTTP/1.1\r\nHost: a\r\n"
+                      b"Transfer-Encoding: chunked\r\n\r\n" % up.port)
+            chunk = b"10000\r\n" + b"a" * 0x10000 + b"\r\n"
+            peak, base = 0, rss_kib(r.proc.pid)
+            for i in range(total // 0x10000):
+                s.sendall(chunk)
+                if i % 64 == 0:
+                    peak = max(peak, rss_kib(r.proc.pid))
+            s.sendall(b"0\r\n\r\n")
+            s.settimeout(60)
+            out = s.recv(1000)
+            s.close()
+        finally:
+            up.stop()
+        self.assertTrue(out.startswith(b"HTTP/1.1 200 OK"), out)
+        self.assertEqual(got["wire"], (total // 0x10000) * len(chunk) + 5)
+        print("endless body: %d MiB streamed, proxy RSS %d MiB before, peak %d MiB" %
+              (total >> 20, base >> 10, peak >> 10), file=sys.stderr)
+        if not SANITIZED:
+            self.assertLess(peak >> 10, 64)
+        f = r.wait_flows(1, "~u :%d/endless" % up.port)[-1]
+        self.assertEqual((f["state"], f["request_body_size"]), ("complete", total))
+        full = r.flow(f["id"])
+        self.assertTrue(full["request"]["body_truncated"])
+        self.assertEqual(body(full, "request"), b"a" * (1 << 20))  # body_limit=1MiB
+
+    def test_chunk_framing_errors_pass_nothing_bad_on(self):
+        r = self.reel
+        live = {}
+
+        def capture(up, c):
+            data = b""
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                data += d
+                live[c.fileno()] = data
+            up.received.append(data)
+        up = Upstream(capture)
+        head = b"POST http://127.0.0.1:%d/frame?%%s HTTP/1.1\r\nHost: a\r\n" \
+               b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n" % up.port
+        cases = [  # name, what follows a good chunk, reason
+            (b"size", b"zz\r\nhello\r\n0\r\n\r\n", "invalid chunk size"),
+            (b"overflow", b"10000000000000000\r\n", "invalid chunk size"),
+            (b"negative", b"-1\r\nx\r\n0\r\n\r\n", "invalid chunk size"),
+            (b"nocrlf", b"3\r\nabcXY0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
+             "missing CRLF after chunk data"),
+            (b"barecr", b"3\rXabc\r\n0\r\n\r\n", "bare CR"),
+            (b"lf", b"3\nabc\n0\n\n", "invalid chunk size"),
+        ]
+        try:
+            for name, rest, reason in cases:
+                # The head and a good chunk first, so that the proxy has
+                # connected and forwarded them before the bad bytes come.
+                live.clear()
+                s = connect(r.port)
+                s.sendall(head % name)
+                deadline = time.time() + 10
+                while not any(d.endswith(b"5\r\nhello\r\n") for d in list(live.values())):
+                    self.assertLess(time.time(), deadline, "the good part was not forwarded")
+                    time.sleep(0.01)
+                s.sendall(rest)
+                out, _ = read_all(s)
+                s.close()
+                self.assertTrue(out.startswith(b"HTTP/1.1 400 "), (name, out[:100]))
+                self.assertIn(reason.encode(), out)
+            time.sleep(0.3)
+        finally:
+            up.stop()
+        self.assertEqual(len(up.received), len(cases))
+        for data in up.received:
+            name = re.search(rb"frame\?(\w+)", data).group(1)
+            _, wire = data.split(b"\r\n\r\n", 1)
+            good = b"5\r\nhello\r\n" + (b"3\r\nabc" if name == b"nocrlf" else b"")
+            self.assertEqual(wire, good, name)  # not one byte past the last good one
+        for name, _, reason in cases:
+            f = r.wait_flows(1, "~u frame\\?%s$" % name.decode())[-1]
+            self.assertEqual(f["state"], "error")
+            self.assertEqual(f["error"], reason)
+
+    def test_chunk_framing_cut_at_every_byte_is_forwarded_exactly(self):
+        r = self.reel
+        chunked = b"5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
+
+        def dribbling(up, c):
+            data = b""
+            while not data.endswith(b"0\r\nX-Trailer: t\r\n\r\n"):
+                d = c.recv(65536)
+                if not d:
+                    break
+                data += d
+            up.received.append(data)
+            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for i in range(len(chunked)):
+                c.sendall(chunked[i:i + 1])
+                time.sleep(0.005)
+        up = Upstream(dribbling)
+        try:
+            s = connect(r.port)
+            s.sendall(b"POST http://127.0.0.1:%d/dribble HTTP/1.1\r\nHost: a\r\n"
+                      b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" % up.port)
+            for i in range(len(chunked)):
+                s.sendall(chunked[i:i + 1])
+                time.sleep(0.005)
+            s.settimeout(10)
+            out, _ = read_all(s)
+            s.close()
+        finally:
+            up.stop()
+        self.assertEqual(up.received[0].split(b"\r\n\r\n", 1)[1], chunked)
+        self.assertEqual(out.split(b"\r\n\r\n", 1)[1], chunked)
+        f = r.flow(r.wait_flows(1, "~u :%d/dribble" % up.port)[-1]["id"])
+        self.assertEqual(body(f, "request"), b"hello world")
+        self.assertEqual(body(f, "response"), b"hello world")
+
+    def test_smuggling_is_refused_and_never_forwarded(self):
+        o, r = self.origin, self.reel
+
+        def req(name, fields, rest=b"0\r\n\r\n", version=b"1.1"):
+            return (b"POST " + o.url("/echo?smuggle=" + name).encode() + b" HTTP/" + version +
+                    b"\r\nHost: a\r\n" + fields + b"\r\n" + rest)
+        cases = [
+            ("cl-te", req("cl-te", b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n"), 400,
+             "both Transfer-Encoding and Content-Length"),
+            ("te-cl", req("te-cl", b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n"), 400,
+             "both Transfer-Encoding and Content-Length"),
+            ("dup-cl", req("dup-cl", b"Content-Length: 5\r\nContent-Length: 6\r\n", b"hello!"),
+             400, "duplicate Content-Length"),
+            ("dup-cl-same", req("dup-cl-same", b"Content-Length: 5\r\nContent-Length: 5\r\n",
+                                b"hello"), 400, "duplicate Content-Length"),
+            ("cl-list", req("cl-list", b"Content-Length: 5, 5\r\n", b"hello"), 400,
+             "invalid Content-Length"),
+            ("cl-plus", req("cl-plus", b"Content-Length: +5\r\n", b"hello"), 400,
+             "invalid Content-Length"),
+            ("obs-fold", req("obs-fold", b"X-A: b\r\n c\r\nContent-Length: 0\r\n", b""), 400,
+             "obs-fold in header"),
+            ("obs-fold-te", req("obs-fold-te", b"Transfer-Encoding:\r\n chunked\r\n"), 400,
+             "obs-fold in header"),
+            ("bare-lf", req("bare-lf", b"Content-Length: 0\n", b"").replace(b"Host: a\r\n", b"Host: a\n"),
+             400, "bare LF"),
+            ("bare-lf-end", req("bare-lf-end", b"Content-Length: 0\n\n", b"").replace(
+                b"\n\r\n", b"\n"), 400, "bare LF"),
+            ("te-gzip", req("te-gzip", b"Transfer-Encoding: gzip\r\n", b""), 400,
+             "Transfer-Encoding not ending in chunked"),
+            ("te-chunked-gzip", req("te-chunked-gzip", b"Transfer-Encoding: chunked, gzip\r\n"),
+             400, "invalid Transfer-Encoding"),
+            ("te-identity", req("te-identity", b"Transfer-Encoding: identity\r\n", b""), 400,
+             "Transfer-Encoding not ending in chunked"),
+            ("te-xchunked", req("te-xchunked", b"Transfer-Encoding: xchunked\r\n"), 400,
+             "Transfer-Encoding not ending in chunked"),
+            ("te-twice", req("te-twice", b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"),
+             400, "invalid Transfer-Encoding"),
+            ("te-space", req("te-space", b"Transfer-Encoding : chunked\r\n"), 400,
+             "whitespace before colon"),
+            ("te-vtab", req("te-vtab", b"Transfer-Encoding:\x0bchunked\r\n"), 400,
+             "invalid character in header value"),
+            ("te-http10", req("te-http10", b"Transfer-Encoding: chunked\r\n", version=b"1.0"), 400,
+             "Transfer-Encoding in HTTP/1.0 message"),
+            ("te-gzip-chunked", req("te-gzip-chunked", b"Transfer-Encoding: gzip, chunked\r\n"),
+             501, "unsupported Transfer-Encoding"),
+            ("nul", req("nul", b"X-A: b\x00c\r\nContent-Length: 0\r\n", b""), 400,
+             "invalid character in header value"),
+        ]
+        before = {reason: len(self.errors(reason)) for _, _, _, reason in cases}
+        for name, data, status, reason in cases:
+            out = raw(r.port, data)
+            self.assertTrue(out.startswith(b"HTTP/1.1 %d " % status), (name, out[:100]))
+            self.assertIn(b"reel: " + reason.encode() + b"\n", out, name)
+            self.assertIn(b"Connection: close", out.split(b"\r\n\r\n")[0], name)
+        # A good request followed by a smuggled one in the same packet: only
+        # the first is forwarded.
+        good = (b"POST " + o.url("/echo?smuggle-pipe-ok").encode() +
+                b" HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")
+        out = raw(r.port, good + req("pipe-bad", b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n"))
+        self.assertEqual(re.findall(rb"HTTP/1.1 (\d+)", out), [b"200", b"400"])
+        # The same through an intercepted CONNECT tunnel.
+        ctx = ssl.create_default_context(cafile=r.ca)
+        s = connect(r.port)
+        s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % o.https_port)
+        self.assertTrue(s.recv(1000).startswith(b"HTTP/1.1 200"))
+        t = ctx.wrap_socket(s, server_hostname="localhost")
+        t.sendall(b"POST /echo?smuggle=tls HTTP/1.1\r\nHost: localhost\r\n"
+                  b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        out, _ = read_all(t)
+        t.close()
+        self.assertTrue(out.startswith(b"HTTP/1.1 400 "), out[:100])
+
+        seen = [l for l in self.origin_saw("smuggle") if "smuggle-pipe-ok" not in l[2]]
+        self.assertEqual(seen, [], "refused requests reached the origin")
+        self.assertEqual(len(self.origin_saw("smuggle-pipe-ok")), 1)
+        after = {}
+        for _, _, _, reason in cases:
+            after[reason] = after.get(reason, 0) + 1
+        for reason, n in after.items():
+            if reason == "both Transfer-Encoding and Content-Length":
+                n += 2  # the pipelined and the TLS one
+            self.assertEqual(len(self.errors(reason)) - before[reason], n, reason)
+        # The tunnel's flow knows where it was going even though its head failed.
+        errs = [f for f in self.errors("both Transfer-Encoding and Content-Length")]
+        full = r.flow(errs[-1]["id"])
+        self.assertEqual(full["error"], "both Transfer-Encoding and Content-Length")
+        self.assertEqual(full["state"], "error")
+
+
+class BadUpstreamsTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        os.makedirs(TMPBASE, exist_ok=True)
+        cls.root = tempfile.mkdtemp(prefix="upstreams.", dir=TMPBASE)
+        cls.origin = Origin(os.path.join(cls.root, "origin"))  # for its CA and certificate
+        cls.reel = Reel(cls.root, "upstreams", "upstream_trusted_ca=" + cls.origin.ca,
+                        "upstream_timeout=2", "head_timeout=3")
+        cls.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        cls.tls.load_cert_chain(os.path.join(cls.origin.root, "server.pem"),
+                                os.path.join(cls.origin.root, "server.key"))
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.reel.stop()
+        cls.origin.stop()
+        if code != 0:
+            print(cls.reel.log(), file=sys.stderr)
+        assert code == 0, "reel record exited %d on SIGINT" % code
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def fetch(self, url, https=False, port=None):
+        """GET url through the proxy with a raw client; returns (response
+        bytes, how it ended, seconds)."""
+        r = self.reel
+        t0 = time.time()
+        s = connect(r.port, 20)
+        if https:
+            s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % port)
+            self.assertTrue(s.recv(1000).startswith(b"HTTP/1.1 200"))
+            s = ssl.create_default_context(cafile=r.ca).wrap_socket(s, server_hostname="localhost")
+            s.sendall(b"GET " + url.encode() + b" HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        else:
+            s.sendall(b"GET " + url.encode() + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+        s.settimeout(20)
+        try:
+            out, how = read_all(s)
+        except ssl.SSLError as e:
+            out, how = b"", "tls: %s" % e
+        s.close()
+        return out, how, time.time() - t0
+
+    def flow_error(self, path):
+        f = self.reel.wait_flows(1, "~u %s$" % re.escape(path))
+        self.assertTrue(f, path)
+        self.assertEqual(f[-1]["state"], "error", f[-1])
+        return f[-1]["error"]
+
+    def with_upstream(self, handler, path, tls=False):
+        up = Upstream(handler)
+        try:
+            if tls:
+                return self.fetch(path, True, up.port) + (up,)
+            return self.fetch("http://127.0.0.1:%d%s" % (up.port, path)) + (up,)
+        finally:
+            up.stop()
+
+    def test_stall_before_the_head_is_a_504(self):
+        def stall(up, c):
+            up.read_head(c)
+            up.closing.wait(30)
+        out, how, secs, _ = self.with_upstream(stall, "/stall-head")
+        self.assertTrue(out.startswith(b"HTTP/1.1 504 "), out[:100])
+        self.assertIn(b"sent no response for 2s (upstream_timeout)", out)
+        self.assertTrue(1.5 < secs < 5, secs)
+        self.assertIn("upstream_timeout", self.flow_error("/stall-head"))
+
+    def test_stall_inside_the_head_is_a_504(self):
+        def partial(up, c):
+            up.read_head(c)
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Le")
+            up.closing.wait(30)
+        out, how, secs, _ = self.with_upstream(partial, "/stall-in-head")
+        self.assertTrue(out.startswith(b"HTTP/1.1 504 "), out[:100])
+        self.assertTrue(1.5 < secs < 5, secs)
+        self.assertIn("upstream_timeout", self.flow_error("/stall-in-head"))
+
+    def test_dribbled_head_is_cut_by_head_timeout(self):
+        def dribble(up, c):
+            up.read_head(c)
+            for b in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"s" * 100:
+                c.sendall(bytes([b]))
+                time.sleep(0.5)
+        out, how, secs, _ = self.with_upstream(dribble, "/dribble-head")
+        self.assertTrue(out.startswith(b"HTTP/1.1 504 "), out[:100])
+        self.assertIn(b"response head not received in time (head_timeout)", out)
+        self.assertTrue(2.5 < secs < 6, secs)
+        self.assertIn("head_timeout", self.flow_error("/dribble-head"))
+
+    def test_stall_inside_the_body_cuts_the_client(self):
+        def stall(up, c):
+            up.read_head(c)
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"b" * 100)
+            up.closing.wait(30)
+        out, how, secs, _ = self.with_upstream(stall, "/stall-body")
+        self.assertTrue(out.startswith(b"HTTP/1.1 200 OK"), out[:100])
+        self.assertEqual(out.split(b"\r\n\r\n", 1)[1], b"b" * 100)
+        self.assertIn(how, ("eof", "reset"))
+        self.assertTrue(1.5 < secs < 5, secs)
+        self.assertIn("stalled", self.flow_error("/stall-body"))
+
+    def test_reset_before_the_head_is_a_502(self):
+        def rst(up, c):
+            up.read_head(c)
+            reset(c)
+        out, how, secs, _ = self.with_upstream(rst, "/reset-head")
+        self.assertTrue(out.startswith(b"HTTP/1.1 502 "), out[:100])
+        self.assertLess(secs, 2)
+        err = self.flow_error("/reset-head")
+        self.assertIn(b"reel: " + err.encode(), out)
+
+    def test_reset_inside_the_body_cuts_the_client(self):
+        def rst(up, c):
+            up.read_head(c)
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"r" * 1000)
+            time.sleep(0.2)
+            reset(c)
+        out, how, secs, _ = self.with_upstream(rst, "/reset-body")
+        self.assertTrue(out.startswith(b"HTTP/1.1 200 OK"), out[:100])
+        self.assertEqual(out.split(b"\r\n\r\n", 1)[1], b"r" * 1000)
+        self.assertLess(secs, 2)
+        self.flow_error("/reset-body")
+
+    def test_chunked_response_cut_short_cuts_the_client(self):
+        def short(up, c):
+            up.read_head(c)
+            c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        out, how, secs, _ = self.with_upstream(short, "/short-chunked")
+        self.assertTrue(out.startswith(b"HTTP/1.1 200 OK"), out[:100])
+        self.assertFalse(out.endswith(b"0\r\n\r\n"))  # the client can tell it is incomplete
+        self.assertLess(secs, 2)
+        self.assertIn("response cut short", self.flow_error("/short-chunked"))
+
+    def tls_serve(self, c, after_handshake):
+        """A TLS server on memory BIOs, so that it can send part of a record."""
+        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = self.tls.wrap_bio(inc, out, server_side=True)
+        while True:
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                if out.pending:
+                    c.sendall(out.read())
+                d = c.recv(65536)
+                if not d:
+                    return
+                inc.write(d)
+        if out.pending:
+            c.sendall(out.read())
+        req = b""
+        while b"\r\n\r\n" not in req:
+            try:
+                req += obj.read(65536)
+            except ssl.SSLWantReadError:
+                d = c.recv(65536)
+                if not d:
+                    return
+                inc.write(d)
+        after_handshake(obj, out)
+
+    def test_truncated_tls_record_before_the_head_is_a_502(self):
+        def trunc(up, c):
+            def send(obj, out):
+                obj.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+                rec = out.read()
+                c.sendall(rec[:len(rec) // 2])
+                time.sleep(0.2)
+            self.tls_serve(c, send)
+        out, how, secs, _ = self.with_upstream(trunc, "/tls-trunc-head", tls=True)
+        self.assertTrue(out.startswith(b"HTTP/1.1 502 "), out[:100])
+        self.assertLess(secs, 3)
+        err = self.flow_error("/tls-trunc-head")
+        self.assertIn(b"reel: " + err.encode(), out)
+
+    def test_truncated_tls_record_inside_the_body_cuts_the_client(self):
+        def trunc(up, c):
+            def send(obj, out):
+                obj.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\n" + b"t" * 100)
+                c.sendall(out.read())
+                time.sleep(0.2)
+                obj.write(b"u" * 1000)
+                rec = out.read()
+                c.sendall(rec[:len(rec) // 2])
+                time.sleep(0.2)
+            self.tls_serve(c, send)
+        out, how, secs, _ = self.with_upstream(trunc, "/tls-trunc-body", tls=True)
+        self.assertTrue(out.startswith(b"HTTP/1.1 200 OK"), (out[:100], how))
+        self.assertEqual(out.split(b"\r\n\r\n", 1)[1], b"t" * 100)
+        self.assertLess(secs, 3)
+        self.flow_error("/tls-trunc-body")
+
+    def test_silent_tls_server_is_a_504(self):
+        def silent(up, c):
+            up.closing.wait(30)
+        out, how, secs, _ = self.with_upstream(silent, "/tls-silent", tls=True)
+        self.assertTrue(out.startswith(b"HTTP/1.1 504 "), out[:100])
+        self.assertIn(b"TLS handshake", out)
+        self.assertTrue(1.5 < secs < 5, secs)
+        self.assertIn("upstream_timeout", self.flow_error("/tls-silent"))
+
+
+if __name__ == "__main__":
+    if not REEL:
+        print("REEL is not set", file=sys.stderr)
+        sys.exit(2)
+    prog = unittest.main(exit=False, verbosity=2)
+    res = prog.result
+    failed = len(res.failures) + len(res.errors)
+    print("%d passed, %d failed" % (res.testsRun - failed, failed))
+    sys.exit(1 if failed else 0)
