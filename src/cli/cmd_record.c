@@ -351,8 +351,15 @@ out:
             fprintf(stderr, "reel: %s\n", reel_err_str(&err2));
             r.exit_code = REEL_EXIT_ERROR;
         }
-        fprintf(stderr, "reel: session '%s': %llu flows recorded in this run\n", name,
-                (unsigned long long)st.flows);
+        if (st.lost_flows)
+            fprintf(stderr,
+                    "reel: session '%s': %llu flows recorded in this run, %llu more not recorded "
+                    "(capture was stopped when they started)\n",
+                    name, (unsigned long long)(st.flows - st.lost_flows),
+                    (unsigned long long)st.lost_flows);
+        else
+            fprintf(stderr, "reel: session '%s': %llu flows recorded in this run\n", name,
+                    (unsigned long long)st.flows);
     }
     reel_ca_free(ca);
     reel_config_free(cfg);

@@ -1,15 +1,36 @@
 /* Recorder: producer API on the caller's thread, disk work on a writer
- * thread. See recorder.h for the contract and docs/format.md for what ends
- * up on disk.
+ * thread and an index thread. See recorder.h for the contract and
+ * docs/format.md for what ends up on disk.
  *
  * Queue discipline: producers append encoded records to a singly linked
  * list under `mu`; the writer swaps the whole list out at once, so the lock
  * is held for O(1) per wake-up. `queue_bytes` bounds what is queued
  * (`queued_bytes`) plus what the writer swapped out and has not yet copied
  * into a block (`writer_bytes`), so memory stays bounded by it, not twice
- * it. Records are numbered; `done_seq` is the number of the last record that is in the
- * spool (and fsynced per policy) and indexed, which is what flush waits
- * for. */
+ * it. Records are numbered; `done_seq` is the number of the last record the
+ * writer has dealt with: in the spool (and fsynced per policy) and indexed,
+ * or dropped. That is what flush waits for.
+ *
+ * Disk errors. When a frame cannot be written, the writer cuts the segment
+ * back to the end of its last whole frame and stops capture: every record
+ * it takes from the queue is dropped, and the flows they belong to go into
+ * the `lost` map (flow id -> what was lost). Every retry_ms it checks the
+ * file system (the segment still exists, it is writable, it has room, a
+ * test file can be written); when that passes capture resumes. Records of
+ * a flow in the `lost` map are dropped from then on too, so no flow is ever
+ * stored with a hole in it: a flow whose start was lost is left out
+ * entirely, and a flow whose start is on disk gets one error record in
+ * place of its end ("capture was stopped while this flow was running ...").
+ * The map holds only flows that were running during an outage; each entry
+ * goes when the flow's last record comes by.
+ *
+ * Index errors. When the index thread cannot write session.db (full disk:
+ * SQLITE_FULL at commit), it rolls back, remembers the spool position of
+ * the first frame not indexed, and drops further frame jobs; every
+ * retry_ms (and at each batch end) it re-reads the spool from that
+ * position up to the end of the last synced batch and indexes it, as
+ * recovery would. The index thus never refers to bytes that are not in the
+ * spool, and the spool is never rewritten. */
 #include "session/recorder.h"
 
 #include <errno.h>
@@ -20,6 +41,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,8 +50,9 @@
 #include "session/index.h"
 #include "session/spool.h"
 
-/* Work for the index thread: a frame to index (raw != NULL) or the end of
- * a batch whose frames are synced, to commit (commit = 1). */
+/* Work for the index thread: a frame to index, the end of a batch whose
+ * frames are synced, to commit (commit = 1; segment/off is then where the
+ * batch ends in the spool), or the end (quit = 1). */
 typedef struct ijob {
     struct ijob *next;
     int commit, quit;
@@ -44,12 +67,30 @@ typedef struct ijob {
  * block, up to 256 KiB). */
 #define IJOB_MAX 16
 
+/* Free space the file system must show before capture resumes: room for a
+ * few blocks and the index rows that go with them. */
+#define RESUME_MIN_FREE (4u << 20)
+/* Size of the test write before capture resumes. */
+#define PROBE_BYTES (64u << 10)
+
 typedef struct item {
     struct item *next;
     uint64_t seq;
     size_t len;
     uint8_t data[];
 } item;
+
+/* A flow that lost records to a disk outage (writer thread only). */
+typedef struct lostflow {
+    struct lostflow *next;
+    uint64_t id;
+    uint64_t dropped; /* its records not written */
+    int start_lost;   /* its start was dropped: nothing of it is on disk */
+    int final_seen;   /* its end or error record was dropped */
+    int64_t final_us; /* time of that record */
+    uint64_t req_size, resp_size;
+    char *final_msg; /* message of a dropped error record, owned */
+} lostflow;
 
 struct reel_recorder {
     reel_session_t *session;
@@ -71,23 +112,35 @@ struct reel_recorder {
     reel_rc sticky;
     char sticky_msg[REEL_ERR_MSG_MAX];
     reel_recorder_stats_t stats;
+    int capture_stopped; /* the writer is dropping records */
+    int index_behind;    /* frames in the spool the index lacks */
+    char index_msg[REEL_ERR_MSG_MAX];
 
     /* writer -> index thread queue, under mu */
     struct ijob *ihead, *itail;
     unsigned ijobs;
     pthread_cond_t cv_ijob, cv_ispace;
     pthread_t ithread;
-    int index_failed;
+
+    /* index thread only */
+    int in_tx;       /* a transaction is open */
+    uint32_t tx_seg; /* first frame of the open transaction */
+    uint64_t tx_off;
+    int ix_behind;    /* indexing paused: catch up from ix_from */
+    int ix_dead;      /* the spool cannot be indexed: give up */
+    int ix_announced; /* "indexing paused" was said */
+    uint32_t ix_from_seg, ix_end_seg;
+    uint64_t ix_from_off, ix_end_off;
+    int64_t ix_retry_ns;
 
     /* writer thread only */
     pthread_t thread;
     sqlite3 *wdb;
     reel_indexer_t *ix;
     reel_spool_enc_t *enc;
-    reel_buf_t block, frame;
-    uint64_t block_last_seq;  /* last record in the block being filled */
-    uint64_t batch_last_seq;  /* last record in a frame written in this batch */
-    int in_tx;                /* index thread: a transaction is open */
+    reel_buf_t block, frame, scratch;
+    uint64_t block_last_seq;  /* last record taken into (or dropped beside) the block */
+    uint64_t batch_last_seq;  /* last record dealt with in this batch */
     int unsynced;             /* frames written since the last fdatasync */
     uint64_t batch_start_size; /* segment size when the batch began */
     int64_t batch_start_ns;
@@ -97,7 +150,14 @@ struct reel_recorder {
     int seg_fd;
     uint64_t seg_size;
     int64_t last_fsync_ns;
-    int disk_failed;
+    int disk_failed; /* capture stopped by a disk error */
+    int seg_gone;    /* ... because the segment was deleted: for good */
+    int announced;   /* "capture stopped" was said for this outage */
+    int64_t retry_ns, outage_ns;
+    char fail_reason[REEL_ERR_MSG_MAX];
+    uint64_t out_records, out_lost_flows; /* dropped during this outage */
+    lostflow **lost;
+    size_t nlost, lost_buckets;
 };
 
 struct reel_rflow {
@@ -118,6 +178,7 @@ void reel_recorder_opts_default(reel_recorder_opts_t *o) {
     o->capture = REEL_CAPTURE_ON;
     o->queue_bytes = 16u << 20;
     o->zstd_level = 3;
+    o->retry_ms = 1000;
 }
 
 static int64_t mono_ns(void) {
@@ -126,11 +187,166 @@ static int64_t mono_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+static int64_t retry_interval_ns(const reel_recorder_t *r) {
+    return (int64_t)r->opts.retry_ms * 1000000;
+}
+
+/* Waits on cv until the monotonic deadline (cv uses CLOCK_MONOTONIC). */
+static void wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t deadline_ns) {
+    struct timespec ts = {(time_t)(deadline_ns / 1000000000), (long)(deadline_ns % 1000000000)};
+    pthread_cond_timedwait(cv, mu, &ts);
+}
+
 static void warn(reel_recorder_t *r, const char *msg) {
     if (r->opts.warn)
         r->opts.warn(r->opts.warn_ctx, msg);
     else
         fprintf(stderr, "reel: %s\n", msg);
+}
+
+static int fault(reel_recorder_t *r, reel_recorder_fault_op op) {
+    return r->opts.fault ? r->opts.fault(r->opts.fault_ctx, op) : 0;
+}
+
+/* ---- records seen from the outside ---- */
+
+static int read_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *v) {
+    uint64_t x = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (*pos >= len)
+            return 0;
+        uint8_t b = p[(*pos)++];
+        x |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *v = x;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Event field numbers of Record (schema/flow.proto). */
+enum { EV_START = 10, EV_END = 15, EV_ERROR = 16 };
+
+/* Reads the flow id and the event field number of an encoded Record
+ * without unpacking it. Returns 0 if it does not parse. */
+static int peek_record(const uint8_t *p, size_t len, uint64_t *fid, unsigned *event) {
+    size_t pos = 0;
+    *fid = 0;
+    *event = 0;
+    while (pos < len) {
+        uint64_t key, v;
+        if (!read_varint(p, len, &pos, &key))
+            return 0;
+        uint64_t field = key >> 3, wt = key & 7;
+        if (wt == 0) {
+            if (!read_varint(p, len, &pos, &v))
+                return 0;
+            if (field == 1)
+                *fid = v;
+        } else if (wt == 2) {
+            if (!read_varint(p, len, &pos, &v) || v > len - pos)
+                return 0;
+            if (field >= EV_START && field <= EV_ERROR)
+                *event = (unsigned)field;
+            pos += (size_t)v;
+        } else if (wt == 1 && len - pos >= 8) {
+            pos += 8;
+        } else if (wt == 5 && len - pos >= 4) {
+            pos += 4;
+        } else {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* ---- the lost map (writer thread) ---- */
+
+static size_t lost_bucket(const reel_recorder_t *r, uint64_t id) {
+    return (size_t)(id * 0x9E3779B97F4A7C15ull >> 32) & (r->lost_buckets - 1);
+}
+
+static lostflow *lost_find(reel_recorder_t *r, uint64_t id) {
+    if (r->nlost == 0)
+        return NULL;
+    for (lostflow *l = r->lost[lost_bucket(r, id)]; l; l = l->next)
+        if (l->id == id)
+            return l;
+    return NULL;
+}
+
+static lostflow *lost_get(reel_recorder_t *r, uint64_t id) {
+    lostflow *l = lost_find(r, id);
+    if (l)
+        return l;
+    if (r->nlost >= r->lost_buckets * 2) {
+        size_t nb = r->lost_buckets * 4;
+        lostflow **nv = reel_calloc(nb, sizeof *nv);
+        for (size_t b = 0; b < r->lost_buckets; b++)
+            while (r->lost[b]) {
+                lostflow *x = r->lost[b];
+                r->lost[b] = x->next;
+                size_t k = (size_t)(x->id * 0x9E3779B97F4A7C15ull >> 32) & (nb - 1);
+                x->next = nv[k];
+                nv[k] = x;
+            }
+        free(r->lost);
+        r->lost = nv;
+        r->lost_buckets = nb;
+    }
+    l = reel_calloc(1, sizeof *l);
+    l->id = id;
+    size_t b = lost_bucket(r, id);
+    l->next = r->lost[b];
+    r->lost[b] = l;
+    r->nlost++;
+    return l;
+}
+
+static void lost_remove(reel_recorder_t *r, lostflow *l) {
+    for (lostflow **pp = &r->lost[lost_bucket(r, l->id)]; *pp; pp = &(*pp)->next)
+        if (*pp == l) {
+            *pp = l->next;
+            r->nlost--;
+            free(l->final_msg);
+            free(l);
+            return;
+        }
+}
+
+static void lost_free_all(reel_recorder_t *r) {
+    for (size_t b = 0; b < r->lost_buckets; b++)
+        while (r->lost[b]) {
+            lostflow *l = r->lost[b];
+            r->lost[b] = l->next;
+            free(l->final_msg);
+            free(l);
+        }
+    free(r->lost);
+    r->lost = NULL;
+    r->nlost = 0;
+}
+
+/* Keeps what the error record that replaces a flow's end needs. */
+static void lost_set_final(lostflow *l, const uint8_t *data, size_t len) {
+    Reel__Record *rec = reel__record__unpack(NULL, len, data);
+    l->final_seen = 1;
+    l->final_us = 0;
+    if (rec == NULL)
+        return;
+    l->final_us = rec->time_us;
+    if (rec->event_case == REEL__RECORD__EVENT_END) {
+        l->req_size = rec->end->request_body_size;
+        l->resp_size = rec->end->response_body_size;
+    } else if (rec->event_case == REEL__RECORD__EVENT_ERROR) {
+        l->req_size = rec->error->request_body_size;
+        l->resp_size = rec->error->response_body_size;
+        free(l->final_msg);
+        l->final_msg =
+            rec->error->message && rec->error->message[0] ? reel_strdup(rec->error->message) : NULL;
+    }
+    reel__record__free_unpacked(rec, NULL);
 }
 
 /* ---- writer thread ---- */
@@ -202,12 +418,85 @@ static reel_rc write_all(int fd, const uint8_t *p, size_t n) {
     return REEL_OK;
 }
 
-static void disk_failure(reel_recorder_t *r, reel_rc rc, const reel_err_t *err) {
+/* Appends a frame to the segment; an injected fault writes half of it and
+ * fails, as a disk that fills up mid-write does. */
+static reel_rc write_frame(reel_recorder_t *r, const uint8_t *p, size_t n) {
+    int e = fault(r, REEL_FAULT_WRITE);
+    if (e) {
+        (void)write_all(r->seg_fd, p, n / 2);
+        errno = e;
+        return REEL_IO;
+    }
+    return write_all(r->seg_fd, p, n);
+}
+
+/* Counts one record the writer did not write. */
+static void count_dropped(reel_recorder_t *r, int start) {
+    pthread_mutex_lock(&r->mu);
+    r->stats.dropped_records++;
+    if (start)
+        r->stats.lost_flows++;
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* A record dropped while capture is stopped: its flow goes into the lost
+ * map (a flow lost whole is forgotten once its last record has gone by). */
+static void drop_record(reel_recorder_t *r, const uint8_t *data, size_t len) {
+    uint64_t fid = 0;
+    unsigned ev = 0;
+    r->out_records++;
+    int ok = peek_record(data, len, &fid, &ev) && fid != 0;
+    count_dropped(r, ok && ev == EV_START);
+    if (!ok)
+        return;
+    lostflow *l = lost_get(r, fid);
+    l->dropped++;
+    if (ev == EV_START) {
+        l->start_lost = 1;
+        r->out_lost_flows++;
+    }
+    if (ev == EV_END || ev == EV_ERROR) {
+        if (l->start_lost)
+            lost_remove(r, l);
+        else
+            lost_set_final(l, data, len);
+    }
+}
+
+/* The records of the block that failed to go out are lost. */
+static void drop_block(reel_recorder_t *r) {
+    size_t pos = 0, len = 0;
+    const uint8_t *rec = NULL;
+    while (reel_spool_block_next(r->block.data, r->block.len, &pos, &rec, &len) == REEL_OK)
+        drop_record(r, rec, len);
+}
+
+static void disk_failure(reel_recorder_t *r, reel_rc rc, const reel_err_t *err, int gone) {
     r->disk_failed = 1;
-    char msg[REEL_ERR_MSG_MAX + 64];
-    snprintf(msg, sizeof msg, "capture stopped: %s (traffic is still forwarded)", reel_err_str(err));
-    warn(r, msg);
+    r->seg_gone |= gone;
+    r->retry_ns = mono_ns() + retry_interval_ns(r);
+    pthread_mutex_lock(&r->mu);
+    r->capture_stopped = 1;
+    pthread_mutex_unlock(&r->mu);
     set_sticky(r, rc, reel_err_str(err));
+    if (r->announced)
+        return; /* a resume attempt that failed: still the same outage */
+    r->announced = 1;
+    r->outage_ns = mono_ns();
+    r->out_records = r->out_lost_flows = 0;
+    snprintf(r->fail_reason, sizeof r->fail_reason, "%s", reel_err_str(err));
+    char msg[REEL_ERR_MSG_MAX + 160];
+    if (gone)
+        snprintf(msg, sizeof msg,
+                 "capture stopped: %s; traffic is still forwarded, but nothing more is recorded "
+                 "by this run",
+                 reel_err_str(err));
+    else
+        snprintf(msg, sizeof msg,
+                 "capture stopped: %s; traffic is still forwarded, and capture resumes when "
+                 "writing works again (checked every %.1f s)",
+                 reel_err_str(err), (double)r->opts.retry_ms / 1000);
+    warn(r, msg);
 }
 
 static int sync_due(reel_recorder_t *r) {
@@ -220,27 +509,44 @@ static int sync_due(reel_recorder_t *r) {
 }
 
 static reel_rc sync_segment(reel_recorder_t *r, reel_err_t *err) {
-    if (fdatasync(r->seg_fd) != 0)
-        return reel_err_errno(err, REEL_IO, errno, "syncing spool segment %08u.zst", r->segment);
+    int e = fault(r, REEL_FAULT_SYNC);
+    if (e || fdatasync(r->seg_fd) != 0)
+        return reel_err_errno(err, REEL_IO, e ? e : errno, "syncing spool segment %08u.zst",
+                              r->segment);
     r->unsynced = 0;
     r->last_fsync_ns = mono_ns();
     return REEL_OK;
 }
 
 /* Compresses the current block into a frame, appends it to the segment and
- * adds it to the open index transaction. Syncing and committing happen
- * once per batch, in batch_end. */
+ * hands it to the index thread. Syncing and committing happen once per
+ * batch, in batch_end. On failure the block's records are dropped and
+ * capture stops. */
 static void frame_out(reel_recorder_t *r) {
     reel_err_t err;
     reel_err_clear(&err);
     reel_rc rc = REEL_OK;
     if (r->block.len == 0)
         return;
-    if (r->disk_failed)
+    if (r->disk_failed) {
+        drop_block(r);
         goto done;
+    }
     if ((rc = reel_spool_enc_frame(r->enc, r->block.data, r->block.len, &r->frame, &err)) !=
         REEL_OK)
         goto fail;
+    struct stat st;
+    if (fstat(r->seg_fd, &st) == 0 && st.st_nlink == 0) {
+        /* Someone deleted the segment (or the whole session): writing on
+         * would record into a file nobody can see. */
+        rc = reel_err_set(&err, REEL_IO,
+                          "spool segment %08u.zst was deleted (was the session directory "
+                          "removed?)",
+                          r->segment);
+        disk_failure(r, rc, &err, 1);
+        drop_block(r);
+        goto done;
+    }
     if (r->seg_size > 0 && r->seg_size + r->frame.len > r->opts.segment_size) {
         /* A finished segment is synced before the next one starts. */
         if (r->opts.fsync != REEL_FSYNC_NEVER && r->unsynced &&
@@ -250,9 +556,10 @@ static void frame_out(reel_recorder_t *r) {
             goto fail;
     }
     uint64_t off = r->seg_size;
-    if (write_all(r->seg_fd, r->frame.data, r->frame.len) != REEL_OK) {
+    if (write_frame(r, r->frame.data, r->frame.len) != REEL_OK) {
         int e = errno;
-        /* Leave the segment ending on a frame boundary. */
+        /* Leave the segment ending on a frame boundary (if this fails too,
+         * resuming tries again before it writes anything). */
         if (ftruncate(r->seg_fd, (off_t)off) != 0) {
             /* recovery moves a partial frame aside on the next open */
         }
@@ -261,6 +568,12 @@ static void frame_out(reel_recorder_t *r) {
     }
     r->seg_size += r->frame.len;
     r->unsynced = 1;
+    pthread_mutex_lock(&r->mu);
+    r->stats.frames++;
+    r->stats.raw_bytes += r->block.len;
+    r->stats.spool_bytes += r->frame.len;
+    r->stats.records += r->block_records;
+    pthread_mutex_unlock(&r->mu);
     {
         /* The block moves to the index thread; a fresh one is started. */
         ijob *j = reel_calloc(1, sizeof *j);
@@ -271,21 +584,166 @@ static void frame_out(reel_recorder_t *r) {
         reel_buf_init(&r->block, 0);
         push_ijob(r, j);
     }
-    r->batch_last_seq = r->block_last_seq;
-    pthread_mutex_lock(&r->mu);
-    r->stats.frames++;
-    r->stats.raw_bytes += r->block.len;
-    r->stats.spool_bytes += r->frame.len;
-    r->stats.records += r->block_records;
-    pthread_mutex_unlock(&r->mu);
     goto done;
 fail:
-    disk_failure(r, rc, &err);
+    disk_failure(r, rc, &err, 0); /* first: it starts the outage's counts */
+    drop_block(r);
 done:
-    if (r->disk_failed)
-        r->batch_last_seq = r->block_last_seq; /* dropped, but nobody may wait for it */
+    r->batch_last_seq = r->block_last_seq; /* written, or dropped: nobody may wait for it */
     reel_buf_reset(&r->block);
     r->block_records = 0;
+}
+
+/* Appends one encoded record to the block, writing the block out first if
+ * the record would push it past its target size. Returns 0 if capture
+ * stopped meanwhile (the record was not taken). */
+static int block_add(reel_recorder_t *r, const uint8_t *data, size_t len) {
+    if (r->block.len && r->block.len + len + 10 > REEL_SPOOL_BLOCK_TARGET)
+        frame_out(r);
+    if (r->disk_failed)
+        return 0;
+    if (r->block.len == 0)
+        r->block_deadline_ns = mono_ns() + 100 * 1000000;
+    if (reel_spool_block_append(&r->block, data, len) != REEL_OK) {
+        /* cannot happen: producers split records below the limit */
+        warn(r, "internal error: record too large for a block; dropped");
+        return 1;
+    }
+    r->block_records++;
+    return 1;
+}
+
+/* Writes the error record that ends a flow which lost records, in place of
+ * its end. Returns 0 if capture stopped meanwhile (the flow stays in the
+ * lost map, to be closed at the next resume). */
+static int close_lost(reel_recorder_t *r, lostflow *l) {
+    char msg[2 * REEL_ERR_MSG_MAX];
+    snprintf(msg, sizeof msg,
+             "%s%scapture was stopped while this flow was running (%s): %llu of its records "
+             "were not recorded",
+             l->final_msg ? l->final_msg : "", l->final_msg ? "; " : "", r->fail_reason,
+             (unsigned long long)l->dropped);
+    Reel__FlowError fe = REEL__FLOW_ERROR__INIT;
+    fe.message = msg;
+    fe.request_body_size = l->req_size;
+    fe.response_body_size = l->resp_size;
+    Reel__Record rec = REEL__RECORD__INIT;
+    rec.flow_id = l->id;
+    rec.time_us = l->final_us ? l->final_us : reel_now_us();
+    rec.event_case = REEL__RECORD__EVENT_ERROR;
+    rec.error = &fe;
+    size_t n = reel__record__get_packed_size(&rec);
+    reel_buf_reset(&r->scratch);
+    reel_buf_reserve(&r->scratch, n);
+    reel__record__pack(&rec, r->scratch.data);
+    if (!block_add(r, r->scratch.data, n))
+        return 0;
+    lost_remove(r, l);
+    return 1;
+}
+
+/* A record of a flow in the lost map, with capture running: the flow's
+ * records stay out (no holes); its last record becomes the error record. */
+static void take_lost(reel_recorder_t *r, lostflow *l, const uint8_t *data, size_t len,
+                      unsigned ev) {
+    if (ev != EV_END && ev != EV_ERROR) {
+        l->dropped++;
+        count_dropped(r, 0);
+        return;
+    }
+    if (l->start_lost) {
+        count_dropped(r, 0);
+        lost_remove(r, l);
+        return;
+    }
+    lost_set_final(l, data, len);
+    if (!close_lost(r, l))
+        l->dropped++; /* the end itself is lost now */
+}
+
+/* One record from the queue: into the block, or dropped. */
+static void take(reel_recorder_t *r, const uint8_t *data, size_t len) {
+    if (!r->disk_failed && r->nlost) {
+        uint64_t fid = 0;
+        unsigned ev = 0;
+        lostflow *l = peek_record(data, len, &fid, &ev) ? lost_find(r, fid) : NULL;
+        if (l) {
+            take_lost(r, l, data, len, ev);
+            return;
+        }
+    }
+    if (r->disk_failed || !block_add(r, data, len))
+        drop_record(r, data, len);
+}
+
+/* Whether the spool can be written again: the segment still exists, the
+ * file system is writable with room to spare, and a test file of
+ * PROBE_BYTES can be written and synced. */
+static int writable_again(reel_recorder_t *r) {
+    struct stat st;
+    if (fstat(r->seg_fd, &st) == 0 && st.st_nlink == 0) {
+        r->seg_gone = 1;
+        warn(r, "the spool segment being written was deleted: capture stays stopped");
+        return 0;
+    }
+    if (fault(r, REEL_FAULT_PROBE))
+        return 0;
+    struct statvfs vfs;
+    if (fstatvfs(r->seg_fd, &vfs) != 0 || (vfs.f_flag & ST_RDONLY) ||
+        (uint64_t)vfs.f_bavail * vfs.f_frsize < RESUME_MIN_FREE)
+        return 0;
+    char *p = reel_asprintf("%s/.probe", reel_session_spool_dir(r->session));
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int ok = 0;
+    if (fd >= 0) {
+        uint8_t *zero = reel_calloc(1, PROBE_BYTES);
+        ok = write_all(fd, zero, PROBE_BYTES) == REEL_OK && fdatasync(fd) == 0;
+        free(zero);
+        close(fd);
+    }
+    unlink(p);
+    free(p);
+    /* Cut anything a failed write left after the last whole frame. */
+    return ok && ftruncate(r->seg_fd, (off_t)r->seg_size) == 0;
+}
+
+/* While capture is stopped: every retry_ms, checks whether writing works
+ * again; if so resumes, closes the flows that ended during the outage and
+ * says so once. */
+static void try_resume(reel_recorder_t *r) {
+    if (!r->disk_failed || r->seg_gone || mono_ns() < r->retry_ns)
+        return;
+    r->retry_ns = mono_ns() + retry_interval_ns(r);
+    if (!writable_again(r))
+        return;
+    r->disk_failed = 0;
+    pthread_mutex_lock(&r->mu);
+    r->capture_stopped = 0;
+    pthread_mutex_unlock(&r->mu);
+    uint64_t cut = 0;
+    for (size_t b = 0; b < r->lost_buckets; b++)
+        for (lostflow *l = r->lost[b]; l; l = l->next)
+            cut += !l->start_lost;
+    for (size_t b = 0; b < r->lost_buckets && !r->disk_failed; b++) {
+        lostflow *l = r->lost[b];
+        while (l && !r->disk_failed) {
+            lostflow *next = l->next;
+            if (l->final_seen && !l->start_lost)
+                close_lost(r, l);
+            l = next;
+        }
+    }
+    if (r->disk_failed || !r->announced)
+        return;
+    r->announced = 0;
+    char msg[320];
+    snprintf(msg, sizeof msg,
+             "capture resumed after %.1f s: %llu records were not recorded; %llu flows that "
+             "started meanwhile are not in the session, %llu flows in progress are marked with "
+             "an error",
+             (double)(mono_ns() - r->outage_ns) / 1e9, (unsigned long long)r->out_records,
+             (unsigned long long)r->out_lost_flows, (unsigned long long)cut);
+    warn(r, msg);
 }
 
 /* Ends a batch: syncs the spool (per the policy), then commits the index,
@@ -297,28 +755,164 @@ static void batch_end(reel_recorder_t *r) {
     reel_err_clear(&err);
     reel_rc rc = REEL_OK;
     if (!r->disk_failed && sync_due(r) && (rc = sync_segment(r, &err)) != REEL_OK)
-        disk_failure(r, rc, &err);
+        disk_failure(r, rc, &err, 0);
+    if (r->block.len == 0)
+        r->batch_last_seq = r->block_last_seq;
     ijob *j = reel_calloc(1, sizeof *j);
     j->commit = 1;
+    j->segment = r->segment;
+    j->off = r->seg_size;
     j->last_seq = r->batch_last_seq;
     push_ijob(r, j);
 }
 
 /* ---- index thread ---- */
 
-static void index_failure(reel_recorder_t *r, reel_rc rc, const reel_err_t *err) {
+static reel_rc ix_commit(reel_recorder_t *r, reel_err_t *err) {
+    r->in_tx = 0;
+    if (fault(r, REEL_FAULT_COMMIT)) {
+        reel_indexer_rollback(r->ix);
+        return reel_err_set(err, REEL_DB, "session.db: database or disk is full (injected)");
+    }
+    return reel_indexer_commit(r->ix, err); /* rolls back on failure */
+}
+
+/* Indexing failed: roll back and catch up from the spool later. */
+static void index_failure(reel_recorder_t *r, const reel_err_t *err, uint32_t seg, uint64_t off) {
     if (r->in_tx) {
         reel_indexer_rollback(r->ix);
         r->in_tx = 0;
     }
-    if (!r->index_failed) {
-        r->index_failed = 1;
-        char msg[REEL_ERR_MSG_MAX + 96];
+    if (!r->ix_behind) {
+        r->ix_behind = 1;
+        r->ix_from_seg = seg;
+        r->ix_from_off = off;
+    }
+    r->ix_retry_ns = mono_ns() + retry_interval_ns(r);
+    pthread_mutex_lock(&r->mu);
+    int quiet = r->capture_stopped; /* the writer already said what is wrong */
+    r->index_behind = 1;
+    snprintf(r->index_msg, sizeof r->index_msg, "%s", reel_err_str(err));
+    pthread_mutex_unlock(&r->mu);
+    if (!r->ix_announced && !quiet) {
+        r->ix_announced = 1;
+        char msg[REEL_ERR_MSG_MAX + 128];
         snprintf(msg, sizeof msg,
-                 "indexing stopped: %s (the spool keeps recording; the next open indexes it)",
+                 "indexing paused: %s (the spool keeps recording; the index catches up when "
+                 "session.db can be written again)",
                  reel_err_str(err));
         warn(r, msg);
-        set_sticky(r, rc, reel_err_str(err));
+    }
+}
+
+/* Frames one catch-up pass indexes before it lets the thread take its
+ * queue again (the writer waits on that queue). */
+#define CATCHUP_BUDGET 1024
+
+typedef struct {
+    reel_recorder_t *r;
+    uint32_t seg;
+    uint64_t limit, next_off;
+    unsigned pending, done;
+    int more; /* stopped for the budget: continue at once */
+    reel_rc rc;
+    reel_err_t *err;
+} catchup_ctx;
+
+static int catchup_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *raw, size_t rlen) {
+    catchup_ctx *c = ctx;
+    reel_recorder_t *r = c->r;
+    if (off + clen > c->limit)
+        return 1;
+    if (c->done >= CATCHUP_BUDGET) {
+        c->more = 1;
+        return 1;
+    }
+    c->done++;
+    if (!r->in_tx) {
+        if ((c->rc = reel_indexer_begin(r->ix, c->err)) != REEL_OK)
+            return 1;
+        r->in_tx = 1;
+    }
+    c->rc = reel_indexer_add_frame(r->ix, c->seg, off, clen, raw, rlen, c->err);
+    if (c->rc == REEL_CORRUPT) {
+        /* as recovery does: index what the frame says; verify names it */
+        reel_err_clear(c->err);
+        c->rc = REEL_OK;
+    }
+    if (c->rc != REEL_OK)
+        return 1;
+    c->next_off = off + clen;
+    if (++c->pending >= 256) {
+        c->pending = 0;
+        if ((c->rc = ix_commit(r, c->err)) != REEL_OK)
+            return 1;
+        r->ix_from_seg = c->seg;
+        r->ix_from_off = c->next_off;
+    }
+    return 0;
+}
+
+/* Indexes the spool from ix_from to the end of the last synced batch,
+ * reading it back from disk. */
+static void catch_up(reel_recorder_t *r) {
+    reel_err_t err;
+    reel_err_clear(&err);
+    r->ix_retry_ns = mono_ns() + retry_interval_ns(r);
+    if (r->ix_end_seg < r->ix_from_seg ||
+        (r->ix_end_seg == r->ix_from_seg && r->ix_end_off < r->ix_from_off))
+        return; /* the batch end that covers the missing frames has not come yet */
+    catchup_ctx c = {.r = r, .err = &err};
+    for (uint32_t seg = r->ix_from_seg; seg <= r->ix_end_seg && c.rc == REEL_OK && !c.more;
+         seg++) {
+        int fd = reel_session_open_segment(r->session, seg);
+        if (fd < 0) {
+            c.rc = reel_err_errno(&err, REEL_IO, errno, "opening spool segment %08u.zst", seg);
+            break;
+        }
+        c.seg = seg;
+        c.limit = seg == r->ix_end_seg ? r->ix_end_off : UINT64_MAX;
+        c.next_off = seg == r->ix_from_seg ? r->ix_from_off : 0;
+        reel_spool_scan_t sc;
+        reel_rc rc = reel_spool_scan(fd, c.next_off, catchup_cb, &c, &sc, &err);
+        close(fd);
+        if (c.rc == REEL_OK && rc != REEL_OK)
+            c.rc = rc;
+        if (c.rc == REEL_OK && !c.more && sc.reason[0] && sc.bad_off < c.limit) {
+            /* Not a write in progress: bytes this recorder wrote do not
+             * read back. Leave it to recovery on the next open. */
+            r->ix_dead = 1;
+            char msg[REEL_ERR_MSG_MAX];
+            snprintf(msg, sizeof msg,
+                     "indexing stopped: segment %08u.zst does not read back at offset %llu (%s); "
+                     "the next open of the session repairs the index",
+                     seg, (unsigned long long)sc.bad_off, sc.reason);
+            warn(r, msg);
+            reel_err_set(&err, REEL_CORRUPT, "%s", msg);
+            c.rc = REEL_CORRUPT;
+        }
+    }
+    if (c.rc == REEL_OK && r->in_tx)
+        c.rc = ix_commit(r, &err);
+    if (c.rc != REEL_OK) {
+        index_failure(r, &err, r->ix_from_seg, r->ix_from_off);
+        return;
+    }
+    if (c.more) {
+        r->ix_from_seg = c.seg;
+        r->ix_from_off = c.next_off;
+        r->ix_retry_ns = 0; /* go on at the next wake-up */
+        return;
+    }
+    r->ix_behind = 0;
+    r->ix_from_seg = r->ix_end_seg;
+    r->ix_from_off = r->ix_end_off;
+    pthread_mutex_lock(&r->mu);
+    r->index_behind = 0;
+    pthread_mutex_unlock(&r->mu);
+    if (r->ix_announced) {
+        r->ix_announced = 0;
+        warn(r, "indexing resumed: the index has caught up with the spool");
     }
 }
 
@@ -326,16 +920,31 @@ static void *index_main(void *arg) {
     reel_recorder_t *r = arg;
     for (;;) {
         pthread_mutex_lock(&r->mu);
-        while (r->ihead == NULL)
-            pthread_cond_wait(&r->cv_ijob, &r->mu);
-        ijob *j = r->ihead;
-        r->ihead = j->next;
-        if (r->ihead == NULL)
-            r->itail = NULL;
-        r->ijobs--;
-        pthread_cond_signal(&r->cv_ispace);
+        ijob *j = NULL;
+        for (;;) {
+            if (r->ihead) {
+                j = r->ihead;
+                r->ihead = j->next;
+                if (r->ihead == NULL)
+                    r->itail = NULL;
+                r->ijobs--;
+                pthread_cond_signal(&r->cv_ispace);
+                break;
+            }
+            if (!r->ix_behind || r->ix_dead) {
+                pthread_cond_wait(&r->cv_ijob, &r->mu);
+                continue;
+            }
+            if (mono_ns() >= r->ix_retry_ns)
+                break; /* idle and behind: time to try again */
+            wait_until(&r->cv_ijob, &r->mu, r->ix_retry_ns);
+        }
         pthread_mutex_unlock(&r->mu);
 
+        if (j == NULL) {
+            catch_up(r);
+            continue;
+        }
         reel_err_t err;
         reel_err_clear(&err);
         reel_rc rc = REEL_OK;
@@ -343,21 +952,31 @@ static void *index_main(void *arg) {
             free(j);
             break;
         }
-        if (!j->commit && !r->index_failed) {
-            if (!r->in_tx) {
-                if ((rc = reel_indexer_begin(r->ix, &err)) == REEL_OK)
-                    r->in_tx = 1;
+        if (!j->commit) {
+            if (!r->ix_behind) {
+                if (!r->in_tx) {
+                    if ((rc = reel_indexer_begin(r->ix, &err)) == REEL_OK) {
+                        r->in_tx = 1;
+                        r->tx_seg = j->segment;
+                        r->tx_off = j->off;
+                    }
+                }
+                if (rc == REEL_OK)
+                    rc = reel_indexer_add_frame(r->ix, j->segment, j->off, j->clen, j->raw.data,
+                                                j->raw.len, &err);
+                if (rc != REEL_OK)
+                    index_failure(r, &err, r->in_tx ? r->tx_seg : j->segment,
+                                  r->in_tx ? r->tx_off : j->off);
             }
-            if (rc == REEL_OK)
-                rc = reel_indexer_add_frame(r->ix, j->segment, j->off, j->clen, j->raw.data,
-                                            j->raw.len, &err);
-            if (rc != REEL_OK)
-                index_failure(r, rc, &err);
-        } else if (j->commit) {
-            if (r->in_tx && !r->index_failed) {
-                r->in_tx = 0;
-                if ((rc = reel_indexer_commit(r->ix, &err)) != REEL_OK)
-                    index_failure(r, rc, &err);
+        } else {
+            r->ix_end_seg = j->segment;
+            r->ix_end_off = j->off;
+            if (r->ix_behind) {
+                if (!r->ix_dead && mono_ns() >= r->ix_retry_ns)
+                    catch_up(r);
+            } else if (r->in_tx) {
+                if ((rc = ix_commit(r, &err)) != REEL_OK)
+                    index_failure(r, &err, r->tx_seg, r->tx_off);
             }
             pthread_mutex_lock(&r->mu);
             if (r->done_seq < j->last_seq)
@@ -371,6 +990,12 @@ static void *index_main(void *arg) {
     if (r->in_tx) {
         reel_indexer_rollback(r->ix);
         r->in_tx = 0;
+    }
+    /* One last try before the recorder closes, for as long as it gets on. */
+    while (r->ix_behind && !r->ix_dead) {
+        catch_up(r);
+        if (r->ix_retry_ns != 0)
+            break;
     }
     return NULL;
 }
@@ -391,19 +1016,20 @@ static void *writer_main(void *arg) {
     for (;;) {
         pthread_mutex_lock(&r->mu);
         while (r->head == NULL && !r->stop && !r->flush_req) {
-            if (r->block.len == 0) {
+            /* Sleep until work comes, the block is due, or (capture
+             * stopped) the next check whether the disk works again. */
+            int64_t deadline = INT64_MAX;
+            if (r->block.len)
+                deadline = r->block_deadline_ns;
+            if (r->disk_failed && !r->seg_gone && r->retry_ns < deadline)
+                deadline = r->retry_ns;
+            if (deadline == INT64_MAX) {
                 pthread_cond_wait(&r->cv_work, &r->mu);
-            } else {
-                int64_t left = r->block_deadline_ns - mono_ns();
-                if (left <= 0)
-                    break;
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                int64_t t = (int64_t)ts.tv_nsec + left;
-                ts.tv_sec += t / 1000000000;
-                ts.tv_nsec = t % 1000000000;
-                pthread_cond_timedwait(&r->cv_work, &r->mu, &ts);
+                continue;
             }
+            if (mono_ns() >= deadline)
+                break;
+            wait_until(&r->cv_work, &r->mu, deadline);
         }
         item *list = r->head;
         r->head = r->tail = NULL;
@@ -414,24 +1040,17 @@ static void *writer_main(void *arg) {
         pthread_cond_broadcast(&r->cv_space);
         pthread_mutex_unlock(&r->mu);
 
+        try_resume(r);
         size_t copied = 0;
         while (list) {
             item *it = list;
             list = it->next;
-            if (r->block.len == 0)
-                r->block_deadline_ns = mono_ns() + 100 * 1000000;
-            if (r->block.len + it->len + 10 > REEL_SPOOL_BLOCK_TARGET && r->block.len) {
+            if (r->block.len && r->block.len + it->len + 10 > REEL_SPOOL_BLOCK_TARGET) {
+                /* the block goes out: let producers go on meanwhile */
                 release_queue_bytes(r, copied);
                 copied = 0;
-                frame_out(r);
             }
-            if (r->block.len == 0)
-                r->block_deadline_ns = mono_ns() + 100 * 1000000;
-            if (reel_spool_block_append(&r->block, it->data, it->len) != REEL_OK) {
-                /* cannot happen: producers split records below the limit */
-                warn(r, "internal error: record too large for a block; dropped");
-            }
-            r->block_records++;
+            take(r, it->data, it->len);
             r->block_last_seq = it->seq;
             copied += it->len;
             free(it);
@@ -521,6 +1140,15 @@ static void uuid4(char out[37]) {
              b[14], b[15]);
 }
 
+static int segment_exists(reel_session_t *s, uint32_t n) {
+    char name[16];
+    reel_spool_segment_name(n, name);
+    char *p = reel_asprintf("%s/%s", reel_session_spool_dir(s), name);
+    int ok = access(p, F_OK) == 0;
+    free(p);
+    return ok;
+}
+
 reel_rc reel_recorder_open(reel_session_t *s, const reel_recorder_opts_t *opts,
                            reel_recorder_t **out, reel_err_t *err) {
     reel_rc rc = REEL_OK;
@@ -538,17 +1166,27 @@ reel_rc reel_recorder_open(reel_session_t *s, const reel_recorder_opts_t *opts,
         r->opts.queue_bytes = 16u << 20;
     if (r->opts.segment_size < (1u << 20))
         r->opts.segment_size = 1u << 20;
+    if (r->opts.retry_ms == 0)
+        r->opts.retry_ms = 1000;
     r->body_limit = r->opts.body_limit;
     r->capture = r->opts.capture;
     r->seg_fd = -1;
     reel_buf_init(&r->block, 0);
     reel_buf_init(&r->frame, 0);
+    reel_buf_init(&r->scratch, 0);
+    r->lost_buckets = 64;
+    r->lost = reel_calloc(r->lost_buckets, sizeof *r->lost);
     pthread_mutex_init(&r->mu, NULL);
-    pthread_cond_init(&r->cv_work, NULL);
-    pthread_cond_init(&r->cv_space, NULL);
-    pthread_cond_init(&r->cv_done, NULL);
-    pthread_cond_init(&r->cv_ijob, NULL);
-    pthread_cond_init(&r->cv_ispace, NULL);
+    /* Timed waits (block deadlines, retries) use the monotonic clock. */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->cv_work, &ca);
+    pthread_cond_init(&r->cv_space, &ca);
+    pthread_cond_init(&r->cv_done, &ca);
+    pthread_cond_init(&r->cv_ijob, &ca);
+    pthread_cond_init(&r->cv_ispace, &ca);
+    pthread_condattr_destroy(&ca);
     r->next_flow_id = reel_index_max_flow_id(reel_session_db(s)) + 1;
     char *dbpath = reel_asprintf("%s/session.db", reel_session_path(s));
     rc = reel_index_open(dbpath, 0, &r->wdb, err);
@@ -558,24 +1196,16 @@ reel_rc reel_recorder_open(reel_session_t *s, const reel_recorder_opts_t *opts,
     if ((rc = reel_indexer_new(r->wdb, &r->ix, err)) != REEL_OK)
         goto out;
     r->enc = reel_spool_enc_new(r->opts.zstd_level);
-    /* Append to the newest segment: recovery left it ending on a frame. */
-    uint32_t last = 0;
-    {
-        char *p = NULL;
-        for (uint32_t n = reel_index_last_segment(reel_session_db(s)) + 1;; n++) {
-            char name[16];
-            reel_spool_segment_name(n, name);
-            free(p);
-            p = reel_asprintf("%s/%s", reel_session_spool_dir(s), name);
-            if (access(p, F_OK) != 0)
-                break;
-            last = n;
-        }
-        free(p);
-        if (last == 0)
-            last = reel_index_last_segment(reel_session_db(s));
-    }
-    if ((rc = open_segment(r, last ? last : 1, err)) != REEL_OK)
+    /* Append to the newest segment: recovery left it ending on a frame. If
+     * the newest indexed segment is missing (deleted), start the next one
+     * rather than a new file under its name, whose offsets the index
+     * already uses for frames that are gone. */
+    uint32_t last = 0, indexed = reel_index_last_segment(reel_session_db(s));
+    for (uint32_t n = indexed + 1; segment_exists(s, n); n++)
+        last = n;
+    if (last == 0)
+        last = indexed && segment_exists(s, indexed) ? indexed : indexed + 1;
+    if ((rc = open_segment(r, last, err)) != REEL_OK)
         goto out;
     if (r->seg_size >= r->opts.segment_size && (rc = open_segment(r, r->segment + 1, err)) != REEL_OK)
         goto out;
@@ -600,6 +1230,8 @@ out:
             close(r->seg_fd);
         reel_buf_free(&r->block);
         reel_buf_free(&r->frame);
+        reel_buf_free(&r->scratch);
+        free(r->lost);
         free(r);
         r = NULL;
     }
@@ -819,11 +1451,15 @@ reel_rc reel_recorder_flush(reel_recorder_t *r, reel_err_t *err) {
     uint64_t target = r->enq_seq;
     r->flush_req = 1;
     pthread_cond_signal(&r->cv_work);
-    while (r->done_seq < target && r->sticky == REEL_OK)
+    /* The writer deals with every record even while capture is stopped
+     * (it drops them), so this cannot wait for ever. */
+    while (r->done_seq < target)
         pthread_cond_wait(&r->cv_done, &r->mu);
     reel_rc rc = r->sticky;
     if (rc != REEL_OK)
         reel_err_set(err, rc, "%s", r->sticky_msg);
+    else if (r->index_behind)
+        rc = reel_err_set(err, REEL_DB, "the index is behind the spool: %s", r->index_msg);
     pthread_mutex_unlock(&r->mu);
     return rc;
 }
@@ -848,9 +1484,18 @@ reel_rc reel_recorder_close(reel_recorder_t *r, reel_err_t *err) {
     pthread_join(r->ithread, NULL);
     reel_rc rc = r->sticky;
     if (rc != REEL_OK)
-        reel_err_set(err, rc, "%s", r->sticky_msg);
+        reel_err_set(err, rc,
+                     "capture was stopped during this run (%s): %llu records were not "
+                     "recorded",
+                     r->sticky_msg, (unsigned long long)r->stats.dropped_records);
+    else if (r->index_behind)
+        rc = reel_err_set(err, REEL_DB,
+                          "the index could not catch up with the spool (%s); the next open of "
+                          "the session indexes the rest",
+                          r->index_msg);
     if (r->seg_fd >= 0) {
-        if (r->opts.fsync != REEL_FSYNC_NEVER && fdatasync(r->seg_fd) != 0 && rc == REEL_OK)
+        if (r->opts.fsync != REEL_FSYNC_NEVER && !r->disk_failed && fdatasync(r->seg_fd) != 0 &&
+            rc == REEL_OK)
             rc = reel_err_errno(err, REEL_IO, errno, "syncing spool segment");
         close(r->seg_fd);
     }
@@ -859,6 +1504,8 @@ reel_rc reel_recorder_close(reel_recorder_t *r, reel_err_t *err) {
     reel_spool_enc_free(r->enc);
     reel_buf_free(&r->block);
     reel_buf_free(&r->frame);
+    reel_buf_free(&r->scratch);
+    lost_free_all(r);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv_work);
     pthread_cond_destroy(&r->cv_space);

@@ -8,6 +8,18 @@
  * "lossless") or drops the flow's remaining records, marks the flow with an
  * error and reports once through the warning callback (capture "on").
  *
+ * When writing the spool fails (disk full, read-only file system, I/O
+ * error) capture stops: records are dropped, the warning callback says so
+ * once, and the writer checks every retry_ms whether writing works again
+ * (free space, then a real write). When it does, capture resumes and the
+ * callback says so once. Flows whose start was dropped are left out of the
+ * session entirely; flows that lost records in the middle get no further
+ * records and end with an error record saying what was lost. If the spool
+ * segment itself was deleted (the session directory removed), capture stays
+ * stopped. When the index (session.db) cannot be written, the spool keeps
+ * going and the index thread re-reads the missing frames from the spool
+ * once it can write again.
+ *
  * Not thread-safe for producers: one thread (the proxy's loop) calls it. */
 #ifndef REEL_SESSION_RECORDER_H
 #define REEL_SESSION_RECORDER_H
@@ -32,6 +44,14 @@ typedef enum {
     REEL_CAPTURE_LOSSLESS, /* record; block the caller if the disk falls behind */
 } reel_capture_mode;
 
+/** Operations a fault-injection hook can make fail (tests). */
+typedef enum {
+    REEL_FAULT_WRITE,  /* appending a frame to the segment */
+    REEL_FAULT_SYNC,   /* fdatasync of the segment */
+    REEL_FAULT_PROBE,  /* the free-space check and test write before resuming */
+    REEL_FAULT_COMMIT, /* committing an index transaction (fails as SQLITE_FULL would) */
+} reel_recorder_fault_op;
+
 typedef struct {
     reel_fsync_policy fsync;
     uint32_t fsync_interval_ms; /* for REEL_FSYNC_INTERVAL */
@@ -40,11 +60,20 @@ typedef struct {
     reel_capture_mode capture;
     size_t queue_bytes;         /* bound of the queue; 0 = default (16 MiB) */
     int zstd_level;             /* 0 = default (3) */
-    /* Called from the writer thread or the caller with a one-line message
-     * when capture falls behind or a disk error stops it. May be NULL
-     * (messages go to stderr). */
+    uint32_t retry_ms;          /* while capture is stopped, how often to check
+                                   whether writing works again; 0 = default (1000) */
+    /* Called from the writer thread, the index thread or the caller with a
+     * one-line message when capture falls behind, a disk error stops it,
+     * it resumes, or indexing pauses and resumes. May be NULL (messages go
+     * to stderr). */
     void (*warn)(void *ctx, const char *msg);
     void *warn_ctx;
+    /* Fault injection for tests; NULL in production. Called before each
+     * operation `op` from the writer or index thread; a non-zero return is
+     * an errno value the operation then fails with (a failing write first
+     * writes half of its bytes, as a disk filling up mid-write does). */
+    int (*fault)(void *ctx, reel_recorder_fault_op op);
+    void *fault_ctx;
 } reel_recorder_opts_t;
 
 /** Fills opts with the defaults. */
@@ -129,18 +158,24 @@ void reel_recorder_flow_end(reel_rflow_t *f, const reel_timings_t *timings, int6
 /** Ends the flow with an error message and frees f. time_us 0 = now. */
 void reel_recorder_flow_error(reel_rflow_t *f, const char *message, int64_t time_us);
 
-/** Waits until every record queued so far is in the spool and indexed.
- * Returns the writer's sticky error, if any. */
+/** Waits until the writer has dealt with every record queued so far: it is
+ * in the spool and indexed, or it was dropped. Returns the writer's sticky
+ * error if records were ever dropped by a disk error, or REEL_DB while the
+ * index is behind the spool (session.db cannot be written). */
 reel_rc reel_recorder_flush(reel_recorder_t *rec, reel_err_t *err);
 
-/** Counters for `reel show` / stats. */
+/** Counters for `reel show` / stats. `flows` counts flows started;
+ * `lost_flows` those of them left out because capture was stopped when
+ * they started; `dropped_records` every record not written. */
 typedef struct {
-    uint64_t flows, records, frames, raw_bytes, spool_bytes, dropped_records;
+    uint64_t flows, records, frames, raw_bytes, spool_bytes, dropped_records, lost_flows;
 } reel_recorder_stats_t;
 void reel_recorder_stats(reel_recorder_t *rec, reel_recorder_stats_t *out);
 
 /** Flushes, stops the writer thread and frees rec (accepts NULL). Returns
- * the writer's sticky error if a disk error happened at any point. */
+ * the writer's sticky error if a disk error dropped records at any point,
+ * else REEL_DB if the index could not catch up with the spool (the next
+ * open of the session indexes the rest). */
 reel_rc reel_recorder_close(reel_recorder_t *rec, reel_err_t *err);
 
 #endif
