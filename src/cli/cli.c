@@ -191,18 +191,35 @@ unsigned long long reel_cli_flow_id(reel_cli_t *cli, const char *arg) {
     return v;
 }
 
+int reel_cli_db_error(reel_cli_t *cli, const char *session, int sqlite_code, const char *msg) {
+    int code = sqlite_code & 0xff;
+    if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB)
+        return reel_cli_fail(cli,
+                             "session.db is damaged (%s); 'reel repair %s' rebuilds the index "
+                             "from the spool (annotations, tags and marks kept in it may be lost)",
+                             msg, session);
+    return reel_cli_fail(cli, "session.db: %s", msg);
+}
+
+int reel_cli_db_fail(reel_cli_t *cli, reel_session_t *s) {
+    sqlite3 *db = reel_session_db(s);
+    return reel_cli_db_error(cli, reel_session_name(s), sqlite3_errcode(db), sqlite3_errmsg(db));
+}
+
 int reel_cli_flow_exists(reel_cli_t *cli, reel_session_t *s, unsigned long long id) {
     sqlite3_stmt *st = NULL;
-    int found = 0;
+    int step = SQLITE_ERROR;
     if (sqlite3_prepare_v2(reel_session_db(s), "SELECT 1 FROM flows WHERE id = ?", -1, &st,
                            NULL) == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
-        found = sqlite3_step(st) == SQLITE_ROW;
+        step = sqlite3_step(st);
     }
-    sqlite3_finalize(st);
-    if (!found)
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+        reel_cli_db_fail(cli, s);
+    else if (step == SQLITE_DONE)
         reel_cli_fail(cli, "no flow %llu in session '%s'", id, reel_session_name(s));
-    return found;
+    sqlite3_finalize(st);
+    return step == SQLITE_ROW;
 }
 
 int reel_cli_json_out(json_t *j) {

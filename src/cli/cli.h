@@ -75,6 +75,14 @@ int reel_cli_usage(reel_cli_t *cli, const char *fmt, ...) __attribute__((format(
  * to stderr). Returns NULL on failure. */
 reel_session_t *reel_cli_open(reel_cli_t *cli, const char *name, int flags);
 
+/** Prints the last SQLite error of s's index ("reel <cmd>: session.db ...",
+ * naming 'reel repair' when SQLite says the file is damaged); returns
+ * REEL_EXIT_ERROR. */
+int reel_cli_db_fail(reel_cli_t *cli, reel_session_t *s);
+
+/** The same for an error saved earlier: SQLite result code and message. */
+int reel_cli_db_error(reel_cli_t *cli, const char *session, int sqlite_code, const char *msg);
+
 /** Parses a flow id argument ("12"); prints an error and returns 0 when bad. */
 unsigned long long reel_cli_flow_id(reel_cli_t *cli, const char *arg);
 

@@ -122,7 +122,7 @@ int reel_cmd_flows(reel_cli_t *cli, int argc, char **argv) {
     sqlite3_stmt *st = NULL;
     int rc = REEL_EXIT_OK;
     if (sqlite3_prepare_v2(reel_session_db(s), sql, -1, &st, NULL) != SQLITE_OK) {
-        rc = reel_cli_fail(cli, "session.db: %s", sqlite3_errmsg(reel_session_db(s)));
+        rc = reel_cli_db_fail(cli, s);
         goto out;
     }
     int k = reel_filter_bind(f, st, 1);
@@ -196,7 +196,7 @@ int reel_cmd_flows(reel_cli_t *cli, int argc, char **argv) {
     }
     if (step != SQLITE_DONE) {
         json_decref(arr);
-        rc = reel_cli_fail(cli, "session.db: %s", sqlite3_errmsg(reel_session_db(s)));
+        rc = reel_cli_db_fail(cli, s);
         goto out;
     }
     if (arr)

@@ -7,10 +7,12 @@
 #include "cli/cli.h"
 #include "session/index.h"
 
-static const char usage[] = "usage: reel ls [--home DIR] [--json]\n"
-                            "\n"
-                            "Lists the sessions under the sessions root with their flow count,\n"
-                            "size on disk, creation time and, if one is recording, its PID.\n";
+static const char usage[] =
+    "usage: reel ls [--home DIR] [--json]\n"
+    "\n"
+    "Lists the sessions under the sessions root with their flow count,\n"
+    "size on disk, creation time and, if one is recording, its PID.\n"
+    "Exits 1 if a session could not be read (it is listed as unreadable).\n";
 
 static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -64,6 +66,7 @@ int reel_cmd_ls(reel_cli_t *cli, int argc, char **argv) {
         closedir(d);
     qsort(names, n, sizeof *names, cmp_str);
     json_t *arr = json_array();
+    int unreadable = 0;
     if (!cli->json && n)
         printf("%-32s %8s %10s  %-23s %s\n", "SESSION", "FLOWS", "SIZE", "CREATED", "RECORDING");
     for (size_t i = 0; i < n; i++) {
@@ -79,15 +82,28 @@ int reel_cmd_ls(reel_cli_t *cli, int argc, char **argv) {
                                                      reel_err_str(&err)));
             else
                 printf("%-32s (unreadable: %s)\n", names[i], reel_err_str(&err));
+            unreadable++;
             continue;
         }
         sqlite3_stmt *st = NULL;
-        long long flows = 0;
+        long long flows = -1;
         if (sqlite3_prepare_v2(reel_session_db(s), "SELECT count(*) FROM flows", -1, &st, NULL) ==
                 SQLITE_OK &&
             sqlite3_step(st) == SQLITE_ROW)
             flows = sqlite3_column_int64(st, 0);
         sqlite3_finalize(st);
+        if (flows < 0) {
+            const char *msg = sqlite3_errmsg(reel_session_db(s));
+            if (cli->json)
+                json_array_append_new(arr,
+                                      json_pack("{s:s, s:s}", "session", names[i], "error", msg));
+            else
+                printf("%-32s (unreadable: session.db: %s; 'reel repair %s' rebuilds it)\n",
+                       names[i], msg, names[i]);
+            unreadable++;
+            reel_session_close(s);
+            continue;
+        }
         char *created = reel_index_meta_get(reel_session_db(s), "created_us");
         long long cus = created ? strtoll(created, NULL, 10) : 0;
         free(created);
@@ -113,8 +129,13 @@ int reel_cmd_ls(reel_cli_t *cli, int argc, char **argv) {
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);
-    if (cli->json)
-        return reel_cli_json_out(arr);
+    if (cli->json) {
+        int rc = reel_cli_json_out(arr);
+        return unreadable ? REEL_EXIT_ERROR : rc;
+    }
     json_decref(arr);
+    if (unreadable)
+        return reel_cli_fail(cli, "%d session%s could not be read", unreadable,
+                             unreadable == 1 ? "" : "s");
     return REEL_EXIT_OK;
 }

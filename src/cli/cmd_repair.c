@@ -9,13 +9,17 @@ static const char usage[] =
     "tags, marks and the config overlay live only in the index and are kept.\n"
     "Damaged frames are skipped and recorded, so 'reel verify' reports them as\n"
     "known damage; a damaged tail of the newest segment is moved aside into\n"
-    "recovered/. Refused while a proxy is recording into the session.\n";
+    "recovered/. A missing segment is recorded too, and the flows that had\n"
+    "records in it are marked with an error. If session.db itself is damaged,\n"
+    "it is moved aside into recovered/ and a new index is built; the user data\n"
+    "that can still be read from the old one is copied over, and the report\n"
+    "says what could not. Refused while a proxy is recording into the session.\n";
 
 int reel_cmd_repair(reel_cli_t *cli, int argc, char **argv) {
     int arc = reel_cli_simple_args(cli, argc, argv, usage, 1, 1, "expected one SESSION");
     if (arc >= 0)
         return arc;
-    reel_session_t *s = reel_cli_open(cli, argv[optind], REEL_OPEN_RECORD);
+    reel_session_t *s = reel_cli_open(cli, argv[optind], REEL_OPEN_RECORD | REEL_OPEN_REPAIR);
     if (s == NULL)
         return REEL_EXIT_ERROR;
     reel_err_t err;

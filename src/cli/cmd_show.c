@@ -14,11 +14,29 @@ static const char usage[] = "usage: reel show [--home DIR] [--json] SESSION\n"
                             "by state, time span, spool and index sizes, overlay keys, and the\n"
                             "PID of the proxy recording into it, if any.\n";
 
-static long long q1(sqlite3 *db, const char *sql) {
+/* The first failing query: a damaged index must not show as zeros. */
+typedef struct {
+    int code;
+    char msg[256];
+} qerr_t;
+
+static void qfail(sqlite3 *db, qerr_t *bad) {
+    if (bad->code == SQLITE_OK) {
+        bad->code = sqlite3_errcode(db);
+        if (bad->code == SQLITE_OK)
+            bad->code = SQLITE_ERROR;
+        snprintf(bad->msg, sizeof bad->msg, "%s", sqlite3_errmsg(db));
+    }
+}
+
+/* One number; a failure goes into *bad. */
+static long long q1(sqlite3 *db, const char *sql, qerr_t *bad) {
     sqlite3_stmt *st = NULL;
     long long v = 0;
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
         v = sqlite3_column_int64(st, 0);
+    else
+        qfail(db, bad);
     sqlite3_finalize(st);
     return v;
 }
@@ -31,16 +49,18 @@ int reel_cmd_show(reel_cli_t *cli, int argc, char **argv) {
     if (s == NULL)
         return REEL_EXIT_ERROR;
     sqlite3 *db = reel_session_db(s);
+    qerr_t bad = {SQLITE_OK, ""};
     /* Every query here is an index lookup or a scan of a small table, so
      * show costs the same on a session of a million flows. */
-    long long flows = q1(db, "SELECT count(*) FROM flows");
+    long long flows = q1(db, "SELECT count(*) FROM flows", &bad);
     long long errors = 0, open_ = 0, interrupted = 0;
     sqlite3_stmt *st = NULL;
+    int step = SQLITE_ERROR;
     if (sqlite3_prepare_v2(db,
                            "SELECT state, count(*) FROM flows WHERE state != 'complete' "
                            "GROUP BY state",
                            -1, &st, NULL) == SQLITE_OK)
-        while (sqlite3_step(st) == SQLITE_ROW) {
+        while ((step = sqlite3_step(st)) == SQLITE_ROW) {
             const char *state = (const char *)sqlite3_column_text(st, 0);
             long long n = sqlite3_column_int64(st, 1);
             if (strcmp(state, "error") == 0)
@@ -50,10 +70,12 @@ int reel_cmd_show(reel_cli_t *cli, int argc, char **argv) {
             else if (strcmp(state, "interrupted") == 0)
                 interrupted = n;
         }
+    if (step != SQLITE_DONE)
+        qfail(db, &bad);
     sqlite3_finalize(st);
     long long complete = flows - errors - open_ - interrupted;
-    long long first = q1(db, "SELECT coalesce(min(start_us), 0) FROM flows");
-    long long last = q1(db, "SELECT coalesce(max(start_us), 0) FROM flows");
+    long long first = q1(db, "SELECT coalesce(min(start_us), 0) FROM flows", &bad);
+    long long last = q1(db, "SELECT coalesce(max(start_us), 0) FROM flows", &bad);
     long long frames = 0, spool = 0, raw = 0, segments = 0;
     if (sqlite3_prepare_v2(db,
                            "SELECT count(*), coalesce(sum(clen), 0), coalesce(sum(rlen), 0), "
@@ -64,15 +86,22 @@ int reel_cmd_show(reel_cli_t *cli, int argc, char **argv) {
         spool = sqlite3_column_int64(st, 1);
         raw = sqlite3_column_int64(st, 2);
         segments = sqlite3_column_int64(st, 3);
+    } else {
+        qfail(db, &bad);
     }
     sqlite3_finalize(st);
-    long long annotations = q1(db, "SELECT count(*) FROM annotations");
-    long long tagged = q1(db, "SELECT count(DISTINCT flow_id) FROM tags");
-    long long marked = q1(db, "SELECT count(*) FROM marks");
-    long long overlay = q1(db, "SELECT count(*) FROM config_overlay");
-    long long damage = q1(db, "SELECT count(*) FROM damage");
+    long long annotations = q1(db, "SELECT count(*) FROM annotations", &bad);
+    long long tagged = q1(db, "SELECT count(DISTINCT flow_id) FROM tags", &bad);
+    long long marked = q1(db, "SELECT count(*) FROM marks", &bad);
+    long long overlay = q1(db, "SELECT count(*) FROM config_overlay", &bad);
+    long long damage = q1(db, "SELECT count(*) FROM damage", &bad);
     long long index_bytes =
-        q1(db, "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()");
+        q1(db, "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()", &bad);
+    if (bad.code != SQLITE_OK) {
+        int rc = reel_cli_db_error(cli, reel_session_name(s), bad.code, bad.msg);
+        reel_session_close(s);
+        return rc;
+    }
     char *created = reel_index_meta_get(db, "created_us");
     long long cus = created ? strtoll(created, NULL, 10) : 0;
     free(created);

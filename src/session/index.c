@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "base/mem.h"
 #include "flow.pb-c.h"
@@ -23,19 +24,28 @@ int reel_index_schema_version(void) {
     return (int)reel__schema_migration_count;
 }
 
+/* REEL_CORRUPT when SQLite says the file is damaged, else REEL_DB. */
+static reel_rc db_rc(int sqlite_rc) {
+    int c = sqlite_rc & 0xff;
+    return c == SQLITE_CORRUPT || c == SQLITE_NOTADB ? REEL_CORRUPT : REEL_DB;
+}
+
 reel_rc reel_index_exec(sqlite3 *db, const char *sql, reel_err_t *err) {
     char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        reel_err_set(err, REEL_DB, "session.db: %s", msg ? msg : sqlite3_errmsg(db));
+    int src = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    if (src != SQLITE_OK) {
+        reel_rc rc =
+            reel_err_set(err, db_rc(src), "session.db: %s", msg ? msg : sqlite3_errmsg(db));
         sqlite3_free(msg);
-        return REEL_DB;
+        return rc;
     }
     return REEL_OK;
 }
 
 reel_rc reel_index_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, reel_err_t *err) {
-    if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK)
-        return reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
+    int src = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
+    if (src != SQLITE_OK)
+        return reel_err_set(err, db_rc(src), "session.db: %s", sqlite3_errmsg(db));
     return REEL_OK;
 }
 
@@ -52,8 +62,8 @@ static int user_version(sqlite3 *db) {
 static reel_rc migrate(sqlite3 *db, reel_err_t *err) {
     int v = user_version(db);
     if (v < 0)
-        return reel_err_set(err, REEL_CORRUPT, "session.db is not a readable SQLite database: %s",
-                            sqlite3_errmsg(db));
+        return reel_err_set(err, REEL_CORRUPT, "%s is damaged or not an SQLite database (%s)",
+                            sqlite3_db_filename(db, "main"), sqlite3_errmsg(db));
     if (v > reel_index_schema_version())
         return reel_err_set(err, REEL_UNSUPPORTED,
                             "session.db has schema version %d, newer than this reel (%d); "
@@ -88,12 +98,34 @@ reel_rc reel_index_open(const char *path, int create, sqlite3 **out, reel_err_t 
     }
     sqlite3_extended_result_codes(db, 1);
     sqlite3_busy_timeout(db, 10000);
+    if (!create && user_version(db) == 0) {
+        /* An existing index has a schema. Migrating one without it would
+         * quietly make a new, empty index: the caller decides. */
+        sqlite3_stmt *st = NULL;
+        int tables = -1;
+        if (sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master", -1, &st, NULL) ==
+                SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW)
+            tables = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+        struct stat fst;
+        if (tables == 0 && stat(path, &fst) == 0 && fst.st_size == 0) {
+            rc = reel_err_set(err, REEL_CORRUPT, "%s is empty (0 bytes)", path);
+            goto out;
+        }
+        if (tables == 0) {
+            /* A database whose writes were all lost (WAL mode commits
+             * are not synced: a power cut soon after creation). */
+            rc = reel_err_set(err, REEL_NOTFOUND, "%s holds no reel index (no tables)", path);
+            goto out;
+        }
+    }
     /* The spool is the source of truth and the index can be rebuilt from
      * it, so commits need not wait for fsync (synchronous=NORMAL in WAL). */
     rc = reel_index_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", err);
     if (rc != REEL_OK) {
         reel_err_clear(err);
-        rc = reel_err_set(err, REEL_CORRUPT, "%s is not a reel session index (%s)", path,
+        rc = reel_err_set(err, REEL_CORRUPT, "%s is damaged or not an SQLite database (%s)", path,
                           sqlite3_errmsg(db));
         goto out;
     }
@@ -152,7 +184,13 @@ static uint64_t query_u64(sqlite3 *db, const char *sql, int64_t arg, int has_arg
 }
 
 uint64_t reel_index_max_flow_id(sqlite3 *db) {
-    return query_u64(db, "SELECT coalesce(max(id), 0) FROM flows", 0, 0);
+    /* meta max_flow_id keeps the ids of flows that repair dropped (their
+     * segment is missing) from being given to new flows. */
+    return query_u64(db,
+                     "SELECT max(coalesce((SELECT max(id) FROM flows), 0), "
+                     "coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = "
+                     "'max_flow_id'), 0))",
+                     0, 0);
 }
 
 uint64_t reel_index_segment_end(sqlite3 *db, uint32_t segment) {

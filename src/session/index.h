@@ -19,13 +19,18 @@ int reel_index_schema_version(void);
 
 /** Opens or creates the index at path (WAL mode, busy timeout, foreign
  * functions registered) and migrates it forward. Refuses a database whose
- * version is newer than this build. Returns owned db. */
+ * version is newer than this build and, unless create, one that does not
+ * read as SQLite or is a zero-length file (REEL_CORRUPT), and an SQLite
+ * database without any tables (REEL_NOTFOUND: its writes were lost).
+ * Returns owned db. */
 reel_rc reel_index_open(const char *path, int create, sqlite3 **out, reel_err_t *err);
 
-/** Runs sql (no results). */
+/** Runs sql (no results). Returns REEL_CORRUPT if SQLite finds the file
+ * damaged, REEL_DB on other errors. */
 reel_rc reel_index_exec(sqlite3 *db, const char *sql, reel_err_t *err);
 
-/** Prepares sql, reporting SQLite's message in err. */
+/** Prepares sql, reporting SQLite's message in err (REEL_CORRUPT or REEL_DB
+ * as for reel_index_exec). */
 reel_rc reel_index_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, reel_err_t *err);
 
 /** Reads meta value for key into an owned string (NULL if absent). */
@@ -53,7 +58,8 @@ void reel_indexer_rollback(reel_indexer_t *ix);
  * default or 0, an IPv6 host in brackets, "/" for an empty target. */
 void reel_index_url(const Reel__RequestHead *h, reel_buf_t *out);
 
-/** Highest flow id present in the index (0 if none). */
+/** Highest flow id the index has held (0 if none): the highest in flows,
+ * or meta max_flow_id if repair dropped flows above that. */
 uint64_t reel_index_max_flow_id(sqlite3 *db);
 
 /** End offset (offset + clen) of the last indexed frame of segment, 0 if none. */

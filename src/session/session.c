@@ -29,6 +29,8 @@ struct reel_session {
     int lock_fd;
     int recording;
     reel_buf_t note;
+    char *db_damage; /* why session.db did not open (REEL_OPEN_REPAIR), owned */
+    int index_lost;  /* session.db had no tables: made anew, to rebuild */
 };
 
 int64_t reel_now_us(void) {
@@ -93,6 +95,7 @@ static int mkdir_p(const char *path, mode_t mode) {
     return rc;
 }
 
+static int index_sound(reel_session_t *s);
 static void note(reel_session_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void note(reel_session_t *s, const char *fmt, ...) {
     char line[600];
@@ -184,6 +187,13 @@ static uint32_t *list_segments(const reel_session_t *s, size_t *count) {
             v[j - 1] = t;
         }
     return v;
+}
+
+static int has_segment(const uint32_t *segs, size_t nseg, uint32_t n) {
+    for (size_t i = 0; i < nseg; i++)
+        if (segs[i] == n)
+            return 1;
+    return 0;
 }
 
 /* Indexing frames found by a scan, committing every few hundred frames. */
@@ -355,12 +365,217 @@ static reel_rc scan_segment(reel_session_t *s, reel_indexer_t *ix, uint32_t n, u
     return rc;
 }
 
+#define LOST_PREFIX "records lost: spool segment "
+
+/* A run of missing segment numbers: first .. first + count - 1. */
+typedef struct {
+    uint32_t first, count;
+} segrange;
+
+static void range_add(segrange **v, size_t *n, size_t *cap, uint32_t first, uint32_t count) {
+    if (count == 0)
+        return;
+    if (*n == *cap)
+        *v = reel_realloc(*v, (*cap = *cap ? *cap * 2 : 8) * sizeof **v);
+    (*v)[(*n)++] = (segrange){first, count};
+}
+
+static int range_cmp(const void *a, const void *b) {
+    uint32_t x = ((const segrange *)a)->first, y = ((const segrange *)b)->first;
+    return x < y ? -1 : x > y;
+}
+
+/* Sorts and merges overlapping or adjacent ranges. */
+static void range_merge(segrange *v, size_t *n) {
+    if (*n == 0)
+        return;
+    qsort(v, *n, sizeof *v, range_cmp);
+    size_t k = 0;
+    for (size_t i = 1; i < *n; i++) {
+        uint64_t end = (uint64_t)v[k].first + v[k].count;
+        if (v[i].first <= end) {
+            uint64_t e2 = (uint64_t)v[i].first + v[i].count;
+            if (e2 > end)
+                v[k].count = (uint32_t)(e2 - v[k].first);
+        } else {
+            v[++k] = v[i];
+        }
+    }
+    *n = k + 1;
+}
+
+/* Segment numbers the index knows of as missing or as holding frames:
+ * indexed segments (one range each) and the damage table's missing runs. */
+static segrange *known_segments(sqlite3 *db, size_t *n) {
+    segrange *v = NULL;
+    size_t cap = 0;
+    *n = 0;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT segment, 1 FROM frames GROUP BY segment UNION ALL SELECT "
+                           "segment, length FROM damage WHERE reason = 'segment file missing'",
+                           -1, &st, NULL) == SQLITE_OK)
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            sqlite3_int64 first = sqlite3_column_int64(st, 0), count = sqlite3_column_int64(st, 1);
+            if (first >= 1 && first <= UINT32_MAX && count >= 1 && count <= UINT32_MAX - first + 1)
+                range_add(&v, n, &cap, (uint32_t)first, (uint32_t)count);
+        }
+    sqlite3_finalize(st);
+    range_merge(v, n);
+    return v;
+}
+
+/* Spool segments that should exist and do not, as runs: the gaps in the
+ * numbering up to the newest segment present, and segments past it that
+ * the index lists or an earlier repair recorded as missing. Owned. */
+static segrange *missing_segments(sqlite3 *db, const uint32_t *segs, size_t nseg, size_t *count) {
+    segrange *v = NULL;
+    size_t cap = 0, nknown = 0;
+    *count = 0;
+    uint32_t prev = 0;
+    for (size_t i = 0; i < nseg; i++) {
+        range_add(&v, count, &cap, prev + 1, segs[i] - prev - 1);
+        prev = segs[i];
+    }
+    segrange *known = known_segments(db, &nknown);
+    for (size_t i = 0; i < nknown; i++) {
+        uint64_t end = (uint64_t)known[i].first + known[i].count;
+        if (end <= (uint64_t)prev + 1)
+            continue; /* below the newest segment: present, or in a gap above */
+        uint32_t first = known[i].first > prev ? known[i].first : prev + 1;
+        range_add(&v, count, &cap, first, (uint32_t)(end - first));
+    }
+    free(known);
+    range_merge(v, count);
+    return v;
+}
+
+/* "segment 00000002.zst" or "segments 00000002.zst to 00000005.zst". */
+static void range_name(reel_buf_t *b, segrange r) {
+    if (r.count == 1)
+        reel_buf_printf(b, "segment %08u.zst", r.first);
+    else
+        reel_buf_printf(b, "segments %08u.zst to %08u.zst", r.first, r.first + r.count - 1);
+}
+
+/* Before the derived tables are emptied: remembers (in the temp table
+ * repair_lost) the flows that have records in a missing segment, by the
+ * index's own links and by the marks an earlier repair left, so they can
+ * be marked again once rebuilt. */
+static reel_rc remember_lost(reel_session_t *s, const segrange *missing, size_t nmissing,
+                             reel_err_t *err) {
+    reel_rc rc = reel_index_exec(
+        s->db,
+        "CREATE TEMP TABLE IF NOT EXISTS repair_lost(id INTEGER PRIMARY "
+        "KEY, msg TEXT NOT NULL); DELETE FROM repair_lost;"
+        "INSERT OR IGNORE INTO repair_lost SELECT id, substr(error, 1, "
+        "instr(error || ';', ';') - 1) FROM flows WHERE error LIKE '" LOST_PREFIX "%';",
+        err);
+    for (size_t i = 0; rc == REEL_OK && i < nmissing; i++) {
+        sqlite3_stmt *st = NULL;
+        rc = reel_index_prepare(s->db,
+                                "INSERT OR IGNORE INTO repair_lost SELECT flow_id, '" LOST_PREFIX
+                                "' || printf('%08d', min(segment)) || '.zst is missing' FROM "
+                                "flow_frames WHERE segment BETWEEN ?1 AND ?2 GROUP BY flow_id",
+                                &st, err);
+        if (rc == REEL_OK) {
+            sqlite3_bind_int64(st, 1, missing[i].first);
+            sqlite3_bind_int64(st, 2, (sqlite3_int64)missing[i].first + missing[i].count - 1);
+            if (sqlite3_step(st) != SQLITE_DONE)
+                rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(s->db));
+        }
+        sqlite3_finalize(st);
+    }
+    return rc;
+}
+
+/* After the rebuild: records each run of missing segments in damage (so
+ * verify knows it) and marks the flows that lost records there with an
+ * error. */
+static reel_rc mark_lost(reel_session_t *s, const segrange *missing, size_t nmissing,
+                         reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    for (size_t i = 0; rc == REEL_OK && i < nmissing; i++) {
+        sqlite3_int64 lo = missing[i].first, hi = lo + missing[i].count - 1;
+        sqlite3_stmt *st = NULL;
+        rc = reel_index_prepare(s->db,
+                                "INSERT OR REPLACE INTO damage(segment, offset, length, reason, "
+                                "found_us) VALUES(?1, 0, ?2, 'segment file missing', ?3)",
+                                &st, err);
+        if (rc == REEL_OK) {
+            sqlite3_bind_int64(st, 1, lo);
+            sqlite3_bind_int64(st, 2, missing[i].count);
+            sqlite3_bind_int64(st, 3, reel_now_us());
+            if (sqlite3_step(st) != SQLITE_DONE)
+                rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(s->db));
+        }
+        sqlite3_finalize(st);
+        st = NULL;
+        /* Flows with records on both sides of the gap lost their middle,
+         * even when the index no longer says so (a second repair). */
+        if (rc == REEL_OK)
+            rc =
+                reel_index_prepare(s->db,
+                                   "INSERT OR IGNORE INTO repair_lost SELECT flow_id, '" LOST_PREFIX
+                                   "' || printf('%08d', ?1) || '.zst is missing' FROM "
+                                   "flow_frames GROUP BY flow_id HAVING min(segment) < ?1 AND "
+                                   "max(segment) > ?2",
+                                   &st, err);
+        if (rc == REEL_OK) {
+            sqlite3_bind_int64(st, 1, lo);
+            sqlite3_bind_int64(st, 2, hi);
+            if (sqlite3_step(st) != SQLITE_DONE)
+                rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(s->db));
+        }
+        sqlite3_finalize(st);
+    }
+    if (rc != REEL_OK || nmissing == 0)
+        return rc;
+    long long gone = 0, marked = 0;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT count(*) FROM repair_lost WHERE id NOT IN (SELECT id FROM "
+                           "flows)",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        gone = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    rc = reel_index_exec(s->db,
+                         "UPDATE flows SET state = 'error', error = (SELECT msg FROM repair_lost r "
+                         "WHERE r.id = flows.id) || coalesce('; ' || error, '') WHERE id IN "
+                         "(SELECT id FROM repair_lost)",
+                         err);
+    marked = sqlite3_changes(s->db);
+    if (rc != REEL_OK)
+        return rc;
+    reel_buf_t names;
+    reel_buf_init(&names, 0);
+    for (size_t i = 0; i < nmissing && i < 10; i++) {
+        if (i)
+            reel_buf_puts(&names, ", ");
+        range_name(&names, missing[i]);
+    }
+    if (nmissing > 10)
+        reel_buf_printf(&names, " and %zu more runs", nmissing - 10);
+    note(s,
+         "spool %s %s missing: %lld flow%s that had records there lost them (marked with an "
+         "error), %lld flow%s that were only there are gone",
+         (const char *)names.data, nmissing == 1 && missing[0].count == 1 ? "is" : "are", marked,
+         marked == 1 ? "" : "s", gone, gone == 1 ? "" : "s");
+    reel_buf_free(&names);
+    return REEL_OK;
+}
+
 static reel_rc rebuild(reel_session_t *s, reel_err_t *err) {
     reel_rc rc = REEL_OK;
     reel_indexer_t *ix = NULL;
-    size_t nseg = 0;
+    size_t nseg = 0, nmissing = 0;
     uint32_t *segs = list_segments(s, &nseg);
+    segrange *missing = missing_segments(s->db, segs, nseg, &nmissing);
     uint64_t frames = 0;
+    uint64_t old_max = reel_index_max_flow_id(s->db);
+    if ((rc = remember_lost(s, missing, nmissing, err)) != REEL_OK)
+        goto out;
     rc = reel_index_exec(s->db,
                          "BEGIN IMMEDIATE;"
                          "DELETE FROM flow_frames; DELETE FROM frames; DELETE FROM damage;"
@@ -415,14 +630,30 @@ static reel_rc rebuild(reel_session_t *s, reel_err_t *err) {
     }
     reel_buf_free(&ddl);
     if (rc == REEL_OK)
-        rc = mark_interrupted(s, err);
+        rc = mark_lost(s, missing, nmissing, err);
     if (rc == REEL_OK)
-        note(s, "index rebuilt from %zu segment%s, %llu frames, %llu flows", nseg,
-             nseg == 1 ? "" : "s", (unsigned long long)frames,
-             (unsigned long long)reel_index_max_flow_id(s->db));
+        rc = mark_interrupted(s, err);
+    if (rc == REEL_OK && reel_index_max_flow_id(s->db) < old_max) {
+        /* Flows that are gone keep their ids: a new flow must not inherit
+         * their annotations, tags and marks. */
+        char v[32];
+        snprintf(v, sizeof v, "%llu", (unsigned long long)old_max);
+        rc = reel_index_meta_set(s->db, "max_flow_id", v, err);
+    }
+    if (rc == REEL_OK) {
+        sqlite3_stmt *st = NULL;
+        long long nflows = 0;
+        if (sqlite3_prepare_v2(s->db, "SELECT count(*) FROM flows", -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW)
+            nflows = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        note(s, "index rebuilt from %zu segment%s, %llu frames, %lld flows", nseg,
+             nseg == 1 ? "" : "s", (unsigned long long)frames, nflows);
+    }
 out:
     reel_indexer_free(ix);
     free(segs);
+    free(missing);
     return rc;
 }
 
@@ -447,25 +678,39 @@ static reel_rc recover(reel_session_t *s, reel_err_t *err) {
         free(p);
     }
     if (!need_rebuild && last_indexed) {
+        /* A missing segment is not a crash (segments are created, and
+         * their directory entry synced, before anything refers to them):
+         * someone deleted it. Rebuilding would quietly forget what the
+         * index knows about it, so say so and leave it to repair. */
         sqlite3_stmt *st = NULL;
-        rc = reel_index_prepare(s->db, "SELECT DISTINCT segment FROM frames", &st, err);
+        rc = reel_index_prepare(s->db, "SELECT segment, count(*) FROM frames GROUP BY segment", &st,
+                                err);
         while (rc == REEL_OK && sqlite3_step(st) == SQLITE_ROW) {
             uint32_t n = (uint32_t)sqlite3_column_int64(st, 0);
-            int found = 0;
-            for (size_t i = 0; i < nseg; i++)
-                found |= segs[i] == n;
-            if (!found) {
-                need_rebuild = 1;
-                note(s, "spool segment %08u.zst listed in the index is missing", n);
-                break;
-            }
+            if (!has_segment(segs, nseg, n))
+                note(s,
+                     "spool segment %08u.zst is missing: the index lists %lld frames of it, "
+                     "whose flows cannot be read in full ('reel repair %s' drops them from the "
+                     "index)",
+                     n, sqlite3_column_int64(st, 1), s->name);
         }
         sqlite3_finalize(st);
         if (rc != REEL_OK)
             goto out;
     }
+    if (s->index_lost) {
+        need_rebuild = 1;
+        note(s, "session.db held no index (its writes never reached the disk, as after a power "
+                "cut soon after it was made): rebuilding it from the spool; annotations, tags "
+                "and marks made before, if any, are lost");
+    }
     if (need_rebuild) {
         rc = rebuild(s, err);
+        if (rc == REEL_OK && s->index_lost)
+            rc = reel_index_exec(s->db,
+                                 "UPDATE meta SET value = (SELECT min(start_us) FROM flows) "
+                                 "WHERE key = 'created_us' AND EXISTS (SELECT 1 FROM flows)",
+                                 err);
         goto out;
     }
     rc = reel_indexer_new(s->db, &ix, err);
@@ -490,6 +735,29 @@ static reel_rc recover(reel_session_t *s, reel_err_t *err) {
 out:
     reel_indexer_free(ix);
     free(segs);
+    return rc;
+}
+
+/* A reel index names its format in meta; a damaged meta page, or a
+ * database that is not a reel index, shows here before anything else. */
+static reel_rc check_meta(sqlite3 *db, const char *dbpath, reel_err_t *err) {
+    sqlite3_stmt *st = NULL;
+    reel_rc rc = REEL_OK;
+    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'format'", -1, &st, NULL) !=
+        SQLITE_OK) {
+        rc = reel_err_set(err, REEL_CORRUPT, "%s is damaged or not a reel index (%s)", dbpath,
+                          sqlite3_errmsg(db));
+        goto out;
+    }
+    int step = sqlite3_step(st);
+    const char *v = step == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+        rc = reel_err_set(err, REEL_CORRUPT, "%s is damaged (%s)", dbpath, sqlite3_errmsg(db));
+    else if (v == NULL || strncmp(v, "reel-session ", 13) != 0)
+        rc = reel_err_set(err, REEL_CORRUPT,
+                          "%s is damaged or not a reel index (no format in meta)", dbpath);
+out:
+    sqlite3_finalize(st);
     return rc;
 }
 
@@ -571,9 +839,42 @@ reel_rc reel_session_open(const char *home, const char *name, int flags, reel_se
             goto out;
         }
     }
-    rc = reel_index_open(dbpath, created, &s->db, err);
-    if (rc != REEL_OK)
-        goto out;
+    {
+        reel_err_t dberr;
+        reel_err_clear(&dberr);
+        rc = reel_index_open(dbpath, created, &s->db, &dberr);
+        if (rc == REEL_NOTFOUND && have_lock) {
+            /* Nothing was in it to lose: make the schema, and recovery
+             * rebuilds the rest from the spool. */
+            reel_err_clear(&dberr);
+            s->index_lost = 1;
+            char now[32];
+            snprintf(now, sizeof now, "%lld", (long long)reel_now_us());
+            if ((rc = reel_index_open(dbpath, 1, &s->db, &dberr)) == REEL_OK &&
+                (rc = reel_index_meta_set(s->db, "name", name, &dberr)) == REEL_OK &&
+                (rc = reel_index_meta_set(s->db, "created_us", now, &dberr)) == REEL_OK)
+                rc = reel_index_meta_set(s->db, "format", "reel-session 1", &dberr);
+        } else if (rc == REEL_NOTFOUND) {
+            rc = REEL_CORRUPT;
+        }
+        if (rc == REEL_OK && !created)
+            rc = check_meta(s->db, dbpath, &dberr);
+        if (rc == REEL_CORRUPT && (flags & REEL_OPEN_REPAIR)) {
+            s->db_damage = reel_strdup(reel_err_str(&dberr));
+            sqlite3_close(s->db);
+            s->db = NULL;
+            rc = REEL_OK;
+        } else if (rc == REEL_CORRUPT) {
+            rc = reel_err_set(err, rc,
+                              "%s; 'reel repair %s' rebuilds the index from the spool "
+                              "(annotations, tags and marks kept in it may be lost)",
+                              reel_err_str(&dberr), name);
+            goto out;
+        } else if (rc != REEL_OK) {
+            rc = reel_err_set(err, rc, "%s", reel_err_str(&dberr));
+            goto out;
+        }
+    }
     if (created && chmod(dbpath, 0600) != 0) {
         /* SQLite creates 0644 (less the umask); the -wal and -shm files
          * copy the database's mode, so this covers them too. */
@@ -589,9 +890,23 @@ reel_rc reel_session_open(const char *home, const char *name, int flags, reel_se
             goto out;
     }
     if (have_lock) {
-        rc = recover(s, err);
-        if (rc != REEL_OK)
-            goto out;
+        if (!(flags & REEL_OPEN_REPAIR)) {
+            reel_err_t rerr;
+            reel_err_clear(&rerr);
+            if ((rc = recover(s, &rerr)) != REEL_OK) {
+                /* A database error here is most often a damaged index:
+                 * quick_check (slow, but only on this path) tells. */
+                if (rc == REEL_CORRUPT || (rc == REEL_DB && !index_sound(s)))
+                    rc = reel_err_set(err, REEL_CORRUPT,
+                                      "%s: the index is damaged; 'reel repair %s' rebuilds it "
+                                      "from the spool (annotations, tags and marks kept in it may "
+                                      "be lost)",
+                                      reel_err_str(&rerr), name);
+                else
+                    rc = reel_err_set(err, rc, "%s", reel_err_str(&rerr));
+                goto out;
+            }
+        }
         if (flags & REEL_OPEN_RECORD) {
             char pid[32];
             int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
@@ -627,6 +942,7 @@ void reel_session_close(reel_session_t *s) {
         close(s->lock_fd);
     }
     reel_buf_free(&s->note);
+    free(s->db_damage);
     free(s->name);
     free(s->path);
     free(s->spool_dir);
@@ -652,6 +968,186 @@ const char *reel_session_recovery_note(const reel_session_t *s) {
     return s->note.len ? (const char *)s->note.data : "";
 }
 
+/* Copies the user data that still reads from the old index (attached as
+ * `old`) into the new one; notes what was kept and what was lost. The
+ * column lists are schema version 1's. */
+static void salvage(reel_session_t *s, sqlite3 *nd, const char *oldpath) {
+    static const struct {
+        const char *table, *what, *sql;
+    } parts[] = {
+        {"meta", NULL,
+         "INSERT OR REPLACE INTO main.meta(key, value) SELECT key, value FROM old.meta WHERE key "
+         "NOT IN ('name', 'format')"},
+        {"annotations", "annotation",
+         "INSERT OR IGNORE INTO main.annotations(id, flow_id, created_us, text) SELECT id, "
+         "flow_id, created_us, text FROM old.annotations"},
+        {"tags", "tag",
+         "INSERT OR IGNORE INTO main.tags(flow_id, tag) SELECT flow_id, tag FROM old.tags"},
+        {"marks", "mark",
+         "INSERT OR IGNORE INTO main.marks(flow_id, created_us) SELECT flow_id, created_us FROM "
+         "old.marks"},
+        {"config_overlay", "overlay key",
+         "INSERT OR IGNORE INTO main.config_overlay(key, value, updated_us) SELECT key, value, "
+         "updated_us FROM old.config_overlay"},
+        {"config_history", "config change",
+         "INSERT OR IGNORE INTO main.config_history(id, time_us, key, old_value, new_value, "
+         "actor) SELECT id, time_us, key, old_value, new_value, actor FROM old.config_history"},
+    };
+    reel_buf_t kept, lost;
+    reel_buf_init(&kept, 0);
+    reel_buf_init(&lost, 0);
+    sqlite3_stmt *st = NULL;
+    int attached = sqlite3_prepare_v2(nd, "ATTACH ?1 AS old", -1, &st, NULL) == SQLITE_OK;
+    if (attached) {
+        sqlite3_bind_text(st, 1, oldpath, -1, SQLITE_STATIC);
+        attached = sqlite3_step(st) == SQLITE_DONE;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (attached &&
+        sqlite3_prepare_v2(nd, "SELECT count(*) FROM old.sqlite_master", -1, &st, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 0) {
+        note(s, "the old index was empty: there was no user data to keep");
+        sqlite3_finalize(st);
+        sqlite3_exec(nd, "DETACH old", NULL, NULL, NULL);
+        reel_buf_free(&kept);
+        reel_buf_free(&lost);
+        return;
+    }
+    sqlite3_finalize(st);
+    for (size_t i = 0; attached && i < sizeof parts / sizeof *parts; i++) {
+        if (sqlite3_exec(nd, "SAVEPOINT salvage", NULL, NULL, NULL) != SQLITE_OK)
+            break;
+        if (sqlite3_exec(nd, parts[i].sql, NULL, NULL, NULL) == SQLITE_OK) {
+            int n = sqlite3_changes(nd);
+            sqlite3_exec(nd, "RELEASE salvage", NULL, NULL, NULL);
+            if (parts[i].what && n)
+                reel_buf_printf(&kept, "%s%d %s%s", kept.len ? ", " : "", n, parts[i].what,
+                                n == 1 ? "" : "s");
+        } else {
+            reel_buf_printf(&lost, "%s%s (%s)", lost.len ? ", " : "", parts[i].table,
+                            sqlite3_errmsg(nd));
+            sqlite3_exec(nd, "ROLLBACK TO salvage; RELEASE salvage", NULL, NULL, NULL);
+        }
+    }
+    if (attached)
+        sqlite3_exec(nd, "DETACH old", NULL, NULL, NULL);
+    if (!attached)
+        note(s, "nothing in the old index could be read: its annotations, tags, marks and config "
+                "overlay, if it had any, are lost");
+    else if (lost.len)
+        note(s, "could not read from the old index, so lost: %s", (const char *)lost.data);
+    if (attached)
+        note(s, "user data kept: %s", kept.len ? (const char *)kept.data : "none (there was none)");
+    reel_buf_free(&kept);
+    reel_buf_free(&lost);
+}
+
+/* Replaces a damaged session.db by a new index holding the user data that
+ * still reads; the old file (and its -wal, -shm) goes to recovered/. */
+static reel_rc replace_index(reel_session_t *s, reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    char *dbpath = reel_asprintf("%s/session.db", s->path);
+    char *newpath = reel_asprintf("%s/session.db.new", s->path);
+    char *dir = reel_asprintf("%s/recovered", s->path);
+    char *aside =
+        reel_asprintf("%s/session.db.%lld.damaged", dir, (long long)(reel_now_us() / 1000));
+    static const char *const sfx[] = {"", "-wal", "-shm", "-journal"};
+    sqlite3 *nd = NULL;
+    note(s, "%s", s->db_damage ? s->db_damage : "session.db is damaged");
+    for (size_t i = 0; i < 4; i++) {
+        char *p = reel_asprintf("%s%s", newpath, sfx[i]);
+        unlink(p); /* a leftover of an interrupted repair */
+        free(p);
+    }
+    if ((rc = reel_index_open(newpath, 1, &nd, err)) != REEL_OK)
+        goto out;
+    if (chmod(newpath, 0600) != 0) {
+        rc = reel_err_errno(err, REEL_IO, errno, "chmod %s", newpath);
+        goto out;
+    }
+    char now[32];
+    snprintf(now, sizeof now, "%lld", (long long)reel_now_us());
+    if ((rc = reel_index_meta_set(nd, "name", s->name, err)) != REEL_OK ||
+        (rc = reel_index_meta_set(nd, "created_us", now, err)) != REEL_OK ||
+        (rc = reel_index_meta_set(nd, "format", "reel-session 1", err)) != REEL_OK)
+        goto out;
+    salvage(s, nd, dbpath);
+    if (sqlite3_close(nd) != SQLITE_OK) {
+        rc = reel_err_set(err, REEL_DB, "closing %s: %s", newpath, sqlite3_errmsg(nd));
+        goto out;
+    }
+    nd = NULL;
+    sqlite3_close_v2(s->db);
+    s->db = NULL;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        rc = reel_err_errno(err, REEL_IO, errno, "creating %s", dir);
+        goto out;
+    }
+    /* The old file stays reachable under session.db until the new one
+     * replaces it in one rename; its WAL must go first, or SQLite would
+     * read it as the new file's. */
+    if (link(dbpath, aside) != 0) {
+        rc = reel_err_errno(err, REEL_IO, errno, "keeping the damaged index as %s", aside);
+        goto out;
+    }
+    for (size_t i = 1; i < 4; i++) {
+        char *from = reel_asprintf("%s%s", dbpath, sfx[i]);
+        char *to = reel_asprintf("%s%s", aside, sfx[i]);
+        if (rename(from, to) != 0 && errno != ENOENT && rc == REEL_OK)
+            rc = reel_err_errno(err, REEL_IO, errno, "moving %s aside", from);
+        free(from);
+        free(to);
+    }
+    if (rc != REEL_OK)
+        goto out;
+    if (rename(newpath, dbpath) != 0) {
+        rc = reel_err_errno(err, REEL_IO, errno, "replacing %s", dbpath);
+        goto out;
+    }
+    note(s, "moved the damaged index aside to %s and made a new one", aside + strlen(s->path) + 1);
+    int dfd = open(s->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    rc = reel_index_open(dbpath, 0, &s->db, err);
+out:
+    if (nd)
+        sqlite3_close(nd);
+    free(dbpath);
+    free(newpath);
+    free(dir);
+    free(aside);
+    return rc;
+}
+
+/* Whether the open index passes SQLite's quick_check; if not, keeps the
+ * first complaint in s->db_damage. */
+static int index_sound(reel_session_t *s) {
+    sqlite3_stmt *st = NULL;
+    int ok = 0;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA quick_check", -1, &st, NULL) == SQLITE_OK) {
+        int step = sqlite3_step(st);
+        const char *t = step == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+        ok = t && strcmp(t, "ok") == 0;
+        if (!ok) {
+            free(s->db_damage);
+            s->db_damage = reel_asprintf("session.db is damaged (SQLite's quick_check: %.200s)",
+                                         t ? t : sqlite3_errmsg(s->db));
+            for (char *c = s->db_damage; *c; c++)
+                if (*c == '\n')
+                    *c = ' ';
+        }
+    } else {
+        free(s->db_damage);
+        s->db_damage = reel_asprintf("session.db is damaged (%s)", sqlite3_errmsg(s->db));
+    }
+    sqlite3_finalize(st);
+    return ok;
+}
+
 reel_rc reel_session_repair(reel_session_t *s, char **report, reel_err_t *err) {
     *report = NULL;
     int took = 0;
@@ -663,7 +1159,11 @@ reel_rc reel_session_repair(reel_session_t *s, char **report, reel_err_t *err) {
         took = 1;
     }
     reel_buf_reset(&s->note);
-    reel_rc rc = rebuild(s, err);
+    reel_rc rc = REEL_OK;
+    if (s->db == NULL || !index_sound(s))
+        rc = replace_index(s, err);
+    if (rc == REEL_OK)
+        rc = rebuild(s, err);
     if (took)
         flock(s->lock_fd, LOCK_UN);
     *report = reel_strdup(reel_session_recovery_note(s));
@@ -791,31 +1291,77 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
         if (rc != REEL_OK)
             goto out;
     }
-    /* Index to spool: every indexed frame exists. */
+    /* Index to spool: every indexed frame's segment exists, and every
+     * segment number up to the newest does (segments are never skipped). */
+    uint64_t indexed = 0;
     if ((rc = reel_index_prepare(s->db,
-                                 "SELECT f.segment, f.offset, f.clen FROM frames f",
+                                 "SELECT segment, count(*), (SELECT count(DISTINCT flow_id) FROM "
+                                 "flow_frames ff WHERE ff.segment = f.segment) FROM frames f "
+                                 "GROUP BY segment",
                                  &idx_frames, err)) != REEL_OK)
         goto out;
     while (sqlite3_step(idx_frames) == SQLITE_ROW) {
         uint32_t seg = (uint32_t)sqlite3_column_int64(idx_frames, 0);
-        int found = 0;
-        for (size_t i = 0; i < nseg; i++)
-            found |= segs[i] == seg;
-        if (!found) {
-            problem(&v, "index lists frames of segment %08u.zst, which is missing", seg);
-            while (sqlite3_step(idx_frames) == SQLITE_ROW &&
-                   (uint32_t)sqlite3_column_int64(idx_frames, 0) == seg)
-                ;
-            break;
+        long long n = sqlite3_column_int64(idx_frames, 1);
+        if (has_segment(segs, nseg, seg)) {
+            indexed += (uint64_t)n;
+            continue;
         }
+        problem(&v,
+                "segment %08u.zst is missing: the index lists %lld frame%s of it, holding "
+                "records of %lld flow%s that cannot be read in full",
+                seg, n, n == 1 ? "" : "s", sqlite3_column_int64(idx_frames, 2),
+                sqlite3_column_int64(idx_frames, 2) == 1 ? "" : "s");
     }
-    uint64_t indexed = 0;
     {
+        /* Runs repair recorded as missing are known damage; gaps in the
+         * numbering that neither the index nor repair accounts for are
+         * problems. */
         sqlite3_stmt *c = NULL;
-        if (reel_index_prepare(s->db, "SELECT count(*) FROM frames", &c, err) == REEL_OK &&
-            sqlite3_step(c) == SQLITE_ROW)
-            indexed = (uint64_t)sqlite3_column_int64(c, 0);
+        if (reel_index_prepare(s->db,
+                               "SELECT segment, length FROM damage WHERE reason = 'segment file "
+                               "missing' ORDER BY segment",
+                               &c, err) == REEL_OK)
+            while (sqlite3_step(c) == SQLITE_ROW) {
+                segrange r = {(uint32_t)sqlite3_column_int64(c, 0),
+                              (uint32_t)sqlite3_column_int64(c, 1)};
+                if (r.count == 0)
+                    r.count = 1;
+                range_name(&rep, r);
+                reel_buf_puts(&rep, ": known missing (repair dropped what the index had of it "
+                                    "and marked the flows that lost records)\n");
+            }
         sqlite3_finalize(c);
+        size_t nknown = 0;
+        segrange *known = known_segments(s->db, &nknown);
+        uint32_t prev = 0;
+        for (size_t i = 0; i < nseg; i++) {
+            uint32_t lo = prev + 1, hi = segs[i]; /* the gap before segs[i]: [lo, hi) */
+            prev = segs[i];
+            for (size_t k = 0; k < nknown && lo < hi; k++) {
+                uint64_t kend = (uint64_t)known[k].first + known[k].count;
+                if (kend <= lo || known[k].first >= hi)
+                    continue;
+                if (known[k].first > lo) {
+                    reel_buf_t b;
+                    reel_buf_init(&b, 0);
+                    range_name(&b, (segrange){lo, known[k].first - lo});
+                    problem(&v, "%s %s missing (a gap in the numbering of the spool)",
+                            (const char *)b.data, known[k].first - lo == 1 ? "is" : "are");
+                    reel_buf_free(&b);
+                }
+                lo = kend >= hi ? hi : (uint32_t)kend;
+            }
+            if (lo < hi) {
+                reel_buf_t b;
+                reel_buf_init(&b, 0);
+                range_name(&b, (segrange){lo, hi - lo});
+                problem(&v, "%s %s missing (a gap in the numbering of the spool)",
+                        (const char *)b.data, hi - lo == 1 ? "is" : "are");
+                reel_buf_free(&b);
+            }
+        }
+        free(known);
     }
     if (indexed > v.frames)
         problem(&v, "index lists %llu frames but the spool holds %llu valid ones",
@@ -833,7 +1379,7 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
             while (sqlite3_step(c) == SQLITE_ROW) {
                 const char *t = (const char *)sqlite3_column_text(c, 0);
                 if (t && strcmp(t, "ok") != 0)
-                    problem(&v, "session.db: %s", t);
+                    problem(&v, "session.db is damaged (SQLite's quick_check: %s)", t);
             }
         sqlite3_finalize(c);
     }

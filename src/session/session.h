@@ -22,6 +22,8 @@ enum {
     REEL_OPEN_CREATE = 1 << 0, /* create the session if it does not exist */
     REEL_OPEN_RECORD = 1 << 1, /* take the recorder lock; fail if held */
     REEL_OPEN_NEW = 1 << 2,    /* with CREATE: fail if it already exists */
+    REEL_OPEN_REPAIR = 1 << 3, /* for reel_session_repair: no recovery, and open even
+                                  when session.db is unreadable (repair replaces it) */
 };
 
 /** Resolves the sessions root: override if non-NULL and non-empty, else
@@ -36,7 +38,10 @@ reel_rc reel_session_name_check(const char *name, reel_err_t *err);
 
 /** Opens (or creates, per flags) session `name` under `home` (created 0700
  * when missing). Returns REEL_NOTFOUND, REEL_EXISTS, REEL_LOCKED (message
- * names the recorder's PID), REEL_CORRUPT or REEL_DB with a message. */
+ * names the recorder's PID), REEL_CORRUPT (session.db is damaged, empty or
+ * not a reel index; the message says so and names `reel repair`) or
+ * REEL_DB with a message. With REEL_OPEN_REPAIR a damaged session.db is
+ * not an error: reel_session_db() is then NULL until repair. */
 reel_rc reel_session_open(const char *home, const char *name, int flags, reel_session_t **out,
                           reel_err_t *err);
 
@@ -64,8 +69,14 @@ int reel_session_open_segment(const reel_session_t *s, uint32_t n);
 
 /** Rebuilds the index (flows, frames) from the spool, keeping annotations,
  * tags, marks and the config overlay. Corrupt frames are skipped and
- * recorded in the damage table; *report receives an owned summary. Needs
- * the session opened with REEL_OPEN_RECORD or unlocked (it takes the lock). */
+ * recorded in the damage table, and so are missing segments; flows that
+ * had records in a missing segment are marked with an error. If session.db
+ * itself is damaged (unreadable, or SQLite's quick_check fails) it is moved
+ * aside into recovered/ and replaced by a new index, into which the user
+ * data that still reads is copied (the report says what was lost).
+ * *report receives an owned summary. Needs the session opened with
+ * REEL_OPEN_RECORD (and REEL_OPEN_REPAIR to get past a damaged index) or
+ * unlocked (it takes the lock). */
 reel_rc reel_session_repair(reel_session_t *s, char **report, reel_err_t *err);
 
 /** Problems found by verify, one per line in *report (owned). Returns

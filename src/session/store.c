@@ -37,6 +37,13 @@ reel_rc reel_store_read_flow(reel_session_t *s, uint64_t id, reel_record_cb cb, 
                 close(fd);
             fd = reel_session_open_segment(s, seg);
             fd_seg = seg;
+            if (fd < 0 && errno == ENOENT) {
+                rc = reel_err_set(err, REEL_CORRUPT,
+                                  "flow %llu has records in spool segment %08u.zst, which is "
+                                  "missing ('reel verify %s' lists what is lost)",
+                                  (unsigned long long)id, seg, reel_session_name(s));
+                goto out;
+            }
             if (fd < 0) {
                 rc = reel_err_errno(err, REEL_IO, errno, "opening spool segment %08u.zst", seg);
                 goto out;

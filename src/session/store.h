@@ -15,7 +15,8 @@ typedef int (*reel_record_cb)(void *ctx, const Reel__Record *rec);
 /** Streams the records of flow `id` to cb, decompressing one frame at a
  * time (memory stays bounded by the frame size, whatever the body size).
  * Returns REEL_NOTFOUND if the flow is not in the index, REEL_CORRUPT if a
- * frame of it fails its checksum (records before it were delivered). */
+ * frame of it fails its checksum or its segment is missing (records before
+ * it were delivered). */
 reel_rc reel_store_read_flow(reel_session_t *s, uint64_t id, reel_record_cb cb, void *ctx,
                              reel_err_t *err);
 
