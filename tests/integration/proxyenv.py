@@ -125,10 +125,11 @@ http {{
 
 
 class Reel:
-    """A `reel record` process and the CLI pointed at the same homes."""
+    """A `reel record` process and the CLI pointed at the same homes. The
+    sessions root is root/home unless `home` names another directory."""
 
-    def __init__(self, root, session, *sets, resume=False):
-        self.env = dict(os.environ, REEL_HOME=root + "/home", XDG_DATA_HOME=root + "/data",
+    def __init__(self, root, session, *sets, resume=False, home=None):
+        self.env = dict(os.environ, REEL_HOME=home or root + "/home", XDG_DATA_HOME=root + "/data",
                         XDG_CONFIG_HOME=root + "/config")
         self.session = session
         self.errlog = open(os.path.join(root, session + ".log"), "w+")
