@@ -106,6 +106,10 @@ struct conn {
     int64_t req_end_us;
     /* Raw tunnel flow. */
     reel_rflow_t *tflow;
+    /* The head of a request that may be sent again on a new upstream
+     * connection if a reused one closes before answering (empty: may not). */
+    reel_buf_t retry_head;
+    bool retry_is_head, retried, up_reused;
 };
 
 struct reel_proxy {
@@ -677,13 +681,14 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     }
 }
 
-/* Makes sure c->up goes to (https, host, port), reusing it when it does. */
-static void upstream_for(conn_t *c, bool https, const char *host, int port, const char *sni) {
+/* Makes sure c->up goes to (https, host, port), reusing it when it does.
+ * Returns true when it reused the connection. */
+static bool upstream_for(conn_t *c, bool https, const char *host, int port, const char *sni) {
     peer_t *up = c->up;
     if (up && !up->closing && !up->eof && up->https == https && up->port == port &&
         strcasecmp(up->host, host) == 0 &&
         ((sni == NULL && up->sni == NULL) || (sni && up->sni && strcasecmp(sni, up->sni) == 0)))
-        return;
+        return true;
     upstream_close(c);
     up = reel_calloc(1, sizeof *up);
     up->c = c;
@@ -710,6 +715,7 @@ static void upstream_for(conn_t *c, bool https, const char *host, int port, cons
         upstream_failed(up, why);
         free(why);
     }
+    return false;
 }
 
 /* ---- recording helpers ---- */
@@ -785,6 +791,15 @@ static void write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, c
 }
 
 static void begin_raw_tunnel(conn_t *c, const char *host, int port, bool reply_200);
+
+/* Idempotent methods (RFC 9110 9.2.2). */
+static bool retryable_method(const char *m) {
+    static const char *const ok[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        if (strcmp(m, ok[i]) == 0)
+            return true;
+    return false;
+}
 
 static void handle_connect(conn_t *c, const reel_h1_head_t *h) {
     char *host = NULL;
@@ -862,13 +877,24 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
     }
     /* An absolute "https://" URL sent in the clear goes to the origin
      * over TLS, like any https request. */
-    upstream_for(c, https, host, port, c->in_tunnel ? c->tunnel_sni : NULL);
+    c->up_reused = upstream_for(c, https, host, port, c->in_tunnel ? c->tunnel_sni : NULL);
     start_flow(c, h, https, host, port, path);
     reel_h1_expect_response(c->resp, h->is_head, false);
     reel_buf_t out;
     reel_buf_init(&out, 0);
     write_head(&out, h, true, path, c->upgrade, false);
     peer_write(c->up, out.data, out.len);
+    /* A reused connection may be closed by the origin just as the request
+     * goes out (an idle keep-alive timeout, nginx freeing connections):
+     * then a request without a body and with an idempotent method is sent
+     * once more on a new connection, as RFC 9112 9.3.1 allows. */
+    reel_buf_reset(&c->retry_head);
+    c->retried = false;
+    c->retry_is_head = h->is_head;
+    if (c->up_reused && !c->upgrade && retryable_method(h->method) &&
+        (h->framing == REEL_H1_BODY_NONE ||
+         (h->framing == REEL_H1_BODY_LENGTH && h->content_length == 0)))
+        reel_buf_append(&c->retry_head, out.data, out.len);
     reel_buf_free(&out);
     free(host);
     free(path);
@@ -1025,6 +1051,24 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
 
 static void start_upgraded_tunnel(conn_t *c);
 
+/* The reused upstream connection closed before a byte of the response
+ * came: the same request on a new connection, once. */
+static void retry_on_new_upstream(conn_t *c) {
+    peer_t *old = c->up;
+    bool https = old->https;
+    int port = old->port;
+    char *host = reel_strdup(old->host);
+    char *sni = old->sni ? reel_strdup(old->sni) : NULL;
+    upstream_close(c);
+    c->retried = true;
+    upstream_for(c, https, host, port, sni);
+    reel_h1_expect_response(c->resp, c->retry_is_head, false);
+    peer_write(c->up, c->retry_head.data, c->retry_head.len);
+    reel_buf_reset(&c->retry_head);
+    free(host);
+    free(sni);
+}
+
 static void resp_process(conn_t *c) {
     peer_t *up = c->up;
     while (up && c->up == up && c->state != C_DONE && c->state != C_RAW) {
@@ -1063,6 +1107,10 @@ static void resp_process(conn_t *c) {
         if (ev.type == REEL_H1_EV_NONE) {
             /* clean EOF between responses */
             if (up->eof) {
+                if (c->flow && !c->resp_head_sent && c->retry_head.len && !c->retried) {
+                    retry_on_new_upstream(c);
+                    return;
+                }
                 if (c->flow && !c->resp_head_sent) {
                     fail_exchange(c, 502, "upstream closed the connection without responding");
                     return;
@@ -1400,6 +1448,7 @@ static void conn_free(conn_t *c) {
         c->next->prev = c->prev;
     reel_h1_free(c->reqp);
     reel_h1_free(c->resp);
+    reel_buf_free(&c->retry_head);
     free(c->tunnel_host);
     free(c->tunnel_sni);
     free(c);
@@ -1542,6 +1591,7 @@ static void on_connection(uv_stream_t *server, int status) {
     reel_buf_init(&c->client.in, 0);
     reel_buf_init(&c->client.pend, 0);
     reel_buf_init(&c->client.cipher, 0);
+    reel_buf_init(&c->retry_head, 0);
     uv_tcp_init(p->loop, &c->client.tcp);
     c->client.tcp.data = &c->client;
     c->handles = 1;

@@ -12,7 +12,6 @@ origin's CA): stalls before and inside a response, resets, truncated TLS
 records. The client gets a 502/504 with a reason while no response head has
 been passed on, else its connection is cut; never a hang.
 """
-import http.client
 import os
 import re
 import shutil
@@ -25,7 +24,7 @@ import threading
 import time
 import unittest
 
-from proxyenv import REEL, SANITIZED, TMPBASE, Origin, Reel, body, curl, run  # noqa: F401
+from proxyenv import REEL, SANITIZED, TMPBASE, Origin, Reel, body, curl  # noqa: F401
 
 
 def rss_kib(pid):
@@ -637,6 +636,70 @@ class BadUpstreamsTest(unittest.TestCase):
         self.assertFalse(out.endswith(b"0\r\n\r\n"))  # the client can tell it is incomplete
         self.assertLess(secs, 2)
         self.assertIn("response cut short", self.flow_error("/short-chunked"))
+
+    def test_reused_connection_closed_unanswered_is_retried_once(self):
+        r = self.reel
+
+        def keepalive(up, c):
+            reused = False
+            while True:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    d = c.recv(65536)
+                    if not d:
+                        return
+                    data += d
+                head, rest = data.split(b"\r\n\r\n", 1)
+                n = int((re.search(rb"Content-Length: (\d+)", head) or [0, 0])[1])
+                while len(rest) < n:
+                    rest += c.recv(65536)
+                path = head.split()[1].decode()
+                up.received.append((path, reused))
+                if path.endswith("-first"):
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+                    reused = True
+                    continue
+                if path == "/get-second" and not reused:
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nretried")
+                return  # close unanswered, as an idle keep-alive timeout would
+
+        up = Upstream(keepalive)
+        base = "http://127.0.0.1:%d" % up.port
+        try:
+            def pair(first, second, method=b"GET", payload=b""):
+                s = connect(r.port)
+                s.sendall(b"GET " + (base + first).encode() + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+                out = b""
+                while not out.endswith(b"first"):
+                    out += s.recv(65536)
+                s.sendall(method + b" " + (base + second).encode() + b" HTTP/1.1\r\nHost: a\r\n" +
+                          (b"Content-Length: %d\r\n" % len(payload) if payload else b"") +
+                          b"Connection: close\r\n\r\n" + payload)
+                s.settimeout(10)
+                out, _ = read_all(s)
+                s.close()
+                return out
+            # a GET: sent again on a new connection, the client never knows
+            out = pair("/get-first", "/get-second")
+            self.assertTrue(out.startswith(b"HTTP/1.1 200 OK"), out[:100])
+            self.assertTrue(out.endswith(b"retried"), out)
+            # a POST with a body is not repeated
+            out = pair("/post-first", "/post-second", b"POST", b"abc")
+            self.assertTrue(out.startswith(b"HTTP/1.1 502 "), out[:100])
+            self.assertIn(b"upstream closed the connection without responding", out)
+            # a DELETE without a body would be, but only once
+            out = pair("/del-first", "/del-second", b"DELETE")
+            self.assertTrue(out.startswith(b"HTTP/1.1 502 "), out[:100])
+        finally:
+            up.stop()
+        self.assertEqual(up.received, [("/get-first", False), ("/get-second", True),
+                                       ("/get-second", False), ("/post-first", False),
+                                       ("/post-second", True), ("/del-first", False),
+                                       ("/del-second", True), ("/del-second", False)])
+        f = r.flow(r.wait_flows(1, "~u /get-second$")[-1]["id"])
+        self.assertEqual((f["state"], body(f, "response")), ("complete", b"retried"))
+        self.assertIn("without responding", self.flow_error("/post-second"))
+        self.assertIn("without responding", self.flow_error("/del-second"))
 
     def tls_serve(self, c, after_handshake):
         """A TLS server on memory BIOs, so that it can send part of a record."""
