@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 
 #include "base/mem.h"
 #include "core/ca.h"
@@ -1692,9 +1693,28 @@ reel_rc reel_proxy_configure(reel_proxy_t *p, const reel_config_t *cfg, reel_err
     return apply_config(p, cfg, err);
 }
 
+/* A proxy holds one descriptor per client and one per upstream: the
+ * default soft limit (often 1024) is far too low, the hard one is what the
+ * administrator allows. */
+static void raise_fd_limit(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == rl.rlim_max)
+        return;
+    rlim_t want = rl.rlim_max;
+    if (want == RLIM_INFINITY)
+        want = 1u << 20; /* the kernel's default nr_open */
+    while (want > rl.rlim_cur) {
+        struct rlimit n = {.rlim_cur = want, .rlim_max = rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &n) == 0)
+            return;
+        want /= 2;
+    }
+}
+
 reel_rc reel_proxy_start(uv_loop_t *loop, const reel_config_t *cfg, reel_recorder_t *rec,
                          reel_ca_t *ca, reel_proxy_t **out, reel_err_t *err) {
     reel_rc rc = REEL_OK;
+    raise_fd_limit();
     reel_proxy_t *p = reel_calloc(1, sizeof *p);
     p->loop = loop;
     p->rec = rec;

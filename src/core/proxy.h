@@ -20,7 +20,9 @@ typedef struct reel_ca reel_ca_t;
 /** Starts listening on the config's listen_host:listen_port on loop and
  * records into rec (borrowed; must outlive the proxy). ca (borrowed, may be
  * NULL: CONNECT is then tunnelled without interception). Returns owned.
- * REEL_IO with the address in err when the port cannot be bound. */
+ * REEL_IO with the address in err when the port cannot be bound. Raises the
+ * process's soft RLIMIT_NOFILE to its hard limit first (every connection
+ * takes one or two descriptors). */
 reel_rc reel_proxy_start(uv_loop_t *loop, const reel_config_t *cfg, reel_recorder_t *rec,
                          reel_ca_t *ca, reel_proxy_t **out, reel_err_t *err);
 
