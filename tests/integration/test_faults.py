@@ -194,9 +194,15 @@ class FaultTest(unittest.TestCase):
         wait_for(lambda: "capture resumed" in r.log(), 10, "the capture-resumed message", r)
         self.assertIsNone(slow.poll(), "the slow upload ended before capture resumed")
         log = r.log()
-        self.assertRegex(log, r"capture resumed after [0-9.]+ s: [1-9][0-9]* records were not "
-                              r"recorded; 7 flows that started meanwhile are not in the session, "
-                              r"1 flows in progress are marked with an error")
+        m = re.search(r"capture resumed after [0-9.]+ s: [1-9][0-9]* records were not "
+                      r"recorded; ([0-9]+) flows that started meanwhile are not in the session, "
+                      r"1 flows in progress are marked with an error", log)
+        self.assertIsNotNone(m, log)
+        # 3 + 3 + during-late; the writer looks at its queue at most every
+        # 100 ms, so during-late's records may still be queued when space
+        # is back, and are then recorded whole (nothing of it was dropped).
+        late_recorded = int(m.group(1)) == 6
+        self.assertIn(int(m.group(1)), (6, 7), log)
         self.assertEqual(slow.wait(60), 0)
         with open(slow_out, "rb") as f:
             self.assertEqual(f.read(), b"posted\n")
@@ -225,7 +231,11 @@ class FaultTest(unittest.TestCase):
         for f in before:
             self.assertEqual(json.loads(run([REEL, "flow", "full", str(f["id"]), "--json"],
                                             env=r.env).stdout), before_json[f["id"]])
-        self.assertEqual(len(self.flows_json(r.env, "full")), 5)
+        flows = self.flows_json(r.env, "full")
+        late = [f for f in flows if "during-late" in f["url"]]
+        self.assertEqual(len(late), 1 if late_recorded else 0, flows)
+        self.assertTrue(all(f["state"] == "complete" for f in late), late)
+        self.assertEqual(len(flows), 5 + len(late))
 
     def test_resume_after_stop_with_full_disk(self):
         mnt = self.mount_tmpfs(12 << 20)
