@@ -49,8 +49,8 @@ static const reel_option_t options[] = {
     {"upstream_trusted_ca", REEL_OPT_STRING, "",
      "extra CA file (PEM) for upstream verification; empty = none", NULL, 0, 0, NULL},
     {"capture", REEL_OPT_ENUM, "on",
-     "on: record, warn loudly and drop if disk falls behind; lossless: block instead; off: "
-     "record nothing",
+     "on: record; if the disk falls behind, record some flows without bodies (marked, with a "
+     "warning); lossless: slow traffic down instead; off: record nothing",
      "on|off|lossless", 0, 0, NULL},
     {"fsync", REEL_OPT_ENUM, "block",
      "durability of spool writes: fsync every block, every fsync_interval_ms, or never",

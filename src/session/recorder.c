@@ -170,6 +170,7 @@ struct reel_rflow {
     uint64_t limit;
     uint64_t req_seen, req_stored, resp_seen, resp_stored;
     uint64_t dropped;
+    int body_admit;       /* bodies: 0 not decided yet, 1 recorded, -1 not (behind) */
     int64_t body_time_us; /* explicit time of the last head (imports); 0 = use now */
 };
 
@@ -1356,12 +1357,43 @@ void reel_recorder_response_head(reel_rflow_t *f, const reel_response_head_t *h)
     free(store);
 }
 
+/* Whether the bodies of f are recorded, decided at its first body bytes.
+ * With capture on, a flow whose bodies begin while the queue is more than
+ * half full keeps its heads and outcome but not its bodies: when the disk
+ * falls behind, whole flows are recorded and others are marked, rather than
+ * every flow losing some of its body. */
+static int body_admitted(reel_rflow_t *f) {
+    if (f->body_admit == 0) {
+        reel_recorder_t *r = f->rec;
+        f->body_admit = 1;
+        if (r->capture == REEL_CAPTURE_ON) {
+            pthread_mutex_lock(&r->mu);
+            if (r->queued_bytes + r->writer_bytes > r->opts.queue_bytes / 2) {
+                f->body_admit = -1;
+                r->stats.unrecorded_bodies++;
+            }
+            pthread_mutex_unlock(&r->mu);
+            if (f->body_admit < 0 && !r->warned_behind) {
+                r->warned_behind = 1;
+                warn(r, "capture is falling behind the disk: some flows are recorded without "
+                        "their bodies and marked with an error (set capture=lossless to slow "
+                        "traffic down instead)");
+            }
+        }
+    }
+    return f->body_admit > 0;
+}
+
 static void body(reel_rflow_t *f, int response, const void *data, size_t len) {
     uint64_t *seen = response ? &f->resp_seen : &f->req_seen;
     uint64_t *stored = response ? &f->resp_stored : &f->req_stored;
     *seen += len;
-    if (f->id == 0 || f->dropped)
+    if (f->id == 0 || f->dropped || len == 0)
         return;
+    if (!body_admitted(f)) {
+        f->dropped += (len + REEL_SPOOL_CHUNK - 1) / REEL_SPOOL_CHUNK;
+        return;
+    }
     size_t room = *stored >= f->limit ? 0 : (size_t)(f->limit - *stored < len ? f->limit - *stored : len);
     const uint8_t *p = data;
     int64_t t = now_or(f->body_time_us);
@@ -1414,8 +1446,13 @@ void reel_recorder_flow_end(reel_rflow_t *f, const reel_timings_t *timings, int6
         return;
     if (f->id && f->dropped) {
         char msg[160];
-        snprintf(msg, sizeof msg, "capture fell behind the disk: %llu records of this flow were not recorded",
-                 (unsigned long long)f->dropped);
+        if (f->body_admit < 0)
+            snprintf(msg, sizeof msg,
+                     "capture fell behind the disk: the bodies of this flow were not recorded");
+        else
+            snprintf(msg, sizeof msg,
+                     "capture fell behind the disk: %llu records of this flow were not recorded",
+                     (unsigned long long)f->dropped);
         end_with_error(f, msg, time_us);
     } else if (f->id) {
         Reel__FlowEnd fe = REEL__FLOW_END__INIT;

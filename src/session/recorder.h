@@ -166,9 +166,12 @@ reel_rc reel_recorder_flush(reel_recorder_t *rec, reel_err_t *err);
 
 /** Counters for `reel show` / stats. `flows` counts flows started;
  * `lost_flows` those of them left out because capture was stopped when
- * they started; `dropped_records` every record not written. */
+ * they started; `dropped_records` every record not written;
+ * `unrecorded_bodies` flows recorded without their bodies because the queue
+ * was more than half full when their bodies began (capture on). */
 typedef struct {
     uint64_t flows, records, frames, raw_bytes, spool_bytes, dropped_records, lost_flows;
+    uint64_t unrecorded_bodies;
 } reel_recorder_stats_t;
 void reel_recorder_stats(reel_recorder_t *rec, reel_recorder_stats_t *out);
 

@@ -27,13 +27,23 @@
 
 typedef struct {
     int write, sync, probe, commit; /* errno to fail with, 0 = works */
+    int hold, held;                 /* hold: frame writes wait; held: one is waiting */
     pthread_mutex_t mu;
     reel_buf_t warnings; /* one line per warning */
 } env_t;
 
+static void sleep_ms(int ms);
+
 static int fault_cb(void *ctx, reel_recorder_fault_op op) {
     env_t *e = ctx;
     pthread_mutex_lock(&e->mu);
+    while (op == REEL_FAULT_WRITE && e->hold) {
+        e->held = 1;
+        pthread_mutex_unlock(&e->mu);
+        sleep_ms(2);
+        pthread_mutex_lock(&e->mu);
+    }
+    e->held = 0;
     int v = op == REEL_FAULT_WRITE   ? e->write
             : op == REEL_FAULT_SYNC  ? e->sync
             : op == REEL_FAULT_PROBE ? e->probe
@@ -103,9 +113,11 @@ static reel_session_t *open_session(const char *home, const char *name, int flag
     return s;
 }
 
-static reel_recorder_t *start(reel_session_t *s, env_t *e) {
+static reel_recorder_t *start_q(reel_session_t *s, env_t *e, size_t queue_bytes) {
     reel_recorder_opts_t o;
     reel_recorder_opts_default(&o);
+    if (queue_bytes)
+        o.queue_bytes = queue_bytes;
     o.retry_ms = 20;
     o.fault = fault_cb;
     o.fault_ctx = e;
@@ -117,6 +129,10 @@ static reel_recorder_t *start(reel_session_t *s, env_t *e) {
     if (reel_recorder_open(s, &o, &r, &err) != REEL_OK)
         fail_msg("recorder: %s", reel_err_str(&err));
     return r;
+}
+
+static reel_recorder_t *start(reel_session_t *s, env_t *e) {
+    return start_q(s, e, 0);
 }
 
 static uint8_t body_byte(uint64_t f, uint64_t i) {
@@ -432,6 +448,56 @@ static void test_index_behind_at_close(void **state) {
 
 /* The segment is deleted under the writer (the session directory was
  * removed): capture stops for good, even though writing "works". */
+/* Capture on, the disk falling behind (the writer is held in a frame
+ * write): a flow whose bodies begin while the queue is more than half full
+ * keeps its heads and its outcome, not its bodies, and says so; flows that
+ * got in are recorded whole. */
+static void test_behind_flows_lose_bodies_not_parts(void **state) {
+    (void)state;
+    char *home = reel_test_tmpdir("rec-behind");
+    env_t e;
+    env_init(&e);
+    reel_session_t *s = open_session(home, "behind", REEL_OPEN_CREATE | REEL_OPEN_RECORD);
+    reel_recorder_t *r = start_q(s, &e, 512 << 10);
+    set_fault(&e, &e.hold, 1);
+    uint64_t w = whole_flow(r, "/w", 300 << 10); /* fills a block: the writer is held */
+    for (int i = 0; i < 500; i++) {
+        pthread_mutex_lock(&e.mu);
+        int held = e.held;
+        pthread_mutex_unlock(&e.mu);
+        if (held)
+            break;
+        sleep_ms(2);
+    }
+    uint64_t a = whole_flow(r, "/a", 300 << 10); /* queue was below half: recorded */
+    reel_rflow_t *b = begin(r, "/b");            /* now above half: no bodies */
+    uint64_t bid = reel_rflow_id(b);
+    respond(b, 0, 100 << 10, 1);
+    reel_recorder_flow_end(b, NULL, 0, 0, 0);
+    set_fault(&e, &e.hold, 0);
+    reel_err_t err;
+    reel_err_clear(&err);
+    assert_int_equal(reel_recorder_flush(r, &err), REEL_OK);
+    reel_recorder_stats_t st;
+    reel_recorder_stats(r, &st);
+    assert_int_equal(st.unrecorded_bodies, 1);
+    assert_int_equal(warned(&e, "recorded without their bodies"), 1);
+    assert_int_equal(reel_recorder_close(r, &err), REEL_OK);
+    assert_complete(s, w, 300 << 10);
+    assert_complete(s, a, 300 << 10);
+    seen_t c = read_flow(s, bid);
+    assert_int_equal(c.start, 1);
+    assert_int_equal(c.rs_head, 1);
+    assert_int_equal(c.resp, 0);
+    assert_int_equal(c.error, 1);
+    assert_non_null(strstr(c.message, "the bodies of this flow were not recorded"));
+    assert_verify(s);
+    reel_session_close(s);
+    env_free(&e);
+    reel_test_rm_rf(home);
+    free(home);
+}
+
 static void test_segment_deleted(void **state) {
     (void)state;
     char *home = reel_test_tmpdir("recorder");
@@ -471,6 +537,7 @@ int main(void) {
         cmocka_unit_test(test_index_commit_fails_then_catches_up),
         cmocka_unit_test(test_index_behind_at_close),
         cmocka_unit_test(test_segment_deleted),
+        cmocka_unit_test(test_behind_flows_lose_bodies_not_parts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
