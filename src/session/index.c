@@ -533,21 +533,6 @@ static reel_rc link_frame(reel_indexer_t *ix, frow *row, uint64_t fid, uint32_t 
     return REEL_OK;
 }
 
-static int read_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *v) {
-    uint64_t x = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-        if (*pos >= len)
-            return 0;
-        uint8_t b = p[(*pos)++];
-        x |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *v = x;
-            return 1;
-        }
-    }
-    return 0;
-}
-
 /* Recognizes a Record whose event is request_body (12) or response_body
  * (14) straight from the protobuf wire format (schema/flow.proto) and
  * returns its flow id and data length. Returns 0 for anything else or
@@ -558,16 +543,16 @@ static int peek_body(const uint8_t *p, size_t len, uint64_t *fid, int *response,
     uint64_t id = 0;
     while (pos < len) {
         uint64_t key, v;
-        if (!read_varint(p, len, &pos, &key))
+        if (!reel_spool_read_varint(p, len, &pos, &key))
             return 0;
         uint64_t field = key >> 3, wt = key & 7;
         if (wt == 0) {
-            if (!read_varint(p, len, &pos, &v))
+            if (!reel_spool_read_varint(p, len, &pos, &v))
                 return 0;
             if (field == 1)
                 id = v;
         } else if (wt == 2) {
-            if (!read_varint(p, len, &pos, &v) || v > len - pos)
+            if (!reel_spool_read_varint(p, len, &pos, &v) || v > len - pos)
                 return 0;
             if (field == 12 || field == 14) {
                 /* BodyChunk: exactly one field, data = 1 (bytes). */
@@ -575,8 +560,8 @@ static int peek_body(const uint8_t *p, size_t len, uint64_t *fid, int *response,
                 uint64_t k2, dl;
                 if (q == end) {
                     *blen = 0;
-                } else if (!read_varint(p, end, &q, &k2) || k2 != ((1 << 3) | 2) ||
-                           !read_varint(p, end, &q, &dl) || dl != end - q) {
+                } else if (!reel_spool_read_varint(p, end, &q, &k2) || k2 != ((1 << 3) | 2) ||
+                           !reel_spool_read_varint(p, end, &q, &dl) || dl != end - q) {
                     return 0;
                 } else {
                     *blen = dl;

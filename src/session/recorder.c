@@ -215,21 +215,6 @@ static int fault(reel_recorder_t *r, reel_recorder_fault_op op) {
 
 /* ---- records seen from the outside ---- */
 
-static int read_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *v) {
-    uint64_t x = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-        if (*pos >= len)
-            return 0;
-        uint8_t b = p[(*pos)++];
-        x |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *v = x;
-            return 1;
-        }
-    }
-    return 0;
-}
-
 /* Event field numbers of Record (schema/flow.proto). */
 enum { EV_START = 10, EV_END = 15, EV_ERROR = 16 };
 
@@ -241,16 +226,16 @@ static int peek_record(const uint8_t *p, size_t len, uint64_t *fid, unsigned *ev
     *event = 0;
     while (pos < len) {
         uint64_t key, v;
-        if (!read_varint(p, len, &pos, &key))
+        if (!reel_spool_read_varint(p, len, &pos, &key))
             return 0;
         uint64_t field = key >> 3, wt = key & 7;
         if (wt == 0) {
-            if (!read_varint(p, len, &pos, &v))
+            if (!reel_spool_read_varint(p, len, &pos, &v))
                 return 0;
             if (field == 1)
                 *fid = v;
         } else if (wt == 2) {
-            if (!read_varint(p, len, &pos, &v) || v > len - pos)
+            if (!reel_spool_read_varint(p, len, &pos, &v) || v > len - pos)
                 return 0;
             if (field >= EV_START && field <= EV_ERROR)
                 *event = (unsigned)field;

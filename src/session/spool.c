@@ -121,6 +121,21 @@ reel_rc reel_spool_frame_decode(const uint8_t *frame, size_t len, reel_buf_t *ou
     return REEL_OK;
 }
 
+int reel_spool_read_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *v) {
+    uint64_t x = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (*pos >= len)
+            return 0;
+        uint8_t b = p[(*pos)++];
+        x |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *v = x;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 reel_rc reel_spool_block_next(const uint8_t *block, size_t len, size_t *pos, const uint8_t **rec,
                               size_t *rec_len) {
     size_t p = *pos;

@@ -51,6 +51,10 @@ reel_rc reel_spool_frame_size(const uint8_t *buf, size_t len, size_t *frame_len)
 reel_rc reel_spool_frame_decode(const uint8_t *frame, size_t len, reel_buf_t *out,
                                 reel_err_t *err);
 
+/** Reads a protobuf varint at p[*pos..len) into *v and advances *pos.
+ * Returns 1, or 0 if it is cut off or longer than 10 bytes. */
+int reel_spool_read_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *v);
+
 /** Iterates the records of a decompressed block. *pos starts at 0. On
  * REEL_OK sets *rec/ *rec_len (borrowed from block) and advances *pos;
  * returns REEL_NOTFOUND at the end, REEL_CORRUPT on a bad length. */

@@ -11,7 +11,9 @@ import signal
 import socket
 import subprocess
 import tempfile
+import sys
 import time
+import unittest
 
 REEL = os.environ.get("REEL")
 TMPBASE = os.environ.get("REEL_TEST_TMP") or tempfile.gettempdir()
@@ -204,3 +206,27 @@ def curl(reel, *args, check=True, input=None):
 def body(flow, side):
     b = flow[side]["body_b64"]
     return base64.b64decode(b) if b else b""
+
+
+def stop_class(cls):
+    """tearDownClass of a test class with cls.reel, cls.origin and cls.root:
+    reel must exit 0 on SIGINT (its log is printed if not)."""
+    code = cls.reel.stop()
+    cls.origin.stop()
+    if code != 0:
+        print(cls.reel.log(), file=sys.stderr)
+    assert code == 0, "reel record exited %d on SIGINT" % code
+    shutil.rmtree(cls.root, ignore_errors=True)
+
+
+def main():
+    """Runs the calling module's tests; prints a count and exits 1 on any
+    failure, 2 if REEL is not set."""
+    if not REEL:
+        print("REEL is not set", file=sys.stderr)
+        sys.exit(2)
+    prog = unittest.main(module="__main__", exit=False, verbosity=2)
+    res = prog.result
+    failed = len(res.failures) + len(res.errors)
+    print("%d passed, %d failed" % (res.testsRun - failed, failed))
+    sys.exit(1 if failed else 0)

@@ -29,7 +29,7 @@ import threading
 import time
 import unittest
 
-from proxyenv import REEL, SANITIZED, TMPBASE, Origin, Reel, body  # noqa: F401
+from proxyenv import SANITIZED, TMPBASE, Origin, Reel, body, main
 
 LONG = os.environ.get("REEL_TEST_LONG") == "1"
 TRIALS = 50 if LONG else (5 if SANITIZED else 10)
@@ -183,11 +183,4 @@ class CrashTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    if not REEL:
-        print("REEL is not set", file=sys.stderr)
-        sys.exit(2)
-    prog = unittest.main(exit=False, verbosity=2)
-    res = prog.result
-    failed = len(res.failures) + len(res.errors)
-    print("%d passed, %d failed" % (res.testsRun - failed, failed))
-    sys.exit(1 if failed else 0)
+    main()

@@ -18,7 +18,6 @@
 Mounts need root (CAP_SYS_ADMIN); without it those tests are skipped with
 the reason. Every mount is undone in tearDown, every process stopped by PID.
 """
-import base64
 import json
 import os
 import re
@@ -26,12 +25,11 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 import unittest
 
-from proxyenv import REEL, SANITIZED, TMPBASE, Origin, Reel, body, curl, run
+from proxyenv import REEL, TMPBASE, Origin, Reel, body, curl, main, run
 
 
 def wait_for(pred, timeout, what, reel=None):
@@ -599,4 +597,4 @@ class FaultTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    main()

@@ -14,7 +14,6 @@ been passed on, else its connection is cut; never a hang.
 """
 import os
 import re
-import shutil
 import socket
 import ssl
 import struct
@@ -24,7 +23,7 @@ import threading
 import time
 import unittest
 
-from proxyenv import REEL, SANITIZED, TMPBASE, Origin, Reel, body, curl  # noqa: F401
+from proxyenv import SANITIZED, TMPBASE, Origin, Reel, body, curl, main, stop_class
 
 
 def rss_kib(pid):
@@ -149,12 +148,7 @@ class HostileClientsTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        code = cls.reel.stop()
-        cls.origin.stop()
-        if code != 0:
-            print(cls.reel.log(), file=sys.stderr)
-        assert code == 0, "reel record exited %d on SIGINT" % code
-        shutil.rmtree(cls.root, ignore_errors=True)
+        stop_class(cls)
 
     def origin_saw(self, marker):
         time.sleep(0.2)  # nginx writes the access log line after the response
@@ -518,12 +512,7 @@ class BadUpstreamsTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        code = cls.reel.stop()
-        cls.origin.stop()
-        if code != 0:
-            print(cls.reel.log(), file=sys.stderr)
-        assert code == 0, "reel record exited %d on SIGINT" % code
-        shutil.rmtree(cls.root, ignore_errors=True)
+        stop_class(cls)
 
     def fetch(self, url, https=False, port=None):
         """GET url through the proxy with a raw client; returns (response
@@ -771,11 +760,4 @@ class BadUpstreamsTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    if not REEL:
-        print("REEL is not set", file=sys.stderr)
-        sys.exit(2)
-    prog = unittest.main(exit=False, verbosity=2)
-    res = prog.result
-    failed = len(res.failures) + len(res.errors)
-    print("%d passed, %d failed" % (res.testsRun - failed, failed))
-    sys.exit(1 if failed else 0)
+    main()

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import resource
-import shutil
 import signal
 import socket
 import sys
@@ -22,7 +21,7 @@ import threading
 import time
 import unittest
 
-from proxyenv import REEL, SANITIZED, TMPBASE, Origin, Reel, curl  # noqa: F401
+from proxyenv import SANITIZED, TMPBASE, Origin, Reel, curl, main, stop_class
 
 IDLE = 2000 if SANITIZED else 10000
 ACTIVE = 200 if SANITIZED else 1000
@@ -73,12 +72,7 @@ class LoadTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        code = cls.reel.stop()
-        cls.origin.stop()
-        if code != 0:
-            print(cls.reel.log(), file=sys.stderr)
-        assert code == 0, "reel record exited %d on SIGINT" % code
-        shutil.rmtree(cls.root, ignore_errors=True)
+        stop_class(cls)
 
     def fresh_request(self):
         t0 = time.time()
@@ -197,11 +191,4 @@ class LoadTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    if not REEL:
-        print("REEL is not set", file=sys.stderr)
-        sys.exit(2)
-    prog = unittest.main(exit=False, verbosity=2)
-    res = prog.result
-    failed = len(res.failures) + len(res.errors)
-    print("%d passed, %d failed" % (res.testsRun - failed, failed))
-    sys.exit(1 if failed else 0)
+    main()

@@ -20,8 +20,8 @@ import threading
 import time
 import unittest
 
-from proxyenv import (REEL, SANITIZED, TMPBASE, Origin, Reel, body, curl, free_port,  # noqa: F401
-                      run)
+from proxyenv import (SANITIZED, TMPBASE, Origin, Reel, body, curl, free_port, main, run,
+                      stop_class)
 
 
 class ProxyTest(unittest.TestCase):
@@ -34,12 +34,7 @@ class ProxyTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        code = cls.reel.stop()
-        cls.origin.stop()
-        if code != 0:
-            print(cls.reel.log(), file=sys.stderr)
-        assert code == 0, "reel record exited %d on SIGINT" % code
-        shutil.rmtree(cls.root, ignore_errors=True)
+        stop_class(cls)
 
     def last_flow(self, filt):
         flows = self.reel.wait_flows(1, filt)
@@ -391,11 +386,4 @@ class LifecycleTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    if not REEL:
-        print("REEL is not set", file=sys.stderr)
-        sys.exit(2)
-    prog = unittest.main(exit=False, verbosity=2)
-    res = prog.result
-    failed = len(res.failures) + len(res.errors)
-    print("%d passed, %d failed" % (res.testsRun - failed, failed))
-    sys.exit(1 if failed else 0)
+    main()
