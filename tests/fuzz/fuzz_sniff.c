@@ -33,7 +33,7 @@ static void check_ch(const reel_clienthello_t *ch, reel_rc rc, size_t len) {
         for (size_t i = 0; i < n; i++) {
             char c = ch->sni[i];
             FUZZ_CHECK((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                           c == '-' || c == '.',
+                           c == '-' || c == '_' || c == '.',
                        "sni byte 0x%02x", (unsigned char)c);
         }
     } else {
