@@ -223,6 +223,7 @@ typedef struct frow {
     int64_t i[I_NINT];
     int dirty;
     int finished;
+    int queued; /* in the indexer's list of rows to write after this frame */
     uint32_t last_seg;
     uint64_t last_off;
     int has_frame;
@@ -237,6 +238,11 @@ struct reel_indexer {
     size_t nbuckets, count;
     Reel__Record *scratch;
     int in_tx;
+    /* Rows that a frame finished: written as soon as the frame is read, so
+     * that the work of a batch is spread over its frames instead of piling
+     * up at its commit (where the writer thread would wait for it). */
+    frow **fin;
+    size_t nfin, capfin;
 };
 
 static const char *const str_cols[C_NSTR] = {
@@ -337,6 +343,7 @@ void reel_indexer_free(reel_indexer_t *ix) {
         reel_indexer_rollback(ix);
     map_clear(ix, 0);
     free(ix->buckets);
+    free(ix->fin);
     sqlite3_finalize(ix->upsert);
     sqlite3_finalize(ix->load);
     sqlite3_finalize(ix->frame);
@@ -354,6 +361,7 @@ reel_rc reel_indexer_begin(reel_indexer_t *ix, reel_err_t *err) {
 void reel_indexer_rollback(reel_indexer_t *ix) {
     sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
     ix->in_tx = 0;
+    ix->nfin = 0;
     map_clear(ix, 0); /* rows in memory may hold rolled-back changes */
 }
 
@@ -515,6 +523,41 @@ static void apply(frow *r, const Reel__Record *rec) {
         r->i[I_START] = rec->time_us;
 }
 
+static reel_rc write_row(reel_indexer_t *ix, frow *r, reel_err_t *err);
+
+/* Queues a row that a record finished, to be written after its frame. */
+static void queue_finished(reel_indexer_t *ix, frow *row) {
+    if (!row->finished || row->queued)
+        return;
+    if (ix->nfin == ix->capfin) {
+        ix->capfin = ix->capfin ? ix->capfin * 2 : 64;
+        ix->fin = reel_realloc(ix->fin, ix->capfin * sizeof *ix->fin);
+    }
+    row->queued = 1;
+    ix->fin[ix->nfin++] = row;
+}
+
+/* Forgets the queue (a frame that failed): the rows stay dirty, so the
+ * commit still writes them if the transaction goes on. */
+static void unqueue_finished(reel_indexer_t *ix) {
+    for (size_t k = 0; k < ix->nfin; k++)
+        ix->fin[k]->queued = 0;
+    ix->nfin = 0;
+}
+
+/* Writes the rows the last frame finished. */
+static reel_rc write_finished(reel_indexer_t *ix, reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    for (size_t k = 0; k < ix->nfin; k++) {
+        frow *row = ix->fin[k];
+        row->queued = 0;
+        if (rc == REEL_OK && row->dirty)
+            rc = write_row(ix, row, err);
+    }
+    ix->nfin = 0;
+    return rc;
+}
+
 /* Records that the frame at (segment, off) holds records of flow fid. */
 static reel_rc link_frame(reel_indexer_t *ix, frow *row, uint64_t fid, uint32_t segment,
                           uint64_t off, reel_err_t *err) {
@@ -606,29 +649,39 @@ reel_rc reel_indexer_add_frame(reel_indexer_t *ix, uint32_t segment, uint64_t of
                 set_cstr(row, C_STATE, "open");
             if (row->i[I_START] == NUL64)
                 row->i[I_START] = 0;
-            if (link_frame(ix, row, fid, segment, off, err) != REEL_OK)
+            if (link_frame(ix, row, fid, segment, off, err) != REEL_OK) {
+                unqueue_finished(ix);
                 return REEL_DB;
+            }
             continue;
         }
         Reel__Record *r = reel__record__unpack(NULL, len, rec);
-        if (r == NULL)
+        if (r == NULL) {
+            unqueue_finished(ix);
             return reel_err_set(err, REEL_CORRUPT,
                                 "segment %u frame at %llu: record %zu is not a valid Record",
                                 segment, (unsigned long long)off, n);
+        }
         n++;
         if (r->flow_id != 0) {
             frow *row = map_get(ix, r->flow_id);
             apply(row, r);
+            queue_finished(ix, row);
             if (link_frame(ix, row, r->flow_id, segment, off, err) != REEL_OK) {
                 reel__record__free_unpacked(r, NULL);
+                unqueue_finished(ix);
                 return REEL_DB;
             }
         }
         reel__record__free_unpacked(r, NULL);
     }
-    if (rc != REEL_NOTFOUND)
+    if (rc != REEL_NOTFOUND) {
+        unqueue_finished(ix);
         return reel_err_set(err, REEL_CORRUPT, "segment %u frame at %llu: bad record framing",
                             segment, (unsigned long long)off);
+    }
+    if (write_finished(ix, err) != REEL_OK)
+        return REEL_DB;
     sqlite3_bind_int64(ix->frame, 1, segment);
     sqlite3_bind_int64(ix->frame, 2, (sqlite3_int64)off);
     sqlite3_bind_int64(ix->frame, 3, (sqlite3_int64)clen);
