@@ -614,8 +614,8 @@ static reel_rc rebuild(reel_session_t *s, reel_err_t *err) {
             rc = reel_index_exec(s->db, (const char *)drop.data, err);
         reel_buf_free(&drop);
     }
-    if (rc == REEL_OK)
-        rc = reel_indexer_new(s->db, &ix, err);
+    if (rc == REEL_OK && (rc = reel_indexer_new(s->db, &ix, err)) == REEL_OK)
+        reel_indexer_bulk(ix);
     for (size_t i = 0; rc == REEL_OK && i < nseg; i++)
         rc = scan_segment(s, ix, segs[i], 0, i + 1 == nseg, &frames, err);
     if (ddl.len) {

@@ -160,7 +160,7 @@ class Interop(unittest.TestCase):
                   "flow_frames", "marks"):
             self.assertIn(t, tables)
         self.assertEqual(int(self.sql("SELECT count(*) FROM flows")), len(self.ids))
-        self.assertEqual(self.sql("PRAGMA user_version").strip(), "1")
+        self.assertEqual(self.sql("PRAGMA user_version").strip(), "2")
 
 
 class CraftedSpool(unittest.TestCase):

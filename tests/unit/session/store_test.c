@@ -520,6 +520,71 @@ static void test_flipped_byte_verify_and_repair(void **state) {
     free(home);
 }
 
+/* url_fts holds exactly the urls of flows (FTS5's own integrity check
+ * against its content table) and finds them, however the rows came: in one
+ * transaction with their url, url known only in a later transaction than
+ * the row, in a later recorder run on the same session, and after repair. */
+static void assert_fts(reel_session_t *s, long long items, long long late) {
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (reel_index_exec(reel_session_db(s),
+                        "INSERT INTO url_fts(url_fts, rank) VALUES('integrity-check', 1)",
+                        &err) != REEL_OK)
+        fail_msg("url_fts integrity: %s", reel_err_str(&err));
+    assert_int_equal(q1(s, "SELECT count(*) FROM url_fts WHERE url_fts MATCH 'item'"), items);
+    assert_int_equal(q1(s, "SELECT count(*) FROM url_fts WHERE url_fts MATCH 'late'"), late);
+    assert_int_equal(q1(s, "SELECT count(*) FROM url_fts WHERE url_fts MATCH 'example'"),
+                     q1(s, "SELECT count(*) FROM flows WHERE url IS NOT NULL"));
+}
+
+static void test_url_fts_in_step(void **state) {
+    char *home = tmp_home();
+    reel_session_t *s = open_rec(home, "f");
+    reel_recorder_t *r = start(s, 0);
+    for (int i = 0; i < 5; i++)
+        record_flow(r, 10, 20, 64);
+    /* A flow whose row is committed before its request head is seen. */
+    reel_rflow_t *late = reel_recorder_flow_start(r, NULL);
+    assert_int_equal(reel_recorder_flush(r, NULL), REEL_OK);
+    assert_int_equal(q1(s, "SELECT count(*) FROM flows WHERE url IS NULL"), 1);
+    record_flow(r, 1, 1, 64);
+    assert_int_equal(reel_recorder_flush(r, NULL), REEL_OK);
+    reel_request_head_t rq = {.method = "GET", .scheme = "http", .host = "example.com",
+                              .port = 80, .target = "/late/one", .http_version = "HTTP/1.1"};
+    reel_recorder_request_head(late, &rq);
+    assert_int_equal(reel_recorder_flush(r, NULL), REEL_OK);
+    reel_recorder_flow_end(late, NULL, 0, 0, 0);
+    stop(r);
+    assert_fts(s, 6, 1);
+    /* Make it a schema 1 session (per-row triggers): opening migrates it. */
+    assert_int_equal(
+        reel_index_exec(reel_session_db(s),
+                        "CREATE TRIGGER flows_fts_ai AFTER INSERT ON flows WHEN new.url IS NOT "
+                        "NULL BEGIN INSERT INTO url_fts(rowid, url) VALUES (new.id, new.url); END;"
+                        "PRAGMA user_version = 1;",
+                        NULL),
+        REEL_OK);
+    reel_session_close(s);
+
+    /* A second run on the same session starts from what is indexed. */
+    s = open_rec(home, "f");
+    r = start(s, 0);
+    for (int i = 0; i < 3; i++)
+        record_flow(r, 10, 20, 64);
+    stop(r);
+    assert_int_equal(q1(s, "PRAGMA user_version"), reel_index_schema_version());
+    assert_int_equal(q1(s, "SELECT count(*) FROM sqlite_master WHERE name = 'flows_fts_ai'"), 0);
+    assert_fts(s, 9, 1);
+    char *rep = NULL;
+    assert_int_equal(reel_session_repair(s, &rep, NULL), REEL_OK);
+    free(rep);
+    assert_fts(s, 9, 1);
+    assert_verify(s, 1);
+    reel_session_close(s);
+    rm_rf(home);
+    free(home);
+}
+
 static void test_lock_names_pid(void **state) {
     char *home = tmp_home();
     reel_session_t *s = open_rec(home, "locked");
@@ -699,6 +764,7 @@ int main(void) {
         cmocka_unit_test(test_torn_tail_past_index),
         cmocka_unit_test(test_frames_past_index_are_indexed),
         cmocka_unit_test(test_flipped_byte_verify_and_repair),
+        cmocka_unit_test(test_url_fts_in_step),
         cmocka_unit_test(test_lock_names_pid),
         cmocka_unit_test(test_reader_beside_writer),
     };
