@@ -393,8 +393,28 @@ void reel_indexer_rollback(reel_indexer_t *ix) {
     map_clear(ix, 0); /* rows in memory may hold rolled-back changes */
 }
 
+static size_t bucket_of(const reel_indexer_t *ix, uint64_t id) {
+    return (size_t)(id * 0x9E3779B97F4A7C15ull >> 32) & (ix->nbuckets - 1);
+}
+
+/* Doubles the buckets (a bulk load holds the rows of a thousand frames). */
+static void map_grow(reel_indexer_t *ix) {
+    size_t old = ix->nbuckets;
+    frow **ob = ix->buckets;
+    ix->nbuckets = old * 2;
+    ix->buckets = reel_calloc(ix->nbuckets, sizeof *ix->buckets);
+    for (size_t k = 0; k < old; k++)
+        for (frow *r = ob[k], *next; r; r = next) {
+            next = r->next;
+            size_t b = bucket_of(ix, r->id);
+            r->next = ix->buckets[b];
+            ix->buckets[b] = r;
+        }
+    free(ob);
+}
+
 static frow *map_get(reel_indexer_t *ix, uint64_t id) {
-    size_t b = (size_t)(id * 0x9E3779B97F4A7C15ull >> 32) & (ix->nbuckets - 1);
+    size_t b = bucket_of(ix, id);
     for (frow *r = ix->buckets[b]; r; r = r->next)
         if (r->id == id)
             return r;
@@ -418,6 +438,10 @@ static frow *map_get(reel_indexer_t *ix, uint64_t id) {
                           : sqlite3_column_int64(ix->load, 1 + C_NSTR + k);
     }
     sqlite3_reset(ix->load);
+    if (ix->count >= 2 * ix->nbuckets) {
+        map_grow(ix);
+        b = bucket_of(ix, id);
+    }
     r->next = ix->buckets[b];
     ix->buckets[b] = r;
     ix->count++;

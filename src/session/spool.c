@@ -243,6 +243,9 @@ reel_rc reel_spool_read_frame(int fd, uint64_t off, size_t clen, reel_buf_t *com
 
 /* Reads a window at off large enough to hold one whole frame (or to the end
  * of the file), growing on demand. */
+/* What a scan reads at once: at least one frame of the largest size. */
+#define SCAN_WINDOW (2u * 1024u * 1024u)
+
 static reel_rc read_window(int fd, uint64_t off, uint64_t file_size, size_t want, reel_buf_t *win,
                            reel_err_t *err) {
     uint64_t avail = file_size > off ? file_size - off : 0;
@@ -273,13 +276,24 @@ reel_rc reel_spool_scan(int fd, uint64_t start, reel_spool_frame_cb cb, void *ct
     out->file_size = (uint64_t)end;
     uint64_t off = start;
     out->good_end = start;
+    uint64_t wbase = start; /* file offset of win.data[0] */
     while (off < out->file_size) {
-        /* A frame is at most REEL_SPOOL_FRAME_MAX bytes: one read finds it. */
-        rc = read_window(fd, off, out->file_size, REEL_SPOOL_FRAME_MAX, &win, err);
-        if (rc != REEL_OK)
-            goto out;
+        /* A frame is at most REEL_SPOOL_FRAME_MAX bytes: it is judged on
+         * the FRAME_MAX bytes from its start (or what is left of the file).
+         * The window holds several frames, read once each (reading
+         * FRAME_MAX per frame copied 16 times the spool). */
+        uint64_t need = out->file_size - off < REEL_SPOOL_FRAME_MAX ? out->file_size - off
+                                                                    : REEL_SPOOL_FRAME_MAX;
+        if (off < wbase || off + need > wbase + win.len) {
+            rc = read_window(fd, off, out->file_size, SCAN_WINDOW, &win, err);
+            if (rc != REEL_OK)
+                goto out;
+            wbase = off;
+        }
+        const uint8_t *at = win.data + (off - wbase);
+        size_t avail = (size_t)(wbase + win.len - off);
         size_t fl = 0;
-        reel_rc frc = reel_spool_frame_size(win.data, win.len, &fl);
+        reel_rc frc = reel_spool_frame_size(at, avail < need ? avail : (size_t)need, &fl);
         if (frc == REEL_NEED_MORE) {
             out->torn = 1;
             snprintf(out->reason, sizeof out->reason, "frame cut short by the end of the file");
@@ -291,7 +305,7 @@ reel_rc reel_spool_scan(int fd, uint64_t start, reel_spool_frame_cb cb, void *ct
         }
         reel_err_t e2;
         reel_err_clear(&e2);
-        if (reel_spool_frame_decode(win.data, fl, &raw, &e2) != REEL_OK) {
+        if (reel_spool_frame_decode(at, fl, &raw, &e2) != REEL_OK) {
             snprintf(out->reason, sizeof out->reason, "%s", reel_err_str(&e2));
             /* A torn write can leave a syntactically complete frame whose
              * checksum fails only if it is the very last thing in the file. */
