@@ -318,7 +318,7 @@ static reel_rc scan_segment(reel_session_t *s, reel_indexer_t *ix, uint32_t n, u
     scan_ctx c = {.ix = ix, .segment = n, .err = err};
     for (uint64_t pos = from;;) {
         reel_spool_scan_t sc;
-        rc = reel_spool_scan(fd, pos, index_frame_cb, &c, &sc, err);
+        rc = reel_spool_scan_ahead(fd, pos, index_frame_cb, &c, &sc, err);
         if (rc == REEL_OK)
             rc = scan_finish(&c);
         if (rc != REEL_OK)
@@ -1262,7 +1262,7 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
         v.segment = segs[i];
         for (uint64_t pos = 0;;) {
             reel_spool_scan_t sc;
-            if ((rc = reel_spool_scan(fd, pos, verify_frame_cb, &v, &sc, err)) != REEL_OK)
+            if ((rc = reel_spool_scan_ahead(fd, pos, verify_frame_cb, &v, &sc, err)) != REEL_OK)
                 break;
             if (sc.reason[0] == '\0')
                 break;

@@ -9,6 +9,7 @@
 #include "session/spool.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -334,6 +335,135 @@ out:
     reel_buf_free(&win);
     reel_buf_free(&raw);
     return rc;
+}
+
+/* ---- read-ahead scan ---- */
+
+/* Decoded frames the helper may hold before it waits (each up to
+ * REEL_SPOOL_BLOCK_MAX, typically 256 KiB). */
+#define AHEAD_MAX 4
+
+typedef struct ahead_item {
+    struct ahead_item *next;
+    uint64_t off;
+    size_t clen;
+    reel_buf_t raw;
+} ahead_item;
+
+typedef struct {
+    int fd;
+    uint64_t start;
+    pthread_mutex_t mu;
+    pthread_cond_t cv_item, cv_space;
+    ahead_item *head, *tail;
+    unsigned n;
+    int done, stop;
+    reel_spool_scan_t out;
+    reel_rc rc;
+    reel_err_t err;
+} ahead_t;
+
+/* Helper thread: queues a copy of each frame, waiting while AHEAD_MAX are
+ * queued; stops when the consumer has stopped. */
+static int ahead_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *raw, size_t rlen) {
+    ahead_t *a = ctx;
+    ahead_item *it = reel_malloc(sizeof *it);
+    it->next = NULL;
+    it->off = off;
+    it->clen = clen;
+    reel_buf_init(&it->raw, 0);
+    reel_buf_append(&it->raw, raw, rlen);
+    pthread_mutex_lock(&a->mu);
+    while (a->n >= AHEAD_MAX && !a->stop)
+        pthread_cond_wait(&a->cv_space, &a->mu);
+    int stop = a->stop;
+    if (!stop) {
+        if (a->tail)
+            a->tail->next = it;
+        else
+            a->head = it;
+        a->tail = it;
+        a->n++;
+        pthread_cond_signal(&a->cv_item);
+    }
+    pthread_mutex_unlock(&a->mu);
+    if (stop) {
+        reel_buf_free(&it->raw);
+        free(it);
+    }
+    return stop;
+}
+
+static void *ahead_main(void *arg) {
+    ahead_t *a = arg;
+    reel_err_clear(&a->err);
+    a->rc = reel_spool_scan(a->fd, a->start, ahead_cb, a, &a->out, &a->err);
+    pthread_mutex_lock(&a->mu);
+    a->done = 1;
+    pthread_cond_signal(&a->cv_item);
+    pthread_mutex_unlock(&a->mu);
+    return NULL;
+}
+
+reel_rc reel_spool_scan_ahead(int fd, uint64_t start, reel_spool_frame_cb cb, void *ctx,
+                              reel_spool_scan_t *out, reel_err_t *err) {
+    if (cb == NULL)
+        return reel_spool_scan(fd, start, cb, ctx, out, err);
+    ahead_t a = {.fd = fd, .start = start};
+    pthread_t th;
+    pthread_mutex_init(&a.mu, NULL);
+    pthread_cond_init(&a.cv_item, NULL);
+    pthread_cond_init(&a.cv_space, NULL);
+    if (pthread_create(&th, NULL, ahead_main, &a) != 0) {
+        pthread_mutex_destroy(&a.mu);
+        pthread_cond_destroy(&a.cv_item);
+        pthread_cond_destroy(&a.cv_space);
+        return reel_spool_scan(fd, start, cb, ctx, out, err);
+    }
+    int stopped = 0;
+    uint64_t stop_end = 0;
+    for (;;) {
+        pthread_mutex_lock(&a.mu);
+        while (a.head == NULL && !a.done)
+            pthread_cond_wait(&a.cv_item, &a.mu);
+        ahead_item *it = a.head;
+        if (it) {
+            a.head = it->next;
+            if (a.head == NULL)
+                a.tail = NULL;
+            a.n--;
+            pthread_cond_signal(&a.cv_space);
+        }
+        pthread_mutex_unlock(&a.mu);
+        if (it == NULL)
+            break; /* the helper is done and everything it found was seen */
+        if (!stopped && cb(ctx, it->off, it->clen, it->raw.data, it->raw.len)) {
+            /* As reel_spool_scan: the run ends after this frame. The
+             * helper stops at its next frame; what it queued is dropped. */
+            stopped = 1;
+            stop_end = it->off + it->clen;
+            pthread_mutex_lock(&a.mu);
+            a.stop = 1;
+            pthread_cond_signal(&a.cv_space);
+            pthread_mutex_unlock(&a.mu);
+        }
+        reel_buf_free(&it->raw);
+        free(it);
+    }
+    pthread_join(th, NULL);
+    pthread_mutex_destroy(&a.mu);
+    pthread_cond_destroy(&a.cv_item);
+    pthread_cond_destroy(&a.cv_space);
+    if (stopped) {
+        memset(out, 0, sizeof *out);
+        out->file_size = a.out.file_size;
+        out->good_end = out->bad_off = stop_end;
+        return REEL_OK;
+    }
+    *out = a.out;
+    if (a.rc != REEL_OK && err)
+        *err = a.err;
+    return a.rc;
 }
 
 reel_rc reel_spool_resync(int fd, uint64_t from, uint64_t *next, reel_err_t *err) {

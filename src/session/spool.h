@@ -97,6 +97,13 @@ typedef struct {
 reel_rc reel_spool_scan(int fd, uint64_t start, reel_spool_frame_cb cb, void *ctx,
                         reel_spool_scan_t *out, reel_err_t *err);
 
+/** Same contract as reel_spool_scan, with reading and decompression done
+ * by a helper thread a few frames ahead of cb, which still runs on the
+ * caller's thread and in order: a long scan (recovery, repair, verify)
+ * then uses two cores. Falls back to reel_spool_scan if no thread starts. */
+reel_rc reel_spool_scan_ahead(int fd, uint64_t start, reel_spool_frame_cb cb, void *ctx,
+                              reel_spool_scan_t *out, reel_err_t *err);
+
 /** Searches the segment for the next offset >= from where a valid frame
  * starts. Returns REEL_OK with *next set, REEL_NOTFOUND if none. */
 reel_rc reel_spool_resync(int fd, uint64_t from, uint64_t *next, reel_err_t *err);

@@ -443,6 +443,81 @@ static void test_frames_past_index_are_indexed(void **state) {
     free(home);
 }
 
+/* reel_spool_scan_ahead gives what reel_spool_scan gives: the same frames in
+ * the same order, and the same outcome, when cb stops the scan at any
+ * frame, at a flipped byte and at a torn tail. */
+typedef struct {
+    uint64_t offs[512];
+    uint64_t sum[512];
+    int n, stop_at;
+} scan_log_t;
+
+static int scan_log_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *raw, size_t rlen) {
+    scan_log_t *l = ctx;
+    uint64_t h = 1469598103934665603ull ^ clen;
+    for (size_t i = 0; i < rlen; i++)
+        h = (h ^ raw[i]) * 1099511628211ull;
+    if (l->n < 512) {
+        l->offs[l->n] = off;
+        l->sum[l->n] = h;
+    }
+    l->n++;
+    return l->stop_at >= 0 && l->n > l->stop_at;
+}
+
+static void compare_scans(int fd, int stop_at) {
+    scan_log_t *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+    a->stop_at = b->stop_at = stop_at;
+    reel_spool_scan_t sa, sb;
+    assert_int_equal(reel_spool_scan(fd, 0, scan_log_cb, a, &sa, NULL), REEL_OK);
+    assert_int_equal(reel_spool_scan_ahead(fd, 0, scan_log_cb, b, &sb, NULL), REEL_OK);
+    assert_int_equal(a->n, b->n);
+    assert_memory_equal(a->offs, b->offs, sizeof a->offs);
+    assert_memory_equal(a->sum, b->sum, sizeof a->sum);
+    assert_int_equal(sa.good_end, sb.good_end);
+    assert_int_equal(sa.bad_off, sb.bad_off);
+    assert_int_equal(sa.file_size, sb.file_size);
+    assert_int_equal(sa.torn, sb.torn);
+    assert_string_equal(sa.reason, sb.reason);
+    free(a);
+    free(b);
+}
+
+static void test_scan_ahead_same_as_scan(void **state) {
+    char *home = tmp_home();
+    enum { N = 40 };
+    uint64_t ids[N];
+    build_session(home, "s", N, ids); /* a frame per three flows */
+    char *seg = reel_asprintf("%s/s/spool/00000001.zst", home);
+    int fd = open(seg, O_RDWR);
+    assert_true(fd >= 0);
+    scan_log_t *all = calloc(1, sizeof *all);
+    all->stop_at = -1;
+    reel_spool_scan_t sc;
+    assert_int_equal(reel_spool_scan(fd, 0, scan_log_cb, all, &sc, NULL), REEL_OK);
+    assert_true(all->n >= 10);
+    for (int k = -1; k < all->n; k++)
+        compare_scans(fd, k);
+    /* A flipped byte in the middle frame, then a torn tail. */
+    uint8_t b;
+    off_t pos = (off_t)all->offs[all->n / 2] + 20;
+    assert_int_equal(pread(fd, &b, 1, pos), 1);
+    b ^= 0x5a;
+    assert_int_equal(pwrite(fd, &b, 1, pos), 1);
+    compare_scans(fd, -1);
+    compare_scans(fd, 2);
+    assert_int_equal(ftruncate(fd, (off_t)sc.file_size - 7), 0);
+    b ^= 0x5a;
+    assert_int_equal(pwrite(fd, &b, 1, pos), 1);
+    compare_scans(fd, -1);
+    compare_scans(fd, all->n - 2);
+    close(fd);
+    free(all);
+    free(seg);
+    rm_rf(home);
+    free(home);
+}
+
 static void test_flipped_byte_verify_and_repair(void **state) {
     char *home = tmp_home();
     enum { N = 15 };
@@ -765,6 +840,7 @@ int main(void) {
         cmocka_unit_test(test_frames_past_index_are_indexed),
         cmocka_unit_test(test_flipped_byte_verify_and_repair),
         cmocka_unit_test(test_url_fts_in_step),
+        cmocka_unit_test(test_scan_ahead_same_as_scan),
         cmocka_unit_test(test_lock_names_pid),
         cmocka_unit_test(test_reader_beside_writer),
     };
