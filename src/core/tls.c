@@ -409,6 +409,15 @@ out:
 void reel_tls_free(reel_tls_t *t) {
     if (t == NULL)
         return;
+    if (!t->server && t->done && !t->failed) {
+        /* Proxied connections mostly end without close_notify. SSL_free
+         * would then mark the connection's session not resumable, and
+         * with TLS 1.2 that is the very session the cache offers to every
+         * new connection to the origin: 4 in 10 handshakes were full ones
+         * (certificate parsed and verified) under load. A connection that
+         * failed is not covered: its session is rightly dropped. */
+        SSL_set_shutdown(t->ssl, SSL_SENT_SHUTDOWN);
+    }
     SSL_free(t->ssl); /* frees both BIOs */
     free(t->fallback_host);
     free(t->cert_host);

@@ -647,6 +647,44 @@ static void test_session_resumption(void **state) {
     reel_tls_ctx_free(ctx); /* frees the cached sessions (LeakSanitizer) */
 }
 
+/* TLS 1.2 (nginx 1.22's highest by default): the cache offers one session
+ * to every connection to the origin, and connections that end without
+ * close_notify, as proxied ones mostly do, must not spoil it. */
+static void test_resumption_tls12_unclean_close(void **state) {
+    (void)state;
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_tls_ctx_t *ctx = NULL;
+    assert_int_equal(reel_tls_ctx_new_client(reel_ca_cert_path(FX->ca), true, &ctx, &err),
+                     REEL_OK);
+    X509 *leaf = NULL;
+    assert_int_equal(reel_ca_leaf(FX->ca, "t12.test", &leaf, &err), REEL_OK);
+    raw_t r = raw_server(leaf, reel_ca_leaf_key(FX->ca)); /* one SSL_CTX: one ticket key */
+    assert_int_equal(SSL_CTX_set_max_proto_version(r.ctx, TLS1_2_VERSION), 1);
+    SSL_free(r.ssl);
+    for (int i = 0; i < 6; i++) {
+        r.ssl = SSL_new(r.ctx);
+        r.in = BIO_new(BIO_s_mem());
+        r.out = BIO_new(BIO_s_mem());
+        BIO_set_mem_eof_return(r.in, -1);
+        SSL_set_bio(r.ssl, r.in, r.out);
+        SSL_set_accept_state(r.ssl);
+        reel_tls_t *c = NULL;
+        reel_tls_client_opts_t o = {.host = "t12.test", .session_key = "t12.test:443"};
+        assert_int_equal(reel_tls_new_client(ctx, &o, &c, &err), REEL_OK);
+        assert_int_equal(raw_handshake(&r, c, &err), REEL_OK);
+        assert_string_equal(reel_tls_version(c), "TLSv1.2");
+        if (reel_tls_resumed(c) != (i > 0))
+            fail_msg("connection %d: resumed %d", i, reel_tls_resumed(c));
+        reel_tls_free(c); /* no close_notify */
+        SSL_free(r.ssl);
+    }
+    r.ssl = NULL;
+    raw_free(&r);
+    X509_free(leaf);
+    reel_tls_ctx_free(ctx);
+}
+
 static void test_client_ctx(void **state) {
     (void)state;
     /* System store plus the extra CA file: both work together. */
@@ -869,6 +907,7 @@ int main(void) {
         cmocka_unit_test(test_hostname_mismatch),
         cmocka_unit_test(test_client_ctx),
         cmocka_unit_test(test_session_resumption),
+        cmocka_unit_test(test_resumption_tls12_unclean_close),
         cmocka_unit_test(test_eof),
         cmocka_unit_test(test_garbage),
         cmocka_unit_test(test_bounded_buffers),
