@@ -122,11 +122,30 @@ reel_rc reel_index_open(const char *path, int create, sqlite3 **out, reel_err_t 
             goto out;
         }
     }
+    if (sqlite3_db_readonly(db, "main") == 1) {
+        /* SQLite fell back to read-only: the file is not writable for us.
+         * Opening a session writes (recovery, migrations, the WAL). */
+        rc = reel_err_set(err, REEL_IO,
+                          "%s is read-only for this user: reel opens a session for writing "
+                          "(recovery on open); copy the session somewhere writable, or fix "
+                          "its permissions",
+                          path);
+        goto out;
+    }
     /* The spool is the source of truth and the index can be rebuilt from
      * it, so commits need not wait for fsync (synchronous=NORMAL in WAL). */
     rc = reel_index_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", err);
     if (rc != REEL_OK) {
         reel_err_clear(err);
+        int code = sqlite3_extended_errcode(db) & 0xff;
+        if (code == SQLITE_READONLY || code == SQLITE_CANTOPEN || code == SQLITE_PERM) {
+            rc = reel_err_set(err, REEL_IO,
+                              "%s cannot be written (%s): reel opens a session for writing "
+                              "and needs to create session.db-wal and -shm beside it; copy the "
+                              "session somewhere writable, or fix its permissions",
+                              path, sqlite3_errmsg(db));
+            goto out;
+        }
         rc = reel_err_set(err, REEL_CORRUPT, "%s is damaged or not an SQLite database (%s)", path,
                           sqlite3_errmsg(db));
         goto out;

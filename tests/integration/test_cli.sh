@@ -184,6 +184,21 @@ has "$out" "--cacert $TMP/data/reel/reel-ca.pem" "ca explains curl"
 chmod 644 "$TMP/data/reel/reel-ca-key.pem"
 run 0 "$REEL" ca --path && has "$err" "should be 0600" "loose CA key warns"
 
+# --- a session.db this user cannot write: said so, not called damaged ---
+RO=$(mktemp -d /tmp/reel-ro.XXXXXX)
+mkdir -p "$RO/home" && cp -a "$REEL_HOME/demo" "$RO/home/demo"
+if [ "$(id -u)" = 0 ]; then
+  # root writes anyway: run as nobody, who can read but not write it
+  chmod -R a+rX "$RO"
+  as_user() { setpriv --reuid=65534 --regid=65534 --clear-groups env REEL_HOME="$RO/home" "$@"; }
+else
+  chmod 444 "$RO/home/demo/session.db"
+  as_user() { env REEL_HOME="$RO/home" "$@"; }
+fi
+run 1 as_user "$REEL" show demo && has "$err" "is read-only for this user" "read-only session.db"
+case "$err" in *damaged*|*repair*) bad "read-only session.db called damaged: $err" ;; *) ok ;; esac
+rm -rf "$RO"
+
 # --- rm ---
 run 1 "$REEL" rm demo </dev/null && has "$err" "pass --yes" "rm without a terminal"
 [ -d "$REEL_HOME/demo" ] && ok || bad "rm without --yes deleted the session"
