@@ -483,18 +483,23 @@ typedef struct {
     BIO *in, *out;
 } raw_t;
 
+/* A fresh server connection on r's SSL_CTX. */
+static void raw_accept(raw_t *r) {
+    r->ssl = SSL_new(r->ctx);
+    r->in = BIO_new(BIO_s_mem());
+    r->out = BIO_new(BIO_s_mem());
+    BIO_set_mem_eof_return(r->in, -1);
+    SSL_set_bio(r->ssl, r->in, r->out);
+    SSL_set_accept_state(r->ssl);
+}
+
 static raw_t raw_server(X509 *cert, EVP_PKEY *key) {
     raw_t r;
     r.ctx = SSL_CTX_new(TLS_server_method());
     assert_non_null(r.ctx);
     assert_int_equal(SSL_CTX_use_certificate(r.ctx, cert), 1);
     assert_int_equal(SSL_CTX_use_PrivateKey(r.ctx, key), 1);
-    r.ssl = SSL_new(r.ctx);
-    r.in = BIO_new(BIO_s_mem());
-    r.out = BIO_new(BIO_s_mem());
-    BIO_set_mem_eof_return(r.in, -1);
-    SSL_set_bio(r.ssl, r.in, r.out);
-    SSL_set_accept_state(r.ssl);
+    raw_accept(&r);
     return r;
 }
 
@@ -611,13 +616,19 @@ static bool resume_round(reel_tls_ctx_t *ctx, const char *host, const char *key,
     return resumed;
 }
 
-static void test_session_resumption(void **state) {
-    (void)state;
+/* A client context of its own (its own session cache) trusting reel's CA. */
+static reel_tls_ctx_t *own_client_ctx(void) {
     reel_err_t err;
     reel_err_clear(&err);
     reel_tls_ctx_t *ctx = NULL;
     assert_int_equal(reel_tls_ctx_new_client(reel_ca_cert_path(FX->ca), true, &ctx, &err),
                      REEL_OK);
+    return ctx;
+}
+
+static void test_session_resumption(void **state) {
+    (void)state;
+    reel_tls_ctx_t *ctx = own_client_ctx();
     /* No key: never resumed. */
     assert_false(resume_round(ctx, "a.test", NULL, false));
     assert_false(resume_round(ctx, "a.test", NULL, false));
@@ -654,21 +665,14 @@ static void test_resumption_tls12_unclean_close(void **state) {
     (void)state;
     reel_err_t err;
     reel_err_clear(&err);
-    reel_tls_ctx_t *ctx = NULL;
-    assert_int_equal(reel_tls_ctx_new_client(reel_ca_cert_path(FX->ca), true, &ctx, &err),
-                     REEL_OK);
+    reel_tls_ctx_t *ctx = own_client_ctx();
     X509 *leaf = NULL;
     assert_int_equal(reel_ca_leaf(FX->ca, "t12.test", &leaf, &err), REEL_OK);
     raw_t r = raw_server(leaf, reel_ca_leaf_key(FX->ca)); /* one SSL_CTX: one ticket key */
     assert_int_equal(SSL_CTX_set_max_proto_version(r.ctx, TLS1_2_VERSION), 1);
     SSL_free(r.ssl);
     for (int i = 0; i < 6; i++) {
-        r.ssl = SSL_new(r.ctx);
-        r.in = BIO_new(BIO_s_mem());
-        r.out = BIO_new(BIO_s_mem());
-        BIO_set_mem_eof_return(r.in, -1);
-        SSL_set_bio(r.ssl, r.in, r.out);
-        SSL_set_accept_state(r.ssl);
+        raw_accept(&r);
         reel_tls_t *c = NULL;
         reel_tls_client_opts_t o = {.host = "t12.test", .session_key = "t12.test:443"};
         assert_int_equal(reel_tls_new_client(ctx, &o, &c, &err), REEL_OK);
