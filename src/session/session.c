@@ -1382,6 +1382,19 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
                     problem(&v, "session.db is damaged (SQLite's quick_check: %s)", t);
             }
         sqlite3_finalize(c);
+        /* The full-text indexes against their tables (FTS5 integrity-check
+         * with rank 1). It takes a write lock, so not while another process
+         * records. */
+        static const char *const fts[] = {"url_fts", "annotation_fts"};
+        long holder = reel_session_recorder_pid(s);
+        for (size_t k = 0; k < 2 && (holder == 0 || holder == (long)getpid()); k++) {
+            char sql[128];
+            snprintf(sql, sizeof sql, "INSERT INTO %s(%s, rank) VALUES('integrity-check', 1)",
+                     fts[k], fts[k]);
+            if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+                problem(&v, "session.db: %s does not match what it indexes (%s)", fts[k],
+                        sqlite3_errmsg(s->db));
+        }
     }
     reel_buf_printf(&rep, "%zu segment%s, %llu frames checked, %llu problem%s\n", nseg,
                     nseg == 1 ? "" : "s", (unsigned long long)v.frames,

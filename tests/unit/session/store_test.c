@@ -655,6 +655,16 @@ static void test_url_fts_in_step(void **state) {
     free(rep);
     assert_fts(s, 9, 1);
     assert_verify(s, 1);
+    /* verify notices a full-text index that disagrees with flows */
+    assert_int_equal(reel_index_exec(reel_session_db(s),
+                                     "INSERT INTO url_fts(rowid, url) VALUES (2, 'stray words')",
+                                     NULL),
+                     REEL_OK);
+    char *vrep = NULL;
+    assert_int_equal(reel_session_verify(s, &vrep, NULL), REEL_CORRUPT);
+    if (strstr(vrep, "url_fts does not match") == NULL)
+        fail_msg("verify does not name url_fts:\n%s", vrep);
+    free(vrep);
     reel_session_close(s);
     rm_rf(home);
     free(home);
