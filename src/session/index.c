@@ -699,50 +699,27 @@ static reel_rc link_frame(reel_indexer_t *ix, frow *row, uint64_t fid, uint32_t 
 }
 
 /* Recognizes a Record whose event is request_body (12) or response_body
- * (14) straight from the protobuf wire format (schema/flow.proto) and
- * returns its flow id and data length. Returns 0 for anything else or
- * anything unusual, which then takes the full unpack path. */
+ * (14) without unpacking it, and returns its flow id and data length.
+ * Returns 0 for anything else or anything unusual, which then takes the
+ * full unpack path. */
 static int peek_body(const uint8_t *p, size_t len, uint64_t *fid, int *response, uint64_t *blen) {
-    size_t pos = 0;
-    int found = 0;
-    uint64_t id = 0;
-    while (pos < len) {
-        uint64_t key, v;
-        if (!reel_spool_read_varint(p, len, &pos, &key))
-            return 0;
-        uint64_t field = key >> 3, wt = key & 7;
-        if (wt == 0) {
-            if (!reel_spool_read_varint(p, len, &pos, &v))
-                return 0;
-            if (field == 1)
-                id = v;
-        } else if (wt == 2) {
-            if (!reel_spool_read_varint(p, len, &pos, &v) || v > len - pos)
-                return 0;
-            if (field == 12 || field == 14) {
-                /* BodyChunk: exactly one field, data = 1 (bytes). */
-                size_t q = pos, end = pos + (size_t)v;
-                uint64_t k2, dl;
-                if (q == end) {
-                    *blen = 0;
-                } else if (!reel_spool_read_varint(p, end, &q, &k2) || k2 != ((1 << 3) | 2) ||
-                           !reel_spool_read_varint(p, end, &q, &dl) || dl != end - q) {
-                    return 0;
-                } else {
-                    *blen = dl;
-                }
-                *response = field == 14;
-                found = 1;
-            } else {
-                return 0; /* another event: unpack it */
-            }
-            pos += (size_t)v;
-        } else {
-            return 0;
-        }
+    reel_spool_peek_t pk;
+    if (!reel_spool_peek_record(p, len, &pk) || (pk.event != 12 && pk.event != 14))
+        return 0;
+    /* BodyChunk: exactly one field, data = 1 (bytes), or empty. */
+    size_t q = pk.ev_off, end = pk.ev_off + pk.ev_len;
+    uint64_t k2, dl;
+    if (q == end) {
+        *blen = 0;
+    } else if (!reel_spool_read_varint(p, end, &q, &k2) || k2 != ((1 << 3) | 2) ||
+               !reel_spool_read_varint(p, end, &q, &dl) || dl != end - q) {
+        return 0;
+    } else {
+        *blen = dl;
     }
-    *fid = id;
-    return found;
+    *response = pk.event == 14;
+    *fid = pk.flow_id;
+    return 1;
 }
 
 reel_rc reel_indexer_add_frame(reel_indexer_t *ix, uint32_t segment, uint64_t off, size_t clen,

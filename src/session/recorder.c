@@ -218,37 +218,14 @@ static int fault(reel_recorder_t *r, reel_recorder_fault_op op) {
 /* Event field numbers of Record (schema/flow.proto). */
 enum { EV_START = 10, EV_END = 15, EV_ERROR = 16 };
 
-/* Reads the flow id and the event field number of an encoded Record
- * without unpacking it. Returns 0 if it does not parse. */
+/* The flow id and event field number of an encoded Record. Returns 0 if
+ * it does not parse. */
 static int peek_record(const uint8_t *p, size_t len, uint64_t *fid, unsigned *event) {
-    size_t pos = 0;
-    *fid = 0;
-    *event = 0;
-    while (pos < len) {
-        uint64_t key, v;
-        if (!reel_spool_read_varint(p, len, &pos, &key))
-            return 0;
-        uint64_t field = key >> 3, wt = key & 7;
-        if (wt == 0) {
-            if (!reel_spool_read_varint(p, len, &pos, &v))
-                return 0;
-            if (field == 1)
-                *fid = v;
-        } else if (wt == 2) {
-            if (!reel_spool_read_varint(p, len, &pos, &v) || v > len - pos)
-                return 0;
-            if (field >= EV_START && field <= EV_ERROR)
-                *event = (unsigned)field;
-            pos += (size_t)v;
-        } else if (wt == 1 && len - pos >= 8) {
-            pos += 8;
-        } else if (wt == 5 && len - pos >= 4) {
-            pos += 4;
-        } else {
-            return 0;
-        }
-    }
-    return 1;
+    reel_spool_peek_t pk;
+    int ok = reel_spool_peek_record(p, len, &pk);
+    *fid = ok ? pk.flow_id : 0;
+    *event = ok ? pk.event : 0;
+    return ok;
 }
 
 /* ---- the lost map (writer thread) ---- */

@@ -137,6 +137,43 @@ int reel_spool_read_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *
     return 0;
 }
 
+/* Event field numbers of Record: start = 10 .. error = 16. */
+#define EV_FIRST 10
+#define EV_LAST 16
+
+int reel_spool_peek_record(const uint8_t *p, size_t len, reel_spool_peek_t *out) {
+    size_t pos = 0;
+    memset(out, 0, sizeof *out);
+    while (pos < len) {
+        uint64_t key, v;
+        if (!reel_spool_read_varint(p, len, &pos, &key))
+            return 0;
+        uint64_t field = key >> 3, wt = key & 7;
+        if (wt == 0) {
+            if (!reel_spool_read_varint(p, len, &pos, &v))
+                return 0;
+            if (field == 1)
+                out->flow_id = v;
+        } else if (wt == 2) {
+            if (!reel_spool_read_varint(p, len, &pos, &v) || v > len - pos)
+                return 0;
+            if (field >= EV_FIRST && field <= EV_LAST) {
+                out->event = (unsigned)field;
+                out->ev_off = pos;
+                out->ev_len = (size_t)v;
+            }
+            pos += (size_t)v;
+        } else if (wt == 1 && len - pos >= 8) {
+            pos += 8;
+        } else if (wt == 5 && len - pos >= 4) {
+            pos += 4;
+        } else {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 reel_rc reel_spool_block_next(const uint8_t *block, size_t len, size_t *pos, const uint8_t **rec,
                               size_t *rec_len) {
     size_t p = *pos;

@@ -55,6 +55,19 @@ reel_rc reel_spool_frame_decode(const uint8_t *frame, size_t len, reel_buf_t *ou
  * Returns 1, or 0 if it is cut off or longer than 10 bytes. */
 int reel_spool_read_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *v);
 
+/** What reel_spool_peek_record sees of an encoded Record. */
+typedef struct {
+    uint64_t flow_id;   /* field 1, 0 if absent */
+    unsigned event;     /* field number of the event (the oneof), 0 if none */
+    size_t ev_off;      /* the event message's bytes: rec[ev_off .. ev_off + ev_len) */
+    size_t ev_len;
+} reel_spool_peek_t;
+
+/** Reads the flow id and the event of an encoded Record (schema/flow.proto)
+ * from the protobuf wire format, without unpacking it. As protobuf does, the
+ * last event field wins. Returns 0 if the wire format does not parse. */
+int reel_spool_peek_record(const uint8_t *rec, size_t len, reel_spool_peek_t *out);
+
 /** Iterates the records of a decompressed block. *pos starts at 0. On
  * REEL_OK sets *rec/ *rec_len (borrowed from block) and advances *pos;
  * returns REEL_NOTFOUND at the end, REEL_CORRUPT on a bad length. */

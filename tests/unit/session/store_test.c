@@ -20,6 +20,7 @@
 #include "unit/testutil.h"
 
 #include "base/mem.h"
+#include "flow.pb-c.h"
 #include "session/index.h"
 #include "session/recorder.h"
 #include "session/session.h"
@@ -612,6 +613,49 @@ static void assert_fts(reel_session_t *s, long long items, long long late) {
                      q1(s, "SELECT count(*) FROM flows WHERE url IS NOT NULL"));
 }
 
+/* reel_spool_peek_record reads what protobuf-c reads: the flow id, the
+ * event (the last one if a forged record has two) and the event's bytes. */
+static void test_peek_record(void **state) {
+    uint8_t data[300];
+    memset(data, 'x', sizeof data);
+    Reel__BodyChunk bc = REEL__BODY_CHUNK__INIT;
+    bc.data.data = data;
+    bc.data.len = sizeof data;
+    Reel__Record rec = REEL__RECORD__INIT;
+    rec.flow_id = 1234567;
+    rec.time_us = 99;
+    rec.event_case = REEL__RECORD__EVENT_RESPONSE_BODY;
+    rec.response_body = &bc;
+    uint8_t buf[512];
+    size_t n = reel__record__pack(&rec, buf);
+    reel_spool_peek_t pk;
+    assert_int_equal(reel_spool_peek_record(buf, n, &pk), 1);
+    assert_int_equal(pk.flow_id, 1234567);
+    assert_int_equal(pk.event, REEL__RECORD__EVENT_RESPONSE_BODY);
+    assert_int_equal(pk.ev_len, reel__body_chunk__get_packed_size(&bc));
+    Reel__BodyChunk *back = reel__body_chunk__unpack(NULL, pk.ev_len, buf + pk.ev_off);
+    assert_non_null(back);
+    assert_int_equal(back->data.len, sizeof data);
+    reel__body_chunk__free_unpacked(back, NULL);
+    /* Cut anywhere inside, it does not parse (or parses as less). */
+    for (size_t k = 0; k < n; k++) {
+        if (reel_spool_peek_record(buf, k, &pk))
+            assert_true(pk.event == 0 || pk.ev_off + pk.ev_len <= k);
+    }
+    /* Two events: the last one wins, as for protobuf-c. */
+    Reel__FlowEnd fe = REEL__FLOW_END__INIT;
+    Reel__Record end = REEL__RECORD__INIT;
+    end.flow_id = 1234567;
+    end.event_case = REEL__RECORD__EVENT_END;
+    end.end = &fe;
+    size_t m = reel__record__pack(&end, buf + n);
+    assert_int_equal(reel_spool_peek_record(buf, n + m, &pk), 1);
+    Reel__Record *u = reel__record__unpack(NULL, n + m, buf);
+    assert_non_null(u);
+    assert_int_equal(pk.event, (unsigned)u->event_case);
+    reel__record__free_unpacked(u, NULL);
+}
+
 static void test_url_fts_in_step(void **state) {
     char *home = tmp_home();
     reel_session_t *s = open_rec(home, "f");
@@ -849,6 +893,7 @@ int main(void) {
         cmocka_unit_test(test_torn_tail_past_index),
         cmocka_unit_test(test_frames_past_index_are_indexed),
         cmocka_unit_test(test_flipped_byte_verify_and_repair),
+        cmocka_unit_test(test_peek_record),
         cmocka_unit_test(test_url_fts_in_step),
         cmocka_unit_test(test_scan_ahead_same_as_scan),
         cmocka_unit_test(test_lock_names_pid),
