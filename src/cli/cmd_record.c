@@ -225,6 +225,7 @@ static int run(reel_cli_t *cli, int argc, char **argv, int resume) {
     reel_ca_t *ca = NULL;
     char *name = NULL;
     int c, explicit_listen = 0, loop_ready = 0;
+    int created = 0, served = 0; /* this run made the session; the proxy ran */
     while ((c = getopt_long(argc, argv, "hl:s:", opts, NULL)) != -1) {
         if (c == 'l') {
             if (parse_listen(&r, optarg) != 0) {
@@ -257,6 +258,7 @@ static int run(reel_cli_t *cli, int argc, char **argv, int resume) {
     name = nargs ? reel_strdup(argv[optind]) : default_name();
     r.session = reel_cli_open(cli, name, resume ? REEL_OPEN_RECORD
                                                 : REEL_OPEN_RECORD | REEL_OPEN_CREATE | REEL_OPEN_NEW);
+    created = r.session != NULL && !resume;
     if (r.session == NULL) {
         if (!resume) {
             reel_err_t e;
@@ -334,6 +336,7 @@ static int run(reel_cli_t *cli, int argc, char **argv, int resume) {
             reel_proxy_port(r.proxy), v6 ? "[" : "", lh, v6 ? "]" : "",
             reel_proxy_port(r.proxy), reel_ca_cert_path(ca));
     fflush(stderr);
+    served = 1;
     uv_run(&r.loop, UV_RUN_DEFAULT);
 out:
     if (loop_ready) {
@@ -364,6 +367,17 @@ out:
     reel_ca_free(ca);
     reel_config_free(cfg);
     reel_session_close(r.session);
+    if (created && !served) {
+        /* It never recorded anything: do not leave an empty session that
+         * the next `reel record NAME` would refuse as existing. */
+        reel_err_t e;
+        reel_err_clear(&e);
+        if (reel_session_remove(reel_cli_home(cli), name, &e) == REEL_OK)
+            fprintf(stderr, "reel: removed session '%s' again (the proxy did not start)\n", name);
+        else
+            fprintf(stderr, "reel: session '%s' was created but the proxy did not start; %s\n",
+                    name, reel_err_str(&e));
+    }
     for (size_t i = 0; i < r.nsets; i++)
         free(r.sets[i]);
     free(r.sets);

@@ -1733,9 +1733,16 @@ static void raise_fd_limit(void) {
     }
 }
 
+/* A listener that failed to bind or listen is the loop's until its close
+ * callback has run: the proxy struct holding it is freed only then. */
+static void on_failed_listener_closed(uv_handle_t *h) {
+    free(h->data);
+}
+
 reel_rc reel_proxy_start(uv_loop_t *loop, const reel_config_t *cfg, reel_recorder_t *rec,
                          reel_ca_t *ca, reel_proxy_t **out, reel_err_t *err) {
     reel_rc rc = REEL_OK;
+    bool listener_closing = false;
     raise_fd_limit();
     reel_proxy_t *p = reel_calloc(1, sizeof *p);
     p->loop = loop;
@@ -1770,7 +1777,8 @@ reel_rc reel_proxy_start(uv_loop_t *loop, const reel_config_t *cfg, reel_recorde
         e = uv_listen((uv_stream_t *)&p->listener, 1024, on_connection);
     freeaddrinfo(res);
     if (e != 0) {
-        uv_close((uv_handle_t *)&p->listener, NULL);
+        uv_close((uv_handle_t *)&p->listener, on_failed_listener_closed);
+        listener_closing = true;
         rc = reel_err_set(err, REEL_IO, "cannot listen on %s:%d: %s", host, port, uv_strerror(e));
         goto out;
     }
@@ -1790,7 +1798,8 @@ out:
             pcre2_code_free(p->ignore[i]);
         free(p->ignore);
         free(p->proxyauth_b64);
-        free(p);
+        if (!listener_closing)
+            free(p); /* else on_failed_listener_closed frees it */
         p = NULL;
     }
     *out = p;

@@ -199,6 +199,25 @@ run 1 as_user "$REEL" show demo && has "$err" "is read-only for this user" "read
 case "$err" in *damaged*|*repair*) bad "read-only session.db called damaged: $err" ;; *) ok ;; esac
 rm -rf "$RO"
 
+# --- a listen address in use: a clear error, no crash, no empty session left ---
+/usr/bin/python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+print(s.getsockname()[1], flush=True); time.sleep(60)' >"$TMP/busy.port" &
+busy_pid=$!
+for _ in $(seq 50); do [ -s "$TMP/busy.port" ] && break; sleep 0.1; done
+busy_port=$(cat "$TMP/busy.port")
+run 1 "$REEL" record busy --listen "127.0.0.1:$busy_port" && has "$err" "address already in use" "listen on a busy port"
+case "$err" in *Assertion*|*Abort*) bad "record on a busy port crashed: $err" ;; *) ok ;; esac
+run 1 "$REEL" show busy && has "$err" "no session 'busy'" "the failed record left no session"
+"$REEL" record busy --listen 127.0.0.1:0 </dev/null >/dev/null 2>"$TMP/rec.err" &
+rec_pid=$!
+for _ in $(seq 50); do grep -q "proxy listening" "$TMP/rec.err" && break; sleep 0.1; done
+kill -INT "$rec_pid"; wait "$rec_pid" && ok || bad "record on a free port: $(cat "$TMP/rec.err")"
+run 1 "$REEL" resume busy --listen "127.0.0.1:$busy_port" && has "$err" "address already in use" "resume on a busy port"
+run 0 "$REEL" show busy && ok || bad "a failed resume must keep the session"
+kill "$busy_pid"; wait "$busy_pid" 2>/dev/null
+"$REEL" rm --yes busy >/dev/null 2>&1
+
 # --- rm ---
 run 1 "$REEL" rm demo </dev/null && has "$err" "pass --yes" "rm without a terminal"
 [ -d "$REEL_HOME/demo" ] && ok || bad "rm without --yes deleted the session"
