@@ -349,6 +349,11 @@ class LifecycleTest(unittest.TestCase):
         try:
             self.assertEqual(curl(r, o.url("/100b?resumed", https=True)).stdout, b"x" * 99 + b"\n")
             self.assertEqual(len(r.wait_flows(3)), 3)
+            # verify beside the running recorder passes, and recording goes on
+            live = r.cli("verify", "verify")
+            self.assertEqual(live.returncode, 0, live.stderr)
+            self.assertEqual(curl(r, o.url("/100b?after-verify", https=True)).returncode, 0)
+            self.assertEqual(len(r.wait_flows(4)), 4)
         finally:
             self.assertEqual(r.stop(signal.SIGTERM), 0)
         self.assertEqual(r.cli("verify", "verify").returncode, 0)
