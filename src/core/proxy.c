@@ -110,7 +110,7 @@ struct conn {
     /* The head of a request that may be sent again on a new upstream
      * connection if a reused one closes before answering (empty: may not). */
     reel_buf_t retry_head;
-    bool retry_is_head, retried, up_reused;
+    bool retry_is_head, retried;
 };
 
 struct reel_proxy {
@@ -900,7 +900,7 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
     }
     /* An absolute "https://" URL sent in the clear goes to the origin
      * over TLS, like any https request. */
-    c->up_reused = upstream_for(c, https, host, port, c->in_tunnel ? c->tunnel_sni : NULL);
+    bool reused = upstream_for(c, https, host, port, c->in_tunnel ? c->tunnel_sni : NULL);
     start_flow(c, h, https, host, port, path);
     reel_h1_expect_response(c->resp, h->is_head, false);
     reel_buf_t out;
@@ -914,7 +914,7 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
     reel_buf_reset(&c->retry_head);
     c->retried = false;
     c->retry_is_head = h->is_head;
-    if (c->up_reused && !c->upgrade && retryable_method(h->method) &&
+    if (reused && !c->upgrade && retryable_method(h->method) &&
         (h->framing == REEL_H1_BODY_NONE ||
          (h->framing == REEL_H1_BODY_LENGTH && h->content_length == 0)))
         reel_buf_append(&c->retry_head, out.data, out.len);
