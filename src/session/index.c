@@ -234,7 +234,7 @@ enum {
     C_URL, C_VERSION, C_REASON, C_REQ_CT, C_RESP_CT, C_ERROR, C_NSTR
 };
 enum { I_START, I_REQ_END, I_RESP_START, I_END, I_PORT, I_STATUS, I_REQ_SIZE, I_RESP_SIZE,
-       I_REQ_TRUNC, I_RESP_TRUNC, I_NINT };
+       I_REQ_TRUNC, I_RESP_TRUNC, I_GENERATED, I_REQ_DROPPED, I_RESP_DROPPED, I_NINT };
 
 /* One flows row being assembled. Integers use INT64_MIN for NULL. */
 typedef struct frow {
@@ -287,7 +287,8 @@ static const char *const str_cols[C_NSTR] = {
     "error"};
 static const char *const int_cols[I_NINT] = {
     "start_us", "request_end_us", "response_start_us", "end_us", "port", "status",
-    "request_body_size", "response_body_size", "request_truncated", "response_truncated"};
+    "request_body_size", "response_body_size", "request_truncated", "response_truncated",
+    "response_generated", "request_body_dropped", "response_body_dropped"};
 
 #define ARENA_SIZE (64u * 1024u)
 
@@ -491,6 +492,7 @@ static frow *map_get(reel_indexer_t *ix, uint64_t id) {
     for (int k = 0; k < I_NINT; k++)
         r->i[k] = NUL64;
     r->i[I_REQ_SIZE] = r->i[I_RESP_SIZE] = r->i[I_REQ_TRUNC] = r->i[I_RESP_TRUNC] = 0;
+    r->i[I_GENERATED] = r->i[I_REQ_DROPPED] = r->i[I_RESP_DROPPED] = 0;
     /* A flow that started in an earlier transaction: continue from its row. */
     sqlite3_bind_int64(ix->load, 1, (sqlite3_int64)id);
     if (sqlite3_step(ix->load) == SQLITE_ROW) {
@@ -591,6 +593,7 @@ static void apply(frow *r, const Reel__Record *rec) {
     case REEL__RECORD__EVENT_RESPONSE_HEAD: {
         const Reel__ResponseHead *h = rec->response_head;
         r->i[I_STATUS] = h->status;
+        r->i[I_GENERATED] = h->generated;
         set_str(r, C_REASON, (const char *)h->reason.data, h->reason.len);
         if (r->i[I_RESP_START] == NUL64)
             r->i[I_RESP_START] = rec->time_us;
@@ -615,6 +618,10 @@ static void apply(frow *r, const Reel__Record *rec) {
             r->i[I_REQ_END] = e->request_end_us;
         if (e->response_start_us)
             r->i[I_RESP_START] = e->response_start_us;
+        r->i[I_REQ_DROPPED] = (int64_t)e->request_body_dropped;
+        r->i[I_RESP_DROPPED] = (int64_t)e->response_body_dropped;
+        if (e->server_addr && e->server_addr[0])
+            set_cstr(r, C_SERVER, e->server_addr);
         r->finished = 1;
         break;
     }
@@ -627,6 +634,14 @@ static void apply(frow *r, const Reel__Record *rec) {
             r->i[I_REQ_SIZE] = (int64_t)e->request_body_size;
         if (e->response_body_size)
             r->i[I_RESP_SIZE] = (int64_t)e->response_body_size;
+        if (e->request_end_us)
+            r->i[I_REQ_END] = e->request_end_us;
+        if (e->response_start_us)
+            r->i[I_RESP_START] = e->response_start_us;
+        r->i[I_REQ_DROPPED] = (int64_t)e->request_body_dropped;
+        r->i[I_RESP_DROPPED] = (int64_t)e->response_body_dropped;
+        if (e->server_addr && e->server_addr[0])
+            set_cstr(r, C_SERVER, e->server_addr);
         r->finished = 1;
         break;
     }

@@ -1308,6 +1308,7 @@ void reel_recorder_response_head(reel_rflow_t *f, const reel_response_head_t *h)
     rh.n_headers = h->n_headers;
     rh.headers = headers_pb(h->headers, h->n_headers, store);
     rh.body_decoded = h->body_decoded != 0;
+    rh.generated = h->generated != 0;
     Reel__Record rec = REEL__RECORD__INIT;
     rec.flow_id = f->id;
     rec.time_us = now_or(h->time_us);
@@ -1389,24 +1390,52 @@ void reel_recorder_response_body(reel_rflow_t *f, const void *data, size_t len) 
     body(f, 1, data, len);
 }
 
-static void end_with_error(reel_rflow_t *f, const char *message, int64_t time_us) {
+static void fill_timings(Reel__Timings *tm, const reel_timings_t *t) {
+    tm->blocked_us = t->blocked_us;
+    tm->dns_us = t->dns_us;
+    tm->connect_us = t->connect_us;
+    tm->send_us = t->send_us;
+    tm->wait_us = t->wait_us;
+    tm->receive_us = t->receive_us;
+    tm->ssl_us = t->ssl_us;
+}
+
+static void end_with_error(reel_rflow_t *f, const char *message, const reel_flow_end_t *e) {
     Reel__FlowError fe = REEL__FLOW_ERROR__INIT;
+    Reel__Timings tm = REEL__TIMINGS__INIT;
     fe.message = (char *)message;
     fe.request_body_size = f->req_seen;
     fe.response_body_size = f->resp_seen;
+    fe.request_end_us = e->request_end_us;
+    fe.response_start_us = e->response_start_us;
+    fe.server_addr = (char *)(e->server_addr ? e->server_addr : "");
+    if (e->timings) {
+        fill_timings(&tm, e->timings);
+        fe.timings = &tm;
+    }
     Reel__Record rec = REEL__RECORD__INIT;
     rec.flow_id = f->id;
-    rec.time_us = now_or(time_us);
+    rec.time_us = now_or(e->time_us);
     rec.event_case = REEL__RECORD__EVENT_ERROR;
     rec.error = &fe;
     enqueue(f->rec, NULL, &rec, 1);
 }
 
-void reel_recorder_flow_end(reel_rflow_t *f, const reel_timings_t *timings, int64_t time_us,
-                            int64_t request_end_us, int64_t response_start_us) {
+void reel_recorder_flow_finish(reel_rflow_t *f, const reel_flow_end_t *e) {
+    static const reel_flow_end_t none = {0};
     if (f == NULL)
         return;
-    if (f->id && f->dropped) {
+    if (e == NULL)
+        e = &none;
+    if (f->id && e->error) {
+        char msg[REEL_ERR_MSG_MAX];
+        if (f->dropped)
+            snprintf(msg, sizeof msg, "%s (and capture fell behind: %llu records not recorded)",
+                     e->error, (unsigned long long)f->dropped);
+        else
+            snprintf(msg, sizeof msg, "%s", e->error);
+        end_with_error(f, msg, e);
+    } else if (f->id && f->dropped) {
         char msg[160];
         if (f->body_admit < 0)
             snprintf(msg, sizeof msg,
@@ -1415,7 +1444,7 @@ void reel_recorder_flow_end(reel_rflow_t *f, const reel_timings_t *timings, int6
             snprintf(msg, sizeof msg,
                      "capture fell behind the disk: %llu records of this flow were not recorded",
                      (unsigned long long)f->dropped);
-        end_with_error(f, msg, time_us);
+        end_with_error(f, msg, e);
     } else if (f->id) {
         Reel__FlowEnd fe = REEL__FLOW_END__INIT;
         Reel__Timings tm = REEL__TIMINGS__INIT;
@@ -1423,21 +1452,16 @@ void reel_recorder_flow_end(reel_rflow_t *f, const reel_timings_t *timings, int6
         fe.response_body_size = f->resp_seen;
         fe.request_truncated = f->req_seen > f->req_stored;
         fe.response_truncated = f->resp_seen > f->resp_stored;
-        fe.request_end_us = request_end_us;
-        fe.response_start_us = response_start_us;
-        if (timings) {
-            tm.blocked_us = timings->blocked_us;
-            tm.dns_us = timings->dns_us;
-            tm.connect_us = timings->connect_us;
-            tm.send_us = timings->send_us;
-            tm.wait_us = timings->wait_us;
-            tm.receive_us = timings->receive_us;
-            tm.ssl_us = timings->ssl_us;
+        fe.request_end_us = e->request_end_us;
+        fe.response_start_us = e->response_start_us;
+        fe.server_addr = (char *)(e->server_addr ? e->server_addr : "");
+        if (e->timings) {
+            fill_timings(&tm, e->timings);
             fe.timings = &tm;
         }
         Reel__Record rec = REEL__RECORD__INIT;
         rec.flow_id = f->id;
-        rec.time_us = now_or(time_us);
+        rec.time_us = now_or(e->time_us);
         rec.event_case = REEL__RECORD__EVENT_END;
         rec.end = &fe;
         enqueue(f->rec, NULL, &rec, 1);
@@ -1445,19 +1469,18 @@ void reel_recorder_flow_end(reel_rflow_t *f, const reel_timings_t *timings, int6
     free(f);
 }
 
+void reel_recorder_flow_end(reel_rflow_t *f, const reel_timings_t *timings, int64_t time_us,
+                            int64_t request_end_us, int64_t response_start_us) {
+    reel_flow_end_t e = {.timings = timings,
+                         .time_us = time_us,
+                         .request_end_us = request_end_us,
+                         .response_start_us = response_start_us};
+    reel_recorder_flow_finish(f, &e);
+}
+
 void reel_recorder_flow_error(reel_rflow_t *f, const char *message, int64_t time_us) {
-    if (f == NULL)
-        return;
-    if (f->id) {
-        char msg[REEL_ERR_MSG_MAX];
-        if (f->dropped)
-            snprintf(msg, sizeof msg, "%s (and capture fell behind: %llu records not recorded)",
-                     message, (unsigned long long)f->dropped);
-        else
-            snprintf(msg, sizeof msg, "%s", message);
-        end_with_error(f, msg, time_us);
-    }
-    free(f);
+    reel_flow_end_t e = {.error = message, .time_us = time_us};
+    reel_recorder_flow_finish(f, &e);
 }
 
 reel_rc reel_recorder_flush(reel_recorder_t *r, reel_err_t *err) {

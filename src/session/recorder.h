@@ -117,6 +117,7 @@ typedef struct {
     const reel_header_t *headers;
     size_t n_headers;
     int body_decoded;
+    int generated;   /* reel itself sent this response (refusal, origin failure) */
     int64_t time_us; /* 0 = now */
 } reel_response_head_t;
 
@@ -157,6 +158,20 @@ void reel_recorder_flow_end(reel_rflow_t *f, const reel_timings_t *timings, int6
 
 /** Ends the flow with an error message and frees f. time_us 0 = now. */
 void reel_recorder_flow_error(reel_rflow_t *f, const char *message, int64_t time_us);
+
+/** How a flow ended; every field optional (zero/NULL = unknown). Borrowed
+ * for the call. */
+typedef struct {
+    const char *error;             /* NULL: ended normally; else why it failed */
+    const reel_timings_t *timings; /* phases, -1 for those that did not happen */
+    int64_t time_us;               /* 0 = now */
+    int64_t request_end_us, response_start_us;
+    const char *server_addr;       /* "ip:port" of the origin, if one was reached */
+} reel_flow_end_t;
+
+/** Ends the flow (FlowEnd, or FlowError when e->error is set) and frees f.
+ * reel_recorder_flow_end and reel_recorder_flow_error are shorthands. */
+void reel_recorder_flow_finish(reel_rflow_t *f, const reel_flow_end_t *e);
 
 /** Waits until the writer has dealt with every record queued so far: it is
  * in the spool and indexed, or it was dropped. Returns the writer's sticky

@@ -675,11 +675,17 @@ static void test_url_fts_in_step(void **state) {
     reel_recorder_flow_end(late, NULL, 0, 0, 0);
     stop(r);
     assert_fts(s, 6, 1);
-    /* Make it a schema 1 session (per-row triggers): opening migrates it. */
+    /* Make it a schema 1 session (per-row triggers, none of schema 3's
+     * columns): opening migrates it. */
     assert_int_equal(
         reel_index_exec(reel_session_db(s),
                         "CREATE TRIGGER flows_fts_ai AFTER INSERT ON flows WHEN new.url IS NOT "
                         "NULL BEGIN INSERT INTO url_fts(rowid, url) VALUES (new.id, new.url); END;"
+                        "DROP INDEX flows_damaged; DROP TABLE flow_damage;"
+                        "ALTER TABLE flows DROP COLUMN response_generated;"
+                        "ALTER TABLE flows DROP COLUMN request_body_dropped;"
+                        "ALTER TABLE flows DROP COLUMN response_body_dropped;"
+                        "ALTER TABLE flows DROP COLUMN damaged;"
                         "PRAGMA user_version = 1;",
                         NULL),
         REEL_OK);
