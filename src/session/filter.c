@@ -9,16 +9,31 @@
  *   and     := unary { '&' unary }
  *   unary   := '!' unary | primary
  *   primary := '(' seq ')' | '~d' VALUE | '~u' VALUE | '~m' VALUE
- *            | '~c' VALUE | '~tag' VALUE | '~marked' | VALUE   (bare: ~u)
+ *            | '~c' CODE | '~tag' VALUE | '~marked' | '~damaged'
+ *            | VALUE                        (bare: ~u)
  *   VALUE   := WORD | '...' | "..."
+ *   CODE    := DIGITS | '...' | "..."
  *
  * A WORD runs until whitespace or one of ( ) ~ ' " (mitmproxy's
- * CharsNotIn("()~'\"" + whitespace)); in term position a word cannot start
- * with ! & |, which are operators there, but an argument may ("~u !x|y"
- * is the regex "!x|y"). An operator name runs until whitespace or one of
- * ( ) ~ ' " & | !. Inside quotes, a backslash before the quote character
- * stands for the quote; every other backslash is kept as written, together
- * with the character after it, so regex escapes ("\d", "\\") pass through.
+ * CharsNotIn("()~'\"" + whitespace)), so it may hold | & ! ("~d a|b" is
+ * the regex "a|b", as in mitmproxy). DIGITS (mitmproxy's Word(nums)) also
+ * end at & and |, so "~c 200|~c 404" is an "or" there and here. An
+ * operator name runs until whitespace or one of ( ) ~ ' " & | !. Inside
+ * quotes, a backslash before the quote character stands for the quote;
+ * every other backslash is kept as written, together with the character
+ * after it, so regex escapes ("\d", "\\") pass through.
+ *
+ * Where mitmproxy's reading is not what the text says to a reader, reel
+ * refuses the filter and names the column (check_word(), check_next()),
+ * rather than silently match something else:
+ * - an unquoted WORD that ends in '|' or '&': "~m POST|~m PUT" would be
+ *   the regex "POST|" (which matches every method) and "~m PUT";
+ * - an argument that starts with '!', '&' or '|': "~d !x" is not "!~d x";
+ * - a WORD cut short by ( ~ ' " rather than by whitespace or ')':
+ *   "~m ^(GET|POST)$" would be "~m ^" and the URL regexes "GET|POST"
+ *   and "$";
+ * - a quoted argument or CODE followed by anything but whitespace, ')',
+ *   '&', '|' or the end ("'a'b", "~c 200x").
  *
  * The parser builds a small tree, rewrites it into negation normal form with
  * chains of one kind flattened, then emits SQL with as few parentheses as
@@ -79,6 +94,7 @@ typedef enum {
     N_CODE,  /* num */
     N_TAG,   /* value */
     N_MARKED,
+    N_DAMAGED,
     N_NOT, /* kids[0] */
     N_AND, /* kids[0..nkids) */
     N_OR,
@@ -173,6 +189,14 @@ static size_t skip_space(const parser_t *p, size_t i) {
 
 static size_t scan_word(const parser_t *p, size_t i) {
     while (i < p->len && !ends_word(p->src[i]))
+        i++;
+    return i;
+}
+
+/* Scans an unquoted status code: a word that also ends at & and |, as
+ * mitmproxy's Word(nums) does, so that "~c 200|~c 404" is an "or". */
+static size_t scan_code(const parser_t *p, size_t i) {
+    while (i < p->len && !ends_word(p->src[i]) && p->src[i] != '&' && p->src[i] != '|')
         i++;
     return i;
 }
@@ -331,18 +355,84 @@ typedef struct {
     node_kind kind;
     field_t field;
     const char *expects; /* NULL: takes no argument */
+    const char *noun;    /* the argument, in messages */
 } op_t;
 
 /* clang-format off */
 static const op_t OPS[] = {
-    {"~d", N_REGEX, F_HOST, "a regex"},
-    {"~u", N_REGEX, F_URL, "a regex"},
-    {"~m", N_REGEX, F_METHOD, "a regex"},
-    {"~c", N_CODE, F_HOST, "an integer status code"},
-    {"~tag", N_TAG, F_HOST, "a tag name"},
-    {"~marked", N_MARKED, F_HOST, NULL},
+    {"~d", N_REGEX, F_HOST, "a regex", "regex"},
+    {"~u", N_REGEX, F_URL, "a regex", "regex"},
+    {"~m", N_REGEX, F_METHOD, "a regex", "regex"},
+    {"~c", N_CODE, F_HOST, "an integer status code", "status code"},
+    {"~tag", N_TAG, F_HOST, "a tag name", "tag name"},
+    {"~marked", N_MARKED, F_HOST, NULL, NULL},
+    {"~damaged", N_DAMAGED, F_HOST, NULL, NULL},
 };
 /* clang-format on */
+
+#define KNOWN_OPS "~d ~u ~m ~c ~tag ~marked ~damaged"
+
+/* Checks what follows argument token a (a word, a quoted string or, if
+ * code, a status code): whitespace, ')' or the end, and after a quoted
+ * string or a code also '&' or '|'. Anything else is refused rather than
+ * read as juxtaposition the way mitmproxy does: "~m ^(GET|POST)$" would be
+ * "~m ^" and "(GET|POST)", "'a'b" would be "'a' b". */
+static reel_rc check_next(parser_t *p, const tok_t *a, const char *noun, bool code) {
+    size_t i = a->end;
+    if (i >= p->len || is_space(p->src[i]) || p->src[i] == ')')
+        return REEL_OK;
+    char c = p->src[i];
+    if ((a->kind == T_QUOTED || code) && (c == '&' || c == '|'))
+        return REEL_OK;
+    char cbuf[SHOW_BUF], wbuf[SHOW_BUF];
+    show(cbuf, &c, 1);
+    if (a->kind == T_QUOTED)
+        return reel_err_set(p->err, REEL_INVALID,
+                            "filter: %s at column %zu right after a quoted %s: put a space "
+                            "before it",
+                            cbuf, i + 1, noun);
+    show(wbuf, p->src + a->start, a->end - a->start);
+    if (code)
+        return reel_err_set(p->err, REEL_INVALID,
+                            "filter: %s at column %zu right after the %s %s: put a space "
+                            "before it",
+                            cbuf, i + 1, noun, wbuf);
+    return reel_err_set(p->err, REEL_INVALID,
+                        "filter: %s at column %zu right after the unquoted %s %s: quote the "
+                        "whole %s, or put a space before %s",
+                        cbuf, i + 1, noun, wbuf, noun, cbuf);
+}
+
+/* Checks the edges of an unquoted word a given as the argument of op (NULL
+ * for a bare word): it may not start with '!', '&' or '|', which read as
+ * operators ("~d !x" is not "!~d x"), nor end in an unescaped '&' or '|'
+ * ("~m POST|~m PUT" would be the regex "POST|", which matches everything,
+ * and "~m PUT"). */
+static reel_rc check_word(parser_t *p, const op_t *op, const tok_t *a, const char *noun) {
+    char buf[SHOW_BUF];
+    const char *w = p->src + a->start;
+    size_t n = a->end - a->start;
+    if (op != NULL && (w[0] == '!' || w[0] == '&' || w[0] == '|'))
+        return reel_err_set(p->err, REEL_INVALID,
+                            "filter: %s expects %s at column %zu, got '%c'%s; quote a %s that "
+                            "starts with '%c'",
+                            op->name, op->expects, a->start + 1, w[0],
+                            w[0] == '!' ? " (for \"not\", put '!' before the operator)" : "", noun,
+                            w[0]);
+    char last = w[n - 1];
+    if (last != '&' && last != '|')
+        return REEL_OK;
+    size_t bs = 0; /* backslashes before it: an odd count escapes it */
+    while (bs < n - 1 && w[n - 2 - bs] == '\\')
+        bs++;
+    if (bs % 2 == 1)
+        return REEL_OK;
+    return reel_err_set(p->err, REEL_INVALID,
+                        "filter: unquoted %s %s ends in '%c' at column %zu: for \"%s\", put "
+                        "spaces around '%c'; for a %s, quote it",
+                        noun, show(buf, w, n), last, a->end, last == '|' ? "or" : "and", last,
+                        noun);
+}
 
 static reel_rc parse_seq(parser_t *p, node_t **out);
 
@@ -398,8 +488,7 @@ static reel_rc parse_op(parser_t *p, const tok_t *t, node_t **out) {
     if (op == NULL) {
         char buf[SHOW_BUF];
         rc = reel_err_set(p->err, REEL_INVALID,
-                          "filter: unknown operator %s at column %zu "
-                          "(known: ~d ~u ~m ~c ~tag ~marked)",
+                          "filter: unknown operator %s at column %zu (known: " KNOWN_OPS ")",
                           show(buf, p->src + t->start, tlen), t->start + 1);
         goto out;
     }
@@ -409,7 +498,7 @@ static reel_rc parse_op(parser_t *p, const tok_t *t, node_t **out) {
     if (op->expects == NULL)
         goto out;
 
-    /* The argument: a quoted string or a word, which may start with ! & |. */
+    /* The argument: a quoted string or a word (for ~c, digits). */
     tok_t a;
     a.start = skip_space(p, p->pos);
     char c = a.start < p->len ? p->src[a.start] : '\0';
@@ -419,7 +508,13 @@ static reel_rc parse_op(parser_t *p, const tok_t *t, node_t **out) {
             goto out;
     } else if (a.start < p->len && !ends_word(c)) {
         a.kind = T_WORD;
-        a.end = scan_word(p, a.start);
+        if (op->kind == N_CODE) {
+            a.end = scan_code(p, a.start);
+        } else {
+            a.end = scan_word(p, a.start);
+            if ((rc = check_word(p, op, &a, op->noun)) != REEL_OK)
+                goto out;
+        }
     } else {
         char buf[SHOW_BUF];
         p->pos = a.start;
@@ -427,6 +522,12 @@ static reel_rc parse_op(parser_t *p, const tok_t *t, node_t **out) {
             goto out;
         rc = reel_err_set(p->err, REEL_INVALID, "filter: %s expects %s at column %zu, got %s",
                           op->name, op->expects, a.start + 1, describe(p, &a, buf));
+        goto out;
+    }
+    if (a.end == a.start) { /* ~c followed by & or | */
+        char buf[SHOW_BUF];
+        rc = reel_err_set(p->err, REEL_INVALID, "filter: %s expects %s at column %zu, got %s",
+                          op->name, op->expects, a.start + 1, show(buf, p->src + a.start, 1));
         goto out;
     }
     p->pos = a.end;
@@ -448,6 +549,8 @@ static reel_rc parse_op(parser_t *p, const tok_t *t, node_t **out) {
     default:
         break;
     }
+    if ((rc = check_next(p, &a, op->noun, op->kind == N_CODE)) != REEL_OK)
+        goto out;
     n->value = v;
     n->vlen = vlen;
     v = NULL;
@@ -514,11 +617,15 @@ static reel_rc parse_unary(parser_t *p, node_t **out) {
     case T_QUOTED: {
         if ((rc = count_term(p, t.start)) != REEL_OK)
             goto out;
+        if (t.kind == T_WORD && (rc = check_word(p, NULL, &t, "regex")) != REEL_OK)
+            goto out;
         p->pos = t.end;
         n = node_new(N_REGEX);
         n->field = F_URL;
         n->value = value_text(p, &t, &n->vlen);
-        rc = check_regex(p, &t, n->value, n->vlen);
+        if ((rc = check_regex(p, &t, n->value, n->vlen)) != REEL_OK)
+            goto out;
+        rc = check_next(p, &t, "regex", false);
         break;
     }
     default:
@@ -670,6 +777,7 @@ static int node_prec(const node_t *n) {
         return P_PRIMARY;
     case N_CODE:
     case N_MARKED:
+    case N_DAMAGED:
         return P_CMP;
     case N_TAG:
         return P_PRIMARY;
@@ -730,6 +838,9 @@ static reel_rc emit(reel_filter_t *f, reel_buf_t *b, const node_t *n, int need) 
         break;
     case N_MARKED:
         rc = reel_buf_puts(b, "flows.marked = 1");
+        break;
+    case N_DAMAGED:
+        rc = reel_buf_puts(b, "flows.damaged != 0");
         break;
     case N_NOT:
         if ((rc = reel_buf_puts(b, "NOT ")) == REEL_OK)

@@ -1,17 +1,23 @@
 /* Flow filter expressions (a subset of mitmproxy's language), compiled to SQL
- * over the flows table.
+ * over the flows table. docs/filters.md is the user's reference.
  *
  *   ~d REGEX    domain (flows.host)        ~u REGEX  URL (flows.url)
  *   ~m REGEX    method                     ~c CODE   response status
  *   ~tag NAME   has tag NAME (exact)       ~marked   marked flows
+ *   ~damaged    flows.damaged != 0 (part of the record known lost)
  *   !X  X & Y  X | Y  (X)   and a bare word W means ~u W, as in mitmproxy.
  *   Juxtaposition "X Y" means "X & Y" but, as in mitmproxy, binds loosest:
  *   precedence ! > & > | > juxtaposition, so "~d a ~c 200 | ~c 500" is
  *   "~d a & (~c 200 | ~c 500)".
- *   An unquoted REGEX/NAME/CODE runs until whitespace or one of ( ) ~ ' "
- *   (so "~d a|b" is the regex "a|b"); it may be quoted with '...' or "...",
- *   where a backslash before the quote stands for the quote and any other
- *   backslash is kept, so regex escapes pass through ("~u 'a\.b c'").
+ *   An unquoted REGEX/NAME runs until whitespace or one of ( ) ~ ' " (so
+ *   "~d a|b" is the regex "a|b"), an unquoted CODE also until & or |; any
+ *   may be quoted with '...' or "...", where a backslash before the quote
+ *   stands for the quote and any other backslash is kept, so regex escapes
+ *   pass through ("~u 'a\.b c'").
+ *   What mitmproxy reads other than written is refused with its column: an
+ *   unquoted argument that starts with ! & | or ends in & | ("~m POST|~m
+ *   PUT"), or is cut short by ( ~ or a quote ("~m ^(GET|POST)$"); a quoted
+ *   argument or CODE followed by anything but whitespace ) & | or the end.
  *   CODE is 1 to 9 decimal digits; a flow without a response has no code.
  *   An empty or all-blank expression matches every flow.
  *

@@ -30,11 +30,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     if (sqlite3_exec(
             db,
             "CREATE TABLE flows (id INTEGER PRIMARY KEY, host TEXT, url TEXT, method TEXT,"
-            " status INTEGER, marked INTEGER NOT NULL DEFAULT 0);"
+            " status INTEGER, marked INTEGER NOT NULL DEFAULT 0,"
+            " damaged INTEGER NOT NULL DEFAULT 0);"
             "CREATE INDEX flows_status ON flows(status);"
             "CREATE TABLE tags (flow_id INTEGER NOT NULL, tag TEXT NOT NULL,"
             " PRIMARY KEY (flow_id, tag)) WITHOUT ROWID;"
-            "INSERT INTO flows VALUES"
+            "INSERT INTO flows (id, host, url, method, status, marked) VALUES"
             " (1, 'api.example.com', 'https://api.example.com/v1/users?id=7', 'GET', 200, 0),"
             " (2, 'API.Example.COM', 'https://API.Example.COM/v1/Login', 'POST', 401, 1),"
             " (3, 'cdn.other.net', 'http://cdn.other.net/static/app.js', 'GET', 304, 0),"
@@ -43,7 +44,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
             " (6, NULL, NULL, 'CONNECT', NULL, 0),"
             " (7, 'xn--bcher-kva.example', 'https://xn--bcher-kva.example/\xc3\xa9t\xc3\xa9', 'GET',"
             " 404, 0);"
-            "INSERT INTO tags VALUES (1, 'auth'), (2, 'auth'), (2, 'bug'), (4, 'b u g');",
+            "INSERT INTO tags VALUES (1, 'auth'), (2, 'auth'), (2, 'bug'), (4, 'b u g');"
+            "UPDATE flows SET damaged = 1 WHERE id IN (3, 6);",
             NULL, NULL, &msg) != SQLITE_OK) {
         fprintf(stderr, "fuzz_filter: %s\n", msg);
         abort();

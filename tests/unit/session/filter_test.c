@@ -14,6 +14,8 @@
 
 #include "base/mem.h"
 #include "session/filter.h"
+#include "session/index.h"
+#include "unit/testutil.h"
 
 static sqlite3 *db;
 
@@ -30,11 +32,12 @@ static int setup(void **state) {
     reel_err_clear(&err);
     assert_int_equal(reel_filter_register(db, &err), REEL_OK);
     exec("CREATE TABLE flows (id INTEGER PRIMARY KEY, host TEXT, url TEXT, method TEXT,"
-         " status INTEGER, marked INTEGER NOT NULL DEFAULT 0);"
+         " status INTEGER, marked INTEGER NOT NULL DEFAULT 0,"
+         " damaged INTEGER NOT NULL DEFAULT 0);"
          "CREATE INDEX flows_status ON flows(status);"
          "CREATE TABLE tags (flow_id INTEGER NOT NULL, tag TEXT NOT NULL,"
          " PRIMARY KEY (flow_id, tag)) WITHOUT ROWID;"
-         "INSERT INTO flows VALUES"
+         "INSERT INTO flows (id, host, url, method, status, marked) VALUES"
          " (1, 'api.example.com', 'https://api.example.com/v1/users', 'GET', 200, 0),"
          " (2, 'API.Example.COM', 'https://API.Example.COM/v1/Login', 'POST', 401, 1),"
          " (3, 'cdn.other.net', 'http://cdn.other.net/static/app.js', 'GET', 304, 0),"
@@ -58,9 +61,9 @@ static int teardown(void **state) {
     return 0;
 }
 
-/* Runs "SELECT id FROM flows WHERE <filter>" and returns the ids as "1,2,5"
- * (static buffer), or fails the test if expr does not compile. */
-static const char *ids(const char *expr) {
+/* Runs "SELECT id FROM flows WHERE <filter>" on d and returns the ids as
+ * "1,2,5" (static buffer), or fails the test if expr does not compile. */
+static const char *ids_in(sqlite3 *d, const char *expr) {
     static char out[4096];
     reel_err_t err;
     reel_err_clear(&err);
@@ -70,8 +73,8 @@ static const char *ids(const char *expr) {
         fail_msg("compile \"%s\": %s", expr, reel_err_str(&err));
     char *sql = reel_asprintf("SELECT id FROM flows WHERE %s ORDER BY id", reel_filter_sql(f));
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        fail_msg("prepare \"%s\": %s", sql, sqlite3_errmsg(db));
+    if (sqlite3_prepare_v2(d, sql, -1, &st, NULL) != SQLITE_OK)
+        fail_msg("prepare \"%s\": %s", sql, sqlite3_errmsg(d));
     assert_true(reel_filter_bind(f, st, 1) == sqlite3_bind_parameter_count(st) + 1);
     size_t n = 0;
     out[0] = '\0';
@@ -80,11 +83,16 @@ static const char *ids(const char *expr) {
         n += (size_t)snprintf(out + n, sizeof out - n, "%s%lld", n ? "," : "",
                               (long long)sqlite3_column_int64(st, 0));
     if (src != SQLITE_DONE)
-        fail_msg("step \"%s\": %s", sql, sqlite3_errmsg(db));
+        fail_msg("step \"%s\": %s", sql, sqlite3_errmsg(d));
     sqlite3_finalize(st);
     free(sql);
     reel_filter_free(f);
     return out;
+}
+
+/* ids_in() on the test's in-memory table. */
+static const char *ids(const char *expr) {
+    return ids_in(db, expr);
 }
 
 /* Asserts that expr fails to compile with code and exactly message msg. */
@@ -209,20 +217,25 @@ static void test_bare_and_quoted(void **state) {
 
 static void test_errors(void **state) {
     (void)state;
-    expect_error("~zz", REEL_INVALID,
-                 "filter: unknown operator '~zz' at column 1 (known: ~d ~u ~m ~c ~tag ~marked)");
-    expect_error("~d x & ~zz y", REEL_INVALID,
-                 "filter: unknown operator '~zz' at column 8 (known: ~d ~u ~m ~c ~tag ~marked)");
-    expect_error("~", REEL_INVALID,
-                 "filter: unknown operator '~' at column 1 (known: ~d ~u ~m ~c ~tag ~marked)");
-    expect_error("~dfoo", REEL_INVALID,
-                 "filter: unknown operator '~dfoo' at column 1 (known: ~d ~u ~m ~c ~tag ~marked)");
+    expect_error(
+        "~zz", REEL_INVALID,
+        "filter: unknown operator '~zz' at column 1 (known: ~d ~u ~m ~c ~tag ~marked ~damaged)");
+    expect_error(
+        "~d x & ~zz y", REEL_INVALID,
+        "filter: unknown operator '~zz' at column 8 (known: ~d ~u ~m ~c ~tag ~marked ~damaged)");
+    expect_error(
+        "~", REEL_INVALID,
+        "filter: unknown operator '~' at column 1 (known: ~d ~u ~m ~c ~tag ~marked ~damaged)");
+    expect_error(
+        "~dfoo", REEL_INVALID,
+        "filter: unknown operator '~dfoo' at column 1 (known: ~d ~u ~m ~c ~tag ~marked ~damaged)");
     expect_error("~u /~user", REEL_INVALID,
-                 "filter: unknown operator '~user' at column 5 (known: ~d ~u ~m ~c ~tag ~marked)");
+                 "filter: '~' at column 5 right after the unquoted regex '/': quote the whole "
+                 "regex, or put a space before '~'");
     /* User input in messages is cut and escaped. */
     expect_error("~\x1b[2J\xff", REEL_INVALID,
                  "filter: unknown operator '~\\x1b[2J\\xff' at column 1 (known: ~d ~u ~m ~c ~tag "
-                 "~marked)");
+                 "~marked ~damaged)");
     expect_error("~c 0123456789012345678901234567890123456789xyz", REEL_INVALID,
                  "filter: ~c expects an integer status code at column 4, got "
                  "'0123456789012345678901234567890123456789...'");
@@ -265,8 +278,10 @@ static void test_errors(void **state) {
     expect_error("'abc\\'", REEL_INVALID, "filter: unterminated quoted string at column 1");
     expect_error("~marked \"", REEL_INVALID, "filter: unterminated quoted string at column 9");
     /* Regex errors point into the expression, through quotes and escapes. */
-    /* An unquoted word ends at "(": this is "~d a" then "(b". */
-    expect_error("~d a(b", REEL_INVALID, "filter: expected ')' at column 7, got end of expression");
+    /* An unquoted word ends at "(": mitmproxy would read "~d a" then "(b". */
+    expect_error("~d a(b", REEL_INVALID,
+                 "filter: '(' at column 5 right after the unquoted regex 'a': quote the whole "
+                 "regex, or put a space before '('");
     expect_error("~d 'a(b'", REEL_INVALID,
                  "filter: bad regex at column 8: missing closing parenthesis");
     expect_error("~u x[", REEL_INVALID,
@@ -276,6 +291,176 @@ static void test_errors(void **state) {
     expect_error("a{2,1}", REEL_INVALID,
                  "filter: bad regex at column 6: numbers out of order in {} quantifier");
     expect_error("~m \\", REEL_INVALID, "filter: bad regex at column 5: \\ at end of pattern");
+}
+
+/* Issue 9 item 12: where mitmproxy reads a filter other than a user would
+ * ("~m POST|~m PUT" is the regex "POST|", which matches every method, and
+ * "~m PUT"; "~m ^(GET|POST)$" is "~m ^" and the URL regexes "GET|POST" and
+ * "$"), reel refuses it at the column of the problem; where the reading is
+ * plain, reel reads it as mitmproxy does. */
+static void test_mitmproxy_traps(void **state) {
+    (void)state;
+    /* "or" between operators needs spaces, or a regex needs quotes. */
+    expect_error("~m POST|~m PUT", REEL_INVALID,
+                 "filter: unquoted regex 'POST|' ends in '|' at column 8: for \"or\", put spaces "
+                 "around '|'; for a regex, quote it");
+    expect_error("~m POST| ~m PUT", REEL_INVALID,
+                 "filter: unquoted regex 'POST|' ends in '|' at column 8: for \"or\", put spaces "
+                 "around '|'; for a regex, quote it");
+    expect_error("~m POST|", REEL_INVALID,
+                 "filter: unquoted regex 'POST|' ends in '|' at column 8: for \"or\", put spaces "
+                 "around '|'; for a regex, quote it");
+    expect_error("(~d a&~c 200)", REEL_INVALID,
+                 "filter: unquoted regex 'a&' ends in '&' at column 6: for \"and\", put spaces "
+                 "around '&'; for a regex, quote it");
+    expect_error("GET|~m PUT", REEL_INVALID,
+                 "filter: unquoted regex 'GET|' ends in '|' at column 4: for \"or\", put spaces "
+                 "around '|'; for a regex, quote it");
+    expect_error("~tag auth|~tag bug", REEL_INVALID,
+                 "filter: unquoted tag name 'auth|' ends in '|' at column 10: for \"or\", put "
+                 "spaces around '|'; for a tag name, quote it");
+    expect_error("~u a\\\\|", REEL_INVALID, /* regex a\\| : a backslash, then "or" */
+                 "filter: unquoted regex 'a\\\\|' ends in '|' at column 7: for \"or\", put spaces "
+                 "around '|'; for a regex, quote it");
+    assert_string_equal(ids("~m POST | ~m PUT"), "2,5");
+    assert_string_equal(ids("~m POST |~m PUT"), "2,5");
+    assert_string_equal(ids("~m POST|PUT"), "2,5"); /* one regex, as in mitmproxy */
+    assert_string_equal(ids("~m 'POST|'"), ALL);    /* quoted: the user said so */
+    assert_string_equal(ids("~tag auth | ~tag bug"), "1,2,5");
+    assert_string_equal(ids("~u \\?q=1&?$"), "5");
+    assert_string_equal(ids("~u q=1\\&"), ""); /* an escaped '&' is the regex's */
+    assert_string_equal(ids("~u q=1\\&?"), "5");
+    assert_string_equal(ids("~u \\|"), "");
+
+    /* An argument that starts with an operator. */
+    expect_error("~d !example", REEL_INVALID,
+                 "filter: ~d expects a regex at column 4, got '!' (for \"not\", put '!' before "
+                 "the operator); quote a regex that starts with '!'");
+    expect_error("~m | ~m PUT", REEL_INVALID,
+                 "filter: ~m expects a regex at column 4, got '|'; quote a regex that starts "
+                 "with '|'");
+    expect_error("~d & ~c 200", REEL_INVALID,
+                 "filter: ~d expects a regex at column 4, got '&'; quote a regex that starts "
+                 "with '&'");
+    expect_error("~tag !bug", REEL_INVALID,
+                 "filter: ~tag expects a tag name at column 6, got '!' (for \"not\", put '!' "
+                 "before the operator); quote a tag name that starts with '!'");
+    assert_string_equal(ids("!~d example"), "3,4,5,6,7,8,9,11");
+    assert_string_equal(ids("~d '!example'"), "");
+
+    /* A word cut short by ( ~ or a quote. */
+    expect_error("~m ^(GET|POST)$", REEL_INVALID,
+                 "filter: '(' at column 5 right after the unquoted regex '^': quote the whole "
+                 "regex, or put a space before '('");
+    expect_error("login(~marked)", REEL_INVALID,
+                 "filter: '(' at column 6 right after the unquoted regex 'login': quote the "
+                 "whole regex, or put a space before '('");
+    expect_error("~d a~c 200", REEL_INVALID,
+                 "filter: '~' at column 5 right after the unquoted regex 'a': quote the whole "
+                 "regex, or put a space before '~'");
+    expect_error("~u a\"b\"", REEL_INVALID,
+                 "filter: '\"' at column 5 right after the unquoted regex 'a': quote the whole "
+                 "regex, or put a space before '\"'");
+    expect_error("~tag a'b'", REEL_INVALID,
+                 "filter: ''' at column 7 right after the unquoted tag name 'a': quote the whole "
+                 "tag name, or put a space before '''");
+    assert_string_equal(ids("(~d a)"), "1,2,4,10");
+    assert_string_equal(ids("login (~marked)"), "2");
+
+    /* Anchors and alternation apply to the whole field, quoted or, when
+     * mitmproxy reads it as one regex, unquoted; case-insensitive. */
+    const char *get_post = "1,2,3,4,8,9,10,11";
+    assert_string_equal(ids("~m \"^(GET|POST)$\""), get_post);
+    assert_string_equal(ids("~m '^(get|post)$'"), get_post);
+    assert_string_equal(ids("~m ^GET$|^POST$"), get_post);
+    assert_string_equal(ids("~m '^(?:get|p)$'"), "1,3,4,8,9,10,11"); /* not POST, PUT */
+
+    /* After a quoted argument or a status code, only a space, ')', '&' or
+     * '|': "'a'b" is not "ab". */
+    expect_error("'login'x", REEL_INVALID,
+                 "filter: 'x' at column 8 right after a quoted regex: put a space before it");
+    expect_error("'it''s'", REEL_INVALID,
+                 "filter: ''' at column 5 right after a quoted regex: put a space before it");
+    expect_error("~tag \"a\"~marked", REEL_INVALID,
+                 "filter: '~' at column 9 right after a quoted tag name: put a space before it");
+    expect_error("~c 500~marked", REEL_INVALID,
+                 "filter: '~' at column 7 right after the status code '500': put a space "
+                 "before it");
+    expect_error("~c 500(~marked)", REEL_INVALID,
+                 "filter: '(' at column 7 right after the status code '500': put a space "
+                 "before it");
+    expect_error("~c 500!~marked", REEL_INVALID,
+                 "filter: ~c expects an integer status code at column 4, got '500!'");
+    expect_error("~c |", REEL_INVALID,
+                 "filter: ~c expects an integer status code at column 4, got '|'");
+    expect_error("~c &~marked", REEL_INVALID,
+                 "filter: ~c expects an integer status code at column 4, got '&'");
+    assert_string_equal(ids("'login'|'foo bar'"), "2,4");
+    assert_string_equal(ids("~tag 'auth'&~marked"), "2");
+    /* ~c takes digits, as mitmproxy's Word(nums): & and | after them are
+     * operators there too. */
+    assert_string_equal(ids("~c 500|~c 401"), "2,5,8,9");
+    assert_string_equal(ids("~c 500&~marked"), "5");
+    assert_string_equal(ids("(~c 500)"), "5,8,9");
+}
+
+static void test_damaged(void **state) {
+    (void)state;
+    exec("UPDATE flows SET damaged = 1 WHERE id IN (3, 6); UPDATE flows SET damaged = 7 WHERE id "
+         "= 10");
+    assert_string_equal(ids("~damaged"), "3,6,10");
+    assert_string_equal(ids("!~damaged"), "1,2,4,5,7,8,9,11");
+    assert_string_equal(ids("~damaged & ~d b.test | ~marked"), "2,5,6");
+    assert_string_equal(ids("~damaged|~marked"), "2,3,5,6,10");
+    assert_string_equal(ids("(~damaged)"), "3,6,10");
+    expect_error("~damagedx", REEL_INVALID,
+                 "filter: unknown operator '~damagedx' at column 1 (known: ~d ~u ~m ~c ~tag "
+                 "~marked ~damaged)");
+    reel_filter_t *f = NULL;
+    assert_int_equal(reel_filter_compile("!~damaged ~marked", &f, NULL), REEL_OK);
+    assert_string_equal(reel_filter_sql(f), "(NOT flows.damaged != 0 AND flows.marked = 1)");
+    reel_filter_free(f);
+    exec("UPDATE flows SET damaged = 0");
+    assert_string_equal(ids("~damaged"), "");
+}
+
+/* The same filters against a session index made by reel_index_open, with
+ * every migration in schema/ (flows.damaged comes from 003). */
+static void test_real_index(void **state) {
+    (void)state;
+    char *dir = reel_test_tmpdir("filter");
+    char *path = reel_asprintf("%s/session.db", dir);
+    sqlite3 *idx = NULL;
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (reel_index_open(path, 1, &idx, &err) != REEL_OK)
+        fail_msg("reel_index_open: %s", reel_err_str(&err));
+    char *msg = NULL;
+    if (sqlite3_exec(idx,
+                     "INSERT INTO flows (id, uuid, start_us, method, host, url, status) VALUES"
+                     " (1, 'u1', 1, 'GET', 'a.test', 'http://a.test/', 200),"
+                     " (2, 'u2', 2, 'POST', 'a.test', 'http://a.test/get', 201),"
+                     " (3, 'u3', 3, 'PUT', 'b.test', 'http://b.test/post', 204),"
+                     " (4, 'u4', 4, 'GETX', 'b.test', 'http://b.test/', 400),"
+                     " (5, 'u5', 5, 'XPOST', 'c.test', 'http://c.test/', 400),"
+                     " (6, 'u6', 6, 'get', 'c.test', 'http://c.test/x', NULL);"
+                     "UPDATE flows SET damaged = 1 WHERE id IN (2, 6);",
+                     NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("%s", msg);
+    assert_string_equal(ids_in(idx, "~m \"^(GET|POST)$\""), "1,2,6");
+    assert_string_equal(ids_in(idx, "~m '^(get|post)$'"), "1,2,6");
+    assert_string_equal(ids_in(idx, "~m ^GET$|^POST$"), "1,2,6");
+    assert_string_equal(ids_in(idx, "~m GET|POST"), "1,2,4,5,6");
+    assert_string_equal(ids_in(idx, "~m POST | ~m PUT"), "2,3,5");
+    assert_string_equal(ids_in(idx, "~m '^(POST|PUT)$' & !~c 201"), "3");
+    assert_string_equal(ids_in(idx, "~damaged"), "2,6");
+    assert_string_equal(ids_in(idx, "!~damaged"), "1,3,4,5");
+    assert_string_equal(ids_in(idx, "~damaged ~m '^get$'"), "6");
+    assert_string_equal(ids_in(idx, "~c 200|~c 204"), "1,3");
+    sqlite3_close(idx);
+    reel_test_rm_rf(dir);
+    free(path);
+    free(dir);
 }
 
 /* Prepares and runs the filter inside a heavier statement than callers
@@ -618,6 +803,9 @@ int main(void) {
         cmocka_unit_test(test_precedence),
         cmocka_unit_test(test_bare_and_quoted),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_mitmproxy_traps),
+        cmocka_unit_test(test_damaged),
+        cmocka_unit_test(test_real_index),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_sql_and_bind),
         cmocka_unit_test(test_regexp_function),
