@@ -385,7 +385,10 @@ static reel_rc check_next(parser_t *p, const tok_t *a, const char *noun, bool co
     if ((a->kind == T_QUOTED || code) && (c == '&' || c == '|'))
         return REEL_OK;
     char cbuf[SHOW_BUF], wbuf[SHOW_BUF];
-    show(cbuf, &c, 1);
+    if (c == '\'')
+        memcpy(cbuf, "\"'\"", 4); /* "'" reads better than ''' */
+    else
+        show(cbuf, &c, 1);
     if (a->kind == T_QUOTED)
         return reel_err_set(p->err, REEL_INVALID,
                             "filter: %s at column %zu right after a quoted %s: put a space "

@@ -362,8 +362,8 @@ static void test_mitmproxy_traps(void **state) {
                  "filter: '\"' at column 5 right after the unquoted regex 'a': quote the whole "
                  "regex, or put a space before '\"'");
     expect_error("~tag a'b'", REEL_INVALID,
-                 "filter: ''' at column 7 right after the unquoted tag name 'a': quote the whole "
-                 "tag name, or put a space before '''");
+                 "filter: \"'\" at column 7 right after the unquoted tag name 'a': quote the "
+                 "whole tag name, or put a space before \"'\"");
     assert_string_equal(ids("(~d a)"), "1,2,4,10");
     assert_string_equal(ids("login (~marked)"), "2");
 
@@ -380,7 +380,7 @@ static void test_mitmproxy_traps(void **state) {
     expect_error("'login'x", REEL_INVALID,
                  "filter: 'x' at column 8 right after a quoted regex: put a space before it");
     expect_error("'it''s'", REEL_INVALID,
-                 "filter: ''' at column 5 right after a quoted regex: put a space before it");
+                 "filter: \"'\" at column 5 right after a quoted regex: put a space before it");
     expect_error("~tag \"a\"~marked", REEL_INVALID,
                  "filter: '~' at column 9 right after a quoted tag name: put a space before it");
     expect_error("~c 500~marked", REEL_INVALID,
