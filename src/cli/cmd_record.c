@@ -18,6 +18,7 @@
 #include "core/ca.h"
 #include "core/proxy.h"
 #include "session/config.h"
+#include "session/index.h"
 #include "session/recorder.h"
 
 static const char record_usage[] =
@@ -55,6 +56,9 @@ typedef struct {
     char **sets;
     size_t nsets;
     long long config_seen;
+    /* connections to ignore_hosts: the session's count before this run,
+     * and what this run last wrote to meta `ignored_connections` */
+    unsigned long long ignored_base, ignored_written;
     int stopping;
     int exit_code;
 } run_t;
@@ -121,8 +125,25 @@ static long long config_version(run_t *r) {
     return v;
 }
 
+/* Connections to ignore_hosts are not recorded; `reel show` reports how
+ * many there were from meta `ignored_connections`. */
+static void save_ignored(run_t *r) {
+    reel_proxy_stats_t ps;
+    reel_proxy_stats(r->proxy, &ps);
+    if (ps.ignored == r->ignored_written)
+        return;
+    char v[32];
+    snprintf(v, sizeof v, "%llu", r->ignored_base + (unsigned long long)ps.ignored);
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (reel_index_meta_set(reel_session_db(r->session), "ignored_connections", v, &err) ==
+        REEL_OK)
+        r->ignored_written = ps.ignored;
+}
+
 static void on_config_timer(uv_timer_t *t) {
     run_t *r = t->data;
+    save_ignored(r);
     long long v = config_version(r);
     if (v < 0 || v == r->config_seen)
         return;
@@ -322,12 +343,19 @@ static int run(reel_cli_t *cli, int argc, char **argv, int resume) {
     uv_unref((uv_handle_t *)&r.sigint);
     uv_unref((uv_handle_t *)&r.sigterm);
     r.config_seen = config_version(&r);
+    char *ign = reel_index_meta_get(reel_session_db(r.session), "ignored_connections");
+    r.ignored_base = ign ? strtoull(ign, NULL, 10) : 0;
+    free(ign);
     uv_timer_init(&r.loop, &r.config_timer);
     r.config_timer.data = &r;
     uv_timer_start(&r.config_timer, on_config_timer, 500, 500);
     uv_unref((uv_handle_t *)&r.config_timer);
     const char *lh = reel_config_get(cfg, "listen_host", NULL);
     int v6 = strchr(lh, ':') != NULL;
+    /* Where this proxy listens, for `reel config SESSION list`. */
+    char *listen = reel_asprintf(v6 ? "[%s]:%d" : "%s:%d", lh, reel_proxy_port(r.proxy));
+    reel_index_meta_set(reel_session_db(r.session), "listen", listen, NULL);
+    free(listen);
     fprintf(stderr,
             "reel: recording into session '%s' (%s)\n"
             "reel: proxy listening on http://%s%s%s:%d  (curl -x http://%s%s%s:%d ...)\n"
@@ -340,6 +368,8 @@ static int run(reel_cli_t *cli, int argc, char **argv, int resume) {
     uv_run(&r.loop, UV_RUN_DEFAULT);
 out:
     if (loop_ready) {
+        if (r.proxy && served)
+            save_ignored(&r);
         reel_proxy_free(r.proxy);
         uv_walk(&r.loop, close_walk, NULL);
         uv_run(&r.loop, UV_RUN_DEFAULT);

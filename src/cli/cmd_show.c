@@ -105,6 +105,10 @@ int reel_cmd_show(reel_cli_t *cli, int argc, char **argv) {
     char *created = reel_index_meta_get(db, "created_us");
     long long cus = created ? strtoll(created, NULL, 10) : 0;
     free(created);
+    /* connections to ignore_hosts are relayed, not recorded: only counted */
+    char *ign = reel_index_meta_get(db, "ignored_connections");
+    long long ignored = ign ? strtoll(ign, NULL, 10) : 0;
+    free(ign);
     long pid = reel_session_recorder_pid(s);
     if (cli->json) {
         json_t *o = json_pack(
@@ -120,6 +124,7 @@ int reel_cmd_show(reel_cli_t *cli, int argc, char **argv) {
             (json_int_t)tagged, "marked_flows", (json_int_t)marked, "overlay_keys",
             (json_int_t)overlay, "damaged_ranges", (json_int_t)damage);
         json_object_set_new(o, "recording_pid", pid ? json_integer(pid) : json_null());
+        json_object_set_new(o, "ignored_connections", json_integer(ignored));
         reel_session_close(s);
         return reel_cli_json_out(o);
     }
@@ -152,6 +157,9 @@ int reel_cmd_show(reel_cli_t *cli, int argc, char **argv) {
            annotations == 1 ? "" : "s", tagged, tagged == 1 ? "" : "s", marked);
     printf("overlay     %lld key%s set ('reel config %s list')\n", overlay, overlay == 1 ? "" : "s",
            reel_session_name(s));
+    if (ignored)
+        printf("ignored     %lld connection%s to ignore_hosts (relayed, not recorded)\n", ignored,
+               ignored == 1 ? "" : "s");
     if (damage)
         printf("damage      %lld damaged spool range%s skipped by repair ('reel verify %s')\n",
                damage, damage == 1 ? "" : "s", reel_session_name(s));

@@ -62,6 +62,8 @@ struct reel_h1 {
     size_t method_off, method_len, target_off, target_len, reason_off, reason_len;
     bool have_method, have_target, have_reason;
     bool interim;
+    bool in_head;  /* between a message's first byte and the end of its head */
+    bool in_value; /* the open element is a field value */
 
     /* raw scan of the head / trailer section, beside llhttp: obs-fold
      * (which llhttp 8 accepts) and the protocol name of the start line */
@@ -340,6 +342,8 @@ static int cb_message_begin(llhttp_t *ll) {
     p->elem_open = false;
     p->have_method = p->have_target = p->have_reason = false;
     p->interim = false;
+    p->in_head = true;
+    p->in_value = false;
     p->ck_line = false;
     p->ck_crlf = 0;
     return 0;
@@ -419,6 +423,7 @@ static int cb_header_value(llhttp_t *ll, const char *at, size_t n) {
         if ((c < 0x20 && c != '\t') || c == 0x7f)
             return fail(p, 400, "invalid character in header value");
     }
+    p->in_value = true;
     return span_append(p, p->sec, at, n);
 }
 
@@ -428,6 +433,7 @@ static int cb_header_value_complete(llhttp_t *ll) {
     if (s->n == 0)
         return fail(p, 400, "malformed header field");
     field_ofs_t *f = &s->f[s->n - 1];
+    p->in_value = false;
     if (!p->elem_open) {
         /* empty value: nothing stored */
         return 0;
@@ -648,6 +654,7 @@ static int cb_headers_complete(llhttp_t *ll) {
 
     p->have_ev = true;
     p->in_section = false;
+    p->in_head = false;
     return HPE_PAUSED;
 }
 
@@ -1000,6 +1007,46 @@ reel_rc reel_h1_expect_response(reel_h1_t *p, bool method_is_head, bool method_i
         (uint8_t)((method_is_head ? EXPECT_HEAD : 0) | (method_is_connect ? EXPECT_CONNECT : 0));
     p->ex_n++;
     return REEL_OK;
+}
+
+bool reel_h1_partial_head(reel_h1_t *p, reel_h1_head_t *out) {
+    memset(out, 0, sizeof(*out));
+    if (!p->in_head)
+        return false;
+    section_t *s = &p->head;
+    /* An element still being collected (a request line cut by the size
+     * cap) is reported with the bytes read so far. */
+    if (p->have_method) {
+        out->method = (const char *)s->buf.data + p->method_off;
+        out->method_len = p->method_len;
+    } else if (p->elem_open && s->n == 0) {
+        out->method = (const char *)s->buf.data + p->elem_off;
+        out->method_len = s->buf.len - p->elem_off;
+        return true;
+    }
+    if (p->have_target) {
+        out->target = (const char *)s->buf.data + p->target_off;
+        out->target_len = p->target_len;
+    } else if (p->have_method && p->elem_open && s->n == 0) {
+        out->target = (const char *)s->buf.data + p->elem_off;
+        out->target_len = s->buf.len - p->elem_off;
+    }
+    if (p->ll.http_major || p->ll.http_minor) {
+        out->version_major = p->ll.http_major;
+        out->version_minor = p->ll.http_minor;
+    } else {
+        out->version_major = out->version_minor = 1;
+    }
+    /* Fields whose name is complete, with a value still being read cut
+     * where it stands. */
+    reel_h1_header_t *hs = (reel_h1_header_t *)section_fields(s);
+    if (p->in_value && p->elem_open && s->n > 0) {
+        hs[s->n - 1].value = (const char *)s->buf.data + p->elem_off;
+        hs[s->n - 1].value_len = s->buf.len - p->elem_off;
+    }
+    out->headers = hs;
+    out->nheaders = s->n;
+    return true;
 }
 
 reel_rc reel_h1_upgrade_refused(reel_h1_t *p) {

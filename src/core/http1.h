@@ -177,6 +177,15 @@ reel_rc reel_h1_feed_eof(reel_h1_t *p, reel_h1_event_t *ev);
  * 64 announcements are outstanding. */
 reel_rc reel_h1_expect_response(reel_h1_t *p, bool method_is_head, bool method_is_connect);
 
+/** What is known of the head being parsed, for a head that ended in an
+ * error or has not arrived whole (a 431, a 400, a head timeout): fills out
+ * with the method, target (possibly cut short: the bytes read so far) and
+ * the fields whose names are complete (a value still being read is empty),
+ * version 1.1 when not yet read. Strings are NOT NUL-terminated here: use
+ * the lengths. Everything is capped as the parser's head is. Returns false
+ * (out zeroed) when no head is in progress. Valid until the next call on p. */
+bool reel_h1_partial_head(reel_h1_t *p, reel_h1_head_t *out);
+
 /** Request parsers only, after an UPGRADE event: the server did not accept
  * the upgrade or CONNECT (it answered without 101 / 2xx), so the bytes after
  * the request are HTTP again and parsing resumes with the next request.

@@ -67,6 +67,9 @@ typedef struct peer {
     struct addrinfo *ai, *ai_next;
     uv_connect_t connect_req;
     char *error;          /* why the upstream failed, for the 502 */
+    /* when each phase of setting it up ended (wall clock, µs; 0: not yet) */
+    int64_t t_dns0, t_dns1, t_connected, t_ready;
+    bool timings_used;    /* a flow has been given its dns/connect/ssl times */
 } peer_t;
 
 typedef enum {
@@ -105,8 +108,12 @@ struct conn {
     bool upgrade;         /* request asked for an Upgrade */
     bool draining;        /* proxy shutting down: close after this exchange */
     int64_t req_end_us;
-    /* Raw tunnel flow. */
+    int64_t head_us;       /* when the current request head was read (flow start) */
+    int64_t resp_first_us; /* first byte of its response, 0: none yet */
+    bool flow_upstream;    /* the current flow was sent to c->up */
+    /* Raw tunnel flow (NULL for an ignored host: relayed, not recorded). */
     reel_rflow_t *tflow;
+    bool tunnel_reply;     /* answer the CONNECT with 200 once the upstream is connected */
     /* The head of a request that may be sent again on a new upstream
      * connection if a reused one closes before answering (empty: may not). */
     reel_buf_t retry_head;
@@ -495,6 +502,77 @@ static void upstream_close(conn_t *c) {
     }
 }
 
+/* ---- ending flows ---- */
+
+static int64_t span_us(int64_t from, int64_t to) {
+    return from && to ? (to >= from ? to - from : 0) : -1;
+}
+
+/* The phases of the current exchange, HAR style (-1: did not happen or not
+ * known). dns, connect and ssl go to the first flow on a new upstream
+ * connection only; a flow on a reused connection has none. */
+static void exchange_timings(conn_t *c, peer_t *up, int64_t end_us, reel_timings_t *t) {
+    *t = (reel_timings_t){-1, -1, -1, -1, -1, -1, -1};
+    int64_t ready = c->head_us;
+    if (up && !up->timings_used && up->t_dns0) {
+        up->timings_used = true;
+        t->blocked_us = span_us(c->head_us, up->t_dns0);
+        t->dns_us = span_us(up->t_dns0, up->t_dns1);
+        t->connect_us = span_us(up->t_dns1, up->t_connected);
+        if (up->https)
+            t->ssl_us = span_us(up->t_connected, up->t_ready);
+    }
+    if (up && up->t_ready > ready)
+        ready = up->t_ready;
+    if (up && up->t_ready == 0)
+        ready = 0; /* never got as far as sending */
+    if (ready && c->req_end_us) {
+        t->send_us = span_us(ready, c->req_end_us > ready ? c->req_end_us : ready);
+        if (c->resp_first_us)
+            t->wait_us = span_us(c->req_end_us > ready ? c->req_end_us : ready, c->resp_first_us);
+    }
+    if (c->resp_first_us)
+        t->receive_us = span_us(c->resp_first_us, end_us);
+}
+
+/* Ends c->flow (error NULL: normally) with its timings, request end, first
+ * response byte and the server address. */
+static void finish_flow(conn_t *c, const char *error) {
+    if (c->flow == NULL)
+        return;
+    peer_t *up = c->flow_upstream ? c->up : NULL;
+    int64_t now = now_us();
+    reel_timings_t t;
+    exchange_timings(c, up, now, &t);
+    reel_flow_end_t e = {.error = error,
+                         .timings = &t,
+                         .time_us = now,
+                         .request_end_us = c->req_end_us,
+                         .response_start_us = c->resp_first_us,
+                         .server_addr = up && up->connected ? up->addr : NULL};
+    reel_recorder_flow_finish(c->flow, &e);
+    c->flow = NULL;
+    if (error)
+        c->p->stats.errors++;
+}
+
+/* The same for the raw tunnel flow. */
+static void finish_tflow(conn_t *c, const char *error) {
+    if (c->tflow == NULL)
+        return;
+    peer_t *up = c->up;
+    reel_timings_t t = {-1, -1, -1, -1, -1, -1, -1};
+    if (up && up->t_dns0) {
+        t.dns_us = span_us(up->t_dns0, up->t_dns1);
+        t.connect_us = span_us(up->t_dns1, up->t_connected);
+    }
+    reel_flow_end_t e = {.error = error,
+                         .timings = &t,
+                         .server_addr = up && up->connected ? up->addr : NULL};
+    reel_recorder_flow_finish(c->tflow, &e);
+    c->tflow = NULL;
+}
+
 /* ---- responses made by the proxy ---- */
 
 static const char *status_text(int status) {
@@ -512,28 +590,47 @@ static const char *status_text(int status) {
     }
 }
 
-/* Answers the client with an error and closes it; records the error on the
- * current flow (starting one if the request never got that far). */
+/* Answers the client with an error and closes it. The flow (the caller
+ * starts one if the request never got that far) records the response reel
+ * sent, marked as generated, and ends with the error. */
 static void fail_exchange(conn_t *c, int status, const char *reason) {
-    if (c->flow) {
-        reel_recorder_flow_error(c->flow, reason, 0);
-        c->flow = NULL;
-        c->p->stats.errors++;
-    }
     if (!c->resp_head_sent && status > 0 && !c->client.closing) {
         char *body = reel_asprintf("reel: %s\n", reason);
-        char *msg = reel_asprintf("HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                                  "Content-Length: %zu\r\nConnection: close\r\n"
-                                  "%s\r\n%s",
-                                  status, status_text(status), strlen(body),
-                                  status == 407 ? "Proxy-Authenticate: Basic realm=\"reel\"\r\n"
-                                                : "",
-                                  body);
-        peer_write(&c->client, msg, strlen(msg));
-        free(msg);
-        free(body);
+        char clen[24];
+        snprintf(clen, sizeof clen, "%zu", strlen(body));
+        reel_header_t hs[4] = {
+            {"Content-Type", 12, "text/plain; charset=utf-8", 25},
+            {"Content-Length", 14, clen, strlen(clen)},
+            {"Connection", 10, "close", 5},
+            {"Proxy-Authenticate", 18, "Basic realm=\"reel\"", 18},
+        };
+        size_t nh = status == 407 ? 4 : 3;
+        reel_buf_t msg;
+        reel_buf_init(&msg, 0);
+        reel_buf_printf(&msg, "HTTP/1.1 %d %s\r\n", status, status_text(status));
+        for (size_t i = 0; i < nh; i++)
+            reel_buf_printf(&msg, "%s: %s\r\n", hs[i].name, hs[i].value);
+        reel_buf_printf(&msg, "\r\n%s", body);
+        peer_write(&c->client, msg.data, msg.len);
+        reel_buf_free(&msg);
         c->resp_head_sent = true;
+        if (c->flow) {
+            int64_t now = now_us();
+            if (c->resp_first_us == 0)
+                c->resp_first_us = now;
+            reel_response_head_t rs = {.status = (uint32_t)status,
+                                       .reason = status_text(status),
+                                       .http_version = "HTTP/1.1",
+                                       .headers = hs,
+                                       .n_headers = nh,
+                                       .generated = 1,
+                                       .time_us = now};
+            reel_recorder_response_head(c->flow, &rs);
+            reel_recorder_response_body(c->flow, body, strlen(body));
+        }
+        free(body);
     }
+    finish_flow(c, reason);
     c->state = C_DONE;
     upstream_close(c);
     c->client.close_when_flushed = true;
@@ -549,6 +646,9 @@ static void record_refused(conn_t *c, const reel_h1_head_t *h, const char *schem
     reel_flow_info_t info = {.client_addr = c->client_addr};
     c->flow = reel_recorder_flow_start(c->p->rec, &info);
     c->p->stats.flows++;
+    c->head_us = now_us();
+    c->req_end_us = c->resp_first_us = 0;
+    c->flow_upstream = false;
     size_t n = h ? h->nheaders : 0;
     reel_header_t *hs = reel_malloc((n ? n : 1) * sizeof *hs);
     if (h)
@@ -565,6 +665,43 @@ static void record_refused(conn_t *c, const reel_h1_head_t *h, const char *schem
                               .n_headers = n};
     reel_recorder_request_head(c->flow, &rq);
     free(hs);
+}
+
+/* Records a flow for a request that failed before its head was complete
+ * (a 400 or 431 from the parser, a head timeout), with what the parser
+ * had of it: method, target (maybe cut short) and the fields read so far. */
+static void record_rejected(conn_t *c) {
+    reel_h1_head_t ph;
+    if (!reel_h1_partial_head(c->reqp, &ph)) {
+        record_refused(c, NULL, c->in_tunnel && c->tunnel_tls ? "https" : "http",
+                       c->in_tunnel ? c->tunnel_host : NULL, c->in_tunnel ? c->tunnel_port : 0,
+                       "");
+        return;
+    }
+    char *method = reel_strndup(ph.method ? ph.method : "", ph.method_len);
+    char *target = reel_strndup(ph.target ? ph.target : "", ph.target_len);
+    bool https = c->in_tunnel && c->tunnel_tls;
+    char *host = c->in_tunnel && c->tunnel_host ? reel_strdup(c->tunnel_host) : NULL;
+    char *path = NULL;
+    int port = c->in_tunnel ? c->tunnel_port : 0;
+    if (!c->in_tunnel) {
+        char *h2 = NULL;
+        bool s2 = false;
+        int p2 = 0;
+        if (split_absolute(target, strlen(target), &s2, &h2, &p2, &path) == 0) {
+            https = s2;
+            host = h2;
+            port = p2;
+        }
+    }
+    reel_h1_head_t h = ph;
+    h.method = method;
+    h.target = target;
+    record_refused(c, &h, https ? "https" : "http", host, port, path ? path : target);
+    free(method);
+    free(target);
+    free(host);
+    free(path);
 }
 
 /* ---- upstream connections ---- */
@@ -595,15 +732,14 @@ static void upstream_failed(peer_t *up, const char *why) {
     conn_t *c = up->c;
     if (c->up != up)
         return;
-    if (c->state == C_RAW && c->tflow) {
-        reel_recorder_flow_error(c->tflow, why, 0);
-        c->tflow = NULL;
-        if (!c->resp_head_sent) {
-            c->flow = NULL;
+    if (c->state == C_RAW) {
+        /* A tunnel: a 502 if the CONNECT is still unanswered (an ignored
+         * host is connected before the 200), else the client is cut. */
+        finish_tflow(c, why);
+        if (!c->resp_head_sent)
             fail_exchange(c, 502, why);
-        } else {
+        else
             conn_close(c);
-        }
         return;
     }
     fail_exchange(c, 502, why);
@@ -645,6 +781,9 @@ static void on_connect(uv_connect_t *req, int status) {
         return;
     }
     up->connected = true;
+    up->t_connected = now_us();
+    if (!up->https)
+        up->t_ready = up->t_connected;
     up->progress = uv_now(c->p->loop);
     uv_tcp_nodelay(&up->tcp, 1);
     if (up->ai) {
@@ -688,6 +827,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         return;
     }
     conn_unref(c); /* the resolver's reference */
+    up->t_dns1 = now_us();
     if (status < 0) {
         char *why = reel_asprintf("cannot resolve %s: %s", up->host, uv_strerror(status));
         upstream_failed(up, why);
@@ -721,6 +861,7 @@ static bool upstream_for(conn_t *c, bool https, const char *host, int port, cons
     up->port = port;
     up->https = https;
     up->progress = uv_now(c->p->loop);
+    up->t_dns0 = now_us();
     reel_buf_init(&up->in, 0);
     reel_buf_init(&up->pend, 0);
     reel_buf_init(&up->cipher, 0);
@@ -749,6 +890,8 @@ static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const cha
                              .server_addr = c->up && c->up->connected ? c->up->addr : NULL};
     c->flow = reel_recorder_flow_start(c->p->rec, &info);
     c->p->stats.flows++;
+    c->req_end_us = c->resp_first_us = 0;
+    c->flow_upstream = true;
     reel_header_t *hs = reel_malloc((h->nheaders ? h->nheaders : 1) * sizeof *hs);
     headers_to_rec(h->headers, h->nheaders, hs);
     char ver[16];
@@ -813,7 +956,7 @@ static void write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, c
     free(hs);
 }
 
-static void begin_raw_tunnel(conn_t *c, const char *host, int port, bool reply_200);
+static void begin_raw_tunnel(conn_t *c, const char *host, int port, bool reply_200, bool record);
 
 /* Idempotent methods (RFC 9110 9.2.2). */
 static bool retryable_method(const char *m) {
@@ -844,11 +987,14 @@ static void handle_connect(conn_t *c, const reel_h1_head_t *h) {
     c->tunnel_port = port;
     c->in_tunnel = true;
     if (ignored(c->p, host, port)) {
-        begin_raw_tunnel(c, host, port, true);
+        /* relayed untouched and not recorded (counted in the stats) */
+        c->p->stats.ignored++;
+        begin_raw_tunnel(c, host, port, true, false);
         return;
     }
     static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
     peer_write(&c->client, ok, sizeof ok - 1);
+    c->resp_head_sent = true; /* the CONNECT's answer */
     c->state = C_SNIFF;
     c->sniff_started = uv_now(c->p->loop);
     /* Bytes after the CONNECT head belong to the tunnel. */
@@ -857,6 +1003,7 @@ static void handle_connect(conn_t *c, const reel_h1_head_t *h) {
 }
 
 static void request_head(conn_t *c, const reel_h1_head_t *h) {
+    c->head_us = now_us();
     c->head_started = c->resp_head_started = 0;
     c->resp_head_sent = c->req_done = c->resp_done = false;
     c->client_close = !h->keep_alive;
@@ -949,7 +1096,7 @@ static void req_process(conn_t *c) {
         }
         if (rc != REEL_OK) {
             if (c->flow == NULL)
-                record_refused(c, NULL, "http", NULL, 0, "");
+                record_rejected(c);
             fail_exchange(c, ev.error_status ? ev.error_status : 400,
                           ev.error_reason ? ev.error_reason : "malformed request");
             return;
@@ -1028,10 +1175,7 @@ static void exchange_done(conn_t *c, bool upstream_reusable) {
 static void maybe_finish(conn_t *c) {
     if (!c->req_done || !c->resp_done)
         return;
-    if (c->flow) {
-        reel_recorder_flow_end(c->flow, NULL, 0, c->req_end_us, 0);
-        c->flow = NULL;
-    }
+    finish_flow(c, NULL);
     peer_t *up = c->up;
     exchange_done(c, up && !up->eof && up->in.len == 0);
     if (c->state == C_HEAD && c->client.in.len)
@@ -1094,6 +1238,8 @@ static void retry_on_new_upstream(conn_t *c) {
 
 static void resp_process(conn_t *c) {
     peer_t *up = c->up;
+    if (up && up->in.len && c->flow && c->resp_first_us == 0)
+        c->resp_first_us = now_us();
     while (up && c->up == up && c->state != C_DONE && c->state != C_RAW) {
         size_t consumed = 0;
         reel_h1_event_t ev;
@@ -1115,10 +1261,7 @@ static void resp_process(conn_t *c) {
             char *why = reel_asprintf("invalid response from %s:%d: %s", up->host, up->port,
                                       ev.error_reason ? ev.error_reason : "malformed");
             if (c->resp_head_sent) {
-                if (c->flow) {
-                    reel_recorder_flow_error(c->flow, why, 0);
-                    c->flow = NULL;
-                }
+                finish_flow(c, why);
                 free(why);
                 conn_close(c);
                 return;
@@ -1172,12 +1315,11 @@ static void resp_process(conn_t *c) {
         peer_update_reading(up);
     }
     if (c->upgrade && c->resp_done && c->state == C_WAIT_RESP) {
-        /* upgrade refused: back to HTTP */
+        /* Upgrade refused (the origin answered without 101): the exchange
+         * and its flow are complete, and the connection speaks HTTP again. */
         c->upgrade = false;
         reel_h1_upgrade_refused(c->reqp);
-        exchange_done(c, up && !up->eof);
-        if (c->state == C_HEAD)
-            req_process(c);
+        maybe_finish(c);
     }
 }
 
@@ -1207,10 +1349,7 @@ static void tunnel_forward(conn_t *c) {
     peer_update_reading(cl);
     peer_update_reading(up);
     if ((cl->eof && up->eof) || (cl->eof && up->in.len == 0 && !up->tcp_open)) {
-        if (c->tflow) {
-            reel_recorder_flow_end(c->tflow, NULL, 0, 0, 0);
-            c->tflow = NULL;
-        }
+        finish_tflow(c, NULL);
         c->client.close_when_flushed = true;
         upstream_close(c);
         if (cl->wpending == 0)
@@ -1240,21 +1379,23 @@ static void tunnel_flow(conn_t *c, const char *host, int port) {
     reel_recorder_request_head(c->tflow, &rq);
 }
 
-/* A tunnel to host:port relayed byte for byte and recorded as one flow. */
-static void begin_raw_tunnel(conn_t *c, const char *host, int port, bool reply_200) {
+/* A tunnel to host:port relayed byte for byte, recorded as one flow if
+ * `record`. With reply_200 the CONNECT is answered once the upstream is
+ * connected (a 502 if it cannot be). */
+static void begin_raw_tunnel(conn_t *c, const char *host, int port, bool reply_200, bool record) {
     c->state = C_RAW;
-    tunnel_flow(c, host, port);
+    if (record)
+        tunnel_flow(c, host, port);
+    c->tunnel_reply = reply_200;
     upstream_for(c, false, host, port, NULL);
-    if (reply_200) {
-        static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
-        peer_write(&c->client, ok, sizeof ok - 1);
-    }
-    tunnel_forward(c);
+    if (c->state == C_RAW)
+        tunnel_forward(c);
 }
 
 static void start_upgraded_tunnel(conn_t *c) {
-    /* The HTTP flow (request + 101) has ended; the bytes that follow are
+    /* The HTTP flow (request + 101) is complete; the bytes that follow are
      * recorded as a tunnel flow. */
+    finish_flow(c, NULL);
     c->state = C_RAW;
     tunnel_flow(c, c->up ? c->up->host : "", c->up ? c->up->port : 0);
     /* Bytes the parsers hold beyond the head are still in the buffers. */
@@ -1273,8 +1414,13 @@ static void sniff_process(conn_t *c) {
         if (rc == REEL_NEED_MORE)
             return;
         const char *sni = rc == REEL_OK && ch.sni[0] ? ch.sni : NULL;
-        if ((sni && ignored(c->p, sni, c->tunnel_port)) || c->p->server_ctx == NULL) {
-            begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false);
+        if (sni && ignored(c->p, sni, c->tunnel_port)) {
+            c->p->stats.ignored++;
+            begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false, false);
+            return;
+        }
+        if (c->p->server_ctx == NULL) {
+            begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false, true);
             return;
         }
         free(c->tunnel_sni);
@@ -1282,11 +1428,12 @@ static void sniff_process(conn_t *c) {
         reel_err_t err;
         reel_err_clear(&err);
         if (reel_tls_new_server(c->p->server_ctx, c->tunnel_host, &cl->tls, &err) != REEL_OK) {
-            begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false);
+            begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false, true);
             return;
         }
         c->tunnel_tls = true;
         c->state = C_HEAD;
+        c->resp_head_sent = false; /* requests inside the tunnel get their own answers */
         /* The buffered ClientHello is cipher text for the new TLS layer. */
         reel_buf_t hello = cl->in;
         reel_buf_init(&cl->in, 0);
@@ -1305,10 +1452,11 @@ static void sniff_process(conn_t *c) {
     if (k == REEL_SNIFF_HTTP) {
         c->tunnel_tls = false;
         c->state = C_HEAD;
+        c->resp_head_sent = false;
         req_process(c);
         return;
     }
-    begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false);
+    begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false, true);
 }
 
 /* ---- reading ---- */
@@ -1334,18 +1482,19 @@ static bool tls_pump(peer_t *pe) {
                                           "trusted?): %s",
                                           reel_err_str(&err));
                 tunnel_flow(c, c->tunnel_host ? c->tunnel_host : "", c->tunnel_port);
-                reel_recorder_flow_error(c->tflow, why, 0);
-                c->tflow = NULL;
+                finish_tflow(c, why);
                 free(why);
                 c->resp_head_sent = true;
                 fail_exchange(c, 0, "client TLS handshake failed");
             }
             return false;
         }
-        if (pe->role == P_UPSTREAM)
+        if (pe->role == P_UPSTREAM) {
+            pe->t_ready = now_us();
             upstream_ready(pe);
-        else
+        } else {
             peer_flush_pend(pe);
+        }
     }
     for (;;) {
         uint8_t buf[16384];
@@ -1370,6 +1519,12 @@ static bool tls_pump(peer_t *pe) {
 static void upstream_ready(peer_t *up) {
     peer_flush_pend(up);
     conn_t *c = up->c;
+    if (c->state == C_RAW && c->tunnel_reply) {
+        static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+        c->tunnel_reply = false;
+        c->resp_head_sent = true;
+        peer_write(&c->client, ok, sizeof ok - 1);
+    }
     if (c->state == C_RAW)
         tunnel_forward(c);
 }
@@ -1398,10 +1553,7 @@ static void conn_process(conn_t *c) {
         if (c->state == C_HEAD && c->flow == NULL) {
             conn_close(c);
         } else if (c->state == C_REQ_BODY) {
-            if (c->flow) {
-                reel_recorder_flow_error(c->flow, "client closed the connection during the request", 0);
-                c->flow = NULL;
-            }
+            finish_flow(c, "client closed the connection during the request");
             conn_close(c);
         } else if (c->state == C_SNIFF) {
             conn_close(c);
@@ -1423,8 +1575,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         peer_read_stop(pe);
         if (nread != UV_EOF && pe->role == P_CLIENT && c->flow) {
             char *why = reel_asprintf("client connection error: %s", uv_strerror((int)nread));
-            reel_recorder_flow_error(c->flow, why, 0);
-            c->flow = NULL;
+            finish_flow(c, why);
             free(why);
         }
         pe->eof = true;
@@ -1496,16 +1647,9 @@ static void on_close_timer(uv_handle_t *h) {
 static void conn_close(conn_t *c) {
     if (c->client.closing)
         return;
-    if (c->flow) {
-        reel_recorder_flow_error(c->flow, c->p->shutting_down
-                                              ? "proxy shut down before the flow ended"
-                                              : "connection closed before the flow ended", 0);
-        c->flow = NULL;
-    }
-    if (c->tflow) {
-        reel_recorder_flow_end(c->tflow, NULL, 0, 0, 0);
-        c->tflow = NULL;
-    }
+    finish_flow(c, c->p->shutting_down ? "proxy shut down before the flow ended"
+                                       : "connection closed before the flow ended");
+    finish_tflow(c, NULL);
     c->state = C_DONE;
     upstream_close(c);
     c->client.closing = true;
@@ -1552,11 +1696,7 @@ static void upstream_timed_out(conn_t *c) {
                             "(upstream_timeout)",
                             up->host, up->port, secs);
     if (c->resp_head_sent) {
-        if (c->flow) {
-            reel_recorder_flow_error(c->flow, why, 0);
-            c->flow = NULL;
-            c->p->stats.errors++;
-        }
+        finish_flow(c, why);
         conn_close(c);
     } else {
         fail_exchange(c, 504, why);
@@ -1569,7 +1709,7 @@ static void on_conn_timer(uv_timer_t *t) {
     reel_proxy_t *p = c->p;
     uint64_t now = uv_now(p->loop);
     if (c->state == C_HEAD && c->head_started && now - c->head_started >= p->head_timeout_ms) {
-        record_refused(c, NULL, "http", NULL, 0, "");
+        record_rejected(c);
         fail_exchange(c, 408, "request head not received in time (head_timeout)");
         return;
     }
@@ -1591,13 +1731,11 @@ static void on_conn_timer(uv_timer_t *t) {
     }
     if (c->state == C_SNIFF && now - c->sniff_started >= SNIFF_WAIT_MS) {
         /* The client is silent: maybe a server-speaks-first protocol. */
-        begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false);
+        begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false, true);
         return;
     }
     if (now - c->last_activity >= p->idle_timeout_ms) {
-        if (c->flow)
-            reel_recorder_flow_error(c->flow, "idle timeout", 0);
-        c->flow = NULL;
+        finish_flow(c, "idle timeout");
         conn_close(c);
         return;
     }

@@ -45,6 +45,7 @@ void reel_proxy_free(reel_proxy_t *p);
 /** Counters for logs and stats. */
 typedef struct {
     uint64_t connections, active_connections, flows, errors;
+    uint64_t ignored; /* connections to ignore_hosts: relayed, not recorded */
 } reel_proxy_stats_t;
 void reel_proxy_stats(const reel_proxy_t *p, reel_proxy_stats_t *out);
 

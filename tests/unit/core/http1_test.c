@@ -649,6 +649,71 @@ static void test_limits(void **state) {
           "END\n");
 }
 
+/* What reel_h1_partial_head reports of a head that failed, fed whole and
+ * split at every byte. */
+static char *partial_after(const char *in, size_t cut) {
+    reel_h1_limits_t lim = {.max_head_size = 64, .max_headers = 3};
+    reel_h1_t *p = reel_h1_new(REEL_H1_REQUEST, &lim);
+    size_t n = strlen(in), off = 0;
+    reel_rc rc = REEL_NEED_MORE;
+    size_t parts[2] = {cut ? cut : n, n};
+    for (int k = 0; k < 2 && rc != REEL_INVALID; k++) {
+        while (off < parts[k] && rc != REEL_INVALID) {
+            size_t consumed = 0;
+            reel_h1_event_t ev;
+            rc = reel_h1_feed(p, (const uint8_t *)in + off, parts[k] - off, &consumed, &ev);
+            off += consumed;
+            if (rc == REEL_NEED_MORE)
+                break;
+        }
+    }
+    assert_int_equal(rc, REEL_INVALID);
+    reel_h1_head_t h;
+    reel_buf_t out;
+    reel_buf_init(&out, 0);
+    if (reel_h1_partial_head(p, &h)) {
+        reel_buf_printf(&out, "%.*s|%.*s|%d.%d", (int)h.method_len, h.method ? h.method : "",
+                        (int)h.target_len, h.target ? h.target : "", h.version_major,
+                        h.version_minor);
+        for (size_t i = 0; i < h.nheaders; i++)
+            reel_buf_printf(&out, " [%.*s: %.*s]", (int)h.headers[i].name_len,
+                            h.headers[i].name, (int)h.headers[i].value_len, h.headers[i].value);
+    } else {
+        reel_buf_puts(&out, "none");
+    }
+    reel_h1_free(p);
+    reel_buf_append(&out, "", 1);
+    return (char *)out.data;
+}
+
+static void check_partial(const char *in, const char *want) {
+    for (size_t cut = 0; cut < strlen(in); cut++) {
+        char *got = partial_after(in, cut);
+        if (strcmp(got, want) != 0)
+            fail_msg("cut at %zu: got '%s', want '%s'", cut, got, want);
+        free(got);
+    }
+}
+
+static void test_partial_head(void **state) {
+    (void)state;
+    /* fields cut by the size cap: the complete ones are kept */
+    check_partial("GET /a HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nX-Big: "
+                  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n",
+                  "GET|/a|1.1 [Host: h] [X-A: 1] [X-Big: aaaaaaaaaaaaaaaaaaaaaaa]");
+    /* too many fields */
+    check_partial("POST /p HTTP/1.0\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n",
+                  "POST|/p|1.0 [A: 1] [B: 2] [C: 3]");
+    /* a request line longer than the cap: the target read so far */
+    check_partial("GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa "
+                  "HTTP/1.1\r\n\r\n",
+                  "GET|/" "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa|1.1");
+    /* llhttp refuses Transfer-Encoding after Content-Length before its value */
+    check_partial("POST /s HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n"
+                  "Transfer-Encoding: chunked\r\n\r\n",
+                  "POST|/s|1.1 [Host: h] [Content-Length: 1] [Transfer-Encoding: ]");
+}
+
 static void test_default_head_limit(void **state) {
     (void)state;
     /* a 70 KiB head against the default 64 KiB cap; whole and bytewise only */
@@ -891,6 +956,7 @@ int main(void) {
         cmocka_unit_test(test_chunk_framing_is_strict),
         cmocka_unit_test(test_request_line_errors),
         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_partial_head),
         cmocka_unit_test(test_default_head_limit),
         cmocka_unit_test(test_response_errors),
         cmocka_unit_test(test_errors_are_sticky),
