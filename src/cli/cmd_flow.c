@@ -56,6 +56,7 @@ typedef struct {
     int has_end;
     unsigned long long size[2];
     int truncated[2];
+    unsigned long long dropped[2]; /* body bytes capture did not store */
     char *error; /* owned, NULL if none */
 } row_t;
 
@@ -65,8 +66,8 @@ static void row_load(reel_session_t *s, unsigned long long id, row_t *r) {
     snprintf(r->state, sizeof r->state, "unknown");
     if (sqlite3_prepare_v2(reel_session_db(s),
                            "SELECT state, start_us, end_us, request_body_size, "
-                           "response_body_size, request_truncated, response_truncated, error "
-                           "FROM flows WHERE id = ?",
+                           "response_body_size, request_truncated, response_truncated, error, "
+                           "request_body_dropped, response_body_dropped FROM flows WHERE id = ?",
                            -1, &st, NULL) != SQLITE_OK)
         goto out;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
@@ -83,6 +84,8 @@ static void row_load(reel_session_t *s, unsigned long long id, row_t *r) {
     r->size[RESP] = (unsigned long long)sqlite3_column_int64(st, 4);
     r->truncated[REQ] = sqlite3_column_int(st, 5) != 0;
     r->truncated[RESP] = sqlite3_column_int(st, 6) != 0;
+    r->dropped[REQ] = (unsigned long long)sqlite3_column_int64(st, 8);
+    r->dropped[RESP] = (unsigned long long)sqlite3_column_int64(st, 9);
     const unsigned char *e = sqlite3_column_text(st, 7);
     if (e && e[0])
         r->error = reel_strdup((const char *)e);
@@ -564,6 +567,30 @@ static int view_record(void *ctx, const Reel__Record *rec) {
     return ferror(v->out) ? 1 : 0;
 }
 
+/* The known holes in the flow's record (repair and recovery find them), one
+ * line each; nothing for an intact flow. */
+static void print_damage(FILE *out, reel_session_t *s, unsigned long long id) {
+    reel_store_damage_t *dm = NULL;
+    size_t n = 0;
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (reel_store_flow_damage(s, id, &dm, &n, &err) != REEL_OK)
+        fprintf(out, "! damage: cannot be read: %s\n", reel_err_str(&err));
+    for (size_t i = 0; i < n; i++) {
+        if (dm[i].direction < 2 && dm[i].length >= 0)
+            fprintf(out, "! damaged: %s body bytes %lld-%lld are missing (%s)\n",
+                    reel_store_damage_direction(dm[i].direction), (long long)dm[i].offset,
+                    (long long)(dm[i].offset + dm[i].length - 1), dm[i].reason);
+        else if (dm[i].direction < 2)
+            fprintf(out, "! damaged: %s body bytes may be missing after byte %lld (%s)\n",
+                    reel_store_damage_direction(dm[i].direction), (long long)dm[i].offset,
+                    dm[i].reason);
+        else
+            fprintf(out, "! damaged: %s\n", dm[i].reason);
+    }
+    free(dm);
+}
+
 static int run_view(reel_cli_t *cli, reel_session_t *s, unsigned long long id, int raw,
                     int headers_only, row_t *row) {
     view_t v;
@@ -588,6 +615,7 @@ static int run_view(reel_cli_t *cli, reel_session_t *s, unsigned long long id, i
     summary(&v);
     close_body(&v, &v.d[REQ]);
     close_body(&v, &v.d[RESP]);
+    print_damage(v.out, s, id);
     int exit_code = REEL_EXIT_OK;
     if (fflush(v.out) != 0 || ferror(v.out))
         exit_code = reel_cli_fail(cli, "writing the flow: %s", strerror(errno));
@@ -821,12 +849,35 @@ static void json_finish_dir(jview_t *j, int dir, const row_t *row) {
     reel_buf_free(b);
 }
 
+/* "damage": the known holes in the flow's record, [] for an intact flow. */
+static json_t *damage_json(reel_session_t *s, unsigned long long id) {
+    reel_store_damage_t *dm = NULL;
+    size_t n = 0;
+    reel_err_t err;
+    reel_err_clear(&err);
+    json_t *arr = json_array();
+    reel_store_flow_damage(s, id, &dm, &n, &err);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(
+            arr, json_pack("{s:s, s:I, s:I, s:s}", "direction",
+                           reel_store_damage_direction(dm[i].direction), "offset",
+                           (json_int_t)dm[i].offset, "length", (json_int_t)dm[i].length, "reason",
+                           dm[i].reason));
+    free(dm);
+    return arr;
+}
+
 static int run_json(reel_cli_t *cli, reel_session_t *s, unsigned long long id, int headers_only,
                     const row_t *row) {
     if (!headers_only) {
-        /* Known too big from the index: refuse before reading anything. */
+        /* Known too big from the index: refuse before reading anything. The
+         * index knows the stored size only of a complete flow that
+         * body_limit did not cut (the bytes seen less those not stored);
+         * other bodies are refused by what is read. */
         for (int dir = 0; dir < 2; dir++)
-            if (row->found && !row->truncated[dir] && row->size[dir] > JSON_BODY_MAX)
+            if (row->found && strcmp(row->state, "complete") == 0 && !row->truncated[dir] &&
+                row->size[dir] > row->dropped[dir] &&
+                row->size[dir] - row->dropped[dir] > JSON_BODY_MAX)
                 return reel_cli_fail(cli,
                                      "flow %llu: the %s body is larger than %zu MiB, too big "
                                      "for --json; 'reel flow' without --json streams any size",
@@ -880,6 +931,7 @@ static int run_json(reel_cli_t *cli, reel_session_t *s, unsigned long long id, i
         json_object_set(o, dir_name[dir], j.dir[dir] ? j.dir[dir] : json_null());
     }
     json_object_set(o, "timings", j.timings ? j.timings : json_null());
+    json_object_set_new(o, "damage", damage_json(s, id));
     if (rc != REEL_OK)
         json_object_set_new(o, "read_error", json_string(reel_err_str(&err)));
     exit_code = reel_cli_json_out(o);

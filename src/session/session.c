@@ -20,6 +20,7 @@
 #include "session/index.h"
 #include "flow.pb-c.h"
 #include "session/spool.h"
+#include "session/store.h"
 
 struct reel_session {
     char *name;
@@ -303,6 +304,8 @@ static reel_rc mark_interrupted(reel_session_t *s, reel_err_t *err) {
     return rc;
 }
 
+static void dmg_note(reel_session_t *s, uint32_t seg, uint64_t off, uint64_t len);
+
 /* Scans segment n from `from`, indexing valid frames. A damaged range
  * followed by a valid frame is recorded as damage and skipped; damage that
  * runs to the end of the file is moved aside if `tail_aside` (the newest
@@ -352,6 +355,7 @@ static reel_rc scan_segment(reel_session_t *s, reel_indexer_t *ix, uint32_t n, u
             sqlite3_step(st);
         }
         sqlite3_finalize(st);
+        dmg_note(s, n, sc.bad_off, next - sc.bad_off);
         note(s, "segment %s: skipped %llu damaged bytes at offset %llu (%s)", name,
              (unsigned long long)(next - sc.bad_off), (unsigned long long)sc.bad_off, sc.reason);
         if (next >= sc.file_size)
@@ -546,6 +550,15 @@ static reel_rc mark_lost(reel_session_t *s, const segrange *missing, size_t nmis
                          "(SELECT id FROM repair_lost)",
                          err);
     marked = sqlite3_changes(s->db);
+    if (rc == REEL_OK)
+        rc = reel_index_exec(s->db,
+                             "UPDATE flows SET damaged = 1 WHERE id IN (SELECT id FROM "
+                             "repair_lost);"
+                             "INSERT INTO flow_damage(flow_id, direction, offset, length, reason, "
+                             "found_us) SELECT r.id, 'flow', 0, -1, r.msg, "
+                             "CAST(strftime('%s', 'now') AS INTEGER) * 1000000 FROM repair_lost r "
+                             "JOIN flows f ON f.id = r.id",
+                             err);
     if (rc != REEL_OK)
         return rc;
     reel_buf_t names;
@@ -566,6 +579,274 @@ static reel_rc mark_lost(reel_session_t *s, const segrange *missing, size_t nmis
     return REEL_OK;
 }
 
+/* ---- flows that lost records in a damaged spool range ---- */
+
+/* A spool position that sorts as the spool does: segment, then offset. */
+#define SPOOL_POS(seg, off) (((uint64_t)(seg) << 40) | (uint64_t)(off))
+#define SQL_POS(seg, off) "((" seg ") << 40 | (" off "))"
+
+/* What the index row and the spool say of one flow: enough to tell whether
+ * it can have lost records. */
+typedef struct {
+    int has_start, http, has_req_head, has_resp_head, finished, complete;
+    int64_t size[2], dropped[2];
+    int truncated[2];
+    uint64_t stored[2]; /* body bytes the spool holds */
+} flow_facts;
+
+/* The columns facts_load reads, in its order. */
+#define FACTS_COLS                                                                                \
+    "uuid != '', kind = 'http', method IS NOT NULL, status IS NOT NULL, state IN ('complete', "   \
+    "'error'), state = 'complete', request_body_size, response_body_size, "                       \
+    "request_body_dropped, response_body_dropped, request_truncated, response_truncated"
+#define FACTS_NCOLS 12
+
+static void facts_load(sqlite3_stmt *st, int col, flow_facts *f) {
+    memset(f, 0, sizeof *f);
+    f->has_start = sqlite3_column_int(st, col);
+    f->http = sqlite3_column_int(st, col + 1);
+    f->has_req_head = sqlite3_column_int(st, col + 2);
+    f->has_resp_head = sqlite3_column_int(st, col + 3);
+    f->finished = sqlite3_column_int(st, col + 4);
+    f->complete = sqlite3_column_int(st, col + 5);
+    for (int d = 0; d < 2; d++) {
+        f->size[d] = sqlite3_column_int64(st, col + 6 + d);
+        f->dropped[d] = sqlite3_column_int64(st, col + 8 + d);
+        f->truncated[d] = sqlite3_column_int(st, col + 10 + d);
+    }
+}
+
+/* The most body bytes of direction d (0 request, 1 response) the spool
+ * should hold; *exact when it must hold exactly that many (a complete flow
+ * whose body body_limit did not cut, or an empty body). */
+static uint64_t body_expected(const flow_facts *f, int d, int *exact) {
+    int64_t e = f->size[d] - f->dropped[d];
+    if (e < 0)
+        e = 0;
+    *exact = e == 0 || (f->complete && !f->truncated[d]);
+    return (uint64_t)e;
+}
+
+/* Whether every record of the flow is accounted for: its start, its heads
+ * if it completed, bodies as long as its end says, and its end. */
+static int flow_intact(const flow_facts *f) {
+    if (!f->has_start || !f->finished)
+        return 0;
+    if (f->complete && f->http && (!f->has_req_head || !f->has_resp_head))
+        return 0;
+    for (int d = 0; d < 2; d++) {
+        int exact;
+        if (f->stored[d] < body_expected(f, d, &exact))
+            return 0;
+    }
+    return 1;
+}
+
+/* Starts collecting, for each damaged range a scan skips, the flows open
+ * at it (recovery and repair). */
+static reel_rc dmg_begin(reel_session_t *s, reel_err_t *err) {
+    return reel_index_exec(s->db,
+                           "CREATE TEMP TABLE IF NOT EXISTS dmg_open(segment INTEGER, offset "
+                           "INTEGER, length INTEGER, flow_id INTEGER, req INTEGER, resp INTEGER);"
+                           "DELETE FROM temp.dmg_open;",
+                           err);
+}
+
+/* A scan skipped [off, off + len) of segment seg, with the index committed
+ * up to it: the flows open there (started, not yet ended) may have had
+ * records in it. Their body sizes in the index are still the bytes stored
+ * so far, which is where a hole in their bodies begins. */
+static void dmg_note(reel_session_t *s, uint32_t seg, uint64_t off, uint64_t len) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT INTO temp.dmg_open SELECT ?1, ?2, ?3, id, request_body_size, "
+                           "response_body_size FROM flows WHERE state = 'open'",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, seg);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)off);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)len);
+        sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+}
+
+typedef struct {
+    uint64_t stored[2];
+} stored_ctx;
+
+static int stored_cb(void *ctx, const Reel__Record *rec) {
+    stored_ctx *c = ctx;
+    if (rec->event_case == REEL__RECORD__EVENT_REQUEST_BODY)
+        c->stored[0] += rec->request_body->data.len;
+    else if (rec->event_case == REEL__RECORD__EVENT_RESPONSE_BODY)
+        c->stored[1] += rec->response_body->data.len;
+    return 0;
+}
+
+/* One damaged range that touched a flow, and the flow's stored body bytes
+ * before it. */
+typedef struct {
+    uint32_t seg;
+    uint64_t off, len;
+    uint64_t at[2];
+} dmg_hit;
+
+static const char *const dmg_dir[3] = {"request", "response", "flow"};
+
+static reel_rc dmg_row(sqlite3_stmt *ins, uint64_t id, int dir, uint64_t off, int64_t len,
+                       const char *what, const dmg_hit *h, reel_err_t *err) {
+    char reason[300];
+    snprintf(reason, sizeof reason,
+             "%s with the %llu damaged bytes at offset %llu of spool segment %08u.zst", what,
+             (unsigned long long)h->len, (unsigned long long)h->off, h->seg);
+    sqlite3_bind_int64(ins, 1, (sqlite3_int64)id);
+    sqlite3_bind_text(ins, 2, dmg_dir[dir], -1, SQLITE_STATIC);
+    sqlite3_bind_int64(ins, 3, (sqlite3_int64)off);
+    sqlite3_bind_int64(ins, 4, len);
+    sqlite3_bind_text(ins, 5, reason, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(ins, 6, reel_now_us());
+    int rc = sqlite3_step(ins);
+    sqlite3_reset(ins);
+    if (rc != SQLITE_DONE)
+        return reel_err_set(err, REEL_DB, "session.db: flow_damage: %s",
+                            sqlite3_errmsg(sqlite3_db_handle(ins)));
+    return REEL_OK;
+}
+
+/* Records what flow id lost, given the damaged ranges that touched it
+ * (hits, in spool order). Returns REEL_OK with *marked set if it is
+ * damaged. */
+static reel_rc dmg_flow(reel_session_t *s, sqlite3_stmt *facts_q, sqlite3_stmt *ins, uint64_t id,
+                        const dmg_hit *hits, size_t nhits, int *marked, reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    flow_facts f;
+    *marked = 0;
+    sqlite3_bind_int64(facts_q, 1, (sqlite3_int64)id);
+    int step = sqlite3_step(facts_q);
+    if (step == SQLITE_ROW)
+        facts_load(facts_q, 0, &f);
+    sqlite3_reset(facts_q);
+    if (step != SQLITE_ROW)
+        return REEL_OK; /* gone with the range */
+    stored_ctx sc = {{0, 0}};
+    reel_err_t e2;
+    reel_err_clear(&e2);
+    reel_store_read_flow(s, id, stored_cb, &sc, &e2);
+    f.stored[0] = sc.stored[0];
+    f.stored[1] = sc.stored[1];
+    if (flow_intact(&f))
+        return REEL_OK;
+    const dmg_hit *first = &hits[0], *last = &hits[nhits - 1];
+    if (!f.has_start)
+        rc = dmg_row(ins, id, 2, 0, -1, "its start record was lost", first, err);
+    if (rc == REEL_OK && f.complete && f.http && !f.has_req_head)
+        rc = dmg_row(ins, id, 2, 0, -1, "its request head was lost", first, err);
+    if (rc == REEL_OK && f.complete && f.http && !f.has_resp_head)
+        rc = dmg_row(ins, id, 2, 0, -1, "its response head was lost", first, err);
+    for (int d = 0; d < 2 && rc == REEL_OK; d++) {
+        int exact;
+        uint64_t want = body_expected(&f, d, &exact);
+        if (f.stored[d] >= want)
+            continue;
+        /* One range: the hole is there, and as long as what is missing.
+         * Several: any of them may hold some of it. */
+        for (size_t k = 0; k < nhits && rc == REEL_OK; k++) {
+            if (exact && nhits == 1)
+                rc = dmg_row(ins, id, d, hits[k].at[d], (int64_t)(want - f.stored[d]),
+                             "body bytes lost", &hits[k], err);
+            else
+                rc = dmg_row(ins, id, d, hits[k].at[d], -1, "body bytes may have been lost",
+                             &hits[k], err);
+        }
+    }
+    if (rc == REEL_OK && !f.finished)
+        rc = dmg_row(ins, id, 2, 0, -1,
+                     "its end record may have been lost (the flow may have finished)", last,
+                     err);
+    *marked = rc == REEL_OK;
+    return rc;
+}
+
+/* After a scan: every flow that a damaged range it skipped may have taken
+ * records from (the flows open at the range, and flows whose start record
+ * is gone, from the nearest range before their first record) and that does
+ * not check out whole is marked damaged, with a flow_damage row for each
+ * known or possible hole. */
+static reel_rc dmg_finish(reel_session_t *s, reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    sqlite3_stmt *q = NULL, *facts_q = NULL, *ins = NULL, *upd = NULL;
+    dmg_hit *hits = NULL;
+    size_t nhits = 0, cap = 0;
+    long long nmarked = 0;
+    uint64_t cur = 0;
+    /* Flows without a start record: the nearest range before their first. */
+    rc = reel_index_exec(s->db,
+                         "INSERT INTO temp.dmg_open SELECT d.segment, d.offset, d.length, f.id, "
+                         "0, 0 FROM flows f JOIN damage d ON " SQL_POS("d.segment", "d.offset")
+                         " = (SELECT max(" SQL_POS("d2.segment", "d2.offset") ") FROM damage d2 "
+                         "WHERE d2.reason != 'segment file missing' AND "
+                         SQL_POS("d2.segment", "d2.offset") " < (SELECT min("
+                         SQL_POS("segment", "offset") ") FROM flow_frames WHERE flow_id = f.id)) "
+                         "WHERE f.uuid = '' AND f.damaged = 0 AND NOT EXISTS (SELECT 1 FROM "
+                         "temp.dmg_open o WHERE o.flow_id = f.id AND o.segment = d.segment AND "
+                         "o.offset = d.offset)",
+                         err);
+    if (rc != REEL_OK ||
+        (rc = reel_index_prepare(s->db,
+                                 "SELECT flow_id, segment, offset, length, req, resp FROM "
+                                 "temp.dmg_open ORDER BY flow_id, segment, offset",
+                                 &q, err)) != REEL_OK ||
+        (rc = reel_index_prepare(s->db, "SELECT " FACTS_COLS " FROM flows WHERE id = ?", &facts_q,
+                                 err)) != REEL_OK ||
+        (rc = reel_index_prepare(s->db,
+                                 "INSERT INTO flow_damage(flow_id, direction, offset, length, "
+                                 "reason, found_us) VALUES(?, ?, ?, ?, ?, ?)",
+                                 &ins, err)) != REEL_OK ||
+        (rc = reel_index_prepare(s->db, "UPDATE flows SET damaged = 1 WHERE id = ?", &upd,
+                                 err)) != REEL_OK)
+        goto out;
+    for (int more = 1; more && rc == REEL_OK;) {
+        int step = sqlite3_step(q);
+        more = step == SQLITE_ROW;
+        uint64_t id = more ? (uint64_t)sqlite3_column_int64(q, 0) : 0;
+        if ((!more || id != cur) && nhits) {
+            int marked = 0;
+            if ((rc = dmg_flow(s, facts_q, ins, cur, hits, nhits, &marked, err)) != REEL_OK)
+                break;
+            if (marked) {
+                sqlite3_bind_int64(upd, 1, (sqlite3_int64)cur);
+                if (sqlite3_step(upd) != SQLITE_DONE)
+                    rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(s->db));
+                sqlite3_reset(upd);
+                nmarked++;
+            }
+            nhits = 0;
+        }
+        if (!more)
+            break;
+        cur = id;
+        if (nhits == cap)
+            hits = reel_realloc(hits, (cap = cap ? cap * 2 : 8) * sizeof *hits);
+        hits[nhits++] = (dmg_hit){.seg = (uint32_t)sqlite3_column_int64(q, 1),
+                                  .off = (uint64_t)sqlite3_column_int64(q, 2),
+                                  .len = (uint64_t)sqlite3_column_int64(q, 3),
+                                  .at = {(uint64_t)sqlite3_column_int64(q, 4),
+                                         (uint64_t)sqlite3_column_int64(q, 5)}};
+    }
+    if (rc == REEL_OK && nmarked)
+        note(s,
+             "%lld flow%s lost records in the damaged ranges (marked damaged; 'reel flows %s "
+             "~damaged' lists them, 'reel flow' shows what is missing)",
+             nmarked, nmarked == 1 ? "" : "s", s->name);
+out:
+    sqlite3_finalize(q);
+    sqlite3_finalize(facts_q);
+    sqlite3_finalize(ins);
+    sqlite3_finalize(upd);
+    free(hits);
+    return rc;
+}
+
 static reel_rc rebuild(reel_session_t *s, reel_err_t *err) {
     reel_rc rc = REEL_OK;
     reel_indexer_t *ix = NULL;
@@ -574,11 +855,13 @@ static reel_rc rebuild(reel_session_t *s, reel_err_t *err) {
     segrange *missing = missing_segments(s->db, segs, nseg, &nmissing);
     uint64_t frames = 0;
     uint64_t old_max = reel_index_max_flow_id(s->db);
-    if ((rc = remember_lost(s, missing, nmissing, err)) != REEL_OK)
+    if ((rc = remember_lost(s, missing, nmissing, err)) != REEL_OK ||
+        (rc = dmg_begin(s, err)) != REEL_OK)
         goto out;
     rc = reel_index_exec(s->db,
                          "BEGIN IMMEDIATE;"
                          "DELETE FROM flow_frames; DELETE FROM frames; DELETE FROM damage;"
+                         "DELETE FROM flow_damage;"
                          "INSERT INTO url_fts(url_fts) VALUES('delete-all');"
                          "DROP TRIGGER IF EXISTS flows_fts_ad;"
                          "DELETE FROM flows;"
@@ -631,6 +914,8 @@ static reel_rc rebuild(reel_session_t *s, reel_err_t *err) {
     reel_buf_free(&ddl);
     if (rc == REEL_OK)
         rc = mark_lost(s, missing, nmissing, err);
+    if (rc == REEL_OK)
+        rc = dmg_finish(s, err);
     if (rc == REEL_OK)
         rc = mark_interrupted(s, err);
     if (rc == REEL_OK && reel_index_max_flow_id(s->db) < old_max) {
@@ -713,7 +998,8 @@ static reel_rc recover(reel_session_t *s, reel_err_t *err) {
                                  err);
         goto out;
     }
-    rc = reel_indexer_new(s->db, &ix, err);
+    if ((rc = dmg_begin(s, err)) == REEL_OK)
+        rc = reel_indexer_new(s->db, &ix, err);
     for (size_t i = 0; rc == REEL_OK && i < nseg; i++) {
         uint64_t end = reel_index_segment_end(s->db, segs[i]);
         char name[16];
@@ -730,6 +1016,8 @@ static reel_rc recover(reel_session_t *s, reel_err_t *err) {
             note(s, "indexed %llu frame%s of segment %s that the index had not seen",
                  (unsigned long long)frames, frames == 1 ? "" : "s", name);
     }
+    if (rc == REEL_OK)
+        rc = dmg_finish(s, err);
     if (rc == REEL_OK)
         rc = mark_interrupted(s, err);
 out:
@@ -1178,6 +1466,11 @@ typedef struct {
     sqlite3_stmt *frame_q, *ff_q;
     reel_buf_t *report;
     uint64_t frames, problems;
+    /* Body bytes the spool holds per flow id (request, response), for
+     * flows 1 .. max_id (the index knows no others). */
+    uint64_t (*stored)[2];
+    uint64_t max_id;
+    uint64_t seg_end; /* end of the last valid frame of this segment */
 } verify_ctx;
 
 static void problem(verify_ctx *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -1194,6 +1487,7 @@ static void problem(verify_ctx *v, const char *fmt, ...) {
 static int verify_frame_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *raw, size_t rlen) {
     verify_ctx *v = ctx;
     v->frames++;
+    v->seg_end = off + clen;
     sqlite3_bind_int64(v->frame_q, 1, v->segment);
     sqlite3_bind_int64(v->frame_q, 2, (sqlite3_int64)off);
     if (sqlite3_step(v->frame_q) != SQLITE_ROW) {
@@ -1216,7 +1510,14 @@ static int verify_frame_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *
         if (r == NULL) {
             problem(v, "segment %08u.zst: frame at offset %llu: record %zu does not decode",
                     v->segment, (unsigned long long)off, k);
-        } else if (r->flow_id && r->flow_id != last) {
+        } else if (r->flow_id && r->flow_id <= v->max_id &&
+                   (r->event_case == REEL__RECORD__EVENT_REQUEST_BODY ||
+                    r->event_case == REEL__RECORD__EVENT_RESPONSE_BODY)) {
+            int resp = r->event_case == REEL__RECORD__EVENT_RESPONSE_BODY;
+            v->stored[r->flow_id][resp] += resp ? r->response_body->data.len
+                                                : r->request_body->data.len;
+        }
+        if (r && r->flow_id && r->flow_id != last) {
             last = r->flow_id;
             sqlite3_bind_int64(v->ff_q, 1, (sqlite3_int64)r->flow_id);
             sqlite3_bind_int64(v->ff_q, 2, v->segment);
@@ -1233,6 +1534,131 @@ static int verify_frame_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *
     return 0;
 }
 
+/* Verify: flows that lost records must say so. A complete flow whose body
+ * has fewer bytes in the spool than its end record says, a flow without a
+ * start record, and a flow that a known damaged range may have taken
+ * records from (it was open there) and that does not check out whole are
+ * problems unless the index marks them damaged; damaged flows are listed
+ * as known damage. Flows with frames past what the scan read (a recorder
+ * is appending) are left out. */
+static void verify_flows(verify_ctx *v, const uint32_t *segs, const uint64_t *scanned,
+                         size_t nseg) {
+    sqlite3 *db = v->s->db;
+    sqlite3_stmt *st = NULL;
+    uint64_t *dpos = NULL;
+    size_t nd = 0, cap = 0;
+    long long known = 0, unreported = 0;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT " SQL_POS("segment", "offset") " FROM damage WHERE reason != "
+                           "'segment file missing' ORDER BY 1",
+                           -1, &st, NULL) == SQLITE_OK)
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            if (nd == cap)
+                dpos = reel_realloc(dpos, (cap = cap ? cap * 2 : 8) * sizeof *dpos);
+            dpos[nd++] = (uint64_t)sqlite3_column_int64(st, 0);
+        }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT f.id, f.damaged, ff.lo, ff.hi, " FACTS_COLS " FROM flows f "
+                           "JOIN (SELECT flow_id, min(" SQL_POS("segment", "offset") ") AS lo, "
+                           "max(" SQL_POS("segment", "offset") ") AS hi FROM flow_frames GROUP "
+                           "BY flow_id) ff ON ff.flow_id = f.id",
+                           -1, &st, NULL) != SQLITE_OK) {
+        problem(v, "session.db: cannot read flows: %s", sqlite3_errmsg(db));
+        goto out;
+    }
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        uint64_t id = (uint64_t)sqlite3_column_int64(st, 0);
+        int damaged = sqlite3_column_int(st, 1) != 0;
+        uint64_t lo = (uint64_t)sqlite3_column_int64(st, 2);
+        uint64_t hi = (uint64_t)sqlite3_column_int64(st, 3);
+        if (damaged) {
+            known++;
+            continue;
+        }
+        /* Its last frame must be within what the scan read. */
+        uint32_t hseg = (uint32_t)(hi >> 40);
+        size_t a = 0, b = nseg;
+        while (a < b) {
+            size_t m = (a + b) / 2;
+            if (segs[m] < hseg)
+                a = m + 1;
+            else
+                b = m;
+        }
+        if (a == nseg || segs[a] != hseg || (hi & ((1ull << 40) - 1)) >= scanned[a] ||
+            id > v->max_id)
+            continue;
+        flow_facts f;
+        facts_load(st, 4, &f);
+        f.stored[0] = v->stored[id][0];
+        f.stored[1] = v->stored[id][1];
+        char what[300] = "";
+        for (int d = 0; d < 2 && !what[0]; d++) {
+            int exact;
+            uint64_t want = body_expected(&f, d, &exact);
+            if (exact && f.stored[d] < want)
+                snprintf(what, sizeof what,
+                         "its %s body has %llu of its %llu bytes in the spool (a hole)",
+                         d ? "response" : "request", (unsigned long long)f.stored[d],
+                         (unsigned long long)want);
+        }
+        if (!what[0] && !f.has_start)
+            snprintf(what, sizeof what, "its start record is not in the spool");
+        for (size_t k = 0; k < nd && !what[0]; k++)
+            if (lo < dpos[k] && (hi > dpos[k] || !f.finished) && !flow_intact(&f))
+                snprintf(what, sizeof what,
+                         "it was open at the damaged range at offset %llu of segment %08u.zst "
+                         "and does not check out whole",
+                         (unsigned long long)(dpos[k] & ((1ull << 40) - 1)),
+                         (unsigned)(dpos[k] >> 40));
+        if (!what[0])
+            continue;
+        if (++unreported <= 20)
+            problem(v, "flow %llu lost records that the index does not record: %s",
+                    (unsigned long long)id, what);
+        else
+            v->problems++;
+    }
+    if (unreported > 20)
+        reel_buf_printf(v->report, "... and %lld more flows that lost records unrecorded\n",
+                        unreported - 20);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (known == 0)
+        goto out;
+    /* Known damage: listed, not a failure. */
+    long long shown = 0;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT flow_id, direction, offset, length, reason FROM flow_damage "
+                           "ORDER BY flow_id, rowid LIMIT 21",
+                           -1, &st, NULL) == SQLITE_OK)
+        while (sqlite3_step(st) == SQLITE_ROW && ++shown <= 20) {
+            long long off = sqlite3_column_int64(st, 2), len = sqlite3_column_int64(st, 3);
+            const char *dir = (const char *)sqlite3_column_text(st, 1);
+            const char *why = (const char *)sqlite3_column_text(st, 4);
+            long long fid = sqlite3_column_int64(st, 0);
+            int body = dir && strcmp(dir, "flow") != 0;
+            if (body && len >= 0)
+                reel_buf_printf(v->report, "flow %lld: known damage: %s body bytes %lld-%lld "
+                                           "missing (%s)\n",
+                                fid, dir, off, off + len - 1, why);
+            else if (body)
+                reel_buf_printf(v->report, "flow %lld: known damage: %s body bytes may be "
+                                           "missing at %lld (%s)\n",
+                                fid, dir, off, why);
+            else
+                reel_buf_printf(v->report, "flow %lld: known damage: %s\n", fid, why);
+        }
+    reel_buf_printf(v->report, "%lld flow%s marked damaged (known damage: 'reel flows %s "
+                               "~damaged')\n",
+                    known, known == 1 ? "" : "s", v->s->name);
+out:
+    sqlite3_finalize(st);
+    free(dpos);
+}
+
 reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
     reel_rc rc = REEL_OK;
     reel_buf_t rep;
@@ -1241,6 +1667,11 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
     sqlite3_stmt *dmg = NULL, *idx_frames = NULL;
     size_t nseg = 0;
     uint32_t *segs = list_segments(s, &nseg);
+    uint64_t *scanned = reel_calloc(nseg + 1, sizeof *scanned);
+    v.max_id = reel_index_max_flow_id(s->db);
+    if (v.max_id > (1u << 28))
+        v.max_id = 1u << 28; /* ids above are not checked for holes */
+    v.stored = reel_calloc(v.max_id + 1, sizeof *v.stored);
     if ((rc = reel_index_prepare(s->db, "SELECT clen, rlen FROM frames WHERE segment = ? AND offset = ?",
                                  &v.frame_q, err)) != REEL_OK ||
         (rc = reel_index_prepare(s->db,
@@ -1260,6 +1691,7 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
             continue;
         }
         v.segment = segs[i];
+        v.seg_end = 0;
         for (uint64_t pos = 0;;) {
             reel_spool_scan_t sc;
             if ((rc = reel_spool_scan_ahead(fd, pos, verify_frame_cb, &v, &sc, err)) != REEL_OK)
@@ -1287,6 +1719,7 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
                 break;
             pos = next;
         }
+        scanned[i] = v.seg_end;
         close(fd);
         if (rc != REEL_OK)
             goto out;
@@ -1396,6 +1829,7 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
                         sqlite3_errmsg(s->db));
         }
     }
+    verify_flows(&v, segs, scanned, nseg);
     reel_buf_printf(&rep, "%zu segment%s, %llu frames checked, %llu problem%s\n", nseg,
                     nseg == 1 ? "" : "s", (unsigned long long)v.frames,
                     (unsigned long long)v.problems, v.problems == 1 ? "" : "s");
@@ -1407,6 +1841,8 @@ out:
     sqlite3_finalize(dmg);
     sqlite3_finalize(idx_frames);
     free(segs);
+    free(scanned);
+    free(v.stored);
     *report = (char *)rep.data;
     if (*report == NULL)
         *report = reel_strdup("");

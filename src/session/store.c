@@ -1,7 +1,9 @@
 #include "session/store.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "base/mem.h"
@@ -82,5 +84,47 @@ out:
     sqlite3_finalize(st);
     reel_buf_free(&comp);
     reel_buf_free(&raw);
+    return rc;
+}
+
+const char *reel_store_damage_direction(int direction) {
+    static const char *const names[3] = {"request", "response", "flow"};
+    return direction >= 0 && direction < 3 ? names[direction] : "flow";
+}
+
+reel_rc reel_store_flow_damage(reel_session_t *s, uint64_t id, reel_store_damage_t **out,
+                               size_t *n, reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    sqlite3 *db = reel_session_db(s);
+    sqlite3_stmt *st = NULL;
+    size_t cap = 0;
+    *out = NULL;
+    *n = 0;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT direction, offset, length, reason FROM flow_damage WHERE "
+                           "flow_id = ? ORDER BY rowid",
+                           -1, &st, NULL) != SQLITE_OK) {
+        rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap)
+            *out = reel_realloc(*out, (cap = cap ? cap * 2 : 4) * sizeof **out);
+        reel_store_damage_t *d = &(*out)[(*n)++];
+        const char *dir = (const char *)sqlite3_column_text(st, 0);
+        d->direction = dir && strcmp(dir, "request") == 0    ? 0
+                       : dir && strcmp(dir, "response") == 0 ? 1
+                                                             : 2;
+        d->offset = sqlite3_column_int64(st, 1);
+        d->length = sqlite3_column_int64(st, 2);
+        const char *why = (const char *)sqlite3_column_text(st, 3);
+        snprintf(d->reason, sizeof d->reason, "%s", why ? why : "");
+    }
+    if (step != SQLITE_DONE)
+        rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
+out:
+    sqlite3_finalize(st);
     return rc;
 }
