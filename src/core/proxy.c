@@ -140,6 +140,12 @@ struct reel_proxy {
     /* shutdown */
     bool shutting_down;
     uv_timer_t grace;
+    /* The proxy's own handles (listener, grace timer) being closed: done
+     * is called only once their close callbacks have run, so that the
+     * caller may free the proxy then (it used to be freed while libuv
+     * still had the grace timer's close to run: a use-after-free). */
+    int closing_handles;
+    bool grace_closing;
     void (*done)(void *);
     void *done_ctx;
     uint8_t readbuf[READ_SIZE];
@@ -147,6 +153,7 @@ struct reel_proxy {
 
 static void conn_process(conn_t *c);
 static void conn_close(conn_t *c);
+static void shutdown_finish(reel_proxy_t *p);
 static void peer_flush_pend(peer_t *pe);
 static void upstream_ready(peer_t *up);
 static void resp_process(conn_t *c);
@@ -1627,12 +1634,8 @@ static void conn_free(conn_t *c) {
     free(c->tunnel_sni);
     free(c);
     p->stats.active_connections--;
-    if (p->shutting_down && p->conns == NULL && p->done) {
-        void (*done)(void *) = p->done;
-        p->done = NULL;
-        uv_close((uv_handle_t *)&p->grace, NULL);
-        done(p->done_ctx);
-    }
+    if (p->shutting_down && p->conns == NULL)
+        shutdown_finish(p);
 }
 
 static void conn_unref(conn_t *c) {
@@ -1948,6 +1951,25 @@ int reel_proxy_port(const reel_proxy_t *p) {
     return p->port;
 }
 
+static void on_proxy_handle_closed(uv_handle_t *h) {
+    reel_proxy_t *p = h->data;
+    if (--p->closing_handles == 0 && p->conns == NULL && p->done) {
+        void (*done)(void *) = p->done;
+        p->done = NULL;
+        done(p->done_ctx);
+    }
+}
+
+/* Every connection is gone: close the grace timer, then report done once
+ * every handle of the proxy has closed. */
+static void shutdown_finish(reel_proxy_t *p) {
+    if (!p->grace_closing) {
+        p->grace_closing = true;
+        p->closing_handles++;
+        uv_close((uv_handle_t *)&p->grace, on_proxy_handle_closed);
+    }
+}
+
 static void on_grace(uv_timer_t *t) {
     reel_proxy_t *p = t->data;
     for (conn_t *c = p->conns; c; c = c->next)
@@ -1960,7 +1982,8 @@ void reel_proxy_shutdown(reel_proxy_t *p, uint64_t grace_ms, void (*done)(void *
     p->done_ctx = ctx;
     if (p->listening) {
         p->listening = false;
-        uv_close((uv_handle_t *)&p->listener, NULL);
+        p->closing_handles++;
+        uv_close((uv_handle_t *)&p->listener, on_proxy_handle_closed);
     }
     conn_t *next;
     for (conn_t *c = p->conns; c; c = next) {
@@ -1970,9 +1993,7 @@ void reel_proxy_shutdown(reel_proxy_t *p, uint64_t grace_ms, void (*done)(void *
             conn_close(c);
     }
     if (p->conns == NULL) {
-        p->done = NULL;
-        uv_close((uv_handle_t *)&p->grace, NULL);
-        done(ctx);
+        shutdown_finish(p);
         return;
     }
     uv_timer_start(&p->grace, on_grace, grace_ms, 0);
