@@ -502,7 +502,7 @@ static reel_rc parse_op(parser_t *p, const tok_t *t, node_t **out) {
         goto out;
 
     /* The argument: a quoted string or a word (for ~c, digits). */
-    tok_t a;
+    tok_t a = {0}; /* every path sets a.end; gcc -O3 cannot see it (scan_quoted) */
     a.start = skip_space(p, p->pos);
     char c = a.start < p->len ? p->src[a.start] : '\0';
     if (c == '\'' || c == '"') {
