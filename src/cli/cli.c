@@ -1,10 +1,13 @@
 #include "cli/cli.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "base/mem.h"
 #include "session/index.h"
@@ -92,6 +95,76 @@ void reel_cli_getopt_reset(void) {
     opterr = 1;
 }
 
+/* Negative numbers hidden from getopt while it parses one argv: each one
+ * is swapped for a marked copy (not starting with '-', so a positional to
+ * getopt, which permutes it with the others) and swapped back when parsing
+ * ends. */
+static char **neg_orig, **neg_mark;
+static size_t neg_n;
+
+static void neg_restore(char **argv, int argc) {
+    for (int i = 0; argv && i < argc; i++)
+        for (size_t k = 0; k < neg_n; k++)
+            if (argv[i] == neg_mark[k])
+                argv[i] = neg_orig[k];
+    for (size_t k = 0; k < neg_n; k++)
+        free(neg_mark[k]);
+    free(neg_orig);
+    free(neg_mark);
+    neg_orig = neg_mark = NULL;
+    neg_n = 0;
+}
+
+/* Whether option argument `prev` takes the next argument as its value. */
+static int takes_value(const char *prev, const char *optstring, const struct option *lo) {
+    if (prev[0] != '-' || prev[1] == '\0')
+        return 0;
+    if (prev[1] == '-') {
+        const char *name = prev + 2;
+        if (name[0] == '\0' || strchr(name, '=') != NULL)
+            return 0;
+        size_t len = strlen(name);
+        int matches = 0, required = 0;
+        for (const struct option *o = lo; o && o->name; o++) {
+            if (strncmp(o->name, name, len) != 0)
+                continue;
+            if (o->name[len] == '\0')
+                return o->has_arg == required_argument;
+            matches++; /* an abbreviation, as getopt_long accepts */
+            required = o->has_arg == required_argument;
+        }
+        return matches == 1 && required;
+    }
+    for (const char *c = prev + 1; *c; c++) {
+        const char *d = *c == ':' ? NULL : strchr(optstring, *c);
+        if (d == NULL)
+            return 0;
+        if (d[1] == ':') /* the rest of the cluster, or the next argument */
+            return c[1] == '\0' && d[2] != ':';
+    }
+    return 0;
+}
+
+int reel_cli_getopt(int argc, char **argv, const char *optstring, const struct option *longopts) {
+    if (optind == 0) { /* first call on this argv (reel_cli_getopt_reset) */
+        neg_restore(NULL, 0);
+        for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+            if (argv[i][0] != '-' || !isdigit((unsigned char)argv[i][1]) ||
+                takes_value(argv[i - 1], optstring, longopts))
+                continue;
+            neg_orig = reel_realloc(neg_orig, (neg_n + 1) * sizeof *neg_orig);
+            neg_mark = reel_realloc(neg_mark, (neg_n + 1) * sizeof *neg_mark);
+            neg_orig[neg_n] = argv[i];
+            neg_mark[neg_n] = reel_asprintf("#%s", argv[i]);
+            argv[i] = neg_mark[neg_n++];
+        }
+    }
+    int c = getopt_long(argc, argv, optstring, longopts, NULL);
+    if (c == -1 || c == '?')
+        neg_restore(argv, argc);
+    return c;
+}
+
 int reel_cli_common_opt(reel_cli_t *cli, int c, const char *usage) {
     switch (c) {
     case REEL_CLI_OPT_HOME:
@@ -116,7 +189,7 @@ int reel_cli_simple_args(reel_cli_t *cli, int argc, char **argv, const char *usa
                          int max, const char *expect) {
     static const struct option opts[] = {REEL_CLI_COMMON_OPTS, {0}};
     int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = reel_cli_getopt(argc, argv, "h", opts)) != -1) {
         int rc = reel_cli_common_opt(cli, c, usage);
         if (rc >= 0)
             return rc;
@@ -185,7 +258,7 @@ unsigned long long reel_cli_flow_id(reel_cli_t *cli, const char *arg) {
     unsigned long long v = strtoull(arg, &end, 10);
     if (arg[0] == '\0' || arg[0] == '-' || *end != '\0' || errno != 0 || v == 0 ||
         v > (unsigned long long)INT64_MAX) {
-        reel_cli_fail(cli, "invalid flow id '%s': expected a positive number", arg);
+        reel_cli_fail(cli, "invalid flow id '%s': a flow id is a positive integer", arg);
         return 0;
     }
     return v;
@@ -251,4 +324,217 @@ void reel_cli_size(unsigned long long n, char out[static 16]) {
         snprintf(out, 16, "%llu B", n);
     else
         snprintf(out, 16, "%.1f %s", v, units[u]);
+}
+
+/* ---- captured and user-given data, written for people ---- */
+
+int reel_cli_escaping(void) {
+    static int tty = -1;
+    if (tty < 0)
+        tty = isatty(STDOUT_FILENO) ? REEL_CLI_ESC : 0;
+    return tty;
+}
+
+enum { TOK_PLAIN, TOK_ESCAPE, TOK_MORE };
+
+/* The token at p[0..n), n >= 1: returns its length and sets *kind to
+ * TOK_PLAIN (written as is), TOK_ESCAPE (each byte as \xNN) or TOK_MORE
+ * (p[0..n) is the start of a token that needs more bytes to judge). */
+static size_t esc_token(const unsigned char *p, size_t n, int flags, int *kind) {
+    unsigned char c = p[0];
+    int lines = (flags & REEL_CLI_ESC_LINES) != 0;
+    *kind = TOK_PLAIN;
+    if (c == '\r' && lines) {
+        if (n < 2) {
+            *kind = TOK_MORE;
+            return n;
+        }
+        if (p[1] == '\n')
+            return 2;
+        *kind = TOK_ESCAPE;
+        return 1;
+    }
+    if (c < 0x20 || c == 0x7f) {
+        if (!(lines && (c == '\n' || c == '\t')))
+            *kind = TOK_ESCAPE;
+        return 1;
+    }
+    if (c < 0x80)
+        return 1;
+    size_t len;
+    uint32_t cp;
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2;
+        cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        cp = c & 0x07;
+    } else {
+        *kind = TOK_ESCAPE;
+        return 1;
+    }
+    for (size_t i = 1; i < len; i++) {
+        if (i >= n) {
+            *kind = TOK_MORE;
+            return n;
+        }
+        if ((p[i] & 0xc0) != 0x80) {
+            *kind = TOK_ESCAPE;
+            return 1;
+        }
+        cp = cp << 6 | (p[i] & 0x3f);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff)) {
+        *kind = TOK_ESCAPE; /* overlong or not a character: the lead byte */
+        return 1;
+    }
+    if (cp >= 0x80 && cp <= 0x9f)
+        *kind = TOK_ESCAPE; /* a C1 control (U+009B is CSI) */
+    return len;
+}
+
+static void esc_put(FILE *out, const unsigned char *p, size_t n, int kind) {
+    if (kind == TOK_PLAIN) {
+        fwrite(p, 1, n, out);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        fprintf(out, "\\x%02x", p[i]);
+}
+
+void reel_cli_esc_write(reel_cli_esc_t *e, FILE *out, const void *data, size_t n) {
+    const unsigned char *p = data;
+    if (!(e->flags & REEL_CLI_ESC)) {
+        fwrite(p, 1, n, out);
+        return;
+    }
+    int kind;
+    if (e->nheld > 0 && n > 0) {
+        /* The held tail plus at most 4 new bytes decide every held token. */
+        unsigned char tmp[8];
+        size_t h = e->nheld, m = n < 4 ? n : 4, pos = 0;
+        memcpy(tmp, e->held, h);
+        memcpy(tmp + h, p, m);
+        e->nheld = 0;
+        while (pos < h) {
+            size_t k = esc_token(tmp + pos, h + m - pos, e->flags, &kind);
+            if (kind == TOK_MORE) { /* m == n: every new byte is held too */
+                memcpy(e->held, tmp + pos, k);
+                e->nheld = k;
+                return;
+            }
+            esc_put(out, tmp + pos, k, kind);
+            pos += k;
+        }
+        p += pos - h;
+        n -= pos - h;
+    }
+    size_t run = 0, pos = 0;
+    while (pos < n) {
+        size_t k = esc_token(p + pos, n - pos, e->flags, &kind);
+        if (kind == TOK_PLAIN) {
+            pos += k;
+            continue;
+        }
+        fwrite(p + run, 1, pos - run, out);
+        if (kind == TOK_MORE) {
+            memcpy(e->held, p + pos, k);
+            e->nheld = k;
+            return;
+        }
+        esc_put(out, p + pos, k, kind);
+        pos += k;
+        run = pos;
+    }
+    fwrite(p + run, 1, pos - run, out);
+}
+
+void reel_cli_esc_end(reel_cli_esc_t *e, FILE *out) {
+    size_t pos = 0;
+    while (pos < e->nheld) {
+        int kind;
+        size_t k = esc_token(e->held + pos, e->nheld - pos, e->flags, &kind);
+        if (kind == TOK_MORE) { /* cut short: its first byte cannot be shown */
+            k = 1;
+            kind = TOK_ESCAPE;
+        }
+        esc_put(out, e->held + pos, k, kind);
+        pos += k;
+    }
+    e->nheld = 0;
+}
+
+static void put_flags(const void *p, size_t n, int flags) {
+    reel_cli_esc_t e = {.flags = flags};
+    reel_cli_esc_write(&e, stdout, p, n);
+    reel_cli_esc_end(&e, stdout);
+}
+
+void reel_cli_putn(const void *p, size_t n) {
+    put_flags(p, n, reel_cli_escaping());
+}
+
+void reel_cli_put(const char *s) {
+    if (s)
+        put_flags(s, strlen(s), reel_cli_escaping());
+}
+
+void reel_cli_put_lines(const char *s) {
+    if (s)
+        put_flags(s, strlen(s), reel_cli_escaping() | REEL_CLI_ESC_LINES);
+}
+
+char *reel_cli_escaped(const void *p, size_t n, int flags) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (f == NULL)
+        abort(); /* out of memory, as reel_malloc would */
+    reel_cli_esc_t e = {.flags = flags};
+    reel_cli_esc_write(&e, f, p, n);
+    reel_cli_esc_end(&e, f);
+    if (fclose(f) != 0 || buf == NULL)
+        abort();
+    return buf;
+}
+
+size_t reel_cli_columns(const char *s) {
+    size_t n = 0;
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xc0) != 0x80;
+    return n;
+}
+
+char *reel_cli_cut(const char *s, size_t cols) {
+    if (cols < 1)
+        cols = 1;
+    if (reel_cli_columns(s) <= cols)
+        return reel_strdup(s);
+    /* Keep cols - 1 characters, then the ellipsis. */
+    size_t i = 0, kept = 0;
+    while (s[i]) {
+        if (((unsigned char)s[i] & 0xc0) != 0x80 && kept++ == cols - 1)
+            break;
+        i++;
+    }
+    return reel_asprintf("%.*s\xe2\x80\xa6", (int)i, s);
+}
+
+int reel_cli_term_width(void) {
+    struct winsize ws;
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+        return ws.ws_col;
+    const char *c = getenv("COLUMNS");
+    if (c && *c) {
+        char *end = NULL;
+        errno = 0;
+        long v = strtol(c, &end, 10);
+        if (*end == '\0' && errno == 0 && v > 0 && v < 100000)
+            return (int)v;
+    }
+    return 80;
 }

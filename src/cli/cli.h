@@ -58,6 +58,13 @@ int reel_cli_simple_args(reel_cli_t *cli, int argc, char **argv, const char *usa
 /** Resets getopt for a subcommand's argv. */
 void reel_cli_getopt_reset(void);
 
+/** getopt_long for subcommands: the same, except that an argument that is
+ * a negative number ("-5", "-1.5") is a positional argument, not an option,
+ * unless it is the value of the option before it (`--limit -5`). So
+ * `config S set body_limit -5` reaches the value check and `flow S -1` the
+ * flow id check, with their messages, instead of "invalid option -- '5'". */
+int reel_cli_getopt(int argc, char **argv, const char *optstring, const struct option *longopts);
+
 /** reel's data directory, where the CA lives: $XDG_DATA_HOME/reel, else
  * ~/.local/share/reel. Owned. */
 char *reel_cli_data_dir(void);
@@ -97,6 +104,62 @@ void reel_cli_time(long long us, char out[static 32]);
 
 /** Formats a byte count for people ("1.2 MiB"). */
 void reel_cli_size(unsigned long long n, char out[static 16]);
+
+/* ---- captured and user-given data, written for people ----
+ *
+ * Anything a server sent, a HAR file held or a user typed (URLs, heads,
+ * bodies, notes, tags, error texts quoting them) goes to stdout through
+ * these, so that on a terminal it cannot move the cursor, retitle the
+ * window or clear the screen: with escaping on, every control character
+ * (C0 but the layout ones a flag keeps, DEL, and the C1 controls U+0080 to
+ * U+009F) and every byte that is not part of valid UTF-8 is written as
+ * \xNN, one per byte. Escaping is on when stdout is a terminal; into a pipe
+ * or file the bytes go unchanged. */
+
+/** Escape every control character (else bytes are written unchanged). */
+#define REEL_CLI_ESC 1
+/** Multi-line text (bodies, notes): keep LF, tab and CR LF as layout. */
+#define REEL_CLI_ESC_LINES 2
+
+/** REEL_CLI_ESC when stdout is a terminal, else 0 (asked once). */
+int reel_cli_escaping(void);
+
+/** Streaming writer: bytes may arrive split anywhere (a UTF-8 sequence or
+ * CR LF across two chunks is judged whole). Zero-initialise, set flags. */
+typedef struct {
+    int flags;             /* REEL_CLI_ESC, REEL_CLI_ESC_LINES */
+    unsigned char held[4]; /* an undecided tail of the last chunk */
+    size_t nheld;
+} reel_cli_esc_t;
+
+/** Writes p[0..n) to out as the flags say; may hold back up to 3 bytes. */
+void reel_cli_esc_write(reel_cli_esc_t *e, FILE *out, const void *p, size_t n);
+
+/** Writes what is held back (an incomplete sequence is escaped). */
+void reel_cli_esc_end(reel_cli_esc_t *e, FILE *out);
+
+/** Writes n bytes of one-line data to stdout, escaped if stdout is a
+ * terminal. */
+void reel_cli_putn(const void *p, size_t n);
+
+/** The same for a NUL-terminated string; NULL writes nothing. */
+void reel_cli_put(const char *s);
+
+/** Multi-line text (notes): as reel_cli_put but LF, tab and CR LF kept. */
+void reel_cli_put_lines(const char *s);
+
+/** Returns owned, NUL-terminated: p[0..n) as written with flags. */
+char *reel_cli_escaped(const void *p, size_t n, int flags);
+
+/** Columns that escaped text s takes: one per UTF-8 character. */
+size_t reel_cli_columns(const char *s);
+
+/** Returns owned: s cut to at most `cols` columns (cols >= 1), its last
+ * column then U+2026 '…' when s was longer; else a copy of s. */
+char *reel_cli_cut(const char *s, size_t cols);
+
+/** Width of the terminal on stdout: TIOCGWINSZ, else $COLUMNS, else 80. */
+int reel_cli_term_width(void);
 
 /* Subcommands. */
 int reel_cmd_ls(reel_cli_t *cli, int argc, char **argv);

@@ -11,7 +11,8 @@ static const char usage[] =
     "\n"
     "Adds TEXT as a note on flow ID (a flow can have many), or, without TEXT,\n"
     "lists the flow's notes with their numbers and times. --delete N removes\n"
-    "note number N of that flow. Works while the session is recording.\n";
+    "note number N of that flow. Works while the session is recording.\n"
+    "On a terminal, control characters in listed notes are shown as \\xNN.\n";
 
 #define MAX_NOTE (64 * 1024)
 
@@ -21,7 +22,7 @@ int reel_cmd_annotate(reel_cli_t *cli, int argc, char **argv) {
                                          {0}};
     long long del = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "hd:", opts, NULL)) != -1) {
+    while ((c = reel_cli_getopt(argc, argv, "hd:", opts)) != -1) {
         if (c == 'd') {
             char *end = NULL;
             errno = 0;
@@ -102,7 +103,9 @@ int reel_cmd_annotate(reel_cli_t *cli, int argc, char **argv) {
             } else {
                 char ts[32];
                 reel_cli_time(t, ts);
-                printf("%4lld  %s  %s\n", nid, ts, txt);
+                printf("%4lld  %s  ", nid, ts);
+                reel_cli_put_lines(txt);
+                putchar('\n');
             }
         }
         if (cli->json)

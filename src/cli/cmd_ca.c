@@ -11,13 +11,15 @@ static const char usage[] =
     "key file 0600), its fingerprint, and how to make clients trust it so that\n"
     "HTTPS through the proxy can be intercepted.\n"
     "\n"
-    "  --path   print only the certificate's path (for scripts)\n";
+    "  --path   print only the certificate's path (for scripts; with --json,\n"
+    "           {\"path\": ...})\n"
+    "  --json   path, SHA-256 fingerprint, PEM and whether it was just created\n";
 
 int reel_cmd_ca(reel_cli_t *cli, int argc, char **argv) {
     static const struct option opts[] = {{"path", no_argument, NULL, 'p'}, REEL_CLI_COMMON_OPTS,
                                          {0}};
     int path_only = 0, c;
-    while ((c = getopt_long(argc, argv, "hp", opts, NULL)) != -1) {
+    while ((c = reel_cli_getopt(argc, argv, "hp", opts)) != -1) {
         if (c == 'p') {
             path_only = 1;
             continue;
@@ -40,7 +42,9 @@ int reel_cmd_ca(reel_cli_t *cli, int argc, char **argv) {
     if (warning)
         fprintf(stderr, "reel: WARNING: %s\n", warning);
     const char *path = reel_ca_cert_path(ca);
-    if (path_only) {
+    if (path_only && cli->json) {
+        reel_cli_json_out(json_pack("{s:s}", "path", path));
+    } else if (path_only) {
         printf("%s\n", path);
     } else if (cli->json) {
         reel_cli_json_out(json_pack("{s:s, s:s, s:s, s:b}", "path", path, "sha256",

@@ -1,10 +1,34 @@
 /* reel config SESSION list|get|set|unset|history: a session's config overlay. */
+#include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "base/mem.h"
 #include "cli/cli.h"
 #include "session/config.h"
+#include "session/index.h"
+
+/* Options a running proxy applies within a second of a change: the ones
+ * reel_proxy_configure (src/core/proxy.c) and reel_recorder_set_limits,
+ * called from the config timer of src/cli/cmd_record.c, take. Every other
+ * option is read once, when the proxy starts. */
+static const char *const hot_options[] = {
+    "body_limit",   "capture",      "ignore_hosts",  "upstream_cert_verify", "proxyauth",
+    "idle_timeout", "head_timeout", "max_head_size", "upstream_timeout",     NULL,
+};
+
+static int is_hot(const char *name) {
+    for (const char *const *h = hot_options; *h; h++)
+        if (strcmp(*h, name) == 0)
+            return 1;
+    return 0;
+}
 
 /* Appends text to b as lines indented by `indent`, broken at spaces so that
  * they stay within `width` columns where the words allow. */
@@ -45,11 +69,15 @@ static char *build_usage(void) {
         "Shows or changes the config overlay of SESSION. Layers, lowest first:\n"
         "built-in defaults < user file (%s)\n"
         "< session overlay < command-line flags. A proxy recording into the session\n"
-        "applies overlay changes within a second; the user file is never touched.\n"
+        "applies overlay changes within a second, except to the options marked\n"
+        "'at start' below, which apply when it next starts ('reel resume'); 'list'\n"
+        "and 'get' show the address it listens on (layer cli when it is not the\n"
+        "configured one). The user file is never touched.\n"
         "\n"
         "  list           every option: effective value, its layer, help (default)\n"
         "  get KEY        the effective value of KEY\n"
-        "  set KEY VALUE  validate VALUE and store it in the session overlay\n"
+        "  set KEY VALUE  validate VALUE and store it in the session overlay (a file\n"
+        "                 must exist and is stored as an absolute path)\n"
         "  unset KEY      remove KEY from the overlay (the user file or default applies)\n"
         "  history        every overlay change: time, key, old -> new, who\n"
         "\n"
@@ -60,24 +88,20 @@ static char *build_usage(void) {
         char *what = reel_option_describe(o);
         reel_buf_printf(&b, "  %-21s %s", o->name, what);
         free(what);
-        reel_buf_printf(&b, "; default %s\n", o->def[0] ? o->def : "\"\"");
+        reel_buf_printf(&b, "; default %s%s\n", o->def[0] ? o->def : "\"\"",
+                        is_hot(o->name) ? "" : "; at start");
         put_wrapped(&b, o->help, 24, 79);
     }
     return (char *)b.data;
 }
 
-/* Prints v for people: control characters escaped, "" for empty. */
+/* Prints v for people: "" for empty, control characters escaped on a
+ * terminal. */
 static void put_value(const char *v) {
-    if (v[0] == '\0') {
+    if (v[0] == '\0')
         fputs("\"\"", stdout);
-        return;
-    }
-    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
-        if (*p < 0x20 || *p == 0x7f)
-            printf("\\x%02x", *p);
-        else
-            putchar(*p);
-    }
+    else
+        reel_cli_put(v);
 }
 
 /* JSON string of v (null for NULL); bytes that are not UTF-8 become '?'. */
@@ -114,6 +138,41 @@ static reel_config_t *effective(reel_cli_t *cli, sqlite3 *db) {
     return cfg;
 }
 
+/* A proxy recording into the session wrote where it listens into meta
+ * "listen" ("host:port", "[v6]:port"); a value left by a proxy that died
+ * is not read, since only a live recorder holds the session's lock. Where
+ * it differs from the configuration (--listen, --set, port 0), apply it at
+ * layer cli: it is what the command line made of it. */
+static void apply_running(reel_session_t *s, reel_config_t *cfg) {
+    if (reel_session_recorder_pid(s) == 0)
+        return;
+    char *listen = reel_index_meta_get(reel_session_db(s), "listen");
+    char *colon = listen ? strrchr(listen, ':') : NULL;
+    if (colon == NULL || colon == listen) {
+        free(listen);
+        return;
+    }
+    *colon = '\0';
+    char *host = listen;
+    size_t n = strlen(host);
+    if (host[0] == '[' && n >= 2 && host[n - 1] == ']') {
+        host[n - 1] = '\0';
+        host++;
+    }
+    const char *keys[2] = {"listen_host", "listen_port"};
+    const char *vals[2] = {host, colon + 1};
+    for (int i = 0; i < 2; i++) {
+        if (strcmp(reel_config_get(cfg, keys[i], NULL), vals[i]) == 0)
+            continue;
+        char *a = reel_asprintf("%s=%s", keys[i], vals[i]);
+        reel_err_t err;
+        reel_err_clear(&err);
+        reel_config_set_cli(cfg, a, &err); /* a value it does not take is left out */
+        free(a);
+    }
+    free(listen);
+}
+
 static json_t *option_json(const reel_config_t *cfg, const reel_option_t *o) {
     reel_layer layer;
     const char *v = reel_config_get(cfg, o->name, &layer);
@@ -121,10 +180,12 @@ static json_t *option_json(const reel_config_t *cfg, const reel_option_t *o) {
                      reel_layer_name(layer), "help", o->help, "valid", 1);
 }
 
-static int cmd_list(reel_cli_t *cli, sqlite3 *db) {
+static int cmd_list(reel_cli_t *cli, reel_session_t *s) {
+    sqlite3 *db = reel_session_db(s);
     reel_config_t *cfg = effective(cli, db);
     if (cfg == NULL)
         return REEL_EXIT_ERROR;
+    apply_running(s, cfg);
     json_t *arr = json_array();
     if (!cli->json)
         printf("%-21s %-16s %-8s %s\n", "OPTION", "VALUE", "LAYER", "HELP");
@@ -183,15 +244,16 @@ out:
     return rc;
 }
 
-static int cmd_get(reel_cli_t *cli, sqlite3 *db, const char *key) {
+static int cmd_get(reel_cli_t *cli, reel_session_t *s, const char *key) {
     reel_err_t err;
     reel_err_clear(&err);
     const reel_option_t *o = reel_option_lookup(key, &err);
     if (o == NULL)
         return reel_cli_fail(cli, "%s", reel_err_str(&err));
-    reel_config_t *cfg = effective(cli, db);
+    reel_config_t *cfg = effective(cli, reel_session_db(s));
     if (cfg == NULL)
         return REEL_EXIT_ERROR;
+    apply_running(s, cfg);
     int rc = REEL_EXIT_OK;
     if (cli->json) {
         rc = reel_cli_json_out(option_json(cfg, o));
@@ -203,28 +265,113 @@ static int cmd_get(reel_cli_t *cli, sqlite3 *db, const char *key) {
     return rc;
 }
 
-static int cmd_set(reel_cli_t *cli, sqlite3 *db, const char *key, const char *value) {
+/* upstream_trusted_ca names a file the proxy reads when it starts: check
+ * now that it is a readable file of PEM certificates, and make its path
+ * absolute (the proxy may start in another directory). Replaces *canon. */
+static int check_ca_file(reel_cli_t *cli, char **canon) {
+    const char *path = *canon;
+    if (path[0] == '\0')
+        return REEL_EXIT_OK;
+    char *real = realpath(path, NULL);
+    struct stat st;
+    FILE *f = NULL;
+    int n = 0, rc = REEL_EXIT_OK;
+    if (real == NULL || stat(real, &st) != 0) {
+        rc = reel_cli_fail(cli, "invalid value '%s' for upstream_trusted_ca: %s", path,
+                           strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc = reel_cli_fail(cli, "invalid value '%s' for upstream_trusted_ca: not a file", path);
+        goto out;
+    }
+    if ((f = fopen(real, "r")) == NULL) {
+        rc = reel_cli_fail(cli, "invalid value '%s' for upstream_trusted_ca: cannot read it: %s",
+                           path, strerror(errno));
+        goto out;
+    }
+    ERR_clear_error();
+    X509 *x;
+    while ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
+        X509_free(x);
+        n++;
+    }
+    unsigned long e = ERR_peek_last_error();
+    int clean_end = ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE;
+    if (n == 0 || !clean_end) {
+        char why[256] = "";
+        if (e && !clean_end)
+            ERR_error_string_n(e, why, sizeof why);
+        rc = reel_cli_fail(cli, "invalid value '%s' for upstream_trusted_ca: %s%s%s", path,
+                           n == 0 ? "no PEM certificate (-----BEGIN CERTIFICATE-----) in it"
+                                  : "a certificate in it does not parse",
+                           why[0] ? ": " : "", why);
+        goto out;
+    }
+    free(*canon);
+    *canon = real;
+    real = NULL;
+out:
+    ERR_clear_error();
+    if (f)
+        fclose(f);
+    free(real);
+    return rc;
+}
+
+/* When a proxy records into s, tells whether it applies a change to key
+ * now or at its next start. */
+static const char *applies(reel_session_t *s, const char *key, long *pid) {
+    *pid = reel_session_recorder_pid(s);
+    if (*pid == 0)
+        return "next start";
+    return is_hot(key) ? "now" : "next start";
+}
+
+static void say_applies(reel_session_t *s, const char *key) {
+    long pid;
+    if (strcmp(applies(s, key, &pid), "now") == 0)
+        printf("the proxy recording into '%s' (pid %ld) applies it within a second\n",
+               reel_session_name(s), pid);
+    else if (pid)
+        printf("%s applies at the next start: the proxy recording into '%s' (pid %ld) keeps "
+               "its current value until then ('reel resume %s' after stopping it)\n",
+               key, reel_session_name(s), pid, reel_session_name(s));
+}
+
+static int cmd_set(reel_cli_t *cli, reel_session_t *s, const char *key, const char *value) {
+    sqlite3 *db = reel_session_db(s);
     reel_err_t err;
     reel_err_clear(&err);
     char *canon = NULL;
-    if (reel_config_validate(key, value, &canon, &err) != REEL_OK ||
-        reel_overlay_set(db, key, canon, NULL, &err) != REEL_OK) {
+    if (reel_config_validate(key, value, &canon, &err) != REEL_OK) {
+        free(canon);
+        return reel_cli_fail(cli, "%s", reel_err_str(&err));
+    }
+    if (strcmp(key, "upstream_trusted_ca") == 0 && check_ca_file(cli, &canon) != REEL_EXIT_OK) {
+        free(canon);
+        return REEL_EXIT_ERROR;
+    }
+    if (reel_overlay_set(db, key, canon, NULL, &err) != REEL_OK) {
         free(canon);
         return reel_cli_fail(cli, "%s", reel_err_str(&err));
     }
     if (cli->json) {
-        reel_cli_json_out(
-            json_pack("{s:s, s:o, s:s}", "name", key, "value", jstr(canon), "layer", "session"));
+        long pid;
+        reel_cli_json_out(json_pack("{s:s, s:o, s:s, s:s}", "name", key, "value", jstr(canon),
+                                    "layer", "session", "applies", applies(s, key, &pid)));
     } else {
         printf("%s = ", key);
         put_value(canon);
         printf(" (session overlay)\n");
+        say_applies(s, key);
     }
     free(canon);
     return REEL_EXIT_OK;
 }
 
-static int cmd_unset(reel_cli_t *cli, sqlite3 *db, const char *key) {
+static int cmd_unset(reel_cli_t *cli, reel_session_t *s, const char *key) {
+    sqlite3 *db = reel_session_db(s);
     reel_err_t err;
     reel_err_clear(&err);
     if (reel_overlay_unset(db, key, NULL, &err) != REEL_OK)
@@ -242,12 +389,14 @@ static int cmd_unset(reel_cli_t *cli, sqlite3 *db, const char *key) {
     reel_layer layer;
     const char *v = reel_config_get(cfg, key, &layer);
     if (cli->json) {
-        reel_cli_json_out(json_pack("{s:s, s:o, s:s}", "name", key, "value", jstr(v), "layer",
-                                    reel_layer_name(layer)));
+        long pid;
+        reel_cli_json_out(json_pack("{s:s, s:o, s:s, s:s}", "name", key, "value", jstr(v), "layer",
+                                    reel_layer_name(layer), "applies", applies(s, key, &pid)));
     } else {
         printf("unset %s in the session overlay; now %s = ", key, key);
         put_value(v);
         printf(" (%s)\n", reel_layer_name(layer));
+        say_applies(s, key);
     }
     reel_config_free(cfg);
     return REEL_EXIT_OK;
@@ -314,7 +463,7 @@ int reel_cmd_config(reel_cli_t *cli, int argc, char **argv) {
     char *usage = build_usage();
     int rc = REEL_EXIT_OK, c;
     reel_session_t *s = NULL;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = reel_cli_getopt(argc, argv, "h", opts)) != -1) {
         if ((rc = reel_cli_common_opt(cli, c, usage)) >= 0)
             goto out;
     }
@@ -350,19 +499,18 @@ int reel_cmd_config(reel_cli_t *cli, int argc, char **argv) {
         rc = REEL_EXIT_ERROR;
         goto out;
     }
-    sqlite3 *db = reel_session_db(s);
     switch (k) {
     case 0:
-        rc = cmd_list(cli, db);
+        rc = cmd_list(cli, s);
         break;
     case 1:
-        rc = cmd_get(cli, db, args[2]);
+        rc = cmd_get(cli, s, args[2]);
         break;
     case 2:
-        rc = cmd_set(cli, db, args[2], args[3]);
+        rc = cmd_set(cli, s, args[2], args[3]);
         break;
     case 3:
-        rc = cmd_unset(cli, db, args[2]);
+        rc = cmd_unset(cli, s, args[2]);
         break;
     default:
         rc = cmd_history(cli, s);

@@ -28,8 +28,12 @@ static const char usage[] =
     "Bodies are shown with their Content-Encoding (gzip, deflate, br, zstd,\n"
     "stacked) removed. Text is printed as it is; binary bodies, judged on their\n"
     "first 4 KiB, are printed as a hex dump. Bodies of any size are streamed.\n"
+    "On a terminal, control characters in what was recorded (escape sequences\n"
+    "a server could send to drive the terminal) are shown as \\xNN; into a pipe\n"
+    "or a file every byte goes as recorded.\n"
     "\n"
-    "  --raw            show bodies as stored, without removing Content-Encoding\n"
+    "  --raw            show bodies as stored: Content-Encoding not removed, and\n"
+    "                   control characters not escaped even on a terminal\n"
     "  --headers-only   leave the bodies out\n"
     "  --json           one JSON object: heads (header bytes that are not UTF-8\n"
     "                   appear as {\"b64\": ...}), bodies as stored in base64,\n"
@@ -175,13 +179,14 @@ typedef struct {
     int mode;
     uint64_t pos; /* bytes taken by the presenter: the hex dump offset */
     reel_hexdump_t hd;
-    int at_bol; /* text output ends at the start of a line */
+    int at_bol;         /* text output ends at the start of a line */
+    reel_cli_esc_t esc; /* text bodies for people */
 } dir_t;
 
 struct view {
     reel_cli_t *cli;
     FILE *out;
-    int escape; /* out is a terminal: show control bytes as \xNN */
+    int escape; /* REEL_CLI_ESC when out is a terminal: control bytes as \xNN */
     unsigned long long id;
     int raw, headers_only;
     row_t *row;
@@ -204,38 +209,37 @@ static void gap(view_t *v) {
 }
 
 static void note(view_t *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Writes one line of recorded (or recorded-derived) bytes: on a terminal,
+ * control characters are shown as \xNN (reel_cli_esc_write), so hostile
+ * traffic cannot drive the terminal; into a pipe they go as is. */
+static void put_raw(view_t *v, const void *p, size_t n) {
+    reel_cli_esc_t e = {.flags = v->escape};
+    reel_cli_esc_write(&e, v->out, p, n);
+    reel_cli_esc_end(&e, v->out);
+}
+
+static void put_str(view_t *v, const char *s) {
+    if (s)
+        put_raw(v, s, strlen(s));
+}
+
+/* A line of reel's own words that may quote recorded bytes (an encoding
+ * name, a decoder's message): escaped as a whole. */
 static void note(view_t *v, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(v->out, fmt, ap);
+    char *line = NULL;
+    if (vasprintf(&line, fmt, ap) < 0)
+        abort(); /* out of memory */
     va_end(ap);
+    put_str(v, line);
+    free(line);
     fputc('\n', v->out);
-}
-
-/* Writes recorded bytes. On a terminal, control bytes other than tab (and,
- * in bodies, CR and LF) are shown as \xNN so that hostile traffic cannot
- * drive the terminal with escape sequences; into a pipe they go as is. */
-static void put_raw(view_t *v, const uint8_t *p, size_t n, int body) {
-    if (!v->escape) {
-        fwrite(p, 1, n, v->out);
-        return;
-    }
-    size_t start = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint8_t c = p[i];
-        int ok = c >= 0x20 ? c != 0x7f : c == '\t' || (body && (c == '\n' || c == '\r'));
-        if (ok)
-            continue;
-        fwrite(p + start, 1, i - start, v->out);
-        fprintf(v->out, "\\x%02x", c);
-        start = i + 1;
-    }
-    fwrite(p + start, 1, n - start, v->out);
 }
 
 static void put_bytes(view_t *v, ProtobufCBinaryData b) {
     if (b.len)
-        put_raw(v, b.data, b.len, 0);
+        put_raw(v, b.data, b.len);
 }
 
 static void summary(view_t *v) {
@@ -254,8 +258,11 @@ static void summary(view_t *v) {
             fprintf(v->out, "  %s", dur);
         }
     }
-    if (v->source && v->source[0] && strcmp(v->source, "proxy") != 0)
-        fprintf(v->out, "  (%s)", v->source);
+    if (v->source && v->source[0] && strcmp(v->source, "proxy") != 0) {
+        fputs("  (", v->out);
+        put_str(v, v->source);
+        fputc(')', v->out);
+    }
     fputc('\n', v->out);
     v->gap = 1;
 }
@@ -265,7 +272,7 @@ static void emit_out(dir_t *d, const uint8_t *p, size_t n) {
         return;
     d->pos += n;
     if (d->mode == MODE_TEXT) {
-        put_raw(d->v, p, n, 1);
+        reel_cli_esc_write(&d->esc, d->v->out, p, n);
         d->at_bol = p[n - 1] == '\n';
     } else {
         reel_hexdump_feed(&d->hd, p, n);
@@ -281,6 +288,8 @@ static void drop_replay(dir_t *d) {
 static void decide(dir_t *d) {
     d->mode = reel_looks_text(d->peek.data, d->peek.len) ? MODE_TEXT : MODE_BINARY;
     d->at_bol = 1;
+    memset(&d->esc, 0, sizeof d->esc);
+    d->esc.flags = (d->v->raw ? 0 : d->v->escape) | REEL_CLI_ESC_LINES;
     if (d->mode == MODE_BINARY) {
         reel_hexdump_init(&d->hd, d->v->out);
         d->hd.offset = d->pos;
@@ -313,7 +322,10 @@ static void show_flush(dir_t *d) {
         decide(d);
     if (d->mode == MODE_BINARY) {
         reel_hexdump_finish(&d->hd);
-    } else if (d->mode == MODE_TEXT && !d->at_bol) {
+    } else if (d->mode == MODE_TEXT) {
+        reel_cli_esc_end(&d->esc, d->v->out);
+    }
+    if (d->mode == MODE_TEXT && !d->at_bol) {
         fputc('\n', d->v->out);
         d->at_bol = 1;
     }
@@ -487,9 +499,20 @@ static void request_head(view_t *v, const Reel__RequestHead *h) {
     fputs("> ", v->out);
     put_bytes(v, h->method);
     fputc(' ', v->out);
-    put_bytes(v, h->target);
-    if (h->http_version && h->http_version[0])
-        fprintf(v->out, " %s", h->http_version);
+    if (h->target.len == 0 && h->host.len > 0) {
+        /* A tunnel's head: no target, the authority it was opened to. */
+        int v6 = memchr(h->host.data, ':', h->host.len) != NULL;
+        if (v6)
+            fputc('[', v->out);
+        put_bytes(v, h->host);
+        fprintf(v->out, "%s:%u", v6 ? "]" : "", h->port);
+    } else {
+        put_bytes(v, h->target);
+    }
+    if (h->http_version && h->http_version[0]) {
+        fputc(' ', v->out);
+        put_str(v, h->http_version);
+    }
     fputc('\n', v->out);
     print_headers(v, '>', h->headers, h->n_headers);
     v->gap = 1;
@@ -505,7 +528,9 @@ static void response_head(view_t *v, const Reel__ResponseHead *h) {
     summary(v);
     close_body(v, &v->d[REQ]);
     gap(v);
-    fprintf(v->out, "< %s %u", h->http_version ? h->http_version : "", h->status);
+    fputs("< ", v->out);
+    put_str(v, h->http_version);
+    fprintf(v->out, " %u", h->status);
     if (h->reason.len) {
         fputc(' ', v->out);
         put_bytes(v, h->reason);
@@ -559,7 +584,9 @@ static int view_record(void *ctx, const Reel__Record *rec) {
         close_body(v, &v->d[REQ]);
         close_body(v, &v->d[RESP]);
         gap(v);
-        fprintf(v->out, "! error: %s\n", rec->error->message ? rec->error->message : "");
+        fputs("! error: ", v->out);
+        put_str(v, rec->error->message);
+        fputc('\n', v->out);
         break;
     default:
         break;
@@ -597,7 +624,7 @@ static int run_view(reel_cli_t *cli, reel_session_t *s, unsigned long long id, i
     memset(&v, 0, sizeof v);
     v.cli = cli;
     v.out = stdout;
-    v.escape = isatty(STDOUT_FILENO);
+    v.escape = reel_cli_escaping();
     v.id = id;
     v.raw = raw;
     v.headers_only = headers_only;
@@ -958,7 +985,7 @@ int reel_cmd_flow(reel_cli_t *cli, int argc, char **argv) {
                                          {0}};
     int raw = 0, headers_only = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = reel_cli_getopt(argc, argv, "h", opts)) != -1) {
         if (c == OPT_RAW) {
             raw = 1;
             continue;

@@ -9,12 +9,18 @@
 #include "session/filter.h"
 
 static const char usage[] =
-    "usage: reel flows [--home DIR] [--json] [--limit N] [--since WHEN] SESSION [FILTER]\n"
+    "usage: reel flows [--home DIR] [--json] [--wide] [--limit N] [--since WHEN] SESSION\n"
+    "                  [FILTER]\n"
     "\n"
     "Lists flows, oldest first: id, start time, method, URL, status, request and\n"
-    "response body sizes, duration, tags and mark (*).\n"
+    "response body sizes, duration, tags and mark (*), then the error if any.\n"
+    "On a terminal each row is cut to the terminal's width (a long URL ends in\n"
+    "an ellipsis) and control characters are shown as \\xNN; into a pipe or a\n"
+    "file, with --wide or with --json, every value is written whole.\n"
     "\n"
-    "  --limit N      only the newest N flows (still printed oldest first)\n"
+    "  --limit N      only the newest N flows (still printed oldest first);\n"
+    "                 0 means no limit, every flow (the default)\n"
+    "  --wide         do not cut rows to the terminal's width\n"
     "  --since WHEN   only flows started at or after WHEN: a duration back from now\n"
     "                 (30s, 15m, 2h, 7d), a date 'YYYY-MM-DD[ HH:MM[:SS]]' (local\n"
     "                 time), or '@SECONDS' since the epoch\n"
@@ -69,14 +75,91 @@ static int parse_since(const char *s, long long *out) {
     return -1;
 }
 
+/* Columns of a row besides the URL, tags and error: "%6lld%s %s %-7s " and
+ * " %3s %9s %9s %7s". */
+#define ROW_FIXED 72
+/* URL columns kept on a terminal too narrow for the row. */
+#define URL_MIN 20
+/* URLs are padded to this many columns so the next ones line up. */
+#define URL_PAD 60
+
+typedef struct {
+    int esc;        /* REEL_CLI_ESC on a terminal */
+    size_t width;   /* cut rows to this many columns; 0 = never */
+    size_t url_max; /* cut URLs to this many columns (with width) */
+} layout_t;
+
+/* Appends s escaped as the layout says (one line), cut to max columns when
+ * max > 0, padded with spaces to pad columns. */
+static void put_field(reel_buf_t *b, const layout_t *l, const char *s, size_t max, size_t pad) {
+    char *e = reel_cli_escaped(s, strlen(s), l->esc);
+    if (max > 0) {
+        char *cut = reel_cli_cut(e, max);
+        free(e);
+        e = cut;
+    }
+    reel_buf_puts(b, e);
+    for (size_t n = reel_cli_columns(e); n < pad; n++)
+        reel_buf_puts(b, " ");
+    free(e);
+}
+
+static void print_row(const layout_t *l, long long id, int marked, const char *t,
+                      const char *method, const char *url, const char *st, const char *qs,
+                      const char *rs, const char *dur, const char *tags, const char *error) {
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    reel_buf_printf(&b, "%6lld%s %s ", id, marked ? "*" : " ", t);
+    put_field(&b, l, method, 0, 7);
+    reel_buf_puts(&b, " ");
+    size_t pad = l->width && l->url_max < URL_PAD ? l->url_max : URL_PAD;
+    put_field(&b, l, url, l->width ? l->url_max : 0, pad);
+    reel_buf_printf(&b, " %3s %9s %9s %7s", st, qs, rs, dur);
+    /* Tags and error take the room left; the columns before stay whole. */
+    reel_buf_t x;
+    reel_buf_init(&x, 0);
+    if (tags) {
+        reel_buf_puts(&x, "  [");
+        put_field(&x, l, tags, 0, 0);
+        reel_buf_puts(&x, "]");
+    }
+    if (error) {
+        reel_buf_puts(&x, "  ! ");
+        put_field(&x, l, error, 0, 0);
+    }
+    if (l->width && x.len) {
+        size_t used = reel_cli_columns((const char *)b.data);
+        char *cut = reel_cli_cut((const char *)x.data, used + 2 < l->width ? l->width - used : 2);
+        reel_buf_puts(&b, cut);
+        free(cut);
+    } else if (x.len) {
+        reel_buf_puts(&b, (const char *)x.data);
+    }
+    if (l->width) { /* a terminal narrower than the fixed columns */
+        char *cut = reel_cli_cut((const char *)b.data, l->width);
+        fputs(cut, stdout);
+        free(cut);
+    } else {
+        fputs((const char *)b.data, stdout);
+    }
+    putchar('\n');
+    reel_buf_free(&x);
+    reel_buf_free(&b);
+}
+
 int reel_cmd_flows(reel_cli_t *cli, int argc, char **argv) {
     static const struct option opts[] = {{"limit", required_argument, NULL, 'n'},
                                          {"since", required_argument, NULL, 's'},
+                                         {"wide", no_argument, NULL, 'w'},
                                          REEL_CLI_COMMON_OPTS,
                                          {0}};
     long long limit = -1, since = 0;
-    int have_since = 0, c;
-    while ((c = getopt_long(argc, argv, "hn:", opts, NULL)) != -1) {
+    int have_since = 0, wide = 0, c;
+    while ((c = reel_cli_getopt(argc, argv, "hn:", opts)) != -1) {
+        if (c == 'w') {
+            wide = 1;
+            continue;
+        }
         if (c == 'n') {
             char *end = NULL;
             errno = 0;
@@ -84,6 +167,8 @@ int reel_cmd_flows(reel_cli_t *cli, int argc, char **argv) {
             if (*optarg == '\0' || *end || errno || limit < 0)
                 return reel_cli_usage(cli, "--limit takes a non-negative number, not '%s'",
                                       optarg);
+            if (limit == 0)
+                limit = -1; /* no limit */
             continue;
         }
         if (c == 's') {
@@ -131,6 +216,13 @@ int reel_cmd_flows(reel_cli_t *cli, int argc, char **argv) {
     if (limit >= 0)
         sqlite3_bind_int64(st, k++, limit);
     json_t *arr = cli->json ? json_array() : NULL;
+    layout_t layout = {.esc = reel_cli_escaping()};
+    if (layout.esc && !wide) {
+        layout.width = reel_cli_term_width();
+        /* Two columns stay for the start of the tags or the error. */
+        layout.url_max =
+            layout.width > ROW_FIXED + 2 + URL_MIN ? layout.width - ROW_FIXED - 2 : URL_MIN;
+    }
     int step;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         long long id = sqlite3_column_int64(st, 0), start = sqlite3_column_int64(st, 1);
@@ -185,14 +277,9 @@ int reel_cmd_flows(reel_cli_t *cli, int argc, char **argv) {
             snprintf(st_s, sizeof st_s, "%lld", status);
         else
             snprintf(st_s, sizeof st_s, "%s", state && strcmp(state, "error") == 0 ? "ERR" : "-");
-        printf("%6lld%s %s %-7s %-60s %3s %9s %9s %7s", id, marked ? "*" : " ", t,
-               method ? method : (kind && strcmp(kind, "tunnel") == 0 ? "TUNNEL" : "-"),
-               url ? url : "-", st_s, qs, rs, dur);
-        if (tags)
-            printf("  [%s]", tags);
-        if (error)
-            printf("  ! %s", error);
-        putchar('\n');
+        print_row(&layout, id, marked, t,
+                  method ? method : (kind && strcmp(kind, "tunnel") == 0 ? "TUNNEL" : "-"),
+                  url ? url : "-", st_s, qs, rs, dur, tags, error);
     }
     if (step != SQLITE_DONE) {
         json_decref(arr);

@@ -26,7 +26,7 @@ int reel_cmd_import(reel_cli_t *cli, int argc, char **argv) {
         {"into", required_argument, NULL, OPT_INTO}, REEL_CLI_COMMON_OPTS, {0}};
     const char *into = NULL;
     int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = reel_cli_getopt(argc, argv, "h", opts)) != -1) {
         if (c == OPT_INTO) {
             into = optarg;
             continue;
@@ -69,7 +69,10 @@ int reel_cmd_import(reel_cli_t *cli, int argc, char **argv) {
     reel_rc closed = reel_recorder_close(rec, &err); /* first error wins in err */
     if (imp != REEL_OK || closed != REEL_OK) {
         rc = reel_cli_fail(cli, "%s", reel_err_str(&err));
-        if (st.entries)
+        if (st.entries == 1)
+            fprintf(stderr, "reel import: 1 flow (id %llu) may be incomplete\n",
+                    (unsigned long long)st.first_id);
+        else if (st.entries)
             fprintf(stderr, "reel import: %llu flows (ids %llu-%llu) may be incomplete\n",
                     (unsigned long long)st.entries, (unsigned long long)st.first_id,
                     (unsigned long long)st.last_id);

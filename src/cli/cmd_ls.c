@@ -50,7 +50,7 @@ int reel_cmd_ls(reel_cli_t *cli, int argc, char **argv) {
     char **names = reel_malloc(cap * sizeof *names);
     struct dirent *e;
     while (d && (e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.' || reel_session_name_check(e->d_name, NULL) != REEL_OK)
+        if (e->d_name[0] == '.')
             continue;
         char *db = reel_asprintf("%s/%s/session.db", home, e->d_name);
         struct stat st;
@@ -77,11 +77,18 @@ int reel_cmd_ls(reel_cli_t *cli, int argc, char **argv) {
         unsigned long long bytes = dir_bytes(path);
         free(path);
         if (reel_session_open(home, names[i], 0, &s, &err) != REEL_OK) {
-            if (cli->json)
-                json_array_append_new(arr, json_pack("{s:s, s:s}", "session", names[i], "error",
-                                                     reel_err_str(&err)));
-            else
-                printf("%-32s (unreadable: %s)\n", names[i], reel_err_str(&err));
+            /* Also a directory named against the rule (an older reel
+             * allowed more): listed, so that it can be renamed. */
+            char *shown = reel_cli_escaped(names[i], strlen(names[i]), REEL_CLI_ESC);
+            if (cli->json) {
+                json_array_append_new(
+                    arr, json_pack("{s:s, s:s}", "session", shown, "error", reel_err_str(&err)));
+            } else {
+                reel_cli_put(names[i]);
+                printf("%*s (unreadable: %s)\n", (int)(strlen(shown) < 32 ? 32 - strlen(shown) : 0),
+                       "", reel_err_str(&err));
+            }
+            free(shown);
             unreadable++;
             continue;
         }

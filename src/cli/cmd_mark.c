@@ -4,17 +4,21 @@
 #include "cli/cli.h"
 #include "session/index.h"
 
-static const char mark_usage[] = "usage: reel mark [--home DIR] SESSION ID...\n"
+static const char mark_usage[] = "usage: reel mark [--home DIR] [--json] SESSION ID...\n"
                                  "\n"
-                                 "Marks flows (shown with * in 'reel flows'; filter: ~marked).\n";
-static const char unmark_usage[] = "usage: reel unmark [--home DIR] SESSION ID...\n"
+                                 "Marks flows (shown with * in 'reel flows'; filter: ~marked).\n"
+                                 "\n"
+                                 "  --json   print {\"marked\": N} (N: flow IDs given)\n";
+static const char unmark_usage[] = "usage: reel unmark [--home DIR] [--json] SESSION ID...\n"
                                    "\n"
-                                   "Removes the mark from flows.\n";
+                                   "Removes the mark from flows.\n"
+                                   "\n"
+                                   "  --json   print {\"unmarked\": N}\n";
 
 static int run(reel_cli_t *cli, int argc, char **argv, int mark) {
     static const struct option opts[] = {REEL_CLI_COMMON_OPTS, {0}};
     int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = reel_cli_getopt(argc, argv, "h", opts)) != -1) {
         int rc = reel_cli_common_opt(cli, c, mark ? mark_usage : unmark_usage);
         if (rc >= 0)
             return rc;

@@ -4,30 +4,31 @@
 #include "cli/cli.h"
 
 static const char tag_usage[] =
-    "usage: reel tag [--home DIR] SESSION ID TAG...\n"
+    "usage: reel tag [--home DIR] [--json] SESSION ID TAG...\n"
     "\n"
-    "Adds TAGs to flow ID. A tag is 1-64 printable characters without spaces or\n"
-    "commas. Find tagged flows with: reel flows SESSION '~tag TAG'\n";
-static const char untag_usage[] = "usage: reel untag [--home DIR] SESSION ID TAG...\n"
-                                  "\n"
-                                  "Removes TAGs from flow ID.\n";
+    "Adds TAGs to flow ID. A tag is 1-128 letters, digits, '-', '_', '.', ':'\n"
+    "and '/', not starting with '.' or '-'. Find tagged flows with:\n"
+    "reel flows SESSION '~tag TAG'\n"
+    "\n"
+    "  --json   print {\"flow\": ID, \"added\": N} (N: tags the flow did not have)\n";
+static const char untag_usage[] =
+    "usage: reel untag [--home DIR] [--json] SESSION ID TAG...\n"
+    "\n"
+    "Removes TAGs from flow ID (any tag it has, also one an older reel allowed\n"
+    "that 'reel tag' now refuses).\n"
+    "\n"
+    "  --json   print {\"flow\": ID, \"removed\": N}\n";
 
-static int tag_ok(const char *t) {
+/* Tags removed need only be tags something could have stored. */
+static int untag_ok(const char *t) {
     size_t n = strlen(t);
-    if (n == 0 || n > 64)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)t[i];
-        if (ch <= 0x20 || ch == 0x7f || ch == ',')
-            return 0;
-    }
-    return 1;
+    return n > 0 && n <= 128;
 }
 
 static int run(reel_cli_t *cli, int argc, char **argv, int add) {
     static const struct option opts[] = {REEL_CLI_COMMON_OPTS, {0}};
     int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = reel_cli_getopt(argc, argv, "h", opts)) != -1) {
         int rc = reel_cli_common_opt(cli, c, add ? tag_usage : untag_usage);
         if (rc >= 0)
             return rc;
@@ -37,12 +38,14 @@ static int run(reel_cli_t *cli, int argc, char **argv, int add) {
     unsigned long long id = reel_cli_flow_id(cli, argv[optind + 1]);
     if (id == 0)
         return REEL_EXIT_ERROR;
-    for (int i = optind + 2; i < argc; i++)
-        if (!tag_ok(argv[i]))
-            return reel_cli_fail(cli,
-                                 "invalid tag '%s': use 1-64 printable characters, no spaces or "
-                                 "commas",
-                                 argv[i]);
+    for (int i = optind + 2; i < argc; i++) {
+        reel_err_t err;
+        reel_err_clear(&err);
+        if (add && reel_session_tag_check(argv[i], &err) != REEL_OK)
+            return reel_cli_fail(cli, "%s", reel_err_str(&err));
+        if (!add && !untag_ok(argv[i]))
+            return reel_cli_fail(cli, "invalid tag: expected 1-128 bytes");
+    }
     reel_session_t *s = reel_cli_open(cli, argv[optind], 0);
     if (s == NULL)
         return REEL_EXIT_ERROR;

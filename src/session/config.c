@@ -411,8 +411,12 @@ static reel_rc validate_size(const reel_option_t *o, const char *v, char **canon
     else
         x = (int64_t)((uint64_t)x << shift);
     if (!ok || x < o->min || x > o->max) {
-        char lo[48], hi[48], range[160];
-        snprintf(range, sizeof range, "expected a size in bytes from %s to %s",
+        char lo[48], hi[48], range[192];
+        const char *t;
+        size_t tn;
+        trim(v, &t, &tn);
+        snprintf(range, sizeof range, "%sexpected a size in bytes from %s to %s",
+                 tn > 0 && t[0] == '-' ? "a size cannot be negative; " : "",
                  size_text(o->min, 0, lo), size_text(o->max, 0, hi));
         return bad_value(err, o, v, range, "; suffixes k, m, g, t (1024-based) are accepted");
     }

@@ -53,30 +53,60 @@ char *reel_session_home(const char *override) {
     return reel_asprintf("%s/.local/share/reel/sessions", home && home[0] ? home : ".");
 }
 
-reel_rc reel_session_name_check(const char *name, reel_err_t *err) {
-    size_t n = strlen(name);
-    if (n == 0)
-        return reel_err_set(err, REEL_INVALID, "invalid session name: empty");
-    if (n > REEL_SESSION_NAME_MAX)
-        return reel_err_set(err, REEL_INVALID, "invalid session name: longer than %d bytes",
-                            REEL_SESSION_NAME_MAX);
-    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-        return reel_err_set(err, REEL_INVALID, "invalid session name '%s'", name);
-    if (name[0] == '.' || name[0] == '-')
-        return reel_err_set(err, REEL_INVALID,
-                            "invalid session name '%s': must not start with '.' or '-'", name);
-    for (size_t i = 0; i < n; i++) {
+/* The one rule for names people give: 1..REEL_SESSION_NAME_MAX bytes of
+ * ASCII letters, digits, '-', '_', '.' and the characters of `extra`, not
+ * starting with '.' or '-'. The message names what is wrong and states the
+ * rule, the same words as docs/format.md. */
+static reel_rc name_rule(const char *what, const char *rule, const char *extra, const char *name,
+                         reel_err_t *err) {
+    size_t n = strlen(name), bad = n;
+    for (size_t i = 0; i < n && bad == n; i++) {
         unsigned char c = (unsigned char)name[i];
-        if (c == '/')
-            return reel_err_set(err, REEL_INVALID, "invalid session name '%s': contains '/'",
-                                name);
-        if (c < 0x21 || c > 0x7e)
-            return reel_err_set(err, REEL_INVALID,
-                                "invalid session name: byte 0x%02x at position %zu is not a "
-                                "printable character (use letters, digits, '-', '_', '.')",
-                                c, i + 1);
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.' || (c && strchr(extra, c))))
+            bad = i;
     }
+    /* The name is quoted only when it is printable: it goes to a terminal. */
+    int quote = n <= REEL_SESSION_NAME_MAX;
+    for (size_t i = 0; i < n && quote; i++)
+        quote = name[i] >= 0x20 && name[i] < 0x7f;
+    char head[REEL_SESSION_NAME_MAX + 64];
+    snprintf(head, sizeof head, "invalid %s%s%s%s", what, quote ? " '" : "", quote ? name : "",
+             quote ? "'" : "");
+    if (n == 0)
+        return reel_err_set(err, REEL_INVALID, "%s: empty; %s", head, rule);
+    if (n > REEL_SESSION_NAME_MAX)
+        return reel_err_set(err, REEL_INVALID, "%s: %zu bytes, longer than %d; %s", head, n,
+                            REEL_SESSION_NAME_MAX, rule);
+    if (bad < n) {
+        unsigned char c = (unsigned char)name[bad];
+        char what_c[32];
+        if (c > 0x20 && c < 0x7f)
+            snprintf(what_c, sizeof what_c, "'%c'", c);
+        else if (c == ' ')
+            snprintf(what_c, sizeof what_c, "a space");
+        else
+            snprintf(what_c, sizeof what_c, "byte 0x%02x", c);
+        return reel_err_set(err, REEL_INVALID, "%s: %s at position %zu is not allowed; %s", head,
+                            what_c, bad + 1, rule);
+    }
+    if (name[0] == '.' || name[0] == '-')
+        return reel_err_set(err, REEL_INVALID, "%s: starts with '%c'; %s", head, name[0], rule);
     return REEL_OK;
+}
+
+reel_rc reel_session_name_check(const char *name, reel_err_t *err) {
+    return name_rule("session name",
+                     "a session name is 1-128 letters, digits, '-', '_' and '.', not starting "
+                     "with '.' or '-'",
+                     "", name, err);
+}
+
+reel_rc reel_session_tag_check(const char *tag, reel_err_t *err) {
+    return name_rule("tag",
+                     "a tag is 1-128 letters, digits, '-', '_', '.', ':' and '/', not starting "
+                     "with '.' or '-'",
+                     ":/", tag, err);
 }
 
 static int mkdir_p(const char *path, mode_t mode) {

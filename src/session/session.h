@@ -31,10 +31,14 @@ enum {
  * ~/.local/share/reel/sessions. Returns owned. */
 char *reel_session_home(const char *override);
 
-/** Checks a session name: 1..REEL_SESSION_NAME_MAX printable ASCII bytes, no
- * '/', not "." or "..", not starting with '.' or '-'. Returns REEL_INVALID
- * with the reason in err. */
+/** Checks a session name: 1..REEL_SESSION_NAME_MAX (128) bytes of ASCII
+ * letters, digits, '-', '_' and '.', not starting with '.' or '-' (so never
+ * "." or ".." or a path). Returns REEL_INVALID with a message naming the
+ * first bad character and stating the rule. */
 reel_rc reel_session_name_check(const char *name, reel_err_t *err);
+
+/** Checks a tag by the same rule, which also allows ':' and '/'. */
+reel_rc reel_session_tag_check(const char *tag, reel_err_t *err);
 
 /** Opens (or creates, per flags) session `name` under `home` (created 0700
  * when missing). Returns REEL_NOTFOUND, REEL_EXISTS, REEL_LOCKED (message

@@ -248,8 +248,13 @@ static void test_size(void **state) {
                "invalid value '512k' for segment_size: expected a size in bytes from 1048576 "
                "(1 MiB) to 4294967296 (4 GiB); suffixes k, m, g, t (1024-based) are accepted");
     expect_msg("max_head_size", "-1", REEL_INVALID,
-               "invalid value '-1' for max_head_size: expected a size in bytes from 1024 (1 KiB) "
-               "to 1048576 (1 MiB); suffixes k, m, g, t (1024-based) are accepted");
+               "invalid value '-1' for max_head_size: a size cannot be negative; expected a "
+               "size in bytes from 1024 (1 KiB) to 1048576 (1 MiB); suffixes k, m, g, t "
+               "(1024-based) are accepted");
+    expect_msg("body_limit", " -5", REEL_INVALID,
+               "invalid value ' -5' for body_limit: a size cannot be negative; expected a size "
+               "in bytes from 0 to 4611686018427387904 (4 EiB); suffixes k, m, g, t (1024-based) "
+               "are accepted");
     expect_msg("body_limit", "4194305t", REEL_INVALID,
                "invalid value '4194305t' for body_limit: expected a size in bytes from 0 to "
                "4611686018427387904 (4 EiB); suffixes k, m, g, t (1024-based) are accepted");
