@@ -40,6 +40,8 @@
 #define LOW_WATER (256u << 10)
 #define CLIENT_IN_MAX (4u << 20) /* pipelined bytes held while a response runs */
 #define SNIFF_WAIT_MS 3000
+#define LINGER_TOTAL_MS 30000 /* nginx's lingering_time */
+#define LINGER_IDLE_MS 5000   /* nginx's lingering_timeout */
 
 typedef struct conn conn_t;
 
@@ -79,6 +81,10 @@ typedef enum {
     C_SNIFF,       /* after CONNECT 200: looking at the first bytes */
     C_RAW,         /* raw tunnel */
     C_DONE,        /* closing */
+    C_LINGER,      /* error answered and sent: our side half-closed, the
+                      client's bytes read and dropped until it closes (RFC
+                      9112 9.6), so that a client still sending gets the
+                      answer instead of a reset */
 } conn_state;
 
 struct conn {
@@ -88,8 +94,13 @@ struct conn {
     peer_t *up;
     conn_state state;
     reel_h1_t *reqp, *resp;
-    uv_timer_t timer;
+    uv_timer_t timer;     /* one-shot, armed for the earliest deadline */
     bool timer_open;
+    uint64_t timer_due;   /* loop time the timer fires at, 0: not armed */
+    bool linger;          /* linger once the error answer is flushed */
+    uint64_t linger_start;
+    char client_ip[48];   /* for the per-client connection count */
+    bool counted;         /* counted in the proxy's per-client table */
     int handles;          /* open uv handles owned by this conn (client tcp, timer) */
     uint64_t last_activity;
     uint64_t head_started; /* when the first byte of the current head arrived, 0 if none */
@@ -137,6 +148,9 @@ struct reel_proxy {
     char *proxyauth_b64; /* expected Basic credentials, NULL when not required */
     uint64_t idle_timeout_ms, head_timeout_ms, upstream_timeout_ms;
     size_t max_head_size;
+    uint32_t max_client_conns; /* per client address; 0: no limit */
+    struct client_count **clients; /* open connections per client address */
+    size_t nclient_buckets;
     /* shutdown */
     bool shutting_down;
     uv_timer_t grace;
@@ -153,6 +167,9 @@ struct reel_proxy {
 
 static void conn_process(conn_t *c);
 static void conn_close(conn_t *c);
+static void conn_close_flushed(conn_t *c);
+static void conn_arm(conn_t *c);
+static void client_release(conn_t *c);
 static void shutdown_finish(reel_proxy_t *p);
 static void peer_flush_pend(peer_t *pe);
 static void upstream_ready(peer_t *up);
@@ -312,7 +329,7 @@ static void on_written(uv_write_t *req, int status) {
         peer_maybe_resume_other(pe);
     if (pe->close_when_flushed && pe->wpending == 0) {
         if (pe->role == P_CLIENT)
-            conn_close(pe->c);
+            conn_close_flushed(pe->c);
         else if (!pe->closing && pe->tcp_open) {
             pe->closing = true;
             uv_close((uv_handle_t *)&pe->tcp, on_close_peer);
@@ -587,6 +604,7 @@ static const char *status_text(int status) {
     case 400: return "Bad Request";
     case 407: return "Proxy Authentication Required";
     case 408: return "Request Timeout";
+    case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 501: return "Not Implemented";
     case 502: return "Bad Gateway";
@@ -639,10 +657,11 @@ static void fail_exchange(conn_t *c, int status, const char *reason) {
     }
     finish_flow(c, reason);
     c->state = C_DONE;
+    c->linger = c->resp_head_sent && status > 0;
     upstream_close(c);
     c->client.close_when_flushed = true;
     if (c->client.wpending == 0 && c->client.pend.len == 0)
-        conn_close(c);
+        conn_close_flushed(c);
     else
         peer_read_stop(&c->client);
 }
@@ -819,6 +838,7 @@ static void on_connect(uv_connect_t *req, int status) {
     peer_read_start(up);
     if (peer_ready(up))
         upstream_ready(up);
+    conn_arm(c);
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
@@ -844,6 +864,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     up->ai = res;
     up->ai_next = res;
     upstream_try_next(up);
+    conn_arm(c);
     if (!up->tcp_open && c->up == up) {
         char *why = reel_asprintf("cannot connect to %s:%d: no usable address", up->host, up->port);
         upstream_failed(up, why);
@@ -1578,6 +1599,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         return;
     touch(c);
     pe->progress = c->last_activity;
+    if (c->state == C_LINGER) {
+        /* dropped unread; the client's close ends the connection */
+        if (nread < 0)
+            conn_close(c);
+        return;
+    }
     if (nread < 0) {
         peer_read_stop(pe);
         if (nread != UV_EOF && pe->role == P_CLIENT && c->flow) {
@@ -1615,6 +1642,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         peer_update_reading(pe);
     else if (pe->role == P_CLIENT && !pe->closing && c->state != C_DONE)
         peer_update_reading(pe);
+    conn_arm(c);
 }
 
 /* ---- connection lifecycle ---- */
@@ -1627,6 +1655,7 @@ static void conn_free(conn_t *c) {
         p->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    client_release(c);
     reel_h1_free(c->reqp);
     reel_h1_free(c->resp);
     reel_buf_free(&c->retry_head);
@@ -1647,6 +1676,33 @@ static void on_close_timer(uv_handle_t *h) {
     conn_unref(h->data);
 }
 
+/* The client's answer is out: close, or, after an error answer, half-close
+ * and drop what the client still sends until it closes or goes quiet
+ * (LINGER_IDLE_MS, at most LINGER_TOTAL_MS). Closing at once with its
+ * bytes unread would make the kernel send a reset, which can destroy the
+ * answer before the client reads it. */
+static void conn_close_flushed(conn_t *c) {
+    peer_t *cl = &c->client;
+    if (!c->linger || cl->closing || !cl->tcp_open || cl->eof || c->p->shutting_down) {
+        conn_close(c);
+        return;
+    }
+    c->linger = false;
+    uv_shutdown_t *sr = reel_malloc(sizeof *sr);
+    if (uv_shutdown(sr, (uv_stream_t *)&cl->tcp, on_shutdown) != 0) {
+        free(sr);
+        conn_close(c);
+        return;
+    }
+    c->state = C_LINGER;
+    c->linger_start = uv_now(c->p->loop);
+    touch(c);
+    reel_buf_reset(&cl->in);
+    cl->paused = false;
+    peer_read_start(cl);
+    conn_arm(c);
+}
+
 static void conn_close(conn_t *c) {
     if (c->client.closing)
         return;
@@ -1654,6 +1710,7 @@ static void conn_close(conn_t *c) {
                                        : "connection closed before the flow ended");
     finish_tflow(c, NULL);
     c->state = C_DONE;
+    client_release(c); /* no longer counts against its client's limit */
     upstream_close(c);
     c->client.closing = true;
     uv_close((uv_handle_t *)&c->client.tcp, on_close_peer);
@@ -1707,10 +1764,68 @@ static void upstream_timed_out(conn_t *c) {
     free(why);
 }
 
+/* ---- deadlines ----
+ *
+ * Each connection has one one-shot timer armed for its earliest deadline
+ * (head, response head, upstream progress, sniffing, lingering, idle), so
+ * timeouts fire when due instead of on the next tick of a 1 s clock.
+ * Activity only moves deadlines later, so the timer is re-armed only when
+ * a new, earlier deadline appears (conn_arm after each event) and when it
+ * fires. */
+
+static uint64_t earlier(uint64_t a, uint64_t b) {
+    return a < b ? a : b;
+}
+
+static uint64_t conn_deadline(conn_t *c) {
+    reel_proxy_t *p = c->p;
+    if (c->state == C_LINGER)
+        return earlier(c->linger_start + LINGER_TOTAL_MS, c->last_activity + LINGER_IDLE_MS);
+    uint64_t d = c->last_activity + p->idle_timeout_ms;
+    if (c->state == C_HEAD && c->head_started)
+        d = earlier(d, c->head_started + p->head_timeout_ms);
+    if (upstream_owes(c))
+        d = earlier(d, c->up->progress + p->upstream_timeout_ms);
+    if ((c->state == C_REQ_BODY || c->state == C_WAIT_RESP) && !c->resp_head_sent &&
+        c->resp_head_started)
+        d = earlier(d, c->resp_head_started + p->head_timeout_ms);
+    if (c->state == C_SNIFF)
+        d = earlier(d, c->sniff_started + SNIFF_WAIT_MS);
+    return d;
+}
+
+static void on_conn_timer(uv_timer_t *t);
+
+/* Arms the timer for the connection's earliest deadline if that is sooner
+ * than the one it is armed for (or if force: it just fired). */
+static void conn_arm_at(conn_t *c, bool force) {
+    if (!c->timer_open || c->client.closing)
+        return;
+    uint64_t due = conn_deadline(c);
+    if (!force && c->timer_due && c->timer_due <= due)
+        return;
+    uint64_t now = uv_now(c->p->loop);
+    c->timer_due = due > now ? due : now + 1;
+    uv_timer_start(&c->timer, on_conn_timer, c->timer_due - now, 0);
+}
+
+static void conn_arm(conn_t *c) {
+    conn_arm_at(c, false);
+}
+
 static void on_conn_timer(uv_timer_t *t) {
     conn_t *c = t->data;
     reel_proxy_t *p = c->p;
     uint64_t now = uv_now(p->loop);
+    c->timer_due = 0;
+    if (c->state == C_LINGER) {
+        if (now >= c->linger_start + LINGER_TOTAL_MS || now >= c->last_activity + LINGER_IDLE_MS) {
+            conn_close(c);
+            return;
+        }
+        conn_arm_at(c, true);
+        return;
+    }
     if (c->state == C_HEAD && c->head_started && now - c->head_started >= p->head_timeout_ms) {
         record_rejected(c);
         fail_exchange(c, 408, "request head not received in time (head_timeout)");
@@ -1735,6 +1850,7 @@ static void on_conn_timer(uv_timer_t *t) {
     if (c->state == C_SNIFF && now - c->sniff_started >= SNIFF_WAIT_MS) {
         /* The client is silent: maybe a server-speaks-first protocol. */
         begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false, true);
+        conn_arm(c);
         return;
     }
     if (now - c->last_activity >= p->idle_timeout_ms) {
@@ -1742,6 +1858,67 @@ static void on_conn_timer(uv_timer_t *t) {
         conn_close(c);
         return;
     }
+    conn_arm_at(c, true);
+}
+
+/* ---- per-client connection counts ---- */
+
+struct client_count {
+    struct client_count *next;
+    uint32_t n;
+    char ip[48];
+};
+
+static struct client_count **client_slot(reel_proxy_t *p, const char *ip) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (const char *q = ip; *q; q++)
+        h = (h ^ (unsigned char)*q) * 1099511628211ull;
+    struct client_count **pp = &p->clients[h % p->nclient_buckets];
+    while (*pp && strcmp((*pp)->ip, ip) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+/* Counts a new connection from c's client address; false when that would
+ * go over max_client_conns (then it is not counted). */
+static bool client_admit(conn_t *c) {
+    reel_proxy_t *p = c->p;
+    if (p->clients == NULL) {
+        p->nclient_buckets = 1024;
+        p->clients = reel_calloc(p->nclient_buckets, sizeof *p->clients);
+    }
+    struct client_count **pp = client_slot(p, c->client_ip);
+    if (*pp && p->max_client_conns && (*pp)->n >= p->max_client_conns)
+        return false;
+    if (*pp == NULL) {
+        *pp = reel_calloc(1, sizeof **pp);
+        snprintf((*pp)->ip, sizeof (*pp)->ip, "%s", c->client_ip);
+    }
+    (*pp)->n++;
+    c->counted = true;
+    return true;
+}
+
+static void client_release(conn_t *c) {
+    if (!c->counted)
+        return;
+    c->counted = false;
+    struct client_count **pp = client_slot(c->p, c->client_ip);
+    if (*pp && --(*pp)->n == 0) {
+        struct client_count *e = *pp;
+        *pp = e->next;
+        free(e);
+    }
+}
+
+/* Over the per-client limit: answered 429 at once (the request is not
+ * read: the point is to spend nothing on it), recorded, then lingering. */
+static void refuse_over_limit(conn_t *c) {
+    record_refused(c, NULL, "http", NULL, 0, "");
+    char *why = reel_asprintf("too many connections from %s (max_client_conns %u)", c->client_ip,
+                              c->p->max_client_conns);
+    fail_exchange(c, 429, why);
+    free(why);
 }
 
 static void on_connection(uv_stream_t *server, int status) {
@@ -1773,8 +1950,13 @@ static void on_connection(uv_stream_t *server, int status) {
     uv_tcp_nodelay(&c->client.tcp, 1);
     struct sockaddr_storage ss;
     int len = sizeof ss;
-    if (uv_tcp_getpeername(&c->client.tcp, (struct sockaddr *)&ss, &len) == 0)
+    if (uv_tcp_getpeername(&c->client.tcp, (struct sockaddr *)&ss, &len) == 0) {
         addr_string((struct sockaddr *)&ss, c->client_addr, sizeof c->client_addr);
+        if (ss.ss_family == AF_INET6)
+            uv_ip6_name((struct sockaddr_in6 *)&ss, c->client_ip, sizeof c->client_ip);
+        else if (ss.ss_family == AF_INET)
+            uv_ip4_name((struct sockaddr_in *)&ss, c->client_ip, sizeof c->client_ip);
+    }
     reel_h1_limits_t lim = {.max_head_size = p->max_head_size};
     c->reqp = reel_h1_new(REEL_H1_REQUEST, &lim);
     c->resp = reel_h1_new(REEL_H1_RESPONSE, NULL);
@@ -1789,8 +1971,10 @@ static void on_connection(uv_stream_t *server, int status) {
     c->timer_open = true;
     c->handles++;
     touch(c);
-    uv_timer_start(&c->timer, on_conn_timer, 1000, 1000);
+    conn_arm(c);
     peer_read_start(&c->client);
+    if (!client_admit(c))
+        refuse_over_limit(c);
 }
 
 /* ---- public API ---- */
@@ -1827,6 +2011,7 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_config_t *cfg, reel_err_
     p->head_timeout_ms = (uint64_t)reel_config_get_int(cfg, "head_timeout") * 1000;
     p->upstream_timeout_ms = (uint64_t)reel_config_get_int(cfg, "upstream_timeout") * 1000;
     p->max_head_size = (size_t)reel_config_get_int(cfg, "max_head_size");
+    p->max_client_conns = (uint32_t)reel_config_get_int(cfg, "max_client_conns");
     const char *auth = reel_config_get(cfg, "proxyauth", NULL);
     free(p->proxyauth_b64);
     p->proxyauth_b64 = NULL;
@@ -1853,7 +2038,11 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_config_t *cfg, reel_err_
 }
 
 reel_rc reel_proxy_configure(reel_proxy_t *p, const reel_config_t *cfg, reel_err_t *err) {
-    return apply_config(p, cfg, err);
+    reel_rc rc = apply_config(p, cfg, err);
+    if (rc == REEL_OK)
+        for (conn_t *c = p->conns; c; c = c->next)
+            conn_arm_at(c, true); /* timeouts may have become shorter */
+    return rc;
 }
 
 /* A proxy holds one descriptor per client and one per upstream: the
@@ -2008,6 +2197,13 @@ void reel_proxy_free(reel_proxy_t *p) {
         pcre2_code_free(p->ignore[i]);
     free(p->ignore);
     free(p->proxyauth_b64);
+    for (size_t i = 0; i < p->nclient_buckets; i++)
+        while (p->clients[i]) {
+            struct client_count *e = p->clients[i];
+            p->clients[i] = e->next;
+            free(e);
+        }
+    free(p->clients);
     free(p);
 }
 

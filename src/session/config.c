@@ -49,11 +49,17 @@ static const reel_option_t options[] = {
     {"upstream_trusted_ca", REEL_OPT_STRING, "",
      "extra CA file (PEM) for upstream verification; empty = none", NULL, 0, 0, NULL},
     {"capture", REEL_OPT_ENUM, "on",
-     "on: record; if the disk falls behind, record some flows without bodies (marked, with a "
-     "warning); lossless: slow traffic down instead; off: record nothing",
+     "on: record; if the disk falls behind for longer than capture_buffer lasts, store some "
+     "bodies in part or not at all (their flows say how many bytes; one warning); lossless: "
+     "slow traffic down instead; off: record nothing",
      "on|off|lossless", 0, 0, NULL},
+    {"capture_buffer", REEL_OPT_SIZE, "268435456",
+     "memory for records waiting for the disk, to absorb bursts; with capture=on, body bytes "
+     "that do not fit in 7/8 of it are not stored (their flows say how many)",
+     NULL, MIB, 64 * GIB, NULL},
     {"fsync", REEL_OPT_ENUM, "block",
-     "durability of spool writes: fsync every block, every fsync_interval_ms, or never",
+     "durability of spool writes: block: a block counts as recorded once an fdatasync covers "
+     "it (one covers every block written meanwhile); interval: every fsync_interval_ms; never",
      "block|interval|never", 0, 0, NULL},
     {"fsync_interval_ms", REEL_OPT_INT, "1000", "milliseconds between fsyncs when fsync=interval",
      NULL, 10, 60000, NULL},
@@ -73,6 +79,10 @@ static const reel_option_t options[] = {
      "bytes of its response; then 504, or the client connection is cut once the response has "
      "started",
      NULL, 1, 86400, NULL},
+    {"max_client_conns", REEL_OPT_INT, "0",
+     "open connections allowed from one client address; more are answered 429 and closed "
+     "(0 = no limit)",
+     NULL, 0, 1000000, NULL},
     {NULL, 0, NULL, NULL, NULL, 0, 0, NULL},
 };
 

@@ -14,6 +14,7 @@ been passed on, else its connection is cut; never a hang.
 """
 import os
 import re
+import select
 import socket
 import ssl
 import struct
@@ -214,10 +215,10 @@ class HostileClientsTest(unittest.TestCase):
         for when, out in answered:
             self.assertTrue(out.startswith(b"HTTP/1.1 408 "), out[:80])
             self.assertIn(b"head_timeout", out)
-        # head_timeout=2 s, checked every second: cut after 2..3 s (plus load)
+        # head_timeout=2 s: cut after 2 s (plus load)
         latest = max(v[0] for v in ended.values())
         self.assertLess(latest, 6.0)
-        self.assertGreaterEqual(len(answered), n // 2)  # the rest may see a reset first
+        self.assertEqual(len(answered), n)  # lingering close: no answer lost to a reset
         self.assertEqual(self.origin_saw("slow="), [])
         self.assertEqual(self.wait_errors("head_timeout", before + n), before + n)
 
@@ -255,17 +256,21 @@ class HostileClientsTest(unittest.TestCase):
         s.sendall(b"GET " + url + b"4 HTTP/1.1\r\nHost: a\r\n")
         sent = 0
         line = b"X-Endless: " + b"e" * 1000 + b"\r\n"
+        # Keep sending until the answer comes: reel answers 431 after
+        # max_head_size and then drops what still arrives (lingering close),
+        # so the answer is read, never lost to a reset.
+        answered = False
         try:
-            while sent < (64 << 20):
+            while sent < (64 << 20) and not answered:
                 s.sendall(line * 64)
                 sent += len(line) * 64
+                answered = bool(select.select([s], [], [], 0)[0])
         except (BrokenPipeError, ConnectionResetError):
             pass
         out, _ = read_all(s)
         s.close()
-        self.assertLess(sent, 16 << 20, "the proxy kept reading an endless head")
-        if out:  # the 431 may be lost to the reset caused by our unread data
-            self.assertTrue(out.startswith(b"HTTP/1.1 431 "), out[:100])
+        self.assertLess(sent, 16 << 20, "no answer while the head kept coming")
+        self.assertTrue(out.startswith(b"HTTP/1.1 431 "), out[:100])
         self.assertEqual(self.origin_saw("huge="), [])
         self.assertGreaterEqual(len(self.errors("header section too large")), 3)
         self.assertGreaterEqual(len(self.errors("too many header fields")), 1)
