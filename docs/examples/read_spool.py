@@ -165,6 +165,9 @@ def flow_json(flow_id, recs):
             f[d] = dict(f[d], body_b64=base64.b64encode(bytes(body[d])).decode(),
                         body_size=max(sizes[i] if sizes else 0, len(body[d])),
                         body_truncated=truncated[i], body_decoded=decoded[d])
+    # Known holes are found by repair and kept in the index (flow_damage);
+    # read from the spool alone, a flow has none to report.
+    f["damage"] = []
     return f
 
 

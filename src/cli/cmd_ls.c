@@ -12,7 +12,8 @@ static const char usage[] =
     "\n"
     "Lists the sessions under the sessions root with their flow count,\n"
     "size on disk, creation time and, if one is recording, its PID.\n"
-    "Exits 1 if a session could not be read (it is listed as unreadable).\n";
+    "Exits 1 if a session could not be read: it is listed as damaged (its\n"
+    "index is damaged or missing; 'reel repair' rebuilds it) or unreadable.\n";
 
 static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -52,10 +53,13 @@ int reel_cmd_ls(reel_cli_t *cli, int argc, char **argv) {
     while (d && (e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.')
             continue;
+        /* A session has session.db, or at least a spool (its index lost). */
         char *db = reel_asprintf("%s/%s/session.db", home, e->d_name);
+        char *sp = reel_asprintf("%s/%s/spool", home, e->d_name);
         struct stat st;
-        int ok = stat(db, &st) == 0;
+        int ok = stat(db, &st) == 0 || (stat(sp, &st) == 0 && S_ISDIR(st.st_mode));
         free(db);
+        free(sp);
         if (!ok)
             continue;
         if (n == cap)
@@ -76,17 +80,19 @@ int reel_cmd_ls(reel_cli_t *cli, int argc, char **argv) {
         char *path = reel_asprintf("%s/%s", home, names[i]);
         unsigned long long bytes = dir_bytes(path);
         free(path);
-        if (reel_session_open(home, names[i], 0, &s, &err) != REEL_OK) {
+        reel_rc orc = reel_session_open(home, names[i], 0, &s, &err);
+        if (orc != REEL_OK) {
             /* Also a directory named against the rule (an older reel
              * allowed more): listed, so that it can be renamed. */
             char *shown = reel_cli_escaped(names[i], strlen(names[i]), REEL_CLI_ESC);
             if (cli->json) {
-                json_array_append_new(
-                    arr, json_pack("{s:s, s:s}", "session", shown, "error", reel_err_str(&err)));
+                json_array_append_new(arr, json_pack("{s:s, s:s, s:b}", "session", shown, "error",
+                                                     reel_err_str(&err), "damaged",
+                                                     orc == REEL_CORRUPT));
             } else {
                 reel_cli_put(names[i]);
-                printf("%*s (unreadable: %s)\n", (int)(strlen(shown) < 32 ? 32 - strlen(shown) : 0),
-                       "", reel_err_str(&err));
+                printf("%*s (%s: %s)\n", (int)(strlen(shown) < 32 ? 32 - strlen(shown) : 0), "",
+                       orc == REEL_CORRUPT ? "damaged" : "unreadable", reel_err_str(&err));
             }
             free(shown);
             unreadable++;

@@ -18,6 +18,7 @@
 
 #include "base/mem.h"
 #include "session/index.h"
+#include "session/journal.h"
 #include "flow.pb-c.h"
 #include "session/spool.h"
 #include "session/store.h"
@@ -31,6 +32,7 @@ struct reel_session {
     int recording;
     reel_buf_t note;
     char *db_damage; /* why session.db did not open (REEL_OPEN_REPAIR), owned */
+    int db_missing;  /* there is no session.db (REEL_OPEN_REPAIR) */
     int index_lost;  /* session.db had no tables: made anew, to rebuild */
 };
 
@@ -127,6 +129,7 @@ static int mkdir_p(const char *path, mode_t mode) {
 }
 
 static int index_sound(reel_session_t *s);
+static reel_rc replay_journal(reel_session_t *s, sqlite3 *db, reel_err_t *err);
 static void note(reel_session_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void note(reel_session_t *s, const char *fmt, ...) {
     char line[600];
@@ -1016,8 +1019,8 @@ static reel_rc recover(reel_session_t *s, reel_err_t *err) {
     if (s->index_lost) {
         need_rebuild = 1;
         note(s, "session.db held no index (its writes never reached the disk, as after a power "
-                "cut soon after it was made): rebuilding it from the spool; annotations, tags "
-                "and marks made before, if any, are lost");
+                "cut soon after it was made): rebuilding it from the spool, and the user data "
+                "from the spool's journal");
     }
     if (need_rebuild) {
         rc = rebuild(s, err);
@@ -1026,6 +1029,8 @@ static reel_rc recover(reel_session_t *s, reel_err_t *err) {
                                  "UPDATE meta SET value = (SELECT min(start_us) FROM flows) "
                                  "WHERE key = 'created_us' AND EXISTS (SELECT 1 FROM flows)",
                                  err);
+        if (rc == REEL_OK && s->index_lost)
+            rc = replay_journal(s, s->db, err);
         goto out;
     }
     if ((rc = dmg_begin(s, err)) == REEL_OK)
@@ -1079,6 +1084,63 @@ out:
     return rc;
 }
 
+static char *journal_path(const reel_session_t *s) {
+    return reel_asprintf("%s/" REEL_JOURNAL_NAME, s->spool_dir);
+}
+
+/* Journals the user data s->db changes from now on. A journal that cannot
+ * be started (for an index older than the journal) is said, not fatal:
+ * then each change to user data fails instead. */
+static reel_rc attach_journal(reel_session_t *s, reel_err_t *err) {
+    char *jp = journal_path(s);
+    reel_err_t e2;
+    reel_err_clear(&e2);
+    reel_rc rc = reel_journal_attach(s->db, jp, &e2);
+    free(jp);
+    if (rc == REEL_DB)
+        return reel_err_set(err, rc, "%s", reel_err_str(&e2));
+    if (rc != REEL_OK)
+        note(s, "%s", reel_err_str(&e2));
+    return REEL_OK;
+}
+
+/* Puts the user data in the journal back into s->db (an index made anew);
+ * notes what it did. */
+static reel_rc replay_journal(reel_session_t *s, sqlite3 *db, reel_err_t *err) {
+    char *jp = journal_path(s);
+    reel_journal_stats_t st;
+    reel_rc rc = reel_journal_replay(db, jp, &st, err);
+    free(jp);
+    if (rc != REEL_OK)
+        return rc;
+    if (st.records == 0 && st.bad_ranges == 0)
+        return REEL_OK;
+    long long n[5] = {0};
+    static const char *const q[5] = {"annotations", "tags", "marks", "config_overlay",
+                                     "config_history"};
+    for (int k = 0; k < 5; k++) {
+        char sql[64];
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", q[k]);
+        sqlite3_stmt *c = NULL;
+        if (sqlite3_prepare_v2(db, sql, -1, &c, NULL) == SQLITE_OK && sqlite3_step(c) == SQLITE_ROW)
+            n[k] = sqlite3_column_int64(c, 0);
+        sqlite3_finalize(c);
+    }
+    note(s,
+         "user data replayed from spool/" REEL_JOURNAL_NAME " (%llu change%s): %lld annotation%s, "
+         "%lld tag%s, %lld mark%s, %lld config key%s set, %lld config change%s",
+         (unsigned long long)st.records, st.records == 1 ? "" : "s", n[0], n[0] == 1 ? "" : "s",
+         n[1], n[1] == 1 ? "" : "s", n[2], n[2] == 1 ? "" : "s", n[3], n[3] == 1 ? "" : "s", n[4],
+         n[4] == 1 ? "" : "s");
+    if (st.bad_ranges)
+        note(s,
+             "spool/" REEL_JOURNAL_NAME ": %llu damaged byte%s skipped (%s at offset %llu): the "
+             "changes in them are lost",
+             (unsigned long long)st.bad_bytes, st.bad_bytes == 1 ? "" : "s", st.reason,
+             (unsigned long long)st.bad_off);
+    return REEL_OK;
+}
+
 reel_rc reel_session_open(const char *home, const char *name, int flags, reel_session_t **out,
                           reel_err_t *err) {
     reel_rc rc = REEL_OK;
@@ -1121,8 +1183,23 @@ reel_rc reel_session_open(const char *home, const char *name, int flags, reel_se
         }
         created = 1;
     } else if (stat(dbpath, &st) != 0) {
-        rc = reel_err_set(err, REEL_CORRUPT, "%s is not a reel session (no session.db)", s->path);
-        goto out;
+        /* Without session.db but with a spool, it is a session whose index
+         * is lost: repair rebuilds it. */
+        struct stat sp;
+        if (stat(s->spool_dir, &sp) != 0 || !S_ISDIR(sp.st_mode)) {
+            rc = reel_err_set(err, REEL_CORRUPT, "%s is not a reel session (no session.db)",
+                              s->path);
+            goto out;
+        }
+        if (!(flags & REEL_OPEN_REPAIR)) {
+            rc = reel_err_set(err, REEL_CORRUPT,
+                              "session '%s' is damaged: session.db is missing; 'reel repair %s' "
+                              "rebuilds it from the spool, with the annotations, tags, marks "
+                              "and config kept in the spool's journal",
+                              name, name);
+            goto out;
+        }
+        s->db_missing = 1;
     } else {
         struct stat ds;
         if (stat(s->path, &ds) == 0 && (ds.st_mode & 077))
@@ -1160,7 +1237,10 @@ reel_rc reel_session_open(const char *home, const char *name, int flags, reel_se
     {
         reel_err_t dberr;
         reel_err_clear(&dberr);
-        rc = reel_index_open(dbpath, created, &s->db, &dberr);
+        if (s->db_missing)
+            rc = reel_err_set(&dberr, REEL_CORRUPT, "session.db is missing");
+        else
+            rc = reel_index_open(dbpath, created, &s->db, &dberr);
         if (rc == REEL_NOTFOUND && have_lock) {
             /* Nothing was in it to lose: make the schema, and recovery
              * rebuilds the rest from the spool. */
@@ -1207,6 +1287,8 @@ reel_rc reel_session_open(const char *home, const char *name, int flags, reel_se
             (rc = reel_index_meta_set(s->db, "format", "reel-session 1", err)) != REEL_OK)
             goto out;
     }
+    if (s->db && (rc = attach_journal(s, err)) != REEL_OK)
+        goto out;
     if (have_lock) {
         if (!(flags & REEL_OPEN_REPAIR)) {
             reel_err_t rerr;
@@ -1389,9 +1471,16 @@ static reel_rc replace_index(reel_session_t *s, reel_err_t *err) {
     snprintf(now, sizeof now, "%lld", (long long)reel_now_us());
     if ((rc = reel_index_meta_set(nd, "name", s->name, err)) != REEL_OK ||
         (rc = reel_index_meta_set(nd, "created_us", now, err)) != REEL_OK ||
-        (rc = reel_index_meta_set(nd, "format", "reel-session 1", err)) != REEL_OK)
+        (rc = reel_index_meta_set(nd, "format", "reel-session 1", err)) != REEL_OK ||
+        (rc = reel_index_meta_set(nd, "journal", "1", err)) != REEL_OK)
         goto out;
-    salvage(s, nd, dbpath);
+    struct stat dst;
+    int db_exists = stat(dbpath, &dst) == 0;
+    if (db_exists)
+        salvage(s, nd, dbpath); /* ATTACH would make the file */
+    /* Then everything the journal says (salvaged rows come back the same). */
+    if ((rc = replay_journal(s, nd, err)) != REEL_OK)
+        goto out;
     if (sqlite3_close(nd) != SQLITE_OK) {
         rc = reel_err_set(err, REEL_DB, "closing %s: %s", newpath, sqlite3_errmsg(nd));
         goto out;
@@ -1406,7 +1495,7 @@ static reel_rc replace_index(reel_session_t *s, reel_err_t *err) {
     /* The old file stays reachable under session.db until the new one
      * replaces it in one rename; its WAL must go first, or SQLite would
      * read it as the new file's. */
-    if (link(dbpath, aside) != 0) {
+    if (db_exists && link(dbpath, aside) != 0) {
         rc = reel_err_errno(err, REEL_IO, errno, "keeping the damaged index as %s", aside);
         goto out;
     }
@@ -1424,13 +1513,18 @@ static reel_rc replace_index(reel_session_t *s, reel_err_t *err) {
         rc = reel_err_errno(err, REEL_IO, errno, "replacing %s", dbpath);
         goto out;
     }
-    note(s, "moved the damaged index aside to %s and made a new one", aside + strlen(s->path) + 1);
+    if (db_exists)
+        note(s, "moved the damaged index aside to %s and made a new one",
+             aside + strlen(s->path) + 1);
+    else
+        note(s, "made a new index");
     int dfd = open(s->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         fsync(dfd);
         close(dfd);
     }
-    rc = reel_index_open(dbpath, 0, &s->db, err);
+    if ((rc = reel_index_open(dbpath, 0, &s->db, err)) == REEL_OK)
+        rc = attach_journal(s, err);
 out:
     if (nd)
         sqlite3_close(nd);
@@ -1466,6 +1560,32 @@ static int index_sound(reel_session_t *s) {
     return ok;
 }
 
+/* A journal with damaged frames is written anew with the valid ones; the
+ * old file goes to recovered/. */
+static reel_rc repair_journal(reel_session_t *s, reel_err_t *err) {
+    char *jp = journal_path(s);
+    char *dir = reel_asprintf("%s/recovered", s->path);
+    char *aside = reel_asprintf("%s/" REEL_JOURNAL_NAME ".%lld.damaged", dir,
+                                (long long)(reel_now_us() / 1000));
+    reel_journal_stats_t st;
+    int fixed = 0;
+    reel_rc rc = REEL_OK;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        rc = reel_err_errno(err, REEL_IO, errno, "creating %s", dir);
+    if (rc == REEL_OK)
+        rc = reel_journal_rewrite(jp, aside, &fixed, &st, err);
+    if (rc == REEL_OK && fixed)
+        note(s,
+             "spool/" REEL_JOURNAL_NAME ": %llu damaged byte%s (%s at offset %llu) dropped, the "
+             "changes in them are lost; the old file is %s",
+             (unsigned long long)st.bad_bytes, st.bad_bytes == 1 ? "" : "s", st.reason,
+             (unsigned long long)st.bad_off, aside + strlen(s->path) + 1);
+    free(jp);
+    free(dir);
+    free(aside);
+    return rc;
+}
+
 reel_rc reel_session_repair(reel_session_t *s, char **report, reel_err_t *err) {
     *report = NULL;
     int took = 0;
@@ -1477,11 +1597,20 @@ reel_rc reel_session_repair(reel_session_t *s, char **report, reel_err_t *err) {
         took = 1;
     }
     reel_buf_reset(&s->note);
-    reel_rc rc = REEL_OK;
-    if (s->db == NULL || !index_sound(s))
+    reel_rc rc = repair_journal(s, err);
+    int missing = s->db_missing;
+    if (rc == REEL_OK && (s->db == NULL || !index_sound(s)))
         rc = replace_index(s, err);
     if (rc == REEL_OK)
         rc = rebuild(s, err);
+    if (rc == REEL_OK && missing) {
+        /* Nothing else tells when the session was made. */
+        rc = reel_index_exec(s->db,
+                             "UPDATE meta SET value = (SELECT min(start_us) FROM flows) "
+                             "WHERE key = 'created_us' AND EXISTS (SELECT 1 FROM flows)",
+                             err);
+        s->db_missing = 0;
+    }
     if (took)
         flock(s->lock_fd, LOCK_UN);
     *report = reel_strdup(reel_session_recovery_note(s));
@@ -1860,6 +1989,25 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
         }
     }
     verify_flows(&v, segs, scanned, nseg);
+    {
+        char *jp = journal_path(s);
+        reel_journal_stats_t js;
+        reel_err_t e2;
+        reel_err_clear(&e2);
+        if (reel_journal_check(jp, &js, &e2) != REEL_OK)
+            problem(&v, "spool/" REEL_JOURNAL_NAME ": %s", reel_err_str(&e2));
+        else if (js.bad_ranges)
+            problem(&v,
+                    "spool/" REEL_JOURNAL_NAME ": %llu damaged byte%s in %llu place%s (first at "
+                    "offset %llu: %s)",
+                    (unsigned long long)js.bad_bytes, js.bad_bytes == 1 ? "" : "s",
+                    (unsigned long long)js.bad_ranges, js.bad_ranges == 1 ? "" : "s",
+                    (unsigned long long)js.bad_off, js.reason);
+        else if (js.records)
+            reel_buf_printf(&rep, "spool/" REEL_JOURNAL_NAME ": %llu user-data change%s\n",
+                            (unsigned long long)js.records, js.records == 1 ? "" : "s");
+        free(jp);
+    }
     reel_buf_printf(&rep, "%zu segment%s, %llu frames checked, %llu problem%s\n", nseg,
                     nseg == 1 ? "" : "s", (unsigned long long)v.frames,
                     (unsigned long long)v.problems, v.problems == 1 ? "" : "s");
@@ -1885,7 +2033,8 @@ static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *
 
 reel_rc reel_session_remove(const char *home, const char *name, reel_err_t *err) {
     reel_session_t *s = NULL;
-    reel_rc rc = reel_session_open(home, name, REEL_OPEN_RECORD, &s, err);
+    /* No recovery, and a damaged or missing session.db is no obstacle. */
+    reel_rc rc = reel_session_open(home, name, REEL_OPEN_RECORD | REEL_OPEN_REPAIR, &s, err);
     if (rc != REEL_OK)
         return rc;
     char *path = reel_strdup(reel_session_path(s));

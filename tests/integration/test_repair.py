@@ -1,0 +1,136 @@
+#!/usr/bin/python3
+"""What repair must not hide, and what it must bring back (issue 9, items
+8 and 9), with the real binary:
+
+- a 20,000,000-byte download whose segment gets 8 bytes overwritten in the
+  middle: `reel verify` fails, `reel repair` marks the flow damaged with
+  the byte range that is missing, `reel flow` says so, `reel verify`
+  passes again (known damage) and `~damaged` finds the flow;
+- session.db deleted after annotating, tagging, marking and configuring:
+  `reel ls` lists the session as damaged, `reel repair` rebuilds it from
+  the spool and its journal with everything back, and `reel rm` removes a
+  session without session.db.
+"""
+import glob
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+from proxyenv import REEL, TMPBASE, Origin, Reel, body, curl, main
+
+SIZE = 20_000_000
+
+
+class Repair(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="reel-repair-", dir=TMPBASE)
+        cls.origin = Origin(cls.root)
+        cls.data = os.urandom(SIZE)
+        with open(os.path.join(cls.origin.www, "file20m"), "wb") as f:
+            f.write(cls.data)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.origin.stop()
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def record(self, session, paths):
+        reel = Reel(self.root, session)
+        try:
+            for p in paths:
+                curl(reel, "-o", "/dev/null", self.origin.url(p))
+            reel.wait_flows(len(paths))
+        finally:
+            code = reel.stop()
+        self.assertEqual(code, 0)
+        return reel
+
+    def cli(self, reel, *args, check=True):
+        return subprocess.run([REEL] + list(args), env=reel.env, capture_output=True,
+                              timeout=120, check=check)
+
+    def test_hole_in_body(self):
+        reel = self.record("hole", ["/file20m", "/100b"])
+        seg = os.path.join(reel.env["REEL_HOME"], "hole", "spool", "00000001.zst")
+        self.assertEqual(self.cli(reel, "verify", "hole").returncode, 0)
+        size = os.path.getsize(seg)
+        with open(seg, "r+b") as f:
+            f.seek(size // 2)
+            f.write(b"\xa5" * 8)
+        # The damaged frame is a problem until repair records it.
+        self.assertEqual(self.cli(reel, "verify", "hole", check=False).returncode, 1)
+        self.cli(reel, "repair", "hole")
+        fl = json.loads(self.cli(reel, "flow", "hole", "1", "--json").stdout)
+        self.assertEqual(fl["state"], "complete")
+        self.assertEqual(fl["response"]["body_size"], SIZE)
+        got = body(fl, "response")
+        self.assertLess(len(got), SIZE)
+        holes = [d for d in fl["damage"] if d["direction"] == "response"]
+        self.assertEqual(len(holes), 1, fl["damage"])
+        off, length = holes[0]["offset"], holes[0]["length"]
+        self.assertEqual(len(got) + length, SIZE)
+        # The range is where the bytes are missing: before and after match.
+        self.assertEqual(got[:off], self.data[:off])
+        self.assertEqual(got[off:], self.data[off + length:])
+        human = self.cli(reel, "flow", "hole", "1", "--headers-only").stdout.decode()
+        self.assertIn("! damaged: response body bytes %d-%d are missing" %
+                      (off, off + length - 1), human)
+        # The other flow lost nothing.
+        self.assertEqual(json.loads(self.cli(reel, "flow", "hole", "2", "--json").stdout)["damage"],
+                         [])
+        v = self.cli(reel, "verify", "hole")
+        self.assertIn(b"flow 1: known damage: response body bytes", v.stdout)
+        ids = [f["id"] for f in json.loads(self.cli(reel, "flows", "hole", "--json",
+                                                    "~damaged").stdout)]
+        self.assertEqual(ids, [1])
+
+    def test_rebuild_without_session_db(self):
+        reel = self.record("lost", ["/100b", "/100b", "/100b"])
+        home = reel.env["REEL_HOME"]
+        self.cli(reel, "annotate", "lost", "1", "first note")
+        self.cli(reel, "annotate", "lost", "2", "second note")
+        self.cli(reel, "annotate", "lost", "2", "deleted note")
+        self.cli(reel, "annotate", "lost", "2", "--delete", "3")
+        self.cli(reel, "tag", "lost", "1", "alpha", "beta")
+        self.cli(reel, "untag", "lost", "1", "beta")
+        self.cli(reel, "mark", "lost", "3")
+        self.cli(reel, "config", "lost", "set", "body_limit", "1m")
+        self.cli(reel, "config", "lost", "set", "idle_timeout", "30")
+        self.cli(reel, "config", "lost", "unset", "idle_timeout")
+
+        def user_data():
+            notes = [json.loads(self.cli(reel, "annotate", "lost", str(i), "--json").stdout)
+                     for i in (1, 2)]
+            flows = json.loads(self.cli(reel, "flows", "lost", "--json").stdout)
+            cfg = self.cli(reel, "config", "lost", "list").stdout
+            hist = self.cli(reel, "config", "lost", "history").stdout
+            tagged = json.loads(self.cli(reel, "flows", "lost", "--json", "~tag alpha").stdout)
+            marked = json.loads(self.cli(reel, "flows", "lost", "--json", "~marked").stdout)
+            return (notes, [f["id"] for f in flows], cfg, hist, [f["id"] for f in tagged],
+                    [f["id"] for f in marked])
+
+        before = user_data()
+        self.assertEqual(before[4], [1])
+        self.assertEqual(before[5], [3])
+        for f in glob.glob(os.path.join(home, "lost", "session.db*")):
+            os.unlink(f)
+        ls = self.cli(reel, "ls", check=False)
+        self.assertEqual(ls.returncode, 1)
+        self.assertRegex(ls.stdout.decode(), r"lost +\(damaged: .*reel repair lost")
+        out = self.cli(reel, "repair", "lost").stdout.decode()
+        self.assertIn("journal", out)
+        self.assertEqual(user_data(), before)
+        self.assertEqual(self.cli(reel, "verify", "lost").returncode, 0)
+        # A session without session.db can be removed.
+        for f in glob.glob(os.path.join(home, "lost", "session.db*")):
+            os.unlink(f)
+        self.cli(reel, "rm", "--yes", "lost")
+        self.assertFalse(os.path.exists(os.path.join(home, "lost")))
+
+
+if __name__ == "__main__":
+    main()
