@@ -118,7 +118,22 @@ def flow_json(flow_id, recs):
     f.update(id=flow_id, state="open")  # "open": no end or error record (yet)
     body = {"request": bytearray(), "response": bytearray()}
     decoded = {"request": False, "response": False}
-    sizes, truncated = None, (False, False)
+    sizes, truncated, dropped = None, (False, False), (0, 0)
+
+    def end_facts(e):
+        """What an end or error record says besides sizes."""
+        nonlocal dropped
+        f.update(request_end_us=e.request_end_us or None,
+                 response_start_us=e.response_start_us or None)
+        if e.server_addr:  # known once the origin was reached
+            f["server_addr"] = e.server_addr
+        dropped = (e.request_body_dropped, e.response_body_dropped)
+        if e.HasField("timings"):
+            t = e.timings
+            f["timings"] = {k: getattr(t, k) for k in (
+                "blocked_us", "dns_us", "connect_us", "send_us", "wait_us",
+                "receive_us", "ssl_us")}
+
     for r in recs:
         ev = r.WhichOneof("event")
         if ev == "start":
@@ -137,7 +152,7 @@ def flow_json(flow_id, recs):
             h = r.response_head
             f["response"] = dict(status=h.status, reason=text(h.reason),
                                  http_version=h.http_version or None,
-                                 headers=headers(h.headers))
+                                 headers=headers(h.headers), generated=h.generated)
             decoded["response"] = h.body_decoded
         elif ev in ("request_body", "response_body"):
             d = ev.split("_")[0]
@@ -146,25 +161,21 @@ def flow_json(flow_id, recs):
             body[d] += getattr(r, ev).data
         elif ev == "end":
             e = r.end
-            f.update(state="complete", end_us=r.time_us,
-                     request_end_us=e.request_end_us or None,
-                     response_start_us=e.response_start_us or None)
+            f.update(state="complete", end_us=r.time_us)
             sizes = (e.request_body_size, e.response_body_size)
             truncated = (e.request_truncated, e.response_truncated)
-            if e.HasField("timings"):
-                t = e.timings
-                f["timings"] = {k: getattr(t, k) for k in (
-                    "blocked_us", "dns_us", "connect_us", "send_us", "wait_us",
-                    "receive_us", "ssl_us")}
+            end_facts(e)
         elif ev == "error":
             e = r.error
             f.update(state="error", end_us=r.time_us, error=e.message)
             sizes = (e.request_body_size, e.response_body_size)
+            end_facts(e)
     for i, d in enumerate(("request", "response")):
         if f[d] is not None:
             f[d] = dict(f[d], body_b64=base64.b64encode(bytes(body[d])).decode(),
                         body_size=max(sizes[i] if sizes else 0, len(body[d])),
-                        body_truncated=truncated[i], body_decoded=decoded[d])
+                        body_truncated=truncated[i], body_decoded=decoded[d],
+                        body_dropped=dropped[i])
     # Known holes are found by repair and kept in the index (flow_damage);
     # read from the spool alone, a flow has none to report.
     f["damage"] = []

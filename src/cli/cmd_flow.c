@@ -535,6 +535,8 @@ static void response_head(view_t *v, const Reel__ResponseHead *h) {
         fputc(' ', v->out);
         put_bytes(v, h->reason);
     }
+    if (h->generated)
+        fputs("   [sent by reel, not by the server]", v->out);
     fputc('\n', v->out);
     print_headers(v, '<', h->headers, h->n_headers);
     v->gap = 1;
@@ -543,6 +545,38 @@ static void response_head(view_t *v, const Reel__ResponseHead *h) {
     d->decoded = h->body_decoded;
     free(d->encoding);
     d->encoding = content_encoding(h->headers, h->n_headers);
+}
+
+/* "~ timings: dns 1.2 ms, connect 0.3 ms, ..." for the phases that
+ * happened, then the server address and body bytes capture dropped. */
+static void print_end_facts(view_t *v, const Reel__Timings *t, const char *server_addr,
+                            uint64_t dropped_req, uint64_t dropped_resp) {
+    if (t) {
+        const struct {
+            const char *name;
+            int64_t us;
+        } ph[] = {{"blocked", t->blocked_us}, {"dns", t->dns_us},   {"connect", t->connect_us},
+                  {"ssl", t->ssl_us},         {"send", t->send_us}, {"wait", t->wait_us},
+                  {"receive", t->receive_us}};
+        int n = 0;
+        for (size_t i = 0; i < sizeof ph / sizeof ph[0]; i++) {
+            if (ph[i].us < 0)
+                continue;
+            char d[32];
+            fmt_duration(ph[i].us, d);
+            fprintf(v->out, "%s%s %s", n++ ? ", " : "~ timings: ", ph[i].name, d);
+        }
+        if (n)
+            fputc('\n', v->out);
+    }
+    if (server_addr && server_addr[0])
+        fprintf(v->out, "~ server: %s\n", server_addr);
+    for (int dir = 0; dir < 2; dir++) {
+        uint64_t n = dir == REQ ? dropped_req : dropped_resp;
+        if (n)
+            fprintf(v->out, "! %llu bytes of the %s body were not stored (capture fell behind)\n",
+                    (unsigned long long)n, dir_name[dir]);
+    }
 }
 
 static int view_record(void *ctx, const Reel__Record *rec) {
@@ -575,6 +609,9 @@ static int view_record(void *ctx, const Reel__Record *rec) {
         summary(v);
         close_body(v, &v->d[REQ]);
         close_body(v, &v->d[RESP]);
+        gap(v);
+        print_end_facts(v, rec->end->timings, rec->end->server_addr,
+                        rec->end->request_body_dropped, rec->end->response_body_dropped);
         break;
     case REEL__RECORD__EVENT_ERROR:
         v->have_end = 1;
@@ -587,6 +624,8 @@ static int view_record(void *ctx, const Reel__Record *rec) {
         fputs("! error: ", v->out);
         put_str(v, rec->error->message);
         fputc('\n', v->out);
+        print_end_facts(v, rec->error->timings, rec->error->server_addr,
+                        rec->error->request_body_dropped, rec->error->response_body_dropped);
         break;
     default:
         break;
@@ -753,6 +792,8 @@ typedef struct {
     int truncated[2];
     json_t *timings;
     long long request_end_us, response_start_us;
+    char *server_addr;    /* from end/error: known once the origin was reached */
+    uint64_t dropped[2];  /* body bytes capture dropped */
     int too_big; /* direction + 1 whose body exceeded JSON_BODY_MAX */
 } jview_t;
 
@@ -767,6 +808,28 @@ static json_t *jdir(jview_t *j, int dir) {
                 json_pack("{s:n, s:n, s:n, s:n}", "status", "reason", "http_version", "headers");
     }
     return j->dir[dir];
+}
+
+/* What an end or error record says besides sizes. */
+static void json_end_facts(jview_t *j, const Reel__Timings *t, int64_t request_end_us,
+                           int64_t response_start_us, const char *server_addr,
+                           uint64_t dropped_req, uint64_t dropped_resp) {
+    j->request_end_us = request_end_us;
+    j->response_start_us = response_start_us;
+    if (server_addr && server_addr[0]) {
+        free(j->server_addr);
+        j->server_addr = reel_strdup(server_addr);
+    }
+    j->dropped[REQ] = dropped_req;
+    j->dropped[RESP] = dropped_resp;
+    if (t) {
+        json_decref(j->timings);
+        j->timings = json_pack(
+            "{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "blocked_us", (json_int_t)t->blocked_us,
+            "dns_us", (json_int_t)t->dns_us, "connect_us", (json_int_t)t->connect_us, "send_us",
+            (json_int_t)t->send_us, "wait_us", (json_int_t)t->wait_us, "receive_us",
+            (json_int_t)t->receive_us, "ssl_us", (json_int_t)t->ssl_us);
+    }
 }
 
 static int json_record(void *ctx, const Reel__Record *rec) {
@@ -799,9 +862,10 @@ static int json_record(void *ctx, const Reel__Record *rec) {
         const Reel__ResponseHead *h = rec->response_head;
         json_decref(j->dir[RESP]);
         j->dir[RESP] =
-            json_pack("{s:I, s:o, s:o, s:o}", "status", (json_int_t)h->status, "reason",
+            json_pack("{s:I, s:o, s:o, s:o, s:b}", "status", (json_int_t)h->status, "reason",
                       pbytes_json(h->reason), "http_version", str_json(h->http_version, 1),
-                      "headers", headers_json(h->headers, h->n_headers));
+                      "headers", headers_json(h->headers, h->n_headers), "generated",
+                      h->generated);
         j->decoded[RESP] = h->body_decoded;
         break;
     }
@@ -827,17 +891,8 @@ static int json_record(void *ctx, const Reel__Record *rec) {
         j->size[RESP] = e->response_body_size;
         j->truncated[REQ] = e->request_truncated;
         j->truncated[RESP] = e->response_truncated;
-        j->request_end_us = e->request_end_us;
-        j->response_start_us = e->response_start_us;
-        if (e->timings) {
-            const Reel__Timings *t = e->timings;
-            json_decref(j->timings);
-            j->timings = json_pack(
-                "{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "blocked_us", (json_int_t)t->blocked_us,
-                "dns_us", (json_int_t)t->dns_us, "connect_us", (json_int_t)t->connect_us, "send_us",
-                (json_int_t)t->send_us, "wait_us", (json_int_t)t->wait_us, "receive_us",
-                (json_int_t)t->receive_us, "ssl_us", (json_int_t)t->ssl_us);
-        }
+        json_end_facts(j, e->timings, e->request_end_us, e->response_start_us, e->server_addr,
+                       e->request_body_dropped, e->response_body_dropped);
         break;
     }
     case REEL__RECORD__EVENT_ERROR: {
@@ -849,6 +904,8 @@ static int json_record(void *ctx, const Reel__Record *rec) {
         j->size[RESP] = e->response_body_size;
         json_decref(j->error);
         j->error = str_json(e->message, 0);
+        json_end_facts(j, e->timings, e->request_end_us, e->response_start_us, e->server_addr,
+                       e->request_body_dropped, e->response_body_dropped);
         break;
     }
     default:
@@ -873,6 +930,7 @@ static void json_finish_dir(jview_t *j, int dir, const row_t *row) {
     json_object_set_new(o, "body_truncated",
                         json_boolean(j->truncated[dir] || row->truncated[dir]));
     json_object_set_new(o, "body_decoded", json_boolean(j->decoded[dir]));
+    json_object_set_new(o, "body_dropped", json_integer((json_int_t)j->dropped[dir]));
     reel_buf_free(b);
 }
 
@@ -959,6 +1017,8 @@ static int run_json(reel_cli_t *cli, reel_session_t *s, unsigned long long id, i
     }
     json_object_set(o, "timings", j.timings ? j.timings : json_null());
     json_object_set_new(o, "damage", damage_json(s, id));
+    if (j.server_addr) /* the end knows it when the start did not */
+        json_object_set_new(o, "server_addr", json_string(j.server_addr));
     if (rc != REEL_OK)
         json_object_set_new(o, "read_error", json_string(reel_err_str(&err)));
     exit_code = reel_cli_json_out(o);
@@ -968,6 +1028,7 @@ out:
     json_decref(j.start);
     json_decref(j.error);
     json_decref(j.timings);
+    free(j.server_addr);
     for (int i = 0; i < 2; i++) {
         json_decref(j.dir[i]);
         reel_buf_free(&j.body[i]);

@@ -26,7 +26,14 @@ static const char usage[] =
     "                 time), or '@SECONDS' since the epoch\n"
     "\n"
     "FILTER (mitmproxy's language): ~d REGEX domain, ~u REGEX URL, ~m REGEX method,\n"
-    "~c CODE status, ~tag NAME, ~marked, !X, X & Y, X | Y, (X); a bare word is ~u.\n"
+    "~c CODE status, ~tag NAME, ~marked, ~damaged (part of the record is known lost),\n"
+    "!X, X & Y, X | Y, (X); a bare word is ~u. Quote a regex holding | or & or\n"
+    "parentheses. Every operator: docs/filters.md.\n"
+    "\n"
+    "--json adds per flow: client_addr, server_addr, request_end_us,\n"
+    "response_start_us, response_generated (reel sent the response itself),\n"
+    "request_body_dropped/response_body_dropped (bytes not stored because capture\n"
+    "fell behind) and damaged.\n"
     "Example: reel flows mysession '~d example.com & !~c 200'\n";
 
 /* Parses --since into microseconds since the epoch. */
@@ -201,7 +208,9 @@ int reel_cmd_flows(reel_cli_t *cli, int argc, char **argv) {
     char *sql = reel_asprintf(
         "SELECT * FROM (SELECT id, start_us, method, url, status, request_body_size, "
         "response_body_size, end_us, (SELECT group_concat(tag, ',') FROM tags t WHERE t.flow_id "
-        "= flows.id), marked, state, error, kind, host, port FROM flows WHERE (%s)%s ORDER BY id "
+        "= flows.id), marked, state, error, kind, host, port, client_addr, server_addr, "
+        "request_end_us, response_start_us, response_generated, request_body_dropped, "
+        "response_body_dropped, damaged FROM flows WHERE (%s)%s ORDER BY id "
         "DESC%s) ORDER BY id",
         reel_filter_sql(f), have_since ? " AND start_us >= ?" : "", limit >= 0 ? " LIMIT ?" : "");
     sqlite3_stmt *st = NULL;
@@ -249,6 +258,26 @@ int reel_cmd_flows(reel_cli_t *cli, int argc, char **argv) {
             json_object_set_new(o, "end_us", has_end ? json_integer(end) : json_null());
             json_object_set_new(o, "duration_us", has_end ? json_integer(end - start) : json_null());
             json_object_set_new(o, "error", error ? json_string(error) : json_null());
+            /* where it went and when its phases ended; what reel itself
+             * answered; what of it was not stored or is known lost */
+            static const char *const addr_keys[] = {"client_addr", "server_addr"};
+            for (int a = 0; a < 2; a++) {
+                const char *v = (const char *)sqlite3_column_text(st, 15 + a);
+                json_object_set_new(o, addr_keys[a], v ? json_string(v) : json_null());
+            }
+            static const char *const time_keys[] = {"request_end_us", "response_start_us"};
+            for (int a = 0; a < 2; a++)
+                json_object_set_new(o, time_keys[a],
+                                    sqlite3_column_type(st, 17 + a) == SQLITE_NULL
+                                        ? json_null()
+                                        : json_integer(sqlite3_column_int64(st, 17 + a)));
+            json_object_set_new(o, "response_generated",
+                                json_boolean(sqlite3_column_int(st, 19)));
+            json_object_set_new(o, "request_body_dropped",
+                                json_integer(sqlite3_column_int64(st, 20)));
+            json_object_set_new(o, "response_body_dropped",
+                                json_integer(sqlite3_column_int64(st, 21)));
+            json_object_set_new(o, "damaged", json_boolean(sqlite3_column_int(st, 22)));
             json_t *ta = json_array();
             if (tags) {
                 char *dup = reel_strdup(tags), *save = NULL;

@@ -1,0 +1,211 @@
+#!/usr/bin/python3
+"""What a flow's record says must be what happened on the wire.
+
+Issue 9, items 1-4 and 7: a refused Upgrade ends its flow; responses that
+reel itself sent are recorded as responses (marked generated) beside the
+error; a rejected request keeps its method, target and the headers read so
+far; every proxied flow has its timings and server address; connections to
+ignore_hosts are relayed but not recorded. Real clients (curl, sockets) and
+a real origin (nginx).
+"""
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+from proxyenv import TMPBASE, Origin, Reel, body, curl, free_port, main, run, stop_class
+
+
+def raw(port, data, timeout=5):
+    s = socket.create_connection(("127.0.0.1", port), timeout)
+    s.sendall(data)
+    s.settimeout(timeout)
+    out = b""
+    while True:
+        try:
+            d = s.recv(65536)
+        except ConnectionResetError:
+            break
+        if not d:
+            break
+        out += d
+    s.close()
+    return out
+
+
+class TruthTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        os.makedirs(TMPBASE, exist_ok=True)
+        cls.root = tempfile.mkdtemp(prefix="truth.", dir=TMPBASE)
+        cls.origin = Origin(os.path.join(cls.root, "origin"))
+        cls.reel = Reel(cls.root, "truth", "upstream_trusted_ca=" + cls.origin.ca)
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_class(cls)
+
+    def one(self, filt):
+        flows = self.reel.wait_flows(1, filt)
+        self.assertEqual(len(flows), 1, "%s: %s" % (filt, flows))
+        return flows[0]
+
+    def test_refused_upgrade_ends_the_flow(self):
+        o, r = self.origin, self.reel
+        # curl --http2 on http:// sends Upgrade: h2c; nginx answers a plain 200.
+        t0 = time.time()
+        out = curl(r, "--http2", o.url("/100b?h2c")).stdout
+        self.assertEqual(out, b"x" * 99 + b"\n")
+        f = self.one("~u h2c")
+        self.assertEqual(f["state"], "complete", f)
+        self.assertEqual(f["status"], 200)
+        self.assertLess(time.time() - t0, 4)
+        # The connection keeps working as HTTP after the refusal: two requests
+        # on one connection, the first with an Upgrade.
+        s = socket.create_connection(("127.0.0.1", r.port), 5)
+        req = ("GET %s HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+               "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" %
+               (o.url("/100b?upg1"), o.url("/100b?upg2"))).encode()
+        s.sendall(req)
+        s.settimeout(5)
+        got = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            got += d
+        s.close()
+        self.assertEqual(got.count(b"HTTP/1.1 200 OK"), 2, got)
+        for q in ("upg1", "upg2"):
+            self.assertEqual(self.one("~u " + q)["state"], "complete")
+
+    def test_generated_responses_are_recorded(self):
+        o, r = self.origin, self.reel
+        dead = free_port()
+        res = curl(r, "-o", "-", "-w", "\n%{http_code}", "http://127.0.0.1:%d/gone" % dead,
+                   check=False)
+        self.assertTrue(res.stdout.endswith(b"502"), res.stdout)
+        f = self.one("~u :%d/gone" % dead)
+        self.assertEqual(f["state"], "error")
+        self.assertEqual(f["status"], 502)
+        self.assertIn("connection refused", f["error"])
+        full = r.flow(f["id"])
+        self.assertTrue(full["response"]["generated"], full["response"])
+        self.assertEqual(full["response"]["status"], 502)
+        self.assertIn(b"connection refused", body(full, "response"))
+        self.assertIn(["Connection", "close"], full["response"]["headers"])
+        # ~c finds it
+        self.assertIn(f["id"], [x["id"] for x in r.flows("~c 502")])
+
+        # 400 for garbage: recorded with its status, what was read of it kept
+        self.assertTrue(raw(r.port, b"GARBAGE\r\n\r\n").startswith(b"HTTP/1.1 400 "))
+        self.assertTrue([x for x in r.wait_flows(1, "~c 400") if x["state"] == "error"])
+
+    def test_rejected_request_keeps_what_was_read(self):
+        o, r = self.origin, self.reel
+        out = raw(r.port, b"GET " + o.url("/100b?toolarge").encode() + b" HTTP/1.1\r\n"
+                  b"Host: big.example\r\nX-First: one\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 431 "), out[:100])
+        f = self.one("~u toolarge")
+        self.assertEqual(f["method"], "GET")
+        self.assertEqual(f["status"], 431)
+        self.assertEqual(f["state"], "error")
+        full = r.flow(f["id"])
+        names = [h[0] for h in full["request"]["headers"]]
+        self.assertEqual(names[:2], ["Host", "X-First"], names)
+        self.assertEqual(full["request"]["host"], "127.0.0.1")
+        self.assertTrue(full["response"]["generated"])
+        # A request line too long is kept too, cut short.
+        out = raw(r.port, b"GET http://longline.example/" + b"p" * 70000 + b" HTTP/1.1\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 431 "), out[:100])
+        f = self.one("~u longline")
+        self.assertEqual((f["method"], f["status"]), ("GET", 431))
+        self.assertTrue(f["url"].startswith("http://longline.example/ppp"), f["url"][:80])
+
+    def test_timings_and_server_address(self):
+        o, r = self.origin, self.reel
+        # a fresh client connection: the first request opens the upstream
+        curl(r, o.url("/file1m?t1"), o.url("/100b?t2"))
+        first, second = self.one("~u t1"), self.one("~u t2")
+        for f in (first, second):
+            self.assertEqual(f["server_addr"], "127.0.0.1:%d" % o.http_port, f)
+            self.assertIsNotNone(f["response_start_us"], f)
+            self.assertIsNotNone(f["request_end_us"], f)
+            self.assertLessEqual(f["start_us"], f["request_end_us"])
+            self.assertLessEqual(f["request_end_us"], f["response_start_us"])
+            self.assertLessEqual(f["response_start_us"], f["end_us"])
+        t1 = r.flow(first["id"])["timings"]
+        t2 = r.flow(second["id"])["timings"]
+        self.assertGreaterEqual(t1["connect_us"], 0, t1)
+        self.assertGreaterEqual(t1["dns_us"], 0, t1)
+        self.assertEqual(t1["ssl_us"], -1, t1)
+        for k in ("send_us", "wait_us", "receive_us"):
+            self.assertGreaterEqual(t1[k], 0, t1)
+            self.assertGreaterEqual(t2[k], 0, t2)
+        # the second request reused the connection: no connect of its own
+        self.assertEqual(t2["connect_us"], -1, t2)
+        # HTTPS: the TLS handshake with the origin is timed
+        curl(r, o.url("/100b?t3", https=True))
+        t3 = r.flow(self.one("~u t3")["id"])["timings"]
+        self.assertGreaterEqual(t3["ssl_us"], 0, t3)
+        self.assertGreaterEqual(t3["connect_us"], 0, t3)
+        # shown for people by `reel flow`
+        shown = r.cli("flow", r.session, str(first["id"])).stdout.decode()
+        self.assertIn("connect", shown)
+        self.assertIn("wait", shown)
+
+    def test_tunnel_flow_shows_its_host(self):
+        # a tunnel that is not TLS nor HTTP: recorded raw; shown with host:port
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        port = srv.getsockname()[1]
+        s = socket.create_connection(("127.0.0.1", self.reel.port), 5)
+        s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % port)
+        s.settimeout(5)
+        self.assertTrue(s.recv(100).startswith(b"HTTP/1.1 200"))
+        s.sendall(b"\x00\x01binary hello")
+        conn, _ = srv.accept()
+        self.assertEqual(conn.recv(100), b"\x00\x01binary hello")
+        conn.close()
+        s.close()
+        srv.close()
+        f = [x for x in self.reel.wait_flows(1, "~u tcp://127.0.0.1:%d" % port)
+             if x["kind"] == "tunnel"]
+        self.assertTrue(f)
+        shown = self.reel.cli("flow", self.reel.session, str(f[0]["id"])).stdout.decode()
+        self.assertIn("CONNECT 127.0.0.1:%d" % port, shown)
+        self.assertIsNotNone(f[0]["server_addr"], f[0])
+
+    def test_ignored_hosts_are_not_recorded(self):
+        o, r = self.origin, self.reel
+        before = len(r.flows())
+        r.set_config("set", "ignore_hosts", "localhost:%d" % o.https_port)
+        try:
+            out = run(["curl", "-sS", "--max-time", "20", "-x", r.proxy, "--cacert", o.ca,
+                       o.url("/100b?ignored", https=True)]).stdout
+            self.assertEqual(out, b"x" * 99 + b"\n")
+            # an ignored host that cannot be reached: 502 to the CONNECT, not a 200
+            dead = free_port()
+            r.set_config("set", "ignore_hosts",
+                         "localhost:%d,127.0.0.1:%d" % (o.https_port, dead))
+            got = raw(r.port, b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % dead)
+            self.assertTrue(got.startswith(b"HTTP/1.1 502 "), got[:100])
+        finally:
+            r.set_config("unset", "ignore_hosts")
+        time.sleep(0.3)
+        self.assertEqual(len(r.flows()), before, r.flows()[before:])
+        # counted: reel show says how many connections were ignored
+        deadline = time.time() + 5
+        while True:
+            shown = r.cli("show", r.session).stdout.decode()
+            if "2 connections to ignore_hosts" in shown or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertIn("2 connections to ignore_hosts", shown)
+
+
+if __name__ == "__main__":
+    main()
