@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "base/mem.h"
+#include "cli/version.h"
 #include "session/index.h"
 
 #ifndef REEL_VERSION
@@ -59,7 +60,7 @@ int reel_cli_main(int argc, char **argv) {
             main_usage(stdout);
             return REEL_EXIT_OK;
         } else if (strcmp(argv[i], "--version") == 0) {
-            printf("reel %s\n", REEL_VERSION);
+            reel_cli_version(stdout);
             return REEL_EXIT_OK;
         } else if (strcmp(argv[i], "--home") == 0 && i + 1 < argc) {
             cli.home_opt = argv[++i];

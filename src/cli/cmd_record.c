@@ -15,6 +15,7 @@
 
 #include "base/mem.h"
 #include "cli/cli.h"
+#include "cli/service.h"
 #include "core/ca.h"
 #include "core/proxy.h"
 #include "session/config.h"
@@ -22,7 +23,8 @@
 #include "session/recorder.h"
 
 static const char record_usage[] =
-    "usage: reel record [--home DIR] [--listen HOST:PORT] [--set KEY=VALUE]... [SESSION]\n"
+    "usage: reel record [--home DIR] [--listen HOST:PORT] [--set KEY=VALUE]...\n"
+    "                   [--pidfile FILE] [SESSION]\n"
     "\n"
     "Starts the intercepting proxy (127.0.0.1:8080 by default) and records every\n"
     "flow into a new session, named by date and time when SESSION is omitted.\n"
@@ -33,13 +35,17 @@ static const char record_usage[] =
     "                      beyond loopback must be asked for and prints a warning\n"
     "  --set KEY=VALUE     any config option, for this run only (not saved in the\n"
     "                      session); 'reel config --help' lists the options\n"
+    "  --pidfile FILE      once the proxy listens, write its pid to FILE (removed\n"
+    "                      at exit); under systemd (Type=notify) reel also sends\n"
+    "                      READY=1 then, and STOPPING=1 when it stops\n"
     "\n"
-    "Ctrl-C stops accepting, lets in-flight flows finish for a few seconds,\n"
-    "flushes the session and exits; a second Ctrl-C exits at once (the session\n"
-    "stays readable). 'reel resume SESSION' continues recording later.\n";
+    "Ctrl-C or SIGTERM stops accepting, lets in-flight flows finish for a few\n"
+    "seconds, flushes the session and exits; a second one exits at once (the\n"
+    "session stays readable). 'reel resume SESSION' continues recording later.\n";
 
 static const char resume_usage[] =
-    "usage: reel resume [--home DIR] [--listen HOST:PORT] [--set KEY=VALUE]... SESSION\n"
+    "usage: reel resume [--home DIR] [--listen HOST:PORT] [--set KEY=VALUE]...\n"
+    "                   [--pidfile FILE] SESSION\n"
     "\n"
     "Starts the proxy again on an existing session, with the config overlay it\n"
     "had ('reel config SESSION list'), appending new flows after the old ones.\n"
@@ -55,6 +61,8 @@ typedef struct {
     reel_proxy_t *proxy;
     char **sets;
     size_t nsets;
+    const char *pidfile; /* --pidfile, written once listening */
+    int pidfile_written;
     long long config_seen;
     /* connections to ignore_hosts: the session's count before this run,
      * and what this run last wrote to meta `ignored_connections` */
@@ -181,6 +189,7 @@ static void on_signal(uv_signal_t *s, int signum) {
         _exit(130);
     }
     r->stopping = 1;
+    reel_service_notify("STOPPING=1");
     fprintf(stderr, "\nreel: %s: finishing in-flight flows (signal again to exit now)\n",
             signum == SIGINT ? "interrupted" : "terminated");
     uv_timer_stop(&r->config_timer);
@@ -238,6 +247,7 @@ static int parse_listen(run_t *r, const char *arg) {
 static int run(reel_cli_t *cli, int argc, char **argv, int resume) {
     static const struct option opts[] = {{"listen", required_argument, NULL, 'l'},
                                          {"set", required_argument, NULL, 's'},
+                                         {"pidfile", required_argument, NULL, 'p'},
                                          REEL_CLI_COMMON_OPTS,
                                          {0}};
     const char *usage = resume ? resume_usage : record_usage;
@@ -254,6 +264,10 @@ static int run(reel_cli_t *cli, int argc, char **argv, int resume) {
                 goto out;
             }
             explicit_listen = 1;
+            continue;
+        }
+        if (c == 'p') {
+            r.pidfile = optarg;
             continue;
         }
         if (c == 's') {
@@ -364,6 +378,23 @@ static int run(reel_cli_t *cli, int argc, char **argv, int resume) {
             reel_proxy_port(r.proxy), v6 ? "[" : "", lh, v6 ? "]" : "",
             reel_proxy_port(r.proxy), reel_ca_cert_path(ca));
     fflush(stderr);
+    if (r.pidfile) {
+        if (reel_service_pidfile_write(r.pidfile, &err) != REEL_OK) {
+            /* a supervisor waiting for the file would never see it: stop
+             * (nothing was accepted yet) */
+            r.exit_code = reel_cli_fail(cli, "%s", reel_err_str(&err));
+            r.stopping = 1;
+            reel_proxy_shutdown(r.proxy, 0, on_shutdown_done, &r);
+            uv_run(&r.loop, UV_RUN_DEFAULT);
+            goto out;
+        }
+        r.pidfile_written = 1;
+    }
+    char *ready = reel_asprintf("READY=1\nSTATUS=recording into session '%s', listening on "
+                                "%s%s%s:%d",
+                                name, v6 ? "[" : "", lh, v6 ? "]" : "", reel_proxy_port(r.proxy));
+    reel_service_notify(ready);
+    free(ready);
     served = 1;
     uv_run(&r.loop, UV_RUN_DEFAULT);
 out:
@@ -397,6 +428,8 @@ out:
     reel_ca_free(ca);
     reel_config_free(cfg);
     reel_session_close(r.session);
+    if (r.pidfile_written) /* last: the session is flushed and unlocked */
+        reel_service_pidfile_remove(r.pidfile);
     if (created && !served) {
         /* It never recorded anything: do not leave an empty session that
          * the next `reel record NAME` would refuse as existing. */
