@@ -6,14 +6,17 @@ static const char usage[] =
     "usage: reel repair [--home DIR] [--json] SESSION\n"
     "\n"
     "Rebuilds the session's index (flows, frames) from its spool. Annotations,\n"
-    "tags, marks and the config overlay live only in the index and are kept.\n"
-    "Damaged frames are skipped and recorded, so 'reel verify' reports them as\n"
-    "known damage; a damaged tail of the newest segment is moved aside into\n"
-    "recovered/. A missing segment is recorded too, and the flows that had\n"
-    "records in it are marked with an error. If session.db itself is damaged,\n"
-    "it is moved aside into recovered/ and a new index is built; the user data\n"
-    "that can still be read from the old one is copied over, and the report\n"
-    "says what could not. Refused while a proxy is recording into the session.\n";
+    "tags, marks and the config overlay are kept. Damaged frames are skipped\n"
+    "and recorded, so 'reel verify' reports them as known damage, and the\n"
+    "flows that lost records in them are marked damaged with the byte ranges\n"
+    "missing ('reel flows SESSION ~damaged', 'reel flow'); a damaged tail of\n"
+    "the newest segment is moved aside into recovered/. A missing segment is\n"
+    "recorded too, and the flows that had records in it are marked with an\n"
+    "error. If session.db itself is damaged or missing, it is moved aside into\n"
+    "recovered/ and a new index is built: the user data that can still be read\n"
+    "from the old one is copied over, and every change to it comes back from\n"
+    "the spool's journal (spool/journal.zst); the report says what was kept.\n"
+    "Refused while a proxy is recording into the session.\n";
 
 int reel_cmd_repair(reel_cli_t *cli, int argc, char **argv) {
     int arc = reel_cli_simple_args(cli, argc, argv, usage, 1, 1, "expected one SESSION");

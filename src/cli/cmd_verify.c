@@ -7,9 +7,12 @@ static const char usage[] =
     "usage: reel verify [--home DIR] [--json] SESSION\n"
     "\n"
     "Checks every spool frame (zstd checksum, record framing) against the index\n"
-    "and the index against the spool, and runs SQLite's quick_check. Names each\n"
-    "bad frame by segment and offset. Exit 0 if the session is consistent, 1 if\n"
-    "not ('reel repair SESSION' rebuilds the index, skipping damaged frames).\n";
+    "and the index against the spool, that no flow lost records the index does\n"
+    "not record (a body shorter than its end record says, say), the journal of\n"
+    "user data, and runs SQLite's quick_check. Names each bad frame by segment\n"
+    "and offset; lists known damage without failing. Exit 0 if the session is\n"
+    "consistent, 1 if not ('reel repair SESSION' rebuilds the index, skipping\n"
+    "damaged frames and marking the flows that lost records).\n";
 
 int reel_cmd_verify(reel_cli_t *cli, int argc, char **argv) {
     int arc = reel_cli_simple_args(cli, argc, argv, usage, 1, 1, "expected one SESSION");
