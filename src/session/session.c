@@ -1265,7 +1265,7 @@ reel_rc reel_session_open(const char *home, const char *name, int flags, reel_se
         } else if (rc == REEL_CORRUPT) {
             rc = reel_err_set(err, rc,
                               "%s; 'reel repair %s' rebuilds the index from the spool "
-                              "(annotations, tags and marks kept in it may be lost)",
+                              "(and the annotations, tags, marks and config from its journal)",
                               reel_err_str(&dberr), name);
             goto out;
         } else if (rc != REEL_OK) {
@@ -1299,8 +1299,8 @@ reel_rc reel_session_open(const char *home, const char *name, int flags, reel_se
                 if (rc == REEL_CORRUPT || (rc == REEL_DB && !index_sound(s)))
                     rc = reel_err_set(err, REEL_CORRUPT,
                                       "%s: the index is damaged; 'reel repair %s' rebuilds it "
-                                      "from the spool (annotations, tags and marks kept in it may "
-                                      "be lost)",
+                                      "from the spool (and the annotations, tags, marks and "
+                                      "config from its journal)",
                                       reel_err_str(&rerr), name);
                 else
                     rc = reel_err_set(err, rc, "%s", reel_err_str(&rerr));
