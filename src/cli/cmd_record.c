@@ -15,6 +15,7 @@
 
 #include "base/mem.h"
 #include "cli/cli.h"
+#include "cli/proxy_settings.h"
 #include "cli/service.h"
 #include "core/ca.h"
 #include "core/proxy.h"
@@ -114,6 +115,7 @@ static void recorder_opts(const reel_config_t *c, reel_recorder_opts_t *o) {
     o->fsync_interval_ms = (uint32_t)reel_config_get_int(c, "fsync_interval_ms");
     o->segment_size = (uint64_t)reel_config_get_int(c, "segment_size");
     o->body_limit = (uint64_t)reel_config_get_int(c, "body_limit");
+    o->queue_bytes = (size_t)reel_config_get_int(c, "capture_buffer");
     const char *cap = reel_config_get(c, "capture", NULL);
     o->capture = strcmp(cap, "off") == 0        ? REEL_CAPTURE_OFF
                  : strcmp(cap, "lossless") == 0 ? REEL_CAPTURE_LOSSLESS
@@ -163,7 +165,11 @@ static void on_config_timer(uv_timer_t *t) {
     recorder_opts(c, &o);
     reel_err_t err;
     reel_err_clear(&err);
-    if (reel_proxy_configure(r->proxy, c, &err) != REEL_OK) {
+    reel_proxy_settings_t ps;
+    char **ign = reel_cli_proxy_settings(c, &ps);
+    reel_rc prc = reel_proxy_configure(r->proxy, &ps, &err);
+    free(ign);
+    if (prc != REEL_OK) {
         fprintf(stderr, "reel: overlay change not applied: %s\n", reel_err_str(&err));
     } else {
         reel_recorder_set_limits(r->rec, o.body_limit, o.capture);
@@ -344,7 +350,11 @@ static int run(reel_cli_t *cli, int argc, char **argv, int resume) {
     }
     uv_loop_init(&r.loop);
     loop_ready = 1;
-    if (reel_proxy_start(&r.loop, cfg, r.rec, ca, &r.proxy, &err) != REEL_OK) {
+    reel_proxy_settings_t ps;
+    char **ignore_list = reel_cli_proxy_settings(cfg, &ps);
+    reel_rc prc = reel_proxy_start(&r.loop, &ps, r.rec, ca, &r.proxy, &err);
+    free(ignore_list);
+    if (prc != REEL_OK) {
         r.exit_code = reel_cli_fail(cli, "%s", reel_err_str(&err));
         goto out;
     }

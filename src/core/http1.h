@@ -33,6 +33,7 @@
 
 #include "base/error.h"
 #include "base/mem.h"
+#include "core/msg.h"
 
 /** Which direction a parser reads. */
 typedef enum {
@@ -78,14 +79,10 @@ typedef enum {
     REEL_H1_TARGET_ASTERISK,   /**< "*" (OPTIONS only) */
 } reel_h1_target_form;
 
-/** One header or trailer field. Parsed fields are NUL-terminated (the NUL
- * is not counted in the lengths), values trimmed of surrounding whitespace. */
-typedef struct {
-    const char *name;
-    size_t name_len;
-    const char *value;
-    size_t value_len;
-} reel_h1_header_t;
+/** One header or trailer field: the neutral field of core/msg.h. Parsed
+ * fields are NUL-terminated (the NUL is not counted in the lengths), values
+ * trimmed of surrounding whitespace. */
+typedef reel_field_t reel_h1_header_t;
 
 /** A message head. In parsed heads every string is NUL-terminated and
  * points into the parser's per-message storage. The same struct describes a

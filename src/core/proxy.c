@@ -27,13 +27,14 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include "base/mem.h"
 #include "core/ca.h"
+#include "core/capture.h"
 #include "core/http1.h"
 #include "core/sniff.h"
 #include "core/tls.h"
-#include "session/session.h"
 
 #define READ_SIZE 65536
 #define HIGH_WATER (1u << 20)
@@ -113,7 +114,7 @@ struct conn {
     char *tunnel_sni;
     uint64_t sniff_started;
     /* The current exchange. */
-    reel_rflow_t *flow;
+    reel_capture_flow_t *flow;
     bool resp_head_sent, req_done, resp_done;
     bool client_close;    /* close the client after this exchange */
     bool upgrade;         /* request asked for an Upgrade */
@@ -123,7 +124,7 @@ struct conn {
     int64_t resp_first_us; /* first byte of its response, 0: none yet */
     bool flow_upstream;    /* the current flow was sent to c->up */
     /* Raw tunnel flow (NULL for an ignored host: relayed, not recorded). */
-    reel_rflow_t *tflow;
+    reel_capture_flow_t *tflow;
     bool tunnel_reply;     /* answer the CONNECT with 200 once the upstream is connected */
     /* The head of a request that may be sent again on a new upstream
      * connection if a reused one closes before answering (empty: may not). */
@@ -179,8 +180,11 @@ static void req_process(conn_t *c);
 
 /* ---- small helpers ---- */
 
+/* Wall clock in µs, the clock the recorder stamps records with. */
 static int64_t now_us(void) {
-    return reel_now_us();
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static void touch(conn_t *c) {
@@ -294,13 +298,18 @@ static bool ignored(reel_proxy_t *p, const char *host, int port) {
     return hit;
 }
 
-static void headers_to_rec(const reel_h1_header_t *h, size_t n, reel_header_t *out) {
-    for (size_t i = 0; i < n; i++) {
-        out[i].name = h[i].name;
-        out[i].name_len = h[i].name_len;
-        out[i].value = h[i].value;
-        out[i].value_len = h[i].value_len;
-    }
+/* A request head in neutral terms (ver: room for "HTTP/x.y"). */
+static void request_msg(const reel_h1_head_t *h, const char *scheme, const char *host, int port,
+                        const char *path, char ver[16], reel_msg_head_t *m) {
+    snprintf(ver, 16, "HTTP/%d.%d", h ? h->version_major : 1, h ? h->version_minor : 1);
+    *m = (reel_msg_head_t){.method = h && h->method ? h->method : "",
+                           .scheme = scheme,
+                           .host = host ? host : "",
+                           .port = (uint32_t)(port > 0 ? port : 0),
+                           .path = path ? path : (h && h->target ? h->target : ""),
+                           .version = ver,
+                           .fields = h ? h->headers : NULL,
+                           .nfields = h ? h->nheaders : 0};
 }
 
 /* ---- peers: sockets with an optional TLS layer ---- */
@@ -535,8 +544,8 @@ static int64_t span_us(int64_t from, int64_t to) {
 /* The phases of the current exchange, HAR style (-1: did not happen or not
  * known). dns, connect and ssl go to the first flow on a new upstream
  * connection only; a flow on a reused connection has none. */
-static void exchange_timings(conn_t *c, peer_t *up, int64_t end_us, reel_timings_t *t) {
-    *t = (reel_timings_t){-1, -1, -1, -1, -1, -1, -1};
+static void exchange_timings(conn_t *c, peer_t *up, int64_t end_us, reel_capture_timings_t *t) {
+    *t = (reel_capture_timings_t){-1, -1, -1, -1, -1, -1, -1};
     int64_t ready = c->head_us;
     if (up && !up->timings_used && up->t_dns0) {
         up->timings_used = true;
@@ -566,15 +575,15 @@ static void finish_flow(conn_t *c, const char *error) {
         return;
     peer_t *up = c->flow_upstream ? c->up : NULL;
     int64_t now = now_us();
-    reel_timings_t t;
+    reel_capture_timings_t t;
     exchange_timings(c, up, now, &t);
-    reel_flow_end_t e = {.error = error,
+    reel_capture_end_t e = {.error = error,
                          .timings = &t,
                          .time_us = now,
                          .request_end_us = c->req_end_us,
                          .response_start_us = c->resp_first_us,
                          .server_addr = up && up->connected ? up->addr : NULL};
-    reel_recorder_flow_finish(c->flow, &e);
+    reel_capture_finish(c->flow, &e);
     c->flow = NULL;
     if (error)
         c->p->stats.errors++;
@@ -585,15 +594,15 @@ static void finish_tflow(conn_t *c, const char *error) {
     if (c->tflow == NULL)
         return;
     peer_t *up = c->up;
-    reel_timings_t t = {-1, -1, -1, -1, -1, -1, -1};
+    reel_capture_timings_t t = {-1, -1, -1, -1, -1, -1, -1};
     if (up && up->t_dns0) {
         t.dns_us = span_us(up->t_dns0, up->t_dns1);
         t.connect_us = span_us(up->t_dns1, up->t_connected);
     }
-    reel_flow_end_t e = {.error = error,
-                         .timings = &t,
-                         .server_addr = up && up->connected ? up->addr : NULL};
-    reel_recorder_flow_finish(c->tflow, &e);
+    reel_capture_end_t e = {.error = error,
+                            .timings = &t,
+                            .server_addr = up && up->connected ? up->addr : NULL};
+    reel_capture_finish(c->tflow, &e);
     c->tflow = NULL;
 }
 
@@ -623,7 +632,7 @@ static void fail_exchange(conn_t *c, int status, const char *reason) {
         char *body = reel_asprintf("reel: %s\n", reason);
         char clen[24];
         snprintf(clen, sizeof clen, "%zu", strlen(body));
-        reel_header_t hs[4] = {
+        reel_field_t hs[4] = {
             {"Content-Type", 12, "text/plain; charset=utf-8", 25},
             {"Content-Length", 14, clen, strlen(clen)},
             {"Connection", 10, "close", 5},
@@ -643,15 +652,13 @@ static void fail_exchange(conn_t *c, int status, const char *reason) {
             int64_t now = now_us();
             if (c->resp_first_us == 0)
                 c->resp_first_us = now;
-            reel_response_head_t rs = {.status = (uint32_t)status,
-                                       .reason = status_text(status),
-                                       .http_version = "HTTP/1.1",
-                                       .headers = hs,
-                                       .n_headers = nh,
-                                       .generated = 1,
-                                       .time_us = now};
-            reel_recorder_response_head(c->flow, &rs);
-            reel_recorder_response_body(c->flow, body, strlen(body));
+            reel_msg_head_t rs = {.status = (uint32_t)status,
+                                  .reason = status_text(status),
+                                  .version = "HTTP/1.1",
+                                  .fields = hs,
+                                  .nfields = nh};
+            reel_capture_response(c->flow, &rs, true, now);
+            reel_capture_body(c->flow, true, body, strlen(body));
         }
         free(body);
     }
@@ -669,28 +676,15 @@ static void fail_exchange(conn_t *c, int status, const char *reason) {
 /* Records a flow for a request refused before it was forwarded. */
 static void record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme,
                            const char *host, int port, const char *target) {
-    reel_flow_info_t info = {.client_addr = c->client_addr};
-    c->flow = reel_recorder_flow_start(c->p->rec, &info);
+    c->flow = reel_capture_start(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr, NULL);
     c->p->stats.flows++;
     c->head_us = now_us();
     c->req_end_us = c->resp_first_us = 0;
     c->flow_upstream = false;
-    size_t n = h ? h->nheaders : 0;
-    reel_header_t *hs = reel_malloc((n ? n : 1) * sizeof *hs);
-    if (h)
-        headers_to_rec(h->headers, n, hs);
     char ver[16];
-    snprintf(ver, sizeof ver, "HTTP/%d.%d", h ? h->version_major : 1, h ? h->version_minor : 1);
-    reel_request_head_t rq = {.method = h && h->method ? h->method : "",
-                              .scheme = scheme,
-                              .host = host ? host : "",
-                              .port = (uint32_t)port,
-                              .target = target ? target : (h && h->target ? h->target : ""),
-                              .http_version = ver,
-                              .headers = hs,
-                              .n_headers = n};
-    reel_recorder_request_head(c->flow, &rq);
-    free(hs);
+    reel_msg_head_t m;
+    request_msg(h, scheme, host, port, target, ver, &m);
+    reel_capture_request(c->flow, &m);
 }
 
 /* Records a flow for a request that failed before its head was complete
@@ -914,26 +908,15 @@ static bool upstream_for(conn_t *c, bool https, const char *host, int port, cons
 
 static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,
                        const char *target) {
-    reel_flow_info_t info = {.client_addr = c->client_addr,
-                             .server_addr = c->up && c->up->connected ? c->up->addr : NULL};
-    c->flow = reel_recorder_flow_start(c->p->rec, &info);
+    c->flow = reel_capture_start(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr,
+                                 c->up && c->up->connected ? c->up->addr : NULL);
     c->p->stats.flows++;
     c->req_end_us = c->resp_first_us = 0;
     c->flow_upstream = true;
-    reel_header_t *hs = reel_malloc((h->nheaders ? h->nheaders : 1) * sizeof *hs);
-    headers_to_rec(h->headers, h->nheaders, hs);
     char ver[16];
-    snprintf(ver, sizeof ver, "HTTP/%d.%d", h->version_major, h->version_minor);
-    reel_request_head_t rq = {.method = h->method,
-                              .scheme = https ? "https" : "http",
-                              .host = host,
-                              .port = (uint32_t)port,
-                              .target = target,
-                              .http_version = ver,
-                              .headers = hs,
-                              .n_headers = h->nheaders};
-    reel_recorder_request_head(c->flow, &rq);
-    free(hs);
+    reel_msg_head_t m;
+    request_msg(h, https ? "https" : "http", host, port, target, ver, &m);
+    reel_capture_request(c->flow, &m);
 }
 
 /* ---- request side ---- */
@@ -1141,7 +1124,7 @@ static void req_process(conn_t *c) {
             break;
         case REEL_H1_EV_BODY:
             if (c->flow)
-                reel_recorder_request_body(c->flow, ev.data, ev.len);
+                reel_capture_body(c->flow, false, ev.data, ev.len);
             if (c->up)
                 peer_write(c->up, cl->in.data, consumed);
             reel_buf_consume(&cl->in, consumed);
@@ -1220,18 +1203,15 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
         reel_buf_free(&out);
         return;
     }
-    reel_header_t *hs = reel_malloc((h->nheaders ? h->nheaders : 1) * sizeof *hs);
-    headers_to_rec(h->headers, h->nheaders, hs);
     char ver[16];
     snprintf(ver, sizeof ver, "HTTP/%d.%d", h->version_major, h->version_minor);
-    reel_response_head_t rs = {.status = (uint32_t)h->status,
-                               .reason = h->reason ? h->reason : "",
-                               .http_version = ver,
-                               .headers = hs,
-                               .n_headers = h->nheaders};
+    reel_msg_head_t rs = {.status = (uint32_t)h->status,
+                          .reason = h->reason ? h->reason : "",
+                          .version = ver,
+                          .fields = h->headers,
+                          .nfields = h->nheaders};
     if (c->flow)
-        reel_recorder_response_head(c->flow, &rs);
-    free(hs);
+        reel_capture_response(c->flow, &rs, false, 0);
     bool eof_framed = h->framing == REEL_H1_BODY_EOF;
     if (eof_framed || !h->keep_alive)
         c->client_close = true;
@@ -1320,7 +1300,7 @@ static void resp_process(conn_t *c) {
             break;
         case REEL_H1_EV_BODY:
             if (c->flow)
-                reel_recorder_response_body(c->flow, ev.data, ev.len);
+                reel_capture_body(c->flow, true, ev.data, ev.len);
             peer_write(&c->client, up->in.data, consumed);
             reel_buf_consume(&up->in, consumed);
             break;
@@ -1364,13 +1344,13 @@ static void tunnel_forward(conn_t *c) {
         return;
     if (cl->in.len && peer_queued(up) < HIGH_WATER) {
         if (c->tflow)
-            reel_recorder_request_body(c->tflow, cl->in.data, cl->in.len);
+            reel_capture_body(c->tflow, false, cl->in.data, cl->in.len);
         peer_write(up, cl->in.data, cl->in.len);
         reel_buf_reset(&cl->in);
     }
     if (up->in.len && peer_queued(cl) < HIGH_WATER) {
         if (c->tflow)
-            reel_recorder_response_body(c->tflow, up->in.data, up->in.len);
+            reel_capture_body(c->tflow, true, up->in.data, up->in.len);
         peer_write(cl, up->in.data, up->in.len);
         reel_buf_reset(&up->in);
     }
@@ -1399,12 +1379,11 @@ static void tunnel_forward(conn_t *c) {
 }
 
 static void tunnel_flow(conn_t *c, const char *host, int port) {
-    reel_flow_info_t info = {.kind = REEL_FLOW_TUNNEL, .client_addr = c->client_addr};
-    c->tflow = reel_recorder_flow_start(c->p->rec, &info);
+    c->tflow = reel_capture_start(c->p->rec, REEL_CAPTURE_TUNNEL, c->client_addr, NULL);
     c->p->stats.flows++;
-    reel_request_head_t rq = {.method = "CONNECT", .scheme = "tcp", .host = host,
-                              .port = (uint32_t)port, .target = "", .http_version = "HTTP/1.1"};
-    reel_recorder_request_head(c->tflow, &rq);
+    reel_msg_head_t rq = {.method = "CONNECT", .scheme = "tcp", .host = host,
+                          .port = (uint32_t)port, .path = "", .version = "HTTP/1.1"};
+    reel_capture_request(c->tflow, &rq);
 }
 
 /* A tunnel to host:port relayed byte for byte, recorded as one flow if
@@ -1979,40 +1958,37 @@ static void on_connection(uv_stream_t *server, int status) {
 
 /* ---- public API ---- */
 
-static reel_rc apply_config(reel_proxy_t *p, const reel_config_t *cfg, reel_err_t *err) {
-    size_t n = 0;
-    char **list = reel_config_get_list(cfg, "ignore_hosts", &n);
+static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, reel_err_t *err) {
+    size_t n = cfg->n_ignore_hosts;
     pcre2_code **codes = reel_calloc(n ? n : 1, sizeof *codes);
     for (size_t i = 0; i < n; i++) {
         int ec;
         PCRE2_SIZE eo;
-        codes[i] = pcre2_compile((PCRE2_SPTR)list[i], PCRE2_ZERO_TERMINATED, PCRE2_CASELESS, &ec,
-                                 &eo, NULL);
+        codes[i] = pcre2_compile((PCRE2_SPTR)cfg->ignore_hosts[i], PCRE2_ZERO_TERMINATED,
+                                 PCRE2_CASELESS, &ec, &eo, NULL);
         if (codes[i] == NULL) {
             PCRE2_UCHAR msg[200];
             pcre2_get_error_message(ec, msg, sizeof msg);
-            reel_err_set(err, REEL_INVALID, "ignore_hosts: bad regex '%s': %s", list[i],
-                         (const char *)msg);
+            reel_err_set(err, REEL_INVALID, "ignore_hosts: bad regex '%s': %s",
+                         cfg->ignore_hosts[i], (const char *)msg);
             for (size_t k = 0; k < i; k++)
                 pcre2_code_free(codes[k]);
             free(codes);
-            free(list);
             return REEL_INVALID;
         }
     }
-    free(list);
     for (size_t i = 0; i < p->nignore; i++)
         pcre2_code_free(p->ignore[i]);
     free(p->ignore);
     p->ignore = codes;
     p->nignore = n;
-    p->verify_upstream = reel_config_get_bool(cfg, "upstream_cert_verify");
-    p->idle_timeout_ms = (uint64_t)reel_config_get_int(cfg, "idle_timeout") * 1000;
-    p->head_timeout_ms = (uint64_t)reel_config_get_int(cfg, "head_timeout") * 1000;
-    p->upstream_timeout_ms = (uint64_t)reel_config_get_int(cfg, "upstream_timeout") * 1000;
-    p->max_head_size = (size_t)reel_config_get_int(cfg, "max_head_size");
-    p->max_client_conns = (uint32_t)reel_config_get_int(cfg, "max_client_conns");
-    const char *auth = reel_config_get(cfg, "proxyauth", NULL);
+    p->verify_upstream = cfg->upstream_cert_verify;
+    p->idle_timeout_ms = (uint64_t)cfg->idle_timeout_s * 1000;
+    p->head_timeout_ms = (uint64_t)cfg->head_timeout_s * 1000;
+    p->upstream_timeout_ms = (uint64_t)cfg->upstream_timeout_s * 1000;
+    p->max_head_size = cfg->max_head_size;
+    p->max_client_conns = cfg->max_client_conns;
+    const char *auth = cfg->proxyauth;
     free(p->proxyauth_b64);
     p->proxyauth_b64 = NULL;
     if (auth && auth[0]) {
@@ -2037,7 +2013,7 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_config_t *cfg, reel_err_
     return REEL_OK;
 }
 
-reel_rc reel_proxy_configure(reel_proxy_t *p, const reel_config_t *cfg, reel_err_t *err) {
+reel_rc reel_proxy_configure(reel_proxy_t *p, const reel_proxy_settings_t *cfg, reel_err_t *err) {
     reel_rc rc = apply_config(p, cfg, err);
     if (rc == REEL_OK)
         for (conn_t *c = p->conns; c; c = c->next)
@@ -2069,7 +2045,7 @@ static void on_failed_listener_closed(uv_handle_t *h) {
     free(h->data);
 }
 
-reel_rc reel_proxy_start(uv_loop_t *loop, const reel_config_t *cfg, reel_recorder_t *rec,
+reel_rc reel_proxy_start(uv_loop_t *loop, const reel_proxy_settings_t *cfg, reel_recorder_t *rec,
                          reel_ca_t *ca, reel_proxy_t **out, reel_err_t *err) {
     reel_rc rc = REEL_OK;
     bool listener_closing = false;
@@ -2081,14 +2057,14 @@ reel_rc reel_proxy_start(uv_loop_t *loop, const reel_config_t *cfg, reel_recorde
     *out = NULL;
     if ((rc = apply_config(p, cfg, err)) != REEL_OK)
         goto out;
-    const char *extra = reel_config_get(cfg, "upstream_trusted_ca", NULL);
+    const char *extra = cfg->upstream_trusted_ca;
     if ((rc = reel_tls_ctx_new_client(extra && extra[0] ? extra : NULL, false, &p->client_ctx,
                                       err)) != REEL_OK)
         goto out;
     if (ca && (rc = reel_tls_ctx_new_server(ca, &p->server_ctx, err)) != REEL_OK)
         goto out;
-    const char *host = reel_config_get(cfg, "listen_host", NULL);
-    int port = (int)reel_config_get_int(cfg, "listen_port");
+    const char *host = cfg->listen_host;
+    int port = cfg->listen_port;
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;

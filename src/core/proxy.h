@@ -7,15 +7,32 @@
 #ifndef REEL_CORE_PROXY_H
 #define REEL_CORE_PROXY_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
 #include "base/error.h"
-#include "session/config.h"
-#include "session/recorder.h"
 
 typedef struct reel_proxy reel_proxy_t;
 typedef struct reel_ca reel_ca_t;
+typedef struct reel_recorder reel_recorder_t;
+
+/** What the proxy is told, in its own terms (the caller translates its
+ * configuration: reel's CLI does in cli/proxy_settings.c). Strings are
+ * borrowed for the call. */
+typedef struct {
+    const char *listen_host;         /* start only */
+    int listen_port;                 /* start only; 0: any free port */
+    const char *upstream_trusted_ca; /* start only; PEM file, NULL or "": none */
+    const char *const *ignore_hosts; /* regexes of "host:port" relayed unrecorded */
+    size_t n_ignore_hosts;
+    bool upstream_cert_verify;
+    uint32_t idle_timeout_s, head_timeout_s, upstream_timeout_s;
+    size_t max_head_size;
+    uint32_t max_client_conns;       /* per client address; 0: no limit */
+    const char *proxyauth;           /* "user:pass" clients must send; NULL or "": none */
+} reel_proxy_settings_t;
 
 /** Starts listening on the config's listen_host:listen_port on loop and
  * records into rec (borrowed; must outlive the proxy). ca (borrowed, may be
@@ -23,13 +40,13 @@ typedef struct reel_ca reel_ca_t;
  * REEL_IO with the address in err when the port cannot be bound. Raises the
  * process's soft RLIMIT_NOFILE to its hard limit first (every connection
  * takes one or two descriptors). */
-reel_rc reel_proxy_start(uv_loop_t *loop, const reel_config_t *cfg, reel_recorder_t *rec,
+reel_rc reel_proxy_start(uv_loop_t *loop, const reel_proxy_settings_t *cfg, reel_recorder_t *rec,
                          reel_ca_t *ca, reel_proxy_t **out, reel_err_t *err);
 
 /** Applies the hot-reloadable options of cfg to connections and flows
  * started from now on. Returns REEL_INVALID (nothing applied) if cfg holds a
  * value the proxy cannot use (e.g. an ignore_hosts regex). */
-reel_rc reel_proxy_configure(reel_proxy_t *p, const reel_config_t *cfg, reel_err_t *err);
+reel_rc reel_proxy_configure(reel_proxy_t *p, const reel_proxy_settings_t *cfg, reel_err_t *err);
 
 /** The port actually bound (useful with listen_port 0). */
 int reel_proxy_port(const reel_proxy_t *p);

@@ -1,0 +1,24 @@
+/* The proxy's settings from reel's layered configuration; see
+ * proxy_settings.h. The proxy (src/core) knows nothing of the config
+ * module: this is the one place that translates. */
+#include "cli/proxy_settings.h"
+
+char **reel_cli_proxy_settings(const reel_config_t *cfg, reel_proxy_settings_t *s) {
+    size_t n = 0;
+    char **list = reel_config_get_list(cfg, "ignore_hosts", &n);
+    *s = (reel_proxy_settings_t){
+        .listen_host = reel_config_get(cfg, "listen_host", NULL),
+        .listen_port = (int)reel_config_get_int(cfg, "listen_port"),
+        .upstream_trusted_ca = reel_config_get(cfg, "upstream_trusted_ca", NULL),
+        .ignore_hosts = (const char *const *)list,
+        .n_ignore_hosts = n,
+        .upstream_cert_verify = reel_config_get_bool(cfg, "upstream_cert_verify"),
+        .idle_timeout_s = (uint32_t)reel_config_get_int(cfg, "idle_timeout"),
+        .head_timeout_s = (uint32_t)reel_config_get_int(cfg, "head_timeout"),
+        .upstream_timeout_s = (uint32_t)reel_config_get_int(cfg, "upstream_timeout"),
+        .max_head_size = (size_t)reel_config_get_int(cfg, "max_head_size"),
+        .max_client_conns = (uint32_t)reel_config_get_int(cfg, "max_client_conns"),
+        .proxyauth = reel_config_get(cfg, "proxyauth", NULL),
+    };
+    return list;
+}

@@ -1,0 +1,82 @@
+/* Capture: core terms to recorder calls; see capture.h. */
+#include "core/capture.h"
+
+#include <stdlib.h>
+
+#include "base/mem.h"
+#include "session/recorder.h"
+
+/* reel_field_t and the recorder's reel_header_t describe a field the same
+ * way, so a head's field array is handed over without a copy. */
+_Static_assert(sizeof(reel_field_t) == sizeof(reel_header_t), "field layouts differ");
+_Static_assert(offsetof(reel_field_t, value_len) == offsetof(reel_header_t, value_len),
+               "field layouts differ");
+
+static const reel_header_t *fields(const reel_msg_head_t *h) {
+    return (const reel_header_t *)(const void *)h->fields;
+}
+
+reel_capture_flow_t *reel_capture_start(reel_recorder_t *rec, reel_capture_kind kind,
+                                        const char *client_addr, const char *server_addr) {
+    reel_flow_info_t info = {.kind = kind == REEL_CAPTURE_TUNNEL ? REEL_FLOW_TUNNEL
+                                                                 : REEL_FLOW_HTTP,
+                             .client_addr = client_addr,
+                             .server_addr = server_addr};
+    return reel_recorder_flow_start(rec, &info);
+}
+
+void reel_capture_request(reel_capture_flow_t *f, const reel_msg_head_t *h) {
+    reel_request_head_t rq = {.method = h->method ? h->method : "",
+                              .scheme = h->scheme ? h->scheme : "",
+                              .host = h->host ? h->host : "",
+                              .port = h->port,
+                              .target = h->path ? h->path : "",
+                              .http_version = h->version ? h->version : "HTTP/1.1",
+                              .headers = fields(h),
+                              .n_headers = h->nfields};
+    reel_recorder_request_head(f, &rq);
+}
+
+void reel_capture_response(reel_capture_flow_t *f, const reel_msg_head_t *h, bool generated,
+                           int64_t time_us) {
+    reel_response_head_t rs = {.status = h->status,
+                               .reason = h->reason ? h->reason : "",
+                               .http_version = h->version ? h->version : "HTTP/1.1",
+                               .headers = fields(h),
+                               .n_headers = h->nfields,
+                               .generated = generated,
+                               .time_us = time_us};
+    reel_recorder_response_head(f, &rs);
+}
+
+void reel_capture_body(reel_capture_flow_t *f, bool response, const void *data, size_t len) {
+    if (response)
+        reel_recorder_response_body(f, data, len);
+    else
+        reel_recorder_request_body(f, data, len);
+}
+
+void reel_capture_finish(reel_capture_flow_t *f, const reel_capture_end_t *e) {
+    if (f == NULL)
+        return;
+    reel_timings_t t;
+    reel_flow_end_t fe = {0};
+    if (e) {
+        if (e->timings) {
+            t = (reel_timings_t){.blocked_us = e->timings->blocked_us,
+                                 .dns_us = e->timings->dns_us,
+                                 .connect_us = e->timings->connect_us,
+                                 .send_us = e->timings->send_us,
+                                 .wait_us = e->timings->wait_us,
+                                 .receive_us = e->timings->receive_us,
+                                 .ssl_us = e->timings->ssl_us};
+            fe.timings = &t;
+        }
+        fe.error = e->error;
+        fe.time_us = e->time_us;
+        fe.request_end_us = e->request_end_us;
+        fe.response_start_us = e->response_start_us;
+        fe.server_addr = e->server_addr;
+    }
+    reel_recorder_flow_finish(f, &fe);
+}

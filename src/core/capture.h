@@ -1,0 +1,61 @@
+/* Capture: the one module of src/core/ that talks to the recorder.
+ *
+ * The proxy describes what passes in core terms (protocol-neutral heads,
+ * body bytes, how a flow ended) and capture turns that into recorder calls;
+ * no other core file knows src/session/. A flow handle is owned by the
+ * caller from reel_capture_start until reel_capture_finish, which frees it.
+ * Everything passed in is borrowed for the call. Not thread-safe: the
+ * proxy's loop thread calls it. */
+#ifndef REEL_CORE_CAPTURE_H
+#define REEL_CORE_CAPTURE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/msg.h"
+
+typedef struct reel_recorder reel_recorder_t;
+/** A flow being recorded (the recorder's handle). */
+typedef struct reel_rflow reel_capture_flow_t;
+
+typedef enum {
+    REEL_CAPTURE_HTTP = 0,   /* a request/response exchange */
+    REEL_CAPTURE_TUNNEL = 1, /* bytes relayed raw (CONNECT not intercepted, after a 101) */
+} reel_capture_kind;
+
+/** Phases of an exchange in microseconds, HAR style; -1: did not happen. */
+typedef struct {
+    int64_t blocked_us, dns_us, connect_us, ssl_us, send_us, wait_us, receive_us;
+} reel_capture_timings_t;
+
+/** How a flow ended; every field optional (0/NULL: unknown). */
+typedef struct {
+    const char *error;                     /* NULL: normally; else why it failed */
+    const reel_capture_timings_t *timings;
+    int64_t time_us;                       /* 0: now */
+    int64_t request_end_us, response_start_us;
+    const char *server_addr;               /* "ip:port" once an origin was reached */
+} reel_capture_end_t;
+
+/** Starts a flow; never NULL (with capture off it records nothing).
+ * client_addr/server_addr may be NULL. */
+reel_capture_flow_t *reel_capture_start(reel_recorder_t *rec, reel_capture_kind kind,
+                                        const char *client_addr, const char *server_addr);
+
+/** The request head (scheme, host, port, path, method, version, fields). */
+void reel_capture_request(reel_capture_flow_t *f, const reel_msg_head_t *h);
+
+/** The response head; generated: reel itself sent it (a refusal or an
+ * origin failure). time_us 0: now. */
+void reel_capture_response(reel_capture_flow_t *f, const reel_msg_head_t *h, bool generated,
+                           int64_t time_us);
+
+/** Body bytes of the request (response false) or the response; all are
+ * counted, up to body_limit are stored. */
+void reel_capture_body(reel_capture_flow_t *f, bool response, const void *data, size_t len);
+
+/** Ends the flow and frees f (accepts NULL). e may be NULL. */
+void reel_capture_finish(reel_capture_flow_t *f, const reel_capture_end_t *e);
+
+#endif

@@ -1,0 +1,42 @@
+/* The protocol-neutral message head: what codecs produce, exchanges act on
+ * and capture records, whatever the protocol on the wire (HTTP/1 today;
+ * HTTP/2 and WebSocket handshakes later). One shape instead of a
+ * conversion per pair of modules.
+ *
+ * Ownership: a head borrows every string and the field array from whoever
+ * filled it (a parser's storage, a caller's locals), valid for the call it
+ * is passed to; nothing here allocates. */
+#ifndef REEL_CORE_MSG_H
+#define REEL_CORE_MSG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/** One header (or trailer) field as bytes; need not be NUL-terminated. */
+typedef struct {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+} reel_field_t;
+
+/** A request or response head. Strings are NUL-terminated C strings
+ * (empty, not NULL, when absent); fields are in wire order. */
+typedef struct {
+    /* request */
+    const char *method;
+    const char *scheme;    /* "http", "https", "ws", "wss", "tcp" */
+    const char *host;      /* without brackets for IPv6 */
+    uint32_t port;
+    const char *path;      /* origin form: path and query ("" for CONNECT) */
+    /* response */
+    uint32_t status;
+    const char *reason;
+    /* both */
+    const char *version;   /* "HTTP/1.1" */
+    const reel_field_t *fields;
+    size_t nfields;
+} reel_msg_head_t;
+
+#endif
