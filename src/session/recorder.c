@@ -1,5 +1,5 @@
 /* Recorder: producer API on the caller's thread, disk work on a writer
- * thread and an index thread. See recorder.h for the contract and
+ * thread, a sync thread and an index thread. See recorder.h for the contract and
  * docs/format.md for what ends up on disk.
  *
  * Queue discipline: producers append encoded records to a singly linked
@@ -7,9 +7,20 @@
  * is held for O(1) per wake-up. `queue_bytes` bounds what is queued
  * (`queued_bytes`) plus what the writer swapped out and has not yet copied
  * into a block (`writer_bytes`), so memory stays bounded by it, not twice
- * it. Records are numbered; `done_seq` is the number of the last record the
- * writer has dealt with: in the spool (and fsynced per policy) and indexed,
- * or dropped. That is what flush waits for.
+ * it (plus the blocks on their way to the index thread, IJOB_MAX at most).
+ * With capture on, body chunks may fill 7/8 of it and are shed past that;
+ * the last 1/8 is kept for starts, heads and ends (see shed_body). Records
+ * are numbered; `done_seq` is the number of the last record the writer has
+ * dealt with: in the spool (and fsynced per policy) and indexed, or
+ * dropped. That is what flush waits for.
+ *
+ * Syncing. The writer never calls fdatasync in the steady state: it
+ * publishes how far it has written (`written_*`), a sync thread runs
+ * fdatasync whenever that moved (group commit: one call covers every frame
+ * written before it started) and publishes `synced_*`; with fsync block the
+ * index thread commits a batch only once `synced_*` covers its end. So a
+ * slow fdatasync delays when records count as done, not how fast the
+ * writer compresses and appends.
  *
  * Disk errors. When a frame cannot be written, the writer cuts the segment
  * back to the end of its last whole frame and stops capture: every record
@@ -64,8 +75,11 @@ typedef struct ijob {
 } ijob;
 
 /* Frames queued for indexing before the writer waits (each holds its
- * block, up to 256 KiB). */
-#define IJOB_MAX 16
+ * block, up to 256 KiB: 16 MiB at most). With fsync block the index thread
+ * waits at each batch end for the sync that covers it, so this is also how
+ * far the writer may run ahead of a slow fdatasync: 64 frames cover a
+ * 40 ms sync at 400 MiB/s. */
+#define IJOB_MAX 64
 
 /* Bytes queued that wake a writer waiting for its block's deadline. */
 #define WAKE_BYTES (REEL_SPOOL_BLOCK_TARGET / 2)
@@ -103,7 +117,8 @@ struct reel_recorder {
     uint64_t next_flow_id;
     uint64_t body_limit;
     reel_capture_mode capture;
-    int warned_behind;
+    int warned_behind;  /* said that bodies are being shed */
+    int warned_records; /* said that other records are being dropped */
 
     /* shared, under mu */
     pthread_mutex_t mu;
@@ -120,9 +135,19 @@ struct reel_recorder {
     int index_behind;    /* frames in the spool the index lacks */
     char index_msg[REEL_ERR_MSG_MAX];
 
+    /* spool positions (segment, offset), under mu: the end of the last
+     * frame written, and how far the last fdatasync reached */
+    uint32_t written_seg, synced_seg;
+    uint64_t written_off, synced_off;
+    int sync_errno; /* a failed fdatasync the writer has not handled yet */
+    int sync_stop;
+    int sync_running;
+    pthread_cond_t cv_sync, cv_synced;
+    pthread_t sthread;
+
     /* writer -> index thread queue, under mu */
     struct ijob *ihead, *itail;
-    unsigned ijobs;
+    unsigned ijobs; /* frame jobs queued (markers hold no block: not counted) */
     pthread_cond_t cv_ijob, cv_ispace;
     pthread_t ithread;
 
@@ -143,9 +168,8 @@ struct reel_recorder {
     reel_indexer_t *ix;
     reel_spool_enc_t *enc;
     reel_buf_t block, frame, scratch;
-    uint64_t block_last_seq;  /* last record taken into (or dropped beside) the block */
-    uint64_t batch_last_seq;  /* last record dealt with in this batch */
-    int unsynced;             /* frames written since the last fdatasync */
+    uint64_t block_last_seq;   /* last record taken into (or dropped beside) the block */
+    uint64_t batch_last_seq;   /* last record dealt with in this batch */
     uint64_t batch_start_size; /* segment size when the batch began */
     int64_t batch_start_ns;
     uint64_t block_records;
@@ -153,7 +177,6 @@ struct reel_recorder {
     uint32_t segment;
     int seg_fd;
     uint64_t seg_size;
-    int64_t last_fsync_ns;
     int disk_failed; /* capture stopped by a disk error */
     int seg_gone;    /* ... because the segment was deleted: for good */
     int announced;   /* "capture stopped" was said for this outage */
@@ -169,8 +192,8 @@ struct reel_rflow {
     uint64_t id;
     uint64_t limit;
     uint64_t req_seen, req_stored, resp_seen, resp_stored;
-    uint64_t dropped;
-    int body_admit;       /* bodies: 0 not decided yet, 1 recorded, -1 not (behind) */
+    uint64_t dropped;     /* records other than body chunks not queued (hard cap) */
+    int body_admit[2];    /* request, response body: 0 not begun, 1 stored, -1 shed */
     int64_t body_time_us; /* explicit time of the last head (imports); 0 = use now */
 };
 
@@ -181,7 +204,7 @@ void reel_recorder_opts_default(reel_recorder_opts_t *o) {
     o->segment_size = 128ull << 20;
     o->body_limit = 64ull << 20;
     o->capture = REEL_CAPTURE_ON;
-    o->queue_bytes = 16u << 20;
+    o->queue_bytes = REEL_RECORDER_QUEUE_DEFAULT;
     o->zstd_level = 3;
     o->retry_ms = 1000;
 }
@@ -330,9 +353,13 @@ static reel_rc open_segment(reel_recorder_t *r, uint32_t n, reel_err_t *err) {
         if (fd >= 0)
             close(fd);
     } else {
-        if (r->seg_fd >= 0)
-            close(r->seg_fd);
+        /* Under mu: the sync thread takes a dup of seg_fd there. */
+        pthread_mutex_lock(&r->mu);
+        int old = r->seg_fd;
         r->seg_fd = fd;
+        pthread_mutex_unlock(&r->mu);
+        if (old >= 0)
+            close(old);
         r->segment = n;
         r->seg_size = (uint64_t)st.st_size;
         /* A new segment's directory entry must survive a crash too. */
@@ -366,7 +393,8 @@ static void push_ijob(reel_recorder_t *r, ijob *j) {
     else
         r->ihead = j;
     r->itail = j;
-    r->ijobs++;
+    if (!j->commit && !j->quit)
+        r->ijobs++;
     pthread_cond_signal(&r->cv_ijob);
     pthread_mutex_unlock(&r->mu);
 }
@@ -466,23 +494,87 @@ static void disk_failure(reel_recorder_t *r, reel_rc rc, const reel_err_t *err, 
     warn(r, msg);
 }
 
-static int sync_due(reel_recorder_t *r) {
-    if (!r->unsynced)
-        return 0;
-    if (r->opts.fsync == REEL_FSYNC_BLOCK)
-        return 1;
-    return r->opts.fsync == REEL_FSYNC_INTERVAL &&
-           mono_ns() - r->last_fsync_ns >= (int64_t)r->opts.fsync_interval_ms * 1000000;
+/* Whether spool position (sa, oa) comes before (sb, ob). */
+static int pos_before(uint32_t sa, uint64_t oa, uint32_t sb, uint64_t ob) {
+    return sa < sb || (sa == sb && oa < ob);
 }
 
+/* The writer syncs the segment itself only when it rolls to the next one
+ * (a finished segment is synced before the next begins); everything
+ * written so far is then synced. */
 static reel_rc sync_segment(reel_recorder_t *r, reel_err_t *err) {
     int e = fault(r, REEL_FAULT_SYNC);
     if (e || fdatasync(r->seg_fd) != 0)
         return reel_err_errno(err, REEL_IO, e ? e : errno, "syncing spool segment %08u.zst",
                               r->segment);
-    r->unsynced = 0;
-    r->last_fsync_ns = mono_ns();
+    pthread_mutex_lock(&r->mu);
+    r->stats.syncs++;
+    r->synced_seg = r->written_seg;
+    r->synced_off = r->written_off;
+    pthread_cond_broadcast(&r->cv_synced);
+    pthread_mutex_unlock(&r->mu);
     return REEL_OK;
+}
+
+/* Sync thread (fsync block or interval): group commit. Whenever frames
+ * have been written since the last fdatasync, it runs one (with fsync
+ * interval, at most every fsync_interval_ms) on a dup of the segment's fd;
+ * that one call covers every frame written before it started, however
+ * many. The writer goes on compressing and writing meanwhile, so the disk's
+ * sync latency does not cap capture throughput: the slower the sync, the
+ * more frames the next one covers. With fsync block the index thread
+ * commits a batch only once a sync has covered its end (so nothing is done
+ * for flush before it is synced). A failed sync is handed to the writer,
+ * which stops capture as for a failed write. */
+static void *sync_main(void *arg) {
+    reel_recorder_t *r = arg;
+    int64_t last_ns = 0;
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        if (!pos_before(r->synced_seg, r->synced_off, r->written_seg, r->written_off)) {
+            if (r->sync_stop)
+                break;
+            pthread_cond_wait(&r->cv_sync, &r->mu);
+            continue;
+        }
+        if (r->opts.fsync == REEL_FSYNC_INTERVAL && !r->sync_stop) {
+            int64_t due = last_ns + (int64_t)r->opts.fsync_interval_ms * 1000000;
+            if (mono_ns() < due) {
+                wait_until(&r->cv_sync, &r->mu, due);
+                continue;
+            }
+        }
+        uint32_t seg = r->written_seg;
+        uint64_t off = r->written_off;
+        int fd = dup(r->seg_fd);
+        pthread_mutex_unlock(&r->mu);
+        int e = fd < 0 ? errno : fault(r, REEL_FAULT_SYNC);
+        if (e == 0 && fdatasync(fd) != 0)
+            e = errno;
+        if (fd >= 0)
+            close(fd);
+        last_ns = mono_ns();
+        pthread_mutex_lock(&r->mu);
+        r->stats.syncs++;
+        if (e) {
+            if (r->sync_errno == 0)
+                r->sync_errno = e;
+            if (r->sticky == REEL_OK) {
+                r->sticky = REEL_IO;
+                snprintf(r->sticky_msg, sizeof r->sticky_msg, "syncing spool segment %08u.zst: %s",
+                         seg, strerror(e));
+            }
+            pthread_cond_signal(&r->cv_work);
+        }
+        /* Done with, synced or failed: nobody may wait for it for ever. */
+        if (pos_before(r->synced_seg, r->synced_off, seg, off)) {
+            r->synced_seg = seg;
+            r->synced_off = off;
+        }
+        pthread_cond_broadcast(&r->cv_synced);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
 }
 
 /* Compresses the current block into a frame, appends it to the segment and
@@ -516,8 +608,7 @@ static void frame_out(reel_recorder_t *r) {
     }
     if (r->seg_size > 0 && r->seg_size + r->frame.len > r->opts.segment_size) {
         /* A finished segment is synced before the next one starts. */
-        if (r->opts.fsync != REEL_FSYNC_NEVER && r->unsynced &&
-            (rc = sync_segment(r, &err)) != REEL_OK)
+        if (r->opts.fsync != REEL_FSYNC_NEVER && (rc = sync_segment(r, &err)) != REEL_OK)
             goto fail;
         if ((rc = open_segment(r, r->segment + 1, &err)) != REEL_OK)
             goto fail;
@@ -534,8 +625,10 @@ static void frame_out(reel_recorder_t *r) {
         goto fail;
     }
     r->seg_size += r->frame.len;
-    r->unsynced = 1;
     pthread_mutex_lock(&r->mu);
+    r->written_seg = r->segment;
+    r->written_off = r->seg_size;
+    pthread_cond_signal(&r->cv_sync);
     r->stats.frames++;
     r->stats.raw_bytes += r->block.len;
     r->stats.spool_bytes += r->frame.len;
@@ -713,24 +806,31 @@ static void try_resume(reel_recorder_t *r) {
     warn(r, msg);
 }
 
-/* Ends a batch: syncs the spool (per the policy), then commits the index,
- * so the index never refers to bytes that a crash could lose; then wakes
- * flushers. One sync and one commit cover every frame written since the
- * last batch: under load that is many frames (group commit). */
+/* Ends a batch: hands the index thread a marker to commit the frames
+ * written so far (with fsync block it first waits for the sync thread to
+ * cover them, so the index never refers to bytes that a crash could lose);
+ * then flushers waiting for these records are woken. One sync and one
+ * commit cover every frame written since the last batch: under load that
+ * is many frames (group commit), when idle it is one. */
 static void batch_end(reel_recorder_t *r) {
-    reel_err_t err;
-    reel_err_clear(&err);
-    reel_rc rc = REEL_OK;
-    if (!r->disk_failed && sync_due(r) && (rc = sync_segment(r, &err)) != REEL_OK)
-        disk_failure(r, rc, &err, 0);
     if (r->block.len == 0)
         r->batch_last_seq = r->block_last_seq;
     ijob *j = reel_calloc(1, sizeof *j);
     j->commit = 1;
-    j->segment = r->segment;
-    j->off = r->seg_size;
+    j->segment = r->written_seg; /* the writer is the only one to change them */
+    j->off = r->written_off;
     j->last_seq = r->batch_last_seq;
     push_ijob(r, j);
+}
+
+/* A sync failed (sync thread): capture stops as for a failed write. */
+static void take_sync_failure(reel_recorder_t *r, int e) {
+    if (e == 0 || r->disk_failed)
+        return;
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_rc rc = reel_err_errno(&err, REEL_IO, e, "syncing spool segment %08u.zst", r->segment);
+    disk_failure(r, rc, &err, 0);
 }
 
 /* ---- index thread ---- */
@@ -830,8 +930,7 @@ static void catch_up(reel_recorder_t *r) {
         (r->ix_end_seg == r->ix_from_seg && r->ix_end_off < r->ix_from_off))
         return; /* the batch end that covers the missing frames has not come yet */
     catchup_ctx c = {.r = r, .err = &err};
-    for (uint32_t seg = r->ix_from_seg; seg <= r->ix_end_seg && c.rc == REEL_OK && !c.more;
-         seg++) {
+    for (uint32_t seg = r->ix_from_seg; seg <= r->ix_end_seg && c.rc == REEL_OK && !c.more; seg++) {
         int fd = reel_session_open_segment(r->session, seg);
         if (fd < 0) {
             c.rc = reel_err_errno(&err, REEL_IO, errno, "opening spool segment %08u.zst", seg);
@@ -894,7 +993,8 @@ static void *index_main(void *arg) {
                 r->ihead = j->next;
                 if (r->ihead == NULL)
                     r->itail = NULL;
-                r->ijobs--;
+                if (!j->commit && !j->quit)
+                    r->ijobs--;
                 pthread_cond_signal(&r->cv_ispace);
                 break;
             }
@@ -936,6 +1036,12 @@ static void *index_main(void *arg) {
                                   r->in_tx ? r->tx_off : j->off);
             }
         } else {
+            if (r->opts.fsync == REEL_FSYNC_BLOCK) {
+                pthread_mutex_lock(&r->mu);
+                while (pos_before(r->synced_seg, r->synced_off, j->segment, j->off))
+                    pthread_cond_wait(&r->cv_synced, &r->mu);
+                pthread_mutex_unlock(&r->mu);
+            }
             r->ix_end_seg = j->segment;
             r->ix_end_off = j->off;
             if (r->ix_behind) {
@@ -982,7 +1088,7 @@ static void *writer_main(void *arg) {
     reel_recorder_t *r = arg;
     for (;;) {
         pthread_mutex_lock(&r->mu);
-        while (r->head == NULL && !r->stop && !r->flush_req) {
+        while (r->head == NULL && !r->stop && !r->flush_req && !r->sync_errno) {
             /* Sleep until work comes, the block is due, or (capture
              * stopped) the next check whether the disk works again. */
             int64_t deadline = INT64_MAX;
@@ -1006,11 +1112,13 @@ static void *writer_main(void *arg) {
         r->head = r->tail = NULL;
         r->writer_bytes += r->queued_bytes;
         r->queued_bytes = 0;
-        int stop = r->stop, flush = r->flush_req;
+        int stop = r->stop, flush = r->flush_req, sync_errno = r->sync_errno;
         r->flush_req = 0;
+        r->sync_errno = 0;
         pthread_cond_broadcast(&r->cv_space);
         pthread_mutex_unlock(&r->mu);
 
+        take_sync_failure(r, sync_errno);
         try_resume(r);
         size_t copied = 0;
         while (list) {
@@ -1055,33 +1163,60 @@ static void *writer_main(void *arg) {
 
 /* ---- producer side ---- */
 
-static void enqueue(reel_recorder_t *r, reel_rflow_t *f, const Reel__Record *rec, int force) {
+/* What kind of record is queued: the budget treats them differently. */
+enum {
+    Q_SMALL, /* start, heads: kept up to the whole budget */
+    Q_BODY,  /* a body chunk: shed first, once the body share is used up */
+    Q_FINAL, /* end or error: always queued (one per flow, small) */
+};
+
+/* The share of queue_bytes body chunks may use; the rest is kept for
+ * heads and ends, so that a queue full of bodies never costs a flow its
+ * head or its outcome. */
+static size_t body_budget(const reel_recorder_t *r) {
+    return r->opts.queue_bytes - r->opts.queue_bytes / 8;
+}
+
+/* Encodes rec and queues it. With capture lossless it waits for room; with
+ * capture on it never waits: a body chunk that does not fit in the body
+ * share is not queued (returns 0: the caller sheds the rest of that body),
+ * and a start or head that does not fit in the whole budget is dropped and
+ * counted in f->dropped (the flow then ends with an error). Ends are always
+ * queued. Returns 1 when queued. */
+static int enqueue(reel_recorder_t *r, reel_rflow_t *f, const Reel__Record *rec, int kind) {
     size_t len = reel__record__get_packed_size(rec);
+    size_t cap = kind == Q_BODY ? body_budget(r) : r->opts.queue_bytes;
     item *it = reel_malloc(sizeof *it + len);
     it->next = NULL;
     it->len = len;
     reel__record__pack(rec, it->data);
     pthread_mutex_lock(&r->mu);
-    if (!force && r->queued_bytes + r->writer_bytes + len > r->opts.queue_bytes &&
-        (r->head || r->writer_bytes)) {
-        if (r->capture == REEL_CAPTURE_LOSSLESS) {
-            while (r->queued_bytes + r->writer_bytes + len > r->opts.queue_bytes &&
-                   (r->head || r->writer_bytes))
-                pthread_cond_wait(&r->cv_space, &r->mu);
-        } else {
-            r->stats.dropped_records++;
+    int full = kind != Q_FINAL && r->queued_bytes + r->writer_bytes + len > cap &&
+               (r->head || r->writer_bytes);
+    if (full && r->capture == REEL_CAPTURE_LOSSLESS) {
+        while (r->queued_bytes + r->writer_bytes + len > r->opts.queue_bytes &&
+               (r->head || r->writer_bytes))
+            pthread_cond_wait(&r->cv_space, &r->mu);
+        full = 0;
+    }
+    if (full) {
+        if (kind == Q_BODY) {
             pthread_mutex_unlock(&r->mu);
             free(it);
-            if (f)
-                f->dropped++;
-            if (!r->warned_behind) {
-                r->warned_behind = 1;
-                warn(r, "capture is falling behind the disk: records are being dropped and the "
-                        "affected flows marked with an error (set capture=lossless to slow "
-                        "traffic down instead)");
-            }
-            return;
+            return 0;
         }
+        r->stats.dropped_records++;
+        pthread_mutex_unlock(&r->mu);
+        free(it);
+        if (f)
+            f->dropped++;
+        if (!r->warned_records) {
+            r->warned_records = 1;
+            warn(r, "capture is falling behind the disk: the capture buffer is full even "
+                    "without bodies, records are being dropped and the affected flows marked "
+                    "with an error (set capture=lossless to slow traffic down instead)");
+        }
+        return 0;
     }
     it->seq = ++r->enq_seq;
     if (r->tail)
@@ -1090,6 +1225,8 @@ static void enqueue(reel_recorder_t *r, reel_rflow_t *f, const Reel__Record *rec
         r->head = it;
     r->tail = it;
     r->queued_bytes += len;
+    if (r->queued_bytes + r->writer_bytes > r->stats.queue_peak)
+        r->stats.queue_peak = r->queued_bytes + r->writer_bytes;
     /* Wake the writer when it waits for work, or when it waits for a
      * block's deadline and half a block has piled up; otherwise it takes
      * these records at its deadline. Waking it per record cost a context
@@ -1099,6 +1236,7 @@ static void enqueue(reel_recorder_t *r, reel_rflow_t *f, const Reel__Record *rec
         pthread_cond_signal(&r->cv_work);
     }
     pthread_mutex_unlock(&r->mu);
+    return 1;
 }
 
 static int64_t now_or(int64_t t) {
@@ -1116,6 +1254,18 @@ static void uuid4(char out[37]) {
     snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
              b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
              b[14], b[15]);
+}
+
+/* Lets the sync thread cover what is written, then joins it. */
+static void stop_sync_thread(reel_recorder_t *r) {
+    if (!r->sync_running)
+        return;
+    pthread_mutex_lock(&r->mu);
+    r->sync_stop = 1;
+    pthread_cond_signal(&r->cv_sync);
+    pthread_mutex_unlock(&r->mu);
+    pthread_join(r->sthread, NULL);
+    r->sync_running = 0;
 }
 
 static int segment_exists(reel_session_t *s, uint32_t n) {
@@ -1141,7 +1291,9 @@ reel_rc reel_recorder_open(reel_session_t *s, const reel_recorder_opts_t *opts,
     else
         reel_recorder_opts_default(&r->opts);
     if (r->opts.queue_bytes == 0)
-        r->opts.queue_bytes = 16u << 20;
+        r->opts.queue_bytes = REEL_RECORDER_QUEUE_DEFAULT;
+    if (r->opts.queue_bytes < REEL_RECORDER_QUEUE_MIN)
+        r->opts.queue_bytes = REEL_RECORDER_QUEUE_MIN;
     if (r->opts.segment_size < (1u << 20))
         r->opts.segment_size = 1u << 20;
     if (r->opts.retry_ms == 0)
@@ -1164,6 +1316,8 @@ reel_rc reel_recorder_open(reel_session_t *s, const reel_recorder_opts_t *opts,
     pthread_cond_init(&r->cv_done, &ca);
     pthread_cond_init(&r->cv_ijob, &ca);
     pthread_cond_init(&r->cv_ispace, &ca);
+    pthread_cond_init(&r->cv_sync, &ca);
+    pthread_cond_init(&r->cv_synced, &ca);
     pthread_condattr_destroy(&ca);
     r->next_flow_id = reel_index_max_flow_id(reel_session_db(s)) + 1;
     char *dbpath = reel_asprintf("%s/session.db", reel_session_path(s));
@@ -1185,9 +1339,20 @@ reel_rc reel_recorder_open(reel_session_t *s, const reel_recorder_opts_t *opts,
         last = indexed && segment_exists(s, indexed) ? indexed : indexed + 1;
     if ((rc = open_segment(r, last, err)) != REEL_OK)
         goto out;
-    if (r->seg_size >= r->opts.segment_size && (rc = open_segment(r, r->segment + 1, err)) != REEL_OK)
+    if (r->seg_size >= r->opts.segment_size &&
+        (rc = open_segment(r, r->segment + 1, err)) != REEL_OK)
         goto out;
+    r->written_seg = r->synced_seg = r->segment;
+    r->written_off = r->synced_off = r->seg_size;
+    if (r->opts.fsync != REEL_FSYNC_NEVER) {
+        if (pthread_create(&r->sthread, NULL, sync_main, r) != 0) {
+            rc = reel_err_set(err, REEL_ERROR, "cannot start the sync thread");
+            goto out;
+        }
+        r->sync_running = 1;
+    }
     if (pthread_create(&r->ithread, NULL, index_main, r) != 0) {
+        stop_sync_thread(r);
         rc = reel_err_set(err, REEL_ERROR, "cannot start the index thread");
         goto out;
     }
@@ -1196,6 +1361,7 @@ reel_rc reel_recorder_open(reel_session_t *s, const reel_recorder_opts_t *opts,
         q->quit = 1;
         push_ijob(r, q);
         pthread_join(r->ithread, NULL);
+        stop_sync_thread(r);
         rc = reel_err_set(err, REEL_ERROR, "cannot start the writer thread");
         goto out;
     }
@@ -1217,7 +1383,8 @@ out:
     return rc;
 }
 
-void reel_recorder_set_limits(reel_recorder_t *rec, uint64_t body_limit, reel_capture_mode capture) {
+void reel_recorder_set_limits(reel_recorder_t *rec, uint64_t body_limit,
+                              reel_capture_mode capture) {
     rec->body_limit = body_limit;
     rec->capture = capture;
 }
@@ -1243,7 +1410,7 @@ reel_rflow_t *reel_recorder_flow_start(reel_recorder_t *r, const reel_flow_info_
     rec.time_us = now_or(info ? info->time_us : 0);
     rec.event_case = REEL__RECORD__EVENT_START;
     rec.start = &st;
-    enqueue(r, f, &rec, 0);
+    enqueue(r, f, &rec, Q_SMALL);
     pthread_mutex_lock(&r->mu);
     r->stats.flows++;
     pthread_mutex_unlock(&r->mu);
@@ -1292,7 +1459,7 @@ void reel_recorder_request_head(reel_rflow_t *f, const reel_request_head_t *h) {
     rec.event_case = REEL__RECORD__EVENT_REQUEST_HEAD;
     rec.request_head = &rh;
     f->body_time_us = h->time_us;
-    enqueue(f->rec, f, &rec, 0);
+    enqueue(f->rec, f, &rec, Q_SMALL);
     free(rh.headers);
     free(store);
 }
@@ -1315,36 +1482,52 @@ void reel_recorder_response_head(reel_rflow_t *f, const reel_response_head_t *h)
     rec.event_case = REEL__RECORD__EVENT_RESPONSE_HEAD;
     rec.response_head = &rh;
     f->body_time_us = h->time_us;
-    enqueue(f->rec, f, &rec, 0);
+    enqueue(f->rec, f, &rec, Q_SMALL);
     free(rh.headers);
     free(store);
 }
 
-/* Whether the bodies of f are recorded, decided at its first body bytes.
- * With capture on, a flow whose bodies begin while the queue is more than
- * half full keeps its heads and outcome but not its bodies: when the disk
- * falls behind, whole flows are recorded and others are marked, rather than
- * every flow losing some of its body. */
-static int body_admitted(reel_rflow_t *f) {
-    if (f->body_admit == 0) {
+/* Body shedding (capture on). The budget's body share (7/8 of it) absorbs
+ * bursts; heads and ends keep the rest. A body is shed, never a head or an
+ * end, and a body is shed from some point to its end, never in pieces: the
+ * stored bytes are then a prefix, as with body_limit, so every reader of
+ * the spool stays right, and the flow's end says how many bytes were left
+ * out (request_body_dropped / response_body_dropped) instead of turning a
+ * successful exchange into an error. A body that begins while the body
+ * share is more than 3/4 used is shed from its first byte: under a load
+ * the disk cannot keep up with, the bodies already being stored keep the
+ * last quarter and are stored whole, rather than every body losing its
+ * tail (bench/burst stored larger bursts of downloads whole with 3/4 than
+ * with 1/2). Per body, not per chunk: a shed chunk in the middle
+ * would leave a hole the format cannot express for a live flow. */
+static void shed_body(reel_rflow_t *f, int response) {
+    reel_recorder_t *r = f->rec;
+    f->body_admit[response] = -1;
+    pthread_mutex_lock(&r->mu);
+    r->stats.unrecorded_bodies++;
+    pthread_mutex_unlock(&r->mu);
+    if (!r->warned_behind) {
+        r->warned_behind = 1;
+        warn(r, "capture is falling behind the disk: some bodies are not stored in full (their "
+                "flows end normally and say how many bytes were left out); raise capture_buffer "
+                "to absorb larger bursts, or set capture=lossless to slow traffic down instead");
+    }
+}
+
+/* Whether a body that begins now is stored. */
+static int body_admitted(reel_rflow_t *f, int response) {
+    if (f->body_admit[response] == 0) {
         reel_recorder_t *r = f->rec;
-        f->body_admit = 1;
+        f->body_admit[response] = 1;
         if (r->capture == REEL_CAPTURE_ON) {
             pthread_mutex_lock(&r->mu);
-            if (r->queued_bytes + r->writer_bytes > r->opts.queue_bytes / 2) {
-                f->body_admit = -1;
-                r->stats.unrecorded_bodies++;
-            }
+            int behind = r->queued_bytes + r->writer_bytes > body_budget(r) / 4 * 3;
             pthread_mutex_unlock(&r->mu);
-            if (f->body_admit < 0 && !r->warned_behind) {
-                r->warned_behind = 1;
-                warn(r, "capture is falling behind the disk: some flows are recorded without "
-                        "their bodies and marked with an error (set capture=lossless to slow "
-                        "traffic down instead)");
-            }
+            if (behind)
+                shed_body(f, response);
         }
     }
-    return f->body_admit > 0;
+    return f->body_admit[response] > 0;
 }
 
 static void body(reel_rflow_t *f, int response, const void *data, size_t len) {
@@ -1353,11 +1536,10 @@ static void body(reel_rflow_t *f, int response, const void *data, size_t len) {
     *seen += len;
     if (f->id == 0 || f->dropped || len == 0)
         return;
-    if (!body_admitted(f)) {
-        f->dropped += (len + REEL_SPOOL_CHUNK - 1) / REEL_SPOOL_CHUNK;
-        return;
-    }
-    size_t room = *stored >= f->limit ? 0 : (size_t)(f->limit - *stored < len ? f->limit - *stored : len);
+    size_t room =
+        *stored >= f->limit ? 0 : (size_t)(f->limit - *stored < len ? f->limit - *stored : len);
+    if (room == 0 || !body_admitted(f, response))
+        return; /* counted in seen: the end says what was not stored */
     const uint8_t *p = data;
     int64_t t = now_or(f->body_time_us);
     while (room) {
@@ -1368,14 +1550,16 @@ static void body(reel_rflow_t *f, int response, const void *data, size_t len) {
         Reel__Record rec = REEL__RECORD__INIT;
         rec.flow_id = f->id;
         rec.time_us = t;
-        rec.event_case = response ? REEL__RECORD__EVENT_RESPONSE_BODY : REEL__RECORD__EVENT_REQUEST_BODY;
+        rec.event_case =
+            response ? REEL__RECORD__EVENT_RESPONSE_BODY : REEL__RECORD__EVENT_REQUEST_BODY;
         if (response)
             rec.response_body = &bc;
         else
             rec.request_body = &bc;
-        enqueue(f->rec, f, &rec, 0);
-        if (f->dropped)
+        if (!enqueue(f->rec, f, &rec, Q_BODY)) {
+            shed_body(f, response);
             return;
+        }
         *stored += n;
         p += n;
         room -= n;
@@ -1400,12 +1584,23 @@ static void fill_timings(Reel__Timings *tm, const reel_timings_t *t) {
     tm->ssl_us = t->ssl_us;
 }
 
+/* Body bytes within body_limit that were not stored: shed because capture
+ * fell behind (0 when the whole body, up to body_limit, is in the spool). */
+static uint64_t body_dropped(const reel_rflow_t *f, int response) {
+    uint64_t seen = response ? f->resp_seen : f->req_seen;
+    uint64_t stored = response ? f->resp_stored : f->req_stored;
+    uint64_t kept = seen < f->limit ? seen : f->limit;
+    return kept > stored ? kept - stored : 0;
+}
+
 static void end_with_error(reel_rflow_t *f, const char *message, const reel_flow_end_t *e) {
     Reel__FlowError fe = REEL__FLOW_ERROR__INIT;
     Reel__Timings tm = REEL__TIMINGS__INIT;
     fe.message = (char *)message;
     fe.request_body_size = f->req_seen;
     fe.response_body_size = f->resp_seen;
+    fe.request_body_dropped = body_dropped(f, 0);
+    fe.response_body_dropped = body_dropped(f, 1);
     fe.request_end_us = e->request_end_us;
     fe.response_start_us = e->response_start_us;
     fe.server_addr = (char *)(e->server_addr ? e->server_addr : "");
@@ -1418,7 +1613,17 @@ static void end_with_error(reel_rflow_t *f, const char *message, const reel_flow
     rec.time_us = now_or(e->time_us);
     rec.event_case = REEL__RECORD__EVENT_ERROR;
     rec.error = &fe;
-    enqueue(f->rec, NULL, &rec, 1);
+    enqueue(f->rec, NULL, &rec, Q_FINAL);
+}
+
+/* Counts the body bytes a finished flow did not store. */
+static void count_dropped_bodies(reel_rflow_t *f) {
+    uint64_t n = body_dropped(f, 0) + body_dropped(f, 1);
+    if (n == 0)
+        return;
+    pthread_mutex_lock(&f->rec->mu);
+    f->rec->stats.dropped_body_bytes += n;
+    pthread_mutex_unlock(&f->rec->mu);
 }
 
 void reel_recorder_flow_finish(reel_rflow_t *f, const reel_flow_end_t *e) {
@@ -1427,6 +1632,8 @@ void reel_recorder_flow_finish(reel_rflow_t *f, const reel_flow_end_t *e) {
         return;
     if (e == NULL)
         e = &none;
+    if (f->id)
+        count_dropped_bodies(f);
     if (f->id && e->error) {
         char msg[REEL_ERR_MSG_MAX];
         if (f->dropped)
@@ -1436,14 +1643,12 @@ void reel_recorder_flow_finish(reel_rflow_t *f, const reel_flow_end_t *e) {
             snprintf(msg, sizeof msg, "%s", e->error);
         end_with_error(f, msg, e);
     } else if (f->id && f->dropped) {
+        /* A start or head did not fit even in the part of the capture
+         * buffer kept for them: the flow's record has a hole, say so. */
         char msg[160];
-        if (f->body_admit < 0)
-            snprintf(msg, sizeof msg,
-                     "capture fell behind the disk: the bodies of this flow were not recorded");
-        else
-            snprintf(msg, sizeof msg,
-                     "capture fell behind the disk: %llu records of this flow were not recorded",
-                     (unsigned long long)f->dropped);
+        snprintf(msg, sizeof msg,
+                 "capture fell behind the disk: %llu records of this flow were not recorded",
+                 (unsigned long long)f->dropped);
         end_with_error(f, msg, e);
     } else if (f->id) {
         Reel__FlowEnd fe = REEL__FLOW_END__INIT;
@@ -1452,6 +1657,8 @@ void reel_recorder_flow_finish(reel_rflow_t *f, const reel_flow_end_t *e) {
         fe.response_body_size = f->resp_seen;
         fe.request_truncated = f->req_seen > f->req_stored;
         fe.response_truncated = f->resp_seen > f->resp_stored;
+        fe.request_body_dropped = body_dropped(f, 0);
+        fe.response_body_dropped = body_dropped(f, 1);
         fe.request_end_us = e->request_end_us;
         fe.response_start_us = e->response_start_us;
         fe.server_addr = (char *)(e->server_addr ? e->server_addr : "");
@@ -1464,7 +1671,7 @@ void reel_recorder_flow_finish(reel_rflow_t *f, const reel_flow_end_t *e) {
         rec.time_us = now_or(e->time_us);
         rec.event_case = REEL__RECORD__EVENT_END;
         rec.end = &fe;
-        enqueue(f->rec, NULL, &rec, 1);
+        enqueue(f->rec, NULL, &rec, Q_FINAL);
     }
     free(f);
 }
@@ -1519,6 +1726,7 @@ reel_rc reel_recorder_close(reel_recorder_t *r, reel_err_t *err) {
     q->quit = 1;
     push_ijob(r, q);
     pthread_join(r->ithread, NULL);
+    stop_sync_thread(r); /* after the index thread: it may wait for a sync */
     reel_rc rc = r->sticky;
     if (rc != REEL_OK)
         reel_err_set(err, rc,
@@ -1549,6 +1757,8 @@ reel_rc reel_recorder_close(reel_recorder_t *r, reel_err_t *err) {
     pthread_cond_destroy(&r->cv_done);
     pthread_cond_destroy(&r->cv_ijob);
     pthread_cond_destroy(&r->cv_ispace);
+    pthread_cond_destroy(&r->cv_sync);
+    pthread_cond_destroy(&r->cv_synced);
     free(r);
     return rc;
 }

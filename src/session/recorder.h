@@ -4,9 +4,16 @@
  * groups records into blocks, compresses each into one zstd frame, appends
  * it to the current spool segment, fsyncs per the durability policy and
  * then indexes the block in session.db. The calling thread never touches
- * the disk. When the queue is full the recorder either blocks (capture
- * "lossless") or drops the flow's remaining records, marks the flow with an
- * error and reports once through the warning callback (capture "on").
+ * the disk. The queue is bounded in bytes (queue_bytes, the capture_buffer
+ * setting, 256 MiB by default), so it absorbs bursts the disk catches up
+ * with. When it is full the recorder either blocks (capture "lossless") or,
+ * with capture "on", never blocks and sheds body chunks first: 7/8 of the
+ * budget may hold body chunks, the rest is kept for starts, heads and ends,
+ * so a flow keeps its heads and its outcome; a body that is shed keeps a
+ * stored prefix and the flow ends normally, with the bytes left out in
+ * request_body_dropped / response_body_dropped (and *_truncated). Only if
+ * even heads do not fit does a flow lose records and end with an error.
+ * The warning callback reports each case once.
  *
  * When writing the spool fails (disk full, read-only file system, I/O
  * error) capture stops: records are dropped, the warning callback says so
@@ -32,8 +39,14 @@
 
 typedef struct reel_recorder reel_recorder_t;
 
+/** Default and smallest queue_bytes. */
+#define REEL_RECORDER_QUEUE_DEFAULT ((size_t)256 << 20)
+#define REEL_RECORDER_QUEUE_MIN ((size_t)64 << 10)
+
 typedef enum {
-    REEL_FSYNC_BLOCK = 0, /* fsync the segment after every frame (default) */
+    REEL_FSYNC_BLOCK = 0, /* no record is done (flush) before an fdatasync covers it;
+                             a sync thread runs fdatasync back to back, each one
+                             covering every frame written since the last (default) */
     REEL_FSYNC_INTERVAL,  /* at most every fsync_interval_ms */
     REEL_FSYNC_NEVER,
 } reel_fsync_policy;
@@ -58,10 +71,11 @@ typedef struct {
     uint64_t segment_size;      /* roll to a new segment past this many bytes */
     uint64_t body_limit;        /* bytes of each body stored; 0 = nothing stored */
     reel_capture_mode capture;
-    size_t queue_bytes;         /* bound of the queue; 0 = default (16 MiB) */
-    int zstd_level;             /* 0 = default (3) */
-    uint32_t retry_ms;          /* while capture is stopped, how often to check
-                                   whether writing works again; 0 = default (1000) */
+    size_t queue_bytes; /* bound of the queue in bytes (capture_buffer);
+                           0 = default (REEL_RECORDER_QUEUE_DEFAULT) */
+    int zstd_level;     /* 0 = default (3) */
+    uint32_t retry_ms;  /* while capture is stopped, how often to check
+                           whether writing works again; 0 = default (1000) */
     /* Called from the writer thread, the index thread or the caller with a
      * one-line message when capture falls behind, a disk error stops it,
      * it resumes, or indexing pauses and resumes. May be NULL (messages go
@@ -166,7 +180,7 @@ typedef struct {
     const reel_timings_t *timings; /* phases, -1 for those that did not happen */
     int64_t time_us;               /* 0 = now */
     int64_t request_end_us, response_start_us;
-    const char *server_addr;       /* "ip:port" of the origin, if one was reached */
+    const char *server_addr; /* "ip:port" of the origin, if one was reached */
 } reel_flow_end_t;
 
 /** Ends the flow (FlowEnd, or FlowError when e->error is set) and frees f.
@@ -181,12 +195,19 @@ reel_rc reel_recorder_flush(reel_recorder_t *rec, reel_err_t *err);
 
 /** Counters for `reel show` / stats. `flows` counts flows started;
  * `lost_flows` those of them left out because capture was stopped when
- * they started; `dropped_records` every record not written;
- * `unrecorded_bodies` flows recorded without their bodies because the queue
- * was more than half full when their bodies began (capture on). */
+ * they started; `dropped_records` every record not written (body chunks
+ * that were shed are not records: they are counted in bytes);
+ * `unrecorded_bodies` bodies (request or response) not stored in full
+ * because capture fell behind (capture on); `dropped_body_bytes` their
+ * bytes left out, counted when their flows end; `syncs` fdatasyncs of the
+ * spool (each covers every frame written before it started); `queue_peak`
+ * the most bytes the queue held at once: at most queue_bytes, plus the end
+ * records (about 100 bytes each) of flows that finished while it was full,
+ * or one record larger than queue_bytes taken into an empty queue. */
 typedef struct {
     uint64_t flows, records, frames, raw_bytes, spool_bytes, dropped_records, lost_flows;
     uint64_t unrecorded_bodies;
+    uint64_t dropped_body_bytes, syncs, queue_peak;
 } reel_recorder_stats_t;
 void reel_recorder_stats(reel_recorder_t *rec, reel_recorder_stats_t *out);
 

@@ -1,6 +1,8 @@
 /* Recorder fault tests: a disk that fails writes (ENOSPC) and comes back,
- * an index whose commits fail (as with SQLITE_FULL) and catches up, and a
- * segment deleted under the writer. Faults are injected through the
+ * an index whose commits fail (as with SQLITE_FULL) and catches up, a
+ * segment deleted under the writer, a disk that falls behind (bodies shed,
+ * heads and ends kept, bursts within the budget kept whole) and a slow
+ * fdatasync (group commit). Faults are injected through the
  * recorder's fault hook; the session lives in a normal temp directory. */
 #include <errno.h>
 #include <pthread.h>
@@ -28,6 +30,7 @@
 typedef struct {
     int write, sync, probe, commit; /* errno to fail with, 0 = works */
     int hold, held;                 /* hold: frame writes wait; held: one is waiting */
+    int hold_sync, held_sync;       /* the same for fdatasync */
     pthread_mutex_t mu;
     reel_buf_t warnings; /* one line per warning */
 } env_t;
@@ -44,6 +47,13 @@ static int fault_cb(void *ctx, reel_recorder_fault_op op) {
         pthread_mutex_lock(&e->mu);
     }
     e->held = 0;
+    while (op == REEL_FAULT_SYNC && e->hold_sync) {
+        e->held_sync = 1;
+        pthread_mutex_unlock(&e->mu);
+        sleep_ms(2);
+        pthread_mutex_lock(&e->mu);
+    }
+    e->held_sync = 0;
     int v = op == REEL_FAULT_WRITE   ? e->write
             : op == REEL_FAULT_SYNC  ? e->sync
             : op == REEL_FAULT_PROBE ? e->probe
@@ -173,6 +183,8 @@ static uint64_t whole_flow(reel_recorder_t *r, const char *target, uint64_t size
 typedef struct {
     uint64_t id, resp;
     int start, rq_head, rs_head, end, error, bad;
+    uint64_t resp_size, resp_dropped; /* from the end or error record */
+    int resp_truncated;
     char message[1024];
 } seen_t;
 
@@ -195,9 +207,14 @@ static int seen_cb(void *ctx, const Reel__Record *rec) {
         break;
     case REEL__RECORD__EVENT_END:
         c->end++;
+        c->resp_size = rec->end->response_body_size;
+        c->resp_dropped = rec->end->response_body_dropped;
+        c->resp_truncated = rec->end->response_truncated;
         break;
     case REEL__RECORD__EVENT_ERROR:
         c->error++;
+        c->resp_size = rec->error->response_body_size;
+        c->resp_dropped = rec->error->response_body_dropped;
         snprintf(c->message, sizeof c->message, "%s", rec->error->message);
         break;
     default:
@@ -446,51 +463,124 @@ static void test_index_behind_at_close(void **state) {
     free(home);
 }
 
-/* The segment is deleted under the writer (the session directory was
- * removed): capture stops for good, even though writing "works". */
+/* Holds frame writes (a disk that has fallen behind) until the writer is
+ * stuck in one: the queue then only grows. Returns the id of the flow
+ * whose block the writer holds. */
+static uint64_t stall_writer(reel_recorder_t *r, env_t *e) {
+    set_fault(e, &e->hold, 1);
+    uint64_t w = whole_flow(r, "/w", 300 << 10); /* fills a block */
+    for (int i = 0; i < 1000; i++) {
+        pthread_mutex_lock(&e->mu);
+        int held = e->held;
+        pthread_mutex_unlock(&e->mu);
+        if (held)
+            return w;
+        sleep_ms(2);
+    }
+    fail_msg("the writer did not reach a frame write");
+    return 0;
+}
+
+/* A flows row's integer column. */
+static int64_t flow_col(reel_session_t *s, uint64_t id, const char *col) {
+    char *sql = reel_asprintf("SELECT %s FROM flows WHERE id = ?", col);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(reel_session_db(s), sql, -1, &st, NULL), SQLITE_OK);
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    free(sql);
+    return v;
+}
+
 /* Capture on, the disk falling behind (the writer is held in a frame
- * write): a flow whose bodies begin while the queue is more than half full
- * keeps its heads and its outcome, not its bodies, and says so; flows that
- * got in are recorded whole. */
-static void test_behind_flows_lose_bodies_not_parts(void **state) {
+ * write, with at most 300 KiB of records behind it; queue of 1 MiB:
+ * 896 KiB for bodies, bodies that begin past 672 KiB are shed from the
+ * start). Bodies are shed, never heads or ends:
+ * a flow whose body began in time is stored whole, one whose body filled
+ * the body share keeps a prefix, one that began too late keeps no body;
+ * all of them end normally, saying how many bytes were left out, and the
+ * heads of flows that came after are all there. */
+static void test_behind_sheds_bodies_keeps_heads_and_ends(void **state) {
     (void)state;
     char *home = reel_test_tmpdir("rec-behind");
     env_t e;
     env_init(&e);
     reel_session_t *s = open_session(home, "behind", REEL_OPEN_CREATE | REEL_OPEN_RECORD);
-    reel_recorder_t *r = start_q(s, &e, 512 << 10);
-    set_fault(&e, &e.hold, 1);
-    uint64_t w = whole_flow(r, "/w", 300 << 10); /* fills a block: the writer is held */
-    for (int i = 0; i < 500; i++) {
-        pthread_mutex_lock(&e.mu);
-        int held = e.held;
-        pthread_mutex_unlock(&e.mu);
-        if (held)
-            break;
-        sleep_ms(2);
-    }
-    uint64_t a = whole_flow(r, "/a", 300 << 10); /* queue was below half: recorded */
-    reel_rflow_t *b = begin(r, "/b");            /* now above half: no bodies */
+    reel_recorder_t *r = start_q(s, &e, 1 << 20);
+    uint64_t w = stall_writer(r, &e);
+    uint64_t a = whole_flow(r, "/a", 300 << 10); /* fits: whole */
+    reel_rflow_t *b = begin(r, "/b");            /* begins below 672 KiB, fills the share */
     uint64_t bid = reel_rflow_id(b);
-    respond(b, 0, 100 << 10, 1);
+    respond(b, 0, 600 << 10, 1);
     reel_recorder_flow_end(b, NULL, 0, 0, 0);
+    reel_rflow_t *c = begin(r, "/c"); /* begins past it: no body */
+    uint64_t cid = reel_rflow_id(c);
+    respond(c, 0, 100 << 10, 1);
+    reel_recorder_flow_end(c, NULL, 0, 0, 0);
+    reel_rflow_t *d = begin(r, "/d"); /* no body either, and the exchange failed */
+    uint64_t did = reel_rflow_id(d);
+    respond(d, 0, 50 << 10, 1);
+    reel_recorder_flow_error(d, "upstream closed the connection", 0);
+    uint64_t h[40]; /* heads and ends of flows without bodies still fit */
+    for (int i = 0; i < 40; i++) {
+        reel_rflow_t *f = begin(r, "/h");
+        h[i] = reel_rflow_id(f);
+        respond(f, 0, 0, 1);
+        reel_recorder_flow_end(f, NULL, 0, 0, 0);
+    }
+    reel_recorder_stats_t st;
+    reel_recorder_stats(r, &st);
+    assert_true(st.queue_peak <= 1 << 20);
+    assert_int_equal(st.dropped_records, 0);
     set_fault(&e, &e.hold, 0);
     reel_err_t err;
     reel_err_clear(&err);
     assert_int_equal(reel_recorder_flush(r, &err), REEL_OK);
-    reel_recorder_stats_t st;
     reel_recorder_stats(r, &st);
-    assert_int_equal(st.unrecorded_bodies, 1);
-    assert_int_equal(warned(&e, "recorded without their bodies"), 1);
+    assert_int_equal(st.unrecorded_bodies, 3);
+    assert_int_equal(st.dropped_records, 0);
+    assert_int_equal(warned(&e, "some bodies are not stored in full"), 1);
+    assert_int_equal(warned(&e, "records are being dropped"), 0);
     assert_int_equal(reel_recorder_close(r, &err), REEL_OK);
+
     assert_complete(s, w, 300 << 10);
     assert_complete(s, a, 300 << 10);
-    seen_t c = read_flow(s, bid);
-    assert_int_equal(c.start, 1);
-    assert_int_equal(c.rs_head, 1);
-    assert_int_equal(c.resp, 0);
-    assert_int_equal(c.error, 1);
-    assert_non_null(strstr(c.message, "the bodies of this flow were not recorded"));
+    seen_t sb = read_flow(s, bid);
+    assert_int_equal(sb.rs_head, 1);
+    assert_int_equal(sb.end, 1);
+    assert_int_equal(sb.error, 0);
+    assert_true(sb.resp > 0 && sb.resp < 600 << 10); /* a prefix, checked byte by byte */
+    assert_int_equal(sb.resp_size, 600 << 10);
+    assert_int_equal(sb.resp_dropped, (600 << 10) - sb.resp);
+    assert_true(sb.resp_truncated);
+    seen_t sc = read_flow(s, cid);
+    assert_int_equal(sc.start, 1);
+    assert_int_equal(sc.rq_head, 1);
+    assert_int_equal(sc.rs_head, 1);
+    assert_int_equal(sc.resp, 0);
+    assert_int_equal(sc.end, 1);
+    assert_int_equal(sc.error, 0);
+    assert_int_equal(sc.resp_dropped, 100 << 10);
+    seen_t sd = read_flow(s, did);
+    assert_int_equal(sd.rs_head, 1);
+    assert_int_equal(sd.error, 1);
+    assert_string_equal(sd.message, "upstream closed the connection"); /* not about capture */
+    assert_int_equal(sd.resp_dropped, 50 << 10);
+    for (int i = 0; i < 40; i++) {
+        seen_t sh = read_flow(s, h[i]);
+        assert_int_equal(sh.rq_head + sh.rs_head + sh.end, 3);
+    }
+    char state_b[32] = "", state_c[32] = "";
+    assert_true(flow_in_index(s, bid, state_b, sizeof state_b));
+    assert_true(flow_in_index(s, cid, state_c, sizeof state_c));
+    assert_string_equal(state_b, "complete");
+    assert_string_equal(state_c, "complete");
+    assert_int_equal(flow_col(s, bid, "response_body_dropped"), (600 << 10) - sb.resp);
+    assert_int_equal(flow_col(s, cid, "response_body_dropped"), 100 << 10);
+    assert_int_equal(flow_col(s, cid, "response_truncated"), 1);
+    assert_int_equal(flow_col(s, a, "response_body_dropped"), 0);
     assert_verify(s);
     reel_session_close(s);
     env_free(&e);
@@ -498,6 +588,180 @@ static void test_behind_flows_lose_bodies_not_parts(void **state) {
     free(home);
 }
 
+/* Memory stays bounded by the budget however long the disk stalls: 4 MiB
+ * of bodies from 64 flows at once into a 256 KiB queue; the queue never
+ * holds more than its budget, and every flow keeps its heads and its end. */
+static void test_behind_memory_bounded(void **state) {
+    (void)state;
+    char *home = reel_test_tmpdir("rec-bound");
+    env_t e;
+    env_init(&e);
+    reel_session_t *s = open_session(home, "bound", REEL_OPEN_CREATE | REEL_OPEN_RECORD);
+    reel_recorder_t *r = start_q(s, &e, 256 << 10);
+    stall_writer(r, &e);
+    enum { N = 64, SIZE = 64 << 10 };
+    reel_rflow_t *f[N];
+    uint64_t id[N];
+    for (int i = 0; i < N; i++) {
+        f[i] = begin(r, "/m");
+        id[i] = reel_rflow_id(f[i]);
+        reel_response_head_t rs = {.status = 200, .reason = "OK"};
+        reel_recorder_response_head(f[i], &rs);
+    }
+    for (uint64_t off = 0; off < SIZE; off += 4096)
+        for (int i = 0; i < N; i++)
+            respond(f[i], off, off + 4096, 0);
+    for (int i = 0; i < N; i++)
+        reel_recorder_flow_end(f[i], NULL, 0, 0, 0);
+    reel_recorder_stats_t st;
+    reel_recorder_stats(r, &st);
+    assert_true(st.queue_peak <= 256 << 10);
+    assert_true(st.queue_peak > 128 << 10);
+    set_fault(&e, &e.hold, 0);
+    assert_int_equal(reel_recorder_close(r, NULL), REEL_OK);
+    uint64_t stored = 0;
+    for (int i = 0; i < N; i++) {
+        seen_t c = read_flow(s, id[i]);
+        assert_int_equal(c.rq_head + c.rs_head + c.end, 3);
+        assert_int_equal(c.error, 0);
+        assert_int_equal(c.resp + c.resp_dropped, SIZE);
+        stored += c.resp;
+    }
+    assert_true(stored <= 256 << 10);
+    assert_verify(s);
+    reel_session_close(s);
+    env_free(&e);
+    reel_test_rm_rf(home);
+    free(home);
+}
+
+/* A burst within the budget is recorded whole, however slow the disk is
+ * meanwhile: 50 downloads of 2 MiB at once (100 MiB, as in issue 9) while
+ * the writer is stalled, with the default budget. */
+static void test_burst_within_budget_recorded_whole(void **state) {
+    (void)state;
+    char *home = reel_test_tmpdir("rec-burst");
+    env_t e;
+    env_init(&e);
+    reel_session_t *s = open_session(home, "burst", REEL_OPEN_CREATE | REEL_OPEN_RECORD);
+    reel_recorder_t *r = start(s, &e);
+    stall_writer(r, &e);
+    enum { N = 50, SIZE = 2 << 20, STEP = 64 << 10 };
+    reel_rflow_t *f[N];
+    uint64_t id[N];
+    for (int i = 0; i < N; i++) {
+        f[i] = begin(r, "/2m");
+        id[i] = reel_rflow_id(f[i]);
+        reel_response_head_t rs = {.status = 200, .reason = "OK"};
+        reel_recorder_response_head(f[i], &rs);
+    }
+    for (uint64_t off = 0; off < SIZE; off += STEP)
+        for (int i = 0; i < N; i++)
+            respond(f[i], off, off + STEP, 0);
+    for (int i = 0; i < N; i++)
+        reel_recorder_flow_end(f[i], NULL, 0, 0, 0);
+    reel_recorder_stats_t st;
+    reel_recorder_stats(r, &st);
+    assert_true(st.queue_peak >= (uint64_t)N * SIZE); /* all of it waited in memory */
+    set_fault(&e, &e.hold, 0);
+    assert_int_equal(reel_recorder_close(r, NULL), REEL_OK);
+    assert_int_equal(warned(&e, "falling behind"), 0);
+    for (int i = 0; i < N; i++)
+        assert_complete(s, id[i], SIZE);
+    reel_session_close(s);
+    env_free(&e);
+    reel_test_rm_rf(home);
+    free(home);
+}
+
+typedef struct {
+    reel_recorder_t *r;
+    reel_rc rc;
+    int done;
+    pthread_mutex_t mu;
+} flusher_t;
+
+static void *flusher_main(void *arg) {
+    flusher_t *fl = arg;
+    reel_rc rc = reel_recorder_flush(fl->r, NULL);
+    pthread_mutex_lock(&fl->mu);
+    fl->rc = rc;
+    fl->done = 1;
+    pthread_mutex_unlock(&fl->mu);
+    return NULL;
+}
+
+static int flusher_done(flusher_t *fl) {
+    pthread_mutex_lock(&fl->mu);
+    int d = fl->done;
+    pthread_mutex_unlock(&fl->mu);
+    return d;
+}
+
+/* fsync block is a group commit: while one fdatasync is slow (held), the
+ * writer goes on writing frames, nothing counts as done (flush waits, the
+ * index does not show the flow), and once it returns one more fdatasync
+ * covers every frame written meanwhile. */
+static void test_slow_sync_does_not_stall_writer(void **state) {
+    (void)state;
+    char *home = reel_test_tmpdir("rec-sync");
+    env_t e;
+    env_init(&e);
+    reel_session_t *s = open_session(home, "gsync", REEL_OPEN_CREATE | REEL_OPEN_RECORD);
+    reel_recorder_t *r = start(s, &e);
+    set_fault(&e, &e.hold_sync, 1);
+    uint64_t a = whole_flow(r, "/a", 10000);
+    flusher_t fl = {.r = r};
+    pthread_mutex_init(&fl.mu, NULL);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, flusher_main, &fl), 0);
+    for (int i = 0; i < 1000; i++) {
+        pthread_mutex_lock(&e.mu);
+        int held = e.held_sync;
+        pthread_mutex_unlock(&e.mu);
+        if (held)
+            break;
+        sleep_ms(2);
+    }
+    reel_recorder_stats_t st;
+    reel_recorder_stats(r, &st);
+    uint64_t frames0 = st.frames;
+    uint64_t ids[8];
+    for (int i = 0; i < 8; i++)
+        ids[i] = whole_flow(r, "/b", 1 << 20); /* 32 frames or more */
+    for (int i = 0; i < 1000; i++) {
+        reel_recorder_stats(r, &st);
+        if (st.frames >= frames0 + 32)
+            break;
+        sleep_ms(5);
+    }
+    if (st.frames < frames0 + 32)
+        fail_msg("frames %llu -> %llu", (unsigned long long)frames0, (unsigned long long)st.frames);
+    assert_false(flusher_done(&fl));
+    assert_false(flow_in_index(s, a, NULL, 0)); /* not committed before it is synced */
+    uint64_t syncs0 = st.syncs;
+    set_fault(&e, &e.hold_sync, 0);
+    pthread_join(t, NULL);
+    assert_int_equal(fl.rc, REEL_OK);
+    assert_true(flow_in_index(s, a, NULL, 0));
+    assert_int_equal(reel_recorder_flush(r, NULL), REEL_OK);
+    reel_recorder_stats(r, &st);
+    /* the held sync, then one (maybe two, if a frame came in as it began)
+     * for the 32 frames or more written meanwhile */
+    assert_true(st.syncs - syncs0 <= 3);
+    assert_int_equal(reel_recorder_close(r, NULL), REEL_OK);
+    assert_complete(s, a, 10000);
+    for (int i = 0; i < 8; i++)
+        assert_complete(s, ids[i], 1 << 20);
+    pthread_mutex_destroy(&fl.mu);
+    reel_session_close(s);
+    env_free(&e);
+    reel_test_rm_rf(home);
+    free(home);
+}
+
+/* The segment is deleted under the writer (the session directory was
+ * removed): capture stops for good, even though writing "works". */
 static void test_segment_deleted(void **state) {
     (void)state;
     char *home = reel_test_tmpdir("recorder");
@@ -537,7 +801,10 @@ int main(void) {
         cmocka_unit_test(test_index_commit_fails_then_catches_up),
         cmocka_unit_test(test_index_behind_at_close),
         cmocka_unit_test(test_segment_deleted),
-        cmocka_unit_test(test_behind_flows_lose_bodies_not_parts),
+        cmocka_unit_test(test_behind_sheds_bodies_keeps_heads_and_ends),
+        cmocka_unit_test(test_behind_memory_bounded),
+        cmocka_unit_test(test_burst_within_budget_recorded_whole),
+        cmocka_unit_test(test_slow_sync_does_not_stall_writer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
