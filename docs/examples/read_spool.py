@@ -176,9 +176,6 @@ def flow_json(flow_id, recs):
                         body_size=max(sizes[i] if sizes else 0, len(body[d])),
                         body_truncated=truncated[i], body_decoded=decoded[d],
                         body_dropped=dropped[i])
-    # Known holes are found by repair and kept in the index (flow_damage);
-    # read from the spool alone, a flow has none to report.
-    f["damage"] = []
     return f
 
 
