@@ -1097,8 +1097,9 @@ static reel_rc attach_journal(reel_session_t *s, reel_err_t *err) {
     reel_err_clear(&e2);
     reel_rc rc = reel_journal_attach(s->db, jp, &e2);
     free(jp);
-    if (rc == REEL_DB)
-        return reel_err_set(err, rc, "%s", reel_err_str(&e2));
+    if (rc == REEL_DB) /* no user-data tables to put triggers on */
+        return reel_err_set(err, REEL_CORRUPT, "session.db is damaged or not a reel index (%s)",
+                            reel_err_str(&e2));
     if (rc != REEL_OK)
         note(s, "%s", reel_err_str(&e2));
     return REEL_OK;
@@ -1287,8 +1288,23 @@ reel_rc reel_session_open(const char *home, const char *name, int flags, reel_se
             (rc = reel_index_meta_set(s->db, "format", "reel-session 1", err)) != REEL_OK)
             goto out;
     }
-    if (s->db && (rc = attach_journal(s, err)) != REEL_OK)
-        goto out;
+    if (s->db) {
+        reel_err_t jerr;
+        reel_err_clear(&jerr);
+        if ((rc = attach_journal(s, &jerr)) != REEL_OK && (flags & REEL_OPEN_REPAIR)) {
+            free(s->db_damage);
+            s->db_damage = reel_strdup(reel_err_str(&jerr));
+            sqlite3_close(s->db);
+            s->db = NULL;
+            rc = REEL_OK;
+        } else if (rc != REEL_OK) {
+            rc = reel_err_set(err, rc,
+                              "%s; 'reel repair %s' rebuilds the index from the spool (and the "
+                              "annotations, tags, marks and config from its journal)",
+                              reel_err_str(&jerr), name);
+            goto out;
+        }
+    }
     if (have_lock) {
         if (!(flags & REEL_OPEN_REPAIR)) {
             reel_err_t rerr;
@@ -1434,10 +1450,11 @@ static void salvage(reel_session_t *s, sqlite3 *nd, const char *oldpath) {
     if (attached)
         sqlite3_exec(nd, "DETACH old", NULL, NULL, NULL);
     if (!attached)
-        note(s, "nothing in the old index could be read: its annotations, tags, marks and config "
-                "overlay, if it had any, are lost");
+        note(s, "nothing in the old index could be read (its user data comes from the journal "
+                "alone)");
     else if (lost.len)
-        note(s, "could not read from the old index, so lost: %s", (const char *)lost.data);
+        note(s, "could not read from the old index (the journal has them): %s",
+             (const char *)lost.data);
     if (attached)
         note(s, "user data kept: %s", kept.len ? (const char *)kept.data : "none (there was none)");
     reel_buf_free(&kept);
