@@ -273,8 +273,8 @@ static const char triggers[] =
 static reel_rc snapshot(sqlite3 *db, reel_err_t *err) {
     reel_rc rc = REEL_OK;
     static const char *const q[] = {
-        "SELECT 9, 0, time_us, id, key, old_value, new_value, actor FROM config_history "
-        "ORDER BY id",
+        ("SELECT 9, 0, time_us, id, key, old_value, new_value, actor FROM config_history "
+         "ORDER BY id"), /* parenthesised: one element (clang -Wstring-concatenation) */
         "SELECT 7, 0, updated_us, 0, key, value, NULL, NULL FROM config_overlay",
         "SELECT 1, flow_id, created_us, id, text, NULL, NULL, NULL FROM annotations ORDER BY id",
         "SELECT 3, flow_id, NULL, 0, tag, NULL, NULL, NULL FROM tags",

@@ -85,7 +85,8 @@ static void build(const char *home, uint64_t big) {
     reel_session_close(s);
 }
 
-static long long q1(reel_session_t *s, const char *fmt, ...) {
+static __attribute__((format(printf, 2, 3))) long long q1(reel_session_t *s, const char *fmt,
+                                                         ...) {
     char sql[512];
     va_list ap;
     va_start(ap, fmt);
