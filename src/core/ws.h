@@ -139,7 +139,8 @@ typedef struct reel_ws reel_ws_t;
 
 /** Creates a codec for one direction of one connection. opts may be NULL
  * (zeroed options). Returns owned (free with reel_ws_free); never NULL
- * (allocation aborts). Window bits out of 8..15 are taken as 15. */
+ * (allocation aborts). Window bits out of 8..15 are taken as 15, and 8 as 9
+ * (what zlib's deflate makes of 8). */
 reel_ws_t *reel_ws_new(reel_ws_role role, const reel_ws_opts_t *opts);
 
 /** Frees w and everything its events point to. Accepts NULL. */
