@@ -184,7 +184,9 @@ static ProtobufCBinaryData arg_bytes(sqlite3_value *v) {
 }
 
 /* reel_journal(op, flow_id, time_us, id, a, b, c, d): one change, from
- * the triggers (the meaning of a..d by op is in fill_edit's callers). */
+ * the triggers below (a..d by op: ANNOTATE text; TAG/UNTAG tag; CONFIG_SET
+ * key, value; CONFIG_UNSET key; CONFIG_HISTORY key, old, new, actor). A
+ * NULL time is now. */
 static void fn_journal(sqlite3_context *ctx, int argc, sqlite3_value **v) {
     jstate *j = sqlite3_user_data(ctx);
     (void)argc;

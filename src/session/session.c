@@ -614,8 +614,8 @@ static reel_rc mark_lost(reel_session_t *s, const segrange *missing, size_t nmis
 
 /* ---- flows that lost records in a damaged spool range ---- */
 
-/* A spool position that sorts as the spool does: segment, then offset. */
-#define SPOOL_POS(seg, off) (((uint64_t)(seg) << 40) | (uint64_t)(off))
+/* SQL for a spool position that sorts as the spool does: segment, then
+ * offset (offsets stay below 2^40). */
 #define SQL_POS(seg, off) "((" seg ") << 40 | (" off "))"
 
 /* What the index row and the spool say of one flow: enough to tell whether
