@@ -110,15 +110,19 @@ def headers(hs):
     return [[text(h.name), text(h.value)] for h in hs]
 
 
+OPCODES = {0: "tcp", 1: "text", 2: "binary", 8: "close", 9: "ping", 10: "pong"}
+
+
 def flow_json(flow_id, recs):
     """The `reel flow --json` object of one flow, from its records in order."""
     f = dict.fromkeys(("id", "uuid", "kind", "source", "state", "client_addr", "server_addr",
                        "start_us", "end_us", "request_end_us", "response_start_us",
-                       "error", "request", "response", "timings"))
+                       "error", "request", "response", "timings", "server_conn", "messages"))
     f.update(id=flow_id, state="open")  # "open": no end or error record (yet)
     body = {"request": bytearray(), "response": bytearray()}
     decoded = {"request": False, "response": False}
     sizes, truncated, dropped = None, (False, False), (0, 0)
+    msg_data = []  # the data of each message, joined from its continuation records
 
     def end_facts(e):
         """What an end or error record says besides sizes."""
@@ -154,6 +158,25 @@ def flow_json(flow_id, recs):
                                  http_version=h.http_version or None,
                                  headers=headers(h.headers), generated=h.generated)
             decoded["response"] = h.body_decoded
+        elif ev == "server_conn":  # the upstream connection (the last one counts)
+            c = r.server_conn
+            f["server_conn"] = dict(conn_id=c.conn_id, address=c.address, sni=c.sni or None,
+                                    alpn=c.alpn or None, tls_version=c.tls_version or None,
+                                    cipher=c.cipher or None, reused=c.reused, retried=c.retried)
+        elif ev == "message":  # WebSocket or TCP message
+            m = r.message
+            if m.continued:
+                msg_data[-1] += m.data
+                continue
+            if f["messages"] is None:
+                f["messages"] = []
+            msg = dict(time_us=r.time_us, from_client=m.from_client, opcode=m.opcode,
+                       type=OPCODES.get(m.opcode, "opcode?"), length=m.length,
+                       truncated=m.truncated, compressed=m.compressed)
+            if m.opcode == 8:
+                msg["close_code"] = m.close_code
+            f["messages"].append(msg)
+            msg_data.append(bytearray(m.data))
         elif ev in ("request_body", "response_body"):
             d = ev.split("_")[0]
             if f[d] is None:  # body without a head (tunnels): head fields null
@@ -176,6 +199,8 @@ def flow_json(flow_id, recs):
                         body_size=max(sizes[i] if sizes else 0, len(body[d])),
                         body_truncated=truncated[i], body_decoded=decoded[d],
                         body_dropped=dropped[i])
+    for msg, data in zip(f["messages"] or [], msg_data):
+        msg["data_b64"] = base64.b64encode(bytes(data)).decode()
     return f
 
 

@@ -61,6 +61,7 @@ typedef struct {
     unsigned long long size[2];
     int truncated[2];
     unsigned long long dropped[2]; /* body bytes capture did not store */
+    long long messages;            /* WebSocket / TCP messages: sizes count their bytes */
     char *error; /* owned, NULL if none */
 } row_t;
 
@@ -71,7 +72,7 @@ static void row_load(reel_session_t *s, unsigned long long id, row_t *r) {
     if (sqlite3_prepare_v2(reel_session_db(s),
                            "SELECT state, start_us, end_us, request_body_size, "
                            "response_body_size, request_truncated, response_truncated, error, "
-                           "request_body_dropped, response_body_dropped FROM flows WHERE id = ?",
+                           "request_body_dropped, response_body_dropped, messages FROM flows WHERE id = ?",
                            -1, &st, NULL) != SQLITE_OK)
         goto out;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
@@ -90,6 +91,7 @@ static void row_load(reel_session_t *s, unsigned long long id, row_t *r) {
     r->truncated[RESP] = sqlite3_column_int(st, 6) != 0;
     r->dropped[REQ] = (unsigned long long)sqlite3_column_int64(st, 8);
     r->dropped[RESP] = (unsigned long long)sqlite3_column_int64(st, 9);
+    r->messages = sqlite3_column_int64(st, 10);
     const unsigned char *e = sqlite3_column_text(st, 7);
     if (e && e[0])
         r->error = reel_strdup((const char *)e);
@@ -194,6 +196,11 @@ struct view {
     int tunnel;
     char *source;
     int gap;     /* a blank line is due before the next section */
+    int in_messages; /* message lines have begun */
+    int msg_mode;    /* content of the message being shown: 0 none, 1 text, 2 hex */
+    int msg_at_bol;
+    reel_cli_esc_t msg_esc;
+    reel_hexdump_t msg_hex;
     int current; /* direction printed last, -1 at first */
     int have_end;
     int read_failed; /* the spool could not be read to the flow's end */
@@ -579,6 +586,93 @@ static void print_end_facts(view_t *v, const Reel__Timings *t, const char *serve
     }
 }
 
+static const char *opcode_name(uint32_t op) {
+    switch (op) {
+    case 0: return "tcp";
+    case 1: return "text";
+    case 2: return "binary";
+    case 8: return "close";
+    case 9: return "ping";
+    case 10: return "pong";
+    default: return "opcode?";
+    }
+}
+
+/* Ends the content of the message being shown. */
+static void message_close(view_t *v) {
+    if (v->msg_mode == 1) {
+        reel_cli_esc_end(&v->msg_esc, v->out);
+        if (!v->msg_at_bol)
+            fputc('\n', v->out);
+    } else if (v->msg_mode == 2) {
+        reel_hexdump_finish(&v->msg_hex);
+    }
+    v->msg_mode = 0;
+}
+
+/* A message as a turn of the conversation: a line with time, direction,
+ * kind and length, then its stored payload, text as text (escaped on a
+ * terminal unless --raw) and anything else as a hex dump. A payload longer
+ * than one record continues in the next records. */
+static void message_show(view_t *v, int64_t time_us, const Reel__Message *m) {
+    if (!m->continued) {
+        message_close(v);
+        summary(v);
+        close_body(v, &v->d[REQ]);
+        close_body(v, &v->d[RESP]);
+        if (!v->in_messages) {
+            gap(v);
+            v->in_messages = 1;
+        }
+        char t[32];
+        reel_cli_time(time_us, t);
+        const char *clock = strchr(t, ' ') ? strchr(t, ' ') + 1 : t;
+        fprintf(v->out, "%c %s %s %llu B%s%s", m->from_client ? '>' : '<', clock,
+                opcode_name(m->opcode), (unsigned long long)m->length,
+                m->compressed ? ", deflate" : "", m->truncated ? ", cut by body_limit" : "");
+        if (m->opcode == 8) {
+            fprintf(v->out, ", code %u", m->close_code);
+            if (m->data.len > 2) {
+                fputs(": ", v->out);
+                put_raw(v, m->data.data + 2, m->data.len - 2);
+            }
+            fputc('\n', v->out);
+            return;
+        }
+        fputc('\n', v->out);
+        if (v->headers_only || m->data.len == 0)
+            return;
+        v->msg_mode = m->opcode == 1 || reel_looks_text(m->data.data, m->data.len) ? 1 : 2;
+        if (v->msg_mode == 1) {
+            v->msg_esc = (reel_cli_esc_t){.flags = (v->raw ? 0 : v->escape) | REEL_CLI_ESC_LINES};
+            v->msg_at_bol = 1;
+        } else {
+            reel_hexdump_init(&v->msg_hex, v->out);
+        }
+    }
+    if (m->data.len == 0 || v->msg_mode == 0)
+        return;
+    if (v->msg_mode == 1) {
+        reel_cli_esc_write(&v->msg_esc, v->out, m->data.data, m->data.len);
+        v->msg_at_bol = m->data.data[m->data.len - 1] == '\n';
+    } else {
+        reel_hexdump_feed(&v->msg_hex, m->data.data, m->data.len);
+    }
+}
+
+static void server_conn_line(view_t *v, const Reel__ServerConn *sc) {
+    message_close(v);
+    summary(v);
+    gap(v);
+    note(v, "~ connection #%llu to %s%s%s%s%s%s%s%s%s%s", (unsigned long long)sc->conn_id,
+         sc->address, sc->tls_version[0] ? ", " : "", sc->tls_version,
+         sc->cipher[0] ? " " : "", sc->cipher, sc->alpn[0] ? ", ALPN " : "", sc->alpn,
+         sc->sni[0] ? ", SNI " : "", sc->sni,
+         sc->retried ? " (the request was sent again on this new connection: the kept-alive "
+                       "one closed before answering)"
+                     : sc->reused ? " (kept alive from an earlier flow)" : "");
+}
+
 static int view_record(void *ctx, const Reel__Record *rec) {
     view_t *v = ctx;
     switch (rec->event_case) {
@@ -597,10 +691,17 @@ static int view_record(void *ctx, const Reel__Record *rec) {
     case REEL__RECORD__EVENT_RESPONSE_HEAD:
         response_head(v, rec->response_head);
         break;
+    case REEL__RECORD__EVENT_MESSAGE:
+        message_show(v, rec->time_us, rec->message);
+        break;
+    case REEL__RECORD__EVENT_SERVER_CONN:
+        server_conn_line(v, rec->server_conn);
+        break;
     case REEL__RECORD__EVENT_RESPONSE_BODY:
         body_chunk(v, RESP, rec->response_body->data.data, rec->response_body->data.len);
         break;
     case REEL__RECORD__EVENT_END:
+        message_close(v);
         v->have_end = 1;
         v->end_size[REQ] = rec->end->request_body_size;
         v->end_size[RESP] = rec->end->response_body_size;
@@ -614,6 +715,7 @@ static int view_record(void *ctx, const Reel__Record *rec) {
                         rec->end->request_body_dropped, rec->end->response_body_dropped);
         break;
     case REEL__RECORD__EVENT_ERROR:
+        message_close(v);
         v->have_end = 1;
         v->end_size[REQ] = rec->error->request_body_size;
         v->end_size[RESP] = rec->error->response_body_size;
@@ -678,6 +780,7 @@ static int run_view(reel_cli_t *cli, reel_session_t *s, unsigned long long id, i
     reel_err_clear(&err);
     reel_rc rc = reel_store_read_flow(s, id, view_record, &v, &err);
     v.read_failed = rc != REEL_OK;
+    message_close(&v);
     summary(&v);
     close_body(&v, &v.d[REQ]);
     close_body(&v, &v.d[RESP]);
@@ -794,8 +897,49 @@ typedef struct {
     long long request_end_us, response_start_us;
     char *server_addr;    /* from end/error: known once the origin was reached */
     uint64_t dropped[2];  /* body bytes capture dropped */
+    json_t *messages;     /* WebSocket / TCP messages, NULL until one is read */
+    json_t *msg;          /* the last one, its data still being gathered */
+    reel_buf_t msg_data;
+    size_t msg_total;     /* message bytes put into the JSON so far */
+    json_t *server_conn;  /* the last ServerConn record */
     int too_big; /* direction + 1 whose body exceeded JSON_BODY_MAX */
 } jview_t;
+
+/* Puts the gathered data of the last message into it. Message data shares
+ * the JSON_BODY_MAX budget; past it, data_b64 is null and data_omitted
+ * true (reel flow without --json shows every message). */
+static void json_msg_done(jview_t *j) {
+    if (j->msg == NULL)
+        return;
+    if (j->headers_only) {
+        json_object_set_new(j->msg, "data_b64", json_null());
+    } else if (j->msg_total + j->msg_data.len > JSON_BODY_MAX) {
+        json_object_set_new(j->msg, "data_b64", json_null());
+        json_object_set_new(j->msg, "data_omitted", json_true());
+    } else {
+        j->msg_total += j->msg_data.len;
+        json_object_set_new(j->msg, "data_b64", b64_json(j->msg_data.data, j->msg_data.len));
+    }
+    reel_buf_reset(&j->msg_data);
+    j->msg = NULL;
+}
+
+static void json_message(jview_t *j, int64_t time_us, const Reel__Message *m) {
+    if (!m->continued) {
+        json_msg_done(j);
+        if (j->messages == NULL)
+            j->messages = json_array();
+        j->msg = json_pack("{s:I, s:b, s:i, s:s, s:I, s:b, s:b}", "time_us", (json_int_t)time_us,
+                           "from_client", m->from_client, "opcode", (int)m->opcode, "type",
+                           opcode_name(m->opcode), "length", (json_int_t)m->length,
+                           "truncated", m->truncated, "compressed", m->compressed);
+        if (m->opcode == 8)
+            json_object_set_new(j->msg, "close_code", json_integer(m->close_code));
+        json_array_append_new(j->messages, j->msg);
+    }
+    if (j->msg && !j->headers_only && j->msg_total + j->msg_data.len <= JSON_BODY_MAX)
+        reel_buf_append(&j->msg_data, m->data.data, m->data.len);
+}
 
 static json_t *jdir(jview_t *j, int dir) {
     if (j->dir[dir] == NULL) {
@@ -867,6 +1011,19 @@ static int json_record(void *ctx, const Reel__Record *rec) {
                       "headers", headers_json(h->headers, h->n_headers), "generated",
                       h->generated);
         j->decoded[RESP] = h->body_decoded;
+        break;
+    }
+    case REEL__RECORD__EVENT_MESSAGE:
+        json_message(j, rec->time_us, rec->message);
+        break;
+    case REEL__RECORD__EVENT_SERVER_CONN: {
+        const Reel__ServerConn *sc = rec->server_conn;
+        json_decref(j->server_conn);
+        j->server_conn = json_pack(
+            "{s:I, s:s, s:o, s:o, s:o, s:o, s:b, s:b}", "conn_id", (json_int_t)sc->conn_id,
+            "address", sc->address, "sni", str_json(sc->sni, 1), "alpn", str_json(sc->alpn, 1),
+            "tls_version", str_json(sc->tls_version, 1), "cipher", str_json(sc->cipher, 1),
+            "reused", sc->reused, "retried", sc->retried);
         break;
     }
     case REEL__RECORD__EVENT_REQUEST_BODY:
@@ -960,7 +1117,8 @@ static int run_json(reel_cli_t *cli, reel_session_t *s, unsigned long long id, i
          * body_limit did not cut (the bytes seen less those not stored);
          * other bodies are refused by what is read. */
         for (int dir = 0; dir < 2; dir++)
-            if (row->found && strcmp(row->state, "complete") == 0 && !row->truncated[dir] &&
+            if (row->found && row->messages == 0 && strcmp(row->state, "complete") == 0 &&
+                !row->truncated[dir] &&
                 row->size[dir] > row->dropped[dir] &&
                 row->size[dir] - row->dropped[dir] > JSON_BODY_MAX)
                 return reel_cli_fail(cli,
@@ -973,6 +1131,7 @@ static int run_json(reel_cli_t *cli, reel_session_t *s, unsigned long long id, i
     j.headers_only = headers_only;
     for (int i = 0; i < 2; i++)
         reel_buf_init(&j.body[i], headers_only ? 0 : JSON_BODY_MAX);
+    reel_buf_init(&j.msg_data, 0);
     reel_err_t err;
     reel_err_clear(&err);
     reel_rc rc = reel_store_read_flow(s, id, json_record, &j, &err);
@@ -1016,6 +1175,9 @@ static int run_json(reel_cli_t *cli, reel_session_t *s, unsigned long long id, i
         json_object_set(o, dir_name[dir], j.dir[dir] ? j.dir[dir] : json_null());
     }
     json_object_set(o, "timings", j.timings ? j.timings : json_null());
+    json_msg_done(&j);
+    json_object_set(o, "server_conn", j.server_conn ? j.server_conn : json_null());
+    json_object_set(o, "messages", j.messages ? j.messages : json_null());
     json_object_set_new(o, "damage", damage_json(s, id));
     if (j.server_addr) /* the end knows it when the start did not */
         json_object_set_new(o, "server_addr", json_string(j.server_addr));
@@ -1028,6 +1190,9 @@ out:
     json_decref(j.start);
     json_decref(j.error);
     json_decref(j.timings);
+    json_decref(j.messages);
+    json_decref(j.server_conn);
+    reel_buf_free(&j.msg_data);
     free(j.server_addr);
     for (int i = 0; i < 2; i++) {
         json_decref(j.dir[i]);

@@ -56,6 +56,36 @@ void reel_capture_body(reel_capture_flow_t *f, bool response, const void *data, 
         reel_recorder_request_body(f, data, len);
 }
 
+void reel_capture_message(reel_capture_flow_t *f, bool from_client, uint32_t opcode,
+                          const void *data, size_t len, uint64_t length, bool truncated,
+                          bool compressed, uint32_t close_code) {
+    reel_message_t m = {.from_client = from_client,
+                        .opcode = opcode,
+                        .data = data,
+                        .len = len,
+                        .length = length,
+                        .truncated = truncated,
+                        .compressed = compressed,
+                        .close_code = close_code};
+    reel_recorder_message(f, &m);
+}
+
+void reel_capture_server_conn(reel_capture_flow_t *f, const reel_capture_conn_t *sc) {
+    reel_server_conn_t r = {.conn_id = sc->conn_id,
+                            .address = sc->address,
+                            .sni = sc->sni,
+                            .alpn = sc->alpn,
+                            .tls_version = sc->tls_version,
+                            .cipher = sc->cipher,
+                            .reused = sc->reused,
+                            .retried = sc->retried};
+    reel_recorder_server_conn(f, &r);
+}
+
+size_t reel_capture_body_limit(const reel_capture_flow_t *f) {
+    return (size_t)reel_rflow_body_limit(f);
+}
+
 void reel_capture_finish(reel_capture_flow_t *f, const reel_capture_end_t *e) {
     if (f == NULL)
         return;

@@ -55,6 +55,34 @@ void reel_capture_response(reel_capture_flow_t *f, const reel_msg_head_t *h, boo
  * counted, up to body_limit are stored. */
 void reel_capture_body(reel_capture_flow_t *f, bool response, const void *data, size_t len);
 
+/** One message of a WebSocket (opcode 1 text, 2 binary, 8 close, 9 ping,
+ * 10 pong) or raw TCP (opcode 0: the bytes of one read) flow, as it
+ * passes: data holds len bytes of a payload of length bytes (truncated:
+ * cut by the codec's cap), compressed: sent with permessage-deflate,
+ * close_code for a close. body_limit applies per message. */
+void reel_capture_message(reel_capture_flow_t *f, bool from_client, uint32_t opcode,
+                          const void *data, size_t len, uint64_t length, bool truncated,
+                          bool compressed, uint32_t close_code);
+
+/** The upstream connection a flow's request went out on. */
+typedef struct {
+    uint64_t conn_id;        /* proxy-local number of the connection */
+    const char *address;     /* "ip:port" */
+    const char *sni;         /* NULL or "": plain TCP */
+    const char *alpn;        /* protocol chosen by ALPN, NULL or "": none */
+    const char *tls_version; /* NULL or "": plain TCP */
+    const char *cipher;
+    bool reused;             /* kept alive from an earlier flow */
+    bool retried;            /* the request went out again on this new connection */
+} reel_capture_conn_t;
+
+/** Records the upstream connection of f. */
+void reel_capture_server_conn(reel_capture_flow_t *f, const reel_capture_conn_t *sc);
+
+/** Bytes of each body or message that f stores (body_limit when it
+ * started); 0 when capture is off for it. */
+size_t reel_capture_body_limit(const reel_capture_flow_t *f);
+
 /** Ends the flow and frees f (accepts NULL). e may be NULL. */
 void reel_capture_finish(reel_capture_flow_t *f, const reel_capture_end_t *e);
 

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <time.h>
 
@@ -35,6 +36,7 @@
 #include "core/http1.h"
 #include "core/sniff.h"
 #include "core/tls.h"
+#include "core/ws.h"
 
 #define READ_SIZE 65536
 #define HIGH_WATER (1u << 20)
@@ -73,6 +75,8 @@ typedef struct peer {
     /* when each phase of setting it up ended (wall clock, µs; 0: not yet) */
     int64_t t_dns0, t_dns1, t_connected, t_ready;
     bool timings_used;    /* a flow has been given its dns/connect/ssl times */
+    uint64_t id;          /* proxy-local number, for ServerConn records */
+    int flows;            /* flows sent on it so far */
 } peer_t;
 
 typedef enum {
@@ -118,11 +122,19 @@ struct conn {
     bool resp_head_sent, req_done, resp_done;
     bool client_close;    /* close the client after this exchange */
     bool upgrade;         /* request asked for an Upgrade */
+    bool ws_requested;    /* ... to WebSocket */
+    /* After a 101 to WebSocket: a codec per direction (0: frames from the
+     * client, 1: from the server); NULL otherwise. The flow stays c->flow:
+     * the handshake is its request and response, the messages follow. */
+    reel_ws_t *ws[2];
+    reel_ws_deflate_t ws_deflate; /* what the server's 101 accepted */
+    bool ws_ok;           /* the 101 switched to WebSocket with extensions reel reads */
     bool draining;        /* proxy shutting down: close after this exchange */
     int64_t req_end_us;
     int64_t head_us;       /* when the current request head was read (flow start) */
     int64_t resp_first_us; /* first byte of its response, 0: none yet */
     bool flow_upstream;    /* the current flow was sent to c->up */
+    bool conn_recorded;    /* its ServerConn record is written */
     /* Raw tunnel flow (NULL for an ignored host: relayed, not recorded). */
     reel_capture_flow_t *tflow;
     bool tunnel_reply;     /* answer the CONNECT with 200 once the upstream is connected */
@@ -150,6 +162,7 @@ struct reel_proxy {
     uint64_t idle_timeout_ms, head_timeout_ms, upstream_timeout_ms;
     size_t max_head_size;
     uint32_t max_client_conns; /* per client address; 0: no limit */
+    uint64_t upstream_ids;     /* upstream connections opened so far */
     struct client_count **clients; /* open connections per client address */
     size_t nclient_buckets;
     /* shutdown */
@@ -589,6 +602,27 @@ static void finish_flow(conn_t *c, const char *error) {
         c->p->stats.errors++;
 }
 
+/* The ServerConn record of the current flow, once its upstream is ready
+ * (connected, TLS done): address, SNI, ALPN, TLS version and cipher, and
+ * whether the connection was reused or the request retried on it. */
+static void record_server_conn(conn_t *c) {
+    peer_t *up = c->up;
+    if (c->flow == NULL || !c->flow_upstream || c->conn_recorded || up == NULL || !up->connected ||
+        (up->tls && !reel_tls_handshake_done(up->tls)))
+        return;
+    c->conn_recorded = true;
+    reel_capture_conn_t sc = {.conn_id = up->id,
+                              .address = up->addr,
+                              .sni = up->tls ? (up->sni ? up->sni : up->host) : NULL,
+                              .alpn = up->tls ? reel_tls_alpn(up->tls) : NULL,
+                              .tls_version = up->tls ? reel_tls_version(up->tls) : NULL,
+                              .cipher = up->tls ? reel_tls_cipher(up->tls) : NULL,
+                              .reused = up->flows > 0,
+                              .retried = c->retried};
+    up->flows++;
+    reel_capture_server_conn(c->flow, &sc);
+}
+
 /* The same for the raw tunnel flow. */
 static void finish_tflow(conn_t *c, const char *error) {
     if (c->tflow == NULL)
@@ -884,6 +918,7 @@ static bool upstream_for(conn_t *c, bool https, const char *host, int port, cons
     up->https = https;
     up->progress = uv_now(c->p->loop);
     up->t_dns0 = now_us();
+    up->id = ++c->p->upstream_ids;
     reel_buf_init(&up->in, 0);
     reel_buf_init(&up->pend, 0);
     reel_buf_init(&up->cipher, 0);
@@ -913,6 +948,7 @@ static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const cha
     c->p->stats.flows++;
     c->req_end_us = c->resp_first_us = 0;
     c->flow_upstream = true;
+    c->conn_recorded = false;
     char ver[16];
     reel_msg_head_t m;
     request_msg(h, https ? "https" : "http", host, port, target, ver, &m);
@@ -969,6 +1005,31 @@ static void write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, c
 
 static void begin_raw_tunnel(conn_t *c, const char *host, int port, bool reply_200, bool record);
 
+/* Whether a comma-separated field (any of its lines) holds token. */
+static bool has_token(const reel_h1_head_t *h, const char *field, const char *token) {
+    size_t tl = strlen(token);
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const reel_h1_header_t *f = &h->headers[i];
+        if (strlen(field) != f->name_len || strncasecmp(f->name, field, f->name_len) != 0)
+            continue;
+        const char *v = f->value, *end = f->value + f->value_len;
+        while (v < end) {
+            while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
+                v++;
+            const char *e = v;
+            while (e < end && *e != ',')
+                e++;
+            const char *t = e;
+            while (t > v && (t[-1] == ' ' || t[-1] == '\t'))
+                t--;
+            if ((size_t)(t - v) == tl && strncasecmp(v, token, tl) == 0)
+                return true;
+            v = e;
+        }
+    }
+    return false;
+}
+
 /* Idempotent methods (RFC 9110 9.2.2). */
 static bool retryable_method(const char *m) {
     static const char *const ok[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
@@ -1019,6 +1080,8 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
     c->resp_head_sent = c->req_done = c->resp_done = false;
     c->client_close = !h->keep_alive;
     c->upgrade = h->upgrade && !h->is_connect;
+    c->ws_requested = c->upgrade && has_token(h, "upgrade", "websocket");
+    c->ws_ok = false;
     if (h->is_connect) {
         if (c->in_tunnel) {
             record_refused(c, h, "https", c->tunnel_host, c->tunnel_port, NULL);
@@ -1059,7 +1122,9 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
     /* An absolute "https://" URL sent in the clear goes to the origin
      * over TLS, like any https request. */
     bool reused = upstream_for(c, https, host, port, c->in_tunnel ? c->tunnel_sni : NULL);
+    c->retried = false;
     start_flow(c, h, https, host, port, path);
+    record_server_conn(c); /* now if reused, else once connected */
     reel_h1_expect_response(c->resp, h->is_head, false);
     reel_buf_t out;
     reel_buf_init(&out, 0);
@@ -1070,7 +1135,6 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
      * then a request without a body and with an idempotent method is sent
      * once more on a new connection, as RFC 9112 9.3.1 allows. */
     reel_buf_reset(&c->retry_head);
-    c->retried = false;
     c->retry_is_head = h->is_head;
     if (reused && !c->upgrade && retryable_method(h->method) &&
         (h->framing == REEL_H1_BODY_NONE ||
@@ -1212,6 +1276,21 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
                           .nfields = h->nheaders};
     if (c->flow)
         reel_capture_response(c->flow, &rs, false, 0);
+    if (h->status == 101 && c->ws_requested && has_token(h, "upgrade", "websocket")) {
+        /* Sec-WebSocket-Extensions lines joined as one list */
+        reel_buf_t ext;
+        reel_buf_init(&ext, 0);
+        for (size_t i = 0; i < h->nheaders; i++)
+            if (h->headers[i].name_len == 24 &&
+                strncasecmp(h->headers[i].name, "sec-websocket-extensions", 24) == 0) {
+                if (ext.len)
+                    reel_buf_append(&ext, ", ", 2);
+                reel_buf_append(&ext, h->headers[i].value, h->headers[i].value_len);
+            }
+        c->ws_ok = reel_ws_parse_extensions((const char *)ext.data, ext.len, &c->ws_deflate) ==
+                   REEL_OK;
+        reel_buf_free(&ext);
+    }
     bool eof_framed = h->framing == REEL_H1_BODY_EOF;
     if (eof_framed || !h->keep_alive)
         c->client_close = true;
@@ -1236,6 +1315,7 @@ static void retry_on_new_upstream(conn_t *c) {
     char *sni = old->sni ? reel_strdup(old->sni) : NULL;
     upstream_close(c);
     c->retried = true;
+    c->conn_recorded = false; /* the new connection gets a record of its own */
     upstream_for(c, https, host, port, sni);
     reel_h1_expect_response(c->resp, c->retry_is_head, false);
     peer_write(c->up, c->retry_head.data, c->retry_head.len);
@@ -1338,26 +1418,118 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
     free(req);
 }
 
+static void ws_free(conn_t *c) {
+    for (int d = 0; d < 2; d++) {
+        reel_ws_free(c->ws[d]);
+        c->ws[d] = NULL;
+    }
+}
+
+/* A peer broke the WebSocket protocol (dir 0: the client, 1: the server):
+ * both peers get a close frame with the code where their side of the
+ * stream is between frames, the flow ends with the error, both
+ * connections close once the frames are out. */
+static void ws_fail(conn_t *c, int dir, const reel_ws_event_t *ev) {
+    peer_t *offender = dir ? c->up : &c->client, *other = dir ? &c->client : c->up;
+    char *why = reel_asprintf("%s sent an invalid WebSocket frame: %s (closed with %u)",
+                              dir ? "the server" : "the client", ev->error_reason,
+                              (unsigned)ev->error_code);
+    reel_buf_t frame;
+    reel_buf_init(&frame, 0);
+    /* frames reel sends to a server are masked, as a client's must be */
+    uint8_t key[4] = {0x5a, 0x17, 0xc3, 0x8e};
+    if (getrandom(key, sizeof key, GRND_NONBLOCK) != (ssize_t)sizeof key) {
+        /* keep the fixed key: masking guards caches, not secrets */
+    }
+    /* to the offender, on the stream the other codec reads */
+    if (!reel_ws_mid_frame(c->ws[1 - dir]) &&
+        reel_ws_write_close(&frame, ev->error_code, ev->error_reason, dir == 1 ? key : NULL) ==
+            REEL_OK)
+        peer_write(offender, frame.data, frame.len);
+    reel_buf_reset(&frame);
+    if (other && !reel_ws_mid_frame(c->ws[dir]) &&
+        reel_ws_write_close(&frame, ev->error_code, "reel: the other side broke the protocol",
+                            dir == 0 ? key : NULL) == REEL_OK)
+        peer_write(other, frame.data, frame.len);
+    reel_buf_free(&frame);
+    finish_flow(c, why);
+    free(why);
+    ws_free(c);
+    c->state = C_DONE;
+    if (c->up)
+        c->up->close_when_flushed = true;
+    c->client.close_when_flushed = true;
+    peer_read_stop(&c->client);
+    if (c->up)
+        peer_read_stop(c->up);
+    if (c->client.wpending == 0 && c->client.pend.len == 0)
+        conn_close(c);
+}
+
+/* Moves what one side sent to the other (dir 0: client to server) while
+ * the other can take it, recording it: WebSocket messages through the
+ * codec (the bytes forwarded are exactly the bytes received), raw chunks
+ * as TCP messages. Returns false when a protocol error closed the
+ * connection. */
+static bool relay_dir(conn_t *c, int dir) {
+    peer_t *src = dir ? c->up : &c->client, *dst = dir ? &c->client : c->up;
+    while (src->in.len && peer_queued(dst) < HIGH_WATER) {
+        if (c->ws[dir] == NULL) {
+            if (c->tflow)
+                reel_capture_message(c->tflow, dir == 0, 0, src->in.data, src->in.len,
+                                     src->in.len, false, false, 0);
+            peer_write(dst, src->in.data, src->in.len);
+            reel_buf_reset(&src->in);
+            break;
+        }
+        size_t consumed = 0;
+        reel_ws_event_t ev;
+        reel_rc rc = reel_ws_feed(c->ws[dir], src->in.data, src->in.len, &consumed, &ev);
+        peer_write(dst, src->in.data, consumed);
+        reel_buf_consume(&src->in, consumed);
+        if (rc == REEL_OK) {
+            if (c->flow && ev.type != REEL_WS_EV_NONE)
+                reel_capture_message(c->flow, dir == 0, (uint32_t)ev.opcode, ev.data, ev.len,
+                                     ev.length, ev.truncated, ev.compressed,
+                                     ev.opcode == REEL_WS_OP_CLOSE ? ev.close_code : 0);
+            continue;
+        }
+        if (rc == REEL_NEED_MORE)
+            break;
+        ws_fail(c, dir, &ev);
+        return false;
+    }
+    return true;
+}
+
+/* Both sides closed: the tunnel's flow (or the WebSocket flow) ends; a
+ * WebSocket cut in the middle of a frame or message ends with that error. */
+static void tunnel_end(conn_t *c) {
+    if (c->ws[0]) {
+        const char *why = NULL;
+        for (int d = 0; d < 2 && !why; d++) {
+            reel_ws_event_t ev;
+            if (reel_ws_feed_eof(c->ws[d], &ev) != REEL_OK)
+                why = d ? "the server closed the connection in the middle of a WebSocket frame"
+                        : "the client closed the connection in the middle of a WebSocket frame";
+        }
+        finish_flow(c, why);
+        ws_free(c);
+    } else {
+        finish_tflow(c, NULL);
+    }
+}
+
 static void tunnel_forward(conn_t *c) {
     peer_t *cl = &c->client, *up = c->up;
     if (up == NULL)
         return;
-    if (cl->in.len && peer_queued(up) < HIGH_WATER) {
-        if (c->tflow)
-            reel_capture_body(c->tflow, false, cl->in.data, cl->in.len);
-        peer_write(up, cl->in.data, cl->in.len);
-        reel_buf_reset(&cl->in);
-    }
-    if (up->in.len && peer_queued(cl) < HIGH_WATER) {
-        if (c->tflow)
-            reel_capture_body(c->tflow, true, up->in.data, up->in.len);
-        peer_write(cl, up->in.data, up->in.len);
-        reel_buf_reset(&up->in);
-    }
+    if (!relay_dir(c, 0) || !relay_dir(c, 1))
+        return;
     peer_update_reading(cl);
     peer_update_reading(up);
     if ((cl->eof && up->eof) || (cl->eof && up->in.len == 0 && !up->tcp_open)) {
-        finish_tflow(c, NULL);
+        tunnel_end(c);
         c->client.close_when_flushed = true;
         upstream_close(c);
         if (cl->wpending == 0)
@@ -1372,6 +1544,7 @@ static void tunnel_forward(conn_t *c) {
             free(sr);
     }
     if (up->eof && cl->tcp_open && !cl->closing && up->in.len == 0 && cl->tls == NULL) {
+        tunnel_end(c);
         c->client.close_when_flushed = true;
         if (cl->wpending == 0)
             conn_close(c);
@@ -1400,11 +1573,21 @@ static void begin_raw_tunnel(conn_t *c, const char *host, int port, bool reply_2
 }
 
 static void start_upgraded_tunnel(conn_t *c) {
-    /* The HTTP flow (request + 101) is complete; the bytes that follow are
-     * recorded as a tunnel flow. */
-    finish_flow(c, NULL);
     c->state = C_RAW;
-    tunnel_flow(c, c->up ? c->up->host : "", c->up ? c->up->port : 0);
+    if (c->ws_ok && c->flow) {
+        /* WebSocket: the flow goes on, its messages recorded as they pass
+         * (each kept up to body_limit). */
+        size_t limit = reel_capture_body_limit(c->flow);
+        reel_ws_opts_t o = {.max_message = limit, .deflate = c->ws_deflate};
+        c->ws[0] = reel_ws_new(REEL_WS_FROM_CLIENT, &o);
+        c->ws[1] = reel_ws_new(REEL_WS_FROM_SERVER, &o);
+    } else {
+        /* Another protocol (or WebSocket extensions reel cannot read): the
+         * HTTP flow (request + 101) is complete, the bytes that follow are
+         * a tunnel flow of TCP messages. */
+        finish_flow(c, NULL);
+        tunnel_flow(c, c->up ? c->up->host : "", c->up ? c->up->port : 0);
+    }
     /* Bytes the parsers hold beyond the head are still in the buffers. */
     tunnel_forward(c);
 }
@@ -1526,6 +1709,7 @@ static bool tls_pump(peer_t *pe) {
 static void upstream_ready(peer_t *up) {
     peer_flush_pend(up);
     conn_t *c = up->c;
+    record_server_conn(c);
     if (c->state == C_RAW && c->tunnel_reply) {
         static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
         c->tunnel_reply = false;
@@ -1635,6 +1819,7 @@ static void conn_free(conn_t *c) {
     if (c->next)
         c->next->prev = c->prev;
     client_release(c);
+    ws_free(c);
     reel_h1_free(c->reqp);
     reel_h1_free(c->resp);
     reel_buf_free(&c->retry_head);
@@ -1760,7 +1945,8 @@ static uint64_t conn_deadline(conn_t *c) {
     reel_proxy_t *p = c->p;
     if (c->state == C_LINGER)
         return earlier(c->linger_start + LINGER_TOTAL_MS, c->last_activity + LINGER_IDLE_MS);
-    uint64_t d = c->last_activity + p->idle_timeout_ms;
+    /* a WebSocket may stay quiet for hours: no idle timeout */
+    uint64_t d = c->ws[0] ? UINT64_MAX : c->last_activity + p->idle_timeout_ms;
     if (c->state == C_HEAD && c->head_started)
         d = earlier(d, c->head_started + p->head_timeout_ms);
     if (upstream_owes(c))
@@ -1832,7 +2018,7 @@ static void on_conn_timer(uv_timer_t *t) {
         conn_arm(c);
         return;
     }
-    if (now - c->last_activity >= p->idle_timeout_ms) {
+    if (c->ws[0] == NULL && now - c->last_activity >= p->idle_timeout_ms) {
         finish_flow(c, "idle timeout");
         conn_close(c);
         return;

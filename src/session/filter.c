@@ -10,6 +10,7 @@
  *   unary   := '!' unary | primary
  *   primary := '(' seq ')' | '~d' VALUE | '~u' VALUE | '~m' VALUE
  *            | '~c' CODE | '~tag' VALUE | '~marked' | '~damaged'
+ *            | '~http' | '~websocket' | '~tcp'
  *            | VALUE                        (bare: ~u)
  *   VALUE   := WORD | '...' | "..."
  *   CODE    := DIGITS | '...' | "..."
@@ -95,6 +96,9 @@ typedef enum {
     N_TAG,   /* value */
     N_MARKED,
     N_DAMAGED,
+    N_HTTP,      /* an HTTP exchange, WebSocket handshakes included */
+    N_WEBSOCKET, /* a WebSocket flow */
+    N_TCP,       /* a raw TCP flow (tunnel) */
     N_NOT, /* kids[0] */
     N_AND, /* kids[0..nkids) */
     N_OR,
@@ -367,10 +371,13 @@ static const op_t OPS[] = {
     {"~tag", N_TAG, F_HOST, "a tag name", "tag name"},
     {"~marked", N_MARKED, F_HOST, NULL, NULL},
     {"~damaged", N_DAMAGED, F_HOST, NULL, NULL},
+    {"~http", N_HTTP, F_HOST, NULL, NULL},
+    {"~websocket", N_WEBSOCKET, F_HOST, NULL, NULL},
+    {"~tcp", N_TCP, F_HOST, NULL, NULL},
 };
 /* clang-format on */
 
-#define KNOWN_OPS "~d ~u ~m ~c ~tag ~marked ~damaged"
+#define KNOWN_OPS "~d ~u ~m ~c ~tag ~marked ~damaged ~http ~websocket ~tcp"
 
 /* Checks what follows argument token a (a word, a quoted string or, if
  * code, a status code): whitespace, ')' or the end, and after a quoted
@@ -781,6 +788,9 @@ static int node_prec(const node_t *n) {
     case N_CODE:
     case N_MARKED:
     case N_DAMAGED:
+    case N_HTTP:
+    case N_WEBSOCKET:
+    case N_TCP:
         return P_CMP;
     case N_TAG:
         return P_PRIMARY;
@@ -844,6 +854,15 @@ static reel_rc emit(reel_filter_t *f, reel_buf_t *b, const node_t *n, int need) 
         break;
     case N_DAMAGED:
         rc = reel_buf_puts(b, "flows.damaged != 0");
+        break;
+    case N_HTTP:
+        rc = reel_buf_puts(b, "flows.kind != 'tunnel'");
+        break;
+    case N_WEBSOCKET:
+        rc = reel_buf_puts(b, "flows.kind = 'websocket'");
+        break;
+    case N_TCP:
+        rc = reel_buf_puts(b, "flows.kind = 'tunnel'");
         break;
     case N_NOT:
         if ((rc = reel_buf_puts(b, "NOT ")) == REEL_OK)

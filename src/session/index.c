@@ -234,7 +234,8 @@ enum {
     C_URL, C_VERSION, C_REASON, C_REQ_CT, C_RESP_CT, C_ERROR, C_NSTR
 };
 enum { I_START, I_REQ_END, I_RESP_START, I_END, I_PORT, I_STATUS, I_REQ_SIZE, I_RESP_SIZE,
-       I_REQ_TRUNC, I_RESP_TRUNC, I_GENERATED, I_REQ_DROPPED, I_RESP_DROPPED, I_NINT };
+       I_REQ_TRUNC, I_RESP_TRUNC, I_GENERATED, I_REQ_DROPPED, I_RESP_DROPPED, I_MESSAGES,
+       I_NINT };
 
 /* One flows row being assembled. Integers use INT64_MIN for NULL. */
 typedef struct frow {
@@ -288,7 +289,7 @@ static const char *const str_cols[C_NSTR] = {
 static const char *const int_cols[I_NINT] = {
     "start_us", "request_end_us", "response_start_us", "end_us", "port", "status",
     "request_body_size", "response_body_size", "request_truncated", "response_truncated",
-    "response_generated", "request_body_dropped", "response_body_dropped"};
+    "response_generated", "request_body_dropped", "response_body_dropped", "messages"};
 
 #define ARENA_SIZE (64u * 1024u)
 
@@ -492,7 +493,7 @@ static frow *map_get(reel_indexer_t *ix, uint64_t id) {
     for (int k = 0; k < I_NINT; k++)
         r->i[k] = NUL64;
     r->i[I_REQ_SIZE] = r->i[I_RESP_SIZE] = r->i[I_REQ_TRUNC] = r->i[I_RESP_TRUNC] = 0;
-    r->i[I_GENERATED] = r->i[I_REQ_DROPPED] = r->i[I_RESP_DROPPED] = 0;
+    r->i[I_GENERATED] = r->i[I_REQ_DROPPED] = r->i[I_RESP_DROPPED] = r->i[I_MESSAGES] = 0;
     /* A flow that started in an earlier transaction: continue from its row. */
     sqlite3_bind_int64(ix->load, 1, (sqlite3_int64)id);
     if (sqlite3_step(ix->load) == SQLITE_ROW) {
@@ -606,6 +607,22 @@ static void apply(frow *r, const Reel__Record *rec) {
     case REEL__RECORD__EVENT_RESPONSE_BODY:
         r->i[I_RESP_SIZE] += (int64_t)rec->response_body->data.len;
         break;
+    case REEL__RECORD__EVENT_MESSAGE: {
+        const Reel__Message *m = rec->message;
+        if (m->continued)
+            break;
+        r->i[I_MESSAGES]++;
+        r->i[m->from_client ? I_REQ_SIZE : I_RESP_SIZE] += (int64_t)m->length;
+        if (m->opcode != 0 && r->s[C_KIND] && strcmp(r->s[C_KIND], "http") == 0)
+            set_cstr(r, C_KIND, "websocket");
+        break;
+    }
+    case REEL__RECORD__EVENT_SERVER_CONN: {
+        const Reel__ServerConn *sc = rec->server_conn;
+        if (sc->address && sc->address[0])
+            set_cstr(r, C_SERVER, sc->address);
+        break;
+    }
     case REEL__RECORD__EVENT_END: {
         const Reel__FlowEnd *e = rec->end;
         set_cstr(r, C_STATE, "complete");

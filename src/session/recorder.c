@@ -195,6 +195,9 @@ struct reel_rflow {
     uint64_t dropped;     /* records other than body chunks not queued (hard cap) */
     int body_admit[2];    /* request, response body: 0 not begun, 1 stored, -1 shed */
     int64_t body_time_us; /* explicit time of the last head (imports); 0 = use now */
+    /* WebSocket / TCP messages per direction: payload bytes seen, and bytes
+     * within body_limit that were shed */
+    uint64_t msg_seen[2], msg_dropped[2];
 };
 
 void reel_recorder_opts_default(reel_recorder_opts_t *o) {
@@ -1566,6 +1569,70 @@ static void body(reel_rflow_t *f, int response, const void *data, size_t len) {
     }
 }
 
+/* A message is one Message record carrying its first REEL_SPOOL_CHUNK
+ * bytes (kept like a head: the message is never lost while capture keeps
+ * anything), then continuation records for the rest, which are shed like
+ * body chunks when capture falls behind (counted as dropped). */
+void reel_recorder_message(reel_rflow_t *f, const reel_message_t *m) {
+    int dir = m->from_client ? 0 : 1;
+    f->msg_seen[dir] += m->length;
+    if (f->id == 0 || f->dropped)
+        return;
+    size_t keep = m->len < f->limit ? m->len : (size_t)f->limit;
+    int cut = m->truncated || keep < m->len;
+    const uint8_t *p = m->data;
+    int64_t t = now_or(0);
+    size_t off = 0;
+    do {
+        size_t n = keep - off < REEL_SPOOL_CHUNK ? keep - off : REEL_SPOOL_CHUNK;
+        Reel__Message pm = REEL__MESSAGE__INIT;
+        pm.from_client = m->from_client;
+        pm.opcode = m->opcode;
+        pm.data.data = (uint8_t *)p + off;
+        pm.data.len = n;
+        pm.length = m->length;
+        pm.truncated = cut;
+        pm.compressed = m->compressed;
+        pm.close_code = m->close_code;
+        pm.continued = off > 0;
+        Reel__Record rec = REEL__RECORD__INIT;
+        rec.flow_id = f->id;
+        rec.time_us = t;
+        rec.event_case = REEL__RECORD__EVENT_MESSAGE;
+        rec.message = &pm;
+        if (!enqueue(f->rec, f, &rec, off == 0 ? Q_SMALL : Q_BODY)) {
+            if (off > 0)
+                f->msg_dropped[dir] += keep - off; /* the rest of this message */
+            return;
+        }
+        off += n;
+    } while (off < keep);
+}
+
+void reel_recorder_server_conn(reel_rflow_t *f, const reel_server_conn_t *sc) {
+    if (f->id == 0 || f->dropped)
+        return;
+    Reel__ServerConn pc = REEL__SERVER_CONN__INIT;
+    pc.conn_id = sc->conn_id;
+    pc.address = (char *)(sc->address ? sc->address : "");
+    pc.sni = (char *)(sc->sni ? sc->sni : "");
+    pc.alpn = (char *)(sc->alpn ? sc->alpn : "");
+    pc.tls_version = (char *)(sc->tls_version ? sc->tls_version : "");
+    pc.cipher = (char *)(sc->cipher ? sc->cipher : "");
+    pc.reused = sc->reused;
+    pc.retried = sc->retried;
+    Reel__Record rec = REEL__RECORD__INIT;
+    rec.flow_id = f->id;
+    rec.time_us = now_or(0);
+    rec.event_case = REEL__RECORD__EVENT_SERVER_CONN;
+    rec.server_conn = &pc;
+    enqueue(f->rec, f, &rec, Q_SMALL);
+}
+
+uint64_t reel_rflow_body_limit(const reel_rflow_t *f) {
+    return f->id ? f->limit : 0;
+}
+
 void reel_recorder_request_body(reel_rflow_t *f, const void *data, size_t len) {
     body(f, 0, data, len);
 }
@@ -1597,10 +1664,10 @@ static void end_with_error(reel_rflow_t *f, const char *message, const reel_flow
     Reel__FlowError fe = REEL__FLOW_ERROR__INIT;
     Reel__Timings tm = REEL__TIMINGS__INIT;
     fe.message = (char *)message;
-    fe.request_body_size = f->req_seen;
-    fe.response_body_size = f->resp_seen;
-    fe.request_body_dropped = body_dropped(f, 0);
-    fe.response_body_dropped = body_dropped(f, 1);
+    fe.request_body_size = f->req_seen + f->msg_seen[0];
+    fe.response_body_size = f->resp_seen + f->msg_seen[1];
+    fe.request_body_dropped = body_dropped(f, 0) + f->msg_dropped[0];
+    fe.response_body_dropped = body_dropped(f, 1) + f->msg_dropped[1];
     fe.request_end_us = e->request_end_us;
     fe.response_start_us = e->response_start_us;
     fe.server_addr = (char *)(e->server_addr ? e->server_addr : "");
@@ -1653,12 +1720,12 @@ void reel_recorder_flow_finish(reel_rflow_t *f, const reel_flow_end_t *e) {
     } else if (f->id) {
         Reel__FlowEnd fe = REEL__FLOW_END__INIT;
         Reel__Timings tm = REEL__TIMINGS__INIT;
-        fe.request_body_size = f->req_seen;
-        fe.response_body_size = f->resp_seen;
+        fe.request_body_size = f->req_seen + f->msg_seen[0];
+        fe.response_body_size = f->resp_seen + f->msg_seen[1];
         fe.request_truncated = f->req_seen > f->req_stored;
         fe.response_truncated = f->resp_seen > f->resp_stored;
-        fe.request_body_dropped = body_dropped(f, 0);
-        fe.response_body_dropped = body_dropped(f, 1);
+        fe.request_body_dropped = body_dropped(f, 0) + f->msg_dropped[0];
+        fe.response_body_dropped = body_dropped(f, 1) + f->msg_dropped[1];
         fe.request_end_us = e->request_end_us;
         fe.response_start_us = e->response_start_us;
         fe.server_addr = (char *)(e->server_addr ? e->server_addr : "");

@@ -160,6 +160,36 @@ reel_rflow_t *reel_recorder_flow_start(reel_recorder_t *rec, const reel_flow_inf
 uint64_t reel_rflow_id(const reel_rflow_t *f);
 
 void reel_recorder_request_head(reel_rflow_t *f, const reel_request_head_t *h);
+/** One WebSocket or raw TCP message (see Message in schema/flow.proto). */
+typedef struct {
+    int from_client;
+    uint32_t opcode;      /* WebSocket opcode; 0 for a TCP chunk */
+    const void *data;     /* the first len bytes of the payload (borrowed) */
+    size_t len;
+    uint64_t length;      /* the whole payload's length */
+    int truncated;        /* data was already cut before (the codec's cap) */
+    int compressed;       /* sent with permessage-deflate */
+    uint32_t close_code;  /* close frames */
+} reel_message_t;
+
+/** Records a message as it passed: up to body_limit bytes of its payload,
+ * its length counted in the flow's sizes. */
+void reel_recorder_message(reel_rflow_t *f, const reel_message_t *m);
+
+/** The upstream connection of a flow (see ServerConn in schema/flow.proto). */
+typedef struct {
+    uint64_t conn_id;
+    const char *address, *sni, *alpn, *tls_version, *cipher; /* NULL: empty */
+    int reused, retried;
+} reel_server_conn_t;
+
+/** Records the upstream connection a flow's request went out on. */
+void reel_recorder_server_conn(reel_rflow_t *f, const reel_server_conn_t *sc);
+
+/** Bytes of a body or message this flow stores (its body_limit); 0 when
+ * capture was off at its start. */
+uint64_t reel_rflow_body_limit(const reel_rflow_t *f);
+
 /** Records body bytes up to body_limit; all bytes are counted. */
 void reel_recorder_request_body(reel_rflow_t *f, const void *data, size_t len);
 void reel_recorder_response_head(reel_rflow_t *f, const reel_response_head_t *h);

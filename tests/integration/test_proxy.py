@@ -7,6 +7,7 @@ clients; `reel record` runs as a separate process. Every request must show
 up in `reel flows` with the right method, URL, status and sizes, and
 `reel flow --json` must return the exact bytes.
 """
+import base64
 import http.client
 import os
 import re
@@ -22,6 +23,12 @@ import unittest
 
 from proxyenv import (SANITIZED, TMPBASE, Origin, Reel, body, curl, free_port, main, run,
                       stop_class)
+
+
+def messages(flow, from_client):
+    """The bytes of a TCP flow's messages in one direction, joined."""
+    return b"".join(base64.b64decode(m["data_b64"]) for m in flow["messages"] or []
+                    if m["from_client"] == from_client)
 
 
 class ProxyTest(unittest.TestCase):
@@ -220,17 +227,18 @@ class ProxyTest(unittest.TestCase):
             c.settimeout(10)
             if upgrade:
                 read_until(c, b"\r\n\r\n")
-                c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x-echo\r\n"
                           b"Connection: Upgrade\r\n\r\n")
             d = c.recv(65536)
             c.sendall(b"echo:" + d)
             c.close()
 
-        # Upgrade: the 101 is forwarded and the rest is a recorded tunnel.
+        # Upgrade to a protocol other than WebSocket: the 101 is forwarded and
+        # the rest is a tunnel flow of TCP messages (test_websocket: WebSocket).
         t = threading.Thread(target=serve, args=(True,))
         t.start()
         s = connect(b"GET http://127.0.0.1:%d/ws HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                    b"Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n" % eport)
+                    b"Upgrade: x-echo\r\nConnection: Upgrade\r\n\r\n" % eport)
         self.assertTrue(read_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 101"))
         s.sendall(b"\x81\x04ping")
         self.assertEqual(read_until(s, b"ping"), b"echo:\x81\x04ping")
@@ -240,7 +248,7 @@ class ProxyTest(unittest.TestCase):
         self.assertEqual(f["status"], 101)
         tun = [x for x in r.wait_flows(1, "~u tcp://127.0.0.1:%d" % eport) if x["kind"] == "tunnel"]
         self.assertEqual(len(tun), 1)
-        self.assertEqual(body(r.flow(tun[0]["id"]), "request"), b"\x81\x04ping")
+        self.assertEqual(messages(r.flow(tun[0]["id"]), True), b"\x81\x04ping")
 
         # CONNECT carrying plain HTTP is parsed as HTTP.
         s = connect(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % o.http_port)
@@ -262,8 +270,10 @@ class ProxyTest(unittest.TestCase):
         srv.close()
         tun = [x for x in r.wait_flows(2, "~u tcp://127.0.0.1:%d" % eport) if x["kind"] == "tunnel"]
         self.assertEqual(len(tun), 2)
-        self.assertEqual(body(r.flow(tun[1]["id"]), "request"), b"\x00\x01binary hello")
-        self.assertEqual(body(r.flow(tun[1]["id"]), "response"), b"echo:\x00\x01binary hello")
+        full = r.flow(tun[1]["id"])
+        self.assertEqual(messages(full, True), b"\x00\x01binary hello")
+        self.assertEqual(messages(full, False), b"echo:\x00\x01binary hello")
+        self.assertTrue(all(m["type"] == "tcp" for m in full["messages"]), full["messages"])
 
     def test_hot_config(self):
         o, r = self.origin, self.reel

@@ -686,6 +686,7 @@ static void test_url_fts_in_step(void **state) {
                         "ALTER TABLE flows DROP COLUMN request_body_dropped;"
                         "ALTER TABLE flows DROP COLUMN response_body_dropped;"
                         "ALTER TABLE flows DROP COLUMN damaged;"
+                        "ALTER TABLE flows DROP COLUMN messages;"
                         "PRAGMA user_version = 1;",
                         NULL),
         REEL_OK);

@@ -1,0 +1,272 @@
+#!/usr/bin/python3
+"""WebSocket through reel, recorded message by message (issue 10).
+
+A real WebSocket server and client (Debian's python3-websockets, which
+negotiates permessage-deflate by default) talk through `reel record`:
+plain ws:// inside a CONNECT tunnel, wss:// through intercepted TLS, and a
+hand-written client sending absolute-form requests with frames it builds
+itself (fragments, pings, a close code, a protocol error). Every message
+must be in the session with its exact bytes, direction and opcode.
+"""
+import asyncio
+import base64
+import os
+import socket
+import ssl
+import struct
+import tempfile
+import threading
+import time
+import unittest
+
+import websockets
+
+from proxyenv import TMPBASE, Origin, Reel, main, stop_class
+
+SIZES = [0, 1, 125, 126, 65535, 65536, 1 << 20]
+
+
+async def echo(ws, path=None):
+    try:
+        async for m in ws:
+            await ws.send(m)
+    except websockets.ConnectionClosed:
+        pass
+
+
+class Server:
+    """An asyncio WebSocket echo server (ws and wss) in a thread."""
+
+    def __init__(self, certfile, keyfile):
+        self.loop = asyncio.new_event_loop()
+        self.port = self.tls_port = None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(certfile, keyfile)
+        ready = threading.Event()
+
+        def run():
+            asyncio.set_event_loop(self.loop)
+
+            async def start():
+                self.plain = await websockets.serve(echo, "127.0.0.1", 0, max_size=None)
+                self.tls = await websockets.serve(echo, "127.0.0.1", 0, ssl=ctx, max_size=None)
+                self.port = self.plain.sockets[0].getsockname()[1]
+                self.tls_port = self.tls.sockets[0].getsockname()[1]
+            self.loop.run_until_complete(start())
+            ready.set()
+            self.loop.run_forever()
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        ready.wait(10)
+
+    def stop(self):
+        async def close():
+            self.plain.close()
+            self.tls.close()
+            await self.plain.wait_closed()
+            await self.tls.wait_closed()
+        asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def connect_tunnel(reel, host, port):
+    s = socket.create_connection(("127.0.0.1", reel.port), 10)
+    s.sendall(b"CONNECT %s:%d HTTP/1.1\r\nHost: x\r\n\r\n" % (host.encode(), port))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return s
+
+
+def frame(op, payload, fin=True, mask=True):
+    b0 = (0x80 if fin else 0) | op
+    n = len(payload)
+    if n < 126:
+        head = struct.pack("!BB", b0, (0x80 if mask else 0) | n)
+    elif n < 65536:
+        head = struct.pack("!BBH", b0, (0x80 if mask else 0) | 126, n)
+    else:
+        head = struct.pack("!BBQ", b0, (0x80 if mask else 0) | 127, n)
+    if not mask:
+        return head + payload
+    key = os.urandom(4)
+    return head + key + bytes(c ^ key[i % 4] for i, c in enumerate(payload))
+
+
+def read_frame(s):
+    def need(n):
+        b = b""
+        while len(b) < n:
+            d = s.recv(n - len(b))
+            if not d:
+                raise EOFError
+            b += d
+        return b
+    b0, b1 = need(2)
+    n = b1 & 0x7F
+    if n == 126:
+        n = struct.unpack("!H", need(2))[0]
+    elif n == 127:
+        n = struct.unpack("!Q", need(8))[0]
+    return b0 & 0x0F, need(n)
+
+
+class WebSocketTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        os.makedirs(TMPBASE, exist_ok=True)
+        cls.root = tempfile.mkdtemp(prefix="ws.", dir=TMPBASE)
+        cls.origin = Origin(os.path.join(cls.root, "origin"))  # its CA and server cert
+        d = os.path.join(cls.root, "origin")
+        cls.server = Server(os.path.join(d, "server.pem"), os.path.join(d, "server.key"))
+        cls.reel = Reel(cls.root, "ws", "upstream_trusted_ca=" + cls.origin.ca)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+        stop_class(cls)
+
+    def flow_of(self, filt):
+        flows = self.reel.wait_flows(1, filt, timeout=10)
+        self.assertEqual(len(flows), 1, (filt, flows))
+        return self.reel.flow(flows[0]["id"]), flows[0]
+
+    def check_messages(self, full, sent):
+        """sent: [(from_client, opcode, payload)] in the order of each side."""
+        got = [(m["from_client"], m["opcode"], base64.b64decode(m["data_b64"]), m["length"])
+               for m in full["messages"]]
+        for side in (True, False):
+            want = [(o, p) for c, o, p in sent if c == side]
+            have = [(o, p) for c, o, p, _ in got if c == side and o in (1, 2)]
+            self.assertEqual(len(have), len(want), side)
+            for (wo, wp), (ho, hp) in zip(want, have):
+                self.assertEqual(wo, ho)
+                self.assertEqual(len(wp), len(hp))
+                self.assertEqual(wp, hp)
+
+    async def exchange(self, ws):
+        sent = []
+        for n in SIZES:
+            data = os.urandom(n)
+            await ws.send(data)
+            self.assertEqual(await ws.recv(), data)
+            sent += [(True, 2, data), (False, 2, data)]
+            text = ("héllo " * (n // 7 + 1))[:n]
+            await ws.send(text)
+            self.assertEqual(await ws.recv(), text)
+            sent += [(True, 1, text.encode()), (False, 1, text.encode())]
+        await ws.ping(b"are you there")
+        await ws.close(code=4001, reason="bye now")
+        return sent
+
+    def test_ws_in_a_connect_tunnel_with_deflate(self):
+        r, srv = self.reel, self.server
+        sock = connect_tunnel(r, "127.0.0.1", srv.port)
+
+        async def go():
+            async with websockets.connect("ws://127.0.0.1:%d/plain" % srv.port, sock=sock,
+                                          max_size=None) as ws:
+                return await self.exchange(ws)
+        sent = asyncio.run(go())
+        full, row = self.flow_of("~websocket & ~u /plain")
+        self.assertEqual(row["kind"], "websocket")
+        self.assertEqual(full["response"]["status"], 101)
+        self.check_messages(full, sent)
+        self.assertTrue(any(m["compressed"] for m in full["messages"]), "deflate not in use")
+        closes = [m for m in full["messages"] if m["type"] == "close"]
+        self.assertEqual([m["close_code"] for m in closes], [4001, 4001])
+        self.assertTrue(any(m["type"] == "ping" for m in full["messages"]))
+        self.assertEqual(full["state"], "complete", full["error"])
+
+    def test_wss_through_intercepted_tls(self):
+        r, srv = self.reel, self.server
+        sock = connect_tunnel(r, "localhost", srv.tls_port)
+        ctx = ssl.create_default_context(cafile=r.ca)
+
+        async def go():
+            async with websockets.connect("wss://localhost:%d/secure" % srv.tls_port, sock=sock,
+                                          ssl=ctx, server_hostname="localhost",
+                                          max_size=None) as ws:
+                return await self.exchange(ws)
+        sent = asyncio.run(go())
+        full, row = self.flow_of("~websocket & ~u /secure")
+        self.assertTrue(row["url"].startswith("https://localhost:"), row["url"])
+        self.check_messages(full, sent)
+        sc = full["server_conn"]
+        self.assertTrue(sc["tls_version"].startswith("TLSv1"), sc)
+        self.assertEqual(sc["sni"], "localhost")
+
+    def handshake(self, path, extra=b""):
+        s = socket.create_connection(("127.0.0.1", self.reel.port), 10)
+        s.sendall(b"GET http://127.0.0.1:%d%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                  b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  b"Sec-WebSocket-Version: 13\r\n%s\r\n" % (self.server.port, path, extra))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(1)
+        self.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
+        return s
+
+    def test_absolute_form_fragments_and_control_frames(self):
+        s = self.handshake(b"/frames")
+        # "Hello, world" in three fragments with a ping between them
+        s.sendall(frame(1, b"Hello", fin=False) + frame(9, b"ping!") +
+                  frame(0, b", wor", fin=False) + frame(0, b"ld"))
+        got = [read_frame(s), read_frame(s)]
+        self.assertIn((10, b"ping!"), got)
+        self.assertIn((1, b"Hello, world"), got)
+        s.sendall(frame(8, struct.pack("!H", 1000) + b"done"))
+        self.assertEqual(read_frame(s)[0], 8)
+        s.close()
+        full, _ = self.flow_of("~websocket & ~u /frames")
+        fromc = [(m["type"], base64.b64decode(m["data_b64"])) for m in full["messages"]
+                 if m["from_client"]]
+        self.assertEqual(fromc[0], ("ping", b"ping!"))  # control frames come when they pass
+        self.assertEqual(fromc[1], ("text", b"Hello, world"))
+        self.assertEqual(fromc[2][0], "close")
+        shown = self.reel.cli("flow", "ws", str(full["id"])).stdout.decode()
+        self.assertIn("text 12 B", shown)
+        self.assertIn("Hello, world", shown)
+
+    def test_invalid_frame_closes_with_1002_and_is_recorded(self):
+        s = self.handshake(b"/bad")
+        s.sendall(frame(1, b"fine"))
+        self.assertEqual(read_frame(s), (1, b"fine"))
+        s.sendall(frame(1, b"not masked", mask=False))  # clients must mask
+        op, payload = read_frame(s)
+        self.assertEqual(op, 8)
+        self.assertEqual(struct.unpack("!H", payload[:2])[0], 1002)
+        s.settimeout(5)
+        self.assertEqual(s.recv(100), b"")  # and the connection is closed
+        s.close()
+        full, row = self.flow_of("~websocket & ~u /bad")
+        self.assertEqual(row["state"], "error")
+        self.assertIn("invalid WebSocket frame", row["error"])
+        self.assertIn("1002", row["error"])
+        self.assertEqual([base64.b64decode(m["data_b64"]) for m in full["messages"]
+                          if m["from_client"]], [b"fine"])
+
+    def test_messages_visible_while_the_connection_is_open(self):
+        s = self.handshake(b"/live")
+        s.sendall(frame(1, b"first"))
+        self.assertEqual(read_frame(s), (1, b"first"))
+        deadline = time.time() + 5
+        while True:  # recorded within a second or so of passing, flow still open
+            flows = self.reel.flows("~u /live")
+            if flows and flows[0]["state"] == "open":
+                full = self.reel.flow(flows[0]["id"])
+                if full["messages"] and len(full["messages"]) >= 2:
+                    break
+            self.assertLess(time.time(), deadline, flows)
+            time.sleep(0.1)
+        self.assertEqual(full["state"], "open")
+        s.sendall(frame(8, struct.pack("!H", 1000)))
+        read_frame(s)
+        s.close()
+
+
+if __name__ == "__main__":
+    main()
