@@ -1,5 +1,6 @@
 #include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -14,6 +15,8 @@ static const char usage[] =
     "\n"
     "Lists flows, oldest first: id, start time, method, URL, status, request and\n"
     "response body sizes, duration, tags and mark (*), then the error if any.\n"
+    "WebSocket (WS) and raw TCP flows show their message count as the status and\n"
+    "the payload bytes each way as the sizes.\n"
     "On a terminal each row is cut to the terminal's width (a long URL ends in\n"
     "an ellipsis) and control characters are shown as \\xNN; into a pipe or a\n"
     "file, with --wide or with --json, every value is written whole.\n"
@@ -27,10 +30,10 @@ static const char usage[] =
     "\n"
     "FILTER (mitmproxy's language): ~d REGEX domain, ~u REGEX URL, ~m REGEX method,\n"
     "~c CODE status, ~tag NAME, ~marked, ~damaged (part of the record is known lost),\n"
-    "!X, X & Y, X | Y, (X); a bare word is ~u. Quote a regex holding | or & or\n"
+    "~http, ~websocket, ~tcp (kind of flow), !X, X & Y, X | Y, (X); a bare word is ~u. Quote a regex holding | or & or\n"
     "parentheses. Every operator: docs/filters.md.\n"
     "\n"
-    "--json adds per flow: client_addr, server_addr, request_end_us,\n"
+    "--json adds per flow: client_addr, server_addr, request_end_us, messages,\n"
     "response_start_us, response_generated (reel sent the response itself),\n"
     "request_body_dropped/response_body_dropped (bytes not stored because capture\n"
     "fell behind) and damaged.\n"
@@ -210,7 +213,7 @@ int reel_cmd_flows(reel_cli_t *cli, int argc, char **argv) {
         "response_body_size, end_us, (SELECT group_concat(tag, ',') FROM tags t WHERE t.flow_id "
         "= flows.id), marked, state, error, kind, host, port, client_addr, server_addr, "
         "request_end_us, response_start_us, response_generated, request_body_dropped, "
-        "response_body_dropped, damaged FROM flows WHERE (%s)%s ORDER BY id "
+        "response_body_dropped, damaged, messages FROM flows WHERE (%s)%s ORDER BY id "
         "DESC%s) ORDER BY id",
         reel_filter_sql(f), have_since ? " AND start_us >= ?" : "", limit >= 0 ? " LIMIT ?" : "");
     sqlite3_stmt *st = NULL;
@@ -278,6 +281,7 @@ int reel_cmd_flows(reel_cli_t *cli, int argc, char **argv) {
             json_object_set_new(o, "response_body_dropped",
                                 json_integer(sqlite3_column_int64(st, 21)));
             json_object_set_new(o, "damaged", json_boolean(sqlite3_column_int(st, 22)));
+            json_object_set_new(o, "messages", json_integer(sqlite3_column_int64(st, 23)));
             json_t *ta = json_array();
             if (tags) {
                 char *dup = reel_strdup(tags), *save = NULL;
@@ -306,8 +310,17 @@ int reel_cmd_flows(reel_cli_t *cli, int argc, char **argv) {
             snprintf(st_s, sizeof st_s, "%lld", status);
         else
             snprintf(st_s, sizeof st_s, "%s", state && strcmp(state, "error") == 0 ? "ERR" : "-");
-        print_row(&layout, id, marked, t,
-                  method ? method : (kind && strcmp(kind, "tunnel") == 0 ? "TUNNEL" : "-"),
+        /* WebSocket and TCP flows: the kind in the method column, their
+         * message count in the status column */
+        bool ws = kind && strcmp(kind, "websocket") == 0, tcp = kind && strcmp(kind, "tunnel") == 0;
+        if (ws || tcp) {
+            long long nm = sqlite3_column_int64(st, 23);
+            if (nm < 1000)
+                snprintf(st_s, sizeof st_s, "%d", (int)nm);
+            else
+                snprintf(st_s, sizeof st_s, "1k+");
+        }
+        print_row(&layout, id, marked, t, ws ? "WS" : tcp ? "TCP" : method ? method : "-",
                   url ? url : "-", st_s, qs, rs, dur, tags, error);
     }
     if (step != SQLITE_DONE) {
