@@ -137,9 +137,10 @@ int reel_spool_read_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *
     return 0;
 }
 
-/* Event field numbers of Record: start = 10 .. error = 16, edit = 17. */
+/* Event field numbers of Record: start = 10 .. error = 16, edit = 17, server_conn = 18,
+ * message = 19. */
 #define EV_FIRST 10
-#define EV_LAST 17
+#define EV_LAST 19
 
 int reel_spool_peek_record(const uint8_t *p, size_t len, reel_spool_peek_t *out) {
     size_t pos = 0;
