@@ -31,7 +31,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
             db,
             "CREATE TABLE flows (id INTEGER PRIMARY KEY, host TEXT, url TEXT, method TEXT,"
             " status INTEGER, marked INTEGER NOT NULL DEFAULT 0,"
-            " damaged INTEGER NOT NULL DEFAULT 0);"
+            " damaged INTEGER NOT NULL DEFAULT 0, kind TEXT NOT NULL DEFAULT 'http');"
             "CREATE INDEX flows_status ON flows(status);"
             "CREATE TABLE tags (flow_id INTEGER NOT NULL, tag TEXT NOT NULL,"
             " PRIMARY KEY (flow_id, tag)) WITHOUT ROWID;"

@@ -33,7 +33,7 @@ static int setup(void **state) {
     assert_int_equal(reel_filter_register(db, &err), REEL_OK);
     exec("CREATE TABLE flows (id INTEGER PRIMARY KEY, host TEXT, url TEXT, method TEXT,"
          " status INTEGER, marked INTEGER NOT NULL DEFAULT 0,"
-         " damaged INTEGER NOT NULL DEFAULT 0);"
+         " damaged INTEGER NOT NULL DEFAULT 0, kind TEXT NOT NULL DEFAULT 'http');"
          "CREATE INDEX flows_status ON flows(status);"
          "CREATE TABLE tags (flow_id INTEGER NOT NULL, tag TEXT NOT NULL,"
          " PRIMARY KEY (flow_id, tag)) WITHOUT ROWID;"
@@ -219,23 +219,23 @@ static void test_errors(void **state) {
     (void)state;
     expect_error(
         "~zz", REEL_INVALID,
-        "filter: unknown operator '~zz' at column 1 (known: ~d ~u ~m ~c ~tag ~marked ~damaged)");
+        "filter: unknown operator '~zz' at column 1 (known: ~d ~u ~m ~c ~tag ~marked ~damaged ~http ~websocket ~tcp)");
     expect_error(
         "~d x & ~zz y", REEL_INVALID,
-        "filter: unknown operator '~zz' at column 8 (known: ~d ~u ~m ~c ~tag ~marked ~damaged)");
+        "filter: unknown operator '~zz' at column 8 (known: ~d ~u ~m ~c ~tag ~marked ~damaged ~http ~websocket ~tcp)");
     expect_error(
         "~", REEL_INVALID,
-        "filter: unknown operator '~' at column 1 (known: ~d ~u ~m ~c ~tag ~marked ~damaged)");
+        "filter: unknown operator '~' at column 1 (known: ~d ~u ~m ~c ~tag ~marked ~damaged ~http ~websocket ~tcp)");
     expect_error(
         "~dfoo", REEL_INVALID,
-        "filter: unknown operator '~dfoo' at column 1 (known: ~d ~u ~m ~c ~tag ~marked ~damaged)");
+        "filter: unknown operator '~dfoo' at column 1 (known: ~d ~u ~m ~c ~tag ~marked ~damaged ~http ~websocket ~tcp)");
     expect_error("~u /~user", REEL_INVALID,
                  "filter: '~' at column 5 right after the unquoted regex '/': quote the whole "
                  "regex, or put a space before '~'");
     /* User input in messages is cut and escaped. */
     expect_error("~\x1b[2J\xff", REEL_INVALID,
                  "filter: unknown operator '~\\x1b[2J\\xff' at column 1 (known: ~d ~u ~m ~c ~tag "
-                 "~marked ~damaged)");
+                 "~marked ~damaged ~http ~websocket ~tcp)");
     expect_error("~c 0123456789012345678901234567890123456789xyz", REEL_INVALID,
                  "filter: ~c expects an integer status code at column 4, got "
                  "'0123456789012345678901234567890123456789...'");
@@ -404,6 +404,18 @@ static void test_mitmproxy_traps(void **state) {
     assert_string_equal(ids("(~c 500)"), "5,8,9");
 }
 
+static void test_kinds(void **state) {
+    (void)state;
+    exec("UPDATE flows SET kind = 'websocket' WHERE id IN (2, 7); UPDATE flows SET kind = "
+         "'tunnel' WHERE id = 9");
+    assert_string_equal(ids("~websocket"), "2,7");
+    assert_string_equal(ids("~tcp"), "9");
+    assert_string_equal(ids("~http"), "1,2,3,4,5,6,7,8,10,11");
+    assert_string_equal(ids("~http & !~websocket & ~marked"), "5");
+    assert_string_equal(ids("~tcp | ~websocket"), "2,7,9");
+    exec("UPDATE flows SET kind = 'http'");
+}
+
 static void test_damaged(void **state) {
     (void)state;
     exec("UPDATE flows SET damaged = 1 WHERE id IN (3, 6); UPDATE flows SET damaged = 7 WHERE id "
@@ -415,7 +427,7 @@ static void test_damaged(void **state) {
     assert_string_equal(ids("(~damaged)"), "3,6,10");
     expect_error("~damagedx", REEL_INVALID,
                  "filter: unknown operator '~damagedx' at column 1 (known: ~d ~u ~m ~c ~tag "
-                 "~marked ~damaged)");
+                 "~marked ~damaged ~http ~websocket ~tcp)");
     reel_filter_t *f = NULL;
     assert_int_equal(reel_filter_compile("!~damaged ~marked", &f, NULL), REEL_OK);
     assert_string_equal(reel_filter_sql(f), "(NOT flows.damaged != 0 AND flows.marked = 1)");
@@ -805,6 +817,7 @@ int main(void) {
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_mitmproxy_traps),
         cmocka_unit_test(test_damaged),
+        cmocka_unit_test(test_kinds),
         cmocka_unit_test(test_real_index),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_sql_and_bind),
