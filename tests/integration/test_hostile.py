@@ -692,6 +692,15 @@ class BadUpstreamsTest(unittest.TestCase):
                                        ("/del-second", True), ("/del-second", False)])
         f = r.flow(r.wait_flows(1, "~u /get-second$")[-1]["id"])
         self.assertEqual((f["state"], body(f, "response")), ("complete", b"retried"))
+        # the flow says its request went out twice: on the kept-alive
+        # connection, then again on a new one
+        self.assertTrue(f["server_conn"]["retried"], f["server_conn"])
+        self.assertFalse(f["server_conn"]["reused"], f["server_conn"])
+        first = r.flow(r.wait_flows(1, "~u /get-first$")[-1]["id"])
+        self.assertFalse(first["server_conn"]["retried"])
+        self.assertNotEqual(first["server_conn"]["conn_id"], f["server_conn"]["conn_id"])
+        shown = r.cli("flow", r.session, str(f["id"])).stdout.decode()
+        self.assertIn("sent again on this new connection", shown)
         self.assertIn("without responding", self.flow_error("/post-second"))
         self.assertIn("without responding", self.flow_error("/del-second"))
 
