@@ -425,15 +425,15 @@ out:
             fprintf(stderr, "reel: %s\n", reel_err_str(&err2));
             r.exit_code = REEL_EXIT_ERROR;
         }
+        unsigned long long kept = st.flows - st.lost_flows;
         if (st.lost_flows)
             fprintf(stderr,
-                    "reel: session '%s': %llu flows recorded in this run, %llu more not recorded "
+                    "reel: session '%s': %llu flow%s recorded in this run, %llu more not recorded "
                     "(capture was stopped when they started)\n",
-                    name, (unsigned long long)(st.flows - st.lost_flows),
-                    (unsigned long long)st.lost_flows);
+                    name, kept, kept == 1 ? "" : "s", (unsigned long long)st.lost_flows);
         else
-            fprintf(stderr, "reel: session '%s': %llu flows recorded in this run\n", name,
-                    (unsigned long long)st.flows);
+            fprintf(stderr, "reel: session '%s': %llu flow%s recorded in this run\n", name,
+                    (unsigned long long)st.flows, st.flows == 1 ? "" : "s");
     }
     reel_ca_free(ca);
     reel_config_free(cfg);
