@@ -1660,21 +1660,29 @@ static uint64_t body_dropped(const reel_rflow_t *f, int response) {
     return kept > stored ? kept - stored : 0;
 }
 
+/* What FlowEnd and FlowError both carry (their fields have the same
+ * names): sizes, dropped bytes, times, server address, timings (tm: the
+ * caller's storage for them). */
+#define FILL_END_FACTS(fe, f, e, tm)                                                              \
+    do {                                                                                        \
+        (fe).request_body_size = (f)->req_seen + (f)->msg_seen[0];                              \
+        (fe).response_body_size = (f)->resp_seen + (f)->msg_seen[1];                            \
+        (fe).request_body_dropped = body_dropped((f), 0) + (f)->msg_dropped[0];                 \
+        (fe).response_body_dropped = body_dropped((f), 1) + (f)->msg_dropped[1];                \
+        (fe).request_end_us = (e)->request_end_us;                                              \
+        (fe).response_start_us = (e)->response_start_us;                                        \
+        (fe).server_addr = (char *)((e)->server_addr ? (e)->server_addr : "");                  \
+        if ((e)->timings) {                                                                     \
+            fill_timings(&(tm), (e)->timings);                                                  \
+            (fe).timings = &(tm);                                                               \
+        }                                                                                       \
+    } while (0)
+
 static void end_with_error(reel_rflow_t *f, const char *message, const reel_flow_end_t *e) {
     Reel__FlowError fe = REEL__FLOW_ERROR__INIT;
     Reel__Timings tm = REEL__TIMINGS__INIT;
     fe.message = (char *)message;
-    fe.request_body_size = f->req_seen + f->msg_seen[0];
-    fe.response_body_size = f->resp_seen + f->msg_seen[1];
-    fe.request_body_dropped = body_dropped(f, 0) + f->msg_dropped[0];
-    fe.response_body_dropped = body_dropped(f, 1) + f->msg_dropped[1];
-    fe.request_end_us = e->request_end_us;
-    fe.response_start_us = e->response_start_us;
-    fe.server_addr = (char *)(e->server_addr ? e->server_addr : "");
-    if (e->timings) {
-        fill_timings(&tm, e->timings);
-        fe.timings = &tm;
-    }
+    FILL_END_FACTS(fe, f, e, tm);
     Reel__Record rec = REEL__RECORD__INIT;
     rec.flow_id = f->id;
     rec.time_us = now_or(e->time_us);
@@ -1720,19 +1728,9 @@ void reel_recorder_flow_finish(reel_rflow_t *f, const reel_flow_end_t *e) {
     } else if (f->id) {
         Reel__FlowEnd fe = REEL__FLOW_END__INIT;
         Reel__Timings tm = REEL__TIMINGS__INIT;
-        fe.request_body_size = f->req_seen + f->msg_seen[0];
-        fe.response_body_size = f->resp_seen + f->msg_seen[1];
+        FILL_END_FACTS(fe, f, e, tm);
         fe.request_truncated = f->req_seen > f->req_stored;
         fe.response_truncated = f->resp_seen > f->resp_stored;
-        fe.request_body_dropped = body_dropped(f, 0) + f->msg_dropped[0];
-        fe.response_body_dropped = body_dropped(f, 1) + f->msg_dropped[1];
-        fe.request_end_us = e->request_end_us;
-        fe.response_start_us = e->response_start_us;
-        fe.server_addr = (char *)(e->server_addr ? e->server_addr : "");
-        if (e->timings) {
-            fill_timings(&tm, e->timings);
-            fe.timings = &tm;
-        }
         Reel__Record rec = REEL__RECORD__INIT;
         rec.flow_id = f->id;
         rec.time_us = now_or(e->time_us);
