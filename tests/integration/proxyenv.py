@@ -198,6 +198,41 @@ class Reel:
         return self.errlog.read()
 
 
+# Raw sockets to the proxy, for what real clients will not send.
+
+def connect(port, timeout=10):
+    s = socket.create_connection(("127.0.0.1", port), timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def read_all(s, limit=1 << 24):
+    """Everything until EOF (or a reset); returns (bytes, how it ended)."""
+    out = b""
+    try:
+        while len(out) < limit:
+            d = s.recv(65536)
+            if not d:
+                return out, "eof"
+            out += d
+    except ConnectionResetError:
+        return out, "reset"
+    except socket.timeout:
+        return out, "timeout"
+    return out, "limit"
+
+
+def raw(port, data, timeout=10):
+    s = connect(port, timeout)
+    try:
+        s.sendall(data)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    out, _ = read_all(s)
+    s.close()
+    return out
+
+
 def curl(reel, *args, check=True, input=None):
     return run(["curl", "-sS", "--max-time", "30", "-x", reel.proxy, "--cacert", reel.ca] + list(args),
                check=check, input=input)

@@ -24,45 +24,13 @@ import threading
 import time
 import unittest
 
-from proxyenv import SANITIZED, TMPBASE, Origin, Reel, body, curl, main, stop_class
+from proxyenv import (SANITIZED, TMPBASE, Origin, Reel, body, connect, curl, main, raw,
+                      read_all, stop_class)
 
 
 def rss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1))
-
-
-def connect(port, timeout=10):
-    s = socket.create_connection(("127.0.0.1", port), timeout)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return s
-
-
-def read_all(s, limit=1 << 24):
-    """Everything until EOF (or a reset); returns (bytes, how it ended)."""
-    out = b""
-    try:
-        while len(out) < limit:
-            d = s.recv(65536)
-            if not d:
-                return out, "eof"
-            out += d
-    except ConnectionResetError:
-        return out, "reset"
-    except socket.timeout:
-        return out, "timeout"
-    return out, "limit"
-
-
-def raw(port, data, timeout=10):
-    s = connect(port, timeout)
-    try:
-        s.sendall(data)
-    except (BrokenPipeError, ConnectionResetError):
-        pass
-    out, _ = read_all(s)
-    s.close()
-    return out
 
 
 def reset(conn):

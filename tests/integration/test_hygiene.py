@@ -17,20 +17,7 @@ import threading
 import time
 import unittest
 
-from proxyenv import TMPBASE, Origin, Reel, main, stop_class
-
-
-def read_all(s, timeout=10):
-    s.settimeout(timeout)
-    out = b""
-    while True:
-        try:
-            d = s.recv(65536)
-        except ConnectionResetError:
-            return out, "reset"
-        if not d:
-            return out, "eof"
-        out += d
+from proxyenv import TMPBASE, Origin, Reel, main, read_all, stop_class
 
 
 class Hygiene(unittest.TestCase):
@@ -64,6 +51,7 @@ class Hygiene(unittest.TestCase):
                 done.set()
             t = threading.Thread(target=pump)
             t.start()
+            s.settimeout(10)
             out, how = read_all(s)
             t.join(10)
             s.close()

@@ -15,24 +15,7 @@ import tempfile
 import time
 import unittest
 
-from proxyenv import TMPBASE, Origin, Reel, body, curl, free_port, main, run, stop_class
-
-
-def raw(port, data, timeout=5):
-    s = socket.create_connection(("127.0.0.1", port), timeout)
-    s.sendall(data)
-    s.settimeout(timeout)
-    out = b""
-    while True:
-        try:
-            d = s.recv(65536)
-        except ConnectionResetError:
-            break
-        if not d:
-            break
-        out += d
-    s.close()
-    return out
+from proxyenv import TMPBASE, Origin, Reel, body, curl, free_port, main, raw, run, stop_class
 
 
 class TruthTest(unittest.TestCase):
