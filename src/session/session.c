@@ -236,6 +236,8 @@ typedef struct {
     uint32_t segment;
     unsigned pending;
     uint64_t frames;
+    uint64_t last_off; /* the last frame indexed, if have_last */
+    int have_last;
     reel_err_t *err;
     reel_rc rc;
 } scan_ctx;
@@ -253,6 +255,8 @@ static int index_frame_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *r
     }
     if (c->rc != REEL_OK)
         return 1;
+    c->last_off = off;
+    c->have_last = 1;
     c->frames++;
     if (++c->pending >= 1024) {
         c->pending = 0;
@@ -324,6 +328,184 @@ out:
     return rc;
 }
 
+/* ---- salvage: the whole records of a damaged or torn frame ---- */
+
+/* Copies [off, end) of the segment at path to dst (created 0600) and syncs it. */
+static reel_rc copy_range(const char *path, uint64_t off, uint64_t end, const char *dst,
+                          reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    int in = open(path, O_RDONLY | O_CLOEXEC);
+    int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    uint8_t *buf = reel_malloc(1 << 16);
+    if (in < 0 || out < 0) {
+        rc = reel_err_errno(err, REEL_IO, errno, "copying damaged bytes to %s", dst);
+        goto out;
+    }
+    for (uint64_t pos = off; pos < end;) {
+        size_t want = end - pos < (1 << 16) ? (size_t)(end - pos) : (1 << 16);
+        ssize_t r = pread(in, buf, want, (off_t)pos);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            if (r == 0)
+                break;
+            rc = reel_err_errno(err, REEL_IO, errno, "reading %s", path);
+            goto out;
+        }
+        if (write(out, buf, (size_t)r) != r) {
+            rc = reel_err_errno(err, REEL_IO, errno, "writing %s", dst);
+            goto out;
+        }
+        pos += (uint64_t)r;
+    }
+    if (fsync(out) != 0)
+        rc = reel_err_errno(err, REEL_IO, errno, "syncing %s", dst);
+out:
+    if (in >= 0)
+        close(in);
+    if (out >= 0)
+        close(out);
+    free(buf);
+    return rc;
+}
+
+/* Compresses the first `len` bytes of the salvaged records (whole records)
+ * into out at the given level. */
+static reel_rc salvage_encode(const uint8_t *recs, size_t len, int level, reel_buf_t *out,
+                              reel_err_t *err) {
+    reel_spool_enc_t *enc = reel_spool_enc_new(level);
+    reel_rc rc = reel_spool_enc_frame(enc, recs, len, out, err);
+    reel_spool_enc_free(enc);
+    return rc;
+}
+
+/* The damaged frame at [off, end) of segment n (end: the next valid frame,
+ * or the end of the file): its whole records are decoded as a stream up to
+ * the damage and written as a fresh frame at off, followed by a skippable
+ * frame that marks the damage (its content starts with what happened, as
+ * text, then a NUL). A torn tail (`tail`) is copied to
+ * recovered/NNNNNNNN.zst.OFF.torn and the segment truncated at off before
+ * the two frames are appended; in the middle of a segment the range is
+ * copied to recovered/NNNNNNNN.zst.OFF.damaged and the frames written over
+ * its start, the skippable one covering the rest of the range (records
+ * are dropped from the end if the fresh frame would not fit). Sets *done
+ * if it rewrote anything; the caller scans again from off. */
+static reel_rc salvage_range(reel_session_t *s, uint32_t n, uint64_t off, uint64_t end, int tail,
+                             const char *reason, int *done, reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    char name[16];
+    reel_spool_segment_name(n, name);
+    char *seg = reel_asprintf("%s/%s", s->spool_dir, name);
+    char *dir = reel_asprintf("%s/recovered", s->path);
+    char *dst = reel_asprintf("%s/%s.%llu.%s", dir, name, (unsigned long long)off,
+                              tail ? "torn" : "damaged");
+    reel_buf_t comp, recs, frame, mark;
+    reel_buf_init(&comp, 0);
+    reel_buf_init(&recs, 0);
+    reel_buf_init(&frame, 0);
+    reel_buf_init(&mark, 0);
+    int fd = -1;
+    *done = 0;
+    uint64_t range = end - off;
+    if (range < REEL_SPOOL_SKIP_HDR + 1)
+        goto out; /* too small to hold a mark; it is skipped as before */
+    fd = open(seg, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        goto out; /* not writable: skipped as before */
+    size_t want = range < REEL_SPOOL_FRAME_MAX ? (size_t)range : REEL_SPOOL_FRAME_MAX;
+    reel_buf_reserve(&comp, want);
+    ssize_t got = pread(fd, comp.data, want, (off_t)off);
+    if (got < 0) {
+        rc = reel_err_errno(err, REEL_IO, errno, "reading %s", seg);
+        goto out;
+    }
+    reel_spool_salvage_t info;
+    if (reel_spool_salvage(comp.data, (size_t)got, &recs, &info) != REEL_OK)
+        goto out;
+    if (info.records == 0 && tail)
+        goto out; /* nothing to keep: moved aside whole, as a torn write always was */
+    size_t keep = recs.len, kept = info.records;
+    const char *rel = dst + strlen(s->path) + 1;
+    for (;;) {
+        if (kept && (rc = salvage_encode(recs.data, keep, 3, &frame, err)) != REEL_OK)
+            goto out;
+        if (!kept)
+            reel_buf_reset(&frame);
+        reel_buf_reset(&mark);
+        if (info.bad_checksum)
+            reel_buf_printf(&mark,
+                            "checksum failed: its %zu records kept in the frame before, "
+                            "unverified (some bytes may be wrong); original in %s",
+                            kept, rel);
+        else
+            reel_buf_printf(&mark,
+                            "%s (%s): %zu records before it kept in the frame before, "
+                            "unverified; %s bytes in %s",
+                            tail ? "torn frame" : "damaged frame", reason, kept,
+                            tail ? "its" : "original", rel);
+        if (tail || frame.len + REEL_SPOOL_SKIP_HDR <= range || kept == 0)
+            break;
+        /* In place it must fit the range with the mark's header: drop
+         * records from the end (they are in recovered/) until it does. */
+        size_t pos = 0, rl = 0, last = 0, k = 0;
+        const uint8_t *r = NULL;
+        while (k + 1 < kept && reel_spool_block_next(recs.data, keep, &pos, &r, &rl) == REEL_OK) {
+            last = pos;
+            k++;
+        }
+        keep = last;
+        kept = k;
+    }
+    /* The mark: header, the text and a NUL, as far as the space allows
+     * (in place, the rest of the range's old bytes stay its content). */
+    uint64_t mark_len = tail ? REEL_SPOOL_SKIP_HDR + mark.len + 1 : range - frame.len;
+    size_t text = mark.len + 1;
+    if (REEL_SPOOL_SKIP_HDR + text > mark_len)
+        text = (size_t)(mark_len - REEL_SPOOL_SKIP_HDR);
+    uint8_t hdr[REEL_SPOOL_SKIP_HDR];
+    reel_spool_skip_header(mark_len, hdr);
+    reel_buf_t wr;
+    reel_buf_init(&wr, 0);
+    reel_buf_append(&wr, frame.data, frame.len);
+    reel_buf_append(&wr, hdr, sizeof hdr);
+    reel_buf_append(&wr, mark.data, text);
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        rc = reel_err_errno(err, REEL_IO, errno, "creating %s", dir);
+    if (rc == REEL_OK && tail) {
+        close(fd);
+        fd = -1;
+        rc = move_aside(s, n, off, reason, err);
+        if (rc == REEL_OK && (fd = open(seg, O_RDWR | O_CLOEXEC)) < 0)
+            rc = reel_err_errno(err, REEL_IO, errno, "opening %s", seg);
+    } else if (rc == REEL_OK) {
+        rc = copy_range(seg, off, end, dst, err);
+    }
+    if (rc == REEL_OK && (pwrite(fd, wr.data, wr.len, (off_t)off) != (ssize_t)wr.len ||
+                          fdatasync(fd) != 0))
+        rc = reel_err_errno(err, REEL_IO, errno, "writing the salvaged records to %s", seg);
+    reel_buf_free(&wr);
+    if (rc != REEL_OK)
+        goto out;
+    *done = 1;
+    note(s,
+         "segment %s: %s frame at offset %llu (%s): kept %zu whole record%s before the damage "
+         "(unverified: the frame's checksum %s), rewritten as a new frame there; %s",
+         name, tail ? "torn" : "damaged", (unsigned long long)off, reason, kept,
+         kept == 1 ? "" : "s", info.bad_checksum ? "failed" : "cannot be checked",
+         tail ? "the torn bytes are in recovered/" : "the original bytes are in recovered/");
+out:
+    if (fd >= 0)
+        close(fd);
+    reel_buf_free(&comp);
+    reel_buf_free(&recs);
+    reel_buf_free(&frame);
+    reel_buf_free(&mark);
+    free(seg);
+    free(dir);
+    free(dst);
+    return rc;
+}
+
 static reel_rc mark_interrupted(reel_session_t *s, reel_err_t *err) {
     reel_rc rc = reel_index_exec(s->db,
                                  "UPDATE flows SET state = 'interrupted', error = coalesce(error, "
@@ -337,12 +519,16 @@ static reel_rc mark_interrupted(reel_session_t *s, reel_err_t *err) {
     return rc;
 }
 
-static void dmg_note(reel_session_t *s, uint32_t seg, uint64_t off, uint64_t len);
+static void dmg_note(reel_session_t *s, uint32_t seg, uint64_t off, uint64_t len,
+                     const char *why);
+static void dmg_unverified(reel_session_t *s, uint32_t seg, uint64_t off, const char *why);
 
-/* Scans segment n from `from`, indexing valid frames. A damaged range
- * followed by a valid frame is recorded as damage and skipped; damage that
- * runs to the end of the file is moved aside if `tail_aside` (the newest
- * segment: a torn write), else recorded as damage too. */
+/* Scans segment n from `from`, indexing valid frames. A damaged frame is
+ * salvaged (salvage_range: its whole records rewritten as a fresh frame,
+ * followed by a skippable frame marking the damage) and the scan goes on
+ * from it. A mark is recorded as damage and skipped, and so is a range that
+ * could not be salvaged; damage that runs to the end of the file is moved
+ * aside if `tail_aside` (the newest segment: a torn write). */
 static reel_rc scan_segment(reel_session_t *s, reel_indexer_t *ix, uint32_t n, uint64_t from,
                             int tail_aside, uint64_t *frames, reel_err_t *err) {
     reel_rc rc = REEL_OK;
@@ -352,6 +538,7 @@ static reel_rc scan_segment(reel_session_t *s, reel_indexer_t *ix, uint32_t n, u
     char name[16];
     reel_spool_segment_name(n, name);
     scan_ctx c = {.ix = ix, .segment = n, .err = err};
+    uint64_t salvaged_at = UINT64_MAX; /* salvage a range once */
     for (uint64_t pos = from;;) {
         reel_spool_scan_t sc;
         rc = reel_spool_scan_ahead(fd, pos, index_frame_cb, &c, &sc, err);
@@ -362,18 +549,38 @@ static reel_rc scan_segment(reel_session_t *s, reel_indexer_t *ix, uint32_t n, u
         if (sc.reason[0] == '\0')
             break; /* clean to EOF */
         uint64_t next = 0;
-        reel_rc r2 = reel_spool_resync(fd, sc.bad_off + 1, &next, err);
-        if (r2 == REEL_NOTFOUND) {
-            if (tail_aside) {
+        if (sc.skip_len) {
+            /* A mark of damage set aside earlier: the records of the frame
+             * before it, when its checksum failed, are unverified. */
+            next = sc.bad_off + sc.skip_len;
+            if (strstr(sc.reason, "checksum failed") && c.have_last)
+                dmg_unverified(s, n, c.last_off, sc.reason);
+        } else {
+            reel_rc r2 = reel_spool_resync(fd, sc.bad_off + 1, &next, err);
+            if (r2 != REEL_OK && r2 != REEL_NOTFOUND) {
+                rc = r2;
+                break;
+            }
+            int tail = r2 == REEL_NOTFOUND && tail_aside;
+            if (r2 == REEL_NOTFOUND)
+                next = sc.file_size;
+            if (sc.bad_off != salvaged_at) {
+                int done = 0;
+                salvaged_at = sc.bad_off;
+                if ((rc = salvage_range(s, n, sc.bad_off, next, tail, sc.reason, &done, err)) !=
+                    REEL_OK)
+                    break;
+                if (done) {
+                    pos = sc.bad_off; /* the fresh frame, then its mark */
+                    continue;
+                }
+            }
+            if (tail) {
                 close(fd);
                 fd = -1;
                 rc = move_aside(s, n, sc.bad_off, sc.reason, err);
                 break;
             }
-            next = sc.file_size;
-        } else if (r2 != REEL_OK) {
-            rc = r2;
-            break;
         }
         sqlite3_stmt *st = NULL;
         if (reel_index_prepare(s->db,
@@ -388,7 +595,7 @@ static reel_rc scan_segment(reel_session_t *s, reel_indexer_t *ix, uint32_t n, u
             sqlite3_step(st);
         }
         sqlite3_finalize(st);
-        dmg_note(s, n, sc.bad_off, next - sc.bad_off);
+        dmg_note(s, n, sc.bad_off, next - sc.bad_off, sc.reason);
         note(s, "segment %s: skipped %llu damaged bytes at offset %llu (%s)", name,
              (unsigned long long)(next - sc.bad_off), (unsigned long long)sc.bad_off, sc.reason);
         if (next >= sc.file_size)
@@ -680,8 +887,12 @@ static int flow_intact(const flow_facts *f) {
 static reel_rc dmg_begin(reel_session_t *s, reel_err_t *err) {
     return reel_index_exec(s->db,
                            "CREATE TEMP TABLE IF NOT EXISTS dmg_open(segment INTEGER, offset "
-                           "INTEGER, length INTEGER, flow_id INTEGER, req INTEGER, resp INTEGER);"
-                           "DELETE FROM temp.dmg_open;",
+                           "INTEGER, length INTEGER, flow_id INTEGER, req INTEGER, resp INTEGER, "
+                           "why TEXT);"
+                           "DELETE FROM temp.dmg_open;"
+                           "CREATE TEMP TABLE IF NOT EXISTS dmg_unv(flow_id INTEGER, segment "
+                           "INTEGER, offset INTEGER, why TEXT);"
+                           "DELETE FROM temp.dmg_unv;",
                            err);
 }
 
@@ -689,15 +900,34 @@ static reel_rc dmg_begin(reel_session_t *s, reel_err_t *err) {
  * up to it: the flows open there (started, not yet ended) may have had
  * records in it. Their body sizes in the index are still the bytes stored
  * so far, which is where a hole in their bodies begins. */
-static void dmg_note(reel_session_t *s, uint32_t seg, uint64_t off, uint64_t len) {
+static void dmg_note(reel_session_t *s, uint32_t seg, uint64_t off, uint64_t len,
+                     const char *why) {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(s->db,
                            "INSERT INTO temp.dmg_open SELECT ?1, ?2, ?3, id, request_body_size, "
-                           "response_body_size FROM flows WHERE state = 'open'",
+                           "response_body_size, ?4 FROM flows WHERE state = 'open'",
                            -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, seg);
         sqlite3_bind_int64(st, 2, (sqlite3_int64)off);
         sqlite3_bind_int64(st, 3, (sqlite3_int64)len);
+        sqlite3_bind_text(st, 4, why, -1, SQLITE_TRANSIENT);
+        sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+}
+
+/* The frame at off of segment seg holds records salvaged from a frame whose
+ * checksum failed: every flow with records in it is marked damaged (its
+ * bytes there are unverified), with the index committed up to it. */
+static void dmg_unverified(reel_session_t *s, uint32_t seg, uint64_t off, const char *why) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT INTO temp.dmg_unv SELECT flow_id, ?1, ?2, ?3 FROM flow_frames "
+                           "WHERE segment = ?1 AND offset = ?2",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, seg);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)off);
+        sqlite3_bind_text(st, 3, why, -1, SQLITE_TRANSIENT);
         sqlite3_step(st);
     }
     sqlite3_finalize(st);
@@ -722,6 +952,7 @@ typedef struct {
     uint32_t seg;
     uint64_t off, len;
     uint64_t at[2];
+    char why[200]; /* the range's reason ("set aside: ..." for a salvaged frame) */
 } dmg_hit;
 
 static const char *const dmg_dir[3] = {"request", "response", "flow"};
@@ -729,9 +960,13 @@ static const char *const dmg_dir[3] = {"request", "response", "flow"};
 static reel_rc dmg_row(sqlite3_stmt *ins, uint64_t id, int dir, uint64_t off, int64_t len,
                        const char *what, const dmg_hit *h, reel_err_t *err) {
     char reason[300];
-    snprintf(reason, sizeof reason,
-             "%s with the %llu damaged bytes at offset %llu of spool segment %08u.zst", what,
-             (unsigned long long)h->len, (unsigned long long)h->off, h->seg);
+    if (strncmp(h->why, "set aside: ", 11) == 0)
+        snprintf(reason, sizeof reason, "%s with a damaged frame of spool segment %08u.zst (%s)",
+                 what, h->seg, h->why + 11);
+    else
+        snprintf(reason, sizeof reason,
+                 "%s with the %llu damaged bytes at offset %llu of spool segment %08u.zst", what,
+                 (unsigned long long)h->len, (unsigned long long)h->off, h->seg);
     sqlite3_bind_int64(ins, 1, (sqlite3_int64)id);
     sqlite3_bind_text(ins, 2, dmg_dir[dir], -1, SQLITE_STATIC);
     sqlite3_bind_int64(ins, 3, (sqlite3_int64)off);
@@ -815,7 +1050,7 @@ static reel_rc dmg_finish(reel_session_t *s, reel_err_t *err) {
     /* Flows without a start record: the nearest range before their first. */
     rc = reel_index_exec(s->db,
                          "INSERT INTO temp.dmg_open SELECT d.segment, d.offset, d.length, f.id, "
-                         "0, 0 FROM flows f JOIN damage d ON " SQL_POS("d.segment", "d.offset")
+                         "0, 0, d.reason FROM flows f JOIN damage d ON " SQL_POS("d.segment", "d.offset")
                          " = (SELECT max(" SQL_POS("d2.segment", "d2.offset") ") FROM damage d2 "
                          "WHERE d2.reason != 'segment file missing' AND "
                          SQL_POS("d2.segment", "d2.offset") " < (SELECT min("
@@ -826,7 +1061,7 @@ static reel_rc dmg_finish(reel_session_t *s, reel_err_t *err) {
                          err);
     if (rc != REEL_OK ||
         (rc = reel_index_prepare(s->db,
-                                 "SELECT flow_id, segment, offset, length, req, resp FROM "
+                                 "SELECT flow_id, segment, offset, length, req, resp, why FROM "
                                  "temp.dmg_open ORDER BY flow_id, segment, offset",
                                  &q, err)) != REEL_OK ||
         (rc = reel_index_prepare(s->db, "SELECT " FACTS_COLS " FROM flows WHERE id = ?", &facts_q,
@@ -835,8 +1070,8 @@ static reel_rc dmg_finish(reel_session_t *s, reel_err_t *err) {
                                  "INSERT INTO flow_damage(flow_id, direction, offset, length, "
                                  "reason, found_us) VALUES(?, ?, ?, ?, ?, ?)",
                                  &ins, err)) != REEL_OK ||
-        (rc = reel_index_prepare(s->db, "UPDATE flows SET damaged = 1 WHERE id = ?", &upd,
-                                 err)) != REEL_OK)
+        (rc = reel_index_prepare(s->db, "UPDATE flows SET damaged = 1 WHERE id = ? AND damaged = 0",
+                                 &upd, err)) != REEL_OK)
         goto out;
     for (int more = 1; more && rc == REEL_OK;) {
         int step = sqlite3_step(q);
@@ -865,6 +1100,36 @@ static reel_rc dmg_finish(reel_session_t *s, reel_err_t *err) {
                                   .len = (uint64_t)sqlite3_column_int64(q, 3),
                                   .at = {(uint64_t)sqlite3_column_int64(q, 4),
                                          (uint64_t)sqlite3_column_int64(q, 5)}};
+        const unsigned char *why = sqlite3_column_text(q, 6);
+        snprintf(hits[nhits - 1].why, sizeof hits[nhits - 1].why, "%s",
+                 why ? (const char *)why : "");
+    }
+    if (rc == REEL_OK) {
+        /* Flows with records salvaged, unverified, from a frame whose
+         * checksum failed: their bytes there may be wrong. */
+        sqlite3_stmt *u = NULL;
+        rc = reel_index_prepare(s->db,
+                                "SELECT DISTINCT u.flow_id, u.segment, u.offset, u.why FROM "
+                                "temp.dmg_unv u JOIN flows f ON f.id = u.flow_id",
+                                &u, err);
+        while (rc == REEL_OK && sqlite3_step(u) == SQLITE_ROW) {
+            uint64_t id = (uint64_t)sqlite3_column_int64(u, 0);
+            dmg_hit h = {.seg = (uint32_t)sqlite3_column_int64(u, 1),
+                         .off = (uint64_t)sqlite3_column_int64(u, 2)};
+            const unsigned char *why = sqlite3_column_text(u, 3);
+            snprintf(h.why, sizeof h.why, "%s", why ? (const char *)why : "");
+            rc = dmg_row(ins, id, 2, 0, -1,
+                         "its records in the frame salvaged from one whose checksum failed are "
+                         "unverified (some bytes may be wrong)",
+                         &h, err);
+            sqlite3_bind_int64(upd, 1, (sqlite3_int64)id);
+            if (rc == REEL_OK && sqlite3_step(upd) != SQLITE_DONE)
+                rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(s->db));
+            if (rc == REEL_OK && sqlite3_changes(s->db) > 0)
+                nmarked++;
+            sqlite3_reset(upd);
+        }
+        sqlite3_finalize(u);
     }
     if (rc == REEL_OK && nmarked)
         note(s,
@@ -880,6 +1145,46 @@ out:
     return rc;
 }
 
+/* After a rebuild's scan: a flow with annotations, tags or a mark whose
+ * records are all gone keeps a row (the old index's, else a bare one),
+ * marked damaged, so recovery and repair never drop user data. */
+static reel_rc keep_user_flows(reel_session_t *s, reel_err_t *err) {
+    reel_rc rc = reel_index_exec(
+        s->db,
+        "CREATE TEMP TABLE IF NOT EXISTS kept_ids(id INTEGER PRIMARY KEY);"
+        "DELETE FROM temp.kept_ids;"
+        "INSERT INTO temp.kept_ids SELECT flow_id FROM annotations UNION SELECT flow_id FROM "
+        "tags UNION SELECT flow_id FROM marks EXCEPT SELECT id FROM flows;"
+        "INSERT INTO flows SELECT * FROM temp.keep_flows WHERE id IN (SELECT id FROM "
+        "temp.kept_ids);"
+        "INSERT INTO flows(id, uuid, state, start_us) SELECT k.id, '', 'error', coalesce((SELECT "
+        "min(created_us) FROM annotations a WHERE a.flow_id = k.id), (SELECT created_us FROM "
+        "marks m WHERE m.flow_id = k.id), 0) FROM temp.kept_ids k WHERE k.id NOT IN (SELECT id "
+        "FROM flows);"
+        "UPDATE flows SET damaged = 1, state = CASE state WHEN 'open' THEN 'error' ELSE state "
+        "END, error = coalesce(error, 'records lost: none of its records are left in the spool') "
+        "WHERE id IN (SELECT id FROM temp.kept_ids);"
+        "INSERT INTO flow_damage(flow_id, direction, offset, length, reason, found_us) SELECT id, "
+        "'flow', 0, -1, 'none of its records are left in the spool; the row is what the index "
+        "knew, kept for its annotations, tags or mark', CAST(strftime('%s', 'now') AS INTEGER) * "
+        "1000000 FROM temp.kept_ids;",
+        err);
+    long long n = 0;
+    sqlite3_stmt *st = NULL;
+    if (rc == REEL_OK &&
+        sqlite3_prepare_v2(s->db, "SELECT count(*) FROM temp.kept_ids", -1, &st, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (n)
+        note(s,
+             "%lld flow%s with annotations, tags or a mark lost all %s records: kept in the index, "
+             "marked damaged",
+             n, n == 1 ? "" : "s", n == 1 ? "its" : "their");
+    return rc;
+}
+
 static reel_rc rebuild(reel_session_t *s, reel_err_t *err) {
     reel_rc rc = REEL_OK;
     reel_indexer_t *ix = NULL;
@@ -890,6 +1195,16 @@ static reel_rc rebuild(reel_session_t *s, reel_err_t *err) {
     uint64_t old_max = reel_index_max_flow_id(s->db);
     if ((rc = remember_lost(s, missing, nmissing, err)) != REEL_OK ||
         (rc = dmg_begin(s, err)) != REEL_OK)
+        goto out;
+    /* The rows of flows with user data, in case the spool no longer has
+     * any of their records: their annotations, tags and mark stay visible. */
+    rc = reel_index_exec(s->db,
+                         "DROP TABLE IF EXISTS temp.keep_flows;"
+                         "CREATE TEMP TABLE keep_flows AS SELECT * FROM flows WHERE id IN "
+                         "(SELECT flow_id FROM annotations UNION SELECT flow_id FROM tags UNION "
+                         "SELECT flow_id FROM marks);",
+                         err);
+    if (rc != REEL_OK)
         goto out;
     rc = reel_index_exec(s->db,
                          "BEGIN IMMEDIATE;"
@@ -934,6 +1249,8 @@ static reel_rc rebuild(reel_session_t *s, reel_err_t *err) {
         reel_indexer_bulk(ix);
     for (size_t i = 0; rc == REEL_OK && i < nseg; i++)
         rc = scan_segment(s, ix, segs[i], 0, i + 1 == nseg, &frames, err);
+    if (rc == REEL_OK)
+        rc = keep_user_flows(s, err);
     if (ddl.len) {
         /* Put them back even after an error, so the schema stays whole. */
         reel_err_t e2;

@@ -5,7 +5,8 @@
  * checksum flag and the frame content size set. Checksums are verified by
  * libzstd while decompressing; a frame whose declared content size exceeds
  * REEL_SPOOL_BLOCK_MAX, or that declares none, is rejected as not ours.
- * Skippable frames are not written by reel and are rejected. */
+ * Skippable frames are written only where recovery or repair set damaged
+ * bytes aside; a scan stops at one and reports it (skip_len). */
 #include "session/spool.h"
 
 #include <errno.h>
@@ -122,6 +123,25 @@ reel_rc reel_spool_frame_decode(const uint8_t *frame, size_t len, reel_buf_t *ou
     return REEL_OK;
 }
 
+void reel_spool_skip_header(uint64_t total, uint8_t hdr[static 8]) {
+    uint32_t m = REEL_SPOOL_SKIP_MAGIC, n = (uint32_t)(total - REEL_SPOOL_SKIP_HDR);
+    for (int i = 0; i < 4; i++) {
+        hdr[i] = (uint8_t)(m >> (8 * i));
+        hdr[4 + i] = (uint8_t)(n >> (8 * i));
+    }
+}
+
+/* Length of the skippable frame at buf (any of zstd's 16 skippable magics),
+ * or 0 if buf does not start one that fits in file_left bytes. */
+static uint64_t skippable_len(const uint8_t *buf, size_t len, uint64_t file_left) {
+    if (len < REEL_SPOOL_SKIP_HDR || buf[1] != 0x2a || buf[2] != 0x4d || buf[3] != 0x18 ||
+        (buf[0] & 0xf0) != 0x50)
+        return 0;
+    uint64_t n = (uint64_t)buf[4] | (uint64_t)buf[5] << 8 | (uint64_t)buf[6] << 16 |
+                 (uint64_t)buf[7] << 24;
+    return n + REEL_SPOOL_SKIP_HDR <= file_left ? n + REEL_SPOOL_SKIP_HDR : 0;
+}
+
 int reel_spool_read_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *v) {
     uint64_t x = 0;
     for (int shift = 0; shift < 64; shift += 7) {
@@ -223,14 +243,107 @@ void reel_spool_enc_free(reel_spool_enc_t *enc) {
 
 reel_rc reel_spool_enc_frame(reel_spool_enc_t *enc, const uint8_t *block, size_t len,
                              reel_buf_t *out, reel_err_t *err) {
-    size_t bound = ZSTD_compressBound(len);
+    /* The block is fed record by record and zstd is told to end its block
+     * (ZSTD_e_flush) at a record boundary once REEL_SPOOL_FLUSH bytes went
+     * in since the last: a frame cut short or damaged later then still
+     * decodes, as a stream, up to the last whole zstd block before the
+     * damage, and the records in it can be salvaged. */
+    size_t bound = ZSTD_compressBound(len) + (len / REEL_SPOOL_FLUSH + 1) * 8 + 64;
     reel_buf_reset(out);
     if (reel_buf_reserve(out, bound) != REEL_OK)
         return reel_err_set(err, REEL_LIMIT, "block too large to compress");
-    size_t n = ZSTD_compress2(enc->cctx, out->data, bound, block, len);
-    if (ZSTD_isError(n))
-        return reel_err_set(err, REEL_ERROR, "zstd: %s", ZSTD_getErrorName(n));
-    out->len = n;
+    ZSTD_CCtx_reset(enc->cctx, ZSTD_reset_session_only);
+    ZSTD_CCtx_setPledgedSrcSize(enc->cctx, len);
+    ZSTD_outBuffer ob = {out->data, bound, 0};
+    size_t pos = 0, fed = 0;
+    while (fed < len) {
+        /* The next cut: after whole records, REEL_SPOOL_FLUSH bytes on. */
+        size_t cut = fed, rl = 0;
+        const uint8_t *r = NULL;
+        while (cut - fed < REEL_SPOOL_FLUSH &&
+               reel_spool_block_next(block, len, &pos, &r, &rl) == REEL_OK)
+            cut = pos;
+        if (cut == fed)
+            cut = len; /* not records: one piece */
+        ZSTD_EndDirective mode = cut == len ? ZSTD_e_end : ZSTD_e_flush;
+        ZSTD_inBuffer ib = {block, cut, fed};
+        size_t left;
+        do {
+            left = ZSTD_compressStream2(enc->cctx, &ob, &ib, mode);
+            if (ZSTD_isError(left))
+                return reel_err_set(err, REEL_ERROR, "zstd: %s", ZSTD_getErrorName(left));
+        } while (left != 0 && ob.pos < ob.size);
+        if (left != 0)
+            return reel_err_set(err, REEL_ERROR, "zstd: output buffer too small");
+        fed = cut;
+    }
+    if (len == 0) {
+        ZSTD_inBuffer ib = {block, 0, 0};
+        size_t left = ZSTD_compressStream2(enc->cctx, &ob, &ib, ZSTD_e_end);
+        if (ZSTD_isError(left) || left != 0)
+            return reel_err_set(err, REEL_ERROR, "zstd: cannot write an empty frame");
+    }
+    out->len = ob.pos;
+    return REEL_OK;
+}
+
+reel_rc reel_spool_salvage(const uint8_t *buf, size_t len, reel_buf_t *out,
+                           reel_spool_salvage_t *info) {
+    memset(info, 0, sizeof *info);
+    reel_buf_reset(out);
+    unsigned long long csize = ZSTD_getFrameContentSize(buf, len);
+    if (csize == ZSTD_CONTENTSIZE_ERROR || csize == ZSTD_CONTENTSIZE_UNKNOWN ||
+        csize > REEL_SPOOL_BLOCK_MAX) {
+        snprintf(info->why, sizeof info->why, "no readable frame header");
+        return REEL_OK;
+    }
+    if (reel_buf_reserve(out, (size_t)csize + 1) != REEL_OK)
+        return REEL_LIMIT;
+    ZSTD_DCtx *d = ZSTD_createDCtx();
+    if (d == NULL)
+        return REEL_LIMIT;
+    ZSTD_inBuffer ib = {buf, len < REEL_SPOOL_FRAME_MAX ? len : REEL_SPOOL_FRAME_MAX, 0};
+    ZSTD_outBuffer ob = {out->data, (size_t)csize, 0};
+    int done = 0;
+    const char *why = "the frame is cut short";
+    while (ib.pos < ib.size) {
+        size_t before_in = ib.pos, before_out = ob.pos;
+        size_t r = ZSTD_decompressStream(d, &ob, &ib);
+        if (ZSTD_isError(r)) {
+            why = ZSTD_getErrorName(r);
+            if (ZSTD_getErrorCode(r) == ZSTD_error_checksum_wrong)
+                info->bad_checksum = 1;
+            break;
+        }
+        if (r == 0) {
+            done = 1;
+            break;
+        }
+        if (ib.pos == before_in && ob.pos == before_out)
+            break; /* no progress: the input ends inside a block */
+    }
+    /* Whatever zstd handed out came from whole blocks that decoded. */
+    size_t got = ob.pos;
+    ZSTD_freeDCtx(d);
+    if (done) {
+        /* Only a wrong checksum can fail a frame that decodes whole; libzstd
+         * reports that as an error, so a clean end means nothing was wrong. */
+        why = "the frame decodes whole";
+    }
+    info->decoded = got;
+    /* Keep the whole records that parse, up to the first that does not. */
+    size_t pos = 0, keep = 0, rl = 0;
+    const uint8_t *rec = NULL;
+    reel_spool_peek_t pk;
+    while (reel_spool_block_next(out->data, got, &pos, &rec, &rl) == REEL_OK &&
+           reel_spool_peek_record(rec, rl, &pk) && pk.event != 0) {
+        keep = pos;
+        info->records++;
+    }
+    out->len = keep;
+    info->complete = done && keep == (size_t)csize;
+    info->lost = (size_t)csize - keep;
+    snprintf(info->why, sizeof info->why, "%s", why);
     return REEL_OK;
 }
 
@@ -339,6 +452,22 @@ reel_rc reel_spool_scan(int fd, uint64_t start, reel_spool_frame_cb cb, void *ct
             break;
         }
         if (frc != REEL_OK) {
+            uint64_t sk = skippable_len(at, avail, out->file_size - off);
+            if (sk) {
+                /* Damage set aside by recovery or repair: the reason is the
+                 * text at the start of its content, up to a NUL. */
+                size_t tl = (size_t)(sk - REEL_SPOOL_SKIP_HDR);
+                if (tl > avail - REEL_SPOOL_SKIP_HDR)
+                    tl = avail - REEL_SPOOL_SKIP_HDR;
+                const uint8_t *t = at + REEL_SPOOL_SKIP_HDR;
+                size_t k = 0;
+                while (k < tl && k < 150 && t[k] >= 0x20 && t[k] < 0x7f)
+                    k++;
+                out->skip_len = sk;
+                snprintf(out->reason, sizeof out->reason, "set aside: %.*s", (int)k,
+                         (const char *)t);
+                break;
+            }
             snprintf(out->reason, sizeof out->reason, "no valid frame header");
             break;
         }

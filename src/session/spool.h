@@ -30,6 +30,15 @@
 #define REEL_SPOOL_CHUNK 16384u
 /** Largest compressed frame a reader accepts. */
 #define REEL_SPOOL_FRAME_MAX (REEL_SPOOL_BLOCK_MAX + 65536u)
+/** A writer ends a zstd block (ZSTD_e_flush) at the first record boundary
+ * this many content bytes after the last, so a damaged frame can be
+ * salvaged up to the zstd block the damage is in. */
+#define REEL_SPOOL_FLUSH 2048u
+/** Magic of the zstd skippable frame reel writes where it set damaged
+ * bytes aside (docs/format.md section 6): 0x184D2A5E, little-endian. */
+#define REEL_SPOOL_SKIP_MAGIC 0x184D2A5Eu
+/** Smallest skippable frame: magic and Frame_Size. */
+#define REEL_SPOOL_SKIP_HDR 8u
 
 /** Formats the file name of segment n ("00000001.zst") into out (>= 16 bytes). */
 void reel_spool_segment_name(uint32_t n, char out[static 16]);
@@ -50,6 +59,30 @@ reel_rc reel_spool_frame_size(const uint8_t *buf, size_t len, size_t *frame_len)
  * content checksum. Returns REEL_CORRUPT with a reason in err on any defect. */
 reel_rc reel_spool_frame_decode(const uint8_t *frame, size_t len, reel_buf_t *out,
                                 reel_err_t *err);
+
+/** What reel_spool_salvage found. */
+typedef struct {
+    size_t decoded;      /* content bytes zstd decoded before the damage */
+    size_t records;      /* whole records kept */
+    size_t lost;         /* content bytes (of the frame's declared size) not kept */
+    int complete;        /* the frame decoded whole: nothing was wrong with it */
+    int bad_checksum;    /* it decoded whole but its checksum failed */
+    char why[120];       /* what stopped the decoding */
+} reel_spool_salvage_t;
+
+/** Salvages a damaged or cut-off frame starting at buf (len bytes are
+ * there, maybe fewer than the frame's): decodes it as a stream up to the
+ * first zstd block that does not decode (or the end of buf) and keeps, in
+ * out (reset first), the content's whole records that parse, in order.
+ * Their checksum is not verified (it cannot be, unless the frame decodes
+ * whole; then info->bad_checksum says it failed). Returns REEL_OK (out may
+ * be empty) or REEL_LIMIT if memory runs out. */
+reel_rc reel_spool_salvage(const uint8_t *buf, size_t len, reel_buf_t *out,
+                           reel_spool_salvage_t *info);
+
+/** Writes the 8-byte header of a skippable frame of `total` bytes in all
+ * (Frame_Size = total - 8) to hdr. total must be >= 8 and < 2^32 + 8. */
+void reel_spool_skip_header(uint64_t total, uint8_t hdr[static 8]);
 
 /** Reads a protobuf varint at p[*pos..len) into *v and advances *pos.
  * Returns 1, or 0 if it is cut off or longer than 10 bytes. */
@@ -101,11 +134,15 @@ typedef struct {
     uint64_t bad_off;   /* offset of the first invalid byte (== file size if none) */
     uint64_t file_size;
     int torn;           /* 1 if the bad range ran to EOF inside a frame */
+    uint64_t skip_len;  /* bad_off starts a skippable frame of this many bytes
+                           (reel's mark of damage set aside); 0 otherwise */
     char reason[200];   /* why bad_off is bad, empty if the scan reached EOF */
 } reel_spool_scan_t;
 
 /** Reads frames of the segment open on fd from `start`, calling cb for each
- * valid one, and stops at the first invalid frame or EOF. Returns REEL_IO on
+ * valid one, and stops at the first invalid frame, at a skippable frame
+ * (reported with skip_len and its reason, "set aside: ..." and the start of
+ * its content), or at EOF. Returns REEL_IO on
  * read errors; a defect in the data is reported in *out, not as an error. */
 reel_rc reel_spool_scan(int fd, uint64_t start, reel_spool_frame_cb cb, void *ctx,
                         reel_spool_scan_t *out, reel_err_t *err);
