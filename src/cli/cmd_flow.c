@@ -1230,7 +1230,7 @@ int reel_cmd_flow(reel_cli_t *cli, int argc, char **argv) {
     unsigned long long id = reel_cli_flow_id(cli, argv[optind + 1]);
     if (id == 0)
         return REEL_EXIT_ERROR;
-    reel_session_t *s = reel_cli_open(cli, name, 0);
+    reel_session_t *s = reel_cli_open(cli, name, REEL_OPEN_READ);
     if (s == NULL)
         return REEL_EXIT_ERROR;
     int rc = REEL_EXIT_ERROR;

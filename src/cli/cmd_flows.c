@@ -203,7 +203,7 @@ int reel_cmd_flows(reel_cli_t *cli, int argc, char **argv) {
     reel_filter_t *f = NULL;
     if (reel_filter_compile(nargs == 2 ? argv[optind + 1] : "", &f, &err) != REEL_OK)
         return reel_cli_fail(cli, "%s", reel_err_str(&err));
-    reel_session_t *s = reel_cli_open(cli, argv[optind], 0);
+    reel_session_t *s = reel_cli_open(cli, argv[optind], REEL_OPEN_READ);
     if (s == NULL) {
         reel_filter_free(f);
         return REEL_EXIT_ERROR;

@@ -80,7 +80,7 @@ int reel_cmd_ls(reel_cli_t *cli, int argc, char **argv) {
         char *path = reel_asprintf("%s/%s", home, names[i]);
         unsigned long long bytes = dir_bytes(path);
         free(path);
-        reel_rc orc = reel_session_open(home, names[i], 0, &s, &err);
+        reel_rc orc = reel_session_open(home, names[i], REEL_OPEN_READ, &s, &err);
         if (orc != REEL_OK) {
             /* Also a directory named against the rule (an older reel
              * allowed more): listed, so that it can be renamed. */

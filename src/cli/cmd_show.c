@@ -12,7 +12,8 @@ static const char usage[] = "usage: reel show [--home DIR] [--json] SESSION\n"
                             "\n"
                             "Summary of a session: where it is, when it was created, flow counts\n"
                             "by state, time span, spool and index sizes, overlay keys, and the\n"
-                            "PID of the proxy recording into it, if any.\n";
+                            "PID of the proxy recording into it, if any, and why it was\n"
+                            "opened read-only if this user cannot write it.\n";
 
 /* The first failing query: a damaged index must not show as zeros. */
 typedef struct {
@@ -45,7 +46,7 @@ int reel_cmd_show(reel_cli_t *cli, int argc, char **argv) {
     int arc = reel_cli_simple_args(cli, argc, argv, usage, 1, 1, "expected one SESSION");
     if (arc >= 0)
         return arc;
-    reel_session_t *s = reel_cli_open(cli, argv[optind], 0);
+    reel_session_t *s = reel_cli_open(cli, argv[optind], REEL_OPEN_READ);
     if (s == NULL)
         return REEL_EXIT_ERROR;
     sqlite3 *db = reel_session_db(s);
@@ -125,6 +126,8 @@ int reel_cmd_show(reel_cli_t *cli, int argc, char **argv) {
             (json_int_t)overlay, "damaged_ranges", (json_int_t)damage);
         json_object_set_new(o, "recording_pid", pid ? json_integer(pid) : json_null());
         json_object_set_new(o, "ignored_connections", json_integer(ignored));
+        const char *ro = reel_session_readonly(s);
+        json_object_set_new(o, "read_only", ro ? json_string(ro) : json_null());
         reel_session_close(s);
         return reel_cli_json_out(o);
     }
@@ -136,6 +139,8 @@ int reel_cmd_show(reel_cli_t *cli, int argc, char **argv) {
     printf("session     %s\n", reel_session_name(s));
     printf("path        %s\n", reel_session_path(s));
     printf("created     %s\n", t);
+    if (reel_session_readonly(s))
+        printf("access      read-only (%s)\n", reel_session_readonly(s));
     if (pid)
         printf("recording   yes, pid %ld\n", pid);
     else

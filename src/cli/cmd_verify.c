@@ -18,7 +18,7 @@ int reel_cmd_verify(reel_cli_t *cli, int argc, char **argv) {
     int arc = reel_cli_simple_args(cli, argc, argv, usage, 1, 1, "expected one SESSION");
     if (arc >= 0)
         return arc;
-    reel_session_t *s = reel_cli_open(cli, argv[optind], 0);
+    reel_session_t *s = reel_cli_open(cli, argv[optind], REEL_OPEN_READ);
     if (s == NULL)
         return REEL_EXIT_ERROR;
     reel_err_t err;
@@ -42,6 +42,11 @@ int reel_cmd_verify(reel_cli_t *cli, int argc, char **argv) {
         fputs(report, ok ? stdout : stderr);
         if (ok)
             printf("session '%s' is consistent\n", reel_session_name(s));
+        else if (reel_session_readonly(s))
+            fprintf(stderr, "reel verify: session '%s' has problems; it is read-only here: copy "
+                            "it to a writable directory, where opening it recovers what can be "
+                            "and 'reel repair %s' rebuilds the index from the spool\n",
+                    reel_session_name(s), reel_session_name(s));
         else
             fprintf(stderr, "reel verify: session '%s' has problems; 'reel repair %s' rebuilds "
                             "the index from the spool\n",

@@ -163,6 +163,156 @@ out:
     return rc;
 }
 
+/* A file: URI for path with SQLite's query parameter q appended
+ * ('%', '?' and '#' escaped). Returns owned. */
+static char *file_uri(const char *path, const char *q) {
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    reel_buf_puts(&b, "file:");
+    for (const char *p = path; *p; p++) {
+        if (*p == '%' || *p == '?' || *p == '#') {
+            char esc[4];
+            snprintf(esc, sizeof esc, "%%%02X", (unsigned char)*p);
+            reel_buf_puts(&b, esc);
+        } else {
+            reel_buf_append(&b, p, 1);
+        }
+    }
+    reel_buf_puts(&b, "?");
+    reel_buf_puts(&b, q);
+    reel_buf_append(&b, "", 1);
+    return (char *)b.data;
+}
+
+/* Opens path read-only through uri query q and reads its schema, so that
+ * a failure shows here. Returns the SQLite code. */
+static int open_ro(const char *path, const char *q, sqlite3 **out) {
+    char *uri = file_uri(path, q);
+    sqlite3 *db = NULL;
+    int src = sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
+    free(uri);
+    if (src == SQLITE_OK)
+        src = sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL);
+    if (src != SQLITE_OK) {
+        sqlite3_close(db);
+        db = NULL;
+    }
+    *out = db;
+    return src;
+}
+
+/* Copies db into a new in-memory database (for migrating an older schema
+ * without writing the file). Returns the copy or NULL. */
+static sqlite3 *copy_to_memory(sqlite3 *db) {
+    sqlite3 *mem = NULL;
+    if (sqlite3_open_v2(":memory:", &mem, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+        sqlite3_close(mem);
+        return NULL;
+    }
+    sqlite3_backup *bk = sqlite3_backup_init(mem, "main", db, "main");
+    int ok = bk && sqlite3_backup_step(bk, -1) == SQLITE_DONE;
+    if (sqlite3_backup_finish(bk) != SQLITE_OK || !ok) {
+        sqlite3_close(mem);
+        return NULL;
+    }
+    return mem;
+}
+
+reel_rc reel_index_open_readonly(const char *path, int live, sqlite3 **out, char **note,
+                                 reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    sqlite3 *db = NULL;
+    reel_buf_t nb;
+    reel_buf_init(&nb, 0);
+    *note = NULL;
+    char *walpath = reel_asprintf("%s-wal", path);
+    struct stat wst;
+    int wal = stat(walpath, &wst) == 0 && wst.st_size > 0;
+    int src = SQLITE_OK;
+    if (live || wal) {
+        /* Read through the WAL: needs its -shm file, which SQLite maps
+         * read-only when it cannot write it. */
+        src = open_ro(path, "mode=ro", &db);
+        if (src != SQLITE_OK && wal) {
+            reel_buf_printf(&nb,
+                            "the %lld bytes of changes in %s (not yet in session.db) cannot be "
+                            "read without writing beside it (its -shm file is missing or "
+                            "unreadable): they are not shown",
+                            (long long)wst.st_size, walpath);
+        }
+    }
+    if (db == NULL) {
+        /* Nothing writes this file: immutable reads it without any lock
+         * or -shm file. */
+        src = open_ro(path, "immutable=1", &db);
+    }
+    if (db == NULL) {
+        int code = src & 0xff;
+        int io = code == SQLITE_CANTOPEN || code == SQLITE_PERM;
+        rc = reel_err_set(err, io ? REEL_IO : REEL_CORRUPT, "cannot read %s: %s", path,
+                          sqlite3_errstr(src));
+        goto out;
+    }
+    sqlite3_extended_result_codes(db, 1);
+    sqlite3_busy_timeout(db, 10000);
+    int v = user_version(db);
+    if (v < 0) {
+        rc = reel_err_set(err, REEL_CORRUPT, "%s is damaged or not an SQLite database (%s)", path,
+                          sqlite3_errmsg(db));
+        goto out;
+    }
+    if (v == 0) {
+        rc = reel_err_set(err, REEL_CORRUPT, "%s holds no reel index (no schema)", path);
+        goto out;
+    }
+    if (v > reel_index_schema_version()) {
+        rc = reel_err_set(err, REEL_UNSUPPORTED,
+                          "session.db has schema version %d, newer than this reel (%d); "
+                          "upgrade reel to open it",
+                          v, reel_index_schema_version());
+        goto out;
+    }
+    if (v < reel_index_schema_version()) {
+        /* The query code reads the current schema: migrate a copy in
+         * memory, the file stays as it is. */
+        sqlite3 *mem = copy_to_memory(db);
+        if (mem == NULL) {
+            rc = reel_err_set(err, REEL_DB,
+                              "session.db has schema version %d and cannot be written here to "
+                              "upgrade it to %d, nor copied into memory: copy the session to a "
+                              "writable directory and open it there",
+                              v, reel_index_schema_version());
+            goto out;
+        }
+        sqlite3_close(db);
+        db = mem;
+        sqlite3_extended_result_codes(db, 1);
+        if ((rc = migrate(db, err)) != REEL_OK)
+            goto out;
+        if (nb.len)
+            reel_buf_puts(&nb, "; ");
+        reel_buf_printf(&nb,
+                        "session.db has schema version %d (an older reel): upgraded in memory "
+                        "to %d for reading, the file is left as it is",
+                        v, reel_index_schema_version());
+    }
+    rc = reel_filter_register(db, err);
+out:
+    free(walpath);
+    if (rc != REEL_OK) {
+        sqlite3_close(db);
+        db = NULL;
+        reel_buf_free(&nb);
+    } else if (nb.len) {
+        reel_buf_append(&nb, "", 1);
+        *note = (char *)nb.data;
+    } else {
+        reel_buf_free(&nb);
+    }
+    *out = db;
+    return rc;
+}
+
 char *reel_index_meta_get(sqlite3 *db, const char *key) {
     sqlite3_stmt *st = NULL;
     char *v = NULL;

@@ -25,6 +25,17 @@ int reel_index_schema_version(void);
  * Returns owned db. */
 reel_rc reel_index_open(const char *path, int create, sqlite3 **out, reel_err_t *err);
 
+/** Opens the index at path for reading only, creating no file beside it
+ * (docs/format.md, "Read-only sessions"): through SQLite's mode=ro when a
+ * recorder is live (`live`) or session.db-wal holds changes (read through
+ * its -shm file, mapped read-only), else with immutable=1 (no locks, no
+ * -shm). Changes in a -wal that cannot be read that way are left out, and
+ * *note says so. An index of an older schema is copied into memory and
+ * migrated there. Refuses what reel_index_open refuses. Returns owned db;
+ * *note is an owned sentence about what was left out or done, or NULL. */
+reel_rc reel_index_open_readonly(const char *path, int live, sqlite3 **out, char **note,
+                                 reel_err_t *err);
+
 /** Runs sql (no results). Returns REEL_CORRUPT if SQLite finds the file
  * damaged, REEL_DB on other errors. */
 reel_rc reel_index_exec(sqlite3 *db, const char *sql, reel_err_t *err);

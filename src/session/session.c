@@ -34,6 +34,7 @@ struct reel_session {
     char *db_damage; /* why session.db did not open (REEL_OPEN_REPAIR), owned */
     int db_missing;  /* there is no session.db (REEL_OPEN_REPAIR) */
     int index_lost;  /* session.db had no tables: made anew, to rebuild */
+    char *readonly;  /* why this user cannot write the session (opened read-only), owned */
 };
 
 int64_t reel_now_us(void) {
@@ -1459,6 +1460,103 @@ static reel_rc replay_journal(reel_session_t *s, sqlite3 *db, reel_err_t *err) {
     return REEL_OK;
 }
 
+/* Why this user cannot write session s (owned: the first path found not
+ * writable, and why), or NULL if it can. */
+static char *unwritable(const reel_session_t *s, const char *dbpath, const char *lockpath) {
+    char *wal = reel_asprintf("%s-wal", dbpath);
+    char *shm = reel_asprintf("%s-shm", dbpath);
+    const char *paths[] = {s->path, s->spool_dir, dbpath, lockpath, wal, shm};
+    char *why = NULL;
+    for (size_t i = 0; i < sizeof paths / sizeof *paths && why == NULL; i++) {
+        if (faccessat(AT_FDCWD, paths[i], W_OK, AT_EACCESS) != 0 && errno != ENOENT)
+            why = reel_asprintf("%s: %s", paths[i], strerror(errno));
+    }
+    free(wal);
+    free(shm);
+    return why;
+}
+
+/* What recovery would do to s, said in a note instead (s is read-only). */
+static void recovery_preview(reel_session_t *s) {
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    size_t nseg = 0;
+    uint32_t *segs = list_segments(s, &nseg);
+    int rebuild_needed = 0;
+    for (size_t i = 0; i < nseg; i++) {
+        char name[16];
+        reel_spool_segment_name(segs[i], name);
+        char *p = reel_asprintf("%s/%s", s->spool_dir, name);
+        struct stat st;
+        uint64_t end = reel_index_segment_end(s->db, segs[i]);
+        if (stat(p, &st) == 0 && (uint64_t)st.st_size < end) {
+            rebuild_needed = 1;
+            reel_buf_printf(&b, "%srebuild the index from the spool (segment %s is shorter than "
+                                "the index says)",
+                            b.len ? "; " : "", name);
+        } else if (stat(p, &st) == 0 && (uint64_t)st.st_size > end) {
+            reel_buf_printf(&b, "%sindex the last %llu bytes of segment %s, which the index has "
+                                "not seen",
+                            b.len ? "; " : "", (unsigned long long)((uint64_t)st.st_size - end),
+                            name);
+        }
+        free(p);
+    }
+    sqlite3_stmt *st = NULL;
+    if (!rebuild_needed &&
+        sqlite3_prepare_v2(s->db, "SELECT count(*) FROM flows WHERE state = 'open'", -1, &st,
+                           NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0) {
+        long long n = sqlite3_column_int64(st, 0);
+        reel_buf_printf(&b, "%smark %lld flow%s cut off by the end of a recording interrupted",
+                        b.len ? "; " : "", n, n == 1 ? "" : "s");
+    }
+    sqlite3_finalize(st);
+    if (b.len) {
+        reel_buf_append(&b, "", 1);
+        note(s, "recovery skipped (the session is read-only for this user); it would %s",
+             (const char *)b.data);
+    }
+    reel_buf_free(&b);
+    free(segs);
+}
+
+/* Opens s for reading only: no lock taken, no recovery, no journal, no
+ * file made (docs/format.md, "Read-only sessions"). */
+static reel_rc open_readonly(reel_session_t *s, const char *dbpath, const char *lockpath,
+                             reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    int live = 0;
+    int fd = open(lockpath, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        live = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+        close(fd);
+    }
+    char *dbnote = NULL;
+    reel_err_t dberr;
+    reel_err_clear(&dberr);
+    rc = reel_index_open_readonly(dbpath, live, &s->db, &dbnote, &dberr);
+    if (rc == REEL_OK)
+        rc = check_meta(s->db, dbpath, &dberr);
+    if (rc == REEL_CORRUPT) {
+        rc = reel_err_set(err, rc,
+                          "%s; the session is read-only for this user (%s): copy it to a "
+                          "writable directory and run 'reel repair %s' there",
+                          reel_err_str(&dberr), s->readonly, s->name);
+        goto out;
+    } else if (rc != REEL_OK) {
+        rc = reel_err_set(err, rc, "%s", reel_err_str(&dberr));
+        goto out;
+    }
+    if (dbnote)
+        note(s, "%s", dbnote);
+    if (!live)
+        recovery_preview(s);
+out:
+    free(dbnote);
+    return rc;
+}
+
 reel_rc reel_session_open(const char *home, const char *name, int flags, reel_session_t **out,
                           reel_err_t *err) {
     reel_rc rc = REEL_OK;
@@ -1488,6 +1586,8 @@ reel_rc reel_session_open(const char *home, const char *name, int flags, reel_se
         rc = reel_err_set(err, REEL_NOTFOUND, "no session '%s' in %s", name, home);
         goto out;
     }
+    if (exists)
+        s->readonly = unwritable(s, dbpath, lockpath);
     int created = 0;
     if (!exists) {
         if (mkdir_p(home, 0700) != 0) {
@@ -1518,18 +1618,39 @@ reel_rc reel_session_open(const char *home, const char *name, int flags, reel_se
             goto out;
         }
         s->db_missing = 1;
-    } else {
+    } else if (s->readonly == NULL) {
         struct stat ds;
         if (stat(s->path, &ds) == 0 && (ds.st_mode & 077))
             note(s, "WARNING: the session directory has mode %04o, readable by others; "
                     "captured traffic may hold secrets (chmod 700 '%s')",
                  (unsigned)(ds.st_mode & 07777), s->path);
     }
+    if (s->readonly && (flags & REEL_OPEN_READ)) {
+        rc = open_readonly(s, dbpath, lockpath, err);
+        goto out;
+    }
+    if (s->readonly) {
+        rc = reel_err_set(err, REEL_IO,
+                          "session '%s' cannot be written by this user (%s), and this command "
+                          "writes to it; copy it to a writable directory (cp -r) and use "
+                          "--home there",
+                          name, s->readonly);
+        goto out;
+    }
     if (mkdir(s->spool_dir, 0700) != 0 && errno != EEXIST) {
         rc = reel_err_errno(err, REEL_IO, errno, "cannot create %s", s->spool_dir);
         goto out;
     }
     s->lock_fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    /* Root opening another user's session makes the lock file theirs, as
+     * SQLite does for the -wal and -shm files: a root-owned lock would keep
+     * the owner to read-only opening. */
+    struct stat ls, ds;
+    if (s->lock_fd >= 0 && geteuid() == 0 && fstat(s->lock_fd, &ls) == 0 &&
+        stat(s->path, &ds) == 0 && ls.st_uid != ds.st_uid &&
+        fchown(s->lock_fd, ds.st_uid, ds.st_gid) != 0) {
+        /* then the lock stays root's: reading still works for the owner */
+    }
     if (s->lock_fd < 0) {
         /* A read-only copy of a session still opens for reading. */
         if ((flags & REEL_OPEN_RECORD) || (errno != EACCES && errno != EROFS)) {
@@ -1675,6 +1796,7 @@ void reel_session_close(reel_session_t *s) {
         close(s->lock_fd);
     }
     reel_buf_free(&s->note);
+    free(s->readonly);
     free(s->db_damage);
     free(s->name);
     free(s->path);
@@ -1696,6 +1818,9 @@ const char *reel_session_spool_dir(const reel_session_t *s) {
 }
 int reel_session_is_recording(const reel_session_t *s) {
     return s->recording;
+}
+const char *reel_session_readonly(const reel_session_t *s) {
+    return s->readonly;
 }
 const char *reel_session_recovery_note(const reel_session_t *s) {
     return s->note.len ? (const char *)s->note.data : "";
@@ -2313,7 +2438,11 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
          * records. */
         static const char *const fts[] = {"url_fts", "annotation_fts"};
         long holder = reel_session_recorder_pid(s);
-        for (size_t k = 0; k < 2 && (holder == 0 || holder == (long)getpid()); k++) {
+        if (s->readonly)
+            reel_buf_puts(&rep, "session.db: full-text indexes not checked (FTS5's check "
+                                "writes, and the session is read-only)\n");
+        for (size_t k = 0; k < 2 && !s->readonly && (holder == 0 || holder == (long)getpid());
+             k++) {
             char sql[128];
             snprintf(sql, sizeof sql, "INSERT INTO %s(%s, rank) VALUES('integrity-check', 1)",
                      fts[k], fts[k]);

@@ -24,6 +24,8 @@ enum {
     REEL_OPEN_NEW = 1 << 2,    /* with CREATE: fail if it already exists */
     REEL_OPEN_REPAIR = 1 << 3, /* for reel_session_repair: no recovery, and open even
                                   when session.db is unreadable (repair replaces it) */
+    REEL_OPEN_READ = 1 << 4,   /* a read command: a session this user cannot write opens
+                                  read-only (see reel_session_open) instead of failing */
 };
 
 /** Resolves the sessions root: override if non-NULL and non-empty, else
@@ -45,7 +47,13 @@ reel_rc reel_session_tag_check(const char *tag, reel_err_t *err);
  * names the recorder's PID), REEL_CORRUPT (session.db is damaged, empty or
  * not a reel index; the message says so and names `reel repair`) or
  * REEL_DB with a message. With REEL_OPEN_REPAIR a damaged session.db is
- * not an error: reel_session_db() is then NULL until repair. */
+ * not an error: reel_session_db() is then NULL until repair.
+ *
+ * A session this user cannot write (a read-only mount, another user's
+ * files) opens, with REEL_OPEN_READ, read-only: no lock, no recovery (the
+ * note says what it would have done), no journal, and no file created or
+ * changed (reel_index_open_readonly). Without REEL_OPEN_READ it is
+ * REEL_IO, the message naming what is not writable and the fix. */
 reel_rc reel_session_open(const char *home, const char *name, int flags, reel_session_t **out,
                           reel_err_t *err);
 
@@ -64,6 +72,10 @@ int reel_session_is_recording(const reel_session_t *s);
 
 /** PID of the process recording into the session, 0 if none. */
 long reel_session_recorder_pid(reel_session_t *s);
+
+/** Why the session was opened read-only (the path not writable, and why),
+ * or NULL if it was opened for writing; borrowed. */
+const char *reel_session_readonly(const reel_session_t *s);
 
 /** What recovery did on open ("" if nothing); borrowed. */
 const char *reel_session_recovery_note(const reel_session_t *s);

@@ -261,7 +261,10 @@ else
   chmod 444 "$RO/home/demo/session.db"
   as_user() { env REEL_HOME="$RO/home" "$@"; }
 fi
-run 1 as_user "$REEL" show demo && has "$err" "is read-only for this user" "read-only session.db"
+# read commands open it read-only (test_readonly.py has the rest); a write
+# command says it cannot write, and does not call it damaged
+run 0 as_user "$REEL" show demo && has "$out" "read-only (" "read-only session shown"
+run 1 as_user "$REEL" tag demo 1 x && has "$err" "cannot be written by this user" "read-only session.db"
 case "$err" in *damaged*|*repair*) bad "read-only session.db called damaged: $err" ;; *) ok ;; esac
 rm -rf "$RO"
 
