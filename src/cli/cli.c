@@ -33,6 +33,7 @@ static const reel_cmd_t commands[] = {
     {"unmark", reel_cmd_unmark, "unmark flows"},
     {"config", reel_cmd_config, "show or change a session's config overlay"},
     {"import", reel_cmd_import, "import a HAR file into a session"},
+    {"export", reel_cmd_export, "export flows as HAR, curl commands, raw HTTP or NDJSON"},
     {"verify", reel_cmd_verify, "check every spool frame and index row"},
     {"repair", reel_cmd_repair, "rebuild a session's index from its spool"},
     {"rm", reel_cmd_rm, "delete a session"},

@@ -173,6 +173,7 @@ int reel_cmd_mark(reel_cli_t *cli, int argc, char **argv);
 int reel_cmd_unmark(reel_cli_t *cli, int argc, char **argv);
 int reel_cmd_config(reel_cli_t *cli, int argc, char **argv);
 int reel_cmd_import(reel_cli_t *cli, int argc, char **argv);
+int reel_cmd_export(reel_cli_t *cli, int argc, char **argv);
 int reel_cmd_verify(reel_cli_t *cli, int argc, char **argv);
 int reel_cmd_repair(reel_cli_t *cli, int argc, char **argv);
 int reel_cmd_rm(reel_cli_t *cli, int argc, char **argv);

@@ -1,0 +1,211 @@
+/* reel export SESSION [FILTER]: flows out as HAR, curl, raw HTTP or NDJSON
+ * (src/session/export.c does the work, flow by flow). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/mem.h"
+#include "cli/cli.h"
+#include "session/config.h"
+#include "session/export.h"
+#include "session/redact.h"
+
+#ifndef REEL_VERSION
+#define REEL_VERSION "0.0.0"
+#endif
+
+static const char usage[] =
+    "usage: reel export [--home DIR] [--format har|curl|raw|ndjson] [-o FILE] [--redact]\n"
+    "                   [--bodies DIR] SESSION [FILTER]\n"
+    "\n"
+    "Writes the flows of SESSION that match FILTER (every flow if none), oldest\n"
+    "first, to FILE or stdout. The export is streamed flow by flow: memory stays\n"
+    "bounded whatever the session's size.\n"
+    "\n"
+    "  -f, --format F  har (default): HAR 1.2 for browsers' devtools and HAR tools\n"
+    "                  (bodies decoded, base64 when binary; WebSocket messages in\n"
+    "                  _webSocketMessages; notes and tags in comment and _reel);\n"
+    "                  'reel import' reads it back.\n"
+    "                  curl: one runnable curl command per flow.\n"
+    "                  raw: requests and responses as on the wire.\n"
+    "                  ndjson: one JSON object per line and flow (for DuckDB, jq...)\n"
+    "  -o, --output FILE  write to FILE (default: stdout)\n"
+    "  --redact        replace secrets with REDACTED: Authorization and\n"
+    "                  Proxy-Authorization credentials, Cookie and Set-Cookie values,\n"
+    "                  bearer tokens and JWTs, headers, query parameters, form fields\n"
+    "                  and JSON keys named like password, token, secret, key, auth,\n"
+    "                  session; more with the config options redact_headers and\n"
+    "                  redact_keys (see docs/export.md)\n"
+    "  --bodies DIR    curl and ndjson: write bodies as files DIR/ID.request and\n"
+    "                  DIR/ID.response instead of inline\n"
+    "\n"
+    "A progress line (flows, rate, time left) goes to stderr when it is a terminal.\n"
+    "Flows: reel flows --help. Formats in detail: docs/export.md.\n"
+    "Example: reel export mysession -o bug.har --redact '~d api.example.com'\n";
+
+typedef struct {
+    int tty;
+    int64_t start_us, last_us;
+    int shown;
+} progress_t;
+
+static void progress(void *ctx, uint64_t done, uint64_t total) {
+    progress_t *p = ctx;
+    if (!p->tty)
+        return;
+    int64_t now = reel_now_us();
+    if (done < total && now - p->last_us < 200000)
+        return;
+    p->last_us = now;
+    double secs = (double)(now - p->start_us) / 1e6;
+    double rate = secs > 0 ? (double)done / secs : 0;
+    char eta[32] = "";
+    if (rate > 0 && total > done)
+        snprintf(eta, sizeof eta, ", %.0f s left", (double)(total - done) / rate);
+    fprintf(stderr, "\rreel export: %llu/%llu flows, %.0f/s%s\033[K", (unsigned long long)done,
+            (unsigned long long)total, rate, eta);
+    p->shown = 1;
+}
+
+/* Adds the redaction rules of the config (user file, then the session's
+ * overlay) to r. */
+static void config_rules(reel_session_t *s, reel_redact_t *r) {
+    static const char *const opts[2] = {"redact_headers", "redact_keys"};
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_config_t *c = reel_config_new();
+    if (reel_config_load_user(c, NULL, &err) != REEL_OK)
+        fprintf(stderr, "reel export: %s\n", reel_err_str(&err));
+    reel_config_load_overlay(c, reel_session_db(s), NULL, &err);
+    for (int k = 0; k < 2; k++) {
+        if (reel_option_find(opts[k]) == NULL)
+            continue;
+        size_t n = 0;
+        char **items = reel_config_get_list(c, opts[k], &n);
+        for (size_t i = 0; i < n; i++) {
+            if (k == 0)
+                reel_redact_add_header(r, items[i]);
+            else
+                reel_redact_add_key(r, items[i]);
+            free(items[i]);
+        }
+        free(items);
+    }
+    reel_config_free(c);
+}
+
+int reel_cmd_export(reel_cli_t *cli, int argc, char **argv) {
+    enum { OPT_REDACT = 0x2001, OPT_BODIES };
+    static const struct option opts[] = {{"format", required_argument, NULL, 'f'},
+                                         {"output", required_argument, NULL, 'o'},
+                                         {"redact", no_argument, NULL, OPT_REDACT},
+                                         {"bodies", required_argument, NULL, OPT_BODIES},
+                                         REEL_CLI_COMMON_OPTS,
+                                         {0}};
+    const char *format = "har", *output = NULL, *bodies = NULL;
+    int redact = 0, c;
+    while ((c = reel_cli_getopt(argc, argv, "hf:o:", opts)) != -1) {
+        switch (c) {
+        case 'f':
+            format = optarg;
+            continue;
+        case 'o':
+            output = optarg;
+            continue;
+        case OPT_REDACT:
+            redact = 1;
+            continue;
+        case OPT_BODIES:
+            bodies = optarg;
+            continue;
+        default: {
+            int rc = reel_cli_common_opt(cli, c, usage);
+            if (rc >= 0)
+                return rc;
+        }
+        }
+    }
+    int fmt = reel_export_format_parse(format);
+    if (fmt < 0)
+        return reel_cli_usage(cli, "unknown format '%s' (har, curl, raw or ndjson)", format);
+    if (bodies && fmt != REEL_EXPORT_CURL && fmt != REEL_EXPORT_NDJSON)
+        return reel_cli_usage(cli, "--bodies goes with --format curl or ndjson");
+    int nargs = argc - optind;
+    if (nargs < 1)
+        return reel_cli_usage(cli, "missing SESSION");
+    if (nargs > 2)
+        return reel_cli_usage(cli,
+                              "unexpected argument '%s' (expected at most one FILTER: "
+                              "quote it)",
+                              argv[optind + 2]);
+    const char *name = argv[optind];
+    const char *filter = nargs == 2 ? argv[optind + 1] : NULL;
+
+    reel_session_t *s = reel_cli_open(cli, name, REEL_OPEN_READ);
+    if (s == NULL)
+        return REEL_EXIT_ERROR;
+    int rc = REEL_EXIT_OK;
+    reel_redact_t *r = NULL;
+    FILE *out = stdout;
+    char *tmp = NULL;
+    if (redact) {
+        r = reel_redact_new();
+        config_rules(s, r);
+    }
+    if (output != NULL && strcmp(output, "-") != 0) {
+        /* write beside it and rename at the end: no half export under its name */
+        tmp = reel_asprintf("%s.part", output);
+        out = fopen(tmp, "wb");
+        if (out == NULL) {
+            rc = reel_cli_fail(cli, "%s: %s", tmp, strerror(errno));
+            out = stdout;
+            goto out;
+        }
+    }
+    progress_t pr = {.tty = isatty(STDERR_FILENO), .start_us = reel_now_us()};
+    reel_export_opts_t eo = {.format = (reel_export_format)fmt,
+                             .filter = filter,
+                             .redact = r,
+                             .body_dir = bodies,
+                             .creator_version = REEL_VERSION,
+                             .progress = progress,
+                             .progress_ctx = &pr};
+    reel_export_stats_t st;
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_rc erc = reel_export(s, out, &eo, &st, &err);
+    if (pr.shown)
+        fputc('\n', stderr);
+    if (out != stdout) {
+        if (fclose(out) != 0 && erc == REEL_OK)
+            erc = reel_err_errno(&err, REEL_IO, errno, "%s", tmp);
+        out = stdout;
+        if (erc == REEL_OK && rename(tmp, output) != 0)
+            erc = reel_err_errno(&err, REEL_IO, errno, "renaming %s to %s", tmp, output);
+        if (erc != REEL_OK)
+            unlink(tmp);
+    }
+    if (erc != REEL_OK) {
+        rc = erc == REEL_INVALID || erc == REEL_LIMIT
+                 ? reel_cli_usage(cli, "%s", reel_err_str(&err))
+                 : reel_cli_fail(cli, "%s", reel_err_str(&err));
+        goto out;
+    }
+    if (output != NULL && strcmp(output, "-") != 0) {
+        fprintf(stderr, "exported %llu %s to %s", (unsigned long long)st.flows,
+                st.flows == 1 ? "flow" : "flows", output);
+        if (st.skipped)
+            fprintf(stderr, " (skipped %llu without an HTTP request)",
+                    (unsigned long long)st.skipped);
+        fputc('\n', stderr);
+    }
+out:
+    if (out != stdout)
+        fclose(out);
+    free(tmp);
+    reel_redact_free(r);
+    reel_session_close(s);
+    return rc;
+}

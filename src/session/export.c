@@ -1,0 +1,1326 @@
+/* Export of flows: see export.h.
+ *
+ * One flow at a time: read its index row, tags and annotations, stream its
+ * records from the spool into a flow_t (heads, stored bodies up to the cap,
+ * messages), prepare it (decode bodies, redact), write it in the format
+ * asked, free it. */
+#include "session/export.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "base/mem.h"
+#include "session/decode.h"
+#include "session/filter.h"
+#include "session/store.h"
+
+enum { REQ = 0, RESP = 1 };
+
+int reel_export_format_parse(const char *name) {
+    static const char *const names[] = {"har", "curl", "raw", "ndjson"};
+    for (int i = 0; i < 4; i++)
+        if (name && strcmp(name, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+/* ---- one flow in memory --------------------------------------------------- */
+
+typedef struct {
+    char *name, *value; /* owned, NUL-terminated (may hold NULs: see lengths) */
+    size_t nlen, vlen;
+} hdr_t;
+
+typedef struct {
+    int64_t time_us;
+    int from_client;
+    uint32_t opcode;
+    uint32_t close_code;
+    uint64_t length;
+    reel_buf_t data;
+} msg_t;
+
+typedef struct {
+    uint64_t id;
+    int64_t start_us, end_us, req_end_us, resp_start_us;
+    char *uuid, *source, *client_addr, *server_addr, *state, *error, *kind;
+    int marked;
+    json_t *tags;        /* array of strings */
+    json_t *annotations; /* array of {text, time_us} */
+    int tunnel;
+    int have_head[2];
+    char *method, *scheme, *host, *target, *version[2], *reason;
+    uint32_t port, status;
+    int generated;
+    hdr_t *hdr[2];
+    size_t nhdr[2];
+    int body_decoded[2];
+    reel_buf_t stored[2]; /* body as stored, capped */
+    int cut[2];           /* stored body longer than the cap */
+    uint64_t wire_size[2];
+    int truncated[2]; /* body_limit cut it when recorded */
+    int has_timings;
+    int64_t t[7]; /* blocked dns connect send wait receive ssl, us */
+    char *conn_addr, *alpn, *tls_version;
+    uint64_t conn_id;
+    int conn_reused;
+    msg_t *msgs;
+    size_t nmsgs;
+    size_t msg_bytes;
+    int msgs_cut;
+    int ended;
+    /* prepared */
+    reel_buf_t decoded[2];
+    int use_decoded[2]; /* body[] is decoded[], else stored[] */
+    char *decode_error[2];
+    int rewritten[2]; /* redaction changed the body: raw/curl write body[] decoded */
+    int redacted;
+} flow_t;
+
+static const uint8_t *body_data(const flow_t *f, int d) {
+    const reel_buf_t *b = f->use_decoded[d] ? &f->decoded[d] : &f->stored[d];
+    return b->data ? b->data : (const uint8_t *)"";
+}
+
+static size_t body_len(const flow_t *f, int d) {
+    return f->use_decoded[d] ? f->decoded[d].len : f->stored[d].len;
+}
+
+static char *bdup(ProtobufCBinaryData b) {
+    return reel_strndup(b.len ? (const char *)b.data : "", b.len);
+}
+
+static void hdrs_free(hdr_t *h, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        free(h[i].name);
+        free(h[i].value);
+    }
+    free(h);
+}
+
+static void flow_free(flow_t *f) {
+    free(f->uuid);
+    free(f->source);
+    free(f->client_addr);
+    free(f->server_addr);
+    free(f->state);
+    free(f->error);
+    free(f->kind);
+    json_decref(f->tags);
+    json_decref(f->annotations);
+    free(f->method);
+    free(f->scheme);
+    free(f->host);
+    free(f->target);
+    free(f->reason);
+    free(f->conn_addr);
+    free(f->alpn);
+    free(f->tls_version);
+    for (int d = 0; d < 2; d++) {
+        free(f->version[d]);
+        hdrs_free(f->hdr[d], f->nhdr[d]);
+        reel_buf_free(&f->stored[d]);
+        reel_buf_free(&f->decoded[d]);
+        free(f->decode_error[d]);
+    }
+    for (size_t i = 0; i < f->nmsgs; i++)
+        reel_buf_free(&f->msgs[i].data);
+    free(f->msgs);
+    memset(f, 0, sizeof *f);
+}
+
+static void take_headers(flow_t *f, int d, Reel__Header **h, size_t n) {
+    hdrs_free(f->hdr[d], f->nhdr[d]);
+    f->hdr[d] = reel_calloc(n ? n : 1, sizeof *f->hdr[d]);
+    f->nhdr[d] = n;
+    for (size_t i = 0; i < n; i++) {
+        f->hdr[d][i].name = bdup(h[i]->name);
+        f->hdr[d][i].nlen = h[i]->name.len;
+        f->hdr[d][i].value = bdup(h[i]->value);
+        f->hdr[d][i].vlen = h[i]->value.len;
+    }
+}
+
+static void body_add(flow_t *f, int d, ProtobufCBinaryData b) {
+    reel_buf_t *buf = &f->stored[d];
+    size_t room = REEL_EXPORT_BODY_MAX - buf->len;
+    size_t n = b.len;
+    if (n > room) {
+        n = room;
+        f->cut[d] = 1;
+    }
+    if (n)
+        reel_buf_append(buf, b.data, n);
+}
+
+static void end_facts(flow_t *f, const Reel__Timings *t, int64_t req_end, int64_t resp_start,
+                      uint64_t req_size, uint64_t resp_size, const char *server_addr) {
+    if (t != NULL) {
+        f->has_timings = 1;
+        int64_t v[7] = {t->blocked_us, t->dns_us,     t->connect_us, t->send_us,
+                        t->wait_us,    t->receive_us, t->ssl_us};
+        memcpy(f->t, v, sizeof v);
+    }
+    f->req_end_us = req_end;
+    f->resp_start_us = resp_start;
+    f->wire_size[REQ] = req_size;
+    f->wire_size[RESP] = resp_size;
+    if (server_addr && server_addr[0]) {
+        free(f->server_addr);
+        f->server_addr = reel_strdup(server_addr);
+    }
+    f->ended = 1;
+}
+
+static int on_record(void *ctx, const Reel__Record *rec) {
+    flow_t *f = ctx;
+    switch (rec->event_case) {
+    case REEL__RECORD__EVENT_START:
+        f->tunnel = rec->start->kind == REEL__FLOW_KIND__FLOW_KIND_TUNNEL;
+        if (!f->uuid)
+            f->uuid = reel_strdup(rec->start->uuid);
+        break;
+    case REEL__RECORD__EVENT_REQUEST_HEAD: {
+        const Reel__RequestHead *h = rec->request_head;
+        f->have_head[REQ] = 1;
+        free(f->method);
+        free(f->scheme);
+        free(f->host);
+        free(f->target);
+        free(f->version[REQ]);
+        f->method = bdup(h->method);
+        f->scheme = reel_strdup(h->scheme && h->scheme[0] ? h->scheme : "http");
+        f->host = bdup(h->host);
+        f->port = h->port;
+        f->target = bdup(h->target);
+        f->version[REQ] = reel_strdup(h->http_version ? h->http_version : "");
+        f->body_decoded[REQ] = h->body_decoded;
+        take_headers(f, REQ, h->headers, h->n_headers);
+        break;
+    }
+    case REEL__RECORD__EVENT_REQUEST_BODY:
+        body_add(f, REQ, rec->request_body->data);
+        break;
+    case REEL__RECORD__EVENT_RESPONSE_HEAD: {
+        const Reel__ResponseHead *h = rec->response_head;
+        f->have_head[RESP] = 1;
+        free(f->reason);
+        free(f->version[RESP]);
+        f->status = h->status;
+        f->reason = bdup(h->reason);
+        f->version[RESP] = reel_strdup(h->http_version ? h->http_version : "");
+        f->body_decoded[RESP] = h->body_decoded;
+        f->generated = h->generated;
+        reel_buf_reset(&f->stored[RESP]); /* a 1xx head before the final one */
+        take_headers(f, RESP, h->headers, h->n_headers);
+        break;
+    }
+    case REEL__RECORD__EVENT_RESPONSE_BODY:
+        body_add(f, RESP, rec->response_body->data);
+        break;
+    case REEL__RECORD__EVENT_END: {
+        const Reel__FlowEnd *e = rec->end;
+        end_facts(f, e->timings, e->request_end_us, e->response_start_us, e->request_body_size,
+                  e->response_body_size, e->server_addr);
+        f->truncated[REQ] = e->request_truncated;
+        f->truncated[RESP] = e->response_truncated;
+        f->end_us = rec->time_us;
+        break;
+    }
+    case REEL__RECORD__EVENT_ERROR: {
+        const Reel__FlowError *e = rec->error;
+        end_facts(f, e->timings, e->request_end_us, e->response_start_us, e->request_body_size,
+                  e->response_body_size, e->server_addr);
+        if (f->error == NULL)
+            f->error = reel_strdup(e->message ? e->message : "");
+        f->end_us = rec->time_us;
+        break;
+    }
+    case REEL__RECORD__EVENT_SERVER_CONN: {
+        const Reel__ServerConn *c = rec->server_conn;
+        free(f->conn_addr);
+        free(f->alpn);
+        free(f->tls_version);
+        f->conn_addr = reel_strdup(c->address ? c->address : "");
+        f->alpn = reel_strdup(c->alpn ? c->alpn : "");
+        f->tls_version = reel_strdup(c->tls_version ? c->tls_version : "");
+        f->conn_id = c->conn_id;
+        f->conn_reused = c->reused;
+        break;
+    }
+    case REEL__RECORD__EVENT_MESSAGE: {
+        const Reel__Message *m = rec->message;
+        if (m->continued && f->nmsgs > 0) {
+            msg_t *last = &f->msgs[f->nmsgs - 1];
+            size_t n = m->data.len;
+            if (f->msg_bytes + n > REEL_EXPORT_BODY_MAX) {
+                f->msgs_cut = 1;
+                break;
+            }
+            if (n)
+                reel_buf_append(&last->data, m->data.data, n);
+            f->msg_bytes += n;
+            break;
+        }
+        if (f->msg_bytes + m->data.len > REEL_EXPORT_BODY_MAX) {
+            f->msgs_cut = 1;
+            break;
+        }
+        f->msgs = reel_realloc(f->msgs, (f->nmsgs + 1) * sizeof *f->msgs);
+        msg_t *x = &f->msgs[f->nmsgs++];
+        memset(x, 0, sizeof *x);
+        x->time_us = rec->time_us;
+        x->from_client = m->from_client;
+        x->opcode = m->opcode;
+        x->close_code = m->close_code;
+        x->length = m->length;
+        reel_buf_init(&x->data, 0);
+        if (m->data.len)
+            reel_buf_append(&x->data, m->data.data, m->data.len);
+        f->msg_bytes += m->data.len;
+        break;
+    }
+    default:
+        break;
+    }
+    return 0;
+}
+
+/* ---- header helpers ----------------------------------------------------- */
+
+static int ieq(const char *a, size_t n, const char *lower) {
+    size_t m = strlen(lower);
+    if (n != m)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)a[i];
+        if (c >= 'A' && c <= 'Z')
+            c += 32;
+        if (c != (unsigned char)lower[i])
+            return 0;
+    }
+    return 1;
+}
+
+/* First value of header name (lowercase), borrowed; NULL if absent. */
+static const hdr_t *hdr_get(const flow_t *f, int d, const char *name) {
+    for (size_t i = 0; i < f->nhdr[d]; i++)
+        if (ieq(f->hdr[d][i].name, f->hdr[d][i].nlen, name))
+            return &f->hdr[d][i];
+    return NULL;
+}
+
+/* Every Content-Encoding value joined with ", ", owned; NULL if none. */
+static char *encoding_of(const flow_t *f, int d) {
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    int any = 0;
+    for (size_t i = 0; i < f->nhdr[d]; i++) {
+        if (!ieq(f->hdr[d][i].name, f->hdr[d][i].nlen, "content-encoding"))
+            continue;
+        if (any)
+            reel_buf_puts(&b, ", ");
+        reel_buf_append(&b, f->hdr[d][i].value, strlen(f->hdr[d][i].value));
+        any = 1;
+    }
+    char *s = any ? reel_strndup(b.data ? (const char *)b.data : "", b.len) : NULL;
+    reel_buf_free(&b);
+    return s;
+}
+
+static void hdr_remove(flow_t *f, int d, const char *name) {
+    size_t k = 0;
+    for (size_t i = 0; i < f->nhdr[d]; i++) {
+        if (ieq(f->hdr[d][i].name, f->hdr[d][i].nlen, name)) {
+            free(f->hdr[d][i].name);
+            free(f->hdr[d][i].value);
+        } else {
+            f->hdr[d][k++] = f->hdr[d][i];
+        }
+    }
+    f->nhdr[d] = k;
+}
+
+static void hdr_set_value(hdr_t *h, const char *v, size_t n) {
+    free(h->value);
+    h->value = reel_strndup(v, n);
+    h->vlen = n;
+}
+
+/* ---- preparing: decoding and redaction ---------------------------------- */
+
+typedef struct {
+    reel_buf_t *out;
+    int *cut;
+} sink_t;
+
+static int dec_sink(void *ctx, const uint8_t *data, size_t len) {
+    sink_t *s = ctx;
+    size_t room = REEL_EXPORT_BODY_MAX - s->out->len;
+    if (len > room) {
+        len = room;
+        *s->cut = 1;
+    }
+    if (len)
+        reel_buf_append(s->out, data, len);
+    return 0;
+}
+
+static void decode_body(flow_t *f, int d) {
+    char *enc = f->body_decoded[d] ? NULL : encoding_of(f, d);
+    if (enc == NULL)
+        return;
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_decoder_t *dec = NULL;
+    sink_t s = {.out = &f->decoded[d], .cut = &f->cut[d]};
+    reel_buf_init(&f->decoded[d], 0);
+    reel_rc rc = reel_decoder_new(enc, dec_sink, &s, &dec, &err);
+    if (rc == REEL_OK && f->stored[d].len)
+        rc = reel_decoder_feed(dec, f->stored[d].data, f->stored[d].len, &err);
+    if (rc == REEL_OK && !f->cut[d] && !f->truncated[d])
+        rc = reel_decoder_finish(dec, &err);
+    reel_decoder_free(dec);
+    if (rc == REEL_OK) {
+        f->use_decoded[d] = 1;
+    } else {
+        f->decode_error[d] =
+            reel_asprintf("Content-Encoding '%s' not removed: %s", enc, reel_err_str(&err));
+        reel_buf_free(&f->decoded[d]);
+    }
+    free(enc);
+}
+
+static void set_decoded(flow_t *f, int d, reel_redacted_t *t) {
+    reel_buf_free(&f->decoded[d]);
+    reel_buf_init(&f->decoded[d], 0);
+    reel_buf_append(&f->decoded[d], t->data, t->len);
+    free(t->data);
+    f->use_decoded[d] = 1;
+}
+
+static void redact_flow(flow_t *f, const reel_redact_t *r) {
+    reel_redacted_t t;
+    for (int d = 0; d < 2; d++) {
+        for (size_t i = 0; i < f->nhdr[d]; i++) {
+            hdr_t *h = &f->hdr[d][i];
+            if (reel_redact_header(r, h->name, h->nlen, h->value, h->vlen, &t)) {
+                hdr_set_value(h, t.data, t.len);
+                free(t.data);
+                f->redacted = 1;
+            }
+        }
+    }
+    if (f->target && reel_redact_target(r, f->target, strlen(f->target), &t)) {
+        free(f->target);
+        f->target = t.data;
+        f->redacted = 1;
+    }
+    for (int d = 0; d < 2; d++) {
+        const uint8_t *p = body_data(f, d);
+        size_t n = body_len(f, d);
+        if (n == 0 || !reel_looks_text(p, n))
+            continue;
+        const hdr_t *ct = hdr_get(f, d, "content-type");
+        if (reel_redact_body(r, ct ? ct->value : NULL, p, n, &t)) {
+            set_decoded(f, d, &t);
+            f->rewritten[d] = 1;
+            f->redacted = 1;
+            /* The body is now written decoded: say so in the head. */
+            hdr_remove(f, d, "content-encoding");
+            for (size_t i = 0; i < f->nhdr[d]; i++) {
+                hdr_t *h = &f->hdr[d][i];
+                if (ieq(h->name, h->nlen, "content-length")) {
+                    char num[32];
+                    int k = snprintf(num, sizeof num, "%zu", f->decoded[d].len);
+                    hdr_set_value(h, num, (size_t)k);
+                }
+            }
+        }
+    }
+    for (size_t i = 0; i < f->nmsgs; i++) {
+        msg_t *m = &f->msgs[i];
+        const uint8_t *p = m->data.data ? m->data.data : (const uint8_t *)"";
+        if (m->opcode > 2 || m->data.len == 0 || !reel_looks_text(p, m->data.len))
+            continue;
+        if (reel_redact_body(r, NULL, p, m->data.len, &t)) {
+            reel_buf_reset(&m->data);
+            reel_buf_append(&m->data, t.data, t.len);
+            free(t.data);
+            f->redacted = 1;
+        }
+    }
+    if (f->error && reel_redact_text(r, f->error, strlen(f->error), &t)) {
+        free(f->error);
+        f->error = t.data;
+    }
+}
+
+/* ---- small formatting helpers ------------------------------------------- */
+
+static void iso_time(int64_t us, char out[40]) {
+    if (us < 0)
+        us = 0;
+    time_t t = (time_t)(us / 1000000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    size_t n = strftime(out, 40, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, 40 - n, ".%03dZ", (int)((us % 1000000) / 1000));
+}
+
+static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static char *base64(const uint8_t *p, size_t n, size_t *out_len) {
+    size_t len = (n + 2) / 3 * 4;
+    char *s = reel_malloc(len + 1);
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t w = (uint32_t)p[i] << 16;
+        if (i + 1 < n)
+            w |= (uint32_t)p[i + 1] << 8;
+        if (i + 2 < n)
+            w |= p[i + 2];
+        s[o++] = b64chars[(w >> 18) & 63];
+        s[o++] = b64chars[(w >> 12) & 63];
+        s[o++] = i + 1 < n ? b64chars[(w >> 6) & 63] : '=';
+        s[o++] = i + 2 < n ? b64chars[w & 63] : '=';
+    }
+    s[o] = '\0';
+    *out_len = o;
+    return s;
+}
+
+static json_t *b64_json(const uint8_t *p, size_t n) {
+    size_t len;
+    char *s = base64(p, n, &len);
+    json_t *j = json_stringn_nocheck(s, len);
+    free(s);
+    return j;
+}
+
+/* Bytes as a JSON string: as they are when UTF-8, else each byte as the
+ * code point of its Latin-1 reading (header bytes are ISO-8859-1 per RFC
+ * 9110's history). */
+static json_t *text_json(const char *p, size_t n) {
+    json_t *j = json_stringn(p ? p : "", n);
+    if (j != NULL)
+        return j;
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c < 0x80) {
+            reel_buf_append(&b, &c, 1);
+        } else {
+            uint8_t u[2] = {(uint8_t)(0xc0 | (c >> 6)), (uint8_t)(0x80 | (c & 0x3f))};
+            reel_buf_append(&b, u, 2);
+        }
+    }
+    j = json_stringn(b.data ? (const char *)b.data : "", b.len);
+    reel_buf_free(&b);
+    return j ? j : json_string("");
+}
+
+static json_t *str_json(const char *s) {
+    return text_json(s ? s : "", s ? strlen(s) : 0);
+}
+
+/* A body as JSON: text when it is text, else base64 with *b64 set. */
+static json_t *body_json(const uint8_t *p, size_t n, int *b64) {
+    *b64 = 0;
+    if (reel_looks_text(p, n)) {
+        json_t *j = json_stringn((const char *)p, n);
+        if (j != NULL)
+            return j;
+    }
+    *b64 = 1;
+    return b64_json(p, n);
+}
+
+static int is_websocket(const flow_t *f) {
+    if (f->nmsgs > 0 && !f->tunnel)
+        return 1;
+    if (f->kind && strcmp(f->kind, "websocket") == 0)
+        return 1;
+    const hdr_t *up = hdr_get(f, REQ, "upgrade");
+    return f->status == 101 && up && up->vlen == 9 && ieq(up->value, 9, "websocket");
+}
+
+/* scheme://host[:port]target, owned. */
+static char *flow_url(const flow_t *f, int ws) {
+    const char *scheme = f->scheme ? f->scheme : "http";
+    int https = strcmp(scheme, "https") == 0;
+    uint32_t def = https ? 443 : 80;
+    const char *host = f->host ? f->host : "";
+    int v6 = strchr(host, ':') != NULL;
+    char port[16] = "";
+    if (f->port && f->port != def)
+        snprintf(port, sizeof port, ":%u", (unsigned)f->port);
+    const char *target = f->target && f->target[0] ? f->target : "/";
+    if (target[0] == '*')
+        target = "";
+    return reel_asprintf("%s://%s%s%s%s%s", ws ? (https ? "wss" : "ws") : scheme, v6 ? "[" : "",
+                         host, v6 ? "]" : "", port, target);
+}
+
+/* ---- HAR ---------------------------------------------------------------- */
+
+static json_t *har_headers(const flow_t *f, int d) {
+    json_t *a = json_array();
+    for (size_t i = 0; i < f->nhdr[d]; i++)
+        json_array_append_new(a, json_pack("{s:o, s:o}", "name",
+                                           text_json(f->hdr[d][i].name, f->hdr[d][i].nlen), "value",
+                                           text_json(f->hdr[d][i].value, f->hdr[d][i].vlen)));
+    return a;
+}
+
+static void trim(const char **s, size_t *n) {
+    while (*n && (**s == ' ' || **s == '\t')) {
+        (*s)++;
+        (*n)--;
+    }
+    while (*n && ((*s)[*n - 1] == ' ' || (*s)[*n - 1] == '\t'))
+        (*n)--;
+}
+
+/* Cookies of the Cookie headers (request) or one per Set-Cookie (response). */
+static json_t *har_cookies(const flow_t *f, int d) {
+    json_t *a = json_array();
+    for (size_t i = 0; i < f->nhdr[d]; i++) {
+        const hdr_t *h = &f->hdr[d][i];
+        if (!ieq(h->name, h->nlen, d == REQ ? "cookie" : "set-cookie"))
+            continue;
+        const char *s = h->value;
+        size_t n = h->vlen, pos = 0;
+        json_t *c = NULL;
+        while (pos <= n) {
+            size_t end = pos;
+            while (end < n && s[end] != ';')
+                end++;
+            const char *part = s + pos;
+            size_t plen = end - pos;
+            trim(&part, &plen);
+            const char *eq = memchr(part, '=', plen);
+            size_t klen = eq ? (size_t)(eq - part) : plen;
+            const char *val = eq ? eq + 1 : "";
+            size_t vlen = eq ? plen - klen - 1 : 0;
+            if (d == REQ || c == NULL) {
+                if (plen > 0 && eq != NULL) {
+                    c = json_pack("{s:o, s:o}", "name", text_json(part, klen), "value",
+                                  text_json(val, vlen));
+                    json_array_append_new(a, c);
+                }
+                if (c == NULL)
+                    break; /* a Set-Cookie without name=value */
+            } else if (ieq(part, klen, "path")) {
+                json_object_set_new(c, "path", text_json(val, vlen));
+            } else if (ieq(part, klen, "domain")) {
+                json_object_set_new(c, "domain", text_json(val, vlen));
+            } else if (ieq(part, klen, "httponly")) {
+                json_object_set_new(c, "httpOnly", json_true());
+            } else if (ieq(part, klen, "secure")) {
+                json_object_set_new(c, "secure", json_true());
+            }
+            pos = end + 1;
+        }
+    }
+    return a;
+}
+
+/* name=value pairs of an urlencoded list, as {name, value} objects. */
+static json_t *har_pairs(const char *s, size_t n) {
+    json_t *a = json_array();
+    size_t pos = 0;
+    while (pos < n) {
+        size_t end = pos;
+        while (end < n && s[end] != '&')
+            end++;
+        if (end > pos) {
+            const char *eq = memchr(s + pos, '=', end - pos);
+            size_t klen = eq ? (size_t)(eq - (s + pos)) : end - pos;
+            json_array_append_new(
+                a, json_pack("{s:o, s:o}", "name", text_json(s + pos, klen), "value",
+                             eq ? text_json(eq + 1, end - pos - klen - 1) : json_string("")));
+        }
+        pos = end + 1;
+    }
+    return a;
+}
+
+static double ms(int64_t us) {
+    return (double)us / 1000.0;
+}
+
+static json_t *har_timings(const flow_t *f, double *total_ms) {
+    double v[7];
+    static const char *const keys[7] = {"blocked", "dns",     "connect", "send",
+                                        "wait",    "receive", "ssl"};
+    if (f->has_timings) {
+        for (int k = 0; k < 7; k++)
+            v[k] = f->t[k] < 0 ? -1 : ms(f->t[k]);
+    } else {
+        for (int k = 0; k < 7; k++)
+            v[k] = -1;
+        v[3] = 0;
+        v[4] = f->req_end_us && f->resp_start_us && f->resp_start_us >= f->req_end_us
+                   ? ms(f->resp_start_us - f->req_end_us)
+                   : 0;
+        v[5] = f->resp_start_us && f->end_us >= f->resp_start_us ? ms(f->end_us - f->resp_start_us)
+                                                                 : 0;
+    }
+    for (int k = 3; k < 6; k++) /* send, wait and receive must not be negative */
+        if (v[k] < 0)
+            v[k] = 0;
+    double sum = 0;
+    for (int k = 0; k < 6; k++) /* ssl is part of connect */
+        if (v[k] > 0)
+            sum += v[k];
+    *total_ms = f->end_us >= f->start_us && f->end_us ? ms(f->end_us - f->start_us) : sum;
+    json_t *t = json_object();
+    for (int k = 0; k < 7; k++)
+        json_object_set_new(t, keys[k], json_real(v[k]));
+    return t;
+}
+
+static const char *opcode_name(uint32_t op) {
+    switch (op) {
+    case 0:
+        return "tcp";
+    case 1:
+        return "text";
+    case 2:
+        return "binary";
+    case 8:
+        return "close";
+    case 9:
+        return "ping";
+    case 10:
+        return "pong";
+    default:
+        return "other";
+    }
+}
+
+static json_t *reel_info(const flow_t *f) {
+    json_t *r =
+        json_pack("{s:I, s:o, s:o, s:o, s:b, s:O, s:O}", "id", (json_int_t)f->id, "uuid",
+                  str_json(f->uuid), "source", str_json(f->source), "state", str_json(f->state),
+                  "marked", f->marked, "tags", f->tags, "annotations", f->annotations);
+    if (f->client_addr && f->client_addr[0])
+        json_object_set_new(r, "client_addr", str_json(f->client_addr));
+    if (f->server_addr && f->server_addr[0])
+        json_object_set_new(r, "server_addr", str_json(f->server_addr));
+    if (f->error)
+        json_object_set_new(r, "error", str_json(f->error));
+    if (f->generated)
+        json_object_set_new(r, "generated", json_true());
+    if (f->tls_version && f->tls_version[0])
+        json_object_set_new(r, "tls_version", str_json(f->tls_version));
+    if (f->alpn && f->alpn[0])
+        json_object_set_new(r, "alpn", str_json(f->alpn));
+    for (int d = 0; d < 2; d++) {
+        const char *key = d == REQ ? "request_truncated" : "response_truncated";
+        if (f->truncated[d] || f->cut[d])
+            json_object_set_new(r, key, json_true());
+        if (f->decode_error[d])
+            json_object_set_new(r, d == REQ ? "request_decode_error" : "response_decode_error",
+                                str_json(f->decode_error[d]));
+    }
+    if (f->msgs_cut)
+        json_object_set_new(r, "messages_truncated", json_true());
+    if (f->redacted)
+        json_object_set_new(r, "redacted", json_true());
+    return r;
+}
+
+static char *comment_text(const flow_t *f) {
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    size_t i;
+    json_t *a;
+    json_array_foreach(f->annotations, i, a) {
+        if (b.len)
+            reel_buf_puts(&b, "\n");
+        reel_buf_puts(&b, json_string_value(json_object_get(a, "text")));
+    }
+    if (json_array_size(f->tags)) {
+        if (b.len)
+            reel_buf_puts(&b, "\n");
+        reel_buf_puts(&b, "tags:");
+        json_t *t;
+        json_array_foreach(f->tags, i, t) {
+            reel_buf_puts(&b, " ");
+            reel_buf_puts(&b, json_string_value(t));
+        }
+    }
+    for (int d = 0; d < 2; d++) {
+        if (f->truncated[d] || f->cut[d]) {
+            if (b.len)
+                reel_buf_puts(&b, "\n");
+            reel_buf_printf(&b, "%s body incomplete (%s)", d == REQ ? "request" : "response",
+                            f->cut[d] ? "cut by reel export" : "cut by body_limit when recorded");
+        }
+    }
+    char *s = reel_strndup(b.data ? (const char *)b.data : "", b.len);
+    reel_buf_free(&b);
+    return s;
+}
+
+static json_t *har_entry(const flow_t *f) {
+    int ws = is_websocket(f);
+    char started[40];
+    iso_time(f->start_us, started);
+    char *url = flow_url(f, ws);
+    const char *q = f->target ? strchr(f->target, '?') : NULL;
+
+    json_t *req =
+        json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:i, s:I}", "method", str_json(f->method), "url",
+                  str_json(url), "httpVersion", str_json(f->version[REQ]), "cookies",
+                  har_cookies(f, REQ), "headers", har_headers(f, REQ), "queryString",
+                  q ? har_pairs(q + 1, strlen(q + 1)) : json_array(), "headersSize", -1, "bodySize",
+                  (json_int_t)f->wire_size[REQ]);
+    free(url);
+    size_t rn = body_len(f, REQ);
+    if (rn > 0) {
+        const hdr_t *ct = hdr_get(f, REQ, "content-type");
+        int b64;
+        const uint8_t *p = body_data(f, REQ);
+        json_t *post =
+            json_pack("{s:o, s:o}", "mimeType", ct ? str_json(ct->value) : json_string(""), "text",
+                      body_json(p, rn, &b64));
+        if (b64)
+            json_object_set_new(post, "encoding", json_string("base64"));
+        if (!b64 && ct && strncasecmp(ct->value, "application/x-www-form-urlencoded", 33) == 0)
+            json_object_set_new(post, "params", har_pairs((const char *)p, rn));
+        else
+            json_object_set_new(post, "params", json_array());
+        json_object_set_new(req, "postData", post);
+    }
+
+    const hdr_t *ct = hdr_get(f, RESP, "content-type");
+    size_t sn = body_len(f, RESP);
+    json_t *content = json_pack("{s:I, s:o}", "size", (json_int_t)sn, "mimeType",
+                                ct ? str_json(ct->value) : json_string("x-unknown"));
+    if (sn > 0) {
+        int b64;
+        json_object_set_new(content, "text", body_json(body_data(f, RESP), sn, &b64));
+        if (b64)
+            json_object_set_new(content, "encoding", json_string("base64"));
+    }
+    if (f->use_decoded[RESP] && f->wire_size[RESP] > sn)
+        json_object_set_new(content, "compression",
+                            json_integer((json_int_t)(f->wire_size[RESP] - sn)));
+    const hdr_t *loc = hdr_get(f, RESP, "location");
+    json_t *resp = json_pack(
+        "{s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:i, s:I}", "status",
+        f->have_head[RESP] ? (int)f->status : 0, "statusText", str_json(f->reason), "httpVersion",
+        str_json(f->version[RESP] ? f->version[RESP] : f->version[REQ]), "cookies",
+        har_cookies(f, RESP), "headers", har_headers(f, RESP), "content", content, "redirectURL",
+        loc ? text_json(loc->value, loc->vlen) : json_string(""), "headersSize", -1, "bodySize",
+        f->have_head[RESP] ? (json_int_t)f->wire_size[RESP] : (json_int_t)-1);
+    if (!f->have_head[RESP]) {
+        /* what reel import made of a HAR status 0 goes back as it came */
+        static const char pre[] = "no response (HAR status 0)";
+        const char *why = f->error ? f->error : "no response recorded";
+        if (strncmp(why, pre, sizeof pre - 1) == 0)
+            why = why[sizeof pre - 1] == ':' ? why + sizeof pre + 1 : NULL;
+        if (why != NULL && why[0])
+            json_object_set_new(resp, "_error", str_json(why));
+    }
+
+    double total;
+    json_t *timings = har_timings(f, &total);
+    char *comment = comment_text(f);
+    json_t *e = json_pack("{s:s, s:s, s:f, s:o, s:o, s:{}, s:o}", "pageref", "page_1",
+                          "startedDateTime", started, "time", total, "request", req, "response",
+                          resp, "cache", "timings", timings);
+    const char *addr = f->conn_addr && f->conn_addr[0] ? f->conn_addr : f->server_addr;
+    if (addr && addr[0]) {
+        /* "ip:port" or "[v6]:port" -> the address alone */
+        const char *a0 = addr, *colon = strrchr(addr, ':');
+        size_t n = colon ? (size_t)(colon - addr) : strlen(addr);
+        if (a0[0] == '[' && n >= 2 && a0[n - 1] == ']') {
+            a0++;
+            n -= 2;
+        }
+        json_object_set_new(e, "serverIPAddress", text_json(a0, n));
+    }
+    if (f->conn_id) {
+        char c[32];
+        snprintf(c, sizeof c, "%llu", (unsigned long long)f->conn_id);
+        json_object_set_new(e, "connection", json_string(c));
+    }
+    if (comment[0])
+        json_object_set_new(e, "comment", str_json(comment));
+    free(comment);
+    if (ws) {
+        json_object_set_new(e, "_resourceType", json_string("websocket"));
+        json_t *msgs = json_array();
+        for (size_t i = 0; i < f->nmsgs; i++) {
+            const msg_t *m = &f->msgs[i];
+            const uint8_t *p = m->data.data ? m->data.data : (const uint8_t *)"";
+            json_t *data;
+            if (m->opcode == 1)
+                data = text_json((const char *)p, m->data.len);
+            else
+                data = b64_json(p, m->data.len);
+            json_array_append_new(msgs, json_pack("{s:s, s:f, s:i, s:o}", "type",
+                                                  m->from_client ? "send" : "receive", "time",
+                                                  (double)m->time_us / 1e6, "opcode",
+                                                  (int)m->opcode, "data", data));
+        }
+        json_object_set_new(e, "_webSocketMessages", msgs);
+    }
+    json_object_set_new(e, "_reel", reel_info(f));
+    return e;
+}
+
+/* ---- curl --------------------------------------------------------------- */
+
+/* Writes s[0..n) single-quoted for bash (any byte but NUL). */
+static void sq(FILE *out, const char *s, size_t n) {
+    fputc('\'', out);
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '\'')
+            fputs("'\\''", out);
+        else
+            fputc(s[i], out);
+    }
+    fputc('\'', out);
+}
+
+static void sqs(FILE *out, const char *s) {
+    sq(out, s, strlen(s));
+}
+
+static reel_rc write_body_file(const char *dir, uint64_t id, const char *what, const uint8_t *p,
+                               size_t n, char **path, reel_err_t *err) {
+    *path = reel_asprintf("%s/%llu.%s", dir, (unsigned long long)id, what);
+    FILE *f = fopen(*path, "wb");
+    if (f == NULL)
+        return reel_err_errno(err, REEL_IO, errno, "%s", *path);
+    size_t w = n ? fwrite(p, 1, n, f) : 0;
+    int bad = w != n;
+    if (fclose(f) != 0 || bad)
+        return reel_err_errno(err, REEL_IO, errno ? errno : EIO, "writing %s", *path);
+    return REEL_OK;
+}
+
+/* The body raw and curl write for direction d: stored bytes, unless
+ * redaction rewrote it. */
+static const uint8_t *wire_body(const flow_t *f, int d, size_t *n) {
+    if (f->rewritten[d]) {
+        *n = f->decoded[d].len;
+        return f->decoded[d].data ? f->decoded[d].data : (const uint8_t *)"";
+    }
+    *n = f->stored[d].len;
+    return f->stored[d].data ? f->stored[d].data : (const uint8_t *)"";
+}
+
+static reel_rc write_curl(FILE *out, const flow_t *f, const reel_export_opts_t *o,
+                          reel_err_t *err) {
+    char *url = flow_url(f, 0);
+    size_t n;
+    const uint8_t *p = wire_body(f, REQ, &n);
+    int piped = n > 0 && o->body_dir == NULL && memchr(p, '\0', n) != NULL;
+    fprintf(out, "# flow %llu\n", (unsigned long long)f->id);
+    if (piped) { /* NUL bytes cannot be in an argument: printf them into a pipe */
+        fputs("printf '", out);
+        for (size_t i = 0; i < n; i++) {
+            unsigned char c = p[i];
+            if (c == '%')
+                fputs("%%", out);
+            else if (c == '\\')
+                fputs("\\\\", out);
+            else if (c == '\'' || c < 0x20 || c >= 0x7f)
+                fprintf(out, "\\%03o", c);
+            else
+                fputc(c, out);
+        }
+        fputs("' | ", out);
+    }
+    fputs("curl -sS -g --path-as-is", out);
+    const char *v = f->version[REQ] ? f->version[REQ] : "";
+    if (strcmp(v, "HTTP/1.0") == 0)
+        fputs(" --http1.0", out);
+    else if (strncmp(v, "HTTP/1", 6) == 0)
+        fputs(" --http1.1", out);
+    else if (strncmp(v, "HTTP/2", 6) == 0)
+        fputs(" --http2", out);
+    if (strcmp(f->method, "HEAD") == 0) {
+        fputs(" --head", out);
+    } else {
+        fputs(" -X ", out);
+        sqs(out, f->method);
+    }
+    fputc(' ', out);
+    sqs(out, url);
+    free(url);
+    for (size_t i = 0; i < f->nhdr[REQ]; i++) {
+        const hdr_t *h = &f->hdr[REQ][i];
+        if (ieq(h->name, h->nlen, "content-length") || ieq(h->name, h->nlen, "proxy-connection"))
+            continue;
+        if (memchr(h->name, '\0', h->nlen) || memchr(h->value, '\0', h->vlen))
+            continue; /* cannot be passed in an argument */
+        char *line =
+            h->vlen ? reel_asprintf("%s: %s", h->name, h->value) : reel_asprintf("%s;", h->name);
+        fputs(" \\\n  -H ", out);
+        sqs(out, line);
+        free(line);
+    }
+    reel_rc rc = REEL_OK;
+    if (n > 0) {
+        if (o->body_dir != NULL) {
+            char *path = NULL;
+            rc = write_body_file(o->body_dir, f->id, "request", p, n, &path, err);
+            fputs(" \\\n  --data-binary @", out);
+            sqs(out, path);
+            free(path);
+        } else if (piped) {
+            fputs(" \\\n  --data-binary @-", out);
+        } else {
+            fputs(" \\\n  --data-binary ", out);
+            sq(out, (const char *)p, n);
+        }
+    }
+    fputc('\n', out);
+    return rc;
+}
+
+/* ---- raw ---------------------------------------------------------------- */
+
+static void raw_head_lines(FILE *out, const flow_t *f, int d) {
+    for (size_t i = 0; i < f->nhdr[d]; i++) {
+        fwrite(f->hdr[d][i].name, 1, f->hdr[d][i].nlen, out);
+        fputs(": ", out);
+        fwrite(f->hdr[d][i].value, 1, f->hdr[d][i].vlen, out);
+        fputs("\r\n", out);
+    }
+    fputs("\r\n", out);
+}
+
+static int chunked(const flow_t *f, int d) {
+    for (size_t i = 0; i < f->nhdr[d]; i++) {
+        const hdr_t *h = &f->hdr[d][i];
+        if (ieq(h->name, h->nlen, "transfer-encoding") && strcasestr(h->value, "chunked"))
+            return 1;
+    }
+    return 0;
+}
+
+static void raw_body(FILE *out, const flow_t *f, int d) {
+    size_t n;
+    const uint8_t *p = wire_body(f, d, &n);
+    if (chunked(f, d)) {
+        if (n)
+            fprintf(out, "%zx\r\n", n);
+        fwrite(p, 1, n, out);
+        fputs(n ? "\r\n0\r\n\r\n" : "0\r\n\r\n", out);
+    } else {
+        fwrite(p, 1, n, out);
+    }
+}
+
+static void write_raw(FILE *out, const flow_t *f) {
+    if (f->have_head[REQ]) {
+        fprintf(out, "%s %s %s\r\n", f->method, f->target && f->target[0] ? f->target : "/",
+                f->version[REQ][0] ? f->version[REQ] : "HTTP/1.1");
+        raw_head_lines(out, f, REQ);
+        raw_body(out, f, REQ);
+    }
+    if (f->have_head[RESP]) {
+        fprintf(out, "%s %u %s\r\n", f->version[RESP][0] ? f->version[RESP] : "HTTP/1.1",
+                (unsigned)f->status, f->reason);
+        raw_head_lines(out, f, RESP);
+        raw_body(out, f, RESP);
+    }
+    for (size_t i = 0; i < f->nmsgs; i++) /* WebSocket messages, TCP bytes: the payloads */
+        if (f->msgs[i].data.len)
+            fwrite(f->msgs[i].data.data, 1, f->msgs[i].data.len, out);
+}
+
+/* ---- ndjson ------------------------------------------------------------- */
+
+static json_t *nd_headers(const flow_t *f, int d) {
+    return har_headers(f, d);
+}
+
+static reel_rc nd_body(json_t *obj, const flow_t *f, int d, const reel_export_opts_t *o,
+                       reel_err_t *err) {
+    size_t n = body_len(f, d);
+    const uint8_t *p = body_data(f, d);
+    json_object_set_new(obj, "body_size", json_integer((json_int_t)f->wire_size[d]));
+    json_object_set_new(obj, "body_stored", json_integer((json_int_t)n));
+    if (f->truncated[d] || f->cut[d])
+        json_object_set_new(obj, "truncated", json_true());
+    if (n == 0)
+        return REEL_OK;
+    if (o->body_dir != NULL) {
+        char *path = NULL;
+        reel_rc rc = write_body_file(o->body_dir, f->id, d == REQ ? "request" : "response", p, n,
+                                     &path, err);
+        json_object_set_new(obj, "body_file", str_json(path));
+        free(path);
+        return rc;
+    }
+    int b64;
+    json_t *b = body_json(p, n, &b64);
+    json_object_set_new(obj, b64 ? "body_b64" : "body", b);
+    return REEL_OK;
+}
+
+static reel_rc write_ndjson(FILE *out, const flow_t *f, const reel_export_opts_t *o,
+                            reel_err_t *err) {
+    char started[40];
+    iso_time(f->start_us, started);
+    json_t *j = reel_info(f);
+    json_object_set_new(j, "kind", str_json(f->kind));
+    json_object_set_new(j, "start", json_string(started));
+    json_object_set_new(j, "start_us", json_integer(f->start_us));
+    if (f->end_us)
+        json_object_set_new(j, "duration_ms", json_real(ms(f->end_us - f->start_us)));
+    reel_rc rc = REEL_OK;
+    if (f->have_head[REQ]) {
+        char *url = flow_url(f, 0);
+        json_t *req =
+            json_pack("{s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:o}", "method", str_json(f->method),
+                      "scheme", str_json(f->scheme), "host", str_json(f->host), "port",
+                      (json_int_t)f->port, "target", str_json(f->target), "url", str_json(url),
+                      "http_version", str_json(f->version[REQ]), "headers", nd_headers(f, REQ));
+        free(url);
+        rc = nd_body(req, f, REQ, o, err);
+        json_object_set_new(j, "request", req);
+    }
+    if (f->have_head[RESP] && rc == REEL_OK) {
+        json_t *resp = json_pack("{s:i, s:o, s:o, s:o}", "status", (int)f->status, "reason",
+                                 str_json(f->reason), "http_version", str_json(f->version[RESP]),
+                                 "headers", nd_headers(f, RESP));
+        rc = nd_body(resp, f, RESP, o, err);
+        json_object_set_new(j, "response", resp);
+    }
+    if (f->has_timings) {
+        static const char *const keys[7] = {"blocked_ms", "dns_ms",     "connect_ms", "send_ms",
+                                            "wait_ms",    "receive_ms", "ssl_ms"};
+        json_t *t = json_object();
+        for (int k = 0; k < 7; k++)
+            json_object_set_new(t, keys[k], json_real(f->t[k] < 0 ? -1 : ms(f->t[k])));
+        json_object_set_new(j, "timings", t);
+    }
+    if (f->nmsgs) {
+        json_t *msgs = json_array();
+        for (size_t i = 0; i < f->nmsgs; i++) {
+            const msg_t *m = &f->msgs[i];
+            int b64;
+            const uint8_t *p = m->data.data ? m->data.data : (const uint8_t *)"";
+            json_t *data = body_json(p, m->data.len, &b64);
+            json_array_append_new(
+                msgs, json_pack("{s:I, s:b, s:s, s:I, s:o}", "time_us", (json_int_t)m->time_us,
+                                "from_client", m->from_client, "type", opcode_name(m->opcode),
+                                "length", (json_int_t)m->length, b64 ? "data_b64" : "data", data));
+        }
+        json_object_set_new(j, "messages", msgs);
+    }
+    if (json_dumpf(j, out, JSON_COMPACT) != 0 && rc == REEL_OK)
+        rc = reel_err_set(err, REEL_IO, "writing the export failed");
+    fputc('\n', out);
+    json_decref(j);
+    return rc;
+}
+
+/* ---- the driver --------------------------------------------------------- */
+
+typedef struct {
+    sqlite3_stmt *row, *tags, *notes;
+} stmts_t;
+
+static const char *col_text(sqlite3_stmt *st, int i) {
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return t ? (const char *)t : NULL;
+}
+
+static void load_row(stmts_t *q, flow_t *f) {
+    sqlite3_reset(q->row);
+    sqlite3_bind_int64(q->row, 1, (sqlite3_int64)f->id);
+    if (sqlite3_step(q->row) == SQLITE_ROW) {
+        f->start_us = sqlite3_column_int64(q->row, 0);
+        f->end_us = sqlite3_column_int64(q->row, 1);
+        f->state = reel_strdup(col_text(q->row, 2));
+        f->source = reel_strdup(col_text(q->row, 3));
+        f->client_addr = reel_strdup(col_text(q->row, 4));
+        f->server_addr = reel_strdup(col_text(q->row, 5));
+        f->marked = sqlite3_column_int(q->row, 6) != 0;
+        f->kind = reel_strdup(col_text(q->row, 7));
+        const char *e = col_text(q->row, 8);
+        if (e && e[0])
+            f->error = reel_strdup(e);
+        f->uuid = reel_strdup(col_text(q->row, 9));
+    }
+    sqlite3_reset(q->row);
+    f->tags = json_array();
+    sqlite3_reset(q->tags);
+    sqlite3_bind_int64(q->tags, 1, (sqlite3_int64)f->id);
+    while (sqlite3_step(q->tags) == SQLITE_ROW)
+        json_array_append_new(f->tags, str_json(col_text(q->tags, 0)));
+    sqlite3_reset(q->tags);
+    f->annotations = json_array();
+    sqlite3_reset(q->notes);
+    sqlite3_bind_int64(q->notes, 1, (sqlite3_int64)f->id);
+    while (sqlite3_step(q->notes) == SQLITE_ROW) {
+        char t[40];
+        iso_time(sqlite3_column_int64(q->notes, 1), t);
+        json_array_append_new(
+            f->annotations,
+            json_pack("{s:o, s:s}", "text", str_json(col_text(q->notes, 0)), "time", t));
+    }
+    sqlite3_reset(q->notes);
+}
+
+static reel_rc prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, reel_err_t *err) {
+    if (sqlite3_prepare_v2(db, sql, -1, st, NULL) != SQLITE_OK)
+        return reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
+    return REEL_OK;
+}
+
+static void write_har_start(FILE *out, reel_session_t *s, const reel_export_opts_t *o,
+                            int64_t first_us) {
+    char started[40];
+    iso_time(first_us ? first_us : reel_now_us(), started);
+    json_t *creator = json_pack("{s:s, s:s}", "name", "reel", "version",
+                                o->creator_version ? o->creator_version : "0");
+    json_t *page = json_pack("{s:s, s:s, s:o, s:{s:i, s:i}}", "startedDateTime", started, "id",
+                             "page_1", "title", str_json(reel_session_name(s)), "pageTimings",
+                             "onContentLoad", -1, "onLoad", -1);
+    fputs("{\n  \"log\": {\n    \"version\": \"1.2\",\n    \"creator\": ", out);
+    json_dumpf(creator, out, JSON_COMPACT);
+    fputs(",\n    \"pages\": [", out);
+    json_dumpf(page, out, JSON_COMPACT);
+    fputs("],\n    \"entries\": [", out);
+    json_decref(creator);
+    json_decref(page);
+}
+
+reel_rc reel_export(reel_session_t *s, FILE *out, const reel_export_opts_t *o,
+                    reel_export_stats_t *stats, reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    reel_export_stats_t local;
+    reel_filter_t *flt = NULL;
+    sqlite3 *db = reel_session_db(s);
+    sqlite3_stmt *ids = NULL, *count = NULL;
+    stmts_t q = {0};
+    char *sql = NULL;
+    uint64_t total = 0;
+    int64_t first_us = 0;
+    int entries = 0;
+    if (stats == NULL)
+        stats = &local;
+    memset(stats, 0, sizeof *stats);
+
+    if ((rc = reel_filter_compile(o->filter, &flt, err)) != REEL_OK)
+        goto out;
+    if (o->body_dir != NULL && mkdir(o->body_dir, 0700) != 0 && errno != EEXIST) {
+        rc = reel_err_errno(err, REEL_IO, errno, "%s", o->body_dir);
+        goto out;
+    }
+    sql = reel_asprintf("SELECT count(*), min(start_us) FROM flows WHERE %s", reel_filter_sql(flt));
+    if ((rc = prepare(db, sql, &count, err)) != REEL_OK)
+        goto out;
+    free(sql);
+    sql = reel_asprintf("SELECT id FROM flows WHERE %s ORDER BY id", reel_filter_sql(flt));
+    if ((rc = prepare(db, sql, &ids, err)) != REEL_OK ||
+        (rc = prepare(db,
+                      "SELECT start_us, end_us, state, source, client_addr, server_addr, marked, "
+                      "kind, error, uuid FROM flows WHERE id = ?",
+                      &q.row, err)) != REEL_OK ||
+        (rc = prepare(db, "SELECT tag FROM tags WHERE flow_id = ? ORDER BY tag", &q.tags, err)) !=
+            REEL_OK ||
+        (rc = prepare(db, "SELECT text, created_us FROM annotations WHERE flow_id = ? ORDER BY id",
+                      &q.notes, err)) != REEL_OK)
+        goto out;
+    reel_filter_bind(flt, count, 1);
+    reel_filter_bind(flt, ids, 1);
+    if (sqlite3_step(count) == SQLITE_ROW) {
+        total = (uint64_t)sqlite3_column_int64(count, 0);
+        first_us = sqlite3_column_int64(count, 1);
+    }
+
+    if (o->format == REEL_EXPORT_HAR)
+        write_har_start(out, s, o, first_us);
+    int step;
+    uint64_t done = 0;
+    while ((step = sqlite3_step(ids)) == SQLITE_ROW) {
+        flow_t f;
+        memset(&f, 0, sizeof f);
+        f.id = (uint64_t)sqlite3_column_int64(ids, 0);
+        load_row(&q, &f);
+        char *uuid = f.uuid;
+        f.uuid = NULL;
+        rc = reel_store_read_flow(s, f.id, on_record, &f, err);
+        if (f.uuid == NULL)
+            f.uuid = uuid;
+        else
+            free(uuid);
+        if (rc != REEL_OK) {
+            flow_free(&f);
+            goto out;
+        }
+        int usable = f.have_head[REQ] && !f.tunnel;
+        if (!usable && (o->format == REEL_EXPORT_HAR || o->format == REEL_EXPORT_CURL)) {
+            stats->skipped++;
+        } else {
+            for (int d = 0; d < 2; d++)
+                decode_body(&f, d);
+            if (o->redact)
+                redact_flow(&f, o->redact);
+            switch (o->format) {
+            case REEL_EXPORT_HAR: {
+                json_t *e = har_entry(&f);
+                fputs(entries++ ? ",\n" : "\n", out);
+                json_dumpf(e, out, JSON_COMPACT);
+                json_decref(e);
+                break;
+            }
+            case REEL_EXPORT_CURL:
+                rc = write_curl(out, &f, o, err);
+                break;
+            case REEL_EXPORT_RAW:
+                write_raw(out, &f);
+                break;
+            case REEL_EXPORT_NDJSON:
+                rc = write_ndjson(out, &f, o, err);
+                break;
+            }
+            stats->flows++;
+        }
+        flow_free(&f);
+        if (rc != REEL_OK)
+            goto out;
+        if (ferror(out)) {
+            rc = reel_err_errno(err, REEL_IO, errno ? errno : EIO, "writing the export");
+            goto out;
+        }
+        done++;
+        if (o->progress)
+            o->progress(o->progress_ctx, done, total);
+    }
+    if (step != SQLITE_DONE) {
+        rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
+        goto out;
+    }
+    if (o->format == REEL_EXPORT_HAR)
+        fputs(entries ? "\n    ]\n  }\n}\n" : "]\n  }\n}\n", out);
+    if (fflush(out) != 0 || ferror(out))
+        rc = reel_err_errno(err, REEL_IO, errno ? errno : EIO, "writing the export");
+out:
+    free(sql);
+    sqlite3_finalize(ids);
+    sqlite3_finalize(count);
+    sqlite3_finalize(q.row);
+    sqlite3_finalize(q.tags);
+    sqlite3_finalize(q.notes);
+    reel_filter_free(flt);
+    return rc;
+}

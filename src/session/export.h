@@ -1,0 +1,84 @@
+/* Export of a session's flows: HAR 1.2, curl commands, raw HTTP, NDJSON.
+ *
+ * Streamed flow by flow: the ids matching the filter are read from the
+ * index in order, and each flow's records are read from the spool, turned
+ * into its output and written before the next is read. Memory is bounded
+ * by one flow: its heads, and its bodies and messages up to
+ * REEL_EXPORT_BODY_MAX bytes each direction (stored bodies are already cut
+ * at the session's body_limit, 64 MiB by default); the part of a body past
+ * the cap is left out and the entry says so (HAR: comment and
+ * _reel.truncated; NDJSON: truncated). The top-level HAR document is
+ * written by hand around entries dumped one at a time with jansson.
+ *
+ * Formats (docs/export.md is the user's reference):
+ * - HAR: log.version "1.2", creator, one page (Firefox needs log.pages),
+ *   entries with every field HAR 1.2 requires, numbers where numbers are
+ *   due (-1 for unknown sizes, as Chromium's importer wants numbers),
+ *   content.text decoded (Content-Encoding removed) and base64 with
+ *   content.encoding "base64" when not text, postData with params for
+ *   forms, WebSocket messages in _webSocketMessages as Chromium writes
+ *   them, annotations and tags in comment and everything reel knows in
+ *   _reel. reel import reads it back.
+ * - curl: one bash command per flow (method, headers but Content-Length,
+ *   exact URL, body inline or --data-binary @FILE).
+ * - raw: request and response heads and bodies as on the wire (bodies as
+ *   stored: still content-encoded; re-chunked when the head says chunked).
+ * - ndjson: one JSON object per line and flow, bodies decoded, as text
+ *   when they are UTF-8 text, else base64, or as files in a directory.
+ *
+ * With redaction rules, secrets are replaced in every format (see
+ * redact.h); a redacted body that was content-encoded is written decoded,
+ * its Content-Encoding removed and its Content-Length corrected. */
+#ifndef REEL_SESSION_EXPORT_H
+#define REEL_SESSION_EXPORT_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "base/error.h"
+#include "session/redact.h"
+#include "session/session.h"
+
+/** Most bytes of one body (or of one flow's messages) put into an export. */
+#define REEL_EXPORT_BODY_MAX ((size_t)256 * 1024 * 1024)
+
+typedef enum {
+    REEL_EXPORT_HAR,
+    REEL_EXPORT_CURL,
+    REEL_EXPORT_RAW,
+    REEL_EXPORT_NDJSON,
+} reel_export_format;
+
+/** Parses "har", "curl", "raw", "ndjson"; -1 if unknown. */
+int reel_export_format_parse(const char *name);
+
+/** Called after each flow: done of total flows. */
+typedef void (*reel_export_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+typedef struct {
+    reel_export_format format;
+    const char *filter;          /* filter expression (filter.h); NULL: every flow */
+    const reel_redact_t *redact; /* NULL: no redaction (borrowed) */
+    /* curl and ndjson: write bodies as files here (created if missing),
+     * named <flow id>.request / <flow id>.response; NULL: inline. */
+    const char *body_dir;
+    const char *creator_version; /* HAR log.creator.version; NULL: "0" */
+    reel_export_progress_fn progress;
+    void *progress_ctx;
+} reel_export_opts_t;
+
+typedef struct {
+    uint64_t flows;   /* flows written */
+    uint64_t skipped; /* flows with nothing to write in this format (TCP tunnels
+                         in HAR and curl, flows without a request head) */
+} reel_export_stats_t;
+
+/** Writes the flows of s that match o->filter to out (borrowed), in id
+ * order. Returns REEL_INVALID / REEL_LIMIT for a bad filter, REEL_DB,
+ * REEL_CORRUPT (a flow's records cannot be read), REEL_IO (out or a body
+ * file cannot be written), with a message. stats (may be NULL) is filled
+ * even on error. */
+reel_rc reel_export(reel_session_t *s, FILE *out, const reel_export_opts_t *o,
+                    reel_export_stats_t *stats, reel_err_t *err);
+
+#endif

@@ -1,0 +1,383 @@
+/* Redaction of secrets: see redact.h for the rules. */
+#include "session/redact.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/mem.h"
+
+struct reel_redact {
+    char **headers; /* lowercase */
+    size_t n_headers;
+    char **keys; /* lowercase */
+    size_t n_keys;
+};
+
+static const char *const default_headers[] = {"authorization", "proxy-authorization", "cookie",
+                                              "set-cookie"};
+static const char *const default_keys[] = {
+    "password", "passwd", "pwd",     "token",      "secret",    "apikey",      "api_key",
+    "api-key",  "auth",   "session", "credential", "signature", "private_key", "access_key"};
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+static int lc(int c) {
+    return c >= 'A' && c <= 'Z' ? c + 32 : c;
+}
+
+static char *lower_dup(const char *s) {
+    char *d = reel_strdup(s);
+    for (char *p = d; *p; p++)
+        *p = (char)lc((unsigned char)*p);
+    return d;
+}
+
+static int ieq(const char *a, size_t n, const char *lower) {
+    if (strlen(lower) != n)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (lc((unsigned char)a[i]) != (unsigned char)lower[i])
+            return 0;
+    return 1;
+}
+
+reel_redact_t *reel_redact_new(void) {
+    reel_redact_t *r = reel_calloc(1, sizeof *r);
+    for (size_t i = 0; i < N(default_headers); i++)
+        reel_redact_add_header(r, default_headers[i]);
+    for (size_t i = 0; i < N(default_keys); i++)
+        reel_redact_add_key(r, default_keys[i]);
+    return r;
+}
+
+void reel_redact_free(reel_redact_t *r) {
+    if (r == NULL)
+        return;
+    for (size_t i = 0; i < r->n_headers; i++)
+        free(r->headers[i]);
+    for (size_t i = 0; i < r->n_keys; i++)
+        free(r->keys[i]);
+    free(r->headers);
+    free(r->keys);
+    free(r);
+}
+
+void reel_redact_add_header(reel_redact_t *r, const char *name) {
+    if (name == NULL || name[0] == '\0')
+        return;
+    r->headers = reel_realloc(r->headers, (r->n_headers + 1) * sizeof *r->headers);
+    r->headers[r->n_headers++] = lower_dup(name);
+}
+
+void reel_redact_add_key(reel_redact_t *r, const char *word) {
+    if (word == NULL || word[0] == '\0')
+        return;
+    r->keys = reel_realloc(r->keys, (r->n_keys + 1) * sizeof *r->keys);
+    r->keys[r->n_keys++] = lower_dup(word);
+}
+
+int reel_redact_key_matches(const reel_redact_t *r, const char *key, size_t n) {
+    for (size_t k = 0; k < r->n_keys; k++) {
+        size_t wl = strlen(r->keys[k]);
+        for (size_t i = 0; i + wl <= n; i++) {
+            size_t j = 0;
+            while (j < wl && lc((unsigned char)key[i + j]) == (unsigned char)r->keys[k][j])
+                j++;
+            if (j == wl)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+static void put(reel_buf_t *b, const void *p, size_t n) {
+    if (reel_buf_append(b, p, n) != REEL_OK)
+        abort(); /* unlimited buffer: only out of memory */
+}
+
+static void take(reel_buf_t *b, reel_redacted_t *out) {
+    out->len = b->len;
+    out->data = b->data ? (char *)b->data : reel_strdup("");
+    b->data = NULL;
+}
+
+/* ---- free text: bearer tokens and JWTs ---------------------------------- */
+
+static int b64url(int c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
+}
+
+static int token68(int c) {
+    return b64url(c) || c == '.' || c == '~' || c == '+' || c == '/';
+}
+
+/* Length of a JWT at s (eyJ<b64url>.<b64url>.<b64url>*), 0 if none. */
+static size_t jwt_at(const char *s, size_t n) {
+    if (n < 3 || memcmp(s, "eyJ", 3) != 0)
+        return 0;
+    size_t i = 3, dots = 0;
+    while (i < n) {
+        int c = (unsigned char)s[i];
+        if (c == '.' && dots < 2 && i + 1 <= n) {
+            dots++;
+            i++;
+            continue;
+        }
+        if (!b64url(c))
+            break;
+        i++;
+    }
+    return dots == 2 && i > 12 ? i : 0;
+}
+
+int reel_redact_text(const reel_redact_t *r, const char *s, size_t n, reel_redacted_t *out) {
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    size_t run = 0, i = 0;
+    int changed = 0;
+    while (i < n) {
+        int prev = i > 0 ? (unsigned char)s[i - 1] : ' ';
+        size_t len = 0, keep = 0;
+        if (!b64url(prev) && (len = jwt_at(s + i, n - i)) > 0) {
+            keep = 0;
+        } else if (!b64url(prev) && n - i > 7 && lc((unsigned char)s[i]) == 'b' &&
+                   ieq(s + i, 6, "bearer") && (s[i + 6] == ' ' || s[i + 6] == '\t')) {
+            size_t j = i + 6;
+            while (j < n && (s[j] == ' ' || s[j] == '\t'))
+                j++;
+            size_t t = j;
+            while (t < n && token68((unsigned char)s[t]))
+                t++;
+            while (t < n && s[t] == '=')
+                t++;
+            if (t > j) {
+                keep = j - i;
+                len = t - i;
+            }
+        }
+        if (len == 0) {
+            i++;
+            continue;
+        }
+        put(&b, s + run, i + keep - run);
+        put(&b, REEL_REDACT_MARKER, strlen(REEL_REDACT_MARKER));
+        i += len;
+        run = i;
+        changed = 1;
+    }
+    if (!changed) {
+        reel_buf_free(&b);
+        return 0;
+    }
+    put(&b, s + run, n - run);
+    take(&b, out);
+    return 1;
+}
+
+/* ---- headers ------------------------------------------------------------ */
+
+/* "a=1; b=2" -> "a=REDACTED; b=REDACTED"; with set_cookie only the first
+ * pair (the rest are attributes). */
+static void cookies(const char *s, size_t n, int set_cookie, reel_buf_t *b) {
+    size_t i = 0;
+    int first = 1;
+    while (i < n) {
+        size_t end = i;
+        while (end < n && s[end] != ';')
+            end++;
+        if (first || !set_cookie) {
+            const char *eq = memchr(s + i, '=', end - i);
+            if (eq != NULL) {
+                put(b, s + i, (size_t)(eq - s) + 1 - i);
+                put(b, REEL_REDACT_MARKER, strlen(REEL_REDACT_MARKER));
+            } else {
+                put(b, s + i, end - i);
+            }
+        } else {
+            put(b, s + i, end - i);
+        }
+        first = 0;
+        if (end < n)
+            put(b, ";", 1);
+        i = end + 1;
+    }
+}
+
+int reel_redact_header(const reel_redact_t *r, const char *name, size_t name_len, const char *value,
+                       size_t value_len, reel_redacted_t *out) {
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    if (ieq(name, name_len, "cookie") || ieq(name, name_len, "set-cookie")) {
+        cookies(value, value_len, ieq(name, name_len, "set-cookie"), &b);
+    } else if (ieq(name, name_len, "authorization") || ieq(name, name_len, "proxy-authorization")) {
+        /* keep the scheme word: "Bearer REDACTED" */
+        size_t i = 0;
+        while (i < value_len && value[i] != ' ' && value[i] != '\t')
+            i++;
+        if (i < value_len) {
+            put(&b, value, i + 1);
+        }
+        put(&b, REEL_REDACT_MARKER, strlen(REEL_REDACT_MARKER));
+    } else {
+        int listed = 0;
+        for (size_t k = 0; k < r->n_headers; k++)
+            listed |= ieq(name, name_len, r->headers[k]);
+        if (listed || reel_redact_key_matches(r, name, name_len)) {
+            put(&b, REEL_REDACT_MARKER, strlen(REEL_REDACT_MARKER));
+        } else {
+            reel_buf_free(&b);
+            return reel_redact_text(r, value, value_len, out);
+        }
+    }
+    take(&b, out);
+    return 1;
+}
+
+/* ---- urlencoded --------------------------------------------------------- */
+
+static int hexval(int c) {
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = lc(c);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Percent- and '+'-decoded copy of s[0..n) into b (reset first). */
+static void unescape(const char *s, size_t n, reel_buf_t *b) {
+    reel_buf_reset(b);
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '+') {
+            c = ' ';
+        } else if (c == '%' && i + 2 < n + 0 && hexval((unsigned char)s[i + 1]) >= 0 &&
+                   hexval((unsigned char)s[i + 2]) >= 0) {
+            c = (char)(hexval((unsigned char)s[i + 1]) * 16 + hexval((unsigned char)s[i + 2]));
+            i += 2;
+        }
+        put(b, &c, 1);
+    }
+}
+
+int reel_redact_urlencoded(const reel_redact_t *r, const char *s, size_t n, reel_redacted_t *out) {
+    reel_buf_t b, key;
+    reel_buf_init(&b, 0);
+    reel_buf_init(&key, 0);
+    int changed = 0;
+    size_t i = 0;
+    while (i <= n) {
+        size_t end = i;
+        while (end < n && s[end] != '&')
+            end++;
+        const char *eq = memchr(s + i, '=', end - i);
+        size_t klen = eq ? (size_t)(eq - (s + i)) : end - i;
+        unescape(s + i, klen, &key);
+        reel_redacted_t t;
+        if (eq != NULL && reel_redact_key_matches(r, (const char *)key.data, key.len)) {
+            put(&b, s + i, klen + 1);
+            put(&b, REEL_REDACT_MARKER, strlen(REEL_REDACT_MARKER));
+            changed = 1;
+        } else if (reel_redact_text(r, s + i, end - i, &t)) {
+            put(&b, t.data, t.len);
+            free(t.data);
+            changed = 1;
+        } else {
+            put(&b, s + i, end - i);
+        }
+        if (end < n)
+            put(&b, "&", 1);
+        i = end + 1;
+    }
+    reel_buf_free(&key);
+    if (!changed) {
+        reel_buf_free(&b);
+        return 0;
+    }
+    take(&b, out);
+    return 1;
+}
+
+int reel_redact_target(const reel_redact_t *r, const char *s, size_t n, reel_redacted_t *out) {
+    const char *q = memchr(s, '?', n);
+    if (q == NULL)
+        return reel_redact_text(r, s, n, out);
+    size_t pre = (size_t)(q - s) + 1;
+    reel_redacted_t t;
+    if (!reel_redact_urlencoded(r, q + 1, n - pre, &t))
+        return 0;
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    put(&b, s, pre);
+    put(&b, t.data, t.len);
+    free(t.data);
+    take(&b, out);
+    return 1;
+}
+
+/* ---- bodies ------------------------------------------------------------- */
+
+static int json_walk(const reel_redact_t *r, json_t *j) {
+    int changed = 0;
+    if (json_is_object(j)) {
+        const char *k;
+        json_t *v;
+        void *tmp;
+        json_object_foreach_safe(j, tmp, k, v) {
+            if (reel_redact_key_matches(r, k, strlen(k))) {
+                json_object_set_new(j, k, json_string(REEL_REDACT_MARKER));
+                changed = 1;
+            } else {
+                changed |= json_walk(r, v);
+            }
+        }
+    } else if (json_is_array(j)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(j, i, v) changed |= json_walk(r, v);
+    } else if (json_is_string(j)) {
+        reel_redacted_t t;
+        if (reel_redact_text(r, json_string_value(j), json_string_length(j), &t)) {
+            json_string_setn(j, t.data, t.len);
+            free(t.data);
+            changed = 1;
+        }
+    }
+    return changed;
+}
+
+static int ci_prefix(const char *s, const char *lower) {
+    size_t n = strlen(lower);
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == '\0' || lc((unsigned char)s[i]) != (unsigned char)lower[i])
+            return 0;
+    return 1;
+}
+
+int reel_redact_body(const reel_redact_t *r, const char *content_type, const uint8_t *body,
+                     size_t n, reel_redacted_t *out) {
+    size_t i = 0;
+    while (i < n && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
+        i++;
+    if (i < n && (body[i] == '{' || body[i] == '[')) {
+        json_t *j = json_loadb((const char *)body, n, JSON_ALLOW_NUL, NULL);
+        if (j != NULL) {
+            int changed = json_walk(r, j);
+            if (changed) {
+                out->data = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+                out->len = out->data ? strlen(out->data) : 0;
+                if (out->data == NULL)
+                    abort();
+            }
+            json_decref(j);
+            return changed;
+        }
+    }
+    if (content_type != NULL) {
+        while (*content_type == ' ')
+            content_type++;
+        if (ci_prefix(content_type, "application/x-www-form-urlencoded"))
+            return reel_redact_urlencoded(r, (const char *)body, n, out);
+    }
+    return reel_redact_text(r, (const char *)body, n, out);
+}

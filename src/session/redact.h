@@ -1,0 +1,82 @@
+/* Redaction of secrets in exported flows (reel export --redact).
+ *
+ * Rules: header names whose whole value is a secret, and key words; a key
+ * (query parameter, form field, JSON object key, header name) that contains
+ * a key word, case-insensitively, is a secret key and its value is replaced
+ * by REEL_REDACT_MARKER. Defaults:
+ * - headers Authorization and Proxy-Authorization: the credentials after
+ *   the scheme word ("Bearer REDACTED", "Basic REDACTED");
+ * - Cookie: every cookie's value ("sid=REDACTED; lang=REDACTED");
+ *   Set-Cookie: the cookie's value, attributes kept ("sid=REDACTED; Path=/");
+ * - any other header whose name contains a key word (X-Api-Key,
+ *   X-Auth-Token, X-CSRF-Token): its whole value;
+ * - in every other header value and every text body: bearer tokens
+ *   ("Bearer xyz") and JSON Web Tokens ("eyJ...x.y.z");
+ * - query parameters and application/x-www-form-urlencoded fields with a
+ *   secret key; JSON bodies: the value (of any type) of every secret key,
+ *   at any depth.
+ * Default key words: password passwd pwd token secret apikey api_key api-key
+ * auth session credential signature private_key access_key.
+ *
+ * Everything here is pure: bytes in, owned bytes out. */
+#ifndef REEL_SESSION_REDACT_H
+#define REEL_SESSION_REDACT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/error.h"
+
+/** What a secret is replaced with. */
+#define REEL_REDACT_MARKER "REDACTED"
+
+typedef struct reel_redact reel_redact_t;
+
+/** The default rules; returns owned (reel_redact_free). */
+reel_redact_t *reel_redact_new(void);
+
+/** Frees r; accepts NULL. */
+void reel_redact_free(reel_redact_t *r);
+
+/** Adds a header name whose whole value is redacted (copied, any case). */
+void reel_redact_add_header(reel_redact_t *r, const char *name);
+
+/** Adds a key word (copied, any case). */
+void reel_redact_add_key(reel_redact_t *r, const char *word);
+
+/** 1 if key[0..n) contains one of r's key words, case-insensitively. */
+int reel_redact_key_matches(const reel_redact_t *r, const char *key, size_t n);
+
+/** Redacted bytes: *out (owned, NUL-terminated, free()) and *out_len. */
+typedef struct {
+    char *data;
+    size_t len;
+} reel_redacted_t;
+
+/** The value of header name: returns 1 and fills *out when something was
+ * replaced, else 0 (*out untouched). */
+int reel_redact_header(const reel_redact_t *r, const char *name, size_t name_len, const char *value,
+                       size_t value_len, reel_redacted_t *out);
+
+/** An urlencoded list "k=v&k2=v2" (a query string without '?', or a form
+ * body): values of secret keys replaced, and bearer tokens and JWTs in the
+ * others. Returns 1 and fills *out when something was replaced, else 0. */
+int reel_redact_urlencoded(const reel_redact_t *r, const char *s, size_t n, reel_redacted_t *out);
+
+/** A request target "/path?query": the query redacted as above. */
+int reel_redact_target(const reel_redact_t *r, const char *s, size_t n, reel_redacted_t *out);
+
+/** A body: JSON (an object or array, whatever its Content-Type) has the
+ * values of its secret keys replaced and is written back compact; a form
+ * (content_type application/x-www-form-urlencoded) as
+ * reel_redact_urlencoded; other text has its bearer tokens and JWTs
+ * replaced. content_type may be NULL. Returns 1 and fills *out when
+ * something was replaced, else 0. */
+int reel_redact_body(const reel_redact_t *r, const char *content_type, const uint8_t *body,
+                     size_t n, reel_redacted_t *out);
+
+/** Free text: bearer tokens and JWTs replaced. Returns 1 and fills *out
+ * when something was replaced, else 0. */
+int reel_redact_text(const reel_redact_t *r, const char *s, size_t n, reel_redacted_t *out);
+
+#endif
