@@ -160,8 +160,10 @@ class FaultTest(unittest.TestCase):
         # A slow upload runs across the outage (the proxy reads a request
         # body as the client sends it; a response it would buffer at once).
         slow_out = os.path.join(self.dir, "slow.out")
-        slow = subprocess.Popen(["curl", "-sS", "--max-time", "60", "-x", r.proxy, "--limit-rate",
-                                 "200k", "-o", slow_out, "--data-binary",
+        # 100 KB/s: about 10 s, longer than the outage takes even in the
+        # sanitizer build on a busy machine (at 200 KB/s it once ended first)
+        slow = subprocess.Popen(["curl", "-sS", "--max-time", "90", "-x", r.proxy, "--limit-rate",
+                                 "100k", "-o", slow_out, "--data-binary",
                                  "@" + os.path.join(o.www, "file1m"), o.url("/echo?slow")])
         self.procs.append(slow)
         wait_for(lambda: r.flows("~u slow"), 10, "the slow flow to start", r)
@@ -201,7 +203,7 @@ class FaultTest(unittest.TestCase):
         # is back, and are then recorded whole (nothing of it was dropped).
         late_recorded = int(m.group(1)) == 6
         self.assertIn(int(m.group(1)), (6, 7), log)
-        self.assertEqual(slow.wait(60), 0)
+        self.assertEqual(slow.wait(90), 0)
         with open(slow_out, "rb") as f:
             self.assertEqual(f.read(), b"posted\n")
         sf = r.wait_flows(1, "~u slow")[0]

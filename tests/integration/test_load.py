@@ -173,9 +173,14 @@ class LoadTest(unittest.TestCase):
                max(lat_active or [0]), peak_fds[0], rss2 / 1024, hwm / 1024, fds_end, fds0),
               file=sys.stderr)
         self.assertEqual(results, {"ok": total, "bad": 0})
-        self.assertLess(lat_idle, 1.0)
+        # A fresh request waits behind the load for at most a second; under
+        # ASan every event costs several times as much (CI's sanitizer run
+        # measured 1.4 s), so there the bound is looser: that run is there
+        # for memory errors, the normal one for latency.
+        bound = 3.0 if SANITIZED else 1.0
+        self.assertLess(lat_idle, bound)
         self.assertTrue(lat_active)
-        self.assertLess(max(lat_active), 1.0)
+        self.assertLess(max(lat_active), bound)
         self.assertLessEqual(fds_end, fds0 + 2, "descriptors leaked")
         if not SANITIZED:
             self.assertLess(per_conn, 16384)
