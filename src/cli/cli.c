@@ -36,6 +36,7 @@ static const reel_cmd_t commands[] = {
     {"export", reel_cmd_export, "export flows as HAR, curl commands, raw HTTP or NDJSON"},
     {"verify", reel_cmd_verify, "check every spool frame and index row"},
     {"repair", reel_cmd_repair, "rebuild a session's index from its spool"},
+    {"compact", reel_cmd_compact, "rewrite a session's spool without its dropped flows"},
     {"rm", reel_cmd_rm, "delete a session"},
     {NULL, NULL, NULL},
 };

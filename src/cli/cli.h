@@ -176,6 +176,7 @@ int reel_cmd_import(reel_cli_t *cli, int argc, char **argv);
 int reel_cmd_export(reel_cli_t *cli, int argc, char **argv);
 int reel_cmd_verify(reel_cli_t *cli, int argc, char **argv);
 int reel_cmd_repair(reel_cli_t *cli, int argc, char **argv);
+int reel_cmd_compact(reel_cli_t *cli, int argc, char **argv);
 int reel_cmd_rm(reel_cli_t *cli, int argc, char **argv);
 int reel_cmd_new(reel_cli_t *cli, int argc, char **argv);
 int reel_cmd_record(reel_cli_t *cli, int argc, char **argv);

@@ -121,6 +121,10 @@ static void recorder_opts(const reel_config_t *c, reel_recorder_opts_t *o) {
                  : strcmp(cap, "lossless") == 0 ? REEL_CAPTURE_LOSSLESS
                                                 : REEL_CAPTURE_ON;
     o->warn = warn_cb;
+    o->retention.max_bytes = (uint64_t)reel_config_get_int(c, "retention_max_bytes");
+    o->retention.max_age_s = reel_config_get_int(c, "retention_max_age");
+    o->retention.max_flows = (uint64_t)reel_config_get_int(c, "retention_max_flows");
+    o->on_segment_closed = reel_config_get(c, "on_segment_closed", NULL);
 }
 
 static long long config_version(run_t *r) {
@@ -173,6 +177,7 @@ static void on_config_timer(uv_timer_t *t) {
         fprintf(stderr, "reel: overlay change not applied: %s\n", reel_err_str(&err));
     } else {
         reel_recorder_set_limits(r->rec, o.body_limit, o.capture);
+        reel_recorder_set_retention(r->rec, &o.retention, o.on_segment_closed);
         fprintf(stderr, "reel: applied config change (capture=%s, body_limit=%s, "
                         "upstream_cert_verify=%s)\n",
                 reel_config_get(c, "capture", NULL), reel_config_get(c, "body_limit", NULL),

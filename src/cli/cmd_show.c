@@ -5,6 +5,7 @@
 
 #include "base/mem.h"
 #include "cli/cli.h"
+#include "session/config.h"
 #include "session/index.h"
 #include "session/spool.h"
 
@@ -40,6 +41,100 @@ static long long q1(sqlite3 *db, const char *sql, qerr_t *bad) {
         qfail(db, bad);
     sqlite3_finalize(st);
     return v;
+}
+
+/* Retention: the settings (user file and overlay; a --set given to a running
+ * `reel record` is not visible here), what it dropped in all, and its last
+ * drop. A session older than the retention table shows nothing dropped. */
+typedef struct {
+    long long max_bytes, max_age, max_flows;
+    const char *hook;
+    long long segments, flows, bytes, compacted;
+    long long last_seg, last_us, last_flows, last_bytes;
+    char last_reason[32];
+} retention_t;
+
+static void retention_load(sqlite3 *db, reel_config_t *c, retention_t *r) {
+    memset(r, 0, sizeof *r);
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (reel_config_load_user(c, NULL, &err) == REEL_OK) {
+        char *warnings = NULL;
+        reel_config_load_overlay(c, db, &warnings, &err);
+        free(warnings);
+    }
+    r->max_bytes = reel_config_get_int(c, "retention_max_bytes");
+    r->max_age = reel_config_get_int(c, "retention_max_age");
+    r->max_flows = reel_config_get_int(c, "retention_max_flows");
+    r->hook = reel_config_get(c, "on_segment_closed", NULL);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT count(*), coalesce(sum(flows), 0), coalesce(sum(bytes), 0), "
+                           "(SELECT count(*) FROM retention WHERE reason = 'compact') FROM "
+                           "retention WHERE reason != 'compact'",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+        r->segments = sqlite3_column_int64(st, 0);
+        r->flows = sqlite3_column_int64(st, 1);
+        r->bytes = sqlite3_column_int64(st, 2);
+        r->compacted = sqlite3_column_int64(st, 3);
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT segment, time_us, flows, bytes, reason FROM retention WHERE "
+                           "reason != 'compact' ORDER BY time_us DESC, segment DESC LIMIT 1",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+        r->last_seg = sqlite3_column_int64(st, 0);
+        r->last_us = sqlite3_column_int64(st, 1);
+        r->last_flows = sqlite3_column_int64(st, 2);
+        r->last_bytes = sqlite3_column_int64(st, 3);
+        snprintf(r->last_reason, sizeof r->last_reason, "%s", sqlite3_column_text(st, 4));
+    }
+    sqlite3_finalize(st);
+}
+
+static json_t *retention_json(const retention_t *r) {
+    json_t *o = json_pack("{s:I, s:I, s:I, s:s, s:I, s:I, s:I, s:I}", "max_bytes",
+                          (json_int_t)r->max_bytes, "max_age", (json_int_t)r->max_age,
+                          "max_flows", (json_int_t)r->max_flows, "on_segment_closed", r->hook,
+                          "dropped_segments", (json_int_t)r->segments, "dropped_flows",
+                          (json_int_t)r->flows, "dropped_bytes", (json_int_t)r->bytes,
+                          "compacted_segments", (json_int_t)r->compacted);
+    json_object_set_new(o, "last",
+                        r->segments ? json_pack("{s:I, s:I, s:I, s:I, s:s}", "segment",
+                                                (json_int_t)r->last_seg, "time_us",
+                                                (json_int_t)r->last_us, "flows",
+                                                (json_int_t)r->last_flows, "bytes",
+                                                (json_int_t)r->last_bytes, "reason",
+                                                r->last_reason)
+                                    : json_null());
+    return o;
+}
+
+static void retention_print(const retention_t *r) {
+    if (r->max_bytes || r->max_age || r->max_flows) {
+        char b[16];
+        reel_cli_size((unsigned long long)r->max_bytes, b);
+        printf("retention   max_bytes %s, max_age %llds, max_flows %lld (0: no limit)\n",
+               r->max_bytes ? b : "0", r->max_age, r->max_flows);
+    }
+    if (r->hook && r->hook[0])
+        printf("on closed   %s\n", r->hook);
+    if (r->segments) {
+        char b[16], lb[16], t[32];
+        reel_cli_size((unsigned long long)r->bytes, b);
+        reel_cli_size((unsigned long long)r->last_bytes, lb);
+        reel_cli_time(r->last_us, t);
+        printf("dropped     %lld segment%s, %lld flow%s, %s by retention; last: %08lld.zst "
+               "(%lld flow%s, %s) at %s, %s exceeded\n",
+               r->segments, r->segments == 1 ? "" : "s", r->flows, r->flows == 1 ? "" : "s", b,
+               r->last_seg, r->last_flows, r->last_flows == 1 ? "" : "s", lb, t, r->last_reason);
+    }
+    if (r->compacted)
+        printf("compacted   %lld old segment%s rewritten by 'reel compact'\n", r->compacted,
+               r->compacted == 1 ? "" : "s");
 }
 
 int reel_cmd_show(reel_cli_t *cli, int argc, char **argv) {
@@ -111,6 +206,9 @@ int reel_cmd_show(reel_cli_t *cli, int argc, char **argv) {
     long long ignored = ign ? strtoll(ign, NULL, 10) : 0;
     free(ign);
     long pid = reel_session_recorder_pid(s);
+    reel_config_t *cfg = reel_config_new();
+    retention_t ret;
+    retention_load(db, cfg, &ret);
     if (cli->json) {
         json_t *o = json_pack(
             "{s:s, s:s, s:I, s:I, s:{s:I, s:I, s:I, s:I}, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
@@ -128,6 +226,8 @@ int reel_cmd_show(reel_cli_t *cli, int argc, char **argv) {
         json_object_set_new(o, "ignored_connections", json_integer(ignored));
         const char *ro = reel_session_readonly(s);
         json_object_set_new(o, "read_only", ro ? json_string(ro) : json_null());
+        json_object_set_new(o, "retention", retention_json(&ret));
+        reel_config_free(cfg);
         reel_session_close(s);
         return reel_cli_json_out(o);
     }
@@ -168,6 +268,8 @@ int reel_cmd_show(reel_cli_t *cli, int argc, char **argv) {
     if (damage)
         printf("damage      %lld damaged spool range%s skipped by repair ('reel verify %s')\n",
                damage, damage == 1 ? "" : "s", reel_session_name(s));
+    retention_print(&ret);
+    reel_config_free(cfg);
     reel_session_close(s);
     return REEL_EXIT_OK;
 }

@@ -65,6 +65,22 @@ static const reel_option_t options[] = {
      NULL, 10, 60000, NULL},
     {"segment_size", REEL_OPT_SIZE, "134217728", "size at which a spool segment is rolled over",
      NULL, MIB, 4 * GIB, NULL},
+    {"retention_max_bytes", REEL_OPT_SIZE, "0",
+     "drop the oldest spool segments (and their flows) while the spool is larger than this; "
+     "segments holding open, marked, tagged or annotated flows are kept (0 = no limit)",
+     NULL, 0, INT64_C(1) << 62, NULL},
+    {"retention_max_age", REEL_OPT_INT, "0",
+     "drop spool segments (and their flows) last written more than this many seconds ago; "
+     "segments holding open, marked, tagged or annotated flows are kept (0 = no limit)",
+     NULL, 0, INT64_C(1) << 40, NULL},
+    {"retention_max_flows", REEL_OPT_INT, "0",
+     "drop the oldest spool segments (and their flows) while the session holds more flows; "
+     "segments holding open, marked, tagged or annotated flows are kept (0 = no limit)",
+     NULL, 0, INT64_C(1) << 62, NULL},
+    {"on_segment_closed", REEL_OPT_STRING, "",
+     "shell command run with the path of each spool segment once it is closed (to ship it "
+     "elsewhere), off the capture path; its failures are logged (empty = none)",
+     NULL, 0, 0, NULL},
     {"proxyauth", REEL_OPT_STRING, "",
      "\"user:pass\" clients must send as proxy authentication; empty = none", NULL, 0, 0,
      check_proxyauth},

@@ -47,12 +47,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -161,6 +163,18 @@ struct reel_recorder {
     uint32_t ix_from_seg, ix_end_seg;
     uint64_t ix_from_off, ix_end_off;
     int64_t ix_retry_ns;
+
+    /* maintenance thread: on_segment_closed and retention. Under mu: the
+     * closed segments not yet handed to the hook, the limits, the command,
+     * and ix_done_seg (every segment below it is indexed and committed) */
+    pthread_t mthread;
+    int maint_running, maint_stop;
+    pthread_cond_t cv_maint;
+    uint32_t *closed;
+    size_t nclosed, closed_cap;
+    reel_retention_limits_t ret_lim;
+    char *hook_cmd; /* owned */
+    uint32_t ix_done_seg;
 
     /* writer thread only */
     pthread_t thread;
@@ -613,8 +627,17 @@ static void frame_out(reel_recorder_t *r) {
         /* A finished segment is synced before the next one starts. */
         if (r->opts.fsync != REEL_FSYNC_NEVER && (rc = sync_segment(r, &err)) != REEL_OK)
             goto fail;
+        uint32_t closed = r->segment;
         if ((rc = open_segment(r, r->segment + 1, &err)) != REEL_OK)
             goto fail;
+        pthread_mutex_lock(&r->mu);
+        if (r->nclosed == r->closed_cap)
+            r->closed = reel_realloc(r->closed,
+                                     (r->closed_cap = r->closed_cap ? r->closed_cap * 2 : 8) *
+                                         sizeof *r->closed);
+        r->closed[r->nclosed++] = closed;
+        pthread_cond_signal(&r->cv_maint);
+        pthread_mutex_unlock(&r->mu);
     }
     uint64_t off = r->seg_size;
     if (write_frame(r, r->frame.data, r->frame.len) != REEL_OK) {
@@ -1055,6 +1078,10 @@ static void *index_main(void *arg) {
                     index_failure(r, &err, r->tx_seg, r->tx_off);
             }
             pthread_mutex_lock(&r->mu);
+            if (!r->ix_behind && !r->in_tx && r->ix_done_seg < j->segment) {
+                r->ix_done_seg = j->segment; /* committed up to here */
+                pthread_cond_signal(&r->cv_maint);
+            }
             if (r->done_seq < j->last_seq)
                 r->done_seq = j->last_seq;
             pthread_cond_broadcast(&r->cv_done);
@@ -1271,6 +1298,132 @@ static void stop_sync_thread(reel_recorder_t *r) {
     r->sync_running = 0;
 }
 
+/* ---- maintenance thread: on_segment_closed, retention ---- */
+
+/* Runs `sh -c 'CMD "$1"' sh PATH` and waits for it; a failure is warned. */
+static void run_hook(reel_recorder_t *r, const char *cmd, uint32_t seg) {
+    char name[16];
+    reel_spool_segment_name(seg, name);
+    char *path = reel_asprintf("%s/%s", reel_session_spool_dir(r->session), name);
+    char *script = reel_asprintf("%s \"$1\"", cmd);
+    char *argv[] = {"sh", "-c", script, "sh", path, NULL};
+    extern char **environ;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    pid_t pid;
+    int e = posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    char msg[REEL_ERR_MSG_MAX];
+    msg[0] = 0;
+    if (e != 0) {
+        snprintf(msg, sizeof msg, "on_segment_closed: cannot run the command for %s: %s", name,
+                 strerror(e));
+    } else {
+        int status = 0;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
+            snprintf(msg, sizeof msg, "on_segment_closed: '%s' failed for %s: exit status %d",
+                     cmd, name, WEXITSTATUS(status));
+        else if (WIFSIGNALED(status))
+            snprintf(msg, sizeof msg, "on_segment_closed: '%s' failed for %s: killed by signal %d",
+                     cmd, name, WTERMSIG(status));
+    }
+    if (msg[0])
+        warn(r, msg);
+    free(script);
+    free(path);
+}
+
+static void *maint_main(void *arg) {
+    reel_recorder_t *r = arg;
+    sqlite3 *db = NULL;
+    reel_err_t err;
+    reel_err_clear(&err);
+    char *dbpath = reel_asprintf("%s/session.db", reel_session_path(r->session));
+    if (reel_index_open(dbpath, 0, &db, &err) != REEL_OK) {
+        char msg[REEL_ERR_MSG_MAX];
+        snprintf(msg, sizeof msg, "retention is off for this run: %s", reel_err_str(&err));
+        warn(r, msg);
+        sqlite3_close_v2(db);
+        db = NULL;
+    }
+    free(dbpath);
+    int64_t every = (int64_t)(r->opts.maint_ms ? r->opts.maint_ms : 1000) * 1000000;
+    int64_t next = 0; /* run once at the start */
+    uint32_t *segs = NULL;
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        while (!r->maint_stop && r->nclosed == 0 && mono_ns() < next)
+            wait_until(&r->cv_maint, &r->mu, next);
+        int stop = r->maint_stop;
+        size_t n = r->nclosed;
+        free(segs);
+        segs = NULL;
+        if (n) {
+            segs = reel_malloc(n * sizeof *segs);
+            memcpy(segs, r->closed, n * sizeof *segs);
+        }
+        r->nclosed = 0;
+        char *cmd = r->hook_cmd ? reel_strdup(r->hook_cmd) : NULL;
+        reel_retention_limits_t lim = r->ret_lim;
+        uint32_t below = r->ix_done_seg;
+        pthread_mutex_unlock(&r->mu);
+
+        for (size_t i = 0; cmd && i < n; i++)
+            run_hook(r, cmd, segs[i]);
+        free(cmd);
+        reel_retention_result_t res;
+        if (db && !stop &&
+            reel_retention_run(db, reel_session_spool_dir(r->session), below, &lim, reel_now_us(),
+                               &res, &err) != REEL_OK) {
+            char msg[REEL_ERR_MSG_MAX];
+            snprintf(msg, sizeof msg, "%s", reel_err_str(&err));
+            warn(r, msg);
+            reel_err_clear(&err);
+        } else if (db && !stop && res.segments) {
+            char msg[REEL_ERR_MSG_MAX];
+            snprintf(msg, sizeof msg,
+                     "retention dropped %u segment%s (%llu bytes, %llu flows); 'reel show' lists "
+                     "what and why",
+                     res.segments, res.segments == 1 ? "" : "s", (unsigned long long)res.bytes,
+                     (unsigned long long)res.flows);
+            warn(r, msg);
+        }
+        next = mono_ns() + every;
+        pthread_mutex_lock(&r->mu);
+        if (stop && r->nclosed == 0)
+            break;
+    }
+    pthread_mutex_unlock(&r->mu);
+    free(segs);
+    sqlite3_close_v2(db);
+    return NULL;
+}
+
+static void stop_maint_thread(reel_recorder_t *r) {
+    if (!r->maint_running)
+        return;
+    pthread_mutex_lock(&r->mu);
+    r->maint_stop = 1;
+    pthread_cond_signal(&r->cv_maint);
+    pthread_mutex_unlock(&r->mu);
+    pthread_join(r->mthread, NULL);
+    r->maint_running = 0;
+}
+
+void reel_recorder_set_retention(reel_recorder_t *r, const reel_retention_limits_t *lim,
+                                 const char *on_segment_closed) {
+    pthread_mutex_lock(&r->mu);
+    r->ret_lim = *lim;
+    free(r->hook_cmd);
+    r->hook_cmd = on_segment_closed && on_segment_closed[0] ? reel_strdup(on_segment_closed)
+                                                            : NULL;
+    pthread_cond_signal(&r->cv_maint);
+    pthread_mutex_unlock(&r->mu);
+}
+
 static int segment_exists(reel_session_t *s, uint32_t n) {
     char name[16];
     reel_spool_segment_name(n, name);
@@ -1321,7 +1474,12 @@ reel_rc reel_recorder_open(reel_session_t *s, const reel_recorder_opts_t *opts,
     pthread_cond_init(&r->cv_ispace, &ca);
     pthread_cond_init(&r->cv_sync, &ca);
     pthread_cond_init(&r->cv_synced, &ca);
+    pthread_cond_init(&r->cv_maint, &ca);
     pthread_condattr_destroy(&ca);
+    r->ret_lim = r->opts.retention;
+    if (r->opts.on_segment_closed && r->opts.on_segment_closed[0])
+        r->hook_cmd = reel_strdup(r->opts.on_segment_closed);
+    r->opts.on_segment_closed = NULL; /* borrowed: the copy is hook_cmd */
     r->next_flow_id = reel_index_max_flow_id(reel_session_db(s)) + 1;
     char *dbpath = reel_asprintf("%s/session.db", reel_session_path(s));
     rc = reel_index_open(dbpath, 0, &r->wdb, err);
@@ -1347,6 +1505,7 @@ reel_rc reel_recorder_open(reel_session_t *s, const reel_recorder_opts_t *opts,
         goto out;
     r->written_seg = r->synced_seg = r->segment;
     r->written_off = r->synced_off = r->seg_size;
+    r->ix_done_seg = r->segment; /* recovery indexed everything before it */
     if (r->opts.fsync != REEL_FSYNC_NEVER) {
         if (pthread_create(&r->sthread, NULL, sync_main, r) != 0) {
             rc = reel_err_set(err, REEL_ERROR, "cannot start the sync thread");
@@ -1368,6 +1527,10 @@ reel_rc reel_recorder_open(reel_session_t *s, const reel_recorder_opts_t *opts,
         rc = reel_err_set(err, REEL_ERROR, "cannot start the writer thread");
         goto out;
     }
+    if (pthread_create(&r->mthread, NULL, maint_main, r) == 0)
+        r->maint_running = 1;
+    else
+        warn(r, "cannot start the maintenance thread: no retention or on_segment_closed");
 out:
     if (rc != REEL_OK) {
         reel_indexer_free(r->ix);
@@ -1379,6 +1542,7 @@ out:
         reel_buf_free(&r->frame);
         reel_buf_free(&r->scratch);
         free(r->lost);
+        free(r->hook_cmd);
         free(r);
         r = NULL;
     }
@@ -1792,6 +1956,7 @@ reel_rc reel_recorder_close(reel_recorder_t *r, reel_err_t *err) {
     push_ijob(r, q);
     pthread_join(r->ithread, NULL);
     stop_sync_thread(r); /* after the index thread: it may wait for a sync */
+    stop_maint_thread(r); /* runs the hooks of segments closed before the stop */
     reel_rc rc = r->sticky;
     if (rc != REEL_OK)
         reel_err_set(err, rc,
@@ -1824,6 +1989,9 @@ reel_rc reel_recorder_close(reel_recorder_t *r, reel_err_t *err) {
     pthread_cond_destroy(&r->cv_ispace);
     pthread_cond_destroy(&r->cv_sync);
     pthread_cond_destroy(&r->cv_synced);
+    pthread_cond_destroy(&r->cv_maint);
+    free(r->closed);
+    free(r->hook_cmd);
     free(r);
     return rc;
 }

@@ -35,6 +35,7 @@
 #include <stdint.h>
 
 #include "base/error.h"
+#include "session/retention.h"
 #include "session/session.h"
 
 typedef struct reel_recorder reel_recorder_t;
@@ -88,6 +89,16 @@ typedef struct {
      * writes half of its bytes, as a disk filling up mid-write does). */
     int (*fault)(void *ctx, reel_recorder_fault_op op);
     void *fault_ctx;
+    /* Retention limits (0: none), applied by a maintenance thread after
+     * each segment roll and every maint_ms (retention.h says what it
+     * drops). */
+    reel_retention_limits_t retention;
+    /* Shell command run (sh -c 'CMD "$1"' with the closed segment's path)
+     * by the maintenance thread once a segment is closed, before retention
+     * may drop it; a failure is reported through warn. NULL = none.
+     * Borrowed for reel_recorder_open (copied). */
+    const char *on_segment_closed;
+    uint32_t maint_ms; /* 0 = default (1000) */
 } reel_recorder_opts_t;
 
 /** Fills opts with the defaults. */
@@ -151,6 +162,11 @@ reel_rc reel_recorder_open(reel_session_t *s, const reel_recorder_opts_t *opts,
 
 /** Changes body_limit and capture for flows started from now on. */
 void reel_recorder_set_limits(reel_recorder_t *rec, uint64_t body_limit, reel_capture_mode capture);
+
+/** Changes the retention limits and the on_segment_closed command (NULL
+ * or "" = none; copied) from now on. Never waits for the disk. */
+void reel_recorder_set_retention(reel_recorder_t *rec, const reel_retention_limits_t *lim,
+                                 const char *on_segment_closed);
 
 /** Starts a flow; returns an owned handle, never NULL (with capture off the
  * handle records nothing). */

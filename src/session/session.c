@@ -19,6 +19,7 @@
 #include "base/mem.h"
 #include "session/index.h"
 #include "session/journal.h"
+#include "session/retention.h"
 #include "flow.pb-c.h"
 #include "session/spool.h"
 #include "session/store.h"
@@ -658,7 +659,8 @@ static segrange *known_segments(sqlite3 *db, size_t *n) {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db,
                            "SELECT segment, 1 FROM frames GROUP BY segment UNION ALL SELECT "
-                           "segment, length FROM damage WHERE reason = 'segment file missing'",
+                           "segment, length FROM damage WHERE reason = 'segment file missing' "
+                           "UNION ALL SELECT segment, 1 FROM retention",
                            -1, &st, NULL) == SQLITE_OK)
         while (sqlite3_step(st) == SQLITE_ROW) {
             sqlite3_int64 first = sqlite3_column_int64(st, 0), count = sqlite3_column_int64(st, 1);
@@ -671,6 +673,20 @@ static segrange *known_segments(sqlite3 *db, size_t *n) {
 }
 
 /* Spool segments that should exist and do not, as runs: the gaps in the
+/* range_add for segments first .. first + count - 1 that retention did not
+ * drop on purpose (those are not missing). */
+static void range_add_unretired(sqlite3 *db, segrange **v, size_t *n, size_t *cap, uint32_t first,
+                                uint32_t count) {
+    uint32_t run = first;
+    for (uint64_t k = first; k < (uint64_t)first + count; k++) {
+        if (!reel_retention_is_retired(db, (uint32_t)k))
+            continue;
+        range_add(v, n, cap, run, (uint32_t)k - run);
+        run = (uint32_t)k + 1;
+    }
+    range_add(v, n, cap, run, (uint32_t)((uint64_t)first + count - run));
+}
+
  * numbering up to the newest segment present, and segments past it that
  * the index lists or an earlier repair recorded as missing. Owned. */
 static segrange *missing_segments(sqlite3 *db, const uint32_t *segs, size_t nseg, size_t *count) {
@@ -679,7 +695,7 @@ static segrange *missing_segments(sqlite3 *db, const uint32_t *segs, size_t nseg
     *count = 0;
     uint32_t prev = 0;
     for (size_t i = 0; i < nseg; i++) {
-        range_add(&v, count, &cap, prev + 1, segs[i] - prev - 1);
+        range_add_unretired(db, &v, count, &cap, prev + 1, segs[i] - prev - 1);
         prev = segs[i];
     }
     segrange *known = known_segments(db, &nknown);
@@ -688,7 +704,7 @@ static segrange *missing_segments(sqlite3 *db, const uint32_t *segs, size_t nseg
         if (end <= (uint64_t)prev + 1)
             continue; /* below the newest segment: present, or in a gap above */
         uint32_t first = known[i].first > prev ? known[i].first : prev + 1;
-        range_add(&v, count, &cap, first, (uint32_t)(end - first));
+        range_add_unretired(db, &v, count, &cap, first, (uint32_t)(end - first));
     }
     free(known);
     range_merge(v, count);
@@ -1261,6 +1277,8 @@ static reel_rc rebuild(reel_session_t *s, reel_err_t *err) {
             r2 = reel_index_exec(s->db, "INSERT INTO url_fts(url_fts) VALUES('rebuild')", &e2);
         if (rc == REEL_OK && r2 != REEL_OK)
             rc = reel_err_set(err, r2, "%s", reel_err_str(&e2));
+    if (rc == REEL_OK) /* leftovers of flows retention dropped stay dropped */
+        rc = reel_retention_reapply(s->db, err);
     }
     reel_buf_free(&ddl);
     if (rc == REEL_OK)
@@ -1296,6 +1314,9 @@ out:
 /* Recovery on open, with the lock held. */
 static reel_rc recover(reel_session_t *s, reel_err_t *err) {
     reel_rc rc = REEL_OK;
+    /* A segment retention was dropping when the process died goes first. */
+    if ((rc = reel_retention_finish(s->db, s->spool_dir, err)) != REEL_OK)
+        return rc;
     reel_indexer_t *ix = NULL;
     size_t nseg = 0;
     uint32_t *segs = list_segments(s, &nseg);
@@ -2293,8 +2314,9 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
     if ((rc = reel_index_prepare(s->db, "SELECT clen, rlen FROM frames WHERE segment = ? AND offset = ?",
                                  &v.frame_q, err)) != REEL_OK ||
         (rc = reel_index_prepare(s->db,
-                                 "SELECT 1 FROM flow_frames WHERE flow_id = ? AND segment = ? AND "
-                                 "offset = ?",
+                                 "SELECT 1 FROM flow_frames WHERE flow_id = ?1 AND segment = ?2 "
+                                 "AND offset = ?3 UNION ALL SELECT 1 FROM retired_flows WHERE "
+                                 "flow_id = ?1",
                                  &v.ff_q, err)) != REEL_OK ||
         (rc = reel_index_prepare(s->db,
                                  "SELECT offset + length FROM damage WHERE segment = ? AND offset "

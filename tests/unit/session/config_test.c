@@ -155,12 +155,12 @@ static void test_table(void **state) {
         for (const reel_option_t *p = o + 1; p->name; p++)
             assert_string_not_equal(o->name, p->name);
     }
-    assert_int_equal(n, 17);
+    assert_int_equal(n, 21);
     /* the names the proxy reads */
     const char *names[] = {
-        "listen_host",          "listen_port",         "body_limit",      "ignore_hosts",
-        "upstream_cert_verify", "upstream_trusted_ca", "capture",         "fsync",
-        "fsync_interval_ms",    "segment_size",        "proxyauth",       "idle_timeout",
+        "listen_host",          "listen_port",         "body_limit",       "ignore_hosts",
+        "upstream_cert_verify", "upstream_trusted_ca", "capture",          "fsync",
+        "fsync_interval_ms",    "segment_size",        "proxyauth",        "idle_timeout",
         "head_timeout",         "max_head_size",       "upstream_timeout", "capture_buffer",
         "max_client_conns"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
@@ -372,7 +372,8 @@ static void test_unknown(void **state) {
     expect_msg("zzzzzz", "1", REEL_NOTFOUND,
                "unknown option 'zzzzzz'; valid options: listen_host, listen_port, body_limit, "
                "ignore_hosts, upstream_cert_verify, upstream_trusted_ca, capture, capture_buffer, "
-               "fsync, fsync_interval_ms, segment_size, proxyauth, idle_timeout, head_timeout, "
+               "fsync, fsync_interval_ms, segment_size, retention_max_bytes, retention_max_age, "
+               "retention_max_flows, on_segment_closed, proxyauth, idle_timeout, head_timeout, "
                "max_head_size, upstream_timeout, max_client_conns");
     const char *m = bad("", "1", REEL_NOTFOUND);
     assert_non_null(strstr(m, "unknown option ''; valid options: listen_host,"));
@@ -611,14 +612,15 @@ static void test_layers(void **state) {
                      SQLITE_OK);
     reel_config_t *c2 = reel_config_new();
     assert_int_equal(reel_config_load_overlay(c2, db, &warnings, &err), REEL_OK);
-    assert_string_equal(warnings,
-                        "session overlay: ignoring 'capture': invalid value 'turbo' for capture: "
-                        "expected one of on, off, lossless\n"
-                        "session overlay: ignoring 'future_opt': unknown option 'future_opt'; "
-                        "valid options: listen_host, listen_port, body_limit, ignore_hosts, "
-                        "upstream_cert_verify, upstream_trusted_ca, capture, capture_buffer, "
-                        "fsync, fsync_interval_ms, segment_size, proxyauth, idle_timeout, "
-                        "head_timeout, max_head_size, upstream_timeout, max_client_conns");
+    assert_string_equal(
+        warnings, "session overlay: ignoring 'capture': invalid value 'turbo' for capture: "
+                  "expected one of on, off, lossless\n"
+                  "session overlay: ignoring 'future_opt': unknown option 'future_opt'; "
+                  "valid options: listen_host, listen_port, body_limit, ignore_hosts, "
+                  "upstream_cert_verify, upstream_trusted_ca, capture, capture_buffer, "
+                  "fsync, fsync_interval_ms, segment_size, retention_max_bytes, retention_max_age, "
+                  "retention_max_flows, on_segment_closed, proxyauth, idle_timeout, "
+                  "head_timeout, max_head_size, upstream_timeout, max_client_conns");
     free(warnings);
     expect_effective(c2, "capture", "on", REEL_LAYER_DEFAULT);
     expect_effective(c2, "listen_port", "2000", REEL_LAYER_SESSION);

@@ -695,6 +695,8 @@ static void test_url_fts_in_step(void **state) {
                         "ALTER TABLE flows DROP COLUMN response_body_dropped;"
                         "ALTER TABLE flows DROP COLUMN damaged;"
                         "ALTER TABLE flows DROP COLUMN messages;"
+                        "DROP TABLE retention; DROP TABLE retired_flows;"
+                        "DROP INDEX flow_frames_segment;"
                         "PRAGMA user_version = 1;",
                         NULL),
         REEL_OK);

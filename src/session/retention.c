@@ -1,0 +1,529 @@
+/* Retention and compaction. See retention.h for the contract and
+ * docs/format.md ("Retention") for what ends up on disk.
+ *
+ * Dropping a segment is two steps, both safe to repeat: a transaction that
+ * records it in `retention` (from then on it is gone on purpose), then its
+ * index rows in batches of DROP_BATCH flows, then the file. A crash in
+ * between leaves a listed segment with rows or a file, which
+ * reel_retention_finish (run by recovery) deletes. */
+#include "session/retention.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/mem.h"
+#include "session/index.h"
+#include "session/spool.h"
+
+/* Flows whose index rows one transaction deletes. */
+#define DROP_BATCH 512
+
+typedef struct {
+    uint32_t n;
+    uint64_t size;
+    int64_t mtime_us;
+} seginfo;
+
+static int seg_cmp(const void *a, const void *b) {
+    uint32_t x = ((const seginfo *)a)->n, y = ((const seginfo *)b)->n;
+    return x < y ? -1 : x > y;
+}
+
+/* Segment files in dir, sorted by number. Owned. */
+static seginfo *list_segs(const char *dir, size_t *count) {
+    *count = 0;
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return NULL;
+    size_t cap = 16;
+    seginfo *v = reel_malloc(cap * sizeof *v);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        uint32_t n;
+        if (!reel_spool_segment_parse(e->d_name, &n))
+            continue;
+        char *p = reel_asprintf("%s/%s", dir, e->d_name);
+        struct stat st;
+        int ok = stat(p, &st) == 0;
+        free(p);
+        if (!ok)
+            continue;
+        if (*count == cap)
+            v = reel_realloc(v, (cap *= 2) * sizeof *v);
+        v[*count].n = n;
+        v[*count].size = (uint64_t)st.st_size;
+        v[*count].mtime_us = (int64_t)st.st_mtim.tv_sec * 1000000 + st.st_mtim.tv_nsec / 1000;
+        (*count)++;
+    }
+    closedir(d);
+    qsort(v, *count, sizeof *v, seg_cmp);
+    return v;
+}
+
+static char *seg_path(const char *dir, uint32_t n) {
+    char name[16];
+    reel_spool_segment_name(n, name);
+    return reel_asprintf("%s/%s", dir, name);
+}
+
+static reel_rc db_fail(sqlite3 *db, reel_err_t *err, const char *what) {
+    reel_rc rc = reel_err_set(err, REEL_DB, "retention: %s: %s", what, sqlite3_errmsg(db));
+    if (!sqlite3_get_autocommit(db))
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+/* One statement with ?1 = n, run to completion. */
+static int exec_n(sqlite3 *db, const char *sql, sqlite3_int64 n) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    sqlite3_bind_int64(st, 1, n);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        ;
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE;
+}
+
+static sqlite3_int64 query_n(sqlite3 *db, const char *sql, sqlite3_int64 n) {
+    sqlite3_stmt *st = NULL;
+    sqlite3_int64 v = -1;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, n);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            v = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* Deletes the index rows of segment n's flows, DROP_BATCH flows a
+ * transaction, then its frames, then the file. Flows that also have
+ * records elsewhere go into retired_flows. */
+static reel_rc purge(sqlite3 *db, const char *dir, uint32_t n, reel_err_t *err) {
+    if (reel_index_exec(db, "CREATE TEMP TABLE IF NOT EXISTS ret_batch(id INTEGER PRIMARY KEY)",
+                        err) != REEL_OK)
+        return REEL_DB;
+    for (;;) {
+        if (reel_index_exec(db, "BEGIN IMMEDIATE; DELETE FROM temp.ret_batch", err) != REEL_OK)
+            return db_fail(db, err, "begin");
+        if (!exec_n(db,
+                    "INSERT INTO temp.ret_batch SELECT DISTINCT flow_id FROM flow_frames WHERE "
+                    "segment = ?1 LIMIT 512",
+                    n))
+            return db_fail(db, err, "listing flows");
+        int more = sqlite3_changes(db) > 0;
+        int ok = 1;
+        if (more)
+            ok = exec_n(db,
+                        "INSERT OR IGNORE INTO retired_flows SELECT id FROM temp.ret_batch b "
+                        "WHERE EXISTS (SELECT 1 FROM flow_frames ff WHERE ff.flow_id = b.id AND "
+                        "ff.segment != ?1)",
+                        n) &&
+                 exec_n(db,
+                        "DELETE FROM flow_frames WHERE flow_id IN (SELECT id FROM temp.ret_batch)",
+                        n) &&
+                 exec_n(db,
+                        "DELETE FROM flow_damage WHERE flow_id IN (SELECT id FROM "
+                        "temp.ret_batch)",
+                        n) &&
+                 exec_n(db, "DELETE FROM flows WHERE id IN (SELECT id FROM temp.ret_batch) ",
+                        n);
+        else
+            ok = exec_n(db, "DELETE FROM frames WHERE segment = ?1", n) &&
+                 exec_n(db, "DELETE FROM damage WHERE segment = ?1", n);
+        if (!ok)
+            return db_fail(db, err, "deleting rows");
+        if (reel_index_exec(db, "COMMIT", err) != REEL_OK)
+            return db_fail(db, err, "commit");
+        if (!more)
+            break;
+    }
+    char *p = seg_path(dir, n);
+    int gone = unlink(p) == 0 || errno == ENOENT;
+    int e = errno;
+    free(p);
+    if (!gone)
+        return reel_err_errno(err, REEL_IO, e, "retention: removing segment %08u.zst", n);
+    return REEL_OK;
+}
+
+/* Whether a flow with records in segment n is open or has user data. */
+static int pinned(sqlite3 *db, uint32_t n) {
+    return query_n(db,
+                   "SELECT 1 FROM flow_frames ff JOIN flows f ON f.id = ff.flow_id WHERE "
+                   "ff.segment = ?1 AND (f.state = 'open' OR f.marked OR EXISTS (SELECT 1 FROM "
+                   "tags t WHERE t.flow_id = f.id) OR EXISTS (SELECT 1 FROM annotations a WHERE "
+                   "a.flow_id = f.id) OR EXISTS (SELECT 1 FROM marks m WHERE m.flow_id = f.id)) "
+                   "LIMIT 1",
+                   n) == 1;
+}
+
+static reel_rc drop_segment(sqlite3 *db, const char *dir, const seginfo *sg, const char *reason,
+                            int64_t now_us, uint64_t *flows, reel_err_t *err) {
+    sqlite3_stmt *st = NULL;
+    if (reel_index_exec(db, "BEGIN IMMEDIATE", err) != REEL_OK)
+        return db_fail(db, err, "begin");
+    /* Dropped flows keep their ids: a new flow never gets a dropped one's. */
+    if (reel_index_exec(db,
+                        "INSERT OR REPLACE INTO meta(key, value) SELECT 'max_flow_id', "
+                        "CAST(max(coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = "
+                        "'max_flow_id'), 0), coalesce((SELECT max(id) FROM flows), 0)) AS TEXT)",
+                        err) != REEL_OK)
+        return db_fail(db, err, "max_flow_id");
+    if (sqlite3_prepare_v2(db,
+                           "INSERT OR IGNORE INTO retention(segment, time_us, flows, bytes, "
+                           "reason) VALUES(?1, ?2, (SELECT count(DISTINCT flow_id) FROM "
+                           "flow_frames WHERE segment = ?1), ?3, ?4)",
+                           -1, &st, NULL) != SQLITE_OK)
+        return db_fail(db, err, "recording the drop");
+    sqlite3_bind_int64(st, 1, sg->n);
+    sqlite3_bind_int64(st, 2, now_us);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)sg->size);
+    sqlite3_bind_text(st, 4, reason, -1, SQLITE_STATIC);
+    int sr = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (sr != SQLITE_DONE)
+        return db_fail(db, err, "recording the drop");
+    sqlite3_int64 nf = query_n(db, "SELECT flows FROM retention WHERE segment = ?1", sg->n);
+    if (reel_index_exec(db, "COMMIT", err) != REEL_OK)
+        return db_fail(db, err, "commit");
+    *flows = nf > 0 ? (uint64_t)nf : 0;
+    return purge(db, dir, sg->n, err);
+}
+
+reel_rc reel_retention_run(sqlite3 *db, const char *spool_dir, uint32_t below,
+                           const reel_retention_limits_t *lim, int64_t now_us,
+                           reel_retention_result_t *out, reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    memset(out, 0, sizeof *out);
+    if (lim->max_bytes == 0 && lim->max_age_s <= 0 && lim->max_flows == 0)
+        return REEL_OK;
+    size_t nseg = 0;
+    seginfo *segs = list_segs(spool_dir, &nseg);
+    uint64_t total = 0;
+    for (size_t i = 0; i < nseg; i++)
+        total += segs[i].size;
+    sqlite3_int64 nflows = lim->max_flows ? query_n(db, "SELECT count(*) FROM flows", 0)
+                                          : 0;
+    for (size_t i = 0; i < nseg && segs[i].n < below; i++) {
+        const char *reason = NULL;
+        if (lim->max_bytes && total > lim->max_bytes)
+            reason = "max_bytes";
+        else if (lim->max_flows && nflows > (sqlite3_int64)lim->max_flows)
+            reason = "max_flows";
+        else if (lim->max_age_s > 0 && now_us - segs[i].mtime_us > lim->max_age_s * 1000000)
+            reason = "max_age";
+        else
+            break;
+        if (pinned(db, segs[i].n)) {
+            out->kept++;
+            continue;
+        }
+        uint64_t f = 0;
+        if ((rc = drop_segment(db, spool_dir, &segs[i], reason, now_us, &f, err)) != REEL_OK)
+            goto out;
+        total -= segs[i].size;
+        nflows -= (sqlite3_int64)f;
+        out->segments++;
+        out->flows += f;
+        out->bytes += segs[i].size;
+    }
+out:
+    free(segs);
+    return rc;
+}
+
+reel_rc reel_retention_finish(sqlite3 *db, const char *spool_dir, reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    sqlite3_stmt *st = NULL;
+    uint32_t *todo = NULL;
+    size_t n = 0, cap = 0;
+    /* Only the newest drops can be unfinished: drops go oldest first, one at a time. */
+    if (sqlite3_prepare_v2(db,
+                           "SELECT segment FROM retention r WHERE EXISTS (SELECT 1 FROM frames f "
+                           "WHERE f.segment = r.segment) OR r.segment >= (SELECT max(segment) - 2 "
+                           "FROM retention WHERE reason != 'compact')",
+                           -1, &st, NULL) != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return REEL_OK; /* an older schema: nothing was ever dropped */
+    }
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        uint32_t seg = (uint32_t)sqlite3_column_int64(st, 0);
+        if (n == cap)
+            todo = reel_realloc(todo, (cap = cap ? cap * 2 : 8) * sizeof *todo);
+        todo[n++] = seg;
+    }
+    sqlite3_finalize(st);
+    for (size_t i = 0; rc == REEL_OK && i < n; i++) {
+        char *p = seg_path(spool_dir, todo[i]);
+        int present = access(p, F_OK) == 0;
+        free(p);
+        if (present || query_n(db, "SELECT count(*) FROM frames WHERE segment = ?1", todo[i]) > 0)
+            rc = purge(db, spool_dir, todo[i], err);
+    }
+    free(todo);
+    return rc;
+}
+
+reel_rc reel_retention_reapply(sqlite3 *db, reel_err_t *err) {
+    return reel_index_exec(db,
+                           "BEGIN IMMEDIATE;"
+                           "DELETE FROM flow_frames WHERE flow_id IN (SELECT flow_id FROM "
+                           "retired_flows);"
+                           "DELETE FROM flow_damage WHERE flow_id IN (SELECT flow_id FROM "
+                           "retired_flows);"
+                           "DELETE FROM flows WHERE id IN (SELECT flow_id FROM retired_flows);"
+                           "COMMIT;",
+                           err);
+}
+
+int reel_retention_is_retired(sqlite3 *db, uint32_t n) {
+    return query_n(db, "SELECT 1 FROM retention WHERE segment = ?1", n) == 1;
+}
+
+/* ---- compact ---- */
+
+typedef struct {
+    sqlite3 *db;
+    sqlite3_stmt *has_flow;
+    const char *dir;
+    uint64_t segment_size;
+    reel_spool_enc_t *enc;
+    reel_buf_t block, frame;
+    uint32_t next_n, first_n;
+    int fd;
+    uint64_t out_size, out_total, kept_records, dropped_records;
+    uint64_t last_id;
+    int last_keep;
+    reel_rc rc;
+    reel_err_t *err;
+} compact_ctx;
+
+static char *tmp_path(const char *dir, uint32_t n) {
+    return reel_asprintf("%s/.compact-%08u", dir, n);
+}
+
+static reel_rc c_frame_out(compact_ctx *c) {
+    if (c->block.len == 0)
+        return REEL_OK;
+    reel_rc rc = reel_spool_enc_frame(c->enc, c->block.data, c->block.len, &c->frame, c->err);
+    if (rc != REEL_OK)
+        return rc;
+    reel_buf_reset(&c->block);
+    if (c->fd >= 0 && c->out_size > 0 && c->out_size + c->frame.len > c->segment_size) {
+        if (fdatasync(c->fd) != 0)
+            return reel_err_errno(c->err, REEL_IO, errno, "compact: syncing");
+        close(c->fd);
+        c->fd = -1;
+        c->next_n++;
+    }
+    if (c->fd < 0) {
+        char *p = tmp_path(c->dir, c->next_n);
+        c->fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        int e = errno;
+        free(p);
+        if (c->fd < 0)
+            return reel_err_errno(c->err, REEL_IO, e, "compact: creating a segment");
+        c->out_size = 0;
+    }
+    const uint8_t *q = c->frame.data;
+    size_t left = c->frame.len;
+    while (left) {
+        ssize_t w = write(c->fd, q, left);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return reel_err_errno(c->err, REEL_IO, errno, "compact: writing");
+        q += w;
+        left -= (size_t)w;
+    }
+    c->out_size += c->frame.len;
+    c->out_total += c->frame.len;
+    return REEL_OK;
+}
+
+static int compact_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *raw, size_t rlen) {
+    compact_ctx *c = ctx;
+    (void)off;
+    (void)clen;
+    size_t pos = 0, len = 0;
+    const uint8_t *rec = NULL;
+    while (reel_spool_block_next(raw, rlen, &pos, &rec, &len) == REEL_OK) {
+        reel_spool_peek_t pk;
+        if (!reel_spool_peek_record(rec, len, &pk))
+            continue;
+        if (pk.flow_id != c->last_id || c->last_id == 0) {
+            c->last_id = pk.flow_id;
+            sqlite3_bind_int64(c->has_flow, 1, (sqlite3_int64)pk.flow_id);
+            c->last_keep = sqlite3_step(c->has_flow) == SQLITE_ROW;
+            sqlite3_reset(c->has_flow);
+        }
+        if (!c->last_keep) {
+            c->dropped_records++;
+            continue;
+        }
+        if (c->block.len && c->block.len + len + 10 > REEL_SPOOL_BLOCK_TARGET &&
+            (c->rc = c_frame_out(c)) != REEL_OK)
+            return 1;
+        if ((c->rc = reel_spool_block_append(&c->block, rec, len)) != REEL_OK) {
+            reel_err_set(c->err, c->rc, "compact: a record does not fit in a block");
+            return 1;
+        }
+        c->kept_records++;
+    }
+    return 0;
+}
+
+static void sync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (fsync(fd) != 0) {
+            /* best effort: the renames are in the page cache either way */
+        }
+        close(fd);
+    }
+}
+
+reel_rc reel_retention_compact(reel_session_t *s, uint64_t segment_size, char **report,
+                               reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    *report = NULL;
+    sqlite3 *db = reel_session_db(s);
+    const char *dir = reel_session_spool_dir(s);
+    size_t nseg = 0;
+    seginfo *segs = list_segs(dir, &nseg);
+    compact_ctx c = {0};
+    c.db = db;
+    c.dir = dir;
+    c.fd = -1;
+    c.err = err;
+    c.segment_size = segment_size < (1u << 20) ? (1u << 20) : segment_size;
+    reel_buf_init(&c.block, 0);
+    reel_buf_init(&c.frame, 0);
+    if (nseg == 0) {
+        *report = reel_asprintf("nothing to compact (no spool segments)");
+        goto out;
+    }
+    if (query_n(db, "SELECT count(*) FROM damage", 0) > 0) {
+        rc = reel_err_set(err, REEL_INVALID,
+                          "the spool has known damage ('reel verify' lists it): compact keeps "
+                          "only what reads whole, so it refuses to run on a damaged spool");
+        goto out;
+    }
+    uint64_t old_total = 0;
+    for (size_t i = 0; i < nseg; i++)
+        old_total += segs[i].size;
+    c.first_n = c.next_n = segs[nseg - 1].n + 1;
+    c.enc = reel_spool_enc_new(3);
+    if ((rc = reel_index_prepare(db, "SELECT 1 FROM flows WHERE id = ?1", &c.has_flow, err)) !=
+        REEL_OK)
+        goto out;
+    for (size_t i = 0; rc == REEL_OK && i < nseg; i++) {
+        char *p = seg_path(dir, segs[i].n);
+        int fd = open(p, O_RDONLY | O_CLOEXEC);
+        int e = errno;
+        free(p);
+        if (fd < 0) {
+            rc = reel_err_errno(err, REEL_IO, e, "compact: opening segment %08u.zst", segs[i].n);
+            break;
+        }
+        reel_spool_scan_t sc;
+        c.last_id = 0;
+        rc = reel_spool_scan_ahead(fd, 0, compact_cb, &c, &sc, err);
+        close(fd);
+        if (rc == REEL_OK)
+            rc = c.rc;
+        if (rc == REEL_OK && sc.bad_off < sc.file_size)
+            rc = reel_err_set(err, REEL_CORRUPT,
+                              "compact: segment %08u.zst does not read whole at offset %llu (%s); "
+                              "run 'reel repair' first",
+                              segs[i].n, (unsigned long long)sc.bad_off, sc.reason);
+    }
+    if (rc == REEL_OK)
+        rc = c_frame_out(&c);
+    if (rc == REEL_OK && c.fd >= 0 && fdatasync(c.fd) != 0)
+        rc = reel_err_errno(err, REEL_IO, errno, "compact: syncing");
+    if (c.fd >= 0)
+        close(c.fd);
+    c.fd = -1;
+    uint32_t nnew = c.out_total ? c.next_n - c.first_n + 1 : 0;
+    if (rc != REEL_OK) {
+        for (uint32_t n = c.first_n; n <= c.next_n; n++) {
+            char *p = tmp_path(dir, n);
+            unlink(p);
+            free(p);
+        }
+        goto out;
+    }
+    /* The new segments take their names, then the old ones are listed as
+     * retired and removed, then the index is rebuilt from the new ones. */
+    for (uint32_t n = c.first_n; n < c.first_n + nnew; n++) {
+        char *from = tmp_path(dir, n), *to = seg_path(dir, n);
+        int ok = rename(from, to) == 0;
+        int e = errno;
+        free(from);
+        free(to);
+        if (!ok) {
+            rc = reel_err_errno(err, REEL_IO, e, "compact: renaming segment %08u.zst", n);
+            goto out;
+        }
+    }
+    sync_dir(dir);
+    if ((rc = reel_index_exec(db, "BEGIN IMMEDIATE; DELETE FROM retired_flows", err)) != REEL_OK)
+        goto out;
+    for (size_t i = 0; i < nseg; i++) {
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(db,
+                               "INSERT OR REPLACE INTO retention(segment, time_us, flows, bytes, "
+                               "reason) VALUES(?1, ?2, 0, ?3, 'compact')",
+                               -1, &st, NULL) != SQLITE_OK) {
+            rc = db_fail(db, err, "recording compacted segments");
+            goto out;
+        }
+        sqlite3_bind_int64(st, 1, segs[i].n);
+        sqlite3_bind_int64(st, 2, reel_now_us());
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)segs[i].size);
+        int sr = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (sr != SQLITE_DONE) {
+            rc = db_fail(db, err, "recording compacted segments");
+            goto out;
+        }
+    }
+    if ((rc = reel_index_exec(db, "COMMIT", err)) != REEL_OK) {
+        db_fail(db, err, "commit");
+        goto out;
+    }
+    for (size_t i = 0; i < nseg; i++) {
+        char *p = seg_path(dir, segs[i].n);
+        unlink(p);
+        free(p);
+    }
+    sync_dir(dir);
+    char *rep = NULL;
+    if ((rc = reel_session_repair(s, &rep, err)) != REEL_OK)
+        goto out;
+    free(rep);
+    *report = reel_asprintf("%zu segment%s (%llu bytes) rewritten as %u (%llu bytes): %llu records "
+                            "kept, %llu records of dropped flows removed",
+                            nseg, nseg == 1 ? "" : "s", (unsigned long long)old_total, nnew,
+                            (unsigned long long)c.out_total, (unsigned long long)c.kept_records,
+                            (unsigned long long)c.dropped_records);
+out:
+    if (c.fd >= 0)
+        close(c.fd);
+    sqlite3_finalize(c.has_flow);
+    reel_spool_enc_free(c.enc);
+    reel_buf_free(&c.block);
+    reel_buf_free(&c.frame);
+    free(segs);
+    return rc;
+}

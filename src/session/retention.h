@@ -1,0 +1,66 @@
+/* Retention: drops whole oldest spool segments, with their index rows, once
+ * a session passes retention_max_bytes, retention_max_age or
+ * retention_max_flows; records what it dropped in the `retention` table;
+ * and `reel compact`, which rewrites the spool without the records of
+ * flows the index no longer has.
+ *
+ * A segment is kept (skipped, not dropped) while any flow with records in
+ * it is open or carries user data (a mark, a tag or an annotation): those
+ * flows keep every record, in place. A flow that straddles a dropped
+ * segment and a kept one is dropped whole; its records in the kept segment
+ * are leftovers listed in `retired_flows` (verify and repair ignore them,
+ * compact removes them). See docs/format.md, "Retention". */
+#ifndef REEL_SESSION_RETENTION_H
+#define REEL_SESSION_RETENTION_H
+
+#include <sqlite3.h>
+#include <stdint.h>
+
+#include "base/error.h"
+#include "session/session.h"
+
+/** Limits; 0 = no limit. */
+typedef struct {
+    uint64_t max_bytes;  /* bytes of all segment files together */
+    int64_t max_age_s;   /* a closed segment whose last write is older goes */
+    uint64_t max_flows;  /* flows in the index */
+} reel_retention_limits_t;
+
+/** What one run dropped. */
+typedef struct {
+    uint32_t segments;
+    uint64_t flows, bytes;
+    uint32_t kept; /* segments over a limit kept for open or user-data flows */
+} reel_retention_result_t;
+
+/** Drops, oldest first, segments numbered below `below` (the segment being
+ * written, or the first one not fully indexed, and everything after it is
+ * never touched) while a limit is exceeded. db is a read-write connection
+ * the caller owns; index rows go in transactions of at most 512 flows, so
+ * other writers wait for one short transaction at a time. The segment file
+ * is unlinked after its rows are gone. Returns REEL_DB / REEL_IO with err
+ * set; what was dropped before the error stays dropped and recorded. */
+reel_rc reel_retention_run(sqlite3 *db, const char *spool_dir, uint32_t below,
+                           const reel_retention_limits_t *lim, int64_t now_us,
+                           reel_retention_result_t *out, reel_err_t *err);
+
+/** Finishes drops a crash interrupted: for every segment in `retention`
+ * whose frames are still indexed or whose file still exists, deletes the
+ * rows and the file. Called by recovery before it looks at the spool. */
+reel_rc reel_retention_finish(sqlite3 *db, const char *spool_dir, reel_err_t *err);
+
+/** Deletes the index rows of flows listed in retired_flows (a rebuild from
+ * the spool brings them back from their leftover records). */
+reel_rc reel_retention_reapply(sqlite3 *db, reel_err_t *err);
+
+/** 1 if segment n was dropped on purpose (listed in `retention`). */
+int reel_retention_is_retired(sqlite3 *db, uint32_t n);
+
+/** Rewrites the spool of s (opened with REEL_OPEN_RECORD) keeping only the
+ * records of flows the index has, into new segments numbered after the
+ * newest, then records the old ones as retired (reason 'compact'), deletes
+ * them and rebuilds the index. *report (owned) says what it did. */
+reel_rc reel_retention_compact(reel_session_t *s, uint64_t segment_size, char **report,
+                               reel_err_t *err);
+
+#endif
