@@ -1,0 +1,608 @@
+/* reel export: HAR 1.2 structure (every required field, with its type, and
+ * no null anywhere: Chromium's importer wants numbers), a fixture full of
+ * secrets of which none survives --redact in any format, and a round trip
+ * export HAR -> import -> the same flows, headers and bodies. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+#include <ftw.h>
+#include <jansson.h>
+#include <zlib.h>
+
+#include "base/mem.h"
+#include "session/export.h"
+#include "session/har.h"
+#include "session/recorder.h"
+#include "session/redact.h"
+#include "session/session.h"
+
+static char tmp_dir[4096];
+
+static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
+    return remove(p);
+}
+
+static int setup(void **state) {
+    const char *base = getenv("REEL_TEST_TMP");
+    if (base == NULL || base[0] == '\0')
+        base = "/tmp";
+    mkdir(base, 0700);
+    snprintf(tmp_dir, sizeof tmp_dir, "%s/export_test.XXXXXX", base);
+    assert_non_null(mkdtemp(tmp_dir));
+    return 0;
+}
+
+static int teardown(void **state) {
+    nftw(tmp_dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    return 0;
+}
+
+/* ---- the fixture: flows full of secrets --------------------------------- */
+
+/* Every one of these must be gone from a redacted export. */
+static const char *const secrets[] = {
+    "SECRET_BEARER1",    "SECRET_COOKIE1", "SECRET_APIKEY1",
+    "SECRET_Q1",         "SECRET_JSON1",   "SECRET_JSON2",
+    "SECRET_SETCOOKIE1", "SECRET_FORM1",   "SECRET_FORM2",
+    "SECRET_PROXYAUTH",  "SECRET_BEARER2", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0",
+    "SECRET_WS1",        "SECRET_QJSON",
+};
+#define NSECRETS (sizeof secrets / sizeof secrets[0])
+
+static const char json_body[] =
+    "{\"items\":[1,2],\"session_token\":\"SECRET_JSON1\",\"nested\":{\"password\":"
+    "\"SECRET_JSON2\",\"list\":[{\"ok\":true}]}}";
+static const char form_body[] = "user=alice&password=SECRET_FORM1&client_secret=SECRET_FORM2";
+static const char text_body[] =
+    "your token: Bearer SECRET_BEARER2 and eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl\n";
+static const uint8_t png[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I',
+                              'H',  'D', 'R', 0,   0,    0,    1,    0,    0, 0, 1, 8};
+static const uint8_t nul_body[] = {'a', 0, 'b', '\'', '%', '\\', 0xff, 'z'};
+
+static size_t gzip(const void *in, size_t n, uint8_t *out, size_t cap) {
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    assert_int_equal(deflateInit2(&z, 6, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    z.next_in = (Bytef *)in;
+    z.avail_in = (uInt)n;
+    z.next_out = out;
+    z.avail_out = (uInt)cap;
+    assert_int_equal(deflate(&z, Z_FINISH), Z_STREAM_END);
+    size_t len = z.total_out;
+    deflateEnd(&z);
+    return len;
+}
+
+#define H(n, v)                                                                                    \
+    { n, sizeof n - 1, v, sizeof v - 1 }
+
+static reel_session_t *open_session(const char *name) {
+    reel_session_t *s = NULL;
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (reel_session_open(tmp_dir, name, REEL_OPEN_CREATE | REEL_OPEN_RECORD, &s, &err) != REEL_OK)
+        fail_msg("open: %s", err.msg);
+    return s;
+}
+
+static reel_recorder_t *recorder(reel_session_t *s) {
+    reel_recorder_opts_t o;
+    reel_recorder_opts_default(&o);
+    o.capture = REEL_CAPTURE_LOSSLESS;
+    o.fsync = REEL_FSYNC_NEVER;
+    reel_recorder_t *rec = NULL;
+    reel_err_t err;
+    reel_err_clear(&err);
+    assert_int_equal(reel_recorder_open(s, &o, &rec, &err), REEL_OK);
+    return rec;
+}
+
+static void close_recorder(reel_recorder_t *rec) {
+    reel_err_t err;
+    reel_err_clear(&err);
+    assert_int_equal(reel_recorder_close(rec, &err), REEL_OK);
+}
+
+static const int64_t T0 = INT64_C(1767323045123000); /* 2026-01-02T03:04:05.123Z */
+
+static void http_flow(reel_recorder_t *rec, int64_t t, const char *method, const char *target,
+                      const reel_header_t *qh, size_t nq, const void *qb, size_t qn,
+                      uint32_t status, const reel_header_t *sh, size_t ns, const void *sb,
+                      size_t sn) {
+    reel_flow_info_t info = {.kind = REEL_FLOW_HTTP,
+                             .client_addr = "127.0.0.1:5000",
+                             .server_addr = "192.0.2.7:443",
+                             .time_us = t};
+    reel_rflow_t *f = reel_recorder_flow_start(rec, &info);
+    reel_request_head_t rh = {.method = method,
+                              .scheme = "https",
+                              .host = "api.example.test",
+                              .port = 443,
+                              .target = target,
+                              .http_version = "HTTP/1.1",
+                              .headers = qh,
+                              .n_headers = nq,
+                              .time_us = t};
+    reel_recorder_request_head(f, &rh);
+    if (qn)
+        reel_recorder_request_body(f, qb, qn);
+    reel_response_head_t sp = {.status = status,
+                               .reason = "OK",
+                               .http_version = "HTTP/1.1",
+                               .headers = sh,
+                               .n_headers = ns,
+                               .time_us = t + 20000};
+    reel_recorder_response_head(f, &sp);
+    if (sn)
+        reel_recorder_response_body(f, sb, sn);
+    reel_timings_t tm = {-1, -1, -1, 100, 19000, 1000, -1};
+    reel_recorder_flow_end(f, &tm, t + 30000, t + 1000, t + 20000);
+}
+
+/* Records the fixture into a new session `name`; returns it open. */
+static reel_session_t *fixture(const char *name) {
+    reel_session_t *s = open_session(name);
+    reel_recorder_t *rec = recorder(s);
+    uint8_t gz[512];
+    size_t gzn = gzip(json_body, strlen(json_body), gz, sizeof gz);
+
+    const reel_header_t q1[] = {H("Host", "api.example.test"),
+                                H("Authorization", "Bearer SECRET_BEARER1"),
+                                H("Cookie", "sid=SECRET_COOKIE1; theme=dark"),
+                                H("X-Api-Key", "SECRET_APIKEY1"), H("Accept", "*/*")};
+    const reel_header_t s1[] = {H("Content-Type", "application/json"),
+                                H("Content-Encoding", "gzip"),
+                                H("Set-Cookie", "sid=SECRET_SETCOOKIE1; Path=/; HttpOnly")};
+    char cl[32];
+    snprintf(cl, sizeof cl, "%zu", gzn);
+    reel_header_t s1b[4];
+    memcpy(s1b, s1, sizeof s1);
+    s1b[3] = (reel_header_t){"Content-Length", 14, cl, strlen(cl)};
+    http_flow(rec, T0, "GET", "/v1/items?access_token=SECRET_Q1&page=2&q=%7B%7D", q1, 5, NULL, 0,
+              200, s1b, 4, gz, gzn);
+
+    const reel_header_t q2[] = {H("Host", "api.example.test"),
+                                H("Content-Type", "application/x-www-form-urlencoded"),
+                                H("Proxy-Authorization", "Basic SECRET_PROXYAUTH")};
+    const reel_header_t s2[] = {H("Content-Type", "text/plain")};
+    http_flow(rec, T0 + 100000, "POST", "/login?next=%2Fhome&api_key=SECRET_QJSON", q2, 3,
+              form_body, strlen(form_body), 200, s2, 1, text_body, strlen(text_body));
+
+    const reel_header_t q3[] = {H("Host", "api.example.test"),
+                                H("Content-Type", "application/octet-stream")};
+    const reel_header_t s3[] = {H("Content-Type", "image/png")};
+    http_flow(rec, T0 + 200000, "PUT", "/upload", q3, 2, nul_body, sizeof nul_body, 200, s3, 1, png,
+              sizeof png);
+
+    /* a WebSocket flow */
+    reel_flow_info_t info = {.kind = REEL_FLOW_HTTP, .time_us = T0 + 300000};
+    reel_rflow_t *f = reel_recorder_flow_start(rec, &info);
+    const reel_header_t q4[] = {H("Host", "api.example.test"), H("Upgrade", "websocket"),
+                                H("Connection", "Upgrade"),
+                                H("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")};
+    reel_request_head_t rh = {.method = "GET",
+                              .scheme = "https",
+                              .host = "api.example.test",
+                              .port = 443,
+                              .target = "/ws",
+                              .http_version = "HTTP/1.1",
+                              .headers = q4,
+                              .n_headers = 4,
+                              .time_us = T0 + 300000};
+    reel_recorder_request_head(f, &rh);
+    const reel_header_t s4[] = {H("Upgrade", "websocket"), H("Connection", "Upgrade")};
+    reel_response_head_t sp = {.status = 101,
+                               .reason = "Switching Protocols",
+                               .http_version = "HTTP/1.1",
+                               .headers = s4,
+                               .n_headers = 2,
+                               .time_us = T0 + 310000};
+    reel_recorder_response_head(f, &sp);
+    static const char m1[] = "{\"type\":\"auth\",\"token\":\"SECRET_WS1\"}";
+    reel_message_t msg = {
+        .from_client = 1, .opcode = 1, .data = m1, .len = strlen(m1), .length = strlen(m1)};
+    reel_recorder_message(f, &msg);
+    static const uint8_t bin[] = {1, 2, 0, 255};
+    msg = (reel_message_t){.from_client = 0, .opcode = 2, .data = bin, .len = 4, .length = 4};
+    reel_recorder_message(f, &msg);
+    reel_recorder_flow_end(f, NULL, T0 + 400000, 0, 0);
+    close_recorder(rec);
+
+    sqlite3 *db = reel_session_db(s);
+    assert_int_equal(sqlite3_exec(db,
+                                  "INSERT INTO annotations(flow_id, created_us, text) VALUES "
+                                  "(1, 1767323045123000, 'login works here');"
+                                  "INSERT INTO tags(flow_id, tag) VALUES (1, 'bug-42');",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    return s;
+}
+
+/* Exports s in format fmt (redact: default rules) into an owned string. */
+static char *export_str(reel_session_t *s, reel_export_format fmt, int redact, const char *filter,
+                        size_t *len) {
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *out = open_memstream(&buf, &n);
+    assert_non_null(out);
+    reel_redact_t *r = redact ? reel_redact_new() : NULL;
+    reel_export_opts_t o = {.format = fmt, .filter = filter, .redact = r};
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_export_stats_t st;
+    reel_rc rc = reel_export(s, out, &o, &st, &err);
+    if (rc != REEL_OK)
+        fail_msg("export: %s", err.msg);
+    fclose(out);
+    reel_redact_free(r);
+    if (len)
+        *len = n;
+    return buf;
+}
+
+static int contains(const char *hay, size_t n, const char *needle) {
+    return memmem(hay, n, needle, strlen(needle)) != NULL;
+}
+
+/* ---- HAR 1.2 structure --------------------------------------------------- */
+
+static json_t *get(json_t *obj, const char *key, json_type type, const char *where) {
+    json_t *j = json_object_get(obj, key);
+    if (j == NULL || json_typeof(j) != type)
+        fail_msg("%s.%s: missing or of the wrong type", where, key);
+    return j;
+}
+
+static void number(json_t *obj, const char *key, const char *where) {
+    json_t *j = json_object_get(obj, key);
+    if (!json_is_number(j))
+        fail_msg("%s.%s: not a number", where, key);
+}
+
+static void no_nulls(json_t *j, const char *where) {
+    const char *k;
+    json_t *v;
+    size_t i;
+    if (json_is_null(j))
+        fail_msg("a null in %s", where);
+    if (json_is_object(j)) {
+        json_object_foreach(j, k, v) no_nulls(v, k);
+    } else if (json_is_array(j)) {
+        json_array_foreach(j, i, v) no_nulls(v, where);
+    }
+}
+
+static void pairs(json_t *obj, const char *key, const char *where) {
+    json_t *a = get(obj, key, JSON_ARRAY, where);
+    size_t i;
+    json_t *p;
+    json_array_foreach(a, i, p) {
+        get(p, "name", JSON_STRING, key);
+        get(p, "value", JSON_STRING, key);
+    }
+}
+
+static void check_har(json_t *root) {
+    no_nulls(root, "log");
+    json_t *log = get(root, "log", JSON_OBJECT, "");
+    assert_string_equal(json_string_value(get(log, "version", JSON_STRING, "log")), "1.2");
+    json_t *creator = get(log, "creator", JSON_OBJECT, "log");
+    get(creator, "name", JSON_STRING, "creator");
+    get(creator, "version", JSON_STRING, "creator");
+    json_t *pages = get(log, "pages", JSON_ARRAY, "log");
+    assert_int_equal(json_array_size(pages), 1);
+    json_t *page = json_array_get(pages, 0);
+    get(page, "startedDateTime", JSON_STRING, "page");
+    get(page, "id", JSON_STRING, "page");
+    get(page, "title", JSON_STRING, "page");
+    get(page, "pageTimings", JSON_OBJECT, "page");
+    json_t *entries = get(log, "entries", JSON_ARRAY, "log");
+    size_t i;
+    json_t *e;
+    json_array_foreach(entries, i, e) {
+        assert_string_equal(json_string_value(get(e, "pageref", JSON_STRING, "entry")), "page_1");
+        const char *sd = json_string_value(get(e, "startedDateTime", JSON_STRING, "entry"));
+        assert_int_equal(strlen(sd), 24); /* YYYY-MM-DDTHH:MM:SS.mmmZ */
+        assert_int_equal(sd[23], 'Z');
+        number(e, "time", "entry");
+        get(e, "cache", JSON_OBJECT, "entry");
+        json_t *req = get(e, "request", JSON_OBJECT, "entry");
+        get(req, "method", JSON_STRING, "request");
+        get(req, "url", JSON_STRING, "request");
+        get(req, "httpVersion", JSON_STRING, "request");
+        pairs(req, "cookies", "request");
+        pairs(req, "headers", "request");
+        pairs(req, "queryString", "request");
+        get(req, "headersSize", JSON_INTEGER, "request");
+        get(req, "bodySize", JSON_INTEGER, "request");
+        json_t *post = json_object_get(req, "postData");
+        if (post) {
+            get(post, "mimeType", JSON_STRING, "postData");
+            get(post, "text", JSON_STRING, "postData");
+            pairs(post, "params", "postData");
+        }
+        json_t *resp = get(e, "response", JSON_OBJECT, "entry");
+        get(resp, "status", JSON_INTEGER, "response");
+        get(resp, "statusText", JSON_STRING, "response");
+        get(resp, "httpVersion", JSON_STRING, "response");
+        pairs(resp, "cookies", "response");
+        pairs(resp, "headers", "response");
+        get(resp, "redirectURL", JSON_STRING, "response");
+        get(resp, "headersSize", JSON_INTEGER, "response");
+        get(resp, "bodySize", JSON_INTEGER, "response");
+        json_t *c = get(resp, "content", JSON_OBJECT, "response");
+        get(c, "size", JSON_INTEGER, "content");
+        get(c, "mimeType", JSON_STRING, "content");
+        json_t *t = get(e, "timings", JSON_OBJECT, "entry");
+        static const char *const keys[] = {"blocked", "dns",     "connect", "send",
+                                           "wait",    "receive", "ssl"};
+        for (int k = 0; k < 7; k++) {
+            number(t, keys[k], "timings");
+            double v = json_number_value(json_object_get(t, keys[k]));
+            assert_true(k >= 3 && k <= 5 ? v >= 0 : v >= -1);
+        }
+        get(e, "_reel", JSON_OBJECT, "entry");
+    }
+}
+
+static void test_har_structure(void **state) {
+    reel_session_t *s = fixture("structure");
+    size_t n;
+    char *har = export_str(s, REEL_EXPORT_HAR, 0, NULL, &n);
+    json_error_t jerr;
+    json_t *root = json_loadb(har, n, 0, &jerr);
+    if (root == NULL)
+        fail_msg("HAR is not JSON: %s at %d:%d", jerr.text, jerr.line, jerr.column);
+    check_har(root);
+    json_t *entries = json_object_get(json_object_get(root, "log"), "entries");
+    assert_int_equal(json_array_size(entries), 4);
+
+    /* flow 1: decoded JSON body, cookies, query, annotation and tag */
+    json_t *e = json_array_get(entries, 0);
+    json_t *req = json_object_get(e, "request");
+    assert_string_equal(json_string_value(json_object_get(req, "url")),
+                        "https://api.example.test/v1/items?access_token=SECRET_Q1&page=2&q=%7B%7D");
+    json_t *qs = json_object_get(req, "queryString");
+    assert_int_equal(json_array_size(qs), 3);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(qs, 1), "name")), "page");
+    json_t *ck = json_object_get(req, "cookies");
+    assert_int_equal(json_array_size(ck), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ck, 1), "value")), "dark");
+    json_t *content = json_object_get(json_object_get(e, "response"), "content");
+    assert_string_equal(json_string_value(json_object_get(content, "text")), json_body);
+    assert_null(json_object_get(content, "encoding"));
+    json_t *sc = json_array_get(json_object_get(json_object_get(e, "response"), "cookies"), 0);
+    assert_string_equal(json_string_value(json_object_get(sc, "path")), "/");
+    assert_true(json_is_true(json_object_get(sc, "httpOnly")));
+    assert_string_equal(json_string_value(json_object_get(e, "comment")),
+                        "login works here\ntags: bug-42");
+    json_t *r = json_object_get(e, "_reel");
+    assert_int_equal(json_integer_value(json_object_get(r, "id")), 1);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(r, "tags"), 0)), "bug-42");
+    assert_string_equal(json_string_value(json_object_get(e, "startedDateTime")),
+                        "2026-01-02T03:04:05.123Z");
+    assert_string_equal(json_string_value(json_object_get(e, "serverIPAddress")), "192.0.2.7");
+    json_t *t = json_object_get(e, "timings");
+    assert_true(json_number_value(json_object_get(t, "wait")) == 19.0);
+
+    /* flow 2: form params */
+    e = json_array_get(entries, 1);
+    json_t *post = json_object_get(json_object_get(e, "request"), "postData");
+    assert_string_equal(json_string_value(json_object_get(post, "text")), form_body);
+    json_t *params = json_object_get(post, "params");
+    assert_int_equal(json_array_size(params), 3);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(params, 1), "value")),
+                        "SECRET_FORM1");
+
+    /* flow 3: binary both ways, base64 */
+    e = json_array_get(entries, 2);
+    content = json_object_get(json_object_get(e, "response"), "content");
+    assert_string_equal(json_string_value(json_object_get(content, "encoding")), "base64");
+    assert_string_equal(json_string_value(json_object_get(content, "text")),
+                        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCA==");
+    post = json_object_get(json_object_get(e, "request"), "postData");
+    assert_string_equal(json_string_value(json_object_get(post, "encoding")), "base64");
+
+    /* flow 4: WebSocket messages as Chromium writes them */
+    e = json_array_get(entries, 3);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(e, "request"), "url")),
+                        "wss://api.example.test/ws");
+    assert_string_equal(json_string_value(json_object_get(e, "_resourceType")), "websocket");
+    json_t *msgs = json_object_get(e, "_webSocketMessages");
+    assert_int_equal(json_array_size(msgs), 2);
+    json_t *m = json_array_get(msgs, 0);
+    assert_string_equal(json_string_value(json_object_get(m, "type")), "send");
+    assert_int_equal(json_integer_value(json_object_get(m, "opcode")), 1);
+    assert_true(json_is_real(json_object_get(m, "time")));
+    assert_string_equal(json_string_value(json_object_get(m, "data")),
+                        "{\"type\":\"auth\",\"token\":\"SECRET_WS1\"}");
+    m = json_array_get(msgs, 1);
+    assert_string_equal(json_string_value(json_object_get(m, "type")), "receive");
+    assert_string_equal(json_string_value(json_object_get(m, "data")), "AQIA/w==");
+
+    /* a filter narrows the export */
+    free(har);
+    har = export_str(s, REEL_EXPORT_HAR, 0, "~m PUT", &n);
+    json_decref(root);
+    root = json_loadb(har, n, 0, &jerr);
+    assert_non_null(root);
+    check_har(root);
+    assert_int_equal(json_array_size(json_object_get(json_object_get(root, "log"), "entries")), 1);
+    json_decref(root);
+    free(har);
+    reel_session_close(s);
+}
+
+/* ---- redaction ----------------------------------------------------------- */
+
+static void test_redaction_every_format(void **state) {
+    reel_session_t *s = fixture("secrets");
+    /* without --redact the fixture carries every secret (HAR has all bodies decoded) */
+    size_t n;
+    char *plain = export_str(s, REEL_EXPORT_HAR, 0, NULL, &n);
+    for (size_t k = 0; k < NSECRETS; k++)
+        if (!contains(plain, n, secrets[k]))
+            fail_msg("fixture lacks %s", secrets[k]);
+    free(plain);
+    static const char *const names[] = {"har", "curl", "raw", "ndjson"};
+    for (int fmt = 0; fmt < 4; fmt++) {
+        char *out = export_str(s, (reel_export_format)fmt, 1, NULL, &n);
+        for (size_t k = 0; k < NSECRETS; k++)
+            if (contains(out, n, secrets[k]))
+                fail_msg("%s export with redaction still holds %s:\n%.*s", names[fmt], secrets[k],
+                         (int)n, out);
+        assert_true(contains(out, n, REEL_REDACT_MARKER));
+        /* what is not a secret stays */
+        assert_true(contains(out, n, "theme="));
+        assert_true(contains(out, n, "page=2"));
+        assert_true(contains(out, n, "alice"));
+        if (fmt == REEL_EXPORT_HAR) {
+            json_t *root = json_loadb(out, n, 0, NULL);
+            assert_non_null(root);
+            check_har(root);
+            json_t *e = json_array_get(json_object_get(json_object_get(root, "log"), "entries"), 0);
+            json_t *content = json_object_get(json_object_get(e, "response"), "content");
+            json_t *body = json_loads(json_string_value(json_object_get(content, "text")), 0, NULL);
+            assert_non_null(body); /* still JSON */
+            assert_string_equal(
+                json_string_value(json_object_get(json_object_get(body, "nested"), "password")),
+                REEL_REDACT_MARKER);
+            assert_int_equal(json_array_size(json_object_get(body, "items")), 2);
+            json_decref(body);
+            json_decref(root);
+        }
+        free(out);
+    }
+    reel_session_close(s);
+}
+
+static void test_redact_rules(void **state) {
+    reel_redact_t *r = reel_redact_new();
+    reel_redacted_t t;
+    assert_true(reel_redact_header(r, "authorization", 13, "Bearer abc.def", 14, &t));
+    assert_string_equal(t.data, "Bearer REDACTED");
+    free(t.data);
+    assert_true(reel_redact_header(r, "Set-Cookie", 10, "a=1; Path=/; Secure", 19, &t));
+    assert_string_equal(t.data, "a=REDACTED; Path=/; Secure");
+    free(t.data);
+    assert_false(reel_redact_header(r, "Accept", 6, "text/html", 9, &t));
+    assert_true(reel_redact_header(r, "X-Custom", 8, "see bearer zzz9", 15, &t));
+    assert_string_equal(t.data, "see bearer REDACTED");
+    free(t.data);
+    /* configured rules */
+    assert_false(reel_redact_header(r, "X-Tenant", 8, "acme", 4, &t));
+    reel_redact_add_header(r, "X-Tenant");
+    assert_true(reel_redact_header(r, "x-tenant", 8, "acme", 4, &t));
+    assert_string_equal(t.data, "REDACTED");
+    free(t.data);
+    assert_false(reel_redact_urlencoded(r, "pin=1234&a=b", 12, &t));
+    reel_redact_add_key(r, "pin");
+    assert_true(reel_redact_urlencoded(r, "pin=1234&a=b", 12, &t));
+    assert_string_equal(t.data, "pin=REDACTED&a=b");
+    free(t.data);
+    assert_true(reel_redact_target(r, "/x?Pass%77ord=1&y=2", 19, &t));
+    assert_string_equal(t.data, "/x?Pass%77ord=REDACTED&y=2");
+    free(t.data);
+    const char *js = "[{\"apiKey\": {\"deep\": 1}, \"n\": 2}]";
+    assert_true(reel_redact_body(r, "application/json", (const uint8_t *)js, strlen(js), &t));
+    assert_string_equal(t.data, "[{\"apiKey\":\"REDACTED\",\"n\":2}]");
+    free(t.data);
+    reel_redact_free(r);
+}
+
+/* ---- round trip ------------------------------------------------------------ */
+
+/* The request and response of every flow, without what is expected to
+ * differ after a trip through HAR (ids, uuids, wire sizes, sources). */
+static json_t *essence(const char *ndjson, size_t n) {
+    json_t *all = json_array();
+    const char *p = ndjson, *end = ndjson + n;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        json_t *j = json_loadb(p, len, 0, NULL);
+        assert_non_null(j);
+        json_t *x = json_object();
+        static const char *const keep[] = {"method",   "scheme",       "host",    "port",
+                                           "target",   "http_version", "headers", "body",
+                                           "body_b64", "status",       "reason"};
+        for (int d = 0; d < 2; d++) {
+            json_t *src = json_object_get(j, d ? "response" : "request");
+            json_t *dst = json_object();
+            for (size_t k = 0; src && k < sizeof keep / sizeof keep[0]; k++) {
+                json_t *v = json_object_get(src, keep[k]);
+                if (v)
+                    json_object_set(dst, keep[k], v);
+            }
+            json_object_set_new(x, d ? "response" : "request", dst);
+        }
+        json_object_set(x, "start", json_object_get(j, "start"));
+        json_array_append_new(all, x);
+        json_decref(j);
+        p += len + 1;
+    }
+    return all;
+}
+
+static void test_round_trip(void **state) {
+    reel_session_t *s = fixture("trip1");
+    size_t n;
+    char *har = export_str(s, REEL_EXPORT_HAR, 0, NULL, &n);
+    char *path = reel_asprintf("%s/trip.har", tmp_dir);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(har, 1, n, f), n);
+    fclose(f);
+    free(har);
+
+    reel_session_t *s2 = open_session("trip2");
+    reel_recorder_opts_t o;
+    reel_recorder_opts_default(&o);
+    o.capture = REEL_CAPTURE_LOSSLESS;
+    o.body_limit = UINT64_MAX / 2;
+    o.fsync = REEL_FSYNC_NEVER;
+    reel_recorder_t *rec = NULL;
+    reel_err_t err;
+    reel_err_clear(&err);
+    assert_int_equal(reel_recorder_open(s2, &o, &rec, &err), REEL_OK);
+    reel_har_stats_t st;
+    if (reel_har_import(rec, path, &st, &err) != REEL_OK)
+        fail_msg("import of the export: %s", err.msg);
+    close_recorder(rec);
+    assert_int_equal(st.entries, 4);
+
+    size_t n1, n2;
+    char *a = export_str(s, REEL_EXPORT_NDJSON, 0, NULL, &n1);
+    char *b = export_str(s2, REEL_EXPORT_NDJSON, 0, NULL, &n2);
+    json_t *ea = essence(a, n1), *eb = essence(b, n2);
+    if (!json_equal(ea, eb)) {
+        char *da = json_dumps(ea, JSON_INDENT(1)), *db = json_dumps(eb, JSON_INDENT(1));
+        fail_msg("round trip differs:\n%s\n---\n%s", da, db);
+    }
+    /* and the decoded JSON body really is in both */
+    assert_true(contains(b, n2, "SECRET_JSON2"));
+    json_decref(ea);
+    json_decref(eb);
+    free(a);
+    free(b);
+    free(path);
+    reel_session_close(s2);
+    reel_session_close(s);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_har_structure),
+        cmocka_unit_test(test_redaction_every_format),
+        cmocka_unit_test(test_redact_rules),
+        cmocka_unit_test(test_round_trip),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
