@@ -1,0 +1,146 @@
+#!/usr/bin/python3
+"""reel export against a real recorded session (nginx origin, curl through
+reel): HAR that parses, holds every body and goes back in with reel import
+intact; curl commands that, run with bash against the origin, get the same
+responses; ndjson that Python reads line by line; raw HTTP; --redact.
+"""
+import base64
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+from proxyenv import TMPBASE, Origin, Reel, curl, main, stop_class
+
+SECRET = "SECRETTOKEN123"
+COOKIE = "COOKIEVALUE456"
+
+
+class Export(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="reel-export-", dir=TMPBASE)
+        cls.origin = Origin(cls.root)
+        cls.reel = Reel(cls.root, "exp", "upstream_trusted_ca=" + cls.origin.ca)
+        o = cls.origin
+        curl(cls.reel, o.url("/100b"))
+        curl(cls.reel, "--compressed", o.url("/text.txt", https=True))
+        curl(cls.reel, "-H", "Authorization: Bearer " + SECRET, "-H", "Cookie: sid=" + COOKIE,
+             "--data-binary", "password=" + SECRET + "&user=alice", o.url("/echo?token=" + SECRET))
+        curl(cls.reel, o.url("/file1m"))
+        cls.flows = cls.reel.wait_flows(4)
+        assert len(cls.flows) == 4, cls.flows
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_class(cls)
+
+    def export(self, *args):
+        return self.reel.cli("export", "exp", *args)
+
+    def test_har(self):
+        path = os.path.join(self.root, "out.har")
+        r = self.export("-o", path)
+        self.assertIn(b"exported 4 flows", r.stderr)
+        self.assertNotIn(b"\r", r.stderr)  # no progress bar when stderr is not a terminal
+        with open(path) as f:
+            har = json.load(f)
+        log = har["log"]
+        self.assertEqual(log["version"], "1.2")
+        self.assertEqual(len(log["pages"]), 1)
+        entries = log["entries"]
+        self.assertEqual(len(entries), 4)
+        by_url = {e["request"]["url"]: e for e in entries}
+        text = by_url[self.origin.url("/text.txt", https=True)]["response"]
+        with open(self.origin.www + "/text.txt", "rb") as f:
+            self.assertEqual(text["content"]["text"].encode(), f.read())
+        self.assertIn("gzip", [h["value"] for h in text["headers"] if h["name"].lower() == "content-encoding"])
+        big = by_url[self.origin.url("/file1m")]["response"]["content"]
+        self.assertEqual(big["encoding"], "base64")
+        self.assertEqual(base64.b64decode(big["text"]), self.origin.file1m)
+        post = by_url[self.origin.url("/echo?token=" + SECRET)]["request"]["postData"]
+        # curl sends --data-binary as a form: its fields are params too
+        self.assertEqual({p["name"]: p["value"] for p in post["params"]}.get("user"), "alice")
+        for e in entries:
+            for k in ("send", "wait", "receive"):
+                self.assertGreaterEqual(e["timings"][k], 0)
+            self.assertIsInstance(e["time"], (int, float))
+
+        # and back in: the same flows, headers and bodies
+        self.reel.cli("import", path, "--into", "back")
+        back = json.loads(self.reel.cli("flows", "back", "--json").stdout)
+        self.assertEqual([(f["method"], f["url"], f["status"]) for f in back],
+                         [(f["method"], f["url"], f["status"]) for f in self.flows])
+        for a, b in zip(self.flows, back):
+            fa = self.reel.flow(a["id"])
+            fb = json.loads(self.reel.cli("flow", "back", str(b["id"]), "--json").stdout)
+            self.assertEqual(fa["request"]["headers"], fb["request"]["headers"])
+            self.assertEqual(fa["response"]["headers"], fb["response"]["headers"])
+            self.assertEqual(fa["request"]["body_b64"], fb["request"]["body_b64"])
+            ra = base64.b64decode(fa["response"]["body_b64"] or "")
+            if any(h[0].lower() == "content-encoding" for h in fa["response"]["headers"]):
+                ra = gzip.decompress(ra)  # HAR holds bodies decoded
+            self.assertEqual(ra, base64.b64decode(fb["response"]["body_b64"] or ""))
+
+    def test_curl_commands_reproduce_responses(self):
+        out = self.export("--format", "curl").stdout.decode()
+        blocks = ["# flow" + b for b in out.split("# flow")[1:]]
+        self.assertEqual(len(blocks), 4)
+        env = dict(os.environ, CURL_CA_BUNDLE=self.origin.ca)
+        for block, flow in zip(blocks, self.flows):
+            r = subprocess.run(["bash", "-c", block], capture_output=True, env=env, timeout=30)
+            self.assertEqual(r.returncode, 0, (block, r.stderr))
+            recorded = base64.b64decode(self.reel.flow(flow["id"])["response"]["body_b64"] or "")
+            got = r.stdout
+            if recorded[:2] == b"\x1f\x8b":
+                recorded, got = gzip.decompress(recorded), gzip.decompress(got)
+            self.assertEqual(got, recorded, block)
+        # the POST went out with its body and headers: nginx logged it
+        self.assertEqual(sum(1 for l in self.origin.log_lines() if l[1] == "POST"), 2)
+
+    def test_ndjson(self):
+        bodies = os.path.join(self.root, "bodies")
+        lines = self.export("--format", "ndjson").stdout.decode().splitlines()
+        self.assertEqual(len(lines), 4)
+        objs = [json.loads(l) for l in lines]
+        self.assertEqual([o["id"] for o in objs], [f["id"] for f in self.flows])
+        self.assertEqual(objs[0]["response"]["body"], "x" * 99 + "\n")
+        self.assertEqual(base64.b64decode(objs[3]["response"]["body_b64"]), self.origin.file1m)
+        # bodies as files
+        lines = self.export("--format", "ndjson", "--bodies", bodies, "~u file1m").stdout.decode().splitlines()
+        o = json.loads(lines[0])
+        with open(o["response"]["body_file"], "rb") as f:
+            self.assertEqual(f.read(), self.origin.file1m)
+
+    def test_raw(self):
+        out = self.export("--format", "raw", "~u 100b").stdout
+        self.assertTrue(out.startswith(b"GET /100b HTTP/1.1\r\n"), out[:100])
+        self.assertIn(b"\r\n\r\nHTTP/1.1 200 OK\r\n", out)
+        self.assertTrue(out.endswith(b"\r\n\r\n" + b"x" * 99 + b"\n"))
+
+    def test_redact(self):
+        for fmt in ("har", "curl", "raw", "ndjson"):
+            plain = self.export("--format", fmt, "~m POST").stdout
+            self.assertIn(SECRET.encode(), plain, fmt)
+            self.assertIn(COOKIE.encode(), plain, fmt)
+            red = self.export("--format", fmt, "--redact", "~m POST").stdout
+            self.assertNotIn(SECRET.encode(), red, fmt)
+            self.assertNotIn(COOKIE.encode(), red, fmt)
+            self.assertIn(b"REDACTED", red, fmt)
+            self.assertIn(b"alice", red, fmt)
+
+    def test_bad_usage(self):
+        r = self.reel.cli("export", "exp", "--format", "xml", check=False)
+        self.assertEqual(r.returncode, 2)
+        r = self.reel.cli("export", "exp", "~c (", check=False)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(b"column", r.stderr)
+        r = self.reel.cli("export", "nosuch", check=False)
+        self.assertEqual(r.returncode, 1)
+
+
+if __name__ == "__main__":
+    main()
