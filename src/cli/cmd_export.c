@@ -89,7 +89,6 @@ static void config_rules(reel_session_t *s, reel_redact_t *r) {
                 reel_redact_add_header(r, items[i]);
             else
                 reel_redact_add_key(r, items[i]);
-            free(items[i]);
         }
         free(items);
     }

@@ -99,6 +99,14 @@ static const reel_option_t options[] = {
      "open connections allowed from one client address; more are answered 429 and closed "
      "(0 = no limit)",
      NULL, 0, 1000000, NULL},
+    {"redact_headers", REEL_OPT_LIST, "[]",
+     "reel export --redact: more header names whose whole value is replaced (beside "
+     "Authorization, Cookie, ...)",
+     NULL, 0, 0, NULL},
+    {"redact_keys", REEL_OPT_LIST, "[]",
+     "reel export --redact: more key words; query, form and JSON keys and header names "
+     "containing one (any case) have their values replaced",
+     NULL, 0, 0, NULL},
     {NULL, 0, NULL, NULL, NULL, 0, 0, NULL},
 };
 

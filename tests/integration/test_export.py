@@ -29,6 +29,7 @@ class Export(unittest.TestCase):
         curl(cls.reel, o.url("/100b"))
         curl(cls.reel, "--compressed", o.url("/text.txt", https=True))
         curl(cls.reel, "-H", "Authorization: Bearer " + SECRET, "-H", "Cookie: sid=" + COOKIE,
+             "-H", "X-Tenant: TENANT789",
              "--data-binary", "password=" + SECRET + "&user=alice", o.url("/echo?token=" + SECRET))
         curl(cls.reel, o.url("/file1m"))
         cls.flows = cls.reel.wait_flows(4)
@@ -131,6 +132,19 @@ class Export(unittest.TestCase):
             self.assertNotIn(COOKIE.encode(), red, fmt)
             self.assertIn(b"REDACTED", red, fmt)
             self.assertIn(b"alice", red, fmt)
+            self.assertIn(b"TENANT789", red, fmt)
+        # more rules in the user's config file
+        conf = os.path.join(self.root, "config", "reel")
+        os.makedirs(conf, exist_ok=True)
+        with open(os.path.join(conf, "config.yaml"), "w") as f:
+            f.write("redact_headers: [x-tenant]\nredact_keys: [user]\n")
+        try:
+            red = self.export("--format", "har", "--redact", "~m POST").stdout
+        finally:
+            os.unlink(os.path.join(conf, "config.yaml"))
+        self.assertNotIn(b"TENANT789", red)
+        self.assertNotIn(b"alice", red)
+        self.assertNotIn(SECRET.encode(), red)
 
     def test_bad_usage(self):
         r = self.reel.cli("export", "exp", "--format", "xml", check=False)
