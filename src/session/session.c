@@ -434,17 +434,15 @@ static reel_rc salvage_range(reel_session_t *s, uint32_t n, uint64_t off, uint64
         if (!kept)
             reel_buf_reset(&frame);
         reel_buf_reset(&mark);
+        /* Short: a scan shows its first 150 characters as the reason. */
         if (info.bad_checksum)
-            reel_buf_printf(&mark,
-                            "checksum failed: its %zu records kept in the frame before, "
-                            "unverified (some bytes may be wrong); original in %s",
+            reel_buf_printf(&mark, "checksum failed: %zu records kept unverified in the frame "
+                                   "before; original in %s",
                             kept, rel);
         else
-            reel_buf_printf(&mark,
-                            "%s (%s): %zu records before it kept in the frame before, "
-                            "unverified; %s bytes in %s",
-                            tail ? "torn frame" : "damaged frame", reason, kept,
-                            tail ? "its" : "original", rel);
+            reel_buf_printf(&mark, "%s: %zu records kept unverified in the frame before; %s in %s",
+                            tail ? "torn" : "damaged", kept, tail ? "torn bytes" : "original",
+                            rel);
         if (tail || frame.len + REEL_SPOOL_SKIP_HDR <= range || kept == 0)
             break;
         /* In place it must fit the range with the mark's header: drop
@@ -2265,6 +2263,12 @@ static void verify_flows(verify_ctx *v, const uint32_t *segs, const uint64_t *sc
                         unreported - 20);
     sqlite3_finalize(st);
     st = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM flows WHERE damaged != 0", -1, &st, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        known = sqlite3_column_int64(st, 0); /* with those that have no records left */
+    sqlite3_finalize(st);
+    st = NULL;
     if (known == 0)
         goto out;
     /* Known damage: listed, not a failure. */
@@ -2348,11 +2352,32 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
                                 "skipped by repair)\n",
                                 segs[i], (unsigned long long)sc.bad_off,
                                 (unsigned long long)(next - sc.bad_off));
+            } else if (sc.skip_len) {
+                problem(&v, "segment %08u.zst: offset %llu: %s (not recorded in the index)",
+                        segs[i], (unsigned long long)sc.bad_off, sc.reason);
+                next = sc.bad_off + sc.skip_len;
             } else {
-                problem(&v, "segment %08u.zst: frame at offset %llu: %s", segs[i],
-                        (unsigned long long)sc.bad_off, sc.reason);
                 if (reel_spool_resync(fd, sc.bad_off + 1, &next, err) != REEL_OK)
                     next = sc.file_size;
+                /* What repair would keep of it. */
+                reel_buf_t comp, recs;
+                reel_buf_init(&comp, 0);
+                reel_buf_init(&recs, 0);
+                size_t want = next - sc.bad_off < REEL_SPOOL_FRAME_MAX
+                                  ? (size_t)(next - sc.bad_off)
+                                  : REEL_SPOOL_FRAME_MAX;
+                reel_spool_salvage_t si = {0};
+                reel_buf_reserve(&comp, want);
+                ssize_t got = pread(fd, comp.data, want, (off_t)sc.bad_off);
+                if (got > 0)
+                    reel_spool_salvage(comp.data, (size_t)got, &recs, &si);
+                problem(&v,
+                        "segment %08u.zst: frame at offset %llu: %s; %zu whole record%s before "
+                        "the damage can be salvaged (unverified), which 'reel repair' does",
+                        segs[i], (unsigned long long)sc.bad_off, sc.reason, si.records,
+                        si.records == 1 ? "" : "s");
+                reel_buf_free(&comp);
+                reel_buf_free(&recs);
             }
             sqlite3_reset(dmg);
             if (next <= sc.bad_off || next >= sc.file_size)
@@ -2442,8 +2467,8 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
     {
         sqlite3_stmt *c = NULL;
         if (reel_index_prepare(s->db,
-                               "SELECT id FROM flows WHERE NOT EXISTS (SELECT 1 FROM flow_frames "
-                               "ff WHERE ff.flow_id = flows.id) LIMIT 10",
+                               "SELECT id FROM flows WHERE damaged = 0 AND NOT EXISTS (SELECT 1 "
+                               "FROM flow_frames ff WHERE ff.flow_id = flows.id) LIMIT 10",
                                &c, err) == REEL_OK)
             while (sqlite3_step(c) == SQLITE_ROW)
                 problem(&v, "flow %lld has no records in the spool", sqlite3_column_int64(c, 0));

@@ -1,0 +1,556 @@
+/* Salvage tests (docs/format.md section 6): a torn or damaged frame keeps
+ * its whole records. Two sessions, one made by HAR import and one made the
+ * way the proxy records (interleaved flows, bodies, server connections),
+ * every flow tagged and annotated: the segment is cut at every byte of its
+ * last 3 frames (recovery on open) and a byte is flipped at every position
+ * of a middle frame (repair). Each time: no tag or annotation is lost, the
+ * flows that disappear (their rows kept only for their user data) are at
+ * most those whose records were actually cut, and every flow whose start
+ * record survived is still read from the spool. "Actually cut" is judged
+ * by libzstd itself: the records whose bytes a plain streaming decode of
+ * the damaged frame does not give. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <zstd.h>
+
+#include "unit/testutil.h"
+
+#include "base/mem.h"
+#include "flow.pb-c.h"
+#include "session/har.h"
+#include "session/index.h"
+#include "session/recorder.h"
+#include "session/session.h"
+#include "session/spool.h"
+#include "session/store.h"
+
+static reel_session_t *open_s(const char *home, int flags) {
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_session_t *s = NULL;
+    if (reel_session_open(home, "s", flags, &s, &err) != REEL_OK)
+        fail_msg("open %s: %s", home, reel_err_str(&err));
+    return s;
+}
+
+static __attribute__((format(printf, 2, 3))) long long q1(reel_session_t *s, const char *fmt,
+                                                         ...) {
+    char sql[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    sqlite3_stmt *st = NULL;
+    long long v = -1;
+    if (sqlite3_prepare_v2(reel_session_db(s), sql, -1, &st, NULL) != SQLITE_OK)
+        fail_msg("%s: %s", sql, sqlite3_errmsg(reel_session_db(s)));
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static void exec(reel_session_t *s, const char *sql) {
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (reel_index_exec(reel_session_db(s), sql, &err) != REEL_OK)
+        fail_msg("%s: %s", sql, reel_err_str(&err));
+}
+
+static reel_recorder_t *recorder(reel_session_t *s) {
+    reel_recorder_opts_t o;
+    reel_recorder_opts_default(&o);
+    o.capture = REEL_CAPTURE_LOSSLESS;
+    o.fsync = REEL_FSYNC_NEVER;
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_recorder_t *r = NULL;
+    if (reel_recorder_open(s, &o, &r, &err) != REEL_OK)
+        fail_msg("recorder: %s", reel_err_str(&err));
+    return r;
+}
+
+static void flush(reel_recorder_t *r) {
+    reel_err_t err;
+    reel_err_clear(&err);
+    assert_int_equal(reel_recorder_flush(r, &err), REEL_OK);
+}
+
+/* Every flow gets a tag and an annotation; a few are marked. */
+static void user_data(const char *home) {
+    reel_session_t *s = open_s(home, 0);
+    exec(s, "BEGIN IMMEDIATE; INSERT INTO tags(flow_id, tag) SELECT id, 't' || id FROM flows; "
+            "INSERT INTO annotations(flow_id, created_us, text) SELECT id, 1, 'note ' || id "
+            "FROM flows; INSERT INTO marks(flow_id, created_us) SELECT id, 1 FROM flows WHERE "
+            "id % 3 = 0; UPDATE flows SET marked = 1 WHERE id % 3 = 0; COMMIT");
+    reel_session_close(s);
+}
+
+/* A session made by import: three imports of 3 entries, a frame each. */
+static void make_import(const char *home) {
+    char *har = reel_asprintf("%s/in.har", home);
+    FILE *f = fopen(har, "w");
+    assert_non_null(f);
+    fputs("{\"log\":{\"version\":\"1.2\",\"creator\":{\"name\":\"t\",\"version\":\"1\"},"
+          "\"entries\":[",
+          f);
+    for (int i = 0; i < 3; i++)
+        fprintf(f,
+                "%s{\"startedDateTime\":\"2024-01-01T00:00:0%d.000Z\",\"time\":1,"
+                "\"request\":{\"method\":\"POST\",\"url\":\"http://example.com/p%d\","
+                "\"httpVersion\":\"HTTP/1.1\",\"headers\":[{\"name\":\"Host\",\"value\":"
+                "\"example.com\"}],\"queryString\":[],\"cookies\":[],\"headersSize\":-1,"
+                "\"bodySize\":9,\"postData\":{\"mimeType\":\"text/plain\",\"text\":\"q=%d&x=yz\"}},"
+                "\"response\":{\"status\":200,\"statusText\":\"OK\",\"httpVersion\":\"HTTP/1.1\","
+                "\"headers\":[{\"name\":\"Content-Type\",\"value\":\"text/plain\"}],\"cookies\":[],"
+                "\"content\":{\"size\":24,\"mimeType\":\"text/plain\",\"text\":\"response body "
+                "number %04d\"},\"redirectURL\":\"\",\"headersSize\":-1,\"bodySize\":24},"
+                "\"cache\":{},\"timings\":{\"send\":0,\"wait\":1,\"receive\":0}}",
+                i ? "," : "", i, i, i, i * 7919);
+    fputs("]}}", f);
+    fclose(f);
+    reel_session_t *s = open_s(home, REEL_OPEN_CREATE | REEL_OPEN_RECORD);
+    reel_recorder_t *r = recorder(s);
+    reel_err_t err;
+    reel_err_clear(&err);
+    for (int k = 0; k < 3; k++) {
+        if (reel_har_import(r, har, NULL, &err) != REEL_OK)
+            fail_msg("import: %s", reel_err_str(&err));
+        flush(r);
+    }
+    assert_int_equal(reel_recorder_close(r, &err), REEL_OK);
+    reel_session_close(s);
+    unlink(har);
+    free(har);
+    user_data(home);
+}
+
+/* A session made as the proxy makes one: flows overlap, bodies come in
+ * pieces, frames end wherever the writer happened to be. */
+static void make_proxy(const char *home) {
+    reel_session_t *s = open_s(home, REEL_OPEN_CREATE | REEL_OPEN_RECORD);
+    reel_recorder_t *r = recorder(s);
+    reel_rflow_t *open[3] = {NULL, NULL, NULL};
+    char buf[300];
+    for (int step = 0; step < 12; step++) {
+        int k = step % 3;
+        if (open[k] == NULL) {
+            open[k] = reel_recorder_flow_start(r, NULL);
+            snprintf(buf, sizeof buf, "/item/%d", step);
+            reel_request_head_t rq = {.method = "GET", .scheme = "https", .host = "api.example",
+                                      .port = 443, .target = buf, .http_version = "HTTP/1.1"};
+            reel_recorder_request_head(open[k], &rq);
+            reel_response_head_t rs = {.status = 200, .reason = "OK",
+                                       .http_version = "HTTP/1.1"};
+            reel_recorder_response_head(open[k], &rs);
+        }
+        for (size_t i = 0; i < sizeof buf; i++)
+            buf[i] = (char)('a' + (i * 7 + (size_t)step * 13) % 26);
+        reel_recorder_response_body(open[k], buf, 120 + (size_t)step * 10);
+        if (step % 2 == 1) {
+            reel_recorder_flow_end(open[k], NULL, 0, 0, 0);
+            open[k] = NULL;
+        }
+        if (step % 3 == 2)
+            flush(r);
+    }
+    for (int k = 0; k < 3; k++)
+        if (open[k])
+            reel_recorder_flow_end(open[k], NULL, 0, 0, 0);
+    reel_err_t err;
+    reel_err_clear(&err);
+    assert_int_equal(reel_recorder_close(r, &err), REEL_OK);
+    reel_session_close(s);
+    user_data(home);
+}
+
+/* ---- copies of a session ---- */
+
+static void copy_file(const char *from, const char *to) {
+    int in = open(from, O_RDONLY), out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(in >= 0 && out >= 0);
+    char buf[65536];
+    ssize_t n;
+    while ((n = read(in, buf, sizeof buf)) > 0)
+        assert_int_equal(write(out, buf, (size_t)n), n);
+    close(in);
+    close(out);
+}
+
+static void copy_dir(const char *from, const char *to) {
+    mkdir(to, 0700);
+    DIR *d = opendir(from);
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' || strcmp(e->d_name, "recovered") == 0)
+            continue;
+        char *a = reel_asprintf("%s/%s", from, e->d_name), *b = reel_asprintf("%s/%s", to,
+                                                                              e->d_name);
+        struct stat st;
+        assert_int_equal(stat(a, &st), 0);
+        if (S_ISDIR(st.st_mode))
+            copy_dir(a, b);
+        else
+            copy_file(a, b);
+        free(a);
+        free(b);
+    }
+    closedir(d);
+}
+
+/* ---- what the pristine session holds ---- */
+
+typedef struct {
+    uint64_t off, clen;
+} frame_t;
+
+typedef struct {
+    char *dir;               /* <home>/s of the pristine session */
+    frame_t frames[64];
+    size_t nframes;
+    uint8_t *seg;            /* the pristine segment */
+    size_t seg_len;
+    long long nflows, ntags, nnotes, nmarks;
+} pristine_t;
+
+static void load(pristine_t *p, const char *home) {
+    memset(p, 0, sizeof *p);
+    p->dir = reel_asprintf("%s/s", home);
+    reel_session_t *s = open_s(home, 0);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(reel_session_db(s),
+                                        "SELECT offset, clen FROM frames WHERE segment = 1 "
+                                        "ORDER BY offset",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    while (sqlite3_step(st) == SQLITE_ROW && p->nframes < 64)
+        p->frames[p->nframes++] = (frame_t){(uint64_t)sqlite3_column_int64(st, 0),
+                                            (uint64_t)sqlite3_column_int64(st, 1)};
+    sqlite3_finalize(st);
+    p->nflows = q1(s, "SELECT count(*) FROM flows");
+    p->ntags = q1(s, "SELECT count(*) FROM tags");
+    p->nnotes = q1(s, "SELECT count(*) FROM annotations");
+    p->nmarks = q1(s, "SELECT count(*) FROM marks");
+    reel_session_close(s);
+    assert_true(p->nframes >= 3);
+    char *seg = reel_asprintf("%s/spool/00000001.zst", p->dir);
+    int fd = open(seg, O_RDONLY);
+    struct stat sb;
+    assert_int_equal(fstat(fd, &sb), 0);
+    p->seg_len = (size_t)sb.st_size;
+    p->seg = reel_malloc(p->seg_len);
+    assert_int_equal(pread(fd, p->seg, p->seg_len, 0), (ssize_t)p->seg_len);
+    close(fd);
+    free(seg);
+    /* Every frame ends at a frame: the segment is exactly its frames. */
+    frame_t *l = &p->frames[p->nframes - 1];
+    assert_int_equal(l->off + l->clen, p->seg_len);
+}
+
+/* The records of the frame at f, decoded by plain libzstd streaming from
+ * the bytes `in` (the frame as it is now, n bytes of it): sets cut[id] for
+ * every flow with a record not wholly in what it decodes, and starts[id]
+ * for every flow whose start record is wholly there. */
+static void judge_frame(const pristine_t *p, const frame_t *f, const uint8_t *in, size_t n,
+                        uint8_t *cut, uint8_t *starts, size_t maxid) {
+    reel_buf_t full;
+    reel_buf_init(&full, 0);
+    assert_int_equal(reel_spool_frame_decode(p->seg + f->off, f->clen, &full, NULL), REEL_OK);
+    uint8_t *part = reel_malloc(full.len + 1);
+    ZSTD_DCtx *d = ZSTD_createDCtx();
+    ZSTD_inBuffer ib = {in, n, 0};
+    ZSTD_outBuffer ob = {part, full.len, 0};
+    while (ib.pos < ib.size) {
+        size_t before = ib.pos, bo = ob.pos;
+        size_t r = ZSTD_decompressStream(d, &ob, &ib);
+        if (ZSTD_isError(r) || r == 0 || (ib.pos == before && ob.pos == bo))
+            break;
+    }
+    ZSTD_freeDCtx(d);
+    /* Bytes decoded that differ from the original are cut from there. */
+    size_t good = 0;
+    while (good < ob.pos && part[good] == full.data[good])
+        good++;
+    size_t pos = 0, rl = 0;
+    const uint8_t *rec = NULL;
+    while (reel_spool_block_next(full.data, full.len, &pos, &rec, &rl) == REEL_OK) {
+        reel_spool_peek_t pk;
+        assert_true(reel_spool_peek_record(rec, rl, &pk));
+        assert_true(pk.flow_id <= maxid);
+        if (pos > good)
+            cut[pk.flow_id] = 1;
+        else if (pk.event == 10)
+            starts[pk.flow_id] = 1;
+    }
+    free(part);
+    reel_buf_free(&full);
+}
+
+/* Checks a damaged copy after recovery or repair against the pristine
+ * session; cut/starts as judge_frame left them. */
+static void check(const pristine_t *p, reel_session_t *s, const uint8_t *cut,
+                  const uint8_t *starts, const char *what) {
+    long long ncut = 0;
+    for (long long id = 1; id <= p->nflows; id++)
+        ncut += cut[id];
+    assert_int_equal(q1(s, "SELECT count(*) FROM tags"), p->ntags);
+    assert_int_equal(q1(s, "SELECT count(*) FROM annotations"), p->nnotes);
+    assert_int_equal(q1(s, "SELECT count(*) FROM marks"), p->nmarks);
+    /* No tag or note points at a flow the index no longer lists. */
+    assert_int_equal(q1(s, "SELECT count(*) FROM tags WHERE flow_id NOT IN (SELECT id FROM "
+                           "flows)"),
+                     0);
+    long long lost = q1(s, "SELECT count(*) FROM flows f WHERE NOT EXISTS (SELECT 1 FROM "
+                           "flow_frames ff WHERE ff.flow_id = f.id)");
+    if (lost > ncut)
+        fail_msg("%s: %lld flows lost, only %lld had records cut", what, lost, ncut);
+    for (long long id = 1; id <= p->nflows; id++) {
+        if (starts[id] || !cut[id]) {
+            if (q1(s, "SELECT count(*) FROM flow_frames WHERE flow_id = %lld", id) == 0)
+                fail_msg("%s: flow %lld lost, though its start record is whole", what, id);
+            if (q1(s, "SELECT uuid != '' FROM flows WHERE id = %lld", id) != 1)
+                fail_msg("%s: flow %lld lost its start record", what, id);
+        }
+        /* A flow that lost records and is not marked damaged must be one
+         * cut off by the end (open: it has no end record, interrupted). */
+        if (cut[id] && q1(s, "SELECT damaged = 0 AND state NOT IN ('interrupted', 'open') "
+                             "FROM flows WHERE id = %lld",
+                          id) == 1)
+            fail_msg("%s: flow %lld lost records but is neither damaged nor interrupted", what,
+                     id);
+    }
+}
+
+static void set_bytes(const char *seg, const uint8_t *data, size_t len) {
+    int fd = open(seg, O_WRONLY | O_TRUNC);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, data, len), (ssize_t)len);
+    close(fd);
+}
+
+/* Cuts the segment at every byte of the last 3 frames; recovery on open. */
+static void tail_cuts(const char *home, const char *what) {
+    pristine_t p;
+    load(&p, home);
+    char *work = reel_asprintf("%s/w", home);
+    char *wdir = reel_asprintf("%s/s", work);
+    char *seg = reel_asprintf("%s/spool/00000001.zst", wdir);
+    mkdir(work, 0700);
+    copy_dir(p.dir, wdir);
+    size_t maxid = (size_t)p.nflows + 1;
+    uint8_t *cut = reel_calloc(maxid + 1, 1), *starts = reel_calloc(maxid + 1, 1);
+    unsigned runs = 0;
+    long long damaged_total = 0;
+    for (size_t fi = p.nframes - 3; fi < p.nframes; fi++) {
+        const frame_t *f = &p.frames[fi];
+        for (uint64_t at = f->off; at < f->off + f->clen; at++) {
+            /* Back to the pristine session, then the cut. */
+            reel_test_rm_rf(wdir);
+            copy_dir(p.dir, wdir);
+            set_bytes(seg, p.seg, (size_t)at);
+            memset(cut, 0, maxid + 1);
+            memset(starts, 0, maxid + 1);
+            for (size_t k = fi + 1; k < p.nframes; k++)
+                judge_frame(&p, &p.frames[k], p.seg, 0, cut, starts, maxid);
+            judge_frame(&p, f, p.seg + f->off, (size_t)(at - f->off), cut, starts, maxid);
+            for (size_t k = 0; k < fi; k++)
+                judge_frame(&p, &p.frames[k], p.seg + p.frames[k].off, p.frames[k].clen, cut,
+                            starts, maxid);
+            reel_session_t *s = open_s(work, 0);
+            char label[120];
+            snprintf(label, sizeof label, "%s: cut at byte %llu (frame %zu)", what,
+                     (unsigned long long)at, fi);
+            check(&p, s, cut, starts, label);
+            damaged_total += q1(s, "SELECT count(*) FROM flows WHERE damaged != 0");
+            reel_session_close(s);
+            runs++;
+            if (runs % 8 != 1)
+                continue;
+            /* Opening again changes nothing (the mark is known damage). */
+            s = open_s(work, 0);
+            check(&p, s, cut, starts, label);
+            char *rep = NULL;
+            if (reel_session_verify(s, &rep, NULL) != REEL_OK)
+                fail_msg("%s: verify after recovery:\n%s", label, rep);
+            free(rep);
+            reel_session_close(s);
+        }
+    }
+    print_message("%s: %u tail cuts, %lld damaged flows in all\n", what, runs, damaged_total);
+    assert_true(damaged_total > 0);
+    free(cut);
+    free(starts);
+    free(seg);
+    free(wdir);
+    reel_test_rm_rf(work);
+    free(work);
+    free(p.seg);
+    free(p.dir);
+}
+
+/* Flips a byte at every position of the middle frame; repair. */
+static void flips(const char *home, const char *what) {
+    pristine_t p;
+    load(&p, home);
+    char *work = reel_asprintf("%s/w", home);
+    char *wdir = reel_asprintf("%s/s", work);
+    char *seg = reel_asprintf("%s/spool/00000001.zst", wdir);
+    mkdir(work, 0700);
+    size_t maxid = (size_t)p.nflows + 1;
+    uint8_t *cut = reel_calloc(maxid + 1, 1), *starts = reel_calloc(maxid + 1, 1);
+    uint8_t *bytes = reel_malloc(p.seg_len);
+    const frame_t *f = &p.frames[p.nframes / 2];
+    unsigned runs = 0, salvaged = 0;
+    for (uint64_t at = f->off; at < f->off + f->clen; at++) {
+        reel_test_rm_rf(wdir);
+        copy_dir(p.dir, wdir);
+        memcpy(bytes, p.seg, p.seg_len);
+        bytes[at] ^= 0x5a;
+        set_bytes(seg, bytes, p.seg_len);
+        memset(cut, 0, maxid + 1);
+        memset(starts, 0, maxid + 1);
+        for (size_t k = 0; k < p.nframes; k++)
+            judge_frame(&p, &p.frames[k], bytes + p.frames[k].off, p.frames[k].clen, cut, starts,
+                        maxid);
+        reel_session_t *s = open_s(work, 0);
+        char *rep = NULL;
+        reel_err_t err;
+        reel_err_clear(&err);
+        if (reel_session_repair(s, &rep, &err) != REEL_OK)
+            fail_msg("%s: repair after a flip at %llu: %s", what, (unsigned long long)at,
+                     reel_err_str(&err));
+        if (strstr(rep, "whole record"))
+            salvaged++;
+        free(rep);
+        char label[120];
+        snprintf(label, sizeof label, "%s: byte %llu flipped", what, (unsigned long long)at);
+        check(&p, s, cut, starts, label);
+        if (runs % 4 == 0 && reel_session_verify(s, &rep, NULL) != REEL_OK)
+            fail_msg("%s: verify after repair:\n%s", label, rep);
+        if (runs % 4 == 0)
+            free(rep);
+        reel_session_close(s);
+        runs++;
+    }
+    print_message("%s: %u flipped bytes, %u salvaged frames\n", what, runs, salvaged);
+    assert_true(salvaged > 0);
+    free(bytes);
+    free(cut);
+    free(starts);
+    free(seg);
+    free(wdir);
+    reel_test_rm_rf(work);
+    free(work);
+    free(p.seg);
+    free(p.dir);
+}
+
+static void test_import_tail_cuts(void **state) {
+    (void)state;
+    char *home = reel_test_tmpdir("salvage");
+    make_import(home);
+    tail_cuts(home, "import");
+    reel_test_rm_rf(home);
+    free(home);
+}
+
+static void test_proxy_tail_cuts(void **state) {
+    (void)state;
+    char *home = reel_test_tmpdir("salvage");
+    make_proxy(home);
+    tail_cuts(home, "proxy");
+    reel_test_rm_rf(home);
+    free(home);
+}
+
+static void test_import_flips(void **state) {
+    (void)state;
+    char *home = reel_test_tmpdir("salvage");
+    make_import(home);
+    flips(home, "import");
+    reel_test_rm_rf(home);
+    free(home);
+}
+
+static void test_proxy_flips(void **state) {
+    (void)state;
+    char *home = reel_test_tmpdir("salvage");
+    make_proxy(home);
+    flips(home, "proxy");
+    reel_test_rm_rf(home);
+    free(home);
+}
+
+/* The salvage primitive: a frame written in pieces gives back its whole
+ * records up to a cut, and nothing past them. */
+static void test_salvage_prefix(void **state) {
+    (void)state;
+    reel_buf_t block, frame, out;
+    reel_buf_init(&block, 0);
+    reel_buf_init(&frame, 0);
+    reel_buf_init(&out, 0);
+    for (unsigned i = 1; i <= 200; i++) {
+        Reel__Record r = REEL__RECORD__INIT;
+        Reel__BodyChunk b = REEL__BODY_CHUNK__INIT;
+        uint8_t data[100];
+        for (size_t k = 0; k < sizeof data; k++)
+            data[k] = (uint8_t)(i * 31 + k * 7);
+        b.data.data = data;
+        b.data.len = sizeof data;
+        r.flow_id = i;
+        r.event_case = REEL__RECORD__EVENT_RESPONSE_BODY;
+        r.response_body = &b;
+        uint8_t enc[256];
+        size_t n = reel__record__pack(&r, enc);
+        assert_int_equal(reel_spool_block_append(&block, enc, n), REEL_OK);
+    }
+    reel_spool_enc_t *e = reel_spool_enc_new(3);
+    assert_int_equal(reel_spool_enc_frame(e, block.data, block.len, &frame, NULL), REEL_OK);
+    reel_spool_enc_free(e);
+    reel_spool_salvage_t si;
+    /* Whole: everything, verified. */
+    assert_int_equal(reel_spool_salvage(frame.data, frame.len, &out, &si), REEL_OK);
+    assert_int_equal(si.records, 200);
+    assert_true(si.complete);
+    /* Cut before the checksum: all but the last zstd block's records. */
+    size_t prev = 200;
+    for (size_t cutb = frame.len - 4; cutb > frame.len / 2; cutb -= 97) {
+        assert_int_equal(reel_spool_salvage(frame.data, cutb, &out, &si), REEL_OK);
+        assert_false(si.complete);
+        assert_true(si.records <= prev);
+        prev = si.records;
+        assert_int_equal(memcmp(out.data, block.data, out.len), 0);
+        /* 2 KiB flushes: at most that and a record lost per cut, as content. */
+        assert_true(block.len - out.len <= (frame.len - cutb) * 64 + REEL_SPOOL_FLUSH + 256);
+    }
+    if (prev < 50 || prev >= 200)
+        fail_msg("%zu records kept from the first half of a %zu-byte frame", prev, frame.len);
+    reel_buf_free(&block);
+    reel_buf_free(&frame);
+    reel_buf_free(&out);
+}
+
+int main(void) {
+    /* Thousands of recoveries, each syncing what it rewrites: on tmpfs. */
+    struct stat st;
+    if (stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && access("/dev/shm", W_OK) == 0)
+        setenv("REEL_TEST_TMP", "/dev/shm/reel-unit", 1);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_salvage_prefix),  cmocka_unit_test(test_import_tail_cuts),
+        cmocka_unit_test(test_proxy_tail_cuts), cmocka_unit_test(test_import_flips),
+        cmocka_unit_test(test_proxy_flips),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
