@@ -1,0 +1,504 @@
+/* Client connections: accepting, reading (TLS pump, dispatch by state),
+ * closing and lingering, the per-connection deadline timer, and the
+ * per-client connection count. Part of the proxy; see core/conn.h. */
+
+#include "core/conn.h"
+
+static bool tls_pump(peer_t *pe);
+static void conn_free(conn_t *c);
+static void on_close_timer(uv_handle_t *h);
+static bool upstream_owes(const conn_t *c);
+static void upstream_timed_out(conn_t *c);
+static uint64_t earlier(uint64_t a, uint64_t b);
+static uint64_t conn_deadline(conn_t *c);
+static void on_conn_timer(uv_timer_t *t);
+static struct client_count **client_slot(reel_proxy_t *p, const char *ip);
+static bool client_admit(conn_t *c);
+static void client_release(conn_t *c);
+static void refuse_over_limit(conn_t *c);
+
+/* ---- reading ---- */
+
+/* Runs the TLS layer of a peer: handshake, decrypt into pe->in. Returns
+ * false if the peer failed. */
+static bool tls_pump(peer_t *pe) {
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (!reel_tls_handshake_done(pe->tls)) {
+        reel_rc rc = reel_tls_handshake(pe->tls, &err);
+        reel__tls_flush(pe);
+        if (rc == REEL_NEED_MORE)
+            return true;
+        if (rc != REEL_OK) {
+            conn_t *c = pe->c;
+            if (pe->role == P_UPSTREAM) {
+                reel__upstream_failed(pe, reel_err_str(&err));
+            } else {
+                /* The client refused our certificate (or spoke garbage):
+                 * record it, since it usually means the CA is not trusted. */
+                char *why = reel_asprintf("TLS handshake with the client failed (is reel's CA "
+                                          "trusted?): %s",
+                                          reel_err_str(&err));
+                reel__tunnel_flow(c, c->tunnel_host ? c->tunnel_host : "", c->tunnel_port);
+                reel__finish_tflow(c, why);
+                free(why);
+                c->resp_head_sent = true;
+                reel__fail_exchange(c, 0, "client TLS handshake failed");
+            }
+            return false;
+        }
+        if (pe->role == P_UPSTREAM) {
+            pe->t_ready = reel__now_us();
+            reel__upstream_ready(pe);
+        } else {
+            reel__peer_flush_pend(pe);
+        }
+    }
+    for (;;) {
+        uint8_t buf[16384];
+        size_t n = 0;
+        reel_rc rc = reel_tls_read_plain(pe->tls, buf, sizeof buf, &n, &err);
+        reel__tls_flush(pe);
+        if (rc == REEL_NEED_MORE)
+            break;
+        if (rc != REEL_OK) {
+            pe->eof = true;
+            break;
+        }
+        if (n == 0) {
+            pe->eof = true;
+            break;
+        }
+        reel_buf_append(&pe->in, buf, n);
+    }
+    return true;
+}
+
+void reel__upstream_ready(peer_t *up) {
+    reel__peer_flush_pend(up);
+    conn_t *c = up->c;
+    reel__record_server_conn(c);
+    if (c->state == C_RAW && c->tunnel_reply) {
+        static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+        c->tunnel_reply = false;
+        c->resp_head_sent = true;
+        reel__peer_write(&c->client, ok, sizeof ok - 1);
+    }
+    if (c->state == C_RAW)
+        reel__tunnel_forward(c);
+}
+
+void reel__conn_process(conn_t *c) {
+    peer_t *cl = &c->client;
+    if (cl->tls && !tls_pump(cl))
+        return;
+    switch (c->state) {
+    case C_SNIFF:
+        reel__sniff_process(c);
+        break;
+    case C_HEAD:
+    case C_REQ_BODY:
+        reel__req_process(c);
+        break;
+    case C_RAW:
+        reel__tunnel_forward(c);
+        break;
+    default:
+        break;
+    }
+    if (c->state == C_DONE || cl->closing)
+        return;
+    if (cl->eof && cl->in.len == 0) {
+        if (c->state == C_HEAD && c->flow == NULL) {
+            reel__conn_close(c);
+        } else if (c->state == C_REQ_BODY) {
+            reel__finish_flow(c, "client closed the connection during the request");
+            reel__conn_close(c);
+        } else if (c->state == C_SNIFF) {
+            reel__conn_close(c);
+        } else if (c->state == C_WAIT_RESP) {
+            /* Let the response finish (the client may have half-closed). */
+            c->client_close = true;
+        }
+    }
+}
+
+void reel__on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+    peer_t *pe = s->data;
+    conn_t *c = pe->c;
+    if (nread == 0)
+        return;
+    reel__conn_touch(c);
+    pe->progress = c->last_activity;
+    if (c->state == C_LINGER) {
+        /* dropped unread; the client's close ends the connection */
+        if (nread < 0)
+            reel__conn_close(c);
+        return;
+    }
+    if (nread < 0) {
+        reel__peer_read_stop(pe);
+        if (nread != UV_EOF && pe->role == P_CLIENT && c->flow) {
+            char *why = reel_asprintf("client connection error: %s", uv_strerror((int)nread));
+            reel__finish_flow(c, why);
+            free(why);
+        }
+        pe->eof = true;
+        if (pe->tls)
+            reel_tls_feed_eof(pe->tls);
+    } else if (pe->tls) {
+        size_t off = 0;
+        while (off < (size_t)nread) {
+            size_t n = 0;
+            reel_tls_feed_cipher(pe->tls, (const uint8_t *)buf->base + off, (size_t)nread - off,
+                                 &n);
+            off += n;
+            if (!tls_pump(pe))
+                return;
+            if (n == 0)
+                break; /* cannot happen: tls_pump drained the TLS input */
+        }
+    } else {
+        reel_buf_append(&pe->in, buf->base, (size_t)nread);
+    }
+    if (pe->tls && nread < 0 && !tls_pump(pe))
+        return;
+    if (pe->role == P_CLIENT) {
+        reel__conn_process(c);
+    } else if (c->state == C_RAW) {
+        reel__tunnel_forward(c);
+    } else {
+        reel__resp_process(c);
+    }
+    if (!pe->closing && c->up == pe)
+        reel__peer_update_reading(pe);
+    else if (pe->role == P_CLIENT && !pe->closing && c->state != C_DONE)
+        reel__peer_update_reading(pe);
+    reel__conn_arm(c);
+}
+
+/* ---- connection lifecycle ---- */
+
+static void conn_free(conn_t *c) {
+    reel_proxy_t *p = c->p;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        p->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    client_release(c);
+    reel__ws_free(c);
+    reel_h1_free(c->reqp);
+    reel_h1_free(c->resp);
+    reel_buf_free(&c->retry_head);
+    free(c->tunnel_host);
+    free(c->tunnel_sni);
+    free(c);
+    p->stats.active_connections--;
+    if (p->shutting_down && p->conns == NULL)
+        reel__shutdown_finish(p);
+}
+
+void reel__conn_unref(conn_t *c) {
+    if (--c->handles == 0)
+        conn_free(c);
+}
+
+static void on_close_timer(uv_handle_t *h) {
+    reel__conn_unref(h->data);
+}
+
+/* The client's answer is out: close, or, after an error answer, half-close
+ * and drop what the client still sends until it closes or goes quiet
+ * (LINGER_IDLE_MS, at most LINGER_TOTAL_MS). Closing at once with its
+ * bytes unread would make the kernel send a reset, which can destroy the
+ * answer before the client reads it. */
+void reel__conn_close_flushed(conn_t *c) {
+    peer_t *cl = &c->client;
+    if (!c->linger || cl->closing || !cl->tcp_open || cl->eof || c->p->shutting_down) {
+        reel__conn_close(c);
+        return;
+    }
+    c->linger = false;
+    uv_shutdown_t *sr = reel_malloc(sizeof *sr);
+    if (uv_shutdown(sr, (uv_stream_t *)&cl->tcp, reel__on_shutdown) != 0) {
+        free(sr);
+        reel__conn_close(c);
+        return;
+    }
+    c->state = C_LINGER;
+    c->linger_start = uv_now(c->p->loop);
+    reel__conn_touch(c);
+    reel_buf_reset(&cl->in);
+    cl->paused = false;
+    reel__peer_read_start(cl);
+    reel__conn_arm(c);
+}
+
+void reel__conn_close(conn_t *c) {
+    if (c->client.closing)
+        return;
+    reel__finish_flow(c, c->p->shutting_down ? "proxy shut down before the flow ended"
+                                             : "connection closed before the flow ended");
+    reel__finish_tflow(c, NULL);
+    c->state = C_DONE;
+    client_release(c); /* no longer counts against its client's limit */
+    reel__upstream_close(c);
+    c->client.closing = true;
+    uv_close((uv_handle_t *)&c->client.tcp, reel__on_close_peer);
+    if (c->timer_open) {
+        c->timer_open = false;
+        uv_close((uv_handle_t *)&c->timer, on_close_timer);
+    }
+}
+
+/* Whether the upstream is expected to make progress: it is connecting or
+ * handshaking, has bytes of ours to read, or owes (the rest of) a response.
+ * A request body the client is slow to send does not count. */
+static bool upstream_owes(const conn_t *c) {
+    const peer_t *up = c->up;
+    if (up == NULL || up->closing || (c->state != C_REQ_BODY && c->state != C_WAIT_RESP) ||
+        c->resp_done)
+        return false;
+    return !reel__peer_ready(up) || up->wpending > 0 || up->pend.len > 0 || c->req_done ||
+           c->resp_head_sent;
+}
+
+/* upstream_timeout expired: 504 while no response head was passed on,
+ * else the client connection is cut (its response cannot be completed). */
+static void upstream_timed_out(conn_t *c) {
+    peer_t *up = c->up;
+    unsigned secs = (unsigned)(c->p->upstream_timeout_ms / 1000);
+    char *why;
+    if (!up->connected)
+        why = reel_asprintf("cannot connect to %s:%d: no answer within %us (upstream_timeout)",
+                            up->host, up->port, secs);
+    else if (!reel__peer_ready(up))
+        why = reel_asprintf("TLS handshake with %s:%d not done within %us (upstream_timeout)",
+                            up->host, up->port, secs);
+    else if (!c->resp_head_sent && c->resp_head_started)
+        why = reel_asprintf("%s:%d stalled for %us in the middle of the response head "
+                            "(upstream_timeout)",
+                            up->host, up->port, secs);
+    else if (!c->resp_head_sent)
+        why = reel_asprintf("%s:%d sent no response for %us (upstream_timeout)", up->host, up->port,
+                            secs);
+    else
+        why = reel_asprintf("%s:%d stalled for %us in the middle of the response "
+                            "(upstream_timeout)",
+                            up->host, up->port, secs);
+    if (c->resp_head_sent) {
+        reel__finish_flow(c, why);
+        reel__conn_close(c);
+    } else {
+        reel__fail_exchange(c, 504, why);
+    }
+    free(why);
+}
+
+/* ---- deadlines ----
+ *
+ * Each connection has one one-shot timer armed for its earliest deadline
+ * (head, response head, upstream progress, sniffing, lingering, idle), so
+ * timeouts fire when due instead of on the next tick of a 1 s clock.
+ * Activity only moves deadlines later, so the timer is re-armed only when
+ * a new, earlier deadline appears (reel__conn_arm after each event) and when it
+ * fires. */
+
+static uint64_t earlier(uint64_t a, uint64_t b) {
+    return a < b ? a : b;
+}
+
+static uint64_t conn_deadline(conn_t *c) {
+    reel_proxy_t *p = c->p;
+    if (c->state == C_LINGER)
+        return earlier(c->linger_start + LINGER_TOTAL_MS, c->last_activity + LINGER_IDLE_MS);
+    /* a WebSocket may stay quiet for hours: no idle timeout */
+    uint64_t d = c->ws[0] ? UINT64_MAX : c->last_activity + p->idle_timeout_ms;
+    if (c->state == C_HEAD && c->head_started)
+        d = earlier(d, c->head_started + p->head_timeout_ms);
+    if (upstream_owes(c))
+        d = earlier(d, c->up->progress + p->upstream_timeout_ms);
+    if ((c->state == C_REQ_BODY || c->state == C_WAIT_RESP) && !c->resp_head_sent &&
+        c->resp_head_started)
+        d = earlier(d, c->resp_head_started + p->head_timeout_ms);
+    if (c->state == C_SNIFF)
+        d = earlier(d, c->sniff_started + SNIFF_WAIT_MS);
+    return d;
+}
+
+/* Arms the timer for the connection's earliest deadline if that is sooner
+ * than the one it is armed for (or if force: it just fired). */
+void reel__conn_arm_at(conn_t *c, bool force) {
+    if (!c->timer_open || c->client.closing)
+        return;
+    uint64_t due = conn_deadline(c);
+    if (!force && c->timer_due && c->timer_due <= due)
+        return;
+    uint64_t now = uv_now(c->p->loop);
+    c->timer_due = due > now ? due : now + 1;
+    uv_timer_start(&c->timer, on_conn_timer, c->timer_due - now, 0);
+}
+
+void reel__conn_arm(conn_t *c) {
+    reel__conn_arm_at(c, false);
+}
+
+static void on_conn_timer(uv_timer_t *t) {
+    conn_t *c = t->data;
+    reel_proxy_t *p = c->p;
+    uint64_t now = uv_now(p->loop);
+    c->timer_due = 0;
+    if (c->state == C_LINGER) {
+        if (now >= c->linger_start + LINGER_TOTAL_MS || now >= c->last_activity + LINGER_IDLE_MS) {
+            reel__conn_close(c);
+            return;
+        }
+        reel__conn_arm_at(c, true);
+        return;
+    }
+    if (c->state == C_HEAD && c->head_started && now - c->head_started >= p->head_timeout_ms) {
+        reel__record_rejected(c);
+        reel__fail_exchange(c, 408, "request head not received in time (head_timeout)");
+        return;
+    }
+    /* A stalled upstream first: when a head stalls, both timeouts may have
+     * expired at this tick and "sent nothing for N s" says more. */
+    if (upstream_owes(c)) {
+        peer_t *up = c->up;
+        if (up->paused) {
+            up->progress = now; /* not its fault: the client is not reading */
+        } else if (now - up->progress >= p->upstream_timeout_ms) {
+            upstream_timed_out(c);
+            return;
+        }
+    }
+    if ((c->state == C_REQ_BODY || c->state == C_WAIT_RESP) && !c->resp_head_sent &&
+        c->resp_head_started && now - c->resp_head_started >= p->head_timeout_ms) {
+        reel__fail_exchange(c, 504, "response head not received in time (head_timeout)");
+        return;
+    }
+    if (c->state == C_SNIFF && now - c->sniff_started >= SNIFF_WAIT_MS) {
+        /* The client is silent: maybe a server-speaks-first protocol. */
+        reel__begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false, true);
+        reel__conn_arm(c);
+        return;
+    }
+    if (c->ws[0] == NULL && now - c->last_activity >= p->idle_timeout_ms) {
+        reel__finish_flow(c, "idle timeout");
+        reel__conn_close(c);
+        return;
+    }
+    reel__conn_arm_at(c, true);
+}
+
+/* ---- per-client connection counts ---- */
+
+static struct client_count **client_slot(reel_proxy_t *p, const char *ip) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (const char *q = ip; *q; q++)
+        h = (h ^ (unsigned char)*q) * 1099511628211ull;
+    struct client_count **pp = &p->clients[h % p->nclient_buckets];
+    while (*pp && strcmp((*pp)->ip, ip) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+/* Counts a new connection from c's client address; false when that would
+ * go over max_client_conns (then it is not counted). */
+static bool client_admit(conn_t *c) {
+    reel_proxy_t *p = c->p;
+    if (p->clients == NULL) {
+        p->nclient_buckets = 1024;
+        p->clients = reel_calloc(p->nclient_buckets, sizeof *p->clients);
+    }
+    struct client_count **pp = client_slot(p, c->client_ip);
+    if (*pp && p->max_client_conns && (*pp)->n >= p->max_client_conns)
+        return false;
+    if (*pp == NULL) {
+        *pp = reel_calloc(1, sizeof **pp);
+        snprintf((*pp)->ip, sizeof(*pp)->ip, "%s", c->client_ip);
+    }
+    (*pp)->n++;
+    c->counted = true;
+    return true;
+}
+
+static void client_release(conn_t *c) {
+    if (!c->counted)
+        return;
+    c->counted = false;
+    struct client_count **pp = client_slot(c->p, c->client_ip);
+    if (*pp && --(*pp)->n == 0) {
+        struct client_count *e = *pp;
+        *pp = e->next;
+        free(e);
+    }
+}
+
+/* Over the per-client limit: answered 429 at once (the request is not
+ * read: the point is to spend nothing on it), recorded, then lingering. */
+static void refuse_over_limit(conn_t *c) {
+    reel__record_refused(c, NULL, "http", NULL, 0, "");
+    char *why = reel_asprintf("too many connections from %s (max_client_conns %u)", c->client_ip,
+                              c->p->max_client_conns);
+    reel__fail_exchange(c, 429, why);
+    free(why);
+}
+
+void reel__on_connection(uv_stream_t *server, int status) {
+    reel_proxy_t *p = server->data;
+    if (status < 0)
+        return;
+    conn_t *c = reel_calloc(1, sizeof *c);
+    c->p = p;
+    c->client.c = c;
+    c->client.role = P_CLIENT;
+    reel_buf_init(&c->client.in, 0);
+    reel_buf_init(&c->client.pend, 0);
+    reel_buf_init(&c->client.cipher, 0);
+    reel_buf_init(&c->retry_head, 0);
+    uv_tcp_init(p->loop, &c->client.tcp);
+    c->client.tcp.data = &c->client;
+    c->handles = 1;
+    if (uv_accept(server, (uv_stream_t *)&c->client.tcp) != 0) {
+        c->client.closing = true;
+        c->next = p->conns;
+        if (p->conns)
+            p->conns->prev = c;
+        p->conns = c;
+        p->stats.active_connections++;
+        uv_close((uv_handle_t *)&c->client.tcp, reel__on_close_peer);
+        return;
+    }
+    c->client.tcp_open = c->client.connected = true;
+    uv_tcp_nodelay(&c->client.tcp, 1);
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getpeername(&c->client.tcp, (struct sockaddr *)&ss, &len) == 0) {
+        reel__addr_string((struct sockaddr *)&ss, c->client_addr, sizeof c->client_addr);
+        if (ss.ss_family == AF_INET6)
+            uv_ip6_name((struct sockaddr_in6 *)&ss, c->client_ip, sizeof c->client_ip);
+        else if (ss.ss_family == AF_INET)
+            uv_ip4_name((struct sockaddr_in *)&ss, c->client_ip, sizeof c->client_ip);
+    }
+    reel_h1_limits_t lim = {.max_head_size = p->max_head_size};
+    c->reqp = reel_h1_new(REEL_H1_REQUEST, &lim);
+    c->resp = reel_h1_new(REEL_H1_RESPONSE, NULL);
+    c->next = p->conns;
+    if (p->conns)
+        p->conns->prev = c;
+    p->conns = c;
+    p->stats.connections++;
+    p->stats.active_connections++;
+    uv_timer_init(p->loop, &c->timer);
+    c->timer.data = c;
+    c->timer_open = true;
+    c->handles++;
+    reel__conn_touch(c);
+    reel__conn_arm(c);
+    reel__peer_read_start(&c->client);
+    if (!client_admit(c))
+        refuse_over_limit(c);
+}

@@ -1,0 +1,234 @@
+/* The proxy's internals, shared by its files (proxy.c, conn.c, peer.c,
+ * exchange.c, tunnel.c) and by nothing else: the connection, its two
+ * peers and the proxy object, and the reel__ functions one file calls in
+ * another. The design these implement is described at the top of proxy.c
+ * and in docs/architecture.md. */
+#ifndef REEL_CORE_CONN_H
+#define REEL_CORE_CONN_H
+
+#include "core/proxy.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "base/mem.h"
+#include "core/ca.h"
+#include "core/capture.h"
+#include "core/http1.h"
+#include "core/sniff.h"
+#include "core/tls.h"
+#include "core/ws.h"
+
+#define READ_SIZE 65536
+#define HIGH_WATER (1u << 20)
+#define LOW_WATER (256u << 10)
+#define CLIENT_IN_MAX (4u << 20) /* pipelined bytes held while a response runs */
+#define SNIFF_WAIT_MS 3000
+#define LINGER_TOTAL_MS 30000 /* nginx's lingering_time */
+#define LINGER_IDLE_MS 5000   /* nginx's lingering_timeout */
+
+typedef struct conn conn_t;
+
+typedef enum { P_CLIENT, P_UPSTREAM } peer_role;
+
+typedef struct peer {
+    conn_t *c;
+    peer_role role;
+    uv_tcp_t tcp;
+    bool tcp_open, connected, closing, reading, eof, paused;
+    reel_tls_t *tls;   /* NULL: plaintext */
+    reel_buf_t in;     /* plaintext received, not yet consumed */
+    reel_buf_t pend;   /* plaintext waiting for connect/handshake */
+    reel_buf_t cipher; /* scratch for TLS output */
+    size_t wpending;   /* bytes handed to uv_write, not yet written */
+    bool close_when_flushed;
+    uint64_t progress; /* when a byte was last read or written (upstream_timeout) */
+    /* upstream only */
+    char *host; /* origin host (for reuse checks and SNI) */
+    char *sni;  /* host to verify/send as SNI, if different */
+    int port;
+    bool https;
+    char addr[64]; /* "ip:port" once connected */
+    uv_getaddrinfo_t gai;
+    struct addrinfo *ai, *ai_next;
+    uv_connect_t connect_req;
+    char *error; /* why the upstream failed, for the 502 */
+    /* when each phase of setting it up ended (wall clock, µs; 0: not yet) */
+    int64_t t_dns0, t_dns1, t_connected, t_ready;
+    bool timings_used; /* a flow has been given its dns/connect/ssl times */
+    uint64_t id;       /* proxy-local number, for ServerConn records */
+    int flows;         /* flows sent on it so far */
+} peer_t;
+
+typedef enum {
+    C_HEAD,      /* waiting for a request head */
+    C_REQ_BODY,  /* forwarding a request body */
+    C_WAIT_RESP, /* request done; response running */
+    C_SNIFF,     /* after CONNECT 200: looking at the first bytes */
+    C_RAW,       /* raw tunnel */
+    C_DONE,      /* closing */
+    C_LINGER,    /* error answered and sent: our side half-closed, the
+                    client's bytes read and dropped until it closes (RFC
+                    9112 9.6), so that a client still sending gets the
+                    answer instead of a reset */
+} conn_state;
+
+struct conn {
+    reel_proxy_t *p;
+    conn_t *prev, *next;
+    peer_t client;
+    peer_t *up;
+    conn_state state;
+    reel_h1_t *reqp, *resp;
+    uv_timer_t timer; /* one-shot, armed for the earliest deadline */
+    bool timer_open;
+    uint64_t timer_due; /* loop time the timer fires at, 0: not armed */
+    bool linger;        /* linger once the error answer is flushed */
+    uint64_t linger_start;
+    char client_ip[48]; /* for the per-client connection count */
+    bool counted;       /* counted in the proxy's per-client table */
+    int handles;        /* open uv handles owned by this conn (client tcp, timer) */
+    uint64_t last_activity;
+    uint64_t head_started;      /* when the first byte of the current head arrived, 0 if none */
+    uint64_t resp_head_started; /* the same for the response head */
+    char client_addr[64];
+    /* Inside a CONNECT tunnel: the origin every request goes to. */
+    bool in_tunnel, tunnel_tls;
+    char *tunnel_host;
+    int tunnel_port;
+    char *tunnel_sni;
+    uint64_t sniff_started;
+    /* The current exchange. */
+    reel_capture_flow_t *flow;
+    bool resp_head_sent, req_done, resp_done;
+    bool client_close; /* close the client after this exchange */
+    bool upgrade;      /* request asked for an Upgrade */
+    bool ws_requested; /* ... to WebSocket */
+    /* After a 101 to WebSocket: a codec per direction (0: frames from the
+     * client, 1: from the server); NULL otherwise. The flow stays c->flow:
+     * the handshake is its request and response, the messages follow. */
+    reel_ws_t *ws[2];
+    reel_ws_deflate_t ws_deflate; /* what the server's 101 accepted */
+    bool ws_ok;                   /* the 101 switched to WebSocket with extensions reel reads */
+    bool draining;                /* proxy shutting down: close after this exchange */
+    int64_t req_end_us;
+    int64_t head_us;       /* when the current request head was read (flow start) */
+    int64_t resp_first_us; /* first byte of its response, 0: none yet */
+    bool flow_upstream;    /* the current flow was sent to c->up */
+    bool conn_recorded;    /* its ServerConn record is written */
+    /* Raw tunnel flow (NULL for an ignored host: relayed, not recorded). */
+    reel_capture_flow_t *tflow;
+    bool tunnel_reply; /* answer the CONNECT with 200 once the upstream is connected */
+    /* The head of a request that may be sent again on a new upstream
+     * connection if a reused one closes before answering (empty: may not). */
+    reel_buf_t retry_head;
+    bool retry_is_head, retried;
+};
+
+/* Open connections from one client address (a hash table in the proxy). */
+struct client_count {
+    struct client_count *next;
+    uint32_t n;
+    char ip[48];
+};
+
+struct reel_proxy {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    bool listening;
+    int port;
+    reel_recorder_t *rec;
+    reel_ca_t *ca;
+    reel_tls_ctx_t *server_ctx, *client_ctx;
+    conn_t *conns;
+    reel_proxy_stats_t stats;
+    /* configuration */
+    pcre2_code **ignore;
+    size_t nignore;
+    bool verify_upstream;
+    char *proxyauth_b64; /* expected Basic credentials, NULL when not required */
+    uint64_t idle_timeout_ms, head_timeout_ms, upstream_timeout_ms;
+    size_t max_head_size;
+    uint32_t max_client_conns;     /* per client address; 0: no limit */
+    uint64_t upstream_ids;         /* upstream connections opened so far */
+    struct client_count **clients; /* open connections per client address */
+    size_t nclient_buckets;
+    /* shutdown */
+    bool shutting_down;
+    uv_timer_t grace;
+    /* The proxy's own handles (listener, grace timer) being closed: done
+     * is called only once their close callbacks have run, so that the
+     * caller may free the proxy then (it used to be freed while libuv
+     * still had the grace timer's close to run: a use-after-free). */
+    int closing_handles;
+    bool grace_closing;
+    void (*done)(void *);
+    void *done_ctx;
+    uint8_t readbuf[READ_SIZE];
+};
+
+/* ---- peer.c ---- */
+void reel__tls_flush(peer_t *pe);
+bool reel__peer_ready(const peer_t *pe);
+void reel__peer_write(peer_t *pe, const void *data, size_t len);
+void reel__peer_flush_pend(peer_t *pe);
+size_t reel__peer_queued(const peer_t *pe);
+void reel__peer_read_start(peer_t *pe);
+void reel__peer_read_stop(peer_t *pe);
+peer_t *reel__peer_other(peer_t *pe);
+void reel__peer_update_reading(peer_t *pe);
+void reel__on_close_peer(uv_handle_t *h);
+void reel__upstream_close(conn_t *c);
+void reel__upstream_failed(peer_t *up, const char *why);
+bool reel__upstream_for(conn_t *c, bool https, const char *host, int port, const char *sni);
+
+/* ---- exchange.c ---- */
+int64_t reel__now_us(void);
+void reel__conn_touch(conn_t *c);
+void reel__addr_string(const struct sockaddr *sa, char *out, size_t n);
+bool reel__host_ignored(reel_proxy_t *p, const char *host, int port);
+void reel__finish_flow(conn_t *c, const char *error);
+void reel__record_server_conn(conn_t *c);
+void reel__finish_tflow(conn_t *c, const char *error);
+void reel__fail_exchange(conn_t *c, int status, const char *reason);
+void reel__record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme, const char *host,
+                          int port, const char *target);
+void reel__record_rejected(conn_t *c);
+void reel__req_process(conn_t *c);
+void reel__resp_process(conn_t *c);
+
+/* ---- tunnel.c ---- */
+void reel__on_shutdown(uv_shutdown_t *req, int status);
+void reel__ws_free(conn_t *c);
+void reel__tunnel_forward(conn_t *c);
+void reel__tunnel_flow(conn_t *c, const char *host, int port);
+void reel__begin_raw_tunnel(conn_t *c, const char *host, int port, bool reply_200, bool record);
+void reel__start_upgraded_tunnel(conn_t *c);
+void reel__sniff_process(conn_t *c);
+
+/* ---- conn.c ---- */
+void reel__upstream_ready(peer_t *up);
+void reel__conn_process(conn_t *c);
+void reel__on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+void reel__conn_unref(conn_t *c);
+void reel__conn_close_flushed(conn_t *c);
+void reel__conn_close(conn_t *c);
+void reel__conn_arm_at(conn_t *c, bool force);
+void reel__conn_arm(conn_t *c);
+void reel__on_connection(uv_stream_t *server, int status);
+
+/* ---- proxy.c ---- */
+void reel__shutdown_finish(reel_proxy_t *p);
+
+#endif

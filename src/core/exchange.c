@@ -1,0 +1,851 @@
+/* HTTP/1 exchanges: request heads rewritten for the origin, bodies passed
+ * on as received, responses back, upstream reuse and the retry after a
+ * keep-alive race, answers reel makes itself, and the flow record of each
+ * exchange (through core/capture.h). Part of the proxy; see core/conn.h. */
+
+#include "core/conn.h"
+
+static int split_authority(const char *a, size_t n, char **host, int *port, int def_port);
+static int split_absolute(const char *t, size_t n, bool *https, char **host, int *port,
+                          char **path);
+static void request_msg(const reel_h1_head_t *h, const char *scheme, const char *host, int port,
+                        const char *path, char ver[16], reel_msg_head_t *m);
+static int64_t span_us(int64_t from, int64_t to);
+static void exchange_timings(conn_t *c, peer_t *up, int64_t end_us, reel_capture_timings_t *t);
+static const char *status_text(int status);
+static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,
+                       const char *target);
+static bool check_auth(conn_t *c, const reel_h1_head_t *h);
+static void write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, const char *target,
+                       bool keep_upgrade, bool add_close);
+static bool has_token(const reel_h1_head_t *h, const char *field, const char *token);
+static bool retryable_method(const char *m);
+static void handle_connect(conn_t *c, const reel_h1_head_t *h);
+static void request_head(conn_t *c, const reel_h1_head_t *h);
+static void exchange_done(conn_t *c, bool upstream_reusable);
+static void maybe_finish(conn_t *c);
+static void resp_head(conn_t *c, const reel_h1_head_t *h);
+static void retry_on_new_upstream(conn_t *c);
+
+/* ---- small helpers ---- */
+
+/* Wall clock in µs, the clock the recorder stamps records with. */
+int64_t reel__now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void reel__conn_touch(conn_t *c) {
+    c->last_activity = uv_now(c->p->loop);
+}
+
+void reel__addr_string(const struct sockaddr *sa, char *out, size_t n) {
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+        uv_ip4_name(s4, ip, sizeof ip);
+        port = ntohs(s4->sin_port);
+        snprintf(out, n, "%s:%d", ip, port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+        uv_ip6_name(s6, ip, sizeof ip);
+        port = ntohs(s6->sin6_port);
+        snprintf(out, n, "[%s]:%d", ip, port);
+    } else {
+        snprintf(out, n, "?");
+    }
+}
+
+/* Splits "host:port" / "[v6]:port" (authority form). */
+static int split_authority(const char *a, size_t n, char **host, int *port, int def_port) {
+    const char *end = a + n, *h = a, *he, *colon = NULL;
+    if (n && a[0] == '[') {
+        const char *close = memchr(a, ']', n);
+        if (close == NULL)
+            return -1;
+        h = a + 1;
+        he = close;
+        if (close + 1 < end) {
+            if (close[1] != ':')
+                return -1;
+            colon = close + 1;
+        }
+    } else {
+        colon = NULL;
+        for (const char *q = a; q < end; q++)
+            if (*q == ':')
+                colon = q;
+        he = colon ? colon : end;
+    }
+    if (he == h)
+        return -1;
+    for (const char *q = h; q < he; q++)
+        if ((unsigned char)*q <= 0x20 || *q == '/' || *q == '@' || *q == '?' || *q == '#')
+            return -1;
+    int pt = def_port;
+    if (colon) {
+        if (colon + 1 == end || end - colon > 6)
+            return -1;
+        pt = 0;
+        for (const char *q = colon + 1; q < end; q++) {
+            if (*q < '0' || *q > '9')
+                return -1;
+            pt = pt * 10 + (*q - '0');
+        }
+        if (pt < 1 || pt > 65535)
+            return -1;
+    }
+    *host = reel_strndup(h, (size_t)(he - h));
+    *port = pt;
+    return 0;
+}
+
+/* Absolute-form "http://host[:port]/path" -> parts; path defaults to "/". */
+static int split_absolute(const char *t, size_t n, bool *https, char **host, int *port,
+                          char **path) {
+    size_t skip;
+    if (n >= 7 && strncasecmp(t, "http://", 7) == 0) {
+        *https = false;
+        skip = 7;
+    } else if (n >= 8 && strncasecmp(t, "https://", 8) == 0) {
+        *https = true;
+        skip = 8;
+    } else {
+        return -1;
+    }
+    const char *a = t + skip, *end = t + n, *slash = a;
+    while (slash < end && *slash != '/' && *slash != '?')
+        slash++;
+    const char *at = memchr(a, '@', (size_t)(slash - a));
+    if (at)
+        return -1; /* userinfo in a proxy request: refuse rather than guess */
+    if (split_authority(a, (size_t)(slash - a), host, port, *https ? 443 : 80) != 0)
+        return -1;
+    if (slash == end)
+        *path = reel_strdup("/");
+    else if (*slash == '?')
+        *path = reel_asprintf("/%.*s", (int)(end - slash), slash);
+    else
+        *path = reel_strndup(slash, (size_t)(end - slash));
+    return 0;
+}
+
+bool reel__host_ignored(reel_proxy_t *p, const char *host, int port) {
+    if (p->nignore == 0)
+        return false;
+    char *hp = reel_asprintf("%s:%d", host, port);
+    bool hit = false;
+    pcre2_match_data *md = NULL;
+    for (size_t i = 0; i < p->nignore && !hit; i++) {
+        md = pcre2_match_data_create_from_pattern(p->ignore[i], NULL);
+        hit = pcre2_match(p->ignore[i], (PCRE2_SPTR)hp, strlen(hp), 0, 0, md, NULL) >= 0;
+        pcre2_match_data_free(md);
+    }
+    free(hp);
+    return hit;
+}
+
+/* A request head in neutral terms (ver: room for "HTTP/x.y"). */
+static void request_msg(const reel_h1_head_t *h, const char *scheme, const char *host, int port,
+                        const char *path, char ver[16], reel_msg_head_t *m) {
+    snprintf(ver, 16, "HTTP/%d.%d", h ? h->version_major : 1, h ? h->version_minor : 1);
+    *m = (reel_msg_head_t){.method = h && h->method ? h->method : "",
+                           .scheme = scheme,
+                           .host = host ? host : "",
+                           .port = (uint32_t)(port > 0 ? port : 0),
+                           .path = path ? path : (h && h->target ? h->target : ""),
+                           .version = ver,
+                           .fields = h ? h->headers : NULL,
+                           .nfields = h ? h->nheaders : 0};
+}
+
+/* ---- ending flows ---- */
+
+static int64_t span_us(int64_t from, int64_t to) {
+    return from && to ? (to >= from ? to - from : 0) : -1;
+}
+
+/* The phases of the current exchange, HAR style (-1: did not happen or not
+ * known). dns, connect and ssl go to the first flow on a new upstream
+ * connection only; a flow on a reused connection has none. */
+static void exchange_timings(conn_t *c, peer_t *up, int64_t end_us, reel_capture_timings_t *t) {
+    *t = (reel_capture_timings_t){-1, -1, -1, -1, -1, -1, -1};
+    int64_t ready = c->head_us;
+    if (up && !up->timings_used && up->t_dns0) {
+        up->timings_used = true;
+        t->blocked_us = span_us(c->head_us, up->t_dns0);
+        t->dns_us = span_us(up->t_dns0, up->t_dns1);
+        t->connect_us = span_us(up->t_dns1, up->t_connected);
+        if (up->https)
+            t->ssl_us = span_us(up->t_connected, up->t_ready);
+    }
+    if (up && up->t_ready > ready)
+        ready = up->t_ready;
+    if (up && up->t_ready == 0)
+        ready = 0; /* never got as far as sending */
+    if (ready && c->req_end_us) {
+        t->send_us = span_us(ready, c->req_end_us > ready ? c->req_end_us : ready);
+        if (c->resp_first_us)
+            t->wait_us = span_us(c->req_end_us > ready ? c->req_end_us : ready, c->resp_first_us);
+    }
+    if (c->resp_first_us)
+        t->receive_us = span_us(c->resp_first_us, end_us);
+}
+
+/* Ends c->flow (error NULL: normally) with its timings, request end, first
+ * response byte and the server address. */
+void reel__finish_flow(conn_t *c, const char *error) {
+    if (c->flow == NULL)
+        return;
+    peer_t *up = c->flow_upstream ? c->up : NULL;
+    int64_t now = reel__now_us();
+    reel_capture_timings_t t;
+    exchange_timings(c, up, now, &t);
+    reel_capture_end_t e = {.error = error,
+                            .timings = &t,
+                            .time_us = now,
+                            .request_end_us = c->req_end_us,
+                            .response_start_us = c->resp_first_us,
+                            .server_addr = up && up->connected ? up->addr : NULL};
+    reel_capture_finish(c->flow, &e);
+    c->flow = NULL;
+    if (error)
+        c->p->stats.errors++;
+}
+
+/* The ServerConn record of the current flow, once its upstream is ready
+ * (connected, TLS done): address, SNI, ALPN, TLS version and cipher, and
+ * whether the connection was reused or the request retried on it. */
+void reel__record_server_conn(conn_t *c) {
+    peer_t *up = c->up;
+    if (c->flow == NULL || !c->flow_upstream || c->conn_recorded || up == NULL || !up->connected ||
+        (up->tls && !reel_tls_handshake_done(up->tls)))
+        return;
+    c->conn_recorded = true;
+    reel_capture_conn_t sc = {.conn_id = up->id,
+                              .address = up->addr,
+                              .sni = up->tls ? (up->sni ? up->sni : up->host) : NULL,
+                              .alpn = up->tls ? reel_tls_alpn(up->tls) : NULL,
+                              .tls_version = up->tls ? reel_tls_version(up->tls) : NULL,
+                              .cipher = up->tls ? reel_tls_cipher(up->tls) : NULL,
+                              .reused = up->flows > 0,
+                              .retried = c->retried};
+    up->flows++;
+    reel_capture_server_conn(c->flow, &sc);
+}
+
+/* The same for the raw tunnel flow. */
+void reel__finish_tflow(conn_t *c, const char *error) {
+    if (c->tflow == NULL)
+        return;
+    peer_t *up = c->up;
+    reel_capture_timings_t t = {-1, -1, -1, -1, -1, -1, -1};
+    if (up && up->t_dns0) {
+        t.dns_us = span_us(up->t_dns0, up->t_dns1);
+        t.connect_us = span_us(up->t_dns1, up->t_connected);
+    }
+    reel_capture_end_t e = {
+        .error = error, .timings = &t, .server_addr = up && up->connected ? up->addr : NULL};
+    reel_capture_finish(c->tflow, &e);
+    c->tflow = NULL;
+}
+
+/* ---- responses made by the proxy ---- */
+
+static const char *status_text(int status) {
+    switch (status) {
+    case 400:
+        return "Bad Request";
+    case 407:
+        return "Proxy Authentication Required";
+    case 408:
+        return "Request Timeout";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Error";
+    }
+}
+
+/* Answers the client with an error and closes it. The flow (the caller
+ * starts one if the request never got that far) records the response reel
+ * sent, marked as generated, and ends with the error. */
+void reel__fail_exchange(conn_t *c, int status, const char *reason) {
+    if (!c->resp_head_sent && status > 0 && !c->client.closing) {
+        char *body = reel_asprintf("reel: %s\n", reason);
+        char clen[24];
+        snprintf(clen, sizeof clen, "%zu", strlen(body));
+        reel_field_t hs[4] = {
+            {"Content-Type", 12, "text/plain; charset=utf-8", 25},
+            {"Content-Length", 14, clen, strlen(clen)},
+            {"Connection", 10, "close", 5},
+            {"Proxy-Authenticate", 18, "Basic realm=\"reel\"", 18},
+        };
+        size_t nh = status == 407 ? 4 : 3;
+        reel_buf_t msg;
+        reel_buf_init(&msg, 0);
+        reel_buf_printf(&msg, "HTTP/1.1 %d %s\r\n", status, status_text(status));
+        for (size_t i = 0; i < nh; i++)
+            reel_buf_printf(&msg, "%s: %s\r\n", hs[i].name, hs[i].value);
+        reel_buf_printf(&msg, "\r\n%s", body);
+        reel__peer_write(&c->client, msg.data, msg.len);
+        reel_buf_free(&msg);
+        c->resp_head_sent = true;
+        if (c->flow) {
+            int64_t now = reel__now_us();
+            if (c->resp_first_us == 0)
+                c->resp_first_us = now;
+            reel_msg_head_t rs = {.status = (uint32_t)status,
+                                  .reason = status_text(status),
+                                  .version = "HTTP/1.1",
+                                  .fields = hs,
+                                  .nfields = nh};
+            reel_capture_response(c->flow, &rs, true, now);
+            reel_capture_body(c->flow, true, body, strlen(body));
+        }
+        free(body);
+    }
+    reel__finish_flow(c, reason);
+    c->state = C_DONE;
+    c->linger = c->resp_head_sent && status > 0;
+    reel__upstream_close(c);
+    c->client.close_when_flushed = true;
+    if (c->client.wpending == 0 && c->client.pend.len == 0)
+        reel__conn_close_flushed(c);
+    else
+        reel__peer_read_stop(&c->client);
+}
+
+/* Records a flow for a request refused before it was forwarded. */
+void reel__record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme, const char *host,
+                          int port, const char *target) {
+    c->flow = reel_capture_start(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr, NULL);
+    c->p->stats.flows++;
+    c->head_us = reel__now_us();
+    c->req_end_us = c->resp_first_us = 0;
+    c->flow_upstream = false;
+    char ver[16];
+    reel_msg_head_t m;
+    request_msg(h, scheme, host, port, target, ver, &m);
+    reel_capture_request(c->flow, &m);
+}
+
+/* Records a flow for a request that failed before its head was complete
+ * (a 400 or 431 from the parser, a head timeout), with what the parser
+ * had of it: method, target (maybe cut short) and the fields read so far. */
+void reel__record_rejected(conn_t *c) {
+    reel_h1_head_t ph;
+    if (!reel_h1_partial_head(c->reqp, &ph)) {
+        reel__record_refused(c, NULL, c->in_tunnel && c->tunnel_tls ? "https" : "http",
+                             c->in_tunnel ? c->tunnel_host : NULL,
+                             c->in_tunnel ? c->tunnel_port : 0, "");
+        return;
+    }
+    char *method = reel_strndup(ph.method ? ph.method : "", ph.method_len);
+    char *target = reel_strndup(ph.target ? ph.target : "", ph.target_len);
+    bool https = c->in_tunnel && c->tunnel_tls;
+    char *host = c->in_tunnel && c->tunnel_host ? reel_strdup(c->tunnel_host) : NULL;
+    char *path = NULL;
+    int port = c->in_tunnel ? c->tunnel_port : 0;
+    if (!c->in_tunnel) {
+        char *h2 = NULL;
+        bool s2 = false;
+        int p2 = 0;
+        if (split_absolute(target, strlen(target), &s2, &h2, &p2, &path) == 0) {
+            https = s2;
+            host = h2;
+            port = p2;
+        }
+    }
+    reel_h1_head_t h = ph;
+    h.method = method;
+    h.target = target;
+    reel__record_refused(c, &h, https ? "https" : "http", host, port, path ? path : target);
+    free(method);
+    free(target);
+    free(host);
+    free(path);
+}
+
+/* ---- recording helpers ---- */
+
+static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,
+                       const char *target) {
+    c->flow = reel_capture_start(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr,
+                                 c->up && c->up->connected ? c->up->addr : NULL);
+    c->p->stats.flows++;
+    c->req_end_us = c->resp_first_us = 0;
+    c->flow_upstream = true;
+    c->conn_recorded = false;
+    char ver[16];
+    reel_msg_head_t m;
+    request_msg(h, https ? "https" : "http", host, port, target, ver, &m);
+    reel_capture_request(c->flow, &m);
+}
+
+/* ---- request side ---- */
+
+static bool check_auth(conn_t *c, const reel_h1_head_t *h) {
+    if (c->p->proxyauth_b64 == NULL)
+        return true;
+    const reel_h1_header_t *a = reel_h1_find_header(h->headers, h->nheaders, "proxy-authorization");
+    if (a == NULL || a->value_len < 6 || strncasecmp(a->value, "basic ", 6) != 0)
+        return false;
+    const char *v = a->value + 6;
+    while (*v == ' ')
+        v++;
+    return strcmp(v, c->p->proxyauth_b64) == 0;
+}
+
+/* Serializes h for the next hop with hop-by-hop fields removed (keeping
+ * the framing fields, since the body is forwarded as received). */
+static void write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, const char *target,
+                       bool keep_upgrade, bool add_close) {
+    size_t n = h->nheaders;
+    reel_h1_header_t *hs = reel_malloc((n + 1) * sizeof *hs);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const reel_h1_header_t *f = &h->headers[i];
+        bool framing = (f->name_len == 17 && strncasecmp(f->name, "transfer-encoding", 17) == 0) ||
+                       (f->name_len == 7 && strncasecmp(f->name, "trailer", 7) == 0);
+        bool upgrade =
+            keep_upgrade && ((f->name_len == 7 && strncasecmp(f->name, "upgrade", 7) == 0) ||
+                             (f->name_len == 10 && strncasecmp(f->name, "connection", 10) == 0));
+        if (!framing && !upgrade &&
+            reel_h1_is_hop_by_hop_in(f->name, f->name_len, h->headers, h->nheaders))
+            continue;
+        hs[k++] = *f;
+    }
+    if (add_close)
+        hs[k++] = (reel_h1_header_t){"Connection", 10, "close", 5};
+    reel_h1_head_t o = *h;
+    o.headers = hs;
+    o.nheaders = k;
+    if (request) {
+        o.target = target;
+        o.target_len = strlen(target);
+        reel_h1_write_request_head(out, &o);
+    } else {
+        reel_h1_write_response_head(out, &o);
+    }
+    free(hs);
+}
+
+/* Whether a comma-separated field (any of its lines) holds token. */
+static bool has_token(const reel_h1_head_t *h, const char *field, const char *token) {
+    size_t tl = strlen(token);
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const reel_h1_header_t *f = &h->headers[i];
+        if (strlen(field) != f->name_len || strncasecmp(f->name, field, f->name_len) != 0)
+            continue;
+        const char *v = f->value, *end = f->value + f->value_len;
+        while (v < end) {
+            while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
+                v++;
+            const char *e = v;
+            while (e < end && *e != ',')
+                e++;
+            const char *t = e;
+            while (t > v && (t[-1] == ' ' || t[-1] == '\t'))
+                t--;
+            if ((size_t)(t - v) == tl && strncasecmp(v, token, tl) == 0)
+                return true;
+            v = e;
+        }
+    }
+    return false;
+}
+
+/* Idempotent methods (RFC 9110 9.2.2). */
+static bool retryable_method(const char *m) {
+    static const char *const ok[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        if (strcmp(m, ok[i]) == 0)
+            return true;
+    return false;
+}
+
+static void handle_connect(conn_t *c, const reel_h1_head_t *h) {
+    char *host = NULL;
+    int port = 0;
+    if (split_authority(h->target, h->target_len, &host, &port, -1) != 0 || port < 0) {
+        reel__record_refused(c, h, "http", NULL, 0, NULL);
+        reel__fail_exchange(c, 400, "CONNECT target must be host:port");
+        free(host);
+        return;
+    }
+    if (!check_auth(c, h)) {
+        reel__record_refused(c, h, "https", host, port, "");
+        reel__fail_exchange(c, 407, "proxy authentication required");
+        free(host);
+        return;
+    }
+    free(c->tunnel_host);
+    c->tunnel_host = host;
+    c->tunnel_port = port;
+    c->in_tunnel = true;
+    if (reel__host_ignored(c->p, host, port)) {
+        /* relayed untouched and not recorded (counted in the stats) */
+        c->p->stats.ignored++;
+        reel__begin_raw_tunnel(c, host, port, true, false);
+        return;
+    }
+    static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+    reel__peer_write(&c->client, ok, sizeof ok - 1);
+    c->resp_head_sent = true; /* the CONNECT's answer */
+    c->state = C_SNIFF;
+    c->sniff_started = uv_now(c->p->loop);
+    /* Bytes after the CONNECT head belong to the tunnel. */
+    reel_h1_free(c->reqp);
+    c->reqp = reel_h1_new(REEL_H1_REQUEST, NULL);
+}
+
+static void request_head(conn_t *c, const reel_h1_head_t *h) {
+    c->head_us = reel__now_us();
+    c->head_started = c->resp_head_started = 0;
+    c->resp_head_sent = c->req_done = c->resp_done = false;
+    c->client_close = !h->keep_alive;
+    c->upgrade = h->upgrade && !h->is_connect;
+    c->ws_requested = c->upgrade && has_token(h, "upgrade", "websocket");
+    c->ws_ok = false;
+    if (h->is_connect) {
+        if (c->in_tunnel) {
+            reel__record_refused(c, h, "https", c->tunnel_host, c->tunnel_port, NULL);
+            reel__fail_exchange(c, 400, "CONNECT inside a CONNECT tunnel");
+            return;
+        }
+        handle_connect(c, h);
+        return;
+    }
+    bool https;
+    char *host = NULL, *path = NULL;
+    int port;
+    if (h->target_form == REEL_H1_TARGET_ABSOLUTE) {
+        if (split_absolute(h->target, h->target_len, &https, &host, &port, &path) != 0) {
+            reel__record_refused(c, h, "http", NULL, 0, NULL);
+            reel__fail_exchange(c, 400, "cannot parse the absolute URL of the request");
+            return;
+        }
+    } else if (c->in_tunnel && h->target_form == REEL_H1_TARGET_ORIGIN) {
+        https = c->tunnel_tls;
+        host = reel_strdup(c->tunnel_host);
+        port = c->tunnel_port;
+        path = reel_strndup(h->target, h->target_len);
+    } else {
+        reel__record_refused(c, h, "http", NULL, 0, NULL);
+        reel__fail_exchange(c, 400,
+                            "this is a proxy: the request target must be an absolute URL "
+                            "(http://host/path) or the request must come through CONNECT");
+        return;
+    }
+    if (!c->in_tunnel && !check_auth(c, h)) {
+        reel__record_refused(c, h, https ? "https" : "http", host, port, path);
+        reel__fail_exchange(c, 407, "proxy authentication required");
+        free(host);
+        free(path);
+        return;
+    }
+    /* An absolute "https://" URL sent in the clear goes to the origin
+     * over TLS, like any https request. */
+    bool reused = reel__upstream_for(c, https, host, port, c->in_tunnel ? c->tunnel_sni : NULL);
+    c->retried = false;
+    start_flow(c, h, https, host, port, path);
+    reel__record_server_conn(c); /* now if reused, else once connected */
+    reel_h1_expect_response(c->resp, h->is_head, false);
+    reel_buf_t out;
+    reel_buf_init(&out, 0);
+    write_head(&out, h, true, path, c->upgrade, false);
+    reel__peer_write(c->up, out.data, out.len);
+    /* A reused connection may be closed by the origin just as the request
+     * goes out (an idle keep-alive timeout, nginx freeing connections):
+     * then a request without a body and with an idempotent method is sent
+     * once more on a new connection, as RFC 9112 9.3.1 allows. */
+    reel_buf_reset(&c->retry_head);
+    c->retry_is_head = h->is_head;
+    if (reused && !c->upgrade && retryable_method(h->method) &&
+        (h->framing == REEL_H1_BODY_NONE ||
+         (h->framing == REEL_H1_BODY_LENGTH && h->content_length == 0)))
+        reel_buf_append(&c->retry_head, out.data, out.len);
+    reel_buf_free(&out);
+    free(host);
+    free(path);
+    c->state = C_REQ_BODY;
+}
+
+/* Feeds the request parser from the client's input. */
+void reel__req_process(conn_t *c) {
+    peer_t *cl = &c->client;
+    while (c->state == C_HEAD || c->state == C_REQ_BODY) {
+        if (c->state == C_HEAD && c->draining && cl->in.len == 0) {
+            reel__conn_close(c);
+            return;
+        }
+        size_t consumed = 0;
+        reel_h1_event_t ev;
+        memset(&ev, 0, sizeof ev);
+        reel_rc rc = reel_h1_feed(c->reqp, cl->in.data, cl->in.len, &consumed, &ev);
+        if (rc == REEL_NEED_MORE) {
+            if (c->state == C_HEAD && cl->in.len && c->head_started == 0)
+                c->head_started = uv_now(c->p->loop);
+            /* Body framing the parser took without an event (a chunk-size
+             * line or CRLF cut by a read) is passed on like the data; head
+             * bytes are not, the head is re-serialized. */
+            if (c->state == C_REQ_BODY && c->up)
+                reel__peer_write(c->up, cl->in.data, consumed);
+            reel_buf_consume(&cl->in, consumed);
+            break;
+        }
+        if (rc != REEL_OK) {
+            if (c->flow == NULL)
+                reel__record_rejected(c);
+            reel__fail_exchange(c, ev.error_status ? ev.error_status : 400,
+                                ev.error_reason ? ev.error_reason : "malformed request");
+            return;
+        }
+        switch (ev.type) {
+        case REEL_H1_EV_HEAD:
+            /* The head's strings live in the parser, not in cl->in: drop
+             * the head bytes first, so that a tunnel started by this head
+             * (CONNECT) only ever sees what follows it. */
+            reel_buf_consume(&cl->in, consumed);
+            request_head(c, &ev.head);
+            if (c->state == C_SNIFF || c->state == C_RAW || c->state == C_DONE)
+                return;
+            break;
+        case REEL_H1_EV_BODY:
+            if (c->flow)
+                reel_capture_body(c->flow, false, ev.data, ev.len);
+            if (c->up)
+                reel__peer_write(c->up, cl->in.data, consumed);
+            reel_buf_consume(&cl->in, consumed);
+            break;
+        case REEL_H1_EV_END:
+            if (c->up)
+                reel__peer_write(c->up, cl->in.data, consumed);
+            reel_buf_consume(&cl->in, consumed);
+            c->req_done = true;
+            c->req_end_us = reel__now_us();
+            if (c->up)
+                c->up->progress = uv_now(c->p->loop); /* the response is due from now */
+            if (!c->upgrade)
+                c->state = C_WAIT_RESP;
+            if (c->resp_done) {
+                /* the response finished first (an early answer) */
+                maybe_finish(c);
+                return;
+            }
+            break;
+        case REEL_H1_EV_UPGRADE:
+            reel_buf_consume(&cl->in, consumed);
+            c->state = C_WAIT_RESP; /* the response decides */
+            return;
+        case REEL_H1_EV_TUNNEL:
+        case REEL_H1_EV_NONE:
+            reel_buf_consume(&cl->in, consumed);
+            break;
+        }
+        if (c->up)
+            reel__peer_update_reading(cl);
+    }
+}
+
+/* ---- response side ---- */
+
+static void exchange_done(conn_t *c, bool upstream_reusable) {
+    if (!upstream_reusable)
+        reel__upstream_close(c);
+    if (c->client_close || c->draining) {
+        c->state = C_DONE;
+        c->client.close_when_flushed = true;
+        if (c->client.wpending == 0 && c->client.pend.len == 0)
+            reel__conn_close(c);
+        return;
+    }
+    c->state = C_HEAD;
+    c->head_started = 0;
+    /* nothing of the next exchange has been answered: a bad next request
+     * must still get its 400 (or 408) */
+    c->resp_head_sent = false;
+    reel__conn_touch(c);
+}
+
+/* Ends the exchange once both the request and the response are complete:
+ * an origin may answer before it has read the whole request body (nginx
+ * does for a `return`), and the rest of the body still has to be passed on
+ * (and recorded) before the connection can carry the next request. */
+static void maybe_finish(conn_t *c) {
+    if (!c->req_done || !c->resp_done)
+        return;
+    reel__finish_flow(c, NULL);
+    peer_t *up = c->up;
+    exchange_done(c, up && !up->eof && up->in.len == 0);
+    if (c->state == C_HEAD && c->client.in.len)
+        reel__req_process(c);
+}
+
+static void resp_head(conn_t *c, const reel_h1_head_t *h) {
+    c->resp_head_started = 0;
+    if (h->interim) {
+        reel_buf_t out;
+        reel_buf_init(&out, 0);
+        write_head(&out, h, false, NULL, false, false);
+        reel__peer_write(&c->client, out.data, out.len);
+        reel_buf_free(&out);
+        return;
+    }
+    char ver[16];
+    snprintf(ver, sizeof ver, "HTTP/%d.%d", h->version_major, h->version_minor);
+    reel_msg_head_t rs = {.status = (uint32_t)h->status,
+                          .reason = h->reason ? h->reason : "",
+                          .version = ver,
+                          .fields = h->headers,
+                          .nfields = h->nheaders};
+    if (c->flow)
+        reel_capture_response(c->flow, &rs, false, 0);
+    if (h->status == 101 && c->ws_requested && has_token(h, "upgrade", "websocket")) {
+        /* Sec-WebSocket-Extensions lines joined as one list */
+        reel_buf_t ext;
+        reel_buf_init(&ext, 0);
+        for (size_t i = 0; i < h->nheaders; i++)
+            if (h->headers[i].name_len == 24 &&
+                strncasecmp(h->headers[i].name, "sec-websocket-extensions", 24) == 0) {
+                if (ext.len)
+                    reel_buf_append(&ext, ", ", 2);
+                reel_buf_append(&ext, h->headers[i].value, h->headers[i].value_len);
+            }
+        c->ws_ok =
+            reel_ws_parse_extensions((const char *)ext.data, ext.len, &c->ws_deflate) == REEL_OK;
+        reel_buf_free(&ext);
+    }
+    bool eof_framed = h->framing == REEL_H1_BODY_EOF;
+    if (eof_framed || !h->keep_alive)
+        c->client_close = true;
+    reel_buf_t out;
+    reel_buf_init(&out, 0);
+    write_head(&out, h, false, NULL, c->upgrade && h->status == 101,
+               c->client_close && !(c->upgrade && h->status == 101));
+    reel__peer_write(&c->client, out.data, out.len);
+    reel_buf_free(&out);
+    c->resp_head_sent = true;
+}
+
+/* The reused upstream connection closed before a byte of the response
+ * came: the same request on a new connection, once. */
+static void retry_on_new_upstream(conn_t *c) {
+    peer_t *old = c->up;
+    bool https = old->https;
+    int port = old->port;
+    char *host = reel_strdup(old->host);
+    char *sni = old->sni ? reel_strdup(old->sni) : NULL;
+    reel__upstream_close(c);
+    c->retried = true;
+    c->conn_recorded = false; /* the new connection gets a record of its own */
+    reel__upstream_for(c, https, host, port, sni);
+    reel_h1_expect_response(c->resp, c->retry_is_head, false);
+    reel__peer_write(c->up, c->retry_head.data, c->retry_head.len);
+    reel_buf_reset(&c->retry_head);
+    free(host);
+    free(sni);
+}
+
+void reel__resp_process(conn_t *c) {
+    peer_t *up = c->up;
+    if (up && up->in.len && c->flow && c->resp_first_us == 0)
+        c->resp_first_us = reel__now_us();
+    while (up && c->up == up && c->state != C_DONE && c->state != C_RAW) {
+        size_t consumed = 0;
+        reel_h1_event_t ev;
+        memset(&ev, 0, sizeof ev);
+        reel_rc rc;
+        if (up->eof && up->in.len == 0)
+            rc = reel_h1_feed_eof(c->resp, &ev);
+        else
+            rc = reel_h1_feed(c->resp, up->in.data, up->in.len, &consumed, &ev);
+        if (rc == REEL_NEED_MORE) {
+            if (c->resp_head_sent && !c->resp_done)
+                reel__peer_write(&c->client, up->in.data, consumed); /* framing, as above */
+            else if (!c->resp_head_sent && consumed && c->resp_head_started == 0)
+                c->resp_head_started = uv_now(c->p->loop);
+            reel_buf_consume(&up->in, consumed);
+            break;
+        }
+        if (rc != REEL_OK) {
+            char *why = reel_asprintf("invalid response from %s:%d: %s", up->host, up->port,
+                                      ev.error_reason ? ev.error_reason : "malformed");
+            if (c->resp_head_sent) {
+                reel__finish_flow(c, why);
+                free(why);
+                reel__conn_close(c);
+                return;
+            }
+            reel__fail_exchange(c, 502, why);
+            free(why);
+            return;
+        }
+        if (ev.type == REEL_H1_EV_NONE) {
+            /* clean EOF between responses */
+            if (up->eof) {
+                if (c->flow && !c->resp_head_sent && c->retry_head.len && !c->retried) {
+                    retry_on_new_upstream(c);
+                    return;
+                }
+                if (c->flow && !c->resp_head_sent) {
+                    reel__fail_exchange(c, 502,
+                                        "upstream closed the connection without responding");
+                    return;
+                }
+                reel__upstream_close(c);
+            }
+            break;
+        }
+        switch (ev.type) {
+        case REEL_H1_EV_HEAD:
+            resp_head(c, &ev.head);
+            reel_buf_consume(&up->in, consumed);
+            break;
+        case REEL_H1_EV_BODY:
+            if (c->flow)
+                reel_capture_body(c->flow, true, ev.data, ev.len);
+            reel__peer_write(&c->client, up->in.data, consumed);
+            reel_buf_consume(&up->in, consumed);
+            break;
+        case REEL_H1_EV_END:
+            reel__peer_write(&c->client, up->in.data, consumed);
+            reel_buf_consume(&up->in, consumed);
+            c->resp_done = true;
+            if (c->upgrade && c->req_done)
+                break; /* an UPGRADE event follows if it switched */
+            maybe_finish(c);
+            return;
+        case REEL_H1_EV_UPGRADE:
+            reel_buf_consume(&up->in, consumed);
+            reel__start_upgraded_tunnel(c);
+            return;
+        default:
+            reel_buf_consume(&up->in, consumed);
+            break;
+        }
+        reel__peer_update_reading(up);
+    }
+    if (c->upgrade && c->resp_done && c->state == C_WAIT_RESP) {
+        /* Upgrade refused (the origin answered without 101): the exchange
+         * and its flow are complete, and the connection speaks HTTP again. */
+        c->upgrade = false;
+        reel_h1_upgrade_refused(c->reqp);
+        maybe_finish(c);
+    }
+}
