@@ -47,7 +47,8 @@ int reel_cmd_annotate(reel_cli_t *cli, int argc, char **argv) {
         return reel_cli_fail(cli, "empty note");
     if (text && strlen(text) > MAX_NOTE)
         return reel_cli_fail(cli, "note longer than %d bytes", MAX_NOTE);
-    reel_session_t *s = reel_cli_open(cli, argv[optind], 0);
+    /* listing a flow's notes only reads (works on a read-only session) */
+    reel_session_t *s = reel_cli_open(cli, argv[optind], text || del ? 0 : REEL_OPEN_READ);
     if (s == NULL)
         return REEL_EXIT_ERROR;
     int rc = REEL_EXIT_OK;

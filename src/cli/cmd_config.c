@@ -497,7 +497,10 @@ int reel_cmd_config(reel_cli_t *cli, int argc, char **argv) {
         rc = reel_cli_usage(cli, "%s: expected SESSION %s%s", sub, sub, subs[k].args);
         goto out;
     }
-    if ((s = reel_cli_open(cli, args[0], 0)) == NULL) {
+    /* list, get and history only read: they work on a session this user
+     * cannot write (read-only media, someone else's copy) */
+    int reads = k == 0 || k == 1 || k == 4;
+    if ((s = reel_cli_open(cli, args[0], reads ? REEL_OPEN_READ : 0)) == NULL) {
         rc = REEL_EXIT_ERROR;
         goto out;
     }

@@ -28,7 +28,7 @@ import subprocess
 import tempfile
 import unittest
 
-from proxyenv import REEL, TMPBASE, Origin, Reel, curl, main
+from proxyenv import REEL, Origin, Reel, curl, main
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HAR = os.path.join(HERE, "..", "data", "har", "chromium.har")
@@ -55,7 +55,9 @@ def chmod_ro(path):
 class ReadOnly(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.root = tempfile.mkdtemp(prefix="reel-ro-", dir=TMPBASE)
+        # Not under TMPBASE: the build's test-tmp may be 0700 (whichever test
+        # makes it first decides), and nobody must be able to get in.
+        cls.root = tempfile.mkdtemp(prefix="reel-ro-", dir=tempfile.gettempdir())
         os.chmod(cls.root, 0o755)
         # The base session: 7 imported flows, one annotated and tagged.
         cls.base = os.path.join(cls.root, "base")
@@ -95,6 +97,11 @@ class ReadOnly(unittest.TestCase):
         f = json.loads(self.reel(who, home, "flow", "s", "1", "--json").stdout)
         self.assertEqual(f["id"], 1)
         self.assertEqual(f["response"]["body_size"], 196)
+        # the notes of a flow, the config overlay and its history only read
+        notes = self.reel(who, home, "annotate", "s", "1").stdout
+        self.assertIn(b"hello from the other machine", notes)
+        self.reel(who, home, "config", "s", "list")
+        self.reel(who, home, "config", "s", "history")
         return show, r.stderr.decode()
 
     def test_unwritable_copy_as_nobody(self):
