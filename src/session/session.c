@@ -2197,7 +2197,8 @@ static void verify_flows(verify_ctx *v, const uint32_t *segs, const uint64_t *sc
     sqlite3_finalize(st);
     st = NULL;
     if (sqlite3_prepare_v2(db,
-                           "SELECT f.id, f.damaged, ff.lo, ff.hi, " FACTS_COLS " FROM flows f "
+                           "SELECT f.id, f.damaged, ff.lo, ff.hi, " FACTS_COLS ", f.state = "
+                           "'interrupted' FROM flows f "
                            "JOIN (SELECT flow_id, min(" SQL_POS("segment", "offset") ") AS lo, "
                            "max(" SQL_POS("segment", "offset") ") AS hi FROM flow_frames GROUP "
                            "BY flow_id) ff ON ff.flow_id = f.id",
@@ -2243,8 +2244,12 @@ static void verify_flows(verify_ctx *v, const uint32_t *segs, const uint64_t *sc
         }
         if (!what[0] && !f.has_start)
             snprintf(what, sizeof what, "its start record is not in the spool");
+        /* A flow cut off by the end of an earlier recording (interrupted
+         * before the range was found) did not lose its end there. */
+        int cut_off = sqlite3_column_int(st, 4 + FACTS_NCOLS);
         for (size_t k = 0; k < nd && !what[0]; k++)
-            if (lo < dpos[k] && (hi > dpos[k] || !f.finished) && !flow_intact(&f))
+            if (lo < dpos[k] && (hi > dpos[k] || (!f.finished && !cut_off)) &&
+                !flow_intact(&f))
                 snprintf(what, sizeof what,
                          "it was open at the damaged range at offset %llu of segment %08u.zst "
                          "and does not check out whole",
