@@ -132,5 +132,47 @@ class Repair(unittest.TestCase):
         self.assertFalse(os.path.exists(os.path.join(home, "lost")))
 
 
+    def test_har_import_cut_short(self):
+        """Issue 13: a 30-entry HAR import is one frame; cutting its last 7
+        bytes kept 0 flows. Now the whole records before the cut stay, the
+        flows that lost their end are marked damaged, and no tag is lost."""
+        env = dict(os.environ, REEL_HOME=os.path.join(self.root, "harcut"))
+        har = os.path.join(self.root, "cut.har")
+        entries = [{
+            "startedDateTime": "2024-01-01T00:00:%02d.000Z" % i, "time": 1,
+            "request": {"method": "GET", "url": "http://example.com/p%d" % i,
+                        "httpVersion": "HTTP/1.1", "headers": [], "queryString": [],
+                        "cookies": [], "headersSize": -1, "bodySize": 0},
+            "response": {"status": 200, "statusText": "OK", "httpVersion": "HTTP/1.1",
+                         "headers": [], "cookies": [], "redirectURL": "", "headersSize": -1,
+                         "bodySize": 40, "content": {"size": 40, "mimeType": "text/plain",
+                                                     "text": ("body %d " % i) * 5}},
+            "cache": {}, "timings": {"send": 0, "wait": 1, "receive": 0}} for i in range(30)]
+        with open(har, "w") as f:
+            json.dump({"log": {"version": "1.2", "creator": {"name": "t", "version": "1"},
+                               "entries": entries}}, f)
+
+        def run(*args, check=True):
+            return subprocess.run([REEL] + list(args), env=env, capture_output=True,
+                                  timeout=60, check=check)
+        run("import", har, "--into", "h")
+        for i in range(1, 31):
+            run("tag", "h", str(i), "t%d" % i)
+        seg = os.path.join(env["REEL_HOME"], "h", "spool", "00000001.zst")
+        os.truncate(seg, os.path.getsize(seg) - 7)
+        flows = json.loads(run("flows", "--json", "h").stdout)
+        self.assertEqual(len(flows), 30, "every tagged flow keeps its row")
+        tags = {t for f in flows for t in f.get("tags", [])}
+        self.assertEqual(tags, {"t%d" % i for i in range(1, 31)})
+        with_records = json.loads(run("flows", "--json", "h", "!~damaged").stdout)
+        self.assertGreaterEqual(len(with_records), 20, "the records before the cut are kept")
+        damaged = json.loads(run("flows", "--json", "h", "~damaged").stdout)
+        self.assertGreaterEqual(len(damaged), 1)
+        self.assertEqual(len(with_records) + len(damaged), 30)
+        self.assertEqual(run("verify", "h", check=False).returncode, 0)
+        self.assertTrue(glob.glob(os.path.join(env["REEL_HOME"], "h", "recovered", "*.torn")))
+        # The segment is a valid zstd stream again (the mark is skipped).
+        self.assertEqual(subprocess.run(["zstd", "-tq", seg]).returncode, 0)
+
 if __name__ == "__main__":
     main()
