@@ -557,7 +557,7 @@ static void response_head(view_t *v, const Reel__ResponseHead *h) {
 /* "~ timings: dns 1.2 ms, connect 0.3 ms, ..." for the phases that
  * happened, then the server address and body bytes capture dropped. */
 static void print_end_facts(view_t *v, const Reel__Timings *t, const char *server_addr,
-                            uint64_t dropped_req, uint64_t dropped_resp) {
+                            uint64_t dropped_req, uint64_t dropped_resp, uint64_t lost_msgs) {
     if (t) {
         const struct {
             const char *name;
@@ -584,6 +584,9 @@ static void print_end_facts(view_t *v, const Reel__Timings *t, const char *serve
             fprintf(v->out, "! %llu bytes of the %s body were not stored (capture fell behind)\n",
                     (unsigned long long)n, dir_name[dir]);
     }
+    if (lost_msgs)
+        fprintf(v->out, "! %llu message%s not stored at all (capture fell behind)\n",
+                (unsigned long long)lost_msgs, lost_msgs == 1 ? " was" : "s were");
 }
 
 static const char *opcode_name(uint32_t op) {
@@ -712,7 +715,8 @@ static int view_record(void *ctx, const Reel__Record *rec) {
         close_body(v, &v->d[RESP]);
         gap(v);
         print_end_facts(v, rec->end->timings, rec->end->server_addr,
-                        rec->end->request_body_dropped, rec->end->response_body_dropped);
+                        rec->end->request_body_dropped, rec->end->response_body_dropped,
+                        rec->end->messages_dropped);
         break;
     case REEL__RECORD__EVENT_ERROR:
         message_close(v);
@@ -727,7 +731,8 @@ static int view_record(void *ctx, const Reel__Record *rec) {
         put_str(v, rec->error->message);
         fputc('\n', v->out);
         print_end_facts(v, rec->error->timings, rec->error->server_addr,
-                        rec->error->request_body_dropped, rec->error->response_body_dropped);
+                        rec->error->request_body_dropped, rec->error->response_body_dropped,
+                        rec->error->messages_dropped);
         break;
     default:
         break;

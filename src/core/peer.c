@@ -58,7 +58,7 @@ static void raw_write(peer_t *pe, const void *data, size_t len) {
             data = (const char *)data + n;
             len -= (size_t)n;
             if (len == 0) {
-                /* as on_written does: the reel__peer_other side may have been paused
+                /* as on_written does: the other side may have been paused
                  * while this one's bytes waited (e.g. for the connect) */
                 if (reel__peer_queued(pe) < LOW_WATER)
                     peer_maybe_resume_other(pe);
@@ -162,7 +162,7 @@ peer_t *reel__peer_other(peer_t *pe) {
     return pe->role == P_CLIENT ? pe->c->up : &pe->c->client;
 }
 
-/* Reading from `pe` is paused while the reel__peer_other side is full, or while its
+/* Reading from `pe` is paused while the other side is full, or while its
  * input buffer already holds too much unconsumed data. */
 void reel__peer_update_reading(peer_t *pe) {
     if (pe == NULL || pe->closing)

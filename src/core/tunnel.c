@@ -27,7 +27,7 @@ void reel__ws_free(conn_t *c) {
  * stream is between frames, the flow ends with the error, both
  * connections close once the frames are out. */
 static void ws_fail(conn_t *c, int dir, const reel_ws_event_t *ev) {
-    peer_t *offender = dir ? c->up : &c->client, *reel__peer_other = dir ? &c->client : c->up;
+    peer_t *offender = dir ? c->up : &c->client, *other = dir ? &c->client : c->up;
     char *why = reel_asprintf("%s sent an invalid WebSocket frame: %s (closed with %u)",
                               dir ? "the server" : "the client", ev->error_reason,
                               (unsigned)ev->error_code);
@@ -38,17 +38,17 @@ static void ws_fail(conn_t *c, int dir, const reel_ws_event_t *ev) {
     if (getrandom(key, sizeof key, GRND_NONBLOCK) != (ssize_t)sizeof key) {
         /* keep the fixed key: masking guards caches, not secrets */
     }
-    /* to the offender, on the stream the reel__peer_other codec reads */
+    /* to the offender, on the stream the other codec reads */
     if (!reel_ws_mid_frame(c->ws[1 - dir]) &&
         reel_ws_write_close(&frame, ev->error_code, ev->error_reason, dir == 1 ? key : NULL) ==
             REEL_OK)
         reel__peer_write(offender, frame.data, frame.len);
     reel_buf_reset(&frame);
-    if (reel__peer_other && !reel_ws_mid_frame(c->ws[dir]) &&
+    if (other && !reel_ws_mid_frame(c->ws[dir]) &&
         reel_ws_write_close(&frame, ev->error_code,
-                            "reel: the reel__peer_other side broke the protocol",
+                            "reel: the other side broke the protocol",
                             dir == 0 ? key : NULL) == REEL_OK)
-        reel__peer_write(reel__peer_other, frame.data, frame.len);
+        reel__peer_write(other, frame.data, frame.len);
     reel_buf_free(&frame);
     reel__finish_flow(c, why);
     free(why);
@@ -64,8 +64,8 @@ static void ws_fail(conn_t *c, int dir, const reel_ws_event_t *ev) {
         reel__conn_close(c);
 }
 
-/* Moves what one side sent to the reel__peer_other (dir 0: client to server) while
- * the reel__peer_other can take it, recording it: WebSocket messages through the
+/* Moves what one side sent to the other (dir 0: client to server) while
+ * the other can take it, recording it: WebSocket messages through the
  * codec (the bytes forwarded are exactly the bytes received), raw chunks
  * as TCP messages. Returns false when a protocol error closed the
  * connection. */
@@ -134,15 +134,24 @@ void reel__tunnel_forward(conn_t *c) {
             reel__conn_close(c);
         return;
     }
-    /* Half-close: pass the EOF on once the reel__peer_other side's data is out. */
+    /* Half-close: pass the EOF on once the other side's data is out. */
     if (cl->eof && up->connected && up->tls == NULL && up->in.len == 0 && cl->in.len == 0 &&
         up->tcp_open && !up->closing) {
         uv_shutdown_t *sr = reel_malloc(sizeof *sr);
         if (uv_shutdown(sr, (uv_stream_t *)&up->tcp, reel__on_shutdown) != 0)
             free(sr);
     }
-    if (up->eof && cl->tcp_open && !cl->closing && up->in.len == 0 && cl->tls == NULL) {
+    if (up->eof && cl->tcp_open && !cl->closing && up->in.len == 0) {
+        /* The server closed: so does the client's connection, after a TLS
+         * close_notify when reel speaks TLS to it (wss, intercepted
+         * tunnels; it used to stay open until the client gave up). */
         tunnel_end(c);
+        if (cl->tls) {
+            reel_err_t e;
+            reel_err_clear(&e);
+            reel_tls_close_notify(cl->tls, &e);
+            reel__tls_flush(cl);
+        }
         c->client.close_when_flushed = true;
         if (cl->wpending == 0)
             reel__conn_close(c);

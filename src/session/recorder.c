@@ -212,6 +212,7 @@ struct reel_rflow {
     /* WebSocket / TCP messages per direction: payload bytes seen, and bytes
      * within body_limit that were shed */
     uint64_t msg_seen[2], msg_dropped[2];
+    uint64_t msg_lost; /* messages not stored at all */
 };
 
 void reel_recorder_opts_default(reel_recorder_opts_t *o) {
@@ -1734,9 +1735,12 @@ static void body(reel_rflow_t *f, int response, const void *data, size_t len) {
 }
 
 /* A message is one Message record carrying its first REEL_SPOOL_CHUNK
- * bytes (kept like a head: the message is never lost while capture keeps
- * anything), then continuation records for the rest, which are shed like
- * body chunks when capture falls behind (counted as dropped). */
+ * bytes, then continuation records for the rest. All are shed like body
+ * chunks when capture falls behind, message by message: a message that
+ * does not fit is left out (counted, with its bytes, in the flow's end)
+ * or keeps a prefix, and the messages after it are stored again once the
+ * buffer has room: a long-lived WebSocket must not stop being recorded
+ * because of one burst. */
 void reel_recorder_message(reel_rflow_t *f, const reel_message_t *m) {
     int dir = m->from_client ? 0 : 1;
     f->msg_seen[dir] += m->length;
@@ -1764,9 +1768,10 @@ void reel_recorder_message(reel_rflow_t *f, const reel_message_t *m) {
         rec.time_us = t;
         rec.event_case = REEL__RECORD__EVENT_MESSAGE;
         rec.message = &pm;
-        if (!enqueue(f->rec, f, &rec, off == 0 ? Q_SMALL : Q_BODY)) {
-            if (off > 0)
-                f->msg_dropped[dir] += keep - off; /* the rest of this message */
+        if (!enqueue(f->rec, f, &rec, Q_BODY)) {
+            f->msg_dropped[dir] += keep - off; /* the rest of this message */
+            if (off == 0)
+                f->msg_lost++;
             return;
         }
         off += n;
@@ -1836,6 +1841,7 @@ static uint64_t body_dropped(const reel_rflow_t *f, int response) {
         (fe).request_end_us = (e)->request_end_us;                                              \
         (fe).response_start_us = (e)->response_start_us;                                        \
         (fe).server_addr = (char *)((e)->server_addr ? (e)->server_addr : "");                  \
+        (fe).messages_dropped = (f)->msg_lost;                                                  \
         if ((e)->timings) {                                                                     \
             fill_timings(&(tm), (e)->timings);                                                  \
             (fe).timings = &(tm);                                                               \
