@@ -671,6 +671,8 @@ static segrange *known_segments(sqlite3 *db, size_t *n) {
 }
 
 /* Spool segments that should exist and do not, as runs: the gaps in the
+ * numbering up to the newest segment present, and segments past it that
+ * the index lists or an earlier repair recorded as missing. Owned. */
 /* range_add for segments first .. first + count - 1 that retention did not
  * drop on purpose (those are not missing). */
 static void range_add_unretired(sqlite3 *db, segrange **v, size_t *n, size_t *cap, uint32_t first,
@@ -685,8 +687,6 @@ static void range_add_unretired(sqlite3 *db, segrange **v, size_t *n, size_t *ca
     range_add(v, n, cap, run, (uint32_t)((uint64_t)first + count - run));
 }
 
- * numbering up to the newest segment present, and segments past it that
- * the index lists or an earlier repair recorded as missing. Owned. */
 static segrange *missing_segments(sqlite3 *db, const uint32_t *segs, size_t nseg, size_t *count) {
     segrange *v = NULL;
     size_t cap = 0, nknown = 0;
@@ -1275,10 +1275,10 @@ static reel_rc rebuild(reel_session_t *s, reel_err_t *err) {
             r2 = reel_index_exec(s->db, "INSERT INTO url_fts(url_fts) VALUES('rebuild')", &e2);
         if (rc == REEL_OK && r2 != REEL_OK)
             rc = reel_err_set(err, r2, "%s", reel_err_str(&e2));
-    if (rc == REEL_OK) /* leftovers of flows retention dropped stay dropped */
-        rc = reel_retention_reapply(s->db, err);
     }
     reel_buf_free(&ddl);
+    if (rc == REEL_OK) /* leftovers of flows retention dropped stay dropped */
+        rc = reel_retention_reapply(s->db, err);
     if (rc == REEL_OK)
         rc = mark_lost(s, missing, nmissing, err);
     if (rc == REEL_OK)
@@ -1312,11 +1312,11 @@ out:
 /* Recovery on open, with the lock held. */
 static reel_rc recover(reel_session_t *s, reel_err_t *err) {
     reel_rc rc = REEL_OK;
+    reel_indexer_t *ix = NULL;
+    size_t nseg = 0;
     /* A segment retention was dropping when the process died goes first. */
     if ((rc = reel_retention_finish(s->db, s->spool_dir, err)) != REEL_OK)
         return rc;
-    reel_indexer_t *ix = NULL;
-    size_t nseg = 0;
     uint32_t *segs = list_segments(s, &nseg);
     uint32_t last_indexed = reel_index_last_segment(s->db);
     int need_rebuild = 0;
