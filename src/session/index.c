@@ -713,6 +713,20 @@ static void set_url(frow *r, const Reel__RequestHead *h) {
     r->s[C_URL] = (char *)b.data;
 }
 
+/* What FlowEnd and FlowError both say (same field names) into a row. */
+#define APPLY_END_FACTS(r, e)                                                                     \
+    do {                                                                                        \
+        if ((e)->request_end_us)                                                                \
+            (r)->i[I_REQ_END] = (e)->request_end_us;                                            \
+        if ((e)->response_start_us)                                                             \
+            (r)->i[I_RESP_START] = (e)->response_start_us;                                      \
+        (r)->i[I_REQ_DROPPED] = (int64_t)(e)->request_body_dropped;                             \
+        (r)->i[I_RESP_DROPPED] = (int64_t)(e)->response_body_dropped;                           \
+        if ((e)->server_addr && (e)->server_addr[0])                                            \
+            set_cstr((r), C_SERVER, (e)->server_addr);                                          \
+        (r)->finished = 1;                                                                      \
+    } while (0)
+
 static void apply(frow *r, const Reel__Record *rec) {
     r->dirty = 1;
     switch (rec->event_case) {
@@ -784,15 +798,7 @@ static void apply(frow *r, const Reel__Record *rec) {
         r->i[I_RESP_SIZE] = (int64_t)e->response_body_size;
         r->i[I_REQ_TRUNC] = e->request_truncated;
         r->i[I_RESP_TRUNC] = e->response_truncated;
-        if (e->request_end_us)
-            r->i[I_REQ_END] = e->request_end_us;
-        if (e->response_start_us)
-            r->i[I_RESP_START] = e->response_start_us;
-        r->i[I_REQ_DROPPED] = (int64_t)e->request_body_dropped;
-        r->i[I_RESP_DROPPED] = (int64_t)e->response_body_dropped;
-        if (e->server_addr && e->server_addr[0])
-            set_cstr(r, C_SERVER, e->server_addr);
-        r->finished = 1;
+        APPLY_END_FACTS(r, e);
         break;
     }
     case REEL__RECORD__EVENT_ERROR: {
@@ -804,15 +810,7 @@ static void apply(frow *r, const Reel__Record *rec) {
             r->i[I_REQ_SIZE] = (int64_t)e->request_body_size;
         if (e->response_body_size)
             r->i[I_RESP_SIZE] = (int64_t)e->response_body_size;
-        if (e->request_end_us)
-            r->i[I_REQ_END] = e->request_end_us;
-        if (e->response_start_us)
-            r->i[I_RESP_START] = e->response_start_us;
-        r->i[I_REQ_DROPPED] = (int64_t)e->request_body_dropped;
-        r->i[I_RESP_DROPPED] = (int64_t)e->response_body_dropped;
-        if (e->server_addr && e->server_addr[0])
-            set_cstr(r, C_SERVER, e->server_addr);
-        r->finished = 1;
+        APPLY_END_FACTS(r, e);
         break;
     }
     default:
