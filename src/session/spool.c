@@ -244,11 +244,12 @@ void reel_spool_enc_free(reel_spool_enc_t *enc) {
 reel_rc reel_spool_enc_frame(reel_spool_enc_t *enc, const uint8_t *block, size_t len,
                              reel_buf_t *out, reel_err_t *err) {
     /* The block is fed record by record and zstd is told to end its block
-     * (ZSTD_e_flush) at a record boundary once REEL_SPOOL_FLUSH bytes went
+     * (ZSTD_e_flush) at a record boundary once reel_spool_flush_every() bytes went
      * in since the last: a frame cut short or damaged later then still
      * decodes, as a stream, up to the last whole zstd block before the
      * damage, and the records in it can be salvaged. */
-    size_t bound = ZSTD_compressBound(len) + (len / REEL_SPOOL_FLUSH + 1) * 8 + 64;
+    size_t every = reel_spool_flush_every(len);
+    size_t bound = ZSTD_compressBound(len) + (len / every + 1) * 8 + 64;
     reel_buf_reset(out);
     if (reel_buf_reserve(out, bound) != REEL_OK)
         return reel_err_set(err, REEL_LIMIT, "block too large to compress");
@@ -257,10 +258,10 @@ reel_rc reel_spool_enc_frame(reel_spool_enc_t *enc, const uint8_t *block, size_t
     ZSTD_outBuffer ob = {out->data, bound, 0};
     size_t pos = 0, fed = 0;
     while (fed < len) {
-        /* The next cut: after whole records, REEL_SPOOL_FLUSH bytes on. */
+        /* The next cut: after whole records, `every` bytes on. */
         size_t cut = fed, rl = 0;
         const uint8_t *r = NULL;
-        while (cut - fed < REEL_SPOOL_FLUSH &&
+        while (cut - fed < every &&
                reel_spool_block_next(block, len, &pos, &r, &rl) == REEL_OK)
             cut = pos;
         if (cut == fed)
