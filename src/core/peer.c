@@ -337,6 +337,16 @@ static void on_connect(uv_connect_t *req, int status) {
     reel__conn_arm(c);
 }
 
+/* After a failure found by the resolver's callback: reel__upstream_close
+ * leaves a peer without a socket to that callback to free, and this is
+ * it. (A failed lookup leaked the peer and its queued request.) */
+static void free_orphan(conn_t *c, peer_t *up) {
+    if (c->up != up && !up->tcp_open) {
+        peer_free_bufs(up);
+        free(up);
+    }
+}
+
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
     peer_t *up = req->data;
     conn_t *c = up->c;
@@ -355,6 +365,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         char *why = reel_asprintf("cannot resolve %s: %s", up->host, uv_strerror(status));
         reel__upstream_failed(up, why);
         free(why);
+        free_orphan(c, up);
         return;
     }
     up->ai = res;
@@ -365,6 +376,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         char *why = reel_asprintf("cannot connect to %s:%d: no usable address", up->host, up->port);
         reel__upstream_failed(up, why);
         free(why);
+        free_orphan(c, up);
     }
 }
 

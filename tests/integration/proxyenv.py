@@ -194,8 +194,8 @@ class Reel:
         return code
 
     def log(self):
-        self.errlog.seek(0)
-        return self.errlog.read()
+        with open(self.errlog.name) as f:  # also once stop() closed errlog
+            return f.read()
 
 
 # Raw sockets to the proxy, for what real clients will not send.

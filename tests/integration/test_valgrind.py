@@ -3,7 +3,7 @@
 
 Debian's libuv is not built with AddressSanitizer, so a use-after-free of
 memory libuv still holds (a handle freed before its close callback ran) is
-invisible to the sanitizer build. Here `reel record` runs under memcheck
+invisible to the sanitizer build. Definite leaks fail it too. Here `reel record` runs under memcheck
 with connections in every state at Ctrl-C: idle keep-alive, half a request
 head, a response being relayed from the origin, an intercepted TLS tunnel,
 a raw tunnel. Any invalid read or write fails the test. Skipped in the
@@ -32,7 +32,8 @@ class ValgrindShutdown(unittest.TestCase):
                         XDG_DATA_HOME=self.root + "/data", XDG_CONFIG_HOME=self.root + "/config")
         self.log = open(os.path.join(self.root, "reel.log"), "w+")
         self.proc = subprocess.Popen(
-            ["valgrind", "-q", "--error-exitcode=99", "--errors-for-leak-kinds=none",
+            ["valgrind", "-q", "--error-exitcode=99", "--leak-check=full",
+             "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite",
              REEL, "record", "--listen", "127.0.0.1:0", "--set",
              "upstream_trusted_ca=" + self.origin.ca, "vg"],
             env=self.env, stdout=subprocess.DEVNULL, stderr=self.log)
@@ -72,6 +73,11 @@ class ValgrindShutdown(unittest.TestCase):
         s = self.conn(b"GET %s HTTP/1.1\r\nHost: a\r\n\r\n" % o.url("/100b").encode())
         self.assertIn(b"200 OK", s.recv(4096))
         socks.append(s)
+        # a host that does not resolve: 502, and the upstream peer that never
+        # got a socket is freed (it leaked, with its queued request)
+        s = self.conn(b"GET http://nonexistent.invalid/x HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.assertIn(b"502", s.recv(4096))
+        socks.append(s)
         # half a request head
         socks.append(self.conn(b"GET http://127.0.0.1:1/ HT"))
         # a large response being relayed to a client that does not read
@@ -98,6 +104,7 @@ class ValgrindShutdown(unittest.TestCase):
         out = self.output()
         self.assertNotIn("Invalid read", out)
         self.assertNotIn("Invalid write", out)
+        self.assertNotIn("definitely lost", out)
         self.assertEqual(code, 0, out[-4000:])
 
     def test_ctrl_c_with_no_connection(self):
