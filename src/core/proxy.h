@@ -19,7 +19,7 @@ typedef struct reel_ca reel_ca_t;
 typedef struct reel_recorder reel_recorder_t;
 
 /** What the proxy is told, in its own terms (the caller translates its
- * configuration: reel's CLI does in cli/proxy_settings.c). Strings are
+ * configuration: reel's CLI does in daemon/proxy_settings.c). Strings are
  * borrowed for the call. */
 typedef struct {
     const char *listen_host;         /* start only */

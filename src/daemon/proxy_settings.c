@@ -1,9 +1,9 @@
 /* The proxy's settings from reel's layered configuration; see
  * proxy_settings.h. The proxy (src/core) knows nothing of the config
  * module: this is the one place that translates. */
-#include "cli/proxy_settings.h"
+#include "daemon/proxy_settings.h"
 
-char **reel_cli_proxy_settings(const reel_config_t *cfg, reel_proxy_settings_t *s) {
+char **reel_daemon_proxy_settings(const reel_config_t *cfg, reel_proxy_settings_t *s) {
     size_t n = 0;
     char **list = reel_config_get_list(cfg, "ignore_hosts", &n);
     *s = (reel_proxy_settings_t){

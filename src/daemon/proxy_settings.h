@@ -1,6 +1,6 @@
 /* The proxy's settings from reel's layered configuration. */
-#ifndef REEL_CLI_PROXY_SETTINGS_H
-#define REEL_CLI_PROXY_SETTINGS_H
+#ifndef REEL_DAEMON_PROXY_SETTINGS_H
+#define REEL_DAEMON_PROXY_SETTINGS_H
 
 #include "core/proxy.h"
 #include "session/config.h"
@@ -8,6 +8,6 @@
 /** Proxy settings read from cfg. Returns owned storage behind
  * s->ignore_hosts (free() it once the proxy has taken the settings); the
  * other strings are borrowed from cfg. */
-char **reel_cli_proxy_settings(const reel_config_t *cfg, reel_proxy_settings_t *s);
+char **reel_daemon_proxy_settings(const reel_config_t *cfg, reel_proxy_settings_t *s);
 
 #endif

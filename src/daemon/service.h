@@ -5,8 +5,8 @@
  * "ready", and removed at exit. Notification goes to $NOTIFY_SOCKET through
  * libsystemd's sd_notify when reel is built with it (REEL_HAVE_LIBSYSTEMD),
  * else it does nothing and the unit files use Type=exec. */
-#ifndef REEL_CLI_SERVICE_H
-#define REEL_CLI_SERVICE_H
+#ifndef REEL_DAEMON_SERVICE_H
+#define REEL_DAEMON_SERVICE_H
 
 #include "base/error.h"
 

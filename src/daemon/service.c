@@ -1,4 +1,4 @@
-#include "cli/service.h"
+#include "daemon/service.h"
 
 #include <errno.h>
 #include <fcntl.h>
