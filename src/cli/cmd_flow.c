@@ -17,9 +17,10 @@
 #include "session/decode.h"
 #include "session/index.h"
 #include "session/store.h"
+#include "session/view.h"
 
 static const char usage[] =
-    "usage: reel flow [--home DIR] [--json] [--raw] [--headers-only] SESSION ID\n"
+    "usage: reel flow [--home DIR] [--json] [--raw] [--headers-only] [--view VIEW] SESSION ID\n"
     "\n"
     "Shows one flow: a summary line (id, state, start time, duration), the\n"
     "request line and headers ('> '), the request body, the status line and\n"
@@ -35,6 +36,15 @@ static const char usage[] =
     "  --raw            show bodies as stored: Content-Encoding not removed, and\n"
     "                   control characters not escaped even on a terminal\n"
     "  --headers-only   leave the bodies out\n"
+    "  --view VIEW      show each body through a contentview: auto (picked from\n"
+    "                   Content-Type and the first bytes), raw, hex, json, xml,\n"
+    "                   html, css, javascript, urlencoded (a table), multipart\n"
+    "                   (parts, headers, sizes), protobuf or grpc (no schema:\n"
+    "                   field numbers and wire types), image (format, size),\n"
+    "                   websocket; content that does not read as the view is\n"
+    "                   shown as hex with the reason. A view looks at the first\n"
+    "                   16 MiB of a body and says when it cut the rest.\n"
+    "                   Colour on a terminal (not with NO_COLOR set)\n"
     "  --json           one JSON object: heads (header bytes that are not UTF-8\n"
     "                   appear as {\"b64\": ...}), bodies as stored in base64,\n"
     "                   sizes, timings; bodies above 256 MiB are refused\n";
@@ -143,6 +153,14 @@ static char *content_encoding(Reel__Header **h, size_t n) {
     return s;
 }
 
+/* The first Content-Type value, owned; NULL when there is none. */
+static char *content_type(Reel__Header **h, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (bytes_ieq(h[i]->name, "content-type"))
+            return reel_strndup((const char *)h[i]->value.data, h[i]->value.len);
+    return NULL;
+}
+
 static void fmt_duration(long long us, char out[static 32]) {
     if (us < 0)
         us = 0;
@@ -183,6 +201,10 @@ typedef struct {
     reel_hexdump_t hd;
     int at_bol;         /* text output ends at the start of a line */
     reel_cli_esc_t esc; /* text bodies for people */
+    /* --view: the body gathered (at most REEL_VIEW_MAX) and shown at its end */
+    reel_buf_t vbuf;
+    int vcut;
+    char *ctype; /* Content-Type, owned, NULL if none */
 } dir_t;
 
 struct view {
@@ -191,6 +213,7 @@ struct view {
     int escape; /* REEL_CLI_ESC when out is a terminal: control bytes as \xNN */
     unsigned long long id;
     int raw, headers_only;
+    int view; /* a reel_view_kind, or -1 without --view */
     row_t *row;
     int summary_done;
     int tunnel;
@@ -307,6 +330,13 @@ static void decide(dir_t *d) {
 }
 
 static void show(dir_t *d, const uint8_t *p, size_t n) {
+    if (d->v->view >= 0) {
+        size_t room = REEL_VIEW_MAX - d->vbuf.len;
+        if (n > room)
+            d->vcut = 1;
+        reel_buf_append(&d->vbuf, p, n > room ? room : n);
+        return;
+    }
     if (d->mode == MODE_UNDECIDED) {
         size_t k = PEEK_MAX - d->peek.len;
         if (k > n)
@@ -325,6 +355,8 @@ static void show(dir_t *d, const uint8_t *p, size_t n) {
  * newline after text. Later bytes go on in the same mode and offsets unless
  * the caller resets mode and pos. */
 static void show_flush(dir_t *d) {
+    if (d->v->view >= 0)
+        return; /* shown by view_flush when the body ends */
     if (d->mode == MODE_UNDECIDED && d->peek.len > 0)
         decide(d);
     if (d->mode == MODE_BINARY) {
@@ -338,6 +370,26 @@ static void show_flush(dir_t *d) {
     }
     if (d->mode != MODE_UNDECIDED)
         d->v->gap = 1;
+}
+
+/* --view: the gathered body through its view. */
+static void view_flush(dir_t *d) {
+    view_t *v = d->v;
+    if (v->view < 0 || (d->vbuf.len == 0 && !d->vcut))
+        return;
+    int flags = 0;
+    if (v->escape && !v->raw) {
+        flags |= REEL_VIEW_TERM;
+        const char *nc = getenv("NO_COLOR");
+        if (nc == NULL || nc[0] == '\0')
+            flags |= REEL_VIEW_COLOR;
+    }
+    reel_view_render((reel_view_kind)v->view, d->ctype, d->vbuf.data, d->vbuf.len, d->vcut, flags,
+                     v->out);
+    reel_buf_reset(&d->vbuf);
+    d->vcut = 0;
+    d->mode = MODE_UNDECIDED;
+    v->gap = 1;
 }
 
 static int dec_sink(void *ctx, const uint8_t *data, size_t len) {
@@ -370,6 +422,8 @@ static void dec_failed(dir_t *d, const reel_err_t *err, const uint8_t *p, size_t
     if (d->replay_ok && d->mode == MODE_UNDECIDED) {
         /* Nothing shown yet: show the whole body as stored instead. */
         reel_buf_free(&d->peek);
+        reel_buf_reset(&d->vbuf); /* --view: the stored bytes instead */
+        d->vcut = 0;
         note(v, "(could not decode Content-Encoding '%s': %s; the body follows as stored)",
              d->encoding, reel_err_str(err));
         reel_buf_t replay = d->replay;
@@ -481,6 +535,7 @@ static void close_body(view_t *v, dir_t *d) {
     } else {
         show_flush(d);
     }
+    view_flush(d);
     drop_replay(d);
     if (truncated && !v->headers_only)
         note(v, "(body truncated at %llu of %llu bytes by body_limit)",
@@ -528,6 +583,8 @@ static void request_head(view_t *v, const Reel__RequestHead *h) {
     d->decoded = h->body_decoded;
     free(d->encoding);
     d->encoding = content_encoding(h->headers, h->n_headers);
+    free(d->ctype);
+    d->ctype = content_type(h->headers, h->n_headers);
 }
 
 static void response_head(view_t *v, const Reel__ResponseHead *h) {
@@ -552,6 +609,8 @@ static void response_head(view_t *v, const Reel__ResponseHead *h) {
     d->decoded = h->body_decoded;
     free(d->encoding);
     d->encoding = content_encoding(h->headers, h->n_headers);
+    free(d->ctype);
+    d->ctype = content_type(h->headers, h->n_headers);
 }
 
 /* "~ timings: dns 1.2 ms, connect 0.3 ms, ..." for the phases that
@@ -765,7 +824,7 @@ static void print_damage(FILE *out, reel_session_t *s, unsigned long long id) {
 }
 
 static int run_view(reel_cli_t *cli, reel_session_t *s, unsigned long long id, int raw,
-                    int headers_only, row_t *row) {
+                    int headers_only, int view, row_t *row) {
     view_t v;
     memset(&v, 0, sizeof v);
     v.cli = cli;
@@ -774,12 +833,14 @@ static int run_view(reel_cli_t *cli, reel_session_t *s, unsigned long long id, i
     v.id = id;
     v.raw = raw;
     v.headers_only = headers_only;
+    v.view = view;
     v.row = row;
     v.current = -1;
     for (int i = 0; i < 2; i++) {
         v.d[i].v = &v;
         v.d[i].dir = i;
         v.d[i].at_bol = 1;
+        reel_buf_init(&v.d[i].vbuf, REEL_VIEW_MAX);
     }
     reel_err_t err;
     reel_err_clear(&err);
@@ -800,6 +861,8 @@ static int run_view(reel_cli_t *cli, reel_session_t *s, unsigned long long id, i
         free(v.d[i].encoding);
         reel_buf_free(&v.d[i].replay);
         reel_buf_free(&v.d[i].peek);
+        reel_buf_free(&v.d[i].vbuf);
+        free(v.d[i].ctype);
     }
     free(v.source);
     return exit_code;
@@ -1209,12 +1272,13 @@ out:
 /* ---- entry point ---- */
 
 int reel_cmd_flow(reel_cli_t *cli, int argc, char **argv) {
-    enum { OPT_RAW = 0x2001, OPT_HEADERS_ONLY };
+    enum { OPT_RAW = 0x2001, OPT_HEADERS_ONLY, OPT_VIEW };
     static const struct option opts[] = {{"raw", no_argument, NULL, OPT_RAW},
                                          {"headers-only", no_argument, NULL, OPT_HEADERS_ONLY},
+                                         {"view", required_argument, NULL, OPT_VIEW},
                                          REEL_CLI_COMMON_OPTS,
                                          {0}};
-    int raw = 0, headers_only = 0;
+    int raw = 0, headers_only = 0, view = -1;
     int c;
     while ((c = reel_cli_getopt(argc, argv, "h", opts)) != -1) {
         if (c == OPT_RAW) {
@@ -1223,6 +1287,15 @@ int reel_cmd_flow(reel_cli_t *cli, int argc, char **argv) {
         }
         if (c == OPT_HEADERS_ONLY) {
             headers_only = 1;
+            continue;
+        }
+        if (c == OPT_VIEW) {
+            view = reel_view_parse(optarg);
+            if (view < 0)
+                return reel_cli_usage(cli, "unknown view '%s' (auto, raw, hex, json, xml, html, "
+                                           "css, javascript, urlencoded, multipart, protobuf, "
+                                           "grpc, msgpack, image, websocket)",
+                                      optarg);
             continue;
         }
         int rc = reel_cli_common_opt(cli, c, usage);
@@ -1247,7 +1320,7 @@ int reel_cmd_flow(reel_cli_t *cli, int argc, char **argv) {
     if (cli->json)
         rc = run_json(cli, s, id, headers_only, &row);
     else
-        rc = run_view(cli, s, id, raw, headers_only, &row);
+        rc = run_view(cli, s, id, raw, headers_only, view, &row);
 out:
     free(row.error);
     reel_session_close(s);

@@ -1,0 +1,1103 @@
+/* Contentviews (view.h). Every view first checks that its content reads as
+ * its kind, writing nothing, and only then prints; a view that cannot read
+ * its content returns a reason and the body is shown as a hex dump (under
+ * auto, text that does not read as what it claims is shown as text). */
+#include "session/view.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <libxml/HTMLparser.h>
+#include <libxml/HTMLtree.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <libxml/xmlerror.h>
+
+#include "session/decode.h"
+
+/** Levels of nesting shown as indentation; deeper levels stay at this one,
+ * so hostile nesting cannot blow the output up quadratically. */
+#define INDENT_MAX 32
+/** Nested protobuf messages guessed inside length-delimited fields. */
+#define PB_DEPTH_MAX 32
+/** Parts of a multipart body listed. */
+#define PARTS_MAX 10000
+
+static const char *const names[REEL_VIEW_COUNT] = {
+    "auto",       "raw",       "hex",      "json",     "xml",     "html",  "css",      "javascript",
+    "urlencoded", "multipart", "protobuf", "grpc",     "msgpack", "image", "websocket"};
+
+int reel_view_parse(const char *name) {
+    for (int i = 0; i < REEL_VIEW_COUNT; i++)
+        if (name && strcmp(name, names[i]) == 0)
+            return i;
+    if (name && strcmp(name, "js") == 0)
+        return REEL_VIEW_JAVASCRIPT;
+    return -1;
+}
+
+const char *reel_view_name(reel_view_kind kind) {
+    return (unsigned)kind < REEL_VIEW_COUNT ? names[kind] : "?";
+}
+
+/* ---- writer ---- */
+
+typedef struct {
+    FILE *f;
+    int flags;
+    char why[200]; /* why the content did not read as its kind */
+} w_t;
+
+static int fail(w_t *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(w_t *w, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w->why, sizeof w->why, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static void col(w_t *w, const char *code) {
+    if (w->flags & REEL_VIEW_COLOR)
+        fprintf(w->f, "\033[%sm", code);
+}
+
+static void col_off(w_t *w) {
+    if (w->flags & REEL_VIEW_COLOR)
+        fputs("\033[0m", w->f);
+}
+
+/* Length of the valid UTF-8 sequence at p (2..4), 0 if there is none. */
+static size_t utf8_len(const uint8_t *p, size_t n) {
+    uint8_t c = p[0];
+    size_t k;
+    uint32_t min;
+    if (c >= 0xc2 && c <= 0xdf) {
+        k = 2;
+        min = 0x80;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        k = 3;
+        min = 0x800;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        k = 4;
+        min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (n < k)
+        return 0;
+    uint32_t cp = c & (0x3f >> (k - 1));
+    for (size_t i = 1; i < k; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return k;
+}
+
+enum { ESC_CELL = 1 }; /* newline, CR and tab as \n \r \t too, always */
+
+/* Writes recorded bytes: on a terminal C0/C1 controls, DEL and bytes that
+ * are not UTF-8 as \xNN (newline and tab kept); in a cell (a table value, a
+ * protobuf string) newline, CR and tab are always shown as \n \r \t. */
+static void w_esc_mode(w_t *w, const uint8_t *p, size_t n, int mode) {
+    int term = w->flags & REEL_VIEW_TERM;
+    size_t run = 0, i = 0;
+    while (i < n) {
+        uint8_t c = p[i];
+        const char *named = NULL;
+        size_t k = 1;
+        int esc = 0;
+        if (c == '\n' || c == '\r' || c == '\t') {
+            if (mode & ESC_CELL)
+                named = c == '\n' ? "\\n" : c == '\r' ? "\\r" : "\\t";
+            else if (term && c == '\r')
+                esc = 1;
+        } else if (c < 0x20 || c == 0x7f) {
+            esc = term;
+        } else if (c >= 0x80) {
+            k = utf8_len(p + i, n - i);
+            if (k == 0) {
+                k = 1;
+                esc = term;
+            } else if (k == 2 && c == 0xc2 && p[i + 1] < 0xa0) {
+                esc = term; /* a C1 control */
+            }
+        }
+        if (!named && !esc) {
+            i += k;
+            continue;
+        }
+        fwrite(p + run, 1, i - run, w->f);
+        if (named) {
+            fputs(named, w->f);
+        } else {
+            for (size_t j = 0; j < k; j++)
+                fprintf(w->f, "\\x%02x", p[i + j]);
+        }
+        i += k;
+        run = i;
+    }
+    fwrite(p + run, 1, n - run, w->f);
+}
+
+static void w_esc(w_t *w, const void *p, size_t n) {
+    w_esc_mode(w, p, n, 0);
+}
+
+static void w_cell(w_t *w, const void *p, size_t n) {
+    w_esc_mode(w, p, n, ESC_CELL);
+}
+
+static void indent(w_t *w, int depth) {
+    if (depth > INDENT_MAX)
+        depth = INDENT_MAX;
+    for (int i = 0; i < depth; i++)
+        fputs("  ", w->f);
+}
+
+static void hex(w_t *w, const uint8_t *p, size_t n) {
+    reel_hexdump_t h;
+    reel_hexdump_init(&h, w->f);
+    reel_hexdump_feed(&h, p, n);
+    reel_hexdump_finish(&h);
+}
+
+static int ieq_prefix(const char *s, size_t n, const char *pre) {
+    size_t k = strlen(pre);
+    return n >= k && strncasecmp(s, pre, k) == 0;
+}
+
+/* ---- auto ---- */
+
+/* The media type of a Content-Type, lower case, without parameters. */
+static void media_type(const char *ct, char out[static 128]) {
+    size_t o = 0;
+    if (ct) {
+        while (*ct == ' ' || *ct == '\t')
+            ct++;
+        for (; *ct && *ct != ';' && *ct != ' ' && o < 127; ct++)
+            out[o++] = (char)tolower((unsigned char)*ct);
+    }
+    out[o] = '\0';
+}
+
+static int is_image(const uint8_t *p, size_t n) {
+    return (n >= 8 && memcmp(p, "\x89PNG\r\n\x1a\n", 8) == 0) ||
+           (n >= 3 && memcmp(p, "\xff\xd8\xff", 3) == 0) ||
+           (n >= 6 && (memcmp(p, "GIF87a", 6) == 0 || memcmp(p, "GIF89a", 6) == 0)) ||
+           (n >= 12 && memcmp(p, "RIFF", 4) == 0 && memcmp(p + 8, "WEBP", 4) == 0);
+}
+
+reel_view_kind reel_view_pick(const char *content_type, const uint8_t *p, size_t n) {
+    char mt[128];
+    media_type(content_type, mt);
+    if (mt[0]) {
+        if (strstr(mt, "json"))
+            return REEL_VIEW_JSON;
+        if (strstr(mt, "xml"))
+            return REEL_VIEW_XML;
+        if (strcmp(mt, "text/html") == 0)
+            return REEL_VIEW_HTML;
+        if (strcmp(mt, "text/css") == 0)
+            return REEL_VIEW_CSS;
+        if (strstr(mt, "javascript") || strstr(mt, "ecmascript"))
+            return REEL_VIEW_JAVASCRIPT;
+        if (strcmp(mt, "application/x-www-form-urlencoded") == 0)
+            return REEL_VIEW_URLENCODED;
+        if (strncmp(mt, "multipart/", 10) == 0)
+            return REEL_VIEW_MULTIPART;
+        if (strncmp(mt, "application/grpc", 16) == 0)
+            return REEL_VIEW_GRPC;
+        if (strstr(mt, "protobuf"))
+            return REEL_VIEW_PROTOBUF;
+        if (strstr(mt, "msgpack"))
+            return REEL_VIEW_MSGPACK;
+        if (strncmp(mt, "image/", 6) == 0 && is_image(p, n))
+            return REEL_VIEW_IMAGE;
+    }
+    if (is_image(p, n))
+        return REEL_VIEW_IMAGE;
+    size_t i = 0;
+    if (n >= 3 && memcmp(p, "\xef\xbb\xbf", 3) == 0)
+        i = 3;
+    while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n'))
+        i++;
+    size_t sample = n > 4096 ? 4096 : n;
+    if (!reel_looks_text(p, sample))
+        return REEL_VIEW_HEX;
+    if (i < n && (p[i] == '{' || p[i] == '['))
+        return REEL_VIEW_JSON;
+    if (i < n && p[i] == '<') {
+        const char *s = (const char *)p + i;
+        size_t m = n - i > 1024 ? 1024 : n - i;
+        for (size_t k = 0; k < m; k++)
+            if (s[k] == '<' && (ieq_prefix(s + k, m - k, "<!doctype html") ||
+                                ieq_prefix(s + k, m - k, "<html") ||
+                                ieq_prefix(s + k, m - k, "<head") ||
+                                ieq_prefix(s + k, m - k, "<body")))
+                return REEL_VIEW_HTML;
+        return REEL_VIEW_XML;
+    }
+    return REEL_VIEW_RAW;
+}
+
+/* ---- json ---- */
+
+static void json_str(w_t *w, const char *s, size_t n) {
+    fputc('"', w->f);
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        w_esc(w, s + run, i - run);
+        if (c == '"' || c == '\\')
+            fprintf(w->f, "\\%c", c);
+        else if (c == '\n')
+            fputs("\\n", w->f);
+        else if (c == '\t')
+            fputs("\\t", w->f);
+        else if (c == '\r')
+            fputs("\\r", w->f);
+        else
+            fprintf(w->f, "\\u%04x", c);
+        run = i + 1;
+    }
+    w_esc(w, s + run, n - run);
+    fputc('"', w->f);
+}
+
+static void json_put(w_t *w, json_t *j, int depth) {
+    switch (json_typeof(j)) {
+    case JSON_OBJECT: {
+        if (json_object_size(j) == 0) {
+            fputs("{}", w->f);
+            break;
+        }
+        fputs("{\n", w->f);
+        size_t left = json_object_size(j);
+        const char *key;
+        json_t *val;
+        json_object_foreach(j, key, val) {
+            indent(w, depth + 1);
+            col(w, "34");
+            json_str(w, key, strlen(key));
+            col_off(w);
+            fputs(": ", w->f);
+            json_put(w, val, depth + 1);
+            fputs(--left ? ",\n" : "\n", w->f);
+        }
+        indent(w, depth);
+        fputc('}', w->f);
+        break;
+    }
+    case JSON_ARRAY: {
+        size_t n = json_array_size(j);
+        if (n == 0) {
+            fputs("[]", w->f);
+            break;
+        }
+        fputs("[\n", w->f);
+        for (size_t i = 0; i < n; i++) {
+            indent(w, depth + 1);
+            json_put(w, json_array_get(j, i), depth + 1);
+            fputs(i + 1 < n ? ",\n" : "\n", w->f);
+        }
+        indent(w, depth);
+        fputc(']', w->f);
+        break;
+    }
+    case JSON_STRING:
+        col(w, "32");
+        json_str(w, json_string_value(j), json_string_length(j));
+        col_off(w);
+        break;
+    case JSON_INTEGER:
+    case JSON_REAL: {
+        char *s = json_dumps(j, JSON_ENCODE_ANY);
+        col(w, "36");
+        fputs(s ? s : "?", w->f);
+        col_off(w);
+        free(s);
+        break;
+    }
+    case JSON_TRUE:
+    case JSON_FALSE:
+    case JSON_NULL:
+        col(w, "35");
+        fputs(json_is_true(j) ? "true" : json_is_false(j) ? "false" : "null", w->f);
+        col_off(w);
+        break;
+    }
+}
+
+static int view_json(w_t *w, const uint8_t *p, size_t n) {
+    json_error_t err;
+    json_t *j = json_loadb((const char *)p, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+    if (j == NULL)
+        return fail(w, "not JSON: %s at line %d, column %d", err.text, err.line, err.column);
+    json_put(w, j, 0);
+    fputc('\n', w->f);
+    json_decref(j);
+    return 0;
+}
+
+/* ---- xml, html (libxml2: no network, no DTD loading, entities kept) ---- */
+
+static void xml_reason(w_t *w, const char *what) {
+    const xmlError *e = xmlGetLastError();
+    if (e && e->message) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "%s", e->message);
+        size_t k = strlen(msg);
+        while (k && (msg[k - 1] == '\n' || msg[k - 1] == ' '))
+            msg[--k] = '\0';
+        fail(w, "not %s: %s at line %d", what, msg, e->line);
+    } else {
+        fail(w, "not %s", what);
+    }
+}
+
+static int view_xml(w_t *w, const uint8_t *p, size_t n, int html) {
+    xmlResetLastError();
+    xmlDocPtr doc;
+    if (html)
+        doc = htmlReadMemory((const char *)p, (int)n, NULL, NULL,
+                             HTML_PARSE_RECOVER | HTML_PARSE_NONET | HTML_PARSE_NOERROR |
+                                 HTML_PARSE_NOWARNING | HTML_PARSE_NOBLANKS);
+    else
+        doc = xmlReadMemory((const char *)p, (int)n, NULL, NULL,
+                            XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING |
+                                XML_PARSE_NOBLANKS | XML_PARSE_NOCDATA);
+    if (doc == NULL || (html && xmlDocGetRootElement(doc) == NULL)) {
+        xml_reason(w, html ? "HTML" : "XML");
+        xmlFreeDoc(doc);
+        return -1;
+    }
+    xmlChar *mem = NULL;
+    int len = 0;
+    if (html)
+        htmlDocDumpMemoryFormat(doc, &mem, &len, 1);
+    else
+        xmlDocDumpFormatMemoryEnc(doc, &mem, &len, "UTF-8", 1);
+    xmlFreeDoc(doc);
+    if (mem == NULL)
+        return fail(w, "libxml2 could not write the document back");
+    const uint8_t *s = mem;
+    size_t m = (size_t)len;
+    /* libxml2 writes an XML declaration: leave it out */
+    if (!html && m > 5 && memcmp(s, "<?xml", 5) == 0) {
+        const uint8_t *e = memchr(s, '\n', m);
+        if (e) {
+            m -= (size_t)(e + 1 - s);
+            s = e + 1;
+        }
+    }
+    for (size_t i = 0; i < m;) {
+        /* tags in colour, everything escaped */
+        if (s[i] == '<') {
+            const uint8_t *e = memchr(s + i, '>', m - i);
+            size_t k = e ? (size_t)(e - (s + i)) + 1 : m - i;
+            col(w, "34");
+            w_esc(w, s + i, k);
+            col_off(w);
+            i += k;
+        } else {
+            const uint8_t *e = memchr(s + i, '<', m - i);
+            size_t k = e ? (size_t)(e - (s + i)) : m - i;
+            w_esc(w, s + i, k);
+            i += k;
+        }
+    }
+    if (m == 0 || s[m - 1] != '\n')
+        fputc('\n', w->f);
+    xmlFree(mem);
+    return 0;
+}
+
+/* ---- css, javascript: re-indented, never run ---- */
+
+static int view_code(w_t *w, const uint8_t *p, size_t n, int js) {
+    size_t sample = n > 4096 ? 4096 : n;
+    if (!reel_looks_text(p, sample))
+        return fail(w, "not text (binary bytes in the first %zu)", sample);
+    int depth = 0, paren = 0, bol = 1;
+    size_t i = 0;
+#define BOL()                                                                                      \
+    do {                                                                                           \
+        if (bol) {                                                                                 \
+            indent(w, depth);                                                                      \
+            bol = 0;                                                                               \
+        }                                                                                          \
+    } while (0)
+#define NL()                                                                                       \
+    do {                                                                                           \
+        if (!bol)                                                                                  \
+            fputc('\n', w->f);                                                                     \
+        bol = 1;                                                                                   \
+    } while (0)
+    while (i < n) {
+        uint8_t c = p[i];
+        if (c == '\n') {
+            NL();
+            i++;
+            continue;
+        }
+        if (bol && (c == ' ' || c == '\t' || c == '\r' || c == '\f')) {
+            i++;
+            continue;
+        }
+        if (c == '"' || c == '\'' || (js && c == '`')) {
+            size_t j = i + 1;
+            while (j < n && p[j] != c && (c == '`' || p[j] != '\n'))
+                j += p[j] == '\\' && j + 1 < n ? 2 : 1;
+            if (j < n && p[j] == c)
+                j++;
+            BOL();
+            col(w, "32");
+            w_esc(w, p + i, j - i);
+            col_off(w);
+            i = j;
+            continue;
+        }
+        if (c == '/' && i + 1 < n && (p[i + 1] == '*' || (js && p[i + 1] == '/'))) {
+            const uint8_t *e;
+            size_t j;
+            if (p[i + 1] == '*') {
+                e = memmem(p + i + 2, n - i - 2, "*/", 2);
+                j = e ? (size_t)(e - p) + 2 : n;
+            } else {
+                e = memchr(p + i, '\n', n - i);
+                j = e ? (size_t)(e - p) : n;
+            }
+            BOL();
+            col(w, "90");
+            w_esc(w, p + i, j - i);
+            col_off(w);
+            i = j;
+            continue;
+        }
+        if (c == '{') {
+            BOL();
+            fputc('{', w->f);
+            depth++;
+            NL();
+        } else if (c == '}') {
+            NL();
+            if (depth > 0)
+                depth--;
+            BOL();
+            fputc('}', w->f);
+            size_t j = i + 1;
+            while (j < n && (p[j] == ' ' || p[j] == '\t'))
+                j++;
+            if (!(j < n && (p[j] == ';' || p[j] == ',' || p[j] == ')')))
+                NL();
+        } else if (c == ';') {
+            BOL();
+            fputc(';', w->f);
+            if (paren == 0)
+                NL();
+        } else {
+            if (c == '(' || c == '[')
+                paren++;
+            else if ((c == ')' || c == ']') && paren > 0)
+                paren--;
+            size_t j = i + 1;
+            while (j < n && p[j] >= 0x80)
+                j++;
+            BOL();
+            w_esc(w, p + i, j - i);
+            i = j;
+            continue;
+        }
+        i++;
+    }
+    NL();
+#undef BOL
+#undef NL
+    return 0;
+}
+
+/* ---- urlencoded ---- */
+
+/* Percent-decodes s[0..n) ('+' is a space) into out (n bytes at least). */
+static size_t pct_decode(const uint8_t *s, size_t n, uint8_t *out) {
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '+') {
+            out[o++] = ' ';
+        } else if (s[i] == '%' && i + 2 < n + 0 && isxdigit(s[i + 1]) && isxdigit(s[i + 2])) {
+            char h[3] = {(char)s[i + 1], (char)s[i + 2], 0};
+            out[o++] = (uint8_t)strtoul(h, NULL, 16);
+            i += 2;
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    return o;
+}
+
+static int view_urlencoded(w_t *w, const uint8_t *p, size_t n) {
+    if (n && p[0] == '?') {
+        p++;
+        n--;
+    }
+    while (n && (p[n - 1] == '\n' || p[n - 1] == '\r'))
+        n--;
+    for (size_t i = 0; i < n; i++)
+        if (p[i] < 0x20 || p[i] == 0x7f)
+            return fail(w, "not URL-encoded: control byte 0x%02x at offset %zu", p[i], i);
+    if (n == 0) {
+        fputs("(no fields)\n", w->f);
+        return 0;
+    }
+    uint8_t *buf = malloc(n + 1);
+    if (buf == NULL)
+        return fail(w, "out of memory");
+    /* column width: the longest decoded name, at most 32 */
+    size_t width = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        size_t i = 0;
+        while (i <= n) {
+            const uint8_t *e = memchr(p + i, '&', n - i);
+            size_t end = e ? (size_t)(e - p) : n;
+            const uint8_t *eq = memchr(p + i, '=', end - i);
+            size_t nend = eq ? (size_t)(eq - p) : end;
+            if (end > i) {
+                size_t k = pct_decode(p + i, nend - i, buf);
+                if (pass == 0) {
+                    size_t cols = 0;
+                    for (size_t j = 0; j < k; j++)
+                        cols += (buf[j] & 0xc0) != 0x80;
+                    if (cols > width)
+                        width = cols > 32 ? 32 : cols;
+                } else {
+                    size_t cols = 0;
+                    for (size_t j = 0; j < k; j++)
+                        cols += (buf[j] & 0xc0) != 0x80;
+                    col(w, "34");
+                    w_cell(w, buf, k);
+                    col_off(w);
+                    for (; cols < width; cols++)
+                        fputc(' ', w->f);
+                    fputs("  ", w->f);
+                    if (eq) {
+                        k = pct_decode(eq + 1, end - nend - 1, buf);
+                        w_cell(w, buf, k);
+                    } else {
+                        fputs("(no value)", w->f);
+                    }
+                    fputc('\n', w->f);
+                }
+            }
+            i = end + 1;
+        }
+    }
+    free(buf);
+    return 0;
+}
+
+/* ---- multipart ---- */
+
+/* The boundary parameter of a Content-Type into out; 0 when there is none. */
+static int boundary_of(const char *ct, char out[static 72]) {
+    if (ct == NULL)
+        return 0;
+    for (const char *s = ct; *s; s++) {
+        if (strncasecmp(s, "boundary=", 9) != 0 || (s != ct && s[-1] != ';' && s[-1] != ' '))
+            continue;
+        s += 9;
+        int q = *s == '"';
+        s += q;
+        size_t o = 0;
+        while (*s && o < 71 && (q ? *s != '"' : (*s != ';' && *s != ' ')))
+            out[o++] = *s++;
+        out[o] = '\0';
+        return o > 0;
+    }
+    return 0;
+}
+
+typedef struct {
+    const uint8_t *head, *body;
+    size_t head_len, body_len;
+    int closed; /* ended by a delimiter */
+} part_t;
+
+/* Walks the parts; with print off only checks. Returns parts found or -1. */
+static int multipart_walk(w_t *w, const uint8_t *p, size_t n, const char *b, int print, int cut) {
+    char delim[80];
+    int dl = snprintf(delim, sizeof delim, "\r\n--%s", b);
+    /* the first delimiter may start the body, without the CRLF */
+    const uint8_t *d = NULL;
+    if (n >= (size_t)dl - 2 && memcmp(p, delim + 2, (size_t)dl - 2) == 0)
+        d = p;
+    else if ((d = memmem(p, n, delim, (size_t)dl)) != NULL)
+        d += 2;
+    if (d == NULL)
+        return fail(w, "not multipart: no delimiter line '--%s'", b);
+    size_t pos = (size_t)(d - p) + (size_t)dl - 2;
+    int count = 0;
+    for (;;) {
+        if (pos + 2 <= n && p[pos] == '-' && p[pos + 1] == '-')
+            break; /* close delimiter */
+        while (pos < n && (p[pos] == ' ' || p[pos] == '\t'))
+            pos++;
+        if (pos + 2 <= n && p[pos] == '\r' && p[pos + 1] == '\n')
+            pos += 2;
+        else if (pos < n && p[pos] == '\n')
+            pos++;
+        else if (pos >= n) {
+            if (count == 0)
+                return fail(w, "not multipart: the body ends after the first delimiter");
+            break;
+        } else
+            return fail(w, "not multipart: junk after the delimiter at offset %zu", pos);
+        if (count >= PARTS_MAX) {
+            if (print)
+                fprintf(w->f, "(more than %d parts: the rest are not listed)\n", PARTS_MAX);
+            break;
+        }
+        part_t pt = {.head = p + pos};
+        const uint8_t *he = memmem(p + pos, n - pos, "\r\n\r\n", 4);
+        size_t hl = 4;
+        if (pos + 2 <= n && p[pos] == '\r' && p[pos + 1] == '\n') {
+            he = p + pos; /* no headers */
+            hl = 2;
+        }
+        if (he == NULL) {
+            if (!cut)
+                return fail(w, "not multipart: part %d has no end to its headers", count + 1);
+            pt.head_len = n - pos;
+            pt.body = p + n;
+        } else {
+            pt.head_len = (size_t)(he - (p + pos));
+            pt.body = he + hl;
+        }
+        const uint8_t *nd = memmem(pt.body, (size_t)(p + n - pt.body), delim, (size_t)dl);
+        pt.body_len = nd ? (size_t)(nd - pt.body) : (size_t)(p + n - pt.body);
+        pt.closed = nd != NULL;
+        count++;
+        if (print) {
+            col(w, "1");
+            fprintf(w->f, "part %d", count);
+            col_off(w);
+            fprintf(w->f, ": %zu bytes%s\n", pt.body_len,
+                    pt.closed ? "" : cut ? " (cut)" : " (no closing delimiter)");
+            const uint8_t *h = pt.head, *he2 = pt.head + pt.head_len;
+            while (h < he2) {
+                const uint8_t *e = memchr(h, '\n', (size_t)(he2 - h));
+                size_t k = e ? (size_t)(e - h) : (size_t)(he2 - h);
+                size_t kk = k && h[k - 1] == '\r' ? k - 1 : k;
+                fputs("  ", w->f);
+                const uint8_t *colon = memchr(h, ':', kk);
+                if (colon) {
+                    col(w, "34");
+                    w_cell(w, h, (size_t)(colon - h));
+                    col_off(w);
+                    w_cell(w, colon, kk - (size_t)(colon - h));
+                } else {
+                    w_cell(w, h, kk);
+                }
+                fputc('\n', w->f);
+                h += k + 1;
+            }
+            if (pt.body_len > 0 && pt.body_len <= 200 && reel_looks_text(pt.body, pt.body_len) &&
+                !memchr(pt.body, 0, pt.body_len)) {
+                fputs("  = ", w->f);
+                w_cell(w, pt.body, pt.body_len);
+                fputc('\n', w->f);
+            }
+        }
+        if (!nd)
+            break;
+        pos = (size_t)(nd - p) + (size_t)dl;
+    }
+    return count;
+}
+
+static int view_multipart(w_t *w, const char *ct, const uint8_t *p, size_t n, int cut) {
+    char b[72];
+    if (!boundary_of(ct, b)) {
+        /* none given: the first line, if it looks like a delimiter */
+        size_t k = 0;
+        while (k < n && k < 72 && p[k] != '\r' && p[k] != '\n')
+            k++;
+        if (k < 3 || k > 72 || p[0] != '-' || p[1] != '-')
+            return fail(w, "not multipart: no boundary in the Content-Type");
+        memcpy(b, p + 2, k - 2);
+        b[k - 2] = '\0';
+    }
+    if (multipart_walk(w, p, n, b, 0, cut) < 0)
+        return -1;
+    multipart_walk(w, p, n, b, 1, cut);
+    return 0;
+}
+
+/* ---- protobuf (no schema), grpc ---- */
+
+static int pb_varint(const uint8_t *p, size_t n, size_t *pos, uint64_t *v) {
+    uint64_t r = 0;
+    for (int i = 0; i < 10; i++) {
+        if (*pos >= n)
+            return -1;
+        uint8_t b = p[(*pos)++];
+        r |= (uint64_t)(b & 0x7f) << (7 * i);
+        if (!(b & 0x80)) {
+            *v = r;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Fields at the top level of p[0..n), or -1 (w->why says why when w). */
+static long pb_check(w_t *w, const uint8_t *p, size_t n) {
+    size_t pos = 0;
+    long count = 0;
+    while (pos < n) {
+        size_t at = pos;
+        uint64_t key, v;
+        if (pb_varint(p, n, &pos, &key) < 0)
+            return w ? fail(w, "not protobuf: bad field key at offset %zu", at) : -1;
+        uint64_t field = key >> 3;
+        unsigned wt = (unsigned)(key & 7);
+        if (field == 0 || field > 536870911)
+            return w ? fail(w, "not protobuf: field number %" PRIu64 " at offset %zu", field, at)
+                     : -1;
+        switch (wt) {
+        case 0:
+            if (pb_varint(p, n, &pos, &v) < 0)
+                return w ? fail(w, "not protobuf: bad varint at offset %zu", pos) : -1;
+            break;
+        case 1:
+        case 5: {
+            size_t k = wt == 1 ? 8 : 4;
+            if (n - pos < k)
+                return w ? fail(w, "not protobuf: field %" PRIu64 " cut short at offset %zu",
+                                field, at)
+                         : -1;
+            pos += k;
+            break;
+        }
+        case 2:
+            if (pb_varint(p, n, &pos, &v) < 0 || v > n - pos)
+                return w ? fail(w,
+                                "not protobuf: field %" PRIu64 " length runs past the end "
+                                "(offset %zu)",
+                                field, at)
+                         : -1;
+            pos += (size_t)v;
+            break;
+        default:
+            return w ? fail(w, "not protobuf: wire type %u at offset %zu", wt, at) : -1;
+        }
+        count++;
+    }
+    return count;
+}
+
+static int printable(const uint8_t *p, size_t n) {
+    for (size_t i = 0; i < n;) {
+        if (p[i] >= 0x80) {
+            size_t k = utf8_len(p + i, n - i);
+            if (k == 0)
+                return 0;
+            i += k;
+        } else if (p[i] < 0x20 && p[i] != '\n' && p[i] != '\t' && p[i] != '\r') {
+            return 0;
+        } else if (p[i] == 0x7f) {
+            return 0;
+        } else {
+            i++;
+        }
+    }
+    return 1;
+}
+
+static void pb_print(w_t *w, const uint8_t *p, size_t n, int depth) {
+    size_t pos = 0;
+    while (pos < n) {
+        uint64_t key, v = 0;
+        if (pb_varint(p, n, &pos, &key) < 0)
+            return; /* checked before */
+        uint64_t field = key >> 3;
+        unsigned wt = (unsigned)(key & 7);
+        indent(w, depth);
+        col(w, "34");
+        fprintf(w->f, "%" PRIu64, field);
+        col_off(w);
+        if (wt == 0) {
+            pb_varint(p, n, &pos, &v);
+            fprintf(w->f, ": %" PRIu64, v);
+            if (v & 1)
+                fprintf(w->f, "  (sint %" PRId64 ")", -(int64_t)(v >> 1) - 1);
+            else if (v > INT64_MAX)
+                fprintf(w->f, "  (int %" PRId64 ")", (int64_t)v);
+            fputc('\n', w->f);
+        } else if (wt == 1) {
+            uint64_t x = 0;
+            for (int i = 7; i >= 0; i--)
+                x = (x << 8) | p[pos + (size_t)i];
+            double d;
+            memcpy(&d, &x, sizeof d);
+            fprintf(w->f, ": fixed64 0x%016" PRIx64 "  (double %g)\n", x, d);
+            pos += 8;
+        } else if (wt == 5) {
+            uint32_t x = 0;
+            for (int i = 3; i >= 0; i--)
+                x = (x << 8) | p[pos + (size_t)i];
+            float f;
+            memcpy(&f, &x, sizeof f);
+            fprintf(w->f, ": fixed32 0x%08" PRIx32 "  (float %g)\n", x, (double)f);
+            pos += 4;
+        } else {
+            pb_varint(p, n, &pos, &v);
+            const uint8_t *s = p + pos;
+            size_t len = (size_t)v;
+            pos += len;
+            if (len > 0 && depth < PB_DEPTH_MAX && !printable(s, len) && pb_check(NULL, s, len) > 0) {
+                fputs(" {\n", w->f);
+                pb_print(w, s, len, depth + 1);
+                indent(w, depth);
+                fputs("}\n", w->f);
+            } else if (printable(s, len)) {
+                fputs(": ", w->f);
+                col(w, "32");
+                fputc('"', w->f);
+                w_cell(w, s, len);
+                fputc('"', w->f);
+                col_off(w);
+                fputc('\n', w->f);
+            } else {
+                fprintf(w->f, ": bytes (%zu) ", len);
+                size_t k = len > 32 ? 32 : len;
+                for (size_t i = 0; i < k; i++)
+                    fprintf(w->f, "%02x", s[i]);
+                fputs(len > k ? "...\n" : "\n", w->f);
+            }
+        }
+    }
+}
+
+static int view_protobuf(w_t *w, const uint8_t *p, size_t n) {
+    if (pb_check(w, p, n) < 0)
+        return -1;
+    if (n == 0)
+        fputs("(empty message)\n", w->f);
+    pb_print(w, p, n, 0);
+    return 0;
+}
+
+static int view_grpc(w_t *w, const uint8_t *p, size_t n, int cut) {
+    size_t pos = 0;
+    int count = 0;
+    while (pos < n) { /* check the framing first */
+        if (n - pos < 5) {
+            if (cut)
+                break;
+            return fail(w, "not gRPC: %zu bytes after the last message, a prefix is 5", n - pos);
+        }
+        if (p[pos] & 0x7e)
+            return fail(w, "not gRPC: flags 0x%02x at offset %zu", p[pos], pos);
+        uint32_t len = (uint32_t)p[pos + 1] << 24 | (uint32_t)p[pos + 2] << 16 |
+                       (uint32_t)p[pos + 3] << 8 | p[pos + 4];
+        if (len > n - pos - 5 && !cut)
+            return fail(w, "not gRPC: message at offset %zu says %" PRIu32 " bytes, %zu follow",
+                        pos, len, n - pos - 5);
+        pos += 5 + (len > n - pos - 5 ? n - pos - 5 : len);
+        count++;
+    }
+    if (count == 0)
+        fputs("(no messages)\n", w->f);
+    pos = 0;
+    for (int i = 1; pos + 5 <= n; i++) {
+        uint8_t flags = p[pos];
+        uint32_t len = (uint32_t)p[pos + 1] << 24 | (uint32_t)p[pos + 2] << 16 |
+                       (uint32_t)p[pos + 3] << 8 | p[pos + 4];
+        size_t have = len > n - pos - 5 ? n - pos - 5 : len;
+        const uint8_t *m = p + pos + 5;
+        col(w, "1");
+        fprintf(w->f, "%s %d", flags & 0x80 ? "trailers" : "message", i);
+        col_off(w);
+        fprintf(w->f, ": %" PRIu32 " bytes%s%s\n", len, flags & 1 ? ", compressed" : "",
+                have < len ? " (cut)" : "");
+        if (flags & 0x80) {
+            w_esc(w, m, have);
+            if (have && m[have - 1] != '\n')
+                fputc('\n', w->f);
+        } else if (flags & 1) {
+            fputs("(compressed with the grpc-encoding: shown as hex)\n", w->f);
+            hex(w, m, have);
+        } else {
+            w_t sub = *w;
+            if (pb_check(&sub, m, have) < 0) {
+                fputc('(', w->f);
+                w_cell(w, sub.why, strlen(sub.why));
+                fputs("; shown as hex)\n", w->f);
+                hex(w, m, have);
+            } else {
+                pb_print(w, m, have, 1);
+            }
+        }
+        pos += 5 + have;
+    }
+    return 0;
+}
+
+/* ---- image ---- */
+
+static uint32_t be16(const uint8_t *p) {
+    return (uint32_t)p[0] << 8 | p[1];
+}
+static uint32_t be32(const uint8_t *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+static uint32_t le16(const uint8_t *p) {
+    return (uint32_t)p[1] << 8 | p[0];
+}
+static uint32_t le24(const uint8_t *p) {
+    return (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
+}
+
+static int view_image(w_t *w, const uint8_t *p, size_t n) {
+    const char *fmt = NULL;
+    uint32_t wd = 0, ht = 0;
+    char extra[64] = "";
+    if (n >= 8 && memcmp(p, "\x89PNG\r\n\x1a\n", 8) == 0) {
+        if (n < 26 || memcmp(p + 12, "IHDR", 4) != 0)
+            return fail(w, "PNG signature but no IHDR chunk after it");
+        static const char *const ct[] = {"grey", "?", "RGB", "palette", "grey+alpha", "?", "RGBA"};
+        fmt = "PNG";
+        wd = be32(p + 16);
+        ht = be32(p + 20);
+        snprintf(extra, sizeof extra, ", %u-bit %s", p[24], p[25] < 7 ? ct[p[25]] : "?");
+    } else if (n >= 6 && (memcmp(p, "GIF87a", 6) == 0 || memcmp(p, "GIF89a", 6) == 0)) {
+        if (n < 10)
+            return fail(w, "GIF signature but no screen size");
+        fmt = "GIF";
+        wd = le16(p + 6);
+        ht = le16(p + 8);
+    } else if (n >= 3 && memcmp(p, "\xff\xd8\xff", 3) == 0) {
+        size_t pos = 2;
+        while (fmt == NULL) {
+            while (pos < n && p[pos] == 0xff && pos + 1 < n && p[pos + 1] == 0xff)
+                pos++;
+            if (pos + 4 > n || p[pos] != 0xff)
+                return fail(w, "JPEG without a frame header (SOF) before offset %zu", pos);
+            uint8_t m = p[pos + 1];
+            if (m == 0xd8 || m == 0x01 || (m >= 0xd0 && m <= 0xd7)) {
+                pos += 2;
+                continue;
+            }
+            if (m == 0xd9 || m == 0xda)
+                return fail(w, "JPEG without a frame header (SOF)");
+            uint32_t len = be16(p + pos + 2);
+            if (m >= 0xc0 && m <= 0xcf && m != 0xc4 && m != 0xc8 && m != 0xcc) {
+                if (pos + 9 > n || len < 7)
+                    return fail(w, "JPEG frame header cut short");
+                fmt = "JPEG";
+                ht = be16(p + pos + 5);
+                wd = be16(p + pos + 7);
+                snprintf(extra, sizeof extra, ", %s", m == 0xc2 ? "progressive" : "baseline");
+                break;
+            }
+            if (len < 2)
+                return fail(w, "JPEG segment length %u at offset %zu", len, pos);
+            pos += 2 + len;
+        }
+    } else if (n >= 12 && memcmp(p, "RIFF", 4) == 0 && memcmp(p + 8, "WEBP", 4) == 0) {
+        fmt = "WebP";
+        if (n >= 30 && memcmp(p + 12, "VP8 ", 4) == 0 && memcmp(p + 23, "\x9d\x01\x2a", 3) == 0) {
+            wd = le16(p + 26) & 0x3fff;
+            ht = le16(p + 28) & 0x3fff;
+            snprintf(extra, sizeof extra, ", lossy");
+        } else if (n >= 25 && memcmp(p + 12, "VP8L", 4) == 0 && p[20] == 0x2f) {
+            uint32_t b = (uint32_t)p[21] | (uint32_t)p[22] << 8 | (uint32_t)p[23] << 16 |
+                         (uint32_t)p[24] << 24;
+            wd = (b & 0x3fff) + 1;
+            ht = ((b >> 14) & 0x3fff) + 1;
+            snprintf(extra, sizeof extra, ", lossless");
+        } else if (n >= 30 && memcmp(p + 12, "VP8X", 4) == 0) {
+            wd = le24(p + 24) + 1;
+            ht = le24(p + 27) + 1;
+            snprintf(extra, sizeof extra, ", extended");
+        } else {
+            return fail(w, "WebP without a VP8, VP8L or VP8X header");
+        }
+    } else {
+        return fail(w, "not a PNG, JPEG, GIF or WebP image");
+    }
+    col(w, "1");
+    fprintf(w->f, "%s image", fmt);
+    col_off(w);
+    fprintf(w->f, ": %" PRIu32 " x %" PRIu32 " pixels%s, %zu bytes\n", wd, ht, extra, n);
+    return 0;
+}
+
+/* ---- render ---- */
+
+reel_view_kind reel_view_render(reel_view_kind kind, const char *content_type, const uint8_t *p,
+                                size_t n, int cut, int flags, FILE *out) {
+    w_t w = {.f = out, .flags = flags};
+    static const uint8_t none[1];
+    if (p == NULL)
+        p = none, n = 0;
+    int asked_auto = kind == REEL_VIEW_AUTO;
+    if (kind == REEL_VIEW_WEBSOCKET) {
+        fputs("(the websocket view shows messages; this body is shown by auto)\n", out);
+        kind = REEL_VIEW_AUTO;
+        asked_auto = 1;
+    }
+    if (kind == REEL_VIEW_AUTO)
+        kind = reel_view_pick(content_type, p, n);
+    int rc = 0;
+    switch (kind) {
+    case REEL_VIEW_RAW:
+        w_esc(&w, p, n);
+        if (n && p[n - 1] != '\n')
+            fputc('\n', out);
+        break;
+    case REEL_VIEW_JSON: rc = view_json(&w, p, n); break;
+    case REEL_VIEW_XML: rc = view_xml(&w, p, n, 0); break;
+    case REEL_VIEW_HTML: rc = view_xml(&w, p, n, 1); break;
+    case REEL_VIEW_CSS: rc = view_code(&w, p, n, 0); break;
+    case REEL_VIEW_JAVASCRIPT: rc = view_code(&w, p, n, 1); break;
+    case REEL_VIEW_URLENCODED: rc = view_urlencoded(&w, p, n); break;
+    case REEL_VIEW_MULTIPART: rc = view_multipart(&w, content_type, p, n, cut); break;
+    case REEL_VIEW_PROTOBUF: rc = view_protobuf(&w, p, n); break;
+    case REEL_VIEW_GRPC: rc = view_grpc(&w, p, n, cut); break;
+    case REEL_VIEW_IMAGE: rc = view_image(&w, p, n); break;
+    case REEL_VIEW_MSGPACK: rc = fail(&w, "the msgpack view is not written yet"); break;
+    default: kind = REEL_VIEW_HEX; hex(&w, p, n); break;
+    }
+    if (rc < 0) {
+        size_t sample = n > 4096 ? 4096 : n;
+        int text = asked_auto && reel_looks_text(p, sample);
+        /* a reason may quote the content: written escaped */
+        fputc('(', out);
+        w_cell(&w, w.why, strlen(w.why));
+        fprintf(out, "%s; shown as %s)\n", cut ? ", perhaps because the body was cut" : "",
+                text ? "text" : "hex");
+        if (text) {
+            kind = REEL_VIEW_RAW;
+            w_esc(&w, p, n);
+            if (n && p[n - 1] != '\n')
+                fputc('\n', out);
+        } else {
+            kind = REEL_VIEW_HEX;
+            hex(&w, p, n);
+        }
+    }
+    if (cut)
+        fprintf(out, "(cut: the view shows the first %zu bytes of the body)\n", n);
+    return kind;
+}
