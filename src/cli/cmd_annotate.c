@@ -3,26 +3,94 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "session/filter.h"
 #include "session/index.h"
 
 static const char usage[] =
     "usage: reel annotate [--home DIR] [--json] SESSION ID [TEXT]\n"
     "       reel annotate [--home DIR] SESSION ID --delete N\n"
+    "       reel annotate [--home DIR] [--json] SESSION --filter FILTER TEXT\n"
     "\n"
     "Adds TEXT as a note on flow ID (a flow can have many), or, without TEXT,\n"
     "lists the flow's notes with their numbers and times. --delete N removes\n"
-    "note number N of that flow. Works while the session is recording.\n"
+    "note number N of that flow. With --filter, adds TEXT to every flow FILTER\n"
+    "matches (docs/filters.md) and says how many ({\"annotated\": N} with --json).\n"
+    "Works while the session is recording.\n"
     "On a terminal, control characters in listed notes are shown as \\xNN.\n";
 
 #define MAX_NOTE (64 * 1024)
 
+/* reel annotate SESSION --filter FILTER TEXT */
+static int annotate_filter(reel_cli_t *cli, int argc, char **argv, const char *filter,
+                           long long del) {
+    if (del)
+        return reel_cli_usage(cli, "--delete takes a flow ID, not --filter");
+    if (argc - optind != 2)
+        return reel_cli_usage(cli, "expected SESSION and one TEXT argument with --filter");
+    const char *text = argv[optind + 1];
+    if (text[0] == '\0')
+        return reel_cli_fail(cli, "empty note");
+    if (strlen(text) > MAX_NOTE)
+        return reel_cli_fail(cli, "note longer than %d bytes", MAX_NOTE);
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_filter_t *f = NULL;
+    if (reel_filter_compile(filter, &f, &err) != REEL_OK)
+        return reel_cli_fail(cli, "%s", reel_err_str(&err));
+    reel_session_t *s = reel_cli_open(cli, argv[optind], 0);
+    if (s == NULL) {
+        reel_filter_free(f);
+        return REEL_EXIT_ERROR;
+    }
+    int rc = REEL_EXIT_OK;
+    sqlite3 *db = reel_session_db(s);
+    sqlite3_stmt *st = NULL;
+    int64_t *ids = NULL;
+    size_t nids = 0;
+    if (reel_filter_ids(f, s, &ids, &nids, &err) != REEL_OK) {
+        rc = reel_cli_fail(cli, "%s", reel_err_str(&err));
+        goto out;
+    }
+    sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    sqlite3_prepare_v2(db, "INSERT INTO annotations(flow_id, created_us, text) VALUES(?, ?, ?)",
+                       -1, &st, NULL);
+    for (size_t i = 0; i < nids && rc == REEL_EXIT_OK; i++) {
+        sqlite3_bind_int64(st, 1, ids[i]);
+        sqlite3_bind_int64(st, 2, reel_now_us());
+        sqlite3_bind_text(st, 3, text, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = reel_cli_fail(cli, "session.db: %s", sqlite3_errmsg(db));
+        sqlite3_reset(st);
+    }
+    if (rc == REEL_EXIT_OK && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        rc = reel_cli_fail(cli, "session.db: %s", sqlite3_errmsg(db));
+    if (rc != REEL_EXIT_OK)
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    else if (cli->json)
+        reel_cli_json_out(json_pack("{s:I}", "annotated", (json_int_t)nids));
+    else
+        printf("added a note to %zu matching flow%s\n", nids, nids == 1 ? "" : "s");
+out:
+    sqlite3_finalize(st);
+    free(ids);
+    reel_filter_free(f);
+    reel_session_close(s);
+    return rc;
+}
+
 int reel_cmd_annotate(reel_cli_t *cli, int argc, char **argv) {
     static const struct option opts[] = {{"delete", required_argument, NULL, 'd'},
+                                         {"filter", required_argument, NULL, 'F'},
                                          REEL_CLI_COMMON_OPTS,
                                          {0}};
     long long del = 0;
+    const char *filter = NULL;
     int c;
     while ((c = reel_cli_getopt(argc, argv, "hd:", opts)) != -1) {
+        if (c == 'F') {
+            filter = optarg;
+            continue;
+        }
         if (c == 'd') {
             char *end = NULL;
             errno = 0;
@@ -36,6 +104,8 @@ int reel_cmd_annotate(reel_cli_t *cli, int argc, char **argv) {
             return rc;
     }
     int nargs = argc - optind;
+    if (filter)
+        return annotate_filter(cli, argc, argv, filter, del);
     if (nargs < 2 || nargs > 3 || (del && nargs != 2))
         return reel_cli_usage(cli, nargs < 2 ? "expected SESSION and flow ID"
                                              : "expected one TEXT argument (quote it)");

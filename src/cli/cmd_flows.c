@@ -28,62 +28,19 @@ static const char usage[] =
     "                 (30s, 15m, 2h, 7d), a date 'YYYY-MM-DD[ HH:MM[:SS]]' (local\n"
     "                 time), or '@SECONDS' since the epoch\n"
     "\n"
-    "FILTER (mitmproxy's language): ~d REGEX domain, ~u REGEX URL, ~m REGEX method,\n"
-    "~c CODE status, ~tag NAME, ~marked, ~damaged (part of the record is known lost),\n"
-    "~http, ~websocket, ~tcp (kind of flow), !X, X & Y, X | Y, (X); a bare word is ~u. Quote a regex holding | or & or\n"
-    "parentheses. Every operator: docs/filters.md.\n"
+    "FILTER (mitmproxy's language): ~d domain, ~u URL, ~m method, ~c CODE status,\n"
+    "~h/~hq/~hs headers, ~b/~bq/~bs decoded bodies (read from the spool), ~t/~tq/~ts\n"
+    "content type, ~src/~dst address, ~comment annotation (each takes a REGEX),\n"
+    "~e error, ~s response, ~q no response, ~marked, ~all, ~http, ~websocket, ~tcp,\n"
+    "~tag NAME, ~id N[-M], ~since/~until WHEN, ~size >10k, ~damaged; !X, X & Y,\n"
+    "X | Y, (X); a bare word is ~u. Quote a regex holding | or & or parentheses.\n"
+    "Every operator: docs/filters.md.\n"
     "\n"
     "--json adds per flow: client_addr, server_addr, request_end_us, messages,\n"
     "response_start_us, response_generated (reel sent the response itself),\n"
     "request_body_dropped/response_body_dropped (bytes not stored because capture\n"
     "fell behind) and damaged.\n"
     "Example: reel flows mysession '~d example.com & !~c 200'\n";
-
-/* Parses --since into microseconds since the epoch. */
-static int parse_since(const char *s, long long *out) {
-    char *end = NULL;
-    errno = 0;
-    if (s[0] == '@') {
-        long long v = strtoll(s + 1, &end, 10);
-        if (end == s + 1 || *end || errno)
-            return -1;
-        *out = v * 1000000;
-        return 0;
-    }
-    if (isdigit((unsigned char)s[0])) {
-        long long v = strtoll(s, &end, 10);
-        long long mul = 0;
-        if (errno == 0 && end != s && end[0] && !end[1]) {
-            switch (end[0]) {
-            case 's': mul = 1; break;
-            case 'm': mul = 60; break;
-            case 'h': mul = 3600; break;
-            case 'd': mul = 86400; break;
-            }
-        }
-        if (mul) {
-            *out = ((long long)time(NULL) - v * mul) * 1000000;
-            return 0;
-        }
-        struct tm tm;
-        memset(&tm, 0, sizeof tm);
-        const char *fmts[] = {"%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M",
-                              "%Y-%m-%d"};
-        for (size_t i = 0; i < sizeof fmts / sizeof *fmts; i++) {
-            memset(&tm, 0, sizeof tm);
-            const char *e = strptime(s, fmts[i], &tm);
-            if (e && *e == '\0') {
-                tm.tm_isdst = -1;
-                time_t t = mktime(&tm);
-                if (t == (time_t)-1)
-                    return -1;
-                *out = (long long)t * 1000000;
-                return 0;
-            }
-        }
-    }
-    return -1;
-}
 
 /* Columns of a row besides the URL, tags and error: "%6lld%s %s %-7s " and
  * " %3s %9s %9s %7s". */
@@ -182,11 +139,13 @@ int reel_cmd_flows(reel_cli_t *cli, int argc, char **argv) {
             continue;
         }
         if (c == 's') {
-            if (parse_since(optarg, &since) != 0)
+            int64_t us = 0;
+            if (reel_filter_parse_time(optarg, &us) != REEL_OK)
                 return reel_cli_usage(cli,
                                       "--since: cannot read '%s' (examples: 15m, 2h, "
                                       "'2026-11-24 10:00', @1700000000)",
                                       optarg);
+            since = (long long)us;
             have_since = 1;
             continue;
         }
@@ -208,16 +167,60 @@ int reel_cmd_flows(reel_cli_t *cli, int argc, char **argv) {
         reel_filter_free(f);
         return REEL_EXIT_ERROR;
     }
-    char *sql = reel_asprintf(
+    /* Header and body terms: the SQL narrows the rows, the spool decides.
+     * With --limit, a first pass finds the newest N matches (ascending in
+     * keep[]) and the listing shows those. */
+    bool spool = reel_filter_needs_spool(f);
+    int64_t *keep = NULL;
+    size_t nkeep = 0;
+    int rc = REEL_EXIT_OK;
+    sqlite3_stmt *st = NULL;
+    char *sql = NULL;
+    if (spool && limit >= 0) {
+        sql = reel_asprintf("SELECT id FROM flows WHERE (%s)%s ORDER BY id DESC",
+                            reel_filter_sql(f), have_since ? " AND start_us >= ?" : "");
+        if (sqlite3_prepare_v2(reel_session_db(s), sql, -1, &st, NULL) != SQLITE_OK) {
+            rc = reel_cli_db_fail(cli, s);
+            goto out;
+        }
+        int k = reel_filter_bind(f, st, 1);
+        if (have_since)
+            sqlite3_bind_int64(st, k++, since);
+        keep = reel_calloc((size_t)limit, sizeof *keep);
+        int step = SQLITE_DONE;
+        while ((long long)nkeep < limit && (step = sqlite3_step(st)) == SQLITE_ROW) {
+            int64_t id = sqlite3_column_int64(st, 0);
+            int match = 0;
+            if (reel_filter_match_flow(f, s, (uint64_t)id, &match, &err) != REEL_OK) {
+                rc = reel_cli_fail(cli, "%s", reel_err_str(&err));
+                goto out;
+            }
+            if (match)
+                keep[nkeep++] = id;
+        }
+        if (step != SQLITE_ROW && step != SQLITE_DONE) {
+            rc = reel_cli_db_fail(cli, s);
+            goto out;
+        }
+        for (size_t i = 0; i < nkeep / 2; i++) { /* to ascending order */
+            int64_t t = keep[i];
+            keep[i] = keep[nkeep - 1 - i];
+            keep[nkeep - 1 - i] = t;
+        }
+        sqlite3_finalize(st);
+        st = NULL;
+        free(sql);
+        limit = -1;
+    }
+    sql = reel_asprintf(
         "SELECT * FROM (SELECT id, start_us, method, url, status, request_body_size, "
         "response_body_size, end_us, (SELECT group_concat(tag, ',') FROM tags t WHERE t.flow_id "
         "= flows.id), marked, state, error, kind, host, port, client_addr, server_addr, "
         "request_end_us, response_start_us, response_generated, request_body_dropped, "
-        "response_body_dropped, damaged, messages FROM flows WHERE (%s)%s ORDER BY id "
+        "response_body_dropped, damaged, messages FROM flows WHERE (%s)%s%s ORDER BY id "
         "DESC%s) ORDER BY id",
-        reel_filter_sql(f), have_since ? " AND start_us >= ?" : "", limit >= 0 ? " LIMIT ?" : "");
-    sqlite3_stmt *st = NULL;
-    int rc = REEL_EXIT_OK;
+        reel_filter_sql(f), have_since ? " AND start_us >= ?" : "", keep ? " AND id >= ?" : "",
+        limit >= 0 ? " LIMIT ?" : "");
     if (sqlite3_prepare_v2(reel_session_db(s), sql, -1, &st, NULL) != SQLITE_OK) {
         rc = reel_cli_db_fail(cli, s);
         goto out;
@@ -225,6 +228,8 @@ int reel_cmd_flows(reel_cli_t *cli, int argc, char **argv) {
     int k = reel_filter_bind(f, st, 1);
     if (have_since)
         sqlite3_bind_int64(st, k++, since);
+    if (keep)
+        sqlite3_bind_int64(st, k++, nkeep ? keep[0] : INT64_MAX);
     if (limit >= 0)
         sqlite3_bind_int64(st, k++, limit);
     json_t *arr = cli->json ? json_array() : NULL;
@@ -238,6 +243,27 @@ int reel_cmd_flows(reel_cli_t *cli, int argc, char **argv) {
     int step;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         long long id = sqlite3_column_int64(st, 0), start = sqlite3_column_int64(st, 1);
+        if (keep) {
+            size_t lo = 0, hi = nkeep; /* id in keep[]? */
+            while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (keep[mid] < id)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            if (lo == nkeep || keep[lo] != id)
+                continue;
+        } else if (spool) {
+            int match = 0;
+            if (reel_filter_match_flow(f, s, (uint64_t)id, &match, &err) != REEL_OK) {
+                json_decref(arr);
+                rc = reel_cli_fail(cli, "%s", reel_err_str(&err));
+                goto out;
+            }
+            if (!match)
+                continue;
+        }
         const char *method = (const char *)sqlite3_column_text(st, 2);
         const char *url = (const char *)sqlite3_column_text(st, 3);
         int has_status = sqlite3_column_type(st, 4) != SQLITE_NULL;
@@ -331,6 +357,7 @@ int reel_cmd_flows(reel_cli_t *cli, int argc, char **argv) {
     if (arr)
         rc = reel_cli_json_out(arr);
 out:
+    free(keep);
     sqlite3_finalize(st);
     free(sql);
     reel_filter_free(f);

@@ -1,23 +1,31 @@
 /* `reel tag` and `reel untag`: one feature, one file. */
+#include <stdlib.h>
 #include <string.h>
 
+#include "base/mem.h"
 #include "cli/cli.h"
+#include "session/filter.h"
 
 static const char tag_usage[] =
     "usage: reel tag [--home DIR] [--json] SESSION ID TAG...\n"
+    "       reel tag [--home DIR] [--json] SESSION --filter FILTER TAG...\n"
     "\n"
-    "Adds TAGs to flow ID. A tag is 1-128 letters, digits, '-', '_', '.', ':'\n"
+    "Adds TAGs to flow ID, or to every flow FILTER matches (docs/filters.md),\n"
+    "saying how many. A tag is 1-128 letters, digits, '-', '_', '.', ':'\n"
     "and '/', not starting with '.' or '-'. Find tagged flows with:\n"
     "reel flows SESSION '~tag TAG'\n"
     "\n"
-    "  --json   print {\"flow\": ID, \"added\": N} (N: tags the flow did not have)\n";
+    "  --json   print {\"flow\": ID, \"added\": N} (N: tags the flow did not have);\n"
+    "           with --filter {\"matched\": M, \"added\": N}\n";
 static const char untag_usage[] =
     "usage: reel untag [--home DIR] [--json] SESSION ID TAG...\n"
+    "       reel untag [--home DIR] [--json] SESSION --filter FILTER TAG...\n"
     "\n"
-    "Removes TAGs from flow ID (any tag it has, also one an older reel allowed\n"
-    "that 'reel tag' now refuses).\n"
+    "Removes TAGs from flow ID, or from every flow FILTER matches (any tag it\n"
+    "has, also one an older reel allowed that 'reel tag' now refuses).\n"
     "\n"
-    "  --json   print {\"flow\": ID, \"removed\": N}\n";
+    "  --json   print {\"flow\": ID, \"removed\": N}; with --filter\n"
+    "           {\"matched\": M, \"removed\": N}\n";
 
 /* Tags removed need only be tags something could have stored. */
 static int untag_ok(const char *t) {
@@ -26,19 +34,32 @@ static int untag_ok(const char *t) {
 }
 
 static int run(reel_cli_t *cli, int argc, char **argv, int add) {
-    static const struct option opts[] = {REEL_CLI_COMMON_OPTS, {0}};
+    static const struct option opts[] = {{"filter", required_argument, NULL, 'F'},
+                                         REEL_CLI_COMMON_OPTS,
+                                         {0}};
+    const char *filter = NULL;
     int c;
     while ((c = reel_cli_getopt(argc, argv, "h", opts)) != -1) {
+        if (c == 'F') {
+            filter = optarg;
+            continue;
+        }
         int rc = reel_cli_common_opt(cli, c, add ? tag_usage : untag_usage);
         if (rc >= 0)
             return rc;
     }
-    if (argc - optind < 3)
-        return reel_cli_usage(cli, "expected SESSION, flow ID and at least one TAG");
-    unsigned long long id = reel_cli_flow_id(cli, argv[optind + 1]);
-    if (id == 0)
+    /* the tags start after SESSION and ID, or after SESSION with --filter */
+    int first_tag = optind + (filter ? 1 : 2);
+    if (argc - first_tag < 1)
+        return reel_cli_usage(cli, filter ? "expected SESSION and at least one TAG"
+                                          : "expected SESSION, flow ID and at least one TAG");
+    unsigned long long id = 0;
+    reel_filter_t *f = NULL;
+    int64_t *ids = NULL;
+    size_t nids = 0;
+    if (!filter && (id = reel_cli_flow_id(cli, argv[optind + 1])) == 0)
         return REEL_EXIT_ERROR;
-    for (int i = optind + 2; i < argc; i++) {
+    for (int i = first_tag; i < argc; i++) {
         reel_err_t err;
         reel_err_clear(&err);
         if (add && reel_session_tag_check(argv[i], &err) != REEL_OK)
@@ -46,41 +67,70 @@ static int run(reel_cli_t *cli, int argc, char **argv, int add) {
         if (!add && !untag_ok(argv[i]))
             return reel_cli_fail(cli, "invalid tag: expected 1-128 bytes");
     }
+    if (filter) {
+        reel_err_t err;
+        reel_err_clear(&err);
+        if (reel_filter_compile(filter, &f, &err) != REEL_OK)
+            return reel_cli_fail(cli, "%s", reel_err_str(&err));
+    }
     reel_session_t *s = reel_cli_open(cli, argv[optind], 0);
-    if (s == NULL)
+    if (s == NULL) {
+        reel_filter_free(f);
         return REEL_EXIT_ERROR;
+    }
     int rc = REEL_EXIT_OK;
     sqlite3 *db = reel_session_db(s);
     sqlite3_stmt *st = NULL;
-    if (!reel_cli_flow_exists(cli, s, id)) {
+    if (filter) {
+        reel_err_t err;
+        reel_err_clear(&err);
+        if (reel_filter_ids(f, s, &ids, &nids, &err) != REEL_OK) {
+            rc = reel_cli_fail(cli, "%s", reel_err_str(&err));
+            goto out;
+        }
+    } else if (!reel_cli_flow_exists(cli, s, id)) {
         rc = REEL_EXIT_ERROR;
         goto out;
+    } else {
+        ids = reel_malloc(sizeof *ids);
+        ids[0] = (int64_t)id;
+        nids = 1;
     }
     sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
     sqlite3_prepare_v2(db,
                        add ? "INSERT OR IGNORE INTO tags(flow_id, tag) VALUES(?, ?)"
                            : "DELETE FROM tags WHERE flow_id = ? AND tag = ?",
                        -1, &st, NULL);
-    int changed = 0;
-    for (int i = optind + 2; i < argc && rc == REEL_EXIT_OK; i++) {
-        sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
-        sqlite3_bind_text(st, 2, argv[i], -1, SQLITE_STATIC);
-        if (sqlite3_step(st) != SQLITE_DONE)
-            rc = reel_cli_fail(cli, "session.db: %s", sqlite3_errmsg(db));
-        changed += sqlite3_changes(db);
-        sqlite3_reset(st);
+    long long changed = 0;
+    for (size_t k = 0; k < nids && rc == REEL_EXIT_OK; k++) {
+        for (int i = first_tag; i < argc && rc == REEL_EXIT_OK; i++) {
+            sqlite3_bind_int64(st, 1, ids[k]);
+            sqlite3_bind_text(st, 2, argv[i], -1, SQLITE_STATIC);
+            if (sqlite3_step(st) != SQLITE_DONE)
+                rc = reel_cli_fail(cli, "session.db: %s", sqlite3_errmsg(db));
+            changed += sqlite3_changes(db);
+            sqlite3_reset(st);
+        }
     }
     if (rc == REEL_EXIT_OK && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
         rc = reel_cli_fail(cli, "session.db: %s", sqlite3_errmsg(db));
     if (rc != REEL_EXIT_OK)
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    else if (filter && !cli->json)
+        printf("%s %lld tag%s %s %zu matching flow%s\n", add ? "added" : "removed", changed,
+               changed == 1 ? "" : "s", add ? "to" : "from", nids, nids == 1 ? "" : "s");
+    else if (filter)
+        reel_cli_json_out(json_pack("{s:I, s:I}", "matched", (json_int_t)nids,
+                                    add ? "added" : "removed", (json_int_t)changed));
     else if (!cli->json)
-        printf("%s %d tag%s %s flow %llu\n", add ? "added" : "removed", changed,
+        printf("%s %lld tag%s %s flow %llu\n", add ? "added" : "removed", changed,
                changed == 1 ? "" : "s", add ? "to" : "from", id);
     else
-        reel_cli_json_out(json_pack("{s:I, s:i}", "flow", (json_int_t)id,
-                                    add ? "added" : "removed", changed));
+        reel_cli_json_out(json_pack("{s:I, s:I}", "flow", (json_int_t)id,
+                                    add ? "added" : "removed", (json_int_t)changed));
 out:
+    free(ids);
+    reel_filter_free(f);
     sqlite3_finalize(st);
     reel_session_close(s);
     return rc;

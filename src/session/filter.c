@@ -57,13 +57,18 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include <ctype.h>
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/mem.h"
+#include "session/decode.h"
+#include "session/store.h"
 
 /** Longest accepted expression, in bytes. */
 #define FILTER_MAX_LEN (64 * 1024)
@@ -99,19 +104,44 @@ typedef enum {
     N_HTTP,      /* an HTTP exchange, WebSocket handshakes included */
     N_WEBSOCKET, /* a WebSocket flow */
     N_TCP,       /* a raw TCP flow (tunnel) */
-    N_NOT, /* kids[0] */
-    N_AND, /* kids[0..nkids) */
+    N_ALL,
+    N_ERROR,   /* flows.error set */
+    N_HASRESP, /* ~s: an HTTP flow with a response */
+    N_NORESP,  /* ~q: an HTTP flow without one */
+    N_CTYPE,   /* value: request or response content type */
+    N_COMMENT, /* value: an annotation's text */
+    N_ID,      /* num..num2 */
+    N_SINCE,   /* num: start_us >= num */
+    N_UNTIL,   /* num: start_us <= num */
+    N_SIZE,    /* request + response body size `cmp` num */
+    N_SPOOL,   /* field F_HEADERS or F_BODY, num: sides (1 request, 2 response);
+                  after compile, num2 is the index in reel_filter.spool */
+    N_NOT,     /* kids[0] */
+    N_AND,     /* kids[0..nkids) */
     N_OR,
 } node_kind;
 
-typedef enum { F_HOST, F_URL, F_METHOD } field_t;
+typedef enum {
+    F_HOST,
+    F_URL,
+    F_METHOD,
+    F_REQ_CTYPE,
+    F_RESP_CTYPE,
+    F_SRC,
+    F_DST,
+    F_HEADERS,
+    F_BODY
+} field_t;
+
+typedef enum { C_EQ, C_LT, C_LE, C_GT, C_GE } cmp_t;
 
 typedef struct node {
     node_kind kind;
     field_t field;
     char *value; /* owned, NUL-terminated */
     size_t vlen;
-    int64_t num;
+    int64_t num, num2;
+    cmp_t cmp;
     struct node **kids; /* owned */
     size_t nkids, cap;
 } node_t;
@@ -360,24 +390,48 @@ typedef struct {
     field_t field;
     const char *expects; /* NULL: takes no argument */
     const char *noun;    /* the argument, in messages */
+    int64_t sides;       /* N_SPOOL: 1 request, 2 response, 3 both */
+    bool numeric;        /* unquoted, the argument also ends at & and | */
 } op_t;
 
 /* clang-format off */
 static const op_t OPS[] = {
-    {"~d", N_REGEX, F_HOST, "a regex", "regex"},
-    {"~u", N_REGEX, F_URL, "a regex", "regex"},
-    {"~m", N_REGEX, F_METHOD, "a regex", "regex"},
-    {"~c", N_CODE, F_HOST, "an integer status code", "status code"},
-    {"~tag", N_TAG, F_HOST, "a tag name", "tag name"},
-    {"~marked", N_MARKED, F_HOST, NULL, NULL},
-    {"~damaged", N_DAMAGED, F_HOST, NULL, NULL},
-    {"~http", N_HTTP, F_HOST, NULL, NULL},
-    {"~websocket", N_WEBSOCKET, F_HOST, NULL, NULL},
-    {"~tcp", N_TCP, F_HOST, NULL, NULL},
+    {"~d", N_REGEX, F_HOST, "a regex", "regex", 0, false},
+    {"~u", N_REGEX, F_URL, "a regex", "regex", 0, false},
+    {"~m", N_REGEX, F_METHOD, "a regex", "regex", 0, false},
+    {"~c", N_CODE, F_HOST, "an integer status code", "status code", 0, true},
+    {"~tag", N_TAG, F_HOST, "a tag name", "tag name", 0, false},
+    {"~marked", N_MARKED, F_HOST, NULL, NULL, 0, false},
+    {"~damaged", N_DAMAGED, F_HOST, NULL, NULL, 0, false},
+    {"~http", N_HTTP, F_HOST, NULL, NULL, 0, false},
+    {"~websocket", N_WEBSOCKET, F_HOST, NULL, NULL, 0, false},
+    {"~tcp", N_TCP, F_HOST, NULL, NULL, 0, false},
+    {"~all", N_ALL, F_HOST, NULL, NULL, 0, false},
+    {"~e", N_ERROR, F_HOST, NULL, NULL, 0, false},
+    {"~s", N_HASRESP, F_HOST, NULL, NULL, 0, false},
+    {"~q", N_NORESP, F_HOST, NULL, NULL, 0, false},
+    {"~t", N_CTYPE, F_HOST, "a regex", "regex", 0, false},
+    {"~tq", N_REGEX, F_REQ_CTYPE, "a regex", "regex", 0, false},
+    {"~ts", N_REGEX, F_RESP_CTYPE, "a regex", "regex", 0, false},
+    {"~src", N_REGEX, F_SRC, "a regex", "regex", 0, false},
+    {"~dst", N_REGEX, F_DST, "a regex", "regex", 0, false},
+    {"~comment", N_COMMENT, F_HOST, "a regex", "regex", 0, false},
+    {"~h", N_SPOOL, F_HEADERS, "a regex", "regex", 3, false},
+    {"~hq", N_SPOOL, F_HEADERS, "a regex", "regex", 1, false},
+    {"~hs", N_SPOOL, F_HEADERS, "a regex", "regex", 2, false},
+    {"~b", N_SPOOL, F_BODY, "a regex", "regex", 3, false},
+    {"~bq", N_SPOOL, F_BODY, "a regex", "regex", 1, false},
+    {"~bs", N_SPOOL, F_BODY, "a regex", "regex", 2, false},
+    {"~id", N_ID, F_HOST, "a flow id N or range N-M", "flow id", 0, true},
+    {"~since", N_SINCE, F_HOST, "a time", "time", 0, true},
+    {"~until", N_UNTIL, F_HOST, "a time", "time", 0, true},
+    {"~size", N_SIZE, F_HOST, "a size like >10k, <1m or 512", "size", 0, true},
 };
 /* clang-format on */
 
-#define KNOWN_OPS "~d ~u ~m ~c ~tag ~marked ~damaged ~http ~websocket ~tcp"
+#define KNOWN_OPS                                                                                  \
+    "~d ~u ~m ~c ~h ~hq ~hs ~b ~bq ~bs ~t ~tq ~ts ~src ~dst ~e ~s ~q ~comment ~marked ~all "       \
+    "~http ~websocket ~tcp ~tag ~id ~since ~until ~size ~damaged"
 
 /* Checks what follows argument token a (a word, a quoted string or, if
  * code, a status code): whitespace, ')' or the end, and after a quoted
@@ -484,6 +538,71 @@ static bool parse_code(const char *v, size_t vlen, int64_t *out) {
     return true;
 }
 
+/* Parses a flow id range: "N" or "N-M" (N <= M), up to 18 digits each. */
+static bool parse_id(const char *v, size_t vlen, int64_t *lo, int64_t *hi) {
+    int64_t n[2] = {0, 0};
+    size_t k = 0, digits = 0;
+    for (size_t i = 0; i < vlen; i++) {
+        if (v[i] == '-' && k == 0 && digits > 0) {
+            k = 1;
+            digits = 0;
+            continue;
+        }
+        if (v[i] < '0' || v[i] > '9' || ++digits > 18)
+            return false;
+        n[k] = n[k] * 10 + (v[i] - '0');
+    }
+    if (digits == 0)
+        return false;
+    *lo = n[0];
+    *hi = k ? n[1] : n[0];
+    return *lo <= *hi;
+}
+
+/* Parses a size: an optional comparison (> >= < <= =), digits, and an
+ * optional unit b, k, m, g, t (powers of 1024; "kb", "kib" too), any case. */
+static bool parse_size(const char *v, size_t vlen, cmp_t *cmp, int64_t *out) {
+    size_t i = 0;
+    *cmp = C_EQ;
+    if (i < vlen && (v[i] == '>' || v[i] == '<')) {
+        bool gt = v[i] == '>';
+        i++;
+        bool eq = i < vlen && v[i] == '=';
+        i += eq;
+        *cmp = gt ? (eq ? C_GE : C_GT) : (eq ? C_LE : C_LT);
+    } else if (i < vlen && v[i] == '=') {
+        i++;
+    }
+    int64_t n = 0;
+    size_t d0 = i;
+    while (i < vlen && v[i] >= '0' && v[i] <= '9') {
+        if (i - d0 >= 15)
+            return false;
+        n = n * 10 + (v[i] - '0');
+        i++;
+    }
+    if (i == d0)
+        return false;
+    static const char units[] = "bkmgt";
+    int shift = 0;
+    if (i < vlen) {
+        char u = v[i] >= 'A' && v[i] <= 'Z' ? (char)(v[i] - 'A' + 'a') : v[i];
+        const char *at = memchr(units, u, 5);
+        if (u == '\0' || at == NULL)
+            return false;
+        shift = (int)(at - units) * 10;
+        i++;
+        if (shift > 0 && i < vlen && (v[i] == 'i' || v[i] == 'I'))
+            i++;
+        if (shift > 0 && i < vlen && (v[i] == 'b' || v[i] == 'B'))
+            i++;
+    }
+    if (i != vlen || (shift > 0 && n > (INT64_MAX >> shift)))
+        return false;
+    *out = n << shift;
+    return true;
+}
+
 /* An operator token t: looks it up and parses its argument. */
 static reel_rc parse_op(parser_t *p, const tok_t *t, node_t **out) {
     reel_rc rc = REEL_OK;
@@ -518,7 +637,7 @@ static reel_rc parse_op(parser_t *p, const tok_t *t, node_t **out) {
             goto out;
     } else if (a.start < p->len && !ends_word(c)) {
         a.kind = T_WORD;
-        if (op->kind == N_CODE) {
+        if (op->numeric) {
             a.end = scan_code(p, a.start);
         } else {
             a.end = scan_word(p, a.start);
@@ -543,11 +662,36 @@ static reel_rc parse_op(parser_t *p, const tok_t *t, node_t **out) {
     p->pos = a.end;
     v = value_text(p, &a, &vlen);
 
+    n->num = op->sides;
+    bool ok = true;
     switch (op->kind) {
     case N_REGEX:
+    case N_CTYPE:
+    case N_COMMENT:
+    case N_SPOOL:
         if ((rc = check_regex(p, &a, v, vlen)) != REEL_OK)
             goto out;
         break;
+    case N_ID:
+        ok = parse_id(v, vlen, &n->num, &n->num2);
+        break;
+    case N_SINCE:
+    case N_UNTIL:
+        ok = reel_filter_parse_time(v, &n->num) == REEL_OK;
+        break;
+    case N_SIZE:
+        ok = parse_size(v, vlen, &n->cmp, &n->num);
+        break;
+    default:
+        break;
+    }
+    if (!ok) {
+        char buf[SHOW_BUF];
+        rc = reel_err_set(p->err, REEL_INVALID, "filter: %s expects %s at column %zu, got %s",
+                          op->name, op->expects, a.start + 1, describe(p, &a, buf));
+        goto out;
+    }
+    switch (op->kind) {
     case N_CODE:
         if (!parse_code(v, vlen, &n->num)) {
             char buf[SHOW_BUF];
@@ -559,7 +703,7 @@ static reel_rc parse_op(parser_t *p, const tok_t *t, node_t **out) {
     default:
         break;
     }
-    if ((rc = check_next(p, &a, op->noun, op->kind == N_CODE)) != REEL_OK)
+    if ((rc = check_next(p, &a, op->noun, op->numeric)) != REEL_OK)
         goto out;
     n->value = v;
     n->vlen = vlen;
@@ -739,31 +883,48 @@ static node_t *to_nnf(node_t *n, bool neg) {
 
 typedef struct {
     bool is_int;
+    bool is_spool; /* num: index of a spool term, bound to its 0/1 verdict */
     int64_t num;
     char *text; /* owned */
     size_t len;
 } param_t;
 
-struct reel_filter {
+/* One SQL rendering of the filter and its parameters. */
+typedef struct {
     char *sql; /* owned */
     param_t *params;
     size_t nparams, cap;
+} part_t;
+
+/* A term read from the spool (~h ~hq ~hs ~b ~bq ~bs). */
+typedef struct {
+    field_t field;   /* F_HEADERS or F_BODY */
+    int sides;       /* 1 request, 2 response, 3 both */
+    pcre2_code *re;  /* owned */
+    size_t lookback; /* bytes kept before a search window (body terms) */
+} spool_term_t;
+
+struct reel_filter {
+    part_t approx; /* spool terms as 1: the rows that may match */
+    part_t exact;  /* spool terms as ? bound to their verdicts */
+    spool_term_t *spool;
+    size_t nspool;
 };
 
-static void add_text_param(reel_filter_t *f, const char *s, size_t len) {
-    if (f->nparams == f->cap) {
-        f->cap = f->cap ? f->cap * 2 : 8;
-        f->params = reel_realloc(f->params, f->cap * sizeof *f->params);
+static void part_add(part_t *pt, param_t pa) {
+    if (pt->nparams == pt->cap) {
+        pt->cap = pt->cap ? pt->cap * 2 : 8;
+        pt->params = reel_realloc(pt->params, pt->cap * sizeof *pt->params);
     }
-    f->params[f->nparams++] = (param_t){.text = reel_strndup(s, len), .len = len};
+    pt->params[pt->nparams++] = pa;
 }
 
-static void add_int_param(reel_filter_t *f, int64_t v) {
-    if (f->nparams == f->cap) {
-        f->cap = f->cap ? f->cap * 2 : 8;
-        f->params = reel_realloc(f->params, f->cap * sizeof *f->params);
-    }
-    f->params[f->nparams++] = (param_t){.is_int = true, .num = v};
+static void add_text_param(part_t *pt, const char *s, size_t len) {
+    part_add(pt, (param_t){.text = reel_strndup(s, len), .len = len});
+}
+
+static void add_int_param(part_t *pt, int64_t v) {
+    part_add(pt, (param_t){.is_int = true, .num = v});
 }
 
 static const char *field_column(field_t fld) {
@@ -774,6 +935,17 @@ static const char *field_column(field_t fld) {
         return "flows.url";
     case F_METHOD:
         return "flows.method";
+    case F_REQ_CTYPE:
+        return "flows.request_content_type";
+    case F_RESP_CTYPE:
+        return "flows.response_content_type";
+    case F_SRC:
+        return "flows.client_addr";
+    case F_DST:
+        return "flows.server_addr";
+    case F_HEADERS:
+    case F_BODY:
+        break;
     }
     return "NULL";
 }
@@ -784,6 +956,11 @@ enum { P_OR = 1, P_AND, P_NOT, P_CMP, P_PRIMARY };
 static int node_prec(const node_t *n) {
     switch (n->kind) {
     case N_REGEX:
+    case N_TAG:
+    case N_COMMENT:
+    case N_CTYPE: /* parenthesized by emit() */
+    case N_ALL:
+    case N_SPOOL:
         return P_PRIMARY;
     case N_CODE:
     case N_MARKED:
@@ -791,9 +968,15 @@ static int node_prec(const node_t *n) {
     case N_HTTP:
     case N_WEBSOCKET:
     case N_TCP:
+    case N_ERROR:
+    case N_ID:
+    case N_SINCE:
+    case N_UNTIL:
+    case N_SIZE:
         return P_CMP;
-    case N_TAG:
-        return P_PRIMARY;
+    case N_HASRESP:
+    case N_NORESP:
+        return P_AND;
     case N_NOT:
         return P_NOT;
     case N_AND:
@@ -818,6 +1001,8 @@ static int nesting(const node_t *n, int need) {
             if (d > deepest)
                 deepest = d;
         }
+    } else if (n->kind == N_CTYPE) {
+        own++;
     }
     return own + deepest;
 }
@@ -829,23 +1014,40 @@ static int nesting(const node_t *n, int need) {
  *   wasted and the most deeply nested operand of a chain goes first;
  * - its expression depth limit (1000, counted across the caller's
  *   subqueries too) sees "a AND b AND c" as a tree of depth 3: chains are
- *   flat, so FILTER_MAX_TERMS bounds their depth. */
-static reel_rc emit(reel_filter_t *f, reel_buf_t *b, const node_t *n, int need) {
+ *   flat, so FILTER_MAX_TERMS bounds their depth.
+ * With `exact` false a spool term, or its negation, is emitted as 1, so
+ * the SQL over-approximates (the tree is in negation normal form, so every
+ * other operator is monotone); with `exact`, it is a placeholder bound to
+ * the term's verdict for one flow. */
+static reel_rc emit(part_t *pt, reel_buf_t *b, const node_t *n, int need, bool exact) {
     reel_rc rc = REEL_OK;
+    if (!exact && (n->kind == N_SPOOL || (n->kind == N_NOT && n->kids[0]->kind == N_SPOOL)))
+        return reel_buf_puts(b, "1");
     bool paren = node_prec(n) < need;
     if (paren && (rc = reel_buf_puts(b, "(")) != REEL_OK)
         return rc;
     switch (n->kind) {
     case N_REGEX:
-        add_text_param(f, n->value, n->vlen);
+        add_text_param(pt, n->value, n->vlen);
         rc = reel_buf_printf(b, "regexp(?, %s)", field_column(n->field));
         break;
+    case N_CTYPE:
+        add_text_param(pt, n->value, n->vlen);
+        add_text_param(pt, n->value, n->vlen);
+        rc = reel_buf_puts(b, "(regexp(?, flows.request_content_type) OR "
+                              "regexp(?, flows.response_content_type))");
+        break;
+    case N_COMMENT:
+        add_text_param(pt, n->value, n->vlen);
+        rc = reel_buf_puts(b, "EXISTS (SELECT 1 FROM annotations a WHERE a.flow_id = flows.id "
+                              "AND regexp(?, a.text))");
+        break;
     case N_CODE:
-        add_int_param(f, n->num);
+        add_int_param(pt, n->num);
         rc = reel_buf_puts(b, "flows.status IS ?");
         break;
     case N_TAG:
-        add_text_param(f, n->value, n->vlen);
+        add_text_param(pt, n->value, n->vlen);
         rc = reel_buf_puts(
             b, "EXISTS (SELECT 1 FROM tags t WHERE t.flow_id = flows.id AND t.tag = ?)");
         break;
@@ -864,9 +1066,45 @@ static reel_rc emit(reel_filter_t *f, reel_buf_t *b, const node_t *n, int need) 
     case N_TCP:
         rc = reel_buf_puts(b, "flows.kind = 'tunnel'");
         break;
+    case N_ALL:
+        rc = reel_buf_puts(b, "1");
+        break;
+    case N_ERROR:
+        rc = reel_buf_puts(b, "flows.error IS NOT NULL");
+        break;
+    case N_HASRESP:
+        rc = reel_buf_puts(b, "flows.kind != 'tunnel' AND flows.status IS NOT NULL");
+        break;
+    case N_NORESP:
+        rc = reel_buf_puts(b, "flows.kind != 'tunnel' AND flows.status IS NULL");
+        break;
+    case N_ID:
+        add_int_param(pt, n->num);
+        add_int_param(pt, n->num2);
+        rc = reel_buf_puts(b, "flows.id BETWEEN ? AND ?");
+        break;
+    case N_SINCE:
+        add_int_param(pt, n->num);
+        rc = reel_buf_puts(b, "flows.start_us >= ?");
+        break;
+    case N_UNTIL:
+        add_int_param(pt, n->num);
+        rc = reel_buf_puts(b, "flows.start_us <= ?");
+        break;
+    case N_SIZE: {
+        static const char *const ops[] = {"=", "<", "<=", ">", ">="};
+        add_int_param(pt, n->num);
+        rc = reel_buf_printf(b, "flows.request_body_size + flows.response_body_size %s ?",
+                             ops[n->cmp]);
+        break;
+    }
+    case N_SPOOL:
+        part_add(pt, (param_t){.is_spool = true, .num = n->num2});
+        rc = reel_buf_puts(b, "?");
+        break;
     case N_NOT:
         if ((rc = reel_buf_puts(b, "NOT ")) == REEL_OK)
-            rc = emit(f, b, n->kids[0], P_NOT);
+            rc = emit(pt, b, n->kids[0], P_NOT, exact);
         break;
     case N_AND:
     case N_OR: {
@@ -883,7 +1121,7 @@ static reel_rc emit(reel_filter_t *f, reel_buf_t *b, const node_t *n, int need) 
             if (k > 0)
                 rc = reel_buf_puts(b, n->kind == N_AND ? " AND " : " OR ");
             if (rc == REEL_OK)
-                rc = emit(f, b, n->kids[i], node_prec(n));
+                rc = emit(pt, b, n->kids[i], node_prec(n), exact);
         }
         break;
     }
@@ -893,15 +1131,72 @@ static reel_rc emit(reel_filter_t *f, reel_buf_t *b, const node_t *n, int need) 
     return rc;
 }
 
+/* Renders root into pt, parenthesized as a whole so that callers may write
+ * "x AND <sql>". */
+static reel_rc render(part_t *pt, const node_t *root, bool exact, reel_err_t *err) {
+    reel_buf_t b;
+    reel_buf_init(&b, FILTER_MAX_SQL);
+    reel_rc rc;
+    if ((rc = reel_buf_puts(&b, "(")) != REEL_OK ||
+        (rc = emit(pt, &b, root, P_OR, exact)) != REEL_OK ||
+        (rc = reel_buf_puts(&b, ")")) != REEL_OK) {
+        reel_buf_free(&b);
+        return reel_err_set(err, rc, "filter: generated SQL too long");
+    }
+    pt->sql = reel_strndup((const char *)b.data, b.len);
+    reel_buf_free(&b);
+    return REEL_OK;
+}
+
+/* Numbers the spool terms of the tree and compiles their regexes into f. */
+static reel_rc collect_spool(reel_filter_t *f, node_t *n, reel_err_t *err) {
+    for (size_t i = 0; i < n->nkids; i++) {
+        reel_rc rc = collect_spool(f, n->kids[i], err);
+        if (rc != REEL_OK)
+            return rc;
+    }
+    if (n->kind != N_SPOOL)
+        return REEL_OK;
+    uint32_t opts = RX_OPTIONS | (n->field == F_HEADERS ? PCRE2_MULTILINE : PCRE2_DOTALL);
+    int code;
+    PCRE2_SIZE off;
+    /* Header lines end in CRLF: with ANYCRLF, "$" matches before it. */
+    pcre2_compile_context *cc = pcre2_compile_context_create(NULL);
+    if (cc == NULL)
+        return reel_err_set(err, REEL_NOMEM, "filter: out of memory");
+    if (n->field == F_HEADERS)
+        pcre2_set_newline(cc, PCRE2_NEWLINE_ANYCRLF);
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)n->value, n->vlen, opts, &code, &off, cc);
+    pcre2_compile_context_free(cc);
+    if (re == NULL) /* check_regex() passed it with fewer options */
+        return reel_err_set(err, REEL_INVALID, "filter: bad regex (error %d)", code);
+    (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE | PCRE2_JIT_PARTIAL_HARD);
+    uint32_t lb = 0;
+    (void)pcre2_pattern_info(re, PCRE2_INFO_MAXLOOKBEHIND, &lb);
+    f->spool = reel_realloc(f->spool, (f->nspool + 1) * sizeof *f->spool);
+    f->spool[f->nspool] = (spool_term_t){
+        .field = n->field, .sides = (int)n->num, .re = re, .lookback = (size_t)lb + 16};
+    n->num2 = (int64_t)f->nspool++;
+    return REEL_OK;
+}
+
 /* ---- public API ------------------------------------------------------------ */
+
+static void part_free(part_t *pt) {
+    for (size_t i = 0; i < pt->nparams; i++)
+        free(pt->params[i].text);
+    free(pt->params);
+    free(pt->sql);
+}
 
 void reel_filter_free(reel_filter_t *f) {
     if (f == NULL)
         return;
-    for (size_t i = 0; i < f->nparams; i++)
-        free(f->params[i].text);
-    free(f->params);
-    free(f->sql);
+    part_free(&f->approx);
+    part_free(&f->exact);
+    for (size_t i = 0; i < f->nspool; i++)
+        pcre2_code_free(f->spool[i].re);
+    free(f->spool);
     free(f);
 }
 
@@ -909,8 +1204,6 @@ reel_rc reel_filter_compile(const char *expr, reel_filter_t **out, reel_err_t *e
     reel_rc rc = REEL_OK;
     node_t *root = NULL;
     reel_filter_t *f = NULL;
-    reel_buf_t b;
-    reel_buf_init(&b, FILTER_MAX_SQL);
     *out = NULL;
     if (expr == NULL)
         expr = "";
@@ -926,7 +1219,8 @@ reel_rc reel_filter_compile(const char *expr, reel_filter_t **out, reel_err_t *e
     if ((rc = peek(&p, &t)) != REEL_OK)
         goto out;
     if (t.kind == T_END) {
-        f->sql = reel_strdup("1");
+        f->approx.sql = reel_strdup("1");
+        f->exact.sql = reel_strdup("1");
         goto out;
     }
     if ((rc = parse_seq(&p, &root)) != REEL_OK || (rc = peek(&p, &t)) != REEL_OK)
@@ -940,16 +1234,13 @@ reel_rc reel_filter_compile(const char *expr, reel_filter_t **out, reel_err_t *e
                           describe(&p, &t, buf), t.start + 1);
         goto out;
     }
-    /* Parenthesized as a whole, so that callers may write "x AND <sql>". */
-    if ((rc = reel_buf_puts(&b, "(")) != REEL_OK || (rc = emit(f, &b, root, P_OR)) != REEL_OK ||
-        (rc = reel_buf_puts(&b, ")")) != REEL_OK) {
-        rc = reel_err_set(err, rc, "filter: generated SQL too long");
+    if ((rc = collect_spool(f, root, err)) != REEL_OK ||
+        (rc = render(&f->approx, root, false, err)) != REEL_OK)
         goto out;
-    }
-    f->sql = reel_strndup((const char *)b.data, b.len);
+    if (f->nspool > 0)
+        rc = render(&f->exact, root, true, err);
 out:
     node_free(root);
-    reel_buf_free(&b);
     if (rc != REEL_OK) {
         reel_filter_free(f);
         return rc;
@@ -959,21 +1250,417 @@ out:
 }
 
 const char *reel_filter_sql(const reel_filter_t *f) {
-    return f ? f->sql : "1";
+    return f ? f->approx.sql : "1";
 }
 
 int reel_filter_bind(const reel_filter_t *f, sqlite3_stmt *st, int first) {
     int idx = first;
     if (f == NULL)
         return idx;
-    for (size_t i = 0; i < f->nparams; i++, idx++) {
-        const param_t *pa = &f->params[i];
+    for (size_t i = 0; i < f->approx.nparams; i++, idx++) {
+        const param_t *pa = &f->approx.params[i];
         int src = pa->is_int ? sqlite3_bind_int64(st, idx, pa->num)
                              : sqlite3_bind_text(st, idx, pa->text, (int)pa->len, SQLITE_TRANSIENT);
         if (src != SQLITE_OK)
             return -1;
     }
     return idx;
+}
+
+int reel_filter_needs_spool(const reel_filter_t *f) {
+    return f != NULL && f->nspool > 0;
+}
+
+/* ---- spool terms ------------------------------------------------------------ */
+
+/* Searched bytes kept for a match still in progress at the end of a window
+ * (PCRE2 partial matching): a match longer than this, across pieces of a
+ * streamed body, is not found. */
+#define BODY_WINDOW (1024 * 1024)
+
+/* The state of one body term over one body (or message stream). */
+typedef struct {
+    const spool_term_t *term;
+    pcre2_match_data *md;
+    uint8_t *buf; /* owned: kept tail + new bytes */
+    size_t len, cap;
+    size_t start; /* offset in buf where the next search starts */
+    bool dropped; /* bytes before buf were searched already: ^ cannot match */
+    bool matched;
+    reel_rc rc; /* a match error (PCRE2 limits) */
+} body_rx_t;
+
+static void body_rx_reset(body_rx_t *r) {
+    r->len = r->start = 0;
+    r->dropped = false;
+}
+
+/* Searches what buf holds; `final` at the end of the body. */
+static void body_rx_run(body_rx_t *r, bool final) {
+    if (r->matched || r->rc != REEL_OK)
+        return;
+    uint32_t opts = (r->dropped ? PCRE2_NOTBOL : 0) | (final ? 0 : PCRE2_PARTIAL_HARD);
+    int m = pcre2_match(r->term->re, r->buf, r->len, r->start, opts, r->md, NULL);
+    if (m == PCRE2_ERROR_JIT_STACKLIMIT)
+        m = pcre2_match(r->term->re, r->buf, r->len, r->start, opts | PCRE2_NO_JIT, r->md, NULL);
+    if (m >= 0) {
+        r->matched = true;
+        return;
+    }
+    size_t keep_from; /* first byte that may start a match still */
+    if (m == PCRE2_ERROR_PARTIAL) {
+        keep_from = (size_t)pcre2_get_ovector_pointer(r->md)[0];
+        if (r->len - keep_from > BODY_WINDOW) /* too long: give it up */
+            keep_from = r->len - BODY_WINDOW / 2;
+    } else if (m == PCRE2_ERROR_NOMATCH) {
+        keep_from = r->len;
+    } else {
+        r->rc = REEL_LIMIT;
+        return;
+    }
+    if (final)
+        return;
+    size_t from = keep_from > r->term->lookback ? keep_from - r->term->lookback : 0;
+    if (from > 0) {
+        memmove(r->buf, r->buf + from, r->len - from);
+        r->len -= from;
+        r->dropped = true;
+    }
+    r->start = keep_from - from;
+}
+
+static void body_rx_feed(body_rx_t *r, const uint8_t *data, size_t len) {
+    if (r->matched || r->rc != REEL_OK || len == 0)
+        return;
+    if (r->len + len > r->cap) {
+        r->cap = r->len + len;
+        r->buf = reel_realloc(r->buf, r->cap);
+    }
+    memcpy(r->buf + r->len, data, len);
+    r->len += len;
+    body_rx_run(r, false);
+}
+
+typedef struct {
+    const reel_filter_t *f;
+    bool *verdict; /* per spool term */
+    body_rx_t *rx; /* per spool term (body terms) */
+    int side;      /* body being read: 1 request, 2 response, 0 none */
+    reel_decoder_t *dec;
+    bool dec_failed; /* the coding broke: the rest of the body is not searched */
+} eval_t;
+
+/* Feeds decoded body bytes of the current side to its body terms. */
+static int eval_sink(void *ctx, const uint8_t *data, size_t len) {
+    eval_t *e = ctx;
+    for (size_t i = 0; i < e->f->nspool; i++) {
+        const spool_term_t *t = &e->f->spool[i];
+        if (t->field == F_BODY && (t->sides & e->side))
+            body_rx_feed(&e->rx[i], data, len);
+    }
+    return 0;
+}
+
+/* Ends the body being read: flushes its decoder, runs the final searches. */
+static void eval_end_body(eval_t *e) {
+    if (e->side == 0)
+        return;
+    if (e->dec != NULL && !e->dec_failed) {
+        reel_err_t err;
+        reel_err_clear(&err);
+        (void)reel_decoder_finish(e->dec, &err);
+    }
+    reel_decoder_free(e->dec);
+    e->dec = NULL;
+    for (size_t i = 0; i < e->f->nspool; i++) {
+        body_rx_t *r = &e->rx[i];
+        if (e->f->spool[i].field != F_BODY || !(e->f->spool[i].sides & e->side))
+            continue;
+        body_rx_run(r, true);
+        if (r->matched)
+            e->verdict[i] = true;
+        body_rx_reset(r);
+    }
+    e->side = 0;
+}
+
+static bool name_is(const ProtobufCBinaryData *b, const char *s) {
+    size_t n = strlen(s);
+    if (b->len != n)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = b->data[i];
+        if (c >= 'A' && c <= 'Z')
+            c = (unsigned char)(c - 'A' + 'a');
+        if (c != (unsigned char)s[i])
+            return false;
+    }
+    return true;
+}
+
+/* A head: header terms search "Name: value\r\n" lines (as mitmproxy's
+ * bytes(headers)); its body starts, decoded by its Content-Encoding. */
+static void eval_head(eval_t *e, int side, Reel__Header **h, size_t nh, bool decoded) {
+    eval_end_body(e);
+    reel_buf_t b, enc;
+    reel_buf_init(&b, 0);
+    reel_buf_init(&enc, 64 * 1024);
+    bool any_enc = false;
+    for (size_t i = 0; i < nh; i++) {
+        reel_buf_append(&b, h[i]->name.data, h[i]->name.len);
+        reel_buf_puts(&b, ": ");
+        reel_buf_append(&b, h[i]->value.data, h[i]->value.len);
+        reel_buf_puts(&b, "\r\n");
+        if (name_is(&h[i]->name, "content-encoding")) {
+            if (any_enc)
+                reel_buf_puts(&enc, ", ");
+            reel_buf_append(&enc, h[i]->value.data, h[i]->value.len);
+            any_enc = true;
+        }
+    }
+    pcre2_match_data *md = NULL;
+    for (size_t i = 0; i < e->f->nspool; i++) {
+        const spool_term_t *t = &e->f->spool[i];
+        if (t->field != F_HEADERS || !(t->sides & side) || e->verdict[i])
+            continue;
+        if (md == NULL)
+            md = pcre2_match_data_create(1, NULL);
+        int m =
+            md ? pcre2_match(t->re, b.data ? b.data : (const uint8_t *)"", b.len, 0, 0, md, NULL)
+               : -1;
+        if (m == PCRE2_ERROR_JIT_STACKLIMIT)
+            m = pcre2_match(t->re, b.data, b.len, 0, PCRE2_NO_JIT, md, NULL);
+        if (m >= 0)
+            e->verdict[i] = true;
+    }
+    pcre2_match_data_free(md);
+    e->side = side;
+    e->dec_failed = false;
+    if (any_enc && !decoded && reel_buf_append(&enc, (const uint8_t *)"", 1) == REEL_OK) {
+        reel_err_t err;
+        reel_err_clear(&err);
+        if (reel_decoder_new((const char *)enc.data, eval_sink, e, &e->dec, &err) != REEL_OK)
+            e->dec = NULL; /* an unknown coding: search the bytes as stored */
+    }
+    reel_buf_free(&enc);
+    reel_buf_free(&b);
+}
+
+static void eval_body(eval_t *e, int side, const ProtobufCBinaryData *d) {
+    if (e->side != side)
+        return; /* a body without its head */
+    if (e->dec != NULL && !e->dec_failed) {
+        reel_err_t err;
+        reel_err_clear(&err);
+        if (reel_decoder_feed(e->dec, d->data, d->len, &err) == REEL_OK)
+            return;
+        e->dec_failed = true; /* what was decoded was searched; the rest is not */
+        return;
+    }
+    if (e->dec == NULL)
+        eval_sink(e, d->data, d->len);
+}
+
+static int eval_record(void *ctx, const Reel__Record *rec) {
+    eval_t *e = ctx;
+    switch (rec->event_case) {
+    case REEL__RECORD__EVENT_REQUEST_HEAD:
+        eval_head(e, 1, rec->request_head->headers, rec->request_head->n_headers,
+                  rec->request_head->body_decoded);
+        break;
+    case REEL__RECORD__EVENT_RESPONSE_HEAD:
+        eval_head(e, 2, rec->response_head->headers, rec->response_head->n_headers,
+                  rec->response_head->body_decoded);
+        break;
+    case REEL__RECORD__EVENT_REQUEST_BODY:
+        eval_body(e, 1, &rec->request_body->data);
+        break;
+    case REEL__RECORD__EVENT_RESPONSE_BODY:
+        eval_body(e, 2, &rec->response_body->data);
+        break;
+    case REEL__RECORD__EVENT_MESSAGE: {
+        /* WebSocket and TCP messages count as bodies, each searched alone
+         * (as mitmproxy does): client messages as the request side. */
+        eval_end_body(e);
+        e->side = rec->message->from_client ? 1 : 2;
+        eval_sink(e, rec->message->data.data, rec->message->data.len);
+        eval_end_body(e);
+        break;
+    }
+    default:
+        break;
+    }
+    return 0;
+}
+
+reel_rc reel_filter_match_flow(const reel_filter_t *f, reel_session_t *s, uint64_t id, int *match,
+                               reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    *match = 1;
+    if (f == NULL || f->nspool == 0)
+        return REEL_OK;
+    eval_t e = {.f = f};
+    e.verdict = reel_calloc(f->nspool, sizeof *e.verdict);
+    e.rx = reel_calloc(f->nspool, sizeof *e.rx);
+    sqlite3_stmt *st = NULL;
+    char *sql = NULL;
+    for (size_t i = 0; i < f->nspool; i++) {
+        e.rx[i].term = &f->spool[i];
+        e.rx[i].md = pcre2_match_data_create(1, NULL);
+        if (e.rx[i].md == NULL) {
+            rc = reel_err_set(err, REEL_NOMEM, "filter: out of memory");
+            goto out;
+        }
+    }
+    rc = reel_store_read_flow(s, id, eval_record, &e, err);
+    eval_end_body(&e);
+    if (rc == REEL_CORRUPT || rc == REEL_NOTFOUND) /* judge what could be read */
+        rc = REEL_OK;
+    if (rc != REEL_OK)
+        goto out;
+    for (size_t i = 0; i < f->nspool; i++) {
+        if (e.rx[i].rc != REEL_OK) {
+            rc = reel_err_set(err, e.rx[i].rc,
+                              "filter: a body regex ran into PCRE2's match limit (flow %llu)",
+                              (unsigned long long)id);
+            goto out;
+        }
+    }
+    sqlite3 *db = reel_session_db(s);
+    sql = reel_asprintf("SELECT %s FROM flows WHERE id = ?", f->exact.sql);
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        rc = reel_err_set(err, REEL_DB, "filter: %s", sqlite3_errmsg(db));
+        goto out;
+    }
+    int idx = 1;
+    for (size_t i = 0; i < f->exact.nparams; i++, idx++) {
+        const param_t *pa = &f->exact.params[i];
+        if (pa->is_spool)
+            sqlite3_bind_int(st, idx, e.verdict[pa->num] ? 1 : 0);
+        else if (pa->is_int)
+            sqlite3_bind_int64(st, idx, pa->num);
+        else
+            sqlite3_bind_text(st, idx, pa->text, (int)pa->len, SQLITE_TRANSIENT);
+    }
+    sqlite3_bind_int64(st, idx, (sqlite3_int64)id);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW)
+        *match = sqlite3_column_int(st, 0) != 0;
+    else if (step == SQLITE_DONE)
+        *match = 0;
+    else
+        rc = reel_err_set(err, REEL_DB, "filter: %s", sqlite3_errmsg(db));
+out:
+    sqlite3_finalize(st);
+    free(sql);
+    reel_decoder_free(e.dec);
+    for (size_t i = 0; i < f->nspool; i++) {
+        pcre2_match_data_free(e.rx[i].md);
+        free(e.rx[i].buf);
+    }
+    free(e.rx);
+    free(e.verdict);
+    return rc;
+}
+
+reel_rc reel_filter_ids(const reel_filter_t *f, reel_session_t *s, int64_t **out, size_t *n,
+                        reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    *out = NULL;
+    *n = 0;
+    sqlite3 *db = reel_session_db(s);
+    char *sql = reel_asprintf("SELECT id FROM flows WHERE %s ORDER BY id", reel_filter_sql(f));
+    sqlite3_stmt *st = NULL;
+    int64_t *ids = NULL;
+    size_t cnt = 0, cap = 0;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK || reel_filter_bind(f, st, 1) < 0) {
+        rc = reel_err_set(err, REEL_DB, "filter: %s", sqlite3_errmsg(db));
+        goto out;
+    }
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(st, 0);
+        int match = 1;
+        if ((rc = reel_filter_match_flow(f, s, (uint64_t)id, &match, err)) != REEL_OK)
+            goto out;
+        if (!match)
+            continue;
+        if (cnt == cap) {
+            cap = cap ? cap * 2 : 64;
+            ids = reel_realloc(ids, cap * sizeof *ids);
+        }
+        ids[cnt++] = id;
+    }
+    if (step != SQLITE_DONE)
+        rc = reel_err_set(err, REEL_DB, "filter: %s", sqlite3_errmsg(db));
+out:
+    sqlite3_finalize(st);
+    free(sql);
+    if (rc != REEL_OK) {
+        free(ids);
+        return rc;
+    }
+    *out = ids;
+    *n = cnt;
+    return REEL_OK;
+}
+
+/* ---- times ------------------------------------------------------------------ */
+
+reel_rc reel_filter_parse_time(const char *s, int64_t *out) {
+    char *end = NULL;
+    errno = 0;
+    if (s[0] == '@') {
+        long long v = strtoll(s + 1, &end, 10);
+        if (end == s + 1 || *end || errno || v > INT64_MAX / 1000000 || v < INT64_MIN / 1000000)
+            return REEL_INVALID;
+        *out = (int64_t)v * 1000000;
+        return REEL_OK;
+    }
+    if (!isdigit((unsigned char)s[0]))
+        return REEL_INVALID;
+    long long v = strtoll(s, &end, 10);
+    long long mul = 0;
+    if (errno == 0 && end != s && end[0] && !end[1]) {
+        switch (end[0]) {
+        case 's':
+            mul = 1;
+            break;
+        case 'm':
+            mul = 60;
+            break;
+        case 'h':
+            mul = 3600;
+            break;
+        case 'd':
+            mul = 86400;
+            break;
+        default:
+            break;
+        }
+    }
+    if (mul) {
+        if (v > 1000000000LL * 100 / mul)
+            return REEL_INVALID;
+        *out = ((int64_t)time(NULL) - v * mul) * 1000000;
+        return REEL_OK;
+    }
+    static const char *const fmts[] = {"%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M",
+                                       "%Y-%m-%d"};
+    for (size_t i = 0; i < sizeof fmts / sizeof *fmts; i++) {
+        struct tm tm;
+        memset(&tm, 0, sizeof tm);
+        const char *e = strptime(s, fmts[i], &tm);
+        if (e && *e == '\0') {
+            tm.tm_isdst = -1;
+            time_t t = mktime(&tm);
+            if (t == (time_t)-1)
+                return REEL_INVALID;
+            *out = (int64_t)t * 1000000;
+            return REEL_OK;
+        }
+    }
+    return REEL_INVALID;
 }
 
 /* ---- regexp() SQL function --------------------------------------------------- */

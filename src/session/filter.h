@@ -1,9 +1,16 @@
-/* Flow filter expressions (a subset of mitmproxy's language), compiled to SQL
- * over the flows table. docs/filters.md is the user's reference.
+/* Flow filter expressions (mitmproxy's language and reel's own operators),
+ * compiled to SQL over the flows table, plus a per-flow pass over the spool
+ * for header and body terms. docs/filters.md is the user's reference.
  *
  *   ~d REGEX    domain (flows.host)        ~u REGEX  URL (flows.url)
  *   ~m REGEX    method                     ~c CODE   response status
+ *   ~t/~tq/~ts REGEX content type (either, request, response)
+ *   ~src/~dst REGEX client/server address  ~comment REGEX annotation text
+ *   ~e error    ~s has a response   ~q HTTP flow without one   ~all
+ *   ~h/~hq/~hs REGEX headers ("Name: value" lines; spool)
+ *   ~b/~bq/~bs REGEX decoded bodies and messages (spool, streamed)
  *   ~tag NAME   has tag NAME (exact)       ~marked   marked flows
+ *   ~id N[-M]   ~since WHEN  ~until WHEN   ~size [<|<=|>|>=|=]N[k|m|g|t]
  *   ~damaged    flows.damaged != 0 (part of the record known lost)
  *   !X  X & Y  X | Y  (X)   and a bare word W means ~u W, as in mitmproxy.
  *   Juxtaposition "X Y" means "X & Y" but, as in mitmproxy, binds loosest:
@@ -33,8 +40,10 @@
 #define REEL_SESSION_FILTER_H
 
 #include <sqlite3.h>
+#include <stdint.h>
 
 #include "base/error.h"
+#include "session/session.h"
 
 typedef struct reel_filter reel_filter_t;
 
@@ -49,15 +58,43 @@ reel_rc reel_filter_compile(const char *expr, reel_filter_t **out, reel_err_t *e
 void reel_filter_free(reel_filter_t *f);
 
 /** SQL boolean expression over columns of `flows` (alias-free; it also reads
- * table `tags` as alias t in a subquery), parenthesized as a whole, with `?`
- * placeholders; borrowed, valid until free. It is 0 or 1 for every row,
- * never NULL. "1" for the empty filter and for f == NULL. */
+ * tables `tags` as t and `annotations` as a in subqueries), parenthesized as
+ * a whole, with `?` placeholders; borrowed, valid until free. It is 0 or 1
+ * for every row, never NULL. "1" for the empty filter and for f == NULL.
+ * When reel_filter_needs_spool(f), it over-approximates (header and body
+ * terms count as true): check each row with reel_filter_match_flow(). */
 const char *reel_filter_sql(const reel_filter_t *f);
 
 /** Binds the filter's parameters (copies) starting at placeholder index
  * `first`; returns the next free index, or -1 if a bind failed (the
  * statement lacks those placeholders). f == NULL binds nothing. */
 int reel_filter_bind(const reel_filter_t *f, sqlite3_stmt *st, int first);
+
+/** 1 if f has header or body terms, which the SQL cannot decide. */
+int reel_filter_needs_spool(const reel_filter_t *f);
+
+/** The final verdict on flow id of session s, a row that matched
+ * reel_filter_sql(f): *match is 1 or 0. Without spool terms, 1 at once;
+ * with them, reads the flow's records (bodies decoded as a stream by their
+ * Content-Encoding; memory bounded: a match longer than 512 KiB to 1 MiB
+ * may be missed) and asks the index for the rest. A flow whose records
+ * cannot all be read is judged on those read. REEL_DB or REEL_LIMIT (a
+ * regex past PCRE2's match limit) on failure. */
+reel_rc reel_filter_match_flow(const reel_filter_t *f, reel_session_t *s, uint64_t id, int *match,
+                               reel_err_t *err);
+
+/** The ids of every flow of s that f matches, ascending, as an owned array
+ * of *n entries in *out (NULL when none; release with free()): the SQL part,
+ * then reel_filter_match_flow() on each row. For the bulk actions (tag,
+ * mark, annotate). REEL_DB or REEL_LIMIT on failure. */
+reel_rc reel_filter_ids(const reel_filter_t *f, reel_session_t *s, int64_t **out, size_t *n,
+                        reel_err_t *err);
+
+/** Parses a time as `reel flows --since` takes it: a duration back from now
+ * (30s, 15m, 2h, 7d), 'YYYY-MM-DD[ HH:MM[:SS]]' (local time; T also
+ * separates) or '@SECONDS' since the epoch, into µs since the epoch.
+ * REEL_INVALID if s is none of these. */
+reel_rc reel_filter_parse_time(const char *s, int64_t *out);
 
 /** Registers regexp(pattern, text) on db (PCRE2, caseless, bytes, JIT where
  * available, a constant pattern compiled once per statement), which also

@@ -31,7 +31,15 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
             db,
             "CREATE TABLE flows (id INTEGER PRIMARY KEY, host TEXT, url TEXT, method TEXT,"
             " status INTEGER, marked INTEGER NOT NULL DEFAULT 0,"
-            " damaged INTEGER NOT NULL DEFAULT 0, kind TEXT NOT NULL DEFAULT 'http');"
+            " damaged INTEGER NOT NULL DEFAULT 0, kind TEXT NOT NULL DEFAULT 'http',"
+            " start_us INTEGER NOT NULL DEFAULT 0, error TEXT, client_addr TEXT,"
+            " server_addr TEXT, request_content_type TEXT, response_content_type TEXT,"
+            " request_body_size INTEGER NOT NULL DEFAULT 0,"
+            " response_body_size INTEGER NOT NULL DEFAULT 0);"
+            "CREATE TABLE annotations (id INTEGER PRIMARY KEY, flow_id INTEGER NOT NULL,"
+            " created_us INTEGER NOT NULL, text TEXT NOT NULL);"
+            "INSERT INTO annotations (flow_id, created_us, text) VALUES (2, 1, 'login bug'),"
+            " (4, 2, 'caf\xc3\xa9');"
             "CREATE INDEX flows_status ON flows(status);"
             "CREATE TABLE tags (flow_id INTEGER NOT NULL, tag TEXT NOT NULL,"
             " PRIMARY KEY (flow_id, tag)) WITHOUT ROWID;"
@@ -45,7 +53,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
             " (7, 'xn--bcher-kva.example', 'https://xn--bcher-kva.example/\xc3\xa9t\xc3\xa9', 'GET',"
             " 404, 0);"
             "INSERT INTO tags VALUES (1, 'auth'), (2, 'auth'), (2, 'bug'), (4, 'b u g');"
-            "UPDATE flows SET damaged = 1 WHERE id IN (3, 6);",
+            "UPDATE flows SET damaged = 1 WHERE id IN (3, 6);"
+            "UPDATE flows SET error = 'reset', client_addr = '10.0.0.1:5000',"
+            " server_addr = '[::1]:443', request_content_type = 'application/json',"
+            " response_content_type = 'text/html', request_body_size = id * 100,"
+            " response_body_size = id * 1000, start_us = id * 1000000 WHERE id % 2 = 1;",
             NULL, NULL, &msg) != SQLITE_OK) {
         fprintf(stderr, "fuzz_filter: %s\n", msg);
         abort();

@@ -362,6 +362,9 @@ FILTERS = {
     "regex": "~d '^(api|cdn)\\.' & ~u '\\?id=[0-9]+$'",
     "nested": "!(!(~c 404 | (~m GET & ~d other)))",
     "empty": "",
+    "spool-terms": "~d api & (~b 'needle' | !~hs set-cookie) ~bq x",
+    "index-terms": "~t json ~src '^10\\.' ~dst :443$ ~e | ~s & !~q ~comment bug",
+    "ranges": "~id 1-50 & ~size >=10k & ~since '2026-01-02 03:04' & ~until @1900000000 | ~all",
 }
 
 CONFIG = {

@@ -1,0 +1,207 @@
+#!/usr/bin/python3
+"""Filter expressions through the real binary: a generated HAR of a few
+hundred varied flows is imported, `reel flows --json S FILTER` is checked
+against a brute-force evaluation in Python for every operator (header and
+body terms included), and `reel tag/mark/annotate --filter` act on exactly
+the matches and say how many.
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+REEL = os.environ["REEL"]
+TMPBASE = os.environ.get("REEL_TEST_TMP") or tempfile.gettempdir()
+N = 300
+
+
+def gen_flows():
+    flows = []
+    for i in range(1, N + 1):
+        post = i % 3 == 0
+        host = "api.test" if i % 4 == 0 else "www.test"
+        req_headers = [{"name": "Host", "value": host}]
+        if i % 5 == 0:
+            req_headers.append({"name": "X-Trace", "value": "abc-%d" % i})
+        req_body = ""
+        req_ct = None
+        if post:
+            req_ct = "application/json" if i % 2 else "application/x-www-form-urlencoded"
+            req_headers.append({"name": "Content-Type", "value": req_ct})
+            req_body = "payload %d%s" % (i, " NeEdLe!" if i % 11 == 0 else "")
+        failed = i % 13 == 0
+        status = 0 if failed else (404 if i % 6 == 5 else 200)
+        resp_ct = "text/html" if i % 3 == 1 else "application/json"
+        resp_body = "" if failed else ("x" * (i * 7 % 3000)) + (" needle" if i % 7 == 0 else "")
+        resp_headers = [] if failed else [{"name": "Content-Type", "value": resp_ct}]
+        if not failed and i % 9 == 0:
+            resp_headers.append({"name": "Set-Cookie", "value": "sid=%d" % i})
+        flows.append(dict(i=i, post=post, host=host, req_headers=req_headers, req_body=req_body,
+                          req_ct=req_ct, failed=failed, status=status, resp_ct=resp_ct,
+                          resp_body=resp_body, resp_headers=resp_headers,
+                          url="http://%s/p/%d" % (host, i)))
+    return flows
+
+
+def har_of(flows):
+    entries = []
+    for f in flows:
+        req = {"method": "POST" if f["post"] else "GET", "url": f["url"],
+               "httpVersion": "HTTP/1.1", "headers": f["req_headers"], "queryString": [],
+               "cookies": [], "headersSize": -1, "bodySize": len(f["req_body"])}
+        if f["post"]:
+            req["postData"] = {"mimeType": f["req_ct"], "text": f["req_body"]}
+        content = {"size": len(f["resp_body"]), "mimeType": f["resp_ct"], "text": f["resp_body"]}
+        resp = {"status": f["status"], "statusText": "", "httpVersion": "HTTP/1.1",
+                "headers": f["resp_headers"], "cookies": [], "content": content,
+                "redirectURL": "", "headersSize": -1, "bodySize": len(f["resp_body"])}
+        entries.append({"startedDateTime": "2026-01-02T03:%02d:%02d.000Z" % (f["i"] // 60 % 60,
+                                                                          f["i"] % 60),
+                        "time": 1.0, "request": req, "response": resp, "cache": {},
+                        "timings": {"send": 0.1, "wait": 0.5, "receive": 0.4}})
+    return {"log": {"version": "1.2", "creator": {"name": "gen", "version": "1"},
+                    "entries": entries}}
+
+
+def hdr_text(hs):
+    return "".join("%s: %s\r\n" % (h["name"], h["value"]) for h in hs)
+
+
+def search(rx, s, flags=0):
+    return re.search(rx, s, re.IGNORECASE | flags) is not None
+
+
+class Filters(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="reel-filters-", dir=TMPBASE)
+        cls.env = dict(os.environ, REEL_HOME=os.path.join(cls.root, "home"),
+                       XDG_CONFIG_HOME=os.path.join(cls.root, "cfg"))
+        cls.flows = gen_flows()
+        har = os.path.join(cls.root, "gen.har")
+        with open(har, "w") as fh:
+            json.dump(har_of(cls.flows), fh)
+        cls.reel("import", har, "--into", "s")
+        rows = json.loads(cls.reel("flows", "--json", "s"))
+        assert len(rows) == N, len(rows)
+        cls.rows = {r["id"]: r for r in rows}
+        # HAR entries go in in order: flow ids follow
+        cls.by_id = {r["id"]: f for r, f in zip(rows, cls.flows)}
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    @classmethod
+    def reel(cls, *args, code=0):
+        p = subprocess.run([REEL] + list(args), env=cls.env, capture_output=True, text=True,
+                           timeout=60)
+        assert p.returncode == code, (args, p.returncode, p.stderr)
+        return p.stdout if code == 0 else p.stderr
+
+    def ids(self, expr):
+        return sorted(r["id"] for r in json.loads(self.reel("flows", "--json", "s", expr)))
+
+    def brute(self, pred):
+        return sorted(i for i, f in self.by_id.items() if pred(f, self.rows[i]))
+
+    def check(self, expr, pred):
+        want = self.brute(pred)
+        self.assertEqual(self.ids(expr), want, expr)
+        self.assertEqual(self.ids("!(%s)" % expr), sorted(set(self.by_id) - set(want)),
+                         "!" + expr)
+        return want
+
+    def test_operators(self):
+        cases = [
+            ("~b needle", lambda f, r: search("needle", f["req_body"] + "\n" + f["resp_body"])),
+            ("~bq 'needle!'", lambda f, r: search("needle!", f["req_body"])),
+            ("~bs '^x{20}'", lambda f, r: search("^x{20}", f["resp_body"])),
+            ("~bs 'x needle$'", lambda f, r: search("x needle$", f["resp_body"])),
+            ("~h 'x-trace: abc-1'", lambda f, r: search("x-trace: abc-1",
+                                                         hdr_text(f["req_headers"]))),
+            ("~hq '^host: api\\.test$'", lambda f, r: f["host"] == "api.test"),
+            ("~hs set-cookie", lambda f, r: search("set-cookie", hdr_text(f["resp_headers"]))),
+            ("~t json", lambda f, r: "json" in (f["req_ct"] or "") or
+             (not f["failed"] and "json" in f["resp_ct"])),
+            ("~tq form", lambda f, r: "form" in (f["req_ct"] or "")),
+            ("~ts html", lambda f, r: not f["failed"] and "html" in f["resp_ct"]),
+            ("~c 404", lambda f, r: f["status"] == 404),
+            ("~e", lambda f, r: f["failed"]),
+            ("~s", lambda f, r: not f["failed"]),
+            ("~q", lambda f, r: f["failed"]),
+            ("~d ^api", lambda f, r: f["host"] == "api.test"),
+            ("~m post", lambda f, r: f["post"]),
+            ("~u '/p/1[0-9]$'", lambda f, r: search("/p/1[0-9]$", f["url"])),
+            ("~id 10-50", lambda f, r: 10 <= r["id"] <= 50),
+            ("~id 7", lambda f, r: r["id"] == 7),
+            ("~size >1k", lambda f, r: r["request_body_size"] + r["response_body_size"] > 1024),
+            ("~size <=100", lambda f, r: r["request_body_size"] + r["response_body_size"] <= 100),
+            ("~all", lambda f, r: True),
+            ("~http", lambda f, r: True),
+            ("~tcp", lambda f, r: False),
+            ("~since '2026-01-01'", lambda f, r: True),
+            ("~until @1000", lambda f, r: False),
+            ("~d api & ~b needle | ~hs cookie",
+             lambda f, r: (f["host"] == "api.test" and
+                           search("needle", f["req_body"] + "\n" + f["resp_body"])) or
+             search("cookie", hdr_text(f["resp_headers"]))),
+            ("!~b needle ~c 200", lambda f, r: f["status"] == 200 and
+             not search("needle", f["req_body"] + "\n" + f["resp_body"])),
+        ]
+        for expr, pred in cases:
+            with self.subTest(expr=expr):
+                want = self.check(expr, pred)
+                if expr not in ("~all", "~http", "~since '2026-01-01'"):
+                    self.assertLess(len(want), N, expr)  # each case splits the flows
+
+    def test_limit_with_body_filter(self):
+        want = self.brute(lambda f, r: search("needle", f["resp_body"]))
+        got = [r["id"] for r in json.loads(self.reel("flows", "--json", "--limit", "3", "s",
+                                                     "~bs needle"))]
+        self.assertEqual(got, want[-3:])
+
+    def test_bulk_actions(self):
+        want = self.brute(lambda f, r: search("needle", f["req_body"]))
+        self.assertTrue(want)
+        out = self.reel("tag", "s", "--filter", "~bq needle", "hit")
+        self.assertEqual(out.strip(), "added %d tags to %d matching flows" % (len(want), len(want)))
+        self.assertEqual(self.ids("~tag hit"), want)
+        out = self.reel("tag", "--json", "s", "--filter", "~bq needle", "hit")
+        self.assertEqual(json.loads(out), {"matched": len(want), "added": 0})
+        out = self.reel("mark", "s", "--filter", "~tag hit & ~m post")
+        self.assertEqual(out.strip(), "marked %d matching flows" % len(want))
+        self.assertEqual(self.ids("~marked"), want)
+        out = self.reel("annotate", "s", "--filter", "~marked", "found the needle")
+        self.assertEqual(out.strip(), "added a note to %d matching flows" % len(want))
+        self.assertEqual(self.ids("~comment 'THE needle'"), want)
+        out = self.reel("unmark", "--json", "s", "--filter", "~marked")
+        self.assertEqual(json.loads(out), {"unmarked": len(want)})
+        self.assertEqual(self.ids("~marked"), [])
+        out = self.reel("untag", "s", "--filter", "~all", "hit")
+        self.assertEqual(out.strip(), "removed %d tags from %d matching flows" % (len(want), N))
+        out = self.reel("mark", "s", "--filter", "~b nothing-like-this")
+        self.assertEqual(out.strip(), "marked 0 matching flows")
+        err = self.reel("tag", "s", "--filter", "~b (", "x", code=1)
+        self.assertIn("column", err)
+        err = self.reel("annotate", "s", "--filter", "~zz", "x", code=1)
+        self.assertIn("unknown operator '~zz' at column 1", err)
+        self.assertEqual(self.ids("~tag x"), [])
+
+    def test_parse_errors(self):
+        err = self.reel("flows", "s", "~c 200 & (~b x", code=1)
+        self.assertIn("expected ')' at column 15", err)
+        err = self.reel("flows", "s", "~size >10q", code=1)
+        self.assertIn("~size expects", err)
+        self.assertIn("column 7", err)
+        err = self.reel("flows", "s", "~id 9-3", code=1)
+        self.assertIn("~id expects", err)
+        err = self.reel("flows", "s", "~since yesterday", code=1)
+        self.assertIn("~since expects a time at column 8", err)
+
+
+if __name__ == "__main__":
+    unittest.main()
