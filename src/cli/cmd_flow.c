@@ -40,8 +40,8 @@ static const char usage[] =
     "                   Content-Type and the first bytes), raw, hex, json, xml,\n"
     "                   html, css, javascript, urlencoded (a table), multipart\n"
     "                   (parts, headers, sizes), protobuf or grpc (no schema:\n"
-    "                   field numbers and wire types), image (format, size),\n"
-    "                   websocket; content that does not read as the view is\n"
+    "                   field numbers and wire types), msgpack, image (format,\n"
+    "                   size), websocket; content that does not read as the view is\n"
     "                   shown as hex with the reason. A view looks at the first\n"
     "                   16 MiB of a body and says when it cut the rest.\n"
     "                   Colour on a terminal (not with NO_COLOR set)\n"
@@ -372,11 +372,8 @@ static void show_flush(dir_t *d) {
         d->v->gap = 1;
 }
 
-/* --view: the gathered body through its view. */
-static void view_flush(dir_t *d) {
-    view_t *v = d->v;
-    if (v->view < 0 || (d->vbuf.len == 0 && !d->vcut))
-        return;
+/* --view: escaping on a terminal (not with --raw), colour unless NO_COLOR. */
+static int view_flags(const view_t *v) {
     int flags = 0;
     if (v->escape && !v->raw) {
         flags |= REEL_VIEW_TERM;
@@ -384,8 +381,16 @@ static void view_flush(dir_t *d) {
         if (nc == NULL || nc[0] == '\0')
             flags |= REEL_VIEW_COLOR;
     }
-    reel_view_render((reel_view_kind)v->view, d->ctype, d->vbuf.data, d->vbuf.len, d->vcut, flags,
-                     v->out);
+    return flags;
+}
+
+/* --view: the gathered body through its view. */
+static void view_flush(dir_t *d) {
+    view_t *v = d->v;
+    if (v->view < 0 || (d->vbuf.len == 0 && !d->vcut))
+        return;
+    reel_view_render((reel_view_kind)v->view, d->ctype, d->vbuf.data, d->vbuf.len, d->vcut,
+                     view_flags(v), v->out);
     reel_buf_reset(&d->vbuf);
     d->vcut = 0;
     d->mode = MODE_UNDECIDED;
@@ -577,6 +582,14 @@ static void request_head(view_t *v, const Reel__RequestHead *h) {
     }
     fputc('\n', v->out);
     print_headers(v, '>', h->headers, h->n_headers);
+    const uint8_t *q = h->target.len ? memchr(h->target.data, '?', h->target.len) : NULL;
+    if (v->view >= 0 && q) {
+        /* --view: the query string as a table too */
+        fputs("\n> (query)\n", v->out);
+        reel_view_render(REEL_VIEW_URLENCODED, NULL, q + 1,
+                         h->target.len - (size_t)(q + 1 - h->target.data), 0, view_flags(v),
+                         v->out);
+    }
     v->gap = 1;
     v->current = REQ;
     d->head = 1;

@@ -16,6 +16,7 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 #include <libxml/xmlerror.h>
+#include <msgpack.h>
 
 #include "session/decode.h"
 
@@ -24,6 +25,8 @@
 #define INDENT_MAX 32
 /** Nested protobuf messages guessed inside length-delimited fields. */
 #define PB_DEPTH_MAX 32
+/** Elements of msgpack containers read (msgpack-c holds 24 bytes each). */
+#define MP_ITEMS_MAX (2 * 1024 * 1024)
 /** Parts of a multipart body listed. */
 #define PARTS_MAX 10000
 
@@ -107,6 +110,8 @@ enum { ESC_CELL = 1 }; /* newline, CR and tab as \n \r \t too, always */
  * are not UTF-8 as \xNN (newline and tab kept); in a cell (a table value, a
  * protobuf string) newline, CR and tab are always shown as \n \r \t. */
 static void w_esc_mode(w_t *w, const uint8_t *p, size_t n, int mode) {
+    if (n == 0)
+        return; /* p may be NULL (msgpack-c's empty strings) */
     int term = w->flags & REEL_VIEW_TERM;
     size_t run = 0, i = 0;
     while (i < n) {
@@ -252,6 +257,10 @@ reel_view_kind reel_view_pick(const char *content_type, const uint8_t *p, size_t
 
 static void json_str(w_t *w, const char *s, size_t n) {
     fputc('"', w->f);
+    if (n == 0) { /* s may be NULL (msgpack-c's empty strings) */
+        fputc('"', w->f);
+        return;
+    }
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -1043,6 +1052,206 @@ static int view_image(w_t *w, const uint8_t *p, size_t n) {
     return 0;
 }
 
+/* ---- msgpack (msgpack-c) ---- */
+
+/* Checks the framing before msgpack-c sees it: every header complete and no
+ * array or map claiming more elements than bytes remain (msgpack-c would
+ * allocate what a header claims). Returns objects at the top level or -1. */
+static long mp_check(w_t *w, const uint8_t *p, size_t n) {
+    size_t pos = 0;
+    long top = 0;
+    uint64_t pending = 0, total = 0;
+    while (pos < n || pending > 0) {
+        if (pending == 0) {
+            pending = 1;
+            top++;
+        }
+        if (pos >= n)
+            return fail(w, "not msgpack: the body ends inside an object");
+        size_t at = pos;
+        uint8_t c = p[pos++];
+        uint64_t skip = 0, items = 0;
+        size_t lenb = 0; /* bytes of a length field */
+        int ext = 0;
+        if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) {
+        } else if (c <= 0x8f) {
+            items = 2u * (c & 0x0f);
+        } else if (c <= 0x9f) {
+            items = c & 0x0f;
+        } else if (c <= 0xbf) {
+            skip = c & 0x1f;
+        } else if (c == 0xc1) {
+            return fail(w, "not msgpack: byte 0xc1 at offset %zu", at);
+        } else if (c >= 0xc4 && c <= 0xc6) {
+            lenb = (size_t)1 << (c - 0xc4);
+        } else if (c >= 0xc7 && c <= 0xc9) {
+            lenb = (size_t)1 << (c - 0xc7);
+            ext = 1;
+        } else if (c == 0xca || c == 0xcb) {
+            skip = c == 0xca ? 4 : 8;
+        } else if (c >= 0xcc && c <= 0xd3) {
+            skip = (uint64_t)1 << ((c - 0xcc) & 3);
+        } else if (c >= 0xd4 && c <= 0xd8) {
+            skip = 1 + ((uint64_t)1 << (c - 0xd4));
+        } else if (c >= 0xd9 && c <= 0xdb) {
+            lenb = (size_t)1 << (c - 0xd9);
+        } else { /* 0xdc..0xdf: array16/32, map16/32 */
+            lenb = c == 0xdc || c == 0xde ? 2 : 4;
+        }
+        if (lenb) {
+            if (n - pos < lenb)
+                return fail(w, "not msgpack: length cut short at offset %zu", at);
+            uint64_t v = 0;
+            for (size_t i = 0; i < lenb; i++)
+                v = v << 8 | p[pos + i];
+            pos += lenb;
+            if (c >= 0xdc)
+                items = c >= 0xde ? 2 * v : v;
+            else
+                skip = v + (uint64_t)ext;
+        }
+        if (skip > n - pos)
+            return fail(w, "not msgpack: object at offset %zu runs past the end", at);
+        pos += (size_t)skip;
+        pending--;
+        if (items > n - pos)
+            return fail(w,
+                        "not msgpack: container at offset %zu claims %" PRIu64
+                        " elements, %zu bytes follow",
+                        at, items, n - pos);
+        pending += items;
+        total += items;
+        if (total > MP_ITEMS_MAX)
+            return fail(w, "msgpack: more than %d elements, not shown", MP_ITEMS_MAX);
+        if (pending > n - pos)
+            return fail(w, "not msgpack: more elements claimed than bytes follow (offset %zu)",
+                        at);
+    }
+    return top;
+}
+
+static void mp_put(w_t *w, const msgpack_object *o, int depth) {
+    switch (o->type) {
+    case MSGPACK_OBJECT_NIL:
+    case MSGPACK_OBJECT_BOOLEAN:
+        col(w, "35");
+        fputs(o->type == MSGPACK_OBJECT_NIL ? "null" : o->via.boolean ? "true" : "false", w->f);
+        col_off(w);
+        break;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        col(w, "36");
+        fprintf(w->f, "%" PRIu64, o->via.u64);
+        col_off(w);
+        break;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        col(w, "36");
+        fprintf(w->f, "%" PRId64, o->via.i64);
+        col_off(w);
+        break;
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64:
+        col(w, "36");
+        fprintf(w->f, "%.17g", o->via.f64);
+        col_off(w);
+        break;
+    case MSGPACK_OBJECT_STR:
+        col(w, "32");
+        json_str(w, o->via.str.ptr, o->via.str.size);
+        col_off(w);
+        break;
+    case MSGPACK_OBJECT_BIN:
+    case MSGPACK_OBJECT_EXT: {
+        const uint8_t *b = (const uint8_t *)(o->type == MSGPACK_OBJECT_BIN ? o->via.bin.ptr
+                                                                           : o->via.ext.ptr);
+        size_t len = o->type == MSGPACK_OBJECT_BIN ? o->via.bin.size : o->via.ext.size;
+        if (o->type == MSGPACK_OBJECT_BIN)
+            fprintf(w->f, "bin(%zu) ", len);
+        else
+            fprintf(w->f, "ext(type %d, %zu) ", (int)o->via.ext.type, len);
+        size_t k = len > 32 ? 32 : len;
+        for (size_t i = 0; i < k; i++)
+            fprintf(w->f, "%02x", b[i]);
+        if (len > k)
+            fputs("...", w->f);
+        break;
+    }
+    case MSGPACK_OBJECT_ARRAY: {
+        uint32_t m = o->via.array.size;
+        if (m == 0) {
+            fputs("[]", w->f);
+            break;
+        }
+        fputs("[\n", w->f);
+        for (uint32_t i = 0; i < m; i++) {
+            indent(w, depth + 1);
+            mp_put(w, &o->via.array.ptr[i], depth + 1);
+            fputs(i + 1 < m ? ",\n" : "\n", w->f);
+        }
+        indent(w, depth);
+        fputc(']', w->f);
+        break;
+    }
+    case MSGPACK_OBJECT_MAP: {
+        uint32_t m = o->via.map.size;
+        if (m == 0) {
+            fputs("{}", w->f);
+            break;
+        }
+        fputs("{\n", w->f);
+        for (uint32_t i = 0; i < m; i++) {
+            indent(w, depth + 1);
+            if (o->via.map.ptr[i].key.type == MSGPACK_OBJECT_STR) {
+                col(w, "34");
+                json_str(w, o->via.map.ptr[i].key.via.str.ptr, o->via.map.ptr[i].key.via.str.size);
+                col_off(w);
+            } else {
+                mp_put(w, &o->via.map.ptr[i].key, depth + 1);
+            }
+            fputs(": ", w->f);
+            mp_put(w, &o->via.map.ptr[i].val, depth + 1);
+            fputs(i + 1 < m ? ",\n" : "\n", w->f);
+        }
+        indent(w, depth);
+        fputc('}', w->f);
+        break;
+    }
+    default:
+        fputs("?", w->f);
+        break;
+    }
+}
+
+static int view_msgpack(w_t *w, const uint8_t *p, size_t n) {
+    if (mp_check(w, p, n) < 0)
+        return -1;
+    msgpack_unpacked u;
+    /* first pass: msgpack-c must read it all (its nesting limit is 32) */
+    for (int pass = 0; pass < 2; pass++) {
+        size_t off = 0;
+        msgpack_unpacked_init(&u);
+        while (off < n) {
+            size_t at = off;
+            msgpack_unpack_return r = msgpack_unpack_next(&u, (const char *)p, n, &off);
+            if (r != MSGPACK_UNPACK_SUCCESS && r != MSGPACK_UNPACK_EXTRA_BYTES) {
+                msgpack_unpacked_destroy(&u);
+                return fail(w, "not msgpack: %s at offset %zu",
+                            r == MSGPACK_UNPACK_NOMEM_ERROR ? "out of memory"
+                            : r == MSGPACK_UNPACK_CONTINUE  ? "cut short"
+                                                            : "msgpack-c cannot read it (nested too deep?)",
+                            at);
+            }
+            if (pass == 1) {
+                mp_put(w, &u.data, 0);
+                fputc('\n', w->f);
+            }
+        }
+        msgpack_unpacked_destroy(&u);
+    }
+    if (n == 0)
+        fputs("(empty)\n", w->f);
+    return 0;
+}
+
 /* ---- render ---- */
 
 reel_view_kind reel_view_render(reel_view_kind kind, const char *content_type, const uint8_t *p,
@@ -1076,7 +1285,7 @@ reel_view_kind reel_view_render(reel_view_kind kind, const char *content_type, c
     case REEL_VIEW_PROTOBUF: rc = view_protobuf(&w, p, n); break;
     case REEL_VIEW_GRPC: rc = view_grpc(&w, p, n, cut); break;
     case REEL_VIEW_IMAGE: rc = view_image(&w, p, n); break;
-    case REEL_VIEW_MSGPACK: rc = fail(&w, "the msgpack view is not written yet"); break;
+    case REEL_VIEW_MSGPACK: rc = view_msgpack(&w, p, n); break;
     default: kind = REEL_VIEW_HEX; hex(&w, p, n); break;
     }
     if (rc < 0) {

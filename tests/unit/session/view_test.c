@@ -371,9 +371,40 @@ static void test_raw_hex_escape(void **state) {
     o = render(REEL_VIEW_WEBSOCKET, "application/json", "{}", 2, 0, 0);
     has(&o, "{}");
     free(o.text);
-    o = render(REEL_VIEW_MSGPACK, NULL, "\x81", 1, 0, 0);
-    assert_int_equal(o.shown, REEL_VIEW_HEX);
+}
+
+static void test_msgpack(void **state) {
+    (void)state;
+    /* {"a": [1, -2, 1.5, nil, true], "b": bin 01 02, 3: "x\x1b"} */
+    static const uint8_t m[] = {0x83, 0xa1, 'a',  0x95, 0x01, 0xfe, 0xcb, 0x3f, 0xf8, 0,    0,
+                                0,    0,    0,    0,    0xc0, 0xc3, 0xa1, 'b',  0xc4, 0x02, 0x01,
+                                0x02, 0x03, 0xa2, 'x',  0x1b};
+    out_t o = render(REEL_VIEW_AUTO, "application/msgpack", m, sizeof m, 0, REEL_VIEW_TERM);
+    assert_int_equal(o.shown, REEL_VIEW_MSGPACK);
+    assert_string_equal(o.text, "{\n  \"a\": [\n    1,\n    -2,\n    1.5,\n    null,\n    true\n  ],\n"
+                                "  \"b\": bin(2) 0102,\n  3: \"x\\u001b\"\n}\n");
     free(o.text);
+    /* an array that claims 4 billion elements: refused before msgpack-c allocates */
+    o = render(REEL_VIEW_MSGPACK, NULL, "\xdd\xff\xff\xff\xff\xc0", 6, 0, 0);
+    assert_int_equal(o.shown, REEL_VIEW_HEX);
+    has(&o, "claims 4294967295 elements, 1 bytes follow");
+    free(o.text);
+    /* empty strings and bins (msgpack-c gives them a NULL pointer) */
+    o = render(REEL_VIEW_MSGPACK, NULL, "\x82\xa0\xa0\xa1k\xc4\x00", 7, 0, REEL_VIEW_TERM);
+    assert_string_equal(o.text, "{\n  \"\": \"\",\n  \"k\": bin(0) \n}\n");
+    free(o.text);
+    o = render(REEL_VIEW_MSGPACK, NULL, "\xc1", 1, 0, 0);
+    has(&o, "(not msgpack: byte 0xc1 at offset 0; shown as hex)");
+    free(o.text);
+    /* nesting deeper than msgpack-c reads: refused with a reason */
+    uint8_t deep[100];
+    memset(deep, 0x91, sizeof deep - 1);
+    deep[sizeof deep - 1] = 0xc0;
+    o = render(REEL_VIEW_MSGPACK, NULL, deep, sizeof deep, 0, 0);
+    assert_int_equal(o.shown, REEL_VIEW_HEX);
+    has(&o, "not msgpack: ");
+    free(o.text);
+    torture(REEL_VIEW_MSGPACK, NULL, m, sizeof m);
 }
 
 static void test_random(void **state) {
@@ -405,7 +436,8 @@ int main(void) {
         cmocka_unit_test(test_code),       cmocka_unit_test(test_urlencoded),
         cmocka_unit_test(test_multipart),  cmocka_unit_test(test_protobuf),
         cmocka_unit_test(test_grpc),       cmocka_unit_test(test_image),
-        cmocka_unit_test(test_raw_hex_escape), cmocka_unit_test(test_random),
+        cmocka_unit_test(test_raw_hex_escape), cmocka_unit_test(test_msgpack),
+        cmocka_unit_test(test_random),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
