@@ -1255,6 +1255,11 @@ reel_rc reel_export(reel_session_t *s, FILE *out, const reel_export_opts_t *o,
         flow_t f;
         memset(&f, 0, sizeof f);
         f.id = (uint64_t)sqlite3_column_int64(ids, 0);
+        int match = 1; /* header and body terms: the SQL only narrowed the rows */
+        if ((rc = reel_filter_match_flow(flt, s, f.id, &match, err)) != REEL_OK)
+            goto out;
+        if (!match)
+            continue;
         load_row(&q, &f);
         char *uuid = f.uuid;
         f.uuid = NULL;

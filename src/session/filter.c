@@ -1277,10 +1277,15 @@ int reel_filter_needs_spool(const reel_filter_t *f) {
  * (PCRE2 partial matching): a match longer than this, across pieces of a
  * streamed body, is not found. */
 #define BODY_WINDOW (1024 * 1024)
+/* All body terms of one filter together keep at most this much: with more
+ * than 16 of them, each keeps less (at least BODY_WINDOW_MIN). */
+#define BODY_WINDOWS_MAX (16 * 1024 * 1024)
+#define BODY_WINDOW_MIN (64 * 1024)
 
 /* The state of one body term over one body (or message stream). */
 typedef struct {
     const spool_term_t *term;
+    size_t window; /* bytes kept at most for a match in progress */
     pcre2_match_data *md;
     uint8_t *buf; /* owned: kept tail + new bytes */
     size_t len, cap;
@@ -1310,8 +1315,8 @@ static void body_rx_run(body_rx_t *r, bool final) {
     size_t keep_from; /* first byte that may start a match still */
     if (m == PCRE2_ERROR_PARTIAL) {
         keep_from = (size_t)pcre2_get_ovector_pointer(r->md)[0];
-        if (r->len - keep_from > BODY_WINDOW) /* too long: give it up */
-            keep_from = r->len - BODY_WINDOW / 2;
+        if (r->len - keep_from > r->window) /* too long: give it up */
+            keep_from = r->len - r->window / 2;
     } else if (m == PCRE2_ERROR_NOMATCH) {
         keep_from = r->len;
     } else {
@@ -1504,8 +1509,16 @@ reel_rc reel_filter_match_flow(const reel_filter_t *f, reel_session_t *s, uint64
     e.rx = reel_calloc(f->nspool, sizeof *e.rx);
     sqlite3_stmt *st = NULL;
     char *sql = NULL;
+    size_t nbody = 0;
+    for (size_t i = 0; i < f->nspool; i++)
+        nbody += f->spool[i].field == F_BODY;
+    size_t window = BODY_WINDOW;
+    if (nbody > BODY_WINDOWS_MAX / BODY_WINDOW)
+        window =
+            BODY_WINDOWS_MAX / nbody > BODY_WINDOW_MIN ? BODY_WINDOWS_MAX / nbody : BODY_WINDOW_MIN;
     for (size_t i = 0; i < f->nspool; i++) {
         e.rx[i].term = &f->spool[i];
+        e.rx[i].window = window;
         e.rx[i].md = pcre2_match_data_create(1, NULL);
         if (e.rx[i].md == NULL) {
             rc = reel_err_set(err, REEL_NOMEM, "filter: out of memory");

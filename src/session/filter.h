@@ -77,9 +77,9 @@ int reel_filter_needs_spool(const reel_filter_t *f);
  * reel_filter_sql(f): *match is 1 or 0. Without spool terms, 1 at once;
  * with them, reads the flow's records (bodies decoded as a stream by their
  * Content-Encoding; memory bounded: a match longer than 512 KiB to 1 MiB
- * may be missed) and asks the index for the rest. A flow whose records
- * cannot all be read is judged on those read. REEL_DB or REEL_LIMIT (a
- * regex past PCRE2's match limit) on failure. */
+ * may be missed; less with over 16 body terms) and asks the index for the
+ * rest. A flow whose records cannot all be read is judged on those read.
+ * REEL_DB or REEL_LIMIT (a regex past PCRE2's match limit) on failure. */
 reel_rc reel_filter_match_flow(const reel_filter_t *f, reel_session_t *s, uint64_t id, int *match,
                                reel_err_t *err);
 

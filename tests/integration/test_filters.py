@@ -164,6 +164,13 @@ class Filters(unittest.TestCase):
                                                      "~bs needle"))]
         self.assertEqual(got, want[-3:])
 
+    def test_export_with_body_filter(self):
+        want = self.brute(lambda f, r: search("needle", f["resp_body"]) and f["host"] == "api.test")
+        self.assertTrue(want)
+        out = self.reel("export", "--format", "ndjson", "s", "~bs needle & ~d api")
+        got = [json.loads(line)["id"] for line in out.splitlines() if line.strip()]
+        self.assertEqual(got, want)
+
     def test_bulk_actions(self):
         want = self.brute(lambda f, r: search("needle", f["req_body"]))
         self.assertTrue(want)
