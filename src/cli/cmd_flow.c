@@ -41,10 +41,12 @@ static const char usage[] =
     "                   html, css, javascript, urlencoded (a table), multipart\n"
     "                   (parts, headers, sizes), protobuf or grpc (no schema:\n"
     "                   field numbers and wire types), msgpack, image (format,\n"
-    "                   size), websocket; content that does not read as the view is\n"
-    "                   shown as hex with the reason. A view looks at the first\n"
-    "                   16 MiB of a body and says when it cut the rest.\n"
-    "                   Colour on a terminal (not with NO_COLOR set)\n"
+    "                   size), websocket (each message through auto; any view\n"
+    "                   applies to messages too). Content that does not read as\n"
+    "                   the view is shown as hex with the reason. A view looks\n"
+    "                   at the first 16 MiB of a body and says when it cut the\n"
+    "                   rest. Colour on a terminal (not with NO_COLOR set).\n"
+    "                   docs/views.md has the details\n"
     "  --json           one JSON object: heads (header bytes that are not UTF-8\n"
     "                   appear as {\"b64\": ...}), bodies as stored in base64,\n"
     "                   sizes, timings; bodies above 256 MiB are refused\n";
@@ -220,7 +222,9 @@ struct view {
     char *source;
     int gap;     /* a blank line is due before the next section */
     int in_messages; /* message lines have begun */
-    int msg_mode;    /* content of the message being shown: 0 none, 1 text, 2 hex */
+    int msg_mode;    /* content of the message being shown: 0 none, 1 text, 2 hex, 3 --view */
+    reel_buf_t msg_vbuf; /* --view: the message gathered (at most REEL_VIEW_MAX) */
+    int msg_vcut;
     int msg_at_bol;
     reel_cli_esc_t msg_esc;
     reel_hexdump_t msg_hex;
@@ -681,6 +685,14 @@ static void message_close(view_t *v) {
             fputc('\n', v->out);
     } else if (v->msg_mode == 2) {
         reel_hexdump_finish(&v->msg_hex);
+    } else if (v->msg_mode == 3) {
+        /* --view websocket (or auto): each message as auto picks; any
+         * other view: that one */
+        reel_view_kind k = v->view == REEL_VIEW_WEBSOCKET ? REEL_VIEW_AUTO : v->view;
+        reel_view_render(k, NULL, v->msg_vbuf.data, v->msg_vbuf.len, v->msg_vcut, view_flags(v),
+                         v->out);
+        reel_buf_reset(&v->msg_vbuf);
+        v->msg_vcut = 0;
     }
     v->msg_mode = 0;
 }
@@ -717,16 +729,26 @@ static void message_show(view_t *v, int64_t time_us, const Reel__Message *m) {
         fputc('\n', v->out);
         if (v->headers_only || m->data.len == 0)
             return;
-        v->msg_mode = m->opcode == 1 || reel_looks_text(m->data.data, m->data.len) ? 1 : 2;
+        if (v->view >= 0 && m->opcode != 8) /* a close's reason is on its line */
+            v->msg_mode = 3;
+        else
+            v->msg_mode = m->opcode == 1 || reel_looks_text(m->data.data, m->data.len) ? 1 : 2;
         if (v->msg_mode == 1) {
             v->msg_esc = (reel_cli_esc_t){.flags = (v->raw ? 0 : v->escape) | REEL_CLI_ESC_LINES};
             v->msg_at_bol = 1;
-        } else {
+        } else if (v->msg_mode == 2) {
             reel_hexdump_init(&v->msg_hex, v->out);
         }
     }
     if (m->data.len == 0 || v->msg_mode == 0)
         return;
+    if (v->msg_mode == 3) {
+        size_t room = REEL_VIEW_MAX - v->msg_vbuf.len;
+        if (m->data.len > room)
+            v->msg_vcut = 1;
+        reel_buf_append(&v->msg_vbuf, m->data.data, m->data.len > room ? room : m->data.len);
+        return;
+    }
     if (v->msg_mode == 1) {
         reel_cli_esc_write(&v->msg_esc, v->out, m->data.data, m->data.len);
         v->msg_at_bol = m->data.data[m->data.len - 1] == '\n';
@@ -855,6 +877,7 @@ static int run_view(reel_cli_t *cli, reel_session_t *s, unsigned long long id, i
         v.d[i].at_bol = 1;
         reel_buf_init(&v.d[i].vbuf, REEL_VIEW_MAX);
     }
+    reel_buf_init(&v.msg_vbuf, REEL_VIEW_MAX);
     reel_err_t err;
     reel_err_clear(&err);
     reel_rc rc = reel_store_read_flow(s, id, view_record, &v, &err);
@@ -877,6 +900,7 @@ static int run_view(reel_cli_t *cli, reel_session_t *s, unsigned long long id, i
         reel_buf_free(&v.d[i].vbuf);
         free(v.d[i].ctype);
     }
+    reel_buf_free(&v.msg_vbuf);
     free(v.source);
     return exit_code;
 }

@@ -143,5 +143,45 @@ class Views(unittest.TestCase):
         self.assertIn("--view VIEW", r.stdout + r.stderr)
 
 
+class WebSocketViews(unittest.TestCase):
+    """--view on a WebSocket flow recorded through reel: each message through
+    its view (websocket: auto per message)."""
+
+    def test_messages_through_views(self):
+        import asyncio
+
+        import websockets
+        from proxyenv import Origin, Reel, stop_class
+        from test_websocket import Server, connect_tunnel
+
+        root = tempfile.mkdtemp(prefix="reel-views-ws-", dir=TMPBASE)
+        origin = Origin(os.path.join(root, "origin"))
+        d = os.path.join(root, "origin")
+        server = Server(os.path.join(d, "server.pem"), os.path.join(d, "server.key"))
+        self.root, self.origin, self.server = root, origin, server
+        self.reel = Reel(root, "ws", "upstream_trusted_ca=" + origin.ca)
+        try:
+            sock = connect_tunnel(self.reel, "127.0.0.1", server.port)
+
+            async def go():
+                async with websockets.connect("ws://127.0.0.1:%d/v" % server.port, sock=sock) as ws:
+                    await ws.send('{"op":"hi","n":[1,2]}')
+                    await ws.recv()
+                    await ws.send(PB)
+                    await ws.recv()
+            asyncio.run(go())
+            fid = self.reel.wait_flows(1, "~websocket", timeout=10)[0]["id"]
+            out = self.reel.cli("flow", "ws", str(fid), "--view", "websocket").stdout.decode()
+            self.assertEqual(out.count('{\n  "op": "hi",\n  "n": [\n    1,\n    2\n  ]\n}\n'), 2,
+                             out)
+            self.assertEqual(out.count("00000000  08 96 01 12 05 68 65 6c"), 2, out)  # auto: hex
+            out = self.reel.cli("flow", "ws", str(fid), "--view", "protobuf").stdout.decode()
+            self.assertEqual(out.count('1: 150\n2: "hello"\n'), 2, out)
+            self.assertIn("(not protobuf: ", out)  # the JSON messages
+        finally:
+            server.stop()
+            stop_class(self)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
