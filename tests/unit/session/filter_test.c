@@ -38,7 +38,13 @@ static int setup(void **state) {
     assert_int_equal(reel_filter_register(db, &err), REEL_OK);
     exec("CREATE TABLE flows (id INTEGER PRIMARY KEY, host TEXT, url TEXT, method TEXT,"
          " status INTEGER, marked INTEGER NOT NULL DEFAULT 0,"
-         " damaged INTEGER NOT NULL DEFAULT 0, kind TEXT NOT NULL DEFAULT 'http');"
+         " damaged INTEGER NOT NULL DEFAULT 0, kind TEXT NOT NULL DEFAULT 'http',"
+         " start_us INTEGER NOT NULL DEFAULT 0, error TEXT, client_addr TEXT, server_addr TEXT,"
+         " request_content_type TEXT, response_content_type TEXT,"
+         " request_body_size INTEGER NOT NULL DEFAULT 0,"
+         " response_body_size INTEGER NOT NULL DEFAULT 0);"
+         "CREATE TABLE annotations (id INTEGER PRIMARY KEY, flow_id INTEGER NOT NULL,"
+         " created_us INTEGER NOT NULL, text TEXT NOT NULL);"
          "CREATE INDEX flows_status ON flows(status);"
          "CREATE TABLE tags (flow_id INTEGER NOT NULL, tag TEXT NOT NULL,"
          " PRIMARY KEY (flow_id, tag)) WITHOUT ROWID;"
@@ -418,6 +424,141 @@ static void test_kinds(void **state) {
     assert_string_equal(ids("~http & !~websocket & ~marked"), "5");
     assert_string_equal(ids("~tcp | ~websocket"), "2,7,9");
     exec("UPDATE flows SET kind = 'http'");
+}
+
+/* The index-side operators added for mitmproxy's full set and reel's own,
+ * on columns set here and reset after. */
+static void test_more_operators(void **state) {
+    (void)state;
+    exec("UPDATE flows SET start_us = id * 1000000, request_body_size = id * 100,"
+         " response_body_size = id * 1000;"
+         "UPDATE flows SET error = 'connection reset' WHERE id IN (6, 7);"
+         "UPDATE flows SET client_addr = '10.0.0.' || id || ':5000',"
+         " server_addr = CASE WHEN id % 2 THEN '192.0.2.1:443' ELSE '[::1]:80' END"
+         " WHERE id <= 5;"
+         "UPDATE flows SET request_content_type = 'application/JSON' WHERE id = 2;"
+         "UPDATE flows SET response_content_type = 'text/html; charset=utf-8'"
+         " WHERE id IN (1, 3);"
+         "UPDATE flows SET response_content_type = 'application/json' WHERE id = 4;"
+         "UPDATE flows SET kind = 'tunnel' WHERE id = 7;"
+         "INSERT INTO annotations (flow_id, created_us, text) VALUES (2, 1, 'Token leaks'),"
+         " (2, 2, 'second'), (5, 3, 'looks fine');");
+    assert_string_equal(ids("~all"), ALL);
+    assert_string_equal(ids("!~all"), "");
+    assert_string_equal(ids("~e"), "6,7");
+    assert_string_equal(ids("!~e"), "1,2,3,4,5,8,9,10,11");
+    /* ~s: HTTP flows with a response; ~q: HTTP flows without (7 is TCP) */
+    assert_string_equal(ids("~s"), "1,2,3,4,5,8,9,10,11");
+    assert_string_equal(ids("~q"), "6");
+    assert_string_equal(ids("!~s"), "6,7");
+    assert_string_equal(ids("!~q"), "1,2,3,4,5,7,8,9,10,11");
+    assert_string_equal(ids("~q | ~c 404"), "6,10");
+    assert_string_equal(ids("!(~s & ~c 200) & !~tcp"), "2,3,5,6,8,9,10");
+    assert_string_equal(ids("~t json"), "2,4");
+    assert_string_equal(ids("~tq json"), "2");
+    assert_string_equal(ids("~ts json"), "4");
+    assert_string_equal(ids("~ts '^text/html'"), "1,3");
+    assert_string_equal(ids("!~t ."), "5,6,7,8,9,10,11");
+    assert_string_equal(ids("~src '^10\\.0\\.0\\.[12]:'"), "1,2");
+    assert_string_equal(ids("~dst :443$"), "1,3,5");
+    assert_string_equal(ids("~dst '^\\[::1\\]'"), "2,4");
+    assert_string_equal(ids("~comment token"), "2");
+    assert_string_equal(ids("~comment ."), "2,5");
+    assert_string_equal(ids("!~comment fine"), "1,2,3,4,6,7,8,9,10,11");
+    assert_string_equal(ids("~id 3"), "3");
+    assert_string_equal(ids("~id 3-5"), "3,4,5");
+    assert_string_equal(ids("~id 0-2|~id 11-99"), "1,2,11");
+    assert_string_equal(ids("!~id 2-10"), "1,11");
+    assert_string_equal(ids("~since @5"), "5,6,7,8,9,10,11");
+    assert_string_equal(ids("~until @5"), "1,2,3,4,5");
+    assert_string_equal(ids("~since @3 & ~until '@4'"), "3,4");
+    assert_string_equal(ids("~since 1d"), "");
+    assert_string_equal(ids("~since '1970-01-02'"), "");
+    /* sizes: id * 1100 bytes */
+    assert_string_equal(ids("~size 2200"), "2");
+    assert_string_equal(ids("~size =2200"), "2");
+    assert_string_equal(ids("~size >10k"), "10,11");
+    assert_string_equal(ids("~size >=11000"), "10,11");
+    assert_string_equal(ids("~size <3k"), "1,2");
+    assert_string_equal(ids("~size '<=3300b'"), "1,2,3");
+    assert_string_equal(ids("~size <1KiB | ~size >1m"), "");
+    assert_string_equal(ids("~size <1KB|~size >=10KB"), "10,11");
+    assert_string_equal(ids("~size >1g"), "");
+    /* precedence with the new operators: ! > & > | > juxtaposition */
+    assert_string_equal(ids("~e | ~id 1 & ~ts html"), "1,6,7");
+    assert_string_equal(ids("~id 1-6 ~q | ~tq json"), "2,6");
+    assert_string_equal(ids("!~e & !~id 2-11"), "1");
+    exec("UPDATE flows SET start_us = 0, request_body_size = 0, response_body_size = 0,"
+         " error = NULL, client_addr = NULL, server_addr = NULL, request_content_type = NULL,"
+         " response_content_type = NULL, kind = 'http'; DELETE FROM annotations;");
+}
+
+/* Header and body terms cannot be decided in SQL: the SQL counts them (or
+ * their negation) as true, and reel_filter_needs_spool() says so. */
+static void test_spool_terms_sql(void **state) {
+    (void)state;
+    static const char *const spool[] = {"~h x",   "~hq x",  "~hs x",  "~b x",
+                                        "~bq x",  "~bs x",  "!~b x",  "~d a & ~b x",
+                                        "~c 200 | !~hs 'set-cookie'"};
+    for (size_t i = 0; i < sizeof spool / sizeof *spool; i++) {
+        reel_filter_t *f = NULL;
+        assert_int_equal(reel_filter_compile(spool[i], &f, NULL), REEL_OK);
+        assert_true(reel_filter_needs_spool(f));
+        reel_filter_free(f);
+    }
+    reel_filter_t *f = NULL;
+    assert_int_equal(reel_filter_compile("~d a & ~c 200 | ~e ~tag t", &f, NULL), REEL_OK);
+    assert_false(reel_filter_needs_spool(f));
+    reel_filter_free(f);
+    assert_string_equal(ids("~b x"), ALL);
+    assert_string_equal(ids("!~b x"), ALL);
+    assert_string_equal(ids("~d ^b\\. & ~b x"), "5,6");
+    assert_string_equal(ids("~d ^b\\. & !(~h x | ~b y)"), "5,6");
+    assert_string_equal(ids("~c 404 | ~bs x & ~m put"), "5,10");
+}
+
+static void test_more_errors(void **state) {
+    (void)state;
+    expect_error("~id", REEL_INVALID,
+                 "filter: ~id expects a flow id N or range N-M at column 4, got end of "
+                 "expression");
+    expect_error("~id 5-3", REEL_INVALID,
+                 "filter: ~id expects a flow id N or range N-M at column 5, got '5-3'");
+    expect_error("~id 1-", REEL_INVALID,
+                 "filter: ~id expects a flow id N or range N-M at column 5, got '1-'");
+    expect_error("~id -1", REEL_INVALID,
+                 "filter: ~id expects a flow id N or range N-M at column 5, got '-1'");
+    expect_error("~id 1234567890123456789", REEL_INVALID,
+                 "filter: ~id expects a flow id N or range N-M at column 5, got "
+                 "'1234567890123456789'");
+    expect_error("~size >10q", REEL_INVALID,
+                 "filter: ~size expects a size like >10k, <1m or 512 at column 7, got '>10q'");
+    expect_error("~size >", REEL_INVALID,
+                 "filter: ~size expects a size like >10k, <1m or 512 at column 7, got '>'");
+    expect_error("~size 1.5k", REEL_INVALID,
+                 "filter: ~size expects a size like >10k, <1m or 512 at column 7, got '1.5k'");
+    expect_error("~size 99999999999t", REEL_INVALID,
+                 "filter: ~size expects a size like >10k, <1m or 512 at column 7, got "
+                 "'99999999999t'");
+    expect_error("~since yesterday", REEL_INVALID,
+                 "filter: ~since expects a time at column 8, got 'yesterday'");
+    expect_error("~until '2026-13-01'", REEL_INVALID,
+                 "filter: ~until expects a time at column 8, got ''2026-13-01''");
+    expect_error("~since 5x", REEL_INVALID,
+                 "filter: ~since expects a time at column 8, got '5x'");
+    expect_error("~b", REEL_INVALID,
+                 "filter: ~b expects a regex at column 3, got end of expression");
+    expect_error("~hs (", REEL_INVALID, "filter: ~hs expects a regex at column 5, got '('");
+    expect_error("~bq 'a(b'", REEL_INVALID,
+                 "filter: bad regex at column 9: missing closing parenthesis");
+    expect_error("~t [", REEL_INVALID,
+                 "filter: bad regex at column 5: missing terminating ] for character class");
+    expect_error("~e x~s", REEL_INVALID,
+                 "filter: '~' at column 5 right after the unquoted regex 'x': quote the whole "
+                 "regex, or put a space before '~'");
+    expect_error("~size 10k(", REEL_INVALID,
+                 "filter: '(' at column 10 right after the size '10k': put a space before it");
+    assert_string_equal(ids("~all foo"), "4"); /* ~all & ~u foo */
 }
 
 static void test_damaged(void **state) {
@@ -821,6 +962,9 @@ int main(void) {
         cmocka_unit_test(test_mitmproxy_traps),
         cmocka_unit_test(test_damaged),
         cmocka_unit_test(test_kinds),
+        cmocka_unit_test(test_more_operators),
+        cmocka_unit_test(test_spool_terms_sql),
+        cmocka_unit_test(test_more_errors),
         cmocka_unit_test(test_real_index),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_sql_and_bind),
