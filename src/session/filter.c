@@ -1305,9 +1305,11 @@ static void body_rx_run(body_rx_t *r, bool final) {
     if (r->matched || r->rc != REEL_OK)
         return;
     uint32_t opts = (r->dropped ? PCRE2_NOTBOL : 0) | (final ? 0 : PCRE2_PARTIAL_HARD);
-    int m = pcre2_match(r->term->re, r->buf, r->len, r->start, opts, r->md, NULL);
+    /* an empty body is searched too ("~bq '^$'"): never a NULL subject */
+    const uint8_t *subject = r->buf ? r->buf : (const uint8_t *)"";
+    int m = pcre2_match(r->term->re, subject, r->len, r->start, opts, r->md, NULL);
     if (m == PCRE2_ERROR_JIT_STACKLIMIT)
-        m = pcre2_match(r->term->re, r->buf, r->len, r->start, opts | PCRE2_NO_JIT, r->md, NULL);
+        m = pcre2_match(r->term->re, subject, r->len, r->start, opts | PCRE2_NO_JIT, r->md, NULL);
     if (m >= 0) {
         r->matched = true;
         return;
@@ -1434,7 +1436,8 @@ static void eval_head(eval_t *e, int side, Reel__Header **h, size_t nh, bool dec
             md ? pcre2_match(t->re, b.data ? b.data : (const uint8_t *)"", b.len, 0, 0, md, NULL)
                : -1;
         if (m == PCRE2_ERROR_JIT_STACKLIMIT)
-            m = pcre2_match(t->re, b.data, b.len, 0, PCRE2_NO_JIT, md, NULL);
+            m = pcre2_match(t->re, b.data ? b.data : (const uint8_t *)"", b.len, 0, PCRE2_NO_JIT,
+                            md, NULL);
         if (m >= 0)
             e->verdict[i] = true;
     }
