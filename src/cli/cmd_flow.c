@@ -20,7 +20,8 @@
 #include "session/view.h"
 
 static const char usage[] =
-    "usage: reel flow [--home DIR] [--json] [--raw] [--headers-only] [--view VIEW] SESSION ID\n"
+    "usage: reel flow [--home DIR] [--json] [--raw] [--headers-only] [--view VIEW]\n"
+    "                 [--proto FILE[:MESSAGE]] SESSION ID\n"
     "\n"
     "Shows one flow: a summary line (id, state, start time, duration), the\n"
     "request line and headers ('> '), the request body, the status line and\n"
@@ -47,6 +48,11 @@ static const char usage[] =
     "                   at the first 16 MiB of a body and says when it cut the\n"
     "                   rest. Colour on a terminal (not with NO_COLOR set).\n"
     "                   docs/views.md has the details\n"
+    "  --proto FILE[:MESSAGE]\n"
+    "                   decode protobuf and gRPC bodies with the messages of a\n"
+    "                   .proto file (imports are not followed): MESSAGE for\n"
+    "                   both bodies, or for gRPC the rpc the request path names;\n"
+    "                   implies --view auto when no --view is given\n"
     "  --json           one JSON object: heads (header bytes that are not UTF-8\n"
     "                   appear as {\"b64\": ...}), bodies as stored in base64,\n"
     "                   sizes, timings; bodies above 256 MiB are refused\n";
@@ -207,6 +213,7 @@ typedef struct {
     reel_buf_t vbuf;
     int vcut;
     char *ctype; /* Content-Type, owned, NULL if none */
+    int pmsg;    /* --proto: the schema's message for this body, -1 if none */
 } dir_t;
 
 struct view {
@@ -216,6 +223,8 @@ struct view {
     unsigned long long id;
     int raw, headers_only;
     int view; /* a reel_view_kind, or -1 without --view */
+    const reel_proto_t *proto; /* --proto, or NULL */
+    int proto_fixed;           /* --proto FILE:MESSAGE named the message */
     row_t *row;
     int summary_done;
     int tunnel;
@@ -393,8 +402,9 @@ static void view_flush(dir_t *d) {
     view_t *v = d->v;
     if (v->view < 0 || (d->vbuf.len == 0 && !d->vcut))
         return;
-    reel_view_render((reel_view_kind)v->view, d->ctype, d->vbuf.data, d->vbuf.len, d->vcut,
-                     view_flags(v), v->out);
+    reel_view_schema_t schema = {.proto = v->proto, .message = d->pmsg};
+    reel_view_render_schema((reel_view_kind)v->view, d->ctype, d->vbuf.data, d->vbuf.len, d->vcut,
+                            view_flags(v), &schema, v->out);
     reel_buf_reset(&d->vbuf);
     d->vcut = 0;
     d->mode = MODE_UNDECIDED;
@@ -587,6 +597,13 @@ static void request_head(view_t *v, const Reel__RequestHead *h) {
     fputc('\n', v->out);
     print_headers(v, '>', h->headers, h->n_headers);
     const uint8_t *q = h->target.len ? memchr(h->target.data, '?', h->target.len) : NULL;
+    if (v->proto && !v->proto_fixed && h->target.len) {
+        /* gRPC: the rpc the path names gives both bodies their messages */
+        size_t plen = q ? (size_t)(q - h->target.data) : h->target.len;
+        const reel_pt_rpc_t *rpc = reel_proto_rpc(v->proto, (const char *)h->target.data, plen);
+        v->d[REQ].pmsg = rpc ? rpc->in : -1;
+        v->d[RESP].pmsg = rpc ? rpc->out : -1;
+    }
     if (v->view >= 0 && q) {
         /* --view: the query string as a table too */
         fputs("\n> (query)\n", v->out);
@@ -859,7 +876,8 @@ static void print_damage(FILE *out, reel_session_t *s, unsigned long long id) {
 }
 
 static int run_view(reel_cli_t *cli, reel_session_t *s, unsigned long long id, int raw,
-                    int headers_only, int view, row_t *row) {
+                    int headers_only, int view, const reel_proto_t *proto, int pmsg,
+                    row_t *row) {
     view_t v;
     memset(&v, 0, sizeof v);
     v.cli = cli;
@@ -869,6 +887,8 @@ static int run_view(reel_cli_t *cli, reel_session_t *s, unsigned long long id, i
     v.raw = raw;
     v.headers_only = headers_only;
     v.view = view;
+    v.proto = proto;
+    v.proto_fixed = pmsg >= 0;
     v.row = row;
     v.current = -1;
     for (int i = 0; i < 2; i++) {
@@ -876,6 +896,7 @@ static int run_view(reel_cli_t *cli, reel_session_t *s, unsigned long long id, i
         v.d[i].dir = i;
         v.d[i].at_bol = 1;
         reel_buf_init(&v.d[i].vbuf, REEL_VIEW_MAX);
+        v.d[i].pmsg = pmsg;
     }
     reel_buf_init(&v.msg_vbuf, REEL_VIEW_MAX);
     reel_err_t err;
@@ -1308,14 +1329,69 @@ out:
 
 /* ---- entry point ---- */
 
+/** Largest .proto file --proto reads. */
+#define PROTO_FILE_MAX ((size_t)4 * 1024 * 1024)
+
+/* --proto FILE[:MESSAGE]: the schema, and the message both bodies are
+ * (-1: gRPC bodies take theirs from the rpc the request path names). */
+static int load_proto(reel_cli_t *cli, const char *arg, reel_proto_t **out, int *msg) {
+    char *path = reel_strdup(arg);
+    char *message = NULL;
+    char *colon = strrchr(path, ':');
+    if (colon && colon[1] && !strchr(colon, '/')) {
+        *colon = '\0';
+        message = colon + 1;
+    }
+    int rc = -1;
+    char *text = NULL;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        reel_cli_fail(cli, "--proto %s: %s", path, strerror(errno));
+        goto out;
+    }
+    text = reel_malloc(PROTO_FILE_MAX + 1);
+    size_t n = fread(text, 1, PROTO_FILE_MAX + 1, f);
+    int rerr = ferror(f);
+    fclose(f);
+    if (rerr || n > PROTO_FILE_MAX) {
+        reel_cli_fail(cli, "--proto %s: %s", path,
+                      rerr ? "cannot be read" : "larger than 4 MiB");
+        goto out;
+    }
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (reel_proto_parse(text, n, out, &err) != REEL_OK) {
+        reel_cli_fail(cli, "--proto %s: %s", path, reel_err_str(&err));
+        goto out;
+    }
+    *msg = -1;
+    if (message) {
+        *msg = reel_proto_message(*out, message);
+        if (*msg < 0) {
+            reel_cli_fail(cli, "--proto %s: no message '%s' in it (or more than one by that name)",
+                          path, message);
+            reel_proto_free(*out);
+            *out = NULL;
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    free(text);
+    free(path);
+    return rc;
+}
+
 int reel_cmd_flow(reel_cli_t *cli, int argc, char **argv) {
-    enum { OPT_RAW = 0x2001, OPT_HEADERS_ONLY, OPT_VIEW };
+    enum { OPT_RAW = 0x2001, OPT_HEADERS_ONLY, OPT_VIEW, OPT_PROTO };
     static const struct option opts[] = {{"raw", no_argument, NULL, OPT_RAW},
                                          {"headers-only", no_argument, NULL, OPT_HEADERS_ONLY},
                                          {"view", required_argument, NULL, OPT_VIEW},
+                                         {"proto", required_argument, NULL, OPT_PROTO},
                                          REEL_CLI_COMMON_OPTS,
                                          {0}};
     int raw = 0, headers_only = 0, view = -1;
+    const char *proto_arg = NULL;
     int c;
     while ((c = reel_cli_getopt(argc, argv, "h", opts)) != -1) {
         if (c == OPT_RAW) {
@@ -1324,6 +1400,10 @@ int reel_cmd_flow(reel_cli_t *cli, int argc, char **argv) {
         }
         if (c == OPT_HEADERS_ONLY) {
             headers_only = 1;
+            continue;
+        }
+        if (c == OPT_PROTO) {
+            proto_arg = optarg;
             continue;
         }
         if (c == OPT_VIEW) {
@@ -1345,6 +1425,14 @@ int reel_cmd_flow(reel_cli_t *cli, int argc, char **argv) {
     unsigned long long id = reel_cli_flow_id(cli, argv[optind + 1]);
     if (id == 0)
         return REEL_EXIT_ERROR;
+    reel_proto_t *proto = NULL;
+    int pmsg = -1;
+    if (proto_arg) {
+        if (load_proto(cli, proto_arg, &proto, &pmsg) != 0)
+            return REEL_EXIT_ERROR;
+        if (view < 0)
+            view = REEL_VIEW_AUTO;
+    }
     reel_session_t *s = reel_cli_open(cli, name, REEL_OPEN_READ);
     if (s == NULL)
         return REEL_EXIT_ERROR;
@@ -1357,8 +1445,9 @@ int reel_cmd_flow(reel_cli_t *cli, int argc, char **argv) {
     if (cli->json)
         rc = run_json(cli, s, id, headers_only, &row);
     else
-        rc = run_view(cli, s, id, raw, headers_only, view, &row);
+        rc = run_view(cli, s, id, raw, headers_only, view, proto, pmsg, &row);
 out:
+    reel_proto_free(proto);
     free(row.error);
     reel_session_close(s);
     return rc;

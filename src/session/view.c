@@ -832,7 +832,118 @@ static int printable(const uint8_t *p, size_t n) {
     return 1;
 }
 
-static void pb_print(w_t *w, const uint8_t *p, size_t n, int depth) {
+static const reel_pt_field_t *pb_field(const reel_proto_t *proto, int msg, uint64_t number) {
+    if (proto == NULL || msg < 0 || (size_t)msg >= proto->n_messages)
+        return NULL;
+    const reel_pt_message_t *m = &proto->messages[msg];
+    for (size_t i = 0; i < m->n_fields; i++)
+        if (m->fields[i].number == number)
+            return &m->fields[i];
+    return NULL;
+}
+
+/* The wire type a declared type is sent with (packed repeated aside). */
+static unsigned pb_wire_of(reel_pt_type t) {
+    switch (t) {
+    case REEL_PT_DOUBLE:
+    case REEL_PT_FIXED64:
+    case REEL_PT_SFIXED64: return 1;
+    case REEL_PT_FLOAT:
+    case REEL_PT_FIXED32:
+    case REEL_PT_SFIXED32: return 5;
+    case REEL_PT_STRING:
+    case REEL_PT_BYTES:
+    case REEL_PT_MESSAGE: return 2;
+    case REEL_PT_UNRESOLVED: return 9;
+    default: return 0;
+    }
+}
+
+/* A scalar of declared type t from its wire value x (wire type 0, 1 or 5). */
+static void pb_scalar(w_t *w, const reel_proto_t *proto, const reel_pt_field_t *f, uint64_t x) {
+    col(w, "36");
+    switch (f->type) {
+    case REEL_PT_INT32: fprintf(w->f, "%" PRId32, (int32_t)(uint32_t)x); break;
+    case REEL_PT_INT64:
+    case REEL_PT_SFIXED64: fprintf(w->f, "%" PRId64, (int64_t)x); break;
+    case REEL_PT_SFIXED32: fprintf(w->f, "%" PRId32, (int32_t)(uint32_t)x); break;
+    case REEL_PT_SINT32:
+    case REEL_PT_SINT64:
+        fprintf(w->f, "%" PRId64, (x & 1) ? -(int64_t)(x >> 1) - 1 : (int64_t)(x >> 1));
+        break;
+    case REEL_PT_BOOL: fputs(x ? "true" : "false", w->f); break;
+    case REEL_PT_DOUBLE: {
+        double d;
+        memcpy(&d, &x, sizeof d);
+        fprintf(w->f, "%.17g", d);
+        break;
+    }
+    case REEL_PT_FLOAT: {
+        uint32_t y = (uint32_t)x;
+        float fl;
+        memcpy(&fl, &y, sizeof fl);
+        fprintf(w->f, "%.9g", (double)fl);
+        break;
+    }
+    case REEL_PT_ENUM: {
+        const reel_pt_enum_t *e = &proto->enums[f->ref];
+        const char *name = NULL;
+        for (size_t i = 0; i < e->n_values && !name; i++)
+            if (e->values[i].number == (int32_t)(uint32_t)x)
+                name = e->values[i].name;
+        if (name)
+            fprintf(w->f, "%s (%" PRId32 ")", name, (int32_t)(uint32_t)x);
+        else
+            fprintf(w->f, "%" PRId32, (int32_t)(uint32_t)x);
+        break;
+    }
+    default: fprintf(w->f, "%" PRIu64, x); break;
+    }
+    col_off(w);
+}
+
+/* A packed repeated scalar: "[1, 2, 3]"; 0 when the bytes do not fit. */
+static int pb_packed(w_t *w, const reel_proto_t *proto, const reel_pt_field_t *f,
+                     const uint8_t *s, size_t len) {
+    unsigned wt = pb_wire_of(f->type);
+    size_t pos = 0, count = 0;
+    while (pos < len) { /* check first */
+        uint64_t x;
+        if (wt == 0) {
+            if (pb_varint(s, len, &pos, &x) < 0)
+                return 0;
+        } else {
+            size_t k = wt == 1 ? 8 : 4;
+            if (len - pos < k)
+                return 0;
+            pos += k;
+        }
+        count++;
+    }
+    fputs(": [", w->f);
+    pos = 0;
+    for (size_t i = 0; i < count; i++) {
+        uint64_t x = 0;
+        if (wt == 0) {
+            pb_varint(s, len, &pos, &x);
+        } else {
+            size_t k = wt == 1 ? 8 : 4;
+            for (size_t j = k; j-- > 0;)
+                x = (x << 8) | s[pos + j];
+            pos += k;
+        }
+        if (i)
+            fputs(", ", w->f);
+        pb_scalar(w, proto, f, x);
+    }
+    fputs("]\n", w->f);
+    return 1;
+}
+
+/* Fields of p[0..n) (checked by pb_check), by the schema's message msg
+ * when there is one (proto NULL or msg -1: none). */
+static void pb_print(w_t *w, const uint8_t *p, size_t n, int depth, const reel_proto_t *proto,
+                     int msg) {
     size_t pos = 0;
     while (pos < n) {
         uint64_t key, v = 0;
@@ -840,10 +951,61 @@ static void pb_print(w_t *w, const uint8_t *p, size_t n, int depth) {
             return; /* checked before */
         uint64_t field = key >> 3;
         unsigned wt = (unsigned)(key & 7);
+        const reel_pt_field_t *f = pb_field(proto, msg, field);
         indent(w, depth);
         col(w, "34");
-        fprintf(w->f, "%" PRIu64, field);
+        if (f)
+            fputs(f->name, w->f);
+        else
+            fprintf(w->f, "%" PRIu64, field);
         col_off(w);
+        if (f && pb_wire_of(f->type) == wt && wt != 2) {
+            uint64_t x = 0;
+            if (wt == 0) {
+                pb_varint(p, n, &pos, &x);
+            } else {
+                size_t k = wt == 1 ? 8 : 4;
+                for (size_t j = k; j-- > 0;)
+                    x = (x << 8) | p[pos + j];
+                pos += k;
+            }
+            fputs(": ", w->f);
+            pb_scalar(w, proto, f, x);
+            fputc('\n', w->f);
+            continue;
+        }
+        if (f && wt == 2) {
+            size_t save = pos;
+            pb_varint(p, n, &pos, &v);
+            const uint8_t *s = p + pos;
+            size_t len = (size_t)v;
+            int done = 1;
+            if (f->type == REEL_PT_STRING) {
+                fputs(": ", w->f);
+                col(w, "32");
+                fputc('"', w->f);
+                w_cell(w, s, len);
+                fputc('"', w->f);
+                col_off(w);
+                fputc('\n', w->f);
+            } else if (f->type == REEL_PT_MESSAGE && depth < PB_DEPTH_MAX &&
+                       pb_check(NULL, s, len) >= 0) {
+                fputs(" {\n", w->f);
+                pb_print(w, s, len, depth + 1, proto, f->ref);
+                indent(w, depth);
+                fputs("}\n", w->f);
+            } else if (f->type != REEL_PT_BYTES && f->type != REEL_PT_MESSAGE &&
+                       f->type != REEL_PT_UNRESOLVED && f->type != REEL_PT_STRING &&
+                       f->repeated && pb_packed(w, proto, f, s, len)) {
+            } else {
+                done = 0;
+            }
+            if (done) {
+                pos += len;
+                continue;
+            }
+            pos = save;
+        }
         if (wt == 0) {
             pb_varint(p, n, &pos, &v);
             fprintf(w->f, ": %" PRIu64, v);
@@ -864,9 +1026,9 @@ static void pb_print(w_t *w, const uint8_t *p, size_t n, int depth) {
             uint32_t x = 0;
             for (int i = 3; i >= 0; i--)
                 x = (x << 8) | p[pos + (size_t)i];
-            float f;
-            memcpy(&f, &x, sizeof f);
-            fprintf(w->f, ": fixed32 0x%08" PRIx32 "  (float %g)\n", x, (double)f);
+            float fl;
+            memcpy(&fl, &x, sizeof fl);
+            fprintf(w->f, ": fixed32 0x%08" PRIx32 "  (float %g)\n", x, (double)fl);
             pos += 4;
         } else {
             pb_varint(p, n, &pos, &v);
@@ -875,7 +1037,7 @@ static void pb_print(w_t *w, const uint8_t *p, size_t n, int depth) {
             pos += len;
             if (len > 0 && depth < PB_DEPTH_MAX && !printable(s, len) && pb_check(NULL, s, len) > 0) {
                 fputs(" {\n", w->f);
-                pb_print(w, s, len, depth + 1);
+                pb_print(w, s, len, depth + 1, NULL, -1);
                 indent(w, depth);
                 fputs("}\n", w->f);
             } else if (printable(s, len)) {
@@ -897,16 +1059,24 @@ static void pb_print(w_t *w, const uint8_t *p, size_t n, int depth) {
     }
 }
 
-static int view_protobuf(w_t *w, const uint8_t *p, size_t n) {
+static int view_protobuf(w_t *w, const uint8_t *p, size_t n, const reel_proto_t *proto,
+                         int msg) {
     if (pb_check(w, p, n) < 0)
         return -1;
+    if (proto && msg >= 0) {
+        col(w, "1");
+        fputs(proto->messages[msg].full_name, w->f);
+        col_off(w);
+        fputc('\n', w->f);
+    }
     if (n == 0)
         fputs("(empty message)\n", w->f);
-    pb_print(w, p, n, 0);
+    pb_print(w, p, n, 0, proto, msg);
     return 0;
 }
 
-static int view_grpc(w_t *w, const uint8_t *p, size_t n, int cut) {
+static int view_grpc(w_t *w, const uint8_t *p, size_t n, int cut, const reel_proto_t *proto,
+                     int msg) {
     size_t pos = 0;
     int count = 0;
     while (pos < n) { /* check the framing first */
@@ -937,6 +1107,8 @@ static int view_grpc(w_t *w, const uint8_t *p, size_t n, int cut) {
         col(w, "1");
         fprintf(w->f, "%s %d", flags & 0x80 ? "trailers" : "message", i);
         col_off(w);
+        if (proto && msg >= 0 && !(flags & 0x80))
+            fprintf(w->f, " (%s)", proto->messages[msg].full_name);
         fprintf(w->f, ": %" PRIu32 " bytes%s%s\n", len, flags & 1 ? ", compressed" : "",
                 have < len ? " (cut)" : "");
         if (flags & 0x80) {
@@ -954,7 +1126,7 @@ static int view_grpc(w_t *w, const uint8_t *p, size_t n, int cut) {
                 fputs("; shown as hex)\n", w->f);
                 hex(w, m, have);
             } else {
-                pb_print(w, m, have, 1);
+                pb_print(w, m, have, 1, proto, msg);
             }
         }
         pos += 5 + have;
@@ -1256,7 +1428,17 @@ static int view_msgpack(w_t *w, const uint8_t *p, size_t n) {
 
 reel_view_kind reel_view_render(reel_view_kind kind, const char *content_type, const uint8_t *p,
                                 size_t n, int cut, int flags, FILE *out) {
+    return reel_view_render_schema(kind, content_type, p, n, cut, flags, NULL, out);
+}
+
+reel_view_kind reel_view_render_schema(reel_view_kind kind, const char *content_type,
+                                       const uint8_t *p, size_t n, int cut, int flags,
+                                       const reel_view_schema_t *schema, FILE *out) {
     w_t w = {.f = out, .flags = flags};
+    const reel_proto_t *proto = schema ? schema->proto : NULL;
+    int msg = proto && schema->message >= 0 && (size_t)schema->message < proto->n_messages
+                  ? schema->message
+                  : -1;
     static const uint8_t none[1];
     if (p == NULL)
         p = none, n = 0;
@@ -1282,8 +1464,8 @@ reel_view_kind reel_view_render(reel_view_kind kind, const char *content_type, c
     case REEL_VIEW_JAVASCRIPT: rc = view_code(&w, p, n, 1); break;
     case REEL_VIEW_URLENCODED: rc = view_urlencoded(&w, p, n); break;
     case REEL_VIEW_MULTIPART: rc = view_multipart(&w, content_type, p, n, cut); break;
-    case REEL_VIEW_PROTOBUF: rc = view_protobuf(&w, p, n); break;
-    case REEL_VIEW_GRPC: rc = view_grpc(&w, p, n, cut); break;
+    case REEL_VIEW_PROTOBUF: rc = view_protobuf(&w, p, n, proto, msg); break;
+    case REEL_VIEW_GRPC: rc = view_grpc(&w, p, n, cut, proto, msg); break;
     case REEL_VIEW_IMAGE: rc = view_image(&w, p, n); break;
     case REEL_VIEW_MSGPACK: rc = view_msgpack(&w, p, n); break;
     default: kind = REEL_VIEW_HEX; hex(&w, p, n); break;

@@ -21,6 +21,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "session/protoschema.h"
+
 /** Bytes of one body a view looks at; the rest is cut with a note. */
 #define REEL_VIEW_MAX ((size_t)16 * 1024 * 1024)
 
@@ -64,5 +66,20 @@ reel_view_kind reel_view_pick(const char *content_type, const uint8_t *p, size_t
  * not read as that kind. */
 reel_view_kind reel_view_render(reel_view_kind kind, const char *content_type, const uint8_t *p,
                                 size_t n, int cut, int flags, FILE *out);
+
+/** A schema for the protobuf and grpc views (`--proto FILE`): message is
+ * an index into proto's messages, -1 for none (the view goes without). */
+typedef struct {
+    const reel_proto_t *proto;
+    int message;
+} reel_view_schema_t;
+
+/** reel_view_render with a schema (NULL: none). Fields the schema names are
+ * shown by name and decoded as their declared type (sint zigzag, enums by
+ * name, packed repeated scalars, strings, nested messages); fields it does
+ * not know, or whose wire type does not match, are shown as without one. */
+reel_view_kind reel_view_render_schema(reel_view_kind kind, const char *content_type,
+                                       const uint8_t *p, size_t n, int cut, int flags,
+                                       const reel_view_schema_t *schema, FILE *out);
 
 #endif

@@ -59,6 +59,8 @@ class Views(unittest.TestCase):
             entry("http://a.test/png", "image/png", PNG),
             entry("http://a.test/bad", "application/json", '{"a":1,'),
             entry("http://a.test/esc", "text/plain", "red \x1b[31m alert\x07"),
+            entry("http://a.test/demo.v1.Svc/Get", "application/grpc",
+                  b"\0" + struct.pack(">I", len(PB)) + PB, "POST"),
         ]
         har = os.path.join(cls.root, "t.har")
         with open(har, "w") as f:
@@ -132,6 +134,31 @@ class Views(unittest.TestCase):
         self.assertNotIn(b"\x1b[31m alert", out)
         out = self.tty("1", "--view", "json")
         self.assertIn(b"\x1b[34m\"a\"\x1b[0m", out)  # keys in colour on a terminal
+
+    def test_proto_schema(self):
+        proto = os.path.join(self.root, "demo.proto")
+        with open(proto, "w") as f:
+            f.write('syntax = "proto3";\npackage demo.v1;\n'
+                    "message Req { int32 id = 1; string name = 2; Sub sub = 3; }\n"
+                    "message Sub { sint32 a = 1; Kind kind = 2; }\n"
+                    "enum Kind { K0 = 0; K1 = 1; K2 = 2; }\n"
+                    "service Svc { rpc Get (Req) returns (Req); }\n")
+        # gRPC: the rpc the path names; --proto implies --view auto
+        rc, out, _ = self.flow("7", "--proto", proto)
+        self.assertEqual(rc, 0)
+        self.assertIn('message 1 (demo.v1.Req): 16 bytes\n  id: 150\n  name: "hello"\n'
+                      "  sub {\n    a: -1\n    kind: K2 (2)\n  }\n", out)
+        # a plain protobuf body, the message named
+        rc, out, _ = self.flow("3", "--proto", proto + ":Req", "--view", "protobuf")
+        self.assertIn('demo.v1.Req\nid: 150\nname: "hello"\nsub {\n', out)
+        rc, _, err = self.flow("3", "--proto", proto + ":Nope")
+        self.assertNotEqual(rc, 0)
+        self.assertIn("no message 'Nope'", err)
+        with open(proto, "w") as f:
+            f.write("message A {\n  int32 x = 0;\n}\n")
+        rc, _, err = self.flow("3", "--proto", proto)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("line 2: field number '0'", err)
 
     def test_bad_view_name(self):
         rc, _, err = self.flow("1", "--view", "nope")
