@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 
 #include <brotli/encode.h>
 #include <zlib.h>
@@ -48,7 +49,13 @@ typedef struct {
     bool annotated, tagged, marked;
 } model_t;
 
+/* In a session of its own: a 40 MiB body (gzip, made and recorded
+ * piece by piece, never whole in memory) with "endmark" at its very end. */
+#define HUGE_LEN (40u << 20)
+
 static model_t M[NFLOWS + 1];
+static uint64_t huge_id;
+static reel_session_t *hsess; /* holds only that flow */
 static char *home;
 static reel_session_t *sess;
 
@@ -201,6 +208,46 @@ static void record_one(reel_recorder_t *r, int i) {
     reel_recorder_flow_end(f, NULL, 0, 0, 0);
 }
 
+static void record_huge(reel_recorder_t *r) {
+    reel_rflow_t *f = reel_recorder_flow_start(r, NULL);
+    huge_id = reel_rflow_id(f);
+    reel_header_t rq_h[] = {{"Host", 4, "huge.test", 9}};
+    reel_request_head_t rq = {.method = "GET",
+                              .scheme = "http",
+                              .host = "huge.test",
+                              .port = 80,
+                              .target = "/huge",
+                              .http_version = "HTTP/1.1",
+                              .headers = rq_h,
+                              .n_headers = 1};
+    reel_recorder_request_head(f, &rq);
+    reel_header_t rs_h[] = {{"Content-Encoding", 16, "gzip", 4}};
+    reel_response_head_t rs = {
+        .status = 200, .reason = "OK", .http_version = "HTTP/1.1", .headers = rs_h, .n_headers = 1};
+    reel_recorder_response_head(f, &rs);
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    assert_int_equal(deflateInit2(&z, 1, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    static uint8_t in[65536], out[65536];
+    for (size_t k = 0; k < sizeof in; k++)
+        in[k] = (uint8_t)('a' + k % 3);
+    for (size_t done = 0; done < HUGE_LEN; done += sizeof in) {
+        bool last = done + sizeof in >= HUGE_LEN;
+        if (last)
+            memcpy(in + sizeof in - 7, "endmark", 7);
+        z.next_in = in;
+        z.avail_in = sizeof in;
+        do {
+            z.next_out = out;
+            z.avail_out = sizeof out;
+            assert_true(deflate(&z, last ? Z_FINISH : Z_NO_FLUSH) != Z_STREAM_ERROR);
+            reel_recorder_response_body(f, out, sizeof out - z.avail_out);
+        } while (z.avail_out == 0);
+    }
+    deflateEnd(&z);
+    reel_recorder_flow_end(f, NULL, 0, 0, 0);
+}
+
 static void exec(const char *sql) {
     char *msg = NULL;
     if (sqlite3_exec(reel_session_db(sess), sql, NULL, NULL, &msg) != SQLITE_OK)
@@ -223,6 +270,13 @@ static int setup(void **state) {
         record_one(r, i);
     if (reel_recorder_close(r, &err) != REEL_OK)
         fail_msg("close: %s", reel_err_str(&err));
+    if (reel_session_open(home, "h", REEL_OPEN_CREATE | REEL_OPEN_RECORD, &hsess, &err) !=
+            REEL_OK ||
+        reel_recorder_open(hsess, &o, &r, &err) != REEL_OK)
+        fail_msg("open h: %s", reel_err_str(&err));
+    record_huge(r);
+    if (reel_recorder_close(r, &err) != REEL_OK)
+        fail_msg("close h: %s", reel_err_str(&err));
     for (int i = 1; i <= NFLOWS; i++) {
         model_t *m = &M[i];
         char *sql = NULL;
@@ -254,6 +308,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
     (void)state;
     reel_session_close(sess);
+    reel_session_close(hsess);
     reel_test_rm_rf(home);
     free(home);
     return 0;
@@ -524,6 +579,35 @@ static void test_big_body(void **state) {
         assert_false(got[i]);
 }
 
+static long max_rss_kib(void) {
+    struct rusage ru;
+    assert_int_equal(getrusage(RUSAGE_SELF, &ru), 0);
+    return ru.ru_maxrss;
+}
+
+/* A 40 MiB decoded body is searched in bounded memory: the peak RSS grows
+ * by far less than the body (by 40 MiB if the body were kept whole), and a
+ * needle at its very end is found. */
+static void test_huge_body_memory(void **state) {
+    (void)state;
+    reel_err_t err;
+    reel_err_clear(&err);
+    long before = max_rss_kib();
+    static const char *const exprs[] = {"~bs 'endmark$'", "~b ENDMARK", "!~bs zzz", "~bs 'c{2}'"};
+    for (size_t i = 0; i < sizeof exprs / sizeof *exprs; i++) {
+        reel_filter_t *f = NULL;
+        assert_int_equal(reel_filter_compile(exprs[i], &f, &err), REEL_OK);
+        int match = 0;
+        if (reel_filter_match_flow(f, hsess, huge_id, &match, &err) != REEL_OK)
+            fail_msg("%s: %s", exprs[i], reel_err_str(&err));
+        assert_int_equal(match, i < 3);
+        reel_filter_free(f);
+    }
+    long grew = max_rss_kib() - before;
+    if (grew > 12 * 1024)
+        fail_msg("peak RSS grew by %ld KiB searching a 40 MiB body", grew);
+}
+
 /* API edges: no spool terms, NULL filter, a flow that is not there. */
 static void test_api(void **state) {
     (void)state;
@@ -549,6 +633,8 @@ static void test_api(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        /* first: the peak RSS before it is the set-up's */
+        cmocka_unit_test(test_huge_body_memory),
         cmocka_unit_test(test_atoms),
         cmocka_unit_test(test_combinations),
         cmocka_unit_test(test_big_body),
