@@ -17,6 +17,7 @@
 #include <libxml/tree.h>
 #include <libxml/xmlerror.h>
 #include <msgpack.h>
+#include <zlib.h>
 
 #include "session/decode.h"
 
@@ -1075,10 +1076,57 @@ static int view_protobuf(w_t *w, const uint8_t *p, size_t n, const reel_proto_t 
     return 0;
 }
 
+/* A gRPC message compressed with gzip (or zlib), the grpc-encoding nearly
+ * every client uses: inflated into a new buffer of at most max bytes (*out,
+ * free()); 0 on success, -1 when it is not gzip or inflates past max. */
+static int grpc_inflate(const uint8_t *p, size_t n, size_t max, uint8_t **out, size_t *out_len) {
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (inflateInit2(&z, 32 + 15) != Z_OK) /* gzip or zlib, detected */
+        return -1;
+    size_t cap = n * 4 + 1024, len = 0;
+    if (max == 0)
+        max = 1;
+    if (cap > max)
+        cap = max;
+    uint8_t *buf = malloc(cap);
+    int rc = buf ? Z_OK : Z_MEM_ERROR;
+    z.next_in = (Bytef *)p;
+    z.avail_in = (uInt)n;
+    while (rc == Z_OK) {
+        if (len == cap) {
+            if (cap == max)
+                break;
+            cap = cap * 2 > max ? max : cap * 2;
+            uint8_t *nb = realloc(buf, cap);
+            if (nb == NULL)
+                break;
+            buf = nb;
+        }
+        z.next_out = buf + len;
+        z.avail_out = (uInt)(cap - len);
+        rc = inflate(&z, Z_NO_FLUSH);
+        len = cap - z.avail_out;
+        if (rc == Z_BUF_ERROR && z.avail_out > 0)
+            break; /* input ended early */
+        if (rc == Z_BUF_ERROR)
+            rc = Z_OK;
+    }
+    inflateEnd(&z);
+    if (rc != Z_STREAM_END) {
+        free(buf);
+        return -1;
+    }
+    *out = buf;
+    *out_len = len;
+    return 0;
+}
+
 static int view_grpc(w_t *w, const uint8_t *p, size_t n, int cut, const reel_proto_t *proto,
                      int msg) {
     size_t pos = 0;
     int count = 0;
+    size_t budget = REEL_VIEW_MAX; /* what the body's compressed messages may inflate to */
     while (pos < n) { /* check the framing first */
         if (n - pos < 5) {
             if (cut)
@@ -1116,8 +1164,26 @@ static int view_grpc(w_t *w, const uint8_t *p, size_t n, int cut, const reel_pro
             if (have && m[have - 1] != '\n')
                 fputc('\n', w->f);
         } else if (flags & 1) {
-            fputs("(compressed with the grpc-encoding: shown as hex)\n", w->f);
-            hex(w, m, have);
+            uint8_t *plain = NULL;
+            size_t plen = 0;
+            w_t sub = *w;
+            int inflated = grpc_inflate(m, have, budget, &plain, &plen) == 0;
+            if (inflated)
+                budget -= plen;
+            if (!inflated) {
+                fprintf(w->f, "(compressed, not with gzip, or cut, or more than the %zu bytes "
+                              "left to inflate in this body: shown as hex)\n", budget);
+                hex(w, m, have);
+            } else if (pb_check(&sub, plain, plen) < 0) {
+                fputc('(', w->f);
+                w_cell(w, sub.why, strlen(sub.why));
+                fprintf(w->f, "; %zu bytes once inflated, shown as hex)\n", plen);
+                hex(w, plain, plen);
+            } else {
+                fprintf(w->f, "  (gzip, %zu bytes inflated)\n", plen);
+                pb_print(w, plain, plen, 1, proto, msg);
+            }
+            free(plain);
         } else {
             w_t sub = *w;
             if (pb_check(&sub, m, have) < 0) {

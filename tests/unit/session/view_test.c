@@ -12,6 +12,8 @@
 
 #include <cmocka.h>
 
+#include <zlib.h>
+
 #include "session/view.h"
 
 typedef struct {
@@ -307,6 +309,29 @@ static void test_grpc(void **state) {
     has(&o, "message 2: 2 bytes, compressed\n");
     has(&o, "00000000  aa bb");
     free(o.text);
+    /* a compressed message (zlib here; gzip is read the same way) */
+    uint8_t z[64];
+    uLongf zl = sizeof z;
+    assert_int_equal(compress2(z, &zl, (const Bytef *)"\x08\x96\x01", 3, 9), Z_OK);
+    uint8_t gz[80] = {1, 0, 0, 0, (uint8_t)zl};
+    memcpy(gz + 5, z, zl);
+    o = render(REEL_VIEW_GRPC, NULL, gz, 5 + zl, 0, 0);
+    has(&o, ", compressed\n  (gzip, 3 bytes inflated)\n  1: 150\n");
+    free(o.text);
+    /* a bomb: inflating stops at 16 MiB for the whole body */
+    size_t big = 17u << 20;
+    uint8_t *zeros = calloc(1, big);
+    uLongf bl = compressBound(big);
+    uint8_t *bomb = malloc(bl + 5);
+    assert_int_equal(compress2(bomb + 5, &bl, zeros, big, 9), Z_OK);
+    bomb[0] = 1;
+    bomb[1] = (uint8_t)(bl >> 24), bomb[2] = (uint8_t)(bl >> 16), bomb[3] = (uint8_t)(bl >> 8),
+    bomb[4] = (uint8_t)bl;
+    o = render(REEL_VIEW_GRPC, NULL, bomb, bl + 5, 0, 0);
+    has(&o, "more than the 16777216 bytes left to inflate in this body: shown as hex)");
+    free(o.text);
+    free(zeros);
+    free(bomb);
     o = render(REEL_VIEW_GRPC, NULL, g, 7, 0, 0);
     assert_int_equal(o.shown, REEL_VIEW_HEX);
     has(&o, "not gRPC: message at offset 0 says 3 bytes, 2 follow");
