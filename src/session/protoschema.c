@@ -66,8 +66,8 @@ static int next(ps_t *t) {
         }
         if (t->pos + 1 < t->n && t->s[t->pos] == '/' && t->s[t->pos + 1] == '*') {
             t->pos += 2;
-            while (t->pos < t->n && !(t->s[t->pos] == '*' && t->pos + 1 < t->n &&
-                                      t->s[t->pos + 1] == '/')) {
+            while (t->pos < t->n &&
+                   !(t->s[t->pos] == '*' && t->pos + 1 < t->n && t->s[t->pos + 1] == '/')) {
                 if (t->s[t->pos] == '\n')
                     t->line++;
                 t->pos++;
@@ -92,8 +92,8 @@ static int next(ps_t *t) {
         t->kind = T_IDENT;
     } else if ((c >= '0' && c <= '9') || c == '-' || c == '+') {
         t->pos++;
-        while (t->pos < t->n && (ident_char(t->s[t->pos], 0) || t->s[t->pos] == '-' ||
-                                 t->s[t->pos] == '+'))
+        while (t->pos < t->n &&
+               (ident_char(t->s[t->pos], 0) || t->s[t->pos] == '-' || t->s[t->pos] == '+'))
             t->pos++;
         t->kind = T_NUM;
     } else if (c == '"' || c == '\'') {
@@ -263,8 +263,8 @@ static int parse_map(ps_t *t, int msg) {
     if (next(t) < 0 || expect(t, "=") < 0 || field_number(t, &num) < 0)
         return -1;
     char entry[TOK_MAX + 8];
-    snprintf(entry, sizeof entry, "%c%sEntry", name[0] >= 'a' && name[0] <= 'z' ? name[0] - 32 : name[0],
-             name + 1);
+    snprintf(entry, sizeof entry, "%c%sEntry",
+             name[0] >= 'a' && name[0] <= 'z' ? name[0] - 32 : name[0], name + 1);
     char *full = join(t->p->messages[msg].full_name, entry);
     char *abs = join("", full);
     char dotted[TOK_MAX * 3];
@@ -309,8 +309,8 @@ static int parse_enum(ps_t *t, const char *scope) {
             return bad(t, "enum value '%s'", t->tok);
         reel_pt_enum_t *en = &p->enums[ei];
         en->values = reel_realloc(en->values, (en->n_values + 1) * sizeof *en->values);
-        en->values[en->n_values++] = (reel_pt_value_t){.name = reel_strdup(name),
-                                                       .number = (int32_t)v};
+        en->values[en->n_values++] =
+            (reel_pt_value_t){.name = reel_strdup(name), .number = (int32_t)v};
         if (next(t) < 0 || field_end(t) < 0)
             return -1;
     }
@@ -356,8 +356,7 @@ static int parse_message(ps_t *t, const char *scope, int depth) {
             if (next(t) < 0 || next(t) < 0 || expect(t, "{") < 0)
                 return -1;
             in_oneof = 1;
-        } else if (is(t, "option") || is(t, "reserved") || is(t, "extensions") ||
-                   is(t, "extend")) {
+        } else if (is(t, "option") || is(t, "reserved") || is(t, "extensions") || is(t, "extend")) {
             if (skip_statement(t) < 0)
                 return -1;
         } else if (is(t, ";")) {
@@ -507,8 +506,8 @@ reel_rc reel_proto_parse(const char *text, size_t len, reel_proto_t **out, reel_
             parse_enum(&t, pkg);
         } else if (is(&t, "service")) {
             parse_service(&t);
-        } else if (is(&t, "syntax") || is(&t, "edition") || is(&t, "import") ||
-                   is(&t, "option") || is(&t, "extend") || is(&t, ";")) {
+        } else if (is(&t, "syntax") || is(&t, "edition") || is(&t, "import") || is(&t, "option") ||
+                   is(&t, "extend") || is(&t, ";")) {
             if (is(&t, ";"))
                 next(&t);
             else

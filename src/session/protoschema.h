@@ -18,10 +18,24 @@
 
 /** Scalar types; TYPE_MESSAGE and TYPE_ENUM name another definition. */
 typedef enum {
-    REEL_PT_DOUBLE, REEL_PT_FLOAT, REEL_PT_INT64, REEL_PT_UINT64, REEL_PT_INT32,
-    REEL_PT_FIXED64, REEL_PT_FIXED32, REEL_PT_BOOL, REEL_PT_STRING, REEL_PT_BYTES,
-    REEL_PT_UINT32, REEL_PT_SFIXED32, REEL_PT_SFIXED64, REEL_PT_SINT32, REEL_PT_SINT64,
-    REEL_PT_MESSAGE, REEL_PT_ENUM, REEL_PT_UNRESOLVED
+    REEL_PT_DOUBLE,
+    REEL_PT_FLOAT,
+    REEL_PT_INT64,
+    REEL_PT_UINT64,
+    REEL_PT_INT32,
+    REEL_PT_FIXED64,
+    REEL_PT_FIXED32,
+    REEL_PT_BOOL,
+    REEL_PT_STRING,
+    REEL_PT_BYTES,
+    REEL_PT_UINT32,
+    REEL_PT_SFIXED32,
+    REEL_PT_SFIXED64,
+    REEL_PT_SINT32,
+    REEL_PT_SINT64,
+    REEL_PT_MESSAGE,
+    REEL_PT_ENUM,
+    REEL_PT_UNRESOLVED
 } reel_pt_type;
 
 typedef struct {
@@ -29,7 +43,7 @@ typedef struct {
     uint32_t number;
     reel_pt_type type;
     int repeated;
-    int ref;        /* index of the message or enum for MESSAGE and ENUM, else -1 */
+    int ref;         /* index of the message or enum for MESSAGE and ENUM, else -1 */
     char *type_name; /* as written, for resolution and for UNRESOLVED */
 } reel_pt_field_t;
 

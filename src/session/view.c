@@ -32,8 +32,8 @@
 #define PARTS_MAX 10000
 
 static const char *const names[REEL_VIEW_COUNT] = {
-    "auto",       "raw",       "hex",      "json",     "xml",     "html",  "css",      "javascript",
-    "urlencoded", "multipart", "protobuf", "grpc",     "msgpack", "image", "websocket"};
+    "auto",       "raw",       "hex",      "json", "xml",     "html",  "css",      "javascript",
+    "urlencoded", "multipart", "protobuf", "grpc", "msgpack", "image", "websocket"};
 
 int reel_view_parse(const char *name) {
     for (int i = 0; i < REEL_VIEW_COUNT; i++)
@@ -244,10 +244,9 @@ reel_view_kind reel_view_pick(const char *content_type, const uint8_t *p, size_t
         const char *s = (const char *)p + i;
         size_t m = n - i > 1024 ? 1024 : n - i;
         for (size_t k = 0; k < m; k++)
-            if (s[k] == '<' && (ieq_prefix(s + k, m - k, "<!doctype html") ||
-                                ieq_prefix(s + k, m - k, "<html") ||
-                                ieq_prefix(s + k, m - k, "<head") ||
-                                ieq_prefix(s + k, m - k, "<body")))
+            if (s[k] == '<' &&
+                (ieq_prefix(s + k, m - k, "<!doctype html") || ieq_prefix(s + k, m - k, "<html") ||
+                 ieq_prefix(s + k, m - k, "<head") || ieq_prefix(s + k, m - k, "<body")))
                 return REEL_VIEW_HTML;
         return REEL_VIEW_XML;
     }
@@ -701,7 +700,9 @@ static int multipart_walk(w_t *w, const uint8_t *p, size_t n, const char *b, int
             fprintf(w->f, "part %d", count);
             col_off(w);
             fprintf(w->f, ": %zu bytes%s\n", pt.body_len,
-                    pt.closed ? "" : cut ? " (cut)" : " (no closing delimiter)");
+                    pt.closed ? ""
+                    : cut     ? " (cut)"
+                              : " (no closing delimiter)");
             const uint8_t *h = pt.head, *he2 = pt.head + pt.head_len;
             while (h < he2) {
                 const uint8_t *e = memchr(h, '\n', (size_t)(he2 - h));
@@ -792,8 +793,8 @@ static long pb_check(w_t *w, const uint8_t *p, size_t n) {
         case 5: {
             size_t k = wt == 1 ? 8 : 4;
             if (n - pos < k)
-                return w ? fail(w, "not protobuf: field %" PRIu64 " cut short at offset %zu",
-                                field, at)
+                return w ? fail(w, "not protobuf: field %" PRIu64 " cut short at offset %zu", field,
+                                at)
                          : -1;
             pos += k;
             break;
@@ -848,15 +849,20 @@ static unsigned pb_wire_of(reel_pt_type t) {
     switch (t) {
     case REEL_PT_DOUBLE:
     case REEL_PT_FIXED64:
-    case REEL_PT_SFIXED64: return 1;
+    case REEL_PT_SFIXED64:
+        return 1;
     case REEL_PT_FLOAT:
     case REEL_PT_FIXED32:
-    case REEL_PT_SFIXED32: return 5;
+    case REEL_PT_SFIXED32:
+        return 5;
     case REEL_PT_STRING:
     case REEL_PT_BYTES:
-    case REEL_PT_MESSAGE: return 2;
-    case REEL_PT_UNRESOLVED: return 9;
-    default: return 0;
+    case REEL_PT_MESSAGE:
+        return 2;
+    case REEL_PT_UNRESOLVED:
+        return 9;
+    default:
+        return 0;
     }
 }
 
@@ -864,15 +870,23 @@ static unsigned pb_wire_of(reel_pt_type t) {
 static void pb_scalar(w_t *w, const reel_proto_t *proto, const reel_pt_field_t *f, uint64_t x) {
     col(w, "36");
     switch (f->type) {
-    case REEL_PT_INT32: fprintf(w->f, "%" PRId32, (int32_t)(uint32_t)x); break;
+    case REEL_PT_INT32:
+        fprintf(w->f, "%" PRId32, (int32_t)(uint32_t)x);
+        break;
     case REEL_PT_INT64:
-    case REEL_PT_SFIXED64: fprintf(w->f, "%" PRId64, (int64_t)x); break;
-    case REEL_PT_SFIXED32: fprintf(w->f, "%" PRId32, (int32_t)(uint32_t)x); break;
+    case REEL_PT_SFIXED64:
+        fprintf(w->f, "%" PRId64, (int64_t)x);
+        break;
+    case REEL_PT_SFIXED32:
+        fprintf(w->f, "%" PRId32, (int32_t)(uint32_t)x);
+        break;
     case REEL_PT_SINT32:
     case REEL_PT_SINT64:
         fprintf(w->f, "%" PRId64, (x & 1) ? -(int64_t)(x >> 1) - 1 : (int64_t)(x >> 1));
         break;
-    case REEL_PT_BOOL: fputs(x ? "true" : "false", w->f); break;
+    case REEL_PT_BOOL:
+        fputs(x ? "true" : "false", w->f);
+        break;
     case REEL_PT_DOUBLE: {
         double d;
         memcpy(&d, &x, sizeof d);
@@ -898,14 +912,16 @@ static void pb_scalar(w_t *w, const reel_proto_t *proto, const reel_pt_field_t *
             fprintf(w->f, "%" PRId32, (int32_t)(uint32_t)x);
         break;
     }
-    default: fprintf(w->f, "%" PRIu64, x); break;
+    default:
+        fprintf(w->f, "%" PRIu64, x);
+        break;
     }
     col_off(w);
 }
 
 /* A packed repeated scalar: "[1, 2, 3]"; 0 when the bytes do not fit. */
-static int pb_packed(w_t *w, const reel_proto_t *proto, const reel_pt_field_t *f,
-                     const uint8_t *s, size_t len) {
+static int pb_packed(w_t *w, const reel_proto_t *proto, const reel_pt_field_t *f, const uint8_t *s,
+                     size_t len) {
     unsigned wt = pb_wire_of(f->type);
     size_t pos = 0, count = 0;
     while (pos < len) { /* check first */
@@ -996,8 +1012,8 @@ static void pb_print(w_t *w, const uint8_t *p, size_t n, int depth, const reel_p
                 indent(w, depth);
                 fputs("}\n", w->f);
             } else if (f->type != REEL_PT_BYTES && f->type != REEL_PT_MESSAGE &&
-                       f->type != REEL_PT_UNRESOLVED && f->type != REEL_PT_STRING &&
-                       f->repeated && pb_packed(w, proto, f, s, len)) {
+                       f->type != REEL_PT_UNRESOLVED && f->type != REEL_PT_STRING && f->repeated &&
+                       pb_packed(w, proto, f, s, len)) {
             } else {
                 done = 0;
             }
@@ -1036,7 +1052,8 @@ static void pb_print(w_t *w, const uint8_t *p, size_t n, int depth, const reel_p
             const uint8_t *s = p + pos;
             size_t len = (size_t)v;
             pos += len;
-            if (len > 0 && depth < PB_DEPTH_MAX && !printable(s, len) && pb_check(NULL, s, len) > 0) {
+            if (len > 0 && depth < PB_DEPTH_MAX && !printable(s, len) &&
+                pb_check(NULL, s, len) > 0) {
                 fputs(" {\n", w->f);
                 pb_print(w, s, len, depth + 1, NULL, -1);
                 indent(w, depth);
@@ -1060,8 +1077,7 @@ static void pb_print(w_t *w, const uint8_t *p, size_t n, int depth, const reel_p
     }
 }
 
-static int view_protobuf(w_t *w, const uint8_t *p, size_t n, const reel_proto_t *proto,
-                         int msg) {
+static int view_protobuf(w_t *w, const uint8_t *p, size_t n, const reel_proto_t *proto, int msg) {
     if (pb_check(w, p, n) < 0)
         return -1;
     if (proto && msg >= 0) {
@@ -1127,7 +1143,7 @@ static int view_grpc(w_t *w, const uint8_t *p, size_t n, int cut, const reel_pro
     size_t pos = 0;
     int count = 0;
     size_t budget = REEL_VIEW_MAX; /* what the body's compressed messages may inflate to */
-    while (pos < n) { /* check the framing first */
+    while (pos < n) {              /* check the framing first */
         if (n - pos < 5) {
             if (cut)
                 break;
@@ -1171,8 +1187,10 @@ static int view_grpc(w_t *w, const uint8_t *p, size_t n, int cut, const reel_pro
             if (inflated)
                 budget -= plen;
             if (!inflated) {
-                fprintf(w->f, "(compressed, not with gzip, or cut, or more than the %zu bytes "
-                              "left to inflate in this body: shown as hex)\n", budget);
+                fprintf(w->f,
+                        "(compressed, not with gzip, or cut, or more than the %zu bytes "
+                        "left to inflate in this body: shown as hex)\n",
+                        budget);
                 hex(w, m, have);
             } else if (pb_check(&sub, plain, plen) < 0) {
                 fputc('(', w->f);
@@ -1362,8 +1380,7 @@ static long mp_check(w_t *w, const uint8_t *p, size_t n) {
         if (total > MP_ITEMS_MAX)
             return fail(w, "msgpack: more than %d elements, not shown", MP_ITEMS_MAX);
         if (pending > n - pos)
-            return fail(w, "not msgpack: more elements claimed than bytes follow (offset %zu)",
-                        at);
+            return fail(w, "not msgpack: more elements claimed than bytes follow (offset %zu)", at);
     }
     return top;
 }
@@ -1399,8 +1416,8 @@ static void mp_put(w_t *w, const msgpack_object *o, int depth) {
         break;
     case MSGPACK_OBJECT_BIN:
     case MSGPACK_OBJECT_EXT: {
-        const uint8_t *b = (const uint8_t *)(o->type == MSGPACK_OBJECT_BIN ? o->via.bin.ptr
-                                                                           : o->via.ext.ptr);
+        const uint8_t *b =
+            (const uint8_t *)(o->type == MSGPACK_OBJECT_BIN ? o->via.bin.ptr : o->via.ext.ptr);
         size_t len = o->type == MSGPACK_OBJECT_BIN ? o->via.bin.size : o->via.ext.size;
         if (o->type == MSGPACK_OBJECT_BIN)
             fprintf(w->f, "bin(%zu) ", len);
@@ -1474,8 +1491,9 @@ static int view_msgpack(w_t *w, const uint8_t *p, size_t n) {
                 msgpack_unpacked_destroy(&u);
                 return fail(w, "not msgpack: %s at offset %zu",
                             r == MSGPACK_UNPACK_NOMEM_ERROR ? "out of memory"
-                            : r == MSGPACK_UNPACK_CONTINUE  ? "cut short"
-                                                            : "msgpack-c cannot read it (nested too deep?)",
+                            : r == MSGPACK_UNPACK_CONTINUE
+                                ? "cut short"
+                                : "msgpack-c cannot read it (nested too deep?)",
                             at);
             }
             if (pass == 1) {
@@ -1523,18 +1541,43 @@ reel_view_kind reel_view_render_schema(reel_view_kind kind, const char *content_
         if (n && p[n - 1] != '\n')
             fputc('\n', out);
         break;
-    case REEL_VIEW_JSON: rc = view_json(&w, p, n); break;
-    case REEL_VIEW_XML: rc = view_xml(&w, p, n, 0); break;
-    case REEL_VIEW_HTML: rc = view_xml(&w, p, n, 1); break;
-    case REEL_VIEW_CSS: rc = view_code(&w, p, n, 0); break;
-    case REEL_VIEW_JAVASCRIPT: rc = view_code(&w, p, n, 1); break;
-    case REEL_VIEW_URLENCODED: rc = view_urlencoded(&w, p, n); break;
-    case REEL_VIEW_MULTIPART: rc = view_multipart(&w, content_type, p, n, cut); break;
-    case REEL_VIEW_PROTOBUF: rc = view_protobuf(&w, p, n, proto, msg); break;
-    case REEL_VIEW_GRPC: rc = view_grpc(&w, p, n, cut, proto, msg); break;
-    case REEL_VIEW_IMAGE: rc = view_image(&w, p, n); break;
-    case REEL_VIEW_MSGPACK: rc = view_msgpack(&w, p, n); break;
-    default: kind = REEL_VIEW_HEX; hex(&w, p, n); break;
+    case REEL_VIEW_JSON:
+        rc = view_json(&w, p, n);
+        break;
+    case REEL_VIEW_XML:
+        rc = view_xml(&w, p, n, 0);
+        break;
+    case REEL_VIEW_HTML:
+        rc = view_xml(&w, p, n, 1);
+        break;
+    case REEL_VIEW_CSS:
+        rc = view_code(&w, p, n, 0);
+        break;
+    case REEL_VIEW_JAVASCRIPT:
+        rc = view_code(&w, p, n, 1);
+        break;
+    case REEL_VIEW_URLENCODED:
+        rc = view_urlencoded(&w, p, n);
+        break;
+    case REEL_VIEW_MULTIPART:
+        rc = view_multipart(&w, content_type, p, n, cut);
+        break;
+    case REEL_VIEW_PROTOBUF:
+        rc = view_protobuf(&w, p, n, proto, msg);
+        break;
+    case REEL_VIEW_GRPC:
+        rc = view_grpc(&w, p, n, cut, proto, msg);
+        break;
+    case REEL_VIEW_IMAGE:
+        rc = view_image(&w, p, n);
+        break;
+    case REEL_VIEW_MSGPACK:
+        rc = view_msgpack(&w, p, n);
+        break;
+    default:
+        kind = REEL_VIEW_HEX;
+        hex(&w, p, n);
+        break;
     }
     if (rc < 0) {
         size_t sample = n > 4096 ? 4096 : n;

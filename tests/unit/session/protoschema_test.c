@@ -144,15 +144,15 @@ static void test_view_with_schema(void **state) {
     (void)state;
     reel_proto_t *p = parse_ok(proto_text);
     int req = reel_proto_message(p, "Req");
-    static const uint8_t pb[] = {
-        0x08, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, /* id: -2 */
-        0x12, 0x03, 'a',  0x1b, 'b',                                      /* name */
-        0x1a, 0x04, 0x08, 0x01, 0x10, 0x02,                               /* child */
-        0x22, 0x04, 0x01, 0x02, 0xac, 0x02,                               /* nums packed */
-        0x3a, 0x05, 0x0a, 0x01, 'k',  0x10, 0x05,                         /* tags */
-        0x69, 0,    0,    0,    0,    0,    0,    0xf8, 0x3f,             /* d: 1.5 */
-        0x98, 0x06, 0x07,                                                 /* unknown 99 */
-        0x12, 0x01, 0x05};                                                /* name, wrong */
+    static const uint8_t pb[] = {0x08, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                 0xff, 0x01,                               /* id: -2 */
+                                 0x12, 0x03, 'a',  0x1b, 'b',              /* name */
+                                 0x1a, 0x04, 0x08, 0x01, 0x10, 0x02,       /* child */
+                                 0x22, 0x04, 0x01, 0x02, 0xac, 0x02,       /* nums packed */
+                                 0x3a, 0x05, 0x0a, 0x01, 'k',  0x10, 0x05, /* tags */
+                                 0x69, 0,    0,    0,    0,    0,    0,    0xf8, 0x3f, /* d: 1.5 */
+                                 0x98, 0x06, 0x07,  /* unknown 99 */
+                                 0x12, 0x01, 0x05}; /* name, wrong */
     char *t = render(REEL_VIEW_PROTOBUF, pb, sizeof pb, p, req);
     assert_string_equal(t, "demo.v1.Req\n"
                            "id: -2\n"

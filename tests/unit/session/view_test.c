@@ -91,9 +91,9 @@ static void test_pick(void **state) {
     assert_int_equal(reel_view_pick("text/plain", (const uint8_t *)"<!DOCTYPE html><p>", 18),
                      REEL_VIEW_HTML);
     assert_int_equal(reel_view_pick(NULL, (const uint8_t *)"<a/>", 4), REEL_VIEW_XML);
-    assert_int_equal(reel_view_pick("application/octet-stream",
-                                    (const uint8_t *)"\x89PNG\r\n\x1a\n", 8),
-                     REEL_VIEW_IMAGE);
+    assert_int_equal(
+        reel_view_pick("application/octet-stream", (const uint8_t *)"\x89PNG\r\n\x1a\n", 8),
+        REEL_VIEW_IMAGE);
     assert_int_equal(reel_view_pick(NULL, t, 5), REEL_VIEW_RAW);
     assert_int_equal(reel_view_pick(NULL, (const uint8_t *)"\0\1\2\3", 4), REEL_VIEW_HEX);
     assert_int_equal(reel_view_pick(NULL, t, 0), REEL_VIEW_RAW);
@@ -257,11 +257,11 @@ static void test_multipart(void **state) {
     torture(REEL_VIEW_MULTIPART, ct, (const uint8_t *)m, sizeof m - 1);
 }
 
-static const uint8_t pb[] = {0x08, 0x96, 0x01,                     /* 1: 150 */
-                             0x12, 0x05, 'h',  'e',  'l', 'l', 'o', /* 2: "hello" */
-                             0x1a, 0x04, 0x08, 0x01, 0x10, 0x02,    /* 3 { 1: 1 2: 2 } */
-                             0x25, 0x00, 0x00, 0x80, 0x3f,          /* 4: fixed32 1.0f */
-                             0x2a, 0x02, 0xff, 0x00};               /* 5: bytes */
+static const uint8_t pb[] = {0x08, 0x96, 0x01,                        /* 1: 150 */
+                             0x12, 0x05, 'h',  'e',  'l',  'l',  'o', /* 2: "hello" */
+                             0x1a, 0x04, 0x08, 0x01, 0x10, 0x02,      /* 3 { 1: 1 2: 2 } */
+                             0x25, 0x00, 0x00, 0x80, 0x3f,            /* 4: fixed32 1.0f */
+                             0x2a, 0x02, 0xff, 0x00};                 /* 5: bytes */
 
 static void test_protobuf(void **state) {
     (void)state;
@@ -378,7 +378,8 @@ static void test_image(void **state) {
 static void test_raw_hex_escape(void **state) {
     (void)state;
     /* ESC, a C1 CSI (U+009B), a lone continuation byte, CR */
-    static const char s[] = "a\033[2Jb\xc2\x9b" "c\x80\r\n\xe2\x9c\x93";
+    static const char s[] = "a\033[2Jb\xc2\x9b"
+                            "c\x80\r\n\xe2\x9c\x93";
     out_t o = render(REEL_VIEW_RAW, NULL, s, sizeof s - 1, 0, REEL_VIEW_TERM);
     assert_string_equal(o.text, "a\\x1b[2Jb\\xc2\\x9bc\\x80\\x0d\n\xe2\x9c\x93\n");
     free(o.text);
@@ -401,13 +402,14 @@ static void test_raw_hex_escape(void **state) {
 static void test_msgpack(void **state) {
     (void)state;
     /* {"a": [1, -2, 1.5, nil, true], "b": bin 01 02, 3: "x\x1b"} */
-    static const uint8_t m[] = {0x83, 0xa1, 'a',  0x95, 0x01, 0xfe, 0xcb, 0x3f, 0xf8, 0,    0,
-                                0,    0,    0,    0,    0xc0, 0xc3, 0xa1, 'b',  0xc4, 0x02, 0x01,
-                                0x02, 0x03, 0xa2, 'x',  0x1b};
+    static const uint8_t m[] = {0x83, 0xa1, 'a',  0x95, 0x01, 0xfe, 0xcb, 0x3f, 0xf8,
+                                0,    0,    0,    0,    0,    0,    0xc0, 0xc3, 0xa1,
+                                'b',  0xc4, 0x02, 0x01, 0x02, 0x03, 0xa2, 'x',  0x1b};
     out_t o = render(REEL_VIEW_AUTO, "application/msgpack", m, sizeof m, 0, REEL_VIEW_TERM);
     assert_int_equal(o.shown, REEL_VIEW_MSGPACK);
-    assert_string_equal(o.text, "{\n  \"a\": [\n    1,\n    -2,\n    1.5,\n    null,\n    true\n  ],\n"
-                                "  \"b\": bin(2) 0102,\n  3: \"x\\u001b\"\n}\n");
+    assert_string_equal(o.text,
+                        "{\n  \"a\": [\n    1,\n    -2,\n    1.5,\n    null,\n    true\n  ],\n"
+                        "  \"b\": bin(2) 0102,\n  3: \"x\\u001b\"\n}\n");
     free(o.text);
     /* an array that claims 4 billion elements: refused before msgpack-c allocates */
     o = render(REEL_VIEW_MSGPACK, NULL, "\xdd\xff\xff\xff\xff\xc0", 6, 0, 0);
@@ -443,7 +445,7 @@ static void test_random(void **state) {
             x = x * 1103515245u + 12345u;
             b[i] = (uint8_t)(x >> 16);
             if (round % 3 == 0)
-                b[i] = (uint8_t)"{}[]<>\"'=&%-\r\n:;/*ab"[b[i] % 21];
+                b[i] = (uint8_t) "{}[]<>\"'=&%-\r\n:;/*ab"[b[i] % 21];
         }
         for (int k = 0; k < REEL_VIEW_COUNT; k++) {
             out_t o = render((reel_view_kind)k, "multipart/x; boundary=ab", b, n, round & 1,
@@ -456,11 +458,11 @@ static void test_random(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_names),      cmocka_unit_test(test_pick),
-        cmocka_unit_test(test_json),       cmocka_unit_test(test_xml_html),
-        cmocka_unit_test(test_code),       cmocka_unit_test(test_urlencoded),
-        cmocka_unit_test(test_multipart),  cmocka_unit_test(test_protobuf),
-        cmocka_unit_test(test_grpc),       cmocka_unit_test(test_image),
+        cmocka_unit_test(test_names),          cmocka_unit_test(test_pick),
+        cmocka_unit_test(test_json),           cmocka_unit_test(test_xml_html),
+        cmocka_unit_test(test_code),           cmocka_unit_test(test_urlencoded),
+        cmocka_unit_test(test_multipart),      cmocka_unit_test(test_protobuf),
+        cmocka_unit_test(test_grpc),           cmocka_unit_test(test_image),
         cmocka_unit_test(test_raw_hex_escape), cmocka_unit_test(test_msgpack),
         cmocka_unit_test(test_random),
     };
