@@ -1,4 +1,5 @@
-/* Flow filter expressions compiled to SQL; see filter.h for the language.
+/* Flow filter expressions compiled to SQL, plus a per-flow pass over the
+ * spool for header and body terms; see filter.h for the language.
  *
  * Grammar (juxtaposition binds loosest, as in mitmproxy, where a filter is
  * OneOrMore(infix_notation(atom, [!, &, |]))):
@@ -8,12 +9,14 @@
  *   or      := and { '|' and }
  *   and     := unary { '&' unary }
  *   unary   := '!' unary | primary
- *   primary := '(' seq ')' | '~d' VALUE | '~u' VALUE | '~m' VALUE
- *            | '~c' CODE | '~tag' VALUE | '~marked' | '~damaged'
- *            | '~http' | '~websocket' | '~tcp'
+ *   primary := '(' seq ')' | REGEXOP VALUE | '~tag' VALUE
+ *            | '~c' CODE | '~id' CODE | '~since' CODE | '~until' CODE
+ *            | '~size' CODE | '~marked' | '~damaged' | '~all' | '~e'
+ *            | '~s' | '~q' | '~http' | '~websocket' | '~tcp'
  *            | VALUE                        (bare: ~u)
+ *   REGEXOP := ~d ~u ~m ~h ~hq ~hs ~b ~bq ~bs ~t ~tq ~ts ~src ~dst ~comment
  *   VALUE   := WORD | '...' | "..."
- *   CODE    := DIGITS | '...' | "..."
+ *   CODE    := DIGITS | '...' | "..."       (DIGITS: any word ending at & |)
  *
  * A WORD runs until whitespace or one of ( ) ~ ' " (mitmproxy's
  * CharsNotIn("()~'\"" + whitespace)), so it may hold | & ! ("~d a|b" is
@@ -35,6 +38,13 @@
  *   and "$";
  * - a quoted argument or CODE followed by anything but whitespace, ')',
  *   '&', '|' or the end ("'a'b", "~c 200x").
+ *
+ * Header and body terms (~h ~hq ~hs ~b ~bq ~bs) need the spool. The SQL
+ * (reel_filter_sql) takes each of them, negated or not, as 1: in negation
+ * normal form every other operator is monotone, so the SQL over-
+ * approximates. reel_filter_match_flow() then reads one flow's records,
+ * decides those terms, and runs a second rendering of the tree (the
+ * "exact" SQL, those terms as placeholders bound to 0 or 1) on its row.
  *
  * The parser builds a small tree, rewrites it into negation normal form with
  * chains of one kind flattened, then emits SQL with as few parentheses as
