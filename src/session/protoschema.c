@@ -238,7 +238,7 @@ static int parse_field(ps_t *t, int msg) {
     if (next(t) < 0 || t->kind != T_IDENT)
         return bad(t, "expected a field name, found '%s'", t->tok);
     snprintf(name, sizeof name, "%s", t->tok);
-    uint32_t num;
+    uint32_t num = 0;
     if (next(t) < 0 || expect(t, "=") < 0 || field_number(t, &num) < 0)
         return -1;
     add_field(t, msg, name, num, type, repeated);
@@ -259,7 +259,7 @@ static int parse_map(ps_t *t, int msg) {
     if (t->kind != T_IDENT)
         return bad(t, "expected a map field name, found '%s'", t->tok);
     snprintf(name, sizeof name, "%s", t->tok);
-    uint32_t num;
+    uint32_t num = 0;
     if (next(t) < 0 || expect(t, "=") < 0 || field_number(t, &num) < 0)
         return -1;
     char entry[TOK_MAX + 8];
