@@ -486,10 +486,8 @@ static void test_atoms(void **state) {
         for (int neg = 0; neg < 2; neg++) {
             char *expr = reel_asprintf("%s%s", neg ? "!" : "", ATOMS[a].expr);
             run(expr, got);
-            int n = 0;
             for (int i = 1; i <= NFLOWS; i++) {
                 bool want = ATOMS[a].pred(&M[i]) != (neg == 1);
-                n += want;
                 if (got[i] != want)
                     fail_msg("\"%s\" on flow %d: got %d, want %d", expr, i, got[i], want);
             }
