@@ -131,3 +131,25 @@ void reel_buf_consume(reel_buf_t *b, size_t n) {
     b->len -= n;
     b->data[b->len] = 0;
 }
+
+char *reel_base64(const void *data, size_t n, size_t *out_len) {
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const uint8_t *p = data;
+    char *s = reel_malloc(4 * ((n + 2) / 3) + 1);
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t w = (uint32_t)p[i] << 16;
+        if (i + 1 < n)
+            w |= (uint32_t)p[i + 1] << 8;
+        if (i + 2 < n)
+            w |= p[i + 2];
+        s[o++] = tab[(w >> 18) & 63];
+        s[o++] = tab[(w >> 12) & 63];
+        s[o++] = i + 1 < n ? tab[(w >> 6) & 63] : '=';
+        s[o++] = i + 2 < n ? tab[w & 63] : '=';
+    }
+    s[o] = '\0';
+    if (out_len)
+        *out_len = o;
+    return s;
+}

@@ -53,4 +53,8 @@ reel_rc reel_buf_printf(reel_buf_t *b, const char *fmt, ...) __attribute__((form
 /** Removes the first n bytes (n <= len). */
 void reel_buf_consume(reel_buf_t *b, size_t n);
 
+/** Standard base64 (RFC 4648, padded) of p[0..n). Returns an owned
+ * NUL-terminated string; *out_len (may be NULL) gets its length. */
+char *reel_base64(const void *p, size_t n, size_t *out_len);
+
 #endif

@@ -928,39 +928,10 @@ static int run_view(reel_cli_t *cli, reel_session_t *s, unsigned long long id, i
 
 /* ---- --json ---- */
 
-static char *base64(const uint8_t *p, size_t n, size_t *out_len) {
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t len = (n + 2) / 3 * 4;
-    char *s = reel_malloc(len + 1);
-    size_t o = 0, i = 0;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t x = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-        s[o++] = tab[x >> 18];
-        s[o++] = tab[(x >> 12) & 63];
-        s[o++] = tab[(x >> 6) & 63];
-        s[o++] = tab[x & 63];
-    }
-    if (n - i == 1) {
-        uint32_t x = (uint32_t)p[i] << 16;
-        s[o++] = tab[x >> 18];
-        s[o++] = tab[(x >> 12) & 63];
-        s[o++] = '=';
-        s[o++] = '=';
-    } else if (n - i == 2) {
-        uint32_t x = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
-        s[o++] = tab[x >> 18];
-        s[o++] = tab[(x >> 12) & 63];
-        s[o++] = tab[(x >> 6) & 63];
-        s[o++] = '=';
-    }
-    s[o] = '\0';
-    *out_len = o;
-    return s;
-}
 
 static json_t *b64_json(const uint8_t *p, size_t n) {
     size_t len;
-    char *s = base64(p, n, &len);
+    char *s = reel_base64(p, n, &len);
     json_t *j = json_stringn_nocheck(s, len);
     free(s);
     return j;

@@ -62,25 +62,8 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
     const char *auth = cfg->proxyauth;
     free(p->proxyauth_b64);
     p->proxyauth_b64 = NULL;
-    if (auth && auth[0]) {
-        size_t len = strlen(auth);
-        p->proxyauth_b64 = reel_malloc(4 * ((len + 2) / 3) + 1);
-        static const char tbl[] =
-            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        size_t o = 0;
-        for (size_t i = 0; i < len; i += 3) {
-            uint32_t v = (uint32_t)(unsigned char)auth[i] << 16;
-            if (i + 1 < len)
-                v |= (uint32_t)(unsigned char)auth[i + 1] << 8;
-            if (i + 2 < len)
-                v |= (unsigned char)auth[i + 2];
-            p->proxyauth_b64[o++] = tbl[(v >> 18) & 63];
-            p->proxyauth_b64[o++] = tbl[(v >> 12) & 63];
-            p->proxyauth_b64[o++] = i + 1 < len ? tbl[(v >> 6) & 63] : '=';
-            p->proxyauth_b64[o++] = i + 2 < len ? tbl[v & 63] : '=';
-        }
-        p->proxyauth_b64[o] = '\0';
-    }
+    if (auth && auth[0])
+        p->proxyauth_b64 = reel_base64(auth, strlen(auth), NULL);
     return REEL_OK;
 }
 

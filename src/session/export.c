@@ -472,31 +472,11 @@ static void iso_time(int64_t us, char out[40]) {
     snprintf(out + n, 40 - n, ".%03dZ", (int)((us % 1000000) / 1000));
 }
 
-static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-static char *base64(const uint8_t *p, size_t n, size_t *out_len) {
-    size_t len = (n + 2) / 3 * 4;
-    char *s = reel_malloc(len + 1);
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t w = (uint32_t)p[i] << 16;
-        if (i + 1 < n)
-            w |= (uint32_t)p[i + 1] << 8;
-        if (i + 2 < n)
-            w |= p[i + 2];
-        s[o++] = b64chars[(w >> 18) & 63];
-        s[o++] = b64chars[(w >> 12) & 63];
-        s[o++] = i + 1 < n ? b64chars[(w >> 6) & 63] : '=';
-        s[o++] = i + 2 < n ? b64chars[w & 63] : '=';
-    }
-    s[o] = '\0';
-    *out_len = o;
-    return s;
-}
 
 static json_t *b64_json(const uint8_t *p, size_t n) {
     size_t len;
-    char *s = base64(p, n, &len);
+    char *s = reel_base64(p, n, &len);
     json_t *j = json_stringn_nocheck(s, len);
     free(s);
     return j;
