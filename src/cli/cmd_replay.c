@@ -1,0 +1,14 @@
+/* reel replay: being written; see the issue tracker. */
+#include "cli/cli.h"
+
+static const char usage[] = "usage: reel replay [--home DIR] [--json] SESSION ID|FILTER [--into SESSION2]\n"
+                            "\n"
+                            "Not implemented yet.\n";
+
+int reel_cmd_replay(reel_cli_t *cli, int argc, char **argv) {
+    int arc = reel_cli_simple_args(cli, argc, argv, usage, 0, 100, "");
+    if (arc >= 0)
+        return arc;
+    fprintf(stderr, "reel replay: not implemented yet\n");
+    return REEL_EXIT_ERROR;
+}
