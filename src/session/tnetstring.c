@@ -51,29 +51,30 @@ static const char *show_byte(uint8_t c, char buf[8]) {
 }
 
 /* Prefix at buf: *hdr = digits + ':', *plen = payload length. */
-static reel_rc read_prefix(const uint8_t *buf, size_t len, size_t off, size_t *hdr, size_t *plen,
-                           reel_err_t *err) {
+static reel_rc read_prefix(const uint8_t *buf, size_t len, size_t off, const char *what,
+                           size_t *hdr, size_t *plen, reel_err_t *err) {
     char b[8];
     size_t i = 0;
     uint64_t v = 0;
     while (i < len && buf[i] >= '0' && buf[i] <= '9') {
         if (i == REEL_TNS_MAX_DIGITS)
             return reel_err_set(err, REEL_CORRUPT,
-                                "byte %zu: length prefix longer than %d digits", off,
-                                REEL_TNS_MAX_DIGITS);
+                                "byte %zu: %s: length prefix longer than %d digits", off,
+                                what, REEL_TNS_MAX_DIGITS);
         v = v * 10 + (uint64_t)(buf[i] - '0');
         i++;
     }
     if (i == len)
         return REEL_NEED_MORE;
     if (i == 0)
-        return reel_err_set(err, REEL_CORRUPT, "byte %zu: expected a length digit, found %s", off,
-                            show_byte(buf[0], b));
+        return reel_err_set(err, REEL_CORRUPT, "byte %zu: %s: expected a length digit, found %s", off,
+                            what, show_byte(buf[0], b));
     if (buf[i] != ':')
-        return reel_err_set(err, REEL_CORRUPT, "byte %zu: expected ':' after the length, found %s",
-                            off + i, show_byte(buf[i], b));
+        return reel_err_set(err, REEL_CORRUPT, "byte %zu: %s: expected ':' after the length, found %s",
+                            off + i, what, show_byte(buf[i], b));
     if (i > 1 && buf[0] == '0')
-        return reel_err_set(err, REEL_CORRUPT, "byte %zu: length prefix with a leading zero", off);
+        return reel_err_set(err, REEL_CORRUPT, "byte %zu: %s: length prefix with a leading zero", off,
+                            what);
     *hdr = i + 1;
     *plen = (size_t)v;
     return REEL_OK;
@@ -81,7 +82,7 @@ static reel_rc read_prefix(const uint8_t *buf, size_t len, size_t off, size_t *h
 
 reel_rc reel_tns_frame(const uint8_t *buf, size_t len, size_t *total, reel_err_t *err) {
     size_t hdr = 0, plen = 0;
-    reel_rc rc = read_prefix(buf, len, 0, &hdr, &plen, err);
+    reel_rc rc = read_prefix(buf, len, 0, "value", &hdr, &plen, err);
     if (rc == REEL_OK)
         *total = hdr + plen + 1;
     return rc;
@@ -179,7 +180,7 @@ static reel_rc parse_value(pctx_t *c, const uint8_t *p, size_t avail, size_t dep
     char b[8];
     memset(v, 0, sizeof *v);
     v->off = off;
-    reel_rc rc = read_prefix(p, avail, off, &hdr, &plen, c->err);
+    reel_rc rc = read_prefix(p, avail, off, what, &hdr, &plen, c->err);
     if (rc == REEL_NEED_MORE && !top)
         return reel_err_set(c->err, REEL_CORRUPT, "byte %zu: %s: length prefix cut off by the end "
                             "of its container", off, what);
