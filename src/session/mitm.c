@@ -180,7 +180,12 @@ static reel_rc ts_us(const vctx_t *v, const reel_tns_t *t, const char *field, in
         return fail(v, REEL_INVALID, field, "not a timestamp but %s", tname(t));
     if (!isfinite(f) || f < 0 || f > 1e11)
         return fail(v, REEL_INVALID, field, "timestamp %g out of range", f);
-    *out = (int64_t)(f * 1e6 + 0.5); /* f >= 0: rounds to the nearest */
+    double us = f * 1e6;
+    int64_t r = (int64_t)us; /* f >= 0: rounds to the nearest, ties to even */
+    double frac = us - (double)r;
+    if (frac > 0.5 || (frac == 0.5 && (r & 1)))
+        r++;
+    *out = r;
     return REEL_OK;
 }
 
