@@ -12,6 +12,7 @@
 #include "base/mem.h"
 #include "cli/version.h"
 #include "session/index.h"
+#include "session/query.h"
 
 #ifndef REEL_VERSION
 #define REEL_VERSION "0.0.0"
@@ -285,20 +286,22 @@ int reel_cli_db_fail(reel_cli_t *cli, reel_session_t *s) {
     return reel_cli_db_error(cli, reel_session_name(s), sqlite3_errcode(db), sqlite3_errmsg(db));
 }
 
+int reel_cli_query_fail(reel_cli_t *cli, reel_session_t *s, const reel_err_t *err) {
+    const char *msg = reel_err_str(err);
+    if (err->code != REEL_CORRUPT)
+        return reel_cli_fail(cli, "%s", msg);
+    if (strncmp(msg, "session.db: ", 12) == 0)
+        msg += 12;
+    return reel_cli_db_error(cli, reel_session_name(s), SQLITE_CORRUPT, msg);
+}
+
 int reel_cli_flow_exists(reel_cli_t *cli, reel_session_t *s, unsigned long long id) {
-    sqlite3_stmt *st = NULL;
-    int step = SQLITE_ERROR;
-    if (sqlite3_prepare_v2(reel_session_db(s), "SELECT 1 FROM flows WHERE id = ?", -1, &st,
-                           NULL) == SQLITE_OK) {
-        sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
-        step = sqlite3_step(st);
-    }
-    if (step != SQLITE_ROW && step != SQLITE_DONE)
-        reel_cli_db_fail(cli, s);
-    else if (step == SQLITE_DONE)
-        reel_cli_fail(cli, "no flow %llu in session '%s'", id, reel_session_name(s));
-    sqlite3_finalize(st);
-    return step == SQLITE_ROW;
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (reel_query_flow_exists(s, (int64_t)id, &err) == REEL_OK)
+        return 1;
+    reel_cli_query_fail(cli, s, &err);
+    return 0;
 }
 
 int reel_cli_json_out(json_t *j) {

@@ -90,6 +90,11 @@ int reel_cli_db_fail(reel_cli_t *cli, reel_session_t *s);
 /** The same for an error saved earlier: SQLite result code and message. */
 int reel_cli_db_error(reel_cli_t *cli, const char *session, int sqlite_code, const char *msg);
 
+/** Prints the error of a session query (session/query.h): a damaged
+ * session.db (REEL_CORRUPT) as reel_cli_db_error does, naming 'reel repair';
+ * anything else as its message. Returns REEL_EXIT_ERROR. */
+int reel_cli_query_fail(reel_cli_t *cli, reel_session_t *s, const reel_err_t *err);
+
 /** Parses a flow id argument ("12"); prints an error and returns 0 when bad. */
 unsigned long long reel_cli_flow_id(reel_cli_t *cli, const char *arg);
 

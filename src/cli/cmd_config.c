@@ -13,6 +13,7 @@
 #include "cli/cli.h"
 #include "session/config.h"
 #include "session/index.h"
+#include "session/query.h"
 
 /* Options a running proxy applies within a second of a change: the ones
  * reel_proxy_configure (src/core/proxy.c) and reel_recorder_set_limits,
@@ -206,15 +207,16 @@ static int cmd_list(reel_cli_t *cli, reel_session_t *s) {
     /* Overlay rows this build refuses (another version wrote them): the
      * proxy skips them too, so say so next to the effective values. */
     int rc = REEL_EXIT_OK, bad = 0;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, "SELECT key, value FROM config_overlay ORDER BY key", -1, &st,
-                           NULL) != SQLITE_OK) {
-        rc = reel_cli_fail(cli, "session.db: %s", sqlite3_errmsg(db));
+    reel_query_overlay_t *rows = NULL;
+    size_t nrows = 0;
+    reel_err_t qerr;
+    reel_err_clear(&qerr);
+    if (reel_query_overlay(s, &rows, &nrows, &qerr) != REEL_OK) {
+        rc = reel_cli_fail(cli, "%s", reel_err_str(&qerr));
         goto out;
     }
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        const char *key = (const char *)sqlite3_column_text(st, 0);
-        const char *val = (const char *)sqlite3_column_text(st, 1);
+    for (size_t i = 0; i < nrows; i++) {
+        const char *key = rows[i].key, *val = rows[i].value;
         reel_err_t err;
         reel_err_clear(&err);
         char *canon = NULL;
@@ -237,7 +239,7 @@ static int cmd_list(reel_cli_t *cli, reel_session_t *s) {
         printf(": %s\n", reel_err_str(&err));
     }
 out:
-    sqlite3_finalize(st);
+    reel_query_overlay_free(rows, nrows);
     if (cli->json && rc == REEL_EXIT_OK)
         rc = reel_cli_json_out(arr);
     else
@@ -405,24 +407,19 @@ static int cmd_unset(reel_cli_t *cli, reel_session_t *s, const char *key) {
 }
 
 static int cmd_history(reel_cli_t *cli, reel_session_t *s) {
-    sqlite3 *db = reel_session_db(s);
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT id, time_us, key, old_value, new_value, actor "
-                           "FROM config_history ORDER BY id",
-                           -1, &st, NULL) != SQLITE_OK)
-        return reel_cli_fail(cli, "session.db: %s", sqlite3_errmsg(db));
+    reel_query_change_t *rows = NULL;
+    size_t n = 0;
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (reel_query_history(s, &rows, &n, &err) != REEL_OK)
+        return reel_cli_fail(cli, "%s", reel_err_str(&err));
     json_t *arr = json_array();
-    int n = 0, step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        long long id = sqlite3_column_int64(st, 0), t = sqlite3_column_int64(st, 1);
-        const char *key = (const char *)sqlite3_column_text(st, 2);
-        const char *old = (const char *)sqlite3_column_text(st, 3);
-        const char *newv = (const char *)sqlite3_column_text(st, 4);
-        const char *actor = (const char *)sqlite3_column_text(st, 5);
+    for (size_t i = 0; i < n; i++) {
+        long long id = rows[i].id, t = rows[i].time_us;
+        const char *key = rows[i].key, *old = rows[i].old_value, *newv = rows[i].new_value;
+        const char *actor = rows[i].actor;
         char ts[32];
         reel_cli_time(t, ts);
-        n++;
         if (cli->json) {
             json_array_append_new(arr,
                                   json_pack("{s:I, s:I, s:s, s:o, s:o, s:o, s:o}", "id",
@@ -447,11 +444,7 @@ static int cmd_history(reel_cli_t *cli, reel_session_t *s) {
         put_value(actor ? actor : "");
         putchar('\n');
     }
-    sqlite3_finalize(st);
-    if (step != SQLITE_DONE) {
-        json_decref(arr);
-        return reel_cli_fail(cli, "session.db: %s", sqlite3_errmsg(db));
-    }
+    reel_query_history_free(rows, n);
     if (cli->json)
         return reel_cli_json_out(arr);
     json_decref(arr);

@@ -8,6 +8,7 @@
 #include "base/mem.h"
 #include "cli/cli.h"
 #include "session/filter.h"
+#include "session/query.h"
 
 static const char usage[] =
     "usage: reel flows [--home DIR] [--json] [--wide] [--limit N] [--since WHEN] SESSION\n"
@@ -114,6 +115,59 @@ static void print_row(const layout_t *l, long long id, int marked, const char *t
     reel_buf_free(&b);
 }
 
+typedef struct {
+    json_t *json; /* --json: the array rows go into */
+    layout_t layout;
+} list_t;
+
+/* Prints one row of the listing, or adds it to the JSON array. */
+static int list_row(void *ctx, const reel_query_flow_t *r) {
+    list_t *l = ctx;
+    if (l->json) {
+        json_array_append_new(l->json, reel_query_flow_json(r));
+        return 0;
+    }
+    long long start = r->start_us, end = r->end_us;
+    int has_end = r->end_us != REEL_QUERY_NULL;
+    char t[32], qs[16], rs[16], dur[24], st_s[24];
+    reel_cli_time(start, t);
+    reel_cli_size((unsigned long long)r->request_body_size, qs);
+    reel_cli_size((unsigned long long)r->response_body_size, rs);
+    if (has_end && end >= start) {
+        long long us = end - start;
+        if (us < 1000000)
+            snprintf(dur, sizeof dur, "%lldms", us / 1000);
+        else
+            snprintf(dur, sizeof dur, "%.1fs", (double)us / 1e6);
+    } else {
+        snprintf(dur, sizeof dur, "-");
+    }
+    if (r->status != REEL_QUERY_NULL)
+        snprintf(st_s, sizeof st_s, "%lld", (long long)r->status);
+    else
+        snprintf(st_s, sizeof st_s, "%s",
+                 r->state && strcmp(r->state, "error") == 0 ? "ERR" : "-");
+    /* WebSocket and TCP flows: the kind in the method column, their
+     * message count in the status column */
+    bool ws = r->kind && strcmp(r->kind, "websocket") == 0;
+    bool tcp = r->kind && strcmp(r->kind, "tunnel") == 0;
+    if (ws || tcp) {
+        if (r->messages < 1000)
+            snprintf(st_s, sizeof st_s, "%d", (int)r->messages);
+        else
+            snprintf(st_s, sizeof st_s, "1k+");
+    }
+    reel_buf_t tags;
+    reel_buf_init(&tags, 0);
+    for (size_t i = 0; i < r->ntags; i++)
+        reel_buf_printf(&tags, "%s%s", i ? "," : "", r->tags[i]);
+    print_row(&l->layout, (long long)r->id, r->marked, t,
+              ws ? "WS" : tcp ? "TCP" : r->method ? r->method : "-", r->url ? r->url : "-", st_s,
+              qs, rs, dur, r->ntags ? (const char *)tags.data : NULL, r->error);
+    reel_buf_free(&tags);
+    return 0;
+}
+
 int reel_cmd_flows(reel_cli_t *cli, int argc, char **argv) {
     static const struct option opts[] = {{"limit", required_argument, NULL, 'n'},
                                          {"since", required_argument, NULL, 's'},
@@ -162,44 +216,24 @@ int reel_cmd_flows(reel_cli_t *cli, int argc, char **argv) {
     reel_filter_t *f = NULL;
     if (reel_filter_compile(nargs == 2 ? argv[optind + 1] : "", &f, &err) != REEL_OK)
         return reel_cli_fail(cli, "%s", reel_err_str(&err));
+    reel_filter_free(f); /* compiled above for its error before the session opens */
     reel_session_t *s = reel_cli_open(cli, argv[optind], REEL_OPEN_READ);
-    if (s == NULL) {
-        reel_filter_free(f);
+    if (s == NULL)
         return REEL_EXIT_ERROR;
-    }
-    /* Header and body terms: the SQL narrows the rows, the spool decides.
-     * With --limit, a first pass finds the newest N matches (ascending in
-     * keep[]) and the listing shows those. */
-    bool spool = reel_filter_needs_spool(f);
+    reel_query_opts_t q = {.filter = nargs == 2 ? argv[optind + 1] : NULL,
+                           .since_us = since,
+                           .has_since = have_since};
+    /* --limit: the newest N matches, listed oldest first. A first pass
+     * finds their ids (newest first), the listing shows exactly those. */
     int64_t *keep = NULL;
     size_t nkeep = 0;
     int rc = REEL_EXIT_OK;
-    sqlite3_stmt *st = NULL;
-    char *sql = NULL;
-    if (spool && limit >= 0) {
-        sql = reel_asprintf("SELECT id FROM flows WHERE (%s)%s ORDER BY id DESC",
-                            reel_filter_sql(f), have_since ? " AND start_us >= ?" : "");
-        if (sqlite3_prepare_v2(reel_session_db(s), sql, -1, &st, NULL) != SQLITE_OK) {
-            rc = reel_cli_db_fail(cli, s);
-            goto out;
-        }
-        int k = reel_filter_bind(f, st, 1);
-        if (have_since)
-            sqlite3_bind_int64(st, k++, since);
-        keep = reel_calloc((size_t)limit, sizeof *keep);
-        int step = SQLITE_DONE;
-        while ((long long)nkeep < limit && (step = sqlite3_step(st)) == SQLITE_ROW) {
-            int64_t id = sqlite3_column_int64(st, 0);
-            int match = 0;
-            if (reel_filter_match_flow(f, s, (uint64_t)id, &match, &err) != REEL_OK) {
-                rc = reel_cli_fail(cli, "%s", reel_err_str(&err));
-                goto out;
-            }
-            if (match)
-                keep[nkeep++] = id;
-        }
-        if (step != SQLITE_ROW && step != SQLITE_DONE) {
-            rc = reel_cli_db_fail(cli, s);
+    if (limit >= 0) {
+        reel_query_opts_t newest = q;
+        newest.desc = 1;
+        newest.limit = (size_t)limit;
+        if (reel_query_ids(s, &newest, &keep, &nkeep, &err) != REEL_OK) {
+            rc = reel_cli_query_fail(cli, s, &err);
             goto out;
         }
         for (size_t i = 0; i < nkeep / 2; i++) { /* to ascending order */
@@ -207,160 +241,27 @@ int reel_cmd_flows(reel_cli_t *cli, int argc, char **argv) {
             keep[i] = keep[nkeep - 1 - i];
             keep[nkeep - 1 - i] = t;
         }
-        sqlite3_finalize(st);
-        st = NULL;
-        free(sql);
-        limit = -1;
+        static const int64_t none[1] = {0}; /* no match: an empty set, not "no set" */
+        q.only_ids = keep ? keep : none;
+        q.n_only_ids = nkeep;
     }
-    sql = reel_asprintf(
-        "SELECT * FROM (SELECT id, start_us, method, url, status, request_body_size, "
-        "response_body_size, end_us, (SELECT group_concat(tag, ',') FROM tags t WHERE t.flow_id "
-        "= flows.id), marked, state, error, kind, host, port, client_addr, server_addr, "
-        "request_end_us, response_start_us, response_generated, request_body_dropped, "
-        "response_body_dropped, damaged, messages FROM flows WHERE (%s)%s%s ORDER BY id "
-        "DESC%s) ORDER BY id",
-        reel_filter_sql(f), have_since ? " AND start_us >= ?" : "", keep ? " AND id >= ?" : "",
-        limit >= 0 ? " LIMIT ?" : "");
-    if (sqlite3_prepare_v2(reel_session_db(s), sql, -1, &st, NULL) != SQLITE_OK) {
-        rc = reel_cli_db_fail(cli, s);
-        goto out;
-    }
-    int k = reel_filter_bind(f, st, 1);
-    if (have_since)
-        sqlite3_bind_int64(st, k++, since);
-    if (keep)
-        sqlite3_bind_int64(st, k++, nkeep ? keep[0] : INT64_MAX);
-    if (limit >= 0)
-        sqlite3_bind_int64(st, k++, limit);
-    json_t *arr = cli->json ? json_array() : NULL;
-    layout_t layout = {.esc = reel_cli_escaping()};
-    if (layout.esc && !wide) {
-        layout.width = reel_cli_term_width();
+    list_t l = {.json = cli->json ? json_array() : NULL, .layout = {.esc = reel_cli_escaping()}};
+    if (l.layout.esc && !wide) {
+        l.layout.width = reel_cli_term_width();
         /* Two columns stay for the start of the tags or the error. */
-        layout.url_max =
-            layout.width > ROW_FIXED + 2 + URL_MIN ? layout.width - ROW_FIXED - 2 : URL_MIN;
+        l.layout.url_max = l.layout.width > ROW_FIXED + 2 + URL_MIN
+                               ? l.layout.width - ROW_FIXED - 2
+                               : URL_MIN;
     }
-    int step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        long long id = sqlite3_column_int64(st, 0), start = sqlite3_column_int64(st, 1);
-        if (keep) {
-            size_t lo = 0, hi = nkeep; /* id in keep[]? */
-            while (lo < hi) {
-                size_t mid = lo + (hi - lo) / 2;
-                if (keep[mid] < id)
-                    lo = mid + 1;
-                else
-                    hi = mid;
-            }
-            if (lo == nkeep || keep[lo] != id)
-                continue;
-        } else if (spool) {
-            int match = 0;
-            if (reel_filter_match_flow(f, s, (uint64_t)id, &match, &err) != REEL_OK) {
-                json_decref(arr);
-                rc = reel_cli_fail(cli, "%s", reel_err_str(&err));
-                goto out;
-            }
-            if (!match)
-                continue;
-        }
-        const char *method = (const char *)sqlite3_column_text(st, 2);
-        const char *url = (const char *)sqlite3_column_text(st, 3);
-        int has_status = sqlite3_column_type(st, 4) != SQLITE_NULL;
-        long long status = sqlite3_column_int64(st, 4);
-        long long qsize = sqlite3_column_int64(st, 5), rsize = sqlite3_column_int64(st, 6);
-        int has_end = sqlite3_column_type(st, 7) != SQLITE_NULL;
-        long long end = sqlite3_column_int64(st, 7);
-        const char *tags = (const char *)sqlite3_column_text(st, 8);
-        int marked = sqlite3_column_int(st, 9);
-        const char *state = (const char *)sqlite3_column_text(st, 10);
-        const char *error = (const char *)sqlite3_column_text(st, 11);
-        const char *kind = (const char *)sqlite3_column_text(st, 12);
-        if (arr) {
-            json_t *o = json_pack("{s:I, s:I, s:s, s:s, s:I, s:I, s:b, s:s}", "id", (json_int_t)id,
-                                  "start_us", (json_int_t)start, "state", state ? state : "",
-                                  "kind", kind ? kind : "http", "request_body_size",
-                                  (json_int_t)qsize, "response_body_size", (json_int_t)rsize,
-                                  "marked", marked, "url", url ? url : "");
-            json_object_set_new(o, "method", method ? json_string(method) : json_null());
-            json_object_set_new(o, "status", has_status ? json_integer(status) : json_null());
-            json_object_set_new(o, "end_us", has_end ? json_integer(end) : json_null());
-            json_object_set_new(o, "duration_us", has_end ? json_integer(end - start) : json_null());
-            json_object_set_new(o, "error", error ? json_string(error) : json_null());
-            /* where it went and when its phases ended; what reel itself
-             * answered; what of it was not stored or is known lost */
-            static const char *const addr_keys[] = {"client_addr", "server_addr"};
-            for (int a = 0; a < 2; a++) {
-                const char *v = (const char *)sqlite3_column_text(st, 15 + a);
-                json_object_set_new(o, addr_keys[a], v ? json_string(v) : json_null());
-            }
-            static const char *const time_keys[] = {"request_end_us", "response_start_us"};
-            for (int a = 0; a < 2; a++)
-                json_object_set_new(o, time_keys[a],
-                                    sqlite3_column_type(st, 17 + a) == SQLITE_NULL
-                                        ? json_null()
-                                        : json_integer(sqlite3_column_int64(st, 17 + a)));
-            json_object_set_new(o, "response_generated",
-                                json_boolean(sqlite3_column_int(st, 19)));
-            json_object_set_new(o, "request_body_dropped",
-                                json_integer(sqlite3_column_int64(st, 20)));
-            json_object_set_new(o, "response_body_dropped",
-                                json_integer(sqlite3_column_int64(st, 21)));
-            json_object_set_new(o, "damaged", json_boolean(sqlite3_column_int(st, 22)));
-            json_object_set_new(o, "messages", json_integer(sqlite3_column_int64(st, 23)));
-            json_t *ta = json_array();
-            if (tags) {
-                char *dup = reel_strdup(tags), *save = NULL;
-                for (char *t = strtok_r(dup, ",", &save); t; t = strtok_r(NULL, ",", &save))
-                    json_array_append_new(ta, json_string(t));
-                free(dup);
-            }
-            json_object_set_new(o, "tags", ta);
-            json_array_append_new(arr, o);
-            continue;
-        }
-        char t[32], qs[16], rs[16], dur[24], st_s[8];
-        reel_cli_time(start, t);
-        reel_cli_size((unsigned long long)qsize, qs);
-        reel_cli_size((unsigned long long)rsize, rs);
-        if (has_end && end >= start) {
-            long long us = end - start;
-            if (us < 1000000)
-                snprintf(dur, sizeof dur, "%lldms", us / 1000);
-            else
-                snprintf(dur, sizeof dur, "%.1fs", (double)us / 1e6);
-        } else {
-            snprintf(dur, sizeof dur, "-");
-        }
-        if (has_status)
-            snprintf(st_s, sizeof st_s, "%lld", status);
-        else
-            snprintf(st_s, sizeof st_s, "%s", state && strcmp(state, "error") == 0 ? "ERR" : "-");
-        /* WebSocket and TCP flows: the kind in the method column, their
-         * message count in the status column */
-        bool ws = kind && strcmp(kind, "websocket") == 0, tcp = kind && strcmp(kind, "tunnel") == 0;
-        if (ws || tcp) {
-            long long nm = sqlite3_column_int64(st, 23);
-            if (nm < 1000)
-                snprintf(st_s, sizeof st_s, "%d", (int)nm);
-            else
-                snprintf(st_s, sizeof st_s, "1k+");
-        }
-        print_row(&layout, id, marked, t, ws ? "WS" : tcp ? "TCP" : method ? method : "-",
-                  url ? url : "-", st_s, qs, rs, dur, tags, error);
-    }
-    if (step != SQLITE_DONE) {
-        json_decref(arr);
-        rc = reel_cli_db_fail(cli, s);
+    if (reel_query_flows_each(s, &q, list_row, &l, &err) != REEL_OK) {
+        json_decref(l.json);
+        rc = reel_cli_query_fail(cli, s, &err);
         goto out;
     }
-    if (arr)
-        rc = reel_cli_json_out(arr);
+    if (l.json)
+        rc = reel_cli_json_out(l.json);
 out:
     free(keep);
-    sqlite3_finalize(st);
-    free(sql);
-    reel_filter_free(f);
     reel_session_close(s);
     return rc;
 }

@@ -6,6 +6,7 @@
 #include "base/mem.h"
 #include "cli/cli.h"
 #include "session/index.h"
+#include "session/query.h"
 
 static const char usage[] =
     "usage: reel ls [--home DIR] [--json]\n"
@@ -98,21 +99,17 @@ int reel_cmd_ls(reel_cli_t *cli, int argc, char **argv) {
             unreadable++;
             continue;
         }
-        sqlite3_stmt *st = NULL;
-        long long flows = -1;
-        if (sqlite3_prepare_v2(reel_session_db(s), "SELECT count(*) FROM flows", -1, &st, NULL) ==
-                SQLITE_OK &&
-            sqlite3_step(st) == SQLITE_ROW)
-            flows = sqlite3_column_int64(st, 0);
-        sqlite3_finalize(st);
-        if (flows < 0) {
-            const char *msg = sqlite3_errmsg(reel_session_db(s));
+        int64_t flows = 0;
+        if (reel_query_count(s, NULL, &flows, &err) != REEL_OK) {
+            const char *msg = reel_err_str(&err); /* "session.db: <SQLite's message>" */
             if (cli->json)
-                json_array_append_new(arr,
-                                      json_pack("{s:s, s:s}", "session", names[i], "error", msg));
+                json_array_append_new(arr, json_pack("{s:s, s:s}", "session", names[i], "error",
+                                                     strncmp(msg, "session.db: ", 12) == 0
+                                                         ? msg + 12
+                                                         : msg));
             else
-                printf("%-32s (unreadable: session.db: %s; 'reel repair %s' rebuilds it)\n",
-                       names[i], msg, names[i]);
+                printf("%-32s (unreadable: %s; 'reel repair %s' rebuilds it)\n", names[i], msg,
+                       names[i]);
             unreadable++;
             reel_session_close(s);
             continue;
@@ -133,7 +130,7 @@ int reel_cmd_ls(reel_cli_t *cli, int argc, char **argv) {
             reel_cli_size(bytes, sz);
             if (pid)
                 snprintf(rec, sizeof rec, "pid %ld", pid);
-            printf("%-32s %8lld %10s  %-23s %s\n", names[i], flows, sz, t, rec);
+            printf("%-32s %8lld %10s  %-23s %s\n", names[i], (long long)flows, sz, t, rec);
         }
         reel_session_close(s);
     }

@@ -6,7 +6,7 @@
 #include "base/mem.h"
 #include "cli/cli.h"
 #include "session/filter.h"
-#include "session/index.h"
+#include "session/query.h"
 
 static const char mark_usage[] =
     "usage: reel mark [--home DIR] [--json] SESSION ID...\n"
@@ -45,64 +45,36 @@ static int run(reel_cli_t *cli, int argc, char **argv, int mark) {
     for (int i = optind + 1; i < argc; i++)
         if (reel_cli_flow_id(cli, argv[i]) == 0)
             return REEL_EXIT_ERROR;
-    reel_filter_t *f = NULL;
     reel_err_t err;
     reel_err_clear(&err);
-    if (filter && reel_filter_compile(filter, &f, &err) != REEL_OK)
-        return reel_cli_fail(cli, "%s", reel_err_str(&err));
-    reel_session_t *s = reel_cli_open(cli, argv[optind], 0);
-    if (s == NULL) {
+    if (filter) { /* a bad filter is refused before the session opens */
+        reel_filter_t *f = NULL;
+        if (reel_filter_compile(filter, &f, &err) != REEL_OK)
+            return reel_cli_fail(cli, "%s", reel_err_str(&err));
         reel_filter_free(f);
+    }
+    reel_session_t *s = reel_cli_open(cli, argv[optind], 0);
+    if (s == NULL)
         return REEL_EXIT_ERROR;
-    }
-    sqlite3 *db = reel_session_db(s);
     int rc = REEL_EXIT_OK;
-    int64_t *ids = NULL;
-    size_t nids = 0;
-    if (filter) {
-        if (reel_filter_ids(f, s, &ids, &nids, &err) != REEL_OK)
-            rc = reel_cli_fail(cli, "%s", reel_err_str(&err));
-    } else {
-        ids = reel_calloc((size_t)(argc - optind - 1), sizeof *ids);
-        for (int i = optind + 1; i < argc && rc == REEL_EXIT_OK; i++) {
-            ids[nids] = (int64_t)reel_cli_flow_id(cli, argv[i]);
-            if (!reel_cli_flow_exists(cli, s, (unsigned long long)ids[nids++]))
-                rc = REEL_EXIT_ERROR;
-        }
+    reel_query_target_t t = {.filter = filter};
+    if (!filter) {
+        t.n = (size_t)(argc - optind - 1);
+        int64_t *ids = reel_calloc(t.n, sizeof *ids);
+        for (size_t i = 0; i < t.n; i++)
+            ids[i] = (int64_t)reel_cli_flow_id(cli, argv[optind + 1 + (int)i]);
+        t.ids = ids;
     }
-    sqlite3_stmt *a = NULL, *b = NULL;
-    if (rc == REEL_EXIT_OK) {
-        sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-        sqlite3_prepare_v2(db,
-                           mark ? "INSERT OR IGNORE INTO marks(flow_id, created_us) VALUES(?1, ?2)"
-                                : "DELETE FROM marks WHERE flow_id = ?1 AND ?2 IS NOT NULL",
-                           -1, &a, NULL);
-        sqlite3_prepare_v2(db, "UPDATE flows SET marked = ?2 WHERE id = ?1", -1, &b, NULL);
-        for (size_t i = 0; i < nids && rc == REEL_EXIT_OK; i++) {
-            long long id = (long long)ids[i];
-            sqlite3_bind_int64(a, 1, id);
-            sqlite3_bind_int64(a, 2, reel_now_us());
-            sqlite3_bind_int64(b, 1, id);
-            sqlite3_bind_int(b, 2, mark);
-            if (sqlite3_step(a) != SQLITE_DONE || sqlite3_step(b) != SQLITE_DONE)
-                rc = reel_cli_fail(cli, "session.db: %s", sqlite3_errmsg(db));
-            sqlite3_reset(a);
-            sqlite3_reset(b);
-        }
-        if (rc == REEL_EXIT_OK && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-            rc = reel_cli_fail(cli, "session.db: %s", sqlite3_errmsg(db));
-        if (rc != REEL_EXIT_OK)
-            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-        else if (!cli->json)
-            printf("%s %zu %sflow%s\n", mark ? "marked" : "unmarked", nids,
-                   filter ? "matching " : "", nids == 1 ? "" : "s");
-        else
-            reel_cli_json_out(json_pack("{s:I}", mark ? "marked" : "unmarked", (json_int_t)nids));
-    }
-    free(ids);
-    reel_filter_free(f);
-    sqlite3_finalize(a);
-    sqlite3_finalize(b);
+    reel_query_result_t res;
+    if (reel_query_mark(s, &t, mark, &res, &err) != REEL_OK)
+        rc = reel_cli_query_fail(cli, s, &err);
+    else if (!cli->json)
+        printf("%s %zu %sflow%s\n", mark ? "marked" : "unmarked", res.matched,
+               filter ? "matching " : "", res.matched == 1 ? "" : "s");
+    else
+        reel_cli_json_out(
+            json_pack("{s:I}", mark ? "marked" : "unmarked", (json_int_t)res.matched));
+    free((void *)t.ids);
     reel_session_close(s);
     return rc;
 }

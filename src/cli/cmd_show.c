@@ -6,7 +6,7 @@
 #include "base/mem.h"
 #include "cli/cli.h"
 #include "session/config.h"
-#include "session/index.h"
+#include "session/query.h"
 #include "session/spool.h"
 
 static const char usage[] = "usage: reel show [--home DIR] [--json] SESSION\n"
@@ -16,33 +16,6 @@ static const char usage[] = "usage: reel show [--home DIR] [--json] SESSION\n"
                             "PID of the proxy recording into it, if any, and why it was\n"
                             "opened read-only if this user cannot write it.\n";
 
-/* The first failing query: a damaged index must not show as zeros. */
-typedef struct {
-    int code;
-    char msg[256];
-} qerr_t;
-
-static void qfail(sqlite3 *db, qerr_t *bad) {
-    if (bad->code == SQLITE_OK) {
-        bad->code = sqlite3_errcode(db);
-        if (bad->code == SQLITE_OK)
-            bad->code = SQLITE_ERROR;
-        snprintf(bad->msg, sizeof bad->msg, "%s", sqlite3_errmsg(db));
-    }
-}
-
-/* One number; a failure goes into *bad. */
-static long long q1(sqlite3 *db, const char *sql, qerr_t *bad) {
-    sqlite3_stmt *st = NULL;
-    long long v = 0;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    else
-        qfail(db, bad);
-    sqlite3_finalize(st);
-    return v;
-}
-
 /* Retention: the settings (user file and overlay; a --set given to a running
  * `reel record` is not visible here), what it dropped in all, and its last
  * drop. A session older than the retention table shows nothing dropped. */
@@ -51,48 +24,32 @@ typedef struct {
     const char *hook;
     long long segments, flows, bytes, compacted;
     long long last_seg, last_us, last_flows, last_bytes;
-    char last_reason[32];
+    const char *last_reason;
 } retention_t;
 
-static void retention_load(sqlite3 *db, reel_config_t *c, retention_t *r) {
+static void retention_load(reel_session_t *s, const reel_query_summary_t *sum, reel_config_t *c,
+                           retention_t *r) {
     memset(r, 0, sizeof *r);
     reel_err_t err;
     reel_err_clear(&err);
     if (reel_config_load_user(c, NULL, &err) == REEL_OK) {
         char *warnings = NULL;
-        reel_config_load_overlay(c, db, &warnings, &err);
+        reel_config_load_overlay(c, reel_session_db(s), &warnings, &err);
         free(warnings);
     }
     r->max_bytes = reel_config_get_int(c, "retention_max_bytes");
     r->max_age = reel_config_get_int(c, "retention_max_age");
     r->max_flows = reel_config_get_int(c, "retention_max_flows");
     r->hook = reel_config_get(c, "on_segment_closed", NULL);
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT count(*), coalesce(sum(flows), 0), coalesce(sum(bytes), 0), "
-                           "(SELECT count(*) FROM retention WHERE reason = 'compact') FROM "
-                           "retention WHERE reason != 'compact'",
-                           -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW) {
-        r->segments = sqlite3_column_int64(st, 0);
-        r->flows = sqlite3_column_int64(st, 1);
-        r->bytes = sqlite3_column_int64(st, 2);
-        r->compacted = sqlite3_column_int64(st, 3);
-    }
-    sqlite3_finalize(st);
-    st = NULL;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT segment, time_us, flows, bytes, reason FROM retention WHERE "
-                           "reason != 'compact' ORDER BY time_us DESC, segment DESC LIMIT 1",
-                           -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW) {
-        r->last_seg = sqlite3_column_int64(st, 0);
-        r->last_us = sqlite3_column_int64(st, 1);
-        r->last_flows = sqlite3_column_int64(st, 2);
-        r->last_bytes = sqlite3_column_int64(st, 3);
-        snprintf(r->last_reason, sizeof r->last_reason, "%s", sqlite3_column_text(st, 4));
-    }
-    sqlite3_finalize(st);
+    r->segments = sum->retention.segments;
+    r->flows = sum->retention.flows;
+    r->bytes = sum->retention.bytes;
+    r->compacted = sum->retention.compacted;
+    r->last_seg = sum->retention.last_segment;
+    r->last_us = sum->retention.last_us;
+    r->last_flows = sum->retention.last_flows;
+    r->last_bytes = sum->retention.last_bytes;
+    r->last_reason = sum->retention.last_reason;
 }
 
 static json_t *retention_json(const retention_t *r) {
@@ -144,71 +101,28 @@ int reel_cmd_show(reel_cli_t *cli, int argc, char **argv) {
     reel_session_t *s = reel_cli_open(cli, argv[optind], REEL_OPEN_READ);
     if (s == NULL)
         return REEL_EXIT_ERROR;
-    sqlite3 *db = reel_session_db(s);
-    qerr_t bad = {SQLITE_OK, ""};
-    /* Every query here is an index lookup or a scan of a small table, so
-     * show costs the same on a session of a million flows. */
-    long long flows = q1(db, "SELECT count(*) FROM flows", &bad);
-    long long errors = 0, open_ = 0, interrupted = 0;
-    sqlite3_stmt *st = NULL;
-    int step = SQLITE_ERROR;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT state, count(*) FROM flows WHERE state != 'complete' "
-                           "GROUP BY state",
-                           -1, &st, NULL) == SQLITE_OK)
-        while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-            const char *state = (const char *)sqlite3_column_text(st, 0);
-            long long n = sqlite3_column_int64(st, 1);
-            if (strcmp(state, "error") == 0)
-                errors = n;
-            else if (strcmp(state, "open") == 0)
-                open_ = n;
-            else if (strcmp(state, "interrupted") == 0)
-                interrupted = n;
-        }
-    if (step != SQLITE_DONE)
-        qfail(db, &bad);
-    sqlite3_finalize(st);
-    long long complete = flows - errors - open_ - interrupted;
-    long long first = q1(db, "SELECT coalesce(min(start_us), 0) FROM flows", &bad);
-    long long last = q1(db, "SELECT coalesce(max(start_us), 0) FROM flows", &bad);
-    long long frames = 0, spool = 0, raw = 0, segments = 0;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT count(*), coalesce(sum(clen), 0), coalesce(sum(rlen), 0), "
-                           "count(DISTINCT segment) FROM frames",
-                           -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW) {
-        frames = sqlite3_column_int64(st, 0);
-        spool = sqlite3_column_int64(st, 1);
-        raw = sqlite3_column_int64(st, 2);
-        segments = sqlite3_column_int64(st, 3);
-    } else {
-        qfail(db, &bad);
-    }
-    sqlite3_finalize(st);
-    long long annotations = q1(db, "SELECT count(*) FROM annotations", &bad);
-    long long tagged = q1(db, "SELECT count(DISTINCT flow_id) FROM tags", &bad);
-    long long marked = q1(db, "SELECT count(*) FROM marks", &bad);
-    long long overlay = q1(db, "SELECT count(*) FROM config_overlay", &bad);
-    long long damage = q1(db, "SELECT count(*) FROM damage", &bad);
-    long long index_bytes =
-        q1(db, "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()", &bad);
-    if (bad.code != SQLITE_OK) {
-        int rc = reel_cli_db_error(cli, reel_session_name(s), bad.code, bad.msg);
+    reel_query_summary_t sum;
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (reel_query_summary(s, &sum, &err) != REEL_OK) {
+        int rc = reel_cli_query_fail(cli, s, &err);
         reel_session_close(s);
         return rc;
     }
-    char *created = reel_index_meta_get(db, "created_us");
-    long long cus = created ? strtoll(created, NULL, 10) : 0;
-    free(created);
+    long long flows = sum.flows, errors = sum.errors, open_ = sum.open;
+    long long interrupted = sum.interrupted, complete = sum.complete;
+    long long first = sum.first_us, last = sum.last_us;
+    long long frames = sum.frames, spool = sum.spool_bytes, raw = sum.raw_bytes;
+    long long segments = sum.segments, index_bytes = sum.index_bytes;
+    long long annotations = sum.annotations, tagged = sum.tagged_flows;
+    long long marked = sum.marked_flows, overlay = sum.overlay_keys;
+    long long damage = sum.damaged_ranges, cus = sum.created_us;
     /* connections to ignore_hosts are relayed, not recorded: only counted */
-    char *ign = reel_index_meta_get(db, "ignored_connections");
-    long long ignored = ign ? strtoll(ign, NULL, 10) : 0;
-    free(ign);
+    long long ignored = sum.ignored_connections;
     long pid = reel_session_recorder_pid(s);
     reel_config_t *cfg = reel_config_new();
     retention_t ret;
-    retention_load(db, cfg, &ret);
+    retention_load(s, &sum, cfg, &ret);
     if (cli->json) {
         json_t *o = json_pack(
             "{s:s, s:s, s:I, s:I, s:{s:I, s:I, s:I, s:I}, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "

@@ -5,6 +5,7 @@
 #include "base/mem.h"
 #include "cli/cli.h"
 #include "session/filter.h"
+#include "session/query.h"
 
 static const char tag_usage[] =
     "usage: reel tag [--home DIR] [--json] SESSION ID TAG...\n"
@@ -54,69 +55,41 @@ static int run(reel_cli_t *cli, int argc, char **argv, int add) {
         return reel_cli_usage(cli, filter ? "expected SESSION and at least one TAG"
                                           : "expected SESSION, flow ID and at least one TAG");
     unsigned long long id = 0;
-    reel_filter_t *f = NULL;
-    int64_t *ids = NULL;
-    size_t nids = 0;
     if (!filter && (id = reel_cli_flow_id(cli, argv[optind + 1])) == 0)
         return REEL_EXIT_ERROR;
+    reel_err_t err;
+    reel_err_clear(&err);
     for (int i = first_tag; i < argc; i++) {
-        reel_err_t err;
-        reel_err_clear(&err);
         if (add && reel_session_tag_check(argv[i], &err) != REEL_OK)
             return reel_cli_fail(cli, "%s", reel_err_str(&err));
         if (!add && !untag_ok(argv[i]))
             return reel_cli_fail(cli, "invalid tag: expected 1-128 bytes");
     }
-    if (filter) {
-        reel_err_t err;
-        reel_err_clear(&err);
+    if (filter) { /* a bad filter is refused before the session opens */
+        reel_filter_t *f = NULL;
         if (reel_filter_compile(filter, &f, &err) != REEL_OK)
             return reel_cli_fail(cli, "%s", reel_err_str(&err));
+        reel_filter_free(f);
     }
     reel_session_t *s = reel_cli_open(cli, argv[optind], 0);
-    if (s == NULL) {
-        reel_filter_free(f);
+    if (s == NULL)
         return REEL_EXIT_ERROR;
-    }
     int rc = REEL_EXIT_OK;
-    sqlite3 *db = reel_session_db(s);
-    sqlite3_stmt *st = NULL;
-    if (filter) {
-        reel_err_t err;
-        reel_err_clear(&err);
-        if (reel_filter_ids(f, s, &ids, &nids, &err) != REEL_OK) {
-            rc = reel_cli_fail(cli, "%s", reel_err_str(&err));
-            goto out;
-        }
-    } else if (!reel_cli_flow_exists(cli, s, id)) {
-        rc = REEL_EXIT_ERROR;
+    int64_t one = (int64_t)id;
+    reel_query_target_t t = {.filter = filter};
+    if (!filter) {
+        t.ids = &one;
+        t.n = 1;
+    }
+    reel_query_result_t res;
+    if (reel_query_tag(s, &t, (const char *const *)argv + first_tag, (size_t)(argc - first_tag),
+                       add, &res, &err) != REEL_OK) {
+        rc = reel_cli_query_fail(cli, s, &err);
         goto out;
-    } else {
-        ids = reel_malloc(sizeof *ids);
-        ids[0] = (int64_t)id;
-        nids = 1;
     }
-    sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-    sqlite3_prepare_v2(db,
-                       add ? "INSERT OR IGNORE INTO tags(flow_id, tag) VALUES(?, ?)"
-                           : "DELETE FROM tags WHERE flow_id = ? AND tag = ?",
-                       -1, &st, NULL);
-    long long changed = 0;
-    for (size_t k = 0; k < nids && rc == REEL_EXIT_OK; k++) {
-        for (int i = first_tag; i < argc && rc == REEL_EXIT_OK; i++) {
-            sqlite3_bind_int64(st, 1, ids[k]);
-            sqlite3_bind_text(st, 2, argv[i], -1, SQLITE_STATIC);
-            if (sqlite3_step(st) != SQLITE_DONE)
-                rc = reel_cli_fail(cli, "session.db: %s", sqlite3_errmsg(db));
-            changed += sqlite3_changes(db);
-            sqlite3_reset(st);
-        }
-    }
-    if (rc == REEL_EXIT_OK && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-        rc = reel_cli_fail(cli, "session.db: %s", sqlite3_errmsg(db));
-    if (rc != REEL_EXIT_OK)
-        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    else if (filter && !cli->json)
+    long long changed = (long long)res.changed;
+    size_t nids = res.matched;
+    if (filter && !cli->json)
         printf("%s %lld tag%s %s %zu matching flow%s\n", add ? "added" : "removed", changed,
                changed == 1 ? "" : "s", add ? "to" : "from", nids, nids == 1 ? "" : "s");
     else if (filter)
@@ -129,9 +102,6 @@ static int run(reel_cli_t *cli, int argc, char **argv, int add) {
         reel_cli_json_out(json_pack("{s:I, s:I}", "flow", (json_int_t)id,
                                     add ? "added" : "removed", (json_int_t)changed));
 out:
-    free(ids);
-    reel_filter_free(f);
-    sqlite3_finalize(st);
     reel_session_close(s);
     return rc;
 }
