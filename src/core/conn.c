@@ -3,8 +3,8 @@
  * per-client connection count. Part of the proxy; see core/conn.h. */
 
 #include "core/conn.h"
+#include "core/tcp.h"
 
-static bool tls_pump(peer_t *pe);
 static void conn_free(conn_t *c);
 static void on_close_timer(uv_handle_t *h);
 static bool upstream_owes(const conn_t *c);
@@ -19,59 +19,17 @@ static void refuse_over_limit(conn_t *c);
 
 /* ---- reading ---- */
 
-/* Runs the TLS layer of a peer: handshake, decrypt into pe->in. Returns
- * false if the peer failed. */
-static bool tls_pump(peer_t *pe) {
-    reel_err_t err;
-    reel_err_clear(&err);
-    if (!reel_tls_handshake_done(pe->tls)) {
-        reel_rc rc = reel_tls_handshake(pe->tls, &err);
-        reel__tls_flush(pe);
-        if (rc == REEL_NEED_MORE)
-            return true;
-        if (rc != REEL_OK) {
-            conn_t *c = pe->c;
-            if (pe->role == P_UPSTREAM) {
-                reel__upstream_failed(pe, reel_err_str(&err));
-            } else {
-                /* The client refused our certificate (or spoke garbage):
-                 * record it, since it usually means the CA is not trusted. */
-                char *why = reel_asprintf("TLS handshake with the client failed (is reel's CA "
-                                          "trusted?): %s",
-                                          reel_err_str(&err));
-                reel__tunnel_flow(c, c->tunnel_host ? c->tunnel_host : "", c->tunnel_port);
-                reel__finish_tflow(c, why);
-                free(why);
-                c->resp_head_sent = true;
-                reel__fail_exchange(c, 0, "client TLS handshake failed");
-            }
-            return false;
-        }
-        if (pe->role == P_UPSTREAM) {
-            pe->t_ready = reel__now_us();
-            reel__upstream_ready(pe);
-        } else {
-            reel__peer_flush_pend(pe);
-        }
-    }
-    for (;;) {
-        uint8_t buf[16384];
-        size_t n = 0;
-        reel_rc rc = reel_tls_read_plain(pe->tls, buf, sizeof buf, &n, &err);
-        reel__tls_flush(pe);
-        if (rc == REEL_NEED_MORE)
-            break;
-        if (rc != REEL_OK) {
-            pe->eof = true;
-            break;
-        }
-        if (n == 0) {
-            pe->eof = true;
-            break;
-        }
-        reel_buf_append(&pe->in, buf, n);
-    }
-    return true;
+/* The client's TLS handshake failed (usually: reel's CA is not trusted):
+ * recorded as a tunnel flow with the reason. */
+void reel__client_tls_failed(conn_t *c, const char *error) {
+    char *why = reel_asprintf("TLS handshake with the client failed (is reel's CA "
+                              "trusted?): %s",
+                              error);
+    reel__tunnel_flow(c, c->tunnel_host ? c->tunnel_host : "", c->tunnel_port);
+    reel__finish_tflow(c, why);
+    free(why);
+    c->resp_head_sent = true;
+    reel__fail_exchange(c, 0, "client TLS handshake failed");
 }
 
 void reel__upstream_ready(peer_t *up) {
@@ -90,8 +48,6 @@ void reel__upstream_ready(peer_t *up) {
 
 void reel__conn_process(conn_t *c) {
     peer_t *cl = &c->client;
-    if (cl->tls && !tls_pump(cl))
-        return;
     switch (c->state) {
     case C_SNIFF:
         reel__sniff_process(c);
@@ -123,45 +79,12 @@ void reel__conn_process(conn_t *c) {
     }
 }
 
-void reel__on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-    peer_t *pe = s->data;
+/* After the bytes (and maybe the end) of one read reached pe->in. */
+void reel__peer_read_done(peer_t *pe) {
     conn_t *c = pe->c;
-    if (nread == 0)
-        return;
     reel__conn_touch(c);
     pe->progress = c->last_activity;
-    if (c->state == C_LINGER) {
-        /* dropped unread; the client's close ends the connection */
-        if (nread < 0)
-            reel__conn_close(c);
-        return;
-    }
-    if (nread < 0) {
-        reel__peer_read_stop(pe);
-        if (nread != UV_EOF && pe->role == P_CLIENT && c->flow) {
-            char *why = reel_asprintf("client connection error: %s", uv_strerror((int)nread));
-            reel__finish_flow(c, why);
-            free(why);
-        }
-        pe->eof = true;
-        if (pe->tls)
-            reel_tls_feed_eof(pe->tls);
-    } else if (pe->tls) {
-        size_t off = 0;
-        while (off < (size_t)nread) {
-            size_t n = 0;
-            reel_tls_feed_cipher(pe->tls, (const uint8_t *)buf->base + off, (size_t)nread - off,
-                                 &n);
-            off += n;
-            if (!tls_pump(pe))
-                return;
-            if (n == 0)
-                break; /* cannot happen: tls_pump drained the TLS input */
-        }
-    } else {
-        reel_buf_append(&pe->in, buf->base, (size_t)nread);
-    }
-    if (pe->tls && nread < 0 && !tls_pump(pe))
+    if (c->state == C_LINGER)
         return;
     if (pe->role == P_CLIENT) {
         reel__conn_process(c);
@@ -216,17 +139,12 @@ static void on_close_timer(uv_handle_t *h) {
  * answer before the client reads it. */
 void reel__conn_close_flushed(conn_t *c) {
     peer_t *cl = &c->client;
-    if (!c->linger || cl->closing || !cl->tcp_open || cl->eof || c->p->shutting_down) {
+    if (!c->linger || cl->closing || !cl->open || cl->eof || c->p->shutting_down) {
         reel__conn_close(c);
         return;
     }
     c->linger = false;
-    uv_shutdown_t *sr = reel_malloc(sizeof *sr);
-    if (uv_shutdown(sr, (uv_stream_t *)&cl->tcp, reel__on_shutdown) != 0) {
-        free(sr);
-        reel__conn_close(c);
-        return;
-    }
+    reel_stack_end_transport(&cl->st);
     c->state = C_LINGER;
     c->linger_start = uv_now(c->p->loop);
     reel__conn_touch(c);
@@ -245,8 +163,7 @@ void reel__conn_close(conn_t *c) {
     c->state = C_DONE;
     client_release(c); /* no longer counts against its client's limit */
     reel__upstream_close(c);
-    c->client.closing = true;
-    uv_close((uv_handle_t *)&c->client.tcp, reel__on_close_peer);
+    reel__peer_close(&c->client);
     if (c->timer_open) {
         c->timer_open = false;
         uv_close((uv_handle_t *)&c->timer, on_close_timer);
@@ -261,7 +178,7 @@ static bool upstream_owes(const conn_t *c) {
     if (up == NULL || up->closing || (c->state != C_REQ_BODY && c->state != C_WAIT_RESP) ||
         c->resp_done)
         return false;
-    return !reel__peer_ready(up) || up->wpending > 0 || up->pend.len > 0 || c->req_done ||
+    return !reel__peer_ready(up) || reel__peer_queued(up) > 0 || c->req_done ||
            c->resp_head_sent;
 }
 
@@ -447,42 +364,20 @@ static void refuse_over_limit(conn_t *c) {
     free(why);
 }
 
-void reel__on_connection(uv_stream_t *server, int status) {
-    reel_proxy_t *p = server->data;
-    if (status < 0)
-        return;
+/* A new client connection on `bottom` (owned from now; accepted by the
+ * listener, or an in-memory pipe in tests). */
+conn_t *reel__conn_open(reel_proxy_t *p, reel_filter_t *bottom, const char *client_ip) {
     conn_t *c = reel_calloc(1, sizeof *c);
     c->p = p;
-    c->client.c = c;
-    c->client.role = P_CLIENT;
-    reel_buf_init(&c->client.in, 0);
-    reel_buf_init(&c->client.pend, 0);
-    reel_buf_init(&c->client.cipher, 0);
+    reel__peer_init(&c->client, c, P_CLIENT);
     reel_buf_init(&c->retry_head, 0);
-    uv_tcp_init(p->loop, &c->client.tcp);
-    c->client.tcp.data = &c->client;
+    reel_stack_push(&c->client.st, bottom, NULL, 0);
+    c->client.open = c->client.connected = true;
     c->handles = 1;
-    if (uv_accept(server, (uv_stream_t *)&c->client.tcp) != 0) {
-        c->client.closing = true;
-        c->next = p->conns;
-        if (p->conns)
-            p->conns->prev = c;
-        p->conns = c;
-        p->stats.active_connections++;
-        uv_close((uv_handle_t *)&c->client.tcp, reel__on_close_peer);
-        return;
-    }
-    c->client.tcp_open = c->client.connected = true;
-    uv_tcp_nodelay(&c->client.tcp, 1);
-    struct sockaddr_storage ss;
-    int len = sizeof ss;
-    if (uv_tcp_getpeername(&c->client.tcp, (struct sockaddr *)&ss, &len) == 0) {
-        reel__addr_string((struct sockaddr *)&ss, c->client_addr, sizeof c->client_addr);
-        if (ss.ss_family == AF_INET6)
-            uv_ip6_name((struct sockaddr_in6 *)&ss, c->client_ip, sizeof c->client_ip);
-        else if (ss.ss_family == AF_INET)
-            uv_ip4_name((struct sockaddr_in *)&ss, c->client_ip, sizeof c->client_ip);
-    }
+    reel_stack_info_t info;
+    reel_stack_info(&c->client.st, &info);
+    snprintf(c->client_addr, sizeof c->client_addr, "%s", info.remote);
+    snprintf(c->client_ip, sizeof c->client_ip, "%s", client_ip);
     reel_h1_limits_t lim = {.max_head_size = p->max_head_size};
     c->reqp = reel_h1_new(REEL_H1_REQUEST, &lim);
     c->resp = reel_h1_new(REEL_H1_RESPONSE, NULL);
@@ -501,4 +396,15 @@ void reel__on_connection(uv_stream_t *server, int status) {
     reel__peer_read_start(&c->client);
     if (!client_admit(c))
         refuse_over_limit(c);
+    return c;
+}
+
+void reel__on_connection(uv_stream_t *server, int status) {
+    reel_proxy_t *p = server->data;
+    if (status < 0)
+        return;
+    char ip[48] = "";
+    reel_filter_t *bottom = reel_tcp_accept(server, p->readbuf, READ_SIZE, ip, sizeof ip);
+    if (bottom)
+        reel__conn_open(p, bottom, ip);
 }

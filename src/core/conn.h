@@ -25,6 +25,7 @@
 #include "base/mem.h"
 #include "core/ca.h"
 #include "core/capture.h"
+#include "core/filter.h"
 #include "core/http1.h"
 #include "core/sniff.h"
 #include "core/tls.h"
@@ -42,16 +43,17 @@ typedef struct conn conn_t;
 
 typedef enum { P_CLIENT, P_UPSTREAM } peer_role;
 
+/* One side of a connection: a stack of transport filters (core/filter.h:
+ * tcp, then tls when intercepted or toward an https origin) and the
+ * plaintext it delivered that the codec above has not consumed yet. */
 typedef struct peer {
     conn_t *c;
     peer_role role;
-    uv_tcp_t tcp;
-    bool tcp_open, connected, closing, reading, eof, paused;
-    reel_tls_t *tls;   /* NULL: plaintext */
-    reel_buf_t in;     /* plaintext received, not yet consumed */
-    reel_buf_t pend;   /* plaintext waiting for connect/handshake */
-    reel_buf_t cipher; /* scratch for TLS output */
-    size_t wpending;   /* bytes handed to uv_write, not yet written */
+    reel_stack_t st;
+    bool open;       /* the stack exists and has not reported `closed` */
+    bool connected, closing, eof, paused;
+    reel_buf_t in;   /* plaintext received, not yet consumed */
+    reel_buf_t pend; /* plaintext waiting for connect/handshake */
     bool close_when_flushed;
     uint64_t progress; /* when a byte was last read or written (upstream_timeout) */
     /* upstream only */
@@ -60,10 +62,7 @@ typedef struct peer {
     int port;
     bool https;
     char addr[64]; /* "ip:port" once connected */
-    uv_getaddrinfo_t gai;
-    struct addrinfo *ai, *ai_next;
-    uv_connect_t connect_req;
-    char *error; /* why the upstream failed, for the 502 */
+    char *error;   /* why the upstream failed, for the 502 */
     /* when each phase of setting it up ended (wall clock, µs; 0: not yet) */
     int64_t t_dns0, t_dns1, t_connected, t_ready;
     bool timings_used; /* a flow has been given its dns/connect/ssl times */
@@ -175,11 +174,17 @@ struct reel_proxy {
     bool grace_closing;
     void (*done)(void *);
     void *done_ctx;
+    /* How upstream connections are made: a TCP filter, or what a test
+     * plugs in (reel__proxy_set_connector). Returns a bottom filter not yet
+     * opened. */
+    reel_filter_t *(*connect)(void *ctx, reel_proxy_t *p, const char *host, int port);
+    void *connect_ctx;
     uint8_t readbuf[READ_SIZE];
 };
 
 /* ---- peer.c ---- */
-void reel__tls_flush(peer_t *pe);
+void reel__peer_init(peer_t *pe, conn_t *c, peer_role role);
+void reel__peer_close(peer_t *pe);
 bool reel__peer_ready(const peer_t *pe);
 void reel__peer_write(peer_t *pe, const void *data, size_t len);
 void reel__peer_flush_pend(peer_t *pe);
@@ -188,7 +193,6 @@ void reel__peer_read_start(peer_t *pe);
 void reel__peer_read_stop(peer_t *pe);
 peer_t *reel__peer_other(peer_t *pe);
 void reel__peer_update_reading(peer_t *pe);
-void reel__on_close_peer(uv_handle_t *h);
 void reel__upstream_close(conn_t *c);
 void reel__upstream_failed(peer_t *up, const char *why);
 bool reel__upstream_for(conn_t *c, bool https, const char *host, int port, const char *sni);
@@ -196,7 +200,6 @@ bool reel__upstream_for(conn_t *c, bool https, const char *host, int port, const
 /* ---- exchange.c ---- */
 int64_t reel__now_us(void);
 void reel__conn_touch(conn_t *c);
-void reel__addr_string(const struct sockaddr *sa, char *out, size_t n);
 bool reel__host_ignored(reel_proxy_t *p, const char *host, int port);
 void reel__finish_flow(conn_t *c, const char *error);
 void reel__record_server_conn(conn_t *c);
@@ -209,7 +212,6 @@ void reel__req_process(conn_t *c);
 void reel__resp_process(conn_t *c);
 
 /* ---- tunnel.c ---- */
-void reel__on_shutdown(uv_shutdown_t *req, int status);
 void reel__ws_free(conn_t *c);
 void reel__tunnel_forward(conn_t *c);
 void reel__tunnel_flow(conn_t *c, const char *host, int port);
@@ -220,7 +222,9 @@ void reel__sniff_process(conn_t *c);
 /* ---- conn.c ---- */
 void reel__upstream_ready(peer_t *up);
 void reel__conn_process(conn_t *c);
-void reel__on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+void reel__peer_read_done(peer_t *pe);
+void reel__client_tls_failed(conn_t *c, const char *why);
+conn_t *reel__conn_open(reel_proxy_t *p, reel_filter_t *bottom, const char *client_ip);
 void reel__conn_unref(conn_t *c);
 void reel__conn_close_flushed(conn_t *c);
 void reel__conn_close(conn_t *c);
@@ -230,5 +234,10 @@ void reel__on_connection(uv_stream_t *server, int status);
 
 /* ---- proxy.c ---- */
 void reel__shutdown_finish(reel_proxy_t *p);
+/* Tests: upstream connections come from fn instead of sockets. */
+void reel__proxy_set_connector(reel_proxy_t *p,
+                               reel_filter_t *(*fn)(void *ctx, reel_proxy_t *p, const char *host,
+                                                    int port),
+                               void *ctx);
 
 #endif

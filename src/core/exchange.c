@@ -40,24 +40,6 @@ void reel__conn_touch(conn_t *c) {
     c->last_activity = uv_now(c->p->loop);
 }
 
-void reel__addr_string(const struct sockaddr *sa, char *out, size_t n) {
-    char ip[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-        uv_ip4_name(s4, ip, sizeof ip);
-        port = ntohs(s4->sin_port);
-        snprintf(out, n, "%s:%d", ip, port);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-        uv_ip6_name(s6, ip, sizeof ip);
-        port = ntohs(s6->sin6_port);
-        snprintf(out, n, "[%s]:%d", ip, port);
-    } else {
-        snprintf(out, n, "?");
-    }
-}
-
 /* Splits "host:port" / "[v6]:port" (authority form). */
 static int split_authority(const char *a, size_t n, char **host, int *port, int def_port) {
     const char *end = a + n, *h = a, *he, *colon = NULL;
@@ -220,16 +202,19 @@ void reel__finish_flow(conn_t *c, const char *error) {
  * whether the connection was reused or the request retried on it. */
 void reel__record_server_conn(conn_t *c) {
     peer_t *up = c->up;
-    if (c->flow == NULL || !c->flow_upstream || c->conn_recorded || up == NULL || !up->connected ||
-        (up->tls && !reel_tls_handshake_done(up->tls)))
+    if (c->flow == NULL || !c->flow_upstream || c->conn_recorded || up == NULL || !up->connected)
+        return;
+    reel_stack_info_t info;
+    reel_stack_info(&up->st, &info);
+    if (info.tls && !info.tls_done)
         return;
     c->conn_recorded = true;
     reel_capture_conn_t sc = {.conn_id = up->id,
                               .address = up->addr,
-                              .sni = up->tls ? (up->sni ? up->sni : up->host) : NULL,
-                              .alpn = up->tls ? reel_tls_alpn(up->tls) : NULL,
-                              .tls_version = up->tls ? reel_tls_version(up->tls) : NULL,
-                              .cipher = up->tls ? reel_tls_cipher(up->tls) : NULL,
+                              .sni = info.tls ? (up->sni ? up->sni : up->host) : NULL,
+                              .alpn = info.alpn,
+                              .tls_version = info.tls_version,
+                              .cipher = info.cipher,
                               .reused = up->flows > 0,
                               .retried = c->retried};
     up->flows++;
@@ -324,7 +309,7 @@ void reel__fail_exchange(conn_t *c, int status, const char *reason) {
     c->linger = c->resp_head_sent && status > 0;
     reel__upstream_close(c);
     c->client.close_when_flushed = true;
-    if (c->client.wpending == 0 && c->client.pend.len == 0)
+    if (reel__peer_queued(&c->client) == 0)
         reel__conn_close_flushed(c);
     else
         reel__peer_read_stop(&c->client);
@@ -671,7 +656,7 @@ static void exchange_done(conn_t *c, bool upstream_reusable) {
     if (c->client_close || c->draining) {
         c->state = C_DONE;
         c->client.close_when_flushed = true;
-        if (c->client.wpending == 0 && c->client.pend.len == 0)
+        if (reel__peer_queued(&c->client) == 0)
             reel__conn_close(c);
         return;
     }

@@ -1,99 +1,148 @@
-/* Peers: a TCP socket with an optional TLS layer (plain and intercepted
- * traffic read `in` and call reel__peer_write alike), back-pressure between
- * the two peers of a connection, and upstream connections (resolve, connect
- * address by address, TLS toward the origin). Part of the proxy; see
- * core/conn.h. */
+/* Peers: a stack of transport filters (core/filter.h: tcp, plus tls when
+ * intercepted or toward an https origin; plain and intercepted traffic read
+ * `in` and call reel__peer_write alike), the stack's events turned into
+ * the connection's, back-pressure between the two peers of a connection,
+ * and opening upstream connections. Part of the proxy; see core/conn.h. */
 
 #include "core/conn.h"
+#include "core/tcp.h"
+#include "core/tls_filter.h"
 
-static void on_written(uv_write_t *req, int status);
-static void raw_write(peer_t *pe, const void *data, size_t len);
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void peer_maybe_resume_other(peer_t *pe);
 static void peer_free_bufs(peer_t *pe);
-static void upstream_try_next(peer_t *up);
-static void on_connect(uv_connect_t *req, int status);
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res);
 
-/* ---- peers: sockets with an optional TLS layer ---- */
+/* ---- peers: a stack of transport filters ---- */
 
-typedef struct {
-    uv_write_t req;
-    peer_t *pe;
-    size_t len;
-    char data[];
-} wreq_t;
+static void ev_data(void *ud, const uint8_t *d, size_t n) {
+    peer_t *pe = ud;
+    if (pe->c->state == C_LINGER)
+        return; /* dropped unread; the client's close ends the connection */
+    reel_buf_append(&pe->in, d, n);
+}
 
-static void on_written(uv_write_t *req, int status) {
-    wreq_t *w = (wreq_t *)req;
-    peer_t *pe = w->pe;
-    pe->wpending -= w->len;
-    free(w);
-    if (status < 0 || pe->closing)
+static void ev_eof(void *ud, const char *error) {
+    peer_t *pe = ud;
+    conn_t *c = pe->c;
+    if (c->state == C_LINGER) {
+        reel__conn_close(c);
+        return;
+    }
+    pe->eof = true;
+    if (error && pe->role == P_CLIENT && c->flow) {
+        char *why = reel_asprintf("client connection error: %s", error);
+        reel__finish_flow(c, why);
+        free(why);
+    }
+}
+
+static void ev_read_done(void *ud) {
+    reel__peer_read_done(ud);
+}
+
+static void ev_connected(void *ud) {
+    peer_t *up = ud;
+    conn_t *c = up->c;
+    reel_stack_info_t info;
+    reel_stack_info(&up->st, &info);
+    up->connected = true;
+    snprintf(up->addr, sizeof up->addr, "%s", info.remote);
+    if (info.t_dns0)
+        up->t_dns0 = info.t_dns0;
+    up->t_dns1 = info.t_dns1;
+    up->t_connected = info.t_connected;
+    if (!up->https)
+        up->t_ready = up->t_connected;
+    up->progress = uv_now(c->p->loop);
+    reel__peer_read_start(up);
+    reel__conn_arm(c);
+}
+
+static void ev_ready(void *ud) {
+    peer_t *pe = ud;
+    if (pe->role == P_UPSTREAM) {
+        if (pe->https)
+            pe->t_ready = reel__now_us();
+        reel__upstream_ready(pe);
+        reel__conn_arm(pe->c);
+    } else {
+        reel__peer_flush_pend(pe);
+    }
+}
+
+static void ev_error(void *ud, const char *why) {
+    peer_t *pe = ud;
+    if (pe->role == P_UPSTREAM) {
+        reel_stack_info_t info;
+        reel_stack_info(&pe->st, &info);
+        if (info.t_dns1)
+            pe->t_dns1 = info.t_dns1;
+        reel__upstream_failed(pe, why);
+    } else {
+        reel__client_tls_failed(pe->c, why);
+    }
+}
+
+static void ev_written(void *ud) {
+    peer_t *pe = ud;
+    if (pe->closing)
         return;
     pe->progress = uv_now(pe->c->p->loop);
-    if (pe->wpending < LOW_WATER)
+    size_t q = reel_stack_queued(&pe->st);
+    if (q < LOW_WATER)
         peer_maybe_resume_other(pe);
-    if (pe->close_when_flushed && pe->wpending == 0) {
+    if (pe->close_when_flushed && q == 0) {
         if (pe->role == P_CLIENT)
             reel__conn_close_flushed(pe->c);
-        else if (!pe->closing && pe->tcp_open) {
-            pe->closing = true;
-            uv_close((uv_handle_t *)&pe->tcp, reel__on_close_peer);
-        }
+        else
+            reel__peer_close(pe);
     }
 }
 
-static void raw_write(peer_t *pe, const void *data, size_t len) {
-    if (len == 0 || pe->closing || !pe->tcp_open)
-        return;
-    if (pe->wpending == 0) {
-        /* Nothing queued: try the socket first. Usually it takes it all,
-         * and the bytes need no copy and no allocation (a 64 KiB copy and
-         * malloc per read were most of the cost of relaying a body). */
-        uv_buf_t b0 = uv_buf_init((char *)data, (unsigned)len);
-        int n = uv_try_write((uv_stream_t *)&pe->tcp, &b0, 1);
-        if (n > 0) {
-            pe->progress = uv_now(pe->c->p->loop);
-            data = (const char *)data + n;
-            len -= (size_t)n;
-            if (len == 0) {
-                /* as on_written does: the other side may have been paused
-                 * while this one's bytes waited (e.g. for the connect) */
-                if (reel__peer_queued(pe) < LOW_WATER)
-                    peer_maybe_resume_other(pe);
-                return;
-            }
-        }
-        /* UV_EAGAIN, a partial write or an error: uv_write queues the rest
-         * and reports an error through on_written */
+static void ev_closed(void *ud) {
+    peer_t *pe = ud;
+    conn_t *c = pe->c;
+    pe->open = false;
+    if (pe->role == P_UPSTREAM) {
+        if (c->up == pe)
+            c->up = NULL;
+        peer_free_bufs(pe);
+        free(pe);
+    } else {
+        peer_free_bufs(pe);
     }
-    wreq_t *w = reel_malloc(sizeof *w + len);
-    w->pe = pe;
-    w->len = len;
-    memcpy(w->data, data, len);
-    uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
-    if (pe->wpending == 0)
-        pe->progress = uv_now(pe->c->p->loop); /* the clock starts with the first byte queued */
-    pe->wpending += len;
-    if (uv_write(&w->req, (uv_stream_t *)&pe->tcp, &b, 1, on_written) != 0) {
-        pe->wpending -= len;
-        free(w);
-    }
+    reel__conn_unref(c);
 }
 
-void reel__tls_flush(peer_t *pe) {
-    if (pe->tls == NULL || reel_tls_cipher_pending(pe->tls) == 0)
+static const reel_stack_events_t peer_events = {
+    .data = ev_data,
+    .eof = ev_eof,
+    .read_done = ev_read_done,
+    .connected = ev_connected,
+    .ready = ev_ready,
+    .error = ev_error,
+    .written = ev_written,
+    .closed = ev_closed,
+};
+
+/* A peer of c with an empty stack (the caller pushes its bottom filter and
+ * counts it in c->handles until `closed`). */
+void reel__peer_init(peer_t *pe, conn_t *c, peer_role role) {
+    pe->c = c;
+    pe->role = role;
+    reel_stack_init(&pe->st, &peer_events, pe);
+    reel_buf_init(&pe->in, 0);
+    reel_buf_init(&pe->pend, 0);
+}
+
+void reel__peer_close(peer_t *pe) {
+    if (pe->closing)
         return;
-    reel_buf_reset(&pe->cipher);
-    reel_tls_take_cipher(pe->tls, &pe->cipher);
-    raw_write(pe, pe->cipher.data, pe->cipher.len);
+    pe->closing = true;
+    reel_stack_close(&pe->st);
 }
 
 bool reel__peer_ready(const peer_t *pe) {
-    if (!pe->connected)
-        return false;
-    return pe->tls == NULL || reel_tls_handshake_done(pe->tls);
+    return pe->open && reel_stack_open(&pe->st);
 }
 
 /* Writes plaintext to a peer (queued until it is connected and its TLS
@@ -107,21 +156,14 @@ void reel__peer_write(peer_t *pe, const void *data, size_t len) {
             reel__peer_flush_pend(pe);
         return;
     }
-    if (pe->tls == NULL) {
-        raw_write(pe, data, len);
-        return;
-    }
-    const uint8_t *p = data;
-    while (len) {
-        size_t n = 0;
-        reel_err_t err;
-        reel_err_clear(&err);
-        if (reel_tls_write_plain(pe->tls, p, len, &n, &err) != REEL_OK)
-            break;
-        reel__tls_flush(pe);
-        p += n;
-        len -= n;
-    }
+    bool idle = reel_stack_queued(&pe->st) == 0;
+    reel_stack_send(&pe->st, data, len);
+    if (idle)
+        pe->progress = uv_now(pe->c->p->loop); /* the clock starts with the first byte queued */
+    /* as `written` does: the other side may have been paused while this
+     * one's bytes waited (e.g. for the connect) */
+    if (reel_stack_queued(&pe->st) == 0)
+        peer_maybe_resume_other(pe);
 }
 
 void reel__peer_flush_pend(peer_t *pe) {
@@ -134,28 +176,18 @@ void reel__peer_flush_pend(peer_t *pe) {
 }
 
 size_t reel__peer_queued(const peer_t *pe) {
-    return pe->wpending + pe->pend.len;
-}
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-    peer_t *pe = h->data;
-    (void)suggested;
-    buf->base = (char *)pe->c->p->readbuf;
-    buf->len = READ_SIZE;
+    return reel_stack_queued(&pe->st) + pe->pend.len;
 }
 
 void reel__peer_read_start(peer_t *pe) {
-    if (pe->reading || pe->closing || !pe->tcp_open || pe->eof)
+    if (pe->closing || !pe->open || pe->eof)
         return;
-    if (uv_read_start((uv_stream_t *)&pe->tcp, on_alloc, reel__on_read) == 0)
-        pe->reading = true;
+    reel_stack_set_reading(&pe->st, true);
 }
 
 void reel__peer_read_stop(peer_t *pe) {
-    if (!pe->reading)
-        return;
-    uv_read_stop((uv_stream_t *)&pe->tcp);
-    pe->reading = false;
+    if (pe->open)
+        reel_stack_set_reading(&pe->st, false);
 }
 
 peer_t *reel__peer_other(peer_t *pe) {
@@ -187,31 +219,10 @@ static void peer_maybe_resume_other(peer_t *pe) {
 static void peer_free_bufs(peer_t *pe) {
     reel_buf_free(&pe->in);
     reel_buf_free(&pe->pend);
-    reel_buf_free(&pe->cipher);
-    reel_tls_free(pe->tls);
-    pe->tls = NULL;
-    if (pe->ai)
-        uv_freeaddrinfo(pe->ai);
-    pe->ai = NULL;
     free(pe->host);
     free(pe->sni);
     free(pe->error);
     pe->host = pe->sni = pe->error = NULL;
-}
-
-void reel__on_close_peer(uv_handle_t *h) {
-    peer_t *pe = h->data;
-    conn_t *c = pe->c;
-    pe->tcp_open = false;
-    if (pe->role == P_UPSTREAM) {
-        if (c->up == pe)
-            c->up = NULL;
-        peer_free_bufs(pe);
-        free(pe);
-    } else {
-        peer_free_bufs(pe);
-    }
-    reel__conn_unref(c);
 }
 
 void reel__upstream_close(conn_t *c) {
@@ -219,37 +230,10 @@ void reel__upstream_close(conn_t *c) {
     if (up == NULL)
         return;
     c->up = NULL;
-    if (up->closing)
-        return;
-    up->closing = true;
-    if (up->tcp_open) {
-        uv_close((uv_handle_t *)&up->tcp, reel__on_close_peer);
-    } else {
-        /* still resolving: the getaddrinfo callback frees it */
-    }
+    reel__peer_close(up);
 }
 
 /* ---- upstream connections ---- */
-
-static void upstream_try_next(peer_t *up) {
-    conn_t *c = up->c;
-    while (up->ai_next) {
-        struct addrinfo *ai = up->ai_next;
-        up->ai_next = ai->ai_next;
-        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
-            continue;
-        uv_tcp_init(c->p->loop, &up->tcp);
-        up->tcp.data = up;
-        up->tcp_open = true;
-        c->handles++;
-        reel__addr_string(ai->ai_addr, up->addr, sizeof up->addr);
-        if (uv_tcp_connect(&up->connect_req, &up->tcp, ai->ai_addr, on_connect) == 0)
-            return;
-        up->closing = true;
-        uv_close((uv_handle_t *)&up->tcp, reel__on_close_peer);
-        return;
-    }
-}
 
 void reel__upstream_failed(peer_t *up, const char *why) {
     conn_t *c = up->c;
@@ -268,118 +252,6 @@ void reel__upstream_failed(peer_t *up, const char *why) {
     reel__fail_exchange(c, 502, why);
 }
 
-static void on_connect(uv_connect_t *req, int status) {
-    peer_t *up = req->handle->data;
-    conn_t *c = up->c;
-    if (up->closing)
-        return;
-    if (status < 0) {
-        if (up->ai_next) {
-            /* Try the next address with a new handle once this one closed. */
-            char *why = reel_asprintf("cannot connect to %s:%d (%s): %s", up->host, up->port,
-                                      up->addr, uv_strerror(status));
-            free(up->error);
-            up->error = why;
-            peer_t *next = reel_calloc(1, sizeof *next);
-            *next = *up;
-            /* The old handle keeps `up`; the new peer takes over the rest. */
-            reel_buf_init(&up->in, 0);
-            reel_buf_init(&up->pend, 0);
-            reel_buf_init(&up->cipher, 0);
-            up->host = up->sni = up->error = NULL;
-            up->ai = NULL;
-            up->tls = NULL;
-            next->tcp_open = false;
-            next->closing = false;
-            c->up = next;
-            up->closing = true;
-            uv_close((uv_handle_t *)&up->tcp, reel__on_close_peer);
-            upstream_try_next(next);
-            return;
-        }
-        char *why = reel_asprintf("cannot connect to %s:%d (%s): %s", up->host, up->port, up->addr,
-                                  uv_strerror(status));
-        reel__upstream_failed(up, why);
-        free(why);
-        return;
-    }
-    up->connected = true;
-    up->t_connected = reel__now_us();
-    if (!up->https)
-        up->t_ready = up->t_connected;
-    up->progress = uv_now(c->p->loop);
-    uv_tcp_nodelay(&up->tcp, 1);
-    if (up->ai) {
-        uv_freeaddrinfo(up->ai);
-        up->ai = up->ai_next = NULL;
-    }
-    if (up->https) {
-        /* sessions are resumed per origin and name: later connections to
-         * it skip most of the handshake */
-        const char *name = up->sni ? up->sni : up->host;
-        char *origin = reel_asprintf("%s:%d %s", up->host, up->port, name);
-        reel_tls_client_opts_t o = {
-            .host = name, .insecure = !c->p->verify_upstream, .session_key = origin};
-        reel_err_t err;
-        reel_err_clear(&err);
-        reel_rc trc = reel_tls_new_client(c->p->client_ctx, &o, &up->tls, &err);
-        free(origin);
-        if (trc != REEL_OK) {
-            reel__upstream_failed(up, reel_err_str(&err));
-            return;
-        }
-        reel_tls_handshake(up->tls, &err);
-        reel__tls_flush(up);
-    }
-    reel__peer_read_start(up);
-    if (reel__peer_ready(up))
-        reel__upstream_ready(up);
-    reel__conn_arm(c);
-}
-
-/* After a failure found by the resolver's callback: reel__upstream_close
- * leaves a peer without a socket to that callback to free, and this is
- * it. (A failed lookup leaked the peer and its queued request.) */
-static void free_orphan(conn_t *c, peer_t *up) {
-    if (c->up != up && !up->tcp_open) {
-        peer_free_bufs(up);
-        free(up);
-    }
-}
-
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
-    peer_t *up = req->data;
-    conn_t *c = up->c;
-    if (up->closing) {
-        /* Closed while resolving: nothing else references it. */
-        if (res)
-            uv_freeaddrinfo(res);
-        peer_free_bufs(up);
-        free(up);
-        reel__conn_unref(c);
-        return;
-    }
-    reel__conn_unref(c); /* the resolver's reference */
-    up->t_dns1 = reel__now_us();
-    if (status < 0) {
-        char *why = reel_asprintf("cannot resolve %s: %s", up->host, uv_strerror(status));
-        reel__upstream_failed(up, why);
-        free(why);
-        free_orphan(c, up);
-        return;
-    }
-    up->ai = res;
-    up->ai_next = res;
-    upstream_try_next(up);
-    reel__conn_arm(c);
-    if (!up->tcp_open && c->up == up) {
-        char *why = reel_asprintf("cannot connect to %s:%d: no usable address", up->host, up->port);
-        reel__upstream_failed(up, why);
-        free(why);
-        free_orphan(c, up);
-    }
-}
-
 /* Makes sure c->up goes to (https, host, port), reusing it when it does.
  * Returns true when it reused the connection. */
 bool reel__upstream_for(conn_t *c, bool https, const char *host, int port, const char *sni) {
@@ -389,32 +261,43 @@ bool reel__upstream_for(conn_t *c, bool https, const char *host, int port, const
         ((sni == NULL && up->sni == NULL) || (sni && up->sni && strcasecmp(sni, up->sni) == 0)))
         return true;
     reel__upstream_close(c);
+    reel_proxy_t *p = c->p;
     up = reel_calloc(1, sizeof *up);
-    up->c = c;
-    up->role = P_UPSTREAM;
+    reel__peer_init(up, c, P_UPSTREAM);
     up->host = reel_strdup(host);
     up->sni = sni && strcasecmp(sni, host) != 0 ? reel_strdup(sni) : NULL;
     up->port = port;
     up->https = https;
-    up->progress = uv_now(c->p->loop);
+    up->progress = uv_now(p->loop);
     up->t_dns0 = reel__now_us();
-    up->id = ++c->p->upstream_ids;
-    reel_buf_init(&up->in, 0);
-    reel_buf_init(&up->pend, 0);
-    reel_buf_init(&up->cipher, 0);
+    up->id = ++p->upstream_ids;
     c->up = up;
     reel_h1_free(c->resp);
     c->resp = reel_h1_new(REEL_H1_RESPONSE, NULL);
-    char portstr[8];
-    snprintf(portstr, sizeof portstr, "%d", port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    up->gai.data = up;
-    c->handles++; /* held until the resolver calls back */
-    if (uv_getaddrinfo(c->p->loop, &up->gai, on_resolved, host, portstr, &hints) != 0) {
-        c->handles--;
-        char *why = reel_asprintf("cannot resolve %s", host);
-        reel__upstream_failed(up, why);
-        free(why);
+    reel_filter_t *bottom = p->connect
+                                ? p->connect(p->connect_ctx, p, host, port)
+                                : reel_tcp_connect(p->loop, host, port, p->readbuf, READ_SIZE);
+    reel_stack_push(&up->st, bottom, NULL, 0);
+    up->open = true;
+    c->handles++; /* until the stack reports `closed` */
+    if (https) {
+        /* sessions are resumed per origin and name: later connections to
+         * it skip most of the handshake */
+        const char *name = up->sni ? up->sni : up->host;
+        char *origin = reel_asprintf("%s:%d %s", up->host, up->port, name);
+        reel_tls_client_opts_t o = {
+            .host = name, .insecure = !p->verify_upstream, .session_key = origin};
+        reel_err_t err;
+        reel_err_clear(&err);
+        reel_tls_t *tls = NULL;
+        reel_rc trc = reel_tls_new_client(p->client_ctx, &o, &tls, &err);
+        free(origin);
+        if (trc != REEL_OK) {
+            reel__upstream_failed(up, reel_err_str(&err));
+            return false;
+        }
+        reel_stack_push(&up->st, reel_tls_filter_new(tls), NULL, 0);
     }
+    reel_stack_connect(&up->st);
     return false;
 }

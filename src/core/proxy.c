@@ -119,6 +119,12 @@ reel_rc reel_proxy_start(uv_loop_t *loop, const reel_proxy_settings_t *cfg, reel
         goto out;
     const char *host = cfg->listen_host;
     int port = cfg->listen_port;
+    if (host == NULL) {
+        /* no listener: connections are handed in (tests) */
+        uv_timer_init(loop, &p->grace);
+        p->grace.data = p;
+        goto out;
+    }
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
@@ -165,6 +171,14 @@ out:
     }
     *out = p;
     return rc;
+}
+
+void reel__proxy_set_connector(reel_proxy_t *p,
+                               reel_filter_t *(*fn)(void *ctx, reel_proxy_t *p, const char *host,
+                                                    int port),
+                               void *ctx) {
+    p->connect = fn;
+    p->connect_ctx = ctx;
 }
 
 int reel_proxy_port(const reel_proxy_t *p) {

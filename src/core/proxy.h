@@ -22,7 +22,8 @@ typedef struct reel_recorder reel_recorder_t;
  * configuration: reel's CLI does in daemon/proxy_settings.c). Strings are
  * borrowed for the call. */
 typedef struct {
-    const char *listen_host;         /* start only */
+    const char *listen_host;         /* start only; NULL: no listener (tests
+                                      * hand connections in, core/conn.h) */
     int listen_port;                 /* start only; 0: any free port */
     const char *upstream_trusted_ca; /* start only; PEM file, NULL or "": none */
     const char *const *ignore_hosts; /* regexes of "host:port" relayed unrecorded */

@@ -3,17 +3,13 @@
  * codec recorded message by message. Part of the proxy; see core/conn.h. */
 
 #include "core/conn.h"
+#include "core/tls_filter.h"
 
 static void ws_fail(conn_t *c, int dir, const reel_ws_event_t *ev);
 static bool relay_dir(conn_t *c, int dir);
 static void tunnel_end(conn_t *c);
 
 /* ---- raw tunnels ---- */
-
-void reel__on_shutdown(uv_shutdown_t *req, int status) {
-    (void)status;
-    free(req);
-}
 
 void reel__ws_free(conn_t *c) {
     for (int d = 0; d < 2; d++) {
@@ -60,7 +56,7 @@ static void ws_fail(conn_t *c, int dir, const reel_ws_event_t *ev) {
     reel__peer_read_stop(&c->client);
     if (c->up)
         reel__peer_read_stop(c->up);
-    if (c->client.wpending == 0 && c->client.pend.len == 0)
+    if (reel__peer_queued(&c->client) == 0)
         reel__conn_close(c);
 }
 
@@ -126,34 +122,27 @@ void reel__tunnel_forward(conn_t *c) {
         return;
     reel__peer_update_reading(cl);
     reel__peer_update_reading(up);
-    if ((cl->eof && up->eof) || (cl->eof && up->in.len == 0 && !up->tcp_open)) {
+    if ((cl->eof && up->eof) || (cl->eof && up->in.len == 0 && !up->open)) {
         tunnel_end(c);
         c->client.close_when_flushed = true;
         reel__upstream_close(c);
-        if (cl->wpending == 0)
+        if (reel__peer_queued(cl) == 0)
             reel__conn_close(c);
         return;
     }
     /* Half-close: pass the EOF on once the other side's data is out. */
-    if (cl->eof && up->connected && up->tls == NULL && up->in.len == 0 && cl->in.len == 0 &&
-        up->tcp_open && !up->closing) {
-        uv_shutdown_t *sr = reel_malloc(sizeof *sr);
-        if (uv_shutdown(sr, (uv_stream_t *)&up->tcp, reel__on_shutdown) != 0)
-            free(sr);
-    }
-    if (up->eof && cl->tcp_open && !cl->closing && up->in.len == 0) {
+    if (cl->eof && up->connected && !reel_stack_has_tls(&up->st) && up->in.len == 0 &&
+        cl->in.len == 0 && up->open && !up->closing)
+        reel_stack_end(&up->st);
+    if (up->eof && cl->open && !cl->closing && up->in.len == 0) {
         /* The server closed: so does the client's connection, after a TLS
          * close_notify when reel speaks TLS to it (wss, intercepted
          * tunnels; it used to stay open until the client gave up). */
         tunnel_end(c);
-        if (cl->tls) {
-            reel_err_t e;
-            reel_err_clear(&e);
-            reel_tls_close_notify(cl->tls, &e);
-            reel__tls_flush(cl);
-        }
+        if (reel_stack_has_tls(&cl->st))
+            reel_stack_end(&cl->st); /* close_notify */
         c->client.close_when_flushed = true;
-        if (cl->wpending == 0)
+        if (reel__peer_queued(cl) == 0)
             reel__conn_close(c);
     }
 }
@@ -228,26 +217,21 @@ void reel__sniff_process(conn_t *c) {
         c->tunnel_sni = sni ? reel_strdup(sni) : NULL;
         reel_err_t err;
         reel_err_clear(&err);
-        if (reel_tls_new_server(c->p->server_ctx, c->tunnel_host, &cl->tls, &err) != REEL_OK) {
+        reel_tls_t *tls = NULL;
+        if (reel_tls_new_server(c->p->server_ctx, c->tunnel_host, &tls, &err) != REEL_OK) {
             reel__begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false, true);
             return;
         }
         c->tunnel_tls = true;
         c->state = C_HEAD;
         c->resp_head_sent = false; /* requests inside the tunnel get their own answers */
-        /* The buffered ClientHello is cipher text for the new TLS layer. */
+        /* A TLS filter goes on top of the client's stack; the buffered
+         * ClientHello is its first input, and what it decrypts is
+         * processed as any read (reel__peer_read_done). */
         reel_buf_t hello = cl->in;
         reel_buf_init(&cl->in, 0);
-        size_t off = 0;
-        while (off < hello.len) {
-            size_t n = 0;
-            reel_tls_feed_cipher(cl->tls, hello.data + off, hello.len - off, &n);
-            if (n == 0)
-                break;
-            off += n;
-        }
+        reel_stack_push(&cl->st, reel_tls_filter_new(tls), hello.data, hello.len);
         reel_buf_free(&hello);
-        reel__conn_process(c);
         return;
     }
     if (k == REEL_SNIFF_HTTP) {

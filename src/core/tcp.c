@@ -1,0 +1,411 @@
+/* The TCP filter: sockets, reads, writes, resolving and connecting. See
+ * core/tcp.h and core/filter.h. */
+
+#include "core/tcp.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/mem.h"
+
+typedef struct tcp_filter tcp_filter_t;
+
+/* One socket. A connecting filter may go through several (one per address
+ * tried); each is freed in its own close callback. */
+typedef struct {
+    uv_tcp_t tcp;
+    uv_connect_t creq;
+    tcp_filter_t *t;
+} tcp_handle_t;
+
+struct tcp_filter {
+    reel_filter_t f;
+    uv_loop_t *loop;
+    tcp_handle_t *h; /* the current socket */
+    int handles;     /* sockets not yet closed, old attempts included */
+    bool resolving, connected, want_read, reading, eof, closing, shut, reported;
+    size_t wpending;
+    uint8_t *readbuf;
+    size_t readbuf_len;
+    char *host;
+    int port;
+    uv_getaddrinfo_t gai;
+    struct addrinfo *ai, *ai_next;
+    char local[64], remote[64];
+    int64_t t_dns0, t_dns1, t_connected;
+};
+
+typedef struct {
+    uv_write_t req;
+    tcp_filter_t *t;
+    size_t len;
+    char data[];
+} wreq_t;
+
+static const reel_filter_ops_t tcp_ops;
+
+static int64_t now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void addr_string(const struct sockaddr *sa, char *out, size_t n, char *ip_out,
+                        size_t ip_len) {
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+        uv_ip4_name(s4, ip, sizeof ip);
+        snprintf(out, n, "%s:%d", ip, ntohs(s4->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+        uv_ip6_name(s6, ip, sizeof ip);
+        snprintf(out, n, "[%s]:%d", ip, ntohs(s6->sin6_port));
+    } else {
+        snprintf(out, n, "?");
+    }
+    if (ip_out)
+        snprintf(ip_out, ip_len, "%s", ip);
+}
+
+static void local_addr(tcp_filter_t *t) {
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getsockname(&t->h->tcp, (struct sockaddr *)&ss, &len) == 0)
+        addr_string((struct sockaddr *)&ss, t->local, sizeof t->local, NULL, 0);
+}
+
+static tcp_filter_t *tcp_new(uv_loop_t *loop, uint8_t *readbuf, size_t readbuf_len) {
+    tcp_filter_t *t = reel_calloc(1, sizeof *t);
+    t->f.ops = &tcp_ops;
+    t->loop = loop;
+    t->readbuf = readbuf;
+    t->readbuf_len = readbuf_len;
+    return t;
+}
+
+static tcp_handle_t *handle_new(tcp_filter_t *t) {
+    tcp_handle_t *h = reel_calloc(1, sizeof *h);
+    h->t = t;
+    uv_tcp_init(t->loop, &h->tcp);
+    h->tcp.data = h;
+    h->creq.data = h;
+    t->handles++;
+    return h;
+}
+
+static void maybe_closed(tcp_filter_t *t) {
+    if (t->closing && t->handles == 0 && !t->resolving && !t->reported) {
+        t->reported = true;
+        reel_stack_closed_by_bottom(t->f.st); /* destroys t */
+    }
+}
+
+static void on_handle_closed(uv_handle_t *hd) {
+    tcp_handle_t *h = hd->data;
+    tcp_filter_t *t = h->t;
+    free(h);
+    if (t == NULL)
+        return; /* a failed accept's: no filter */
+    t->handles--;
+    maybe_closed(t);
+}
+
+static void handle_close(tcp_handle_t *h) {
+    uv_close((uv_handle_t *)&h->tcp, on_handle_closed);
+}
+
+/* ---- reading ---- */
+
+static void on_alloc(uv_handle_t *hd, size_t suggested, uv_buf_t *buf) {
+    tcp_handle_t *h = hd->data;
+    (void)suggested;
+    buf->base = (char *)h->t->readbuf;
+    buf->len = h->t->readbuf_len;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+    tcp_handle_t *h = s->data;
+    tcp_filter_t *t = h->t;
+    if (nread == 0 || t->closing)
+        return;
+    if (nread < 0) {
+        uv_read_stop(s);
+        t->reading = false;
+        t->eof = true;
+        reel_filter_up_eof(&t->f, nread == UV_EOF ? NULL : uv_strerror((int)nread));
+    } else {
+        reel_filter_up(&t->f, (const uint8_t *)buf->base, (size_t)nread);
+    }
+    reel_filter_read_done(&t->f);
+}
+
+static void apply_reading(tcp_filter_t *t) {
+    bool want = t->want_read && t->connected && !t->eof && !t->closing;
+    if (want == t->reading)
+        return;
+    if (want) {
+        if (uv_read_start((uv_stream_t *)&t->h->tcp, on_alloc, on_read) == 0)
+            t->reading = true;
+    } else {
+        uv_read_stop((uv_stream_t *)&t->h->tcp);
+        t->reading = false;
+    }
+}
+
+static void tcp_set_reading(reel_filter_t *f, bool on) {
+    tcp_filter_t *t = (tcp_filter_t *)f;
+    t->want_read = on;
+    apply_reading(t);
+}
+
+/* ---- writing ---- */
+
+static void on_written(uv_write_t *req, int status) {
+    wreq_t *w = (wreq_t *)req;
+    tcp_filter_t *t = w->t;
+    t->wpending -= w->len;
+    free(w);
+    if (status < 0 || t->closing)
+        return;
+    reel_filter_written(&t->f);
+}
+
+static void tcp_send(reel_filter_t *f, const uint8_t *data, size_t len) {
+    tcp_filter_t *t = (tcp_filter_t *)f;
+    if (len == 0 || t->closing || !t->connected)
+        return;
+    if (t->wpending == 0) {
+        /* Nothing queued: try the socket first. Usually it takes it all,
+         * and the bytes need no copy and no allocation (a 64 KiB copy and
+         * malloc per read were most of the cost of relaying a body). */
+        uv_buf_t b0 = uv_buf_init((char *)data, (unsigned)len);
+        int n = uv_try_write((uv_stream_t *)&t->h->tcp, &b0, 1);
+        if (n > 0) {
+            data += n;
+            len -= (size_t)n;
+            if (len == 0)
+                return;
+        }
+        /* UV_EAGAIN, a partial write or an error: uv_write queues the rest
+         * and reports an error through on_written */
+    }
+    wreq_t *w = reel_malloc(sizeof *w + len);
+    w->t = t;
+    w->len = len;
+    memcpy(w->data, data, len);
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
+    t->wpending += len;
+    if (uv_write(&w->req, (uv_stream_t *)&t->h->tcp, &b, 1, on_written) != 0) {
+        t->wpending -= len;
+        free(w);
+    }
+}
+
+static size_t tcp_queued(const reel_filter_t *f) {
+    return ((const tcp_filter_t *)f)->wpending;
+}
+
+static bool tcp_is_open(const reel_filter_t *f) {
+    const tcp_filter_t *t = (const tcp_filter_t *)f;
+    return t->connected && !t->closing;
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+    (void)status;
+    free(req);
+}
+
+static void tcp_shutdown(reel_filter_t *f) {
+    tcp_filter_t *t = (tcp_filter_t *)f;
+    if (!t->connected || t->closing || t->shut)
+        return;
+    uv_shutdown_t *sr = reel_malloc(sizeof *sr);
+    if (uv_shutdown(sr, (uv_stream_t *)&t->h->tcp, on_shutdown) != 0)
+        free(sr);
+    else
+        t->shut = true;
+}
+
+/* ---- connecting ---- */
+
+static void on_connect(uv_connect_t *req, int status);
+
+/* Tries the remaining addresses; reports the failure when none connects. */
+static void try_next(tcp_filter_t *t, const char *last_error) {
+    char *why = last_error ? reel_strdup(last_error) : NULL;
+    while (t->ai_next) {
+        struct addrinfo *ai = t->ai_next;
+        t->ai_next = ai->ai_next;
+        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+            continue;
+        if (t->h == NULL)
+            t->h = handle_new(t);
+        addr_string(ai->ai_addr, t->remote, sizeof t->remote, NULL, 0);
+        int e = uv_tcp_connect(&t->h->creq, &t->h->tcp, ai->ai_addr, on_connect);
+        if (e == 0) {
+            free(why);
+            return;
+        }
+        free(why);
+        why = reel_asprintf("cannot connect to %s:%d (%s): %s", t->host, t->port, t->remote,
+                            uv_strerror(e));
+        handle_close(t->h);
+        t->h = NULL;
+    }
+    if (t->h == NULL)
+        t->h = handle_new(t); /* closed with the stack, like any other */
+    if (why == NULL)
+        why = reel_asprintf("cannot connect to %s:%d: no usable address", t->host, t->port);
+    reel_filter_fail(&t->f, why);
+    free(why);
+}
+
+static void on_connect(uv_connect_t *req, int status) {
+    tcp_handle_t *h = req->data;
+    tcp_filter_t *t = h->t;
+    if (t->closing || h != t->h)
+        return;
+    if (status < 0) {
+        char *why = reel_asprintf("cannot connect to %s:%d (%s): %s", t->host, t->port, t->remote,
+                                  uv_strerror(status));
+        if (t->ai_next) {
+            handle_close(h);
+            t->h = NULL;
+        }
+        try_next(t, why);
+        free(why);
+        return;
+    }
+    t->connected = true;
+    t->t_connected = now_us();
+    uv_tcp_nodelay(&h->tcp, 1);
+    local_addr(t);
+    if (t->ai) {
+        uv_freeaddrinfo(t->ai);
+        t->ai = t->ai_next = NULL;
+    }
+    apply_reading(t);
+    reel_filter_connected(&t->f);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+    tcp_filter_t *t = req->data;
+    t->resolving = false;
+    if (t->closing) {
+        if (res)
+            uv_freeaddrinfo(res);
+        maybe_closed(t);
+        return;
+    }
+    t->t_dns1 = now_us();
+    if (status < 0) {
+        char *why = reel_asprintf("cannot resolve %s: %s", t->host, uv_strerror(status));
+        reel_filter_fail(&t->f, why);
+        free(why);
+        return;
+    }
+    t->ai = t->ai_next = res;
+    try_next(t, NULL);
+}
+
+static void tcp_open(reel_filter_t *f) {
+    tcp_filter_t *t = (tcp_filter_t *)f;
+    char portstr[8];
+    snprintf(portstr, sizeof portstr, "%d", t->port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    t->gai.data = t;
+    t->t_dns0 = now_us();
+    if (uv_getaddrinfo(t->loop, &t->gai, on_resolved, t->host, portstr, &hints) != 0) {
+        char *why = reel_asprintf("cannot resolve %s", t->host);
+        reel_filter_fail(f, why);
+        free(why);
+        return;
+    }
+    t->resolving = true;
+}
+
+reel_filter_t *reel_tcp_connect(uv_loop_t *loop, const char *host, int port, uint8_t *readbuf,
+                                size_t readbuf_len) {
+    tcp_filter_t *t = tcp_new(loop, readbuf, readbuf_len);
+    t->host = reel_strdup(host);
+    t->port = port;
+    /* A socket from the start, so that closing always waits for a close
+     * callback (the owner is never freed inside its own call). */
+    t->h = handle_new(t);
+    return &t->f;
+}
+
+reel_filter_t *reel_tcp_accept(uv_stream_t *server, uint8_t *readbuf, size_t readbuf_len,
+                               char *peer_ip, size_t ip_len) {
+    tcp_filter_t *t = tcp_new(server->loop, readbuf, readbuf_len);
+    t->h = handle_new(t);
+    if (uv_accept(server, (uv_stream_t *)&t->h->tcp) != 0) {
+        t->h->t = NULL;
+        handle_close(t->h);
+        free(t);
+        return NULL;
+    }
+    t->connected = true;
+    t->t_connected = now_us();
+    uv_tcp_nodelay(&t->h->tcp, 1);
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getpeername(&t->h->tcp, (struct sockaddr *)&ss, &len) == 0)
+        addr_string((struct sockaddr *)&ss, t->remote, sizeof t->remote, peer_ip, ip_len);
+    local_addr(t);
+    return &t->f;
+}
+
+/* ---- the rest of the contract ---- */
+
+static void tcp_info(const reel_filter_t *f, reel_stack_info_t *out) {
+    const tcp_filter_t *t = (const tcp_filter_t *)f;
+    snprintf(out->local, sizeof out->local, "%s", t->local);
+    snprintf(out->remote, sizeof out->remote, "%s", t->remote);
+    out->t_dns0 = t->t_dns0;
+    out->t_dns1 = t->t_dns1;
+    out->t_connected = t->t_connected;
+}
+
+static void tcp_close(reel_filter_t *f) {
+    tcp_filter_t *t = (tcp_filter_t *)f;
+    if (t->closing)
+        return;
+    t->closing = true;
+    if (t->reading) {
+        uv_read_stop((uv_stream_t *)&t->h->tcp);
+        t->reading = false;
+    }
+    if (t->h) {
+        handle_close(t->h);
+        t->h = NULL;
+    }
+    if (t->resolving)
+        uv_cancel((uv_req_t *)&t->gai); /* its callback still runs */
+}
+
+static void tcp_destroy(reel_filter_t *f) {
+    tcp_filter_t *t = (tcp_filter_t *)f;
+    if (t->ai)
+        uv_freeaddrinfo(t->ai);
+    free(t->host);
+    free(t);
+}
+
+static const reel_filter_ops_t tcp_ops = {
+    .name = "tcp",
+    .open = tcp_open,
+    .send = tcp_send,
+    .shutdown = tcp_shutdown,
+    .queued = tcp_queued,
+    .is_open = tcp_is_open,
+    .set_reading = tcp_set_reading,
+    .info = tcp_info,
+    .close = tcp_close,
+    .destroy = tcp_destroy,
+};
