@@ -224,6 +224,43 @@ static int in_ids(const int64_t *ids, size_t n, int64_t id) {
     return lo < n && ids[lo] == id;
 }
 
+/* Where the rows after the cursor are, as one or two WHERE terms run one
+ * after the other, each an index range: SQLite puts NULLs first in
+ * ascending order, and a single "(col, id) > (?, ?) OR col IS NULL" would
+ * be a scan of the whole index instead of a seek. @ stands for the column.
+ * Placeholders: the cursor's value (when not NULL), then its id. */
+typedef struct {
+    const char *term[2];
+    int binds_value[2]; /* the term binds the cursor's value before its id */
+    int binds_id[2];
+} keyset_t;
+
+static keyset_t keyset_for(reel_query_sort sort, int desc, int after_null) {
+    keyset_t k = {{NULL, NULL}, {0, 0}, {0, 0}};
+    if (sort == REEL_QUERY_SORT_ID) {
+        k.term[0] = desc ? "id < ?" : "id > ?";
+        k.binds_id[0] = 1;
+    } else if (sort == REEL_QUERY_SORT_START) { /* NOT NULL */
+        k.term[0] = desc ? "(start_us, id) < (?, ?)" : "(start_us, id) > (?, ?)";
+        k.binds_value[0] = k.binds_id[0] = 1;
+    } else if (!desc && after_null) { /* the rest of the NULLs, then the values */
+        k.term[0] = "@ IS NULL AND id > ?";
+        k.binds_id[0] = 1;
+        k.term[1] = "@ IS NOT NULL";
+    } else if (!desc) {
+        k.term[0] = "(@, id) > (?, ?)";
+        k.binds_value[0] = k.binds_id[0] = 1;
+    } else if (after_null) { /* descending: NULLs come last */
+        k.term[0] = "@ IS NULL AND id < ?";
+        k.binds_id[0] = 1;
+    } else {
+        k.term[0] = "(@, id) < (?, ?)";
+        k.binds_value[0] = k.binds_id[0] = 1;
+        k.term[1] = "@ IS NULL";
+    }
+    return k;
+}
+
 static reel_rc run(reel_session_t *s, const reel_query_opts_t *q, const sink_t *k,
                    reel_err_t *err) {
     reel_rc rc = REEL_OK;
@@ -263,90 +300,95 @@ static reel_rc run(reel_session_t *s, const reel_query_opts_t *q, const sink_t *
         if (after == NULL)
             abort(); /* out of memory */
     }
+    keyset_t ks = {{"1", NULL}, {0, 0}, {0, 0}}; /* no cursor: one pass over everything */
+    if (q->after_id)
+        ks = keyset_for(q->sort, q->desc, after && sqlite3_value_type(after) == SQLITE_NULL);
+    int nseg = ks.term[1] ? 2 : 1;
     int only = q->only_ids != NULL;
     int spool = !only && reel_filter_needs_spool(f);
-    int sql_window = !only && !spool; /* LIMIT/OFFSET in SQL, else counted here */
-    reel_buf_printf(&sql, "SELECT %s FROM flows WHERE %s", k->ids_only ? "id" : FLOW_COLS,
-                    reel_filter_sql(f));
-    if (q->has_since)
-        reel_buf_puts(&sql, " AND start_us >= ?");
-    if (only)
-        reel_buf_puts(&sql, " AND id BETWEEN ? AND ?");
-    const char *cmp = q->desc ? "<" : ">";
-    int after_null = after && sqlite3_value_type(after) == SQLITE_NULL;
-    if (q->after_id && by_id)
-        reel_buf_printf(&sql, " AND id %s ?", cmp);
-    else if (q->after_id && q->sort == REEL_QUERY_SORT_START)
-        reel_buf_printf(&sql, " AND (start_us, id) %s (?, ?)", cmp);
-    else if (q->after_id && after_null && !q->desc) /* NULLs come first */
-        reel_buf_printf(&sql, " AND ((%s IS NULL AND id > ?) OR %s IS NOT NULL)", col, col);
-    else if (q->after_id && after_null)
-        reel_buf_printf(&sql, " AND (%s IS NULL AND id < ?)", col);
-    else if (q->after_id && !q->desc)
-        reel_buf_printf(&sql, " AND (%s, id) > (?, ?)", col);
-    else if (q->after_id)
-        reel_buf_printf(&sql, " AND ((%s, id) < (?, ?) OR %s IS NULL)", col, col);
+    /* LIMIT/OFFSET in SQL when SQL alone decides the rows, else counted here */
+    int sql_window = !only && !spool && nseg == 1 && (q->limit || q->offset);
     const char *dir = q->desc ? "DESC" : "ASC";
-    if (by_id)
-        reel_buf_printf(&sql, " ORDER BY id %s", dir);
-    else
-        reel_buf_printf(&sql, " ORDER BY %s %s, id %s", col, dir, dir);
-    if (sql_window && (q->limit || q->offset))
-        reel_buf_puts(&sql, " LIMIT ? OFFSET ?");
-    if ((rc = prepare(db, (const char *)sql.data, &st, err)) != REEL_OK)
-        goto out;
-    int i = reel_filter_bind(f, st, 1);
-    if (i < 0) {
-        rc = db_err(db, err);
-        goto out;
-    }
-    if (q->has_since)
-        sqlite3_bind_int64(st, i++, q->since_us);
-    if (only) {
-        sqlite3_bind_int64(st, i++, q->n_only_ids ? q->only_ids[0] : 1);
-        sqlite3_bind_int64(st, i++, q->n_only_ids ? q->only_ids[q->n_only_ids - 1] : 0);
-    }
-    if (q->after_id) {
-        if (!by_id && !after_null)
-            sqlite3_bind_value(st, i++, after);
-        sqlite3_bind_int64(st, i++, q->after_id);
-    }
-    if (sql_window && (q->limit || q->offset)) {
-        sqlite3_bind_int64(st, i++, q->limit ? (sqlite3_int64)q->limit : -1);
-        sqlite3_bind_int64(st, i++, (sqlite3_int64)q->offset);
-    }
     size_t skipped = 0, sent = 0;
-    int step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t id = sqlite3_column_int64(st, 0);
-        if (only && !in_ids(q->only_ids, q->n_only_ids, id))
-            continue;
-        if (spool) {
-            int match = 0;
-            if ((rc = reel_filter_match_flow(f, s, (uint64_t)id, &match, err)) != REEL_OK)
-                goto out;
-            if (!match)
+    for (int seg = 0; seg < nseg; seg++) {
+        reel_buf_reset(&sql);
+        reel_buf_printf(&sql, "SELECT %s FROM flows WHERE %s", k->ids_only ? "id" : FLOW_COLS,
+                        reel_filter_sql(f));
+        if (q->has_since)
+            reel_buf_puts(&sql, " AND start_us >= ?");
+        if (only)
+            reel_buf_puts(&sql, " AND id BETWEEN ? AND ?");
+        reel_buf_puts(&sql, " AND (");
+        for (const char *t = ks.term[seg]; *t; t++) {
+            if (*t == '@')
+                reel_buf_puts(&sql, col);
+            else
+                reel_buf_append(&sql, t, 1);
+        }
+        reel_buf_puts(&sql, ")");
+        if (by_id)
+            reel_buf_printf(&sql, " ORDER BY id %s", dir);
+        else
+            reel_buf_printf(&sql, " ORDER BY %s %s, id %s", col, dir, dir);
+        if (sql_window)
+            reel_buf_puts(&sql, " LIMIT ? OFFSET ?");
+        if ((rc = prepare(db, (const char *)sql.data, &st, err)) != REEL_OK)
+            goto out;
+        int i = reel_filter_bind(f, st, 1);
+        if (i < 0) {
+            rc = db_err(db, err);
+            goto out;
+        }
+        if (q->has_since)
+            sqlite3_bind_int64(st, i++, q->since_us);
+        if (only) {
+            sqlite3_bind_int64(st, i++, q->n_only_ids ? q->only_ids[0] : 1);
+            sqlite3_bind_int64(st, i++, q->n_only_ids ? q->only_ids[q->n_only_ids - 1] : 0);
+        }
+        if (ks.binds_value[seg])
+            sqlite3_bind_value(st, i++, after);
+        if (ks.binds_id[seg])
+            sqlite3_bind_int64(st, i++, q->after_id);
+        if (sql_window) {
+            sqlite3_bind_int64(st, i++, q->limit ? (sqlite3_int64)q->limit : -1);
+            sqlite3_bind_int64(st, i++, (sqlite3_int64)q->offset);
+        }
+        int step;
+        while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+            int64_t id = sqlite3_column_int64(st, 0);
+            if (only && !in_ids(q->only_ids, q->n_only_ids, id))
                 continue;
+            if (spool) {
+                int match = 0;
+                if ((rc = reel_filter_match_flow(f, s, (uint64_t)id, &match, err)) != REEL_OK)
+                    goto out;
+                if (!match)
+                    continue;
+            }
+            if (!sql_window && skipped < q->offset) {
+                skipped++;
+                continue;
+            }
+            reel_query_flow_t row;
+            if (k->ids_only) {
+                memset(&row, 0, sizeof row);
+                row.id = id;
+            } else {
+                read_row(st, &row, &tb);
+            }
+            sent++;
+            if (k->cb(k->ctx, &row) != 0)
+                goto out;
+            if (!sql_window && q->limit && sent == q->limit)
+                goto out;
         }
-        if (!sql_window && skipped < q->offset) {
-            skipped++;
-            continue;
-        }
-        reel_query_flow_t row;
-        if (k->ids_only) {
-            memset(&row, 0, sizeof row);
-            row.id = id;
-        } else {
-            read_row(st, &row, &tb);
-        }
-        sent++;
-        if (k->cb(k->ctx, &row) != 0)
+        if (step != SQLITE_DONE) {
+            rc = db_err(db, err);
             goto out;
-        if (!sql_window && q->limit && sent == q->limit)
-            goto out;
+        }
+        sqlite3_finalize(st);
+        st = NULL;
     }
-    if (step != SQLITE_DONE)
-        rc = db_err(db, err);
 out:
     sqlite3_finalize(st);
     sqlite3_value_free(after);
@@ -448,20 +490,32 @@ static int count_one(void *ctx, const reel_query_flow_t *row) {
 reel_rc reel_query_count(reel_session_t *s, const reel_query_opts_t *q, int64_t *n,
                          reel_err_t *err) {
     *n = 0;
-    if (q != NULL) {
+    reel_filter_t *f = NULL;
+    reel_rc rc = q ? reel_filter_compile(q->filter, &f, err) : REEL_OK;
+    if (rc != REEL_OK)
+        return rc;
+    if (q && (reel_filter_needs_spool(f) || q->only_ids || q->limit || q->offset || q->after_id)) {
+        reel_filter_free(f); /* the rows themselves decide */
         sink_t k = {count_one, n, 1};
         return run(s, q, &k, err);
     }
+    /* SQL alone decides: one count(*) */
     sqlite3 *db = reel_session_db(s);
     sqlite3_stmt *st = NULL;
-    reel_rc rc = prepare(db, "SELECT count(*) FROM flows", &st, err);
-    if (rc == REEL_OK) {
-        if (sqlite3_step(st) == SQLITE_ROW)
+    char *sql = reel_asprintf("SELECT count(*) FROM flows WHERE %s%s", reel_filter_sql(f),
+                              q && q->has_since ? " AND start_us >= ?" : "");
+    if ((rc = prepare(db, sql, &st, err)) == REEL_OK) {
+        int i = reel_filter_bind(f, st, 1);
+        if (i > 0 && q && q->has_since)
+            sqlite3_bind_int64(st, i, q->since_us);
+        if (i > 0 && sqlite3_step(st) == SQLITE_ROW)
             *n = sqlite3_column_int64(st, 0);
         else
             rc = db_err(db, err);
     }
     sqlite3_finalize(st);
+    free(sql);
+    reel_filter_free(f);
     return rc;
 }
 

@@ -281,6 +281,18 @@ static void test_since_and_count(void **state) {
     reel_err_clear(&err);
     assert_int_equal(reel_query_count(sess, NULL, &all, &err), REEL_OK);
     assert_int_equal(all, NFLOWS);
+    q.limit = 0; /* one count(*) */
+    assert_int_equal(reel_query_count(sess, &q, &all, &err), REEL_OK);
+    assert_int_equal(all, (int64_t)nw);
+    q.filter = "~bs needle"; /* rows read from the spool */
+    assert_int_equal(reel_query_count(sess, &q, &all, &err), REEL_OK);
+    int64_t both = 0;
+    for (int i = 0; i < NFLOWS; i++)
+        both += late(&M[i]) && has_needle(&M[i]);
+    assert_int_equal(all, both);
+    q.limit = 2; /* limit applies */
+    assert_int_equal(reel_query_count(sess, &q, &all, &err), REEL_OK);
+    assert_int_equal(all, both < 2 ? both : 2);
 }
 
 /* The newest three needle flows, listed oldest first, as `reel flows
