@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -40,9 +41,14 @@ static const char usage[] =
     "                  (mitm: also annotated, marked)\n";
 
 /* 1 when the file at path starts like a mitmproxy flow file; 0 otherwise
- * (HAR is JSON), also when it cannot be read (the loader then says why). */
+ * (HAR is JSON), also when it cannot be read (the loader then says why)
+ * and when it is not a regular file: a pipe read here could not be read
+ * again (--format says what it is). */
 static int sniff_mitm(const char *path) {
     uint8_t head[16];
+    struct stat sb;
+    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return 0;
