@@ -384,11 +384,11 @@ uint32_t reel_index_last_segment(sqlite3 *db) {
 
 enum {
     C_UUID, C_KIND, C_SOURCE, C_STATE, C_CLIENT, C_SERVER, C_SCHEME, C_METHOD, C_HOST, C_PATH,
-    C_URL, C_VERSION, C_REASON, C_REQ_CT, C_RESP_CT, C_ERROR, C_NSTR
+    C_URL, C_VERSION, C_REASON, C_REQ_CT, C_RESP_CT, C_ERROR, C_REPLAY_SESSION, C_NSTR
 };
 enum { I_START, I_REQ_END, I_RESP_START, I_END, I_PORT, I_STATUS, I_REQ_SIZE, I_RESP_SIZE,
        I_REQ_TRUNC, I_RESP_TRUNC, I_GENERATED, I_REQ_DROPPED, I_RESP_DROPPED, I_MESSAGES,
-       I_NINT };
+       I_REPLAY_OF, I_NINT };
 
 /* One flows row being assembled. Integers use INT64_MIN for NULL. */
 typedef struct frow {
@@ -438,11 +438,12 @@ struct reel_indexer {
 static const char *const str_cols[C_NSTR] = {
     "uuid", "kind", "source", "state", "client_addr", "server_addr", "scheme", "method", "host",
     "path", "url", "http_version", "reason", "request_content_type", "response_content_type",
-    "error"};
+    "error", "replay_session"};
 static const char *const int_cols[I_NINT] = {
     "start_us", "request_end_us", "response_start_us", "end_us", "port", "status",
     "request_body_size", "response_body_size", "request_truncated", "response_truncated",
-    "response_generated", "request_body_dropped", "response_body_dropped", "messages"};
+    "response_generated", "request_body_dropped", "response_body_dropped", "messages",
+    "replay_of"};
 
 #define ARENA_SIZE (64u * 1024u)
 
@@ -739,6 +740,12 @@ static void apply(frow *r, const Reel__Record *rec) {
         set_cstr(r, C_CLIENT, s->client_addr && s->client_addr[0] ? s->client_addr : NULL);
         set_cstr(r, C_SERVER, s->server_addr && s->server_addr[0] ? s->server_addr : NULL);
         r->i[I_START] = rec->time_us;
+        if (s->replay_of && s->replay_of->flow_id) { /* reel replay made it */
+            r->i[I_REPLAY_OF] = (int64_t)s->replay_of->flow_id;
+            set_cstr(r, C_REPLAY_SESSION,
+                     s->replay_of->session && s->replay_of->session[0] ? s->replay_of->session
+                                                                       : NULL);
+        }
         break;
     }
     case REEL__RECORD__EVENT_REQUEST_HEAD: {

@@ -1573,6 +1573,13 @@ reel_rflow_t *reel_recorder_flow_start(reel_recorder_t *r, const reel_flow_info_
     st.client_addr = (char *)(info && info->client_addr ? info->client_addr : "");
     st.server_addr = (char *)(info && info->server_addr ? info->server_addr : "");
     st.source = (char *)(info && info->source ? info->source : "proxy");
+    Reel__ReplayOf ro = REEL__REPLAY_OF__INIT;
+    if (info && info->replay_of) {
+        ro.flow_id = info->replay_of;
+        ro.session = (char *)(info->replay_session ? info->replay_session : "");
+        ro.uuid = (char *)(info->replay_uuid ? info->replay_uuid : "");
+        st.replay_of = &ro;
+    }
     Reel__Record rec = REEL__RECORD__INIT;
     rec.flow_id = f->id;
     rec.time_us = now_or(info ? info->time_us : 0);

@@ -120,6 +120,11 @@ typedef struct {
     const char *server_addr; /* may be NULL */
     const char *source;      /* "proxy", "har-import"; NULL = "proxy" */
     int64_t time_us;         /* 0 = now */
+    /* reel replay: the flow this one re-sends the request of (0: none),
+     * its session's name (NULL: the same session) and uuid (may be NULL) */
+    uint64_t replay_of;
+    const char *replay_session;
+    const char *replay_uuid;
 } reel_flow_info_t;
 
 typedef struct {

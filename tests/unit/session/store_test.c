@@ -714,6 +714,8 @@ static void test_url_fts_in_step(void **state) {
                         "ALTER TABLE flows DROP COLUMN messages;"
                         "DROP TABLE retention; DROP TABLE retired_flows;"
                         "DROP INDEX flow_frames_segment;"
+                        "DROP INDEX flows_replay_of; ALTER TABLE flows DROP COLUMN replay_of;"
+                        "ALTER TABLE flows DROP COLUMN replay_session;"
                         "PRAGMA user_version = 1;",
                         NULL),
         REEL_OK);

@@ -1,0 +1,230 @@
+/* Client replay, the session side; see replay.h. */
+#include "session/replay.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "session/filter.h"
+#include "session/store.h"
+
+typedef struct {
+    reel_replay_req_t *r;
+    int has_start, has_head, ended, tunnel, messages, too_big;
+    uint64_t wire_size; /* request body bytes seen on the wire (end/error record) */
+    uint64_t dropped, truncated;
+} load_ctx;
+
+/* An owned C string of a recorded byte field; NULL when it holds a NUL. */
+static char *bytes_str(ProtobufCBinaryData b) {
+    if (b.len && memchr(b.data, '\0', b.len))
+        return NULL;
+    return reel_strndup(b.len ? (const char *)b.data : "", b.len);
+}
+
+static void take_head(load_ctx *c, const Reel__RequestHead *h) {
+    reel_replay_req_t *r = c->r;
+    c->has_head = 1;
+    free(r->method);
+    free(r->scheme);
+    free(r->host);
+    free(r->target);
+    free(r->http_version);
+    for (size_t k = 0; k < r->n_headers; k++) {
+        free((char *)r->headers[k].name);
+        free((char *)r->headers[k].value);
+    }
+    free(r->headers);
+    r->method = bytes_str(h->method);
+    r->scheme = reel_strdup(h->scheme ? h->scheme : "");
+    r->host = bytes_str(h->host);
+    r->target = bytes_str(h->target);
+    r->http_version = reel_strdup(h->http_version ? h->http_version : "");
+    r->port = h->port;
+    r->body_decoded = h->body_decoded;
+    r->n_headers = h->n_headers;
+    r->headers = reel_calloc(h->n_headers ? h->n_headers : 1, sizeof *r->headers);
+    int nul = r->method == NULL || r->host == NULL || r->target == NULL;
+    for (size_t k = 0; k < h->n_headers; k++) {
+        char *n = bytes_str(h->headers[k]->name), *v = bytes_str(h->headers[k]->value);
+        nul |= n == NULL || v == NULL;
+        r->headers[k] = (reel_header_t){.name = n ? n : reel_strdup(""),
+                                        .name_len = n ? strlen(n) : 0,
+                                        .value = v ? v : reel_strdup(""),
+                                        .value_len = v ? strlen(v) : 0};
+    }
+    if (nul && r->why_not == NULL)
+        r->why_not = reel_strdup("its request head holds a NUL byte");
+}
+
+static int load_cb(void *ctx, const Reel__Record *rec) {
+    load_ctx *c = ctx;
+    reel_replay_req_t *r = c->r;
+    switch (rec->event_case) {
+    case REEL__RECORD__EVENT_START:
+        c->has_start = 1;
+        c->tunnel = rec->start->kind == REEL__FLOW_KIND__FLOW_KIND_TUNNEL;
+        free(r->uuid);
+        r->uuid = reel_strdup(rec->start->uuid ? rec->start->uuid : "");
+        break;
+    case REEL__RECORD__EVENT_REQUEST_HEAD:
+        take_head(c, rec->request_head);
+        break;
+    case REEL__RECORD__EVENT_REQUEST_BODY:
+        if (reel_buf_append(&r->body, rec->request_body->data.data, rec->request_body->data.len) !=
+            REEL_OK)
+            c->too_big = 1;
+        break;
+    case REEL__RECORD__EVENT_MESSAGE:
+        c->messages = 1;
+        break;
+    case REEL__RECORD__EVENT_END:
+        c->ended = 1;
+        c->wire_size = rec->end->request_body_size;
+        c->truncated = rec->end->request_truncated;
+        c->dropped = rec->end->request_body_dropped;
+        break;
+    case REEL__RECORD__EVENT_ERROR:
+        c->ended = 1;
+        c->wire_size = rec->error->request_body_size;
+        c->dropped = rec->error->request_body_dropped;
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+reel_rc reel_replay_load(reel_session_t *s, uint64_t id, reel_replay_req_t *out, reel_err_t *err) {
+    memset(out, 0, sizeof *out);
+    out->id = id;
+    reel_buf_init(&out->body, REEL_REPLAY_BODY_MAX);
+    load_ctx c = {.r = out};
+    reel_rc rc = reel_store_read_flow(s, id, load_cb, &c, err);
+    if (rc == REEL_NOTFOUND)
+        return reel_err_set(err, REEL_NOTFOUND, "no flow %" PRIu64 " in session '%s'", id,
+                            reel_session_name(s));
+    if (rc != REEL_OK)
+        return rc;
+    if (out->uuid == NULL)
+        out->uuid = reel_strdup("");
+    const char *why = NULL;
+    if (c.tunnel)
+        why = "it is a TCP tunnel, not an HTTP exchange";
+    else if (c.messages)
+        why = "it is a WebSocket flow";
+    else if (!c.has_head)
+        why = "it has no request head";
+    else if (out->host == NULL || out->host[0] == '\0')
+        why = "its request names no host";
+    else if (strcmp(out->scheme, "http") != 0 && strcmp(out->scheme, "https") != 0)
+        why = "its scheme is neither http nor https";
+    else if (out->method && strcmp(out->method, "CONNECT") == 0)
+        why = "it is a CONNECT request";
+    else if (c.too_big)
+        why = "its request body is larger than replay sends (256 MiB)";
+    else if (!c.ended)
+        why = "it is still open (its request body may not be whole yet)";
+    else if (c.truncated || c.dropped || c.wire_size > out->body.len)
+        why = "its request body was not stored whole (body_limit, or capture fell behind)";
+    if (why && out->why_not == NULL)
+        out->why_not = reel_strdup(why);
+    return REEL_OK;
+}
+
+void reel_replay_req_free(reel_replay_req_t *r) {
+    if (r == NULL)
+        return;
+    free(r->uuid);
+    free(r->method);
+    free(r->scheme);
+    free(r->host);
+    free(r->target);
+    free(r->http_version);
+    for (size_t k = 0; k < r->n_headers; k++) {
+        free((char *)r->headers[k].name);
+        free((char *)r->headers[k].value);
+    }
+    free(r->headers);
+    reel_buf_free(&r->body);
+    free(r->why_not);
+    memset(r, 0, sizeof *r);
+}
+
+uint32_t reel_replay_port(const reel_replay_req_t *r) {
+    if (r->port)
+        return r->port;
+    return r->scheme && strcmp(r->scheme, "https") == 0 ? 443 : 80;
+}
+
+/* 1 if s is a whole decimal number that fits in int64 (into *v). */
+static int parse_id(const char *s, uint64_t *v) {
+    if (*s < '0' || *s > '9')
+        return 0;
+    uint64_t n = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || n > (uint64_t)INT64_MAX / 10)
+            return 0;
+        n = n * 10 + (uint64_t)(*s - '0');
+    }
+    *v = n;
+    return n <= (uint64_t)INT64_MAX;
+}
+
+reel_rc reel_replay_select(reel_session_t *s, const char *what, uint64_t **ids, size_t *n,
+                           reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    reel_filter_t *f = NULL;
+    int64_t *found = NULL;
+    *ids = NULL;
+    *n = 0;
+    uint64_t one;
+    if (parse_id(what, &one)) {
+        sqlite3_stmt *st = NULL;
+        sqlite3 *db = reel_session_db(s);
+        if (sqlite3_prepare_v2(db, "SELECT 1 FROM flows WHERE id = ?", -1, &st, NULL) != SQLITE_OK)
+            return reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)one);
+        int step = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (step == SQLITE_DONE)
+            return reel_err_set(err, REEL_NOTFOUND, "no flow %" PRIu64 " in session '%s'", one,
+                                reel_session_name(s));
+        if (step != SQLITE_ROW)
+            return reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
+        *ids = reel_malloc(sizeof **ids);
+        (*ids)[0] = one;
+        *n = 1;
+        return REEL_OK;
+    }
+    /* "3-7" is the filter "~id 3-7"; anything else is a filter. */
+    char *expr = NULL;
+    const char *dash = strchr(what, '-');
+    uint64_t lo, hi;
+    if (dash && dash != what) {
+        char *first = reel_strndup(what, (size_t)(dash - what));
+        if (parse_id(first, &lo) && parse_id(dash + 1, &hi)) {
+            size_t len = strlen(what) + 8;
+            expr = reel_malloc(len);
+            snprintf(expr, len, "~id %s", what);
+        }
+        free(first);
+    }
+    if ((rc = reel_filter_compile(expr ? expr : what, &f, err)) != REEL_OK)
+        goto out;
+    size_t count = 0;
+    if ((rc = reel_filter_ids(f, s, &found, &count, err)) != REEL_OK)
+        goto out;
+    if (count) {
+        *ids = reel_malloc(count * sizeof **ids);
+        for (size_t k = 0; k < count; k++)
+            (*ids)[k] = (uint64_t)found[k];
+        *n = count;
+    }
+out:
+    free(expr);
+    free(found);
+    reel_filter_free(f);
+    return rc;
+}

@@ -1,0 +1,170 @@
+#!/usr/bin/python3
+"""reel replay against a real recorded session: flows recorded through reel
+(curl, nginx origin over HTTP and HTTPS with the test CA) are sent again by
+id and by filter, into the same session and into another; the new flows
+hold the same responses (bodies as they came, still gzip), link to the flows
+they replay (flows.replay_of, kept by repair), and failures (a refused
+connection, an untrusted certificate) are recorded as the new flows' errors.
+"""
+import base64
+import gzip
+import json
+import os
+import shutil
+import sqlite3
+import tempfile
+import unittest
+
+from proxyenv import TMPBASE, Origin, Reel, body, curl, free_port, main, run
+
+
+class Replay(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="reel-replay-", dir=TMPBASE)
+        cls.origin = o = Origin(cls.root)
+        cls.reel = Reel(cls.root, "rp", "upstream_trusted_ca=" + o.ca)
+        cls.dead = free_port()
+        curl(cls.reel, o.url("/100b"))
+        curl(cls.reel, "--compressed", o.url("/text.txt", https=True))
+        curl(cls.reel, "-H", "X-Test: one", "--data-binary", "a=1&b=2", o.url("/echo?x=1"))
+        curl(cls.reel, "http://127.0.0.1:%d/gone" % cls.dead, check=False)
+        cls.flows = cls.reel.wait_flows(4)
+        assert len(cls.flows) == 4, cls.flows
+        cls.ids = {f["url"]: f["id"] for f in cls.flows}
+        # While the proxy records into rp, replay may read rp but not write to it.
+        cls.live = cls.reel.cli("replay", "rp", str(cls.ids[o.url("/100b")]), check=False)
+        cls.live_into = cls.reel.cli("replay", "rp", str(cls.ids[o.url("/100b")]), "--into", "live",
+                                     "--json", check=False)
+        code = cls.reel.stop()
+        assert code == 0, cls.reel.log()
+        # replay reads upstream_trusted_ca from the session's configuration
+        cls.reel.cli("config", "rp", "set", "upstream_trusted_ca", o.ca)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.origin.stop()
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def cli(self, *args, check=True):
+        return self.reel.cli(*args, check=check)
+
+    def flow(self, session, fid):
+        return json.loads(self.cli("flow", session, str(fid), "--json").stdout)
+
+    def rows(self, session):
+        db = sqlite3.connect("file:%s/home/%s/session.db?mode=ro" % (self.root, session), uri=True)
+        try:
+            return {r[0]: r[1:] for r in db.execute(
+                "SELECT id, replay_of, replay_session, source, status, error FROM flows")}
+        finally:
+            db.close()
+
+    def replay(self, *args, check=True):
+        r = self.cli("replay", *args, "--json", check=check)
+        return r, json.loads(r.stdout)
+
+    def test_live_session(self):
+        self.assertEqual(self.live.returncode, 1)
+        self.assertIn(b"being recorded by PID", self.live.stderr)
+        self.assertIn(b"--into", self.live.stderr)
+        self.assertEqual(self.live_into.returncode, 0, self.live_into.stderr)
+        out = json.loads(self.live_into.stdout)
+        self.assertEqual(out["ok"], 1)
+        self.assertEqual(self.rows("live")[1][:2], (self.ids[self.origin.url("/100b")], "rp"))
+
+    def test_by_id_same_session(self):
+        o = self.origin
+        src = self.ids[o.url("/100b")]
+        before = set(self.rows("rp"))
+        r, out = self.replay("rp", str(src))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        [rep] = out["replays"]
+        new = rep["id"]
+        self.assertNotIn(new, before)
+        self.assertEqual((rep["of"], rep["status"], rep["error"], rep["url"]), (src, 200, None, o.url("/100b")))
+        self.assertEqual(self.rows("rp")[new], (src, None, "replay", 200, None))
+        f, orig = self.flow("rp", new), self.flow("rp", src)
+        self.assertEqual(f["source"], "replay")
+        self.assertEqual(body(f, "response"), b"x" * 99 + b"\n")
+        self.assertEqual(body(f, "response"), body(orig, "response"))
+        self.assertEqual(f["request"]["target"], "/100b")
+        names = [h[0].lower() for h in f["request"]["headers"]]
+        self.assertNotIn("proxy-connection", names)
+        self.assertEqual(names.count("host"), 1)
+        self.assertIsNotNone(f["server_conn"])
+        # a human line names both flows
+        r = self.cli("replay", "rp", str(src))
+        self.assertRegex(r.stdout.decode(), r"^#%d -> #\d+ GET %s 200 OK\n$" % (src, o.url("/100b")))
+        self.assertIn(b"replayed 1 of 1 flow into rp: 1 answered, 0 failed", r.stderr)
+
+    def test_https_gzip_and_post_into_other(self):
+        o = self.origin
+        r, out = self.replay("rp", "~u text.txt | ~m POST", "--into", "other", "--concurrency", "2")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(sorted(x["of"] for x in out["replays"]),
+                         sorted([self.ids[o.url("/text.txt", https=True)], self.ids[o.url("/echo?x=1")]]))
+        self.assertEqual(out["into"], "other")
+        rows = self.rows("other")
+        for rep in out["replays"]:
+            self.assertEqual(rows[rep["id"]][:2], (rep["of"], "rp"))
+            new, orig = self.flow("other", rep["id"]), self.flow("rp", rep["of"])
+            self.assertEqual(new["response"]["status"], orig["response"]["status"])
+            if rep["url"].startswith("https:"):
+                enc = [v for k, v in new["response"]["headers"] if k.lower() == "content-encoding"]
+                self.assertEqual(enc, ["gzip"])  # recorded as it came, not decoded
+                with open(o.www + "/text.txt", "rb") as fh:
+                    self.assertEqual(gzip.decompress(body(new, "response")), fh.read())
+                self.assertEqual(new["server_conn"]["sni"], "localhost")
+                self.assertTrue(new["server_conn"]["tls_version"].startswith("TLS"))
+            else:
+                self.assertEqual(body(new, "request"), b"a=1&b=2")
+                self.assertEqual(body(new, "response"), b"posted\n")
+                hdr = {k.lower(): v for k, v in new["request"]["headers"]}
+                self.assertEqual(hdr["x-test"], "one")
+                self.assertEqual(hdr["content-length"], "7")
+        # the link survives an index rebuilt from the spool
+        self.cli("repair", "other")
+        self.assertEqual(self.rows("other"), rows)
+
+    def test_unreachable_origin(self):
+        src = self.ids["http://127.0.0.1:%d/gone" % self.dead]
+        r, out = self.replay("rp", str(src), "--into", "dead", check=False)
+        self.assertEqual(r.returncode, 1)
+        [rep] = out["replays"]
+        self.assertIsNone(rep["status"])
+        self.assertIn("Connection refused", rep["error"])
+        self.assertEqual(out["failed"], 1)
+        row = self.rows("dead")[rep["id"]]
+        self.assertEqual(row[0], src)
+        self.assertIn("connecting to 127.0.0.1:%d: Connection refused" % self.dead, row[4])
+        self.assertEqual(self.flow("dead", rep["id"])["state"], "error")
+
+    def test_untrusted_certificate(self):
+        src = self.ids[self.origin.url("/text.txt", https=True)]
+        r, out = self.replay("rp", str(src), "--into", "tls", "--set", "upstream_trusted_ca=",
+                             check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("certificate verify failed", out["replays"][0]["error"])
+        self.assertIn("certificate verify failed", self.rows("tls")[out["replays"][0]["id"]][4])
+        r, out = self.replay("rp", str(src), "--into", "tls", "--set", "upstream_trusted_ca=",
+                             "--set", "upstream_cert_verify=false")
+        self.assertEqual(out["replays"][0]["status"], 200)
+
+    def test_all_concurrent_and_errors(self):
+        r, out = self.replay("rp", "~id 1-4", "--into", "many", "--concurrency", "4", check=False)
+        self.assertEqual(r.returncode, 1)  # the dead origin fails
+        self.assertEqual([x["of"] for x in out["replays"]], [1, 2, 3, 4])
+        self.assertEqual((out["ok"], out["failed"]), (3, 1))
+        self.assertEqual(len(self.rows("many")), 4)
+        r = self.cli("replay", "rp", "~u nothing-matches", check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(b"no flow of session 'rp' matches", r.stderr)
+        r = self.cli("replay", "rp", "999", check=False)
+        self.assertIn(b"no flow 999", r.stderr)
+        r = self.cli("replay", "rp", "1", "--concurrency", "0", check=False)
+        self.assertEqual(r.returncode, 2)
+
+
+if __name__ == "__main__":
+    main()
