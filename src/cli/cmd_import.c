@@ -28,7 +28,8 @@ static const char usage[] =
     "mitmproxy: every HTTP flow becomes one flow with its heads, bodies as on\n"
     "the wire (still content-encoded), timestamps, error, WebSocket messages;\n"
     "a flow's comment becomes an annotation and a marked flow is marked.\n"
-    "TCP, UDP and DNS flows are skipped.\n"
+    "TCP flows become tunnel flows with their messages; UDP and DNS flows\n"
+    "are skipped.\n"
     "\n"
     "The whole file is checked first: if any entry or flow is malformed, or\n"
     "the file is truncated or of an unknown version, nothing is imported.\n"
@@ -104,11 +105,11 @@ static int import_mitm(reel_cli_t *cli, const char *file, const char *into) {
         goto out;
     }
     if (cli->json) {
-        rc = reel_cli_json_out(json_pack(
-            "{s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "session", into, "imported",
-            (json_int_t)st.flows, "first_id", (json_int_t)st.first_id, "last_id",
-            (json_int_t)st.last_id, "skipped", (json_int_t)st.skipped, "annotated",
-            (json_int_t)st.annotated, "marked", (json_int_t)st.marked));
+        rc = reel_cli_json_out(
+            json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "session", into, "imported",
+                      (json_int_t)st.flows, "first_id", (json_int_t)st.first_id, "last_id",
+                      (json_int_t)st.last_id, "skipped", (json_int_t)st.skipped, "annotated",
+                      (json_int_t)st.annotated, "marked", (json_int_t)st.marked));
     } else {
         printf("imported %llu %s into %s", (unsigned long long)st.flows,
                st.flows == 1 ? "flow" : "flows", into);
@@ -118,7 +119,7 @@ static int import_mitm(reel_cli_t *cli, const char *file, const char *into) {
             printf(" (ids %llu-%llu)", (unsigned long long)st.first_id,
                    (unsigned long long)st.last_id);
         if (st.skipped)
-            printf("; skipped %llu non-HTTP %s", (unsigned long long)st.skipped,
+            printf("; skipped %llu UDP/DNS %s", (unsigned long long)st.skipped,
                    st.skipped == 1 ? "flow" : "flows");
         printf("\n");
     }
@@ -205,7 +206,7 @@ int reel_cmd_import(reel_cli_t *cli, int argc, char **argv) {
             printf(" (ids %llu-%llu)", (unsigned long long)st.first_id,
                    (unsigned long long)st.last_id);
         if (st.skipped)
-            printf("; skipped %llu non-HTTP %s", (unsigned long long)st.skipped,
+            printf("; skipped %llu UDP/DNS %s", (unsigned long long)st.skipped,
                    st.skipped == 1 ? "entry" : "entries");
         printf("\n");
     }

@@ -37,7 +37,8 @@ typedef struct {
 } wsmsg_t;
 
 typedef struct {
-    int http; /* 0: a flow of another type, skipped */
+    int http; /* 0: a flow of another type (udp, dns), skipped */
+    int tcp;  /* a TCP flow: a tunnel with messages */
     int64_t created_us;
     char client_addr[ADDR_MAX], server_addr[ADDR_MAX];
     int has_sconn;
@@ -155,8 +156,8 @@ static reel_rc get_int(const vctx_t *v, const reel_tns_t *d, const char *key, co
     if (t->type != REEL_TNS_INT)
         return fail(v, REEL_INVALID, field, "not an integer but %s", tname(t));
     if (t->i < lo || t->i > hi)
-        return fail(v, REEL_INVALID, field, "%lld is out of range (%lld to %lld)",
-                    (long long)t->i, (long long)lo, (long long)hi);
+        return fail(v, REEL_INVALID, field, "%lld is out of range (%lld to %lld)", (long long)t->i,
+                    (long long)lo, (long long)hi);
     *out = t->i;
     return REEL_OK;
 }
@@ -422,6 +423,70 @@ out:
     return rc;
 }
 
+/* A TCP flow: {client_conn, server_conn, messages: [[from_client, content,
+ * timestamp]], error, ...}, recorded as the proxy records a tunnel: a
+ * CONNECT head (scheme "tcp") to the server's address, then its messages. */
+static reel_rc conv_tcp(const vctx_t *v, const reel_tns_t *flow, mflow_t *f) {
+    reel_rc rc = REEL_OK;
+    char field[64];
+    const reel_tns_t *sc = NULL, *cc = NULL;
+    f->tcp = 1;
+    TRY(conv_conns(v, flow, f));
+    TRY(get_dict(v, flow, "client_conn", "client_conn", 1, &cc));
+    TRY(get_dict(v, flow, "server_conn", "server_conn", 1, &sc));
+    const reel_tns_t *a = reel_tns_get(sc, "address");
+    if (a == NULL || a->type == REEL_TNS_NULL)
+        a = reel_tns_get(sc, "peername");
+    if (a && a->type != REEL_TNS_NULL) {
+        if (a->type != REEL_TNS_LIST || a->n < 2 || !reel_tns_is_text(&a->item[0]) ||
+            a->item[1].type != REEL_TNS_INT || a->item[1].i < 0 || a->item[1].i > 65535 ||
+            memchr(a->item[0].data, '\0', a->item[0].len))
+            return fail(v, REEL_INVALID, "server_conn.address", "not a [host, port] address");
+        f->host = reel_strndup((const char *)a->item[0].data, a->item[0].len);
+        f->port = (uint32_t)a->item[1].i;
+    } else {
+        f->host = reel_strdup("");
+    }
+    f->method = reel_strdup("CONNECT");
+    f->scheme = reel_strdup("tcp");
+    f->target = reel_strdup("");
+    f->req_version = reel_strdup("HTTP/1.1");
+    if (cc)
+        TRY(get_ts(v, cc, "timestamp_start", "client_conn.timestamp_start", 1, &f->req_start_us));
+    if (sc)
+        TRY(get_ts(v, sc, "timestamp_end", "server_conn.timestamp_end", 1, &f->ws_end_us));
+    const reel_tns_t *ms = reel_tns_get(flow, "messages");
+    if (ms == NULL)
+        return fail(v, REEL_INVALID, "messages", "missing");
+    if (ms->type != REEL_TNS_LIST)
+        return fail(v, REEL_INVALID, "messages", "not a list but %s", tname(ms));
+    f->ws = reel_calloc(ms->n ? ms->n : 1, sizeof *f->ws);
+    int64_t last = 0;
+    for (size_t i = 0; i < ms->n; i++) {
+        const reel_tns_t *m = &ms->item[i];
+        snprintf(field, sizeof field, "messages[%zu]", i);
+        if (m->type != REEL_TNS_LIST || m->n < 2 || m->item[0].type != REEL_TNS_BOOL ||
+            !reel_tns_is_text(&m->item[1]))
+            return fail(v, REEL_INVALID, field, "not a [from_client, content, timestamp] message");
+        int64_t ts = 0;
+        if (m->n > 2)
+            TRY(ts_us(v, &m->item[2], field, 1, &ts));
+        if (ts)
+            last = ts;
+        if (f->req_start_us == 0)
+            f->req_start_us = ts;
+        f->ws[i].opcode = 0;
+        f->ws[i].from_client = (int)m->item[0].i;
+        f->ws[i].data.p = m->item[1].data;
+        f->ws[i].data.n = m->item[1].len;
+        f->n_ws++;
+    }
+    if (f->ws_end_us == 0)
+        f->ws_end_us = last;
+out:
+    return rc;
+}
+
 static reel_rc conv_flow(const vctx_t *v, const reel_tns_t *flow, mflow_t *f) {
     reel_rc rc = REEL_OK;
     const reel_tns_t *t;
@@ -443,19 +508,23 @@ static reel_rc conv_flow(const vctx_t *v, const reel_tns_t *flow, mflow_t *f) {
                     (long long)t->i, REEL_MITM_VERSION_MIN, REEL_MITM_VERSION_MAX);
     span_t type;
     TRY(get_text(v, flow, "type", "type", 0, &type, NULL));
-    if (!(type.n == 4 && memcmp(type.p, "http", 4) == 0))
-        return REEL_OK; /* tcp, udp, dns: skipped */
-    f->http = 1;
-
     const reel_tns_t *req = NULL, *resp = NULL, *err = NULL, *ws = NULL;
-    TRY(get_dict(v, flow, "request", "request", 0, &req));
-    TRY(get_dict(v, flow, "response", "response", 1, &resp));
+    if (type.n == 3 && memcmp(type.p, "tcp", 3) == 0) {
+        f->http = 1; /* recorded, as a tunnel */
+        TRY(conv_tcp(v, flow, f));
+    } else if (type.n == 4 && memcmp(type.p, "http", 4) == 0) {
+        f->http = 1;
+        TRY(get_dict(v, flow, "request", "request", 0, &req));
+        TRY(get_dict(v, flow, "response", "response", 1, &resp));
+        TRY(get_dict(v, flow, "websocket", "websocket", 1, &ws));
+        TRY(conv_conns(v, flow, f));
+        TRY(conv_request(v, req, f));
+        if (resp)
+            TRY(conv_response(v, resp, f));
+    } else {
+        return REEL_OK; /* udp, dns: skipped */
+    }
     TRY(get_dict(v, flow, "error", "error", 1, &err));
-    TRY(get_dict(v, flow, "websocket", "websocket", 1, &ws));
-    TRY(conv_conns(v, flow, f));
-    TRY(conv_request(v, req, f));
-    if (resp)
-        TRY(conv_response(v, resp, f));
     if (err) {
         TRY(get_cstr(v, err, "msg", "error.msg", 0, &f->error));
         TRY(get_ts(v, err, "timestamp", "error.timestamp", 1, &f->error_us));
@@ -570,7 +639,8 @@ reel_rc reel_mitm_load(const char *path, reel_mitm_t **out, reel_err_t *err) {
     reel_buf_init(&b, (size_t)reel__mitm_max_file_size);
     reel_rc rc = REEL_OK;
     struct stat sb;
-    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size <= reel__mitm_max_file_size)
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) &&
+        (uint64_t)sb.st_size <= reel__mitm_max_file_size)
         reel_buf_reserve(&b, (size_t)sb.st_size + 1);
     uint8_t chunk[65536];
     for (;;) {
@@ -608,7 +678,7 @@ static int64_t span_us(int64_t a, int64_t b) {
 }
 
 static void record(reel_recorder_t *rec, mflow_t *f, reel_mitm_stats_t *st) {
-    reel_flow_info_t info = {.kind = REEL_FLOW_HTTP,
+    reel_flow_info_t info = {.kind = f->tcp ? REEL_FLOW_TUNNEL : REEL_FLOW_HTTP,
                              .client_addr = f->client_addr[0] ? f->client_addr : NULL,
                              .server_addr = f->server_addr[0] ? f->server_addr : NULL,
                              .source = "mitm-import",
@@ -745,8 +815,8 @@ reel_rc reel_mitm_apply_user_data(sqlite3 *db, const reel_mitm_t *m, reel_mitm_s
         if (f->comment.n) {
             sqlite3_bind_int64(ann, 1, (sqlite3_int64)f->id);
             sqlite3_bind_int64(ann, 2, now);
-            sqlite3_bind_text(ann, 3, (const char *)f->comment.p, (int)f->comment.n,
-                              SQLITE_STATIC);
+            sqlite3_bind_text64(ann, 3, (const char *)f->comment.p, f->comment.n, SQLITE_STATIC,
+                                SQLITE_UTF8);
             if (sqlite3_step(ann) != SQLITE_DONE) {
                 rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
                 goto out;

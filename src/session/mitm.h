@@ -37,7 +37,11 @@
  *   receive (response start to end), the rest unknown;
  * - comment (non-empty) becomes an annotation, a non-empty marked a mark
  *   (reel_mitm_apply_user_data, once the flows are indexed).
- * Flows of other types (tcp, udp, dns) are skipped and counted. Request
+ * A "tcp" flow is recorded as the proxy records a TCP tunnel (kind TUNNEL):
+ * a CONNECT head with scheme "tcp" to server_conn's address, ServerConn,
+ * then its messages (opcode 0) in order, ending at server_conn's
+ * timestamp_end (else the last message's). Flows of other types (udp,
+ * dns) are skipped and counted. Request
  * and response trailers, intercepted/replay state and metadata are not
  * imported. */
 #ifndef REEL_SESSION_MITM_H
@@ -61,7 +65,7 @@ typedef struct {
     uint64_t flows;    /* flows recorded */
     uint64_t first_id; /* flow id of the first, 0 if none */
     uint64_t last_id;
-    uint64_t skipped;   /* flows of another type (tcp, udp, dns) */
+    uint64_t skipped;   /* flows of another type (udp, dns) */
     uint64_t annotated; /* flows whose comment became an annotation */
     uint64_t marked;    /* flows marked */
 } reel_mitm_stats_t;
@@ -95,7 +99,7 @@ reel_rc reel_mitm_parse(uint8_t *buf, size_t len, const char *name, reel_mitm_t 
 /** Number of flows in m, skipped ones included. */
 size_t reel_mitm_count(const reel_mitm_t *m);
 
-/** Records every http flow of m through rec (see the mapping above), in
+/** Records every http and tcp flow of m through rec (see the mapping above), in
  * file order, then flushes rec; remembers each flow's id in m for
  * reel_mitm_apply_user_data. stats (may be NULL) is filled even on error.
  * Returns the recorder's sticky error, if any. */

@@ -59,22 +59,23 @@ static reel_rc read_prefix(const uint8_t *buf, size_t len, size_t off, const cha
     while (i < len && buf[i] >= '0' && buf[i] <= '9') {
         if (i == REEL_TNS_MAX_DIGITS)
             return reel_err_set(err, REEL_CORRUPT,
-                                "byte %zu: %s: length prefix longer than %d digits", off,
-                                what, REEL_TNS_MAX_DIGITS);
+                                "byte %zu: %s: length prefix longer than %d digits", off, what,
+                                REEL_TNS_MAX_DIGITS);
         v = v * 10 + (uint64_t)(buf[i] - '0');
         i++;
     }
     if (i == len)
         return REEL_NEED_MORE;
     if (i == 0)
-        return reel_err_set(err, REEL_CORRUPT, "byte %zu: %s: expected a length digit, found %s", off,
-                            what, show_byte(buf[0], b));
+        return reel_err_set(err, REEL_CORRUPT, "byte %zu: %s: expected a length digit, found %s",
+                            off, what, show_byte(buf[0], b));
     if (buf[i] != ':')
-        return reel_err_set(err, REEL_CORRUPT, "byte %zu: %s: expected ':' after the length, found %s",
-                            off + i, what, show_byte(buf[i], b));
+        return reel_err_set(err, REEL_CORRUPT,
+                            "byte %zu: %s: expected ':' after the length, found %s", off + i, what,
+                            show_byte(buf[i], b));
     if (i > 1 && buf[0] == '0')
-        return reel_err_set(err, REEL_CORRUPT, "byte %zu: %s: length prefix with a leading zero", off,
-                            what);
+        return reel_err_set(err, REEL_CORRUPT, "byte %zu: %s: length prefix with a leading zero",
+                            off, what);
     *hdr = i + 1;
     *plen = (size_t)v;
     return REEL_OK;
@@ -182,8 +183,10 @@ static reel_rc parse_value(pctx_t *c, const uint8_t *p, size_t avail, size_t dep
     v->off = off;
     reel_rc rc = read_prefix(p, avail, off, what, &hdr, &plen, c->err);
     if (rc == REEL_NEED_MORE && !top)
-        return reel_err_set(c->err, REEL_CORRUPT, "byte %zu: %s: length prefix cut off by the end "
-                            "of its container", off, what);
+        return reel_err_set(c->err, REEL_CORRUPT,
+                            "byte %zu: %s: length prefix cut off by the end "
+                            "of its container",
+                            off, what);
     if (rc != REEL_OK)
         return rc;
     if (plen > avail - hdr || avail - hdr - plen < 1) {
@@ -245,8 +248,8 @@ static reel_rc parse_value(pctx_t *c, const uint8_t *p, size_t avail, size_t dep
     case '}':
         break;
     default:
-        return reel_err_set(c->err, REEL_CORRUPT, "byte %zu: %s: unknown type tag %s", off + hdr + plen,
-                            what, show_byte(tag, b));
+        return reel_err_set(c->err, REEL_CORRUPT, "byte %zu: %s: unknown type tag %s",
+                            off + hdr + plen, what, show_byte(tag, b));
     }
     int dict = tag == '}';
     v->type = dict ? REEL_TNS_DICT : REEL_TNS_LIST;
@@ -269,8 +272,8 @@ static reel_rc parse_value(pctx_t *c, const uint8_t *p, size_t avail, size_t dep
         pos += u;
     }
     if (rc == REEL_OK && dict && count % 2)
-        rc = reel_err_set(c->err, REEL_CORRUPT, "byte %zu: %s: dict key without a value", off,
-                          what);
+        rc =
+            reel_err_set(c->err, REEL_CORRUPT, "byte %zu: %s: dict key without a value", off, what);
     v->n = dict ? count / 2 : count;
     if (rc != REEL_OK) {
         for (size_t i = 0; i < count; i++)

@@ -69,8 +69,8 @@ static reel_rc parse_one(const uint8_t *p, size_t n, const reel_tns_limits_t *li
         reel_tns_free(t);
     } else {
         FUZZ_CHECK(t == NULL, "failed parse returned a tree");
-        FUZZ_CHECK(rc == REEL_NEED_MORE || rc == REEL_CORRUPT || rc == REEL_LIMIT,
-                   "parse rc %d", (int)rc);
+        FUZZ_CHECK(rc == REEL_NEED_MORE || rc == REEL_CORRUPT || rc == REEL_LIMIT, "parse rc %d",
+                   (int)rc);
         if (rc != REEL_NEED_MORE)
             FUZZ_CHECK(strncmp(reel_err_str(&err), "byte ", 5) == 0, "message '%s'",
                        reel_err_str(&err));

@@ -105,29 +105,27 @@ static const uint8_t gz[] = {0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0
 
 /* v21: an HTTP/2 POST with a gzip response, a comment and a mark. */
 static str_t flow_v21(void) {
-    return D(
-        14, "version", I(21), "type", U("http"), "id", U("0b7e9c1e-0000-4000-8000-000000000001"),
-        "error", N(), "client_conn",
-        D(3, "peername", L(2, U("::1"), I(50000)), "sockname", L(2, U("::1"), I(8080)), "tls",
-          B(1)),
-        "server_conn",
-        D(7, "address", L(2, U("example.com"), I(443)), "peername",
-          L(2, U("93.184.216.34"), I(443)), "sni", U("example.com"), "alpn", S("h2"),
-          "tls_version", U("TLSv1.3"), "cipher", U("TLS_AES_128_GCM_SHA256"), "via", N()),
-        "intercepted", B(0), "is_replay", N(), "marked", U(":default:"), "metadata", D(0),
-        "comment", U("first note"), "timestamp_created", F(1700000000.125),
-        "request",
-        D(12, "host", U("example.com"), "port", I(443), "method", S("POST"), "scheme",
-          S("https"), "authority", S("example.com"), "path", S("/api?q=1"), "http_version",
-          S("HTTP/2.0"), "headers", headers2("content-type", "application/json", "x-dup", "1"),
-          "content", S("{\"a\":1}"), "trailers", N(), "timestamp_start", F(1700000000.25),
-          "timestamp_end", F(1700000000.5)),
-        "response",
-        D(9, "http_version", S("HTTP/2.0"), "headers",
-          headers2("content-encoding", "gzip", "content-length", "10"), "content",
-          Sn(gz, sizeof gz), "trailers", N(), "timestamp_start", F(1700000001.0),
-          "timestamp_end", F(1700000001.75), "status_code", I(201), "reason", S(""), "x",
-          N()));
+    return D(14, "version", I(21), "type", U("http"), "id",
+             U("0b7e9c1e-0000-4000-8000-000000000001"), "error", N(), "client_conn",
+             D(3, "peername", L(2, U("::1"), I(50000)), "sockname", L(2, U("::1"), I(8080)), "tls",
+               B(1)),
+             "server_conn",
+             D(7, "address", L(2, U("example.com"), I(443)), "peername",
+               L(2, U("93.184.216.34"), I(443)), "sni", U("example.com"), "alpn", S("h2"),
+               "tls_version", U("TLSv1.3"), "cipher", U("TLS_AES_128_GCM_SHA256"), "via", N()),
+             "intercepted", B(0), "is_replay", N(), "marked", U(":default:"), "metadata", D(0),
+             "comment", U("first note"), "timestamp_created", F(1700000000.125), "request",
+             D(12, "host", U("example.com"), "port", I(443), "method", S("POST"), "scheme",
+               S("https"), "authority", S("example.com"), "path", S("/api?q=1"), "http_version",
+               S("HTTP/2.0"), "headers", headers2("content-type", "application/json", "x-dup", "1"),
+               "content", S("{\"a\":1}"), "trailers", N(), "timestamp_start", F(1700000000.25),
+               "timestamp_end", F(1700000000.5)),
+             "response",
+             D(9, "http_version", S("HTTP/2.0"), "headers",
+               headers2("content-encoding", "gzip", "content-length", "10"), "content",
+               Sn(gz, sizeof gz), "trailers", N(), "timestamp_start", F(1700000001.0),
+               "timestamp_end", F(1700000001.75), "status_code", I(201), "reason", S(""), "x",
+               N()));
 }
 
 /* v12: a WebSocket flow (5-field messages), marked (a boolean), the old
@@ -136,15 +134,13 @@ static str_t flow_v12(void) {
     return D(
         11, "version", I(12), "type", U("http"), "id", U("x"), "error", N(), "client_conn",
         D(2, "address", L(2, U("127.0.0.1"), I(40000)), "tls_established", B(0)), "server_conn",
-        D(4, "address", L(2, U("ws.test"), I(80)), "ip_address", L(2, U("127.0.0.2"), I(80)),
-          "sni", N(), "cipher_name", N()),
-        "marked", B(1), "metadata", D(0),
-        "request",
+        D(4, "address", L(2, U("ws.test"), I(80)), "ip_address", L(2, U("127.0.0.2"), I(80)), "sni",
+          N(), "cipher_name", N()),
+        "marked", B(1), "metadata", D(0), "request",
         D(12, "host", U("ws.test"), "port", I(80), "method", S("GET"), "scheme", S("http"),
           "authority", S(""), "path", S("/chat"), "http_version", S("HTTP/1.1"), "headers",
-          headers2("Upgrade", "websocket", "Connection", "Upgrade"), "content", S(""),
-          "trailers", N(), "timestamp_start", F(1600000000.0), "timestamp_end",
-          F(1600000000.001)),
+          headers2("Upgrade", "websocket", "Connection", "Upgrade"), "content", S(""), "trailers",
+          N(), "timestamp_start", F(1600000000.0), "timestamp_end", F(1600000000.001)),
         "response",
         D(8, "http_version", S("HTTP/1.1"), "headers",
           headers2("Upgrade", "websocket", "Connection", "Upgrade"), "content", N(), "trailers",
@@ -164,14 +160,25 @@ static str_t flow_v17_error(void) {
              D(2, "msg", U("Connection refused"), "timestamp", F(1650000000.5)), "client_conn",
              D(1, "address", N()), "server_conn", D(1, "ip_address", N()), "marked", U(""),
              "comment", U(""), "request",
-             D(11, "host", U("down.test"), "port", I(8081), "method", S("GET"), "scheme",
-               S("http"), "authority", S(""), "path", S("/"), "http_version", S("HTTP/1.1"),
-               "headers", L(0), "content", N(), "timestamp_start", F(1650000000.0),
-               "timestamp_end", N()));
+             D(11, "host", U("down.test"), "port", I(8081), "method", S("GET"), "scheme", S("http"),
+               "authority", S(""), "path", S("/"), "http_version", S("HTTP/1.1"), "headers", L(0),
+               "content", N(), "timestamp_start", F(1650000000.0), "timestamp_end", N()));
 }
 
+/* v20: a TCP flow, with a comment. */
 static str_t flow_tcp(void) {
-    return D(3, "version", I(21), "type", U("tcp"), "messages", L(0));
+    return D(7, "version", I(20), "type", U("tcp"), "comment", U("raw"), "client_conn",
+             D(2, "peername", L(2, U("127.0.0.1"), I(41000)), "timestamp_start", F(1710000000.0)),
+             "server_conn",
+             D(3, "address", L(2, U("db.test"), I(5432)), "peername", L(2, U("10.0.0.5"), I(5432)),
+               "timestamp_end", F(1710000009.0)),
+             "error", N(), "messages",
+             L(2, L(3, B(1), S("SELECT 1"), F(1710000001.0)),
+               L(3, B(0), Sn("\x01\x00", 2), F(1710000002.0))));
+}
+
+static str_t flow_dns(void) {
+    return D(3, "version", I(21), "type", U("dns"), "request", D(0));
 }
 
 static uint8_t *file_of(size_t *len, size_t n, ...) {
@@ -223,9 +230,8 @@ static int collect(void *ctx, const Reel__Record *r) {
         const Reel__RequestHead *h = r->request_head;
         reel_buf_printf(b, "req %lld %.*s %s %.*s %u %.*s %s decoded=%d", (long long)r->time_us,
                         (int)h->method.len, (const char *)h->method.data, h->scheme,
-                        (int)h->host.len, (const char *)h->host.data, h->port,
-                        (int)h->target.len, (const char *)h->target.data, h->http_version,
-                        h->body_decoded);
+                        (int)h->host.len, (const char *)h->host.data, h->port, (int)h->target.len,
+                        (const char *)h->target.data, h->http_version, h->body_decoded);
         hdrs(b, h->headers, h->n_headers);
         reel_buf_puts(b, "\n");
         break;
@@ -255,8 +261,8 @@ static int collect(void *ctx, const Reel__Record *r) {
         break;
     case REEL__RECORD__EVENT_MESSAGE: {
         const Reel__Message *m = r->message;
-        reel_buf_printf(b, "msg %s op=%u len=%llu close=%u ", m->from_client ? "c" : "s",
-                        m->opcode, (unsigned long long)m->length, m->close_code);
+        reel_buf_printf(b, "msg %s op=%u len=%llu close=%u ", m->from_client ? "c" : "s", m->opcode,
+                        (unsigned long long)m->length, m->close_code);
         hex(b, m->data.data, m->data.len);
         reel_buf_puts(b, "\n");
         break;
@@ -321,9 +327,10 @@ static void parse_bad(uint8_t *buf, size_t len, reel_rc want, const char *msg) {
 static void test_record_versions(void **state) {
     (void)state;
     size_t len;
-    uint8_t *buf = file_of(&len, 4, flow_v21(), flow_tcp(), flow_v12(), flow_v17_error());
+    uint8_t *buf =
+        file_of(&len, 5, flow_v21(), flow_dns(), flow_v12(), flow_v17_error(), flow_tcp());
     reel_mitm_t *m = parse_ok(buf, len);
-    assert_int_equal(reel_mitm_count(m), 4);
+    assert_int_equal(reel_mitm_count(m), 5);
 
     reel_session_t *s = NULL;
     reel_err_t err;
@@ -340,12 +347,12 @@ static void test_record_versions(void **state) {
     reel_mitm_stats_t st;
     assert_int_equal(reel_mitm_record(rec, m, &st, &err), REEL_OK);
     assert_int_equal(reel_recorder_close(rec, &err), REEL_OK);
-    assert_int_equal(st.flows, 3);
+    assert_int_equal(st.flows, 4);
     assert_int_equal(st.skipped, 1);
     assert_int_equal(st.first_id, 1);
-    assert_int_equal(st.last_id, 3);
+    assert_int_equal(st.last_id, 4);
     assert_int_equal(reel_mitm_apply_user_data(reel_session_db(s), m, &st, &err), REEL_OK);
-    assert_int_equal(st.annotated, 1);
+    assert_int_equal(st.annotated, 2);
     assert_int_equal(st.marked, 2);
 
     static const char *want[] = {
@@ -376,8 +383,15 @@ static void test_record_versions(void **state) {
         "start 1650000000000000 mitm-import client= server=\n"
         "req 1650000000000000 GET http down.test 8081 / HTTP/1.1 decoded=0 []\n"
         "error 1650000000500000 Connection refused\n",
+
+        "start 1710000000000000 mitm-import client=127.0.0.1:41000 server=10.0.0.5:5432\n"
+        "req 1710000000000000 CONNECT tcp db.test 5432  HTTP/1.1 decoded=0 []\n"
+        "sconn 10.0.0.5:5432 sni= alpn= tls= cipher=\n"
+        "msg c op=0 len=8 close=0 53454c4543542031\n"
+        "msg s op=0 len=2 close=0 0100\n"
+        "end 1710000009000000 req_end=0 resp_start=0 send=-1 wait=-1 receive=-1\n",
     };
-    for (uint64_t id = 1; id <= 3; id++) {
+    for (uint64_t id = 1; id <= 4; id++) {
         reel_buf_t b = {0};
         assert_int_equal(reel_store_read_flow(s, id, collect, &b, &err), REEL_OK);
         if (strcmp((const char *)b.data, want[id - 1]) != 0)
@@ -393,7 +407,7 @@ static void test_record_versions(void **state) {
                                         -1, &q, NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-    assert_string_equal((const char *)sqlite3_column_text(q, 0), "1:first note");
+    assert_string_equal((const char *)sqlite3_column_text(q, 0), "1:first note,4:raw");
     assert_string_equal((const char *)sqlite3_column_text(q, 1), "1,2");
     assert_string_equal((const char *)sqlite3_column_text(q, 2), "1,2");
     sqlite3_finalize(q);
@@ -440,13 +454,13 @@ static void test_shapes(void **state) {
         &len, 1,
         D(3, "version", I(21), "type", U("http"), "request",
           D(9, "host", U("h"), "port", I(80), "method", S("GET"), "scheme", S("http"), "path",
-            S("/"), "http_version", S("HTTP/1.1"), "headers", L(2, L(2, S("a"), S("b")), L(1, S("c"))),
-            "content", N(), "timestamp_start", F(1.0))));
+            S("/"), "http_version", S("HTTP/1.1"), "headers",
+            L(2, L(2, S("a"), S("b")), L(1, S("c"))), "content", N(), "timestamp_start", F(1.0))));
     parse_bad(buf, len, REEL_INVALID, "request.headers[1]: not a [name, value] pair");
-    buf = file_of(&len, 1,
-                  D(3, "version", I(21), "type", U("http"), "request",
-                    D(4, "host", U("h"), "port", I(70000), "method", S("GET"), "scheme",
-                      S("http"))));
+    buf =
+        file_of(&len, 1,
+                D(3, "version", I(21), "type", U("http"), "request",
+                  D(4, "host", U("h"), "port", I(70000), "method", S("GET"), "scheme", S("http"))));
     parse_bad(buf, len, REEL_INVALID, "request.port: 70000 is out of range");
     buf = file_of(&len, 1,
                   D(3, "version", I(21), "type", U("http"), "request",

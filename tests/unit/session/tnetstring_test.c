@@ -86,8 +86,8 @@ static void bad(const char *s, size_t n, reel_rc want_rc, const char *want) {
     reel_err_t err;
     reel_rc rc = parse(s, n, &t, &used, &err);
     if (rc != want_rc)
-        fail_msg("'%.*s': rc %s, want %s (%s)", (int)n, s, reel_rc_name(rc),
-                 reel_rc_name(want_rc), reel_err_str(&err));
+        fail_msg("'%.*s': rc %s, want %s (%s)", (int)n, s, reel_rc_name(rc), reel_rc_name(want_rc),
+                 reel_err_str(&err));
     assert_null(t);
     if (want && strstr(reel_err_str(&err), want) == NULL)
         fail_msg("'%.*s': message '%s' lacks '%s'", (int)n, s, reel_err_str(&err), want);
@@ -217,8 +217,7 @@ static void test_trailing(void **state) {
     assert_int_equal(used, 3);
     reel_tns_free(t);
     /* an offset past the end is refused */
-    assert_int_equal(reel_tns_parse((const uint8_t *)s, 3, 4, NULL, &t, &used, &err),
-                     REEL_INVALID);
+    assert_int_equal(reel_tns_parse((const uint8_t *)s, 3, 4, NULL, &t, &used, &err), REEL_INVALID);
 }
 
 static void test_bad_lengths(void **state) {
@@ -427,10 +426,10 @@ static void test_mutations(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_scalars),     cmocka_unit_test(test_containers),
-        cmocka_unit_test(test_trailing),    cmocka_unit_test(test_bad_lengths),
-        cmocka_unit_test(test_bad_values),  cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_prefixes),    cmocka_unit_test(test_every_split),
+        cmocka_unit_test(test_scalars),    cmocka_unit_test(test_containers),
+        cmocka_unit_test(test_trailing),   cmocka_unit_test(test_bad_lengths),
+        cmocka_unit_test(test_bad_values), cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_prefixes),   cmocka_unit_test(test_every_split),
         cmocka_unit_test(test_mutations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
