@@ -28,7 +28,7 @@ void reel__client_tls_failed(conn_t *c, const char *error) {
     reel__tunnel_flow(c, c->tunnel_host ? c->tunnel_host : "", c->tunnel_port);
     reel__finish_tflow(c, why);
     free(why);
-    c->resp_head_sent = true;
+    c->ex.resp_head_sent = true;
     reel__fail_exchange(c, 0, "client TLS handshake failed");
 }
 
@@ -39,7 +39,7 @@ void reel__upstream_ready(peer_t *up) {
     if (c->state == C_RAW && c->tunnel_reply) {
         static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
         c->tunnel_reply = false;
-        c->resp_head_sent = true;
+        c->ex.resp_head_sent = true;
         reel__peer_write(&c->client, ok, sizeof ok - 1);
     }
     if (c->state == C_RAW)
@@ -65,7 +65,7 @@ void reel__conn_process(conn_t *c) {
     if (c->state == C_DONE || cl->closing)
         return;
     if (cl->eof && cl->in.len == 0) {
-        if (c->state == C_HEAD && c->flow == NULL) {
+        if (c->state == C_HEAD && c->ex.flow == NULL) {
             reel__conn_close(c);
         } else if (c->state == C_REQ_BODY) {
             reel__finish_flow(c, "client closed the connection during the request");
@@ -111,10 +111,10 @@ static void conn_free(conn_t *c) {
     if (c->next)
         c->next->prev = c->prev;
     client_release(c);
-    reel__ws_free(c);
-    reel_h1_free(c->reqp);
-    reel_h1_free(c->resp);
-    reel_buf_free(&c->retry_head);
+    reel__tunnel_codecs_free(c);
+    reel_codec_free(c->reqc);
+    reel_codec_free(c->respc);
+    reel_buf_free(&c->ex.retry_head);
     free(c->tunnel_host);
     free(c->tunnel_sni);
     free(c);
@@ -176,10 +176,10 @@ void reel__conn_close(conn_t *c) {
 static bool upstream_owes(const conn_t *c) {
     const peer_t *up = c->up;
     if (up == NULL || up->closing || (c->state != C_REQ_BODY && c->state != C_WAIT_RESP) ||
-        c->resp_done)
+        c->ex.resp_done)
         return false;
-    return !reel__peer_ready(up) || reel__peer_queued(up) > 0 || c->req_done ||
-           c->resp_head_sent;
+    return !reel__peer_ready(up) || reel__peer_queued(up) > 0 || c->ex.req_done ||
+           c->ex.resp_head_sent;
 }
 
 /* upstream_timeout expired: 504 while no response head was passed on,
@@ -194,18 +194,18 @@ static void upstream_timed_out(conn_t *c) {
     else if (!reel__peer_ready(up))
         why = reel_asprintf("TLS handshake with %s:%d not done within %us (upstream_timeout)",
                             up->host, up->port, secs);
-    else if (!c->resp_head_sent && c->resp_head_started)
+    else if (!c->ex.resp_head_sent && c->ex.resp_head_started)
         why = reel_asprintf("%s:%d stalled for %us in the middle of the response head "
                             "(upstream_timeout)",
                             up->host, up->port, secs);
-    else if (!c->resp_head_sent)
+    else if (!c->ex.resp_head_sent)
         why = reel_asprintf("%s:%d sent no response for %us (upstream_timeout)", up->host, up->port,
                             secs);
     else
         why = reel_asprintf("%s:%d stalled for %us in the middle of the response "
                             "(upstream_timeout)",
                             up->host, up->port, secs);
-    if (c->resp_head_sent) {
+    if (c->ex.resp_head_sent) {
         reel__finish_flow(c, why);
         reel__conn_close(c);
     } else {
@@ -232,14 +232,14 @@ static uint64_t conn_deadline(conn_t *c) {
     if (c->state == C_LINGER)
         return earlier(c->linger_start + LINGER_TOTAL_MS, c->last_activity + LINGER_IDLE_MS);
     /* a WebSocket may stay quiet for hours: no idle timeout */
-    uint64_t d = c->ws[0] ? UINT64_MAX : c->last_activity + p->idle_timeout_ms;
-    if (c->state == C_HEAD && c->head_started)
-        d = earlier(d, c->head_started + p->head_timeout_ms);
+    uint64_t d = c->websocket ? UINT64_MAX : c->last_activity + p->idle_timeout_ms;
+    if (c->state == C_HEAD && c->ex.head_started)
+        d = earlier(d, c->ex.head_started + p->head_timeout_ms);
     if (upstream_owes(c))
         d = earlier(d, c->up->progress + p->upstream_timeout_ms);
-    if ((c->state == C_REQ_BODY || c->state == C_WAIT_RESP) && !c->resp_head_sent &&
-        c->resp_head_started)
-        d = earlier(d, c->resp_head_started + p->head_timeout_ms);
+    if ((c->state == C_REQ_BODY || c->state == C_WAIT_RESP) && !c->ex.resp_head_sent &&
+        c->ex.resp_head_started)
+        d = earlier(d, c->ex.resp_head_started + p->head_timeout_ms);
     if (c->state == C_SNIFF)
         d = earlier(d, c->sniff_started + SNIFF_WAIT_MS);
     return d;
@@ -275,7 +275,7 @@ static void on_conn_timer(uv_timer_t *t) {
         reel__conn_arm_at(c, true);
         return;
     }
-    if (c->state == C_HEAD && c->head_started && now - c->head_started >= p->head_timeout_ms) {
+    if (c->state == C_HEAD && c->ex.head_started && now - c->ex.head_started >= p->head_timeout_ms) {
         reel__record_rejected(c);
         reel__fail_exchange(c, 408, "request head not received in time (head_timeout)");
         return;
@@ -291,8 +291,8 @@ static void on_conn_timer(uv_timer_t *t) {
             return;
         }
     }
-    if ((c->state == C_REQ_BODY || c->state == C_WAIT_RESP) && !c->resp_head_sent &&
-        c->resp_head_started && now - c->resp_head_started >= p->head_timeout_ms) {
+    if ((c->state == C_REQ_BODY || c->state == C_WAIT_RESP) && !c->ex.resp_head_sent &&
+        c->ex.resp_head_started && now - c->ex.resp_head_started >= p->head_timeout_ms) {
         reel__fail_exchange(c, 504, "response head not received in time (head_timeout)");
         return;
     }
@@ -302,7 +302,7 @@ static void on_conn_timer(uv_timer_t *t) {
         reel__conn_arm(c);
         return;
     }
-    if (c->ws[0] == NULL && now - c->last_activity >= p->idle_timeout_ms) {
+    if (!c->websocket && now - c->last_activity >= p->idle_timeout_ms) {
         reel__finish_flow(c, "idle timeout");
         reel__conn_close(c);
         return;
@@ -370,7 +370,7 @@ conn_t *reel__conn_open(reel_proxy_t *p, reel_filter_t *bottom, const char *clie
     conn_t *c = reel_calloc(1, sizeof *c);
     c->p = p;
     reel__peer_init(&c->client, c, P_CLIENT);
-    reel_buf_init(&c->retry_head, 0);
+    reel_buf_init(&c->ex.retry_head, 0);
     reel_stack_push(&c->client.st, bottom, NULL, 0);
     c->client.open = c->client.connected = true;
     c->handles = 1;
@@ -379,8 +379,8 @@ conn_t *reel__conn_open(reel_proxy_t *p, reel_filter_t *bottom, const char *clie
     snprintf(c->client_addr, sizeof c->client_addr, "%s", info.remote);
     snprintf(c->client_ip, sizeof c->client_ip, "%s", client_ip);
     reel_h1_limits_t lim = {.max_head_size = p->max_head_size};
-    c->reqp = reel_h1_new(REEL_H1_REQUEST, &lim);
-    c->resp = reel_h1_new(REEL_H1_RESPONSE, NULL);
+    c->reqc = reel_h1_codec_new(REEL_H1_REQUEST, &lim);
+    c->respc = reel_h1_codec_new(REEL_H1_RESPONSE, NULL);
     c->next = p->conns;
     if (p->conns)
         p->conns->prev = c;

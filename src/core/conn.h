@@ -25,6 +25,7 @@
 #include "base/mem.h"
 #include "core/ca.h"
 #include "core/capture.h"
+#include "core/codec.h"
 #include "core/filter.h"
 #include "core/http1.h"
 #include "core/sniff.h"
@@ -83,13 +84,39 @@ typedef enum {
                     answer instead of a reset */
 } conn_state;
 
+/* One request and its response (HTTP/1: one at a time per connection;
+ * HTTP/2: one per stream): the stream it is on at each side, the flow
+ * being recorded, its progress and its retry state. */
+typedef struct {
+    uint32_t client_sid;   /* the request's stream on the client side */
+    uint32_t server_sid;   /* ... on the upstream side (0: not sent) */
+    reel_capture_flow_t *flow;
+    bool resp_head_sent, req_done, resp_done;
+    bool upgrade;      /* request asked for an Upgrade */
+    bool ws_requested; /* ... to WebSocket */
+    reel_ws_deflate_t ws_deflate; /* what the server's 101 accepted */
+    bool ws_ok;                   /* the 101 switched to WebSocket with extensions reel reads */
+    uint64_t head_started;      /* when the first byte of the request head arrived, 0 if none */
+    uint64_t resp_head_started; /* the same for the response head */
+    int64_t req_end_us;
+    int64_t head_us;       /* when the request head was read (flow start) */
+    int64_t resp_first_us; /* first byte of its response, 0: none yet */
+    bool flow_upstream;    /* the flow was sent to c->up */
+    bool conn_recorded;    /* its ServerConn record is written */
+    /* The head of a request that may be sent again on a new upstream
+     * connection if a reused one closes before answering (empty: may not). */
+    reel_buf_t retry_head;
+    bool retry_is_head, retried;
+} exchange_t;
+
 struct conn {
     reel_proxy_t *p;
     conn_t *prev, *next;
     peer_t client;
     peer_t *up;
     conn_state state;
-    reel_h1_t *reqp, *resp;
+    /* HTTP: requests from the client, responses from the upstream */
+    reel_codec_t *reqc, *respc;
     uv_timer_t timer; /* one-shot, armed for the earliest deadline */
     bool timer_open;
     uint64_t timer_due; /* loop time the timer fires at, 0: not armed */
@@ -99,8 +126,6 @@ struct conn {
     bool counted;       /* counted in the proxy's per-client table */
     int handles;        /* open uv handles owned by this conn (client tcp, timer) */
     uint64_t last_activity;
-    uint64_t head_started;      /* when the first byte of the current head arrived, 0 if none */
-    uint64_t resp_head_started; /* the same for the response head */
     char client_addr[64];
     /* Inside a CONNECT tunnel: the origin every request goes to. */
     bool in_tunnel, tunnel_tls;
@@ -108,31 +133,21 @@ struct conn {
     int tunnel_port;
     char *tunnel_sni;
     uint64_t sniff_started;
-    /* The current exchange. */
-    reel_capture_flow_t *flow;
-    bool resp_head_sent, req_done, resp_done;
+    /* HTTP/1: the one exchange running on the connection. */
+    exchange_t ex;
+    uint32_t next_sid; /* stream id the next request gets (1, 2, ...) */
     bool client_close; /* close the client after this exchange */
-    bool upgrade;      /* request asked for an Upgrade */
-    bool ws_requested; /* ... to WebSocket */
-    /* After a 101 to WebSocket: a codec per direction (0: frames from the
-     * client, 1: from the server); NULL otherwise. The flow stays c->flow:
-     * the handshake is its request and response, the messages follow. */
-    reel_ws_t *ws[2];
-    reel_ws_deflate_t ws_deflate; /* what the server's 101 accepted */
-    bool ws_ok;                   /* the 101 switched to WebSocket with extensions reel reads */
-    bool draining;                /* proxy shutting down: close after this exchange */
-    int64_t req_end_us;
-    int64_t head_us;       /* when the current request head was read (flow start) */
-    int64_t resp_first_us; /* first byte of its response, 0: none yet */
-    bool flow_upstream;    /* the current flow was sent to c->up */
-    bool conn_recorded;    /* its ServerConn record is written */
+    /* Once the connection leaves HTTP (a tunnel, a 101): a codec per
+     * direction (0: bytes from the client, 1: from the server), NULL
+     * before. WebSocket codecs when `websocket` (the flow stays the
+     * exchange's: the handshake is its request and response, the messages
+     * follow), raw TCP otherwise. */
+    reel_codec_t *tun[2];
+    bool websocket;
+    bool draining; /* proxy shutting down: close after this exchange */
     /* Raw tunnel flow (NULL for an ignored host: relayed, not recorded). */
     reel_capture_flow_t *tflow;
     bool tunnel_reply; /* answer the CONNECT with 200 once the upstream is connected */
-    /* The head of a request that may be sent again on a new upstream
-     * connection if a reused one closes before answering (empty: may not). */
-    reel_buf_t retry_head;
-    bool retry_is_head, retried;
 };
 
 /* Open connections from one client address (a hash table in the proxy). */
@@ -212,7 +227,7 @@ void reel__req_process(conn_t *c);
 void reel__resp_process(conn_t *c);
 
 /* ---- tunnel.c ---- */
-void reel__ws_free(conn_t *c);
+void reel__tunnel_codecs_free(conn_t *c);
 void reel__tunnel_forward(conn_t *c);
 void reel__tunnel_flow(conn_t *c, const char *host, int port);
 void reel__begin_raw_tunnel(conn_t *c, const char *host, int port, bool reply_200, bool record);

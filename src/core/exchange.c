@@ -154,10 +154,10 @@ static int64_t span_us(int64_t from, int64_t to) {
  * connection only; a flow on a reused connection has none. */
 static void exchange_timings(conn_t *c, peer_t *up, int64_t end_us, reel_capture_timings_t *t) {
     *t = (reel_capture_timings_t){-1, -1, -1, -1, -1, -1, -1};
-    int64_t ready = c->head_us;
+    int64_t ready = c->ex.head_us;
     if (up && !up->timings_used && up->t_dns0) {
         up->timings_used = true;
-        t->blocked_us = span_us(c->head_us, up->t_dns0);
+        t->blocked_us = span_us(c->ex.head_us, up->t_dns0);
         t->dns_us = span_us(up->t_dns0, up->t_dns1);
         t->connect_us = span_us(up->t_dns1, up->t_connected);
         if (up->https)
@@ -167,32 +167,32 @@ static void exchange_timings(conn_t *c, peer_t *up, int64_t end_us, reel_capture
         ready = up->t_ready;
     if (up && up->t_ready == 0)
         ready = 0; /* never got as far as sending */
-    if (ready && c->req_end_us) {
-        t->send_us = span_us(ready, c->req_end_us > ready ? c->req_end_us : ready);
-        if (c->resp_first_us)
-            t->wait_us = span_us(c->req_end_us > ready ? c->req_end_us : ready, c->resp_first_us);
+    if (ready && c->ex.req_end_us) {
+        t->send_us = span_us(ready, c->ex.req_end_us > ready ? c->ex.req_end_us : ready);
+        if (c->ex.resp_first_us)
+            t->wait_us = span_us(c->ex.req_end_us > ready ? c->ex.req_end_us : ready, c->ex.resp_first_us);
     }
-    if (c->resp_first_us)
-        t->receive_us = span_us(c->resp_first_us, end_us);
+    if (c->ex.resp_first_us)
+        t->receive_us = span_us(c->ex.resp_first_us, end_us);
 }
 
-/* Ends c->flow (error NULL: normally) with its timings, request end, first
+/* Ends c->ex.flow (error NULL: normally) with its timings, request end, first
  * response byte and the server address. */
 void reel__finish_flow(conn_t *c, const char *error) {
-    if (c->flow == NULL)
+    if (c->ex.flow == NULL)
         return;
-    peer_t *up = c->flow_upstream ? c->up : NULL;
+    peer_t *up = c->ex.flow_upstream ? c->up : NULL;
     int64_t now = reel__now_us();
     reel_capture_timings_t t;
     exchange_timings(c, up, now, &t);
     reel_capture_end_t e = {.error = error,
                             .timings = &t,
                             .time_us = now,
-                            .request_end_us = c->req_end_us,
-                            .response_start_us = c->resp_first_us,
+                            .request_end_us = c->ex.req_end_us,
+                            .response_start_us = c->ex.resp_first_us,
                             .server_addr = up && up->connected ? up->addr : NULL};
-    reel_capture_finish(c->flow, &e);
-    c->flow = NULL;
+    reel_capture_finish(c->ex.flow, &e);
+    c->ex.flow = NULL;
     if (error)
         c->p->stats.errors++;
 }
@@ -202,13 +202,13 @@ void reel__finish_flow(conn_t *c, const char *error) {
  * whether the connection was reused or the request retried on it. */
 void reel__record_server_conn(conn_t *c) {
     peer_t *up = c->up;
-    if (c->flow == NULL || !c->flow_upstream || c->conn_recorded || up == NULL || !up->connected)
+    if (c->ex.flow == NULL || !c->ex.flow_upstream || c->ex.conn_recorded || up == NULL || !up->connected)
         return;
     reel_stack_info_t info;
     reel_stack_info(&up->st, &info);
     if (info.tls && !info.tls_done)
         return;
-    c->conn_recorded = true;
+    c->ex.conn_recorded = true;
     reel_capture_conn_t sc = {.conn_id = up->id,
                               .address = up->addr,
                               .sni = info.tls ? (up->sni ? up->sni : up->host) : NULL,
@@ -216,9 +216,9 @@ void reel__record_server_conn(conn_t *c) {
                               .tls_version = info.tls_version,
                               .cipher = info.cipher,
                               .reused = up->flows > 0,
-                              .retried = c->retried};
+                              .retried = c->ex.retried};
     up->flows++;
-    reel_capture_server_conn(c->flow, &sc);
+    reel_capture_server_conn(c->ex.flow, &sc);
 }
 
 /* The same for the raw tunnel flow. */
@@ -270,7 +270,7 @@ static const char *status_text(int status) {
  * starts one if the request never got that far) records the response reel
  * sent, marked as generated, and ends with the error. */
 void reel__fail_exchange(conn_t *c, int status, const char *reason) {
-    if (!c->resp_head_sent && status > 0 && !c->client.closing) {
+    if (!c->ex.resp_head_sent && status > 0 && !c->client.closing) {
         char *body = reel_asprintf("reel: %s\n", reason);
         char clen[24];
         snprintf(clen, sizeof clen, "%zu", strlen(body));
@@ -289,24 +289,24 @@ void reel__fail_exchange(conn_t *c, int status, const char *reason) {
         reel_buf_printf(&msg, "\r\n%s", body);
         reel__peer_write(&c->client, msg.data, msg.len);
         reel_buf_free(&msg);
-        c->resp_head_sent = true;
-        if (c->flow) {
+        c->ex.resp_head_sent = true;
+        if (c->ex.flow) {
             int64_t now = reel__now_us();
-            if (c->resp_first_us == 0)
-                c->resp_first_us = now;
+            if (c->ex.resp_first_us == 0)
+                c->ex.resp_first_us = now;
             reel_msg_head_t rs = {.status = (uint32_t)status,
                                   .reason = status_text(status),
                                   .version = "HTTP/1.1",
                                   .fields = hs,
                                   .nfields = nh};
-            reel_capture_response(c->flow, &rs, true, now);
-            reel_capture_body(c->flow, true, body, strlen(body));
+            reel_capture_response(c->ex.flow, &rs, true, now);
+            reel_capture_body(c->ex.flow, true, body, strlen(body));
         }
         free(body);
     }
     reel__finish_flow(c, reason);
     c->state = C_DONE;
-    c->linger = c->resp_head_sent && status > 0;
+    c->linger = c->ex.resp_head_sent && status > 0;
     reel__upstream_close(c);
     c->client.close_when_flushed = true;
     if (reel__peer_queued(&c->client) == 0)
@@ -318,15 +318,15 @@ void reel__fail_exchange(conn_t *c, int status, const char *reason) {
 /* Records a flow for a request refused before it was forwarded. */
 void reel__record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme, const char *host,
                           int port, const char *target) {
-    c->flow = reel_capture_start(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr, NULL);
+    c->ex.flow = reel_capture_start(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr, NULL);
     c->p->stats.flows++;
-    c->head_us = reel__now_us();
-    c->req_end_us = c->resp_first_us = 0;
-    c->flow_upstream = false;
+    c->ex.head_us = reel__now_us();
+    c->ex.req_end_us = c->ex.resp_first_us = 0;
+    c->ex.flow_upstream = false;
     char ver[16];
     reel_msg_head_t m;
     request_msg(h, scheme, host, port, target, ver, &m);
-    reel_capture_request(c->flow, &m);
+    reel_capture_request(c->ex.flow, &m);
 }
 
 /* Records a flow for a request that failed before its head was complete
@@ -334,7 +334,7 @@ void reel__record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme
  * had of it: method, target (maybe cut short) and the fields read so far. */
 void reel__record_rejected(conn_t *c) {
     reel_h1_head_t ph;
-    if (!reel_h1_partial_head(c->reqp, &ph)) {
+    if (!reel_h1_partial_head(reel_h1_codec_parser(c->reqc), &ph)) {
         reel__record_refused(c, NULL, c->in_tunnel && c->tunnel_tls ? "https" : "http",
                              c->in_tunnel ? c->tunnel_host : NULL,
                              c->in_tunnel ? c->tunnel_port : 0, "");
@@ -370,16 +370,16 @@ void reel__record_rejected(conn_t *c) {
 
 static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,
                        const char *target) {
-    c->flow = reel_capture_start(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr,
+    c->ex.flow = reel_capture_start(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr,
                                  c->up && c->up->connected ? c->up->addr : NULL);
     c->p->stats.flows++;
-    c->req_end_us = c->resp_first_us = 0;
-    c->flow_upstream = true;
-    c->conn_recorded = false;
+    c->ex.req_end_us = c->ex.resp_first_us = 0;
+    c->ex.flow_upstream = true;
+    c->ex.conn_recorded = false;
     char ver[16];
     reel_msg_head_t m;
     request_msg(h, https ? "https" : "http", host, port, target, ver, &m);
-    reel_capture_request(c->flow, &m);
+    reel_capture_request(c->ex.flow, &m);
 }
 
 /* ---- request side ---- */
@@ -491,22 +491,23 @@ static void handle_connect(conn_t *c, const reel_h1_head_t *h) {
     }
     static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
     reel__peer_write(&c->client, ok, sizeof ok - 1);
-    c->resp_head_sent = true; /* the CONNECT's answer */
+    c->ex.resp_head_sent = true; /* the CONNECT's answer */
     c->state = C_SNIFF;
     c->sniff_started = uv_now(c->p->loop);
     /* Bytes after the CONNECT head belong to the tunnel. */
-    reel_h1_free(c->reqp);
-    c->reqp = reel_h1_new(REEL_H1_REQUEST, NULL);
+    reel_codec_free(c->reqc);
+    reel_h1_limits_t lim = {.max_head_size = c->p->max_head_size};
+    c->reqc = reel_h1_codec_new(REEL_H1_REQUEST, &lim);
 }
 
 static void request_head(conn_t *c, const reel_h1_head_t *h) {
-    c->head_us = reel__now_us();
-    c->head_started = c->resp_head_started = 0;
-    c->resp_head_sent = c->req_done = c->resp_done = false;
+    c->ex.head_us = reel__now_us();
+    c->ex.head_started = c->ex.resp_head_started = 0;
+    c->ex.resp_head_sent = c->ex.req_done = c->ex.resp_done = false;
     c->client_close = !h->keep_alive;
-    c->upgrade = h->upgrade && !h->is_connect;
-    c->ws_requested = c->upgrade && has_token(h, "upgrade", "websocket");
-    c->ws_ok = false;
+    c->ex.upgrade = h->upgrade && !h->is_connect;
+    c->ex.ws_requested = c->ex.upgrade && has_token(h, "upgrade", "websocket");
+    c->ex.ws_ok = false;
     if (h->is_connect) {
         if (c->in_tunnel) {
             reel__record_refused(c, h, "https", c->tunnel_host, c->tunnel_port, NULL);
@@ -547,24 +548,24 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
     /* An absolute "https://" URL sent in the clear goes to the origin
      * over TLS, like any https request. */
     bool reused = reel__upstream_for(c, https, host, port, c->in_tunnel ? c->tunnel_sni : NULL);
-    c->retried = false;
+    c->ex.retried = false;
     start_flow(c, h, https, host, port, path);
     reel__record_server_conn(c); /* now if reused, else once connected */
-    reel_h1_expect_response(c->resp, h->is_head, false);
+    reel_h1_expect_response(reel_h1_codec_parser(c->respc), h->is_head, false);
     reel_buf_t out;
     reel_buf_init(&out, 0);
-    write_head(&out, h, true, path, c->upgrade, false);
+    write_head(&out, h, true, path, c->ex.upgrade, false);
     reel__peer_write(c->up, out.data, out.len);
     /* A reused connection may be closed by the origin just as the request
      * goes out (an idle keep-alive timeout, nginx freeing connections):
      * then a request without a body and with an idempotent method is sent
      * once more on a new connection, as RFC 9112 9.3.1 allows. */
-    reel_buf_reset(&c->retry_head);
-    c->retry_is_head = h->is_head;
-    if (reused && !c->upgrade && retryable_method(h->method) &&
+    reel_buf_reset(&c->ex.retry_head);
+    c->ex.retry_is_head = h->is_head;
+    if (reused && !c->ex.upgrade && retryable_method(h->method) &&
         (h->framing == REEL_H1_BODY_NONE ||
          (h->framing == REEL_H1_BODY_LENGTH && h->content_length == 0)))
-        reel_buf_append(&c->retry_head, out.data, out.len);
+        reel_buf_append(&c->ex.retry_head, out.data, out.len);
     reel_buf_free(&out);
     free(host);
     free(path);
@@ -580,12 +581,14 @@ void reel__req_process(conn_t *c) {
             return;
         }
         size_t consumed = 0;
-        reel_h1_event_t ev;
-        memset(&ev, 0, sizeof ev);
-        reel_rc rc = reel_h1_feed(c->reqp, cl->in.data, cl->in.len, &consumed, &ev);
+        reel_codec_event_t cev;
+        reel_rc rc = reel_codec_feed(c->reqc, cl->in.data, cl->in.len, &consumed, &cev);
+        const reel_h1_event_t ev = cev.h1;
+        if (rc == REEL_OK && cev.type == REEL_CODEC_EV_HEAD)
+            c->ex.client_sid = cev.stream;
         if (rc == REEL_NEED_MORE) {
-            if (c->state == C_HEAD && cl->in.len && c->head_started == 0)
-                c->head_started = uv_now(c->p->loop);
+            if (c->state == C_HEAD && cl->in.len && c->ex.head_started == 0)
+                c->ex.head_started = uv_now(c->p->loop);
             /* Body framing the parser took without an event (a chunk-size
              * line or CRLF cut by a read) is passed on like the data; head
              * bytes are not, the head is re-serialized. */
@@ -595,7 +598,7 @@ void reel__req_process(conn_t *c) {
             break;
         }
         if (rc != REEL_OK) {
-            if (c->flow == NULL)
+            if (c->ex.flow == NULL)
                 reel__record_rejected(c);
             reel__fail_exchange(c, ev.error_status ? ev.error_status : 400,
                                 ev.error_reason ? ev.error_reason : "malformed request");
@@ -612,8 +615,8 @@ void reel__req_process(conn_t *c) {
                 return;
             break;
         case REEL_H1_EV_BODY:
-            if (c->flow)
-                reel_capture_body(c->flow, false, ev.data, ev.len);
+            if (c->ex.flow)
+                reel_capture_body(c->ex.flow, false, ev.data, ev.len);
             if (c->up)
                 reel__peer_write(c->up, cl->in.data, consumed);
             reel_buf_consume(&cl->in, consumed);
@@ -622,13 +625,13 @@ void reel__req_process(conn_t *c) {
             if (c->up)
                 reel__peer_write(c->up, cl->in.data, consumed);
             reel_buf_consume(&cl->in, consumed);
-            c->req_done = true;
-            c->req_end_us = reel__now_us();
+            c->ex.req_done = true;
+            c->ex.req_end_us = reel__now_us();
             if (c->up)
                 c->up->progress = uv_now(c->p->loop); /* the response is due from now */
-            if (!c->upgrade)
+            if (!c->ex.upgrade)
                 c->state = C_WAIT_RESP;
-            if (c->resp_done) {
+            if (c->ex.resp_done) {
                 /* the response finished first (an early answer) */
                 maybe_finish(c);
                 return;
@@ -661,10 +664,10 @@ static void exchange_done(conn_t *c, bool upstream_reusable) {
         return;
     }
     c->state = C_HEAD;
-    c->head_started = 0;
+    c->ex.head_started = 0;
     /* nothing of the next exchange has been answered: a bad next request
      * must still get its 400 (or 408) */
-    c->resp_head_sent = false;
+    c->ex.resp_head_sent = false;
     reel__conn_touch(c);
 }
 
@@ -673,7 +676,7 @@ static void exchange_done(conn_t *c, bool upstream_reusable) {
  * does for a `return`), and the rest of the body still has to be passed on
  * (and recorded) before the connection can carry the next request. */
 static void maybe_finish(conn_t *c) {
-    if (!c->req_done || !c->resp_done)
+    if (!c->ex.req_done || !c->ex.resp_done)
         return;
     reel__finish_flow(c, NULL);
     peer_t *up = c->up;
@@ -683,7 +686,7 @@ static void maybe_finish(conn_t *c) {
 }
 
 static void resp_head(conn_t *c, const reel_h1_head_t *h) {
-    c->resp_head_started = 0;
+    c->ex.resp_head_started = 0;
     if (h->interim) {
         reel_buf_t out;
         reel_buf_init(&out, 0);
@@ -699,9 +702,9 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
                           .version = ver,
                           .fields = h->headers,
                           .nfields = h->nheaders};
-    if (c->flow)
-        reel_capture_response(c->flow, &rs, false, 0);
-    if (h->status == 101 && c->ws_requested && has_token(h, "upgrade", "websocket")) {
+    if (c->ex.flow)
+        reel_capture_response(c->ex.flow, &rs, false, 0);
+    if (h->status == 101 && c->ex.ws_requested && has_token(h, "upgrade", "websocket")) {
         /* Sec-WebSocket-Extensions lines joined as one list */
         reel_buf_t ext;
         reel_buf_init(&ext, 0);
@@ -712,8 +715,8 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
                     reel_buf_append(&ext, ", ", 2);
                 reel_buf_append(&ext, h->headers[i].value, h->headers[i].value_len);
             }
-        c->ws_ok =
-            reel_ws_parse_extensions((const char *)ext.data, ext.len, &c->ws_deflate) == REEL_OK;
+        c->ex.ws_ok =
+            reel_ws_parse_extensions((const char *)ext.data, ext.len, &c->ex.ws_deflate) == REEL_OK;
         reel_buf_free(&ext);
     }
     bool eof_framed = h->framing == REEL_H1_BODY_EOF;
@@ -721,11 +724,11 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
         c->client_close = true;
     reel_buf_t out;
     reel_buf_init(&out, 0);
-    write_head(&out, h, false, NULL, c->upgrade && h->status == 101,
-               c->client_close && !(c->upgrade && h->status == 101));
+    write_head(&out, h, false, NULL, c->ex.upgrade && h->status == 101,
+               c->client_close && !(c->ex.upgrade && h->status == 101));
     reel__peer_write(&c->client, out.data, out.len);
     reel_buf_free(&out);
-    c->resp_head_sent = true;
+    c->ex.resp_head_sent = true;
 }
 
 /* The reused upstream connection closed before a byte of the response
@@ -737,41 +740,43 @@ static void retry_on_new_upstream(conn_t *c) {
     char *host = reel_strdup(old->host);
     char *sni = old->sni ? reel_strdup(old->sni) : NULL;
     reel__upstream_close(c);
-    c->retried = true;
-    c->conn_recorded = false; /* the new connection gets a record of its own */
+    c->ex.retried = true;
+    c->ex.conn_recorded = false; /* the new connection gets a record of its own */
     reel__upstream_for(c, https, host, port, sni);
-    reel_h1_expect_response(c->resp, c->retry_is_head, false);
-    reel__peer_write(c->up, c->retry_head.data, c->retry_head.len);
-    reel_buf_reset(&c->retry_head);
+    reel_h1_expect_response(reel_h1_codec_parser(c->respc), c->ex.retry_is_head, false);
+    reel__peer_write(c->up, c->ex.retry_head.data, c->ex.retry_head.len);
+    reel_buf_reset(&c->ex.retry_head);
     free(host);
     free(sni);
 }
 
 void reel__resp_process(conn_t *c) {
     peer_t *up = c->up;
-    if (up && up->in.len && c->flow && c->resp_first_us == 0)
-        c->resp_first_us = reel__now_us();
+    if (up && up->in.len && c->ex.flow && c->ex.resp_first_us == 0)
+        c->ex.resp_first_us = reel__now_us();
     while (up && c->up == up && c->state != C_DONE && c->state != C_RAW) {
         size_t consumed = 0;
-        reel_h1_event_t ev;
-        memset(&ev, 0, sizeof ev);
+        reel_codec_event_t cev;
         reel_rc rc;
         if (up->eof && up->in.len == 0)
-            rc = reel_h1_feed_eof(c->resp, &ev);
+            rc = reel_codec_feed_eof(c->respc, &cev);
         else
-            rc = reel_h1_feed(c->resp, up->in.data, up->in.len, &consumed, &ev);
+            rc = reel_codec_feed(c->respc, up->in.data, up->in.len, &consumed, &cev);
+        const reel_h1_event_t ev = cev.h1;
+        if (rc == REEL_OK && cev.type == REEL_CODEC_EV_HEAD)
+            c->ex.server_sid = cev.stream;
         if (rc == REEL_NEED_MORE) {
-            if (c->resp_head_sent && !c->resp_done)
+            if (c->ex.resp_head_sent && !c->ex.resp_done)
                 reel__peer_write(&c->client, up->in.data, consumed); /* framing, as above */
-            else if (!c->resp_head_sent && consumed && c->resp_head_started == 0)
-                c->resp_head_started = uv_now(c->p->loop);
+            else if (!c->ex.resp_head_sent && consumed && c->ex.resp_head_started == 0)
+                c->ex.resp_head_started = uv_now(c->p->loop);
             reel_buf_consume(&up->in, consumed);
             break;
         }
         if (rc != REEL_OK) {
             char *why = reel_asprintf("invalid response from %s:%d: %s", up->host, up->port,
                                       ev.error_reason ? ev.error_reason : "malformed");
-            if (c->resp_head_sent) {
+            if (c->ex.resp_head_sent) {
                 reel__finish_flow(c, why);
                 free(why);
                 reel__conn_close(c);
@@ -784,11 +789,11 @@ void reel__resp_process(conn_t *c) {
         if (ev.type == REEL_H1_EV_NONE) {
             /* clean EOF between responses */
             if (up->eof) {
-                if (c->flow && !c->resp_head_sent && c->retry_head.len && !c->retried) {
+                if (c->ex.flow && !c->ex.resp_head_sent && c->ex.retry_head.len && !c->ex.retried) {
                     retry_on_new_upstream(c);
                     return;
                 }
-                if (c->flow && !c->resp_head_sent) {
+                if (c->ex.flow && !c->ex.resp_head_sent) {
                     reel__fail_exchange(c, 502,
                                         "upstream closed the connection without responding");
                     return;
@@ -803,16 +808,16 @@ void reel__resp_process(conn_t *c) {
             reel_buf_consume(&up->in, consumed);
             break;
         case REEL_H1_EV_BODY:
-            if (c->flow)
-                reel_capture_body(c->flow, true, ev.data, ev.len);
+            if (c->ex.flow)
+                reel_capture_body(c->ex.flow, true, ev.data, ev.len);
             reel__peer_write(&c->client, up->in.data, consumed);
             reel_buf_consume(&up->in, consumed);
             break;
         case REEL_H1_EV_END:
             reel__peer_write(&c->client, up->in.data, consumed);
             reel_buf_consume(&up->in, consumed);
-            c->resp_done = true;
-            if (c->upgrade && c->req_done)
+            c->ex.resp_done = true;
+            if (c->ex.upgrade && c->ex.req_done)
                 break; /* an UPGRADE event follows if it switched */
             maybe_finish(c);
             return;
@@ -826,11 +831,11 @@ void reel__resp_process(conn_t *c) {
         }
         reel__peer_update_reading(up);
     }
-    if (c->upgrade && c->resp_done && c->state == C_WAIT_RESP) {
+    if (c->ex.upgrade && c->ex.resp_done && c->state == C_WAIT_RESP) {
         /* Upgrade refused (the origin answered without 101): the exchange
          * and its flow are complete, and the connection speaks HTTP again. */
-        c->upgrade = false;
-        reel_h1_upgrade_refused(c->reqp);
+        c->ex.upgrade = false;
+        reel_h1_upgrade_refused(reel_h1_codec_parser(c->reqc));
         maybe_finish(c);
     }
 }

@@ -28,7 +28,7 @@ static void ev_eof(void *ud, const char *error) {
         return;
     }
     pe->eof = true;
-    if (error && pe->role == P_CLIENT && c->flow) {
+    if (error && pe->role == P_CLIENT && c->ex.flow) {
         char *why = reel_asprintf("client connection error: %s", error);
         reel__finish_flow(c, why);
         free(why);
@@ -243,7 +243,7 @@ void reel__upstream_failed(peer_t *up, const char *why) {
         /* A tunnel: a 502 if the CONNECT is still unanswered (an reel__host_ignored
          * host is connected before the 200), else the client is cut. */
         reel__finish_tflow(c, why);
-        if (!c->resp_head_sent)
+        if (!c->ex.resp_head_sent)
             reel__fail_exchange(c, 502, why);
         else
             reel__conn_close(c);
@@ -272,8 +272,8 @@ bool reel__upstream_for(conn_t *c, bool https, const char *host, int port, const
     up->t_dns0 = reel__now_us();
     up->id = ++p->upstream_ids;
     c->up = up;
-    reel_h1_free(c->resp);
-    c->resp = reel_h1_new(REEL_H1_RESPONSE, NULL);
+    reel_codec_free(c->respc);
+    c->respc = reel_h1_codec_new(REEL_H1_RESPONSE, NULL);
     reel_filter_t *bottom = p->connect
                                 ? p->connect(p->connect_ctx, p, host, port)
                                 : reel_tcp_connect(p->loop, host, port, p->readbuf, READ_SIZE);

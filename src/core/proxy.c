@@ -223,7 +223,7 @@ void reel_proxy_shutdown(reel_proxy_t *p, uint64_t grace_ms, void (*done)(void *
     for (conn_t *c = p->conns; c; c = next) {
         next = c->next;
         c->draining = true;
-        if (c->state == C_HEAD && c->client.in.len == 0 && c->flow == NULL)
+        if (c->state == C_HEAD && c->client.in.len == 0 && c->ex.flow == NULL)
             reel__conn_close(c);
     }
     if (p->conns == NULL) {

@@ -11,11 +11,12 @@ static void tunnel_end(conn_t *c);
 
 /* ---- raw tunnels ---- */
 
-void reel__ws_free(conn_t *c) {
+void reel__tunnel_codecs_free(conn_t *c) {
     for (int d = 0; d < 2; d++) {
-        reel_ws_free(c->ws[d]);
-        c->ws[d] = NULL;
+        reel_codec_free(c->tun[d]);
+        c->tun[d] = NULL;
     }
+    c->websocket = false;
 }
 
 /* A peer broke the WebSocket protocol (dir 0: the client, 1: the server):
@@ -35,12 +36,12 @@ static void ws_fail(conn_t *c, int dir, const reel_ws_event_t *ev) {
         /* keep the fixed key: masking guards caches, not secrets */
     }
     /* to the offender, on the stream the other codec reads */
-    if (!reel_ws_mid_frame(c->ws[1 - dir]) &&
+    if (!reel_ws_mid_frame(reel_ws_codec_ws(c->tun[1 - dir])) &&
         reel_ws_write_close(&frame, ev->error_code, ev->error_reason, dir == 1 ? key : NULL) ==
             REEL_OK)
         reel__peer_write(offender, frame.data, frame.len);
     reel_buf_reset(&frame);
-    if (other && !reel_ws_mid_frame(c->ws[dir]) &&
+    if (other && !reel_ws_mid_frame(reel_ws_codec_ws(c->tun[dir])) &&
         reel_ws_write_close(&frame, ev->error_code,
                             "reel: the other side broke the protocol",
                             dir == 0 ? key : NULL) == REEL_OK)
@@ -48,7 +49,7 @@ static void ws_fail(conn_t *c, int dir, const reel_ws_event_t *ev) {
     reel_buf_free(&frame);
     reel__finish_flow(c, why);
     free(why);
-    reel__ws_free(c);
+    reel__tunnel_codecs_free(c);
     c->state = C_DONE;
     if (c->up)
         c->up->close_when_flushed = true;
@@ -67,30 +68,29 @@ static void ws_fail(conn_t *c, int dir, const reel_ws_event_t *ev) {
  * connection. */
 static bool relay_dir(conn_t *c, int dir) {
     peer_t *src = dir ? c->up : &c->client, *dst = dir ? &c->client : c->up;
+    if (c->tun[dir] == NULL)
+        c->tun[dir] = reel_tcp_codec_new();
     while (src->in.len && reel__peer_queued(dst) < HIGH_WATER) {
-        if (c->ws[dir] == NULL) {
-            if (c->tflow)
-                reel_capture_message(c->tflow, dir == 0, 0, src->in.data, src->in.len, src->in.len,
-                                     false, false, 0);
-            reel__peer_write(dst, src->in.data, src->in.len);
-            reel_buf_reset(&src->in);
-            break;
-        }
         size_t consumed = 0;
-        reel_ws_event_t ev;
-        reel_rc rc = reel_ws_feed(c->ws[dir], src->in.data, src->in.len, &consumed, &ev);
+        reel_codec_event_t ev;
+        reel_rc rc = reel_codec_feed(c->tun[dir], src->in.data, src->in.len, &consumed, &ev);
         reel__peer_write(dst, src->in.data, consumed);
-        reel_buf_consume(&src->in, consumed);
-        if (rc == REEL_OK) {
-            if (c->flow && ev.type != REEL_WS_EV_NONE)
-                reel_capture_message(c->flow, dir == 0, (uint32_t)ev.opcode, ev.data, ev.len,
-                                     ev.length, ev.truncated, ev.compressed,
-                                     ev.opcode == REEL_WS_OP_CLOSE ? ev.close_code : 0);
-            continue;
+        if (rc == REEL_OK && ev.type == REEL_CODEC_EV_MESSAGE) {
+            const reel_ws_event_t *w = &ev.ws;
+            if (c->websocket && c->ex.flow)
+                reel_capture_message(c->ex.flow, dir == 0, (uint32_t)w->opcode, w->data, w->len,
+                                     w->length, w->truncated, w->compressed,
+                                     w->opcode == REEL_WS_OP_CLOSE ? w->close_code : 0);
+            else if (!c->websocket && c->tflow)
+                reel_capture_message(c->tflow, dir == 0, 0, ev.data, ev.len, ev.len, false, false,
+                                     0);
         }
+        reel_buf_consume(&src->in, consumed);
+        if (rc == REEL_OK)
+            continue;
         if (rc == REEL_NEED_MORE)
             break;
-        ws_fail(c, dir, &ev);
+        ws_fail(c, dir, &ev.ws);
         return false;
     }
     return true;
@@ -99,16 +99,16 @@ static bool relay_dir(conn_t *c, int dir) {
 /* Both sides closed: the tunnel's flow (or the WebSocket flow) ends; a
  * WebSocket cut in the middle of a frame or message ends with that error. */
 static void tunnel_end(conn_t *c) {
-    if (c->ws[0]) {
+    if (c->websocket) {
         const char *why = NULL;
         for (int d = 0; d < 2 && !why; d++) {
-            reel_ws_event_t ev;
-            if (reel_ws_feed_eof(c->ws[d], &ev) != REEL_OK)
+            reel_codec_event_t ev;
+            if (reel_codec_feed_eof(c->tun[d], &ev) != REEL_OK)
                 why = d ? "the server closed the connection in the middle of a WebSocket frame"
                         : "the client closed the connection in the middle of a WebSocket frame";
         }
         reel__finish_flow(c, why);
-        reel__ws_free(c);
+        reel__tunnel_codecs_free(c);
     } else {
         reel__finish_tflow(c, NULL);
     }
@@ -174,13 +174,14 @@ void reel__begin_raw_tunnel(conn_t *c, const char *host, int port, bool reply_20
 
 void reel__start_upgraded_tunnel(conn_t *c) {
     c->state = C_RAW;
-    if (c->ws_ok && c->flow) {
+    if (c->ex.ws_ok && c->ex.flow) {
         /* WebSocket: the flow goes on, its messages recorded as they pass
          * (each kept up to body_limit). */
-        size_t limit = reel_capture_body_limit(c->flow);
-        reel_ws_opts_t o = {.max_message = limit, .deflate = c->ws_deflate};
-        c->ws[0] = reel_ws_new(REEL_WS_FROM_CLIENT, &o);
-        c->ws[1] = reel_ws_new(REEL_WS_FROM_SERVER, &o);
+        size_t limit = reel_capture_body_limit(c->ex.flow);
+        reel_ws_opts_t o = {.max_message = limit, .deflate = c->ex.ws_deflate};
+        c->tun[0] = reel_ws_codec_new(REEL_WS_FROM_CLIENT, &o);
+        c->tun[1] = reel_ws_codec_new(REEL_WS_FROM_SERVER, &o);
+        c->websocket = true;
     } else {
         /* Another protocol (or WebSocket extensions reel cannot read): the
          * HTTP flow (request + 101) is complete, the bytes that follow are
@@ -224,7 +225,7 @@ void reel__sniff_process(conn_t *c) {
         }
         c->tunnel_tls = true;
         c->state = C_HEAD;
-        c->resp_head_sent = false; /* requests inside the tunnel get their own answers */
+        c->ex.resp_head_sent = false; /* requests inside the tunnel get their own answers */
         /* A TLS filter goes on top of the client's stack; the buffered
          * ClientHello is its first input, and what it decrypts is
          * processed as any read (reel__peer_read_done). */
@@ -237,7 +238,7 @@ void reel__sniff_process(conn_t *c) {
     if (k == REEL_SNIFF_HTTP) {
         c->tunnel_tls = false;
         c->state = C_HEAD;
-        c->resp_head_sent = false;
+        c->ex.resp_head_sent = false;
         reel__req_process(c);
         return;
     }
