@@ -4,8 +4,8 @@
 `mitmdump -w FILE` runs as a proxy on 127.0.0.1 in front of the nginx origin
 (with a small addon that comments and marks one flow); curl drives plain
 HTTP/1.1 (GET, POST with a body, a gzip response, a 404) and HTTPS over
-HTTP/2 through it, and a python3-websockets client talks to an echo server
-through it. The file is then imported and every flow is compared with what
+HTTP/2 through it, a python3-websockets client talks to an echo server
+through it, and a raw TCP client to a TCP echo server. The file is then imported and every flow is compared with what
 mitmproxy's own reader finds in the file and with what nginx served:
 method, URL, status, every header in order, and the raw bodies. A
 truncated copy, a damaged one and one of an unknown version must fail with
@@ -83,6 +83,26 @@ class ImportMitm(unittest.TestCase):
         cls.ws_thread = threading.Thread(target=serve, daemon=True)
         cls.ws_thread.start()
         ready.wait(10)
+
+        # a TCP echo server for one connection
+        cls.tcp = socket.socket()
+        cls.tcp.bind(("127.0.0.1", 0))
+        cls.tcp.listen(1)
+        cls.tcp_port = cls.tcp.getsockname()[1]
+
+        def tcp_echo():
+            try:
+                c, _ = cls.tcp.accept()
+            except OSError:
+                return
+            with c:
+                while True:
+                    d = c.recv(65536)
+                    if not d:
+                        break
+                    c.sendall(d)
+        cls.tcp_thread = threading.Thread(target=tcp_echo, daemon=True)
+        cls.tcp_thread.start()
 
         cls.port = free_port()
         confdir = os.path.join(cls.root, "mitmconf")
@@ -184,24 +204,44 @@ http {{
                 await ws.close(1000, "bye")
         asyncio.run(ws_client())
 
-        # mitmdump writes each HTTP flow once it has its response: wait for
-        # the 5, then stop it, which writes the WebSocket flow if it had not
+        # raw TCP in a CONNECT tunnel: bytes that are not HTTP make mitmproxy
+        # record a TCP flow
+        s = socket.create_connection(("127.0.0.1", cls.port), 10)
+        s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % cls.tcp_port)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(1)
+        assert head.startswith(b"HTTP/1.1 200"), head
+        for chunk in (b"\x00\x01raw tcp 1\n", b"\x02raw tcp 2\n"):
+            s.sendall(chunk)
+            got = b""
+            while len(got) < len(chunk):
+                got += s.recv(65536)
+            assert got == chunk, got
+        s.close()
+
+        # mitmdump writes most flows as they end, the rest (the HTTP/2 one,
+        # the WebSocket one) when it stops
+        cls.wait_written(4)
+        time.sleep(0.5)
+        cls.stop_all()
+        cls.flows_mitm = read_mitm(cls.file)
+        assert len(cls.flows_mitm) == 7, "mitmdump wrote %d flows: %s" % (len(cls.flows_mitm),
+                                                                          cls.log())
+
+    @classmethod
+    def wait_written(cls, n):
         deadline = time.time() + 15
         while True:
             try:
                 last = len(read_mitm(cls.file))
-                if last >= 5:
-                    break
+                if last >= n:
+                    return
             except Exception as e:
                 last = repr(e)
-            assert time.time() < deadline, "mitmdump did not write 5 flows (%s): %s" % (
-                last, cls.log())
+            assert time.time() < deadline, "mitmdump did not write %d flows (%s): %s" % (
+                n, last, cls.log())
             time.sleep(0.1)
-        time.sleep(0.3)
-        cls.stop_all()
-        cls.flows_mitm = read_mitm(cls.file)
-        assert len(cls.flows_mitm) == 6, "mitmdump wrote %d flows: %s" % (len(cls.flows_mitm),
-                                                                          cls.log())
 
     @classmethod
     def stop_all(cls):
@@ -222,6 +262,7 @@ http {{
             cls.ws_server = None
         if cls.origin.proc.poll() is None:
             cls.origin.stop()
+        cls.tcp.close()
         if cls.h2.poll() is None:
             cls.h2.terminate()
             cls.h2.wait(10)
@@ -248,7 +289,7 @@ http {{
         if not os.path.isdir(os.path.join(self.root, "home", session)):
             r = self.reel("import", self.file, "--into", session, "--json")
             out = json.loads(r.stdout)
-            self.assertEqual(out["imported"], 6, out)
+            self.assertEqual(out["imported"], 7, out)
             self.assertEqual(out["annotated"], 1, out)
             self.assertEqual(out["marked"], 1, out)
         return self.flows(session)
@@ -265,12 +306,15 @@ http {{
         with open(self.file, "rb") as f:
             data = f.read()
         self.assertTrue(data[:1].isdigit())
-        self.assertEqual(len(self.flows_mitm), 6)
+        self.assertEqual([f.type for f in self.flows_mitm].count("http"), 6)
+        self.assertEqual([f.type for f in self.flows_mitm].count("tcp"), 1)
 
     def test_every_flow_header_and_body(self):
         got = self.imported("all")
-        self.assertEqual(len(got), 6)
+        self.assertEqual(len(got), 7)
         for summary, m in zip(got, self.flows_mitm):
+            if m.type != "http":
+                continue
             f = self.flow("all", summary["id"])
             self.assertEqual(f["source"], "mitm-import")
             req, resp = f["request"], f["response"]
@@ -291,15 +335,20 @@ http {{
             self.assertEqual(f["client_addr"], "%s:%d" % tuple(m.client_conn.peername[:2]))
 
     def test_verify(self):
-        # The file without its last flow (the WebSocket one: `reel verify`
-        # does not count message bytes as stored yet) is a whole file too.
+        # The file's HTTP flows without messages (`reel verify` does not
+        # count WebSocket and TCP message bytes as stored yet), cut out of
+        # it, are a whole file too.
         with open(self.file, "rb") as f:
             data = f.read()
-        off = 0
-        for _ in range(5):
+        off, keep = 0, b""
+        for m in self.flows_mitm:
             prefix = data[off:].split(b":", 1)[0]
-            off += len(prefix) + 1 + int(prefix) + 1
-        path = self.damaged_copy("first5.mitm", data[:off])
+            end = off + len(prefix) + 1 + int(prefix) + 1
+            if m.type == "http" and m.websocket is None:
+                keep += data[off:end]
+            off = end
+        self.assertEqual(off, len(data))
+        path = self.damaged_copy("first5.mitm", keep)
         r = self.reel("import", path, "--into", "five")
         self.assertIn(b"imported 5 flows into five (ids 1-5)", r.stdout)
         self.reel("verify", "five")  # index, spool and journal agree
@@ -336,6 +385,19 @@ http {{
             self.assertEqual(body(f["response"]), fh.read())
         self.assertEqual(f["server_conn"]["sni"], "localhost")
         self.assertTrue(f["server_conn"]["tls_version"].startswith("TLS"))
+
+    def test_tcp(self):
+        got = self.imported("all")
+        [m] = [m for m in self.flows_mitm if m.type == "tcp"]
+        [g] = [g for g, mm in zip(got, self.flows_mitm) if mm.type == "tcp"]
+        f = self.flow("all", g["id"])
+        self.assertEqual(f["kind"], "tunnel")
+        self.assertEqual(f["request"]["method"], "CONNECT")
+        self.assertEqual(f["request"]["port"], self.tcp_port)
+        self.assertEqual([(x["from_client"], x["opcode"], message_bytes(x)) for x in f["messages"]],
+                         [(x.from_client, 0, x.content) for x in m.messages])
+        self.assertEqual(b"".join(message_bytes(x) for x in f["messages"] if x["from_client"]),
+                         b"\x00\x01raw tcp 1\n\x02raw tcp 2\n")
 
     def test_comment_and_mark(self):
         got = self.imported("all")
@@ -384,7 +446,7 @@ http {{
             data = f.read()
         cut = len(data) - 200  # inside the last flow
         path = self.damaged_copy("cut.mitm", data[:cut])
-        self.assert_refused(path, "cut.mitm: flow 6 (byte ", "truncated: needs ")
+        self.assert_refused(path, "cut.mitm: flow 7 (byte ", "truncated: needs ")
 
     def test_damaged(self):
         with open(self.file, "rb") as f:
@@ -414,12 +476,12 @@ http {{
         self.assertNotEqual(r.returncode, 0)
         self.assertIn(b"--format must be har or mitm", r.stderr)
         r = self.reel("import", "--format", "mitm", self.file, "--into", "fmt")
-        self.assertIn(b"imported 6 flows into fmt", r.stdout)
+        self.assertIn(b"imported 7 flows into fmt", r.stdout)
         # a pipe is read once: --format says what it is
         with open(self.file, "rb") as f:
             r = run(["sh", "-c", 'cat | "$0" import --format mitm /dev/stdin --into pipe', REEL],
                     env=self.env, input=f.read())
-        self.assertIn(b"imported 6 flows into pipe", r.stdout)
+        self.assertIn(b"imported 7 flows into pipe", r.stdout)
 
     def version(self):
         from mitmproxy import version
