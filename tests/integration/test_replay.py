@@ -117,6 +117,12 @@ class Replay(unittest.TestCase):
                     self.assertEqual(gzip.decompress(body(new, "response")), fh.read())
                 self.assertEqual(new["server_conn"]["sni"], "localhost")
                 self.assertTrue(new["server_conn"]["tls_version"].startswith("TLS"))
+                # reel diff: the same body once decoded, whatever else differs
+                d = json.loads(self.cli("diff", "rp:%d" % rep["of"], "other:%d" % rep["id"],
+                                        "--json").stdout)
+                self.assertNotIn("response.body", d["changes"])
+                self.assertNotIn("status", d["changes"])
+                self.assertEqual((d["b"]["session"], d["b"]["id"]), ("other", rep["id"]))
             else:
                 self.assertEqual(body(new, "request"), b"a=1&b=2")
                 self.assertEqual(body(new, "response"), b"posted\n")
