@@ -318,7 +318,17 @@ static reel_rc conv_conns(const vctx_t *v, const reel_tns_t *flow, mflow_t *f) {
         TRY(get_addr(v, a, "server_conn.peername", f->server_addr));
         if (f->server_addr[0]) {
             f->has_sconn = 1;
-            TRY(get_cstr(v, sc, "sni", "server_conn.sni", 1, &f->sni));
+            /* before 19 sni could be True: "the server's address" */
+            const reel_tns_t *sni = reel_tns_get(sc, "sni");
+            const reel_tns_t *addr = reel_tns_get(sc, "address");
+            if (sni && sni->type == REEL_TNS_BOOL) {
+                if (sni->i && addr && addr->type == REEL_TNS_LIST && addr->n >= 1 &&
+                    reel_tns_is_text(&addr->item[0]) &&
+                    !memchr(addr->item[0].data, '\0', addr->item[0].len))
+                    f->sni = reel_strndup((const char *)addr->item[0].data, addr->item[0].len);
+            } else {
+                TRY(get_cstr(v, sc, "sni", "server_conn.sni", 1, &f->sni));
+            }
             TRY(get_cstr(v, sc, "alpn", "server_conn.alpn", 1, &f->alpn));
             TRY(get_cstr(v, sc, "tls_version", "server_conn.tls_version", 1, &f->tls_version));
             /* 19 renamed cipher_name -> cipher */
@@ -369,7 +379,10 @@ static reel_rc conv_response(const vctx_t *v, const reel_tns_t *r, mflow_t *f) {
     TRY(get_cstr(v, r, "http_version", "response.http_version", 0, &f->resp_version));
     TRY(get_headers(v, r, "response", &f->resp_h, &f->n_resp_h));
     TRY(get_body(v, r, "response", &f->resp_body));
-    TRY(get_ts(v, r, "timestamp_start", "response.timestamp_start", 0, &f->resp_start_us));
+    /* null before 14 (mitmproxy issue 4576): compat.py takes the request's end */
+    TRY(get_ts(v, r, "timestamp_start", "response.timestamp_start", 1, &f->resp_start_us));
+    if (f->resp_start_us == 0)
+        f->resp_start_us = f->req_end_us;
     TRY(get_ts(v, r, "timestamp_end", "response.timestamp_end", 1, &f->resp_end_us));
 out:
     return rc;

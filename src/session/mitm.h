@@ -5,10 +5,12 @@
  * format version, 14 for mitmproxy 7.0, 17 for 8.1 (Debian bookworm), 18
  * for 9, 20 for 10, 21 from 11 on. reel reads versions 12 to 21; the few
  * fields whose name or shape changed in between are read as
- * mitmproxy/io/compat.py would migrate them (12: marked is a boolean; 14:
- * comment and the 6-field WebSocket message appear (13/14: 5 fields); 19:
- * client_conn.address -> peername, server_conn.ip_address -> peername,
- * cipher_name -> cipher). Older (tuple) and newer versions are refused.
+ * mitmproxy/io/compat.py would migrate them: marked is a boolean before 13
+ * and a string since; comment appears in 14; WebSocket messages have 5
+ * fields before 15 and 6 since; before 19 server_conn.sni may be True (the
+ * server's address), and 19 renamed client_conn.address, server_conn
+ * ip_address and cipher_name to peername, peername and cipher. Older
+ * (tuple) and newer versions are refused.
  *
  * The whole file is read into memory (at most REEL_MITM_MAX_FILE_SIZE
  * bytes), every flow parsed and checked, and only then are flows recorded,

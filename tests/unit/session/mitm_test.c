@@ -135,7 +135,7 @@ static str_t flow_v12(void) {
         11, "version", I(12), "type", U("http"), "id", U("x"), "error", N(), "client_conn",
         D(2, "address", L(2, U("127.0.0.1"), I(40000)), "tls_established", B(0)), "server_conn",
         D(4, "address", L(2, U("ws.test"), I(80)), "ip_address", L(2, U("127.0.0.2"), I(80)), "sni",
-          N(), "cipher_name", N()),
+          B(1), "cipher_name", U("AES")),
         "marked", B(1), "metadata", D(0), "request",
         D(12, "host", U("ws.test"), "port", I(80), "method", S("GET"), "scheme", S("http"),
           "authority", S(""), "path", S("/chat"), "http_version", S("HTTP/1.1"), "headers",
@@ -144,8 +144,8 @@ static str_t flow_v12(void) {
         "response",
         D(8, "http_version", S("HTTP/1.1"), "headers",
           headers2("Upgrade", "websocket", "Connection", "Upgrade"), "content", N(), "trailers",
-          N(), "timestamp_start", F(1600000000.002), "timestamp_end", F(1600000000.003),
-          "status_code", I(101), "reason", S("Switching Protocols")),
+          N(), "timestamp_start", N(), "timestamp_end", F(1600000000.003), "status_code", I(101),
+          "reason", S("Switching Protocols")),
         "websocket",
         D(5, "messages",
           L(2, L(5, I(1), B(1), S("ping?"), F(1600000000.1), B(0)),
@@ -371,14 +371,14 @@ static void test_record_versions(void **state) {
         "start 1600000000000000 mitm-import client=127.0.0.1:40000 server=127.0.0.2:80\n"
         "req 1600000000000000 GET http ws.test 80 /chat HTTP/1.1 decoded=0 "
         "[Upgrade: websocket|Connection: Upgrade]\n"
-        "sconn 127.0.0.2:80 sni= alpn= tls= cipher=\n"
-        "resp 1600000000002000 101 'Switching Protocols' HTTP/1.1 decoded=0 "
+        "sconn 127.0.0.2:80 sni=ws.test alpn= tls= cipher=AES\n"
+        "resp 1600000000001000 101 'Switching Protocols' HTTP/1.1 decoded=0 "
         "[Upgrade: websocket|Connection: Upgrade]\n"
         "msg c op=1 len=5 close=0 70696e673f\n"
         "msg s op=2 len=2 close=0 00ff\n"
         "msg s op=8 len=12 close=1001 03e9676f696e672061776179\n"
-        "end 1600000005000000 req_end=1600000000001000 resp_start=1600000000002000 "
-        "send=1000 wait=1000 receive=1000\n",
+        "end 1600000005000000 req_end=1600000000001000 resp_start=1600000000001000 "
+        "send=1000 wait=0 receive=2000\n",
 
         "start 1650000000000000 mitm-import client= server=\n"
         "req 1650000000000000 GET http down.test 8081 / HTTP/1.1 decoded=0 []\n"
