@@ -222,7 +222,8 @@ int reel_cmd_flows(reel_cli_t *cli, int argc, char **argv) {
         return REEL_EXIT_ERROR;
     reel_query_opts_t q = {.filter = nargs == 2 ? argv[optind + 1] : NULL,
                            .since_us = since,
-                           .has_since = have_since};
+                           .has_since = have_since,
+                           .no_note_count = 1};
     /* --limit: the newest N matches, listed oldest first. A first pass
      * finds their ids (newest first), the listing shows exactly those. */
     int64_t *keep = NULL;

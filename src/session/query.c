@@ -36,8 +36,8 @@ static char *dup_col(sqlite3_stmt *st, int i) {
 }
 
 static int64_t int_or_null(sqlite3_stmt *st, int i) {
-    return sqlite3_column_type(st, i) == SQLITE_NULL ? REEL_QUERY_NULL
-                                                     : sqlite3_column_int64(st, i);
+    sqlite3_value *v = sqlite3_column_value(st, i); /* one call, one lock of the db */
+    return sqlite3_value_type(v) == SQLITE_NULL ? REEL_QUERY_NULL : sqlite3_value_int64(v);
 }
 
 /* ---- flow rows ---- */
@@ -50,7 +50,15 @@ static int64_t int_or_null(sqlite3_stmt *st, int i) {
     "status, request_body_size, response_body_size, request_truncated, response_truncated, "       \
     "request_body_dropped, response_body_dropped, request_content_type, response_content_type, "   \
     "error, response_generated, damaged, marked, messages, "                                       \
-    "(SELECT count(*) FROM annotations qa WHERE qa.flow_id = flows.id), "                          \
+    "(SELECT group_concat(tag, char(0)) FROM tags qt WHERE qt.flow_id = flows.id), "               \
+    "(SELECT count(*) FROM annotations qa WHERE qa.flow_id = flows.id)"
+/* The same without the count of notes (the last column). */
+#define FLOW_COLS_NO_COUNT                                                                         \
+    "id, uuid, kind, state, source, start_us, request_end_us, response_start_us, end_us, "         \
+    "client_addr, server_addr, scheme, method, host, path, url, http_version, reason, port, "      \
+    "status, request_body_size, response_body_size, request_truncated, response_truncated, "       \
+    "request_body_dropped, response_body_dropped, request_content_type, response_content_type, "   \
+    "error, response_generated, damaged, marked, messages, "                                       \
     "(SELECT group_concat(tag, char(0)) FROM tags qt WHERE qt.flow_id = flows.id)"
 
 /* Scratch space for the tags of the row being read. */
@@ -103,10 +111,10 @@ static void read_row(sqlite3_stmt *st, reel_query_flow_t *r, tagbuf_t *tb) {
     r->damaged = sqlite3_column_int(st, 30) != 0;
     r->marked = sqlite3_column_int(st, 31) != 0;
     r->messages = sqlite3_column_int64(st, 32);
-    r->annotations = sqlite3_column_int64(st, 33);
+    r->annotations = sqlite3_column_count(st) > 34 ? sqlite3_column_int64(st, 34) : REEL_QUERY_NULL;
 #undef TXT
-    const char *tags = (const char *)sqlite3_column_text(st, 34);
-    size_t len = (size_t)sqlite3_column_bytes(st, 34);
+    const char *tags = (const char *)sqlite3_column_text(st, 33);
+    size_t len = (size_t)sqlite3_column_bytes(st, 33);
     if (tags == NULL)
         return;
     if (tb->cap < len + 1) {
@@ -312,7 +320,10 @@ static reel_rc run(reel_session_t *s, const reel_query_opts_t *q, const sink_t *
     size_t skipped = 0, sent = 0;
     for (int seg = 0; seg < nseg; seg++) {
         reel_buf_reset(&sql);
-        reel_buf_printf(&sql, "SELECT %s FROM flows WHERE %s", k->ids_only ? "id" : FLOW_COLS,
+        reel_buf_printf(&sql, "SELECT %s FROM flows WHERE %s",
+                        k->ids_only        ? "id"
+                        : q->no_note_count ? FLOW_COLS_NO_COUNT
+                                           : FLOW_COLS,
                         reel_filter_sql(f));
         if (q->has_since)
             reel_buf_puts(&sql, " AND start_us >= ?");
