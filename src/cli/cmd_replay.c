@@ -366,8 +366,6 @@ static reel_h1_header_t *send_headers(const reel_replay_req_t *r, size_t *n, cha
         }
         if (r->body_decoded && ieq(h->name, h->name_len, "content-encoding"))
             continue;
-        if (ieq(h->name, h->name_len, "transfer-encoding"))
-            length = 1;
         if (ieq(h->name, h->name_len, "host"))
             host = 1;
         v[k++] = rh[i];
@@ -680,6 +678,7 @@ static void *worker(void *arg) {
             run_job(run, j);
             locked(run);
         }
+        reel_buf_free(&j->req.body); /* sent; results may wait for earlier jobs */
         j->done = 1;
         print_ready(run);
     }
@@ -884,6 +883,7 @@ int reel_cmd_replay(reel_cli_t *cli, int argc, char **argv) {
                 run_job(&run, j);
                 locked(&run);
             }
+            reel_buf_free(&j->req.body);
             j->done = 1;
             print_ready(&run);
         }

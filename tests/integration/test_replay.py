@@ -11,6 +11,7 @@ import gzip
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import tempfile
 import unittest
@@ -29,6 +30,16 @@ class Replay(unittest.TestCase):
         curl(cls.reel, "--compressed", o.url("/text.txt", https=True))
         curl(cls.reel, "-H", "X-Test: one", "--data-binary", "a=1&b=2", o.url("/echo?x=1"))
         curl(cls.reel, "http://127.0.0.1:%d/gone" % cls.dead, check=False)
+        # A proxy that stores 4 bytes of each body and waits 1 s for an origin:
+        # a request body cut short, and an origin that never answers.
+        cls.silent = socket.socket()
+        cls.silent.bind(("127.0.0.1", 0))
+        cls.silent.listen(8)  # connections complete in the backlog; nothing is ever read
+        cls.reel2 = Reel(cls.root, "cut", "body_limit=4", "upstream_timeout=1")
+        curl(cls.reel2, "--data-binary", "0123456789", o.url("/echo"))
+        curl(cls.reel2, "http://127.0.0.1:%d/silent" % cls.silent.getsockname()[1], check=False)
+        assert len(cls.reel2.wait_flows(2)) == 2
+        assert cls.reel2.stop() == 0, cls.reel2.log()
         cls.flows = cls.reel.wait_flows(4)
         assert len(cls.flows) == 4, cls.flows
         cls.ids = {f["url"]: f["id"] for f in cls.flows}
@@ -43,6 +54,7 @@ class Replay(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
+        cls.silent.close()
         cls.origin.stop()
         shutil.rmtree(cls.root, ignore_errors=True)
 
@@ -156,6 +168,26 @@ class Replay(unittest.TestCase):
         r, out = self.replay("rp", str(src), "--into", "tls", "--set", "upstream_trusted_ca=",
                              "--set", "upstream_cert_verify=false")
         self.assertEqual(out["replays"][0]["status"], 200)
+
+    def test_body_not_stored_whole_is_skipped(self):
+        r, out = self.replay("cut", "1", check=False)
+        self.assertEqual(r.returncode, 1)  # nothing could be replayed
+        self.assertEqual(out["replays"], [])
+        self.assertEqual(out["skipped"], [{"of": 1, "why": "its request body was not stored whole "
+                                           "(body_limit, or capture fell behind)"}])
+        r = self.cli("replay", "cut", "1", check=False)
+        self.assertEqual(r.stdout, b"#1 skipped: its request body was not stored whole "
+                         b"(body_limit, or capture fell behind)\n")
+        self.assertEqual(len(self.rows("cut")), 2)  # no flow made
+
+    def test_timeout(self):
+        r, out = self.replay("cut", "2", "--set", "upstream_timeout=1", check=False)
+        self.assertEqual(r.returncode, 1)
+        [rep] = out["replays"]
+        self.assertEqual(rep["error"], "upstream timed out after 1 s waiting for the response")
+        f = self.flow("cut", rep["id"])
+        self.assertEqual((f["state"], f["response"]), ("error", None))
+        self.assertEqual(f["error"], rep["error"])
 
     def test_all_concurrent_and_errors(self):
         r, out = self.replay("rp", "~id 1-4", "--into", "many", "--concurrency", "4", check=False)
