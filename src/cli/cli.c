@@ -42,6 +42,7 @@ static const reel_cmd_t commands[] = {
     {"repair", reel_cmd_repair, "rebuild a session's index from its spool"},
     {"compact", reel_cmd_compact, "rewrite a session's spool without its dropped flows"},
     {"rm", reel_cmd_rm, "delete a session"},
+    {"web", reel_cmd_web, "serve a web UI over the sessions"},
     {NULL, NULL, NULL},
 };
 

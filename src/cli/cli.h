@@ -188,6 +188,10 @@ int reel_cmd_replay(reel_cli_t *cli, int argc, char **argv);
 int reel_cmd_diff(reel_cli_t *cli, int argc, char **argv);
 int reel_cmd_new(reel_cli_t *cli, int argc, char **argv);
 int reel_cmd_record(reel_cli_t *cli, int argc, char **argv);
+int reel_cmd_web(reel_cli_t *cli, int argc, char **argv);
+/** --listen HOST:PORT of `reel web` / `--web=`: *host owned (NULL: none);
+ * -1 if malformed. */
+int reel_cli_web_listen(const char *arg, char **host, int *port);
 int reel_cmd_resume(reel_cli_t *cli, int argc, char **argv);
 int reel_cmd_ca(reel_cli_t *cli, int argc, char **argv);
 

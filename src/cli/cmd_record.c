@@ -14,10 +14,11 @@
 #include "cli/cli.h"
 #include "daemon/daemon.h"
 #include "daemon/service.h"
+#include "web/web.h"
 
 static const char record_usage[] =
     "usage: reel record [--home DIR] [--listen HOST:PORT] [--set KEY=VALUE]...\n"
-    "                   [--pidfile FILE] [SESSION]\n"
+    "                   [--pidfile FILE] [--web[=HOST:PORT]] [SESSION]\n"
     "\n"
     "Starts the intercepting proxy (127.0.0.1:8080 by default) and records every\n"
     "flow into a new session, named by date and time when SESSION is omitted.\n"
@@ -31,6 +32,9 @@ static const char record_usage[] =
     "  --pidfile FILE      once the proxy listens, write its pid to FILE (removed\n"
     "                      at exit); under systemd (Type=notify) reel also sends\n"
     "                      READY=1 then, and STOPPING=1 when it stops\n"
+    "  --web[=HOST:PORT]   also serve the web UI (127.0.0.1:8081 by default) on the\n"
+    "                      same loop, showing flows live; prints its URL ('reel web\n"
+    "                      --help')\n"
     "\n"
     "Ctrl-C or SIGTERM stops accepting, lets in-flight flows finish for a few\n"
     "seconds, flushes the session and exits; a second one exits at once (the\n"
@@ -38,7 +42,7 @@ static const char record_usage[] =
 
 static const char resume_usage[] =
     "usage: reel resume [--home DIR] [--listen HOST:PORT] [--set KEY=VALUE]...\n"
-    "                   [--pidfile FILE] SESSION\n"
+    "                   [--pidfile FILE] [--web[=HOST:PORT]] SESSION\n"
     "\n"
     "Starts the proxy again on an existing session, with the config overlay it\n"
     "had ('reel config SESSION list'), appending new flows after the old ones.\n"
@@ -91,6 +95,7 @@ static int run(reel_cli_t *cli, int argc, char **argv, int resume) {
     static const struct option opts[] = {{"listen", required_argument, NULL, 'l'},
                                          {"set", required_argument, NULL, 's'},
                                          {"pidfile", required_argument, NULL, 'p'},
+                                         {"web", optional_argument, NULL, 'w'},
                                          REEL_CLI_COMMON_OPTS,
                                          {0}};
     const char *usage = resume ? resume_usage : record_usage;
@@ -100,6 +105,8 @@ static int run(reel_cli_t *cli, int argc, char **argv, int resume) {
     char *name = NULL;
     int exit_code = REEL_EXIT_OK;
     int c, explicit_listen = 0;
+    int web = 0, web_port = REEL_WEB_DEFAULT_PORT, web_explicit = 0;
+    char *web_host = NULL;
     int created = 0, served = 0; /* this run made the session; the proxy ran */
     while ((c = getopt_long(argc, argv, "hl:s:", opts, NULL)) != -1) {
         if (c == 'l') {
@@ -112,6 +119,18 @@ static int run(reel_cli_t *cli, int argc, char **argv, int resume) {
         }
         if (c == 'p') {
             pidfile = optarg;
+            continue;
+        }
+        if (c == 'w') {
+            web = 1;
+            if (optarg) {
+                free(web_host);
+                if (reel_cli_web_listen(optarg, &web_host, &web_port) != 0) {
+                    exit_code = reel_cli_usage(cli, "--web takes HOST:PORT, not '%s'", optarg);
+                    goto out;
+                }
+                web_explicit = 1;
+            }
             continue;
         }
         if (c == 's') {
@@ -158,7 +177,12 @@ static int run(reel_cli_t *cli, int argc, char **argv, int resume) {
                             .nsets = r.nsets,
                             .explicit_listen = explicit_listen,
                             .pidfile = pidfile,
-                            .data_dir = data_dir};
+                            .data_dir = data_dir,
+                            .web = web,
+                            .web_host = web_host,
+                            .web_port = web_port,
+                            .web_explicit = web_explicit,
+                            .home = reel_cli_home(cli)};
     reel_err_t err;
     reel_err_clear(&err);
     if (reel_daemon_run(&o, &served, &err) != REEL_OK)
@@ -183,6 +207,7 @@ out:
         free(r.sets[i]);
     free(r.sets);
     free(name);
+    free(web_host);
     return exit_code;
 }
 

@@ -19,6 +19,7 @@
 #include "session/config.h"
 #include "session/index.h"
 #include "session/recorder.h"
+#include "web/web.h"
 
 typedef struct {
     const reel_daemon_opts_t *o;
@@ -27,6 +28,7 @@ typedef struct {
     uv_timer_t config_timer;
     reel_recorder_t *rec;
     reel_proxy_t *proxy;
+    reel_web_t *web; /* --web */
     int pidfile_written;
     long long config_seen;
     /* connections to ignore_hosts: the session's count before this run,
@@ -172,6 +174,7 @@ static void on_signal(uv_signal_t *s, int signum) {
     fprintf(stderr, "\nreel: %s: finishing in-flight flows (signal again to exit now)\n",
             signum == SIGINT ? "interrupted" : "terminated");
     uv_timer_stop(&r->config_timer);
+    reel_web_stop(r->web);
     reel_proxy_shutdown(r->proxy, 3000, on_shutdown_done, r);
 }
 
@@ -261,6 +264,22 @@ reel_rc reel_daemon_run(const reel_daemon_opts_t *o, int *served, reel_err_t *er
             o->name, reel_session_path(o->session), v6 ? "[" : "", lh, v6 ? "]" : "",
             reel_proxy_port(r.proxy), v6 ? "[" : "", lh, v6 ? "]" : "", reel_proxy_port(r.proxy),
             reel_ca_cert_path(ca));
+    if (o->web) {
+        reel_web_opts_t wo = {.home = o->home,
+                              .host = o->web_host,
+                              .port = o->web_port,
+                              .explicit_listen = o->web_explicit,
+                              .live = o->name,
+                              .token = getenv("REEL_WEB_TOKEN")};
+        if (reel_web_start(&r.loop, &wo, &r.web, err) != REEL_OK) {
+            rc = err->code;
+            r.stopping = 1;
+            reel_proxy_shutdown(r.proxy, 0, on_shutdown_done, &r);
+            uv_run(&r.loop, UV_RUN_DEFAULT);
+            goto out;
+        }
+        fprintf(stderr, "reel: web UI on %s\n", reel_web_url(r.web));
+    }
     fflush(stderr);
     if (o->pidfile) {
         if ((rc = reel_service_pidfile_write(o->pidfile, err)) != REEL_OK) {
@@ -286,9 +305,11 @@ out:
         if (r.proxy && *served)
             save_ignored(&r);
         reel_proxy_free(r.proxy);
+        reel_web_stop(r.web); /* before close_walk: its handles free memory when closed */
         uv_walk(&r.loop, close_walk, NULL);
         uv_run(&r.loop, UV_RUN_DEFAULT);
         uv_loop_close(&r.loop);
+        reel_web_free(r.web);
     }
     if (r.rec) {
         reel_recorder_stats_t st;

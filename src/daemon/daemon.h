@@ -28,6 +28,12 @@ typedef struct {
     int explicit_listen;      /* listening beyond loopback was asked for explicitly */
     const char *pidfile;      /* written once listening, removed at exit; NULL: none */
     const char *data_dir;     /* where reel's CA lives */
+    /* --web: also serve the web UI (src/web) on the same loop */
+    int web;
+    const char *web_host;     /* NULL: 127.0.0.1 */
+    int web_port;
+    int web_explicit;         /* --web=HOST:PORT named the address */
+    const char *home;         /* sessions root the web UI shows */
 } reel_daemon_opts_t;
 
 /** Runs the daemon until it is told to stop. Returns REEL_OK after a clean

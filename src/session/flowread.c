@@ -1,0 +1,340 @@
+/* One flow read back for a user interface; see flowread.h. */
+#include "session/flowread.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "base/mem.h"
+#include "session/index.h"
+#include "session/store.h"
+
+static json_t *b64_json(const uint8_t *p, size_t n) {
+    size_t len;
+    char *s = reel_base64(p, n, &len);
+    json_t *j = json_stringn_nocheck(s, len);
+    free(s);
+    return j;
+}
+
+/* Bytes as a JSON string when they are UTF-8, else {"b64": "..."}. */
+static json_t *bytes_json(const uint8_t *p, size_t n) {
+    if (n == 0)
+        return json_string("");
+    json_t *j = json_stringn((const char *)p, n);
+    return j ? j : json_pack("{s:o}", "b64", b64_json(p, n));
+}
+
+static json_t *pbytes_json(ProtobufCBinaryData b) {
+    return bytes_json(b.data, b.len);
+}
+
+static json_t *str_json(const char *s) {
+    if (s == NULL || s[0] == '\0')
+        return json_null();
+    return bytes_json((const uint8_t *)s, strlen(s));
+}
+
+/* The first header named name as an owned C string (NULL if none or if it
+ * holds a NUL). */
+static char *header_get(Reel__Header **h, size_t n, const char *name) {
+    size_t nl = strlen(name);
+    for (size_t i = 0; i < n; i++)
+        if (h[i]->name.len == nl && strncasecmp((const char *)h[i]->name.data, name, nl) == 0) {
+            if (memchr(h[i]->value.data, 0, h[i]->value.len))
+                return NULL;
+            return reel_strndup((const char *)h[i]->value.data, h[i]->value.len);
+        }
+    return NULL;
+}
+
+static json_t *headers_json(Reel__Header **h, size_t n, int decoded) {
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(
+            a, json_pack("[o,o]", pbytes_json(h[i]->name), pbytes_json(h[i]->value)));
+    (void)decoded;
+    return a;
+}
+
+static void head_extra(json_t *o, Reel__Header **h, size_t n, int decoded) {
+    char *ct = header_get(h, n, "content-type");
+    char *ce = header_get(h, n, "content-encoding");
+    json_object_set_new(o, "content_type", ct ? json_string(ct) : json_null());
+    json_object_set_new(o, "content_encoding", ce ? json_string(ce) : json_null());
+    json_object_set_new(o, "body_decoded", json_boolean(decoded));
+    free(ct);
+    free(ce);
+}
+
+static const char *opcode_name(uint32_t op) {
+    switch (op) {
+    case 0: return "tcp";
+    case 1: return "text";
+    case 2: return "binary";
+    case 8: return "close";
+    case 9: return "ping";
+    case 10: return "pong";
+    default: return "other";
+    }
+}
+
+typedef struct {
+    json_t *o;        /* the detail */
+    json_t *messages; /* array */
+    json_t *msg;      /* the message whose data is being gathered */
+    reel_buf_t data;
+    size_t msg_total, msg_max;
+} detail_t;
+
+static void msg_done(detail_t *d) {
+    if (d->msg == NULL)
+        return;
+    if (d->msg_total + d->data.len > d->msg_max) {
+        json_object_set_new(d->msg, "data_b64", json_null());
+        json_object_set_new(d->msg, "data_omitted", json_true());
+    } else {
+        d->msg_total += d->data.len;
+        json_object_set_new(d->msg, "data_b64", b64_json(d->data.data, d->data.len));
+        json_object_set_new(d->msg, "text", reel_looks_text(d->data.data, d->data.len) &&
+                                                    json_stringn((const char *)d->data.data,
+                                                                 d->data.len) != NULL
+                                                ? json_true()
+                                                : json_false());
+    }
+    reel_buf_reset(&d->data);
+    d->msg = NULL;
+}
+
+static json_t *timings_json(const Reel__Timings *t) {
+    if (t == NULL)
+        return json_null();
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "blocked_us",
+                     (json_int_t)t->blocked_us, "dns_us", (json_int_t)t->dns_us, "connect_us",
+                     (json_int_t)t->connect_us, "send_us", (json_int_t)t->send_us, "wait_us",
+                     (json_int_t)t->wait_us, "receive_us", (json_int_t)t->receive_us, "ssl_us",
+                     (json_int_t)t->ssl_us);
+}
+
+static void end_facts(detail_t *d, const Reel__Timings *t, int64_t req_end, int64_t resp_start) {
+    json_object_set_new(d->o, "timings", timings_json(t));
+    json_object_set_new(d->o, "request_end_us", req_end ? json_integer(req_end) : json_null());
+    json_object_set_new(d->o, "response_start_us",
+                        resp_start ? json_integer(resp_start) : json_null());
+}
+
+static int detail_record(void *ctx, const Reel__Record *rec) {
+    detail_t *d = ctx;
+    switch (rec->event_case) {
+    case REEL__RECORD__EVENT_REQUEST_HEAD: {
+        const Reel__RequestHead *h = rec->request_head;
+        reel_buf_t url;
+        reel_buf_init(&url, 0);
+        reel_index_url(h, &url);
+        json_t *o = json_pack("{s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:o}", "method",
+                              pbytes_json(h->method), "scheme", str_json(h->scheme), "host",
+                              pbytes_json(h->host), "port", (json_int_t)h->port, "target",
+                              pbytes_json(h->target), "url", bytes_json(url.data, url.len),
+                              "http_version", str_json(h->http_version), "headers",
+                              headers_json(h->headers, h->n_headers, h->body_decoded));
+        reel_buf_free(&url);
+        head_extra(o, h->headers, h->n_headers, h->body_decoded);
+        json_object_set_new(d->o, "request", o);
+        break;
+    }
+    case REEL__RECORD__EVENT_RESPONSE_HEAD: {
+        const Reel__ResponseHead *h = rec->response_head;
+        json_t *o = json_pack("{s:I, s:o, s:o, s:o, s:b}", "status", (json_int_t)h->status,
+                              "reason", pbytes_json(h->reason), "http_version",
+                              str_json(h->http_version), "headers",
+                              headers_json(h->headers, h->n_headers, h->body_decoded),
+                              "generated", h->generated);
+        head_extra(o, h->headers, h->n_headers, h->body_decoded);
+        json_object_set_new(d->o, "response", o);
+        break;
+    }
+    case REEL__RECORD__EVENT_MESSAGE: {
+        const Reel__Message *m = rec->message;
+        if (!m->continued) {
+            msg_done(d);
+            d->msg = json_pack("{s:I, s:b, s:i, s:s, s:I, s:b, s:b}", "time_us",
+                               (json_int_t)rec->time_us, "from_client", m->from_client, "opcode",
+                               (int)m->opcode, "type", opcode_name(m->opcode), "length",
+                               (json_int_t)m->length, "truncated", m->truncated, "compressed",
+                               m->compressed);
+            if (m->opcode == 8)
+                json_object_set_new(d->msg, "close_code", json_integer(m->close_code));
+            json_array_append_new(d->messages, d->msg);
+        }
+        if (d->msg && d->msg_total + d->data.len <= d->msg_max)
+            reel_buf_append(&d->data, m->data.data, m->data.len);
+        break;
+    }
+    case REEL__RECORD__EVENT_SERVER_CONN: {
+        const Reel__ServerConn *sc = rec->server_conn;
+        json_object_set_new(
+            d->o, "server_conn",
+            json_pack("{s:I, s:o, s:o, s:o, s:o, s:o, s:b, s:b}", "conn_id",
+                      (json_int_t)sc->conn_id, "address", str_json(sc->address), "sni",
+                      str_json(sc->sni), "alpn", str_json(sc->alpn), "tls_version",
+                      str_json(sc->tls_version), "cipher", str_json(sc->cipher), "reused",
+                      sc->reused, "retried", sc->retried));
+        break;
+    }
+    case REEL__RECORD__EVENT_END: {
+        const Reel__FlowEnd *e = rec->end;
+        end_facts(d, e->timings, e->request_end_us, e->response_start_us);
+        break;
+    }
+    case REEL__RECORD__EVENT_ERROR: {
+        const Reel__FlowError *e = rec->error;
+        end_facts(d, e->timings, e->request_end_us, e->response_start_us);
+        json_object_set_new(d->o, "error", str_json(e->message));
+        break;
+    }
+    default:
+        break;
+    }
+    return 0;
+}
+
+reel_rc reel_flowread_detail(reel_session_t *s, int64_t id, size_t msg_data_max, json_t **out,
+                             reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    detail_t d = {.msg_max = msg_data_max};
+    *out = NULL;
+    d.o = json_pack("{s:n, s:n, s:n, s:n, s:n, s:n, s:n}", "request", "response", "timings",
+                    "server_conn", "error", "request_end_us", "response_start_us");
+    d.messages = json_array();
+    reel_buf_init(&d.data, 0);
+    reel_err_t e;
+    reel_err_clear(&e);
+    rc = reel_store_read_flow(s, (uint64_t)id, detail_record, &d, &e);
+    msg_done(&d);
+    if (rc == REEL_NOTFOUND) {
+        reel_err_set(err, rc, "%s", reel_err_str(&e));
+        json_decref(d.o);
+        json_decref(d.messages);
+        goto out;
+    }
+    json_object_set_new(d.o, "read_error", rc == REEL_OK ? json_null()
+                                                          : json_string(reel_err_str(&e)));
+    rc = REEL_OK;
+    json_object_set_new(d.o, "messages", d.messages);
+    json_t *dmg = json_array();
+    reel_store_damage_t *dm = NULL;
+    size_t n = 0;
+    reel_err_clear(&e);
+    reel_store_flow_damage(s, (uint64_t)id, &dm, &n, &e);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(dmg, json_pack("{s:s, s:I, s:I, s:s}", "direction",
+                                             reel_store_damage_direction(dm[i].direction),
+                                             "offset", (json_int_t)dm[i].offset, "length",
+                                             (json_int_t)dm[i].length, "reason", dm[i].reason));
+    free(dm);
+    json_object_set_new(d.o, "damage", dmg);
+    *out = d.o;
+out:
+    reel_buf_free(&d.data);
+    return rc;
+}
+
+/* ---- body ---- */
+
+typedef struct {
+    int dir, decode;
+    reel_sink_fn sink;
+    void *ctx;
+    reel_flowread_body_t *info;
+    reel_decoder_t *dec;
+    int started, stopped;
+} body_t;
+
+static int give(body_t *b, const uint8_t *p, size_t n) {
+    if (b->stopped)
+        return 1;
+    b->info->total += n;
+    if (b->sink(b->ctx, p, n) != 0)
+        b->stopped = 1;
+    return b->stopped;
+}
+
+static int dec_sink(void *ctx, const uint8_t *p, size_t n) {
+    return give(ctx, p, n);
+}
+
+static void body_head(body_t *b, Reel__Header **h, size_t n, int decoded) {
+    reel_flowread_body_t *in = b->info;
+    in->has_head = 1;
+    free(in->content_type);
+    free(in->encoding);
+    in->content_type = header_get(h, n, "content-type");
+    in->encoding = header_get(h, n, "content-encoding");
+    in->decoded = decoded || in->encoding == NULL;
+}
+
+static int body_record(void *ctx, const Reel__Record *rec) {
+    body_t *b = ctx;
+    if (rec->event_case == REEL__RECORD__EVENT_REQUEST_HEAD && b->dir == 0)
+        body_head(b, rec->request_head->headers, rec->request_head->n_headers,
+                  rec->request_head->body_decoded);
+    else if (rec->event_case == REEL__RECORD__EVENT_RESPONSE_HEAD && b->dir == 1)
+        body_head(b, rec->response_head->headers, rec->response_head->n_headers,
+                  rec->response_head->body_decoded);
+    const Reel__BodyChunk *c = NULL;
+    if (rec->event_case == REEL__RECORD__EVENT_REQUEST_BODY && b->dir == 0)
+        c = rec->request_body;
+    else if (rec->event_case == REEL__RECORD__EVENT_RESPONSE_BODY && b->dir == 1)
+        c = rec->response_body;
+    if (c == NULL)
+        return 0;
+    if (!b->started) {
+        b->started = 1;
+        reel_flowread_body_t *in = b->info;
+        if (b->decode && !in->decoded && in->encoding) {
+            reel_err_t e;
+            reel_err_clear(&e);
+            if (reel_decoder_new(in->encoding, dec_sink, b, &b->dec, &e) == REEL_OK)
+                in->decoded = 1;
+            else
+                snprintf(in->decode_error, sizeof in->decode_error, "%s", reel_err_str(&e));
+        }
+    }
+    if (b->dec) {
+        reel_err_t e;
+        reel_err_clear(&e);
+        if (reel_decoder_feed(b->dec, c->data.data, c->data.len, &e) != REEL_OK) {
+            if (!b->stopped)
+                snprintf(b->info->decode_error, sizeof b->info->decode_error, "%s",
+                         reel_err_str(&e));
+            return 1;
+        }
+        return b->stopped;
+    }
+    return give(b, c->data.data, c->data.len);
+}
+
+reel_rc reel_flowread_body(reel_session_t *s, int64_t id, int dir, int decode, reel_sink_fn sink,
+                           void *ctx, reel_flowread_body_t *info, reel_err_t *err) {
+    memset(info, 0, sizeof *info);
+    body_t b = {.dir = dir, .decode = decode, .sink = sink, .ctx = ctx, .info = info};
+    reel_rc rc = reel_store_read_flow(s, (uint64_t)id, body_record, &b, err);
+    if (b.dec && !b.stopped && info->decode_error[0] == '\0') {
+        reel_err_t e;
+        reel_err_clear(&e);
+        if (reel_decoder_finish(b.dec, &e) != REEL_OK && !b.stopped)
+            snprintf(info->decode_error, sizeof info->decode_error, "%s", reel_err_str(&e));
+    }
+    reel_decoder_free(b.dec);
+    if (info->decode_error[0])
+        info->decoded = 0;
+    return rc;
+}
+
+void reel_flowread_body_clear(reel_flowread_body_t *info) {
+    if (info == NULL)
+        return;
+    free(info->content_type);
+    free(info->encoding);
+    memset(info, 0, sizeof *info);
+}

@@ -1,0 +1,58 @@
+/* One flow read back from the spool for a user interface: its detail as
+ * JSON (heads, timings, upstream connection, messages, errors) and the
+ * bytes of one body, decoded, streamed to a sink.
+ *
+ * The web UI uses it; it shares the record walk (reel_store_read_flow) with
+ * `reel flow` but keeps no state between calls. Memory is bounded: body
+ * bytes are never gathered here (reel_flowread_body streams them), and the
+ * data of WebSocket/TCP messages put into the detail is capped.
+ *
+ * Ownership: the session is borrowed; *out of reel_flowread_detail is
+ * returned owned (json_decref). */
+#ifndef REEL_SESSION_FLOWREAD_H
+#define REEL_SESSION_FLOWREAD_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/error.h"
+#include "session/decode.h"
+#include "session/session.h"
+
+/** Flow id's detail into *out: {"request": head|null, "response": head|null,
+ * "timings", "server_conn", "messages" (each with data_b64 while the total
+ * stays within msg_data_max bytes, then data_omitted), "error",
+ * "request_end_us", "response_start_us", "damage", "read_error"}. A head is
+ * {method, scheme, host, port, target, url, http_version, headers: [[name,
+ * value]...], body_decoded, content_type, content_encoding} (response:
+ * status, reason, generated instead of the request fields). Header names
+ * and values that are not UTF-8 come as {"b64": ...}. REEL_NOTFOUND when
+ * the flow does not exist; a damaged frame is not an error (read_error
+ * says it). */
+reel_rc reel_flowread_detail(reel_session_t *s, int64_t id, size_t msg_data_max, json_t **out,
+                             reel_err_t *err);
+
+/** What reel_flowread_body found. */
+typedef struct {
+    int has_head;        /* the direction had a head */
+    char *content_type;  /* owned, NULL when none */
+    char *encoding;      /* Content-Encoding as recorded, owned, NULL when none */
+    int decoded;         /* bytes given to the sink are decoded (or needed no decoding) */
+    char decode_error[256]; /* why decoding stopped ("" if it did not) */
+    uint64_t total;      /* bytes given to the sink (or that would have been) */
+} reel_flowread_body_t;
+
+/** Streams the body of direction dir (0 request, 1 response) of flow id to
+ * sink, with its Content-Encoding undone when decode is set and the coding
+ * is known (else as stored; info->decode_error says why). The sink may
+ * stop the walk by returning non-zero (info->total then counts what it was
+ * given). Free info with reel_flowread_body_clear. REEL_NOTFOUND when the
+ * flow does not exist. */
+reel_rc reel_flowread_body(reel_session_t *s, int64_t id, int dir, int decode, reel_sink_fn sink,
+                           void *ctx, reel_flowread_body_t *info, reel_err_t *err);
+
+/** Frees what reel_flowread_body put into info; accepts NULL. */
+void reel_flowread_body_clear(reel_flowread_body_t *info);
+
+#endif

@@ -1,0 +1,1082 @@
+/* The web UI's JSON API (docs/web.md): sessions, flow pages, one flow's
+ * detail and bodies, notes, tags, marks, the config overlay, export and
+ * live updates. Every read and write goes through the session modules
+ * (query.h, flowread.h, config.h, export.h); no SQL here. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <jansson.h>
+
+#include "session/config.h"
+#include "session/export.h"
+#include "session/flowread.h"
+#include "session/query.h"
+#include "session/view.h"
+#include "web/web_int.h"
+
+/* Most message data put into one flow's detail. */
+#define MSG_DATA_MAX ((size_t)4 * 1024 * 1024)
+/* Default and largest slice of a body one request renders. */
+#define BODY_PAGE ((size_t)1024 * 1024)
+/* Ids an export or write of a selection may name. */
+#define IDS_MAX 10000
+/* Flows an event stream watches for changes. */
+#define PEND_MAX 256
+
+typedef struct {
+    const reel__web_ctx_t *w;
+    const reel__web_req_t *rq;
+    reel__web_resp_t *rs;
+    char *seg[8]; /* path segments after /api/, decoded */
+    size_t nseg;
+    json_t *in; /* request body as JSON, or NULL */
+} call_t;
+
+static void send_json(reel__web_resp_t *rs, int status, json_t *j) {
+    rs->status = status;
+    rs->type = NULL;
+    reel_buf_reset(&rs->body);
+    char *s = json_dumps(j, JSON_COMPACT);
+    reel_buf_puts(&rs->body, s ? s : "null");
+    free(s);
+    json_decref(j);
+}
+
+/* Maps an error from the session modules to a status and sends it; a
+ * filter's message "... at column N ..." also gives "column". */
+static void send_err(reel__web_resp_t *rs, const reel_err_t *err) {
+    int status = 500;
+    switch (err->code) {
+    case REEL_NOTFOUND: status = 404; break;
+    case REEL_INVALID:
+    case REEL_LIMIT:
+    case REEL_USAGE: status = 400; break;
+    case REEL_LOCKED: status = 423; break;
+    case REEL_EXISTS: status = 409; break;
+    default: break;
+    }
+    const char *msg = reel_err_str(err);
+    json_t *j = json_pack("{s:s}", "error", msg);
+    if (j == NULL)
+        j = json_pack("{s:s}", "error", "error (message not UTF-8)");
+    const char *col = strstr(msg, "at column ");
+    if (col) {
+        long n = strtol(col + 10, NULL, 10);
+        if (n > 0)
+            json_object_set_new(j, "column", json_integer(n));
+    }
+    send_json(rs, status, j);
+}
+
+static int allowed(const reel__web_ctx_t *w, const char *name) {
+    if (w->nsessions == 0)
+        return 1;
+    for (size_t i = 0; i < w->nsessions; i++)
+        if (strcmp(w->sessions[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+/* Opens session name for reading (write 0) or writing; NULL after sending
+ * the error. */
+static reel_session_t *open_session(call_t *c, const char *name, int write) {
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (reel_session_name_check(name, &err) != REEL_OK || !allowed(c->w, name)) {
+        reel__web_error(c->rs, 404, "no session '%s'", name);
+        return NULL;
+    }
+    reel_session_t *s = NULL;
+    if (reel_session_open(c->w->home, name, write ? 0 : REEL_OPEN_READ, &s, &err) != REEL_OK) {
+        if (err.code == REEL_NOTFOUND)
+            reel__web_error(c->rs, 404, "no session '%s'", name);
+        else
+            send_err(c->rs, &err);
+        return NULL;
+    }
+    if (write && reel_session_readonly(s)) {
+        reel__web_error(c->rs, 403, "session '%s' is read-only: %s", name,
+                        reel_session_readonly(s));
+        reel_session_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* An integer parameter: def when absent; -1 (after sending 400) when bad. */
+static int int_param(call_t *c, const char *name, int64_t def, int64_t min, int64_t max,
+                     int64_t *out) {
+    char *v = reel__web_param(c->rq->query, name);
+    *out = def;
+    if (v == NULL || v[0] == '\0') {
+        free(v);
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    int bad = errno || *end || n < min || n > max;
+    if (bad)
+        reel__web_error(c->rs, 400, "%s must be an integer %lld..%lld, not '%s'", name,
+                        (long long)min, (long long)max, v);
+    free(v);
+    if (bad)
+        return -1;
+    *out = n;
+    return 0;
+}
+
+static const char *protocol(const reel_query_flow_t *f) {
+    if (f->kind && strcmp(f->kind, "websocket") == 0)
+        return "WebSocket";
+    if (f->kind && strcmp(f->kind, "tunnel") == 0)
+        return "TCP";
+    if (f->http_version && strncmp(f->http_version, "HTTP/2", 6) == 0)
+        return "HTTP/2";
+    if (f->http_version && strcmp(f->http_version, "HTTP/1.0") == 0)
+        return "HTTP/1.0";
+    return "HTTP/1.1";
+}
+
+/* The `reel flows --json` row plus what the table shows besides. */
+static json_t *row_json(const reel_query_flow_t *f) {
+    json_t *o = reel_query_flow_json(f);
+    json_object_set_new(o, "host", f->host ? json_string(f->host) : json_null());
+    json_object_set_new(o, "path", f->path ? json_string(f->path) : json_null());
+    json_object_set_new(o, "scheme", f->scheme ? json_string(f->scheme) : json_null());
+    json_object_set_new(o, "http_version",
+                        f->http_version ? json_string(f->http_version) : json_null());
+    json_object_set_new(o, "annotations", json_integer(f->annotations));
+    json_object_set_new(o, "protocol", json_string(protocol(f)));
+    json_object_set_new(o, "response_content_type", f->response_content_type
+                                                        ? json_string(f->response_content_type)
+                                                        : json_null());
+    return o;
+}
+
+/* ---- sessions ---- */
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static json_t *session_json(const reel__web_ctx_t *w, const char *name, reel_session_t *s) {
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_query_summary_t sum;
+    json_t *o = json_pack("{s:s}", "name", name);
+    if (reel_query_summary(s, &sum, &err) != REEL_OK) {
+        json_object_set_new(o, "error", json_string(reel_err_str(&err)));
+        return o;
+    }
+    long pid = reel_session_recorder_pid(s);
+    json_object_set_new(o, "flows", json_integer(sum.flows));
+    json_object_set_new(o, "errors", json_integer(sum.errors));
+    json_object_set_new(o, "size", json_integer(sum.spool_bytes + sum.index_bytes));
+    json_object_set_new(o, "created_us", json_integer(sum.created_us));
+    json_object_set_new(o, "first_us", sum.first_us ? json_integer(sum.first_us) : json_null());
+    json_object_set_new(o, "last_us", sum.last_us ? json_integer(sum.last_us) : json_null());
+    json_object_set_new(o, "recording", json_boolean(pid != 0));
+    json_object_set_new(o, "pid", pid ? json_integer(pid) : json_null());
+    json_object_set_new(o, "annotations", json_integer(sum.annotations));
+    json_object_set_new(o, "marked", json_integer(sum.marked_flows));
+    json_object_set_new(o, "live", json_boolean(w->live && strcmp(w->live, name) == 0));
+    return o;
+}
+
+static void api_sessions(call_t *c) {
+    const reel__web_ctx_t *w = c->w;
+    json_t *arr = json_array();
+    DIR *d = opendir(w->home);
+    size_t n = 0, cap = 16;
+    char **names = reel_malloc(cap * sizeof *names);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' || !allowed(w, e->d_name))
+            continue;
+        char *db = reel_asprintf("%s/%s/session.db", w->home, e->d_name);
+        struct stat st;
+        int ok = stat(db, &st) == 0;
+        free(db);
+        if (!ok)
+            continue;
+        if (n == cap)
+            names = reel_realloc(names, (cap *= 2) * sizeof *names);
+        names[n++] = reel_strdup(e->d_name);
+    }
+    if (d)
+        closedir(d);
+    qsort(names, n, sizeof *names, cmp_str);
+    for (size_t i = 0; i < n; i++) {
+        reel_err_t err;
+        reel_err_clear(&err);
+        reel_session_t *s = NULL;
+        if (reel_session_open(w->home, names[i], REEL_OPEN_READ, &s, &err) != REEL_OK) {
+            json_t *o = json_pack("{s:s, s:s}", "name", names[i], "error", reel_err_str(&err));
+            if (o)
+                json_array_append_new(arr, o);
+        } else {
+            json_array_append_new(arr, session_json(w, names[i], s));
+        }
+        reel_session_close(s);
+        free(names[i]);
+    }
+    free(names);
+    send_json(c->rs, 200, json_pack("{s:o, s:b, s:o}", "sessions", arr, "read_only",
+                                    w->read_only, "live",
+                                    w->live ? json_string(w->live) : json_null()));
+}
+
+static void api_session(call_t *c, const char *name) {
+    reel_session_t *s = open_session(c, name, 0);
+    if (s == NULL)
+        return;
+    send_json(c->rs, 200, session_json(c->w, name, s));
+    reel_session_close(s);
+}
+
+static void api_rename(call_t *c, const char *name) {
+    const char *to = json_string_value(json_object_get(c->in, "name"));
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (to == NULL) {
+        reel__web_error(c->rs, 400, "expected {\"name\": NEW}");
+        return;
+    }
+    if (reel_session_name_check(to, &err) != REEL_OK) {
+        send_err(c->rs, &err);
+        return;
+    }
+    if (c->w->nsessions) {
+        reel__web_error(c->rs, 403, "this server shows only the sessions it was given: "
+                                    "rename with it serving every session");
+        return;
+    }
+    reel_session_t *s = open_session(c, name, 1);
+    if (s == NULL)
+        return;
+    long pid = reel_session_recorder_pid(s);
+    reel_session_close(s);
+    if (pid) {
+        reel__web_error(c->rs, 423, "session '%s' is recording (pid %ld)", name, pid);
+        return;
+    }
+    char *from = reel_asprintf("%s/%s", c->w->home, name);
+    char *dest = reel_asprintf("%s/%s", c->w->home, to);
+    if (renameat2(AT_FDCWD, from, AT_FDCWD, dest, RENAME_NOREPLACE) != 0) {
+        if (errno == EEXIST)
+            reel__web_error(c->rs, 409, "a session '%s' exists already", to);
+        else
+            reel__web_error(c->rs, 500, "rename: %s", strerror(errno));
+    } else {
+        send_json(c->rs, 200, json_pack("{s:s, s:s}", "renamed", name, "name", to));
+    }
+    free(from);
+    free(dest);
+}
+
+static void api_delete(call_t *c, const char *name) {
+    char *confirm = reel__web_param(c->rq->query, "confirm");
+    if (confirm == NULL || strcmp(confirm, name) != 0) {
+        free(confirm);
+        reel__web_error(c->rs, 400, "deleting needs confirm=%s (the session's name)", name);
+        return;
+    }
+    free(confirm);
+    reel_session_t *s = open_session(c, name, 1);
+    if (s == NULL)
+        return;
+    reel_session_close(s);
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (reel_session_remove(c->w->home, name, &err) != REEL_OK)
+        send_err(c->rs, &err);
+    else
+        send_json(c->rs, 200, json_pack("{s:s}", "deleted", name));
+}
+
+/* ---- flow pages ---- */
+
+/* Fills q from the query string (filter, sort, order); 0, or -1 after
+ * sending the error. filter is owned by the caller afterwards. */
+static int list_opts(call_t *c, reel_query_opts_t *q, char **filter) {
+    memset(q, 0, sizeof *q);
+    *filter = reel__web_param(c->rq->query, "filter");
+    q->filter = *filter;
+    char *sort = reel__web_param(c->rq->query, "sort");
+    char *order = reel__web_param(c->rq->query, "order");
+    int rc = 0;
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (sort && sort[0] && reel_query_sort_parse(sort, &q->sort, &err) != REEL_OK) {
+        send_err(c->rs, &err);
+        rc = -1;
+    } else if (order && order[0] && strcmp(order, "asc") != 0 && strcmp(order, "desc") != 0) {
+        reel__web_error(c->rs, 400, "order must be asc or desc");
+        rc = -1;
+    } else {
+        q->desc = order && strcmp(order, "desc") == 0;
+    }
+    free(sort);
+    free(order);
+    return rc;
+}
+
+static void api_flows(call_t *c, reel_session_t *s) {
+    reel_query_opts_t q;
+    char *filter = NULL;
+    int64_t limit, offset, after;
+    reel_query_page_t page = {0};
+    if (list_opts(c, &q, &filter) != 0 ||
+        int_param(c, "limit", 100, 1, REEL_WEB_PAGE_MAX, &limit) != 0 ||
+        int_param(c, "offset", 0, 0, INT64_MAX / 2, &offset) != 0 ||
+        int_param(c, "after", 0, 0, INT64_MAX, &after) != 0)
+        goto out;
+    q.limit = (size_t)limit;
+    q.offset = (size_t)offset;
+    q.after_id = after;
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (reel_query_flows(s, &q, &page, &err) != REEL_OK) {
+        send_err(c->rs, &err);
+        goto out;
+    }
+    json_t *rows = json_array();
+    for (size_t i = 0; i < page.n; i++)
+        json_array_append_new(rows, row_json(&page.rows[i]));
+    send_json(c->rs, 200,
+              json_pack("{s:o, s:b, s:o}", "rows", rows, "more", page.more, "next_after",
+                        page.n ? json_integer(page.rows[page.n - 1].id) : json_null()));
+out:
+    reel_query_page_free(&page);
+    free(filter);
+}
+
+static void api_count(call_t *c, reel_session_t *s) {
+    reel_query_opts_t q;
+    char *filter = NULL;
+    if (list_opts(c, &q, &filter) == 0) {
+        int64_t n = 0, maxid = 0;
+        reel_err_t err;
+        reel_err_clear(&err);
+        reel_query_opts_t last = {.sort = REEL_QUERY_SORT_ID, .desc = 1, .limit = 1};
+        reel_query_page_t page = {0};
+        if (reel_query_count(s, &q, &n, &err) != REEL_OK ||
+            reel_query_flows(s, &last, &page, &err) != REEL_OK) {
+            send_err(c->rs, &err);
+        } else {
+            maxid = page.n ? page.rows[0].id : 0;
+            send_json(c->rs, 200, json_pack("{s:I, s:I}", "count", (json_int_t)n, "max_id",
+                                            (json_int_t)maxid));
+        }
+        reel_query_page_free(&page);
+    }
+    free(filter);
+}
+
+/* ---- one flow ---- */
+
+static int flow_id(call_t *c, const char *arg, int64_t *id) {
+    char *end;
+    errno = 0;
+    long long n = strtoll(arg, &end, 10);
+    if (errno || *end || n <= 0) {
+        reel__web_error(c->rs, 404, "no flow '%s'", arg);
+        return -1;
+    }
+    *id = n;
+    return 0;
+}
+
+static void api_flow(call_t *c, reel_session_t *s, int64_t id) {
+    reel_query_flow_t f;
+    memset(&f, 0, sizeof f);
+    reel_err_t err;
+    reel_err_clear(&err);
+    json_t *detail = NULL;
+    reel_query_note_t *notes = NULL;
+    size_t nnotes = 0;
+    if (reel_query_flow(s, id, &f, &err) != REEL_OK ||
+        reel_query_notes(s, id, &notes, &nnotes, &err) != REEL_OK ||
+        reel_flowread_detail(s, id, MSG_DATA_MAX, &detail, &err) != REEL_OK) {
+        send_err(c->rs, &err);
+        goto out;
+    }
+    json_t *na = json_array();
+    for (size_t i = 0; i < nnotes; i++) {
+        json_t *t = json_string(notes[i].text);
+        json_array_append_new(na, json_pack("{s:I, s:I, s:o}", "id", (json_int_t)notes[i].id,
+                                            "created_us", (json_int_t)notes[i].created_us, "text",
+                                            t ? t : json_string("")));
+    }
+    json_object_set_new(detail, "row", row_json(&f));
+    json_object_set_new(detail, "notes", na);
+    send_json(c->rs, 200, detail);
+out:
+    reel_query_notes_free(notes, nnotes);
+    reel_query_flow_clear(&f);
+}
+
+static int dir_arg(call_t *c, const char *arg) {
+    if (strcmp(arg, "request") == 0)
+        return 0;
+    if (strcmp(arg, "response") == 0)
+        return 1;
+    reel__web_error(c->rs, 404, "no body '%s' (request or response)", arg);
+    return -1;
+}
+
+typedef struct {
+    reel_buf_t buf;
+    uint64_t skip, want;
+    int more;
+} slice_t;
+
+static int slice_sink(void *ctx, const uint8_t *p, size_t n) {
+    slice_t *sl = ctx;
+    if (sl->skip >= n) {
+        sl->skip -= n;
+        return 0;
+    }
+    p += sl->skip;
+    n -= (size_t)sl->skip;
+    sl->skip = 0;
+    size_t room = (size_t)(sl->want - sl->buf.len);
+    if (n > room) {
+        reel_buf_append(&sl->buf, p, room);
+        sl->more = 1;
+        return 1;
+    }
+    reel_buf_append(&sl->buf, p, n);
+    return 0;
+}
+
+static void api_body(call_t *c, reel_session_t *s, int64_t id, int dir) {
+    int64_t off, len;
+    char *vname = reel__web_param(c->rq->query, "view");
+    int kind = vname && vname[0] ? reel_view_parse(vname) : REEL_VIEW_AUTO;
+    slice_t sl;
+    memset(&sl, 0, sizeof sl);
+    reel_flowread_body_t info;
+    memset(&info, 0, sizeof info);
+    char *text = NULL;
+    size_t tlen = 0;
+    if (kind < 0) {
+        reel__web_error(c->rs, 400, "no view '%s'", vname);
+        goto out;
+    }
+    if (int_param(c, "offset", 0, 0, INT64_MAX / 2, &off) != 0 ||
+        int_param(c, "length", (int64_t)BODY_PAGE, 1, (int64_t)BODY_PAGE, &len) != 0)
+        goto out;
+    sl.skip = (uint64_t)off;
+    sl.want = (uint64_t)len;
+    reel_buf_init(&sl.buf, 0);
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_rc rc = reel_flowread_body(s, id, dir, 1, slice_sink, &sl, &info, &err);
+    if (rc == REEL_NOTFOUND) {
+        send_err(c->rs, &err);
+        goto out;
+    }
+    FILE *f = open_memstream(&text, &tlen);
+    reel_view_kind shown = REEL_VIEW_RAW;
+    if (f) {
+        shown = reel_view_render((reel_view_kind)kind, info.content_type, sl.buf.data, sl.buf.len,
+                                 sl.more, REEL_VIEW_TERM, f);
+        fclose(f);
+    }
+    json_t *t = text ? json_stringn(text, tlen) : NULL;
+    int image = info.content_type && strncmp(info.content_type, "image/", 6) == 0;
+    json_t *o = json_pack(
+        "{s:s, s:s, s:o, s:I, s:I, s:b, s:o, s:b, s:b, s:o, s:o}", "view",
+        reel_view_name((reel_view_kind)kind), "shown", reel_view_name(shown), "content_type",
+        info.content_type ? json_string(info.content_type) : json_null(), "offset",
+        (json_int_t)off, "length", (json_int_t)sl.buf.len, "more", sl.more, "text",
+        t ? t : json_string("(not shown: the view's output is not UTF-8)"), "image", image,
+        "decoded", info.decoded, "decode_error",
+        info.decode_error[0] ? json_string(info.decode_error) : json_null(), "read_error",
+        rc == REEL_OK ? json_null() : json_string(reel_err_str(&err)));
+    send_json(c->rs, 200, o);
+out:
+    free(vname);
+    free(text);
+    reel_buf_free(&sl.buf);
+    reel_flowread_body_clear(&info);
+}
+
+static int file_sink(void *ctx, const uint8_t *p, size_t n) {
+    return fwrite(p, 1, n, ctx) == n ? 0 : 1;
+}
+
+static void api_raw(call_t *c, reel_session_t *s, int64_t id, int dir) {
+    char *dec = reel__web_param(c->rq->query, "decoded");
+    char *inl = reel__web_param(c->rq->query, "inline");
+    FILE *f = tmpfile();
+    reel_flowread_body_t info;
+    memset(&info, 0, sizeof info);
+    if (f == NULL) {
+        reel__web_error(c->rs, 500, "tmpfile: %s", strerror(errno));
+        goto out;
+    }
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_rc rc = reel_flowread_body(s, id, dir, dec == NULL || strcmp(dec, "0") != 0, file_sink,
+                                    f, &info, &err);
+    if (rc == REEL_NOTFOUND) {
+        send_err(c->rs, &err);
+        goto out;
+    }
+    const char *ct = info.content_type;
+    /* Images the page shows inline (never SVG: it is a document); the
+     * rest downloads, so recorded HTML never runs under this origin. */
+    int image = inl && ct && strncmp(ct, "image/", 6) == 0 && strstr(ct, "svg") == NULL &&
+                strspn(ct, "abcdefghijklmnopqrstuvwxyz0123456789/.+-; =") == strlen(ct);
+    c->rs->status = 200;
+    if (image) {
+        /* rs->type is borrowed until the response is written, which
+         * happens before the next request is handled */
+        static char type[128];
+        snprintf(type, sizeof type, "%s", ct);
+        c->rs->type = type;
+    } else {
+        c->rs->type = "application/octet-stream";
+        c->rs->headers = reel_asprintf("Content-Disposition: attachment; "
+                                       "filename=\"flow-%lld-%s.bin\"\r\n",
+                                       (long long)id, dir ? "response" : "request");
+    }
+    c->rs->file = f;
+    f = NULL;
+out:
+    if (f)
+        fclose(f);
+    free(dec);
+    free(inl);
+    reel_flowread_body_clear(&info);
+}
+
+static void api_curl(call_t *c, reel_session_t *s, int64_t id) {
+    char *filter = reel_asprintf("~id %lld", (long long)id);
+    char *text = NULL;
+    size_t tlen = 0;
+    FILE *f = open_memstream(&text, &tlen);
+    reel_export_opts_t o = {.format = REEL_EXPORT_CURL, .filter = filter};
+    reel_export_stats_t st;
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_rc rc = f ? reel_export(s, f, &o, &st, &err) : REEL_IO;
+    if (f)
+        fclose(f);
+    if (rc != REEL_OK) {
+        send_err(c->rs, &err);
+    } else if (st.flows == 0) {
+        reel__web_error(c->rs, 404, "flow %lld has no request to write as curl",
+                        (long long)id);
+    } else {
+        c->rs->status = 200;
+        c->rs->type = "text/plain; charset=utf-8";
+        reel_buf_append(&c->rs->body, text, tlen);
+    }
+    free(text);
+    free(filter);
+}
+
+/* ---- notes, tags, marks ---- */
+
+static void api_note_add(call_t *c, reel_session_t *s, int64_t id) {
+    const char *text = json_string_value(json_object_get(c->in, "text"));
+    if (text == NULL) {
+        reel__web_error(c->rs, 400, "expected {\"text\": NOTE}");
+        return;
+    }
+    reel_query_target_t t = {.ids = &id, .n = 1};
+    reel_query_result_t res;
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (reel_query_annotate(s, &t, text, &res, &err) != REEL_OK)
+        send_err(c->rs, &err);
+    else
+        send_json(c->rs, 200, json_pack("{s:I}", "note", (json_int_t)res.last_note));
+}
+
+static void api_note(call_t *c, reel_session_t *s, int64_t id, const char *narg) {
+    int64_t note;
+    char *end;
+    errno = 0;
+    note = strtoll(narg, &end, 10);
+    if (errno || *end || note <= 0) {
+        reel__web_error(c->rs, 404, "no note '%s'", narg);
+        return;
+    }
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_rc rc;
+    if (strcmp(c->rq->method, "DELETE") == 0) {
+        rc = reel_query_note_delete(s, id, note, &err);
+    } else if (strcmp(c->rq->method, "PUT") == 0) {
+        const char *text = json_string_value(json_object_get(c->in, "text"));
+        if (text == NULL) {
+            reel__web_error(c->rs, 400, "expected {\"text\": NOTE}");
+            return;
+        }
+        rc = reel_query_note_edit(s, id, note, text, &err);
+    } else {
+        reel__web_error(c->rs, 405, "PUT or DELETE a note");
+        return;
+    }
+    if (rc != REEL_OK)
+        send_err(c->rs, &err);
+    else
+        send_json(c->rs, 200, json_pack("{s:I}", "note", (json_int_t)note));
+}
+
+/* {"ids": [...]} or {"filter": "..."} from the body into t; ids owned by
+ * *ids. -1 after sending the error. */
+static int target(call_t *c, reel_query_target_t *t, int64_t **ids) {
+    memset(t, 0, sizeof *t);
+    *ids = NULL;
+    json_t *a = json_object_get(c->in, "ids");
+    if (json_is_array(a)) {
+        size_t n = json_array_size(a);
+        if (n == 0 || n > IDS_MAX) {
+            reel__web_error(c->rs, 400, "ids: 1 to %d flow ids", IDS_MAX);
+            return -1;
+        }
+        *ids = reel_calloc(n, sizeof **ids);
+        for (size_t i = 0; i < n; i++) {
+            json_t *v = json_array_get(a, i);
+            if (!json_is_integer(v) || json_integer_value(v) <= 0) {
+                reel__web_error(c->rs, 400, "ids: flow ids are positive integers");
+                return -1;
+            }
+            (*ids)[i] = json_integer_value(v);
+        }
+        t->ids = *ids;
+        t->n = n;
+        return 0;
+    }
+    json_t *f = json_object_get(c->in, "filter");
+    if (!json_is_string(f)) {
+        reel__web_error(c->rs, 400, "expected \"ids\": [...] or \"filter\": \"...\"");
+        return -1;
+    }
+    t->filter = json_string_value(f);
+    return 0;
+}
+
+static void api_tags(call_t *c, reel_session_t *s) {
+    reel_query_target_t t;
+    int64_t *ids = NULL;
+    const char **tags = NULL;
+    if (target(c, &t, &ids) != 0)
+        goto out;
+    json_t *ta = json_object_get(c->in, "tags");
+    size_t n = json_array_size(ta);
+    if (n == 0 || n > 100) {
+        reel__web_error(c->rs, 400, "expected \"tags\": [1 to 100 tags]");
+        goto out;
+    }
+    tags = reel_calloc(n, sizeof *tags);
+    for (size_t i = 0; i < n; i++)
+        if ((tags[i] = json_string_value(json_array_get(ta, i))) == NULL) {
+            reel__web_error(c->rs, 400, "tags are strings");
+            goto out;
+        }
+    int add = !json_is_true(json_object_get(c->in, "remove"));
+    reel_query_result_t res;
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (reel_query_tag(s, &t, tags, n, add, &res, &err) != REEL_OK)
+        send_err(c->rs, &err);
+    else
+        send_json(c->rs, 200, json_pack("{s:I, s:I}", "matched", (json_int_t)res.matched,
+                                        "changed", (json_int_t)res.changed));
+out:
+    free(ids);
+    free(tags);
+}
+
+static void api_marks(call_t *c, reel_session_t *s) {
+    reel_query_target_t t;
+    int64_t *ids = NULL;
+    if (target(c, &t, &ids) == 0) {
+        json_t *m = json_object_get(c->in, "mark");
+        reel_query_result_t res;
+        reel_err_t err;
+        reel_err_clear(&err);
+        if (reel_query_mark(s, &t, m == NULL || json_is_true(m), &res, &err) != REEL_OK)
+            send_err(c->rs, &err);
+        else
+            send_json(c->rs, 200, json_pack("{s:I, s:I}", "matched", (json_int_t)res.matched,
+                                            "changed", (json_int_t)res.changed));
+    }
+    free(ids);
+}
+
+/* ---- config ---- */
+
+static void api_config_get(call_t *c, reel_session_t *s) {
+    reel_config_t *cfg = reel_config_new();
+    reel_err_t err;
+    reel_err_clear(&err);
+    char *warnings = NULL;
+    reel_config_load_user(cfg, NULL, &err); /* a bad user file: its layer is left out */
+    reel_err_clear(&err);
+    if (reel_config_load_overlay(cfg, reel_session_db(s), &warnings, &err) != REEL_OK) {
+        send_err(c->rs, &err);
+        reel_config_free(cfg);
+        free(warnings);
+        return;
+    }
+    json_t *arr = json_array();
+    for (const reel_option_t *o = reel_options(); o->name; o++) {
+        reel_layer layer;
+        const char *v = reel_config_get(cfg, o->name, &layer);
+        char *accepts = reel_option_describe(o);
+        json_t *jv = json_string(v);
+        json_array_append_new(arr, json_pack("{s:s, s:o, s:s, s:s, s:s, s:s}", "name", o->name,
+                                             "value", jv ? jv : json_string(""), "layer",
+                                             reel_layer_name(layer), "help", o->help, "accepts",
+                                             accepts, "default", o->def));
+        free(accepts);
+    }
+    long pid = reel_session_recorder_pid(s);
+    send_json(c->rs, 200,
+              json_pack("{s:o, s:o, s:o}", "options", arr, "warnings",
+                        warnings ? json_string(warnings) : json_null(), "recording_pid",
+                        pid ? json_integer(pid) : json_null()));
+    free(warnings);
+    reel_config_free(cfg);
+}
+
+static void api_config_set(call_t *c, reel_session_t *s) {
+    const char *key = json_string_value(json_object_get(c->in, "name"));
+    json_t *jv = json_object_get(c->in, "value");
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (key == NULL || (jv && !json_is_string(jv) && !json_is_null(jv))) {
+        reel__web_error(c->rs, 400, "expected {\"name\": KEY, \"value\": VALUE or null}");
+        return;
+    }
+    if (jv == NULL || json_is_null(jv)) { /* unset */
+        if (reel_overlay_unset(reel_session_db(s), key, NULL, &err) != REEL_OK)
+            send_err(c->rs, &err);
+        else
+            send_json(c->rs, 200, json_pack("{s:s, s:n}", "name", key, "value"));
+        return;
+    }
+    char *canon = NULL;
+    if (reel_config_validate(key, json_string_value(jv), &canon, &err) != REEL_OK ||
+        reel_overlay_set(reel_session_db(s), key, canon, NULL, &err) != REEL_OK) {
+        send_err(c->rs, &err);
+    } else {
+        long pid = reel_session_recorder_pid(s);
+        send_json(c->rs, 200,
+                  json_pack("{s:s, s:s, s:s, s:o}", "name", key, "value", canon, "layer",
+                            "session", "recording_pid", pid ? json_integer(pid) : json_null()));
+    }
+    free(canon);
+}
+
+/* ---- export ---- */
+
+static void api_export(call_t *c, reel_session_t *s) {
+    char *fmt = reel__web_param(c->rq->query, "format");
+    char *filter = reel__web_param(c->rq->query, "filter");
+    char *ids = reel__web_param(c->rq->query, "ids");
+    reel_buf_t fb;
+    reel_buf_init(&fb, 0);
+    FILE *f = NULL;
+    int format = reel_export_format_parse(fmt ? fmt : "har");
+    if (format != REEL_EXPORT_HAR && format != REEL_EXPORT_NDJSON) {
+        reel__web_error(c->rs, 400, "format must be har or ndjson");
+        goto out;
+    }
+    if (ids && ids[0]) { /* a selection: "~id 3 | ~id 7 ..." */
+        size_t n = 0;
+        for (char *p = ids; *p; n++) {
+            char *end;
+            long long v = strtoll(p, &end, 10);
+            if (end == p || v <= 0 || (*end && *end != ',') || n >= IDS_MAX) {
+                reel__web_error(c->rs, 400, "ids: up to %d comma-separated flow ids", IDS_MAX);
+                goto out;
+            }
+            reel_buf_printf(&fb, "%s~id %lld", n ? " | " : "", v);
+            p = *end ? end + 1 : end;
+        }
+    } else if (filter) {
+        reel_buf_puts(&fb, filter);
+    }
+    if ((f = tmpfile()) == NULL) {
+        reel__web_error(c->rs, 500, "tmpfile: %s", strerror(errno));
+        goto out;
+    }
+    reel_export_opts_t o = {.format = (reel_export_format)format,
+                            .filter = fb.len ? (const char *)fb.data : NULL,
+                            .creator_version = "reel web"};
+    reel_export_stats_t st;
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (reel_export(s, f, &o, &st, &err) != REEL_OK) {
+        send_err(c->rs, &err);
+        goto out;
+    }
+    c->rs->status = 200;
+    c->rs->type = format == REEL_EXPORT_HAR ? "application/json" : "application/x-ndjson";
+    c->rs->headers = reel_asprintf("Content-Disposition: attachment; filename=\"%s.%s\"\r\n",
+                                   reel_session_name(s),
+                                   format == REEL_EXPORT_HAR ? "har" : "ndjson");
+    c->rs->file = f;
+    f = NULL;
+out:
+    if (f)
+        fclose(f);
+    reel_buf_free(&fb);
+    free(fmt);
+    free(filter);
+    free(ids);
+}
+
+/* ---- live updates ---- */
+
+static uint64_t row_sig(const reel_query_flow_t *f) {
+    uint64_t h = 1469598103934665603ull;
+    int64_t v[] = {f->status,   f->end_us,   f->messages,         f->response_body_size,
+                   f->marked,   (int64_t)f->ntags, f->annotations, f->request_body_size};
+    for (size_t i = 0; i < sizeof v / sizeof *v; i++)
+        h = (h ^ (uint64_t)v[i]) * 1099511628211ull;
+    for (const char *p = f->state ? f->state : ""; *p; p++)
+        h = (h ^ (uint64_t)(unsigned char)*p) * 1099511628211ull;
+    return h;
+}
+
+static void sse_event(reel_buf_t *out, const reel_query_flow_t *f) {
+    json_t *j = row_json(f);
+    char *s = json_dumps(j, JSON_COMPACT);
+    reel_buf_printf(out, "event: flow\ndata: %s\n\n", s ? s : "{}");
+    free(s);
+    json_decref(j);
+}
+
+static void pend_add(reel__web_sse_t *e, int64_t id, uint64_t sig) {
+    if (e->npend >= PEND_MAX)
+        return;
+    e->pend = reel_realloc(e->pend, (e->npend + 1) * sizeof *e->pend);
+    e->sig = reel_realloc(e->sig, (e->npend + 1) * sizeof *e->sig);
+    e->pend[e->npend] = id;
+    e->sig[e->npend++] = sig;
+}
+
+int reel__web_sse_tick(const reel__web_ctx_t *w, reel__web_sse_t *e, reel_buf_t *out) {
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_session_t *s = NULL;
+    if (reel_session_open(w->home, e->session, REEL_OPEN_READ, &s, &err) != REEL_OK)
+        return err.code == REEL_NOTFOUND ? -1 : 0;
+    /* flows seen open: send them again when they changed */
+    for (size_t i = 0; i < e->npend;) {
+        reel_query_flow_t f;
+        memset(&f, 0, sizeof f);
+        if (reel_query_flow(s, e->pend[i], &f, &err) != REEL_OK) {
+            e->pend[i] = e->pend[--e->npend];
+            e->sig[i] = e->sig[e->npend];
+            continue;
+        }
+        uint64_t sig = row_sig(&f);
+        if (sig != e->sig[i])
+            sse_event(out, &f);
+        e->sig[i] = sig;
+        int open = f.state && strcmp(f.state, "open") == 0;
+        reel_query_flow_clear(&f);
+        if (!open) {
+            e->pend[i] = e->pend[--e->npend];
+            e->sig[i] = e->sig[e->npend];
+            continue;
+        }
+        i++;
+    }
+    reel_query_opts_t q = {.sort = REEL_QUERY_SORT_ID, .limit = 200, .after_id = e->last_id};
+    reel_query_page_t page = {0};
+    if (reel_query_flows(s, &q, &page, &err) == REEL_OK) {
+        for (size_t i = 0; i < page.n; i++) {
+            const reel_query_flow_t *f = &page.rows[i];
+            sse_event(out, f);
+            e->last_id = f->id;
+            if (f->state && strcmp(f->state, "open") == 0)
+                pend_add(e, f->id, row_sig(f));
+        }
+    }
+    reel_query_page_free(&page);
+    reel_session_close(s);
+    return 0;
+}
+
+void reel__web_sse_free(reel__web_sse_t *e) {
+    if (e == NULL)
+        return;
+    free(e->session);
+    free(e->pend);
+    free(e->sig);
+    free(e);
+}
+
+static void api_events(call_t *c, reel_session_t *s, const char *name) {
+    int64_t after;
+    if (int_param(c, "after", -1, -1, INT64_MAX, &after) != 0)
+        return;
+    if (after < 0) { /* from now on */
+        reel_query_opts_t last = {.sort = REEL_QUERY_SORT_ID, .desc = 1, .limit = 1};
+        reel_query_page_t page = {0};
+        reel_err_t err;
+        reel_err_clear(&err);
+        if (reel_query_flows(s, &last, &page, &err) != REEL_OK) {
+            send_err(c->rs, &err);
+            return;
+        }
+        after = page.n ? page.rows[0].id : 0;
+        reel_query_page_free(&page);
+    }
+    reel__web_sse_t *e = reel_calloc(1, sizeof *e);
+    e->session = reel_strdup(name);
+    e->last_id = after;
+    c->rs->status = 200;
+    c->rs->type = "text/event-stream";
+    c->rs->sse = e;
+}
+
+/* ---- routing ---- */
+
+static int method_is(call_t *c, const char *m) {
+    if (strcmp(c->rq->method, m) == 0)
+        return 1;
+    reel__web_error(c->rs, 405, "use %s here", m);
+    return 0;
+}
+
+static void route_session(call_t *c) {
+    const char *name = c->seg[1];
+    if (c->nseg == 2) {
+        if (method_is(c, "GET"))
+            api_session(c, name);
+        return;
+    }
+    const char *what = c->seg[2];
+    if (c->nseg == 3 && strcmp(what, "rename") == 0) {
+        if (method_is(c, "POST"))
+            api_rename(c, name);
+        return;
+    }
+    if (c->nseg == 3 && strcmp(what, "delete") == 0) {
+        if (method_is(c, "POST"))
+            api_delete(c, name);
+        return;
+    }
+    int write = strcmp(c->rq->method, "GET") != 0;
+    reel_session_t *s = NULL;
+    int64_t id = 0;
+    if (c->nseg == 3 && strcmp(what, "flows") == 0) {
+        if (method_is(c, "GET") && (s = open_session(c, name, 0)))
+            api_flows(c, s);
+    } else if (c->nseg == 3 && strcmp(what, "count") == 0) {
+        if (method_is(c, "GET") && (s = open_session(c, name, 0)))
+            api_count(c, s);
+    } else if (c->nseg == 3 && strcmp(what, "events") == 0) {
+        if (method_is(c, "GET") && (s = open_session(c, name, 0)))
+            api_events(c, s, name);
+    } else if (c->nseg == 3 && strcmp(what, "export") == 0) {
+        if (method_is(c, "GET") && (s = open_session(c, name, 0)))
+            api_export(c, s);
+    } else if (c->nseg == 3 && strcmp(what, "tags") == 0) {
+        if (method_is(c, "POST") && (s = open_session(c, name, 1)))
+            api_tags(c, s);
+    } else if (c->nseg == 3 && strcmp(what, "marks") == 0) {
+        if (method_is(c, "POST") && (s = open_session(c, name, 1)))
+            api_marks(c, s);
+    } else if (c->nseg == 3 && strcmp(what, "config") == 0) {
+        if ((s = open_session(c, name, write)) == NULL)
+            return;
+        if (!write)
+            api_config_get(c, s);
+        else if (method_is(c, "POST"))
+            api_config_set(c, s);
+    } else if (c->nseg >= 4 && strcmp(what, "flows") == 0) {
+        if (flow_id(c, c->seg[3], &id) != 0 || (s = open_session(c, name, write)) == NULL)
+            return;
+        reel_err_t err;
+        reel_err_clear(&err);
+        if (reel_query_flow_exists(s, id, &err) != REEL_OK) {
+            send_err(c->rs, &err);
+        } else if (c->nseg == 4) {
+            if (method_is(c, "GET"))
+                api_flow(c, s, id);
+        } else if (c->nseg == 5 && strcmp(c->seg[4], "curl") == 0) {
+            if (method_is(c, "GET"))
+                api_curl(c, s, id);
+        } else if (c->nseg == 5 && strcmp(c->seg[4], "notes") == 0) {
+            if (method_is(c, "POST"))
+                api_note_add(c, s, id);
+        } else if (c->nseg == 6 && strcmp(c->seg[4], "notes") == 0) {
+            api_note(c, s, id, c->seg[5]);
+        } else if ((c->nseg == 6 || c->nseg == 7) && strcmp(c->seg[4], "body") == 0) {
+            int dir = dir_arg(c, c->seg[5]);
+            if (dir < 0 || !method_is(c, "GET"))
+                ;
+            else if (c->nseg == 6)
+                api_body(c, s, id, dir);
+            else if (strcmp(c->seg[6], "raw") == 0)
+                api_raw(c, s, id, dir);
+            else
+                reel__web_error(c->rs, 404, "no such API");
+        } else {
+            reel__web_error(c->rs, 404, "no such API");
+        }
+    } else {
+        reel__web_error(c->rs, 404, "no such API");
+    }
+    reel_session_close(s);
+}
+
+void reel__web_api(const reel__web_ctx_t *w, const reel__web_req_t *rq, reel__web_resp_t *rs) {
+    call_t c = {.w = w, .rq = rq, .rs = rs};
+    const char *p = rq->path + 5; /* after "/api/" */
+    while (*p && c.nseg < sizeof c.seg / sizeof *c.seg) {
+        const char *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+        char *seg = reel__web_unescape(p, len);
+        if (seg == NULL || seg[0] == '\0') {
+            free(seg);
+            reel__web_error(rs, 404, "no such API");
+            goto out;
+        }
+        c.seg[c.nseg++] = seg;
+        p = slash ? slash + 1 : p + len;
+    }
+    if (*p) {
+        reel__web_error(rs, 404, "no such API");
+        goto out;
+    }
+    if (rq->body_len) {
+        json_error_t je;
+        c.in = json_loadb((const char *)rq->body, rq->body_len, 0, &je);
+        if (c.in == NULL) {
+            reel__web_error(rs, 400, "request body is not JSON: %s", je.text);
+            goto out;
+        }
+    }
+    if (c.nseg == 1 && strcmp(c.seg[0], "sessions") == 0) {
+        if (method_is(&c, "GET"))
+            api_sessions(&c);
+    } else if (c.nseg >= 2 && strcmp(c.seg[0], "sessions") == 0) {
+        route_session(&c);
+    } else {
+        reel__web_error(rs, 404, "no such API");
+    }
+out:
+    json_decref(c.in);
+    for (size_t i = 0; i < c.nseg; i++)
+        free(c.seg[i]);
+}

@@ -1,0 +1,749 @@
+/* The web UI's HTTP/1.1 server: connections, the request parser shared
+ * with the proxy (core/http1.h), the security checks (token, Host, Origin,
+ * read-only), static assets and Server-Sent Events. See web.h. */
+#include "web/web.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+
+#include <jansson.h>
+
+#include "core/http1.h"
+#include "web/web_int.h"
+
+#define IDLE_TIMEOUT_MS 30000
+#define HEAD_MAX (16 * 1024)
+#define TICK_MS 500
+#define STREAM_CHUNK (256 * 1024)
+#define COOKIE "reel_token"
+
+typedef struct conn conn_t;
+
+struct reel_web {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    uv_timer_t tick;
+    reel__web_ctx_t ctx;
+    char *home;
+    char **sessions;
+    size_t nsessions;
+    char *live;
+    char token[33];
+    char *url;
+    char *hosts[4]; /* Host values accepted */
+    int port;
+    int stopped;
+    int open_handles;
+    conn_t *conns;
+};
+
+struct conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    reel_web_t *w;
+    conn_t *next, *prev;
+    reel_h1_t *parser;
+    reel_buf_t in;        /* bytes read, not yet parsed */
+    reel_h1_head_t head;  /* of the request being read; valid until END is handled */
+    int have_head;
+    reel_buf_t body;
+    int closing, handles;
+    int close_after;      /* close once the writes are done */
+    int writes;           /* writes in flight */
+    FILE *stream;         /* a body being streamed */
+    reel__web_sse_t *sse; /* the connection is an event stream */
+    int64_t sse_idle;
+};
+
+typedef struct {
+    uv_write_t req;
+    conn_t *c;
+    char *data[2];
+} wreq_t;
+
+static void conn_process(conn_t *c);
+
+/* ---- helpers ---- */
+
+/* The bytes of b, owned by the caller (malloc'd); b is left empty. */
+static uint8_t *buf_take(reel_buf_t *b) {
+    uint8_t *p = b->data;
+    if (p == NULL)
+        p = reel_malloc(1);
+    b->data = NULL;
+    b->len = b->cap = 0;
+    return p;
+}
+
+void reel__web_error(reel__web_resp_t *rs, int status, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    rs->status = status;
+    rs->type = NULL;
+    reel_buf_reset(&rs->body);
+    json_t *j = json_pack("{s:s}", "error", msg);
+    if (j == NULL) /* not UTF-8 */
+        j = json_pack("{s:s}", "error", "error");
+    char *s = json_dumps(j, JSON_COMPACT);
+    reel_buf_puts(&rs->body, s);
+    free(s);
+    json_decref(j);
+}
+
+static int hexval(int c) {
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+char *reel__web_unescape(const char *s, size_t n) {
+    char *o = reel_malloc(n + 1);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        int ch = (unsigned char)s[i];
+        if (ch == '+') {
+            ch = ' ';
+        } else if (ch == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+            ch = hexval(s[i + 1]) * 16 + hexval(s[i + 2]);
+            i += 2;
+        }
+        if (ch == 0) {
+            free(o);
+            return NULL;
+        }
+        o[k++] = (char)ch;
+    }
+    o[k] = '\0';
+    return o;
+}
+
+char *reel__web_param(const char *query, const char *name) {
+    size_t nl = strlen(name);
+    const char *p = query;
+    while (p && *p) {
+        const char *amp = strchr(p, '&');
+        size_t len = amp ? (size_t)(amp - p) : strlen(p);
+        if (len >= nl && strncmp(p, name, nl) == 0 && (len == nl || p[nl] == '='))
+            return len == nl ? reel_strdup("") : reel__web_unescape(p + nl + 1, len - nl - 1);
+        p = amp ? amp + 1 : NULL;
+    }
+    return NULL;
+}
+
+static int token_eq(const char *a, const char *b, size_t blen) {
+    size_t al = strlen(a);
+    unsigned diff = al != blen;
+    for (size_t i = 0; i < al; i++)
+        diff |= (unsigned)(a[i] ^ (i < blen ? b[i] : 0));
+    return diff == 0;
+}
+
+/* The value of header name in the current head as an owned string, NULL
+ * if absent. */
+static char *hdr(conn_t *c, const char *name) {
+    const reel_h1_header_t *h = reel_h1_find_header(c->head.headers, c->head.nheaders, name);
+    return h ? reel_strndup(h->value, h->value_len) : NULL;
+}
+
+/* ---- connection teardown and writes ---- */
+
+static void handle_closed(uv_handle_t *h) {
+    conn_t *c = h->data;
+    reel_web_t *w = c->w;
+    w->open_handles--;
+    if (--c->handles > 0)
+        return;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    reel_h1_free(c->parser);
+    reel_buf_free(&c->in);
+    reel_buf_free(&c->body);
+    if (c->stream)
+        fclose(c->stream);
+    reel__web_sse_free(c->sse);
+    free(c);
+}
+
+static void conn_close(conn_t *c) {
+    if (c->closing)
+        return;
+    c->closing = 1;
+    uv_close((uv_handle_t *)&c->tcp, handle_closed);
+    uv_close((uv_handle_t *)&c->timer, handle_closed);
+}
+
+static void stream_next(conn_t *c);
+
+static void write_done(uv_write_t *req, int status) {
+    wreq_t *wr = (wreq_t *)req;
+    conn_t *c = wr->c;
+    free(wr->data[0]);
+    free(wr->data[1]);
+    free(wr);
+    c->writes--;
+    if (c->closing)
+        return;
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    if (c->stream) {
+        stream_next(c);
+        return;
+    }
+    if (c->writes == 0 && c->close_after) {
+        conn_close(c);
+        return;
+    }
+    if (c->writes == 0 && c->sse == NULL)
+        conn_process(c); /* input that waited for the stream to end */
+}
+
+/* Writes a and b (owned, either may be NULL). */
+static void conn_write(conn_t *c, char *a, size_t alen, char *b, size_t blen) {
+    if (c->closing) {
+        free(a);
+        free(b);
+        return;
+    }
+    wreq_t *wr = reel_calloc(1, sizeof *wr);
+    wr->c = c;
+    wr->data[0] = a;
+    wr->data[1] = b;
+    uv_buf_t bufs[2];
+    unsigned n = 0;
+    if (a)
+        bufs[n++] = uv_buf_init(a, (unsigned)alen);
+    if (b)
+        bufs[n++] = uv_buf_init(b, (unsigned)blen);
+    c->writes++;
+    if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, bufs, n, write_done) != 0) {
+        c->writes--;
+        free(a);
+        free(b);
+        free(wr);
+        conn_close(c);
+    }
+}
+
+static void stream_next(conn_t *c) {
+    char *buf = reel_malloc(STREAM_CHUNK);
+    size_t n = fread(buf, 1, STREAM_CHUNK, c->stream);
+    if (n == 0) {
+        free(buf);
+        fclose(c->stream);
+        c->stream = NULL;
+        if (c->close_after)
+            conn_close(c);
+        else
+            conn_process(c);
+        return;
+    }
+    conn_write(c, buf, n, NULL, 0);
+}
+
+static const char *status_text(int s) {
+    switch (s) {
+    case 200: return "OK";
+    case 302: return "Found";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Content Too Large";
+    case 423: return "Locked";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Status";
+    }
+}
+
+/* Sends rs (taking what it owns). */
+static void conn_respond(conn_t *c, reel__web_resp_t *rs, int keep_alive) {
+    reel_buf_t h;
+    reel_buf_init(&h, 0);
+    if (!keep_alive)
+        c->close_after = 1;
+    reel_buf_printf(&h, "HTTP/1.1 %d %s\r\n", rs->status, status_text(rs->status));
+    reel_buf_printf(&h, "Content-Type: %s\r\n", rs->type ? rs->type : "application/json");
+    reel_buf_puts(&h, "Content-Security-Policy: default-src 'self'; img-src 'self' data: blob:; "
+                      "style-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+                      "form-action 'self'\r\n"
+                      "X-Content-Type-Options: nosniff\r\n"
+                      "Referrer-Policy: no-referrer\r\n"
+                      "X-Frame-Options: DENY\r\n"
+                      "Cross-Origin-Resource-Policy: same-origin\r\n"
+                      "Cache-Control: no-store\r\n");
+    if (rs->headers)
+        reel_buf_puts(&h, rs->headers);
+    if (rs->sse) {
+        reel_buf_puts(&h, "Connection: keep-alive\r\n\r\nretry: 2000\n\n");
+        c->sse = rs->sse;
+        rs->sse = NULL;
+        uv_timer_stop(&c->timer);
+        size_t n = h.len;
+        conn_write(c, (char *)buf_take(&h), n, NULL, 0);
+    } else if (rs->file) {
+        fseek(rs->file, 0, SEEK_END);
+        long len = ftell(rs->file);
+        rewind(rs->file);
+        reel_buf_printf(&h, "Content-Length: %ld\r\n%s\r\n", len < 0 ? 0 : len,
+                        keep_alive ? "" : "Connection: close\r\n");
+        c->stream = rs->file;
+        rs->file = NULL;
+        size_t n = h.len;
+        conn_write(c, (char *)buf_take(&h), n, NULL, 0);
+    } else {
+        reel_buf_printf(&h, "Content-Length: %zu\r\n%s\r\n", rs->body.len,
+                        keep_alive ? "" : "Connection: close\r\n");
+        size_t n = h.len, bn = rs->body.len;
+        char *b = bn ? (char *)buf_take(&rs->body) : NULL;
+        conn_write(c, (char *)buf_take(&h), n, b, bn);
+    }
+    reel_buf_free(&h);
+}
+
+static void resp_free(reel__web_resp_t *rs) {
+    reel_buf_free(&rs->body);
+    if (rs->file)
+        fclose(rs->file);
+    free(rs->headers);
+    reel__web_sse_free(rs->sse);
+}
+
+/* ---- requests ---- */
+
+static const reel_web_asset_t *asset_find(const char *path) {
+    if (strcmp(path, "/") == 0)
+        path = "/index.html";
+    for (const reel_web_asset_t *a = reel_web_assets; a->path; a++)
+        if (strcmp(a->path, path) == 0)
+            return a;
+    return NULL;
+}
+
+static int host_ok(reel_web_t *w, const char *host) {
+    if (host == NULL)
+        return 0;
+    for (int i = 0; i < 4; i++)
+        if (w->hosts[i] && strcasecmp(w->hosts[i], host) == 0)
+            return 1;
+    return 0;
+}
+
+/* The token the request carries, from the cookie or the Authorization
+ * header: 1 if it is ours. */
+static int authorized(reel_web_t *w, conn_t *c) {
+    int ok = 0;
+    char *auth = hdr(c, "authorization");
+    if (auth && strncasecmp(auth, "Bearer ", 7) == 0)
+        ok = token_eq(w->token, auth + 7, strlen(auth + 7));
+    free(auth);
+    if (ok)
+        return 1;
+    for (size_t i = 0; i < c->head.nheaders && !ok; i++) {
+        const reel_h1_header_t *f = &c->head.headers[i];
+        if (f->name_len != 6 || strncasecmp(f->name, "cookie", 6) != 0)
+            continue;
+        const char *p = f->value, *end = f->value + f->value_len;
+        while (p < end && !ok) {
+            while (p < end && (*p == ' ' || *p == ';'))
+                p++;
+            const char *semi = memchr(p, ';', (size_t)(end - p));
+            const char *e = semi ? semi : end;
+            size_t cl = strlen(COOKIE);
+            if ((size_t)(e - p) > cl && strncmp(p, COOKIE, cl) == 0 && p[cl] == '=')
+                ok = token_eq(w->token, p + cl + 1, (size_t)(e - p - (ptrdiff_t)cl - 1));
+            p = e;
+        }
+    }
+    return ok;
+}
+
+static int is_write(const char *m) {
+    return strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0;
+}
+
+static void handle(conn_t *c, reel__web_resp_t *rs) {
+    reel_web_t *w = c->w;
+    char *method = reel_strndup(c->head.method, c->head.method_len);
+    char *target = reel_strndup(c->head.target, c->head.target_len);
+    char *host = hdr(c, "host");
+    char *origin = hdr(c, "origin");
+    char *site = hdr(c, "sec-fetch-site");
+    char *q = strchr(target, '?');
+    const char *query = "";
+    if (q) {
+        *q = '\0';
+        query = q + 1;
+    }
+    if (c->head.target_form != REEL_H1_TARGET_ORIGIN) {
+        reel__web_error(rs, 400, "request target must be a path");
+        goto out;
+    }
+    if (!host_ok(w, host)) {
+        reel__web_error(rs, 403, "Host '%s' is not this server (DNS rebinding?)",
+                        host ? host : "");
+        goto out;
+    }
+    if (origin) {
+        char *own = reel_asprintf("http://%s", host);
+        int same = strcasecmp(own, origin) == 0;
+        free(own);
+        if (!same) {
+            reel__web_error(rs, 403, "cross-origin request from '%s' refused", origin);
+            goto out;
+        }
+    }
+    if (site && strcmp(site, "cross-site") == 0) {
+        reel__web_error(rs, 403, "cross-site request refused");
+        goto out;
+    }
+    char *tok = strcmp(target, "/") == 0 ? reel__web_param(query, "token") : NULL;
+    if (tok) {
+        if (!token_eq(w->token, tok, strlen(tok))) {
+            free(tok);
+            reel__web_error(rs, 401, "wrong token: open the URL reel printed");
+            goto out;
+        }
+        free(tok);
+        rs->status = 302;
+        rs->headers = reel_asprintf("Location: /\r\nSet-Cookie: " COOKIE
+                                    "=%s; Path=/; HttpOnly; SameSite=Strict\r\n",
+                                    w->token);
+        goto out;
+    }
+    if (!authorized(w, c)) {
+        if (strncmp(target, "/api/", 5) == 0) {
+            reel__web_error(rs, 401, "missing or wrong token: open the URL reel printed, or "
+                                     "send Authorization: Bearer TOKEN");
+        } else {
+            rs->status = 401;
+            rs->type = "text/html; charset=utf-8";
+            reel_buf_puts(&rs->body,
+                          "<!doctype html><title>reel</title><p>Open the URL that "
+                          "<code>reel web</code> printed (it carries the access token).\n");
+        }
+        goto out;
+    }
+    if (strncmp(target, "/api/", 5) == 0) {
+        if (w->ctx.read_only && is_write(method)) {
+            reel__web_error(rs, 403, "read-only: this server was started with --read-only");
+            goto out;
+        }
+        reel__web_req_t rq = {.method = method,
+                              .path = target,
+                              .query = query,
+                              .body = c->body.data,
+                              .body_len = c->body.len};
+        reel__web_api(&w->ctx, &rq, rs);
+        goto out;
+    }
+    const reel_web_asset_t *a = asset_find(target);
+    if (a == NULL || is_write(method)) {
+        reel__web_error(rs, a ? 405 : 404, a ? "method not allowed" : "no such page");
+        goto out;
+    }
+    rs->status = 200;
+    rs->type = a->type;
+    reel_buf_append(&rs->body, a->data, a->len);
+out:
+    free(method);
+    free(target);
+    free(host);
+    free(origin);
+    free(site);
+}
+
+static void request_end(conn_t *c) {
+    reel__web_resp_t rs;
+    memset(&rs, 0, sizeof rs);
+    reel_buf_init(&rs.body, 0);
+    rs.status = 200;
+    handle(c, &rs);
+    int keep = c->head.keep_alive && !c->w->stopped;
+    conn_respond(c, &rs, keep);
+    resp_free(&rs);
+    reel_buf_reset(&c->body);
+    c->have_head = 0;
+}
+
+/* A body past REEL_WEB_BODY_MAX: answered at once, without reading it,
+ * and the connection closed. */
+static void too_big(conn_t *c) {
+    reel__web_resp_t rs;
+    memset(&rs, 0, sizeof rs);
+    reel__web_error(&rs, 413, "request body larger than %zu bytes", REEL_WEB_BODY_MAX);
+    conn_respond(c, &rs, 0);
+    resp_free(&rs);
+}
+
+/* Parses what was read while the connection is free to answer. */
+static void conn_process(conn_t *c) {
+    while (!c->closing && !c->close_after && c->stream == NULL && c->sse == NULL) {
+        size_t consumed = 0;
+        reel_h1_event_t ev;
+        reel_rc rc = reel_h1_feed(c->parser, c->in.data, c->in.len, &consumed, &ev);
+        if (rc == REEL_NEED_MORE) {
+            reel_buf_consume(&c->in, consumed);
+            return;
+        }
+        if (rc != REEL_OK) {
+            reel__web_resp_t rs;
+            memset(&rs, 0, sizeof rs);
+            reel__web_error(&rs, ev.error_status ? ev.error_status : 400, "%s",
+                            ev.error_reason ? ev.error_reason : "bad request");
+            conn_respond(c, &rs, 0);
+            resp_free(&rs);
+            return;
+        }
+        switch (ev.type) {
+        case REEL_H1_EV_HEAD:
+            c->head = ev.head;
+            c->have_head = 1;
+            if (ev.head.content_length > (int64_t)REEL_WEB_BODY_MAX) {
+                too_big(c);
+                return;
+            }
+            break;
+        case REEL_H1_EV_BODY:
+            if (c->body.len + ev.len > REEL_WEB_BODY_MAX) {
+                too_big(c);
+                return;
+            }
+            reel_buf_append(&c->body, ev.data, ev.len);
+            break;
+        case REEL_H1_EV_END:
+            uv_timer_again(&c->timer);
+            request_end(c);
+            break;
+        case REEL_H1_EV_UPGRADE: {
+            reel__web_resp_t rs;
+            memset(&rs, 0, sizeof rs);
+            reel__web_error(&rs, 400, "no upgrades or CONNECT here");
+            conn_respond(c, &rs, 0);
+            resp_free(&rs);
+            return;
+        }
+        default:
+            break;
+        }
+        reel_buf_consume(&c->in, consumed); /* after: BODY data points into it */
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    (void)h;
+    (void)suggested;
+    static char slab[64 * 1024];
+    *buf = uv_buf_init(slab, sizeof slab);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+    conn_t *c = s->data;
+    if (nread < 0) {
+        conn_close(c);
+        return;
+    }
+    if (nread == 0 || c->closing)
+        return;
+    if (c->sse) /* nothing more is read from an event stream */
+        return;
+    if (reel_buf_append(&c->in, buf->base, (size_t)nread) != REEL_OK) {
+        conn_close(c);
+        return;
+    }
+    conn_process(c);
+}
+
+static void on_timeout(uv_timer_t *t) {
+    conn_t *c = t->data;
+    if (c->sse || c->stream || c->writes)
+        return;
+    conn_close(c);
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+    reel_web_t *w = server->data;
+    if (status < 0 || w->stopped)
+        return;
+    conn_t *c = reel_calloc(1, sizeof *c);
+    c->w = w;
+    uv_tcp_init(w->loop, &c->tcp);
+    uv_timer_init(w->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->handles = 2;
+    w->open_handles += 2;
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    reel_h1_limits_t lim = {.max_head_size = HEAD_MAX, .max_headers = 100};
+    c->parser = reel_h1_new(REEL_H1_REQUEST, &lim);
+    reel_buf_init(&c->in, HEAD_MAX + REEL_WEB_BODY_MAX + 64 * 1024);
+    reel_buf_init(&c->body, 0);
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    uv_timer_start(&c->timer, on_timeout, IDLE_TIMEOUT_MS, IDLE_TIMEOUT_MS);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+/* Every TICK_MS: new and changed flows to each event stream. */
+static void on_tick(uv_timer_t *t) {
+    reel_web_t *w = t->data;
+    for (conn_t *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->sse == NULL || c->closing || c->writes > 4)
+            continue;
+        reel_buf_t out;
+        reel_buf_init(&out, 0);
+        if (reel__web_sse_tick(&w->ctx, c->sse, &out) < 0) {
+            reel_buf_puts(&out, "event: gone\ndata: {}\n\n");
+            c->close_after = 1;
+        }
+        if (out.len == 0 && ++c->sse_idle * TICK_MS >= 15000)
+            reel_buf_puts(&out, ": keep-alive\n\n");
+        if (out.len) {
+            c->sse_idle = 0;
+            size_t n = out.len;
+            conn_write(c, (char *)buf_take(&out), n, NULL, 0);
+        }
+        reel_buf_free(&out);
+    }
+}
+
+static void w_closed(uv_handle_t *h) {
+    reel_web_t *w = h->data;
+    w->open_handles--;
+}
+
+static int is_loopback(const char *host) {
+    return strcmp(host, "127.0.0.1") == 0 || strcmp(host, "localhost") == 0 ||
+           strcmp(host, "::1") == 0 || strncmp(host, "127.", 4) == 0;
+}
+
+reel_rc reel_web_start(uv_loop_t *loop, const reel_web_opts_t *o, reel_web_t **out,
+                       reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    *out = NULL;
+    const char *host = o->host && o->host[0] ? o->host : "127.0.0.1";
+    if (strcmp(host, "localhost") == 0)
+        host = "127.0.0.1";
+    struct sockaddr_storage ss;
+    if (uv_ip4_addr(host, o->port, (struct sockaddr_in *)&ss) != 0 &&
+        uv_ip6_addr(host, o->port, (struct sockaddr_in6 *)&ss) != 0)
+        return reel_err_set(err, REEL_INVALID, "web: '%s' is not an IP address", host);
+    if (!is_loopback(host) && !o->explicit_listen)
+        return reel_err_set(err, REEL_INVALID, "web: %s is beyond loopback; pass --listen", host);
+    reel_web_t *w = reel_calloc(1, sizeof *w);
+    w->loop = loop;
+    w->home = reel_strdup(o->home);
+    if (o->nsessions) {
+        w->sessions = reel_calloc(o->nsessions, sizeof *w->sessions);
+        for (size_t i = 0; i < o->nsessions; i++)
+            w->sessions[i] = reel_strdup(o->sessions[i]);
+        w->nsessions = o->nsessions;
+    }
+    w->live = o->live ? reel_strdup(o->live) : NULL;
+    w->ctx = (reel__web_ctx_t){.home = w->home,
+                               .read_only = o->read_only,
+                               .sessions = w->sessions,
+                               .nsessions = w->nsessions,
+                               .live = w->live};
+    if (o->token) {
+        snprintf(w->token, sizeof w->token, "%s", o->token);
+    } else {
+        unsigned char r[16];
+        if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
+            rc = reel_err_set(err, REEL_IO, "web: no random bytes for the token");
+            goto fail;
+        }
+        for (int i = 0; i < 16; i++)
+            snprintf(w->token + 2 * i, 3, "%02x", r[i]);
+    }
+    uv_tcp_init(loop, &w->listener);
+    w->listener.data = w;
+    w->open_handles++;
+    int e = uv_tcp_bind(&w->listener, (const struct sockaddr *)&ss, 0);
+    if (e == 0)
+        e = uv_listen((uv_stream_t *)&w->listener, 64, on_connection);
+    if (e != 0) {
+        rc = reel_err_set(err, REEL_IO, "web: cannot listen on %s:%d: %s", host, o->port,
+                          uv_strerror(e));
+        uv_close((uv_handle_t *)&w->listener, w_closed);
+        w->stopped = 1;
+        *out = w; /* the caller runs the loop and frees */
+        return rc;
+    }
+    struct sockaddr_storage bound;
+    int blen = sizeof bound;
+    uv_tcp_getsockname(&w->listener, (struct sockaddr *)&bound, &blen);
+    w->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                : ((struct sockaddr_in *)&bound)->sin_port);
+    int v6 = strchr(host, ':') != NULL;
+    w->hosts[0] = reel_asprintf("127.0.0.1:%d", w->port);
+    w->hosts[1] = reel_asprintf("localhost:%d", w->port);
+    w->hosts[2] = reel_asprintf("[::1]:%d", w->port);
+    w->hosts[3] = reel_asprintf(v6 ? "[%s]:%d" : "%s:%d", host, w->port);
+    w->url = reel_asprintf(v6 ? "http://[%s]:%d/?token=%s" : "http://%s:%d/?token=%s", host,
+                           w->port, w->token);
+    uv_timer_init(loop, &w->tick);
+    w->tick.data = w;
+    w->open_handles++;
+    uv_timer_start(&w->tick, on_tick, TICK_MS, TICK_MS);
+    if (!is_loopback(host))
+        fprintf(stderr,
+                "reel: WARNING: web UI listening on %s, beyond loopback: anyone who can reach "
+                "it and learns the token can read (%s) the sessions\n",
+                host, o->read_only ? "not change" : "and change");
+    *out = w;
+    return REEL_OK;
+fail:
+    reel_web_free(w);
+    return rc;
+}
+
+const char *reel_web_url(const reel_web_t *w) {
+    return w->url;
+}
+
+void reel_web_stop(reel_web_t *w) {
+    if (w == NULL || w->stopped)
+        return;
+    w->stopped = 1;
+    uv_close((uv_handle_t *)&w->listener, w_closed);
+    uv_close((uv_handle_t *)&w->tick, w_closed);
+    for (conn_t *c = w->conns; c; c = c->next)
+        conn_close(c);
+}
+
+void reel_web_free(reel_web_t *w) {
+    if (w == NULL)
+        return;
+    free(w->home);
+    for (size_t i = 0; i < w->nsessions; i++)
+        free(w->sessions[i]);
+    free(w->sessions);
+    free(w->live);
+    free(w->url);
+    for (int i = 0; i < 4; i++)
+        free(w->hosts[i]);
+    free(w);
+}

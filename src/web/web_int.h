@@ -1,0 +1,86 @@
+/* Internals shared by the web server's files (server.c: HTTP and security;
+ * api.c: the JSON API; assets: the generated front end). Not for use
+ * outside src/web. */
+#ifndef REEL_WEB_WEB_INT_H
+#define REEL_WEB_WEB_INT_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "base/mem.h"
+#include "web/web.h"
+
+/** Largest request body accepted (413 beyond). */
+#define REEL_WEB_BODY_MAX ((size_t)1024 * 1024)
+/** Largest flow page the API serves (400 beyond). */
+#define REEL_WEB_PAGE_MAX 1000
+
+/** One embedded file of web/ (generated: gen/web_assets.c). */
+typedef struct {
+    const char *path; /* "/index.html" */
+    const char *type; /* Content-Type */
+    const unsigned char *data;
+    size_t len;
+} reel_web_asset_t;
+
+/** Terminated by an entry with path NULL. */
+extern const reel_web_asset_t reel_web_assets[];
+
+/** A request as the API sees it; everything borrowed. */
+typedef struct {
+    const char *method;
+    const char *path;  /* without the query, not percent-decoded */
+    const char *query; /* after '?', "" when none */
+    const uint8_t *body;
+    size_t body_len;
+} reel__web_req_t;
+
+/** Live updates of one Server-Sent Events stream. */
+typedef struct {
+    char *session;
+    int64_t last_id; /* highest id sent */
+    int64_t *pend;   /* flows sent while open (state may still change), with sig */
+    uint64_t *sig;
+    size_t npend;
+    int64_t ticks;
+} reel__web_sse_t;
+
+/** A response the API fills in. */
+typedef struct {
+    int status;
+    const char *type; /* Content-Type; NULL: application/json */
+    reel_buf_t body;
+    FILE *file;       /* instead of body: streamed from here (owned, closed after) */
+    char *headers;    /* extra header lines, each ending CRLF (owned) */
+    reel__web_sse_t *sse; /* the request became an event stream (owned) */
+} reel__web_resp_t;
+
+/** Server state the API reads. */
+typedef struct {
+    const char *home;
+    int read_only;
+    char *const *sessions;
+    size_t nsessions;
+    const char *live;
+} reel__web_ctx_t;
+
+/** Answers an /api/ request. */
+void reel__web_api(const reel__web_ctx_t *w, const reel__web_req_t *rq, reel__web_resp_t *rs);
+
+/** Appends the events of one tick of stream e to out (nothing when nothing
+ * changed). Returns -1 when the session is gone. */
+int reel__web_sse_tick(const reel__web_ctx_t *w, reel__web_sse_t *e, reel_buf_t *out);
+
+void reel__web_sse_free(reel__web_sse_t *e);
+
+/** Sets rs to a JSON error {"error": msg} with status. */
+void reel__web_error(reel__web_resp_t *rs, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/** Value of query parameter name, percent-decoded, owned; NULL if absent. */
+char *reel__web_param(const char *query, const char *name);
+
+/** Percent-decodes s[0..n) ('+' is a space); NULL if it decodes to a NUL. */
+char *reel__web_unescape(const char *s, size_t n);
+
+#endif

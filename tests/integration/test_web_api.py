@@ -1,0 +1,370 @@
+"""`reel web` and `reel record --web`: the JSON API over real HTTP, its
+security checks (token, Host, Origin, read-only), errors, and live updates
+by Server-Sent Events while curl goes through the recording proxy to nginx."""
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import proxyenv  # noqa: E402
+from proxyenv import REEL, TMPBASE, Origin, Reel, curl, run  # noqa: E402
+
+TOKEN = "0123456789abcdef0123456789abcdef"
+
+
+def start_web(env, *args):
+    """A `reel web` process; returns (proc, port, url)."""
+    p = subprocess.Popen([REEL, "web", "--listen", "127.0.0.1:0"] + list(args), env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = ""
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        line = p.stdout.readline()
+        m = re.search(r"open (http://127\.0\.0\.1:(\d+)/\?token=([0-9a-f]+))", line)
+        if m:
+            return p, int(m.group(2)), m.group(1), m.group(3)
+        if p.poll() is not None:
+            break
+    raise AssertionError("reel web did not start: %s %s" % (line, p.stderr.read()))
+
+
+class Client:
+    def __init__(self, port, token):
+        self.port, self.token = port, token
+
+    def req(self, method, path, body=None, headers=None, token=True, host=None):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        h = {"Host": host or "127.0.0.1:%d" % self.port}
+        if token:
+            h["Authorization"] = "Bearer " + (self.token if token is True else token)
+        if body is not None and not isinstance(body, bytes):
+            body = json.dumps(body)
+            h["Content-Type"] = "application/json"
+        h.update(headers or {})
+        c.request(method, path, body=body, headers=h)
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r.status, dict((k.lower(), v) for k, v in r.getheaders()), data
+
+    def json(self, method, path, body=None, status=200, **kw):
+        st, h, data = self.req(method, path, body, **kw)
+        if st != status:
+            raise AssertionError("%s %s: %d %s (wanted %d)" % (method, path, st, data, status))
+        return json.loads(data) if data else None
+
+
+class WebApi(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="reel-web-", dir=TMPBASE)
+        cls.origin = Origin(cls.root)
+        cls.reel = Reel(cls.root, "s1")
+        curl(cls.reel, cls.origin.url("/100b"))
+        curl(cls.reel, cls.origin.url("/text.txt"))
+        curl(cls.reel, "-d", '{"a": [1, 2]}', "-H", "Content-Type: application/json",
+             cls.origin.url("/echo"))
+        curl(cls.reel, "http://127.0.0.1:1/refused", check=False)  # an error flow
+        cls.reel.wait_flows(4)
+        cls.reel.stop()
+        cls.env = cls.reel.env
+        cls.proc, cls.port, cls.url, cls.token = start_web(cls.env)
+        cls.c = Client(cls.port, cls.token)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proc.send_signal(signal.SIGINT)
+        code = cls.proc.wait(10)
+        cls.proc.stdout.close()
+        cls.proc.stderr.close()
+        cls.origin.stop()
+        assert code == 0, "reel web exited %d: %s" % (code, cls.proc.stderr.read())
+        proxyenv.shutil.rmtree(cls.root, ignore_errors=True)
+
+    def test_token_cookie_and_redirect(self):
+        st, h, _ = self.c.req("GET", "/?token=" + self.token, token=False)
+        self.assertEqual(st, 302)
+        self.assertEqual(h["location"], "/")
+        cookie = h["set-cookie"]
+        self.assertIn("HttpOnly", cookie)
+        self.assertIn("SameSite=Strict", cookie)
+        value = cookie.split(";")[0]
+        st, h, data = self.c.req("GET", "/", token=False, headers={"Cookie": value})
+        self.assertEqual(st, 200)
+        self.assertIn(b"<html", data.lower())
+        self.assertIn("default-src 'self'", h["content-security-policy"])
+        self.assertIn("frame-ancestors 'none'", h["content-security-policy"])
+        self.assertEqual(h["x-content-type-options"], "nosniff")
+        self.assertEqual(h["referrer-policy"], "no-referrer")
+        self.assertNotIn("access-control-allow-origin", h)
+        st, _, _ = self.c.req("GET", "/api/sessions", token=False, headers={"Cookie": value})
+        self.assertEqual(st, 200)
+
+    def test_bad_tokens(self):
+        st, _, data = self.c.req("GET", "/api/sessions", token=False)
+        self.assertEqual(st, 401)
+        self.assertIn("error", json.loads(data))
+        st, _, _ = self.c.req("GET", "/api/sessions", token="f" * 32)
+        self.assertEqual(st, 401)
+        st, _, _ = self.c.req("GET", "/api/sessions", token=False,
+                              headers={"Cookie": "reel_token=" + self.token[:-1]})
+        self.assertEqual(st, 401)
+        st, _, _ = self.c.req("GET", "/?token=" + "0" * 32, token=False)
+        self.assertEqual(st, 401)
+        st, _, _ = self.c.req("GET", "/app.js", token=False)
+        self.assertEqual(st, 401)
+
+    def test_host_and_origin(self):
+        st, _, data = self.c.req("GET", "/api/sessions", host="evil.example:%d" % self.port)
+        self.assertEqual(st, 403)
+        self.assertIn("rebinding", json.loads(data)["error"])
+        st, _, _ = self.c.req("GET", "/api/sessions", host="127.0.0.1:1")
+        self.assertEqual(st, 403)
+        for ok in ("localhost:%d", "[::1]:%d"):
+            st, _, _ = self.c.req("GET", "/api/sessions", host=ok % self.port)
+            self.assertEqual(st, 200)
+        st, _, _ = self.c.req("POST", "/api/sessions/s1/marks", {"ids": [1]},
+                              headers={"Origin": "http://evil.example"})
+        self.assertEqual(st, 403)
+        st, _, _ = self.c.req("GET", "/api/sessions", headers={"Sec-Fetch-Site": "cross-site"})
+        self.assertEqual(st, 403)
+        own = "http://127.0.0.1:%d" % self.port
+        st, h, _ = self.c.req("GET", "/api/sessions", headers={"Origin": own})
+        self.assertEqual(st, 200)
+        self.assertNotIn("access-control-allow-origin", h)
+
+    def test_sessions_and_flows(self):
+        s = self.c.json("GET", "/api/sessions")
+        (s1,) = [x for x in s["sessions"] if x["name"] == "s1"]
+        self.assertEqual(s1["flows"], 4)
+        self.assertFalse(s1["recording"])
+        self.assertGreater(s1["size"], 0)
+        page = self.c.json("GET", "/api/sessions/s1/flows?limit=2")
+        self.assertEqual([r["id"] for r in page["rows"]], [1, 2])
+        self.assertTrue(page["more"])
+        self.assertEqual(page["rows"][0]["path"], "/100b")
+        self.assertEqual(page["rows"][0]["protocol"], "HTTP/1.1")
+        nxt = self.c.json("GET", "/api/sessions/s1/flows?limit=2&after=%d" % page["next_after"])
+        self.assertEqual([r["id"] for r in nxt["rows"]], [3, 4])
+        self.assertFalse(nxt["more"])
+        desc = self.c.json("GET", "/api/sessions/s1/flows?sort=id&order=desc&limit=1")
+        self.assertEqual(desc["rows"][0]["id"], 4)
+        f = self.c.json("GET", "/api/sessions/s1/flows?filter=" + "~m%20POST")
+        self.assertEqual([r["id"] for r in f["rows"]], [3])
+        cnt = self.c.json("GET", "/api/sessions/s1/count?filter=~c%20200")
+        self.assertEqual(cnt["count"], 3)
+        self.assertEqual(cnt["max_id"], 4)
+        # the same rows `reel flows --json` prints
+        cli = json.loads(run([REEL, "flows", "s1", "--json"], env=self.env).stdout)
+        for a, b in zip(cli, self.c.json("GET", "/api/sessions/s1/flows")["rows"]):
+            for k, v in a.items():
+                self.assertEqual(b[k], v, k)
+
+    def test_errors(self):
+        st, _, data = self.c.req("GET", "/api/sessions/s1/flows?filter=~c%20200%20%26%20(")
+        self.assertEqual(st, 400)
+        err = json.loads(data)
+        self.assertIn("column", err)
+        self.assertGreater(err["column"], 1)
+        st, _, _ = self.c.req("GET", "/api/sessions/nope/flows")
+        self.assertEqual(st, 404)
+        st, _, _ = self.c.req("GET", "/api/sessions/s1/flows/999")
+        self.assertEqual(st, 404)
+        st, _, _ = self.c.req("GET", "/api/sessions/s1/flows/abc")
+        self.assertEqual(st, 404)
+        st, _, _ = self.c.req("GET", "/api/sessions/..%2F..%2Fetc/flows")
+        self.assertEqual(st, 404)
+        st, _, data = self.c.req("GET", "/api/sessions/s1/flows?limit=100000000")
+        self.assertEqual(st, 400)
+        self.assertIn("limit", json.loads(data)["error"])
+        st, _, _ = self.c.req("GET", "/api/sessions/s1/flows?sort=bogus")
+        self.assertEqual(st, 400)
+        st, _, _ = self.c.req("GET", "/api/nothing")
+        self.assertEqual(st, 404)
+        st, _, _ = self.c.req("POST", "/api/sessions/s1/marks", b"x" * 10)
+        self.assertEqual(st, 400)
+        # a body past the limit
+        s = socket.create_connection(("127.0.0.1", self.port), 10)
+        s.sendall(("POST /api/sessions/s1/marks HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                   "Authorization: Bearer %s\r\nContent-Length: 5000000\r\n\r\n"
+                   % (self.port, self.token)).encode())
+        resp = s.recv(4096)
+        s.close()
+        self.assertTrue(resp.startswith(b"HTTP/1.1 413"), resp)
+        # not HTTP at all
+        s = socket.create_connection(("127.0.0.1", self.port), 10)
+        s.sendall(b"\x16\x03\x01garbage\r\n\r\n")
+        resp = s.recv(4096)
+        s.close()
+        self.assertTrue(resp.startswith(b"HTTP/1.1 4"), resp)
+
+    def test_flow_detail_and_bodies(self):
+        d = self.c.json("GET", "/api/sessions/s1/flows/3")
+        self.assertEqual(d["request"]["method"], "POST")
+        self.assertEqual(d["response"]["status"], 200)
+        self.assertIsNotNone(d["timings"])
+        self.assertIn("address", d["server_conn"])
+        b = self.c.json("GET", "/api/sessions/s1/flows/3/body/request")
+        self.assertEqual(b["shown"], "json")
+        self.assertIn('"a"', b["text"])
+        b = self.c.json("GET", "/api/sessions/s1/flows/2/body/response?offset=10&length=20")
+        self.assertEqual(b["length"], 20)
+        self.assertTrue(b["more"])
+        st, h, raw = self.c.req("GET", "/api/sessions/s1/flows/1/body/response/raw")
+        self.assertEqual(st, 200)
+        self.assertEqual(raw, b"x" * 99 + b"\n")
+        self.assertIn("attachment", h["content-disposition"])
+        st, _, text = self.c.req("GET", "/api/sessions/s1/flows/3/curl")
+        self.assertEqual(st, 200)
+        self.assertIn(b"curl", text)
+        self.assertIn(b"/echo", text)
+        e = self.c.json("GET", "/api/sessions/s1/flows/4")
+        self.assertTrue(e["error"] or e["row"]["error"])
+        st, _, _ = self.c.req("GET", "/api/sessions/s1/flows/1/body/sideways")
+        self.assertEqual(st, 404)
+
+    def test_notes_tags_marks(self):
+        n = self.c.json("POST", "/api/sessions/s1/flows/1/notes", {"text": "web note"})["note"]
+        out = run([REEL, "annotate", "s1", "1"], env=self.env).stdout.decode()
+        self.assertIn("web note", out)
+        self.c.json("PUT", "/api/sessions/s1/flows/1/notes/%d" % n, {"text": "edited"})
+        self.assertIn("edited", run([REEL, "annotate", "s1", "1"], env=self.env).stdout.decode())
+        self.c.json("DELETE", "/api/sessions/s1/flows/1/notes/%d" % n)
+        self.assertNotIn("edited", run([REEL, "annotate", "s1", "1"], env=self.env).stdout.decode())
+        self.c.json("DELETE", "/api/sessions/s1/flows/1/notes/%d" % n, status=404)
+        self.c.json("POST", "/api/sessions/s1/flows/1/notes", {"text": ""}, status=400)
+        r = self.c.json("POST", "/api/sessions/s1/tags", {"ids": [1, 2], "tags": ["webtag"]})
+        self.assertEqual(r["changed"], 2)
+        self.c.json("POST", "/api/sessions/s1/tags", {"ids": [1], "tags": ["bad tag!"]}, status=400)
+        self.c.json("POST", "/api/sessions/s1/tags", {"ids": [999], "tags": ["x"]}, status=404)
+        f = json.loads(run([REEL, "flows", "s1", "--json", "~tag webtag"], env=self.env).stdout)
+        self.assertEqual([x["id"] for x in f], [1, 2])
+        self.c.json("POST", "/api/sessions/s1/tags", {"filter": "", "tags": ["webtag"],
+                                                       "remove": True})
+        r = self.c.json("POST", "/api/sessions/s1/marks", {"filter": "~m POST", "mark": True})
+        self.assertEqual(r["matched"], 1)
+        f = json.loads(run([REEL, "flows", "s1", "--json", "~marked"], env=self.env).stdout)
+        self.assertEqual([x["id"] for x in f], [3])
+        self.c.json("POST", "/api/sessions/s1/marks", {"ids": [3], "mark": False})
+
+    def test_config(self):
+        cfg = self.c.json("GET", "/api/sessions/s1/config")
+        (bl,) = [o for o in cfg["options"] if o["name"] == "body_limit"]
+        self.assertEqual(bl["layer"], "default")
+        st, _, data = self.c.req("POST", "/api/sessions/s1/config",
+                                 {"name": "body_limit", "value": "lots"})
+        self.assertEqual(st, 400)
+        self.assertIn("body_limit", json.loads(data)["error"])
+        self.c.json("POST", "/api/sessions/s1/config", {"name": "nope", "value": "1"}, status=404)
+        r = self.c.json("POST", "/api/sessions/s1/config", {"name": "body_limit", "value": "2m"})
+        self.assertEqual(r["value"], "2097152")
+        out = run([REEL, "config", "s1", "get", "body_limit"], env=self.env).stdout.decode()
+        self.assertIn("2097152", out)
+        self.c.json("POST", "/api/sessions/s1/config", {"name": "body_limit", "value": None})
+
+    def test_export(self):
+        st, h, data = self.c.req("GET", "/api/sessions/s1/export?format=har&ids=1,3")
+        self.assertEqual(st, 200)
+        har = json.loads(data)
+        self.assertEqual(len(har["log"]["entries"]), 2)
+        self.assertIn("attachment", h["content-disposition"])
+        st, _, data = self.c.req("GET", "/api/sessions/s1/export?format=ndjson&filter=~m%20POST")
+        self.assertEqual(st, 200)
+        self.assertEqual(len(data.strip().split(b"\n")), 1)
+        st, _, _ = self.c.req("GET", "/api/sessions/s1/export?format=zip")
+        self.assertEqual(st, 400)
+
+    def test_read_only_and_rename_delete(self):
+        run([REEL, "new", "tmpsess"], env=self.env)
+        p, port, _, tok = start_web(self.env, "--read-only")
+        try:
+            ro = Client(port, tok)
+            ro.json("GET", "/api/sessions/s1/flows")
+            for path, body in (("/api/sessions/s1/marks", {"ids": [1]}),
+                               ("/api/sessions/s1/flows/1/notes", {"text": "x"}),
+                               ("/api/sessions/s1/config", {"name": "body_limit", "value": "1"}),
+                               ("/api/sessions/tmpsess/delete?confirm=tmpsess", None)):
+                st, _, data = ro.req("POST", path, body)
+                self.assertEqual(st, 403, path)
+                self.assertIn("read-only", json.loads(data)["error"])
+            st, _, _ = ro.req("DELETE", "/api/sessions/s1/flows/1/notes/1")
+            self.assertEqual(st, 403)
+        finally:
+            p.send_signal(signal.SIGTERM)
+            self.assertEqual(p.wait(10), 0)
+            p.stdout.close()
+            p.stderr.close()
+        self.c.json("POST", "/api/sessions/tmpsess/rename", {"name": "s1"}, status=409)
+        self.c.json("POST", "/api/sessions/tmpsess/rename", {"name": "../x"}, status=400)
+        self.c.json("POST", "/api/sessions/tmpsess/rename", {"name": "tmp2"})
+        self.c.json("POST", "/api/sessions/tmp2/delete", status=400)
+        self.c.json("POST", "/api/sessions/tmp2/delete?confirm=tmpsess", status=400)
+        self.c.json("POST", "/api/sessions/tmp2/delete?confirm=tmp2")
+        names = [x["name"] for x in self.c.json("GET", "/api/sessions")["sessions"]]
+        self.assertNotIn("tmp2", names)
+        self.assertNotIn("tmpsess", names)
+
+    def test_record_web_sse(self):
+        """reel record --web: an event stream delivers a flow curl makes
+        through the proxy."""
+        env = dict(self.env, REEL_WEB_TOKEN=TOKEN)
+        log = open(os.path.join(self.root, "live.log"), "w+")
+        p = subprocess.Popen([REEL, "record", "--listen", "127.0.0.1:0", "--web=127.0.0.1:0",
+                              "live"], env=env, stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            proxy = web = None
+            for _ in range(200):
+                log.seek(0)
+                text = log.read()
+                m1 = re.search(r"listening on http://127\.0\.0\.1:(\d+)", text)
+                m2 = re.search(r"web UI on http://127\.0\.0\.1:(\d+)/\?token=" + TOKEN, text)
+                if m1 and m2:
+                    proxy, web = int(m1.group(1)), int(m2.group(1))
+                    break
+                time.sleep(0.05)
+            self.assertIsNotNone(web, text)
+            c = Client(web, TOKEN)
+            s = c.json("GET", "/api/sessions")
+            self.assertEqual(s["live"], "live")
+            (live,) = [x for x in s["sessions"] if x["name"] == "live"]
+            self.assertTrue(live["recording"])
+            conn = http.client.HTTPConnection("127.0.0.1", web, timeout=10)
+            conn.request("GET", "/api/sessions/live/events", headers={
+                "Host": "127.0.0.1:%d" % web, "Authorization": "Bearer " + TOKEN})
+            r = conn.getresponse()
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.getheader("Content-Type"), "text/event-stream")
+            run(["curl", "-sS", "--max-time", "10", "-x", "http://127.0.0.1:%d" % proxy,
+                 self.origin.url("/100b")])
+            deadline = time.time() + 5
+            got = None
+            while time.time() < deadline and got is None:
+                line = r.fp.readline().decode()
+                if line.startswith("data: ") and "/100b" in line:
+                    got = json.loads(line[6:])
+            conn.close()
+            self.assertIsNotNone(got)
+            self.assertEqual(got["path"], "/100b")
+            # writes through the web apply to the recording session
+            c.json("POST", "/api/sessions/live/config", {"name": "body_limit", "value": "1k"})
+            deadline = time.time() + 5
+            while "applied config change" not in open(log.name).read():
+                self.assertLess(time.time(), deadline, open(log.name).read())
+                time.sleep(0.05)
+        finally:
+            p.send_signal(signal.SIGINT)
+            code = p.wait(15)
+            log.close()
+        self.assertEqual(code, 0, open(log.name).read())
+
+
+if __name__ == "__main__":
+    proxyenv.main()

@@ -1,0 +1,861 @@
+// reel web UI: plain DOM code, no framework, no build step. Data comes from
+// the JSON API of `reel web` (docs/web.md); every string from a session is
+// put into the page with textContent, never as HTML.
+
+const ROW_H = 24;
+const PAGE = 100;
+const MAX_PAGES = 40;          // pages kept in memory: the table never holds all rows
+const MAX_SCROLL_H = 15e6;     // browsers cap element heights; beyond, scroll is scaled
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs = {}, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') e.className = v;
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else if (k === 'text') e.textContent = v;
+    else e.setAttribute(k, v === true ? '' : v);
+  }
+  for (const k of kids.flat()) {
+    if (k === null || k === undefined || k === false) continue;
+    e.append(k instanceof Node ? k : document.createTextNode(String(k)));
+  }
+  return e;
+}
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super(body && body.error ? body.error : 'HTTP ' + status);
+    this.status = status;
+    this.body = body || {};
+  }
+}
+
+async function api(path, opts = {}) {
+  const init = { method: opts.method || 'GET', headers: {}, credentials: 'same-origin' };
+  if (opts.body !== undefined) {
+    init.body = JSON.stringify(opts.body);
+    init.headers['Content-Type'] = 'application/json';
+  }
+  const r = await fetch(path, init);
+  const text = await r.text();
+  let body = null;
+  if ((r.headers.get('Content-Type') || '').startsWith('application/json')) {
+    try { body = JSON.parse(text); } catch (e) { body = null; }
+  } else {
+    body = text;
+  }
+  if (!r.ok) throw new ApiError(r.status, typeof body === 'object' ? body : { error: text });
+  return body;
+}
+
+const enc = encodeURIComponent;
+const sessPath = (s) => '/api/sessions/' + enc(s);
+
+function status(msg, isError) {
+  const s = $('status');
+  s.textContent = msg || '';
+  s.classList.toggle('error', !!isError);
+}
+
+function fmtSize(n) {
+  if (n === null || n === undefined) return '';
+  if (n < 1024) return n + ' B';
+  const u = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let i = -1;
+  do { n /= 1024; i++; } while (n >= 1024 && i < u.length - 1);
+  return n.toFixed(n < 10 ? 1 : 0) + ' ' + u[i];
+}
+
+function fmtTime(us) {
+  if (!us) return '';
+  const d = new Date(us / 1000);
+  const p = (x, n = 2) => String(x).padStart(n, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:` +
+    `${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
+}
+
+function fmtDur(us) {
+  if (us === null || us === undefined) return '';
+  if (us < 1000) return us + ' µs';
+  if (us < 1e6) return (us / 1000).toFixed(us < 1e4 ? 1 : 0) + ' ms';
+  return (us / 1e6).toFixed(2) + ' s';
+}
+
+function shortType(ct) {
+  if (!ct) return '';
+  return ct.split(';')[0].replace(/^application\//, '').replace(/^text\//, '');
+}
+
+const state = {
+  info: null,      // /api/sessions answer
+  session: null,
+  filter: '',
+  sort: 'id',
+  order: 'asc',
+  count: 0,
+  maxId: 0,
+  pages: new Map(), // page number -> {rows} or {promise}
+  gen: 0,           // bumps when the query changes: older answers are dropped
+  selected: -1,     // index in the list
+  openId: null,     // flow shown in the detail pane
+  checked: new Set(),
+  events: null,
+  follow: false,
+  refreshTimer: null,
+};
+
+// ---------------------------------------------------------------- routing
+
+function route() {
+  const h = location.hash.replace(/^#/, '') || '/';
+  const m = h.match(/^\/s\/([^/]+)(?:\/(config|flow)(?:\/(\d+))?)?$/);
+  for (const v of ['sessions', 'flows', 'config']) $('view-' + v).hidden = true;
+  if (!m) {
+    setSession(null);
+    showSessions();
+    return;
+  }
+  const name = decodeURIComponent(m[1]);
+  setSession(name);
+  if (m[2] === 'config') {
+    showConfig();
+  } else {
+    showFlows();
+    if (m[2] === 'flow' && m[3]) openFlow(Number(m[3]));
+    else closeDetail();
+  }
+}
+
+function setSession(name) {
+  if (name === state.session) return;
+  state.session = name;
+  state.filter = '';
+  $('filter').value = '';
+  state.checked.clear();
+  state.openId = null;
+  state.selected = -1;
+  if (state.events) { state.events.close(); state.events = null; }
+  $('session-name').textContent = name || '';
+  for (const id of ['nav-flows', 'nav-config']) $(id).hidden = !name;
+  if (name) {
+    $('nav-flows').href = '#/s/' + enc(name);
+    $('nav-config').href = '#/s/' + enc(name) + '/config';
+    document.title = 'reel: ' + name;
+    resetList();
+    startEvents();
+  } else {
+    document.title = 'reel';
+  }
+}
+
+// ---------------------------------------------------------------- sessions
+
+async function loadInfo() {
+  state.info = await api('/api/sessions');
+  $('ro-badge').hidden = !state.info.read_only;
+  document.body.classList.toggle('read-only', state.info.read_only);
+  return state.info;
+}
+
+async function showSessions() {
+  $('view-sessions').hidden = false;
+  let info;
+  try { info = await loadInfo(); } catch (e) { status(e.message, true); return; }
+  const tb = $('sessions-table').tBodies[0];
+  tb.replaceChildren();
+  $('sessions-empty').hidden = info.sessions.length > 0;
+  for (const s of info.sessions) {
+    const link = el('a', { href: '#/s/' + enc(s.name), text: s.name });
+    const span = s.first_us ? fmtTime(s.first_us) + ' – ' + fmtTime(s.last_us) : '';
+    const st = s.error ? 'unreadable: ' + s.error
+      : s.recording ? 'recording' + (s.pid ? ' (pid ' + s.pid + ')' : '') : 'idle';
+    const actions = el('td', { class: 'actions' });
+    if (!info.read_only) {
+      const renameForm = el('form', { class: 'inline', hidden: true },
+        el('label', { class: 'sr', for: 'rn-' + s.name, text: 'New name for ' + s.name }),
+        el('input', { id: 'rn-' + s.name, name: 'name', value: s.name, required: true }),
+        el('button', { type: 'submit', text: 'Rename' }));
+      renameForm.addEventListener('submit', async (ev) => {
+        ev.preventDefault();
+        try {
+          await api(sessPath(s.name) + '/rename', { method: 'POST', body: { name: renameForm.name.value } });
+          status('renamed ' + s.name + ' to ' + renameForm.name.value);
+          showSessions();
+        } catch (e) { status(e.message, true); }
+      });
+      const delForm = el('form', { class: 'inline', hidden: true },
+        el('label', { for: 'del-' + s.name, text: 'Type ' + s.name + ' to delete it: ' }),
+        el('input', { id: 'del-' + s.name, name: 'confirm', autocomplete: 'off', required: true }),
+        el('button', { type: 'submit', class: 'danger', text: 'Delete for good' }));
+      delForm.addEventListener('submit', async (ev) => {
+        ev.preventDefault();
+        try {
+          await api(sessPath(s.name) + '/delete?confirm=' + enc(delForm.confirm.value), { method: 'POST' });
+          status('deleted ' + s.name);
+          showSessions();
+        } catch (e) { status(e.message, true); }
+      });
+      actions.append(
+        el('button', { type: 'button', text: 'Rename…', onclick: () => { renameForm.hidden = !renameForm.hidden; } }),
+        el('button', { type: 'button', text: 'Delete…', onclick: () => { delForm.hidden = !delForm.hidden; } }),
+        renameForm, delForm);
+    }
+    tb.append(el('tr', { class: s.live ? 'live' : null },
+      el('th', { scope: 'row' }, link, s.live ? el('span', { class: 'badge', text: 'live' }) : null),
+      el('td', { class: 'num', text: s.flows ?? '' }),
+      el('td', { class: 'num', text: fmtSize(s.size) }),
+      el('td', { text: span }),
+      el('td', { text: st }),
+      actions));
+  }
+  if (info.live && !location.hash) location.hash = '#/s/' + enc(info.live);
+}
+
+// ---------------------------------------------------------------- flow list
+
+const COLUMNS = [
+  { key: 'check', label: '', w: '28px' },
+  { key: 'id', label: 'ID', sort: 'id', w: '64px', num: true },
+  { key: 'time', label: 'Time', sort: 'start', w: '170px' },
+  { key: 'method', label: 'Method', w: '64px' },
+  { key: 'host', label: 'Host', sort: 'host', w: '1.2fr' },
+  { key: 'path', label: 'Path', w: '2fr' },
+  { key: 'status', label: 'Status', sort: 'status', w: '56px', num: true },
+  { key: 'type', label: 'Type', w: '90px' },
+  { key: 'req', label: 'Req', w: '64px', num: true },
+  { key: 'resp', label: 'Resp', w: '70px', num: true },
+  { key: 'dur', label: 'Duration', w: '76px', num: true },
+  { key: 'proto', label: 'Protocol', w: '80px' },
+  { key: 'tags', label: 'Tags', w: '0.8fr' },
+  { key: 'mark', label: '★', w: '24px' },
+  { key: 'notes', label: 'Notes', w: '48px', num: true },
+];
+const GRID = COLUMNS.map((c) => c.w.endsWith('fr') ? `minmax(60px, ${c.w})` : c.w).join(' ');
+
+function cellText(c, r) {
+  switch (c.key) {
+    case 'id': return r.id;
+    case 'time': return fmtTime(r.start_us);
+    case 'method': return r.method || (r.kind === 'tunnel' ? 'TCP' : '');
+    case 'host': return r.host || '';
+    case 'path': return r.path || '';
+    case 'status': return r.error && r.status === null ? 'error' : (r.status ?? '');
+    case 'type': return shortType(r.response_content_type);
+    case 'req': return fmtSize(r.request_body_size);
+    case 'resp': return fmtSize(r.response_body_size);
+    case 'dur': return fmtDur(r.duration_us);
+    case 'proto': return r.protocol;
+    case 'tags': return (r.tags || []).join(' ');
+    case 'mark': return r.marked ? '★' : '';
+    case 'notes': return r.annotations || '';
+    default: return '';
+  }
+}
+
+function buildHeader() {
+  const th = $('thead');
+  th.style.gridTemplateColumns = GRID;
+  th.replaceChildren();
+  COLUMNS.forEach((c, i) => {
+    const sorted = c.sort && state.sort === c.sort;
+    const cell = el('div', {
+      role: 'columnheader', class: 'cell' + (c.num ? ' num' : ''), 'aria-colindex': i + 1,
+      'aria-sort': sorted ? (state.order === 'asc' ? 'ascending' : 'descending') : (c.sort ? 'none' : null),
+    });
+    if (c.sort) {
+      cell.append(el('button', {
+        type: 'button', class: 'sort', title: 'Sort by ' + c.label,
+        onclick: () => {
+          if (state.sort === c.sort) state.order = state.order === 'asc' ? 'desc' : 'asc';
+          else { state.sort = c.sort; state.order = 'asc'; }
+          buildHeader();
+          resetList();
+        },
+      }, c.label, sorted ? (state.order === 'asc' ? ' ▲' : ' ▼') : ''));
+    } else {
+      cell.textContent = c.label;
+    }
+    th.append(cell);
+  });
+}
+
+function listQuery() {
+  return 'filter=' + enc(state.filter) + '&sort=' + state.sort + '&order=' + state.order;
+}
+
+async function resetList() {
+  state.gen++;
+  state.pages.clear();
+  state.selected = -1;
+  const gen = state.gen;
+  $('filter-error').hidden = true;
+  $('filter').removeAttribute('aria-invalid');
+  try {
+    const c = await api(sessPath(state.session) + '/count?' + listQuery());
+    if (gen !== state.gen) return;
+    state.count = c.count;
+    state.maxId = c.max_id;
+  } catch (e) {
+    if (gen !== state.gen) return;
+    state.count = 0;
+    showFilterError(e);
+  }
+  layout();
+  draw();
+}
+
+function showFilterError(e) {
+  const box = $('filter-error');
+  box.replaceChildren();
+  if (e.body && e.body.column) {
+    const col = e.body.column;
+    const f = state.filter;
+    box.append(el('div', { class: 'mono' }, f),
+      el('div', { class: 'mono caret', text: ' '.repeat(Math.max(0, col - 1)) + '^' }));
+    $('filter').focus();
+    try { $('filter').setSelectionRange(col - 1, col); } catch (x) { /* ignore */ }
+  }
+  box.append(el('div', { text: e.message }));
+  box.hidden = false;
+  $('filter').setAttribute('aria-invalid', 'true');
+  status('');
+}
+
+function layout() {
+  const h = Math.min(state.count * ROW_H, MAX_SCROLL_H);
+  $('spacer').style.height = h + 'px';
+  $('table').setAttribute('aria-rowcount', state.count + 1);
+  const n = state.count;
+  $('count').textContent = n === 1 ? '1 flow' : n.toLocaleString() + ' flows';
+}
+
+// index of the first row shown for a scroll position
+function firstIndex() {
+  const vp = $('viewport');
+  const visible = Math.ceil(vp.clientHeight / ROW_H);
+  const full = state.count * ROW_H;
+  if (full <= MAX_SCROLL_H) return Math.floor(vp.scrollTop / ROW_H);
+  const frac = vp.scrollTop / Math.max(1, MAX_SCROLL_H - vp.clientHeight);
+  return Math.max(0, Math.min(state.count - visible, Math.round(frac * (state.count - visible))));
+}
+
+function scrollToIndex(i) {
+  const vp = $('viewport');
+  const full = state.count * ROW_H;
+  if (full <= MAX_SCROLL_H) {
+    const top = i * ROW_H;
+    if (top < vp.scrollTop) vp.scrollTop = top;
+    else if (top + ROW_H > vp.scrollTop + vp.clientHeight) vp.scrollTop = top + ROW_H - vp.clientHeight;
+  } else {
+    const visible = Math.ceil(vp.clientHeight / ROW_H);
+    const first = firstIndex();
+    if (i >= first && i < first + visible - 1) return;
+    vp.scrollTop = (i / Math.max(1, state.count - visible)) * (MAX_SCROLL_H - vp.clientHeight);
+  }
+}
+
+function getPage(p) {
+  const have = state.pages.get(p);
+  if (have) {
+    state.pages.delete(p); // LRU: move to the end
+    state.pages.set(p, have);
+    return have;
+  }
+  const gen = state.gen;
+  const entry = { rows: null };
+  entry.promise = api(sessPath(state.session) + '/flows?' + listQuery() + '&limit=' + PAGE +
+    '&offset=' + p * PAGE).then((r) => {
+    if (gen !== state.gen) return;
+    entry.rows = r.rows;
+    draw();
+  }).catch((e) => {
+    if (gen !== state.gen) return;
+    state.pages.delete(p);
+    if (e.status === 400) showFilterError(e); else status(e.message, true);
+  });
+  state.pages.set(p, entry);
+  while (state.pages.size > MAX_PAGES) state.pages.delete(state.pages.keys().next().value);
+  return entry;
+}
+
+function rowAt(i) {
+  const e = getPage(Math.floor(i / PAGE));
+  return e.rows ? e.rows[i % PAGE] : null;
+}
+
+function draw() {
+  if ($('view-flows').hidden) return;
+  const vp = $('viewport');
+  const rowsEl = $('rows');
+  const first = firstIndex();
+  const visible = Math.ceil(vp.clientHeight / ROW_H) + 1;
+  const full = state.count * ROW_H <= MAX_SCROLL_H;
+  rowsEl.style.transform = `translateY(${vp.scrollTop - (full ? vp.scrollTop % ROW_H : 0)}px)`;
+  const frag = document.createDocumentFragment();
+  for (let i = first; i < Math.min(state.count, first + visible); i++) {
+    const r = rowAt(i);
+    const sel = i === state.selected;
+    const row = el('div', {
+      role: 'row', class: 'row' + (sel ? ' selected' : '') + (r && r.error ? ' err' : '') +
+        (r && r.marked ? ' marked' : '') + (r && state.openId === r.id ? ' open' : ''),
+      'aria-rowindex': i + 2, 'aria-selected': sel ? 'true' : 'false', 'data-index': i,
+    });
+    row.style.gridTemplateColumns = GRID;
+    if (!r) {
+      row.append(el('div', { role: 'gridcell', class: 'cell loading', text: '…' }));
+    } else {
+      row.dataset.id = r.id;
+      for (const c of COLUMNS) {
+        if (c.key === 'check') {
+          const cb = el('input', { type: 'checkbox', 'aria-label': 'select flow ' + r.id });
+          cb.checked = state.checked.has(r.id);
+          cb.addEventListener('click', (ev) => {
+            ev.stopPropagation();
+            if (cb.checked) state.checked.add(r.id); else state.checked.delete(r.id);
+            updateExportLabels();
+          });
+          row.append(el('div', { role: 'gridcell', class: 'cell' }, cb));
+          continue;
+        }
+        const t = String(cellText(c, r));
+        row.append(el('div', { role: 'gridcell', class: 'cell ' + c.key + (c.num ? ' num' : ''), title: t, text: t }));
+      }
+    }
+    row.addEventListener('click', () => { select(i); openSelected(); });
+    frag.append(row);
+  }
+  rowsEl.replaceChildren(frag);
+}
+
+function updateExportLabels() {
+  const n = state.checked.size;
+  $('export-har').textContent = n ? `Export ${n} as HAR` : 'Export HAR';
+  $('export-ndjson').textContent = n ? `Export ${n} as NDJSON` : 'Export NDJSON';
+}
+
+function select(i) {
+  if (state.count === 0) return;
+  state.selected = Math.max(0, Math.min(state.count - 1, i));
+  scrollToIndex(state.selected);
+  draw();
+}
+
+function openSelected() {
+  const r = state.selected >= 0 ? rowAt(state.selected) : null;
+  if (r) location.hash = '#/s/' + enc(state.session) + '/flow/' + r.id;
+}
+
+function exportUrl(fmt) {
+  let q = 'format=' + fmt;
+  if (state.checked.size) q += '&ids=' + [...state.checked].sort((a, b) => a - b).join(',');
+  else q += '&filter=' + enc(state.filter);
+  return sessPath(state.session) + '/export?' + q;
+}
+
+function download(url) {
+  const a = el('a', { href: url, download: '' });
+  document.body.append(a);
+  a.click();
+  a.remove();
+}
+
+function showFlows() {
+  $('view-flows').hidden = false;
+  if (!$('thead').childElementCount) buildHeader();
+  draw();
+}
+
+// ---------------------------------------------------------------- live
+
+function startEvents() {
+  const es = new EventSource(sessPath(state.session) + '/events');
+  state.events = es;
+  es.addEventListener('flow', (ev) => {
+    let row;
+    try { row = JSON.parse(ev.data); } catch (e) { return; }
+    for (const p of state.pages.values()) {
+      if (!p.rows) continue;
+      const k = p.rows.findIndex((r) => r.id === row.id);
+      if (k >= 0) p.rows[k] = row;
+    }
+    if (row.id > state.maxId) scheduleRefresh(); else draw();
+    if (state.openId === row.id) openFlow(row.id, true);
+  });
+  es.addEventListener('gone', () => { status('the session is gone', true); es.close(); });
+  es.onerror = () => { status('live updates interrupted; retrying…', true); };
+  es.onopen = () => status('');
+}
+
+function scheduleRefresh() {
+  if (state.refreshTimer) return;
+  state.refreshTimer = setTimeout(async () => {
+    state.refreshTimer = null;
+    const gen = state.gen;
+    try {
+      const c = await api(sessPath(state.session) + '/count?' + listQuery());
+      if (gen !== state.gen) return;
+      state.maxId = c.max_id;
+      if (c.count !== state.count) {
+        state.count = c.count;
+        // rows moved or were added: drop the cached pages, keep the position
+        state.gen++;
+        state.pages.clear();
+        layout();
+      }
+      if (state.follow) {
+        const vp = $('viewport');
+        const newest = state.sort === 'id' && state.order === 'desc' ? 0 : state.count - 1;
+        vp.scrollTop = newest === 0 ? 0 : vp.scrollHeight;
+        state.selected = newest;
+      }
+      draw();
+    } catch (e) { /* the next event retries */ }
+  }, 250);
+}
+
+// ---------------------------------------------------------------- detail
+
+function closeDetail() {
+  state.openId = null;
+  $('detail').hidden = true;
+  $('view-flows').classList.remove('with-detail');
+  draw();
+}
+
+function headersTable(headers) {
+  const t = el('table', { class: 'headers' });
+  for (const [n, v] of headers || []) {
+    const s = (x) => (typeof x === 'string' ? x : '(binary) ' + x.b64);
+    t.append(el('tr', {}, el('th', { scope: 'row', text: s(n) }), el('td', { text: s(v) })));
+  }
+  return t;
+}
+
+const VIEWS = ['auto', 'raw', 'hex', 'json', 'xml', 'html', 'css', 'javascript', 'urlencoded',
+  'multipart', 'protobuf', 'grpc', 'msgpack'];
+
+function bodySection(id, dir, head, row) {
+  const size = dir === 'request' ? row.request_body_size : row.response_body_size;
+  const box = el('div', { class: 'body' });
+  const base = sessPath(state.session) + '/flows/' + id + '/body/' + dir;
+  const sel = el('select', { 'aria-label': dir + ' body view' },
+    VIEWS.map((v) => el('option', { value: v, text: v })));
+  const out = el('div', { class: 'body-out' });
+  let offset = 0;
+  const load = async (more) => {
+    if (!more) { offset = 0; out.replaceChildren(); }
+    try {
+      const b = await api(base + '?view=' + sel.value + '&offset=' + offset);
+      if (b.image && sel.value === 'auto') {
+        out.replaceChildren(el('img', { src: base + '/raw?inline=1', alt: dir + ' body image', class: 'img' }));
+        return;
+      }
+      const bits = [];
+      if (b.decode_error) bits.push('not decoded: ' + b.decode_error);
+      if (b.read_error) bits.push(b.read_error);
+      bits.push('shown as ' + b.shown + (b.content_type ? ' (' + b.content_type + ')' : ''));
+      out.querySelector('.more')?.remove();
+      out.append(el('p', { class: 'note', text: bits.join('; ') + (offset ? ', from byte ' + offset : '') }),
+        el('pre', { class: 'code', tabindex: 0, text: b.text }));
+      if (b.more) {
+        offset += b.length;
+        out.append(el('button', { type: 'button', class: 'more', text: 'Next part (from byte ' + offset + ')', onclick: () => load(true) }));
+      }
+    } catch (e) { out.append(el('p', { class: 'error', text: e.message })); }
+  };
+  sel.addEventListener('change', () => load(false));
+  box.append(el('div', { class: 'body-bar' },
+    el('span', { text: 'Body ' + fmtSize(size) }),
+    el('label', {}, 'View ', sel),
+    el('a', { href: base + '/raw', download: '', text: 'Download' }),
+    el('a', { href: base + '/raw?decoded=0', download: '', text: 'Download as stored' })), out);
+  if (size > 0 || head) load(false);
+  return box;
+}
+
+function messagesSection(msgs) {
+  const list = el('ol', { class: 'conversation', 'aria-label': 'messages' });
+  for (const m of msgs) {
+    let text = '';
+    if (m.data_b64 === null) text = m.data_omitted ? '(data not shown: over the page budget)' : '';
+    else {
+      const bytes = Uint8Array.from(atob(m.data_b64), (c) => c.charCodeAt(0));
+      text = m.text ? new TextDecoder().decode(bytes) : hex(bytes.slice(0, 4096));
+    }
+    if (m.type === 'close') text = 'close ' + (m.close_code ?? '') + (text ? ' ' + text : '');
+    list.append(el('li', { class: m.from_client ? 'client' : 'server' },
+      el('div', { class: 'meta', text: (m.from_client ? 'client → server' : 'server → client') + ' · ' +
+        m.type + ' · ' + fmtSize(m.length) + (m.truncated ? ' (truncated)' : '') + ' · ' + fmtTime(m.time_us) }),
+      el('pre', { class: 'code', text })));
+  }
+  return list;
+}
+
+function hex(bytes) {
+  const lines = [];
+  for (let i = 0; i < bytes.length; i += 16) {
+    const chunk = [...bytes.slice(i, i + 16)];
+    lines.push(i.toString(16).padStart(8, '0') + '  ' +
+      chunk.map((b) => b.toString(16).padStart(2, '0')).join(' ').padEnd(48) + ' ' +
+      chunk.map((b) => (b >= 32 && b < 127 ? String.fromCharCode(b) : '.')).join(''));
+  }
+  return lines.join('\n');
+}
+
+function waterfall(t) {
+  const phases = [['blocked', t.blocked_us], ['dns', t.dns_us], ['connect', t.connect_us],
+    ['tls', t.ssl_us], ['send', t.send_us], ['wait', t.wait_us], ['receive', t.receive_us]];
+  const total = phases.reduce((a, [, v]) => a + Math.max(0, v || 0), 0) || 1;
+  const box = el('div', { class: 'waterfall', role: 'list', 'aria-label': 'timings' });
+  let at = 0;
+  for (const [name, v] of phases) {
+    const us = Math.max(0, v || 0);
+    const bar = el('span', { class: 'bar ' + name });
+    bar.style.marginLeft = (100 * at / total) + '%';
+    bar.style.width = Math.max(0.5, 100 * us / total) + '%';
+    box.append(el('div', { class: 'wf-row', role: 'listitem' },
+      el('span', { class: 'wf-name', text: name }), el('span', { class: 'wf-track' }, bar),
+      el('span', { class: 'wf-val', text: fmtDur(us) })));
+    at += us;
+  }
+  return box;
+}
+
+async function openFlow(id, refresh) {
+  const pane = $('detail');
+  if (!refresh) {
+    state.openId = id;
+    pane.hidden = false;
+    $('view-flows').classList.add('with-detail');
+    pane.replaceChildren(el('p', { text: 'Loading flow ' + id + '…' }));
+  }
+  let d;
+  try {
+    d = await api(sessPath(state.session) + '/flows/' + id);
+  } catch (e) {
+    pane.replaceChildren(el('p', { class: 'error', text: e.message }));
+    return;
+  }
+  if (state.openId !== id) return;
+  renderDetail(d, id);
+  draw();
+}
+
+function renderDetail(d, id) {
+  const pane = $('detail');
+  const r = d.row;
+  const ro = state.info && state.info.read_only;
+  const title = (r.method || r.kind) + ' ' + (r.url || r.host || '');
+  const parts = [
+    el('div', { class: 'detail-bar' },
+      el('h2', { id: 'detail-h', text: 'Flow ' + id }),
+      el('button', { type: 'button', 'aria-label': 'Close detail', text: '✕', onclick: () => { location.hash = '#/s/' + enc(state.session); } })),
+    el('p', { class: 'url mono', text: title }),
+    el('p', { class: 'facts', text: [r.protocol, r.state, r.status !== null ? 'status ' + r.status : null,
+      fmtTime(r.start_us), r.duration_us !== null ? fmtDur(r.duration_us) : null].filter(Boolean).join(' · ') }),
+  ];
+  const err = d.error || r.error;
+  if (err) parts.push(el('p', { class: 'error', role: 'alert', text: 'Error: ' + (typeof err === 'string' ? err : JSON.stringify(err)) }));
+  if (d.read_error) parts.push(el('p', { class: 'error', text: d.read_error }));
+  if (d.damage && d.damage.length) parts.push(el('p', { class: 'error', text: 'Damaged: ' + d.damage.map((x) => x.direction + ' ' + x.reason).join('; ') }));
+
+  // actions
+  const actions = el('div', { class: 'actions' });
+  actions.append(el('button', { type: 'button', text: 'Copy as curl', onclick: async () => {
+    try {
+      const text = await api(sessPath(state.session) + '/flows/' + id + '/curl');
+      try { await navigator.clipboard.writeText(text); status('curl command copied'); } catch (e) {
+        status('copy failed: the command is shown below');
+      }
+      pane.querySelector('.curl')?.remove();
+      actions.after(el('pre', { class: 'code curl', text }));
+    } catch (e) { status(e.message, true); }
+  } }));
+  if (!ro) {
+    actions.append(el('button', { type: 'button', 'aria-pressed': r.marked ? 'true' : 'false', text: r.marked ? '★ Unmark' : '☆ Mark', onclick: async () => {
+      try {
+        await api(sessPath(state.session) + '/marks', { method: 'POST', body: { ids: [id], mark: !r.marked } });
+        afterWrite(id);
+      } catch (e) { status(e.message, true); }
+    } }));
+  }
+  actions.append(el('a', { href: sessPath(state.session) + '/export?format=har&ids=' + id, download: '', text: 'HAR' }));
+  parts.push(actions);
+
+  // tags
+  const tags = el('div', { class: 'tags', 'aria-label': 'tags' });
+  for (const t of r.tags || []) {
+    tags.append(el('span', { class: 'tag' }, t, ro ? null : el('button', { type: 'button', class: 'x', 'aria-label': 'remove tag ' + t, text: '×', onclick: async () => {
+      try { await api(sessPath(state.session) + '/tags', { method: 'POST', body: { ids: [id], tags: [t], remove: true } }); afterWrite(id); } catch (e) { status(e.message, true); }
+    } })));
+  }
+  if (!ro) {
+    const f = el('form', { class: 'inline' }, el('label', { for: 'tag-input', class: 'sr', text: 'Add tag' }),
+      el('input', { id: 'tag-input', name: 'tag', placeholder: 'add tag', autocomplete: 'off' }),
+      el('button', { type: 'submit', text: 'Tag' }));
+    f.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const t = f.tag.value.trim();
+      if (!t) return;
+      try { await api(sessPath(state.session) + '/tags', { method: 'POST', body: { ids: [id], tags: [t] } }); afterWrite(id); } catch (e) { status(e.message, true); }
+    });
+    tags.append(f);
+  }
+  parts.push(el('section', { 'aria-label': 'Tags' }, el('h3', { text: 'Tags' }), tags));
+
+  // notes
+  const notes = el('div', { class: 'notes' });
+  for (const n of d.notes) {
+    const text = el('p', { class: 'note-text', text: n.text });
+    const item = el('div', { class: 'note-item' }, el('div', { class: 'meta', text: '#' + n.id + ' · ' + fmtTime(n.created_us) }), text);
+    if (!ro) {
+      item.append(el('button', { type: 'button', text: 'Edit', onclick: () => {
+        const ta = el('textarea', { 'aria-label': 'edit note ' + n.id, rows: 3 });
+        ta.value = n.text;
+        const save = el('button', { type: 'button', text: 'Save', onclick: async () => {
+          try { await api(sessPath(state.session) + '/flows/' + id + '/notes/' + n.id, { method: 'PUT', body: { text: ta.value } }); afterWrite(id); } catch (e) { status(e.message, true); }
+        } });
+        text.replaceWith(ta);
+        item.append(save);
+        ta.focus();
+      } }), el('button', { type: 'button', text: 'Delete', onclick: async () => {
+        try { await api(sessPath(state.session) + '/flows/' + id + '/notes/' + n.id, { method: 'DELETE' }); afterWrite(id); } catch (e) { status(e.message, true); }
+      } }));
+    }
+    notes.append(item);
+  }
+  if (!ro) {
+    const f = el('form', { class: 'note-form' }, el('label', { for: 'note-input', text: 'Add a note' }),
+      el('textarea', { id: 'note-input', name: 'text', rows: 2 }), el('button', { type: 'submit', text: 'Annotate' }));
+    f.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      try {
+        await api(sessPath(state.session) + '/flows/' + id + '/notes', { method: 'POST', body: { text: f.text.value } });
+        status('note added');
+        afterWrite(id);
+      } catch (e) { status(e.message, true); }
+    });
+    notes.append(f);
+  }
+  parts.push(el('section', { 'aria-label': 'Notes' }, el('h3', { text: 'Notes' }), notes));
+
+  for (const dir of ['request', 'response']) {
+    const h = d[dir];
+    if (!h && !(dir === 'request' ? r.request_body_size : r.response_body_size)) continue;
+    const sec = el('section', { 'aria-label': dir, class: 'dir' }, el('h3', { text: dir === 'request' ? 'Request' : 'Response' }));
+    if (h) {
+      const line = dir === 'request'
+        ? [h.method, h.target, h.http_version].map((x) => (typeof x === 'string' ? x : '')).join(' ')
+        : [h.http_version, h.status, typeof h.reason === 'string' ? h.reason : ''].join(' ') + (h.generated ? ' (generated by reel)' : '');
+      sec.append(el('p', { class: 'mono', text: line }), headersTable(h.headers));
+    }
+    if (!(r.kind === 'websocket' || r.kind === 'tunnel')) sec.append(bodySection(id, dir, h, r));
+    parts.push(sec);
+  }
+  if (d.messages && d.messages.length) {
+    parts.push(el('section', { 'aria-label': 'Messages' }, el('h3', { text: 'Messages (' + d.messages.length + ')' }), messagesSection(d.messages)));
+  }
+  if (d.timings) parts.push(el('section', { 'aria-label': 'Timings' }, el('h3', { text: 'Timings' }), waterfall(d.timings)));
+  if (d.server_conn) {
+    const sc = d.server_conn;
+    const dl = el('dl', { class: 'kv' });
+    for (const [k, v] of [['address', sc.address], ['TLS', sc.tls_version], ['SNI', sc.sni], ['ALPN', sc.alpn], ['cipher', sc.cipher],
+      ['reused', sc.reused ? 'yes' : 'no'], ['retried', sc.retried ? 'yes' : 'no'], ['client', r.client_addr]]) {
+      if (v === null || v === undefined) continue;
+      dl.append(el('dt', { text: k }), el('dd', { text: v }));
+    }
+    parts.push(el('section', { 'aria-label': 'Upstream connection' }, el('h3', { text: 'Upstream connection' }), dl));
+  }
+  pane.replaceChildren(...parts);
+  pane.setAttribute('aria-labelledby', 'detail-h');
+}
+
+async function afterWrite(id) {
+  // the row changed: refresh the cached pages' copy and the detail
+  for (const [k, p] of state.pages) if (p.rows && p.rows.some((r) => r.id === id)) state.pages.delete(k);
+  await openFlow(id, true);
+  draw();
+}
+
+// ---------------------------------------------------------------- config
+
+async function showConfig() {
+  $('view-config').hidden = false;
+  const tb = $('config-table').tBodies[0];
+  let cfg;
+  try { cfg = await api(sessPath(state.session) + '/config'); } catch (e) { status(e.message, true); return; }
+  const ro = state.info && state.info.read_only;
+  $('config-note').textContent = cfg.recording_pid
+    ? `A proxy (pid ${cfg.recording_pid}) records into this session: hot options apply within a second, the others at its next start.`
+    : 'Changes are saved in the session overlay and apply when it is next recorded into.';
+  tb.replaceChildren();
+  for (const o of cfg.options) {
+    const input = el('input', { id: 'cfg-' + o.name, name: o.name, value: o.value, 'aria-describedby': 'cfg-help-' + o.name + ' cfg-err-' + o.name, disabled: ro });
+    const err = el('div', { id: 'cfg-err-' + o.name, class: 'error', role: 'alert' });
+    const layer = el('td', { class: 'layer ' + o.layer, text: o.layer });
+    const save = async (value) => {
+      err.textContent = '';
+      try {
+        const r = await api(sessPath(state.session) + '/config', { method: 'POST', body: { name: o.name, value } });
+        input.value = r.value ?? o.default;
+        layer.textContent = r.value === null ? 'default' : 'session';
+        status(o.name + (r.value === null ? ' unset' : ' = ' + r.value));
+      } catch (e) { err.textContent = e.message; input.setAttribute('aria-invalid', 'true'); }
+    };
+    const form = el('form', { class: 'inline' }, el('label', { for: 'cfg-' + o.name, class: 'sr', text: o.name }), input,
+      ro ? null : el('button', { type: 'submit', text: 'Set' }), err);
+    form.addEventListener('submit', (ev) => { ev.preventDefault(); input.removeAttribute('aria-invalid'); save(input.value); });
+    tb.append(el('tr', {}, el('th', { scope: 'row', class: 'mono', text: o.name }), el('td', {}, form), layer,
+      el('td', { id: 'cfg-help-' + o.name }, el('div', { text: o.help }), el('div', { class: 'note', text: o.accepts })),
+      el('td', {}, ro ? null : el('button', { type: 'button', text: 'Unset', onclick: () => save(null) }))));
+  }
+}
+
+// ---------------------------------------------------------------- wiring
+
+function wire() {
+  $('filter-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    state.filter = $('filter').value.trim();
+    state.checked.clear();
+    updateExportLabels();
+    resetList();
+  });
+  $('follow').addEventListener('change', (ev) => {
+    state.follow = ev.target.checked;
+    if (state.follow) scheduleRefresh();
+  });
+  $('export-har').addEventListener('click', () => download(exportUrl('har')));
+  $('export-ndjson').addEventListener('click', () => download(exportUrl('ndjson')));
+  let raf = 0;
+  $('viewport').addEventListener('scroll', () => {
+    if (raf) return;
+    raf = requestAnimationFrame(() => { raf = 0; draw(); });
+  });
+  window.addEventListener('resize', () => draw());
+  document.addEventListener('keydown', (ev) => {
+    const t = ev.target;
+    const typing = t instanceof HTMLInputElement || t instanceof HTMLTextAreaElement || t instanceof HTMLSelectElement;
+    if (ev.key === 'Escape' && t === $('filter')) { $('filter').blur(); $('table').focus(); return; }
+    if (typing || $('view-flows').hidden || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    if (ev.key === '/') { ev.preventDefault(); $('filter').focus(); $('filter').select(); }
+    else if (ev.key === 'j' || ev.key === 'ArrowDown') { ev.preventDefault(); select(state.selected + 1); }
+    else if (ev.key === 'k' || ev.key === 'ArrowUp') { ev.preventDefault(); select(state.selected - 1); }
+    else if (ev.key === 'Enter') { ev.preventDefault(); openSelected(); }
+    else if (ev.key === 'Escape' && state.openId !== null) { location.hash = '#/s/' + enc(state.session); }
+  });
+  window.addEventListener('hashchange', route);
+}
+
+async function start() {
+  wire();
+  try { await loadInfo(); } catch (e) { status(e.message, true); return; }
+  if (!location.hash && state.info.live) location.hash = '#/s/' + enc(state.info.live);
+  else if (!location.hash && state.info.sessions.length === 1) location.hash = '#/s/' + enc(state.info.sessions[0].name);
+  route();
+}
+
+start();
