@@ -55,6 +55,11 @@ void reel__conn_process(conn_t *c) {
     case C_HEAD:
     case C_REQ_BODY:
         reel__req_process(c);
+        /* bytes that came with a CONNECT, after its head, are the
+         * tunnel's first: look at them now rather than at the next read
+         * (or the sniff timeout) */
+        if (c->state == C_SNIFF && cl->in.len && !cl->closing)
+            reel__sniff_process(c);
         break;
     case C_RAW:
         reel__tunnel_forward(c);
@@ -275,7 +280,8 @@ static void on_conn_timer(uv_timer_t *t) {
         reel__conn_arm_at(c, true);
         return;
     }
-    if (c->state == C_HEAD && c->ex.head_started && now - c->ex.head_started >= p->head_timeout_ms) {
+    if (c->state == C_HEAD && c->ex.head_started &&
+        now - c->ex.head_started >= p->head_timeout_ms) {
         reel__record_rejected(c);
         reel__fail_exchange(c, 408, "request head not received in time (head_timeout)");
         return;

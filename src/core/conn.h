@@ -51,7 +51,7 @@ typedef struct peer {
     conn_t *c;
     peer_role role;
     reel_stack_t st;
-    bool open;       /* the stack exists and has not reported `closed` */
+    bool open; /* the stack exists and has not reported `closed` */
     bool connected, closing, eof, paused;
     reel_buf_t in;   /* plaintext received, not yet consumed */
     reel_buf_t pend; /* plaintext waiting for connect/handshake */
@@ -88,16 +88,16 @@ typedef enum {
  * HTTP/2: one per stream): the stream it is on at each side, the flow
  * being recorded, its progress and its retry state. */
 typedef struct {
-    uint32_t client_sid;   /* the request's stream on the client side */
-    uint32_t server_sid;   /* ... on the upstream side (0: not sent) */
+    uint32_t client_sid; /* the request's stream on the client side */
+    uint32_t server_sid; /* ... on the upstream side (0: not sent) */
     reel_capture_flow_t *flow;
     bool resp_head_sent, req_done, resp_done;
-    bool upgrade;      /* request asked for an Upgrade */
-    bool ws_requested; /* ... to WebSocket */
+    bool upgrade;                 /* request asked for an Upgrade */
+    bool ws_requested;            /* ... to WebSocket */
     reel_ws_deflate_t ws_deflate; /* what the server's 101 accepted */
     bool ws_ok;                   /* the 101 switched to WebSocket with extensions reel reads */
-    uint64_t head_started;      /* when the first byte of the request head arrived, 0 if none */
-    uint64_t resp_head_started; /* the same for the response head */
+    uint64_t head_started;        /* when the first byte of the request head arrived, 0 if none */
+    uint64_t resp_head_started;   /* the same for the response head */
     int64_t req_end_us;
     int64_t head_us;       /* when the request head was read (flow start) */
     int64_t resp_first_us; /* first byte of its response, 0: none yet */

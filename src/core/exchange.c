@@ -170,7 +170,8 @@ static void exchange_timings(conn_t *c, peer_t *up, int64_t end_us, reel_capture
     if (ready && c->ex.req_end_us) {
         t->send_us = span_us(ready, c->ex.req_end_us > ready ? c->ex.req_end_us : ready);
         if (c->ex.resp_first_us)
-            t->wait_us = span_us(c->ex.req_end_us > ready ? c->ex.req_end_us : ready, c->ex.resp_first_us);
+            t->wait_us =
+                span_us(c->ex.req_end_us > ready ? c->ex.req_end_us : ready, c->ex.resp_first_us);
     }
     if (c->ex.resp_first_us)
         t->receive_us = span_us(c->ex.resp_first_us, end_us);
@@ -202,7 +203,8 @@ void reel__finish_flow(conn_t *c, const char *error) {
  * whether the connection was reused or the request retried on it. */
 void reel__record_server_conn(conn_t *c) {
     peer_t *up = c->up;
-    if (c->ex.flow == NULL || !c->ex.flow_upstream || c->ex.conn_recorded || up == NULL || !up->connected)
+    if (c->ex.flow == NULL || !c->ex.flow_upstream || c->ex.conn_recorded || up == NULL ||
+        !up->connected)
         return;
     reel_stack_info_t info;
     reel_stack_info(&up->st, &info);
@@ -235,6 +237,8 @@ void reel__finish_tflow(conn_t *c, const char *error) {
         .error = error, .timings = &t, .server_addr = up && up->connected ? up->addr : NULL};
     reel_capture_finish(c->tflow, &e);
     c->tflow = NULL;
+    if (error)
+        c->p->stats.errors++;
 }
 
 /* ---- responses made by the proxy ---- */
@@ -371,7 +375,7 @@ void reel__record_rejected(conn_t *c) {
 static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,
                        const char *target) {
     c->ex.flow = reel_capture_start(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr,
-                                 c->up && c->up->connected ? c->up->addr : NULL);
+                                    c->up && c->up->connected ? c->up->addr : NULL);
     c->p->stats.flows++;
     c->ex.req_end_us = c->ex.resp_first_us = 0;
     c->ex.flow_upstream = true;

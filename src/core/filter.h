@@ -86,11 +86,11 @@ typedef struct {
     void (*data)(void *ud, const uint8_t *d, size_t n);
     void (*eof)(void *ud, const char *error);
     void (*read_done)(void *ud);
-    void (*connected)(void *ud); /* the bottom's connection is up (connect side) */
-    void (*ready)(void *ud);     /* the top filter is open: bytes can flow */
+    void (*connected)(void *ud);              /* the bottom's connection is up (connect side) */
+    void (*ready)(void *ud);                  /* the top filter is open: bytes can flow */
     void (*error)(void *ud, const char *why); /* connect, resolve or TLS failure */
-    void (*written)(void *ud);   /* queued bytes went out */
-    void (*closed)(void *ud);    /* last event: the stack's memory may go */
+    void (*written)(void *ud);                /* queued bytes went out */
+    void (*closed)(void *ud);                 /* last event: the stack's memory may go */
 } reel_stack_events_t;
 
 struct reel_stack {

@@ -31,8 +31,8 @@ typedef struct {
     bool upstream_cert_verify;
     uint32_t idle_timeout_s, head_timeout_s, upstream_timeout_s;
     size_t max_head_size;
-    uint32_t max_client_conns;       /* per client address; 0: no limit */
-    const char *proxyauth;           /* "user:pass" clients must send; NULL or "": none */
+    uint32_t max_client_conns; /* per client address; 0: no limit */
+    const char *proxyauth;     /* "user:pass" clients must send; NULL or "": none */
 } reel_proxy_settings_t;
 
 /** Starts listening on the config's listen_host:listen_port on loop and

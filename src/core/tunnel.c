@@ -42,8 +42,7 @@ static void ws_fail(conn_t *c, int dir, const reel_ws_event_t *ev) {
         reel__peer_write(offender, frame.data, frame.len);
     reel_buf_reset(&frame);
     if (other && !reel_ws_mid_frame(reel_ws_codec_ws(c->tun[dir])) &&
-        reel_ws_write_close(&frame, ev->error_code,
-                            "reel: the other side broke the protocol",
+        reel_ws_write_close(&frame, ev->error_code, "reel: the other side broke the protocol",
                             dir == 0 ? key : NULL) == REEL_OK)
         reel__peer_write(other, frame.data, frame.len);
     reel_buf_free(&frame);

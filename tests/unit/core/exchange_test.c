@@ -45,6 +45,7 @@ typedef struct {
     int origin_port[MAX_ORIGINS];
     int norigins;
     bool done;
+    const char *refuse; /* upstream connections fail with this */
 } env_t;
 
 static reel_filter_t *connector(void *ctx, reel_proxy_t *p, const char *host, int port) {
@@ -52,7 +53,7 @@ static reel_filter_t *connector(void *ctx, reel_proxy_t *p, const char *host, in
     (void)p;
     assert_true(e->norigins < MAX_ORIGINS);
     int i = e->norigins++;
-    e->origins[i] = reel_mempipe_new(&e->loop, false, NULL);
+    e->origins[i] = reel_mempipe_new(&e->loop, false, e->refuse);
     snprintf(e->origin_host[i], sizeof e->origin_host[i], "%s", host);
     e->origin_port[i] = port;
     return reel_mempipe_filter(e->origins[i]);
@@ -73,7 +74,13 @@ static void free_origins(env_t *e) {
     run(e);
 }
 
+static void env_start_limited(env_t *e, size_t max_head_size);
+
 static void env_start(env_t *e) {
+    env_start_limited(e, 65536);
+}
+
+static void env_start_limited(env_t *e, size_t max_head_size) {
     memset(e, 0, sizeof *e);
     uv_loop_init(&e->loop);
     e->home = reel_test_tmpdir("exchange");
@@ -95,7 +102,7 @@ static void env_start(env_t *e) {
                                  .idle_timeout_s = 60,
                                  .head_timeout_s = 60,
                                  .upstream_timeout_s = 60,
-                                 .max_head_size = 65536};
+                                 .max_head_size = max_head_size};
     if (reel_proxy_start(&e->loop, &cfg, e->rec, e->ca, &e->p, &err) != REEL_OK)
         fail_msg("proxy: %s", reel_err_str(&err));
     reel__proxy_set_connector(e->p, connector, e);
@@ -107,7 +114,14 @@ static void on_done(void *ctx) {
 
 /* Closes everything; returns how many flows the session recorded, all of
  * which must have ended complete (kind: "http" or "tunnel"). */
+static uint64_t env_stop_full(env_t *e, const char *kind, const char *want_error);
+
 static uint64_t env_stop_kind(env_t *e, const char *kind) {
+    return env_stop_full(e, kind, NULL);
+}
+
+/* ... or, with want_error, every flow ended with that error. */
+static uint64_t env_stop_full(env_t *e, const char *kind, const char *want_error) {
     reel_proxy_shutdown(e->p, 0, on_done, e);
     for (int i = 0; i < 100 && !e->done; i++)
         uv_run(&e->loop, UV_RUN_NOWAIT);
@@ -127,14 +141,20 @@ static uint64_t env_stop_kind(env_t *e, const char *kind) {
                                         "sum(kind = ?), group_concat(DISTINCT error) FROM flows",
                                         -1, &st, NULL),
                      SQLITE_OK);
-    sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 1, kind ? kind : "", -1, SQLITE_STATIC);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     uint64_t flows = (uint64_t)sqlite3_column_int64(st, 0);
     const char *errors = (const char *)sqlite3_column_text(st, 3);
-    if (errors)
-        fail_msg("flows ended with errors: %s", errors);
-    assert_int_equal(sqlite3_column_int64(st, 1), flows);
-    assert_int_equal(sqlite3_column_int64(st, 2), flows);
+    if (want_error) {
+        assert_non_null(errors);
+        assert_string_equal(errors, want_error);
+    } else {
+        if (errors)
+            fail_msg("flows ended with errors: %s", errors);
+        assert_int_equal(sqlite3_column_int64(st, 1), flows);
+    }
+    if (kind)
+        assert_int_equal(sqlite3_column_int64(st, 2), flows);
     sqlite3_finalize(st);
     reel_session_close(s);
     reel_ca_free(e->ca);
@@ -146,7 +166,6 @@ static uint64_t env_stop_kind(env_t *e, const char *kind) {
 static uint64_t env_stop(env_t *e) {
     return env_stop_kind(e, "http");
 }
-
 
 static reel_mempipe_t *client_open(env_t *e) {
     reel_mempipe_t *c = reel_mempipe_new(&e->loop, true, NULL);
@@ -316,13 +335,13 @@ static void test_connect_tls_every_split(void **state) {
     (void)state;
     env_t e;
     env_start(&e);
-    static const char CONNECT[] = "CONNECT origin.test:443 HTTP/1.1\r\nHost: origin.test:443\r\n\r\n";
+    static const char CONNECT[] =
+        "CONNECT origin.test:443 HTTP/1.1\r\nHost: origin.test:443\r\n\r\n";
     static const char INNER[] = "GET /secret HTTP/1.1\r\nHost: origin.test\r\n\r\n";
     reel_err_t err;
     reel_err_clear(&err);
     reel_tls_ctx_t *cctx = NULL, *sctx = NULL;
-    assert_int_equal(reel_tls_ctx_new_client(reel_ca_cert_path(e.ca), true, &cctx, &err),
-                     REEL_OK);
+    assert_int_equal(reel_tls_ctx_new_client(reel_ca_cert_path(e.ca), true, &cctx, &err), REEL_OK);
     assert_int_equal(reel_tls_ctx_new_server(e.ca, &sctx, &err), REEL_OK);
     /* The ClientHello's length is known after the first handshake. */
     size_t hello_len = 0;
@@ -357,9 +376,8 @@ static void test_connect_tls_every_split(void **state) {
         tls_pump(&e, ct, c, true, &plain);
         assert_true(reel_tls_handshake_done(ct)); /* verified against reel's CA */
         size_t n = 0;
-        assert_int_equal(reel_tls_write_plain(ct, (const uint8_t *)INNER, sizeof INNER - 1, &n,
-                                              &err),
-                         REEL_OK);
+        assert_int_equal(
+            reel_tls_write_plain(ct, (const uint8_t *)INNER, sizeof INNER - 1, &n, &err), REEL_OK);
         tls_pump(&e, ct, c, true, &plain);
         /* the origin, over TLS too */
         assert_int_equal((size_t)e.norigins, origin_base + 1);
@@ -373,8 +391,7 @@ static void test_connect_tls_every_split(void **state) {
         tls_pump(&e, ot, o, false, &oplain);
         assert_true(reel_tls_handshake_done(ot));
         assert_true(has(&oplain, "GET /secret HTTP/1.1\r\n"));
-        assert_int_equal(reel_tls_write_plain(ot, (const uint8_t *)RESP, sizeof RESP - 1, &n,
-                                              &err),
+        assert_int_equal(reel_tls_write_plain(ot, (const uint8_t *)RESP, sizeof RESP - 1, &n, &err),
                          REEL_OK);
         tls_pump(&e, ot, o, false, &oplain);
         tls_pump(&e, ct, c, true, &plain);
@@ -439,8 +456,8 @@ static void test_upgrade_every_split(void **state) {
         reel_buf_t *cg = reel_mempipe_sent(c);
         assert_true(has(cg, "HTTP/1.1 101 Switching Protocols\r\n"));
         assert_true(has(cg, "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
-        assert_true(cg->len > 11 && memcmp(cg->data + cg->len - 11, "\r\n\r\n\x81\x05hello", 11) ==
-                                        0);
+        assert_true(cg->len > 11 &&
+                    memcmp(cg->data + cg->len - 11, "\r\n\r\n\x81\x05hello", 11) == 0);
         size_t k3 = k > up + r ? k - up - r : cf / 2;
         feed_split(&e, c, CF, cf, k3);
         /* frames pass byte for byte */
@@ -459,12 +476,100 @@ static void test_upgrade_every_split(void **state) {
     assert_int_equal(env_stop_kind(&e, "websocket"), flows);
 }
 
+/* ---- errors ---- */
+
+/* An unreachable origin: the client gets a 502 naming why, the flow ends
+ * with that error (and reel's answer as its response), counted once; the
+ * same for a raw tunnel whose origin is unreachable. */
+static void test_refused_counted_once(void **state) {
+    (void)state;
+    env_t e;
+    env_start(&e);
+    e.refuse = "cannot connect to origin.test:80 (mem): refused";
+    reel_mempipe_t *c = client_open(&e);
+    reel_mempipe_feed(c, REQ, sizeof REQ - 1);
+    run(&e);
+    reel_buf_t *got = reel_mempipe_sent(c);
+    assert_true(has(got, "HTTP/1.1 502 "));
+    assert_true(has(got, "refused"));
+    client_close(&e, c);
+    free_origins(&e);
+    reel_proxy_stats_t st;
+    reel_proxy_stats(e.p, &st);
+    assert_int_equal(st.errors, 1);
+    assert_int_equal(st.flows, 1);
+    /* a CONNECT whose first bytes are neither TLS nor HTTP: a raw tunnel,
+     * its upstream refused after the 200 */
+    c = client_open(&e);
+    static const char CONNECT[] = "CONNECT origin.test:7 HTTP/1.1\r\nHost: origin.test:7\r\n\r\n"
+                                  "\x00\x01binary";
+    reel_mempipe_feed(c, CONNECT, sizeof CONNECT - 1);
+    run(&e);
+    assert_true(has(reel_mempipe_sent(c), "HTTP/1.1 200 "));
+    assert_true(reel_mempipe_closed(c));
+    reel_mempipe_free(c);
+    free_origins(&e);
+    reel_proxy_stats(e.p, &st);
+    assert_int_equal(st.errors, 2);
+    assert_int_equal(st.flows, 2);
+    assert_int_equal(env_stop_full(&e, NULL, e.refuse), 2);
+}
+
+/* max_head_size holds inside an intercepted tunnel too: a request head
+ * over it gets a 431 through the client's TLS. */
+static void test_head_limit_inside_tunnel(void **state) {
+    (void)state;
+    env_t e;
+    env_start_limited(&e, 2048);
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_tls_ctx_t *cctx = NULL;
+    assert_int_equal(reel_tls_ctx_new_client(reel_ca_cert_path(e.ca), true, &cctx, &err), REEL_OK);
+    reel_mempipe_t *c = client_open(&e);
+    static const char CONNECT[] =
+        "CONNECT origin.test:443 HTTP/1.1\r\nHost: origin.test:443\r\n\r\n";
+    reel_mempipe_feed(c, CONNECT, sizeof CONNECT - 1);
+    run(&e);
+    reel_buf_reset(reel_mempipe_sent(c));
+    reel_tls_client_opts_t co = {.host = "origin.test"};
+    reel_tls_t *ct = NULL;
+    assert_int_equal(reel_tls_new_client(cctx, &co, &ct, &err), REEL_OK);
+    reel_buf_t plain;
+    reel_buf_init(&plain, 0);
+    tls_pump(&e, ct, c, true, &plain);
+    assert_true(reel_tls_handshake_done(ct));
+    reel_buf_t big;
+    reel_buf_init(&big, 0);
+    reel_buf_puts(&big, "GET / HTTP/1.1\r\nHost: origin.test\r\nX-Big: ");
+    for (int i = 0; i < 3000; i++)
+        reel_buf_append(&big, "a", 1);
+    reel_buf_puts(&big, "\r\n\r\n");
+    size_t n = 0, off = 0;
+    while (off < big.len) {
+        assert_int_equal(reel_tls_write_plain(ct, big.data + off, big.len - off, &n, &err),
+                         REEL_OK);
+        off += n;
+        tls_pump(&e, ct, c, true, &plain);
+    }
+    tls_pump(&e, ct, c, true, &plain);
+    assert_true(has(&plain, "HTTP/1.1 431 "));
+    assert_int_equal(e.norigins, 0);
+    reel_buf_free(&big);
+    reel_buf_free(&plain);
+    reel_tls_free(ct);
+    reel_tls_ctx_free(cctx);
+    client_close(&e, c);
+    assert_int_equal(env_stop_full(&e, "http", "header section too large"), 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_every_split),
         cmocka_unit_test(test_retry_every_split),
         cmocka_unit_test(test_connect_tls_every_split),
         cmocka_unit_test(test_upgrade_every_split),
+        cmocka_unit_test(test_refused_counted_once),
+        cmocka_unit_test(test_head_limit_inside_tunnel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
