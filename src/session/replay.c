@@ -228,3 +228,59 @@ out:
     reel_filter_free(f);
     return rc;
 }
+
+reel_rc reel_replay_links(reel_session_t *s, uint64_t id, uint64_t *of, char **of_session,
+                          uint64_t **replays, size_t *n, reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    sqlite3 *db = reel_session_db(s);
+    sqlite3_stmt *st = NULL;
+    size_t cap = 0;
+    int step;
+    *of = 0;
+    *of_session = NULL;
+    *replays = NULL;
+    *n = 0;
+    if (sqlite3_prepare_v2(db, "SELECT replay_of, replay_session FROM flows WHERE id = ?", -1, &st,
+                           NULL) != SQLITE_OK)
+        goto db_error;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+    step = sqlite3_step(st);
+    if (step == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+        *of = (uint64_t)sqlite3_column_int64(st, 0);
+        const unsigned char *sess = sqlite3_column_text(st, 1);
+        if (sess)
+            *of_session = reel_strdup((const char *)sess);
+    } else if (step != SQLITE_ROW && step != SQLITE_DONE) {
+        goto db_error;
+    }
+    sqlite3_finalize(st);
+    /* replays recorded into this session (one into another session is
+     * known there, not here) */
+    if (sqlite3_prepare_v2(db,
+                           "SELECT id FROM flows WHERE replay_of = ? AND replay_session IS NULL "
+                           "ORDER BY id",
+                           -1, &st, NULL) != SQLITE_OK)
+        goto db_error;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 8;
+            *replays = reel_realloc(*replays, cap * sizeof **replays);
+        }
+        (*replays)[(*n)++] = (uint64_t)sqlite3_column_int64(st, 0);
+    }
+    if (step == SQLITE_DONE)
+        goto out;
+db_error:
+    rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
+out:
+    sqlite3_finalize(st);
+    if (rc != REEL_OK) {
+        free(*of_session);
+        free(*replays);
+        *of_session = NULL;
+        *replays = NULL;
+        *n = 0;
+    }
+    return rc;
+}

@@ -62,4 +62,12 @@ uint32_t reel_replay_port(const reel_replay_req_t *r);
 reel_rc reel_replay_select(reel_session_t *s, const char *what, uint64_t **ids, size_t *n,
                            reel_err_t *err);
 
+/** What the index knows of flow id's replay links: the flow it replays
+ * (*of, 0 when it is not a replay; *of_session the name of that flow's
+ * session, owned, NULL for this session) and the flows of s that replay it
+ * (*replays, owned array of *n ids ascending, NULL when none). For `reel
+ * flow` ("replay of #N", "replayed as #M"). REEL_DB on index errors. */
+reel_rc reel_replay_links(reel_session_t *s, uint64_t id, uint64_t *of, char **of_session,
+                          uint64_t **replays, size_t *n, reel_err_t *err);
+
 #endif
