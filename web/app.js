@@ -219,7 +219,7 @@ async function showSessions() {
 const COLUMNS = [
   { key: 'check', label: '', w: '28px' },
   { key: 'id', label: 'ID', sort: 'id', w: '64px', num: true },
-  { key: 'time', label: 'Time', sort: 'start', w: '170px' },
+  { key: 'time', label: 'Time', sort: 'start', w: '100px' },
   { key: 'method', label: 'Method', w: '64px' },
   { key: 'host', label: 'Host', sort: 'host', w: '1.2fr' },
   { key: 'path', label: 'Path', w: '2fr' },
@@ -238,7 +238,7 @@ const GRID = COLUMNS.map((c) => c.w.endsWith('fr') ? `minmax(60px, ${c.w})` : c.
 function cellText(c, r) {
   switch (c.key) {
     case 'id': return r.id;
-    case 'time': return fmtTime(r.start_us);
+    case 'time': return fmtTime(r.start_us).slice(11);
     case 'method': return r.method || (r.kind === 'tunnel' ? 'TCP' : '');
     case 'host': return r.host || '';
     case 'path': return r.path || '';
@@ -325,17 +325,19 @@ function showFilterError(e) {
 }
 
 function layout() {
-  const h = Math.min(state.count * ROW_H, MAX_SCROLL_H);
-  $('spacer').style.height = h + 'px';
+  const h = Math.min(state.count * ROW_H, MAX_SCROLL_H) + 2;
+  $('spacer').style.height = Math.max(0, h) + 'px';
   $('table').setAttribute('aria-rowcount', state.count + 1);
   const n = state.count;
   $('count').textContent = n === 1 ? '1 flow' : n.toLocaleString() + ' flows';
 }
 
 // index of the first row shown for a scroll position
+const HEAD_H = 28;
+
 function firstIndex() {
   const vp = $('viewport');
-  const visible = Math.ceil(vp.clientHeight / ROW_H);
+  const visible = Math.ceil((vp.clientHeight - HEAD_H) / ROW_H);
   const full = state.count * ROW_H;
   if (full <= MAX_SCROLL_H) return Math.floor(vp.scrollTop / ROW_H);
   const frac = vp.scrollTop / Math.max(1, MAX_SCROLL_H - vp.clientHeight);
@@ -348,7 +350,7 @@ function scrollToIndex(i) {
   if (full <= MAX_SCROLL_H) {
     const top = i * ROW_H;
     if (top < vp.scrollTop) vp.scrollTop = top;
-    else if (top + ROW_H > vp.scrollTop + vp.clientHeight) vp.scrollTop = top + ROW_H - vp.clientHeight;
+    else if (top + ROW_H > vp.scrollTop + vp.clientHeight - HEAD_H) vp.scrollTop = top + ROW_H - vp.clientHeight + HEAD_H;
   } else {
     const visible = Math.ceil(vp.clientHeight / ROW_H);
     const first = firstIndex();

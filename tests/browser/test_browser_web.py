@@ -1,0 +1,183 @@
+#!/usr/bin/python3
+"""The `reel web` UI in a real browser (issue 15).
+
+`reel record --web` records into a session while Debian's chromium
+(headless, driven by playwright-core installed into the build folder with
+`npm ci`, as test_browser_websocket.py does; never a downloaded browser)
+opens the printed URL and works the UI (web_ui.cjs): the list of flows,
+filtering (a good filter and one with an error at its column), keyboard
+navigation, the detail of an HTTP flow, a WebSocket flow (a python3-
+websockets echo server reached through a CONNECT tunnel) and an error flow,
+a note, a tag, a mark, a config change, the sessions page, and a flow made
+by curl through the proxy appearing live. Afterwards the CLI must see the
+note, tag, mark and config value, and the proxy must have applied the
+change. Screenshots of the list and of a detail view go into the build
+folder (web-list.png, web-detail.png, web-websocket.png); the test fails if a
+view renders empty or the page logs an error.
+
+Prints "skipped: ..." and exits 0 when chromium or node/npm are missing.
+"""
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+
+from proxyenv import REEL, TMPBASE, Origin, curl, run  # noqa: E402
+from test_browser_websocket import CHROMIUM, install_playwright  # noqa: E402
+
+TOKEN = "f00dfeedf00dfeedf00dfeedf00dfeed"
+
+
+def missing_tools():
+    for p, what in ((CHROMIUM, "chromium"), (shutil.which("node"), "node"),
+                    (shutil.which("npm"), "npm")):
+        if not p or not os.access(p, os.X_OK):
+            return what
+    return None
+
+
+async def websocket_flow(proxy_port):
+    """One WebSocket conversation through the proxy (CONNECT, then the
+    handshake inside the tunnel) to a python3-websockets echo server."""
+    import websockets
+
+    async def echo(ws, path=None):
+        async for m in ws:
+            await ws.send(m)
+    server = await websockets.serve(echo, "127.0.0.1", 0, compression=None)
+    port = server.sockets[0].getsockname()[1]
+    s = socket.create_connection(("127.0.0.1", proxy_port), 10)
+    s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (port, port))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    s.setblocking(False)
+    ws = await websockets.connect("ws://127.0.0.1:%d/chat" % port, sock=s, compression=None)
+    for m in ("hello from the client", "second message"):
+        await ws.send(m)
+        assert await ws.recv() == m
+    await ws.close()
+    server.close()
+    await server.wait_closed()
+
+
+class BrowserWebTest(unittest.TestCase):
+    def test_web_ui(self):
+        why = missing_tools()
+        if why:
+            print("skipped: %s not installed" % why)
+            return
+        modules = install_playwright()
+        root = tempfile.mkdtemp(prefix="reel-bweb-", dir=TMPBASE)
+        out_dir = os.environ.get("REEL_TEST_TMP") or root
+        origin = Origin(root)
+        env = dict(os.environ, REEL_HOME=root + "/home", XDG_DATA_HOME=root + "/data",
+                   XDG_CONFIG_HOME=root + "/config", REEL_WEB_TOKEN=TOKEN)
+        log = open(os.path.join(root, "reel.log"), "w+")
+        proc = subprocess.Popen([REEL, "record", "--listen", "127.0.0.1:0", "--web=127.0.0.1:0",
+                                 "b1"], env=env, stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            proxy = url = None
+            for _ in range(200):
+                log.seek(0)
+                text = log.read()
+                m1 = re.search(r"listening on http://127\.0\.0\.1:(\d+)", text)
+                m2 = re.search(r"web UI on (http://127\.0\.0\.1:\d+/\?token=\w+)", text)
+                if m1 and m2:
+                    proxy, url = int(m1.group(1)), m2.group(1)
+                    break
+                time.sleep(0.05)
+            self.assertIsNotNone(url, text)
+
+            class R:  # what proxyenv.curl needs
+                pass
+            r = R()
+            r.proxy = "http://127.0.0.1:%d" % proxy
+            r.ca = os.path.join(root, "data", "reel", "reel-ca.pem")
+            curl(r, origin.url("/100b"))
+            curl(r, "-d", '{"user": "ann", "roles": ["a", "b"]}', "-H",
+                 "Content-Type: application/json", origin.url("/echo"))
+            curl(r, "http://127.0.0.1:1/refused", check=False)
+            asyncio.run(websocket_flow(proxy))
+            flows = []
+            for _ in range(100):
+                flows = json.loads(run([REEL, "flows", "b1", "--json"], env=env).stdout)
+                if len(flows) >= 4 and all(f["state"] != "open" for f in flows):
+                    break
+                time.sleep(0.1)
+            post = [f["id"] for f in flows if f["method"] == "POST"][0]
+            ws = [f["id"] for f in flows if f["kind"] == "websocket"][0]
+            err = [f["id"] for f in flows if f["error"]][0]
+            cfg = {"url": url, "proxy": r.proxy, "live_url": origin.url("/100b?live=1"),
+                   "out_dir": out_dir, "ids": {"post": post, "ws": ws, "error": err}}
+            t0 = time.time()
+            res = subprocess.run(["node", os.path.join(HERE, "web_ui.cjs"), json.dumps(cfg)],
+                                 env=dict(env, NODE_PATH=modules), capture_output=True,
+                                 timeout=120)
+            took = time.time() - t0
+            self.assertEqual(res.returncode, 0, res.stderr.decode()[-3000:])
+            seen = json.loads(res.stdout.decode().strip().split("\n")[-1])
+            self.assertEqual(seen["errors"], [])
+            self.assertEqual(seen["empty"], [])
+            # only the two mistakes made on purpose: a bad filter, a bad config value
+            self.assertEqual([f.split()[0] for f in seen["failed"]], ["400", "400"], seen["failed"])
+            self.assertEqual(seen["cookie_url"].split("#")[0], url.split("?")[0])  # token stripped
+            self.assertEqual(len(seen["rows"]), 4)
+            self.assertIn("/100b", seen["rows"][0])
+            self.assertTrue(seen["filter_focused"])
+            self.assertEqual(seen["filtered"], [str(post)])
+            self.assertIn("column", seen["filter_error"])
+            self.assertTrue(seen["filter_caret"] and seen["filter_caret"][0].endswith("^"))
+            self.assertEqual(seen["keyboard_detail"], "Flow 1")
+            self.assertIn('"roles"', seen["http_detail"])  # the JSON body, pretty-printed
+            self.assertIn("Content-Type", seen["http_detail"])
+            self.assertIn("Timings", seen["http_detail"])
+            self.assertTrue(any("client" in m and "hello from the client" in m
+                                for m in seen["ws_messages"]), seen["ws_messages"])
+            self.assertTrue(any("server" in m for m in seen["ws_messages"]))
+            self.assertIn("Error", seen["error_text"])
+            self.assertIn("body_limit", seen["config_error"])
+            self.assertIn("3145728", seen["config_status"])
+            self.assertTrue(any("b1" in s and "recording" in s for s in seen["sessions"]))
+            self.assertLess(seen["live_ms"], 5000)
+            self.assertEqual(seen["live_rows"], seen["live_before"] + 1)
+            # what the UI wrote, as the CLI sees it
+            notes = run([REEL, "annotate", "b1", str(post)], env=env).stdout.decode()
+            self.assertIn("browser note", notes)
+            tagged = json.loads(run([REEL, "flows", "b1", "--json", "~tag btag"], env=env).stdout)
+            self.assertEqual([f["id"] for f in tagged], [post])
+            marked = json.loads(run([REEL, "flows", "b1", "--json", "~marked"], env=env).stdout)
+            self.assertEqual([f["id"] for f in marked], [post])
+            got = run([REEL, "config", "b1", "get", "body_limit"], env=env).stdout.decode()
+            self.assertIn("3145728", got)
+            deadline = time.time() + 5
+            while "applied config change" not in open(log.name).read():
+                self.assertLess(time.time(), deadline, "the recording proxy did not apply it")
+                time.sleep(0.05)
+            for shot in ("web-list.png", "web-detail.png", "web-websocket.png"):
+                self.assertGreater(os.path.getsize(os.path.join(out_dir, shot)), 5000)
+            print("browser part took %.1f s, live row after %d ms" % (took, seen["live_ms"]))
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(2)
+            code = proc.wait(15)
+            log.close()
+            origin.stop()
+        self.assertEqual(code, 0, open(log.name).read())
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    prog = unittest.main(exit=False, verbosity=2)
+    sys.exit(0 if prog.result.wasSuccessful() else 1)

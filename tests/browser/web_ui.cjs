@@ -1,0 +1,158 @@
+// Drives the `reel web` UI in Debian's headless chromium for
+// test_browser_web.py and prints what it saw as JSON on stdout.
+//   NODE_PATH=<deps>/node_modules node web_ui.cjs CONFIG_JSON
+// CONFIG_JSON: {url, session, proxy, live_url, out_dir, ids: {post, ws, error}}.
+// playwright-core drives /usr/bin/chromium; it never downloads a browser.
+"use strict";
+const { chromium } = require("playwright-core");
+const { execFile } = require("child_process");
+const path = require("path");
+
+const T = 10000;
+
+async function main() {
+  const cfg = JSON.parse(process.argv[2]);
+  const res = { steps: [], empty: [] };
+  const browser = await chromium.launch({
+    executablePath: process.env.REEL_CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync"],
+  });
+  const errors = [];
+  try {
+    const ctx = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+    const page = await ctx.newPage();
+    page.setDefaultTimeout(T);
+    page.on("pageerror", (e) => errors.push(String(e)));
+    page.on("console", (m) => {
+      if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) errors.push("console: " + m.text());
+    });
+    res.failed = [];
+    page.on("response", (r) => { if (r.status() >= 400) res.failed.push(r.status() + " " + r.url()); });
+    const step = (s) => { res.steps.push(s); process.stderr.write("step: " + s + "\n"); };
+    // a view renders empty: record it (the test fails on it)
+    const notEmpty = async (name, sel) => {
+      const n = await page.evaluate((s) => {
+        const e = document.querySelector(s);
+        return e && !e.hidden ? e.innerText.trim().length : 0;
+      }, sel);
+      if (n < 20) res.empty.push(name);
+    };
+
+    step("open");
+    await page.goto(cfg.url);
+    res.cookie_url = page.url();
+    await page.waitForSelector(".row[data-id]", { timeout: T });
+    res.rows = await page.$$eval(".row[data-id]", (rs) => rs.map((r) => r.innerText));
+    res.count_text = await page.textContent("#count");
+    await notEmpty("flows", "#view-flows");
+    await page.screenshot({ path: path.join(cfg.out_dir, "web-list.png") });
+
+    step("filter");
+    await page.keyboard.press("/");
+    res.filter_focused = await page.evaluate(() => document.activeElement.id === "filter");
+    await page.fill("#filter", "~m POST");
+    await page.keyboard.press("Enter");
+    await page.waitForFunction(() => {
+      const rs = document.querySelectorAll(".row[data-id]");
+      return rs.length === 1 && rs[0].innerText.includes("POST");
+    }, null, { timeout: T });
+    res.filtered = await page.$$eval(".row[data-id]", (rs) => rs.map((r) => r.dataset.id));
+    await page.fill("#filter", "~m POST & (");
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("#filter-error:not([hidden])", { timeout: T });
+    res.filter_error = await page.textContent("#filter-error");
+    res.filter_caret = await page.$$eval("#filter-error .caret", (c) => c.map((x) => x.textContent));
+    await page.fill("#filter", "");
+    await page.keyboard.press("Enter");
+    await page.waitForFunction((n) => document.querySelectorAll(".row[data-id]").length >= n,
+                                res.rows.length, { timeout: T });
+
+    step("keyboard");
+    await page.focus("#table");
+    await page.keyboard.press("j");
+    await page.keyboard.press("j");
+    await page.keyboard.press("k");
+    await page.keyboard.press("Enter");
+    await page.waitForFunction(() => location.hash.endsWith("/flow/1"), null, { timeout: T });
+    await page.waitForSelector("#detail h2", { timeout: T });
+    res.keyboard_detail = await page.textContent("#detail h2");
+
+    step("http flow");
+    await page.click(`.row[data-id="${cfg.ids.post}"]`);
+    await page.waitForFunction((id) => {
+      const h = document.querySelector("#detail h2");
+      return h && h.textContent === "Flow " + id && document.querySelectorAll("#detail pre.code").length >= 2;
+    }, cfg.ids.post, { timeout: T });
+    res.http_detail = await page.innerText("#detail");
+    await notEmpty("detail", "#detail");
+    await page.screenshot({ path: path.join(cfg.out_dir, "web-detail.png") });
+
+    step("annotate");
+    await page.fill("#note-input", "browser note");
+    await page.click("text=Annotate");
+    await page.waitForSelector(".note-text:has-text('browser note')", { timeout: T });
+    step("tag");
+    await page.fill("#tag-input", "btag");
+    await page.press("#tag-input", "Enter");
+    await page.waitForSelector(".tag:has-text('btag')", { timeout: T });
+    step("mark");
+    await page.click("text=☆ Mark");
+    await page.waitForSelector("text=★ Unmark", { timeout: T });
+
+    step("websocket flow");
+    await page.evaluate((id) => { location.hash = location.hash.replace(/\/flow\/\d+$/, "") + "/flow/" + id; }, cfg.ids.ws);
+    await page.waitForFunction(() => document.querySelectorAll("ol.conversation li").length >= 2, null, { timeout: T });
+    res.ws_messages = await page.$$eval("ol.conversation li", (ls) => ls.map((l) => l.className + ": " + l.querySelector("pre").textContent));
+    await notEmpty("websocket", "#detail");
+    await page.screenshot({ path: path.join(cfg.out_dir, "web-websocket.png") });
+
+    step("error flow");
+    await page.evaluate((id) => { location.hash = location.hash.replace(/\/flow\/\d+$/, "") + "/flow/" + id; }, cfg.ids.error);
+    await page.waitForSelector("#detail .error[role=alert]", { timeout: T });
+    res.error_text = await page.textContent("#detail .error[role=alert]");
+
+    step("config");
+    await page.click("#nav-config");
+    await page.waitForSelector("#cfg-body_limit", { timeout: T });
+    await notEmpty("config", "#view-config");
+    await page.fill("#cfg-body_limit", "lots");
+    await page.press("#cfg-body_limit", "Enter");
+    await page.waitForFunction(() => document.getElementById("cfg-err-body_limit").textContent.length > 0, null, { timeout: T });
+    res.config_error = await page.textContent("#cfg-err-body_limit");
+    await page.fill("#cfg-body_limit", "3m");
+    await page.press("#cfg-body_limit", "Enter");
+    await page.waitForFunction(() => document.getElementById("status").textContent.includes("body_limit ="), null, { timeout: T });
+    res.config_status = await page.textContent("#status");
+
+    step("sessions");
+    await page.click("#nav-sessions");
+    await page.waitForSelector("#sessions-table tbody tr", { timeout: T });
+    res.sessions = await page.$$eval("#sessions-table tbody tr", (rs) => rs.map((r) => r.innerText));
+    await notEmpty("sessions", "#view-sessions");
+
+    step("live");
+    await page.click("#sessions-table a:has-text('b1')");
+    await page.waitForSelector(".row[data-id]", { timeout: T });
+    await page.check("#follow");
+    const before = await page.$$eval(".row[data-id]", (rs) => rs.length);
+    const t0 = Date.now();
+    await new Promise((ok, ko) => execFile("curl", ["-sS", "--max-time", "10", "-x", cfg.proxy, cfg.live_url],
+      (e) => (e ? ko(e) : ok())));
+    await page.waitForFunction((u) => [...document.querySelectorAll(".row[data-id]")]
+      .some((r) => r.innerText.includes(u)), "live=1", { timeout: T });
+    res.live_ms = Date.now() - t0;
+    res.live_rows = await page.$$eval(".row[data-id]", (rs) => rs.length);
+    res.live_before = before;
+  } finally {
+    res.errors = errors;
+    process.stdout.write(JSON.stringify(res) + "\n");
+    await browser.close();
+  }
+}
+
+main().catch((e) => {
+  process.stderr.write(String(e && e.stack || e) + "\n");
+  process.exit(1);
+});
