@@ -1,14 +1,196 @@
-/* reel search: being written; see the issue tracker. */
-#include "cli/cli.h"
+/* `reel search`: words in decoded text bodies, answered from the body index
+ * (body_fts, schema/006_body_fts.sql) without reading the spool. */
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
-static const char usage[] = "usage: reel search [--home DIR] [--json] SESSION WORDS...\n"
-                            "\n"
-                            "Not implemented yet.\n";
+#include "base/mem.h"
+#include "cli/cli.h"
+#include "session/bodyindex.h"
+
+static const char usage[] =
+    "usage: reel search [--home DIR] [--json] [--limit N] SESSION WORDS...\n"
+    "\n"
+    "Lists the flows whose decoded text bodies (JSON, HTML, JS, CSS, XML, form\n"
+    "data, any text) hold every one of WORDS, case folded, anywhere: inside\n"
+    "longer words too (\"oken\" finds \"token\"). Each row: id, method, URL,\n"
+    "status, then the text around the match (request> or response>).\n"
+    "Answered from the body index in milliseconds, whatever the session size.\n"
+    "\n"
+    "  --limit N   at most N flows (the first ones); 0: all (the default)\n"
+    "  --json      an array of {id, method, url, status, side, snippet}\n"
+    "\n"
+    "A word is at least 3 characters. WORDS holding FTS5 syntax (\"a phrase\",\n"
+    "AND, OR, NOT, parentheses, req: or resp: before a word for one side) are\n"
+    "read as one FTS5 query: 'reel search S \"user id\" OR req:token'.\n"
+    "\n"
+    "Only what the index holds is searched: the first body_index_max bytes\n"
+    "(1 MiB) of each text body. Binary bodies, WebSocket and TCP messages and\n"
+    "flows recorded before reel had this index are not: 'reel repair SESSION'\n"
+    "indexes the latter, 'reel flows SESSION \"~b REGEX\"' reads everything.\n"
+    "More: docs/filters.md, \"Indexed body search\".\n";
+
+/* Markers snippet() puts around a match; bytes no indexed text holds. */
+#define MARK_ON "\x01"
+#define MARK_OFF "\x02"
+
+/* Writes one side's snippet on a line of its own: control bytes as spaces,
+ * the match in bold on a terminal, in [[...]] elsewhere. For --json,
+ * returns it without markers (owned) instead. */
+static char *snippet_text(const char *s, bool tty, bool json) {
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    for (const char *p = s; *p; p++) {
+        if (*p == MARK_ON[0])
+            reel_buf_puts(&b, json ? "" : tty ? "\033[1m" : "[[");
+        else if (*p == MARK_OFF[0])
+            reel_buf_puts(&b, json ? "" : tty ? "\033[0m" : "]]");
+        else if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            reel_buf_puts(&b, " ");
+        else
+            reel_buf_append(&b, p, 1);
+    }
+    reel_buf_append(&b, "", 1);
+    return (char *)b.data;
+}
+
+/* Prints text escaped (captured bytes), keeping the bold markers this
+ * file put in. */
+static void put_snippet(const char *text) {
+    const char *p = text;
+    while (*p) {
+        const char *esc = strchr(p, '\033');
+        size_t n = esc ? (size_t)(esc - p) : strlen(p);
+        reel_cli_putn(p, n);
+        p += n;
+        if (esc) {
+            size_t m = strncmp(esc, "\033[1m", 4) == 0 || strncmp(esc, "\033[0m", 4) == 0 ? 4 : 1;
+            if (m == 4)
+                fwrite(esc, 1, 4, stdout);
+            else
+                reel_cli_putn(esc, 1);
+            p += m;
+        }
+    }
+}
 
 int reel_cmd_search(reel_cli_t *cli, int argc, char **argv) {
-    int arc = reel_cli_simple_args(cli, argc, argv, usage, 0, 100, "");
-    if (arc >= 0)
-        return arc;
-    fprintf(stderr, "reel search: not implemented yet\n");
-    return REEL_EXIT_ERROR;
+    static const struct option opts[] = {{"limit", required_argument, NULL, 'n'},
+                                         REEL_CLI_COMMON_OPTS,
+                                         {0}};
+    long long limit = 0;
+    int c;
+    while ((c = reel_cli_getopt(argc, argv, "h", opts)) != -1) {
+        if (c == 'n') {
+            char *end = NULL;
+            limit = strtoll(optarg, &end, 10);
+            if (end == optarg || *end || limit < 0)
+                return reel_cli_usage(cli, "--limit expects a count >= 0, got '%s'", optarg);
+            continue;
+        }
+        int rc = reel_cli_common_opt(cli, c, usage);
+        if (rc >= 0)
+            return rc;
+    }
+    if (argc - optind < 2)
+        return reel_cli_usage(cli, argc - optind < 1 ? "expected a SESSION and WORDS"
+                                                     : "expected WORDS to search for");
+    reel_err_t err;
+    reel_err_clear(&err);
+    char *q = NULL;
+    if (reel_bodyindex_search_query((const char *const *)argv + optind + 1, (size_t)(argc - optind - 1),
+                                    &q, &err) != REEL_OK)
+        return reel_cli_fail(cli, "%s", reel_err_str(&err));
+    reel_session_t *s = reel_cli_open(cli, argv[optind], REEL_OPEN_READ);
+    if (s == NULL) {
+        free(q);
+        return REEL_EXIT_ERROR;
+    }
+    sqlite3 *db = reel_session_db(s);
+    int rc = REEL_EXIT_OK;
+    json_t *arr = cli->json ? json_array() : NULL;
+    bool tty = isatty(STDOUT_FILENO);
+    sqlite3_stmt *st = NULL;
+    const char *sql =
+        "SELECT f.id, f.method, f.url, f.status, "
+        "snippet(body_fts, 0, '" MARK_ON "', '" MARK_OFF "', '...', 24), "
+        "snippet(body_fts, 1, '" MARK_ON "', '" MARK_OFF "', '...', 24) "
+        "FROM body_fts JOIN flows f ON f.id = body_fts.rowid WHERE body_fts MATCH ?1 "
+        "ORDER BY f.id LIMIT ?2";
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        rc = reel_cli_db_fail(cli, s);
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, q, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, limit > 0 ? limit : -1);
+    int step;
+    long long n = 0;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        n++;
+        long long id = sqlite3_column_int64(st, 0);
+        const char *method = (const char *)sqlite3_column_text(st, 1);
+        const char *url = (const char *)sqlite3_column_text(st, 2);
+        bool has_status = sqlite3_column_type(st, 3) != SQLITE_NULL;
+        long long status = sqlite3_column_int64(st, 3);
+        const char *snip[2] = {(const char *)sqlite3_column_text(st, 4),
+                               (const char *)sqlite3_column_text(st, 5)};
+        /* The side whose snippet shows a match (the request's first). */
+        int side = snip[0] && strchr(snip[0], MARK_ON[0]) ? 0 : 1;
+        char *text = snippet_text(snip[side] ? snip[side] : "", tty, arr != NULL);
+        if (arr) {
+            json_t *o = json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)id, "url",
+                                  url ? url : "", "side", side ? "response" : "request",
+                                  "snippet", text);
+            json_object_set_new(o, "method", method ? json_string(method) : json_null());
+            json_object_set_new(o, "status", has_status ? json_integer(status) : json_null());
+            json_array_append_new(arr, o);
+        } else {
+            char st_s[24] = "-";
+            if (has_status)
+                snprintf(st_s, sizeof st_s, "%lld", status);
+            printf("%6lld ", id);
+            reel_cli_put(method ? method : "-");
+            printf(" ");
+            reel_cli_put(url ? url : "");
+            printf(" %s\n       %s> ", st_s, side ? "response" : "request");
+            put_snippet(text);
+            printf("\n");
+        }
+        free(text);
+    }
+    if (step != SQLITE_DONE) {
+        const char *msg = sqlite3_errmsg(db);
+        if (sqlite3_errcode(db) == SQLITE_ERROR) /* FTS5 refused the query */
+            rc = reel_cli_fail(cli,
+                               "bad query %s: %s (plain words are searched as they are; in FTS5 "
+                               "syntax quote a phrase with \"...\", join with AND, OR, NOT, and "
+                               "name a side with req: or resp:)",
+                               q, msg);
+        else
+            rc = reel_cli_db_fail(cli, s);
+        json_decref(arr);
+        goto out;
+    }
+    if (arr)
+        reel_cli_json_out(arr);
+    else if (n == 0)
+        fprintf(stderr, "reel search: no flow has that in its indexed bodies\n");
+    /* Flows the index never saw are worth a word when repair would add them. */
+    sqlite3_finalize(st);
+    st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT count(*) FROM body_todo WHERE reason = 'indexed before body "
+                           "search'",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0)
+        fprintf(stderr,
+                "reel search: %lld flows with bodies were recorded before reel indexed bodies "
+                "and were not searched; 'reel repair %s' indexes them\n",
+                (long long)sqlite3_column_int64(st, 0), argv[optind]);
+out:
+    sqlite3_finalize(st);
+    free(q);
+    reel_session_close(s);
+    return rc;
 }

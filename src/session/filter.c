@@ -76,7 +76,10 @@
 #include <string.h>
 #include <time.h>
 
+#include <unistd.h>
+
 #include "base/mem.h"
+#include "session/bodyindex.h"
 #include "session/decode.h"
 #include "session/store.h"
 
@@ -154,6 +157,7 @@ typedef struct node {
     cmp_t cmp;
     struct node **kids; /* owned */
     size_t nkids, cap;
+    char *fts; /* N_SPOOL body term of a plain string: its body_fts query (owned) */
 } node_t;
 
 static void node_free(node_t *n) {
@@ -163,6 +167,7 @@ static void node_free(node_t *n) {
         node_free(n->kids[i]);
     free(n->kids);
     free(n->value);
+    free(n->fts);
     free(n);
 }
 
@@ -914,11 +919,20 @@ typedef struct {
     size_t lookback; /* bytes kept before a search window (body terms) */
 } spool_term_t;
 
+/* The progress line of a spool pass, on stderr when it is a terminal. */
+typedef struct {
+    int tty; /* -1: not asked yet */
+    int64_t start_us, last_us, delay_us;
+    uint64_t flows, bytes, total;
+    bool total_known, shown;
+} scan_progress_t;
+
 struct reel_filter {
     part_t approx; /* spool terms as 1: the rows that may match */
     part_t exact;  /* spool terms as ? bound to their verdicts */
     spool_term_t *spool;
     size_t nspool;
+    scan_progress_t *progress; /* owned; changed by the const readers too */
 };
 
 static void part_add(part_t *pt, param_t pa) {
@@ -1011,7 +1025,7 @@ static int nesting(const node_t *n, int need) {
             if (d > deepest)
                 deepest = d;
         }
-    } else if (n->kind == N_CTYPE) {
+    } else if (n->kind == N_CTYPE || (n->kind == N_SPOOL && n->fts != NULL)) {
         own++;
     }
     return own + deepest;
@@ -1031,6 +1045,13 @@ static int nesting(const node_t *n, int need) {
  * the term's verdict for one flow. */
 static reel_rc emit(part_t *pt, reel_buf_t *b, const node_t *n, int need, bool exact) {
     reel_rc rc = REEL_OK;
+    if (!exact && n->kind == N_SPOOL && n->fts != NULL) {
+        /* A plain string in bodies: only flows whose indexed text holds it,
+         * or whose text the index lacks, can match (bodyindex.h). */
+        add_text_param(pt, n->fts, strlen(n->fts));
+        return reel_buf_puts(b, "(flows.id IN (SELECT rowid FROM body_fts WHERE body_fts "
+                                "MATCH ?) OR flows.id IN (SELECT flow_id FROM body_todo))");
+    }
     if (!exact && (n->kind == N_SPOOL || (n->kind == N_NOT && n->kids[0]->kind == N_SPOOL)))
         return reel_buf_puts(b, "1");
     bool paren = node_prec(n) < need;
@@ -1187,6 +1208,8 @@ static reel_rc collect_spool(reel_filter_t *f, node_t *n, reel_err_t *err) {
     f->spool[f->nspool] = (spool_term_t){
         .field = n->field, .sides = (int)n->num, .re = re, .lookback = (size_t)lb + 16};
     n->num2 = (int64_t)f->nspool++;
+    if (n->field == F_BODY && reel_bodyindex_plain(n->value, n->vlen))
+        n->fts = reel_bodyindex_fts_query(n->value, n->vlen, (int)n->num);
     return REEL_OK;
 }
 
@@ -1207,6 +1230,9 @@ void reel_filter_free(reel_filter_t *f) {
     for (size_t i = 0; i < f->nspool; i++)
         pcre2_code_free(f->spool[i].re);
     free(f->spool);
+    if (f->progress && f->progress->shown)
+        fputs("\r\033[K", stderr);
+    free(f->progress);
     free(f);
 }
 
@@ -1225,6 +1251,8 @@ reel_rc reel_filter_compile(const char *expr, reel_filter_t **out, reel_err_t *e
     }
     parser_t p = {.src = expr, .len = len, .err = err};
     f = reel_calloc(1, sizeof *f);
+    f->progress = reel_calloc(1, sizeof *f->progress);
+    f->progress->tty = -1;
     tok_t t;
     if ((rc = peek(&p, &t)) != REEL_OK)
         goto out;
@@ -1365,11 +1393,13 @@ typedef struct {
     int side;      /* body being read: 1 request, 2 response, 0 none */
     reel_decoder_t *dec;
     bool dec_failed; /* the coding broke: the rest of the body is not searched */
+    uint64_t bytes;  /* decoded body bytes searched */
 } eval_t;
 
 /* Feeds decoded body bytes of the current side to its body terms. */
 static int eval_sink(void *ctx, const uint8_t *data, size_t len) {
     eval_t *e = ctx;
+    e->bytes += len;
     for (size_t i = 0; i < e->f->nspool; i++) {
         const spool_term_t *t = &e->f->spool[i];
         if (t->field == F_BODY && (t->sides & e->side))
@@ -1511,6 +1541,66 @@ static int eval_record(void *ctx, const Reel__Record *rec) {
     return 0;
 }
 
+/* Rows of s the SQL part of f leaves to the spool pass, or 0 if the count
+ * fails (the line then shows no total). */
+static uint64_t scan_total(const reel_filter_t *f, reel_session_t *s) {
+    sqlite3 *db = reel_session_db(s);
+    char *sql = reel_asprintf("SELECT count(*) FROM flows WHERE %s", f->approx.sql);
+    sqlite3_stmt *st = NULL;
+    uint64_t n = 0;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && reel_filter_bind(f, st, 1) > 0 &&
+        sqlite3_step(st) == SQLITE_ROW)
+        n = (uint64_t)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    free(sql);
+    return n;
+}
+
+/* Counts one flow of the spool pass and redraws the progress line (flows,
+ * rate, time left) at most 5 times a second, once the pass has lasted
+ * delay_us (REEL_PROGRESS_DELAY_MS, default 500): never on a pass too short
+ * to need it, nor when stderr is not a terminal. A flow that matched gets
+ * a clean line: the caller prints it next. */
+static void scan_progress(const reel_filter_t *f, reel_session_t *s, uint64_t bytes, int match) {
+    scan_progress_t *p = f->progress;
+    if (p->tty < 0) {
+        p->tty = isatty(STDERR_FILENO);
+        p->start_us = reel_now_us();
+        const char *d = getenv("REEL_PROGRESS_DELAY_MS");
+        char *end = NULL;
+        long long ms = d ? strtoll(d, &end, 10) : 500;
+        p->delay_us = (d && (end == d || *end || ms < 0) ? 500 : ms) * 1000;
+    }
+    if (!p->tty)
+        return;
+    p->flows++;
+    p->bytes += bytes;
+    if (match && p->shown) {
+        fputs("\r\033[K", stderr);
+        p->shown = false;
+    }
+    int64_t now = reel_now_us();
+    if (now - p->start_us < p->delay_us || (p->shown && now - p->last_us < 200000))
+        return;
+    if (!p->total_known) {
+        p->total = scan_total(f, s);
+        p->total_known = true;
+    }
+    p->last_us = now;
+    double secs = (double)(now - p->start_us) / 1e6;
+    double rate = secs > 0 ? (double)p->flows / secs : 0;
+    char left[48] = "";
+    if (rate > 0 && p->total > p->flows)
+        snprintf(left, sizeof left, ", %.0f s left", (double)(p->total - p->flows) / rate);
+    char total[32] = "";
+    if (p->total >= p->flows)
+        snprintf(total, sizeof total, "/%llu", (unsigned long long)p->total);
+    fprintf(stderr, "\rreel: searching the spool: %llu%s flows, %.0f/s, %.1f MB/s%s\033[K",
+            (unsigned long long)p->flows, total, rate, secs > 0 ? (double)p->bytes / 1e6 / secs : 0,
+            left);
+    p->shown = true;
+}
+
 reel_rc reel_filter_match_flow(const reel_filter_t *f, reel_session_t *s, uint64_t id, int *match,
                                reel_err_t *err) {
     reel_rc rc = REEL_OK;
@@ -1576,6 +1666,8 @@ reel_rc reel_filter_match_flow(const reel_filter_t *f, reel_session_t *s, uint64
         *match = 0;
     else
         rc = reel_err_set(err, REEL_DB, "filter: %s", sqlite3_errmsg(db));
+    if (rc == REEL_OK)
+        scan_progress(f, s, e.bytes, *match);
 out:
     sqlite3_finalize(st);
     free(sql);

@@ -16,6 +16,7 @@
 
 #include "base/mem.h"
 #include "flow.pb-c.h"
+#include "session/bodyindex.h"
 #include "session/filter.h"
 #include "session/spool.h"
 
@@ -433,6 +434,7 @@ struct reel_indexer {
      * is updated on its own. */
     uint64_t fts_hw, tx_max_id;
     int fts_off; /* bulk load: the caller rebuilds url_fts */
+    reel_bodyindex_t *bx; /* body_text, body_fts, body_todo */
 };
 
 static const char *const str_cols[C_NSTR] = {
@@ -541,7 +543,9 @@ reel_rc reel_indexer_new(sqlite3 *db, reel_indexer_t **out, reel_err_t *err) {
                                  &ix->fts_add, err)) != REEL_OK ||
         (rc = reel_index_prepare(db,
                                  "INSERT INTO url_fts(url_fts, rowid, url) VALUES('delete', ?, ?)",
-                                 &ix->fts_del, err)) != REEL_OK)
+                                 &ix->fts_del, err)) != REEL_OK ||
+        (rc = reel_bodyindex_new(db, reel_bodyindex_configured_max(db), &ix->bx, err)) !=
+            REEL_OK)
         goto out;
 out:
     free(upsert);
@@ -595,11 +599,13 @@ void reel_indexer_free(reel_indexer_t *ix) {
     sqlite3_finalize(ix->fts_batch);
     sqlite3_finalize(ix->fts_add);
     sqlite3_finalize(ix->fts_del);
+    reel_bodyindex_free(ix->bx);
     free(ix);
 }
 
 void reel_indexer_bulk(reel_indexer_t *ix) {
     ix->fts_off = 1;
+    reel_bodyindex_bulk(ix->bx);
 }
 
 reel_rc reel_indexer_begin(reel_indexer_t *ix, reel_err_t *err) {
@@ -615,6 +621,8 @@ void reel_indexer_rollback(reel_indexer_t *ix) {
     ix->in_tx = 0;
     ix->nfin = 0;
     map_clear(ix, 0); /* rows in memory may hold rolled-back changes */
+    if (ix->bx)
+        reel_bodyindex_rollback(ix->bx);
 }
 
 static size_t bucket_of(const reel_indexer_t *ix, uint64_t id) {
@@ -892,7 +900,8 @@ static reel_rc link_frame(reel_indexer_t *ix, frow *row, uint64_t fid, uint32_t 
  * (14) without unpacking it, and returns its flow id and data length.
  * Returns 0 for anything else or anything unusual, which then takes the
  * full unpack path. */
-static int peek_body(const uint8_t *p, size_t len, uint64_t *fid, int *response, uint64_t *blen) {
+static int peek_body(const uint8_t *p, size_t len, uint64_t *fid, int *response, uint64_t *blen,
+                     const uint8_t **data) {
     reel_spool_peek_t pk;
     if (!reel_spool_peek_record(p, len, &pk) || (pk.event != 12 && pk.event != 14))
         return 0;
@@ -901,11 +910,13 @@ static int peek_body(const uint8_t *p, size_t len, uint64_t *fid, int *response,
     uint64_t k2, dl;
     if (q == end) {
         *blen = 0;
+        *data = p + q;
     } else if (!reel_spool_read_varint(p, end, &q, &k2) || k2 != ((1 << 3) | 2) ||
                !reel_spool_read_varint(p, end, &q, &dl) || dl != end - q) {
         return 0;
     } else {
         *blen = dl;
+        *data = p + q;
     }
     *response = pk.event == 14;
     *fid = pk.flow_id;
@@ -921,12 +932,14 @@ reel_rc reel_indexer_add_frame(reel_indexer_t *ix, uint32_t segment, uint64_t of
         uint64_t fid = 0;
         int response = 0;
         uint64_t blen = 0;
-        if (peek_body(rec, len, &fid, &response, &blen)) {
+        const uint8_t *bdata = NULL;
+        if (peek_body(rec, len, &fid, &response, &blen, &bdata)) {
             /* Body chunks are most of the bytes: count them without
              * unpacking (and copying) the data. */
             n++;
             if (fid == 0)
                 continue;
+            reel_bodyindex_chunk(ix->bx, fid, response, bdata, (size_t)blen);
             frow *row = map_get(ix, fid);
             row->dirty = 1;
             row->i[response ? I_RESP_SIZE : I_REQ_SIZE] += (int64_t)blen;
@@ -957,6 +970,10 @@ reel_rc reel_indexer_add_frame(reel_indexer_t *ix, uint32_t segment, uint64_t of
             frow *row = map_get(ix, r->flow_id);
             apply(row, r);
             queue_finished(ix, row);
+            if (reel_bodyindex_record(ix->bx, r, err) != REEL_OK) {
+                unqueue_finished(ix);
+                return REEL_DB;
+            }
             if (link_frame(ix, row, r->flow_id, segment, off, err) != REEL_OK) {
                 unqueue_finished(ix);
                 return REEL_DB;
@@ -1063,6 +1080,8 @@ reel_rc reel_indexer_commit(reel_indexer_t *ix, reel_err_t *err) {
                 rc = write_row(ix, r, err);
     if (rc == REEL_OK)
         rc = fts_batch(ix, err);
+    if (rc == REEL_OK)
+        rc = reel_bodyindex_fill(ix->bx, err);
     if (rc == REEL_OK)
         rc = reel_index_exec(ix->db, "COMMIT", err);
     if (rc != REEL_OK) {

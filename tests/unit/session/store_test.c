@@ -716,6 +716,8 @@ static void test_url_fts_in_step(void **state) {
                         "DROP INDEX flow_frames_segment;"
                         "DROP INDEX flows_replay_of; ALTER TABLE flows DROP COLUMN replay_of;"
                         "ALTER TABLE flows DROP COLUMN replay_session;"
+                        "DROP TRIGGER flows_body_ad; DROP TABLE body_fts;"
+                        "DROP TABLE body_text; DROP TABLE body_todo;"
                         "PRAGMA user_version = 1;",
                         NULL),
         REEL_OK);

@@ -1,0 +1,90 @@
+/* Indexed body search: the indexer's side that fills body_text, body_fts and
+ * body_todo (schema/006_body_fts.sql), and the helpers the filter and
+ * `reel search` use to query them.
+ *
+ * The indexer hands every record of every frame here, in spool order; body
+ * chunks come raw (not unpacked). Per flow, the bodies are decoded by their
+ * Content-Encoding as the spool pass of the filter decodes them (the same
+ * side rules: a body belongs to the last head read), kept if they look like
+ * text, up to body_index_max bytes a side, and written when the flow ends.
+ * The text goes into body_text first and into the FTS within a CPU budget
+ * (reel_bodyindex_fill): an FTS5 trigram insert costs ten to twenty times
+ * the rest of indexing, and capture must not wait for it. A flow whose text
+ * the FTS does not hold in full (yet) stays in body_todo with a reason, so
+ * a body filter still reads it from the spool: the FTS is a prefilter that
+ * never loses a match. Memory: at most 64 MiB of text and 64
+ * decoders across all open flows; a flow past either is left to the spool
+ * (reason 'busy'). Owned by the indexer's thread. */
+#ifndef REEL_SESSION_BODYINDEX_H
+#define REEL_SESSION_BODYINDEX_H
+
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/error.h"
+#include "flow.pb-c.h"
+
+/** Default of the option body_index_max: bytes of decoded text indexed per
+ * body (request and response each). */
+#define REEL_BODYINDEX_DEFAULT_MAX (1024 * 1024)
+
+typedef struct reel_bodyindex reel_bodyindex_t;
+
+/** Prepares the statements on db (borrowed; it must outlive the result).
+ * max is body_index_max: 0 indexes nothing (every flow with a body goes to
+ * body_todo, reason 'disabled'). Returns owned *out, REEL_DB on failure. */
+reel_rc reel_bodyindex_new(sqlite3 *db, uint64_t max, reel_bodyindex_t **out, reel_err_t *err);
+
+/** Frees bx and every flow state; accepts NULL. */
+void reel_bodyindex_free(reel_bodyindex_t *bx);
+
+/** body_index_max as configured: the session's overlay over the user's
+ * config file over the default; a value that does not parse is the
+ * default. */
+uint64_t reel_bodyindex_configured_max(sqlite3 *db);
+
+/** An unpacked record (not a body chunk) of flow rec->flow_id != 0: starts,
+ * ends or marks a flow's state, writing its rows when it ends. Must be
+ * called inside the indexer's transaction. REEL_DB on failure. */
+reel_rc reel_bodyindex_record(reel_bodyindex_t *bx, const Reel__Record *rec, reel_err_t *err);
+
+/** A body chunk of flow fid (request, or response if `response`); data is
+ * borrowed for the call. */
+void reel_bodyindex_chunk(reel_bodyindex_t *bx, uint64_t fid, int response, const uint8_t *data,
+                          size_t len);
+
+/** Puts text that reel_bodyindex_record stored into body_fts, and takes
+ * those flows out of body_todo: all of it in bulk mode, else for as long
+ * as the budget allows (a quarter of the wall time since the last call, at
+ * most a second saved up). Must be called inside the indexer's transaction.
+ * REEL_DB on failure. */
+reel_rc reel_bodyindex_fill(reel_bodyindex_t *bx, reel_err_t *err);
+
+/** Bulk mode (repair): reel_bodyindex_fill has no budget. */
+void reel_bodyindex_bulk(reel_bodyindex_t *bx);
+
+/** The transaction was rolled back: every flow in progress has lost records
+ * it saw, so each is left to the spool when it ends (reason 'lost'). */
+void reel_bodyindex_rollback(reel_bodyindex_t *bx);
+
+/** 1 if a body regex of len bytes is a plain string that body_fts answers
+ * exactly as a prefilter: 3 to 1024 printable ASCII bytes without a regex
+ * metacharacter (\ ^ $ . | ? * + ( ) [ ] { }), so it matches itself only,
+ * as a substring, ASCII case folded. */
+int reel_bodyindex_plain(const char *re, size_t len);
+
+/** The FTS5 query for plain string s on sides (1 request, 2 response, 3
+ * both): a quoted phrase, with a column filter for one side. Returns owned. */
+char *reel_bodyindex_fts_query(const char *s, size_t len, int sides);
+
+/** The FTS5 query `reel search` runs for words[0..n) (borrowed): words
+ * that hold FTS5 syntax (a '"', '(' or ')', AND, OR, NOT or NEAR, a req: or
+ * resp: column filter) are joined as one query, as they are; else each word
+ * is a quoted phrase (a substring) and all must be found. A plain word of
+ * fewer than 3 characters is REEL_INVALID (the trigram index cannot find
+ * it), as are no words. Returns owned *out. */
+reel_rc reel_bodyindex_search_query(const char *const *words, size_t n, char **out,
+                                    reel_err_t *err);
+
+#endif

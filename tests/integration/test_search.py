@@ -1,0 +1,170 @@
+#!/usr/bin/python3
+"""Indexed body search through the real binary: flows recorded by `reel
+record` in front of nginx (request bodies in gzip, br and zstd, form data,
+a gzip text response, a binary body, a body over body_index_max), then
+`reel flows S '~b WORD'` answered from the body index must list exactly what
+the spool pass lists for the same search written as a regex; `reel search`
+prints the flows with the text around the match; the spool pass draws a
+progress line on a terminal only."""
+import gzip
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import brotli
+import zstandard
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import proxyenv  # noqa: E402
+from proxyenv import REEL, TMPBASE, Origin, Reel, curl, stop_class  # noqa: E402
+
+BIG = 2 << 20  # over body_index_max (1 MiB by default)
+
+
+class Search(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="reel-search-", dir=TMPBASE)
+        cls.origin = Origin(cls.root)
+        with open(os.path.join(cls.origin.www, "page.txt"), "wb") as f:
+            f.write(b"<html><body>" + b"filler text " * 50 + b"EpsilonWord</body></html>\n")
+        with open(os.path.join(cls.origin.www, "big.txt"), "wb") as f:
+            f.write(b"headword " + b"y" * BIG + b" tailword\n")
+        with open(os.path.join(cls.origin.www, "blob.bin"), "wb") as f:
+            f.write(os.urandom(4000) + b"\0zetaword\0" + os.urandom(4000))
+        cls.reel = Reel(cls.root, "s")
+        cls.ids = {}
+        echo = cls.origin.url("/echo")
+
+        def post(name, data, ctype, enc=None):
+            path = os.path.join(cls.root, name + ".body")
+            with open(path, "wb") as f:
+                f.write(data)
+            args = ["-o", "/dev/null", "-H", "Content-Type: " + ctype, "--data-binary", "@" + path]
+            if enc:
+                args += ["-H", "Content-Encoding: " + enc]
+            curl(cls.reel, *args, echo + "?" + name)
+
+        doc = b'{"user": "alice", "note": "%s here"}'
+        post("gzip", gzip.compress(doc % b"AlphaWord"), "application/json", "gzip")
+        post("br", brotli.compress(doc % b"betaword"), "application/json", "br")
+        post("zstd", zstandard.ZstdCompressor().compress(doc % b"gammaword"), "application/json",
+             "zstd")
+        post("form", b"user=deltaword&x=1", "application/x-www-form-urlencoded")
+        post("plain", b"just alphaword again", "text/plain")
+        curl(cls.reel, "--compressed", "-o", "/dev/null", cls.origin.url("/page.txt"))
+        curl(cls.reel, "-o", "/dev/null", cls.origin.url("/blob.bin"))
+        curl(cls.reel, "--compressed", "-o", "/dev/null", cls.origin.url("/big.txt"))
+        flows = cls.reel.wait_flows(8)
+        assert len(flows) == 8, flows
+        for f in flows:
+            cls.ids[f["url"].rsplit("?", 1)[-1].rsplit("/", 1)[-1]] = f["id"]
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_class(cls)
+
+    def ids_of(self, filt):
+        return [f["id"] for f in self.reel.flows(filt)]
+
+    def same(self, op, word, expect):
+        indexed = self.ids_of("%s '%s'" % (op, word))
+        scan = self.ids_of("%s '%s[%s]'" % (op, word[:-1], word[-1]))
+        self.assertEqual(indexed, scan, "%s %s" % (op, word))
+        self.assertEqual(indexed, sorted(self.ids[k] for k in expect), "%s %s" % (op, word))
+
+    def test_indexed_equals_scan(self):
+        self.same("~b", "alphaword", ["gzip", "plain"])
+        self.same("~bq", "BETAWORD", ["br"])
+        self.same("~bs", "betaword", [])
+        self.same("~b", "gammaword here", ["zstd"])
+        self.same("~bq", "user=deltaword", ["form"])
+        self.same("~bs", "epsilonword", ["page.txt"])
+        self.same("~b", "zetaword", ["blob.bin"])  # binary: not indexed, still found
+        self.same("~b", "headword", ["big.txt"])
+        self.same("~b", "tailword", ["big.txt"])  # past body_index_max: found by the spool
+        self.same("~b", '"user": "alice"', ["gzip", "br", "zstd"])
+        self.same("~b", "nowhere to be found", [])
+        self.assertEqual(self.ids_of("~b alphaword & !~bq 'just'"), [self.ids["gzip"]])
+
+    def test_search(self):
+        r = self.reel.cli("search", "s", "alphaword")
+        lines = r.stdout.decode().splitlines()
+        self.assertEqual(len(lines), 4, r.stdout)
+        self.assertRegex(lines[0], r"^\s*%d POST http://127\.0\.0\.1:\d+/echo\?gzip 200$"
+                         % self.ids["gzip"])
+        self.assertIn("request> ", lines[1])
+        self.assertIn("[[AlphaWord]] here", lines[1])
+        js = json.loads(self.reel.cli("search", "--json", "s", "EPSILONWORD").stdout)
+        self.assertEqual([(o["id"], o["side"], o["status"]) for o in js],
+                         [(self.ids["page.txt"], "response", 200)])
+        self.assertIn("EpsilonWord</body>", js[0]["snippet"])
+        self.assertNotIn("[[", js[0]["snippet"])
+        # every word must be found; FTS5 syntax; a limit
+        both = json.loads(self.reel.cli("search", "--json", "s", "alice", "gammaword").stdout)
+        self.assertEqual([o["id"] for o in both], [self.ids["zstd"]])
+        either = json.loads(self.reel.cli("search", "--json", "s", "betaword", "OR",
+                                          "req:deltaword").stdout)
+        self.assertEqual([o["id"] for o in either], sorted([self.ids["br"], self.ids["form"]]))
+        lim = json.loads(self.reel.cli("search", "--json", "--limit", "1", "s", "alice").stdout)
+        self.assertEqual(len(lim), 1)
+        # the index holds neither binary bodies nor what is past body_index_max
+        self.assertEqual(json.loads(self.reel.cli("search", "--json", "s", "zetaword").stdout),
+                         [])
+        r = self.reel.cli("search", "s", "tailword")
+        self.assertEqual(r.stdout, b"")
+        self.assertIn(b"no flow has that", r.stderr)
+        self.assertEqual(json.loads(self.reel.cli("search", "--json", "s", "headword").stdout)[0]
+                         ["id"], self.ids["big.txt"])
+
+    def test_search_errors(self):
+        r = self.reel.cli("search", "s", '"unterminated', check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(b"bad query", r.stderr)
+        r = self.reel.cli("search", "s", "ab", check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(b"'ab' is too short", r.stderr)
+        r = self.reel.cli("search", "s", check=False)
+        self.assertEqual(r.returncode, 2)
+        r = self.reel.cli("search", "nosuch", "word", check=False)
+        self.assertEqual(r.returncode, 1)
+
+    def run_pty(self, args):
+        """Runs reel with stderr on a terminal; returns (stdout, terminal output)."""
+        master, slave = pty.openpty()
+        env = dict(self.reel.env, REEL_PROGRESS_DELAY_MS="0")
+        p = subprocess.Popen([REEL] + args, env=env, stdout=subprocess.PIPE, stderr=slave)
+        os.close(slave)
+        out = p.stdout.read()
+        p.stdout.close()
+        p.wait(60)
+        tty = b""
+        while select.select([master], [], [], 0.2)[0]:
+            try:
+                d = os.read(master, 65536)
+            except OSError:
+                break
+            if not d:
+                break
+            tty += d
+        os.close(master)
+        return out, tty
+
+    def test_progress_only_on_a_terminal(self):
+        out, tty = self.run_pty(["flows", "--json", "s", "~b 'zeta.ord'"])
+        self.assertEqual([f["id"] for f in json.loads(out)], [self.ids["blob.bin"]])
+        self.assertIn(b"reel: searching the spool: ", tty)
+        self.assertRegex(tty, rb"\d+/8 flows, \d+/s, [\d.]+ MB/s")
+        self.assertTrue(tty.endswith(b"\r\x1b[K"), tty[-40:])  # the line is cleared at the end
+        env = dict(self.reel.env, REEL_PROGRESS_DELAY_MS="0")
+        r = proxyenv.run([REEL, "flows", "--json", "s", "~b 'zeta.ord'"], env=env)
+        self.assertEqual(r.stderr, b"")
+
+
+if __name__ == "__main__":
+    proxyenv.main()
