@@ -5,7 +5,7 @@
  *   h1   HTTP/1.x (core/http1.c): heads, body data, end, upgrade
  *   ws   WebSocket (core/ws.c): messages and control frames
  *   tcp  raw bytes: each read is one message (a chunk)
- *   (h2  HTTP/2: many streams on one connection, next)
+ *   h2   HTTP/2 (core/h2.c, nghttp2): many streams on one connection
  *
  * A codec reads one direction of one connection. Every event names the
  * stream it belongs to: HTTP/1 numbers its messages 1, 2, 3... in order (a
@@ -44,6 +44,10 @@ typedef enum {
     REEL_CODEC_EV_RAW,     /* bytes after UPGRADE: data/len */
     REEL_CODEC_EV_MESSAGE, /* a WebSocket message or control frame (ws), a
                               TCP chunk (data/len) */
+    REEL_CODEC_EV_RESET,   /* the stream was reset (h2: error_code, and
+                              error_reason when reel knows why) */
+    REEL_CODEC_EV_GOAWAY,  /* the peer is closing the connection (h2:
+                              error_code, last_stream) */
 } reel_codec_ev_type;
 
 typedef struct {
@@ -55,10 +59,16 @@ typedef struct {
      * WebSocket opcodes): the member of the codec's protocol is filled. */
     reel_h1_event_t h1;
     reel_ws_event_t ws;
+    /* HTTP/2: HEAD's head (neutral; strings NUL-terminated), END's
+     * trailers, GOAWAY's last stream id. */
+    reel_msg_head_t head;
+    const reel_field_t *trailers;
+    size_t ntrailers;
+    uint32_t last_stream;
     /* On error: an HTTP status to answer with (HTTP), a close code
      * (WebSocket), and a static reason. */
     int error_status;
-    uint16_t error_code;
+    uint32_t error_code;
     const char *error_reason;
 } reel_codec_event_t;
 

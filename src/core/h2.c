@@ -1,0 +1,845 @@
+/* HTTP/2 over nghttp2 as a pull-style codec. See core/h2.h.
+ *
+ * nghttp2 calls back as it parses; the callbacks turn frames into owned
+ * events on a queue, and reel_codec_feed hands them out one at a time. The
+ * input is given to nghttp2 whole (at most one read), so the queue holds
+ * at most that much. */
+
+#include "core/h2.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <nghttp2/nghttp2.h>
+
+/* ---- owned heads ---- */
+
+/* A head being collected from HEADERS/CONTINUATION: strings in one buffer
+ * (offsets, since it grows), pseudo headers apart. */
+typedef struct {
+    reel_buf_t strs;
+    size_t *offs; /* name, value offsets per field */
+    size_t *lens;
+    size_t n, cap;
+    size_t method, scheme, authority, path, status, protocol; /* +1 offsets, 0: absent */
+    size_t size;                                              /* RFC 9113 6.5.2 size so far */
+} hcollect_t;
+
+typedef struct event {
+    struct event *next;
+    reel_codec_ev_type type;
+    uint32_t stream;
+    uint32_t code, last_stream;
+    const char *reason; /* static */
+    size_t acct;        /* bytes counted in queued_bytes */
+    reel_buf_t data;
+    hcollect_t head; /* HEAD and END (trailers) */
+    bool has_head;
+} event_t;
+
+typedef struct stream {
+    struct stream *next; /* in its bucket */
+    int32_t id;
+    reel_buf_t out; /* DATA submitted, not yet read by nghttp2 */
+    bool end;       /* no more DATA after out */
+    bool deferred;  /* the data source said DEFERRED */
+    bool trailers;  /* trailers follow the data */
+    hcollect_t tr;  /* ... these (lowercased names), sent when the data ends */
+    size_t sent;    /* bytes read out since reel_h2_stream_take_sent */
+    hcollect_t in;  /* head being received */
+    bool in_trailers;
+    bool got_final; /* the request head, or a final (not 1xx) response head, came */
+    bool too_big;
+} stream_t;
+
+#define BUCKETS 64
+
+struct reel_h2 {
+    reel_codec_t base;
+    reel_h2_role role;
+    reel_h2_opts_t o;
+    nghttp2_session *s;
+    event_t *head, *tail;
+    event_t *current; /* handed out by the last feed; freed at the next */
+    /* Streams by id: ours, from the moment a request is submitted (nghttp2
+     * opens its own only when the HEADERS go out) to its close. */
+    stream_t *buckets[BUCKETS];
+    size_t queued_bytes, out_bytes;
+    bool dead;
+    bool goaway_reported; /* a GOAWAY with an error we sent is an event */
+    /* RST_STREAM received, in nghttp2's token bucket terms (it tears the
+     * connection down with GOAWAY INTERNAL_ERROR when it runs dry; this
+     * copy lets that GOAWAY be told apart and reported as rapid reset) */
+    double reset_tokens;
+    uint64_t reset_last_ms;
+    bool rapid_reset;
+    const char *fatal; /* why the connection failed, static */
+};
+
+static const reel_codec_ops_t h2_ops;
+
+static void hc_init(hcollect_t *h) {
+    memset(h, 0, sizeof *h);
+    reel_buf_init(&h->strs, 0);
+}
+
+static void hc_free(hcollect_t *h) {
+    reel_buf_free(&h->strs);
+    free(h->offs);
+    free(h->lens);
+    memset(h, 0, sizeof *h);
+}
+
+static size_t hc_str(hcollect_t *h, const uint8_t *p, size_t n) {
+    size_t off = h->strs.len;
+    reel_buf_append(&h->strs, p, n);
+    reel_buf_append(&h->strs, "", 1);
+    return off;
+}
+
+static void hc_add(hcollect_t *h, const uint8_t *name, size_t nlen, const uint8_t *value,
+                   size_t vlen) {
+    h->size += nlen + vlen + 32;
+    if (nlen && name[0] == ':') {
+        size_t off = hc_str(h, value, vlen) + 1;
+#define PSEUDO(lit, field)                                                                         \
+    if (nlen == sizeof(lit) - 1 && memcmp(name, lit, nlen) == 0) {                                 \
+        h->field = off;                                                                            \
+        return;                                                                                    \
+    }
+        PSEUDO(":method", method)
+        PSEUDO(":scheme", scheme)
+        PSEUDO(":authority", authority)
+        PSEUDO(":path", path)
+        PSEUDO(":status", status)
+        PSEUDO(":protocol", protocol)
+#undef PSEUDO
+        return; /* nghttp2 refuses unknown pseudo headers before we see them */
+    }
+    if (h->n == h->cap) {
+        h->cap = h->cap ? h->cap * 2 : 16;
+        h->offs = reel_realloc(h->offs, h->cap * 2 * sizeof *h->offs);
+        h->lens = reel_realloc(h->lens, h->cap * 2 * sizeof *h->lens);
+    }
+    h->offs[2 * h->n] = hc_str(h, name, nlen);
+    h->lens[2 * h->n] = nlen;
+    h->offs[2 * h->n + 1] = hc_str(h, value, vlen);
+    h->lens[2 * h->n + 1] = vlen;
+    h->n++;
+}
+
+/* ---- events ---- */
+
+static event_t *ev_push(reel_h2_t *h, reel_codec_ev_type type, uint32_t stream) {
+    event_t *e = reel_calloc(1, sizeof *e);
+    e->type = type;
+    e->stream = stream;
+    reel_buf_init(&e->data, 0);
+    if (h->tail)
+        h->tail->next = e;
+    else
+        h->head = e;
+    h->tail = e;
+    return e;
+}
+
+/* Counts a complete event in the bytes the codec holds. */
+static void ev_done(reel_h2_t *h, event_t *e) {
+    e->acct = sizeof *e + e->data.len + e->head.strs.len + e->head.cap * 4 * sizeof(size_t);
+    h->queued_bytes += e->acct;
+}
+
+static void ev_free(event_t *e) {
+    if (e == NULL)
+        return;
+    reel_buf_free(&e->data);
+    hc_free(&e->head);
+    free(e);
+}
+
+/* ---- nghttp2 callbacks ---- */
+
+static stream_t *stream_of(const reel_h2_t *h, int32_t id) {
+    if (id <= 0)
+        return NULL;
+    for (stream_t *st = h->buckets[(uint32_t)id % BUCKETS]; st; st = st->next)
+        if (st->id == id)
+            return st;
+    return NULL;
+}
+
+static stream_t *stream_new(reel_h2_t *h, int32_t id) {
+    stream_t *st = reel_calloc(1, sizeof *st);
+    st->id = id;
+    reel_buf_init(&st->out, 0);
+    hc_init(&st->in);
+    st->next = h->buckets[(uint32_t)id % BUCKETS];
+    h->buckets[(uint32_t)id % BUCKETS] = st;
+    return st;
+}
+
+static void stream_free(reel_h2_t *h, stream_t *st) {
+    stream_t **pp = &h->buckets[(uint32_t)st->id % BUCKETS];
+    while (*pp && *pp != st)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = st->next;
+    h->out_bytes -= st->out.len;
+    reel_buf_free(&st->out);
+    hc_free(&st->in);
+    hc_free(&st->tr);
+    free(st);
+}
+
+/* Submits a stream's trailers: from the data source once its last byte is
+ * out (nghttp2 sends HEADERS before DATA that is still queued, so
+ * submitting them earlier would end the stream first). */
+static void send_trailers(reel_h2_t *h, stream_t *st) {
+    hcollect_t *c = &st->tr;
+    nghttp2_nv *nv = reel_calloc(c->n ? c->n : 1, sizeof *nv);
+    for (size_t i = 0; i < c->n; i++)
+        nv[i] = (nghttp2_nv){c->strs.data + c->offs[2 * i], c->strs.data + c->offs[2 * i + 1],
+                             c->lens[2 * i], c->lens[2 * i + 1], NGHTTP2_NV_FLAG_NONE};
+    nghttp2_submit_trailer(h->s, st->id, nv, c->n);
+    free(nv);
+    st->trailers = false;
+}
+
+static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
+    reel_h2_t *h = ud;
+    if (f->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    (void)s;
+    stream_t *st = stream_of(h, f->hd.stream_id);
+    if (st == NULL)
+        st = stream_new(h, f->hd.stream_id);
+    hc_free(&st->in);
+    hc_init(&st->in);
+    /* after a 1xx nghttp2 files the final response under HCAT_HEADERS
+     * too: trailers are HEADERS after the final head */
+    st->in_trailers = st->got_final;
+    st->too_big = false;
+    return 0;
+}
+
+static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nlen,
+                     const uint8_t *value, size_t vlen, uint8_t flags, void *ud) {
+    reel_h2_t *h = ud;
+    (void)s;
+    (void)flags;
+    stream_t *st = stream_of(h, f->hd.stream_id);
+    if (st == NULL || st->too_big)
+        return 0;
+    if (st->in.size + nlen + vlen + 32 > h->o.max_header_list) {
+        st->too_big = true;
+        event_t *e = ev_push(h, REEL_CODEC_EV_RESET, (uint32_t)f->hd.stream_id);
+        e->code = REEL_H2_INTERNAL_ERROR; /* what nghttp2 resets it with */
+        e->reason = "header list over max_header_list, stream reset";
+        ev_done(h, e);
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* nghttp2 resets the stream */
+    }
+    hc_add(&st->in, name, nlen, value, vlen);
+    return 0;
+}
+
+static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data,
+                         size_t len, void *ud) {
+    reel_h2_t *h = ud;
+    (void)s;
+    (void)flags;
+    if (stream_of(h, id) == NULL)
+        return 0;
+    event_t *e = ev_push(h, REEL_CODEC_EV_DATA, (uint32_t)id);
+    reel_buf_append(&e->data, data, len);
+    ev_done(h, e);
+    return 0;
+}
+
+static uint64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void reset_seen(reel_h2_t *h) {
+    uint64_t now = now_ms();
+    double rate = h->o.max_resets_per_sec;
+    h->reset_tokens += (double)(now - h->reset_last_ms) * rate / 1000.0;
+    if (h->reset_tokens > rate)
+        h->reset_tokens = rate;
+    h->reset_last_ms = now;
+    if (h->reset_tokens >= 1)
+        h->reset_tokens -= 1;
+    else
+        h->rapid_reset = true;
+}
+
+static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
+    reel_h2_t *h = ud;
+    (void)s;
+    int32_t id = f->hd.stream_id;
+    stream_t *st = stream_of(h, id);
+    switch (f->hd.type) {
+    case NGHTTP2_HEADERS: {
+        if (st == NULL || st->too_big)
+            return 0;
+        event_t *e =
+            ev_push(h, st->in_trailers ? REEL_CODEC_EV_END : REEL_CODEC_EV_HEAD, (uint32_t)id);
+        e->head = st->in;
+        e->has_head = true;
+        if (!st->in_trailers) {
+            const char *status =
+                e->head.status ? (const char *)e->head.strs.data + e->head.status - 1 : NULL;
+            st->got_final = status == NULL || status[0] != '1';
+        }
+        hc_init(&st->in);
+        ev_done(h, e);
+        if (!st->in_trailers && (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+            ev_done(h, ev_push(h, REEL_CODEC_EV_END, (uint32_t)id));
+        break;
+    }
+    case NGHTTP2_DATA:
+        if (st && (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+            ev_done(h, ev_push(h, REEL_CODEC_EV_END, (uint32_t)id));
+        break;
+    case NGHTTP2_GOAWAY: {
+        event_t *e = ev_push(h, REEL_CODEC_EV_GOAWAY, 0);
+        e->code = f->goaway.error_code;
+        e->last_stream = (uint32_t)f->goaway.last_stream_id;
+        e->reason = "the peer sent GOAWAY";
+        ev_done(h, e);
+        break;
+    }
+    case NGHTTP2_RST_STREAM:
+        reset_seen(h);
+        if (st) {
+            event_t *e = ev_push(h, REEL_CODEC_EV_RESET, (uint32_t)id);
+            e->code = f->rst_stream.error_code;
+            e->reason = "the peer reset the stream (RST_STREAM)";
+            ev_done(h, e);
+        }
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *f, int lib_error, void *ud) {
+    reel_h2_t *h = ud;
+    (void)s;
+    if (f->hd.stream_id > 0 && stream_of(h, f->hd.stream_id)) {
+        event_t *e = ev_push(h, REEL_CODEC_EV_RESET, (uint32_t)f->hd.stream_id);
+        e->code = REEL_H2_PROTOCOL_ERROR;
+        e->reason = nghttp2_strerror(lib_error);
+        ev_done(h, e);
+    }
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *ud) {
+    reel_h2_t *h = ud;
+    (void)s;
+    (void)code;
+    stream_t *st = stream_of(h, id);
+    if (st)
+        stream_free(h, st);
+    return 0;
+}
+
+static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
+    reel_h2_t *h = ud;
+    (void)s;
+    if (f->hd.type == NGHTTP2_GOAWAY && f->goaway.error_code != NGHTTP2_NO_ERROR &&
+        !h->goaway_reported) {
+        h->goaway_reported = true;
+        h->fatal = h->rapid_reset || f->goaway.error_code == NGHTTP2_ENHANCE_YOUR_CALM
+                       ? "the client reset streams faster than max_resets_per_sec (rapid "
+                         "reset, CVE-2023-44487): GOAWAY sent"
+                   : h->fatal ? h->fatal
+                              : "HTTP/2 protocol error, GOAWAY sent";
+        event_t *e = ev_push(h, REEL_CODEC_EV_GOAWAY, 0);
+        e->code = f->goaway.error_code;
+        e->last_stream = (uint32_t)f->goaway.last_stream_id;
+        e->reason = h->fatal;
+        ev_done(h, e);
+    }
+    return 0;
+}
+
+/* Data source for a stream's submitted bytes. */
+static ssize_t read_data(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length,
+                         uint32_t *flags, nghttp2_data_source *src, void *ud) {
+    reel_h2_t *h = ud;
+    (void)src;
+    stream_t *st = stream_of(h, id);
+    if (st == NULL)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    size_t n = st->out.len < length ? st->out.len : length;
+    memcpy(buf, st->out.data, n);
+    reel_buf_consume(&st->out, n);
+    h->out_bytes -= n;
+    st->sent += n;
+    if (st->out.len == 0) {
+        if (st->end) {
+            *flags |= NGHTTP2_DATA_FLAG_EOF;
+            if (st->trailers) {
+                *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+                send_trailers(h, st);
+            }
+        } else if (n == 0) {
+            st->deferred = true;
+            return NGHTTP2_ERR_DEFERRED;
+        }
+    }
+    (void)s;
+    return (ssize_t)n;
+}
+
+/* ---- the codec ---- */
+
+static void fill_event(reel_h2_t *h, event_t *e, reel_codec_event_t *ev) {
+    (void)h;
+    ev->type = e->type;
+    ev->stream = e->stream;
+    ev->error_code = e->code;
+    ev->error_reason = e->reason;
+    ev->last_stream = e->last_stream;
+    if (e->type == REEL_CODEC_EV_DATA) {
+        ev->data = e->data.data;
+        ev->len = e->data.len;
+    }
+    if (!e->has_head)
+        return;
+    hcollect_t *c = &e->head;
+    /* fields point into strs now that it no longer grows; the array of
+     * reel_field_t goes at the end of e->data */
+    reel_buf_reset(&e->data);
+    reel_buf_reserve(&e->data, (c->n ? c->n : 1) * sizeof(reel_field_t));
+    reel_field_t *fl = (reel_field_t *)e->data.data;
+    const char *base = (const char *)c->strs.data;
+    for (size_t i = 0; i < c->n; i++) {
+        fl[i].name = base + c->offs[2 * i];
+        fl[i].name_len = c->lens[2 * i];
+        fl[i].value = base + c->offs[2 * i + 1];
+        fl[i].value_len = c->lens[2 * i + 1];
+    }
+    if (e->type == REEL_CODEC_EV_END) {
+        ev->trailers = fl;
+        ev->ntrailers = c->n;
+        return;
+    }
+    reel_msg_head_t *hd = &ev->head;
+#define STR(off) ((off) ? base + (off)-1 : "")
+    hd->method = STR(c->method);
+    hd->scheme = STR(c->scheme);
+    hd->path = STR(c->path);
+    hd->version = "HTTP/2.0";
+    hd->reason = "";
+    hd->fields = fl;
+    hd->nfields = c->n;
+    if (c->status)
+        hd->status = (uint32_t)strtoul(base + c->status - 1, NULL, 10);
+    /* host and port from :authority, else Host */
+    const char *auth = c->authority ? base + c->authority - 1 : NULL;
+    for (size_t i = 0; auth == NULL && i < c->n; i++)
+        if (fl[i].name_len == 4 && memcmp(fl[i].name, "host", 4) == 0)
+            auth = fl[i].value;
+    hd->host = "";
+    hd->port = 0;
+    if (auth) {
+        /* split in place: the strings are ours */
+        char *a = (char *)auth;
+        char *colon = NULL;
+        if (a[0] == '[') {
+            char *rb = strchr(a, ']');
+            if (rb) {
+                *rb = 0;
+                a++;
+                colon = rb[1] == ':' ? rb + 1 : NULL;
+            }
+        } else {
+            colon = strrchr(a, ':');
+        }
+        if (colon) {
+            *colon = 0;
+            hd->port = (uint32_t)strtoul(colon + 1, NULL, 10);
+        }
+        hd->host = a;
+    }
+    if (hd->port == 0 && hd->host[0])
+        hd->port = strcmp(hd->scheme, "http") == 0 ? 80 : 443;
+    if (c->protocol) /* RFC 8441: the protocol of an extended CONNECT */
+        hd->scheme = STR(c->protocol);
+#undef STR
+}
+
+static reel_rc pop(reel_h2_t *h, reel_codec_event_t *ev) {
+    event_t *e = h->head;
+    if (e == NULL)
+        return REEL_NEED_MORE;
+    h->head = e->next;
+    if (h->head == NULL)
+        h->tail = NULL;
+    h->current = e;
+    fill_event(h, e, ev);
+    return REEL_OK;
+}
+
+static void drop_current(reel_h2_t *h) {
+    if (h->current) {
+        h->queued_bytes -= h->current->acct;
+        ev_free(h->current);
+        h->current = NULL;
+    }
+}
+
+static reel_rc h2_feed(reel_codec_t *c, const uint8_t *buf, size_t len, size_t *consumed,
+                       reel_codec_event_t *ev) {
+    reel_h2_t *h = (reel_h2_t *)c;
+    memset(ev, 0, sizeof *ev);
+    *consumed = 0;
+    drop_current(h);
+    if (h->head)
+        return pop(h, ev);
+    if (h->dead) {
+        ev->error_reason = h->fatal ? h->fatal : "HTTP/2 connection failed";
+        ev->error_code = REEL_H2_PROTOCOL_ERROR;
+        return REEL_INVALID;
+    }
+    if (len) {
+        ssize_t n = nghttp2_session_mem_recv(h->s, buf, len);
+        if (n < 0) {
+            h->dead = true;
+            if (h->fatal == NULL)
+                h->fatal = n == NGHTTP2_ERR_BAD_CLIENT_MAGIC ? "not an HTTP/2 connection preface"
+                                                             : nghttp2_strerror((int)n);
+            /* nghttp2 has queued a GOAWAY where it could: events first */
+            if (h->head)
+                return pop(h, ev);
+            ev->error_reason = h->fatal;
+            ev->error_code = REEL_H2_PROTOCOL_ERROR;
+            return REEL_INVALID;
+        }
+        *consumed = (size_t)n;
+    }
+    return pop(h, ev);
+}
+
+static reel_rc h2_feed_eof(reel_codec_t *c, reel_codec_event_t *ev) {
+    reel_h2_t *h = (reel_h2_t *)c;
+    memset(ev, 0, sizeof *ev);
+    drop_current(h);
+    if (h->head)
+        return pop(h, ev);
+    h->dead = true; /* the caller ends the exchanges still open */
+    return REEL_OK;
+}
+
+static void h2_free(reel_codec_t *c) {
+    reel_h2_t *h = (reel_h2_t *)c;
+    drop_current(h);
+    while (h->head) {
+        event_t *e = h->head;
+        h->head = e->next;
+        ev_free(e);
+    }
+    nghttp2_session_del(h->s); /* calls on_stream_close for open streams */
+    for (int i = 0; i < BUCKETS; i++)
+        while (h->buckets[i])
+            stream_free(h, h->buckets[i]);
+    free(h);
+}
+
+static const reel_codec_ops_t h2_ops = {
+    .name = "h2", .feed = h2_feed, .feed_eof = h2_feed_eof, .free = h2_free};
+
+reel_codec_t *reel_h2_codec_new(reel_h2_role role, const reel_h2_opts_t *opts) {
+    reel_h2_t *h = reel_calloc(1, sizeof *h);
+    h->base.ops = &h2_ops;
+    h->role = role;
+    if (opts)
+        h->o = *opts;
+    if (!h->o.max_header_list)
+        h->o.max_header_list = 64 * 1024;
+    if (!h->o.max_concurrent_streams)
+        h->o.max_concurrent_streams = 100;
+    if (!h->o.stream_window)
+        h->o.stream_window = 1u << 20;
+    if (!h->o.conn_window)
+        h->o.conn_window = 16u << 20;
+    if (!h->o.max_resets_per_sec)
+        h->o.max_resets_per_sec = 100;
+    if (!h->o.max_continuations)
+        h->o.max_continuations = 8;
+    nghttp2_session_callbacks *cb;
+    nghttp2_session_callbacks_new(&cb);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
+    nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cb, on_invalid_frame);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
+    nghttp2_option *opt;
+    nghttp2_option_new(&opt);
+    nghttp2_option_set_no_auto_window_update(opt, 1);
+    nghttp2_option_set_max_continuations(opt, h->o.max_continuations);
+    nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
+    h->reset_tokens = h->o.max_resets_per_sec;
+    h->reset_last_ms = now_ms();
+    if (role == REEL_H2_SERVER) {
+        nghttp2_option_set_stream_reset_rate_limit(opt, h->o.max_resets_per_sec,
+                                                   h->o.max_resets_per_sec);
+        nghttp2_session_server_new2(&h->s, cb, h, opt);
+    } else {
+        nghttp2_session_client_new2(&h->s, cb, h, opt);
+    }
+    nghttp2_option_del(opt);
+    nghttp2_session_callbacks_del(cb);
+    nghttp2_settings_entry iv[6];
+    size_t niv = 0;
+    iv[niv++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, h->o.stream_window};
+    iv[niv++] =
+        (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, h->o.max_header_list};
+    iv[niv++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, 4096};
+    if (role == REEL_H2_SERVER) {
+        iv[niv++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+                                             h->o.max_concurrent_streams};
+        if (h->o.connect_protocol)
+            iv[niv++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1};
+    } else {
+        iv[niv++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_ENABLE_PUSH, 0};
+    }
+    nghttp2_submit_settings(h->s, NGHTTP2_FLAG_NONE, iv, niv);
+    if (h->o.conn_window > NGHTTP2_INITIAL_CONNECTION_WINDOW_SIZE)
+        nghttp2_session_set_local_window_size(h->s, NGHTTP2_FLAG_NONE, 0,
+                                              (int32_t)h->o.conn_window);
+    return &h->base;
+}
+
+reel_h2_t *reel_h2_codec_h2(reel_codec_t *c) {
+    return c && c->ops == &h2_ops ? (reel_h2_t *)c : NULL;
+}
+
+/* ---- sending ---- */
+
+/* Connection-specific fields (RFC 9113 8.2.2) and Host are not sent. */
+static bool skip_field(const reel_field_t *f) {
+    static const char *const drop[] = {"connection",        "keep-alive", "proxy-connection",
+                                       "transfer-encoding", "upgrade",    "host"};
+    for (size_t i = 0; i < sizeof drop / sizeof *drop; i++)
+        if (f->name_len == strlen(drop[i]) && strncasecmp(f->name, drop[i], f->name_len) == 0)
+            return true;
+    if (f->name_len == 2 && strncasecmp(f->name, "te", 2) == 0)
+        return !(f->value_len == 8 && strncasecmp(f->value, "trailers", 8) == 0);
+    return false;
+}
+
+typedef struct {
+    nghttp2_nv *nv;
+    size_t n, cap;
+    reel_buf_t lower; /* lowercased names */
+    size_t *lower_off;
+} nvs_t;
+
+static void nvs_add(nvs_t *v, const char *name, size_t nlen, const char *value, size_t vlen,
+                    bool lower) {
+    if (v->n == v->cap) {
+        v->cap = v->cap ? v->cap * 2 : 16;
+        v->nv = reel_realloc(v->nv, v->cap * sizeof *v->nv);
+        v->lower_off = reel_realloc(v->lower_off, v->cap * sizeof *v->lower_off);
+    }
+    v->lower_off[v->n] = (size_t)-1;
+    if (lower) {
+        v->lower_off[v->n] = v->lower.len;
+        for (size_t i = 0; i < nlen; i++) {
+            char ch = (char)tolower((unsigned char)name[i]);
+            reel_buf_append(&v->lower, &ch, 1);
+        }
+    }
+    v->nv[v->n] = (nghttp2_nv){(uint8_t *)name, (uint8_t *)value, nlen, vlen, NGHTTP2_NV_FLAG_NONE};
+    v->n++;
+}
+
+/* Names point into v->lower once it no longer grows. */
+static void nvs_fix(nvs_t *v) {
+    for (size_t i = 0; i < v->n; i++)
+        if (v->lower_off[i] != (size_t)-1)
+            v->nv[i].name = v->lower.data + v->lower_off[i];
+}
+
+static void nvs_free(nvs_t *v) {
+    free(v->nv);
+    free(v->lower_off);
+    reel_buf_free(&v->lower);
+}
+
+static void nvs_fields(nvs_t *v, const reel_field_t *f, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!skip_field(&f[i]))
+            nvs_add(v, f[i].name, f[i].name_len, f[i].value, f[i].value_len, true);
+}
+
+static stream_t *stream_for_send(reel_h2_t *h, int32_t id) {
+    stream_t *st = stream_of(h, id);
+    if (st == NULL && id > 0)
+        st = stream_new(h, id);
+    return st;
+}
+
+reel_rc reel_h2_submit_request(reel_h2_t *h, const reel_msg_head_t *head, bool end,
+                               uint32_t *stream, reel_err_t *err) {
+    nvs_t v = {0};
+    reel_buf_init(&v.lower, 0);
+    char auth[300];
+    bool default_port = (strcmp(head->scheme, "https") == 0 && head->port == 443) ||
+                        (strcmp(head->scheme, "http") == 0 && head->port == 80) || !head->port;
+    if (strchr(head->host, ':'))
+        snprintf(auth, sizeof auth, default_port ? "[%s]" : "[%s]:%u", head->host, head->port);
+    else
+        snprintf(auth, sizeof auth, default_port ? "%s" : "%s:%u", head->host, head->port);
+    bool connect = strcmp(head->method, "CONNECT") == 0;
+    nvs_add(&v, ":method", 7, head->method, strlen(head->method), false);
+    if (!connect) {
+        nvs_add(&v, ":scheme", 7, head->scheme, strlen(head->scheme), false);
+        nvs_add(&v, ":path", 5, head->path[0] ? head->path : "/",
+                head->path[0] ? strlen(head->path) : 1, false);
+    }
+    nvs_add(&v, ":authority", 10, auth, strlen(auth), false);
+    nvs_fields(&v, head->fields, head->nfields);
+    nvs_fix(&v);
+    nghttp2_data_provider prd = {.read_callback = read_data};
+    int32_t id = nghttp2_submit_request(h->s, NULL, v.nv, v.n, end ? NULL : &prd, NULL);
+    nvs_free(&v);
+    if (id < 0)
+        return reel_err_set(err, REEL_INVALID, "cannot send the request on HTTP/2: %s",
+                            nghttp2_strerror(id));
+    stream_t *st = stream_new(h, id);
+    st->end = end;
+    *stream = (uint32_t)id;
+    return REEL_OK;
+}
+
+reel_rc reel_h2_submit_response(reel_h2_t *h, uint32_t stream, const reel_msg_head_t *head,
+                                bool end, reel_err_t *err) {
+    nvs_t v = {0};
+    reel_buf_init(&v.lower, 0);
+    char status[8];
+    snprintf(status, sizeof status, "%u", head->status);
+    nvs_add(&v, ":status", 7, status, strlen(status), false);
+    nvs_fields(&v, head->fields, head->nfields);
+    nvs_fix(&v);
+    int rv;
+    if (head->status >= 100 && head->status < 200) {
+        rv =
+            nghttp2_submit_headers(h->s, NGHTTP2_FLAG_NONE, (int32_t)stream, NULL, v.nv, v.n, NULL);
+    } else {
+        stream_t *st = stream_for_send(h, (int32_t)stream);
+        nghttp2_data_provider prd = {.read_callback = read_data};
+        if (st)
+            st->end = end;
+        rv = nghttp2_submit_response(h->s, (int32_t)stream, v.nv, v.n, end ? NULL : &prd);
+    }
+    nvs_free(&v);
+    if (rv != 0)
+        return reel_err_set(err, REEL_INVALID, "cannot send the response on HTTP/2: %s",
+                            nghttp2_strerror(rv));
+    return REEL_OK;
+}
+
+reel_rc reel_h2_submit_data(reel_h2_t *h, uint32_t stream, const void *data, size_t len, bool end) {
+    stream_t *st = stream_of(h, (int32_t)stream);
+    if (st == NULL)
+        return REEL_NOTFOUND;
+    reel_buf_append(&st->out, data, len);
+    h->out_bytes += len;
+    if (end)
+        st->end = true;
+    if (st->deferred) {
+        st->deferred = false;
+        nghttp2_session_resume_data(h->s, (int32_t)stream);
+    }
+    return REEL_OK;
+}
+
+reel_rc reel_h2_submit_trailers(reel_h2_t *h, uint32_t stream, const reel_field_t *fields, size_t n,
+                                reel_err_t *err) {
+    stream_t *st = stream_of(h, (int32_t)stream);
+    if (st == NULL)
+        return reel_err_set(err, REEL_NOTFOUND, "HTTP/2 stream %u is gone", stream);
+    hc_free(&st->tr);
+    hc_init(&st->tr);
+    for (size_t i = 0; i < n; i++) {
+        if (skip_field(&fields[i]))
+            continue;
+        char lower[256];
+        size_t nl = fields[i].name_len < sizeof lower ? fields[i].name_len : sizeof lower;
+        for (size_t k = 0; k < nl; k++)
+            lower[k] = (char)tolower((unsigned char)fields[i].name[k]);
+        hc_add(&st->tr, (const uint8_t *)lower, nl, (const uint8_t *)fields[i].value,
+               fields[i].value_len);
+    }
+    st->trailers = true;
+    st->end = true;
+    if (st->deferred) {
+        st->deferred = false;
+        nghttp2_session_resume_data(h->s, (int32_t)stream);
+    }
+    return REEL_OK;
+}
+
+void reel_h2_reset(reel_h2_t *h, uint32_t stream, uint32_t code) {
+    nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, (int32_t)stream, code);
+}
+
+void reel_h2_goaway(reel_h2_t *h, uint32_t code) {
+    nghttp2_submit_goaway(h->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(h->s),
+                          code, NULL, 0);
+}
+
+void reel_h2_consume(reel_h2_t *h, uint32_t stream, size_t n) {
+    if (nghttp2_session_consume(h->s, (int32_t)stream, n) != 0)
+        nghttp2_session_consume_connection(h->s, n); /* the stream is gone */
+}
+
+reel_rc reel_h2_take_output(reel_h2_t *h, reel_buf_t *out) {
+    for (;;) {
+        const uint8_t *p = NULL;
+        ssize_t n = nghttp2_session_mem_send(h->s, &p);
+        if (n < 0) {
+            h->dead = true;
+            return REEL_ERROR;
+        }
+        if (n == 0)
+            return REEL_OK;
+        if (reel_buf_append(out, p, (size_t)n) != REEL_OK)
+            return REEL_LIMIT;
+    }
+}
+
+size_t reel_h2_stream_queued(const reel_h2_t *h, uint32_t stream) {
+    stream_t *st = stream_of(h, (int32_t)stream);
+    return st ? st->out.len : 0;
+}
+
+size_t reel_h2_stream_take_sent(reel_h2_t *h, uint32_t stream) {
+    stream_t *st = stream_of(h, (int32_t)stream);
+    if (st == NULL)
+        return 0;
+    size_t n = st->sent;
+    st->sent = 0;
+    return n;
+}
+
+size_t reel_h2_memory(const reel_h2_t *h) {
+    return h->queued_bytes + h->out_bytes;
+}
+
+bool reel_h2_alive(const reel_h2_t *h) {
+    return !h->dead && (nghttp2_session_want_read(h->s) || nghttp2_session_want_write(h->s));
+}

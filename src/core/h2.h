@@ -1,0 +1,121 @@
+/* HTTP/2 as a codec (core/codec.h), sans I/O, over nghttp2.
+ *
+ * One reel_h2 is one side of one connection: the server role reads a
+ * client's requests and writes responses, the client role writes requests
+ * to an origin and reads its responses. Bytes in: reel_codec_feed, which
+ * reports one event at a time (HEAD, DATA, END with trailers, RESET with
+ * the HTTP/2 error code, GOAWAY), each naming its stream id. Bytes out:
+ * the submit_* calls queue frames, reel_h2_take_output hands them over.
+ *
+ * Heads are the neutral reel_msg_head_t (version "HTTP/2.0"): pseudo
+ * headers become method, scheme, host, port and path (:authority, else
+ * Host) or status; fields keep wire order. Going out, a head is translated
+ * as RFC 9113 8.2 asks: names lowercased, connection-specific fields
+ * (Connection, Keep-Alive, Proxy-Connection, Transfer-Encoding, Upgrade,
+ * TE other than "trailers") and Host (it becomes :authority) left out.
+ *
+ * Flow control is end to end: no WINDOW_UPDATE is sent for received DATA
+ * until the caller says the bytes were passed on (reel_h2_consume), so a
+ * slow reader on the other side slows this peer down instead of filling
+ * memory, and one stalled stream leaves the others their windows.
+ *
+ * Protections (each reported as an error with a reason): header lists over
+ * max_header_list (the stream is reset: a RESET event says why),
+ * more than max_continuations CONTINUATION frames for one block, streams
+ * reset faster than max_resets_per_sec (rapid reset, CVE-2023-44487: the
+ * connection gets GOAWAY, with INTERNAL_ERROR as nghttp2 sends it), HPACK tables capped at 4 KiB,
+ * and nghttp2's own HTTP messaging checks (pseudo headers, field names and
+ * values without CR, LF or NUL, content-length against DATA). Server push
+ * is refused (ENABLE_PUSH 0 toward origins).
+ *
+ * Memory: events own copies of what they carry (at most one read's worth
+ * is queued); DATA submitted for sending waits in a per-stream buffer the
+ * caller watches with reel_h2_stream_queued. reel_h2_memory reports it all. */
+#ifndef REEL_CORE_H2_H
+#define REEL_CORE_H2_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/error.h"
+#include "base/mem.h"
+#include "core/codec.h"
+#include "core/msg.h"
+
+typedef struct reel_h2 reel_h2_t;
+
+typedef enum {
+    REEL_H2_SERVER = 1, /* toward a client */
+    REEL_H2_CLIENT = 2, /* toward an origin */
+} reel_h2_role;
+
+/** Options; a zero field means its default. */
+typedef struct {
+    uint32_t max_header_list;        /* bytes (RFC 9113 6.5.2 counting), 64 KiB */
+    uint32_t max_concurrent_streams; /* what we accept (server), 100 */
+    uint32_t stream_window;          /* receive window per stream, 1 MiB */
+    uint32_t conn_window;            /* receive window of the connection, 16 MiB */
+    uint32_t max_resets_per_sec;     /* RST_STREAM a client may send per second, 100 */
+    uint32_t max_continuations;      /* per header block, 8 */
+    bool connect_protocol;           /* server: allow extended CONNECT (RFC 8441) */
+} reel_h2_opts_t;
+
+/** HTTP/2 error codes (RFC 9113 7) reel uses by name. */
+enum {
+    REEL_H2_NO_ERROR = 0x0,
+    REEL_H2_PROTOCOL_ERROR = 0x1,
+    REEL_H2_INTERNAL_ERROR = 0x2,
+    REEL_H2_REFUSED_STREAM = 0x7,
+    REEL_H2_CANCEL = 0x8,
+    REEL_H2_ENHANCE_YOUR_CALM = 0xb,
+};
+
+/** A codec for one side of a connection. A client starts with its preface
+ * and SETTINGS queued, a server with its SETTINGS (it expects the client's
+ * preface first). opts may be NULL. */
+reel_codec_t *reel_h2_codec_new(reel_h2_role role, const reel_h2_opts_t *opts);
+/** The HTTP/2 state behind an h2 codec (NULL for another codec). */
+reel_h2_t *reel_h2_codec_h2(reel_codec_t *c);
+
+/** Client: opens a stream with head (method, scheme, host, port, path,
+ * fields); end: no body follows. *stream gets its id. */
+reel_rc reel_h2_submit_request(reel_h2_t *h, const reel_msg_head_t *head, bool end,
+                               uint32_t *stream, reel_err_t *err);
+/** Server: answers stream with head (status, fields); an interim (1xx)
+ * head may come before the final one. */
+reel_rc reel_h2_submit_response(reel_h2_t *h, uint32_t stream, const reel_msg_head_t *head,
+                                bool end, reel_err_t *err);
+/** Body bytes for stream (copied; sent as the peer's windows allow); end:
+ * the last ones. REEL_NOTFOUND for a stream that is gone. */
+reel_rc reel_h2_submit_data(reel_h2_t *h, uint32_t stream, const void *data, size_t len, bool end);
+/** Trailers end the stream after its queued data. */
+reel_rc reel_h2_submit_trailers(reel_h2_t *h, uint32_t stream, const reel_field_t *fields, size_t n,
+                                reel_err_t *err);
+/** RST_STREAM with code. */
+void reel_h2_reset(reel_h2_t *h, uint32_t stream, uint32_t code);
+/** GOAWAY with code (last stream: the last one accepted). */
+void reel_h2_goaway(reel_h2_t *h, uint32_t code);
+/** n bytes of stream's received DATA were passed on: let the peer send
+ * that much more (stream and connection windows). */
+void reel_h2_consume(reel_h2_t *h, uint32_t stream, size_t n);
+
+/** Frames waiting to be sent, appended to out. */
+reel_rc reel_h2_take_output(reel_h2_t *h, reel_buf_t *out);
+/** Submitted DATA of stream not yet handed to take_output. */
+size_t reel_h2_stream_queued(const reel_h2_t *h, uint32_t stream);
+/** Bytes of stream's submitted DATA that went out since the last call
+ * (what the other side may now consume). */
+size_t reel_h2_stream_take_sent(reel_h2_t *h, uint32_t stream);
+/** Bytes this side holds: queued events and unsent DATA. */
+size_t reel_h2_memory(const reel_h2_t *h);
+/** False once the connection is over (GOAWAY both ways, or a fatal error)
+ * and nothing is left to send. */
+bool reel_h2_alive(const reel_h2_t *h);
+
+/** The client connection preface (24 bytes): how a prior-knowledge h2c
+ * client starts. */
+#define REEL_H2_PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#define REEL_H2_PREFACE_LEN 24
+
+#endif

@@ -1,0 +1,403 @@
+/* Tests for src/core/h2.c: an h2 client codec and an h2 server codec
+ * talking to each other in memory. Requests and responses with bodies and
+ * trailers, interim responses, translation of HTTP/1 heads (names
+ * lowercased, connection-specific fields dropped, :authority from the
+ * host), end-to-end flow control (nothing more arrives until the receiver
+ * consumes), RST_STREAM and GOAWAY both ways, and the protections: a
+ * header list over the limit resets only its stream, rapid resets get
+ * a GOAWAY said to be for that, a bad preface is an error. The client's first
+ * flight is also fed to the server split at every byte. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "base/mem.h"
+#include "core/h2.h"
+
+typedef struct {
+    reel_codec_t *c;
+    reel_h2_t *h;
+    reel_buf_t trace;   /* one line per event */
+    reel_buf_t body[8]; /* DATA by stream id (odd ids 1..15) */
+    bool consume;       /* consume DATA as it arrives */
+    reel_rc last_rc;
+    const char *last_reason;
+} side_t;
+
+static void side_init(side_t *s, reel_h2_role role, const reel_h2_opts_t *o) {
+    memset(s, 0, sizeof *s);
+    s->c = reel_h2_codec_new(role, o);
+    s->h = reel_h2_codec_h2(s->c);
+    assert_non_null(s->h);
+    reel_buf_init(&s->trace, 0);
+    for (int i = 0; i < 8; i++)
+        reel_buf_init(&s->body[i], 0);
+    s->consume = true;
+    s->last_rc = REEL_OK;
+}
+
+static void side_free(side_t *s) {
+    reel_codec_free(s->c);
+    reel_buf_free(&s->trace);
+    for (int i = 0; i < 8; i++)
+        reel_buf_free(&s->body[i]);
+}
+
+static const char *trace(side_t *s) {
+    reel_buf_append(&s->trace, "", 1);
+    s->trace.len--;
+    return (const char *)s->trace.data;
+}
+
+static void note_event(side_t *s, const reel_codec_event_t *ev) {
+    switch (ev->type) {
+    case REEL_CODEC_EV_HEAD: {
+        const reel_msg_head_t *h = &ev->head;
+        if (h->status)
+            reel_buf_printf(&s->trace, "head %u %u", ev->stream, h->status);
+        else
+            reel_buf_printf(&s->trace, "head %u %s %s %s:%u %s", ev->stream, h->method, h->scheme,
+                            h->host, h->port, h->path);
+        for (size_t i = 0; i < h->nfields; i++)
+            reel_buf_printf(&s->trace, " %.*s=%.*s", (int)h->fields[i].name_len, h->fields[i].name,
+                            (int)h->fields[i].value_len, h->fields[i].value);
+        reel_buf_puts(&s->trace, "\n");
+        break;
+    }
+    case REEL_CODEC_EV_DATA:
+        reel_buf_append(&s->body[(ev->stream / 2) % 8], ev->data, ev->len);
+        if (s->consume)
+            reel_h2_consume(s->h, ev->stream, ev->len);
+        break;
+    case REEL_CODEC_EV_END:
+        reel_buf_printf(&s->trace, "end %u", ev->stream);
+        for (size_t i = 0; i < ev->ntrailers; i++)
+            reel_buf_printf(&s->trace, " %.*s=%.*s", (int)ev->trailers[i].name_len,
+                            ev->trailers[i].name, (int)ev->trailers[i].value_len,
+                            ev->trailers[i].value);
+        reel_buf_puts(&s->trace, "\n");
+        break;
+    case REEL_CODEC_EV_RESET:
+        reel_buf_printf(&s->trace, "reset %u %u\n", ev->stream, ev->error_code);
+        s->last_reason = ev->error_reason;
+        break;
+    case REEL_CODEC_EV_GOAWAY:
+        reel_buf_printf(&s->trace, "goaway %u %u\n", ev->last_stream, ev->error_code);
+        s->last_reason = ev->error_reason;
+        break;
+    default:
+        reel_buf_printf(&s->trace, "other %d\n", ev->type);
+    }
+}
+
+/* Gives s the bytes, reporting every event. */
+static void feed(side_t *s, const uint8_t *p, size_t n) {
+    size_t off = 0;
+    for (;;) {
+        size_t used = 0;
+        reel_codec_event_t ev;
+        reel_rc rc = reel_codec_feed(s->c, p + off, n - off, &used, &ev);
+        off += used;
+        if (rc == REEL_NEED_MORE)
+            return;
+        if (rc != REEL_OK) {
+            s->last_rc = rc;
+            s->last_reason = ev.error_reason;
+            return;
+        }
+        note_event(s, &ev);
+    }
+}
+
+/* Moves frames both ways until neither side has anything to send. */
+static void pump(side_t *a, side_t *b) {
+    for (int round = 0; round < 64; round++) {
+        reel_buf_t out;
+        reel_buf_init(&out, 0);
+        assert_int_equal(reel_h2_take_output(a->h, &out), REEL_OK);
+        size_t moved = out.len;
+        feed(b, out.data, out.len);
+        reel_buf_reset(&out);
+        assert_int_equal(reel_h2_take_output(b->h, &out), REEL_OK);
+        moved += out.len;
+        feed(a, out.data, out.len);
+        reel_buf_free(&out);
+        if (moved == 0)
+            return;
+    }
+}
+
+static const reel_field_t REQ_FIELDS[] = {
+    {"User-Agent", 10, "t", 1},
+    {"Connection", 10, "keep-alive", 10},
+    {"Keep-Alive", 10, "timeout=5", 9},
+    {"Host", 4, "origin.test", 11},
+    {"TE", 2, "gzip", 4},
+    {"X-Many", 6, "a", 1},
+    {"Transfer-Encoding", 17, "chunked", 7},
+    {"x-many", 6, "b", 1},
+};
+
+static reel_msg_head_t req_head(const char *method, const char *path) {
+    reel_msg_head_t h = {.method = method,
+                         .scheme = "https",
+                         .host = "origin.test",
+                         .port = 443,
+                         .path = path,
+                         .version = "HTTP/1.1",
+                         .fields = REQ_FIELDS,
+                         .nfields = sizeof REQ_FIELDS / sizeof *REQ_FIELDS};
+    return h;
+}
+
+static void test_exchange_with_trailers(void **state) {
+    (void)state;
+    side_t cl, sv;
+    side_init(&cl, REEL_H2_CLIENT, NULL);
+    side_init(&sv, REEL_H2_SERVER, NULL);
+    reel_err_t err;
+    reel_err_clear(&err);
+    uint32_t id = 0;
+    reel_msg_head_t rq = req_head("POST", "/upload?x=1");
+    assert_int_equal(reel_h2_submit_request(cl.h, &rq, false, &id, &err), REEL_OK);
+    assert_int_equal(id, 1);
+    assert_int_equal(reel_h2_submit_data(cl.h, id, "hello ", 6, false), REEL_OK);
+    assert_int_equal(reel_h2_submit_data(cl.h, id, "world", 5, true), REEL_OK);
+    pump(&cl, &sv);
+    /* names lowercased; Connection, Keep-Alive, Host, TE: gzip and
+     * Transfer-Encoding are not HTTP/2's */
+    assert_string_equal(trace(&sv), "head 1 POST https origin.test:443 /upload?x=1 user-agent=t "
+                                    "x-many=a x-many=b\nend 1\n");
+    assert_int_equal(sv.body[0].len, 11);
+    assert_memory_equal(sv.body[0].data, "hello world", 11);
+    /* an interim response, the final one, a body and trailers */
+    reel_field_t hints[] = {{"link", 4, "</a.css>; rel=preload", 21}};
+    reel_msg_head_t early = {.status = 103, .fields = hints, .nfields = 1};
+    assert_int_equal(reel_h2_submit_response(sv.h, 1, &early, false, &err), REEL_OK);
+    reel_field_t rf[] = {{"Content-Type", 12, "text/plain", 10}};
+    reel_msg_head_t rs = {.status = 200, .fields = rf, .nfields = 1};
+    assert_int_equal(reel_h2_submit_response(sv.h, 1, &rs, false, &err), REEL_OK);
+    assert_int_equal(reel_h2_submit_data(sv.h, 1, "ok", 2, false), REEL_OK);
+    reel_field_t tr[] = {{"grpc-status", 11, "0", 1}};
+    assert_int_equal(reel_h2_submit_trailers(sv.h, 1, tr, 1, &err), REEL_OK);
+    pump(&cl, &sv);
+    assert_string_equal(trace(&cl), "head 1 103 link=</a.css>; rel=preload\n"
+                                    "head 1 200 content-type=text/plain\n"
+                                    "end 1 grpc-status=0\n");
+    assert_memory_equal(cl.body[0].data, "ok", 2);
+    assert_int_equal(reel_h2_memory(cl.h), 0);
+    side_free(&cl);
+    side_free(&sv);
+}
+
+/* The client's first flight (preface, SETTINGS, HEADERS, DATA) split at
+ * every byte gives the server the same events. */
+static void test_every_split(void **state) {
+    (void)state;
+    side_t cl;
+    side_init(&cl, REEL_H2_CLIENT, NULL);
+    reel_err_t err;
+    reel_err_clear(&err);
+    uint32_t id = 0;
+    reel_msg_head_t rq = req_head("PUT", "/p");
+    assert_int_equal(reel_h2_submit_request(cl.h, &rq, false, &id, &err), REEL_OK);
+    assert_int_equal(reel_h2_submit_data(cl.h, id, "0123456789", 10, true), REEL_OK);
+    reel_buf_t flight;
+    reel_buf_init(&flight, 0);
+    assert_int_equal(reel_h2_take_output(cl.h, &flight), REEL_OK);
+    assert_true(flight.len > REEL_H2_PREFACE_LEN);
+    assert_memory_equal(flight.data, REEL_H2_PREFACE, REEL_H2_PREFACE_LEN);
+    const char *want = NULL;
+    reel_buf_t first;
+    reel_buf_init(&first, 0);
+    for (size_t k = 0; k <= flight.len; k++) {
+        side_t sv;
+        side_init(&sv, REEL_H2_SERVER, NULL);
+        uint8_t *a = reel_malloc(k ? k : 1), *b = reel_malloc(flight.len - k + 1);
+        memcpy(a, flight.data, k);
+        memcpy(b, flight.data + k, flight.len - k);
+        feed(&sv, a, k);
+        feed(&sv, b, flight.len - k);
+        free(a);
+        free(b);
+        assert_int_equal(sv.last_rc, REEL_OK);
+        if (want == NULL) {
+            reel_buf_puts(&first, trace(&sv));
+            reel_buf_append(&first, "", 1);
+            want = (const char *)first.data;
+            assert_string_equal(want, "head 1 PUT https origin.test:443 /p user-agent=t "
+                                      "x-many=a x-many=b\nend 1\n");
+        } else {
+            assert_string_equal(trace(&sv), want);
+        }
+        assert_int_equal(sv.body[0].len, 10);
+        side_free(&sv);
+    }
+    reel_buf_free(&first);
+    reel_buf_free(&flight);
+    side_free(&cl);
+}
+
+/* Nothing past the receive window arrives until the receiver consumes;
+ * another stream is not held up by the stalled one. */
+static void test_flow_control(void **state) {
+    (void)state;
+    reel_h2_opts_t o = {.stream_window = 65535, .conn_window = 1u << 20};
+    side_t cl, sv;
+    side_init(&cl, REEL_H2_CLIENT, NULL);
+    side_init(&sv, REEL_H2_SERVER, &o);
+    sv.consume = false;
+    reel_err_t err;
+    reel_err_clear(&err);
+    uint32_t a = 0, b = 0;
+    reel_msg_head_t rq = req_head("POST", "/a");
+    assert_int_equal(reel_h2_submit_request(cl.h, &rq, false, &a, &err), REEL_OK);
+    size_t big = 300 * 1024;
+    uint8_t *blob = reel_malloc(big);
+    memset(blob, 'x', big);
+    assert_int_equal(reel_h2_submit_data(cl.h, a, blob, big, true), REEL_OK);
+    pump(&cl, &sv);
+    size_t got = sv.body[0].len;
+    assert_true(got <= 65535);
+    assert_true(got > 0);
+    assert_true(reel_h2_stream_queued(cl.h, a) >= big - 65535);
+    /* a second stream still gets through */
+    reel_msg_head_t rq2 = req_head("POST", "/b");
+    assert_int_equal(reel_h2_submit_request(cl.h, &rq2, false, &b, &err), REEL_OK);
+    assert_int_equal(reel_h2_submit_data(cl.h, b, "small", 5, true), REEL_OK);
+    pump(&cl, &sv);
+    assert_int_equal(sv.body[1].len, 5);
+    assert_int_equal(sv.body[0].len, got); /* still stalled */
+    /* consuming what arrived lets the rest come */
+    sv.consume = true;
+    reel_h2_consume(sv.h, a, got);
+    for (int i = 0; i < 20 && sv.body[0].len < big; i++)
+        pump(&cl, &sv);
+    assert_int_equal(sv.body[0].len, big);
+    assert_int_equal(reel_h2_stream_queued(cl.h, a), 0);
+    free(blob);
+    side_free(&cl);
+    side_free(&sv);
+}
+
+static void test_reset_and_goaway(void **state) {
+    (void)state;
+    side_t cl, sv;
+    side_init(&cl, REEL_H2_CLIENT, NULL);
+    side_init(&sv, REEL_H2_SERVER, NULL);
+    reel_err_t err;
+    reel_err_clear(&err);
+    uint32_t a = 0, b = 0;
+    reel_msg_head_t rq = req_head("GET", "/a");
+    assert_int_equal(reel_h2_submit_request(cl.h, &rq, false, &a, &err), REEL_OK);
+    assert_int_equal(reel_h2_submit_request(cl.h, &rq, true, &b, &err), REEL_OK);
+    pump(&cl, &sv);
+    reel_h2_reset(cl.h, a, REEL_H2_CANCEL);
+    pump(&cl, &sv);
+    assert_non_null(strstr(trace(&sv), "reset 1 8\n"));
+    reel_msg_head_t rs = {.status = 200};
+    assert_int_equal(reel_h2_submit_response(sv.h, b, &rs, false, &err), REEL_OK);
+    pump(&cl, &sv);
+    reel_h2_goaway(sv.h, REEL_H2_NO_ERROR);
+    pump(&cl, &sv);
+    assert_non_null(strstr(trace(&cl), "head 3 200\n"));
+    assert_non_null(strstr(trace(&cl), "goaway 3 0\n"));
+    side_free(&cl);
+    side_free(&sv);
+}
+
+/* A header list over the limit resets its stream and only it. */
+static void test_header_list_limit(void **state) {
+    (void)state;
+    reel_h2_opts_t o = {.max_header_list = 4096};
+    side_t cl, sv;
+    side_init(&cl, REEL_H2_CLIENT, NULL);
+    side_init(&sv, REEL_H2_SERVER, &o);
+    reel_err_t err;
+    reel_err_clear(&err);
+    char *big = reel_malloc(6000);
+    memset(big, 'v', 6000);
+    reel_field_t f[] = {{"x-big", 5, big, 6000}};
+    reel_msg_head_t rq = {.method = "GET",
+                          .scheme = "https",
+                          .host = "origin.test",
+                          .port = 443,
+                          .path = "/big",
+                          .fields = f,
+                          .nfields = 1};
+    uint32_t a = 0, b = 0;
+    assert_int_equal(reel_h2_submit_request(cl.h, &rq, true, &a, &err), REEL_OK);
+    reel_msg_head_t ok = req_head("GET", "/ok");
+    assert_int_equal(reel_h2_submit_request(cl.h, &ok, true, &b, &err), REEL_OK);
+    pump(&cl, &sv);
+    const char *t = trace(&sv);
+    assert_non_null(strstr(t, "reset 1 2\n"));
+    assert_non_null(strstr(t, "head 3 GET https origin.test:443 /ok"));
+    assert_null(strstr(t, "/big"));
+    assert_non_null(strstr(sv.last_reason ? sv.last_reason : "", "max_header_list") ? "y" : NULL);
+    free(big);
+    side_free(&cl);
+    side_free(&sv);
+}
+
+/* Streams opened and reset in a burst (CVE-2023-44487): GOAWAY, reported
+ * with its reason. */
+static void test_rapid_reset(void **state) {
+    (void)state;
+    reel_h2_opts_t o = {.max_resets_per_sec = 20};
+    side_t cl, sv;
+    side_init(&cl, REEL_H2_CLIENT, NULL);
+    side_init(&sv, REEL_H2_SERVER, &o);
+    reel_err_t err;
+    reel_err_clear(&err);
+    for (int i = 0; i < 200; i++) {
+        uint32_t id = 0;
+        reel_msg_head_t rq = req_head("GET", "/r");
+        if (reel_h2_submit_request(cl.h, &rq, true, &id, &err) != REEL_OK)
+            break;
+        pump(&cl, &sv); /* the HEADERS go out */
+        reel_h2_reset(cl.h, id, REEL_H2_CANCEL);
+        pump(&cl, &sv);
+    }
+    pump(&cl, &sv);
+    /* nghttp2 sends GOAWAY INTERNAL_ERROR (2) once its bucket is dry */
+    assert_non_null(strstr(trace(&sv), "goaway "));
+    assert_non_null(strstr(trace(&sv), " 2\n"));
+    assert_non_null(sv.last_reason);
+    assert_non_null(strstr(sv.last_reason, "rapid reset"));
+    assert_non_null(strstr(trace(&cl), "goaway "));      /* the client got it */
+    assert_true(strstr(trace(&sv), "head 81 ") == NULL); /* far fewer than 200 got in */
+    side_free(&cl);
+    side_free(&sv);
+}
+
+static void test_bad_preface(void **state) {
+    (void)state;
+    side_t sv;
+    side_init(&sv, REEL_H2_SERVER, NULL);
+    static const char junk[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    feed(&sv, (const uint8_t *)junk, sizeof junk - 1);
+    assert_int_equal(sv.last_rc, REEL_INVALID);
+    assert_non_null(sv.last_reason);
+    assert_non_null(strstr(sv.last_reason, "preface"));
+    side_free(&sv);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_exchange_with_trailers),
+        cmocka_unit_test(test_every_split),
+        cmocka_unit_test(test_flow_control),
+        cmocka_unit_test(test_reset_and_goaway),
+        cmocka_unit_test(test_header_list_limit),
+        cmocka_unit_test(test_rapid_reset),
+        cmocka_unit_test(test_bad_preface),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
