@@ -156,8 +156,7 @@ static void test_ws_messages(void **state) {
                              "\x01\x83\x00\x00\x00\x00Hel"
                              "\x89\x80\x00\x00\x00\x00"
                              "\x80\x82\x00\x00\x00\x00lo";
-    check_all_splits(ws_from_client, in, sizeof in - 1,
-                     "message 0 5\nmessage 0 0\nmessage 0 5\n");
+    check_all_splits(ws_from_client, in, sizeof in - 1, "message 0 5\nmessage 0 0\nmessage 0 5\n");
     reel_codec_t *c = ws_from_client();
     assert_non_null(reel_ws_codec_ws(c));
     assert_null(reel_h1_codec_parser(c));
