@@ -93,7 +93,8 @@ typedef struct {
     int64_t after_id; /* keyset cursor, 0 = none: only rows that come after flow after_id in
                        * this order. With REEL_QUERY_SORT_ID any id works; with another sort
                        * the flow must exist (REEL_NOTFOUND otherwise: start over) */
-    /* Optional: restrict the result to these ids (ascending, borrowed), which
+    /* Optional: restrict the result to these ids (ascending, borrowed; a
+     * non-NULL array with n_only_ids 0 selects nothing), which
      * reel_query_ids() found with the same filter: the filter's SQL still
      * applies but its header and body terms are not run again. */
     const int64_t *only_ids;
@@ -108,9 +109,11 @@ typedef struct {
  * 0 to go on, anything else to stop (the query then returns REEL_OK). */
 typedef int (*reel_query_flow_cb)(void *ctx, const reel_query_flow_t *row);
 
-/** Streams every row q selects (q->limit 0 = all) to cb, in one statement:
- * memory stays bounded by one row whatever the session's size. A filter
- * with header or body terms reads each candidate flow's records. */
+/** Streams every row q selects (q->limit 0 = all) to cb, in one statement
+ * (two, one index range after the other, for a cursor on host or status
+ * where the rows after it span NULLs and values): memory stays bounded by
+ * one row whatever the session's size. A filter with header or body terms
+ * reads each candidate flow's records. */
 reel_rc reel_query_flows_each(reel_session_t *s, const reel_query_opts_t *q, reel_query_flow_cb cb,
                               void *ctx, reel_err_t *err);
 
