@@ -952,12 +952,20 @@ typedef struct {
     uint64_t stored[2];
 } stored_ctx;
 
+/* Stored bytes of each direction: bodies, and the payloads of WebSocket
+ * and TCP messages, which a flow's sizes count too. */
+static void count_stored(const Reel__Record *rec, uint64_t stored[2]) {
+    if (rec->event_case == REEL__RECORD__EVENT_REQUEST_BODY)
+        stored[0] += rec->request_body->data.len;
+    else if (rec->event_case == REEL__RECORD__EVENT_RESPONSE_BODY)
+        stored[1] += rec->response_body->data.len;
+    else if (rec->event_case == REEL__RECORD__EVENT_MESSAGE)
+        stored[rec->message->from_client ? 0 : 1] += rec->message->data.len;
+}
+
 static int stored_cb(void *ctx, const Reel__Record *rec) {
     stored_ctx *c = ctx;
-    if (rec->event_case == REEL__RECORD__EVENT_REQUEST_BODY)
-        c->stored[0] += rec->request_body->data.len;
-    else if (rec->event_case == REEL__RECORD__EVENT_RESPONSE_BODY)
-        c->stored[1] += rec->response_body->data.len;
+    count_stored(rec, c->stored);
     return 0;
 }
 
@@ -2147,12 +2155,8 @@ static int verify_frame_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *
         if (r == NULL) {
             problem(v, "segment %08u.zst: frame at offset %llu: record %zu does not decode",
                     v->segment, (unsigned long long)off, k);
-        } else if (r->flow_id && r->flow_id <= v->max_id &&
-                   (r->event_case == REEL__RECORD__EVENT_REQUEST_BODY ||
-                    r->event_case == REEL__RECORD__EVENT_RESPONSE_BODY)) {
-            int resp = r->event_case == REEL__RECORD__EVENT_RESPONSE_BODY;
-            v->stored[r->flow_id][resp] += resp ? r->response_body->data.len
-                                                : r->request_body->data.len;
+        } else if (r->flow_id && r->flow_id <= v->max_id) {
+            count_stored(r, v->stored[r->flow_id]);
         }
         if (r && r->flow_id && r->flow_id != last) {
             last = r->flow_id;
