@@ -21,6 +21,10 @@ What each seed is made of (see the harness headers for the control bytes):
   har     tests/data/har fixtures (chromium.har cut to two entries).
   filter  expressions as the docs and tests write them.
   config  option values, option names, a config.yaml, overlay rows.
+  h2      frames written by python3-h2 (an implementation other than the
+          nghttp2 under reel's codec): a client's requests with bodies,
+          trailers, a reset, a CONTINUATION-split head and GOAWAY; a
+          server's responses (103, 200 with trailers, RST_STREAM, GOAWAY).
 Needs nginx, curl, openssl, zstd and sqlite3 (scripts/bootstrap --test).
 Every run makes different ClientHello randoms; commit what changed on
 purpose only.
@@ -398,18 +402,73 @@ max_head_size: 32k
 }
 
 
+# ---- h2: python3-h2 on both sides ----
+
+def h2(out):
+    import h2.config
+    import h2.connection
+
+    def pair():
+        c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        sv = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        c.initiate_connection()
+        sv.initiate_connection()
+        sv.receive_data(c.data_to_send())
+        c.receive_data(sv.data_to_send())
+        return c, sv
+
+    req = [(":method", "POST"), (":scheme", "https"), (":authority", "a.test"),
+           (":path", "/up?x=1"), ("content-type", "application/json"), ("user-agent", "h2")]
+    get = [(":method", "GET"), (":scheme", "https"), (":authority", "a.test:8443"),
+           (":path", "/")]
+    # what a client sends (server role; the harness adds nothing: bit 1 off)
+    c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    c.initiate_connection()
+    c.send_headers(1, req)
+    c.send_data(1, b'{"k": "v"}')
+    c.send_headers(1, [("grpc-timeout", "1S")], end_stream=True)
+    c.send_headers(3, get, end_stream=True)
+    c.send_headers(5, get)
+    c.reset_stream(5)
+    c.close_connection()
+    write(out, "h2", "client-flows", b"\x04\x00" + c.data_to_send())
+    c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    c.initiate_connection()
+    c.max_outbound_frame_size = 16384
+    c.send_headers(1, get + [("x-long-%d" % i, "v" * 200) for i in range(120)],
+                   end_stream=True)
+    write(out, "h2", "client-big-head", b"\x0c\x01" + c.data_to_send())
+    # what a server sends (client role: the harness submits streams 1, 3, 5)
+    c, sv = pair()
+    for sid in (1, 3, 5):
+        c.send_headers(sid, get, end_stream=sid != 3)
+        if sid == 3:
+            c.send_data(3, b"body", end_stream=True)
+    sv.receive_data(c.data_to_send())
+    sv.clear_outbound_data_buffer()
+    sv.send_headers(1, [(":status", "103"), ("link", "</a.css>; rel=preload")])
+    sv.send_headers(1, [(":status", "200"), ("content-type", "text/plain")])
+    sv.send_data(1, b"hello")
+    sv.send_headers(1, [("grpc-status", "0")], end_stream=True)
+    sv.send_headers(3, [(":status", "404")], end_stream=True)
+    sv.reset_stream(5)
+    sv.close_connection()
+    write(out, "h2", "server-flows", b"\x05\x07" + sv.data_to_send())
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reel", required=True, help="a built reel binary")
     ap.add_argument("--out", default=os.path.join(HERE, "corpus"))
     a = ap.parse_args()
-    for h in ["http1", "sniff", "spool", "index", "har", "filter", "config"]:
+    for h in ["http1", "sniff", "spool", "index", "har", "filter", "config", "h2"]:
         shutil.rmtree(os.path.join(a.out, h), ignore_errors=True)
         os.makedirs(os.path.join(a.out, h))
     http1(a.out)
     sniff(a.out)
     session(a.out, os.path.abspath(a.reel))
     har(a.out)
+    h2(a.out)
     for name, text in FILTERS.items():
         write(a.out, "filter", name, text.encode())
     for name, data in CONFIG.items():
