@@ -293,6 +293,11 @@ async function resetList() {
   const gen = state.gen;
   $('filter-error').hidden = true;
   $('filter').removeAttribute('aria-invalid');
+  // The first page and the count are asked for together: a count over a
+  // filter with regexes reads every row, the first page stops at 100.
+  state.counting = true;
+  state.count = 0;
+  getPage(0);
   try {
     const c = await api(sessPath(state.session) + '/count?' + listQuery());
     if (gen !== state.gen) return;
@@ -303,6 +308,7 @@ async function resetList() {
     state.count = 0;
     showFilterError(e);
   }
+  state.counting = false;
   layout();
   draw();
 }
@@ -368,10 +374,34 @@ function getPage(p) {
   }
   const gen = state.gen;
   const entry = { rows: null };
-  entry.promise = api(sessPath(state.session) + '/flows?' + listQuery() + '&limit=' + PAGE +
-    '&offset=' + p * PAGE).then((r) => {
+  // Keyset when the page before or after is known (an index seek, whatever
+  // the position); else an offset, from whichever end is nearer.
+  const base = sessPath(state.session) + '/flows?filter=' + enc(state.filter) + '&sort=' + state.sort;
+  const flip = state.order === 'asc' ? 'desc' : 'asc';
+  const start = p * PAGE;
+  const end = Math.min(state.count, start + PAGE);
+  const prev = state.pages.get(p - 1);
+  const next = state.pages.get(p + 1);
+  let url;
+  let reverse = false;
+  if (prev && prev.rows && prev.rows.length === PAGE) {
+    url = base + '&order=' + state.order + '&limit=' + PAGE + '&after=' + prev.rows[PAGE - 1].id;
+  } else if (next && next.rows && next.rows.length && p >= 0) {
+    url = base + '&order=' + flip + '&limit=' + PAGE + '&after=' + next.rows[0].id;
+    reverse = true;
+  } else if (start > state.count / 2) {
+    url = base + '&order=' + flip + '&limit=' + Math.max(1, end - start) + '&offset=' + (state.count - end);
+    reverse = true;
+  } else {
+    url = base + '&order=' + state.order + '&limit=' + PAGE + '&offset=' + start;
+  }
+  entry.promise = api(url).then((r) => {
     if (gen !== state.gen) return;
-    entry.rows = r.rows;
+    entry.rows = reverse ? r.rows.reverse() : r.rows;
+    if (state.counting && p === 0 && state.count < r.rows.length) {
+      state.count = r.rows.length; // until the count arrives
+      layout();
+    }
     draw();
   }).catch((e) => {
     if (gen !== state.gen) return;
