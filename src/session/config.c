@@ -43,8 +43,8 @@ static const reel_option_t options[] = {
      NULL},
     {"body_index_max", REEL_OPT_SIZE, "1048576",
      "bytes of each decoded text body put in the body search index (reel search, ~b WORDS); "
-     "the rest of a longer body is found by reading the spool; 0 = no index. Read when "
-     "recording starts and by reel repair, which rebuilds the index",
+     "the rest of a longer body is found by reading the spool; 0 = no index. Read from the "
+     "user file and the session overlay (not --set) when recording starts and by reel repair",
      NULL, 0, INT64_C(1) << 40, NULL},
     {"ignore_hosts", REEL_OPT_LIST, "[]",
      "regexes of host:port passed through uninspected (not decrypted, not recorded)", NULL, 0, 0,

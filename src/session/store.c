@@ -63,6 +63,9 @@ reel_rc reel_store_read_flow(reel_session_t *s, uint64_t id, reel_record_cb cb, 
         while (!stop && reel_spool_block_next(raw.data, raw.len, &pos, &p, &len) == REEL_OK) {
             /* Cheap pre-check: field 1 (flow_id) comes first in a packed
              * Record; skip records of other flows without unpacking. */
+            reel_spool_peek_t pk;
+            if (reel_spool_peek_record(p, len, &pk) && pk.flow_id != id)
+                continue;
             Reel__Record *r = reel__record__unpack(NULL, len, p);
             if (r == NULL) {
                 rc = reel_err_set(err, REEL_CORRUPT,
