@@ -14,6 +14,7 @@
 
 #include "base/mem.h"
 #include "cli/cli.h"
+#include "session/query.h"
 #include "session/decode.h"
 #include "session/index.h"
 #include "session/store.h"
@@ -81,40 +82,37 @@ typedef struct {
     unsigned long long dropped[2]; /* body bytes capture did not store */
     long long messages;            /* WebSocket / TCP messages: sizes count their bytes */
     char *error; /* owned, NULL if none */
+    long long replay_of;  /* reel replay: the flow it re-sent, 0: none */
+    char *replay_session; /* ... of that session (owned; NULL: this one) */
 } row_t;
 
 static void row_load(reel_session_t *s, unsigned long long id, row_t *r) {
-    sqlite3_stmt *st = NULL;
     memset(r, 0, sizeof *r);
     snprintf(r->state, sizeof r->state, "unknown");
-    if (sqlite3_prepare_v2(reel_session_db(s),
-                           "SELECT state, start_us, end_us, request_body_size, "
-                           "response_body_size, request_truncated, response_truncated, error, "
-                           "request_body_dropped, response_body_dropped, messages FROM flows WHERE id = ?",
-                           -1, &st, NULL) != SQLITE_OK)
-        goto out;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
-    if (sqlite3_step(st) != SQLITE_ROW)
-        goto out;
+    reel_query_flow_t f;
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (reel_query_flow(s, (int64_t)id, &f, &err) != REEL_OK)
+        return;
     r->found = 1;
-    const unsigned char *state = sqlite3_column_text(st, 0);
-    if (state)
-        snprintf(r->state, sizeof r->state, "%s", (const char *)state);
-    r->start_us = sqlite3_column_int64(st, 1);
-    r->has_end = sqlite3_column_type(st, 2) != SQLITE_NULL;
-    r->end_us = sqlite3_column_int64(st, 2);
-    r->size[REQ] = (unsigned long long)sqlite3_column_int64(st, 3);
-    r->size[RESP] = (unsigned long long)sqlite3_column_int64(st, 4);
-    r->truncated[REQ] = sqlite3_column_int(st, 5) != 0;
-    r->truncated[RESP] = sqlite3_column_int(st, 6) != 0;
-    r->dropped[REQ] = (unsigned long long)sqlite3_column_int64(st, 8);
-    r->dropped[RESP] = (unsigned long long)sqlite3_column_int64(st, 9);
-    r->messages = sqlite3_column_int64(st, 10);
-    const unsigned char *e = sqlite3_column_text(st, 7);
-    if (e && e[0])
-        r->error = reel_strdup((const char *)e);
-out:
-    sqlite3_finalize(st);
+    if (f.state)
+        snprintf(r->state, sizeof r->state, "%s", f.state);
+    r->start_us = f.start_us == REEL_QUERY_NULL ? 0 : f.start_us;
+    r->has_end = f.end_us != REEL_QUERY_NULL;
+    r->end_us = r->has_end ? f.end_us : 0;
+    r->size[REQ] = (unsigned long long)f.request_body_size;
+    r->size[RESP] = (unsigned long long)f.response_body_size;
+    r->truncated[REQ] = f.request_truncated;
+    r->truncated[RESP] = f.response_truncated;
+    r->dropped[REQ] = (unsigned long long)f.request_body_dropped;
+    r->dropped[RESP] = (unsigned long long)f.response_body_dropped;
+    r->messages = f.messages;
+    if (f.error && f.error[0])
+        r->error = reel_strdup(f.error);
+    r->replay_of = f.replay_of == REEL_QUERY_NULL ? 0 : f.replay_of;
+    if (f.replay_session)
+        r->replay_session = reel_strdup(f.replay_session);
+    reel_query_flow_clear(&f);
 }
 
 /* ---- helpers on recorded heads ---- */
@@ -305,6 +303,13 @@ static void summary(view_t *v) {
         fputs("  (", v->out);
         put_str(v, v->source);
         fputc(')', v->out);
+    }
+    if (v->row->replay_of) {
+        fprintf(v->out, "  replay of #%lld", v->row->replay_of);
+        if (v->row->replay_session) {
+            fputs(" in ", v->out);
+            put_str(v, v->row->replay_session);
+        }
     }
     fputc('\n', v->out);
     v->gap = 1;
@@ -1272,6 +1277,10 @@ static int run_json(reel_cli_t *cli, reel_session_t *s, unsigned long long id, i
         json_object_set(o, dir_name[dir], j.dir[dir] ? j.dir[dir] : json_null());
     }
     json_object_set(o, "timings", j.timings ? j.timings : json_null());
+    json_object_set_new(o, "replay_of",
+                        row->replay_of ? json_integer(row->replay_of) : json_null());
+    if (row->replay_session)
+        json_object_set_new(o, "replay_session", json_string(row->replay_session));
     json_msg_done(&j);
     json_object_set(o, "server_conn", j.server_conn ? j.server_conn : json_null());
     json_object_set(o, "messages", j.messages ? j.messages : json_null());
@@ -1420,6 +1429,7 @@ int reel_cmd_flow(reel_cli_t *cli, int argc, char **argv) {
 out:
     reel_proto_free(proto);
     free(row.error);
+    free(row.replay_session);
     reel_session_close(s);
     return rc;
 }

@@ -49,7 +49,7 @@ static int64_t int_or_null(sqlite3_stmt *st, int i) {
     "client_addr, server_addr, scheme, method, host, path, url, http_version, reason, port, "      \
     "status, request_body_size, response_body_size, request_truncated, response_truncated, "       \
     "request_body_dropped, response_body_dropped, request_content_type, response_content_type, "   \
-    "error, response_generated, damaged, marked, messages, "                                       \
+    "error, response_generated, damaged, marked, messages, replay_of, replay_session, "            \
     "(SELECT group_concat(tag, char(0)) FROM tags qt WHERE qt.flow_id = flows.id), "               \
     "(SELECT count(*) FROM annotations qa WHERE qa.flow_id = flows.id)"
 /* The same without the count of notes (the last column). */
@@ -58,7 +58,7 @@ static int64_t int_or_null(sqlite3_stmt *st, int i) {
     "client_addr, server_addr, scheme, method, host, path, url, http_version, reason, port, "      \
     "status, request_body_size, response_body_size, request_truncated, response_truncated, "       \
     "request_body_dropped, response_body_dropped, request_content_type, response_content_type, "   \
-    "error, response_generated, damaged, marked, messages, "                                       \
+    "error, response_generated, damaged, marked, messages, replay_of, replay_session, "            \
     "(SELECT group_concat(tag, char(0)) FROM tags qt WHERE qt.flow_id = flows.id)"
 
 /* Scratch space for the tags of the row being read. */
@@ -111,10 +111,12 @@ static void read_row(sqlite3_stmt *st, reel_query_flow_t *r, tagbuf_t *tb) {
     r->damaged = sqlite3_column_int(st, 30) != 0;
     r->marked = sqlite3_column_int(st, 31) != 0;
     r->messages = sqlite3_column_int64(st, 32);
-    r->annotations = sqlite3_column_count(st) > 34 ? sqlite3_column_int64(st, 34) : REEL_QUERY_NULL;
+    r->replay_of = int_or_null(st, 33);
+    r->replay_session = TXT(34);
+    r->annotations = sqlite3_column_count(st) > 36 ? sqlite3_column_int64(st, 36) : REEL_QUERY_NULL;
 #undef TXT
-    const char *tags = (const char *)sqlite3_column_text(st, 33);
-    size_t len = (size_t)sqlite3_column_bytes(st, 33);
+    const char *tags = (const char *)sqlite3_column_text(st, 35);
+    size_t len = (size_t)sqlite3_column_bytes(st, 35);
     if (tags == NULL)
         return;
     if (tb->cap < len + 1) {
@@ -603,6 +605,10 @@ json_t *reel_query_flow_json(const reel_query_flow_t *f) {
     json_object_set_new(o, "response_body_dropped", json_integer(f->response_body_dropped));
     json_object_set_new(o, "damaged", json_boolean(f->damaged));
     json_object_set_new(o, "messages", json_integer(f->messages));
+    /* reel replay: the flow this one re-sent (and its session, if another) */
+    json_object_set_new(o, "replay_of", nullable_int(f->replay_of));
+    if (f->replay_session)
+        json_object_set_new(o, "replay_session", json_string(f->replay_session));
     json_t *ta = json_array();
     for (size_t i = 0; i < f->ntags; i++)
         json_array_append_new(ta, json_string(f->tags[i]));

@@ -62,9 +62,11 @@ typedef struct {
     const char *request_content_type, *response_content_type;
     const char *error;
     int response_generated, damaged, marked;
-    int64_t messages;        /* WebSocket / TCP messages */
-    int64_t annotations;     /* notes on the flow (REEL_QUERY_NULL with no_note_count) */
-    const char *const *tags; /* ntags tags, ascending */
+    int64_t messages;           /* WebSocket / TCP messages */
+    int64_t replay_of;          /* reel replay: the flow it re-sent, REEL_QUERY_NULL if none */
+    const char *replay_session; /* ... in that session (NULL: this one) */
+    int64_t annotations;        /* notes on the flow (REEL_QUERY_NULL with no_note_count) */
+    const char *const *tags;    /* ntags tags, ascending */
     size_t ntags;
 } reel_query_flow_t;
 
