@@ -342,7 +342,7 @@ out:
 
 static reel_rc conv_request(const vctx_t *v, const reel_tns_t *r, mflow_t *f) {
     reel_rc rc = REEL_OK;
-    int64_t port;
+    int64_t port = 0;
     char *authority = NULL, *path = NULL;
     TRY(get_cstr(v, r, "method", "request.method", 0, &f->method));
     TRY(get_cstr(v, r, "scheme", "request.scheme", 0, &f->scheme));
@@ -371,7 +371,7 @@ out:
 
 static reel_rc conv_response(const vctx_t *v, const reel_tns_t *r, mflow_t *f) {
     reel_rc rc = REEL_OK;
-    int64_t status;
+    int64_t status = 0;
     f->has_resp = 1;
     TRY(get_int(v, r, "status_code", "response.status_code", 0, 999, &status));
     f->status = (uint32_t)status;
