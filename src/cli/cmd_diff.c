@@ -125,7 +125,7 @@ static void print_hunks(const out_t *o, const reel_buf_t *h) {
         if (color)
             col(o, color);
         if (o->esc) {
-            reel_cli_esc_t e = {.flags = REEL_CLI_ESC};
+            reel_cli_esc_t e = {.flags = REEL_CLI_ESC | REEL_CLI_ESC_LINES};
             reel_cli_esc_write(&e, stdout, p, len);
             reel_cli_esc_end(&e, stdout);
         } else {
@@ -212,10 +212,17 @@ static json_t *dir_json(const reel_diff_flow_t *fa, const reel_diff_flow_t *fb, 
     json_object_set_new(body, "view_b", json_string(b->view_kind ? b->view_kind : "raw"));
     json_object_set_new(body, "size_a", json_integer((json_int_t)a->body.len));
     json_object_set_new(body, "size_b", json_integer((json_int_t)b->body.len));
-    json_object_set_new(body, "diff",
-                        d->views_same
-                            ? json_null()
-                            : json_stringn_nocheck((const char *)d->hunks.data, d->hunks.len));
+    json_t *text = NULL;
+    if (!d->views_same) {
+        text = json_stringn((const char *)d->hunks.data, d->hunks.len);
+        if (text == NULL) { /* not UTF-8 (a raw view of other text): escaped */
+            char *e =
+                reel_cli_escaped(d->hunks.data, d->hunks.len, REEL_CLI_ESC | REEL_CLI_ESC_LINES);
+            text = json_string(e);
+            free(e);
+        }
+    }
+    json_object_set_new(body, "diff", text ? text : json_null());
     json_object_set_new(body, "cut", json_boolean(a->body_cut || b->body_cut || d->lines.cut));
     json_object_set_new(body, "rough", json_boolean(d->lines.rough));
     json_object_set_new(body, "decode_error_a", jstr(a->decode_error));

@@ -508,6 +508,8 @@ static void run_job(run_t *run, job_t *job) {
 
     reel_rc rc =
         dial(r->host, port, run->timeout_ms, &c.fd, server, client, &t.dns_us, &t.connect_us, &err);
+    if (rc != REEL_OK)
+        server[0] = '\0'; /* no origin was reached (the error names the address tried) */
 
     reel_flow_info_t info = {.kind = REEL_FLOW_HTTP,
                              .client_addr = client[0] ? client : NULL,

@@ -156,7 +156,10 @@ class Replay(unittest.TestCase):
         row = self.rows("dead")[rep["id"]]
         self.assertEqual(row[0], src)
         self.assertIn("connecting to 127.0.0.1:%d: Connection refused" % self.dead, row[4])
-        self.assertEqual(self.flow("dead", rep["id"])["state"], "error")
+        f = self.flow("dead", rep["id"])
+        self.assertEqual(f["state"], "error")
+        self.assertIsNone(f["server_addr"])  # no origin was reached
+        self.assertIsNone(f["response"])
 
     def test_untrusted_certificate(self):
         src = self.ids[self.origin.url("/text.txt", https=True)]
