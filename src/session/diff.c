@@ -3,8 +3,9 @@
  * The line diff is Myers' O((N+M)D) greedy algorithm ("An O(ND)
  * Difference Algorithm and Its Variations", 1986) on the lines left once
  * the common prefix and suffix are set aside, keeping the furthest-reaching
- * x of every diagonal after each step d (2d+3 ints) to walk the script back.
- * That trace costs O(D^2) memory, hence max_d: past it the middle is shown
+ * x of every diagonal after each step d (2d+3 32-bit ints) to walk the
+ * script back. That trace costs O(D^2) memory (16 MiB at the default
+ * max_d), hence max_d: past it the middle is shown
  * deleted then added whole (rough), which is a correct if not minimal
  * script. Lines are compared by a hash first. */
 #include "session/diff.h"
@@ -82,12 +83,12 @@ static int myers(script_t *s, const line_t *a, size_t n, const line_t *b, size_t
     long N = (long)n, M = (long)m;
     long dmax = N + M < (long)max_d ? N + M : (long)max_d;
     long width = 2 * dmax + 3;
-    long *V = reel_calloc((size_t)width, sizeof *V);
+    int32_t *V = reel_calloc((size_t)width, sizeof *V);
     long off = dmax + 1;
     V[off + 1] = 0;
     /* trace[d] holds V[k] for k in [-(d+1), d+1] before step d */
     size_t tcap = 1024, tlen = 0;
-    long *trace = reel_malloc(tcap * sizeof *trace);
+    int32_t *trace = reel_malloc(tcap * sizeof *trace);
     size_t *tstart = reel_malloc((size_t)(dmax + 1) * sizeof *tstart);
     long D = -1;
     for (long d = 0; d <= dmax && D < 0; d++) {
@@ -110,7 +111,7 @@ static int myers(script_t *s, const line_t *a, size_t n, const line_t *b, size_t
                 x++;
                 y++;
             }
-            V[off + k] = x;
+            V[off + k] = (int32_t)x;
             if (x >= N && y >= M) {
                 D = d;
                 break;
@@ -124,7 +125,7 @@ static int myers(script_t *s, const line_t *a, size_t n, const line_t *b, size_t
         reel_diff_line_t *rev = reel_malloc(rcap * sizeof *rev);
         long x = N, y = M;
         for (long d = D; d >= 0; d--) {
-            const long *v = trace + tstart[d] + (d + 1); /* v[k], k in [-(d+1), d+1] */
+            const int32_t *v = trace + tstart[d] + (d + 1); /* v[k], k in [-(d+1), d+1] */
             long k = x - y, pk;
             if (k == -d || (k != d && v[k - 1] < v[k + 1]))
                 pk = k + 1;
@@ -164,8 +165,8 @@ static int myers(script_t *s, const line_t *a, size_t n, const line_t *b, size_t
 void reel_diff_lines(const char *a, size_t alen, const char *b, size_t blen, size_t max_lines,
                      size_t max_d, reel_diff_t *out) {
     memset(out, 0, sizeof *out);
-    if (max_lines == 0)
-        max_lines = REEL_DIFF_MAX_LINES;
+    if (max_lines == 0 || max_lines > ((size_t)1 << 30)) /* positions fit the 32-bit trace */
+        max_lines = max_lines ? (size_t)1 << 30 : REEL_DIFF_MAX_LINES;
     if (max_d == 0)
         max_d = REEL_DIFF_MAX_D;
     size_t n = 0, m = 0;

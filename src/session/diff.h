@@ -21,11 +21,12 @@
 
 /* ---- line diff ---- */
 
-/** Most lines of each side the line diff looks at by default. */
+/** Most lines of each side the line diff looks at by default (line numbers
+ * then fit the diff's 32-bit trace). */
 #define REEL_DIFF_MAX_LINES 50000
 /** Most differences (lines deleted + added) it searches a minimal script
  * for by default; past that the differing middle is shown replaced whole. */
-#define REEL_DIFF_MAX_D 4000
+#define REEL_DIFF_MAX_D 2000
 /** Most bytes of a pretty-printed body kept for the diff. */
 #define REEL_DIFF_VIEW_MAX ((size_t)16 * 1024 * 1024)
 
