@@ -15,6 +15,7 @@
 #include "base/mem.h"
 #include "cli/cli.h"
 #include "session/query.h"
+#include "session/replay.h"
 #include "session/decode.h"
 #include "session/index.h"
 #include "session/store.h"
@@ -84,6 +85,8 @@ typedef struct {
     char *error; /* owned, NULL if none */
     long long replay_of;  /* reel replay: the flow it re-sent, 0: none */
     char *replay_session; /* ... of that session (owned; NULL: this one) */
+    uint64_t *replays;    /* flows of this session that re-sent it (owned) */
+    size_t nreplays;
 } row_t;
 
 static void row_load(reel_session_t *s, unsigned long long id, row_t *r) {
@@ -113,6 +116,14 @@ static void row_load(reel_session_t *s, unsigned long long id, row_t *r) {
     if (f.replay_session)
         r->replay_session = reel_strdup(f.replay_session);
     reel_query_flow_clear(&f);
+    uint64_t of = 0;
+    char *of_session = NULL;
+    if (reel_replay_links(s, (uint64_t)id, &of, &of_session, &r->replays, &r->nreplays, &err) !=
+        REEL_OK) {
+        r->replays = NULL;
+        r->nreplays = 0;
+    }
+    free(of_session);
 }
 
 /* ---- helpers on recorded heads ---- */
@@ -311,6 +322,11 @@ static void summary(view_t *v) {
             put_str(v, v->row->replay_session);
         }
     }
+    for (size_t i = 0; i < v->row->nreplays && i < 10; i++)
+        fprintf(v->out, "%s#%llu", i ? ", " : "  replayed as ",
+                (unsigned long long)v->row->replays[i]);
+    if (v->row->nreplays > 10)
+        fprintf(v->out, " and %zu more", v->row->nreplays - 10);
     fputc('\n', v->out);
     v->gap = 1;
 }
@@ -1281,6 +1297,10 @@ static int run_json(reel_cli_t *cli, reel_session_t *s, unsigned long long id, i
                         row->replay_of ? json_integer(row->replay_of) : json_null());
     if (row->replay_session)
         json_object_set_new(o, "replay_session", json_string(row->replay_session));
+    json_t *ra = json_array();
+    for (size_t i = 0; i < row->nreplays; i++)
+        json_array_append_new(ra, json_integer((json_int_t)row->replays[i]));
+    json_object_set_new(o, "replayed_as", ra);
     json_msg_done(&j);
     json_object_set(o, "server_conn", j.server_conn ? j.server_conn : json_null());
     json_object_set(o, "messages", j.messages ? j.messages : json_null());
@@ -1430,6 +1450,7 @@ out:
     reel_proto_free(proto);
     free(row.error);
     free(row.replay_session);
+    free(row.replays);
     reel_session_close(s);
     return rc;
 }

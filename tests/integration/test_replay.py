@@ -105,6 +105,13 @@ class Replay(unittest.TestCase):
         self.assertNotIn("proxy-connection", names)
         self.assertEqual(names.count("host"), 1)
         self.assertIsNotNone(f["server_conn"])
+        # reel flow shows the link both ways, and --json carries it
+        self.assertEqual(f["replay_of"], src)
+        self.assertIn(new, orig["replayed_as"])
+        text = self.cli("flow", "rp", str(new), "--headers-only").stdout.decode()
+        self.assertIn("replay of #%d" % src, text.split("\n")[0])
+        text = self.cli("flow", "rp", str(src), "--headers-only").stdout.decode()
+        self.assertRegex(text.split("\n")[0], r"replayed as .*#%d\b" % new)
         # a human line names both flows
         r = self.cli("replay", "rp", str(src))
         self.assertRegex(r.stdout.decode(), r"^#%d -> #\d+ GET %s 200 OK\n$" % (src, o.url("/100b")))
