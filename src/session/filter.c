@@ -954,6 +954,10 @@ typedef struct frame_cache {
         size_t pos, len;
     } *recs;
     size_t nrecs, caprecs;
+    /* statements of one pass, prepared once on db (a session closes its
+     * db with sqlite3_close_v2, so they may outlive it) */
+    sqlite3 *db;
+    sqlite3_stmt *frames, *exact;
 } frame_cache_t;
 
 static void part_add(part_t *pt, param_t pa) {
@@ -1258,6 +1262,8 @@ void reel_filter_free(reel_filter_t *f) {
         reel_buf_free(&f->cache->comp);
         reel_buf_free(&f->cache->raw);
         free(f->cache->recs);
+        sqlite3_finalize(f->cache->frames);
+        sqlite3_finalize(f->cache->exact);
         if (f->cache->fd >= 0)
             close(f->cache->fd);
         free(f->cache);
@@ -1574,21 +1580,44 @@ static int eval_record(void *ctx, const Reel__Record *rec) {
 
 /* Streams the records of flow id to cb as reel_store_read_flow does (the
  * same errors), through f's frame cache. */
+/* The cached statements of f for db, prepared when db is not the one they
+ * were prepared on. REEL_DB with SQLite's message on failure. */
+static reel_rc cache_prepare(const reel_filter_t *f, sqlite3 *db, reel_err_t *err) {
+    frame_cache_t *c = f->cache;
+    if (c->db == db && c->frames && (f->nspool == 0 || c->exact))
+        return REEL_OK;
+    sqlite3_finalize(c->frames);
+    sqlite3_finalize(c->exact);
+    c->frames = c->exact = NULL;
+    c->db = db;
+    char *sql = reel_asprintf("SELECT %s FROM flows WHERE id = ?", f->exact.sql);
+    int ok = sqlite3_prepare_v2(db,
+                                "SELECT ff.segment, ff.offset, f.clen FROM flow_frames ff "
+                                "JOIN frames f ON f.segment = ff.segment AND f.offset = ff.offset "
+                                "WHERE ff.flow_id = ? ORDER BY ff.segment, ff.offset",
+                                -1, &c->frames, NULL) == SQLITE_OK &&
+             (f->nspool == 0 || sqlite3_prepare_v2(db, sql, -1, &c->exact, NULL) == SQLITE_OK);
+    free(sql);
+    if (!ok) {
+        reel_rc rc = reel_err_set(err, REEL_DB, "filter: %s", sqlite3_errmsg(db));
+        sqlite3_finalize(c->frames);
+        sqlite3_finalize(c->exact);
+        c->frames = c->exact = NULL;
+        c->db = NULL;
+        return rc;
+    }
+    return REEL_OK;
+}
+
 static reel_rc read_flow(const reel_filter_t *f, reel_session_t *s, uint64_t id, reel_record_cb cb,
                          void *ctx, reel_err_t *err) {
     reel_rc rc = REEL_OK;
     frame_cache_t *c = f->cache;
     sqlite3 *db = reel_session_db(s);
-    sqlite3_stmt *st = NULL;
     bool any = false, stop = false;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT ff.segment, ff.offset, f.clen FROM flow_frames ff "
-                           "JOIN frames f ON f.segment = ff.segment AND f.offset = ff.offset "
-                           "WHERE ff.flow_id = ? ORDER BY ff.segment, ff.offset",
-                           -1, &st, NULL) != SQLITE_OK) {
-        rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
-        goto out;
-    }
+    if ((rc = cache_prepare(f, db, err)) != REEL_OK)
+        return rc;
+    sqlite3_stmt *st = c->frames;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
     int step;
     while (!stop && (step = sqlite3_step(st)) == SQLITE_ROW) {
@@ -1661,7 +1690,8 @@ static reel_rc read_flow(const reel_filter_t *f, reel_session_t *s, uint64_t id,
         rc = reel_err_set(err, REEL_NOTFOUND, "no flow %llu in session '%s'",
                           (unsigned long long)id, reel_session_name(s));
 out:
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
     return rc;
 }
 
@@ -1735,7 +1765,6 @@ reel_rc reel_filter_match_flow(const reel_filter_t *f, reel_session_t *s, uint64
     e.verdict = reel_calloc(f->nspool, sizeof *e.verdict);
     e.rx = reel_calloc(f->nspool, sizeof *e.rx);
     sqlite3_stmt *st = NULL;
-    char *sql = NULL;
     size_t nbody = 0;
     for (size_t i = 0; i < f->nspool; i++)
         nbody += f->spool[i].field == F_BODY;
@@ -1767,11 +1796,9 @@ reel_rc reel_filter_match_flow(const reel_filter_t *f, reel_session_t *s, uint64
         }
     }
     sqlite3 *db = reel_session_db(s);
-    sql = reel_asprintf("SELECT %s FROM flows WHERE id = ?", f->exact.sql);
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-        rc = reel_err_set(err, REEL_DB, "filter: %s", sqlite3_errmsg(db));
+    if ((rc = cache_prepare(f, db, err)) != REEL_OK)
         goto out;
-    }
+    st = f->cache->exact;
     int idx = 1;
     for (size_t i = 0; i < f->exact.nparams; i++, idx++) {
         const param_t *pa = &f->exact.params[i];
@@ -1793,8 +1820,10 @@ reel_rc reel_filter_match_flow(const reel_filter_t *f, reel_session_t *s, uint64
     if (rc == REEL_OK)
         scan_progress(f, s, e.bytes, *match);
 out:
-    sqlite3_finalize(st);
-    free(sql);
+    if (st) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
     reel_decoder_free(e.dec);
     for (size_t i = 0; i < f->nspool; i++) {
         pcre2_match_data_free(e.rx[i].md);

@@ -106,7 +106,7 @@ class CompletionTest(unittest.TestCase):
             (h + ["config", "alpha", "get", "listen_"], ["listen_host", "listen_port"]),
             (h + ["flows", "--li"], ["--limit"]),
             (h + ["flows", "--limit", "5", "a"], ["alpha"]),
-            (h + ["record", "--set", "body_"], ["body_limit="]),
+            (h + ["record", "--set", "body_"], ["body_index_max=", "body_limit="]),
             (h + ["import", "--into", "b"], ["beta"]),
             (h + ["rm", "alpha", ""], ["alpha", "beta"]),
         ]
