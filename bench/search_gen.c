@@ -46,9 +46,9 @@ int main(int argc, char **argv) {
         return 2;
     }
     static const char *const words[] = {
-        "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
-        "juliet", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo",
-        "sierra", "tango", "uniform", "victor", "whiskey", "xray", "yankee", "zulu"};
+        "alpha",  "bravo", "charlie", "delta",  "echo",     "foxtrot", "golf",   "hotel",  "india",
+        "juliet", "kilo",  "lima",    "mike",   "november", "oscar",   "papa",   "quebec", "romeo",
+        "sierra", "tango", "uniform", "victor", "whiskey",  "xray",    "yankee", "zulu"};
     const size_t nw = sizeof words / sizeof words[0];
     reel_err_t err;
     reel_err_clear(&err);
@@ -69,12 +69,20 @@ int main(int argc, char **argv) {
         reel_rflow_t *f = reel_recorder_flow_start(r, NULL);
         char target[48];
         snprintf(target, sizeof target, "/v1/items/%llu", i);
-        reel_request_head_t rq = {.method = "GET", .scheme = "http", .host = "api.bench",
-                                  .port = 80, .target = target, .http_version = "HTTP/1.1",
-                                  .headers = qh, .n_headers = 2};
+        reel_request_head_t rq = {.method = "GET",
+                                  .scheme = "http",
+                                  .host = "api.bench",
+                                  .port = 80,
+                                  .target = target,
+                                  .http_version = "HTTP/1.1",
+                                  .headers = qh,
+                                  .n_headers = 2};
         reel_recorder_request_head(f, &rq);
-        reel_response_head_t rs = {.status = 200, .reason = "OK", .http_version = "HTTP/1.1",
-                                   .headers = sh, .n_headers = 1};
+        reel_response_head_t rs = {.status = 200,
+                                   .reason = "OK",
+                                   .http_version = "HTTP/1.1",
+                                   .headers = sh,
+                                   .n_headers = 1};
         reel_recorder_response_head(f, &rs);
         char body[256];
         size_t w[4];

@@ -76,9 +76,8 @@ static void put_snippet(const char *text) {
 }
 
 int reel_cmd_search(reel_cli_t *cli, int argc, char **argv) {
-    static const struct option opts[] = {{"limit", required_argument, NULL, 'n'},
-                                         REEL_CLI_COMMON_OPTS,
-                                         {0}};
+    static const struct option opts[] = {
+        {"limit", required_argument, NULL, 'n'}, REEL_CLI_COMMON_OPTS, {0}};
     long long limit = 0;
     int c;
     while ((c = reel_cli_getopt(argc, argv, "h", opts)) != -1) {
@@ -99,8 +98,8 @@ int reel_cmd_search(reel_cli_t *cli, int argc, char **argv) {
     reel_err_t err;
     reel_err_clear(&err);
     char *q = NULL;
-    if (reel_bodyindex_search_query((const char *const *)argv + optind + 1, (size_t)(argc - optind - 1),
-                                    &q, &err) != REEL_OK)
+    if (reel_bodyindex_search_query((const char *const *)argv + optind + 1,
+                                    (size_t)(argc - optind - 1), &q, &err) != REEL_OK)
         return reel_cli_fail(cli, "%s", reel_err_str(&err));
     reel_session_t *s = reel_cli_open(cli, argv[optind], REEL_OPEN_READ);
     if (s == NULL) {
@@ -112,12 +111,11 @@ int reel_cmd_search(reel_cli_t *cli, int argc, char **argv) {
     json_t *arr = cli->json ? json_array() : NULL;
     bool tty = isatty(STDOUT_FILENO);
     sqlite3_stmt *st = NULL;
-    const char *sql =
-        "SELECT f.id, f.method, f.url, f.status, "
-        "snippet(body_fts, 0, '" MARK_ON "', '" MARK_OFF "', '...', 24), "
-        "snippet(body_fts, 1, '" MARK_ON "', '" MARK_OFF "', '...', 24) "
-        "FROM body_fts JOIN flows f ON f.id = body_fts.rowid WHERE body_fts MATCH ?1 "
-        "ORDER BY f.id LIMIT ?2";
+    const char *sql = "SELECT f.id, f.method, f.url, f.status, "
+                      "snippet(body_fts, 0, '" MARK_ON "', '" MARK_OFF "', '...', 24), "
+                      "snippet(body_fts, 1, '" MARK_ON "', '" MARK_OFF "', '...', 24) "
+                      "FROM body_fts JOIN flows f ON f.id = body_fts.rowid WHERE body_fts MATCH ?1 "
+                      "ORDER BY f.id LIMIT ?2";
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
         rc = reel_cli_db_fail(cli, s);
         goto out;
@@ -139,9 +137,9 @@ int reel_cmd_search(reel_cli_t *cli, int argc, char **argv) {
         int side = snip[0] && strchr(snip[0], MARK_ON[0]) ? 0 : 1;
         char *text = snippet_text(snip[side] ? snip[side] : "", tty, arr != NULL);
         if (arr) {
-            json_t *o = json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)id, "url",
-                                  url ? url : "", "side", side ? "response" : "request",
-                                  "snippet", text);
+            json_t *o =
+                json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)id, "url", url ? url : "",
+                          "side", side ? "response" : "request", "snippet", text);
             json_object_set_new(o, "method", method ? json_string(method) : json_null());
             json_object_set_new(o, "status", has_status ? json_integer(status) : json_null());
             json_array_append_new(arr, o);

@@ -31,8 +31,8 @@ typedef struct bflow {
     int side;        /* body being read: 1 request, 2 response, 0 none */
     reel_decoder_t *dec;
     bool dec_failed;
-    bool skip[3];    /* side not kept (binary, cut, ...) */
-    bool sniffed[3]; /* side checked to look like text */
+    bool skip[3];         /* side not kept (binary, cut, ...) */
+    bool sniffed[3];      /* side checked to look like text */
     size_t body_start[3]; /* offset in text[] where the current body starts */
     reel_buf_t text[3];   /* [1] request, [2] response */
 } bflow;
@@ -206,11 +206,18 @@ static bool name_is(const ProtobufCBinaryData *b, const char *s) {
 
 /* Content types never kept, whatever their bytes look like. */
 static bool binary_type(const ProtobufCBinaryData *v) {
-    static const char *const types[] = {"image/", "audio/", "video/", "font/",
-                                        "application/octet-stream", "application/zip",
-                                        "application/pdf", "application/grpc",
-                                        "application/x-protobuf", "application/protobuf",
-                                        "application/msgpack", "application/wasm"};
+    static const char *const types[] = {"image/",
+                                        "audio/",
+                                        "video/",
+                                        "font/",
+                                        "application/octet-stream",
+                                        "application/zip",
+                                        "application/pdf",
+                                        "application/grpc",
+                                        "application/x-protobuf",
+                                        "application/protobuf",
+                                        "application/msgpack",
+                                        "application/wasm"};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         size_t n = strlen(types[i]);
         if (v->len >= n && strncasecmp((const char *)v->data, types[i], n) == 0)
@@ -220,8 +227,7 @@ static bool binary_type(const ProtobufCBinaryData *v) {
 }
 
 /* A head starts a body of side s, decoded by its Content-Encoding. */
-static void head(reel_bodyindex_t *bx, bflow *f, int s, Reel__Header **h, size_t nh,
-                 bool decoded) {
+static void head(reel_bodyindex_t *bx, bflow *f, int s, Reel__Header **h, size_t nh, bool decoded) {
     end_body(bx, f);
     f->side = s;
     f->dec_failed = false;
@@ -247,8 +253,7 @@ static void head(reel_bodyindex_t *bx, bflow *f, int s, Reel__Header **h, size_t
     if (!f->skip[s]) {
         /* Bodies of one side are kept one after the other (a 1xx response
          * then the final one), a line apart. */
-        if (f->text[s].len > 0 && bx->text_bytes < TEXT_MAX &&
-            f->text[s].len < bx->max) {
+        if (f->text[s].len > 0 && bx->text_bytes < TEXT_MAX && f->text[s].len < bx->max) {
             reel_buf_append(&f->text[s], "\n", 1);
             bx->text_bytes++;
         }
@@ -371,8 +376,7 @@ reel_rc reel_bodyindex_record(reel_bodyindex_t *bx, const Reel__Record *rec, ree
         return REEL_OK;
     }
     case REEL__RECORD__EVENT_REQUEST_BODY:
-        reel_bodyindex_chunk(bx, fid, 0, rec->request_body->data.data,
-                             rec->request_body->data.len);
+        reel_bodyindex_chunk(bx, fid, 0, rec->request_body->data.data, rec->request_body->data.len);
         return REEL_OK;
     case REEL__RECORD__EVENT_RESPONSE_BODY:
         reel_bodyindex_chunk(bx, fid, 1, rec->response_body->data.data,

@@ -952,7 +952,7 @@ typedef struct frame_cache {
     struct cached_rec {
         uint64_t flow_id;
         size_t pos, len;
-    } *recs;
+    } * recs;
     size_t nrecs, caprecs;
     /* statements of one pass, prepared once on db (a session closes its
      * db with sqlite3_close_v2, so they may outlive it) */
@@ -1638,15 +1638,14 @@ static reel_rc read_flow(const reel_filter_t *f, reel_session_t *s, uint64_t id,
                                             "flow %llu has records in spool segment %08u.zst, "
                                             "which is missing",
                                             (unsigned long long)id, seg)
-                             : reel_err_errno(err, REEL_IO, errno,
-                                              "opening spool segment %08u.zst", seg);
+                             : reel_err_errno(err, REEL_IO, errno, "opening spool segment %08u.zst",
+                                              seg);
                     goto out;
                 }
             }
             reel_err_t e2;
             reel_err_clear(&e2);
-            if ((rc = reel_spool_read_frame(c->fd, off, clen, &c->comp, &c->raw, &e2)) !=
-                REEL_OK) {
+            if ((rc = reel_spool_read_frame(c->fd, off, clen, &c->comp, &c->raw, &e2)) != REEL_OK) {
                 reel_err_set(err, rc, "segment %08u.zst: %s (run 'reel verify')", seg,
                              reel_err_str(&e2));
                 goto out;

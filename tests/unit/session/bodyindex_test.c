@@ -132,8 +132,8 @@ static uint64_t record(reel_recorder_t *r, const spec_t *sp) {
         free(e);
     }
     if (sp->end == 3) {
-        reel_message_t m = {.from_client = 1, .opcode = 1, .data = "a wsword here", .len = 13,
-                            .length = 13};
+        reel_message_t m = {
+            .from_client = 1, .opcode = 1, .data = "a wsword here", .len = 13, .length = 13};
         reel_recorder_message(f, &m);
     }
     if (sp->end == 2) {
@@ -145,8 +145,22 @@ static uint64_t record(reel_recorder_t *r, const spec_t *sp) {
 }
 
 /* Flows of the main session, by what they are. */
-enum { F_GZIP_JSON, F_BR_HTML, F_ZSTD_REQ, F_PNG, F_NUL, F_BIG, F_EMPTY, F_WS, F_ERR, F_UNKNOWN_ENC,
-       F_OPEN, F_SPLIT, F_FORM, F_N };
+enum {
+    F_GZIP_JSON,
+    F_BR_HTML,
+    F_ZSTD_REQ,
+    F_PNG,
+    F_NUL,
+    F_BIG,
+    F_EMPTY,
+    F_WS,
+    F_ERR,
+    F_UNKNOWN_ENC,
+    F_OPEN,
+    F_SPLIT,
+    F_FORM,
+    F_N
+};
 static uint64_t ids[F_N];
 static reel_session_t *sess;
 static char *big;
@@ -182,30 +196,39 @@ static void record_all(reel_session_t *s) {
     memcpy(split + 995, "Splitword", 9); /* across the 1000-byte records */
     split[sizeof split - 1] = '\0';
     nopen = 0;
-    ids[F_GZIP_JSON] = record(r, &(spec_t){.resp_ct = "application/json", .resp_enc = "gzip",
+    ids[F_GZIP_JSON] = record(r, &(spec_t){.resp_ct = "application/json",
+                                           .resp_enc = "gzip",
                                            .resp_body = "{\"token\": \"Tok_Alpha 42\"}"});
-    ids[F_BR_HTML] = record(r, &(spec_t){.resp_ct = "text/html", .resp_enc = "br",
+    ids[F_BR_HTML] = record(r, &(spec_t){.resp_ct = "text/html",
+                                         .resp_enc = "br",
                                          .resp_body = "<p>Hello WORLD, needle</p>"});
-    ids[F_ZSTD_REQ] = record(r, &(spec_t){.req_ct = "application/json", .req_enc = "zstd",
+    ids[F_ZSTD_REQ] = record(r, &(spec_t){.req_ct = "application/json",
+                                          .req_enc = "zstd",
                                           .req_body = "{\"q\": \"needle in request\"}",
-                                          .resp_ct = "text/plain", .resp_body = "ok needle"});
-    ids[F_PNG] = record(r, &(spec_t){.resp_ct = "image/png", .resp_body = png,
-                                     .resp_len = sizeof png - 1});
+                                          .resp_ct = "text/plain",
+                                          .resp_body = "ok needle"});
+    ids[F_PNG] =
+        record(r, &(spec_t){.resp_ct = "image/png", .resp_body = png, .resp_len = sizeof png - 1});
     ids[F_NUL] = record(r, &(spec_t){.resp_body = nul, .resp_len = sizeof nul - 1});
-    ids[F_BIG] = record(r, &(spec_t){.resp_ct = "text/plain", .resp_enc = "gzip",
-                                     .resp_body = big, .resp_len = 3u << 20});
+    ids[F_BIG] = record(r, &(spec_t){.resp_ct = "text/plain",
+                                     .resp_enc = "gzip",
+                                     .resp_body = big,
+                                     .resp_len = 3u << 20});
     ids[F_EMPTY] = record(r, &(spec_t){.resp_ct = "text/plain"});
     ids[F_WS] = record(r, &(spec_t){.resp_ct = "text/plain", .resp_body = "upgrade", .end = 3});
-    ids[F_ERR] = record(r, &(spec_t){.req_ct = "text/plain", .req_body = "an errword body",
-                                     .end = 1});
-    ids[F_UNKNOWN_ENC] = record(r, &(spec_t){.resp_ct = "text/plain", .resp_enc = "compress",
+    ids[F_ERR] =
+        record(r, &(spec_t){.req_ct = "text/plain", .req_body = "an errword body", .end = 1});
+    ids[F_UNKNOWN_ENC] = record(r, &(spec_t){.resp_ct = "text/plain",
+                                             .resp_enc = "compress",
                                              .resp_body = "oddword in odd coding"});
-    ids[F_OPEN] = record(r, &(spec_t){.resp_ct = "text/plain", .resp_body = "openword so far",
-                                      .end = 2});
+    ids[F_OPEN] =
+        record(r, &(spec_t){.resp_ct = "text/plain", .resp_body = "openword so far", .end = 2});
     ids[F_SPLIT] = record(r, &(spec_t){.resp_ct = "text/plain", .resp_body = split});
     ids[F_FORM] = record(r, &(spec_t){.req_ct = "application/x-www-form-urlencoded",
-                                      .req_body = "user=alice&q=needle+x", .resp_ct = "text/css",
-                                      .resp_enc = "gzip", .resp_body = "p{color:red}"});
+                                      .req_body = "user=alice&q=needle+x",
+                                      .resp_ct = "text/css",
+                                      .resp_enc = "gzip",
+                                      .resp_body = "p{color:red}"});
     assert_int_equal(reel_recorder_flush(r, NULL), REEL_OK);
     /* an open flow is left to the spool until it ends */
     expect_reason(s, ids[F_OPEN], "open");
@@ -312,12 +335,10 @@ static void test_what_is_indexed(void **state) {
                      -1);
     assert_int_equal(fts_has(sess, ids[F_BIG], "\"headtoken\""), 1);
     assert_int_equal(fts_has(sess, ids[F_BIG], "\"tailtoken\""), 0);
-    assert_int_equal(
-        q1(sess, "SELECT length(resp) FROM body_text WHERE flow_id = ?", ids[F_BIG]),
-        REEL_BODYINDEX_DEFAULT_MAX);
+    assert_int_equal(q1(sess, "SELECT length(resp) FROM body_text WHERE flow_id = ?", ids[F_BIG]),
+                     REEL_BODYINDEX_DEFAULT_MAX);
     /* a flow without a body has no row at all */
-    assert_int_equal(q1(sess, "SELECT count(*) FROM body_text WHERE flow_id = ?", ids[F_EMPTY]),
-                     0);
+    assert_int_equal(q1(sess, "SELECT count(*) FROM body_text WHERE flow_id = ?", ids[F_EMPTY]), 0);
 }
 
 /* Ids (comma-separated) of the flows of s that expr matches, as `reel flows`
@@ -373,10 +394,10 @@ static void test_indexed_equals_scan(void **state) {
     (void)state;
     static const char *const ops[] = {"~b", "~bq", "~bs"};
     static const char *const words[] = {
-        "tok_alpha 42", "hello world", "needle", "NEEDLE in", "pngsecret", "binsecret",
-        "headtoken",    "tailtoken",   "wsword", "errword",   "oddword",   "openword",
-        "splitword",    "color:red",   "user=alice&q", "o\"k", "nowhere-at-all", "abcd",
-        "\"token\": \"tok"};
+        "tok_alpha 42", "hello world",    "needle",    "NEEDLE in",       "pngsecret",
+        "binsecret",    "headtoken",      "tailtoken", "wsword",          "errword",
+        "oddword",      "openword",       "splitword", "color:red",       "user=alice&q",
+        "o\"k",         "nowhere-at-all", "abcd",      "\"token\": \"tok"};
     for (size_t o = 0; o < 3; o++)
         for (size_t w = 0; w < sizeof words / sizeof words[0]; w++)
             same(sess, ops[o], words[w], NULL);
@@ -431,20 +452,20 @@ static void test_delete_leaves_index(void **state) {
     record_all(s);
     uint64_t id = ids[F_GZIP_JSON];
     assert_int_equal(fts_has(s, id, "\"tok_alpha\""), 1);
-    char *sql = reel_asprintf("DELETE FROM flows WHERE id IN (%llu, %llu)",
-                              (unsigned long long)id, (unsigned long long)ids[F_PNG]);
+    char *sql = reel_asprintf("DELETE FROM flows WHERE id IN (%llu, %llu)", (unsigned long long)id,
+                              (unsigned long long)ids[F_PNG]);
     assert_int_equal(sqlite3_exec(reel_session_db(s), sql, NULL, NULL, NULL), SQLITE_OK);
     free(sql);
     assert_int_equal(fts_has(s, id, "\"tok_alpha\""), 0);
-    assert_int_equal(q1(s, "SELECT count(*) FROM body_fts WHERE body_fts MATCH 'tok_alpha'", 0),
-                     0);
+    assert_int_equal(q1(s, "SELECT count(*) FROM body_fts WHERE body_fts MATCH 'tok_alpha'", 0), 0);
     assert_int_equal(q1(s, "SELECT count(*) FROM body_text WHERE flow_id = ?", id), 0);
     assert_null(reason(s, ids[F_PNG]));
     /* the FTS stays consistent with its content table */
-    assert_int_equal(sqlite3_exec(reel_session_db(s),
-                                  "INSERT INTO body_fts(body_fts, rank) VALUES('integrity-check', 1)",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(reel_session_db(s),
+                     "INSERT INTO body_fts(body_fts, rank) VALUES('integrity-check', 1)", NULL,
+                     NULL, NULL),
+        SQLITE_OK);
     reel_session_close(s);
 }
 
@@ -497,12 +518,9 @@ static void test_disabled(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_plain_and_queries),
-        cmocka_unit_test(test_what_is_indexed),
-        cmocka_unit_test(test_indexed_equals_scan),
-        cmocka_unit_test(test_delete_leaves_index),
-        cmocka_unit_test(test_repair_fills),
-        cmocka_unit_test(test_disabled),
+        cmocka_unit_test(test_plain_and_queries),   cmocka_unit_test(test_what_is_indexed),
+        cmocka_unit_test(test_indexed_equals_scan), cmocka_unit_test(test_delete_leaves_index),
+        cmocka_unit_test(test_repair_fills),        cmocka_unit_test(test_disabled),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
