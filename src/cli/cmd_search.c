@@ -174,18 +174,27 @@ int reel_cmd_search(reel_cli_t *cli, int argc, char **argv) {
         reel_cli_json_out(arr);
     else if (n == 0)
         fprintf(stderr, "reel search: no flow has that in its indexed bodies\n");
-    /* Flows the index never saw are worth a word when repair would add them. */
+    /* Flows the index lacks are worth a word when repair would add them. */
     sqlite3_finalize(st);
     st = NULL;
     if (sqlite3_prepare_v2(db,
-                           "SELECT count(*) FROM body_todo WHERE reason = 'indexed before body "
-                           "search'",
+                           "SELECT coalesce(sum(reason = 'indexed before body search'), 0), "
+                           "coalesce(sum(reason = 'pending'), 0) FROM body_todo",
                            -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0)
-        fprintf(stderr,
-                "reel search: %lld flows with bodies were recorded before reel indexed bodies "
-                "and were not searched; 'reel repair %s' indexes them\n",
-                (long long)sqlite3_column_int64(st, 0), argv[optind]);
+        sqlite3_step(st) == SQLITE_ROW) {
+        long long before = sqlite3_column_int64(st, 0), pending = sqlite3_column_int64(st, 1);
+        if (before > 0)
+            fprintf(stderr,
+                    "reel search: %lld flows with bodies were recorded before reel indexed "
+                    "bodies and were not searched; 'reel repair %s' indexes them\n",
+                    before, argv[optind]);
+        if (pending > 0)
+            fprintf(stderr,
+                    "reel search: the text of %lld flow(s) is not in the index yet (it is added "
+                    "as the recorder has time; 'reel repair %s' adds it now); 'reel flows %s "
+                    "\"~b WORD\"' reads them\n",
+                    pending, argv[optind], argv[optind]);
+    }
 out:
     sqlite3_finalize(st);
     free(q);
