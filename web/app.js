@@ -788,7 +788,8 @@ function renderDetail(d, id) {
     parts.push(sec);
   }
   if (d.messages && d.messages.length) {
-    parts.push(el('section', { 'aria-label': 'Messages' }, el('h3', { text: 'Messages (' + d.messages.length + ')' }), messagesSection(d.messages)));
+    const more = d.messages_omitted ? ` (first ${d.messages.length} of ${d.messages.length + d.messages_omitted})` : ` (${d.messages.length})`;
+    parts.push(el('section', { 'aria-label': 'Messages' }, el('h3', { text: 'Messages' + more }), messagesSection(d.messages)));
   }
   if (d.timings) parts.push(el('section', { 'aria-label': 'Timings' }, el('h3', { text: 'Timings' }), waterfall(d.timings)));
   if (d.server_conn) {

@@ -85,6 +85,7 @@ typedef struct {
     json_t *msg;      /* the message whose data is being gathered */
     reel_buf_t data;
     size_t msg_total, msg_max;
+    int64_t omitted; /* messages past REEL_FLOWREAD_MESSAGES_MAX */
 } detail_t;
 
 static void msg_done(detail_t *d) {
@@ -157,6 +158,10 @@ static int detail_record(void *ctx, const Reel__Record *rec) {
         const Reel__Message *m = rec->message;
         if (!m->continued) {
             msg_done(d);
+            if (json_array_size(d->messages) >= REEL_FLOWREAD_MESSAGES_MAX) {
+                d->omitted++;
+                break;
+            }
             d->msg = json_pack("{s:I, s:b, s:i, s:s, s:I, s:b, s:b}", "time_us",
                                (json_int_t)rec->time_us, "from_client", m->from_client, "opcode",
                                (int)m->opcode, "type", opcode_name(m->opcode), "length",
@@ -221,6 +226,7 @@ reel_rc reel_flowread_detail(reel_session_t *s, int64_t id, size_t msg_data_max,
                                                           : json_string(reel_err_str(&e)));
     rc = REEL_OK;
     json_object_set_new(d.o, "messages", d.messages);
+    json_object_set_new(d.o, "messages_omitted", json_integer(d.omitted));
     json_t *dmg = json_array();
     reel_store_damage_t *dm = NULL;
     size_t n = 0;

@@ -20,9 +20,14 @@
 #include "session/decode.h"
 #include "session/session.h"
 
+/** Most messages put into one detail; the rest are counted in
+ * "messages_omitted". */
+#define REEL_FLOWREAD_MESSAGES_MAX 5000
+
 /** Flow id's detail into *out: {"request": head|null, "response": head|null,
  * "timings", "server_conn", "messages" (each with data_b64 while the total
- * stays within msg_data_max bytes, then data_omitted), "error",
+ * stays within msg_data_max bytes, then data_omitted; the first
+ * REEL_FLOWREAD_MESSAGES_MAX of them), "messages_omitted", "error",
  * "request_end_us", "response_start_us", "damage", "read_error"}. A head is
  * {method, scheme, host, port, target, url, http_version, headers: [[name,
  * value]...], body_decoded, content_type, content_encoding} (response:

@@ -455,7 +455,7 @@ static void handle(conn_t *c, reel__web_resp_t *rs) {
         goto out;
     }
     const reel_web_asset_t *a = asset_find(target);
-    if (a == NULL || is_write(method)) {
+    if (a == NULL || strcmp(method, "GET") != 0) {
         reel__web_error(rs, a ? 405 : 404, a ? "method not allowed" : "no such page");
         goto out;
     }
