@@ -219,7 +219,7 @@ async function showSessions() {
 const COLUMNS = [
   { key: 'check', label: '', w: '28px' },
   { key: 'id', label: 'ID', sort: 'id', w: '64px', num: true },
-  { key: 'time', label: 'Time', sort: 'start', w: '100px' },
+  { key: 'time', label: 'Time', sort: 'start', w: '108px' },
   { key: 'method', label: 'Method', w: '64px' },
   { key: 'host', label: 'Host', sort: 'host', w: '1.2fr' },
   { key: 'path', label: 'Path', w: '2fr' },
@@ -227,11 +227,11 @@ const COLUMNS = [
   { key: 'type', label: 'Type', w: '90px' },
   { key: 'req', label: 'Req', w: '64px', num: true },
   { key: 'resp', label: 'Resp', w: '70px', num: true },
-  { key: 'dur', label: 'Duration', w: '76px', num: true },
-  { key: 'proto', label: 'Protocol', w: '80px' },
+  { key: 'dur', label: 'Duration', w: '84px', num: true },
+  { key: 'proto', label: 'Protocol', w: '90px' },
   { key: 'tags', label: 'Tags', w: '0.8fr' },
-  { key: 'mark', label: '★', w: '24px' },
-  { key: 'notes', label: 'Notes', w: '48px', num: true },
+  { key: 'mark', label: '★', w: '28px' },
+  { key: 'notes', label: 'Notes', w: '56px', num: true },
 ];
 const GRID = COLUMNS.map((c) => c.w.endsWith('fr') ? `minmax(60px, ${c.w})` : c.w).join(' ');
 
