@@ -56,7 +56,10 @@ void reel_stack_set_reading(reel_stack_t *st, bool on) {
 }
 
 void reel_stack_info(const reel_stack_t *st, reel_stack_info_t *out) {
-    memset(out, 0, sizeof *out);
+    out->local[0] = out->remote[0] = '\0';
+    out->t_dns0 = out->t_dns1 = out->t_connected = 0;
+    out->tls = out->tls_done = out->tls_resumed = false;
+    out->alpn = out->sni = out->tls_version = out->cipher = NULL;
     for (const reel_filter_t *f = st->bottom; f; f = f->above)
         if (f->ops->info)
             f->ops->info(f, out);

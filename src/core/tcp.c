@@ -363,10 +363,17 @@ reel_filter_t *reel_tcp_accept(uv_stream_t *server, uint8_t *readbuf, size_t rea
 
 /* ---- the rest of the contract ---- */
 
+/* A bounded copy, cheaper than snprintf: info is asked for once per flow. */
+static void copy_str(char *dst, size_t cap, const char *src) {
+    size_t n = strnlen(src, cap - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 static void tcp_info(const reel_filter_t *f, reel_stack_info_t *out) {
     const tcp_filter_t *t = (const tcp_filter_t *)f;
-    snprintf(out->local, sizeof out->local, "%s", t->local);
-    snprintf(out->remote, sizeof out->remote, "%s", t->remote);
+    copy_str(out->local, sizeof out->local, t->local);
+    copy_str(out->remote, sizeof out->remote, t->remote);
     out->t_dns0 = t->t_dns0;
     out->t_dns1 = t->t_dns1;
     out->t_connected = t->t_connected;
