@@ -127,8 +127,8 @@ int reel_cmd_web(reel_cli_t *cli, int argc, char **argv) {
         uv_signal_start(&r.sigint, on_signal, SIGINT);
         uv_signal_start(&r.sigterm, on_signal, SIGTERM);
         printf("reel web: serving %s%s\nreel web: open %s\n",
-               o.nsessions ? "the named sessions" : "every session under ", o.nsessions ? ""
-               : o.home, reel_web_url(r.w));
+               o.nsessions ? "the named sessions" : "every session under ",
+               o.nsessions ? "" : o.home, reel_web_url(r.w));
         if (read_only)
             printf("reel web: read-only\n");
         fflush(stdout);

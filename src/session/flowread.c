@@ -69,13 +69,20 @@ static void head_extra(json_t *o, Reel__Header **h, size_t n, int decoded) {
 
 static const char *opcode_name(uint32_t op) {
     switch (op) {
-    case 0: return "tcp";
-    case 1: return "text";
-    case 2: return "binary";
-    case 8: return "close";
-    case 9: return "ping";
-    case 10: return "pong";
-    default: return "other";
+    case 0:
+        return "tcp";
+    case 1:
+        return "text";
+    case 2:
+        return "binary";
+    case 8:
+        return "close";
+    case 9:
+        return "ping";
+    case 10:
+        return "pong";
+    default:
+        return "other";
     }
 }
 
@@ -97,11 +104,11 @@ static void msg_done(detail_t *d) {
     } else {
         d->msg_total += d->data.len;
         json_object_set_new(d->msg, "data_b64", b64_json(d->data.data, d->data.len));
-        json_object_set_new(d->msg, "text", reel_looks_text(d->data.data, d->data.len) &&
-                                                    json_stringn((const char *)d->data.data,
-                                                                 d->data.len) != NULL
-                                                ? json_true()
-                                                : json_false());
+        json_object_set_new(d->msg, "text",
+                            reel_looks_text(d->data.data, d->data.len) &&
+                                    json_stringn((const char *)d->data.data, d->data.len) != NULL
+                                ? json_true()
+                                : json_false());
     }
     reel_buf_reset(&d->data);
     d->msg = NULL;
@@ -110,11 +117,10 @@ static void msg_done(detail_t *d) {
 static json_t *timings_json(const Reel__Timings *t) {
     if (t == NULL)
         return json_null();
-    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "blocked_us",
-                     (json_int_t)t->blocked_us, "dns_us", (json_int_t)t->dns_us, "connect_us",
-                     (json_int_t)t->connect_us, "send_us", (json_int_t)t->send_us, "wait_us",
-                     (json_int_t)t->wait_us, "receive_us", (json_int_t)t->receive_us, "ssl_us",
-                     (json_int_t)t->ssl_us);
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "blocked_us", (json_int_t)t->blocked_us,
+                     "dns_us", (json_int_t)t->dns_us, "connect_us", (json_int_t)t->connect_us,
+                     "send_us", (json_int_t)t->send_us, "wait_us", (json_int_t)t->wait_us,
+                     "receive_us", (json_int_t)t->receive_us, "ssl_us", (json_int_t)t->ssl_us);
 }
 
 static void end_facts(detail_t *d, const Reel__Timings *t, int64_t req_end, int64_t resp_start) {
@@ -132,12 +138,12 @@ static int detail_record(void *ctx, const Reel__Record *rec) {
         reel_buf_t url;
         reel_buf_init(&url, 0);
         reel_index_url(h, &url);
-        json_t *o = json_pack("{s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:o}", "method",
-                              pbytes_json(h->method), "scheme", str_json(h->scheme), "host",
-                              pbytes_json(h->host), "port", (json_int_t)h->port, "target",
-                              pbytes_json(h->target), "url", bytes_json(url.data, url.len),
-                              "http_version", str_json(h->http_version), "headers",
-                              headers_json(h->headers, h->n_headers, h->body_decoded));
+        json_t *o =
+            json_pack("{s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:o}", "method", pbytes_json(h->method),
+                      "scheme", str_json(h->scheme), "host", pbytes_json(h->host), "port",
+                      (json_int_t)h->port, "target", pbytes_json(h->target), "url",
+                      bytes_json(url.data, url.len), "http_version", str_json(h->http_version),
+                      "headers", headers_json(h->headers, h->n_headers, h->body_decoded));
         reel_buf_free(&url);
         head_extra(o, h->headers, h->n_headers, h->body_decoded);
         json_object_set_new(d->o, "request", o);
@@ -145,11 +151,10 @@ static int detail_record(void *ctx, const Reel__Record *rec) {
     }
     case REEL__RECORD__EVENT_RESPONSE_HEAD: {
         const Reel__ResponseHead *h = rec->response_head;
-        json_t *o = json_pack("{s:I, s:o, s:o, s:o, s:b}", "status", (json_int_t)h->status,
-                              "reason", pbytes_json(h->reason), "http_version",
-                              str_json(h->http_version), "headers",
-                              headers_json(h->headers, h->n_headers, h->body_decoded),
-                              "generated", h->generated);
+        json_t *o = json_pack(
+            "{s:I, s:o, s:o, s:o, s:b}", "status", (json_int_t)h->status, "reason",
+            pbytes_json(h->reason), "http_version", str_json(h->http_version), "headers",
+            headers_json(h->headers, h->n_headers, h->body_decoded), "generated", h->generated);
         head_extra(o, h->headers, h->n_headers, h->body_decoded);
         json_object_set_new(d->o, "response", o);
         break;
@@ -177,13 +182,13 @@ static int detail_record(void *ctx, const Reel__Record *rec) {
     }
     case REEL__RECORD__EVENT_SERVER_CONN: {
         const Reel__ServerConn *sc = rec->server_conn;
-        json_object_set_new(
-            d->o, "server_conn",
-            json_pack("{s:I, s:o, s:o, s:o, s:o, s:o, s:b, s:b}", "conn_id",
-                      (json_int_t)sc->conn_id, "address", str_json(sc->address), "sni",
-                      str_json(sc->sni), "alpn", str_json(sc->alpn), "tls_version",
-                      str_json(sc->tls_version), "cipher", str_json(sc->cipher), "reused",
-                      sc->reused, "retried", sc->retried));
+        json_object_set_new(d->o, "server_conn",
+                            json_pack("{s:I, s:o, s:o, s:o, s:o, s:o, s:b, s:b}", "conn_id",
+                                      (json_int_t)sc->conn_id, "address", str_json(sc->address),
+                                      "sni", str_json(sc->sni), "alpn", str_json(sc->alpn),
+                                      "tls_version", str_json(sc->tls_version), "cipher",
+                                      str_json(sc->cipher), "reused", sc->reused, "retried",
+                                      sc->retried));
         break;
     }
     case REEL__RECORD__EVENT_END: {
@@ -222,8 +227,8 @@ reel_rc reel_flowread_detail(reel_session_t *s, int64_t id, size_t msg_data_max,
         json_decref(d.messages);
         goto out;
     }
-    json_object_set_new(d.o, "read_error", rc == REEL_OK ? json_null()
-                                                          : json_string(reel_err_str(&e)));
+    json_object_set_new(d.o, "read_error",
+                        rc == REEL_OK ? json_null() : json_string(reel_err_str(&e)));
     rc = REEL_OK;
     json_object_set_new(d.o, "messages", d.messages);
     json_object_set_new(d.o, "messages_omitted", json_integer(d.omitted));
@@ -234,8 +239,8 @@ reel_rc reel_flowread_detail(reel_session_t *s, int64_t id, size_t msg_data_max,
     reel_store_flow_damage(s, (uint64_t)id, &dm, &n, &e);
     for (size_t i = 0; i < n; i++)
         json_array_append_new(dmg, json_pack("{s:s, s:I, s:I, s:s}", "direction",
-                                             reel_store_damage_direction(dm[i].direction),
-                                             "offset", (json_int_t)dm[i].offset, "length",
+                                             reel_store_damage_direction(dm[i].direction), "offset",
+                                             (json_int_t)dm[i].offset, "length",
                                              (json_int_t)dm[i].length, "reason", dm[i].reason));
     free(dm);
     json_object_set_new(d.o, "damage", dmg);

@@ -40,12 +40,12 @@ reel_rc reel_flowread_detail(reel_session_t *s, int64_t id, size_t msg_data_max,
 
 /** What reel_flowread_body found. */
 typedef struct {
-    int has_head;        /* the direction had a head */
-    char *content_type;  /* owned, NULL when none */
-    char *encoding;      /* Content-Encoding as recorded, owned, NULL when none */
-    int decoded;         /* bytes given to the sink are decoded (or needed no decoding) */
+    int has_head;           /* the direction had a head */
+    char *content_type;     /* owned, NULL when none */
+    char *encoding;         /* Content-Encoding as recorded, owned, NULL when none */
+    int decoded;            /* bytes given to the sink are decoded (or needed no decoding) */
     char decode_error[256]; /* why decoding stopped ("" if it did not) */
-    uint64_t total;      /* bytes given to the sink (or that would have been) */
+    uint64_t total;         /* bytes given to the sink (or that would have been) */
 } reel_flowread_body_t;
 
 /** Streams the body of direction dir (0 request, 1 response) of flow id to

@@ -52,13 +52,22 @@ static void send_json(reel__web_resp_t *rs, int status, json_t *j) {
 static void send_err(reel__web_resp_t *rs, const reel_err_t *err) {
     int status = 500;
     switch (err->code) {
-    case REEL_NOTFOUND: status = 404; break;
+    case REEL_NOTFOUND:
+        status = 404;
+        break;
     case REEL_INVALID:
     case REEL_LIMIT:
-    case REEL_USAGE: status = 400; break;
-    case REEL_LOCKED: status = 423; break;
-    case REEL_EXISTS: status = 409; break;
-    default: break;
+    case REEL_USAGE:
+        status = 400;
+        break;
+    case REEL_LOCKED:
+        status = 423;
+        break;
+    case REEL_EXISTS:
+        status = 409;
+        break;
+    default:
+        break;
     }
     const char *msg = reel_err_str(err);
     json_t *j = json_pack("{s:s}", "error", msg);
@@ -153,9 +162,9 @@ static json_t *row_json(const reel_query_flow_t *f) {
                         f->http_version ? json_string(f->http_version) : json_null());
     json_object_set_new(o, "annotations", json_integer(f->annotations));
     json_object_set_new(o, "protocol", json_string(protocol(f)));
-    json_object_set_new(o, "response_content_type", f->response_content_type
-                                                        ? json_string(f->response_content_type)
-                                                        : json_null());
+    json_object_set_new(o, "response_content_type",
+                        f->response_content_type ? json_string(f->response_content_type)
+                                                 : json_null());
     return o;
 }
 
@@ -227,9 +236,9 @@ static void api_sessions(call_t *c) {
         free(names[i]);
     }
     free(names);
-    send_json(c->rs, 200, json_pack("{s:o, s:b, s:o}", "sessions", arr, "read_only",
-                                    w->read_only, "live",
-                                    w->live ? json_string(w->live) : json_null()));
+    send_json(c->rs, 200,
+              json_pack("{s:o, s:b, s:o}", "sessions", arr, "read_only", w->read_only, "live",
+                        w->live ? json_string(w->live) : json_null()));
 }
 
 static void api_session(call_t *c, const char *name) {
@@ -253,8 +262,9 @@ static void api_rename(call_t *c, const char *name) {
         return;
     }
     if (c->w->nsessions) {
-        reel__web_error(c->rs, 403, "this server shows only the sessions it was given: "
-                                    "rename with it serving every session");
+        reel__web_error(c->rs, 403,
+                        "this server shows only the sessions it was given: "
+                        "rename with it serving every session");
         return;
     }
     reel_session_t *s = open_session(c, name, 1);
@@ -371,8 +381,8 @@ static void api_count(call_t *c, reel_session_t *s) {
             send_err(c->rs, &err);
         } else {
             maxid = page.n ? page.rows[0].id : 0;
-            send_json(c->rs, 200, json_pack("{s:I, s:I}", "count", (json_int_t)n, "max_id",
-                                            (json_int_t)maxid));
+            send_json(c->rs, 200,
+                      json_pack("{s:I, s:I}", "count", (json_int_t)n, "max_id", (json_int_t)maxid));
         }
         reel_query_page_free(&page);
     }
@@ -492,15 +502,15 @@ static void api_body(call_t *c, reel_session_t *s, int64_t id, int dir) {
     }
     json_t *t = text ? json_stringn(text, tlen) : NULL;
     int image = info.content_type && strncmp(info.content_type, "image/", 6) == 0;
-    json_t *o = json_pack(
-        "{s:s, s:s, s:o, s:I, s:I, s:b, s:o, s:b, s:b, s:o, s:o}", "view",
-        reel_view_name((reel_view_kind)kind), "shown", reel_view_name(shown), "content_type",
-        info.content_type ? json_string(info.content_type) : json_null(), "offset",
-        (json_int_t)off, "length", (json_int_t)sl.buf.len, "more", sl.more, "text",
-        t ? t : json_string("(not shown: the view's output is not UTF-8)"), "image", image,
-        "decoded", info.decoded, "decode_error",
-        info.decode_error[0] ? json_string(info.decode_error) : json_null(), "read_error",
-        rc == REEL_OK ? json_null() : json_string(reel_err_str(&err)));
+    json_t *o =
+        json_pack("{s:s, s:s, s:o, s:I, s:I, s:b, s:o, s:b, s:b, s:o, s:o}", "view",
+                  reel_view_name((reel_view_kind)kind), "shown", reel_view_name(shown),
+                  "content_type", info.content_type ? json_string(info.content_type) : json_null(),
+                  "offset", (json_int_t)off, "length", (json_int_t)sl.buf.len, "more", sl.more,
+                  "text", t ? t : json_string("(not shown: the view's output is not UTF-8)"),
+                  "image", image, "decoded", info.decoded, "decode_error",
+                  info.decode_error[0] ? json_string(info.decode_error) : json_null(), "read_error",
+                  rc == REEL_OK ? json_null() : json_string(reel_err_str(&err)));
     send_json(c->rs, 200, o);
 out:
     free(vname);
@@ -525,8 +535,8 @@ static void api_raw(call_t *c, reel_session_t *s, int64_t id, int dir) {
     }
     reel_err_t err;
     reel_err_clear(&err);
-    reel_rc rc = reel_flowread_body(s, id, dir, dec == NULL || strcmp(dec, "0") != 0, file_sink,
-                                    f, &info, &err);
+    reel_rc rc = reel_flowread_body(s, id, dir, dec == NULL || strcmp(dec, "0") != 0, file_sink, f,
+                                    &info, &err);
     if (rc == REEL_NOTFOUND) {
         send_err(c->rs, &err);
         goto out;
@@ -574,8 +584,7 @@ static void api_curl(call_t *c, reel_session_t *s, int64_t id) {
     if (rc != REEL_OK) {
         send_err(c->rs, &err);
     } else if (st.flows == 0) {
-        reel__web_error(c->rs, 404, "flow %lld has no request to write as curl",
-                        (long long)id);
+        reel__web_error(c->rs, 404, "flow %lld has no request to write as curl", (long long)id);
     } else {
         c->rs->status = 200;
         c->rs->type = "text/plain; charset=utf-8";
@@ -693,8 +702,9 @@ static void api_tags(call_t *c, reel_session_t *s) {
     if (reel_query_tag(s, &t, tags, n, add, &res, &err) != REEL_OK)
         send_err(c->rs, &err);
     else
-        send_json(c->rs, 200, json_pack("{s:I, s:I}", "matched", (json_int_t)res.matched,
-                                        "changed", (json_int_t)res.changed));
+        send_json(c->rs, 200,
+                  json_pack("{s:I, s:I}", "matched", (json_int_t)res.matched, "changed",
+                            (json_int_t)res.changed));
 out:
     free(ids);
     free(tags);
@@ -711,8 +721,9 @@ static void api_marks(call_t *c, reel_session_t *s) {
         if (reel_query_mark(s, &t, m == NULL || json_is_true(m), &res, &err) != REEL_OK)
             send_err(c->rs, &err);
         else
-            send_json(c->rs, 200, json_pack("{s:I, s:I}", "matched", (json_int_t)res.matched,
-                                            "changed", (json_int_t)res.changed));
+            send_json(c->rs, 200,
+                      json_pack("{s:I, s:I}", "matched", (json_int_t)res.matched, "changed",
+                                (json_int_t)res.changed));
     }
     free(ids);
 }
@@ -738,10 +749,10 @@ static void api_config_get(call_t *c, reel_session_t *s) {
         const char *v = reel_config_get(cfg, o->name, &layer);
         char *accepts = reel_option_describe(o);
         json_t *jv = json_string(v);
-        json_array_append_new(arr, json_pack("{s:s, s:o, s:s, s:s, s:s, s:s}", "name", o->name,
-                                             "value", jv ? jv : json_string(""), "layer",
-                                             reel_layer_name(layer), "help", o->help, "accepts",
-                                             accepts, "default", o->def));
+        json_array_append_new(arr,
+                              json_pack("{s:s, s:o, s:s, s:s, s:s, s:s}", "name", o->name, "value",
+                                        jv ? jv : json_string(""), "layer", reel_layer_name(layer),
+                                        "help", o->help, "accepts", accepts, "default", o->def));
         free(accepts);
     }
     long pid = reel_session_recorder_pid(s);
@@ -776,8 +787,8 @@ static void api_config_set(call_t *c, reel_session_t *s) {
     } else {
         long pid = reel_session_recorder_pid(s);
         send_json(c->rs, 200,
-                  json_pack("{s:s, s:s, s:s, s:o}", "name", key, "value", canon, "layer",
-                            "session", "recording_pid", pid ? json_integer(pid) : json_null()));
+                  json_pack("{s:s, s:s, s:s, s:o}", "name", key, "value", canon, "layer", "session",
+                            "recording_pid", pid ? json_integer(pid) : json_null()));
     }
     free(canon);
 }
@@ -827,9 +838,9 @@ static void api_export(call_t *c, reel_session_t *s) {
     }
     c->rs->status = 200;
     c->rs->type = format == REEL_EXPORT_HAR ? "application/json" : "application/x-ndjson";
-    c->rs->headers = reel_asprintf("Content-Disposition: attachment; filename=\"%s.%s\"\r\n",
-                                   reel_session_name(s),
-                                   format == REEL_EXPORT_HAR ? "har" : "ndjson");
+    c->rs->headers =
+        reel_asprintf("Content-Disposition: attachment; filename=\"%s.%s\"\r\n",
+                      reel_session_name(s), format == REEL_EXPORT_HAR ? "har" : "ndjson");
     c->rs->file = f;
     f = NULL;
 out:
@@ -845,8 +856,8 @@ out:
 
 static uint64_t row_sig(const reel_query_flow_t *f) {
     uint64_t h = 1469598103934665603ull;
-    int64_t v[] = {f->status,   f->end_us,   f->messages,         f->response_body_size,
-                   f->marked,   (int64_t)f->ntags, f->annotations, f->request_body_size};
+    int64_t v[] = {f->status, f->end_us,         f->messages,    f->response_body_size,
+                   f->marked, (int64_t)f->ntags, f->annotations, f->request_body_size};
     for (size_t i = 0; i < sizeof v / sizeof *v; i++)
         h = (h ^ (uint64_t)v[i]) * 1099511628211ull;
     for (const char *p = f->state ? f->state : ""; *p; p++)

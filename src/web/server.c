@@ -46,8 +46,8 @@ struct conn {
     reel_web_t *w;
     conn_t *next, *prev;
     reel_h1_t *parser;
-    reel_buf_t in;        /* bytes read, not yet parsed */
-    reel_h1_head_t head;  /* of the request being read; valid until END is handled */
+    reel_buf_t in;       /* bytes read, not yet parsed */
+    reel_h1_head_t head; /* of the request being read; valid until END is handled */
     int have_head;
     reel_buf_t body;
     int closing, handles;
@@ -255,21 +255,36 @@ static void stream_next(conn_t *c) {
 
 static const char *status_text(int s) {
     switch (s) {
-    case 200: return "OK";
-    case 302: return "Found";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 413: return "Content Too Large";
-    case 423: return "Locked";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    default: return "Status";
+    case 200:
+        return "OK";
+    case 302:
+        return "Found";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Content Too Large";
+    case 423:
+        return "Locked";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Status";
     }
 }
 
@@ -397,8 +412,7 @@ static void handle(conn_t *c, reel__web_resp_t *rs) {
         goto out;
     }
     if (!host_ok(w, host)) {
-        reel__web_error(rs, 403, "Host '%s' is not this server (DNS rebinding?)",
-                        host ? host : "");
+        reel__web_error(rs, 403, "Host '%s' is not this server (DNS rebinding?)", host ? host : "");
         goto out;
     }
     if (origin) {
@@ -430,8 +444,9 @@ static void handle(conn_t *c, reel__web_resp_t *rs) {
     }
     if (!authorized(w, c)) {
         if (strncmp(target, "/api/", 5) == 0) {
-            reel__web_error(rs, 401, "missing or wrong token: open the URL reel printed, or "
-                                     "send Authorization: Bearer TOKEN");
+            reel__web_error(rs, 401,
+                            "missing or wrong token: open the URL reel printed, or "
+                            "send Authorization: Bearer TOKEN");
         } else {
             rs->status = 401;
             rs->type = "text/html; charset=utf-8";

@@ -26,15 +26,15 @@
 #define REEL_WEB_DEFAULT_PORT 8081
 
 typedef struct {
-    const char *home;            /* sessions root (borrowed) */
-    const char *host;            /* listen host; NULL: 127.0.0.1 */
-    int port;                    /* 0: an ephemeral port */
-    int explicit_listen;         /* beyond loopback was asked for (--listen) */
-    int read_only;               /* refuse every write */
-    char *const *sessions;       /* only these sessions; NULL/0: every one under home */
+    const char *home;      /* sessions root (borrowed) */
+    const char *host;      /* listen host; NULL: 127.0.0.1 */
+    int port;              /* 0: an ephemeral port */
+    int explicit_listen;   /* beyond loopback was asked for (--listen) */
+    int read_only;         /* refuse every write */
+    char *const *sessions; /* only these sessions; NULL/0: every one under home */
     size_t nsessions;
-    const char *live;            /* the session this process records into, or NULL */
-    const char *token;           /* fixed token (tests); NULL: a random 128-bit one */
+    const char *live;  /* the session this process records into, or NULL */
+    const char *token; /* fixed token (tests); NULL: a random 128-bit one */
 } reel_web_opts_t;
 
 typedef struct reel_web reel_web_t;

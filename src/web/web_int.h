@@ -50,8 +50,8 @@ typedef struct {
     int status;
     const char *type; /* Content-Type; NULL: application/json */
     reel_buf_t body;
-    FILE *file;       /* instead of body: streamed from here (owned, closed after) */
-    char *headers;    /* extra header lines, each ending CRLF (owned) */
+    FILE *file;           /* instead of body: streamed from here (owned, closed after) */
+    char *headers;        /* extra header lines, each ending CRLF (owned) */
     reel__web_sse_t *sse; /* the request became an event stream (owned) */
 } reel__web_resp_t;
 

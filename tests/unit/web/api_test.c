@@ -78,7 +78,7 @@ static void test_params(void **state) {
     free(v);
     assert_null(reel__web_param("ab=1", "a"));
     assert_null(reel__web_param("a=%00", "a")); /* a NUL is refused */
-    v = reel__web_unescape("%zz%4", 5);          /* bad escapes stay as they are */
+    v = reel__web_unescape("%zz%4", 5);         /* bad escapes stay as they are */
     assert_string_equal(v, "%zz%4");
     free(v);
 }
@@ -109,24 +109,21 @@ static void test_sessions_and_errors(void **state) {
     assert_int_equal(call("POST", "/api/sessions/s1/marks", "{", NULL, 0), 400);
     assert_int_equal(call("POST", "/api/sessions/s1/marks", "{\"ids\": [5]}", NULL, 0), 404);
     assert_int_equal(call("POST", "/api/sessions/s1/marks", "{\"ids\": [\"x\"]}", NULL, 0), 400);
-    assert_int_equal(call("POST", "/api/sessions/s1/tags", "{\"filter\": \"\", \"tags\": []}",
-                          NULL, 0),
-                     400);
+    assert_int_equal(
+        call("POST", "/api/sessions/s1/tags", "{\"filter\": \"\", \"tags\": []}", NULL, 0), 400);
 }
 
 static void test_config(void **state) {
     (void)state;
     json_t *j = NULL;
-    assert_int_equal(
-        call("POST", "/api/sessions/s1/config", "{\"name\": \"body_limit\", \"value\": \"x\"}",
-             &j, 0),
-        400);
+    assert_int_equal(call("POST", "/api/sessions/s1/config",
+                          "{\"name\": \"body_limit\", \"value\": \"x\"}", &j, 0),
+                     400);
     assert_non_null(strstr(json_string_value(json_object_get(j, "error")), "body_limit"));
     json_decref(j);
-    assert_int_equal(
-        call("POST", "/api/sessions/s1/config", "{\"name\": \"body_limit\", \"value\": \"1k\"}",
-             &j, 0),
-        200);
+    assert_int_equal(call("POST", "/api/sessions/s1/config",
+                          "{\"name\": \"body_limit\", \"value\": \"1k\"}", &j, 0),
+                     200);
     assert_string_equal(json_string_value(json_object_get(j, "value")), "1024");
     json_decref(j);
     assert_int_equal(call("GET", "/api/sessions/s1/config", NULL, &j, 0), 200);
