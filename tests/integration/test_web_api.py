@@ -141,6 +141,25 @@ class WebApi(unittest.TestCase):
         self.assertEqual(st, 200)
         self.assertNotIn("access-control-allow-origin", h)
 
+    def test_listen_beyond_loopback_warns(self):
+        p = subprocess.Popen([REEL, "web", "--listen", "0.0.0.0:0"], env=self.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            line = p.stdout.readline()
+            self.assertIn("token=", line + p.stdout.readline())
+        finally:
+            p.send_signal(signal.SIGINT)
+            out, err = p.communicate(timeout=10)
+        self.assertIn("WARNING", err)
+        self.assertIn("beyond loopback", err)
+        st, h, _ = self.c.req("OPTIONS", "/api/sessions", headers={
+            "Origin": "http://127.0.0.1:%d" % self.port,
+            "Access-Control-Request-Method": "POST"})
+        self.assertEqual(st, 405)
+        self.assertFalse([k for k in h if k.startswith("access-control")])
+        r = run([REEL, "web", "--listen", "nonsense"], env=self.env, check=False)
+        self.assertEqual(r.returncode, 2)
+
     def test_sessions_and_flows(self):
         s = self.c.json("GET", "/api/sessions")
         (s1,) = [x for x in s["sessions"] if x["name"] == "s1"]
