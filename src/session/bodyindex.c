@@ -190,8 +190,8 @@ static void end_body(reel_bodyindex_t *bx, bflow *f) {
     end_decoder(bx, f);
     if (!f->skip[s] && !f->sniffed[s]) {
         f->sniffed[s] = true;
-        if (!reel_looks_text(f->text[s].data + f->body_start[s],
-                             f->text[s].len - f->body_start[s])) {
+        const uint8_t *t = f->text[s].data ? f->text[s].data + f->body_start[s] : NULL;
+        if (!reel_looks_text(t, f->text[s].len - f->body_start[s])) {
             f->why = "binary";
             side_drop(bx, f, s);
         }

@@ -11,7 +11,7 @@
  *   unary   := '!' unary | primary
  *   primary := '(' seq ')' | REGEXOP VALUE | '~tag' VALUE
  *            | '~c' CODE | '~id' CODE | '~since' CODE | '~until' CODE
- *            | '~size' CODE | '~marked' | '~damaged' | '~all' | '~e'
+ *            | '~size' CODE | '~marked' | '~damaged' | '~replay' | '~all' | '~e'
  *            | '~s' | '~q' | '~http' | '~websocket' | '~tcp'
  *            | VALUE                        (bare: ~u)
  *   REGEXOP := ~d ~u ~m ~h ~hq ~hs ~b ~bq ~bs ~t ~tq ~ts ~src ~dst ~comment
@@ -115,6 +115,7 @@ typedef enum {
     N_TAG,   /* value */
     N_MARKED,
     N_DAMAGED,
+    N_REPLAY,    /* made by reel replay (flows.replay_of set) */
     N_HTTP,      /* an HTTP exchange, WebSocket handshakes included */
     N_WEBSOCKET, /* a WebSocket flow */
     N_TCP,       /* a raw TCP flow (tunnel) */
@@ -419,6 +420,8 @@ static const op_t OPS[] = {
     {"~tag", N_TAG, F_HOST, "a tag name", "tag name", 0, false},
     {"~marked", N_MARKED, F_HOST, NULL, NULL, 0, false},
     {"~damaged", N_DAMAGED, F_HOST, NULL, NULL, 0, false},
+    {"~replay", N_REPLAY, F_HOST, NULL, NULL, 0, false},
+    {"~replayq", N_REPLAY, F_HOST, NULL, NULL, 0, false},
     {"~http", N_HTTP, F_HOST, NULL, NULL, 0, false},
     {"~websocket", N_WEBSOCKET, F_HOST, NULL, NULL, 0, false},
     {"~tcp", N_TCP, F_HOST, NULL, NULL, 0, false},
@@ -447,7 +450,7 @@ static const op_t OPS[] = {
 
 #define KNOWN_OPS                                                                                  \
     "~d ~u ~m ~c ~h ~hq ~hs ~b ~bq ~bs ~t ~tq ~ts ~src ~dst ~e ~s ~q ~comment ~marked ~all "       \
-    "~http ~websocket ~tcp ~tag ~id ~since ~until ~size ~damaged"
+    "~http ~websocket ~tcp ~tag ~id ~since ~until ~size ~damaged ~replay ~replayq"
 
 /* Checks what follows argument token a (a word, a quoted string or, if
  * code, a status code): whitespace, ')' or the end, and after a quoted
@@ -1014,6 +1017,7 @@ static int node_prec(const node_t *n) {
     case N_CODE:
     case N_MARKED:
     case N_DAMAGED:
+    case N_REPLAY:
     case N_HTTP:
     case N_WEBSOCKET:
     case N_TCP:
@@ -1112,6 +1116,9 @@ static reel_rc emit(part_t *pt, reel_buf_t *b, const node_t *n, int need, bool e
         break;
     case N_DAMAGED:
         rc = reel_buf_puts(b, "flows.damaged != 0");
+        break;
+    case N_REPLAY:
+        rc = reel_buf_puts(b, "flows.replay_of IS NOT NULL");
         break;
     case N_HTTP:
         rc = reel_buf_puts(b, "flows.kind != 'tunnel'");

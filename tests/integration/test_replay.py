@@ -105,6 +105,11 @@ class Replay(unittest.TestCase):
         self.assertNotIn("proxy-connection", names)
         self.assertEqual(names.count("host"), 1)
         self.assertIsNotNone(f["server_conn"])
+        # ~replay selects exactly the flows replay made
+        listed = {x["id"] for x in json.loads(self.cli("flows", "rp", "--json", "~replay").stdout)}
+        self.assertIn(new, listed)
+        self.assertNotIn(src, listed)
+        self.assertEqual(listed, {i for i, r in self.rows("rp").items() if r[0] is not None})
         # reel flow shows the link both ways, and --json carries it
         self.assertEqual(f["replay_of"], src)
         self.assertIn(new, orig["replayed_as"])

@@ -22,7 +22,7 @@ static sqlite3 *db;
 /* The operators an unknown one's message lists. */
 #define KNOWN                                                                                      \
     "~d ~u ~m ~c ~h ~hq ~hs ~b ~bq ~bs ~t ~tq ~ts ~src ~dst ~e ~s ~q ~comment ~marked ~all "       \
-    "~http ~websocket ~tcp ~tag ~id ~since ~until ~size ~damaged"
+    "~http ~websocket ~tcp ~tag ~id ~since ~until ~size ~damaged ~replay ~replayq"
 
 static void exec(const char *sql) {
     char *msg = NULL;
@@ -42,7 +42,7 @@ static int setup(void **state) {
          " start_us INTEGER NOT NULL DEFAULT 0, error TEXT, client_addr TEXT, server_addr TEXT,"
          " request_content_type TEXT, response_content_type TEXT,"
          " request_body_size INTEGER NOT NULL DEFAULT 0,"
-         " response_body_size INTEGER NOT NULL DEFAULT 0);"
+         " response_body_size INTEGER NOT NULL DEFAULT 0, replay_of INTEGER);"
          "CREATE TABLE annotations (id INTEGER PRIMARY KEY, flow_id INTEGER NOT NULL,"
          " created_us INTEGER NOT NULL, text TEXT NOT NULL);"
          "CREATE INDEX flows_status ON flows(status);"
@@ -580,6 +580,21 @@ static void test_damaged(void **state) {
     assert_string_equal(ids("~damaged"), "");
 }
 
+/* ~replay (and mitmproxy's ~replayq): flows reel replay made. */
+static void test_replay(void **state) {
+    (void)state;
+    exec("UPDATE flows SET replay_of = 1 WHERE id IN (4, 9)");
+    assert_string_equal(ids("~replay"), "4,9");
+    assert_string_equal(ids("~replayq"), "4,9");
+    assert_string_equal(ids("!~replay & ~id 1-5"), "1,2,3,5");
+    reel_filter_t *f = NULL;
+    assert_int_equal(reel_filter_compile("~replay", &f, NULL), REEL_OK);
+    assert_string_equal(reel_filter_sql(f), "(flows.replay_of IS NOT NULL)");
+    reel_filter_free(f);
+    exec("UPDATE flows SET replay_of = NULL");
+    assert_string_equal(ids("~replay"), "");
+}
+
 /* The same filters against a session index made by reel_index_open, with
  * every migration in schema/ (flows.damaged comes from 003). */
 static void test_real_index(void **state) {
@@ -961,6 +976,7 @@ int main(void) {
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_mitmproxy_traps),
         cmocka_unit_test(test_damaged),
+        cmocka_unit_test(test_replay),
         cmocka_unit_test(test_kinds),
         cmocka_unit_test(test_more_operators),
         cmocka_unit_test(test_spool_terms_sql),
