@@ -715,6 +715,24 @@ function renderDetail(d, id) {
     } }));
   }
   actions.append(el('a', { href: sessPath(state.session) + '/export?format=har&ids=' + id, download: '', text: 'HAR' }));
+  const diffForm = el('form', { class: 'inline' }, el('label', { for: 'diff-with', text: 'Diff with flow' }),
+    el('input', { id: 'diff-with', name: 'with', inputmode: 'numeric', size: 6, autocomplete: 'off' }),
+    el('button', { type: 'submit', text: 'Diff' }));
+  diffForm.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    pane.querySelector('.diff')?.remove();
+    try {
+      const r = await api(sessPath(state.session) + '/flows/' + id + '/diff?with=' + enc(diffForm.with.value.trim()));
+      const pre = el('pre', { class: 'code diff', 'aria-label': 'diff' });
+      if (!r.text) pre.textContent = 'no differences';
+      for (const line of r.text.split('\n')) {
+        const cls = line.startsWith('+') ? 'add' : line.startsWith('-') ? 'del' : line.startsWith('@@') ? 'hunk' : null;
+        pre.append(el('span', { class: cls, text: line + '\n' }));
+      }
+      actions.after(pre);
+    } catch (e) { status(e.message, true); }
+  });
+  actions.append(diffForm);
   parts.push(actions);
 
   // tags

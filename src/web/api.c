@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "session/config.h"
+#include "session/diff.h"
 #include "session/export.h"
 #include "session/flowread.h"
 #include "session/query.h"
@@ -594,6 +595,112 @@ static void api_curl(call_t *c, reel_session_t *s, int64_t id) {
     free(filter);
 }
 
+/* ---- diff of two flows ---- */
+
+/* Appends one JSON string (or {"b64"}) to out. */
+static void put_jstr(reel_buf_t *out, json_t *v) {
+    if (json_is_string(v))
+        reel_buf_append(out, json_string_value(v), json_string_length(v));
+    else if (json_is_integer(v))
+        reel_buf_printf(out, "%lld", (long long)json_integer_value(v));
+    else if (json_is_object(v))
+        reel_buf_puts(out, "(binary)");
+}
+
+/* Flow id as text: heads, then each body through the auto view (its first
+ * BODY_PAGE bytes). */
+static reel_rc flow_text(reel_session_t *s, int64_t id, reel_buf_t *out, reel_err_t *err) {
+    json_t *d = NULL;
+    reel_rc rc = reel_flowread_detail(s, id, 0, &d, err);
+    if (rc != REEL_OK)
+        return rc;
+    static const char *const dirs[2] = {"request", "response"};
+    for (int dir = 0; dir < 2; dir++) {
+        json_t *h = json_object_get(d, dirs[dir]);
+        if (json_is_object(h)) {
+            if (dir == 0) {
+                put_jstr(out, json_object_get(h, "method"));
+                reel_buf_puts(out, " ");
+                put_jstr(out, json_object_get(h, "url"));
+            } else {
+                put_jstr(out, json_object_get(h, "status"));
+                reel_buf_puts(out, " ");
+                put_jstr(out, json_object_get(h, "reason"));
+            }
+            reel_buf_puts(out, "\n");
+            json_t *f;
+            size_t i;
+            json_array_foreach(json_object_get(h, "headers"), i, f) {
+                put_jstr(out, json_array_get(f, 0));
+                reel_buf_puts(out, ": ");
+                put_jstr(out, json_array_get(f, 1));
+                reel_buf_puts(out, "\n");
+            }
+        }
+        slice_t sl;
+        memset(&sl, 0, sizeof sl);
+        sl.want = BODY_PAGE;
+        reel_buf_init(&sl.buf, 0);
+        reel_flowread_body_t info;
+        reel_err_t e;
+        reel_err_clear(&e);
+        reel_flowread_body(s, id, dir, 1, slice_sink, &sl, &info, &e);
+        if (sl.buf.len) {
+            char *text = NULL;
+            size_t tlen = 0;
+            FILE *f = open_memstream(&text, &tlen);
+            if (f) {
+                reel_view_render(REEL_VIEW_AUTO, info.content_type, sl.buf.data, sl.buf.len,
+                                 sl.more, REEL_VIEW_TERM, f);
+                fclose(f);
+            }
+            reel_buf_puts(out, "\n");
+            reel_buf_append(out, text, tlen);
+            if (tlen && text[tlen - 1] != '\n')
+                reel_buf_puts(out, "\n");
+            free(text);
+        }
+        reel_buf_free(&sl.buf);
+        reel_flowread_body_clear(&info);
+        reel_buf_puts(out, "\n");
+    }
+    json_decref(d);
+    return REEL_OK;
+}
+
+static void api_diff(call_t *c, reel_session_t *s, int64_t id) {
+    int64_t with;
+    if (int_param(c, "with", 0, 1, INT64_MAX, &with) != 0)
+        return;
+    if (with == 0) {
+        reel__web_error(c->rs, 400, "diff needs with=ID, the other flow");
+        return;
+    }
+    reel_buf_t a, b, out;
+    reel_buf_init(&a, 0);
+    reel_buf_init(&b, 0);
+    reel_buf_init(&out, 0);
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (flow_text(s, id, &a, &err) != REEL_OK || flow_text(s, with, &b, &err) != REEL_OK) {
+        send_err(c->rs, &err);
+    } else {
+        reel_diff_t d;
+        reel_diff_lines((const char *)a.data, a.len, (const char *)b.data, b.len, 0, 0, &d);
+        reel_diff_unified(&d, 3, &out);
+        json_t *t = out.len ? json_stringn((const char *)out.data, out.len) : json_string("");
+        send_json(c->rs, 200,
+                  json_pack("{s:I, s:I, s:I, s:b, s:b, s:o}", "a", (json_int_t)id, "b",
+                            (json_int_t)with, "changes", (json_int_t)d.changes, "cut", d.cut,
+                            "rough", d.rough, "text",
+                            t ? t : json_string("(the diff is not UTF-8)")));
+        reel_diff_free(&d);
+    }
+    reel_buf_free(&a);
+    reel_buf_free(&b);
+    reel_buf_free(&out);
+}
+
 /* ---- notes, tags, marks ---- */
 
 static void api_note_add(call_t *c, reel_session_t *s, int64_t id) {
@@ -1024,6 +1131,9 @@ static void route_session(call_t *c) {
         } else if (c->nseg == 4) {
             if (method_is(c, "GET"))
                 api_flow(c, s, id);
+        } else if (c->nseg == 5 && strcmp(c->seg[4], "diff") == 0) {
+            if (method_is(c, "GET"))
+                api_diff(c, s, id);
         } else if (c->nseg == 5 && strcmp(c->seg[4], "curl") == 0) {
             if (method_is(c, "GET"))
                 api_curl(c, s, id);

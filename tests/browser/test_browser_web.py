@@ -8,7 +8,7 @@ opens the printed URL and works the UI (web_ui.cjs): the list of flows,
 filtering (a good filter and one with an error at its column), keyboard
 navigation, the detail of an HTTP flow, a WebSocket flow (a python3-
 websockets echo server reached through a CONNECT tunnel) and an error flow,
-a note, a tag, a mark, a config change, the sessions page, and a flow made
+a diff against another flow, a note, a tag, a mark, a config change, the sessions page, and a flow made
 by curl through the proxy appearing live. Afterwards the CLI must see the
 note, tag, mark and config value, and the proxy must have applied the
 change. Screenshots of the list and of a detail view go into the build
@@ -145,6 +145,8 @@ class BrowserWebTest(unittest.TestCase):
             self.assertIn('"roles"', seen["http_detail"])  # the JSON body, pretty-printed
             self.assertIn("Content-Type", seen["http_detail"])
             self.assertIn("Timings", seen["http_detail"])
+            self.assertIn("-POST http://", seen["diff"])  # against flow 1, a GET
+            self.assertIn("+GET http://", seen["diff"])
             self.assertTrue(any("client" in m and "hello from the client" in m
                                 for m in seen["ws_messages"]), seen["ws_messages"])
             self.assertTrue(any("server" in m for m in seen["ws_messages"]))

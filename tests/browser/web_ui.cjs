@@ -89,6 +89,12 @@ async function main() {
     await notEmpty("detail", "#detail");
     await page.screenshot({ path: path.join(cfg.out_dir, "web-detail.png") });
 
+    step("diff");
+    await page.fill("#diff-with", "1");
+    await page.press("#diff-with", "Enter");
+    await page.waitForSelector("pre.diff span.add", { timeout: T });
+    res.diff = await page.textContent("pre.diff");
+
     step("annotate");
     await page.fill("#note-input", "browser note");
     await page.click("text=Annotate");
