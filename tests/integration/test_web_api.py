@@ -312,14 +312,19 @@ class WebApi(unittest.TestCase):
 
     def test_read_only_and_rename_delete(self):
         run([REEL, "new", "tmpsess"], env=self.env)
-        p, port, _, tok = start_web(self.env, "--read-only")
+        p, port, _, tok = start_web(self.env, "--read-only", "s1")
         try:
             ro = Client(port, tok)
             ro.json("GET", "/api/sessions/s1/flows")
+            # only the sessions named on the command line
+            self.assertEqual([x["name"] for x in ro.json("GET", "/api/sessions")["sessions"]],
+                             ["s1"])
+            self.assertTrue(ro.json("GET", "/api/sessions")["read_only"])
+            ro.json("GET", "/api/sessions/tmpsess/flows", status=404)
             for path, body in (("/api/sessions/s1/marks", {"ids": [1]}),
                                ("/api/sessions/s1/flows/1/notes", {"text": "x"}),
                                ("/api/sessions/s1/config", {"name": "body_limit", "value": "1"}),
-                               ("/api/sessions/tmpsess/delete?confirm=tmpsess", None)):
+                               ("/api/sessions/s1/delete?confirm=s1", None)):
                 st, _, data = ro.req("POST", path, body)
                 self.assertEqual(st, 403, path)
                 self.assertIn("read-only", json.loads(data)["error"])
