@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "base/mem.h"
+#include "base/progress.h"
 #include "cli/cli.h"
 #include "session/config.h"
 #include "session/export.h"
@@ -45,28 +46,8 @@ static const char usage[] =
     "Flows: reel flows --help. Formats in detail: docs/export.md.\n"
     "Example: reel export mysession -o bug.har --redact '~d api.example.com'\n";
 
-typedef struct {
-    int tty;
-    int64_t start_us, last_us;
-    int shown;
-} progress_t;
-
 static void progress(void *ctx, uint64_t done, uint64_t total) {
-    progress_t *p = ctx;
-    if (!p->tty)
-        return;
-    int64_t now = reel_now_us();
-    if (done < total && now - p->last_us < 200000)
-        return;
-    p->last_us = now;
-    double secs = (double)(now - p->start_us) / 1e6;
-    double rate = secs > 0 ? (double)done / secs : 0;
-    char eta[32] = "";
-    if (rate > 0 && total > done)
-        snprintf(eta, sizeof eta, ", %.0f s left", (double)(total - done) / rate);
-    fprintf(stderr, "\rreel export: %llu/%llu flows, %.0f/s%s\033[K", (unsigned long long)done,
-            (unsigned long long)total, rate, eta);
-    p->shown = 1;
+    reel_progress_set(ctx, done, total);
 }
 
 /* Adds the redaction rules of the config (user file, then the session's
@@ -163,7 +144,8 @@ int reel_cmd_export(reel_cli_t *cli, int argc, char **argv) {
             goto out;
         }
     }
-    progress_t pr = {.tty = isatty(STDERR_FILENO), .start_us = reel_now_us()};
+    reel_progress_t pr;
+    reel_progress_init(&pr, "reel export", "flows", 0);
     reel_export_opts_t eo = {.format = (reel_export_format)fmt,
                              .filter = filter,
                              .redact = r,
@@ -175,8 +157,7 @@ int reel_cmd_export(reel_cli_t *cli, int argc, char **argv) {
     reel_err_t err;
     reel_err_clear(&err);
     reel_rc erc = reel_export(s, out, &eo, &st, &err);
-    if (pr.shown)
-        fputc('\n', stderr);
+    reel_progress_clear(&pr);
     if (out != stdout) {
         if (fclose(out) != 0 && erc == REEL_OK)
             erc = reel_err_errno(&err, REEL_IO, errno, "%s", tmp);

@@ -5,10 +5,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/progress.h"
 #include "cli/cli.h"
 #include "session/har.h"
 #include "session/mitm.h"
 #include "session/recorder.h"
+
+/* Redraws the progress line (base/progress.h): on a terminal only. */
+static void progress(void *ctx, uint64_t done, uint64_t total) {
+    reel_progress_set(ctx, done, total);
+}
 
 static const char usage[] =
     "usage: reel import [--home DIR] [--json] [--format har|mitm] FILE --into SESSION\n"
@@ -33,6 +39,8 @@ static const char usage[] =
     "\n"
     "The whole file is checked first: if any entry or flow is malformed, or\n"
     "the file is truncated or of an unknown version, nothing is imported.\n"
+    "A progress line (flows, rate, time left) goes to stderr when it is a\n"
+    "terminal and the import lasts more than half a second.\n"
     "\n"
     "  --format F      har or mitm (default: told by the content)\n"
     "  --into SESSION  session to import into (created if missing; must not be\n"
@@ -95,7 +103,11 @@ static int import_mitm(reel_cli_t *cli, const char *file, const char *into) {
         rc = reel_cli_fail(cli, "%s", reel_err_str(&err));
         goto out;
     }
+    reel_progress_t pr;
+    reel_progress_init(&pr, "reel import", "flows", 0);
+    reel_mitm_set_progress(m, progress, &pr);
     reel_rc imp = reel_mitm_record(rec, m, &st, &err);
+    reel_progress_clear(&pr);
     reel_rc closed = reel_recorder_close(rec, &err); /* first error wins in err */
     if (imp == REEL_OK && closed == REEL_OK)
         imp = reel_mitm_apply_user_data(reel_session_db(s), m, &st, &err);
@@ -185,7 +197,11 @@ int reel_cmd_import(reel_cli_t *cli, int argc, char **argv) {
         rc = reel_cli_fail(cli, "%s", reel_err_str(&err));
         goto out;
     }
+    reel_progress_t pr;
+    reel_progress_init(&pr, "reel import", "flows", 0);
+    reel_har_set_progress(har, progress, &pr);
     reel_rc imp = reel_har_record(rec, har, &st, &err);
+    reel_progress_clear(&pr);
     reel_rc closed = reel_recorder_close(rec, &err); /* first error wins in err */
     if (imp != REEL_OK || closed != REEL_OK) {
         rc = reel_cli_fail(cli, "%s", reel_err_str(&err));

@@ -79,6 +79,7 @@
 #include <unistd.h>
 
 #include "base/mem.h"
+#include "base/progress.h"
 #include "session/bodyindex.h"
 #include "session/decode.h"
 #include "session/spool.h"
@@ -923,12 +924,11 @@ typedef struct {
     size_t lookback; /* bytes kept before a search window (body terms) */
 } spool_term_t;
 
-/* The progress line of a spool pass, on stderr when it is a terminal. */
+/* The progress line of a spool pass (base/progress.h); its total is
+ * counted only once the line is about to be drawn. */
 typedef struct {
-    int tty; /* -1: not asked yet */
-    int64_t start_us, last_us, delay_us;
-    uint64_t flows, bytes, total;
-    bool total_known, shown;
+    reel_progress_t line;
+    bool total_known;
 } scan_progress_t;
 
 struct reel_filter {
@@ -1262,8 +1262,8 @@ void reel_filter_free(reel_filter_t *f) {
     for (size_t i = 0; i < f->nspool; i++)
         pcre2_code_free(f->spool[i].re);
     free(f->spool);
-    if (f->progress && f->progress->shown)
-        fputs("\r\033[K", stderr);
+    if (f->progress)
+        reel_progress_clear(&f->progress->line);
     free(f->progress);
     if (f->cache) {
         reel_buf_free(&f->cache->comp);
@@ -1294,7 +1294,7 @@ reel_rc reel_filter_compile(const char *expr, reel_filter_t **out, reel_err_t *e
     parser_t p = {.src = expr, .len = len, .err = err};
     f = reel_calloc(1, sizeof *f);
     f->progress = reel_calloc(1, sizeof *f->progress);
-    f->progress->tty = -1;
+    reel_progress_init(&f->progress->line, "reel: searching the spool", "flows", 0);
     f->cache = reel_calloc(1, sizeof *f->cache);
     f->cache->fd = -1;
     tok_t t;
@@ -1723,42 +1723,13 @@ static uint64_t scan_total(const reel_filter_t *f, reel_session_t *s) {
  * a clean line: the caller prints it next. */
 static void scan_progress(const reel_filter_t *f, reel_session_t *s, uint64_t bytes, int match) {
     scan_progress_t *p = f->progress;
-    if (p->tty < 0) {
-        p->tty = isatty(STDERR_FILENO);
-        p->start_us = reel_now_us();
-        const char *d = getenv("REEL_PROGRESS_DELAY_MS");
-        char *end = NULL;
-        long long ms = d ? strtoll(d, &end, 10) : 500;
-        p->delay_us = (d && (end == d || *end || ms < 0) ? 500 : ms) * 1000;
-    }
-    if (!p->tty)
-        return;
-    p->flows++;
-    p->bytes += bytes;
-    if (match && p->shown) {
-        fputs("\r\033[K", stderr);
-        p->shown = false;
-    }
-    int64_t now = reel_now_us();
-    if (now - p->start_us < p->delay_us || (p->shown && now - p->last_us < 200000))
-        return;
-    if (!p->total_known) {
-        p->total = scan_total(f, s);
+    if (match)
+        reel_progress_clear(&p->line);
+    if (!p->total_known && reel_progress_due(&p->line)) {
+        p->line.total = scan_total(f, s);
         p->total_known = true;
     }
-    p->last_us = now;
-    double secs = (double)(now - p->start_us) / 1e6;
-    double rate = secs > 0 ? (double)p->flows / secs : 0;
-    char left[48] = "";
-    if (rate > 0 && p->total > p->flows)
-        snprintf(left, sizeof left, ", %.0f s left", (double)(p->total - p->flows) / rate);
-    char total[32] = "";
-    if (p->total >= p->flows)
-        snprintf(total, sizeof total, "/%llu", (unsigned long long)p->total);
-    fprintf(stderr, "\rreel: searching the spool: %llu%s flows, %.0f/s, %.1f MB/s%s\033[K",
-            (unsigned long long)p->flows, total, rate, secs > 0 ? (double)p->bytes / 1e6 / secs : 0,
-            left);
-    p->shown = true;
+    reel_progress_add(&p->line, 1, bytes);
 }
 
 reel_rc reel_filter_match_flow(const reel_filter_t *f, reel_session_t *s, uint64_t id, int *match,

@@ -774,7 +774,15 @@ struct reel_har {
     char *path;
     json_t *root;
     json_t *entries; /* borrowed from root */
+    void (*progress)(void *ctx, uint64_t done, uint64_t total);
+    void *progress_ctx;
 };
+
+void reel_har_set_progress(reel_har_t *h, void (*fn)(void *ctx, uint64_t done, uint64_t total),
+                           void *ctx) {
+    h->progress = fn;
+    h->progress_ctx = ctx;
+}
 
 reel_rc reel_har_load(const char *path, reel_har_t **out, reel_err_t *err) {
     json_t *root, *entries;
@@ -947,6 +955,8 @@ reel_rc reel_har_record(reel_recorder_t *rec, const reel_har_t *h, reel_har_stat
         else
             record(rec, &e, scratch, stats);
         url_free(&e.url);
+        if (h->progress)
+            h->progress(h->progress_ctx, v.idx + 1, json_array_size(h->entries));
     }
     rc = reel_recorder_flush(rec, err);
 out:

@@ -52,6 +52,11 @@ typedef struct reel_har reel_har_t;
  * reel_har_record. Returns owned in *out (free with reel_har_free). */
 reel_rc reel_har_load(const char *path, reel_har_t **out, reel_err_t *err);
 
+/** Has reel_har_record call fn(ctx, entries done, entries) after each
+ * entry (a progress line). */
+void reel_har_set_progress(reel_har_t *h, void (*fn)(void *ctx, uint64_t done, uint64_t total),
+                           void *ctx);
+
 /** Records every entry of h through rec (see the mapping above), in file
  * order, then flushes rec. stats (may be NULL) is filled even on error.
  * Returns the recorder's sticky error, if any. */

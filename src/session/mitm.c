@@ -80,7 +80,15 @@ struct reel_mitm {
     char *name;
     mflow_t *flows;
     size_t n;
+    void (*progress)(void *ctx, uint64_t done, uint64_t total);
+    void *progress_ctx;
 };
+
+void reel_mitm_set_progress(reel_mitm_t *m, void (*fn)(void *ctx, uint64_t done, uint64_t total),
+                            void *ctx) {
+    m->progress = fn;
+    m->progress_ctx = ctx;
+}
 
 /* ---- checking ----------------------------------------------------------- */
 
@@ -796,6 +804,8 @@ reel_rc reel_mitm_record(reel_recorder_t *rec, reel_mitm_t *m, reel_mitm_stats_t
             record(rec, &m->flows[i], stats);
         else
             stats->skipped++;
+        if (m->progress)
+            m->progress(m->progress_ctx, i + 1, m->n);
     }
     return reel_recorder_flush(rec, err);
 }

@@ -101,6 +101,11 @@ reel_rc reel_mitm_parse(uint8_t *buf, size_t len, const char *name, reel_mitm_t 
 /** Number of flows in m, skipped ones included. */
 size_t reel_mitm_count(const reel_mitm_t *m);
 
+/** Has reel_mitm_record call fn(ctx, flows done, flows) after each flow
+ * (a progress line). */
+void reel_mitm_set_progress(reel_mitm_t *m, void (*fn)(void *ctx, uint64_t done, uint64_t total),
+                            void *ctx);
+
 /** Records every http and tcp flow of m through rec (see the mapping above), in
  * file order, then flushes rec; remembers each flow's id in m for
  * reel_mitm_apply_user_data. stats (may be NULL) is filled even on error.
