@@ -2,7 +2,8 @@
  *
  *   search_gen --flows N --home DIR [--session NAME] [--every K]
  *
- * Records N flows through the recorder API (GET, 200, a JSON response of
+ * Records N flows through the recorder API (capture lossless: the loop
+ * waits for the disk; GET, 200, a JSON response of
  * about 100 bytes from a small vocabulary), every K-th (default 10007) with
  * the token "needletoken" in its body, then runs reel_session_repair, which
  * rebuilds the index and fills the body FTS without a budget. Prints the
@@ -58,6 +59,7 @@ int main(int argc, char **argv) {
     reel_recorder_opts_t o;
     reel_recorder_opts_default(&o);
     o.fsync = REEL_FSYNC_NEVER;
+    o.capture = REEL_CAPTURE_LOSSLESS; /* the generator waits for the disk: no flow loses records */
     reel_recorder_t *r = NULL;
     if (reel_recorder_open(s, &o, &r, &err) != REEL_OK)
         die("recorder", &err);
