@@ -113,12 +113,15 @@ def headers(hs):
 OPCODES = {0: "tcp", 1: "text", 2: "binary", 8: "close", 9: "ping", 10: "pong"}
 
 
-def flow_json(flow_id, recs):
-    """The `reel flow --json` object of one flow, from its records in order."""
+def flow_json(flow_id, recs, replayed_as=()):
+    """The `reel flow --json` object of one flow, from its records in order;
+    replayed_as: the ids of the flows of the session that replay it (their
+    start records' replay_of names it)."""
     f = dict.fromkeys(("id", "uuid", "kind", "source", "state", "client_addr", "server_addr",
                        "start_us", "end_us", "request_end_us", "response_start_us",
-                       "error", "request", "response", "timings", "server_conn", "messages"))
-    f.update(id=flow_id, state="open")  # "open": no end or error record (yet)
+                       "error", "request", "response", "timings", "server_conn", "messages",
+                       "replay_of"))
+    f.update(id=flow_id, state="open", replayed_as=sorted(replayed_as))  # "open": no end yet
     body = {"request": bytearray(), "response": bytearray()}
     decoded = {"request": False, "response": False}
     sizes, truncated, dropped = None, (False, False), (0, 0)
@@ -145,6 +148,10 @@ def flow_json(flow_id, recs):
             f.update(uuid=s.uuid, kind="tunnel" if s.kind == 1 else "http",  # 1: TUNNEL
                      source=s.source or None, client_addr=s.client_addr or None,
                      server_addr=s.server_addr or None, start_us=r.time_us)
+            if s.HasField("replay_of") and s.replay_of.flow_id:  # made by `reel replay`
+                f["replay_of"] = s.replay_of.flow_id
+                if s.replay_of.session:
+                    f["replay_session"] = s.replay_of.session
         elif ev == "request_head":
             h = r.request_head
             f["request"] = dict(method=text(h.method), scheme=h.scheme or None,
@@ -214,10 +221,16 @@ def main():
     args = ap.parse_args()
     pb = load_schema(os.path.abspath(args.proto))
     if args.flow is not None:
-        recs = [r for r in records(args.session_dir, pb) if r.flow_id == args.flow]
+        recs, replays = [], []
+        for r in records(args.session_dir, pb):
+            if r.flow_id == args.flow:
+                recs.append(r)
+            elif (r.WhichOneof("event") == "start" and r.start.HasField("replay_of")
+                  and r.start.replay_of.flow_id == args.flow and not r.start.replay_of.session):
+                replays.append(r.flow_id)
         if not recs:
             sys.exit(f"read_spool.py: no flow {args.flow}")
-        f = flow_json(args.flow, recs)
+        f = flow_json(args.flow, recs, replays)
         if args.json:
             print(json.dumps(f, indent=2))
             return
