@@ -7,6 +7,7 @@
 
 #include "base/mem.h"
 #include "cli/cli.h"
+#include "session/query.h"
 #include "session/bodyindex.h"
 
 static const char usage[] =
@@ -75,6 +76,43 @@ static void put_snippet(const char *text) {
     }
 }
 
+typedef struct {
+    json_t *arr; /* --json */
+    bool tty;
+    long long n;
+} search_ctx_t;
+
+/* Prints (or adds to the JSON array) one hit. */
+static int print_hit(void *ctx, const reel_query_hit_t *h) {
+    search_ctx_t *sc = ctx;
+    sc->n++;
+    /* The side whose snippet shows a match (the request's first). */
+    int side = h->snippet[0] && strchr(h->snippet[0], MARK_ON[0]) ? 0 : 1;
+    char *text = snippet_text(h->snippet[side] ? h->snippet[side] : "", sc->tty, sc->arr != NULL);
+    if (sc->arr) {
+        json_t *o =
+            json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)h->id, "url", h->url ? h->url : "",
+                      "side", side ? "response" : "request", "snippet", text);
+        json_object_set_new(o, "method", h->method ? json_string(h->method) : json_null());
+        json_object_set_new(o, "status",
+                            h->status != REEL_QUERY_NULL ? json_integer(h->status) : json_null());
+        json_array_append_new(sc->arr, o);
+    } else {
+        char st_s[24] = "-";
+        if (h->status != REEL_QUERY_NULL)
+            snprintf(st_s, sizeof st_s, "%lld", (long long)h->status);
+        printf("%6lld ", (long long)h->id);
+        reel_cli_put(h->method ? h->method : "-");
+        printf(" ");
+        reel_cli_put(h->url ? h->url : "");
+        printf(" %s\n       %s> ", st_s, side ? "response" : "request");
+        put_snippet(text);
+        printf("\n");
+    }
+    free(text);
+    return 0;
+}
+
 int reel_cmd_search(reel_cli_t *cli, int argc, char **argv) {
     static const struct option opts[] = {
         {"limit", required_argument, NULL, 'n'}, REEL_CLI_COMMON_OPTS, {0}};
@@ -106,97 +144,43 @@ int reel_cmd_search(reel_cli_t *cli, int argc, char **argv) {
         free(q);
         return REEL_EXIT_ERROR;
     }
-    sqlite3 *db = reel_session_db(s);
+    search_ctx_t sc = {.arr = cli->json ? json_array() : NULL, .tty = isatty(STDOUT_FILENO)};
     int rc = REEL_EXIT_OK;
-    json_t *arr = cli->json ? json_array() : NULL;
-    bool tty = isatty(STDOUT_FILENO);
-    sqlite3_stmt *st = NULL;
-    const char *sql = "SELECT f.id, f.method, f.url, f.status, "
-                      "snippet(body_fts, 0, '" MARK_ON "', '" MARK_OFF "', '...', 24), "
-                      "snippet(body_fts, 1, '" MARK_ON "', '" MARK_OFF "', '...', 24) "
-                      "FROM body_fts JOIN flows f ON f.id = body_fts.rowid WHERE body_fts MATCH ?1 "
-                      "ORDER BY f.id LIMIT ?2";
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-        rc = reel_cli_db_fail(cli, s);
+    reel_rc qrc = reel_query_search(s, q, limit, MARK_ON, MARK_OFF, print_hit, &sc, &err);
+    if (qrc == REEL_INVALID) {
+        rc = reel_cli_fail(cli,
+                           "%s (plain words are searched as they are; in FTS5 syntax quote a "
+                           "phrase with \"...\", join with AND, OR, NOT, and name a side with "
+                           "req: or resp:)",
+                           reel_err_str(&err));
+        json_decref(sc.arr);
         goto out;
     }
-    sqlite3_bind_text(st, 1, q, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, limit > 0 ? limit : -1);
-    int step;
-    long long n = 0;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        n++;
-        long long id = sqlite3_column_int64(st, 0);
-        const char *method = (const char *)sqlite3_column_text(st, 1);
-        const char *url = (const char *)sqlite3_column_text(st, 2);
-        bool has_status = sqlite3_column_type(st, 3) != SQLITE_NULL;
-        long long status = sqlite3_column_int64(st, 3);
-        const char *snip[2] = {(const char *)sqlite3_column_text(st, 4),
-                               (const char *)sqlite3_column_text(st, 5)};
-        /* The side whose snippet shows a match (the request's first). */
-        int side = snip[0] && strchr(snip[0], MARK_ON[0]) ? 0 : 1;
-        char *text = snippet_text(snip[side] ? snip[side] : "", tty, arr != NULL);
-        if (arr) {
-            json_t *o =
-                json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)id, "url", url ? url : "",
-                          "side", side ? "response" : "request", "snippet", text);
-            json_object_set_new(o, "method", method ? json_string(method) : json_null());
-            json_object_set_new(o, "status", has_status ? json_integer(status) : json_null());
-            json_array_append_new(arr, o);
-        } else {
-            char st_s[24] = "-";
-            if (has_status)
-                snprintf(st_s, sizeof st_s, "%lld", status);
-            printf("%6lld ", id);
-            reel_cli_put(method ? method : "-");
-            printf(" ");
-            reel_cli_put(url ? url : "");
-            printf(" %s\n       %s> ", st_s, side ? "response" : "request");
-            put_snippet(text);
-            printf("\n");
-        }
-        free(text);
-    }
-    if (step != SQLITE_DONE) {
-        const char *msg = sqlite3_errmsg(db);
-        if (sqlite3_errcode(db) == SQLITE_ERROR) /* FTS5 refused the query */
-            rc = reel_cli_fail(cli,
-                               "bad query %s: %s (plain words are searched as they are; in FTS5 "
-                               "syntax quote a phrase with \"...\", join with AND, OR, NOT, and "
-                               "name a side with req: or resp:)",
-                               q, msg);
-        else
-            rc = reel_cli_db_fail(cli, s);
-        json_decref(arr);
+    if (qrc != REEL_OK) {
+        rc = reel_cli_fail(cli, "%s", reel_err_str(&err));
+        json_decref(sc.arr);
         goto out;
     }
-    if (arr)
-        reel_cli_json_out(arr);
-    else if (n == 0)
+    if (sc.arr)
+        reel_cli_json_out(sc.arr);
+    else if (sc.n == 0)
         fprintf(stderr, "reel search: no flow has that in its indexed bodies\n");
     /* Flows the index lacks are worth a word when repair would add them. */
-    sqlite3_finalize(st);
-    st = NULL;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT coalesce(sum(reason = 'indexed before body search'), 0), "
-                           "coalesce(sum(reason = 'pending'), 0) FROM body_todo",
-                           -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW) {
-        long long before = sqlite3_column_int64(st, 0), pending = sqlite3_column_int64(st, 1);
+    int64_t before = 0, pending = 0;
+    if (reel_query_search_missing(s, &before, &pending, &err) == REEL_OK) {
         if (before > 0)
             fprintf(stderr,
                     "reel search: %lld flows with bodies were recorded before reel indexed "
                     "bodies and were not searched; 'reel repair %s' indexes them\n",
-                    before, argv[optind]);
+                    (long long)before, argv[optind]);
         if (pending > 0)
             fprintf(stderr,
                     "reel search: the text of %lld flow(s) is not in the index yet (it is added "
                     "as the recorder has time; 'reel repair %s' adds it now); 'reel flows %s "
                     "\"~b WORD\"' reads them\n",
-                    pending, argv[optind], argv[optind]);
+                    (long long)pending, argv[optind], argv[optind]);
     }
 out:
-    sqlite3_finalize(st);
     free(q);
     reel_session_close(s);
     return rc;

@@ -1168,3 +1168,67 @@ void reel_query_history_free(reel_query_change_t *rows, size_t n) {
 const char *reel_query_sqlite_version(void) {
     return sqlite3_libversion();
 }
+
+/* ---- indexed body search ---- */
+
+reel_rc reel_query_search(reel_session_t *s, const char *q, int64_t limit, const char *mark_on,
+                          const char *mark_off, reel_query_hit_cb cb, void *ctx,
+                          reel_err_t *err) {
+    sqlite3 *db = reel_session_db(s);
+    sqlite3_stmt *st = NULL;
+    reel_rc rc = prepare(db,
+                         "SELECT f.id, f.method, f.url, f.status, "
+                         "snippet(body_fts, 0, ?3, ?4, '...', 24), "
+                         "snippet(body_fts, 1, ?3, ?4, '...', 24) "
+                         "FROM body_fts JOIN flows f ON f.id = body_fts.rowid "
+                         "WHERE body_fts MATCH ?1 ORDER BY f.id LIMIT ?2",
+                         &st, err);
+    if (rc != REEL_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, q, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, limit > 0 ? limit : -1);
+    sqlite3_bind_text(st, 3, mark_on, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, mark_off, -1, SQLITE_STATIC);
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        reel_query_hit_t h = {.id = sqlite3_column_int64(st, 0),
+                              .method = (const char *)sqlite3_column_text(st, 1),
+                              .url = (const char *)sqlite3_column_text(st, 2),
+                              .status = int_or_null(st, 3),
+                              .snippet = {(const char *)sqlite3_column_text(st, 4),
+                                          (const char *)sqlite3_column_text(st, 5)}};
+        if (cb(ctx, &h) != 0) {
+            step = SQLITE_DONE;
+            break;
+        }
+    }
+    if (step != SQLITE_DONE) {
+        if ((sqlite3_errcode(db) & 0xff) == SQLITE_ERROR) /* FTS5 refused the query */
+            rc = reel_err_set(err, REEL_INVALID, "bad query %s: %s", q, sqlite3_errmsg(db));
+        else
+            rc = db_err(db, err);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+reel_rc reel_query_search_missing(reel_session_t *s, int64_t *before, int64_t *pending,
+                                  reel_err_t *err) {
+    sqlite3 *db = reel_session_db(s);
+    sqlite3_stmt *st = NULL;
+    *before = *pending = 0;
+    reel_rc rc = prepare(db,
+                         "SELECT coalesce(sum(reason = 'indexed before body search'), 0), "
+                         "coalesce(sum(reason = 'pending'), 0) FROM body_todo",
+                         &st, err);
+    if (rc != REEL_OK)
+        return rc;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *before = sqlite3_column_int64(st, 0);
+        *pending = sqlite3_column_int64(st, 1);
+    } else {
+        rc = db_err(db, err);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}

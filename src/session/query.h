@@ -269,4 +269,31 @@ void reel_query_history_free(reel_query_change_t *rows, size_t n);
 /** Version of the SQLite library in use (static string). */
 const char *reel_query_sqlite_version(void);
 
+/* ---- indexed body search (reel search) ---- */
+
+/** One flow whose indexed text matches: snippets of the request's and the
+ * response's text around the match (NULL when the side has none), the
+ * match between mark_on and mark_off. Borrowed for the callback. */
+typedef struct {
+    int64_t id;
+    const char *method, *url;
+    int64_t status; /* REEL_QUERY_NULL if none */
+    const char *snippet[2];
+} reel_query_hit_t;
+
+typedef int (*reel_query_hit_cb)(void *ctx, const reel_query_hit_t *hit);
+
+/** Runs the FTS5 query q (see reel_bodyindex_search_query) over the body
+ * index, in id order, at most limit hits (0: all); cb returning non-zero
+ * stops. REEL_INVALID "bad query ...: <FTS5's message>" when FTS5 refuses
+ * q, REEL_DB / REEL_CORRUPT otherwise. */
+reel_rc reel_query_search(reel_session_t *s, const char *q, int64_t limit, const char *mark_on,
+                          const char *mark_off, reel_query_hit_cb cb, void *ctx,
+                          reel_err_t *err);
+
+/** Flows whose text the body index lacks: recorded before body search
+ * existed (*before), or waiting for the indexer (*pending). */
+reel_rc reel_query_search_missing(reel_session_t *s, int64_t *before, int64_t *pending,
+                                  reel_err_t *err);
+
 #endif
