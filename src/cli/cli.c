@@ -282,11 +282,6 @@ int reel_cli_db_error(reel_cli_t *cli, const char *session, int sqlite_code, con
     return reel_cli_fail(cli, "session.db: %s", msg);
 }
 
-int reel_cli_db_fail(reel_cli_t *cli, reel_session_t *s) {
-    sqlite3 *db = reel_session_db(s);
-    return reel_cli_db_error(cli, reel_session_name(s), sqlite3_errcode(db), sqlite3_errmsg(db));
-}
-
 int reel_cli_query_fail(reel_cli_t *cli, reel_session_t *s, const reel_err_t *err) {
     const char *msg = reel_err_str(err);
     if (err->code != REEL_CORRUPT)

@@ -82,12 +82,9 @@ int reel_cli_usage(reel_cli_t *cli, const char *fmt, ...) __attribute__((format(
  * to stderr). Returns NULL on failure. */
 reel_session_t *reel_cli_open(reel_cli_t *cli, const char *name, int flags);
 
-/** Prints the last SQLite error of s's index ("reel <cmd>: session.db ...",
- * naming 'reel repair' when SQLite says the file is damaged); returns
+/** Prints an index error ("reel <cmd>: session.db ...", naming 'reel
+ * repair' when SQLite's result code says the file is damaged); returns
  * REEL_EXIT_ERROR. */
-int reel_cli_db_fail(reel_cli_t *cli, reel_session_t *s);
-
-/** The same for an error saved earlier: SQLite result code and message. */
 int reel_cli_db_error(reel_cli_t *cli, const char *session, int sqlite_code, const char *msg);
 
 /** Prints the error of a session query (session/query.h): a damaged

@@ -157,7 +157,7 @@ int reel_cmd_search(reel_cli_t *cli, int argc, char **argv) {
         goto out;
     }
     if (qrc != REEL_OK) {
-        rc = reel_cli_fail(cli, "%s", reel_err_str(&err));
+        rc = reel_cli_query_fail(cli, s, &err);
         json_decref(sc.arr);
         goto out;
     }
