@@ -166,8 +166,15 @@ int reel_cmd_search(reel_cli_t *cli, int argc, char **argv) {
     else if (sc.n == 0)
         fprintf(stderr, "reel search: no flow has that in its indexed bodies\n");
     /* Flows the index lacks are worth a word when repair would add them. */
-    int64_t before = 0, pending = 0;
-    if (reel_query_search_missing(s, &before, &pending, &err) == REEL_OK) {
+    int64_t before = 0, pending = 0, off = 0;
+    if (reel_query_search_missing(s, &before, &pending, &off, &err) == REEL_OK) {
+        if (off > 0)
+            fprintf(stderr,
+                    "reel search: %lld flow(s) were recorded with the body index off "
+                    "(body_index_max is 0 by default); 'reel config %s set body_index_max 1m' "
+                    "then 'reel repair %s' indexes them, and 'reel flows %s \"~b WORD\"' "
+                    "searches them without an index\n",
+                    (long long)off, argv[optind], argv[optind], argv[optind]);
         if (before > 0)
             fprintf(stderr,
                     "reel search: %lld flows with bodies were recorded before reel indexed "

@@ -27,7 +27,7 @@
 
 /** Default of the option body_index_max: bytes of decoded text indexed per
  * body (request and response each). */
-#define REEL_BODYINDEX_DEFAULT_MAX (1024 * 1024)
+#define REEL_BODYINDEX_DEFAULT_MAX 0 /* off unless body_index_max says */
 
 typedef struct reel_bodyindex reel_bodyindex_t;
 

@@ -41,10 +41,12 @@ static const reel_option_t options[] = {
     {"body_limit", REEL_OPT_SIZE, "67108864",
      "bytes of each body stored in the spool; the rest is counted", NULL, 0, INT64_C(1) << 62,
      NULL},
-    {"body_index_max", REEL_OPT_SIZE, "1048576",
-     "bytes of each decoded text body put in the body search index (reel search, ~b WORDS); "
-     "the rest of a longer body is found by reading the spool; 0 = no index. Read from the "
-     "user file and the session overlay (not --set) when recording starts and by reel repair",
+    {"body_index_max", REEL_OPT_SIZE, "0",
+     "bytes of each decoded text body put in the body search index (reel search, ~b WORDS "
+     "answered from an index); the rest of a longer body is found by reading the spool. 0 (the "
+     "default) = no index: it costs ingest CPU and disk (docs/filters.md); 1m is a good value. "
+     "Read from the user file and the session overlay (not --set) when recording starts and "
+     "by reel repair",
      NULL, 0, INT64_C(1) << 40, NULL},
     {"ignore_hosts", REEL_OPT_LIST, "[]",
      "regexes of host:port passed through uninspected (not decrypted, not recorded)", NULL, 0, 0,

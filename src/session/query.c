@@ -1213,19 +1213,21 @@ reel_rc reel_query_search(reel_session_t *s, const char *q, int64_t limit, const
 }
 
 reel_rc reel_query_search_missing(reel_session_t *s, int64_t *before, int64_t *pending,
-                                  reel_err_t *err) {
+                                  int64_t *off, reel_err_t *err) {
     sqlite3 *db = reel_session_db(s);
     sqlite3_stmt *st = NULL;
-    *before = *pending = 0;
+    *before = *pending = *off = 0;
     reel_rc rc = prepare(db,
                          "SELECT coalesce(sum(reason = 'indexed before body search'), 0), "
-                         "coalesce(sum(reason = 'pending'), 0) FROM body_todo",
+                         "coalesce(sum(reason = 'pending'), 0), "
+                         "coalesce(sum(reason = 'disabled'), 0) FROM body_todo",
                          &st, err);
     if (rc != REEL_OK)
         return rc;
     if (sqlite3_step(st) == SQLITE_ROW) {
         *before = sqlite3_column_int64(st, 0);
         *pending = sqlite3_column_int64(st, 1);
+        *off = sqlite3_column_int64(st, 2);
     } else {
         rc = db_err(db, err);
     }

@@ -292,8 +292,9 @@ reel_rc reel_query_search(reel_session_t *s, const char *q, int64_t limit, const
                           reel_err_t *err);
 
 /** Flows whose text the body index lacks: recorded before body search
- * existed (*before), or waiting for the indexer (*pending). */
+ * existed (*before), waiting for the indexer (*pending), or recorded with
+ * the index off (body_index_max 0, *off). */
 reel_rc reel_query_search_missing(reel_session_t *s, int64_t *before, int64_t *pending,
-                                  reel_err_t *err);
+                                  int64_t *off, reel_err_t *err);
 
 #endif

@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import proxyenv  # noqa: E402
 from proxyenv import REEL, TMPBASE, Origin, Reel, curl, stop_class  # noqa: E402
 
-BIG = 2 << 20  # over body_index_max (1 MiB by default)
+BIG = 2 << 20  # over body_index_max (1 MiB here; the default is 0: no index)
 
 
 class Search(unittest.TestCase):
@@ -37,6 +37,10 @@ class Search(unittest.TestCase):
             f.write(b"headword " + b"y" * BIG + b" tailword\n")
         with open(os.path.join(cls.origin.www, "blob.bin"), "wb") as f:
             f.write(os.urandom(4000) + b"\0zetaword\0" + os.urandom(4000))
+        # the index is off by default (body_index_max 0): on with 1 MiB
+        os.makedirs(os.path.join(cls.root, "config", "reel"))
+        with open(os.path.join(cls.root, "config", "reel", "config.yaml"), "w") as f:
+            f.write("body_index_max: 1m\n")
         cls.reel = Reel(cls.root, "s")
         cls.ids = {}
         echo = cls.origin.url("/echo")

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <sys/stat.h>
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -336,7 +337,7 @@ static void test_what_is_indexed(void **state) {
     assert_int_equal(fts_has(sess, ids[F_BIG], "\"headtoken\""), 1);
     assert_int_equal(fts_has(sess, ids[F_BIG], "\"tailtoken\""), 0);
     assert_int_equal(q1(sess, "SELECT length(resp) FROM body_text WHERE flow_id = ?", ids[F_BIG]),
-                     REEL_BODYINDEX_DEFAULT_MAX);
+                     1048576); /* body_index_max, from index_on() */
     /* a flow without a body has no row at all */
     assert_int_equal(q1(sess, "SELECT count(*) FROM body_text WHERE flow_id = ?", ids[F_EMPTY]), 0);
 }
@@ -516,7 +517,27 @@ static void test_disabled(void **state) {
     reel_session_close(s);
 }
 
+/* The body index is off by default (body_index_max 0): these tests turn it
+ * on with 1 MiB through a user config file of their own. */
+static void index_on(void) {
+    char dir[] = "/tmp/reel-bodyindex-cfg-XXXXXX";
+    if (mkdtemp(dir) == NULL)
+        abort();
+    char *sub = reel_asprintf("%s/reel", dir);
+    mkdir(sub, 0700);
+    char *file = reel_asprintf("%s/config.yaml", sub);
+    FILE *f = fopen(file, "w");
+    if (f == NULL)
+        abort();
+    fputs("body_index_max: 1048576\n", f);
+    fclose(f);
+    setenv("XDG_CONFIG_HOME", dir, 1);
+    free(sub);
+    free(file);
+}
+
 int main(void) {
+    index_on();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plain_and_queries),   cmocka_unit_test(test_what_is_indexed),
         cmocka_unit_test(test_indexed_equals_scan), cmocka_unit_test(test_delete_leaves_index),
