@@ -380,7 +380,8 @@ static ssize_t read_data(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
     if (st == NULL)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     size_t n = st->out.len < length ? st->out.len : length;
-    memcpy(buf, st->out.data, n);
+    if (n)
+        memcpy(buf, st->out.data, n);
     reel_buf_consume(&st->out, n);
     h->out_bytes -= n;
     st->sent += n;

@@ -1,6 +1,7 @@
 /* One flow read back for a user interface; see flowread.h. */
 #include "session/flowread.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -104,11 +105,14 @@ static void msg_done(detail_t *d) {
     } else {
         d->msg_total += d->data.len;
         json_object_set_new(d->msg, "data_b64", b64_json(d->data.data, d->data.len));
-        json_object_set_new(d->msg, "text",
-                            reel_looks_text(d->data.data, d->data.len) &&
-                                    json_stringn((const char *)d->data.data, d->data.len) != NULL
-                                ? json_true()
-                                : json_false());
+        /* text: looks like text and is valid UTF-8 (jansson checks it) */
+        bool text = false;
+        if (reel_looks_text(d->data.data, d->data.len)) {
+            json_t *probe = json_stringn((const char *)d->data.data, d->data.len);
+            text = probe != NULL;
+            json_decref(probe);
+        }
+        json_object_set_new(d->msg, "text", json_boolean(text));
     }
     reel_buf_reset(&d->data);
     d->msg = NULL;

@@ -159,7 +159,8 @@ static void copy_row(reel_query_flow_t *dst, const reel_query_flow_t *src) {
                            &dst->reason,
                            &dst->request_content_type,
                            &dst->response_content_type,
-                           &dst->error};
+                           &dst->error,
+                           &dst->replay_session};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         *strs[i] = dup_or_null(*strs[i]);
     if (src->ntags) {
@@ -190,7 +191,8 @@ void reel_query_flow_clear(reel_query_flow_t *f) {
                           f->reason,
                           f->request_content_type,
                           f->response_content_type,
-                          f->error};
+                          f->error,
+                          f->replay_session};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         free((char *)strs[i]);
     for (size_t i = 0; i < f->ntags; i++)

@@ -187,6 +187,7 @@ static void record_all(reel_session_t *s) {
         fail_msg("recorder: %s", reel_err_str(&err));
     static const char png[] = "\x89PNG\r\n\x1a\n\0\0\0\rIHDR PNGSECRET \0\1\2";
     static const char nul[] = "binsecret \0 more \0 bytes";
+    free(big); /* from the previous session's recording */
     big = reel_malloc(3u << 20);
     for (size_t k = 0; k < (3u << 20); k++)
         big[k] = (char)('a' + (k * 7 + k / 11) % 26 % 4); /* a..d */
