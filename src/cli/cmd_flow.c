@@ -703,16 +703,10 @@ static void print_end_facts(view_t *v, const Reel__Timings *t, const char *serve
                 (unsigned long long)lost_msgs, lost_msgs == 1 ? " was" : "s were");
 }
 
+/* Unknown opcodes read "opcode?" here. */
 static const char *opcode_name(uint32_t op) {
-    switch (op) {
-    case 0: return "tcp";
-    case 1: return "text";
-    case 2: return "binary";
-    case 8: return "close";
-    case 9: return "ping";
-    case 10: return "pong";
-    default: return "opcode?";
-    }
+    const char *n = reel_store_opcode_name(op);
+    return n ? n : "opcode?";
 }
 
 /* Ends the content of the message being shown. */

@@ -472,8 +472,6 @@ static void iso_time(int64_t us, char out[40]) {
     snprintf(out + n, 40 - n, ".%03dZ", (int)((us % 1000000) / 1000));
 }
 
-
-
 static json_t *b64_json(const uint8_t *p, size_t n) {
     size_t len;
     char *s = reel_base64(p, n, &len);
@@ -666,23 +664,10 @@ static json_t *har_timings(const flow_t *f, double *total_ms) {
     return t;
 }
 
+/* Unknown opcodes read "other" here. */
 static const char *opcode_name(uint32_t op) {
-    switch (op) {
-    case 0:
-        return "tcp";
-    case 1:
-        return "text";
-    case 2:
-        return "binary";
-    case 8:
-        return "close";
-    case 9:
-        return "ping";
-    case 10:
-        return "pong";
-    default:
-        return "other";
-    }
+    const char *n = reel_store_opcode_name(op);
+    return n ? n : "other";
 }
 
 static json_t *reel_info(const flow_t *f) {

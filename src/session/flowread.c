@@ -68,23 +68,10 @@ static void head_extra(json_t *o, Reel__Header **h, size_t n, int decoded) {
     free(ce);
 }
 
+/* Unknown opcodes read "other" here. */
 static const char *opcode_name(uint32_t op) {
-    switch (op) {
-    case 0:
-        return "tcp";
-    case 1:
-        return "text";
-    case 2:
-        return "binary";
-    case 8:
-        return "close";
-    case 9:
-        return "ping";
-    case 10:
-        return "pong";
-    default:
-        return "other";
-    }
+    const char *n = reel_store_opcode_name(op);
+    return n ? n : "other";
 }
 
 typedef struct {

@@ -9,6 +9,25 @@
 #include "base/mem.h"
 #include "session/spool.h"
 
+const char *reel_store_opcode_name(uint32_t op) {
+    switch (op) {
+    case 0:
+        return "tcp";
+    case 1:
+        return "text";
+    case 2:
+        return "binary";
+    case 8:
+        return "close";
+    case 9:
+        return "ping";
+    case 10:
+        return "pong";
+    default:
+        return NULL;
+    }
+}
+
 reel_rc reel_store_read_flow(reel_session_t *s, uint64_t id, reel_record_cb cb, void *ctx,
                              reel_err_t *err) {
     reel_rc rc = REEL_OK;
@@ -95,8 +114,8 @@ const char *reel_store_damage_direction(int direction) {
     return direction >= 0 && direction < 3 ? names[direction] : "flow";
 }
 
-reel_rc reel_store_flow_damage(reel_session_t *s, uint64_t id, reel_store_damage_t **out,
-                               size_t *n, reel_err_t *err) {
+reel_rc reel_store_flow_damage(reel_session_t *s, uint64_t id, reel_store_damage_t **out, size_t *n,
+                               reel_err_t *err) {
     reel_rc rc = REEL_OK;
     sqlite3 *db = reel_session_db(s);
     sqlite3_stmt *st = NULL;

@@ -12,6 +12,10 @@
  * valid only during the call. Return non-zero to stop. */
 typedef int (*reel_record_cb)(void *ctx, const Reel__Record *rec);
 
+/** The name of a Message record's opcode ("tcp" for 0, then WebSocket's
+ * "text", "binary", "close", "ping", "pong"), NULL for another value. */
+const char *reel_store_opcode_name(uint32_t op);
+
 /** Streams the records of flow `id` to cb, decompressing one frame at a
  * time (memory stays bounded by the frame size, whatever the body size).
  * Returns REEL_NOTFOUND if the flow is not in the index, REEL_CORRUPT if a
@@ -34,7 +38,7 @@ const char *reel_store_damage_direction(int direction);
 /** The known holes of flow id (none for an intact flow), in the order
  * recorded, as an owned array of *n entries in *out (NULL when none;
  * release with free()). Returns REEL_DB if the index cannot be read. */
-reel_rc reel_store_flow_damage(reel_session_t *s, uint64_t id, reel_store_damage_t **out,
-                               size_t *n, reel_err_t *err);
+reel_rc reel_store_flow_damage(reel_session_t *s, uint64_t id, reel_store_damage_t **out, size_t *n,
+                               reel_err_t *err);
 
 #endif

@@ -40,4 +40,22 @@ static inline void reel_test_rm_rf(const char *path) {
     nftw(path, reel_test__rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* Points XDG_CONFIG_HOME at a new directory whose reel/config.yaml holds
+ * yaml (a line such as "body_index_max: 1048576\n"): the user config file
+ * every session of the test then reads. */
+static inline void reel_test_user_config(const char *yaml) {
+    char *dir = reel_test_tmpdir("config");
+    char *sub = reel_asprintf("%s/reel", dir);
+    mkdir(sub, 0700);
+    char *file = reel_asprintf("%s/config.yaml", sub);
+    FILE *f = fopen(file, "w");
+    if (f == NULL || fputs(yaml, f) < 0)
+        abort();
+    fclose(f);
+    setenv("XDG_CONFIG_HOME", dir, 1);
+    free(dir);
+    free(sub);
+    free(file);
+}
+
 #endif

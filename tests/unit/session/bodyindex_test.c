@@ -11,7 +11,6 @@
 #include <stdint.h>
 
 #include <cmocka.h>
-#include <sys/stat.h>
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -518,27 +517,9 @@ static void test_disabled(void **state) {
     reel_session_close(s);
 }
 
-/* The body index is off by default (body_index_max 0): these tests turn it
- * on with 1 MiB through a user config file of their own. */
-static void index_on(void) {
-    char dir[] = "/tmp/reel-bodyindex-cfg-XXXXXX";
-    if (mkdtemp(dir) == NULL)
-        abort();
-    char *sub = reel_asprintf("%s/reel", dir);
-    mkdir(sub, 0700);
-    char *file = reel_asprintf("%s/config.yaml", sub);
-    FILE *f = fopen(file, "w");
-    if (f == NULL)
-        abort();
-    fputs("body_index_max: 1048576\n", f);
-    fclose(f);
-    setenv("XDG_CONFIG_HOME", dir, 1);
-    free(sub);
-    free(file);
-}
-
 int main(void) {
-    index_on();
+    /* the body index is off by default: on, 1 MiB per body */
+    reel_test_user_config("body_index_max: 1048576\n");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plain_and_queries),   cmocka_unit_test(test_what_is_indexed),
         cmocka_unit_test(test_indexed_equals_scan), cmocka_unit_test(test_delete_leaves_index),
