@@ -52,7 +52,8 @@ typedef struct stream {
     size_t sent;    /* bytes read out since reel_h2_stream_take_sent */
     hcollect_t in;  /* head being received */
     bool in_trailers;
-    bool got_final; /* the request head, or a final (not 1xx) response head, came */
+    bool reset_reported; /* one RESET event per stream, however it was reset */
+    bool got_final;      /* the request head, or a final (not 1xx) response head, came */
     bool too_big;
 } stream_t;
 
@@ -236,6 +237,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
         return 0;
     if (st->in.size + nlen + vlen + 32 > h->o.max_header_list) {
         st->too_big = true;
+        st->reset_reported = true;
         event_t *e = ev_push(h, REEL_CODEC_EV_RESET, (uint32_t)f->hd.stream_id);
         e->code = REEL_H2_INTERNAL_ERROR; /* what nghttp2 resets it with */
         e->reason = "header list over max_header_list, stream reset";
@@ -316,7 +318,8 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
     }
     case NGHTTP2_RST_STREAM:
         reset_seen(h);
-        if (st) {
+        if (st && !st->reset_reported) {
+            st->reset_reported = true;
             event_t *e = ev_push(h, REEL_CODEC_EV_RESET, (uint32_t)id);
             e->code = f->rst_stream.error_code;
             e->reason = "the peer reset the stream (RST_STREAM)";
@@ -332,7 +335,9 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
 static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *f, int lib_error, void *ud) {
     reel_h2_t *h = ud;
     (void)s;
-    if (f->hd.stream_id > 0 && stream_of(h, f->hd.stream_id)) {
+    stream_t *st = stream_of(h, f->hd.stream_id);
+    if (st && !st->reset_reported) {
+        st->reset_reported = true;
         event_t *e = ev_push(h, REEL_CODEC_EV_RESET, (uint32_t)f->hd.stream_id);
         e->code = REEL_H2_PROTOCOL_ERROR;
         e->reason = nghttp2_strerror(lib_error);
