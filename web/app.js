@@ -4,8 +4,8 @@
 
 const ROW_H = 24;
 const PAGE = 100;
-const MAX_PAGES = 40;          // pages kept in memory: the table never holds all rows
-const MAX_SCROLL_H = 15e6;     // browsers cap element heights; beyond, scroll is scaled
+const MAX_ROWS = 1000;         // rows kept (the window): the table never holds all rows
+const COUNT_MAX = 10000;       // the count stops here ("10,000+") unless asked for in full
 
 const $ = (id) => document.getElementById(id);
 
@@ -95,11 +95,18 @@ const state = {
   filter: '',
   sort: 'id',
   order: 'asc',
-  count: 0,
+  count: null,      // null: not counted yet
+  capped: false,    // count is COUNT_MAX and more match
+  exact: false,     // "count all" asked for: no cap
   maxId: 0,
-  pages: new Map(), // page number -> {rows} or {promise}
+  pages: [],        // the window of the list loaded: [{rows, first, last}] (cursors), in order
+  rows: [],         // the pages' rows, flat
+  atStart: true,    // no rows before the window
+  atEnd: true,      // no rows after it
+  loading: null,    // the page being fetched (one at a time)
+  stalled: false,   // a fetch failed: no automatic retry
   gen: 0,           // bumps when the query changes: older answers are dropped
-  selected: -1,     // index in the list
+  selected: -1,     // index in the window
   openId: null,     // flow shown in the detail pane
   checked: new Set(),
   events: null,
@@ -133,6 +140,8 @@ function setSession(name) {
   if (name === state.session) return;
   state.session = name;
   state.filter = '';
+  state.exact = false;
+  state.maxId = 0;
   $('filter').value = '';
   state.checked.clear();
   state.openId = null;
@@ -282,35 +291,89 @@ function buildHeader() {
   });
 }
 
-function listQuery() {
-  return 'filter=' + enc(state.filter) + '&sort=' + state.sort + '&order=' + state.order;
+function listBase() {
+  return sessPath(state.session) + '/flows?filter=' + enc(state.filter) + '&sort=' + state.sort;
 }
 
-async function resetList() {
-  state.gen++;
-  state.pages.clear();
-  state.selected = -1;
+const flipOrder = () => (state.order === 'asc' ? 'desc' : 'asc');
+
+// One page next to a cursor (null: from an end of the list), by keyset: an
+// index seek wherever it is. forward: the rows after the cursor in the
+// list's order; else the rows before it (the API answers nearest first in
+// the flipped order; turned around here). first/last are the opaque
+// cursors of the page's first and last rows.
+async function fetchPage(cursor, forward, limit = PAGE) {
+  const r = await api(listBase() + '&order=' + (forward ? state.order : flipOrder()) +
+    '&limit=' + limit + (cursor ? '&cursor=' + enc(cursor) : ''));
+  if (forward) return { rows: r.rows, first: r.prev, last: r.next, more: r.more };
+  return { rows: r.rows.reverse(), first: r.next, last: r.prev, more: r.more };
+}
+
+function setRows() {
+  state.rows = state.pages.flatMap((p) => p.rows);
+}
+
+function countText() {
+  if (state.count === null) {
+    const n = state.rows.length;
+    return state.atStart && state.atEnd ? (n === 1 ? '1 flow' : n.toLocaleString() + ' flows') : '';
+  }
+  const n = state.count;
+  if (state.capped) return n.toLocaleString() + '+ flows';
+  return n === 1 ? '1 flow' : n.toLocaleString() + ' flows';
+}
+
+// The count, capped at COUNT_MAX unless "count all" was asked for: a capped
+// count costs COUNT_MAX + 1 index steps whatever the session's size.
+async function refreshCount() {
   const gen = state.gen;
-  $('filter-error').hidden = true;
-  $('filter').removeAttribute('aria-invalid');
-  // The first page and the count are asked for together: a count over a
-  // filter with regexes reads every row, the first page stops at 100.
-  state.counting = true;
-  state.count = 0;
-  getPage(0);
   try {
-    const c = await api(sessPath(state.session) + '/count?' + listQuery());
+    const c = await api(sessPath(state.session) + '/count?filter=' + enc(state.filter) +
+      (state.exact ? '' : '&max=' + COUNT_MAX));
     if (gen !== state.gen) return;
     state.count = c.count;
-    state.maxId = c.max_id;
+    state.capped = c.capped;
+    state.maxId = Math.max(state.maxId, c.max_id);
+  } catch (e) { /* the list shows the filter's error */ }
+  layout();
+}
+
+// Starts the list over at one end: the first page (last: the last page).
+async function resetList(last) {
+  state.gen++;
+  const gen = state.gen;
+  state.pages = [];
+  state.rows = [];
+  state.atStart = true;
+  state.atEnd = true;
+  state.loading = null;
+  state.stalled = false;
+  state.count = null;
+  state.selected = -1;
+  $('filter-error').hidden = true;
+  $('filter').removeAttribute('aria-invalid');
+  $('viewport').scrollTop = 0;
+  layout();
+  try {
+    const p = await fetchPage(null, !last);
+    if (gen !== state.gen) return;
+    if (p.rows.length) state.pages = [p];
+    if (last) state.atStart = !p.more; else state.atEnd = !p.more;
+    setRows();
   } catch (e) {
     if (gen !== state.gen) return;
-    state.count = 0;
-    showFilterError(e);
+    if (e.status === 400) showFilterError(e); else status(e.message, true);
+    layout();
+    draw();
+    return;
   }
-  state.counting = false;
   layout();
+  if (last && state.rows.length) {
+    $('viewport').scrollTop = $('viewport').scrollHeight;
+    state.selected = state.rows.length - 1;
+  }
   draw();
+  refreshCount();
 }
 
 function showFilterError(e) {
@@ -331,91 +394,100 @@ function showFilterError(e) {
 }
 
 function layout() {
-  const h = Math.min(state.count * ROW_H, MAX_SCROLL_H) + 2;
-  $('spacer').style.height = Math.max(0, h) + 'px';
-  $('table').setAttribute('aria-rowcount', state.count + 1);
-  const n = state.count;
-  $('count').textContent = n === 1 ? '1 flow' : n.toLocaleString() + ' flows';
+  $('spacer').style.height = (state.rows.length * ROW_H + 2) + 'px';
+  const exact = state.count !== null && !state.capped;
+  $('table').setAttribute('aria-rowcount', exact ? state.count + 1 : -1);
+  $('count').textContent = countText();
+  $('count-all').hidden = !(state.count !== null && state.capped);
 }
 
 // index of the first row shown for a scroll position
 const HEAD_H = 28;
 
 function firstIndex() {
-  const vp = $('viewport');
-  const visible = Math.ceil((vp.clientHeight - HEAD_H) / ROW_H);
-  const full = state.count * ROW_H;
-  if (full <= MAX_SCROLL_H) return Math.floor(vp.scrollTop / ROW_H);
-  const frac = vp.scrollTop / Math.max(1, MAX_SCROLL_H - vp.clientHeight);
-  return Math.max(0, Math.min(state.count - visible, Math.round(frac * (state.count - visible))));
+  return Math.floor($('viewport').scrollTop / ROW_H);
 }
 
 function scrollToIndex(i) {
   const vp = $('viewport');
-  const full = state.count * ROW_H;
-  if (full <= MAX_SCROLL_H) {
-    const top = i * ROW_H;
-    if (top < vp.scrollTop) vp.scrollTop = top;
-    else if (top + ROW_H > vp.scrollTop + vp.clientHeight - HEAD_H) vp.scrollTop = top + ROW_H - vp.clientHeight + HEAD_H;
-  } else {
-    const visible = Math.ceil(vp.clientHeight / ROW_H);
-    const first = firstIndex();
-    if (i >= first && i < first + visible - 1) return;
-    vp.scrollTop = (i / Math.max(1, state.count - visible)) * (MAX_SCROLL_H - vp.clientHeight);
-  }
+  const top = i * ROW_H;
+  if (top < vp.scrollTop) vp.scrollTop = top;
+  else if (top + ROW_H > vp.scrollTop + vp.clientHeight - HEAD_H) vp.scrollTop = top + ROW_H - vp.clientHeight + HEAD_H;
 }
 
-function getPage(p) {
-  const have = state.pages.get(p);
-  if (have) {
-    state.pages.delete(p); // LRU: move to the end
-    state.pages.set(p, have);
-    return have;
-  }
+function loadFailed(gen, e) {
+  if (gen !== state.gen) return;
+  state.loading = null;
+  state.stalled = true; // no retry loop: the next reset or live event tries again
+  if (e.status === 400) showFilterError(e); else status(e.message, true);
+}
+
+// The page after the window (force: even at the end, for new flows).
+function loadAfter(force) {
+  if (state.loading) return state.loading;
+  if (!force && (state.atEnd || state.stalled)) return null;
   const gen = state.gen;
-  const entry = { rows: null };
-  // Keyset when the page before or after is known (an index seek, whatever
-  // the position); else an offset, from whichever end is nearer.
-  const base = sessPath(state.session) + '/flows?filter=' + enc(state.filter) + '&sort=' + state.sort;
-  const flip = state.order === 'asc' ? 'desc' : 'asc';
-  const start = p * PAGE;
-  const end = Math.min(state.count, start + PAGE);
-  const prev = state.pages.get(p - 1);
-  const next = state.pages.get(p + 1);
-  let url;
-  let reverse = false;
-  if (prev && prev.rows && prev.rows.length === PAGE) {
-    url = base + '&order=' + state.order + '&limit=' + PAGE + '&after=' + prev.rows[PAGE - 1].id;
-  } else if (next && next.rows && next.rows.length && p >= 0) {
-    url = base + '&order=' + flip + '&limit=' + PAGE + '&after=' + next.rows[0].id;
-    reverse = true;
-  } else if (start > state.count / 2) {
-    url = base + '&order=' + flip + '&limit=' + Math.max(1, end - start) + '&offset=' + (state.count - end);
-    reverse = true;
-  } else {
-    url = base + '&order=' + state.order + '&limit=' + PAGE + '&offset=' + start;
-  }
-  entry.promise = api(url).then((r) => {
+  const tail = state.pages[state.pages.length - 1];
+  const p0 = tail ? fetchPage(tail.last, true) : fetchPage(null, true);
+  state.loading = p0.then((p) => {
     if (gen !== state.gen) return;
-    entry.rows = reverse ? r.rows.reverse() : r.rows;
-    if (state.counting && p === 0 && state.count < r.rows.length) {
-      state.count = r.rows.length; // until the count arrives
-      layout();
+    state.loading = null;
+    state.stalled = false;
+    state.atEnd = !p.more;
+    let dropped = 0;
+    if (p.rows.length) {
+      state.pages.push(p);
+      // keep at most MAX_ROWS: drop pages off the top, keeping the view still
+      let n = state.pages.reduce((a, x) => a + x.rows.length, 0);
+      while (n > MAX_ROWS && state.pages.length > 1) {
+        const d = state.pages.shift().rows.length;
+        n -= d;
+        dropped += d;
+        state.atStart = false;
+      }
     }
+    const top = $('viewport').scrollTop - dropped * ROW_H;
+    if (dropped && state.selected >= 0) state.selected = Math.max(-1, state.selected - dropped);
+    setRows();
+    layout();
+    if (dropped) $('viewport').scrollTop = Math.max(0, top);
     draw();
-  }).catch((e) => {
+  }).catch((e) => loadFailed(gen, e));
+  return state.loading;
+}
+
+// The page before the window (force: even at the start, for new flows).
+function loadBefore(force) {
+  if (state.loading) return state.loading;
+  if (!force && (state.atStart || state.stalled)) return null;
+  if (!state.pages.length) return loadAfter(true);
+  const gen = state.gen;
+  state.loading = fetchPage(state.pages[0].first, false).then((p) => {
     if (gen !== state.gen) return;
-    state.pages.delete(p);
-    if (e.status === 400) showFilterError(e); else status(e.message, true);
-  });
-  state.pages.set(p, entry);
-  while (state.pages.size > MAX_PAGES) state.pages.delete(state.pages.keys().next().value);
-  return entry;
+    state.loading = null;
+    state.stalled = false;
+    state.atStart = !p.more;
+    const added = p.rows.length;
+    if (added) {
+      state.pages.unshift(p);
+      let n = state.pages.reduce((a, x) => a + x.rows.length, 0);
+      while (n > MAX_ROWS && state.pages.length > 1) {
+        n -= state.pages.pop().rows.length;
+        state.atEnd = false;
+      }
+      if (state.selected >= 0) state.selected += added;
+    }
+    const top = $('viewport').scrollTop + added * ROW_H;
+    setRows();
+    layout();
+    if (added) $('viewport').scrollTop = top;
+    draw();
+  }).catch((e) => loadFailed(gen, e));
+  return state.loading;
 }
 
 function rowAt(i) {
-  const e = getPage(Math.floor(i / PAGE));
-  return e.rows ? e.rows[i % PAGE] : null;
+  return state.rows[i] || null;
 }
 
 function draw() {
@@ -424,42 +496,41 @@ function draw() {
   const rowsEl = $('rows');
   const first = firstIndex();
   const visible = Math.ceil(vp.clientHeight / ROW_H) + 1;
-  const full = state.count * ROW_H <= MAX_SCROLL_H;
-  rowsEl.style.transform = `translateY(${vp.scrollTop - (full ? vp.scrollTop % ROW_H : 0)}px)`;
+  rowsEl.style.transform = `translateY(${first * ROW_H}px)`;
   const frag = document.createDocumentFragment();
-  for (let i = first; i < Math.min(state.count, first + visible); i++) {
+  for (let i = first; i < Math.min(state.rows.length, first + visible); i++) {
     const r = rowAt(i);
     const sel = i === state.selected;
     const row = el('div', {
-      role: 'row', class: 'row' + (sel ? ' selected' : '') + (r && r.error ? ' err' : '') +
-        (r && r.marked ? ' marked' : '') + (r && state.openId === r.id ? ' open' : ''),
-      'aria-rowindex': i + 2, 'aria-selected': sel ? 'true' : 'false', 'data-index': i,
+      role: 'row', class: 'row' + (sel ? ' selected' : '') + (r.error ? ' err' : '') +
+        (r.marked ? ' marked' : '') + (state.openId === r.id ? ' open' : ''),
+      'aria-selected': sel ? 'true' : 'false', 'data-index': i,
     });
+    if (state.atStart) row.setAttribute('aria-rowindex', i + 2);
     row.style.gridTemplateColumns = GRID;
-    if (!r) {
-      row.append(el('div', { role: 'gridcell', class: 'cell loading', text: '…' }));
-    } else {
-      row.dataset.id = r.id;
-      for (const c of COLUMNS) {
-        if (c.key === 'check') {
-          const cb = el('input', { type: 'checkbox', 'aria-label': 'select flow ' + r.id });
-          cb.checked = state.checked.has(r.id);
-          cb.addEventListener('click', (ev) => {
-            ev.stopPropagation();
-            if (cb.checked) state.checked.add(r.id); else state.checked.delete(r.id);
-            updateExportLabels();
-          });
-          row.append(el('div', { role: 'gridcell', class: 'cell' }, cb));
-          continue;
-        }
-        const t = String(cellText(c, r));
-        row.append(el('div', { role: 'gridcell', class: 'cell ' + c.key + (c.num ? ' num' : ''), title: t, text: t }));
+    row.dataset.id = r.id;
+    for (const c of COLUMNS) {
+      if (c.key === 'check') {
+        const cb = el('input', { type: 'checkbox', 'aria-label': 'select flow ' + r.id });
+        cb.checked = state.checked.has(r.id);
+        cb.addEventListener('click', (ev) => {
+          ev.stopPropagation();
+          if (cb.checked) state.checked.add(r.id); else state.checked.delete(r.id);
+          updateExportLabels();
+        });
+        row.append(el('div', { role: 'gridcell', class: 'cell' }, cb));
+        continue;
       }
+      const t = String(cellText(c, r));
+      row.append(el('div', { role: 'gridcell', class: 'cell ' + c.key + (c.num ? ' num' : ''), title: t, text: t }));
     }
     row.addEventListener('click', () => { select(i); openSelected(); });
     frag.append(row);
   }
   rowsEl.replaceChildren(frag);
+  // near an edge of the window: the neighbouring page, by cursor
+  if (first + visible > state.rows.length - PAGE / 2) loadAfter(false);
+  else if (first < PAGE / 2) loadBefore(false);
 }
 
 function updateExportLabels() {
@@ -469,8 +540,8 @@ function updateExportLabels() {
 }
 
 function select(i) {
-  if (state.count === 0) return;
-  state.selected = Math.max(0, Math.min(state.count - 1, i));
+  if (!state.rows.length) return;
+  state.selected = Math.max(0, Math.min(state.rows.length - 1, i));
   scrollToIndex(state.selected);
   draw();
 }
@@ -508,17 +579,26 @@ function startEvents() {
   es.addEventListener('flow', (ev) => {
     let row;
     try { row = JSON.parse(ev.data); } catch (e) { return; }
-    for (const p of state.pages.values()) {
-      if (!p.rows) continue;
-      const k = p.rows.findIndex((r) => r.id === row.id);
-      if (k >= 0) p.rows[k] = row;
-    }
-    if (row.id > state.maxId) scheduleRefresh(); else draw();
+    replaceRow(row);
+    if (row.id > state.maxId) { state.maxId = row.id; scheduleRefresh(); } else draw();
     if (state.openId === row.id) openFlow(row.id, true);
   });
   es.addEventListener('gone', () => { status('the session is gone', true); es.close(); });
   es.onerror = () => { status('live updates interrupted; retrying…', true); };
   es.onopen = () => status('');
+}
+
+// New flows: fetched by cursor at the edge of the list where they sort
+// (the end by id or time, the start in descending order), so the rows
+// loaded stay put; the capped count is asked again. Sorted on host or
+// status, a new flow may sort anywhere: the list is reloaded when all of
+// it is loaded (up to MAX_ROWS), else it shows on the next reload.
+function replaceRow(row) {
+  for (const p of state.pages) {
+    const k = p.rows.findIndex((r) => r.id === row.id);
+    if (k >= 0) p.rows[k] = row;
+  }
+  setRows();
 }
 
 function scheduleRefresh() {
@@ -527,19 +607,33 @@ function scheduleRefresh() {
     state.refreshTimer = null;
     const gen = state.gen;
     try {
-      const c = await api(sessPath(state.session) + '/count?' + listQuery());
+      if (state.loading) await state.loading;
       if (gen !== state.gen) return;
-      state.maxId = c.max_id;
-      if (c.count !== state.count) {
-        state.count = c.count;
-        // rows moved or were added: drop the cached pages, keep the position
-        state.gen++;
-        state.pages.clear();
+      const asc = state.order === 'asc';
+      if (state.sort === 'id' || state.sort === 'start') {
+        const atEdge = () => (asc ? state.atEnd : state.atStart);
+        if (state.follow && !atEdge()) {
+          await resetList(asc); // jump to the newest
+        } else if (atEdge()) {
+          // following, a burst may span pages: a few more (the rest on the next event)
+          for (let k = 0; k < (state.follow ? 10 : 1) && gen === state.gen; k++) {
+            await (asc ? loadAfter(true) : loadBefore(true));
+            if (atEdge() || state.stalled) break;
+          }
+        }
+      } else if (state.atStart && state.atEnd) {
+        const p = await fetchPage(null, true, Math.min(1000, Math.max(PAGE, state.rows.length + PAGE)));
+        if (gen !== state.gen) return;
+        state.pages = p.rows.length ? [p] : [];
+        state.atEnd = !p.more;
+        setRows();
         layout();
       }
-      if (state.follow) {
+      if (gen !== state.gen) return;
+      refreshCount();
+      if (state.follow && state.rows.length) {
         const vp = $('viewport');
-        const newest = state.sort === 'id' && state.order === 'desc' ? 0 : state.count - 1;
+        const newest = state.sort === 'id' && state.order === 'desc' ? 0 : state.rows.length - 1;
         vp.scrollTop = newest === 0 ? 0 : vp.scrollHeight;
         state.selected = newest;
       }
@@ -672,6 +766,7 @@ async function openFlow(id, refresh) {
     return;
   }
   if (state.openId !== id) return;
+  if (d.row) replaceRow(d.row);
   renderDetail(d, id);
   draw();
 }
@@ -825,8 +920,7 @@ function renderDetail(d, id) {
 }
 
 async function afterWrite(id) {
-  // the row changed: refresh the cached pages' copy and the detail
-  for (const [k, p] of state.pages) if (p.rows && p.rows.some((r) => r.id === id)) state.pages.delete(k);
+  // the row changed: the detail brings its new copy for the list
   await openFlow(id, true);
   draw();
 }
@@ -872,9 +966,13 @@ function wire() {
     ev.preventDefault();
     state.filter = $('filter').value.trim();
     state.checked.clear();
+    state.exact = false;
     updateExportLabels();
     resetList();
   });
+  $('go-first').addEventListener('click', () => resetList(false));
+  $('go-last').addEventListener('click', () => resetList(true));
+  $('count-all').addEventListener('click', () => { state.exact = true; refreshCount(); });
   $('follow').addEventListener('change', (ev) => {
     state.follow = ev.target.checked;
     if (state.follow) scheduleRefresh();
@@ -895,6 +993,10 @@ function wire() {
     if (ev.key === '/') { ev.preventDefault(); $('filter').focus(); $('filter').select(); }
     else if (ev.key === 'j' || ev.key === 'ArrowDown') { ev.preventDefault(); select(state.selected + 1); }
     else if (ev.key === 'k' || ev.key === 'ArrowUp') { ev.preventDefault(); select(state.selected - 1); }
+    else if (ev.key === 'PageDown') { ev.preventDefault(); select(state.selected + Math.floor($('viewport').clientHeight / ROW_H) - 1); }
+    else if (ev.key === 'PageUp') { ev.preventDefault(); select(Math.max(0, state.selected - Math.floor($('viewport').clientHeight / ROW_H) + 1)); }
+    else if (ev.key === 'Home') { ev.preventDefault(); resetList(false); }
+    else if (ev.key === 'End') { ev.preventDefault(); resetList(true); }
     else if (ev.key === 'Enter') { ev.preventDefault(); openSelected(); }
     else if (ev.key === 'Escape' && state.openId !== null) { location.hash = '#/s/' + enc(state.session); }
   });

@@ -217,6 +217,21 @@ reel_rc reel_query_sort_parse(const char *name, reel_query_sort *out, reel_err_t
                         "cannot sort on '%s': sorts are id, start, host and status", name);
 }
 
+void reel_query_cursor_of(const reel_query_flow_t *row, reel_query_sort sort,
+                          reel_query_cursor_t *out) {
+    memset(out, 0, sizeof *out);
+    out->id = row->id;
+    if (sort == REEL_QUERY_SORT_START) {
+        out->num = row->start_us;
+    } else if (sort == REEL_QUERY_SORT_HOST) {
+        out->str = row->host;
+        out->null = row->host == NULL;
+    } else if (sort == REEL_QUERY_SORT_STATUS) {
+        out->num = row->status;
+        out->null = row->status == REEL_QUERY_NULL;
+    }
+}
+
 /* Rows go to cb; ids_only selects just the id column (row has only id). */
 typedef struct {
     reel_query_flow_cb cb;
@@ -291,7 +306,27 @@ static reel_rc run(reel_session_t *s, const reel_query_opts_t *q, const sink_t *
         goto out;
     const char *col = sort_cols[q->sort];
     int by_id = q->sort == REEL_QUERY_SORT_ID;
-    if (q->after_id && !by_id) {
+    int64_t after_id = q->cursor ? q->cursor->id : q->after_id;
+    if (q->cursor && !by_id) { /* the value is in the cursor: "SELECT ?" makes it a value */
+        if ((rc = prepare(db, "SELECT ?", &st, err)) != REEL_OK)
+            goto out;
+        if (q->cursor->null)
+            sqlite3_bind_null(st, 1);
+        else if (q->sort == REEL_QUERY_SORT_HOST)
+            sqlite3_bind_text(st, 1, q->cursor->str ? q->cursor->str : "", -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_int64(st, 1, q->cursor->num);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            after = sqlite3_value_dup(sqlite3_column_value(st, 0));
+        else
+            rc = db_err(db, err);
+        sqlite3_finalize(st);
+        st = NULL;
+        if (rc != REEL_OK)
+            goto out;
+        if (after == NULL)
+            abort(); /* out of memory */
+    } else if (q->after_id && !by_id) {
         char *look = reel_asprintf("SELECT %s FROM flows WHERE id = ?", col);
         rc = prepare(db, look, &st, err);
         free(look);
@@ -313,7 +348,7 @@ static reel_rc run(reel_session_t *s, const reel_query_opts_t *q, const sink_t *
             abort(); /* out of memory */
     }
     keyset_t ks = {{"1", NULL}, {0, 0}, {0, 0}}; /* no cursor: one pass over everything */
-    if (q->after_id)
+    if (after_id)
         ks = keyset_for(q->sort, q->desc, after && sqlite3_value_type(after) == SQLITE_NULL);
     int nseg = ks.term[1] ? 2 : 1;
     int only = q->only_ids != NULL;
@@ -363,7 +398,7 @@ static reel_rc run(reel_session_t *s, const reel_query_opts_t *q, const sink_t *
         if (ks.binds_value[seg])
             sqlite3_bind_value(st, i++, after);
         if (ks.binds_id[seg])
-            sqlite3_bind_int64(st, i++, q->after_id);
+            sqlite3_bind_int64(st, i++, after_id);
         if (sql_window) {
             sqlite3_bind_int64(st, i++, q->limit ? (sqlite3_int64)q->limit : -1);
             sqlite3_bind_int64(st, i++, (sqlite3_int64)q->offset);
@@ -509,7 +544,8 @@ reel_rc reel_query_count(reel_session_t *s, const reel_query_opts_t *q, int64_t 
     reel_rc rc = q ? reel_filter_compile(q->filter, &f, err) : REEL_OK;
     if (rc != REEL_OK)
         return rc;
-    if (q && (reel_filter_needs_spool(f) || q->only_ids || q->limit || q->offset || q->after_id)) {
+    if (q && (reel_filter_needs_spool(f) || q->only_ids || q->limit || q->offset || q->after_id ||
+              q->cursor)) {
         reel_filter_free(f); /* the rows themselves decide */
         sink_t k = {count_one, n, 1};
         return run(s, q, &k, err);

@@ -83,6 +83,20 @@ typedef enum {
  * names otherwise. */
 reel_rc reel_query_sort_parse(const char *name, reel_query_sort *out, reel_err_t *err);
 
+/** A keyset cursor by value: the sort value and id of a row, so that the
+ * flow need not exist any more (retention may have dropped it since). For
+ * REEL_QUERY_SORT_ID only id counts. */
+typedef struct {
+    int64_t id;      /* >= 1 */
+    int null;        /* the sort value is NULL (host, status) */
+    int64_t num;     /* start_us or status */
+    const char *str; /* host (borrowed) */
+} reel_query_cursor_t;
+
+/** Fills *out with row's cursor for sort (str borrows row->host). */
+void reel_query_cursor_of(const reel_query_flow_t *row, reel_query_sort sort,
+                          reel_query_cursor_t *out);
+
 /** What to list. Zero-initialised: every flow by id ascending. */
 typedef struct {
     const char *filter; /* filter expression (docs/filters.md); NULL or "" = every flow */
@@ -95,6 +109,10 @@ typedef struct {
     int64_t after_id; /* keyset cursor, 0 = none: only rows that come after flow after_id in
                        * this order. With REEL_QUERY_SORT_ID any id works; with another sort
                        * the flow must exist (REEL_NOTFOUND otherwise: start over) */
+    /* Optional, instead of after_id: only rows that come after this cursor
+     * in this order (borrowed). With the order flipped, the rows before it,
+     * nearest first: a UI's previous page. */
+    const reel_query_cursor_t *cursor;
     /* Optional: restrict the result to these ids (ascending, borrowed; a
      * non-NULL array with n_only_ids 0 selects nothing), which
      * reel_query_ids() found with the same filter: the filter's SQL still
@@ -141,8 +159,9 @@ void reel_query_page_free(reel_query_page_t *page);
 reel_rc reel_query_ids(reel_session_t *s, const reel_query_opts_t *q, int64_t **out, size_t *n,
                        reel_err_t *err);
 
-/** Number of flows q selects (q NULL: all, one count(*)); limit, offset and
- * after_id apply. */
+/** Number of flows q selects (q NULL: all, one count(*)); limit, offset,
+ * after_id and cursor apply (a limit caps the count: a UI's "10,000+"
+ * costs at most that many index steps). */
 reel_rc reel_query_count(reel_session_t *s, const reel_query_opts_t *q, int64_t *n,
                          reel_err_t *err);
 

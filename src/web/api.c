@@ -338,18 +338,118 @@ static int list_opts(call_t *c, reel_query_opts_t *q, char **filter) {
     return rc;
 }
 
+/* The opaque cursor of the API: the sort's letter, the row's id and its
+ * sort value, "i42", "s42.1700000000000000", "h42.6170692e6578" (the host
+ * in hex), "t42.200", "h42.-" / "t42.-" (NULL). The value makes it work
+ * when the flow itself is gone (retention); the letter refuses a cursor of
+ * another sort. */
+static const char cursor_letters[] = "isht"; /* by reel_query_sort */
+
+static json_t *cursor_json(const reel_query_flow_t *f, reel_query_sort sort) {
+    reel_query_cursor_t k;
+    reel_query_cursor_of(f, sort, &k);
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    reel_buf_printf(&b, "%c%lld", cursor_letters[sort], (long long)k.id);
+    if (sort != REEL_QUERY_SORT_ID) {
+        if (k.null) {
+            reel_buf_puts(&b, ".-");
+        } else if (sort == REEL_QUERY_SORT_HOST) {
+            reel_buf_puts(&b, ".");
+            for (const unsigned char *p = (const unsigned char *)k.str; *p; p++)
+                reel_buf_printf(&b, "%02x", *p);
+        } else {
+            reel_buf_printf(&b, ".%lld", (long long)k.num);
+        }
+    }
+    json_t *j = json_stringn((const char *)b.data, b.len);
+    reel_buf_free(&b);
+    return j;
+}
+
+static int hexval(char ch) {
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    return -1;
+}
+
+/* Parses text into *k (k->str owned by *host); 0, or -1 after sending 400. */
+static int cursor_parse(call_t *c, const char *text, reel_query_sort sort, reel_query_cursor_t *k,
+                        char **host) {
+    memset(k, 0, sizeof *k);
+    *host = NULL;
+    const char *p = text;
+    if (*p != cursor_letters[sort]) {
+        reel__web_error(c->rs, 400, "cursor '%s' is not one of sort=%s: start over", text,
+                        sort == REEL_QUERY_SORT_ID      ? "id"
+                        : sort == REEL_QUERY_SORT_START ? "start"
+                        : sort == REEL_QUERY_SORT_HOST  ? "host"
+                                                        : "status");
+        return -1;
+    }
+    char *end;
+    errno = 0;
+    long long id = strtoll(p + 1, &end, 10);
+    int ok = errno == 0 && end != p + 1 && id >= 1;
+    if (ok && sort == REEL_QUERY_SORT_ID) {
+        ok = *end == '\0';
+    } else if (ok) {
+        ok = *end == '.';
+        p = end + 1;
+        if (ok && strcmp(p, "-") == 0 && sort != REEL_QUERY_SORT_START) {
+            k->null = 1;
+        } else if (ok && sort == REEL_QUERY_SORT_HOST) {
+            size_t n = strlen(p);
+            ok = n % 2 == 0;
+            *host = reel_malloc(n / 2 + 1);
+            for (size_t i = 0; ok && i < n; i += 2) {
+                int hi = hexval(p[i]), lo = hexval(p[i + 1]);
+                ok = hi >= 0 && lo >= 0 && (hi || lo);
+                (*host)[i / 2] = (char)(hi * 16 + lo);
+            }
+            (*host)[n / 2] = '\0';
+            k->str = *host;
+        } else if (ok) {
+            errno = 0;
+            k->num = strtoll(p, &end, 10);
+            ok = errno == 0 && end != p && *end == '\0';
+        }
+    }
+    if (!ok) {
+        free(*host);
+        *host = NULL;
+        reel__web_error(c->rs, 400, "bad cursor '%s': pass back a \"next\" or \"prev\"", text);
+        return -1;
+    }
+    k->id = id;
+    return 0;
+}
+
 static void api_flows(call_t *c, reel_session_t *s) {
     reel_query_opts_t q;
-    char *filter = NULL;
-    int64_t limit, offset, after;
+    char *filter = NULL, *cursor = NULL, *host = NULL, *offset = NULL;
+    int64_t limit, after;
+    reel_query_cursor_t k;
     reel_query_page_t page = {0};
     if (list_opts(c, &q, &filter) != 0 ||
         int_param(c, "limit", 100, 1, REEL_WEB_PAGE_MAX, &limit) != 0 ||
-        int_param(c, "offset", 0, 0, INT64_MAX / 2, &offset) != 0 ||
         int_param(c, "after", 0, 0, INT64_MAX, &after) != 0)
         goto out;
+    if ((offset = reel__web_param(c->rq->query, "offset")) != NULL) {
+        reel__web_error(c->rs, 400,
+                        "offset paging is gone (it walked every skipped row): pass cursor=next "
+                        "of the page before");
+        goto out;
+    }
+    cursor = reel__web_param(c->rq->query, "cursor");
+    if (cursor && cursor[0]) {
+        if (cursor_parse(c, cursor, q.sort, &k, &host) != 0)
+            goto out;
+        q.cursor = &k;
+    }
     q.limit = (size_t)limit;
-    q.offset = (size_t)offset;
     q.after_id = after;
     reel_err_t err;
     reel_err_clear(&err);
@@ -361,29 +461,43 @@ static void api_flows(call_t *c, reel_session_t *s) {
     for (size_t i = 0; i < page.n; i++)
         json_array_append_new(rows, row_json(&page.rows[i]));
     send_json(c->rs, 200,
-              json_pack("{s:o, s:b, s:o}", "rows", rows, "more", page.more, "next_after",
+              json_pack("{s:o, s:b, s:o, s:o, s:o}", "rows", rows, "more", page.more, "next",
+                        page.n ? cursor_json(&page.rows[page.n - 1], q.sort) : json_null(), "prev",
+                        page.n ? cursor_json(&page.rows[0], q.sort) : json_null(), "next_after",
                         page.n ? json_integer(page.rows[page.n - 1].id) : json_null()));
 out:
     reel_query_page_free(&page);
     free(filter);
+    free(cursor);
+    free(host);
+    free(offset);
 }
 
+/* The count, exact or (with max=N) capped: counting stops after N + 1
+ * matches, so "10,000+" costs 10,001 index steps whatever the session's
+ * size. */
 static void api_count(call_t *c, reel_session_t *s) {
     reel_query_opts_t q;
     char *filter = NULL;
-    if (list_opts(c, &q, &filter) == 0) {
+    int64_t max;
+    if (list_opts(c, &q, &filter) == 0 && int_param(c, "max", 0, 1, 1000000000, &max) == 0) {
         int64_t n = 0, maxid = 0;
         reel_err_t err;
         reel_err_clear(&err);
         reel_query_opts_t last = {.sort = REEL_QUERY_SORT_ID, .desc = 1, .limit = 1};
         reel_query_page_t page = {0};
+        q.sort = REEL_QUERY_SORT_ID; /* the count is the same in any order: walk the rowids */
+        q.desc = 0;
+        q.limit = max ? (size_t)max + 1 : 0;
         if (reel_query_count(s, &q, &n, &err) != REEL_OK ||
             reel_query_flows(s, &last, &page, &err) != REEL_OK) {
             send_err(c->rs, &err);
         } else {
             maxid = page.n ? page.rows[0].id : 0;
+            int capped = max && n > max;
             send_json(c->rs, 200,
-                      json_pack("{s:I, s:I}", "count", (json_int_t)n, "max_id", (json_int_t)maxid));
+                      json_pack("{s:I, s:b, s:I}", "count", (json_int_t)(capped ? max : n),
+                                "capped", capped, "max_id", (json_int_t)maxid));
         }
         reel_query_page_free(&page);
     }

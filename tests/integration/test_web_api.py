@@ -171,9 +171,22 @@ class WebApi(unittest.TestCase):
         self.assertTrue(page["more"])
         self.assertEqual(page["rows"][0]["path"], "/100b")
         self.assertEqual(page["rows"][0]["protocol"], "HTTP/1.1")
-        nxt = self.c.json("GET", "/api/sessions/s1/flows?limit=2&after=%d" % page["next_after"])
+        nxt = self.c.json("GET", "/api/sessions/s1/flows?limit=2&cursor=" + page["next"])
         self.assertEqual([r["id"] for r in nxt["rows"]], [3, 4])
         self.assertFalse(nxt["more"])
+        old = self.c.json("GET", "/api/sessions/s1/flows?limit=2&after=%d" % page["next_after"])
+        self.assertEqual([r["id"] for r in old["rows"]], [3, 4])
+        # the page before, by the first row's cursor with the order flipped
+        back = self.c.json("GET", "/api/sessions/s1/flows?order=desc&cursor=" + nxt["prev"])
+        self.assertEqual([r["id"] for r in back["rows"]], [2, 1])
+        # sorted on host, the cursor carries the host: the next page follows it
+        byhost = self.c.json("GET", "/api/sessions/s1/flows?sort=host&limit=3")
+        rest = self.c.json("GET", "/api/sessions/s1/flows?sort=host&cursor=" + byhost["next"])
+        self.assertEqual(sorted(r["id"] for r in byhost["rows"] + rest["rows"]), [1, 2, 3, 4])
+        st, _, _ = self.c.req("GET", "/api/sessions/s1/flows?sort=id&cursor=" + byhost["next"])
+        self.assertEqual(st, 400)
+        st, _, _ = self.c.req("GET", "/api/sessions/s1/flows?offset=2")
+        self.assertEqual(st, 400)
         desc = self.c.json("GET", "/api/sessions/s1/flows?sort=id&order=desc&limit=1")
         self.assertEqual(desc["rows"][0]["id"], 4)
         f = self.c.json("GET", "/api/sessions/s1/flows?filter=" + "~m%20POST")
@@ -181,6 +194,9 @@ class WebApi(unittest.TestCase):
         cnt = self.c.json("GET", "/api/sessions/s1/count?filter=~c%20200")
         self.assertEqual(cnt["count"], 3)
         self.assertEqual(cnt["max_id"], 4)
+        self.assertFalse(cnt["capped"])
+        cnt = self.c.json("GET", "/api/sessions/s1/count?max=2")
+        self.assertEqual((cnt["count"], cnt["capped"]), (2, True))
         # the same rows `reel flows --json` prints
         cli = json.loads(run([REEL, "flows", "s1", "--json"], env=self.env).stdout)
         for a, b in zip(cli, self.c.json("GET", "/api/sessions/s1/flows")["rows"]):

@@ -1,6 +1,8 @@
 /* The web API without sockets: reel__web_api answers requests against a
  * session on disk (statuses, error bodies, writes reaching the session),
- * and the query-string helpers decode what browsers send. */
+ * the query-string helpers decode what browsers send, and the flow list
+ * pages by cursor (every sort and order, with a filter, with flows added
+ * between pages) without a duplicate or a gap. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +13,7 @@
 #include <jansson.h>
 
 #include "session/query.h"
+#include "session/recorder.h"
 #include "session/session.h"
 #include "unit/testutil.h"
 #include "web/web_int.h"
@@ -157,12 +160,256 @@ static void test_delete_needs_confirmation(void **state) {
     assert_int_equal(call("GET", "/api/sessions/gone", NULL, NULL, 0), 404);
 }
 
+/* ---- cursor paging ---- */
+
+static int nrecorded;
+
+/* Records n flows into session "big": hosts h0..h4.test, a few without a
+ * host (CONNECT-less error flows have one, so the host is blanked by
+ * giving none to the request head), statuses 200/404/301.., every 6th with
+ * no response (status NULL); ids, hosts and statuses give ties to break. */
+static void record_flows(int n) {
+    reel_session_t *s = NULL;
+    reel_err_t err;
+    reel_err_clear(&err);
+    assert_int_equal(reel_session_open(home, "big", REEL_OPEN_CREATE | REEL_OPEN_RECORD, &s, &err),
+                     REEL_OK);
+    reel_recorder_opts_t o;
+    reel_recorder_opts_default(&o);
+    reel_recorder_t *r = NULL;
+    assert_int_equal(reel_recorder_open(s, &o, &r, &err), REEL_OK);
+    for (int k = 0; k < n; k++) {
+        int i = nrecorded++;
+        reel_flow_info_t info = {.kind = REEL_FLOW_HTTP, .client_addr = "127.0.0.1:5000"};
+        reel_rflow_t *f = reel_recorder_flow_start(r, &info);
+        char host[16], target[32];
+        snprintf(host, sizeof host, "h%d.test", (i * 7) % 5);
+        snprintf(target, sizeof target, "/p/%d", i);
+        reel_request_head_t rq = {.method = i % 2 ? "GET" : "POST",
+                                  .scheme = "http",
+                                  .host = i % 9 == 4 ? NULL : host,
+                                  .port = 80,
+                                  .target = target,
+                                  .http_version = "HTTP/1.1"};
+        reel_recorder_request_head(f, &rq);
+        if (i % 6 == 5) {
+            reel_recorder_flow_error(f, "connection reset", 0);
+            continue;
+        }
+        reel_response_head_t rs = {.status = i % 4 == 0   ? 404u
+                                             : i % 4 == 1 ? 200u
+                                                          : 301u,
+                                   .reason = "R",
+                                   .http_version = "HTTP/1.1"};
+        reel_recorder_response_head(f, &rs);
+        reel_recorder_flow_end(f, NULL, 0, 0, 0);
+    }
+    assert_int_equal(reel_recorder_close(r, &err), REEL_OK);
+    reel_session_close(s);
+}
+
+/* ids of one answer's rows appended to ids[*n]. */
+static void add_ids(json_t *page, int64_t *ids, size_t *n, size_t cap) {
+    json_t *row;
+    size_t i;
+    json_array_foreach(json_object_get(page, "rows"), i, row) {
+        assert_true(*n < cap);
+        ids[(*n)++] = json_integer_value(json_object_get(row, "id"));
+    }
+}
+
+/* Every row of the list by one request (the reference), then the same by
+ * pages of `limit` following "next": the same ids in the same order. */
+static size_t walk(const char *sort, const char *order, const char *filter, int limit, int64_t *ref,
+                   int64_t *got, size_t cap) {
+    json_t *j = NULL;
+    size_t nref = 0, ngot = 0;
+    char *t = reel_asprintf("/api/sessions/big/flows?sort=%s&order=%s&filter=%s&limit=1000", sort,
+                            order, filter);
+    assert_int_equal(call("GET", t, NULL, &j, 0), 200);
+    free(t);
+    add_ids(j, ref, &nref, cap);
+    assert_false(json_is_true(json_object_get(j, "more")));
+    json_decref(j);
+    char *cursor = NULL;
+    for (int pages = 0;; pages++) {
+        assert_true(pages < 1000);
+        t = reel_asprintf("/api/sessions/big/flows?sort=%s&order=%s&filter=%s&limit=%d%s%s", sort,
+                          order, filter, limit, cursor ? "&cursor=" : "", cursor ? cursor : "");
+        assert_int_equal(call("GET", t, NULL, &j, 0), 200);
+        free(t);
+        free(cursor);
+        cursor = NULL;
+        size_t before = ngot;
+        add_ids(j, got, &ngot, cap);
+        int more = json_is_true(json_object_get(j, "more"));
+        if (ngot > before)
+            cursor = reel_strdup(json_string_value(json_object_get(j, "next")));
+        json_decref(j);
+        if (!more)
+            break;
+        assert_true(ngot > before);
+    }
+    free(cursor);
+    assert_int_equal(ngot, nref);
+    for (size_t i = 0; i < nref; i++)
+        assert_int_equal(got[i], ref[i]);
+    /* no duplicates */
+    for (size_t i = 0; i < ngot; i++)
+        for (size_t k = i + 1; k < ngot; k++)
+            assert_true(got[i] != got[k]);
+    return nref;
+}
+
+static void test_cursor_paging(void **state) {
+    (void)state;
+    record_flows(97);
+    int64_t ref[200], got[200];
+    static const char *const sorts[] = {"id", "start", "host", "status"};
+    for (size_t si = 0; si < 4; si++) {
+        for (int desc = 0; desc < 2; desc++) {
+            const char *order = desc ? "desc" : "asc";
+            assert_int_equal(walk(sorts[si], order, "", 7, ref, got, 200), 97);
+            size_t n = walk(sorts[si], order, "~m%20GET%20%26%20!~c%20404", 5, ref, got, 200);
+            assert_true(n > 10 && n < 60);
+        }
+    }
+    /* a page backwards: "prev" of a page with the order flipped gives the
+     * rows before it, nearest first */
+    json_t *j = NULL, *k = NULL;
+    assert_int_equal(call("GET", "/api/sessions/big/flows?sort=host&limit=1000", NULL, &j, 0), 200);
+    json_t *all = json_object_get(j, "rows");
+    assert_int_equal(call("GET", "/api/sessions/big/flows?sort=host&limit=10", NULL, &k, 0), 200);
+    char *t = reel_asprintf("/api/sessions/big/flows?sort=host&limit=10&cursor=%s",
+                            json_string_value(json_object_get(k, "next")));
+    json_decref(k);
+    assert_int_equal(call("GET", t, NULL, &k, 0), 200);
+    free(t);
+    t = reel_asprintf("/api/sessions/big/flows?sort=host&order=desc&limit=4&cursor=%s",
+                      json_string_value(json_object_get(k, "prev")));
+    json_decref(k);
+    assert_int_equal(call("GET", t, NULL, &k, 0), 200);
+    free(t);
+    assert_int_equal(json_array_size(json_object_get(k, "rows")), 4);
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(json_integer_value(
+                             json_object_get(json_array_get(json_object_get(k, "rows"), i), "id")),
+                         json_integer_value(json_object_get(json_array_get(all, 9 - i), "id")));
+    json_decref(k);
+    json_decref(j);
+}
+
+/* A cursor holds the sort value: it works when its flow does not exist
+ * (dropped by retention), and a cursor of another sort or a bad one is
+ * refused, as is the old offset. */
+static void test_cursor_by_value(void **state) {
+    (void)state;
+    json_t *j = NULL;
+    /* "h0.test" in hex, with an id past every flow: the rows after every
+     * h0.test flow, i.e. the first h1.test one */
+    assert_int_equal(call("GET",
+                          "/api/sessions/big/flows?sort=host&limit=1&cursor=h999999.68302e74657374",
+                          NULL, &j, 0),
+                     200);
+    const char *host =
+        json_string_value(json_object_get(json_array_get(json_object_get(j, "rows"), 0), "host"));
+    assert_string_equal(host, "h1.test");
+    json_decref(j);
+    /* status NULL comes first ascending: after (NULL, big id) come the 200s */
+    assert_int_equal(
+        call("GET", "/api/sessions/big/flows?sort=status&limit=1&cursor=t999999.-", NULL, &j, 0),
+        200);
+    assert_int_equal(json_integer_value(
+                         json_object_get(json_array_get(json_object_get(j, "rows"), 0), "status")),
+                     200);
+    json_decref(j);
+    assert_int_equal(call("GET", "/api/sessions/big/flows?sort=id&cursor=h3.6869", NULL, NULL, 0),
+                     400);
+    assert_int_equal(call("GET", "/api/sessions/big/flows?sort=host&cursor=h3.6", NULL, NULL, 0),
+                     400);
+    assert_int_equal(call("GET", "/api/sessions/big/flows?sort=start&cursor=s3.-", NULL, NULL, 0),
+                     400);
+    assert_int_equal(call("GET", "/api/sessions/big/flows?cursor=i0", NULL, NULL, 0), 400);
+    assert_int_equal(call("GET", "/api/sessions/big/flows?cursor=i5x", NULL, NULL, 0), 400);
+    assert_int_equal(call("GET", "/api/sessions/big/flows?offset=10", NULL, NULL, 0), 400);
+    /* the count, capped or exact */
+    assert_int_equal(call("GET", "/api/sessions/big/count?max=10", NULL, &j, 0), 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "count")), 10);
+    assert_true(json_is_true(json_object_get(j, "capped")));
+    json_decref(j);
+    assert_int_equal(call("GET", "/api/sessions/big/count?max=1000&filter=~m%20GET", NULL, &j, 0),
+                     200);
+    int64_t gets = json_integer_value(json_object_get(j, "count"));
+    assert_false(json_is_true(json_object_get(j, "capped")));
+    json_decref(j);
+    assert_int_equal(call("GET", "/api/sessions/big/count?filter=~m%20GET", NULL, &j, 0), 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "count")), gets);
+    assert_true(gets > 30);
+    json_decref(j);
+}
+
+/* Flows recorded between two pages: the pages after the cursor bring the
+ * new ones (in id order at the end, in host order where they sort), and
+ * nothing comes twice. */
+static void test_cursor_with_appends(void **state) {
+    (void)state;
+    static const char *const sorts[] = {"id", "host"};
+    for (size_t si = 0; si < 2; si++) {
+        int64_t ids[400];
+        size_t n = 0;
+        json_t *j = NULL;
+        char *t = reel_asprintf("/api/sessions/big/flows?sort=%s&limit=30", sorts[si]);
+        assert_int_equal(call("GET", t, NULL, &j, 0), 200);
+        free(t);
+        add_ids(j, ids, &n, 400);
+        char *cursor = reel_strdup(json_string_value(json_object_get(j, "next")));
+        json_decref(j);
+        int before = nrecorded;
+        record_flows(23);
+        for (;;) {
+            t = reel_asprintf("/api/sessions/big/flows?sort=%s&limit=30&cursor=%s", sorts[si],
+                              cursor);
+            assert_int_equal(call("GET", t, NULL, &j, 0), 200);
+            free(t);
+            free(cursor);
+            cursor = NULL;
+            size_t was = n;
+            add_ids(j, ids, &n, 400);
+            int more = json_is_true(json_object_get(j, "more"));
+            if (n > was)
+                cursor = reel_strdup(json_string_value(json_object_get(j, "next")));
+            json_decref(j);
+            if (!more)
+                break;
+        }
+        free(cursor);
+        /* every flow but those the first page's cursor had passed (a new
+         * flow sorting before it, by host), each once */
+        for (size_t i = 0; i < n; i++)
+            for (size_t k = i + 1; k < n; k++)
+                assert_true(ids[i] != ids[k]);
+        int64_t maxid = 0;
+        for (size_t i = 0; i < n; i++)
+            maxid = ids[i] > maxid ? ids[i] : maxid;
+        if (si == 0) {
+            assert_int_equal(n, (size_t)nrecorded);
+            assert_int_equal(maxid, nrecorded);
+        } else {
+            assert_true(n > (size_t)before && n <= (size_t)nrecorded);
+            assert_true(maxid > before);
+        }
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_params),
         cmocka_unit_test(test_sessions_and_errors),
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_delete_needs_confirmation),
+        cmocka_unit_test(test_cursor_paging),
+        cmocka_unit_test(test_cursor_by_value),
+        cmocka_unit_test(test_cursor_with_appends),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
