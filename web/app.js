@@ -98,7 +98,6 @@ const state = {
   count: null,      // null: not counted yet
   capped: false,    // count is COUNT_MAX and more match
   exact: false,     // "count all" asked for: no cap
-  maxId: 0,
   pages: [],        // the window of the list loaded: [{rows, first, last}] (cursors), in order
   rows: [],         // the pages' rows, flat
   atStart: true,    // no rows before the window
@@ -141,7 +140,6 @@ function setSession(name) {
   state.session = name;
   state.filter = '';
   state.exact = false;
-  state.maxId = 0;
   $('filter').value = '';
   state.checked.clear();
   state.openId = null;
@@ -333,7 +331,6 @@ async function refreshCount() {
     if (gen !== state.gen) return;
     state.count = c.count;
     state.capped = c.capped;
-    state.maxId = Math.max(state.maxId, c.max_id);
   } catch (e) { /* the list shows the filter's error */ }
   layout();
 }
@@ -579,8 +576,9 @@ function startEvents() {
   es.addEventListener('flow', (ev) => {
     let row;
     try { row = JSON.parse(ev.data); } catch (e) { return; }
-    replaceRow(row);
-    if (row.id > state.maxId) { state.maxId = row.id; scheduleRefresh(); } else draw();
+    // a row not in the window may be new: ask at the list's open edge (by
+    // cursor: nothing comes back when it sorts elsewhere)
+    if (replaceRow(row)) draw(); else scheduleRefresh();
     if (state.openId === row.id) openFlow(row.id, true);
   });
   es.addEventListener('gone', () => { status('the session is gone', true); es.close(); });
@@ -594,11 +592,13 @@ function startEvents() {
 // status, a new flow may sort anywhere: the list is reloaded when all of
 // it is loaded (up to MAX_ROWS), else it shows on the next reload.
 function replaceRow(row) {
+  let found = false;
   for (const p of state.pages) {
     const k = p.rows.findIndex((r) => r.id === row.id);
-    if (k >= 0) p.rows[k] = row;
+    if (k >= 0) { p.rows[k] = row; found = true; }
   }
   setRows();
+  return found;
 }
 
 function scheduleRefresh() {
@@ -633,7 +633,7 @@ function scheduleRefresh() {
       refreshCount();
       if (state.follow && state.rows.length) {
         const vp = $('viewport');
-        const newest = state.sort === 'id' && state.order === 'desc' ? 0 : state.rows.length - 1;
+        const newest = state.order === 'desc' && (state.sort === 'id' || state.sort === 'start') ? 0 : state.rows.length - 1;
         vp.scrollTop = newest === 0 ? 0 : vp.scrollHeight;
         state.selected = newest;
       }

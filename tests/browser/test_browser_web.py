@@ -181,6 +181,120 @@ class BrowserWebTest(unittest.TestCase):
         self.assertEqual(code, 0, open(log.name).read())
         shutil.rmtree(root, ignore_errors=True)
 
+    def test_paging(self):
+        """A list longer than the table's window (1000 rows): scrolling
+        to the end and back loads pages by cursor, End and Home jump to
+        either end, the window stays bounded, no request fails."""
+        why = missing_tools()
+        if why:
+            print("skipped: %s not installed" % why)
+            return
+        modules = install_playwright()
+        root = tempfile.mkdtemp(prefix="reel-bpage-", dir=TMPBASE)
+        env = dict(os.environ, REEL_HOME=root + "/home", XDG_DATA_HOME=root + "/data",
+                   XDG_CONFIG_HOME=root + "/config", REEL_WEB_TOKEN=TOKEN)
+        n = 1500
+        entries = [{
+            "startedDateTime": "2026-01-01T00:%02d:%02d.%03dZ" % (i // 60000 % 60, i // 1000 % 60,
+                                                                  i % 1000),
+            "time": 1,
+            "request": {"method": "GET", "url": "http://h%d.test/p/%d" % (i % 7, i),
+                        "httpVersion": "HTTP/1.1", "headers": [], "queryString": [],
+                        "cookies": [], "headersSize": -1, "bodySize": 0},
+            "response": {"status": 200, "statusText": "OK", "httpVersion": "HTTP/1.1",
+                         "headers": [], "cookies": [], "redirectURL": "", "headersSize": -1,
+                         "bodySize": 0, "content": {"size": 0, "mimeType": "text/plain"}},
+            "cache": {}, "timings": {"send": 0, "wait": 1, "receive": 0}} for i in range(n)]
+        har = os.path.join(root, "many.har")
+        with open(har, "w") as f:
+            json.dump({"log": {"version": "1.2", "creator": {"name": "t", "version": "1"},
+                               "entries": entries}}, f)
+        run([REEL, "import", har, "--into", "many"], env=env)
+        log = open(os.path.join(root, "web.log"), "w+")
+        proc = subprocess.Popen([REEL, "web", "--listen", "127.0.0.1:0", "many"], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            url = None
+            for _ in range(200):
+                log.seek(0)
+                m = re.search(r"open (http://127\.0\.0\.1:\d+/\?token=\w+)", log.read())
+                if m:
+                    url = m.group(1)
+                    break
+                time.sleep(0.05)
+            log.seek(0)
+            self.assertIsNotNone(url, log.read())
+            script = os.path.join(root, "paging.cjs")
+            with open(script, "w") as f:
+                f.write(PAGING_JS)
+            res = subprocess.run(["node", script, url], env=dict(env, NODE_PATH=modules),
+                                 capture_output=True, timeout=120)
+            self.assertEqual(res.returncode, 0, res.stderr.decode()[-3000:])
+            seen = json.loads(res.stdout.decode().strip().split("\n")[-1])
+        finally:
+            proc.send_signal(2)
+            proc.wait(15)
+            log.close()
+        self.assertEqual(seen["errors"], [])
+        self.assertEqual(seen["failed"], [])
+        self.assertEqual(seen["count"], "1,500 flows")
+        self.assertTrue(seen["end"], seen)        # scrolled down to flow 1500
+        self.assertLessEqual(seen["spacer"], 1000 * 24 + 2)  # the window stayed bounded
+        self.assertTrue(seen["home"], seen)
+        self.assertTrue(seen["end_key"], seen)
+        self.assertTrue(seen["back"], seen)       # scrolled up from the end: rows before by cursor
+        self.assertTrue(all("offset=" not in u for u in seen["urls"]), seen["urls"][:5])
+        self.assertTrue(any("cursor=" in u for u in seen["urls"]))
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# The paging walk in chromium (playwright-core); prints what it saw as JSON.
+PAGING_JS = r"""
+"use strict";
+const { chromium } = require("playwright-core");
+(async () => {
+  const browser = await chromium.launch({
+    executablePath: process.env.REEL_CHROMIUM || "/usr/bin/chromium", headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+  });
+  const res = { errors: [], failed: [], urls: [] };
+  try {
+    const page = await (await browser.newContext({ viewport: { width: 1400, height: 900 } })).newPage();
+    page.setDefaultTimeout(10000);
+    page.on("pageerror", (e) => res.errors.push(String(e)));
+    page.on("response", (r) => {
+      if (r.status() >= 400) res.failed.push(r.status() + " " + r.url());
+      if (r.url().includes("/flows?")) res.urls.push(r.url());
+    });
+    await page.goto(process.argv[2]);
+    await page.waitForSelector('.row[data-id="1"]');
+    await page.waitForFunction(() => /flows/.test(document.getElementById("count").textContent));
+    res.count = await page.textContent("#count");
+    const has = (id) => page.evaluate((i) => !!document.querySelector(`.row[data-id="${i}"]`), id);
+    const scroll = async (down, id) => {
+      for (let k = 0; k < 300; k++) {
+        await page.evaluate((d) => { const vp = document.getElementById("viewport"); vp.scrollTop = d ? vp.scrollHeight : 0; }, down);
+        await page.waitForTimeout(30);
+        if (await has(id)) return true;
+      }
+      return false;
+    };
+    res.end = await scroll(true, 1500);
+    res.spacer = await page.evaluate(() => parseFloat(document.getElementById("spacer").style.height));
+    await page.focus("#table");
+    await page.keyboard.press("Home");
+    res.home = await page.waitForSelector('.row[data-id="1"]').then(() => true, () => false);
+    await page.keyboard.press("End");
+    res.end_key = await page.waitForSelector('.row[data-id="1500"]').then(() => true, () => false);
+    res.back = await scroll(false, 501); // the first row of a page
+  } catch (e) {
+    res.errors.push("driver: " + e);
+  } finally {
+    process.stdout.write(JSON.stringify(res) + "\n");
+    await browser.close();
+  }
+})();
+"""
 
 if __name__ == "__main__":
     prog = unittest.main(exit=False, verbosity=2)
