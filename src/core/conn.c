@@ -53,6 +53,12 @@ void reel__conn_process(conn_t *c) {
         reel__sniff_process(c);
         break;
     case C_HEAD:
+        if (c->ex.flow == NULL && c->lane == NULL && reel__h2front_start(c)) {
+            if (c->state == C_H2)
+                reel__h2front_process(c);
+            break;
+        }
+        /* fall through */
     case C_REQ_BODY:
         reel__req_process(c);
         /* bytes that came with a CONNECT, after its head, are the
@@ -64,13 +70,18 @@ void reel__conn_process(conn_t *c) {
     case C_RAW:
         reel__tunnel_forward(c);
         break;
+    case C_H2:
+        reel__h2front_process(c);
+        break;
     default:
         break;
     }
     if (c->state == C_DONE || cl->closing)
         return;
-    if (cl->eof && cl->in.len == 0) {
-        if (c->state == C_HEAD && c->ex.flow == NULL) {
+    if (cl->eof && (cl->in.len == 0 || c->state == C_H2)) {
+        if (c->state == C_H2) {
+            reel__h2front_eof(c);
+        } else if (c->state == C_HEAD && c->ex.flow == NULL) {
             reel__conn_close(c);
         } else if (c->state == C_REQ_BODY) {
             reel__finish_flow(c, "client closed the connection during the request");
@@ -117,6 +128,7 @@ static void conn_free(conn_t *c) {
         c->next->prev = c->prev;
     client_release(c);
     reel__tunnel_codecs_free(c);
+    reel__h2front_free(c);
     reel_codec_free(c->reqc);
     reel_codec_free(c->respc);
     reel_buf_free(&c->ex.retry_head);
@@ -165,6 +177,7 @@ void reel__conn_close(conn_t *c) {
     reel__finish_flow(c, c->p->shutting_down ? "proxy shut down before the flow ended"
                                              : "connection closed before the flow ended");
     reel__finish_tflow(c, NULL);
+    reel__h2front_free(c); /* its lanes close too */
     c->state = C_DONE;
     client_release(c); /* no longer counts against its client's limit */
     reel__upstream_close(c);
@@ -237,7 +250,8 @@ static uint64_t conn_deadline(conn_t *c) {
     if (c->state == C_LINGER)
         return earlier(c->linger_start + LINGER_TOTAL_MS, c->last_activity + LINGER_IDLE_MS);
     /* a WebSocket may stay quiet for hours: no idle timeout */
-    uint64_t d = c->websocket ? UINT64_MAX : c->last_activity + p->idle_timeout_ms;
+    uint64_t d = c->websocket || reel__h2front_busy(c) ? UINT64_MAX
+                                                        : c->last_activity + p->idle_timeout_ms;
     if (c->state == C_HEAD && c->ex.head_started)
         d = earlier(d, c->ex.head_started + p->head_timeout_ms);
     if (upstream_owes(c))
@@ -308,7 +322,7 @@ static void on_conn_timer(uv_timer_t *t) {
         reel__conn_arm(c);
         return;
     }
-    if (!c->websocket && now - c->last_activity >= p->idle_timeout_ms) {
+    if (!c->websocket && !reel__h2front_busy(c) && now - c->last_activity >= p->idle_timeout_ms) {
         reel__finish_flow(c, "idle timeout");
         reel__conn_close(c);
         return;
@@ -373,6 +387,11 @@ static void refuse_over_limit(conn_t *c) {
 /* A new client connection on `bottom` (owned from now; accepted by the
  * listener, or an in-memory pipe in tests). */
 conn_t *reel__conn_open(reel_proxy_t *p, reel_filter_t *bottom, const char *client_ip) {
+    return reel__conn_new(p, bottom, client_ip, true);
+}
+
+conn_t *reel__conn_new(reel_proxy_t *p, reel_filter_t *bottom, const char *client_ip,
+                       bool counted) {
     conn_t *c = reel_calloc(1, sizeof *c);
     c->p = p;
     reel__peer_init(&c->client, c, P_CLIENT);
@@ -400,7 +419,7 @@ conn_t *reel__conn_open(reel_proxy_t *p, reel_filter_t *bottom, const char *clie
     reel__conn_touch(c);
     reel__conn_arm(c);
     reel__peer_read_start(&c->client);
-    if (!client_admit(c))
+    if (counted && !client_admit(c))
         refuse_over_limit(c);
     return c;
 }

@@ -78,6 +78,8 @@ typedef enum {
     C_SNIFF,     /* after CONNECT 200: looking at the first bytes */
     C_RAW,       /* raw tunnel */
     C_DONE,      /* closing */
+    C_H2,        /* the client speaks HTTP/2: streams served by lanes
+                    (core/h2front.c) */
     C_LINGER,    /* error answered and sent: our side half-closed, the
                     client's bytes read and dropped until it closes (RFC
                     9112 9.6), so that a client still sending gets the
@@ -148,6 +150,15 @@ struct conn {
     /* Raw tunnel flow (NULL for an ignored host: relayed, not recorded). */
     reel_capture_flow_t *tflow;
     bool tunnel_reply; /* answer the CONNECT with 200 once the upstream is connected */
+    /* HTTP/2: the client's streams when it speaks h2 (core/h2front.c) */
+    struct h2front *h2;
+    /* This conn is a lane of an HTTP/2 client connection (its client is
+     * a stream, not a socket): its flows are recorded as HTTP/2.0, with
+     * the fields the client sent (borrowed from the stream, NULL between
+     * streams). */
+    struct lane *lane;
+    const reel_field_t *lane_fields;
+    size_t lane_nfields;
 };
 
 /* Open connections from one client address (a hash table in the proxy). */
@@ -171,6 +182,7 @@ struct reel_proxy {
     pcre2_code **ignore;
     size_t nignore;
     bool verify_upstream;
+    bool http2; /* offer h2 to clients (ALPN) and accept the h2c preface */
     char *proxyauth_b64; /* expected Basic credentials, NULL when not required */
     uint64_t idle_timeout_ms, head_timeout_ms, upstream_timeout_ms;
     size_t max_head_size;
@@ -240,12 +252,26 @@ void reel__conn_process(conn_t *c);
 void reel__peer_read_done(peer_t *pe);
 void reel__client_tls_failed(conn_t *c, const char *why);
 conn_t *reel__conn_open(reel_proxy_t *p, reel_filter_t *bottom, const char *client_ip);
+/* reel__conn_open with counted: whether it counts against its client
+ * address's connection limit (HTTP/2 lanes do not). */
+conn_t *reel__conn_new(reel_proxy_t *p, reel_filter_t *bottom, const char *client_ip, bool counted);
 void reel__conn_unref(conn_t *c);
 void reel__conn_close_flushed(conn_t *c);
 void reel__conn_close(conn_t *c);
 void reel__conn_arm_at(conn_t *c, bool force);
 void reel__conn_arm(conn_t *c);
 void reel__on_connection(uv_stream_t *server, int status);
+
+/* ---- h2front.c ---- */
+/* At C_HEAD: switches c to HTTP/2 when its client negotiated h2 or sent
+ * the preface; true when it did (or may: the preface is not whole yet). */
+bool reel__h2front_start(conn_t *c);
+void reel__h2front_process(conn_t *c);
+bool reel__h2front_busy(const conn_t *c);
+void reel__h2front_written(conn_t *c);
+void reel__h2front_eof(conn_t *c);
+void reel__h2front_drain(conn_t *c);
+void reel__h2front_free(conn_t *c);
 
 /* ---- proxy.c ---- */
 void reel__shutdown_finish(reel_proxy_t *p);

@@ -143,6 +143,18 @@ static void request_msg(const reel_h1_head_t *h, const char *scheme, const char 
                            .nfields = h ? h->nheaders : 0};
 }
 
+/* A lane of an HTTP/2 connection (core/h2front.c) records what its client
+ * sent: version HTTP/2.0 and the client's own fields. */
+static void lane_request(const conn_t *c, reel_msg_head_t *m) {
+    if (c->lane == NULL)
+        return;
+    m->version = "HTTP/2.0";
+    if (c->lane_fields) {
+        m->fields = c->lane_fields;
+        m->nfields = c->lane_nfields;
+    }
+}
+
 /* ---- ending flows ---- */
 
 static int64_t span_us(int64_t from, int64_t to) {
@@ -300,7 +312,7 @@ void reel__fail_exchange(conn_t *c, int status, const char *reason) {
                 c->ex.resp_first_us = now;
             reel_msg_head_t rs = {.status = (uint32_t)status,
                                   .reason = status_text(status),
-                                  .version = "HTTP/1.1",
+                                  .version = c->lane ? "HTTP/2.0" : "HTTP/1.1",
                                   .fields = hs,
                                   .nfields = nh};
             reel_capture_response(c->ex.flow, &rs, true, now);
@@ -330,6 +342,7 @@ void reel__record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme
     char ver[16];
     reel_msg_head_t m;
     request_msg(h, scheme, host, port, target, ver, &m);
+    lane_request(c, &m);
     reel_capture_request(c->ex.flow, &m);
 }
 
@@ -383,6 +396,7 @@ static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const cha
     char ver[16];
     reel_msg_head_t m;
     request_msg(h, https ? "https" : "http", host, port, target, ver, &m);
+    lane_request(c, &m);
     reel_capture_request(c->ex.flow, &m);
 }
 

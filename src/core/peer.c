@@ -90,6 +90,8 @@ static void ev_written(void *ud) {
     size_t q = reel_stack_queued(&pe->st);
     if (q < LOW_WATER)
         peer_maybe_resume_other(pe);
+    if (pe->role == P_CLIENT && pe->c->h2 && q < HIGH_WATER)
+        reel__h2front_written(pe->c);
     if (pe->close_when_flushed && q == 0) {
         if (pe->role == P_CLIENT)
             reel__conn_close_flushed(pe->c);

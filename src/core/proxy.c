@@ -54,6 +54,7 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
     p->ignore = codes;
     p->nignore = n;
     p->verify_upstream = cfg->upstream_cert_verify;
+    p->http2 = cfg->http2;
     p->idle_timeout_ms = (uint64_t)cfg->idle_timeout_s * 1000;
     p->head_timeout_ms = (uint64_t)cfg->head_timeout_s * 1000;
     p->upstream_timeout_ms = (uint64_t)cfg->upstream_timeout_s * 1000;

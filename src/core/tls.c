@@ -55,6 +55,7 @@ struct reel_tls {
     char *cert_host;         /* server: host of the leaf; client: opts.host */
     char *sni;               /* server: received; client: sent */
     char *alpn;              /* negotiated */
+    bool offer_h2;           /* server: may choose "h2" */
     char *session_key;       /* client: cache key ("!" first when insecure) */
     char cb_err[ERRMSG_MAX]; /* set by the SNI callback */
     char errmsg[ERRMSG_MAX]; /* the failure, repeated on later calls */
@@ -102,23 +103,39 @@ static int sni_cb(SSL *ssl, int *alert, void *arg) {
     return SSL_TLSEXT_ERR_OK;
 }
 
-/* Selects "http/1.1" if the client offers it; otherwise no protocol (the
- * handshake goes on without ALPN). */
+/* Selects "h2" when the client offers it and the connection may speak it
+ * (reel_tls_offer_h2), else "http/1.1" if offered; otherwise no protocol
+ * (the handshake goes on without ALPN). */
 static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                    const unsigned char *in, unsigned int inlen, void *arg) {
+    (void)arg;
+    reel_tls_t *t = SSL_get_app_data(ssl);
+    bool h2 = t && t->offer_h2;
+    const unsigned char *h1 = NULL;
     unsigned int i = 0;
     while (i < inlen) {
         unsigned int l = in[i];
         if (l == 0 || l > inlen - i - 1)
             break;
-        if (l == 8 && memcmp(in + i + 1, "http/1.1", 8) == 0) {
+        if (h2 && l == 2 && memcmp(in + i + 1, "h2", 2) == 0) {
             *out = in + i + 1;
-            *outlen = 8;
+            *outlen = 2;
             return SSL_TLSEXT_ERR_OK;
         }
+        if (l == 8 && memcmp(in + i + 1, "http/1.1", 8) == 0)
+            h1 = in + i + 1;
         i += 1 + l;
     }
+    if (h1) {
+        *out = h1;
+        *outlen = 8;
+        return SSL_TLSEXT_ERR_OK;
+    }
     return SSL_TLSEXT_ERR_NOACK;
+}
+
+void reel_tls_offer_h2(reel_tls_t *t, bool on) {
+    t->offer_h2 = on;
 }
 
 /* ---- client session cache --------------------------------------------------- */

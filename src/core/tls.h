@@ -72,6 +72,9 @@ void reel_tls_ctx_free(reel_tls_ctx_t *ctx);
  * and an owned connection in *out, or REEL_ERROR with err filled. */
 reel_rc reel_tls_new_server(reel_tls_ctx_t *ctx, const char *fallback_host, reel_tls_t **out,
                             reel_err_t *err);
+/** Server: whether ALPN may choose "h2" (preferred over "http/1.1" when the
+ * client offers both); off by default. */
+void reel_tls_offer_h2(reel_tls_t *t, bool on);
 
 /** Options of a client-role connection. Zero-initialize: verification is on
  * by default. */

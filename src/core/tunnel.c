@@ -222,6 +222,7 @@ void reel__sniff_process(conn_t *c) {
             reel__begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false, true);
             return;
         }
+        reel_tls_offer_h2(tls, c->p->http2);
         c->tunnel_tls = true;
         c->state = C_HEAD;
         c->ex.resp_head_sent = false; /* requests inside the tunnel get their own answers */

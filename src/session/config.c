@@ -53,6 +53,10 @@ static const reel_option_t options[] = {
      check_regex},
     {"upstream_cert_verify", REEL_OPT_BOOL, "true", "verify the certificates of upstream servers",
      NULL, 0, 0, NULL},
+    {"http2", REEL_OPT_BOOL, "true",
+     "speak HTTP/2 with clients that offer it (ALPN h2 on intercepted TLS, the h2c "
+     "prior-knowledge preface on plain HTTP); origins get HTTP/1.1",
+     NULL, 0, 0, NULL},
     {"upstream_trusted_ca", REEL_OPT_STRING, "",
      "extra CA file (PEM) for upstream verification; empty = none", NULL, 0, 0, NULL},
     {"capture", REEL_OPT_ENUM, "on",

@@ -1,0 +1,761 @@
+/* HTTP/2 from clients: a connection whose client speaks h2 (ALPN "h2" on an
+ * intercepted TLS connection, or the prior-knowledge preface on plain
+ * HTTP) is read by the h2 codec (core/h2.c, server role), and each of its
+ * streams is served by a *lane*: an HTTP/1.1 connection inside reel whose
+ * bottom filter is this file instead of a socket. A lane is an ordinary
+ * conn_t (core/conn.h) with everything that comes with it: upstream
+ * connections with keep-alive and TLS, the keep-alive retry, timeouts,
+ * reel's own answers (502, 504, 407) and the recording of the flow. The
+ * stream's request goes into the lane as HTTP/1.1 (RFC 9113 8.3: :authority
+ * becomes Host, Cookie crumbs are joined, a body without content-length is
+ * sent chunked, trailers ride on the last chunk); what the lane answers is
+ * parsed as HTTP/1.1 and sent back as the stream's HEADERS, DATA and
+ * trailers (1xx interim answers, 103 Early Hints included, pass through).
+ *
+ *   client ══h2══ front ─┬─ lane (conn_t, HTTP/1.1) ── upstream ── origin
+ *                        ├─ lane ...
+ *
+ * A lane serves one stream at a time and is kept for the next (so one
+ * client connection reuses a handful of origin connections, as a browser's
+ * HTTP/1.1 pool would), until the lane's own idle timeout closes it.
+ * Towards origins reel speaks HTTP/1.1 today.
+ *
+ * The record says what the client did: the flow's request is recorded with
+ * version HTTP/2.0 and the fields the client sent (lowercase, no pseudo
+ * headers); the response with the origin's version, or HTTP/2.0 when reel
+ * answered itself. A stream the client resets ends its flow with that
+ * error, a stream the lane could not finish is reset (INTERNAL_ERROR).
+ *
+ * Flow control end to end: a stream's DATA is acknowledged to the client
+ * (reel_h2_consume) only when its lane took the bytes, and a lane takes
+ * them only while its upstream keeps up; a response waits in the lane
+ * (whose upstream then stops being read) while the client's window for
+ * that stream is closed or the client's socket is full. One stalled stream
+ * holds only its own lane.
+ *
+ * Lifetimes: the front belongs to its conn (c->h2) and goes when the conn
+ * closes; it closes its lanes then. A lane's memory is its filter's: freed
+ * when the lane conn's stack reports closed (after the timer used for
+ * deferred events is closed), whether or not the front still exists. */
+
+#include "core/conn.h"
+#include "core/h2.h"
+
+typedef struct h2front h2front_t;
+typedef struct lane lane_t;
+typedef struct h2s h2s_t;
+
+/* One client stream. */
+struct h2s {
+    h2s_t *next;
+    uint32_t sid;
+    lane_t *lane; /* serving it; NULL: waiting for one, or done */
+    /* the client's head, kept for the lane's record */
+    reel_field_t *fields;
+    size_t nfields;
+    char *store; /* every string of the head, NUL-terminated */
+    const char *method, *scheme, *host, *path;
+    uint32_t port;
+    bool has_length;   /* content-length given */
+    bool head_built;   /* the HTTP/1.1 head is in req */
+    bool chunked;      /* the body goes chunked */
+    bool req_end;      /* the client's END was seen */
+    bool req_sent;     /* ... and everything went into the lane */
+    bool resp_started; /* a final response head went to the client */
+    bool resp_end;
+    reel_buf_t req;  /* HTTP/1.1 bytes for the lane */
+    size_t req_body; /* DATA bytes in req (consumed once delivered) */
+};
+
+struct lane {
+    reel_filter_t f; /* the lane conn's bottom filter: first member */
+    h2front_t *fr;   /* NULL once the front is gone */
+    lane_t *next;
+    conn_t *inner;
+    h2s_t *s;           /* the stream it serves, NULL: idle */
+    reel_codec_t *resp; /* HTTP/1.1 responses the lane conn writes */
+    reel_buf_t out;     /* ... not parsed yet */
+    uv_timer_t timer;   /* deferred events */
+    bool reading, want_close, closed;
+    char remote[64];
+};
+
+struct h2front {
+    conn_t *c;
+    reel_codec_t *codec;
+    reel_h2_t *h2;
+    h2s_t *streams;
+    lane_t *lanes;
+    size_t nlanes;
+    bool goaway;  /* the client sent GOAWAY */
+    bool pumping; /* inside kick(): no recursion */
+};
+
+static void kick(h2front_t *fr);
+static void flush_output(h2front_t *fr);
+static void lane_pump(lane_t *l);
+static void lane_later(lane_t *l);
+
+/* ---- streams ---- */
+
+static h2s_t *stream_find(h2front_t *fr, uint32_t sid) {
+    for (h2s_t *s = fr->streams; s; s = s->next)
+        if (s->sid == sid)
+            return s;
+    return NULL;
+}
+
+static void stream_free(h2front_t *fr, h2s_t *s) {
+    for (h2s_t **pp = &fr->streams; *pp; pp = &(*pp)->next)
+        if (*pp == s) {
+            *pp = s->next;
+            break;
+        }
+    if (s->lane) {
+        s->lane->s = NULL;
+        if (s->lane->inner) {
+            s->lane->inner->lane_fields = NULL;
+            s->lane->inner->lane_nfields = 0;
+        }
+    }
+    free(s->fields);
+    free(s->store);
+    reel_buf_free(&s->req);
+    free(s);
+}
+
+/* A copy of the client's head (the event's strings are the codec's). */
+static h2s_t *stream_new(h2front_t *fr, uint32_t sid, const reel_msg_head_t *h) {
+    h2s_t *s = reel_calloc(1, sizeof *s);
+    s->sid = sid;
+    reel_buf_init(&s->req, 0);
+    size_t total = strlen(h->method) + strlen(h->scheme) + strlen(h->host) + strlen(h->path) + 4;
+    for (size_t i = 0; i < h->nfields; i++)
+        total += h->fields[i].name_len + h->fields[i].value_len + 2;
+    s->store = reel_malloc(total);
+    char *at = s->store;
+#define COPY(dst, src, n)                                                                          \
+    do {                                                                                           \
+        memcpy(at, (src), (n));                                                                    \
+        at[n] = 0;                                                                                 \
+        (dst) = at;                                                                                \
+        at += (n) + 1;                                                                             \
+    } while (0)
+    COPY(s->method, h->method, strlen(h->method));
+    COPY(s->scheme, h->scheme, strlen(h->scheme));
+    COPY(s->host, h->host, strlen(h->host));
+    COPY(s->path, h->path, strlen(h->path));
+    s->port = h->port;
+    s->fields = reel_calloc(h->nfields ? h->nfields : 1, sizeof *s->fields);
+    s->nfields = h->nfields;
+    for (size_t i = 0; i < h->nfields; i++) {
+        const reel_field_t *f = &h->fields[i];
+        COPY(s->fields[i].name, f->name, f->name_len);
+        s->fields[i].name_len = f->name_len;
+        COPY(s->fields[i].value, f->value, f->value_len);
+        s->fields[i].value_len = f->value_len;
+        if (f->name_len == 14 && memcmp(f->name, "content-length", 14) == 0)
+            s->has_length = true;
+    }
+#undef COPY
+    s->next = fr->streams;
+    fr->streams = s;
+    return s;
+}
+
+static bool field_is(const reel_field_t *f, const char *name) {
+    size_t n = strlen(name);
+    return f->name_len == n && strncasecmp(f->name, name, n) == 0;
+}
+
+/* The request as HTTP/1.1 (RFC 9113 8.3.1): origin form inside an
+ * intercepted tunnel, absolute form to reel as a proxy; Host from
+ * :authority; Cookie crumbs joined with "; "; chunked when the length is
+ * not known. */
+static void build_head(h2front_t *fr, h2s_t *s, bool body_follows) {
+    conn_t *c = fr->c;
+    reel_buf_t *b = &s->req;
+    bool v6 = strchr(s->host, ':') != NULL;
+    bool default_port = (strcmp(s->scheme, "https") == 0 && s->port == 443) ||
+                        (strcmp(s->scheme, "http") == 0 && s->port == 80);
+    char authority[600];
+    if (default_port || s->port == 0)
+        snprintf(authority, sizeof authority, v6 ? "[%s]" : "%s", s->host);
+    else
+        snprintf(authority, sizeof authority, v6 ? "[%s]:%u" : "%s:%u", s->host, s->port);
+    if (c->in_tunnel)
+        reel_buf_printf(b, "%s %s HTTP/1.1\r\n", s->method, s->path);
+    else
+        reel_buf_printf(b, "%s %s://%s%s HTTP/1.1\r\n", s->method, s->scheme, authority, s->path);
+    reel_buf_printf(b, "Host: %s\r\n", authority);
+    bool cookie_done = false;
+    for (size_t i = 0; i < s->nfields; i++) {
+        const reel_field_t *f = &s->fields[i];
+        if (field_is(f, "host"))
+            continue;
+        if (field_is(f, "cookie")) {
+            if (cookie_done)
+                continue;
+            cookie_done = true;
+            reel_buf_puts(b, "cookie: ");
+            bool first = true;
+            for (size_t k = i; k < s->nfields; k++) {
+                if (!field_is(&s->fields[k], "cookie"))
+                    continue;
+                if (!first)
+                    reel_buf_puts(b, "; ");
+                reel_buf_append(b, s->fields[k].value, s->fields[k].value_len);
+                first = false;
+            }
+            reel_buf_puts(b, "\r\n");
+            continue;
+        }
+        reel_buf_append(b, f->name, f->name_len);
+        reel_buf_puts(b, ": ");
+        reel_buf_append(b, f->value, f->value_len);
+        reel_buf_puts(b, "\r\n");
+    }
+    if (!s->has_length) {
+        if (body_follows) {
+            s->chunked = true;
+            reel_buf_puts(b, "transfer-encoding: chunked\r\n");
+        } else if (strcmp(s->method, "POST") == 0 || strcmp(s->method, "PUT") == 0 ||
+                   strcmp(s->method, "PATCH") == 0) {
+            reel_buf_puts(b, "content-length: 0\r\n"); /* say so rather than leave it implied */
+        }
+    }
+    reel_buf_puts(b, "\r\n");
+    s->head_built = true;
+}
+
+/* ---- lanes: the filter ---- */
+
+static void lane_send(reel_filter_t *f, const uint8_t *data, size_t len) {
+    lane_t *l = (lane_t *)f;
+    if (l->want_close)
+        return;
+    reel_buf_append(&l->out, data, len);
+    lane_pump(l);
+}
+
+static void lane_shutdown(reel_filter_t *f) {
+    /* the lane conn half-closed (lingering after an error answer): it gets
+     * its end of stream at once, nobody is left to read */
+    lane_t *l = (lane_t *)f;
+    lane_later(l);
+}
+
+static size_t lane_queued(const reel_filter_t *f) {
+    const lane_t *l = (const lane_t *)f;
+    size_t q = l->out.len;
+    if (l->fr && l->s)
+        q += reel_h2_stream_queued(l->fr->h2, l->s->sid);
+    return q;
+}
+
+static bool lane_is_open(const reel_filter_t *f) {
+    const lane_t *l = (const lane_t *)f;
+    return !l->want_close && !f->st->closing;
+}
+
+static void lane_set_reading(reel_filter_t *f, bool on) {
+    lane_t *l = (lane_t *)f;
+    bool was = l->reading;
+    l->reading = on;
+    if (on && !was)
+        lane_later(l);
+}
+
+static void lane_info(const reel_filter_t *f, reel_stack_info_t *out) {
+    const lane_t *l = (const lane_t *)f;
+    snprintf(out->remote, sizeof out->remote, "%s", l->remote);
+    snprintf(out->local, sizeof out->local, "h2-lane");
+}
+
+/* The stream a lane leaves unfinished: reset, or answered 502 when nothing
+ * was answered yet. */
+static void lane_detach_unfinished(lane_t *l, const char *why) {
+    h2front_t *fr = l->fr;
+    h2s_t *s = l->s;
+    if (fr == NULL || s == NULL)
+        return;
+    if (!s->resp_end) {
+        if (!s->resp_started) {
+            reel_field_t hs[1] = {{"content-type", 12, "text/plain; charset=utf-8", 25}};
+            reel_msg_head_t rs = {.status = 502, .fields = hs, .nfields = 1};
+            reel_err_t err;
+            reel_err_clear(&err);
+            if (reel_h2_submit_response(fr->h2, s->sid, &rs, false, &err) == REEL_OK) {
+                char *body = reel_asprintf("reel: %s\n", why);
+                reel_h2_submit_data(fr->h2, s->sid, body, strlen(body), true);
+                free(body);
+            }
+        } else {
+            reel_h2_reset(fr->h2, s->sid, REEL_H2_INTERNAL_ERROR);
+        }
+    }
+    stream_free(fr, s);
+}
+
+static void lane_unlink(lane_t *l) {
+    h2front_t *fr = l->fr;
+    if (fr == NULL)
+        return;
+    for (lane_t **pp = &fr->lanes; *pp; pp = &(*pp)->next)
+        if (*pp == l) {
+            *pp = l->next;
+            fr->nlanes--;
+            break;
+        }
+}
+
+static void lane_close(reel_filter_t *f) {
+    lane_t *l = (lane_t *)f;
+    if (l->want_close)
+        return;
+    l->want_close = true;
+    l->reading = false;
+    h2front_t *fr = l->fr;
+    lane_detach_unfinished(l, "the connection to the origin ended before the response");
+    lane_unlink(l);
+    l->fr = NULL;
+    l->inner = NULL;
+    lane_later(l);
+    if (fr)
+        kick(fr);
+}
+
+static void on_lane_timer_closed(uv_handle_t *h) {
+    lane_t *l = h->data;
+    reel_codec_free(l->resp);
+    reel_buf_free(&l->out);
+    free(l);
+}
+
+static void lane_destroy(reel_filter_t *f) {
+    lane_t *l = (lane_t *)f;
+    uv_close((uv_handle_t *)&l->timer, on_lane_timer_closed);
+}
+
+static const reel_filter_ops_t lane_ops = {
+    .name = "h2-lane",
+    .send = lane_send,
+    .shutdown = lane_shutdown,
+    .queued = lane_queued,
+    .is_open = lane_is_open,
+    .set_reading = lane_set_reading,
+    .info = lane_info,
+    .close = lane_close,
+    .destroy = lane_destroy,
+};
+
+/* Hands the stream's pending request bytes to the lane conn, if it reads. */
+static void lane_deliver(lane_t *l) {
+    h2front_t *fr = l->fr;
+    h2s_t *s = l->s;
+    if (fr == NULL || s == NULL || !l->reading || l->want_close || s->req.len == 0)
+        return;
+    reel_buf_t b = s->req;
+    reel_buf_init(&s->req, 0);
+    if (s->req_body)
+        reel_h2_consume(fr->h2, s->sid, s->req_body);
+    s->req_body = 0;
+    if (s->req_end)
+        s->req_sent = true;
+    /* the lane conn may answer, close or pause inside: s may be gone */
+    reel_filter_up(&l->f, b.data, b.len);
+    reel_buf_free(&b);
+    if (!l->want_close)
+        reel_filter_read_done(&l->f);
+}
+
+static void on_lane_timer(uv_timer_t *t) {
+    lane_t *l = t->data;
+    if (l->want_close) {
+        if (!l->closed) {
+            l->closed = true;
+            reel_stack_closed_by_bottom(l->f.st); /* destroys l (after the timer's close) */
+        }
+        return;
+    }
+    if (l->f.st->closing)
+        return;
+    h2front_t *fr = l->fr;
+    if (l->inner && l->inner->state == C_LINGER) {
+        reel_filter_up_eof(&l->f, NULL); /* nobody is left to read: the lane ends */
+        return;
+    }
+    lane_deliver(l);
+    if (fr && !l->want_close)
+        flush_output(fr);
+}
+
+static void lane_later(lane_t *l) {
+    uv_timer_start(&l->timer, on_lane_timer, 0, 0);
+}
+
+static lane_t *lane_new(h2front_t *fr) {
+    conn_t *c = fr->c;
+    lane_t *l = reel_calloc(1, sizeof *l);
+    l->f.ops = &lane_ops;
+    l->fr = fr;
+    reel_buf_init(&l->out, 0);
+    l->resp = reel_h1_codec_new(REEL_H1_RESPONSE, NULL);
+    uv_timer_init(c->p->loop, &l->timer);
+    l->timer.data = l;
+    snprintf(l->remote, sizeof l->remote, "%s", c->client_addr);
+    l->next = fr->lanes;
+    fr->lanes = l;
+    fr->nlanes++;
+    conn_t *in = reel__conn_new(c->p, &l->f, c->client_ip, false);
+    l->inner = in;
+    in->lane = l;
+    in->in_tunnel = c->in_tunnel;
+    in->tunnel_tls = c->tunnel_tls;
+    in->tunnel_host = c->tunnel_host ? reel_strdup(c->tunnel_host) : NULL;
+    in->tunnel_port = c->tunnel_port;
+    in->tunnel_sni = c->tunnel_sni ? reel_strdup(c->tunnel_sni) : NULL;
+    return l;
+}
+
+/* Gives waiting streams a lane: an idle one, else a new one. */
+static void assign_lanes(h2front_t *fr) {
+    for (h2s_t *s = fr->streams; s; s = s->next) {
+        if (s->lane || !s->head_built || s->resp_end)
+            continue;
+        lane_t *l = NULL;
+        for (lane_t *k = fr->lanes; k; k = k->next)
+            if (k->s == NULL && !k->want_close && k->inner && k->inner->state == C_HEAD &&
+                k->inner->ex.flow == NULL && k->inner->client.in.len == 0) {
+                l = k;
+                break;
+            }
+        if (l == NULL)
+            l = lane_new(fr);
+        l->s = s;
+        s->lane = l;
+        l->inner->lane_fields = s->fields;
+        l->inner->lane_nfields = s->nfields;
+        reel_h1_expect_response(reel_h1_codec_parser(l->resp), strcmp(s->method, "HEAD") == 0,
+                                false);
+    }
+}
+
+/* ---- responses: what a lane writes, to its stream ---- */
+
+static void lane_pump(lane_t *l) {
+    h2front_t *fr = l->fr;
+    if (fr == NULL)
+        return;
+    while (l->out.len || l->s) {
+        h2s_t *s = l->s;
+        if (s == NULL) {
+            reel_buf_reset(&l->out); /* nothing to answer: the lane spoke out of turn */
+            break;
+        }
+        if (reel_h2_stream_queued(fr->h2, s->sid) >= HIGH_WATER)
+            break; /* the client's window or socket is full: wait */
+        size_t used = 0;
+        reel_codec_event_t ev;
+        reel_rc rc = reel_codec_feed(l->resp, l->out.data, l->out.len, &used, &ev);
+        if (rc == REEL_NEED_MORE) {
+            reel_buf_consume(&l->out, used);
+            break;
+        }
+        reel_err_t err;
+        reel_err_clear(&err);
+        if (rc != REEL_OK) {
+            lane_detach_unfinished(l, ev.error_reason ? ev.error_reason : "bad response");
+            if (l->inner)
+                reel__conn_close(l->inner);
+            break;
+        }
+        const reel_h1_head_t *h = &ev.h1.head;
+        switch (ev.type) {
+        case REEL_CODEC_EV_HEAD: {
+            if (h->status == 101 || (!h->interim && s->resp_started))
+                break; /* not for HTTP/2 (no Upgrade is ever sent) */
+            reel_msg_head_t rs = {.status = (uint32_t)h->status,
+                                  .fields = h->headers,
+                                  .nfields = h->nheaders};
+            if (reel_h2_submit_response(fr->h2, s->sid, &rs, false, &err) != REEL_OK) {
+                lane_detach_unfinished(l, reel_err_str(&err));
+                break;
+            }
+            if (!h->interim)
+                s->resp_started = true;
+            break;
+        }
+        case REEL_CODEC_EV_DATA:
+            reel_h2_submit_data(fr->h2, s->sid, ev.data, ev.len, false);
+            break;
+        case REEL_CODEC_EV_END:
+            if (ev.h1.ntrailers)
+                reel_h2_submit_trailers(fr->h2, s->sid, ev.h1.trailers, ev.h1.ntrailers, &err);
+            else
+                reel_h2_submit_data(fr->h2, s->sid, NULL, 0, true);
+            s->resp_end = true;
+            if (!s->req_sent) {
+                /* answered before the request was whole: the client may
+                 * stop sending (RFC 9113 8.1), the lane cannot be reused */
+                reel_h2_reset(fr->h2, s->sid, REEL_H2_NO_ERROR);
+                stream_free(fr, s);
+                if (l->inner)
+                    reel__conn_close(l->inner);
+                break;
+            }
+            stream_free(fr, s); /* the lane is idle again */
+            break;
+        default:
+            break;
+        }
+        reel_buf_consume(&l->out, used); /* ev's data pointed into it */
+        if (l->fr == NULL || l->want_close)
+            break;
+    }
+    flush_output(fr);
+}
+
+/* ---- the client side ---- */
+
+static void flush_output(h2front_t *fr) {
+    peer_t *cl = &fr->c->client;
+    if (cl->closing || reel__peer_queued(cl) >= HIGH_WATER)
+        return;
+    reel_buf_t out;
+    reel_buf_init(&out, 0);
+    reel_h2_take_output(fr->h2, &out);
+    if (out.len)
+        reel__peer_write(cl, out.data, out.len);
+    reel_buf_free(&out);
+}
+
+/* Lets lanes go on after the client took bytes: parse what they wrote
+ * meanwhile, tell their conns the queue shrank. */
+static void kick(h2front_t *fr) {
+    if (fr->pumping)
+        return;
+    fr->pumping = true;
+    flush_output(fr);
+    lane_t *next;
+    for (lane_t *l = fr->lanes; l; l = next) {
+        next = l->next;
+        if (l->s && l->out.len)
+            lane_pump(l);
+        if (l->fr && !l->want_close && lane_queued(&l->f) < LOW_WATER)
+            reel_filter_written(&l->f);
+    }
+    fr->pumping = false;
+}
+
+static void stream_reset_by_client(h2front_t *fr, h2s_t *s, uint32_t code) {
+    lane_t *l = s->lane;
+    char *why = reel_asprintf("the client reset the HTTP/2 stream (error code 0x%x)", code);
+    if (l && l->inner) {
+        conn_t *in = l->inner;
+        stream_free(fr, s);
+        reel__finish_flow(in, why);
+        reel__conn_close(in);
+    } else {
+        stream_free(fr, s);
+    }
+    free(why);
+}
+
+/* Ends every stream (the client connection is going): their flows end
+ * with why. */
+static void front_fail_all(h2front_t *fr, const char *why) {
+    while (fr->streams) {
+        h2s_t *s = fr->streams;
+        lane_t *l = s->lane;
+        conn_t *in = l ? l->inner : NULL;
+        stream_free(fr, s);
+        if (in) {
+            reel__finish_flow(in, why);
+            reel__conn_close(in);
+        }
+    }
+}
+
+bool reel__h2front_start(conn_t *c) {
+    peer_t *cl = &c->client;
+    if (c->h2 || !c->p->http2)
+        return c->h2 != NULL;
+    bool h2 = false;
+    if (c->in_tunnel && c->tunnel_tls) {
+        reel_stack_info_t info;
+        reel_stack_info(&cl->st, &info);
+        h2 = info.alpn && strcmp(info.alpn, "h2") == 0;
+    } else if (c->ex.client_sid == 0 && cl->in.len) {
+        size_t n = cl->in.len < REEL_H2_PREFACE_LEN ? cl->in.len : REEL_H2_PREFACE_LEN;
+        if (memcmp(cl->in.data, REEL_H2_PREFACE, n) != 0)
+            return false;
+        if (n < REEL_H2_PREFACE_LEN)
+            return true; /* maybe: wait for the rest (state stays C_HEAD) */
+        h2 = true;
+    }
+    if (!h2)
+        return false;
+    h2front_t *fr = reel_calloc(1, sizeof *fr);
+    fr->c = c;
+    fr->codec = reel_h2_codec_new(REEL_H2_SERVER, NULL);
+    fr->h2 = reel_h2_codec_h2(fr->codec);
+    c->h2 = fr;
+    c->state = C_H2;
+    flush_output(fr); /* our SETTINGS */
+    return true;
+}
+
+bool reel__h2front_busy(const conn_t *c) {
+    return c->h2 && c->h2->streams;
+}
+
+void reel__h2front_process(conn_t *c) {
+    h2front_t *fr = c->h2;
+    peer_t *cl = &c->client;
+    const char *fatal = NULL;
+    for (;;) {
+        size_t used = 0;
+        reel_codec_event_t ev;
+        reel_rc rc = reel_codec_feed(fr->codec, cl->in.data, cl->in.len, &used, &ev);
+        reel_buf_consume(&cl->in, used);
+        if (rc == REEL_NEED_MORE)
+            break;
+        if (rc != REEL_OK) {
+            fatal = ev.error_reason ? ev.error_reason : "HTTP/2 protocol error";
+            break;
+        }
+        h2s_t *s = ev.stream ? stream_find(fr, ev.stream) : NULL;
+        switch (ev.type) {
+        case REEL_CODEC_EV_HEAD:
+            if (s == NULL && strcmp(ev.head.method, "CONNECT") == 0) {
+                /* a tunnel inside HTTP/2 (and RFC 8441 WebSockets): not yet */
+                reel_field_t hs[1] = {{"content-type", 12, "text/plain; charset=utf-8", 25}};
+                reel_msg_head_t rs = {.status = 501, .fields = hs, .nfields = 1};
+                reel_err_t err;
+                reel_err_clear(&err);
+                static const char body[] = "reel: CONNECT over HTTP/2 is not supported yet\n";
+                if (reel_h2_submit_response(fr->h2, ev.stream, &rs, false, &err) == REEL_OK)
+                    reel_h2_submit_data(fr->h2, ev.stream, body, sizeof body - 1, true);
+                break;
+            }
+            if (s == NULL)
+                stream_new(fr, ev.stream, &ev.head);
+            break;
+        case REEL_CODEC_EV_DATA:
+            if (s == NULL || s->req_end) {
+                reel_h2_consume(fr->h2, ev.stream, ev.len);
+                break;
+            }
+            if (!s->head_built)
+                build_head(fr, s, true);
+            if (s->chunked && ev.len)
+                reel_buf_printf(&s->req, "%zx\r\n", ev.len);
+            reel_buf_append(&s->req, ev.data, ev.len);
+            if (s->chunked && ev.len)
+                reel_buf_puts(&s->req, "\r\n");
+            s->req_body += ev.len;
+            break;
+        case REEL_CODEC_EV_END:
+            if (s == NULL || s->req_end)
+                break;
+            if (!s->head_built)
+                build_head(fr, s, false);
+            if (s->chunked) {
+                reel_buf_puts(&s->req, "0\r\n");
+                for (size_t i = 0; i < ev.ntrailers; i++) {
+                    reel_buf_append(&s->req, ev.trailers[i].name, ev.trailers[i].name_len);
+                    reel_buf_puts(&s->req, ": ");
+                    reel_buf_append(&s->req, ev.trailers[i].value, ev.trailers[i].value_len);
+                    reel_buf_puts(&s->req, "\r\n");
+                }
+                reel_buf_puts(&s->req, "\r\n");
+            }
+            s->req_end = true;
+            break;
+        case REEL_CODEC_EV_RESET:
+            if (s)
+                stream_reset_by_client(fr, s, ev.error_code);
+            break;
+        case REEL_CODEC_EV_GOAWAY:
+            fr->goaway = true;
+            break;
+        default:
+            break;
+        }
+    }
+    /* heads whose END did not come with them: a body may follow */
+    for (h2s_t *s = fr->streams; s; s = s->next)
+        if (!s->head_built)
+            build_head(fr, s, true);
+    assign_lanes(fr);
+    for (lane_t *l = fr->lanes, *next; l; l = next) {
+        next = l->next;
+        lane_deliver(l);
+    }
+    if (c->client.closing || c->h2 != fr)
+        return;
+    flush_output(fr);
+    if (fatal) {
+        char *why = reel_asprintf("HTTP/2 protocol error from the client: %s", fatal);
+        front_fail_all(fr, why);
+        free(why);
+        flush_output(fr); /* the GOAWAY nghttp2 queued */
+        c->state = C_DONE;
+        c->client.close_when_flushed = true;
+        reel__peer_read_stop(cl);
+        if (reel__peer_queued(cl) == 0)
+            reel__conn_close(c);
+        return;
+    }
+    if ((fr->goaway && fr->streams == NULL) || !reel_h2_alive(fr->h2)) {
+        c->state = C_DONE;
+        c->client.close_when_flushed = true;
+        if (reel__peer_queued(cl) == 0)
+            reel__conn_close(c);
+    }
+}
+
+void reel__h2front_written(conn_t *c) {
+    if (c->h2)
+        kick(c->h2);
+}
+
+void reel__h2front_eof(conn_t *c) {
+    if (c->h2)
+        front_fail_all(c->h2, "the client closed the HTTP/2 connection");
+    reel__conn_close(c);
+}
+
+void reel__h2front_drain(conn_t *c) {
+    h2front_t *fr = c->h2;
+    if (fr == NULL)
+        return;
+    reel_h2_goaway(fr->h2, REEL_H2_NO_ERROR);
+    fr->goaway = true;
+    flush_output(fr);
+    if (fr->streams == NULL) {
+        c->client.close_when_flushed = true;
+        if (reel__peer_queued(&c->client) == 0)
+            reel__conn_close(c);
+    }
+}
+
+void reel__h2front_free(conn_t *c) {
+    h2front_t *fr = c->h2;
+    if (fr == NULL)
+        return;
+    c->h2 = NULL;
+    front_fail_all(fr, c->p->shutting_down ? "proxy shut down before the flow ended"
+                                           : "the client's HTTP/2 connection closed");
+    while (fr->lanes) {
+        lane_t *l = fr->lanes;
+        fr->lanes = l->next;
+        l->fr = NULL;
+        conn_t *in = l->inner;
+        if (in && !in->client.closing)
+            reel__conn_close(in);
+    }
+    reel_codec_free(fr->codec);
+    free(fr);
+}
