@@ -1173,6 +1173,7 @@ reel_rc reel_export(reel_session_t *s, FILE *out, const reel_export_opts_t *o,
     reel_rc rc = REEL_OK;
     reel_export_stats_t local;
     reel_filter_t *flt = NULL;
+    reel_store_reader_t *rd = NULL; /* flows go in id order: they share frames */
     sqlite3 *db = reel_session_db(s);
     sqlite3_stmt *ids = NULL, *count = NULL;
     stmts_t q = {0};
@@ -1184,7 +1185,8 @@ reel_rc reel_export(reel_session_t *s, FILE *out, const reel_export_opts_t *o,
         stats = &local;
     memset(stats, 0, sizeof *stats);
 
-    if ((rc = reel_filter_compile(o->filter, &flt, err)) != REEL_OK)
+    if ((rc = reel_filter_compile(o->filter, &flt, err)) != REEL_OK ||
+        (rc = reel_store_reader_open(s, &rd, err)) != REEL_OK)
         goto out;
     if (o->body_dir != NULL && mkdir(o->body_dir, 0700) != 0 && errno != EEXIST) {
         rc = reel_err_errno(err, REEL_IO, errno, "%s", o->body_dir);
@@ -1228,7 +1230,7 @@ reel_rc reel_export(reel_session_t *s, FILE *out, const reel_export_opts_t *o,
         load_row(&q, &f);
         char *uuid = f.uuid;
         f.uuid = NULL;
-        rc = reel_store_read_flow(s, f.id, on_record, &f, err);
+        rc = reel_store_reader_flow(rd, f.id, on_record, &f, err);
         if (f.uuid == NULL)
             f.uuid = uuid;
         else
@@ -1292,5 +1294,6 @@ out:
     sqlite3_finalize(q.tags);
     sqlite3_finalize(q.notes);
     reel_filter_free(flt);
+    reel_store_reader_free(rd);
     return rc;
 }

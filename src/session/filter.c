@@ -76,13 +76,10 @@
 #include <string.h>
 #include <time.h>
 
-#include <unistd.h>
-
 #include "base/mem.h"
 #include "base/progress.h"
 #include "session/bodyindex.h"
 #include "session/decode.h"
-#include "session/spool.h"
 #include "session/store.h"
 
 /** Longest accepted expression, in bytes. */
@@ -937,31 +934,19 @@ struct reel_filter {
     spool_term_t *spool;
     size_t nspool;
     scan_progress_t *progress; /* owned; changed by the const readers too */
-    struct frame_cache *cache; /* owned; likewise */
+    struct pass_cache *cache; /* owned; likewise */
 };
 
-/* The last spool frame a spool pass decompressed, and its segment's file:
- * flows read in id order share frames (a frame holds the records of many
- * small flows), so each is decompressed once instead of once per flow. */
-typedef struct frame_cache {
-    reel_buf_t comp, raw;
-    uint32_t seg;
-    uint64_t off;
-    bool valid;
-    int fd; /* -1: none */
-    uint32_t fd_seg;
-    /* the records of raw: flow id (UINT64_MAX: unknown, unpack to see),
-     * start and length; framing stops at the first bad record */
-    struct cached_rec {
-        uint64_t flow_id;
-        size_t pos, len;
-    } * recs;
-    size_t nrecs, caprecs;
-    /* statements of one pass, prepared once on db (a session closes its
-     * db with sqlite3_close_v2, so they may outlive it) */
+/* What a spool pass keeps between flows: a reader of the session's spool,
+ * which keeps the frames it decompressed (flows read in id order share
+ * them), and the statement asking the index for the final verdict. */
+typedef struct pass_cache {
+    reel_store_reader_t *reader; /* owned; NULL until the first flow */
+    /* prepared once on db (a session closes its db with sqlite3_close_v2,
+     * so it may outlive it) */
     sqlite3 *db;
-    sqlite3_stmt *frames, *exact;
-} frame_cache_t;
+    sqlite3_stmt *exact;
+} pass_cache_t;
 
 static void part_add(part_t *pt, param_t pa) {
     if (pt->nparams == pt->cap) {
@@ -1266,13 +1251,8 @@ void reel_filter_free(reel_filter_t *f) {
         reel_progress_clear(&f->progress->line);
     free(f->progress);
     if (f->cache) {
-        reel_buf_free(&f->cache->comp);
-        reel_buf_free(&f->cache->raw);
-        free(f->cache->recs);
-        sqlite3_finalize(f->cache->frames);
+        reel_store_reader_free(f->cache->reader);
         sqlite3_finalize(f->cache->exact);
-        if (f->cache->fd >= 0)
-            close(f->cache->fd);
         free(f->cache);
     }
     free(f);
@@ -1296,7 +1276,6 @@ reel_rc reel_filter_compile(const char *expr, reel_filter_t **out, reel_err_t *e
     f->progress = reel_calloc(1, sizeof *f->progress);
     reel_progress_init(&f->progress->line, "reel: searching the spool", "flows", 0);
     f->cache = reel_calloc(1, sizeof *f->cache);
-    f->cache->fd = -1;
     tok_t t;
     if ((rc = peek(&p, &t)) != REEL_OK)
         goto out;
@@ -1585,119 +1564,34 @@ static int eval_record(void *ctx, const Reel__Record *rec) {
     return 0;
 }
 
-/* Streams the records of flow id to cb as reel_store_read_flow does (the
- * same errors), through f's frame cache. */
-/* The cached statements of f for db, prepared when db is not the one they
- * were prepared on. REEL_DB with SQLite's message on failure. */
-static reel_rc cache_prepare(const reel_filter_t *f, sqlite3 *db, reel_err_t *err) {
-    frame_cache_t *c = f->cache;
-    if (c->db == db && c->frames && (f->nspool == 0 || c->exact))
-        return REEL_OK;
-    sqlite3_finalize(c->frames);
-    sqlite3_finalize(c->exact);
-    c->frames = c->exact = NULL;
-    c->db = db;
-    char *sql = reel_asprintf("SELECT %s FROM flows WHERE id = ?", f->exact.sql);
-    int ok = sqlite3_prepare_v2(db,
-                                "SELECT ff.segment, ff.offset, f.clen FROM flow_frames ff "
-                                "JOIN frames f ON f.segment = ff.segment AND f.offset = ff.offset "
-                                "WHERE ff.flow_id = ? ORDER BY ff.segment, ff.offset",
-                                -1, &c->frames, NULL) == SQLITE_OK &&
-             (f->nspool == 0 || sqlite3_prepare_v2(db, sql, -1, &c->exact, NULL) == SQLITE_OK);
-    free(sql);
-    if (!ok) {
-        reel_rc rc = reel_err_set(err, REEL_DB, "filter: %s", sqlite3_errmsg(db));
-        sqlite3_finalize(c->frames);
-        sqlite3_finalize(c->exact);
-        c->frames = c->exact = NULL;
-        c->db = NULL;
-        return rc;
-    }
-    return REEL_OK;
-}
-
-static reel_rc read_flow(const reel_filter_t *f, reel_session_t *s, uint64_t id, reel_record_cb cb,
-                         void *ctx, reel_err_t *err) {
-    reel_rc rc = REEL_OK;
-    frame_cache_t *c = f->cache;
+/* The cached reader and statement of f for session s, made again when s
+ * (or its db) is not the one they were made for. REEL_DB with SQLite's
+ * message on failure. */
+static reel_rc cache_prepare(const reel_filter_t *f, reel_session_t *s, reel_err_t *err) {
+    pass_cache_t *c = f->cache;
     sqlite3 *db = reel_session_db(s);
-    bool any = false, stop = false;
-    if ((rc = cache_prepare(f, db, err)) != REEL_OK)
-        return rc;
-    sqlite3_stmt *st = c->frames;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
-    int step;
-    while (!stop && (step = sqlite3_step(st)) == SQLITE_ROW) {
-        any = true;
-        uint32_t seg = (uint32_t)sqlite3_column_int64(st, 0);
-        uint64_t off = (uint64_t)sqlite3_column_int64(st, 1);
-        size_t clen = (size_t)sqlite3_column_int64(st, 2);
-        if (!c->valid || c->seg != seg || c->off != off) {
-            c->valid = false;
-            if (c->fd < 0 || c->fd_seg != seg) {
-                if (c->fd >= 0)
-                    close(c->fd);
-                c->fd = reel_session_open_segment(s, seg);
-                c->fd_seg = seg;
-                if (c->fd < 0) {
-                    rc = errno == ENOENT
-                             ? reel_err_set(err, REEL_CORRUPT,
-                                            "flow %llu has records in spool segment %08u.zst, "
-                                            "which is missing",
-                                            (unsigned long long)id, seg)
-                             : reel_err_errno(err, REEL_IO, errno, "opening spool segment %08u.zst",
-                                              seg);
-                    goto out;
-                }
-            }
-            reel_err_t e2;
-            reel_err_clear(&e2);
-            if ((rc = reel_spool_read_frame(c->fd, off, clen, &c->comp, &c->raw, &e2)) != REEL_OK) {
-                reel_err_set(err, rc, "segment %08u.zst: %s (run 'reel verify')", seg,
-                             reel_err_str(&e2));
-                goto out;
-            }
-            c->valid = true;
-            c->seg = seg;
-            c->off = off;
-            c->nrecs = 0;
-            size_t pos = 0, len = 0;
-            const uint8_t *p = NULL;
-            while (reel_spool_block_next(c->raw.data, c->raw.len, &pos, &p, &len) == REEL_OK) {
-                reel_spool_peek_t pk;
-                if (c->nrecs == c->caprecs) {
-                    c->caprecs = c->caprecs ? c->caprecs * 2 : 256;
-                    c->recs = reel_realloc(c->recs, c->caprecs * sizeof *c->recs);
-                }
-                c->recs[c->nrecs++] = (struct cached_rec){
-                    .flow_id = reel_spool_peek_record(p, len, &pk) ? pk.flow_id : UINT64_MAX,
-                    .pos = (size_t)(p - c->raw.data),
-                    .len = len};
-            }
-        }
-        for (size_t k = 0; k < c->nrecs && !stop; k++) {
-            if (c->recs[k].flow_id != id && c->recs[k].flow_id != UINT64_MAX)
-                continue; /* another flow's: not unpacked */
-            const uint8_t *p = c->raw.data + c->recs[k].pos;
-            size_t len = c->recs[k].len;
-            Reel__Record *r = reel__record__unpack(NULL, len, p);
-            if (r == NULL) {
-                rc = reel_err_set(err, REEL_CORRUPT,
-                                  "segment %08u.zst: frame at offset %llu: undecodable record", seg,
-                                  (unsigned long long)off);
-                goto out;
-            }
-            if (r->flow_id == id)
-                stop = cb(ctx, r) != 0;
-            reel__record__free_unpacked(r, NULL);
-        }
+    if (c->db == db && c->reader && reel_store_reader_session(c->reader) == s &&
+        (f->nspool == 0 || c->exact))
+        return REEL_OK;
+    reel_store_reader_free(c->reader);
+    sqlite3_finalize(c->exact);
+    c->reader = NULL;
+    c->exact = NULL;
+    c->db = db;
+    reel_rc rc = reel_store_reader_open(s, &c->reader, err);
+    if (rc == REEL_OK && f->nspool > 0) {
+        char *sql = reel_asprintf("SELECT %s FROM flows WHERE id = ?", f->exact.sql);
+        if (sqlite3_prepare_v2(db, sql, -1, &c->exact, NULL) != SQLITE_OK)
+            rc = reel_err_set(err, REEL_DB, "filter: %s", sqlite3_errmsg(db));
+        free(sql);
     }
-    if (!any)
-        rc = reel_err_set(err, REEL_NOTFOUND, "no flow %llu in session '%s'",
-                          (unsigned long long)id, reel_session_name(s));
-out:
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
+    if (rc != REEL_OK) {
+        reel_store_reader_free(c->reader);
+        sqlite3_finalize(c->exact);
+        c->reader = NULL;
+        c->exact = NULL;
+        c->db = NULL;
+    }
     return rc;
 }
 
@@ -1758,7 +1652,9 @@ reel_rc reel_filter_match_flow(const reel_filter_t *f, reel_session_t *s, uint64
             goto out;
         }
     }
-    rc = read_flow(f, s, id, eval_record, &e, err);
+    if ((rc = cache_prepare(f, s, err)) != REEL_OK)
+        goto out;
+    rc = reel_store_reader_flow(f->cache->reader, id, eval_record, &e, err);
     eval_end_body(&e);
     if (rc == REEL_CORRUPT || rc == REEL_NOTFOUND) /* judge what could be read */
         rc = REEL_OK;
@@ -1773,8 +1669,6 @@ reel_rc reel_filter_match_flow(const reel_filter_t *f, reel_session_t *s, uint64
         }
     }
     sqlite3 *db = reel_session_db(s);
-    if ((rc = cache_prepare(f, db, err)) != REEL_OK)
-        goto out;
     st = f->cache->exact;
     int idx = 1;
     for (size_t i = 0; i < f->exact.nparams; i++, idx++) {

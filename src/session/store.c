@@ -1,6 +1,7 @@
 #include "session/store.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,84 +29,195 @@ const char *reel_store_opcode_name(uint32_t op) {
     }
 }
 
-reel_rc reel_store_read_flow(reel_session_t *s, uint64_t id, reel_record_cb cb, void *ctx,
-                             reel_err_t *err) {
-    reel_rc rc = REEL_OK;
-    sqlite3_stmt *st = NULL;
-    reel_buf_t comp, raw;
-    reel_buf_init(&comp, 0);
-    reel_buf_init(&raw, 0);
-    int fd = -1;
-    uint32_t fd_seg = 0;
-    int any = 0, stop = 0;
+/* One decompressed frame a reader keeps, and the index of its records. */
+typedef struct {
+    uint32_t seg;
+    uint64_t off;
+    uint64_t used; /* the reader's tick when last used; 0: the slot is empty */
+    reel_buf_t raw;
+    /* the records of raw: flow id (UINT64_MAX: unknown, unpack to see),
+     * start and length; framing stops at the first bad record */
+    struct reader_rec {
+        uint64_t flow_id;
+        size_t pos, len;
+    } * recs;
+    size_t nrecs, caprecs;
+} reader_frame_t;
+
+struct reel_store_reader {
+    reel_session_t *s; /* borrowed */
+    sqlite3_stmt *frames;
+    reel_buf_t comp; /* scratch: a compressed frame */
+    int fd;          /* -1: none */
+    uint32_t fd_seg;
+    uint64_t tick;
+    uint64_t frames_read; /* frames decompressed */
+    size_t nframes;
+    reader_frame_t frame[REEL_STORE_READER_FRAMES];
+};
+
+static reel_rc reader_new(reel_session_t *s, size_t nframes, reel_store_reader_t **out,
+                          reel_err_t *err) {
+    *out = NULL;
+    reel_store_reader_t *r = reel_calloc(1, sizeof *r);
+    r->s = s;
+    r->fd = -1;
+    r->nframes = nframes;
+    reel_buf_init(&r->comp, 0);
+    for (size_t i = 0; i < nframes; i++)
+        reel_buf_init(&r->frame[i].raw, 0);
     if (sqlite3_prepare_v2(reel_session_db(s),
                            "SELECT ff.segment, ff.offset, f.clen FROM flow_frames ff "
                            "JOIN frames f ON f.segment = ff.segment AND f.offset = ff.offset "
                            "WHERE ff.flow_id = ? ORDER BY ff.segment, ff.offset",
-                           -1, &st, NULL) != SQLITE_OK) {
-        rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(reel_session_db(s)));
-        goto out;
+                           -1, &r->frames, NULL) != SQLITE_OK) {
+        reel_rc rc =
+            reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(reel_session_db(s)));
+        reel_store_reader_free(r);
+        return rc;
     }
+    *out = r;
+    return REEL_OK;
+}
+
+reel_rc reel_store_reader_open(reel_session_t *s, reel_store_reader_t **out, reel_err_t *err) {
+    return reader_new(s, REEL_STORE_READER_FRAMES, out, err);
+}
+
+reel_session_t *reel_store_reader_session(const reel_store_reader_t *r) {
+    return r->s;
+}
+
+uint64_t reel_store_reader_frames_read(const reel_store_reader_t *r) {
+    return r->frames_read;
+}
+
+void reel_store_reader_free(reel_store_reader_t *r) {
+    if (r == NULL)
+        return;
+    sqlite3_finalize(r->frames);
+    if (r->fd >= 0)
+        close(r->fd);
+    reel_buf_free(&r->comp);
+    for (size_t i = 0; i < r->nframes; i++) {
+        reel_buf_free(&r->frame[i].raw);
+        free(r->frame[i].recs);
+    }
+    free(r);
+}
+
+/* The kept frame at (seg, off), decompressed and indexed into the least
+ * recently used slot if it is not kept yet, in *out. The errors of
+ * reel_store_read_flow for flow id; a frame that fails is not kept. */
+static reel_rc reader_frame(reel_store_reader_t *r, uint64_t id, uint32_t seg, uint64_t off,
+                            size_t clen, reader_frame_t **out, reel_err_t *err) {
+    reader_frame_t *fr = NULL;
+    for (size_t i = 0; i < r->nframes; i++) {
+        reader_frame_t *c = &r->frame[i];
+        if (c->used && c->seg == seg && c->off == off) {
+            c->used = ++r->tick;
+            *out = c;
+            return REEL_OK;
+        }
+        if (fr == NULL || c->used < fr->used)
+            fr = c;
+    }
+    fr->used = 0;
+    if (r->fd < 0 || r->fd_seg != seg) {
+        if (r->fd >= 0)
+            close(r->fd);
+        r->fd = reel_session_open_segment(r->s, seg);
+        r->fd_seg = seg;
+        if (r->fd < 0 && errno == ENOENT)
+            return reel_err_set(err, REEL_CORRUPT,
+                                "flow %llu has records in spool segment %08u.zst, which is "
+                                "missing ('reel verify %s' lists what is lost)",
+                                (unsigned long long)id, seg, reel_session_name(r->s));
+        if (r->fd < 0)
+            return reel_err_errno(err, REEL_IO, errno, "opening spool segment %08u.zst", seg);
+    }
+    reel_err_t e2;
+    reel_err_clear(&e2);
+    r->frames_read++;
+    reel_rc rc = reel_spool_read_frame(r->fd, off, clen, &r->comp, &fr->raw, &e2);
+    if (rc != REEL_OK)
+        return reel_err_set(err, rc, "segment %08u.zst: %s (run 'reel verify')", seg,
+                            reel_err_str(&e2));
+    fr->nrecs = 0;
+    size_t pos = 0, len = 0;
+    const uint8_t *p = NULL;
+    while (reel_spool_block_next(fr->raw.data, fr->raw.len, &pos, &p, &len) == REEL_OK) {
+        /* field 1 (flow_id) comes first in a packed Record: records of
+         * other flows are skipped without unpacking them */
+        reel_spool_peek_t pk;
+        if (fr->nrecs == fr->caprecs) {
+            fr->caprecs = fr->caprecs ? fr->caprecs * 2 : 256;
+            fr->recs = reel_realloc(fr->recs, fr->caprecs * sizeof *fr->recs);
+        }
+        fr->recs[fr->nrecs++] = (struct reader_rec){
+            .flow_id = reel_spool_peek_record(p, len, &pk) ? pk.flow_id : UINT64_MAX,
+            .pos = (size_t)(p - fr->raw.data),
+            .len = len};
+    }
+    fr->seg = seg;
+    fr->off = off;
+    fr->used = ++r->tick;
+    *out = fr;
+    return REEL_OK;
+}
+
+reel_rc reel_store_reader_flow(reel_store_reader_t *r, uint64_t id, reel_record_cb cb, void *ctx,
+                               reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    sqlite3_stmt *st = r->frames;
+    bool any = false, stop = false;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
-    int step;
+    int step = SQLITE_DONE;
     while (!stop && (step = sqlite3_step(st)) == SQLITE_ROW) {
-        any = 1;
+        any = true;
         uint32_t seg = (uint32_t)sqlite3_column_int64(st, 0);
         uint64_t off = (uint64_t)sqlite3_column_int64(st, 1);
         size_t clen = (size_t)sqlite3_column_int64(st, 2);
-        if (fd < 0 || fd_seg != seg) {
-            if (fd >= 0)
-                close(fd);
-            fd = reel_session_open_segment(s, seg);
-            fd_seg = seg;
-            if (fd < 0 && errno == ENOENT) {
-                rc = reel_err_set(err, REEL_CORRUPT,
-                                  "flow %llu has records in spool segment %08u.zst, which is "
-                                  "missing ('reel verify %s' lists what is lost)",
-                                  (unsigned long long)id, seg, reel_session_name(s));
-                goto out;
-            }
-            if (fd < 0) {
-                rc = reel_err_errno(err, REEL_IO, errno, "opening spool segment %08u.zst", seg);
-                goto out;
-            }
-        }
-        reel_err_t e2;
-        reel_err_clear(&e2);
-        if ((rc = reel_spool_read_frame(fd, off, clen, &comp, &raw, &e2)) != REEL_OK) {
-            reel_err_set(err, rc, "segment %08u.zst: %s (run 'reel verify')", seg,
-                         reel_err_str(&e2));
+        reader_frame_t *fr = NULL;
+        if ((rc = reader_frame(r, id, seg, off, clen, &fr, err)) != REEL_OK)
             goto out;
-        }
-        size_t pos = 0, len = 0;
-        const uint8_t *p = NULL;
-        while (!stop && reel_spool_block_next(raw.data, raw.len, &pos, &p, &len) == REEL_OK) {
-            /* Cheap pre-check: field 1 (flow_id) comes first in a packed
-             * Record; skip records of other flows without unpacking. */
-            reel_spool_peek_t pk;
-            if (reel_spool_peek_record(p, len, &pk) && pk.flow_id != id)
+        for (size_t k = 0; k < fr->nrecs && !stop; k++) {
+            if (fr->recs[k].flow_id != id && fr->recs[k].flow_id != UINT64_MAX)
                 continue;
-            Reel__Record *r = reel__record__unpack(NULL, len, p);
-            if (r == NULL) {
+            Reel__Record *rec =
+                reel__record__unpack(NULL, fr->recs[k].len, fr->raw.data + fr->recs[k].pos);
+            if (rec == NULL) {
                 rc = reel_err_set(err, REEL_CORRUPT,
                                   "segment %08u.zst: frame at offset %llu: undecodable record", seg,
                                   (unsigned long long)off);
                 goto out;
             }
-            if (r->flow_id == id)
-                stop = cb(ctx, r) != 0;
-            reel__record__free_unpacked(r, NULL);
+            if (rec->flow_id == id)
+                stop = cb(ctx, rec) != 0;
+            reel__record__free_unpacked(rec, NULL);
         }
+    }
+    if (!stop && step != SQLITE_DONE) {
+        rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(reel_session_db(r->s)));
+        goto out;
     }
     if (!any)
         rc = reel_err_set(err, REEL_NOTFOUND, "no flow %llu in session '%s'",
-                          (unsigned long long)id, reel_session_name(s));
+                          (unsigned long long)id, reel_session_name(r->s));
 out:
-    if (fd >= 0)
-        close(fd);
-    sqlite3_finalize(st);
-    reel_buf_free(&comp);
-    reel_buf_free(&raw);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+reel_rc reel_store_read_flow(reel_session_t *s, uint64_t id, reel_record_cb cb, void *ctx,
+                             reel_err_t *err) {
+    /* one frame: memory as low as a flow read alone needs */
+    reel_store_reader_t *r = NULL;
+    reel_rc rc = reader_new(s, 1, &r, err);
+    if (rc == REEL_OK)
+        rc = reel_store_reader_flow(r, id, cb, ctx, err);
+    reel_store_reader_free(r);
     return rc;
 }
 

@@ -19,10 +19,43 @@ const char *reel_store_opcode_name(uint32_t op);
 /** Streams the records of flow `id` to cb, decompressing one frame at a
  * time (memory stays bounded by the frame size, whatever the body size).
  * Returns REEL_NOTFOUND if the flow is not in the index, REEL_CORRUPT if a
- * frame of it fails its checksum or its segment is missing (records before
- * it were delivered). */
+ * frame of it fails its checksum, holds an undecodable record of it, or
+ * its segment is missing (records before it were delivered). To read many
+ * flows, use a reel_store_reader_t (below), which keeps frames. */
 reel_rc reel_store_read_flow(reel_session_t *s, uint64_t id, reel_record_cb cb, void *ctx,
                              reel_err_t *err);
+
+/** A reader of many flows of one session that keeps the last few spool
+ * frames it decompressed: a frame holds the records of many small flows,
+ * so flows read in id order (as export and the filter's spool pass do)
+ * decompress each frame once instead of once per flow in it. Memory stays
+ * bounded: REEL_STORE_READER_FRAMES frames of at most REEL_SPOOL_BLOCK_MAX
+ * bytes, and an index of their records. Borrows the session, which must
+ * outlive it; one thread. */
+typedef struct reel_store_reader reel_store_reader_t;
+
+/** Frames a reader keeps decompressed. */
+#define REEL_STORE_READER_FRAMES 4
+
+/** Opens a reader on s into *out. REEL_DB if the index cannot be queried. */
+reel_rc reel_store_reader_open(reel_session_t *s, reel_store_reader_t **out, reel_err_t *err);
+
+/** The session r reads (borrowed). */
+reel_session_t *reel_store_reader_session(const reel_store_reader_t *r);
+
+/** reel_store_read_flow() through r's frames: the same records to cb, the
+ * same errors (REEL_NOTFOUND, REEL_CORRUPT after the records before the
+ * damage, REEL_IO), and REEL_DB if the index cannot be read. A frame that
+ * fails to decode is not kept: the next flow in it reports it again. cb
+ * must not use r. */
+reel_rc reel_store_reader_flow(reel_store_reader_t *r, uint64_t id, reel_record_cb cb, void *ctx,
+                               reel_err_t *err);
+
+/** Frames r has decompressed so far (tests, benchmarks). */
+uint64_t reel_store_reader_frames_read(const reel_store_reader_t *r);
+
+/** Frees r and the frames it keeps; NULL is a no-op. */
+void reel_store_reader_free(reel_store_reader_t *r);
 
 /** One known hole in a flow's record (a flow_damage row, docs/format.md). */
 typedef struct {

@@ -1,6 +1,7 @@
 /* Store tests: spool round trips, segment roll-over, crash safety
  * (truncation at many offsets, torn tails, flipped bytes), the recorder
- * lock and a reader running beside a writer. */
+ * lock, a reader running beside a writer, and the frame-keeping reader
+ * (reel_store_reader_t) giving what reel_store_read_flow gives. */
 #include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -528,6 +529,36 @@ static void test_scan_ahead_same_as_scan(void **state) {
     free(home);
 }
 
+/* Flips one byte of the frame at (off, clen) of segment 1 of session name:
+ * the first byte from the middle on whose flip changes what the frame
+ * decodes to (zstd ignores some bits: a flip there is no damage, and with
+ * random bodies the middle byte was such a one in 1 run in 4). */
+static void damage_frame(const char *home, const char *name, long long off, long long clen) {
+    char *seg = reel_asprintf("%s/%s/spool/00000001.zst", home, name);
+    int fd = open(seg, O_RDWR);
+    assert_true(fd >= 0);
+    uint8_t *frame = reel_malloc((size_t)clen);
+    assert_int_equal(pread(fd, frame, (size_t)clen, (off_t)off), clen);
+    size_t cap = (size_t)ZSTD_getFrameContentSize(frame, (size_t)clen);
+    uint8_t *want_out = reel_malloc(cap), *got_out = reel_malloc(cap);
+    assert_int_equal(ZSTD_decompress(want_out, cap, frame, (size_t)clen), cap);
+    size_t k = (size_t)clen / 2;
+    for (;; k++) {
+        assert_true(k < (size_t)clen - 4);
+        frame[k] ^= 0x5a;
+        size_t n = ZSTD_decompress(got_out, cap, frame, (size_t)clen);
+        if (ZSTD_isError(n) || n != cap || memcmp(got_out, want_out, cap) != 0)
+            break;
+        frame[k] ^= 0x5a;
+    }
+    assert_int_equal(pwrite(fd, &frame[k], 1, (off_t)off + (off_t)k), 1);
+    close(fd);
+    free(frame);
+    free(want_out);
+    free(got_out);
+    free(seg);
+}
+
 static void test_flipped_byte_verify_and_repair(void **state) {
     char *home = tmp_home();
     enum { N = 15 };
@@ -552,33 +583,7 @@ static void test_flipped_byte_verify_and_repair(void **state) {
     snprintf(sql, sizeof sql, "SELECT clen FROM frames WHERE offset = %lld", off);
     long long clen = q1(s, sql);
     reel_session_close(s);
-    /* Flip one byte in the middle of that frame's compressed data: the
-     * first byte from the middle on whose flip changes what the frame
-     * decodes to (zstd ignores some bits: a flip there is no damage, and
-     * with random bodies the middle byte was such a one in 1 run in 4). */
-    char *seg = reel_asprintf("%s/s/spool/00000001.zst", home);
-    int fd = open(seg, O_RDWR);
-    assert_true(fd >= 0);
-    uint8_t *frame = reel_malloc((size_t)clen);
-    assert_int_equal(pread(fd, frame, (size_t)clen, (off_t)off), clen);
-    size_t cap = (size_t)ZSTD_getFrameContentSize(frame, (size_t)clen);
-    uint8_t *want_out = reel_malloc(cap), *got_out = reel_malloc(cap);
-    assert_int_equal(ZSTD_decompress(want_out, cap, frame, (size_t)clen), cap);
-    size_t k = (size_t)clen / 2;
-    for (;; k++) {
-        assert_true(k < (size_t)clen - 4);
-        frame[k] ^= 0x5a;
-        size_t n = ZSTD_decompress(got_out, cap, frame, (size_t)clen);
-        if (ZSTD_isError(n) || n != cap || memcmp(got_out, want_out, cap) != 0)
-            break;
-        frame[k] ^= 0x5a;
-    }
-    assert_int_equal(pwrite(fd, &frame[k], 1, (off_t)off + (off_t)k), 1);
-    close(fd);
-    free(frame);
-    free(want_out);
-    free(got_out);
-    free(seg);
+    damage_frame(home, "s", off, clen);
 
     s = open_rec(home, "s");
     char *rep = NULL;
@@ -747,6 +752,157 @@ static void test_url_fts_in_step(void **state) {
     if (strstr(vrep, "url_fts does not match") == NULL)
         fail_msg("verify does not name url_fts:\n%s", vrep);
     free(vrep);
+    reel_session_close(s);
+    rm_rf(home);
+    free(home);
+}
+
+/* What one read of a flow gave: its records packed back, end to end, and
+ * the return code and message. */
+typedef struct {
+    reel_buf_t recs;
+    size_t n;
+    reel_rc rc;
+    char msg[512];
+} got_t;
+
+static int got_cb(void *ctx, const Reel__Record *rec) {
+    got_t *g = ctx;
+    size_t len = reel__record__get_packed_size(rec);
+    uint8_t *p = reel_malloc(len ? len : 1);
+    reel__record__pack(rec, p);
+    uint64_t len64 = len;
+    reel_buf_append(&g->recs, &len64, sizeof len64);
+    reel_buf_append(&g->recs, p, len);
+    free(p);
+    g->n++;
+    return 0;
+}
+
+static void got_read(got_t *g, reel_session_t *s, reel_store_reader_t *r, uint64_t id) {
+    memset(g, 0, sizeof *g);
+    reel_buf_init(&g->recs, 0);
+    reel_err_t err;
+    reel_err_clear(&err);
+    g->rc = r ? reel_store_reader_flow(r, id, got_cb, g, &err)
+              : reel_store_read_flow(s, id, got_cb, g, &err);
+    snprintf(g->msg, sizeof g->msg, "%s", g->rc == REEL_OK ? "" : reel_err_str(&err));
+}
+
+/* Reads flows ids[order[0..n)] through r and asserts each gives what
+ * reel_store_read_flow gives; returns how many of them failed with
+ * REEL_CORRUPT. */
+static int assert_reader_same(reel_session_t *s, reel_store_reader_t *r, const uint64_t *ids,
+                              const int *order, int n) {
+    int corrupt = 0;
+    for (int i = 0; i < n; i++) {
+        uint64_t id = ids[order ? order[i] : i];
+        got_t want, got;
+        got_read(&want, s, NULL, id);
+        got_read(&got, s, r, id);
+        if (want.rc != got.rc || strcmp(want.msg, got.msg) != 0)
+            fail_msg("flow %llu: read_flow %d '%s', reader %d '%s'", (unsigned long long)id,
+                     (int)want.rc, want.msg, (int)got.rc, got.msg);
+        assert_int_equal(got.n, want.n);
+        assert_int_equal(got.recs.len, want.recs.len);
+        assert_memory_equal(got.recs.data, want.recs.data, want.recs.len);
+        corrupt += got.rc == REEL_CORRUPT;
+        reel_buf_free(&want.recs);
+        reel_buf_free(&got.recs);
+    }
+    return corrupt;
+}
+
+static void test_reader_same_as_read_flow(void **state) {
+    char *home = tmp_home();
+    reel_session_t *s = open_rec(home, "rd");
+    reel_recorder_t *r = start(s, 0);
+    enum { N = 40 };
+    uint64_t ids[N + 1];
+    int span = -1; /* the flow whose records span two frames */
+    for (int i = 0; i < N; i++) {
+        if (i == 20) {
+            /* head in one frame, body and end in the next */
+            reel_rflow_t *f = reel_recorder_flow_start(r, NULL);
+            ids[i] = reel_rflow_id(f);
+            reel_request_head_t rq = {.method = "GET", .scheme = "http", .host = "h.test",
+                                      .port = 80, .target = "/span"};
+            reel_recorder_request_head(f, &rq);
+            assert_int_equal(reel_recorder_flush(r, NULL), REEL_OK);
+            reel_response_head_t rs = {.status = 200};
+            reel_recorder_response_head(f, &rs);
+            uint8_t buf[700];
+            memset(buf, 'x', sizeof buf);
+            reel_recorder_response_body(f, buf, sizeof buf);
+            reel_recorder_flow_end(f, NULL, 0, 0, 0);
+            span = i;
+        } else {
+            /* small flows, a big one (its body spans several frames) */
+            ids[i] = record_flow(r, 50, i == 30 ? 700000 : 900 + (uint64_t)i * 50, 4096);
+        }
+        if (i % 6 == 5)
+            assert_int_equal(reel_recorder_flush(r, NULL), REEL_OK);
+    }
+    stop(r);
+    ids[N] = ids[N - 1] + 1000; /* not in the session */
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM flow_frames WHERE flow_id = %llu",
+             (unsigned long long)ids[span]);
+    assert_int_equal(q1(s, sql), 2);
+    long long nframes = q1(s, "SELECT count(*) FROM frames");
+    assert_true(nframes >= 8);
+
+    /* In id order: the same records, each frame decompressed once. */
+    reel_store_reader_t *rd = NULL;
+    assert_int_equal(reel_store_reader_open(s, &rd, NULL), REEL_OK);
+    assert_int_equal(assert_reader_same(s, rd, ids, NULL, N + 1), 0);
+    assert_int_equal(reel_store_reader_frames_read(rd), nframes);
+    /* Out of order, on the same reader (frames kept from before) and on a
+     * new one. */
+    int order[N + 1];
+    for (int i = 0; i <= N; i++)
+        order[i] = (i * 17 + 5) % (N + 1);
+    assert_int_equal(assert_reader_same(s, rd, ids, order, N + 1), 0);
+    reel_store_reader_free(rd);
+    assert_int_equal(reel_store_reader_open(s, &rd, NULL), REEL_OK);
+    assert_int_equal(assert_reader_same(s, rd, ids, order, N + 1), 0);
+    reel_store_reader_free(rd);
+
+    /* Damage the second frame of the spanning flow: it fails after its
+     * head, as do the other flows in that frame, each time they are read. */
+    snprintf(sql, sizeof sql,
+             "SELECT max(offset) FROM flow_frames WHERE flow_id = %llu AND segment = 1",
+             (unsigned long long)ids[span]);
+    long long off = q1(s, sql);
+    snprintf(sql, sizeof sql, "SELECT clen FROM frames WHERE segment = 1 AND offset = %lld", off);
+    long long clen = q1(s, sql);
+    snprintf(sql, sizeof sql,
+             "SELECT count(DISTINCT flow_id) FROM flow_frames WHERE segment = 1 AND offset = %lld",
+             off);
+    long long in_frame = q1(s, sql);
+    reel_session_close(s);
+    damage_frame(home, "rd", off, clen);
+    s = open_rec(home, "rd");
+    got_t g;
+    got_read(&g, s, NULL, ids[span]);
+    assert_int_equal(g.rc, REEL_CORRUPT);
+    assert_true(g.n >= 2); /* start and request head, before the damage */
+    reel_buf_free(&g.recs);
+    /* The frame that failed is not kept: after the flows before it and the
+     * failure, the frames before are read back from the newest (the
+     * oldest was the one given to the damaged frame). */
+    assert_int_equal(reel_store_reader_open(s, &rd, NULL), REEL_OK);
+    assert_int_equal(assert_reader_same(s, rd, ids, NULL, span + 1), 1);
+    int back[N];
+    for (int i = 0; i < span; i++)
+        back[i] = span - 1 - i;
+    assert_int_equal(assert_reader_same(s, rd, ids, back, span), 0);
+    reel_store_reader_free(rd);
+    assert_int_equal(reel_store_reader_open(s, &rd, NULL), REEL_OK);
+    assert_int_equal(assert_reader_same(s, rd, ids, NULL, N + 1), in_frame);
+    assert_int_equal(assert_reader_same(s, rd, ids, order, N + 1), in_frame);
+    assert_int_equal(assert_reader_same(s, rd, ids, NULL, N + 1), in_frame);
+    reel_store_reader_free(rd);
     reel_session_close(s);
     rm_rf(home);
     free(home);
@@ -931,6 +1087,7 @@ int main(void) {
         cmocka_unit_test(test_torn_tail_past_index),
         cmocka_unit_test(test_frames_past_index_are_indexed),
         cmocka_unit_test(test_flipped_byte_verify_and_repair),
+        cmocka_unit_test(test_reader_same_as_read_flow),
         cmocka_unit_test(test_peek_record),
         cmocka_unit_test(test_url_fts_in_step),
         cmocka_unit_test(test_scan_ahead_same_as_scan),
