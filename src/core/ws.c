@@ -539,12 +539,14 @@ reel_ws_t *reel_ws_new(reel_ws_role role, const reel_ws_opts_t *opts) {
     bool from_server = role == REEL_WS_FROM_SERVER;
     w->no_takeover =
         from_server ? o.deflate.server_no_context_takeover : o.deflate.client_no_context_takeover;
-    int bits = from_server ? o.deflate.server_max_window_bits : o.deflate.client_max_window_bits;
-    if (bits < 8 || bits > 15)
-        bits = 15;
-    if (bits < 9)
-        bits = 9;
-    w->window_bits = bits;
+    /* Always inflate with the largest window, whatever max_window_bits was
+     * agreed: a larger window decodes every stream a smaller one does, and
+     * zlib checks "distance too far back" against the window plus the output
+     * of the current inflate() call, so with a small window whether a stream
+     * is accepted would depend on how the bytes happened to arrive (found by
+     * fuzz_ws). The endpoints enforce their own limits; the record keeps what
+     * was sent. */
+    w->window_bits = 15;
     w->st = ST_HEADER;
     reel_buf_init(&w->msg, 0);
     reel_ws_set_max_message(w, o.max_message);
