@@ -36,12 +36,17 @@ typedef struct {
     uint64_t used; /* the reader's tick when last used; 0: the slot is empty */
     reel_buf_t raw;
     /* the records of raw: flow id (UINT64_MAX: unknown, unpack to see),
-     * start and length; framing stops at the first bad record */
+     * start and length; framing stops at the first bad record. Sorted by
+     * flow id, then position, once the frame is used again with every id
+     * known (a frame holds thousands of records of hundreds of small
+     * flows): a flow's records are then found by binary search, still in
+     * spool order. A frame used once is scanned, not sorted. */
     struct reader_rec {
         uint64_t flow_id;
         size_t pos, len;
     } * recs;
     size_t nrecs, caprecs;
+    bool known, sorted;
 } reader_frame_t;
 
 struct reel_store_reader {
@@ -106,6 +111,13 @@ void reel_store_reader_free(reel_store_reader_t *r) {
     free(r);
 }
 
+static int rec_cmp(const void *a, const void *b) {
+    const struct reader_rec *x = a, *y = b;
+    if (x->flow_id != y->flow_id)
+        return x->flow_id < y->flow_id ? -1 : 1;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
 /* The kept frame at (seg, off), decompressed and indexed into the least
  * recently used slot if it is not kept yet, in *out. The errors of
  * reel_store_read_flow for flow id; a frame that fails is not kept. */
@@ -116,6 +128,10 @@ static reel_rc reader_frame(reel_store_reader_t *r, uint64_t id, uint32_t seg, u
         reader_frame_t *c = &r->frame[i];
         if (c->used && c->seg == seg && c->off == off) {
             c->used = ++r->tick;
+            if (c->known && !c->sorted) {
+                qsort(c->recs, c->nrecs, sizeof *c->recs, rec_cmp);
+                c->sorted = true;
+            }
             *out = c;
             return REEL_OK;
         }
@@ -144,6 +160,8 @@ static reel_rc reader_frame(reel_store_reader_t *r, uint64_t id, uint32_t seg, u
         return reel_err_set(err, rc, "segment %08u.zst: %s (run 'reel verify')", seg,
                             reel_err_str(&e2));
     fr->nrecs = 0;
+    fr->known = true;
+    fr->sorted = false;
     size_t pos = 0, len = 0;
     const uint8_t *p = NULL;
     while (reel_spool_block_next(fr->raw.data, fr->raw.len, &pos, &p, &len) == REEL_OK) {
@@ -158,6 +176,7 @@ static reel_rc reader_frame(reel_store_reader_t *r, uint64_t id, uint32_t seg, u
             .flow_id = reel_spool_peek_record(p, len, &pk) ? pk.flow_id : UINT64_MAX,
             .pos = (size_t)(p - fr->raw.data),
             .len = len};
+        fr->known &= fr->recs[fr->nrecs - 1].flow_id != UINT64_MAX;
     }
     fr->seg = seg;
     fr->off = off;
@@ -181,9 +200,23 @@ reel_rc reel_store_reader_flow(reel_store_reader_t *r, uint64_t id, reel_record_
         reader_frame_t *fr = NULL;
         if ((rc = reader_frame(r, id, seg, off, clen, &fr, err)) != REEL_OK)
             goto out;
-        for (size_t k = 0; k < fr->nrecs && !stop; k++) {
-            if (fr->recs[k].flow_id != id && fr->recs[k].flow_id != UINT64_MAX)
+        size_t k = 0;
+        if (fr->sorted) { /* the first record of id */
+            size_t hi = fr->nrecs;
+            while (k < hi) {
+                size_t mid = k + (hi - k) / 2;
+                if (fr->recs[mid].flow_id < id)
+                    k = mid + 1;
+                else
+                    hi = mid;
+            }
+        }
+        for (; k < fr->nrecs && !stop; k++) {
+            if (fr->recs[k].flow_id != id && fr->recs[k].flow_id != UINT64_MAX) {
+                if (fr->sorted)
+                    break; /* past id's records */
                 continue;
+            }
             Reel__Record *rec =
                 reel__record__unpack(NULL, fr->recs[k].len, fr->raw.data + fr->recs[k].pos);
             if (rec == NULL) {
