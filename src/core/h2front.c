@@ -360,8 +360,11 @@ static void lane_deliver(lane_t *l) {
     if (s->req_body)
         reel_h2_consume(fr->h2, s->sid, s->req_body);
     s->req_body = 0;
-    if (s->req_end)
+    if (s->req_end) {
         s->req_sent = true;
+        if (s->resp_end)
+            stream_free(fr, s); /* answered already: the lane is idle after these bytes */
+    }
     /* the lane conn may answer, close or pause inside: s may be gone */
     reel_filter_up(&l->f, b.data, b.len);
     reel_buf_free(&b);
@@ -495,16 +498,11 @@ static void lane_pump(lane_t *l) {
             else
                 reel_h2_submit_data(fr->h2, s->sid, NULL, 0, true);
             s->resp_end = true;
-            if (!s->req_sent) {
-                /* answered before the request was whole: the client may
-                 * stop sending (RFC 9113 8.1), the lane cannot be reused */
-                reel_h2_reset(fr->h2, s->sid, REEL_H2_NO_ERROR);
+            /* the lane is idle again once the request is whole too (an
+             * origin may answer before it read the body: the rest still
+             * goes to the lane, as it would on HTTP/1.1) */
+            if (s->req_sent)
                 stream_free(fr, s);
-                if (l->inner)
-                    reel__conn_close(l->inner);
-                break;
-            }
-            stream_free(fr, s); /* the lane is idle again */
             break;
         default:
             break;
@@ -695,7 +693,10 @@ void reel__h2front_process(conn_t *c) {
     }
     if (c->client.closing || c->h2 != fr)
         return;
-    flush_output(fr);
+    /* WINDOW_UPDATEs may have let queued DATA go: lanes waiting on their
+     * stream's queue go on (a socket write that completes at once reports
+     * no `written`) */
+    kick(fr);
     if (fatal) {
         char *why = reel_asprintf("HTTP/2 protocol error from the client: %s", fatal);
         front_fail_all(fr, why);

@@ -1,0 +1,405 @@
+#!/usr/bin/python3
+"""HTTP/2 clients through reel (issue 11): curl --http2 over intercepted TLS
+to nginx, and a python3-h2 client speaking prior-knowledge h2c to the
+proxy port, against nginx and a small HTTP/1.1 origin written here (echo
+with trailers, 103 Early Hints, slow and large bodies). Every stream must
+be a flow marked HTTP/2.0 whose bodies are the bytes that passed; resets,
+trailers and interim answers must reach the other side and the record.
+"""
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+import h2.config
+import h2.connection
+import h2.events
+
+from proxyenv import TMPBASE, Origin, Reel, body, curl, main, stop_class
+
+
+class EchoOrigin:
+    """A threaded HTTP/1.1 origin on 127.0.0.1:
+    POST /echo     reads the body (chunked or not) and its trailers, answers
+                   JSON {len, sha256, trailers, te} chunked with trailers
+                   x-body-sha256 and x-count
+    GET /hints     103 Early Hints (Link), then 200 "hinted"
+    GET /bytes?N   N bytes of a known pattern (Content-Length)
+    anything else  200 with the method and target."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.requests = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    @staticmethod
+    def pattern(n):
+        block = bytes(range(256)) * 256
+        return (block * (n // len(block) + 1))[:n]
+
+    def _serve(self, c):
+        f = c.makefile("rb")
+        try:
+            while True:
+                line = f.readline()
+                if not line:
+                    return
+                method, target, _ = line.decode().split(" ", 2)
+                headers = []
+                while True:
+                    h = f.readline()
+                    if h in (b"\r\n", b""):
+                        break
+                    k, v = h.decode().split(":", 1)
+                    headers.append((k.strip().lower(), v.strip()))
+                hd = dict(headers)
+                self.requests.append((method, target, headers))
+                data, trailers = b"", []
+                if hd.get("transfer-encoding") == "chunked":
+                    while True:
+                        n = int(f.readline().split(b";")[0], 16)
+                        if n == 0:
+                            while True:
+                                t = f.readline()
+                                if t in (b"\r\n", b""):
+                                    break
+                                k, v = t.decode().split(":", 1)
+                                trailers.append([k.strip().lower(), v.strip()])
+                            break
+                        data += f.read(n)
+                        f.readline()
+                elif "content-length" in hd:
+                    data = f.read(int(hd["content-length"]))
+                if target == "/echo":
+                    out = json.dumps({"len": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                                      "trailers": trailers,
+                                      "te": hd.get("transfer-encoding", "")}).encode()
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                              b"Transfer-Encoding: chunked\r\nTrailer: x-body-sha256\r\n\r\n" +
+                              b"%x\r\n%s\r\n0\r\nx-body-sha256: %s\r\nx-count: %d\r\n\r\n" %
+                              (len(out), out, hashlib.sha256(out).hexdigest().encode(), len(data)))
+                elif target == "/hints":
+                    c.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+                              b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhinted")
+                elif target.startswith("/bytes?"):
+                    n = int(target.split("?")[1])
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % n)
+                    c.sendall(self.pattern(n))
+                else:
+                    b = ("%s %s\n" % (method, target)).encode()
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b))
+        except (OSError, ValueError):
+            pass
+        finally:
+            c.close()
+
+    def stop(self):
+        self.sock.close()
+
+
+class H2C:
+    """A prior-knowledge h2c client (python3-h2) on a socket to the proxy."""
+
+    def __init__(self, port, auto_ack=True):
+        self.s = socket.create_connection(("127.0.0.1", port), 10)
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        self.conn.initiate_connection()
+        self.auto_ack = auto_ack
+        self.streams = {}  # id -> dict(headers, informational, data, trailers, reset, ended)
+        self.flush()
+
+    def flush(self):
+        d = self.conn.data_to_send()
+        if d:
+            self.s.sendall(d)
+
+    def request(self, method, authority, path, body=None, end=True, extra=()):
+        sid = self.conn.get_next_available_stream_id()
+        hs = [(":method", method), (":scheme", "http"), (":authority", authority),
+              (":path", path)] + list(extra)
+        self.conn.send_headers(sid, hs, end_stream=end and body is None)
+        self.streams[sid] = {"headers": None, "info": [], "data": b"", "trailers": None,
+                             "reset": None, "ended": False}
+        if body is not None:
+            self.send_body(sid, body, end)
+        self.flush()
+        return sid
+
+    def send_body(self, sid, data, end):
+        while data:
+            while self.conn.local_flow_control_window(sid) == 0:
+                self.pump()
+            n = min(len(data), self.conn.local_flow_control_window(sid),
+                    self.conn.max_outbound_frame_size)
+            self.conn.send_data(sid, data[:n])
+            data = data[n:]
+            self.flush()
+        if end:
+            self.conn.end_stream(sid)
+            self.flush()
+
+    def pump(self, timeout=10):
+        self.s.settimeout(timeout)
+        d = self.s.recv(65536)
+        if not d:
+            raise EOFError("proxy closed the connection")
+        for ev in self.conn.receive_data(d):
+            st = self.streams.get(getattr(ev, "stream_id", None))
+            if isinstance(ev, h2.events.ResponseReceived):
+                st["headers"] = ev.headers
+            elif isinstance(ev, h2.events.InformationalResponseReceived):
+                st["info"].append(ev.headers)
+            elif isinstance(ev, h2.events.DataReceived):
+                st["data"] += ev.data
+                if self.auto_ack or not st.get("stalled"):
+                    self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                else:
+                    st["unacked"] = st.get("unacked", 0) + ev.flow_controlled_length
+            elif isinstance(ev, h2.events.TrailersReceived):
+                st["trailers"] = ev.headers
+            elif isinstance(ev, h2.events.StreamEnded):
+                st["ended"] = True
+            elif isinstance(ev, h2.events.StreamReset):
+                if st is not None:
+                    st["reset"] = ev.error_code
+        self.flush()
+
+    def wait(self, pred, timeout=20):
+        deadline = time.time() + timeout
+        while not pred():
+            if time.time() > deadline:
+                raise AssertionError("timed out; streams: %r" % {
+                    k: {kk: (vv if kk != "data" else len(vv)) for kk, vv in v.items()}
+                    for k, v in self.streams.items()})
+            self.pump(max(0.1, deadline - time.time()))
+
+    def done(self, sid):
+        st = self.streams[sid]
+        return st["ended"] or st["reset"] is not None
+
+    def close(self):
+        self.s.close()
+
+
+def hdr(headers, name):
+    for k, v in headers or []:
+        if k == name.encode() or k == name:
+            return v.decode() if isinstance(v, bytes) else v
+    return None
+
+
+class Http2Test(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(dir=TMPBASE)
+        cls.origin = Origin(cls.root)
+        cls.echo = EchoOrigin()
+        cls.auth = "127.0.0.1:%d" % cls.echo.port
+        cls.reel = Reel(cls.root, "h2", "upstream_trusted_ca=" + cls.origin.ca)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.echo.stop()
+        stop_class(cls)
+
+    def flows_for(self, target_part, n=1):
+        fs = self.reel.wait_flows(n, "~u '%s'" % target_part.replace("?", "."), timeout=10)
+        self.assertEqual(len(fs), n, fs)
+        return [self.reel.flow(f["id"]) for f in fs]
+
+    def test_curl_http2_over_tls(self):
+        # two URLs, one connection: two streams, two flows
+        out = subprocess.run(
+            ["curl", "-sS", "--max-time", "30", "-x", self.reel.proxy, "--cacert", self.reel.ca,
+             "--http2", "-o", "/dev/null", "-o", "-", "-w", "%{http_version} %{num_connects}\\n",
+             self.origin.url("/file1m?a", https=True), self.origin.url("/100b?a", https=True)],
+            capture_output=True, check=True)
+        lines = out.stdout.split(b"\n")
+        self.assertIn(b"2 1", out.stdout)  # HTTP/2, and the second reused the connection
+        self.assertIn(b"x" * 99, out.stdout)
+        del lines
+        big = self.flows_for("/file1m?a")[0]
+        small = self.flows_for("/100b?a")[0]
+        for f in (big, small):
+            self.assertEqual(f["request"]["http_version"], "HTTP/2.0", f["request"])
+            self.assertEqual(f["response"]["status"], 200)
+            self.assertIsNone(f.get("error"))
+            names = [h[0] if isinstance(h, list) else h["name"] for h in f["request"]["headers"]]
+            self.assertNotIn("host", [n.lower() for n in names])  # :authority, not Host
+        self.assertEqual(body(big, "response"), self.origin.file1m)
+        self.assertEqual(body(small, "response"), b"x" * 99 + b"\n")
+        shown = self.reel.cli("flow", "h2", str(big["id"])).stdout
+        self.assertIn(b"GET /file1m?a HTTP/2.0", shown)
+
+    def test_curl_http1_still_http1(self):
+        out = curl(self.reel, "--http1.1", "-o", "/dev/null", "-w", "%{http_version}",
+                   self.origin.url("/100b?h1", https=True))
+        self.assertEqual(out.stdout, b"1.1")
+        f = self.flows_for("/100b?h1")[0]
+        self.assertEqual(f["request"]["http_version"], "HTTP/1.1")
+
+    def test_curl_post_http2(self):
+        data = os.urandom(300000)
+        path = os.path.join(self.root, "post.bin")
+        with open(path, "wb") as fh:
+            fh.write(data)
+        out = curl(self.reel, "--http2", "--data-binary", "@" + path,
+                   self.origin.url("/echo", https=True))
+        self.assertEqual(out.stdout, b"posted\n")
+        f = self.flows_for("/echo")[0]
+        self.assertEqual(f["request"]["http_version"], "HTTP/2.0")
+        self.assertEqual(body(f, "request"), data)
+
+    def test_h2c_many_streams_one_connection(self):
+        c = H2C(self.reel.port)
+        try:
+            sids = [c.request("GET", self.auth, "/many/%d" % i) for i in range(30)]
+            c.wait(lambda: all(c.done(s) for s in sids))
+            for i, s in enumerate(sids):
+                st = c.streams[s]
+                self.assertIsNone(st["reset"])
+                self.assertEqual(hdr(st["headers"], ":status"), "200")
+                self.assertEqual(st["data"], b"GET /many/%d\n" % i)
+        finally:
+            c.close()
+        fs = self.reel.wait_flows(30, "~u /many/", timeout=10)
+        self.assertEqual(len(fs), 30)
+        for f in fs:
+            fl = self.reel.flow(f["id"])
+            self.assertEqual(fl["request"]["http_version"], "HTTP/2.0")
+            self.assertEqual(fl["request"]["host"], "127.0.0.1")
+        # the origin saw HTTP/1.1 with Host from :authority
+        reqs = [r for r in self.echo.requests if r[1].startswith("/many/")]
+        self.assertEqual(len(reqs), 30)
+        self.assertEqual(dict(reqs[0][2])["host"], self.auth)
+
+    def test_h2c_body_trailers_both_ways(self):
+        c = H2C(self.reel.port)
+        try:
+            data = os.urandom(200000)
+            sid = c.request("POST", self.auth, "/echo", body=data, end=False,
+                            extra=[("x-req", "1")])
+            c.conn.send_headers(sid, [("x-req-trailer", "done")], end_stream=True)
+            c.flush()
+            c.wait(lambda: c.done(sid))
+            st = c.streams[sid]
+            got = json.loads(st["data"])
+            self.assertEqual(got["len"], len(data))
+            self.assertEqual(got["sha256"], hashlib.sha256(data).hexdigest())
+            self.assertEqual(got["te"], "chunked")  # no content-length: sent chunked
+            self.assertEqual(got["trailers"], [["x-req-trailer", "done"]])
+            self.assertEqual(hdr(st["trailers"], "x-count"), str(len(data)))
+            self.assertEqual(hdr(st["trailers"], "x-body-sha256"),
+                             hashlib.sha256(st["data"]).hexdigest())
+        finally:
+            c.close()
+        fs = [x for x in self.reel.wait_flows(1, "~m POST ~u /echo ~h x-req", timeout=10)]
+        self.assertEqual(len(fs), 1)
+        f = self.reel.flow(fs[0]["id"])
+        self.assertEqual(body(f, "request"), data)
+        self.assertEqual(f["request"]["http_version"], "HTTP/2.0")
+
+    def test_h2c_early_hints(self):
+        c = H2C(self.reel.port)
+        try:
+            sid = c.request("GET", self.auth, "/hints")
+            c.wait(lambda: c.done(sid))
+            st = c.streams[sid]
+            self.assertEqual(len(st["info"]), 1, st)
+            self.assertEqual(hdr(st["info"][0], ":status"), "103")
+            self.assertEqual(hdr(st["info"][0], "link"), "</style.css>; rel=preload")
+            self.assertEqual(st["data"], b"hinted")
+        finally:
+            c.close()
+
+    def test_h2c_reset_mid_body_is_recorded(self):
+        c = H2C(self.reel.port)
+        try:
+            sid = c.request("POST", self.auth, "/echo?reset", body=b"a" * 1000, end=False,
+                            extra=[("content-length", "100000")])
+            time.sleep(0.3)
+            c.conn.reset_stream(sid, error_code=8)  # CANCEL
+            c.flush()
+            # the connection goes on
+            sid2 = c.request("GET", self.auth, "/after-reset")
+            c.wait(lambda: c.done(sid2))
+            self.assertEqual(c.streams[sid2]["data"], b"GET /after-reset\n")
+        finally:
+            c.close()
+        f = self.flows_for("/echo?reset")[0]
+        self.assertIn("reset the HTTP/2 stream", f["error"])
+        self.assertIn("0x8", f["error"])
+
+    def test_h2c_stalled_reader_does_not_stall_others(self):
+        n = 8 << 20
+        c = H2C(self.reel.port, auto_ack=False)
+        # a browser's connection window is megabytes, its stream windows
+        # smaller: one stalled stream must not hold the others back
+        c.conn.increment_flow_control_window(16 << 20)
+        c.flush()
+        try:
+            big = c.request("GET", self.auth, "/bytes?%d" % n)
+            c.streams[big]["stalled"] = True
+            # the big stream fills its 64 KiB window and stops there
+            c.wait(lambda: len(c.streams[big]["data"]) >= 65535)
+            small = [c.request("GET", self.auth, "/small/%d" % i) for i in range(10)]
+            c.wait(lambda: all(c.done(s) for s in small))
+            for i, s in enumerate(small):
+                self.assertEqual(c.streams[s]["data"], b"GET /small/%d\n" % i)
+            self.assertLess(len(c.streams[big]["data"]), n)
+            # the stalled reader reads again: the rest arrives, intact
+            c.streams[big]["stalled"] = False
+            c.conn.acknowledge_received_data(c.streams[big].get("unacked", 0), big)
+            c.flush()
+            try:
+                c.wait(lambda: c.done(big), timeout=60)
+            except Exception:
+                raise AssertionError("stalled stream: %d of %d bytes, unacked %r, window %d" % (
+                    len(c.streams[big]["data"]), n, c.streams[big].get("unacked"),
+                    c.conn.remote_flow_control_window(big)))
+            self.assertEqual(hashlib.sha256(c.streams[big]["data"]).hexdigest(),
+                             hashlib.sha256(EchoOrigin.pattern(n)).hexdigest())
+        finally:
+            c.close()
+
+    def test_h2c_client_goes_away_mid_stream(self):
+        c = H2C(self.reel.port, auto_ack=False)
+        sid = c.request("GET", self.auth, "/bytes?%d" % (4 << 20))
+        c.streams[sid]["stalled"] = True
+        c.wait(lambda: len(c.streams[sid]["data"]) > 0)
+        c.close()
+        f = self.flows_for("/bytes?%d" % (4 << 20))[0]
+        self.assertIn("client", f["error"])
+
+    def test_http2_off(self):
+        self.reel.set_config("set", "http2", "false")
+        try:
+            out = curl(self.reel, "--http2", "-o", "/dev/null", "-w", "%{http_version}",
+                       self.origin.url("/100b?off", https=True))
+            self.assertEqual(out.stdout, b"1.1")
+        finally:
+            self.reel.set_config("set", "http2", "true")
+        out = curl(self.reel, "--http2", "-o", "/dev/null", "-w", "%{http_version}",
+                   self.origin.url("/100b?on", https=True))
+        self.assertEqual(out.stdout, b"2")
+
+
+if __name__ == "__main__":
+    main()
