@@ -238,6 +238,8 @@ struct view {
     int summary_done;
     int tunnel;
     char *source;
+    uint64_t client_conn; /* FlowStart's */
+    uint32_t stream_id;
     int gap;     /* a blank line is due before the next section */
     int in_messages; /* message lines have begun */
     int msg_mode;    /* content of the message being shown: 0 none, 1 text, 2 hex, 3 --view */
@@ -315,6 +317,10 @@ static void summary(view_t *v) {
         put_str(v, v->source);
         fputc(')', v->out);
     }
+    if (v->client_conn)
+        fprintf(v->out, "  client conn #%llu", (unsigned long long)v->client_conn);
+    if (v->stream_id)
+        fprintf(v->out, " stream %u", (unsigned)v->stream_id);
     if (v->row->replay_of) {
         fprintf(v->out, "  replay of #%lld", v->row->replay_of);
         if (v->row->replay_session) {
@@ -809,6 +815,8 @@ static int view_record(void *ctx, const Reel__Record *rec) {
         v->tunnel = rec->start->kind == REEL__FLOW_KIND__FLOW_KIND_TUNNEL;
         free(v->source);
         v->source = reel_strdup(rec->start->source);
+        v->client_conn = rec->start->client_conn;
+        v->stream_id = rec->start->stream_id;
         summary(v);
         break;
     case REEL__RECORD__EVENT_REQUEST_HEAD:
@@ -1095,10 +1103,11 @@ static int json_record(void *ctx, const Reel__Record *rec) {
         const Reel__FlowStart *s = rec->start;
         json_decref(j->start);
         j->start =
-            json_pack("{s:o, s:s, s:o, s:o, s:o}", "uuid", str_json(s->uuid, 0), "kind",
+            json_pack("{s:o, s:s, s:o, s:o, s:o, s:I, s:I}", "uuid", str_json(s->uuid, 0), "kind",
                       s->kind == REEL__FLOW_KIND__FLOW_KIND_TUNNEL ? "tunnel" : "http", "source",
                       str_json(s->source, 1), "client_addr", str_json(s->client_addr, 1),
-                      "server_addr", str_json(s->server_addr, 1));
+                      "server_addr", str_json(s->server_addr, 1), "client_conn",
+                      (json_int_t)s->client_conn, "stream_id", (json_int_t)s->stream_id);
         j->start_us = rec->time_us;
         j->has_start = 1;
         break;
@@ -1257,8 +1266,9 @@ static int run_json(reel_cli_t *cli, reel_session_t *s, unsigned long long id, i
     }
     json_t *o = json_object();
     json_object_set_new(o, "id", json_integer((json_int_t)id));
-    static const char *const start_keys[] = {"uuid",  "kind",        "source",
-                                             "state", "client_addr", "server_addr"};
+    static const char *const start_keys[] = {"uuid",        "kind",        "source",
+                                             "state",       "client_addr", "server_addr",
+                                             "client_conn", "stream_id"};
     for (size_t k = 0; k < sizeof start_keys / sizeof *start_keys; k++) {
         json_t *val = j.start ? json_object_get(j.start, start_keys[k]) : NULL;
         if (strcmp(start_keys[k], "state") == 0)

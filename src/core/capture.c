@@ -16,13 +16,21 @@ static const reel_header_t *fields(const reel_msg_head_t *h) {
     return (const reel_header_t *)(const void *)h->fields;
 }
 
-reel_capture_flow_t *reel_capture_start(reel_recorder_t *rec, reel_capture_kind kind,
-                                        const char *client_addr, const char *server_addr) {
+reel_capture_flow_t *reel_capture_start_on(reel_recorder_t *rec, reel_capture_kind kind,
+                                           const char *client_addr, const char *server_addr,
+                                           uint64_t client_conn, uint32_t stream_id) {
     reel_flow_info_t info = {.kind = kind == REEL_CAPTURE_TUNNEL ? REEL_FLOW_TUNNEL
                                                                  : REEL_FLOW_HTTP,
                              .client_addr = client_addr,
-                             .server_addr = server_addr};
+                             .server_addr = server_addr,
+                             .client_conn = client_conn,
+                             .stream_id = stream_id};
     return reel_recorder_flow_start(rec, &info);
+}
+
+reel_capture_flow_t *reel_capture_start(reel_recorder_t *rec, reel_capture_kind kind,
+                                        const char *client_addr, const char *server_addr) {
+    return reel_capture_start_on(rec, kind, client_addr, server_addr, 0, 0);
 }
 
 void reel_capture_request(reel_capture_flow_t *f, const reel_msg_head_t *h) {

@@ -42,6 +42,11 @@ typedef struct {
  * client_addr/server_addr may be NULL. */
 reel_capture_flow_t *reel_capture_start(reel_recorder_t *rec, reel_capture_kind kind,
                                         const char *client_addr, const char *server_addr);
+/** The same, naming the client connection (proxy-local number) and the
+ * HTTP/2 stream (0: none) the flow came on. */
+reel_capture_flow_t *reel_capture_start_on(reel_recorder_t *rec, reel_capture_kind kind,
+                                           const char *client_addr, const char *server_addr,
+                                           uint64_t client_conn, uint32_t stream_id);
 
 /** The request head (scheme, host, port, path, method, version, fields). */
 void reel_capture_request(reel_capture_flow_t *f, const reel_msg_head_t *h);

@@ -394,6 +394,8 @@ conn_t *reel__conn_new(reel_proxy_t *p, reel_filter_t *bottom, const char *clien
                        bool counted) {
     conn_t *c = reel_calloc(1, sizeof *c);
     c->p = p;
+    if (counted)
+        c->id = ++p->client_ids; /* a lane takes its connection's (core/h2front.c) */
     reel__peer_init(&c->client, c, P_CLIENT);
     reel_buf_init(&c->ex.retry_head, 0);
     reel_stack_push(&c->client.st, bottom, NULL, 0);

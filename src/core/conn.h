@@ -159,6 +159,10 @@ struct conn {
     struct lane *lane;
     const reel_field_t *lane_fields;
     size_t lane_nfields;
+    uint32_t lane_stream; /* the stream it serves (0: none) */
+    /* proxy-local number of the client connection, recorded with its flows
+     * (a lane has its HTTP/2 connection's) */
+    uint64_t id;
 };
 
 /* Open connections from one client address (a hash table in the proxy). */
@@ -188,6 +192,7 @@ struct reel_proxy {
     size_t max_head_size;
     uint32_t max_client_conns;     /* per client address; 0: no limit */
     uint64_t upstream_ids;         /* upstream connections opened so far */
+    uint64_t client_ids;           /* client connections accepted so far */
     struct client_count **clients; /* open connections per client address */
     size_t nclient_buckets;
     /* shutdown */

@@ -334,7 +334,8 @@ void reel__fail_exchange(conn_t *c, int status, const char *reason) {
 /* Records a flow for a request refused before it was forwarded. */
 void reel__record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme, const char *host,
                           int port, const char *target) {
-    c->ex.flow = reel_capture_start(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr, NULL);
+    c->ex.flow = reel_capture_start_on(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr, NULL, c->id,
+                                       c->lane_stream);
     c->p->stats.flows++;
     c->ex.head_us = reel__now_us();
     c->ex.req_end_us = c->ex.resp_first_us = 0;
@@ -387,8 +388,9 @@ void reel__record_rejected(conn_t *c) {
 
 static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,
                        const char *target) {
-    c->ex.flow = reel_capture_start(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr,
-                                    c->up && c->up->connected ? c->up->addr : NULL);
+    c->ex.flow = reel_capture_start_on(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr,
+                                       c->up && c->up->connected ? c->up->addr : NULL, c->id,
+                                       c->lane_stream);
     c->p->stats.flows++;
     c->ex.req_end_us = c->ex.resp_first_us = 0;
     c->ex.flow_upstream = true;

@@ -116,6 +116,7 @@ static void stream_free(h2front_t *fr, h2s_t *s) {
         if (s->lane->inner) {
             s->lane->inner->lane_fields = NULL;
             s->lane->inner->lane_nfields = 0;
+            s->lane->inner->lane_stream = 0;
         }
     }
     free(s->fields);
@@ -413,6 +414,7 @@ static lane_t *lane_new(h2front_t *fr) {
     conn_t *in = reel__conn_new(c->p, &l->f, c->client_ip, false);
     l->inner = in;
     in->lane = l;
+    in->id = c->id;
     in->in_tunnel = c->in_tunnel;
     in->tunnel_tls = c->tunnel_tls;
     in->tunnel_host = c->tunnel_host ? reel_strdup(c->tunnel_host) : NULL;
@@ -439,6 +441,7 @@ static void assign_lanes(h2front_t *fr) {
         s->lane = l;
         l->inner->lane_fields = s->fields;
         l->inner->lane_nfields = s->nfields;
+        l->inner->lane_stream = s->sid;
         reel_h1_expect_response(reel_h1_codec_parser(l->resp), strcmp(s->method, "HEAD") == 0,
                                 false);
     }

@@ -147,7 +147,8 @@ void reel__tunnel_forward(conn_t *c) {
 }
 
 void reel__tunnel_flow(conn_t *c, const char *host, int port) {
-    c->tflow = reel_capture_start(c->p->rec, REEL_CAPTURE_TUNNEL, c->client_addr, NULL);
+    c->tflow =
+        reel_capture_start_on(c->p->rec, REEL_CAPTURE_TUNNEL, c->client_addr, NULL, c->id, 0);
     c->p->stats.flows++;
     reel_msg_head_t rq = {.method = "CONNECT",
                           .scheme = "tcp",

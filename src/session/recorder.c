@@ -1573,6 +1573,8 @@ reel_rflow_t *reel_recorder_flow_start(reel_recorder_t *r, const reel_flow_info_
     st.client_addr = (char *)(info && info->client_addr ? info->client_addr : "");
     st.server_addr = (char *)(info && info->server_addr ? info->server_addr : "");
     st.source = (char *)(info && info->source ? info->source : "proxy");
+    st.client_conn = info ? info->client_conn : 0;
+    st.stream_id = info ? info->stream_id : 0;
     Reel__ReplayOf ro = REEL__REPLAY_OF__INIT;
     if (info && info->replay_of) {
         ro.flow_id = info->replay_of;

@@ -125,6 +125,10 @@ typedef struct {
     uint64_t replay_of;
     const char *replay_session;
     const char *replay_uuid;
+    /* the client connection (proxy-local number, 0: unknown) and HTTP/2
+     * stream id (0: none) it came on */
+    uint64_t client_conn;
+    uint32_t stream_id;
 } reel_flow_info_t;
 
 typedef struct {

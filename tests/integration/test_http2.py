@@ -243,6 +243,10 @@ class Http2Test(unittest.TestCase):
             self.assertIsNone(f.get("error"))
             names = [h[0] if isinstance(h, list) else h["name"] for h in f["request"]["headers"]]
             self.assertNotIn("host", [n.lower() for n in names])  # :authority, not Host
+        # one client connection, two streams on it
+        self.assertEqual(big["client_conn"], small["client_conn"])
+        self.assertGreater(big["client_conn"], 0)
+        self.assertEqual(sorted([big["stream_id"], small["stream_id"]]), [1, 3])
         self.assertEqual(body(big, "response"), self.origin.file1m)
         self.assertEqual(body(small, "response"), b"x" * 99 + b"\n")
         shown = self.reel.cli("flow", "h2", str(big["id"])).stdout
@@ -254,6 +258,8 @@ class Http2Test(unittest.TestCase):
         self.assertEqual(out.stdout, b"1.1")
         f = self.flows_for("/100b?h1")[0]
         self.assertEqual(f["request"]["http_version"], "HTTP/1.1")
+        self.assertEqual(f["stream_id"], 0)
+        self.assertGreater(f["client_conn"], 0)
 
     def test_curl_post_http2(self):
         data = os.urandom(300000)
@@ -281,10 +287,15 @@ class Http2Test(unittest.TestCase):
             c.close()
         fs = self.reel.wait_flows(30, "~u /many/", timeout=10)
         self.assertEqual(len(fs), 30)
+        conns, sids = set(), set()
         for f in fs:
             fl = self.reel.flow(f["id"])
             self.assertEqual(fl["request"]["http_version"], "HTTP/2.0")
             self.assertEqual(fl["request"]["host"], "127.0.0.1")
+            conns.add(fl["client_conn"])
+            sids.add(fl["stream_id"])
+        self.assertEqual(len(conns), 1)
+        self.assertEqual(sids, set(range(1, 61, 2)))
         # the origin saw HTTP/1.1 with Host from :authority
         reqs = [r for r in self.echo.requests if r[1].startswith("/many/")]
         self.assertEqual(len(reqs), 30)
