@@ -107,6 +107,55 @@ class ValgrindShutdown(unittest.TestCase):
         self.assertNotIn("definitely lost", out)
         self.assertEqual(code, 0, out[-4000:])
 
+    def h2c(self):
+        import h2.config
+        import h2.connection
+        s = self.conn()
+        c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        c.initiate_connection()
+        s.sendall(c.data_to_send())
+        return s, c
+
+    def h2_get(self, s, c, path, end=True):
+        sid = c.get_next_available_stream_id()
+        auth = "127.0.0.1:%d" % self.origin.http_port
+        c.send_headers(sid, [(":method", "GET"), (":scheme", "http"), (":authority", auth),
+                             (":path", path)], end_stream=end)
+        s.sendall(c.data_to_send())
+        return sid
+
+    def test_h2_lanes_at_close_and_ctrl_c(self):
+        import h2.events
+        # a stream answered (its lane stays idle), a reset one, a large one
+        # unread, then the client vanishes: the front and its lanes go
+        s, c = self.h2c()
+        done = self.h2_get(s, c, "/100b")
+        got = False
+        s.settimeout(30)
+        while not got:
+            for ev in c.receive_data(s.recv(65536)):
+                if isinstance(ev, h2.events.StreamEnded) and ev.stream_id == done:
+                    got = True
+            s.sendall(c.data_to_send())
+        rst = self.h2_get(s, c, "/big")
+        c.reset_stream(rst, 8)
+        s.sendall(c.data_to_send())
+        self.h2_get(s, c, "/big")
+        time.sleep(1.0)
+        s.close()
+        # another h2 connection with a stream running at Ctrl-C
+        s2, c2 = self.h2c()
+        self.h2_get(s2, c2, "/big")
+        time.sleep(1.5)
+        self.proc.send_signal(signal.SIGINT)
+        code = self.proc.wait(120)
+        s2.close()
+        out = self.output()
+        self.assertNotIn("Invalid read", out)
+        self.assertNotIn("Invalid write", out)
+        self.assertNotIn("definitely lost", out)
+        self.assertEqual(code, 0, out[-4000:])
+
     def test_ctrl_c_with_no_connection(self):
         self.proc.send_signal(signal.SIGINT)
         code = self.proc.wait(120)
