@@ -1,0 +1,164 @@
+#!/usr/bin/python3
+"""Chromium through reel over HTTP/2 (issue 11).
+
+Debian's headless chromium (playwright-core from npm, as in
+test_browser_websocket.py) loads an HTTPS page through `reel record`; reel
+intercepts the TLS connection and, Chromium offering h2, speaks HTTP/2 to
+it. The page fetches 20 resources of known sizes at once (multiplexed on
+the one connection) and POSTs a body. The page must get every byte, and
+the session must hold each stream as its own flow marked HTTP/2.0 on one
+client connection, with the exact bodies.
+
+Prints "skipped: ..." and exits 0 when chromium, node/npm or certutil are
+not installed (scripts/bootstrap --test installs them).
+"""
+import hashlib
+import http.server
+import json
+import os
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+sys.path.insert(0, HERE)
+
+from proxyenv import TMPBASE, Origin, Reel, body, run, stop_class  # noqa: E402
+from test_browser_websocket import install_playwright, missing_tools  # noqa: E402
+
+SIZES = [0, 1, 100, 16383, 16384, 16385, 65535, 65536, 100000, 1 << 20] + [5000] * 10
+
+
+def resource(i, n):
+    return bytes((k * 31 + i) & 255 for k in range(n))
+
+
+class PageServer:
+    """HTTPS (the origin's certificate), HTTP/1.1 keep-alive: h2_page.html,
+    /r/I?n=N (N bytes of a pattern), POST /post (answers the length)."""
+
+    def __init__(self, certfile, keyfile):
+        with open(os.path.join(HERE, "h2_page.html"), "rb") as f:
+            page = f.read()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def reply(self, ctype, data):
+                self.send_response(200)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                if self.path.startswith("/r/"):
+                    i = int(self.path[3:].split("?")[0])
+                    n = int(self.path.split("n=")[1])
+                    self.reply("application/octet-stream", resource(i, n))
+                else:
+                    self.reply("text/html; charset=utf-8", page)
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", "0"))
+                data = self.rfile.read(n)
+                self.reply("text/plain", b"got %d" % len(data))
+
+            def log_message(self, *args):
+                pass
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(certfile, keyfile)
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class BrowserHttp2Test(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.node_modules = install_playwright()
+        os.makedirs(TMPBASE, exist_ok=True)
+        cls.root = tempfile.mkdtemp(prefix="browser-h2.", dir=TMPBASE)
+        cls.origin = Origin(os.path.join(cls.root, "origin"))
+        d = os.path.join(cls.root, "origin")
+        cls.pages = PageServer(os.path.join(d, "server.pem"), os.path.join(d, "server.key"))
+        cls.reel = Reel(cls.root, "browser", "upstream_trusted_ca=" + cls.origin.ca)
+        cls.home = os.path.join(cls.root, "chromium-home")
+        nssdb = "sql:" + os.path.join(cls.home, ".pki", "nssdb")
+        os.makedirs(os.path.join(cls.home, ".pki", "nssdb"))
+        run(["certutil", "-N", "-d", nssdb, "--empty-password"])
+        run(["certutil", "-A", "-d", nssdb, "-n", "reel test CA", "-t", "C,,", "-i", cls.reel.ca])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pages.stop()
+        stop_class(cls)
+
+    def test_chromium_page_over_http2(self):
+        r = self.reel
+        url = "https://localhost:%d/h2_page.html?sizes=%s" % (self.pages.port,
+                                                             json.dumps(SIZES).replace(" ", ""))
+        env = dict(os.environ, HOME=self.home, NODE_PATH=self.node_modules)
+        t0 = time.time()
+        p = subprocess.run(["node", os.path.join(HERE, "drive.cjs"), url, r.proxy, "45000"],
+                           env=env, capture_output=True, timeout=90)
+        sys.stderr.write("chromium run: %.1f s\n" % (time.time() - t0))
+        self.assertEqual(p.returncode, 0, p.stderr.decode()[-3000:])
+        res = json.loads(p.stdout)
+        self.assertNotIn("error", res, res)
+        self.assertEqual(res["post"], "got 100000")
+        for got in res["results"]:
+            i = got["i"]
+            self.assertEqual(got["status"], 200)
+            self.assertEqual(got["len"], SIZES[i])
+            self.assertEqual(got["sha256"], hashlib.sha256(resource(i, SIZES[i])).hexdigest())
+
+        flows = r.wait_flows(len(SIZES) + 2, "~d localhost", timeout=15)
+        full = [r.flow(f["id"]) for f in flows]
+        h2 = [f for f in full if f["request"]["http_version"] == "HTTP/2.0"]
+        # the page, every resource and the POST (a favicon request may add one)
+        self.assertGreaterEqual(len(h2), len(SIZES) + 2, [f["request"]["target"] for f in full])
+        self.assertEqual(len({f["client_conn"] for f in h2}), 1)
+        self.assertEqual(len({f["stream_id"] for f in h2}), len(h2))
+        seen = 0
+        for f in h2:
+            t = f["request"]["target"]
+            self.assertEqual(f["state"], "complete", f.get("error"))
+            if t.startswith("/r/"):
+                i = int(t[3:].split("?")[0])
+                self.assertEqual(body(f, "response"), resource(i, SIZES[i]), t)
+                seen += 1
+            elif t == "/post":
+                self.assertEqual(body(f, "request"), b"x" * 100000)
+                self.assertEqual(f["request"]["method"], "POST")
+        self.assertEqual(seen, len(SIZES))
+
+
+def main():
+    what = missing_tools()
+    if what:
+        print("skipped: %s is not installed (scripts/bootstrap --test installs it)" % what)
+        sys.exit(0)
+    if not os.environ.get("REEL"):
+        print("REEL is not set", file=sys.stderr)
+        sys.exit(2)
+    prog = unittest.main(module="__main__", exit=False, verbosity=2)
+    res = prog.result
+    failed = len(res.failures) + len(res.errors)
+    print("%d passed, %d failed" % (res.testsRun - failed, failed))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
