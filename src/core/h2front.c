@@ -721,8 +721,14 @@ void reel__h2front_process(conn_t *c) {
 }
 
 void reel__h2front_written(conn_t *c) {
-    if (c->h2)
-        kick(c->h2);
+    h2front_t *fr = c->h2;
+    if (fr == NULL)
+        return;
+    kick(fr);
+    /* after GOAWAY (either way) the connection ends with its last stream */
+    if (fr->goaway && fr->streams == NULL && reel__peer_queued(&c->client) == 0 &&
+        !c->client.closing)
+        reel__conn_close(c);
 }
 
 void reel__h2front_eof(conn_t *c) {

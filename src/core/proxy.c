@@ -226,6 +226,8 @@ void reel_proxy_shutdown(reel_proxy_t *p, uint64_t grace_ms, void (*done)(void *
         c->draining = true;
         if (c->state == C_HEAD && c->client.in.len == 0 && c->ex.flow == NULL)
             reel__conn_close(c);
+        else if (c->state == C_H2)
+            reel__h2front_drain(c); /* GOAWAY: streams running may finish */
     }
     if (p->conns == NULL) {
         reel__shutdown_finish(p);
