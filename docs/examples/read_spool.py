@@ -118,7 +118,7 @@ def flow_json(flow_id, recs, replayed_as=()):
     replayed_as: the ids of the flows of the session that replay it (their
     start records' replay_of names it)."""
     f = dict.fromkeys(("id", "uuid", "kind", "source", "state", "client_addr", "server_addr",
-                       "start_us", "end_us", "request_end_us", "response_start_us",
+                       "client_conn", "stream_id", "start_us", "end_us", "request_end_us", "response_start_us",
                        "error", "request", "response", "timings", "server_conn", "messages",
                        "replay_of"))
     f.update(id=flow_id, state="open", replayed_as=sorted(replayed_as))  # "open": no end yet
@@ -147,7 +147,8 @@ def flow_json(flow_id, recs, replayed_as=()):
             s = r.start
             f.update(uuid=s.uuid, kind="tunnel" if s.kind == 1 else "http",  # 1: TUNNEL
                      source=s.source or None, client_addr=s.client_addr or None,
-                     server_addr=s.server_addr or None, start_us=r.time_us)
+                     server_addr=s.server_addr or None, start_us=r.time_us,
+                     client_conn=s.client_conn, stream_id=s.stream_id)
             if s.HasField("replay_of") and s.replay_of.flow_id:  # made by `reel replay`
                 f["replay_of"] = s.replay_of.flow_id
                 if s.replay_of.session:

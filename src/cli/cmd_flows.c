@@ -14,8 +14,9 @@ static const char usage[] =
     "usage: reel flows [--home DIR] [--json] [--wide] [--limit N] [--since WHEN] SESSION\n"
     "                  [FILTER]\n"
     "\n"
-    "Lists flows, oldest first: id, start time, method, URL, status, request and\n"
-    "response body sizes, duration, tags and mark (*), then the error if any.\n"
+    "Lists flows, oldest first: id, start time, method, the client's HTTP version\n"
+    "(1.1, 2), URL, status, request and response body sizes, duration, tags and\n"
+    "mark (*), then the error if any.\n"
     "WebSocket (WS) and raw TCP flows show their message count as the status and\n"
     "the payload bytes each way as the sizes.\n"
     "On a terminal each row is cut to the terminal's width (a long URL ends in\n"
@@ -32,7 +33,8 @@ static const char usage[] =
     "FILTER (mitmproxy's language): ~d domain, ~u URL, ~m method, ~c CODE status,\n"
     "~h/~hq/~hs headers, ~b/~bq/~bs decoded bodies (read from the spool), ~t/~tq/~ts\n"
     "content type, ~src/~dst address, ~comment annotation (each takes a REGEX),\n"
-    "~e error, ~s response, ~q no response, ~marked, ~all, ~http, ~websocket, ~tcp,\n"
+    "~e error, ~s response, ~q no response, ~marked, ~all, ~http, ~h2 (HTTP/2),\n"
+    "~websocket, ~tcp,\n"
     "~tag NAME, ~id N[-M], ~since/~until WHEN, ~size >10k, ~damaged; !X, X & Y,\n"
     "X | Y, (X); a bare word is ~u. Quote a regex holding | or & or parentheses.\n"
     "Every operator: docs/filters.md.\n"
@@ -43,9 +45,9 @@ static const char usage[] =
     "fell behind) and damaged.\n"
     "Example: reel flows mysession '~d example.com & !~c 200'\n";
 
-/* Columns of a row besides the URL, tags and error: "%6lld%s %s %-7s " and
+/* Columns of a row besides the URL, tags and error: "%6lld%s %s %-7s %-3s " and
  * " %3s %9s %9s %7s". */
-#define ROW_FIXED 72
+#define ROW_FIXED 76
 /* URL columns kept on a terminal too narrow for the row. */
 #define URL_MIN 20
 /* URLs are padded to this many columns so the next ones line up. */
@@ -73,12 +75,15 @@ static void put_field(reel_buf_t *b, const layout_t *l, const char *s, size_t ma
 }
 
 static void print_row(const layout_t *l, long long id, int marked, const char *t,
-                      const char *method, const char *url, const char *st, const char *qs,
-                      const char *rs, const char *dur, const char *tags, const char *error) {
+                      const char *method, const char *ver, const char *url, const char *st,
+                      const char *qs, const char *rs, const char *dur, const char *tags,
+                      const char *error) {
     reel_buf_t b;
     reel_buf_init(&b, 0);
     reel_buf_printf(&b, "%6lld%s %s ", id, marked ? "*" : " ", t);
     put_field(&b, l, method, 0, 7);
+    reel_buf_puts(&b, " ");
+    put_field(&b, l, ver, 3, 3);
     reel_buf_puts(&b, " ");
     size_t pad = l->width && l->url_max < URL_PAD ? l->url_max : URL_PAD;
     put_field(&b, l, url, l->width ? l->url_max : 0, pad);
@@ -161,9 +166,16 @@ static int list_row(void *ctx, const reel_query_flow_t *r) {
     reel_buf_init(&tags, 0);
     for (size_t i = 0; i < r->ntags; i++)
         reel_buf_printf(&tags, "%s%s", i ? "," : "", r->tags[i]);
+    /* the client's HTTP version, short: 1.1, 2, 1.0 ("-" when not known) */
+    const char *ver = r->http_version && strncmp(r->http_version, "HTTP/", 5) == 0
+                          ? r->http_version + 5
+                          : "-";
+    if (strcmp(ver, "2.0") == 0)
+        ver = "2";
     print_row(&l->layout, (long long)r->id, r->marked, t,
-              ws ? "WS" : tcp ? "TCP" : r->method ? r->method : "-", r->url ? r->url : "-", st_s,
-              qs, rs, dur, r->ntags ? (const char *)tags.data : NULL, r->error);
+              ws ? "WS" : tcp ? "TCP" : r->method ? r->method : "-", tcp ? "" : ver,
+              r->url ? r->url : "-", st_s, qs, rs, dur, r->ntags ? (const char *)tags.data : NULL,
+              r->error);
     reel_buf_free(&tags);
     return 0;
 }

@@ -12,7 +12,7 @@
  *   primary := '(' seq ')' | REGEXOP VALUE | '~tag' VALUE
  *            | '~c' CODE | '~id' CODE | '~since' CODE | '~until' CODE
  *            | '~size' CODE | '~marked' | '~damaged' | '~replay' | '~all' | '~e'
- *            | '~s' | '~q' | '~http' | '~websocket' | '~tcp'
+ *            | '~s' | '~q' | '~http' | '~http2' | '~h2' | '~websocket' | '~tcp'
  *            | VALUE                        (bare: ~u)
  *   REGEXOP := ~d ~u ~m ~h ~hq ~hs ~b ~bq ~bs ~t ~tq ~ts ~src ~dst ~comment
  *   VALUE   := WORD | '...' | "..."
@@ -116,6 +116,7 @@ typedef enum {
     N_REPLAY,    /* made by reel replay (flows.replay_of set) */
     N_HTTP,      /* an HTTP exchange, WebSocket handshakes included */
     N_WEBSOCKET, /* a WebSocket flow */
+    N_HTTP2,     /* the client spoke HTTP/2 */
     N_TCP,       /* a raw TCP flow (tunnel) */
     N_ALL,
     N_ERROR,   /* flows.error set */
@@ -421,6 +422,8 @@ static const op_t OPS[] = {
     {"~replay", N_REPLAY, F_HOST, NULL, NULL, 0, false},
     {"~replayq", N_REPLAY, F_HOST, NULL, NULL, 0, false},
     {"~http", N_HTTP, F_HOST, NULL, NULL, 0, false},
+    {"~http2", N_HTTP2, F_HOST, NULL, NULL, 0, false},
+    {"~h2", N_HTTP2, F_HOST, NULL, NULL, 0, false},
     {"~websocket", N_WEBSOCKET, F_HOST, NULL, NULL, 0, false},
     {"~tcp", N_TCP, F_HOST, NULL, NULL, 0, false},
     {"~all", N_ALL, F_HOST, NULL, NULL, 0, false},
@@ -448,7 +451,7 @@ static const op_t OPS[] = {
 
 #define KNOWN_OPS                                                                                  \
     "~d ~u ~m ~c ~h ~hq ~hs ~b ~bq ~bs ~t ~tq ~ts ~src ~dst ~e ~s ~q ~comment ~marked ~all "       \
-    "~http ~websocket ~tcp ~tag ~id ~since ~until ~size ~damaged ~replay ~replayq"
+    "~http ~http2 ~h2 ~websocket ~tcp ~tag ~id ~since ~until ~size ~damaged ~replay ~replayq"
 
 /* Checks what follows argument token a (a word, a quoted string or, if
  * code, a status code): whitespace, ')' or the end, and after a quoted
@@ -1004,6 +1007,7 @@ static int node_prec(const node_t *n) {
     case N_DAMAGED:
     case N_REPLAY:
     case N_HTTP:
+    case N_HTTP2:
     case N_WEBSOCKET:
     case N_TCP:
     case N_ERROR:
@@ -1110,6 +1114,9 @@ static reel_rc emit(part_t *pt, reel_buf_t *b, const node_t *n, int need, bool e
         break;
     case N_WEBSOCKET:
         rc = reel_buf_puts(b, "flows.kind = 'websocket'");
+        break;
+    case N_HTTP2:
+        rc = reel_buf_puts(b, "flows.http_version = 'HTTP/2.0'");
         break;
     case N_TCP:
         rc = reel_buf_puts(b, "flows.kind = 'tunnel'");

@@ -180,12 +180,12 @@ class Terminal(unittest.TestCase):
                       f)
         self.cli("import", har, "--into", "urls")
         self.cli("tag", "urls", "2", "a-rather-long-tag-name", "another-tag")
-        out, code = on_tty(["flows", "urls"], self.env, cols=100)
+        out, code = on_tty(["flows", "urls"], self.env, cols=104)
         self.assertEqual(code, 0, out)
         lines = out.decode().splitlines()
         self.assertEqual(len(lines), 2, out)
         for line in lines:
-            self.assertLessEqual(len(line), 100, line)
+            self.assertLessEqual(len(line), 104, line)
         self.assertIn("\u2026", lines[1])
         self.assertIn("http://long.test/aaa", lines[1])
         self.assertNotIn(b"\xc2\x9b", out)  # a C1 control in a URL is escaped

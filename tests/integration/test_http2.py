@@ -251,6 +251,10 @@ class Http2Test(unittest.TestCase):
         self.assertEqual(body(small, "response"), b"x" * 99 + b"\n")
         shown = self.reel.cli("flow", "h2", str(big["id"])).stdout
         self.assertIn(b"GET /file1m?a HTTP/2.0", shown)
+        # the listing's version column, and the ~h2 filter
+        listed = self.reel.cli("flows", "h2", "~h2 & ~u file1m.a").stdout.decode()
+        self.assertRegex(listed, r"GET +2 +https://localhost:\d+/file1m\?a")
+        self.assertNotIn("/100b?h1", self.reel.cli("flows", "h2", "~http2").stdout.decode())
 
     def test_curl_http1_still_http1(self):
         out = curl(self.reel, "--http1.1", "-o", "/dev/null", "-w", "%{http_version}",

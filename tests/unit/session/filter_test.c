@@ -22,7 +22,7 @@ static sqlite3 *db;
 /* The operators an unknown one's message lists. */
 #define KNOWN                                                                                      \
     "~d ~u ~m ~c ~h ~hq ~hs ~b ~bq ~bs ~t ~tq ~ts ~src ~dst ~e ~s ~q ~comment ~marked ~all "       \
-    "~http ~websocket ~tcp ~tag ~id ~since ~until ~size ~damaged ~replay ~replayq"
+    "~http ~http2 ~h2 ~websocket ~tcp ~tag ~id ~since ~until ~size ~damaged ~replay ~replayq"
 
 static void exec(const char *sql) {
     char *msg = NULL;
@@ -42,7 +42,7 @@ static int setup(void **state) {
          " start_us INTEGER NOT NULL DEFAULT 0, error TEXT, client_addr TEXT, server_addr TEXT,"
          " request_content_type TEXT, response_content_type TEXT,"
          " request_body_size INTEGER NOT NULL DEFAULT 0,"
-         " response_body_size INTEGER NOT NULL DEFAULT 0, replay_of INTEGER);"
+         " response_body_size INTEGER NOT NULL DEFAULT 0, replay_of INTEGER, http_version TEXT);"
          "CREATE TABLE annotations (id INTEGER PRIMARY KEY, flow_id INTEGER NOT NULL,"
          " created_us INTEGER NOT NULL, text TEXT NOT NULL);"
          "CREATE INDEX flows_status ON flows(status);"
@@ -580,6 +580,22 @@ static void test_damaged(void **state) {
     assert_string_equal(ids("~damaged"), "");
 }
 
+/* ~http2 and ~h2: flows whose client spoke HTTP/2. */
+static void test_http2(void **state) {
+    (void)state;
+    exec("UPDATE flows SET http_version = 'HTTP/1.1'");
+    exec("UPDATE flows SET http_version = 'HTTP/2.0' WHERE id IN (2, 7)");
+    assert_string_equal(ids("~http2"), "2,7");
+    assert_string_equal(ids("~h2"), "2,7");
+    assert_string_equal(ids("!~h2 & ~id 1-3"), "1,3");
+    reel_filter_t *f = NULL;
+    assert_int_equal(reel_filter_compile("~h2", &f, NULL), REEL_OK);
+    assert_string_equal(reel_filter_sql(f), "(flows.http_version = 'HTTP/2.0')");
+    reel_filter_free(f);
+    exec("UPDATE flows SET http_version = NULL");
+    assert_string_equal(ids("~h2"), "");
+}
+
 /* ~replay (and mitmproxy's ~replayq): flows reel replay made. */
 static void test_replay(void **state) {
     (void)state;
@@ -976,6 +992,7 @@ int main(void) {
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_mitmproxy_traps),
         cmocka_unit_test(test_damaged),
+        cmocka_unit_test(test_http2),
         cmocka_unit_test(test_replay),
         cmocka_unit_test(test_kinds),
         cmocka_unit_test(test_more_operators),
