@@ -78,7 +78,8 @@ struct reel_h2 {
     double reset_tokens;
     uint64_t reset_last_ms;
     bool rapid_reset;
-    const char *fatal; /* why the connection failed, static */
+    const char *fatal; /* why the connection failed: static, or errbuf */
+    char errbuf[160];  /* nghttp2's words for it (GOAWAY debug data) */
 };
 
 static const reel_codec_ops_t h2_ops;
@@ -362,11 +363,17 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
     if (f->hd.type == NGHTTP2_GOAWAY && f->goaway.error_code != NGHTTP2_NO_ERROR &&
         !h->goaway_reported) {
         h->goaway_reported = true;
+        /* nghttp2 puts its reason in the GOAWAY's debug data */
+        if (f->goaway.opaque_data_len)
+            snprintf(h->errbuf, sizeof h->errbuf, "HTTP/2 protocol error (%.*s), GOAWAY sent",
+                     (int)(f->goaway.opaque_data_len < 100 ? f->goaway.opaque_data_len : 100),
+                     (const char *)f->goaway.opaque_data);
         h->fatal = h->rapid_reset || f->goaway.error_code == NGHTTP2_ENHANCE_YOUR_CALM
                        ? "the client reset streams faster than max_resets_per_sec (rapid "
                          "reset, CVE-2023-44487): GOAWAY sent"
-                   : h->fatal ? h->fatal
-                              : "HTTP/2 protocol error, GOAWAY sent";
+                   : h->fatal     ? h->fatal
+                   : h->errbuf[0] ? h->errbuf
+                                  : "HTTP/2 protocol error, GOAWAY sent";
         event_t *e = ev_push(h, REEL_CODEC_EV_GOAWAY, 0);
         e->code = f->goaway.error_code;
         e->last_stream = (uint32_t)f->goaway.last_stream_id;

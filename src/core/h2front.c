@@ -611,19 +611,24 @@ bool reel__h2front_busy(const conn_t *c) {
     return c->h2 && c->h2->streams;
 }
 
-void reel__h2front_process(conn_t *c) {
-    h2front_t *fr = c->h2;
-    peer_t *cl = &c->client;
-    const char *fatal = NULL;
+/* Reads the client's frames in cl->in (input false: only the events still
+ * queued, such as the GOAWAY reel just sent). Returns why the connection
+ * must end (owned), or NULL. */
+static char *read_frames(h2front_t *fr, bool input) {
+    peer_t *cl = &fr->c->client;
+    char *fatal = NULL;
     for (;;) {
         size_t used = 0;
         reel_codec_event_t ev;
-        reel_rc rc = reel_codec_feed(fr->codec, cl->in.data, cl->in.len, &used, &ev);
+        reel_rc rc = reel_codec_feed(fr->codec, input ? cl->in.data : NULL,
+                                     input ? cl->in.len : 0, &used, &ev);
         reel_buf_consume(&cl->in, used);
         if (rc == REEL_NEED_MORE)
             break;
         if (rc != REEL_OK) {
-            fatal = ev.error_reason ? ev.error_reason : "HTTP/2 protocol error";
+            if (fatal == NULL)
+                fatal = reel_asprintf("HTTP/2 protocol error from the client: %s",
+                                      ev.error_reason ? ev.error_reason : "unknown");
             break;
         }
         h2s_t *s = ev.stream ? stream_find(fr, ev.stream) : NULL;
@@ -680,6 +685,15 @@ void reel__h2front_process(conn_t *c) {
             break;
         case REEL_CODEC_EV_GOAWAY:
             fr->goaway = true;
+            if (ev.error_code != REEL_H2_NO_ERROR && fatal == NULL) {
+                /* sent by the client (it says reel erred) or by reel (the
+                 * client broke the protocol): either way the end */
+                bool ours = ev.error_reason && strcmp(ev.error_reason, "the peer sent GOAWAY");
+                fatal = ours ? reel_asprintf("the client broke HTTP/2: %s (error code 0x%x)",
+                                             ev.error_reason, ev.error_code)
+                             : reel_asprintf("the client sent GOAWAY with error code 0x%x",
+                                             ev.error_code);
+            }
             break;
         default:
             break;
@@ -689,21 +703,31 @@ void reel__h2front_process(conn_t *c) {
     for (h2s_t *s = fr->streams; s; s = s->next)
         if (!s->head_built)
             build_head(fr, s, true);
+    return fatal;
+}
+
+void reel__h2front_process(conn_t *c) {
+    h2front_t *fr = c->h2;
+    peer_t *cl = &c->client;
+    char *fatal = read_frames(fr, true);
     assign_lanes(fr);
     for (lane_t *l = fr->lanes, *next; l; l = next) {
         next = l->next;
         lane_deliver(l);
     }
-    if (c->client.closing || c->h2 != fr)
+    if (c->client.closing || c->h2 != fr) {
+        free(fatal);
         return;
+    }
     /* WINDOW_UPDATEs may have let queued DATA go: lanes waiting on their
      * stream's queue go on (a socket write that completes at once reports
      * no `written`) */
     kick(fr);
+    if (fatal == NULL && !reel_h2_alive(fr->h2))
+        fatal = read_frames(fr, false); /* the GOAWAY reel just sent is an event now */
     if (fatal) {
-        char *why = reel_asprintf("HTTP/2 protocol error from the client: %s", fatal);
-        front_fail_all(fr, why);
-        free(why);
+        front_fail_all(fr, fatal);
+        free(fatal);
         flush_output(fr); /* the GOAWAY nghttp2 queued */
         c->state = C_DONE;
         c->client.close_when_flushed = true;

@@ -9,6 +9,7 @@ trailers and interim answers must reach the other side and the record.
 import hashlib
 import json
 import os
+import re
 import socket
 import subprocess
 import tempfile
@@ -20,7 +21,7 @@ import h2.config
 import h2.connection
 import h2.events
 
-from proxyenv import TMPBASE, Origin, Reel, body, curl, main, stop_class
+from proxyenv import SANITIZED, TMPBASE, Origin, Reel, body, curl, main, stop_class
 
 
 class EchoOrigin:
@@ -98,6 +99,10 @@ class EchoOrigin:
                 elif target == "/hints":
                     c.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
                               b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhinted")
+                elif target == "/cut":
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"c" * 5000)
+                    time.sleep(0.2)
+                    return
                 elif target.startswith("/bytes?"):
                     n = int(target.split("?")[1])
                     c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % n)
@@ -117,9 +122,11 @@ class EchoOrigin:
 class H2C:
     """A prior-knowledge h2c client (python3-h2) on a socket to the proxy."""
 
-    def __init__(self, port, auto_ack=True):
+    def __init__(self, port, auto_ack=True, validate=True):
         self.s = socket.create_connection(("127.0.0.1", port), 10)
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=True, validate_outbound_headers=validate,
+            normalize_outbound_headers=validate))
         self.conn.initiate_connection()
         self.auto_ack = auto_ack
         self.streams = {}  # id -> dict(headers, informational, data, trailers, reset, ended)
@@ -402,6 +409,94 @@ class Http2Test(unittest.TestCase):
         c.close()
         f = self.flows_for("/bytes?%d" % (4 << 20))[0]
         self.assertIn("client", f["error"])
+
+    def test_h2c_origin_cuts_the_response(self):
+        c = H2C(self.reel.port)
+        try:
+            sid = c.request("GET", self.auth, "/cut")
+            c.wait(lambda: c.done(sid))
+            st = c.streams[sid]
+            self.assertEqual(hdr(st["headers"], ":status"), "200")
+            self.assertEqual(st["reset"], 2)  # INTERNAL_ERROR: not a clean end
+            self.assertFalse(st["ended"])
+            self.assertEqual(st["data"], b"c" * 5000)
+        finally:
+            c.close()
+        f = self.flows_for("/cut")[0]
+        self.assertEqual(f["state"], "error")
+        self.assertTrue(f["error"], f)
+        self.assertEqual(body(f, "response"), b"c" * 5000)
+
+    def test_h2c_header_smuggling_refused(self):
+        # CR LF inside a value, and a content-length that DATA contradicts:
+        # nghttp2 resets such streams; nothing reaches the origin
+        c = H2C(self.reel.port, validate=False)
+        try:
+            before = len(self.echo.requests)
+            bad = c.request("GET", self.auth, "/smuggle-crlf",
+                            extra=[("x-a", "1\r\nx-injected: yes")])
+            short = c.request("POST", self.auth, "/smuggle-length", body=b"12345",
+                              extra=[("content-length", "10")])
+            c.wait(lambda: c.done(bad) and c.done(short))
+            self.assertEqual(c.streams[bad]["reset"], 1)  # PROTOCOL_ERROR
+            self.assertIsNone(c.streams[bad]["headers"])
+            self.assertIsNotNone(c.streams[short]["reset"])
+            ok = c.request("GET", self.auth, "/after-smuggle")
+            c.wait(lambda: c.done(ok))
+            self.assertEqual(c.streams[ok]["data"], b"GET /after-smuggle\n")
+        finally:
+            c.close()
+        targets = [r[1] for r in self.echo.requests[before:]]
+        self.assertNotIn("/smuggle-crlf", targets)
+        for method, target, headers in self.echo.requests[before:]:
+            self.assertNotIn("x-injected", dict(headers))
+        # the length lie reached the origin at most as a request cut short
+        f = self.reel.wait_flows(1, "~u smuggle-length", timeout=5)
+        for row in f:
+            self.assertEqual(row["state"], "error", row)
+
+    def test_h2c_protocol_error_goaway(self):
+        c = H2C(self.reel.port, auto_ack=False)
+        try:
+            sid = c.request("GET", self.auth, "/bytes?%d" % (3 << 20))
+            c.streams[sid]["stalled"] = True
+            c.wait(lambda: len(c.streams[sid]["data"]) > 0)
+            # a DATA frame on stream 0: a connection error
+            c.s.sendall(b"\x00\x00\x01\x00\x00\x00\x00\x00\x00x")
+            got = b""
+            c.s.settimeout(10)
+            try:
+                while True:
+                    d = c.s.recv(65536)
+                    if not d:
+                        break
+                    got += d
+            except (ConnectionResetError, TimeoutError):
+                pass
+            # a GOAWAY (type 7) with PROTOCOL_ERROR came before the close
+            self.assertIn(b"\x07\x00\x00\x00\x00\x00", got)
+        finally:
+            c.close()
+        f = self.flows_for("/bytes?%d" % (3 << 20))[0]
+        self.assertIn("the client broke HTTP/2: HTTP/2 protocol error (DATA: stream_id == 0)",
+                      f["error"])
+
+    def test_large_download_flat_rss(self):
+        size = os.path.getsize(os.path.join(self.origin.www, "big"))
+        out = subprocess.Popen(
+            ["curl", "-sS", "--max-time", "120", "-x", self.reel.proxy, "--cacert", self.reel.ca,
+             "--http2", "-o", "/dev/null", "-w", "%{http_version} %{size_download}",
+             self.origin.url("/big", https=True)], stdout=subprocess.PIPE)
+        peak = 0
+        while out.poll() is None:
+            with open("/proc/%d/status" % self.reel.proc.pid) as f:
+                peak = max(peak, int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1)))
+            time.sleep(0.05)
+        self.assertEqual(out.stdout.read().decode(), "2 %d" % size)
+        if not SANITIZED:
+            self.assertLess(peak, 80 * 1024, "reel's RSS reached %d KiB" % peak)
+        f = self.flows_for("/big")[0]
+        self.assertEqual(f["response"]["body_size"], size)
 
     def test_http2_off(self):
         self.reel.set_config("set", "http2", "false")
