@@ -498,6 +498,26 @@ class Http2Test(unittest.TestCase):
         f = self.flows_for("/big")[0]
         self.assertEqual(f["response"]["body_size"], size)
 
+    def test_nghttp_client(self):
+        # nghttp (nghttp2-client) speaks prior-knowledge h2c; -H names the
+        # origin as :authority; -d uploads a file
+        path = os.path.join(self.root, "nghttp.bin")
+        data = os.urandom(70000)
+        with open(path, "wb") as fh:
+            fh.write(data)
+        out = subprocess.run(
+            ["nghttp", "-H", ":authority: " + self.auth, "-d", path,
+             "http://127.0.0.1:%d/echo" % self.reel.port], capture_output=True, timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        got = json.loads(out.stdout)
+        self.assertEqual(got["len"], len(data))
+        self.assertEqual(got["sha256"], hashlib.sha256(data).hexdigest())
+        fs = self.reel.wait_flows(1, "~m POST ~u /echo ~h nghttp", timeout=10)
+        self.assertEqual(len(fs), 1)
+        f = self.reel.flow(fs[0]["id"])
+        self.assertEqual(body(f, "request"), data)
+        self.assertEqual(f["request"]["http_version"], "HTTP/2.0")
+
     def test_http2_off(self):
         self.reel.set_config("set", "http2", "false")
         try:
