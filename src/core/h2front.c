@@ -63,6 +63,10 @@ struct h2s {
     bool req_sent;     /* ... and everything went into the lane */
     bool resp_started; /* a final response head went to the client */
     bool resp_end;
+    /* RFC 8441: an extended CONNECT for a WebSocket, sent to the lane as an
+     * HTTP/1.1 Upgrade; once the origin switched (101, answered 200 here)
+     * DATA carries the frames both ways as they are */
+    bool ws, ws_open, eof_pending;
     reel_buf_t req;  /* HTTP/1.1 bytes for the lane */
     size_t req_body; /* DATA bytes in req (consumed once delivered) */
 };
@@ -147,6 +151,11 @@ static h2s_t *stream_new(h2front_t *fr, uint32_t sid, const reel_msg_head_t *h) 
     COPY(s->host, h->host, strlen(h->host));
     COPY(s->path, h->path, strlen(h->path));
     s->port = h->port;
+    if (strcmp(s->method, "CONNECT") == 0 && strcmp(s->scheme, "websocket") == 0) {
+        s->ws = true; /* the codec gives :protocol as the scheme */
+        s->method = "GET";
+        s->scheme = fr->c->tunnel_tls ? "https" : "http";
+    }
     s->fields = reel_calloc(h->nfields ? h->nfields : 1, sizeof *s->fields);
     s->nfields = h->nfields;
     for (size_t i = 0; i < h->nfields; i++) {
@@ -189,6 +198,28 @@ static void build_head(h2front_t *fr, h2s_t *s, bool body_follows) {
     else
         reel_buf_printf(b, "%s %s://%s%s HTTP/1.1\r\n", s->method, s->scheme, authority, s->path);
     reel_buf_printf(b, "Host: %s\r\n", authority);
+    if (s->ws) {
+        /* RFC 8441 5: the HTTP/1.1 handshake the origin expects; its key
+         * is reel's (the h2 side has none), so is checking the answer */
+        uint8_t key[16];
+        if (getrandom(key, sizeof key, GRND_NONBLOCK) != (ssize_t)sizeof key)
+            memset(key, 0x5a, sizeof key); /* a nonce, not a secret */
+        static const char b64[] =
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        char k[25];
+        for (int i = 0, o = 0; i < 16; i += 3) {
+            uint32_t v = (uint32_t)key[i] << 16 | (i + 1 < 16 ? (uint32_t)key[i + 1] << 8 : 0) |
+                         (i + 2 < 16 ? key[i + 2] : 0);
+            k[o++] = b64[v >> 18 & 63];
+            k[o++] = b64[v >> 12 & 63];
+            k[o++] = i + 1 < 16 ? b64[v >> 6 & 63] : '=';
+            k[o++] = i + 2 < 16 ? b64[v & 63] : '=';
+        }
+        k[24] = 0;
+        reel_buf_printf(b, "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: %s\r\n",
+                        k);
+        body_follows = false; /* the frames come after the switch, not as a body */
+    }
     bool cookie_done = false;
     for (size_t i = 0; i < s->nfields; i++) {
         const reel_field_t *f = &s->fields[i];
@@ -280,7 +311,9 @@ static void lane_detach_unfinished(lane_t *l, const char *why) {
     h2s_t *s = l->s;
     if (fr == NULL || s == NULL)
         return;
-    if (!s->resp_end) {
+    if (s->ws_open) {
+        reel_h2_submit_data(fr->h2, s->sid, NULL, 0, true); /* the WebSocket ended */
+    } else if (!s->resp_end) {
         if (!s->resp_started) {
             reel_field_t hs[1] = {{"content-type", 12, "text/plain; charset=utf-8", 25}};
             reel_msg_head_t rs = {.status = 502, .fields = hs, .nfields = 1};
@@ -354,8 +387,12 @@ static const reel_filter_ops_t lane_ops = {
 static void lane_deliver(lane_t *l) {
     h2front_t *fr = l->fr;
     h2s_t *s = l->s;
-    if (fr == NULL || s == NULL || !l->reading || l->want_close || s->req.len == 0)
+    if (fr == NULL || s == NULL || !l->reading || l->want_close)
         return;
+    bool eof = s->ws && s->eof_pending && s->ws_open;
+    if (s->req.len == 0 && !eof)
+        return;
+    s->eof_pending = s->eof_pending && !eof;
     reel_buf_t b = s->req;
     reel_buf_init(&s->req, 0);
     if (s->req_body)
@@ -367,8 +404,11 @@ static void lane_deliver(lane_t *l) {
             stream_free(fr, s); /* answered already: the lane is idle after these bytes */
     }
     /* the lane conn may answer, close or pause inside: s may be gone */
-    reel_filter_up(&l->f, b.data, b.len);
+    if (b.len)
+        reel_filter_up(&l->f, b.data, b.len);
     reel_buf_free(&b);
+    if (eof && !l->want_close)
+        reel_filter_up_eof(&l->f, NULL); /* the client's side of the WebSocket ended */
     if (!l->want_close)
         reel_filter_read_done(&l->f);
 }
@@ -479,12 +519,28 @@ static void lane_pump(lane_t *l) {
         const reel_h1_head_t *h = &ev.h1.head;
         switch (ev.type) {
         case REEL_CODEC_EV_HEAD: {
-            if (h->status == 101 || (!h->interim && s->resp_started))
-                break; /* not for HTTP/2 (no Upgrade is ever sent) */
+            if (!h->interim && s->resp_started)
+                break;
+            reel_field_t *kept = NULL;
             reel_msg_head_t rs = {.status = (uint32_t)h->status,
                                   .fields = h->headers,
                                   .nfields = h->nheaders};
-            if (reel_h2_submit_response(fr->h2, s->sid, &rs, false, &err) != REEL_OK) {
+            if (h->status == 101) {
+                if (!s->ws)
+                    break; /* no Upgrade is ever sent otherwise */
+                /* RFC 8441 5: the switch is a 200 on the stream; the
+                 * handshake's own fields stay on the HTTP/1.1 side */
+                kept = reel_calloc(h->nheaders ? h->nheaders : 1, sizeof *kept);
+                size_t n = 0;
+                for (size_t i = 0; i < h->nheaders; i++)
+                    if (!field_is(&h->headers[i], "sec-websocket-accept"))
+                        kept[n++] = h->headers[i];
+                rs = (reel_msg_head_t){.status = 200, .fields = kept, .nfields = n};
+                s->ws_open = true;
+            }
+            reel_rc src = reel_h2_submit_response(fr->h2, s->sid, &rs, false, &err);
+            free(kept);
+            if (src != REEL_OK) {
                 lane_detach_unfinished(l, reel_err_str(&err));
                 break;
             }
@@ -493,9 +549,12 @@ static void lane_pump(lane_t *l) {
             break;
         }
         case REEL_CODEC_EV_DATA:
+        case REEL_CODEC_EV_RAW: /* WebSocket frames after the switch */
             reel_h2_submit_data(fr->h2, s->sid, ev.data, ev.len, false);
             break;
         case REEL_CODEC_EV_END:
+            if (s->ws_open)
+                break; /* the 101's end: the frames follow */
             if (ev.h1.ntrailers)
                 reel_h2_submit_trailers(fr->h2, s->sid, ev.h1.trailers, ev.h1.ntrailers, &err);
             else
@@ -599,7 +658,8 @@ bool reel__h2front_start(conn_t *c) {
         return false;
     h2front_t *fr = reel_calloc(1, sizeof *fr);
     fr->c = c;
-    fr->codec = reel_h2_codec_new(REEL_H2_SERVER, NULL);
+    reel_h2_opts_t o = {.connect_protocol = true}; /* RFC 8441 WebSockets */
+    fr->codec = reel_h2_codec_new(REEL_H2_SERVER, &o);
     fr->h2 = reel_h2_codec_h2(fr->codec);
     c->h2 = fr;
     c->state = C_H2;
@@ -634,13 +694,15 @@ static char *read_frames(h2front_t *fr, bool input) {
         h2s_t *s = ev.stream ? stream_find(fr, ev.stream) : NULL;
         switch (ev.type) {
         case REEL_CODEC_EV_HEAD:
-            if (s == NULL && strcmp(ev.head.method, "CONNECT") == 0) {
+            if (s == NULL && strcmp(ev.head.method, "CONNECT") == 0 &&
+                strcmp(ev.head.scheme, "websocket") != 0) {
                 /* a tunnel inside HTTP/2 (and RFC 8441 WebSockets): not yet */
                 reel_field_t hs[1] = {{"content-type", 12, "text/plain; charset=utf-8", 25}};
                 reel_msg_head_t rs = {.status = 501, .fields = hs, .nfields = 1};
                 reel_err_t err;
                 reel_err_clear(&err);
-                static const char body[] = "reel: CONNECT over HTTP/2 is not supported yet\n";
+                static const char body[] = "reel: CONNECT over HTTP/2 is not supported yet "
+                                           "(extended CONNECT for WebSockets is)\n";
                 if (reel_h2_submit_response(fr->h2, ev.stream, &rs, false, &err) == REEL_OK)
                     reel_h2_submit_data(fr->h2, ev.stream, body, sizeof body - 1, true);
                 break;
@@ -655,6 +717,11 @@ static char *read_frames(h2front_t *fr, bool input) {
             }
             if (!s->head_built)
                 build_head(fr, s, true);
+            if (s->ws) { /* frames, as they are */
+                reel_buf_append(&s->req, ev.data, ev.len);
+                s->req_body += ev.len;
+                break;
+            }
             if (s->chunked && ev.len)
                 reel_buf_printf(&s->req, "%zx\r\n", ev.len);
             reel_buf_append(&s->req, ev.data, ev.len);
@@ -667,6 +734,10 @@ static char *read_frames(h2front_t *fr, bool input) {
                 break;
             if (!s->head_built)
                 build_head(fr, s, false);
+            if (s->ws) {
+                s->eof_pending = true; /* the client ended its side of the WebSocket */
+                break;
+            }
             if (s->chunked) {
                 reel_buf_puts(&s->req, "0\r\n");
                 for (size_t i = 0; i < ev.ntrailers; i++) {

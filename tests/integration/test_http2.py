@@ -518,6 +518,77 @@ class Http2Test(unittest.TestCase):
         self.assertEqual(body(f, "request"), data)
         self.assertEqual(f["request"]["http_version"], "HTTP/2.0")
 
+    def test_h2c_websocket_extended_connect(self):
+        import asyncio
+        import websockets
+
+        async def echo(ws, path=None):
+            try:
+                async for m in ws:
+                    await ws.send(m)
+            except websockets.ConnectionClosed:
+                pass
+        loop = asyncio.new_event_loop()
+        started = threading.Event()
+        box = {}
+
+        def serve():
+            asyncio.set_event_loop(loop)
+
+            async def start():
+                box["srv"] = await websockets.serve(echo, "127.0.0.1", 0, compression=None)
+                box["port"] = box["srv"].sockets[0].getsockname()[1]
+            loop.run_until_complete(start())
+            started.set()
+            loop.run_forever()
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        started.wait(10)
+        try:
+            c = H2C(self.reel.port)
+            # the server's SETTINGS must allow extended CONNECT first
+            c.wait(lambda: c.conn.remote_settings.enable_connect_protocol == 1)
+            sid = c.conn.get_next_available_stream_id()
+            c.conn.send_headers(sid, [(":method", "CONNECT"), (":protocol", "websocket"),
+                                      (":scheme", "http"), (":path", "/chat"),
+                                      (":authority", "127.0.0.1:%d" % box["port"]),
+                                      ("sec-websocket-version", "13")])
+            c.streams[sid] = {"headers": None, "info": [], "data": b"", "trailers": None,
+                              "reset": None, "ended": False}
+            c.flush()
+            c.wait(lambda: c.streams[sid]["headers"] is not None)
+            self.assertEqual(hdr(c.streams[sid]["headers"], ":status"), "200")
+            key = b"\x01\x02\x03\x04"
+            msg = b"hello over h2"
+            masked = bytes(b ^ key[i % 4] for i, b in enumerate(msg))
+            c.conn.send_data(sid, b"\x81" + bytes([0x80 | len(msg)]) + key + masked)
+            c.flush()
+            c.wait(lambda: len(c.streams[sid]["data"]) >= 2 + len(msg))
+            self.assertEqual(c.streams[sid]["data"][:2 + len(msg)], b"\x81" + bytes([len(msg)]) + msg)
+            close = b"\x03\xe8"  # 1000
+            c.conn.send_data(sid, b"\x88\x82" + key + bytes(b ^ key[i] for i, b in enumerate(close)))
+            c.flush()
+            c.wait(lambda: c.done(sid))
+            self.assertTrue(c.streams[sid]["ended"])  # END_STREAM, not a reset
+            c.close()
+        finally:
+            async def stop():
+                box["srv"].close()
+                await box["srv"].wait_closed()
+            asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
+            loop.call_soon_threadsafe(loop.stop)
+            t.join(10)
+        fs = self.reel.wait_flows(1, "~websocket & ~u /chat", timeout=10)
+        self.assertEqual(len(fs), 1, fs)
+        f = self.reel.flow(fs[0]["id"])
+        self.assertEqual(f["request"]["http_version"], "HTTP/2.0")
+        self.assertEqual(f["response"]["status"], 101)
+        self.assertEqual(f["state"], "complete", f.get("error"))
+        texts = [(m["from_client"], m["opcode"]) for m in f["messages"]]
+        self.assertIn((True, 1), texts)
+        self.assertIn((False, 1), texts)
+        self.assertIn((True, 8), texts)
+
     def test_http2_off(self):
         self.reel.set_config("set", "http2", "false")
         try:
