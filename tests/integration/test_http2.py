@@ -215,6 +215,7 @@ def hdr(headers, name):
 class Http2Test(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
+        os.makedirs(TMPBASE, exist_ok=True)
         cls.root = tempfile.mkdtemp(dir=TMPBASE)
         cls.origin = Origin(cls.root)
         cls.echo = EchoOrigin()
