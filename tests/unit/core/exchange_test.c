@@ -11,7 +11,9 @@
  *   request: the request is sent again on a new connection;
  * - CONNECT, then a TLS ClientHello (sniffed, intercepted with a
  *   certificate from reel's CA), a request inside, TLS to the origin;
- * - an Upgrade to WebSocket: the 101 and the frames in both directions.
+ * - an Upgrade to WebSocket: the 101 and the frames in both directions;
+ * - HTTP/2 with prior knowledge (h2c): a stream served by a lane, as
+ *   HTTP/1.1 toward the origin and HTTP/2 back.
  *
  * The flows each scenario records are counted in the session it wrote. */
 #include <setjmp.h>
@@ -26,6 +28,7 @@
 #include <sqlite3.h>
 
 #include "core/conn.h"
+#include "core/h2.h"
 #include "core/memfilter.h"
 #include "session/recorder.h"
 #include "session/session.h"
@@ -476,6 +479,134 @@ static void test_upgrade_every_split(void **state) {
     assert_int_equal(env_stop_kind(&e, "websocket"), flows);
 }
 
+/* ---- HTTP/2 from a client (prior-knowledge h2c), served by a lane ---- */
+
+/* A client's bytes: the preface, SETTINGS and one request on stream 1
+ * (a POST with a 5-byte body when post), made by reel's own h2 codec in
+ * the client role (its output is nghttp2's). */
+static reel_codec_t *h2_client(bool post, reel_buf_t *out) {
+    reel_codec_t *cc = reel_h2_codec_new(REEL_H2_CLIENT, NULL);
+    reel_h2_t *h = reel_h2_codec_h2(cc);
+    reel_field_t f[2] = {{"user-agent", 10, "t", 1}, {"cookie", 6, "a=1", 3}};
+    reel_msg_head_t rq = {.method = post ? "POST" : "GET",
+                          .scheme = "http",
+                          .host = "origin.test",
+                          .port = 80,
+                          .path = "/h2?x=1",
+                          .fields = f,
+                          .nfields = 2};
+    uint32_t sid = 0;
+    reel_err_t err;
+    reel_err_clear(&err);
+    assert_int_equal(reel_h2_submit_request(h, &rq, !post, &sid, &err), REEL_OK);
+    assert_int_equal(sid, 1);
+    if (post)
+        assert_int_equal(reel_h2_submit_data(h, sid, "12345", 5, true), REEL_OK);
+    reel_buf_init(out, 0);
+    assert_int_equal(reel_h2_take_output(h, out), REEL_OK);
+    return cc;
+}
+
+/* What the client codec makes of reel's answer: status, body, ended. */
+static void h2_answer(reel_codec_t *cc, reel_buf_t *in, uint32_t *status, reel_buf_t *body,
+                      bool *ended) {
+    size_t off = 0;
+    for (;;) {
+        size_t used = 0;
+        reel_codec_event_t ev;
+        reel_rc rc = reel_codec_feed(cc, in->data + off, in->len - off, &used, &ev);
+        off += used;
+        if (rc == REEL_NEED_MORE)
+            break;
+        assert_int_equal(rc, REEL_OK);
+        if (ev.type == REEL_CODEC_EV_HEAD && ev.stream == 1)
+            *status = ev.head.status;
+        else if (ev.type == REEL_CODEC_EV_DATA && ev.stream == 1)
+            reel_buf_append(body, ev.data, ev.len);
+        else if (ev.type == REEL_CODEC_EV_END && ev.stream == 1)
+            *ended = true;
+    }
+    reel_buf_reset(in);
+}
+
+static void h2_once(env_t *e, bool post, size_t k_req, size_t k_resp) {
+    reel_buf_t req;
+    reel_codec_t *cc = h2_client(post, &req);
+    reel_mempipe_t *c = client_open(e);
+    feed_split(e, c, (const char *)req.data, req.len, k_req);
+    assert_int_equal(e->norigins, 1);
+    reel_mempipe_t *o = e->origins[0];
+    reel_buf_t *og = reel_mempipe_sent(o);
+    /* the stream as HTTP/1.1: Host from :authority, origin form upstream */
+    assert_true(has(og, post ? "POST /h2?x=1 HTTP/1.1\r\n" : "GET /h2?x=1 HTTP/1.1\r\n"));
+    assert_true(has(og, "Host: origin.test\r\n"));
+    assert_true(has(og, "user-agent: t\r\n"));
+    assert_true(has(og, "cookie: a=1\r\n"));
+    if (post) { /* no length: chunked, cut wherever the DATA was */
+        assert_true(has(og, "transfer-encoding: chunked\r\n"));
+        const char *p = memmem(og->data, og->len, "\r\n\r\n", 4);
+        assert_non_null(p);
+        p += 4;
+        const char *end = (const char *)og->data + og->len;
+        char got[16];
+        size_t n = 0;
+        for (;;) {
+            char *eol = NULL;
+            unsigned long sz = strtoul(p, &eol, 16);
+            assert_true(eol + 2 <= end && eol[0] == '\r' && eol[1] == '\n');
+            p = eol + 2;
+            if (sz == 0)
+                break;
+            assert_true(n + sz <= sizeof got && p + sz + 2 <= end);
+            memcpy(got + n, p, sz);
+            n += sz;
+            p += sz + 2;
+        }
+        assert_true(p + 2 == end && memcmp(p, "\r\n", 2) == 0);
+        assert_int_equal(n, 5);
+        assert_memory_equal(got, "12345", 5);
+    }
+    else
+        assert_true(og->len > 4 && memcmp(og->data + og->len - 4, "\r\n\r\n", 4) == 0);
+    feed_split(e, o, RESP, sizeof RESP - 1, k_resp);
+    uint32_t status = 0;
+    bool ended = false;
+    reel_buf_t body;
+    reel_buf_init(&body, 0);
+    h2_answer(cc, reel_mempipe_sent(c), &status, &body, &ended);
+    assert_int_equal(status, 200);
+    assert_int_equal(body.len, 5);
+    assert_memory_equal(body.data, "hello", 5);
+    assert_true(ended);
+    reel_buf_free(&body);
+    reel_buf_free(&req);
+    reel_codec_free(cc);
+    client_close(e, c);
+    free_origins(e);
+}
+
+static void test_h2c_every_split(void **state) {
+    (void)state;
+    env_t e;
+    env_start(&e);
+    e.p->http2 = true;
+    reel_buf_t b;
+    reel_codec_free(h2_client(false, &b));
+    size_t get = b.len;
+    reel_buf_free(&b);
+    reel_codec_free(h2_client(true, &b));
+    size_t post = b.len;
+    reel_buf_free(&b);
+    size_t rs = sizeof RESP - 1, flows = 0;
+    for (size_t k = 0; k <= get; k++, flows++)
+        h2_once(&e, false, k, rs);
+    for (size_t k = 0; k <= post; k++, flows++)
+        h2_once(&e, true, k, rs / 2);
+    for (size_t k = 0; k <= rs; k++, flows++)
+        h2_once(&e, false, get, k);
+    assert_int_equal(env_stop(&e), flows);
+}
+
 /* ---- errors ---- */
 
 /* An unreachable origin: the client gets a 502 naming why, the flow ends
@@ -568,6 +699,7 @@ int main(void) {
         cmocka_unit_test(test_retry_every_split),
         cmocka_unit_test(test_connect_tls_every_split),
         cmocka_unit_test(test_upgrade_every_split),
+        cmocka_unit_test(test_h2c_every_split),
         cmocka_unit_test(test_refused_counted_once),
         cmocka_unit_test(test_head_limit_inside_tunnel),
     };
