@@ -204,20 +204,10 @@ static void build_head(h2front_t *fr, h2s_t *s, bool body_follows) {
         uint8_t key[16];
         if (getrandom(key, sizeof key, GRND_NONBLOCK) != (ssize_t)sizeof key)
             memset(key, 0x5a, sizeof key); /* a nonce, not a secret */
-        static const char b64[] =
-            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        char k[25];
-        for (int i = 0, o = 0; i < 16; i += 3) {
-            uint32_t v = (uint32_t)key[i] << 16 | (i + 1 < 16 ? (uint32_t)key[i + 1] << 8 : 0) |
-                         (i + 2 < 16 ? key[i + 2] : 0);
-            k[o++] = b64[v >> 18 & 63];
-            k[o++] = b64[v >> 12 & 63];
-            k[o++] = i + 1 < 16 ? b64[v >> 6 & 63] : '=';
-            k[o++] = i + 2 < 16 ? b64[v & 63] : '=';
-        }
-        k[24] = 0;
+        char *k = reel_base64(key, sizeof key, NULL);
         reel_buf_printf(b, "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: %s\r\n",
                         k);
+        free(k);
         body_follows = false; /* the frames come after the switch, not as a body */
     }
     bool cookie_done = false;
