@@ -28,8 +28,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 sys.path.insert(0, HERE)
 
-from proxyenv import TMPBASE, Origin, Reel, body, run, stop_class  # noqa: E402
-from test_browser_websocket import install_playwright, missing_tools  # noqa: E402
+from proxyenv import TMPBASE, Origin, Reel, body, stop_class  # noqa: E402
+from test_browser_websocket import install_playwright, main, trust_ca  # noqa: E402
 
 SIZES = [0, 1, 100, 16383, 16384, 16385, 65535, 65536, 100000, 1 << 20] + [5000] * 10
 
@@ -94,11 +94,7 @@ class BrowserHttp2Test(unittest.TestCase):
         d = os.path.join(cls.root, "origin")
         cls.pages = PageServer(os.path.join(d, "server.pem"), os.path.join(d, "server.key"))
         cls.reel = Reel(cls.root, "browser", "upstream_trusted_ca=" + cls.origin.ca)
-        cls.home = os.path.join(cls.root, "chromium-home")
-        nssdb = "sql:" + os.path.join(cls.home, ".pki", "nssdb")
-        os.makedirs(os.path.join(cls.home, ".pki", "nssdb"))
-        run(["certutil", "-N", "-d", nssdb, "--empty-password"])
-        run(["certutil", "-A", "-d", nssdb, "-n", "reel test CA", "-t", "C,,", "-i", cls.reel.ca])
+        cls.home = trust_ca(os.path.join(cls.root, "chromium-home"), cls.reel.ca)
 
     @classmethod
     def tearDownClass(cls):
@@ -143,21 +139,6 @@ class BrowserHttp2Test(unittest.TestCase):
                 self.assertEqual(body(f, "request"), b"x" * 100000)
                 self.assertEqual(f["request"]["method"], "POST")
         self.assertEqual(seen, len(SIZES))
-
-
-def main():
-    what = missing_tools()
-    if what:
-        print("skipped: %s is not installed (scripts/bootstrap --test installs it)" % what)
-        sys.exit(0)
-    if not os.environ.get("REEL"):
-        print("REEL is not set", file=sys.stderr)
-        sys.exit(2)
-    prog = unittest.main(module="__main__", exit=False, verbosity=2)
-    res = prog.result
-    failed = len(res.failures) + len(res.errors)
-    print("%d passed, %d failed" % (res.testsRun - failed, failed))
-    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

@@ -207,12 +207,7 @@ class BrowserWebSocketTest(unittest.TestCase):
         d = os.path.join(cls.root, "origin")
         cls.server = EchoServer(os.path.join(d, "server.pem"), os.path.join(d, "server.key"))
         cls.reel = Reel(cls.root, "browser", "upstream_trusted_ca=" + cls.origin.ca)
-        # Chromium trusts reel's CA as a user would: in its NSS database.
-        cls.home = os.path.join(cls.root, "chromium-home")
-        nssdb = "sql:" + os.path.join(cls.home, ".pki", "nssdb")
-        os.makedirs(os.path.join(cls.home, ".pki", "nssdb"))
-        run(["certutil", "-N", "-d", nssdb, "--empty-password"])
-        run(["certutil", "-A", "-d", nssdb, "-n", "reel test CA", "-t", "C,,", "-i", cls.reel.ca])
+        cls.home = trust_ca(os.path.join(cls.root, "chromium-home"), cls.reel.ca)
 
     @classmethod
     def tearDownClass(cls):
@@ -295,7 +290,18 @@ class BrowserWebSocketTest(unittest.TestCase):
         self.assertEqual(any(m["compressed"] for m in msgs), deflate)
 
 
+def trust_ca(home, ca):
+    """A HOME for Chromium whose NSS database trusts reel's CA, as a user's
+    would. Returns home."""
+    nssdb = "sql:" + os.path.join(home, ".pki", "nssdb")
+    os.makedirs(os.path.join(home, ".pki", "nssdb"))
+    run(["certutil", "-N", "-d", nssdb, "--empty-password"])
+    run(["certutil", "-A", "-d", nssdb, "-n", "reel test CA", "-t", "C,,", "-i", ca])
+    return home
+
+
 def main():
+    """Runs the calling test module (skipped when a tool is missing)."""
     what = missing_tools()
     if what:
         print("skipped: %s is not installed (scripts/bootstrap --test installs it)" % what)
