@@ -17,6 +17,7 @@
 #include "session/export.h"
 #include "session/flowread.h"
 #include "session/query.h"
+#include "session/replay.h"
 #include "session/view.h"
 #include "web/web_int.h"
 
@@ -815,6 +816,92 @@ static void api_diff(call_t *c, reel_session_t *s, int64_t id) {
     reel_buf_free(&out);
 }
 
+/* ---- replay ---- */
+
+/* Checks that flow id of session name can be replayed, then hands the
+ * replay to server.c (rs->replay_session): the request is sent by a child
+ * `reel replay`, not on the server's loop. */
+static void api_replay(call_t *c, reel_session_t *s, const char *name, int64_t id) {
+    if (c->w->live && strcmp(c->w->live, name) == 0) {
+        reel__web_error(c->rs, 409,
+                        "session '%s' is being recorded by this process, and replay records "
+                        "into a session no proxy is recording: run `reel replay %s %lld --into "
+                        "OTHER` instead",
+                        name, name, (long long)id);
+        return;
+    }
+    reel_replay_req_t r;
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (reel_replay_load(s, (uint64_t)id, &r, &err) != REEL_OK)
+        send_err(c->rs, &err);
+    else if (r.why_not)
+        reel__web_error(c->rs, 422, "flow %lld cannot be replayed: %s", (long long)id, r.why_not);
+    else {
+        c->rs->replay_session = reel_strdup(name);
+        c->rs->replay_id = id;
+    }
+    reel_replay_req_free(&r);
+}
+
+/* The last line of the child's stderr without its "reel replay: " prefix,
+ * owned. */
+static char *child_message(const reel_buf_t *errout) {
+    size_t n = errout->len;
+    const char *p = (const char *)errout->data;
+    while (n && (p[n - 1] == '\n' || p[n - 1] == '\r'))
+        n--;
+    size_t start = n;
+    while (start && p[start - 1] != '\n')
+        start--;
+    /* "Try 'reel replay --help'." follows a usage error: take the line before */
+    if (n - start >= 4 && strncmp(p + start, "Try ", 4) == 0 && start) {
+        n = start - 1;
+        start = n;
+        while (start && p[start - 1] != '\n')
+            start--;
+    }
+    const char *pre = "reel replay: ";
+    size_t pl = strlen(pre);
+    if (n - start >= pl && strncmp(p + start, pre, pl) == 0)
+        start += pl;
+    return n > start ? reel_strndup(p + start, n - start) : reel_strdup("replay failed");
+}
+
+void reel__web_replay_answer(reel__web_resp_t *rs, int exit_status, const char *why,
+                             const reel_buf_t *out, const reel_buf_t *errout) {
+    if (exit_status < 0) {
+        reel__web_error(rs, why && strstr(why, "timed out") ? 504 : 500, "%s",
+                        why ? why : "replay failed");
+        return;
+    }
+    json_t *j = out->len ? json_loadb((const char *)out->data, out->len, 0, NULL) : NULL;
+    json_t *rp = json_array_get(json_object_get(j, "replays"), 0);
+    json_t *sk = json_array_get(json_object_get(j, "skipped"), 0);
+    if (rp) {
+        json_t *e = json_object_get(rp, "error");
+        json_t *o =
+            json_pack("{s:O, s:O, s:O, s:O}", "id", json_object_get(rp, "id"), "of",
+                      json_object_get(rp, "of"), "status",
+                      json_object_get(rp, "status") ? json_object_get(rp, "status") : json_null(),
+                      "error", e ? e : json_null());
+        if (o == NULL)
+            reel__web_error(rs, 500, "unexpected output of reel replay");
+        else
+            send_json(rs, json_is_string(e) ? 502 : 200, o);
+    } else if (sk) {
+        const char *whynot = json_string_value(json_object_get(sk, "why"));
+        reel__web_error(rs, 422, "flow %lld cannot be replayed: %s",
+                        (long long)json_integer_value(json_object_get(sk, "of")),
+                        whynot ? whynot : "skipped");
+    } else {
+        char *msg = child_message(errout);
+        reel__web_error(rs, strstr(msg, "no proxy is recording") ? 409 : 500, "%s", msg);
+        free(msg);
+    }
+    json_decref(j);
+}
+
 /* ---- notes, tags, marks ---- */
 
 static void api_note_add(call_t *c, reel_session_t *s, int64_t id) {
@@ -1248,6 +1335,9 @@ static void route_session(call_t *c) {
         } else if (c->nseg == 5 && strcmp(c->seg[4], "diff") == 0) {
             if (method_is(c, "GET"))
                 api_diff(c, s, id);
+        } else if (c->nseg == 5 && strcmp(c->seg[4], "replay") == 0) {
+            if (method_is(c, "POST"))
+                api_replay(c, s, name, id);
         } else if (c->nseg == 5 && strcmp(c->seg[4], "curl") == 0) {
             if (method_is(c, "GET"))
                 api_curl(c, s, id);

@@ -3,6 +3,8 @@
  * read-only), static assets and Server-Sent Events. See web.h. */
 #include "web/web.h"
 
+#include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +21,14 @@
 #define TICK_MS 500
 #define STREAM_CHUNK (256 * 1024)
 #define COOKIE "reel_token"
+/* How long a replay child may run before it is killed (504); the
+ * environment's REEL_WEB_REPLAY_TIMEOUT (seconds) overrides it. */
+#define REPLAY_TIMEOUT_MS (120 * 1000)
+/* Most bytes kept of a replay child's stdout and of its stderr. */
+#define REPLAY_OUT_MAX ((size_t)1024 * 1024)
 
 typedef struct conn conn_t;
+typedef struct replay replay_t;
 
 struct reel_web {
     uv_loop_t *loop;
@@ -38,6 +46,8 @@ struct reel_web {
     int stopped;
     int open_handles;
     conn_t *conns;
+    replay_t *replays; /* children running `reel replay` */
+    int replay_timeout_ms;
 };
 
 struct conn {
@@ -56,6 +66,29 @@ struct conn {
     FILE *stream;         /* a body being streamed */
     reel__web_sse_t *sse; /* the connection is an event stream */
     int64_t sse_idle;
+    replay_t *replay; /* the request waits for this replay child */
+};
+
+/* A `reel replay --json` child answering one request: its exit and both
+ * pipes at end of stream make the answer. Owned by the server's list; the
+ * connection only points at it (and it back, NULL once the connection
+ * has closed: the child then runs to its end unanswered). */
+struct replay {
+    uv_process_t proc;
+    uv_pipe_t out, err;
+    uv_timer_t timer;
+    reel_web_t *w;
+    conn_t *c;
+    replay_t *next, *prev;
+    reel_buf_t obuf, ebuf;
+    int keep_alive;
+    int handles;     /* open handles */
+    int pipes_open;  /* pipes not at end of stream */
+    int exited;      /* the exit callback ran */
+    int64_t status;  /* exit status */
+    int term_signal; /* signal that ended it, 0 if none */
+    int timed_out;
+    int closing;
 };
 
 typedef struct {
@@ -172,6 +205,8 @@ static void handle_closed(uv_handle_t *h) {
     if (c->stream)
         fclose(c->stream);
     reel__web_sse_free(c->sse);
+    if (c->replay)
+        c->replay->c = NULL;
     free(c);
 }
 
@@ -275,12 +310,18 @@ static const char *status_text(int s) {
         return "Conflict";
     case 413:
         return "Content Too Large";
+    case 422:
+        return "Unprocessable Content";
     case 423:
         return "Locked";
     case 431:
         return "Request Header Fields Too Large";
     case 500:
         return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 504:
+        return "Gateway Timeout";
     case 503:
         return "Service Unavailable";
     default:
@@ -339,6 +380,159 @@ static void resp_free(reel__web_resp_t *rs) {
         fclose(rs->file);
     free(rs->headers);
     reel__web_sse_free(rs->sse);
+    free(rs->replay_session);
+}
+
+/* ---- replay children ---- */
+
+static void replay_handle_closed(uv_handle_t *h) {
+    replay_t *rp = h->data;
+    rp->w->open_handles--;
+    if (--rp->handles > 0)
+        return;
+    reel_buf_free(&rp->obuf);
+    reel_buf_free(&rp->ebuf);
+    free(rp);
+}
+
+/* Unlinks rp and closes its handles (it frees itself once they are). */
+static void replay_close(replay_t *rp) {
+    if (rp->closing)
+        return;
+    rp->closing = 1;
+    if (rp->prev)
+        rp->prev->next = rp->next;
+    else
+        rp->w->replays = rp->next;
+    if (rp->next)
+        rp->next->prev = rp->prev;
+    if (rp->c)
+        rp->c->replay = NULL;
+    rp->c = NULL;
+    if (!rp->exited)
+        uv_process_kill(&rp->proc, SIGTERM);
+    uv_close((uv_handle_t *)&rp->proc, replay_handle_closed);
+    uv_close((uv_handle_t *)&rp->out, replay_handle_closed);
+    uv_close((uv_handle_t *)&rp->err, replay_handle_closed);
+    uv_close((uv_handle_t *)&rp->timer, replay_handle_closed);
+}
+
+/* Answers the request once the child has exited and both pipes ended. */
+static void replay_maybe_done(replay_t *rp) {
+    if (!rp->exited || rp->pipes_open > 0 || rp->closing)
+        return;
+    conn_t *c = rp->c;
+    if (c) {
+        reel__web_resp_t rs;
+        memset(&rs, 0, sizeof rs);
+        reel_buf_init(&rs.body, 0);
+        char why[128] = "";
+        int code = (int)rp->status;
+        if (rp->timed_out) {
+            snprintf(why, sizeof why, "replay timed out after %d s (the child was stopped)",
+                     rp->w->replay_timeout_ms / 1000);
+            code = -1;
+        } else if (rp->term_signal) {
+            snprintf(why, sizeof why, "reel replay was killed by signal %d", rp->term_signal);
+            code = -1;
+        }
+        reel__web_replay_answer(&rs, code, why[0] ? why : NULL, &rp->obuf, &rp->ebuf);
+        c->replay = NULL;
+        rp->c = NULL;
+        uv_timer_again(&c->timer);
+        conn_respond(c, &rs, rp->keep_alive && !rp->w->stopped);
+        resp_free(&rs);
+    }
+    replay_close(rp);
+}
+
+static void replay_exited(uv_process_t *p, int64_t status, int term_signal) {
+    replay_t *rp = p->data;
+    rp->exited = 1;
+    rp->status = status;
+    rp->term_signal = term_signal;
+    uv_timer_stop(&rp->timer);
+    replay_maybe_done(rp);
+}
+
+static void replay_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    (void)h;
+    (void)suggested;
+    static char slab[16 * 1024];
+    *buf = uv_buf_init(slab, sizeof slab);
+}
+
+static void replay_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+    replay_t *rp = s->data;
+    if (nread < 0) {
+        uv_read_stop(s);
+        rp->pipes_open--;
+        replay_maybe_done(rp);
+        return;
+    }
+    reel_buf_t *b = s == (uv_stream_t *)&rp->out ? &rp->obuf : &rp->ebuf;
+    size_t n = (size_t)nread;
+    if (b->len + n > REPLAY_OUT_MAX)
+        n = REPLAY_OUT_MAX - b->len;
+    if (n)
+        reel_buf_append(b, buf->base, n);
+}
+
+static void replay_timeout(uv_timer_t *t) {
+    replay_t *rp = t->data;
+    rp->timed_out = 1;
+    if (!rp->exited)
+        uv_process_kill(&rp->proc, SIGKILL);
+}
+
+/* Starts `reel replay --json` for the request rs hands over, answered
+ * later by replay_maybe_done. -1 with rs set to the error when the child
+ * cannot start. */
+static int replay_start(conn_t *c, reel__web_resp_t *rs, int keep_alive) {
+    reel_web_t *w = c->w;
+    replay_t *rp = reel_calloc(1, sizeof *rp);
+    rp->w = w;
+    rp->keep_alive = keep_alive;
+    reel_buf_init(&rp->obuf, 0);
+    reel_buf_init(&rp->ebuf, 0);
+    uv_pipe_init(w->loop, &rp->out, 0);
+    uv_pipe_init(w->loop, &rp->err, 0);
+    uv_timer_init(w->loop, &rp->timer);
+    rp->out.data = rp->err.data = rp->timer.data = rp->proc.data = rp;
+    char idbuf[32];
+    snprintf(idbuf, sizeof idbuf, "%lld", (long long)rs->replay_id);
+    char *args[] = {"reel", "replay",           "--json", "--home", w->home,
+                    "--",   rs->replay_session, idbuf,    NULL};
+    uv_stdio_container_t stdio[3] = {
+        {.flags = UV_IGNORE},
+        {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&rp->out},
+        {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&rp->err}};
+    uv_process_options_t po = {.exit_cb = replay_exited,
+                               .file = "/proc/self/exe",
+                               .args = args,
+                               .stdio_count = 3,
+                               .stdio = stdio};
+    int e = uv_spawn(w->loop, &rp->proc, &po);
+    /* every handle is open from here, even after a failed spawn (libuv) */
+    rp->handles = 4;
+    w->open_handles += 4;
+    rp->next = w->replays;
+    if (w->replays)
+        w->replays->prev = rp;
+    w->replays = rp;
+    if (e != 0) {
+        rp->exited = 1;
+        replay_close(rp);
+        reel__web_error(rs, 500, "cannot start reel replay: %s", uv_strerror(e));
+        return -1;
+    }
+    rp->pipes_open = 2;
+    uv_read_start((uv_stream_t *)&rp->out, replay_alloc, replay_read);
+    uv_read_start((uv_stream_t *)&rp->err, replay_alloc, replay_read);
+    uv_timer_start(&rp->timer, replay_timeout, (uint64_t)w->replay_timeout_ms, 0);
+    rp->c = c;
+    c->replay = rp;
+    return 0;
 }
 
 /* ---- requests ---- */
@@ -492,7 +686,8 @@ static void request_end(conn_t *c) {
     rs.status = 200;
     handle(c, &rs);
     int keep = c->head.keep_alive && !c->w->stopped;
-    conn_respond(c, &rs, keep);
+    if (rs.replay_session == NULL || replay_start(c, &rs, keep) != 0)
+        conn_respond(c, &rs, keep);
     resp_free(&rs);
     reel_buf_reset(&c->body);
     c->have_head = 0;
@@ -510,7 +705,8 @@ static void too_big(conn_t *c) {
 
 /* Parses what was read while the connection is free to answer. */
 static void conn_process(conn_t *c) {
-    while (!c->closing && !c->close_after && c->stream == NULL && c->sse == NULL) {
+    while (!c->closing && !c->close_after && c->stream == NULL && c->sse == NULL &&
+           c->replay == NULL) {
         size_t consumed = 0;
         reel_h1_event_t ev;
         reel_rc rc = reel_h1_feed(c->parser, c->in.data, c->in.len, &consumed, &ev);
@@ -588,7 +784,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 static void on_timeout(uv_timer_t *t) {
     conn_t *c = t->data;
-    if (c->sse || c->stream || c->writes)
+    if (c->sse || c->stream || c->writes || c->replay)
         return;
     conn_close(c);
 }
@@ -677,6 +873,15 @@ reel_rc reel_web_start(uv_loop_t *loop, const reel_web_opts_t *o, reel_web_t **o
         w->nsessions = o->nsessions;
     }
     w->live = o->live ? reel_strdup(o->live) : NULL;
+    w->replay_timeout_ms = REPLAY_TIMEOUT_MS;
+    const char *rt = getenv("REEL_WEB_REPLAY_TIMEOUT");
+    if (rt && rt[0]) {
+        char *end = NULL;
+        errno = 0;
+        long v = strtol(rt, &end, 10);
+        if (errno == 0 && *end == '\0' && v > 0 && v <= 86400)
+            w->replay_timeout_ms = (int)v * 1000;
+    }
     w->ctx = (reel__web_ctx_t){.home = w->home,
                                .read_only = o->read_only,
                                .sessions = w->sessions,
@@ -747,6 +952,8 @@ void reel_web_stop(reel_web_t *w) {
     uv_close((uv_handle_t *)&w->tick, w_closed);
     for (conn_t *c = w->conns; c; c = c->next)
         conn_close(c);
+    while (w->replays)
+        replay_close(w->replays);
 }
 
 void reel_web_free(reel_web_t *w) {

@@ -53,6 +53,11 @@ typedef struct {
     FILE *file;           /* instead of body: streamed from here (owned, closed after) */
     char *headers;        /* extra header lines, each ending CRLF (owned) */
     reel__web_sse_t *sse; /* the request became an event stream (owned) */
+    /* The request became a replay (POST .../flows/ID/replay): server.c runs
+     * `reel replay --json` on flow replay_id of replay_session (owned) in a
+     * child process and answers when it exits (reel__web_replay_answer). */
+    char *replay_session;
+    int64_t replay_id;
 } reel__web_resp_t;
 
 /** Server state the API reads. */
@@ -72,6 +77,16 @@ void reel__web_api(const reel__web_ctx_t *w, const reel__web_req_t *rq, reel__we
 int reel__web_sse_tick(const reel__web_ctx_t *w, reel__web_sse_t *e, reel_buf_t *out);
 
 void reel__web_sse_free(reel__web_sse_t *e);
+
+/** Sets rs to the answer to a replay from what the child `reel replay
+ * --json SESSION ID` left: its exit status (exit_status; -1 when it was
+ * killed or could not start: why says so), stdout (the JSON) and stderr.
+ * 200 {id, of, status, reason, error: null} when the new flow got a
+ * response; 502 with the new flow's id and its error when the replay
+ * failed upstream; 422 when the flow cannot be replayed; 409 when the
+ * session is being recorded; 500 otherwise, with the child's message. */
+void reel__web_replay_answer(reel__web_resp_t *rs, int exit_status, const char *why,
+                             const reel_buf_t *out, const reel_buf_t *errout);
 
 /** Sets rs to a JSON error {"error": msg} with status. */
 void reel__web_error(reel__web_resp_t *rs, int status, const char *fmt, ...)

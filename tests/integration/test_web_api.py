@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -402,6 +403,9 @@ class WebApi(unittest.TestCase):
             conn.close()
             self.assertIsNotNone(got)
             self.assertEqual(got["path"], "/100b")
+            # replay cannot record into the session this process records
+            e = c.json("POST", "/api/sessions/live/flows/%d/replay" % got["id"], status=409)
+            self.assertIn("--into", e["error"])
             # writes through the web apply to the recording session
             c.json("POST", "/api/sessions/live/config", {"name": "body_limit", "value": "1k"})
             deadline = time.time() + 5
@@ -413,6 +417,113 @@ class WebApi(unittest.TestCase):
             code = p.wait(15)
             log.close()
         self.assertEqual(code, 0, open(log.name).read())
+
+
+class WebReplay(unittest.TestCase):
+    """POST .../flows/ID/replay: a child `reel replay` sends the request
+    again while the server keeps answering; the new flow links back."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="reel-webrp-", dir=TMPBASE)
+        cls.origin = Origin(cls.root)
+        # an origin that accepts and never answers
+        cls.silent = socket.socket()
+        cls.silent.bind(("127.0.0.1", 0))
+        cls.silent.listen(8)
+        # body_limit=4: a 10-byte request body is not stored whole (not replayable)
+        reel = Reel(cls.root, "rp", "body_limit=4", "upstream_timeout=1")
+        curl(reel, cls.origin.url("/100b"))
+        curl(reel, "--data-binary", "0123456789", cls.origin.url("/echo"))
+        curl(reel, "http://127.0.0.1:%d/silent" % cls.silent.getsockname()[1], check=False)
+        assert len(reel.wait_flows(3)) == 3
+        assert reel.stop() == 0, reel.log()
+        cls.env = reel.env
+        cls.proc, cls.port, _, cls.token = start_web(cls.env)
+        cls.c = Client(cls.port, cls.token)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proc.send_signal(signal.SIGINT)
+        code = cls.proc.wait(10)
+        cls.proc.stdout.close()
+        cls.proc.stderr.close()
+        cls.silent.close()
+        cls.origin.stop()
+        assert code == 0, "reel web exited %d" % code
+        proxyenv.shutil.rmtree(cls.root, ignore_errors=True)
+
+    def flow(self, fid):
+        return json.loads(run([REEL, "flow", "rp", str(fid), "--json"], env=self.env).stdout)
+
+    def test_replay_makes_a_linked_flow(self):
+        r = self.c.json("POST", "/api/sessions/rp/flows/1/replay",
+                        headers={"Origin": "http://127.0.0.1:%d" % self.port})
+        self.assertEqual((r["of"], r["status"], r["error"]), (1, 200, None))
+        self.assertGreater(r["id"], 3)
+        f = self.flow(r["id"])
+        self.assertEqual(f["replay_of"], 1)
+        self.assertEqual(f["response"]["status"], 200)
+        self.assertIn(r["id"], self.flow(1)["replayed_as"])
+        # the web shows it, and diffs it against the original
+        d = self.c.json("GET", "/api/sessions/rp/flows/1/diff?with=%d" % r["id"])
+        self.assertIn("text", d)
+
+    def test_refused(self):
+        path = "/api/sessions/rp/flows/1/replay"
+        st, _, _ = self.c.req("POST", path, token=False)
+        self.assertEqual(st, 401)
+        st, _, _ = self.c.req("POST", path, token="f" * 32)
+        self.assertEqual(st, 401)
+        st, _, _ = self.c.req("POST", path, headers={"Origin": "http://evil.example"})
+        self.assertEqual(st, 403)
+        st, _, _ = self.c.req("POST", path, host="evil.example:%d" % self.port)
+        self.assertEqual(st, 403)
+        st, _, _ = self.c.req("GET", path)
+        self.assertEqual(st, 405)
+        self.c.json("POST", "/api/sessions/rp/flows/999/replay", status=404)
+        self.c.json("POST", "/api/sessions/nope/flows/1/replay", status=404)
+        e = self.c.json("POST", "/api/sessions/rp/flows/2/replay", status=422)
+        self.assertIn("cannot be replayed", e["error"])
+        self.assertIn("not stored whole", e["error"])
+        p, port, _, tok = start_web(self.env, "--read-only")
+        try:
+            st, _, data = Client(port, tok).req("POST", path)
+            self.assertEqual(st, 403)
+            self.assertIn("read-only", json.loads(data)["error"])
+        finally:
+            p.send_signal(signal.SIGTERM)
+            self.assertEqual(p.wait(10), 0)
+            p.stdout.close()
+            p.stderr.close()
+        # nothing above replayed the flow that cannot be replayed
+        self.assertFalse([f for f in json.loads(run(
+            [REEL, "flows", "rp", "--json", "~replay & ~u /echo"], env=self.env).stdout)])
+
+    def test_timeout_does_not_block_the_server(self):
+        """A hung origin: the child is stopped after REEL_WEB_REPLAY_TIMEOUT
+        (504) and the server answers other requests meanwhile."""
+        p, port, _, tok = start_web(dict(self.env, REEL_WEB_REPLAY_TIMEOUT="2"))
+        try:
+            c = Client(port, tok)
+            done = []
+            t = threading.Thread(target=lambda: done.append(
+                c.req("POST", "/api/sessions/rp/flows/3/replay")))
+            t0 = time.time()
+            t.start()
+            time.sleep(0.3)
+            self.assertEqual(c.json("GET", "/api/sessions/rp/flows/1")["row"]["id"], 1)
+            self.assertFalse(done)  # still replaying, yet the GET was answered
+            t.join(15)
+            st, _, data = done[0]
+            self.assertEqual(st, 504, data)
+            self.assertIn("timed out", json.loads(data)["error"])
+            self.assertLess(time.time() - t0, 10)
+        finally:
+            p.send_signal(signal.SIGTERM)
+            self.assertEqual(p.wait(10), 0)
+            p.stdout.close()
+            p.stderr.close()
 
 
 if __name__ == "__main__":

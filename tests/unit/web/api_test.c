@@ -2,7 +2,9 @@
  * session on disk (statuses, error bodies, writes reaching the session),
  * the query-string helpers decode what browsers send, and the flow list
  * pages by cursor (every sort and order, with a filter, with flows added
- * between pages) without a duplicate or a gap. */
+ * between pages) without a duplicate or a gap; a replay request is checked
+ * and handed to the server (which runs the child), and the child's output
+ * becomes the right answer. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +21,9 @@
 #include "web/web_int.h"
 
 static char *home;
+/* The replay the last call handed to the server (owned), and its flow. */
+static char *last_replay;
+static int64_t last_replay_id;
 
 /* Answers method path?query with body; returns the status, *out the JSON
  * (owned, NULL if not JSON). */
@@ -49,6 +54,9 @@ static int call(const char *method, const char *target, const char *body, json_t
     if (rs.file)
         fclose(rs.file);
     reel__web_sse_free(rs.sse);
+    free(last_replay);
+    last_replay = rs.replay_session;
+    last_replay_id = rs.replay_id;
     free(path);
     return rs.status;
 }
@@ -68,6 +76,8 @@ static int teardown(void **state) {
     (void)state;
     reel_test_rm_rf(home);
     free(home);
+    free(last_replay);
+    last_replay = NULL;
     return 0;
 }
 
@@ -401,6 +411,141 @@ static void test_cursor_with_appends(void **state) {
     }
 }
 
+/* ---- replay ---- */
+
+/* Session "rpl": flow 1 a whole GET (can be replayed), flow 2 a TCP tunnel,
+ * flow 3 a request still open. */
+static void record_replayable(void) {
+    reel_session_t *s = NULL;
+    reel_err_t err;
+    reel_err_clear(&err);
+    assert_int_equal(reel_session_open(home, "rpl", REEL_OPEN_CREATE | REEL_OPEN_RECORD, &s, &err),
+                     REEL_OK);
+    reel_recorder_opts_t o;
+    reel_recorder_opts_default(&o);
+    reel_recorder_t *r = NULL;
+    assert_int_equal(reel_recorder_open(s, &o, &r, &err), REEL_OK);
+    reel_request_head_t rq = {.method = "GET",
+                              .scheme = "http",
+                              .host = "a.test",
+                              .port = 80,
+                              .target = "/x",
+                              .http_version = "HTTP/1.1"};
+    reel_response_head_t rs = {.status = 200, .reason = "OK", .http_version = "HTTP/1.1"};
+    reel_flow_info_t info = {.kind = REEL_FLOW_HTTP, .client_addr = "127.0.0.1:5000"};
+    reel_rflow_t *f = reel_recorder_flow_start(r, &info);
+    reel_recorder_request_head(f, &rq);
+    reel_recorder_response_head(f, &rs);
+    reel_recorder_flow_end(f, NULL, 0, 0, 0);
+    reel_flow_info_t tinfo = {.kind = REEL_FLOW_TUNNEL, .client_addr = "127.0.0.1:5001"};
+    f = reel_recorder_flow_start(r, &tinfo);
+    reel_recorder_flow_end(f, NULL, 0, 0, 0);
+    f = reel_recorder_flow_start(r, &info);
+    reel_recorder_request_head(f, &rq);
+    assert_int_equal(reel_recorder_close(r, &err), REEL_OK);
+    reel_session_close(s);
+}
+
+static void test_replay_request(void **state) {
+    (void)state;
+    record_replayable();
+    json_t *j = NULL;
+    assert_int_equal(call("POST", "/api/sessions/rpl/flows/1/replay", NULL, NULL, 0), 200);
+    assert_non_null(last_replay);
+    assert_string_equal(last_replay, "rpl");
+    assert_int_equal(last_replay_id, 1);
+    assert_int_equal(call("GET", "/api/sessions/rpl/flows/1/replay", NULL, NULL, 0), 405);
+    assert_null(last_replay);
+    assert_int_equal(call("POST", "/api/sessions/rpl/flows/99/replay", NULL, NULL, 0), 404);
+    assert_null(last_replay);
+    assert_int_equal(call("POST", "/api/sessions/rpl/flows/2/replay", NULL, &j, 0), 422);
+    assert_null(last_replay);
+    assert_non_null(strstr(json_string_value(json_object_get(j, "error")), "TCP tunnel"));
+    json_decref(j);
+    int st = call("POST", "/api/sessions/rpl/flows/3/replay", NULL, &j, 0);
+    assert_null(last_replay);
+    assert_int_equal(st, 422);
+    json_decref(j);
+    /* the session this process records: the child could not record into it */
+    reel__web_ctx_t w = {.home = home, .live = "rpl"};
+    reel__web_req_t rq = {
+        .method = "POST", .path = "/api/sessions/rpl/flows/1/replay", .query = ""};
+    reel__web_resp_t rs;
+    memset(&rs, 0, sizeof rs);
+    reel_buf_init(&rs.body, 0);
+    reel__web_api(&w, &rq, &rs);
+    assert_int_equal(rs.status, 409);
+    assert_null(rs.replay_session);
+    reel_buf_free(&rs.body);
+}
+
+/* reel__web_replay_answer on out/err; returns the status, *j the body. */
+static int answer(int code, const char *why, const char *out, const char *errout, json_t **j) {
+    reel_buf_t o, e;
+    reel_buf_init(&o, 0);
+    reel_buf_init(&e, 0);
+    reel_buf_puts(&o, out);
+    reel_buf_puts(&e, errout);
+    reel__web_resp_t rs;
+    memset(&rs, 0, sizeof rs);
+    reel_buf_init(&rs.body, 0);
+    reel__web_replay_answer(&rs, code, why, &o, &e);
+    *j = json_loadb((const char *)rs.body.data, rs.body.len, 0, NULL);
+    assert_non_null(*j);
+    reel_buf_free(&rs.body);
+    reel_buf_free(&o);
+    reel_buf_free(&e);
+    return rs.status;
+}
+
+static void test_replay_answer(void **state) {
+    (void)state;
+    json_t *j = NULL;
+    assert_int_equal(answer(0, NULL,
+                            "{\"replays\": [{\"of\": 1, \"id\": 7, \"status\": 200, "
+                            "\"error\": null}], \"skipped\": []}\n",
+                            "", &j),
+                     200);
+    assert_int_equal(json_integer_value(json_object_get(j, "id")), 7);
+    assert_int_equal(json_integer_value(json_object_get(j, "of")), 1);
+    assert_true(json_is_null(json_object_get(j, "error")));
+    json_decref(j);
+    /* the replay failed upstream: its flow exists and holds the error */
+    assert_int_equal(answer(1, NULL,
+                            "{\"replays\": [{\"of\": 1, \"id\": 8, \"status\": null, "
+                            "\"error\": \"connecting to x: refused\"}], \"skipped\": []}",
+                            "", &j),
+                     502);
+    assert_int_equal(json_integer_value(json_object_get(j, "id")), 8);
+    assert_string_equal(json_string_value(json_object_get(j, "error")), "connecting to x: refused");
+    json_decref(j);
+    assert_int_equal(answer(1, NULL,
+                            "{\"replays\": [], \"skipped\": [{\"of\": 2, \"why\": "
+                            "\"it is a WebSocket flow\"}]}",
+                            "", &j),
+                     422);
+    assert_string_equal(json_string_value(json_object_get(j, "error")),
+                        "flow 2 cannot be replayed: it is a WebSocket flow");
+    json_decref(j);
+    assert_int_equal(answer(1, NULL, "",
+                            "reel: session 'x': recovered\nreel replay: session is locked; "
+                            "replay records into a session no proxy is recording: stop it\n",
+                            &j),
+                     409);
+    assert_string_equal(json_string_value(json_object_get(j, "error")),
+                        "session is locked; replay records into a session no proxy is "
+                        "recording: stop it");
+    json_decref(j);
+    assert_int_equal(answer(2, NULL, "", "reel replay: bad thing\nTry 'reel replay --help'.\n", &j),
+                     500);
+    assert_string_equal(json_string_value(json_object_get(j, "error")), "bad thing");
+    json_decref(j);
+    assert_int_equal(answer(-1, "replay timed out after 2 s", "", "", &j), 504);
+    json_decref(j);
+    assert_int_equal(answer(-1, "killed by signal 9", "", "", &j), 500);
+    json_decref(j);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_params),
@@ -410,6 +555,8 @@ int main(void) {
         cmocka_unit_test(test_cursor_paging),
         cmocka_unit_test(test_cursor_by_value),
         cmocka_unit_test(test_cursor_with_appends),
+        cmocka_unit_test(test_replay_request),
+        cmocka_unit_test(test_replay_answer),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
