@@ -17,7 +17,9 @@
  *
  * A lane serves one stream at a time and is kept for the next (so one
  * client connection reuses a handful of origin connections, as a browser's
- * HTTP/1.1 pool would), until the lane's own idle timeout closes it.
+ * HTTP/1.1 pool would), until the lane's own idle timeout closes it; a
+ * client connection has at most MAX_LANES, and streams beyond wait, oldest
+ * first, for a lane to finish.
  * Towards origins reel speaks HTTP/1.1 today.
  *
  * The record says what the client did: the flow's request is recorded with
@@ -40,6 +42,12 @@
 
 #include "core/conn.h"
 #include "core/h2.h"
+
+/* Lanes of one client connection at most: more streams wait for one to
+ * finish (nghttpx keeps 8 backend connections per host by default, a
+ * browser 6 for HTTP/1.1), so a page of 100 resources does not open 100
+ * connections to its origin. */
+#define MAX_LANES 16
 
 typedef struct h2front h2front_t;
 typedef struct lane lane_t;
@@ -92,10 +100,14 @@ struct h2front {
     lane_t *lanes;
     size_t nlanes;
     bool goaway;  /* the client sent GOAWAY */
-    bool pumping; /* inside kick(): no recursion */
+    bool pumping;     /* inside kick(): no recursion */
+    bool dispatching; /* inside dispatch() ... */
+    bool again;       /* ... and a lane freed up meanwhile */
+    bool failing;     /* every stream is being ended: no new lanes */
 };
 
 static void kick(h2front_t *fr);
+static void dispatch(h2front_t *fr);
 static void flush_output(h2front_t *fr);
 static void lane_pump(lane_t *l);
 static void lane_later(lane_t *l);
@@ -168,8 +180,10 @@ static h2s_t *stream_new(h2front_t *fr, uint32_t sid, const reel_msg_head_t *h) 
             s->has_length = true;
     }
 #undef COPY
-    s->next = fr->streams;
-    fr->streams = s;
+    h2s_t **pp = &fr->streams; /* in arrival order: the oldest gets a lane first */
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = s;
     return s;
 }
 
@@ -345,8 +359,10 @@ static void lane_close(reel_filter_t *f) {
     l->fr = NULL;
     l->inner = NULL;
     lane_later(l);
-    if (fr)
+    if (fr) {
+        dispatch(fr); /* one lane fewer: a waiting stream may get a new one */
         kick(fr);
+    }
 }
 
 static void on_lane_timer_closed(uv_handle_t *h) {
@@ -388,10 +404,13 @@ static void lane_deliver(lane_t *l) {
     if (s->req_body)
         reel_h2_consume(fr->h2, s->sid, s->req_body);
     s->req_body = 0;
+    bool idle = false;
     if (s->req_end) {
         s->req_sent = true;
-        if (s->resp_end)
+        if (s->resp_end) {
             stream_free(fr, s); /* answered already: the lane is idle after these bytes */
+            idle = true;
+        }
     }
     /* the lane conn may answer, close or pause inside: s may be gone */
     if (b.len)
@@ -401,6 +420,8 @@ static void lane_deliver(lane_t *l) {
         reel_filter_up_eof(&l->f, NULL); /* the client's side of the WebSocket ended */
     if (!l->want_close)
         reel_filter_read_done(&l->f);
+    if (idle)
+        dispatch(fr); /* a stream waiting for a lane may have this one */
 }
 
 static void on_lane_timer(uv_timer_t *t) {
@@ -453,7 +474,8 @@ static lane_t *lane_new(h2front_t *fr) {
     return l;
 }
 
-/* Gives waiting streams a lane: an idle one, else a new one. */
+/* Gives waiting streams a lane, oldest first: an idle one, else a new one
+ * while there are fewer than MAX_LANES. */
 static void assign_lanes(h2front_t *fr) {
     for (h2s_t *s = fr->streams; s; s = s->next) {
         if (s->lane || !s->head_built || s->resp_end)
@@ -465,8 +487,11 @@ static void assign_lanes(h2front_t *fr) {
                 l = k;
                 break;
             }
-        if (l == NULL)
+        if (l == NULL) {
+            if (fr->nlanes >= MAX_LANES)
+                break; /* the rest wait for a lane to finish its stream */
             l = lane_new(fr);
+        }
         l->s = s;
         s->lane = l;
         l->inner->lane_fields = s->fields;
@@ -483,6 +508,7 @@ static void lane_pump(lane_t *l) {
     h2front_t *fr = l->fr;
     if (fr == NULL)
         return;
+    bool freed = false; /* a stream completed: its lane is idle */
     while (l->out.len || l->s) {
         h2s_t *s = l->s;
         if (s == NULL) {
@@ -553,8 +579,10 @@ static void lane_pump(lane_t *l) {
             /* the lane is idle again once the request is whole too (an
              * origin may answer before it read the body: the rest still
              * goes to the lane, as it would on HTTP/1.1) */
-            if (s->req_sent)
+            if (s->req_sent) {
                 stream_free(fr, s);
+                freed = true;
+            }
             break;
         default:
             break;
@@ -564,6 +592,8 @@ static void lane_pump(lane_t *l) {
             break;
     }
     flush_output(fr);
+    if (freed)
+        dispatch(fr);
 }
 
 /* ---- the client side ---- */
@@ -598,6 +628,25 @@ static void kick(h2front_t *fr) {
     fr->pumping = false;
 }
 
+static void dispatch(h2front_t *fr) {
+    if (fr->failing)
+        return;
+    if (fr->dispatching) {
+        fr->again = true;
+        return;
+    }
+    fr->dispatching = true;
+    do {
+        fr->again = false;
+        assign_lanes(fr);
+        for (lane_t *l = fr->lanes, *next; l; l = next) {
+            next = l->next; /* a lane closed meanwhile stays allocated until its timer */
+            lane_deliver(l);
+        }
+    } while (fr->again);
+    fr->dispatching = false;
+}
+
 static void stream_reset_by_client(h2front_t *fr, h2s_t *s, uint32_t code) {
     lane_t *l = s->lane;
     char *why = reel_asprintf("the client reset the HTTP/2 stream (error code 0x%x)", code);
@@ -615,6 +664,7 @@ static void stream_reset_by_client(h2front_t *fr, h2s_t *s, uint32_t code) {
 /* Ends every stream (the client connection is going): their flows end
  * with why. */
 static void front_fail_all(h2front_t *fr, const char *why) {
+    fr->failing = true;
     while (fr->streams) {
         h2s_t *s = fr->streams;
         lane_t *l = s->lane;
@@ -771,11 +821,7 @@ void reel__h2front_process(conn_t *c) {
     h2front_t *fr = c->h2;
     peer_t *cl = &c->client;
     char *fatal = read_frames(fr, true);
-    assign_lanes(fr);
-    for (lane_t *l = fr->lanes, *next; l; l = next) {
-        next = l->next;
-        lane_deliver(l);
-    }
+    dispatch(fr);
     if (c->client.closing || c->h2 != fr) {
         free(fatal);
         return;

@@ -39,6 +39,7 @@ class EchoOrigin:
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.requests = []
+        self.conns = 0
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
 
@@ -48,6 +49,7 @@ class EchoOrigin:
                 c, _ = self.sock.accept()
             except OSError:
                 return
+            self.conns += 1
             threading.Thread(target=self._serve, args=(c,), daemon=True).start()
 
     @staticmethod
@@ -287,6 +289,7 @@ class Http2Test(unittest.TestCase):
 
     def test_h2c_many_streams_one_connection(self):
         c = H2C(self.reel.port)
+        conns0 = self.echo.conns
         try:
             sids = [c.request("GET", self.auth, "/many/%d" % i) for i in range(30)]
             c.wait(lambda: all(c.done(s) for s in sids))
@@ -311,6 +314,8 @@ class Http2Test(unittest.TestCase):
         # the origin saw HTTP/1.1 with Host from :authority
         reqs = [r for r in self.echo.requests if r[1].startswith("/many/")]
         self.assertEqual(len(reqs), 30)
+        # 30 streams at once over at most 16 origin connections (lanes)
+        self.assertLessEqual(self.echo.conns - conns0, 16)
         self.assertEqual(dict(reqs[0][2])["host"], self.auth)
 
     def test_h2c_body_trailers_both_ways(self):
