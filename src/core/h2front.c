@@ -420,8 +420,8 @@ static void lane_deliver(lane_t *l) {
         reel_filter_up_eof(&l->f, NULL); /* the client's side of the WebSocket ended */
     if (!l->want_close)
         reel_filter_read_done(&l->f);
-    if (idle)
-        dispatch(fr); /* a stream waiting for a lane may have this one */
+    if (idle && !l->want_close)
+        lane_later(l); /* then a stream waiting for a lane may have this one */
 }
 
 static void on_lane_timer(uv_timer_t *t) {
@@ -441,8 +441,12 @@ static void on_lane_timer(uv_timer_t *t) {
         return;
     }
     lane_deliver(l);
-    if (fr && !l->want_close)
+    if (fr && !l->want_close) {
+        /* the lane may be idle now (its conn is back at a request head,
+         * which it was not inside the call that ended the response) */
+        dispatch(fr);
         flush_output(fr);
+    }
 }
 
 static void lane_later(lane_t *l) {
@@ -592,8 +596,8 @@ static void lane_pump(lane_t *l) {
             break;
     }
     flush_output(fr);
-    if (freed)
-        dispatch(fr);
+    if (freed && !l->want_close)
+        lane_later(l); /* its conn finishes the response first: dispatch then */
 }
 
 /* ---- the client side ---- */
