@@ -828,6 +828,43 @@ function renderDetail(d, id) {
     } catch (e) { status(e.message, true); }
   });
   actions.append(diffForm);
+  if (!ro && r.kind !== 'websocket' && r.kind !== 'tunnel') {
+    // Replay: the server sends the request again (a child `reel replay`) and
+    // answers with the new flow, which the diff form is then set to.
+    const replayBtn = el('button', { type: 'button', text: 'Replay', title: 'Send this request again and record the answer as a new flow' });
+    replayBtn.addEventListener('click', async () => {
+      pane.querySelector('.replay-result')?.remove();
+      replayBtn.disabled = true;
+      replayBtn.textContent = 'Replaying…';
+      const out = el('p', { class: 'replay-result', role: 'status' });
+      try {
+        let res;
+        try {
+          res = await api(sessPath(state.session) + '/flows/' + id + '/replay', { method: 'POST' });
+        } catch (e) {
+          if (!(e instanceof ApiError && e.body && e.body.id)) throw e;
+          res = e.body; // 502: the replay failed upstream, its flow holds the error
+        }
+        const link = el('a', { href: '#/s/' + enc(state.session) + '/flow/' + res.id, text: 'flow ' + res.id });
+        out.append('Replayed as ', link,
+          res.error ? el('span', { class: 'error', text: ' — error: ' + res.error }) : (res.status ? ' — status ' + res.status : ''), ' ',
+          el('button', { type: 'button', text: 'Diff with it', onclick: () => {
+            diffForm.with.value = String(res.id);
+            diffForm.requestSubmit();
+          } }));
+        diffForm.with.value = String(res.id);
+        status('replayed flow ' + id + ' as flow ' + res.id);
+      } catch (e) {
+        out.classList.add('error');
+        out.setAttribute('role', 'alert');
+        out.textContent = 'Replay failed: ' + e.message;
+      }
+      replayBtn.disabled = false;
+      replayBtn.textContent = 'Replay';
+      actions.after(out);
+    });
+    actions.insertBefore(replayBtn, diffForm);
+  }
   parts.push(actions);
 
   // tags

@@ -15,6 +15,10 @@ change. Screenshots of the list and of a detail view go into the build
 folder (web-list.png, web-detail.png, web-websocket.png); the test fails if a
 view renders empty or the page logs an error.
 
+test_replay: `reel web` over a recorded session; Replay in a flow's detail
+shows a link to the new flow (a replay of it, as `reel flow` says) and
+"Diff with it" diffs the two.
+
 Prints "skipped: ..." and exits 0 when chromium or node/npm are missing.
 """
 import asyncio
@@ -32,7 +36,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
-from proxyenv import REEL, TMPBASE, Origin, curl, run  # noqa: E402
+from proxyenv import REEL, TMPBASE, Origin, Reel, curl, run  # noqa: E402
 from test_browser_websocket import CHROMIUM, install_playwright  # noqa: E402
 
 TOKEN = "f00dfeedf00dfeedf00dfeedf00dfeed"
@@ -247,6 +251,97 @@ class BrowserWebTest(unittest.TestCase):
         self.assertTrue(any("cursor=" in u for u in seen["urls"]))
         shutil.rmtree(root, ignore_errors=True)
 
+    def test_replay(self):
+        why = missing_tools()
+        if why:
+            print("skipped: %s not installed" % why)
+            return
+        modules = install_playwright()
+        root = tempfile.mkdtemp(prefix="reel-breplay-", dir=TMPBASE)
+        origin = Origin(root)
+        reel = Reel(root, "rp")
+        curl(reel, origin.url("/100b"))
+        assert len(reel.wait_flows(1)) == 1
+        self.assertEqual(reel.stop(), 0)
+        env = dict(reel.env, REEL_WEB_TOKEN=TOKEN)
+        log = open(os.path.join(root, "web.log"), "w+")
+        proc = subprocess.Popen([REEL, "web", "--listen", "127.0.0.1:0", "rp"], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            url = None
+            for _ in range(200):
+                log.seek(0)
+                m = re.search(r"open (http://127\.0\.0\.1:\d+/\?token=\w+)", log.read())
+                if m:
+                    url = m.group(1)
+                    break
+                time.sleep(0.05)
+            log.seek(0)
+            self.assertIsNotNone(url, log.read())
+            script = os.path.join(root, "replay.cjs")
+            with open(script, "w") as f:
+                f.write(REPLAY_JS)
+            res = subprocess.run(["node", script, url], env=dict(env, NODE_PATH=modules),
+                                 capture_output=True, timeout=120)
+            self.assertEqual(res.returncode, 0, res.stderr.decode()[-3000:])
+            seen = json.loads(res.stdout.decode().strip().split("\n")[-1])
+            flow2 = json.loads(run([REEL, "flow", "rp", "2", "--json"], env=env).stdout)
+        finally:
+            proc.send_signal(2)
+            proc.wait(15)
+            log.close()
+            origin.stop()
+        self.assertEqual(seen["errors"], [])
+        self.assertEqual(seen["failed"], [])
+        self.assertIn("Replayed as flow 2", seen["result"])
+        self.assertIn("status 200", seen["result"])
+        self.assertTrue(seen["href"].endswith("#/s/rp/flow/2"), seen["href"])
+        self.assertEqual(seen["diff_with"], "2")
+        self.assertIsNotNone(seen["diff"])  # the same request and answer: few or no lines
+        self.assertEqual(seen["opened"], "Flow 2")
+        self.assertEqual(flow2["replay_of"], 1)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# Replay from a flow's detail in chromium; prints what it saw as JSON.
+REPLAY_JS = r"""
+"use strict";
+const { chromium } = require("playwright-core");
+(async () => {
+  const browser = await chromium.launch({
+    executablePath: process.env.REEL_CHROMIUM || "/usr/bin/chromium", headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+  });
+  const res = { errors: [], failed: [] };
+  try {
+    const page = await (await browser.newContext({ viewport: { width: 1400, height: 900 } })).newPage();
+    page.setDefaultTimeout(15000);
+    page.on("pageerror", (e) => res.errors.push(String(e)));
+    page.on("console", (m) => { if (m.type() === "error") res.errors.push(m.text()); });
+    page.on("response", (r) => { if (r.status() >= 400) res.failed.push(r.status() + " " + r.url()); });
+    await page.goto(process.argv[2]);
+    await page.waitForSelector('.row[data-id="1"]');
+    await page.evaluate(() => { location.hash = "#/s/rp/flow/1"; });
+    await page.waitForFunction(() => (document.getElementById("detail-h") || {}).textContent === "Flow 1");
+    await page.click('#detail button:text-is("Replay")');
+    await page.waitForSelector("#detail .replay-result a");
+    res.result = await page.textContent("#detail .replay-result");
+    res.href = await page.getAttribute("#detail .replay-result a", "href");
+    res.diff_with = await page.inputValue("#diff-with");
+    await page.click('#detail .replay-result button:text-is("Diff with it")');
+    await page.waitForSelector("#detail pre.diff");
+    res.diff = await page.textContent("#detail pre.diff");
+    await page.click("#detail .replay-result a");
+    await page.waitForFunction(() => (document.getElementById("detail-h") || {}).textContent === "Flow 2");
+    res.opened = await page.textContent("#detail-h");
+  } catch (e) {
+    res.errors.push("driver: " + e);
+  } finally {
+    process.stdout.write(JSON.stringify(res) + "\n");
+    await browser.close();
+  }
+})();
+"""
 
 # The paging walk in chromium (playwright-core); prints what it saw as JSON.
 PAGING_JS = r"""
