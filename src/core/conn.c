@@ -35,6 +35,12 @@ void reel__client_tls_failed(conn_t *c, const char *error) {
 void reel__upstream_ready(peer_t *up) {
     reel__peer_flush_pend(up);
     conn_t *c = up->c;
+    if (c->state == C_PROBE) {
+        reel_stack_info_t info;
+        reel_stack_info(&up->st, &info);
+        reel__probe_done(c, info.alpn ? info.alpn : ""); /* "": no ALPN at all */
+        return;
+    }
     reel__record_server_conn(c);
     if (c->state == C_RAW && c->tunnel_reply) {
         static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
@@ -86,7 +92,7 @@ void reel__conn_process(conn_t *c) {
         } else if (c->state == C_REQ_BODY) {
             reel__finish_flow(c, "client closed the connection during the request");
             reel__conn_close(c);
-        } else if (c->state == C_SNIFF) {
+        } else if (c->state == C_SNIFF || c->state == C_PROBE) {
             reel__conn_close(c);
         } else if (c->state == C_WAIT_RESP) {
             /* Let the response finish (the client may have half-closed). */
@@ -129,6 +135,7 @@ static void conn_free(conn_t *c) {
     client_release(c);
     reel__tunnel_codecs_free(c);
     reel__h2front_free(c);
+    reel_tls_free(c->probe_tls);
     reel_codec_free(c->reqc);
     reel_codec_free(c->respc);
     reel_buf_free(&c->ex.retry_head);
@@ -261,6 +268,8 @@ static uint64_t conn_deadline(conn_t *c) {
         d = earlier(d, c->ex.resp_head_started + p->head_timeout_ms);
     if (c->state == C_SNIFF)
         d = earlier(d, c->sniff_started + SNIFF_WAIT_MS);
+    if (c->state == C_PROBE && c->up)
+        d = earlier(d, c->up->progress + p->upstream_timeout_ms);
     return d;
 }
 
@@ -314,6 +323,12 @@ static void on_conn_timer(uv_timer_t *t) {
     if ((c->state == C_REQ_BODY || c->state == C_WAIT_RESP) && !c->ex.resp_head_sent &&
         c->ex.resp_head_started && now - c->ex.resp_head_started >= p->head_timeout_ms) {
         reel__fail_exchange(c, 504, "response head not received in time (head_timeout)");
+        return;
+    }
+    if (c->state == C_PROBE && c->up && now - c->up->progress >= p->upstream_timeout_ms) {
+        reel__upstream_close(c); /* the origin is silent: no h2 for this client */
+        reel__probe_done(c, NULL);
+        reel__conn_arm(c);
         return;
     }
     if (c->state == C_SNIFF && now - c->sniff_started >= SNIFF_WAIT_MS) {

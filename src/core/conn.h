@@ -76,6 +76,8 @@ typedef enum {
     C_REQ_BODY,  /* forwarding a request body */
     C_WAIT_RESP, /* request done; response running */
     C_SNIFF,     /* after CONNECT 200: looking at the first bytes */
+    C_PROBE,     /* a ClientHello offering h2 waits while reel asks the
+                    origin what it speaks (ALPN mirrored, core/tunnel.c) */
     C_RAW,       /* raw tunnel */
     C_DONE,      /* closing */
     C_H2,        /* the client speaks HTTP/2: streams served by lanes
@@ -150,6 +152,7 @@ struct conn {
     /* Raw tunnel flow (NULL for an ignored host: relayed, not recorded). */
     reel_capture_flow_t *tflow;
     bool tunnel_reply; /* answer the CONNECT with 200 once the upstream is connected */
+    reel_tls_t *probe_tls; /* C_PROBE: the client's TLS, not started yet */
     /* HTTP/2: the client's streams when it speaks h2 (core/h2front.c) */
     struct h2front *h2;
     /* This conn is a lane of an HTTP/2 client connection (its client is
@@ -193,6 +196,14 @@ struct reel_proxy {
     uint32_t max_client_conns;     /* per client address; 0: no limit */
     uint64_t upstream_ids;         /* upstream connections opened so far */
     uint64_t client_ids;           /* client connections accepted so far */
+    /* What origins chose by ALPN when offered h2 ("host:port sni" -> h2 or
+     * not), so that a client is offered h2 only if its origin speaks it;
+     * a small ring, newest kept. */
+    struct alpn_seen {
+        char key[300];
+        bool h2;
+    } alpn_seen[256];
+    unsigned alpn_next;
     struct client_count **clients; /* open connections per client address */
     size_t nclient_buckets;
     /* shutdown */
@@ -250,6 +261,7 @@ void reel__tunnel_flow(conn_t *c, const char *host, int port);
 void reel__begin_raw_tunnel(conn_t *c, const char *host, int port, bool reply_200, bool record);
 void reel__start_upgraded_tunnel(conn_t *c);
 void reel__sniff_process(conn_t *c);
+void reel__probe_done(conn_t *c, const char *alpn);
 
 /* ---- conn.c ---- */
 void reel__upstream_ready(peer_t *up);

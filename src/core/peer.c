@@ -241,6 +241,13 @@ void reel__upstream_failed(peer_t *up, const char *why) {
     conn_t *c = up->c;
     if (c->up != up)
         return;
+    if (c->state == C_PROBE) {
+        /* the origin cannot say: the client is offered HTTP/1.1 only, and
+         * its request gets the 502 with the reason when it is sent */
+        reel__upstream_close(c);
+        reel__probe_done(c, NULL);
+        return;
+    }
     if (c->state == C_RAW) {
         /* A tunnel: a 502 if the CONNECT is still unanswered (an reel__host_ignored
          * host is connected before the 200), else the client is cut. */
@@ -287,8 +294,11 @@ bool reel__upstream_for(conn_t *c, bool https, const char *host, int port, const
          * it skip most of the handshake */
         const char *name = up->sni ? up->sni : up->host;
         char *origin = reel_asprintf("%s:%d %s", up->host, up->port, name);
-        reel_tls_client_opts_t o = {
-            .host = name, .insecure = !p->verify_upstream, .session_key = origin};
+        reel_tls_client_opts_t o = {.host = name,
+                                    .insecure = !p->verify_upstream,
+                                    .session_key = origin,
+                                    /* mirroring the client's offer (core/tunnel.c) */
+                                    .alpn = c->state == C_PROBE ? "h2,http/1.1" : NULL};
         reel_err_t err;
         reel_err_clear(&err);
         reel_tls_t *tls = NULL;

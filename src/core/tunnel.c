@@ -193,6 +193,66 @@ void reel__start_upgraded_tunnel(conn_t *c) {
     reel__tunnel_forward(c);
 }
 
+/* The origin's ALPN key: "host:port sni". */
+static void alpn_key(const conn_t *c, char *out, size_t n) {
+    snprintf(out, n, "%s:%d %s", c->tunnel_host ? c->tunnel_host : "", c->tunnel_port,
+             c->tunnel_sni ? c->tunnel_sni : "");
+}
+
+/* 1: the origin chose h2 when offered it, 0: it did not, -1: not known. */
+static int alpn_seen(const conn_t *c) {
+    char key[300];
+    alpn_key(c, key, sizeof key);
+    for (size_t i = 0; i < sizeof c->p->alpn_seen / sizeof c->p->alpn_seen[0]; i++)
+        if (strcmp(c->p->alpn_seen[i].key, key) == 0)
+            return c->p->alpn_seen[i].h2;
+    return -1;
+}
+
+/* The client's TLS starts: a TLS filter goes on top of the client's stack;
+ * the buffered ClientHello is its first input, and what it decrypts is
+ * processed as any read (reel__peer_read_done). */
+static void start_client_tls(conn_t *c, reel_tls_t *tls) {
+    peer_t *cl = &c->client;
+    c->state = C_HEAD;
+    c->ex.resp_head_sent = false; /* requests inside the tunnel get their own answers */
+    reel_buf_t hello = cl->in;
+    reel_buf_init(&cl->in, 0);
+    reel_stack_push(&cl->st, reel_tls_filter_new(tls), hello.data, hello.len);
+    reel_buf_free(&hello);
+}
+
+/* The origin answered the probe (alpn: what it chose, "" for nothing) or
+ * could not (NULL): the client's handshake goes on, offering h2 only if
+ * the origin chose it. An origin that chose h2 has its connection closed
+ * (lanes speak HTTP/1.1 to it); one that chose HTTP/1.1 keeps it for the
+ * client's first request. */
+void reel__probe_done(conn_t *c, const char *alpn) {
+    if (c->state != C_PROBE)
+        return;
+    reel_proxy_t *p = c->p;
+    bool h2 = alpn && strcmp(alpn, "h2") == 0;
+    if (alpn) {
+        struct alpn_seen *slot = NULL;
+        char key[300];
+        alpn_key(c, key, sizeof key);
+        for (size_t i = 0; i < sizeof p->alpn_seen / sizeof p->alpn_seen[0] && !slot; i++)
+            if (strcmp(p->alpn_seen[i].key, key) == 0)
+                slot = &p->alpn_seen[i];
+        if (slot == NULL)
+            slot = &p->alpn_seen[p->alpn_next++ % (sizeof p->alpn_seen / sizeof p->alpn_seen[0])];
+        snprintf(slot->key, sizeof slot->key, "%s", key);
+        slot->h2 = h2;
+    }
+    if (h2)
+        reel__upstream_close(c);
+    reel_tls_t *tls = c->probe_tls;
+    c->probe_tls = NULL;
+    reel_tls_offer_h2(tls, h2);
+    start_client_tls(c, tls);
+    reel__peer_read_start(&c->client);
+}
+
 /* After CONNECT 200: decide what the client speaks. */
 void reel__sniff_process(conn_t *c) {
     peer_t *cl = &c->client;
@@ -223,17 +283,25 @@ void reel__sniff_process(conn_t *c) {
             reel__begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false, true);
             return;
         }
-        reel_tls_offer_h2(tls, c->p->http2);
         c->tunnel_tls = true;
-        c->state = C_HEAD;
-        c->ex.resp_head_sent = false; /* requests inside the tunnel get their own answers */
-        /* A TLS filter goes on top of the client's stack; the buffered
-         * ClientHello is its first input, and what it decrypts is
-         * processed as any read (reel__peer_read_done). */
-        reel_buf_t hello = cl->in;
-        reel_buf_init(&cl->in, 0);
-        reel_stack_push(&cl->st, reel_tls_filter_new(tls), hello.data, hello.len);
-        reel_buf_free(&hello);
+        bool wants_h2 = false;
+        for (size_t i = 0; rc == REEL_OK && i < ch.alpn_count; i++)
+            wants_h2 = wants_h2 || (ch.alpn_len[i] == 2 && memcmp(ch.alpn[i], "h2", 2) == 0);
+        if (c->p->http2 && wants_h2) {
+            /* ALPN mirrored: the client is offered h2 only if its origin
+             * speaks it, which reel asks the origin first (once per
+             * origin: the answer is remembered) */
+            int seen = alpn_seen(c);
+            if (seen < 0) {
+                c->state = C_PROBE;
+                c->probe_tls = tls;
+                reel__peer_read_stop(cl);
+                reel__upstream_for(c, true, c->tunnel_host, c->tunnel_port, c->tunnel_sni);
+                return;
+            }
+            reel_tls_offer_h2(tls, seen == 1);
+        }
+        start_client_tls(c, tls);
         return;
     }
     if (k == REEL_SNIFF_HTTP) {

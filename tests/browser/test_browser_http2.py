@@ -2,9 +2,9 @@
 """Chromium through reel over HTTP/2 (issue 11).
 
 Debian's headless chromium (playwright-core from npm, as in
-test_browser_websocket.py) loads an HTTPS page through `reel record`; reel
-intercepts the TLS connection and, Chromium offering h2, speaks HTTP/2 to
-it. The page fetches 20 resources of known sizes at once (multiplexed on
+test_browser_websocket.py) loads an HTTPS page from nginx (h2 on) through
+`reel record`; reel intercepts the TLS connection and, Chromium and the
+origin both offering h2, speaks HTTP/2 to Chromium. The page fetches 20 resources of known sizes at once (multiplexed on
 the one connection) and POSTs a body. The page must get every byte, and
 the session must hold each stream as its own flow marked HTTP/2.0 on one
 client connection, with the exact bodies.
@@ -13,14 +13,12 @@ Prints "skipped: ..." and exits 0 when chromium, node/npm or certutil are
 not installed (scripts/bootstrap --test installs them).
 """
 import hashlib
-import http.server
 import json
 import os
-import ssl
+import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
 
@@ -38,72 +36,31 @@ def resource(i, n):
     return bytes((k * 31 + i) & 255 for k in range(n))
 
 
-class PageServer:
-    """HTTPS (the origin's certificate), HTTP/1.1 keep-alive: h2_page.html,
-    /r/I?n=N (N bytes of a pattern), POST /post (answers the length)."""
-
-    def __init__(self, certfile, keyfile):
-        with open(os.path.join(HERE, "h2_page.html"), "rb") as f:
-            page = f.read()
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def reply(self, ctype, data):
-                self.send_response(200)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self):
-                if self.path.startswith("/r/"):
-                    i = int(self.path[3:].split("?")[0])
-                    n = int(self.path.split("n=")[1])
-                    self.reply("application/octet-stream", resource(i, n))
-                else:
-                    self.reply("text/html; charset=utf-8", page)
-
-            def do_POST(self):
-                n = int(self.headers.get("Content-Length", "0"))
-                data = self.rfile.read(n)
-                self.reply("text/plain", b"got %d" % len(data))
-
-            def log_message(self, *args):
-                pass
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(certfile, keyfile)
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 class BrowserHttp2Test(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.node_modules = install_playwright()
         os.makedirs(TMPBASE, exist_ok=True)
         cls.root = tempfile.mkdtemp(prefix="browser-h2.", dir=TMPBASE)
-        cls.origin = Origin(os.path.join(cls.root, "origin"))
-        d = os.path.join(cls.root, "origin")
-        cls.pages = PageServer(os.path.join(d, "server.pem"), os.path.join(d, "server.key"))
+        # nginx with h2 on its TLS port: reel offers Chromium h2 because the
+        # origin speaks it (ALPN mirrored)
+        cls.origin = Origin(os.path.join(cls.root, "origin"), h2=True)
+        www = cls.origin.www
+        shutil.copy(os.path.join(HERE, "h2_page.html"), os.path.join(www, "h2_page.html"))
+        os.makedirs(os.path.join(www, "r"))
+        for i, n in enumerate(SIZES):
+            with open(os.path.join(www, "r", str(i)), "wb") as f:
+                f.write(resource(i, n))
         cls.reel = Reel(cls.root, "browser", "upstream_trusted_ca=" + cls.origin.ca)
         cls.home = trust_ca(os.path.join(cls.root, "chromium-home"), cls.reel.ca)
 
     @classmethod
     def tearDownClass(cls):
-        cls.pages.stop()
         stop_class(cls)
 
     def test_chromium_page_over_http2(self):
         r = self.reel
-        url = "https://localhost:%d/h2_page.html?sizes=%s" % (self.pages.port,
+        url = "https://localhost:%d/h2_page.html?sizes=%s" % (self.origin.https_port,
                                                              json.dumps(SIZES).replace(" ", ""))
         env = dict(os.environ, HOME=self.home, NODE_PATH=self.node_modules)
         t0 = time.time()
@@ -113,7 +70,7 @@ class BrowserHttp2Test(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr.decode()[-3000:])
         res = json.loads(p.stdout)
         self.assertNotIn("error", res, res)
-        self.assertEqual(res["post"], "got 100000")
+        self.assertEqual(res["post"], "posted\n")
         for got in res["results"]:
             i = got["i"]
             self.assertEqual(got["status"], 200)
@@ -135,7 +92,7 @@ class BrowserHttp2Test(unittest.TestCase):
                 i = int(t[3:].split("?")[0])
                 self.assertEqual(body(f, "response"), resource(i, SIZES[i]), t)
                 seen += 1
-            elif t == "/post":
+            elif t == "/echo":
                 self.assertEqual(body(f, "request"), b"x" * 100000)
                 self.assertEqual(f["request"]["method"], "POST")
         self.assertEqual(seen, len(SIZES))

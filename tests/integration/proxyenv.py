@@ -38,9 +38,10 @@ def run(cmd, check=True, timeout=60, **kw):
 
 class Origin:
     """nginx on two ephemeral ports, with files to serve and a log that
-    names the upstream connection of every request."""
+    names the upstream connection of every request. h2: the TLS port also
+    speaks HTTP/2 (ALPN h2)."""
 
-    def __init__(self, root):
+    def __init__(self, root, h2=False):
         self.root = root
         self.www = os.path.join(root, "www")
         os.makedirs(self.www)
@@ -73,13 +74,13 @@ http {{
   access_log {r}/access.log conn;
   client_body_temp_path {r}/tmp/body; proxy_temp_path {r}/tmp/proxy;
   fastcgi_temp_path {r}/tmp/fcgi; uwsgi_temp_path {r}/tmp/uwsgi; scgi_temp_path {r}/tmp/scgi;
-  types {{ text/plain txt; }}
+  types {{ text/plain txt; text/html html; }}
   default_type application/octet-stream;
   gzip on; gzip_types text/plain; gzip_min_length 100;
   keepalive_requests 10000;
   server {{
     listen 127.0.0.1:{hp};
-    listen 127.0.0.1:{sp} ssl;
+    listen 127.0.0.1:{sp} ssl{h2};
     ssl_certificate {r}/server.pem;
     ssl_certificate_key {r}/server.key;
     root {r}/www;
@@ -87,7 +88,7 @@ http {{
     location = /nocontent {{ return 204; }}
   }}
 }}
-""".format(r=root, hp=self.http_port, sp=self.https_port))
+""".format(r=root, hp=self.http_port, sp=self.https_port, h2=" http2" if h2 else ""))
         self.proc = subprocess.Popen([NGINX, "-c", conf, "-e", os.path.join(root, "error.log")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(100):

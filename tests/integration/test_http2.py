@@ -219,7 +219,7 @@ class Http2Test(unittest.TestCase):
     def setUpClass(cls):
         os.makedirs(TMPBASE, exist_ok=True)
         cls.root = tempfile.mkdtemp(dir=TMPBASE)
-        cls.origin = Origin(cls.root)
+        cls.origin = Origin(cls.root, h2=True)  # its TLS port offers h2: reel mirrors it
         cls.echo = EchoOrigin()
         cls.auth = "127.0.0.1:%d" % cls.echo.port
         cls.reel = Reel(cls.root, "h2", "upstream_trusted_ca=" + cls.origin.ca)
@@ -265,6 +265,41 @@ class Http2Test(unittest.TestCase):
         listed = self.reel.cli("flows", "h2", "~h2 & ~u file1m.a").stdout.decode()
         self.assertRegex(listed, r"GET +2 +https://localhost:\d+/file1m\?a")
         self.assertNotIn("/100b?h1", self.reel.cli("flows", "h2", "~http2").stdout.decode())
+
+    def test_alpn_mirrors_the_origin(self):
+        # an origin without h2: the client offering h2 gets HTTP/1.1, as it
+        # would have from the origin itself
+        h1 = Origin(os.path.join(self.root, "h1-origin"))
+
+        def get(tag):
+            return subprocess.run(
+                ["curl", "-sS", "--max-time", "30", "-x", self.reel.proxy, "--cacert",
+                 self.reel.ca, "--http2", "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+                 "https://localhost:%d/100b?%s" % (h1.https_port, tag)],
+                capture_output=True, check=True).stdout
+        try:
+            # reel cannot ask an origin it does not trust (its CA is its
+            # own): no h2, and the request gets the 502 saying why
+            self.assertEqual(get("untrusted"), b"1.1 502")
+            f = self.flows_for("/100b?untrusted")[0]
+            self.assertIn("certificate verify failed", f["error"])
+            self.reel.set_config("set", "upstream_cert_verify", "false")
+            try:
+                # asked once, then remembered
+                self.assertEqual(get("mirror"), b"1.1 200")
+                self.assertEqual(get("mirror"), b"1.1 200")
+            finally:
+                self.reel.set_config("set", "upstream_cert_verify", "true")
+        finally:
+            h1.stop()
+        for f in self.flows_for("/100b?mirror", 2):
+            self.assertEqual(f["request"]["http_version"], "HTTP/1.1")
+            self.assertIsNotNone(f["server_conn"], f)
+            self.assertEqual(f["server_conn"]["alpn"], "http/1.1")
+        # the origin with h2: the client gets h2
+        out = curl(self.reel, "--http2", "-o", "/dev/null", "-w", "%{http_version}",
+                   self.origin.url("/100b?mirror2", https=True))
+        self.assertEqual(out.stdout, b"2")
 
     def test_curl_http1_still_http1(self):
         out = curl(self.reel, "--http1.1", "-o", "/dev/null", "-w", "%{http_version}",
