@@ -156,6 +156,44 @@ class ValgrindShutdown(unittest.TestCase):
         self.assertNotIn("definitely lost", out)
         self.assertEqual(code, 0, out[-4000:])
 
+    def test_alpn_probe_at_close_and_ctrl_c(self):
+        # a ClientHello offering h2 makes reel ask the origin first: one
+        # origin that never answers the TLS handshake (the probe is still
+        # running at Ctrl-C), one that refuses, one client gone mid-probe
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        socks = []
+        try:
+            for port in (silent.getsockname()[1], 1, silent.getsockname()[1]):
+                t = self.conn(b"CONNECT localhost:%d HTTP/1.1\r\nHost: x\r\n\r\n" % port)
+                self.assertIn(b"200", t.recv(4096))
+                ctx = ssl.create_default_context(
+                    cafile=os.path.join(self.root, "data", "reel", "reel-ca.pem"))
+                ctx.set_alpn_protocols(["h2", "http/1.1"])
+                tls = ctx.wrap_socket(t, server_hostname="localhost",
+                                      do_handshake_on_connect=False)
+                tls.setblocking(False)
+                try:
+                    tls.do_handshake()  # sends the ClientHello
+                except ssl.SSLWantReadError:
+                    pass
+                socks.append(tls)
+            time.sleep(1.0)
+            socks.pop().close()  # gone while its probe runs
+            time.sleep(0.5)
+            self.proc.send_signal(signal.SIGINT)
+            code = self.proc.wait(120)
+        finally:
+            for s in socks:
+                s.close()
+            silent.close()
+        out = self.output()
+        self.assertNotIn("Invalid read", out)
+        self.assertNotIn("Invalid write", out)
+        self.assertNotIn("definitely lost", out)
+        self.assertEqual(code, 0, out[-4000:])
+
     def test_ctrl_c_with_no_connection(self):
         self.proc.send_signal(signal.SIGINT)
         code = self.proc.wait(120)
