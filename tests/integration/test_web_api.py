@@ -436,7 +436,8 @@ class WebReplay(unittest.TestCase):
         curl(reel, cls.origin.url("/100b"))
         curl(reel, "--data-binary", "0123456789", cls.origin.url("/echo"))
         curl(reel, "http://127.0.0.1:%d/silent" % cls.silent.getsockname()[1], check=False)
-        assert len(reel.wait_flows(3)) == 3
+        curl(reel, "http://127.0.0.1:1/refused", check=False)
+        assert len(reel.wait_flows(4)) == 4
         assert reel.stop() == 0, reel.log()
         cls.env = reel.env
         cls.proc, cls.port, _, cls.token = start_web(cls.env)
@@ -460,7 +461,7 @@ class WebReplay(unittest.TestCase):
         r = self.c.json("POST", "/api/sessions/rp/flows/1/replay",
                         headers={"Origin": "http://127.0.0.1:%d" % self.port})
         self.assertEqual((r["of"], r["status"], r["error"]), (1, 200, None))
-        self.assertGreater(r["id"], 3)
+        self.assertGreater(r["id"], 4)
         f = self.flow(r["id"])
         self.assertEqual(f["replay_of"], 1)
         self.assertEqual(f["response"]["status"], 200)
@@ -468,6 +469,15 @@ class WebReplay(unittest.TestCase):
         # the web shows it, and diffs it against the original
         d = self.c.json("GET", "/api/sessions/rp/flows/1/diff?with=%d" % r["id"])
         self.assertIn("text", d)
+
+    def test_replay_failing_upstream(self):
+        """The replay ran but the origin refused: 502, and the new flow
+        holding the error exists (the UI links to it)."""
+        e = self.c.json("POST", "/api/sessions/rp/flows/4/replay", status=502)
+        self.assertIn("refused", e["error"])
+        f = self.flow(e["id"])
+        self.assertEqual(f["replay_of"], 4)
+        self.assertIn("refused", json.dumps(f["error"]))
 
     def test_refused(self):
         path = "/api/sessions/rp/flows/1/replay"
