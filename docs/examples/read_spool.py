@@ -120,7 +120,7 @@ def flow_json(flow_id, recs, replayed_as=()):
     f = dict.fromkeys(("id", "uuid", "kind", "source", "state", "client_addr", "server_addr",
                        "client_conn", "stream_id", "start_us", "end_us", "request_end_us", "response_start_us",
                        "error", "request", "response", "timings", "server_conn", "messages",
-                       "replay_of"))
+                       "replay_of", "interim", "request_trailers", "response_trailers"))
     f.update(id=flow_id, state="open", replayed_as=sorted(replayed_as))  # "open": no end yet
     body = {"request": bytearray(), "response": bytearray()}
     decoded = {"request": False, "response": False}
@@ -166,6 +166,16 @@ def flow_json(flow_id, recs, replayed_as=()):
                                  http_version=h.http_version or None,
                                  headers=headers(h.headers), generated=h.generated)
             decoded["response"] = h.body_decoded
+        elif ev == "interim":  # a 1xx answer before the final one
+            h = r.interim
+            if f["interim"] is None:
+                f["interim"] = []
+            f["interim"].append(dict(time_us=r.time_us, status=h.status, reason=text(h.reason),
+                                     http_version=h.http_version or None,
+                                     headers=headers(h.headers)))
+        elif ev == "trailers":
+            t = r.trailers
+            f["response_trailers" if t.response else "request_trailers"] = headers(t.headers)
         elif ev == "server_conn":  # the upstream connection (the last one counts)
             c = r.server_conn
             f["server_conn"] = dict(conn_id=c.conn_id, address=c.address, sni=c.sni or None,

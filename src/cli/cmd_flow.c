@@ -648,6 +648,33 @@ static void request_head(view_t *v, const Reel__RequestHead *h) {
     d->ctype = content_type(h->headers, h->n_headers);
 }
 
+/* A 1xx answer before the final one (103 Early Hints, 100 Continue). */
+static void interim_head(view_t *v, const Reel__ResponseHead *h) {
+    summary(v);
+    close_body(v, &v->d[REQ]);
+    gap(v);
+    fputs("< ", v->out);
+    put_str(v, h->http_version);
+    fprintf(v->out, " %u", h->status);
+    if (h->reason.len) {
+        fputc(' ', v->out);
+        put_bytes(v, h->reason);
+    }
+    fputs("   [interim]\n", v->out);
+    print_headers(v, '<', h->headers, h->n_headers);
+    v->gap = 1;
+}
+
+/* The trailer fields of a body, after it. */
+static void trailers_show(view_t *v, const Reel__Trailers *t) {
+    int dir = t->response ? RESP : REQ;
+    close_body(v, &v->d[dir]);
+    gap(v);
+    note(v, "~ %s trailers:", t->response ? "response" : "request");
+    print_headers(v, t->response ? '<' : '>', t->headers, t->n_headers);
+    v->gap = 1;
+}
+
 static void response_head(view_t *v, const Reel__ResponseHead *h) {
     dir_t *d = &v->d[RESP];
     summary(v);
@@ -827,6 +854,12 @@ static int view_record(void *ctx, const Reel__Record *rec) {
         break;
     case REEL__RECORD__EVENT_RESPONSE_HEAD:
         response_head(v, rec->response_head);
+        break;
+    case REEL__RECORD__EVENT_INTERIM:
+        interim_head(v, rec->interim);
+        break;
+    case REEL__RECORD__EVENT_TRAILERS:
+        trailers_show(v, rec->trailers);
         break;
     case REEL__RECORD__EVENT_MESSAGE:
         message_show(v, rec->time_us, rec->message);
@@ -1022,6 +1055,8 @@ typedef struct {
     reel_buf_t msg_data;
     size_t msg_total;     /* message bytes put into the JSON so far */
     json_t *server_conn;  /* the last ServerConn record */
+    json_t *interim;      /* 1xx heads before the final one, NULL until one */
+    json_t *trailers[2];  /* trailer fields of each body, NULL: none */
     int too_big; /* direction + 1 whose body exceeded JSON_BODY_MAX */
 } jview_t;
 
@@ -1137,6 +1172,25 @@ static int json_record(void *ctx, const Reel__Record *rec) {
     case REEL__RECORD__EVENT_MESSAGE:
         json_message(j, rec->time_us, rec->message);
         break;
+    case REEL__RECORD__EVENT_INTERIM: {
+        const Reel__ResponseHead *h = rec->interim;
+        if (j->interim == NULL)
+            j->interim = json_array();
+        json_array_append_new(
+            j->interim, json_pack("{s:I, s:I, s:o, s:o, s:o}", "time_us", (json_int_t)rec->time_us,
+                                  "status", (json_int_t)h->status, "reason",
+                                  pbytes_json(h->reason), "http_version",
+                                  str_json(h->http_version, 1), "headers",
+                                  headers_json(h->headers, h->n_headers)));
+        break;
+    }
+    case REEL__RECORD__EVENT_TRAILERS: {
+        const Reel__Trailers *t = rec->trailers;
+        int dir = t->response ? RESP : REQ;
+        json_decref(j->trailers[dir]);
+        j->trailers[dir] = headers_json(t->headers, t->n_headers);
+        break;
+    }
     case REEL__RECORD__EVENT_SERVER_CONN: {
         const Reel__ServerConn *sc = rec->server_conn;
         json_decref(j->server_conn);
@@ -1307,6 +1361,9 @@ static int run_json(reel_cli_t *cli, reel_session_t *s, unsigned long long id, i
     json_object_set_new(o, "replayed_as", ra);
     json_msg_done(&j);
     json_object_set(o, "server_conn", j.server_conn ? j.server_conn : json_null());
+    json_object_set(o, "interim", j.interim ? j.interim : json_null());
+    json_object_set(o, "request_trailers", j.trailers[REQ] ? j.trailers[REQ] : json_null());
+    json_object_set(o, "response_trailers", j.trailers[RESP] ? j.trailers[RESP] : json_null());
     json_object_set(o, "messages", j.messages ? j.messages : json_null());
     json_object_set_new(o, "damage", damage_json(s, id));
     if (j.server_addr) /* the end knows it when the start did not */
@@ -1322,6 +1379,9 @@ out:
     json_decref(j.timings);
     json_decref(j.messages);
     json_decref(j.server_conn);
+    json_decref(j.interim);
+    json_decref(j.trailers[0]);
+    json_decref(j.trailers[1]);
     reel_buf_free(&j.msg_data);
     free(j.server_addr);
     for (int i = 0; i < 2; i++) {

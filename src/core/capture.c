@@ -33,6 +33,21 @@ reel_capture_flow_t *reel_capture_start(reel_recorder_t *rec, reel_capture_kind 
     return reel_capture_start_on(rec, kind, client_addr, server_addr, 0, 0);
 }
 
+void reel_capture_interim(reel_capture_flow_t *f, const reel_msg_head_t *h) {
+    reel_response_head_t rs = {.status = h->status,
+                               .reason = h->reason ? h->reason : "",
+                               .http_version = h->version ? h->version : "HTTP/1.1",
+                               .headers = fields(h),
+                               .n_headers = h->nfields};
+    reel_recorder_interim(f, &rs);
+}
+
+void reel_capture_trailers(reel_capture_flow_t *f, bool response, const reel_field_t *fl,
+                           size_t n) {
+    reel_msg_head_t h = {.fields = fl, .nfields = n};
+    reel_recorder_trailers(f, response, fields(&h), n);
+}
+
 void reel_capture_request(reel_capture_flow_t *f, const reel_msg_head_t *h) {
     reel_request_head_t rq = {.method = h->method ? h->method : "",
                               .scheme = h->scheme ? h->scheme : "",

@@ -48,6 +48,12 @@ reel_capture_flow_t *reel_capture_start_on(reel_recorder_t *rec, reel_capture_ki
                                            const char *client_addr, const char *server_addr,
                                            uint64_t client_conn, uint32_t stream_id);
 
+/** An informational (1xx, not 101) head before the final response. */
+void reel_capture_interim(reel_capture_flow_t *f, const reel_msg_head_t *h);
+/** The trailer fields of the request's or the response's body. */
+void reel_capture_trailers(reel_capture_flow_t *f, bool response, const reel_field_t *fields,
+                           size_t n);
+
 /** The request head (scheme, host, port, path, method, version, fields). */
 void reel_capture_request(reel_capture_flow_t *f, const reel_msg_head_t *h);
 

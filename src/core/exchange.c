@@ -642,6 +642,8 @@ void reel__req_process(conn_t *c) {
             reel_buf_consume(&cl->in, consumed);
             break;
         case REEL_H1_EV_END:
+            if (c->ex.flow && ev.ntrailers)
+                reel_capture_trailers(c->ex.flow, false, ev.trailers, ev.ntrailers);
             if (c->up)
                 reel__peer_write(c->up, cl->in.data, consumed);
             reel_buf_consume(&cl->in, consumed);
@@ -707,14 +709,6 @@ static void maybe_finish(conn_t *c) {
 
 static void resp_head(conn_t *c, const reel_h1_head_t *h) {
     c->ex.resp_head_started = 0;
-    if (h->interim) {
-        reel_buf_t out;
-        reel_buf_init(&out, 0);
-        write_head(&out, h, false, NULL, false, false);
-        reel__peer_write(&c->client, out.data, out.len);
-        reel_buf_free(&out);
-        return;
-    }
     char ver[16];
     snprintf(ver, sizeof ver, "HTTP/%d.%d", h->version_major, h->version_minor);
     reel_msg_head_t rs = {.status = (uint32_t)h->status,
@@ -722,6 +716,17 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
                           .version = ver,
                           .fields = h->headers,
                           .nfields = h->nheaders};
+    if (h->interim) {
+        /* 100 Continue, 103 Early Hints: passed on and recorded */
+        if (c->ex.flow)
+            reel_capture_interim(c->ex.flow, &rs);
+        reel_buf_t out;
+        reel_buf_init(&out, 0);
+        write_head(&out, h, false, NULL, false, false);
+        reel__peer_write(&c->client, out.data, out.len);
+        reel_buf_free(&out);
+        return;
+    }
     if (c->ex.flow)
         reel_capture_response(c->ex.flow, &rs, false, 0);
     if (h->status == 101 && c->ex.ws_requested && has_token(h, "upgrade", "websocket")) {
@@ -834,6 +839,8 @@ void reel__resp_process(conn_t *c) {
             reel_buf_consume(&up->in, consumed);
             break;
         case REEL_H1_EV_END:
+            if (c->ex.flow && ev.ntrailers)
+                reel_capture_trailers(c->ex.flow, true, ev.trailers, ev.ntrailers);
             reel__peer_write(&c->client, up->in.data, consumed);
             reel_buf_consume(&up->in, consumed);
             c->ex.resp_done = true;

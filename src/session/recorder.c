@@ -1664,6 +1664,45 @@ void reel_recorder_response_head(reel_rflow_t *f, const reel_response_head_t *h)
     free(store);
 }
 
+void reel_recorder_interim(reel_rflow_t *f, const reel_response_head_t *h) {
+    if (f->id == 0 || f->dropped)
+        return;
+    Reel__Header *store = reel_malloc((h->n_headers ? h->n_headers : 1) * sizeof *store);
+    Reel__ResponseHead rh = REEL__RESPONSE_HEAD__INIT;
+    rh.status = h->status;
+    rh.reason = bin(h->reason);
+    rh.http_version = (char *)(h->http_version ? h->http_version : "HTTP/1.1");
+    rh.n_headers = h->n_headers;
+    rh.headers = headers_pb(h->headers, h->n_headers, store);
+    Reel__Record rec = REEL__RECORD__INIT;
+    rec.flow_id = f->id;
+    rec.time_us = now_or(h->time_us);
+    rec.event_case = REEL__RECORD__EVENT_INTERIM;
+    rec.interim = &rh;
+    enqueue(f->rec, f, &rec, Q_SMALL);
+    free(rh.headers);
+    free(store);
+}
+
+void reel_recorder_trailers(reel_rflow_t *f, bool response, const reel_header_t *headers,
+                            size_t n) {
+    if (f->id == 0 || f->dropped || n == 0)
+        return;
+    Reel__Header *store = reel_malloc(n * sizeof *store);
+    Reel__Trailers t = REEL__TRAILERS__INIT;
+    t.response = response;
+    t.n_headers = n;
+    t.headers = headers_pb(headers, n, store);
+    Reel__Record rec = REEL__RECORD__INIT;
+    rec.flow_id = f->id;
+    rec.time_us = now_or(0);
+    rec.event_case = REEL__RECORD__EVENT_TRAILERS;
+    rec.trailers = &t;
+    enqueue(f->rec, f, &rec, Q_SMALL);
+    free(t.headers);
+    free(store);
+}
+
 /* Body shedding (capture on). The budget's body share (7/8 of it) absorbs
  * bursts; heads and ends keep the rest. A body is shed, never a head or an
  * end, and a body is shed from some point to its end, never in pieces: the

@@ -36,6 +36,8 @@
 
 #include "base/error.h"
 #include "session/retention.h"
+
+#include <stdbool.h>
 #include "session/session.h"
 
 typedef struct reel_recorder reel_recorder_t;
@@ -218,6 +220,12 @@ uint64_t reel_rflow_body_limit(const reel_rflow_t *f);
 /** Records body bytes up to body_limit; all bytes are counted. */
 void reel_recorder_request_body(reel_rflow_t *f, const void *data, size_t len);
 void reel_recorder_response_head(reel_rflow_t *f, const reel_response_head_t *h);
+/** An informational (1xx, not 101) response before the final one. */
+void reel_recorder_interim(reel_rflow_t *f, const reel_response_head_t *h);
+/** The trailer fields of the request's (response false) or the response's
+ * body, after its last chunk. */
+void reel_recorder_trailers(reel_rflow_t *f, bool response, const reel_header_t *headers,
+                            size_t n);
 void reel_recorder_response_body(reel_rflow_t *f, const void *data, size_t len);
 
 /** Ends the flow normally and frees f. timings may be NULL; time_us 0 = now;

@@ -378,6 +378,10 @@ class Http2Test(unittest.TestCase):
         f = self.reel.flow(fs[0]["id"])
         self.assertEqual(body(f, "request"), data)
         self.assertEqual(f["request"]["http_version"], "HTTP/2.0")
+        # both trailer sections are in the record
+        self.assertEqual(f["request_trailers"], [["x-req-trailer", "done"]])
+        names = [h[0].lower() for h in f["response_trailers"]]
+        self.assertEqual(names, ["x-body-sha256", "x-count"])
 
     def test_h2c_early_hints(self):
         c = H2C(self.reel.port)
@@ -391,6 +395,11 @@ class Http2Test(unittest.TestCase):
             self.assertEqual(st["data"], b"hinted")
         finally:
             c.close()
+        f = self.flows_for("/hints")[0]
+        self.assertEqual([(i["status"], i["reason"]) for i in f["interim"]],
+                         [(103, "Early Hints")])
+        self.assertIn(["Link", "</style.css>; rel=preload"], f["interim"][0]["headers"])
+        self.assertEqual(f["response"]["status"], 200)
 
     def test_h2c_reset_mid_body_is_recorded(self):
         c = H2C(self.reel.port)
