@@ -17,6 +17,7 @@ import unittest
 
 REEL = os.environ.get("REEL")
 TMPBASE = os.environ.get("REEL_TEST_TMP") or tempfile.gettempdir()
+os.makedirs(TMPBASE, exist_ok=True)  # a fresh build has none; tests make theirs inside
 SANITIZED = os.environ.get("REEL_SANITIZED") == "1"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
