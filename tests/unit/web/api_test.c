@@ -413,6 +413,19 @@ static void test_cursor_with_appends(void **state) {
 
 /* ---- replay ---- */
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#define IGNORE_LEAK(p) __lsan_ignore_object(p)
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#include <sanitizer/lsan_interface.h>
+#define IGNORE_LEAK(p) __lsan_ignore_object(p)
+#endif
+#endif
+#ifndef IGNORE_LEAK
+#define IGNORE_LEAK(p) (void)(p)
+#endif
+
 /* Session "rpl": flow 1 a whole GET (can be replayed), flow 2 a TCP tunnel,
  * flow 3 a request still open. */
 static void record_replayable(void) {
@@ -442,6 +455,9 @@ static void record_replayable(void) {
     reel_recorder_flow_end(f, NULL, 0, 0, 0);
     f = reel_recorder_flow_start(r, &info);
     reel_recorder_request_head(f, &rq);
+    /* flow 3 stays open on purpose: its handle is never ended, which the
+     * leak checker would otherwise report */
+    IGNORE_LEAK(f);
     assert_int_equal(reel_recorder_close(r, &err), REEL_OK);
     reel_session_close(s);
 }
