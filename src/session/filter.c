@@ -1116,7 +1116,9 @@ static reel_rc emit(part_t *pt, reel_buf_t *b, const node_t *n, int need, bool e
         rc = reel_buf_puts(b, "flows.kind = 'websocket'");
         break;
     case N_HTTP2:
-        rc = reel_buf_puts(b, "flows.http_version = 'HTTP/2.0'");
+        /* IS, not =: a flow without a version (a tunnel, an import) is not
+         * HTTP/2, and "!~h2" must keep it (NULL would drop it) */
+        rc = reel_buf_puts(b, "flows.http_version IS 'HTTP/2.0'");
         break;
     case N_TCP:
         rc = reel_buf_puts(b, "flows.kind = 'tunnel'");

@@ -590,8 +590,10 @@ static void test_http2(void **state) {
     assert_string_equal(ids("!~h2 & ~id 1-3"), "1,3");
     reel_filter_t *f = NULL;
     assert_int_equal(reel_filter_compile("~h2", &f, NULL), REEL_OK);
-    assert_string_equal(reel_filter_sql(f), "(flows.http_version = 'HTTP/2.0')");
+    assert_string_equal(reel_filter_sql(f), "(flows.http_version IS 'HTTP/2.0')");
     reel_filter_free(f);
+    exec("UPDATE flows SET http_version = NULL WHERE id = 3");
+    assert_string_equal(ids("!~h2 & ~id 1-3"), "1,3"); /* no version: not HTTP/2 (found by fuzz_filter) */
     exec("UPDATE flows SET http_version = NULL");
     assert_string_equal(ids("~h2"), "");
 }
