@@ -928,6 +928,12 @@ function renderDetail(d, id) {
     const h = d[dir];
     if (!h && !(dir === 'request' ? r.request_body_size : r.response_body_size)) continue;
     const sec = el('section', { 'aria-label': dir, class: 'dir' }, el('h3', { text: dir === 'request' ? 'Request' : 'Response' }));
+    if (dir === 'response') {
+      for (const i of d.interim || []) { // 100 Continue, 103 Early Hints
+        const il = [i.http_version, i.status, typeof i.reason === 'string' ? i.reason : ''].join(' ') + ' (interim)';
+        sec.append(el('p', { class: 'mono', text: il }), headersTable(i.headers));
+      }
+    }
     if (h) {
       const line = dir === 'request'
         ? [h.method, h.target, h.http_version].map((x) => (typeof x === 'string' ? x : '')).join(' ')
@@ -935,6 +941,8 @@ function renderDetail(d, id) {
       sec.append(el('p', { class: 'mono', text: line }), headersTable(h.headers));
     }
     if (!(r.kind === 'websocket' || r.kind === 'tunnel')) sec.append(bodySection(id, dir, h, r));
+    const tr = d[dir + '_trailers'];
+    if (tr && tr.length) sec.append(el('h4', { text: 'Trailers' }), headersTable(tr));
     parts.push(sec);
   }
   if (d.messages && d.messages.length) {

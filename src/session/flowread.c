@@ -171,6 +171,26 @@ static int detail_record(void *ctx, const Reel__Record *rec) {
             reel_buf_append(&d->data, m->data.data, m->data.len);
         break;
     }
+    case REEL__RECORD__EVENT_INTERIM: {
+        const Reel__ResponseHead *h = rec->interim;
+        json_t *a = json_object_get(d->o, "interim");
+        if (a == NULL) {
+            a = json_array();
+            json_object_set_new(d->o, "interim", a);
+        }
+        json_array_append_new(a, json_pack("{s:I, s:I, s:o, s:o, s:o}", "time_us",
+                                           (json_int_t)rec->time_us, "status",
+                                           (json_int_t)h->status, "reason", pbytes_json(h->reason),
+                                           "http_version", str_json(h->http_version), "headers",
+                                           headers_json(h->headers, h->n_headers, 0)));
+        break;
+    }
+    case REEL__RECORD__EVENT_TRAILERS: {
+        const Reel__Trailers *t = rec->trailers;
+        json_object_set_new(d->o, t->response ? "response_trailers" : "request_trailers",
+                            headers_json(t->headers, t->n_headers, 0));
+        break;
+    }
     case REEL__RECORD__EVENT_SERVER_CONN: {
         const Reel__ServerConn *sc = rec->server_conn;
         json_object_set_new(d->o, "server_conn",

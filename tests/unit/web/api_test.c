@@ -448,7 +448,16 @@ static void record_replayable(void) {
     reel_flow_info_t info = {.kind = REEL_FLOW_HTTP, .client_addr = "127.0.0.1:5000"};
     reel_rflow_t *f = reel_recorder_flow_start(r, &info);
     reel_recorder_request_head(f, &rq);
+    reel_header_t link = {"Link", 4, "</a.css>; rel=preload", 21};
+    reel_response_head_t hint = {.status = 103,
+                                 .reason = "Early Hints",
+                                 .http_version = "HTTP/1.1",
+                                 .headers = &link,
+                                 .n_headers = 1};
+    reel_recorder_interim(f, &hint);
     reel_recorder_response_head(f, &rs);
+    reel_header_t tr = {"grpc-status", 11, "0", 1};
+    reel_recorder_trailers(f, true, &tr, 1);
     reel_recorder_flow_end(f, NULL, 0, 0, 0);
     reel_flow_info_t tinfo = {.kind = REEL_FLOW_TUNNEL, .client_addr = "127.0.0.1:5001"};
     f = reel_recorder_flow_start(r, &tinfo);
@@ -466,6 +475,18 @@ static void test_replay_request(void **state) {
     (void)state;
     record_replayable();
     json_t *j = NULL;
+    /* the detail carries interim answers and trailers */
+    assert_int_equal(call("GET", "/api/sessions/rpl/flows/1", NULL, &j, 0), 200);
+    json_t *in = json_array_get(json_object_get(j, "interim"), 0);
+    assert_int_equal(json_integer_value(json_object_get(in, "status")), 103);
+    json_t *h0 = json_array_get(json_object_get(in, "headers"), 0);
+    assert_string_equal(json_string_value(json_array_get(h0, 0)), "Link");
+    json_t *t0 = json_array_get(json_object_get(j, "response_trailers"), 0);
+    assert_string_equal(json_string_value(json_array_get(t0, 0)), "grpc-status");
+    assert_string_equal(json_string_value(json_array_get(t0, 1)), "0");
+    assert_null(json_object_get(j, "request_trailers"));
+    json_decref(j);
+    j = NULL;
     assert_int_equal(call("POST", "/api/sessions/rpl/flows/1/replay", NULL, NULL, 0), 200);
     assert_non_null(last_replay);
     assert_string_equal(last_replay, "rpl");
