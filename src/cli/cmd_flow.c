@@ -648,8 +648,9 @@ static void request_head(view_t *v, const Reel__RequestHead *h) {
     d->ctype = content_type(h->headers, h->n_headers);
 }
 
-/* A 1xx answer before the final one (103 Early Hints, 100 Continue). */
-static void interim_head(view_t *v, const Reel__ResponseHead *h) {
+/* A response's status line and fields, after the request's body; `mark`
+ * follows the status line. */
+static void status_and_headers(view_t *v, const Reel__ResponseHead *h, const char *mark) {
     summary(v);
     close_body(v, &v->d[REQ]);
     gap(v);
@@ -660,9 +661,15 @@ static void interim_head(view_t *v, const Reel__ResponseHead *h) {
         fputc(' ', v->out);
         put_bytes(v, h->reason);
     }
-    fputs("   [interim]\n", v->out);
+    fputs(mark, v->out);
+    fputc('\n', v->out);
     print_headers(v, '<', h->headers, h->n_headers);
     v->gap = 1;
+}
+
+/* A 1xx answer before the final one (103 Early Hints, 100 Continue). */
+static void interim_head(view_t *v, const Reel__ResponseHead *h) {
+    status_and_headers(v, h, "   [interim]");
 }
 
 /* The trailer fields of a body, after it. */
@@ -677,21 +684,7 @@ static void trailers_show(view_t *v, const Reel__Trailers *t) {
 
 static void response_head(view_t *v, const Reel__ResponseHead *h) {
     dir_t *d = &v->d[RESP];
-    summary(v);
-    close_body(v, &v->d[REQ]);
-    gap(v);
-    fputs("< ", v->out);
-    put_str(v, h->http_version);
-    fprintf(v->out, " %u", h->status);
-    if (h->reason.len) {
-        fputc(' ', v->out);
-        put_bytes(v, h->reason);
-    }
-    if (h->generated)
-        fputs("   [sent by reel, not by the server]", v->out);
-    fputc('\n', v->out);
-    print_headers(v, '<', h->headers, h->n_headers);
-    v->gap = 1;
+    status_and_headers(v, h, h->generated ? "   [sent by reel, not by the server]" : "");
     v->current = RESP;
     d->head = 1;
     d->decoded = h->body_decoded;

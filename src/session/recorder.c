@@ -1641,7 +1641,9 @@ void reel_recorder_request_head(reel_rflow_t *f, const reel_request_head_t *h) {
     free(store);
 }
 
-void reel_recorder_response_head(reel_rflow_t *f, const reel_response_head_t *h) {
+/* A response head as a record: the final one (interim false) or a 1xx
+ * before it. */
+static void response_record(reel_rflow_t *f, const reel_response_head_t *h, bool interim) {
     if (f->id == 0 || f->dropped)
         return;
     Reel__Header *store = reel_malloc((h->n_headers ? h->n_headers : 1) * sizeof *store);
@@ -1656,32 +1658,25 @@ void reel_recorder_response_head(reel_rflow_t *f, const reel_response_head_t *h)
     Reel__Record rec = REEL__RECORD__INIT;
     rec.flow_id = f->id;
     rec.time_us = now_or(h->time_us);
-    rec.event_case = REEL__RECORD__EVENT_RESPONSE_HEAD;
-    rec.response_head = &rh;
-    f->body_time_us = h->time_us;
+    if (interim) {
+        rec.event_case = REEL__RECORD__EVENT_INTERIM;
+        rec.interim = &rh;
+    } else {
+        rec.event_case = REEL__RECORD__EVENT_RESPONSE_HEAD;
+        rec.response_head = &rh;
+        f->body_time_us = h->time_us;
+    }
     enqueue(f->rec, f, &rec, Q_SMALL);
     free(rh.headers);
     free(store);
 }
 
+void reel_recorder_response_head(reel_rflow_t *f, const reel_response_head_t *h) {
+    response_record(f, h, false);
+}
+
 void reel_recorder_interim(reel_rflow_t *f, const reel_response_head_t *h) {
-    if (f->id == 0 || f->dropped)
-        return;
-    Reel__Header *store = reel_malloc((h->n_headers ? h->n_headers : 1) * sizeof *store);
-    Reel__ResponseHead rh = REEL__RESPONSE_HEAD__INIT;
-    rh.status = h->status;
-    rh.reason = bin(h->reason);
-    rh.http_version = (char *)(h->http_version ? h->http_version : "HTTP/1.1");
-    rh.n_headers = h->n_headers;
-    rh.headers = headers_pb(h->headers, h->n_headers, store);
-    Reel__Record rec = REEL__RECORD__INIT;
-    rec.flow_id = f->id;
-    rec.time_us = now_or(h->time_us);
-    rec.event_case = REEL__RECORD__EVENT_INTERIM;
-    rec.interim = &rh;
-    enqueue(f->rec, f, &rec, Q_SMALL);
-    free(rh.headers);
-    free(store);
+    response_record(f, h, true);
 }
 
 void reel_recorder_trailers(reel_rflow_t *f, bool response, const reel_header_t *headers,
