@@ -639,6 +639,27 @@ class Http2Test(unittest.TestCase):
         self.assertIn((False, 1), texts)
         self.assertIn((True, 8), texts)
 
+    def test_h2c_plain_connect_refused(self):
+        # a CONNECT tunnel inside HTTP/2 (no :protocol) is not supported:
+        # 501 with the reason, the connection goes on
+        c = H2C(self.reel.port, validate=False)
+        try:
+            sid = c.conn.get_next_available_stream_id()
+            c.conn.send_headers(sid, [(":method", "CONNECT"), (":authority", self.auth)])
+            c.streams[sid] = {"headers": None, "info": [], "data": b"", "trailers": None,
+                              "reset": None, "ended": False}
+            c.flush()
+            c.wait(lambda: c.done(sid))
+            self.assertEqual(hdr(c.streams[sid]["headers"], ":status"), "501")
+            self.assertEqual(c.streams[sid]["data"],
+                             b"reel: CONNECT over HTTP/2 is not supported yet "
+                             b"(extended CONNECT for WebSockets is)\n")
+            ok = c.request("GET", self.auth, "/after-connect")
+            c.wait(lambda: c.done(ok))
+            self.assertEqual(c.streams[ok]["data"], b"GET /after-connect\n")
+        finally:
+            c.close()
+
     def test_http2_off(self):
         self.reel.set_config("set", "http2", "false")
         try:
