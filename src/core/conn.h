@@ -69,6 +69,7 @@ typedef struct peer {
     bool timings_used; /* a flow has been given its dns/connect/ssl times */
     uint64_t id;       /* proxy-local number, for ServerConn records */
     int flows;         /* flows sent on it so far */
+    bool h2;           /* a stream of a shared HTTP/2 session (core/h2up.c) */
 } peer_t;
 
 typedef enum {
@@ -204,6 +205,7 @@ struct reel_proxy {
         bool h2;
     } alpn_seen[256];
     unsigned alpn_next;
+    struct h2sess *h2up; /* HTTP/2 sessions to origins (core/h2up.c) */
     struct client_count **clients; /* open connections per client address */
     size_t nclient_buckets;
     /* shutdown */
@@ -253,6 +255,7 @@ void reel__record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme
 void reel__record_rejected(conn_t *c);
 void reel__req_process(conn_t *c);
 void reel__resp_process(conn_t *c);
+const char *reel__status_text(int status);
 
 /* ---- tunnel.c ---- */
 void reel__tunnel_codecs_free(conn_t *c);
@@ -262,6 +265,9 @@ void reel__begin_raw_tunnel(conn_t *c, const char *host, int port, bool reply_20
 void reel__start_upgraded_tunnel(conn_t *c);
 void reel__sniff_process(conn_t *c);
 void reel__probe_done(conn_t *c, const char *alpn);
+/* What an origin chose when offered h2: 1 h2, 0 not, -1 not known. */
+int reel__alpn_seen(const reel_proxy_t *p, const char *host, int port, const char *sni);
+void reel__alpn_note(reel_proxy_t *p, const char *host, int port, const char *sni, bool h2);
 
 /* ---- conn.c ---- */
 void reel__upstream_ready(peer_t *up);
@@ -290,8 +296,20 @@ void reel__h2front_eof(conn_t *c);
 void reel__h2front_drain(conn_t *c);
 void reel__h2front_free(conn_t *c);
 
+/* ---- h2up.c ---- */
+/* A bottom filter for an upstream peer whose requests go as streams of
+ * the proxy's HTTP/2 session to the origin (a new one if none is usable):
+ * *conn_id gets the session's number, *flows_before the streams it has
+ * carried so far. */
+reel_filter_t *reel__h2up_filter(reel_proxy_t *p, bool https, const char *host, int port,
+                                 const char *sni, uint64_t *conn_id, int *flows_before);
+/* Shutdown: sessions take no new streams and close with their last. */
+void reel__h2up_shutdown(reel_proxy_t *p);
+
 /* ---- proxy.c ---- */
 void reel__shutdown_finish(reel_proxy_t *p);
+/* One of the proxy's closing handles (counted in closing_handles) closed. */
+void reel__proxy_handle_closed(reel_proxy_t *p);
 /* Tests: upstream connections come from fn instead of sockets. */
 void reel__proxy_set_connector(reel_proxy_t *p,
                                reel_filter_t *(*fn)(void *ctx, reel_proxy_t *p, const char *host,

@@ -12,7 +12,6 @@ static void request_msg(const reel_h1_head_t *h, const char *scheme, const char 
                         const char *path, char ver[16], reel_msg_head_t *m);
 static int64_t span_us(int64_t from, int64_t to);
 static void exchange_timings(conn_t *c, peer_t *up, int64_t end_us, reel_capture_timings_t *t);
-static const char *status_text(int status);
 static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,
                        const char *target);
 static bool check_auth(conn_t *c, const reel_h1_head_t *h);
@@ -255,7 +254,7 @@ void reel__finish_tflow(conn_t *c, const char *error) {
 
 /* ---- responses made by the proxy ---- */
 
-static const char *status_text(int status) {
+const char *reel__status_text(int status) {
     switch (status) {
     case 400:
         return "Bad Request";
@@ -299,7 +298,7 @@ void reel__fail_exchange(conn_t *c, int status, const char *reason) {
         size_t nh = status == 407 ? 4 : 3;
         reel_buf_t msg;
         reel_buf_init(&msg, 0);
-        reel_buf_printf(&msg, "HTTP/1.1 %d %s\r\n", status, status_text(status));
+        reel_buf_printf(&msg, "HTTP/1.1 %d %s\r\n", status, reel__status_text(status));
         for (size_t i = 0; i < nh; i++)
             reel_buf_printf(&msg, "%s: %s\r\n", hs[i].name, hs[i].value);
         reel_buf_printf(&msg, "\r\n%s", body);
@@ -311,7 +310,7 @@ void reel__fail_exchange(conn_t *c, int status, const char *reason) {
             if (c->ex.resp_first_us == 0)
                 c->ex.resp_first_us = now;
             reel_msg_head_t rs = {.status = (uint32_t)status,
-                                  .reason = status_text(status),
+                                  .reason = reel__status_text(status),
                                   .version = c->lane ? "HTTP/2.0" : "HTTP/1.1",
                                   .fields = hs,
                                   .nfields = nh};
@@ -716,10 +715,27 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
                           .version = ver,
                           .fields = h->headers,
                           .nfields = h->nheaders};
+    reel_field_t *h2fields = NULL;
+    if (c->up && c->up->h2) {
+        /* an HTTP/2 origin (core/h2up.c): recorded as it answered, without
+         * the Transfer-Encoding its HTTP/1.1 form got from reel (HTTP/2
+         * has none) and without a reason phrase (nor that) */
+        h2fields = reel_calloc(h->nheaders ? h->nheaders : 1, sizeof *h2fields);
+        size_t n = 0;
+        for (size_t i = 0; i < h->nheaders; i++)
+            if (!(h->headers[i].name_len == 17 &&
+                  strncasecmp(h->headers[i].name, "transfer-encoding", 17) == 0))
+                h2fields[n++] = h->headers[i];
+        rs.version = "HTTP/2.0";
+        rs.reason = "";
+        rs.fields = h2fields;
+        rs.nfields = n;
+    }
     if (h->interim) {
         /* 100 Continue, 103 Early Hints: passed on and recorded */
         if (c->ex.flow)
             reel_capture_interim(c->ex.flow, &rs);
+        free(h2fields);
         reel_buf_t out;
         reel_buf_init(&out, 0);
         write_head(&out, h, false, NULL, false, false);
@@ -729,6 +745,7 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
     }
     if (c->ex.flow)
         reel_capture_response(c->ex.flow, &rs, false, 0);
+    free(h2fields);
     if (h->status == 101 && c->ex.ws_requested && has_token(h, "upgrade", "websocket")) {
         /* Sec-WebSocket-Extensions lines joined as one list */
         reel_buf_t ext;
@@ -799,8 +816,12 @@ void reel__resp_process(conn_t *c) {
             break;
         }
         if (rc != REEL_OK) {
-            char *why = reel_asprintf("invalid response from %s:%d: %s", up->host, up->port,
-                                      ev.error_reason ? ev.error_reason : "malformed");
+            /* cut short: by what the transport said if it said (an HTTP/2
+             * stream reset, a TLS error), else by what the parser saw */
+            char *why = up->eof && up->error
+                            ? reel_strdup(up->error)
+                            : reel_asprintf("invalid response from %s:%d: %s", up->host, up->port,
+                                            ev.error_reason ? ev.error_reason : "malformed");
             if (c->ex.resp_head_sent) {
                 reel__finish_flow(c, why);
                 free(why);
@@ -820,7 +841,9 @@ void reel__resp_process(conn_t *c) {
                 }
                 if (c->ex.flow && !c->ex.resp_head_sent) {
                     reel__fail_exchange(c, 502,
-                                        "upstream closed the connection without responding");
+                                        up->error
+                                            ? up->error
+                                            : "upstream closed the connection without responding");
                     return;
                 }
                 reel__upstream_close(c);

@@ -20,12 +20,13 @@
  * HTTP/1.1 pool would), until the lane's own idle timeout closes it; a
  * client connection has at most MAX_LANES, and streams beyond wait, oldest
  * first, for a lane to finish.
- * Towards origins reel speaks HTTP/1.1 today.
+ * A lane whose origin speaks h2 sends its requests as streams of the
+ * proxy's shared HTTP/2 session to that origin (core/h2up.c).
  *
  * The record says what the client did: the flow's request is recorded with
  * version HTTP/2.0 and the fields the client sent (lowercase, no pseudo
- * headers); the response with the origin's version, or HTTP/2.0 when reel
- * answered itself. A stream the client resets ends its flow with that
+ * headers); the response with the origin's version (HTTP/2.0 over a
+ * session), or HTTP/2.0 when reel answered itself. A stream the client resets ends its flow with that
  * error, a stream the lane could not finish is reset (INTERNAL_ERROR).
  *
  * Flow control end to end: a stream's DATA is acknowledged to the client

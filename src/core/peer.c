@@ -28,6 +28,8 @@ static void ev_eof(void *ud, const char *error) {
         return;
     }
     pe->eof = true;
+    if (error && pe->role == P_UPSTREAM && pe->error == NULL)
+        pe->error = reel_strdup(error); /* why a response is cut short */
     if (error && pe->role == P_CLIENT && c->ex.flow) {
         char *why = reel_asprintf("client connection error: %s", error);
         reel__finish_flow(c, why);
@@ -265,12 +267,17 @@ void reel__upstream_failed(peer_t *up, const char *why) {
  * Returns true when it reused the connection. */
 bool reel__upstream_for(conn_t *c, bool https, const char *host, int port, const char *sni) {
     peer_t *up = c->up;
-    if (up && !up->closing && !up->eof && up->https == https && up->port == port &&
+    reel_proxy_t *p = c->p;
+    /* HTTP/2 to the origin for the streams of an HTTP/2 client (ALPN
+     * mirrored: an HTTP/1.1 client gets HTTP/1.1) when the origin chose h2
+     * when last offered it; an Upgrade stays HTTP/1.1 */
+    bool h2 = https && p->http2 && c->lane && !c->ex.upgrade && c->state != C_PROBE &&
+              reel__alpn_seen(p, host, port, sni) == 1;
+    if (up && !up->closing && !up->eof && up->h2 == h2 && up->https == https && up->port == port &&
         strcasecmp(up->host, host) == 0 &&
         ((sni == NULL && up->sni == NULL) || (sni && up->sni && strcasecmp(sni, up->sni) == 0)))
         return true;
     reel__upstream_close(c);
-    reel_proxy_t *p = c->p;
     up = reel_calloc(1, sizeof *up);
     reel__peer_init(up, c, P_UPSTREAM);
     up->host = reel_strdup(host);
@@ -283,6 +290,19 @@ bool reel__upstream_for(conn_t *c, bool https, const char *host, int port, const
     c->up = up;
     reel_codec_free(c->respc);
     c->respc = reel_h1_codec_new(REEL_H1_RESPONSE, NULL);
+    if (h2) {
+        up->h2 = true;
+        int before = 0;
+        --p->upstream_ids; /* the number is the session's */
+        reel_filter_t *bottom = reel__h2up_filter(p, https, host, port, sni, &up->id, &before);
+        up->flows = before;
+        up->timings_used = before > 0; /* no dns, connect or TLS of its own */
+        reel_stack_push(&up->st, bottom, NULL, 0);
+        up->open = true;
+        c->handles++;
+        reel_stack_connect(&up->st);
+        return before > 0; /* a connection in use: its request may be sent again */
+    }
     reel_filter_t *bottom = p->connect
                                 ? p->connect(p->connect_ctx, p, host, port)
                                 : reel_tcp_connect(p->loop, host, port, p->readbuf, READ_SIZE);

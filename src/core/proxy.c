@@ -186,13 +186,16 @@ int reel_proxy_port(const reel_proxy_t *p) {
     return p->port;
 }
 
-static void on_proxy_handle_closed(uv_handle_t *h) {
-    reel_proxy_t *p = h->data;
+void reel__proxy_handle_closed(reel_proxy_t *p) {
     if (--p->closing_handles == 0 && p->conns == NULL && p->done) {
         void (*done)(void *) = p->done;
         p->done = NULL;
         done(p->done_ctx);
     }
+}
+
+static void on_proxy_handle_closed(uv_handle_t *h) {
+    reel__proxy_handle_closed(h->data);
 }
 
 /* Every connection is gone: close the grace timer, then report done once
@@ -229,6 +232,7 @@ void reel_proxy_shutdown(reel_proxy_t *p, uint64_t grace_ms, void (*done)(void *
         else if (c->state == C_H2)
             reel__h2front_drain(c); /* GOAWAY: streams running may finish */
     }
+    reel__h2up_shutdown(p);
     if (p->conns == NULL) {
         reel__shutdown_finish(p);
         return;

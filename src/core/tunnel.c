@@ -194,19 +194,30 @@ void reel__start_upgraded_tunnel(conn_t *c) {
 }
 
 /* The origin's ALPN key: "host:port sni". */
-static void alpn_key(const conn_t *c, char *out, size_t n) {
-    snprintf(out, n, "%s:%d %s", c->tunnel_host ? c->tunnel_host : "", c->tunnel_port,
-             c->tunnel_sni ? c->tunnel_sni : "");
+static void alpn_key(const char *host, int port, const char *sni, char *out, size_t n) {
+    snprintf(out, n, "%s:%d %s", host ? host : "", port, sni ? sni : "");
 }
 
-/* 1: the origin chose h2 when offered it, 0: it did not, -1: not known. */
-static int alpn_seen(const conn_t *c) {
+int reel__alpn_seen(const reel_proxy_t *p, const char *host, int port, const char *sni) {
     char key[300];
-    alpn_key(c, key, sizeof key);
-    for (size_t i = 0; i < sizeof c->p->alpn_seen / sizeof c->p->alpn_seen[0]; i++)
-        if (strcmp(c->p->alpn_seen[i].key, key) == 0)
-            return c->p->alpn_seen[i].h2;
+    alpn_key(host, port, sni, key, sizeof key);
+    for (size_t i = 0; i < sizeof p->alpn_seen / sizeof p->alpn_seen[0]; i++)
+        if (strcmp(p->alpn_seen[i].key, key) == 0)
+            return p->alpn_seen[i].h2;
     return -1;
+}
+
+void reel__alpn_note(reel_proxy_t *p, const char *host, int port, const char *sni, bool h2) {
+    struct alpn_seen *slot = NULL;
+    char key[300];
+    alpn_key(host, port, sni, key, sizeof key);
+    for (size_t i = 0; i < sizeof p->alpn_seen / sizeof p->alpn_seen[0] && !slot; i++)
+        if (strcmp(p->alpn_seen[i].key, key) == 0)
+            slot = &p->alpn_seen[i];
+    if (slot == NULL)
+        slot = &p->alpn_seen[p->alpn_next++ % (sizeof p->alpn_seen / sizeof p->alpn_seen[0])];
+    snprintf(slot->key, sizeof slot->key, "%s", key);
+    slot->h2 = h2;
 }
 
 /* The client's TLS starts: a TLS filter goes on top of the client's stack;
@@ -224,26 +235,17 @@ static void start_client_tls(conn_t *c, reel_tls_t *tls) {
 
 /* The origin answered the probe (alpn: what it chose, "" for nothing) or
  * could not (NULL): the client's handshake goes on, offering h2 only if
- * the origin chose it. An origin that chose h2 has its connection closed
- * (lanes speak HTTP/1.1 to it); one that chose HTTP/1.1 keeps it for the
- * client's first request. */
+ * the origin chose it. An origin that chose h2 has this connection closed
+ * (the lanes' requests go over the proxy's shared HTTP/2 session to it,
+ * core/h2up.c); one that chose HTTP/1.1 keeps it for the client's first
+ * request. */
 void reel__probe_done(conn_t *c, const char *alpn) {
     if (c->state != C_PROBE)
         return;
     reel_proxy_t *p = c->p;
     bool h2 = alpn && strcmp(alpn, "h2") == 0;
-    if (alpn) {
-        struct alpn_seen *slot = NULL;
-        char key[300];
-        alpn_key(c, key, sizeof key);
-        for (size_t i = 0; i < sizeof p->alpn_seen / sizeof p->alpn_seen[0] && !slot; i++)
-            if (strcmp(p->alpn_seen[i].key, key) == 0)
-                slot = &p->alpn_seen[i];
-        if (slot == NULL)
-            slot = &p->alpn_seen[p->alpn_next++ % (sizeof p->alpn_seen / sizeof p->alpn_seen[0])];
-        snprintf(slot->key, sizeof slot->key, "%s", key);
-        slot->h2 = h2;
-    }
+    if (alpn)
+        reel__alpn_note(p, c->tunnel_host, c->tunnel_port, c->tunnel_sni, h2);
     if (h2)
         reel__upstream_close(c);
     reel_tls_t *tls = c->probe_tls;
@@ -291,7 +293,7 @@ void reel__sniff_process(conn_t *c) {
             /* ALPN mirrored: the client is offered h2 only if its origin
              * speaks it, which reel asks the origin first (once per
              * origin: the answer is remembered) */
-            int seen = alpn_seen(c);
+            int seen = reel__alpn_seen(c->p, c->tunnel_host, c->tunnel_port, c->tunnel_sni);
             if (seen < 0) {
                 c->state = C_PROBE;
                 c->probe_tls = tls;

@@ -1,0 +1,815 @@
+/* HTTP/2 to origins: one h2 connection per origin (a *session*), shared by
+ * every connection of reel that sends requests to that origin, each
+ * request its own stream.
+ *
+ * A conn_t speaks HTTP/1.1 to its upstream peer (core/exchange.c). When the
+ * origin speaks h2, that peer's stack has no socket: its bottom filter is
+ * an *up-lane* (this file), which reads the HTTP/1.1 requests the conn
+ * writes, sends each as a stream of the origin's session (RFC 9113 8.3:
+ * Host becomes :authority, connection-specific fields are dropped, the
+ * body is de-chunked, trailers go as trailers) and gives the conn the
+ * stream's response as HTTP/1.1 (chunked when the origin gave no length,
+ * its trailers on the last chunk, 1xx heads as they came). The conn keeps
+ * doing what it does for any upstream: timeouts, the keep-alive retry,
+ * reel's own 502/504, and the record. The record says what the origin
+ * sent: the response is recorded with version HTTP/2.0 and the origin's
+ * fields (core/exchange.c leaves out the Transfer-Encoding this file adds).
+ *
+ *   conn ── up-lane ─┐
+ *   conn ── up-lane ─┼─ session (tcp, tls "h2", h2 client codec) ══ origin
+ *   lane ── up-lane ─┘
+ *
+ * Which conns use it (core/peer.c): the lanes of an HTTP/2 client
+ * connection (core/h2front.c), when the origin chose h2 the last time reel
+ * offered it (ALPN mirrored: an HTTP/1.1 client gets HTTP/1.1 towards the
+ * origin, as it would have without reel), and never for an Upgrade
+ * (WebSocket) request, which goes over HTTP/1.1.
+ *
+ * Streams beyond the origin's SETTINGS_MAX_CONCURRENT_STREAMS wait in
+ * nghttp2's queue for one to close. Stream ids are the session's own; the
+ * flow keeps its client's. An origin's GOAWAY moves new requests to a new
+ * session; streams it did not process (above its last stream id) end
+ * cleanly, so that the conn sends them again (its keep-alive retry), and
+ * the others finish on the old one. Server push is refused (ENABLE_PUSH 0,
+ * core/h2.c).
+ *
+ * Flow control end to end: a stream's DATA is acknowledged to the origin
+ * (reel_h2_consume) only once its conn has taken the bytes, which it does
+ * only while its client keeps up; the request body waits in the stream's
+ * queue while the origin's window is closed, and the conn stops reading
+ * its client meanwhile (the up-lane's queued()).
+ *
+ * Lifetimes: a session belongs to the proxy (p->h2up); it closes when its
+ * origin or its TLS fails, after GOAWAY once its last stream ended, after
+ * idle_timeout with no up-lane attached, and at shutdown (counted in
+ * p->closing_handles until its handles are closed). An up-lane belongs to
+ * its conn's peer stack; detached from its session when that closes. */
+
+#include "core/conn.h"
+#include "core/h2.h"
+#include "core/tcp.h"
+#include "core/tls_filter.h"
+
+typedef struct h2sess h2sess_t;
+typedef struct ulane ulane_t;
+
+struct ulane {
+    reel_filter_t f; /* the conn's upstream bottom filter: first member */
+    h2sess_t *s;     /* NULL once detached */
+    ulane_t *next;   /* in s->lanes */
+    bool https;
+    char *host; /* for :authority when the request has no Host */
+    int port;
+    bool fresh; /* it opened its session: the dns/connect/TLS times are its flow's */
+    /* requests from the conn */
+    reel_codec_t *req;
+    uint32_t sid;  /* current stream, 0: none */
+    bool req_end;  /* the request's end was submitted */
+    bool resp_end; /* the response's end was seen */
+    bool is_head;
+    bool chunked; /* the response body goes to the conn chunked */
+    /* responses for the conn, waiting until it reads */
+    reel_buf_t in;
+    size_t in_data; /* DATA bytes in `in`, acknowledged once delivered */
+    bool eof_pending;
+    char *eof_error;
+    bool reading, connected, want_close, closed;
+    uv_timer_t timer; /* deferred events */
+    reel_stack_info_t info; /* the session's, kept for after it is gone */
+    char remote[64], local[64], alpn[16], tls_version[32], cipher[64], sni[256];
+};
+
+struct h2sess {
+    reel_proxy_t *p;
+    h2sess_t *next;
+    char *key; /* "https host:port sni" */
+    char *host, *sni;
+    int port;
+    bool https;
+    reel_stack_t st;
+    reel_codec_t *codec;
+    reel_h2_t *h2;
+    reel_buf_t in;
+    ulane_t *lanes;
+    size_t nlanes;
+    bool ready, dead, goaway, closing, processing;
+    int handles; /* the stack and the idle timer, until their close callbacks */
+    char *error; /* why it ended */
+    uint64_t id;
+    uint64_t streams; /* opened so far */
+    uv_timer_t idle;
+};
+
+static void sess_close(h2sess_t *s);
+static void sess_flush(h2sess_t *s);
+static void sess_kick(h2sess_t *s);
+static void ulane_later(ulane_t *l);
+static void ulane_deliver(ulane_t *l);
+
+/* ---- the up-lane's response side: what goes to the conn ---- */
+
+static void ulane_end(ulane_t *l, const char *error) {
+    if (l->eof_pending)
+        return;
+    l->eof_pending = true;
+    l->eof_error = error ? reel_strdup(error) : NULL;
+    if (l->reading)
+        ulane_later(l);
+}
+
+static bool is_field(const reel_field_t *f, const char *name) {
+    size_t n = strlen(name);
+    return f->name_len == n && strncasecmp(f->name, name, n) == 0;
+}
+
+static void write_fields(reel_buf_t *b, const reel_field_t *fs, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        reel_buf_append(b, fs[i].name, fs[i].name_len);
+        reel_buf_puts(b, ": ");
+        reel_buf_append(b, fs[i].value, fs[i].value_len);
+        reel_buf_puts(b, "\r\n");
+    }
+}
+
+static void on_head(ulane_t *l, const reel_msg_head_t *h) {
+    unsigned st = h->status;
+    reel_buf_printf(&l->in, "HTTP/1.1 %u %s\r\n", st, reel__status_text((int)st));
+    write_fields(&l->in, h->fields, h->nfields);
+    if (st >= 200) {
+        bool has_length = false;
+        for (size_t i = 0; i < h->nfields; i++)
+            has_length = has_length || is_field(&h->fields[i], "content-length");
+        /* the conn parses this framing; the record leaves it out (it is
+         * reel's: HTTP/2 has no Transfer-Encoding) */
+        l->chunked = !has_length && !l->is_head && st != 204 && st != 304;
+        if (l->chunked)
+            reel_buf_puts(&l->in, "Transfer-Encoding: chunked\r\n");
+    }
+    reel_buf_puts(&l->in, "\r\n");
+}
+
+static void on_data(ulane_t *l, const uint8_t *d, size_t n) {
+    if (n == 0)
+        return;
+    if (l->chunked) {
+        char hdr[REEL_H1_CHUNK_HEADER_MAX];
+        size_t hl = reel_h1_chunk_header(n, hdr);
+        reel_buf_append(&l->in, hdr, hl);
+    }
+    reel_buf_append(&l->in, d, n);
+    if (l->chunked)
+        reel_buf_puts(&l->in, "\r\n");
+    l->in_data += n;
+}
+
+static void on_end(ulane_t *l, const reel_field_t *trailers, size_t n) {
+    if (l->chunked)
+        reel_h1_write_last_chunk(&l->in, trailers, n);
+    /* else trailers after a content-length body have no HTTP/1.1 form */
+    l->resp_end = true;
+    if (l->req_end)
+        l->sid = 0; /* the stream is done: the next request opens another */
+}
+
+/* ---- sessions ---- */
+
+static ulane_t *sess_lane(h2sess_t *s, uint32_t sid) {
+    for (ulane_t *l = s->lanes; l; l = l->next)
+        if (l->sid == sid)
+            return l;
+    return NULL;
+}
+
+static void sess_detach(h2sess_t *s, ulane_t *l) {
+    for (ulane_t **pp = &s->lanes; *pp; pp = &(*pp)->next)
+        if (*pp == l) {
+            *pp = l->next;
+            s->nlanes--;
+            break;
+        }
+    if (l->sid && !l->resp_end && !s->dead)
+        reel_h2_reset(s->h2, l->sid, REEL_H2_CANCEL); /* its conn is gone */
+    l->s = NULL;
+    l->sid = 0;
+    if (s->nlanes == 0) {
+        if (s->goaway || s->p->shutting_down)
+            sess_close(s);
+        else if (!s->closing)
+            uv_timer_again(&s->idle);
+    }
+    if (!s->closing)
+        sess_flush(s);
+}
+
+/* The session is over: every up-lane gets its end, with why. */
+static void sess_fail(h2sess_t *s, const char *why) {
+    if (s->error == NULL)
+        s->error = reel_strdup(why);
+    s->dead = true;
+    for (ulane_t *l = s->lanes; l; l = l->next) {
+        if (!l->connected)
+            continue; /* told by the failure below */
+        ulane_end(l, l->sid || !l->resp_end ? why : NULL);
+    }
+    while (s->lanes) {
+        ulane_t *l = s->lanes;
+        s->lanes = l->next;
+        s->nlanes--;
+        l->s = NULL;
+        l->sid = 0;
+        if (!l->connected && !l->want_close)
+            reel_filter_fail(&l->f, why); /* the connection never came up: a 502 */
+    }
+    sess_close(s);
+}
+
+static void sess_event(h2sess_t *s, const reel_codec_event_t *ev) {
+    ulane_t *l = ev->stream ? sess_lane(s, ev->stream) : NULL;
+    switch (ev->type) {
+    case REEL_CODEC_EV_HEAD:
+        if (l && !l->resp_end)
+            on_head(l, &ev->head);
+        break;
+    case REEL_CODEC_EV_DATA:
+        if (l && !l->resp_end)
+            on_data(l, ev->data, ev->len);
+        else
+            reel_h2_consume(s->h2, ev->stream, ev->len); /* nobody is waiting for it */
+        break;
+    case REEL_CODEC_EV_END:
+        if (l && !l->resp_end)
+            on_end(l, ev->trailers, ev->ntrailers);
+        break;
+    case REEL_CODEC_EV_RESET:
+        if (l == NULL)
+            break;
+        if (l->resp_end) {
+            /* answered already (an origin that stops reading a body it no
+             * longer needs resets with NO_ERROR): the rest of the body is
+             * dropped */
+            l->req_end = true;
+            l->sid = 0;
+            break;
+        }
+        if (ev->error_code == REEL_H2_REFUSED_STREAM && l->in.len == 0) {
+            l->sid = 0;
+            ulane_end(l, NULL); /* not processed: the conn may send it again */
+            break;
+        }
+        {
+            char *why = reel_asprintf("the origin reset the HTTP/2 stream (error code 0x%x%s%s)",
+                                      ev->error_code, ev->error_reason ? ": " : "",
+                                      ev->error_reason ? ev->error_reason : "");
+            l->sid = 0;
+            ulane_end(l, why);
+            free(why);
+        }
+        break;
+    case REEL_CODEC_EV_GOAWAY: {
+        s->goaway = true;
+        free(s->error);
+        s->error = reel_asprintf("the origin sent GOAWAY (error code 0x%x)", ev->error_code);
+        for (ulane_t *k = s->lanes; k; k = k->next) {
+            if (k->sid > ev->last_stream && !k->resp_end && k->in.len == 0) {
+                /* not processed by the origin (RFC 9113 6.8): sent again */
+                k->sid = 0;
+                ulane_end(k, NULL);
+            } else if (k->sid == 0) {
+                ulane_end(k, NULL); /* idle: its next request goes elsewhere */
+            }
+        }
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+static void sess_process(h2sess_t *s) {
+    if (s->processing || s->closing)
+        return;
+    s->processing = true;
+    char *fatal = NULL;
+    for (;;) {
+        size_t used = 0;
+        reel_codec_event_t ev;
+        reel_rc rc = reel_codec_feed(s->codec, s->in.data, s->in.len, &used, &ev);
+        reel_buf_consume(&s->in, used);
+        if (rc == REEL_NEED_MORE)
+            break;
+        if (rc != REEL_OK) {
+            fatal = reel_asprintf("HTTP/2 protocol error from the origin: %s",
+                                  ev.error_reason ? ev.error_reason : "unknown");
+            break;
+        }
+        sess_event(s, &ev);
+    }
+    s->processing = false;
+    sess_flush(s);
+    if (fatal) {
+        sess_fail(s, fatal);
+        free(fatal);
+        return;
+    }
+    /* responses to the conns (which may write their next requests) */
+    for (ulane_t *l = s->lanes, *next; l; l = next) {
+        next = l->next; /* memory of a lane detached meanwhile lives on until its timer */
+        if (l->s == s)
+            ulane_deliver(l);
+    }
+    sess_kick(s);
+    if (s->goaway && s->nlanes == 0)
+        sess_close(s);
+}
+
+/* Frames to the origin, as far as its socket takes them. */
+static void sess_flush(h2sess_t *s) {
+    if (s->closing || !s->ready || reel_stack_queued(&s->st) >= HIGH_WATER)
+        return;
+    reel_buf_t out;
+    reel_buf_init(&out, 0);
+    reel_h2_take_output(s->h2, &out);
+    if (out.len)
+        reel_stack_send(&s->st, out.data, out.len);
+    reel_buf_free(&out);
+}
+
+/* Conns whose request bodies went out may send more. */
+static void sess_kick(h2sess_t *s) {
+    for (ulane_t *l = s->lanes, *next; l; l = next) {
+        next = l->next;
+        if (l->s != s || l->sid == 0)
+            continue;
+        if (reel_h2_stream_take_sent(s->h2, l->sid) &&
+            reel_h2_stream_queued(s->h2, l->sid) < LOW_WATER)
+            reel_filter_written(&l->f);
+    }
+}
+
+static void sess_ev_data(void *ud, const uint8_t *d, size_t n) {
+    h2sess_t *s = ud;
+    reel_buf_append(&s->in, d, n);
+}
+
+static void sess_ev_eof(void *ud, const char *error) {
+    h2sess_t *s = ud;
+    char *why = reel_asprintf("the origin closed its HTTP/2 connection%s%s", error ? ": " : "",
+                              error ? error : "");
+    sess_process(s);
+    if (!s->closing)
+        sess_fail(s, s->goaway && s->error ? s->error : why);
+    free(why);
+}
+
+static void sess_ev_read_done(void *ud) {
+    sess_process(ud);
+}
+
+static void sess_ev_connected(void *ud) {
+    h2sess_t *s = ud;
+    reel_stack_set_reading(&s->st, true); /* the TLS handshake reads */
+}
+
+static void sess_ev_ready(void *ud) {
+    h2sess_t *s = ud;
+    reel_stack_info_t info;
+    reel_stack_info(&s->st, &info);
+    if (s->https && (info.alpn == NULL || strcmp(info.alpn, "h2") != 0)) {
+        /* it chose otherwise this time: remembered, so the next requests
+         * go over HTTP/1.1 */
+        reel__alpn_note(s->p, s->host, s->port, s->sni, false);
+        sess_fail(s, "the origin no longer chose h2 by ALPN");
+        return;
+    }
+    s->ready = true;
+    sess_flush(s); /* the preface, SETTINGS and the requests so far */
+    for (ulane_t *l = s->lanes; l; l = l->next)
+        ulane_later(l); /* each tells its conn it is connected */
+}
+
+static void sess_ev_error(void *ud, const char *why) {
+    sess_fail(ud, why);
+}
+
+static void sess_ev_written(void *ud) {
+    h2sess_t *s = ud;
+    sess_flush(s);
+    sess_kick(s);
+}
+
+static void sess_handle_closed(h2sess_t *s) {
+    if (--s->handles > 0)
+        return;
+    reel_proxy_t *p = s->p;
+    reel_codec_free(s->codec);
+    reel_buf_free(&s->in);
+    free(s->key);
+    free(s->host);
+    free(s->sni);
+    free(s->error);
+    free(s);
+    reel__proxy_handle_closed(p);
+}
+
+static void sess_ev_closed(void *ud) {
+    sess_handle_closed(ud);
+}
+
+static void on_idle_closed(uv_handle_t *h) {
+    sess_handle_closed(h->data);
+}
+
+static const reel_stack_events_t sess_events = {
+    .data = sess_ev_data,
+    .eof = sess_ev_eof,
+    .read_done = sess_ev_read_done,
+    .connected = sess_ev_connected,
+    .ready = sess_ev_ready,
+    .error = sess_ev_error,
+    .written = sess_ev_written,
+    .closed = sess_ev_closed,
+};
+
+static void sess_close(h2sess_t *s) {
+    if (s->closing)
+        return;
+    s->closing = true;
+    for (h2sess_t **pp = &s->p->h2up; *pp; pp = &(*pp)->next)
+        if (*pp == s) {
+            *pp = s->next;
+            break;
+        }
+    while (s->lanes) { /* their conns see the end when they next read */
+        ulane_t *l = s->lanes;
+        s->lanes = l->next;
+        l->s = NULL;
+        ulane_end(l, s->error ? s->error : "the HTTP/2 connection to the origin closed");
+    }
+    s->nlanes = 0;
+    if (!s->dead && s->ready) {
+        reel_h2_goaway(s->h2, REEL_H2_NO_ERROR);
+        reel_buf_t out;
+        reel_buf_init(&out, 0);
+        reel_h2_take_output(s->h2, &out);
+        if (out.len)
+            reel_stack_send(&s->st, out.data, out.len);
+        reel_buf_free(&out);
+    }
+    s->p->closing_handles++; /* the proxy's `done` waits for the session's handles */
+    uv_close((uv_handle_t *)&s->idle, on_idle_closed);
+    reel_stack_close(&s->st);
+}
+
+static void on_idle(uv_timer_t *t) {
+    h2sess_t *s = t->data;
+    if (s->nlanes == 0)
+        sess_close(s);
+}
+
+static char *sess_key(bool https, const char *host, int port, const char *sni) {
+    return reel_asprintf("%s %s:%d %s", https ? "https" : "http", host, port, sni ? sni : "");
+}
+
+static h2sess_t *sess_new(reel_proxy_t *p, char *key, bool https, const char *host, int port,
+                          const char *sni) {
+    h2sess_t *s = reel_calloc(1, sizeof *s);
+    s->p = p;
+    s->key = key;
+    s->https = https;
+    s->host = reel_strdup(host);
+    s->sni = sni ? reel_strdup(sni) : NULL;
+    s->port = port;
+    s->id = ++p->upstream_ids;
+    reel_buf_init(&s->in, 0);
+    s->codec = reel_h2_codec_new(REEL_H2_CLIENT, NULL);
+    s->h2 = reel_h2_codec_h2(s->codec);
+    uv_timer_init(p->loop, &s->idle);
+    s->idle.data = s;
+    uint64_t idle = p->idle_timeout_ms ? p->idle_timeout_ms : 60000;
+    uv_timer_start(&s->idle, on_idle, idle, idle);
+    s->handles = 2;
+    reel_stack_init(&s->st, &sess_events, s);
+    reel_filter_t *bottom = p->connect
+                                ? p->connect(p->connect_ctx, p, host, port)
+                                : reel_tcp_connect(p->loop, host, port, p->readbuf, READ_SIZE);
+    reel_stack_push(&s->st, bottom, NULL, 0);
+    s->next = p->h2up;
+    p->h2up = s;
+    if (https) {
+        const char *name = sni ? sni : host;
+        char *origin = reel_asprintf("%s:%d %s", host, port, name);
+        reel_tls_client_opts_t o = {.host = name,
+                                    .insecure = !p->verify_upstream,
+                                    .session_key = origin,
+                                    .alpn = "h2,http/1.1"};
+        reel_err_t err;
+        reel_err_clear(&err);
+        reel_tls_t *tls = NULL;
+        reel_rc trc = reel_tls_new_client(p->client_ctx, &o, &tls, &err);
+        free(origin);
+        if (trc != REEL_OK) {
+            s->error = reel_strdup(reel_err_str(&err));
+            s->dead = true;
+            return s; /* its up-lane fails when it opens */
+        }
+        reel_stack_push(&s->st, reel_tls_filter_new(tls), NULL, 0);
+    }
+    reel_stack_connect(&s->st);
+    return s;
+}
+
+/* ---- the up-lane filter ---- */
+
+/* The conn's request bytes: each request becomes a stream. */
+static void ulane_send(reel_filter_t *f, const uint8_t *data, size_t len) {
+    ulane_t *l = (ulane_t *)f;
+    h2sess_t *s = l->s;
+    if (l->want_close || s == NULL || s->dead)
+        return;
+    size_t off = 0;
+    for (;;) { /* until the codec has nothing more: events may be pending */
+        size_t used = 0;
+        reel_codec_event_t ev;
+        reel_rc rc = reel_codec_feed(l->req, data + off, len - off, &used, &ev);
+        off += used;
+        if (rc == REEL_NEED_MORE)
+            break;
+        reel_err_t err;
+        reel_err_clear(&err);
+        if (rc != REEL_OK) {
+            ulane_end(l, "reel could not read the request it was to send over HTTP/2");
+            break;
+        }
+        const reel_h1_event_t *h = &ev.h1;
+        if (ev.type == REEL_CODEC_EV_HEAD) {
+            const reel_h1_head_t *hd = &h->head;
+            /* :authority from Host (the client's words), else the origin */
+            const reel_h1_header_t *hh = reel_h1_find_header(hd->headers, hd->nheaders, "host");
+            char host[300];
+            uint32_t port = (uint32_t)l->port;
+            snprintf(host, sizeof host, "%s", l->host);
+            if (hh && hh->value_len && hh->value_len < sizeof host) {
+                memcpy(host, hh->value, hh->value_len);
+                host[hh->value_len] = 0;
+                char *colon = strrchr(host, ':');
+                port = l->https ? 443 : 80;
+                if (host[0] == '[') { /* [v6] or [v6]:port */
+                    char *end = strchr(host, ']');
+                    if (end && end[1] == ':')
+                        port = (uint32_t)strtoul(end + 2, NULL, 10);
+                    if (end)
+                        *end = 0;
+                    memmove(host, host + 1, strlen(host));
+                } else if (colon && colon == strchr(host, ':')) {
+                    port = (uint32_t)strtoul(colon + 1, NULL, 10);
+                    *colon = 0;
+                }
+            }
+            const char *path = hd->target;
+            if (hd->target_form == REEL_H1_TARGET_ABSOLUTE) {
+                const char *p = strstr(path, "://");
+                p = p ? strchr(p + 3, '/') : NULL;
+                path = p ? p : "/";
+            }
+            reel_msg_head_t m = {.method = hd->method,
+                                 .scheme = l->https ? "https" : "http",
+                                 .host = host,
+                                 .port = port,
+                                 .path = path,
+                                 .fields = hd->headers,
+                                 .nfields = hd->nheaders};
+            l->is_head = hd->is_head;
+            l->chunked = false;
+            l->req_end = l->resp_end = false;
+            bool end = hd->framing == REEL_H1_BODY_NONE;
+            uint32_t sid = 0;
+            if (reel_h2_submit_request(s->h2, &m, end, &sid, &err) != REEL_OK) {
+                ulane_end(l, reel_err_str(&err));
+                break;
+            }
+            l->sid = sid;
+            l->req_end = end;
+            s->streams++;
+        } else if (ev.type == REEL_CODEC_EV_DATA) {
+            if (l->sid && !l->req_end)
+                reel_h2_submit_data(s->h2, l->sid, ev.data, ev.len, false);
+        } else if (ev.type == REEL_CODEC_EV_END) {
+            if (l->sid && !l->req_end) {
+                if (h->ntrailers)
+                    reel_h2_submit_trailers(s->h2, l->sid, h->trailers, h->ntrailers, &err);
+                else
+                    reel_h2_submit_data(s->h2, l->sid, NULL, 0, true);
+            }
+            l->req_end = true;
+            if (l->resp_end)
+                l->sid = 0;
+        } else if (ev.type == REEL_CODEC_EV_UPGRADE) {
+            ulane_end(l, "reel does not send an HTTP/1.1 Upgrade over HTTP/2");
+            break;
+        }
+    }
+    sess_flush(s);
+}
+
+static void ulane_shutdown(reel_filter_t *f) {
+    (void)f; /* the stream's end is the request's; the session stays */
+}
+
+static size_t ulane_queued(const reel_filter_t *f) {
+    const ulane_t *l = (const ulane_t *)f;
+    if (l->s == NULL || l->sid == 0)
+        return 0;
+    return reel_h2_stream_queued(l->s->h2, l->sid);
+}
+
+static bool ulane_is_open(const reel_filter_t *f) {
+    const ulane_t *l = (const ulane_t *)f;
+    return l->connected && !l->want_close && !f->st->closing;
+}
+
+static void ulane_set_reading(reel_filter_t *f, bool on) {
+    ulane_t *l = (ulane_t *)f;
+    bool was = l->reading;
+    l->reading = on;
+    if (on && !was && (l->in.len || l->eof_pending))
+        ulane_later(l);
+}
+
+static void ulane_info(const reel_filter_t *f, reel_stack_info_t *out) {
+    const ulane_t *l = (const ulane_t *)f;
+    snprintf(out->remote, sizeof out->remote, "%s", l->remote);
+    snprintf(out->local, sizeof out->local, "%s", l->local);
+    if (l->fresh) {
+        out->t_dns0 = l->info.t_dns0;
+        out->t_dns1 = l->info.t_dns1;
+        out->t_connected = l->info.t_connected;
+    }
+    out->tls = l->https;
+    out->tls_done = l->https && l->connected;
+    out->tls_resumed = l->info.tls_resumed;
+    out->alpn = l->alpn[0] ? l->alpn : NULL;
+    out->tls_version = l->tls_version[0] ? l->tls_version : NULL;
+    out->cipher = l->cipher[0] ? l->cipher : NULL;
+    out->sni = l->sni[0] ? l->sni : NULL;
+}
+
+static void on_ulane_timer_closed(uv_handle_t *h) {
+    ulane_t *l = h->data;
+    reel_codec_free(l->req);
+    reel_buf_free(&l->in);
+    free(l->eof_error);
+    free(l->host);
+    free(l);
+}
+
+static void ulane_close(reel_filter_t *f) {
+    ulane_t *l = (ulane_t *)f;
+    if (l->want_close)
+        return;
+    l->want_close = true;
+    l->reading = false;
+    if (l->s)
+        sess_detach(l->s, l);
+    ulane_later(l);
+}
+
+static void ulane_destroy(reel_filter_t *f) {
+    ulane_t *l = (ulane_t *)f;
+    uv_close((uv_handle_t *)&l->timer, on_ulane_timer_closed);
+}
+
+/* Copies what the session's stack knows (the peer's ServerConn record and
+ * the flow's timings), then tells the conn it is connected. */
+static void ulane_connect(ulane_t *l) {
+    h2sess_t *s = l->s;
+    reel_stack_info_t i;
+    reel_stack_info(&s->st, &i);
+    l->info = i;
+    snprintf(l->remote, sizeof l->remote, "%s", i.remote);
+    snprintf(l->local, sizeof l->local, "%s", i.local);
+    snprintf(l->alpn, sizeof l->alpn, "%s", i.alpn ? i.alpn : "h2");
+    snprintf(l->tls_version, sizeof l->tls_version, "%s", i.tls_version ? i.tls_version : "");
+    snprintf(l->cipher, sizeof l->cipher, "%s", i.cipher ? i.cipher : "");
+    snprintf(l->sni, sizeof l->sni, "%s", i.sni ? i.sni : "");
+    l->connected = true;
+    reel_filter_connected(&l->f); /* connected, then ready */
+}
+
+/* Hands the conn what came for it, if it reads. */
+static void ulane_deliver(ulane_t *l) {
+    if (l->want_close || !l->reading || l->f.st->closing)
+        return;
+    if (l->in.len) {
+        reel_buf_t b = l->in;
+        reel_buf_init(&l->in, 0);
+        size_t data = l->in_data;
+        l->in_data = 0;
+        h2sess_t *s = l->s;
+        uint32_t sid = l->sid;
+        reel_filter_up(&l->f, b.data, b.len);
+        reel_buf_free(&b);
+        if (s && !s->closing && sid && data)
+            reel_h2_consume(s->h2, sid, data); /* the origin may send that much more */
+        if (l->want_close)
+            return;
+        if (!l->eof_pending)
+            reel_filter_read_done(&l->f);
+    }
+    if (l->eof_pending && !l->want_close && l->in.len == 0) {
+        l->eof_pending = false;
+        char *why = l->eof_error;
+        l->eof_error = NULL;
+        reel_filter_up_eof(&l->f, why);
+        free(why);
+        if (!l->want_close)
+            reel_filter_read_done(&l->f);
+    }
+}
+
+static void on_ulane_timer(uv_timer_t *t) {
+    ulane_t *l = t->data;
+    if (l->want_close) {
+        if (!l->closed) {
+            l->closed = true;
+            reel_stack_closed_by_bottom(l->f.st); /* destroys l (after the timer's close) */
+        }
+        return;
+    }
+    if (l->f.st->closing)
+        return;
+    h2sess_t *s = l->s;
+    if (!l->connected) {
+        if (s && s->ready)
+            ulane_connect(l);
+        else if (s == NULL || s->dead)
+            reel_filter_fail(&l->f, s && s->error ? s->error
+                                                  : "the HTTP/2 connection to the origin failed");
+        return;
+    }
+    ulane_deliver(l);
+    if (l->s && !l->want_close)
+        sess_flush(l->s);
+}
+
+static void ulane_later(ulane_t *l) {
+    uv_timer_start(&l->timer, on_ulane_timer, 0, 0);
+}
+
+static void ulane_open(reel_filter_t *f) {
+    ulane_t *l = (ulane_t *)f;
+    ulane_later(l); /* connected now if its session is up, else when it is */
+}
+
+static const reel_filter_ops_t ulane_ops = {
+    .name = "h2-upstream",
+    .open = ulane_open,
+    .send = ulane_send,
+    .shutdown = ulane_shutdown,
+    .queued = ulane_queued,
+    .is_open = ulane_is_open,
+    .set_reading = ulane_set_reading,
+    .info = ulane_info,
+    .close = ulane_close,
+    .destroy = ulane_destroy,
+};
+
+reel_filter_t *reel__h2up_filter(reel_proxy_t *p, bool https, const char *host, int port,
+                                 const char *sni, uint64_t *conn_id, int *flows_before) {
+    char *key = sess_key(https, host, port, sni);
+    h2sess_t *s = NULL;
+    for (h2sess_t *k = p->h2up; k && s == NULL; k = k->next)
+        if (!k->closing && !k->dead && !k->goaway && strcmp(k->key, key) == 0)
+            s = k;
+    ulane_t *l = reel_calloc(1, sizeof *l);
+    l->f.ops = &ulane_ops;
+    l->https = https;
+    l->host = reel_strdup(host);
+    l->port = port;
+    l->req = reel_h1_codec_new(REEL_H1_REQUEST, NULL);
+    reel_buf_init(&l->in, 0);
+    uv_timer_init(p->loop, &l->timer);
+    l->timer.data = l;
+    if (s) {
+        free(key);
+    } else {
+        s = sess_new(p, key, https, host, port, sni);
+        l->fresh = true;
+    }
+    uv_timer_stop(&s->idle);
+    l->s = s;
+    l->next = s->lanes;
+    s->lanes = l;
+    s->nlanes++;
+    *conn_id = s->id;
+    *flows_before = (int)s->streams;
+    return &l->f;
+}
+
+void reel__h2up_shutdown(reel_proxy_t *p) {
+    for (h2sess_t *s = p->h2up, *next; s; s = next) {
+        next = s->next;
+        s->goaway = true; /* no new streams; closes with its last one */
+        if (s->nlanes == 0)
+            sess_close(s);
+    }
+}

@@ -1,0 +1,387 @@
+#!/usr/bin/python3
+"""HTTP/2 towards origins (core/h2up.c): the streams of HTTP/2 clients go
+as streams of one shared h2 connection per origin, and the record says what
+the origin sent (HTTP/2.0, its own fields, trailers, 1xx, RST_STREAM,
+GOAWAY). The origin is a python3-h2 server over TLS (ALPN h2) with the
+nginx origin's certificate, so that its behaviour at the frame level is
+the test's to choose; clients are curl --http2 and python3-h2 through a
+CONNECT tunnel."""
+import hashlib
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from proxyenv import TMPBASE, Origin, Reel, body, main, stop_class  # noqa: E402
+from test_http2 import H2C, hdr  # noqa: E402
+
+
+class H2Origin:
+    """An HTTP/2-only TLS origin on 127.0.0.1 (python3-h2), one thread per
+    connection, answering by path:
+    /t/plain?..   200 with content-length, "plain <path>"
+    /t/trailers   200 without length, "abc", trailers grpc-status: 0
+    /t/hints      103 (link), then 200 "hinted"
+    /t/echo       reads body and trailers; JSON {len, sha256, trailers}
+    /t/reset      200, 5000 bytes, then RST_STREAM INTERNAL_ERROR
+    /t/goaway     200 "bye", then GOAWAY NO_ERROR and the connection closed
+    /t/slow?ms    200 after ms milliseconds (other streams go on)
+    It records connections, requests (with their :scheme/:authority and
+    fields) and the most streams it saw open at once."""
+
+    def __init__(self, cert, key, max_streams=100):
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert, key)
+        self.ctx.set_alpn_protocols(["h2"])
+        self.max_streams = max_streams
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.conns = 0
+        self.requests = []
+        self.open_now = 0
+        self.open_max = 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, raw):
+        try:
+            s = self.ctx.wrap_socket(raw, server_side=True)
+        except (OSError, ssl.SSLError):
+            raw.close()
+            return
+        with self.lock:
+            self.conns += 1
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        conn.local_settings = h2.settings.Settings(
+            client=False, initial_values={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS:
+                                          self.max_streams})
+        conn.initiate_connection()
+        streams = {}  # sid -> {headers, data, trailers}
+        due = []  # (time, sid, body)
+        s.settimeout(0.02)
+        try:
+            s.sendall(conn.data_to_send())
+            while True:
+                now = time.time()
+                for item in [d for d in due if d[0] <= now]:
+                    due.remove(item)
+                    self._answer(conn, item[1], 200, item[2])
+                    self._closed()
+                out = conn.data_to_send()
+                if out:
+                    s.sendall(out)
+                try:
+                    data = s.recv(65536)
+                except (socket.timeout, ssl.SSLWantReadError):
+                    continue
+                if not data:
+                    return
+                for ev in conn.receive_data(data):
+                    if isinstance(ev, h2.events.RequestReceived):
+                        streams[ev.stream_id] = {"headers": dict(
+                            (k.decode(), v.decode()) for k, v in ev.headers),
+                            "fields": [(k.decode(), v.decode()) for k, v in ev.headers],
+                            "data": b"", "trailers": []}
+                        with self.lock:
+                            self.open_now += 1
+                            self.open_max = max(self.open_max, self.open_now)
+                    elif isinstance(ev, h2.events.DataReceived):
+                        streams[ev.stream_id]["data"] += ev.data
+                        conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                    elif isinstance(ev, h2.events.TrailersReceived):
+                        streams[ev.stream_id]["trailers"] = [
+                            [k.decode(), v.decode()] for k, v in ev.headers]
+                    elif isinstance(ev, h2.events.StreamEnded):
+                        st = streams[ev.stream_id]
+                        self.requests.append(st)
+                        if self._handle(conn, s, ev.stream_id, st, due) == "close":
+                            return
+                    elif isinstance(ev, h2.events.StreamReset):
+                        if ev.stream_id in streams:
+                            self._closed()
+                    elif isinstance(ev, h2.events.ConnectionTerminated):
+                        return
+        except (OSError, ssl.SSLError, h2.exceptions.ProtocolError):
+            pass
+        finally:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def _closed(self):
+        with self.lock:
+            self.open_now -= 1
+
+    @staticmethod
+    def _answer(conn, sid, status, data, extra=()):
+        conn.send_headers(sid, [(":status", str(status)), ("content-length", str(len(data)))] +
+                          list(extra))
+        conn.send_data(sid, data, end_stream=True)
+
+    def _handle(self, conn, s, sid, st, due):
+        path = st["headers"][":path"]
+        if path.startswith("/t/plain"):
+            self._answer(conn, sid, 200, ("plain %s" % path).encode(),
+                         [("x-origin", "h2"), ("set-cookie", "a=1"), ("set-cookie", "b=2")])
+        elif path == "/t/trailers":
+            conn.send_headers(sid, [(":status", "200"), ("content-type", "application/grpc")])
+            conn.send_data(sid, b"abc")
+            conn.send_headers(sid, [("grpc-status", "0"), ("grpc-message", "fine")],
+                              end_stream=True)
+        elif path == "/t/hints":
+            conn.send_headers(sid, [(":status", "103"), ("link", "</style.css>; rel=preload")])
+            self._answer(conn, sid, 200, b"hinted")
+        elif path == "/t/echo":
+            out = json.dumps({"len": len(st["data"]),
+                              "sha256": hashlib.sha256(st["data"]).hexdigest(),
+                              "trailers": st["trailers"]}).encode()
+            self._answer(conn, sid, 200, out)
+        elif path == "/t/reset":
+            conn.send_headers(sid, [(":status", "200"), ("content-length", "100000")])
+            conn.send_data(sid, b"r" * 5000)
+            s.sendall(conn.data_to_send())
+            time.sleep(0.1)
+            conn.reset_stream(sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
+        elif path == "/t/goaway":
+            self._answer(conn, sid, 200, b"bye")
+            conn.close_connection(h2.errors.ErrorCodes.NO_ERROR, last_stream_id=sid)
+            s.sendall(conn.data_to_send())
+            time.sleep(0.1)
+            self._closed()
+            return "close"
+        elif path.startswith("/t/slow?"):
+            due.append((time.time() + int(path.split("?")[1]) / 1000.0, sid,
+                        ("slow %s" % path).encode()))
+            return None
+        else:
+            self._answer(conn, sid, 404, b"no such path\n")
+        self._closed()
+        return None
+
+    def stop(self):
+        self.sock.close()
+
+
+def tunnel_h2(reel, port):
+    """An HTTP/2 client (python3-h2) through a CONNECT tunnel to
+    localhost:port, TLS verified against reel's CA, ALPN h2."""
+    raw = socket.create_connection(("127.0.0.1", reel.port), 10)
+    raw.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost:%d\r\n\r\n" % (port, port))
+    resp = b""
+    while b"\r\n\r\n" not in resp:
+        d = raw.recv(4096)
+        if not d:
+            raise AssertionError("proxy closed the tunnel: %r" % resp)
+        resp += d
+    assert resp.startswith(b"HTTP/1.1 200"), resp
+    ctx = ssl.create_default_context(cafile=reel.ca)
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    s = ctx.wrap_socket(raw, server_hostname="localhost")
+    assert s.selected_alpn_protocol() == "h2", s.selected_alpn_protocol()
+    c = H2C.__new__(H2C)
+    c.s = s
+    c.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    c.conn.initiate_connection()
+    c.auto_ack = True
+    c.streams = {}
+    c.flush()
+    return c
+
+
+class Http2UpstreamTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="h2up-", dir=TMPBASE)
+        cls.certs = Origin(cls.root)  # nginx: its CA and localhost certificate
+        cls.origin = H2Origin(os.path.join(cls.root, "server.pem"),
+                              os.path.join(cls.root, "server.key"))
+        cls.reel = Reel(cls.root, "h2up", "upstream_trusted_ca=" + cls.certs.ca)
+        cls.auth = "localhost:%d" % cls.origin.port
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.origin.stop()
+        cls.certs.stop()
+        stop_class(cls)
+
+    def url(self, path):
+        return "https://localhost:%d%s" % (self.origin.port, path)
+
+    def flows_for(self, target_part, n=1, timeout=10):
+        fs = self.reel.wait_flows(n, "~u '%s'" % target_part.replace("?", "."), timeout=timeout)
+        self.assertEqual(len(fs), n, fs)
+        return [self.reel.flow(f["id"]) for f in sorted(fs, key=lambda f: f["id"])]
+
+    def curl_h2(self, *urls):
+        args = ["curl", "-sS", "--max-time", "30", "-x", self.reel.proxy, "--cacert", self.reel.ca,
+                "--http2", "-w", "%{http_version} %{http_code}\\n"]
+        for u in urls:
+            args += ["-o", "/dev/null", u]
+        return subprocess.run(args, capture_output=True, check=True).stdout.decode()
+
+    def test_a_streams_of_many_clients_share_one_origin_connection(self):
+        # the first asks the origin's ALPN (a probe connection), then h2
+        # both ways; two curl processes, three requests each
+        conns0 = self.origin.conns
+        for k in range(2):
+            out = self.curl_h2(*[self.url("/t/plain?share%d-%d" % (k, i)) for i in range(3)])
+            self.assertEqual(out, "2 200\n" * 3)
+        flows = self.flows_for("/t/plain?share", 6)
+        ids = set()
+        for f in flows:
+            self.assertIsNone(f.get("error"), f)
+            self.assertEqual(f["request"]["http_version"], "HTTP/2.0")
+            # what the origin sent: HTTP/2.0, its fields as they were, and
+            # none of the HTTP/1.1 framing reel used inside
+            self.assertEqual(f["response"]["http_version"], "HTTP/2.0", f["response"])
+            names = [h[0].lower() for h in f["response"]["headers"]]
+            self.assertNotIn("transfer-encoding", names)
+            self.assertEqual(names.count("set-cookie"), 2)
+            self.assertIn("x-origin", names)
+            self.assertEqual(f["server_conn"]["alpn"], "h2", f["server_conn"])
+            ids.add(f["server_conn"]["conn_id"])
+            self.assertEqual(body(f, "response"),
+                             ("plain %s" % f["request"]["target"]).encode())
+        self.assertEqual(len(ids), 1, "one origin connection for every stream: %r" % ids)
+        self.assertEqual(len({f["client_conn"] for f in flows}), 2)
+        # the probe (ALPN) and the shared session
+        self.assertLessEqual(self.origin.conns - conns0, 2)
+        reused = [f["server_conn"]["reused"] for f in flows]
+        self.assertEqual(reused.count(False), 1, reused)
+        # the origin got HTTP/2 requests with :authority and no Host
+        req = [r for r in self.origin.requests if "share1-2" in r["headers"][":path"]][0]
+        self.assertEqual(req["headers"][":authority"], self.auth)
+        self.assertNotIn("host", req["headers"])
+        self.assertEqual(req["headers"][":scheme"], "https")
+
+    def test_b_trailers_and_early_hints_from_the_origin(self):
+        self.curl_h2(self.url("/t/plain?warm"))  # the origin's ALPN is known
+        c = tunnel_h2(self.reel, self.origin.port)
+        try:
+            t = c.request("GET", self.auth, "/t/trailers")
+            hsid = c.request("GET", self.auth, "/t/hints")
+            c.wait(lambda: c.done(t) and c.done(hsid))
+            st = c.streams[t]
+            self.assertEqual(hdr(st["headers"], ":status"), "200")
+            self.assertEqual(st["data"], b"abc")
+            self.assertEqual(hdr(st["trailers"], "grpc-status"), "0")
+            hs = c.streams[hsid]
+            self.assertEqual([hdr(i, ":status") for i in hs["info"]], ["103"])
+            self.assertEqual(hs["data"], b"hinted")
+        finally:
+            c.close()
+        f = self.flows_for("/t/trailers")[0]
+        self.assertEqual(f["response"]["http_version"], "HTTP/2.0")
+        self.assertEqual([h[0] for h in f["response"]["headers"]], ["content-type"])
+        self.assertEqual(f["response_trailers"], [["grpc-status", "0"], ["grpc-message", "fine"]])
+        self.assertEqual(body(f, "response"), b"abc")
+        f = self.flows_for("/t/hints")[0]
+        self.assertEqual([i["status"] for i in f["interim"]], [103])
+        self.assertEqual(f["interim"][0]["http_version"], "HTTP/2.0")
+
+    def test_c_request_body_and_trailers_to_the_origin(self):
+        self.curl_h2(self.url("/t/plain?warm"))
+        data = os.urandom(300000)
+        c = tunnel_h2(self.reel, self.origin.port)
+        try:
+            sid = c.request("POST", self.auth, "/t/echo", body=data, end=False)
+            c.conn.send_headers(sid, [("x-checksum", "42")], end_stream=True)
+            c.flush()
+            c.wait(lambda: c.done(sid))
+            got = json.loads(c.streams[sid]["data"])
+        finally:
+            c.close()
+        self.assertEqual(got["len"], len(data))
+        self.assertEqual(got["sha256"], hashlib.sha256(data).hexdigest())
+        self.assertEqual(got["trailers"], [["x-checksum", "42"]])
+        f = self.flows_for("/t/echo")[0]
+        self.assertEqual(body(f, "request"), data)
+        self.assertEqual(f["request_trailers"], [["x-checksum", "42"]])
+
+    def test_d_origin_reset_mid_body_is_the_flow_error(self):
+        self.curl_h2(self.url("/t/plain?warm"))
+        c = tunnel_h2(self.reel, self.origin.port)
+        try:
+            sid = c.request("GET", self.auth, "/t/reset")
+            ok = c.request("GET", self.auth, "/t/plain?after-reset")
+            c.wait(lambda: c.done(sid) and c.done(ok))
+            self.assertIsNotNone(c.streams[sid]["reset"])  # the client sees the stream cut
+            self.assertEqual(len(c.streams[sid]["data"]), 5000)
+            self.assertEqual(c.streams[ok]["data"], b"plain /t/plain?after-reset")
+        finally:
+            c.close()
+        f = self.flows_for("/t/reset")[0]
+        self.assertIn("the origin reset the HTTP/2 stream (error code 0x2", f["error"])
+        self.assertEqual(len(body(f, "response")), 5000)
+
+    def test_e_goaway_moves_later_requests_to_a_new_connection(self):
+        self.curl_h2(self.url("/t/plain?warm"))
+        out = self.curl_h2(self.url("/t/goaway"), self.url("/t/plain?after-goaway"))
+        self.assertEqual(out, "2 200\n2 200\n")
+        bye = self.flows_for("/t/goaway")[0]
+        after = self.flows_for("/t/plain?after-goaway")[0]
+        self.assertIsNone(bye.get("error"))
+        self.assertIsNone(after.get("error"))
+        self.assertNotEqual(bye["server_conn"]["conn_id"], after["server_conn"]["conn_id"])
+
+    def test_f_origin_max_concurrent_streams_is_respected(self):
+        slow = H2Origin(os.path.join(self.root, "server.pem"),
+                        os.path.join(self.root, "server.key"), max_streams=2)
+        try:
+            url = "https://localhost:%d" % slow.port
+            self.curl_h2(url + "/t/plain?warm-slow")
+            c = tunnel_h2(self.reel, slow.port)
+            try:
+                auth = "localhost:%d" % slow.port
+                sids = [c.request("GET", auth, "/t/slow?%d" % (150 + i)) for i in range(8)]
+                c.wait(lambda: all(c.done(s) for s in sids), timeout=30)
+                for i, s in enumerate(sids):
+                    self.assertEqual(c.streams[s]["data"], b"slow /t/slow?%d" % (150 + i))
+            finally:
+                c.close()
+            self.assertLessEqual(slow.open_max, 2)
+            self.assertLessEqual(slow.conns, 2)  # the probe and one session
+            flows = self.flows_for("/t/slow", 8)
+            self.assertEqual(len({f["server_conn"]["conn_id"] for f in flows}), 1)
+        finally:
+            slow.stop()
+
+    def test_g_http1_client_is_not_upgraded(self):
+        # ALPN mirrored: a client that offers only HTTP/1.1 gets HTTP/1.1
+        # from reel, and reel offers the origin no h2 for it either; this
+        # origin speaks only h2, so the request fails, and says why
+        self.curl_h2(self.url("/t/plain?warm"))
+        r = subprocess.run(["curl", "-sS", "--max-time", "30", "-x", self.reel.proxy, "--cacert",
+                            self.reel.ca, "--http1.1", "-o", "/dev/null", "-w", "%{http_code}",
+                            self.url("/t/plain?h1client")], capture_output=True)
+        self.assertEqual(r.stdout, b"502")
+        f = self.flows_for("/t/plain?h1client")[0]
+        self.assertEqual(f["request"]["http_version"], "HTTP/1.1")
+        self.assertTrue(f["error"], f)
+
+
+if __name__ == "__main__":
+    main()
