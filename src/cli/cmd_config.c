@@ -20,7 +20,7 @@
  * called from the config timer of src/cli/cmd_record.c, take. Every other
  * option is read once, when the proxy starts. */
 static const char *const hot_options[] = {
-    "body_limit",   "capture",      "ignore_hosts",  "upstream_cert_verify", "proxyauth", "http2",
+    "body_limit",   "capture",      "ignore_hosts",  "upstream_cert_verify", "proxyauth", "http2", "h2c_upstreams",
     "idle_timeout", "head_timeout", "max_head_size", "upstream_timeout",
     "retention_max_bytes", "retention_max_age", "retention_max_flows", "on_segment_closed",
     NULL,

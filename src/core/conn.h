@@ -191,6 +191,7 @@ struct reel_proxy {
     size_t nignore;
     bool verify_upstream;
     bool http2; /* offer h2 to clients (ALPN) and accept the h2c preface */
+    char *h2c_upstreams; /* "host:port,..." spoken prior-knowledge h2c to, NULL: none */
     char *proxyauth_b64; /* expected Basic credentials, NULL when not required */
     uint64_t idle_timeout_ms, head_timeout_ms, upstream_timeout_ms;
     size_t max_head_size;

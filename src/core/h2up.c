@@ -192,7 +192,7 @@ static void sess_detach(h2sess_t *s, ulane_t *l) {
     l->s = NULL;
     l->sid = 0;
     if (s->nlanes == 0) {
-        if (s->goaway || s->p->shutting_down)
+        if (s->goaway || s->dead || s->p->shutting_down)
             sess_close(s);
         else if (!s->closing)
             uv_timer_again(&s->idle);
@@ -687,7 +687,7 @@ static void ulane_connect(ulane_t *l) {
     l->info = i;
     snprintf(l->remote, sizeof l->remote, "%s", i.remote);
     snprintf(l->local, sizeof l->local, "%s", i.local);
-    snprintf(l->alpn, sizeof l->alpn, "%s", i.alpn ? i.alpn : "h2");
+    snprintf(l->alpn, sizeof l->alpn, "%s", i.alpn ? i.alpn : ""); /* h2c: none */
     snprintf(l->tls_version, sizeof l->tls_version, "%s", i.tls_version ? i.tls_version : "");
     snprintf(l->cipher, sizeof l->cipher, "%s", i.cipher ? i.cipher : "");
     snprintf(l->sni, sizeof l->sni, "%s", i.sni ? i.sni : "");

@@ -263,6 +263,23 @@ void reel__upstream_failed(peer_t *up, const char *why) {
     reel__fail_exchange(c, 502, why);
 }
 
+/* Whether host:port is in the h2c_upstreams list. */
+static bool h2c_listed(const reel_proxy_t *p, const char *host, int port) {
+    if (p->h2c_upstreams == NULL)
+        return false;
+    char want[300];
+    int wl = snprintf(want, sizeof want, "%s:%d", host, port);
+    for (const char *at = p->h2c_upstreams; *at;) {
+        while (*at == ',' || *at == ' ')
+            at++;
+        size_t n = strcspn(at, ", ");
+        if (n && (int)n == wl && strncasecmp(at, want, n) == 0)
+            return true;
+        at += n;
+    }
+    return false;
+}
+
 /* Makes sure c->up goes to (https, host, port), reusing it when it does.
  * Returns true when it reused the connection. */
 bool reel__upstream_for(conn_t *c, bool https, const char *host, int port, const char *sni) {
@@ -270,9 +287,11 @@ bool reel__upstream_for(conn_t *c, bool https, const char *host, int port, const
     reel_proxy_t *p = c->p;
     /* HTTP/2 to the origin for the streams of an HTTP/2 client (ALPN
      * mirrored: an HTTP/1.1 client gets HTTP/1.1) when the origin chose h2
-     * when last offered it; an Upgrade stays HTTP/1.1 */
-    bool h2 = https && p->http2 && c->lane && !c->ex.upgrade && c->state != C_PROBE &&
-              reel__alpn_seen(p, host, port, sni) == 1;
+     * when last offered it, and h2c to a plain origin configured so for
+     * every client; an Upgrade stays HTTP/1.1 */
+    bool h2 = p->http2 && !c->ex.upgrade && c->state != C_PROBE &&
+              (https ? c->lane && reel__alpn_seen(p, host, port, sni) == 1
+                     : h2c_listed(p, host, port));
     if (up && !up->closing && !up->eof && up->h2 == h2 && up->https == https && up->port == port &&
         strcasecmp(up->host, host) == 0 &&
         ((sni == NULL && up->sni == NULL) || (sni && up->sni && strcasecmp(sni, up->sni) == 0)))

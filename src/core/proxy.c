@@ -55,6 +55,10 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
     p->nignore = n;
     p->verify_upstream = cfg->upstream_cert_verify;
     p->http2 = cfg->http2;
+    free(p->h2c_upstreams);
+    p->h2c_upstreams = cfg->h2c_upstreams && cfg->h2c_upstreams[0]
+                           ? reel_strdup(cfg->h2c_upstreams)
+                           : NULL;
     p->idle_timeout_ms = (uint64_t)cfg->idle_timeout_s * 1000;
     p->head_timeout_ms = (uint64_t)cfg->head_timeout_s * 1000;
     p->upstream_timeout_ms = (uint64_t)cfg->upstream_timeout_s * 1000;
@@ -166,6 +170,7 @@ out:
             pcre2_code_free(p->ignore[i]);
         free(p->ignore);
         free(p->proxyauth_b64);
+        free(p->h2c_upstreams);
         if (!listener_closing)
             free(p); /* else on_failed_listener_closed frees it */
         p = NULL;
@@ -249,6 +254,7 @@ void reel_proxy_free(reel_proxy_t *p) {
         pcre2_code_free(p->ignore[i]);
     free(p->ignore);
     free(p->proxyauth_b64);
+    free(p->h2c_upstreams);
     for (size_t i = 0; i < p->nclient_buckets; i++)
         while (p->clients[i]) {
             struct client_count *e = p->clients[i];

@@ -29,7 +29,9 @@ typedef struct {
     const char *const *ignore_hosts; /* regexes of "host:port" relayed unrecorded */
     size_t n_ignore_hosts;
     bool upstream_cert_verify;
-    bool http2; /* speak HTTP/2 to clients that offer it (ALPN h2, h2c preface) */
+    bool http2; /* speak HTTP/2 to clients that offer it (ALPN h2, h2c preface)
+                 * and to their origins that choose it */
+    const char *h2c_upstreams; /* "host:port,...": plain origins spoken h2c to */
     uint32_t idle_timeout_s, head_timeout_s, upstream_timeout_s;
     size_t max_head_size;
     uint32_t max_client_conns; /* per client address; 0: no limit */

@@ -14,6 +14,7 @@ char **reel_daemon_proxy_settings(const reel_config_t *cfg, reel_proxy_settings_
         .n_ignore_hosts = n,
         .upstream_cert_verify = reel_config_get_bool(cfg, "upstream_cert_verify"),
         .http2 = reel_config_get_bool(cfg, "http2"),
+        .h2c_upstreams = reel_config_get(cfg, "h2c_upstreams", NULL),
         .idle_timeout_s = (uint32_t)reel_config_get_int(cfg, "idle_timeout"),
         .head_timeout_s = (uint32_t)reel_config_get_int(cfg, "head_timeout"),
         .upstream_timeout_s = (uint32_t)reel_config_get_int(cfg, "upstream_timeout"),

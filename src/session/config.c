@@ -55,7 +55,12 @@ static const reel_option_t options[] = {
      NULL, 0, 0, NULL},
     {"http2", REEL_OPT_BOOL, "true",
      "speak HTTP/2 with clients that offer it (ALPN h2 on intercepted TLS, the h2c "
-     "prior-knowledge preface on plain HTTP); origins get HTTP/1.1",
+     "prior-knowledge preface on plain HTTP), and with their origins when those choose h2 "
+     "(ALPN mirrored); false: HTTP/1.1 on both sides",
+     NULL, 0, 0, NULL},
+    {"h2c_upstreams", REEL_OPT_STRING, "",
+     "plain-HTTP origins (host:port, comma-separated) that get prior-knowledge HTTP/2 (h2c) "
+     "from reel, whatever the client speaks; empty = none",
      NULL, 0, 0, NULL},
     {"upstream_trusted_ca", REEL_OPT_STRING, "",
      "extra CA file (PEM) for upstream verification; empty = none", NULL, 0, 0, NULL},

@@ -41,10 +41,12 @@ class H2Origin:
     It records connections, requests (with their :scheme/:authority and
     fields) and the most streams it saw open at once."""
 
-    def __init__(self, cert, key, max_streams=100):
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(cert, key)
-        self.ctx.set_alpn_protocols(["h2"])
+    def __init__(self, cert=None, key=None, max_streams=100):
+        self.ctx = None  # no certificate: prior-knowledge h2c
+        if cert:
+            self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.ctx.load_cert_chain(cert, key)
+            self.ctx.set_alpn_protocols(["h2"])
         self.max_streams = max_streams
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -67,7 +69,7 @@ class H2Origin:
 
     def _serve(self, raw):
         try:
-            s = self.ctx.wrap_socket(raw, server_side=True)
+            s = self.ctx.wrap_socket(raw, server_side=True) if self.ctx else raw
         except (OSError, ssl.SSLError):
             raw.close()
             return
@@ -218,12 +220,15 @@ class Http2UpstreamTest(unittest.TestCase):
         cls.certs = Origin(cls.root)  # nginx: its CA and localhost certificate
         cls.origin = H2Origin(os.path.join(cls.root, "server.pem"),
                               os.path.join(cls.root, "server.key"))
-        cls.reel = Reel(cls.root, "h2up", "upstream_trusted_ca=" + cls.certs.ca)
+        cls.h2c = H2Origin()  # plain: h2c_upstreams names it
+        cls.reel = Reel(cls.root, "h2up", "upstream_trusted_ca=" + cls.certs.ca,
+                        "h2c_upstreams=localhost:%d" % cls.h2c.port)
         cls.auth = "localhost:%d" % cls.origin.port
 
     @classmethod
     def tearDownClass(cls):
         cls.origin.stop()
+        cls.h2c.stop()
         cls.certs.stop()
         stop_class(cls)
 
@@ -381,6 +386,58 @@ class Http2UpstreamTest(unittest.TestCase):
         f = self.flows_for("/t/plain?h1client")[0]
         self.assertEqual(f["request"]["http_version"], "HTTP/1.1")
         self.assertTrue(f["error"], f)
+
+    def test_h_h2c_upstream_for_http1_and_h2c_clients(self):
+        # an HTTP/1.1 client, its request translated: a chunked body with
+        # trailers, and the origin's trailers back on the last chunk
+        base = "http://localhost:%d" % self.h2c.port
+        data = os.urandom(70000)
+        path = os.path.join(self.root, "h2c-post.bin")
+        with open(path, "wb") as fh:
+            fh.write(data)
+        out = subprocess.run(
+            ["curl", "-sS", "--max-time", "30", "-x", self.reel.proxy, "--http1.1", "-H",
+             "Transfer-Encoding: chunked", "--data-binary", "@" + path, base + "/t/echo"],
+            capture_output=True, check=True).stdout
+        got = json.loads(out)
+        self.assertEqual(got["len"], len(data))
+        self.assertEqual(got["sha256"], hashlib.sha256(data).hexdigest())
+        raw = socket.create_connection(("127.0.0.1", self.reel.port), 10)
+        raw.sendall(b"GET %s/t/trailers HTTP/1.1\r\nHost: localhost:%d\r\n"
+                    b"TE: trailers\r\n\r\n" % (base.encode(), self.h2c.port))
+        resp = b""
+        while not resp.endswith(b"0\r\ngrpc-status: 0\r\ngrpc-message: fine\r\n\r\n"):
+            d = raw.recv(65536)
+            if not d:
+                break
+            resp += d
+        raw.close()
+        self.assertTrue(resp.startswith(b"HTTP/1.1 200 "), resp)
+        self.assertIn(b"\r\n3\r\nabc\r\n0\r\ngrpc-status: 0\r\n", resp)
+        fs = [self.reel.flow(x["id"]) for x in self.reel.wait_flows(
+            2, "~u 'localhost:%d/t/'" % self.h2c.port, timeout=10)]
+        echo = [x for x in fs if x["request"]["target"].endswith("/t/echo")][0]
+        self.assertEqual(echo["request"]["http_version"], "HTTP/1.1")
+        self.assertEqual(echo["response"]["http_version"], "HTTP/2.0")
+        self.assertEqual(echo["server_conn"]["alpn"], None)
+        self.assertEqual(body(echo, "request"), data)
+        tr = [x for x in fs if x["request"]["target"].endswith("/t/trailers")][0]
+        self.assertEqual(tr["response_trailers"], [["grpc-status", "0"], ["grpc-message", "fine"]])
+        # a prior-knowledge h2c client: h2c on both sides, one origin
+        # connection for everything
+        c = H2C(self.reel.port)
+        try:
+            auth = "localhost:%d" % self.h2c.port
+            sids = [c.request("GET", auth, "/t/plain?h2c%d" % i) for i in range(4)]
+            c.wait(lambda: all(c.done(s) for s in sids))
+            for i, s in enumerate(sids):
+                self.assertEqual(c.streams[s]["data"], b"plain /t/plain?h2c%d" % i)
+        finally:
+            c.close()
+        self.assertEqual(self.h2c.conns, 1)
+        for f in self.flows_for("/t/plain?h2c", 4):
+            self.assertEqual(f["request"]["http_version"], "HTTP/2.0")
+            self.assertEqual(f["response"]["http_version"], "HTTP/2.0")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ class ValgrindShutdown(unittest.TestCase):
     def setUp(self):
         os.makedirs(TMPBASE, exist_ok=True)
         self.root = tempfile.mkdtemp(prefix="valgrind.", dir=TMPBASE)
-        self.origin = Origin(os.path.join(self.root, "origin"))
+        self.origin = Origin(os.path.join(self.root, "origin"), h2=True)
         self.env = dict(os.environ, REEL_HOME=self.root + "/home",
                         XDG_DATA_HOME=self.root + "/data", XDG_CONFIG_HOME=self.root + "/config")
         self.log = open(os.path.join(self.root, "reel.log"), "w+")
@@ -146,6 +146,60 @@ class ValgrindShutdown(unittest.TestCase):
         # another h2 connection with a stream running at Ctrl-C
         s2, c2 = self.h2c()
         self.h2_get(s2, c2, "/big")
+        time.sleep(1.5)
+        self.proc.send_signal(signal.SIGINT)
+        code = self.proc.wait(120)
+        s2.close()
+        out = self.output()
+        self.assertNotIn("Invalid read", out)
+        self.assertNotIn("Invalid write", out)
+        self.assertNotIn("definitely lost", out)
+        self.assertEqual(code, 0, out[-4000:])
+
+    def h2_tunnel(self):
+        import h2.config
+        import h2.connection
+        t = self.conn(b"CONNECT localhost:%d HTTP/1.1\r\nHost: x\r\n\r\n" %
+                      self.origin.https_port)
+        self.assertIn(b"200", t.recv(4096))
+        ctx = ssl.create_default_context(
+            cafile=os.path.join(self.root, "data", "reel", "reel-ca.pem"))
+        ctx.set_alpn_protocols(["h2", "http/1.1"])
+        s = ctx.wrap_socket(t, server_hostname="localhost")
+        self.assertEqual(s.selected_alpn_protocol(), "h2")
+        c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        c.initiate_connection()
+        s.sendall(c.data_to_send())
+        return s, c
+
+    def h2_tunnel_get(self, s, c, path):
+        sid = c.get_next_available_stream_id()
+        c.send_headers(sid, [(":method", "GET"), (":scheme", "https"),
+                             (":authority", "localhost:%d" % self.origin.https_port),
+                             (":path", path)], end_stream=True)
+        s.sendall(c.data_to_send())
+        return sid
+
+    def test_h2_upstream_sessions_at_close_and_ctrl_c(self):
+        import h2.events
+        # streams over the shared HTTP/2 session to the origin: one answered,
+        # one large and unread when its client goes (its stream is reset
+        # toward the origin), one running at Ctrl-C (the session closes
+        # with it, after GOAWAY)
+        s, c = self.h2_tunnel()
+        done = self.h2_tunnel_get(s, c, "/100b")
+        got = False
+        s.settimeout(30)
+        while not got:
+            for ev in c.receive_data(s.recv(65536)):
+                if isinstance(ev, h2.events.StreamEnded) and ev.stream_id == done:
+                    got = True
+            s.sendall(c.data_to_send())
+        self.h2_tunnel_get(s, c, "/big")
+        time.sleep(1.0)
+        s.close()
+        s2, c2 = self.h2_tunnel()
+        self.h2_tunnel_get(s2, c2, "/big")
         time.sleep(1.5)
         self.proc.send_signal(signal.SIGINT)
         code = self.proc.wait(120)
