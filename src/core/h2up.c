@@ -70,7 +70,8 @@ struct ulane {
     bool chunked; /* the response body goes to the conn chunked */
     /* responses for the conn, waiting until it reads */
     reel_buf_t in;
-    size_t in_data; /* DATA bytes in `in`, acknowledged once delivered */
+    size_t in_data;    /* DATA bytes in `in`, acknowledged once delivered... */
+    uint32_t data_sid; /* ... on this stream (which may have ended meanwhile) */
     bool eof_pending;
     char *eof_error;
     bool reading, connected, want_close, closed;
@@ -160,6 +161,7 @@ static void on_data(ulane_t *l, const uint8_t *d, size_t n) {
     if (l->chunked)
         reel_buf_puts(&l->in, "\r\n");
     l->in_data += n;
+    l->data_sid = l->sid;
 }
 
 static void on_end(ulane_t *l, const reel_field_t *trailers, size_t n) {
@@ -189,6 +191,9 @@ static void sess_detach(h2sess_t *s, ulane_t *l) {
         }
     if (l->sid && !l->resp_end && !s->dead)
         reel_h2_reset(s->h2, l->sid, REEL_H2_CANCEL); /* its conn is gone */
+    if (l->in_data && !s->dead)
+        reel_h2_consume(s->h2, l->data_sid, l->in_data); /* the connection's window */
+    l->in_data = 0;
     l->s = NULL;
     l->sid = 0;
     if (s->nlanes == 0) {
@@ -705,11 +710,15 @@ static void ulane_deliver(ulane_t *l) {
         size_t data = l->in_data;
         l->in_data = 0;
         h2sess_t *s = l->s;
-        uint32_t sid = l->sid;
+        uint32_t sid = l->data_sid;
         reel_filter_up(&l->f, b.data, b.len);
         reel_buf_free(&b);
-        if (s && !s->closing && sid && data)
+        if (s && s == l->s && !s->closing && !s->dead && data) {
             reel_h2_consume(s->h2, sid, data); /* the origin may send that much more */
+            sess_flush(s);
+        } else if (data && l->s == NULL && s && !s->closing && !s->dead) {
+            reel_h2_consume(s->h2, sid, data); /* detached meanwhile */
+        }
         if (l->want_close)
             return;
         if (!l->eof_pending)

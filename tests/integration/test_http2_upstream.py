@@ -217,7 +217,10 @@ class Http2UpstreamTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.root = tempfile.mkdtemp(prefix="h2up-", dir=TMPBASE)
-        cls.certs = Origin(cls.root)  # nginx: its CA and localhost certificate
+        # nginx: its CA and localhost certificate, and an h2 origin of its own
+        cls.certs = Origin(cls.root, h2=True)
+        with open(os.path.join(cls.certs.www, "64k"), "wb") as f:
+            f.write(os.urandom(65536))
         cls.origin = H2Origin(os.path.join(cls.root, "server.pem"),
                               os.path.join(cls.root, "server.key"))
         cls.h2c = H2Origin()  # plain: h2c_upstreams names it
@@ -373,6 +376,22 @@ class Http2UpstreamTest(unittest.TestCase):
             self.assertEqual(len({f["server_conn"]["conn_id"] for f in flows}), 1)
         finally:
             slow.stop()
+
+    def test_f2_connection_window_is_given_back(self):
+        # every DATA byte is acknowledged to the origin once passed on, also
+        # when its stream ended in the same read: 300 responses of 64 KiB
+        # (19 MiB) over one session whose connection window is 16 MiB
+        url = "https://localhost:%d/64k" % self.certs.https_port
+        self.curl_h2(url + "?warm")
+        args = ["curl", "-sS", "--max-time", "60", "-x", self.reel.proxy, "--cacert",
+                self.reel.ca, "--http2", "-w", "%{http_code}\\n"]
+        for i in range(300):
+            args += ["-o", "/dev/null", url + "?win%d" % i]
+        out = subprocess.run(args, capture_output=True, check=True).stdout.decode()
+        self.assertEqual(out, "200\n" * 300)
+        fs = self.flows_for("/64k?win", 300, timeout=30)
+        self.assertEqual({f["response"]["http_version"] for f in fs}, {"HTTP/2.0"})
+        self.assertEqual(len({f["server_conn"]["conn_id"] for f in fs}), 1)
 
     def test_g_http1_client_is_not_upgraded(self):
         # ALPN mirrored: a client that offers only HTTP/1.1 gets HTTP/1.1
