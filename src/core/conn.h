@@ -207,6 +207,15 @@ struct reel_proxy {
     } alpn_seen[256];
     unsigned alpn_next;
     struct h2sess *h2up; /* HTTP/2 sessions to origins (core/h2up.c) */
+    /* Inside a batch of events (reel__batch_begin/end), writes of HTTP/2
+     * connections wait for its end, so that the responses of many streams
+     * leave in one write instead of one each. */
+    int batch;
+    struct deferred_flush {
+        bool session; /* a struct h2sess, else a conn_t with a front */
+        void *ptr;
+    } *flushq;
+    size_t nflushq, capflushq;
     struct client_count **clients; /* open connections per client address */
     size_t nclient_buckets;
     /* shutdown */
@@ -296,6 +305,8 @@ void reel__h2front_written(conn_t *c);
 void reel__h2front_eof(conn_t *c);
 void reel__h2front_drain(conn_t *c);
 void reel__h2front_free(conn_t *c);
+/* Writes what a batch held back (reel__batch_end). */
+void reel__h2front_flush_deferred(conn_t *c);
 
 /* ---- h2up.c ---- */
 /* A bottom filter for an upstream peer whose requests go as streams of
@@ -306,11 +317,18 @@ reel_filter_t *reel__h2up_filter(reel_proxy_t *p, bool https, const char *host, 
                                  const char *sni, uint64_t *conn_id, int *flows_before);
 /* Shutdown: sessions take no new streams and close with their last. */
 void reel__h2up_shutdown(reel_proxy_t *p);
+void reel__h2up_flush_deferred(struct h2sess *s);
 
 /* ---- proxy.c ---- */
 void reel__shutdown_finish(reel_proxy_t *p);
 /* One of the proxy's closing handles (counted in closing_handles) closed. */
 void reel__proxy_handle_closed(reel_proxy_t *p);
+/* A batch of events: HTTP/2 output queued meanwhile (reel__batch_defer)
+ * is written when the outermost batch ends. */
+void reel__batch_begin(reel_proxy_t *p);
+void reel__batch_end(reel_proxy_t *p);
+/* True (and ptr queued once the caller set its own flag) inside a batch. */
+bool reel__batch_defer(reel_proxy_t *p, bool session, void *ptr);
 /* Tests: upstream connections come from fn instead of sockets. */
 void reel__proxy_set_connector(reel_proxy_t *p,
                                reel_filter_t *(*fn)(void *ctx, reel_proxy_t *p, const char *host,

@@ -105,6 +105,7 @@ struct h2front {
     bool dispatching; /* inside dispatch() ... */
     bool again;       /* ... and a lane freed up meanwhile */
     bool failing;     /* every stream is being ended: no new lanes */
+    bool flush_queued; /* its output waits for the end of a batch */
 };
 
 static void kick(h2front_t *fr);
@@ -596,7 +597,12 @@ static void lane_pump(lane_t *l) {
         if (l->fr == NULL || l->want_close)
             break;
     }
-    flush_output(fr);
+    /* in a batch (many lanes answering after one read of the origin's),
+     * one write for all of them at its end */
+    if (!fr->flush_queued && reel__batch_defer(fr->c->p, false, fr->c))
+        fr->flush_queued = true;
+    else if (!fr->flush_queued)
+        flush_output(fr);
     if (freed && !l->want_close)
         lane_later(l); /* its conn finishes the response first: dispatch then */
 }
@@ -822,11 +828,22 @@ static char *read_frames(h2front_t *fr, bool input) {
     return fatal;
 }
 
+void reel__h2front_flush_deferred(conn_t *c) {
+    h2front_t *fr = c->h2;
+    if (fr == NULL || !fr->flush_queued)
+        return;
+    fr->flush_queued = false;
+    if (!c->client.closing)
+        kick(fr); /* writes, and tells lanes their stream's queue shrank */
+}
+
 void reel__h2front_process(conn_t *c) {
     h2front_t *fr = c->h2;
     peer_t *cl = &c->client;
     char *fatal = read_frames(fr, true);
+    reel__batch_begin(c->p);
     dispatch(fr);
+    reel__batch_end(c->p);
     if (c->client.closing || c->h2 != fr) {
         free(fatal);
         return;

@@ -75,7 +75,7 @@ struct ulane {
     bool eof_pending;
     char *eof_error;
     bool reading, connected, want_close, closed;
-    uv_timer_t timer; /* deferred events */
+    uv_timer_t timer;       /* deferred events */
     reel_stack_info_t info; /* the session's, kept for after it is gone */
     char remote[64], local[64], alpn[16], tls_version[32], cipher[64], sni[256];
 };
@@ -94,8 +94,9 @@ struct h2sess {
     ulane_t *lanes;
     size_t nlanes;
     bool ready, dead, goaway, closing, processing;
-    int handles; /* the stack and the idle timer, until their close callbacks */
-    char *error; /* why it ended */
+    bool flush_queued; /* its output waits for the end of a batch */
+    int handles;       /* the stack and the idle timer, until their close callbacks */
+    char *error;       /* why it ended */
     uint64_t id;
     uint64_t streams; /* opened so far */
     uv_timer_t idle;
@@ -316,12 +317,19 @@ static void sess_process(h2sess_t *s) {
         free(fatal);
         return;
     }
-    /* responses to the conns (which may write their next requests) */
+    /* responses to the conns (which may write their next requests); what
+     * they write to their clients and to this session goes in one write
+     * each at the end */
+    reel__batch_begin(s->p);
     for (ulane_t *l = s->lanes, *next; l; l = next) {
         next = l->next; /* memory of a lane detached meanwhile lives on until its timer */
         if (l->s == s)
             ulane_deliver(l);
     }
+    reel__batch_end(s->p);
+    if (s->closing)
+        return;
+    sess_flush(s);
     sess_kick(s);
     if (s->goaway && s->nlanes == 0)
         sess_close(s);
@@ -613,7 +621,10 @@ static void ulane_send(reel_filter_t *f, const uint8_t *data, size_t len) {
             break;
         }
     }
-    sess_flush(s);
+    if (!s->flush_queued && reel__batch_defer(s->p, true, s))
+        s->flush_queued = true; /* many requests, one write (core/proxy.c) */
+    else if (!s->flush_queued)
+        sess_flush(s);
 }
 
 static void ulane_shutdown(reel_filter_t *f) {
@@ -812,6 +823,16 @@ reel_filter_t *reel__h2up_filter(reel_proxy_t *p, bool https, const char *host, 
     *conn_id = s->id;
     *flows_before = (int)s->streams;
     return &l->f;
+}
+
+void reel__h2up_flush_deferred(struct h2sess *s) {
+    if (!s->flush_queued)
+        return;
+    s->flush_queued = false;
+    if (s->closing)
+        return;
+    sess_flush(s);
+    sess_kick(s);
 }
 
 void reel__h2up_shutdown(reel_proxy_t *p) {

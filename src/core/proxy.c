@@ -191,6 +191,38 @@ int reel_proxy_port(const reel_proxy_t *p) {
     return p->port;
 }
 
+void reel__batch_begin(reel_proxy_t *p) {
+    p->batch++;
+}
+
+bool reel__batch_defer(reel_proxy_t *p, bool session, void *ptr) {
+    if (p->batch == 0)
+        return false;
+    if (p->nflushq == p->capflushq) {
+        p->capflushq = p->capflushq ? p->capflushq * 2 : 16;
+        p->flushq = reel_realloc(p->flushq, p->capflushq * sizeof *p->flushq);
+    }
+    p->flushq[p->nflushq++] = (struct deferred_flush){session, ptr};
+    return true;
+}
+
+/* The entries' memory outlives the batch: conns and sessions are freed
+ * from libuv close callbacks, never inside the callback a batch runs in. */
+void reel__batch_end(reel_proxy_t *p) {
+    if (--p->batch > 0)
+        return;
+    p->batch++; /* flushing may defer again: those go in this same pass */
+    for (size_t i = 0; i < p->nflushq; i++) {
+        struct deferred_flush d = p->flushq[i];
+        if (d.session)
+            reel__h2up_flush_deferred(d.ptr);
+        else
+            reel__h2front_flush_deferred(d.ptr);
+    }
+    p->nflushq = 0;
+    p->batch--;
+}
+
 void reel__proxy_handle_closed(reel_proxy_t *p) {
     if (--p->closing_handles == 0 && p->conns == NULL && p->done) {
         void (*done)(void *) = p->done;
@@ -255,6 +287,7 @@ void reel_proxy_free(reel_proxy_t *p) {
     free(p->ignore);
     free(p->proxyauth_b64);
     free(p->h2c_upstreams);
+    free(p->flushq);
     for (size_t i = 0; i < p->nclient_buckets; i++)
         while (p->clients[i]) {
             struct client_count *e = p->clients[i];
