@@ -211,6 +211,11 @@ struct reel_proxy {
      * connections wait for its end, so that the responses of many streams
      * leave in one write instead of one each. */
     int batch;
+    /* ... and outside batches, until the end of the loop iteration (a
+     * check handle: after the poll phase's callbacks), so that answers from
+     * many origin connections read in one iteration share a write */
+    uv_check_t flush_check;
+    bool check_open;
     struct deferred_flush {
         bool session; /* a struct h2sess, else a conn_t with a front */
         void *ptr;

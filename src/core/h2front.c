@@ -515,6 +515,7 @@ static void lane_pump(lane_t *l) {
     if (fr == NULL)
         return;
     bool freed = false; /* a stream completed: its lane is idle */
+    bool fed = false;   /* something was submitted: output to flush */
     while (l->out.len || l->s) {
         h2s_t *s = l->s;
         if (s == NULL) {
@@ -530,6 +531,7 @@ static void lane_pump(lane_t *l) {
             reel_buf_consume(&l->out, used);
             break;
         }
+        fed = true;
         reel_err_t err;
         reel_err_clear(&err);
         if (rc != REEL_OK) {
@@ -599,9 +601,9 @@ static void lane_pump(lane_t *l) {
     }
     /* in a batch (many lanes answering after one read of the origin's),
      * one write for all of them at its end */
-    if (!fr->flush_queued && reel__batch_defer(fr->c->p, false, fr->c))
+    if (fed && !fr->flush_queued && reel__batch_defer(fr->c->p, false, fr->c))
         fr->flush_queued = true;
-    else if (!fr->flush_queued)
+    else if (fed && !fr->flush_queued)
         flush_output(fr);
     if (freed && !l->want_close)
         lane_later(l); /* its conn finishes the response first: dispatch then */
@@ -631,7 +633,8 @@ static void kick(h2front_t *fr) {
     lane_t *next;
     for (lane_t *l = fr->lanes; l; l = next) {
         next = l->next;
-        if (l->s && l->out.len)
+        if (l->s) /* bytes to parse, or an event the parser holds (an END
+                     after the bytes that made the stream's queue full) */
             lane_pump(l);
         if (l->fr && !l->want_close && lane_queued(&l->f) < LOW_WATER)
             reel_filter_written(&l->f);

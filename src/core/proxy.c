@@ -25,6 +25,7 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
 static void raise_fd_limit(void);
 static void on_failed_listener_closed(uv_handle_t *h);
 static void on_proxy_handle_closed(uv_handle_t *h);
+static void on_flush_check(uv_check_t *h);
 static void on_grace(uv_timer_t *t);
 
 /* ---- public API ---- */
@@ -163,7 +164,13 @@ reel_rc reel_proxy_start(uv_loop_t *loop, const reel_proxy_settings_t *cfg, reel
     uv_timer_init(loop, &p->grace);
     p->grace.data = p;
 out:
-    if (rc != REEL_OK) {
+    if (rc == REEL_OK) {
+        uv_check_init(loop, &p->flush_check);
+        p->flush_check.data = p;
+        uv_check_start(&p->flush_check, on_flush_check);
+        uv_unref((uv_handle_t *)&p->flush_check); /* it alone does not keep the loop */
+        p->check_open = true;
+    } else {
         reel_tls_ctx_free(p->client_ctx);
         reel_tls_ctx_free(p->server_ctx);
         for (size_t i = 0; i < p->nignore; i++)
@@ -196,7 +203,7 @@ void reel__batch_begin(reel_proxy_t *p) {
 }
 
 bool reel__batch_defer(reel_proxy_t *p, bool session, void *ptr) {
-    if (p->batch == 0)
+    if (p->batch == 0 && !p->check_open)
         return false;
     if (p->nflushq == p->capflushq) {
         p->capflushq = p->capflushq ? p->capflushq * 2 : 16;
@@ -223,6 +230,14 @@ void reel__batch_end(reel_proxy_t *p) {
     p->batch--;
 }
 
+static void on_flush_check(uv_check_t *h) {
+    reel_proxy_t *p = h->data;
+    if (p->nflushq && p->batch == 0) {
+        p->batch++;
+        reel__batch_end(p);
+    }
+}
+
 void reel__proxy_handle_closed(reel_proxy_t *p) {
     if (--p->closing_handles == 0 && p->conns == NULL && p->done) {
         void (*done)(void *) = p->done;
@@ -238,6 +253,12 @@ static void on_proxy_handle_closed(uv_handle_t *h) {
 /* Every connection is gone: close the grace timer, then report done once
  * every handle of the proxy has closed. */
 void reel__shutdown_finish(reel_proxy_t *p) {
+    if (p->check_open) {
+        on_flush_check(&p->flush_check); /* what is still deferred */
+        p->check_open = false;
+        p->closing_handles++;
+        uv_close((uv_handle_t *)&p->flush_check, on_proxy_handle_closed);
+    }
     if (!p->grace_closing) {
         p->grace_closing = true;
         p->closing_handles++;

@@ -322,6 +322,21 @@ class Http2Test(unittest.TestCase):
         self.assertEqual(f["request"]["http_version"], "HTTP/2.0")
         self.assertEqual(body(f, "request"), data)
 
+    def test_h2load_large_responses_on_every_connection(self):
+        # 4 client connections x 2 streams of 1 MiB, from an HTTP/1.1
+        # origin: a lane whose last bytes fill its stream's queue still
+        # ends the stream once the client took them (the END the parser
+        # held was once left behind, and h2load waited forever)
+        out = subprocess.run(
+            ["h2load", "-n", "16", "-c", "4", "-m", "2", "-H",
+             ":authority: 127.0.0.1:%d" % self.origin.http_port,
+             "http://127.0.0.1:%d/file1m" % self.reel.port],
+            capture_output=True, text=True, timeout=60).stdout
+        self.assertIn("16 succeeded", out, out)
+        fs = self.reel.wait_flows(16, "~u '127.0.0.1:%d/file1m'" % self.origin.http_port,
+                                  timeout=10)
+        self.assertEqual(len(fs), 16)
+
     def test_h2c_many_streams_one_connection(self):
         c = H2C(self.reel.port)
         conns0 = self.echo.conns
