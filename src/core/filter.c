@@ -90,6 +90,13 @@ void reel_stack_close(reel_stack_t *st) {
         st->bottom->ops->close(st->bottom);
 }
 
+void reel_stack_closed_once(reel_stack_t *st, bool *done) {
+    if (*done)
+        return;
+    *done = true;
+    reel_stack_closed_by_bottom(st);
+}
+
 void reel_stack_closed_by_bottom(reel_stack_t *st) {
     reel_filter_t *f = st->top;
     while (f) {

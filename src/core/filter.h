@@ -139,5 +139,8 @@ void reel_filter_read_done(reel_filter_t *f);
 void reel_filter_connected(reel_filter_t *f);
 void reel_filter_written(reel_filter_t *f);
 void reel_stack_closed_by_bottom(reel_stack_t *st);
+/** reel_stack_closed_by_bottom once (*done tracks it): for a bottom without
+ * I/O of its own that completes its close from a deferred callback. */
+void reel_stack_closed_once(reel_stack_t *st, bool *done);
 
 #endif

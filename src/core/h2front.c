@@ -429,10 +429,7 @@ static void lane_deliver(lane_t *l) {
 static void on_lane_timer(uv_timer_t *t) {
     lane_t *l = t->data;
     if (l->want_close) {
-        if (!l->closed) {
-            l->closed = true;
-            reel_stack_closed_by_bottom(l->f.st); /* destroys l (after the timer's close) */
-        }
+        reel_stack_closed_once(l->f.st, &l->closed); /* destroys l (after the timer's close) */
         return;
     }
     if (l->f.st->closing)

@@ -335,16 +335,21 @@ static void sess_process(h2sess_t *s) {
         sess_close(s);
 }
 
-/* Frames to the origin, as far as its socket takes them. */
-static void sess_flush(h2sess_t *s) {
-    if (s->closing || !s->ready || reel_stack_queued(&s->st) >= HIGH_WATER)
-        return;
+/* Every frame nghttp2 has queued, to the socket. */
+static void sess_write(h2sess_t *s) {
     reel_buf_t out;
     reel_buf_init(&out, 0);
     reel_h2_take_output(s->h2, &out);
     if (out.len)
         reel_stack_send(&s->st, out.data, out.len);
     reel_buf_free(&out);
+}
+
+/* Frames to the origin, as far as its socket takes them. */
+static void sess_flush(h2sess_t *s) {
+    if (s->closing || !s->ready || reel_stack_queued(&s->st) >= HIGH_WATER)
+        return;
+    sess_write(s);
 }
 
 /* Conns whose request bodies went out may send more. */
@@ -461,12 +466,7 @@ static void sess_close(h2sess_t *s) {
     s->nlanes = 0;
     if (!s->dead && s->ready) {
         reel_h2_goaway(s->h2, REEL_H2_NO_ERROR);
-        reel_buf_t out;
-        reel_buf_init(&out, 0);
-        reel_h2_take_output(s->h2, &out);
-        if (out.len)
-            reel_stack_send(&s->st, out.data, out.len);
-        reel_buf_free(&out);
+        sess_write(s);
     }
     s->p->closing_handles++; /* the proxy's `done` waits for the session's handles */
     uv_close((uv_handle_t *)&s->idle, on_idle_closed);
@@ -749,10 +749,7 @@ static void ulane_deliver(ulane_t *l) {
 static void on_ulane_timer(uv_timer_t *t) {
     ulane_t *l = t->data;
     if (l->want_close) {
-        if (!l->closed) {
-            l->closed = true;
-            reel_stack_closed_by_bottom(l->f.st); /* destroys l (after the timer's close) */
-        }
+        reel_stack_closed_once(l->f.st, &l->closed); /* destroys l (after the timer's close) */
         return;
     }
     if (l->f.st->closing)

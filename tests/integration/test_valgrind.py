@@ -56,6 +56,14 @@ class ValgrindShutdown(unittest.TestCase):
         self.origin.stop()
         self.log.close()
 
+    def assert_clean(self, code):
+        """reel exited 0 and valgrind saw no invalid access and no definite leak."""
+        out = self.output()
+        self.assertNotIn("Invalid read", out)
+        self.assertNotIn("Invalid write", out)
+        self.assertNotIn("definitely lost", out)
+        self.assertEqual(code, 0, out[-4000:])
+
     def output(self):
         self.log.seek(0)
         return self.log.read()
@@ -101,11 +109,7 @@ class ValgrindShutdown(unittest.TestCase):
         code = self.proc.wait(120)
         for s in socks:
             s.close()
-        out = self.output()
-        self.assertNotIn("Invalid read", out)
-        self.assertNotIn("Invalid write", out)
-        self.assertNotIn("definitely lost", out)
-        self.assertEqual(code, 0, out[-4000:])
+        self.assert_clean(code)
 
     def h2c(self):
         import h2.config
@@ -150,11 +154,7 @@ class ValgrindShutdown(unittest.TestCase):
         self.proc.send_signal(signal.SIGINT)
         code = self.proc.wait(120)
         s2.close()
-        out = self.output()
-        self.assertNotIn("Invalid read", out)
-        self.assertNotIn("Invalid write", out)
-        self.assertNotIn("definitely lost", out)
-        self.assertEqual(code, 0, out[-4000:])
+        self.assert_clean(code)
 
     def h2_tunnel(self):
         import h2.config
@@ -204,11 +204,7 @@ class ValgrindShutdown(unittest.TestCase):
         self.proc.send_signal(signal.SIGINT)
         code = self.proc.wait(120)
         s2.close()
-        out = self.output()
-        self.assertNotIn("Invalid read", out)
-        self.assertNotIn("Invalid write", out)
-        self.assertNotIn("definitely lost", out)
-        self.assertEqual(code, 0, out[-4000:])
+        self.assert_clean(code)
 
     def test_alpn_probe_at_close_and_ctrl_c(self):
         # a ClientHello offering h2 makes reel ask the origin first: one
@@ -242,11 +238,7 @@ class ValgrindShutdown(unittest.TestCase):
             for s in socks:
                 s.close()
             silent.close()
-        out = self.output()
-        self.assertNotIn("Invalid read", out)
-        self.assertNotIn("Invalid write", out)
-        self.assertNotIn("definitely lost", out)
-        self.assertEqual(code, 0, out[-4000:])
+        self.assert_clean(code)
 
     def test_ctrl_c_with_no_connection(self):
         self.proc.send_signal(signal.SIGINT)
