@@ -74,8 +74,12 @@ struct h2s {
     bool resp_end;
     /* RFC 8441: an extended CONNECT for a WebSocket, sent to the lane as an
      * HTTP/1.1 Upgrade; once the origin switched (101, answered 200 here)
-     * DATA carries the frames both ways as they are */
-    bool ws, ws_open, eof_pending;
+     * DATA carries the frames both ways as they are. A plain CONNECT
+     * (RFC 9113 8.5) goes to the lane as an HTTP/1.1 CONNECT, and after
+     * its 2xx DATA carries the tunnel's bytes, which the lane handles as
+     * for any CONNECT (interception, raw relay). */
+    bool ws, connect, tunnel; /* tunnel: ws or connect */
+    bool raw_open, eof_pending;
     reel_buf_t req;  /* HTTP/1.1 bytes for the lane */
     size_t req_body; /* DATA bytes in req (consumed once delivered) */
 };
@@ -169,7 +173,10 @@ static h2s_t *stream_new(h2front_t *fr, uint32_t sid, const reel_msg_head_t *h) 
         s->ws = true; /* the codec gives :protocol as the scheme */
         s->method = "GET";
         s->scheme = fr->c->tunnel_tls ? "https" : "http";
+    } else if (strcmp(s->method, "CONNECT") == 0) {
+        s->connect = true;
     }
+    s->tunnel = s->ws || s->connect;
     s->fields = reel_calloc(h->nfields ? h->nfields : 1, sizeof *s->fields);
     s->nfields = h->nfields;
     for (size_t i = 0; i < h->nfields; i++) {
@@ -209,7 +216,12 @@ static void build_head(h2front_t *fr, h2s_t *s, bool body_follows) {
         snprintf(authority, sizeof authority, v6 ? "[%s]" : "%s", s->host);
     else
         snprintf(authority, sizeof authority, v6 ? "[%s]:%u" : "%s:%u", s->host, s->port);
-    if (c->in_tunnel)
+    if (s->connect) {
+        /* authority form, port always */
+        snprintf(authority, sizeof authority, v6 ? "[%s]:%u" : "%s:%u", s->host, s->port);
+        reel_buf_printf(b, "CONNECT %s HTTP/1.1\r\n", authority);
+        body_follows = false; /* the tunnel's bytes come after the 2xx */
+    } else if (c->in_tunnel)
         reel_buf_printf(b, "%s %s HTTP/1.1\r\n", s->method, s->path);
     else
         reel_buf_printf(b, "%s %s://%s%s HTTP/1.1\r\n", s->method, s->scheme, authority, s->path);
@@ -317,7 +329,7 @@ static void lane_detach_unfinished(lane_t *l, const char *why) {
     h2s_t *s = l->s;
     if (fr == NULL || s == NULL)
         return;
-    if (s->ws_open) {
+    if (s->raw_open) {
         reel_h2_submit_data(fr->h2, s->sid, NULL, 0, true); /* the WebSocket ended */
     } else if (!s->resp_end) {
         if (!s->resp_started) {
@@ -397,7 +409,7 @@ static void lane_deliver(lane_t *l) {
     h2s_t *s = l->s;
     if (fr == NULL || s == NULL || !l->reading || l->want_close)
         return;
-    bool eof = s->ws && s->eof_pending && s->ws_open;
+    bool eof = s->tunnel && s->eof_pending && s->raw_open;
     if (s->req.len == 0 && !eof)
         return;
     s->eof_pending = s->eof_pending && !eof;
@@ -501,7 +513,7 @@ static void assign_lanes(h2front_t *fr) {
         l->inner->lane_nfields = s->nfields;
         l->inner->lane_stream = s->sid;
         reel_h1_expect_response(reel_h1_codec_parser(l->resp), strcmp(s->method, "HEAD") == 0,
-                                false);
+                                s->connect);
     }
 }
 
@@ -546,6 +558,8 @@ static void lane_pump(lane_t *l) {
             reel_msg_head_t rs = {.status = (uint32_t)h->status,
                                   .fields = h->headers,
                                   .nfields = h->nheaders};
+            if (s->connect && !h->interim && h->status >= 200 && h->status < 300)
+                s->raw_open = true; /* the tunnel is up: bytes both ways */
             if (h->status == 101) {
                 if (!s->ws)
                     break; /* no Upgrade is ever sent otherwise */
@@ -557,7 +571,7 @@ static void lane_pump(lane_t *l) {
                     if (!field_is(&h->headers[i], "sec-websocket-accept"))
                         kept[n++] = h->headers[i];
                 rs = (reel_msg_head_t){.status = 200, .fields = kept, .nfields = n};
-                s->ws_open = true;
+                s->raw_open = true;
             }
             reel_rc src = reel_h2_submit_response(fr->h2, s->sid, &rs, false, &err);
             free(kept);
@@ -574,7 +588,7 @@ static void lane_pump(lane_t *l) {
             reel_h2_submit_data(fr->h2, s->sid, ev.data, ev.len, false);
             break;
         case REEL_CODEC_EV_END:
-            if (s->ws_open)
+            if (s->raw_open)
                 break; /* the 101's end: the frames follow */
             if (ev.h1.ntrailers)
                 reel_h2_submit_trailers(fr->h2, s->sid, ev.h1.trailers, ev.h1.ntrailers, &err);
@@ -745,19 +759,6 @@ static char *read_frames(h2front_t *fr, bool input) {
         h2s_t *s = ev.stream ? stream_find(fr, ev.stream) : NULL;
         switch (ev.type) {
         case REEL_CODEC_EV_HEAD:
-            if (s == NULL && strcmp(ev.head.method, "CONNECT") == 0 &&
-                strcmp(ev.head.scheme, "websocket") != 0) {
-                /* a tunnel inside HTTP/2 (and RFC 8441 WebSockets): not yet */
-                reel_field_t hs[1] = {{"content-type", 12, "text/plain; charset=utf-8", 25}};
-                reel_msg_head_t rs = {.status = 501, .fields = hs, .nfields = 1};
-                reel_err_t err;
-                reel_err_clear(&err);
-                static const char body[] = "reel: CONNECT over HTTP/2 is not supported yet "
-                                           "(extended CONNECT for WebSockets is)\n";
-                if (reel_h2_submit_response(fr->h2, ev.stream, &rs, false, &err) == REEL_OK)
-                    reel_h2_submit_data(fr->h2, ev.stream, body, sizeof body - 1, true);
-                break;
-            }
             if (s == NULL)
                 stream_new(fr, ev.stream, &ev.head);
             break;
@@ -768,7 +769,7 @@ static char *read_frames(h2front_t *fr, bool input) {
             }
             if (!s->head_built)
                 build_head(fr, s, true);
-            if (s->ws) { /* frames, as they are */
+            if (s->tunnel) { /* frames or tunnel bytes, as they are */
                 reel_buf_append(&s->req, ev.data, ev.len);
                 s->req_body += ev.len;
                 break;
@@ -785,8 +786,8 @@ static char *read_frames(h2front_t *fr, bool input) {
                 break;
             if (!s->head_built)
                 build_head(fr, s, false);
-            if (s->ws) {
-                s->eof_pending = true; /* the client ended its side of the WebSocket */
+            if (s->tunnel) {
+                s->eof_pending = true; /* the client ended its side of the tunnel */
                 break;
             }
             if (s->chunked) {

@@ -289,7 +289,9 @@ void reel__sniff_process(conn_t *c) {
         bool wants_h2 = false;
         for (size_t i = 0; rc == REEL_OK && i < ch.alpn_count; i++)
             wants_h2 = wants_h2 || (ch.alpn_len[i] == 2 && memcmp(ch.alpn[i], "h2", 2) == 0);
-        if (c->p->http2 && wants_h2) {
+        if (c->p->http2 && wants_h2 && c->lane == NULL) {
+            /* (a lane, serving a CONNECT stream of an HTTP/2 client, speaks
+             * HTTP/1.1 inside: its client is offered no h2) */
             /* ALPN mirrored: the client is offered h2 only if its origin
              * speaks it, which reel asks the origin first (once per
              * origin: the answer is remembered) */

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -654,26 +655,103 @@ class Http2Test(unittest.TestCase):
         self.assertIn((False, 1), texts)
         self.assertIn((True, 8), texts)
 
-    def test_h2c_plain_connect_refused(self):
-        # a CONNECT tunnel inside HTTP/2 (no :protocol) is not supported:
-        # 501 with the reason, the connection goes on
+    def connect_stream(self, c, authority):
+        sid = c.conn.get_next_available_stream_id()
+        c.conn.send_headers(sid, [(":method", "CONNECT"), (":authority", authority)])
+        c.streams[sid] = {"headers": None, "info": [], "data": b"", "trailers": None,
+                          "reset": None, "ended": False}
+        c.flush()
+        c.wait(lambda: c.streams[sid]["headers"] is not None or c.done(sid))
+        return sid
+
+    def test_h2c_connect_tunnel(self):
+        # RFC 9113 8.5: a CONNECT stream is a tunnel; reel serves it as it
+        # serves an HTTP/1.1 CONNECT (here plain HTTP inside: requests
+        # recorded as flows of their own), and the connection goes on
         c = H2C(self.reel.port, validate=False)
         try:
-            sid = c.conn.get_next_available_stream_id()
-            c.conn.send_headers(sid, [(":method", "CONNECT"), (":authority", self.auth)])
-            c.streams[sid] = {"headers": None, "info": [], "data": b"", "trailers": None,
-                              "reset": None, "ended": False}
+            sid = self.connect_stream(c, self.auth)
+            self.assertEqual(hdr(c.streams[sid]["headers"], ":status"), "200")
+            c.conn.send_data(sid, b"GET /in-h2-tunnel HTTP/1.1\r\nHost: %s\r\n\r\n" %
+                             self.auth.encode())
+            c.flush()
+            c.wait(lambda: c.streams[sid]["data"].endswith(b"GET /in-h2-tunnel\n"))
+            self.assertTrue(c.streams[sid]["data"].startswith(b"HTTP/1.1 200 OK\r\n"))
+            c.conn.end_stream(sid)  # the client's end of the tunnel
             c.flush()
             c.wait(lambda: c.done(sid))
-            self.assertEqual(hdr(c.streams[sid]["headers"], ":status"), "501")
-            self.assertEqual(c.streams[sid]["data"],
-                             b"reel: CONNECT over HTTP/2 is not supported yet "
-                             b"(extended CONNECT for WebSockets is)\n")
+            # a tunnel to nowhere: as for HTTP/1.1, reel answers the CONNECT
+            # at once (to see what the client speaks) and the request inside
+            # gets the 502 with the reason
+            bad = self.connect_stream(c, "127.0.0.1:1")
+            self.assertEqual(hdr(c.streams[bad]["headers"], ":status"), "200")
+            c.conn.send_data(bad, b"GET / HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n")
+            c.flush()
+            c.wait(lambda: c.done(bad) or b"\r\n\r\nreel: " in c.streams[bad]["data"])
+            self.assertTrue(c.streams[bad]["data"].startswith(b"HTTP/1.1 502 "),
+                            c.streams[bad]["data"])
             ok = c.request("GET", self.auth, "/after-connect")
             c.wait(lambda: c.done(ok))
             self.assertEqual(c.streams[ok]["data"], b"GET /after-connect\n")
         finally:
             c.close()
+        f = self.flows_for("/in-h2-tunnel")[0]
+        self.assertEqual(f["response"]["status"], 200)
+        self.assertEqual(f["stream_id"], sid)
+        self.assertIsNone(f.get("error"))
+
+    def test_h2c_connect_intercepted_tls(self):
+        # TLS inside a CONNECT stream: intercepted with reel's CA, as for
+        # an HTTP/1.1 CONNECT; the request inside is recorded
+        c = H2C(self.reel.port, validate=False)
+        try:
+            sid = self.connect_stream(c, "localhost:%d" % self.origin.https_port)
+            self.assertEqual(hdr(c.streams[sid]["headers"], ":status"), "200")
+            ctx = ssl.create_default_context(cafile=self.reel.ca)
+            ctx.set_alpn_protocols(["http/1.1"])
+            inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+            tls = ctx.wrap_bio(inc, out, server_hostname="localhost")
+            seen = [0]
+
+            def pump():
+                d = out.read()
+                if d:
+                    c.conn.send_data(sid, d)
+                    c.flush()
+                data = c.streams[sid]["data"]
+                if len(data) > seen[0]:
+                    inc.write(data[seen[0]:])
+                    seen[0] = len(data)
+
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    pump()
+                    if not out.pending:
+                        c.pump()
+                        pump()
+            tls.write(b"GET /100b?h2connect HTTP/1.1\r\nHost: localhost\r\n"
+                      b"Connection: close\r\n\r\n")
+            got = b""
+            deadline = time.time() + 20
+            while b"x" * 99 not in got and time.time() < deadline:
+                pump()
+                try:
+                    got += tls.read(65536)
+                except ssl.SSLWantReadError:
+                    c.pump()
+                    pump()
+                except ssl.SSLZeroReturnError:
+                    break
+            self.assertIn(b"HTTP/1.1 200", got)
+            self.assertIn(b"x" * 99, got)
+        finally:
+            c.close()
+        f = self.flows_for("/100b?h2connect")[0]
+        self.assertEqual(f["request"]["scheme"] if "scheme" in f["request"] else "https", "https")
+        self.assertEqual(body(f, "response"), b"x" * 99 + b"\n")
 
     def test_http2_off(self):
         self.reel.set_config("set", "http2", "false")
