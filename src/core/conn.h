@@ -325,6 +325,8 @@ void reel__h2up_shutdown(reel_proxy_t *p);
 void reel__h2up_flush_deferred(struct h2sess *s);
 
 /* ---- proxy.c ---- */
+/* An HTTP/2 connection holds `bytes`: kept in the stats if the most yet. */
+void reel__h2_memory_seen(reel_proxy_t *p, size_t bytes);
 void reel__shutdown_finish(reel_proxy_t *p);
 /* One of the proxy's closing handles (counted in closing_handles) closed. */
 void reel__proxy_handle_closed(reel_proxy_t *p);

@@ -634,12 +634,24 @@ static void flush_output(h2front_t *fr) {
     reel_buf_free(&out);
 }
 
+/* What the connection holds: the codec's frames and queued DATA, request
+ * bytes not yet taken by lanes, response bytes lanes wrote not yet parsed. */
+static void note_memory(h2front_t *fr) {
+    size_t n = reel_h2_memory(fr->h2);
+    for (h2s_t *s = fr->streams; s; s = s->next)
+        n += s->req.len;
+    for (lane_t *l = fr->lanes; l; l = l->next)
+        n += l->out.len;
+    reel__h2_memory_seen(fr->c->p, n);
+}
+
 /* Lets lanes go on after the client took bytes: parse what they wrote
  * meanwhile, tell their conns the queue shrank. */
 static void kick(h2front_t *fr) {
     if (fr->pumping)
         return;
     fr->pumping = true;
+    note_memory(fr);
     flush_output(fr);
     lane_t *next;
     for (lane_t *l = fr->lanes; l; l = next) {
@@ -728,6 +740,7 @@ bool reel__h2front_start(conn_t *c) {
     fr->h2 = reel_h2_codec_h2(fr->codec);
     c->h2 = fr;
     c->state = C_H2;
+    c->p->stats.h2_connections++;
     flush_output(fr); /* our SETTINGS */
     return true;
 }
@@ -842,6 +855,7 @@ void reel__h2front_process(conn_t *c) {
     h2front_t *fr = c->h2;
     peer_t *cl = &c->client;
     char *fatal = read_frames(fr, true);
+    note_memory(fr);
     reel__batch_begin(c->p);
     dispatch(fr);
     reel__batch_end(c->p);

@@ -311,6 +311,10 @@ static void sess_process(h2sess_t *s) {
         sess_event(s, &ev);
     }
     s->processing = false;
+    size_t held = reel_h2_memory(s->h2);
+    for (ulane_t *l = s->lanes; l; l = l->next)
+        held += l->in.len;
+    reel__h2_memory_seen(s->p, held);
     sess_flush(s);
     if (fatal) {
         sess_fail(s, fatal);
@@ -493,6 +497,7 @@ static h2sess_t *sess_new(reel_proxy_t *p, char *key, bool https, const char *ho
     s->sni = sni ? reel_strdup(sni) : NULL;
     s->port = port;
     s->id = ++p->upstream_ids;
+    p->stats.h2_connections++;
     reel_buf_init(&s->in, 0);
     s->codec = reel_h2_codec_new(REEL_H2_CLIENT, NULL);
     s->h2 = reel_h2_codec_h2(s->codec);

@@ -198,6 +198,11 @@ int reel_proxy_port(const reel_proxy_t *p) {
     return p->port;
 }
 
+void reel__h2_memory_seen(reel_proxy_t *p, size_t bytes) {
+    if (bytes > p->stats.h2_peak_bytes)
+        p->stats.h2_peak_bytes = bytes;
+}
+
 void reel__batch_begin(reel_proxy_t *p) {
     p->batch++;
 }

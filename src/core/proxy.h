@@ -67,6 +67,10 @@ void reel_proxy_free(reel_proxy_t *p);
 typedef struct {
     uint64_t connections, active_connections, flows, errors;
     uint64_t ignored; /* connections to ignore_hosts: relayed, not recorded */
+    /* HTTP/2 connections (from clients and to origins) opened, and the most
+     * bytes one of them held at once (frames and bodies waiting on either
+     * side: flow control keeps it bounded) */
+    uint64_t h2_connections, h2_peak_bytes;
 } reel_proxy_stats_t;
 void reel_proxy_stats(const reel_proxy_t *p, reel_proxy_stats_t *out);
 

@@ -9,6 +9,7 @@ CONNECT tunnel."""
 import hashlib
 import json
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -457,6 +458,16 @@ class Http2UpstreamTest(unittest.TestCase):
         for f in self.flows_for("/t/plain?h2c", 4):
             self.assertEqual(f["request"]["http_version"], "HTTP/2.0")
             self.assertEqual(f["response"]["http_version"], "HTTP/2.0")
+
+    def test_z_exit_summary_reports_http2_memory(self):
+        # last (the proxy stops): how many HTTP/2 connections, and the most
+        # one of them held at once, which flow control keeps bounded
+        self.assertEqual(self.reel.stop(), 0)
+        m = re.search(r"reel: HTTP/2: (\d+) connections \(clients and origins\); the most one "
+                      r"held at once: (\d+) KiB", self.reel.log())
+        self.assertIsNotNone(m, self.reel.log()[-2000:])
+        self.assertGreater(int(m.group(1)), 5)
+        self.assertLess(int(m.group(2)), 24 * 1024)
 
 
 if __name__ == "__main__":
