@@ -84,6 +84,10 @@ class BrowserHttp2Test(unittest.TestCase):
         self.assertGreaterEqual(len(h2), len(SIZES) + 2, [f["request"]["target"] for f in full])
         self.assertEqual(len({f["client_conn"] for f in h2}), 1)
         self.assertEqual(len({f["stream_id"] for f in h2}), len(h2))
+        # HTTP/2 to nginx too (ALPN mirrored), every stream on one shared
+        # connection to it, recorded as nginx answered
+        self.assertEqual({f["response"]["http_version"] for f in h2}, {"HTTP/2.0"})
+        self.assertEqual(len({f["server_conn"]["conn_id"] for f in h2}), 1)
         seen = 0
         for f in h2:
             t = f["request"]["target"]
