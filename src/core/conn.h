@@ -254,6 +254,7 @@ void reel__peer_read_stop(peer_t *pe);
 peer_t *reel__peer_other(peer_t *pe);
 void reel__peer_update_reading(peer_t *pe);
 void reel__upstream_close(conn_t *c);
+void reel__peer_forget(peer_t *pe);
 void reel__upstream_failed(peer_t *up, const char *why);
 bool reel__upstream_for(conn_t *c, bool https, const char *host, int port, const char *sni);
 
@@ -320,6 +321,11 @@ void reel__h2front_flush_deferred(conn_t *c);
  * carried so far. */
 reel_filter_t *reel__h2up_filter(reel_proxy_t *p, bool https, const char *host, int port,
                                  const char *sni, uint64_t *conn_id, int *flows_before);
+/* The probe connection to an origin that chose h2 (core/tunnel.c) becomes
+ * its session: st (open, TLS done) and the bytes read so far move over;
+ * the caller forgets both. */
+void reel__h2up_adopt(reel_proxy_t *p, reel_stack_t *st, reel_buf_t *in, const char *host,
+                      int port, const char *sni);
 /* Shutdown: sessions take no new streams and close with their last. */
 void reel__h2up_shutdown(reel_proxy_t *p);
 void reel__h2up_flush_deferred(struct h2sess *s);

@@ -487,8 +487,10 @@ static char *sess_key(bool https, const char *host, int port, const char *sni) {
     return reel_asprintf("%s %s:%d %s", https ? "https" : "http", host, port, sni ? sni : "");
 }
 
-static h2sess_t *sess_new(reel_proxy_t *p, char *key, bool https, const char *host, int port,
-                          const char *sni) {
+/* A session with no connection yet (in the proxy's list, its idle timer
+ * running): sess_new connects it, reel__h2up_adopt gives it one. */
+static h2sess_t *sess_alloc(reel_proxy_t *p, char *key, bool https, const char *host, int port,
+                            const char *sni) {
     h2sess_t *s = reel_calloc(1, sizeof *s);
     s->p = p;
     s->key = key;
@@ -507,12 +509,18 @@ static h2sess_t *sess_new(reel_proxy_t *p, char *key, bool https, const char *ho
     uv_timer_start(&s->idle, on_idle, idle, idle);
     s->handles = 2;
     reel_stack_init(&s->st, &sess_events, s);
+    s->next = p->h2up;
+    p->h2up = s;
+    return s;
+}
+
+static h2sess_t *sess_new(reel_proxy_t *p, char *key, bool https, const char *host, int port,
+                          const char *sni) {
+    h2sess_t *s = sess_alloc(p, key, https, host, port, sni);
     reel_filter_t *bottom = p->connect
                                 ? p->connect(p->connect_ctx, p, host, port)
                                 : reel_tcp_connect(p->loop, host, port, p->readbuf, READ_SIZE);
     reel_stack_push(&s->st, bottom, NULL, 0);
-    s->next = p->h2up;
-    p->h2up = s;
     if (https) {
         const char *name = sni ? sni : host;
         char *origin = reel_asprintf("%s:%d %s", host, port, name);
@@ -825,6 +833,21 @@ reel_filter_t *reel__h2up_filter(reel_proxy_t *p, bool https, const char *host, 
     *conn_id = s->id;
     *flows_before = (int)s->streams;
     return &l->f;
+}
+
+void reel__h2up_adopt(reel_proxy_t *p, reel_stack_t *st, reel_buf_t *in, const char *host,
+                       int port, const char *sni) {
+    h2sess_t *s = sess_alloc(p, sess_key(true, host, port, sni), true, host, port, sni);
+    s->st = *st; /* the filters move over: they know their stack by pointer */
+    for (reel_filter_t *f = s->st.bottom; f; f = f->above)
+        f->st = &s->st;
+    s->st.ev = &sess_events;
+    s->st.ud = s;
+    s->in = *in; /* the origin's SETTINGS may be here already */
+    reel_buf_init(in, 0);
+    s->ready = true;
+    sess_flush(s); /* the preface and SETTINGS */
+    sess_process(s);
 }
 
 void reel__h2up_flush_deferred(struct h2sess *s) {

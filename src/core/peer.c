@@ -62,10 +62,11 @@ static void ev_connected(void *ud) {
 static void ev_ready(void *ud) {
     peer_t *pe = ud;
     if (pe->role == P_UPSTREAM) {
+        conn_t *c = pe->c; /* pe may be gone after: a probe became a session */
         if (pe->https)
             pe->t_ready = reel__now_us();
         reel__upstream_ready(pe);
-        reel__conn_arm(pe->c);
+        reel__conn_arm(c);
     } else {
         reel__peer_flush_pend(pe);
     }
@@ -227,6 +228,17 @@ static void peer_free_bufs(peer_t *pe) {
     free(pe->sni);
     free(pe->error);
     pe->host = pe->sni = pe->error = NULL;
+}
+
+/* An upstream peer whose stack went elsewhere (reel__h2up_adopt): freed
+ * without closing anything. */
+void reel__peer_forget(peer_t *pe) {
+    conn_t *c = pe->c;
+    memset(&pe->st, 0, sizeof pe->st);
+    pe->open = false;
+    peer_free_bufs(pe);
+    free(pe);
+    reel__conn_unref(c); /* the stack's `closed` will not come here */
 }
 
 void reel__upstream_close(conn_t *c) {

@@ -235,10 +235,10 @@ static void start_client_tls(conn_t *c, reel_tls_t *tls) {
 
 /* The origin answered the probe (alpn: what it chose, "" for nothing) or
  * could not (NULL): the client's handshake goes on, offering h2 only if
- * the origin chose it. An origin that chose h2 has this connection closed
- * (the lanes' requests go over the proxy's shared HTTP/2 session to it,
- * core/h2up.c); one that chose HTTP/1.1 keeps it for the client's first
- * request. */
+ * the origin chose it. An origin that chose h2 has this connection become
+ * the proxy's shared HTTP/2 session to it (core/h2up.c), over which the
+ * lanes' requests go; one that chose HTTP/1.1 keeps it for the client's
+ * first request. */
 void reel__probe_done(conn_t *c, const char *alpn) {
     if (c->state != C_PROBE)
         return;
@@ -246,8 +246,16 @@ void reel__probe_done(conn_t *c, const char *alpn) {
     bool h2 = alpn && strcmp(alpn, "h2") == 0;
     if (alpn)
         reel__alpn_note(p, c->tunnel_host, c->tunnel_port, c->tunnel_sni, h2);
-    if (h2)
+    if (h2 && p->http2 && c->up && reel__peer_ready(c->up)) {
+        /* the lanes' requests go over this connection: it becomes the
+         * origin's shared session (no second handshake) */
+        peer_t *up = c->up;
+        c->up = NULL;
+        reel__h2up_adopt(p, &up->st, &up->in, c->tunnel_host, c->tunnel_port, c->tunnel_sni);
+        reel__peer_forget(up);
+    } else if (h2) {
         reel__upstream_close(c);
+    }
     reel_tls_t *tls = c->probe_tls;
     c->probe_tls = NULL;
     reel_tls_offer_h2(tls, h2);
