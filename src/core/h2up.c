@@ -484,7 +484,7 @@ static void on_idle(uv_timer_t *t) {
 }
 
 static char *sess_key(bool https, const char *host, int port, const char *sni) {
-    return reel_asprintf("%s %s:%d %s", https ? "https" : "http", host, port, sni ? sni : "");
+    return reel_asprintf("%s %s:%d %s", https ? "https" : "http", host, port, sni ? sni : host);
 }
 
 /* A session with no connection yet (in the proxy's list, its idle timer

@@ -193,9 +193,10 @@ void reel__start_upgraded_tunnel(conn_t *c) {
     reel__tunnel_forward(c);
 }
 
-/* The origin's ALPN key: "host:port sni". */
+/* The origin's ALPN key: "host:port name", the name sent as SNI (the host
+ * when none was given: the same origin either way). */
 static void alpn_key(const char *host, int port, const char *sni, char *out, size_t n) {
-    snprintf(out, n, "%s:%d %s", host ? host : "", port, sni ? sni : "");
+    snprintf(out, n, "%s:%d %s", host ? host : "", port, sni ? sni : host ? host : "");
 }
 
 int reel__alpn_seen(const reel_proxy_t *p, const char *host, int port, const char *sni) {

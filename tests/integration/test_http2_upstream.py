@@ -38,6 +38,10 @@ class H2Origin:
     /t/echo       reads body and trailers; JSON {len, sha256, trailers}
     /t/reset      200, 5000 bytes, then RST_STREAM INTERNAL_ERROR
     /t/goaway     200 "bye", then GOAWAY NO_ERROR and the connection closed
+    /t/refuse-once  the first time: GOAWAY NO_ERROR that leaves the stream
+                  unprocessed (last stream id below it), then the close;
+                  after that 200 "second try"
+    /t/goaway-error 200, 3000 bytes, then GOAWAY INTERNAL_ERROR and the close
     /t/slow?ms    200 after ms milliseconds (other streams go on)
     It records connections, requests (with their :scheme/:authority and
     fields) and the most streams it saw open at once."""
@@ -54,6 +58,7 @@ class H2Origin:
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.conns = 0
+        self.refused = 0
         self.requests = []
         self.open_now = 0
         self.open_max = 0
@@ -171,6 +176,23 @@ class H2Origin:
         elif path == "/t/goaway":
             self._answer(conn, sid, 200, b"bye")
             conn.close_connection(h2.errors.ErrorCodes.NO_ERROR, last_stream_id=sid)
+            s.sendall(conn.data_to_send())
+            time.sleep(0.1)
+            self._closed()
+            return "close"
+        elif path == "/t/refuse-once" and self.refused == 0:
+            self.refused += 1
+            conn.close_connection(h2.errors.ErrorCodes.NO_ERROR, last_stream_id=max(sid - 2, 0))
+            s.sendall(conn.data_to_send())
+            time.sleep(0.2)
+            self._closed()
+            return "close"
+        elif path == "/t/refuse-once":
+            self._answer(conn, sid, 200, b"second try")
+        elif path == "/t/goaway-error":
+            conn.send_headers(sid, [(":status", "200"), ("content-length", "100000")])
+            conn.send_data(sid, b"g" * 3000)
+            conn.close_connection(h2.errors.ErrorCodes.INTERNAL_ERROR, last_stream_id=sid)
             s.sendall(conn.data_to_send())
             time.sleep(0.1)
             self._closed()
@@ -356,6 +378,25 @@ class Http2UpstreamTest(unittest.TestCase):
         self.assertIsNone(bye.get("error"))
         self.assertIsNone(after.get("error"))
         self.assertNotEqual(bye["server_conn"]["conn_id"], after["server_conn"]["conn_id"])
+
+    def test_e2_goaway_with_streams_in_flight(self):
+        self.curl_h2(self.url("/t/plain?warm"))
+        # a stream the origin did not process (above GOAWAY's last stream
+        # id) is sent again on a new connection, and says so
+        self.assertEqual(self.curl_h2(self.url("/t/refuse-once")), "2 200\n")
+        f = self.flows_for("/t/refuse-once")[0]
+        self.assertIsNone(f.get("error"))
+        self.assertEqual(body(f, "response"), b"second try")
+        self.assertTrue(f["server_conn"]["retried"], f["server_conn"])
+        # a GOAWAY with an error cuts the stream it was answering: the
+        # flow's error names it
+        r = subprocess.run(["curl", "-sS", "--max-time", "30", "-x", self.reel.proxy, "--cacert",
+                            self.reel.ca, "--http2", "-o", "/dev/null",
+                            self.url("/t/goaway-error")], capture_output=True)
+        self.assertNotEqual(r.returncode, 0)  # the client saw its stream cut
+        f = self.flows_for("/t/goaway-error")[0]
+        self.assertIn("GOAWAY (error code 0x2)", f["error"])
+        self.assertEqual(len(body(f, "response")), 3000)
 
     def test_f_origin_max_concurrent_streams_is_respected(self):
         slow = H2Origin(os.path.join(self.root, "server.pem"),
