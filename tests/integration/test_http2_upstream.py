@@ -373,7 +373,7 @@ class Http2UpstreamTest(unittest.TestCase):
         self.curl_h2(self.url("/t/plain?warm"))
         out = self.curl_h2(self.url("/t/goaway"), self.url("/t/plain?after-goaway"))
         self.assertEqual(out, "2 200\n2 200\n")
-        bye = self.flows_for("/t/goaway")[0]
+        bye = self.flows_for("/t/goaway$")[0]
         after = self.flows_for("/t/plain?after-goaway")[0]
         self.assertIsNone(bye.get("error"))
         self.assertIsNone(after.get("error"))
