@@ -835,8 +835,8 @@ reel_filter_t *reel__h2up_filter(reel_proxy_t *p, bool https, const char *host, 
     return &l->f;
 }
 
-void reel__h2up_adopt(reel_proxy_t *p, reel_stack_t *st, reel_buf_t *in, const char *host,
-                       int port, const char *sni) {
+void reel__h2up_adopt(reel_proxy_t *p, reel_stack_t *st, reel_buf_t *in, const char *host, int port,
+                      const char *sni) {
     h2sess_t *s = sess_alloc(p, sess_key(true, host, port, sni), true, host, port, sni);
     s->st = *st; /* the filters move over: they know their stack by pointer */
     for (reel_filter_t *f = s->st.bottom; f; f = f->above)
