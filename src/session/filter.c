@@ -110,6 +110,7 @@
 typedef enum {
     N_REGEX, /* field, value */
     N_CODE,  /* num */
+    N_CONN,  /* num: the client connection's number (flows.client_conn) */
     N_TAG,   /* value */
     N_MARKED,
     N_DAMAGED,
@@ -416,6 +417,7 @@ static const op_t OPS[] = {
     {"~u", N_REGEX, F_URL, "a regex", "regex", 0, false},
     {"~m", N_REGEX, F_METHOD, "a regex", "regex", 0, false},
     {"~c", N_CODE, F_HOST, "an integer status code", "status code", 0, true},
+    {"~conn", N_CONN, F_HOST, "a client connection number", "connection number", 0, true},
     {"~tag", N_TAG, F_HOST, "a tag name", "tag name", 0, false},
     {"~marked", N_MARKED, F_HOST, NULL, NULL, 0, false},
     {"~damaged", N_DAMAGED, F_HOST, NULL, NULL, 0, false},
@@ -713,6 +715,7 @@ static reel_rc parse_op(parser_t *p, const tok_t *t, node_t **out) {
     }
     switch (op->kind) {
     case N_CODE:
+    case N_CONN:
         if (!parse_code(v, vlen, &n->num)) {
             char buf[SHOW_BUF];
             rc = reel_err_set(p->err, REEL_INVALID, "filter: %s expects %s at column %zu, got %s",
@@ -1003,6 +1006,7 @@ static int node_prec(const node_t *n) {
     case N_SPOOL:
         return P_PRIMARY;
     case N_CODE:
+    case N_CONN:
     case N_MARKED:
     case N_DAMAGED:
     case N_REPLAY:
@@ -1094,6 +1098,10 @@ static reel_rc emit(part_t *pt, reel_buf_t *b, const node_t *n, int need, bool e
     case N_CODE:
         add_int_param(pt, n->num);
         rc = reel_buf_puts(b, "flows.status IS ?");
+        break;
+    case N_CONN:
+        add_int_param(pt, n->num);
+        rc = reel_buf_puts(b, "flows.client_conn IS ?");
         break;
     case N_TAG:
         add_text_param(pt, n->value, n->vlen);

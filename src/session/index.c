@@ -389,7 +389,7 @@ enum {
 };
 enum { I_START, I_REQ_END, I_RESP_START, I_END, I_PORT, I_STATUS, I_REQ_SIZE, I_RESP_SIZE,
        I_REQ_TRUNC, I_RESP_TRUNC, I_GENERATED, I_REQ_DROPPED, I_RESP_DROPPED, I_MESSAGES,
-       I_REPLAY_OF, I_NINT };
+       I_REPLAY_OF, I_CLIENT_CONN, I_STREAM_ID, I_NINT };
 
 /* One flows row being assembled. Integers use INT64_MIN for NULL. */
 typedef struct frow {
@@ -445,7 +445,7 @@ static const char *const int_cols[I_NINT] = {
     "start_us", "request_end_us", "response_start_us", "end_us", "port", "status",
     "request_body_size", "response_body_size", "request_truncated", "response_truncated",
     "response_generated", "request_body_dropped", "response_body_dropped", "messages",
-    "replay_of"};
+    "replay_of", "client_conn", "stream_id"};
 
 #define ARENA_SIZE (64u * 1024u)
 
@@ -748,6 +748,10 @@ static void apply(frow *r, const Reel__Record *rec) {
         set_cstr(r, C_CLIENT, s->client_addr && s->client_addr[0] ? s->client_addr : NULL);
         set_cstr(r, C_SERVER, s->server_addr && s->server_addr[0] ? s->server_addr : NULL);
         r->i[I_START] = rec->time_us;
+        if (s->client_conn)
+            r->i[I_CLIENT_CONN] = (int64_t)s->client_conn;
+        if (s->stream_id)
+            r->i[I_STREAM_ID] = (int64_t)s->stream_id;
         if (s->replay_of && s->replay_of->flow_id) { /* reel replay made it */
             r->i[I_REPLAY_OF] = (int64_t)s->replay_of->flow_id;
             set_cstr(r, C_REPLAY_SESSION,

@@ -50,6 +50,7 @@ static int64_t int_or_null(sqlite3_stmt *st, int i) {
     "status, request_body_size, response_body_size, request_truncated, response_truncated, "       \
     "request_body_dropped, response_body_dropped, request_content_type, response_content_type, "   \
     "error, response_generated, damaged, marked, messages, replay_of, replay_session, "            \
+    "client_conn, stream_id, "                                                                     \
     "(SELECT group_concat(tag, char(0)) FROM tags qt WHERE qt.flow_id = flows.id), "               \
     "(SELECT count(*) FROM annotations qa WHERE qa.flow_id = flows.id)"
 /* The same without the count of notes (the last column). */
@@ -59,6 +60,7 @@ static int64_t int_or_null(sqlite3_stmt *st, int i) {
     "status, request_body_size, response_body_size, request_truncated, response_truncated, "       \
     "request_body_dropped, response_body_dropped, request_content_type, response_content_type, "   \
     "error, response_generated, damaged, marked, messages, replay_of, replay_session, "            \
+    "client_conn, stream_id, "                                                                     \
     "(SELECT group_concat(tag, char(0)) FROM tags qt WHERE qt.flow_id = flows.id)"
 
 /* Scratch space for the tags of the row being read. */
@@ -113,10 +115,12 @@ static void read_row(sqlite3_stmt *st, reel_query_flow_t *r, tagbuf_t *tb) {
     r->messages = sqlite3_column_int64(st, 32);
     r->replay_of = int_or_null(st, 33);
     r->replay_session = TXT(34);
-    r->annotations = sqlite3_column_count(st) > 36 ? sqlite3_column_int64(st, 36) : REEL_QUERY_NULL;
+    r->client_conn = int_or_null(st, 35);
+    r->stream_id = int_or_null(st, 36);
+    r->annotations = sqlite3_column_count(st) > 38 ? sqlite3_column_int64(st, 38) : REEL_QUERY_NULL;
 #undef TXT
-    const char *tags = (const char *)sqlite3_column_text(st, 35);
-    size_t len = (size_t)sqlite3_column_bytes(st, 35);
+    const char *tags = (const char *)sqlite3_column_text(st, 37);
+    size_t len = (size_t)sqlite3_column_bytes(st, 37);
     if (tags == NULL)
         return;
     if (tb->cap < len + 1) {
@@ -647,6 +651,10 @@ json_t *reel_query_flow_json(const reel_query_flow_t *f) {
     json_object_set_new(o, "replay_of", nullable_int(f->replay_of));
     if (f->replay_session)
         json_object_set_new(o, "replay_session", json_string(f->replay_session));
+    /* the client connection it came on (numbered per run) and its HTTP/2
+     * stream there */
+    json_object_set_new(o, "client_conn", nullable_int(f->client_conn));
+    json_object_set_new(o, "stream_id", nullable_int(f->stream_id));
     json_t *ta = json_array();
     for (size_t i = 0; i < f->ntags; i++)
         json_array_append_new(ta, json_string(f->tags[i]));

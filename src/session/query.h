@@ -65,6 +65,8 @@ typedef struct {
     int64_t messages;           /* WebSocket / TCP messages */
     int64_t replay_of;          /* reel replay: the flow it re-sent, REEL_QUERY_NULL if none */
     const char *replay_session; /* ... in that session (NULL: this one) */
+    int64_t client_conn;        /* the client connection's number in its run, or REEL_QUERY_NULL */
+    int64_t stream_id;          /* its HTTP/2 stream, or REEL_QUERY_NULL */
     int64_t annotations;        /* notes on the flow (REEL_QUERY_NULL with no_note_count) */
     const char *const *tags;    /* ntags tags, ascending */
     size_t ntags;

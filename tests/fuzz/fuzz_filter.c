@@ -36,6 +36,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
             " server_addr TEXT, request_content_type TEXT, response_content_type TEXT,"
             " request_body_size INTEGER NOT NULL DEFAULT 0,"
             " response_body_size INTEGER NOT NULL DEFAULT 0, replay_of INTEGER,"
+            " client_conn INTEGER, stream_id INTEGER,"
             " replay_session TEXT, http_version TEXT);"
             "CREATE TABLE body_text (flow_id INTEGER PRIMARY KEY, req TEXT, resp TEXT,"
             " fts INTEGER NOT NULL DEFAULT 0);"

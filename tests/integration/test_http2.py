@@ -263,6 +263,11 @@ class Http2Test(unittest.TestCase):
         shown = self.reel.cli("flow", "h2", str(big["id"])).stdout
         self.assertIn(b"GET /file1m?a HTTP/2.0", shown)
         # the listing's version column, and the ~h2 filter
+        # the index knows the connection: ~conn lists the flows that shared it
+        same = json.loads(self.reel.cli("flows", "--json", "h2",
+                                        "~conn %d" % big["client_conn"]).stdout)
+        self.assertEqual(sorted(f["id"] for f in same), sorted([big["id"], small["id"]]))
+        self.assertEqual(sorted(f["stream_id"] for f in same), [1, 3])
         listed = self.reel.cli("flows", "h2", "~h2 & ~u file1m.a").stdout.decode()
         self.assertRegex(listed, r"GET +2 +https://localhost:\d+/file1m\?a")
         self.assertNotIn("/100b?h1", self.reel.cli("flows", "h2", "~http2").stdout.decode())

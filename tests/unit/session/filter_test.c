@@ -42,7 +42,8 @@ static int setup(void **state) {
          " start_us INTEGER NOT NULL DEFAULT 0, error TEXT, client_addr TEXT, server_addr TEXT,"
          " request_content_type TEXT, response_content_type TEXT,"
          " request_body_size INTEGER NOT NULL DEFAULT 0,"
-         " response_body_size INTEGER NOT NULL DEFAULT 0, replay_of INTEGER, http_version TEXT);"
+         " response_body_size INTEGER NOT NULL DEFAULT 0, replay_of INTEGER, http_version TEXT,"
+         " client_conn INTEGER);"
          "CREATE TABLE annotations (id INTEGER PRIMARY KEY, flow_id INTEGER NOT NULL,"
          " created_us INTEGER NOT NULL, text TEXT NOT NULL);"
          "CREATE INDEX flows_status ON flows(status);"
@@ -598,6 +599,23 @@ static void test_http2(void **state) {
     assert_string_equal(ids("~h2"), "");
 }
 
+/* ~conn N: the flows of one client connection. */
+static void test_conn(void **state) {
+    (void)state;
+    exec("UPDATE flows SET client_conn = 3 WHERE id IN (2, 5, 6)");
+    exec("UPDATE flows SET client_conn = 4 WHERE id = 7");
+    assert_string_equal(ids("~conn 3"), "2,5,6");
+    assert_string_equal(ids("~conn 4 | ~conn 3 & ~id 5"), "5,7");
+    assert_string_equal(ids("!~conn 3 & ~id 1-3"), "1,3"); /* NULL: no connection, not 3 */
+    assert_string_equal(ids("~c 200 & ~conn 9"), "");
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_filter_t *f = NULL;
+    assert_int_equal(reel_filter_compile("~conn x", &f, &err), REEL_INVALID);
+    assert_non_null(strstr(reel_err_str(&err), "~conn expects a client connection number"));
+    exec("UPDATE flows SET client_conn = NULL");
+}
+
 /* ~replay (and mitmproxy's ~replayq): flows reel replay made. */
 static void test_replay(void **state) {
     (void)state;
@@ -995,6 +1013,7 @@ int main(void) {
         cmocka_unit_test(test_mitmproxy_traps),
         cmocka_unit_test(test_damaged),
         cmocka_unit_test(test_http2),
+        cmocka_unit_test(test_conn),
         cmocka_unit_test(test_replay),
         cmocka_unit_test(test_kinds),
         cmocka_unit_test(test_more_operators),

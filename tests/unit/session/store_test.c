@@ -721,6 +721,8 @@ static void test_url_fts_in_step(void **state) {
                         "DROP INDEX flow_frames_segment;"
                         "DROP INDEX flows_replay_of; ALTER TABLE flows DROP COLUMN replay_of;"
                         "ALTER TABLE flows DROP COLUMN replay_session;"
+                        "DROP INDEX flows_client_conn; ALTER TABLE flows DROP COLUMN client_conn;"
+                        "ALTER TABLE flows DROP COLUMN stream_id;"
                         "DROP TRIGGER flows_body_ad; DROP TABLE body_fts;"
                         "DROP TABLE body_text; DROP TABLE body_todo;"
                         "PRAGMA user_version = 1;",
