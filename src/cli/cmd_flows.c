@@ -34,7 +34,7 @@ static const char usage[] =
     "~h/~hq/~hs headers, ~b/~bq/~bs decoded bodies (read from the spool), ~t/~tq/~ts\n"
     "content type, ~src/~dst address, ~comment annotation (each takes a REGEX),\n"
     "~e error, ~s response, ~q no response, ~marked, ~all, ~http, ~h2 (HTTP/2),\n"
-    "~websocket, ~tcp,\n"
+    "~websocket, ~tcp, ~conn N (client connection N, numbered in each run),\n"
     "~tag NAME, ~id N[-M], ~since/~until WHEN, ~size >10k, ~damaged; !X, X & Y,\n"
     "X | Y, (X); a bare word is ~u. Quote a regex holding | or & or parentheses.\n"
     "Every operator: docs/filters.md.\n"
@@ -42,7 +42,7 @@ static const char usage[] =
     "--json adds per flow: client_addr, server_addr, request_end_us, messages,\n"
     "response_start_us, response_generated (reel sent the response itself),\n"
     "request_body_dropped/response_body_dropped (bytes not stored because capture\n"
-    "fell behind) and damaged.\n"
+    "fell behind), damaged, client_conn and stream_id (its HTTP/2 stream).\n"
     "Example: reel flows mysession '~d example.com & !~c 200'\n";
 
 /* Columns of a row besides the URL, tags and error: "%6lld%s %s %-7s %-3s " and
