@@ -63,7 +63,12 @@ struct ulane {
     bool fresh; /* it opened its session: the dns/connect/TLS times are its flow's */
     /* requests from the conn */
     reel_codec_t *req;
-    uint32_t sid;  /* current stream, 0: none */
+    uint32_t sid;  /* current stream, 0: none (lane_bind / lane_unbind) */
+    ulane_t *sid_next; /* in its session's bysid bucket */
+    h2sess_t *bound;   /* the session whose bysid holds it */
+    bool sending;      /* request DATA may be waiting in its stream (s->nsending) */
+    ulane_t *pend_next; /* in its session's pend list, when in_pend */
+    bool in_pend;
     bool req_end;  /* the request's end was submitted */
     bool resp_end; /* the response's end was seen */
     bool is_head;
@@ -93,6 +98,11 @@ struct h2sess {
     reel_buf_t in;
     ulane_t *lanes;
     size_t nlanes;
+    /* up-lanes by stream id (a session may carry hundreds of streams: the
+     * per-event lookup and the per-read passes must not walk them all) */
+    ulane_t *bysid[64];
+    size_t nsending; /* up-lanes with request DATA maybe queued */
+    ulane_t *pend;   /* up-lanes that got response bytes in this read */
     bool ready, dead, goaway, closing, processing;
     bool flush_queued; /* its output waits for the end of a batch */
     int handles;       /* the stack and the idle timer, until their close callbacks */
@@ -107,6 +117,7 @@ static void sess_flush(h2sess_t *s);
 static void sess_kick(h2sess_t *s);
 static void ulane_later(ulane_t *l);
 static void ulane_deliver(ulane_t *l);
+static void lane_unbind(ulane_t *l);
 
 /* ---- the up-lane's response side: what goes to the conn ---- */
 
@@ -171,16 +182,59 @@ static void on_end(ulane_t *l, const reel_field_t *trailers, size_t n) {
     /* else trailers after a content-length body have no HTTP/1.1 form */
     l->resp_end = true;
     if (l->req_end)
-        l->sid = 0; /* the stream is done: the next request opens another */
+        lane_unbind(l); /* the stream is done: the next request opens another */
 }
 
 /* ---- sessions ---- */
 
 static ulane_t *sess_lane(h2sess_t *s, uint32_t sid) {
-    for (ulane_t *l = s->lanes; l; l = l->next)
+    for (ulane_t *l = s->bysid[sid % 64]; l; l = l->sid_next)
         if (l->sid == sid)
             return l;
     return NULL;
+}
+
+/* The up-lane's stream is over (or it leaves its session): sid 0. */
+static void lane_unbind(ulane_t *l) {
+    h2sess_t *s = l->bound;
+    if (s) {
+        for (ulane_t **pp = &s->bysid[l->sid % 64]; *pp; pp = &(*pp)->sid_next)
+            if (*pp == l) {
+                *pp = l->sid_next;
+                break;
+            }
+        if (l->sending)
+            s->nsending--;
+    }
+    l->sending = false;
+    l->bound = NULL;
+    l->sid_next = NULL;
+    l->sid = 0;
+}
+
+static void lane_bind(h2sess_t *s, ulane_t *l, uint32_t sid) {
+    lane_unbind(l);
+    l->sid = sid;
+    l->bound = s;
+    l->sid_next = s->bysid[sid % 64];
+    s->bysid[sid % 64] = l;
+}
+
+/* Response bytes came for l in this read: delivered at its end. */
+static void lane_pending(h2sess_t *s, ulane_t *l) {
+    if (l->in_pend)
+        return;
+    l->in_pend = true;
+    l->pend_next = s->pend;
+    s->pend = l;
+}
+
+static void pend_clear(h2sess_t *s) {
+    while (s->pend) {
+        ulane_t *l = s->pend;
+        s->pend = l->pend_next;
+        l->in_pend = false;
+    }
 }
 
 static void sess_detach(h2sess_t *s, ulane_t *l) {
@@ -196,7 +250,7 @@ static void sess_detach(h2sess_t *s, ulane_t *l) {
         reel_h2_consume(s->h2, l->data_sid, l->in_data); /* the connection's window */
     l->in_data = 0;
     l->s = NULL;
-    l->sid = 0;
+    lane_unbind(l);
     if (s->nlanes == 0) {
         if (s->goaway || s->dead || s->p->shutting_down)
             sess_close(s);
@@ -222,7 +276,7 @@ static void sess_fail(h2sess_t *s, const char *why) {
         s->lanes = l->next;
         s->nlanes--;
         l->s = NULL;
-        l->sid = 0;
+        lane_unbind(l);
         if (!l->connected && !l->want_close)
             reel_filter_fail(&l->f, why); /* the connection never came up: a 502 */
     }
@@ -233,18 +287,24 @@ static void sess_event(h2sess_t *s, const reel_codec_event_t *ev) {
     ulane_t *l = ev->stream ? sess_lane(s, ev->stream) : NULL;
     switch (ev->type) {
     case REEL_CODEC_EV_HEAD:
-        if (l && !l->resp_end)
+        if (l && !l->resp_end) {
             on_head(l, &ev->head);
+            lane_pending(s, l);
+        }
         break;
     case REEL_CODEC_EV_DATA:
-        if (l && !l->resp_end)
+        if (l && !l->resp_end) {
             on_data(l, ev->data, ev->len);
-        else
+            lane_pending(s, l);
+        } else {
             reel_h2_consume(s->h2, ev->stream, ev->len); /* nobody is waiting for it */
+        }
         break;
     case REEL_CODEC_EV_END:
-        if (l && !l->resp_end)
+        if (l && !l->resp_end) {
+            lane_pending(s, l);
             on_end(l, ev->trailers, ev->ntrailers);
+        }
         break;
     case REEL_CODEC_EV_RESET:
         if (l == NULL)
@@ -254,20 +314,22 @@ static void sess_event(h2sess_t *s, const reel_codec_event_t *ev) {
              * longer needs resets with NO_ERROR): the rest of the body is
              * dropped */
             l->req_end = true;
-            l->sid = 0;
+            lane_unbind(l);
             break;
         }
         if (ev->error_code == REEL_H2_REFUSED_STREAM && l->in.len == 0) {
-            l->sid = 0;
+            lane_unbind(l);
             ulane_end(l, NULL); /* not processed: the conn may send it again */
+            lane_pending(s, l);
             break;
         }
         {
             char *why = reel_asprintf("the origin reset the HTTP/2 stream (error code 0x%x%s%s)",
                                       ev->error_code, ev->error_reason ? ": " : "",
                                       ev->error_reason ? ev->error_reason : "");
-            l->sid = 0;
+            lane_unbind(l);
             ulane_end(l, why);
+            lane_pending(s, l);
             free(why);
         }
         break;
@@ -278,7 +340,7 @@ static void sess_event(h2sess_t *s, const reel_codec_event_t *ev) {
         for (ulane_t *k = s->lanes; k; k = k->next) {
             if (k->sid > ev->last_stream && !k->resp_end && k->in.len == 0) {
                 /* not processed by the origin (RFC 9113 6.8): sent again */
-                k->sid = 0;
+                lane_unbind(k);
                 ulane_end(k, NULL);
             } else if (k->sid == 0) {
                 ulane_end(k, NULL); /* idle: its next request goes elsewhere */
@@ -317,6 +379,7 @@ static void sess_process(h2sess_t *s) {
     reel__h2_memory_seen(s->p, held);
     sess_flush(s);
     if (fatal) {
+        pend_clear(s);
         sess_fail(s, fatal);
         free(fatal);
         return;
@@ -325,8 +388,12 @@ static void sess_process(h2sess_t *s) {
      * they write to their clients and to this session goes in one write
      * each at the end */
     reel__batch_begin(s->p);
-    for (ulane_t *l = s->lanes, *next; l; l = next) {
-        next = l->next; /* memory of a lane detached meanwhile lives on until its timer */
+    while (s->pend) {
+        /* a lane detached meanwhile lives on until its timer: no lane in
+         * the list is freed before the list is empty */
+        ulane_t *l = s->pend;
+        s->pend = l->pend_next;
+        l->in_pend = false;
         if (l->s == s)
             ulane_deliver(l);
     }
@@ -358,12 +425,19 @@ static void sess_flush(h2sess_t *s) {
 
 /* Conns whose request bodies went out may send more. */
 static void sess_kick(h2sess_t *s) {
+    if (s->nsending == 0)
+        return; /* no request body in flight: nothing to walk */
     for (ulane_t *l = s->lanes, *next; l; l = next) {
         next = l->next;
-        if (l->s != s || l->sid == 0)
+        if (l->s != s || l->sid == 0 || !l->sending)
             continue;
-        if (reel_h2_stream_take_sent(s->h2, l->sid) &&
-            reel_h2_stream_queued(s->h2, l->sid) < LOW_WATER)
+        size_t queued = reel_h2_stream_queued(s->h2, l->sid);
+        bool sent = reel_h2_stream_take_sent(s->h2, l->sid) != 0;
+        if (l->req_end && queued == 0) {
+            l->sending = false; /* its whole body went out */
+            s->nsending--;
+        }
+        if (sent && queued < LOW_WATER)
             reel_filter_written(&l->f);
     }
 }
@@ -461,10 +535,12 @@ static void sess_close(h2sess_t *s) {
             *pp = s->next;
             break;
         }
+    pend_clear(s);
     while (s->lanes) { /* their conns see the end when they next read */
         ulane_t *l = s->lanes;
         s->lanes = l->next;
         l->s = NULL;
+        lane_unbind(l);
         ulane_end(l, s->error ? s->error : "the HTTP/2 connection to the origin closed");
     }
     s->nlanes = 0;
@@ -613,12 +689,17 @@ static void ulane_send(reel_filter_t *f, const uint8_t *data, size_t len) {
                 ulane_end(l, reel_err_str(&err));
                 break;
             }
-            l->sid = sid;
+            lane_bind(s, l, sid);
             l->req_end = end;
             s->streams++;
         } else if (ev.type == REEL_CODEC_EV_DATA) {
-            if (l->sid && !l->req_end)
+            if (l->sid && !l->req_end) {
                 reel_h2_submit_data(s->h2, l->sid, ev.data, ev.len, false);
+                if (!l->sending) {
+                    l->sending = true; /* sess_kick tells the conn when it went out */
+                    s->nsending++;
+                }
+            }
         } else if (ev.type == REEL_CODEC_EV_END) {
             if (l->sid && !l->req_end) {
                 if (h->ntrailers)
@@ -628,7 +709,7 @@ static void ulane_send(reel_filter_t *f, const uint8_t *data, size_t len) {
             }
             l->req_end = true;
             if (l->resp_end)
-                l->sid = 0;
+                lane_unbind(l);
         } else if (ev.type == REEL_CODEC_EV_UPGRADE) {
             ulane_end(l, "reel does not send an HTTP/1.1 Upgrade over HTTP/2");
             break;
