@@ -120,27 +120,30 @@ class ValgrindShutdown(unittest.TestCase):
         s.sendall(c.data_to_send())
         return s, c
 
-    def h2_get(self, s, c, path, end=True):
+    def h2_get(self, s, c, path, end=True, scheme="http", auth=None):
         sid = c.get_next_available_stream_id()
-        auth = "127.0.0.1:%d" % self.origin.http_port
-        c.send_headers(sid, [(":method", "GET"), (":scheme", "http"), (":authority", auth),
+        auth = auth or "127.0.0.1:%d" % self.origin.http_port
+        c.send_headers(sid, [(":method", "GET"), (":scheme", scheme), (":authority", auth),
                              (":path", path)], end_stream=end)
         s.sendall(c.data_to_send())
         return sid
 
-    def test_h2_lanes_at_close_and_ctrl_c(self):
+    @staticmethod
+    def h2_wait_end(s, c, sid):
         import h2.events
+        s.settimeout(30)
+        while True:
+            for ev in c.receive_data(s.recv(65536)):
+                if isinstance(ev, h2.events.StreamEnded) and ev.stream_id == sid:
+                    s.sendall(c.data_to_send())
+                    return
+            s.sendall(c.data_to_send())
+
+    def test_h2_lanes_at_close_and_ctrl_c(self):
         # a stream answered (its lane stays idle), a reset one, a large one
         # unread, then the client vanishes: the front and its lanes go
         s, c = self.h2c()
-        done = self.h2_get(s, c, "/100b")
-        got = False
-        s.settimeout(30)
-        while not got:
-            for ev in c.receive_data(s.recv(65536)):
-                if isinstance(ev, h2.events.StreamEnded) and ev.stream_id == done:
-                    got = True
-            s.sendall(c.data_to_send())
+        self.h2_wait_end(s, c, self.h2_get(s, c, "/100b"))
         rst = self.h2_get(s, c, "/big")
         c.reset_stream(rst, 8)
         s.sendall(c.data_to_send())
@@ -173,28 +176,16 @@ class ValgrindShutdown(unittest.TestCase):
         return s, c
 
     def h2_tunnel_get(self, s, c, path):
-        sid = c.get_next_available_stream_id()
-        c.send_headers(sid, [(":method", "GET"), (":scheme", "https"),
-                             (":authority", "localhost:%d" % self.origin.https_port),
-                             (":path", path)], end_stream=True)
-        s.sendall(c.data_to_send())
-        return sid
+        return self.h2_get(s, c, path, scheme="https",
+                           auth="localhost:%d" % self.origin.https_port)
 
     def test_h2_upstream_sessions_at_close_and_ctrl_c(self):
-        import h2.events
         # streams over the shared HTTP/2 session to the origin: one answered,
         # one large and unread when its client goes (its stream is reset
         # toward the origin), one running at Ctrl-C (the session closes
         # with it, after GOAWAY)
         s, c = self.h2_tunnel()
-        done = self.h2_tunnel_get(s, c, "/100b")
-        got = False
-        s.settimeout(30)
-        while not got:
-            for ev in c.receive_data(s.recv(65536)):
-                if isinstance(ev, h2.events.StreamEnded) and ev.stream_id == done:
-                    got = True
-            s.sendall(c.data_to_send())
+        self.h2_wait_end(s, c, self.h2_tunnel_get(s, c, "/100b"))
         self.h2_tunnel_get(s, c, "/big")
         time.sleep(1.0)
         s.close()
