@@ -272,6 +272,9 @@ void reel__record_rejected(conn_t *c);
 void reel__req_process(conn_t *c);
 void reel__resp_process(conn_t *c);
 const char *reel__status_text(int status);
+/* "host:port" or "[v6]:port" -> *host (allocated, no brackets) and *port
+ * (def_port when absent); -1 when it is not a valid authority. */
+int reel__split_authority(const char *a, size_t n, char **host, int *port, int def_port);
 
 /* ---- tunnel.c ---- */
 void reel__tunnel_codecs_free(conn_t *c);

@@ -5,7 +5,6 @@
 
 #include "core/conn.h"
 
-static int split_authority(const char *a, size_t n, char **host, int *port, int def_port);
 static int split_absolute(const char *t, size_t n, bool *https, char **host, int *port,
                           char **path);
 static void request_msg(const reel_h1_head_t *h, const char *scheme, const char *host, int port,
@@ -40,7 +39,7 @@ void reel__conn_touch(conn_t *c) {
 }
 
 /* Splits "host:port" / "[v6]:port" (authority form). */
-static int split_authority(const char *a, size_t n, char **host, int *port, int def_port) {
+int reel__split_authority(const char *a, size_t n, char **host, int *port, int def_port) {
     const char *end = a + n, *h = a, *he, *colon = NULL;
     if (n && a[0] == '[') {
         const char *close = memchr(a, ']', n);
@@ -102,7 +101,7 @@ static int split_absolute(const char *t, size_t n, bool *https, char **host, int
     const char *at = memchr(a, '@', (size_t)(slash - a));
     if (at)
         return -1; /* userinfo in a proxy request: refuse rather than guess */
-    if (split_authority(a, (size_t)(slash - a), host, port, *https ? 443 : 80) != 0)
+    if (reel__split_authority(a, (size_t)(slash - a), host, port, *https ? 443 : 80) != 0)
         return -1;
     if (slash == end)
         *path = reel_strdup("/");
@@ -486,7 +485,7 @@ static bool retryable_method(const char *m) {
 static void handle_connect(conn_t *c, const reel_h1_head_t *h) {
     char *host = NULL;
     int port = 0;
-    if (split_authority(h->target, h->target_len, &host, &port, -1) != 0 || port < 0) {
+    if (reel__split_authority(h->target, h->target_len, &host, &port, -1) != 0 || port < 0) {
         reel__record_refused(c, h, "http", NULL, 0, NULL);
         reel__fail_exchange(c, 400, "CONNECT target must be host:port");
         free(host);

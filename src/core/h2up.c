@@ -63,10 +63,10 @@ struct ulane {
     bool fresh; /* it opened its session: the dns/connect/TLS times are its flow's */
     /* requests from the conn */
     reel_codec_t *req;
-    uint32_t sid;  /* current stream, 0: none (lane_bind / lane_unbind) */
-    ulane_t *sid_next; /* in its session's bysid bucket */
-    h2sess_t *bound;   /* the session whose bysid holds it */
-    bool sending;      /* request DATA may be waiting in its stream (s->nsending) */
+    uint32_t sid;       /* current stream, 0: none (lane_bind / lane_unbind) */
+    ulane_t *sid_next;  /* in its session's bysid bucket */
+    h2sess_t *bound;    /* the session whose bysid holds it */
+    bool sending;       /* request DATA may be waiting in its stream (s->nsending) */
     ulane_t *pend_next; /* in its session's pend list, when in_pend */
     bool in_pend;
     bool req_end;  /* the request's end was submitted */
@@ -103,6 +103,7 @@ struct h2sess {
     ulane_t *bysid[64];
     size_t nsending; /* up-lanes with request DATA maybe queued */
     ulane_t *pend;   /* up-lanes that got response bytes in this read */
+    size_t in_held;  /* response bytes its up-lanes hold for their conns */
     bool ready, dead, goaway, closing, processing;
     bool flush_queued; /* its output waits for the end of a batch */
     int handles;       /* the stack and the idle timer, until their close callbacks */
@@ -130,11 +131,6 @@ static void ulane_end(ulane_t *l, const char *error) {
         ulane_later(l);
 }
 
-static bool is_field(const reel_field_t *f, const char *name) {
-    size_t n = strlen(name);
-    return f->name_len == n && strncasecmp(f->name, name, n) == 0;
-}
-
 static void write_fields(reel_buf_t *b, const reel_field_t *fs, size_t n) {
     for (size_t i = 0; i < n; i++) {
         reel_buf_append(b, fs[i].name, fs[i].name_len);
@@ -149,9 +145,7 @@ static void on_head(ulane_t *l, const reel_msg_head_t *h) {
     reel_buf_printf(&l->in, "HTTP/1.1 %u %s\r\n", st, reel__status_text((int)st));
     write_fields(&l->in, h->fields, h->nfields);
     if (st >= 200) {
-        bool has_length = false;
-        for (size_t i = 0; i < h->nfields; i++)
-            has_length = has_length || is_field(&h->fields[i], "content-length");
+        bool has_length = reel_h1_find_header(h->fields, h->nfields, "content-length") != NULL;
         /* the conn parses this framing; the record leaves it out (it is
          * reel's: HTTP/2 has no Transfer-Encoding) */
         l->chunked = !has_length && !l->is_head && st != 204 && st != 304;
@@ -249,6 +243,7 @@ static void sess_detach(h2sess_t *s, ulane_t *l) {
     if (l->in_data && !s->dead)
         reel_h2_consume(s->h2, l->data_sid, l->in_data); /* the connection's window */
     l->in_data = 0;
+    s->in_held -= l->in.len;
     l->s = NULL;
     lane_unbind(l);
     if (s->nlanes == 0) {
@@ -287,25 +282,24 @@ static void sess_event(h2sess_t *s, const reel_codec_event_t *ev) {
     ulane_t *l = ev->stream ? sess_lane(s, ev->stream) : NULL;
     switch (ev->type) {
     case REEL_CODEC_EV_HEAD:
-        if (l && !l->resp_end) {
-            on_head(l, &ev->head);
-            lane_pending(s, l);
-        }
-        break;
     case REEL_CODEC_EV_DATA:
-        if (l && !l->resp_end) {
+    case REEL_CODEC_EV_END: {
+        if (l == NULL || l->resp_end) {
+            if (ev->type == REEL_CODEC_EV_DATA) /* nobody is waiting for it */
+                reel_h2_consume(s->h2, ev->stream, ev->len);
+            break;
+        }
+        size_t before = l->in.len;
+        lane_pending(s, l);
+        if (ev->type == REEL_CODEC_EV_HEAD)
+            on_head(l, &ev->head);
+        else if (ev->type == REEL_CODEC_EV_DATA)
             on_data(l, ev->data, ev->len);
-            lane_pending(s, l);
-        } else {
-            reel_h2_consume(s->h2, ev->stream, ev->len); /* nobody is waiting for it */
-        }
-        break;
-    case REEL_CODEC_EV_END:
-        if (l && !l->resp_end) {
-            lane_pending(s, l);
+        else
             on_end(l, ev->trailers, ev->ntrailers);
-        }
+        s->in_held += l->in.len - before;
         break;
+    }
     case REEL_CODEC_EV_RESET:
         if (l == NULL)
             break;
@@ -373,10 +367,7 @@ static void sess_process(h2sess_t *s) {
         sess_event(s, &ev);
     }
     s->processing = false;
-    size_t held = reel_h2_memory(s->h2);
-    for (ulane_t *l = s->lanes; l; l = l->next)
-        held += l->in.len;
-    reel__h2_memory_seen(s->p, held);
+    reel__h2_memory_seen(s->p, reel_h2_memory(s->h2) + s->in_held);
     sess_flush(s);
     if (fatal) {
         pend_clear(s);
@@ -645,39 +636,21 @@ static void ulane_send(reel_filter_t *f, const uint8_t *data, size_t len) {
         const reel_h1_event_t *h = &ev.h1;
         if (ev.type == REEL_CODEC_EV_HEAD) {
             const reel_h1_head_t *hd = &h->head;
-            /* :authority from Host (the client's words), else the origin */
+            /* :authority from Host (the client's words), else the origin;
+             * the target is in origin form (core/exchange.c writes it so) */
             const reel_h1_header_t *hh = reel_h1_find_header(hd->headers, hd->nheaders, "host");
-            char host[300];
-            uint32_t port = (uint32_t)l->port;
-            snprintf(host, sizeof host, "%s", l->host);
-            if (hh && hh->value_len && hh->value_len < sizeof host) {
-                memcpy(host, hh->value, hh->value_len);
-                host[hh->value_len] = 0;
-                char *colon = strrchr(host, ':');
-                port = l->https ? 443 : 80;
-                if (host[0] == '[') { /* [v6] or [v6]:port */
-                    char *end = strchr(host, ']');
-                    if (end && end[1] == ':')
-                        port = (uint32_t)strtoul(end + 2, NULL, 10);
-                    if (end)
-                        *end = 0;
-                    memmove(host, host + 1, strlen(host));
-                } else if (colon && colon == strchr(host, ':')) {
-                    port = (uint32_t)strtoul(colon + 1, NULL, 10);
-                    *colon = 0;
-                }
-            }
-            const char *path = hd->target;
-            if (hd->target_form == REEL_H1_TARGET_ABSOLUTE) {
-                const char *p = strstr(path, "://");
-                p = p ? strchr(p + 3, '/') : NULL;
-                path = p ? p : "/";
+            char *host = NULL;
+            int port = l->port;
+            if (hh == NULL || reel__split_authority(hh->value, hh->value_len, &host, &port,
+                                                    l->https ? 443 : 80) != 0) {
+                host = reel_strdup(l->host);
+                port = l->port;
             }
             reel_msg_head_t m = {.method = hd->method,
                                  .scheme = l->https ? "https" : "http",
                                  .host = host,
-                                 .port = port,
-                                 .path = path,
+                                 .port = (uint32_t)port,
+                                 .path = hd->target,
                                  .fields = hd->headers,
                                  .nfields = hd->nheaders};
             l->is_head = hd->is_head;
@@ -685,7 +658,9 @@ static void ulane_send(reel_filter_t *f, const uint8_t *data, size_t len) {
             l->req_end = l->resp_end = false;
             bool end = hd->framing == REEL_H1_BODY_NONE;
             uint32_t sid = 0;
-            if (reel_h2_submit_request(s->h2, &m, end, &sid, &err) != REEL_OK) {
+            reel_rc src = reel_h2_submit_request(s->h2, &m, end, &sid, &err);
+            free(host);
+            if (src != REEL_OK) {
                 ulane_end(l, reel_err_str(&err));
                 break;
             }
@@ -719,10 +694,6 @@ static void ulane_send(reel_filter_t *f, const uint8_t *data, size_t len) {
         s->flush_queued = true; /* many requests, one write (core/proxy.c) */
     else if (!s->flush_queued)
         sess_flush(s);
-}
-
-static void ulane_shutdown(reel_filter_t *f) {
-    (void)f; /* the stream's end is the request's; the session stays */
 }
 
 static size_t ulane_queued(const reel_filter_t *f) {
@@ -818,11 +789,13 @@ static void ulane_deliver(ulane_t *l) {
         uint32_t sid = l->data_sid;
         reel_filter_up(&l->f, b.data, b.len);
         reel_buf_free(&b);
-        if (s && s == l->s && !s->closing && !s->dead && data) {
-            reel_h2_consume(s->h2, sid, data); /* the origin may send that much more */
+        if (s)
+            s->in_held -= b.len;
+        if (data && s && !s->closing && !s->dead) {
+            /* the origin may send that much more (also if the conn let
+             * go of the up-lane meanwhile: the connection's window) */
+            reel_h2_consume(s->h2, sid, data);
             sess_flush(s);
-        } else if (data && l->s == NULL && s && !s->closing && !s->dead) {
-            reel_h2_consume(s->h2, sid, data); /* detached meanwhile */
         }
         if (l->want_close)
             return;
@@ -875,7 +848,7 @@ static const reel_filter_ops_t ulane_ops = {
     .name = "h2-upstream",
     .open = ulane_open,
     .send = ulane_send,
-    .shutdown = ulane_shutdown,
+    /* no .shutdown: a stream's end is its request's; the session stays */
     .queued = ulane_queued,
     .is_open = ulane_is_open,
     .set_reading = ulane_set_reading,

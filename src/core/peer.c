@@ -317,14 +317,12 @@ bool reel__upstream_for(conn_t *c, bool https, const char *host, int port, const
     up->https = https;
     up->progress = uv_now(p->loop);
     up->t_dns0 = reel__now_us();
-    up->id = ++p->upstream_ids;
     c->up = up;
     reel_codec_free(c->respc);
     c->respc = reel_h1_codec_new(REEL_H1_RESPONSE, NULL);
     if (h2) {
         up->h2 = true;
-        int before = 0;
-        --p->upstream_ids; /* the number is the session's */
+        int before = 0; /* up->id: the session's number */
         reel_filter_t *bottom = reel__h2up_filter(p, https, host, port, sni, &up->id, &before);
         up->flows = before;
         up->timings_used = before > 0; /* no dns, connect or TLS of its own */
@@ -334,6 +332,7 @@ bool reel__upstream_for(conn_t *c, bool https, const char *host, int port, const
         reel_stack_connect(&up->st);
         return before > 0; /* a connection in use: its request may be sent again */
     }
+    up->id = ++p->upstream_ids;
     reel_filter_t *bottom = p->connect
                                 ? p->connect(p->connect_ctx, p, host, port)
                                 : reel_tcp_connect(p->loop, host, port, p->readbuf, READ_SIZE);

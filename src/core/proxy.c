@@ -219,7 +219,9 @@ bool reel__batch_defer(reel_proxy_t *p, bool session, void *ptr) {
 }
 
 /* The entries' memory outlives the batch: conns and sessions are freed
- * from libuv close callbacks, never inside the callback a batch runs in. */
+ * from libuv close callbacks, never inside the callback a batch runs in,
+ * and libuv runs the check handle (on_flush_check) before the close
+ * callbacks of the same loop iteration. */
 void reel__batch_end(reel_proxy_t *p) {
     if (--p->batch > 0)
         return;
