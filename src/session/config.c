@@ -29,6 +29,7 @@
 static reel_rc check_listen_host(const char *v, reel_err_t *err);
 static reel_rc check_regex(const char *v, reel_err_t *err);
 static reel_rc check_proxyauth(const char *v, reel_err_t *err);
+static reel_rc check_hostports(const char *v, reel_err_t *err);
 
 #define KIB INT64_C(1024)
 #define MIB (KIB * 1024)
@@ -61,7 +62,7 @@ static const reel_option_t options[] = {
     {"h2c_upstreams", REEL_OPT_STRING, "",
      "plain-HTTP origins (host:port, comma-separated) that get prior-knowledge HTTP/2 (h2c) "
      "from reel, whatever the client speaks; empty = none",
-     NULL, 0, 0, NULL},
+     NULL, 0, 0, check_hostports},
     {"upstream_trusted_ca", REEL_OPT_STRING, "",
      "extra CA file (PEM) for upstream verification; empty = none", NULL, 0, 0, NULL},
     {"capture", REEL_OPT_ENUM, "on",
@@ -325,6 +326,32 @@ static reel_rc check_listen_host(const char *v, reel_err_t *err) {
                             "invalid value '%s' for listen_host: expected a host name or IP "
                             "address (0.0.0.0 or :: for every interface)",
                             show(v, shown));
+    return REEL_OK;
+}
+
+/* "host:port, host:port" (h2c_upstreams): each item names a port, as the
+ * proxy compares "host:port" whole. */
+static reel_rc check_hostports(const char *v, reel_err_t *err) {
+    for (const char *at = v; *at;) {
+        while (*at == ',' || *at == ' ')
+            at++;
+        size_t n = strcspn(at, ", ");
+        if (n == 0)
+            break;
+        const char *colon = NULL;
+        for (size_t i = 0; i < n; i++)
+            if (at[i] == ':')
+                colon = at + i;
+        long port = 0;
+        size_t digits = colon ? (size_t)(at + n - colon - 1) : 0;
+        for (size_t i = 1; i <= digits && port <= 65535; i++)
+            port = colon[i] >= '0' && colon[i] <= '9' ? port * 10 + (colon[i] - '0') : 70000;
+        if (colon == NULL || colon == at || digits == 0 || port < 1 || port > 65535)
+            return reel_err_set(err, REEL_INVALID,
+                                "invalid value for h2c_upstreams: '%.*s' is not host:port", (int)n,
+                                at);
+        at += n;
+    }
     return REEL_OK;
 }
 

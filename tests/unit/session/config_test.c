@@ -303,6 +303,13 @@ static void test_string(void **state) {
     expect_msg("listen_host", "a\nb", REEL_INVALID,
                "invalid value 'a\\x0ab' for listen_host: control characters are not allowed");
     expect_canon("upstream_trusted_ca", "", "");
+    expect_canon("h2c_upstreams", "api:8080, [::1]:81", "api:8080, [::1]:81");
+    expect_msg("h2c_upstreams", "api:8080, localhost", REEL_INVALID,
+               "invalid value for h2c_upstreams: 'localhost' is not host:port");
+    expect_msg("h2c_upstreams", "api:0", REEL_INVALID,
+               "invalid value for h2c_upstreams: 'api:0' is not host:port");
+    expect_msg("h2c_upstreams", ":80", REEL_INVALID,
+               "invalid value for h2c_upstreams: ':80' is not host:port");
     expect_canon("upstream_trusted_ca", "/etc/ssl/extra ca.pem", "/etc/ssl/extra ca.pem");
     expect_canon("proxyauth", "", "");
     expect_canon("proxyauth", "alice:s3cret", "alice:s3cret");
