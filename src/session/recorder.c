@@ -115,14 +115,13 @@ struct reel_recorder {
     reel_session_t *session;
     reel_recorder_opts_t opts;
 
-    /* producer side (caller's thread) */
+    /* shared, under mu. Producer side: producers may run on several
+     * threads (recorder.h); these are only read or changed under mu. */
     uint64_t next_flow_id;
     uint64_t body_limit;
     reel_capture_mode capture;
     int warned_behind;  /* said that bodies are being shed */
     int warned_records; /* said that other records are being dropped */
-
-    /* shared, under mu */
     pthread_mutex_t mu;
     pthread_cond_t cv_work, cv_space, cv_done;
     item *head, *tail;
@@ -1208,54 +1207,49 @@ static size_t body_budget(const reel_recorder_t *r) {
     return r->opts.queue_bytes - r->opts.queue_bytes / 8;
 }
 
-/* Encodes rec and queues it. With capture lossless it waits for room; with
- * capture on it never waits: a body chunk that does not fit in the body
- * share is not queued (returns 0: the caller sheds the rest of that body),
- * and a start or head that does not fit in the whole budget is dropped and
- * counted in f->dropped (the flow then ends with an error). Ends are always
- * queued. Returns 1 when queued. */
-static int enqueue(reel_recorder_t *r, reel_rflow_t *f, const Reel__Record *rec, int kind) {
-    size_t len = reel__record__get_packed_size(rec);
+/* Whether a record of len bytes of this kind finds no room in the queue
+ * (under mu). */
+static int queue_full(const reel_recorder_t *r, size_t len, int kind) {
     size_t cap = kind == Q_BODY ? body_budget(r) : r->opts.queue_bytes;
-    item *it = reel_malloc(sizeof *it + len);
-    it->next = NULL;
-    it->len = len;
-    reel__record__pack(rec, it->data);
-    pthread_mutex_lock(&r->mu);
-    int full = kind != Q_FINAL && r->queued_bytes + r->writer_bytes + len > cap &&
-               (r->head || r->writer_bytes);
-    if (full && r->capture == REEL_CAPTURE_LOSSLESS) {
-        while (r->queued_bytes + r->writer_bytes + len > r->opts.queue_bytes &&
-               (r->head || r->writer_bytes))
-            pthread_cond_wait(&r->cv_space, &r->mu);
-        full = 0;
-    }
-    if (full) {
-        if (kind == Q_BODY) {
-            pthread_mutex_unlock(&r->mu);
-            free(it);
-            return 0;
-        }
-        r->stats.dropped_records++;
-        pthread_mutex_unlock(&r->mu);
-        free(it);
-        if (f)
-            f->dropped++;
-        if (!r->warned_records) {
-            r->warned_records = 1;
-            warn(r, "capture is falling behind the disk: the capture buffer is full even "
-                    "without bodies, records are being dropped and the affected flows marked "
-                    "with an error (set capture=lossless to slow traffic down instead)");
-        }
+    return kind != Q_FINAL && r->queued_bytes + r->writer_bytes + len > cap &&
+           (r->head || r->writer_bytes);
+}
+
+/* With capture lossless: waits (under mu) until a record of len bytes fits
+ * the whole budget. */
+static void wait_for_room(reel_recorder_t *r, size_t len) {
+    while (r->queued_bytes + r->writer_bytes + len > r->opts.queue_bytes &&
+           (r->head || r->writer_bytes))
+        pthread_cond_wait(&r->cv_space, &r->mu);
+}
+
+/* A start or head that found no room (capture on): counted, and the flow
+ * marked (under mu). Returns 1 when the warning is to be said, once. */
+static int drop_locked(reel_recorder_t *r, reel_rflow_t *f) {
+    r->stats.dropped_records++;
+    if (f)
+        f->dropped++;
+    if (r->warned_records)
         return 0;
-    }
+    r->warned_records = 1;
+    return 1;
+}
+
+static void warn_dropping(reel_recorder_t *r) {
+    warn(r, "capture is falling behind the disk: the capture buffer is full even "
+            "without bodies, records are being dropped and the affected flows marked "
+            "with an error (set capture=lossless to slow traffic down instead)");
+}
+
+/* Appends it to the queue and wakes the writer if it waits (under mu). */
+static void queue_locked(reel_recorder_t *r, item *it) {
     it->seq = ++r->enq_seq;
     if (r->tail)
         r->tail->next = it;
     else
         r->head = it;
     r->tail = it;
-    r->queued_bytes += len;
+    r->queued_bytes += it->len;
     if (r->queued_bytes + r->writer_bytes > r->stats.queue_peak)
         r->stats.queue_peak = r->queued_bytes + r->writer_bytes;
     /* Wake the writer when it waits for work, or when it waits for a
@@ -1266,6 +1260,35 @@ static int enqueue(reel_recorder_t *r, reel_rflow_t *f, const Reel__Record *rec,
         r->writer_waiting = 0;
         pthread_cond_signal(&r->cv_work);
     }
+}
+
+/* Encodes rec and queues it. With capture lossless it waits for room; with
+ * capture on it never waits: a body chunk that does not fit in the body
+ * share is not queued (returns 0: the caller sheds the rest of that body),
+ * and a start or head that does not fit in the whole budget is dropped and
+ * counted in f->dropped (the flow then ends with an error). Ends are always
+ * queued. Returns 1 when queued. */
+static int enqueue(reel_recorder_t *r, reel_rflow_t *f, const Reel__Record *rec, int kind) {
+    size_t len = reel__record__get_packed_size(rec);
+    item *it = reel_malloc(sizeof *it + len);
+    it->next = NULL;
+    it->len = len;
+    reel__record__pack(rec, it->data);
+    pthread_mutex_lock(&r->mu);
+    int full = queue_full(r, len, kind);
+    if (full && r->capture == REEL_CAPTURE_LOSSLESS) {
+        wait_for_room(r, len);
+        full = 0;
+    }
+    if (full) {
+        int say = kind == Q_BODY ? 0 : drop_locked(r, f);
+        pthread_mutex_unlock(&r->mu);
+        free(it);
+        if (say)
+            warn_dropping(r);
+        return 0;
+    }
+    queue_locked(r, it);
     pthread_mutex_unlock(&r->mu);
     return 1;
 }
@@ -1553,17 +1576,22 @@ out:
 
 void reel_recorder_set_limits(reel_recorder_t *rec, uint64_t body_limit,
                               reel_capture_mode capture) {
+    pthread_mutex_lock(&rec->mu);
     rec->body_limit = body_limit;
     rec->capture = capture;
+    pthread_mutex_unlock(&rec->mu);
 }
 
+/* The start record goes into the queue in the same locked section that
+ * gives the flow its id, so that starts are queued in id order with any
+ * number of producer threads (the index's url_fts batch takes the ids above
+ * its high-water mark at each commit). It is packed under the lock (a
+ * small record, once per flow) into a buffer allocated before, with room
+ * for the largest id (the size the queue accounts for while it checks for
+ * room). */
 reel_rflow_t *reel_recorder_flow_start(reel_recorder_t *r, const reel_flow_info_t *info) {
     reel_rflow_t *f = reel_calloc(1, sizeof *f);
     f->rec = r;
-    f->limit = r->body_limit;
-    if (r->capture == REEL_CAPTURE_OFF)
-        return f;
-    f->id = r->next_flow_id++;
     char uuid[37];
     uuid4(uuid);
     Reel__FlowStart st = REEL__FLOW_START__INIT;
@@ -1583,14 +1611,38 @@ reel_rflow_t *reel_recorder_flow_start(reel_recorder_t *r, const reel_flow_info_
         st.replay_of = &ro;
     }
     Reel__Record rec = REEL__RECORD__INIT;
-    rec.flow_id = f->id;
+    rec.flow_id = UINT64_MAX; /* the largest encoding an id can take */
     rec.time_us = now_or(info ? info->time_us : 0);
     rec.event_case = REEL__RECORD__EVENT_START;
     rec.start = &st;
-    enqueue(r, f, &rec, Q_SMALL);
+    size_t room = reel__record__get_packed_size(&rec);
+    item *it = reel_malloc(sizeof *it + room);
+    int say = 0;
     pthread_mutex_lock(&r->mu);
-    r->stats.flows++;
+    f->limit = r->body_limit;
+    if (r->capture != REEL_CAPTURE_OFF) {
+        int full = queue_full(r, room, Q_SMALL);
+        if (full && r->capture == REEL_CAPTURE_LOSSLESS) {
+            wait_for_room(r, room);
+            full = 0;
+        }
+        f->id = r->next_flow_id++;
+        r->stats.flows++;
+        if (full) {
+            say = drop_locked(r, f);
+        } else {
+            rec.flow_id = f->id;
+            it->next = NULL;
+            it->len = reel__record__get_packed_size(&rec);
+            reel__record__pack(&rec, it->data);
+            queue_locked(r, it);
+            it = NULL;
+        }
+    }
     pthread_mutex_unlock(&r->mu);
+    free(it);
+    if (say)
+        warn_dropping(r);
     return f;
 }
 
@@ -1716,9 +1768,10 @@ static void shed_body(reel_rflow_t *f, int response) {
     f->body_admit[response] = -1;
     pthread_mutex_lock(&r->mu);
     r->stats.unrecorded_bodies++;
+    int say = !r->warned_behind;
+    r->warned_behind = 1;
     pthread_mutex_unlock(&r->mu);
-    if (!r->warned_behind) {
-        r->warned_behind = 1;
+    if (say) {
         warn(r, "capture is falling behind the disk: some bodies are not stored in full (their "
                 "flows end normally and say how many bytes were left out); raise capture_buffer "
                 "to absorb larger bursts, or set capture=lossless to slow traffic down instead");
@@ -1730,13 +1783,12 @@ static int body_admitted(reel_rflow_t *f, int response) {
     if (f->body_admit[response] == 0) {
         reel_recorder_t *r = f->rec;
         f->body_admit[response] = 1;
-        if (r->capture == REEL_CAPTURE_ON) {
-            pthread_mutex_lock(&r->mu);
-            int behind = r->queued_bytes + r->writer_bytes > body_budget(r) / 4 * 3;
-            pthread_mutex_unlock(&r->mu);
-            if (behind)
-                shed_body(f, response);
-        }
+        pthread_mutex_lock(&r->mu); /* once per body, not per chunk */
+        int behind = r->capture == REEL_CAPTURE_ON &&
+                     r->queued_bytes + r->writer_bytes > body_budget(r) / 4 * 3;
+        pthread_mutex_unlock(&r->mu);
+        if (behind)
+            shed_body(f, response);
     }
     return f->body_admit[response] > 0;
 }

@@ -27,7 +27,13 @@
  * going and the index thread re-reads the missing frames from the spool
  * once it can write again.
  *
- * Not thread-safe for producers: one thread (the proxy's loop) calls it. */
+ * Producers may call it from several threads at once (the proxy's loop,
+ * and the web UI's replays into the session it records, on libuv's thread
+ * pool) as long as each flow (reel_rflow_t) is used by one thread at a
+ * time. Flow ids are given out in the order of the reel_recorder_flow_start
+ * calls, and each flow's start record is queued before any record of a
+ * later flow. A body chunk takes the queue's lock once, as it always did;
+ * nothing else on that path is shared. */
 #ifndef REEL_SESSION_RECORDER_H
 #define REEL_SESSION_RECORDER_H
 

@@ -1,8 +1,8 @@
 /* Recorder fault tests: a disk that fails writes (ENOSPC) and comes back,
  * an index whose commits fail (as with SQLITE_FULL) and catches up, a
  * segment deleted under the writer, a disk that falls behind (bodies shed,
- * heads and ends kept, bursts within the budget kept whole) and a slow
- * fdatasync (group commit). Faults are injected through the
+ * heads and ends kept, bursts within the budget kept whole), a slow
+ * fdatasync (group commit) and producers on several threads. Faults are injected through the
  * recorder's fault hook; the session lives in a normal temp directory. */
 #include <errno.h>
 #include <pthread.h>
@@ -23,6 +23,7 @@
 #include "base/mem.h"
 #include "session/recorder.h"
 #include "session/session.h"
+#include "session/spool.h"
 #include "session/store.h"
 
 /* ---- fault hook and warning capture, shared with the recorder's threads ---- */
@@ -794,6 +795,100 @@ static void test_segment_deleted(void **state) {
     free(home);
 }
 
+/* ---- producers on several threads ---- */
+
+typedef struct {
+    reel_recorder_t *r;
+    uint64_t ids[300];
+    int n;
+} producer_t;
+
+static void *producer_main(void *arg) {
+    producer_t *p = arg;
+    for (int i = 0; i < p->n; i++) {
+        reel_rflow_t *f = begin(p->r, "/p");
+        p->ids[i] = reel_rflow_id(f);
+        respond(f, 0, (uint64_t)(i % 7) * 1000, 1);
+        reel_recorder_flow_end(f, NULL, 0, 0, 0);
+    }
+    return NULL;
+}
+
+typedef struct {
+    uint64_t max_id, starts, records;
+    int out_of_order;
+} order_t;
+
+/* Checks that each start record's id is above every id the spool held
+ * before it. */
+static int order_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *raw, size_t rlen) {
+    (void)off;
+    (void)clen;
+    order_t *o = ctx;
+    size_t pos = 0;
+    const uint8_t *rec;
+    size_t len;
+    while (reel_spool_block_next(raw, rlen, &pos, &rec, &len) == REEL_OK) {
+        reel_spool_peek_t pk;
+        assert_true(reel_spool_peek_record(rec, len, &pk));
+        o->records++;
+        if (pk.event == REEL__RECORD__EVENT_START) {
+            o->starts++;
+            o->out_of_order |= pk.flow_id <= o->max_id;
+        }
+        if (pk.flow_id > o->max_id)
+            o->max_id = pk.flow_id;
+    }
+    return 0;
+}
+
+/* Several threads record flows at once (as the proxy's loop and the web
+ * UI's replays do): every flow gets its own id, 1..N with none skipped,
+ * every flow is whole, and the spool holds the starts in id order, none
+ * after a record of a higher id. */
+static void test_producers_on_threads(void **state) {
+    (void)state;
+    char *home = reel_test_tmpdir("rec-threads");
+    env_t e;
+    env_init(&e);
+    reel_session_t *s = open_session(home, "mt", REEL_OPEN_CREATE | REEL_OPEN_RECORD);
+    reel_recorder_t *r = start(s, &e);
+    enum { T = 4, N = 300 };
+    producer_t p[T];
+    pthread_t th[T];
+    for (int t = 0; t < T; t++) {
+        p[t] = (producer_t){.r = r, .n = N};
+        assert_int_equal(pthread_create(&th[t], NULL, producer_main, &p[t]), 0);
+    }
+    for (int t = 0; t < T; t++)
+        pthread_join(th[t], NULL);
+    assert_int_equal(reel_recorder_close(r, NULL), REEL_OK);
+    uint8_t *seen = calloc(T * N + 1, 1);
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < N; i++) {
+            uint64_t id = p[t].ids[i];
+            assert_true(id >= 1 && id <= T * N);
+            assert_int_equal(seen[id], 0);
+            seen[id] = 1;
+            assert_complete(s, id, (uint64_t)(i % 7) * 1000);
+        }
+    free(seen);
+    int fd = reel_session_open_segment(s, 1);
+    assert_true(fd >= 0);
+    order_t o = {0};
+    reel_spool_scan_t sc;
+    assert_int_equal(reel_spool_scan(fd, 0, order_cb, &o, &sc, NULL), REEL_OK);
+    close(fd);
+    assert_int_equal(o.starts, T * N);
+    assert_int_equal(o.out_of_order, 0);
+    assert_int_equal(o.max_id, T * N);
+    assert_verify(s);
+    reel_session_close(s);
+    env_free(&e);
+    reel_test_rm_rf(home);
+    free(home);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_disk_outage_and_resume),
@@ -805,6 +900,7 @@ int main(void) {
         cmocka_unit_test(test_behind_memory_bounded),
         cmocka_unit_test(test_burst_within_budget_recorded_whole),
         cmocka_unit_test(test_slow_sync_does_not_stall_writer),
+        cmocka_unit_test(test_producers_on_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
