@@ -111,6 +111,8 @@ const state = {
   events: null,
   follow: false,
   refreshTimer: null,
+  ends: null,       // the list's first and last sort values (listEnds), for the slider
+  dragging: false,  // the position slider is held
 };
 
 // ---------------------------------------------------------------- routing
@@ -160,8 +162,10 @@ function setSession(name) {
 
 // ---------------------------------------------------------------- sessions
 
-async function loadInfo() {
-  state.info = await api('/api/sessions');
+// brief: only the names and which one is live (no session opened or
+// counted), what start() needs to pick one without waiting for the counts.
+async function loadInfo(brief) {
+  state.info = await api('/api/sessions' + (brief ? '?brief=1' : ''));
   $('ro-badge').hidden = !state.info.read_only;
   document.body.classList.toggle('read-only', state.info.read_only);
   return state.info;
@@ -347,12 +351,16 @@ async function resetList(last) {
   state.stalled = false;
   state.count = null;
   state.selected = -1;
+  // asked before the page is touched: setting scrollTop lays the page out
+  // (the first time, tens of ms), while the answer is on its way
+  const pending = fetchPage(null, !last);
   $('filter-error').hidden = true;
   $('filter').removeAttribute('aria-invalid');
   $('viewport').scrollTop = 0;
+  $('position').value = last ? POS_MAX : 0;
   layout();
   try {
-    const p = await fetchPage(null, !last);
+    const p = await pending;
     if (gen !== state.gen) return;
     if (p.rows.length) state.pages = [p];
     if (last) state.atStart = !p.more; else state.atEnd = !p.more;
@@ -371,6 +379,132 @@ async function resetList(last) {
   }
   draw();
   refreshCount();
+}
+
+// ---------------------------------------------------------------- jumping
+// Anywhere in a million rows without walking them: a made-up cursor just
+// before the place (the API starts a page after any (sort value, id), id 0
+// included), a page from there and the page before it.
+
+const POS_MAX = 1000;             // the position slider's steps
+const ID_MAX = 9007199254740991;  // past any id: (T, ID_MAX) sorts after every flow at T
+
+function hexUtf8(s) {
+  return Array.from(new TextEncoder().encode(s), (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+// The cursor of (row's sort value, id) in the current sort.
+function cursorOf(row, id) {
+  switch (state.sort) {
+    case 'id': return 'i' + id;
+    case 'start': return 's' + id + '.' + row.start_us;
+    case 'host': return 'h' + id + '.' + (row.host === null || row.host === undefined ? '-' : hexUtf8(row.host));
+    default: return 't' + id + '.' + (row.status === null || row.status === undefined ? '-' : row.status);
+  }
+}
+
+// The cursor just before row in the list's order: the page after it starts
+// with row itself.
+const cursorBefore = (row) => cursorOf(row, state.order === 'asc' ? row.id - 1 : row.id + 1);
+
+// The sort value of the list's first and last rows (two index seeks, kept
+// until the query changes), for the slider; only sorted on id or time, where
+// a position between them means something.
+const positional = () => state.sort === 'id' || state.sort === 'start';
+const sortKey = (r) => (state.sort === 'id' ? r.id : r.start_us);
+
+async function listEnds() {
+  if (state.ends && state.ends.gen === state.gen) return state.ends;
+  const gen = state.gen;
+  const [a, b] = await Promise.all([fetchPage(null, true, 1), fetchPage(null, false, 1)]);
+  const ends = { gen, first: a.rows[0] ? sortKey(a.rows[0]) : null, last: b.rows[0] ? sortKey(b.rows[0]) : null };
+  if (gen === state.gen) state.ends = ends;
+  return ends;
+}
+
+// The sort value at position f (0..1) between the ends.
+function keyAt(ends, f) {
+  return Math.round(ends.first + f * (ends.last - ends.first));
+}
+
+function positionLabel(key) {
+  return state.sort === 'id' ? 'flow ' + key.toLocaleString() : fmtTime(key);
+}
+
+// The list from cursor on (the rows after it), with the page before it
+// above; selects the row with id sel when it is there, else the first row
+// after the cursor. An empty page there: the end of the list.
+async function jumpTo(cursor, sel) {
+  state.gen++;
+  const gen = state.gen;
+  Object.assign(state, { pages: [], rows: [], atStart: false, atEnd: false, loading: null,
+    stalled: false, selected: -1 });
+  let p;
+  try {
+    p = await fetchPage(cursor, true);
+  } catch (e) {
+    if (gen === state.gen) loadFailed(gen, e);
+    return;
+  }
+  if (gen !== state.gen) return;
+  if (!p.rows.length) { await resetList(true); return; }
+  state.pages = [p];
+  state.atEnd = !p.more;
+  setRows();
+  layout();
+  $('viewport').scrollTop = 0;
+  await loadBefore(false);
+  if (gen !== state.gen) return;
+  const k = state.rows.findIndex((r) => r.id === sel);
+  const i = k >= 0 ? k : state.rows.indexOf(p.rows[0]);
+  state.selected = i;
+  $('viewport').scrollTop = i * ROW_H;
+  draw();
+  refreshCount();
+}
+
+// The slider let go at value v: the row at that fraction of the sort
+// values between the ends (ids, or times: a busy minute gets as much of
+// the slider as a quiet one).
+async function jumpToPosition(v) {
+  if (!positional()) return;
+  if (v <= 0) return resetList(false);
+  if (v >= POS_MAX) return resetList(true);
+  let ends;
+  try { ends = await listEnds(); } catch (e) { status(e.message, true); return; }
+  if (ends.first === null) return;
+  const key = keyAt(ends, v / POS_MAX);
+  const asc = state.order === 'asc';
+  const c = state.sort === 'id' ? 'i' + Math.max(0, asc ? key - 1 : key + 1)
+    : 's' + (asc ? 0 : ID_MAX) + '.' + key;
+  return jumpTo(c, null);
+}
+
+// "Go to" flow n: its row (by ~id, whatever the filter), then the list from
+// just before it; told when the filter leaves it out.
+async function goToFlow(n) {
+  let r;
+  try {
+    r = await api(sessPath(state.session) + '/flows?limit=1&filter=' + enc('~id ' + n));
+  } catch (e) { status(e.message, true); return; }
+  const row = r.rows[0];
+  if (!row) { status('there is no flow ' + n, true); return; }
+  await jumpTo(cursorBefore(row), n);
+  if (!state.rows.some((x) => x.id === n)) status('flow ' + n + ' does not match the filter: the list shows where it would be');
+  else { status(''); location.hash = '#/s/' + enc(state.session) + '/flow/' + n; }
+}
+
+// Keeps the slider where the first row shown is (once the ends are known).
+function showPosition() {
+  const pos = $('position');
+  pos.disabled = !positional();
+  pos.title = pos.disabled ? 'the position works sorted by ID or Time' : '';
+  if (pos.disabled || state.dragging) return;
+  const ends = state.ends && state.ends.gen === state.gen ? state.ends : null;
+  const r = rowAt(firstIndex());
+  if (!ends || !r || ends.first === null || ends.last === ends.first) return;
+  const f = (sortKey(r) - ends.first) / (ends.last - ends.first);
+  pos.value = Math.round(Math.min(1, Math.max(0, f)) * POS_MAX);
 }
 
 function showFilterError(e) {
@@ -525,6 +659,7 @@ function draw() {
     frag.append(row);
   }
   rowsEl.replaceChildren(frag);
+  showPosition();
   // near an edge of the window: the neighbouring page, by cursor
   if (first + visible > state.rows.length - PAGE / 2) loadAfter(false);
   else if (first < PAGE / 2) loadBefore(false);
@@ -1018,6 +1153,27 @@ function wire() {
   $('go-first').addEventListener('click', () => resetList(false));
   $('go-last').addEventListener('click', () => resetList(true));
   $('count-all').addEventListener('click', () => { state.exact = true; refreshCount(); });
+  const pos = $('position');
+  pos.max = POS_MAX;
+  pos.addEventListener('input', async () => {
+    state.dragging = true;
+    const v = Number(pos.value);
+    try {
+      const ends = await listEnds();
+      if (ends.first !== null && state.dragging) $('position-to').textContent = '→ ' + positionLabel(keyAt(ends, v / POS_MAX));
+    } catch (e) { /* shown when it is let go */ }
+  });
+  pos.addEventListener('change', () => {
+    state.dragging = false;
+    $('position-to').textContent = '';
+    jumpToPosition(Number(pos.value));
+  });
+  $('goto-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const n = Number($('goto').value);
+    if (Number.isInteger(n) && n >= 1) goToFlow(n);
+    else status('go to: a flow number', true);
+  });
   $('follow').addEventListener('change', (ev) => {
     state.follow = ev.target.checked;
     if (state.follow) scheduleRefresh();
@@ -1036,6 +1192,7 @@ function wire() {
     if (ev.key === 'Escape' && t === $('filter')) { $('filter').blur(); $('table').focus(); return; }
     if (typing || $('view-flows').hidden || ev.ctrlKey || ev.metaKey || ev.altKey) return;
     if (ev.key === '/') { ev.preventDefault(); $('filter').focus(); $('filter').select(); }
+    else if (ev.key === 'g') { ev.preventDefault(); $('goto').focus(); $('goto').select(); }
     else if (ev.key === 'j' || ev.key === 'ArrowDown') { ev.preventDefault(); select(state.selected + 1); }
     else if (ev.key === 'k' || ev.key === 'ArrowUp') { ev.preventDefault(); select(state.selected - 1); }
     else if (ev.key === 'PageDown') { ev.preventDefault(); select(state.selected + Math.floor($('viewport').clientHeight / ROW_H) - 1); }
@@ -1050,9 +1207,14 @@ function wire() {
 
 async function start() {
   wire();
-  try { await loadInfo(); } catch (e) { status(e.message, true); return; }
-  if (!location.hash && state.info.live) location.hash = '#/s/' + enc(state.info.live);
-  else if (!location.hash && state.info.sessions.length === 1) location.hash = '#/s/' + enc(state.info.sessions[0].name);
+  // a session named in the address: its list is asked for at once, beside
+  // the brief list of sessions
+  const named = !!location.hash;
+  if (named) route();
+  try { await loadInfo(true); } catch (e) { status(e.message, true); return; }
+  if (named) return;
+  if (state.info.live) location.hash = '#/s/' + enc(state.info.live);
+  else if (state.info.sessions.length === 1) location.hash = '#/s/' + enc(state.info.sessions[0].name);
   route();
 }
 

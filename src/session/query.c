@@ -352,7 +352,7 @@ static reel_rc run(reel_session_t *s, const reel_query_opts_t *q, const sink_t *
             abort(); /* out of memory */
     }
     keyset_t ks = {{"1", NULL}, {0, 0}, {0, 0}}; /* no cursor: one pass over everything */
-    if (after_id)
+    if (q->cursor || after_id) /* a cursor's id may be 0: before every flow of its value */
         ks = keyset_for(q->sort, q->desc, after && sqlite3_value_type(after) == SQLITE_NULL);
     int nseg = ks.term[1] ? 2 : 1;
     int only = q->only_ids != NULL;

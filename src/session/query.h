@@ -89,7 +89,7 @@ reel_rc reel_query_sort_parse(const char *name, reel_query_sort *out, reel_err_t
  * flow need not exist any more (retention may have dropped it since). For
  * REEL_QUERY_SORT_ID only id counts. */
 typedef struct {
-    int64_t id;      /* >= 1 */
+    int64_t id;      /* >= 0 (0: before every flow with this value) */
     int null;        /* the sort value is NULL (host, status) */
     int64_t num;     /* start_us or status */
     const char *str; /* host (borrowed) */

@@ -200,8 +200,15 @@ static json_t *session_json(const reel__web_ctx_t *w, const char *name, reel_ses
     return o;
 }
 
+/* GET /api/sessions: every session with its summary (each one opened and
+ * counted: a cold million-flow index takes a few hundred ms). brief=1 gives
+ * only the names (and which one is live), from the directory: what the UI
+ * needs to pick a session when it starts, without waiting for the counts. */
 static void api_sessions(call_t *c) {
     const reel__web_ctx_t *w = c->w;
+    char *bp = reel__web_param(c->rq->query, "brief");
+    int brief = bp && strcmp(bp, "1") == 0;
+    free(bp);
     json_t *arr = json_array();
     DIR *d = opendir(w->home);
     size_t n = 0, cap = 16;
@@ -224,6 +231,12 @@ static void api_sessions(call_t *c) {
         closedir(d);
     qsort(names, n, sizeof *names, cmp_str);
     for (size_t i = 0; i < n; i++) {
+        if (brief) {
+            json_array_append_new(arr, json_pack("{s:s, s:b}", "name", names[i], "live",
+                                                 w->live && strcmp(w->live, names[i]) == 0));
+            free(names[i]);
+            continue;
+        }
         reel_err_t err;
         reel_err_clear(&err);
         reel_session_t *s = NULL;
@@ -343,7 +356,9 @@ static int list_opts(call_t *c, reel_query_opts_t *q, char **filter) {
  * sort value, "i42", "s42.1700000000000000", "h42.6170692e6578" (the host
  * in hex), "t42.200", "h42.-" / "t42.-" (NULL). The value makes it work
  * when the flow itself is gone (retention); the letter refuses a cursor of
- * another sort. */
+ * another sort. A client may also make one up to start a page anywhere: the
+ * UI's "go to" and position slider ask for the rows after (start, id) =
+ * (T, 0), or after (42's start, 41); so the id may be 0. */
 static const char cursor_letters[] = "isht"; /* by reel_query_sort */
 
 static json_t *cursor_json(const reel_query_flow_t *f, reel_query_sort sort) {
@@ -393,7 +408,7 @@ static int cursor_parse(call_t *c, const char *text, reel_query_sort sort, reel_
     char *end;
     errno = 0;
     long long id = strtoll(p + 1, &end, 10);
-    int ok = errno == 0 && end != p + 1 && id >= 1;
+    int ok = errno == 0 && end != p + 1 && id >= 0;
     if (ok && sort == REEL_QUERY_SORT_ID) {
         ok = *end == '\0';
     } else if (ok) {

@@ -249,6 +249,12 @@ class BrowserWebTest(unittest.TestCase):
         self.assertTrue(seen["back"], seen)       # scrolled up from the end: rows before by cursor
         self.assertTrue(all("offset=" not in u for u in seen["urls"]), seen["urls"][:5])
         self.assertTrue(any("cursor=" in u for u in seen["urls"]))
+        # the middle of 1500 ids is flow 750; a quarter of the times down
+        # from the newest, flow 1125 (one flow per ms)
+        self.assertLessEqual(abs(seen["slid_id"] - 750), 2, seen)
+        self.assertLessEqual(abs(seen["slid_time"] - 1125), 2, seen)
+        self.assertTrue(seen["goto_time"], seen)
+        self.assertTrue(seen["goto_host"], seen)
         shutil.rmtree(root, ignore_errors=True)
 
     def test_replay(self):
@@ -382,6 +388,44 @@ const { chromium } = require("playwright-core");
     await page.keyboard.press("End");
     res.end_key = await page.waitForSelector('.row[data-id="1500"]').then(() => true, () => false);
     res.back = await scroll(false, 501); // the first row of a page
+    // jumping: the position slider let go at a fraction of the ids (then of
+    // the times, sorted by Time descending), and "Go to" a flow by number
+    // (sorted by Host too): rows fetched by a made-up cursor, not walked
+    const firstRow = () => page.evaluate(() => {
+      const vp = document.getElementById("viewport");
+      const i = Math.floor(vp.scrollTop / 24);
+      const r = document.querySelector(`.row[data-index="${i}"]`);
+      return r ? Number(r.dataset.id) : null;
+    });
+    const slide = async (v) => {
+      await page.evaluate((x) => {
+        const pos = document.getElementById("position");
+        pos.value = x;
+        pos.dispatchEvent(new Event("input"));
+        pos.dispatchEvent(new Event("change"));
+      }, v);
+      await page.waitForTimeout(300);
+      await page.waitForFunction(() => document.querySelectorAll(".row[data-id]").length > 10);
+      return firstRow();
+    };
+    res.slid_id = await slide(500);
+    await page.click('button.sort[title="Sort by Time"]');
+    await page.click('button.sort[title="Sort by Time"]');  // descending
+    await page.waitForSelector('.row[data-id="1500"]');
+    res.slid_time = await slide(250);
+    const goTo = async (n) => {
+      await page.fill("#goto", String(n));
+      await page.press("#goto", "Enter");
+      await page.waitForSelector(`.row.selected[data-id="${n}"]`);
+      await page.waitForFunction((x) => location.hash.endsWith("/flow/" + x), n);
+      return true;
+    };
+    res.goto_time = await goTo(1234);
+    await page.keyboard.press("Escape");
+    await page.click('button.sort[title="Sort by Host"]');
+    await page.waitForSelector(".row[data-id]");
+    res.goto_host = await goTo(777);
+    res.host_rows = await page.$$eval(".row[data-id]", (rs) => rs.map((r) => r.innerText.split("\t").join(" ")).slice(0, 3));
   } catch (e) {
     res.errors.push("driver: " + e);
   } finally {

@@ -188,6 +188,28 @@ class WebApi(unittest.TestCase):
         self.assertEqual(st, 400)
         st, _, _ = self.c.req("GET", "/api/sessions/s1/flows?offset=2")
         self.assertEqual(st, 400)
+        # cursors made up by the UI to jump: (flow 3's key, id 2) starts at
+        # flow 3 in any sort; (T, 0) by time starts at the first flow at T
+        rows = {r["id"]: r for r in self.c.json("GET", "/api/sessions/s1/flows")["rows"]}
+        at3 = self.c.json("GET", "/api/sessions/s1/flows?limit=1&cursor=i2")
+        self.assertEqual(at3["rows"][0]["id"], 3)
+        at3 = self.c.json("GET", "/api/sessions/s1/flows?sort=start&limit=1&cursor=s0.%d"
+                          % rows[3]["start_us"])
+        self.assertEqual(at3["rows"][0]["id"], 3)
+        back3 = self.c.json("GET", "/api/sessions/s1/flows?sort=start&order=desc&limit=1&"
+                            "cursor=s9007199254740991.%d" % rows[3]["start_us"])
+        self.assertEqual(back3["rows"][0]["id"], 3)
+        first = self.c.json("GET", "/api/sessions/s1/flows?limit=1&cursor=i0")
+        self.assertEqual(first["rows"][0]["id"], 1)
+        hx = rows[3]["host"].encode().hex()
+        at3 = self.c.json("GET", "/api/sessions/s1/flows?sort=host&limit=1&cursor=h2." + hx)
+        self.assertEqual(at3["rows"][0]["id"], 3)
+        for bad in ("i-1", "s0", "s0.x", "h1.zz", "t1."):
+            st, _, _ = self.c.req("GET", "/api/sessions/s1/flows?sort=%s&cursor=%s" % (
+                {"i": "id", "s": "start", "h": "host", "t": "status"}[bad[0]], bad))
+            self.assertEqual(st, 400, bad)
+        brief = self.c.json("GET", "/api/sessions?brief=1")
+        self.assertIn({"name": "s1", "live": False}, brief["sessions"])
         desc = self.c.json("GET", "/api/sessions/s1/flows?sort=id&order=desc&limit=1")
         self.assertEqual(desc["rows"][0]["id"], 4)
         f = self.c.json("GET", "/api/sessions/s1/flows?filter=" + "~m%20POST")
