@@ -1,6 +1,6 @@
 /* Client replay, the session side: what `reel replay` reads of a recorded
  * flow to send its request again, and which flows a filter or an id names.
- * The sending itself (sockets, TLS, HTTP/1) is in src/cli/cmd_replay.c;
+ * The sending itself (sockets, TLS, HTTP/1) is in src/core/replay_send.c;
  * the new flow is recorded through the recorder with
  * reel_flow_info_t.replay_of naming the flow it replays (FlowStart.replay_of
  * in the spool, flows.replay_of in the index: docs/replay.md). */

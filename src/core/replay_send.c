@@ -1,0 +1,576 @@
+/* Client replay, the sending side; see replay_send.h. Moved out of
+ * cli/cmd_replay.c so that the web UI sends a replay the same way. */
+#include "core/replay_send.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/mem.h"
+#include "core/http1.h"
+
+#define READ_CHUNK 65536
+/* How often a wait looks at the cancel flag. */
+#define CANCEL_POLL_MS 200
+
+static int64_t now_us(void) {
+    return reel_now_us();
+}
+
+static int64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the connection: socket + optional TLS, with a deadline per wait ---- */
+
+typedef struct {
+    const reel_replay_send_opts_t *o;
+    int64_t deadline_ms; /* mono_ms() at which the whole send stops; 0: none */
+    int stopped;         /* 1: deadline_ms passed, 2: cancelled */
+    int fd;
+    reel_tls_t *tls;
+    reel_buf_t cout; /* cipher bytes waiting to be sent */
+    const char *phase; /* what we are waiting for, for the timeout message */
+    int eof;           /* the socket reached end of stream */
+} sconn_t;
+
+/* Waits up to timeout_ms for events on fd, in slices short enough to see
+ * the deadline and the cancel flag. 1: ready; 0: timeout_ms passed; -1:
+ * poll failed (errno); -2: the send is to stop (c->stopped says why). */
+/* Whether the send is to stop now (sets c->stopped). */
+static int stop_due(sconn_t *c, int64_t now) {
+    if (c->o->cancel && atomic_load(c->o->cancel))
+        c->stopped = 2;
+    else if (c->deadline_ms && now >= c->deadline_ms)
+        c->stopped = 1;
+    return c->stopped != 0;
+}
+
+static int wait_fd(sconn_t *c, int fd, short events, int timeout_ms) {
+    struct pollfd p = {.fd = fd, .events = events};
+    int64_t end = mono_ms() + timeout_ms;
+    for (;;) {
+        int64_t now = mono_ms();
+        if (stop_due(c, now))
+            return -2;
+        if (now >= end)
+            return 0;
+        int64_t slice = end - now;
+        if (c->deadline_ms && c->deadline_ms - now < slice)
+            slice = c->deadline_ms - now;
+        if (c->o->cancel && slice > CANCEL_POLL_MS)
+            slice = CANCEL_POLL_MS;
+        int n = poll(&p, 1, (int)slice);
+        if (n > 0)
+            return 1;
+        if (n < 0 && errno != EINTR)
+            return -1;
+    }
+}
+
+/* The error of a send that was stopped (wait_fd returned -2). */
+static reel_rc stop_error(const sconn_t *c, reel_err_t *err) {
+    if (c->stopped == 2)
+        return reel_err_set(err, REEL_IO, "replay cancelled %s (reel is stopping)", c->phase);
+    return reel_err_set(err, REEL_IO, "replay timed out after %d s %s", c->o->total_ms / 1000,
+                        c->phase);
+}
+
+/* Waits for events on c->fd; REEL_IO with a timeout message if none come. */
+static reel_rc conn_wait(sconn_t *c, short events, reel_err_t *err) {
+    int n = wait_fd(c, c->fd, events, c->o->timeout_ms);
+    if (n > 0)
+        return REEL_OK;
+    if (n == 0)
+        return reel_err_set(err, REEL_IO, "upstream timed out after %d s %s",
+                            c->o->timeout_ms / 1000, c->phase);
+    if (n == -2)
+        return stop_error(c, err);
+    return reel_err_errno(err, REEL_IO, errno, "poll");
+}
+
+static reel_rc send_raw(sconn_t *c, const uint8_t *p, size_t n, reel_err_t *err) {
+    while (n) {
+        if (stop_due(c, mono_ms())) /* also when the socket never makes us wait */
+            return stop_error(c, err);
+        ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            reel_rc rc = conn_wait(c, POLLOUT, err);
+            if (rc != REEL_OK)
+                return rc;
+            continue;
+        }
+        return reel_err_errno(err, REEL_IO, errno, "sending to upstream");
+    }
+    return REEL_OK;
+}
+
+/* Sends the cipher bytes TLS has waiting. */
+static reel_rc flush_tls(sconn_t *c, reel_err_t *err) {
+    while (reel_tls_cipher_pending(c->tls)) {
+        reel_buf_reset(&c->cout);
+        reel_tls_take_cipher(c->tls, &c->cout);
+        reel_rc rc = send_raw(c, c->cout.data, c->cout.len, err);
+        if (rc != REEL_OK)
+            return rc;
+    }
+    return REEL_OK;
+}
+
+/* Reads what the socket has (waiting for it); *n == 0 at end of stream. */
+static reel_rc recv_raw(sconn_t *c, uint8_t *buf, size_t cap, size_t *n, reel_err_t *err) {
+    for (;;) {
+        if (stop_due(c, mono_ms()))
+            return stop_error(c, err);
+        ssize_t r = recv(c->fd, buf, cap, 0);
+        if (r >= 0) {
+            *n = (size_t)r;
+            if (r == 0)
+                c->eof = 1;
+            return REEL_OK;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            reel_rc rc = conn_wait(c, POLLIN, err);
+            if (rc != REEL_OK)
+                return rc;
+            continue;
+        }
+        return reel_err_errno(err, REEL_IO, errno, "reading from upstream");
+    }
+}
+
+/* Feeds the TLS layer what the socket has; marks EOF. */
+static reel_rc feed_tls(sconn_t *c, reel_err_t *err) {
+    uint8_t buf[16384];
+    size_t n = 0;
+    reel_rc rc = recv_raw(c, buf, sizeof buf, &n, err);
+    if (rc != REEL_OK)
+        return rc;
+    if (n == 0) {
+        reel_tls_feed_eof(c->tls);
+        return REEL_OK;
+    }
+    size_t off = 0;
+    while (off < n) {
+        size_t used = 0;
+        reel_tls_feed_cipher(c->tls, buf + off, n - off, &used);
+        off += used;
+        if (used == 0) /* cannot happen while we read plaintext between feeds */
+            return reel_err_set(err, REEL_LIMIT, "TLS input buffer full");
+    }
+    return REEL_OK;
+}
+
+static reel_rc tls_handshake(sconn_t *c, reel_err_t *err) {
+    for (;;) {
+        reel_rc hs = reel_tls_handshake(c->tls, err);
+        reel_err_t ferr;
+        reel_err_clear(&ferr);
+        reel_rc rc = flush_tls(c, &ferr); /* an alert may be waiting, even after an error */
+        if (hs == REEL_OK || (hs != REEL_NEED_MORE))
+            return hs == REEL_OK && rc != REEL_OK ? reel_err_set(err, rc, "%s", reel_err_str(&ferr))
+                                                  : hs;
+        if (rc != REEL_OK)
+            return reel_err_set(err, rc, "%s", reel_err_str(&ferr));
+        if (c->eof)
+            return reel_err_set(err, REEL_IO,
+                                "upstream closed the connection during the TLS "
+                                "handshake");
+        if ((rc = feed_tls(c, err)) != REEL_OK)
+            return rc;
+    }
+}
+
+static reel_rc conn_write(sconn_t *c, const uint8_t *p, size_t n, reel_err_t *err) {
+    if (c->tls == NULL)
+        return send_raw(c, p, n, err);
+    while (n) {
+        size_t used = 0;
+        reel_rc rc = reel_tls_write_plain(c->tls, p, n, &used, err);
+        if (rc != REEL_OK)
+            return rc == REEL_NEED_MORE ? reel_err_set(err, REEL_IO, "TLS not ready") : rc;
+        p += used;
+        n -= used;
+        if ((rc = flush_tls(c, err)) != REEL_OK)
+            return rc;
+    }
+    return REEL_OK;
+}
+
+/* Reads plaintext; *n == 0 at end of stream. */
+static reel_rc conn_read(sconn_t *c, uint8_t *buf, size_t cap, size_t *n, reel_err_t *err) {
+    if (c->tls == NULL)
+        return recv_raw(c, buf, cap, n, err);
+    for (;;) {
+        reel_rc rc = reel_tls_read_plain(c->tls, buf, cap, n, err);
+        reel_err_t ferr;
+        reel_err_clear(&ferr);
+        flush_tls(c, &ferr); /* key updates, alerts */
+        if (rc != REEL_NEED_MORE)
+            return rc;
+        if (c->eof) {
+            *n = 0;
+            return REEL_OK;
+        }
+        if ((rc = feed_tls(c, err)) != REEL_OK)
+            return rc;
+    }
+}
+
+/* "ip:port" of a socket address. */
+static void addr_str(const struct sockaddr *sa, char out[64]) {
+    char ip[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *a = (const void *)sa;
+        inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+        port = ntohs(a->sin_port);
+        snprintf(out, 64, "%s:%u", ip, port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const void *)sa;
+        inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
+        port = ntohs(a->sin6_port);
+        snprintf(out, 64, "[%s]:%u", ip, port);
+    } else {
+        snprintf(out, 64, "?");
+    }
+}
+
+/* Connects to host:port (every address getaddrinfo gives, in turn, each
+ * within the timeout). Sets c->fd, the server's and our address. */
+static reel_rc dial(sconn_t *c, const char *host, uint32_t port, char server[64], char client[64],
+                    int64_t *dns_us, int64_t *connect_us, reel_err_t *err) {
+    char ports[16];
+    snprintf(ports, sizeof ports, "%u", port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    int64_t t0 = now_us();
+    int g = getaddrinfo(host, ports, &hints, &res);
+    *dns_us = now_us() - t0;
+    if (g != 0)
+        return reel_err_set(err, REEL_IO, "cannot resolve %s: %s", host, gai_strerror(g));
+    reel_rc rc = REEL_IO;
+    int64_t t1 = now_us();
+    char last[200] = "no address";
+    for (struct addrinfo *ai = res; ai && !c->stopped; ai = ai->ai_next) {
+        int s =
+            socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        if (s < 0) {
+            snprintf(last, sizeof last, "%s", strerror(errno));
+            continue;
+        }
+        addr_str(ai->ai_addr, server);
+        int e = 0;
+        if (connect(s, ai->ai_addr, ai->ai_addrlen) != 0) {
+            e = errno;
+            if (e == EINPROGRESS) {
+                int n = wait_fd(c, s, POLLOUT, c->o->timeout_ms);
+                socklen_t len = sizeof e;
+                if (n == 0)
+                    e = ETIMEDOUT;
+                else if (n == -2)
+                    e = ECANCELED;
+                else if (n < 0 || getsockopt(s, SOL_SOCKET, SO_ERROR, &e, &len) != 0)
+                    e = errno;
+            }
+        }
+        if (e == 0) {
+            int one = 1;
+            setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            struct sockaddr_storage me;
+            socklen_t ml = sizeof me;
+            if (getsockname(s, (struct sockaddr *)&me, &ml) == 0)
+                addr_str((struct sockaddr *)&me, client);
+            c->fd = s;
+            rc = REEL_OK;
+            break;
+        }
+        snprintf(last, sizeof last, "connecting to %s: %s", server, strerror(e));
+        close(s);
+    }
+    *connect_us = now_us() - t1;
+    freeaddrinfo(res);
+    if (rc != REEL_OK && c->stopped)
+        return stop_error(c, err);
+    if (rc != REEL_OK)
+        return reel_err_set(err, REEL_IO, "%s", last);
+    return REEL_OK;
+}
+
+/* ---- the request as sent ---- */
+
+static int ieq(const char *a, size_t alen, const char *b) {
+    return alen == strlen(b) && strncasecmp(a, b, alen) == 0;
+}
+
+/* The head to send: the recorded headers without hop-by-hop ones and
+ * Content-Length (set to the body sent), Content-Encoding dropped for a
+ * stored body that was decoded, Host added when missing. Fields point into
+ * r and into hostbuf/clbuf. */
+static reel_h1_header_t *send_headers(const reel_replay_req_t *r, size_t *n, char hostbuf[300],
+                                      char clbuf[32]) {
+    reel_h1_header_t *v = reel_calloc(r->n_headers + 2, sizeof *v);
+    const reel_h1_header_t *rh = (const reel_h1_header_t *)(const void *)r->headers;
+    size_t k = 0;
+    int host = 0, length = 0;
+    for (size_t i = 0; i < r->n_headers; i++) {
+        const reel_header_t *h = &r->headers[i];
+        if (reel_h1_is_hop_by_hop_in(h->name, h->name_len, rh, r->n_headers))
+            continue;
+        if (ieq(h->name, h->name_len, "content-length")) {
+            length = 1;
+            continue;
+        }
+        if (r->body_decoded && ieq(h->name, h->name_len, "content-encoding"))
+            continue;
+        if (ieq(h->name, h->name_len, "host"))
+            host = 1;
+        v[k++] = rh[i];
+    }
+    for (size_t i = 0; i < r->n_headers; i++) /* a hop-by-hop Transfer-Encoding framed a body */
+        if (ieq(r->headers[i].name, r->headers[i].name_len, "transfer-encoding"))
+            length = 1;
+    if (!host) {
+        uint32_t port = reel_replay_port(r);
+        int def = port == (strcmp(r->scheme, "https") == 0 ? 443u : 80u);
+        int v6 = strchr(r->host, ':') != NULL;
+        if (def)
+            snprintf(hostbuf, 300, "%s%s%s", v6 ? "[" : "", r->host, v6 ? "]" : "");
+        else
+            snprintf(hostbuf, 300, "%s%s%s:%u", v6 ? "[" : "", r->host, v6 ? "]" : "", port);
+        /* Host goes first, as clients send it */
+        memmove(v + 1, v, k * sizeof *v);
+        v[0] = (reel_h1_header_t){"Host", 4, hostbuf, strlen(hostbuf)};
+        k++;
+    }
+    if (length || r->body.len) {
+        snprintf(clbuf, 32, "%zu", r->body.len);
+        v[k++] = (reel_h1_header_t){"Content-Length", 14, clbuf, strlen(clbuf)};
+    }
+    *n = k;
+    return v;
+}
+
+/* ---- one replay ---- */
+
+typedef struct {
+    reel_rflow_t *f;
+    reel_replay_result_t *out;
+    int64_t resp_start;
+} exch_t;
+
+/* Reads and records the response. */
+static reel_rc read_response(exch_t *x, sconn_t *c, int is_head, reel_timings_t *t, int64_t sent,
+                             reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    reel_h1_t *p = reel_h1_new(REEL_H1_RESPONSE, NULL);
+    reel_h1_expect_response(p, is_head, false);
+    uint8_t *buf = reel_malloc(READ_CHUNK);
+    size_t have = 0, off = 0;
+    int64_t first = 0;
+    c->phase = "waiting for the response";
+    for (;;) {
+        reel_h1_event_t ev;
+        size_t used = 0;
+        reel_rc f = reel_h1_feed(p, buf + off, have - off, &used, &ev);
+        if (f == REEL_NEED_MORE) {
+            off = have = 0;
+            size_t n = 0;
+            if ((rc = conn_read(c, buf, READ_CHUNK, &n, err)) != REEL_OK)
+                goto out;
+            if (n && first == 0)
+                first = now_us();
+            if (n) {
+                have = n;
+                continue;
+            }
+            f = reel_h1_feed_eof(p, &ev);
+            if (f == REEL_OK && ev.type == REEL_H1_EV_NONE) {
+                rc =
+                    reel_err_set(err, REEL_IO, "upstream closed the connection without a response");
+                goto out;
+            }
+        } else {
+            off += used;
+        }
+        if (f == REEL_INVALID) {
+            rc = reel_err_set(err, REEL_CORRUPT, "upstream sent an invalid response: %s",
+                              ev.error_reason ? ev.error_reason : "parse error");
+            goto out;
+        }
+        if (f != REEL_OK) {
+            rc = reel_err_set(err, f, "reading the response failed");
+            goto out;
+        }
+        if (ev.type == REEL_H1_EV_HEAD) {
+            if (ev.head.interim)
+                continue;
+            c->phase = "reading the response body";
+            char version[16];
+            snprintf(version, sizeof version, "HTTP/%d.%d", ev.head.version_major,
+                     ev.head.version_minor);
+            char *reason = reel_strndup(ev.head.reason ? ev.head.reason : "", ev.head.reason_len);
+            reel_response_head_t rs = {.status = (uint32_t)ev.head.status,
+                                       .reason = reason,
+                                       .http_version = version,
+                                       .headers =
+                                           (const reel_header_t *)(const void *)ev.head.headers,
+                                       .n_headers = ev.head.nheaders};
+            x->resp_start = first ? first : now_us();
+            reel_recorder_response_head(x->f, &rs);
+            x->out->status = rs.status;
+            free(x->out->reason);
+            x->out->reason = reason;
+        } else if (ev.type == REEL_H1_EV_BODY) {
+            reel_recorder_response_body(x->f, ev.data, ev.len);
+        } else if (ev.type == REEL_H1_EV_END || ev.type == REEL_H1_EV_UPGRADE) {
+            break;
+        }
+    }
+    int64_t end = now_us();
+    t->wait_us = (first ? first : end) - sent;
+    t->receive_us = end - (first ? first : end);
+out:
+    free(buf);
+    reel_h1_free(p);
+    return rc;
+}
+
+reel_rc reel_replay_send(const reel_replay_req_t *r, const reel_replay_send_opts_t *o,
+                         reel_replay_result_t *out) {
+    memset(out, 0, sizeof *out);
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_timings_t t = {-1, -1, -1, -1, -1, -1, -1};
+    sconn_t c = {.o = o, .fd = -1, .phase = "connecting"};
+    if (o->total_ms > 0)
+        c.deadline_ms = mono_ms() + o->total_ms;
+    reel_buf_init(&c.cout, 0);
+    reel_buf_t head;
+    reel_buf_init(&head, 0);
+    char server[64] = "", client[64] = "";
+    int64_t t0 = now_us(), sent = 0;
+    uint32_t port = reel_replay_port(r);
+    int https = strcmp(r->scheme, "https") == 0;
+    exch_t x = {.out = out};
+
+    reel_rc rc = dial(&c, r->host, port, server, client, &t.dns_us, &t.connect_us, &err);
+    if (rc != REEL_OK)
+        server[0] = '\0'; /* no origin was reached (the error names the address tried) */
+
+    reel_flow_info_t info = {.kind = REEL_FLOW_HTTP,
+                             .client_addr = client[0] ? client : NULL,
+                             .server_addr = rc == REEL_OK ? server : NULL,
+                             .source = "replay",
+                             .time_us = t0,
+                             .replay_of = r->id,
+                             .replay_session = o->replay_session,
+                             .replay_uuid = r->uuid};
+    char hostbuf[300], clbuf[32];
+    size_t nh = 0;
+    reel_h1_header_t *hs = send_headers(r, &nh, hostbuf, clbuf);
+    reel_request_head_t rq = {.method = r->method,
+                              .scheme = r->scheme,
+                              .host = r->host,
+                              .port = port,
+                              .target = r->target,
+                              .http_version = "HTTP/1.1",
+                              .headers = (const reel_header_t *)(const void *)hs,
+                              .n_headers = nh,
+                              .time_us = t0};
+    x.f = reel_recorder_flow_start(o->rec, &info);
+    out->id = reel_rflow_id(x.f);
+    reel_recorder_request_head(x.f, &rq);
+    if (r->body.len)
+        reel_recorder_request_body(x.f, r->body.data, r->body.len);
+    if (rc != REEL_OK)
+        goto out;
+
+    if (https) {
+        int64_t ts = now_us();
+        reel_tls_client_opts_t to = {.host = r->host, .insecure = !o->verify};
+        c.phase = "during the TLS handshake";
+        if ((rc = reel_tls_new_client(o->tls, &to, &c.tls, &err)) != REEL_OK ||
+            (rc = tls_handshake(&c, &err)) != REEL_OK)
+            goto out;
+        t.ssl_us = now_us() - ts;
+    }
+    reel_server_conn_t sc = {.conn_id = out->id,
+                             .address = server,
+                             .sni = c.tls ? reel_tls_sni(c.tls) : NULL,
+                             .alpn = c.tls ? reel_tls_alpn(c.tls) : NULL,
+                             .tls_version = c.tls ? reel_tls_version(c.tls) : NULL,
+                             .cipher = c.tls ? reel_tls_cipher(c.tls) : NULL};
+    reel_recorder_server_conn(x.f, &sc);
+
+    reel_h1_head_t h = {.method = r->method,
+                        .method_len = strlen(r->method),
+                        .target = r->target[0] ? r->target : "/",
+                        .target_len = r->target[0] ? strlen(r->target) : 1,
+                        .version_major = 1,
+                        .version_minor = 1,
+                        .headers = hs,
+                        .nheaders = nh};
+    if ((rc = reel_h1_write_request_head(&head, &h)) != REEL_OK) {
+        rc = reel_err_set(&err, rc,
+                          "the recorded request head cannot be sent as HTTP/1.1 "
+                          "(a bad method, target or header)");
+        goto out;
+    }
+    int64_t ts = now_us();
+    c.phase = "sending the request";
+    if ((rc = conn_write(&c, head.data, head.len, &err)) != REEL_OK ||
+        (r->body.len && (rc = conn_write(&c, r->body.data, r->body.len, &err)) != REEL_OK))
+        goto out;
+    sent = now_us();
+    t.send_us = sent - ts;
+    rc = read_response(&x, &c, strcmp(r->method, "HEAD") == 0, &t, sent, &err);
+out:;
+    reel_flow_end_t fe = {.error = rc != REEL_OK ? reel_err_str(&err) : NULL,
+                          .timings = &t,
+                          .request_end_us = sent,
+                          .response_start_us = x.resp_start,
+                          .server_addr = server[0] ? server : NULL};
+    reel_recorder_flow_finish(x.f, &fe);
+    if (rc != REEL_OK) {
+        out->error = reel_strdup(reel_err_str(&err));
+        out->timed_out = c.stopped == 1;
+        out->cancelled = c.stopped == 2;
+    }
+    free(hs);
+    reel_buf_free(&head);
+    reel_buf_free(&c.cout);
+    reel_tls_free(c.tls);
+    if (c.fd >= 0)
+        close(c.fd);
+    return rc;
+}
+
+void reel_replay_result_free(reel_replay_result_t *res) {
+    if (res == NULL)
+        return;
+    free(res->reason);
+    free(res->error);
+    res->reason = res->error = NULL;
+}
