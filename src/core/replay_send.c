@@ -42,7 +42,7 @@ typedef struct {
     int stopped;         /* 1: deadline_ms passed, 2: cancelled */
     int fd;
     reel_tls_t *tls;
-    reel_buf_t cout; /* cipher bytes waiting to be sent */
+    reel_buf_t cout;   /* cipher bytes waiting to be sent */
     const char *phase; /* what we are waiting for, for the timeout message */
     int eof;           /* the socket reached end of stream */
 } sconn_t;

@@ -29,14 +29,14 @@
 #include "session/replay.h"
 
 typedef struct {
-    reel_recorder_t *rec;  /* records the new flow (borrowed) */
-    reel_tls_ctx_t *tls;   /* client context for https (borrowed) */
-    int verify;            /* check the server's certificate and name */
-    int timeout_ms;        /* each wait: connect, TLS handshake, send, each read */
-    int total_ms;          /* the whole send at most this long (the error says
-                              "replay timed out", timed_out is set); 0: no limit */
-    const atomic_int *cancel; /* non-zero: stop at the next wait, within 200 ms
-                                 (cancelled is set); NULL: never */
+    reel_recorder_t *rec;       /* records the new flow (borrowed) */
+    reel_tls_ctx_t *tls;        /* client context for https (borrowed) */
+    int verify;                 /* check the server's certificate and name */
+    int timeout_ms;             /* each wait: connect, TLS handshake, send, each read */
+    int total_ms;               /* the whole send at most this long (the error says
+                                   "replay timed out", timed_out is set); 0: no limit */
+    const atomic_int *cancel;   /* non-zero: stop at the next wait, within 200 ms
+                                   (cancelled is set); NULL: never */
     const char *replay_session; /* the replayed flow's session when it is not the
                                    one recorded into; NULL: the same */
 } reel_replay_send_opts_t;
