@@ -147,6 +147,7 @@ static void on_config_timer(uv_timer_t *t) {
     } else {
         reel_recorder_set_limits(r->rec, o.body_limit, o.capture);
         reel_recorder_set_retention(r->rec, &o.retention, o.on_segment_closed);
+        reel_web_live_upstream(r->web, ps.upstream_cert_verify, (int)ps.upstream_timeout_s);
         fprintf(stderr,
                 "reel: applied config change (capture=%s, body_limit=%s, "
                 "upstream_cert_verify=%s)\n",
@@ -271,7 +272,13 @@ reel_rc reel_daemon_run(const reel_daemon_opts_t *o, int *served, reel_err_t *er
                               .port = o->web_port,
                               .explicit_listen = o->web_explicit,
                               .live = o->name,
-                              .token = getenv("REEL_WEB_TOKEN")};
+                              .token = getenv("REEL_WEB_TOKEN"),
+                              /* Replay in the UI records through this recorder,
+                               * with the proxy's upstream settings */
+                              .live_recorder = r.rec,
+                              .live_trusted_ca = reel_config_get(cfg, "upstream_trusted_ca", NULL),
+                              .live_verify = ps.upstream_cert_verify,
+                              .live_timeout_s = (int)ps.upstream_timeout_s};
         if (reel_web_start(&r.loop, &wo, &r.web, err) != REEL_OK) {
             rc = err->code;
             r.stopping = 1;

@@ -835,9 +835,12 @@ static void api_diff(call_t *c, reel_session_t *s, int64_t id) {
 
 /* Checks that flow id of session name can be replayed, then hands the
  * replay to server.c (rs->replay_session): the request is sent by a child
- * `reel replay`, not on the server's loop. */
+ * `reel replay`, not on the server's loop; or, for the session this process
+ * records, by server.c on libuv's thread pool into this process's recorder
+ * (rs->replay_req: a child could not open the session's recorder). */
 static void api_replay(call_t *c, reel_session_t *s, const char *name, int64_t id) {
-    if (c->w->live && strcmp(c->w->live, name) == 0) {
+    int live = c->w->live && strcmp(c->w->live, name) == 0;
+    if (live && !c->w->live_replay) {
         reel__web_error(c->rs, 409,
                         "session '%s' is being recorded by this process, and replay records "
                         "into a session no proxy is recording: run `reel replay %s %lld --into "
@@ -848,15 +851,36 @@ static void api_replay(call_t *c, reel_session_t *s, const char *name, int64_t i
     reel_replay_req_t r;
     reel_err_t err;
     reel_err_clear(&err);
-    if (reel_replay_load(s, (uint64_t)id, &r, &err) != REEL_OK)
+    if (reel_replay_load(s, (uint64_t)id, &r, &err) != REEL_OK) {
         send_err(c->rs, &err);
-    else if (r.why_not)
+    } else if (r.why_not) {
         reel__web_error(c->rs, 422, "flow %lld cannot be replayed: %s", (long long)id, r.why_not);
-    else {
+    } else {
         c->rs->replay_session = reel_strdup(name);
         c->rs->replay_id = id;
+        if (live) {
+            c->rs->replay_req = reel_malloc(sizeof r);
+            *c->rs->replay_req = r; /* taken: nothing left to free here */
+            memset(&r, 0, sizeof r);
+        }
     }
     reel_replay_req_free(&r);
+}
+
+void reel__web_replay_live_answer(reel__web_resp_t *rs, const char *session, int64_t of,
+                                  uint64_t id, uint32_t status, const char *error, int timed_out) {
+    if (id == 0) {
+        reel__web_error(rs, 409,
+                        "capture is off in session '%s': the request of flow %lld was sent "
+                        "again but not recorded",
+                        session, (long long)of);
+        return;
+    }
+    json_t *o = json_pack("{s:I, s:I}", "id", (json_int_t)id, "of", (json_int_t)of);
+    json_object_set_new(o, "status", status ? json_integer(status) : json_null());
+    json_t *e = error ? json_string(error) : json_null();
+    json_object_set_new(o, "error", e ? e : json_string("replay failed (message not UTF-8)"));
+    send_json(rs, error == NULL ? 200 : timed_out ? 504 : 502, o);
 }
 
 /* The last line of the child's stderr without its "reel replay: " prefix,

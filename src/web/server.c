@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -14,6 +15,8 @@
 #include <jansson.h>
 
 #include "core/http1.h"
+#include "core/replay_send.h"
+#include "core/tls.h"
 #include "web/web_int.h"
 
 #define IDLE_TIMEOUT_MS 30000
@@ -26,9 +29,14 @@
 #define REPLAY_TIMEOUT_MS (120 * 1000)
 /* Most bytes kept of a replay child's stdout and of its stderr. */
 #define REPLAY_OUT_MAX ((size_t)1024 * 1024)
+/* Replays into the live session sending at once. Each holds one of
+ * libuv's thread pool threads (4 by default) for as long as it runs, and
+ * the proxy resolves names on that pool: two are left to it. */
+#define LIVE_REPLAY_MAX 2
 
 typedef struct conn conn_t;
 typedef struct replay replay_t;
+typedef struct live_replay live_replay_t;
 
 struct reel_web {
     uv_loop_t *loop;
@@ -48,6 +56,12 @@ struct reel_web {
     conn_t *conns;
     replay_t *replays; /* children running `reel replay` */
     int replay_timeout_ms;
+    /* replays into the live session, sent in this process */
+    reel_recorder_t *live_rec; /* borrowed; NULL: none (409) */
+    reel_tls_ctx_t *live_tls;
+    int live_verify, live_timeout_s;
+    live_replay_t *live_replays; /* queued or running */
+    int nlive_replays;
 };
 
 struct conn {
@@ -66,7 +80,8 @@ struct conn {
     FILE *stream;         /* a body being streamed */
     reel__web_sse_t *sse; /* the connection is an event stream */
     int64_t sse_idle;
-    replay_t *replay; /* the request waits for this replay child */
+    replay_t *replay;           /* the request waits for this replay child */
+    live_replay_t *live_replay; /* ... or for this replay into the live session */
 };
 
 /* A `reel replay --json` child answering one request: its exit and both
@@ -89,6 +104,25 @@ struct replay {
     int term_signal; /* signal that ended it, 0 if none */
     int timed_out;
     int closing;
+};
+
+/* A replay into the session this process records, sent on libuv's thread
+ * pool (core/replay_send.c) and recorded by the daemon's recorder. The job
+ * owns everything the thread reads; the server's list owns the job until
+ * the after-work callback (on the loop) answers and frees it. The
+ * connection only points at it (and it back, NULL once the connection has
+ * closed: the job then runs to its end unanswered). */
+struct live_replay {
+    uv_work_t work;
+    reel_web_t *w;
+    conn_t *c;
+    live_replay_t *next, *prev;
+    int keep_alive;
+    char *session;
+    reel_replay_req_t *req; /* owned */
+    reel_replay_send_opts_t opts;
+    atomic_int cancel; /* reel_web_stop: stop at the next wait */
+    reel_replay_result_t res;
 };
 
 typedef struct {
@@ -207,6 +241,8 @@ static void handle_closed(uv_handle_t *h) {
     reel__web_sse_free(c->sse);
     if (c->replay)
         c->replay->c = NULL;
+    if (c->live_replay)
+        c->live_replay->c = NULL;
     free(c);
 }
 
@@ -381,6 +417,8 @@ static void resp_free(reel__web_resp_t *rs) {
     free(rs->headers);
     reel__web_sse_free(rs->sse);
     free(rs->replay_session);
+    reel_replay_req_free(rs->replay_req);
+    free(rs->replay_req);
 }
 
 /* ---- replay children ---- */
@@ -535,6 +573,99 @@ static int replay_start(conn_t *c, reel__web_resp_t *rs, int keep_alive) {
     return 0;
 }
 
+/* ---- replays into the live session ---- */
+
+/* On a pool thread: sends, then waits until the new flow is indexed (as
+ * a child's `reel replay` has when it exits), so that the flow the answer
+ * names can be opened at once. */
+static void live_work(uv_work_t *req) {
+    live_replay_t *j = req->data;
+    reel_replay_send(j->req, &j->opts, &j->res);
+    if (!atomic_load(&j->cancel))
+        reel_recorder_flush(j->opts.rec, NULL); /* a disk error is the daemon's to report */
+}
+
+/* On the loop once the send is done, or at once with UV_ECANCELED when
+ * reel_web_stop cancelled it before a thread took it (nothing was sent). */
+static void live_done(uv_work_t *req, int status) {
+    live_replay_t *j = req->data;
+    reel_web_t *w = j->w;
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        w->live_replays = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    w->nlive_replays--;
+    conn_t *c = j->c;
+    if (c) {
+        c->live_replay = NULL;
+        reel__web_resp_t rs;
+        memset(&rs, 0, sizeof rs);
+        reel_buf_init(&rs.body, 0);
+        if (status != 0)
+            reel__web_error(&rs, 503, "replay cancelled: the server is stopping");
+        else
+            reel__web_replay_live_answer(&rs, j->session, (int64_t)j->req->id, j->res.id,
+                                         j->res.status, j->res.error, j->res.timed_out);
+        if (!c->closing)
+            uv_timer_again(&c->timer);
+        conn_respond(c, &rs, j->keep_alive && !w->stopped); /* dropped if closing */
+        resp_free(&rs);
+    }
+    reel_replay_result_free(&j->res);
+    reel_replay_req_free(j->req);
+    free(j->req);
+    free(j->session);
+    free(j);
+}
+
+/* Queues the replay rs hands over (rs->replay_req) on the thread pool,
+ * answered later by live_done. -1 with rs set to the error when it cannot
+ * start (too many running). */
+static int live_replay_start(conn_t *c, reel__web_resp_t *rs, int keep_alive) {
+    reel_web_t *w = c->w;
+    if (w->nlive_replays >= LIVE_REPLAY_MAX) {
+        reel__web_error(rs, 503,
+                        "%d replays are already running in this process; try again when one "
+                        "has finished",
+                        w->nlive_replays);
+        return -1;
+    }
+    live_replay_t *j = reel_calloc(1, sizeof *j);
+    j->w = w;
+    j->keep_alive = keep_alive;
+    j->session = rs->replay_session;
+    rs->replay_session = NULL;
+    j->req = rs->replay_req;
+    rs->replay_req = NULL;
+    atomic_init(&j->cancel, 0);
+    j->opts = (reel_replay_send_opts_t){.rec = w->live_rec,
+                                        .tls = w->live_tls,
+                                        .verify = w->live_verify,
+                                        .timeout_ms = w->live_timeout_s * 1000,
+                                        .total_ms = w->replay_timeout_ms,
+                                        .cancel = &j->cancel};
+    j->work.data = j;
+    int e = uv_queue_work(w->loop, &j->work, live_work, live_done);
+    if (e != 0) {
+        reel_replay_req_free(j->req);
+        free(j->req);
+        free(j->session);
+        free(j);
+        reel__web_error(rs, 500, "cannot start the replay: %s", uv_strerror(e));
+        return -1;
+    }
+    j->next = w->live_replays;
+    if (w->live_replays)
+        w->live_replays->prev = j;
+    w->live_replays = j;
+    w->nlive_replays++;
+    j->c = c;
+    c->live_replay = j;
+    return 0;
+}
+
 /* ---- requests ---- */
 
 static const reel_web_asset_t *asset_find(const char *path) {
@@ -686,7 +817,10 @@ static void request_end(conn_t *c) {
     rs.status = 200;
     handle(c, &rs);
     int keep = c->head.keep_alive && !c->w->stopped;
-    if (rs.replay_session == NULL || replay_start(c, &rs, keep) != 0)
+    int waits = rs.replay_req       ? live_replay_start(c, &rs, keep) == 0
+                : rs.replay_session ? replay_start(c, &rs, keep) == 0
+                                    : 0;
+    if (!waits)
         conn_respond(c, &rs, keep);
     resp_free(&rs);
     reel_buf_reset(&c->body);
@@ -706,7 +840,7 @@ static void too_big(conn_t *c) {
 /* Parses what was read while the connection is free to answer. */
 static void conn_process(conn_t *c) {
     while (!c->closing && !c->close_after && c->stream == NULL && c->sse == NULL &&
-           c->replay == NULL) {
+           c->replay == NULL && c->live_replay == NULL) {
         size_t consumed = 0;
         reel_h1_event_t ev;
         reel_rc rc = reel_h1_feed(c->parser, c->in.data, c->in.len, &consumed, &ev);
@@ -784,7 +918,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 static void on_timeout(uv_timer_t *t) {
     conn_t *c = t->data;
-    if (c->sse || c->stream || c->writes || c->replay)
+    if (c->sse || c->stream || c->writes || c->replay || c->live_replay)
         return;
     conn_close(c);
 }
@@ -873,6 +1007,18 @@ reel_rc reel_web_start(uv_loop_t *loop, const reel_web_opts_t *o, reel_web_t **o
         w->nsessions = o->nsessions;
     }
     w->live = o->live ? reel_strdup(o->live) : NULL;
+    if (o->live && o->live_recorder) {
+        const char *ca = o->live_trusted_ca;
+        reel_err_t e;
+        reel_err_clear(&e);
+        if (reel_tls_ctx_new_client(ca && ca[0] ? ca : NULL, false, &w->live_tls, &e) != REEL_OK) {
+            rc = reel_err_set(err, e.code, "web: upstream_trusted_ca: %s", reel_err_str(&e));
+            goto fail;
+        }
+        w->live_rec = o->live_recorder;
+        w->live_verify = o->live_verify;
+        w->live_timeout_s = o->live_timeout_s > 0 ? o->live_timeout_s : 60;
+    }
     w->replay_timeout_ms = REPLAY_TIMEOUT_MS;
     const char *rt = getenv("REEL_WEB_REPLAY_TIMEOUT");
     if (rt && rt[0]) {
@@ -886,7 +1032,8 @@ reel_rc reel_web_start(uv_loop_t *loop, const reel_web_opts_t *o, reel_web_t **o
                                .read_only = o->read_only,
                                .sessions = w->sessions,
                                .nsessions = w->nsessions,
-                               .live = w->live};
+                               .live = w->live,
+                               .live_replay = w->live_rec != NULL};
     if (o->token) {
         snprintf(w->token, sizeof w->token, "%s", o->token);
     } else {
@@ -944,6 +1091,13 @@ const char *reel_web_url(const reel_web_t *w) {
     return w->url;
 }
 
+void reel_web_live_upstream(reel_web_t *w, int verify, int timeout_s) {
+    if (w == NULL)
+        return;
+    w->live_verify = verify;
+    w->live_timeout_s = timeout_s > 0 ? timeout_s : 60;
+}
+
 void reel_web_stop(reel_web_t *w) {
     if (w == NULL || w->stopped)
         return;
@@ -954,6 +1108,14 @@ void reel_web_stop(reel_web_t *w) {
         conn_close(c);
     while (w->replays)
         replay_close(w->replays);
+    /* A replay on the thread pool cannot be taken back once it runs: it
+     * is told to stop, and the loop's next run waits for its after-work
+     * callback (which finds its connection gone). One not yet taken by a
+     * thread is cancelled outright. */
+    for (live_replay_t *j = w->live_replays; j; j = j->next) {
+        atomic_store(&j->cancel, 1);
+        uv_cancel((uv_req_t *)&j->work);
+    }
 }
 
 void reel_web_free(reel_web_t *w) {
@@ -964,6 +1126,7 @@ void reel_web_free(reel_web_t *w) {
         free(w->sessions[i]);
     free(w->sessions);
     free(w->live);
+    reel_tls_ctx_free(w->live_tls);
     free(w->url);
     for (int i = 0; i < 4; i++)
         free(w->hosts[i]);

@@ -10,8 +10,9 @@
  * read-only server refuses every write with 403. Listening beyond
  * loopback needs explicit_listen and warns on stderr.
  *
- * Ownership: reel_web_start returns an owned server whose handles live on
- * the caller's loop. reel_web_stop closes them (callable from a signal
+ * Ownership: reel_web_start returns an owned server whose handles (and
+ * replays into the live session: uv_queue_work requests) live on the
+ * caller's loop. reel_web_stop closes them (callable from a signal
  * handler's callback, idempotent); run the loop until they have closed,
  * then reel_web_free. */
 #ifndef REEL_WEB_WEB_H
@@ -21,6 +22,7 @@
 #include <uv.h>
 
 #include "base/error.h"
+#include "session/recorder.h"
 
 /** Default port of `reel web`. */
 #define REEL_WEB_DEFAULT_PORT 8081
@@ -35,6 +37,15 @@ typedef struct {
     size_t nsessions;
     const char *live;  /* the session this process records into, or NULL */
     const char *token; /* fixed token (tests); NULL: a random 128-bit one */
+    /* Replays into `live` (POST .../flows/ID/replay) run in this process,
+     * on libuv's thread pool, recorded by live_recorder (borrowed: it must
+     * outlive the loop's last run). NULL: they are refused with 409 (the
+     * session's recorder is not a child's to open). */
+    reel_recorder_t *live_recorder;
+    const char *live_trusted_ca; /* upstream_trusted_ca for them (PEM file, copied);
+                                    NULL or "": none */
+    int live_verify;             /* upstream_cert_verify */
+    int live_timeout_s;          /* upstream_timeout (each wait); 0: 60 */
 } reel_web_opts_t;
 
 typedef struct reel_web reel_web_t;
@@ -47,12 +58,17 @@ reel_rc reel_web_start(uv_loop_t *loop, const reel_web_opts_t *o, reel_web_t **o
 /** "http://HOST:PORT/?token=..." (borrowed, valid until free). */
 const char *reel_web_url(const reel_web_t *w);
 
-/** Closes the listener and every connection; safe to call twice and on
- * NULL. */
+/** Changes upstream_cert_verify and upstream_timeout for replays into the
+ * live session started from now on (the daemon's hot configuration). */
+void reel_web_live_upstream(reel_web_t *w, int verify, int timeout_s);
+
+/** Closes the listener and every connection, and tells running replays
+ * to stop (within 200 ms, but a name lookup in progress finishes first);
+ * safe to call twice and on NULL. */
 void reel_web_stop(reel_web_t *w);
 
-/** Frees w once its handles have closed (after reel_web_stop and a loop
- * run); accepts NULL. */
+/** Frees w once its handles have closed and its replays have ended (after
+ * reel_web_stop and a loop run: uv_run waits for both); accepts NULL. */
 void reel_web_free(reel_web_t *w);
 
 #endif

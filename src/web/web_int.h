@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "base/mem.h"
+#include "session/replay.h"
 #include "web/web.h"
 
 /** Largest request body accepted (413 beyond). */
@@ -55,9 +56,13 @@ typedef struct {
     reel__web_sse_t *sse; /* the request became an event stream (owned) */
     /* The request became a replay (POST .../flows/ID/replay): server.c runs
      * `reel replay --json` on flow replay_id of replay_session (owned) in a
-     * child process and answers when it exits (reel__web_replay_answer). */
+     * child process and answers when it exits (reel__web_replay_answer);
+     * or, when replay_req is set (owned: the request, loaded), sends it on
+     * libuv's thread pool into the session this process records and
+     * answers when it is done (reel__web_replay_live_answer). */
     char *replay_session;
     int64_t replay_id;
+    reel_replay_req_t *replay_req;
 } reel__web_resp_t;
 
 /** Server state the API reads. */
@@ -67,6 +72,7 @@ typedef struct {
     char *const *sessions;
     size_t nsessions;
     const char *live;
+    int live_replay; /* replays into `live` run in this process */
 } reel__web_ctx_t;
 
 /** Answers an /api/ request. */
@@ -81,12 +87,21 @@ void reel__web_sse_free(reel__web_sse_t *e);
 /** Sets rs to the answer to a replay from what the child `reel replay
  * --json SESSION ID` left: its exit status (exit_status; -1 when it was
  * killed or could not start: why says so), stdout (the JSON) and stderr.
- * 200 {id, of, status, reason, error: null} when the new flow got a
+ * 200 {id, of, status, error: null} when the new flow got a
  * response; 502 with the new flow's id and its error when the replay
  * failed upstream; 422 when the flow cannot be replayed; 409 when the
  * session is being recorded; 500 otherwise, with the child's message. */
 void reel__web_replay_answer(reel__web_resp_t *rs, int exit_status, const char *why,
                              const reel_buf_t *out, const reel_buf_t *errout);
+
+/** Sets rs to the answer to a replay into the live session (sent in this
+ * process) of flow `of`: the new flow id (0 when capture was off: 409),
+ * the response's status (0: none), the error (NULL: it got a response) and
+ * whether it ran out of time. 200 {id, of, status, error: null}; 502 with
+ * the same fields when it failed upstream; 504 with them when it timed
+ * out. */
+void reel__web_replay_live_answer(reel__web_resp_t *rs, const char *session, int64_t of,
+                                  uint64_t id, uint32_t status, const char *error, int timed_out);
 
 /** Sets rs to a JSON error {"error": msg} with status. */
 void reel__web_error(reel__web_resp_t *rs, int status, const char *fmt, ...)

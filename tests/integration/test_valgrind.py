@@ -9,6 +9,7 @@ head, a response being relayed from the origin, an intercepted TLS tunnel,
 a raw tunnel. Any invalid read or write fails the test. Skipped in the
 sanitizer build (ASan and valgrind do not mix).
 """
+import json
 import os
 import re
 import signal
@@ -236,6 +237,110 @@ class ValgrindShutdown(unittest.TestCase):
         code = self.proc.wait(120)
         out = self.output()
         self.assertEqual(code, 0, out[-4000:])
+
+
+@unittest.skipIf(SANITIZED, "ASan binaries do not run under valgrind")
+class ValgrindWebReplay(unittest.TestCase):
+    """`reel record --web`: replays into the live session run on libuv's
+    thread pool; at Ctrl-C one is running for a client that waits and one
+    for a client that left, after one that ended unanswered (its client
+    gone) and one answered. Their jobs outlive the connections and the
+    server's stop: no invalid access, no leak."""
+
+    TOKEN = "0123456789abcdef0123456789abcdef"
+
+    def setUp(self):
+        self.root = tempfile.mkdtemp(prefix="valgrind-web.", dir=TMPBASE)
+        self.origin = Origin(os.path.join(self.root, "origin"))
+        self.env = dict(os.environ, REEL_HOME=self.root + "/home",
+                        XDG_DATA_HOME=self.root + "/data", XDG_CONFIG_HOME=self.root + "/config",
+                        REEL_WEB_TOKEN=self.TOKEN, REEL_WEB_REPLAY_TIMEOUT="2")
+        self.log = open(os.path.join(self.root, "reel.log"), "w+")
+        self.proc = subprocess.Popen(
+            ["valgrind", "-q", "--error-exitcode=99", "--leak-check=full",
+             "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite",
+             REEL, "record", "--listen", "127.0.0.1:0", "--web=127.0.0.1:0", "vg"],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=self.log)
+        self.port = self.web = None
+        for _ in range(600):
+            self.log.seek(0)
+            text = self.log.read()
+            m1 = re.search(r"listening on http://127\.0\.0\.1:(\d+)", text)
+            m2 = re.search(r"web UI on http://127\.0\.0\.1:(\d+)/", text)
+            if m1 and m2:
+                self.port, self.web = int(m1.group(1)), int(m2.group(1))
+                break
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        self.assertIsNotNone(self.web, self.output())
+
+    def tearDown(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.origin.stop()
+        self.log.close()
+
+    def output(self):
+        self.log.seek(0)
+        return self.log.read()
+
+    def set_config(self, name, value):
+        before = self.output().count("applied config change")
+        subprocess.run([REEL, "config", "vg", "set", name, value], env=self.env, check=True,
+                       capture_output=True)
+        deadline = time.time() + 60
+        while self.output().count("applied config change") <= before:
+            self.assertLess(time.time(), deadline, self.output())
+            time.sleep(0.1)
+
+    def get(self, url):
+        s = socket.create_connection(("127.0.0.1", self.port), 30)
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n" % url.encode())
+        while s.recv(65536):
+            pass
+        s.close()
+
+    def replay(self, fid):
+        s = socket.create_connection(("127.0.0.1", self.web), 60)
+        s.sendall(b"POST /api/sessions/vg/flows/%d/replay HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                  b"Authorization: Bearer %s\r\nContent-Length: 0\r\n\r\n"
+                  % (fid, self.web, self.TOKEN.encode()))
+        return s
+
+    def test_live_replays_at_ctrl_c(self):
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        socks = []
+        try:
+            self.get(self.origin.url("/100b"))  # flow 1
+            self.set_config("upstream_timeout", "1")
+            self.get("http://127.0.0.1:%d/silent" % silent.getsockname()[1])  # flow 2
+            self.set_config("upstream_timeout", "60")
+            s = self.replay(1)
+            self.assertIn(b"200 OK", s.recv(4096))
+            s.close()
+            self.replay(2).close()  # its client gone; it ends by REEL_WEB_REPLAY_TIMEOUT
+            time.sleep(4)
+            socks.append(self.replay(2))  # running at Ctrl-C, its client waiting
+            self.replay(2).close()        # running at Ctrl-C, its client gone
+            time.sleep(1.0)
+            self.proc.send_signal(signal.SIGINT)
+            code = self.proc.wait(120)
+        finally:
+            for s in socks:
+                s.close()
+            silent.close()
+        out = self.output()
+        self.assertNotIn("Invalid read", out)
+        self.assertNotIn("Invalid write", out)
+        self.assertNotIn("definitely lost", out)
+        self.assertEqual(code, 0, out[-4000:])
+        rows = json.loads(subprocess.run([REEL, "flows", "vg", "--json", "~replay"], env=self.env,
+                                         check=True, capture_output=True).stdout)
+        self.assertEqual(sorted(r["replay_of"] for r in rows), [1, 2, 2, 2], rows)
 
 
 if __name__ == "__main__":

@@ -425,9 +425,10 @@ class WebApi(unittest.TestCase):
             conn.close()
             self.assertIsNotNone(got)
             self.assertEqual(got["path"], "/100b")
-            # replay cannot record into the session this process records
-            e = c.json("POST", "/api/sessions/live/flows/%d/replay" % got["id"], status=409)
-            self.assertIn("--into", e["error"])
+            # replay records into the session this process records
+            # (WebLiveReplay tests it in full)
+            rp = c.json("POST", "/api/sessions/live/flows/%d/replay" % got["id"])
+            self.assertEqual((rp["of"], rp["status"], rp["error"]), (got["id"], 200, None))
             # writes through the web apply to the recording session
             c.json("POST", "/api/sessions/live/config", {"name": "body_limit", "value": "1k"})
             deadline = time.time() + 5
@@ -556,6 +557,258 @@ class WebReplay(unittest.TestCase):
             self.assertEqual(p.wait(10), 0)
             p.stdout.close()
             p.stderr.close()
+
+
+def start_record_web(root, env, session, *sets):
+    """`reel record --web` on ephemeral ports; returns (proc, log, proxy
+    port, web port). The log is the process's stderr, open for reading."""
+    log = open(os.path.join(root, session + "-web.log"), "w+")
+    args = [REEL, "record", "--listen", "127.0.0.1:0", "--web=127.0.0.1:0"]
+    for kv in sets:
+        args += ["--set", kv]
+    p = subprocess.Popen(args + [session], env=env, stdout=subprocess.DEVNULL, stderr=log)
+    text = ""
+    for _ in range(200):
+        log.seek(0)
+        text = log.read()
+        m1 = re.search(r"listening on http://127\.0\.0\.1:(\d+)", text)
+        m2 = re.search(r"web UI on http://127\.0\.0\.1:(\d+)/", text)
+        if m1 and m2:
+            return p, log, int(m1.group(1)), int(m2.group(1))
+        if p.poll() is not None:
+            break
+        time.sleep(0.05)
+    p.kill()
+    p.wait()
+    raise AssertionError("reel record --web did not start: " + text)
+
+
+class WebLiveReplay(unittest.TestCase):
+    """POST .../flows/ID/replay into the session `reel record --web` is
+    recording: sent by that process on its thread pool and recorded by its
+    recorder (a child `reel replay` could not open the session), with the
+    answers of the child path; the server keeps answering meanwhile."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="reel-weblive-", dir=TMPBASE)
+        cls.origin = Origin(cls.root)
+        cls.silent = socket.socket()  # accepts and never answers
+        cls.silent.bind(("127.0.0.1", 0))
+        cls.silent.listen(16)
+        cls.env = dict(os.environ, REEL_HOME=cls.root + "/home", XDG_DATA_HOME=cls.root + "/data",
+                       XDG_CONFIG_HOME=cls.root + "/config", REEL_WEB_TOKEN=TOKEN,
+                       REEL_WEB_REPLAY_TIMEOUT="2")
+        cls.proc, cls.log, proxy, web = start_record_web(
+            cls.root, cls.env, "live", "upstream_trusted_ca=" + cls.origin.ca)
+        cls.c = Client(web, TOKEN)
+        cls.set_config("upstream_timeout", "1")  # the silent origin's flow ends soon
+        px = ["curl", "-sS", "--max-time", "10", "-x", "http://127.0.0.1:%d" % proxy,
+              "--cacert", os.path.join(cls.root, "data", "reel", "reel-ca.pem")]
+        run(px + [cls.origin.url("/100b")])
+        run(px + [cls.origin.url("/text.txt", https=True)])
+        run(px + ["http://127.0.0.1:1/refused"], check=False)
+        run(px + ["http://127.0.0.1:%d/silent" % cls.silent.getsockname()[1]], check=False)
+        # a raw tunnel (neither TLS nor HTTP inside): a flow that cannot be replayed
+        t = socket.create_connection(("127.0.0.1", proxy), 10)
+        t.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % cls.origin.http_port)
+        assert b" 200" in t.recv(4096)
+        t.sendall(b"\x00\x01\x02 not http")
+        time.sleep(0.3)
+        t.close()
+        cls.ids = {}
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            rows = json.loads(run([REEL, "flows", "live", "--json"], env=cls.env).stdout)
+            if len(rows) >= 5 and all(r["state"] != "open" for r in rows):
+                break
+            time.sleep(0.1)
+        for r in rows:
+            key = "tunnel" if r["kind"] == "tunnel" else r["url"].rsplit("/", 1)[1]
+            cls.ids[key] = r["id"]
+        assert set(cls.ids) == {"100b", "text.txt", "refused", "silent", "tunnel"}, rows
+        # replays wait longer for the silent origin than REEL_WEB_REPLAY_TIMEOUT:
+        # the running daemon hands the change to its web server
+        cls.set_config("upstream_timeout", "30")
+
+    @classmethod
+    def logtext(cls):
+        cls.log.seek(0)
+        return cls.log.read()
+
+    @classmethod
+    def set_config(cls, name, value):
+        """`reel config live set`, once the daemon has applied it."""
+        before = cls.logtext().count("applied config change")
+        run([REEL, "config", "live", "set", name, value], env=cls.env)
+        deadline = time.time() + 10
+        while cls.logtext().count("applied config change") <= before:
+            assert time.time() < deadline, cls.logtext()
+            time.sleep(0.05)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proc.send_signal(signal.SIGINT)
+        code = cls.proc.wait(15)
+        text = cls.logtext()
+        cls.log.close()
+        cls.silent.close()
+        cls.origin.stop()
+        assert code == 0, "reel record --web exited %d: %s" % (code, text)
+        proxyenv.shutil.rmtree(cls.root, ignore_errors=True)
+
+    def flow(self, fid):
+        return json.loads(run([REEL, "flow", "live", str(fid), "--json"], env=self.env).stdout)
+
+    def replay(self, key, status=200):
+        return self.c.json("POST", "/api/sessions/live/flows/%d/replay" % self.ids[key],
+                           status=status)
+
+    def test_replay_records_into_the_live_session(self):
+        of = self.ids["100b"]
+        ev = http.client.HTTPConnection("127.0.0.1", self.c.port, timeout=10)
+        ev.request("GET", "/api/sessions/live/events", headers={
+            "Host": "127.0.0.1:%d" % self.c.port, "Authorization": "Bearer " + TOKEN})
+        events = ev.getresponse()
+        self.assertEqual(events.status, 200)
+        seen = [l for l in self.origin.log_lines() if l[2] == "/100b"]
+        r = self.replay("100b")
+        self.assertEqual((r["of"], r["status"], r["error"]), (of, 200, None))
+        self.assertGreater(r["id"], max(self.ids.values()))
+        # indexed before the answer: the API shows it at once, linked
+        row = self.c.json("GET", "/api/sessions/live/flows/%d" % r["id"])["row"]
+        self.assertEqual((row["replay_of"], row["status"], row["url"]),
+                         (of, 200, self.origin.url("/100b")))
+        # the live list's event stream delivers it
+        got = None
+        deadline = time.time() + 5
+        while time.time() < deadline and got is None:
+            line = events.fp.readline().decode()
+            if line.startswith("data: ") and json.loads(line[6:]).get("id") == r["id"]:
+                got = json.loads(line[6:])
+        ev.close()
+        self.assertIsNotNone(got)
+        # the origin saw the request again
+        self.assertEqual(len([l for l in self.origin.log_lines() if l[2] == "/100b"]),
+                         len(seen) + 1)
+        f = self.flow(r["id"])
+        self.assertEqual(f["replay_of"], of)
+        self.assertEqual(f["source"], "replay")
+        self.assertEqual(f["response"]["status"], 200)
+        self.assertEqual(proxyenv.body(f, "response"), b"x" * 99 + b"\n")
+        self.assertIsNotNone(f["server_conn"])
+        self.assertIn(r["id"], self.flow(of)["replayed_as"])
+
+    def test_https_replay_honours_upstream_trusted_ca(self):
+        r = self.replay("text.txt")
+        self.assertEqual((r["status"], r["error"]), (200, None))
+        f = self.flow(r["id"])
+        self.assertEqual(f["replay_of"], self.ids["text.txt"])
+        self.assertTrue(f["server_conn"]["tls_version"].startswith("TLS"))
+
+    def test_failing_upstream_and_not_replayable(self):
+        e = self.replay("refused", status=502)
+        self.assertIn("refused", e["error"])
+        self.assertEqual(e["of"], self.ids["refused"])
+        f = self.flow(e["id"])
+        self.assertEqual(f["replay_of"], self.ids["refused"])
+        self.assertIn("refused", json.dumps(f["error"]))
+        e = self.replay("tunnel", status=422)
+        self.assertIn("cannot be replayed", e["error"])
+        self.c.json("POST", "/api/sessions/live/flows/99999/replay", status=404)
+
+    def test_timeout_busy_and_disconnect(self):
+        """A hung origin: 504 after REEL_WEB_REPLAY_TIMEOUT with the new
+        flow's id; two replays run at once (a third is 503); a client that
+        leaves while its replay runs does not stop it; the server answers
+        other requests meanwhile."""
+        path = "/api/sessions/live/flows/%d/replay" % self.ids["silent"]
+        gone = []
+        for _ in range(2):  # these two leave before the answer
+            s = socket.create_connection(("127.0.0.1", self.c.port), 10)
+            s.sendall(b"POST %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAuthorization: Bearer %s\r\n"
+                      b"Content-Length: 0\r\n\r\n" % (path.encode(), self.c.port, TOKEN.encode()))
+            gone.append(s)
+        time.sleep(0.3)
+        e = self.c.json("POST", path, status=503)
+        self.assertIn("already running", e["error"])
+        self.assertEqual(self.c.json("GET", "/api/sessions/live/flows/1")["row"]["id"], 1)
+        for s in gone:
+            s.close()
+        time.sleep(2.5)  # both ran out of time, unanswered
+        t0 = time.time()
+        e = self.c.json("POST", path, status=504)
+        self.assertGreater(time.time() - t0, 1.5)
+        self.assertIn("timed out", e["error"])
+        f = self.flow(e["id"])
+        self.assertEqual(f["replay_of"], self.ids["silent"])
+        self.assertIn("timed out", json.dumps(f["error"]))
+        replays = json.loads(run([REEL, "flows", "live", "--json", "~replay"], env=self.env).stdout)
+        self.assertEqual(len([x for x in replays if x["replay_of"] == self.ids["silent"]]), 3)
+
+
+class WebLiveReplayStop(unittest.TestCase):
+    """Ctrl-C while a replay into the live session runs: the replay is told
+    to stop, the process exits 0 at once, and the new flow holds why."""
+
+    def test_ctrl_c_during_a_replay(self):
+        root = tempfile.mkdtemp(prefix="reel-weblivestop-", dir=TMPBASE)
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        env = dict(os.environ, REEL_HOME=root + "/home", XDG_DATA_HOME=root + "/data",
+                   XDG_CONFIG_HOME=root + "/config", REEL_WEB_TOKEN=TOKEN)
+        p, log, proxy, web = start_record_web(root, env, "stop")
+
+        def logtext():
+            log.seek(0)
+            return log.read()
+
+        def set_config(name, value):
+            before = logtext().count("applied config change")
+            run([REEL, "config", "stop", "set", name, value], env=env)
+            deadline = time.time() + 10
+            while logtext().count("applied config change") <= before:
+                self.assertLess(time.time(), deadline, logtext())
+                time.sleep(0.05)
+
+        try:
+            set_config("upstream_timeout", "1")
+            run(["curl", "-sS", "--max-time", "10", "-x", "http://127.0.0.1:%d" % proxy,
+                 "http://127.0.0.1:%d/silent" % silent.getsockname()[1]], check=False)
+            run(["curl", "-sS", "--max-time", "10", "-x", "http://127.0.0.1:%d" % proxy,
+                 "http://127.0.0.1:%d/silent2" % silent.getsockname()[1]], check=False)
+            set_config("upstream_timeout", "60")
+            socks = []
+            for fid in (1, 2):  # one answered to a client that waits, one to a client gone
+                s = socket.create_connection(("127.0.0.1", web), 10)
+                s.sendall(b"POST /api/sessions/stop/flows/%d/replay HTTP/1.1\r\n"
+                          b"Host: 127.0.0.1:%d\r\nAuthorization: Bearer %s\r\n"
+                          b"Content-Length: 0\r\n\r\n" % (fid, web, TOKEN.encode()))
+                socks.append(s)
+            time.sleep(0.5)
+            socks[1].close()
+            t0 = time.time()
+            p.send_signal(signal.SIGINT)
+            code = p.wait(15)
+            self.assertLess(time.time() - t0, 5)
+            self.assertEqual(code, 0, logtext())
+            try:  # the waiting client's connection was closed, unanswered
+                self.assertEqual(socks[0].recv(4096), b"")
+            except ConnectionResetError:
+                pass
+            socks[0].close()
+            rows = json.loads(run([REEL, "flows", "stop", "--json", "~replay"], env=env).stdout)
+            self.assertEqual(len(rows), 2, rows)
+            for r in rows:
+                self.assertIn("cancelled", r["error"])
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            log.close()
+            silent.close()
+            proxyenv.shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -514,6 +514,67 @@ static void test_replay_request(void **state) {
     assert_int_equal(rs.status, 409);
     assert_null(rs.replay_session);
     reel_buf_free(&rs.body);
+    /* ... unless the server sends live replays itself: it gets the loaded
+     * request, checked first */
+    w.live_replay = 1;
+    memset(&rs, 0, sizeof rs);
+    reel_buf_init(&rs.body, 0);
+    rs.status = 200;
+    reel__web_api(&w, &rq, &rs);
+    assert_int_equal(rs.status, 200);
+    assert_string_equal(rs.replay_session, "rpl");
+    assert_non_null(rs.replay_req);
+    assert_int_equal(rs.replay_req->id, 1);
+    assert_string_equal(rs.replay_req->method, "GET");
+    assert_string_equal(rs.replay_req->target, "/x");
+    assert_null(rs.replay_req->why_not);
+    free(rs.replay_session);
+    reel_replay_req_free(rs.replay_req);
+    free(rs.replay_req);
+    reel_buf_free(&rs.body);
+    rq.path = "/api/sessions/rpl/flows/2/replay";
+    memset(&rs, 0, sizeof rs);
+    reel_buf_init(&rs.body, 0);
+    reel__web_api(&w, &rq, &rs);
+    assert_int_equal(rs.status, 422);
+    assert_null(rs.replay_req);
+    assert_null(rs.replay_session);
+    reel_buf_free(&rs.body);
+}
+
+/* reel__web_replay_live_answer; returns the status, *j the body. */
+static int live_answer(uint64_t id, uint32_t status, const char *error, int timed_out, json_t **j) {
+    reel__web_resp_t rs;
+    memset(&rs, 0, sizeof rs);
+    reel_buf_init(&rs.body, 0);
+    reel__web_replay_live_answer(&rs, "rpl", 1, id, status, error, timed_out);
+    *j = json_loadb((const char *)rs.body.data, rs.body.len, 0, NULL);
+    assert_non_null(*j);
+    reel_buf_free(&rs.body);
+    return rs.status;
+}
+
+static void test_replay_live_answer(void **state) {
+    (void)state;
+    json_t *j = NULL;
+    assert_int_equal(live_answer(7, 200, NULL, 0, &j), 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "id")), 7);
+    assert_int_equal(json_integer_value(json_object_get(j, "of")), 1);
+    assert_int_equal(json_integer_value(json_object_get(j, "status")), 200);
+    assert_true(json_is_null(json_object_get(j, "error")));
+    json_decref(j);
+    assert_int_equal(live_answer(8, 0, "connecting to x: refused", 0, &j), 502);
+    assert_int_equal(json_integer_value(json_object_get(j, "id")), 8);
+    assert_true(json_is_null(json_object_get(j, "status")));
+    assert_string_equal(json_string_value(json_object_get(j, "error")), "connecting to x: refused");
+    json_decref(j);
+    assert_int_equal(live_answer(9, 0, "replay timed out after 2 s waiting", 1, &j), 504);
+    assert_int_equal(json_integer_value(json_object_get(j, "id")), 9);
+    json_decref(j);
+    /* capture off: sent, nothing recorded */
+    assert_int_equal(live_answer(0, 200, NULL, 0, &j), 409);
+    assert_non_null(strstr(json_string_value(json_object_get(j, "error")), "capture is off"));
+    json_decref(j);
 }
 
 /* reel__web_replay_answer on out/err; returns the status, *j the body. */
@@ -593,6 +654,7 @@ int main(void) {
         cmocka_unit_test(test_cursor_by_value),
         cmocka_unit_test(test_cursor_with_appends),
         cmocka_unit_test(test_replay_request),
+        cmocka_unit_test(test_replay_live_answer),
         cmocka_unit_test(test_replay_answer),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
