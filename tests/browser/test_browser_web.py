@@ -160,6 +160,13 @@ class BrowserWebTest(unittest.TestCase):
             self.assertTrue(any("b1" in s and "recording" in s for s in seen["sessions"]))
             self.assertLess(seen["live_ms"], 5000)
             self.assertEqual(seen["live_rows"], seen["live_before"] + 1)
+            # Replay in the session being recorded: a new flow of it, listed live
+            self.assertIn("Replayed as flow %d" % seen["replay_id"], seen["replay_result"])
+            self.assertIn("live=1", seen["replay_row"])
+            rflow = json.loads(run([REEL, "flow", "b1", str(seen["replay_id"]), "--json"],
+                                   env=env).stdout)
+            self.assertEqual(rflow["replay_of"], seen["live_id"])
+            self.assertEqual(rflow["response"]["status"], 200)
             # what the UI wrote, as the CLI sees it
             notes = run([REEL, "annotate", "b1", str(post)], env=env).stdout.decode()
             self.assertIn("browser note", notes)

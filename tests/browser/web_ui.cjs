@@ -151,6 +151,25 @@ async function main() {
     res.live_ms = Date.now() - t0;
     res.live_rows = await page.$$eval(".row[data-id]", (rs) => rs.length);
     res.live_before = before;
+
+    step("live replay");
+    // Replay in the session this process records: the new flow goes into
+    // it, linked to the one it replays, and shows up in the live list
+    const liveId = await page.$$eval(".row[data-id]", (rs) =>
+      rs.filter((r) => r.innerText.includes("live=1")).map((r) => r.dataset.id)[0]);
+    res.live_id = Number(liveId);
+    await page.click(`.row[data-id="${liveId}"]`);
+    await page.waitForFunction((id) => {
+      const h = document.querySelector("#detail h2");
+      return h && h.textContent === "Flow " + id;
+    }, liveId, { timeout: T });
+    await page.click('#detail button:text-is("Replay")');
+    await page.waitForSelector("#detail .replay-result a", { timeout: T });
+    res.replay_result = await page.textContent("#detail .replay-result");
+    const m = res.replay_result.match(/flow (\d+)/);
+    res.replay_id = m ? Number(m[1]) : null;
+    await page.waitForSelector(`.row[data-id="${res.replay_id}"]`, { timeout: T });
+    res.replay_row = await page.innerText(`.row[data-id="${res.replay_id}"]`);
   } finally {
     res.errors = errors;
     process.stdout.write(JSON.stringify(res) + "\n");
