@@ -1,7 +1,7 @@
 // Drives the `reel web` UI in Debian's headless chromium over a large
 // session and prints what it timed as JSON on stdout (bench/web/run).
 //   NODE_PATH=<deps>/node_modules node measure.cjs CONFIG_JSON
-// CONFIG_JSON: {url, runs, filter, scroll_pages, scroll_last, total}
+// CONFIG_JSON: {url, runs, filter, scroll_pages, scroll_last, scroll_all, total}
 // Every time is from the action (navigation, key, slider, submit) until
 // the row it asked for is in the DOM, measured in the page with
 // performance.now() (first rows: from the navigation's start).
@@ -105,6 +105,11 @@ async function main() {
       // scrolling down the filter's rows to the last (scroll_last) or
       // scroll_pages pages: each page fetched as the window's edge nears
       if (run === 0 && cfg.scroll_pages > 0) {
+        if (cfg.scroll_all) {  // the whole list, not the filter's rows
+          await page.fill("#filter", "");
+          await page.press("#filter", "Enter");
+          await page.waitForSelector('.row[data-id="1"]');
+        }
         const heap = () => page.evaluate(() => performance.memory.usedJSHeapSize);
         const nodes = () => page.evaluate(() => document.getElementsByTagName("*").length);
         r.heap_start = await heap();
