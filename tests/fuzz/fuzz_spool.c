@@ -9,11 +9,12 @@
  *                     past zstd); bit 1 appends a second copy cut short (a
  *                     torn tail), bit 2 puts garbage between the two.
  * Each input goes through the in-memory codec (frame_size, frame_decode,
- * block_next, Record unpacking), through reel_spool_scan / resync /
- * read_frame on a file, and through reel_indexer_add_frame + commit into an
- * in-memory index. The two readers must agree on where the valid frames
- * end, and resync must land on a frame that decodes (resync does not look
- * at the records inside, so a scan from there may still stop at once). */
+ * block_next, Record unpacking, which reel_pbwire_check must agree with),
+ * through reel_spool_scan / resync / read_frame on a file, and through
+ * reel_indexer_add_frame + commit into an in-memory index. The two readers
+ * must agree on where the valid frames end, and resync must land on a frame
+ * that decodes (resync does not look at the records inside, so a scan from
+ * there may still stop at once). */
 #include <sqlite3.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -27,6 +28,7 @@
 #include "flow.pb-c.h"
 #include "fuzz_util.h"
 #include "session/index.h"
+#include "session/pbwire.h"
 #include "session/spool.h"
 
 static sqlite3 *db;
@@ -80,6 +82,9 @@ static int frame_ok(const uint8_t *buf, size_t len, size_t *fl, reel_buf_t *raw)
         FUZZ_CHECK(r >= raw->data && r + rl <= raw->data + raw->len && pos <= raw->len,
                    "record outside its block");
         Reel__Record *rec = reel__record__unpack(NULL, rl, r);
+        /* the spool pass reads records in place once this check passes */
+        FUZZ_CHECK(reel_pbwire_check(&reel__record__descriptor, r, rl) == (rec != NULL),
+                   "reel_pbwire_check disagrees with unpacking");
         reel__record__free_unpacked(rec, NULL);
     }
     return rc == REEL_NOTFOUND;
