@@ -51,8 +51,34 @@ reel_session_t *reel_store_reader_session(const reel_store_reader_t *r);
 reel_rc reel_store_reader_flow(reel_store_reader_t *r, uint64_t id, reel_record_cb cb, void *ctx,
                                reel_err_t *err);
 
+/** Called for each record of the flow, in spool order, with its encoded
+ * bytes (a reel.Record, borrowed, valid only during the call), for readers
+ * that pick a few fields from the wire format (session/pbwire.h) instead of
+ * unpacking whole records. Return 0 to go on, 1 to stop, -1 if the record
+ * does not decode: the read then fails with REEL_CORRUPT as it does for a
+ * record that does not unpack. */
+typedef int (*reel_record_raw_cb)(void *ctx, const uint8_t *rec, size_t len);
+
+/** reel_store_reader_flow() with the records' bytes instead of unpacked
+ * records: the same records (those of flow `id` by their flow id field,
+ * which is peeked, or unpacked when the peek fails), the same errors. Flows
+ * read one after the other in id order while a statement of the session's
+ * db is running (a pass over a query's rows) find their frames with one
+ * index query for many flows instead of one each. cb must not use r. */
+reel_rc reel_store_reader_flow_raw(reel_store_reader_t *r, uint64_t id, reel_record_raw_cb cb,
+                                   void *ctx, reel_err_t *err);
+
 /** Frames r has decompressed so far (tests, benchmarks). */
 uint64_t reel_store_reader_frames_read(const reel_store_reader_t *r);
+
+/** Index statements r has run to find flows' frames: one per flow looked up
+ * alone, one per range of flows read in id order (tests, benchmarks). */
+uint64_t reel_store_reader_queries(const reel_store_reader_t *r);
+
+/** Caps the index rows one statement of r reads for a range of flows
+ * (default 4096, at least 1): a flow with as many frames is looked up
+ * alone (tests). */
+void reel_store_reader_set_plan_rows(reel_store_reader_t *r, size_t rows);
 
 /** Frees r and the frames it keeps; NULL is a no-op. */
 void reel_store_reader_free(reel_store_reader_t *r);

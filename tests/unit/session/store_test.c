@@ -1,7 +1,8 @@
 /* Store tests: spool round trips, segment roll-over, crash safety
  * (truncation at many offsets, torn tails, flipped bytes), the recorder
  * lock, a reader running beside a writer, and the frame-keeping reader
- * (reel_store_reader_t) giving what reel_store_read_flow gives. */
+ * (reel_store_reader_t) giving what reel_store_read_flow gives, its frames
+ * found one flow at a time or by plans of many. */
 #include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -910,6 +911,127 @@ static void test_reader_same_as_read_flow(void **state) {
     free(home);
 }
 
+/* Runs sql on the session's db through a connection of its own. */
+static void exec_other(const char *home, const char *name, const char *sql) {
+    char *path = reel_asprintf("%s/%s/session.db", home, name);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("%s: %s", sql, msg);
+    sqlite3_close(db);
+    free(path);
+}
+
+/* Flows read in id order while a statement runs take their frames from
+ * plans (one index query for many flows): the same records and errors as
+ * flows read alone, a flow missing from the index inside a plan, a flow
+ * with more frames than a plan holds, and a plan read before another
+ * connection changed the index is not used after. */
+static void test_reader_plan(void **state) {
+    (void)state;
+    char *home = tmp_home();
+    reel_session_t *s = open_rec(home, "pl");
+    reel_recorder_t *r = start(s, 0);
+    enum { N = 60, BIG = 20, GONE = 33, LATER = 46 };
+    uint64_t ids[N];
+    for (int i = 0; i < N; i++) {
+        ids[i] = record_flow(r, 40, i == BIG ? 900000 : 700 + (uint64_t)i * 30, 4096);
+        if (i % 6 == 5)
+            assert_int_equal(reel_recorder_flush(r, NULL), REEL_OK);
+    }
+    stop(r);
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM flow_frames WHERE flow_id = %llu",
+             (unsigned long long)ids[BIG]);
+    long long big_frames = q1(s, sql);
+    assert_true(big_frames >= 3);
+    snprintf(sql, sizeof sql, "DELETE FROM flow_frames WHERE flow_id = %llu",
+             (unsigned long long)ids[GONE]);
+    assert_int_equal(sqlite3_exec(reel_session_db(s), sql, NULL, NULL, NULL), SQLITE_OK);
+    uint64_t last = ids[N - 1] + 3; /* past the end too */
+
+    size_t limits[] = {4096, 2};
+    for (size_t li = 0; li < 2; li++) {
+        reel_store_reader_t *rd = NULL;
+        assert_int_equal(reel_store_reader_open(s, &rd, NULL), REEL_OK);
+        reel_store_reader_set_plan_rows(rd, limits[li]);
+        sqlite3_stmt *st = NULL;
+        assert_int_equal(sqlite3_prepare_v2(reel_session_db(s), "SELECT id FROM flows ORDER BY id",
+                                            -1, &st, NULL),
+                         SQLITE_OK);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW); /* a read transaction */
+        int notfound = 0;
+        for (uint64_t id = ids[0]; id <= last; id++) {
+            got_t want, got;
+            got_read(&want, s, NULL, id);
+            got_read(&got, s, rd, id);
+            if (want.rc != got.rc || strcmp(want.msg, got.msg) != 0)
+                fail_msg("flow %llu: read_flow %d '%s', reader %d '%s'", (unsigned long long)id,
+                         (int)want.rc, want.msg, (int)got.rc, got.msg);
+            assert_int_equal(got.n, want.n);
+            assert_int_equal(got.recs.len, want.recs.len);
+            assert_memory_equal(got.recs.data, want.recs.data, want.recs.len);
+            notfound += got.rc == REEL_NOTFOUND;
+            reel_buf_free(&want.recs);
+            reel_buf_free(&got.recs);
+        }
+        assert_int_equal(notfound, 1 + 3); /* GONE and the three past the end */
+        uint64_t queries = reel_store_reader_queries(rd);
+        print_message("plan rows %zu: %llu queries for %llu flows\n", limits[li],
+                      (unsigned long long)queries, (unsigned long long)(last - ids[0] + 1));
+        if (li == 0)
+            assert_true(queries <= 6); /* 16 flows, then 32, then the rest */
+        else
+            assert_true(queries > N / 2); /* two rows a plan: about one flow each */
+        sqlite3_finalize(st);
+        reel_store_reader_free(rd);
+    }
+
+    /* A plan read in one transaction, the index changed by another
+     * connection, the next flows read in a new one: read afresh. */
+    reel_store_reader_t *rd = NULL;
+    assert_int_equal(reel_store_reader_open(s, &rd, NULL), REEL_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(
+        sqlite3_prepare_v2(reel_session_db(s), "SELECT id FROM flows", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    for (int i = LATER - 3; i < LATER; i++) {
+        got_t g;
+        got_read(&g, s, rd, ids[i]);
+        assert_int_equal(g.rc, REEL_OK);
+        reel_buf_free(&g.recs);
+    }
+    uint64_t queries = reel_store_reader_queries(rd);
+    sqlite3_finalize(st);
+    snprintf(sql, sizeof sql, "DELETE FROM flow_frames WHERE flow_id = %llu",
+             (unsigned long long)ids[LATER]);
+    exec_other(home, "pl", sql);
+    assert_int_equal(sqlite3_prepare_v2(reel_session_db(s), "SELECT id FROM flows ORDER BY id",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    got_t g;
+    got_read(&g, s, rd, ids[LATER]);
+    assert_int_equal(g.rc, REEL_NOTFOUND);
+    reel_buf_free(&g.recs);
+    assert_true(reel_store_reader_queries(rd) > queries);
+    sqlite3_finalize(st);
+    /* Outside a transaction flows are looked up alone. */
+    queries = reel_store_reader_queries(rd);
+    for (int i = LATER + 1; i < LATER + 5; i++) {
+        got_read(&g, s, rd, ids[i]);
+        assert_int_equal(g.rc, REEL_OK);
+        reel_buf_free(&g.recs);
+    }
+    assert_int_equal(reel_store_reader_queries(rd), queries + 4);
+    reel_store_reader_free(rd);
+    reel_session_close(s);
+    rm_rf(home);
+    free(home);
+}
+
 static void test_lock_names_pid(void **state) {
     char *home = tmp_home();
     reel_session_t *s = open_rec(home, "locked");
@@ -1090,6 +1212,7 @@ int main(void) {
         cmocka_unit_test(test_frames_past_index_are_indexed),
         cmocka_unit_test(test_flipped_byte_verify_and_repair),
         cmocka_unit_test(test_reader_same_as_read_flow),
+        cmocka_unit_test(test_reader_plan),
         cmocka_unit_test(test_peek_record),
         cmocka_unit_test(test_url_fts_in_step),
         cmocka_unit_test(test_scan_ahead_same_as_scan),
