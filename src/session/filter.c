@@ -80,6 +80,7 @@
 #include "base/progress.h"
 #include "session/bodyindex.h"
 #include "session/decode.h"
+#include "session/pbwire.h"
 #include "session/store.h"
 
 /** Longest accepted expression, in bytes. */
@@ -927,6 +928,18 @@ typedef struct {
     size_t lookback; /* bytes kept before a search window (body terms) */
 } spool_term_t;
 
+/* The filter's tree as far as the spool pass can judge it without the
+ * index (vprog_build), in prefix order: each AND and OR followed by its
+ * kids. */
+typedef enum { V_TRUE, V_SQL, V_SPOOL, V_AND, V_OR } vkind_t;
+
+typedef struct {
+    vkind_t kind;
+    bool neg;       /* V_SPOOL: the term negated */
+    uint32_t idx;   /* V_SPOOL: the term's index in reel_filter.spool */
+    uint32_t nkids; /* V_AND, V_OR */
+} vnode_t;
+
 /* The progress line of a spool pass (base/progress.h); its total is
  * counted only once the line is about to be drawn. */
 typedef struct {
@@ -939,20 +952,26 @@ struct reel_filter {
     part_t exact;  /* spool terms as ? bound to their verdicts */
     spool_term_t *spool;
     size_t nspool;
+    vnode_t *vprog; /* with spool terms */
+    size_t nvprog;
     scan_progress_t *progress; /* owned; changed by the const readers too */
-    struct pass_cache *cache; /* owned; likewise */
+    struct pass_cache *cache;  /* owned; likewise */
 };
 
 /* What a spool pass keeps between flows: a reader of the session's spool,
  * which keeps the frames it decompressed (flows read in id order share
- * them), and the statement asking the index for the final verdict. */
+ * them), the pass state with its buffers, and the statement asking the
+ * index for the final verdict when the spool terms cannot decide it. */
 typedef struct pass_cache {
     reel_store_reader_t *reader; /* owned; NULL until the first flow */
-    /* prepared once on db (a session closes its db with sqlite3_close_v2,
-     * so it may outlive it) */
+    struct eval *ev;             /* owned; NULL until the first flow */
+    /* prepared once on db, when first needed (a session closes its db with
+     * sqlite3_close_v2, so it may outlive it) */
     sqlite3 *db;
     sqlite3_stmt *exact;
 } pass_cache_t;
+
+static void eval_free(struct eval *e);
 
 static void part_add(part_t *pt, param_t pa) {
     if (pt->nparams == pt->cap) {
@@ -1247,6 +1266,39 @@ static reel_rc collect_spool(reel_filter_t *f, node_t *n, reel_err_t *err) {
     return REEL_OK;
 }
 
+static bool has_spool(const node_t *n) {
+    if (n->kind == N_SPOOL)
+        return true;
+    for (size_t i = 0; i < n->nkids; i++) {
+        if (has_spool(n->kids[i]))
+            return true;
+    }
+    return false;
+}
+
+/* Appends n (in negation normal form, its spool terms numbered) to f's
+ * verdict program. A subtree without spool terms is V_SQL, a value only
+ * the index knows, except in the AND at the root (top), where it is
+ * V_TRUE: reel_filter_match_flow is given rows that matched the SQL part,
+ * and every such kid of that AND is rendered there as it is. */
+static void vprog_build(reel_filter_t *f, const node_t *n, bool top) {
+    vnode_t v = {.kind = V_SQL};
+    if (!has_spool(n))
+        v.kind = top ? V_TRUE : V_SQL;
+    else if (n->kind == N_SPOOL)
+        v = (vnode_t){.kind = V_SPOOL, .idx = (uint32_t)n->num2};
+    else if (n->kind == N_NOT) /* only above an atom */
+        v = (vnode_t){.kind = V_SPOOL, .neg = true, .idx = (uint32_t)n->kids[0]->num2};
+    else
+        v = (vnode_t){.kind = n->kind == N_AND ? V_AND : V_OR, .nkids = (uint32_t)n->nkids};
+    f->vprog = reel_realloc(f->vprog, (f->nvprog + 1) * sizeof *f->vprog);
+    f->vprog[f->nvprog++] = v;
+    if (v.kind == V_AND || v.kind == V_OR) {
+        for (size_t i = 0; i < n->nkids; i++)
+            vprog_build(f, n->kids[i], top && n->kind == N_AND);
+    }
+}
+
 /* ---- public API ------------------------------------------------------------ */
 
 static void part_free(part_t *pt) {
@@ -1264,11 +1316,13 @@ void reel_filter_free(reel_filter_t *f) {
     for (size_t i = 0; i < f->nspool; i++)
         pcre2_code_free(f->spool[i].re);
     free(f->spool);
+    free(f->vprog);
     if (f->progress)
         reel_progress_clear(&f->progress->line);
     free(f->progress);
     if (f->cache) {
         reel_store_reader_free(f->cache->reader);
+        eval_free(f->cache->ev);
         sqlite3_finalize(f->cache->exact);
         free(f->cache);
     }
@@ -1315,8 +1369,10 @@ reel_rc reel_filter_compile(const char *expr, reel_filter_t **out, reel_err_t *e
     if ((rc = collect_spool(f, root, err)) != REEL_OK ||
         (rc = render(&f->approx, root, false, err)) != REEL_OK)
         goto out;
-    if (f->nspool > 0)
+    if (f->nspool > 0) {
         rc = render(&f->exact, root, true, err);
+        vprog_build(f, root, true);
+    }
 out:
     node_free(root);
     if (rc != REEL_OK) {
@@ -1360,12 +1416,31 @@ int reel_filter_needs_spool(const reel_filter_t *f) {
 #define BODY_WINDOWS_MAX (16 * 1024 * 1024)
 #define BODY_WINDOW_MIN (64 * 1024)
 
+/* Field numbers read from the wire (schema/flow.proto). */
+enum {
+    PB_RECORD_FLOW_ID = 1,
+    PB_RECORD_REQUEST_HEAD = 11,
+    PB_RECORD_REQUEST_BODY = 12,
+    PB_RECORD_RESPONSE_HEAD = 13,
+    PB_RECORD_RESPONSE_BODY = 14,
+    PB_RECORD_MESSAGE = 19,
+    PB_REQUEST_HEAD_HEADERS = 7,
+    PB_REQUEST_HEAD_BODY_DECODED = 8,
+    PB_RESPONSE_HEAD_HEADERS = 4,
+    PB_RESPONSE_HEAD_BODY_DECODED = 5,
+    PB_HEADER_NAME = 1,
+    PB_HEADER_VALUE = 2,
+    PB_BODY_CHUNK_DATA = 1,
+    PB_MESSAGE_FROM_CLIENT = 1,
+    PB_MESSAGE_DATA = 3,
+};
+
 /* The state of one body term over one body (or message stream). */
 typedef struct {
     const spool_term_t *term;
     size_t window; /* bytes kept at most for a match in progress */
     pcre2_match_data *md;
-    uint8_t *buf; /* owned: kept tail + new bytes */
+    uint8_t *buf; /* owned: kept tail + new bytes; kept from flow to flow */
     size_t len, cap;
     size_t start; /* offset in buf where the next search starts */
     bool dropped; /* bytes before buf were searched already: ^ cannot match */
@@ -1378,16 +1453,20 @@ static void body_rx_reset(body_rx_t *r) {
     r->dropped = false;
 }
 
-/* Searches what buf holds; `final` at the end of the body. */
-static void body_rx_run(body_rx_t *r, bool final) {
+/* Searches subject[0..len) from r->start: what buf holds, or a piece of
+ * the body searched in place when buf holds nothing (the start of a body:
+ * no copy of most small bodies). Keeps in buf what a later search needs;
+ * `final` at the end of the body. */
+static void body_rx_search(body_rx_t *r, const uint8_t *subject, size_t len, bool final) {
     if (r->matched || r->rc != REEL_OK)
         return;
     uint32_t opts = (r->dropped ? PCRE2_NOTBOL : 0) | (final ? 0 : PCRE2_PARTIAL_HARD);
     /* an empty body is searched too ("~bq '^$'"): never a NULL subject */
-    const uint8_t *subject = r->buf ? r->buf : (const uint8_t *)"";
-    int m = pcre2_match(r->term->re, subject, r->len, r->start, opts, r->md, NULL);
+    if (subject == NULL)
+        subject = (const uint8_t *)"";
+    int m = pcre2_match(r->term->re, subject, len, r->start, opts, r->md, NULL);
     if (m == PCRE2_ERROR_JIT_STACKLIMIT)
-        m = pcre2_match(r->term->re, subject, r->len, r->start, opts | PCRE2_NO_JIT, r->md, NULL);
+        m = pcre2_match(r->term->re, subject, len, r->start, opts | PCRE2_NO_JIT, r->md, NULL);
     if (m >= 0) {
         r->matched = true;
         return;
@@ -1395,10 +1474,10 @@ static void body_rx_run(body_rx_t *r, bool final) {
     size_t keep_from; /* first byte that may start a match still */
     if (m == PCRE2_ERROR_PARTIAL) {
         keep_from = (size_t)pcre2_get_ovector_pointer(r->md)[0];
-        if (r->len - keep_from > r->window) /* too long: give it up */
-            keep_from = r->len - r->window / 2;
+        if (len - keep_from > r->window) /* too long: give it up */
+            keep_from = len - r->window / 2;
     } else if (m == PCRE2_ERROR_NOMATCH) {
-        keep_from = r->len;
+        keep_from = len;
     } else {
         r->rc = REEL_LIMIT;
         return;
@@ -1406,17 +1485,31 @@ static void body_rx_run(body_rx_t *r, bool final) {
     if (final)
         return;
     size_t from = keep_from > r->term->lookback ? keep_from - r->term->lookback : 0;
-    if (from > 0) {
-        memmove(r->buf, r->buf + from, r->len - from);
-        r->len -= from;
-        r->dropped = true;
+    if (subject != r->buf) {
+        if (len - from > r->cap) {
+            r->cap = len - from;
+            r->buf = reel_realloc(r->buf, r->cap);
+        }
+        memcpy(r->buf, subject + from, len - from);
+    } else if (from > 0) {
+        memmove(r->buf, r->buf + from, len - from);
     }
+    r->len = len - from;
+    r->dropped |= from > 0;
     r->start = keep_from - from;
+}
+
+static void body_rx_run(body_rx_t *r, bool final) {
+    body_rx_search(r, r->buf, r->len, final);
 }
 
 static void body_rx_feed(body_rx_t *r, const uint8_t *data, size_t len) {
     if (r->matched || r->rc != REEL_OK || len == 0)
         return;
+    if (r->len == 0) { /* nothing kept (so r->start is 0): in place */
+        body_rx_search(r, data, len, false);
+        return;
+    }
     if (r->len + len > r->cap) {
         r->cap = r->len + len;
         r->buf = reel_realloc(r->buf, r->cap);
@@ -1426,15 +1519,97 @@ static void body_rx_feed(body_rx_t *r, const uint8_t *data, size_t len) {
     body_rx_run(r, false);
 }
 
+/* One header of a head, borrowed from the record. */
 typedef struct {
+    const uint8_t *name, *value;
+    size_t nlen, vlen;
+} hdr_t;
+
+/* The state of a spool pass over one flow, kept by the filter from flow
+ * to flow (its buffers are reused): the terms' verdicts, the body terms'
+ * searches, the body being read. */
+typedef struct eval {
     const reel_filter_t *f;
+    uint64_t id;   /* the flow being read */
     bool *verdict; /* per spool term */
     body_rx_t *rx; /* per spool term (body terms) */
     int side;      /* body being read: 1 request, 2 response, 0 none */
     reel_decoder_t *dec;
     bool dec_failed; /* the coding broke: the rest of the body is not searched */
     uint64_t bytes;  /* decoded body bytes searched */
+    hdr_t *hdrs;     /* the head being read */
+    size_t nhdrs, caphdrs;
+    reel_buf_t text;      /* its "Name: value\r\n" lines, for header terms */
+    reel_buf_t enc;       /* its Content-Encoding values */
+    pcre2_match_data *md; /* for header terms */
+    uint64_t events;      /* bit n: field n of a Record is an event (its oneof) */
 } eval_t;
+
+static void eval_free(eval_t *e) {
+    if (e == NULL)
+        return;
+    reel_decoder_free(e->dec);
+    for (size_t i = 0; e->rx && i < e->f->nspool; i++) {
+        pcre2_match_data_free(e->rx[i].md);
+        free(e->rx[i].buf);
+    }
+    free(e->rx);
+    free(e->verdict);
+    free(e->hdrs);
+    reel_buf_free(&e->text);
+    reel_buf_free(&e->enc);
+    pcre2_match_data_free(e->md);
+    free(e);
+}
+
+/* The pass state of f, made on first use. NULL when out of memory. */
+static eval_t *eval_new(const reel_filter_t *f) {
+    eval_t *e = reel_calloc(1, sizeof *e);
+    e->f = f;
+    e->verdict = reel_calloc(f->nspool, sizeof *e->verdict);
+    e->rx = reel_calloc(f->nspool, sizeof *e->rx);
+    reel_buf_init(&e->text, 0);
+    reel_buf_init(&e->enc, 64 * 1024); /* values past 64 KiB in all are left out */
+    size_t nbody = 0;
+    for (size_t i = 0; i < f->nspool; i++)
+        nbody += f->spool[i].field == F_BODY;
+    size_t window = BODY_WINDOW;
+    if (nbody > BODY_WINDOWS_MAX / BODY_WINDOW)
+        window =
+            BODY_WINDOWS_MAX / nbody > BODY_WINDOW_MIN ? BODY_WINDOWS_MAX / nbody : BODY_WINDOW_MIN;
+    for (unsigned i = 0; i < reel__record__descriptor.n_fields; i++) {
+        const ProtobufCFieldDescriptor *fd = &reel__record__descriptor.fields[i];
+        if ((fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) && fd->id < 64)
+            e->events |= 1ull << fd->id; /* the others: is_event() */
+    }
+    bool ok = (e->md = pcre2_match_data_create(1, NULL)) != NULL;
+    for (size_t i = 0; i < f->nspool && ok; i++) {
+        e->rx[i].term = &f->spool[i];
+        e->rx[i].window = window;
+        ok = (e->rx[i].md = pcre2_match_data_create(1, NULL)) != NULL;
+    }
+    if (!ok) {
+        eval_free(e);
+        return NULL;
+    }
+    return e;
+}
+
+/* Makes e ready for flow id: no verdicts, no body. */
+static void eval_start(eval_t *e, uint64_t id) {
+    e->id = id;
+    e->side = 0;
+    e->bytes = 0;
+    reel_decoder_free(e->dec);
+    e->dec = NULL;
+    e->dec_failed = false;
+    for (size_t i = 0; i < e->f->nspool; i++) {
+        e->verdict[i] = false;
+        body_rx_reset(&e->rx[i]);
+        e->rx[i].matched = false;
+        e->rx[i].rc = REEL_OK;
+    }
+}
 
 /* Feeds decoded body bytes of the current side to its body terms. */
 static int eval_sink(void *ctx, const uint8_t *data, size_t len) {
@@ -1471,12 +1646,12 @@ static void eval_end_body(eval_t *e) {
     e->side = 0;
 }
 
-static bool name_is(const ProtobufCBinaryData *b, const char *s) {
+static bool name_is(const uint8_t *name, size_t len, const char *s) {
     size_t n = strlen(s);
-    if (b->len != n)
+    if (len != n)
         return false;
     for (size_t i = 0; i < n; i++) {
-        unsigned char c = b->data[i];
+        unsigned char c = name[i];
         if (c >= 'A' && c <= 'Z')
             c = (unsigned char)(c - 'A' + 'a');
         if (c != (unsigned char)s[i])
@@ -1485,94 +1660,180 @@ static bool name_is(const ProtobufCBinaryData *b, const char *s) {
     return true;
 }
 
-/* A head: header terms search "Name: value\r\n" lines (as mitmproxy's
- * bytes(headers)); its body starts, decoded by its Content-Encoding. */
-static void eval_head(eval_t *e, int side, Reel__Header **h, size_t nh, bool decoded) {
+/* A head (its headers in e->hdrs): header terms search "Name: value\r\n"
+ * lines (as mitmproxy's bytes(headers)); its body starts, decoded by its
+ * Content-Encoding. The lines are made only when a header term of this
+ * side is still undecided. */
+static void eval_head(eval_t *e, int side, bool decoded) {
     eval_end_body(e);
-    reel_buf_t b, enc;
-    reel_buf_init(&b, 0);
-    reel_buf_init(&enc, 64 * 1024);
+    bool want_text = false;
+    for (size_t i = 0; i < e->f->nspool; i++) {
+        const spool_term_t *t = &e->f->spool[i];
+        want_text |= t->field == F_HEADERS && (t->sides & side) && !e->verdict[i];
+    }
+    reel_buf_t *b = &e->text, *enc = &e->enc;
+    reel_buf_reset(b);
+    reel_buf_reset(enc);
     bool any_enc = false;
-    for (size_t i = 0; i < nh; i++) {
-        reel_buf_append(&b, h[i]->name.data, h[i]->name.len);
-        reel_buf_puts(&b, ": ");
-        reel_buf_append(&b, h[i]->value.data, h[i]->value.len);
-        reel_buf_puts(&b, "\r\n");
-        if (name_is(&h[i]->name, "content-encoding")) {
+    for (size_t i = 0; i < e->nhdrs; i++) {
+        const hdr_t *h = &e->hdrs[i];
+        if (want_text) {
+            reel_buf_append(b, h->name, h->nlen);
+            reel_buf_append(b, ": ", 2);
+            reel_buf_append(b, h->value, h->vlen);
+            reel_buf_append(b, "\r\n", 2);
+        }
+        if (name_is(h->name, h->nlen, "content-encoding")) {
             if (any_enc)
-                reel_buf_puts(&enc, ", ");
-            reel_buf_append(&enc, h[i]->value.data, h[i]->value.len);
+                reel_buf_append(enc, ", ", 2);
+            reel_buf_append(enc, h->value, h->vlen);
             any_enc = true;
         }
     }
-    pcre2_match_data *md = NULL;
-    for (size_t i = 0; i < e->f->nspool; i++) {
+    for (size_t i = 0; want_text && i < e->f->nspool; i++) {
         const spool_term_t *t = &e->f->spool[i];
         if (t->field != F_HEADERS || !(t->sides & side) || e->verdict[i])
             continue;
-        if (md == NULL)
-            md = pcre2_match_data_create(1, NULL);
-        int m =
-            md ? pcre2_match(t->re, b.data ? b.data : (const uint8_t *)"", b.len, 0, 0, md, NULL)
-               : -1;
+        const uint8_t *subject = b->data ? b->data : (const uint8_t *)"";
+        int m = pcre2_match(t->re, subject, b->len, 0, 0, e->md, NULL);
         if (m == PCRE2_ERROR_JIT_STACKLIMIT)
-            m = pcre2_match(t->re, b.data ? b.data : (const uint8_t *)"", b.len, 0, PCRE2_NO_JIT,
-                            md, NULL);
+            m = pcre2_match(t->re, subject, b->len, 0, PCRE2_NO_JIT, e->md, NULL);
         if (m >= 0)
             e->verdict[i] = true;
     }
-    pcre2_match_data_free(md);
     e->side = side;
     e->dec_failed = false;
-    if (any_enc && !decoded && reel_buf_append(&enc, (const uint8_t *)"", 1) == REEL_OK) {
+    if (any_enc && !decoded && reel_buf_append(enc, (const uint8_t *)"", 1) == REEL_OK) {
         reel_err_t err;
         reel_err_clear(&err);
-        if (reel_decoder_new((const char *)enc.data, eval_sink, e, &e->dec, &err) != REEL_OK)
+        if (reel_decoder_new((const char *)enc->data, eval_sink, e, &e->dec, &err) != REEL_OK)
             e->dec = NULL; /* an unknown coding: search the bytes as stored */
     }
-    reel_buf_free(&enc);
-    reel_buf_free(&b);
 }
 
-static void eval_body(eval_t *e, int side, const ProtobufCBinaryData *d) {
+static void eval_body(eval_t *e, int side, const uint8_t *data, size_t len) {
     if (e->side != side)
         return; /* a body without its head */
     if (e->dec != NULL && !e->dec_failed) {
         reel_err_t err;
         reel_err_clear(&err);
-        if (reel_decoder_feed(e->dec, d->data, d->len, &err) == REEL_OK)
+        if (reel_decoder_feed(e->dec, data, len, &err) == REEL_OK)
             return;
         e->dec_failed = true; /* what was decoded was searched; the rest is not */
         return;
     }
     if (e->dec == NULL)
-        eval_sink(e, d->data, d->len);
+        eval_sink(e, data, len);
 }
 
-static int eval_record(void *ctx, const Reel__Record *rec) {
+/* WebSocket and TCP messages count as bodies, each searched alone (as
+ * mitmproxy does): client messages as the request side. */
+static void eval_message(eval_t *e, bool from_client, const uint8_t *data, size_t len) {
+    eval_end_body(e);
+    e->side = from_client ? 1 : 2;
+    eval_sink(e, data, len);
+    eval_end_body(e);
+}
+
+/* The last occurrence of bytes field `tag` in message m (empty if none). */
+static void pb_bytes(const reel_pbwire_field_t *m, uint32_t tag, const uint8_t **data,
+                     size_t *len) {
+    *data = NULL;
+    *len = 0;
+    size_t pos = 0;
+    reel_pbwire_field_t f;
+    while (reel_pbwire_next(m->val, m->val_len, &pos, &f)) {
+        if (f.tag == tag) {
+            *data = f.val;
+            *len = f.val_len;
+        }
+    }
+}
+
+/* A RequestHead or ResponseHead (m, checked) read into e->hdrs: its headers
+ * (field hdr_tag) in order, and its body_decoded (field dec_tag). */
+static bool pb_head(eval_t *e, const reel_pbwire_field_t *m, uint32_t hdr_tag, uint32_t dec_tag) {
+    bool decoded = false;
+    e->nhdrs = 0;
+    size_t pos = 0;
+    reel_pbwire_field_t f, g;
+    while (reel_pbwire_next(m->val, m->val_len, &pos, &f)) {
+        if (f.tag == dec_tag) {
+            decoded = reel_pbwire_bool(&f);
+        } else if (f.tag == hdr_tag) {
+            if (e->nhdrs == e->caphdrs) {
+                e->caphdrs = e->caphdrs ? e->caphdrs * 2 : 32;
+                e->hdrs = reel_realloc(e->hdrs, e->caphdrs * sizeof *e->hdrs);
+            }
+            hdr_t *h = &e->hdrs[e->nhdrs++];
+            *h = (hdr_t){0};
+            size_t p2 = 0;
+            while (reel_pbwire_next(f.val, f.val_len, &p2, &g)) {
+                if (g.tag == PB_HEADER_NAME) {
+                    h->name = g.val;
+                    h->nlen = g.val_len;
+                } else if (g.tag == PB_HEADER_VALUE) {
+                    h->value = g.val;
+                    h->vlen = g.val_len;
+                }
+            }
+        }
+    }
+    return decoded;
+}
+
+/* 1 if field tag of a Record is an event (a member of its oneof). */
+static bool is_event(uint32_t tag) {
+    const ProtobufCFieldDescriptor *fd =
+        protobuf_c_message_descriptor_get_field(&reel__record__descriptor, tag);
+    return fd != NULL && (fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF);
+}
+
+/* One record of the flow, as the store hands it: checked as unpacking
+ * would check it (-1 if it does not decode), then read in place. */
+static int eval_record(void *ctx, const uint8_t *rec, size_t len) {
     eval_t *e = ctx;
-    switch (rec->event_case) {
-    case REEL__RECORD__EVENT_REQUEST_HEAD:
-        eval_head(e, 1, rec->request_head->headers, rec->request_head->n_headers,
-                  rec->request_head->body_decoded);
+    if (!reel_pbwire_check(&reel__record__descriptor, rec, len))
+        return -1;
+    uint64_t flow_id = 0;
+    reel_pbwire_field_t f, ev = {0};
+    size_t pos = 0;
+    while (reel_pbwire_next(rec, len, &pos, &f)) {
+        if (f.tag == PB_RECORD_FLOW_ID)
+            flow_id = reel_pbwire_u64(&f);
+        else if (f.tag < 64 ? e->events >> f.tag & 1 : is_event(f.tag))
+            ev = f; /* the oneof's last member wins */
+    }
+    if (flow_id != e->id)
+        return 0;
+    const uint8_t *data;
+    size_t dlen;
+    switch (ev.tag) {
+    case PB_RECORD_REQUEST_HEAD:
+        eval_head(e, 1, pb_head(e, &ev, PB_REQUEST_HEAD_HEADERS, PB_REQUEST_HEAD_BODY_DECODED));
         break;
-    case REEL__RECORD__EVENT_RESPONSE_HEAD:
-        eval_head(e, 2, rec->response_head->headers, rec->response_head->n_headers,
-                  rec->response_head->body_decoded);
+    case PB_RECORD_RESPONSE_HEAD:
+        eval_head(e, 2, pb_head(e, &ev, PB_RESPONSE_HEAD_HEADERS, PB_RESPONSE_HEAD_BODY_DECODED));
         break;
-    case REEL__RECORD__EVENT_REQUEST_BODY:
-        eval_body(e, 1, &rec->request_body->data);
+    case PB_RECORD_REQUEST_BODY:
+    case PB_RECORD_RESPONSE_BODY:
+        pb_bytes(&ev, PB_BODY_CHUNK_DATA, &data, &dlen);
+        eval_body(e, ev.tag == PB_RECORD_REQUEST_BODY ? 1 : 2, data, dlen);
         break;
-    case REEL__RECORD__EVENT_RESPONSE_BODY:
-        eval_body(e, 2, &rec->response_body->data);
-        break;
-    case REEL__RECORD__EVENT_MESSAGE: {
-        /* WebSocket and TCP messages count as bodies, each searched alone
-         * (as mitmproxy does): client messages as the request side. */
-        eval_end_body(e);
-        e->side = rec->message->from_client ? 1 : 2;
-        eval_sink(e, rec->message->data.data, rec->message->data.len);
-        eval_end_body(e);
+    case PB_RECORD_MESSAGE: {
+        bool from_client = false;
+        size_t p2 = 0;
+        data = NULL;
+        dlen = 0;
+        while (reel_pbwire_next(ev.val, ev.val_len, &p2, &f)) {
+            if (f.tag == PB_MESSAGE_FROM_CLIENT) {
+                from_client = reel_pbwire_bool(&f);
+            } else if (f.tag == PB_MESSAGE_DATA) {
+                data = f.val;
+                dlen = f.val_len;
+            }
+        }
+        eval_message(e, from_client, data, dlen);
         break;
     }
     default:
@@ -1581,34 +1842,89 @@ static int eval_record(void *ctx, const Reel__Record *rec) {
     return 0;
 }
 
-/* The cached reader and statement of f for session s, made again when s
- * (or its db) is not the one they were made for. REEL_DB with SQLite's
- * message on failure. */
+/* The verdict of f's tree from the spool terms' verdicts alone: 1, 0, or -1
+ * when it turns on a term only the index can decide (see vprog_build). */
+static int vprog_eval(const vnode_t *p, size_t *i, const bool *verdict) {
+    const vnode_t *n = &p[(*i)++];
+    int r;
+    switch (n->kind) {
+    case V_TRUE:
+        return 1;
+    case V_SPOOL:
+        return verdict[n->idx] != n->neg;
+    case V_AND:
+    case V_OR:
+        r = n->kind == V_AND ? 1 : 0;
+        for (uint32_t k = 0; k < n->nkids; k++) {
+            int v = vprog_eval(p, i, verdict); /* every kid: they follow in p */
+            if (n->kind == V_AND ? v == 0 : v == 1)
+                r = v;
+            else if (v < 0 && r != (n->kind == V_AND ? 0 : 1))
+                r = -1;
+        }
+        return r;
+    default:
+        return -1;
+    }
+}
+
+/* The cached reader of f for session s, made again when s (or its db) is
+ * not the one it was made for, and the pass state. REEL_DB with SQLite's
+ * message, or REEL_NOMEM. */
 static reel_rc cache_prepare(const reel_filter_t *f, reel_session_t *s, reel_err_t *err) {
     pass_cache_t *c = f->cache;
     sqlite3 *db = reel_session_db(s);
-    if (c->db == db && c->reader && reel_store_reader_session(c->reader) == s &&
-        (f->nspool == 0 || c->exact))
+    if (c->ev == NULL && (c->ev = eval_new(f)) == NULL)
+        return reel_err_set(err, REEL_NOMEM, "filter: out of memory");
+    if (c->db == db && c->reader && reel_store_reader_session(c->reader) == s)
         return REEL_OK;
     reel_store_reader_free(c->reader);
     sqlite3_finalize(c->exact);
     c->reader = NULL;
     c->exact = NULL;
-    c->db = db;
+    c->db = NULL;
     reel_rc rc = reel_store_reader_open(s, &c->reader, err);
-    if (rc == REEL_OK && f->nspool > 0) {
+    if (rc == REEL_OK)
+        c->db = db;
+    return rc;
+}
+
+/* The exact SQL's verdict on row id, the spool terms bound to e's
+ * verdicts. REEL_DB on failure. */
+static reel_rc exact_verdict(const reel_filter_t *f, reel_session_t *s, const eval_t *e,
+                             uint64_t id, int *match, reel_err_t *err) {
+    pass_cache_t *c = f->cache;
+    sqlite3 *db = reel_session_db(s);
+    reel_rc rc = REEL_OK;
+    if (c->exact == NULL) {
         char *sql = reel_asprintf("SELECT %s FROM flows WHERE id = ?", f->exact.sql);
         if (sqlite3_prepare_v2(db, sql, -1, &c->exact, NULL) != SQLITE_OK)
             rc = reel_err_set(err, REEL_DB, "filter: %s", sqlite3_errmsg(db));
         free(sql);
+        if (rc != REEL_OK)
+            return rc;
     }
-    if (rc != REEL_OK) {
-        reel_store_reader_free(c->reader);
-        sqlite3_finalize(c->exact);
-        c->reader = NULL;
-        c->exact = NULL;
-        c->db = NULL;
+    sqlite3_stmt *st = c->exact;
+    int idx = 1;
+    for (size_t i = 0; i < f->exact.nparams; i++, idx++) {
+        const param_t *pa = &f->exact.params[i];
+        if (pa->is_spool)
+            sqlite3_bind_int(st, idx, e->verdict[pa->num] ? 1 : 0);
+        else if (pa->is_int)
+            sqlite3_bind_int64(st, idx, pa->num);
+        else
+            sqlite3_bind_text(st, idx, pa->text, (int)pa->len, SQLITE_TRANSIENT);
     }
+    sqlite3_bind_int64(st, idx, (sqlite3_int64)id);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW)
+        *match = sqlite3_column_int(st, 0) != 0;
+    else if (step == SQLITE_DONE)
+        *match = 0;
+    else
+        rc = reel_err_set(err, REEL_DB, "filter: %s", sqlite3_errmsg(db));
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
     return rc;
 }
 
@@ -1649,77 +1965,34 @@ reel_rc reel_filter_match_flow(const reel_filter_t *f, reel_session_t *s, uint64
     *match = 1;
     if (f == NULL || f->nspool == 0)
         return REEL_OK;
-    eval_t e = {.f = f};
-    e.verdict = reel_calloc(f->nspool, sizeof *e.verdict);
-    e.rx = reel_calloc(f->nspool, sizeof *e.rx);
-    sqlite3_stmt *st = NULL;
-    size_t nbody = 0;
-    for (size_t i = 0; i < f->nspool; i++)
-        nbody += f->spool[i].field == F_BODY;
-    size_t window = BODY_WINDOW;
-    if (nbody > BODY_WINDOWS_MAX / BODY_WINDOW)
-        window =
-            BODY_WINDOWS_MAX / nbody > BODY_WINDOW_MIN ? BODY_WINDOWS_MAX / nbody : BODY_WINDOW_MIN;
-    for (size_t i = 0; i < f->nspool; i++) {
-        e.rx[i].term = &f->spool[i];
-        e.rx[i].window = window;
-        e.rx[i].md = pcre2_match_data_create(1, NULL);
-        if (e.rx[i].md == NULL) {
-            rc = reel_err_set(err, REEL_NOMEM, "filter: out of memory");
-            goto out;
-        }
-    }
     if ((rc = cache_prepare(f, s, err)) != REEL_OK)
-        goto out;
-    rc = reel_store_reader_flow(f->cache->reader, id, eval_record, &e, err);
-    eval_end_body(&e);
+        return rc;
+    eval_t *e = f->cache->ev;
+    eval_start(e, id);
+    rc = reel_store_reader_flow_raw(f->cache->reader, id, eval_record, e, err);
+    eval_end_body(e);
+    bool listed = rc != REEL_NOTFOUND;             /* the index lists frames of it */
     if (rc == REEL_CORRUPT || rc == REEL_NOTFOUND) /* judge what could be read */
         rc = REEL_OK;
     if (rc != REEL_OK)
-        goto out;
+        return rc;
     for (size_t i = 0; i < f->nspool; i++) {
-        if (e.rx[i].rc != REEL_OK) {
-            rc = reel_err_set(err, e.rx[i].rc,
-                              "filter: a body regex ran into PCRE2's match limit (flow %llu)",
-                              (unsigned long long)id);
-            goto out;
-        }
+        if (e->rx[i].rc != REEL_OK)
+            return reel_err_set(err, e->rx[i].rc,
+                                "filter: a body regex ran into PCRE2's match limit (flow %llu)",
+                                (unsigned long long)id);
     }
-    sqlite3 *db = reel_session_db(s);
-    st = f->cache->exact;
-    int idx = 1;
-    for (size_t i = 0; i < f->exact.nparams; i++, idx++) {
-        const param_t *pa = &f->exact.params[i];
-        if (pa->is_spool)
-            sqlite3_bind_int(st, idx, e.verdict[pa->num] ? 1 : 0);
-        else if (pa->is_int)
-            sqlite3_bind_int64(st, idx, pa->num);
-        else
-            sqlite3_bind_text(st, idx, pa->text, (int)pa->len, SQLITE_TRANSIENT);
-    }
-    sqlite3_bind_int64(st, idx, (sqlite3_int64)id);
-    int step = sqlite3_step(st);
-    if (step == SQLITE_ROW)
-        *match = sqlite3_column_int(st, 0) != 0;
-    else if (step == SQLITE_DONE)
-        *match = 0;
-    else
-        rc = reel_err_set(err, REEL_DB, "filter: %s", sqlite3_errmsg(db));
-    if (rc == REEL_OK)
-        scan_progress(f, s, e.bytes, *match);
-out:
-    if (st) {
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
-    }
-    reel_decoder_free(e.dec);
-    for (size_t i = 0; i < f->nspool; i++) {
-        pcre2_match_data_free(e.rx[i].md);
-        free(e.rx[i].buf);
-    }
-    free(e.rx);
-    free(e.verdict);
-    return rc;
+    /* The row matched the SQL part: unless the verdict turns on a term
+     * only the index knows, the spool terms' verdicts decide it. (A flow
+     * without frames may have no row either: the index says.) */
+    size_t at = 0;
+    int v = listed ? vprog_eval(f->vprog, &at, e->verdict) : -1;
+    if (v >= 0)
+        *match = v;
+    else if ((rc = exact_verdict(f, s, e, id, match, err)) != REEL_OK)
+        return rc;
+    scan_progress(f, s, e->bytes, *match);
+    return REEL_OK;
 }
 
 reel_rc reel_filter_ids(const reel_filter_t *f, reel_session_t *s, int64_t **out, size_t *n,
