@@ -44,6 +44,20 @@ static inline int reel_pbwire_next(const uint8_t *data, size_t len, size_t *pos,
     /* the tag: at most 5 bytes, a field number other than 0 in the first */
     if ((at[0] & 0xf8) == 0)
         return 0;
+    /* most fields: a 1-byte tag, then a 1-byte varint or length */
+    if (at[0] < 0x80 && rem >= 2 && at[1] < 0x80 && ((at[0] & 7) == 0 || (at[0] & 7) == 2)) {
+        size_t n = (at[0] & 7) == 0 ? 1 : 1 + (size_t)at[1];
+        if (n < rem) {
+            f->tag = (uint32_t)at[0] >> 3;
+            f->wire = at[0] & 7;
+            f->raw = at + 1;
+            f->raw_len = n;
+            f->val = f->wire == 2 ? at + 2 : at + 1;
+            f->val_len = f->wire == 2 ? n - 1 : n;
+            *pos += 1 + n;
+            return 1;
+        }
+    }
     uint32_t tag = (uint32_t)(at[0] & 0x7f) >> 3;
     size_t used = 0;
     if (!(at[0] & 0x80)) {
