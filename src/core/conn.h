@@ -272,6 +272,8 @@ void reel__record_rejected(conn_t *c);
 void reel__req_process(conn_t *c);
 void reel__resp_process(conn_t *c);
 const char *reel__status_text(int status);
+/* Whether a comma-separated field of h (any of its lines) holds token. */
+bool reel__has_token(const reel_h1_head_t *h, const char *field, const char *token);
 /* "host:port" or "[v6]:port" -> *host (allocated, no brackets) and *port
  * (def_port when absent); -1 when it is not a valid authority. */
 int reel__split_authority(const char *a, size_t n, char **host, int *port, int def_port);
@@ -331,6 +333,11 @@ void reel__h2up_adopt(reel_proxy_t *p, reel_stack_t *st, reel_buf_t *in, const c
                       int port, const char *sni);
 /* Shutdown: sessions take no new streams and close with their last. */
 void reel__h2up_shutdown(reel_proxy_t *p);
+/* The origin's session is up and allows WebSockets as streams (RFC 8441). */
+bool reel__h2up_ws_ok(reel_proxy_t *p, bool https, const char *host, int port, const char *sni);
+/* How many fields at the end of up's last response head reel added (the
+ * 101 an extended CONNECT's 200 became: core/h2up.c); 0 for any other. */
+unsigned reel__h2up_synthesized(const peer_t *up);
 void reel__h2up_flush_deferred(struct h2sess *s);
 
 /* ---- proxy.c ---- */

@@ -16,7 +16,6 @@ static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const cha
 static bool check_auth(conn_t *c, const reel_h1_head_t *h);
 static void write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, const char *target,
                        bool keep_upgrade, bool add_close);
-static bool has_token(const reel_h1_head_t *h, const char *field, const char *token);
 static bool retryable_method(const char *m);
 static void handle_connect(conn_t *c, const reel_h1_head_t *h);
 static void request_head(conn_t *c, const reel_h1_head_t *h);
@@ -448,8 +447,7 @@ static void write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, c
     free(hs);
 }
 
-/* Whether a comma-separated field (any of its lines) holds token. */
-static bool has_token(const reel_h1_head_t *h, const char *field, const char *token) {
+bool reel__has_token(const reel_h1_head_t *h, const char *field, const char *token) {
     size_t tl = strlen(token);
     for (size_t i = 0; i < h->nheaders; i++) {
         const reel_h1_header_t *f = &h->headers[i];
@@ -524,7 +522,7 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
     c->ex.resp_head_sent = c->ex.req_done = c->ex.resp_done = false;
     c->client_close = !h->keep_alive;
     c->ex.upgrade = h->upgrade && !h->is_connect;
-    c->ex.ws_requested = c->ex.upgrade && has_token(h, "upgrade", "websocket");
+    c->ex.ws_requested = c->ex.upgrade && reel__has_token(h, "upgrade", "websocket");
     c->ex.ws_ok = false;
     if (h->is_connect) {
         if (c->in_tunnel) {
@@ -718,10 +716,17 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
     if (c->up && c->up->h2) {
         /* an HTTP/2 origin (core/h2up.c): recorded as it answered, without
          * the Transfer-Encoding its HTTP/1.1 form got from reel (HTTP/2
-         * has none) and without a reason phrase (nor that) */
+         * has none) and without a reason phrase (nor that); a WebSocket
+         * stream's switch as the 200 it was, without the fields reel added
+         * to make it a 101 */
         h2fields = reel_calloc(h->nheaders ? h->nheaders : 1, sizeof *h2fields);
-        size_t n = 0;
-        for (size_t i = 0; i < h->nheaders; i++)
+        size_t n = 0, upto = h->nheaders;
+        if (h->status == 101) {
+            unsigned synth = reel__h2up_synthesized(c->up);
+            upto = synth <= upto ? upto - synth : 0;
+            rs.status = 200;
+        }
+        for (size_t i = 0; i < upto; i++)
             if (!(h->headers[i].name_len == 17 &&
                   strncasecmp(h->headers[i].name, "transfer-encoding", 17) == 0))
                 h2fields[n++] = h->headers[i];
@@ -745,7 +750,7 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
     if (c->ex.flow)
         reel_capture_response(c->ex.flow, &rs, false, 0);
     free(h2fields);
-    if (h->status == 101 && c->ex.ws_requested && has_token(h, "upgrade", "websocket")) {
+    if (h->status == 101 && c->ex.ws_requested && reel__has_token(h, "upgrade", "websocket")) {
         /* Sec-WebSocket-Extensions lines joined as one list */
         reel_buf_t ext;
         reel_buf_init(&ext, 0);

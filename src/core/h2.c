@@ -716,8 +716,12 @@ reel_rc reel_h2_submit_request(reel_h2_t *h, const reel_msg_head_t *head, bool e
         snprintf(auth, sizeof auth, default_port ? "[%s]" : "[%s]:%u", head->host, head->port);
     else
         snprintf(auth, sizeof auth, default_port ? "%s" : "%s:%u", head->host, head->port);
-    bool connect = strcmp(head->method, "CONNECT") == 0;
+    /* an extended CONNECT (RFC 8441 4) has :scheme and :path as any request */
+    bool ext = head->protocol != NULL;
+    bool connect = strcmp(head->method, "CONNECT") == 0 && !ext;
     nvs_add(&v, ":method", 7, head->method, strlen(head->method), false);
+    if (ext)
+        nvs_add(&v, ":protocol", 9, head->protocol, strlen(head->protocol), false);
     if (!connect) {
         nvs_add(&v, ":scheme", 7, head->scheme, strlen(head->scheme), false);
         nvs_add(&v, ":path", 5, head->path[0] ? head->path : "/",
@@ -851,6 +855,10 @@ size_t reel_h2_stream_take_sent(reel_h2_t *h, uint32_t stream) {
 
 size_t reel_h2_memory(const reel_h2_t *h) {
     return h->queued_bytes + h->out_bytes;
+}
+
+bool reel_h2_peer_connect_protocol(const reel_h2_t *h) {
+    return nghttp2_session_get_remote_settings(h->s, NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL) == 1;
 }
 
 bool reel_h2_alive(const reel_h2_t *h) {

@@ -663,6 +663,10 @@ static void kick(h2front_t *fr) {
             reel_filter_written(&l->f);
     }
     fr->pumping = false;
+    /* what the loop made (a conn told its queue is empty may close its
+     * lane, which ends a WebSocket's stream): out now, not at the next
+     * event, which may never come */
+    flush_output(fr);
 }
 
 static void dispatch(h2front_t *fr) {

@@ -22,8 +22,16 @@
  * Which conns use it (core/peer.c): the lanes of an HTTP/2 client
  * connection (core/h2front.c), when the origin chose h2 the last time reel
  * offered it (ALPN mirrored: an HTTP/1.1 client gets HTTP/1.1 towards the
- * origin, as it would have without reel), and never for an Upgrade
- * (WebSocket) request, which goes over HTTP/1.1.
+ * origin, as it would have without reel). An Upgrade: websocket request
+ * goes as an extended CONNECT stream (RFC 8441) when the origin's session
+ * allows it (SETTINGS_ENABLE_CONNECT_PROTOCOL): the up-lane sends
+ * `CONNECT :protocol websocket` without the handshake's key, turns the
+ * origin's 200 into the 101 the conn expects (Upgrade, Connection and a
+ * Sec-WebSocket-Accept for the conn's key, the fields reel adds: the
+ * record leaves them out and says 200, core/exchange.c), and from then on
+ * the WebSocket frames go as the stream's DATA both ways. Any other
+ * Upgrade, or a WebSocket to an origin whose h2 does not allow it, goes
+ * over HTTP/1.1.
  *
  * Streams beyond the origin's SETTINGS_MAX_CONCURRENT_STREAMS wait in
  * nghttp2's queue for one to close. Stream ids are the session's own; the
@@ -44,6 +52,8 @@
  * idle_timeout with no up-lane attached, and at shutdown (counted in
  * p->closing_handles until its handles are closed). An up-lane belongs to
  * its conn's peer stack; detached from its session when that closes. */
+
+#include <openssl/evp.h>
 
 #include "core/conn.h"
 #include "core/h2.h"
@@ -73,6 +83,12 @@ struct ulane {
     bool resp_end; /* the response's end was seen */
     bool is_head;
     bool chunked; /* the response body goes to the conn chunked */
+    /* a WebSocket as an extended CONNECT stream (RFC 8441) */
+    bool ws;       /* the stream is one */
+    bool raw_req;  /* the conn's bytes go as DATA, unparsed (after its Upgrade) */
+    bool raw_resp; /* the stream's DATA goes to the conn as is (after the 101) */
+    unsigned synth; /* fields the 101 got from reel, at its end (core/exchange.c) */
+    char *ws_key;   /* the conn's Sec-WebSocket-Key */
     /* responses for the conn, waiting until it reads */
     reel_buf_t in;
     size_t in_data;    /* DATA bytes in `in`, acknowledged once delivered... */
@@ -140,7 +156,53 @@ static void write_fields(reel_buf_t *b, const reel_field_t *fs, size_t n) {
     }
 }
 
+/* Sec-WebSocket-Accept for key (RFC 6455 4.2.2), owned. */
+static char *ws_accept(const char *key) {
+    static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_MD_CTX *x = EVP_MD_CTX_new();
+    if (x == NULL || EVP_DigestInit_ex(x, EVP_sha1(), NULL) != 1 ||
+        EVP_DigestUpdate(x, key, strlen(key)) != 1 ||
+        EVP_DigestUpdate(x, guid, sizeof guid - 1) != 1 || EVP_DigestFinal_ex(x, md, &n) != 1)
+        abort(); /* out of memory */
+    EVP_MD_CTX_free(x);
+    return reel_base64(md, n, NULL);
+}
+
+/* The origin's answer to a WebSocket stream: a 2xx is the switch (the 101
+ * the conn waits for, with the fields HTTP/1.1 needs added at its end);
+ * anything else an ordinary answer, and the stream's request is over. */
+static bool ws_head(ulane_t *l, const reel_msg_head_t *h) {
+    unsigned st = h->status;
+    if (st < 200)
+        return false;
+    if (st >= 300) {
+        l->ws = l->raw_req = false;
+        reel_h1_upgrade_refused(reel_h1_codec_parser(l->req));
+        if (!l->req_end && l->s && l->sid)
+            reel_h2_submit_data(l->s->h2, l->sid, NULL, 0, true);
+        l->req_end = true;
+        return false;
+    }
+    reel_buf_puts(&l->in, "HTTP/1.1 101 Switching Protocols\r\n");
+    write_fields(&l->in, h->fields, h->nfields);
+    reel_buf_puts(&l->in, "Upgrade: websocket\r\nConnection: Upgrade\r\n");
+    l->synth = 2;
+    if (l->ws_key && !reel_h1_find_header(h->fields, h->nfields, "sec-websocket-accept")) {
+        char *a = ws_accept(l->ws_key);
+        reel_buf_printf(&l->in, "Sec-WebSocket-Accept: %s\r\n", a);
+        free(a);
+        l->synth = 3;
+    }
+    reel_buf_puts(&l->in, "\r\n");
+    l->raw_resp = true;
+    return true;
+}
+
 static void on_head(ulane_t *l, const reel_msg_head_t *h) {
+    if (l->ws && ws_head(l, h))
+        return;
     unsigned st = h->status;
     reel_buf_printf(&l->in, "HTTP/1.1 %u %s\r\n", st, reel__status_text((int)st));
     write_fields(&l->in, h->fields, h->nfields);
@@ -158,19 +220,26 @@ static void on_head(ulane_t *l, const reel_msg_head_t *h) {
 static void on_data(ulane_t *l, const uint8_t *d, size_t n) {
     if (n == 0)
         return;
-    if (l->chunked) {
+    if (l->chunked && !l->raw_resp) {
         char hdr[REEL_H1_CHUNK_HEADER_MAX];
         size_t hl = reel_h1_chunk_header(n, hdr);
         reel_buf_append(&l->in, hdr, hl);
     }
     reel_buf_append(&l->in, d, n);
-    if (l->chunked)
+    if (l->chunked && !l->raw_resp)
         reel_buf_puts(&l->in, "\r\n");
     l->in_data += n;
     l->data_sid = l->sid;
 }
 
 static void on_end(ulane_t *l, const reel_field_t *trailers, size_t n) {
+    if (l->raw_resp) {
+        /* the origin's side of the WebSocket is over: the conn's upstream
+         * ends, as a socket's would */
+        l->resp_end = true;
+        ulane_end(l, NULL);
+        return;
+    }
     if (l->chunked)
         reel_h1_write_last_chunk(&l->in, trailers, n);
     /* else trailers after a content-length body have no HTTP/1.1 form */
@@ -238,7 +307,7 @@ static void sess_detach(h2sess_t *s, ulane_t *l) {
             s->nlanes--;
             break;
         }
-    if (l->sid && !l->resp_end && !s->dead)
+    if (l->sid && (!l->resp_end || !l->req_end) && !s->dead)
         reel_h2_reset(s->h2, l->sid, REEL_H2_CANCEL); /* its conn is gone */
     if (l->in_data && !s->dead)
         reel_h2_consume(s->h2, l->data_sid, l->in_data); /* the connection's window */
@@ -613,6 +682,18 @@ static h2sess_t *sess_new(reel_proxy_t *p, char *key, bool https, const char *ho
 
 /* ---- the up-lane filter ---- */
 
+/* Bytes of the conn's WebSocket, as its stream's DATA. */
+static void ulane_raw(ulane_t *l, const uint8_t *data, size_t len) {
+    h2sess_t *s = l->s;
+    if (len == 0 || l->sid == 0 || l->req_end)
+        return;
+    reel_h2_submit_data(s->h2, l->sid, data, len, false);
+    if (!l->sending) {
+        l->sending = true; /* sess_kick tells the conn when it went out */
+        s->nsending++;
+    }
+}
+
 /* The conn's request bytes: each request becomes a stream. */
 static void ulane_send(reel_filter_t *f, const uint8_t *data, size_t len) {
     ulane_t *l = (ulane_t *)f;
@@ -620,6 +701,10 @@ static void ulane_send(reel_filter_t *f, const uint8_t *data, size_t len) {
     if (l->want_close || s == NULL || s->dead)
         return;
     size_t off = 0;
+    if (l->raw_req) { /* a WebSocket's frames, after its Upgrade */
+        ulane_raw(l, data, len);
+        goto flush;
+    }
     for (;;) { /* until the codec has nothing more: events may be pending */
         size_t used = 0;
         reel_codec_event_t ev;
@@ -654,11 +739,42 @@ static void ulane_send(reel_filter_t *f, const uint8_t *data, size_t len) {
                                  .fields = hd->headers,
                                  .nfields = hd->nheaders};
             l->is_head = hd->is_head;
-            l->chunked = false;
+            l->chunked = l->raw_resp = false;
+            l->synth = 0;
             l->req_end = l->resp_end = false;
             bool end = hd->framing == REEL_H1_BODY_NONE;
+            reel_field_t *kept = NULL;
+            l->ws = hd->upgrade && reel__has_token(hd, "upgrade", "websocket") &&
+                    reel_h2_peer_connect_protocol(s->h2);
+            free(l->ws_key);
+            l->ws_key = NULL;
+            if (l->ws) {
+                /* RFC 8441 4-5: CONNECT with :protocol, the stream stays
+                 * open for the frames; the key is HTTP/1.1's only (the
+                 * connection-specific fields go in core/h2.c) */
+                kept = reel_calloc(hd->nheaders ? hd->nheaders : 1, sizeof *kept);
+                size_t n = 0;
+                for (size_t i = 0; i < hd->nheaders; i++) {
+                    const reel_h1_header_t *hf = &hd->headers[i];
+                    if (hf->name_len == 17 && strncasecmp(hf->name, "sec-websocket-key", 17) == 0)
+                        l->ws_key = reel_strndup(hf->value, hf->value_len);
+                    else
+                        kept[n++] = *hf;
+                }
+                m.method = "CONNECT";
+                m.protocol = "websocket";
+                m.fields = kept;
+                m.nfields = n;
+                end = false;
+            } else if (hd->upgrade) {
+                free(host);
+                ulane_end(l, "reel sends an Upgrade over HTTP/2 only for a WebSocket to an origin "
+                             "that allows it (RFC 8441)");
+                break;
+            }
             uint32_t sid = 0;
             reel_rc src = reel_h2_submit_request(s->h2, &m, end, &sid, &err);
+            free(kept);
             free(host);
             if (src != REEL_OK) {
                 ulane_end(l, reel_err_str(&err));
@@ -676,6 +792,8 @@ static void ulane_send(reel_filter_t *f, const uint8_t *data, size_t len) {
                 }
             }
         } else if (ev.type == REEL_CODEC_EV_END) {
+            if (l->ws)
+                continue; /* the handshake's end: the stream stays open for the frames */
             if (l->sid && !l->req_end) {
                 if (h->ntrailers)
                     reel_h2_submit_trailers(s->h2, l->sid, h->trailers, h->ntrailers, &err);
@@ -686,10 +804,16 @@ static void ulane_send(reel_filter_t *f, const uint8_t *data, size_t len) {
             if (l->resp_end)
                 lane_unbind(l);
         } else if (ev.type == REEL_CODEC_EV_UPGRADE) {
-            ulane_end(l, "reel does not send an HTTP/1.1 Upgrade over HTTP/2");
+            if (!l->ws) {
+                ulane_end(l, "reel does not send an HTTP/1.1 Upgrade over HTTP/2");
+                break;
+            }
+            l->raw_req = true; /* what follows is the WebSocket's */
+            ulane_raw(l, data + off, len - off);
             break;
         }
     }
+flush:
     if (!s->flush_queued && reel__batch_defer(s->p, true, s))
         s->flush_queued = true; /* many requests, one write (core/proxy.c) */
     else if (!s->flush_queued)
@@ -736,6 +860,7 @@ static void ulane_info(const reel_filter_t *f, reel_stack_info_t *out) {
 
 static void on_ulane_timer_closed(uv_handle_t *h) {
     ulane_t *l = h->data;
+    free(l->ws_key);
     reel_codec_free(l->req);
     reel_buf_free(&l->in);
     free(l->eof_error);
@@ -902,6 +1027,23 @@ void reel__h2up_adopt(reel_proxy_t *p, reel_stack_t *st, reel_buf_t *in, const c
     s->ready = true;
     sess_flush(s); /* the preface and SETTINGS */
     sess_process(s);
+}
+
+bool reel__h2up_ws_ok(reel_proxy_t *p, bool https, const char *host, int port, const char *sni) {
+    char *key = sess_key(https, host, port, sni);
+    bool ok = false;
+    for (h2sess_t *k = p->h2up; k; k = k->next)
+        if (!k->closing && !k->dead && !k->goaway && k->ready && strcmp(k->key, key) == 0) {
+            ok = reel_h2_peer_connect_protocol(k->h2);
+            break;
+        }
+    free(key);
+    return ok;
+}
+
+unsigned reel__h2up_synthesized(const peer_t *up) {
+    const reel_filter_t *f = up->st.bottom;
+    return up->h2 && f && f->ops == &ulane_ops ? ((const ulane_t *)f)->synth : 0;
 }
 
 void reel__h2up_flush_deferred(struct h2sess *s) {

@@ -30,6 +30,7 @@ typedef struct {
     const char *host;      /* without brackets for IPv6 */
     uint32_t port;
     const char *path;      /* origin form: path and query ("" for CONNECT) */
+    const char *protocol;  /* an extended CONNECT's :protocol (RFC 8441), else NULL */
     /* response */
     uint32_t status;
     const char *reason;

@@ -300,8 +300,12 @@ bool reel__upstream_for(conn_t *c, bool https, const char *host, int port, const
     /* HTTP/2 to the origin for the streams of an HTTP/2 client (ALPN
      * mirrored: an HTTP/1.1 client gets HTTP/1.1) when the origin chose h2
      * when last offered it, and h2c to a plain origin configured so for
-     * every client; an Upgrade stays HTTP/1.1 */
-    bool h2 = p->http2 && !c->ex.upgrade && c->state != C_PROBE &&
+     * every client; an Upgrade stays HTTP/1.1 but for a WebSocket to an
+     * origin whose session allows it as a stream (RFC 8441) */
+    bool h2 = p->http2 &&
+              (!c->ex.upgrade ||
+               (c->ex.ws_requested && reel__h2up_ws_ok(p, https, host, port, sni))) &&
+              c->state != C_PROBE &&
               (https ? c->lane && reel__alpn_seen(p, host, port, sni) == 1
                      : h2c_listed(p, host, port));
     if (up && !up->closing && !up->eof && up->h2 == h2 && up->https == https && up->port == port &&

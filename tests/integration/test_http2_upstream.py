@@ -43,6 +43,10 @@ class H2Origin:
                   after that 200 "second try"
     /t/goaway-error 200, 3000 bytes, then GOAWAY INTERNAL_ERROR and the close
     /t/slow?ms    200 after ms milliseconds (other streams go on)
+    CONNECT :protocol websocket (RFC 8441; SETTINGS_ENABLE_CONNECT_PROTOCOL
+                  is offered): /t/ws answers 200 and echoes every WebSocket
+                  message, a close with a close and the stream's end;
+                  /t/ws-refuse answers 403 "refused"
     It records connections, requests (with their :scheme/:authority and
     fields) and the most streams it saw open at once."""
 
@@ -83,8 +87,9 @@ class H2Origin:
             self.conns += 1
         conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
         conn.local_settings = h2.settings.Settings(
-            client=False, initial_values={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS:
-                                          self.max_streams})
+            client=False, initial_values={
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.max_streams,
+                h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1})
         conn.initiate_connection()
         streams = {}  # sid -> {headers, data, trailers}
         due = []  # (time, sid, body)
@@ -115,14 +120,27 @@ class H2Origin:
                         with self.lock:
                             self.open_now += 1
                             self.open_max = max(self.open_max, self.open_now)
+                        st = streams[ev.stream_id]
+                        if st["headers"].get(":protocol") == "websocket":
+                            self.requests.append(st)
+                            if st["headers"].get(":path") == "/t/ws":
+                                st["ws"] = b""
+                                conn.send_headers(ev.stream_id, [(":status", "200")])
+                            else:
+                                self._answer(conn, ev.stream_id, 403, b"refused")
+                                self._closed()
                     elif isinstance(ev, h2.events.DataReceived):
                         streams[ev.stream_id]["data"] += ev.data
                         conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                        if "ws" in streams[ev.stream_id]:
+                            self._ws_echo(conn, ev.stream_id, streams[ev.stream_id], ev.data)
                     elif isinstance(ev, h2.events.TrailersReceived):
                         streams[ev.stream_id]["trailers"] = [
                             [k.decode(), v.decode()] for k, v in ev.headers]
                     elif isinstance(ev, h2.events.StreamEnded):
                         st = streams[ev.stream_id]
+                        if st["headers"].get(":protocol") == "websocket":
+                            continue  # answered when it came
                         self.requests.append(st)
                         if self._handle(conn, s, ev.stream_id, st, due) == "close":
                             return
@@ -138,6 +156,24 @@ class H2Origin:
                 s.close()
             except OSError:
                 pass
+
+    def _ws_echo(self, conn, sid, st, data):
+        """Echoes each whole WebSocket frame (masked, short) of the stream,
+        unmasked; a close gets a close and the stream's end."""
+        st["ws"] += data
+        while len(st["ws"]) >= 6:
+            b = st["ws"]
+            op, n = b[0] & 0x0F, b[1] & 0x7F
+            if len(b) < 6 + n:
+                return
+            mask, payload = b[2:6], bytes(x ^ b[2 + i % 4] for i, x in enumerate(b[6:6 + n]))
+            st["ws"] = b[6 + n:]
+            st.setdefault("messages", []).append((op, payload))
+            if op == 8:
+                conn.send_data(sid, bytes([0x88, len(payload)]) + payload, end_stream=True)
+                self._closed()
+                return
+            conn.send_data(sid, bytes([0x80 | op, len(payload)]) + payload)
 
     def _closed(self):
         with self.lock:
@@ -500,6 +536,121 @@ class Http2UpstreamTest(unittest.TestCase):
         for f in self.flows_for("/t/plain?h2c", 4):
             self.assertEqual(f["request"]["http_version"], "HTTP/2.0")
             self.assertEqual(f["response"]["http_version"], "HTTP/2.0")
+
+    def ws_stream(self, c, path):
+        """An extended CONNECT (RFC 8441) for a WebSocket at path, once
+        reel's SETTINGS allow it; returns the stream id with its answer."""
+        c.wait(lambda: c.conn.remote_settings.enable_connect_protocol == 1)
+        sid = c.conn.get_next_available_stream_id()
+        c.conn.send_headers(sid, [(":method", "CONNECT"), (":protocol", "websocket"),
+                                  (":scheme", "https"), (":path", path),
+                                  (":authority", self.auth), ("sec-websocket-version", "13")])
+        c.streams[sid] = {"headers": None, "info": [], "data": b"", "trailers": None,
+                          "reset": None, "ended": False}
+        c.flush()
+        c.wait(lambda: c.streams[sid]["headers"] is not None or c.done(sid))
+        return sid
+
+    @staticmethod
+    def ws_frame(op, payload, key=b"\x11\x22\x33\x44"):
+        return (bytes([0x80 | op, 0x80 | len(payload)]) + key +
+                bytes(b ^ key[i % 4] for i, b in enumerate(payload)))
+
+    def test_i_websocket_as_a_stream_of_the_origin_session(self):
+        # the origin speaks only HTTP/2 and allows extended CONNECT: the
+        # WebSocket goes end to end as a stream of the shared session
+        # (before, reel sent it an HTTP/1.1 Upgrade, which failed)
+        self.curl_h2(self.url("/t/plain?ws-warm"))  # the session and its SETTINGS
+        conns0 = self.origin.conns
+        c = tunnel_h2(self.reel, self.origin.port)
+        try:
+            sid = self.ws_stream(c, "/t/ws")
+            self.assertEqual(hdr(c.streams[sid]["headers"], ":status"), "200")
+            c.conn.send_data(sid, self.ws_frame(1, b"hello h2 origin"))
+            c.flush()
+            c.wait(lambda: len(c.streams[sid]["data"]) >= 17)
+            self.assertEqual(c.streams[sid]["data"], b"\x81\x0fhello h2 origin")
+            c.conn.send_data(sid, self.ws_frame(8, b"\x03\xe8"))
+            c.flush()
+            c.wait(lambda: c.done(sid))
+            self.assertTrue(c.streams[sid]["ended"])  # END_STREAM, not a reset
+            self.assertEqual(c.streams[sid]["data"][17:], b"\x88\x02\x03\xe8")
+            # refused by the origin: its answer, and the stream ends
+            rid = self.ws_stream(c, "/t/ws-refuse")
+            c.wait(lambda: c.done(rid))
+            self.assertEqual(hdr(c.streams[rid]["headers"], ":status"), "403")
+            self.assertEqual(c.streams[rid]["data"], b"refused")
+        finally:
+            c.close()
+        self.assertEqual(self.origin.conns, conns0)  # on the shared session
+        got = [r for r in self.origin.requests if r["headers"].get(":path") == "/t/ws"][-1]
+        self.assertEqual(got["headers"][":method"], "CONNECT")
+        self.assertEqual(got["headers"][":protocol"], "websocket")
+        self.assertEqual(got["headers"][":authority"], self.auth)
+        self.assertNotIn("sec-websocket-key", got["headers"])
+        self.assertNotIn("upgrade", got["headers"])
+        self.assertEqual(got["messages"], [(1, b"hello h2 origin"), (8, b"\x03\xe8")])
+        (f,) = self.flows_for("/t/ws$")
+        warm = self.flows_for("/t/plain?ws-warm")[0]
+        self.assertEqual(f["state"], "complete", f.get("error"))
+        self.assertEqual(f["request"]["http_version"], "HTTP/2.0")
+        # what the origin answered: 200 over HTTP/2, none of the fields reel
+        # added to make it the 101 of an HTTP/1.1 WebSocket inside
+        self.assertEqual(f["response"]["status"], 200)
+        self.assertEqual(f["response"]["http_version"], "HTTP/2.0")
+        self.assertEqual(f["response"]["headers"], [])
+        self.assertEqual(f["server_conn"]["alpn"], "h2")
+        self.assertEqual(f["server_conn"]["conn_id"], warm["server_conn"]["conn_id"])
+        msgs = [(m["from_client"], m["opcode"]) for m in f["messages"]]
+        self.assertEqual(msgs, [(True, 1), (False, 1), (True, 8), (False, 8)], f["messages"])
+        self.assertEqual(len(self.reel.flows("~websocket & ~u /t/ws$")), 1)
+        (r,) = self.flows_for("/t/ws-refuse")
+        self.assertEqual(r["response"]["status"], 403)
+        self.assertEqual(body(r, "response"), b"refused")
+
+    def test_j_http1_websocket_to_an_h2c_origin(self):
+        # an HTTP/1.1 client's Upgrade to an origin reel speaks h2c to: the
+        # origin gets an extended CONNECT, the client a 101 with the
+        # Sec-WebSocket-Accept its key asks for (RFC 6455's example)
+        base = "http://localhost:%d" % self.h2c.port
+        subprocess.run(["curl", "-sS", "--max-time", "30", "-x", self.reel.proxy, "-o",
+                        "/dev/null", base + "/t/plain?ws-h1-warm"], check=True)
+        raw = socket.create_connection(("127.0.0.1", self.reel.port), 10)
+        raw.sendall(b"GET %s/t/ws HTTP/1.1\r\nHost: localhost:%d\r\nUpgrade: websocket\r\n"
+                    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                    b"Sec-WebSocket-Version: 13\r\n\r\n" % (base.encode(), self.h2c.port))
+        resp = b""
+        while b"\r\n\r\n" not in resp:
+            d = raw.recv(4096)
+            self.assertTrue(d, resp)
+            resp += d
+        head, rest = resp.split(b"\r\n\r\n", 1)
+        self.assertTrue(head.startswith(b"HTTP/1.1 101 "), head)
+        self.assertIn(b"\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", head)
+        self.assertIn(b"\r\nUpgrade: websocket", head)
+        raw.sendall(self.ws_frame(2, b"\x00\x01binary"))
+        while len(rest) < 10:
+            d = raw.recv(4096)
+            self.assertTrue(d, rest)
+            rest += d
+        self.assertEqual(rest, b"\x82\x08\x00\x01binary")
+        raw.sendall(self.ws_frame(8, b"\x03\xe8"))
+        while len(rest) < 14:
+            d = raw.recv(4096)
+            if not d:
+                break
+            rest += d
+        self.assertEqual(rest[10:], b"\x88\x02\x03\xe8")
+        raw.close()
+        fs = self.reel.wait_flows(1, "~websocket & ~u 'localhost:%d/t/ws'" % self.h2c.port,
+                                  timeout=10)
+        self.assertEqual(len(fs), 1, fs)
+        f = self.reel.flow(fs[0]["id"])
+        self.assertEqual(f["request"]["http_version"], "HTTP/1.1")
+        self.assertEqual((f["response"]["status"], f["response"]["http_version"]), (200, "HTTP/2.0"))
+        self.assertEqual([(m["from_client"], m["opcode"]) for m in f["messages"]],
+                         [(True, 2), (False, 2), (True, 8), (False, 8)])
+        self.assertEqual(self.h2c.conns, 1)
 
     def test_z_exit_summary_reports_http2_memory(self):
         # last (the proxy stops): how many HTTP/2 connections, and the most
