@@ -543,8 +543,20 @@ static reel_rc sync_segment(reel_recorder_t *r, reel_err_t *err) {
  * commits a batch only once a sync has covered its end (so nothing is done
  * for flush before it is synced). A failed sync is handed to the writer,
  * which stops capture as for a failed write. */
+/* A recorder thread gets a name: `top -H`, perf and /proc/PID/task show
+ * which thread costs what (the writer compresses, the index thread runs
+ * SQLite). */
+static void background_thread(const char *name) {
+#ifdef __linux__
+    pthread_setname_np(pthread_self(), name);
+#else
+    (void)name;
+#endif
+}
+
 static void *sync_main(void *arg) {
     reel_recorder_t *r = arg;
+    background_thread("reel-sync");
     int64_t last_ns = 0;
     pthread_mutex_lock(&r->mu);
     for (;;) {
@@ -1010,6 +1022,7 @@ static void catch_up(reel_recorder_t *r) {
 
 static void *index_main(void *arg) {
     reel_recorder_t *r = arg;
+    background_thread("reel-index");
     for (;;) {
         pthread_mutex_lock(&r->mu);
         ijob *j = NULL;
@@ -1116,6 +1129,7 @@ static void release_queue_bytes(reel_recorder_t *r, size_t n) {
 
 static void *writer_main(void *arg) {
     reel_recorder_t *r = arg;
+    background_thread("reel-writer");
     for (;;) {
         pthread_mutex_lock(&r->mu);
         while (r->head == NULL && !r->stop && !r->flush_req && !r->sync_errno) {
@@ -1362,6 +1376,7 @@ static void run_hook(reel_recorder_t *r, const char *cmd, uint32_t seg) {
 
 static void *maint_main(void *arg) {
     reel_recorder_t *r = arg;
+    background_thread("reel-maint");
     sqlite3 *db = NULL;
     reel_err_t err;
     reel_err_clear(&err);
