@@ -34,7 +34,7 @@ static const char usage[] =
     "~h/~hq/~hs headers, ~b/~bq/~bs decoded bodies (read from the spool), ~t/~tq/~ts\n"
     "content type, ~src/~dst address, ~comment annotation (each takes a REGEX),\n"
     "~e error, ~s response, ~q no response, ~marked, ~all, ~http, ~h2 (HTTP/2),\n"
-    "~websocket, ~tcp, ~conn N (client connection N, numbered in each run),\n"
+    "~websocket, ~tcp, ~conn N (client connection N of the session),\n"
     "~tag NAME, ~id N[-M], ~since/~until WHEN, ~size >10k, ~damaged; !X, X & Y,\n"
     "X | Y, (X); a bare word is ~u. Quote a regex holding | or & or parentheses.\n"
     "Every operator: docs/filters.md.\n"

@@ -114,6 +114,7 @@ reel_rc reel_proxy_start(uv_loop_t *loop, const reel_proxy_settings_t *cfg, reel
     p->loop = loop;
     p->rec = rec;
     p->ca = ca;
+    p->client_ids = cfg->first_client_id;
     *out = NULL;
     if ((rc = apply_config(p, cfg, err)) != REEL_OK)
         goto out;

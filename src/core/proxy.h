@@ -36,6 +36,8 @@ typedef struct {
     size_t max_head_size;
     uint32_t max_client_conns; /* per client address; 0: no limit */
     const char *proxyauth;     /* "user:pass" clients must send; NULL or "": none */
+    uint64_t first_client_id;  /* start only: client connections are numbered after
+                                * it (the session's earlier runs took those) */
 } reel_proxy_settings_t;
 
 /** Starts listening on the config's listen_host:listen_port on loop and

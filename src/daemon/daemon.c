@@ -227,12 +227,17 @@ reel_rc reel_daemon_run(const reel_daemon_opts_t *o, int *served, reel_err_t *er
         fprintf(stderr, "reel: WARNING: %s\n", reel_ca_warning(ca));
     reel_recorder_opts_t ro;
     recorder_opts(cfg, &ro);
+    /* client connection numbers go on from the session's earlier runs, so
+     * that `~conn N` names one connection (read before the recorder owns
+     * the index) */
+    uint64_t first_client_id = reel_index_max_client_conn(reel_session_db(o->session));
     if ((rc = reel_recorder_open(o->session, &ro, &r.rec, err)) != REEL_OK)
         goto out;
     uv_loop_init(&r.loop);
     loop_ready = 1;
     reel_proxy_settings_t ps;
     char **ignore_list = reel_daemon_proxy_settings(cfg, &ps);
+    ps.first_client_id = first_client_id;
     rc = reel_proxy_start(&r.loop, &ps, r.rec, ca, &r.proxy, err);
     free(ignore_list);
     if (rc != REEL_OK)

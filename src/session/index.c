@@ -355,6 +355,10 @@ static uint64_t query_u64(sqlite3 *db, const char *sql, int64_t arg, int has_arg
     return v;
 }
 
+uint64_t reel_index_max_client_conn(sqlite3 *db) {
+    return query_u64(db, "SELECT coalesce(max(client_conn), 0) FROM flows", 0, 0);
+}
+
 uint64_t reel_index_max_flow_id(sqlite3 *db) {
     /* meta max_flow_id keeps the ids of flows that repair dropped (their
      * segment is missing) from being given to new flows. */

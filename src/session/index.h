@@ -74,6 +74,9 @@ void reel_index_url(const Reel__RequestHead *h, reel_buf_t *out);
 /** Highest flow id the index has held (0 if none): the highest in flows,
  * or meta max_flow_id if repair dropped flows above that. */
 uint64_t reel_index_max_flow_id(sqlite3 *db);
+/** The highest client connection number of the session's flows (0: none):
+ * a resumed proxy numbers its connections after it. */
+uint64_t reel_index_max_client_conn(sqlite3 *db);
 
 /** End offset (offset + clen) of the last indexed frame of segment, 0 if none. */
 uint64_t reel_index_segment_end(sqlite3 *db, uint32_t segment);

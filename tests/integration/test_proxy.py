@@ -9,6 +9,7 @@ up in `reel flows` with the right method, URL, status and sizes, and
 """
 import base64
 import http.client
+import json
 import os
 import re
 import shutil
@@ -364,7 +365,15 @@ class LifecycleTest(unittest.TestCase):
             live = r.cli("verify", "verify")
             self.assertEqual(live.returncode, 0, live.stderr)
             self.assertEqual(curl(r, o.url("/100b?after-verify", https=True)).returncode, 0)
-            self.assertEqual(len(r.wait_flows(4)), 4)
+            fs = r.wait_flows(4)
+            self.assertEqual(len(fs), 4)
+            # client connections are numbered on from the first run's, so
+            # that ~conn N names one connection of the session
+            conns = [f["client_conn"] for f in sorted(fs, key=lambda f: f["id"])]
+            self.assertEqual(len(set(conns)), 4, conns)
+            self.assertEqual(conns, sorted(conns), conns)
+            one = json.loads(r.cli("flows", "verify", "--json", "~conn %d" % conns[1]).stdout)
+            self.assertEqual([f["id"] for f in one], [sorted(fs, key=lambda f: f["id"])[1]["id"]])
         finally:
             self.assertEqual(r.stop(signal.SIGTERM), 0)
         self.assertEqual(r.cli("verify", "verify").returncode, 0)
