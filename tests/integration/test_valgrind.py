@@ -160,11 +160,11 @@ class ValgrindShutdown(unittest.TestCase):
         s2.close()
         self.assert_clean(code)
 
-    def h2_tunnel(self):
+    def h2_tunnel(self, port=None):
         import h2.config
         import h2.connection
         t = self.conn(b"CONNECT localhost:%d HTTP/1.1\r\nHost: x\r\n\r\n" %
-                      self.origin.https_port)
+                      (port or self.origin.https_port))
         self.assertIn(b"200", t.recv(4096))
         ctx = ssl.create_default_context(
             cafile=os.path.join(self.root, "data", "reel", "reel-ca.pem"))
@@ -179,6 +179,41 @@ class ValgrindShutdown(unittest.TestCase):
     def h2_tunnel_get(self, s, c, path):
         return self.h2_get(s, c, path, scheme="https",
                            auth="localhost:%d" % self.origin.https_port)
+
+    def test_h2_websocket_streams_at_close_and_ctrl_c(self):
+        # WebSockets as extended CONNECT streams of the shared session to an
+        # h2-only origin (RFC 8441, core/h2up.c): one whose client vanishes
+        # mid-conversation (its stream is reset toward the origin), one open
+        # at Ctrl-C
+        from test_http2_upstream import H2Origin
+        o = H2Origin(os.path.join(self.root, "origin", "server.pem"),
+                     os.path.join(self.root, "origin", "server.key"))
+        auth = "localhost:%d" % o.port
+        try:
+            def ws(s, c):
+                sid = c.get_next_available_stream_id()
+                c.send_headers(sid, [(":method", "CONNECT"), (":protocol", "websocket"),
+                                     (":scheme", "https"), (":path", "/t/ws"),
+                                     (":authority", auth), ("sec-websocket-version", "13")])
+                key = b"\x01\x02\x03\x04"
+                c.send_data(sid, b"\x81\x82" + key + bytes(b ^ key[i] for i, b in enumerate(b"hi")))
+                s.sendall(c.data_to_send())
+                return sid
+            s, c = self.h2_tunnel(o.port)
+            self.h2_wait_end(s, c, self.h2_get(s, c, "/t/plain?vg", scheme="https", auth=auth))
+            ws(s, c)
+            time.sleep(1.5)
+            s.close()
+            s2, c2 = self.h2_tunnel(o.port)
+            ws(s2, c2)
+            time.sleep(1.5)
+            self.proc.send_signal(signal.SIGINT)
+            code = self.proc.wait(120)
+            s2.close()
+            self.assert_clean(code)
+        finally:
+            o.stop()
+        self.assertTrue(any(r["headers"].get(":protocol") == "websocket" for r in o.requests))
 
     def test_h2_upstream_sessions_at_close_and_ctrl_c(self):
         # streams over the shared HTTP/2 session to the origin: one answered,
