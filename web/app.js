@@ -1212,7 +1212,12 @@ async function start() {
   const named = !!location.hash;
   if (named) route();
   try { await loadInfo(true); } catch (e) { status(e.message, true); return; }
-  if (named) return;
+  if (named) {
+    // a flow opened before the answer was drawn as if writable: again, now
+    // that the read-only state is known
+    if (state.info.read_only && state.openId !== null) openFlow(state.openId, true);
+    return;
+  }
   if (state.info.live) location.hash = '#/s/' + enc(state.info.live);
   else if (state.info.sessions.length === 1) location.hash = '#/s/' + enc(state.info.sessions[0].name);
   route();
