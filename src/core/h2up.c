@@ -220,13 +220,13 @@ static void on_head(ulane_t *l, const reel_msg_head_t *h) {
 static void on_data(ulane_t *l, const uint8_t *d, size_t n) {
     if (n == 0)
         return;
-    if (l->chunked && !l->raw_resp) {
+    if (l->chunked) {
         char hdr[REEL_H1_CHUNK_HEADER_MAX];
         size_t hl = reel_h1_chunk_header(n, hdr);
         reel_buf_append(&l->in, hdr, hl);
     }
     reel_buf_append(&l->in, d, n);
-    if (l->chunked && !l->raw_resp)
+    if (l->chunked)
         reel_buf_puts(&l->in, "\r\n");
     l->in_data += n;
     l->data_sid = l->sid;
