@@ -902,7 +902,11 @@ async function openFlow(id, refresh) {
   }
   if (state.openId !== id) return;
   if (d.row) replaceRow(d.row);
+  // a refresh (the flow changed while open) keeps what the user asked for
+  // below the actions: a replay's result, a diff, a curl command
+  const keep = refresh ? [...pane.querySelectorAll(':scope > .replay-result, :scope > .diff, :scope > .curl')] : [];
   renderDetail(d, id);
+  if (keep.length) pane.querySelector('.actions')?.after(...keep);
   draw();
 }
 
@@ -981,13 +985,16 @@ function renderDetail(d, id) {
           res = e.body; // 502: the replay failed upstream, its flow holds the error
         }
         const link = el('a', { href: '#/s/' + enc(state.session) + '/flow/' + res.id, text: 'flow ' + res.id });
+        // the detail may have been drawn again meanwhile (a live update of
+        // this flow): the form and the actions are the pane's current ones
+        const form = () => pane.querySelector('.actions form.inline') || diffForm;
         out.append('Replayed as ', link,
           res.error ? el('span', { class: 'error', text: ' — error: ' + res.error }) : (res.status ? ' — status ' + res.status : ''), ' ',
           el('button', { type: 'button', text: 'Diff with it', onclick: () => {
-            diffForm.with.value = String(res.id);
-            diffForm.requestSubmit();
+            form().with.value = String(res.id);
+            form().requestSubmit();
           } }));
-        diffForm.with.value = String(res.id);
+        form().with.value = String(res.id);
         status('replayed flow ' + id + ' as flow ' + res.id);
       } catch (e) {
         out.classList.add('error');
@@ -996,7 +1003,7 @@ function renderDetail(d, id) {
       }
       replayBtn.disabled = false;
       replayBtn.textContent = 'Replay';
-      actions.after(out);
+      (pane.querySelector('.actions') || actions).after(out);
     });
     actions.insertBefore(replayBtn, diffForm);
   }
