@@ -12,7 +12,7 @@ static void upstream_timed_out(conn_t *c);
 static uint64_t earlier(uint64_t a, uint64_t b);
 static uint64_t conn_deadline(conn_t *c);
 static void on_conn_timer(uv_timer_t *t);
-static struct client_count **client_slot(reel_proxy_t *p, const char *ip);
+static struct client_count **client_slot(struct proxy_shared *sh, const char *ip);
 static bool client_admit(conn_t *c);
 static void client_release(conn_t *c);
 static void refuse_over_limit(conn_t *c);
@@ -142,7 +142,7 @@ static void conn_free(conn_t *c) {
     free(c->tunnel_host);
     free(c->tunnel_sni);
     free(c);
-    p->stats.active_connections--;
+    STAT_SUB(p, active_connections, 1);
     if (p->shutting_down && p->conns == NULL)
         reel__shutdown_finish(p);
 }
@@ -347,46 +347,55 @@ static void on_conn_timer(uv_timer_t *t) {
 
 /* ---- per-client connection counts ---- */
 
-static struct client_count **client_slot(reel_proxy_t *p, const char *ip) {
+static struct client_count **client_slot(struct proxy_shared *sh, const char *ip) {
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
     for (const char *q = ip; *q; q++)
         h = (h ^ (unsigned char)*q) * 1099511628211ull;
-    struct client_count **pp = &p->clients[h % p->nclient_buckets];
+    struct client_count **pp = &sh->clients[h % sh->nclient_buckets];
     while (*pp && strcmp((*pp)->ip, ip) != 0)
         pp = &(*pp)->next;
     return pp;
 }
 
 /* Counts a new connection from c's client address; false when that would
- * go over max_client_conns (then it is not counted). */
+ * go over max_client_conns (then it is not counted). The table is the
+ * workers' (a client's connections land on any of them), under its lock:
+ * one uncontended lock per accepted connection. */
 static bool client_admit(conn_t *c) {
     reel_proxy_t *p = c->p;
-    if (p->clients == NULL) {
-        p->nclient_buckets = 1024;
-        p->clients = reel_calloc(p->nclient_buckets, sizeof *p->clients);
+    struct proxy_shared *sh = p->shared;
+    bool ok = false;
+    pthread_mutex_lock(&sh->mu);
+    if (sh->clients == NULL) {
+        sh->nclient_buckets = 1024;
+        sh->clients = reel_calloc(sh->nclient_buckets, sizeof *sh->clients);
     }
-    struct client_count **pp = client_slot(p, c->client_ip);
-    if (*pp && p->max_client_conns && (*pp)->n >= p->max_client_conns)
-        return false;
-    if (*pp == NULL) {
-        *pp = reel_calloc(1, sizeof **pp);
-        snprintf((*pp)->ip, sizeof(*pp)->ip, "%s", c->client_ip);
+    struct client_count **pp = client_slot(sh, c->client_ip);
+    if (!(*pp && p->max_client_conns && (*pp)->n >= p->max_client_conns)) {
+        if (*pp == NULL) {
+            *pp = reel_calloc(1, sizeof **pp);
+            snprintf((*pp)->ip, sizeof(*pp)->ip, "%s", c->client_ip);
+        }
+        (*pp)->n++;
+        c->counted = ok = true;
     }
-    (*pp)->n++;
-    c->counted = true;
-    return true;
+    pthread_mutex_unlock(&sh->mu);
+    return ok;
 }
 
 static void client_release(conn_t *c) {
     if (!c->counted)
         return;
     c->counted = false;
-    struct client_count **pp = client_slot(c->p, c->client_ip);
+    struct proxy_shared *sh = c->p->shared;
+    pthread_mutex_lock(&sh->mu);
+    struct client_count **pp = client_slot(sh, c->client_ip);
     if (*pp && --(*pp)->n == 0) {
         struct client_count *e = *pp;
         *pp = e->next;
         free(e);
     }
+    pthread_mutex_unlock(&sh->mu);
 }
 
 /* Over the per-client limit: answered 429 at once (the request is not
@@ -410,7 +419,8 @@ conn_t *reel__conn_new(reel_proxy_t *p, reel_filter_t *bottom, const char *clien
     conn_t *c = reel_calloc(1, sizeof *c);
     c->p = p;
     if (counted)
-        c->id = ++p->client_ids; /* a lane takes its connection's (core/h2front.c) */
+        /* a lane takes its connection's (core/h2front.c) */
+        c->id = __atomic_add_fetch(&p->shared->client_ids, 1, __ATOMIC_RELAXED);
     reel__peer_init(&c->client, c, P_CLIENT);
     reel_buf_init(&c->ex.retry_head, 0);
     reel_stack_push(&c->client.st, bottom, NULL, 0);
@@ -427,8 +437,8 @@ conn_t *reel__conn_new(reel_proxy_t *p, reel_filter_t *bottom, const char *clien
     if (p->conns)
         p->conns->prev = c;
     p->conns = c;
-    p->stats.connections++;
-    p->stats.active_connections++;
+    STAT_ADD(p, connections, 1);
+    STAT_ADD(p, active_connections, 1);
     uv_timer_init(p->loop, &c->timer);
     c->timer.data = c;
     c->timer_open = true;

@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
+#include <pthread.h>
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 #include <stdbool.h>
@@ -169,12 +170,32 @@ struct conn {
     uint64_t id;
 };
 
-/* Open connections from one client address (a hash table in the proxy). */
+/* Open connections from one client address (a hash table shared by the
+ * workers). */
 struct client_count {
     struct client_count *next;
     uint32_t n;
     char ip[48];
 };
+
+/* What the workers of one proxy share (core/proxy.c): the numbers given to
+ * client and upstream connections (atomics, so that each names one
+ * connection in the session whichever worker took it) and the per-client
+ * connection counts (under mu: a client's connections may land on any
+ * worker). With one worker it is the proxy's own. */
+struct proxy_shared {
+    uint64_t client_ids;   /* client connections accepted so far */
+    uint64_t upstream_ids; /* upstream connections opened so far */
+    pthread_mutex_t mu;
+    struct client_count **clients;
+    size_t nclient_buckets;
+};
+
+/* The proxy's counters are read by the thread that asks for them
+ * (reel_proxy_stats) while a worker's loop changes them: relaxed atomics,
+ * as cheap as plain increments on the machines reel runs on. */
+#define STAT_ADD(p, field, n) __atomic_fetch_add(&(p)->stats.field, (n), __ATOMIC_RELAXED)
+#define STAT_SUB(p, field, n) __atomic_fetch_sub(&(p)->stats.field, (n), __ATOMIC_RELAXED)
 
 struct reel_proxy {
     uv_loop_t *loop;
@@ -196,8 +217,9 @@ struct reel_proxy {
     uint64_t idle_timeout_ms, head_timeout_ms, upstream_timeout_ms;
     size_t max_head_size;
     uint32_t max_client_conns;     /* per client address; 0: no limit */
-    uint64_t upstream_ids;         /* upstream connections opened so far */
-    uint64_t client_ids;           /* client connections accepted so far */
+    struct proxy_shared *shared;   /* the first worker's (its own: own_shared) */
+    struct proxy_shared own_shared;
+    struct proxy_group *group;     /* the first worker of several: the others */
     /* What origins chose by ALPN when offered h2 ("host:port sni" -> h2 or
      * not), so that a client is offered h2 only if its origin speaks it;
      * a small ring, newest kept. */
@@ -221,8 +243,6 @@ struct reel_proxy {
         void *ptr;
     } *flushq;
     size_t nflushq, capflushq;
-    struct client_count **clients; /* open connections per client address */
-    size_t nclient_buckets;
     /* shutdown */
     bool shutting_down;
     uv_timer_t grace;

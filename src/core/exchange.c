@@ -204,7 +204,7 @@ void reel__finish_flow(conn_t *c, const char *error) {
     reel_capture_finish(c->ex.flow, &e);
     c->ex.flow = NULL;
     if (error)
-        c->p->stats.errors++;
+        STAT_ADD(c->p, errors, 1);
 }
 
 /* The ServerConn record of the current flow, once its upstream is ready
@@ -247,7 +247,7 @@ void reel__finish_tflow(conn_t *c, const char *error) {
     reel_capture_finish(c->tflow, &e);
     c->tflow = NULL;
     if (error)
-        c->p->stats.errors++;
+        STAT_ADD(c->p, errors, 1);
 }
 
 /* ---- responses made by the proxy ---- */
@@ -333,7 +333,7 @@ void reel__record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme
                           int port, const char *target) {
     c->ex.flow = reel_capture_start_on(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr, NULL, c->id,
                                        c->lane_stream);
-    c->p->stats.flows++;
+    STAT_ADD(c->p, flows, 1);
     c->ex.head_us = reel__now_us();
     c->ex.req_end_us = c->ex.resp_first_us = 0;
     c->ex.flow_upstream = false;
@@ -388,7 +388,7 @@ static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const cha
     c->ex.flow = reel_capture_start_on(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr,
                                        c->up && c->up->connected ? c->up->addr : NULL, c->id,
                                        c->lane_stream);
-    c->p->stats.flows++;
+    STAT_ADD(c->p, flows, 1);
     c->ex.req_end_us = c->ex.resp_first_us = 0;
     c->ex.flow_upstream = true;
     c->ex.conn_recorded = false;
@@ -501,7 +501,7 @@ static void handle_connect(conn_t *c, const reel_h1_head_t *h) {
     c->in_tunnel = true;
     if (reel__host_ignored(c->p, host, port)) {
         /* relayed untouched and not recorded (counted in the stats) */
-        c->p->stats.ignored++;
+        STAT_ADD(c->p, ignored, 1);
         reel__begin_raw_tunnel(c, host, port, true, false);
         return;
     }

@@ -744,7 +744,7 @@ bool reel__h2front_start(conn_t *c) {
     fr->h2 = reel_h2_codec_h2(fr->codec);
     c->h2 = fr;
     c->state = C_H2;
-    c->p->stats.h2_connections++;
+    STAT_ADD(c->p, h2_connections, 1);
     flush_output(fr); /* our SETTINGS */
     return true;
 }

@@ -634,8 +634,8 @@ static h2sess_t *sess_alloc(reel_proxy_t *p, char *key, bool https, const char *
     s->host = reel_strdup(host);
     s->sni = sni ? reel_strdup(sni) : NULL;
     s->port = port;
-    s->id = ++p->upstream_ids;
-    p->stats.h2_connections++;
+    s->id = __atomic_add_fetch(&p->shared->upstream_ids, 1, __ATOMIC_RELAXED);
+    STAT_ADD(p, h2_connections, 1);
     reel_buf_init(&s->in, 0);
     s->codec = reel_h2_codec_new(REEL_H2_CLIENT, NULL);
     s->h2 = reel_h2_codec_h2(s->codec);

@@ -336,7 +336,7 @@ bool reel__upstream_for(conn_t *c, bool https, const char *host, int port, const
         reel_stack_connect(&up->st);
         return before > 0; /* a connection in use: its request may be sent again */
     }
-    up->id = ++p->upstream_ids;
+    up->id = __atomic_add_fetch(&p->shared->upstream_ids, 1, __ATOMIC_RELAXED);
     reel_filter_t *bottom = p->connect
                                 ? p->connect(p->connect_ctx, p, host, port)
                                 : reel_tcp_connect(p->loop, host, port, p->readbuf, READ_SIZE);

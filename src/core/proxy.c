@@ -21,12 +21,72 @@
 
 #include "core/conn.h"
 
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* ---- workers: the types (functions at the end of the file) ---- */
+
+/* A worker besides the first: its own loop on its own thread, running a
+ * proxy of its own (start_one) that shares the first's numbering and
+ * client table (struct proxy_shared). The first worker's thread talks to
+ * it only through `wake` and the request fields under the group's lock. */
+typedef struct worker {
+    struct proxy_group *g;
+    unsigned index; /* 1, 2, ... (0 is the first worker) */
+    uv_loop_t loop;
+    reel_proxy_t *p;
+    uv_async_t wake;
+    pthread_t thread;
+    bool running; /* its thread was started */
+    /* requests, under g->mu */
+    struct owned_settings *cfg; /* configure with these */
+    bool stop;                  /* shut down, with grace_ms */
+    uint64_t grace_ms;
+    bool finished; /* its proxy has shut down and its loop is ending */
+} worker_t;
+
+struct proxy_group {
+    pthread_mutex_t mu;
+    size_t n; /* workers besides the first */
+    worker_t *w;
+    /* on the first worker's loop: another worker finished (under mu) */
+    uv_async_t finished;
+    bool finished_open;
+    bool first_done, stopping;
+    void (*done)(void *);
+    void *done_ctx;
+};
+
+/* Settings handed to another thread: a copy of every string. */
+struct owned_settings {
+    reel_proxy_settings_t s;
+    char *strs[4];
+    char **ignore;
+};
+
 static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, reel_err_t *err);
 static void raise_fd_limit(void);
 static void on_failed_listener_closed(uv_handle_t *h);
 static void on_proxy_handle_closed(uv_handle_t *h);
 static void on_flush_check(uv_check_t *h);
 static void on_grace(uv_timer_t *t);
+static reel_rc start_one(uv_loop_t *loop, const reel_proxy_settings_t *cfg, reel_recorder_t *rec,
+                         reel_ca_t *ca, const reel_proxy_t *first, bool reuseport,
+                         reel_proxy_t **out, reel_err_t *err);
+static reel_rc configure_one(reel_proxy_t *p, const reel_proxy_settings_t *cfg, reel_err_t *err);
+static void shutdown_one(reel_proxy_t *p, uint64_t grace_ms, void (*done)(void *ctx), void *ctx);
+static void free_one(reel_proxy_t *p);
+static reel_rc probe_port(reel_proxy_settings_t *cfg, reel_err_t *err);
+static int join_reuseport(uv_tcp_t *t);
+static void free_after_shutdown(void *ctx);
+static void on_first_worker_done(void *ctx);
+static void on_other_finished(uv_async_t *a);
+static reel_rc start_workers(reel_proxy_t *p0, const reel_proxy_settings_t *cfg, unsigned n,
+                             reel_err_t *err);
+static void configure_workers(reel_proxy_t *p0, const reel_proxy_settings_t *cfg);
+static void shutdown_workers(reel_proxy_t *p0, uint64_t grace_ms);
+static void free_workers(reel_proxy_t *p0);
 
 /* ---- public API ---- */
 
@@ -73,11 +133,20 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
     return REEL_OK;
 }
 
-reel_rc reel_proxy_configure(reel_proxy_t *p, const reel_proxy_settings_t *cfg, reel_err_t *err) {
+static reel_rc configure_one(reel_proxy_t *p, const reel_proxy_settings_t *cfg, reel_err_t *err) {
     reel_rc rc = apply_config(p, cfg, err);
     if (rc == REEL_OK)
         for (conn_t *c = p->conns; c; c = c->next)
             reel__conn_arm_at(c, true); /* timeouts may have become shorter */
+    return rc;
+}
+
+/* The first worker checks the settings (a bad regex changes nothing
+ * anywhere); the others take them on their own loops. */
+reel_rc reel_proxy_configure(reel_proxy_t *p, const reel_proxy_settings_t *cfg, reel_err_t *err) {
+    reel_rc rc = configure_one(p, cfg, err);
+    if (rc == REEL_OK && p->group)
+        configure_workers(p, cfg);
     return rc;
 }
 
@@ -107,14 +176,41 @@ static void on_failed_listener_closed(uv_handle_t *h) {
 
 reel_rc reel_proxy_start(uv_loop_t *loop, const reel_proxy_settings_t *cfg, reel_recorder_t *rec,
                          reel_ca_t *ca, reel_proxy_t **out, reel_err_t *err) {
+    raise_fd_limit();
+    unsigned n = cfg->listen_host ? cfg->workers : 1;
+    if (n <= 1)
+        return start_one(loop, cfg, rec, ca, NULL, false, out, err);
+    reel_proxy_settings_t c = *cfg;
+    reel_rc rc = probe_port(&c, err);
+    if (rc == REEL_OK)
+        rc = start_one(loop, &c, rec, ca, NULL, true, out, err);
+    if (rc == REEL_OK && (rc = start_workers(*out, &c, n, err)) != REEL_OK) {
+        /* its handles close when the caller's loop runs next; then it is freed */
+        shutdown_one(*out, 0, free_after_shutdown, *out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* One worker: the only one, or one of several (first: the first worker,
+ * whose numbering, client table and TLS ticket keys it shares; NULL for the
+ * first itself), whose listeners join the address's SO_REUSEPORT group. */
+static reel_rc start_one(uv_loop_t *loop, const reel_proxy_settings_t *cfg, reel_recorder_t *rec,
+                         reel_ca_t *ca, const reel_proxy_t *first, bool reuseport,
+                         reel_proxy_t **out, reel_err_t *err) {
+    struct proxy_shared *shared = first ? first->shared : NULL;
     reel_rc rc = REEL_OK;
     bool listener_closing = false;
-    raise_fd_limit();
     reel_proxy_t *p = reel_calloc(1, sizeof *p);
     p->loop = loop;
     p->rec = rec;
     p->ca = ca;
-    p->client_ids = cfg->first_client_id;
+    if (shared == NULL) {
+        shared = &p->own_shared;
+        shared->client_ids = cfg->first_client_id;
+        pthread_mutex_init(&shared->mu, NULL);
+    }
+    p->shared = shared;
     *out = NULL;
     if ((rc = apply_config(p, cfg, err)) != REEL_OK)
         goto out;
@@ -124,6 +220,11 @@ reel_rc reel_proxy_start(uv_loop_t *loop, const reel_proxy_settings_t *cfg, reel
         goto out;
     if (ca && (rc = reel_tls_ctx_new_server(ca, &p->server_ctx, err)) != REEL_OK)
         goto out;
+    if (p->server_ctx && first && first->server_ctx &&
+        !reel_tls_ctx_share_tickets(p->server_ctx, first->server_ctx)) {
+        rc = reel_err_set(err, REEL_ERROR, "cannot share the TLS ticket keys between workers");
+        goto out;
+    }
     const char *host = cfg->listen_host;
     int port = cfg->listen_port;
     if (host == NULL) {
@@ -144,9 +245,11 @@ reel_rc reel_proxy_start(uv_loop_t *loop, const reel_proxy_settings_t *cfg, reel
                           gai_strerror(gai));
         goto out;
     }
-    uv_tcp_init(loop, &p->listener);
+    uv_tcp_init_ex(loop, &p->listener, (unsigned)res->ai_family);
     p->listener.data = p;
-    int e = uv_tcp_bind(&p->listener, res->ai_addr, 0);
+    int e = reuseport ? join_reuseport(&p->listener) : 0;
+    if (e == 0)
+        e = uv_tcp_bind(&p->listener, res->ai_addr, 0);
     if (e == 0)
         e = uv_listen((uv_stream_t *)&p->listener, 1024, reel__on_connection);
     freeaddrinfo(res);
@@ -179,6 +282,8 @@ out:
         free(p->ignore);
         free(p->proxyauth_b64);
         free(p->h2c_upstreams);
+        if (p->shared == &p->own_shared)
+            pthread_mutex_destroy(&p->own_shared.mu);
         if (!listener_closing)
             free(p); /* else on_failed_listener_closed frees it */
         p = NULL;
@@ -200,8 +305,9 @@ int reel_proxy_port(const reel_proxy_t *p) {
 }
 
 void reel__h2_memory_seen(reel_proxy_t *p, size_t bytes) {
+    /* only p's loop writes it */
     if (bytes > p->stats.h2_peak_bytes)
-        p->stats.h2_peak_bytes = bytes;
+        __atomic_store_n(&p->stats.h2_peak_bytes, (uint64_t)bytes, __ATOMIC_RELAXED);
 }
 
 void reel__batch_begin(reel_proxy_t *p) {
@@ -280,7 +386,7 @@ static void on_grace(uv_timer_t *t) {
         reel__conn_close(c);
 }
 
-void reel_proxy_shutdown(reel_proxy_t *p, uint64_t grace_ms, void (*done)(void *ctx), void *ctx) {
+static void shutdown_one(reel_proxy_t *p, uint64_t grace_ms, void (*done)(void *ctx), void *ctx) {
     p->shutting_down = true;
     p->done = done;
     p->done_ctx = ctx;
@@ -306,9 +412,26 @@ void reel_proxy_shutdown(reel_proxy_t *p, uint64_t grace_ms, void (*done)(void *
     uv_timer_start(&p->grace, on_grace, grace_ms, 0);
 }
 
+void reel_proxy_shutdown(reel_proxy_t *p, uint64_t grace_ms, void (*done)(void *ctx), void *ctx) {
+    if (p->group == NULL) {
+        shutdown_one(p, grace_ms, done, ctx);
+        return;
+    }
+    shutdown_workers(p, grace_ms);
+    p->group->done = done;
+    p->group->done_ctx = ctx;
+    shutdown_one(p, grace_ms, on_first_worker_done, p->group);
+}
+
 void reel_proxy_free(reel_proxy_t *p) {
     if (p == NULL)
         return;
+    if (p->group)
+        free_workers(p);
+    free_one(p);
+}
+
+static void free_one(reel_proxy_t *p) {
     reel_tls_ctx_free(p->client_ctx);
     reel_tls_ctx_free(p->server_ctx);
     for (size_t i = 0; i < p->nignore; i++)
@@ -317,16 +440,318 @@ void reel_proxy_free(reel_proxy_t *p) {
     free(p->proxyauth_b64);
     free(p->h2c_upstreams);
     free(p->flushq);
-    for (size_t i = 0; i < p->nclient_buckets; i++)
-        while (p->clients[i]) {
-            struct client_count *e = p->clients[i];
-            p->clients[i] = e->next;
-            free(e);
-        }
-    free(p->clients);
+    if (p->shared == &p->own_shared) {
+        struct proxy_shared *sh = &p->own_shared;
+        for (size_t i = 0; i < sh->nclient_buckets; i++)
+            while (sh->clients[i]) {
+                struct client_count *e = sh->clients[i];
+                sh->clients[i] = e->next;
+                free(e);
+            }
+        free(sh->clients);
+        pthread_mutex_destroy(&sh->mu);
+    }
     free(p);
 }
 
+/* Read while the worker's loop may change them (STAT_ADD). */
+static void stats_add(reel_proxy_stats_t *to, const reel_proxy_t *p) {
+    const reel_proxy_stats_t *s = &p->stats;
+    to->connections += __atomic_load_n(&s->connections, __ATOMIC_RELAXED);
+    to->active_connections += __atomic_load_n(&s->active_connections, __ATOMIC_RELAXED);
+    to->flows += __atomic_load_n(&s->flows, __ATOMIC_RELAXED);
+    to->errors += __atomic_load_n(&s->errors, __ATOMIC_RELAXED);
+    to->ignored += __atomic_load_n(&s->ignored, __ATOMIC_RELAXED);
+    to->h2_connections += __atomic_load_n(&s->h2_connections, __ATOMIC_RELAXED);
+    uint64_t peak = __atomic_load_n(&s->h2_peak_bytes, __ATOMIC_RELAXED);
+    if (peak > to->h2_peak_bytes)
+        to->h2_peak_bytes = peak;
+}
+
 void reel_proxy_stats(const reel_proxy_t *p, reel_proxy_stats_t *out) {
-    *out = p->stats;
+    *out = (reel_proxy_stats_t){0};
+    stats_add(out, p);
+    if (p->group)
+        for (size_t i = 0; i < p->group->n; i++)
+            if (p->group->w[i].p)
+                stats_add(out, p->group->w[i].p);
+}
+
+/* ---- workers ---- */
+
+/* The first worker binds the address alone first, to fail as a single
+ * worker would when something else holds it (an SO_REUSEPORT group would
+ * otherwise let a second reel on the same port take half the connections)
+ * and to learn the port when any was asked for; the group then binds it. */
+static reel_rc probe_port(reel_proxy_settings_t *cfg, reel_err_t *err) {
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    char portstr[8];
+    snprintf(portstr, sizeof portstr, "%d", cfg->listen_port);
+    int gai = getaddrinfo(cfg->listen_host, portstr, &hints, &res);
+    if (gai != 0)
+        return reel_err_set(err, REEL_INVALID, "cannot listen on %s:%d: %s", cfg->listen_host,
+                            cfg->listen_port, gai_strerror(gai));
+    int e = 0;
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0)
+        e = -errno;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (e == 0 && getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+        cfg->listen_port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                                    : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (fd >= 0)
+        close(fd);
+    freeaddrinfo(res);
+    if (e != 0)
+        return reel_err_set(err, REEL_IO, "cannot listen on %s:%d: %s", cfg->listen_host,
+                            cfg->listen_port, uv_strerror(e));
+    return REEL_OK;
+}
+
+static int join_reuseport(uv_tcp_t *t) {
+    uv_os_fd_t fd;
+    int one = 1;
+    int e = uv_fileno((uv_handle_t *)t, &fd);
+    if (e == 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+        e = -errno;
+    return e;
+}
+
+static void free_after_shutdown(void *ctx) {
+    reel_proxy_free(ctx);
+}
+
+static struct owned_settings *settings_dup(const reel_proxy_settings_t *c) {
+    struct owned_settings *o = reel_calloc(1, sizeof *o);
+    o->s = *c;
+    const char *from[4] = {c->listen_host, c->upstream_trusted_ca, c->h2c_upstreams, c->proxyauth};
+    for (int i = 0; i < 4; i++)
+        o->strs[i] = from[i] ? reel_strdup(from[i]) : NULL;
+    o->s.listen_host = o->strs[0];
+    o->s.upstream_trusted_ca = o->strs[1];
+    o->s.h2c_upstreams = o->strs[2];
+    o->s.proxyauth = o->strs[3];
+    o->ignore = reel_calloc(c->n_ignore_hosts ? c->n_ignore_hosts : 1, sizeof *o->ignore);
+    for (size_t i = 0; i < c->n_ignore_hosts; i++)
+        o->ignore[i] = reel_strdup(c->ignore_hosts[i]);
+    o->s.ignore_hosts = (const char *const *)o->ignore;
+    return o;
+}
+
+static void settings_free(struct owned_settings *o) {
+    if (o == NULL)
+        return;
+    for (int i = 0; i < 4; i++)
+        free(o->strs[i]);
+    for (size_t i = 0; i < o->s.n_ignore_hosts; i++)
+        free(o->ignore[i]);
+    free(o->ignore);
+    free(o);
+}
+
+/* On the worker's loop: its proxy has shut down; once `wake` is closed
+ * too, nothing is left on the loop and the thread ends. */
+static void on_wake_closed(uv_handle_t *h) {
+    worker_t *w = h->data;
+    struct proxy_group *g = w->g;
+    pthread_mutex_lock(&g->mu);
+    w->finished = true;
+    if (g->finished_open)
+        uv_async_send(&g->finished); /* under mu: the first cannot close it meanwhile */
+    pthread_mutex_unlock(&g->mu);
+}
+
+static void on_worker_done(void *ctx) {
+    worker_t *w = ctx;
+    uv_close((uv_handle_t *)&w->wake, on_wake_closed);
+}
+
+static void on_worker_wake(uv_async_t *a) {
+    worker_t *w = a->data;
+    struct proxy_group *g = w->g;
+    pthread_mutex_lock(&g->mu);
+    struct owned_settings *cfg = w->cfg;
+    w->cfg = NULL;
+    bool stop = w->stop && !w->p->shutting_down;
+    uint64_t grace_ms = w->grace_ms;
+    pthread_mutex_unlock(&g->mu);
+    if (cfg) {
+        reel_err_t e; /* the first worker took the same settings */
+        reel_err_clear(&e);
+        configure_one(w->p, &cfg->s, &e);
+        settings_free(cfg);
+    }
+    if (stop)
+        shutdown_one(w->p, grace_ms, on_worker_done, w);
+}
+
+static void close_left(uv_handle_t *h, void *arg) {
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void *worker_main(void *arg) {
+    worker_t *w = arg;
+    char name[16];
+    snprintf(name, sizeof name, "reel-worker%u", w->index);
+    pthread_setname_np(pthread_self(), name);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&w->loop) == UV_EBUSY) {
+        uv_walk(&w->loop, close_left, NULL);
+        uv_run(&w->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&w->loop);
+    }
+    return NULL;
+}
+
+static void ask_stop(worker_t *w, uint64_t grace_ms) {
+    pthread_mutex_lock(&w->g->mu);
+    w->stop = true;
+    w->grace_ms = grace_ms;
+    pthread_mutex_unlock(&w->g->mu);
+    uv_async_send(&w->wake);
+}
+
+/* Workers 1 .. n-1, each with its loop, proxy and thread. If one cannot
+ * start, those made so far are stopped and freed and the error returned. */
+static reel_rc start_workers(reel_proxy_t *p0, const reel_proxy_settings_t *cfg, unsigned n,
+                             reel_err_t *err) {
+    struct proxy_group *g = reel_calloc(1, sizeof *g);
+    pthread_mutex_init(&g->mu, NULL);
+    g->n = n - 1;
+    g->w = reel_calloc(g->n, sizeof *g->w);
+    reel_rc rc = REEL_OK;
+    size_t made = 0;
+    for (; made < g->n; made++) {
+        worker_t *w = &g->w[made];
+        w->g = g;
+        w->index = (unsigned)made + 1;
+        uv_loop_init(&w->loop);
+        if ((rc = start_one(&w->loop, cfg, p0->rec, p0->ca, p0, true, &w->p, err)) != REEL_OK) {
+            uv_run(&w->loop, UV_RUN_DEFAULT); /* a failed listener's close */
+            uv_loop_close(&w->loop);
+            break;
+        }
+        uv_async_init(&w->loop, &w->wake, on_worker_wake);
+        w->wake.data = w;
+    }
+    if (rc == REEL_OK) {
+        /* signals are the first worker's loop's (the daemon's handlers) */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        for (size_t i = 0; i < g->n && rc == REEL_OK; i++) {
+            int e = pthread_create(&g->w[i].thread, NULL, worker_main, &g->w[i]);
+            if (e != 0)
+                rc = reel_err_set(err, REEL_ERROR, "cannot start worker %zu: %s", i + 1,
+                                  strerror(e));
+            else
+                g->w[i].running = true;
+        }
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    if (rc != REEL_OK) {
+        for (size_t i = 0; i < made; i++) {
+            worker_t *w = &g->w[i];
+            ask_stop(w, 0);
+            if (w->running)
+                pthread_join(w->thread, NULL);
+            else
+                worker_main(w); /* its loop, on this thread: it was never started */
+            free_one(w->p);
+        }
+        free(g->w);
+        pthread_mutex_destroy(&g->mu);
+        free(g);
+        return rc;
+    }
+    uv_async_init(p0->loop, &g->finished, on_other_finished);
+    g->finished.data = g;
+    pthread_mutex_lock(&g->mu);
+    g->finished_open = true;
+    pthread_mutex_unlock(&g->mu);
+    p0->group = g;
+    return REEL_OK;
+}
+
+static void on_group_closed(uv_handle_t *h) {
+    struct proxy_group *g = h->data;
+    void (*done)(void *) = g->done;
+    g->done = NULL;
+    if (done)
+        done(g->done_ctx);
+}
+
+/* On the first worker's loop: once it and every other worker have shut
+ * down, the caller's done runs (after `finished` has closed, so that the
+ * caller may free everything then). */
+static void group_check(struct proxy_group *g) {
+    if (!g->first_done)
+        return;
+    pthread_mutex_lock(&g->mu);
+    bool all = g->finished_open;
+    for (size_t i = 0; i < g->n && all; i++)
+        all = g->w[i].finished;
+    if (all) {
+        g->finished_open = false;
+        uv_close((uv_handle_t *)&g->finished, on_group_closed);
+    }
+    pthread_mutex_unlock(&g->mu);
+}
+
+static void on_other_finished(uv_async_t *a) {
+    group_check(a->data);
+}
+
+static void on_first_worker_done(void *ctx) {
+    struct proxy_group *g = ctx;
+    g->first_done = true;
+    group_check(g);
+}
+
+static void configure_workers(reel_proxy_t *p0, const reel_proxy_settings_t *cfg) {
+    struct proxy_group *g = p0->group;
+    if (g->stopping)
+        return; /* their wake handles may be closing */
+    for (size_t i = 0; i < g->n; i++) {
+        worker_t *w = &g->w[i];
+        struct owned_settings *o = settings_dup(cfg);
+        pthread_mutex_lock(&g->mu);
+        settings_free(w->cfg); /* not taken yet: the newer replaces it */
+        w->cfg = o;
+        pthread_mutex_unlock(&g->mu);
+        uv_async_send(&w->wake);
+    }
+}
+
+static void shutdown_workers(reel_proxy_t *p0, uint64_t grace_ms) {
+    struct proxy_group *g = p0->group;
+    if (g->stopping)
+        return;
+    g->stopping = true;
+    for (size_t i = 0; i < g->n; i++)
+        ask_stop(&g->w[i], grace_ms);
+}
+
+/* After the shutdown's done: every thread has ended or is ending. */
+static void free_workers(reel_proxy_t *p0) {
+    struct proxy_group *g = p0->group;
+    for (size_t i = 0; i < g->n; i++) {
+        worker_t *w = &g->w[i];
+        if (w->running)
+            pthread_join(w->thread, NULL);
+        free_one(w->p);
+        settings_free(w->cfg);
+    }
+    free(g->w);
+    pthread_mutex_destroy(&g->mu);
+    free(g);
+    p0->group = NULL;
 }

@@ -38,6 +38,9 @@ typedef struct {
     const char *proxyauth;     /* "user:pass" clients must send; NULL or "": none */
     uint64_t first_client_id;  /* start only: client connections are numbered after
                                 * it (the session's earlier runs took those) */
+    unsigned workers;          /* start only: event loops accepting on the listen
+                                * address (0 or 1: the caller's loop alone); the
+                                * others run on threads of their own */
 } reel_proxy_settings_t;
 
 /** Starts listening on the config's listen_host:listen_port on loop and
@@ -45,7 +48,15 @@ typedef struct {
  * NULL: CONNECT is then tunnelled without interception). Returns owned.
  * REEL_IO with the address in err when the port cannot be bound. Raises the
  * process's soft RLIMIT_NOFILE to its hard limit first (every connection
- * takes one or two descriptors). */
+ * takes one or two descriptors).
+ *
+ * With cfg->workers > 1 (and a listener), workers - 1 more event loops run
+ * on threads of their own, each a proxy with its own connections, upstream
+ * pools and TLS contexts, all accepting on the same address (SO_REUSEPORT:
+ * the kernel spreads connections over them) and recording into rec. The
+ * returned proxy is the first worker, on loop; the functions below act on
+ * all of them through it (configure, stats, shutdown, free), from loop's
+ * thread. Client and upstream connection numbers are unique across them. */
 reel_rc reel_proxy_start(uv_loop_t *loop, const reel_proxy_settings_t *cfg, reel_recorder_t *rec,
                          reel_ca_t *ca, reel_proxy_t **out, reel_err_t *err);
 
@@ -59,13 +70,15 @@ int reel_proxy_port(const reel_proxy_t *p);
 
 /** Stops accepting; in-flight flows get grace_ms to finish, then every
  * connection is closed (flows still open are recorded as errors). done is
- * called once everything is closed; the caller then frees the proxy. */
+ * called (on loop) once everything is closed, every worker's too; the
+ * caller then frees the proxy. */
 void reel_proxy_shutdown(reel_proxy_t *p, uint64_t grace_ms, void (*done)(void *ctx), void *ctx);
 
-/** Frees a proxy after shutdown completed (accepts NULL). */
+/** Frees a proxy after shutdown completed (accepts NULL); joins the
+ * workers' threads. */
 void reel_proxy_free(reel_proxy_t *p);
 
-/** Counters for logs and stats. */
+/** Counters for logs and stats, summed over the workers. */
 typedef struct {
     uint64_t connections, active_connections, flows, errors;
     uint64_t ignored; /* connections to ignore_hosts: relayed, not recorded */

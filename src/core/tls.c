@@ -251,6 +251,14 @@ reel_rc reel_tls_ctx_new_server(reel_ca_t *ca, reel_tls_ctx_t **out, reel_err_t 
     return REEL_OK;
 }
 
+bool reel_tls_ctx_share_tickets(reel_tls_ctx_t *to, const reel_tls_ctx_t *from) {
+    unsigned char keys[80]; /* name, HMAC and AES keys: OpenSSL's layout, copied whole */
+    bool ok = SSL_CTX_get_tlsext_ticket_keys(from->ssl_ctx, keys, sizeof keys) == 1 &&
+              SSL_CTX_set_tlsext_ticket_keys(to->ssl_ctx, keys, sizeof keys) == 1;
+    OPENSSL_cleanse(keys, sizeof keys);
+    return ok;
+}
+
 reel_rc reel_tls_ctx_new_client(const char *extra_ca_file, bool no_system_store,
                                 reel_tls_ctx_t **out, reel_err_t *err) {
     *out = NULL;

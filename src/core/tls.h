@@ -54,6 +54,12 @@ typedef struct reel_tls reel_tls_t;
  * context in *out, or REEL_ERROR with err filled. */
 reel_rc reel_tls_ctx_new_server(reel_ca_t *ca, reel_tls_ctx_t **out, reel_err_t *err);
 
+/** Makes server-role context to use the session ticket keys of from, so
+ * that a client resumes with either (the proxy's workers each have their
+ * own context, and a client's next connection may land on another).
+ * Returns false if OpenSSL refused. */
+bool reel_tls_ctx_share_tickets(reel_tls_ctx_t *to, const reel_tls_ctx_t *from);
+
 /** Makes the client-role context: trusts the system store (unless
  * no_system_store) plus, when extra_ca_file is not NULL, the PEM
  * certificates in that file (upstream_trusted_ca). Returns REEL_OK and an

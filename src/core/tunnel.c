@@ -149,7 +149,7 @@ void reel__tunnel_forward(conn_t *c) {
 void reel__tunnel_flow(conn_t *c, const char *host, int port) {
     c->tflow =
         reel_capture_start_on(c->p->rec, REEL_CAPTURE_TUNNEL, c->client_addr, NULL, c->id, 0);
-    c->p->stats.flows++;
+    STAT_ADD(c->p, flows, 1);
     reel_msg_head_t rq = {.method = "CONNECT",
                           .scheme = "tcp",
                           .host = host,
@@ -277,7 +277,7 @@ void reel__sniff_process(conn_t *c) {
             return;
         const char *sni = rc == REEL_OK && ch.sni[0] ? ch.sni : NULL;
         if (sni && reel__host_ignored(c->p, sni, c->tunnel_port)) {
-            c->p->stats.ignored++;
+            STAT_ADD(c->p, ignored, 1);
             reel__begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false, false);
             return;
         }

@@ -271,6 +271,9 @@ reel_rc reel_daemon_run(const reel_daemon_opts_t *o, int *served, reel_err_t *er
             o->name, reel_session_path(o->session), v6 ? "[" : "", lh, v6 ? "]" : "",
             reel_proxy_port(r.proxy), v6 ? "[" : "", lh, v6 ? "]" : "", reel_proxy_port(r.proxy),
             reel_ca_cert_path(ca));
+    if (ps.workers > 1)
+        fprintf(stderr, "reel: %u workers (event loops, one per thread) share that address\n",
+                ps.workers);
     if (o->web) {
         reel_web_opts_t wo = {.home = o->home,
                               .host = o->web_host,

@@ -21,6 +21,9 @@ char **reel_daemon_proxy_settings(const reel_config_t *cfg, reel_proxy_settings_
         .max_head_size = (size_t)reel_config_get_int(cfg, "max_head_size"),
         .max_client_conns = (uint32_t)reel_config_get_int(cfg, "max_client_conns"),
         .proxyauth = reel_config_get(cfg, "proxyauth", NULL),
+        .workers = (unsigned)reel_config_get_int(cfg, "workers"),
     };
+    if (s->workers == 0)
+        s->workers = uv_available_parallelism(); /* one per core */
     return list;
 }

@@ -112,6 +112,11 @@ static const reel_option_t options[] = {
      "bytes of its response; then 504, or the client connection is cut once the response has "
      "started",
      NULL, 1, 86400, NULL},
+    {"workers", REEL_OPT_INT, "0",
+     "event loops (threads) the proxy runs, each accepting connections on the listen address "
+     "(SO_REUSEPORT) and recording into the same session; 0 = one per core. Read when "
+     "recording starts",
+     NULL, 0, 1024, NULL},
     {"max_client_conns", REEL_OPT_INT, "0",
      "open connections allowed from one client address; more are answered 429 and closed "
      "(0 = no limit)",

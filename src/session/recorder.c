@@ -1627,7 +1627,8 @@ reel_rflow_t *reel_recorder_flow_start(reel_recorder_t *r, const reel_flow_info_
     }
     Reel__Record rec = REEL__RECORD__INIT;
     rec.flow_id = UINT64_MAX; /* the largest encoding an id can take */
-    rec.time_us = now_or(info ? info->time_us : 0);
+    int64_t given_us = info ? info->time_us : 0;
+    rec.time_us = given_us ? given_us : INT64_MAX; /* ... and time */
     rec.event_case = REEL__RECORD__EVENT_START;
     rec.start = &st;
     size_t room = reel__record__get_packed_size(&rec);
@@ -1642,6 +1643,10 @@ reel_rflow_t *reel_recorder_flow_start(reel_recorder_t *r, const reel_flow_info_
             full = 0;
         }
         f->id = r->next_flow_id++;
+        /* "now" read with the id given: flows of any number of producer
+         * threads (the proxy's workers) are numbered in the order they
+         * started */
+        rec.time_us = now_or(given_us);
         r->stats.flows++;
         if (full) {
             say = drop_locked(r, f);

@@ -32,7 +32,9 @@
  * pool) as long as each flow (reel_rflow_t) is used by one thread at a
  * time. Flow ids are given out in the order of the reel_recorder_flow_start
  * calls, and each flow's start record is queued before any record of a
- * later flow. A body chunk takes the queue's lock once, as it always did;
+ * later flow; its start time ("now", unless the caller gives one) is read
+ * when its id is given, so ids follow start times whichever thread
+ * started the flow. A body chunk takes the queue's lock once, as it always did;
  * nothing else on that path is shared. */
 #ifndef REEL_SESSION_RECORDER_H
 #define REEL_SESSION_RECORDER_H

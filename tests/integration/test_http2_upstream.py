@@ -283,8 +283,10 @@ class Http2UpstreamTest(unittest.TestCase):
         cls.origin = H2Origin(os.path.join(cls.root, "server.pem"),
                               os.path.join(cls.root, "server.key"))
         cls.h2c = H2Origin()  # plain: h2c_upstreams names it
+        # one worker: these tests count the origin connections one worker's
+        # pool makes (each worker keeps its own: test_workers)
         cls.reel = Reel(cls.root, "h2up", "upstream_trusted_ca=" + cls.certs.ca,
-                        "h2c_upstreams=localhost:%d" % cls.h2c.port)
+                        "h2c_upstreams=localhost:%d" % cls.h2c.port, "workers=1")
         cls.auth = "localhost:%d" % cls.origin.port
 
     @classmethod

@@ -6,7 +6,9 @@ memory libuv still holds (a handle freed before its close callback ran) is
 invisible to the sanitizer build. Definite leaks fail it too. Here `reel record` runs under memcheck
 with connections in every state at Ctrl-C: idle keep-alive, half a request
 head, a response being relayed from the origin, an intercepted TLS tunnel,
-a raw tunnel. Any invalid read or write fails the test. Skipped in the
+a raw tunnel. Two workers (`workers`), so that the connections are on
+both loops and the second's thread ends with them. Any invalid read or
+write fails the test. Skipped in the
 sanitizer build (ASan and valgrind do not mix).
 """
 import json
@@ -36,7 +38,7 @@ class ValgrindShutdown(unittest.TestCase):
             ["valgrind", "-q", "--error-exitcode=99", "--leak-check=full",
              "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite",
              REEL, "record", "--listen", "127.0.0.1:0", "--set",
-             "upstream_trusted_ca=" + self.origin.ca, "vg"],
+             "upstream_trusted_ca=" + self.origin.ca, "--set", "workers=2", "vg"],
             env=self.env, stdout=subprocess.DEVNULL, stderr=self.log)
         self.port = None
         for _ in range(600):

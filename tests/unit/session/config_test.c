@@ -155,14 +155,14 @@ static void test_table(void **state) {
         for (const reel_option_t *p = o + 1; p->name; p++)
             assert_string_not_equal(o->name, p->name);
     }
-    assert_int_equal(n, 26);
+    assert_int_equal(n, 27);
     /* the names the proxy reads */
     const char *names[] = {
         "listen_host",          "listen_port",         "body_limit",       "ignore_hosts",
         "upstream_cert_verify", "upstream_trusted_ca", "capture",          "fsync", "http2",
         "fsync_interval_ms",    "segment_size",        "proxyauth",        "idle_timeout",
         "head_timeout",         "max_head_size",       "upstream_timeout", "capture_buffer",
-        "max_client_conns"};
+        "max_client_conns",     "workers"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         assert_non_null(reel_option_find(names[i]));
     assert_null(reel_option_find("LISTEN_PORT"));
@@ -382,7 +382,7 @@ static void test_unknown(void **state) {
                "capture_buffer, "
                "fsync, fsync_interval_ms, segment_size, retention_max_bytes, retention_max_age, "
                "retention_max_flows, on_segment_closed, proxyauth, idle_timeout, head_timeout, "
-               "max_head_size, upstream_timeout, max_client_conns, "
+               "max_head_size, upstream_timeout, workers, max_client_conns, "
                "redact_headers, redact_keys");
     const char *m = bad("", "1", REEL_NOTFOUND);
     assert_non_null(strstr(m, "unknown option ''; valid options: listen_host,"));
@@ -630,7 +630,7 @@ static void test_layers(void **state) {
                   "upstream_cert_verify, http2, h2c_upstreams, upstream_trusted_ca, capture, capture_buffer, "
                   "fsync, fsync_interval_ms, segment_size, retention_max_bytes, retention_max_age, "
                   "retention_max_flows, on_segment_closed, proxyauth, idle_timeout, "
-                  "head_timeout, max_head_size, upstream_timeout, max_client_conns, "
+                  "head_timeout, max_head_size, upstream_timeout, workers, max_client_conns, "
                   "redact_headers, redact_keys");
     free(warnings);
     expect_effective(c2, "capture", "on", REEL_LAYER_DEFAULT);
