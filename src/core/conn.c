@@ -113,7 +113,10 @@ void reel__peer_read_done(peer_t *pe) {
     } else if (c->state == C_RAW) {
         reel__tunnel_forward(c);
     } else {
+        /* the head, body and end of a short response leave in one write */
+        reel__peer_cork(&c->client);
         reel__resp_process(c);
+        reel__peer_uncork(&c->client);
     }
     if (!pe->closing && c->up == pe)
         reel__peer_update_reading(pe);

@@ -36,6 +36,7 @@
 #define READ_SIZE 65536
 #define HIGH_WATER (1u << 20)
 #define LOW_WATER (256u << 10)
+#define CORK_MAX (16u << 10)
 #define CLIENT_IN_MAX (4u << 20) /* pipelined bytes held while a response runs */
 #define SNIFF_WAIT_MS 3000
 #define LINGER_TOTAL_MS 30000 /* nginx's lingering_time */
@@ -56,6 +57,11 @@ typedef struct peer {
     bool connected, closing, eof, paused;
     reel_buf_t in;   /* plaintext received, not yet consumed */
     reel_buf_t pend; /* plaintext waiting for connect/handshake */
+    /* While corked (reel__peer_cork), small writes gather here and leave
+     * in one send when uncorked: a response head and the short body read
+     * with it cost one write, not two. */
+    int cork;
+    reel_buf_t corked;
     bool close_when_flushed;
     uint64_t progress; /* when a byte was last read or written (upstream_timeout) */
     /* upstream only */
@@ -268,6 +274,11 @@ void reel__peer_close(peer_t *pe);
 bool reel__peer_ready(const peer_t *pe);
 void reel__peer_write(peer_t *pe, const void *data, size_t len);
 void reel__peer_flush_pend(peer_t *pe);
+/* Between cork and uncork, writes of up to CORK_MAX bytes in all wait and
+ * go out together at uncork (a bigger one sends what waited, then itself,
+ * uncopied). Closing the peer sends what waited first. */
+void reel__peer_cork(peer_t *pe);
+void reel__peer_uncork(peer_t *pe);
 size_t reel__peer_queued(const peer_t *pe);
 void reel__peer_read_start(peer_t *pe);
 void reel__peer_read_stop(peer_t *pe);

@@ -137,11 +137,43 @@ void reel__peer_init(peer_t *pe, conn_t *c, peer_role role) {
     reel_stack_init(&pe->st, &peer_events, pe);
     reel_buf_init(&pe->in, 0);
     reel_buf_init(&pe->pend, 0);
+    reel_buf_init(&pe->corked, 0);
+}
+
+static void send_corked(peer_t *pe) {
+    if (pe->corked.len == 0)
+        return;
+    reel_buf_t b = pe->corked;
+    reel_buf_init(&pe->corked, 0);
+    int cork = pe->cork;
+    pe->cork = 0;
+    reel__peer_write(pe, b.data, b.len);
+    pe->cork = cork;
+    reel_buf_free(&b);
+}
+
+void reel__peer_cork(peer_t *pe) {
+    pe->cork++;
+}
+
+void reel__peer_uncork(peer_t *pe) {
+    if (--pe->cork > 0 || pe->corked.len == 0 || pe->closing)
+        return;
+    send_corked(pe);
+    /* what a `written` event does when the socket took everything at once
+     * (it then reports nothing): a close waiting for the flush */
+    if (pe->close_when_flushed && reel__peer_queued(pe) == 0) {
+        if (pe->role == P_CLIENT)
+            reel__conn_close_flushed(pe->c);
+        else
+            reel__peer_close(pe);
+    }
 }
 
 void reel__peer_close(peer_t *pe) {
     if (pe->closing)
         return;
+    send_corked(pe); /* written before the close, as without the cork */
     pe->closing = true;
     reel_stack_close(&pe->st);
 }
@@ -155,6 +187,13 @@ bool reel__peer_ready(const peer_t *pe) {
 void reel__peer_write(peer_t *pe, const void *data, size_t len) {
     if (len == 0 || pe->closing)
         return;
+    if (pe->cork) {
+        if (pe->corked.len + len <= CORK_MAX) {
+            reel_buf_append(&pe->corked, data, len);
+            return;
+        }
+        send_corked(pe); /* then this one, without a copy */
+    }
     if (!reel__peer_ready(pe) || pe->pend.len) {
         reel_buf_append(&pe->pend, data, len);
         if (reel__peer_ready(pe))
@@ -181,7 +220,7 @@ void reel__peer_flush_pend(peer_t *pe) {
 }
 
 size_t reel__peer_queued(const peer_t *pe) {
-    return reel_stack_queued(&pe->st) + pe->pend.len;
+    return reel_stack_queued(&pe->st) + pe->pend.len + pe->corked.len;
 }
 
 void reel__peer_read_start(peer_t *pe) {
@@ -224,6 +263,7 @@ static void peer_maybe_resume_other(peer_t *pe) {
 static void peer_free_bufs(peer_t *pe) {
     reel_buf_free(&pe->in);
     reel_buf_free(&pe->pend);
+    reel_buf_free(&pe->corked);
     free(pe->host);
     free(pe->sni);
     free(pe->error);
