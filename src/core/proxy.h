@@ -1,4 +1,7 @@
-/* The proxy: listener, client and upstream connections on one libuv loop.
+/* The proxy: listener, client and upstream connections on one libuv loop
+ * (per worker: with `workers` > 1 each further loop runs a proxy of its own
+ * on its own thread, started and driven through the first; see
+ * reel_proxy_start).
  *
  * It glues the sans-I/O layers (http1, tls, sniff) to sockets and reports
  * every flow event to the recorder. Configuration that may change while it
