@@ -611,6 +611,15 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
+static void pool_noop(uv_work_t *req) {
+    (void)req;
+}
+
+static void pool_started(uv_work_t *req, int status) {
+    (void)status;
+    free(req);
+}
+
 static void ask_stop(worker_t *w, uint64_t grace_ms) {
     pthread_mutex_lock(&w->g->mu);
     w->stop = true;
@@ -643,6 +652,11 @@ static reel_rc start_workers(reel_proxy_t *p0, const reel_proxy_settings_t *cfg,
         w->wake.data = w;
     }
     if (rc == REEL_OK) {
+        /* libuv's thread pool (getaddrinfo) starts in the first thread that
+         * needs it, and its threads take that thread's name: started from
+         * here they are named after the process, not "reel-worker1" */
+        uv_work_t *start_pool = reel_malloc(sizeof *start_pool);
+        uv_queue_work(p0->loop, start_pool, pool_noop, pool_started);
         /* signals are the first worker's loop's (the daemon's handlers) */
         sigset_t all, old;
         sigfillset(&all);

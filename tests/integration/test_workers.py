@@ -28,6 +28,18 @@ import unittest
 from proxyenv import REEL, TMPBASE, Origin, Reel, curl, main, read_all, run, stop_class
 
 
+def thread_names(pid):
+    """The names of the reel process's threads, one per thread."""
+    out = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                out.append(f.read().strip())
+        except FileNotFoundError:
+            pass
+    return out
+
+
 def worker_threads(pid):
     """{thread name: CPU ticks (utime + stime)} of the reel process."""
     out = {}
@@ -88,6 +100,11 @@ class Workers(unittest.TestCase):
             out = curl(r, "https://localhost:%d/100b?tls%d" % (self.origin.https_port, i)).stdout
             self.assertEqual(out, b"x" * 99 + b"\n")
         after = worker_threads(r.proc.pid)
+        # one thread is the second worker: libuv's thread pool (which
+        # resolves origins' names) is not named after it (it was when the
+        # first name to resolve came to that worker, the kernel's choice)
+        self.assertEqual(thread_names(r.proc.pid).count("reel-worker1"), 1,
+                         thread_names(r.proc.pid))
         # both loops served connections: the first worker is the main
         # thread (named after the program), the other reel-worker1
         self.assertGreater(after["reel-worker1"] - before.get("reel-worker1", 0), 0, after)
