@@ -85,6 +85,17 @@ static void ev_error(void *ud, const char *why) {
     }
 }
 
+/* A close that waited for the peer's bytes to leave (q: what is still
+ * queued) happens now. */
+static void close_if_flushed(peer_t *pe, size_t q) {
+    if (!pe->close_when_flushed || q != 0)
+        return;
+    if (pe->role == P_CLIENT)
+        reel__conn_close_flushed(pe->c);
+    else
+        reel__peer_close(pe);
+}
+
 static void ev_written(void *ud) {
     peer_t *pe = ud;
     if (pe->closing)
@@ -95,12 +106,7 @@ static void ev_written(void *ud) {
         peer_maybe_resume_other(pe);
     if (pe->role == P_CLIENT && pe->c->h2 && q < HIGH_WATER)
         reel__h2front_written(pe->c);
-    if (pe->close_when_flushed && q == 0) {
-        if (pe->role == P_CLIENT)
-            reel__conn_close_flushed(pe->c);
-        else
-            reel__peer_close(pe);
-    }
+    close_if_flushed(pe, q);
 }
 
 static void ev_closed(void *ud) {
@@ -162,12 +168,7 @@ void reel__peer_uncork(peer_t *pe) {
     send_corked(pe);
     /* what a `written` event does when the socket took everything at once
      * (it then reports nothing): a close waiting for the flush */
-    if (pe->close_when_flushed && reel__peer_queued(pe) == 0) {
-        if (pe->role == P_CLIENT)
-            reel__conn_close_flushed(pe->c);
-        else
-            reel__peer_close(pe);
-    }
+    close_if_flushed(pe, reel__peer_queued(pe));
 }
 
 void reel__peer_close(peer_t *pe) {

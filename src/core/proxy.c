@@ -174,6 +174,25 @@ static void on_failed_listener_closed(uv_handle_t *h) {
     free(h->data);
 }
 
+/* The listen address (the first of host's), for bind. */
+static reel_rc resolve_listen(const char *host, int port, struct addrinfo **res, reel_err_t *err) {
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    char portstr[8];
+    snprintf(portstr, sizeof portstr, "%d", port);
+    int gai = getaddrinfo(host, portstr, &hints, res);
+    if (gai != 0)
+        return reel_err_set(err, REEL_INVALID, "cannot listen on %s:%d: %s", host, port,
+                            gai_strerror(gai));
+    return REEL_OK;
+}
+
+static int sockaddr_port(const struct sockaddr_storage *ss) {
+    return ss->ss_family == AF_INET6 ? ntohs(((const struct sockaddr_in6 *)ss)->sin6_port)
+                                     : ntohs(((const struct sockaddr_in *)ss)->sin_port);
+}
+
 reel_rc reel_proxy_start(uv_loop_t *loop, const reel_proxy_settings_t *cfg, reel_recorder_t *rec,
                          reel_ca_t *ca, reel_proxy_t **out, reel_err_t *err) {
     raise_fd_limit();
@@ -233,18 +252,9 @@ static reel_rc start_one(uv_loop_t *loop, const reel_proxy_settings_t *cfg, reel
         p->grace.data = p;
         goto out;
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                             .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
-    char portstr[8];
-    snprintf(portstr, sizeof portstr, "%d", port);
-    int gai = getaddrinfo(host, portstr, &hints, &res);
-    if (gai != 0) {
-        rc = reel_err_set(err, REEL_INVALID, "cannot listen on %s:%d: %s", host, port,
-                          gai_strerror(gai));
+    if ((rc = resolve_listen(host, port, &res, err)) != REEL_OK)
         goto out;
-    }
     uv_tcp_init_ex(loop, &p->listener, (unsigned)res->ai_family);
     p->listener.data = p;
     int e = reuseport ? join_reuseport(&p->listener) : 0;
@@ -263,8 +273,7 @@ static reel_rc start_one(uv_loop_t *loop, const reel_proxy_settings_t *cfg, reel
     struct sockaddr_storage ss;
     int len = sizeof ss;
     uv_tcp_getsockname(&p->listener, (struct sockaddr *)&ss, &len);
-    p->port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-                                       : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    p->port = sockaddr_port(&ss);
     uv_timer_init(loop, &p->grace);
     p->grace.data = p;
 out:
@@ -473,8 +482,7 @@ void reel_proxy_stats(const reel_proxy_t *p, reel_proxy_stats_t *out) {
     stats_add(out, p);
     if (p->group)
         for (size_t i = 0; i < p->group->n; i++)
-            if (p->group->w[i].p)
-                stats_add(out, p->group->w[i].p);
+            stats_add(out, p->group->w[i].p);
 }
 
 /* ---- workers ---- */
@@ -484,16 +492,10 @@ void reel_proxy_stats(const reel_proxy_t *p, reel_proxy_stats_t *out) {
  * otherwise let a second reel on the same port take half the connections)
  * and to learn the port when any was asked for; the group then binds it. */
 static reel_rc probe_port(reel_proxy_settings_t *cfg, reel_err_t *err) {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                             .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
-    char portstr[8];
-    snprintf(portstr, sizeof portstr, "%d", cfg->listen_port);
-    int gai = getaddrinfo(cfg->listen_host, portstr, &hints, &res);
-    if (gai != 0)
-        return reel_err_set(err, REEL_INVALID, "cannot listen on %s:%d: %s", cfg->listen_host,
-                            cfg->listen_port, gai_strerror(gai));
+    reel_rc rc = resolve_listen(cfg->listen_host, cfg->listen_port, &res, err);
+    if (rc != REEL_OK)
+        return rc;
     int e = 0;
     int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
@@ -503,8 +505,7 @@ static reel_rc probe_port(reel_proxy_settings_t *cfg, reel_err_t *err) {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     if (e == 0 && getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
-        cfg->listen_port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-                                                    : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        cfg->listen_port = sockaddr_port(&ss);
     if (fd >= 0)
         close(fd);
     freeaddrinfo(res);
@@ -597,17 +598,22 @@ static void close_left(uv_handle_t *h, void *arg) {
         uv_close(h, NULL);
 }
 
-static void *worker_main(void *arg) {
-    worker_t *w = arg;
-    char name[16];
-    snprintf(name, sizeof name, "reel-worker%u", w->index);
-    pthread_setname_np(pthread_self(), name);
+/* Runs a worker's loop until everything on it has closed. */
+static void run_worker_loop(worker_t *w) {
     uv_run(&w->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&w->loop) == UV_EBUSY) {
         uv_walk(&w->loop, close_left, NULL);
         uv_run(&w->loop, UV_RUN_DEFAULT);
         uv_loop_close(&w->loop);
     }
+}
+
+static void *worker_main(void *arg) {
+    worker_t *w = arg;
+    char name[16];
+    snprintf(name, sizeof name, "reel-worker%u", w->index);
+    pthread_setname_np(pthread_self(), name);
+    run_worker_loop(w);
     return NULL;
 }
 
@@ -678,7 +684,7 @@ static reel_rc start_workers(reel_proxy_t *p0, const reel_proxy_settings_t *cfg,
             if (w->running)
                 pthread_join(w->thread, NULL);
             else
-                worker_main(w); /* its loop, on this thread: it was never started */
+                run_worker_loop(w); /* on this thread: it was never started */
             free_one(w->p);
         }
         free(g->w);
