@@ -220,6 +220,9 @@ static void test_int(void **state) {
                "invalid value '-1' for listen_port: expected an integer from 0 to 65535");
     expect_msg("fsync_interval_ms", "9", REEL_INVALID,
                "invalid value '9' for fsync_interval_ms: expected an integer from 10 to 60000");
+    expect_canon("workers", "0", "0"); /* one per core */
+    expect_msg("workers", "1025", REEL_INVALID,
+               "invalid value '1025' for workers: expected an integer from 0 to 1024");
     const char *garbage[] = {"",    "80a", "+80", "8 0", "0x50",
                              "1e3", "8.0", "-",   "--1", "99999999999999999999999"};
     for (size_t i = 0; i < sizeof garbage / sizeof garbage[0]; i++)
