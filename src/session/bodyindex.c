@@ -41,7 +41,10 @@ struct reel_bodyindex {
     sqlite3 *db;
     uint64_t max;
     sqlite3_stmt *todo_open, *todo_set, *todo_del, *fts_old, *text_put, *fts_put;
-    sqlite3_stmt *pending, *text_done, *todo_done;
+    sqlite3_stmt *pending, *text_done, *todo_done, *off_put;
+    /* With the index off (max 0): the range of flow ids this indexer has
+     * seen (off_lo 0: none yet), and the range body_off holds of it. */
+    uint64_t off_lo, off_hi, off_wlo, off_whi;
     int bulk;                   /* no budget: fill the FTS at every commit */
     int64_t credit_ns, last_ns; /* the FTS budget */
     bflow **buckets;
@@ -279,8 +282,8 @@ static void head(reel_bodyindex_t *bx, bflow *f, int s, Reel__Header **h, size_t
 
 void reel_bodyindex_chunk(reel_bodyindex_t *bx, uint64_t fid, int response, const uint8_t *data,
                           size_t len) {
-    if (fid == 0 || len == 0)
-        return;
+    if (fid == 0 || len == 0 || bx->max == 0)
+        return; /* off: the flow's other records put it in body_off */
     bflow *f = flow_get(bx, fid);
     int s = response ? 2 : 1;
     if (f->side != s)
@@ -354,10 +357,25 @@ out:
     return rc;
 }
 
+/* The index is off: only the flow's id is noted, for body_off. The range
+ * reaches down to any flow of an earlier run that gets records in this one
+ * (recovery ends them): a body filter then reads a few flows too many from
+ * the spool, never too few. */
+static void note_off(reel_bodyindex_t *bx, uint64_t fid) {
+    if (bx->off_lo == 0 || fid < bx->off_lo)
+        bx->off_lo = fid;
+    if (fid > bx->off_hi)
+        bx->off_hi = fid;
+}
+
 reel_rc reel_bodyindex_record(reel_bodyindex_t *bx, const Reel__Record *rec, reel_err_t *err) {
     uint64_t fid = rec->flow_id;
     if (fid == 0)
         return REEL_OK;
+    if (bx->max == 0) {
+        note_off(bx, fid);
+        return REEL_OK;
+    }
     switch (rec->event_case) {
     case REEL__RECORD__EVENT_START: {
         if (map_find(bx, fid) == NULL)
@@ -398,6 +416,7 @@ reel_rc reel_bodyindex_record(reel_bodyindex_t *bx, const Reel__Record *rec, ree
 }
 
 void reel_bodyindex_rollback(reel_bodyindex_t *bx) {
+    bx->off_wlo = bx->off_whi = 0; /* written again at the next commit */
     for (size_t b = 0; b < bx->nbuckets; b++)
         for (bflow *f = bx->buckets[b]; f; f = f->next)
             f->why = "lost";
@@ -426,6 +445,8 @@ reel_rc reel_bodyindex_new(sqlite3 *db, uint64_t max, reel_bodyindex_t **out, re
                        "ORDER BY flow_id LIMIT 1"},
         {&bx->text_done, "UPDATE body_text SET fts = 1 WHERE flow_id = ?"},
         {&bx->todo_done, "DELETE FROM body_todo WHERE flow_id = ? AND reason = 'pending'"},
+        {&bx->off_put, "INSERT INTO body_off(lo, hi) VALUES(?, ?) ON CONFLICT(lo) DO UPDATE "
+                       "SET hi = max(hi, excluded.hi)"},
     };
     for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
         if (sqlite3_prepare_v3(db, stmts[i].sql, -1, SQLITE_PREPARE_PERSISTENT, stmts[i].st,
@@ -460,6 +481,7 @@ void reel_bodyindex_free(reel_bodyindex_t *bx) {
     sqlite3_finalize(bx->pending);
     sqlite3_finalize(bx->text_done);
     sqlite3_finalize(bx->todo_done);
+    sqlite3_finalize(bx->off_put);
     free(bx);
 }
 
@@ -522,6 +544,16 @@ static reel_rc fill_one(reel_bodyindex_t *bx, int64_t *after, bool *done, reel_e
 
 reel_rc reel_bodyindex_fill(reel_bodyindex_t *bx, reel_err_t *err) {
     reel_rc rc = REEL_OK;
+    if (bx->off_lo != bx->off_wlo || bx->off_hi != bx->off_whi) {
+        /* The flows noted since the last commit join this run's range,
+         * in the transaction that writes their rows. */
+        sqlite3_bind_int64(bx->off_put, 1, (sqlite3_int64)bx->off_lo);
+        sqlite3_bind_int64(bx->off_put, 2, (sqlite3_int64)bx->off_hi);
+        if ((rc = step(bx, bx->off_put, err)) != REEL_OK)
+            return rc;
+        bx->off_wlo = bx->off_lo;
+        bx->off_whi = bx->off_hi;
+    }
     int64_t start = now_ns();
     if (!bx->bulk) {
         if (bx->last_ns == 0)

@@ -12,7 +12,8 @@
  * the rest of indexing, and capture must not wait for it. A flow whose text
  * the FTS does not hold in full (yet) stays in body_todo with a reason, so
  * a body filter still reads it from the spool: the FTS is a prefilter that
- * never loses a match. Memory: at most 64 MiB of text and 64
+ * never loses a match. With the index off, flows are not tracked one by one:
+ * body_off holds the range of ids each such run indexed. Memory: at most 64 MiB of text and 64
  * decoders across all open flows; a flow past either is left to the spool
  * (reason 'busy'). Owned by the indexer's thread. */
 #ifndef REEL_SESSION_BODYINDEX_H
@@ -32,8 +33,10 @@
 typedef struct reel_bodyindex reel_bodyindex_t;
 
 /** Prepares the statements on db (borrowed; it must outlive the result).
- * max is body_index_max: 0 indexes nothing (every flow with a body goes to
- * body_todo, reason 'disabled'). Returns owned *out, REEL_DB on failure. */
+ * max is body_index_max: 0 indexes nothing and tracks no flow in body_todo:
+ * the ids of the flows seen go into body_off as one range per run (schema
+ * 9), which a body filter reads from the spool. Returns owned *out, REEL_DB
+ * on failure. */
 reel_rc reel_bodyindex_new(sqlite3 *db, uint64_t max, reel_bodyindex_t **out, reel_err_t *err);
 
 /** Frees bx and every flow state; accepts NULL. */
@@ -57,8 +60,9 @@ void reel_bodyindex_chunk(reel_bodyindex_t *bx, uint64_t fid, int response, cons
 /** Puts text that reel_bodyindex_record stored into body_fts, and takes
  * those flows out of body_todo: all of it in bulk mode, else for as long
  * as the budget allows (a quarter of the wall time since the last call, at
- * most a second saved up). Must be called inside the indexer's transaction.
- * REEL_DB on failure. */
+ * most a second saved up). With the index off, writes the range of flows
+ * seen to body_off. Called at each commit, inside the indexer's
+ * transaction. REEL_DB on failure. */
 reel_rc reel_bodyindex_fill(reel_bodyindex_t *bx, reel_err_t *err);
 
 /** Bulk mode (repair): reel_bodyindex_fill has no budget. */

@@ -1088,10 +1088,13 @@ static reel_rc emit(part_t *pt, reel_buf_t *b, const node_t *n, int need, bool e
     reel_rc rc = REEL_OK;
     if (!exact && n->kind == N_SPOOL && n->fts != NULL) {
         /* A plain string in bodies: only flows whose indexed text holds it,
-         * or whose text the index lacks, can match (bodyindex.h). */
+         * or whose text the index lacks (body_todo, or recorded with the
+         * index off: body_off), can match (bodyindex.h). */
         add_text_param(pt, n->fts, strlen(n->fts));
-        return reel_buf_puts(b, "(flows.id IN (SELECT rowid FROM body_fts WHERE body_fts "
-                                "MATCH ?) OR flows.id IN (SELECT flow_id FROM body_todo))");
+        return reel_buf_puts(b,
+                             "(flows.id IN (SELECT rowid FROM body_fts WHERE body_fts "
+                             "MATCH ?) OR flows.id IN (SELECT flow_id FROM body_todo) OR "
+                             "EXISTS (SELECT 1 FROM body_off WHERE flows.id BETWEEN lo AND hi))");
     }
     if (!exact && (n->kind == N_SPOOL || (n->kind == N_NOT && n->kids[0]->kind == N_SPOOL)))
         return reel_buf_puts(b, "1");

@@ -1218,8 +1218,7 @@ const char *reel_query_sqlite_version(void) {
 /* ---- indexed body search ---- */
 
 reel_rc reel_query_search(reel_session_t *s, const char *q, int64_t limit, const char *mark_on,
-                          const char *mark_off, reel_query_hit_cb cb, void *ctx,
-                          reel_err_t *err) {
+                          const char *mark_off, reel_query_hit_cb cb, void *ctx, reel_err_t *err) {
     sqlite3 *db = reel_session_db(s);
     sqlite3_stmt *st = NULL;
     reel_rc rc = prepare(db,
@@ -1266,7 +1265,9 @@ reel_rc reel_query_search_missing(reel_session_t *s, int64_t *before, int64_t *p
     reel_rc rc = prepare(db,
                          "SELECT coalesce(sum(reason = 'indexed before body search'), 0), "
                          "coalesce(sum(reason = 'pending'), 0), "
-                         "coalesce(sum(reason = 'disabled'), 0) FROM body_todo",
+                         "coalesce(sum(reason = 'disabled'), 0) + (SELECT count(*) FROM flows f "
+                         "WHERE f.id >= (SELECT min(lo) FROM body_off) AND EXISTS (SELECT 1 "
+                         "FROM body_off o WHERE f.id BETWEEN o.lo AND o.hi)) FROM body_todo",
                          &st, err);
     if (rc != REEL_OK)
         return rc;

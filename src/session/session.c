@@ -1232,7 +1232,7 @@ static reel_rc rebuild(reel_session_t *s, reel_err_t *err) {
     rc = reel_index_exec(s->db,
                          "BEGIN IMMEDIATE;"
                          "DELETE FROM flow_frames; DELETE FROM frames; DELETE FROM damage;"
-                         "DELETE FROM flow_damage;"
+                         "DELETE FROM flow_damage; DELETE FROM body_off;"
                          "INSERT INTO url_fts(url_fts) VALUES('delete-all');"
                          "DROP TRIGGER IF EXISTS flows_fts_ad;"
                          "DELETE FROM flows;"

@@ -25,6 +25,7 @@
 #include "session/bodyindex.h"
 #include "session/config.h"
 #include "session/filter.h"
+#include "session/query.h"
 #include "session/recorder.h"
 #include "session/session.h"
 #include "unit/testutil.h"
@@ -166,6 +167,7 @@ static reel_session_t *sess;
 static char *big;
 
 static void expect_reason(reel_session_t *s, uint64_t id, const char *want);
+static long long q1(reel_session_t *s, const char *sql, uint64_t id);
 static void same(reel_session_t *s, const char *op, const char *word, const char *expect);
 static char *one(uint64_t id);
 
@@ -231,9 +233,16 @@ static void record_all(reel_session_t *s) {
                                       .resp_enc = "gzip",
                                       .resp_body = "p{color:red}"});
     assert_int_equal(reel_recorder_flush(r, NULL), REEL_OK);
-    /* an open flow is left to the spool until it ends */
-    expect_reason(s, ids[F_OPEN], "open");
-    same(s, "~bs", "openword", one(ids[F_OPEN]));
+    /* an open flow is left to the spool until it ends (with the index
+     * off, every flow is: its id is in body_off) */
+    if (reel_bodyindex_configured_max(reel_session_db(s)) == 0)
+        assert_int_equal(
+            q1(s, "SELECT count(*) FROM body_off WHERE ? BETWEEN lo AND hi", ids[F_OPEN]), 1);
+    else
+        expect_reason(s, ids[F_OPEN], "open");
+    /* (an earlier run's open flow has the word too) */
+    int first_run = q1(s, "SELECT count(*) FROM flows WHERE id < ?", ids[F_GZIP_JSON]) == 0;
+    same(s, "~bs", "openword", first_run ? one(ids[F_OPEN]) : NULL);
     for (size_t i = 0; i < nopen; i++)
         reel_recorder_flow_error(open_flows[i], "cut", 0);
     if (reel_recorder_close(r, &err) != REEL_OK)
@@ -500,20 +509,58 @@ static void test_repair_fills(void **state) {
     reel_session_close(s);
 }
 
-/* body_index_max = 0 (session overlay): nothing indexed, all still found. */
+/* body_index_max = 0 (session overlay): nothing indexed and no flow tracked
+ * in body_todo, the run's flows are one range in body_off, and a body
+ * filter still finds all, also with runs with the index on and off mixed,
+ * and after a repair with the index off. */
 static void test_disabled(void **state) {
     (void)state;
     reel_session_t *s = NULL;
     session_with_flows("off", &s);
     reel_err_t err;
     reel_err_clear(&err);
-    assert_int_equal(reel_overlay_set(reel_session_db(s), "body_index_max", "0", "test", &err),
-                     REEL_OK);
+    sqlite3 *db = reel_session_db(s);
+    assert_int_equal(reel_overlay_set(db, "body_index_max", "0", "test", &err), REEL_OK);
     record_all(s);
+    uint64_t off_json = ids[F_GZIP_JSON];
     assert_int_equal(q1(s, "SELECT count(*) FROM body_text", 0), 0);
-    expect_reason(s, ids[F_GZIP_JSON], "disabled");
-    expect_reason(s, ids[F_EMPTY], NULL);
-    same(s, "~b", "tok_alpha", one(ids[F_GZIP_JSON]));
+    assert_int_equal(q1(s, "SELECT count(*) FROM body_todo", 0), 0);
+    assert_int_equal(q1(s, "SELECT count(*) FROM body_off", 0), 1);
+    assert_int_equal(q1(s, "SELECT lo FROM body_off", 0), q1(s, "SELECT min(id) FROM flows", 0));
+    assert_int_equal(q1(s, "SELECT hi FROM body_off", 0), q1(s, "SELECT max(id) FROM flows", 0));
+    same(s, "~b", "tok_alpha", one(off_json));
+    int64_t before = -1, pending = -1, off = -1;
+    assert_int_equal(reel_query_search_missing(s, &before, &pending, &off, &err), REEL_OK);
+    assert_int_equal(off, q1(s, "SELECT count(*) FROM flows", 0));
+
+    /* a second run with the index on: its flows are indexed, the first
+     * run's are still read from the spool */
+    assert_int_equal(reel_overlay_set(db, "body_index_max", "1048576", "test", &err), REEL_OK);
+    record_all(s);
+    assert_true(ids[F_GZIP_JSON] > off_json);
+    expect_reason(s, ids[F_GZIP_JSON], NULL);
+    assert_int_equal(fts_has(s, ids[F_GZIP_JSON], "\"tok_alpha\""), 1);
+    assert_int_equal(q1(s, "SELECT count(*) FROM body_off WHERE hi >= ?", ids[F_GZIP_JSON]), 0);
+    assert_int_equal(q1(s, "SELECT count(*) FROM body_off", 0), 1);
+    char both[64];
+    snprintf(both, sizeof both, "%llu,%llu", (unsigned long long)off_json,
+             (unsigned long long)ids[F_GZIP_JSON]);
+    same(s, "~b", "tok_alpha", both);
+
+    /* repair with the index off: every flow in one range, none indexed */
+    assert_int_equal(reel_overlay_set(db, "body_index_max", "0", "test", &err), REEL_OK);
+    char *rep = NULL;
+    if (reel_session_repair(s, &rep, &err) != REEL_OK)
+        fail_msg("repair: %s", reel_err_str(&err));
+    free(rep);
+    assert_int_equal(q1(s, "SELECT count(*) FROM body_text", 0), 0);
+    assert_int_equal(q1(s, "SELECT count(*) FROM body_off", 0), 1);
+    assert_int_equal(q1(s,
+                        "SELECT count(*) FROM flows WHERE id NOT IN (SELECT f.id FROM flows f "
+                        "JOIN body_off o ON f.id BETWEEN o.lo AND o.hi)",
+                        0),
+                     0);
+    same(s, "~b", "tok_alpha", both);
     reel_session_close(s);
 }
 

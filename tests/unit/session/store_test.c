@@ -725,7 +725,7 @@ static void test_url_fts_in_step(void **state) {
                         "DROP INDEX flows_client_conn; ALTER TABLE flows DROP COLUMN client_conn;"
                         "ALTER TABLE flows DROP COLUMN stream_id;"
                         "DROP TRIGGER flows_body_ad; DROP TABLE body_fts;"
-                        "DROP TABLE body_text; DROP TABLE body_todo;"
+                        "DROP TABLE body_text; DROP TABLE body_todo; DROP TABLE body_off;"
                         "PRAGMA user_version = 1;",
                         NULL),
         REEL_OK);
