@@ -404,7 +404,6 @@ typedef struct frow {
     int dirty;
     int finished;
     int queued; /* in the indexer's list of rows to write after this frame */
-    char *fts_url; /* its url as url_fts holds it (NULL: none), if id <= fts_hw */
     uint32_t last_seg;
     uint64_t last_off;
     int has_frame;
@@ -415,7 +414,6 @@ typedef struct frow {
 struct reel_indexer {
     sqlite3 *db;
     sqlite3_stmt *upsert, *load, *frame, *flow_frame;
-    sqlite3_stmt *fts_batch, *fts_add, *fts_del;
     frow **buckets;
     size_t nbuckets, count;
     /* Unpacked records live in an arena that is reset after each one:
@@ -431,13 +429,6 @@ struct reel_indexer {
      * up at its commit (where the writer thread would wait for it). */
     frow **fin;
     size_t nfin, capfin;
-    /* url_fts: every committed row with an id <= fts_hw is in it. Rows
-     * above it go in with one INSERT ... SELECT per transaction (an FTS5
-     * insert per row, as a trigger does, costs twice the CPU of all the
-     * rest of indexing a flow); a row at or below it whose url changes
-     * is updated on its own. */
-    uint64_t fts_hw, tx_max_id;
-    int fts_off; /* bulk load: the caller rebuilds url_fts */
     reel_bodyindex_t *bx; /* body_text, body_fts, body_todo */
 };
 
@@ -527,7 +518,6 @@ reel_rc reel_indexer_new(sqlite3 *db, reel_indexer_t **out, reel_err_t *err) {
     ix->buckets = reel_calloc(ix->nbuckets, sizeof *ix->buckets);
     ix->arena = reel_malloc(ARENA_SIZE);
     ix->pa = (ProtobufCAllocator){.alloc = arena_alloc, .free = arena_free, .allocator_data = ix};
-    ix->fts_hw = reel_index_max_flow_id(db);
     char *upsert = build_upsert(), *load = build_load();
     if ((rc = reel_index_prepare(db, upsert, &ix->upsert, err)) != REEL_OK ||
         (rc = reel_index_prepare(db, load, &ix->load, err)) != REEL_OK ||
@@ -539,15 +529,6 @@ reel_rc reel_indexer_new(sqlite3 *db, reel_indexer_t **out, reel_err_t *err) {
                                  "INSERT OR IGNORE INTO flow_frames(flow_id, segment, offset) "
                                  "VALUES(?, ?, ?)",
                                  &ix->flow_frame, err)) != REEL_OK ||
-        (rc = reel_index_prepare(db,
-                                 "INSERT INTO url_fts(rowid, url) SELECT id, url FROM flows "
-                                 "WHERE id > ? AND url IS NOT NULL",
-                                 &ix->fts_batch, err)) != REEL_OK ||
-        (rc = reel_index_prepare(db, "INSERT INTO url_fts(rowid, url) VALUES(?, ?)",
-                                 &ix->fts_add, err)) != REEL_OK ||
-        (rc = reel_index_prepare(db,
-                                 "INSERT INTO url_fts(url_fts, rowid, url) VALUES('delete', ?, ?)",
-                                 &ix->fts_del, err)) != REEL_OK ||
         (rc = reel_bodyindex_new(db, reel_bodyindex_configured_max(db), &ix->bx, err)) !=
             REEL_OK)
         goto out;
@@ -565,7 +546,6 @@ out:
 static void frow_free(frow *r) {
     for (int k = 0; k < C_NSTR; k++)
         free(r->s[k]);
-    free(r->fts_url);
     free(r);
 }
 
@@ -600,20 +580,15 @@ void reel_indexer_free(reel_indexer_t *ix) {
     sqlite3_finalize(ix->load);
     sqlite3_finalize(ix->frame);
     sqlite3_finalize(ix->flow_frame);
-    sqlite3_finalize(ix->fts_batch);
-    sqlite3_finalize(ix->fts_add);
-    sqlite3_finalize(ix->fts_del);
     reel_bodyindex_free(ix->bx);
     free(ix);
 }
 
 void reel_indexer_bulk(reel_indexer_t *ix) {
-    ix->fts_off = 1;
     reel_bodyindex_bulk(ix->bx);
 }
 
 reel_rc reel_indexer_begin(reel_indexer_t *ix, reel_err_t *err) {
-    ix->tx_max_id = 0;
     reel_rc rc = reel_index_exec(ix->db, "BEGIN IMMEDIATE", err);
     if (rc == REEL_OK)
         ix->in_tx = 1;
@@ -667,8 +642,6 @@ static frow *map_get(reel_indexer_t *ix, uint64_t id) {
             const char *t = (const char *)sqlite3_column_text(ix->load, 1 + k);
             r->s[k] = t ? reel_strdup(t) : NULL;
         }
-        if (r->s[C_URL])
-            r->fts_url = reel_strdup(r->s[C_URL]);
         for (int k = 0; k < I_NINT; k++)
             r->i[k] = sqlite3_column_type(ix->load, 1 + C_NSTR + k) == SQLITE_NULL
                           ? NUL64
@@ -1007,34 +980,6 @@ reel_rc reel_indexer_add_frame(reel_indexer_t *ix, uint32_t segment, uint64_t of
     return REEL_OK;
 }
 
-/* Runs a url_fts statement for (id, url). */
-static reel_rc fts_step(reel_indexer_t *ix, sqlite3_stmt *st, uint64_t id, const char *url,
-                        reel_err_t *err) {
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
-    sqlite3_bind_text(st, 2, url, -1, SQLITE_STATIC);
-    int s = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (s != SQLITE_DONE)
-        return reel_err_set(err, REEL_DB, "session.db: url_fts of flow %llu: %s",
-                            (unsigned long long)id, sqlite3_errmsg(ix->db));
-    return REEL_OK;
-}
-
-/* Keeps url_fts in step for a row the batch insert does not cover. */
-static reel_rc fts_update(reel_indexer_t *ix, frow *r, reel_err_t *err) {
-    const char *url = r->s[C_URL];
-    if (ix->fts_off || r->id > ix->fts_hw ||
-        (url && r->fts_url ? strcmp(url, r->fts_url) == 0 : url == r->fts_url))
-        return REEL_OK;
-    if (r->fts_url && fts_step(ix, ix->fts_del, r->id, r->fts_url, err) != REEL_OK)
-        return REEL_DB;
-    if (url && fts_step(ix, ix->fts_add, r->id, url, err) != REEL_OK)
-        return REEL_DB;
-    free(r->fts_url);
-    r->fts_url = url ? reel_strdup(url) : NULL;
-    return REEL_OK;
-}
-
 static reel_rc write_row(reel_indexer_t *ix, frow *r, reel_err_t *err) {
     sqlite3_stmt *st = ix->upsert;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)r->id);
@@ -1056,27 +1001,6 @@ static reel_rc write_row(reel_indexer_t *ix, frow *r, reel_err_t *err) {
         return reel_err_set(err, REEL_DB, "session.db: writing flow %llu: %s",
                             (unsigned long long)r->id, sqlite3_errmsg(ix->db));
     r->dirty = 0;
-    if (r->id > ix->tx_max_id)
-        ix->tx_max_id = r->id;
-    return fts_update(ix, r, err);
-}
-
-/* Puts the rows this transaction added above fts_hw into url_fts, in one
- * statement. The rows that stay in memory remember what it holds. */
-static reel_rc fts_batch(reel_indexer_t *ix, reel_err_t *err) {
-    if (ix->fts_off || ix->tx_max_id <= ix->fts_hw)
-        return REEL_OK;
-    sqlite3_bind_int64(ix->fts_batch, 1, (sqlite3_int64)ix->fts_hw);
-    int s = sqlite3_step(ix->fts_batch);
-    sqlite3_reset(ix->fts_batch);
-    if (s != SQLITE_DONE)
-        return reel_err_set(err, REEL_DB, "session.db: url_fts: %s", sqlite3_errmsg(ix->db));
-    for (size_t b = 0; b < ix->nbuckets; b++)
-        for (frow *r = ix->buckets[b]; r; r = r->next)
-            if (r->id > ix->fts_hw && !r->finished) {
-                free(r->fts_url);
-                r->fts_url = r->s[C_URL] ? reel_strdup(r->s[C_URL]) : NULL;
-            }
     return REEL_OK;
 }
 
@@ -1087,8 +1011,6 @@ reel_rc reel_indexer_commit(reel_indexer_t *ix, reel_err_t *err) {
             if (r->dirty)
                 rc = write_row(ix, r, err);
     if (rc == REEL_OK)
-        rc = fts_batch(ix, err);
-    if (rc == REEL_OK)
         rc = reel_bodyindex_fill(ix->bx, err);
     if (rc == REEL_OK)
         rc = reel_index_exec(ix->db, "COMMIT", err);
@@ -1097,8 +1019,6 @@ reel_rc reel_indexer_commit(reel_indexer_t *ix, reel_err_t *err) {
         return rc;
     }
     ix->in_tx = 0;
-    if (ix->tx_max_id > ix->fts_hw)
-        ix->fts_hw = ix->tx_max_id;
     /* Finished flows are written for good; open ones stay for their next
      * records unless too many pile up (they reload from the row). */
     map_clear(ix, ix->count <= 4096);

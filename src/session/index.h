@@ -54,7 +54,7 @@ typedef struct reel_indexer reel_indexer_t;
 reel_rc reel_indexer_new(sqlite3 *db, reel_indexer_t **out, reel_err_t *err);
 void reel_indexer_free(reel_indexer_t *ix);
 
-/** Bulk load (repair): leaves url_fts alone; the caller rebuilds it. */
+/** Bulk load (repair): the body index fills its FTS without a budget. */
 void reel_indexer_bulk(reel_indexer_t *ix);
 /** Begins a transaction. */
 reel_rc reel_indexer_begin(reel_indexer_t *ix, reel_err_t *err);

@@ -1616,8 +1616,8 @@ void reel_recorder_set_limits(reel_recorder_t *rec, uint64_t body_limit,
 
 /* The start record goes into the queue in the same locked section that
  * gives the flow its id, so that starts are queued in id order with any
- * number of producer threads (the index's url_fts batch takes the ids above
- * its high-water mark at each commit). It is packed under the lock (a
+ * number of producer threads (flow ids follow start times in the index,
+ * whichever worker started the flow). It is packed under the lock (a
  * small record, once per flow) into a buffer allocated before, with room
  * for the largest id (the size the queue accounts for while it checks for
  * room). */

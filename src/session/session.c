@@ -1233,19 +1233,14 @@ static reel_rc rebuild(reel_session_t *s, reel_err_t *err) {
                          "BEGIN IMMEDIATE;"
                          "DELETE FROM flow_frames; DELETE FROM frames; DELETE FROM damage;"
                          "DELETE FROM flow_damage; DELETE FROM body_off;"
-                         "INSERT INTO url_fts(url_fts) VALUES('delete-all');"
-                         "DROP TRIGGER IF EXISTS flows_fts_ad;"
                          "DELETE FROM flows;"
-                         "CREATE TRIGGER flows_fts_ad AFTER DELETE ON flows WHEN old.url IS NOT "
-                         "NULL BEGIN INSERT INTO url_fts(url_fts, rowid, url) VALUES ('delete', "
-                         "old.id, old.url); END;"
                          "COMMIT;",
                          err);
     if (rc != REEL_OK) {
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
         goto out;
     }
-    /* Bulk load: the secondary indexes and FTS triggers of flows are
+    /* Bulk load: the secondary indexes and the triggers of flows are
      * dropped and made again afterwards from their own definitions, which
      * is much faster than maintaining them row by row. */
     reel_buf_t ddl;
@@ -1279,8 +1274,6 @@ static reel_rc rebuild(reel_session_t *s, reel_err_t *err) {
         reel_err_t e2;
         reel_err_clear(&e2);
         reel_rc r2 = reel_index_exec(s->db, (const char *)ddl.data, &e2);
-        if (r2 == REEL_OK)
-            r2 = reel_index_exec(s->db, "INSERT INTO url_fts(url_fts) VALUES('rebuild')", &e2);
         if (rc == REEL_OK && r2 != REEL_OK)
             rc = reel_err_set(err, r2, "%s", reel_err_str(&e2));
     }
@@ -2492,12 +2485,12 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
         /* The full-text indexes against their tables (FTS5 integrity-check
          * with rank 1). It takes a write lock, so not while another process
          * records. */
-        static const char *const fts[] = {"url_fts", "annotation_fts"};
+        static const char *const fts[] = {"annotation_fts"};
         long holder = reel_session_recorder_pid(s);
         if (s->readonly)
             reel_buf_puts(&rep, "session.db: full-text indexes not checked (FTS5's check "
                                 "writes, and the session is read-only)\n");
-        for (size_t k = 0; k < 2 && !s->readonly && (holder == 0 || holder == (long)getpid());
+        for (size_t k = 0; k < sizeof fts / sizeof fts[0] && !s->readonly && (holder == 0 || holder == (long)getpid());
              k++) {
             char sql[128];
             snprintf(sql, sizeof sql, "INSERT INTO %s(%s, rank) VALUES('integrity-check', 1)",

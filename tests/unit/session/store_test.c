@@ -627,21 +627,14 @@ static void test_flipped_byte_verify_and_repair(void **state) {
     free(home);
 }
 
-/* url_fts holds exactly the urls of flows (FTS5's own integrity check
- * against its content table) and finds them, however the rows came: in one
- * transaction with their url, url known only in a later transaction than
- * the row, in a later recorder run on the same session, and after repair. */
-static void assert_fts(reel_session_t *s, long long items, long long late) {
-    reel_err_t err;
-    reel_err_clear(&err);
-    if (reel_index_exec(reel_session_db(s),
-                        "INSERT INTO url_fts(url_fts, rank) VALUES('integrity-check', 1)",
-                        &err) != REEL_OK)
-        fail_msg("url_fts integrity: %s", reel_err_str(&err));
-    assert_int_equal(q1(s, "SELECT count(*) FROM url_fts WHERE url_fts MATCH 'item'"), items);
-    assert_int_equal(q1(s, "SELECT count(*) FROM url_fts WHERE url_fts MATCH 'late'"), late);
-    assert_int_equal(q1(s, "SELECT count(*) FROM url_fts WHERE url_fts MATCH 'example'"),
-                     q1(s, "SELECT count(*) FROM flows WHERE url IS NOT NULL"));
+/* flows holds the urls however the rows came: in one transaction with
+ * their url, url known only in a later transaction than the row, in a
+ * later recorder run on the same session, and after repair. */
+static void assert_urls(reel_session_t *s, long long items, long long late) {
+    assert_int_equal(q1(s, "SELECT count(*) FROM flows WHERE url LIKE '%/item%'"), items);
+    assert_int_equal(q1(s, "SELECT count(*) FROM flows WHERE url = 'http://example.com/late/one'"),
+                     late);
+    assert_int_equal(q1(s, "SELECT count(*) FROM flows WHERE url IS NULL"), 0);
 }
 
 /* reel_spool_peek_record reads what protobuf-c reads: the flow id, the
@@ -687,7 +680,7 @@ static void test_peek_record(void **state) {
     reel__record__free_unpacked(u, NULL);
 }
 
-static void test_url_fts_in_step(void **state) {
+static void test_urls_and_migration(void **state) {
     char *home = tmp_home();
     reel_session_t *s = open_rec(home, "f");
     reel_recorder_t *r = start(s, 0);
@@ -705,11 +698,16 @@ static void test_url_fts_in_step(void **state) {
     assert_int_equal(reel_recorder_flush(r, NULL), REEL_OK);
     reel_recorder_flow_end(late, NULL, 0, 0, 0);
     stop(r);
-    assert_fts(s, 6, 1);
-    /* Make it a schema 1 session (per-row triggers, none of schema 3's
-     * columns): opening migrates it. */
+    assert_urls(s, 6, 1);
+    /* Make it a schema 1 session (url_fts with per-row triggers, none of
+     * schema 3's columns): opening migrates it. */
     assert_int_equal(
         reel_index_exec(reel_session_db(s),
+                        "CREATE VIRTUAL TABLE url_fts USING fts5(url, content='flows', "
+                        "content_rowid='id', detail=none, columnsize=0);"
+                        "CREATE TRIGGER flows_fts_ad AFTER DELETE ON flows WHEN old.url IS NOT "
+                        "NULL BEGIN INSERT INTO url_fts(url_fts, rowid, url) VALUES ('delete', "
+                        "old.id, old.url); END;"
                         "CREATE TRIGGER flows_fts_ai AFTER INSERT ON flows WHEN new.url IS NOT "
                         "NULL BEGIN INSERT INTO url_fts(rowid, url) VALUES (new.id, new.url); END;"
                         "DROP INDEX flows_damaged; DROP TABLE flow_damage;"
@@ -738,22 +736,25 @@ static void test_url_fts_in_step(void **state) {
         record_flow(r, 10, 20, 64);
     stop(r);
     assert_int_equal(q1(s, "PRAGMA user_version"), reel_index_schema_version());
-    assert_int_equal(q1(s, "SELECT count(*) FROM sqlite_master WHERE name = 'flows_fts_ai'"), 0);
-    assert_fts(s, 9, 1);
+    /* schema 10 dropped url_fts, which no reader used, and its triggers */
+    assert_int_equal(q1(s, "SELECT count(*) FROM sqlite_master WHERE name LIKE '%url_fts%' OR "
+                           "name LIKE 'flows_fts_%'"),
+                     0);
+    assert_urls(s, 9, 1);
     char *rep = NULL;
     assert_int_equal(reel_session_repair(s, &rep, NULL), REEL_OK);
     free(rep);
-    assert_fts(s, 9, 1);
+    assert_urls(s, 9, 1);
     assert_verify(s, 1);
-    /* verify notices a full-text index that disagrees with flows */
+    /* verify notices a full-text index that disagrees with its table */
     assert_int_equal(reel_index_exec(reel_session_db(s),
-                                     "INSERT INTO url_fts(rowid, url) VALUES (2, 'stray words')",
+                                     "INSERT INTO annotation_fts(rowid, text) VALUES (2, 'stray')",
                                      NULL),
                      REEL_OK);
     char *vrep = NULL;
     assert_int_equal(reel_session_verify(s, &vrep, NULL), REEL_CORRUPT);
-    if (strstr(vrep, "url_fts does not match") == NULL)
-        fail_msg("verify does not name url_fts:\n%s", vrep);
+    if (strstr(vrep, "annotation_fts does not match") == NULL)
+        fail_msg("verify does not name annotation_fts:\n%s", vrep);
     free(vrep);
     reel_session_close(s);
     rm_rf(home);
@@ -1214,7 +1215,7 @@ int main(void) {
         cmocka_unit_test(test_reader_same_as_read_flow),
         cmocka_unit_test(test_reader_plan),
         cmocka_unit_test(test_peek_record),
-        cmocka_unit_test(test_url_fts_in_step),
+        cmocka_unit_test(test_urls_and_migration),
         cmocka_unit_test(test_scan_ahead_same_as_scan),
         cmocka_unit_test(test_lock_names_pid),
         cmocka_unit_test(test_reader_beside_writer),
