@@ -680,6 +680,74 @@ static void test_peek_record(void **state) {
     reel__record__free_unpacked(u, NULL);
 }
 
+/* Appends a start record of flow id to block. */
+static void add_start(reel_buf_t *block, uint64_t id) {
+    Reel__FlowStart fs = REEL__FLOW_START__INIT;
+    fs.uuid = "u";
+    Reel__Record rec = REEL__RECORD__INIT;
+    rec.flow_id = id;
+    rec.time_us = 1000 + (int64_t)id;
+    rec.event_case = REEL__RECORD__EVENT_START;
+    rec.start = &fs;
+    uint8_t buf[128];
+    size_t n = reel__record__pack(&rec, buf);
+    assert_int_equal(reel_spool_block_append(block, buf, n), REEL_OK);
+}
+
+/* The indexer links every flow with records in a frame to it, however
+ * many (they are written in batches of 64, 16, 4 and 1), and when a frame
+ * holds a record that does not decode, still the flows of the records
+ * before it (recovery and repair index what such a frame says). */
+static void test_frame_links(void **state) {
+    (void)state;
+    char *home = tmp_home();
+    reel_session_t *s = open_rec(home, "links");
+    sqlite3 *db = reel_session_db(s);
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_indexer_t *ix = NULL;
+    assert_int_equal(reel_indexer_new(db, &ix, &err), REEL_OK);
+    reel_buf_t block;
+    reel_buf_init(&block, 0);
+    for (uint64_t id = 1; id <= 150; id++)
+        add_start(&block, id);
+    for (uint64_t id = 150; id >= 1; id--) /* a flow's second record: one link */
+        add_start(&block, id);
+    assert_int_equal(reel_indexer_begin(ix, &err), REEL_OK);
+    assert_int_equal(reel_indexer_add_frame(ix, 1, 0, 100, block.data, block.len, &err), REEL_OK);
+    reel_buf_reset(&block);
+    for (uint64_t id = 151; id <= 155; id++)
+        add_start(&block, id);
+    static const uint8_t bad[] = {0x08}; /* field 1 without its varint */
+    assert_int_equal(reel_spool_block_append(&block, bad, sizeof bad), REEL_OK);
+    add_start(&block, 156);
+    assert_int_equal(reel_indexer_add_frame(ix, 1, 100, 100, block.data, block.len, &err),
+                     REEL_CORRUPT);
+    assert_int_equal(reel_indexer_commit(ix, &err), REEL_OK);
+    assert_int_equal(q1(s, "SELECT count(*) FROM flow_frames WHERE segment = 1 AND offset = 0"),
+                     150);
+    assert_int_equal(q1(s, "SELECT count(DISTINCT flow_id) FROM flow_frames WHERE offset = 0 AND "
+                           "flow_id BETWEEN 1 AND 150"),
+                     150);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT group_concat(flow_id) FROM (SELECT flow_id FROM "
+                                        "flow_frames WHERE offset = 100 ORDER BY flow_id)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    const char *linked = (const char *)sqlite3_column_text(st, 0);
+    assert_non_null(linked);
+    assert_string_equal(linked, "151,152,153,154,155");
+    sqlite3_finalize(st);
+    assert_int_equal(q1(s, "SELECT count(*) FROM flows"), 155);
+    reel_buf_free(&block);
+    reel_indexer_free(ix);
+    reel_session_close(s);
+    rm_rf(home);
+    free(home);
+}
+
 static void test_urls_and_migration(void **state) {
     char *home = tmp_home();
     reel_session_t *s = open_rec(home, "f");
@@ -1216,6 +1284,7 @@ int main(void) {
         cmocka_unit_test(test_reader_plan),
         cmocka_unit_test(test_peek_record),
         cmocka_unit_test(test_urls_and_migration),
+        cmocka_unit_test(test_frame_links),
         cmocka_unit_test(test_scan_ahead_same_as_scan),
         cmocka_unit_test(test_lock_names_pid),
         cmocka_unit_test(test_reader_beside_writer),
