@@ -412,10 +412,14 @@ typedef struct frow {
 #define NUL64 INT64_MIN
 
 static const size_t LINK_ROWS[4] = {64, 16, 4, 1};
+/* Rows a frame finished are written by statements of UPSERT_ROWS[k] rows
+ * each: running a statement per row cost about a fifth of writing it. */
+static const size_t UPSERT_ROWS[3] = {16, 4, 1};
+#define ROW_PARAMS ((size_t)(1 + C_NSTR + I_NINT))
 
 struct reel_indexer {
     sqlite3 *db;
-    sqlite3_stmt *upsert, *load, *frame;
+    sqlite3_stmt *upsert[3], *load, *frame; /* upsert[2]: one row */
     /* flow_frames: the flows with records in the frame being read, linked
      * to it when it ends, by statements of LINK_ROWS[k] rows each (one
      * statement per link cost a tenth of the indexer's CPU, most of it
@@ -488,7 +492,9 @@ static void arena_reset(reel_indexer_t *ix) {
     }
 }
 
-static char *build_upsert(void) {
+/* The upsert of `rows` rows: row r's values are parameters r * ROW_PARAMS
+ * + 1 (its id) .. (r + 1) * ROW_PARAMS. */
+static char *build_upsert(size_t rows) {
     reel_buf_t b;
     reel_buf_init(&b, 0);
     reel_buf_puts(&b, "INSERT INTO flows(id");
@@ -496,10 +502,15 @@ static char *build_upsert(void) {
         reel_buf_printf(&b, ", %s", str_cols[k]);
     for (int k = 0; k < I_NINT; k++)
         reel_buf_printf(&b, ", %s", int_cols[k]);
-    reel_buf_puts(&b, ", marked) VALUES(?1");
-    for (int k = 0; k < C_NSTR + I_NINT; k++)
-        reel_buf_printf(&b, ", ?%d", k + 2);
-    reel_buf_puts(&b, ", EXISTS(SELECT 1 FROM marks WHERE flow_id = ?1)) ON CONFLICT(id) DO UPDATE SET ");
+    reel_buf_puts(&b, ", marked) VALUES");
+    for (size_t r = 0; r < rows; r++) {
+        size_t id = r * ROW_PARAMS + 1;
+        reel_buf_printf(&b, "%s(?%zu", r ? ", " : "", id);
+        for (size_t k = 1; k < ROW_PARAMS; k++)
+            reel_buf_printf(&b, ", ?%zu", id + k);
+        reel_buf_printf(&b, ", EXISTS(SELECT 1 FROM marks WHERE flow_id = ?%zu))", id);
+    }
+    reel_buf_puts(&b, " ON CONFLICT(id) DO UPDATE SET ");
     for (int k = 0; k < C_NSTR; k++)
         reel_buf_printf(&b, "%s%s = excluded.%s", k ? ", " : "", str_cols[k], str_cols[k]);
     for (int k = 0; k < I_NINT; k++)
@@ -542,8 +553,13 @@ reel_rc reel_indexer_new(sqlite3 *db, reel_indexer_t **out, reel_err_t *err) {
     ix->buckets = reel_calloc(ix->nbuckets, sizeof *ix->buckets);
     ix->arena = reel_malloc(ARENA_SIZE);
     ix->pa = (ProtobufCAllocator){.alloc = arena_alloc, .free = arena_free, .allocator_data = ix};
-    char *upsert = build_upsert(), *load = build_load();
-    if ((rc = reel_index_prepare(db, upsert, &ix->upsert, err)) != REEL_OK ||
+    char *load = build_load();
+    for (size_t k = 0; k < 3 && rc == REEL_OK; k++) {
+        char *upsert = build_upsert(UPSERT_ROWS[k]);
+        rc = reel_index_prepare(db, upsert, &ix->upsert[k], err);
+        free(upsert);
+    }
+    if (rc != REEL_OK ||
         (rc = reel_index_prepare(db, load, &ix->load, err)) != REEL_OK ||
         (rc = reel_index_prepare(db,
                                  "INSERT OR REPLACE INTO frames(segment, offset, clen, rlen, nrecords) "
@@ -554,7 +570,6 @@ reel_rc reel_indexer_new(sqlite3 *db, reel_indexer_t **out, reel_err_t *err) {
             REEL_OK)
         goto out;
 out:
-    free(upsert);
     free(load);
     if (rc != REEL_OK) {
         reel_indexer_free(ix);
@@ -597,7 +612,8 @@ void reel_indexer_free(reel_indexer_t *ix) {
     free(ix->fin);
     arena_reset(ix);
     free(ix->arena);
-    sqlite3_finalize(ix->upsert);
+    for (size_t k = 0; k < 3; k++)
+        sqlite3_finalize(ix->upsert[k]);
     sqlite3_finalize(ix->load);
     sqlite3_finalize(ix->frame);
     for (size_t k = 0; k < 4; k++)
@@ -847,7 +863,7 @@ static void apply(frow *r, const Reel__Record *rec) {
         r->i[I_START] = rec->time_us;
 }
 
-static reel_rc write_row(reel_indexer_t *ix, frow *r, reel_err_t *err);
+static reel_rc write_rows(reel_indexer_t *ix, frow **rows, size_t n, reel_err_t *err);
 
 /* Queues a row that a record finished, to be written after its frame. */
 static void queue_finished(reel_indexer_t *ix, frow *row) {
@@ -871,18 +887,17 @@ static void unqueue_finished(reel_indexer_t *ix) {
 
 /* Writes the rows the last frame finished. */
 static reel_rc write_finished(reel_indexer_t *ix, reel_err_t *err) {
-    reel_rc rc = REEL_OK;
+    size_t n = 0;
     for (size_t k = 0; k < ix->nfin; k++) {
         frow *row = ix->fin[k];
         row->queued = 0;
-        if (rc == REEL_OK && row->dirty)
-            rc = write_row(ix, row, err);
+        if (row->dirty)
+            ix->fin[n++] = row; /* in place: n <= k */
     }
     ix->nfin = 0;
-    return rc;
+    return write_rows(ix, ix->fin, n, err);
 }
 
-/* Records that the frame at (segment, off) holds records of flow fid. */
 /* Notes that flow fid has records in the frame being read. */
 static void link_frame(reel_indexer_t *ix, frow *row, uint64_t fid, uint32_t segment,
                        uint64_t off) {
@@ -1028,28 +1043,46 @@ reel_rc reel_indexer_add_frame(reel_indexer_t *ix, uint32_t segment, uint64_t of
     return REEL_OK;
 }
 
-static reel_rc write_row(reel_indexer_t *ix, frow *r, reel_err_t *err) {
-    sqlite3_stmt *st = ix->upsert;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)r->id);
+/* Binds row r's values to st from parameter base + 1 on. */
+static void bind_row(sqlite3_stmt *st, int base, const frow *r) {
+    sqlite3_bind_int64(st, base + 1, (sqlite3_int64)r->id);
     for (int k = 0; k < C_NSTR; k++) {
         if (r->s[k])
-            sqlite3_bind_text(st, 2 + k, r->s[k], -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, base + 2 + k, r->s[k], -1, SQLITE_STATIC);
         else
-            sqlite3_bind_null(st, 2 + k);
+            sqlite3_bind_null(st, base + 2 + k);
     }
     for (int k = 0; k < I_NINT; k++) {
         if (r->i[k] == NUL64)
-            sqlite3_bind_null(st, 2 + C_NSTR + k);
+            sqlite3_bind_null(st, base + 2 + C_NSTR + k);
         else
-            sqlite3_bind_int64(st, 2 + C_NSTR + k, r->i[k]);
+            sqlite3_bind_int64(st, base + 2 + C_NSTR + k, r->i[k]);
     }
-    int s = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (s != SQLITE_DONE)
-        return reel_err_set(err, REEL_DB, "session.db: writing flow %llu: %s",
-                            (unsigned long long)r->id, sqlite3_errmsg(ix->db));
-    r->dirty = 0;
+}
+
+/* Writes rows[0..n), in statements of up to 16 rows. */
+static reel_rc write_rows(reel_indexer_t *ix, frow **rows, size_t n, reel_err_t *err) {
+    size_t done = 0;
+    for (size_t k = 0; k < 3; k++) {
+        sqlite3_stmt *st = ix->upsert[k];
+        while (n - done >= UPSERT_ROWS[k]) {
+            for (size_t i = 0; i < UPSERT_ROWS[k]; i++)
+                bind_row(st, (int)(i * ROW_PARAMS), rows[done + i]);
+            int s = sqlite3_step(st);
+            sqlite3_reset(st);
+            if (s != SQLITE_DONE)
+                return reel_err_set(err, REEL_DB, "session.db: writing flows %llu..: %s",
+                                    (unsigned long long)rows[done]->id, sqlite3_errmsg(ix->db));
+            for (size_t i = 0; i < UPSERT_ROWS[k]; i++)
+                rows[done + i]->dirty = 0;
+            done += UPSERT_ROWS[k];
+        }
+    }
     return REEL_OK;
+}
+
+static reel_rc write_row(reel_indexer_t *ix, frow *r, reel_err_t *err) {
+    return write_rows(ix, &r, 1, err);
 }
 
 reel_rc reel_indexer_commit(reel_indexer_t *ix, reel_err_t *err) {
