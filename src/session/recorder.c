@@ -61,6 +61,7 @@
 #include "base/mem.h"
 #include "flow.pb-c.h"
 #include "session/index.h"
+#include "session/pbhead.h"
 #include "session/spool.h"
 
 /* Work for the index thread: a frame to index, the end of a batch whose
@@ -1282,12 +1283,16 @@ static void queue_locked(reel_recorder_t *r, item *it) {
  * and a start or head that does not fit in the whole budget is dropped and
  * counted in f->dropped (the flow then ends with an error). Ends are always
  * queued. Returns 1 when queued. */
-static int enqueue(reel_recorder_t *r, reel_rflow_t *f, const Reel__Record *rec, int kind) {
-    size_t len = reel__record__get_packed_size(rec);
+static item *item_new(size_t len) {
     item *it = reel_malloc(sizeof *it + len);
     it->next = NULL;
     it->len = len;
-    reel__record__pack(rec, it->data);
+    return it;
+}
+
+/* Queues it, an encoded record (enqueue() says how); takes it. */
+static int enqueue_item(reel_recorder_t *r, reel_rflow_t *f, item *it, int kind) {
+    size_t len = it->len;
     pthread_mutex_lock(&r->mu);
     int full = queue_full(r, len, kind);
     if (full && r->capture == REEL_CAPTURE_LOSSLESS) {
@@ -1305,6 +1310,12 @@ static int enqueue(reel_recorder_t *r, reel_rflow_t *f, const Reel__Record *rec,
     queue_locked(r, it);
     pthread_mutex_unlock(&r->mu);
     return 1;
+}
+
+static int enqueue(reel_recorder_t *r, reel_rflow_t *f, const Reel__Record *rec, int kind) {
+    item *it = item_new(reel__record__get_packed_size(rec));
+    reel__record__pack(rec, it->data);
+    return enqueue_item(r, f, it, kind);
 }
 
 static int64_t now_or(int64_t t) {
@@ -1700,34 +1711,19 @@ static Reel__Header **headers_pb(const reel_header_t *h, size_t n, Reel__Header 
     return v;
 }
 
-static ProtobufCBinaryData bin(const char *s) {
-    ProtobufCBinaryData b = {s ? strlen(s) : 0, (uint8_t *)s};
-    return b;
-}
-
 void reel_recorder_request_head(reel_rflow_t *f, const reel_request_head_t *h) {
     if (f->id == 0 || f->dropped)
         return;
-    Reel__Header *store = reel_malloc((h->n_headers ? h->n_headers : 1) * sizeof *store);
-    Reel__RequestHead rh = REEL__REQUEST_HEAD__INIT;
-    rh.method = bin(h->method);
-    rh.scheme = (char *)(h->scheme ? h->scheme : "http");
-    rh.host = bin(h->host);
-    rh.port = h->port;
-    rh.target = bin(h->target);
-    rh.http_version = (char *)(h->http_version ? h->http_version : "HTTP/1.1");
-    rh.n_headers = h->n_headers;
-    rh.headers = headers_pb(h->headers, h->n_headers, store);
-    rh.body_decoded = h->body_decoded != 0;
-    Reel__Record rec = REEL__RECORD__INIT;
-    rec.flow_id = f->id;
-    rec.time_us = now_or(h->time_us);
-    rec.event_case = REEL__RECORD__EVENT_REQUEST_HEAD;
-    rec.request_head = &rh;
+    /* encoded by hand (pbhead.h): protobuf-c's pack of a head cost more
+     * than the rest of recording it */
+    reel_request_head_t rq = *h;
+    rq.scheme = h->scheme ? h->scheme : "http";
+    rq.http_version = h->http_version ? h->http_version : "HTTP/1.1";
+    int64_t t = now_or(h->time_us);
+    item *it = item_new(reel_pbhead_request_size(f->id, t, &rq));
+    reel_pbhead_request_write(it->data, f->id, t, &rq);
     f->body_time_us = h->time_us;
-    enqueue(f->rec, f, &rec, Q_SMALL);
-    free(rh.headers);
-    free(store);
+    enqueue_item(f->rec, f, it, Q_SMALL);
 }
 
 /* A response head as a record: the final one (interim false) or a 1xx
@@ -1735,29 +1731,14 @@ void reel_recorder_request_head(reel_rflow_t *f, const reel_request_head_t *h) {
 static void response_record(reel_rflow_t *f, const reel_response_head_t *h, bool interim) {
     if (f->id == 0 || f->dropped)
         return;
-    Reel__Header *store = reel_malloc((h->n_headers ? h->n_headers : 1) * sizeof *store);
-    Reel__ResponseHead rh = REEL__RESPONSE_HEAD__INIT;
-    rh.status = h->status;
-    rh.reason = bin(h->reason);
-    rh.http_version = (char *)(h->http_version ? h->http_version : "HTTP/1.1");
-    rh.n_headers = h->n_headers;
-    rh.headers = headers_pb(h->headers, h->n_headers, store);
-    rh.body_decoded = h->body_decoded != 0;
-    rh.generated = h->generated != 0;
-    Reel__Record rec = REEL__RECORD__INIT;
-    rec.flow_id = f->id;
-    rec.time_us = now_or(h->time_us);
-    if (interim) {
-        rec.event_case = REEL__RECORD__EVENT_INTERIM;
-        rec.interim = &rh;
-    } else {
-        rec.event_case = REEL__RECORD__EVENT_RESPONSE_HEAD;
-        rec.response_head = &rh;
+    reel_response_head_t rs = *h;
+    rs.http_version = h->http_version ? h->http_version : "HTTP/1.1";
+    int64_t t = now_or(h->time_us);
+    item *it = item_new(reel_pbhead_response_size(f->id, t, &rs, interim));
+    reel_pbhead_response_write(it->data, f->id, t, &rs, interim);
+    if (!interim)
         f->body_time_us = h->time_us;
-    }
-    enqueue(f->rec, f, &rec, Q_SMALL);
-    free(rh.headers);
-    free(store);
+    enqueue_item(f->rec, f, it, Q_SMALL);
 }
 
 void reel_recorder_response_head(reel_rflow_t *f, const reel_response_head_t *h) {

@@ -1,0 +1,169 @@
+/* Records of request and response heads in the protobuf wire format,
+ * written by hand (pbhead.h says why, and what they must equal). */
+#include "session/pbhead.h"
+
+#include <string.h>
+
+/* Field numbers and wire types (schema/flow.proto). */
+enum { WT_VARINT = 0, WT_LEN = 2 };
+enum {
+    REC_FLOW_ID = 1,
+    REC_TIME_US = 2,
+    REC_REQUEST_HEAD = 11,
+    REC_RESPONSE_HEAD = 13,
+    REC_INTERIM = 20
+};
+enum { HDR_NAME = 1, HDR_VALUE = 2 };
+enum { RQ_METHOD = 1, RQ_SCHEME, RQ_HOST, RQ_PORT, RQ_TARGET, RQ_VERSION, RQ_HEADERS, RQ_DECODED };
+enum { RS_STATUS = 1, RS_REASON, RS_VERSION, RS_HEADERS, RS_DECODED, RS_GENERATED };
+
+static size_t varint_size(uint64_t v) {
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static uint8_t *put_varint(uint8_t *p, uint64_t v) {
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+static size_t tag_size(uint32_t field) {
+    return varint_size((uint64_t)field << 3);
+}
+
+static uint8_t *put_tag(uint8_t *p, uint32_t field, unsigned wire) {
+    return put_varint(p, ((uint64_t)field << 3) | wire);
+}
+
+/* A varint field, left out when 0 (proto3). */
+static size_t uint_size(uint32_t field, uint64_t v) {
+    return v ? tag_size(field) + varint_size(v) : 0;
+}
+
+static uint8_t *put_uint(uint8_t *p, uint32_t field, uint64_t v) {
+    if (v == 0)
+        return p;
+    p = put_tag(p, field, WT_VARINT);
+    return put_varint(p, v);
+}
+
+/* A bytes or string field, left out when empty (proto3). */
+static size_t bytes_size(uint32_t field, size_t len) {
+    return len ? tag_size(field) + varint_size(len) + len : 0;
+}
+
+static uint8_t *put_bytes(uint8_t *p, uint32_t field, const void *data, size_t len) {
+    if (len == 0)
+        return p;
+    p = put_tag(p, field, WT_LEN);
+    p = put_varint(p, len);
+    memcpy(p, data, len);
+    return p + len;
+}
+
+static size_t slen(const char *s) {
+    return s ? strlen(s) : 0;
+}
+
+/* A nested message field: always there, even empty (a header, the oneof
+ * member). */
+static size_t msg_size(uint32_t field, size_t len) {
+    return tag_size(field) + varint_size(len) + len;
+}
+
+static uint8_t *put_msg_head(uint8_t *p, uint32_t field, size_t len) {
+    p = put_tag(p, field, WT_LEN);
+    return put_varint(p, len);
+}
+
+static size_t header_size(const reel_header_t *h) {
+    return bytes_size(HDR_NAME, h->name_len) + bytes_size(HDR_VALUE, h->value_len);
+}
+
+static size_t headers_size(uint32_t field, const reel_header_t *h, size_t n) {
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++)
+        len += msg_size(field, header_size(&h[i]));
+    return len;
+}
+
+static uint8_t *put_headers(uint8_t *p, uint32_t field, const reel_header_t *h, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        p = put_msg_head(p, field, header_size(&h[i]));
+        p = put_bytes(p, HDR_NAME, h[i].name, h[i].name_len);
+        p = put_bytes(p, HDR_VALUE, h[i].value, h[i].value_len);
+    }
+    return p;
+}
+
+static size_t record_size(uint64_t flow_id, int64_t time_us, uint32_t event, size_t ev_len) {
+    return uint_size(REC_FLOW_ID, flow_id) + uint_size(REC_TIME_US, (uint64_t)time_us) +
+           msg_size(event, ev_len);
+}
+
+static uint8_t *put_record_head(uint8_t *p, uint64_t flow_id, int64_t time_us, uint32_t event,
+                                size_t ev_len) {
+    p = put_uint(p, REC_FLOW_ID, flow_id);
+    p = put_uint(p, REC_TIME_US, (uint64_t)time_us); /* int64: two's complement */
+    return put_msg_head(p, event, ev_len);
+}
+
+static size_t request_len(const reel_request_head_t *h) {
+    return bytes_size(RQ_METHOD, slen(h->method)) + bytes_size(RQ_SCHEME, slen(h->scheme)) +
+           bytes_size(RQ_HOST, slen(h->host)) + uint_size(RQ_PORT, h->port) +
+           bytes_size(RQ_TARGET, slen(h->target)) + bytes_size(RQ_VERSION, slen(h->http_version)) +
+           headers_size(RQ_HEADERS, h->headers, h->n_headers) +
+           uint_size(RQ_DECODED, h->body_decoded != 0);
+}
+
+size_t reel_pbhead_request_size(uint64_t flow_id, int64_t time_us, const reel_request_head_t *h) {
+    return record_size(flow_id, time_us, REC_REQUEST_HEAD, request_len(h));
+}
+
+size_t reel_pbhead_request_write(uint8_t *out, uint64_t flow_id, int64_t time_us,
+                                 const reel_request_head_t *h) {
+    uint8_t *p = put_record_head(out, flow_id, time_us, REC_REQUEST_HEAD, request_len(h));
+    p = put_bytes(p, RQ_METHOD, h->method, slen(h->method));
+    p = put_bytes(p, RQ_SCHEME, h->scheme, slen(h->scheme));
+    p = put_bytes(p, RQ_HOST, h->host, slen(h->host));
+    p = put_uint(p, RQ_PORT, h->port);
+    p = put_bytes(p, RQ_TARGET, h->target, slen(h->target));
+    p = put_bytes(p, RQ_VERSION, h->http_version, slen(h->http_version));
+    p = put_headers(p, RQ_HEADERS, h->headers, h->n_headers);
+    p = put_uint(p, RQ_DECODED, h->body_decoded != 0);
+    return (size_t)(p - out);
+}
+
+static size_t response_len(const reel_response_head_t *h) {
+    return uint_size(RS_STATUS, h->status) + bytes_size(RS_REASON, slen(h->reason)) +
+           bytes_size(RS_VERSION, slen(h->http_version)) +
+           headers_size(RS_HEADERS, h->headers, h->n_headers) +
+           uint_size(RS_DECODED, h->body_decoded != 0) + uint_size(RS_GENERATED, h->generated != 0);
+}
+
+size_t reel_pbhead_response_size(uint64_t flow_id, int64_t time_us, const reel_response_head_t *h,
+                                 int interim) {
+    return record_size(flow_id, time_us, interim ? REC_INTERIM : REC_RESPONSE_HEAD,
+                       response_len(h));
+}
+
+size_t reel_pbhead_response_write(uint8_t *out, uint64_t flow_id, int64_t time_us,
+                                  const reel_response_head_t *h, int interim) {
+    uint8_t *p = put_record_head(out, flow_id, time_us, interim ? REC_INTERIM : REC_RESPONSE_HEAD,
+                                 response_len(h));
+    p = put_uint(p, RS_STATUS, h->status);
+    p = put_bytes(p, RS_REASON, h->reason, slen(h->reason));
+    p = put_bytes(p, RS_VERSION, h->http_version, slen(h->http_version));
+    p = put_headers(p, RS_HEADERS, h->headers, h->n_headers);
+    p = put_uint(p, RS_DECODED, h->body_decoded != 0);
+    p = put_uint(p, RS_GENERATED, h->generated != 0);
+    return (size_t)(p - out);
+}

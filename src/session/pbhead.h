@@ -1,0 +1,37 @@
+/* The two records a recorded request sends most bytes of fields in, a
+ * Record holding a RequestHead or a ResponseHead (schema/flow.proto),
+ * encoded straight from the recorder's own head structs.
+ *
+ * protobuf-c packs a message from a descriptor, field by field, and sizes
+ * every nested message twice (once for the whole record, once more for
+ * its length prefix while packing): for a head and its headers that was
+ * most of what recording cost the proxy's loop thread per request, with
+ * two allocations to build the Reel__Header array. These write the same
+ * bytes protobuf-c writes (fields in number order, proto3 defaults left
+ * out, every header kept even if empty); pbhead_test.c checks that they
+ * are byte for byte what reel__record__pack makes of the same head. */
+#ifndef REEL_SESSION_PBHEAD_H
+#define REEL_SESSION_PBHEAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "session/recorder.h"
+
+/** Bytes of Record{flow_id, time_us, request_head = h}. h's scheme and
+ * http_version must not be NULL (the recorder puts in its defaults). */
+size_t reel_pbhead_request_size(uint64_t flow_id, int64_t time_us, const reel_request_head_t *h);
+/** Writes that record to out (room for reel_pbhead_request_size bytes);
+ * returns the bytes written. */
+size_t reel_pbhead_request_write(uint8_t *out, uint64_t flow_id, int64_t time_us,
+                                 const reel_request_head_t *h);
+
+/** Bytes of Record{flow_id, time_us, response_head or interim = h}
+ * (`interim`: field 20, else 13). h's http_version must not be NULL. */
+size_t reel_pbhead_response_size(uint64_t flow_id, int64_t time_us, const reel_response_head_t *h,
+                                 int interim);
+/** Writes that record to out; returns the bytes written. */
+size_t reel_pbhead_response_write(uint8_t *out, uint64_t flow_id, int64_t time_us,
+                                  const reel_response_head_t *h, int interim);
+
+#endif
