@@ -90,10 +90,12 @@ static reel_rc migrate(sqlite3 *db, reel_err_t *err) {
     return REEL_OK;
 }
 
-reel_rc reel_index_open(const char *path, int create, sqlite3 **out, reel_err_t *err) {
+reel_rc reel_index_open(const char *path, int how, sqlite3 **out, reel_err_t *err) {
     reel_rc rc = REEL_OK;
     sqlite3 *db = NULL;
-    int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
+    int create = how & REEL_INDEX_CREATE;
+    int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) |
+                (how & REEL_INDEX_ONE_THREAD ? SQLITE_OPEN_NOMUTEX : 0);
     if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
         rc = reel_err_set(err, create ? REEL_DB : REEL_CORRUPT, "cannot open %s: %s", path,
                           db ? sqlite3_errmsg(db) : "out of memory");

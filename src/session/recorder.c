@@ -1549,7 +1549,8 @@ reel_rc reel_recorder_open(reel_session_t *s, const reel_recorder_opts_t *opts,
     r->opts.on_segment_closed = NULL; /* borrowed: the copy is hook_cmd */
     r->next_flow_id = reel_index_max_flow_id(reel_session_db(s)) + 1;
     char *dbpath = reel_asprintf("%s/session.db", reel_session_path(s));
-    rc = reel_index_open(dbpath, 0, &r->wdb, err);
+    /* the index thread's alone (opened here, freed after it is joined) */
+    rc = reel_index_open(dbpath, REEL_INDEX_ONE_THREAD, &r->wdb, err);
     free(dbpath);
     if (rc != REEL_OK)
         goto out;
