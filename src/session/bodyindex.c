@@ -508,6 +508,10 @@ static int64_t now_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+int reel_bodyindex_on(const reel_bodyindex_t *bx) {
+    return bx->max != 0;
+}
+
 void reel_bodyindex_bulk(reel_bodyindex_t *bx) {
     bx->bulk = 1;
 }

@@ -65,6 +65,9 @@ void reel_bodyindex_chunk(reel_bodyindex_t *bx, uint64_t fid, int response, cons
  * transaction. REEL_DB on failure. */
 reel_rc reel_bodyindex_fill(reel_bodyindex_t *bx, reel_err_t *err);
 
+/** 1 if the index is on (body_index_max > 0): it then reads the headers of
+ * every head; off, it needs only the flow id of each record. */
+int reel_bodyindex_on(const reel_bodyindex_t *bx);
 /** Bulk mode (repair): reel_bodyindex_fill has no budget. */
 void reel_bodyindex_bulk(reel_bodyindex_t *bx);
 
