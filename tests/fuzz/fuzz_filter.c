@@ -46,6 +46,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
             "INSERT INTO body_text (flow_id, req, resp, fts) VALUES (1, 'user=7', '{\"id\": 7}', 1);"
             "INSERT INTO body_fts (rowid, req, resp) VALUES (1, 'user=7', '{\"id\": 7}');"
             "INSERT INTO body_todo VALUES (3, 'binary');"
+            "CREATE TABLE body_off (lo INTEGER PRIMARY KEY, hi INTEGER NOT NULL);"
+            "INSERT INTO body_off VALUES (4, 4);"
             "CREATE TABLE annotations (id INTEGER PRIMARY KEY, flow_id INTEGER NOT NULL,"
             " created_us INTEGER NOT NULL, text TEXT NOT NULL);"
             "INSERT INTO annotations (flow_id, created_us, text) VALUES (2, 1, 'login bug'),"
