@@ -1552,6 +1552,13 @@ reel_rc reel_recorder_open(reel_session_t *s, const reel_recorder_opts_t *opts,
     /* the index thread's alone (opened here, freed after it is joined) */
     rc = reel_index_open(dbpath, REEL_INDEX_ONE_THREAD, &r->wdb, err);
     free(dbpath);
+    /* The indexer's multi-row statements keep a statement journal (the
+     * pages they touch, to undo a statement that fails half way). Past
+     * 64 KiB SQLite spills it to a temporary file: a write per page
+     * touched, two thirds of the index thread's CPU in the kernel. In
+     * memory it stays a few hundred KiB at most. */
+    if (rc == REEL_OK)
+        rc = reel_index_exec(r->wdb, "PRAGMA temp_store = MEMORY", err);
     if (rc != REEL_OK)
         goto out;
     if ((rc = reel_indexer_new(r->wdb, &r->ix, err)) != REEL_OK)
