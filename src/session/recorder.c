@@ -77,6 +77,16 @@ typedef struct ijob {
     uint64_t last_seq;
 } ijob;
 
+/* The index thread commits batch ends at most this often while more keep
+ * coming (always at once when idle, when a flush waits, and at the end).
+ * Each commit writes every page its rows touched to the WAL, and a page
+ * per client connection of flows_client_conn alone: committing every few
+ * milliseconds under load made that a page written per flow, a third of
+ * the index thread's CPU (two thirds of it in the kernel). The index is
+ * rebuilt from the spool after a crash, so this delays only when flows
+ * show in queries, by at most this. */
+#define COMMIT_EVERY_NS (100 * 1000000LL)
+
 /* Frames queued for indexing before the writer waits (each holds its
  * block, up to 256 KiB: 16 MiB at most). With fsync block the index thread
  * waits at each batch end for the sync that covers it, so this is also how
@@ -130,6 +140,7 @@ struct reel_recorder {
     int writer_waiting; /* 1: for work (no block open), 2: for a deadline */
     uint64_t enq_seq, done_seq;
     int stop, flush_req;
+    int flushers; /* threads in reel_recorder_flush: the index commits at once */
     reel_rc sticky;
     char sticky_msg[REEL_ERR_MSG_MAX];
     reel_recorder_stats_t stats;
@@ -158,6 +169,14 @@ struct reel_recorder {
     uint32_t tx_seg; /* first frame of the open transaction */
     uint64_t tx_off;
     int ix_behind;    /* indexing paused: catch up from ix_from */
+    /* A batch end the index thread has not committed yet (index thread
+     * only): batches coming faster than COMMIT_EVERY_NS share a commit. */
+    int due;
+    int due_dirty; /* frames of a later batch were indexed since: the
+                    * transaction can only be committed at a batch end */
+    uint32_t due_seg;
+    uint64_t due_off, due_last_seq;
+    int64_t last_commit_ns;
     int ix_dead;      /* the spool cannot be indexed: give up */
     int ix_announced; /* "indexing paused" was said */
     uint32_t ix_from_seg, ix_end_seg;
@@ -1021,12 +1040,51 @@ static void catch_up(reel_recorder_t *r) {
     }
 }
 
+/* Commits the batch end kept in due (index thread), which must be the end
+ * of what the transaction holds: waits for the sync thread to cover it with
+ * fsync block, commits, then wakes the flushers and the maintenance
+ * thread. */
+static void commit_due(reel_recorder_t *r) {
+    if (!r->due)
+        return;
+    r->due = 0;
+    r->due_dirty = 0;
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (r->opts.fsync == REEL_FSYNC_BLOCK) {
+        pthread_mutex_lock(&r->mu);
+        while (pos_before(r->synced_seg, r->synced_off, r->due_seg, r->due_off))
+            pthread_cond_wait(&r->cv_synced, &r->mu);
+        pthread_mutex_unlock(&r->mu);
+    }
+    r->ix_end_seg = r->due_seg;
+    r->ix_end_off = r->due_off;
+    if (r->ix_behind) {
+        if (!r->ix_dead && mono_ns() >= r->ix_retry_ns)
+            catch_up(r);
+    } else if (r->in_tx) {
+        if (ix_commit(r, &err) != REEL_OK)
+            index_failure(r, &err, r->tx_seg, r->tx_off);
+    }
+    r->last_commit_ns = mono_ns();
+    pthread_mutex_lock(&r->mu);
+    if (!r->ix_behind && !r->in_tx && r->ix_done_seg < r->due_seg) {
+        r->ix_done_seg = r->due_seg; /* committed up to here */
+        pthread_cond_signal(&r->cv_maint);
+    }
+    if (r->done_seq < r->due_last_seq)
+        r->done_seq = r->due_last_seq;
+    pthread_cond_broadcast(&r->cv_done);
+    pthread_mutex_unlock(&r->mu);
+}
+
 static void *index_main(void *arg) {
     reel_recorder_t *r = arg;
     background_thread("reel-index");
     for (;;) {
         pthread_mutex_lock(&r->mu);
         ijob *j = NULL;
+        int commit_now = 0;
         for (;;) {
             if (r->ihead) {
                 j = r->ihead;
@@ -1038,6 +1096,18 @@ static void *index_main(void *arg) {
                 pthread_cond_signal(&r->cv_ispace);
                 break;
             }
+            if (r->due && !r->due_dirty) {
+                /* a batch end waits, and nothing after it is indexed:
+                 * commit it when a flush asks, or once COMMIT_EVERY_NS has
+                 * passed without more work */
+                int64_t at = r->last_commit_ns + COMMIT_EVERY_NS;
+                if (r->flushers > 0 || mono_ns() >= at) {
+                    commit_now = 1;
+                    break;
+                }
+                wait_until(&r->cv_ijob, &r->mu, at);
+                continue;
+            }
             if (!r->ix_behind || r->ix_dead) {
                 pthread_cond_wait(&r->cv_ijob, &r->mu);
                 continue;
@@ -1048,6 +1118,10 @@ static void *index_main(void *arg) {
         }
         pthread_mutex_unlock(&r->mu);
 
+        if (commit_now) {
+            commit_due(r);
+            continue;
+        }
         if (j == NULL) {
             catch_up(r);
             continue;
@@ -1057,9 +1131,13 @@ static void *index_main(void *arg) {
         reel_rc rc = REEL_OK;
         if (j->quit) {
             free(j);
-            break;
+            if (!r->due_dirty)
+                commit_due(r);
+            break; /* else rolled back below: recovery indexes it */
         }
         if (!j->commit) {
+            if (r->due)
+                r->due_dirty = 1; /* the next batch end commits */
             if (!r->ix_behind) {
                 if (!r->in_tx) {
                     if ((rc = reel_indexer_begin(r->ix, &err)) == REEL_OK) {
@@ -1076,30 +1154,20 @@ static void *index_main(void *arg) {
                                   r->in_tx ? r->tx_off : j->off);
             }
         } else {
-            if (r->opts.fsync == REEL_FSYNC_BLOCK) {
-                pthread_mutex_lock(&r->mu);
-                while (pos_before(r->synced_seg, r->synced_off, j->segment, j->off))
-                    pthread_cond_wait(&r->cv_synced, &r->mu);
-                pthread_mutex_unlock(&r->mu);
-            }
-            r->ix_end_seg = j->segment;
-            r->ix_end_off = j->off;
-            if (r->ix_behind) {
-                if (!r->ix_dead && mono_ns() >= r->ix_retry_ns)
-                    catch_up(r);
-            } else if (r->in_tx) {
-                if ((rc = ix_commit(r, &err)) != REEL_OK)
-                    index_failure(r, &err, r->tx_seg, r->tx_off);
-            }
+            /* one commit for the batches of the last COMMIT_EVERY_NS while
+             * more come: this one's end covers the earlier ones' */
+            r->due = 1;
+            r->due_dirty = 0;
+            r->due_seg = j->segment;
+            r->due_off = j->off;
+            if (r->due_last_seq < j->last_seq)
+                r->due_last_seq = j->last_seq;
             pthread_mutex_lock(&r->mu);
-            if (!r->ix_behind && !r->in_tx && r->ix_done_seg < j->segment) {
-                r->ix_done_seg = j->segment; /* committed up to here */
-                pthread_cond_signal(&r->cv_maint);
-            }
-            if (r->done_seq < j->last_seq)
-                r->done_seq = j->last_seq;
-            pthread_cond_broadcast(&r->cv_done);
+            int now = r->flushers > 0 || r->ix_behind ||
+                      mono_ns() - r->last_commit_ns >= COMMIT_EVERY_NS;
             pthread_mutex_unlock(&r->mu);
+            if (now)
+                commit_due(r);
         }
         reel_buf_free(&j->raw);
         free(j);
@@ -2051,10 +2119,14 @@ reel_rc reel_recorder_flush(reel_recorder_t *r, reel_err_t *err) {
     uint64_t target = r->enq_seq;
     r->flush_req = 1;
     pthread_cond_signal(&r->cv_work);
+    /* the index thread commits a batch end it holds back, now */
+    r->flushers++;
+    pthread_cond_signal(&r->cv_ijob);
     /* The writer deals with every record even while capture is stopped
      * (it drops them), so this cannot wait for ever. */
     while (r->done_seq < target)
         pthread_cond_wait(&r->cv_done, &r->mu);
+    r->flushers--;
     reel_rc rc = r->sticky;
     if (rc != REEL_OK)
         reel_err_set(err, rc, "%s", r->sticky_msg);
