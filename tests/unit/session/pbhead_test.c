@@ -48,6 +48,23 @@ static uint8_t *packed(const Reel__Record *rec, size_t *len) {
     return b;
 }
 
+/* A buffer of len bytes and one more, a sentinel after them. */
+static uint8_t *room(size_t len) {
+    uint8_t *got = reel_malloc(len + 1);
+    got[len] = 0xAB;
+    return got;
+}
+
+/* got holds the `written` bytes the hand encoder wrote into room(len):
+ * its size was right, nothing went past it, and they are protobuf-c's. */
+static void same_bytes(const uint8_t *got, size_t len, size_t written, const uint8_t *want,
+                       size_t want_len) {
+    assert_int_equal(len, want_len);
+    assert_int_equal(written, len);
+    assert_int_equal(got[len], 0xAB);
+    assert_memory_equal(got, want, len);
+}
+
 static void check_request(uint64_t id, int64_t t, const reel_request_head_t *h) {
     Reel__Header store[64];
     Reel__RequestHead rh = REEL__REQUEST_HEAD__INIT;
@@ -68,12 +85,8 @@ static void check_request(uint64_t id, int64_t t, const reel_request_head_t *h) 
     size_t want_len;
     uint8_t *want = packed(&rec, &want_len);
     size_t len = reel_pbhead_request_size(id, t, h);
-    assert_int_equal(len, want_len);
-    uint8_t *got = reel_malloc(len + 1);
-    got[len] = 0xAB; /* nothing written past the size */
-    assert_int_equal(reel_pbhead_request_write(got, id, t, h), len);
-    assert_int_equal(got[len], 0xAB);
-    assert_memory_equal(got, want, len);
+    uint8_t *got = room(len);
+    same_bytes(got, len, reel_pbhead_request_write(got, id, t, h), want, want_len);
     free(got);
     free(want);
     free(rh.headers);
@@ -102,12 +115,8 @@ static void check_response(uint64_t id, int64_t t, const reel_response_head_t *h
     size_t want_len;
     uint8_t *want = packed(&rec, &want_len);
     size_t len = reel_pbhead_response_size(id, t, h, interim);
-    assert_int_equal(len, want_len);
-    uint8_t *got = reel_malloc(len + 1);
-    got[len] = 0xAB;
-    assert_int_equal(reel_pbhead_response_write(got, id, t, h, interim), len);
-    assert_int_equal(got[len], 0xAB);
-    assert_memory_equal(got, want, len);
+    uint8_t *got = room(len);
+    same_bytes(got, len, reel_pbhead_response_write(got, id, t, h, interim), want, want_len);
     /* and it reads back as the head it was made from */
     Reel__Record *back = reel__record__unpack(NULL, len, got);
     assert_non_null(back);
