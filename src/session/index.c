@@ -927,26 +927,53 @@ static void link_frame(reel_indexer_t *ix, frow *row, uint64_t fid, uint32_t seg
     ix->links[ix->nlinks++] = fid;
 }
 
-/* Writes the links noted for the frame at (segment, off). */
-static reel_rc write_links(reel_indexer_t *ix, uint32_t segment, uint64_t off, reel_err_t *err) {
+/* Binds items [first, first + count) of a batch to st. */
+typedef void (*bind_batch_fn)(sqlite3_stmt *st, size_t first, size_t count, void *ctx);
+
+/* Runs n items through stmts[k], statements of rows[k] rows each (rows
+ * descending, the last 1): as many of the largest as fit, then smaller.
+ * Returns REEL_OK, or REEL_DB with *at the first item of the batch that
+ * failed. */
+static reel_rc run_batches(sqlite3_stmt *const *stmts, const size_t *rows, size_t nstmts, size_t n,
+                           bind_batch_fn bind, void *ctx, size_t *at) {
     size_t done = 0;
-    for (size_t k = 0; k < 4; k++) {
-        sqlite3_stmt *st = ix->link[k];
-        while (ix->nlinks - done >= LINK_ROWS[k]) {
-            sqlite3_bind_int64(st, 1, segment);
-            sqlite3_bind_int64(st, 2, (sqlite3_int64)off);
-            for (size_t i = 0; i < LINK_ROWS[k]; i++)
-                sqlite3_bind_int64(st, (int)i + 3, (sqlite3_int64)ix->links[done + i]);
-            int s = sqlite3_step(st);
-            sqlite3_reset(st);
+    for (size_t k = 0; k < nstmts; k++) {
+        while (n - done >= rows[k]) {
+            bind(stmts[k], done, rows[k], ctx);
+            int s = sqlite3_step(stmts[k]);
+            sqlite3_reset(stmts[k]);
             if (s != SQLITE_DONE) {
-                ix->nlinks = 0;
-                return reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(ix->db));
+                *at = done;
+                return REEL_DB;
             }
-            done += LINK_ROWS[k];
+            done += rows[k];
         }
     }
+    return REEL_OK;
+}
+
+typedef struct {
+    const reel_indexer_t *ix;
+    uint32_t segment;
+    uint64_t off;
+} links_ctx;
+
+static void bind_links(sqlite3_stmt *st, size_t first, size_t count, void *ctx) {
+    const links_ctx *c = ctx;
+    sqlite3_bind_int64(st, 1, c->segment);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)c->off);
+    for (size_t i = 0; i < count; i++)
+        sqlite3_bind_int64(st, (int)i + 3, (sqlite3_int64)c->ix->links[first + i]);
+}
+
+/* Writes the links noted for the frame at (segment, off). */
+static reel_rc write_links(reel_indexer_t *ix, uint32_t segment, uint64_t off, reel_err_t *err) {
+    links_ctx c = {ix, segment, off};
+    size_t at = 0;
+    reel_rc rc = run_batches(ix->link, LINK_ROWS, 4, ix->nlinks, bind_links, &c, &at);
     ix->nlinks = 0;
+    if (rc != REEL_OK)
+        return reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(ix->db));
     return REEL_OK;
 }
 
@@ -954,13 +981,12 @@ static reel_rc write_links(reel_indexer_t *ix, uint32_t segment, uint64_t off, r
  * (14) without unpacking it, and returns its flow id and data length.
  * Returns 0 for anything else or anything unusual, which then takes the
  * full unpack path. */
-static int peek_body(const uint8_t *p, size_t len, uint64_t *fid, int *response, uint64_t *blen,
-                     const uint8_t **data) {
-    reel_spool_peek_t pk;
-    if (!reel_spool_peek_record(p, len, &pk) || (pk.event != 12 && pk.event != 14))
+static int peek_body(const uint8_t *p, const reel_spool_peek_t *pk, uint64_t *fid, int *response,
+                     uint64_t *blen, const uint8_t **data) {
+    if (pk == NULL || (pk->event != 12 && pk->event != 14))
         return 0;
     /* BodyChunk: exactly one field, data = 1 (bytes), or empty. */
-    size_t q = pk.ev_off, end = pk.ev_off + pk.ev_len;
+    size_t q = pk->ev_off, end = pk->ev_off + pk->ev_len;
     uint64_t k2, dl;
     if (q == end) {
         *blen = 0;
@@ -972,8 +998,8 @@ static int peek_body(const uint8_t *p, size_t len, uint64_t *fid, int *response,
         *blen = dl;
         *data = p + q;
     }
-    *response = pk.event == 14;
-    *fid = pk.flow_id;
+    *response = pk->event == 14;
+    *fid = pk->flow_id;
     return 1;
 }
 
@@ -1004,13 +1030,14 @@ static char *arena_str(reel_indexer_t *ix, const reel_pbwire_field_t *f) {
  * body index off (on, it reads every header). Returns 0 for any other
  * record, or one that unpacking would refuse (the caller then unpacks it,
  * and fails as before); call arena_reset first. */
-static int head_in_place(reel_indexer_t *ix, const uint8_t *p, size_t len, head_t *h) {
-    reel_spool_peek_t pk;
-    if (!reel_spool_peek_record(p, len, &pk) ||
-        (pk.event != REEL__RECORD__EVENT_REQUEST_HEAD &&
-         pk.event != REEL__RECORD__EVENT_RESPONSE_HEAD) ||
+static int head_in_place(reel_indexer_t *ix, const uint8_t *p, size_t len,
+                         const reel_spool_peek_t *peek, head_t *h) {
+    if (peek == NULL ||
+        (peek->event != REEL__RECORD__EVENT_REQUEST_HEAD &&
+         peek->event != REEL__RECORD__EVENT_RESPONSE_HEAD) ||
         !reel_pbwire_check(&reel__record__descriptor, p, len))
         return 0;
+    const reel_spool_peek_t pk = *peek;
     h->rec = (Reel__Record)REEL__RECORD__INIT;
     h->rec.flow_id = pk.flow_id;
     size_t pos = 0;
@@ -1097,7 +1124,10 @@ reel_rc reel_indexer_add_frame(reel_indexer_t *ix, uint32_t segment, uint64_t of
         int response = 0;
         uint64_t blen = 0;
         const uint8_t *bdata = NULL;
-        if (peek_body(rec, len, &fid, &response, &blen, &bdata)) {
+        /* the record's flow and event, read once for both fast paths */
+        reel_spool_peek_t pk;
+        const reel_spool_peek_t *peek = reel_spool_peek_record(rec, len, &pk) ? &pk : NULL;
+        if (peek_body(rec, peek, &fid, &response, &blen, &bdata)) {
             /* Body chunks are most of the bytes: count them without
              * unpacking (and copying) the data. */
             n++;
@@ -1120,7 +1150,7 @@ reel_rc reel_indexer_add_frame(reel_indexer_t *ix, uint32_t segment, uint64_t of
         }
         arena_reset(ix);
         head_t head;
-        Reel__Record *r = !reel_bodyindex_on(ix->bx) && head_in_place(ix, rec, len, &head)
+        Reel__Record *r = !reel_bodyindex_on(ix->bx) && head_in_place(ix, rec, len, peek, &head)
                               ? &head.rec
                               : reel__record__unpack(&ix->pa, len, rec);
         if (r == NULL) {
@@ -1186,26 +1216,22 @@ static void bind_row(sqlite3_stmt *st, int base, const frow *r) {
     }
 }
 
+static void bind_rows(sqlite3_stmt *st, size_t first, size_t count, void *ctx) {
+    frow *const *rows = ctx;
+    for (size_t i = 0; i < count; i++)
+        bind_row(st, (int)(i * ROW_PARAMS), rows[first + i]);
+}
+
 /* Writes rows[0..n), in statements of up to 16 rows. */
 static reel_rc write_rows(reel_indexer_t *ix, frow **rows, size_t n, reel_err_t *err) {
-    size_t done = 0;
-    for (size_t k = 0; k < 3; k++) {
-        sqlite3_stmt *st = ix->upsert[k];
-        while (n - done >= UPSERT_ROWS[k]) {
-            for (size_t i = 0; i < UPSERT_ROWS[k]; i++)
-                bind_row(st, (int)(i * ROW_PARAMS), rows[done + i]);
-            int s = sqlite3_step(st);
-            sqlite3_reset(st);
-            if (s != SQLITE_DONE)
-                return reel_err_set(err, REEL_DB, "session.db: writing flows %llu..: %s",
-                                    (unsigned long long)rows[done]->id, sqlite3_errmsg(ix->db));
-            for (size_t i = 0; i < UPSERT_ROWS[k]; i++) {
-                rows[done + i]->dirty = 0;
-                if (rows[done + i]->id > ix->known_max)
-                    ix->known_max = rows[done + i]->id;
-            }
-            done += UPSERT_ROWS[k];
-        }
+    size_t at = 0;
+    if (run_batches(ix->upsert, UPSERT_ROWS, 3, n, bind_rows, rows, &at) != REEL_OK)
+        return reel_err_set(err, REEL_DB, "session.db: writing flows %llu..: %s",
+                            (unsigned long long)rows[at]->id, sqlite3_errmsg(ix->db));
+    for (size_t i = 0; i < n; i++) {
+        rows[i]->dirty = 0;
+        if (rows[i]->id > ix->known_max)
+            ix->known_max = rows[i]->id;
     }
     return REEL_OK;
 }

@@ -78,7 +78,8 @@ typedef struct ijob {
 } ijob;
 
 /* The index thread commits batch ends at most this often while more keep
- * coming (always at once when idle, when a flush waits, and at the end).
+ * coming (at once when a flush waits or at the end; within this when the
+ * queue goes idle).
  * Each commit writes every page its rows touched to the WAL, and a page
  * per client connection of flows_client_conn alone: committing every few
  * milliseconds under load made that a page written per flow, a third of

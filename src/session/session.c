@@ -2490,8 +2490,8 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
         if (s->readonly)
             reel_buf_puts(&rep, "session.db: full-text indexes not checked (FTS5's check "
                                 "writes, and the session is read-only)\n");
-        for (size_t k = 0; k < sizeof fts / sizeof fts[0] && !s->readonly && (holder == 0 || holder == (long)getpid());
-             k++) {
+        int may_write = !s->readonly && (holder == 0 || holder == (long)getpid());
+        for (size_t k = 0; may_write && k < sizeof fts / sizeof fts[0]; k++) {
             char sql[128];
             snprintf(sql, sizeof sql, "INSERT INTO %s(%s, rank) VALUES('integrity-check', 1)",
                      fts[k], fts[k]);
