@@ -222,9 +222,46 @@ static bool start_line_ok(const reel_h1_t *p) {
 }
 
 /* Scans b[0..n) of a section; returns how many bytes are fine (n, or the
- * position of a problem, with *why set). */
+ * position of a problem, with *why set). The runs between the bytes that
+ * matter (CR, LF, and in a field name ':' and whitespace) are skipped in a
+ * tight loop: the per-byte checks below were a tenth of the loop thread's
+ * instructions on small requests, with four heads parsed per h2 stream. */
 static size_t section_scan(reel_h1_t *p, const char *b, size_t n, const char **why) {
     for (size_t i = 0; i < n && !p->sc_done; i++) {
+        if (p->sc_prev != '\r') {
+            size_t j = i;
+            if (!p->sc_started || p->sc_colon) {
+                while (j < n && b[j] != '\r' && b[j] != '\n')
+                    j++;
+            } else {
+                while (j < n && b[j] != '\r' && b[j] != '\n' && b[j] != ':' &&
+                       !is_ows((unsigned char)b[j]))
+                    j++;
+            }
+            if (j > i) {
+                size_t k = j - i;
+                if (!p->sc_started) {
+                    /* requests keep the last 9 bytes, responses the first 5 */
+                    const size_t t = sizeof(p->sc_tail);
+                    if (p->side == REEL_H1_REQUEST) {
+                        if (k >= t) {
+                            memcpy(p->sc_tail, b + j - t, t);
+                        } else {
+                            memmove(p->sc_tail, p->sc_tail + k, t - k);
+                            memcpy(p->sc_tail + t - k, b + i, k);
+                        }
+                    } else if (p->sc_line_len < 5) {
+                        size_t m = 5 - p->sc_line_len < k ? 5 - p->sc_line_len : k;
+                        memcpy(p->sc_tail + p->sc_line_len, b + i, m);
+                    }
+                }
+                p->sc_line_len += k;
+                p->sc_prev = (unsigned char)b[j - 1];
+                i = j;
+                if (i == n)
+                    break;
+            }
+        }
         unsigned char c = (unsigned char)b[i];
         if (c == '\n') {
             if (p->sc_prev != '\r') {
@@ -1133,13 +1170,20 @@ static reel_rc write_fields(reel_buf_t *out, const reel_h1_header_t *f, size_t n
             continue;
         if (!is_token(f[i].name, f[i].name_len) || !is_text(f[i].value, f[i].value_len))
             return REEL_INVALID;
-        rc = reel_buf_append(out, f[i].name, f[i].name_len);
-        if (rc == REEL_OK)
-            rc = reel_buf_append(out, ": ", 2);
-        if (rc == REEL_OK)
-            rc = reel_buf_append(out, f[i].value, f[i].value_len);
-        if (rc == REEL_OK)
-            rc = reel_buf_append(out, "\r\n", 2);
+        /* one reservation per line: four appends each were a fifth of
+         * the cost of writing a head */
+        size_t nl = f[i].name_len, vl = f[i].value_len;
+        if (nl > SIZE_MAX / 4 || vl > SIZE_MAX / 4)
+            return REEL_LIMIT;
+        rc = reel_buf_reserve(out, nl + vl + 4);
+        if (rc != REEL_OK)
+            break;
+        uint8_t *d = out->data + out->len;
+        memcpy(d, f[i].name, nl);
+        memcpy(d + nl, ": ", 2);
+        memcpy(d + nl + 2, f[i].value, vl);
+        memcpy(d + nl + 2 + vl, "\r\n", 3); /* with the buffer's NUL */
+        out->len += nl + vl + 4;
     }
     if (rc == REEL_OK)
         rc = reel_buf_append(out, "\r\n", 2);
@@ -1172,7 +1216,11 @@ reel_rc reel_h1_write_request_head(reel_buf_t *out, const reel_h1_head_t *h) {
     if (rc == REEL_OK)
         rc = reel_buf_append(out, h->target, h->target_len);
     if (rc == REEL_OK)
-        rc = reel_buf_printf(out, " HTTP/%d.%d\r\n", h->version_major, h->version_minor);
+        rc = reel_buf_append(out,
+                             (const char[]){' ', 'H', 'T', 'T', 'P', '/',
+                                            (char)('0' + h->version_major), '.',
+                                            (char)('0' + h->version_minor), '\r', '\n'},
+                             11); /* version_ok: one digit each */
     if (rc == REEL_OK)
         rc = write_fields(out, h->headers, h->nheaders);
 out:
@@ -1193,7 +1241,23 @@ reel_rc reel_h1_write_response_head(reel_buf_t *out, const reel_h1_head_t *h) {
         rc = REEL_INVALID;
         goto out;
     }
-    rc = reel_buf_printf(out, "HTTP/%d.%d %03d ", h->version_major, h->version_minor, h->status);
+    /* "HTTP/d.d ddd " without printf (a tenth of the loop's instructions
+     * per small request went to printf): one digit each for the version
+     * (version_ok), three for the status (checked above) */
+    const char line[13] = {'H',
+                           'T',
+                           'T',
+                           'P',
+                           '/',
+                           (char)('0' + h->version_major),
+                           '.',
+                           (char)('0' + h->version_minor),
+                           ' ',
+                           (char)('0' + h->status / 100),
+                           (char)('0' + h->status / 10 % 10),
+                           (char)('0' + h->status % 10),
+                           ' '};
+    rc = reel_buf_append(out, line, sizeof line);
     if (rc == REEL_OK)
         rc = reel_buf_append(out, reason, reason_len);
     if (rc == REEL_OK)
