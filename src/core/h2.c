@@ -668,12 +668,13 @@ static void nvs_add(nvs_t *v, const char *name, size_t nlen, const char *value, 
         v->lower_off = reel_realloc(v->lower_off, v->cap * sizeof *v->lower_off);
     }
     v->lower_off[v->n] = (size_t)-1;
-    if (lower) {
+    if (lower && reel_buf_reserve(&v->lower, nlen) == REEL_OK) {
         v->lower_off[v->n] = v->lower.len;
-        for (size_t i = 0; i < nlen; i++) {
-            char ch = (char)tolower((unsigned char)name[i]);
-            reel_buf_append(&v->lower, &ch, 1);
-        }
+        uint8_t *d = v->lower.data + v->lower.len;
+        for (size_t i = 0; i < nlen; i++)
+            d[i] = (uint8_t)tolower((unsigned char)name[i]);
+        v->lower.len += nlen;
+        d[nlen] = 0;
     }
     v->nv[v->n] = (nghttp2_nv){(uint8_t *)name, (uint8_t *)value, nlen, vlen, NGHTTP2_NV_FLAG_NONE};
     v->n++;

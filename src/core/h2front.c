@@ -201,6 +201,40 @@ static bool field_is(const reel_field_t *f, const char *name) {
     return f->name_len == n && strncasecmp(f->name, name, n) == 0;
 }
 
+/* Writes host (in brackets when v6) and, with_port, ":port" to out as
+ * snprintf would, cut to cap - 1 bytes; returns the length. Not snprintf:
+ * printf was a tenth of the loop's instructions per small stream. */
+static size_t format_authority(char *out, size_t cap, const char *host, bool v6, uint32_t port,
+                               bool with_port) {
+    char tail[16];
+    size_t tl = 0;
+    if (v6)
+        tail[tl++] = ']';
+    if (with_port) {
+        char d[10];
+        size_t k = 0;
+        do {
+            d[k++] = (char)('0' + port % 10);
+            port /= 10;
+        } while (port);
+        tail[tl++] = ':';
+        while (k)
+            tail[tl++] = d[--k];
+    }
+    size_t o = 0;
+    const struct {
+        const char *p;
+        size_t n;
+    } parts[3] = {{"[", v6 ? 1u : 0u}, {host, strlen(host)}, {tail, tl}};
+    for (size_t i = 0; i < 3; i++) {
+        size_t n = parts[i].n < cap - 1 - o ? parts[i].n : cap - 1 - o;
+        memcpy(out + o, parts[i].p, n);
+        o += n;
+    }
+    out[o] = '\0';
+    return o;
+}
+
 /* The request as HTTP/1.1 (RFC 9113 8.3.1): origin form inside an
  * intercepted tunnel, absolute form to reel as a proxy; Host from
  * :authority; Cookie crumbs joined with "; "; chunked when the length is
@@ -212,20 +246,26 @@ static void build_head(h2front_t *fr, h2s_t *s, bool body_follows) {
     bool default_port = (strcmp(s->scheme, "https") == 0 && s->port == 443) ||
                         (strcmp(s->scheme, "http") == 0 && s->port == 80);
     char authority[600];
-    if (default_port || s->port == 0)
-        snprintf(authority, sizeof authority, v6 ? "[%s]" : "%s", s->host);
-    else
-        snprintf(authority, sizeof authority, v6 ? "[%s]:%u" : "%s:%u", s->host, s->port);
+    /* authority form (CONNECT) names the port always */
+    size_t alen = format_authority(authority, sizeof authority, s->host, v6, s->port,
+                                   s->connect || !(default_port || s->port == 0));
     if (s->connect) {
-        /* authority form, port always */
-        snprintf(authority, sizeof authority, v6 ? "[%s]:%u" : "%s:%u", s->host, s->port);
-        reel_buf_printf(b, "CONNECT %s HTTP/1.1\r\n", authority);
+        reel_buf_puts(b, "CONNECT ");
+        reel_buf_append(b, authority, alen);
         body_follows = false; /* the tunnel's bytes come after the 2xx */
-    } else if (c->in_tunnel)
-        reel_buf_printf(b, "%s %s HTTP/1.1\r\n", s->method, s->path);
-    else
-        reel_buf_printf(b, "%s %s://%s%s HTTP/1.1\r\n", s->method, s->scheme, authority, s->path);
-    reel_buf_printf(b, "Host: %s\r\n", authority);
+    } else {
+        reel_buf_puts(b, s->method);
+        reel_buf_puts(b, " ");
+        if (!c->in_tunnel) {
+            reel_buf_puts(b, s->scheme);
+            reel_buf_puts(b, "://");
+            reel_buf_append(b, authority, alen);
+        }
+        reel_buf_puts(b, s->path);
+    }
+    reel_buf_puts(b, " HTTP/1.1\r\nHost: ");
+    reel_buf_append(b, authority, alen);
+    reel_buf_puts(b, "\r\n");
     if (s->ws) {
         /* RFC 8441 5: the HTTP/1.1 handshake the origin expects; its key
          * is reel's (the h2 side has none), so is checking the answer */
