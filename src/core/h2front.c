@@ -300,10 +300,7 @@ static void build_head(h2front_t *fr, h2s_t *s, bool body_follows) {
             reel_buf_puts(b, "\r\n");
             continue;
         }
-        reel_buf_append(b, f->name, f->name_len);
-        reel_buf_puts(b, ": ");
-        reel_buf_append(b, f->value, f->value_len);
-        reel_buf_puts(b, "\r\n");
+        reel_h1_append_field(b, f->name, f->name_len, f->value, f->value_len);
     }
     if (!s->has_length) {
         if (body_follows) {

@@ -148,12 +148,8 @@ static void ulane_end(ulane_t *l, const char *error) {
 }
 
 static void write_fields(reel_buf_t *b, const reel_field_t *fs, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        reel_buf_append(b, fs[i].name, fs[i].name_len);
-        reel_buf_puts(b, ": ");
-        reel_buf_append(b, fs[i].value, fs[i].value_len);
-        reel_buf_puts(b, "\r\n");
-    }
+    for (size_t i = 0; i < n; i++)
+        reel_h1_append_field(b, fs[i].name, fs[i].name_len, fs[i].value, fs[i].value_len);
 }
 
 /* Sec-WebSocket-Accept for key (RFC 6455 4.2.2), owned. */
@@ -204,7 +200,10 @@ static void on_head(ulane_t *l, const reel_msg_head_t *h) {
     if (l->ws && ws_head(l, h))
         return;
     unsigned st = h->status;
-    reel_buf_printf(&l->in, "HTTP/1.1 %u %s\r\n", st, reel__status_text((int)st));
+    const char *reason = reel__status_text((int)st);
+    /* a :status outside 100..999 (nghttp2 lets through three digits)
+     * writes no status line, and the lane's parser refuses the answer */
+    reel_h1_append_status_line(&l->in, (int)st, reason, strlen(reason));
     write_fields(&l->in, h->fields, h->nfields);
     if (st >= 200) {
         bool has_length = reel_h1_find_header(h->fields, h->nfields, "content-length") != NULL;

@@ -1163,6 +1163,56 @@ static bool is_text(const char *s, size_t n) {
     return true;
 }
 
+reel_rc reel_h1_append_field(reel_buf_t *out, const char *name, size_t name_len, const char *value,
+                             size_t value_len) {
+    /* one reservation per line: four appends each were a fifth of the
+     * cost of writing a head */
+    if (name_len > SIZE_MAX / 4 || value_len > SIZE_MAX / 4)
+        return REEL_LIMIT;
+    reel_rc rc = reel_buf_reserve(out, name_len + value_len + 4);
+    if (rc != REEL_OK)
+        return rc;
+    uint8_t *d = out->data + out->len;
+    memcpy(d, name, name_len);
+    memcpy(d + name_len, ": ", 2);
+    memcpy(d + name_len + 2, value, value_len);
+    memcpy(d + name_len + 2 + value_len, "\r\n", 3); /* with the buffer's NUL */
+    out->len += name_len + value_len + 4;
+    return REEL_OK;
+}
+
+/* "HTTP/d.d ddd ": one digit each for the version, three for the status,
+ * written without printf (a tenth of the loop's instructions per small
+ * request went to printf). */
+static reel_rc append_status_start(reel_buf_t *out, int major, int minor, int status) {
+    const char line[13] = {'H',
+                           'T',
+                           'T',
+                           'P',
+                           '/',
+                           (char)('0' + major),
+                           '.',
+                           (char)('0' + minor),
+                           ' ',
+                           (char)('0' + status / 100),
+                           (char)('0' + status / 10 % 10),
+                           (char)('0' + status % 10),
+                           ' '};
+    return reel_buf_append(out, line, sizeof line);
+}
+
+reel_rc reel_h1_append_status_line(reel_buf_t *out, int status, const char *reason,
+                                   size_t reason_len) {
+    if (status < 100 || status > 999)
+        return REEL_INVALID;
+    reel_rc rc = append_status_start(out, 1, 1, status);
+    if (rc == REEL_OK)
+        rc = reel_buf_append(out, reason, reason_len);
+    if (rc == REEL_OK)
+        rc = reel_buf_append(out, "\r\n", 2);
+    return rc;
+}
+
 static reel_rc write_fields(reel_buf_t *out, const reel_h1_header_t *f, size_t n) {
     reel_rc rc = REEL_OK;
     for (size_t i = 0; i < n && rc == REEL_OK; i++) {
@@ -1170,20 +1220,7 @@ static reel_rc write_fields(reel_buf_t *out, const reel_h1_header_t *f, size_t n
             continue;
         if (!is_token(f[i].name, f[i].name_len) || !is_text(f[i].value, f[i].value_len))
             return REEL_INVALID;
-        /* one reservation per line: four appends each were a fifth of
-         * the cost of writing a head */
-        size_t nl = f[i].name_len, vl = f[i].value_len;
-        if (nl > SIZE_MAX / 4 || vl > SIZE_MAX / 4)
-            return REEL_LIMIT;
-        rc = reel_buf_reserve(out, nl + vl + 4);
-        if (rc != REEL_OK)
-            break;
-        uint8_t *d = out->data + out->len;
-        memcpy(d, f[i].name, nl);
-        memcpy(d + nl, ": ", 2);
-        memcpy(d + nl + 2, f[i].value, vl);
-        memcpy(d + nl + 2 + vl, "\r\n", 3); /* with the buffer's NUL */
-        out->len += nl + vl + 4;
+        rc = reel_h1_append_field(out, f[i].name, f[i].name_len, f[i].value, f[i].value_len);
     }
     if (rc == REEL_OK)
         rc = reel_buf_append(out, "\r\n", 2);
@@ -1241,23 +1278,7 @@ reel_rc reel_h1_write_response_head(reel_buf_t *out, const reel_h1_head_t *h) {
         rc = REEL_INVALID;
         goto out;
     }
-    /* "HTTP/d.d ddd " without printf (a tenth of the loop's instructions
-     * per small request went to printf): one digit each for the version
-     * (version_ok), three for the status (checked above) */
-    const char line[13] = {'H',
-                           'T',
-                           'T',
-                           'P',
-                           '/',
-                           (char)('0' + h->version_major),
-                           '.',
-                           (char)('0' + h->version_minor),
-                           ' ',
-                           (char)('0' + h->status / 100),
-                           (char)('0' + h->status / 10 % 10),
-                           (char)('0' + h->status % 10),
-                           ' '};
-    rc = reel_buf_append(out, line, sizeof line);
+    rc = append_status_start(out, h->version_major, h->version_minor, h->status);
     if (rc == REEL_OK)
         rc = reel_buf_append(out, reason, reason_len);
     if (rc == REEL_OK)

@@ -233,6 +233,18 @@ reel_rc reel_h1_write_response_head(reel_buf_t *out, const reel_h1_head_t *h);
  * len data bytes and REEL_H1_CHUNK_END. */
 size_t reel_h1_chunk_header(size_t len, char buf[REEL_H1_CHUNK_HEADER_MAX]);
 
+/** Appends the field line "name: value\r\n" to out, unchecked (the
+ * writers above check theirs first), with one reservation. REEL_LIMIT when
+ * out would pass its maximum. */
+reel_rc reel_h1_append_field(reel_buf_t *out, const char *name, size_t name_len, const char *value,
+                             size_t value_len);
+
+/** Appends the status line "HTTP/1.1 <status> <reason>\r\n" for a status of
+ * 100..999 (REEL_INVALID otherwise), the reason being reason_len bytes
+ * (unchecked). */
+reel_rc reel_h1_append_status_line(reel_buf_t *out, int status, const char *reason,
+                                   size_t reason_len);
+
 /** Appends the last chunk "0\r\n", the trailer fields (may be none) and the
  * final CRLF to out. Errors as reel_h1_write_request_head. */
 reel_rc reel_h1_write_last_chunk(reel_buf_t *out, const reel_h1_header_t *trailers,
