@@ -167,3 +167,169 @@ size_t reel_pbhead_response_write(uint8_t *out, uint64_t flow_id, int64_t time_u
     p = put_uint(p, RS_GENERATED, h->generated != 0);
     return (size_t)(p - out);
 }
+
+/* ---- the small records of every flow: start, server connection, body
+ * chunk, end ---- */
+
+enum {
+    REC_START = 10,
+    REC_REQUEST_BODY = 12,
+    REC_RESPONSE_BODY = 14,
+    REC_END = 15,
+    REC_SERVER_CONN = 18
+};
+
+static size_t str_size(uint32_t field, const char *s) {
+    return bytes_size(field, slen(s));
+}
+
+static uint8_t *put_str(uint8_t *p, uint32_t field, const char *s) {
+    return put_bytes(p, field, s, slen(s));
+}
+
+/* int64 and enum (int32) fields: negative values take ten bytes, as the
+ * two's complement of their 64-bit sign extension */
+static uint64_t i64(int64_t v) {
+    return (uint64_t)v;
+}
+
+static size_t replay_of_len(const Reel__ReplayOf *r) {
+    return uint_size(1, r->flow_id) + str_size(2, r->session) + str_size(3, r->uuid);
+}
+
+static size_t start_len(const Reel__FlowStart *s) {
+    return str_size(1, s->uuid) + uint_size(2, i64((int32_t)s->kind)) +
+           str_size(3, s->client_addr) + str_size(4, s->server_addr) + str_size(5, s->source) +
+           (s->replay_of ? msg_size(6, replay_of_len(s->replay_of)) : 0) +
+           uint_size(7, s->client_conn) + uint_size(8, s->stream_id);
+}
+
+static uint8_t *put_start(uint8_t *p, const Reel__FlowStart *s) {
+    p = put_str(p, 1, s->uuid);
+    p = put_uint(p, 2, i64((int32_t)s->kind));
+    p = put_str(p, 3, s->client_addr);
+    p = put_str(p, 4, s->server_addr);
+    p = put_str(p, 5, s->source);
+    if (s->replay_of) {
+        const Reel__ReplayOf *r = s->replay_of;
+        p = put_msg_head(p, 6, replay_of_len(r));
+        p = put_uint(p, 1, r->flow_id);
+        p = put_str(p, 2, r->session);
+        p = put_str(p, 3, r->uuid);
+    }
+    p = put_uint(p, 7, s->client_conn);
+    return put_uint(p, 8, s->stream_id);
+}
+
+static size_t timings_len(const Reel__Timings *t) {
+    return uint_size(1, i64(t->blocked_us)) + uint_size(2, i64(t->dns_us)) +
+           uint_size(3, i64(t->connect_us)) + uint_size(4, i64(t->send_us)) +
+           uint_size(5, i64(t->wait_us)) + uint_size(6, i64(t->receive_us)) +
+           uint_size(7, i64(t->ssl_us));
+}
+
+static size_t end_len(const Reel__FlowEnd *e) {
+    return uint_size(1, e->request_body_size) + uint_size(2, e->response_body_size) +
+           uint_size(3, e->request_truncated != 0) + uint_size(4, e->response_truncated != 0) +
+           (e->timings ? msg_size(5, timings_len(e->timings)) : 0) +
+           uint_size(6, i64(e->request_end_us)) + uint_size(7, i64(e->response_start_us)) +
+           uint_size(8, e->request_body_dropped) + uint_size(9, e->response_body_dropped) +
+           str_size(10, e->server_addr) + uint_size(11, e->messages_dropped);
+}
+
+static uint8_t *put_end(uint8_t *p, const Reel__FlowEnd *e) {
+    p = put_uint(p, 1, e->request_body_size);
+    p = put_uint(p, 2, e->response_body_size);
+    p = put_uint(p, 3, e->request_truncated != 0);
+    p = put_uint(p, 4, e->response_truncated != 0);
+    if (e->timings) {
+        const Reel__Timings *t = e->timings;
+        p = put_msg_head(p, 5, timings_len(t));
+        p = put_uint(p, 1, i64(t->blocked_us));
+        p = put_uint(p, 2, i64(t->dns_us));
+        p = put_uint(p, 3, i64(t->connect_us));
+        p = put_uint(p, 4, i64(t->send_us));
+        p = put_uint(p, 5, i64(t->wait_us));
+        p = put_uint(p, 6, i64(t->receive_us));
+        p = put_uint(p, 7, i64(t->ssl_us));
+    }
+    p = put_uint(p, 6, i64(e->request_end_us));
+    p = put_uint(p, 7, i64(e->response_start_us));
+    p = put_uint(p, 8, e->request_body_dropped);
+    p = put_uint(p, 9, e->response_body_dropped);
+    p = put_str(p, 10, e->server_addr);
+    return put_uint(p, 11, e->messages_dropped);
+}
+
+static size_t server_conn_len(const Reel__ServerConn *c) {
+    return uint_size(1, c->conn_id) + str_size(2, c->address) + str_size(3, c->sni) +
+           str_size(4, c->alpn) + str_size(5, c->tls_version) + str_size(6, c->cipher) +
+           uint_size(7, c->reused != 0) + uint_size(8, c->retried != 0);
+}
+
+static uint8_t *put_server_conn(uint8_t *p, const Reel__ServerConn *c) {
+    p = put_uint(p, 1, c->conn_id);
+    p = put_str(p, 2, c->address);
+    p = put_str(p, 3, c->sni);
+    p = put_str(p, 4, c->alpn);
+    p = put_str(p, 5, c->tls_version);
+    p = put_str(p, 6, c->cipher);
+    p = put_uint(p, 7, c->reused != 0);
+    return put_uint(p, 8, c->retried != 0);
+}
+
+/* The event's field number and length, or 0 for an event left to
+ * protobuf-c. */
+static uint32_t small_event(const Reel__Record *rec, size_t *len) {
+    switch (rec->event_case) {
+    case REEL__RECORD__EVENT_START:
+        *len = start_len(rec->start);
+        return REC_START;
+    case REEL__RECORD__EVENT_REQUEST_BODY:
+        *len = bytes_size(1, rec->request_body->data.len);
+        return REC_REQUEST_BODY;
+    case REEL__RECORD__EVENT_RESPONSE_BODY:
+        *len = bytes_size(1, rec->response_body->data.len);
+        return REC_RESPONSE_BODY;
+    case REEL__RECORD__EVENT_END:
+        *len = end_len(rec->end);
+        return REC_END;
+    case REEL__RECORD__EVENT_SERVER_CONN:
+        *len = server_conn_len(rec->server_conn);
+        return REC_SERVER_CONN;
+    default:
+        return 0;
+    }
+}
+
+size_t reel_pbrec_size(const Reel__Record *rec) {
+    size_t len = 0;
+    uint32_t ev = small_event(rec, &len);
+    return ev ? record_size(rec->flow_id, rec->time_us, ev, len) : 0;
+}
+
+size_t reel_pbrec_write(uint8_t *out, const Reel__Record *rec) {
+    size_t len = 0;
+    uint32_t ev = small_event(rec, &len);
+    if (ev == 0)
+        return 0;
+    uint8_t *p = put_record_head(out, rec->flow_id, rec->time_us, ev, len);
+    switch (ev) {
+    case REC_START:
+        p = put_start(p, rec->start);
+        break;
+    case REC_REQUEST_BODY:
+        p = put_bytes(p, 1, rec->request_body->data.data, rec->request_body->data.len);
+        break;
+    case REC_RESPONSE_BODY:
+        p = put_bytes(p, 1, rec->response_body->data.data, rec->response_body->data.len);
+        break;
+    case REC_END:
+        p = put_end(p, rec->end);
+        break;
+    default:
+        p = put_server_conn(p, rec->server_conn);
+        break;
+    }
+    return (size_t)(p - out);
+}

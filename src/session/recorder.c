@@ -1381,9 +1381,21 @@ static int enqueue_item(reel_recorder_t *r, reel_rflow_t *f, item *it, int kind)
     return 1;
 }
 
+/* Packs rec: by hand for the records every flow has (pbhead.h), else
+ * with protobuf-c. */
+static size_t record_size(const Reel__Record *rec) {
+    size_t n = reel_pbrec_size(rec);
+    return n ? n : reel__record__get_packed_size(rec);
+}
+
+static size_t record_pack(const Reel__Record *rec, uint8_t *out) {
+    size_t n = reel_pbrec_write(out, rec);
+    return n ? n : reel__record__pack(rec, out);
+}
+
 static int enqueue(reel_recorder_t *r, reel_rflow_t *f, const Reel__Record *rec, int kind) {
-    item *it = item_new(reel__record__get_packed_size(rec));
-    reel__record__pack(rec, it->data);
+    item *it = item_new(record_size(rec));
+    record_pack(rec, it->data);
     return enqueue_item(r, f, it, kind);
 }
 
@@ -1736,7 +1748,7 @@ reel_rflow_t *reel_recorder_flow_start(reel_recorder_t *r, const reel_flow_info_
     rec.time_us = given_us ? given_us : INT64_MAX; /* ... and time */
     rec.event_case = REEL__RECORD__EVENT_START;
     rec.start = &st;
-    size_t room = reel__record__get_packed_size(&rec);
+    size_t room = record_size(&rec);
     item *it = reel_malloc(sizeof *it + room);
     int say = 0;
     pthread_mutex_lock(&r->mu);
@@ -1758,8 +1770,7 @@ reel_rflow_t *reel_recorder_flow_start(reel_recorder_t *r, const reel_flow_info_
         } else {
             rec.flow_id = f->id;
             it->next = NULL;
-            it->len = reel__record__get_packed_size(&rec);
-            reel__record__pack(&rec, it->data);
+            it->len = record_pack(&rec, it->data);
             queue_locked(r, it);
             it = NULL;
         }
