@@ -1105,20 +1105,36 @@ const reel_h1_header_t *reel_h1_find_header(const reel_h1_header_t *headers, siz
 
 bool reel_h1_is_hop_by_hop(const char *name, size_t name_len, const char *connection,
                            size_t connection_len) {
-    static const char *const fixed[] = {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    };
-    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
-        if (eq_ci(name, name_len, fixed[i]))
-            return true;
+    /* RFC 9110 7.6.1 and the fields proxies treat so, by length first:
+     * this runs for every field of every message */
+    bool fixed = false;
+    switch (name_len) {
+    case 2:
+        fixed = eq_ci(name, name_len, "te");
+        break;
+    case 7:
+        fixed = eq_ci(name, name_len, "trailer") || eq_ci(name, name_len, "upgrade");
+        break;
+    case 10:
+        fixed = eq_ci(name, name_len, "connection") || eq_ci(name, name_len, "keep-alive");
+        break;
+    case 16:
+        fixed = eq_ci(name, name_len, "proxy-connection");
+        break;
+    case 17:
+        fixed = eq_ci(name, name_len, "transfer-encoding");
+        break;
+    case 18:
+        fixed = eq_ci(name, name_len, "proxy-authenticate");
+        break;
+    case 19:
+        fixed = eq_ci(name, name_len, "proxy-authorization");
+        break;
+    default:
+        break;
+    }
+    if (fixed)
+        return true;
     if (!connection)
         return false;
     const char *cur = connection, *el;
