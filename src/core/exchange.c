@@ -129,7 +129,7 @@ bool reel__host_ignored(reel_proxy_t *p, const char *host, int port) {
 /* A request head in neutral terms (ver: room for "HTTP/x.y"). */
 static void request_msg(const reel_h1_head_t *h, const char *scheme, const char *host, int port,
                         const char *path, char ver[16], reel_msg_head_t *m) {
-    snprintf(ver, 16, "HTTP/%d.%d", h ? h->version_major : 1, h ? h->version_minor : 1);
+    reel_h1_version_str(ver, h ? h->version_major : 1, h ? h->version_minor : 1);
     *m = (reel_msg_head_t){.method = h && h->method ? h->method : "",
                            .scheme = scheme,
                            .host = host ? host : "",
@@ -706,7 +706,7 @@ static void maybe_finish(conn_t *c) {
 static void resp_head(conn_t *c, const reel_h1_head_t *h) {
     c->ex.resp_head_started = 0;
     char ver[16];
-    snprintf(ver, sizeof ver, "HTTP/%d.%d", h->version_major, h->version_minor);
+    reel_h1_version_str(ver, h->version_major, h->version_minor);
     reel_msg_head_t rs = {.status = (uint32_t)h->status,
                           .reason = h->reason ? h->reason : "",
                           .version = ver,

@@ -23,6 +23,7 @@
 #include "core/http1.h"
 
 #include <llhttp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -1177,6 +1178,16 @@ static bool is_text(const char *s, size_t n) {
             return false;
     }
     return true;
+}
+
+void reel_h1_version_str(char out[16], int major, int minor) {
+    if (major >= 0 && major <= 9 && minor >= 0 && minor <= 9) {
+        memcpy(out, "HTTP/x.y", 9);
+        out[5] = (char)('0' + major);
+        out[7] = (char)('0' + minor);
+    } else {
+        snprintf(out, 16, "HTTP/%d.%d", major, minor);
+    }
 }
 
 reel_rc reel_h1_append_field(reel_buf_t *out, const char *name, size_t name_len, const char *value,

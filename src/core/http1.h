@@ -233,6 +233,10 @@ reel_rc reel_h1_write_response_head(reel_buf_t *out, const reel_h1_head_t *h);
  * len data bytes and REEL_H1_CHUNK_END. */
 size_t reel_h1_chunk_header(size_t len, char buf[REEL_H1_CHUNK_HEADER_MAX]);
 
+/** Writes "HTTP/<major>.<minor>" to out (NUL-terminated; versions of one
+ * digit each, as the parser gives them, without printf). */
+void reel_h1_version_str(char out[16], int major, int minor);
+
 /** Appends the field line "name: value\r\n" to out, unchecked (the
  * writers above check theirs first), with one reservation. REEL_LIMIT when
  * out would pass its maximum. */

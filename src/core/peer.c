@@ -320,13 +320,22 @@ void reel__upstream_failed(peer_t *up, const char *why) {
 static bool h2c_listed(const reel_proxy_t *p, const char *host, int port) {
     if (p->h2c_upstreams == NULL)
         return false;
-    char want[300];
-    int wl = snprintf(want, sizeof want, "%s:%d", host, port);
+    /* an item is "host:port": compared without printing host:port for
+     * every request */
+    char digits[12];
+    size_t dl = 0;
+    for (unsigned v = port > 0 ? (unsigned)port : 0;; v /= 10) {
+        digits[sizeof digits - 1 - dl++] = (char)('0' + v % 10);
+        if (v < 10)
+            break;
+    }
+    size_t hl = strlen(host);
     for (const char *at = p->h2c_upstreams; *at;) {
         while (*at == ',' || *at == ' ')
             at++;
         size_t n = strcspn(at, ", ");
-        if (n && (int)n == wl && strncasecmp(at, want, n) == 0)
+        if (n && n == hl + 1 + dl && strncasecmp(at, host, hl) == 0 && at[hl] == ':' &&
+            memcmp(at + hl + 1, digits + sizeof digits - dl, dl) == 0)
             return true;
         at += n;
     }
