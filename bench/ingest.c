@@ -24,7 +24,7 @@
  * Usage: ingest --flows N --home DIR [--reel PATH] [--fsync block|interval|never]
  *               [--corpus-list FILE] [--corpus-mb 64] [--runs 7] [--seed S]
  *               [--keep] [--no-repair] [--label TEXT] [--dump-wire FILE]
- *               [--capture-buffer-mb 16]
+ *               [--capture-buffer-mb 16] [--zstd-level N (default: reel's)]
  *
  * The recorder's capture buffer is 16 MiB here, not reel's 256 MiB
  * default: with capture=lossless and a caller faster than the writer the
@@ -52,6 +52,7 @@
 #include "base/mem.h"
 #include "session/recorder.h"
 #include "session/session.h"
+#include "session/spool.h"
 
 extern char **environ;
 
@@ -908,7 +909,7 @@ int main(int argc, char **argv) {
     const char *home = NULL, *corpus_list = NULL, *label = "", *dump_wire = NULL;
     const char *reel = getenv("REEL");
     int keep = 0, do_repair = 1;
-    uint64_t queue_mb = 16;
+    uint64_t queue_mb = 16, zstd_level = 0;
     reel_fsync_policy fsync_policy = REEL_FSYNC_BLOCK;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -944,6 +945,8 @@ int main(int argc, char **argv) {
             dump_wire = v;
         else if (strcmp(a, "--capture-buffer-mb") == 0)
             queue_mb = parse_u64(v, a);
+        else if (strcmp(a, "--zstd-level") == 0)
+            zstd_level = parse_u64(v, a);
         else if (strcmp(a, "--fsync") == 0) {
             if (strcmp(v, "block") == 0)
                 fsync_policy = REEL_FSYNC_BLOCK;
@@ -960,7 +963,7 @@ int main(int argc, char **argv) {
         die("usage: ingest --flows N --home DIR --reel PATH (or $REEL) [--fsync "
             "block|interval|never]"
             " [--corpus-list FILE] [--corpus-mb MB] [--runs R] [--seed S] [--keep] [--no-repair]"
-            " [--label TEXT] [--dump-wire FILE] [--capture-buffer-mb MB]",
+            " [--label TEXT] [--dump-wire FILE] [--capture-buffer-mb MB] [--zstd-level N]",
             NULL);
     if (mkdir(home, 0700) != 0 && errno != EEXIST)
         die("cannot create home", strerror(errno));
@@ -1067,6 +1070,8 @@ int main(int argc, char **argv) {
     opts.body_limit = 1ull << 30;
     opts.fsync = fsync_policy;
     opts.queue_bytes = (size_t)queue_mb << 20;
+    if (zstd_level)
+        opts.zstd_level = (int)zstd_level;
     reel_recorder_t *rec = NULL;
     if (reel_recorder_open(s, &opts, &rec, &err) != REEL_OK)
         die("recorder open", reel_err_str(&err));
@@ -1274,10 +1279,11 @@ int main(int argc, char **argv) {
                n_flows, verdict(flows_after == (long long)n_flows));
     }
     printf("\nRecorder options: defaults except capture=lossless, body_limit=1 GiB, "
-           "capture buffer %" PRIu64 " MiB, fsync=%s "
+           "capture buffer %" PRIu64 " MiB, zstd level %d, fsync=%s "
            "(default is block: fdatasync after every frame). Corpus: %.1f MiB of text from %zu "
            "files (%s; FNV-1a %016" PRIx64 "). %" PRIu64 " flows with status 500 in all.\n",
-           queue_mb, fsync_name(fsync_policy), (double)corpus.size / MIB, corpus.files,
+           queue_mb, zstd_level ? (int)zstd_level : REEL_SPOOL_LEVEL_DEFAULT,
+           fsync_name(fsync_policy), (double)corpus.size / MIB, corpus.files,
            corpus_list ? corpus_list : "/usr/include, /usr/share/doc", corpus.fnv, expect_500);
     printf(
         "\nCPU per thread from session open until the last flow was handed to the recorder: %s\n",

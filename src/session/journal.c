@@ -42,7 +42,7 @@ static reel_rc flush_block(jstate *j, reel_err_t *err) {
     if (j->block.len == 0)
         return REEL_OK;
     if (j->enc == NULL)
-        j->enc = reel_spool_enc_new(3);
+        j->enc = reel_spool_enc_new(0);
     reel_buf_t fr;
     reel_buf_init(&fr, 0);
     rc = reel_spool_enc_frame(j->enc, j->block.data, j->block.len, &fr, err);

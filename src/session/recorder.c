@@ -243,7 +243,7 @@ void reel_recorder_opts_default(reel_recorder_opts_t *o) {
     o->body_limit = 64ull << 20;
     o->capture = REEL_CAPTURE_ON;
     o->queue_bytes = REEL_RECORDER_QUEUE_DEFAULT;
-    o->zstd_level = 3;
+    o->zstd_level = REEL_SPOOL_LEVEL_DEFAULT;
     o->retry_ms = 1000;
 }
 

@@ -84,7 +84,7 @@ typedef struct {
     reel_capture_mode capture;
     size_t queue_bytes; /* bound of the queue in bytes (capture_buffer);
                            0 = default (REEL_RECORDER_QUEUE_DEFAULT) */
-    int zstd_level;     /* 0 = default (3) */
+    int zstd_level;     /* 0 = default (REEL_SPOOL_LEVEL_DEFAULT) */
     uint32_t retry_ms;  /* while capture is stopped, how often to check
                            whether writing works again; 0 = default (1000) */
     /* Called from the writer thread, the index thread or the caller with a

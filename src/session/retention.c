@@ -422,7 +422,7 @@ reel_rc reel_retention_compact(reel_session_t *s, uint64_t segment_size, char **
     for (size_t i = 0; i < nseg; i++)
         old_total += segs[i].size;
     c.first_n = c.next_n = segs[nseg - 1].n + 1;
-    c.enc = reel_spool_enc_new(3);
+    c.enc = reel_spool_enc_new(0);
     if ((rc = reel_index_prepare(db, "SELECT 1 FROM flows WHERE id = ?1", &c.has_flow, err)) !=
         REEL_OK)
         goto out;

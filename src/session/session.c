@@ -551,9 +551,12 @@ static reel_rc scan_segment(reel_session_t *s, reel_indexer_t *ix, uint32_t n, u
         uint64_t next = 0;
         if (sc.skip_len) {
             /* A mark of damage set aside earlier: the records of the frame
-             * before it, when its checksum failed, are unverified. */
+             * before it, when its checksum failed, are unverified; unless
+             * none were kept, and that frame is the intact one before the
+             * damage (the mark says "0 records kept") */
             next = sc.bad_off + sc.skip_len;
-            if (strstr(sc.reason, "checksum failed") && c.have_last)
+            if (strstr(sc.reason, "checksum failed") && c.have_last &&
+                strstr(sc.reason, "checksum failed: 0 records") == NULL)
                 dmg_unverified(s, n, c.last_off, sc.reason);
         } else {
             reel_rc r2 = reel_spool_resync(fd, sc.bad_off + 1, &next, err);

@@ -228,7 +228,8 @@ reel_spool_enc_t *reel_spool_enc_new(int level) {
         fprintf(stderr, "reel: out of memory (zstd context)\n");
         abort();
     }
-    ZSTD_CCtx_setParameter(e->cctx, ZSTD_c_compressionLevel, level ? level : 3);
+    ZSTD_CCtx_setParameter(e->cctx, ZSTD_c_compressionLevel,
+                           level ? level : REEL_SPOOL_LEVEL_DEFAULT);
     ZSTD_CCtx_setParameter(e->cctx, ZSTD_c_checksumFlag, 1);
     ZSTD_CCtx_setParameter(e->cctx, ZSTD_c_contentSizeFlag, 1);
     return e;

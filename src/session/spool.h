@@ -123,7 +123,14 @@ reel_rc reel_spool_block_next(const uint8_t *block, size_t len, size_t *pos,
 /** Compressor state for writing frames; owned by one thread. */
 typedef struct reel_spool_enc reel_spool_enc_t;
 
-/** Creates an encoder at zstd level `level`. Returns owned; never NULL. */
+/** The spool's zstd level unless told otherwise (the zstd_level option).
+ * Level 2 on the spool's blocks (up to 256 KiB) gives a smaller spool than
+ * level 3 on 64 KiB pieces of the same bytes, at about 20% less CPU than
+ * level 3 on the same blocks, for 1% more bytes (docs/benchmarks.md). */
+#define REEL_SPOOL_LEVEL_DEFAULT 2
+
+/** Creates an encoder at zstd level `level` (0: REEL_SPOOL_LEVEL_DEFAULT).
+ * Returns owned; never NULL. */
 reel_spool_enc_t *reel_spool_enc_new(int level);
 /** Frees enc; accepts NULL. */
 void reel_spool_enc_free(reel_spool_enc_t *enc);

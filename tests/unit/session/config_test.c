@@ -155,14 +155,14 @@ static void test_table(void **state) {
         for (const reel_option_t *p = o + 1; p->name; p++)
             assert_string_not_equal(o->name, p->name);
     }
-    assert_int_equal(n, 27);
+    assert_int_equal(n, 28);
     /* the names the proxy reads */
     const char *names[] = {
         "listen_host",          "listen_port",         "body_limit",       "ignore_hosts",
         "upstream_cert_verify", "upstream_trusted_ca", "capture",          "fsync", "http2",
         "fsync_interval_ms",    "segment_size",        "proxyauth",        "idle_timeout",
         "head_timeout",         "max_head_size",       "upstream_timeout", "capture_buffer",
-        "max_client_conns",     "workers"};
+        "max_client_conns",     "workers",             "zstd_level"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         assert_non_null(reel_option_find(names[i]));
     assert_null(reel_option_find("LISTEN_PORT"));
@@ -381,9 +381,11 @@ static void test_unknown(void **state) {
                "unknown option 'reel.capture'; did you mean: capture?");
     expect_msg("zzzzzz", "1", REEL_NOTFOUND,
                "unknown option 'zzzzzz'; valid options: listen_host, listen_port, body_limit, "
-               "body_index_max, ignore_hosts, upstream_cert_verify, http2, h2c_upstreams, upstream_trusted_ca, capture, "
+               "body_index_max, ignore_hosts, upstream_cert_verify, http2, h2c_upstreams, "
+               "upstream_trusted_ca, capture, "
                "capture_buffer, "
-               "fsync, fsync_interval_ms, segment_size, retention_max_bytes, retention_max_age, "
+               "fsync, fsync_interval_ms, segment_size, zstd_level, retention_max_bytes, "
+               "retention_max_age, "
                "retention_max_flows, on_segment_closed, proxyauth, idle_timeout, head_timeout, "
                "max_head_size, upstream_timeout, workers, max_client_conns, "
                "redact_headers, redact_keys");
@@ -625,16 +627,18 @@ static void test_layers(void **state) {
     reel_config_t *c2 = reel_config_new();
     assert_int_equal(reel_config_load_overlay(c2, db, &warnings, &err), REEL_OK);
     assert_string_equal(
-        warnings, "session overlay: ignoring 'capture': invalid value 'turbo' for capture: "
-                  "expected one of on, off, lossless\n"
-                  "session overlay: ignoring 'future_opt': unknown option 'future_opt'; "
-                  "valid options: listen_host, listen_port, body_limit, body_index_max, "
-                  "ignore_hosts, "
-                  "upstream_cert_verify, http2, h2c_upstreams, upstream_trusted_ca, capture, capture_buffer, "
-                  "fsync, fsync_interval_ms, segment_size, retention_max_bytes, retention_max_age, "
-                  "retention_max_flows, on_segment_closed, proxyauth, idle_timeout, "
-                  "head_timeout, max_head_size, upstream_timeout, workers, max_client_conns, "
-                  "redact_headers, redact_keys");
+        warnings,
+        "session overlay: ignoring 'capture': invalid value 'turbo' for capture: "
+        "expected one of on, off, lossless\n"
+        "session overlay: ignoring 'future_opt': unknown option 'future_opt'; "
+        "valid options: listen_host, listen_port, body_limit, body_index_max, "
+        "ignore_hosts, "
+        "upstream_cert_verify, http2, h2c_upstreams, upstream_trusted_ca, capture, capture_buffer, "
+        "fsync, fsync_interval_ms, segment_size, zstd_level, retention_max_bytes, "
+        "retention_max_age, "
+        "retention_max_flows, on_segment_closed, proxyauth, idle_timeout, "
+        "head_timeout, max_head_size, upstream_timeout, workers, max_client_conns, "
+        "redact_headers, redact_keys");
     free(warnings);
     expect_effective(c2, "capture", "on", REEL_LAYER_DEFAULT);
     expect_effective(c2, "listen_port", "2000", REEL_LAYER_SESSION);
