@@ -1029,13 +1029,14 @@ static char *arena_str(reel_indexer_t *ix, const reel_pbwire_field_t *f) {
  * header: a third of the indexer's unpacking per small flow. Only with the
  * body index off (on, it reads every header). Returns 0 for any other
  * record, or one that unpacking would refuse (the caller then unpacks it,
- * and fails as before); call arena_reset first. */
+ * and fails as before; not checked when trusted: the recorder's own
+ * frames, reel_indexer_add_own_frame); call arena_reset first. */
 static int head_in_place(reel_indexer_t *ix, const uint8_t *p, size_t len,
-                         const reel_spool_peek_t *peek, head_t *h) {
+                         const reel_spool_peek_t *peek, head_t *h, int trusted) {
     if (peek == NULL ||
         (peek->event != REEL__RECORD__EVENT_REQUEST_HEAD &&
          peek->event != REEL__RECORD__EVENT_RESPONSE_HEAD) ||
-        !reel_pbwire_check(&reel__record__descriptor, p, len))
+        (!trusted && !reel_pbwire_check(&reel__record__descriptor, p, len)))
         return 0;
     const reel_spool_peek_t pk = *peek;
     h->rec = (Reel__Record)REEL__RECORD__INIT;
@@ -1113,8 +1114,173 @@ static int head_in_place(reel_indexer_t *ix, const uint8_t *p, size_t len,
     return 1;
 }
 
+/* A start, end or server-connection record as apply() reads it, read in
+ * place. */
+typedef struct {
+    Reel__Record rec;
+    Reel__FlowStart st;
+    Reel__ReplayOf ro;
+    Reel__FlowEnd en;
+    Reel__ServerConn sc;
+} small_t;
+
+/* Reads a Record whose event is a flow's start, end or server connection
+ * into *h without unpacking it, as head_in_place does for heads: the
+ * fields apply() uses (the last occurrence of each), strings copied into
+ * the arena, absent ones "" as unpacking leaves them. Unpacking these three
+ * was an eighth of the indexer's instructions per small flow. Returns 0
+ * for any other record, one that unpacking would refuse (not checked when
+ * trusted, as for heads), or one with a nested message given twice
+ * (protobuf-c merges those): the caller then unpacks it. Call arena_reset
+ * first. */
+static int small_in_place(reel_indexer_t *ix, const uint8_t *p, size_t len,
+                          const reel_spool_peek_t *peek, small_t *h, int trusted) {
+    if (peek == NULL ||
+        (peek->event != REEL__RECORD__EVENT_START && peek->event != REEL__RECORD__EVENT_END &&
+         peek->event != REEL__RECORD__EVENT_SERVER_CONN) ||
+        (!trusted && !reel_pbwire_check(&reel__record__descriptor, p, len)))
+        return 0;
+    const reel_spool_peek_t pk = *peek;
+    h->rec = (Reel__Record)REEL__RECORD__INIT;
+    h->rec.flow_id = pk.flow_id;
+    size_t pos = 0;
+    reel_pbwire_field_t f, g;
+    while (reel_pbwire_next(p, len, &pos, &f))
+        if (f.tag == 2) /* time_us: a varint (checked) */
+            h->rec.time_us = (int64_t)reel_pbwire_u64(&f);
+    const uint8_t *ev = p + pk.ev_off;
+    int nested = 0;
+    pos = 0;
+    switch (pk.event) {
+    case REEL__RECORD__EVENT_START:
+        h->st = (Reel__FlowStart)REEL__FLOW_START__INIT;
+        while (reel_pbwire_next(ev, pk.ev_len, &pos, &f)) {
+            char *str = NULL;
+            if ((f.tag == 1 || (f.tag >= 3 && f.tag <= 5)) && (str = arena_str(ix, &f)) == NULL)
+                return 0;
+            switch (f.tag) {
+            case 1:
+                h->st.uuid = str;
+                break;
+            case 2:
+                h->st.kind = (Reel__FlowKind)(int32_t)(uint32_t)reel_pbwire_u64(&f);
+                break;
+            case 3:
+                h->st.client_addr = str;
+                break;
+            case 4:
+                h->st.server_addr = str;
+                break;
+            case 5:
+                h->st.source = str;
+                break;
+            case 6: {
+                if (nested++)
+                    return 0;
+                h->ro = (Reel__ReplayOf)REEL__REPLAY_OF__INIT;
+                size_t p2 = 0;
+                while (reel_pbwire_next(f.val, f.val_len, &p2, &g)) {
+                    char *t = NULL;
+                    if ((g.tag == 2 || g.tag == 3) && (t = arena_str(ix, &g)) == NULL)
+                        return 0;
+                    if (g.tag == 1)
+                        h->ro.flow_id = reel_pbwire_u64(&g);
+                    else if (g.tag == 2)
+                        h->ro.session = t;
+                    else if (g.tag == 3)
+                        h->ro.uuid = t;
+                }
+                h->st.replay_of = &h->ro;
+                break;
+            }
+            case 7:
+                h->st.client_conn = reel_pbwire_u64(&f);
+                break;
+            case 8:
+                h->st.stream_id = (uint32_t)reel_pbwire_u64(&f);
+                break;
+            default:
+                break;
+            }
+        }
+        h->rec.event_case = REEL__RECORD__EVENT_START;
+        h->rec.start = &h->st;
+        return 1;
+    case REEL__RECORD__EVENT_END:
+        h->en = (Reel__FlowEnd)REEL__FLOW_END__INIT;
+        while (reel_pbwire_next(ev, pk.ev_len, &pos, &f)) {
+            switch (f.tag) {
+            case 1:
+                h->en.request_body_size = reel_pbwire_u64(&f);
+                break;
+            case 2:
+                h->en.response_body_size = reel_pbwire_u64(&f);
+                break;
+            case 3:
+                h->en.request_truncated = reel_pbwire_bool(&f);
+                break;
+            case 4:
+                h->en.response_truncated = reel_pbwire_bool(&f);
+                break;
+            case 5: /* timings: apply() does not read them */
+                if (nested++)
+                    return 0;
+                break;
+            case 6:
+                h->en.request_end_us = (int64_t)reel_pbwire_u64(&f);
+                break;
+            case 7:
+                h->en.response_start_us = (int64_t)reel_pbwire_u64(&f);
+                break;
+            case 8:
+                h->en.request_body_dropped = reel_pbwire_u64(&f);
+                break;
+            case 9:
+                h->en.response_body_dropped = reel_pbwire_u64(&f);
+                break;
+            case 10:
+                if ((h->en.server_addr = arena_str(ix, &f)) == NULL)
+                    return 0;
+                break;
+            case 11:
+                h->en.messages_dropped = reel_pbwire_u64(&f);
+                break;
+            default:
+                break;
+            }
+        }
+        h->rec.event_case = REEL__RECORD__EVENT_END;
+        h->rec.end = &h->en;
+        return 1;
+    default:
+        h->sc = (Reel__ServerConn)REEL__SERVER_CONN__INIT;
+        while (reel_pbwire_next(ev, pk.ev_len, &pos, &f)) {
+            if (f.tag == 1)
+                h->sc.conn_id = reel_pbwire_u64(&f);
+            else if (f.tag == 2 && (h->sc.address = arena_str(ix, &f)) == NULL)
+                return 0;
+        }
+        h->rec.event_case = REEL__RECORD__EVENT_SERVER_CONN;
+        h->rec.server_conn = &h->sc;
+        return 1;
+    }
+}
+
+static reel_rc add_frame(reel_indexer_t *ix, uint32_t segment, uint64_t off, size_t clen,
+                         const uint8_t *raw, size_t rlen, int trusted, reel_err_t *err);
+
 reel_rc reel_indexer_add_frame(reel_indexer_t *ix, uint32_t segment, uint64_t off, size_t clen,
                                const uint8_t *raw, size_t rlen, reel_err_t *err) {
+    return add_frame(ix, segment, off, clen, raw, rlen, 0, err);
+}
+
+reel_rc reel_indexer_add_own_frame(reel_indexer_t *ix, uint32_t segment, uint64_t off, size_t clen,
+                                   const uint8_t *raw, size_t rlen, reel_err_t *err) {
+    return add_frame(ix, segment, off, clen, raw, rlen, 1, err);
+}
+
+static reel_rc add_frame(reel_indexer_t *ix, uint32_t segment, uint64_t off, size_t clen,
+                         const uint8_t *raw, size_t rlen, int trusted, reel_err_t *err) {
     size_t pos = 0, len = 0, n = 0;
     const uint8_t *rec = NULL;
     reel_rc rc;
@@ -1150,8 +1316,11 @@ reel_rc reel_indexer_add_frame(reel_indexer_t *ix, uint32_t segment, uint64_t of
         }
         arena_reset(ix);
         head_t head;
-        Reel__Record *r = !reel_bodyindex_on(ix->bx) && head_in_place(ix, rec, len, peek, &head)
-                              ? &head.rec
+        small_t small;
+        int in_place = !reel_bodyindex_on(ix->bx);
+        Reel__Record *r = in_place && head_in_place(ix, rec, len, peek, &head, trusted) ? &head.rec
+                          : in_place && small_in_place(ix, rec, len, peek, &small, trusted)
+                              ? &small.rec
                               : reel__record__unpack(&ix->pa, len, rec);
         if (r == NULL) {
             unqueue_finished(ix);

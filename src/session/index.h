@@ -68,6 +68,15 @@ reel_rc reel_indexer_begin(reel_indexer_t *ix, reel_err_t *err);
 /** Indexes one decoded frame at (segment, off) with its records. */
 reel_rc reel_indexer_add_frame(reel_indexer_t *ix, uint32_t segment, uint64_t off, size_t clen,
                                const uint8_t *raw, size_t rlen, reel_err_t *err);
+/** The same for a frame this process's recorder has just written, from
+ * the records in memory rather than read back: its records are read in
+ * place without first being checked against the schema as unpacking would
+ * check them (they come from protobuf-c's packing or from the hand
+ * encoders that pbhead_test holds to it; the check was an eighth of the
+ * indexer's instructions per small flow). Frames read from disk go through
+ * reel_indexer_add_frame. */
+reel_rc reel_indexer_add_own_frame(reel_indexer_t *ix, uint32_t segment, uint64_t off, size_t clen,
+                                   const uint8_t *raw, size_t rlen, reel_err_t *err);
 /** Writes the pending flow rows and commits. */
 reel_rc reel_indexer_commit(reel_indexer_t *ix, reel_err_t *err);
 /** Rolls back the open transaction, forgetting pending rows. */

@@ -1148,8 +1148,8 @@ static void *index_main(void *arg) {
                     }
                 }
                 if (rc == REEL_OK)
-                    rc = reel_indexer_add_frame(r->ix, j->segment, j->off, j->clen, j->raw.data,
-                                                j->raw.len, &err);
+                    rc = reel_indexer_add_own_frame(r->ix, j->segment, j->off, j->clen, j->raw.data,
+                                                    j->raw.len, &err);
                 if (rc != REEL_OK)
                     index_failure(r, &err, r->in_tx ? r->tx_seg : j->segment,
                                   r->in_tx ? r->tx_off : j->off);
