@@ -410,7 +410,14 @@ typedef struct frow {
     uint32_t last_seg;
     uint64_t last_off;
     int has_frame;
+    /* The strings live in pool while they fit (a flow's dozen strings had
+     * a malloc and a free each); heap bit k: s[k] was allocated instead.
+     * A replaced string's room in the pool is not reused. */
+    uint32_t heap;
+    uint32_t pool_used;
+    char pool[448];
 } frow;
+_Static_assert(C_NSTR <= 32, "frow.heap has a bit per string column");
 
 #define NUL64 INT64_MIN
 
@@ -588,9 +595,32 @@ out:
     return rc;
 }
 
+static void drop_str(frow *r, int col) {
+    if (r->heap & (1u << col))
+        free(r->s[col]);
+    r->heap &= ~(1u << col);
+    r->s[col] = NULL;
+}
+
+static void set_str(frow *r, int col, const char *v, size_t n) {
+    drop_str(r, col);
+    if (v == NULL)
+        return;
+    if (n < sizeof r->pool - r->pool_used) {
+        char *d = r->pool + r->pool_used;
+        memcpy(d, v, n);
+        d[n] = '\0';
+        r->pool_used += (uint32_t)n + 1;
+        r->s[col] = d;
+    } else {
+        r->s[col] = reel_strndup(v, n);
+        r->heap |= 1u << col;
+    }
+}
+
 static void frow_free(frow *r) {
     for (int k = 0; k < C_NSTR; k++)
-        free(r->s[k]);
+        drop_str(r, k);
     free(r);
 }
 
@@ -688,7 +718,7 @@ static frow *map_get(reel_indexer_t *ix, uint64_t id) {
     if (id <= ix->known_max && sqlite3_step(ix->load) == SQLITE_ROW) {
         for (int k = 0; k < C_NSTR; k++) {
             const char *t = (const char *)sqlite3_column_text(ix->load, 1 + k);
-            r->s[k] = t ? reel_strdup(t) : NULL;
+            set_str(r, k, t, t ? (size_t)sqlite3_column_bytes(ix->load, 1 + k) : 0);
         }
         for (int k = 0; k < I_NINT; k++)
             r->i[k] = sqlite3_column_type(ix->load, 1 + C_NSTR + k) == SQLITE_NULL
@@ -704,11 +734,6 @@ static frow *map_get(reel_indexer_t *ix, uint64_t id) {
     ix->buckets[b] = r;
     ix->count++;
     return r;
-}
-
-static void set_str(frow *r, int col, const char *v, size_t n) {
-    free(r->s[col]);
-    r->s[col] = v ? reel_strndup(v, n) : NULL;
 }
 
 static void set_cstr(frow *r, int col, const char *v) {
@@ -748,8 +773,8 @@ static void set_url(frow *r, const Reel__RequestHead *h) {
     reel_buf_t b;
     reel_buf_init(&b, 0);
     reel_index_url(h, &b);
-    free(r->s[C_URL]);
-    r->s[C_URL] = (char *)b.data;
+    set_str(r, C_URL, (const char *)b.data, b.len);
+    reel_buf_free(&b);
 }
 
 /* What FlowEnd and FlowError both say (same field names) into a row. */
