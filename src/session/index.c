@@ -430,6 +430,13 @@ static const size_t UPSERT_ROWS[3] = {16, 4, 1};
 struct reel_indexer {
     sqlite3 *db;
     sqlite3_stmt *upsert[3], *load, *frame; /* upsert[2]: one row */
+    /* The same upserts with marked = 0 for new rows, used in transactions
+     * begun while the marks table was empty (marks_fixed: nothing else on
+     * this connection adds marks, and no other connection can while the
+     * transaction holds the write lock); the EXISTS on marks per row was
+     * a twentieth of the indexer's instructions per flow. */
+    sqlite3_stmt *upsert_unmarked[3], *any_marks;
+    int marks_fixed, no_marks;
     /* flow_frames: the flows with records in the frame being read, linked
      * to it when it ends, by statements of LINK_ROWS[k] rows each (one
      * statement per link cost a tenth of the indexer's CPU, most of it
@@ -509,7 +516,7 @@ static void arena_reset(reel_indexer_t *ix) {
 
 /* The upsert of `rows` rows: row r's values are parameters r * ROW_PARAMS
  * + 1 (its id) .. (r + 1) * ROW_PARAMS. */
-static char *build_upsert(size_t rows) {
+static char *build_upsert(size_t rows, int unmarked) {
     reel_buf_t b;
     reel_buf_init(&b, 0);
     reel_buf_puts(&b, "INSERT INTO flows(id");
@@ -523,7 +530,10 @@ static char *build_upsert(size_t rows) {
         reel_buf_printf(&b, "%s(?%zu", r ? ", " : "", id);
         for (size_t k = 1; k < ROW_PARAMS; k++)
             reel_buf_printf(&b, ", ?%zu", id + k);
-        reel_buf_printf(&b, ", EXISTS(SELECT 1 FROM marks WHERE flow_id = ?%zu))", id);
+        if (unmarked)
+            reel_buf_puts(&b, ", 0)");
+        else
+            reel_buf_printf(&b, ", EXISTS(SELECT 1 FROM marks WHERE flow_id = ?%zu))", id);
     }
     reel_buf_puts(&b, " ON CONFLICT(id) DO UPDATE SET ");
     for (int k = 0; k < C_NSTR; k++)
@@ -570,11 +580,14 @@ reel_rc reel_indexer_new(sqlite3 *db, reel_indexer_t **out, reel_err_t *err) {
     ix->pa = (ProtobufCAllocator){.alloc = arena_alloc, .free = arena_free, .allocator_data = ix};
     ix->known_max = reel_index_max_flow_id(db);
     char *load = build_load();
-    for (size_t k = 0; k < 3 && rc == REEL_OK; k++) {
-        char *upsert = build_upsert(UPSERT_ROWS[k]);
-        rc = reel_index_prepare(db, upsert, &ix->upsert[k], err);
+    for (size_t k = 0; k < 6 && rc == REEL_OK; k++) {
+        char *upsert = build_upsert(UPSERT_ROWS[k % 3], k >= 3);
+        rc = reel_index_prepare(db, upsert, k < 3 ? &ix->upsert[k] : &ix->upsert_unmarked[k - 3],
+                                err);
         free(upsert);
     }
+    if (rc == REEL_OK)
+        rc = reel_index_prepare(db, "SELECT EXISTS(SELECT 1 FROM marks)", &ix->any_marks, err);
     if (rc != REEL_OK ||
         (rc = reel_index_prepare(db, load, &ix->load, err)) != REEL_OK ||
         (rc = reel_index_prepare(db,
@@ -651,8 +664,11 @@ void reel_indexer_free(reel_indexer_t *ix) {
     free(ix->fin);
     arena_reset(ix);
     free(ix->arena);
-    for (size_t k = 0; k < 3; k++)
+    for (size_t k = 0; k < 3; k++) {
         sqlite3_finalize(ix->upsert[k]);
+        sqlite3_finalize(ix->upsert_unmarked[k]);
+    }
+    sqlite3_finalize(ix->any_marks);
     sqlite3_finalize(ix->load);
     sqlite3_finalize(ix->frame);
     for (size_t k = 0; k < 4; k++)
@@ -666,10 +682,20 @@ void reel_indexer_bulk(reel_indexer_t *ix) {
     reel_bodyindex_bulk(ix->bx);
 }
 
+void reel_indexer_marks_fixed(reel_indexer_t *ix) {
+    ix->marks_fixed = 1;
+}
+
 reel_rc reel_indexer_begin(reel_indexer_t *ix, reel_err_t *err) {
     reel_rc rc = reel_index_exec(ix->db, "BEGIN IMMEDIATE", err);
     if (rc == REEL_OK)
         ix->in_tx = 1;
+    ix->no_marks = 0;
+    if (rc == REEL_OK && ix->marks_fixed) {
+        ix->no_marks =
+            sqlite3_step(ix->any_marks) == SQLITE_ROW && sqlite3_column_int(ix->any_marks, 0) == 0;
+        sqlite3_reset(ix->any_marks);
+    }
     return rc;
 }
 
@@ -1419,7 +1445,8 @@ static void bind_rows(sqlite3_stmt *st, size_t first, size_t count, void *ctx) {
 /* Writes rows[0..n), in statements of up to 16 rows. */
 static reel_rc write_rows(reel_indexer_t *ix, frow **rows, size_t n, reel_err_t *err) {
     size_t at = 0;
-    if (run_batches(ix->upsert, UPSERT_ROWS, 3, n, bind_rows, rows, &at) != REEL_OK)
+    if (run_batches(ix->no_marks ? ix->upsert_unmarked : ix->upsert, UPSERT_ROWS, 3, n, bind_rows,
+                    rows, &at) != REEL_OK)
         return reel_err_set(err, REEL_DB, "session.db: writing flows %llu..: %s",
                             (unsigned long long)rows[at]->id, sqlite3_errmsg(ix->db));
     for (size_t i = 0; i < n; i++) {

@@ -63,6 +63,10 @@ void reel_indexer_free(reel_indexer_t *ix);
 
 /** Bulk load (repair): the body index fills its FTS without a budget. */
 void reel_indexer_bulk(reel_indexer_t *ix);
+/** Says that nothing on the indexer's connection adds marks (the
+ * recorder's own connection): a transaction begun while the marks table is
+ * empty then writes new rows unmarked without looking for their marks. */
+void reel_indexer_marks_fixed(reel_indexer_t *ix);
 /** Begins a transaction. */
 reel_rc reel_indexer_begin(reel_indexer_t *ix, reel_err_t *err);
 /** Indexes one decoded frame at (segment, off) with its records. */

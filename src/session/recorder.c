@@ -1642,7 +1642,9 @@ reel_rc reel_recorder_open(reel_session_t *s, const reel_recorder_opts_t *opts,
         rc = reel_index_exec(r->wdb, "PRAGMA temp_store = MEMORY", err);
     if (rc != REEL_OK)
         goto out;
-    if ((rc = reel_indexer_new(r->wdb, &r->ix, err)) != REEL_OK)
+    if ((rc = reel_indexer_new(r->wdb, &r->ix, err)) == REEL_OK)
+        reel_indexer_marks_fixed(r->ix);
+    if (rc != REEL_OK)
         goto out;
     r->enc = reel_spool_enc_new(r->opts.zstd_level);
     /* Append to the newest segment: recovery left it ending on a frame. If

@@ -795,6 +795,43 @@ static void test_segment_deleted(void **state) {
     free(home);
 }
 
+/* A new row is marked when a mark for its id is already there (marks are
+ * kept apart from flows, for rebuilds), whether or not the marks table was
+ * empty when the recorder's transaction began (index.c looks marks up
+ * only when it is not). */
+static void test_marks_before_rows(void **state) {
+    (void)state;
+    char *home = reel_test_tmpdir("recorder");
+    env_t e;
+    env_init(&e);
+    reel_session_t *s = open_session(home, "marks", REEL_OPEN_CREATE | REEL_OPEN_RECORD);
+    reel_recorder_t *r = start(s, &e);
+    reel_err_t err;
+    reel_err_clear(&err);
+    uint64_t a = whole_flow(r, "/a", 10);
+    assert_int_equal(reel_recorder_flush(r, &err), REEL_OK);
+    assert_int_equal(flow_col(s, a, "marked"), 0);
+    /* marks for the next two ids, before their flows exist */
+    char *sql = reel_asprintf("INSERT INTO marks(flow_id, created_us) VALUES(%llu, 1), (%llu, 1)",
+                              (unsigned long long)a + 1, (unsigned long long)a + 3);
+    assert_int_equal(sqlite3_exec(reel_session_db(s), sql, NULL, NULL, NULL), SQLITE_OK);
+    free(sql);
+    uint64_t b = whole_flow(r, "/b", 10), c = whole_flow(r, "/c", 10), d = whole_flow(r, "/d", 10);
+    assert_int_equal(reel_recorder_flush(r, &err), REEL_OK);
+    assert_int_equal(flow_col(s, b, "marked"), 1);
+    assert_int_equal(flow_col(s, c, "marked"), 0);
+    assert_int_equal(flow_col(s, d, "marked"), 1);
+    assert_int_equal(sqlite3_exec(reel_session_db(s), "DELETE FROM marks", NULL, NULL, NULL),
+                     SQLITE_OK);
+    uint64_t f = whole_flow(r, "/f", 10);
+    assert_int_equal(reel_recorder_close(r, &err), REEL_OK);
+    assert_int_equal(flow_col(s, f, "marked"), 0);
+    reel_session_close(s);
+    env_free(&e);
+    reel_test_rm_rf(home);
+    free(home);
+}
+
 /* ---- producers on several threads ---- */
 
 typedef struct {
@@ -901,6 +938,7 @@ int main(void) {
         cmocka_unit_test(test_burst_within_budget_recorded_whole),
         cmocka_unit_test(test_slow_sync_does_not_stall_writer),
         cmocka_unit_test(test_producers_on_threads),
+        cmocka_unit_test(test_marks_before_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
