@@ -107,6 +107,8 @@ const state = {
   gen: 0,           // bumps when the query changes: older answers are dropped
   selected: -1,     // index in the window
   openId: null,     // flow shown in the detail pane
+  detailSeq: 0,     // bumps on each openFlow call
+  detailDrawn: 0,   // the call whose answer the detail shows: older answers are dropped
   checked: new Set(),
   events: null,
   follow: false,
@@ -887,6 +889,12 @@ function waterfall(t) {
 
 async function openFlow(id, refresh) {
   const pane = $('detail');
+  // Opening a flow and a live update of it can overlap: the answer of an
+  // older call arriving after a newer one's would draw over it and, being
+  // no refresh, drop a replay's result shown meanwhile. An answer older
+  // than the one drawn is dropped (not every answer but the newest call's:
+  // a flow updated faster than it is fetched would never be drawn).
+  const seq = ++state.detailSeq;
   if (!refresh) {
     state.openId = id;
     pane.hidden = false;
@@ -897,10 +905,13 @@ async function openFlow(id, refresh) {
   try {
     d = await api(sessPath(state.session) + '/flows/' + id);
   } catch (e) {
+    if (state.openId !== id || seq < state.detailDrawn) return;
+    state.detailDrawn = seq;
     pane.replaceChildren(el('p', { class: 'error', text: e.message }));
     return;
   }
-  if (state.openId !== id) return;
+  if (state.openId !== id || seq < state.detailDrawn) return;
+  state.detailDrawn = seq;
   if (d.row) replaceRow(d.row);
   // a refresh (the flow changed while open) keeps what the user asked for
   // below the actions: a replay's result, a diff, a curl command
