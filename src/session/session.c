@@ -1238,9 +1238,8 @@ static reel_rc rebuild(reel_session_t *s, reel_err_t *err) {
      * old rows go: without its trigger (which takes a flow's body text out
      * of the FTS, row by row) and its indexes, clearing flows is a
      * truncation, not deletes row by row (0.7 s of a 5.2 s repair of
-     * 200,000 flows). What the trigger
-     * did, for every flow at once: the body tables are emptied here
-     * (the rebuild fills them again). */
+     * 200,000 flows). What the trigger did, for every flow at once: the
+     * body tables are emptied here (the rebuild fills them again). */
     reel_buf_t ddl;
     reel_buf_init(&ddl, 0);
     {
