@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "base/mem.h"
+#include "base/pace.h"
 #include "flow.pb-c.h"
 #include "session/bodyindex.h"
 #include "session/pbwire.h"
@@ -437,6 +438,7 @@ struct reel_indexer {
      * a twentieth of the indexer's instructions per flow. */
     sqlite3_stmt *upsert_unmarked[3], *any_marks;
     int marks_fixed, no_marks;
+    reel_pace_t pace; /* reel_indexer_pace */
     /* flow_frames: the flows with records in the frame being read, linked
      * to it when it ends, by statements of LINK_ROWS[k] rows each (one
      * statement per link cost a tenth of the indexer's CPU, most of it
@@ -676,6 +678,10 @@ void reel_indexer_free(reel_indexer_t *ix) {
     free(ix->links);
     reel_bodyindex_free(ix->bx);
     free(ix);
+}
+
+void reel_indexer_pace(reel_indexer_t *ix, int64_t ns) {
+    reel_pace_init(&ix->pace, ns);
 }
 
 void reel_indexer_bulk(reel_indexer_t *ix) {
@@ -985,8 +991,8 @@ typedef void (*bind_batch_fn)(sqlite3_stmt *st, size_t first, size_t count, void
  * descending, the last 1): as many of the largest as fit, then smaller.
  * Returns REEL_OK, or REEL_DB with *at the first item of the batch that
  * failed. */
-static reel_rc run_batches(sqlite3_stmt *const *stmts, const size_t *rows, size_t nstmts, size_t n,
-                           bind_batch_fn bind, void *ctx, size_t *at) {
+static reel_rc run_batches(reel_indexer_t *ix, sqlite3_stmt *const *stmts, const size_t *rows,
+                           size_t nstmts, size_t n, bind_batch_fn bind, void *ctx, size_t *at) {
     size_t done = 0;
     for (size_t k = 0; k < nstmts; k++) {
         while (n - done >= rows[k]) {
@@ -998,6 +1004,7 @@ static reel_rc run_batches(sqlite3_stmt *const *stmts, const size_t *rows, size_
                 return REEL_DB;
             }
             done += rows[k];
+            reel_pace(&ix->pace);
         }
     }
     return REEL_OK;
@@ -1021,7 +1028,7 @@ static void bind_links(sqlite3_stmt *st, size_t first, size_t count, void *ctx) 
 static reel_rc write_links(reel_indexer_t *ix, uint32_t segment, uint64_t off, reel_err_t *err) {
     links_ctx c = {ix, segment, off};
     size_t at = 0;
-    reel_rc rc = run_batches(ix->link, LINK_ROWS, 4, ix->nlinks, bind_links, &c, &at);
+    reel_rc rc = run_batches(ix, ix->link, LINK_ROWS, 4, ix->nlinks, bind_links, &c, &at);
     ix->nlinks = 0;
     if (rc != REEL_OK)
         return reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(ix->db));
@@ -1337,6 +1344,8 @@ static reel_rc add_frame(reel_indexer_t *ix, uint32_t segment, uint64_t off, siz
     reel_rc rc;
     ix->nlinks = 0; /* left by a frame that failed */
     while ((rc = reel_spool_block_next(raw, rlen, &pos, &rec, &len)) == REEL_OK) {
+        if ((n & 31) == 31)
+            reel_pace(&ix->pace);
         uint64_t fid = 0;
         int response = 0;
         uint64_t blen = 0;
@@ -1445,8 +1454,8 @@ static void bind_rows(sqlite3_stmt *st, size_t first, size_t count, void *ctx) {
 /* Writes rows[0..n), in statements of up to 16 rows. */
 static reel_rc write_rows(reel_indexer_t *ix, frow **rows, size_t n, reel_err_t *err) {
     size_t at = 0;
-    if (run_batches(ix->no_marks ? ix->upsert_unmarked : ix->upsert, UPSERT_ROWS, 3, n, bind_rows,
-                    rows, &at) != REEL_OK)
+    if (run_batches(ix, ix->no_marks ? ix->upsert_unmarked : ix->upsert, UPSERT_ROWS, 3, n,
+                    bind_rows, rows, &at) != REEL_OK)
         return reel_err_set(err, REEL_DB, "session.db: writing flows %llu..: %s",
                             (unsigned long long)rows[at]->id, sqlite3_errmsg(ix->db));
     for (size_t i = 0; i < n; i++) {

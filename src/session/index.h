@@ -63,6 +63,10 @@ void reel_indexer_free(reel_indexer_t *ix);
 
 /** Bulk load (repair): the body index fills its FTS without a budget. */
 void reel_indexer_bulk(reel_indexer_t *ix);
+/** Yields the core after every ns of writing rows (base/pace.h), so that
+ * a thread waiting for it (the proxy's event loop) runs within about ns
+ * rather than after the whole frame; 0 (the default) never yields. */
+void reel_indexer_pace(reel_indexer_t *ix, int64_t ns);
 /** Says that nothing on the indexer's connection adds marks (the
  * recorder's own connection): a transaction begun while the marks table is
  * empty then writes new rows unmarked without looking for their marks. */

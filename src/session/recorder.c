@@ -87,6 +87,10 @@ typedef struct ijob {
  * rebuilt from the spool after a crash, so this delays only when flows
  * show in queries, by at most this. */
 #define COMMIT_EVERY_NS (100 * 1000000LL)
+/* The index and writer threads give up their core after this much work at
+ * a time while they keep up (base/pace.h says why): the event loop then
+ * waits for a core at most about this long behind them. */
+#define REEL_RECORDER_PACE_NS (200 * 1000LL)
 
 /* Frames queued for indexing before the writer waits (each holds its
  * block, up to 256 KiB: 16 MiB at most). With fsync block the index thread
@@ -1085,7 +1089,7 @@ static void *index_main(void *arg) {
     for (;;) {
         pthread_mutex_lock(&r->mu);
         ijob *j = NULL;
-        int commit_now = 0;
+        int commit_now = 0, calm = 1;
         for (;;) {
             if (r->ihead) {
                 j = r->ihead;
@@ -1094,6 +1098,8 @@ static void *index_main(void *arg) {
                     r->itail = NULL;
                 if (!j->commit && !j->quit)
                     r->ijobs--;
+                /* as the writer's: no yields once frames pile up */
+                calm = r->ijobs <= 2;
                 pthread_cond_signal(&r->cv_ispace);
                 break;
             }
@@ -1147,9 +1153,11 @@ static void *index_main(void *arg) {
                         r->tx_off = j->off;
                     }
                 }
-                if (rc == REEL_OK)
+                if (rc == REEL_OK) {
+                    reel_indexer_pace(r->ix, calm ? REEL_RECORDER_PACE_NS : 0);
                     rc = reel_indexer_add_own_frame(r->ix, j->segment, j->off, j->clen, j->raw.data,
                                                     j->raw.len, &err);
+                }
                 if (rc != REEL_OK)
                     index_failure(r, &err, r->in_tx ? r->tx_seg : j->segment,
                                   r->in_tx ? r->tx_off : j->off);
@@ -1226,6 +1234,10 @@ static void *writer_main(void *arg) {
         r->head = r->tail = NULL;
         r->writer_bytes += r->queued_bytes;
         r->queued_bytes = 0;
+        /* Yields only while the queue has room to spare (base/pace.h): a
+         * writer that gave its core away under saturation fell behind and
+         * bodies were left out of the capture. */
+        int calm = r->writer_bytes < r->opts.queue_bytes / 16;
         int stop = r->stop, flush = r->flush_req, sync_errno = r->sync_errno;
         r->flush_req = 0;
         r->sync_errno = 0;
@@ -1234,6 +1246,7 @@ static void *writer_main(void *arg) {
 
         take_sync_failure(r, sync_errno);
         try_resume(r);
+        reel_spool_enc_pace(r->enc, calm ? REEL_RECORDER_PACE_NS : 0);
         size_t copied = 0;
         while (list) {
             item *it = list;

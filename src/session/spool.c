@@ -9,6 +9,8 @@
  * bytes aside; a scan stops at one and reports it (skip_len). */
 #include "session/spool.h"
 
+#include "base/pace.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -219,6 +221,7 @@ reel_rc reel_spool_block_next(const uint8_t *block, size_t len, size_t *pos, con
 
 struct reel_spool_enc {
     ZSTD_CCtx *cctx;
+    reel_pace_t pace; /* reel_spool_enc_pace */
 };
 
 reel_spool_enc_t *reel_spool_enc_new(int level) {
@@ -233,6 +236,10 @@ reel_spool_enc_t *reel_spool_enc_new(int level) {
     ZSTD_CCtx_setParameter(e->cctx, ZSTD_c_checksumFlag, 1);
     ZSTD_CCtx_setParameter(e->cctx, ZSTD_c_contentSizeFlag, 1);
     return e;
+}
+
+void reel_spool_enc_pace(reel_spool_enc_t *enc, int64_t ns) {
+    reel_pace_init(&enc->pace, ns);
 }
 
 void reel_spool_enc_free(reel_spool_enc_t *enc) {
@@ -278,6 +285,7 @@ reel_rc reel_spool_enc_frame(reel_spool_enc_t *enc, const uint8_t *block, size_t
         if (left != 0)
             return reel_err_set(err, REEL_ERROR, "zstd: output buffer too small");
         fed = cut;
+        reel_pace(&enc->pace);
     }
     if (len == 0) {
         ZSTD_inBuffer ib = {block, 0, 0};

@@ -134,6 +134,9 @@ typedef struct reel_spool_enc reel_spool_enc_t;
 reel_spool_enc_t *reel_spool_enc_new(int level);
 /** Frees enc; accepts NULL. */
 void reel_spool_enc_free(reel_spool_enc_t *enc);
+/** Yields the core between the pieces of a frame once ns have passed
+ * (base/pace.h); 0, the default, never. */
+void reel_spool_enc_pace(reel_spool_enc_t *enc, int64_t ns);
 /** Compresses block into one frame (checksum on) written to out (reset first). */
 reel_rc reel_spool_enc_frame(reel_spool_enc_t *enc, const uint8_t *block, size_t len,
                              reel_buf_t *out, reel_err_t *err);

@@ -1,0 +1,73 @@
+/* Tests for src/base/pace.c: reel_pace() yields only once every_ns have
+ * passed since the last yield (or the start), and never when off. Whether
+ * a yield lets a waiting thread run is the scheduler's; the latency figure
+ * it is for is a benchmark (bench/run --only latency), not a test. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "base/pace.h"
+
+static int64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+static void test_off(void **state) {
+    (void)state;
+    reel_pace_t p;
+    reel_pace_init(&p, 0);
+    assert_int_equal(p.last_ns, 0);
+    int64_t until = now_ns() + 3000000;
+    while (now_ns() < until)
+        reel_pace(&p);
+    assert_int_equal(p.last_ns, 0);
+}
+
+static void test_every(void **state) {
+    (void)state;
+    const int64_t every = 2000000; /* 2 ms */
+    reel_pace_t p;
+    int64_t before = now_ns();
+    reel_pace_init(&p, every);
+    int64_t start = p.last_ns;
+    assert_true(start >= before && start <= now_ns());
+    /* before every_ns: no yield, nothing changes */
+    reel_pace(&p);
+    if (now_ns() - start < every)
+        assert_int_equal(p.last_ns, start);
+    /* work until the interval has passed: the next call yields */
+    while (now_ns() - start < every)
+        ;
+    reel_pace(&p);
+    assert_true(p.last_ns >= start + every);
+    int64_t second = p.last_ns;
+    /* and again only every_ns after that yield, not after the start */
+    int yields = 0;
+    int64_t last = second;
+    int64_t until = second + 5 * every + every / 2;
+    while (now_ns() < until) {
+        reel_pace(&p);
+        if (p.last_ns != last) {
+            assert_true(p.last_ns - last >= every);
+            last = p.last_ns;
+            yields++;
+        }
+    }
+    /* never more often than every_ns; at least once (fewer than 5 when
+     * this thread was descheduled meanwhile: a loaded CI machine) */
+    assert_true(yields >= 1 && yields <= 5);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_off),
+        cmocka_unit_test(test_every),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
