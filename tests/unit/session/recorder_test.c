@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -832,6 +833,71 @@ static void test_marks_before_rows(void **state) {
     free(home);
 }
 
+/* The zstd_level option reaches the writer: the same flows recorded at
+ * level 1 and at level 19 make spools of different sizes, 19 the smaller
+ * (zstd's output is a function of its input and level). */
+static uint64_t spool_bytes_at_level(const char *home, const char *name, int level) {
+    env_t e;
+    env_init(&e);
+    reel_session_t *s = open_session(home, name, REEL_OPEN_CREATE | REEL_OPEN_RECORD);
+    reel_recorder_opts_t o;
+    reel_recorder_opts_default(&o);
+    o.zstd_level = level;
+    o.warn = warn_cb;
+    o.warn_ctx = &e;
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_recorder_t *r = NULL;
+    if (reel_recorder_open(s, &o, &r, &err) != REEL_OK)
+        fail_msg("recorder: %s", reel_err_str(&err));
+    /* text-like bodies: words of a small vocabulary in a pseudo-random
+     * order, which the levels compress differently */
+    static const char *words[] = {"static", "const",  "uint64_t", "return", "reel",
+                                  "flow",   "record", "frame",    "index",  "(void)",
+                                  "{",      "}",      ";\n",      "struct", "if",
+                                  "else",   "for",    "while",    "size_t", "->"};
+    uint32_t x = 12345;
+    char buf[4096];
+    for (int k = 0; k < 40; k++) {
+        reel_rflow_t *f = begin(r, "/text");
+        reel_response_head_t rs = {.status = 200, .reason = "OK"};
+        reel_recorder_response_head(f, &rs);
+        for (int c = 0; c < 4; c++) {
+            size_t n = 0;
+            while (n < sizeof buf - 16) {
+                x = x * 1103515245u + 12345u;
+                const char *w = words[(x >> 16) % (sizeof words / sizeof *words)];
+                size_t wl = strlen(w);
+                memcpy(buf + n, w, wl);
+                n += wl;
+                buf[n++] = ' ';
+            }
+            reel_recorder_response_body(f, buf, n);
+        }
+        reel_recorder_flow_end(f, NULL, 0, 0, 0);
+    }
+    assert_int_equal(reel_recorder_close(r, &err), REEL_OK);
+    reel_session_close(s);
+    env_free(&e);
+    char *seg = reel_asprintf("%s/%s/spool/00000001.zst", home, name);
+    struct stat st;
+    assert_int_equal(stat(seg, &st), 0);
+    free(seg);
+    return (uint64_t)st.st_size;
+}
+
+static void test_zstd_level_reaches_writer(void **state) {
+    (void)state;
+    char *home = reel_test_tmpdir("recorder");
+    uint64_t fast = spool_bytes_at_level(home, "level1", 1);
+    uint64_t small = spool_bytes_at_level(home, "level19", 19);
+    uint64_t dflt = spool_bytes_at_level(home, "level0", 0);
+    assert_true(small < fast);
+    assert_true(dflt > small && dflt < fast); /* 0: the default, level 2 */
+    reel_test_rm_rf(home);
+    free(home);
+}
+
 /* ---- producers on several threads ---- */
 
 typedef struct {
@@ -939,6 +1005,7 @@ int main(void) {
         cmocka_unit_test(test_slow_sync_does_not_stall_writer),
         cmocka_unit_test(test_producers_on_threads),
         cmocka_unit_test(test_marks_before_rows),
+        cmocka_unit_test(test_zstd_level_reaches_writer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
