@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "base/mem.h"
 #include "session/config.h"
 #include "session/decode.h"
@@ -502,12 +503,6 @@ uint64_t reel_bodyindex_configured_max(sqlite3 *db) {
     return max;
 }
 
-static int64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 int reel_bodyindex_on(const reel_bodyindex_t *bx) {
     return bx->max != 0;
 }
@@ -558,7 +553,7 @@ reel_rc reel_bodyindex_fill(reel_bodyindex_t *bx, reel_err_t *err) {
         bx->off_wlo = bx->off_lo;
         bx->off_whi = bx->off_hi;
     }
-    int64_t start = now_ns();
+    int64_t start = reel_mono_ns();
     if (!bx->bulk) {
         if (bx->last_ns == 0)
             bx->credit_ns = FTS_CREDIT_MAX_NS;
@@ -574,11 +569,11 @@ reel_rc reel_bodyindex_fill(reel_bodyindex_t *bx, reel_err_t *err) {
     bool done = false;
     while (!done && rc == REEL_OK) {
         rc = fill_one(bx, &after, &done, err);
-        if (!bx->bulk && now_ns() - start >= bx->credit_ns)
+        if (!bx->bulk && reel_mono_ns() - start >= bx->credit_ns)
             break;
     }
     if (!bx->bulk) {
-        int64_t end = now_ns();
+        int64_t end = reel_mono_ns();
         bx->credit_ns -= end - start;
         bx->last_ns = end;
     }

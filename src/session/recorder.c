@@ -58,6 +58,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "base/mem.h"
 #include "flow.pb-c.h"
 #include "session/index.h"
@@ -249,12 +250,6 @@ void reel_recorder_opts_default(reel_recorder_opts_t *o) {
     o->queue_bytes = REEL_RECORDER_QUEUE_DEFAULT;
     o->zstd_level = REEL_SPOOL_LEVEL_DEFAULT;
     o->retry_ms = 1000;
-}
-
-static int64_t mono_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 static int64_t retry_interval_ns(const reel_recorder_t *r) {
@@ -511,7 +506,7 @@ static void drop_block(reel_recorder_t *r) {
 static void disk_failure(reel_recorder_t *r, reel_rc rc, const reel_err_t *err, int gone) {
     r->disk_failed = 1;
     r->seg_gone |= gone;
-    r->retry_ns = mono_ns() + retry_interval_ns(r);
+    r->retry_ns = reel_mono_ns() + retry_interval_ns(r);
     pthread_mutex_lock(&r->mu);
     r->capture_stopped = 1;
     pthread_mutex_unlock(&r->mu);
@@ -519,7 +514,7 @@ static void disk_failure(reel_recorder_t *r, reel_rc rc, const reel_err_t *err, 
     if (r->announced)
         return; /* a resume attempt that failed: still the same outage */
     r->announced = 1;
-    r->outage_ns = mono_ns();
+    r->outage_ns = reel_mono_ns();
     r->out_records = r->out_lost_flows = 0;
     snprintf(r->fail_reason, sizeof r->fail_reason, "%s", reel_err_str(err));
     char msg[REEL_ERR_MSG_MAX + 160];
@@ -593,7 +588,7 @@ static void *sync_main(void *arg) {
         }
         if (r->opts.fsync == REEL_FSYNC_INTERVAL && !r->sync_stop) {
             int64_t due = last_ns + (int64_t)r->opts.fsync_interval_ms * 1000000;
-            if (mono_ns() < due) {
+            if (reel_mono_ns() < due) {
                 wait_until(&r->cv_sync, &r->mu, due);
                 continue;
             }
@@ -607,7 +602,7 @@ static void *sync_main(void *arg) {
             e = errno;
         if (fd >= 0)
             close(fd);
-        last_ns = mono_ns();
+        last_ns = reel_mono_ns();
         pthread_mutex_lock(&r->mu);
         r->stats.syncs++;
         if (e) {
@@ -726,7 +721,7 @@ static int block_add(reel_recorder_t *r, const uint8_t *data, size_t len) {
     if (r->disk_failed)
         return 0;
     if (r->block.len == 0)
-        r->block_deadline_ns = mono_ns() + 100 * 1000000;
+        r->block_deadline_ns = reel_mono_ns() + 100 * 1000000;
     if (reel_spool_block_append(&r->block, data, len) != REEL_OK) {
         /* cannot happen: producers split records below the limit */
         warn(r, "internal error: record too large for a block; dropped");
@@ -834,9 +829,9 @@ static int writable_again(reel_recorder_t *r) {
  * again; if so resumes, closes the flows that ended during the outage and
  * says so once. */
 static void try_resume(reel_recorder_t *r) {
-    if (!r->disk_failed || r->seg_gone || mono_ns() < r->retry_ns)
+    if (!r->disk_failed || r->seg_gone || reel_mono_ns() < r->retry_ns)
         return;
-    r->retry_ns = mono_ns() + retry_interval_ns(r);
+    r->retry_ns = reel_mono_ns() + retry_interval_ns(r);
     if (!writable_again(r))
         return;
     r->disk_failed = 0;
@@ -864,7 +859,7 @@ static void try_resume(reel_recorder_t *r) {
              "capture resumed after %.1f s: %llu records were not recorded; %llu flows that "
              "started meanwhile are not in the session, %llu flows in progress are marked with "
              "an error",
-             (double)(mono_ns() - r->outage_ns) / 1e9, (unsigned long long)r->out_records,
+             (double)(reel_mono_ns() - r->outage_ns) / 1e9, (unsigned long long)r->out_records,
              (unsigned long long)r->out_lost_flows, (unsigned long long)cut);
     warn(r, msg);
 }
@@ -918,7 +913,7 @@ static void index_failure(reel_recorder_t *r, const reel_err_t *err, uint32_t se
         r->ix_from_seg = seg;
         r->ix_from_off = off;
     }
-    r->ix_retry_ns = mono_ns() + retry_interval_ns(r);
+    r->ix_retry_ns = reel_mono_ns() + retry_interval_ns(r);
     pthread_mutex_lock(&r->mu);
     int quiet = r->capture_stopped; /* the writer already said what is wrong */
     r->index_behind = 1;
@@ -988,7 +983,7 @@ static int catchup_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *raw, 
 static void catch_up(reel_recorder_t *r) {
     reel_err_t err;
     reel_err_clear(&err);
-    r->ix_retry_ns = mono_ns() + retry_interval_ns(r);
+    r->ix_retry_ns = reel_mono_ns() + retry_interval_ns(r);
     if (r->ix_end_seg < r->ix_from_seg ||
         (r->ix_end_seg == r->ix_from_seg && r->ix_end_off < r->ix_from_off))
         return; /* the batch end that covers the missing frames has not come yet */
@@ -1065,13 +1060,13 @@ static void commit_due(reel_recorder_t *r) {
     r->ix_end_seg = r->due_seg;
     r->ix_end_off = r->due_off;
     if (r->ix_behind) {
-        if (!r->ix_dead && mono_ns() >= r->ix_retry_ns)
+        if (!r->ix_dead && reel_mono_ns() >= r->ix_retry_ns)
             catch_up(r);
     } else if (r->in_tx) {
         if (ix_commit(r, &err) != REEL_OK)
             index_failure(r, &err, r->tx_seg, r->tx_off);
     }
-    r->last_commit_ns = mono_ns();
+    r->last_commit_ns = reel_mono_ns();
     pthread_mutex_lock(&r->mu);
     if (!r->ix_behind && !r->in_tx && r->ix_done_seg < r->due_seg) {
         r->ix_done_seg = r->due_seg; /* committed up to here */
@@ -1108,7 +1103,7 @@ static void *index_main(void *arg) {
                  * commit it when a flush asks, or once COMMIT_EVERY_NS has
                  * passed without more work */
                 int64_t at = r->last_commit_ns + COMMIT_EVERY_NS;
-                if (r->flushers > 0 || mono_ns() >= at) {
+                if (r->flushers > 0 || reel_mono_ns() >= at) {
                     commit_now = 1;
                     break;
                 }
@@ -1119,7 +1114,7 @@ static void *index_main(void *arg) {
                 pthread_cond_wait(&r->cv_ijob, &r->mu);
                 continue;
             }
-            if (mono_ns() >= r->ix_retry_ns)
+            if (reel_mono_ns() >= r->ix_retry_ns)
                 break; /* idle and behind: time to try again */
             wait_until(&r->cv_ijob, &r->mu, r->ix_retry_ns);
         }
@@ -1173,7 +1168,7 @@ static void *index_main(void *arg) {
                 r->due_last_seq = j->last_seq;
             pthread_mutex_lock(&r->mu);
             int now = r->flushers > 0 || r->ix_behind ||
-                      mono_ns() - r->last_commit_ns >= COMMIT_EVERY_NS;
+                      reel_mono_ns() - r->last_commit_ns >= COMMIT_EVERY_NS;
             pthread_mutex_unlock(&r->mu);
             if (now)
                 commit_due(r);
@@ -1224,7 +1219,7 @@ static void *writer_main(void *arg) {
                 r->writer_waiting = 0;
                 continue;
             }
-            if (mono_ns() >= deadline)
+            if (reel_mono_ns() >= deadline)
                 break;
             r->writer_waiting = 2;
             wait_until(&r->cv_work, &r->mu, deadline);
@@ -1262,7 +1257,7 @@ static void *writer_main(void *arg) {
             free(it);
         }
         release_queue_bytes(r, copied);
-        if (r->block.len && (stop || flush || mono_ns() >= r->block_deadline_ns ||
+        if (r->block.len && (stop || flush || reel_mono_ns() >= r->block_deadline_ns ||
                              r->block.len >= REEL_SPOOL_BLOCK_TARGET))
             frame_out(r);
         /* End the batch (sync + commit) when the queue has run dry, or when
@@ -1272,10 +1267,10 @@ static void *writer_main(void *arg) {
         int more = r->head != NULL;
         pthread_mutex_unlock(&r->mu);
         if (!more || stop || flush || r->seg_size - r->batch_start_size >= (4u << 20) ||
-            mono_ns() - r->batch_start_ns >= 50 * 1000000) {
+            reel_mono_ns() - r->batch_start_ns >= 50 * 1000000) {
             batch_end(r);
             r->batch_start_size = r->seg_size;
-            r->batch_start_ns = mono_ns();
+            r->batch_start_ns = reel_mono_ns();
         }
         if (stop) {
             pthread_mutex_lock(&r->mu);
@@ -1516,7 +1511,7 @@ static void *maint_main(void *arg) {
     uint32_t *segs = NULL;
     pthread_mutex_lock(&r->mu);
     for (;;) {
-        while (!r->maint_stop && r->nclosed == 0 && mono_ns() < next)
+        while (!r->maint_stop && r->nclosed == 0 && reel_mono_ns() < next)
             wait_until(&r->cv_maint, &r->mu, next);
         int stop = r->maint_stop;
         size_t n = r->nclosed;
@@ -1552,7 +1547,7 @@ static void *maint_main(void *arg) {
                      (unsigned long long)res.flows);
             warn(r, msg);
         }
-        next = mono_ns() + every;
+        next = reel_mono_ns() + every;
         pthread_mutex_lock(&r->mu);
         if (stop && r->nclosed == 0)
             break;

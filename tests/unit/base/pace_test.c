@@ -6,25 +6,19 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <time.h>
 
 #include <cmocka.h>
 
+#include "base/clock.h"
 #include "base/pace.h"
-
-static int64_t now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
 
 static void test_off(void **state) {
     (void)state;
     reel_pace_t p;
     reel_pace_init(&p, 0);
     assert_int_equal(p.last_ns, 0);
-    int64_t until = now_ns() + 3000000;
-    while (now_ns() < until)
+    int64_t until = reel_mono_ns() + 3000000;
+    while (reel_mono_ns() < until)
         reel_pace(&p);
     assert_int_equal(p.last_ns, 0);
 }
@@ -33,16 +27,16 @@ static void test_every(void **state) {
     (void)state;
     const int64_t every = 2000000; /* 2 ms */
     reel_pace_t p;
-    int64_t before = now_ns();
+    int64_t before = reel_mono_ns();
     reel_pace_init(&p, every);
     int64_t start = p.last_ns;
-    assert_true(start >= before && start <= now_ns());
+    assert_true(start >= before && start <= reel_mono_ns());
     /* before every_ns: no yield, nothing changes */
     reel_pace(&p);
-    if (now_ns() - start < every)
+    if (reel_mono_ns() - start < every)
         assert_int_equal(p.last_ns, start);
     /* work until the interval has passed: the next call yields */
-    while (now_ns() - start < every)
+    while (reel_mono_ns() - start < every)
         ;
     reel_pace(&p);
     assert_true(p.last_ns >= start + every);
@@ -51,7 +45,7 @@ static void test_every(void **state) {
     int yields = 0;
     int64_t last = second;
     int64_t until = second + 5 * every + every / 2;
-    while (now_ns() < until) {
+    while (reel_mono_ns() < until) {
         reel_pace(&p);
         if (p.last_ns != last) {
             assert_true(p.last_ns - last >= every);
