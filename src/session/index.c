@@ -406,6 +406,7 @@ typedef struct frow {
     char *s[C_NSTR];
     int64_t i[I_NINT];
     int dirty;
+    int in_db; /* the table has a row for it (loaded, or written by us) */
     int finished;
     int queued; /* in the indexer's list of rows to write after this frame */
     uint32_t last_seg;
@@ -437,6 +438,12 @@ struct reel_indexer {
      * transaction holds the write lock); the EXISTS on marks per row was
      * a twentieth of the indexer's instructions per flow. */
     sqlite3_stmt *upsert_unmarked[3], *any_marks;
+    /* The same again as plain inserts, for rows the table does not have
+     * yet (every row of a live capture, once): an upsert may abort halfway
+     * through its rows, so SQLite kept a statement journal for it (opened,
+     * truncated and closed per statement: a twelfth of the indexer's
+     * instructions per flow), which INSERT OR FAIL does not need. */
+    sqlite3_stmt *insert[3], *insert_unmarked[3];
     int marks_fixed, no_marks;
     reel_pace_t pace; /* reel_indexer_pace */
     /* flow_frames: the flows with records in the frame being read, linked
@@ -518,10 +525,10 @@ static void arena_reset(reel_indexer_t *ix) {
 
 /* The upsert of `rows` rows: row r's values are parameters r * ROW_PARAMS
  * + 1 (its id) .. (r + 1) * ROW_PARAMS. */
-static char *build_upsert(size_t rows, int unmarked) {
+static char *build_upsert(size_t rows, int unmarked, int insert_only) {
     reel_buf_t b;
     reel_buf_init(&b, 0);
-    reel_buf_puts(&b, "INSERT INTO flows(id");
+    reel_buf_puts(&b, insert_only ? "INSERT OR FAIL INTO flows(id" : "INSERT INTO flows(id");
     for (int k = 0; k < C_NSTR; k++)
         reel_buf_printf(&b, ", %s", str_cols[k]);
     for (int k = 0; k < I_NINT; k++)
@@ -537,6 +544,8 @@ static char *build_upsert(size_t rows, int unmarked) {
         else
             reel_buf_printf(&b, ", EXISTS(SELECT 1 FROM marks WHERE flow_id = ?%zu))", id);
     }
+    if (insert_only)
+        return (char *)b.data;
     reel_buf_puts(&b, " ON CONFLICT(id) DO UPDATE SET ");
     for (int k = 0; k < C_NSTR; k++)
         reel_buf_printf(&b, "%s%s = excluded.%s", k ? ", " : "", str_cols[k], str_cols[k]);
@@ -582,11 +591,12 @@ reel_rc reel_indexer_new(sqlite3 *db, reel_indexer_t **out, reel_err_t *err) {
     ix->pa = (ProtobufCAllocator){.alloc = arena_alloc, .free = arena_free, .allocator_data = ix};
     ix->known_max = reel_index_max_flow_id(db);
     char *load = build_load();
-    for (size_t k = 0; k < 6 && rc == REEL_OK; k++) {
-        char *upsert = build_upsert(UPSERT_ROWS[k % 3], k >= 3);
-        rc = reel_index_prepare(db, upsert, k < 3 ? &ix->upsert[k] : &ix->upsert_unmarked[k - 3],
-                                err);
-        free(upsert);
+    sqlite3_stmt **rows_stmts[4] = {ix->upsert, ix->upsert_unmarked, ix->insert,
+                                    ix->insert_unmarked};
+    for (size_t k = 0; k < 12 && rc == REEL_OK; k++) {
+        char *sql = build_upsert(UPSERT_ROWS[k % 3], k / 3 % 2, k >= 6);
+        rc = reel_index_prepare(db, sql, &rows_stmts[k / 3][k % 3], err);
+        free(sql);
     }
     if (rc == REEL_OK)
         rc = reel_index_prepare(db, "SELECT EXISTS(SELECT 1 FROM marks)", &ix->any_marks, err);
@@ -669,6 +679,8 @@ void reel_indexer_free(reel_indexer_t *ix) {
     for (size_t k = 0; k < 3; k++) {
         sqlite3_finalize(ix->upsert[k]);
         sqlite3_finalize(ix->upsert_unmarked[k]);
+        sqlite3_finalize(ix->insert[k]);
+        sqlite3_finalize(ix->insert_unmarked[k]);
     }
     sqlite3_finalize(ix->any_marks);
     sqlite3_finalize(ix->load);
@@ -748,6 +760,7 @@ static frow *map_get(reel_indexer_t *ix, uint64_t id) {
     /* A flow that started in an earlier transaction: continue from its row. */
     sqlite3_bind_int64(ix->load, 1, (sqlite3_int64)id);
     if (id <= ix->known_max && sqlite3_step(ix->load) == SQLITE_ROW) {
+        r->in_db = 1;
         for (int k = 0; k < C_NSTR; k++) {
             const char *t = (const char *)sqlite3_column_text(ix->load, 1 + k);
             set_str(r, k, t, t ? (size_t)sqlite3_column_bytes(ix->load, 1 + k) : 0);
@@ -792,9 +805,13 @@ void reel_index_url(const Reel__RequestHead *h, reel_buf_t *out) {
     if (v6)
         reel_buf_puts(out, "]");
     if (!def) {
-        char port[16];
-        int n = snprintf(port, sizeof port, ":%u", h->port);
-        reel_buf_append(out, port, (size_t)n);
+        char port[16], *p = port + sizeof port; /* ":4294967295" at most */
+        uint32_t v = h->port;
+        do
+            *--p = (char)('0' + v % 10);
+        while (v /= 10);
+        *--p = ':';
+        reel_buf_append(out, p, (size_t)(port + sizeof port - p));
     }
     if (h->target.len == 0)
         reel_buf_puts(out, "/");
@@ -1451,15 +1468,40 @@ static void bind_rows(sqlite3_stmt *st, size_t first, size_t count, void *ctx) {
         bind_row(st, (int)(i * ROW_PARAMS), rows[first + i]);
 }
 
-/* Writes rows[0..n), in statements of up to 16 rows. */
+/* Writes rows[0..n) (reordered: the new ones first), in statements of up
+ * to 16 rows: plain inserts for rows the table does not have, upserts for
+ * the others. */
 static reel_rc write_rows(reel_indexer_t *ix, frow **rows, size_t n, reel_err_t *err) {
+    size_t nnew = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!rows[i]->in_db) {
+            frow *t = rows[nnew];
+            rows[nnew++] = rows[i];
+            rows[i] = t;
+        }
     size_t at = 0;
-    if (run_batches(ix, ix->no_marks ? ix->upsert_unmarked : ix->upsert, UPSERT_ROWS, 3, n,
-                    bind_rows, rows, &at) != REEL_OK)
+    reel_rc rc = run_batches(ix, ix->no_marks ? ix->insert_unmarked : ix->insert, UPSERT_ROWS, 3,
+                             nnew, bind_rows, rows, &at);
+    if (rc != REEL_OK && sqlite3_extended_errcode(ix->db) == SQLITE_CONSTRAINT_PRIMARYKEY) {
+        /* A row we did not know of (another writer?): the rows from that
+         * statement on go by upsert, which writes the same values again
+         * over the ones the statement had inserted before it failed. */
+        size_t from = at;
+        rc = run_batches(ix, ix->no_marks ? ix->upsert_unmarked : ix->upsert, UPSERT_ROWS, 3,
+                         nnew - from, bind_rows, rows + from, &at);
+        at += from;
+    }
+    if (rc == REEL_OK) {
+        rc = run_batches(ix, ix->no_marks ? ix->upsert_unmarked : ix->upsert, UPSERT_ROWS, 3,
+                         n - nnew, bind_rows, rows + nnew, &at);
+        at += nnew;
+    }
+    if (rc != REEL_OK)
         return reel_err_set(err, REEL_DB, "session.db: writing flows %llu..: %s",
                             (unsigned long long)rows[at]->id, sqlite3_errmsg(ix->db));
     for (size_t i = 0; i < n; i++) {
         rows[i]->dirty = 0;
+        rows[i]->in_db = 1;
         if (rows[i]->id > ix->known_max)
             ix->known_max = rows[i]->id;
     }

@@ -748,6 +748,88 @@ static void test_frame_links(void **state) {
     free(home);
 }
 
+/* Rows of flows the table does not have are written by plain inserts; a
+ * row that another writer put there after the indexer began (its highest
+ * id then said the flow was new) makes the insert fail, and the rows from
+ * that statement on are written by upsert: nothing is lost or doubled. */
+static void test_rows_another_writer_added(void **state) {
+    (void)state;
+    char *home = tmp_home();
+    reel_session_t *s = open_rec(home, "other");
+    sqlite3 *db = reel_session_db(s);
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_indexer_t *ix = NULL;
+    assert_int_equal(reel_indexer_new(db, &ix, &err), REEL_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "INSERT INTO flows(id, uuid, state, start_us) VALUES "
+                                  "(200, 'x', 'complete', 1), (205, 'x', 'complete', 1)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    reel_buf_t block;
+    reel_buf_init(&block, 0);
+    for (uint64_t id = 190; id <= 210; id++) /* 21 rows: statements of 16, 4, 1 */
+        add_start(&block, id);
+    assert_int_equal(reel_indexer_begin(ix, &err), REEL_OK);
+    assert_int_equal(reel_indexer_add_frame(ix, 1, 0, 100, block.data, block.len, &err), REEL_OK);
+    assert_int_equal(reel_indexer_commit(ix, &err), REEL_OK);
+    assert_int_equal(q1(s, "SELECT count(*) FROM flows"), 21);
+    assert_int_equal(q1(s, "SELECT count(*) FROM flows WHERE uuid = 'u' AND state = 'open' AND "
+                           "start_us = 1000 + id AND id BETWEEN 190 AND 210"),
+                     21);
+    /* later records of the same flows: rows the indexer knows, by upsert */
+    reel_buf_reset(&block);
+    for (uint64_t id = 185; id <= 212; id++)
+        add_start(&block, id);
+    assert_int_equal(reel_indexer_begin(ix, &err), REEL_OK);
+    assert_int_equal(reel_indexer_add_frame(ix, 1, 100, 100, block.data, block.len, &err), REEL_OK);
+    assert_int_equal(reel_indexer_commit(ix, &err), REEL_OK);
+    assert_int_equal(q1(s, "SELECT count(*) FROM flows"), 28);
+    assert_int_equal(q1(s, "SELECT count(*) FROM flow_frames"), 21 + 28);
+    reel_buf_free(&block);
+    reel_indexer_free(ix);
+    reel_session_close(s);
+    rm_rf(home);
+    free(home);
+}
+
+/* The url column: scheme, host (bracketed when IPv6), the port unless it
+ * is the scheme's default, then the target ("/" when empty). */
+static void test_index_url(void **state) {
+    (void)state;
+    static const struct {
+        const char *scheme, *host;
+        uint32_t port;
+        const char *target, *want;
+    } cases[] = {
+        {"http", "a.test", 80, "/x?y", "http://a.test/x?y"},
+        {"https", "a.test", 443, "", "https://a.test/"},
+        {"http", "a.test", 443, "/", "http://a.test:443/"},
+        {"https", "a.test", 80, "/", "https://a.test:80/"},
+        {"http", "127.0.0.1", 8080, "/p", "http://127.0.0.1:8080/p"},
+        {"http", "h", 1, "/", "http://h:1/"},
+        {"http", "h", 10, "/", "http://h:10/"},
+        {"http", "h", 65535, "/", "http://h:65535/"},
+        {"http", "h", 4294967295u, "/", "http://h:4294967295/"},
+        {"", "h", 0, "/", "http://h/"},
+        {"https", "::1", 8443, "/", "https://[::1]:8443/"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        Reel__RequestHead h = REEL__REQUEST_HEAD__INIT;
+        h.scheme = (char *)cases[i].scheme;
+        h.host.data = (uint8_t *)cases[i].host;
+        h.host.len = strlen(cases[i].host);
+        h.port = cases[i].port;
+        h.target.data = (uint8_t *)cases[i].target;
+        h.target.len = strlen(cases[i].target);
+        reel_buf_t b;
+        reel_buf_init(&b, 0);
+        reel_index_url(&h, &b);
+        assert_string_equal((const char *)b.data, cases[i].want);
+        reel_buf_free(&b);
+    }
+}
+
 static void test_urls_and_migration(void **state) {
     char *home = tmp_home();
     reel_session_t *s = open_rec(home, "f");
@@ -1285,6 +1367,8 @@ int main(void) {
         cmocka_unit_test(test_peek_record),
         cmocka_unit_test(test_urls_and_migration),
         cmocka_unit_test(test_frame_links),
+        cmocka_unit_test(test_rows_another_writer_added),
+        cmocka_unit_test(test_index_url),
         cmocka_unit_test(test_scan_ahead_same_as_scan),
         cmocka_unit_test(test_lock_names_pid),
         cmocka_unit_test(test_reader_beside_writer),
