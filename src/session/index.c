@@ -444,6 +444,16 @@ struct reel_indexer {
      * truncated and closed per statement: a twelfth of the indexer's
      * instructions per flow), which INSERT OR FAIL does not need. */
     sqlite3_stmt *insert[3], *insert_unmarked[3];
+    /* What each parameter of those twelve statements holds since its last
+     * bind (bindings outlive sqlite3_reset): an integer or NULL that did
+     * not change is not bound again. Most of a row's columns are the
+     * same as the last row's (status 200, sizes, zeros, NULLs), and a
+     * bind was a tenth of the thread's instructions. */
+    struct bound {
+        sqlite3_stmt *st;
+        uint8_t *tag; /* per parameter: B_UNSET, B_NULL, B_INT, B_TEXT */
+        int64_t *val; /* B_INT's value */
+    } bound[12];
     int marks_fixed, no_marks;
     reel_pace_t pace; /* reel_indexer_pace */
     /* flow_frames: the flows with records in the frame being read, linked
@@ -597,6 +607,9 @@ reel_rc reel_indexer_new(sqlite3 *db, reel_indexer_t **out, reel_err_t *err) {
         char *sql = build_upsert(UPSERT_ROWS[k % 3], k / 3 % 2, k >= 6);
         rc = reel_index_prepare(db, sql, &rows_stmts[k / 3][k % 3], err);
         free(sql);
+        size_t nparams = UPSERT_ROWS[k % 3] * ROW_PARAMS + 1; /* from 1 */
+        ix->bound[k] = (struct bound){rows_stmts[k / 3][k % 3], reel_calloc(nparams, 1),
+                                      reel_calloc(nparams, sizeof(int64_t))};
     }
     if (rc == REEL_OK)
         rc = reel_index_prepare(db, "SELECT EXISTS(SELECT 1 FROM marks)", &ix->any_marks, err);
@@ -681,6 +694,10 @@ void reel_indexer_free(reel_indexer_t *ix) {
         sqlite3_finalize(ix->upsert_unmarked[k]);
         sqlite3_finalize(ix->insert[k]);
         sqlite3_finalize(ix->insert_unmarked[k]);
+    }
+    for (size_t k = 0; k < 12; k++) {
+        free(ix->bound[k].tag);
+        free(ix->bound[k].val);
     }
     sqlite3_finalize(ix->any_marks);
     sqlite3_finalize(ix->load);
@@ -1445,27 +1462,52 @@ static reel_rc add_frame(reel_indexer_t *ix, uint32_t segment, uint64_t off, siz
     return REEL_OK;
 }
 
-/* Binds row r's values to st from parameter base + 1 on. */
-static void bind_row(sqlite3_stmt *st, int base, const frow *r) {
-    sqlite3_bind_int64(st, base + 1, (sqlite3_int64)r->id);
-    for (int k = 0; k < C_NSTR; k++) {
-        if (r->s[k])
-            sqlite3_bind_text(st, base + 2 + k, r->s[k], -1, SQLITE_STATIC);
-        else
-            sqlite3_bind_null(st, base + 2 + k);
-    }
-    for (int k = 0; k < I_NINT; k++) {
-        if (r->i[k] == NUL64)
-            sqlite3_bind_null(st, base + 2 + C_NSTR + k);
-        else
-            sqlite3_bind_int64(st, base + 2 + C_NSTR + k, r->i[k]);
+enum { B_UNSET, B_NULL, B_INT, B_TEXT };
+
+static void bind_null_once(struct bound *b, int p) {
+    if (b->tag[p] != B_NULL) {
+        sqlite3_bind_null(b->st, p);
+        b->tag[p] = B_NULL;
     }
 }
 
+/* Binds row r's values to b's statement from parameter base + 1 on. Texts
+ * are bound every time: they point into the row (SQLITE_STATIC). */
+static void bind_row(struct bound *b, int base, const frow *r) {
+    sqlite3_bind_int64(b->st, base + 1, (sqlite3_int64)r->id);
+    for (int k = 0; k < C_NSTR; k++) {
+        int p = base + 2 + k;
+        if (r->s[k] == NULL) {
+            bind_null_once(b, p);
+        } else {
+            sqlite3_bind_text(b->st, p, r->s[k], -1, SQLITE_STATIC);
+            b->tag[p] = B_TEXT;
+        }
+    }
+    for (int k = 0; k < I_NINT; k++) {
+        int p = base + 2 + C_NSTR + k;
+        if (r->i[k] == NUL64) {
+            bind_null_once(b, p);
+        } else if (b->tag[p] != B_INT || b->val[p] != r->i[k]) {
+            sqlite3_bind_int64(b->st, p, r->i[k]);
+            b->tag[p] = B_INT;
+            b->val[p] = r->i[k];
+        }
+    }
+}
+
+typedef struct {
+    reel_indexer_t *ix;
+    frow **rows;
+} rows_ctx;
+
 static void bind_rows(sqlite3_stmt *st, size_t first, size_t count, void *ctx) {
-    frow *const *rows = ctx;
+    const rows_ctx *c = ctx;
+    struct bound *b = c->ix->bound;
+    while (b->st != st) /* one of the twelve */
+        b++;
     for (size_t i = 0; i < count; i++)
-        bind_row(st, (int)(i * ROW_PARAMS), rows[first + i]);
+        bind_row(b, (int)(i * ROW_PARAMS), c->rows[first + i]);
 }
 
 /* Writes rows[0..n) (reordered: the new ones first), in statements of up
@@ -1480,20 +1522,23 @@ static reel_rc write_rows(reel_indexer_t *ix, frow **rows, size_t n, reel_err_t 
             rows[i] = t;
         }
     size_t at = 0;
+    rows_ctx c = {ix, rows};
     reel_rc rc = run_batches(ix, ix->no_marks ? ix->insert_unmarked : ix->insert, UPSERT_ROWS, 3,
-                             nnew, bind_rows, rows, &at);
+                             nnew, bind_rows, &c, &at);
     if (rc != REEL_OK && sqlite3_extended_errcode(ix->db) == SQLITE_CONSTRAINT_PRIMARYKEY) {
         /* A row we did not know of (another writer?): the rows from that
          * statement on go by upsert, which writes the same values again
          * over the ones the statement had inserted before it failed. */
         size_t from = at;
+        c.rows = rows + from;
         rc = run_batches(ix, ix->no_marks ? ix->upsert_unmarked : ix->upsert, UPSERT_ROWS, 3,
-                         nnew - from, bind_rows, rows + from, &at);
+                         nnew - from, bind_rows, &c, &at);
         at += from;
     }
     if (rc == REEL_OK) {
+        c.rows = rows + nnew;
         rc = run_batches(ix, ix->no_marks ? ix->upsert_unmarked : ix->upsert, UPSERT_ROWS, 3,
-                         n - nnew, bind_rows, rows + nnew, &at);
+                         n - nnew, bind_rows, &c, &at);
         at += nnew;
     }
     if (rc != REEL_OK)
