@@ -109,12 +109,41 @@ typedef struct ijob {
 /* Size of the test write before capture resumes. */
 #define PROBE_BYTES (64u << 10)
 
-typedef struct item {
-    struct item *next;
-    uint64_t seq;
+/* A record on its way into the queue: encoded on the producer's stack
+ * when it is small (a malloc per record on the producer and its free on
+ * the writer, which the allocator hands back across threads, were a
+ * tenth of the writer's CPU), else in a buffer of its own. */
+typedef struct {
+    uint8_t *data;
     size_t len;
+    uint8_t stack[2048];
+} pending;
+
+static uint8_t *pending_init(pending *p, size_t len) {
+    p->len = len;
+    p->data = len <= sizeof p->stack ? p->stack : reel_malloc(len);
+    return p->data;
+}
+
+static void pending_free(pending *p) {
+    if (p->data != p->stack)
+        free(p->data);
+    p->data = NULL;
+}
+
+/* The queue is a list of chunks of records, each record after its length
+ * (a uint32_t); a chunk's records are numbered from its first_seq on. A
+ * record too big for a chunk of QCHUNK gets a chunk of its own. One chunk
+ * in one buffer would have to grow (copied under the lock, and twice the
+ * memory while it is) up to capture_buffer. */
+#define QCHUNK (64u * 1024u)
+
+typedef struct qchunk {
+    struct qchunk *next;
+    size_t len, cap;
+    uint64_t first_seq;
     uint8_t data[];
-} item;
+} qchunk;
 
 /* A flow that lost records to a disk outage (writer thread only). */
 typedef struct lostflow {
@@ -141,7 +170,9 @@ struct reel_recorder {
     int warned_records; /* said that other records are being dropped */
     pthread_mutex_t mu;
     pthread_cond_t cv_work, cv_space, cv_done;
-    item *head, *tail;
+    /* The queue (qchunk says how); the writer takes it whole. qspare: an
+     * emptied chunk the writer handed back, for the next one needed. */
+    qchunk *qhead, *qtail, *qspare;
     size_t queued_bytes, writer_bytes;
     int writer_waiting; /* 1: for work (no block open), 2: for a deadline */
     uint64_t enq_seq, done_seq;
@@ -1203,9 +1234,10 @@ static void release_queue_bytes(reel_recorder_t *r, size_t n) {
 static void *writer_main(void *arg) {
     reel_recorder_t *r = arg;
     background_thread("reel-writer");
+    qchunk *keep = NULL; /* an emptied chunk, for qspare */
     for (;;) {
         pthread_mutex_lock(&r->mu);
-        while (r->head == NULL && !r->stop && !r->flush_req && !r->sync_errno) {
+        while (r->qhead == NULL && !r->stop && !r->flush_req && !r->sync_errno) {
             /* Sleep until work comes, the block is due, or (capture
              * stopped) the next check whether the disk works again. */
             int64_t deadline = INT64_MAX;
@@ -1225,8 +1257,12 @@ static void *writer_main(void *arg) {
             wait_until(&r->cv_work, &r->mu, deadline);
             r->writer_waiting = 0;
         }
-        item *list = r->head;
-        r->head = r->tail = NULL;
+        qchunk *list = r->qhead;
+        r->qhead = r->qtail = NULL;
+        if (r->qspare == NULL) {
+            r->qspare = keep;
+            keep = NULL;
+        }
         r->writer_bytes += r->queued_bytes;
         r->queued_bytes = 0;
         /* Yields only while the queue has room to spare (base/pace.h): a
@@ -1244,17 +1280,27 @@ static void *writer_main(void *arg) {
         reel_spool_enc_pace(r->enc, calm ? REEL_RECORDER_PACE_NS : 0);
         size_t copied = 0;
         while (list) {
-            item *it = list;
-            list = it->next;
-            if (r->block.len && r->block.len + it->len + 10 > REEL_SPOOL_BLOCK_TARGET) {
-                /* the block goes out: let producers go on meanwhile */
-                release_queue_bytes(r, copied);
-                copied = 0;
+            qchunk *c = list;
+            list = c->next;
+            uint64_t seq = c->first_seq;
+            for (size_t pos = 0; pos < c->len;) {
+                uint32_t len;
+                memcpy(&len, c->data + pos, sizeof len);
+                const uint8_t *data = c->data + pos + sizeof len;
+                pos += sizeof len + len;
+                if (r->block.len && r->block.len + len + 10 > REEL_SPOOL_BLOCK_TARGET) {
+                    /* the block goes out: let producers go on meanwhile */
+                    release_queue_bytes(r, copied);
+                    copied = 0;
+                }
+                take(r, data, len);
+                r->block_last_seq = seq++;
+                copied += len;
             }
-            take(r, it->data, it->len);
-            r->block_last_seq = it->seq;
-            copied += it->len;
-            free(it);
+            if (keep == NULL && c->cap == QCHUNK)
+                keep = c; /* handed back at the next take */
+            else
+                free(c);
         }
         release_queue_bytes(r, copied);
         if (r->block.len && (stop || flush || reel_mono_ns() >= r->block_deadline_ns ||
@@ -1264,7 +1310,7 @@ static void *writer_main(void *arg) {
          * enough has piled up: under load one fdatasync then covers many
          * frames, and nothing counts as done before its frame is synced. */
         pthread_mutex_lock(&r->mu);
-        int more = r->head != NULL;
+        int more = r->qhead != NULL;
         pthread_mutex_unlock(&r->mu);
         if (!more || stop || flush || r->seg_size - r->batch_start_size >= (4u << 20) ||
             reel_mono_ns() - r->batch_start_ns >= 50 * 1000000) {
@@ -1274,12 +1320,13 @@ static void *writer_main(void *arg) {
         }
         if (stop) {
             pthread_mutex_lock(&r->mu);
-            int empty = r->head == NULL;
+            int empty = r->qhead == NULL;
             pthread_mutex_unlock(&r->mu);
             if (empty)
                 break;
         }
     }
+    free(keep);
     return NULL;
 }
 
@@ -1304,14 +1351,14 @@ static size_t body_budget(const reel_recorder_t *r) {
 static int queue_full(const reel_recorder_t *r, size_t len, int kind) {
     size_t cap = kind == Q_BODY ? body_budget(r) : r->opts.queue_bytes;
     return kind != Q_FINAL && r->queued_bytes + r->writer_bytes + len > cap &&
-           (r->head || r->writer_bytes);
+           (r->qhead || r->writer_bytes);
 }
 
 /* With capture lossless: waits (under mu) until a record of len bytes fits
  * the whole budget. */
 static void wait_for_room(reel_recorder_t *r, size_t len) {
     while (r->queued_bytes + r->writer_bytes + len > r->opts.queue_bytes &&
-           (r->head || r->writer_bytes))
+           (r->qhead || r->writer_bytes))
         pthread_cond_wait(&r->cv_space, &r->mu);
 }
 
@@ -1333,15 +1380,41 @@ static void warn_dropping(reel_recorder_t *r) {
             "with an error (set capture=lossless to slow traffic down instead)");
 }
 
-/* Appends it to the queue and wakes the writer if it waits (under mu). */
-static void queue_locked(reel_recorder_t *r, item *it) {
-    it->seq = ++r->enq_seq;
-    if (r->tail)
-        r->tail->next = it;
-    else
-        r->head = it;
-    r->tail = it;
-    r->queued_bytes += it->len;
+/* Room at the queue's end for a record of len bytes (under mu): its
+ * bytes go at the pointer returned, before queue_locked. */
+static uint8_t *queue_room(reel_recorder_t *r, size_t len) {
+    size_t need = sizeof(uint32_t) + len;
+    qchunk *c = r->qtail;
+    if (c == NULL || c->cap - c->len < need) {
+        if (need <= QCHUNK && r->qspare) {
+            c = r->qspare;
+            r->qspare = NULL;
+        } else {
+            size_t cap = need <= QCHUNK ? QCHUNK : need;
+            c = reel_malloc(sizeof *c + cap);
+            c->cap = cap;
+        }
+        c->next = NULL;
+        c->len = 0;
+        c->first_seq = r->enq_seq + 1;
+        if (r->qtail)
+            r->qtail->next = c;
+        else
+            r->qhead = c;
+        r->qtail = c;
+    }
+    return c->data + c->len + sizeof(uint32_t);
+}
+
+/* Appends the len bytes written at queue_room() to the queue and wakes the
+ * writer if it waits (under mu). */
+static void queue_locked(reel_recorder_t *r, size_t len) {
+    qchunk *c = r->qtail;
+    ++r->enq_seq;
+    uint32_t n = (uint32_t)len;
+    memcpy(c->data + c->len, &n, sizeof n);
+    c->len += sizeof n + len;
+    r->queued_bytes += len;
     if (r->queued_bytes + r->writer_bytes > r->stats.queue_peak)
         r->stats.queue_peak = r->queued_bytes + r->writer_bytes;
     /* Wake the writer when it waits for work, or when it waits for a
@@ -1360,16 +1433,9 @@ static void queue_locked(reel_recorder_t *r, item *it) {
  * and a start or head that does not fit in the whole budget is dropped and
  * counted in f->dropped (the flow then ends with an error). Ends are always
  * queued. Returns 1 when queued. */
-static item *item_new(size_t len) {
-    item *it = reel_malloc(sizeof *it + len);
-    it->next = NULL;
-    it->len = len;
-    return it;
-}
-
-/* Queues it, an encoded record (enqueue() says how); takes it. */
-static int enqueue_item(reel_recorder_t *r, reel_rflow_t *f, item *it, int kind) {
-    size_t len = it->len;
+/* Queues p, an encoded record (enqueue() says how), and frees it. */
+static int enqueue_item(reel_recorder_t *r, reel_rflow_t *f, pending *p, int kind) {
+    size_t len = p->len;
     pthread_mutex_lock(&r->mu);
     int full = queue_full(r, len, kind);
     if (full && r->capture == REEL_CAPTURE_LOSSLESS) {
@@ -1379,13 +1445,15 @@ static int enqueue_item(reel_recorder_t *r, reel_rflow_t *f, item *it, int kind)
     if (full) {
         int say = kind == Q_BODY ? 0 : drop_locked(r, f);
         pthread_mutex_unlock(&r->mu);
-        free(it);
+        pending_free(p);
         if (say)
             warn_dropping(r);
         return 0;
     }
-    queue_locked(r, it);
+    memcpy(queue_room(r, len), p->data, len);
+    queue_locked(r, len);
     pthread_mutex_unlock(&r->mu);
+    pending_free(p);
     return 1;
 }
 
@@ -1402,9 +1470,9 @@ static size_t record_pack(const Reel__Record *rec, uint8_t *out) {
 }
 
 static int enqueue(reel_recorder_t *r, reel_rflow_t *f, const Reel__Record *rec, int kind) {
-    item *it = item_new(record_size(rec));
-    record_pack(rec, it->data);
-    return enqueue_item(r, f, it, kind);
+    pending p;
+    record_pack(rec, pending_init(&p, record_size(rec)));
+    return enqueue_item(r, f, &p, kind);
 }
 
 static int64_t now_or(int64_t t) {
@@ -1759,7 +1827,6 @@ reel_rflow_t *reel_recorder_flow_start(reel_recorder_t *r, const reel_flow_info_
     rec.event_case = REEL__RECORD__EVENT_START;
     rec.start = &st;
     size_t room = record_size(&rec);
-    item *it = reel_malloc(sizeof *it + room);
     int say = 0;
     pthread_mutex_lock(&r->mu);
     f->limit = r->body_limit;
@@ -1779,14 +1846,10 @@ reel_rflow_t *reel_recorder_flow_start(reel_recorder_t *r, const reel_flow_info_
             say = drop_locked(r, f);
         } else {
             rec.flow_id = f->id;
-            it->next = NULL;
-            it->len = record_pack(&rec, it->data);
-            queue_locked(r, it);
-            it = NULL;
+            queue_locked(r, record_pack(&rec, queue_room(r, room)));
         }
     }
     pthread_mutex_unlock(&r->mu);
-    free(it);
     if (say)
         warn_dropping(r);
     return f;
@@ -1818,10 +1881,11 @@ void reel_recorder_request_head(reel_rflow_t *f, const reel_request_head_t *h) {
     rq.scheme = h->scheme ? h->scheme : "http";
     rq.http_version = h->http_version ? h->http_version : "HTTP/1.1";
     int64_t t = now_or(h->time_us);
-    item *it = item_new(reel_pbhead_request_size(f->id, t, &rq));
-    reel_pbhead_request_write(it->data, f->id, t, &rq);
+    pending p;
+    reel_pbhead_request_write(pending_init(&p, reel_pbhead_request_size(f->id, t, &rq)), f->id, t,
+                              &rq);
     f->body_time_us = h->time_us;
-    enqueue_item(f->rec, f, it, Q_SMALL);
+    enqueue_item(f->rec, f, &p, Q_SMALL);
 }
 
 /* A response head as a record: the final one (interim false) or a 1xx
@@ -1832,11 +1896,12 @@ static void response_record(reel_rflow_t *f, const reel_response_head_t *h, bool
     reel_response_head_t rs = *h;
     rs.http_version = h->http_version ? h->http_version : "HTTP/1.1";
     int64_t t = now_or(h->time_us);
-    item *it = item_new(reel_pbhead_response_size(f->id, t, &rs, interim));
-    reel_pbhead_response_write(it->data, f->id, t, &rs, interim);
+    pending p;
+    reel_pbhead_response_write(pending_init(&p, reel_pbhead_response_size(f->id, t, &rs, interim)),
+                               f->id, t, &rs, interim);
     if (!interim)
         f->body_time_us = h->time_us;
-    enqueue_item(f->rec, f, it, Q_SMALL);
+    enqueue_item(f->rec, f, &p, Q_SMALL);
 }
 
 void reel_recorder_response_head(reel_rflow_t *f, const reel_response_head_t *h) {
@@ -2201,6 +2266,12 @@ reel_rc reel_recorder_close(reel_recorder_t *r, reel_err_t *err) {
     reel_buf_free(&r->block);
     reel_buf_free(&r->frame);
     reel_buf_free(&r->scratch);
+    free(r->qspare);
+    while (r->qhead) { /* none: the writer took all before it stopped */
+        qchunk *c = r->qhead;
+        r->qhead = c->next;
+        free(c);
+    }
     lost_free_all(r);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv_work);

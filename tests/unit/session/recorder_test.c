@@ -676,6 +676,77 @@ static void test_burst_within_budget_recorded_whole(void **state) {
     free(home);
 }
 
+/* The queue holds records in chunks of 64 KiB: records that straddle a
+ * chunk's end, and heads bigger than a chunk (a chunk of their own), all
+ * reach the spool whole and in order, queued while the writer waits. */
+typedef struct {
+    uint64_t id;
+    size_t value_len;
+    int heads, ok;
+} bighead_t;
+
+static int bighead_cb(void *ctx, const Reel__Record *rec) {
+    bighead_t *c = ctx;
+    if (rec->event_case != REEL__RECORD__EVENT_REQUEST_HEAD)
+        return 0;
+    c->heads++;
+    const Reel__RequestHead *h = rec->request_head;
+    c->ok = h->n_headers == 1 && h->headers[0]->value.len == c->value_len;
+    for (size_t i = 0; c->ok && i < c->value_len; i++)
+        c->ok = h->headers[0]->value.data[i] == (uint8_t)('a' + (c->id + i) % 26);
+    return 0;
+}
+
+static void test_records_across_queue_chunks(void **state) {
+    (void)state;
+    char *home = reel_test_tmpdir("rec-chunks");
+    env_t e;
+    env_init(&e);
+    reel_session_t *s = open_session(home, "chunks", REEL_OPEN_CREATE | REEL_OPEN_RECORD);
+    reel_recorder_t *r = start(s, &e);
+    stall_writer(r, &e);
+    /* then heads whose records sweep the sizes that just fill a chunk */
+    enum { N = 40 + 200 };
+    static const size_t sizes[] = {10, 30000, 65400, 70000, 300000, 1};
+    uint64_t id[N];
+    size_t len[N];
+    char *value = malloc(300000);
+    for (int i = 0; i < N; i++) {
+        reel_rflow_t *f = reel_recorder_flow_start(r, NULL);
+        id[i] = reel_rflow_id(f);
+        len[i] = i < 40 ? sizes[i % 6] : (size_t)(65350 + i - 40);
+        for (size_t k = 0; k < len[i]; k++)
+            value[k] = (char)('a' + (id[i] + k) % 26);
+        reel_header_t hd = {.name = "x-big", .name_len = 5, .value = value, .value_len = len[i]};
+        reel_request_head_t rq = {.method = "GET",
+                                  .scheme = "http",
+                                  .host = "example.com",
+                                  .port = 80,
+                                  .target = "/",
+                                  .headers = &hd,
+                                  .n_headers = 1};
+        reel_recorder_request_head(f, &rq);
+        respond(f, 0, 100, 1);
+        reel_recorder_flow_end(f, NULL, 0, 0, 0);
+    }
+    free(value);
+    set_fault(&e, &e.hold, 0);
+    assert_int_equal(reel_recorder_close(r, NULL), REEL_OK);
+    for (int i = 0; i < N; i++) {
+        assert_complete(s, id[i], 100);
+        bighead_t c = {.id = id[i], .value_len = len[i]};
+        reel_err_t err;
+        reel_err_clear(&err);
+        assert_int_equal(reel_store_read_flow(s, id[i], bighead_cb, &c, &err), REEL_OK);
+        assert_int_equal(c.heads, 1);
+        assert_true(c.ok);
+    }
+    reel_session_close(s);
+    env_free(&e);
+    reel_test_rm_rf(home);
+    free(home);
+}
+
 typedef struct {
     reel_recorder_t *r;
     reel_rc rc;
@@ -1002,6 +1073,7 @@ int main(void) {
         cmocka_unit_test(test_behind_sheds_bodies_keeps_heads_and_ends),
         cmocka_unit_test(test_behind_memory_bounded),
         cmocka_unit_test(test_burst_within_budget_recorded_whole),
+        cmocka_unit_test(test_records_across_queue_chunks),
         cmocka_unit_test(test_slow_sync_does_not_stall_writer),
         cmocka_unit_test(test_producers_on_threads),
         cmocka_unit_test(test_marks_before_rows),
