@@ -255,6 +255,58 @@ static void test_request_every_split(void **state) {
     assert_int_equal(env_stop(&e), (rq + 1) + (rs + 1));
 }
 
+/* ---- fields the Connection field names are not forwarded ---- */
+
+/* One Connection field, then two (a field named in either goes); the
+ * response's are dropped the same way on the way back. */
+static void test_connection_named_fields_removed(void **state) {
+    (void)state;
+    static const char *const reqs[] = {
+        "GET http://origin.test/c HTTP/1.1\r\n"
+        "Host: origin.test\r\n"
+        "X-Drop: 1\r\n"
+        "Connection: keep-alive, X-Drop\r\n"
+        "X-Keep: 1\r\n"
+        "\r\n",
+        "GET http://origin.test/c HTTP/1.1\r\n"
+        "Host: origin.test\r\n"
+        "Connection: X-Drop\r\n"
+        "X-Drop: 1\r\n"
+        "X-Keep: 1\r\n"
+        "X-Two: 2\r\n"
+        "connection: x-two\r\n"
+        "\r\n",
+    };
+    static const char RESP_C[] = "HTTP/1.1 200 OK\r\n"
+                                 "Content-Length: 5\r\n"
+                                 "Connection: X-Secret\r\n"
+                                 "X-Secret: s\r\n"
+                                 "X-Origin: yes\r\n"
+                                 "\r\n"
+                                 "hello";
+    for (size_t i = 0; i < 2; i++) {
+        env_t e;
+        env_start(&e);
+        reel_mempipe_t *c = client_open(&e);
+        reel_mempipe_feed(c, reqs[i], strlen(reqs[i]));
+        run(&e);
+        assert_int_equal(e.norigins, 1);
+        reel_buf_t *got = reel_mempipe_sent(e.origins[0]);
+        assert_true(has(got, "X-Keep: 1\r\n"));
+        assert_false(has(got, "X-Drop"));
+        assert_false(has(got, "X-Two"));
+        assert_false(has(got, "onnection"));
+        reel_mempipe_feed(e.origins[0], RESP_C, sizeof RESP_C - 1);
+        run(&e);
+        got = reel_mempipe_sent(c);
+        assert_true(has(got, "X-Origin: yes\r\n"));
+        assert_false(has(got, "X-Secret"));
+        client_close(&e, c);
+        free_origins(&e);
+        env_stop(&e);
+    }
+}
+
 /* ---- a reused upstream that closes instead of answering ---- */
 
 static const char REQ2[] = "GET http://origin.test/b HTTP/1.1\r\n"
@@ -696,6 +748,7 @@ static void test_head_limit_inside_tunnel(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_every_split),
+        cmocka_unit_test(test_connection_named_fields_removed),
         cmocka_unit_test(test_retry_every_split),
         cmocka_unit_test(test_connect_tls_every_split),
         cmocka_unit_test(test_upgrade_every_split),
