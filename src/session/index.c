@@ -483,6 +483,10 @@ struct reel_indexer {
      * up at its commit (where the writer thread would wait for it). */
     frow **fin;
     size_t nfin, capfin;
+    /* Rows freed by map_clear, for map_get to use again (their malloc and
+     * free were the most of a commit's own work): up to SPARE_ROWS. */
+    frow *spare;
+    size_t nspare;
     reel_bodyindex_t *bx; /* body_text, body_fts, body_todo */
 };
 
@@ -656,10 +660,18 @@ static void set_str(frow *r, int col, const char *v, size_t n) {
     }
 }
 
-static void frow_free(frow *r) {
+#define SPARE_ROWS 4096
+
+static void frow_free(reel_indexer_t *ix, frow *r) {
     for (int k = 0; k < C_NSTR; k++)
         drop_str(r, k);
-    free(r);
+    if (ix->nspare < SPARE_ROWS) {
+        r->next = ix->spare;
+        ix->spare = r;
+        ix->nspare++;
+    } else {
+        free(r);
+    }
 }
 
 static void map_clear(reel_indexer_t *ix, int only_finished) {
@@ -669,7 +681,7 @@ static void map_clear(reel_indexer_t *ix, int only_finished) {
             frow *r = *pp;
             if (!only_finished || r->finished) {
                 *pp = r->next;
-                frow_free(r);
+                frow_free(ix, r);
                 ix->count--;
             } else {
                 r->has_frame = 0;
@@ -685,6 +697,11 @@ void reel_indexer_free(reel_indexer_t *ix) {
     if (ix->in_tx)
         reel_indexer_rollback(ix);
     map_clear(ix, 0);
+    while (ix->spare) {
+        frow *r = ix->spare;
+        ix->spare = r->next;
+        free(r);
+    }
     free(ix->buckets);
     free(ix->fin);
     arena_reset(ix);
@@ -768,14 +785,22 @@ static frow *map_get(reel_indexer_t *ix, uint64_t id) {
     for (frow *r = ix->buckets[b]; r; r = r->next)
         if (r->id == id)
             return r;
-    frow *r = reel_calloc(1, sizeof *r);
+    frow *r = ix->spare;
+    if (r) {
+        ix->spare = r->next;
+        ix->nspare--;
+        memset(r, 0, offsetof(frow, pool)); /* the pool needs no zeros */
+    } else {
+        r = reel_calloc(1, sizeof *r);
+    }
     r->id = id;
     for (int k = 0; k < I_NINT; k++)
         r->i[k] = NUL64;
     r->i[I_REQ_SIZE] = r->i[I_RESP_SIZE] = r->i[I_REQ_TRUNC] = r->i[I_RESP_TRUNC] = 0;
     r->i[I_GENERATED] = r->i[I_REQ_DROPPED] = r->i[I_RESP_DROPPED] = r->i[I_MESSAGES] = 0;
     /* A flow that started in an earlier transaction: continue from its row. */
-    sqlite3_bind_int64(ix->load, 1, (sqlite3_int64)id);
+    if (id <= ix->known_max)
+        sqlite3_bind_int64(ix->load, 1, (sqlite3_int64)id);
     if (id <= ix->known_max && sqlite3_step(ix->load) == SQLITE_ROW) {
         r->in_db = 1;
         for (int k = 0; k < C_NSTR; k++) {
@@ -787,7 +812,8 @@ static frow *map_get(reel_indexer_t *ix, uint64_t id) {
                           ? NUL64
                           : sqlite3_column_int64(ix->load, 1 + C_NSTR + k);
     }
-    sqlite3_reset(ix->load);
+    if (id <= ix->known_max)
+        sqlite3_reset(ix->load);
     if (ix->count >= 2 * ix->nbuckets) {
         map_grow(ix);
         b = bucket_of(ix, id);
