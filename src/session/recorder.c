@@ -109,28 +109,6 @@ typedef struct ijob {
 /* Size of the test write before capture resumes. */
 #define PROBE_BYTES (64u << 10)
 
-/* A record on its way into the queue: encoded on the producer's stack
- * when it is small (a malloc per record on the producer and its free on
- * the writer, which the allocator hands back across threads, were a
- * tenth of the writer's CPU), else in a buffer of its own. */
-typedef struct {
-    uint8_t *data;
-    size_t len;
-    uint8_t stack[2048];
-} pending;
-
-static uint8_t *pending_init(pending *p, size_t len) {
-    p->len = len;
-    p->data = len <= sizeof p->stack ? p->stack : reel_malloc(len);
-    return p->data;
-}
-
-static void pending_free(pending *p) {
-    if (p->data != p->stack)
-        free(p->data);
-    p->data = NULL;
-}
-
 /* The queue is a list of chunks of records, each record after its length
  * (a uint32_t); a chunk's records are numbered from its first_seq on. A
  * record too big for a chunk of QCHUNK gets a chunk of its own. One chunk
@@ -144,6 +122,38 @@ typedef struct qchunk {
     uint64_t first_seq;
     uint8_t data[];
 } qchunk;
+
+/* A record on its way into the queue: encoded on the producer's stack
+ * when it is small, then copied into the queue's last chunk (a malloc per
+ * record on the producer and its free on the writer, which the allocator
+ * hands back across threads, were a tenth of the writer's CPU); a bigger
+ * one (a body chunk) is encoded into a chunk of its own, which is linked
+ * into the queue as it is, not copied. */
+typedef struct {
+    uint8_t *data;
+    size_t len;
+    qchunk *own;
+    uint8_t stack[2048];
+} pending;
+
+static uint8_t *pending_init(pending *p, size_t len) {
+    p->len = len;
+    p->own = NULL;
+    if (len <= sizeof p->stack) {
+        p->data = p->stack;
+    } else {
+        p->own = reel_malloc(sizeof *p->own + sizeof(uint32_t) + len);
+        p->own->cap = sizeof(uint32_t) + len;
+        p->data = p->own->data + sizeof(uint32_t);
+    }
+    return p->data;
+}
+
+static void pending_free(pending *p) {
+    free(p->own);
+    p->own = NULL;
+    p->data = NULL;
+}
 
 /* A flow that lost records to a disk outage (writer thread only). */
 typedef struct lostflow {
@@ -1450,7 +1460,20 @@ static int enqueue_item(reel_recorder_t *r, reel_rflow_t *f, pending *p, int kin
             warn_dropping(r);
         return 0;
     }
-    memcpy(queue_room(r, len), p->data, len);
+    if (p->own) { /* the record is in place: its chunk joins the queue */
+        qchunk *c = p->own;
+        p->own = NULL;
+        c->next = NULL;
+        c->len = 0;
+        c->first_seq = r->enq_seq + 1;
+        if (r->qtail)
+            r->qtail->next = c;
+        else
+            r->qhead = c;
+        r->qtail = c;
+    } else {
+        memcpy(queue_room(r, len), p->data, len);
+    }
     queue_locked(r, len);
     pthread_mutex_unlock(&r->mu);
     pending_free(p);
