@@ -1390,6 +1390,19 @@ static void warn_dropping(reel_recorder_t *r) {
             "with an error (set capture=lossless to slow traffic down instead)");
 }
 
+/* Appends an empty chunk c to the queue; its first record will be the
+ * next one queued (under mu). */
+static void queue_link(reel_recorder_t *r, qchunk *c) {
+    c->next = NULL;
+    c->len = 0;
+    c->first_seq = r->enq_seq + 1;
+    if (r->qtail)
+        r->qtail->next = c;
+    else
+        r->qhead = c;
+    r->qtail = c;
+}
+
 /* Room at the queue's end for a record of len bytes (under mu): its
  * bytes go at the pointer returned, before queue_locked. */
 static uint8_t *queue_room(reel_recorder_t *r, size_t len) {
@@ -1404,14 +1417,7 @@ static uint8_t *queue_room(reel_recorder_t *r, size_t len) {
             c = reel_malloc(sizeof *c + cap);
             c->cap = cap;
         }
-        c->next = NULL;
-        c->len = 0;
-        c->first_seq = r->enq_seq + 1;
-        if (r->qtail)
-            r->qtail->next = c;
-        else
-            r->qhead = c;
-        r->qtail = c;
+        queue_link(r, c);
     }
     return c->data + c->len + sizeof(uint32_t);
 }
@@ -1461,16 +1467,8 @@ static int enqueue_item(reel_recorder_t *r, reel_rflow_t *f, pending *p, int kin
         return 0;
     }
     if (p->own) { /* the record is in place: its chunk joins the queue */
-        qchunk *c = p->own;
+        queue_link(r, p->own);
         p->own = NULL;
-        c->next = NULL;
-        c->len = 0;
-        c->first_seq = r->enq_seq + 1;
-        if (r->qtail)
-            r->qtail->next = c;
-        else
-            r->qhead = c;
-        r->qtail = c;
     } else {
         memcpy(queue_room(r, len), p->data, len);
     }
