@@ -1146,17 +1146,37 @@ bool reel_h1_is_hop_by_hop(const char *name, size_t name_len, const char *connec
     return false;
 }
 
-bool reel_h1_is_hop_by_hop_in(const char *name, size_t name_len, const reel_h1_header_t *headers,
-                              size_t nheaders) {
-    if (reel_h1_is_hop_by_hop(name, name_len, NULL, 0))
-        return true;
+void reel_h1_hop_init(reel_h1_hop_t *c, const reel_h1_header_t *headers, size_t nheaders) {
+    *c = (reel_h1_hop_t){headers, nheaders, NULL, 0};
     for (size_t i = 0; i < nheaders; i++) {
         const reel_h1_header_t *f = &headers[i];
+        if (f->name && f->name_len == 10 && strncasecmp(f->name, "connection", 10) == 0) {
+            c->connection = f;
+            c->nconnection++;
+        }
+    }
+}
+
+bool reel_h1_hop(const reel_h1_hop_t *c, const char *name, size_t name_len) {
+    if (c->nconnection <= 1)
+        return reel_h1_is_hop_by_hop(name, name_len, c->connection ? c->connection->value : NULL,
+                                     c->connection ? c->connection->value_len : 0);
+    if (reel_h1_is_hop_by_hop(name, name_len, NULL, 0))
+        return true;
+    for (size_t i = 0; i < c->nheaders; i++) {
+        const reel_h1_header_t *f = &c->headers[i];
         if (f->name && eq_ci(f->name, f->name_len, "connection") &&
             reel_h1_is_hop_by_hop(name, name_len, f->value, f->value_len))
             return true;
     }
     return false;
+}
+
+bool reel_h1_is_hop_by_hop_in(const char *name, size_t name_len, const reel_h1_header_t *headers,
+                              size_t nheaders) {
+    reel_h1_hop_t c;
+    reel_h1_hop_init(&c, headers, nheaders);
+    return reel_h1_hop(&c, name, name_len);
 }
 
 /* ---- serialization ---- */

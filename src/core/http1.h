@@ -207,6 +207,18 @@ bool reel_h1_is_hop_by_hop(const char *name, size_t name_len, const char *connec
 bool reel_h1_is_hop_by_hop_in(const char *name, size_t name_len, const reel_h1_header_t *headers,
                               size_t nheaders);
 
+/** The same for every field of one message: reel_h1_hop_init finds its
+ * Connection field(s) once, reel_h1_hop asks about a field (asking
+ * reel_h1_is_hop_by_hop_in per field is quadratic in the fields). */
+typedef struct {
+    const reel_h1_header_t *headers;
+    size_t nheaders;
+    const reel_h1_header_t *connection; /* the last Connection field */
+    size_t nconnection;
+} reel_h1_hop_t;
+void reel_h1_hop_init(reel_h1_hop_t *c, const reel_h1_header_t *headers, size_t nheaders);
+bool reel_h1_hop(const reel_h1_hop_t *c, const char *name, size_t name_len);
+
 /** Appends "METHOD target HTTP/x.y\r\n", the fields and the empty line to
  * out. Fields with a NULL name are skipped (so a caller can blank out
  * hop-by-hop fields in a copy of the array). Returns REEL_INVALID (out

@@ -334,9 +334,11 @@ static reel_h1_header_t *send_headers(const reel_replay_req_t *r, size_t *n, cha
     const reel_h1_header_t *rh = (const reel_h1_header_t *)(const void *)r->headers;
     size_t k = 0;
     int host = 0, length = 0;
+    reel_h1_hop_t hop;
+    reel_h1_hop_init(&hop, rh, r->n_headers);
     for (size_t i = 0; i < r->n_headers; i++) {
         const reel_header_t *h = &r->headers[i];
-        if (reel_h1_is_hop_by_hop_in(h->name, h->name_len, rh, r->n_headers))
+        if (reel_h1_hop(&hop, h->name, h->name_len))
             continue;
         if (ieq(h->name, h->name_len, "content-length")) {
             length = 1;

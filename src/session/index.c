@@ -799,21 +799,21 @@ static frow *map_get(reel_indexer_t *ix, uint64_t id) {
     r->i[I_REQ_SIZE] = r->i[I_RESP_SIZE] = r->i[I_REQ_TRUNC] = r->i[I_RESP_TRUNC] = 0;
     r->i[I_GENERATED] = r->i[I_REQ_DROPPED] = r->i[I_RESP_DROPPED] = r->i[I_MESSAGES] = 0;
     /* A flow that started in an earlier transaction: continue from its row. */
-    if (id <= ix->known_max)
+    if (id <= ix->known_max) {
         sqlite3_bind_int64(ix->load, 1, (sqlite3_int64)id);
-    if (id <= ix->known_max && sqlite3_step(ix->load) == SQLITE_ROW) {
-        r->in_db = 1;
-        for (int k = 0; k < C_NSTR; k++) {
-            const char *t = (const char *)sqlite3_column_text(ix->load, 1 + k);
-            set_str(r, k, t, t ? (size_t)sqlite3_column_bytes(ix->load, 1 + k) : 0);
+        if (sqlite3_step(ix->load) == SQLITE_ROW) {
+            r->in_db = 1;
+            for (int k = 0; k < C_NSTR; k++) {
+                const char *t = (const char *)sqlite3_column_text(ix->load, 1 + k);
+                set_str(r, k, t, t ? (size_t)sqlite3_column_bytes(ix->load, 1 + k) : 0);
+            }
+            for (int k = 0; k < I_NINT; k++)
+                r->i[k] = sqlite3_column_type(ix->load, 1 + C_NSTR + k) == SQLITE_NULL
+                              ? NUL64
+                              : sqlite3_column_int64(ix->load, 1 + C_NSTR + k);
         }
-        for (int k = 0; k < I_NINT; k++)
-            r->i[k] = sqlite3_column_type(ix->load, 1 + C_NSTR + k) == SQLITE_NULL
-                          ? NUL64
-                          : sqlite3_column_int64(ix->load, 1 + C_NSTR + k);
-    }
-    if (id <= ix->known_max)
         sqlite3_reset(ix->load);
+    }
     if (ix->count >= 2 * ix->nbuckets) {
         map_grow(ix);
         b = bucket_of(ix, id);
@@ -1547,24 +1547,23 @@ static reel_rc write_rows(reel_indexer_t *ix, frow **rows, size_t n, reel_err_t 
             rows[nnew++] = rows[i];
             rows[i] = t;
         }
+    sqlite3_stmt *const *ins = ix->no_marks ? ix->insert_unmarked : ix->insert;
+    sqlite3_stmt *const *ups = ix->no_marks ? ix->upsert_unmarked : ix->upsert;
     size_t at = 0;
     rows_ctx c = {ix, rows};
-    reel_rc rc = run_batches(ix, ix->no_marks ? ix->insert_unmarked : ix->insert, UPSERT_ROWS, 3,
-                             nnew, bind_rows, &c, &at);
+    reel_rc rc = run_batches(ix, ins, UPSERT_ROWS, 3, nnew, bind_rows, &c, &at);
     if (rc != REEL_OK && sqlite3_extended_errcode(ix->db) == SQLITE_CONSTRAINT_PRIMARYKEY) {
         /* A row we did not know of (another writer?): the rows from that
          * statement on go by upsert, which writes the same values again
          * over the ones the statement had inserted before it failed. */
         size_t from = at;
         c.rows = rows + from;
-        rc = run_batches(ix, ix->no_marks ? ix->upsert_unmarked : ix->upsert, UPSERT_ROWS, 3,
-                         nnew - from, bind_rows, &c, &at);
+        rc = run_batches(ix, ups, UPSERT_ROWS, 3, nnew - from, bind_rows, &c, &at);
         at += from;
     }
     if (rc == REEL_OK) {
         c.rows = rows + nnew;
-        rc = run_batches(ix, ix->no_marks ? ix->upsert_unmarked : ix->upsert, UPSERT_ROWS, 3,
-                         n - nnew, bind_rows, &c, &at);
+        rc = run_batches(ix, ups, UPSERT_ROWS, 3, n - nnew, bind_rows, &c, &at);
         at += nnew;
     }
     if (rc != REEL_OK)

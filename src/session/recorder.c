@@ -1443,12 +1443,6 @@ static void queue_locked(reel_recorder_t *r, size_t len) {
     }
 }
 
-/* Encodes rec and queues it. With capture lossless it waits for room; with
- * capture on it never waits: a body chunk that does not fit in the body
- * share is not queued (returns 0: the caller sheds the rest of that body),
- * and a start or head that does not fit in the whole budget is dropped and
- * counted in f->dropped (the flow then ends with an error). Ends are always
- * queued. Returns 1 when queued. */
 /* Queues p, an encoded record (enqueue() says how), and frees it. */
 static int enqueue_item(reel_recorder_t *r, reel_rflow_t *f, pending *p, int kind) {
     size_t len = p->len;
@@ -1490,6 +1484,12 @@ static size_t record_pack(const Reel__Record *rec, uint8_t *out) {
     return n ? n : reel__record__pack(rec, out);
 }
 
+/* Encodes rec and queues it. With capture lossless it waits for room; with
+ * capture on it never waits: a body chunk that does not fit in the body
+ * share is not queued (returns 0: the caller sheds the rest of that body),
+ * and a start or head that does not fit in the whole budget is dropped and
+ * counted in f->dropped (the flow then ends with an error). Ends are always
+ * queued. Returns 1 when queued. */
 static int enqueue(reel_recorder_t *r, reel_rflow_t *f, const Reel__Record *rec, int kind) {
     pending p;
     record_pack(rec, pending_init(&p, record_size(rec)));
