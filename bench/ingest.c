@@ -1233,10 +1233,10 @@ int main(int argc, char **argv) {
            100.0 * t_gen / t_ingest);
     printf("| CPU during ingest (all threads) | %.2f s (%.2f s sys) = %.1f us/flow | | |\n",
            cpu_ingest, sys_ingest, 1e6 * cpu_ingest / (double)n_flows);
-    printf("| recorder stats | %" PRIu64 " records, %" PRIu64
-           " frames, raw %.1f MB -> spool %.1f MB "
+    printf("| recorder stats | %" PRIu64 " records, %" PRIu64 " frames (%" PRIu64
+           " by the second compressor), raw %.1f MB -> spool %.1f MB "
            "(%.3f) | | |\n",
-           stats.records, stats.frames, (double)stats.raw_bytes / MB,
+           stats.records, stats.frames, stats.helped_frames, (double)stats.raw_bytes / MB,
            (double)stats.spool_bytes / MB, (double)stats.spool_bytes / (double)stats.raw_bytes);
     printf("| on disk: spool | %.1f MB (%zu segment%s) | | |\n", (double)spool.allocated / MB,
            spool.files, spool.files == 1 ? "" : "s");

@@ -248,6 +248,15 @@ struct reel_recorder {
     reel_indexer_t *ix;
     reel_spool_enc_t *enc;
     reel_buf_t block, frame, scratch;
+    /* A second compressor, for a writer that falls behind (frame_out):
+     * started at the first need, on hosts with more than one core. held:
+     * the block it has (its records, frame, count and last sequence),
+     * written before any later block. */
+    reel_spool_async_t *zhelp;
+    int zhelp_allowed, behind;
+    int held;
+    reel_buf_t held_raw, held_frame;
+    uint64_t held_records, held_last_seq;
     uint64_t block_last_seq;   /* last record taken into (or dropped beside) the block */
     uint64_t batch_last_seq;   /* last record dealt with in this batch */
     uint64_t batch_start_size; /* segment size when the batch began */
@@ -536,11 +545,11 @@ static void drop_record(reel_recorder_t *r, const uint8_t *data, size_t len) {
     }
 }
 
-/* The records of the block that failed to go out are lost. */
-static void drop_block(reel_recorder_t *r) {
+/* The records of a block that failed to go out are lost. */
+static void drop_block(reel_recorder_t *r, const reel_buf_t *raw) {
     size_t pos = 0, len = 0;
     const uint8_t *rec = NULL;
-    while (reel_spool_block_next(r->block.data, r->block.len, &pos, &rec, &len) == REEL_OK)
+    while (reel_spool_block_next(raw->data, raw->len, &pos, &rec, &len) == REEL_OK)
         drop_record(r, rec, len);
 }
 
@@ -667,23 +676,24 @@ static void *sync_main(void *arg) {
     return NULL;
 }
 
-/* Compresses the current block into a frame, appends it to the segment and
- * hands it to the index thread. Syncing and committing happen once per
- * batch, in batch_end. On failure the block's records are dropped and
- * capture stops. */
-static void frame_out(reel_recorder_t *r) {
+/* Appends a block compressed into frame (crc/cerr: how the compression
+ * went) to the segment and hands the block (raw, taken over) to the index
+ * thread. Syncing and committing happen once per batch, in batch_end. On
+ * failure the block's records are dropped and capture stops. */
+static void block_write(reel_recorder_t *r, reel_buf_t *raw, const reel_buf_t *frame,
+                        uint64_t nrecords, uint64_t last_seq, reel_rc crc, const reel_err_t *cerr,
+                        int helped) {
     reel_err_t err;
     reel_err_clear(&err);
-    reel_rc rc = REEL_OK;
-    if (r->block.len == 0)
-        return;
+    reel_rc rc = crc;
     if (r->disk_failed) {
-        drop_block(r);
+        drop_block(r, raw);
         goto done;
     }
-    if ((rc = reel_spool_enc_frame(r->enc, r->block.data, r->block.len, &r->frame, &err)) !=
-        REEL_OK)
+    if (rc != REEL_OK) {
+        err = *cerr;
         goto fail;
+    }
     struct stat st;
     if (fstat(r->seg_fd, &st) == 0 && st.st_nlink == 0) {
         /* Someone deleted the segment (or the whole session): writing on
@@ -693,10 +703,10 @@ static void frame_out(reel_recorder_t *r) {
                           "removed?)",
                           r->segment);
         disk_failure(r, rc, &err, 1);
-        drop_block(r);
+        drop_block(r, raw);
         goto done;
     }
-    if (r->seg_size > 0 && r->seg_size + r->frame.len > r->opts.segment_size) {
+    if (r->seg_size > 0 && r->seg_size + frame->len > r->opts.segment_size) {
         /* A finished segment is synced before the next one starts. */
         if (r->opts.fsync != REEL_FSYNC_NEVER && (rc = sync_segment(r, &err)) != REEL_OK)
             goto fail;
@@ -713,7 +723,7 @@ static void frame_out(reel_recorder_t *r) {
         pthread_mutex_unlock(&r->mu);
     }
     uint64_t off = r->seg_size;
-    if (write_frame(r, r->frame.data, r->frame.len) != REEL_OK) {
+    if (write_frame(r, frame->data, frame->len) != REEL_OK) {
         int e = errno;
         /* Leave the segment ending on a frame boundary (if this fails too,
          * resuming tries again before it writes anything). */
@@ -723,33 +733,87 @@ static void frame_out(reel_recorder_t *r) {
         rc = reel_err_errno(&err, REEL_IO, e, "writing spool segment %08u.zst", r->segment);
         goto fail;
     }
-    r->seg_size += r->frame.len;
+    r->seg_size += frame->len;
     pthread_mutex_lock(&r->mu);
     r->written_seg = r->segment;
     r->written_off = r->seg_size;
     pthread_cond_signal(&r->cv_sync);
     r->stats.frames++;
-    r->stats.raw_bytes += r->block.len;
-    r->stats.spool_bytes += r->frame.len;
-    r->stats.records += r->block_records;
+    r->stats.raw_bytes += raw->len;
+    r->stats.spool_bytes += frame->len;
+    r->stats.records += nrecords;
+    r->stats.helped_frames += (uint64_t)helped;
     pthread_mutex_unlock(&r->mu);
     {
         /* The block moves to the index thread; a fresh one is started. */
         ijob *j = reel_calloc(1, sizeof *j);
         j->segment = r->segment;
         j->off = off;
-        j->clen = r->frame.len;
-        j->raw = r->block;
-        reel_buf_init(&r->block, 0);
+        j->clen = frame->len;
+        j->raw = *raw;
+        reel_buf_init(raw, 0);
         push_ijob(r, j);
     }
     goto done;
 fail:
     disk_failure(r, rc, &err, 0); /* first: it starts the outage's counts */
-    drop_block(r);
+    drop_block(r, raw);
 done:
-    r->batch_last_seq = r->block_last_seq; /* written, or dropped: nobody may wait for it */
-    reel_buf_reset(&r->block);
+    r->batch_last_seq = last_seq; /* written, or dropped: nobody may wait for it */
+    reel_buf_reset(raw);
+}
+
+/* Writes out the block the second compressor has, if any, once it is
+ * compressed. */
+static void held_out(reel_recorder_t *r) {
+    if (!r->held)
+        return;
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_rc rc = reel_spool_async_wait(r->zhelp, &err);
+    r->held = 0;
+    block_write(r, &r->held_raw, &r->held_frame, r->held_records, r->held_last_seq, rc, &err, 1);
+}
+
+/* Whether the block goes to the second compressor: only while the writer
+ * is behind (a calm writer keeps one core, and the event loop the other)
+ * and nothing is held already. */
+static int hand_over(reel_recorder_t *r) {
+    if (r->held || !r->behind || r->disk_failed || !r->zhelp_allowed)
+        return 0;
+    if (r->zhelp == NULL &&
+        (r->zhelp = reel_spool_async_new(r->opts.zstd_level, "reel-zstd")) == NULL) {
+        r->zhelp_allowed = 0;
+        return 0;
+    }
+    return 1;
+}
+
+/* The current block goes out: compressed here and written, or, while the
+ * writer is behind, handed to the second compressor, to be written when
+ * the next block goes out (in order: the held block first). */
+static void frame_out(reel_recorder_t *r) {
+    if (r->block.len == 0)
+        return;
+    if (hand_over(r)) {
+        reel_buf_t t = r->held_raw;
+        r->held_raw = r->block;
+        r->block = t;
+        reel_buf_reset(&r->block);
+        r->held_records = r->block_records;
+        r->held_last_seq = r->block_last_seq;
+        r->held = 1;
+        r->block_records = 0;
+        reel_spool_async_start(r->zhelp, r->held_raw.data, r->held_raw.len, &r->held_frame);
+        return;
+    }
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_rc rc = REEL_OK;
+    if (!r->disk_failed)
+        rc = reel_spool_enc_frame(r->enc, r->block.data, r->block.len, &r->frame, &err);
+    held_out(r);
+    block_write(r, &r->block, &r->frame, r->block_records, r->block_last_seq, rc, &err, 0);
     r->block_records = 0;
 }
 
@@ -912,6 +976,7 @@ static void try_resume(reel_recorder_t *r) {
  * commit cover every frame written since the last batch: under load that
  * is many frames (group commit), when idle it is one. */
 static void batch_end(reel_recorder_t *r) {
+    held_out(r);
     if (r->block.len == 0)
         r->batch_last_seq = r->block_last_seq;
     ijob *j = reel_calloc(1, sizeof *j);
@@ -1279,6 +1344,7 @@ static void *writer_main(void *arg) {
          * writer that gave its core away under saturation fell behind and
          * bodies were left out of the capture. */
         int calm = r->writer_bytes < r->opts.queue_bytes / 16;
+        r->behind = !calm;
         int stop = r->stop, flush = r->flush_req, sync_errno = r->sync_errno;
         r->flush_req = 0;
         r->sync_errno = 0;
@@ -1705,6 +1771,9 @@ reel_rc reel_recorder_open(reel_session_t *s, const reel_recorder_opts_t *opts,
     reel_buf_init(&r->block, 0);
     reel_buf_init(&r->frame, 0);
     reel_buf_init(&r->scratch, 0);
+    reel_buf_init(&r->held_raw, 0);
+    reel_buf_init(&r->held_frame, 0);
+    r->zhelp_allowed = sysconf(_SC_NPROCESSORS_ONLN) > 1;
     r->lost_buckets = 64;
     r->lost = reel_calloc(r->lost_buckets, sizeof *r->lost);
     pthread_mutex_init(&r->mu, NULL);
@@ -2284,9 +2353,12 @@ reel_rc reel_recorder_close(reel_recorder_t *r, reel_err_t *err) {
     reel_indexer_free(r->ix);
     sqlite3_close_v2(r->wdb);
     reel_spool_enc_free(r->enc);
+    reel_spool_async_free(r->zhelp); /* idle: the writer wrote what it held */
     reel_buf_free(&r->block);
     reel_buf_free(&r->frame);
     reel_buf_free(&r->scratch);
+    reel_buf_free(&r->held_raw);
+    reel_buf_free(&r->held_frame);
     free(r->qspare);
     while (r->qhead) { /* none: the writer took all before it stopped */
         qchunk *c = r->qhead;

@@ -297,6 +297,106 @@ reel_rc reel_spool_enc_frame(reel_spool_enc_t *enc, const uint8_t *block, size_t
     return REEL_OK;
 }
 
+struct reel_spool_async {
+    reel_spool_enc_t *enc; /* the thread's own */
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int busy; /* a job was started and its result not yet taken */
+    int done; /* ... and it has finished */
+    int stop;
+    const uint8_t *block;
+    size_t len;
+    reel_buf_t *out;
+    reel_rc rc;
+    reel_err_t err;
+    char name[16];
+};
+
+static void *async_main(void *arg) {
+    reel_spool_async_t *a = arg;
+#ifdef __linux__
+    pthread_setname_np(pthread_self(), a->name);
+#endif
+    pthread_mutex_lock(&a->mu);
+    for (;;) {
+        if (a->stop)
+            break;
+        if (!a->busy || a->done) {
+            pthread_cond_wait(&a->cv, &a->mu);
+            continue;
+        }
+        pthread_mutex_unlock(&a->mu);
+        reel_err_t err;
+        reel_err_clear(&err);
+        reel_rc rc = reel_spool_enc_frame(a->enc, a->block, a->len, a->out, &err);
+        pthread_mutex_lock(&a->mu);
+        a->rc = rc;
+        a->err = err;
+        a->done = 1;
+        pthread_cond_broadcast(&a->cv);
+    }
+    pthread_mutex_unlock(&a->mu);
+    return NULL;
+}
+
+reel_spool_async_t *reel_spool_async_new(int level, const char *name) {
+    reel_spool_async_t *a = reel_calloc(1, sizeof *a);
+    snprintf(a->name, sizeof a->name, "%s", name);
+    a->enc = reel_spool_enc_new(level);
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_cond_init(&a->cv, NULL);
+    if (pthread_create(&a->thread, NULL, async_main, a) != 0) {
+        pthread_mutex_destroy(&a->mu);
+        pthread_cond_destroy(&a->cv);
+        reel_spool_enc_free(a->enc);
+        free(a);
+        return NULL;
+    }
+    return a;
+}
+
+void reel_spool_async_start(reel_spool_async_t *a, const uint8_t *block, size_t len,
+                            reel_buf_t *out) {
+    pthread_mutex_lock(&a->mu);
+    a->block = block;
+    a->len = len;
+    a->out = out;
+    a->busy = 1;
+    a->done = 0;
+    pthread_cond_broadcast(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+}
+
+reel_rc reel_spool_async_wait(reel_spool_async_t *a, reel_err_t *err) {
+    pthread_mutex_lock(&a->mu);
+    while (a->busy && !a->done)
+        pthread_cond_wait(&a->cv, &a->mu);
+    reel_rc rc = a->busy ? a->rc : REEL_OK;
+    if (rc != REEL_OK)
+        reel_err_set(err, rc, "%s", reel_err_str(&a->err));
+    a->busy = a->done = 0;
+    pthread_mutex_unlock(&a->mu);
+    return rc;
+}
+
+void reel_spool_async_free(reel_spool_async_t *a) {
+    if (a == NULL)
+        return;
+    reel_err_t err;
+    reel_err_clear(&err);
+    (void)reel_spool_async_wait(a, &err); /* a job's buffers are the caller's */
+    pthread_mutex_lock(&a->mu);
+    a->stop = 1;
+    pthread_cond_broadcast(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+    pthread_join(a->thread, NULL);
+    pthread_mutex_destroy(&a->mu);
+    pthread_cond_destroy(&a->cv);
+    reel_spool_enc_free(a->enc);
+    free(a);
+}
+
 reel_rc reel_spool_salvage(const uint8_t *buf, size_t len, reel_buf_t *out,
                            reel_spool_salvage_t *info) {
     memset(info, 0, sizeof *info);

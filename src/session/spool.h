@@ -141,6 +141,25 @@ void reel_spool_enc_pace(reel_spool_enc_t *enc, int64_t ns);
 reel_rc reel_spool_enc_frame(reel_spool_enc_t *enc, const uint8_t *block, size_t len,
                              reel_buf_t *out, reel_err_t *err);
 
+/** A second compressor on a thread of its own: the recorder's writer hands
+ * it one block and compresses the next one itself meanwhile, so a writer
+ * that falls behind uses two cores for zstd (docs/architecture.md). */
+typedef struct reel_spool_async reel_spool_async_t;
+
+/** Starts the thread, named `name`, with an encoder at `level`. Returns
+ * NULL when no thread can be started (the caller compresses alone). */
+reel_spool_async_t *reel_spool_async_new(int level, const char *name);
+/** Hands block[0..len) to the thread, to be compressed into out (reset
+ * first) as by reel_spool_enc_frame. Both stay the caller's and must not be
+ * touched until reel_spool_async_wait returns; one job at a time. */
+void reel_spool_async_start(reel_spool_async_t *a, const uint8_t *block, size_t len,
+                            reel_buf_t *out);
+/** Waits for the job started last and returns its result. */
+reel_rc reel_spool_async_wait(reel_spool_async_t *a, reel_err_t *err);
+/** Waits for a job still running, stops the thread and frees a; accepts
+ * NULL. */
+void reel_spool_async_free(reel_spool_async_t *a);
+
 /** Reads and decodes the frame at (fd, off, clen) into raw; comp is scratch.
  * Returns REEL_IO / REEL_CORRUPT with the segment position in err. */
 reel_rc reel_spool_read_frame(int fd, uint64_t off, size_t clen, reel_buf_t *comp,
