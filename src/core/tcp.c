@@ -181,7 +181,7 @@ static void tcp_send(reel_filter_t *f, const uint8_t *data, size_t len) {
         return;
     if (t->wpending == 0) {
         /* Nothing queued: try the socket first. Usually it takes it all,
-         * and the bytes need no copy and no allocation (a 64 KiB copy and
+         * and the bytes need no copy and no allocation (a copy and
          * malloc per read were most of the cost of relaying a body). */
         uv_buf_t b0 = uv_buf_init((char *)data, (unsigned)len);
         int n = uv_try_write((uv_stream_t *)&t->h->tcp, &b0, 1);
