@@ -147,17 +147,22 @@ class HostileClientsTest(unittest.TestCase):
             socks.append(s)
         t0 = time.time()
         ended = {}
+        # The main thread reads and closes a socket while this thread may be
+        # about to write to it: without the lock a write to the socket just
+        # closed failed (EBADF) and overwrote its answer with nothing.
+        lock = threading.Lock()
 
         def dribble():
             # one byte per socket every 100 ms until the proxy answers or closes
             while len(ended) < n and time.time() - t0 < 15:
                 for i, s in enumerate(socks):
-                    if i in ended:
-                        continue
-                    try:
-                        s.sendall(b"a")
-                    except OSError:
-                        ended[i] = (time.time() - t0, b"")
+                    with lock:
+                        if i in ended:
+                            continue
+                        try:
+                            s.sendall(b"a")
+                        except OSError:
+                            ended[i] = (time.time() - t0, b"")
                 time.sleep(0.1)
         t = threading.Thread(target=dribble)
         t.start()
@@ -171,10 +176,11 @@ class HostileClientsTest(unittest.TestCase):
         for i, s in enumerate(socks):
             s.settimeout(15)
             out, how = read_all(s)
-            ended.setdefault(i, (time.time() - t0, out))
-            if out:
-                ended[i] = (ended[i][0], out)
-            s.close()
+            with lock:
+                ended.setdefault(i, (time.time() - t0, out))
+                if out:
+                    ended[i] = (ended[i][0], out)
+                s.close()
         t.join(20)
         print("slowloris: %d dribbling connections; other requests took max %.3f s" %
               (n, max(latencies)), file=sys.stderr)
