@@ -1238,6 +1238,9 @@ int main(int argc, char **argv) {
            "(%.3f) | | |\n",
            stats.records, stats.frames, stats.helped_frames, (double)stats.raw_bytes / MB,
            (double)stats.spool_bytes / MB, (double)stats.spool_bytes / (double)stats.raw_bytes);
+    printf("| capture queue at its fullest | %.1f MiB of records in %.1f MiB of chunks (budget "
+           "%.0f MiB) | | |\n",
+           (double)stats.queue_peak / MIB, (double)stats.queue_mem_peak / MIB, (double)queue_mb);
     printf("| on disk: spool | %.1f MB (%zu segment%s) | | |\n", (double)spool.allocated / MB,
            spool.files, spool.files == 1 ? "" : "s");
     printf("| on disk: session.db (+wal/shm) | %.1f MB | | |\n", (double)index.allocated / MB);

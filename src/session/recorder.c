@@ -184,6 +184,7 @@ struct reel_recorder {
      * emptied chunk the writer handed back, for the next one needed. */
     qchunk *qhead, *qtail, *qspare;
     size_t queued_bytes, writer_bytes;
+    size_t qmem;        /* bytes of the chunks queued or in the writer's hands */
     int writer_waiting; /* 1: for work (no block open), 2: for a deadline */
     uint64_t enq_seq, done_seq;
     int stop, flush_req;
@@ -1297,11 +1298,12 @@ static void *index_main(void *arg) {
 
 /* The writer has copied n bytes of its swapped-out list into blocks: they
  * no longer count against queue_bytes. */
-static void release_queue_bytes(reel_recorder_t *r, size_t n) {
-    if (n == 0)
+static void release_queue_bytes(reel_recorder_t *r, size_t n, size_t mem) {
+    if (n == 0 && mem == 0)
         return;
     pthread_mutex_lock(&r->mu);
     r->writer_bytes -= n;
+    r->qmem -= mem;
     pthread_cond_broadcast(&r->cv_space);
     pthread_mutex_unlock(&r->mu);
 }
@@ -1354,7 +1356,7 @@ static void *writer_main(void *arg) {
         take_sync_failure(r, sync_errno);
         try_resume(r);
         reel_spool_enc_pace(r->enc, calm ? REEL_RECORDER_PACE_NS : 0);
-        size_t copied = 0;
+        size_t copied = 0, freed = 0;
         while (list) {
             qchunk *c = list;
             list = c->next;
@@ -1366,19 +1368,20 @@ static void *writer_main(void *arg) {
                 pos += sizeof len + len;
                 if (r->block.len && r->block.len + len + 10 > REEL_SPOOL_BLOCK_TARGET) {
                     /* the block goes out: let producers go on meanwhile */
-                    release_queue_bytes(r, copied);
-                    copied = 0;
+                    release_queue_bytes(r, copied, freed);
+                    copied = freed = 0;
                 }
                 take(r, data, len);
                 r->block_last_seq = seq++;
                 copied += len;
             }
+            freed += sizeof *c + c->cap;
             if (keep == NULL && c->cap == QCHUNK)
                 keep = c; /* handed back at the next take */
             else
                 free(c);
         }
-        release_queue_bytes(r, copied);
+        release_queue_bytes(r, copied, freed);
         if (r->block.len && (stop || flush || reel_mono_ns() >= r->block_deadline_ns ||
                              r->block.len >= REEL_SPOOL_BLOCK_TARGET))
             frame_out(r);
@@ -1467,6 +1470,9 @@ static void queue_link(reel_recorder_t *r, qchunk *c) {
     else
         r->qhead = c;
     r->qtail = c;
+    r->qmem += sizeof *c + c->cap;
+    if (r->qmem > r->stats.queue_mem_peak)
+        r->stats.queue_mem_peak = r->qmem;
 }
 
 /* Room at the queue's end for a record of len bytes (under mu): its
@@ -1526,10 +1532,17 @@ static int enqueue_item(reel_recorder_t *r, reel_rflow_t *f, pending *p, int kin
             warn_dropping(r);
         return 0;
     }
-    if (p->own) { /* the record is in place: its chunk joins the queue */
+    qchunk *t = r->qtail;
+    if (p->own && (t == NULL || t->cap - t->len < sizeof(uint32_t) + len)) {
+        /* the record is in place: its chunk joins the queue */
         queue_link(r, p->own);
         p->own = NULL;
     } else {
+        /* Copied when it fits in the last chunk: linked, every record
+         * bigger than the stack buffer started a chunk, and the small
+         * records after it (the next flow's start and heads) another one
+         * of QCHUNK, mostly empty: the queue's memory was five times the
+         * record bytes it counts, for flows with bodies of 10 KiB. */
         memcpy(queue_room(r, len), p->data, len);
     }
     queue_locked(r, len);

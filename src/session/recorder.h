@@ -275,12 +275,14 @@ reel_rc reel_recorder_flush(reel_recorder_t *rec, reel_err_t *err);
  * the most bytes the queue held at once: at most queue_bytes, plus the end
  * records (about 100 bytes each) of flows that finished while it was full,
  * or one record larger than queue_bytes taken into an empty queue;
+ * `queue_mem_peak` the most memory the queue's chunks took at once (what
+ * queue_peak counts, plus their length prefixes, headers and unused room);
  * `helped_frames` the frames of `frames` the second compressor compressed
  * (while the writer was behind, on hosts with more than one core). */
 typedef struct {
     uint64_t flows, records, frames, raw_bytes, spool_bytes, dropped_records, lost_flows;
     uint64_t unrecorded_bodies;
-    uint64_t dropped_body_bytes, syncs, queue_peak, helped_frames;
+    uint64_t dropped_body_bytes, syncs, queue_peak, queue_mem_peak, helped_frames;
 } reel_recorder_stats_t;
 void reel_recorder_stats(reel_recorder_t *rec, reel_recorder_stats_t *out);
 

@@ -643,6 +643,39 @@ static void test_behind_memory_bounded(void **state) {
     free(home);
 }
 
+/* The queue's memory follows the record bytes it counts against its
+ * budget: flows shaped like browser traffic (start and heads, then a body
+ * of 10 KiB in records of 4 KiB) wait in a stalled queue. When each body
+ * record joined the queue as a chunk of its own, the next flow's small
+ * records each started a chunk of 64 KiB, and the chunks took five times
+ * the bytes counted. */
+static void test_queue_memory_follows_its_bytes(void **state) {
+    (void)state;
+    char *home = reel_test_tmpdir("rec-qmem");
+    env_t e;
+    env_init(&e);
+    reel_session_t *s = open_session(home, "qmem", REEL_OPEN_CREATE | REEL_OPEN_RECORD);
+    reel_recorder_t *r = start_q(s, &e, 2 << 20);
+    stall_writer(r, &e);
+    enum { N = 100, SIZE = 10 << 10 };
+    uint64_t id[N];
+    for (int i = 0; i < N; i++)
+        id[i] = whole_flow(r, "/10k", SIZE);
+    reel_recorder_stats_t st;
+    reel_recorder_stats(r, &st);
+    assert_true(st.queue_peak >= (uint64_t)N * SIZE); /* all of it waited */
+    assert_true(st.queue_mem_peak >= st.queue_peak);
+    assert_true(st.queue_mem_peak <= st.queue_peak + st.queue_peak / 4 + (64 << 10));
+    set_fault(&e, &e.hold, 0);
+    assert_int_equal(reel_recorder_close(r, NULL), REEL_OK);
+    for (int i = 0; i < N; i++)
+        assert_complete(s, id[i], SIZE);
+    reel_session_close(s);
+    env_free(&e);
+    reel_test_rm_rf(home);
+    free(home);
+}
+
 /* A burst within the budget is recorded whole, however slow the disk is
  * meanwhile: 50 downloads of 2 MiB at once (100 MiB, as in issue 9) while
  * the writer is stalled, with the default budget. */
@@ -1157,6 +1190,7 @@ int main(void) {
         cmocka_unit_test(test_burst_within_budget_recorded_whole),
         cmocka_unit_test(test_outage_while_a_block_is_held),
         cmocka_unit_test(test_records_across_queue_chunks),
+        cmocka_unit_test(test_queue_memory_follows_its_bytes),
         cmocka_unit_test(test_slow_sync_does_not_stall_writer),
         cmocka_unit_test(test_producers_on_threads),
         cmocka_unit_test(test_marks_before_rows),
