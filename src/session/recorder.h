@@ -278,11 +278,13 @@ reel_rc reel_recorder_flush(reel_recorder_t *rec, reel_err_t *err);
  * `queue_mem_peak` the most memory the queue's chunks took at once (what
  * queue_peak counts, plus their length prefixes, headers and unused room);
  * `helped_frames` the frames of `frames` the second compressor compressed
- * (while the writer was behind, on hosts with more than one core). */
+ * (while the writer was behind, on hosts with more than one core); `trims`
+ * how often the memory a burst took was handed back to the system once
+ * the recorder was idle again (after the queue held 16 MiB or more). */
 typedef struct {
     uint64_t flows, records, frames, raw_bytes, spool_bytes, dropped_records, lost_flows;
     uint64_t unrecorded_bodies;
-    uint64_t dropped_body_bytes, syncs, queue_peak, queue_mem_peak, helped_frames;
+    uint64_t dropped_body_bytes, syncs, queue_peak, queue_mem_peak, helped_frames, trims;
 } reel_recorder_stats_t;
 void reel_recorder_stats(reel_recorder_t *rec, reel_recorder_stats_t *out);
 
