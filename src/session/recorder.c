@@ -120,12 +120,15 @@ typedef struct ijob {
 #define QCHUNK (64u * 1024u)
 
 /* Once the queue has held this much, the index thread hands the freed
- * memory back to the system (malloc_trim) when no record has come for
- * TRIM_QUIET_NS: the allocator keeps what a burst freed, in holes it cannot
- * give back by itself, so a proxy that buffered 50 downloads of 1 MiB stayed
- * at 200 MiB for the rest of its run (24 MiB after the trim). Waiting for
- * quiet lets the burst's connections close and free their buffers first. */
+ * memory back to the system (malloc_trim) when the queue has stayed under
+ * TRIM_LOW for TRIM_QUIET_NS: the allocator keeps what a burst freed, in
+ * holes it cannot give back by itself, so a proxy that buffered 50
+ * downloads of 1 MiB stayed at 200 MiB for the rest of its run (24 MiB
+ * after the trim). Waiting for the quiet lets the burst's connections
+ * close and free their buffers first; light traffic (a few records at a
+ * time) does not put the trim off. */
 #define TRIM_AFTER (16u << 20)
+#define TRIM_LOW (1u << 20)
 #define TRIM_QUIET_NS (1000 * 1000000ll)
 
 typedef struct qchunk {
@@ -198,8 +201,8 @@ struct reel_recorder {
     size_t queued_bytes, writer_bytes;
     size_t qmem;        /* bytes of the chunks queued or in the writer's hands */
     int trim_due;       /* qmem reached TRIM_AFTER since the last trim */
-    uint64_t trim_seq;  /* enq_seq when the quiet before the trim began */
-    int64_t trim_at;    /* ... and when that quiet is long enough */
+    int trim_busy;      /* qmem reached TRIM_LOW since the index thread looked */
+    int64_t trim_at;    /* when the quiet before the trim is long enough */
     int writer_waiting; /* 1: for work (no block open), 2: for a deadline */
     uint64_t enq_seq, done_seq;
     int stop, flush_req;
@@ -1233,10 +1236,11 @@ static void *index_main(void *arg) {
                 continue;
             }
             if (!r->ix_behind || r->ix_dead) {
-                if (r->trim_due && r->qhead == NULL) {
+                if (r->trim_due) {
                     int64_t now = reel_mono_ns();
-                    if (r->trim_seq != r->enq_seq) { /* records came: quiet again */
-                        r->trim_seq = r->enq_seq;
+                    if (r->trim_busy || r->qmem >= TRIM_LOW || r->trim_at == 0) {
+                        /* not quiet (yet): the quiet starts now */
+                        r->trim_busy = 0;
                         r->trim_at = now + TRIM_QUIET_NS;
                     }
                     if (now < r->trim_at) {
@@ -1244,6 +1248,7 @@ static void *index_main(void *arg) {
                         continue;
                     }
                     r->trim_due = 0;
+                    r->trim_at = 0;
                     pthread_mutex_unlock(&r->mu);
 #ifdef __GLIBC__
                     malloc_trim(0);
@@ -1507,8 +1512,11 @@ static void queue_link(reel_recorder_t *r, qchunk *c) {
     r->qmem += sizeof *c + c->cap;
     if (r->qmem > r->stats.queue_mem_peak)
         r->stats.queue_mem_peak = r->qmem;
-    if (r->qmem >= TRIM_AFTER)
-        r->trim_due = 1;
+    if (r->qmem >= TRIM_LOW) {
+        r->trim_busy = 1;
+        if (r->qmem >= TRIM_AFTER)
+            r->trim_due = 1;
+    }
 }
 
 /* Room at the queue's end for a record of len bytes (under mu): its

@@ -280,7 +280,8 @@ reel_rc reel_recorder_flush(reel_recorder_t *rec, reel_err_t *err);
  * `helped_frames` the frames of `frames` the second compressor compressed
  * (while the writer was behind, on hosts with more than one core); `trims`
  * how often the memory a burst took was handed back to the system once
- * the recorder was idle again (after the queue held 16 MiB or more). */
+ * the queue was quiet again (after it held 16 MiB or more: under 1 MiB
+ * for a second). */
 typedef struct {
     uint64_t flows, records, frames, raw_bytes, spool_bytes, dropped_records, lost_flows;
     uint64_t unrecorded_bodies;
