@@ -19,6 +19,7 @@
  * listener. The rest of the proxy is split by concern: peer.c, exchange.c,
  * tunnel.c, conn.c, sharing core/conn.h. */
 
+#include "base/thread.h"
 #include "core/conn.h"
 
 #include <signal.h>
@@ -612,7 +613,7 @@ static void *worker_main(void *arg) {
     worker_t *w = arg;
     char name[16];
     snprintf(name, sizeof name, "reel-worker%u", w->index);
-    pthread_setname_np(pthread_self(), name);
+    reel_thread_name(name);
     run_worker_loop(w);
     return NULL;
 }

@@ -63,6 +63,7 @@
 
 #include "base/clock.h"
 #include "base/mem.h"
+#include "base/thread.h"
 #include "flow.pb-c.h"
 #include "session/index.h"
 #include "session/pbhead.h"
@@ -631,21 +632,11 @@ static reel_rc sync_segment(reel_recorder_t *r, reel_err_t *err) {
  * more frames the next one covers. With fsync block the index thread
  * commits a batch only once a sync has covered its end (so nothing is done
  * for flush before it is synced). A failed sync is handed to the writer,
- * which stops capture as for a failed write. */
-/* A recorder thread gets a name: `top -H`, perf and /proc/PID/task show
- * which thread costs what (the writer compresses, the index thread runs
- * SQLite). */
-static void background_thread(const char *name) {
-#ifdef __linux__
-    pthread_setname_np(pthread_self(), name);
-#else
-    (void)name;
-#endif
-}
-
+ * which stops capture as for a failed write. Every recorder thread gets a
+ * name: `top -H`, perf and /proc/PID/task show which thread costs what. */
 static void *sync_main(void *arg) {
     reel_recorder_t *r = arg;
-    background_thread("reel-sync");
+    reel_thread_name("reel-sync");
     int64_t last_ns = 0;
     pthread_mutex_lock(&r->mu);
     for (;;) {
@@ -1205,7 +1196,7 @@ static void commit_due(reel_recorder_t *r) {
 
 static void *index_main(void *arg) {
     reel_recorder_t *r = arg;
-    background_thread("reel-index");
+    reel_thread_name("reel-index");
     for (;;) {
         pthread_mutex_lock(&r->mu);
         ijob *j = NULL;
@@ -1349,7 +1340,7 @@ static void release_queue_bytes(reel_recorder_t *r, size_t n, size_t mem) {
 
 static void *writer_main(void *arg) {
     reel_recorder_t *r = arg;
-    background_thread("reel-writer");
+    reel_thread_name("reel-writer");
     qchunk *keep = NULL; /* an emptied chunk, for qspare */
     for (;;) {
         pthread_mutex_lock(&r->mu);
@@ -1705,7 +1696,7 @@ static void run_hook(reel_recorder_t *r, const char *cmd, uint32_t seg) {
 
 static void *maint_main(void *arg) {
     reel_recorder_t *r = arg;
-    background_thread("reel-maint");
+    reel_thread_name("reel-maint");
     sqlite3 *db = NULL;
     reel_err_t err;
     reel_err_clear(&err);

@@ -10,6 +10,7 @@
 #include "session/spool.h"
 
 #include "base/pace.h"
+#include "base/thread.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -315,9 +316,7 @@ struct reel_spool_async {
 
 static void *async_main(void *arg) {
     reel_spool_async_t *a = arg;
-#ifdef __linux__
-    pthread_setname_np(pthread_self(), a->name);
-#endif
+    reel_thread_name(a->name);
     pthread_mutex_lock(&a->mu);
     for (;;) {
         if (a->stop)
