@@ -1194,6 +1194,29 @@ static void commit_due(reel_recorder_t *r) {
     pthread_mutex_unlock(&r->mu);
 }
 
+/* The index thread, idle after a burst (trim_due, under mu): once the
+ * queue has stayed under TRIM_LOW for TRIM_QUIET_NS, hands the freed memory
+ * back to the system; until then waits for that, or for work. */
+static void trim_when_quiet(reel_recorder_t *r) {
+    int64_t now = reel_mono_ns();
+    if (r->trim_busy || r->qmem >= TRIM_LOW || r->trim_at == 0) {
+        r->trim_busy = 0; /* not quiet (yet): the quiet starts now */
+        r->trim_at = now + TRIM_QUIET_NS;
+    }
+    if (now < r->trim_at) {
+        wait_until(&r->cv_ijob, &r->mu, r->trim_at);
+        return;
+    }
+    r->trim_due = 0;
+    r->trim_at = 0;
+    pthread_mutex_unlock(&r->mu);
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+    pthread_mutex_lock(&r->mu);
+    r->stats.trims++;
+}
+
 static void *index_main(void *arg) {
     reel_recorder_t *r = arg;
     reel_thread_name("reel-index");
@@ -1227,28 +1250,10 @@ static void *index_main(void *arg) {
                 continue;
             }
             if (!r->ix_behind || r->ix_dead) {
-                if (r->trim_due) {
-                    int64_t now = reel_mono_ns();
-                    if (r->trim_busy || r->qmem >= TRIM_LOW || r->trim_at == 0) {
-                        /* not quiet (yet): the quiet starts now */
-                        r->trim_busy = 0;
-                        r->trim_at = now + TRIM_QUIET_NS;
-                    }
-                    if (now < r->trim_at) {
-                        wait_until(&r->cv_ijob, &r->mu, r->trim_at);
-                        continue;
-                    }
-                    r->trim_due = 0;
-                    r->trim_at = 0;
-                    pthread_mutex_unlock(&r->mu);
-#ifdef __GLIBC__
-                    malloc_trim(0);
-#endif
-                    pthread_mutex_lock(&r->mu);
-                    r->stats.trims++;
-                    continue;
-                }
-                pthread_cond_wait(&r->cv_ijob, &r->mu);
+                if (!r->trim_due)
+                    pthread_cond_wait(&r->cv_ijob, &r->mu);
+                else
+                    trim_when_quiet(r);
                 continue;
             }
             if (reel_mono_ns() >= r->ix_retry_ns)

@@ -373,7 +373,7 @@ reel_rc reel_spool_async_wait(reel_spool_async_t *a, reel_err_t *err) {
         pthread_cond_wait(&a->cv, &a->mu);
     reel_rc rc = a->busy ? a->rc : REEL_OK;
     if (rc != REEL_OK)
-        reel_err_set(err, rc, "%s", reel_err_str(&a->err));
+        *err = a->err;
     a->busy = a->done = 0;
     pthread_mutex_unlock(&a->mu);
     return rc;
