@@ -344,7 +344,7 @@ out:
         if (st.lost_flows)
             fprintf(stderr,
                     "reel: session '%s': %llu flow%s recorded in this run, %llu more not recorded "
-                    "(capture was stopped when they started)\n",
+                    "(capture had stopped before their records reached the disk)\n",
                     o->name, kept, kept == 1 ? "" : "s", (unsigned long long)st.lost_flows);
         else
             fprintf(stderr, "reel: session '%s': %llu flow%s recorded in this run\n", o->name,

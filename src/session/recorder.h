@@ -265,9 +265,10 @@ void reel_recorder_flow_finish(reel_rflow_t *f, const reel_flow_end_t *e);
 reel_rc reel_recorder_flush(reel_recorder_t *rec, reel_err_t *err);
 
 /** Counters for `reel show` / stats. `flows` counts flows started;
- * `lost_flows` those of them left out because capture was stopped when
- * they started; `dropped_records` every record not written (body chunks
- * that were shed are not records: they are counted in bytes);
+ * `lost_flows` those of them left out because capture had stopped before
+ * their start record reached the disk; `dropped_records` every record not
+ * written (body chunks that were shed are not records: they are counted in
+ * bytes);
  * `unrecorded_bodies` bodies (request or response) not stored in full
  * because capture fell behind (capture on); `dropped_body_bytes` their
  * bytes left out, counted when their flows end; `syncs` fdatasyncs of the
