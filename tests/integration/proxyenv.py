@@ -62,6 +62,26 @@ class Origin:
         with open(os.path.join(self.www, "big"), "wb") as f:
             f.truncate((256 if SANITIZED else 1024) << 20)
         self.log = os.path.join(root, "access.log")
+        # Ports come from free_port(), which can race with another test's
+        # outgoing connection taking the same ephemeral port before nginx
+        # binds it (CI saw "nginx did not start" once): if nginx exits or
+        # does not listen, it is tried again on new ports.
+        why = ""
+        for attempt in range(3):
+            if attempt:
+                self.http_port, self.https_port = free_port(), free_port()
+            if self._start(h2):
+                return
+            try:
+                with open(os.path.join(root, "error.log"), errors="replace") as f:
+                    why = f.read()[-600:]
+            except OSError:
+                pass
+        raise RuntimeError("nginx did not start: " + why)
+
+    def _start(self, h2):
+        """Starts nginx on the chosen ports; whether it listens on both."""
+        root = self.root
         conf = os.path.join(root, "nginx.conf")
         with open(conf, "w") as f:
             f.write(("user root;\n" if os.geteuid() == 0 else "") + """
@@ -92,14 +112,18 @@ http {{
 """.format(r=root, hp=self.http_port, sp=self.https_port, h2=" http2" if h2 else ""))
         self.proc = subprocess.Popen([NGINX, "-c", conf, "-e", os.path.join(root, "error.log")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(100):
+        deadline = time.time() + 10
+        while time.time() < deadline and self.proc.poll() is None:
             try:
                 socket.create_connection(("127.0.0.1", self.http_port), 0.2).close()
                 socket.create_connection(("127.0.0.1", self.https_port), 0.2).close()
-                return
+                return True
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError("nginx did not start")
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        return False
 
     def _certs(self):
         r = self.root
