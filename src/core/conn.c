@@ -3,6 +3,7 @@
  * per-client connection count. Part of the proxy; see core/conn.h. */
 
 #include "core/conn.h"
+#include "core/hostport.h"
 #include "core/tcp.h"
 
 static void conn_free(conn_t *c);
@@ -217,22 +218,24 @@ static void upstream_timed_out(conn_t *c) {
     unsigned secs = (unsigned)(c->p->upstream_timeout_ms / 1000);
     char *why;
     if (!up->connected)
-        why = reel_asprintf("cannot connect to %s:%d: no answer within %us (upstream_timeout)",
-                            up->host, up->port, secs);
+        why = reel_asprintf("cannot connect to " REEL_HOSTPORT_FMT
+                            ": no answer within %us (upstream_timeout)",
+                            REEL_HOSTPORT(up->host, up->port), secs);
     else if (!reel__peer_ready(up))
-        why = reel_asprintf("TLS handshake with %s:%d not done within %us (upstream_timeout)",
-                            up->host, up->port, secs);
+        why = reel_asprintf("TLS handshake with " REEL_HOSTPORT_FMT
+                            " not done within %us (upstream_timeout)",
+                            REEL_HOSTPORT(up->host, up->port), secs);
     else if (!c->ex.resp_head_sent && c->ex.resp_head_started)
-        why = reel_asprintf("%s:%d stalled for %us in the middle of the response head "
-                            "(upstream_timeout)",
-                            up->host, up->port, secs);
+        why = reel_asprintf(REEL_HOSTPORT_FMT " stalled for %us in the middle of the response head "
+                                              "(upstream_timeout)",
+                            REEL_HOSTPORT(up->host, up->port), secs);
     else if (!c->ex.resp_head_sent)
-        why = reel_asprintf("%s:%d sent no response for %us (upstream_timeout)", up->host, up->port,
-                            secs);
+        why = reel_asprintf(REEL_HOSTPORT_FMT " sent no response for %us (upstream_timeout)",
+                            REEL_HOSTPORT(up->host, up->port), secs);
     else
-        why = reel_asprintf("%s:%d stalled for %us in the middle of the response "
-                            "(upstream_timeout)",
-                            up->host, up->port, secs);
+        why = reel_asprintf(REEL_HOSTPORT_FMT " stalled for %us in the middle of the response "
+                                              "(upstream_timeout)",
+                            REEL_HOSTPORT(up->host, up->port), secs);
     if (c->ex.resp_head_sent) {
         reel__finish_flow(c, why);
         reel__conn_close(c);

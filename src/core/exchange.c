@@ -4,6 +4,7 @@
  * exchange (through core/capture.h). Part of the proxy; see core/conn.h. */
 
 #include "core/conn.h"
+#include "core/hostport.h"
 
 static int split_absolute(const char *t, size_t n, bool *https, char **host, int *port,
                           char **path);
@@ -825,7 +826,8 @@ void reel__resp_process(conn_t *c) {
              * stream reset, a TLS error), else by what the parser saw */
             char *why = up->eof && up->error
                             ? reel_strdup(up->error)
-                            : reel_asprintf("invalid response from %s:%d: %s", up->host, up->port,
+                            : reel_asprintf("invalid response from " REEL_HOSTPORT_FMT ": %s",
+                                            REEL_HOSTPORT(up->host, up->port),
                                             ev.error_reason ? ev.error_reason : "malformed");
             if (c->ex.resp_head_sent) {
                 reel__finish_flow(c, why);

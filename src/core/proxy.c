@@ -21,6 +21,7 @@
 
 #include "base/thread.h"
 #include "core/conn.h"
+#include "core/hostport.h"
 
 #include <signal.h>
 #include <sys/socket.h>
@@ -184,8 +185,8 @@ static reel_rc resolve_listen(const char *host, int port, struct addrinfo **res,
     snprintf(portstr, sizeof portstr, "%d", port);
     int gai = getaddrinfo(host, portstr, &hints, res);
     if (gai != 0)
-        return reel_err_set(err, REEL_INVALID, "cannot listen on %s:%d: %s", host, port,
-                            gai_strerror(gai));
+        return reel_err_set(err, REEL_INVALID, "cannot listen on " REEL_HOSTPORT_FMT ": %s",
+                            REEL_HOSTPORT(host, port), gai_strerror(gai));
     return REEL_OK;
 }
 
@@ -267,7 +268,8 @@ static reel_rc start_one(uv_loop_t *loop, const reel_proxy_settings_t *cfg, reel
     if (e != 0) {
         uv_close((uv_handle_t *)&p->listener, on_failed_listener_closed);
         listener_closing = true;
-        rc = reel_err_set(err, REEL_IO, "cannot listen on %s:%d: %s", host, port, uv_strerror(e));
+        rc = reel_err_set(err, REEL_IO, "cannot listen on " REEL_HOSTPORT_FMT ": %s",
+                          REEL_HOSTPORT(host, port), uv_strerror(e));
         goto out;
     }
     p->listening = true;
@@ -511,8 +513,8 @@ static reel_rc probe_port(reel_proxy_settings_t *cfg, reel_err_t *err) {
         close(fd);
     freeaddrinfo(res);
     if (e != 0)
-        return reel_err_set(err, REEL_IO, "cannot listen on %s:%d: %s", cfg->listen_host,
-                            cfg->listen_port, uv_strerror(e));
+        return reel_err_set(err, REEL_IO, "cannot listen on " REEL_HOSTPORT_FMT ": %s",
+                            REEL_HOSTPORT(cfg->listen_host, cfg->listen_port), uv_strerror(e));
     return REEL_OK;
 }
 

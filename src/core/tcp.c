@@ -2,6 +2,7 @@
  * core/tcp.h and core/filter.h. */
 
 #include "core/tcp.h"
+#include "core/hostport.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -252,15 +253,16 @@ static void try_next(tcp_filter_t *t, const char *last_error) {
             return;
         }
         free(why);
-        why = reel_asprintf("cannot connect to %s:%d (%s): %s", t->host, t->port, t->remote,
-                            uv_strerror(e));
+        why = reel_asprintf("cannot connect to " REEL_HOSTPORT_FMT " (%s): %s",
+                            REEL_HOSTPORT(t->host, t->port), t->remote, uv_strerror(e));
         handle_close(t->h);
         t->h = NULL;
     }
     if (t->h == NULL)
         t->h = handle_new(t); /* closed with the stack, like any other */
     if (why == NULL)
-        why = reel_asprintf("cannot connect to %s:%d: no usable address", t->host, t->port);
+        why = reel_asprintf("cannot connect to " REEL_HOSTPORT_FMT ": no usable address",
+                            REEL_HOSTPORT(t->host, t->port));
     reel_filter_fail(&t->f, why);
     free(why);
 }
@@ -271,8 +273,8 @@ static void on_connect(uv_connect_t *req, int status) {
     if (t->closing || h != t->h)
         return;
     if (status < 0) {
-        char *why = reel_asprintf("cannot connect to %s:%d (%s): %s", t->host, t->port, t->remote,
-                                  uv_strerror(status));
+        char *why = reel_asprintf("cannot connect to " REEL_HOSTPORT_FMT " (%s): %s",
+                                  REEL_HOSTPORT(t->host, t->port), t->remote, uv_strerror(status));
         if (t->ai_next) {
             handle_close(h);
             t->h = NULL;

@@ -134,6 +134,12 @@ class ProxyTest(unittest.TestCase):
         f = self.last_flow("~u :%d/x" % dead)
         self.assertEqual(f["state"], "error")
         self.assertIn("connection refused", f["error"])
+        # An IPv6 literal is named in brackets, as in the URL ("::1:N"
+        # would not say which colon starts the port).
+        res = curl(r, "-o", "-", "-w", "\n%{http_code}", "http://[::1]:%d/v6" % dead, check=False)
+        self.assertTrue(res.stdout.endswith(b"502"), res.stdout)
+        self.assertIn(b"cannot connect to [::1]:%d " % dead, res.stdout)
+        self.assertIn("cannot connect to [::1]:%d " % dead, self.last_flow("~u /v6")["error"])
 
         # An upstream that answers garbage.
         srv = socket.socket()
