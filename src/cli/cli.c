@@ -300,6 +300,19 @@ int reel_cli_flow_exists(reel_cli_t *cli, reel_session_t *s, unsigned long long 
     return 0;
 }
 
+void reel_cli_no_match(reel_cli_t *cli, const char *session, const char *filter) {
+    fprintf(stderr, "%s %s: no flow of session '%s' matches '%s'", cli->prog, cli->cmd, session,
+            filter);
+    /* "4" is a URL regex like any bare word; a user who typed it most
+     * likely meant flow 4, as `reel flow SESSION 4` takes it */
+    const char *end = filter + strspn(filter, "0123456789");
+    if (end > filter && end[0] == '-' && end[1] >= '0' && end[1] <= '9')
+        end += 1 + strspn(end + 1, "0123456789"); /* a range, "10-20" */
+    if (end > filter && *end == '\0')
+        fprintf(stderr, " (a bare word is matched against URLs; flow ids are '~id %s')", filter);
+    fputc('\n', stderr);
+}
+
 int reel_cli_json_out(json_t *j) {
     if (j == NULL)
         return REEL_EXIT_ERROR;

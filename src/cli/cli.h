@@ -95,6 +95,11 @@ int reel_cli_query_fail(reel_cli_t *cli, reel_session_t *s, const reel_err_t *er
 /** Parses a flow id argument ("12"); prints an error and returns 0 when bad. */
 unsigned long long reel_cli_flow_id(reel_cli_t *cli, const char *arg);
 
+/** Says on stderr that no flow of `session` matches `filter`; when the
+ * filter is a bare number or range ("4", "10-20"), that it was read as a
+ * URL regex and how to name flow ids ("~id 4"). */
+void reel_cli_no_match(reel_cli_t *cli, const char *session, const char *filter);
+
 /** Checks that flow `id` exists in s; prints "no flow N in session S" if not. */
 int reel_cli_flow_exists(reel_cli_t *cli, reel_session_t *s, unsigned long long id);
 

@@ -173,6 +173,8 @@ int reel_cmd_export(reel_cli_t *cli, int argc, char **argv) {
                  : reel_cli_fail(cli, "%s", reel_err_str(&err));
         goto out;
     }
+    if (st.flows == 0 && st.skipped == 0 && filter != NULL)
+        reel_cli_no_match(cli, name, filter);
     if (output != NULL && strcmp(output, "-") != 0) {
         fprintf(stderr, "exported %llu %s to %s", (unsigned long long)st.flows,
                 st.flows == 1 ? "flow" : "flows", output);

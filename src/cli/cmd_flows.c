@@ -123,11 +123,13 @@ static void print_row(const layout_t *l, long long id, int marked, const char *t
 typedef struct {
     json_t *json; /* --json: the array rows go into */
     layout_t layout;
+    size_t rows;
 } list_t;
 
 /* Prints one row of the listing, or adds it to the JSON array. */
 static int list_row(void *ctx, const reel_query_flow_t *r) {
     list_t *l = ctx;
+    l->rows++;
     if (l->json) {
         json_array_append_new(l->json, reel_query_flow_json(r));
         return 0;
@@ -273,6 +275,8 @@ int reel_cmd_flows(reel_cli_t *cli, int argc, char **argv) {
     }
     if (l.json)
         rc = reel_cli_json_out(l.json);
+    else if (l.rows == 0 && q.filter != NULL)
+        reel_cli_no_match(cli, argv[optind], q.filter);
 out:
     free(keep);
     reel_session_close(s);

@@ -171,6 +171,32 @@ class Filters(unittest.TestCase):
         got = [json.loads(line)["id"] for line in out.splitlines() if line.strip()]
         self.assertEqual(got, want)
 
+    def test_no_match_is_said(self):
+        def run(*args):
+            p = subprocess.run([REEL] + list(args), env=self.env, capture_output=True,
+                               text=True, timeout=60)
+            self.assertEqual(p.returncode, 0, (args, p.stderr))
+            return p.stdout, p.stderr
+        # "999" is in no URL: said, with how to name flow 999
+        out, err = run("flows", "s", "999")
+        self.assertEqual(out, "")
+        self.assertEqual(err, "reel flows: no flow of session 's' matches '999' (a bare word is "
+                              "matched against URLs; flow ids are '~id 999')\n")
+        out, err = run("export", "--format", "ndjson", "s", "990-999")
+        self.assertEqual(out, "")
+        self.assertIn("reel export: no flow of session 's' matches '990-999' (", err)
+        self.assertIn("'~id 990-999')", err)
+        out, err = run("flows", "s", "~d nothing-like-this")
+        self.assertEqual((out, err), ("", "reel flows: no flow of session 's' matches "
+                                          "'~d nothing-like-this'\n"))
+        # a bare number that is in URLs lists them as before, without a word
+        out, err = run("flows", "s", "150")
+        self.assertIn("/p/150", out)
+        self.assertEqual(err, "")
+        # JSON says it with an empty array
+        out, err = run("flows", "--json", "s", "999")
+        self.assertEqual((json.loads(out), err), ([], ""))
+
     def test_bulk_actions(self):
         want = self.brute(lambda f, r: search("needle", f["req_body"]))
         self.assertTrue(want)
