@@ -168,24 +168,29 @@ int reel_cmd_search(reel_cli_t *cli, int argc, char **argv) {
     /* Flows the index lacks are worth a word when repair would add them. */
     int64_t before = 0, pending = 0, off = 0;
     if (reel_query_search_missing(s, &before, &pending, &off, &err) == REEL_OK) {
+        const char *name = argv[optind];
         if (off > 0)
             fprintf(stderr,
-                    "reel search: %lld flow(s) were recorded with the body index off "
+                    "reel search: %lld %s recorded with the body index off "
                     "(body_index_max is 0 by default); 'reel config %s set body_index_max 1m' "
-                    "then 'reel repair %s' indexes them, and 'reel flows %s \"~b WORD\"' "
-                    "searches them without an index\n",
-                    (long long)off, argv[optind], argv[optind], argv[optind]);
+                    "then 'reel repair %s' indexes %s, and 'reel flows %s \"~b WORD\"' "
+                    "searches %s without an index\n",
+                    (long long)off, off == 1 ? "flow was" : "flows were", name, name,
+                    off == 1 ? "it" : "them", name, off == 1 ? "it" : "them");
         if (before > 0)
             fprintf(stderr,
-                    "reel search: %lld flows with bodies were recorded before reel indexed "
-                    "bodies and were not searched; 'reel repair %s' indexes them\n",
-                    (long long)before, argv[optind]);
+                    "reel search: %lld %s recorded before reel indexed bodies and %s not "
+                    "searched; 'reel repair %s' indexes %s\n",
+                    (long long)before,
+                    before == 1 ? "flow with a body was" : "flows with bodies were",
+                    before == 1 ? "was" : "were", name, before == 1 ? "it" : "them");
         if (pending > 0)
             fprintf(stderr,
-                    "reel search: the text of %lld flow(s) is not in the index yet (it is added "
+                    "reel search: the text of %lld %s is not in the index yet (it is added "
                     "as the recorder has time; 'reel repair %s' adds it now); 'reel flows %s "
-                    "\"~b WORD\"' reads them\n",
-                    (long long)pending, argv[optind], argv[optind]);
+                    "\"~b WORD\"' reads %s\n",
+                    (long long)pending, pending == 1 ? "flow" : "flows", name, name,
+                    pending == 1 ? "it" : "them");
     }
 out:
     free(q);

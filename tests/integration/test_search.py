@@ -126,6 +126,34 @@ class Search(unittest.TestCase):
         self.assertEqual(json.loads(self.reel.cli("search", "--json", "s", "headword").stdout)[0]
                          ["id"], self.ids["big.txt"])
 
+    def test_flows_recorded_with_the_index_off_are_counted(self):
+        har = os.path.join(self.root, "one.har")
+
+        def entry(word):
+            return {"startedDateTime": "2026-12-03T10:00:00.000Z", "time": 1,
+                    "request": {"method": "GET", "url": "http://a.test/" + word,
+                                "httpVersion": "HTTP/1.1", "headers": [], "queryString": [],
+                                "cookies": [], "headersSize": -1, "bodySize": 0},
+                    "response": {"status": 200, "statusText": "OK", "httpVersion": "HTTP/1.1",
+                                 "headers": [], "cookies": [], "redirectURL": "",
+                                 "headersSize": -1, "bodySize": 9,
+                                 "content": {"size": 9, "mimeType": "text/plain",
+                                             "text": word}},
+                    "cache": {}, "timings": {"send": 0, "wait": 1, "receive": 0}}
+        self.reel.cli("new", "off")
+        self.reel.cli("config", "off", "set", "body_index_max", "0")
+        for n, word in ((1, "omegaword"), (2, "sigmaword")):
+            with open(har, "w") as f:
+                json.dump({"log": {"version": "1.2", "creator": {"name": "t", "version": "1"},
+                                   "entries": [entry(word)]}}, f)
+            self.reel.cli("import", har, "--into", "off")
+            err = self.reel.cli("search", "off", "omegaword").stderr.decode()
+            said = ("1 flow was recorded with the body index off" if n == 1 else
+                    "2 flows were recorded with the body index off")
+            self.assertIn(said, err)
+            self.assertIn("indexes %s, and 'reel flows off \"~b WORD\"' searches %s without"
+                          % (("it", "it") if n == 1 else ("them", "them")), err)
+
     def test_search_errors(self):
         r = self.reel.cli("search", "s", '"unterminated', check=False)
         self.assertEqual(r.returncode, 1)
