@@ -1143,6 +1143,12 @@ async function showConfig() {
       err.textContent = '';
       try {
         const r = await api(sessPath(state.session) + '/config', { method: 'POST', body: { name: o.name, value } });
+        if (o.layer === 'cli') {
+          // the running proxy's --set (or listen address) beats the overlay until it stops
+          status(o.name + (r.value === null ? ' unset' : ' = ' + r.value) + ' in the overlay; the proxy keeps ' + o.value + ' (its command line) until it stops');
+          input.value = o.value;
+          return;
+        }
         input.value = r.value ?? o.default;
         layer.textContent = r.value === null ? 'default' : 'session';
         status(o.name + (r.value === null ? ' unset' : ' = ' + r.value));

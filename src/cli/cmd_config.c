@@ -73,9 +73,10 @@ static char *build_usage(void) {
         "built-in defaults < user file (%s)\n"
         "< session overlay < command-line flags. A proxy recording into the session\n"
         "applies overlay changes within a second, except to the options marked\n"
-        "'at start' below, which apply when it next starts ('reel resume'); 'list'\n"
-        "and 'get' show the address it listens on (layer cli when it is not the\n"
-        "configured one). The user file is never touched.\n"
+        "'at start' below, which apply when it next starts ('reel resume'), and to\n"
+        "the options it was started with --set for, which keep that value until it\n"
+        "stops. 'list' and 'get' show those --set values and the address it listens\n"
+        "on at layer cli. The user file is never touched.\n"
         "\n"
         "  list           every option: effective value, its layer, help (default)\n"
         "  get KEY        the effective value of KEY\n"
@@ -141,39 +142,10 @@ static reel_config_t *effective(reel_cli_t *cli, sqlite3 *db) {
     return cfg;
 }
 
-/* A proxy recording into the session wrote where it listens into meta
- * "listen" ("host:port", "[v6]:port"); a value left by a proxy that died
- * is not read, since only a live recorder holds the session's lock. Where
- * it differs from the configuration (--listen, --set, port 0), apply it at
- * layer cli: it is what the command line made of it. */
+/* What the proxy recording into the session runs with beyond the stored
+ * layers (its --set options, its listen address), at layer cli. */
 static void apply_running(reel_session_t *s, reel_config_t *cfg) {
-    if (reel_session_recorder_pid(s) == 0)
-        return;
-    char *listen = reel_index_meta_get(reel_session_db(s), "listen");
-    char *colon = listen ? strrchr(listen, ':') : NULL;
-    if (colon == NULL || colon == listen) {
-        free(listen);
-        return;
-    }
-    *colon = '\0';
-    char *host = listen;
-    size_t n = strlen(host);
-    if (host[0] == '[' && n >= 2 && host[n - 1] == ']') {
-        host[n - 1] = '\0';
-        host++;
-    }
-    const char *keys[2] = {"listen_host", "listen_port"};
-    const char *vals[2] = {host, colon + 1};
-    for (int i = 0; i < 2; i++) {
-        if (strcmp(reel_config_get(cfg, keys[i], NULL), vals[i]) == 0)
-            continue;
-        char *a = reel_asprintf("%s=%s", keys[i], vals[i]);
-        reel_err_t err;
-        reel_err_clear(&err);
-        reel_config_set_cli(cfg, a, &err); /* a value it does not take is left out */
-        free(a);
-    }
-    free(listen);
+    reel_config_apply_running(cfg, reel_session_db(s), reel_session_recorder_pid(s) != 0);
 }
 
 static json_t *option_json(const reel_config_t *cfg, const reel_option_t *o) {
@@ -329,18 +301,30 @@ static const char *applies(reel_session_t *s, const char *key, long *pid) {
     *pid = reel_session_recorder_pid(s);
     if (*pid == 0)
         return "next start";
+    char *cli_value = reel_config_running_set(reel_session_db(s), 1, key);
+    int overridden = cli_value != NULL; /* its --set KEY beats the overlay */
+    free(cli_value);
+    if (overridden)
+        return "when the proxy stops";
     return is_hot(key) ? "now" : "next start";
 }
 
 static void say_applies(reel_session_t *s, const char *key) {
     long pid;
-    if (strcmp(applies(s, key, &pid), "now") == 0)
+    char *cli_value =
+        reel_config_running_set(reel_session_db(s), reel_session_recorder_pid(s) != 0, key);
+    if (cli_value)
+        printf("the proxy recording into '%s' (pid %ld) was started with --set %s=%s, which "
+               "takes precedence over the overlay: it keeps that value until it stops\n",
+               reel_session_name(s), reel_session_recorder_pid(s), key, cli_value);
+    else if (strcmp(applies(s, key, &pid), "now") == 0)
         printf("the proxy recording into '%s' (pid %ld) applies it within a second\n",
                reel_session_name(s), pid);
     else if (pid)
         printf("%s applies at the next start: the proxy recording into '%s' (pid %ld) keeps "
                "its current value until then ('reel resume %s' after stopping it)\n",
                key, reel_session_name(s), pid, reel_session_name(s));
+    free(cli_value);
 }
 
 static int cmd_set(reel_cli_t *cli, reel_session_t *s, const char *key, const char *value) {

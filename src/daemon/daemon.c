@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <sqlite3.h>
 #include <uv.h>
 
@@ -265,6 +266,15 @@ reel_rc reel_daemon_run(const reel_daemon_opts_t *o, int *served, reel_err_t *er
     char *listen = reel_asprintf(v6 ? "[%s]:%d" : "%s:%d", lh, reel_proxy_port(r.proxy));
     reel_index_meta_set(reel_session_db(o->session), "listen", listen, NULL);
     free(listen);
+    /* and its --set assignments, which beat the session overlay while it
+     * runs: `reel config` shows them at layer cli */
+    json_t *sets = json_array();
+    for (size_t i = 0; i < o->nsets; i++)
+        json_array_append_new(sets, json_string(o->sets[i]));
+    char *js = json_dumps(sets, JSON_COMPACT);
+    json_decref(sets);
+    reel_index_meta_set(reel_session_db(o->session), "cli_sets", js ? js : "[]", NULL);
+    free(js);
     fprintf(stderr,
             "reel: recording into session '%s' (%s)\n"
             "reel: proxy listening on http://%s%s%s:%d  (curl -x http://%s%s%s:%d ...)\n"

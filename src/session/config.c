@@ -19,6 +19,7 @@
 #include <pcre2.h>
 
 #include "base/mem.h"
+#include "session/index.h"
 #include "session/session.h"
 
 /* Largest user file read, in bytes. */
@@ -1178,4 +1179,72 @@ out:
     free(old);
     free(own_actor);
     return rc;
+}
+
+/* The running proxy's --set assignments (meta "cli_sets"), or NULL. */
+static json_t *running_sets(sqlite3 *db, int recording) {
+    if (!recording)
+        return NULL;
+    char *v = reel_index_meta_get(db, "cli_sets");
+    json_t *a = v ? json_loads(v, 0, NULL) : NULL;
+    free(v);
+    if (a && !json_is_array(a)) {
+        json_decref(a);
+        a = NULL;
+    }
+    return a;
+}
+
+char *reel_config_running_set(sqlite3 *db, int recording, const char *key) {
+    json_t *sets = running_sets(db, recording), *v;
+    size_t i, n = strlen(key);
+    char *value = NULL;
+    json_array_foreach(sets, i, v) {
+        const char *a = json_string_value(v);
+        if (a && strncmp(a, key, n) == 0 && a[n] == '=') {
+            free(value); /* the last one wins, as on the command line */
+            value = reel_strdup(a + n + 1);
+        }
+    }
+    json_decref(sets);
+    return value;
+}
+
+void reel_config_apply_running(reel_config_t *c, sqlite3 *db, int recording) {
+    if (!recording)
+        return;
+    json_t *sets = running_sets(db, recording), *v;
+    size_t k;
+    json_array_foreach(sets, k, v) {
+        reel_err_t err;
+        reel_err_clear(&err);
+        if (json_string_value(v))
+            reel_config_set_cli(c, json_string_value(v), &err);
+    }
+    json_decref(sets);
+    char *listen = reel_index_meta_get(db, "listen");
+    char *colon = listen ? strrchr(listen, ':') : NULL;
+    if (colon == NULL || colon == listen) {
+        free(listen);
+        return;
+    }
+    *colon = '\0';
+    char *host = listen;
+    size_t n = strlen(host);
+    if (host[0] == '[' && n >= 2 && host[n - 1] == ']') {
+        host[n - 1] = '\0';
+        host++;
+    }
+    const char *keys[2] = {"listen_host", "listen_port"};
+    const char *vals[2] = {host, colon + 1};
+    for (int i = 0; i < 2; i++) {
+        if (strcmp(reel_config_get(c, keys[i], NULL), vals[i]) == 0)
+            continue;
+        char *a = reel_asprintf("%s=%s", keys[i], vals[i]);
+        reel_err_t err;
+        reel_err_clear(&err);
+        reel_config_set_cli(c, a, &err); /* a value it does not take is left out */
+        free(a);
+    }
+    free(listen);
 }

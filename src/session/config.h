@@ -108,6 +108,20 @@ reel_rc reel_config_load_overlay(reel_config_t *c, sqlite3 *db, char **warnings,
  * follows the first '='. No '=': REEL_INVALID; else as reel_config_validate. */
 reel_rc reel_config_set_cli(reel_config_t *c, const char *assignment, reel_err_t *err);
 
+/** Applies at layer cli what the proxy recording into the session of db
+ * runs with beyond the stored layers: its --set assignments (meta
+ * "cli_sets", a JSON array of "KEY=VALUE" written when it started), which
+ * beat the overlay until it stops, and where it listens (meta "listen",
+ * "host:port" or "[v6]:port") when that differs from the configuration
+ * (--listen, port 0). recording: whether a proxy records into it now; a
+ * value left by one that died is not read. Values it does not take are
+ * left out. */
+void reel_config_apply_running(reel_config_t *c, sqlite3 *db, int recording);
+
+/** The value the running proxy's --set gave key (owned), or NULL: none,
+ * or no proxy records into the session (recording 0). */
+char *reel_config_running_set(sqlite3 *db, int recording, const char *key);
+
 /** Effective value (canonical string, borrowed, valid until the next change
  * to that option of c) and, if layer is non-NULL, its layer. name must be a
  * known option (aborts otherwise: it is a programming error). */

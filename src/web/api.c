@@ -1090,6 +1090,8 @@ static void api_config_get(call_t *c, reel_session_t *s) {
         free(warnings);
         return;
     }
+    long pid = reel_session_recorder_pid(s);
+    reel_config_apply_running(cfg, reel_session_db(s), pid != 0); /* as `reel config list` */
     json_t *arr = json_array();
     for (const reel_option_t *o = reel_options(); o->name; o++) {
         reel_layer layer;
@@ -1102,7 +1104,6 @@ static void api_config_get(call_t *c, reel_session_t *s) {
                                         "help", o->help, "accepts", accepts, "default", o->def));
         free(accepts);
     }
-    long pid = reel_session_recorder_pid(s);
     send_json(c->rs, 200,
               json_pack("{s:o, s:o, s:o}", "options", arr, "warnings",
                         warnings ? json_string(warnings) : json_null(), "recording_pid",

@@ -157,6 +157,10 @@ class BrowserWebTest(unittest.TestCase):
             self.assertIn("Error", seen["error_text"])
             self.assertIn("body_limit", seen["config_error"])
             self.assertIn("3145728", seen["config_status"])
+            self.assertEqual((seen["listen_layer"], seen["listen_value"]), ("cli", str(proxy)))
+            self.assertIn("listen_port = 9999 in the overlay; the proxy keeps %d" % proxy,
+                          seen["listen_status"])
+            self.assertEqual(seen["listen_after"], str(proxy))
             self.assertTrue(any("b1" in s and "recording" in s for s in seen["sessions"]))
             self.assertLess(seen["live_ms"], 5000)
             self.assertEqual(seen["live_rows"], seen["live_before"] + 1)

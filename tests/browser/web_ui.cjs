@@ -131,6 +131,15 @@ async function main() {
     await page.press("#cfg-body_limit", "Enter");
     await page.waitForFunction(() => document.getElementById("status").textContent.includes("body_limit ="), null, { timeout: T });
     res.config_status = await page.textContent("#status");
+    // the port the proxy got for --listen 127.0.0.1:0, at layer cli: an
+    // overlay value is stored, and the page says the proxy keeps its own
+    res.listen_layer = await page.$eval("#cfg-listen_port", (i) => i.closest("tr").querySelector("td.layer").textContent);
+    res.listen_value = await page.inputValue("#cfg-listen_port");
+    await page.fill("#cfg-listen_port", "9999");
+    await page.press("#cfg-listen_port", "Enter");
+    await page.waitForFunction(() => document.getElementById("status").textContent.includes("listen_port ="), null, { timeout: T });
+    res.listen_status = await page.textContent("#status");
+    res.listen_after = await page.inputValue("#cfg-listen_port");
 
     step("sessions");
     await page.click("#nav-sessions");

@@ -228,6 +228,35 @@ class Terminal(unittest.TestCase):
 
 
 class Stopped(unittest.TestCase):
+    def test_set_options_of_the_running_proxy(self):
+        """An option the proxy was started with --set for beats the overlay
+        while it runs: config list and get show it at layer cli, and set
+        says the proxy keeps it; once it stops the overlay applies."""
+        root = tempfile.mkdtemp(prefix="cli-tty.", dir=TMPBASE)
+        try:
+            r = Reel(root, "sets", "upstream_timeout=17")
+
+            def rows():
+                return {o["name"]: o for o in json.loads(r.cli("config", "sets", "--json").stdout)}
+            self.assertEqual((rows()["upstream_timeout"]["value"],
+                              rows()["upstream_timeout"]["layer"]), ("17", "cli"))
+            self.assertEqual(r.cli("config", "sets", "get", "upstream_timeout").stdout, b"17\n")
+            out = r.cli("config", "sets", "set", "upstream_timeout", "5").stdout.decode()
+            self.assertIn("was started with --set upstream_timeout=17, which takes precedence "
+                          "over the overlay: it keeps that value until it stops", out)
+            got = json.loads(r.cli("config", "sets", "--json", "set", "upstream_timeout",
+                                   "6").stdout)
+            self.assertEqual(got["applies"], "when the proxy stops")
+            self.assertEqual(rows()["upstream_timeout"]["layer"], "cli")
+            # an option without --set still applies now
+            out = r.cli("config", "sets", "set", "idle_timeout", "100").stdout.decode()
+            self.assertIn("applies it within a second", out)
+            self.assertEqual(r.stop(), 0)
+            self.assertEqual((rows()["upstream_timeout"]["value"],
+                              rows()["upstream_timeout"]["layer"]), ("6", "session"))
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
     def test_listen_address_of_a_proxy_gone(self):
         """After the proxy exits, config list shows the configured port
         again, whatever meta still holds."""

@@ -811,5 +811,29 @@ class WebLiveReplayStop(unittest.TestCase):
             proxyenv.shutil.rmtree(root, ignore_errors=True)
 
 
+class WebConfigOfARunningProxy(unittest.TestCase):
+    def test_its_command_line_at_layer_cli(self):
+        """The config view shows what the proxy recording into the session
+        was started with (--set, the port it got for --listen ...:0), as
+        `reel config list` does: those beat the overlay while it runs."""
+        root = tempfile.mkdtemp(prefix="reel-webcfg-", dir=TMPBASE)
+        env = dict(os.environ, REEL_HOME=root + "/home", XDG_DATA_HOME=root + "/data",
+                   XDG_CONFIG_HOME=root + "/config", REEL_WEB_TOKEN=TOKEN)
+        p, log, proxy, web = start_record_web(root, env, "cfg", "upstream_timeout=17")
+        try:
+            cfg = Client(web, TOKEN).json("GET", "/api/sessions/cfg/config")
+            opts = {o["name"]: o for o in cfg["options"]}
+            self.assertEqual((opts["upstream_timeout"]["value"], opts["upstream_timeout"]["layer"]),
+                             ("17", "cli"))
+            self.assertEqual((opts["listen_port"]["value"], opts["listen_port"]["layer"]),
+                             (str(proxy), "cli"))
+            self.assertEqual(opts["body_limit"]["layer"], "default")
+        finally:
+            p.send_signal(signal.SIGINT)
+            self.assertEqual(p.wait(15), 0)
+            log.close()
+            proxyenv.shutil.rmtree(root, ignore_errors=True)
+
+
 if __name__ == "__main__":
     proxyenv.main()
