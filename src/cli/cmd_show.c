@@ -16,9 +16,10 @@ static const char usage[] = "usage: reel show [--home DIR] [--json] SESSION\n"
                             "PID of the proxy recording into it, if any, and why it was\n"
                             "opened read-only if this user cannot write it.\n";
 
-/* Retention: the settings (user file and overlay; a --set given to a running
- * `reel record` is not visible here), what it dropped in all, and its last
- * drop. A session older than the retention table shows nothing dropped. */
+/* Retention: the settings (user file, overlay, and the --set options of
+ * the proxy recording into the session, which beat the overlay while it
+ * runs), what it dropped in all, and its last drop. A session older than
+ * the retention table shows nothing dropped. */
 typedef struct {
     long long max_bytes, max_age, max_flows;
     const char *hook;
@@ -37,6 +38,7 @@ static void retention_load(reel_session_t *s, const reel_query_summary_t *sum, r
         reel_config_load_overlay(c, reel_session_db(s), &warnings, &err);
         free(warnings);
     }
+    reel_config_apply_running(c, reel_session_db(s), reel_session_recorder_pid(s) != 0);
     r->max_bytes = reel_config_get_int(c, "retention_max_bytes");
     r->max_age = reel_config_get_int(c, "retention_max_age");
     r->max_flows = reel_config_get_int(c, "retention_max_flows");

@@ -234,7 +234,7 @@ class Stopped(unittest.TestCase):
         says the proxy keeps it; once it stops the overlay applies."""
         root = tempfile.mkdtemp(prefix="cli-tty.", dir=TMPBASE)
         try:
-            r = Reel(root, "sets", "upstream_timeout=17")
+            r = Reel(root, "sets", "upstream_timeout=17", "retention_max_flows=5")
 
             def rows():
                 return {o["name"]: o for o in json.loads(r.cli("config", "sets", "--json").stdout)}
@@ -248,6 +248,10 @@ class Stopped(unittest.TestCase):
                                    "6").stdout)
             self.assertEqual(got["applies"], "when the proxy stops")
             self.assertEqual(rows()["upstream_timeout"]["layer"], "cli")
+            # reel show's retention line says what the proxy runs with
+            show = json.loads(r.cli("show", "sets", "--json").stdout)
+            self.assertEqual(show["retention"]["max_flows"], 5)
+            self.assertIn("max_flows 5 ", r.cli("show", "sets").stdout.decode())
             # an option without --set still applies now
             out = r.cli("config", "sets", "set", "idle_timeout", "100").stdout.decode()
             self.assertIn("applies it within a second", out)
