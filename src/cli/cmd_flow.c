@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "base/mem.h"
@@ -26,8 +27,10 @@ static const char usage[] =
     "                 [--proto FILE[:MESSAGE]] SESSION ID\n"
     "\n"
     "Shows one flow: a summary line (id, state, start time, duration), the\n"
-    "request line and headers ('> '), the request body, the status line and\n"
-    "headers ('< '), the response body, and the error if the flow failed.\n"
+    "request line and headers ('> '; an HTTP/2 request line in the absolute form,\n"
+    "its scheme and authority being no header field), the request body, the\n"
+    "status line and headers ('< '), the response body, and the error if the\n"
+    "flow failed.\n"
     "\n"
     "Bodies are shown with their Content-Encoding (gzip, deflate, br, zstd,\n"
     "stacked) removed. Text is printed as it is; binary bodies, judged on their\n"
@@ -600,6 +603,14 @@ static void print_headers(view_t *v, char c, Reel__Header **h, size_t n) {
     }
 }
 
+static int has_header(Reel__Header **h, size_t n, const char *name) {
+    size_t len = strlen(name);
+    for (size_t i = 0; i < n; i++)
+        if (h[i]->name.len == len && strncasecmp((const char *)h[i]->name.data, name, len) == 0)
+            return 1;
+    return 0;
+}
+
 static void request_head(view_t *v, const Reel__RequestHead *h) {
     dir_t *d = &v->d[REQ];
     summary(v);
@@ -614,6 +625,15 @@ static void request_head(view_t *v, const Reel__RequestHead *h) {
             fputc('[', v->out);
         put_bytes(v, h->host);
         fprintf(v->out, "%s:%u", v6 ? "]" : "", h->port);
+    } else if (h->http_version && strncmp(h->http_version, "HTTP/2", 6) == 0 && h->host.len &&
+               !has_header(h->headers, h->n_headers, "host")) {
+        /* HTTP/2 names scheme and authority in pseudo-header fields, not in
+         * a Host field: the absolute form shows them (as mitmproxy does) */
+        reel_buf_t b;
+        reel_buf_init(&b, 0);
+        reel_index_url(h, &b);
+        put_bytes(v, (ProtobufCBinaryData){.len = b.len, .data = b.data});
+        reel_buf_free(&b);
     } else {
         put_bytes(v, h->target);
     }

@@ -992,8 +992,18 @@ static void raw_body(FILE *out, const flow_t *f, int d) {
 
 static void write_raw(FILE *out, const flow_t *f) {
     if (f->have_head[REQ]) {
-        fprintf(out, "%s %s %s\r\n", f->method, f->target && f->target[0] ? f->target : "/",
+        /* An HTTP/2 request names its scheme and authority in pseudo-header
+         * fields, not in a Host field: without one the request line takes
+         * the absolute form (as mitmproxy writes it), or the host is lost. */
+        int absolute = strncmp(f->version[REQ], "HTTP/2", 6) == 0 &&
+                       hdr_get(f, REQ, "host") == NULL && f->host && f->host[0];
+        char *url = absolute ? flow_url(f, 0) : NULL;
+        fprintf(out, "%s %s %s\r\n", f->method,
+                url                         ? url
+                : f->target && f->target[0] ? f->target
+                                            : "/",
                 f->version[REQ][0] ? f->version[REQ] : "HTTP/1.1");
+        free(url);
         raw_head_lines(out, f, REQ);
         raw_body(out, f, REQ);
     }

@@ -65,7 +65,7 @@ got=$(printf '%s' "$out" | /usr/bin/python3 -c 'import json,sys; print(len(json.
 [ "$got" = 0 ] && ok || bad "--since 1h should exclude the HAR's old flows, got $got"
 
 # --- one flow ---
-run 0 "$REEL" flow demo 1 && has "$out" "> GET /" "flow request line"
+run 0 "$REEL" flow demo 1 && has "$out" "> GET https://example.test/ HTTP/2.0" "flow request line (HTTP/2: absolute form)"
 run 0 "$REEL" flow demo 2 --json && has "$out" '"method": "POST"' "flow --json"
 
 # --- annotate, tag, mark ---

@@ -260,8 +260,15 @@ class Http2Test(unittest.TestCase):
         self.assertEqual(sorted([big["stream_id"], small["stream_id"]]), [1, 3])
         self.assertEqual(body(big, "response"), self.origin.file1m)
         self.assertEqual(body(small, "response"), b"x" * 99 + b"\n")
+        # scheme and authority were pseudo-header fields, not a Host field:
+        # the request line shows them in the absolute form, as mitmproxy does
+        url = big["request"]["url"].encode()
+        self.assertTrue(url.startswith(b"https://") and url.endswith(b"/file1m?a"), url)
         shown = self.reel.cli("flow", "h2", str(big["id"])).stdout
-        self.assertIn(b"GET /file1m?a HTTP/2.0", shown)
+        self.assertIn(b"\n> GET %s HTTP/2.0\n" % url, shown)
+        raw = self.reel.cli("export", "--format", "raw", "h2", "~id %d" % small["id"]).stdout
+        self.assertTrue(raw.startswith(b"GET %s HTTP/2.0\r\n" % small["request"]["url"].encode()),
+                        raw[:200])
         # the listing's version column, and the ~h2 filter
         # the index knows the connection: ~conn lists the flows that shared it
         same = json.loads(self.reel.cli("flows", "--json", "h2",
