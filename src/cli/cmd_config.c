@@ -297,27 +297,48 @@ out:
 
 /* When a proxy records into s, tells whether it applies a change to key
  * now or at its next start. */
-static const char *applies(reel_session_t *s, const char *key, long *pid) {
+/* The value the proxy recording into the session runs key with when its
+ * command line set it (layer cli, which beats the overlay until it
+ * stops), or NULL. Owned. */
+static char *running_value(reel_session_t *s, const char *key) {
+    reel_config_t *cfg = reel_config_new();
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_config_load_user(cfg, NULL, &err); /* a bad file or row is left out, as list says */
+    reel_config_load_overlay(cfg, reel_session_db(s), NULL, &err);
+    apply_running(s, cfg);
+    reel_layer layer;
+    const char *v = reel_config_get(cfg, key, &layer);
+    char *out = layer == REEL_LAYER_CLI ? reel_strdup(v) : NULL;
+    reel_config_free(cfg);
+    return out;
+}
+
+/* When a change of key takes effect; *pid: the recording proxy's, or 0;
+ * *cli_value (if cli_value is not NULL): as running_value. */
+static const char *applies(reel_session_t *s, const char *key, long *pid, char **cli_value) {
     *pid = reel_session_recorder_pid(s);
-    if (*pid == 0)
-        return "next start";
-    char *cli_value = reel_config_running_set(reel_session_db(s), 1, key);
-    int overridden = cli_value != NULL; /* its --set KEY beats the overlay */
-    free(cli_value);
-    if (overridden)
-        return "when the proxy stops";
-    return is_hot(key) ? "now" : "next start";
+    char *v = *pid ? running_value(s, key) : NULL;
+    const char *when = *pid == 0     ? "next start"
+                       : v           ? "when the proxy stops"
+                       : is_hot(key) ? "now"
+                                     : "next start";
+    if (cli_value)
+        *cli_value = v;
+    else
+        free(v);
+    return when;
 }
 
 static void say_applies(reel_session_t *s, const char *key) {
     long pid;
-    char *cli_value =
-        reel_config_running_set(reel_session_db(s), reel_session_recorder_pid(s) != 0, key);
+    char *cli_value = NULL;
+    const char *when = applies(s, key, &pid, &cli_value);
     if (cli_value)
         printf("the proxy recording into '%s' (pid %ld) was started with --set %s=%s, which "
                "takes precedence over the overlay: it keeps that value until it stops\n",
-               reel_session_name(s), reel_session_recorder_pid(s), key, cli_value);
-    else if (strcmp(applies(s, key, &pid), "now") == 0)
+               reel_session_name(s), pid, key, cli_value);
+    else if (strcmp(when, "now") == 0)
         printf("the proxy recording into '%s' (pid %ld) applies it within a second\n",
                reel_session_name(s), pid);
     else if (pid)
@@ -347,7 +368,7 @@ static int cmd_set(reel_cli_t *cli, reel_session_t *s, const char *key, const ch
     if (cli->json) {
         long pid;
         reel_cli_json_out(json_pack("{s:s, s:o, s:s, s:s}", "name", key, "value", jstr(canon),
-                                    "layer", "session", "applies", applies(s, key, &pid)));
+                                    "layer", "session", "applies", applies(s, key, &pid, NULL)));
     } else {
         printf("%s = ", key);
         put_value(canon);
@@ -379,7 +400,8 @@ static int cmd_unset(reel_cli_t *cli, reel_session_t *s, const char *key) {
     if (cli->json) {
         long pid;
         reel_cli_json_out(json_pack("{s:s, s:o, s:s, s:s}", "name", key, "value", jstr(v), "layer",
-                                    reel_layer_name(layer), "applies", applies(s, key, &pid)));
+                                    reel_layer_name(layer), "applies",
+                                    applies(s, key, &pid, NULL)));
     } else {
         printf("unset %s in the session overlay; now %s = ", key, key);
         put_value(v);

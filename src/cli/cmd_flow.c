@@ -10,7 +10,6 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include "base/mem.h"
@@ -603,14 +602,6 @@ static void print_headers(view_t *v, char c, Reel__Header **h, size_t n) {
     }
 }
 
-static int has_header(Reel__Header **h, size_t n, const char *name) {
-    size_t len = strlen(name);
-    for (size_t i = 0; i < n; i++)
-        if (h[i]->name.len == len && strncasecmp((const char *)h[i]->name.data, name, len) == 0)
-            return 1;
-    return 0;
-}
-
 static void request_head(view_t *v, const Reel__RequestHead *h) {
     dir_t *d = &v->d[REQ];
     summary(v);
@@ -626,7 +617,7 @@ static void request_head(view_t *v, const Reel__RequestHead *h) {
         put_bytes(v, h->host);
         fprintf(v->out, "%s:%u", v6 ? "]" : "", h->port);
     } else if (h->http_version && strncmp(h->http_version, "HTTP/2", 6) == 0 && h->host.len &&
-               !has_header(h->headers, h->n_headers, "host")) {
+               !reel_index_header(h->headers, h->n_headers, "host")) {
         /* HTTP/2 names scheme and authority in pseudo-header fields, not in
          * a Host field: the absolute form shows them (as mitmproxy does) */
         reel_buf_t b;

@@ -1182,9 +1182,7 @@ out:
 }
 
 /* The running proxy's --set assignments (meta "cli_sets"), or NULL. */
-static json_t *running_sets(sqlite3 *db, int recording) {
-    if (!recording)
-        return NULL;
+static json_t *running_sets(sqlite3 *db) {
     char *v = reel_index_meta_get(db, "cli_sets");
     json_t *a = v ? json_loads(v, 0, NULL) : NULL;
     free(v);
@@ -1195,25 +1193,10 @@ static json_t *running_sets(sqlite3 *db, int recording) {
     return a;
 }
 
-char *reel_config_running_set(sqlite3 *db, int recording, const char *key) {
-    json_t *sets = running_sets(db, recording), *v;
-    size_t i, n = strlen(key);
-    char *value = NULL;
-    json_array_foreach(sets, i, v) {
-        const char *a = json_string_value(v);
-        if (a && strncmp(a, key, n) == 0 && a[n] == '=') {
-            free(value); /* the last one wins, as on the command line */
-            value = reel_strdup(a + n + 1);
-        }
-    }
-    json_decref(sets);
-    return value;
-}
-
 void reel_config_apply_running(reel_config_t *c, sqlite3 *db, int recording) {
     if (!recording)
         return;
-    json_t *sets = running_sets(db, recording), *v;
+    json_t *sets = running_sets(db), *v;
     size_t k;
     json_array_foreach(sets, k, v) {
         reel_err_t err;

@@ -118,10 +118,6 @@ reel_rc reel_config_set_cli(reel_config_t *c, const char *assignment, reel_err_t
  * left out. */
 void reel_config_apply_running(reel_config_t *c, sqlite3 *db, int recording);
 
-/** The value the running proxy's --set gave key (owned), or NULL: none,
- * or no proxy records into the session (recording 0). */
-char *reel_config_running_set(sqlite3 *db, int recording, const char *key);
-
 /** Effective value (canonical string, borrowed, valid until the next change
  * to that option of c) and, if layer is non-NULL, its layer. name must be a
  * known option (aborts otherwise: it is a programming error). */

@@ -833,7 +833,7 @@ static void set_cstr(frow *r, int col, const char *v) {
     set_str(r, col, v, v ? strlen(v) : 0);
 }
 
-static const ProtobufCBinaryData *find_header(Reel__Header **h, size_t n, const char *name) {
+const ProtobufCBinaryData *reel_index_header(Reel__Header **h, size_t n, const char *name) {
     for (size_t k = 0; k < n; k++)
         if (h[k]->name.len == strlen(name) &&
             strncasecmp((const char *)h[k]->name.data, name, h[k]->name.len) == 0)
@@ -922,7 +922,7 @@ static void apply(frow *r, const Reel__Record *rec) {
         r->i[I_PORT] = h->port;
         if (h->host.len)
             set_url(r, h); /* a request refused before its target was known has none */
-        const ProtobufCBinaryData *ct = find_header(h->headers, h->n_headers, "content-type");
+        const ProtobufCBinaryData *ct = reel_index_header(h->headers, h->n_headers, "content-type");
         set_str(r, C_REQ_CT, ct ? (const char *)ct->data : NULL, ct ? ct->len : 0);
         break;
     }
@@ -938,7 +938,7 @@ static void apply(frow *r, const Reel__Record *rec) {
             r->i[I_RESP_START] = rec->time_us;
         if (r->i[I_REQ_END] == NUL64)
             r->i[I_REQ_END] = rec->time_us;
-        const ProtobufCBinaryData *ct = find_header(h->headers, h->n_headers, "content-type");
+        const ProtobufCBinaryData *ct = reel_index_header(h->headers, h->n_headers, "content-type");
         set_str(r, C_RESP_CT, ct ? (const char *)ct->data : NULL, ct ? ct->len : 0);
         break;
     }
@@ -1131,7 +1131,7 @@ typedef struct {
     Reel__Record rec;
     Reel__RequestHead rq;
     Reel__ResponseHead rs;
-    Reel__Header ct; /* the first content-type header, as find_header finds it */
+    Reel__Header ct; /* the first content-type header, as reel_index_header finds it */
     Reel__Header *hdrs[1];
 } head_t;
 
