@@ -511,8 +511,13 @@ static lane_t *lane_new(h2front_t *fr) {
     uv_timer_init(c->p->loop, &l->timer);
     l->timer.data = l;
     snprintf(l->remote, sizeof l->remote, "%s", c->client_addr);
-    l->next = fr->lanes;
-    fr->lanes = l;
+    /* at the tail: dispatch() walks the lanes in this order, so requests
+     * given lanes in one pass start (get their flow ids and start times)
+     * and go to the origin in the order the client sent them */
+    lane_t **tail = &fr->lanes;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = l;
     fr->nlanes++;
     conn_t *in = reel__conn_new(c->p, &l->f, c->client_ip, false);
     l->inner = in;

@@ -374,6 +374,12 @@ class Http2Test(unittest.TestCase):
             sids.add(fl["stream_id"])
         self.assertEqual(len(conns), 1)
         self.assertEqual(sids, set(range(1, 61, 2)))
+        # flow ids and start times follow the order the client sent the
+        # streams in (they were given in reverse, newest lane first)
+        by_id = sorted(fs, key=lambda f: f["id"])
+        self.assertEqual([f["url"].rsplit("/", 1)[1] for f in by_id], [str(i) for i in range(30)])
+        starts = [f["start_us"] for f in by_id]
+        self.assertEqual(starts, sorted(starts))
         # the origin saw HTTP/1.1 with Host from :authority
         reqs = [r for r in self.echo.requests if r[1].startswith("/many/")]
         self.assertEqual(len(reqs), 30)
