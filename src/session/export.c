@@ -897,11 +897,13 @@ static reel_rc write_curl(FILE *out, const flow_t *f, const reel_export_opts_t *
         fputs("printf '", out);
         for (size_t i = 0; i < n; i++) {
             unsigned char c = p[i];
+            /* A format starting with '-' is an option to printf (every
+             * multipart body starts "--"): write that byte as an escape. */
             if (c == '%')
                 fputs("%%", out);
             else if (c == '\\')
                 fputs("\\\\", out);
-            else if (c == '\'' || c < 0x20 || c >= 0x7f)
+            else if (c == '\'' || c < 0x20 || c >= 0x7f || (i == 0 && c == '-'))
                 fprintf(out, "\\%03o", c);
             else
                 fputc(c, out);
@@ -948,7 +950,8 @@ static reel_rc write_curl(FILE *out, const flow_t *f, const reel_export_opts_t *
         } else if (piped) {
             fputs(" \\\n  --data-binary @-", out);
         } else {
-            fputs(" \\\n  --data-binary ", out);
+            /* --data-raw: a body starting with '@' is bytes, not a file name */
+            fputs(" \\\n  --data-raw ", out);
             sq(out, (const char *)p, n);
         }
     }
@@ -998,6 +1001,14 @@ static void write_raw(FILE *out, const flow_t *f) {
         int absolute = strncmp(f->version[REQ], "HTTP/2", 6) == 0 &&
                        hdr_get(f, REQ, "host") == NULL && f->host && f->host[0];
         char *url = absolute ? flow_url(f, 0) : NULL;
+        /* A tunnel's head has no target: the request line names the
+         * authority it was opened to (CONNECT host:port), as reel flow does. */
+        if (!(f->target && f->target[0]) && f->host && f->host[0]) {
+            free(url);
+            int v6 = strchr(f->host, ':') != NULL;
+            url = reel_asprintf("%s%s%s:%u", v6 ? "[" : "", f->host, v6 ? "]" : "",
+                                (unsigned)f->port);
+        }
         fprintf(out, "%s %s %s\r\n", f->method,
                 url                         ? url
                 : f->target && f->target[0] ? f->target

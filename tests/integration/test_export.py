@@ -6,14 +6,16 @@ responses; ndjson that Python reads line by line; raw HTTP; --redact.
 """
 import base64
 import gzip
+import http.server
 import json
 import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import unittest
 
-from proxyenv import TMPBASE, Origin, Reel, curl, main, stop_class
+from proxyenv import TMPBASE, Origin, Reel, connect, curl, main, stop_class
 
 SECRET = "SECRETTOKEN123"
 COOKIE = "COOKIEVALUE456"
@@ -154,6 +156,107 @@ class Export(unittest.TestCase):
         self.assertIn(b"column", r.stderr)
         r = self.reel.cli("export", "nosuch", check=False)
         self.assertEqual(r.returncode, 1)
+
+
+class EchoHandler(http.server.BaseHTTPRequestHandler):
+    """Answers every POST with the exact bytes of its body and keeps them."""
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.received.append((self.path, data))
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+# Request bodies that a shell command can mangle: '@' makes curl read a
+# file, a leading '-' made printf take its format for an option.
+BODIES = {
+    "/at": b"@/etc/hostname",
+    "/at-nul": b"@/etc/hostname\x00",
+    "/dash": b"--------boundary\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nv\r\n--------boundary--\r\n",
+    "/dash-nul": b"--------boundary\r\nContent-Disposition: form-data; name=\"f\"\r\n\r\n\x00\x01\xff'%\\\r\n--------boundary--\r\n",
+    "/dash-only": b"-",
+    "/empty": b"",
+}
+
+
+class ExportBodies(unittest.TestCase):
+    """Exported curl commands send recorded bodies byte for byte (bash and
+    dash), against a Python echo origin; raw names a tunnel's authority."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="reel-export-bodies-", dir=TMPBASE)
+        cls.echo = http.server.ThreadingHTTPServer(("127.0.0.1", 0), EchoHandler)
+        cls.echo.received = []
+        cls.echo_thread = threading.Thread(target=cls.echo.serve_forever, daemon=True)
+        cls.echo_thread.start()
+        cls.port = cls.echo.server_address[1]
+        cls.reel = Reel(cls.root, "bodies")
+        for path, data in BODIES.items():
+            curl(cls.reel, "--data-binary", "@-", "http://127.0.0.1:%d%s" % (cls.port, path), input=data)
+        # A CONNECT tunnel carrying neither TLS nor HTTP: a tunnel flow.
+        s = connect(cls.reel.port)
+        s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % cls.port)
+        got = b""
+        while b"\r\n\r\n" not in got:
+            d = s.recv(4096)
+            if not d:
+                break
+            got += d
+        assert got.startswith(b"HTTP/1.1 200"), got
+        s.sendall(b"\x00\x01binary hello\r\n\r\n")
+        try:
+            while s.recv(4096):
+                pass
+        except OSError:
+            pass
+        s.close()
+        cls.flows = cls.reel.wait_flows(len(BODIES) + 1)
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.reel.stop()
+        cls.echo.shutdown()
+        cls.echo.server_close()
+        cls.echo_thread.join(10)
+        if code != 0:
+            print(cls.reel.log())
+        assert code == 0, "reel record exited %d on SIGINT" % code
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def test_curl_sends_recorded_bodies(self):
+        out = self.reel.cli("export", "bodies", "--format", "curl", "~m POST").stdout.decode("latin-1")
+        blocks = ["# flow" + b for b in out.split("# flow")[1:]]
+        self.assertEqual(len(blocks), len(BODIES), out)
+        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+        shells = [sh for sh in ("bash", "dash") if shutil.which(sh)]
+        for sh in shells:
+            for block in blocks:
+                path = next(p for p in BODIES if ":%d%s'" % (self.port, p) in block)
+                with self.subTest(shell=sh, path=path):
+                    del self.echo.received[:]
+                    r = subprocess.run([sh, "-c", block.encode("latin-1")], capture_output=True,
+                                       env=env, timeout=30)
+                    self.assertEqual(r.returncode, 0, (block, r.stderr))
+                    self.assertEqual(r.stderr, b"", block)
+                    self.assertEqual(self.echo.received, [(path, BODIES[path])], block)
+                    self.assertEqual(r.stdout, BODIES[path], block)
+        self.assertIn("--data-raw '@/etc/hostname'", out)
+        self.assertNotIn("printf '-", out)
+
+    def test_raw_tunnel_names_authority(self):
+        tun = [f for f in self.flows if f["kind"] == "tunnel"]
+        self.assertEqual(len(tun), 1, self.flows)
+        out = self.reel.cli("export", "bodies", "--format", "raw", "~u tcp://").stdout
+        self.assertTrue(out.startswith(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n" % self.port), out[:200])
+        self.assertIn(b"\x00\x01binary hello", out)
 
 
 if __name__ == "__main__":
