@@ -99,6 +99,14 @@ int reel_cmd_ls(reel_cli_t *cli, int argc, char **argv) {
             unreadable++;
             continue;
         }
+        /* what opening it recovered (a torn tail moved aside, a rebuilt
+         * index, interrupted flows), as every other command says it */
+        const char *note = reel_session_recovery_note(s);
+        if (note[0]) {
+            char *shown = reel_cli_escaped(names[i], strlen(names[i]), REEL_CLI_ESC);
+            fprintf(stderr, "reel: session '%s': %s\n", shown, note);
+            free(shown);
+        }
         int64_t flows = 0;
         if (reel_query_count(s, NULL, &flows, &err) != REEL_OK) {
             const char *msg = reel_err_str(&err); /* "session.db: <SQLite's message>" */

@@ -160,6 +160,11 @@ class Repair(unittest.TestCase):
             run("tag", "h", str(i), "t%d" % i)
         seg = os.path.join(env["REEL_HOME"], "h", "spool", "00000001.zst")
         os.truncate(seg, os.path.getsize(seg) - 7)
+        # `reel ls` is the first to open it: it recovers the torn tail and
+        # says so, as every other command does (it said nothing)
+        ls = run("ls")
+        self.assertRegex(ls.stdout.decode(), r"\bh +30 ")
+        self.assertRegex(ls.stderr.decode(), r"^reel: session 'h': .*torn")
         flows = json.loads(run("flows", "--json", "h").stdout)
         self.assertEqual(len(flows), 30, "every tagged flow keeps its row")
         tags = {t for f in flows for t in f.get("tags", [])}
