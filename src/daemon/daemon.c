@@ -170,6 +170,10 @@ static void on_signal(uv_signal_t *s, int signum) {
         /* Second signal: leave now. Every frame on disk is whole or a torn
          * tail that recovery moves aside, so the session stays readable. */
         fprintf(stderr, "\nreel: second signal, exiting now\n");
+        /* the pidfile goes too (a uv_signal callback, not a handler): a
+         * supervisor must not later signal whoever reuses the pid */
+        if (r->pidfile_written)
+            reel_service_pidfile_remove(r->o->pidfile);
         _exit(130);
     }
     r->stopping = 1;

@@ -171,6 +171,35 @@ class ServiceTest(unittest.TestCase):
         self.assertEqual(flows[0]["response_body_size"], len(SLOW_BODY))
         run([REEL, "verify", "svc"], env=self.env)
 
+    def test_second_signal_removes_the_pidfile(self):
+        # the second signal exits at once, without the orderly stop; the
+        # pid file goes all the same (it was left with the dead pid in it)
+        pidfile = os.path.join(self.root, "reel2.pid")
+        proc, log = self.start("--pidfile", pidfile, "svc2")
+        deadline = time.time() + 15
+        while not os.path.exists(pidfile):
+            self.assertIsNone(proc.poll(), "reel exited")
+            self.assertLess(time.time(), deadline, "no pid file")
+            time.sleep(0.05)
+        log.seek(0)
+        port = int(re.search(r"listening on http://127\.0\.0\.1:(\d+)", log.read()).group(1))
+        Handler.started.clear()
+        url = "http://127.0.0.1:%d/slow" % self.origin.server_address[1]
+        curl = subprocess.Popen(["curl", "-sS", "--max-time", "20", "-x",
+                                 "http://127.0.0.1:%d" % port, url],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.procs.append(curl)
+        self.assertTrue(Handler.started.wait(10), "request did not reach the origin")
+        proc.send_signal(signal.SIGINT)  # a flow in flight: it waits for it
+        time.sleep(0.3)
+        self.assertIsNone(proc.poll())
+        proc.send_signal(signal.SIGINT)
+        self.assertEqual(proc.wait(20), 130)
+        log.seek(0)
+        self.assertIn("second signal, exiting now", log.read())
+        self.assertFalse(os.path.exists(pidfile), "pid file left behind")
+        curl.wait(30)
+
     def test_pidfile_unwritable(self):
         proc, log = self.start("--pidfile", os.path.join(self.root, "no-such-dir", "reel.pid"),
                                "bad")
