@@ -990,12 +990,17 @@ static void api_note(call_t *c, reel_session_t *s, int64_t id, const char *narg)
         send_json(c->rs, 200, json_pack("{s:I}", "note", (json_int_t)note));
 }
 
-/* {"ids": [...]} or {"filter": "..."} from the body into t; ids owned by
- * *ids. -1 after sending the error. */
+/* {"ids": [...]} or {"filter": "..."} from the body into t (both: 400);
+ * ids owned by *ids. -1 after sending the error. */
 static int target(call_t *c, reel_query_target_t *t, int64_t **ids) {
     memset(t, 0, sizeof *t);
     *ids = NULL;
     json_t *a = json_object_get(c->in, "ids");
+    json_t *f = json_object_get(c->in, "filter");
+    if (a && !json_is_null(a) && f && !json_is_null(f)) {
+        reel__web_error(c->rs, 400, "give ids or filter, not both");
+        return -1;
+    }
     if (json_is_array(a)) {
         size_t n = json_array_size(a);
         if (n == 0 || n > IDS_MAX) {
@@ -1015,13 +1020,25 @@ static int target(call_t *c, reel_query_target_t *t, int64_t **ids) {
         t->n = n;
         return 0;
     }
-    json_t *f = json_object_get(c->in, "filter");
     if (!json_is_string(f)) {
         reel__web_error(c->rs, 400, "expected \"ids\": [...] or \"filter\": \"...\"");
         return -1;
     }
     t->filter = json_string_value(f);
     return 0;
+}
+
+/* The boolean body field name: def when absent; -1 (after sending 400) when
+ * it is there but not true or false. */
+static int bool_field(call_t *c, const char *name, int def) {
+    json_t *v = json_object_get(c->in, name);
+    if (v == NULL)
+        return def;
+    if (!json_is_boolean(v)) {
+        reel__web_error(c->rs, 400, "\"%s\" must be true or false", name);
+        return -1;
+    }
+    return json_is_true(v);
 }
 
 static void api_tags(call_t *c, reel_session_t *s) {
@@ -1042,7 +1059,10 @@ static void api_tags(call_t *c, reel_session_t *s) {
             reel__web_error(c->rs, 400, "tags are strings");
             goto out;
         }
-    int add = !json_is_true(json_object_get(c->in, "remove"));
+    int remove = bool_field(c, "remove", 0);
+    if (remove < 0)
+        goto out;
+    int add = !remove;
     reel_query_result_t res;
     reel_err_t err;
     reel_err_clear(&err);
@@ -1060,12 +1080,12 @@ out:
 static void api_marks(call_t *c, reel_session_t *s) {
     reel_query_target_t t;
     int64_t *ids = NULL;
-    if (target(c, &t, &ids) == 0) {
-        json_t *m = json_object_get(c->in, "mark");
+    int mark;
+    if (target(c, &t, &ids) == 0 && (mark = bool_field(c, "mark", 1)) >= 0) {
         reel_query_result_t res;
         reel_err_t err;
         reel_err_clear(&err);
-        if (reel_query_mark(s, &t, m == NULL || json_is_true(m), &res, &err) != REEL_OK)
+        if (reel_query_mark(s, &t, mark, &res, &err) != REEL_OK)
             send_err(c->rs, &err);
         else
             send_json(c->rs, 200,

@@ -204,6 +204,25 @@ char *reel__web_param(const char *query, const char *name) {
     return NULL;
 }
 
+const char *reel__web_query_nul(const char *query, size_t *name_len) {
+    const char *p = query;
+    while (p && *p) {
+        const char *amp = strchr(p, '&');
+        size_t len = amp ? (size_t)(amp - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        if (eq) {
+            char *v = reel__web_unescape(eq + 1, len - (size_t)(eq + 1 - p));
+            if (v == NULL) {
+                *name_len = (size_t)(eq - p);
+                return p;
+            }
+            free(v);
+        }
+        p = amp ? amp + 1 : NULL;
+    }
+    return NULL;
+}
+
 static int token_eq(const char *a, const char *b, size_t blen) {
     size_t al = strlen(a);
     unsigned diff = al != blen;
@@ -354,12 +373,16 @@ static const char *status_text(int s) {
         return "Request Header Fields Too Large";
     case 500:
         return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
     case 502:
         return "Bad Gateway";
-    case 504:
-        return "Gateway Timeout";
     case 503:
         return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
     default:
         return "Status";
     }
@@ -751,6 +774,14 @@ static void handle(conn_t *c, reel__web_resp_t *rs) {
     }
     if (site && strcmp(site, "cross-site") == 0) {
         reel__web_error(rs, 403, "cross-site request refused");
+        goto out;
+    }
+    size_t nul_len;
+    const char *nul = reel__web_query_nul(query, &nul_len);
+    if (nul) {
+        /* reel__web_param would take it for absent: "filter=a%00" is no filter */
+        reel__web_error(rs, 400, "parameter '%.*s' holds a NUL byte",
+                        (int)(nul_len > 64 ? 64 : nul_len), nul);
         goto out;
     }
     char *tok = strcmp(target, "/") == 0 ? reel__web_param(query, "token") : NULL;

@@ -107,8 +107,14 @@ void reel__web_replay_live_answer(reel__web_resp_t *rs, const char *session, int
 void reel__web_error(reel__web_resp_t *rs, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/** Value of query parameter name, percent-decoded, owned; NULL if absent. */
+/** Value of query parameter name, percent-decoded, owned; NULL if absent,
+ * and also when it decodes to a NUL: the server refuses such a query (400,
+ * reel__web_query_nul) before any handler asks for a parameter. */
 char *reel__web_param(const char *query, const char *name);
+
+/** The first parameter of query whose value decodes to a NUL (its name,
+ * *name_len bytes, raw), or NULL when there is none. */
+const char *reel__web_query_nul(const char *query, size_t *name_len);
 
 /** Percent-decodes s[0..n) ('+' is a space); NULL if it decodes to a NUL. */
 char *reel__web_unescape(const char *s, size_t n);

@@ -322,6 +322,79 @@ class WebApi(unittest.TestCase):
         self.assertEqual([x["id"] for x in f], [3])
         self.c.json("POST", "/api/sessions/s1/marks", {"ids": [3], "mark": False})
 
+    def flows_where(self, flt):
+        return [x["id"] for x in json.loads(
+            run([REEL, "flows", "s1", "--json", flt], env=self.env).stdout)]
+
+    def test_mark_remove_booleans(self):
+        """"mark" and "remove" are booleans or absent: anything else is a 400
+        that changes nothing ("false" unmarked, "yes" added the tag)."""
+        self.c.json("POST", "/api/sessions/s1/marks", {"ids": [4], "mark": True})
+        try:
+            for bad in ("false", "true", 1, 0, None, [], {}):
+                st, _, data = self.c.req("POST", "/api/sessions/s1/marks",
+                                         {"ids": [4], "mark": bad})
+                self.assertEqual(st, 400, bad)
+                self.assertIn('"mark"', json.loads(data)["error"])
+            self.assertEqual(self.flows_where("~marked"), [4])
+        finally:
+            self.c.json("POST", "/api/sessions/s1/marks", {"ids": [4], "mark": False})
+        self.assertEqual(self.flows_where("~marked"), [])
+        for bad in ("yes", "false", 1, None):
+            st, _, data = self.c.req("POST", "/api/sessions/s1/tags",
+                                     {"ids": [1], "tags": ["strictbool"], "remove": bad})
+            self.assertEqual(st, 400, bad)
+            self.assertIn('"remove"', json.loads(data)["error"])
+        self.assertEqual(self.flows_where("~tag strictbool"), [])
+
+    def test_ids_or_filter(self):
+        """A write given both "ids" and "filter" is a 400 that changes nothing
+        (it used the ids and dropped the filter)."""
+        for path, body in (("tags", {"tags": ["bothtag"]}), ("marks", {"mark": True})):
+            body = dict(body, ids=[1], filter="~id 2")
+            st, _, data = self.c.req("POST", "/api/sessions/s1/" + path, body)
+            self.assertEqual(st, 400, path)
+            self.assertIn("give ids or filter, not both", json.loads(data)["error"])
+        self.assertEqual(self.flows_where("~tag bothtag"), [])
+        self.assertEqual(self.flows_where("~marked"), [])
+
+    def test_nul_in_query(self):
+        """A parameter that decodes to a NUL byte is a 400, never absent: a
+        count with no filter counts every flow, an export without ids
+        exports every flow."""
+        for path, name in (("/api/sessions/s1/count?filter=~c%20404%00garbage", "filter"),
+                           ("/api/sessions/s1/flows?filter=~m%20POST%00", "filter"),
+                           ("/api/sessions/s1/flows?limit=1%00", "limit"),
+                           ("/api/sessions/s1/flows?sort=host&order=desc%00", "order"),
+                           ("/api/sessions/s1/count?max=1%00", "max"),
+                           ("/api/sessions/s1/export?format=ndjson&ids=1%00", "ids"),
+                           ("/api/sessions/s1/export?format=ndjson&filter=%00", "filter"),
+                           ("/api/sessions/s1/export?format=har%00&ids=1", "format"),
+                           ("/api/sessions/s1/flows/2/body/response?offset=1%00", "offset"),
+                           ("/api/sessions?brief=1%00", "brief")):
+            st, _, data = self.c.req("GET", path)
+            self.assertEqual(st, 400, path)
+            self.assertEqual(json.loads(data)["error"],
+                             "parameter '%s' holds a NUL byte" % name, path)
+        st, _, data = self.c.req("GET", "/?token=%s%%00" % self.token, token=False)
+        self.assertEqual(st, 400)
+        self.assertIn("'token'", json.loads(data)["error"])
+        # the same without the NUL still works
+        self.assertEqual(self.c.json("GET", "/api/sessions/s1/count?filter=~c%20404")["count"], 0)
+
+    def test_status_reasons(self):
+        for line, extra, want in (
+                ("GET /api/sessions HTTP/2.0", "", b"HTTP/1.1 505 HTTP Version Not Supported\r\n"),
+                ("POST /api/sessions/s1/marks HTTP/1.1",
+                 "Transfer-Encoding: gzip, chunked\r\n",
+                 b"HTTP/1.1 501 Not Implemented\r\n")):
+            s = socket.create_connection(("127.0.0.1", self.port), 10)
+            s.sendall(("%s\r\nHost: 127.0.0.1:%d\r\nAuthorization: Bearer %s\r\n%s\r\n"
+                       % (line, self.port, self.token, extra)).encode())
+            resp = s.recv(4096)
+            s.close()
+            self.assertTrue(resp.startswith(want), resp)
+
     def test_config(self):
         cfg = self.c.json("GET", "/api/sessions/s1/config")
         (bl,) = [o for o in cfg["options"] if o["name"] == "body_limit"]
