@@ -221,9 +221,9 @@ int reel_cmd_import(reel_cli_t *cli, int argc, char **argv) {
         else if (st.entries)
             printf(" (ids %llu-%llu)", (unsigned long long)st.first_id,
                    (unsigned long long)st.last_id);
-        if (st.skipped)
-            printf("; skipped %llu UDP/DNS %s", (unsigned long long)st.skipped,
-                   st.skipped == 1 ? "entry" : "entries");
+        if (st.skipped) /* data:, blob:, ftp:, chrome-extension: ... */
+            printf("; skipped %llu %s whose URL is not http(s) or ws(s)",
+                   (unsigned long long)st.skipped, st.skipped == 1 ? "entry" : "entries");
         printf("\n");
     }
 out:

@@ -44,6 +44,10 @@ run 2 "$REEL" flows --bogus x && has "$err" "Try 'reel flows --help'" "unknown o
 # --- import and listing ---
 run 0 "$REEL" import "$HAR" --into demo && has "$out" "imported 7 flows into demo" "import"
 run 0 "$REEL" ls && has "$out" "demo" "ls"
+# entries with other schemes (data:, blob:) are skipped and said to be (not "UDP/DNS")
+run 0 "$REEL" import "$SRC/tests/data/har/other-schemes.har" --into schemes &&
+  has "$out" "imported 1 flow into schemes (id 1); skipped 2 entries whose URL is not http(s) or ws(s)" "import skipped"
+run 0 "$REEL" rm --yes schemes
 run 0 "$REEL" ls --json && has "$out" '"flows": 7' "ls --json"
 run 0 "$REEL" show demo && has "$out" "flows       7" "show"
 run 0 "$REEL" flows demo && has "$out" "https://example.test/api/login" "flows lists URL"
