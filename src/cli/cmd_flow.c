@@ -78,6 +78,7 @@ static const char *const dir_name[2] = {"request", "response"};
 typedef struct {
     int found;
     char state[16];
+    char kind[16]; /* the index's: "websocket" once a message is recorded */
     long long start_us, end_us;
     int has_end;
     unsigned long long size[2];
@@ -102,6 +103,8 @@ static void row_load(reel_session_t *s, unsigned long long id, row_t *r) {
     r->found = 1;
     if (f.state)
         snprintf(r->state, sizeof r->state, "%s", f.state);
+    if (f.kind)
+        snprintf(r->kind, sizeof r->kind, "%s", f.kind);
     r->start_us = f.start_us == REEL_QUERY_NULL ? 0 : f.start_us;
     r->has_end = f.end_us != REEL_QUERY_NULL;
     r->end_us = r->has_end ? f.end_us : 0;
@@ -1331,6 +1334,10 @@ static int run_json(reel_cli_t *cli, reel_session_t *s, unsigned long long id, i
         json_t *val = j.start ? json_object_get(j.start, start_keys[k]) : NULL;
         if (strcmp(start_keys[k], "state") == 0)
             json_object_set_new(o, "state", row->found ? json_string(row->state) : json_null());
+        else if (strcmp(start_keys[k], "kind") == 0 && row->kind[0])
+            /* as reel flows and the web UI say it: a WebSocket's start
+             * record says "http", its kind came with the 101 and messages */
+            json_object_set_new(o, "kind", json_string(row->kind));
         else
             json_object_set(o, start_keys[k], val ? val : json_null());
     }

@@ -172,6 +172,7 @@ class WebSocketTest(unittest.TestCase):
         sent = asyncio.run(go())
         full, row = self.flow_of("~websocket & ~u /plain")
         self.assertEqual(row["kind"], "websocket")
+        self.assertEqual(full["kind"], "websocket")  # reel flow --json said "http"
         self.assertEqual(full["response"]["status"], 101)
         self.check_messages(full, sent)
         self.assertTrue(any(m["compressed"] for m in full["messages"]), "deflate not in use")
