@@ -309,7 +309,9 @@ static void summary(view_t *v) {
     fprintf(v->out, "flow %llu  %s", v->id, v->row->state);
     if (v->tunnel)
         fputs("  tunnel", v->out);
-    if (v->row->found) {
+    if (v->row->found && v->row->start_us <= 0) {
+        fputs("  start unknown (its start record was lost)", v->out);
+    } else if (v->row->found) {
         reel_cli_time(v->row->start_us, t);
         fprintf(v->out, "  %s", t);
         if (v->row->has_end) {

@@ -137,10 +137,13 @@ static int list_row(void *ctx, const reel_query_flow_t *r) {
     long long start = r->start_us, end = r->end_us;
     int has_end = r->end_us != REEL_QUERY_NULL;
     char t[32], qs[16], rs[16], dur[24], st_s[24];
-    reel_cli_time(start, t);
+    if (start > 0)
+        reel_cli_time(start, t);
+    else /* its start record was lost to damage: no time, not 1970 */
+        snprintf(t, sizeof t, "%-23s", "-");
     reel_cli_size((unsigned long long)r->request_body_size, qs);
     reel_cli_size((unsigned long long)r->response_body_size, rs);
-    if (has_end && end >= start) {
+    if (has_end && start > 0 && end >= start) {
         long long us = end - start;
         if (us < 1000000)
             snprintf(dur, sizeof dur, "%lldms", us / 1000);

@@ -632,9 +632,10 @@ json_t *reel_query_flow_json(const reel_query_flow_t *f) {
     json_object_set_new(o, "method", nullable_str(f->method));
     json_object_set_new(o, "status", nullable_int(f->status));
     json_object_set_new(o, "end_us", nullable_int(f->end_us));
-    json_object_set_new(o, "duration_us",
-                        f->end_us == REEL_QUERY_NULL ? json_null()
-                                                     : json_integer(f->end_us - start));
+    json_object_set_new(
+        o, "duration_us",
+        /* start 0: its start record was lost (a damaged spool) */
+        f->end_us == REEL_QUERY_NULL || start <= 0 ? json_null() : json_integer(f->end_us - start));
     json_object_set_new(o, "error", nullable_str(f->error));
     /* where it went and when its phases ended; what reel itself answered;
      * what of it was not stored or is known lost */
@@ -743,7 +744,9 @@ reel_rc reel_query_summary(reel_session_t *s, reel_query_summary_t *out, reel_er
     sqlite3_finalize(st);
     st = NULL;
     out->complete = out->flows - out->errors - out->open - out->interrupted;
-    q1(db, "SELECT coalesce(min(start_us), 0) FROM flows", &out->first_us, &rc, err);
+    /* a flow whose start record was lost has start_us 0: not 1970 */
+    q1(db, "SELECT coalesce(min(start_us), 0) FROM flows WHERE start_us > 0", &out->first_us, &rc,
+       err);
     q1(db, "SELECT coalesce(max(start_us), 0) FROM flows", &out->last_us, &rc, err);
     if (sqlite3_prepare_v2(db,
                            "SELECT count(*), coalesce(sum(clen), 0), coalesce(sum(rlen), 0), "

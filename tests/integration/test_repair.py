@@ -88,6 +88,35 @@ class Repair(unittest.TestCase):
                                                     "~damaged").stdout)]
         self.assertEqual(ids, [1])
 
+    def test_lost_start_record(self):
+        # a deleted first segment takes the start record of the 20 MB flow
+        # whose body and end are in later ones: its start is unknown, not
+        # 1970, and the session's span and the flow's duration say so
+        reel = Reel(self.root, "nostart", "segment_size=1MiB")
+        try:
+            curl(reel, "-o", "/dev/null", self.origin.url("/file20m"))
+            curl(reel, "-o", "/dev/null", self.origin.url("/100b"))
+            reel.wait_flows(2)
+        finally:
+            self.assertEqual(reel.stop(), 0)
+        spool = os.path.join(reel.env["REEL_HOME"], "nostart", "spool")
+        os.unlink(os.path.join(spool, "00000001.zst"))
+        self.cli(reel, "repair", "nostart")
+        fl = json.loads(self.cli(reel, "flow", "nostart", "1", "--json").stdout)
+        self.assertTrue(fl["damage"], fl)
+        row = json.loads(self.cli(reel, "flows", "nostart", "--json", "~id 1").stdout)[0]
+        self.assertEqual(row["start_us"], 0)
+        self.assertIsNone(row["duration_us"])  # was the time since 1970
+        listed = self.cli(reel, "flows", "nostart", "~id 1").stdout.decode()
+        self.assertNotIn("1970", listed)
+        self.assertRegex(listed, r"(?m)^ +1 +- ")
+        shown = self.cli(reel, "flow", "nostart", "1", "--headers-only").stdout.decode()
+        self.assertIn("start unknown (its start record was lost)", shown)
+        self.assertNotIn("1970", shown)
+        show = json.loads(self.cli(reel, "show", "nostart", "--json").stdout)
+        self.assertGreater(show["first_us"], 0)
+        self.assertNotIn("1970", self.cli(reel, "show", "nostart").stdout.decode())
+
     def test_rebuild_without_session_db(self):
         reel = self.record("lost", ["/100b", "/100b", "/100b"])
         home = reel.env["REEL_HOME"]
