@@ -182,6 +182,11 @@ int reel_cmd_export(reel_cli_t *cli, int argc, char **argv) {
             fprintf(stderr, " (skipped %llu without an HTTP request)",
                     (unsigned long long)st.skipped);
         fputc('\n', stderr);
+    } else if (st.skipped) {
+        /* to stdout: say it there too, or a filter of TCP flows writes
+         * nothing with exit 0 and no word of why */
+        fprintf(stderr, "reel export: skipped %llu %s without an HTTP request (TCP tunnels)\n",
+                (unsigned long long)st.skipped, st.skipped == 1 ? "flow" : "flows");
     }
 out:
     if (out != stdout)

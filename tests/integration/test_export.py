@@ -257,6 +257,11 @@ class ExportBodies(unittest.TestCase):
         out = self.reel.cli("export", "bodies", "--format", "raw", "~u tcp://").stdout
         self.assertTrue(out.startswith(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n" % self.port), out[:200])
         self.assertIn(b"\x00\x01binary hello", out)
+        # curl has no command for it: nothing on stdout, and stderr says why
+        r = self.reel.cli("export", "bodies", "--format", "curl", "~u tcp://")
+        self.assertEqual(r.stdout, b"")
+        self.assertIn(b"reel export: skipped 1 flow without an HTTP request (TCP tunnels)",
+                      r.stderr)
 
 
 if __name__ == "__main__":
