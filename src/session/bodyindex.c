@@ -633,7 +633,11 @@ reel_rc reel_bodyindex_search_query(const char *const *words, size_t n, char **o
     for (size_t i = 0; i < n; i++) {
         if (i > 0)
             reel_buf_puts(&b, raw ? " " : " AND ");
-        if (raw) {
+        /* With FTS syntax, a word of it goes as it is; a plain word (also
+         * one the shell's quotes made of several: `"user id" OR x` arrives
+         * as `user id`, `OR`, `x`) is a phrase, checked as without syntax:
+         * as it was, `id` in it matched nearly every flow. */
+        if (raw && fts_syntax(words[i])) {
             reel_buf_puts(&b, words[i]);
             continue;
         }

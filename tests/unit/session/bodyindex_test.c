@@ -448,6 +448,17 @@ static void test_plain_and_queries(void **state) {
     assert_int_equal(reel_bodyindex_search_query(w2, 3, &q, &err), REEL_OK);
     assert_string_equal(q, "\"user id\" OR req:token");
     free(q);
+    /* the same typed in a shell without the inner quotes: the words the
+     * shell gives are a phrase, and a short one is refused as ever */
+    const char *w4[] = {"user id", "OR", "req:token"};
+    assert_int_equal(reel_bodyindex_search_query(w4, 3, &q, &err), REEL_OK);
+    assert_string_equal(q, "\"user id\" OR req:token");
+    free(q);
+    const char *w5[] = {"id", "OR", "req:token"};
+    assert_int_equal(reel_bodyindex_search_query(w5, 3, &q, &err), REEL_INVALID);
+    assert_null(q);
+    assert_non_null(strstr(reel_err_str(&err), "'id' is too short"));
+    reel_err_clear(&err);
     const char *w3[] = {"hello", "ab"};
     assert_int_equal(reel_bodyindex_search_query(w3, 2, &q, &err), REEL_INVALID);
     assert_null(q);
