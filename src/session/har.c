@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "base/mem.h"
@@ -407,9 +408,11 @@ static long long b64_decode(const char *in, size_t n, int last, uint8_t *out, si
 /* ---- entries ------------------------------------------------------------ */
 
 typedef struct {
-    const char *text; /* borrowed from the document; NULL: no body */
+    const char *text; /* borrowed from the document or owned; NULL: no body */
     size_t len;
     int base64;
+    char *owned; /* text when built here (from params, or base64 without
+                    its whitespace); NULL when text is borrowed */
 } body_t;
 
 typedef struct {
@@ -505,6 +508,94 @@ static reel_rc check_headers(const vctx_t *v, json_t *obj, const char *field, js
     return REEL_OK;
 }
 
+/* Line breaks of base64 wrapped in lines (MIME's 76 columns, PEM's 64).
+ * Other whitespace (a space) stays an error: it is more often damage. */
+static int b64_space(int c) {
+    return c == '\r' || c == '\n';
+}
+
+/* The offset in s of the byte at offset k of s without its whitespace. */
+static size_t b64_unstrip(const char *s, size_t n, size_t k) {
+    size_t i = 0;
+    for (; i < n; i++) {
+        if (b64_space((unsigned char)s[i]))
+            continue;
+        if (k-- == 0)
+            break;
+    }
+    return i;
+}
+
+/* postData given as params alone (HAR 1.2 allows it for
+ * application/x-www-form-urlencoded): the body is the params serialized
+ * as that format does (WHATWG URL, application/x-www-form-urlencoded):
+ * name=value pairs joined by '&', bytes other than ALPHA, DIGIT and
+ * "*-._" percent-encoded, a space as '+'. HAR 1.2 does not say whether
+ * values are decoded or as sent (Chromium and reel export write them as
+ * sent, but always with text too), so they are taken as decoded and
+ * encoded. Multipart params carry no boundary nor file contents: such
+ * an entry is refused rather than imported without its body. */
+static reel_rc params_body(const vctx_t *v, json_t *post, json_t *params, body_t *out) {
+    static const char hex[] = "0123456789ABCDEF";
+    json_t *mime = json_object_get(post, "mimeType");
+    const char *mt = json_is_string(mime) ? json_string_value(mime) : "";
+    if (prefix_ci(mt, strlen(mt), "multipart/"))
+        return fail(v, "request.postData",
+                    "multipart params without text: the body cannot be rebuilt from them");
+    size_t cap = 1, i;
+    json_t *p;
+    json_array_foreach(params, i, p) {
+        char f[64];
+        snprintf(f, sizeof f, "request.postData.params[%zu]", i);
+        if (!json_is_object(p))
+            return fail(v, f, "not an object but %s", type_name(p));
+        if (json_object_get(p, "fileName") != NULL)
+            return fail(v, f,
+                        "a file upload without postData.text: the body cannot be "
+                        "rebuilt from params");
+        snprintf(f, sizeof f, "request.postData.params[%zu].name", i);
+        json_t *name = need(v, p, "name", f, JSON_STRING, "a string");
+        if (name == NULL)
+            return REEL_INVALID;
+        int bad = 0;
+        snprintf(f, sizeof f, "request.postData.params[%zu].value", i);
+        json_t *val = opt(v, p, "value", f, JSON_STRING, "a string", &bad);
+        if (bad)
+            return REEL_INVALID;
+        cap += 3 * (json_string_length(name) + (val ? json_string_length(val) : 0)) + 2;
+    }
+    char *b = reel_malloc(cap);
+    size_t n = 0;
+    json_array_foreach(params, i, p) {
+        for (int k = 0; k < 2; k++) {
+            json_t *j = json_object_get(p, k ? "value" : "name");
+            const char *s = j ? json_string_value(j) : "";
+            size_t l = j ? json_string_length(j) : 0;
+            if (k)
+                b[n++] = '=';
+            else if (i)
+                b[n++] = '&';
+            for (size_t m = 0; m < l; m++) {
+                int c = (unsigned char)s[m];
+                if (is_alpha(c) || is_digit(c) || (c != 0 && strchr("*-._", c) != NULL)) {
+                    b[n++] = (char)c;
+                } else if (c == ' ') {
+                    b[n++] = '+';
+                } else {
+                    b[n++] = '%';
+                    b[n++] = hex[c >> 4];
+                    b[n++] = hex[c & 15];
+                }
+            }
+        }
+    }
+    b[n] = '\0';
+    out->owned = b;
+    out->text = b;
+    out->len = n;
+    return REEL_OK;
+}
+
 /* A body container (postData or content): text and encoding. */
 static reel_rc check_body(const vctx_t *v, json_t *obj, const char *field, body_t *out) {
     char f[64];
@@ -521,15 +612,40 @@ static reel_rc check_body(const vctx_t *v, json_t *obj, const char *field, body_
             return fail(v, f, "unsupported encoding (only \"base64\")");
         out->base64 = 1;
     }
-    if (text == NULL)
+    if (text == NULL) {
+        json_t *params = json_object_get(obj, "params");
+        if (strcmp(field, "request.postData") == 0 && json_is_array(params) &&
+            json_array_size(params) > 0)
+            return params_body(v, obj, params, out);
         return REEL_OK;
+    }
     out->text = json_string_value(text);
     out->len = json_string_length(text);
     if (out->base64) {
+        /* base64 wrapped in lines: decoded without its line breaks */
+        const char *t = out->text;
+        size_t tl = out->len, k = 0;
+        for (size_t i = 0; i < tl; i++)
+            if (!b64_space((unsigned char)t[i]))
+                k++;
+        if (k != tl) {
+            out->owned = reel_malloc(k + 1);
+            k = 0;
+            for (size_t i = 0; i < tl; i++)
+                if (!b64_space((unsigned char)t[i]))
+                    out->owned[k++] = t[i];
+            out->owned[k] = '\0';
+            out->text = out->owned;
+            out->len = k;
+        }
         size_t badoff = 0;
         snprintf(f, sizeof f, "%s.text", field);
-        if (b64_decode(out->text, out->len, 1, NULL, &badoff) < 0)
+        if (b64_decode(out->text, out->len, 1, NULL, &badoff) < 0) {
+            badoff = b64_unstrip(t, tl, badoff);
+            free(out->owned);
+            out->owned = NULL;
             return fail(v, f, "invalid base64 at offset %zu", badoff);
+        }
     }
     return REEL_OK;
 }
@@ -577,7 +693,14 @@ static reel_rc check_timings(const vctx_t *v, json_t *entry, entry_t *e) {
     return check_ms(v, entry, "time", "time", &e->total_us);
 }
 
-/* Validates entry v->idx and fills e (e->url owned: url_free). */
+static void entry_free(entry_t *e) {
+    url_free(&e->url);
+    free(e->req_body.owned);
+    free(e->resp_body.owned);
+    e->req_body.owned = e->resp_body.owned = NULL;
+}
+
+/* Validates entry v->idx and fills e (owned parts: entry_free). */
 static reel_rc entry_parse(const vctx_t *v, json_t *entry, entry_t *e) {
     int bad = 0;
     memset(e, 0, sizeof *e);
@@ -674,7 +797,7 @@ static reel_rc entry_parse(const vctx_t *v, json_t *entry, entry_t *e) {
         goto bad;
     return REEL_OK;
 bad:
-    url_free(&e->url);
+    entry_free(e);
     return REEL_INVALID;
 }
 
@@ -685,6 +808,7 @@ typedef struct {
     uint64_t total;
     int too_big;
     int io_errno; /* non-zero after a read error */
+    int started;  /* the first bytes were read (a UTF-8 BOM skipped) */
 } loader_t;
 
 static size_t load_cb(void *buf, size_t len, void *arg) {
@@ -698,6 +822,15 @@ static size_t load_cb(void *buf, size_t len, void *arg) {
     if (l->total > reel__har_max_file_size) {
         l->too_big = 1;
         return (size_t)-1;
+    }
+    if (!l->started) {
+        /* a UTF-8 BOM (Windows tools write one) is not JSON: skip it; fread
+         * fills len bytes but at the end, so a BOM is whole in them */
+        l->started = 1;
+        if (n >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) {
+            memmove(buf, (char *)buf + 3, n - 3);
+            n -= 3;
+        }
     }
     return n;
 }
@@ -798,7 +931,7 @@ reel_rc reel_har_load(const char *path, reel_har_t **out, reel_err_t *err) {
             json_decref(root);
             return REEL_INVALID;
         }
-        url_free(&e.url);
+        entry_free(&e);
     }
     reel_har_t *h = reel_calloc(1, sizeof *h);
     h->path = reel_strdup(path);
@@ -824,6 +957,27 @@ reel_rc reel_har_check(const char *path, reel_err_t *err) {
 }
 
 /* ---- recording ---------------------------------------------------------- */
+
+/* Whether a validated header array has a Content-Encoding other than
+ * identity. */
+static int content_encoded(json_t *arr) {
+    size_t i;
+    json_t *h;
+    json_array_foreach(arr, i, h) {
+        json_t *name = json_object_get(h, "name");
+        if (strcasecmp(json_string_value(name), "content-encoding") != 0)
+            continue;
+        const char *val = json_string_value(json_object_get(h, "value"));
+        size_t n = strlen(val);
+        while (n && (val[n - 1] == ' ' || val[n - 1] == '\t'))
+            n--;
+        while (n && (*val == ' ' || *val == '\t'))
+            val++, n--;
+        if (n && !(n == 8 && strncasecmp(val, "identity", 8) == 0))
+            return 1;
+    }
+    return 0;
+}
 
 /* Headers of a validated array, without pseudo-headers; returns owned. */
 static reel_header_t *to_headers(json_t *arr, size_t *n) {
@@ -907,7 +1061,10 @@ static void record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
                               .http_version = e->req_version,
                               .headers = hs,
                               .n_headers = n,
-                              .body_decoded = 0, /* postData is the body as sent */
+                              /* postData, as content, is the body without its
+                                 Content-Encoding (browsers and reel export
+                                 write it so) */
+                              .body_decoded = content_encoded(e->req_headers),
                               .time_us = e->start_us};
     reel_recorder_request_head(f, &rh);
     free(hs);
@@ -954,7 +1111,7 @@ reel_rc reel_har_record(reel_recorder_t *rec, const reel_har_t *h, reel_har_stat
             stats->skipped++;
         else
             record(rec, &e, scratch, stats);
-        url_free(&e.url);
+        entry_free(&e);
         if (h->progress)
             h->progress(h->progress_ctx, v.idx + 1, json_array_size(h->entries));
     }

@@ -336,8 +336,12 @@ static void test_check_variants(void **state) {
          "{\"size\":1,\"mimeType\":\"x\",\"text\":\"QQ==QQ==\",\"encoding\":"
          "\"base64\"}",
          "entries[0].response.content.text: invalid base64 at offset 2"},
-        {"response.content",
-         "{\"size\":1,\"mimeType\":\"x\",\"text\":\"QUJD\\nREVG\","
+        {"response.content", /* line breaks (wrapped base64) are skipped */
+         "{\"size\":1,\"mimeType\":\"x\",\"text\":\"QUJD\\r\\nREVG\\n\","
+         "\"encoding\":\"base64\"}",
+         NULL},
+        {"response.content", /* a space is not */
+         "{\"size\":1,\"mimeType\":\"x\",\"text\":\"QUJD REVG\","
          "\"encoding\":\"base64\"}",
          "entries[0].response.content.text: invalid base64 at offset 4"},
         {"response.content",
@@ -945,6 +949,125 @@ static void test_import_large_bodies(void **state) {
     reel_session_close(s);
 }
 
+/* Imports base_har with entries[0].request set to the JSON `req`; returns
+ * the flow read back (free with flow_free). */
+static void import_request(reel_session_t *s, const char *req, flow_t *f) {
+    char *p = variant("request", req);
+    reel_har_stats_t st;
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (import(s, p, &st, &err) != REEL_OK)
+        fail_msg("import: %s", err.msg);
+    assert_int_equal(st.entries, 1);
+    flow_read(s, st.first_id, f);
+    free(p);
+}
+
+#define REQ_HEAD                                                                                   \
+    "{\"method\":\"POST\",\"url\":\"https://example.test/p\",\"httpVersion\":\"HTTP/1.1\","        \
+    "\"queryString\":[],\"cookies\":[],\"headersSize\":-1,\"bodySize\":-1,"
+
+/* postData under a Content-Encoding is the decoded body (as reel export
+ * and browsers write it): stored with body_decoded, as response content
+ * is; without one (or with identity) the flag stays off. */
+static void test_import_encoded_request(void **state) {
+    reel_session_t *s = open_session("encoded");
+    flow_t f;
+    import_request(s,
+                   REQ_HEAD "\"headers\":[{\"name\":\"Content-Encoding\",\"value\":\"gzip\"}],"
+                            "\"postData\":{\"mimeType\":\"text/plain\",\"text\":\"hello\"}}",
+                   &f);
+    assert_int_equal(f.req_decoded, 1);
+    assert_bytes(&f.req_body, "hello", 5);
+    flow_free(&f);
+    import_request(s,
+                   REQ_HEAD "\"headers\":[{\"name\":\"content-encoding\",\"value\":\" br \"}],"
+                            "\"postData\":{\"mimeType\":\"text/plain\",\"text\":\"hi\"}}",
+                   &f);
+    assert_int_equal(f.req_decoded, 1);
+    flow_free(&f);
+    import_request(s,
+                   REQ_HEAD "\"headers\":[{\"name\":\"Content-Encoding\",\"value\":\"identity\"}],"
+                            "\"postData\":{\"mimeType\":\"text/plain\",\"text\":\"hi\"}}",
+                   &f);
+    assert_int_equal(f.req_decoded, 0);
+    flow_free(&f);
+    reel_session_close(s);
+}
+
+/* postData with params and no text (HAR 1.2, form-urlencoded): the body is
+ * rebuilt, encoded; multipart params without text are refused. */
+static void test_import_params_only(void **state) {
+    reel_session_t *s = open_session("params");
+    flow_t f;
+    import_request(s,
+                   REQ_HEAD "\"headers\":[],\"postData\":{\"mimeType\":"
+                            "\"application/x-www-form-urlencoded\",\"params\":["
+                            "{\"name\":\"q\",\"value\":\"a b&c=d\"},{\"name\":\"empty\"},"
+                            "{\"name\":\"x.y\",\"value\":\"caf\\u00e9+%*-_~\"}]}}",
+                   &f);
+    static const char want[] = "q=a+b%26c%3Dd&empty=&x.y=caf%C3%A9%2B%25*-_%7E";
+    assert_bytes(&f.req_body, want, strlen(want));
+    flow_free(&f);
+
+    char *p =
+        variant("request.postData", "{\"mimeType\":\"multipart/form-data; boundary=x\",\"params\":"
+                                    "[{\"name\":\"f\",\"value\":\"v\"}]}");
+    check_har(p, REEL_INVALID,
+              ": entries[0].request.postData: multipart params without text: the body "
+              "cannot be rebuilt from them");
+    free(p);
+    p = variant("request.postData",
+                "{\"mimeType\":\"application/x-www-form-urlencoded\",\"params\":"
+                "[{\"name\":\"f\",\"fileName\":\"a.txt\"}]}");
+    check_har(p, REEL_INVALID,
+              ": entries[0].request.postData.params[0]: a file upload without postData.text: "
+              "the body cannot be rebuilt from params");
+    free(p);
+    p = variant("request.postData", "{\"mimeType\":\"application/x-www-form-urlencoded\","
+                                    "\"params\":[{\"name\":5}]}");
+    check_har(p, REEL_INVALID,
+              ": entries[0].request.postData.params[0].name: not a string but a number");
+    free(p);
+    reel_session_close(s);
+}
+
+/* A file starting with a UTF-8 BOM, and base64 wrapped in 76-column lines
+ * (tests/data/har/bom-wrapped.har, also used end to end). */
+static void test_import_bom_wrapped_base64(void **state) {
+    reel_session_t *s = open_session("bom");
+    char *p = fixture("bom-wrapped.har");
+    FILE *fp = fopen(p, "rb");
+    assert_non_null(fp);
+    unsigned char bom[3];
+    assert_int_equal(fread(bom, 1, 3, fp), 3);
+    fclose(fp);
+    assert_memory_equal(bom, "\xEF\xBB\xBF", 3);
+    reel_har_stats_t st;
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (import(s, p, &st, &err) != REEL_OK)
+        fail_msg("import: %s", err.msg);
+    flow_t f;
+    flow_read(s, st.first_id, &f);
+    uint8_t want[100];
+    for (size_t i = 0; i < sizeof want; i++)
+        want[i] = (uint8_t)(i * 7);
+    assert_bytes(&f.resp_body, want, sizeof want);
+    flow_free(&f);
+    free(p);
+
+    /* line breaks are skipped, bad bytes are still named at their offset
+     * in the text as written */
+    p = variant("request.postData", "{\"text\":\"eA\\r\\n==\\n\",\"encoding\":\"base64\"}");
+    check_har(p, REEL_OK, "");
+    free(p);
+    p = variant("request.postData", "{\"text\":\"eA\\r\\n=!\",\"encoding\":\"base64\"}");
+    check_har(p, REEL_INVALID, ": entries[0].request.postData.text: invalid base64 at offset 4");
+    free(p);
+    reel_session_close(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_check_good),
@@ -956,6 +1079,9 @@ int main(void) {
         cmocka_unit_test(test_import_broken_records_nothing),
         cmocka_unit_test(test_import_skips_other_schemes),
         cmocka_unit_test(test_import_large_bodies),
+        cmocka_unit_test(test_import_encoded_request),
+        cmocka_unit_test(test_import_params_only),
+        cmocka_unit_test(test_import_bom_wrapped_base64),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
