@@ -26,7 +26,7 @@ void reel__client_tls_failed(conn_t *c, const char *error) {
     char *why = reel_asprintf("TLS handshake with the client failed (is reel's CA "
                               "trusted?): %s",
                               error);
-    reel__tunnel_flow(c, c->tunnel_host ? c->tunnel_host : "", c->tunnel_port);
+    reel__tunnel_flow(c, c->tunnel_host ? c->tunnel_host : "", c->tunnel_port, true);
     reel__finish_tflow(c, why);
     free(why);
     c->ex.resp_head_sent = true;

@@ -320,7 +320,9 @@ int reel__split_authority(const char *a, size_t n, char **host, int *port, int d
 /* ---- tunnel.c ---- */
 void reel__tunnel_codecs_free(conn_t *c);
 void reel__tunnel_forward(conn_t *c);
-void reel__tunnel_flow(conn_t *c, const char *host, int port);
+/* answered: reel has sent the client its 200 to the CONNECT (recorded as
+ * the flow's response, generated) */
+void reel__tunnel_flow(conn_t *c, const char *host, int port, bool answered);
 void reel__begin_raw_tunnel(conn_t *c, const char *host, int port, bool reply_200, bool record);
 void reel__start_upgraded_tunnel(conn_t *c);
 void reel__sniff_process(conn_t *c);

@@ -146,7 +146,7 @@ void reel__tunnel_forward(conn_t *c) {
     }
 }
 
-void reel__tunnel_flow(conn_t *c, const char *host, int port) {
+void reel__tunnel_flow(conn_t *c, const char *host, int port, bool answered) {
     c->tflow =
         reel_capture_start_on(c->p->rec, REEL_CAPTURE_TUNNEL, c->client_addr, NULL, c->id, 0);
     STAT_ADD(c->p, flows, 1);
@@ -157,6 +157,14 @@ void reel__tunnel_flow(conn_t *c, const char *host, int port) {
                           .path = "",
                           .version = "HTTP/1.1"};
     reel_capture_request(c->tflow, &rq);
+    if (answered) {
+        /* what the client was told before reel knew what the tunnel
+         * carries (or whether its host can be reached): part of the record */
+        reel_msg_head_t rs = {.status = 200,
+                              .reason = "Connection established",
+                              .version = c->lane ? "HTTP/2.0" : "HTTP/1.1"};
+        reel_capture_response(c->tflow, &rs, true, 0);
+    }
 }
 
 /* A tunnel to host:port relayed byte for byte, recorded as one flow if
@@ -165,7 +173,7 @@ void reel__tunnel_flow(conn_t *c, const char *host, int port) {
 void reel__begin_raw_tunnel(conn_t *c, const char *host, int port, bool reply_200, bool record) {
     c->state = C_RAW;
     if (record)
-        reel__tunnel_flow(c, host, port);
+        reel__tunnel_flow(c, host, port, !reply_200);
     c->tunnel_reply = reply_200;
     reel__upstream_for(c, false, host, port, NULL);
     if (c->state == C_RAW)
@@ -187,7 +195,7 @@ void reel__start_upgraded_tunnel(conn_t *c) {
          * HTTP flow (request + 101) is complete, the bytes that follow are
          * a tunnel flow of TCP messages. */
         reel__finish_flow(c, NULL);
-        reel__tunnel_flow(c, c->up ? c->up->host : "", c->up ? c->up->port : 0);
+        reel__tunnel_flow(c, c->up ? c->up->host : "", c->up ? c->up->port : 0, false);
     }
     /* Bytes the parsers hold beyond the head are still in the buffers. */
     reel__tunnel_forward(c);

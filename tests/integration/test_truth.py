@@ -161,6 +161,28 @@ class TruthTest(unittest.TestCase):
         shown = self.reel.cli("flow", self.reel.session, str(f[0]["id"])).stdout.decode()
         self.assertIn("CONNECT 127.0.0.1:%d" % port, shown)
         self.assertIsNotNone(f[0]["server_addr"], f[0])
+        # the 200 reel answered the CONNECT with is the flow's response
+        full = self.reel.flow(f[0]["id"])
+        self.assertEqual(full["response"]["status"], 200, full)
+        self.assertTrue(full["response"]["generated"])
+        self.assertIn("200 Connection established", shown)
+
+    def test_unreachable_tunnel_says_it_was_answered_200(self):
+        # the client of a raw tunnel is told 200 before reel knows what the
+        # tunnel carries; the host is unreachable: the record says both
+        port = free_port()
+        s = socket.create_connection(("127.0.0.1", self.reel.port), 5)
+        s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % port)
+        s.settimeout(10)
+        self.assertTrue(s.recv(100).startswith(b"HTTP/1.1 200"))
+        s.sendall(b"\x00\x01not tls nor http")
+        self.assertEqual(s.recv(100), b"")  # closed: nothing to connect to
+        s.close()
+        f = self.reel.wait_flows(1, "~u tcp://127.0.0.1:%d" % port)
+        full = self.reel.flow(f[0]["id"])
+        self.assertEqual(full["response"]["status"], 200, full)
+        self.assertTrue(full["response"]["generated"])
+        self.assertIn("cannot connect to 127.0.0.1:%d" % port, full["error"])
 
     def test_ignored_hosts_are_not_recorded(self):
         o, r = self.origin, self.reel
