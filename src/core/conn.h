@@ -164,6 +164,7 @@ struct conn {
      * follow), raw TCP otherwise. */
     reel_codec_t *tun[2];
     bool websocket;
+    bool tun_half_closed; /* a plain tunnel: the server's EOF passed on to the client */
     bool draining; /* proxy shutting down: close after this exchange */
     /* Raw tunnel flow (NULL for an ignored host: relayed, not recorded). */
     reel_capture_flow_t *tflow;

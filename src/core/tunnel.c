@@ -133,6 +133,18 @@ void reel__tunnel_forward(conn_t *c) {
     if (cl->eof && up->connected && !reel_stack_has_tls(&up->st) && up->in.len == 0 &&
         cl->in.len == 0 && up->open && !up->closing)
         reel_stack_end(&up->st);
+    if (up->eof && !c->websocket && !reel_stack_has_tls(&cl->st) && !reel_stack_has_tls(&up->st) &&
+        cl->open && !cl->closing && up->in.len == 0 && !c->client.close_when_flushed) {
+        /* A plain TCP tunnel: the server's half-close is passed on as the
+         * client's is (it closed the client's connection, and what the
+         * client still sent was neither relayed nor recorded); the tunnel
+         * ends once the client closes too (or idle_timeout). */
+        if (!c->tun_half_closed) {
+            c->tun_half_closed = true;
+            reel_stack_end(&cl->st);
+        }
+        return;
+    }
     if (up->eof && cl->open && !cl->closing && up->in.len == 0) {
         /* The server closed: so does the client's connection, after a TLS
          * close_notify when reel speaks TLS to it (wss, intercepted

@@ -8,10 +8,12 @@ far; every proxied flow has its timings and server address; connections to
 ignore_hosts are relayed but not recorded. Real clients (curl, sockets) and
 a real origin (nginx).
 """
+import base64
 import os
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -166,6 +168,65 @@ class TruthTest(unittest.TestCase):
         self.assertEqual(full["response"]["status"], 200, full)
         self.assertTrue(full["response"]["generated"])
         self.assertIn("200 Connection established", shown)
+
+    def test_tunnel_passes_the_servers_half_close_on(self):
+        # the server half-closes a plain TCP tunnel; the client reads its
+        # EOF and still sends: relayed and recorded (reel used to close the
+        # client at the server's EOF, and the client's send broke)
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        port = srv.getsockname()[1]
+        got = []
+
+        def serve():
+            conn, _ = srv.accept()
+            conn.settimeout(10)
+            got.append(conn.recv(100))
+            conn.sendall(b"bye from server")
+            conn.shutdown(socket.SHUT_WR)
+            data = b""
+            while True:
+                b = conn.recv(100)
+                if not b:
+                    break
+                data += b
+            got.append(data)
+            conn.close()
+        t = threading.Thread(target=serve)
+        t.start()
+        s = socket.create_connection(("127.0.0.1", self.reel.port), 5)
+        s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % port)
+        s.settimeout(10)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(1)
+        s.sendall(b"\x00\x01hello")
+        data = b""
+        while True:
+            b = s.recv(100)
+            if not b:
+                break
+            data += b
+        self.assertEqual(data, b"bye from server")
+        s.sendall(b"\x00\x02after the server's EOF")
+        s.shutdown(socket.SHUT_WR)
+        self.assertEqual(s.recv(100), b"")
+        s.close()
+        t.join(10)
+        srv.close()
+        self.assertEqual(got, [b"\x00\x01hello", b"\x00\x02after the server's EOF"])
+        f = self.reel.wait_flows(1, "~u tcp://127.0.0.1:%d" % port)
+        deadline = time.time() + 10
+        while True:
+            full = self.reel.flow(f[0]["id"])
+            sent = b"".join(base64.b64decode(m["data_b64"]) for m in full["messages"] or []
+                            if m["from_client"])
+            if full["state"] != "open" or time.time() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertEqual(sent, b"\x00\x01hello\x00\x02after the server's EOF")
+        self.assertEqual(full["state"], "complete", full.get("error"))
 
     def test_unreachable_tunnel_says_it_was_answered_200(self):
         # the client of a raw tunnel is told 200 before reel knows what the
