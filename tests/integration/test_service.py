@@ -115,6 +115,17 @@ class ServiceTest(unittest.TestCase):
         self.logs.append(log)
         return p, log
 
+    def wait_pidfile(self, proc, pidfile):
+        deadline = time.time() + 15
+        while not os.path.exists(pidfile):
+            self.assertIsNone(proc.poll(), "reel exited")
+            self.assertLess(time.time(), deadline, "no pid file")
+            time.sleep(0.05)
+
+    def listen_port(self, log):
+        log.seek(0)
+        return int(re.search(r"listening on http://127\.0\.0\.1:(\d+)", log.read()).group(1))
+
     def test_pidfile_notify_and_sigterm(self):
         sock_path = os.path.join(self.root, "notify")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -136,13 +147,8 @@ class ServiceTest(unittest.TestCase):
                 self.assertEqual(f.read(), "%d\n" % proc.pid)
             socket.create_connection(("127.0.0.1", port), timeout=5).close()
         else:
-            deadline = time.time() + 15
-            while not os.path.exists(pidfile):
-                self.assertIsNone(proc.poll(), "reel exited")
-                self.assertLess(time.time(), deadline, "no pid file")
-                time.sleep(0.05)
-        log.seek(0)
-        port = int(re.search(r"listening on http://127\.0\.0\.1:(\d+)", log.read()).group(1))
+            self.wait_pidfile(proc, pidfile)
+        port = self.listen_port(log)
         with open(pidfile) as f:
             self.assertEqual(f.read(), "%d\n" % proc.pid)
         self.assertEqual(os.listdir(os.path.dirname(pidfile)), ["reel.pid"])  # no temp left
@@ -176,13 +182,8 @@ class ServiceTest(unittest.TestCase):
         # pid file goes all the same (it was left with the dead pid in it)
         pidfile = os.path.join(self.root, "reel2.pid")
         proc, log = self.start("--pidfile", pidfile, "svc2")
-        deadline = time.time() + 15
-        while not os.path.exists(pidfile):
-            self.assertIsNone(proc.poll(), "reel exited")
-            self.assertLess(time.time(), deadline, "no pid file")
-            time.sleep(0.05)
-        log.seek(0)
-        port = int(re.search(r"listening on http://127\.0\.0\.1:(\d+)", log.read()).group(1))
+        self.wait_pidfile(proc, pidfile)
+        port = self.listen_port(log)
         Handler.started.clear()
         url = "http://127.0.0.1:%d/slow" % self.origin.server_address[1]
         curl = subprocess.Popen(["curl", "-sS", "--max-time", "20", "-x",
