@@ -835,6 +835,14 @@ function bodySection(id, dir, head, row) {
     el('label', {}, 'View ', sel),
     el('a', { href: base + '/raw', download: '', text: 'Download' }),
     el('a', { href: base + '/raw?decoded=0', download: '', text: 'Download as stored' })), out);
+  // what of the body was never stored: body_limit's cut, bytes capture shed
+  if (head && head.body_truncated) {
+    box.append(el('p', { class: 'note cut', role: 'note', text: 'cut by body_limit: ' + fmtSize(head.body_stored) +
+      ' of ' + fmtSize(head.body_size) + ' stored (the rest was never recorded)' }));
+  } else if (head && head.body_dropped > 0) {
+    box.append(el('p', { class: 'note cut', role: 'note', text: 'not stored in full: ' + fmtSize(head.body_stored) +
+      ' of ' + fmtSize(head.body_size) + ' stored (capture fell behind the disk)' }));
+  }
   if (size > 0 || head) load(false);
   return box;
 }
@@ -1019,6 +1027,15 @@ function renderDetail(d, id) {
     actions.insertBefore(replayBtn, diffForm);
   }
   parts.push(actions);
+  // flows that re-sent this one (reel replay), whenever the detail is drawn
+  if (d.replayed_as && d.replayed_as.length) {
+    const p = el('p', { class: 'replayed-as' }, 'Replayed as ');
+    d.replayed_as.forEach((n, i) => {
+      if (i) p.append(', ');
+      p.append(el('a', { href: '#/s/' + enc(state.session) + '/flow/' + n, text: 'flow ' + n }));
+    });
+    parts.push(p);
+  }
 
   // tags
   const tags = el('div', { class: 'tags', 'aria-label': 'tags' });

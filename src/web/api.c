@@ -18,6 +18,7 @@
 #include "session/flowread.h"
 #include "session/query.h"
 #include "session/replay.h"
+#include "session/store.h"
 #include "session/view.h"
 #include "web/web_int.h"
 
@@ -176,6 +177,30 @@ static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Bytes used by the files directly in dir and in dir/spool: the size `reel
+ * ls` shows (src/cli/cmd_ls.c dir_bytes, the same walk), session.db-wal and
+ * -shm included. */
+static unsigned long long dir_bytes(const char *dir) {
+    unsigned long long total = 0;
+    const char *subs[] = {"", "/spool"};
+    for (int k = 0; k < 2; k++) {
+        char *p = reel_asprintf("%s%s", dir, subs[k]);
+        DIR *d = opendir(p);
+        struct dirent *e;
+        while (d && (e = readdir(d)) != NULL) {
+            char *f = reel_asprintf("%s/%s", p, e->d_name);
+            struct stat st;
+            if (lstat(f, &st) == 0 && S_ISREG(st.st_mode))
+                total += (unsigned long long)st.st_size;
+            free(f);
+        }
+        if (d)
+            closedir(d);
+        free(p);
+    }
+    return total;
+}
+
 static json_t *session_json(const reel__web_ctx_t *w, const char *name, reel_session_t *s) {
     reel_err_t err;
     reel_err_clear(&err);
@@ -188,7 +213,9 @@ static json_t *session_json(const reel__web_ctx_t *w, const char *name, reel_ses
     long pid = reel_session_recorder_pid(s);
     json_object_set_new(o, "flows", json_integer(sum.flows));
     json_object_set_new(o, "errors", json_integer(sum.errors));
-    json_object_set_new(o, "size", json_integer(sum.spool_bytes + sum.index_bytes));
+    char *dir = reel_asprintf("%s/%s", w->home, name);
+    json_object_set_new(o, "size", json_integer((json_int_t)dir_bytes(dir)));
+    free(dir);
     json_object_set_new(o, "created_us", json_integer(sum.created_us));
     json_object_set_new(o, "first_us", sum.first_us ? json_integer(sum.first_us) : json_null());
     json_object_set_new(o, "last_us", sum.last_us ? json_integer(sum.last_us) : json_null());
@@ -534,6 +561,92 @@ static int flow_id(call_t *c, const char *arg, int64_t *id) {
     return 0;
 }
 
+/* What `reel flow --json` says of each body besides its bytes, from the
+ * same sources (cmd_flow.c json_finish_dir): the bytes stored (the body
+ * chunks in the spool), the size on the wire and body_limit's cut from the
+ * flow's end record, else from the index row; the bytes capture shed. */
+typedef struct {
+    uint64_t stored[2];
+    int have_end;
+    uint64_t size[2], dropped[2];
+    int truncated[2];
+} body_facts_t;
+
+static int body_facts_record(void *ctx, const Reel__Record *rec) {
+    body_facts_t *b = ctx;
+    switch (rec->event_case) {
+    case REEL__RECORD__EVENT_REQUEST_BODY:
+        b->stored[0] += rec->request_body->data.len;
+        break;
+    case REEL__RECORD__EVENT_RESPONSE_BODY:
+        b->stored[1] += rec->response_body->data.len;
+        break;
+    case REEL__RECORD__EVENT_END:
+        b->have_end = 1;
+        b->size[0] = rec->end->request_body_size;
+        b->size[1] = rec->end->response_body_size;
+        b->truncated[0] = rec->end->request_truncated;
+        b->truncated[1] = rec->end->response_truncated;
+        b->dropped[0] = rec->end->request_body_dropped;
+        b->dropped[1] = rec->end->response_body_dropped;
+        break;
+    case REEL__RECORD__EVENT_ERROR:
+        b->have_end = 1;
+        b->size[0] = rec->error->request_body_size;
+        b->size[1] = rec->error->response_body_size;
+        b->dropped[0] = rec->error->request_body_dropped;
+        b->dropped[1] = rec->error->response_body_dropped;
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+/* Sets body_stored, body_size, body_truncated and body_dropped on the
+ * detail's request and response objects (those it has). */
+static void body_facts(reel_session_t *s, int64_t id, const reel_query_flow_t *f, json_t *detail) {
+    body_facts_t b;
+    memset(&b, 0, sizeof b);
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_store_read_flow(s, (uint64_t)id, body_facts_record, &b, &err);
+    const int64_t isize[2] = {f->request_body_size, f->response_body_size};
+    const int itrunc[2] = {f->request_truncated, f->response_truncated};
+    const int64_t idrop[2] = {f->request_body_dropped, f->response_body_dropped};
+    static const char *const names[2] = {"request", "response"};
+    for (int dir = 0; dir < 2; dir++) {
+        json_t *o = json_object_get(detail, names[dir]);
+        if (!json_is_object(o))
+            continue;
+        uint64_t size = b.have_end ? b.size[dir] : isize[dir] > 0 ? (uint64_t)isize[dir] : 0;
+        if (size < b.stored[dir])
+            size = b.stored[dir];
+        uint64_t dropped = b.have_end ? b.dropped[dir] : idrop[dir] > 0 ? (uint64_t)idrop[dir] : 0;
+        json_object_set_new(o, "body_stored", json_integer((json_int_t)b.stored[dir]));
+        json_object_set_new(o, "body_size", json_integer((json_int_t)size));
+        json_object_set_new(o, "body_truncated", json_boolean(b.truncated[dir] || itrunc[dir]));
+        json_object_set_new(o, "body_dropped", json_integer((json_int_t)dropped));
+    }
+}
+
+/* "replayed_as": the flows of this session that re-sent it, as `reel flow
+ * --json` gives them (reel_replay_links). */
+static json_t *replayed_as_json(reel_session_t *s, int64_t id) {
+    uint64_t of = 0, *replays = NULL;
+    char *of_session = NULL;
+    size_t n = 0;
+    reel_err_t err;
+    reel_err_clear(&err);
+    json_t *a = json_array();
+    if (reel_replay_links(s, (uint64_t)id, &of, &of_session, &replays, &n, &err) == REEL_OK)
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(a, json_integer((json_int_t)replays[i]));
+    free(replays);
+    free(of_session);
+    return a;
+}
+
 static void api_flow(call_t *c, reel_session_t *s, int64_t id) {
     reel_query_flow_t f;
     memset(&f, 0, sizeof f);
@@ -555,6 +668,8 @@ static void api_flow(call_t *c, reel_session_t *s, int64_t id) {
                                             "created_us", (json_int_t)notes[i].created_us, "text",
                                             t ? t : json_string("")));
     }
+    body_facts(s, id, &f, detail);
+    json_object_set_new(detail, "replayed_as", replayed_as_json(s, id));
     json_object_set_new(detail, "row", row_json(&f));
     json_object_set_new(detail, "notes", na);
     send_json(c->rs, 200, detail);
@@ -642,6 +757,16 @@ static void api_body(call_t *c, reel_session_t *s, int64_t id, int dir) {
                   "image", image, "decoded", info.decoded, "decode_error",
                   info.decode_error[0] ? json_string(info.decode_error) : json_null(), "read_error",
                   rc == REEL_OK ? json_null() : json_string(reel_err_str(&err)));
+    /* body_limit cut the stored body (the index row, as in the detail): no
+     * more is stored past the last part */
+    reel_query_flow_t qf;
+    memset(&qf, 0, sizeof qf);
+    reel_err_clear(&err);
+    int cut = 0;
+    if (reel_query_flow(s, id, &qf, &err) == REEL_OK)
+        cut = dir ? qf.response_truncated : qf.request_truncated;
+    reel_query_flow_clear(&qf);
+    json_object_set_new(o, "truncated", json_boolean(cut));
     send_json(c->rs, 200, o);
 out:
     free(vname);

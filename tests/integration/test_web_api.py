@@ -297,6 +297,13 @@ class WebApi(unittest.TestCase):
         self.c.json("GET", "/api/sessions/s1/flows/1/diff", status=400)
         st, _, _ = self.c.req("GET", "/api/sessions/s1/flows/1/body/sideways")
         self.assertEqual(st, 404)
+        # a whole body: stored, on the wire and not cut, as `reel flow --json` says
+        d = self.c.json("GET", "/api/sessions/s1/flows/1")
+        self.assertEqual((d["response"]["body_stored"], d["response"]["body_size"],
+                          d["response"]["body_truncated"], d["response"]["body_dropped"]),
+                         (100, 100, False, 0))
+        self.assertEqual(d["replayed_as"], [])
+        self.assertFalse(self.c.json("GET", "/api/sessions/s1/flows/1/body/response")["truncated"])
 
     def test_notes_tags_marks(self):
         n = self.c.json("POST", "/api/sessions/s1/flows/1/notes", {"text": "web note"})["note"]
@@ -562,9 +569,30 @@ class WebReplay(unittest.TestCase):
         self.assertEqual(f["replay_of"], 1)
         self.assertEqual(f["response"]["status"], 200)
         self.assertIn(r["id"], self.flow(1)["replayed_as"])
+        # the detail names it too, as `reel flow --json` does
+        d = self.c.json("GET", "/api/sessions/rp/flows/1")
+        self.assertIn(r["id"], d["replayed_as"])
+        self.assertEqual(d["replayed_as"], self.flow(1)["replayed_as"])
         # the web shows it, and diffs it against the original
         d = self.c.json("GET", "/api/sessions/rp/flows/1/diff?with=%d" % r["id"])
         self.assertIn("text", d)
+
+    def test_bodies_cut_by_body_limit(self):
+        """body_limit=4 cut flow 1's 100-byte response and flow 2's 10-byte
+        request: the detail says so per direction, with the same size, cut
+        and dropped bytes as `reel flow --json`, and the bytes stored."""
+        for fid, dirn, size in ((1, "response", 100), (2, "request", 10)):
+            d = self.c.json("GET", "/api/sessions/rp/flows/%d" % fid)[dirn]
+            cli = self.flow(fid)[dirn]
+            self.assertEqual((d["body_stored"], d["body_size"], d["body_truncated"]),
+                             (4, size, True))
+            for k in ("body_size", "body_truncated", "body_dropped"):
+                self.assertEqual(d[k], cli[k], k)
+            b = self.c.json("GET", "/api/sessions/rp/flows/%d/body/%s" % (fid, dirn))
+            self.assertEqual((b["length"], b["more"], b["truncated"]), (4, False, True))
+        # the request of flow 1 (no body) is not cut
+        d = self.c.json("GET", "/api/sessions/rp/flows/1")["request"]
+        self.assertEqual((d["body_stored"], d["body_size"], d["body_truncated"]), (0, 0, False))
 
     def test_replay_failing_upstream(self):
         """The replay ran but the origin refused: 502, and the new flow
@@ -736,6 +764,23 @@ class WebLiveReplay(unittest.TestCase):
     def replay(self, key, status=200):
         return self.c.json("POST", "/api/sessions/live/flows/%d/replay" % self.ids[key],
                            status=status)
+
+    def test_session_size_is_reel_ls_size(self):
+        """The Sessions list's size is what `reel ls` sums on disk: with the
+        index open for recording, its session.db-wal (and -shm) count too
+        (the web counted spool + index bytes only)."""
+        wal = os.path.join(self.env["REEL_HOME"], "live", "session.db-wal")
+        self.assertGreater(os.path.getsize(wal), 0)
+        for _ in range(50):  # sizes read while nothing is being written
+            ls = lambda: [x["bytes"] for x in json.loads(  # noqa: E731
+                run([REEL, "ls", "--json"], env=self.env).stdout) if x["session"] == "live"]
+            before = ls()
+            (web,) = [x["size"] for x in self.c.json("GET", "/api/sessions")["sessions"]
+                      if x["name"] == "live"]
+            if before == ls():
+                break
+            time.sleep(0.1)
+        self.assertEqual([web], before)
 
     def test_replay_records_into_the_live_session(self):
         of = self.ids["100b"]
