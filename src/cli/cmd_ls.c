@@ -20,28 +20,6 @@ static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Bytes used by the files directly in dir and in dir/spool. */
-static unsigned long long dir_bytes(const char *dir) {
-    unsigned long long total = 0;
-    const char *subs[] = {"", "/spool"};
-    for (int k = 0; k < 2; k++) {
-        char *p = reel_asprintf("%s%s", dir, subs[k]);
-        DIR *d = opendir(p);
-        struct dirent *e;
-        while (d && (e = readdir(d)) != NULL) {
-            char *f = reel_asprintf("%s/%s", p, e->d_name);
-            struct stat st;
-            if (lstat(f, &st) == 0 && S_ISREG(st.st_mode))
-                total += (unsigned long long)st.st_size;
-            free(f);
-        }
-        if (d)
-            closedir(d);
-        free(p);
-    }
-    return total;
-}
-
 int reel_cmd_ls(reel_cli_t *cli, int argc, char **argv) {
     int arc = reel_cli_simple_args(cli, argc, argv, usage, 0, 0, "expected no arguments");
     if (arc >= 0)
@@ -79,7 +57,7 @@ int reel_cmd_ls(reel_cli_t *cli, int argc, char **argv) {
         reel_err_clear(&err);
         reel_session_t *s = NULL;
         char *path = reel_asprintf("%s/%s", home, names[i]);
-        unsigned long long bytes = dir_bytes(path);
+        unsigned long long bytes = reel_session_dir_bytes(path);
         free(path);
         reel_rc orc = reel_session_open(home, names[i], REEL_OPEN_READ, &s, &err);
         if (orc != REEL_OK) {

@@ -2565,3 +2565,26 @@ reel_rc reel_session_remove(const char *home, const char *name, reel_err_t *err)
     free(path);
     return rc;
 }
+
+/* The size reel ls and the web UI show: every regular file directly in
+ * the session directory (session.db with its -wal and -shm) and in spool/. */
+unsigned long long reel_session_dir_bytes(const char *dir) {
+    unsigned long long total = 0;
+    const char *subs[] = {"", "/spool"};
+    for (int k = 0; k < 2; k++) {
+        char *p = reel_asprintf("%s%s", dir, subs[k]);
+        DIR *d = opendir(p);
+        struct dirent *e;
+        while (d && (e = readdir(d)) != NULL) {
+            char *f = reel_asprintf("%s/%s", p, e->d_name);
+            struct stat st;
+            if (lstat(f, &st) == 0 && S_ISREG(st.st_mode))
+                total += (unsigned long long)st.st_size;
+            free(f);
+        }
+        if (d)
+            closedir(d);
+        free(p);
+    }
+    return total;
+}

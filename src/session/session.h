@@ -66,6 +66,9 @@ const char *reel_session_name(const reel_session_t *s);
 const char *reel_session_path(const reel_session_t *s);
 /** Path of the spool directory. */
 const char *reel_session_spool_dir(const reel_session_t *s);
+/** Bytes of the files of the session at path dir (session.db and its -wal
+ * and -shm, spool/): what reel ls and the web UI show as its size. */
+unsigned long long reel_session_dir_bytes(const char *dir);
 
 /** 1 if this handle holds the recorder lock. */
 int reel_session_is_recording(const reel_session_t *s);

@@ -177,30 +177,6 @@ static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Bytes used by the files directly in dir and in dir/spool: the size `reel
- * ls` shows (src/cli/cmd_ls.c dir_bytes, the same walk), session.db-wal and
- * -shm included. */
-static unsigned long long dir_bytes(const char *dir) {
-    unsigned long long total = 0;
-    const char *subs[] = {"", "/spool"};
-    for (int k = 0; k < 2; k++) {
-        char *p = reel_asprintf("%s%s", dir, subs[k]);
-        DIR *d = opendir(p);
-        struct dirent *e;
-        while (d && (e = readdir(d)) != NULL) {
-            char *f = reel_asprintf("%s/%s", p, e->d_name);
-            struct stat st;
-            if (lstat(f, &st) == 0 && S_ISREG(st.st_mode))
-                total += (unsigned long long)st.st_size;
-            free(f);
-        }
-        if (d)
-            closedir(d);
-        free(p);
-    }
-    return total;
-}
-
 static json_t *session_json(const reel__web_ctx_t *w, const char *name, reel_session_t *s) {
     reel_err_t err;
     reel_err_clear(&err);
@@ -214,7 +190,7 @@ static json_t *session_json(const reel__web_ctx_t *w, const char *name, reel_ses
     json_object_set_new(o, "flows", json_integer(sum.flows));
     json_object_set_new(o, "errors", json_integer(sum.errors));
     char *dir = reel_asprintf("%s/%s", w->home, name);
-    json_object_set_new(o, "size", json_integer((json_int_t)dir_bytes(dir)));
+    json_object_set_new(o, "size", json_integer((json_int_t)reel_session_dir_bytes(dir)));
     free(dir);
     json_object_set_new(o, "created_us", json_integer(sum.created_us));
     json_object_set_new(o, "first_us", sum.first_us ? json_integer(sum.first_us) : json_null());
