@@ -1238,11 +1238,25 @@ static void api_config_set(call_t *c, reel_session_t *s) {
     json_t *jv = json_object_get(c->in, "value");
     reel_err_t err;
     reel_err_clear(&err);
-    if (key == NULL || (jv && !json_is_string(jv) && !json_is_null(jv))) {
+    if (key == NULL || jv == NULL) {
+        /* no "value" at all is not an unset: null says that */
         reel__web_error(c->rs, 400, "expected {\"name\": KEY, \"value\": VALUE or null}");
         return;
     }
-    if (jv == NULL || json_is_null(jv)) { /* unset */
+    /* a JSON number or boolean is taken as its text, as typed on the CLI */
+    char num[32];
+    const char *text = json_string_value(jv);
+    if (json_is_integer(jv)) {
+        snprintf(num, sizeof num, "%lld", (long long)json_integer_value(jv));
+        text = num;
+    } else if (json_is_boolean(jv)) {
+        text = json_is_true(jv) ? "true" : "false";
+    } else if (text == NULL && !json_is_null(jv)) {
+        reel__web_error(c->rs, 400,
+                        "\"value\" must be a string, a whole number, true, false or null");
+        return;
+    }
+    if (json_is_null(jv)) { /* unset */
         if (reel_overlay_unset(reel_session_db(s), key, NULL, &err) != REEL_OK)
             send_err(c->rs, &err);
         else
@@ -1250,7 +1264,7 @@ static void api_config_set(call_t *c, reel_session_t *s) {
         return;
     }
     char *canon = NULL;
-    if (reel_config_validate(key, json_string_value(jv), &canon, &err) != REEL_OK ||
+    if (reel_config_validate(key, text, &canon, &err) != REEL_OK ||
         reel_overlay_set(reel_session_db(s), key, canon, NULL, &err) != REEL_OK) {
         send_err(c->rs, &err);
     } else {

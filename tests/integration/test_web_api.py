@@ -416,6 +416,25 @@ class WebApi(unittest.TestCase):
         out = run([REEL, "config", "s1", "get", "body_limit"], env=self.env).stdout.decode()
         self.assertIn("2097152", out)
         self.c.json("POST", "/api/sessions/s1/config", {"name": "body_limit", "value": None})
+        # a JSON number or boolean is its text; arrays and a missing value are
+        # refused (they were refused with the same words as a bad shape, and a
+        # missing value unset the option)
+        r = self.c.json("POST", "/api/sessions/s1/config", {"name": "zstd_level", "value": 3})
+        self.assertEqual(r["value"], "3")
+        r = self.c.json("POST", "/api/sessions/s1/config", {"name": "http2", "value": False})
+        self.assertEqual(r["value"], "false")
+        for bad in ({"name": "ignore_hosts", "value": ["a.example"]},
+                    {"name": "zstd_level", "value": 2.5}):
+            st, _, data = self.c.req("POST", "/api/sessions/s1/config", bad)
+            self.assertEqual(st, 400)
+            self.assertIn("must be a string, a whole number, true, false or null",
+                          json.loads(data)["error"])
+        st, _, data = self.c.req("POST", "/api/sessions/s1/config", {"name": "zstd_level"})
+        self.assertEqual(st, 400)
+        out = run([REEL, "config", "s1", "get", "zstd_level"], env=self.env).stdout.decode()
+        self.assertIn("3", out)
+        for name in ("zstd_level", "http2"):
+            self.c.json("POST", "/api/sessions/s1/config", {"name": name, "value": None})
 
     def test_export(self):
         st, h, data = self.c.req("GET", "/api/sessions/s1/export?format=har&ids=1,3")
