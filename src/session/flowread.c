@@ -81,6 +81,11 @@ typedef struct {
     reel_buf_t data;
     size_t msg_total, msg_max;
     int64_t omitted; /* messages past REEL_FLOWREAD_MESSAGES_MAX */
+    /* each body's facts, as `reel flow --json` gives them: the bytes
+     * stored; size on the wire, body_limit's cut and the bytes capture
+     * shed, from the end or error record (have_end) */
+    uint64_t stored[2], size[2], dropped[2];
+    int truncated[2], have_end;
 } detail_t;
 
 static void msg_done(detail_t *d) {
@@ -202,15 +207,33 @@ static int detail_record(void *ctx, const Reel__Record *rec) {
                                       sc->retried));
         break;
     }
+    case REEL__RECORD__EVENT_REQUEST_BODY:
+        d->stored[0] += rec->request_body->data.len;
+        break;
+    case REEL__RECORD__EVENT_RESPONSE_BODY:
+        d->stored[1] += rec->response_body->data.len;
+        break;
     case REEL__RECORD__EVENT_END: {
         const Reel__FlowEnd *e = rec->end;
         end_facts(d, e->timings, e->request_end_us, e->response_start_us);
+        d->have_end = 1;
+        d->size[0] = e->request_body_size;
+        d->size[1] = e->response_body_size;
+        d->truncated[0] = e->request_truncated;
+        d->truncated[1] = e->response_truncated;
+        d->dropped[0] = e->request_body_dropped;
+        d->dropped[1] = e->response_body_dropped;
         break;
     }
     case REEL__RECORD__EVENT_ERROR: {
         const Reel__FlowError *e = rec->error;
         end_facts(d, e->timings, e->request_end_us, e->response_start_us);
         json_object_set_new(d->o, "error", str_json(e->message));
+        d->have_end = 1;
+        d->size[0] = e->request_body_size;
+        d->size[1] = e->response_body_size;
+        d->dropped[0] = e->request_body_dropped;
+        d->dropped[1] = e->response_body_dropped;
         break;
     }
     default:
@@ -242,6 +265,18 @@ reel_rc reel_flowread_detail(reel_session_t *s, int64_t id, size_t msg_data_max,
                         rc == REEL_OK ? json_null() : json_string(reel_err_str(&e)));
     rc = REEL_OK;
     json_object_set_new(d.o, "messages", d.messages);
+    static const char *const names[2] = {"request", "response"};
+    for (int k = 0; k < 2; k++) {
+        json_t *o = json_object_get(d.o, names[k]);
+        if (!json_is_object(o))
+            continue;
+        json_object_set_new(o, "body_stored", json_integer((json_int_t)d.stored[k]));
+        if (d.have_end) { /* else the caller may know them from the index */
+            json_object_set_new(o, "body_size", json_integer((json_int_t)d.size[k]));
+            json_object_set_new(o, "body_truncated", json_boolean(d.truncated[k]));
+            json_object_set_new(o, "body_dropped", json_integer((json_int_t)d.dropped[k]));
+        }
+    }
     json_object_set_new(d.o, "messages_omitted", json_integer(d.omitted));
     json_t *dmg = json_array();
     reel_store_damage_t *dm = NULL;

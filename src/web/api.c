@@ -18,7 +18,6 @@
 #include "session/flowread.h"
 #include "session/query.h"
 #include "session/replay.h"
-#include "session/store.h"
 #include "session/view.h"
 #include "web/web_int.h"
 
@@ -537,56 +536,9 @@ static int flow_id(call_t *c, const char *arg, int64_t *id) {
     return 0;
 }
 
-/* What `reel flow --json` says of each body besides its bytes, from the
- * same sources (cmd_flow.c json_finish_dir): the bytes stored (the body
- * chunks in the spool), the size on the wire and body_limit's cut from the
- * flow's end record, else from the index row; the bytes capture shed. */
-typedef struct {
-    uint64_t stored[2];
-    int have_end;
-    uint64_t size[2], dropped[2];
-    int truncated[2];
-} body_facts_t;
-
-static int body_facts_record(void *ctx, const Reel__Record *rec) {
-    body_facts_t *b = ctx;
-    switch (rec->event_case) {
-    case REEL__RECORD__EVENT_REQUEST_BODY:
-        b->stored[0] += rec->request_body->data.len;
-        break;
-    case REEL__RECORD__EVENT_RESPONSE_BODY:
-        b->stored[1] += rec->response_body->data.len;
-        break;
-    case REEL__RECORD__EVENT_END:
-        b->have_end = 1;
-        b->size[0] = rec->end->request_body_size;
-        b->size[1] = rec->end->response_body_size;
-        b->truncated[0] = rec->end->request_truncated;
-        b->truncated[1] = rec->end->response_truncated;
-        b->dropped[0] = rec->end->request_body_dropped;
-        b->dropped[1] = rec->end->response_body_dropped;
-        break;
-    case REEL__RECORD__EVENT_ERROR:
-        b->have_end = 1;
-        b->size[0] = rec->error->request_body_size;
-        b->size[1] = rec->error->response_body_size;
-        b->dropped[0] = rec->error->request_body_dropped;
-        b->dropped[1] = rec->error->response_body_dropped;
-        break;
-    default:
-        break;
-    }
-    return 0;
-}
-
-/* Sets body_stored, body_size, body_truncated and body_dropped on the
- * detail's request and response objects (those it has). */
-static void body_facts(reel_session_t *s, int64_t id, const reel_query_flow_t *f, json_t *detail) {
-    body_facts_t b;
-    memset(&b, 0, sizeof b);
-    reel_err_t err;
-    reel_err_clear(&err);
-    reel_store_read_flow(s, (uint64_t)id, body_facts_record, &b, &err);
+/* The body facts the detail has from the flow's records (flowread.c), an
+ * open flow's from the index row: no size under the bytes stored. */
+static void body_facts(const reel_query_flow_t *f, json_t *detail) {
     const int64_t isize[2] = {f->request_body_size, f->response_body_size};
     const int itrunc[2] = {f->request_truncated, f->response_truncated};
     const int64_t idrop[2] = {f->request_body_dropped, f->response_body_dropped};
@@ -595,14 +547,17 @@ static void body_facts(reel_session_t *s, int64_t id, const reel_query_flow_t *f
         json_t *o = json_object_get(detail, names[dir]);
         if (!json_is_object(o))
             continue;
-        uint64_t size = b.have_end ? b.size[dir] : isize[dir] > 0 ? (uint64_t)isize[dir] : 0;
-        if (size < b.stored[dir])
-            size = b.stored[dir];
-        uint64_t dropped = b.have_end ? b.dropped[dir] : idrop[dir] > 0 ? (uint64_t)idrop[dir] : 0;
-        json_object_set_new(o, "body_stored", json_integer((json_int_t)b.stored[dir]));
-        json_object_set_new(o, "body_size", json_integer((json_int_t)size));
-        json_object_set_new(o, "body_truncated", json_boolean(b.truncated[dir] || itrunc[dir]));
-        json_object_set_new(o, "body_dropped", json_integer((json_int_t)dropped));
+        json_int_t stored = json_integer_value(json_object_get(o, "body_stored"));
+        json_t *size = json_object_get(o, "body_size");
+        if (size == NULL) { /* no end record yet */
+            json_object_set_new(o, "body_size", json_integer(isize[dir] > 0 ? isize[dir] : 0));
+            json_object_set_new(o, "body_truncated", json_boolean(itrunc[dir]));
+            json_object_set_new(o, "body_dropped", json_integer(idrop[dir] > 0 ? idrop[dir] : 0));
+        } else if (itrunc[dir]) {
+            json_object_set_new(o, "body_truncated", json_true());
+        }
+        if (json_integer_value(json_object_get(o, "body_size")) < stored)
+            json_object_set_new(o, "body_size", json_integer(stored));
     }
 }
 
@@ -644,7 +599,7 @@ static void api_flow(call_t *c, reel_session_t *s, int64_t id) {
                                             "created_us", (json_int_t)notes[i].created_us, "text",
                                             t ? t : json_string("")));
     }
-    body_facts(s, id, &f, detail);
+    body_facts(&f, detail);
     json_object_set_new(detail, "replayed_as", replayed_as_json(s, id));
     json_object_set_new(detail, "row", row_json(&f));
     json_object_set_new(detail, "notes", na);
