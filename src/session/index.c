@@ -841,6 +841,26 @@ const ProtobufCBinaryData *reel_index_header(Reel__Header **h, size_t n, const c
     return NULL;
 }
 
+/* Whether an Upgrade field's value names websocket among its tokens. */
+static int upgrade_is_websocket(const ProtobufCBinaryData *v) {
+    if (v == NULL)
+        return 0;
+    const char *p = (const char *)v->data, *end = p + v->len;
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+            p++;
+        const char *e = p;
+        while (e < end && *e != ',' && *e != ' ' && *e != '\t' && *e != '/')
+            e++;
+        if (e - p == 9 && strncasecmp(p, "websocket", 9) == 0)
+            return 1;
+        while (e < end && *e != ',')
+            e++;
+        p = e;
+    }
+    return 0;
+}
+
 void reel_index_url(const Reel__RequestHead *h, reel_buf_t *out) {
     const char *scheme = h->scheme && h->scheme[0] ? h->scheme : "http";
     int def = (strcmp(scheme, "https") == 0 && h->port == 443) ||
@@ -940,6 +960,11 @@ static void apply(frow *r, const Reel__Record *rec) {
             r->i[I_REQ_END] = rec->time_us;
         const ProtobufCBinaryData *ct = reel_index_header(h->headers, h->n_headers, "content-type");
         set_str(r, C_RESP_CT, ct ? (const char *)ct->data : NULL, ct ? ct->len : 0);
+        /* a flow whose upgrade to WebSocket succeeded is a WebSocket flow
+         * from its 101, whether or not a message follows */
+        if (h->status == 101 && r->s[C_KIND] && strcmp(r->s[C_KIND], "http") == 0 &&
+            upgrade_is_websocket(reel_index_header(h->headers, h->n_headers, "upgrade")))
+            set_cstr(r, C_KIND, "websocket");
         break;
     }
     case REEL__RECORD__EVENT_RESPONSE_BODY:
@@ -1132,7 +1157,8 @@ typedef struct {
     Reel__RequestHead rq;
     Reel__ResponseHead rs;
     Reel__Header ct; /* the first content-type header, as reel_index_header finds it */
-    Reel__Header *hdrs[1];
+    Reel__Header up; /* a response's first upgrade header (a 101 to WebSocket) */
+    Reel__Header *hdrs[2];
 } head_t;
 
 /* Copies a string field into the arena with its NUL, as unpacking does. */
@@ -1174,11 +1200,12 @@ static int head_in_place(reel_indexer_t *ix, const uint8_t *p, size_t len,
     h->rq = (Reel__RequestHead)REEL__REQUEST_HEAD__INIT;
     h->rs = (Reel__ResponseHead)REEL__RESPONSE_HEAD__INIT;
     h->ct = (Reel__Header)REEL__HEADER__INIT;
-    int have_ct = 0;
+    h->up = (Reel__Header)REEL__HEADER__INIT;
+    int have_ct = 0, have_up = req; /* a request's upgrade is not looked at */
     pos = 0;
     while (reel_pbwire_next(p + pk.ev_off, pk.ev_len, &pos, &f)) {
         if (f.tag == hdr_tag) {
-            if (have_ct)
+            if (have_ct && have_up)
                 continue;
             ProtobufCBinaryData name = {0}, value = {0};
             size_t p2 = 0;
@@ -1188,10 +1215,16 @@ static int head_in_place(reel_indexer_t *ix, const uint8_t *p, size_t len,
                 else if (g.tag == 2)
                     value = (ProtobufCBinaryData){g.val_len, (uint8_t *)g.val};
             }
-            if (name.len == 12 && strncasecmp((const char *)name.data, "content-type", 12) == 0) {
+            if (!have_ct && name.len == 12 &&
+                strncasecmp((const char *)name.data, "content-type", 12) == 0) {
                 h->ct.name = name;
                 h->ct.value = value;
                 have_ct = 1;
+            } else if (!have_up && name.len == 7 &&
+                       strncasecmp((const char *)name.data, "upgrade", 7) == 0) {
+                h->up.name = name;
+                h->up.value = value;
+                have_up = 1;
             }
             continue;
         }
@@ -1222,15 +1255,19 @@ static int head_in_place(reel_indexer_t *ix, const uint8_t *p, size_t len,
             }
         }
     }
-    h->hdrs[0] = &h->ct;
+    size_t nh = 0;
+    if (have_ct)
+        h->hdrs[nh++] = &h->ct;
+    if (!req && have_up)
+        h->hdrs[nh++] = &h->up;
     if (req) {
-        h->rq.headers = have_ct ? h->hdrs : NULL;
-        h->rq.n_headers = have_ct ? 1 : 0;
+        h->rq.headers = nh ? h->hdrs : NULL;
+        h->rq.n_headers = nh;
         h->rec.event_case = REEL__RECORD__EVENT_REQUEST_HEAD;
         h->rec.request_head = &h->rq;
     } else {
-        h->rs.headers = have_ct ? h->hdrs : NULL;
-        h->rs.n_headers = have_ct ? 1 : 0;
+        h->rs.headers = nh ? h->hdrs : NULL;
+        h->rs.n_headers = nh;
         h->rec.event_case = REEL__RECORD__EVENT_RESPONSE_HEAD;
         h->rec.response_head = &h->rs;
     }
