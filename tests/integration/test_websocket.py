@@ -11,6 +11,7 @@ must be in the session with its exact bytes, direction and opcode.
 import asyncio
 import base64
 import os
+import signal
 import socket
 import ssl
 import struct
@@ -267,6 +268,45 @@ class WebSocketTest(unittest.TestCase):
         s.sendall(frame(8, struct.pack("!H", 1000)))
         read_frame(s)
         s.close()
+
+    def test_upgrade_without_a_message_is_a_websocket(self):
+        # the 101 passed, then the client went before any message: a
+        # WebSocket flow all the same (its kind used to wait for a message,
+        # so `~websocket` missed it and it was listed as http)
+        s = self.handshake(b"/no-message")
+        s.close()
+        full, row = self.flow_of("~websocket & ~u /no-message")
+        self.assertEqual(row["kind"], "websocket")
+        self.assertEqual(full["response"]["status"], 101)
+        self.assertFalse(full.get("messages"))
+
+    def test_killed_after_the_101_still_a_websocket_after_repair(self):
+        # reel dies with the WebSocket open and no message yet: the index
+        # rebuilt from the spool (repair) still says websocket
+        root = tempfile.mkdtemp(prefix="wscut.", dir=TMPBASE)
+        r = Reel(root, "wscut")
+        try:
+            s = socket.create_connection(("127.0.0.1", r.port), 10)
+            s.sendall(b"GET http://127.0.0.1:%d/cut-after-101 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                      b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      b"Sec-WebSocket-Version: 13\r\n\r\n" % self.server.port)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += s.recv(1)
+            self.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
+            deadline = time.time() + 10
+            while not r.flows("~websocket & ~u /cut-after-101"):  # indexed while open
+                self.assertLess(time.time(), deadline, r.flows())
+                time.sleep(0.1)
+            r.stop(signal.SIGKILL)
+            s.close()
+        finally:
+            r.stop(signal.SIGKILL)
+        r.cli("repair", "wscut")
+        rows = r.flows("~websocket & ~u /cut-after-101")
+        self.assertEqual(len(rows), 1, r.flows())
+        self.assertEqual(rows[0]["state"], "interrupted")
 
     def test_zz_verify_counts_message_bytes(self):
         """After the other tests: `reel verify` finds every WebSocket flow
