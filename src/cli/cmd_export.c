@@ -11,6 +11,7 @@
 #include "cli/cli.h"
 #include "session/config.h"
 #include "session/export.h"
+#include "session/filter.h"
 #include "session/redact.h"
 
 #ifndef REEL_VERSION
@@ -122,6 +123,17 @@ int reel_cmd_export(reel_cli_t *cli, int argc, char **argv) {
                               argv[optind + 2]);
     const char *name = argv[optind];
     const char *filter = nargs == 2 ? argv[optind + 1] : NULL;
+    reel_err_t err;
+    reel_err_clear(&err);
+    /* a bad filter is an error (exit 1), as in reel flows, tag, mark,
+     * annotate and replay, not a usage error; refused before the session
+     * opens, as reel flows, tag, mark and annotate do */
+    if (filter) {
+        reel_filter_t *f = NULL;
+        if (reel_filter_compile(filter, &f, &err) != REEL_OK)
+            return reel_cli_fail(cli, "%s", reel_err_str(&err));
+        reel_filter_free(f);
+    }
 
     reel_session_t *s = reel_cli_open(cli, name, REEL_OPEN_READ);
     if (s == NULL)
@@ -154,7 +166,6 @@ int reel_cmd_export(reel_cli_t *cli, int argc, char **argv) {
                              .progress = progress,
                              .progress_ctx = &pr};
     reel_export_stats_t st;
-    reel_err_t err;
     reel_err_clear(&err);
     reel_rc erc = reel_export(s, out, &eo, &st, &err);
     reel_progress_clear(&pr);
@@ -168,9 +179,7 @@ int reel_cmd_export(reel_cli_t *cli, int argc, char **argv) {
             unlink(tmp);
     }
     if (erc != REEL_OK) {
-        rc = erc == REEL_INVALID || erc == REEL_LIMIT
-                 ? reel_cli_usage(cli, "%s", reel_err_str(&err))
-                 : reel_cli_fail(cli, "%s", reel_err_str(&err));
+        rc = reel_cli_fail(cli, "%s", reel_err_str(&err));
         goto out;
     }
     if (st.flows == 0 && st.skipped == 0 && filter != NULL)

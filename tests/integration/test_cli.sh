@@ -128,6 +128,18 @@ got=$(printf '%s' "$out" | /usr/bin/python3 -c 'import json,sys; print([f["id"] 
 run 1 "$REEL" flows demo '~d (' && has "$err" "filter:" "bad filter"
 run 1 "$REEL" flows demo '~zz x' && has "$err" "unknown operator '~zz'" "unknown filter operator"
 run 1 "$REEL" flows demo '~c abc' && has "$err" "filter:" "bad status code"
+# a bad filter is an error (exit 1) in every subcommand that takes one, not
+# a usage error (exit 2: a missing argument, an unknown option); it is
+# refused before the session opens (a missing session is not named first)
+for c in flows export replay; do
+  run 1 "$REEL" "$c" demo '~d (' && has "$err" "reel $c: filter:" "$c: bad filter"
+done
+run 1 "$REEL" tag demo --filter '~d (' x && has "$err" "reel tag: filter:" "tag: bad filter"
+run 1 "$REEL" mark demo --filter '~d (' && has "$err" "reel mark: filter:" "mark: bad filter"
+run 1 "$REEL" annotate demo --filter '~d (' x && has "$err" "reel annotate: filter:" "annotate: bad filter"
+run 1 "$REEL" export nosuch '~zz x' && has "$err" "unknown operator '~zz'" "export: bad filter before the session"
+run 1 "$REEL" flows nosuch '~zz x' && has "$err" "unknown operator '~zz'" "flows: bad filter before the session"
+run 2 "$REEL" export demo '~m GET' extra && has "$err" "unexpected argument 'extra'" "export: a usage error stays 2"
 for f in not-json no-entries entries-not-array bad-url bad-base64; do
   run 1 "$REEL" import "$SRC/tests/data/har/$f.har" --into fresh && has "$err" "$f.har" "unreadable HAR $f"
 done

@@ -151,8 +151,9 @@ class Export(unittest.TestCase):
     def test_bad_usage(self):
         r = self.reel.cli("export", "exp", "--format", "xml", check=False)
         self.assertEqual(r.returncode, 2)
+        # a bad filter is an error (exit 1), as in reel flows, replay, tag...
         r = self.reel.cli("export", "exp", "~c (", check=False)
-        self.assertEqual(r.returncode, 2)
+        self.assertEqual(r.returncode, 1)
         self.assertIn(b"column", r.stderr)
         r = self.reel.cli("export", "nosuch", check=False)
         self.assertEqual(r.returncode, 1)
