@@ -169,7 +169,17 @@ struct conn {
     /* Raw tunnel flow (NULL for an ignored host: relayed, not recorded). */
     reel_capture_flow_t *tflow;
     bool tunnel_reply; /* answer the CONNECT with 200 once the upstream is connected */
-    reel_tls_t *probe_tls; /* C_PROBE: the client's TLS, not started yet */
+    reel_tls_t *probe_tls; /* C_PROBE: the client's TLS, not started yet (also a TLS
+                              tunnel's whose ALPN waits for the origin's choice) */
+    /* A TLS tunnel: TLS carrying something other than HTTP, relayed as a
+     * tunnel flow (scheme "tls") over TLS on both legs (core/tunnel.c). */
+    bool tls_tunnel;
+    bool tls_conn_recorded; /* its ServerConn record is written */
+    bool tls_client_ended;  /* the client's close_notify passed on to the origin */
+    /* ALPN the next reel__upstream_for offers an https origin
+     * (comma-separated, "" for none; borrowed, set only around that
+     * call); NULL: HTTP's */
+    const char *upstream_alpn;
     /* HTTP/2: the client's streams when it speaks h2 (core/h2front.c) */
     struct h2front *h2;
     /* This conn is a lane of an HTTP/2 client connection (its client is
