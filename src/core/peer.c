@@ -351,13 +351,13 @@ bool reel__upstream_for(conn_t *c, bool https, const char *host, int port, const
      * mirrored: an HTTP/1.1 client gets HTTP/1.1) when the origin chose h2
      * when last offered it, and h2c to a plain origin configured so for
      * every client; an Upgrade stays HTTP/1.1 but for a WebSocket to an
-     * origin whose session allows it as a stream (RFC 8441) */
-    bool h2 = p->http2 &&
-              (!c->ex.upgrade ||
-               (c->ex.ws_requested && reel__h2up_ws_ok(p, https, host, port, sni))) &&
-              c->state != C_PROBE &&
-              (https ? c->lane && reel__alpn_seen(p, host, port, sni) == 1
-                     : h2c_listed(p, host, port));
+     * origin whose session allows it as a stream (RFC 8441); a TLS
+     * tunnel (not HTTP: core/tunnel.c) never */
+    bool h2 =
+        p->http2 &&
+        (!c->ex.upgrade || (c->ex.ws_requested && reel__h2up_ws_ok(p, https, host, port, sni))) &&
+        c->state != C_PROBE && !c->tls_tunnel &&
+        (https ? c->lane && reel__alpn_seen(p, host, port, sni) == 1 : h2c_listed(p, host, port));
     if (up && !up->closing && !up->eof && up->h2 == h2 && up->https == https && up->port == port &&
         strcasecmp(up->host, host) == 0 &&
         ((sni == NULL && up->sni == NULL) || (sni && up->sni && strcasecmp(sni, up->sni) == 0)))
@@ -402,7 +402,7 @@ bool reel__upstream_for(conn_t *c, bool https, const char *host, int port, const
                                     .insecure = !p->verify_upstream,
                                     .session_key = origin,
                                     /* mirroring the client's offer (core/tunnel.c) */
-                                    .alpn = c->state == C_PROBE ? "h2,http/1.1" : NULL};
+                                    .alpn = c->state == C_PROBE ? "h2,http/1.1" : c->upstream_alpn};
         reel_err_t err;
         reel_err_clear(&err);
         reel_tls_t *tls = NULL;
