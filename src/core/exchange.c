@@ -151,6 +151,11 @@ static void lane_request(const conn_t *c, reel_msg_head_t *m) {
         m->fields = c->lane_fields;
         m->nfields = c->lane_nfields;
     }
+    /* RFC 8441: a WebSocket came as CONNECT with :protocol (core/h2front.c
+     * keeps it as the first field); the lane's GET Upgrade is reel's
+     * translation for the origin, not what the client sent */
+    if (m->nfields && m->fields[0].name_len == 9 && memcmp(m->fields[0].name, ":protocol", 9) == 0)
+        m->method = "CONNECT";
 }
 
 /* ---- ending flows ---- */

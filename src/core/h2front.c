@@ -25,8 +25,9 @@
  *
  * The record says what the client did: the flow's request is recorded with
  * version HTTP/2.0 and the fields the client sent (lowercase, no pseudo
- * headers); the response with the origin's version (HTTP/2.0 over a
- * session), or HTTP/2.0 when reel answered itself. A stream the client resets ends its flow with that
+ * headers but an extended CONNECT's :protocol, recorded as CONNECT); the
+ * response with the origin's version (HTTP/2.0 over a session), or
+ * HTTP/2.0 when reel answered itself. A stream the client resets ends its flow with that
  * error, a stream the lane could not finish is reset (INTERNAL_ERROR).
  *
  * Flow control end to end: a stream's DATA is acknowledged to the client
@@ -169,22 +170,31 @@ static h2s_t *stream_new(h2front_t *fr, uint32_t sid, const reel_msg_head_t *h) 
     COPY(s->host, h->host, strlen(h->host));
     COPY(s->path, h->path, strlen(h->path));
     s->port = h->port;
+    const char *protocol = NULL;
     if (strcmp(s->method, "CONNECT") == 0 && strcmp(s->scheme, "websocket") == 0) {
         s->ws = true; /* the codec gives :protocol as the scheme */
-        s->method = "GET";
+        protocol = s->scheme;
+        s->method = "GET"; /* the lane's HTTP/1.1 Upgrade; recorded as CONNECT */
         s->scheme = fr->c->tunnel_tls ? "https" : "http";
     } else if (strcmp(s->method, "CONNECT") == 0) {
         s->connect = true;
     }
     s->tunnel = s->ws || s->connect;
-    s->fields = reel_calloc(h->nfields ? h->nfields : 1, sizeof *s->fields);
-    s->nfields = h->nfields;
+    /* An extended CONNECT keeps its :protocol as the first field: the
+     * record says what the client sent (CONNECT with :protocol, RFC 8441),
+     * not the GET the lane is given (exchange.c's lane_request). */
+    size_t first = protocol ? 1 : 0;
+    s->fields = reel_calloc(h->nfields + first ? h->nfields + first : 1, sizeof *s->fields);
+    s->nfields = h->nfields + first;
+    if (protocol)
+        s->fields[0] = (reel_field_t){":protocol", 9, protocol, strlen(protocol)};
     for (size_t i = 0; i < h->nfields; i++) {
         const reel_field_t *f = &h->fields[i];
-        COPY(s->fields[i].name, f->name, f->name_len);
-        s->fields[i].name_len = f->name_len;
-        COPY(s->fields[i].value, f->value, f->value_len);
-        s->fields[i].value_len = f->value_len;
+        reel_field_t *d = &s->fields[first + i];
+        COPY(d->name, f->name, f->name_len);
+        d->name_len = f->name_len;
+        COPY(d->value, f->value, f->value_len);
+        d->value_len = f->value_len;
         if (f->name_len == 14 && memcmp(f->name, "content-length", 14) == 0)
             s->has_length = true;
     }
@@ -281,8 +291,8 @@ static void build_head(h2front_t *fr, h2s_t *s, bool body_follows) {
     bool cookie_done = false;
     for (size_t i = 0; i < s->nfields; i++) {
         const reel_field_t *f = &s->fields[i];
-        if (field_is(f, "host"))
-            continue;
+        if (field_is(f, "host") || (f->name_len && f->name[0] == ':'))
+            continue; /* :protocol is the record's, the Upgrade says it here */
         if (field_is(f, "cookie")) {
             if (cookie_done)
                 continue;

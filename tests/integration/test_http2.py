@@ -666,6 +666,13 @@ class Http2Test(unittest.TestCase):
         self.assertEqual(len(fs), 1, fs)
         f = self.reel.flow(fs[0]["id"])
         self.assertEqual(f["request"]["http_version"], "HTTP/2.0")
+        # recorded as sent: an extended CONNECT with its :protocol, not the
+        # GET Upgrade reel made of it for the HTTP/1.1 origin
+        self.assertEqual(f["request"]["method"], "CONNECT")
+        self.assertEqual(fs[0]["method"], "CONNECT")
+        self.assertEqual(f["request"]["headers"][0], [":protocol", "websocket"])
+        self.assertIn(["sec-websocket-version", "13"], f["request"]["headers"])
+        self.assertEqual(fs[0]["url"], "http://127.0.0.1:%d/chat" % box["port"])
         self.assertEqual(f["response"]["status"], 101)
         self.assertEqual(f["state"], "complete", f.get("error"))
         texts = [(m["from_client"], m["opcode"]) for m in f["messages"]]
