@@ -41,8 +41,19 @@ typedef struct {
     uint32_t opcode;
     uint32_t close_code;
     uint64_t length;
+    int truncated; /* body_limit cut the payload: data holds fewer than length bytes */
     reel_buf_t data;
 } msg_t;
+
+/* An informational answer (100 Continue, 103 Early Hints) before the final
+ * response head. */
+typedef struct {
+    int64_t time_us;
+    uint32_t status;
+    char *reason, *version;
+    hdr_t *hdr;
+    size_t nhdr;
+} interim_t;
 
 typedef struct {
     uint64_t id;
@@ -58,6 +69,11 @@ typedef struct {
     int generated;
     hdr_t *hdr[2];
     size_t nhdr[2];
+    hdr_t *trailer[2]; /* trailer fields of each body (chunked, HTTP/2) */
+    size_t ntrailer[2];
+    int has_trailers[2];
+    interim_t *interim;
+    size_t ninterim;
     int body_decoded[2];
     reel_buf_t stored[2]; /* body as stored, capped */
     int cut[2];           /* stored body longer than the cap */
@@ -120,9 +136,16 @@ static void flow_free(flow_t *f) {
     free(f->conn_addr);
     free(f->alpn);
     free(f->tls_version);
+    for (size_t i = 0; i < f->ninterim; i++) {
+        free(f->interim[i].reason);
+        free(f->interim[i].version);
+        hdrs_free(f->interim[i].hdr, f->interim[i].nhdr);
+    }
+    free(f->interim);
     for (int d = 0; d < 2; d++) {
         free(f->version[d]);
         hdrs_free(f->hdr[d], f->nhdr[d]);
+        hdrs_free(f->trailer[d], f->ntrailer[d]);
         reel_buf_free(&f->stored[d]);
         reel_buf_free(&f->decoded[d]);
         free(f->decode_error[d]);
@@ -133,16 +156,22 @@ static void flow_free(flow_t *f) {
     memset(f, 0, sizeof *f);
 }
 
+/* The n fields of h as an owned array (never NULL). */
+static hdr_t *copy_headers(Reel__Header **h, size_t n) {
+    hdr_t *a = reel_calloc(n ? n : 1, sizeof *a);
+    for (size_t i = 0; i < n; i++) {
+        a[i].name = bdup(h[i]->name);
+        a[i].nlen = h[i]->name.len;
+        a[i].value = bdup(h[i]->value);
+        a[i].vlen = h[i]->value.len;
+    }
+    return a;
+}
+
 static void take_headers(flow_t *f, int d, Reel__Header **h, size_t n) {
     hdrs_free(f->hdr[d], f->nhdr[d]);
-    f->hdr[d] = reel_calloc(n ? n : 1, sizeof *f->hdr[d]);
+    f->hdr[d] = copy_headers(h, n);
     f->nhdr[d] = n;
-    for (size_t i = 0; i < n; i++) {
-        f->hdr[d][i].name = bdup(h[i]->name);
-        f->hdr[d][i].nlen = h[i]->name.len;
-        f->hdr[d][i].value = bdup(h[i]->value);
-        f->hdr[d][i].vlen = h[i]->value.len;
-    }
 }
 
 static void body_add(flow_t *f, int d, ProtobufCBinaryData b) {
@@ -222,6 +251,27 @@ static int on_record(void *ctx, const Reel__Record *rec) {
     case REEL__RECORD__EVENT_RESPONSE_BODY:
         body_add(f, RESP, rec->response_body->data);
         break;
+    case REEL__RECORD__EVENT_INTERIM: {
+        const Reel__ResponseHead *h = rec->interim;
+        f->interim = reel_realloc(f->interim, (f->ninterim + 1) * sizeof *f->interim);
+        interim_t *x = &f->interim[f->ninterim++];
+        x->time_us = rec->time_us;
+        x->status = h->status;
+        x->reason = bdup(h->reason);
+        x->version = reel_strdup(h->http_version ? h->http_version : "");
+        x->hdr = copy_headers(h->headers, h->n_headers);
+        x->nhdr = h->n_headers;
+        break;
+    }
+    case REEL__RECORD__EVENT_TRAILERS: {
+        const Reel__Trailers *t = rec->trailers;
+        int d = t->response ? RESP : REQ;
+        hdrs_free(f->trailer[d], f->ntrailer[d]);
+        f->trailer[d] = copy_headers(t->headers, t->n_headers);
+        f->ntrailer[d] = t->n_headers;
+        f->has_trailers[d] = 1;
+        break;
+    }
     case REEL__RECORD__EVENT_END: {
         const Reel__FlowEnd *e = rec->end;
         end_facts(f, e->timings, e->request_end_us, e->response_start_us, e->request_body_size,
@@ -278,6 +328,7 @@ static int on_record(void *ctx, const Reel__Record *rec) {
         x->opcode = m->opcode;
         x->close_code = m->close_code;
         x->length = m->length;
+        x->truncated = m->truncated;
         reel_buf_init(&x->data, 0);
         if (m->data.len)
             reel_buf_append(&x->data, m->data.data, m->data.len);
@@ -403,18 +454,31 @@ static void set_decoded(flow_t *f, int d, reel_redacted_t *t) {
     f->use_decoded[d] = 1;
 }
 
+/* Redacts the values of the n fields of h; returns whether any changed. */
+static int redact_fields(const reel_redact_t *r, hdr_t *h, size_t n) {
+    reel_redacted_t t;
+    int any = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (reel_redact_header(r, h[i].name, h[i].nlen, h[i].value, h[i].vlen, &t)) {
+            hdr_set_value(&h[i], t.data, t.len);
+            free(t.data);
+            any = 1;
+        }
+    }
+    return any;
+}
+
 static void redact_flow(flow_t *f, const reel_redact_t *r) {
     reel_redacted_t t;
     for (int d = 0; d < 2; d++) {
-        for (size_t i = 0; i < f->nhdr[d]; i++) {
-            hdr_t *h = &f->hdr[d][i];
-            if (reel_redact_header(r, h->name, h->nlen, h->value, h->vlen, &t)) {
-                hdr_set_value(h, t.data, t.len);
-                free(t.data);
-                f->redacted = 1;
-            }
-        }
+        if (redact_fields(r, f->hdr[d], f->nhdr[d]))
+            f->redacted = 1;
+        if (redact_fields(r, f->trailer[d], f->ntrailer[d]))
+            f->redacted = 1;
     }
+    for (size_t i = 0; i < f->ninterim; i++)
+        if (redact_fields(r, f->interim[i].hdr, f->interim[i].nhdr))
+            f->redacted = 1;
     if (f->target && reel_redact_target(r, f->target, strlen(f->target), &t)) {
         free(f->target);
         f->target = t.data;
@@ -547,13 +611,39 @@ static char *flow_url(const flow_t *f, int ws) {
 
 /* ---- HAR ---------------------------------------------------------------- */
 
-static json_t *har_headers(const flow_t *f, int d) {
+/* Fields as HAR writes headers: [{name, value}]. */
+static json_t *fields_json(const hdr_t *h, size_t n) {
     json_t *a = json_array();
-    for (size_t i = 0; i < f->nhdr[d]; i++)
-        json_array_append_new(a, json_pack("{s:o, s:o}", "name",
-                                           text_json(f->hdr[d][i].name, f->hdr[d][i].nlen), "value",
-                                           text_json(f->hdr[d][i].value, f->hdr[d][i].vlen)));
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, json_pack("{s:o, s:o}", "name", text_json(h[i].name, h[i].nlen),
+                                           "value", text_json(h[i].value, h[i].vlen)));
     return a;
+}
+
+static json_t *har_headers(const flow_t *f, int d) {
+    return fields_json(f->hdr[d], f->nhdr[d]);
+}
+
+/* What HAR 1.2 has no field for, in _reel: the 1xx answers before the
+ * final response and each body's trailer fields. */
+static void har_reel_extras(json_t *r, const flow_t *f) {
+    if (f->ninterim) {
+        json_t *a = json_array();
+        for (size_t i = 0; i < f->ninterim; i++) {
+            const interim_t *x = &f->interim[i];
+            char t[40];
+            iso_time(x->time_us, t);
+            json_array_append_new(a, json_pack("{s:i, s:o, s:o, s:o, s:s}", "status",
+                                               (int)x->status, "statusText", str_json(x->reason),
+                                               "httpVersion", str_json(x->version), "headers",
+                                               fields_json(x->hdr, x->nhdr), "time", t));
+        }
+        json_object_set_new(r, "interim", a);
+    }
+    for (int d = 0; d < 2; d++)
+        if (f->has_trailers[d])
+            json_object_set_new(r, d == REQ ? "request_trailers" : "response_trailers",
+                                fields_json(f->trailer[d], f->ntrailer[d]));
 }
 
 static void trim(const char **s, size_t *n) {
@@ -833,14 +923,20 @@ static json_t *har_entry(const flow_t *f) {
                 data = text_json((const char *)p, m->data.len);
             else
                 data = b64_json(p, m->data.len);
-            json_array_append_new(msgs, json_pack("{s:s, s:f, s:i, s:o}", "type",
-                                                  m->from_client ? "send" : "receive", "time",
-                                                  (double)m->time_us / 1e6, "opcode",
-                                                  (int)m->opcode, "data", data));
+            json_t *jm =
+                json_pack("{s:s, s:f, s:i, s:o}", "type", m->from_client ? "send" : "receive",
+                          "time", (double)m->time_us / 1e6, "opcode", (int)m->opcode, "data", data);
+            if (m->truncated) { /* data is the part body_limit kept of length bytes */
+                json_object_set_new(jm, "truncated", json_true());
+                json_object_set_new(jm, "length", json_integer((json_int_t)m->length));
+            }
+            json_array_append_new(msgs, jm);
         }
         json_object_set_new(e, "_webSocketMessages", msgs);
     }
-    json_object_set_new(e, "_reel", reel_info(f));
+    json_t *r = reel_info(f);
+    har_reel_extras(r, f);
+    json_object_set_new(e, "_reel", r);
     return e;
 }
 
@@ -893,6 +989,19 @@ static reel_rc write_curl(FILE *out, const flow_t *f, const reel_export_opts_t *
     const uint8_t *p = wire_body(f, REQ, &n);
     int piped = n > 0 && o->body_dir == NULL && memchr(p, '\0', n) != NULL;
     fprintf(out, "# flow %llu\n", (unsigned long long)f->id);
+    if (f->ntrailer[REQ]) {
+        /* curl's command line cannot send trailer fields: said, not dropped */
+        fputs("# not sent: curl cannot send the request's trailer fields (", out);
+        for (size_t i = 0; i < f->ntrailer[REQ]; i++) {
+            if (i)
+                fputs(", ", out);
+            for (size_t k = 0; k < f->trailer[REQ][i].nlen; k++) {
+                unsigned char c = (unsigned char)f->trailer[REQ][i].name[k];
+                fputc(c >= 0x21 && c < 0x7f ? c : '?', out); /* a comment stays one line */
+            }
+        }
+        fputs(")\n", out);
+    }
     if (piped) { /* NUL bytes cannot be in an argument: printf them into a pipe */
         fputs("printf '", out);
         for (size_t i = 0; i < n; i++) {
@@ -961,14 +1070,19 @@ static reel_rc write_curl(FILE *out, const flow_t *f, const reel_export_opts_t *
 
 /* ---- raw ---------------------------------------------------------------- */
 
-static void raw_head_lines(FILE *out, const flow_t *f, int d) {
-    for (size_t i = 0; i < f->nhdr[d]; i++) {
-        fwrite(f->hdr[d][i].name, 1, f->hdr[d][i].nlen, out);
+/* Field lines and the empty line that ends them. */
+static void raw_fields(FILE *out, const hdr_t *h, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        fwrite(h[i].name, 1, h[i].nlen, out);
         fputs(": ", out);
-        fwrite(f->hdr[d][i].value, 1, f->hdr[d][i].vlen, out);
+        fwrite(h[i].value, 1, h[i].vlen, out);
         fputs("\r\n", out);
     }
     fputs("\r\n", out);
+}
+
+static void raw_head_lines(FILE *out, const flow_t *f, int d) {
+    raw_fields(out, f->hdr[d], f->nhdr[d]);
 }
 
 static int chunked(const flow_t *f, int d) {
@@ -980,6 +1094,9 @@ static int chunked(const flow_t *f, int d) {
     return 0;
 }
 
+/* The body, then its trailer fields: in the last chunk of a chunked body
+ * (as on the wire); after any other body (HTTP/2, where they came in a
+ * HEADERS frame after the DATA) as field lines and an empty line. */
 static void raw_body(FILE *out, const flow_t *f, int d) {
     size_t n;
     const uint8_t *p = wire_body(f, d, &n);
@@ -987,9 +1104,12 @@ static void raw_body(FILE *out, const flow_t *f, int d) {
         if (n)
             fprintf(out, "%zx\r\n", n);
         fwrite(p, 1, n, out);
-        fputs(n ? "\r\n0\r\n\r\n" : "0\r\n\r\n", out);
+        fputs(n ? "\r\n0\r\n" : "0\r\n", out);
+        raw_fields(out, f->trailer[d], f->ntrailer[d]);
     } else {
         fwrite(p, 1, n, out);
+        if (f->has_trailers[d])
+            raw_fields(out, f->trailer[d], f->ntrailer[d]);
     }
 }
 
@@ -1017,6 +1137,12 @@ static void write_raw(FILE *out, const flow_t *f) {
         free(url);
         raw_head_lines(out, f, REQ);
         raw_body(out, f, REQ);
+    }
+    for (size_t i = 0; i < f->ninterim; i++) { /* 100 Continue, 103 Early Hints */
+        const interim_t *x = &f->interim[i];
+        fprintf(out, "%s %u %s\r\n", x->version[0] ? x->version : "HTTP/1.1", (unsigned)x->status,
+                x->reason);
+        raw_fields(out, x->hdr, x->nhdr);
     }
     if (f->have_head[RESP]) {
         fprintf(out, "%s %u %s\r\n", f->version[RESP][0] ? f->version[RESP] : "HTTP/1.1",
@@ -1079,13 +1205,29 @@ static reel_rc write_ndjson(FILE *out, const flow_t *f, const reel_export_opts_t
                       "http_version", str_json(f->version[REQ]), "headers", nd_headers(f, REQ));
         free(url);
         rc = nd_body(req, f, REQ, o, err);
+        if (f->has_trailers[REQ])
+            json_object_set_new(req, "trailers", fields_json(f->trailer[REQ], f->ntrailer[REQ]));
         json_object_set_new(j, "request", req);
+    }
+    if (f->ninterim) {
+        json_t *a = json_array();
+        for (size_t i = 0; i < f->ninterim; i++) {
+            const interim_t *x = &f->interim[i];
+            json_array_append_new(a, json_pack("{s:I, s:i, s:o, s:o, s:o}", "time_us",
+                                               (json_int_t)x->time_us, "status", (int)x->status,
+                                               "reason", str_json(x->reason), "http_version",
+                                               str_json(x->version), "headers",
+                                               fields_json(x->hdr, x->nhdr)));
+        }
+        json_object_set_new(j, "interim", a);
     }
     if (f->have_head[RESP] && rc == REEL_OK) {
         json_t *resp = json_pack("{s:i, s:o, s:o, s:o}", "status", (int)f->status, "reason",
                                  str_json(f->reason), "http_version", str_json(f->version[RESP]),
                                  "headers", nd_headers(f, RESP));
         rc = nd_body(resp, f, RESP, o, err);
+        if (f->has_trailers[RESP])
+            json_object_set_new(resp, "trailers", fields_json(f->trailer[RESP], f->ntrailer[RESP]));
         json_object_set_new(j, "response", resp);
     }
     if (f->has_timings) {
@@ -1103,10 +1245,11 @@ static reel_rc write_ndjson(FILE *out, const flow_t *f, const reel_export_opts_t
             int b64;
             const uint8_t *p = m->data.data ? m->data.data : (const uint8_t *)"";
             json_t *data = body_json(p, m->data.len, &b64);
-            json_array_append_new(
-                msgs, json_pack("{s:I, s:b, s:s, s:I, s:o}", "time_us", (json_int_t)m->time_us,
-                                "from_client", m->from_client, "type", opcode_name(m->opcode),
-                                "length", (json_int_t)m->length, b64 ? "data_b64" : "data", data));
+            json_array_append_new(msgs, json_pack("{s:I, s:b, s:s, s:I, s:b, s:o}", "time_us",
+                                                  (json_int_t)m->time_us, "from_client",
+                                                  m->from_client, "type", opcode_name(m->opcode),
+                                                  "length", (json_int_t)m->length, "truncated",
+                                                  m->truncated, b64 ? "data_b64" : "data", data));
         }
         json_object_set_new(j, "messages", msgs);
     }

@@ -17,14 +17,19 @@
  *   content.text decoded (Content-Encoding removed) and base64 with
  *   content.encoding "base64" when not text, postData with params for
  *   forms, WebSocket messages in _webSocketMessages as Chromium writes
- *   them, annotations and tags in comment and everything reel knows in
- *   _reel. reel import reads it back.
+ *   them (with truncated and length when body_limit cut one), annotations
+ *   and tags in comment and everything reel knows in _reel (with what HAR
+ *   has no field for: 1xx answers in interim, request_trailers and
+ *   response_trailers). reel import reads it back.
  * - curl: one bash command per flow (method, headers but Content-Length,
- *   exact URL, body inline or --data-binary @FILE).
+ *   exact URL, body inline or --data-binary @FILE); request trailers,
+ *   which curl cannot send, named in a comment line.
  * - raw: request and response heads and bodies as on the wire (bodies as
- *   stored: still content-encoded; re-chunked when the head says chunked).
+ *   stored: still content-encoded; re-chunked when the head says chunked,
+ *   trailers in the last chunk), 1xx heads before the final one.
  * - ndjson: one JSON object per line and flow, bodies decoded, as text
- *   when they are UTF-8 text, else base64, or as files in a directory.
+ *   when they are UTF-8 text, else base64, or as files in a directory;
+ *   interim, trailers and each message's truncated as fields.
  *
  * With redaction rules, secrets are replaced in every format (see
  * redact.h); a redacted body that was content-encoded is written decoded,

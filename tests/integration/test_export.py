@@ -4,18 +4,20 @@ reel): HAR that parses, holds every body and goes back in with reel import
 intact; curl commands that, run with bash against the origin, get the same
 responses; ndjson that Python reads line by line; raw HTTP; --redact.
 """
+import asyncio
 import base64
 import gzip
 import http.server
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
 import unittest
 
-from proxyenv import TMPBASE, Origin, Reel, connect, curl, main, stop_class
+from proxyenv import TMPBASE, Origin, Reel, connect, curl, main, read_all, stop_class
 
 SECRET = "SECRETTOKEN123"
 COOKIE = "COOKIEVALUE456"
@@ -263,6 +265,139 @@ class ExportBodies(unittest.TestCase):
         self.assertEqual(r.stdout, b"")
         self.assertIn(b"reel export: skipped 1 flow without an HTTP request (TCP tunnels)",
                       r.stderr)
+
+
+def recv_until(c, end):
+    d = b""
+    while end not in d:
+        x = c.recv(4096)
+        if not x:
+            break
+        d += x
+    return d
+
+
+def hints_origin():
+    """A plain socket origin: answers 100 Continue to an Expect, reads a
+    chunked body to its trailers, then sends a 103 Early Hints and a chunked
+    200 with a trailer field. Returns (server socket, port)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+
+    def serve():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            with c:
+                head = recv_until(c, b"\r\n\r\n")
+                if b"100-continue" in head.lower():
+                    c.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                if not head.endswith(b"\r\n\r\n\r\n"):
+                    recv_until(c, b"X-Req-Sum: rs1\r\n\r\n")
+                c.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
+                          b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                          b"Transfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n"
+                          b"5\r\nworld\r\n0\r\nX-Checksum: sha1-abc\r\n\r\n")
+    threading.Thread(target=serve, daemon=True).start()
+    return srv, srv.getsockname()[1]
+
+
+class ExportExtras(unittest.TestCase):
+    """What exports used to leave out, recorded through reel from real
+    clients: 1xx answers (100 Continue, 103 Early Hints) and trailer fields
+    on both sides of a chunked exchange (python socket client and origin),
+    and a WebSocket message body_limit cut (python3-websockets, 64 bytes
+    kept of 300)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="reel-export-extras-", dir=TMPBASE)
+        cls.srv, cls.port = hints_origin()
+        cls.reel = Reel(cls.root, "ex", "body_limit=64")
+        s = connect(cls.reel.port)
+        s.sendall(b"POST http://127.0.0.1:%d/up HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                  b"Expect: 100-continue\r\nTransfer-Encoding: chunked\r\nTrailer: X-Req-Sum\r\n"
+                  b"Connection: close\r\n\r\n" % (cls.port, cls.port))
+        assert recv_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 100 Continue"), "no 100"
+        s.sendall(b"5\r\nhello\r\n0\r\nX-Req-Sum: rs1\r\n\r\n")
+        got, _ = read_all(s)
+        s.close()
+        assert got.endswith(b"0\r\nX-Checksum: sha1-abc\r\n\r\n"), got
+        asyncio.run(cls.websocket())
+        cls.flows = cls.reel.wait_flows(2)
+
+    @classmethod
+    async def websocket(cls):
+        import websockets
+
+        async def echo(ws, path=None):
+            async for m in ws:
+                await ws.send(m)
+        server = await websockets.serve(echo, "127.0.0.1", 0, compression=None)
+        port = server.sockets[0].getsockname()[1]
+        s = connect(cls.reel.port)
+        s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (port, port))
+        assert recv_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 200"), "CONNECT refused"
+        s.setblocking(False)
+        async with websockets.connect("ws://127.0.0.1:%d/w" % port, sock=s, compression=None) as ws:
+            await ws.send("short")
+            assert await ws.recv() == "short"
+            await ws.send("L" * 300)
+            assert await ws.recv() == "L" * 300
+        server.close()
+        await server.wait_closed()
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.reel.stop()
+        cls.srv.close()
+        if code != 0:
+            print(cls.reel.log())
+        assert code == 0, "reel record exited %d on SIGINT" % code
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def export(self, *args):
+        return self.reel.cli("export", "ex", *args).stdout
+
+    def test_interim_and_trailers(self):
+        har = json.loads(self.export("~m POST"))
+        (e,) = har["log"]["entries"]
+        r = e["_reel"]
+        self.assertEqual([(i["status"], i["statusText"]) for i in r["interim"]],
+                         [(100, "Continue"), (103, "Early Hints")])
+        self.assertEqual(r["interim"][1]["headers"], [{"name": "Link", "value": "</s.css>; rel=preload"}])
+        self.assertEqual(r["request_trailers"], [{"name": "X-Req-Sum", "value": "rs1"}])
+        self.assertEqual(r["response_trailers"], [{"name": "X-Checksum", "value": "sha1-abc"}])
+        (o,) = [json.loads(l) for l in self.export("--format", "ndjson", "~m POST").splitlines()]
+        self.assertEqual([i["status"] for i in o["interim"]], [100, 103])
+        self.assertEqual(o["request"]["trailers"], [{"name": "X-Req-Sum", "value": "rs1"}])
+        self.assertEqual(o["response"]["trailers"], [{"name": "X-Checksum", "value": "sha1-abc"}])
+        raw = self.export("--format", "raw", "~m POST")
+        self.assertIn(b"\r\n\r\n5\r\nhello\r\n0\r\nX-Req-Sum: rs1\r\n\r\n"
+                      b"HTTP/1.1 100 Continue\r\n\r\n"
+                      b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
+                      b"HTTP/1.1 200 OK\r\n", raw)
+        self.assertTrue(raw.endswith(b"5\r\nworld\r\n0\r\nX-Checksum: sha1-abc\r\n\r\n"), raw[-80:])
+        cmd = self.export("--format", "curl", "~m POST").decode()
+        self.assertIn("# not sent: curl cannot send the request's trailer fields (X-Req-Sum)\n", cmd)
+
+    def test_truncated_websocket_message(self):
+        har = json.loads(self.export("~websocket"))
+        (e,) = har["log"]["entries"]
+        msgs = [m for m in e["_webSocketMessages"] if m["opcode"] == 1]
+        self.assertEqual(len(msgs), 4, msgs)
+        self.assertTrue(all("truncated" not in m for m in msgs if m["data"] == "short"))
+        cut = [m for m in msgs if m["data"].startswith("L")]
+        self.assertEqual(len(cut), 2)
+        for m in cut:
+            self.assertEqual((m["data"], m.get("truncated"), m.get("length")), ("L" * 64, True, 300))
+        (o,) = [json.loads(l) for l in self.export("--format", "ndjson", "~websocket").splitlines()]
+        texts = [m for m in o["messages"] if m["type"] == "text"]
+        self.assertEqual([(m["length"], m["truncated"]) for m in texts],
+                         [(5, False), (5, False), (300, True), (300, True)])
 
 
 if __name__ == "__main__":

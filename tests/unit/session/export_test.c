@@ -597,12 +597,258 @@ static void test_round_trip(void **state) {
     reel_session_close(s);
 }
 
+/* ---- 1xx answers, trailers, cut WebSocket messages ----------------------- */
+
+/* Records flow 1: a chunked POST with Expect: 100-continue, a 100 and a 103
+ * before the final 200, trailer fields on both bodies (X-Secret-Token's
+ * value a secret); flow 2: the same on HTTP/2 (trailers in a HEADERS frame,
+ * no chunked framing); flow 3: a WebSocket whose second message body_limit
+ * cut (8 of 100 bytes stored). */
+static reel_session_t *fixture_extras(const char *name) {
+    reel_session_t *s = open_session(name);
+    reel_recorder_t *rec = recorder(s);
+    for (int v2 = 0; v2 < 2; v2++) {
+        int64_t t = T0 + v2 * 100000;
+        reel_flow_info_t info = {.kind = REEL_FLOW_HTTP, .time_us = t};
+        reel_rflow_t *f = reel_recorder_flow_start(rec, &info);
+        const reel_header_t q1[] = {H("Host", "api.example.test"), H("Expect", "100-continue"),
+                                    H("Transfer-Encoding", "chunked"), H("Trailer", "X-Req-Sum")};
+        const reel_header_t q2[] = {H("Content-Type", "text/plain")};
+        reel_request_head_t rh = {.method = "POST",
+                                  .scheme = "https",
+                                  .host = "api.example.test",
+                                  .port = 443,
+                                  .target = "/up",
+                                  .http_version = v2 ? "HTTP/2.0" : "HTTP/1.1",
+                                  .headers = v2 ? q2 : q1,
+                                  .n_headers = v2 ? 1 : 4,
+                                  .time_us = t};
+        reel_recorder_request_head(f, &rh);
+        const reel_header_t hints[] = {H("Link", "</style.css>; rel=preload; as=style")};
+        reel_response_head_t i100 = {.status = 100,
+                                     .reason = "Continue",
+                                     .http_version = rh.http_version,
+                                     .time_us = t + 1000};
+        reel_recorder_interim(f, &i100);
+        reel_recorder_request_body(f, "hello", 5);
+        const reel_header_t qt[] = {H("X-Req-Sum", "rs1"), H("X-Secret-Token", "SECRET_TRAILER1")};
+        reel_recorder_trailers(f, false, qt, 2);
+        reel_response_head_t i103 = {.status = 103,
+                                     .reason = "Early Hints",
+                                     .http_version = rh.http_version,
+                                     .headers = hints,
+                                     .n_headers = 1,
+                                     .time_us = t + 2000};
+        reel_recorder_interim(f, &i103);
+        const reel_header_t s1[] = {H("Content-Type", "text/plain"),
+                                    H("Transfer-Encoding", "chunked"), H("Trailer", "X-Checksum")};
+        reel_response_head_t sp = {.status = 200,
+                                   .reason = "OK",
+                                   .http_version = rh.http_version,
+                                   .headers = s1,
+                                   .n_headers = v2 ? 1 : 3,
+                                   .time_us = t + 3000};
+        reel_recorder_response_head(f, &sp);
+        reel_recorder_response_body(f, "world", 5);
+        const reel_header_t st[] = {H("X-Checksum", "sha1-abc")};
+        reel_recorder_trailers(f, true, st, 1);
+        reel_recorder_flow_end(f, NULL, t + 4000, t + 1500, t + 3000);
+    }
+
+    reel_flow_info_t info = {.kind = REEL_FLOW_HTTP, .time_us = T0 + 300000};
+    reel_rflow_t *f = reel_recorder_flow_start(rec, &info);
+    const reel_header_t q[] = {H("Host", "api.example.test"), H("Upgrade", "websocket"),
+                               H("Connection", "Upgrade")};
+    reel_request_head_t rh = {.method = "GET",
+                              .scheme = "https",
+                              .host = "api.example.test",
+                              .port = 443,
+                              .target = "/ws",
+                              .http_version = "HTTP/1.1",
+                              .headers = q,
+                              .n_headers = 3,
+                              .time_us = T0 + 300000};
+    reel_recorder_request_head(f, &rh);
+    const reel_header_t sh[] = {H("Upgrade", "websocket"), H("Connection", "Upgrade")};
+    reel_response_head_t sp = {.status = 101,
+                               .reason = "Switching Protocols",
+                               .http_version = "HTTP/1.1",
+                               .headers = sh,
+                               .n_headers = 2,
+                               .time_us = T0 + 310000};
+    reel_recorder_response_head(f, &sp);
+    reel_message_t m = {.from_client = 1, .opcode = 1, .data = "whole", .len = 5, .length = 5};
+    reel_recorder_message(f, &m);
+    m = (reel_message_t){
+        .from_client = 0, .opcode = 1, .data = "cut here", .len = 8, .length = 100, .truncated = 1};
+    reel_recorder_message(f, &m);
+    reel_recorder_flow_end(f, NULL, T0 + 400000, 0, 0);
+    close_recorder(rec);
+    return s;
+}
+
+/* The [{name, value}] array a as "name: value; ..." (owned). */
+static char *fields_str(json_t *a) {
+    if (!json_is_array(a))
+        fail_msg("fields: not an array");
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&buf, &n);
+    size_t i;
+    json_t *p;
+    json_array_foreach(a, i, p) {
+        fprintf(f, "%s%s: %s", i ? "; " : "", json_string_value(json_object_get(p, "name")),
+                json_string_value(json_object_get(p, "value")));
+    }
+    fclose(f);
+    return buf;
+}
+
+static void assert_fields(json_t *a, const char *want) {
+    char *got = fields_str(a);
+    assert_string_equal(got, want);
+    free(got);
+}
+
+static void test_interim_trailers_truncated(void **state) {
+    reel_session_t *s = fixture_extras("extras");
+    size_t n;
+
+    /* HAR: in _reel (HAR 1.2 has no field for them), and the cut message
+     * says so in _webSocketMessages */
+    char *har = export_str(s, REEL_EXPORT_HAR, 0, NULL, &n);
+    json_error_t je;
+    json_t *root = json_loadb(har, n, 0, &je);
+    if (root == NULL)
+        fail_msg("HAR does not parse: %s", je.text);
+    check_har(root);
+    json_t *entries = json_object_get(json_object_get(root, "log"), "entries");
+    assert_int_equal(json_array_size(entries), 3);
+    for (int k = 0; k < 2; k++) {
+        json_t *r = json_object_get(json_array_get(entries, (size_t)k), "_reel");
+        json_t *in = get(r, "interim", JSON_ARRAY, "_reel");
+        assert_int_equal(json_array_size(in), 2);
+        json_t *c = json_array_get(in, 0), *eh = json_array_get(in, 1);
+        assert_int_equal(json_integer_value(json_object_get(c, "status")), 100);
+        assert_string_equal(json_string_value(json_object_get(c, "statusText")), "Continue");
+        assert_fields(get(c, "headers", JSON_ARRAY, "interim"), "");
+        assert_int_equal(json_integer_value(json_object_get(eh, "status")), 103);
+        assert_string_equal(json_string_value(json_object_get(eh, "httpVersion")),
+                            k ? "HTTP/2.0" : "HTTP/1.1");
+        assert_string_equal(json_string_value(json_object_get(eh, "time")),
+                            k ? "2026-01-02T03:04:05.225Z" : "2026-01-02T03:04:05.125Z");
+        assert_fields(json_object_get(eh, "headers"), "Link: </style.css>; rel=preload; as=style");
+        assert_fields(json_object_get(r, "request_trailers"),
+                      "X-Req-Sum: rs1; X-Secret-Token: SECRET_TRAILER1");
+        assert_fields(json_object_get(r, "response_trailers"), "X-Checksum: sha1-abc");
+    }
+    json_t *wsm = json_object_get(json_array_get(entries, 2), "_webSocketMessages");
+    assert_int_equal(json_array_size(wsm), 2);
+    assert_null(json_object_get(json_array_get(wsm, 0), "truncated"));
+    json_t *cut = json_array_get(wsm, 1);
+    assert_true(json_is_true(json_object_get(cut, "truncated")));
+    assert_int_equal(json_integer_value(json_object_get(cut, "length")), 100);
+    assert_string_equal(json_string_value(json_object_get(cut, "data")), "cut here");
+    json_decref(root);
+    free(har);
+
+    /* NDJSON: interim at the top, trailers in their side, truncated on
+     * every message */
+    char *nd = export_str(s, REEL_EXPORT_NDJSON, 0, NULL, &n);
+    char *line = nd;
+    for (int k = 0; k < 3; k++) {
+        char *nl = strchr(line, '\n');
+        assert_non_null(nl);
+        json_t *o = json_loadb(line, (size_t)(nl - line), 0, &je);
+        if (o == NULL)
+            fail_msg("ndjson line %d: %s", k + 1, je.text);
+        if (k < 2) {
+            json_t *in = get(o, "interim", JSON_ARRAY, "ndjson");
+            assert_int_equal(json_array_size(in), 2);
+            json_t *eh = json_array_get(in, 1);
+            assert_int_equal(json_integer_value(json_object_get(eh, "status")), 103);
+            assert_string_equal(json_string_value(json_object_get(eh, "reason")), "Early Hints");
+            assert_int_equal(json_integer_value(json_object_get(eh, "time_us")),
+                             T0 + k * 100000 + 2000);
+            assert_fields(json_object_get(eh, "headers"),
+                          "Link: </style.css>; rel=preload; as=style");
+            assert_fields(json_object_get(json_object_get(o, "request"), "trailers"),
+                          "X-Req-Sum: rs1; X-Secret-Token: SECRET_TRAILER1");
+            assert_fields(json_object_get(json_object_get(o, "response"), "trailers"),
+                          "X-Checksum: sha1-abc");
+        } else {
+            assert_null(json_object_get(o, "interim"));
+            assert_null(json_object_get(json_object_get(o, "response"), "trailers"));
+            json_t *msgs = get(o, "messages", JSON_ARRAY, "ndjson");
+            assert_true(json_is_false(json_object_get(json_array_get(msgs, 0), "truncated")));
+            json_t *c = json_array_get(msgs, 1);
+            assert_true(json_is_true(json_object_get(c, "truncated")));
+            assert_int_equal(json_integer_value(json_object_get(c, "length")), 100);
+            assert_string_equal(json_string_value(json_object_get(c, "data")), "cut here");
+        }
+        json_decref(o);
+        line = nl + 1;
+    }
+    free(nd);
+
+    /* raw: as on the wire (HTTP/1.1: in the last chunk; HTTP/2: after the
+     * body), the 1xx heads before the final one */
+    char *raw = export_str(s, REEL_EXPORT_RAW, 0, "~id 1", &n);
+    static const char want1[] =
+        "POST /up HTTP/1.1\r\nHost: api.example.test\r\nExpect: 100-continue\r\n"
+        "Transfer-Encoding: chunked\r\nTrailer: X-Req-Sum\r\n\r\n"
+        "5\r\nhello\r\n0\r\nX-Req-Sum: rs1\r\nX-Secret-Token: SECRET_TRAILER1\r\n\r\n"
+        "HTTP/1.1 100 Continue\r\n\r\n"
+        "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\n\r\n"
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n"
+        "Trailer: X-Checksum\r\n\r\n5\r\nworld\r\n0\r\nX-Checksum: sha1-abc\r\n\r\n";
+    assert_int_equal(n, sizeof want1 - 1);
+    assert_memory_equal(raw, want1, n);
+    free(raw);
+    raw = export_str(s, REEL_EXPORT_RAW, 0, "~id 2", &n);
+    static const char want2[] =
+        "POST https://api.example.test/up HTTP/2.0\r\nContent-Type: text/plain\r\n\r\n"
+        "hello"
+        "X-Req-Sum: rs1\r\nX-Secret-Token: SECRET_TRAILER1\r\n\r\n"
+        "HTTP/2.0 100 Continue\r\n\r\n"
+        "HTTP/2.0 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\n\r\n"
+        "HTTP/2.0 200 OK\r\nContent-Type: text/plain\r\n\r\nworld"
+        "X-Checksum: sha1-abc\r\n\r\n";
+    if (n != sizeof want2 - 1 || memcmp(raw, want2, n) != 0)
+        fail_msg("raw HTTP/2 flow:\n%.*s", (int)n, raw);
+    free(raw);
+
+    /* curl: cannot send trailers: the command says so */
+    char *cu = export_str(s, REEL_EXPORT_CURL, 0, "~id 1", &n);
+    assert_true(contains(cu, n,
+                         "# not sent: curl cannot send the request's trailer fields "
+                         "(X-Req-Sum, X-Secret-Token)\n"));
+    free(cu);
+
+    /* --redact reaches trailers (and 1xx fields): the secret is gone from
+     * every format */
+    for (int fmt = REEL_EXPORT_HAR; fmt <= REEL_EXPORT_NDJSON; fmt++) {
+        char *plain = export_str(s, (reel_export_format)fmt, 0, NULL, &n);
+        if (fmt != REEL_EXPORT_CURL)
+            assert_true(contains(plain, n, "SECRET_TRAILER1"));
+        free(plain);
+        char *red = export_str(s, (reel_export_format)fmt, 1, NULL, &n);
+        if (contains(red, n, "SECRET_TRAILER1"))
+            fail_msg("format %d: a trailer's secret survived --redact", fmt);
+        if (fmt != REEL_EXPORT_CURL)
+            assert_true(contains(red, n, "X-Secret-Token"));
+        free(red);
+    }
+    reel_session_close(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_har_structure),
         cmocka_unit_test(test_redaction_every_format),
         cmocka_unit_test(test_redact_rules),
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_interim_trailers_truncated),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
