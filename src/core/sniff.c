@@ -467,3 +467,47 @@ out:
     }
     return rc;
 }
+
+/* ---- the ALPN offer ---- */
+
+static bool alpn_is(const char *name, size_t n, const char *what) {
+    return n == strlen(what) && memcmp(name, what, n) == 0;
+}
+
+static bool alpn_is_http(const char *name, size_t n) {
+    return (n >= 5 && memcmp(name, "http/", 5) == 0) ||
+           (n >= 3 && (memcmp(name, "h2-", 3) == 0 || memcmp(name, "h3-", 3) == 0)) ||
+           alpn_is(name, n, "h2") || alpn_is(name, n, "h2c") || alpn_is(name, n, "h3");
+}
+
+reel_ch_alpn_kind reel_clienthello_alpn(const reel_clienthello_t *ch, char *list, size_t cap) {
+    bool other = ch->alpn_count > 0 && !ch->alpn_truncated && cap > 0;
+    size_t len = 0;
+    for (size_t i = 0; i < ch->alpn_count; i++) {
+        const char *name = ch->alpn[i];
+        size_t n = ch->alpn_len[i];
+        if (alpn_is(name, n, "http/1.1") || alpn_is(name, n, "h2")) {
+            other = false;
+            break;
+        }
+        if (alpn_is_http(name, n) || memchr(name, ',', n) || memchr(name, '\0', n))
+            other = false;
+        if (other && len + (len > 0) + n < cap) {
+            if (len)
+                list[len++] = ',';
+            memcpy(list + len, name, n);
+            len += n;
+        } else {
+            other = false;
+        }
+    }
+    if (cap > 0)
+        list[other ? len : 0] = '\0';
+    if (other)
+        return REEL_CH_ALPN_OTHER;
+    for (size_t i = 0; i < ch->alpn_count; i++)
+        if (alpn_is(ch->alpn[i], ch->alpn_len[i], "http/1.1") ||
+            alpn_is(ch->alpn[i], ch->alpn_len[i], "h2"))
+            return REEL_CH_ALPN_HTTP;
+    return REEL_CH_ALPN_UNKNOWN;
+}

@@ -148,4 +148,27 @@ typedef struct {
  * those headers are in; errors inside the message once all of it is. */
 reel_rc reel_clienthello_parse(const uint8_t *buf, size_t len, reel_clienthello_t *out);
 
+/** What a ClientHello's ALPN offer says of the protocol inside its TLS. */
+typedef enum {
+    /** http/1.1 or h2 is offered: HTTP (what reel selects). */
+    REEL_CH_ALPN_HTTP = 0,
+    /** No offer, or one reel cannot read whole or pass on (HTTP of another
+     * version, names left out, a name holding ',' or NUL): the bytes the
+     * client sends inside must decide. */
+    REEL_CH_ALPN_UNKNOWN,
+    /** Only protocols that are not HTTP (mqtt, imap, ...): the origin may
+     * be offered the same list. */
+    REEL_CH_ALPN_OTHER,
+} reel_ch_alpn_kind;
+
+/** Room for reel_clienthello_alpn's list: every name kept, with commas. */
+#define REEL_CH_ALPN_LIST_MAX (REEL_CH_ALPN_MAX * (REEL_CH_ALPN_NAME_MAX + 1))
+
+/** Classifies the ALPN offer of ch (a successful parse; borrowed). For
+ * REEL_CH_ALPN_OTHER, list (cap bytes, REEL_CH_ALPN_LIST_MAX suffice) gets
+ * the names in client order, comma-separated, NUL-terminated; it is left
+ * empty otherwise. A name is HTTP when it starts with "http/" or "h2-" or
+ * "h3-", or is "h2", "h2c" or "h3". */
+reel_ch_alpn_kind reel_clienthello_alpn(const reel_clienthello_t *ch, char *list, size_t cap);
+
 #endif

@@ -56,6 +56,7 @@ struct reel_tls {
     char *sni;               /* server: received; client: sent */
     char *alpn;              /* negotiated */
     bool offer_h2;           /* server: may choose "h2" */
+    char *alpn_mirror;       /* server: the one protocol it may choose (NULL: HTTP's) */
     char *session_key;       /* client: cache key ("!" first when insecure) */
     char cb_err[ERRMSG_MAX]; /* set by the SNI callback */
     char errmsg[ERRMSG_MAX]; /* the failure, repeated on later calls */
@@ -110,6 +111,22 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                    const unsigned char *in, unsigned int inlen, void *arg) {
     (void)arg;
     reel_tls_t *t = SSL_get_app_data(ssl);
+    if (t && t->alpn_mirror) {
+        /* the origin's choice, if the client offered it, and nothing else */
+        size_t ml = strlen(t->alpn_mirror);
+        for (unsigned int i = 0; ml > 0 && i < inlen;) {
+            unsigned int l = in[i];
+            if (l == 0 || l > inlen - i - 1)
+                break;
+            if (l == ml && memcmp(in + i + 1, t->alpn_mirror, ml) == 0) {
+                *out = in + i + 1;
+                *outlen = (unsigned char)l;
+                return SSL_TLSEXT_ERR_OK;
+            }
+            i += 1 + l;
+        }
+        return SSL_TLSEXT_ERR_NOACK;
+    }
     bool h2 = t && t->offer_h2;
     const unsigned char *h1 = NULL;
     unsigned int i = 0;
@@ -136,6 +153,11 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 
 void reel_tls_offer_h2(reel_tls_t *t, bool on) {
     t->offer_h2 = on;
+}
+
+void reel_tls_mirror_alpn(reel_tls_t *t, const char *proto) {
+    free(t->alpn_mirror);
+    t->alpn_mirror = proto ? reel_strdup(proto) : NULL;
 }
 
 /* ---- client session cache --------------------------------------------------- */
@@ -448,6 +470,7 @@ void reel_tls_free(reel_tls_t *t) {
     free(t->cert_host);
     free(t->sni);
     free(t->alpn);
+    free(t->alpn_mirror);
     free(t->session_key);
     free(t);
 }

@@ -13,8 +13,9 @@
  * Roles:
  * - server (toward the client, intercepting): certificate minted by the CA
  *   for the client's SNI, or for a fallback host (the CONNECT target) when
- *   the client sends none; ALPN accepts "http/1.1" only (no other protocol
- *   is selected: a client offering only h2 gets no ALPN).
+ *   the client sends none; ALPN accepts "http/1.1" (and "h2" when
+ *   offered, reel_tls_offer_h2), or exactly what the origin chose when
+ *   mirrored (reel_tls_mirror_alpn); nothing else is selected.
  * - client (toward the origin): the system trust store plus an optional
  *   extra CA file; the certificate and host name (or IP) are verified unless
  *   turned off per connection; SNI sent for names, not IP literals; ALPN
@@ -81,6 +82,12 @@ reel_rc reel_tls_new_server(reel_tls_ctx_t *ctx, const char *fallback_host, reel
 /** Server: whether ALPN may choose "h2" (preferred over "http/1.1" when the
  * client offers both); off by default. */
 void reel_tls_offer_h2(reel_tls_t *t, bool on);
+/** Server: ALPN mirrored from the origin (TLS that is not HTTP, relayed
+ * as is: core/tunnel.c): proto (copied), the protocol the origin chose, is
+ * selected if the client offers it, and no other protocol is; "" selects
+ * none; NULL goes back to the HTTP choice above. Call before the
+ * handshake. */
+void reel_tls_mirror_alpn(reel_tls_t *t, const char *proto);
 
 /** Options of a client-role connection. Zero-initialize: verification is on
  * by default. */

@@ -1,6 +1,8 @@
 /* Tunnels: CONNECT sniffing (TLS, HTTP, anything else), raw relays
- * recorded as TCP messages, and WebSocket relays through the core/ws.c
- * codec recorded message by message. Part of the proxy; see core/conn.h. */
+ * recorded as TCP messages (also TLS that carries something other than
+ * HTTP, relayed over TLS on both legs), and WebSocket relays through the
+ * core/ws.c codec recorded message by message. Part of the proxy; see
+ * core/conn.h. */
 
 #include "core/conn.h"
 #include "core/tls_filter.h"
@@ -8,6 +10,9 @@
 static void ws_fail(conn_t *c, int dir, const reel_ws_event_t *ev);
 static bool relay_dir(conn_t *c, int dir);
 static void tunnel_end(conn_t *c);
+static bool tls_tunnel_ready(conn_t *c);
+static void begin_tls_tunnel(conn_t *c, const char *alpn);
+static void start_client_tls(conn_t *c, reel_tls_t *tls, conn_state state);
 
 /* ---- raw tunnels ---- */
 
@@ -117,6 +122,8 @@ void reel__tunnel_forward(conn_t *c) {
     peer_t *cl = &c->client, *up = c->up;
     if (up == NULL)
         return;
+    if (c->tls_tunnel && !tls_tunnel_ready(c))
+        return;
     if (!relay_dir(c, 0) || !relay_dir(c, 1))
         return;
     reel__peer_update_reading(cl);
@@ -128,6 +135,14 @@ void reel__tunnel_forward(conn_t *c) {
         if (reel__peer_queued(cl) == 0)
             reel__conn_close(c);
         return;
+    }
+    /* A TLS tunnel: the client's close_notify is passed on as one, once
+     * what it sent before is out; the origin's answer (its own, or its
+     * close) ends the tunnel below. */
+    if (c->tls_tunnel && cl->eof && !c->tls_client_ended && cl->in.len == 0 && up->open &&
+        !up->closing && reel__peer_ready(up)) {
+        c->tls_client_ended = true;
+        reel_stack_end(&up->st);
     }
     /* Half-close: pass the EOF on once the other side's data is out. */
     if (cl->eof && up->connected && !reel_stack_has_tls(&up->st) && up->in.len == 0 &&
@@ -159,11 +174,13 @@ void reel__tunnel_forward(conn_t *c) {
 }
 
 void reel__tunnel_flow(conn_t *c, const char *host, int port, bool answered) {
+    if (c->tflow)
+        return; /* a TLS tunnel's, begun before its client's handshake failed */
     c->tflow =
         reel_capture_start_on(c->p->rec, REEL_CAPTURE_TUNNEL, c->client_addr, NULL, c->id, 0);
     STAT_ADD(c->p, flows, 1);
     reel_msg_head_t rq = {.method = "CONNECT",
-                          .scheme = "tcp",
+                          .scheme = c->tls_tunnel ? "tls" : "tcp",
                           .host = host,
                           .port = (uint32_t)port,
                           .path = "",
@@ -183,6 +200,17 @@ void reel__tunnel_flow(conn_t *c, const char *host, int port, bool answered) {
  * `record`. With reply_200 the CONNECT is answered once the upstream is
  * connected (a 502 if it cannot be). */
 void reel__begin_raw_tunnel(conn_t *c, const char *host, int port, bool reply_200, bool record) {
+    if (c->state == C_SNIFF && reel_stack_has_tls(&c->client.st)) {
+        /* the client said nothing inside its TLS (sniff timeout): a
+         * protocol whose server speaks first, maybe */
+        reel_stack_info_t info;
+        reel_stack_info(&c->client.st, &info);
+        if (!info.tls_done)
+            c->sniff_started = uv_now(c->p->loop); /* its handshake first */
+        else
+            begin_tls_tunnel(c, "");
+        return;
+    }
     c->state = C_RAW;
     if (record)
         reel__tunnel_flow(c, host, port, !reply_200);
@@ -243,11 +271,16 @@ void reel__alpn_note(reel_proxy_t *p, const char *host, int port, const char *sn
 
 /* The client's TLS starts: a TLS filter goes on top of the client's stack;
  * the buffered ClientHello is its first input, and what it decrypts is
- * processed as any read (reel__peer_read_done). */
-static void start_client_tls(conn_t *c, reel_tls_t *tls) {
+ * processed as any read (reel__peer_read_done) in `state` (C_HEAD: HTTP;
+ * C_SNIFF: whether it is HTTP is decided by the first bytes; C_RAW: a
+ * TLS tunnel). */
+static void start_client_tls(conn_t *c, reel_tls_t *tls, conn_state state) {
     peer_t *cl = &c->client;
-    c->state = C_HEAD;
-    c->ex.resp_head_sent = false; /* requests inside the tunnel get their own answers */
+    c->state = state;
+    if (state == C_SNIFF)
+        c->sniff_started = uv_now(c->p->loop);
+    if (state != C_RAW)
+        c->ex.resp_head_sent = false; /* requests inside the tunnel get their own answers */
     reel_buf_t hello = cl->in;
     reel_buf_init(&cl->in, 0);
     reel_stack_push(&cl->st, reel_tls_filter_new(tls), hello.data, hello.len);
@@ -280,13 +313,106 @@ void reel__probe_done(conn_t *c, const char *alpn) {
     reel_tls_t *tls = c->probe_tls;
     c->probe_tls = NULL;
     reel_tls_offer_h2(tls, h2);
-    start_client_tls(c, tls);
+    start_client_tls(c, tls, C_HEAD);
     reel__peer_read_start(&c->client);
+}
+
+/* ---- TLS that is not HTTP ----
+ *
+ * Intercepted TLS whose client does not speak HTTP inside (MQTT over TLS,
+ * IMAPS, a custom protocol) is relayed as mitmproxy does: a tunnel flow
+ * (scheme "tls") of TCP messages, the plaintext of both TLS legs, with TLS
+ * toward the origin verified as for HTTPS. Decided by the ClientHello
+ * (reel_clienthello_alpn) when its ALPN offer names only protocols that
+ * are not HTTP (the origin is connected first, offered the same list, and
+ * the client is given what the origin chose); otherwise, when its offer
+ * selects no HTTP protocol, by the first bytes the client sends inside
+ * its TLS (not an HTTP/1 request line nor the HTTP/2 preface), or by its
+ * silence for SNIFF_WAIT_MS (the server speaks first). */
+
+/* A TLS tunnel begins: its flow (the CONNECT, answered) and TLS to the
+ * origin offering alpn (comma-separated, "": none). The client's TLS is
+ * running already, or (c->probe_tls) starts once the origin has chosen. */
+static void begin_tls_tunnel(conn_t *c, const char *alpn) {
+    c->state = C_RAW;
+    c->tls_tunnel = true;
+    /* nothing in HTTP is said inside: an origin that cannot be reached
+     * ends the tunnel and its flow with the reason, no 502 */
+    c->ex.resp_head_sent = true;
+    reel__tunnel_flow(c, c->tunnel_host, c->tunnel_port, true);
+    reel__upstream_close(c);
+    c->upstream_alpn = alpn;
+    reel__upstream_for(c, true, c->tunnel_host, c->tunnel_port, c->tunnel_sni);
+    c->upstream_alpn = NULL;
+    if (c->state == C_RAW)
+        reel__tunnel_forward(c);
+}
+
+/* Whether a TLS tunnel may relay: its origin's TLS is up (recorded as the
+ * flow's ServerConn) and the client's TLS has started, with the protocol
+ * the origin chose if the client's waited for it. */
+static bool tls_tunnel_ready(conn_t *c) {
+    peer_t *up = c->up;
+    if (!reel__peer_ready(up))
+        return false;
+    reel_stack_info_t info;
+    reel_stack_info(&up->st, &info);
+    if (!c->tls_conn_recorded && c->tflow) {
+        c->tls_conn_recorded = true;
+        reel_capture_conn_t sc = {.conn_id = up->id,
+                                  .address = up->addr,
+                                  .sni = up->sni ? up->sni : up->host,
+                                  .alpn = info.alpn,
+                                  .tls_version = info.tls_version,
+                                  .cipher = info.cipher};
+        up->flows++;
+        reel_capture_server_conn(c->tflow, &sc);
+    }
+    if (c->probe_tls) {
+        reel_tls_t *tls = c->probe_tls;
+        c->probe_tls = NULL;
+        reel_tls_mirror_alpn(tls, info.alpn ? info.alpn : "");
+        start_client_tls(c, tls, C_RAW);
+        if (c->state != C_RAW || c->client.closing)
+            return false; /* its handshake failed at once */
+        reel__peer_read_start(&c->client);
+    }
+    return true;
+}
+
+/* C_SNIFF inside the client's TLS: HTTP (an HTTP/1 request line, the
+ * HTTP/2 preface) is served as HTTPS; anything else is a TLS tunnel. */
+static void sniff_inside_tls(conn_t *c) {
+    peer_t *cl = &c->client;
+    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    size_t pl = sizeof preface - 1, n = cl->in.len;
+    reel_sniff_kind k;
+    if (n && memcmp(cl->in.data, preface, n < pl ? n : pl) == 0)
+        k = n < pl ? REEL_SNIFF_NEED_MORE : REEL_SNIFF_HTTP;
+    else
+        k = reel_sniff(cl->in.data, n);
+    if (k == REEL_SNIFF_NEED_MORE)
+        return;
+    if (k != REEL_SNIFF_HTTP) {
+        begin_tls_tunnel(c, "");
+        return;
+    }
+    c->state = C_HEAD; /* as reel__conn_process serves it */
+    if (c->ex.flow == NULL && c->lane == NULL && reel__h2front_start(c)) {
+        if (c->state == C_H2)
+            reel__h2front_process(c);
+        return;
+    }
+    reel__req_process(c);
 }
 
 /* After CONNECT 200: decide what the client speaks. */
 void reel__sniff_process(conn_t *c) {
     peer_t *cl = &c->client;
+    if (reel_stack_has_tls(&cl->st)) {
+        sniff_inside_tls(c);
+        return;
+    }
     reel_sniff_kind k = reel_sniff(cl->in.data, cl->in.len);
     if (k == REEL_SNIFF_NEED_MORE)
         return;
@@ -315,6 +441,20 @@ void reel__sniff_process(conn_t *c) {
             return;
         }
         c->tunnel_tls = true;
+        char alpn[REEL_CH_ALPN_LIST_MAX];
+        reel_ch_alpn_kind offer =
+            rc == REEL_OK ? reel_clienthello_alpn(&ch, alpn, sizeof alpn) : REEL_CH_ALPN_HTTP;
+        if (offer == REEL_CH_ALPN_OTHER) {
+            /* ALPN mirrored: the client's handshake waits for the origin's */
+            c->probe_tls = tls;
+            reel__peer_read_stop(cl);
+            begin_tls_tunnel(c, alpn);
+            return;
+        }
+        if (offer == REEL_CH_ALPN_UNKNOWN) {
+            start_client_tls(c, tls, C_SNIFF);
+            return;
+        }
         bool wants_h2 = false;
         for (size_t i = 0; rc == REEL_OK && i < ch.alpn_count; i++)
             wants_h2 = wants_h2 || (ch.alpn_len[i] == 2 && memcmp(ch.alpn[i], "h2", 2) == 0);
@@ -334,7 +474,7 @@ void reel__sniff_process(conn_t *c) {
             }
             reel_tls_offer_h2(tls, seen == 1);
         }
-        start_client_tls(c, tls);
+        start_client_tls(c, tls, C_HEAD);
         return;
     }
     if (k == REEL_SNIFF_HTTP) {

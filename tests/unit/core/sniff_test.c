@@ -765,6 +765,73 @@ static void test_hello_alpn(void **state) {
     reel_buf_free(&d);
 }
 
+/* An offer of names (NULL-terminated) as a parse would leave it. */
+static void offer(reel_clienthello_t *h, const char *const *names) {
+    memset(h, 0, sizeof *h);
+    for (size_t i = 0; names[i]; i++) {
+        size_t n = strlen(names[i]);
+        memcpy(h->alpn[i], names[i], n);
+        h->alpn_len[i] = (uint8_t)n;
+        h->alpn_count++;
+    }
+    h->has_alpn = h->alpn_count > 0;
+}
+
+static void test_hello_alpn_kind(void **state) {
+    (void)state;
+    struct {
+        const char *names[5];
+        reel_ch_alpn_kind want;
+        const char *list;
+    } cases[] = {
+        {{NULL}, REEL_CH_ALPN_UNKNOWN, ""},
+        {{"mqtt", NULL}, REEL_CH_ALPN_OTHER, "mqtt"},
+        {{"x-echo", "imap", "smb", NULL}, REEL_CH_ALPN_OTHER, "x-echo,imap,smb"},
+        {{"h2", "http/1.1", NULL}, REEL_CH_ALPN_HTTP, ""},
+        {{"mqtt", "http/1.1", NULL}, REEL_CH_ALPN_HTTP, ""},
+        {{"h2", NULL}, REEL_CH_ALPN_HTTP, ""},
+        {{"mqtt", "h2", NULL}, REEL_CH_ALPN_HTTP, ""},
+        {{"http/1.0", NULL}, REEL_CH_ALPN_UNKNOWN, ""},
+        {{"mqtt", "h3", NULL}, REEL_CH_ALPN_UNKNOWN, ""},
+        {{"h2c", NULL}, REEL_CH_ALPN_UNKNOWN, ""},
+        {{"h2-16", "mqtt", NULL}, REEL_CH_ALPN_UNKNOWN, ""},
+        {{"h3-29", NULL}, REEL_CH_ALPN_UNKNOWN, ""},
+        {{"a,b", NULL}, REEL_CH_ALPN_UNKNOWN, ""},
+        {{"h2x", "h3x", "http", NULL}, REEL_CH_ALPN_OTHER, "h2x,h3x,http"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        reel_clienthello_t h;
+        offer(&h, cases[i].names);
+        char list[REEL_CH_ALPN_LIST_MAX];
+        memset(list, '#', sizeof list);
+        assert_int_equal(reel_clienthello_alpn(&h, list, sizeof list), cases[i].want);
+        assert_string_equal(list, cases[i].list);
+    }
+    /* names left out: what they were cannot be known, nor passed on */
+    reel_clienthello_t h;
+    const char *const mqtt[] = {"mqtt", NULL};
+    offer(&h, mqtt);
+    h.alpn_truncated = true;
+    char list[REEL_CH_ALPN_LIST_MAX];
+    assert_int_equal(reel_clienthello_alpn(&h, list, sizeof list), REEL_CH_ALPN_UNKNOWN);
+    /* a NUL inside a name cannot be passed on either */
+    offer(&h, mqtt);
+    h.alpn_len[0] = 5; /* "mqtt\0" */
+    assert_int_equal(reel_clienthello_alpn(&h, list, sizeof list), REEL_CH_ALPN_UNKNOWN);
+    /* eight names of 32 bytes fill REEL_CH_ALPN_LIST_MAX exactly; one byte
+     * less does not hold them */
+    memset(&h, 0, sizeof h);
+    for (size_t i = 0; i < REEL_CH_ALPN_MAX; i++) {
+        memset(h.alpn[i], 'a' + (int)i, REEL_CH_ALPN_NAME_MAX);
+        h.alpn_len[i] = REEL_CH_ALPN_NAME_MAX;
+    }
+    h.alpn_count = REEL_CH_ALPN_MAX;
+    assert_int_equal(reel_clienthello_alpn(&h, list, sizeof list), REEL_CH_ALPN_OTHER);
+    assert_int_equal(strlen(list), REEL_CH_ALPN_LIST_MAX - 1);
+    assert_int_equal(reel_clienthello_alpn(&h, list, sizeof list - 1), REEL_CH_ALPN_UNKNOWN);
+    assert_string_equal(list, "");
+}
+
 static void test_hello_supported_versions(void **state) {
     (void)state;
     reel_clienthello_t h;
@@ -1012,6 +1079,7 @@ int main(void) {
         cmocka_unit_test(test_hello_minimal),
         cmocka_unit_test(test_hello_sni),
         cmocka_unit_test(test_hello_alpn),
+        cmocka_unit_test(test_hello_alpn_kind),
         cmocka_unit_test(test_hello_supported_versions),
         cmocka_unit_test(test_hello_structure),
         cmocka_unit_test(test_hello_not_tls),

@@ -445,6 +445,42 @@ static void test_alpn(void **state) {
     }
 }
 
+/* TLS that is not HTTP: the client is given the protocol the origin chose,
+ * if it offered it, and never http/1.1 in its place. */
+static void test_alpn_mirror(void **state) {
+    (void)state;
+    struct {
+        const char *mirror, *offer, *want;
+    } cases[] = {
+        {"x-echo", "mqtt,x-echo", "x-echo"}, {"mqtt", "mqtt", "mqtt"},   {"mqtt", "x-echo", NULL},
+        {"", "mqtt,http/1.1", NULL},         {"imap", "http/1.1", NULL}, {"x-echo", "", NULL}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        reel_tls_t *s = server_new(NULL);
+        reel_tls_mirror_alpn(s, "h2");
+        reel_tls_mirror_alpn(s, cases[i].mirror); /* the last call counts */
+        reel_tls_t *c = client_new(FX->client, "alpn.test", false, cases[i].offer);
+        handshake_ok(c, s);
+        if (cases[i].want) {
+            assert_string_equal(reel_tls_alpn(c), cases[i].want);
+            assert_string_equal(reel_tls_alpn(s), cases[i].want);
+        } else {
+            assert_null(reel_tls_alpn(c));
+            assert_null(reel_tls_alpn(s));
+        }
+        reel_tls_free(c);
+        reel_tls_free(s);
+    }
+    /* NULL: back to the HTTP choice */
+    reel_tls_t *s = server_new(NULL);
+    reel_tls_mirror_alpn(s, "mqtt");
+    reel_tls_mirror_alpn(s, NULL);
+    reel_tls_t *c = client_new(FX->client, "alpn.test", false, "mqtt,http/1.1");
+    handshake_ok(c, s);
+    assert_string_equal(reel_tls_alpn(s), "http/1.1");
+    reel_tls_free(c);
+    reel_tls_free(s);
+}
+
 static void test_verify_untrusted_ca(void **state) {
     (void)state;
     reel_tls_t *s = server_new(NULL);
@@ -905,6 +941,7 @@ int main(void) {
         cmocka_unit_test(test_write_before_handshake),
         cmocka_unit_test(test_sni_selects_leaf),
         cmocka_unit_test(test_alpn),
+        cmocka_unit_test(test_alpn_mirror),
         cmocka_unit_test(test_verify_untrusted_ca),
         cmocka_unit_test(test_verify_off),
         cmocka_unit_test(test_verify_self_signed),

@@ -1,0 +1,250 @@
+"""TLS carrying something other than HTTP inside a CONNECT tunnel (MQTT over
+TLS, IMAPS, a custom protocol) is relayed over TLS on both legs and recorded
+as a tunnel flow (scheme tls) of TCP messages, as mitmproxy does; before,
+reel intercepted it as HTTPS and answered its first bytes 400. Origins are
+Python ssl servers with a certificate from a private CA that reel is told
+to trust (upstream_trusted_ca); clients are Python ssl sockets trusting
+reel's CA."""
+import base64
+import os
+import shutil
+import socket
+import ssl
+import sys
+import tempfile
+import threading
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from proxyenv import TMPBASE, Reel, connect, main, run  # noqa: E402
+
+
+def read_until(s, marker, limit=1 << 20):
+    out = b""
+    while marker not in out and len(out) < limit:
+        d = s.recv(65536)
+        if not d:
+            break
+        out += d
+    return out
+
+
+def messages(flow, from_client):
+    """The bytes of a TCP flow's messages in one direction, joined."""
+    return b"".join(base64.b64decode(m["data_b64"]) for m in flow["messages"] or []
+                    if m["from_client"] == from_client)
+
+
+def certs(root):
+    """A CA and a leaf for localhost/127.0.0.1 signed by it, plus a
+    self-signed leaf nobody trusts: (ca, (cert, key), (cert, key))."""
+    ca = root + "/ca.pem"
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run(["openssl", "req", "-x509"] + ec + ["-keyout", root + "/ca.key", "-out", ca, "-days", "2",
+        "-subj", "/CN=reel tls-tcp test CA", "-addext", "basicConstraints=critical,CA:TRUE"])
+    run(["openssl", "req"] + ec + ["-keyout", root + "/leaf.key", "-out", root + "/leaf.csr",
+        "-subj", "/CN=localhost"])
+    with open(root + "/ext.cnf", "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    run(["openssl", "x509", "-req", "-in", root + "/leaf.csr", "-CA", ca, "-CAkey", root + "/ca.key",
+         "-CAcreateserial", "-out", root + "/leaf.pem", "-days", "2", "-extfile", root + "/ext.cnf"])
+    run(["openssl", "req", "-x509"] + ec + ["-keyout", root + "/self.key", "-out", root + "/self.pem",
+        "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"])
+    return ca, (root + "/leaf.pem", root + "/leaf.key"), (root + "/self.pem", root + "/self.key")
+
+
+class Origin:
+    """A TLS server on 127.0.0.1 for one connection, in a thread: serve(conn)
+    speaks the protocol; what the handshake chose is kept."""
+
+    def __init__(self, cert, serve, alpn=None):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*cert)
+        if alpn:
+            ctx.set_alpn_protocols(alpn)
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(1)
+        self.srv.settimeout(15)
+        self.port = self.srv.getsockname()[1]
+        self.alpn = self.error = None
+        self.got = b""
+
+        def run_once():
+            try:
+                raw, _ = self.srv.accept()
+                raw.settimeout(15)
+                with ctx.wrap_socket(raw, server_side=True) as c:
+                    self.alpn = c.selected_alpn_protocol()
+                    serve(self, c)
+            except (OSError, ssl.SSLError) as e:
+                self.error = e
+
+        self.thread = threading.Thread(target=run_once)
+        self.thread.start()
+
+    def join(self):
+        self.thread.join(20)
+        self.srv.close()
+
+
+def echo(o, c):
+    """Echoes what it reads, prefixed, until the client closes."""
+    while True:
+        d = c.recv(65536)
+        if not d:
+            return
+        o.got += d
+        c.sendall(b"echo:" + d)
+
+
+def greeter(o, c):
+    """Speaks first (as IMAP does), answers one line and closes."""
+    c.sendall(b"* OK reel-test IMAP4rev1 ready\r\n")
+    o.got = read_until(c, b"\r\n")
+    c.sendall(b"* BYE logging out\r\n")
+    c.unwrap()
+
+
+class TlsTcpTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        os.makedirs(TMPBASE, exist_ok=True)
+        cls.root = tempfile.mkdtemp(prefix="tlstcp.", dir=TMPBASE)
+        cls.ca, cls.leaf, cls.selfsigned = certs(cls.root)
+        cls.reel = Reel(cls.root, "main", "upstream_trusted_ca=" + cls.ca)
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.reel.stop()
+        if code != 0:
+            print(cls.reel.log(), file=sys.stderr)
+        shutil.rmtree(cls.root, ignore_errors=True)
+        assert code == 0, "reel record exited %d on SIGINT" % code
+
+    def tunnel(self, port, alpn=None):
+        """CONNECT localhost:port through reel, then TLS to reel's
+        certificate for localhost (offering alpn)."""
+        s = connect(self.reel.port)
+        s.settimeout(15)
+        s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost:%d\r\n\r\n" % (port, port))
+        self.assertTrue(read_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 200"))
+        ctx = ssl.create_default_context(cafile=self.reel.ca)
+        if alpn:
+            ctx.set_alpn_protocols(alpn)
+        return ctx.wrap_socket(s, server_hostname="localhost")
+
+    def flow(self, port):
+        """The one flow to localhost:port, ended, in full."""
+        fl = self.reel.wait_flows(1, "~u localhost:%d" % port, timeout=10)
+        self.assertEqual(len(fl), 1, fl)
+        self.assertNotEqual(fl[0]["state"], "open", fl)
+        return fl[0], self.reel.flow(fl[0]["id"])
+
+    def check_tls_flow(self, port, row, full, alpn=None):
+        self.assertEqual(row["kind"], "tunnel", row)
+        self.assertEqual(row["url"], "tls://localhost:%d/" % port, row)
+        self.assertIsNone(row.get("error"), row)
+        sc = full["server_conn"]
+        self.assertTrue(sc and sc["tls_version"], full)
+        self.assertEqual(sc["sni"], "localhost")
+        self.assertEqual(sc["alpn"], alpn)
+        self.assertTrue(all(m["type"] == "tcp" for m in full["messages"]), full["messages"])
+
+    def test_alpn_other_mirrored(self):
+        """MQTT-like: the client offers only a protocol that is not HTTP; the
+        origin is offered the same and its choice reaches the client."""
+        o = Origin(self.leaf, echo, alpn=["x-echo", "other"])
+        c = self.tunnel(o.port, alpn=["x-echo"])
+        self.assertEqual(c.selected_alpn_protocol(), "x-echo")
+        c.sendall(b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c")
+        self.assertEqual(read_until(c, b"\x3c"), b"echo:\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c")
+        c.sendall(b"second")
+        self.assertEqual(read_until(c, b"second"), b"echo:second")
+        c.close()
+        o.join()
+        self.assertIsNone(o.error)
+        self.assertEqual(o.alpn, "x-echo")
+        row, full = self.flow(o.port)
+        self.check_tls_flow(o.port, row, full, alpn="x-echo")
+        self.assertEqual(messages(full, True), b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3csecond")
+        self.assertEqual(messages(full, False), b"echo:\x10\x0c\x00\x04MQTT\x04\x02\x00\x3cecho:second")
+
+    def test_no_alpn_first_bytes(self):
+        """No ALPN: the first bytes inside TLS are not HTTP, so the tunnel
+        is relayed (the origin is offered no ALPN either)."""
+        o = Origin(self.leaf, echo, alpn=["x-echo"])
+        c = self.tunnel(o.port)
+        self.assertIsNone(c.selected_alpn_protocol())
+        c.sendall(b"\x00\x01hello over tls")
+        self.assertEqual(read_until(c, b"tls"), b"echo:\x00\x01hello over tls")
+        c.close()
+        o.join()
+        self.assertIsNone(o.error)
+        self.assertIsNone(o.alpn)
+        row, full = self.flow(o.port)
+        self.check_tls_flow(o.port, row, full)
+        self.assertEqual(messages(full, True), b"\x00\x01hello over tls")
+        self.assertEqual(messages(full, False), b"echo:\x00\x01hello over tls")
+
+    def test_server_speaks_first(self):
+        """IMAPS-like: the client says nothing until it has the greeting,
+        which the origin sends once reel has waited for the client (3 s)."""
+        o = Origin(self.leaf, greeter)
+        c = self.tunnel(o.port)
+        self.assertEqual(read_until(c, b"\r\n"), b"* OK reel-test IMAP4rev1 ready\r\n")
+        c.sendall(b"a1 LOGOUT\r\n")
+        self.assertEqual(read_until(c, b"out\r\n"), b"* BYE logging out\r\n")
+        self.assertEqual(c.recv(100), b"")  # the origin's close_notify, passed on
+        c.close()
+        o.join()
+        self.assertIsNone(o.error)
+        self.assertEqual(o.got, b"a1 LOGOUT\r\n")
+        row, full = self.flow(o.port)
+        self.check_tls_flow(o.port, row, full)
+        self.assertEqual(messages(full, True), b"a1 LOGOUT\r\n")
+        self.assertEqual(messages(full, False),
+                         b"* OK reel-test IMAP4rev1 ready\r\n* BYE logging out\r\n")
+
+    def test_untrusted_origin(self):
+        """The origin's certificate is verified as for HTTPS: one reel does
+        not trust ends the tunnel, and the flow says why."""
+        o = Origin(self.selfsigned, echo)
+        c = self.tunnel(o.port)
+        c.sendall(b"\x00\x01not for you")
+        try:
+            self.assertEqual(c.recv(100), b"")
+        except (ConnectionResetError, ssl.SSLError):
+            pass
+        c.close()
+        o.join()
+        row, _ = self.flow(o.port)
+        self.assertEqual(row["kind"], "tunnel", row)
+        self.assertEqual(row["url"], "tls://localhost:%d/" % o.port, row)
+        self.assertIn("certificate verify failed", row["error"] or "", row)
+        self.assertEqual(o.got, b"")
+
+    def test_https_without_alpn_is_http(self):
+        """What HTTPS does is unchanged: a client offering no ALPN whose
+        first bytes are an HTTP request is served as HTTP."""
+        def http_origin(o, c):
+            o.got = read_until(c, b"\r\n\r\n")
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            c.unwrap()
+
+        o = Origin(self.leaf, http_origin, alpn=["http/1.1"])
+        c = self.tunnel(o.port)
+        c.sendall(b"GET /plain?noalpn HTTP/1.1\r\nHost: localhost:%d\r\nConnection: close\r\n\r\n" % o.port)
+        got = read_until(c, b"ok")
+        self.assertTrue(got.startswith(b"HTTP/1.1 200"), got)
+        c.close()
+        o.join()
+        self.assertTrue(o.got.startswith(b"GET /plain?noalpn HTTP/1.1"), o.got)
+        row, _ = self.flow(o.port)
+        self.assertEqual(row["kind"], "http", row)
+        self.assertEqual(row["url"], "https://localhost:%d/plain?noalpn" % o.port, row)
+        self.assertEqual(row["status"], 200, row)
+
+
+if __name__ == "__main__":
+    main()
