@@ -224,6 +224,22 @@ class TlsTcpTest(unittest.TestCase):
         self.assertIn("certificate verify failed", row["error"] or "", row)
         self.assertEqual(o.got, b"")
 
+    def test_alpn_other_origin_down(self):
+        """ALPN mirrored toward an origin that cannot be reached: the
+        client's handshake is not answered (there is no protocol to give
+        it), and the flow says why."""
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()  # nothing listens there now
+        with self.assertRaises((ssl.SSLError, OSError)):
+            self.tunnel(port, alpn=["mqtt"])
+        row, full = self.flow(port)
+        self.assertEqual(row["kind"], "tunnel", row)
+        self.assertEqual(row["url"], "tls://localhost:%d/" % port, row)
+        self.assertIn("refused", row["error"] or "", row)
+        self.assertIsNone(full["server_conn"], full)
+
     def test_https_without_alpn_is_http(self):
         """What HTTPS does is unchanged: a client offering no ALPN whose
         first bytes are an HTTP request is served as HTTP."""
