@@ -13,6 +13,7 @@ static void tunnel_end(conn_t *c);
 static bool tls_tunnel_ready(conn_t *c);
 static void begin_tls_tunnel(conn_t *c, const char *alpn);
 static void start_client_tls(conn_t *c, reel_tls_t *tls, conn_state state);
+static void serve_https(conn_t *c);
 
 /* ---- raw tunnels ---- */
 
@@ -201,12 +202,16 @@ void reel__tunnel_flow(conn_t *c, const char *host, int port, bool answered) {
  * connected (a 502 if it cannot be). */
 void reel__begin_raw_tunnel(conn_t *c, const char *host, int port, bool reply_200, bool record) {
     if (c->state == C_SNIFF && reel_stack_has_tls(&c->client.st)) {
-        /* the client said nothing inside its TLS (sniff timeout): a
-         * protocol whose server speaks first, maybe */
+        /* The sniff timeout inside the client's TLS: silence is a protocol
+         * whose server speaks first; the start of an HTTP/1 request line
+         * ("GE") stays HTTPS, as it was before TLS tunnels, its
+         * head_timeout running. */
         reel_stack_info_t info;
         reel_stack_info(&c->client.st, &info);
         if (!info.tls_done)
             c->sniff_started = uv_now(c->p->loop); /* its handshake first */
+        else if (c->client.in.len)
+            serve_https(c);
         else
             begin_tls_tunnel(c, "");
         return;
@@ -380,6 +385,18 @@ static bool tls_tunnel_ready(conn_t *c) {
     return true;
 }
 
+/* What the client sends inside its TLS is served as HTTP (HTTPS), as
+ * reel__conn_process serves C_HEAD. */
+static void serve_https(conn_t *c) {
+    c->state = C_HEAD;
+    if (c->ex.flow == NULL && c->lane == NULL && reel__h2front_start(c)) {
+        if (c->state == C_H2)
+            reel__h2front_process(c);
+        return;
+    }
+    reel__req_process(c);
+}
+
 /* C_SNIFF inside the client's TLS: HTTP (an HTTP/1 request line, the
  * HTTP/2 preface) is served as HTTPS; anything else is a TLS tunnel. */
 static void sniff_inside_tls(conn_t *c) {
@@ -393,17 +410,10 @@ static void sniff_inside_tls(conn_t *c) {
         k = reel_sniff(cl->in.data, n);
     if (k == REEL_SNIFF_NEED_MORE)
         return;
-    if (k != REEL_SNIFF_HTTP) {
+    if (k == REEL_SNIFF_HTTP)
+        serve_https(c);
+    else
         begin_tls_tunnel(c, "");
-        return;
-    }
-    c->state = C_HEAD; /* as reel__conn_process serves it */
-    if (c->ex.flow == NULL && c->lane == NULL && reel__h2front_start(c)) {
-        if (c->state == C_H2)
-            reel__h2front_process(c);
-        return;
-    }
-    reel__req_process(c);
 }
 
 /* After CONNECT 200: decide what the client speaks. */

@@ -13,6 +13,7 @@ import ssl
 import sys
 import tempfile
 import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -242,7 +243,8 @@ class TlsTcpTest(unittest.TestCase):
 
     def test_https_without_alpn_is_http(self):
         """What HTTPS does is unchanged: a client offering no ALPN whose
-        first bytes are an HTTP request is served as HTTP."""
+        first bytes are an HTTP request is served as HTTP, also when they
+        start it and stall past the 3 s that tell silence from HTTP."""
         def http_origin(o, c):
             o.got = read_until(c, b"\r\n\r\n")
             c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
@@ -250,7 +252,9 @@ class TlsTcpTest(unittest.TestCase):
 
         o = Origin(self.leaf, http_origin, alpn=["http/1.1"])
         c = self.tunnel(o.port)
-        c.sendall(b"GET /plain?noalpn HTTP/1.1\r\nHost: localhost:%d\r\nConnection: close\r\n\r\n" % o.port)
+        c.sendall(b"GE")
+        time.sleep(3.5)
+        c.sendall(b"T /plain?noalpn HTTP/1.1\r\nHost: localhost:%d\r\nConnection: close\r\n\r\n" % o.port)
         got = read_until(c, b"ok")
         self.assertTrue(got.startswith(b"HTTP/1.1 200"), got)
         c.close()
