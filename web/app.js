@@ -115,6 +115,7 @@ const state = {
   refreshTimer: null,
   ends: null,       // the list's first and last sort values (listEnds), for the slider
   dragging: false,  // the position slider is held
+  missing: false,   // the API answered 404 for the session: nothing more is asked of it
 };
 
 // ---------------------------------------------------------------- routing
@@ -148,6 +149,7 @@ function setSession(name) {
   state.checked.clear();
   state.openId = null;
   state.selected = -1;
+  state.missing = false;
   if (state.events) { state.events.close(); state.events = null; }
   $('session-name').textContent = name || '';
   for (const id of ['nav-flows', 'nav-config']) $(id).hidden = !name;
@@ -318,6 +320,7 @@ function setRows() {
 }
 
 function countText() {
+  if (state.missing) return '';
   if (state.count === null) {
     const n = state.rows.length;
     return state.atStart && state.atEnd ? (n === 1 ? '1 flow' : n.toLocaleString() + ' flows') : '';
@@ -369,7 +372,8 @@ async function resetList(last) {
     setRows();
   } catch (e) {
     if (gen !== state.gen) return;
-    if (e.status === 400) showFilterError(e); else status(e.message, true);
+    if (noSession(e)) sessionMissing();
+    else if (e.status === 400) showFilterError(e); else status(e.message, true);
     layout();
     draw();
     return;
@@ -552,7 +556,24 @@ function loadFailed(gen, e) {
   if (gen !== state.gen) return;
   state.loading = null;
   state.stalled = true; // no retry loop: the next reset or live event tries again
-  if (e.status === 400) showFilterError(e); else status(e.message, true);
+  if (noSession(e)) sessionMissing();
+  else if (e.status === 400) showFilterError(e); else status(e.message, true);
+}
+
+// The API's answer for a session that does not exist (a name typed or
+// kept in a bookmark, a session renamed or deleted): 404 "no session 'S'".
+const noSession = (e) => e instanceof ApiError && e.status === 404 && /^no session /.test(e.message);
+
+// Says that the session does not exist, and stops asking for it: no live
+// updates (the browser would not retry a 404 anyway: "retrying" was not
+// true), no count ("0 flows" is not what a session that is not there has).
+function sessionMissing() {
+  state.missing = true;
+  state.stalled = true;
+  if (state.events) { state.events.close(); state.events = null; }
+  if (state.refreshTimer) { clearTimeout(state.refreshTimer); state.refreshTimer = null; }
+  layout();
+  status("session '" + state.session + "' does not exist (see the sessions page)", true);
 }
 
 // The page after the window (force: even at the end, for new flows).
@@ -719,7 +740,16 @@ function startEvents() {
     if (state.openId === row.id) openFlow(row.id, true);
   });
   es.addEventListener('gone', () => { status('the session is gone', true); es.close(); });
-  es.onerror = () => { status('live updates interrupted; retrying…', true); };
+  es.onerror = () => {
+    if (state.events !== es || state.missing) return;
+    if (es.readyState !== EventSource.CLOSED) { status('live updates interrupted; retrying…', true); return; }
+    // an HTTP error (404: no such session) closes it for good: the browser
+    // does not retry, so neither does the page say it will
+    status('live updates stopped', true);
+    api(sessPath(state.session) + '/count?max=1').catch((e) => {
+      if (state.events === es && noSession(e)) sessionMissing();
+    });
+  };
   es.onopen = () => status('');
 }
 
@@ -807,9 +837,9 @@ function bodySection(id, dir, head, row) {
   const sel = el('select', { 'aria-label': dir + ' body view' },
     VIEWS.map((v) => el('option', { value: v, text: v })));
   const out = el('div', { class: 'body-out' });
-  let offset = 0;
+  let offset = 0, part = 0;
   const load = async (more) => {
-    if (!more) { offset = 0; out.replaceChildren(); }
+    if (!more) { offset = 0; part = 0; out.replaceChildren(); }
     try {
       const b = await api(base + '?view=' + sel.value + '&offset=' + offset);
       if (b.image && sel.value === 'auto') {
@@ -820,9 +850,20 @@ function bodySection(id, dir, head, row) {
       if (b.decode_error) bits.push('not decoded: ' + b.decode_error);
       if (b.read_error) bits.push(b.read_error);
       bits.push('shown as ' + b.shown + (b.content_type ? ' (' + b.content_type + ')' : ''));
+      // A body longer than a part (1 MiB) comes in parts: each says which
+      // bytes it holds and whether more follow. The view ends every part
+      // that has more after it with "(cut: the view shows the first N bytes
+      // of the body)", which only the first part is: left out here.
+      let text = b.text;
+      part++;
+      if (offset > 0 || b.more) {
+        if (b.more) text = text.replace(/\(cut: the view shows the first \d+ bytes of the body\)\n?$/, '');
+        bits.push('part ' + part + ': bytes ' + offset + ' to ' + (offset + b.length - 1) +
+          (b.more ? ', more follows' : b.truncated ? ', the last stored (body_limit cut the rest)' : ', the end of the body'));
+      }
       out.querySelector('.more')?.remove();
-      out.append(el('p', { class: 'note', text: bits.join('; ') + (offset ? ', from byte ' + offset : '') }),
-        el('pre', { class: 'code', tabindex: 0, text: b.text }));
+      out.append(el('p', { class: 'note part', text: bits.join('; ') }),
+        el('pre', { class: 'code', tabindex: 0, text }));
       if (b.more) {
         offset += b.length;
         out.append(el('button', { type: 'button', class: 'more', text: 'Next part (from byte ' + offset + ')', onclick: () => load(true) }));
@@ -915,6 +956,7 @@ async function openFlow(id, refresh) {
   } catch (e) {
     if (state.openId !== id || seq < state.detailDrawn) return;
     state.detailDrawn = seq;
+    if (noSession(e)) { sessionMissing(); pane.replaceChildren(el('p', { class: 'error', text: "session '" + state.session + "' does not exist" })); return; }
     pane.replaceChildren(el('p', { class: 'error', text: e.message }));
     return;
   }
@@ -1234,7 +1276,9 @@ function wire() {
   document.addEventListener('keydown', (ev) => {
     const t = ev.target;
     const typing = t instanceof HTMLInputElement || t instanceof HTMLTextAreaElement || t instanceof HTMLSelectElement;
-    if (ev.key === 'Escape' && t === $('filter')) { $('filter').blur(); $('table').focus(); return; }
+    // Escape leaves the filter or the Go to box for the list (a second one
+    // closes the open flow)
+    if (ev.key === 'Escape' && (t === $('filter') || t === $('goto'))) { t.blur(); $('table').focus(); return; }
     if (typing || $('view-flows').hidden || ev.ctrlKey || ev.metaKey || ev.altKey) return;
     if (ev.key === '/') { ev.preventDefault(); $('filter').focus(); $('filter').select(); }
     else if (ev.key === 'g') { ev.preventDefault(); $('goto').focus(); $('goto').select(); }

@@ -319,6 +319,87 @@ class BrowserWebTest(unittest.TestCase):
         self.assertEqual(flow2["replay_of"], 1)
         shutil.rmtree(root, ignore_errors=True)
 
+    def test_missing_session_parts_goto(self):
+        """An unknown session in the address says it does not exist (the
+        API's 404), with no flow count and no "retrying" of live updates
+        that the browser does not retry; a body of three parts labels each
+        part with its bytes (not "the first N bytes" for every part); Escape
+        in the Go to box leaves it for the list, a second one closes the
+        flow."""
+        why = missing_tools()
+        if why:
+            print("skipped: %s not installed" % why)
+            return
+        modules = install_playwright()
+        root = tempfile.mkdtemp(prefix="reel-bmore-", dir=TMPBASE)
+        env = dict(os.environ, REEL_HOME=root + "/home", XDG_DATA_HOME=root + "/data",
+                   XDG_CONFIG_HOME=root + "/config", REEL_WEB_TOKEN=TOKEN)
+        body = "".join("line %07d of a long text body\n" % i for i in range(80000))  # 2.5 MiB
+        self.assertGreater(len(body), 2 * 1024 * 1024)
+        har = os.path.join(root, "long.har")
+        with open(har, "w") as f:
+            json.dump({"log": {"version": "1.2", "creator": {"name": "t", "version": "1"},
+                               "entries": [{
+                "startedDateTime": "2026-01-01T00:00:00.000Z", "time": 1,
+                "request": {"method": "GET", "url": "http://long.test/text", "httpVersion": "HTTP/1.1",
+                            "headers": [], "queryString": [], "cookies": [], "headersSize": -1,
+                            "bodySize": 0},
+                "response": {"status": 200, "statusText": "OK", "httpVersion": "HTTP/1.1",
+                             "headers": [{"name": "Content-Type", "value": "text/plain"}],
+                             "cookies": [], "redirectURL": "", "headersSize": -1,
+                             "bodySize": len(body),
+                             "content": {"size": len(body), "mimeType": "text/plain", "text": body}},
+                "cache": {}, "timings": {"send": 0, "wait": 1, "receive": 0}}]}}, f)
+        run([REEL, "import", har, "--into", "long"], env=env)
+        log = open(os.path.join(root, "web.log"), "w+")
+        proc = subprocess.Popen([REEL, "web", "--listen", "127.0.0.1:0"], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            url = None
+            for _ in range(200):
+                log.seek(0)
+                m = re.search(r"open (http://127\.0\.0\.1:\d+/\?token=\w+)", log.read())
+                if m:
+                    url = m.group(1)
+                    break
+                time.sleep(0.05)
+            log.seek(0)
+            self.assertIsNotNone(url, log.read())
+            script = os.path.join(root, "more.cjs")
+            with open(script, "w") as f:
+                f.write(MORE_JS)
+            res = subprocess.run(["node", script, url], env=dict(env, NODE_PATH=modules),
+                                 capture_output=True, timeout=120)
+            self.assertEqual(res.returncode, 0, res.stderr.decode()[-3000:])
+            seen = json.loads(res.stdout.decode().strip().split("\n")[-1])
+        finally:
+            proc.send_signal(2)
+            proc.wait(15)
+            log.close()
+        self.assertEqual(seen["errors"], [])
+        # the only failures: the unknown session's
+        self.assertTrue(seen["failed"], seen)
+        for f in seen["failed"]:
+            self.assertTrue(f.startswith("404 ") and "/api/sessions/nosuch/" in f, f)
+        self.assertIn("session 'nosuch' does not exist", seen["missing_status"])
+        self.assertNotIn("retrying", seen["missing_status"])
+        self.assertEqual(seen["missing_count"], "")
+        self.assertLessEqual(seen["missing_events"], 1)  # asked once, not again
+        n = len(body)
+        self.assertEqual(len(seen["parts"]), 3, seen["parts"])
+        self.assertIn("part 1: bytes 0 to 1048575, more follows", seen["parts"][0])
+        self.assertIn("part 2: bytes 1048576 to 2097151, more follows", seen["parts"][1])
+        self.assertIn("part 3: bytes 2097152 to %d, the end of the body" % (n - 1), seen["parts"][2])
+        for t in seen["part_tails"]:
+            self.assertNotIn("the view shows the first", t)
+        self.assertTrue(seen["part_tails"][2].endswith("line 0079999 of a long text body"),
+                        seen["part_tails"][2])
+        self.assertEqual(seen["goto_focus"], "goto")
+        self.assertEqual(seen["after_escape_focus"], "table")  # left the box...
+        self.assertTrue(seen["after_escape_open"])             # ...the flow still open
+        self.assertFalse(seen["after_second_escape_open"])     # the second Escape closed it
+        shutil.rmtree(root, ignore_errors=True)
+
 
 # Replay from a flow's detail in chromium; prints what it saw as JSON.
 REPLAY_JS = r"""
@@ -351,6 +432,68 @@ const { chromium } = require("playwright-core");
     await page.click("#detail .replay-result a");
     await page.waitForFunction(() => (document.getElementById("detail-h") || {}).textContent === "Flow 2");
     res.opened = await page.textContent("#detail-h");
+  } catch (e) {
+    res.errors.push("driver: " + e);
+  } finally {
+    process.stdout.write(JSON.stringify(res) + "\n");
+    await browser.close();
+  }
+})();
+"""
+
+# An unknown session, a body in parts, Escape in Go to; prints what it saw.
+MORE_JS = r"""
+"use strict";
+const { chromium } = require("playwright-core");
+(async () => {
+  const browser = await chromium.launch({
+    executablePath: process.env.REEL_CHROMIUM || "/usr/bin/chromium", headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+  });
+  const res = { errors: [], failed: [], missing_events: 0 };
+  try {
+    const page = await (await browser.newContext({ viewport: { width: 1400, height: 900 } })).newPage();
+    page.setDefaultTimeout(10000);
+    page.on("pageerror", (e) => res.errors.push(String(e)));
+    page.on("response", (r) => { if (r.status() >= 400) res.failed.push(r.status() + " " + r.url()); });
+    page.on("request", (r) => { if (r.url().includes("/api/sessions/nosuch/events")) res.missing_events++; });
+    await page.goto(process.argv[2]);  // the token becomes a cookie
+    await page.waitForSelector('.row[data-id="1"]');
+    const base = page.url().split("#")[0];
+
+    // a page opened on a session that does not exist (a fresh load)
+    await page.goto("about:blank");
+    await page.goto(base + "#/s/nosuch");
+    await page.waitForFunction(() => /does not exist/.test(document.getElementById("status").textContent));
+    await page.waitForTimeout(1500);  // time for a retry, were there one
+    res.missing_status = await page.textContent("#status");
+    res.missing_count = await page.textContent("#count");
+
+    // a body of three parts
+    await page.goto(base + "#/s/long/flow/1");
+    const notes = 'section[aria-label="response"] .body-out p.note';
+    await page.waitForSelector(notes);
+    for (let k = 2; k <= 3; k++) {
+      await page.click('section[aria-label="response"] button.more');
+      await page.waitForFunction(([s, n]) => document.querySelectorAll(s).length === n, [notes, k]);
+    }
+    res.parts = await page.$$eval(notes, (ps) => ps.map((p) => p.textContent));
+    res.part_tails = await page.$$eval('section[aria-label="response"] .body-out pre',
+      (ps) => ps.map((p) => p.textContent.trimEnd().slice(-200)));
+
+    // Escape in the Go to box
+    await page.focus("#table");
+    await page.keyboard.press("g");
+    res.goto_focus = await page.evaluate(() => document.activeElement.id);
+    await page.keyboard.type("1");
+    await page.keyboard.press("Enter");
+    await page.waitForSelector('.row.selected[data-id="1"]');
+    await page.keyboard.press("Escape");
+    res.after_escape_focus = await page.evaluate(() => document.activeElement.id);
+    res.after_escape_open = await page.evaluate(() => /\/flow\/1$/.test(location.hash));
+    await page.keyboard.press("Escape");
+    await page.waitForTimeout(200);
+    res.after_second_escape_open = await page.evaluate(() => /\/flow\/1$/.test(location.hash));
   } catch (e) {
     res.errors.push("driver: " + e);
   } finally {
