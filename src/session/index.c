@@ -414,6 +414,11 @@ typedef struct frow {
     uint32_t last_seg;
     uint64_t last_off;
     int has_frame;
+    /* A FlowError's records_lost and body bytes lost (request, response),
+     * the body bytes stored before them, and when it was recorded:
+     * flow_damage rows to write with the row (write_lost) */
+    uint64_t lost[3];
+    int64_t lost_at[2], lost_us;
     /* The strings live in pool while they fit (a flow's dozen strings had
      * a malloc and a free each); heap bit k: s[k] was allocated instead.
      * A replaced string's room in the pool is not reused. */
@@ -1002,6 +1007,14 @@ static void apply(frow *r, const Reel__Record *rec) {
         set_cstr(r, C_STATE, "error");
         set_cstr(r, C_ERROR, e->message);
         r->i[I_END] = rec->time_us;
+        if (e->records_lost) { /* the recorder could not write them */
+            r->lost[0] = e->records_lost;
+            r->lost[1] = e->request_body_lost;
+            r->lost[2] = e->response_body_lost;
+            r->lost_at[0] = r->i[I_REQ_SIZE];
+            r->lost_at[1] = r->i[I_RESP_SIZE];
+            r->lost_us = rec->time_us;
+        }
         if (e->request_body_size)
             r->i[I_REQ_SIZE] = (int64_t)e->request_body_size;
         if (e->response_body_size)
@@ -1046,6 +1059,49 @@ static void unqueue_finished(reel_indexer_t *ix) {
     ix->nfin = 0;
 }
 
+/* A flow whose FlowError says records were lost (row written): damaged,
+ * with a flow_damage row for what was lost and one per body hole. Rare. */
+static reel_rc write_lost(reel_indexer_t *ix, frow *r, reel_err_t *err) {
+    static const char why[] = "capture was stopped by a disk error while the flow ran";
+    static const char *const dirs[3] = {"request", "response", "flow"};
+    sqlite3_stmt *ins = NULL, *upd = NULL;
+    reel_rc rc = REEL_OK;
+    if (sqlite3_prepare_v2(ix->db,
+                           "INSERT INTO flow_damage(flow_id, direction, offset, length, reason, "
+                           "found_us) VALUES(?, ?, ?, ?, ?, ?)",
+                           -1, &ins, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(ix->db, "UPDATE flows SET damaged = 1 WHERE id = ?", -1, &upd, NULL) !=
+            SQLITE_OK) {
+        rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(ix->db));
+        goto out;
+    }
+    for (int d = 0; d < 3 && rc == REEL_OK; d++) {
+        char text[160];
+        if (d < 2 && r->lost[1 + d] == 0)
+            continue;
+        if (d == 2)
+            snprintf(text, sizeof text, "%llu of its records were not recorded: %s",
+                     (unsigned long long)r->lost[0], why);
+        sqlite3_bind_int64(ins, 1, (sqlite3_int64)r->id);
+        sqlite3_bind_text(ins, 2, dirs[d], -1, SQLITE_STATIC);
+        sqlite3_bind_int64(ins, 3, d < 2 && r->lost_at[d] > 0 ? r->lost_at[d] : 0);
+        sqlite3_bind_int64(ins, 4, d < 2 ? (sqlite3_int64)r->lost[1 + d] : -1);
+        sqlite3_bind_text(ins, 5, d < 2 ? why : text, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(ins, 6, r->lost_us);
+        if (sqlite3_step(ins) != SQLITE_DONE)
+            rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(ix->db));
+        sqlite3_reset(ins);
+    }
+    sqlite3_bind_int64(upd, 1, (sqlite3_int64)r->id);
+    if (rc == REEL_OK && sqlite3_step(upd) != SQLITE_DONE)
+        rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(ix->db));
+out:
+    sqlite3_finalize(ins);
+    sqlite3_finalize(upd);
+    memset(r->lost, 0, sizeof r->lost);
+    return rc;
+}
+
 /* Writes the rows the last frame finished. */
 static reel_rc write_finished(reel_indexer_t *ix, reel_err_t *err) {
     size_t n = 0;
@@ -1056,7 +1112,11 @@ static reel_rc write_finished(reel_indexer_t *ix, reel_err_t *err) {
             ix->fin[n++] = row; /* in place: n <= k */
     }
     ix->nfin = 0;
-    return write_rows(ix, ix->fin, n, err);
+    reel_rc rc = write_rows(ix, ix->fin, n, err);
+    for (size_t k = 0; k < n && rc == REEL_OK; k++)
+        if (ix->fin[k]->lost[0])
+            rc = write_lost(ix, ix->fin[k], err);
+    return rc;
 }
 
 /* Notes that flow fid has records in the frame being read. */
