@@ -180,7 +180,8 @@ typedef struct lostflow {
     int final_seen;   /* its end or error record was dropped */
     int64_t final_us; /* time of that record */
     uint64_t req_size, resp_size;
-    char *final_msg; /* message of a dropped error record, owned */
+    uint64_t body_lost[2]; /* bytes of its request, response body chunks not written */
+    char *final_msg;       /* message of a dropped error record, owned */
 } lostflow;
 
 struct reel_recorder {
@@ -346,7 +347,7 @@ static int fault(reel_recorder_t *r, reel_recorder_fault_op op) {
 /* ---- records seen from the outside ---- */
 
 /* Event field numbers of Record (schema/flow.proto). */
-enum { EV_START = 10, EV_END = 15, EV_ERROR = 16 };
+enum { EV_START = 10, EV_REQ_BODY = 12, EV_RESP_BODY = 14, EV_END = 15, EV_ERROR = 16 };
 
 /* The flow id and event field number of an encoded Record. Returns 0 if
  * it does not parse. */
@@ -423,6 +424,21 @@ static void lost_free_all(reel_recorder_t *r) {
     free(r->lost);
     r->lost = NULL;
     r->nlost = 0;
+}
+
+/* Counts one record of l not written: a body chunk's bytes too, for the
+ * error record that ends the flow (the body hole it leaves). */
+static void lost_count(lostflow *l, const uint8_t *data, size_t len, unsigned ev) {
+    l->dropped++;
+    if (ev != EV_REQ_BODY && ev != EV_RESP_BODY)
+        return;
+    Reel__Record *rec = reel__record__unpack(NULL, len, data);
+    const Reel__BodyChunk *bc = rec == NULL         ? NULL
+                                : ev == EV_REQ_BODY ? rec->request_body
+                                                    : rec->response_body;
+    if (bc)
+        l->body_lost[ev == EV_RESP_BODY] += bc->data.len;
+    reel__record__free_unpacked(rec, NULL);
 }
 
 /* Keeps what the error record that replaces a flow's end needs. */
@@ -552,7 +568,7 @@ static void drop_record(reel_recorder_t *r, const uint8_t *data, size_t len) {
     if (!ok)
         return;
     lostflow *l = lost_get(r, fid);
-    l->dropped++;
+    lost_count(l, data, len, ev);
     if (ev == EV_START) {
         l->start_lost = 1;
         r->out_lost_flows++;
@@ -860,6 +876,10 @@ static int close_lost(reel_recorder_t *r, lostflow *l) {
     fe.message = msg;
     fe.request_body_size = l->req_size;
     fe.response_body_size = l->resp_size;
+    /* the index marks the flow damaged, with its body holes */
+    fe.records_lost = l->dropped ? l->dropped : 1;
+    fe.request_body_lost = l->body_lost[0];
+    fe.response_body_lost = l->body_lost[1];
     Reel__Record rec = REEL__RECORD__INIT;
     rec.flow_id = l->id;
     rec.time_us = l->final_us ? l->final_us : reel_now_us();
@@ -880,7 +900,7 @@ static int close_lost(reel_recorder_t *r, lostflow *l) {
 static void take_lost(reel_recorder_t *r, lostflow *l, const uint8_t *data, size_t len,
                       unsigned ev) {
     if (ev != EV_END && ev != EV_ERROR) {
-        l->dropped++;
+        lost_count(l, data, len, ev);
         count_dropped(r, 0);
         return;
     }

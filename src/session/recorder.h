@@ -21,7 +21,9 @@
  * (free space, then a real write). When it does, capture resumes and the
  * callback says so once. Flows whose start was dropped are left out of the
  * session entirely; flows that lost records in the middle get no further
- * records and end with an error record saying what was lost. If the spool
+ * records and end with an error record saying what was lost (how many
+ * records, and the body bytes after the stored prefix: the index marks
+ * such a flow damaged, with its body holes). If the spool
  * segment itself was deleted (the session directory removed), capture stays
  * stopped. When the index (session.db) cannot be written, the spool keeps
  * going and the index thread re-reads the missing frames from the spool

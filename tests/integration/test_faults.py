@@ -210,9 +210,17 @@ class FaultTest(unittest.TestCase):
         self.assertEqual(sf["state"], "error")
         self.assertIn("capture was stopped while this flow was running", sf["error"])
         self.assertEqual(sf["request_body_size"], len(o.file1m))
-        stored = body(r.flow(sf["id"]), "request")
+        sf_json = r.flow(sf["id"])
+        stored = body(sf_json, "request")
         self.assertTrue(0 < len(stored) < len(o.file1m), len(stored))
         self.assertEqual(stored, o.file1m[:len(stored)], "the stored part must be a clean prefix")
+        # The wire had the whole body (its size says so), the spool has a
+        # prefix: the flow is damaged, and says which bytes are missing.
+        self.assertTrue(sf["damaged"], sf)
+        why = "capture was stopped by a disk error while the flow ran"
+        self.assertIn({"direction": "request", "offset": len(stored),
+                       "length": len(o.file1m) - len(stored), "reason": why}, sf_json["damage"])
+        self.assertEqual([f["id"] for f in r.flows("~damaged")], [sf["id"]])
         self.get(r, "/file1m?after", o.file1m)
         self.get(r, "/100b?after", b"x" * 99 + b"\n")
         after = r.wait_flows(2, "~u after")
@@ -228,6 +236,10 @@ class FaultTest(unittest.TestCase):
         self.assertIn("capture was stopped during this run", log)
         v = run([REEL, "verify", "full"], env=r.env, check=False)
         self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+        self.assertIn(("flow %d: known damage: request body bytes %d-%d missing (%s)" % (
+            sf["id"], len(stored), len(o.file1m) - 1, why)).encode(), v.stdout)
+        text = run([REEL, "flow", "full", str(sf["id"]), "--headers"], env=r.env).stdout
+        self.assertIn(b"! damaged: request body bytes %d-" % len(stored), text)
         for f in before:
             self.assertEqual(json.loads(run([REEL, "flow", "full", str(f["id"]), "--json"],
                                             env=r.env).stdout), before_json[f["id"]])
@@ -236,6 +248,12 @@ class FaultTest(unittest.TestCase):
         self.assertEqual(len(late), 1 if late_recorded else 0, flows)
         self.assertTrue(all(f["state"] == "complete" for f in late), late)
         self.assertEqual(len(flows), 5 + len(late))
+        # The damage is in the spool's record of the flow: a rebuilt index
+        # has it too.
+        run([REEL, "repair", "full"], env=r.env)
+        self.assertEqual([f["id"] for f in self.flows_json(r.env, "full", "~damaged")], [sf["id"]])
+        self.assertEqual(json.loads(run([REEL, "flow", "full", str(sf["id"]), "--json"],
+                                        env=r.env).stdout)["damage"], sf_json["damage"])
 
     def test_resume_after_stop_with_full_disk(self):
         mnt = self.mount_tmpfs(12 << 20)

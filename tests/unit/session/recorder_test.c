@@ -192,6 +192,7 @@ typedef struct {
     uint64_t id, resp;
     int start, rq_head, rs_head, end, error, bad;
     uint64_t resp_size, resp_dropped; /* from the end or error record */
+    uint64_t records_lost, resp_lost; /* from the error record */
     int resp_truncated;
     char message[1024];
 } seen_t;
@@ -223,6 +224,8 @@ static int seen_cb(void *ctx, const Reel__Record *rec) {
         c->error++;
         c->resp_size = rec->error->response_body_size;
         c->resp_dropped = rec->error->response_body_dropped;
+        c->records_lost = rec->error->records_lost;
+        c->resp_lost = rec->error->response_body_lost;
         snprintf(c->message, sizeof c->message, "%s", rec->error->message);
         break;
     default:
@@ -262,6 +265,32 @@ static int flow_in_index(reel_session_t *s, uint64_t id, char *state, size_t n) 
         snprintf(state, n, "%s", (const char *)sqlite3_column_text(st, 0));
     sqlite3_finalize(st);
     return found;
+}
+
+/* The flow's damaged flag and its flow_damage rows, one line each:
+ * "DIRECTION OFFSET LENGTH". */
+static int flow_damage(reel_session_t *s, uint64_t id, char *rows, size_t n) {
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(reel_session_db(s),
+                                        "SELECT direction, offset, length FROM flow_damage WHERE "
+                                        "flow_id = ?1 ORDER BY rowid",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+    size_t used = 0;
+    rows[0] = 0;
+    while (sqlite3_step(st) == SQLITE_ROW && used < n)
+        used += (size_t)snprintf(
+            rows + used, n - used, "%s %lld %lld\n", (const char *)sqlite3_column_text(st, 0),
+            (long long)sqlite3_column_int64(st, 1), (long long)sqlite3_column_int64(st, 2));
+    sqlite3_finalize(st);
+    assert_int_equal(sqlite3_prepare_v2(reel_session_db(s),
+                                        "SELECT damaged FROM flows WHERE id = ?1", -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+    int damaged = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+    sqlite3_finalize(st);
+    return damaged;
 }
 
 static void assert_verify(reel_session_t *s) {
@@ -360,6 +389,22 @@ static void test_disk_outage_and_resume(void **state) {
     assert_int_equal(sc.end, 0);
     assert_int_equal(sc.error, 1);
     assert_non_null(strstr(sc.message, "capture was stopped while this flow was running"));
+    /* Their error records say what was lost, so the index marks them
+     * damaged with the body holes: the wire had the bytes (the sizes say
+     * so), the spool does not. */
+    assert_int_equal(sb.resp_size, 60000);
+    assert_int_equal(sb.resp_lost, 60000);
+    assert_true(sb.records_lost > 0);
+    assert_int_equal(sc.resp_size, 1000);
+    assert_int_equal(sc.resp_lost, 1000);
+    assert_true(sc.records_lost > 0);
+    char rows[256];
+    assert_int_equal(flow_damage(s, bid, rows, sizeof rows), 1);
+    assert_string_equal(rows, "response 0 60000\nflow 0 -1\n");
+    assert_int_equal(flow_damage(s, cid, rows, sizeof rows), 1);
+    assert_string_equal(rows, "response 0 1000\nflow 0 -1\n");
+    assert_int_equal(flow_damage(s, a, rows, sizeof rows), 0);
+    assert_string_equal(rows, "");
     /* d and f started during the outage: not in the session at all. */
     assert_false(flow_in_index(s, d, NULL, 0));
     assert_false(flow_in_index(s, fid, NULL, 0));
