@@ -177,8 +177,9 @@ void reel__tunnel_forward(conn_t *c) {
 void reel__tunnel_flow(conn_t *c, const char *host, int port, bool answered) {
     if (c->tflow)
         return; /* a TLS tunnel's, begun before its client's handshake failed */
-    c->tflow =
-        reel_capture_start_on(c->p->rec, REEL_CAPTURE_TUNNEL, c->client_addr, NULL, c->id, 0);
+    /* a lane's tunnel is its CONNECT stream's */
+    c->tflow = reel_capture_start_on(c->p->rec, REEL_CAPTURE_TUNNEL, c->client_addr, NULL, c->id,
+                                     c->lane ? c->lane_stream : 0);
     STAT_ADD(c->p, flows, 1);
     reel_msg_head_t rq = {.method = "CONNECT",
                           .scheme = c->tls_tunnel ? "tls" : "tcp",

@@ -241,6 +241,68 @@ class TlsTcpTest(unittest.TestCase):
         self.assertIn("refused", row["error"] or "", row)
         self.assertIsNone(full["server_conn"], full)
 
+    def test_in_http2_connect_stream(self):
+        """An HTTP/2 client's CONNECT stream (RFC 9113 8.5) carrying TLS
+        that is not HTTP is a TLS tunnel too, recorded on its stream."""
+        from test_http2 import H2C, hdr  # python3-h2, as test_http2 uses
+        o = Origin(self.leaf, echo, alpn=["x-echo"])
+        c = H2C(self.reel.port, validate=False)
+        try:
+            sid = c.conn.get_next_available_stream_id()
+            c.conn.send_headers(sid, [(":method", "CONNECT"), (":authority", "localhost:%d" % o.port)])
+            c.streams[sid] = {"headers": None, "info": [], "data": b"", "trailers": None,
+                              "reset": None, "ended": False}
+            c.flush()
+            c.wait(lambda: c.streams[sid]["headers"] is not None or c.done(sid))
+            self.assertEqual(hdr(c.streams[sid]["headers"], ":status"), "200")
+            ctx = ssl.create_default_context(cafile=self.reel.ca)
+            ctx.set_alpn_protocols(["x-echo"])
+            inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+            tls = ctx.wrap_bio(inc, out, server_hostname="localhost")
+            seen = [0]
+
+            def pump():
+                d = out.read()
+                if d:
+                    c.conn.send_data(sid, d)
+                    c.flush()
+                data = c.streams[sid]["data"]
+                if len(data) > seen[0]:
+                    inc.write(data[seen[0]:])
+                    seen[0] = len(data)
+
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    pump()
+                    if not out.pending:
+                        c.pump()
+                        pump()
+            self.assertEqual(tls.selected_alpn_protocol(), "x-echo")
+            tls.write(b"\x00lane bytes")
+            got = b""
+            while b"lane bytes" not in got:
+                pump()
+                try:
+                    got += tls.read(65536)
+                except ssl.SSLWantReadError:
+                    c.pump()
+                    pump()
+            self.assertEqual(got, b"echo:\x00lane bytes")
+            c.conn.end_stream(sid)  # the client's end of the tunnel
+            c.flush()
+            c.wait(lambda: c.done(sid))
+        finally:
+            c.close()
+        o.join()
+        row, full = self.flow(o.port)
+        self.check_tls_flow(o.port, row, full, alpn="x-echo")
+        self.assertEqual(row["stream_id"], sid, row)
+        self.assertEqual(messages(full, True), b"\x00lane bytes")
+        self.assertEqual(messages(full, False), b"echo:\x00lane bytes")
+
     def test_https_without_alpn_is_http(self):
         """What HTTPS does is unchanged: a client offering no ALPN whose
         first bytes are an HTTP request is served as HTTP, also when they
