@@ -51,6 +51,9 @@
 #define LINGER_IDLE_MS 5000   /* nginx's lingering_timeout */
 
 typedef struct conn conn_t;
+/* A flow whose response reel has read whole, waiting for the client to
+ * take the rest of it (core/exchange.c). */
+typedef struct reel_fin reel_fin_t;
 
 typedef enum { P_CLIENT, P_UPSTREAM } peer_role;
 
@@ -193,6 +196,11 @@ struct conn {
     /* proxy-local number of the client connection, recorded with its flows
      * (a lane has its HTTP/2 connection's) */
     uint64_t id;
+    /* HTTP/1: flows whose responses are whole but still (partly) queued
+     * toward the client, oldest first: ended once its queue is empty, or
+     * with an error if the connection goes first (a lane's go to its
+     * HTTP/2 stream instead, core/h2front.c). */
+    reel_fin_t *fins;
 };
 
 /* Open connections from one client address (a hash table shared by the
@@ -313,6 +321,16 @@ int64_t reel__now_us(void);
 void reel__conn_touch(conn_t *c);
 bool reel__host_ignored(reel_proxy_t *p, const char *host, int port);
 void reel__finish_flow(conn_t *c, const char *error);
+/* c->ex.flow's end as of now (timings, times, server address), the flow
+ * taken from c (c->ex.flow NULL after); NULL when c has none. */
+reel_fin_t *reel__fin_take(conn_t *c);
+/* Writes f's end (why NULL: normally, else the error why) and frees f. */
+void reel__fin_end(reel_fin_t *f, const char *why);
+/* c's client has taken every queued byte: its waiting flows end normally. */
+void reel__fins_delivered(conn_t *c);
+/* c's client will not take the rest: its waiting flows end with why (and
+ * how many bytes were still queued). */
+void reel__fins_undelivered(conn_t *c, const char *why);
 void reel__record_server_conn(conn_t *c);
 void reel__finish_tflow(conn_t *c, const char *error);
 void reel__fail_exchange(conn_t *c, int status, const char *reason);
@@ -370,6 +388,10 @@ void reel__h2front_drain(conn_t *c);
 void reel__h2front_free(conn_t *c);
 /* Writes what a batch held back (reel__batch_end). */
 void reel__h2front_flush_deferred(conn_t *c);
+/* The flow of a lane's stream whose response is whole: ended once the
+ * stream's DATA has gone out to the client, or with an error if the
+ * client resets the stream or goes first. Takes f. */
+void reel__h2front_fin(conn_t *lane_conn, reel_fin_t *f);
 
 /* ---- h2up.c ---- */
 /* A bottom filter for an upstream peer whose requests go as streams of
