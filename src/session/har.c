@@ -432,6 +432,13 @@ typedef struct {
     int has_timings;
     reel_timings_t timings;
     int64_t total_us; /* "time", -1 when absent */
+    /* Bodies cut before they were written to the HAR (request, response):
+     * "_reel": {"request_truncated": true, ...} as reel export writes for
+     * a body cut by body_limit; the bodySize of each (bytes on the wire,
+     * -1 unknown) and the response's content.size (its decoded length),
+     * compared with the bytes given when the flow is recorded. */
+    int cut[2];
+    int64_t body_size[2], content_size;
 } entry_t;
 
 static int tchar(int c) {
@@ -795,6 +802,16 @@ static reel_rc entry_parse(const vctx_t *v, json_t *entry, entry_t *e) {
         e->error_text = json_string_value(errtext);
     if (check_timings(v, entry, e) != REEL_OK)
         goto bad;
+    /* What reel export says of its bodies, and the sizes; lenient as
+     * HAR readers are: a size that is not a number is unknown. */
+    json_t *rx = json_object_get(entry, "_reel");
+    e->cut[0] = json_is_true(json_object_get(rx, "request_truncated"));
+    e->cut[1] = json_is_true(json_object_get(rx, "response_truncated"));
+    json_t *bs[2] = {json_object_get(req, "bodySize"), json_object_get(resp, "bodySize")};
+    for (int d = 0; d < 2; d++)
+        e->body_size[d] = json_is_integer(bs[d]) ? (int64_t)json_integer_value(bs[d]) : -1;
+    j = json_object_get(content, "size");
+    e->content_size = json_is_integer(j) ? (int64_t)json_integer_value(j) : -1;
     return REEL_OK;
 bad:
     entry_free(e);
@@ -999,21 +1016,47 @@ static reel_header_t *to_headers(json_t *arr, size_t *n) {
     return hs;
 }
 
-static void feed(reel_rflow_t *f, void (*fn)(reel_rflow_t *, const void *, size_t), const body_t *b,
-                 uint8_t *scratch) {
+/* Gives the body to fn; returns its length in bytes. */
+static uint64_t feed(reel_rflow_t *f, void (*fn)(reel_rflow_t *, const void *, size_t),
+                     const body_t *b, uint8_t *scratch) {
     if (b->text == NULL || b->len == 0)
-        return;
+        return 0;
     if (!b->base64) {
         fn(f, b->text, b->len);
-        return;
+        return b->len;
     }
+    uint64_t total = 0;
     for (size_t off = 0; off < b->len; off += B64_CHUNK_IN) {
         size_t n = b->len - off < B64_CHUNK_IN ? b->len - off : B64_CHUNK_IN;
         size_t bad;
         long long out = b64_decode(b->text + off, n, off + n == b->len, scratch, &bad);
-        if (out > 0)
+        if (out > 0) {
             fn(f, scratch, (size_t)out);
+            total += (uint64_t)out;
+        }
     }
+    return total;
+}
+
+/* A body of `given` bytes that was longer when it was captured: reel
+ * export said it was cut (_reel.*_truncated), or its bodySize is larger
+ * (compared only without a Content-Encoding: with one, bodySize counts
+ * the encoded bytes and the body is decoded), or the response's
+ * content.size is (a decoded length, like the body; only when part of the
+ * body is there: browsers leave the text out of some entries). The flow
+ * then says the body was truncated, as a capture's body_limit cut does,
+ * and a replay refuses to send it as if it were whole. */
+static void mark_cut(reel_rflow_t *f, const entry_t *e, int response, int encoded, uint64_t given) {
+    int64_t bs = e->body_size[response];
+    uint64_t wire = bs > 0 ? (uint64_t)bs : 0;
+    int cut = e->cut[response] || (!encoded && wire > given);
+    if (response && e->content_size > 0 && given > 0 && (uint64_t)e->content_size > given) {
+        cut = 1;
+        if ((uint64_t)e->content_size > wire)
+            wire = (uint64_t)e->content_size;
+    }
+    if (cut)
+        reel_recorder_body_truncated(f, response, wire);
 }
 
 static int64_t known(int64_t v) {
@@ -1068,7 +1111,8 @@ static void record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
                               .time_us = e->start_us};
     reel_recorder_request_head(f, &rh);
     free(hs);
-    feed(f, reel_recorder_request_body, &e->req_body, scratch);
+    uint64_t given = feed(f, reel_recorder_request_body, &e->req_body, scratch);
+    mark_cut(f, e, 0, rh.body_decoded, given);
 
     if (e->status == 0) {
         char msg[256];
@@ -1087,7 +1131,8 @@ static void record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
                                .time_us = resp_start ? resp_start : end};
     reel_recorder_response_head(f, &sh);
     free(hs);
-    feed(f, reel_recorder_response_body, &e->resp_body, scratch);
+    given = feed(f, reel_recorder_response_body, &e->resp_body, scratch);
+    mark_cut(f, e, 1, content_encoded(e->resp_headers), given);
     reel_recorder_flow_end(f, e->has_timings ? &e->timings : NULL, end, req_end, resp_start);
 }
 

@@ -302,6 +302,10 @@ struct reel_rflow {
     uint64_t id;
     uint64_t limit;
     uint64_t req_seen, req_stored, resp_seen, resp_stored;
+    /* reel_recorder_body_truncated: the body was cut before it was given
+     * (request, response), and its size on the wire (0: not known) */
+    int cut[2];
+    uint64_t wire[2];
     uint64_t dropped;     /* records other than body chunks not queued (hard cap) */
     int body_admit[2];    /* request, response body: 0 not begun, 1 stored, -1 shed */
     int64_t body_time_us; /* explicit time of the last head (imports); 0 = use now */
@@ -2249,6 +2253,19 @@ void reel_recorder_response_body(reel_rflow_t *f, const void *data, size_t len) 
     body(f, 1, data, len);
 }
 
+void reel_recorder_body_truncated(reel_rflow_t *f, bool response, uint64_t wire_size) {
+    f->cut[response] = 1;
+    if (wire_size > f->wire[response])
+        f->wire[response] = wire_size;
+}
+
+/* A body's size on the wire: the bytes given, or more when the caller
+ * said so (reel_recorder_body_truncated). */
+static uint64_t body_size(const reel_rflow_t *f, int response) {
+    uint64_t seen = response ? f->resp_seen : f->req_seen;
+    return f->wire[response] > seen ? f->wire[response] : seen;
+}
+
 static void fill_timings(Reel__Timings *tm, const reel_timings_t *t) {
     tm->blocked_us = t->blocked_us;
     tm->dns_us = t->dns_us;
@@ -2273,8 +2290,8 @@ static uint64_t body_dropped(const reel_rflow_t *f, int response) {
  * caller's storage for them). */
 #define FILL_END_FACTS(fe, f, e, tm)                                                              \
     do {                                                                                        \
-        (fe).request_body_size = (f)->req_seen + (f)->msg_seen[0];                              \
-        (fe).response_body_size = (f)->resp_seen + (f)->msg_seen[1];                            \
+        (fe).request_body_size = body_size((f), 0) + (f)->msg_seen[0];                          \
+        (fe).response_body_size = body_size((f), 1) + (f)->msg_seen[1];                         \
         (fe).request_body_dropped = body_dropped((f), 0) + (f)->msg_dropped[0];                 \
         (fe).response_body_dropped = body_dropped((f), 1) + (f)->msg_dropped[1];                \
         (fe).request_end_us = (e)->request_end_us;                                              \
@@ -2338,8 +2355,8 @@ void reel_recorder_flow_finish(reel_rflow_t *f, const reel_flow_end_t *e) {
         Reel__FlowEnd fe = REEL__FLOW_END__INIT;
         Reel__Timings tm = REEL__TIMINGS__INIT;
         FILL_END_FACTS(fe, f, e, tm);
-        fe.request_truncated = f->req_seen > f->req_stored;
-        fe.response_truncated = f->resp_seen > f->resp_stored;
+        fe.request_truncated = f->req_seen > f->req_stored || f->cut[0];
+        fe.response_truncated = f->resp_seen > f->resp_stored || f->cut[1];
         Reel__Record rec = REEL__RECORD__INIT;
         rec.flow_id = f->id;
         rec.time_us = now_or(e->time_us);

@@ -238,6 +238,15 @@ void reel_recorder_trailers(reel_rflow_t *f, bool response, const reel_header_t 
                             size_t n);
 void reel_recorder_response_body(reel_rflow_t *f, const void *data, size_t len);
 
+/** The request's (response false) or the response's body was longer on
+ * the wire than the bytes given to reel_recorder_request_body /
+ * response_body: wire_size bytes (0, or not more than the bytes given:
+ * how many is not known). The flow's end then says the body was truncated
+ * and counts wire_size as its size, as for a body cut by body_limit (a
+ * HAR import of a body that was cut when it was captured). Call before
+ * the flow ends. */
+void reel_recorder_body_truncated(reel_rflow_t *f, bool response, uint64_t wire_size);
+
 /** Ends the flow normally and frees f. timings may be NULL; time_us 0 = now;
  * request_end_us/response_start_us 0 = unknown. */
 void reel_recorder_flow_end(reel_rflow_t *f, const reel_timings_t *timings, int64_t time_us,

@@ -387,6 +387,8 @@ typedef struct {
     uint32_t status;
     char reason[64], resp_version[16], error[256], source[32], server[64];
     reel_timings_t timings;
+    uint64_t size[2]; /* request, response body size, from the end or error record */
+    int truncated[2]; /* from the end record */
     int order_ok; /* records came as start, req head, req body*, resp head, ... */
     int last;     /* event of the previous record */
 } flow_t;
@@ -456,6 +458,10 @@ static int collect(void *ctx, const Reel__Record *rec) {
         f->end_time = rec->time_us;
         f->req_end = rec->end->request_end_us;
         f->resp_start = rec->end->response_start_us;
+        f->size[0] = rec->end->request_body_size;
+        f->size[1] = rec->end->response_body_size;
+        f->truncated[0] = rec->end->request_truncated;
+        f->truncated[1] = rec->end->response_truncated;
         if (rec->end->timings) {
             const Reel__Timings *t = rec->end->timings;
             f->has_timings = 1;
@@ -466,6 +472,8 @@ static int collect(void *ctx, const Reel__Record *rec) {
     case REEL__RECORD__EVENT_ERROR:
         f->order_ok &= f->last != 0;
         snprintf(f->error, sizeof f->error, "%s", rec->error->message);
+        f->size[0] = rec->error->request_body_size;
+        f->size[1] = rec->error->response_body_size;
         break;
     default:
         f->order_ok = 0;
@@ -1068,6 +1076,87 @@ static void test_import_bom_wrapped_base64(void **state) {
     reel_session_close(s);
 }
 
+/* One entry with the given request fields (after the head's), response
+ * headers, response bodySize and content, and entry-level extras. */
+static char *cut_entry(const char *req, const char *resp_headers, int resp_body_size,
+                       const char *content, const char *extra) {
+    return reel_asprintf(
+        "{\"startedDateTime\":\"2026-01-02T03:04:05.000Z\",\"time\":1,"
+        "\"request\":{\"method\":\"POST\",\"url\":\"https://example.test/p\","
+        "\"httpVersion\":\"HTTP/1.1\",\"headers\":[],\"queryString\":[],\"cookies\":[],"
+        "\"headersSize\":-1%s},"
+        "\"response\":{\"status\":200,\"statusText\":\"OK\",\"httpVersion\":\"HTTP/1.1\","
+        "\"headers\":%s,\"cookies\":[],\"content\":%s,\"redirectURL\":\"\","
+        "\"headersSize\":-1,\"bodySize\":%d},"
+        "\"cache\":{},\"timings\":{\"send\":0,\"wait\":1,\"receive\":0}%s}",
+        req, resp_headers, content, resp_body_size, extra);
+}
+
+/* A body that was cut before it was written to the HAR is recorded as
+ * truncated, with its size on the wire, as a capture's body_limit cut is:
+ * reel export's _reel.*_truncated say so, and so does a bodySize larger
+ * than the body (without a Content-Encoding: with one bodySize counts the
+ * encoded bytes) or a content.size larger than the part of the response
+ * given. A body given whole stays whole. */
+static void test_import_truncated_bodies(void **state) {
+    reel_session_t *s = open_session("cut");
+    const char *const gz = "[{\"name\":\"Content-Encoding\",\"value\":\"gzip\"}]";
+    const char *const abc = "{\"size\":3,\"mimeType\":\"text/plain\",\"text\":\"abc\"}";
+    const char *const hello = ",\"bodySize\":5,\"postData\":{\"mimeType\":\"text/plain\","
+                              "\"text\":\"hello\"}";
+    const struct {
+        const char *req, *headers;
+        int body_size;
+        const char *content, *extra;
+        int req_cut, resp_cut;
+        uint64_t req_size, resp_size;
+    } cases[] = {
+        /* whole: nothing cut */
+        {hello, "[]", 3, abc, "", 0, 0, 5, 3},
+        /* what reel export writes for body_limit cuts (sizes unknown) */
+        {hello, "[]", 3, abc, ",\"_reel\":{\"response_truncated\":true}", 0, 1, 5, 3},
+        {",\"bodySize\":10,\"postData\":{\"mimeType\":\"text/plain\",\"text\":\"hello\"}", "[]", 3,
+         abc, ",\"_reel\":{\"request_truncated\":true}", 1, 0, 10, 3},
+        /* bodySize larger than the body */
+        {hello, "[]", 100, abc, "", 0, 1, 5, 100},
+        {",\"bodySize\":8,\"postData\":{\"mimeType\":\"text/plain\",\"text\":\"hello\"}", "[]", 3,
+         abc, "", 1, 0, 8, 3},
+        /* gzip: bodySize counts encoded bytes, the body is decoded */
+        {hello, gz, 90, "{\"size\":3,\"mimeType\":\"text/plain\",\"text\":\"abc\"}", "", 0, 0, 5,
+         3},
+        /* content.size larger than the text given */
+        {hello, gz, 2, "{\"size\":500,\"mimeType\":\"text/plain\",\"text\":\"abc\"}", "", 0, 1, 5,
+         500},
+        /* no text at all (a browser that left it out): nothing said cut */
+        {hello, "[]", 0, "{\"size\":500,\"mimeType\":\"text/plain\"}", "", 0, 0, 5, 0},
+        /* _reel with other values: not a cut */
+        {hello, "[]", 3, abc, ",\"_reel\":{\"response_truncated\":false}", 0, 0, 5, 3},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *entry = cut_entry(cases[i].req, cases[i].headers, cases[i].body_size,
+                                cases[i].content, cases[i].extra);
+        char *p = variant("", entry);
+        reel_har_stats_t st;
+        reel_err_t err;
+        reel_err_clear(&err);
+        if (import(s, p, &st, &err) != REEL_OK)
+            fail_msg("case %zu: import: %s", i, err.msg);
+        flow_t f;
+        flow_read(s, st.first_id, &f);
+        if (f.truncated[0] != cases[i].req_cut || f.truncated[1] != cases[i].resp_cut ||
+            f.size[0] != cases[i].req_size || f.size[1] != cases[i].resp_size)
+            fail_msg("case %zu: truncated %d/%d sizes %llu/%llu, want %d/%d %llu/%llu", i,
+                     f.truncated[0], f.truncated[1], (unsigned long long)f.size[0],
+                     (unsigned long long)f.size[1], cases[i].req_cut, cases[i].resp_cut,
+                     (unsigned long long)cases[i].req_size, (unsigned long long)cases[i].resp_size);
+        assert_bytes(&f.req_body, "hello", 5);
+        flow_free(&f);
+        free(p);
+        free(entry);
+    }
+    reel_session_close(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_check_good),
@@ -1082,6 +1171,7 @@ int main(void) {
         cmocka_unit_test(test_import_encoded_request),
         cmocka_unit_test(test_import_params_only),
         cmocka_unit_test(test_import_bom_wrapped_base64),
+        cmocka_unit_test(test_import_truncated_bodies),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
