@@ -390,8 +390,10 @@ void reel__h2front_free(conn_t *c);
 void reel__h2front_flush_deferred(conn_t *c);
 /* The flow of a lane's stream whose response is whole: ended once the
  * stream's DATA has gone out to the client, or with an error if the
- * client resets the stream or goes first. Takes f. */
-void reel__h2front_fin(conn_t *lane_conn, reel_fin_t *f);
+ * client resets the stream or goes first. Takes f and returns true, or
+ * false when the stream is a tunnel (CONNECT, the exchange one of those
+ * inside it): the caller keeps f, and HTTP/1's rules apply to the lane. */
+bool reel__h2front_fin(conn_t *lane_conn, reel_fin_t *f);
 
 /* ---- h2up.c ---- */
 /* A bottom filter for an upstream peer whose requests go as streams of
