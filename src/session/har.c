@@ -975,14 +975,14 @@ reel_rc reel_har_check(const char *path, reel_err_t *err) {
 
 /* ---- recording ---------------------------------------------------------- */
 
-/* Whether a validated header array has a Content-Encoding other than
- * identity. */
-static int content_encoded(json_t *arr) {
+/* Whether a validated header array has a `field` (Content-Encoding,
+ * Transfer-Encoding) other than identity. */
+static int coded(json_t *arr, const char *field) {
     size_t i;
     json_t *h;
     json_array_foreach(arr, i, h) {
         json_t *name = json_object_get(h, "name");
-        if (strcasecmp(json_string_value(name), "content-encoding") != 0)
+        if (strcasecmp(json_string_value(name), field) != 0)
             continue;
         const char *val = json_string_value(json_object_get(h, "value"));
         size_t n = strlen(val);
@@ -1038,18 +1038,22 @@ static uint64_t feed(reel_rflow_t *f, void (*fn)(reel_rflow_t *, const void *, s
     return total;
 }
 
-/* A body of `given` bytes that was longer when it was captured: reel
- * export said it was cut (_reel.*_truncated), or its bodySize is larger
- * (compared only without a Content-Encoding: with one, bodySize counts
- * the encoded bytes and the body is decoded), or the response's
- * content.size is (a decoded length, like the body; only when part of the
- * body is there: browsers leave the text out of some entries). The flow
- * then says the body was truncated, as a capture's body_limit cut does,
- * and a replay refuses to send it as if it were whole. */
-static void mark_cut(reel_rflow_t *f, const entry_t *e, int response, int encoded, uint64_t given) {
+/* A body of `given` bytes (headers: its head's) that was longer when it
+ * was captured: reel export said it was cut (_reel.*_truncated), or its
+ * bodySize is larger (compared only without a Content-Encoding or a
+ * Transfer-Encoding: bodySize then counts the encoded bytes, or a
+ * browser's the chunked framing, and the body is decoded), or the
+ * response's content.size is (a decoded length, like the body; only when
+ * part of the body is there: browsers leave the text out of some
+ * entries). The flow then says the body was truncated, as a capture's
+ * body_limit cut does, and a replay refuses to send it as if it were
+ * whole. */
+static void mark_cut(reel_rflow_t *f, const entry_t *e, int response, json_t *headers,
+                     uint64_t given) {
     int64_t bs = e->body_size[response];
     uint64_t wire = bs > 0 ? (uint64_t)bs : 0;
-    int cut = e->cut[response] || (!encoded && wire > given);
+    int same = !coded(headers, "content-encoding") && !coded(headers, "transfer-encoding");
+    int cut = e->cut[response] || (same && wire > given);
     if (response && e->content_size > 0 && given > 0 && (uint64_t)e->content_size > given) {
         cut = 1;
         if ((uint64_t)e->content_size > wire)
@@ -1107,12 +1111,12 @@ static void record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
                               /* postData, as content, is the body without its
                                  Content-Encoding (browsers and reel export
                                  write it so) */
-                              .body_decoded = content_encoded(e->req_headers),
+                              .body_decoded = coded(e->req_headers, "content-encoding"),
                               .time_us = e->start_us};
     reel_recorder_request_head(f, &rh);
     free(hs);
     uint64_t given = feed(f, reel_recorder_request_body, &e->req_body, scratch);
-    mark_cut(f, e, 0, rh.body_decoded, given);
+    mark_cut(f, e, 0, e->req_headers, given);
 
     if (e->status == 0) {
         char msg[256];
@@ -1132,7 +1136,7 @@ static void record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
     reel_recorder_response_head(f, &sh);
     free(hs);
     given = feed(f, reel_recorder_response_body, &e->resp_body, scratch);
-    mark_cut(f, e, 1, content_encoded(e->resp_headers), given);
+    mark_cut(f, e, 1, e->resp_headers, given);
     reel_recorder_flow_end(f, e->has_timings ? &e->timings : NULL, end, req_end, resp_start);
 }
 

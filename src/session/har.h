@@ -23,8 +23,9 @@
  *   its size on the wire when the HAR gives one: the entry's
  *   _reel.request_truncated / _reel.response_truncated (what reel export
  *   writes) say so, and so does a bodySize larger than the body given (not
- *   compared under a Content-Encoding: bodySize then counts encoded bytes)
- *   or a content.size larger than the part of the response text given;
+ *   compared under a Content-Encoding or Transfer-Encoding: bodySize then
+ *   counts encoded bytes or chunk framing) or a content.size larger than
+ *   the part of the response text given;
  * - status 0 (browser: blocked or failed) ends the flow with the error
  *   "no response (HAR status 0)" plus ": <_error>" when the entry has one;
  * - timings (ms, -1 unknown) become reel_timings_t in microseconds;

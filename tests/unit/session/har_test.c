@@ -1095,9 +1095,10 @@ static char *cut_entry(const char *req, const char *resp_headers, int resp_body_
 /* A body that was cut before it was written to the HAR is recorded as
  * truncated, with its size on the wire, as a capture's body_limit cut is:
  * reel export's _reel.*_truncated say so, and so does a bodySize larger
- * than the body (without a Content-Encoding: with one bodySize counts the
- * encoded bytes) or a content.size larger than the part of the response
- * given. A body given whole stays whole. */
+ * than the body (without a Content-Encoding or Transfer-Encoding: with
+ * one bodySize counts encoded bytes or chunk framing) or a content.size
+ * larger than the part of the response given. A body given whole stays
+ * whole. */
 static void test_import_truncated_bodies(void **state) {
     reel_session_t *s = open_session("cut");
     const char *const gz = "[{\"name\":\"Content-Encoding\",\"value\":\"gzip\"}]";
@@ -1123,6 +1124,9 @@ static void test_import_truncated_bodies(void **state) {
          abc, "", 1, 0, 8, 3},
         /* gzip: bodySize counts encoded bytes, the body is decoded */
         {hello, gz, 90, "{\"size\":3,\"mimeType\":\"text/plain\",\"text\":\"abc\"}", "", 0, 0, 5,
+         3},
+        /* chunked: a browser's bodySize may count the chunks' framing */
+        {hello, "[{\"name\":\"Transfer-Encoding\",\"value\":\"chunked\"}]", 13, abc, "", 0, 0, 5,
          3},
         /* content.size larger than the text given */
         {hello, gz, 2, "{\"size\":500,\"mimeType\":\"text/plain\",\"text\":\"abc\"}", "", 0, 1, 5,
