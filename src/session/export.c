@@ -365,6 +365,24 @@ static const hdr_t *hdr_get(const flow_t *f, int d, const char *name) {
     return NULL;
 }
 
+/* The :protocol field of an RFC 8441 extended CONNECT (an HTTP/2
+ * WebSocket: core/h2front.c records it as the request's first field, with
+ * method CONNECT); NULL for any other request. */
+static const hdr_t *ext_protocol(const flow_t *f) {
+    if (!f->have_head[REQ] || f->tunnel || !f->method || strcmp(f->method, "CONNECT") != 0)
+        return NULL;
+    return hdr_get(f, REQ, ":protocol");
+}
+
+static int ext_websocket(const flow_t *f) {
+    const hdr_t *p = ext_protocol(f);
+    return p && ieq(p->value, p->vlen, "websocket");
+}
+
+static int is_pseudo(const hdr_t *h) {
+    return h->nlen > 0 && h->name[0] == ':';
+}
+
 /* Every Content-Encoding value joined with ", ", owned; NULL if none. */
 static char *encoding_of(const flow_t *f, int d) {
     reel_buf_t b;
@@ -584,7 +602,7 @@ static json_t *body_json(const uint8_t *p, size_t n, int *b64) {
 }
 
 static int is_websocket(const flow_t *f) {
-    if (f->nmsgs > 0 && !f->tunnel)
+    if ((f->nmsgs > 0 && !f->tunnel) || ext_websocket(f))
         return 1;
     if (f->kind && strcmp(f->kind, "websocket") == 0)
         return 1;
@@ -982,23 +1000,52 @@ static const uint8_t *wire_body(const flow_t *f, int d, size_t *n) {
     return f->stored[d].data ? f->stored[d].data : (const uint8_t *)"";
 }
 
+/* A field as a comment's text: one line of printable ASCII. */
+static void comment_bytes(FILE *out, const char *s, size_t n) {
+    for (size_t k = 0; k < n; k++) {
+        unsigned char c = (unsigned char)s[k];
+        fputc(c >= 0x20 && c < 0x7f ? c : '?', out);
+    }
+}
+
+/* The Sec-WebSocket-Key of the HTTP/1.1 handshake written for an HTTP/2
+ * WebSocket, which had none (RFC 8441): RFC 6455's sample nonce. */
+static const char ws_sample_key[] = "dGhlIHNhbXBsZSBub25jZQ==";
+
 static reel_rc write_curl(FILE *out, const flow_t *f, const reel_export_opts_t *o,
                           reel_err_t *err) {
+    fprintf(out, "# flow %llu\n", (unsigned long long)f->id);
+    const hdr_t *proto = ext_protocol(f);
+    int ws_h1 = 0; /* an HTTP/2 WebSocket, written as its HTTP/1.1 handshake */
+    if (proto != NULL) {
+        /* curl cannot send an extended CONNECT (nor any pseudo-header
+         * field): -X CONNECT with ':protocol' as a header is no request */
+        fputs("# an HTTP/2 extended CONNECT (RFC 8441, :protocol ", out);
+        comment_bytes(out, proto->value, proto->vlen);
+        fputs(") that curl cannot send", out);
+        if (!ext_websocket(f)) {
+            fputs(": no command\n", out);
+            return REEL_OK;
+        }
+        fputs(": this WebSocket's HTTP/1.1 handshake instead (GET with Upgrade, as reel asks an "
+              "HTTP/1.1 origin; Sec-WebSocket-Key is RFC 6455's sample)\n",
+              out);
+        ws_h1 = 1;
+    }
     char *url = flow_url(f, 0);
     size_t n;
     const uint8_t *p = wire_body(f, REQ, &n);
+    if (ws_h1)
+        n = 0; /* a handshake has no body (what followed is the messages) */
     int piped = n > 0 && o->body_dir == NULL && memchr(p, '\0', n) != NULL;
-    fprintf(out, "# flow %llu\n", (unsigned long long)f->id);
     if (f->ntrailer[REQ]) {
         /* curl's command line cannot send trailer fields: said, not dropped */
         fputs("# not sent: curl cannot send the request's trailer fields (", out);
         for (size_t i = 0; i < f->ntrailer[REQ]; i++) {
             if (i)
                 fputs(", ", out);
-            for (size_t k = 0; k < f->trailer[REQ][i].nlen; k++) {
-                unsigned char c = (unsigned char)f->trailer[REQ][i].name[k];
-                fputc(c >= 0x21 && c < 0x7f ? c : '?', out); /* a comment stays one line */
-            }
+            /* a comment stays one line */
+            comment_bytes(out, f->trailer[REQ][i].name, f->trailer[REQ][i].nlen);
         }
         fputs(")\n", out);
     }
@@ -1020,7 +1067,7 @@ static reel_rc write_curl(FILE *out, const flow_t *f, const reel_export_opts_t *
         fputs("' | ", out);
     }
     fputs("curl -sS -g --path-as-is", out);
-    const char *v = f->version[REQ] ? f->version[REQ] : "";
+    const char *v = ws_h1 ? "HTTP/1.1" : f->version[REQ] ? f->version[REQ] : "";
     if (strcmp(v, "HTTP/1.0") == 0)
         fputs(" --http1.0", out);
     else if (strncmp(v, "HTTP/1", 6) == 0)
@@ -1031,15 +1078,26 @@ static reel_rc write_curl(FILE *out, const flow_t *f, const reel_export_opts_t *
         fputs(" --head", out);
     } else {
         fputs(" -X ", out);
-        sqs(out, f->method);
+        sqs(out, ws_h1 ? "GET" : f->method);
     }
     fputc(' ', out);
     sqs(out, url);
     free(url);
+    if (ws_h1) {
+        fputs(" \\\n  -H 'Upgrade: websocket' \\\n  -H 'Connection: Upgrade' \\\n  -H ", out);
+        char *key = reel_asprintf("Sec-WebSocket-Key: %s", ws_sample_key);
+        sqs(out, key);
+        free(key);
+    }
     for (size_t i = 0; i < f->nhdr[REQ]; i++) {
         const hdr_t *h = &f->hdr[REQ][i];
         if (ieq(h->name, h->nlen, "content-length") || ieq(h->name, h->nlen, "proxy-connection"))
             continue;
+        if (is_pseudo(h))
+            continue; /* curl sends none: an HTTP/2 head's are in the URL and method */
+        if (ws_h1 && (ieq(h->name, h->nlen, "upgrade") || ieq(h->name, h->nlen, "connection") ||
+                      ieq(h->name, h->nlen, "sec-websocket-key")))
+            continue; /* written above */
         if (memchr(h->name, '\0', h->nlen) || memchr(h->value, '\0', h->vlen))
             continue; /* cannot be passed in an argument */
         char *line =
@@ -1081,8 +1139,20 @@ static void raw_fields(FILE *out, const hdr_t *h, size_t n) {
     fputs("\r\n", out);
 }
 
+/* A head's field lines. An HTTP/2 head's pseudo-header fields (an
+ * extended CONNECT's :protocol) are no field lines: the request line says
+ * them (write_raw). */
 static void raw_head_lines(FILE *out, const flow_t *f, int d) {
-    raw_fields(out, f->hdr[d], f->nhdr[d]);
+    for (size_t i = 0; i < f->nhdr[d]; i++) {
+        const hdr_t *h = &f->hdr[d][i];
+        if (is_pseudo(h))
+            continue;
+        fwrite(h->name, 1, h->nlen, out);
+        fputs(": ", out);
+        fwrite(h->value, 1, h->vlen, out);
+        fputs("\r\n", out);
+    }
+    fputs("\r\n", out);
 }
 
 static int chunked(const flow_t *f, int d) {
@@ -1118,9 +1188,12 @@ static void write_raw(FILE *out, const flow_t *f) {
         /* An HTTP/2 request names its scheme and authority in pseudo-header
          * fields, not in a Host field: without one the request line takes
          * the absolute form (as mitmproxy writes it), or the host is lost. */
+        /* An extended CONNECT's :protocol websocket is said by the URL's
+         * scheme, ws:// or wss://, as HAR writes a WebSocket's URL. */
+        int ws = ext_websocket(f);
         int absolute = strncmp(f->version[REQ], "HTTP/2", 6) == 0 &&
-                       hdr_get(f, REQ, "host") == NULL && f->host && f->host[0];
-        char *url = absolute ? flow_url(f, 0) : NULL;
+                       (hdr_get(f, REQ, "host") == NULL || ws) && f->host && f->host[0];
+        char *url = absolute ? flow_url(f, ws) : NULL;
         /* A tunnel's head has no target: the request line names the
          * authority it was opened to (CONNECT host:port), as reel flow does. */
         if (!(f->target && f->target[0]) && f->host && f->host[0]) {

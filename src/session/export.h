@@ -23,10 +23,14 @@
  *   response_trailers). reel import reads it back.
  * - curl: one bash command per flow (method, headers but Content-Length,
  *   exact URL, body inline or --data-binary @FILE); request trailers,
- *   which curl cannot send, named in a comment line.
+ *   which curl cannot send, named in a comment line. An HTTP/2 WebSocket
+ *   (extended CONNECT with :protocol, RFC 8441), which curl cannot send
+ *   either, gets a comment line and its HTTP/1.1 handshake (GET Upgrade).
  * - raw: request and response heads and bodies as on the wire (bodies as
  *   stored: still content-encoded; re-chunked when the head says chunked,
- *   trailers in the last chunk), 1xx heads before the final one.
+ *   trailers in the last chunk), 1xx heads before the final one. An
+ *   HTTP/2 head's pseudo-header fields are in its request line (absolute
+ *   URL; ws:// or wss:// for :protocol websocket), never field lines.
  * - ndjson: one JSON object per line and flow, bodies decoded, as text
  *   when they are UTF-8 text, else base64, or as files in a directory;
  *   interim, trailers and each message's truncated as fields.
@@ -74,8 +78,9 @@ typedef struct {
 
 typedef struct {
     uint64_t flows;   /* flows written */
-    uint64_t skipped; /* flows with nothing to write in this format (TCP tunnels
-                         in HAR and curl, flows without a request head) */
+    uint64_t skipped; /* flows with nothing to write in this format (tunnels,
+                         TCP or TLS, in HAR and curl; flows without a
+                         request head) */
 } reel_export_stats_t;
 
 /** Writes the flows of s that match o->filter to out (borrowed), in id

@@ -842,6 +842,218 @@ static void test_interim_trailers_truncated(void **state) {
     reel_session_close(s);
 }
 
+/* ---- an HTTP/2 WebSocket and TLS tunnels ---------------------------------- */
+
+/* Flow 1: an RFC 8441 WebSocket as core/h2front.c records it (method
+ * CONNECT, ':protocol: websocket' first, its :path as target), answered by
+ * an HTTP/1.1 origin's 101; flow 2: a TCP tunnel; flow 3: a TLS tunnel
+ * (scheme tls) with the origin's TLS as its server connection. */
+static reel_session_t *fixture_h2ws_tunnels(const char *name) {
+    reel_session_t *s = open_session(name);
+    reel_recorder_t *rec = recorder(s);
+    reel_flow_info_t info = {.kind = REEL_FLOW_HTTP, .time_us = T0};
+    reel_rflow_t *f = reel_recorder_flow_start(rec, &info);
+    const reel_header_t q[] = {H(":protocol", "websocket"), H("sec-websocket-version", "13"),
+                               H("origin", "https://api.example.test")};
+    reel_request_head_t rh = {.method = "CONNECT",
+                              .scheme = "https",
+                              .host = "api.example.test",
+                              .port = 443,
+                              .target = "/chat?room=1",
+                              .http_version = "HTTP/2.0",
+                              .headers = q,
+                              .n_headers = 3,
+                              .time_us = T0};
+    reel_recorder_request_head(f, &rh);
+    const reel_header_t sh[] = {H("Upgrade", "websocket"), H("Connection", "Upgrade"),
+                                H("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")};
+    reel_response_head_t sp = {.status = 101,
+                               .reason = "Switching Protocols",
+                               .http_version = "HTTP/1.1",
+                               .headers = sh,
+                               .n_headers = 3,
+                               .time_us = T0 + 1000};
+    reel_recorder_response_head(f, &sp);
+    reel_message_t m = {.from_client = 1, .opcode = 1, .data = "hi", .len = 2, .length = 2};
+    reel_recorder_message(f, &m);
+    reel_recorder_flow_end(f, NULL, T0 + 2000, 0, 0);
+
+    for (int tls = 0; tls < 2; tls++) {
+        int64_t t = T0 + (1 + tls) * 100000;
+        info = (reel_flow_info_t){.kind = REEL_FLOW_TUNNEL, .time_us = t};
+        f = reel_recorder_flow_start(rec, &info);
+        rh = (reel_request_head_t){.method = "CONNECT",
+                                   .scheme = tls ? "tls" : "tcp",
+                                   .host = "broker.example.test",
+                                   .port = 8883,
+                                   .target = "",
+                                   .http_version = "HTTP/1.1",
+                                   .time_us = t};
+        reel_recorder_request_head(f, &rh);
+        sp = (reel_response_head_t){.status = 200,
+                                    .reason = "Connection established",
+                                    .http_version = "HTTP/1.1",
+                                    .time_us = t};
+        reel_recorder_response_head(f, &sp);
+        if (tls) {
+            reel_server_conn_t sc = {.address = "192.0.2.9:8883",
+                                     .sni = "broker.example.test",
+                                     .alpn = "mqtt",
+                                     .tls_version = "TLSv1.3",
+                                     .cipher = "TLS_AES_128_GCM_SHA256"};
+            reel_recorder_server_conn(f, &sc);
+        }
+        m = (reel_message_t){
+            .from_client = 1, .opcode = 0, .data = "\x10\x02", .len = 2, .length = 2};
+        reel_recorder_message(f, &m);
+        reel_recorder_flow_end(f, NULL, t + 1000, 0, 0);
+    }
+    close_recorder(rec);
+    return s;
+}
+
+static char *export_stats(reel_session_t *s, reel_export_format fmt, const char *filter,
+                          size_t *len, reel_export_stats_t *st) {
+    char *buf = NULL;
+    FILE *out = open_memstream(&buf, len);
+    assert_non_null(out);
+    reel_export_opts_t o = {.format = fmt, .filter = filter};
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (reel_export(s, out, &o, st, &err) != REEL_OK)
+        fail_msg("export: %s", err.msg);
+    fclose(out);
+    return buf;
+}
+
+static void test_h2_websocket(void **state) {
+    reel_session_t *s = fixture_h2ws_tunnels("h2ws");
+    size_t n;
+
+    /* curl: the command curl can run, the HTTP/1.1 handshake, and a
+     * comment saying why; no CONNECT, no ':protocol' header (curl refuses
+     * it), no --http2 */
+    char *cu = export_str(s, REEL_EXPORT_CURL, 0, "~id 1", &n);
+    static const char want_curl[] =
+        "# flow 1\n"
+        "# an HTTP/2 extended CONNECT (RFC 8441, :protocol websocket) that curl cannot send: "
+        "this WebSocket's HTTP/1.1 handshake instead (GET with Upgrade, as reel asks an HTTP/1.1 "
+        "origin; Sec-WebSocket-Key is RFC 6455's sample)\n"
+        "curl -sS -g --path-as-is --http1.1 -X 'GET' 'https://api.example.test/chat?room=1' \\\n"
+        "  -H 'Upgrade: websocket' \\\n"
+        "  -H 'Connection: Upgrade' \\\n"
+        "  -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' \\\n"
+        "  -H 'sec-websocket-version: 13' \\\n"
+        "  -H 'origin: https://api.example.test'\n";
+    if (n != sizeof want_curl - 1 || memcmp(cu, want_curl, n) != 0)
+        fail_msg("curl:\n%.*s", (int)n, cu);
+    free(cu);
+
+    /* raw: the request line says the :protocol by its URL (wss://); no
+     * field line starts with ':' */
+    char *raw = export_str(s, REEL_EXPORT_RAW, 0, "~id 1", &n);
+    static const char want_raw[] =
+        "CONNECT wss://api.example.test/chat?room=1 HTTP/2.0\r\n"
+        "sec-websocket-version: 13\r\norigin: https://api.example.test\r\n\r\n"
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\nhi";
+    if (n != sizeof want_raw - 1 || memcmp(raw, want_raw, n) != 0)
+        fail_msg("raw:\n%.*s", (int)n, raw);
+    free(raw);
+
+    /* HAR: the method the client sent, the WebSocket's URL, its messages;
+     * ':protocol' among the headers as browsers write HTTP/2 pseudo-header
+     * fields there */
+    char *har = export_str(s, REEL_EXPORT_HAR, 0, "~id 1", &n);
+    json_error_t je;
+    json_t *root = json_loadb(har, n, 0, &je);
+    if (root == NULL)
+        fail_msg("HAR does not parse: %s", je.text);
+    check_har(root);
+    json_t *e = json_array_get(json_object_get(json_object_get(root, "log"), "entries"), 0);
+    json_t *req = json_object_get(e, "request");
+    assert_string_equal(json_string_value(json_object_get(req, "method")), "CONNECT");
+    assert_string_equal(json_string_value(json_object_get(req, "url")),
+                        "wss://api.example.test/chat?room=1");
+    assert_string_equal(json_string_value(json_object_get(req, "httpVersion")), "HTTP/2.0");
+    assert_fields(json_object_get(req, "headers"),
+                  ":protocol: websocket; sec-websocket-version: 13; "
+                  "origin: https://api.example.test");
+    assert_string_equal(json_string_value(json_object_get(e, "_resourceType")), "websocket");
+    assert_int_equal(json_array_size(json_object_get(e, "_webSocketMessages")), 1);
+    json_decref(root);
+    free(har);
+
+    /* NDJSON: the record as it is (CONNECT, :protocol a header value) */
+    char *nd = export_str(s, REEL_EXPORT_NDJSON, 0, "~id 1", &n);
+    json_t *o = json_loadb(nd, n, 0, &je);
+    if (o == NULL)
+        fail_msg("ndjson: %s", je.text);
+    req = json_object_get(o, "request");
+    assert_string_equal(json_string_value(json_object_get(req, "method")), "CONNECT");
+    assert_string_equal(json_string_value(json_object_get(req, "url")),
+                        "https://api.example.test/chat?room=1");
+    assert_fields(json_object_get(req, "headers"),
+                  ":protocol: websocket; sec-websocket-version: 13; "
+                  "origin: https://api.example.test");
+    json_decref(o);
+    free(nd);
+    reel_session_close(s);
+}
+
+static void test_tls_tunnel(void **state) {
+    reel_session_t *s = fixture_h2ws_tunnels("tunnels");
+    size_t n;
+    reel_export_stats_t st;
+
+    /* HAR and curl have no place for a tunnel: both kinds skipped, counted */
+    for (int fmt = REEL_EXPORT_HAR; fmt <= REEL_EXPORT_CURL; fmt++) {
+        char *out = export_stats(s, (reel_export_format)fmt, "~id 2 | ~id 3", &n, &st);
+        assert_int_equal(st.flows, 0);
+        assert_int_equal(st.skipped, 2);
+        assert_false(contains(out, n, "broker.example.test"));
+        free(out);
+    }
+
+    /* NDJSON tells them apart: scheme and URL, and the TLS tunnel's origin
+     * TLS (version, ALPN) */
+    char *nd = export_str(s, REEL_EXPORT_NDJSON, 0, "~id 2 | ~id 3", &n);
+    char *nl = memchr(nd, '\n', n);
+    assert_non_null(nl);
+    json_error_t je;
+    json_t *tcp = json_loadb(nd, (size_t)(nl - nd), 0, &je);
+    json_t *tls = json_loads(nl + 1, 0, &je);
+    assert_non_null(tcp);
+    assert_non_null(tls);
+    json_t *q = json_object_get(tcp, "request");
+    assert_string_equal(json_string_value(json_object_get(tcp, "kind")), "tunnel");
+    assert_string_equal(json_string_value(json_object_get(q, "scheme")), "tcp");
+    assert_string_equal(json_string_value(json_object_get(q, "url")),
+                        "tcp://broker.example.test:8883/");
+    assert_null(json_object_get(tcp, "tls_version"));
+    q = json_object_get(tls, "request");
+    assert_string_equal(json_string_value(json_object_get(tls, "kind")), "tunnel");
+    assert_string_equal(json_string_value(json_object_get(q, "scheme")), "tls");
+    assert_string_equal(json_string_value(json_object_get(q, "url")),
+                        "tls://broker.example.test:8883/");
+    assert_string_equal(json_string_value(json_object_get(tls, "tls_version")), "TLSv1.3");
+    assert_string_equal(json_string_value(json_object_get(tls, "alpn")), "mqtt");
+    json_decref(tcp);
+    json_decref(tls);
+    free(nd);
+
+    /* raw: the CONNECT as the client sent it, then the payloads (a TLS
+     * tunnel's are the plaintext inside its TLS, as an HTTPS flow's raw
+     * export is its HTTP) */
+    char *raw = export_str(s, REEL_EXPORT_RAW, 0, "~id 3", &n);
+    static const char want_raw[] = "CONNECT broker.example.test:8883 HTTP/1.1\r\n\r\n"
+                                   "HTTP/1.1 200 Connection established\r\n\r\n\x10\x02";
+    if (n != sizeof want_raw - 1 || memcmp(raw, want_raw, n) != 0)
+        fail_msg("raw:\n%.*s", (int)n, raw);
+    free(raw);
+    reel_session_close(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_har_structure),
@@ -849,6 +1061,8 @@ int main(void) {
         cmocka_unit_test(test_redact_rules),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_interim_trailers_truncated),
+        cmocka_unit_test(test_h2_websocket),
+        cmocka_unit_test(test_tls_tunnel),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
