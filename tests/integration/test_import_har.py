@@ -77,10 +77,10 @@ class HarRoundTrip(unittest.TestCase):
         self.assertEqual(get["response"]["body_size"], len(self.origin.file1m))
         self.assertEqual(body(get, "response"), self.origin.file1m[:LIMIT])
         # 'reel flow' says so as it does for the captured flow
-        text = self.reel.cli("flow", "back", str(post["id"])).stdout
-        cap_text = self.reel.cli("flow", "cut", str(self.captured[0]["id"])).stdout
-        self.assertIn(b"truncated", cap_text)
-        self.assertIn(b"truncated", text)
+        cap = [c for c in self.captured if c["method"] == "POST"][0]
+        line = b"(body truncated at %d of %d bytes by body_limit)" % (LIMIT, len(self.upload))
+        self.assertIn(line, self.reel.cli("flow", "cut", str(cap["id"])).stdout)
+        self.assertIn(line, self.reel.cli("flow", "back", str(post["id"])).stdout)
 
     def test_replay_refuses_the_partial_body(self):
         post = [imp for cap, imp in self.pairs() if imp["request"]["method"] == "POST"][0]
