@@ -88,6 +88,12 @@ void reel__conn_process(conn_t *c) {
     if (cl->eof && (cl->in.len == 0 || c->state == C_H2)) {
         if (c->state == C_H2) {
             reel__h2front_eof(c);
+        } else if (c->state == C_HEAD && c->ex.flow == NULL && reel__peer_queued(cl) > 0) {
+            /* half-closed after its last request: the rest of the answer
+             * goes out first (closing now would drop it) */
+            c->state = C_DONE;
+            cl->close_when_flushed = true;
+            reel__peer_read_stop(cl);
         } else if (c->state == C_HEAD && c->ex.flow == NULL) {
             reel__conn_close(c);
         } else if (c->state == C_REQ_BODY) {
@@ -185,6 +191,11 @@ void reel__conn_close_flushed(conn_t *c) {
 void reel__conn_close(conn_t *c) {
     if (c->client.closing)
         return;
+    if (reel__peer_queued(&c->client) == 0)
+        reel__fins_delivered(c);
+    else
+        reel__fins_undelivered(c, c->p->shutting_down ? "proxy shut down"
+                                                      : "the connection was closed");
     reel__finish_flow(c, c->p->shutting_down ? "proxy shut down before the flow ended"
                                              : "connection closed before the flow ended");
     reel__finish_tflow(c, NULL);

@@ -213,6 +213,94 @@ void reel__finish_flow(conn_t *c, const char *error) {
         STAT_ADD(c->p, errors, 1);
 }
 
+/* A flow whose response reel has read whole, its end as of then: the
+ * record is written once the client has taken the bytes (or with an error
+ * if it does not), so that a response the client cancelled is not
+ * recorded as complete. A few dozen bytes a flow; the flow handle is the
+ * recorder's small one. */
+struct reel_fin {
+    reel_fin_t *next;
+    reel_capture_flow_t *flow;
+    reel_capture_timings_t t;
+    int64_t request_end_us, response_start_us;
+    char server_addr[64]; /* "" when not known */
+};
+
+reel_fin_t *reel__fin_take(conn_t *c) {
+    if (c->ex.flow == NULL)
+        return NULL;
+    reel_fin_t *f = reel_calloc(1, sizeof *f);
+    peer_t *up = c->ex.flow_upstream ? c->up : NULL;
+    exchange_timings(c, up, reel__now_us(), &f->t);
+    f->flow = c->ex.flow;
+    f->request_end_us = c->ex.req_end_us;
+    f->response_start_us = c->ex.resp_first_us;
+    if (up && up->connected)
+        snprintf(f->server_addr, sizeof f->server_addr, "%s", up->addr);
+    c->ex.flow = NULL;
+    return f;
+}
+
+void reel__fin_end(reel_fin_t *f, const char *why) {
+    if (f == NULL)
+        return;
+    reel_capture_end_t e = {.error = why,
+                            .timings = &f->t,
+                            .time_us = reel__now_us(),
+                            .request_end_us = f->request_end_us,
+                            .response_start_us = f->response_start_us,
+                            .server_addr = f->server_addr[0] ? f->server_addr : NULL};
+    reel_capture_finish(f->flow, &e);
+    free(f);
+}
+
+void reel__fins_delivered(conn_t *c) {
+    while (c->fins) {
+        reel_fin_t *f = c->fins;
+        c->fins = f->next;
+        reel__fin_end(f, NULL);
+    }
+}
+
+void reel__fins_undelivered(conn_t *c, const char *why) {
+    if (c->fins && reel__peer_queued(&c->client) == 0) {
+        reel__fins_delivered(c); /* nothing of theirs was left to send */
+        return;
+    }
+    if (c->fins == NULL)
+        return;
+    char *msg = reel_asprintf("%s before the client received the whole response (%zu bytes of "
+                              "the connection's output were still queued in reel)",
+                              why, reel__peer_queued(&c->client));
+    while (c->fins) {
+        reel_fin_t *f = c->fins;
+        c->fins = f->next;
+        reel__fin_end(f, msg);
+        STAT_ADD(c->p, errors, 1);
+    }
+    free(msg);
+}
+
+/* The exchange's flow is complete on the origin's side: ended now if the
+ * client has every byte of it, else when it has (HTTP/1: the client's
+ * queue empties, core/peer.c; a lane: its stream's DATA went out). */
+static void finish_when_delivered(conn_t *c) {
+    reel_fin_t *f = reel__fin_take(c);
+    if (f == NULL)
+        return;
+    if (c->lane && reel__h2front_fin(c, f))
+        return;
+    if (reel__peer_queued(&c->client) == 0) {
+        reel__fins_delivered(c); /* older ones first */
+        reel__fin_end(f, NULL);
+        return;
+    }
+    reel_fin_t **tail = &c->fins;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = f;
+}
+
 /* The ServerConn record of the current flow, once its upstream is ready
  * (connected, TLS done): address, SNI, ALPN, TLS version and cipher, and
  * whether the connection was reused or the request retried on it. */
@@ -703,7 +791,7 @@ static void exchange_done(conn_t *c, bool upstream_reusable) {
 static void maybe_finish(conn_t *c) {
     if (!c->ex.req_done || !c->ex.resp_done)
         return;
-    reel__finish_flow(c, NULL);
+    finish_when_delivered(c);
     peer_t *up = c->up;
     exchange_done(c, up && !up->eof && up->in.len == 0);
     if (c->state == C_HEAD && c->client.in.len)

@@ -36,6 +36,7 @@ typedef struct event {
     uint32_t code, last_stream;
     const char *reason; /* static */
     size_t acct;        /* bytes counted in queued_bytes */
+    size_t unsent;      /* RESET by the peer: the stream's submitted DATA not sent */
     reel_buf_t data;
     hcollect_t head; /* HEAD and END (trailers) */
     bool has_head;
@@ -324,6 +325,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
             event_t *e = ev_push(h, REEL_CODEC_EV_RESET, (uint32_t)id);
             e->code = f->rst_stream.error_code;
             e->reason = "the peer reset the stream (RST_STREAM)";
+            e->unsent = st->out.len; /* dropped with the stream: the caller may say so */
             ev_done(h, e);
         }
         break;
@@ -426,6 +428,8 @@ static void fill_event(reel_h2_t *h, event_t *e, reel_codec_event_t *ev) {
         ev->data = e->data.data;
         ev->len = e->data.len;
     }
+    if (e->type == REEL_CODEC_EV_RESET)
+        ev->len = e->unsent;
     if (!e->has_head)
         return;
     hcollect_t *c = &e->head;

@@ -4,8 +4,11 @@
  * client's requests and writes responses, the client role writes requests
  * to an origin and reads its responses. Bytes in: reel_codec_feed, which
  * reports one event at a time (HEAD, DATA, END with trailers, RESET with
- * the HTTP/2 error code, GOAWAY), each naming its stream id. Bytes out:
- * the submit_* calls queue frames, reel_h2_take_output hands them over.
+ * the HTTP/2 error code, GOAWAY), each naming its stream id. A RESET the
+ * peer sent has in `len` the bytes of the stream's submitted DATA that
+ * had not gone out (reel_h2_stream_queued just before; dropped with it).
+ * Bytes out: the submit_* calls queue frames, reel_h2_take_output hands
+ * them over.
  *
  * Heads are the neutral reel_msg_head_t (version "HTTP/2.0"): pseudo
  * headers become method, scheme, host, port and path (:authority, else

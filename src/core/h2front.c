@@ -81,6 +81,11 @@ struct h2s {
      * for any CONNECT (interception, raw relay). */
     bool ws, connect, tunnel; /* tunnel: ws or connect */
     bool raw_open, eof_pending;
+    /* Its flow, once the response is whole (taken from the lane, which is
+     * free for another stream then): ended when the codec has sent the
+     * last of the stream's DATA, or with an error if the client resets
+     * the stream or the connection goes first. */
+    reel_fin_t *fin;
     reel_buf_t req;  /* HTTP/1.1 bytes for the lane */
     size_t req_body; /* DATA bytes in req (consumed once delivered) */
 };
@@ -128,12 +133,8 @@ static h2s_t *stream_find(h2front_t *fr, uint32_t sid) {
     return NULL;
 }
 
-static void stream_free(h2front_t *fr, h2s_t *s) {
-    for (h2s_t **pp = &fr->streams; *pp; pp = &(*pp)->next)
-        if (*pp == s) {
-            *pp = s->next;
-            break;
-        }
+/* The stream lets go of its lane (which may serve another). */
+static void stream_unlane(h2s_t *s) {
     if (s->lane) {
         s->lane->s = NULL;
         if (s->lane->inner) {
@@ -141,6 +142,20 @@ static void stream_free(h2front_t *fr, h2s_t *s) {
             s->lane->inner->lane_nfields = 0;
             s->lane->inner->lane_stream = 0;
         }
+        s->lane = NULL;
+    }
+}
+
+static void stream_free(h2front_t *fr, h2s_t *s) {
+    for (h2s_t **pp = &fr->streams; *pp; pp = &(*pp)->next)
+        if (*pp == s) {
+            *pp = s->next;
+            break;
+        }
+    stream_unlane(s);
+    if (s->fin) { /* every path that frees one says how it ended; this one did not */
+        reel__fin_end(s->fin, "the HTTP/2 stream ended before its response was sent whole");
+        STAT_ADD(fr->c->p, errors, 1);
     }
     free(s->fields);
     free(s->store);
@@ -369,6 +384,63 @@ static void lane_info(const reel_filter_t *f, reel_stack_info_t *out) {
     snprintf(out->local, sizeof out->local, "h2-lane");
 }
 
+/* A stream whose response has gone whole to the codec: its flow ends
+ * once the codec has sent the last of its DATA (then it goes); false
+ * while it waits. */
+static bool stream_settle(h2front_t *fr, h2s_t *s) {
+    if (s->fin && reel_h2_stream_queued(fr->h2, s->sid) > 0)
+        return false;
+    reel_fin_t *f = s->fin;
+    s->fin = NULL;
+    stream_free(fr, s);
+    reel__fin_end(f, NULL);
+    return true;
+}
+
+/* Settles the completed streams whose DATA went out (after take_output). */
+static void settle_streams(h2front_t *fr) {
+    for (h2s_t *s = fr->streams, *next; s; s = next) {
+        next = s->next;
+        if (s->lane == NULL && s->resp_end && s->fin)
+            stream_settle(fr, s);
+    }
+}
+
+/* The stream's response went whole to the codec and its request whole to
+ * its lane: the lane is free for another stream (true), and the stream
+ * waits (stream_settle) with its flow, taken from the lane's conn, for
+ * its DATA to go out. While that conn has not read the whole request
+ * (the rest of a body the origin answered early), the flow stays its own
+ * (false): it ends it, reel__h2front_fin, then the stream completes. */
+static bool stream_complete(h2front_t *fr, h2s_t *s) {
+    lane_t *l = s->lane;
+    conn_t *in = l ? l->inner : NULL;
+    if (s->fin == NULL && in && in->ex.flow && in->lane_stream == s->sid) {
+        if (!in->ex.req_done)
+            return false;
+        s->fin = reel__fin_take(in);
+    }
+    stream_unlane(s);
+    stream_settle(fr, s);
+    return true;
+}
+
+bool reel__h2front_fin(conn_t *in, reel_fin_t *f) {
+    lane_t *l = in->lane;
+    h2front_t *fr = l ? l->fr : NULL;
+    h2s_t *s = fr && l->s && l->s->sid == in->lane_stream ? l->s : NULL;
+    if (s && s->tunnel)
+        return false; /* its bytes are the tunnel's DATA: the lane's queue says */
+    if (s == NULL || s->fin) {
+        reel__fin_end(f, NULL); /* no stream left to wait for */
+        return true;
+    }
+    s->fin = f;
+    if (s->resp_end && s->req_sent && stream_complete(fr, s))
+        lane_later(l); /* free for a waiting stream */
+    return true;
+}
+
 /* The stream a lane leaves unfinished: reset, or answered 502 when nothing
  * was answered yet. */
 static void lane_detach_unfinished(lane_t *l, const char *why) {
@@ -466,14 +538,13 @@ static void lane_deliver(lane_t *l) {
         reel_h2_consume(fr->h2, s->sid, s->req_body);
     s->req_body = 0;
     bool idle = false;
+    uint32_t sid = s->sid;
     if (s->req_end) {
         s->req_sent = true;
-        if (s->resp_end) {
-            stream_free(fr, s); /* answered already: the lane is idle after these bytes */
-            idle = true;
-        }
+        idle = s->resp_end; /* answered already: the lane is idle after these bytes */
     }
-    /* the lane conn may answer, close or pause inside: s may be gone */
+    /* the lane conn may answer, close or pause inside: s may be gone (its
+     * conn ends the flow with the request's end, reel__h2front_fin) */
     if (b.len)
         reel_filter_up(&l->f, b.data, b.len);
     reel_buf_free(&b);
@@ -481,6 +552,8 @@ static void lane_deliver(lane_t *l) {
         reel_filter_up_eof(&l->f, NULL); /* the client's side of the WebSocket ended */
     if (!l->want_close)
         reel_filter_read_done(&l->f);
+    if (idle && !l->want_close && l->fr && l->s && l->s->sid == sid && !stream_complete(fr, l->s))
+        idle = false;
     if (idle && !l->want_close)
         lane_later(l); /* then a stream waiting for a lane may have this one */
 }
@@ -650,10 +723,8 @@ static void lane_pump(lane_t *l) {
             /* the lane is idle again once the request is whole too (an
              * origin may answer before it read the body: the rest still
              * goes to the lane, as it would on HTTP/1.1) */
-            if (s->req_sent) {
-                stream_free(fr, s);
+            if (s->req_sent && stream_complete(fr, s))
                 freed = true;
-            }
             break;
         default:
             break;
@@ -684,6 +755,7 @@ static void flush_output(h2front_t *fr) {
     if (out.len)
         reel__peer_write(cl, out.data, out.len);
     reel_buf_free(&out);
+    settle_streams(fr);
 }
 
 /* What the connection holds: the codec's frames and queued DATA, request
@@ -740,11 +812,27 @@ static void dispatch(h2front_t *fr) {
     fr->dispatching = false;
 }
 
-static void stream_reset_by_client(h2front_t *fr, h2s_t *s, uint32_t code) {
+static void stream_reset_by_client(h2front_t *fr, h2s_t *s, uint32_t code, size_t unsent) {
     lane_t *l = s->lane;
     char *why = reel_asprintf("the client reset the HTTP/2 stream (error code 0x%x)", code);
-    if (l && l->inner) {
+    if (s->fin) {
+        /* after reel had read the whole response, before it was sent */
+        reel_fin_t *f = s->fin;
+        s->fin = NULL;
+        stream_free(fr, s);
+        char *msg = NULL;
+        if (unsent) {
+            msg = reel_asprintf("%s before it received the whole response: the last %zu bytes "
+                                "of the body were not sent",
+                                why, unsent);
+            STAT_ADD(fr->c->p, errors, 1);
+        }
+        reel__fin_end(f, msg); /* with nothing left to send, it had it all */
+        free(msg);
+    } else if (l && l->inner) {
         conn_t *in = l->inner;
+        if (unsent) /* a tunnel's exchanges waiting for its DATA to go */
+            reel__fins_undelivered(in, why);
         stream_free(fr, s);
         reel__finish_flow(in, why);
         reel__conn_close(in);
@@ -762,6 +850,24 @@ static void front_fail_all(h2front_t *fr, const char *why) {
         h2s_t *s = fr->streams;
         lane_t *l = s->lane;
         conn_t *in = l ? l->inner : NULL;
+        if (s->fin) { /* whole from the origin, not all sent to the client */
+            size_t unsent = reel_h2_stream_queued(fr->h2, s->sid);
+            reel_fin_t *f = s->fin;
+            s->fin = NULL;
+            stream_free(fr, s);
+            char *msg = NULL;
+            if (unsent) {
+                msg = reel_asprintf("%s before the client received the whole response: the "
+                                    "last %zu bytes of the body were not sent",
+                                    why, unsent);
+                STAT_ADD(fr->c->p, errors, 1);
+            }
+            reel__fin_end(f, msg);
+            free(msg);
+            continue;
+        }
+        if (in && reel_h2_stream_queued(fr->h2, s->sid)) /* as in a reset */
+            reel__fins_undelivered(in, why);
         stream_free(fr, s);
         if (in) {
             reel__finish_flow(in, why);
@@ -802,7 +908,14 @@ bool reel__h2front_start(conn_t *c) {
 }
 
 bool reel__h2front_busy(const conn_t *c) {
-    return c->h2 && c->h2->streams;
+    /* a stream only waiting for the client to take its DATA does not
+     * count: a client that stops reading is let go at idle_timeout */
+    if (c->h2 == NULL)
+        return false;
+    for (const h2s_t *s = c->h2->streams; s; s = s->next)
+        if (!(s->lane == NULL && s->resp_end && s->fin))
+            return true;
+    return false;
 }
 
 /* Reads the client's frames in cl->in (input false: only the events still
@@ -873,7 +986,7 @@ static char *read_frames(h2front_t *fr, bool input) {
             break;
         case REEL_CODEC_EV_RESET:
             if (s)
-                stream_reset_by_client(fr, s, ev.error_code);
+                stream_reset_by_client(fr, s, ev.error_code, ev.len);
             break;
         case REEL_CODEC_EV_GOAWAY:
             fr->goaway = true;

@@ -30,8 +30,9 @@ static void ev_eof(void *ud, const char *error) {
     pe->eof = true;
     if (error && pe->role == P_UPSTREAM && pe->error == NULL)
         pe->error = reel_strdup(error); /* why a response is cut short */
-    if (error && pe->role == P_CLIENT && c->ex.flow) {
+    if (error && pe->role == P_CLIENT && (c->ex.flow || c->fins)) {
         char *why = reel_asprintf("client connection error: %s", error);
+        reel__fins_undelivered(c, why); /* its queue will not be sent */
         reel__finish_flow(c, why);
         free(why);
     }
@@ -85,9 +86,18 @@ static void ev_error(void *ud, const char *why) {
     }
 }
 
+/* A client whose queue is empty has taken every byte of the responses
+ * waiting for it: their flows end (core/exchange.c). */
+static void client_drained(peer_t *pe) {
+    if (pe->role == P_CLIENT && pe->c->fins && reel__peer_queued(pe) == 0)
+        reel__fins_delivered(pe->c);
+}
+
 /* A close that waited for the peer's bytes to leave (q: what is still
  * queued) happens now. */
 static void close_if_flushed(peer_t *pe, size_t q) {
+    if (q == 0)
+        client_drained(pe);
     if (!pe->close_when_flushed || q != 0)
         return;
     if (pe->role == P_CLIENT)
@@ -207,8 +217,10 @@ void reel__peer_write(peer_t *pe, const void *data, size_t len) {
         pe->progress = uv_now(pe->c->p->loop); /* the clock starts with the first byte queued */
     /* as `written` does: the other side may have been paused while this
      * one's bytes waited (e.g. for the connect) */
-    if (reel_stack_queued(&pe->st) == 0)
+    if (reel_stack_queued(&pe->st) == 0) {
         peer_maybe_resume_other(pe);
+        client_drained(pe);
+    }
 }
 
 void reel__peer_flush_pend(peer_t *pe) {

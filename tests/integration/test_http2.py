@@ -494,6 +494,41 @@ class Http2Test(unittest.TestCase):
         f = self.flows_for("/bytes?%d" % (4 << 20))[0]
         self.assertIn("client", f["error"])
 
+    def test_h2c_reset_after_the_whole_response_was_read(self):
+        # reel read all 512 KB from the origin, the client's 64 KiB window
+        # let a part go out, then it reset the stream: not complete (the end
+        # was recorded when the origin's last byte was parsed), and the
+        # record says how much was never sent
+        n = 512 << 10
+        c = H2C(self.reel.port, auto_ack=False)
+        c.conn.increment_flow_control_window(16 << 20)  # stream windows hold it back
+        c.flush()
+        try:
+            sid = c.request("GET", self.auth, "/bytes?%d" % n)
+            c.streams[sid]["stalled"] = True
+            c.wait(lambda: len(c.streams[sid]["data"]) >= 65535)
+            time.sleep(0.5)  # the rest is read and queued in reel
+            got = len(c.streams[sid]["data"])
+            c.conn.reset_stream(sid, error_code=8)  # CANCEL
+            c.flush()
+            # a stream the same way, then the whole connection goes
+            gone = c.request("GET", self.auth, "/bytes?%d" % (n + 1))
+            c.streams[gone]["stalled"] = True
+            c.wait(lambda: len(c.streams[gone]["data"]) > 0)
+            time.sleep(0.5)
+        finally:
+            c.close()
+        f = self.flows_for("/bytes.%d$" % n)[0]
+        self.assertEqual(f["state"], "error", f)
+        self.assertEqual(f["response"]["body_size"], n)  # all of it came from the origin
+        self.assertIn("reset the HTTP/2 stream (error code 0x8) before it received the whole "
+                      "response: the last %d bytes of the body were not sent" % (n - got),
+                      f["error"])
+        g = self.flows_for("/bytes.%d$" % (n + 1))[0]
+        self.assertEqual(g["state"], "error", g)
+        self.assertEqual(g["response"]["body_size"], n + 1)
+        self.assertIn("before the client received the whole response", g["error"])
+
     def test_h2c_origin_cuts_the_response(self):
         c = H2C(self.reel.port)
         try:

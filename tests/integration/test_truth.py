@@ -37,6 +37,66 @@ class TruthTest(unittest.TestCase):
         self.assertEqual(len(flows), 1, "%s: %s" % (filt, flows))
         return flows[0]
 
+    @staticmethod
+    def past_the_kernel():
+        """A response size that fills the kernel's send buffer toward the
+        client (autotuned up to about 3/4 of tcp_wmem's max on loopback)
+        and leaves about 512 KB in reel's own queue, under the 1 MiB at
+        which it stops reading the origin: reel reads it whole."""
+        with open("/proc/sys/net/ipv4/tcp_wmem") as fh:
+            return int(fh.read().split()[2]) * 3 // 4 + (512 << 10)
+
+    def cancelled_download(self, name, size, half_close=False):
+        """A client with a small receive buffer asks for `size` bytes, reads
+        a little, waits until reel has surely read the whole response from
+        nginx (queued toward the client), and closes: with unread bytes,
+        close() resets the connection. half_close: shutdown(SHUT_WR) then
+        (reel is waiting for its next request), as a client done sending
+        does, and reads the rest."""
+        with open(os.path.join(self.origin.www, name), "wb") as f:
+            f.write(os.urandom(size))
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(10)
+        s.connect(("127.0.0.1", self.reel.port))
+        s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % self.origin.url("/" + name)).encode())
+        got = s.recv(1000)
+        self.assertTrue(got.startswith(b"HTTP/1.1 200"), got)
+        time.sleep(0.5)  # reel has read it all from nginx by now
+        if half_close:
+            s.shutdown(socket.SHUT_WR)
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                got += d
+        s.close()
+        return got
+
+    def test_response_cancelled_by_the_client_is_not_complete(self):
+        # reel read the whole response from nginx, the client took a few
+        # KB and reset: not complete (it was, the end being recorded when
+        # nginx's last byte was read)
+        size = self.past_the_kernel()
+        self.cancelled_download("cancelled", size)
+        f = self.one("~u /cancelled$")
+        self.assertEqual(f["response_body_size"], size)  # all of it came from nginx
+        self.assertEqual(f["state"], "error", f)
+        self.assertIn("before the client received the whole response", f["error"])
+        full = self.reel.flow(f["id"])
+        self.assertEqual(full["response"]["status"], 200)
+
+    def test_half_closed_client_gets_the_rest_and_the_flow_completes(self):
+        # the client's FIN after its request (keep-alive, no Connection:
+        # close) with the answer still queued: reel sent the rest before it
+        # closed (it used to close at once, dropping it)
+        size = self.past_the_kernel()
+        got = self.cancelled_download("halfclosed", size, half_close=True)
+        self.assertTrue(got.endswith(open(os.path.join(self.origin.www, "halfclosed"), "rb").read()))
+        f = self.one("~u /halfclosed$")
+        self.assertEqual(f["state"], "complete", f)
+        self.assertEqual(f["response_body_size"], size)
+
     def test_refused_upgrade_ends_the_flow(self):
         o, r = self.origin, self.reel
         # curl --http2 on http:// sends Upgrade: h2c; nginx answers a plain 200.

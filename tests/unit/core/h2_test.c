@@ -28,6 +28,7 @@ typedef struct {
     bool consume;       /* consume DATA as it arrives */
     reel_rc last_rc;
     const char *last_reason;
+    size_t reset_unsent; /* the last RESET's len */
 } side_t;
 
 static void side_init(side_t *s, reel_h2_role role, const reel_h2_opts_t *o) {
@@ -86,6 +87,7 @@ static void note_event(side_t *s, const reel_codec_event_t *ev) {
     case REEL_CODEC_EV_RESET:
         reel_buf_printf(&s->trace, "reset %u %u\n", ev->stream, ev->error_code);
         s->last_reason = ev->error_reason;
+        s->reset_unsent = ev->len;
         break;
     case REEL_CODEC_EV_GOAWAY:
         reel_buf_printf(&s->trace, "goaway %u %u\n", ev->last_stream, ev->error_code);
@@ -286,6 +288,38 @@ static void test_flow_control(void **state) {
     side_free(&sv);
 }
 
+/* A RESET from the peer says how much of the stream's submitted DATA had
+ * not gone out (what the front records as never sent to its client). */
+static void test_reset_reports_unsent(void **state) {
+    (void)state;
+    reel_h2_opts_t o = {.stream_window = 65535, .conn_window = 1u << 20};
+    side_t cl, sv;
+    side_init(&cl, REEL_H2_CLIENT, NULL);
+    side_init(&sv, REEL_H2_SERVER, &o);
+    sv.consume = false;
+    reel_err_t err;
+    reel_err_clear(&err);
+    uint32_t a = 0;
+    reel_msg_head_t rq = req_head("POST", "/a");
+    assert_int_equal(reel_h2_submit_request(cl.h, &rq, false, &a, &err), REEL_OK);
+    size_t big = 200 * 1024;
+    uint8_t *blob = reel_malloc(big);
+    memset(blob, 'x', big);
+    assert_int_equal(reel_h2_submit_data(cl.h, a, blob, big, true), REEL_OK);
+    pump(&cl, &sv);
+    size_t unsent = reel_h2_stream_queued(cl.h, a);
+    assert_int_equal(unsent, big - sv.body[0].len);
+    assert_true(unsent > 0);
+    reel_h2_reset(sv.h, a, REEL_H2_CANCEL);
+    pump(&cl, &sv);
+    assert_non_null(strstr(trace(&cl), "reset 1 8\n"));
+    assert_int_equal(cl.reset_unsent, unsent);
+    assert_int_equal(reel_h2_stream_queued(cl.h, a), 0); /* gone with the stream */
+    free(blob);
+    side_free(&cl);
+    side_free(&sv);
+}
+
 static void test_reset_and_goaway(void **state) {
     (void)state;
     side_t cl, sv;
@@ -395,6 +429,7 @@ int main(void) {
         cmocka_unit_test(test_every_split),
         cmocka_unit_test(test_flow_control),
         cmocka_unit_test(test_reset_and_goaway),
+        cmocka_unit_test(test_reset_reports_unsent),
         cmocka_unit_test(test_header_list_limit),
         cmocka_unit_test(test_rapid_reset),
         cmocka_unit_test(test_bad_preface),
