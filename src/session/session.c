@@ -239,6 +239,7 @@ typedef struct {
     unsigned pending;
     uint64_t frames;
     uint64_t last_off; /* the last frame indexed, if have_last */
+    uint64_t last_end; /* ... and where it ends */
     int have_last;
     reel_err_t *err;
     reel_rc rc;
@@ -258,6 +259,7 @@ static int index_frame_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *r
     if (c->rc != REEL_OK)
         return 1;
     c->last_off = off;
+    c->last_end = off + clen;
     c->have_last = 1;
     c->frames++;
     if (++c->pending >= 1024) {
@@ -372,26 +374,115 @@ out:
 }
 
 /* Compresses the first `len` bytes of the salvaged records (whole records)
- * into out at the given level. */
-static reel_rc salvage_encode(const uint8_t *recs, size_t len, int level, reel_buf_t *out,
-                              reel_err_t *err) {
+ * into out at the given level, in pieces as the writer does, or `whole`. */
+static reel_rc salvage_encode(const uint8_t *recs, size_t len, int level, int whole,
+                              reel_buf_t *out, reel_err_t *err) {
     reel_spool_enc_t *enc = reel_spool_enc_new(level);
-    reel_rc rc = reel_spool_enc_frame(enc, recs, len, out, err);
+    reel_rc rc = whole ? reel_spool_enc_frame_whole(enc, recs, len, out, err)
+                       : reel_spool_enc_frame(enc, recs, len, out, err);
     reel_spool_enc_free(enc);
     return rc;
+}
+
+/* What a mark's text says of the records kept in the fresh frame before
+ * it (docs/format.md section 6). It starts "<kind>: N record(s) kept",
+ * the kind saying what stopped the decoding:
+ *   "checksum failed"  the frame decoded whole, its checksum failed;
+ *   "damaged"          a zstd block (or the header) did not decode, or the
+ *                      frame ran into the next valid one or the end of an
+ *                      older segment;
+ *   "torn"             the newest segment ended inside the frame, nothing
+ *                      valid after it (a write torn by a crash);
+ *   "bad record"       its checksum held, a record did not unpack.
+ * After the first two, the N records may hold bytes the damage changed,
+ * and every flow with records in that frame is marked damaged. */
+#define MARK_ESSENTIAL "%s: %zu record%s"
+
+/* 1 if the mark whose scan reason is `reason` ("set aside: " and its text)
+ * says the frame before it holds records kept from a damaged frame, which
+ * may be wrong. A text cut before its count (written by an older reel,
+ * which did not keep room for it) counts as such for "checksum failed",
+ * as that reel read it. */
+static int mark_unverified(const char *reason) {
+    static const char *const kinds[] = {"checksum failed: ", "damaged: "};
+    const char *t = strncmp(reason, "set aside: ", 11) == 0 ? reason + 11 : reason;
+    for (size_t k = 0; k < 2; k++) {
+        size_t kl = strlen(kinds[k]);
+        if (strncmp(t, kinds[k], kl) != 0) {
+            if (k == 0 && strncmp(t, "checksum f", 10) == 0 && strlen(t) < kl)
+                return 1; /* cut short: the count is not there */
+            continue;
+        }
+        const char *d = t + kl;
+        unsigned long long n = 0;
+        size_t nd = 0;
+        while (d[nd] >= '0' && d[nd] <= '9' && nd < 12)
+            n = n * 10 + (unsigned long long)(d[nd++] - '0');
+        if (nd == 0 || strncmp(d + nd, " record", 7) != 0)
+            return k == 0; /* the count is cut: as an older reel read it */
+        return n > 0;
+    }
+    return 0;
+}
+
+/* Formats a mark's text into mark: the longest of its forms whose text and
+ * NUL fit in `room` bytes (all of it if room is SIZE_MAX); the shortest is
+ * the essential part a scan reads (MARK_ESSENTIAL). */
+static void mark_text(reel_buf_t *mark, const char *kind, size_t kept, int checked,
+                      const char *where, const char *rel, size_t room) {
+    for (int form = 0; form < 3; form++) {
+        reel_buf_reset(mark);
+        reel_buf_printf(mark, MARK_ESSENTIAL, kind, kept, kept == 1 ? "" : "s");
+        if (form < 2)
+            reel_buf_printf(mark, " kept %sin the frame before", checked ? "" : "unverified ");
+        if (form < 1)
+            reel_buf_printf(mark, "; %s in %s", where, rel);
+        if (mark->len + 1 <= room)
+            return;
+    }
+}
+
+/* The fresh frame of the first k salvaged records (ends[k - 1] bytes of
+ * recs) into frame: at zstd level 3 in pieces as the writer makes them,
+ * or, while that leaves no room, at 19, then at 19 in one piece (no
+ * salvage of it later by the piece, but no records dropped for room);
+ * *fits: it leaves room in `range` bytes for the mark's header and the
+ * essential part of its text with its NUL. No records: an empty frame,
+ * which fits. */
+static reel_rc salvage_fit(const reel_buf_t *recs, const size_t *ends, size_t k, const char *kind,
+                           uint64_t range, reel_buf_t *frame, int *fits, reel_err_t *err) {
+    reel_buf_reset(frame);
+    *fits = 1;
+    if (k == 0)
+        return REEL_OK;
+    char essential[64];
+    int el = snprintf(essential, sizeof essential, MARK_ESSENTIAL, kind, k, k == 1 ? "" : "s");
+    static const struct { int level, whole; } tries[] = {{3, 0}, {19, 0}, {19, 1}};
+    for (size_t t = 0; t < sizeof tries / sizeof *tries; t++) {
+        reel_rc rc =
+            salvage_encode(recs->data, ends[k - 1], tries[t].level, tries[t].whole, frame, err);
+        if (rc != REEL_OK)
+            return rc;
+        *fits = frame->len + REEL_SPOOL_SKIP_HDR + (uint64_t)el + 1 <= range;
+        if (*fits)
+            break;
+    }
+    return REEL_OK;
 }
 
 /* The damaged frame at [off, end) of segment n (end: the next valid frame,
  * or the end of the file): its whole records are decoded as a stream up to
  * the damage and written as a fresh frame at off, followed by a skippable
  * frame that marks the damage (its content starts with what happened, as
- * text, then a NUL). A torn tail (`tail`) is copied to
+ * text, then a NUL; mark_text). A torn tail (`tail`) is copied to
  * recovered/NNNNNNNN.zst.OFF.torn and the segment truncated at off before
  * the two frames are appended; in the middle of a segment the range is
  * copied to recovered/NNNNNNNN.zst.OFF.damaged and the frames written over
- * its start, the skippable one covering the rest of the range (records
- * are dropped from the end if the fresh frame would not fit). Sets *done
- * if it rewrote anything; the caller scans again from off. */
+ * its start, the skippable one covering the rest of the range: the fresh
+ * frame is compressed harder if it must be, and records are dropped from
+ * its end only when it would still not leave room for the mark's header
+ * and the essential part of its text. Sets *done if it rewrote anything;
+ * the caller scans again from off. */
 static reel_rc salvage_range(reel_session_t *s, uint32_t n, uint64_t off, uint64_t end, int tail,
                              const char *reason, int *done, reel_err_t *err) {
     reel_rc rc = REEL_OK;
@@ -406,6 +497,7 @@ static reel_rc salvage_range(reel_session_t *s, uint32_t n, uint64_t off, uint64
     reel_buf_init(&recs, 0);
     reel_buf_init(&frame, 0);
     reel_buf_init(&mark, 0);
+    size_t *ends = NULL;
     int fd = -1;
     *done = 0;
     uint64_t range = end - off;
@@ -426,38 +518,55 @@ static reel_rc salvage_range(reel_session_t *s, uint32_t n, uint64_t off, uint64
         goto out;
     if (info.records == 0 && tail)
         goto out; /* nothing to keep: moved aside whole, as a torn write always was */
-    size_t keep = recs.len, kept = info.records;
+    /* What stopped the decoding, and whether the records kept may hold
+     * bytes the damage changed (mark_text). Cut short by the end of the
+     * newest segment, with nothing valid after it, it is a write torn by a
+     * crash: the bytes decoded are as they were written. Cut short
+     * anywhere else, something overwrote or cut the frame, and a damaged
+     * block header can make a block decode to other bytes before the
+     * input runs out. */
+    const char *kind = info.bad_checksum ? "checksum failed"
+                       : info.bad_block  ? "damaged"
+                       : info.checked    ? "bad record"
+                       : tail            ? "torn"
+                                         : "damaged";
+    int unverified = info.bad_checksum || strcmp(kind, "damaged") == 0;
+    const char *where = tail ? "the bytes from there to the end" : "the original";
     const char *rel = dst + strlen(s->path) + 1;
-    for (;;) {
-        if (kept && (rc = salvage_encode(recs.data, keep, 3, &frame, err)) != REEL_OK)
-            goto out;
-        if (!kept)
-            reel_buf_reset(&frame);
-        reel_buf_reset(&mark);
-        /* Short: a scan shows its first 150 characters as the reason. */
-        if (info.bad_checksum)
-            reel_buf_printf(&mark, "checksum failed: %zu records kept unverified in the frame "
-                                   "before; original in %s",
-                            kept, rel);
-        else
-            reel_buf_printf(&mark, "%s: %zu records kept unverified in the frame before; %s in %s",
-                            tail ? "torn" : "damaged", kept, tail ? "torn bytes" : "original",
-                            rel);
-        if (tail || frame.len + REEL_SPOOL_SKIP_HDR <= range || kept == 0)
-            break;
-        /* In place it must fit the range with the mark's header: drop
-         * records from the end (they are in recovered/) until it does. */
-        size_t pos = 0, rl = 0, last = 0, k = 0;
+    /* The end of each record kept: ends[k - 1] is the length of k records. */
+    size_t all = info.records, kept = all;
+    ends = reel_malloc((all + 1) * sizeof *ends);
+    {
+        size_t pos = 0, rl = 0, k = 0;
         const uint8_t *r = NULL;
-        while (k + 1 < kept && reel_spool_block_next(recs.data, keep, &pos, &r, &rl) == REEL_OK) {
-            last = pos;
-            k++;
-        }
-        keep = last;
-        kept = k;
+        while (k < all && reel_spool_block_next(recs.data, recs.len, &pos, &r, &rl) == REEL_OK)
+            ends[k++] = pos;
     }
+    int fits = 0;
+    if ((rc = salvage_fit(&recs, ends, kept, kind, tail ? UINT64_MAX : range, &frame, &fits,
+                          err)) != REEL_OK)
+        goto out;
+    if (!fits) {
+        /* The most records that fit: fewer never make a larger frame. */
+        size_t lo = 0, hi = all - 1;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo + 1) / 2;
+            if ((rc = salvage_fit(&recs, ends, mid, kind, range, &frame, &fits, err)) != REEL_OK)
+                goto out;
+            if (fits)
+                lo = mid;
+            else
+                hi = mid - 1;
+        }
+        kept = lo;
+        if ((rc = salvage_fit(&recs, ends, kept, kind, range, &frame, &fits, err)) != REEL_OK)
+            goto out;
+    }
+    size_t dropped = all - kept;
     /* The mark: header, the text and a NUL, as far as the space allows
      * (in place, the rest of the range's old bytes stay its content). */
+    mark_text(&mark, kind, kept, info.checked, where, rel,
+              tail ? SIZE_MAX : (size_t)(range - frame.len - REEL_SPOOL_SKIP_HDR));
     uint64_t mark_len = tail ? REEL_SPOOL_SKIP_HDR + mark.len + 1 : range - frame.len;
     size_t text = mark.len + 1;
     if (REEL_SPOOL_SKIP_HDR + text > mark_len)
@@ -487,12 +596,24 @@ static reel_rc salvage_range(reel_session_t *s, uint32_t n, uint64_t off, uint64
     if (rc != REEL_OK)
         goto out;
     *done = 1;
+    reel_buf_t extra;
+    reel_buf_init(&extra, 0);
+    if (dropped)
+        reel_buf_printf(&extra, "; %zu more record%s dropped to leave room for the mark", dropped,
+                        dropped == 1 ? "" : "s");
     note(s,
-         "segment %s: %s frame at offset %llu (%s): kept %zu whole record%s before the damage "
-         "(unverified: the frame's checksum %s), rewritten as a new frame there; %s",
+         "segment %s: %s frame at offset %llu (%s): kept %zu whole record%s before the damage, "
+         "rewritten as a new frame there%s (%s); %s",
          name, tail ? "torn" : "damaged", (unsigned long long)off, reason, kept,
-         kept == 1 ? "" : "s", info.bad_checksum ? "failed" : "cannot be checked",
+         kept == 1 ? "" : "s", extra.len ? (const char *)extra.data : "",
+         info.checked  ? "the frame's checksum held"
+         : !unverified ? "unverified, as the file ends inside the frame, but as they were written"
+         : info.bad_checksum
+             ? "unverified: the frame's checksum failed, so their flows are marked damaged"
+             : "unverified: a byte the damage changed may have decoded to others before "
+               "zstd noticed, so their flows are marked damaged",
          tail ? "the torn bytes are in recovered/" : "the original bytes are in recovered/");
+    reel_buf_free(&extra);
 out:
     if (fd >= 0)
         close(fd);
@@ -500,6 +621,7 @@ out:
     reel_buf_free(&recs);
     reel_buf_free(&frame);
     reel_buf_free(&mark);
+    free(ends);
     free(seg);
     free(dir);
     free(dst);
@@ -550,13 +672,12 @@ static reel_rc scan_segment(reel_session_t *s, reel_indexer_t *ix, uint32_t n, u
             break; /* clean to EOF */
         uint64_t next = 0;
         if (sc.skip_len) {
-            /* A mark of damage set aside earlier: the records of the frame
-             * before it, when its checksum failed, are unverified; unless
-             * none were kept, and that frame is the intact one before the
-             * damage (the mark says "0 records kept") */
+            /* A mark of damage set aside earlier: the records salvaged
+             * into the frame just before it may be wrong when the mark
+             * says so (mark_unverified; not when it kept none, and that
+             * frame is the intact one before the damage). */
             next = sc.bad_off + sc.skip_len;
-            if (strstr(sc.reason, "checksum failed") && c.have_last &&
-                strstr(sc.reason, "checksum failed: 0 records") == NULL)
+            if (c.have_last && c.last_end == sc.bad_off && mark_unverified(sc.reason))
                 dmg_unverified(s, n, c.last_off, sc.reason);
         } else {
             reel_rc r2 = reel_spool_resync(fd, sc.bad_off + 1, &next, err);
@@ -935,8 +1056,9 @@ static void dmg_note(reel_session_t *s, uint32_t seg, uint64_t off, uint64_t len
 }
 
 /* The frame at off of segment seg holds records salvaged from a frame whose
- * checksum failed: every flow with records in it is marked damaged (its
- * bytes there are unverified), with the index committed up to it. */
+ * checksum failed or that did not decode (mark_unverified): every flow with
+ * records in it is marked damaged (its bytes there are unverified), with
+ * the index committed up to it. */
 static void dmg_unverified(reel_session_t *s, uint32_t seg, uint64_t off, const char *why) {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(s->db,
@@ -1132,7 +1254,8 @@ static reel_rc dmg_finish(reel_session_t *s, reel_err_t *err) {
     }
     if (rc == REEL_OK) {
         /* Flows with records salvaged, unverified, from a frame whose
-         * checksum failed: their bytes there may be wrong. */
+         * checksum failed or that did not decode: their bytes there may
+         * be wrong. */
         sqlite3_stmt *u = NULL;
         rc = reel_index_prepare(s->db,
                                 "SELECT DISTINCT u.flow_id, u.segment, u.offset, u.why FROM "
@@ -1145,8 +1268,11 @@ static reel_rc dmg_finish(reel_session_t *s, reel_err_t *err) {
             const unsigned char *why = sqlite3_column_text(u, 3);
             snprintf(h.why, sizeof h.why, "%s", why ? (const char *)why : "");
             rc = dmg_row(ins, id, 2, 0, -1,
-                         "its records in the frame salvaged from one whose checksum failed are "
-                         "unverified (some bytes may be wrong)",
+                         strstr(h.why, "checksum f")
+                             ? "its records in the frame salvaged from one whose checksum "
+                               "failed are unverified (some bytes may be wrong)"
+                             : "its records in the frame salvaged from one with a zstd block "
+                               "that did not decode are unverified (some bytes may be wrong)",
                          &h, err);
             sqlite3_bind_int64(upd, 1, (sqlite3_int64)id);
             if (rc == REEL_OK && sqlite3_step(upd) != SQLITE_DONE)
@@ -2382,10 +2508,14 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
                 if (got > 0)
                     reel_spool_salvage(comp.data, (size_t)got, &recs, &si);
                 problem(&v,
-                        "segment %08u.zst: frame at offset %llu: %s; %zu whole record%s before "
-                        "the damage can be salvaged (unverified), which 'reel repair' does",
+                        "segment %08u.zst: frame at offset %llu: %s; %zu whole record%s %s can "
+                        "be salvaged (unverified%s), which 'reel repair' does",
                         segs[i], (unsigned long long)sc.bad_off, sc.reason, si.records,
-                        si.records == 1 ? "" : "s");
+                        si.records == 1 ? "" : "s",
+                        si.bad_checksum ? "(all of its content)" : "before the damage",
+                        si.bad_checksum || si.bad_block
+                            ? ": their flows are then marked damaged, as some bytes may be wrong"
+                            : "");
                 reel_buf_free(&comp);
                 reel_buf_free(&recs);
             }

@@ -11,6 +11,7 @@
 
 #include "base/pace.h"
 #include "base/thread.h"
+#include "flow.pb-c.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -298,6 +299,20 @@ reel_rc reel_spool_enc_frame(reel_spool_enc_t *enc, const uint8_t *block, size_t
     return REEL_OK;
 }
 
+reel_rc reel_spool_enc_frame_whole(reel_spool_enc_t *enc, const uint8_t *block, size_t len,
+                                   reel_buf_t *out, reel_err_t *err) {
+    size_t bound = ZSTD_compressBound(len) + 64;
+    reel_buf_reset(out);
+    if (reel_buf_reserve(out, bound) != REEL_OK)
+        return reel_err_set(err, REEL_LIMIT, "block too large to compress");
+    ZSTD_CCtx_reset(enc->cctx, ZSTD_reset_session_only);
+    size_t n = ZSTD_compress2(enc->cctx, out->data, bound, block, len);
+    if (ZSTD_isError(n))
+        return reel_err_set(err, REEL_ERROR, "zstd: %s", ZSTD_getErrorName(n));
+    out->len = n;
+    return REEL_OK;
+}
+
 struct reel_spool_async {
     reel_spool_enc_t *enc; /* the thread's own */
     pthread_t thread;
@@ -403,6 +418,7 @@ reel_rc reel_spool_salvage(const uint8_t *buf, size_t len, reel_buf_t *out,
     unsigned long long csize = ZSTD_getFrameContentSize(buf, len);
     if (csize == ZSTD_CONTENTSIZE_ERROR || csize == ZSTD_CONTENTSIZE_UNKNOWN ||
         csize > REEL_SPOOL_BLOCK_MAX) {
+        info->bad_block = 1;
         snprintf(info->why, sizeof info->why, "no readable frame header");
         return REEL_OK;
     }
@@ -411,17 +427,28 @@ reel_rc reel_spool_salvage(const uint8_t *buf, size_t len, reel_buf_t *out,
     ZSTD_DCtx *d = ZSTD_createDCtx();
     if (d == NULL)
         return REEL_LIMIT;
-    ZSTD_inBuffer ib = {buf, len < REEL_SPOOL_FRAME_MAX ? len : REEL_SPOOL_FRAME_MAX, 0};
+    size_t total = len < REEL_SPOOL_FRAME_MAX ? len : REEL_SPOOL_FRAME_MAX;
+    ZSTD_inBuffer ib = {buf, 0, 0};
     ZSTD_outBuffer ob = {out->data, (size_t)csize, 0};
     int done = 0;
     const char *why = "the frame is cut short";
-    while (ib.pos < ib.size) {
+    /* Fed a byte at a time: zstd decodes a unit (the header, a block
+     * header, a block, the checksum) when its last byte comes, and a call
+     * that fails hands out nothing it decoded. Fed the whole frame, a
+     * wrong checksum at the end, or a block that does not decode, lost
+     * everything decoded before it; fed what zstd's return value hints, a
+     * block and the next block's header came in one call, and a damaged
+     * header lost the block before it. (1 MiB of frame takes ~30 ms.) */
+    while (ib.pos < total) {
         size_t before_in = ib.pos, before_out = ob.pos;
+        ib.size = ib.pos + 1;
         size_t r = ZSTD_decompressStream(d, &ob, &ib);
         if (ZSTD_isError(r)) {
             why = ZSTD_getErrorName(r);
             if (ZSTD_getErrorCode(r) == ZSTD_error_checksum_wrong)
                 info->bad_checksum = 1;
+            else
+                info->bad_block = 1;
             break;
         }
         if (r == 0) {
@@ -429,23 +456,31 @@ reel_rc reel_spool_salvage(const uint8_t *buf, size_t len, reel_buf_t *out,
             break;
         }
         if (ib.pos == before_in && ob.pos == before_out)
-            break; /* no progress: the input ends inside a block */
+            break; /* no progress (zstd takes what it is given: never seen) */
     }
-    /* Whatever zstd handed out came from whole blocks that decoded. */
+    /* What zstd handed out came from whole blocks that decoded; unless
+     * the frame decoded whole with a good checksum, nothing vouches for
+     * it (info's flags say why, the caller says so). */
     size_t got = ob.pos;
     ZSTD_freeDCtx(d);
     if (done) {
         /* Only a wrong checksum can fail a frame that decodes whole; libzstd
          * reports that as an error, so a clean end means nothing was wrong. */
         why = "the frame decodes whole";
+        info->checked = 1;
     }
     info->decoded = got;
-    /* Keep the whole records that parse, up to the first that does not. */
+    /* Keep the whole records that unpack, up to the first that does not:
+     * what a reader (the indexer) would refuse is not kept, and past a
+     * record that does not parse the framing itself is in doubt. */
     size_t pos = 0, keep = 0, rl = 0;
     const uint8_t *rec = NULL;
-    reel_spool_peek_t pk;
-    while (reel_spool_block_next(out->data, got, &pos, &rec, &rl) == REEL_OK &&
-           reel_spool_peek_record(rec, rl, &pk) && pk.event != 0) {
+    while (reel_spool_block_next(out->data, got, &pos, &rec, &rl) == REEL_OK) {
+        Reel__Record *r = reel__record__unpack(NULL, rl, rec);
+        int ok = r != NULL && r->event_case != REEL__RECORD__EVENT__NOT_SET;
+        reel__record__free_unpacked(r, NULL);
+        if (!ok)
+            break;
         keep = pos;
         info->records++;
     }

@@ -80,16 +80,26 @@ typedef struct {
     size_t lost;         /* content bytes (of the frame's declared size) not kept */
     int complete;        /* the frame decoded whole: nothing was wrong with it */
     int bad_checksum;    /* it decoded whole but its checksum failed */
+    int checked;         /* it decoded whole and its checksum held (then a
+                            record that does not unpack is what stopped it) */
+    int bad_block;       /* the header or a zstd block did not decode: what
+                            decoded before it may be wrong too (a damaged
+                            byte can decode to other bytes before zstd
+                            notices), and no checksum can tell */
     char why[120];       /* what stopped the decoding */
 } reel_spool_salvage_t;
 
 /** Salvages a damaged or cut-off frame starting at buf (len bytes are
- * there, maybe fewer than the frame's): decodes it as a stream up to the
- * first zstd block that does not decode (or the end of buf) and keeps, in
- * out (reset first), the content's whole records that parse, in order.
- * Their checksum is not verified (it cannot be, unless the frame decodes
- * whole; then info->bad_checksum says it failed). Returns REEL_OK (out may
- * be empty) or REEL_LIMIT if memory runs out. */
+ * there, maybe fewer than the frame's): decodes it as a stream, one zstd
+ * block at a time, up to the first block that does not decode, the wrong
+ * checksum, or the end of buf, and keeps, in out (reset first), the
+ * content's whole records that unpack, in order, up to the first that does
+ * not. Unless info->complete, nothing vouches for them: with bad_checksum
+ * or bad_block set some of their bytes may be wrong (the caller must say
+ * so); with neither, decoding stopped at the end of buf (a frame cut
+ * short), or at a record that does not unpack in a frame whose checksum
+ * held. Returns REEL_OK (out may be empty) or REEL_LIMIT if memory runs
+ * out. */
 reel_rc reel_spool_salvage(const uint8_t *buf, size_t len, reel_buf_t *out,
                            reel_spool_salvage_t *info);
 
@@ -140,6 +150,14 @@ void reel_spool_enc_pace(reel_spool_enc_t *enc, int64_t ns);
 /** Compresses block into one frame (checksum on) written to out (reset first). */
 reel_rc reel_spool_enc_frame(reel_spool_enc_t *enc, const uint8_t *block, size_t len,
                              reel_buf_t *out, reel_err_t *err);
+
+/** The same frame as reel_spool_enc_frame, but without ending zstd blocks
+ * at record boundaries: smaller (every block end costs a block header and
+ * the literals' tables again), but a byte damaged in it later loses all of
+ * it rather than the rest after that block. Salvage uses it when the
+ * records of a damaged frame would not fit in its place otherwise. */
+reel_rc reel_spool_enc_frame_whole(reel_spool_enc_t *enc, const uint8_t *block, size_t len,
+                                   reel_buf_t *out, reel_err_t *err);
 
 /** A second compressor on a thread of its own: the recorder's writer hands
  * it one block and compresses the next one itself meanwhile, so a writer

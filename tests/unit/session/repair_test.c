@@ -136,9 +136,14 @@ static int body_cb(void *ctx, const Reel__Record *rec) {
     return 0;
 }
 
-/* Overwrites 8 bytes in the middle of the frame in the middle of flow
- * id's frames; returns that frame's offset. */
-static long long damage_middle_frame(const char *home, uint64_t id) {
+/* Damages the frame in the middle of flow id's frames; returns that
+ * frame's offset. `header`: the header of the zstd block in the middle of
+ * the frame is made one that does not decode (the blocks before it still
+ * do); else 8 bytes near the start of that block's content are
+ * overwritten: the body does not compress, so they are among its literal
+ * bytes, stored as they are: the frame decodes, to other bytes, and only
+ * its checksum fails. */
+static long long damage_middle_frame(const char *home, uint64_t id, int header) {
     reel_session_t *s = open_flags(home, 0);
     long long n = q1(s, "SELECT count(*) FROM flow_frames WHERE flow_id = %llu",
                      (unsigned long long)id);
@@ -151,8 +156,27 @@ static long long damage_middle_frame(const char *home, uint64_t id) {
     char *seg = reel_asprintf("%s/s/spool/00000001.zst", home);
     int fd = open(seg, O_RDWR);
     assert_true(fd >= 0);
-    assert_int_equal(pwrite(fd, "\xa5\xa5\xa5\xa5\xa5\xa5\xa5\xa5", 8, (off_t)(off + clen / 2)),
-                     8);
+    uint8_t *fr = reel_malloc((size_t)clen);
+    assert_int_equal(pread(fd, fr, (size_t)clen, (off_t)off), clen);
+    /* The zstd blocks (RFC 8878 3.1.1.2): the one that holds the middle. */
+    uint8_t fhd = fr[4];
+    static const size_t did_size[4] = {0, 1, 2, 4}, fcs_size[4] = {0, 2, 4, 8};
+    size_t pos = 4 + 1 + ((fhd >> 5) & 1 ? 0 : 1) + did_size[fhd & 3] +
+                 ((fhd >> 6) == 0 ? ((fhd >> 5) & 1) : fcs_size[fhd >> 6]);
+    for (;;) {
+        uint32_t h = (uint32_t)fr[pos] | (uint32_t)fr[pos + 1] << 8 | (uint32_t)fr[pos + 2] << 16;
+        size_t size = (h >> 1 & 3) == 1 ? 1 : h >> 3;
+        if (pos + 3 + size > (size_t)clen / 2 || (h & 1))
+            break;
+        pos += 3 + size;
+    }
+    if (header)
+        assert_int_equal(pwrite(fd, "\xff\xff\xff", 3, (off_t)(off + (long long)pos)), 3);
+    else
+        assert_int_equal(
+            pwrite(fd, "\xa5\xa5\xa5\xa5\xa5\xa5\xa5\xa5", 8, (off_t)(off + (long long)pos + 100)),
+            8);
+    free(fr);
     close(fd);
     free(seg);
     return off;
@@ -163,7 +187,7 @@ static void test_hole_in_large_body(void **state) {
     char *home = reel_test_tmpdir("repair");
     const uint64_t big = 3000000;
     build(home, big);
-    damage_middle_frame(home, 2);
+    damage_middle_frame(home, 2, 1);
     reel_session_t *s = open_rec(home);
     /* The damaged frame fails verify until repair records it. */
     assert_false(verify_ok(s, NULL));
@@ -173,7 +197,12 @@ static void test_hole_in_large_body(void **state) {
     free(rep);
     assert_int_equal(q1(s, "SELECT damaged FROM flows WHERE id = 2"), 1);
     assert_int_equal(q1(s, "SELECT count(*) FROM flows WHERE damaged != 0"), 1);
-    assert_int_equal(q1(s, "SELECT count(*) FROM flow_damage"), 1);
+    /* The hole, and the records kept from the blocks of the frame before
+     * the one that did not decode: nothing checks them, they are marked. */
+    assert_int_equal(q1(s, "SELECT count(*) FROM flow_damage"), 2);
+    assert_int_equal(q1(s, "SELECT count(*) FROM flow_damage WHERE flow_id = 2 AND direction = "
+                           "'flow' AND reason LIKE '%%unverified%%'"),
+                     1);
     /* The flow still says what its end record says. */
     assert_int_equal(q1(s, "SELECT state = 'complete' AND response_body_size = %llu FROM flows "
                            "WHERE id = 2",
@@ -182,7 +211,12 @@ static void test_hole_in_large_body(void **state) {
     reel_store_damage_t *dm = NULL;
     size_t n = 0;
     assert_int_equal(reel_store_flow_damage(s, 2, &dm, &n, NULL), REEL_OK);
-    assert_int_equal(n, 1);
+    assert_int_equal(n, 2);
+    if (dm[0].direction != 1) { /* the body hole first */
+        reel_store_damage_t t = dm[0];
+        dm[0] = dm[1];
+        dm[1] = t;
+    }
     assert_int_equal(dm[0].direction, 1);
     body_t b;
     reel_buf_init(&b.body, 0);
@@ -218,6 +252,49 @@ static void test_hole_in_large_body(void **state) {
     repair(s, NULL);
     assert_true(verify_ok(s, NULL));
     assert_int_equal(q1(s, "SELECT damaged FROM flows WHERE id = 2"), 1);
+    reel_session_close(s);
+    reel_test_rm_rf(home);
+    free(home);
+}
+
+/* A frame whose content decodes whole but whose checksum fails is kept
+ * whole (docs/format.md section 6): no hole, but the flow is marked
+ * damaged, as the bytes where the damage is are not the ones recorded. */
+static void test_checksum_only_kept_whole(void **state) {
+    (void)state;
+    char *home = reel_test_tmpdir("repair");
+    const uint64_t big = 3000000;
+    build(home, big);
+    damage_middle_frame(home, 2, 0);
+    reel_session_t *s = open_rec(home);
+    char *rep = NULL;
+    assert_false(verify_ok(s, &rep));
+    if (strstr(rep, "can be salvaged (unverified: their flows are then marked damaged") == NULL)
+        fail_msg("verify before repair:\n%s", rep);
+    free(rep);
+    repair(s, &rep);
+    if (strstr(rep, "checksum failed") == NULL || strstr(rep, "dropped") != NULL)
+        fail_msg("repair:\n%s", rep);
+    free(rep);
+    assert_int_equal(q1(s, "SELECT count(*) FROM flows WHERE damaged != 0"), 1);
+    assert_int_equal(q1(s, "SELECT count(*) FROM flow_damage WHERE flow_id = 2 AND direction = "
+                           "'flow' AND reason LIKE '%%checksum failed are unverified%%'"),
+                     1);
+    assert_int_equal(q1(s, "SELECT count(*) FROM flow_damage"), 1);
+    /* Every body byte is there, 8 of them not the ones recorded. */
+    body_t b;
+    reel_buf_init(&b.body, 0);
+    assert_int_equal(reel_store_read_flow(s, 2, body_cb, &b, NULL), REEL_OK);
+    assert_int_equal(b.body.len, big);
+    uint64_t wrong = 0;
+    for (uint64_t i = 0; i < b.body.len; i++)
+        wrong += b.body.data[i] != body_byte(i);
+    assert_true(wrong > 0 && wrong <= 8);
+    reel_buf_free(&b.body);
+    char *vr = NULL;
+    if (!verify_ok(s, &vr))
+        fail_msg("verify after repair:\n%s", vr);
+    free(vr);
     reel_session_close(s);
     reel_test_rm_rf(home);
     free(home);
@@ -456,6 +533,7 @@ static void test_remove_without_db(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hole_in_large_body),
+        cmocka_unit_test(test_checksum_only_kept_whole),
         cmocka_unit_test(test_journal_rebuilds_user_data),
         cmocka_unit_test(test_journal_starts_with_old_user_data),
         cmocka_unit_test(test_damaged_journal),

@@ -175,6 +175,66 @@ static void make_proxy(const char *home) {
     user_data(home);
 }
 
+/* A session whose frames are made of several zstd blocks (the writer
+ * ends one every eighth of the content): bodies of text and of bytes
+ * that do not compress, so a damaged block can come after good ones, and
+ * a flipped byte can decode to other bytes before zstd notices. */
+static void make_big(const char *home) {
+    reel_session_t *s = open_s(home, REEL_OPEN_CREATE | REEL_OPEN_RECORD);
+    reel_recorder_t *r = recorder(s);
+    char buf[3000];
+    uint32_t x = 4242;
+    for (int i = 0; i < 6; i++) {
+        reel_rflow_t *fl = reel_recorder_flow_start(r, NULL);
+        snprintf(buf, sizeof buf, "/big/%d", i);
+        reel_request_head_t rq = {.method = "GET",
+                                  .scheme = "https",
+                                  .host = "big.example",
+                                  .port = 443,
+                                  .target = buf,
+                                  .http_version = "HTTP/1.1"};
+        reel_recorder_request_head(fl, &rq);
+        reel_response_head_t rs = {.status = 200, .reason = "OK", .http_version = "HTTP/1.1"};
+        reel_recorder_response_head(fl, &rs);
+        for (int c = 0; c < 3; c++) {
+            for (size_t k = 0; k < sizeof buf; k++) {
+                x = x * 1103515245u + 12345u;
+                buf[k] = (c + i) % 2 ? (char)(x >> 16) : (char)('a' + (k * 7 + (size_t)c) % 26);
+            }
+            reel_recorder_response_body(fl, buf, sizeof buf);
+        }
+        reel_recorder_flow_end(fl, NULL, 0, 0, 0);
+        if (i % 2 == 1)
+            flush(r);
+    }
+    reel_err_t err;
+    reel_err_clear(&err);
+    assert_int_equal(reel_recorder_close(r, &err), REEL_OK);
+    reel_session_close(s);
+    user_data(home);
+}
+
+/* Offsets of the bytes of the zstd block headers of the frame at p[0..n)
+ * (RFC 8878 3.1.1.2) into at[], at most max; returns how many. */
+static size_t block_headers(const uint8_t *p, size_t n, uint64_t base, uint64_t *at, size_t max) {
+    uint8_t fhd = p[4];
+    unsigned fcs_flag = fhd >> 6, single = (fhd >> 5) & 1, did_flag = fhd & 3;
+    static const size_t did_size[4] = {0, 1, 2, 4}, fcs_size[4] = {0, 2, 4, 8};
+    size_t pos = 4 + 1 + (single ? 0 : 1) + did_size[did_flag] +
+                 (fcs_flag == 0 ? (single ? 1 : 0) : fcs_size[fcs_flag]);
+    size_t k = 0;
+    while (pos + 3 <= n && k + 3 <= max) {
+        uint32_t h = (uint32_t)p[pos] | (uint32_t)p[pos + 1] << 8 | (uint32_t)p[pos + 2] << 16;
+        for (int b = 0; b < 3; b++)
+            at[k++] = base + pos + (size_t)b;
+        size_t size = h >> 3, type = (h >> 1) & 3;
+        pos += 3 + (type == 1 ? 1 : size);
+        if (h & 1)
+            break;
+    }
+    return k;
+}
+
 /* ---- copies of a session ---- */
 
 static void copy_file(const char *from, const char *to) {
@@ -223,7 +283,29 @@ typedef struct {
     uint8_t *seg;            /* the pristine segment */
     size_t seg_len;
     long long nflows, ntags, nnotes, nmarks;
+    reel_buf_t *recs; /* recs[id]: flow id's records, each packed anew */
 } pristine_t;
+
+/* Appends a record, packed anew (so bytes compare whatever frame held it). */
+static int pack_cb(void *ctx, const Reel__Record *rec) {
+    reel_buf_t *b = ctx;
+    size_t n = reel__record__get_packed_size(rec);
+    uint8_t *tmp = reel_malloc(n + 1);
+    reel__record__pack(rec, tmp);
+    assert_int_equal(reel_spool_block_append(b, tmp, n), REEL_OK);
+    free(tmp);
+    return 0;
+}
+
+/* The records of flow id as the spool of s gives them back. */
+static void flow_records(reel_session_t *s, long long id, reel_buf_t *out) {
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_buf_reset(out);
+    reel_rc rc = reel_store_read_flow(s, (uint64_t)id, pack_cb, out, &err);
+    if (rc != REEL_OK && rc != REEL_NOTFOUND)
+        fail_msg("reading flow %lld: %s", id, reel_err_str(&err));
+}
 
 static void load(pristine_t *p, const char *home) {
     memset(p, 0, sizeof *p);
@@ -243,6 +325,12 @@ static void load(pristine_t *p, const char *home) {
     p->ntags = q1(s, "SELECT count(*) FROM tags");
     p->nnotes = q1(s, "SELECT count(*) FROM annotations");
     p->nmarks = q1(s, "SELECT count(*) FROM marks");
+    p->recs = reel_calloc((size_t)p->nflows + 1, sizeof *p->recs);
+    for (long long id = 1; id <= p->nflows; id++) {
+        reel_buf_init(&p->recs[id], 0);
+        flow_records(s, id, &p->recs[id]);
+        assert_true(p->recs[id].len > 0);
+    }
     reel_session_close(s);
     assert_true(p->nframes >= 3);
     char *seg = reel_asprintf("%s/spool/00000001.zst", p->dir);
@@ -257,6 +345,14 @@ static void load(pristine_t *p, const char *home) {
     /* Every frame ends at a frame: the segment is exactly its frames. */
     frame_t *l = &p->frames[p->nframes - 1];
     assert_int_equal(l->off + l->clen, p->seg_len);
+}
+
+static void unload(pristine_t *p) {
+    for (long long id = 1; id <= p->nflows; id++)
+        reel_buf_free(&p->recs[id]);
+    free(p->recs);
+    free(p->seg);
+    free(p->dir);
 }
 
 /* The records of the frame at f, decoded by plain libzstd streaming from
@@ -331,6 +427,75 @@ static void check(const pristine_t *p, reel_session_t *s, const uint8_t *cut,
             fail_msg("%s: flow %lld lost records but is neither damaged nor interrupted", what,
                      id);
     }
+    /* Nothing the damage changed is presented as good: every flow not
+     * marked damaged reads back exactly as it was recorded (its first
+     * records only, if it was cut off by the end: interrupted), and a flow
+     * id the pristine session did not have (decoded from damaged bytes)
+     * is marked damaged. */
+    reel_buf_t now;
+    reel_buf_init(&now, 0);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(reel_session_db(s),
+                                        "SELECT id, state FROM flows WHERE damaged = 0", -1, &st,
+                                        NULL),
+                     SQLITE_OK);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        long long id = sqlite3_column_int64(st, 0);
+        int cutoff = strcmp((const char *)sqlite3_column_text(st, 1), "interrupted") == 0;
+        if (id < 1 || id > p->nflows)
+            fail_msg("%s: flow %lld, which was never recorded, is not marked damaged", what, id);
+        flow_records(s, id, &now);
+        const reel_buf_t *was = &p->recs[id];
+        if (now.len > was->len || (!cutoff && now.len != was->len) ||
+            memcmp(now.data, was->data, now.len) != 0)
+            fail_msg("%s: flow %lld reads back other records than were recorded (%zu bytes, "
+                     "were %zu), but is not marked damaged",
+                     what, id, now.len, was->len);
+    }
+    sqlite3_finalize(st);
+    reel_buf_free(&now);
+}
+
+/* How many of the frame at f's records a stream decode of `in` (the frame
+ * as it is now, n bytes), fed a byte at a time, hands out unchanged before
+ * the damage stops it: what salvage can keep at most, unverified. */
+static size_t intact_records(const pristine_t *p, const frame_t *f, const uint8_t *in, size_t n) {
+    reel_buf_t full;
+    reel_buf_init(&full, 0);
+    assert_int_equal(reel_spool_frame_decode(p->seg + f->off, f->clen, &full, NULL), REEL_OK);
+    uint8_t *part = reel_malloc(full.len + 1);
+    ZSTD_DCtx *d = ZSTD_createDCtx();
+    ZSTD_outBuffer ob = {part, full.len, 0};
+    for (size_t k = 0; k < n; k++) {
+        ZSTD_inBuffer ib = {in + k, 1, 0};
+        size_t r = ZSTD_decompressStream(d, &ob, &ib);
+        if (ZSTD_isError(r) || r == 0)
+            break;
+    }
+    ZSTD_freeDCtx(d);
+    size_t good = 0;
+    while (good < ob.pos && part[good] == full.data[good])
+        good++;
+    size_t pos = 0, rl = 0, count = 0;
+    const uint8_t *rec = NULL;
+    while (reel_spool_block_next(full.data, full.len, &pos, &rec, &rl) == REEL_OK && pos <= good)
+        count++;
+    free(part);
+    reel_buf_free(&full);
+    return count;
+}
+
+/* Records in the frame at f of the pristine session. */
+static size_t frame_records(const pristine_t *p, const frame_t *f) {
+    reel_buf_t full;
+    reel_buf_init(&full, 0);
+    assert_int_equal(reel_spool_frame_decode(p->seg + f->off, f->clen, &full, NULL), REEL_OK);
+    size_t pos = 0, rl = 0, count = 0;
+    const uint8_t *rec = NULL;
+    while (reel_spool_block_next(full.data, full.len, &pos, &rec, &rl) == REEL_OK)
+        count++;
+    reel_buf_free(&full);
+    return count;
 }
 
 static void set_bytes(const char *seg, const uint8_t *data, size_t len) {
@@ -405,12 +570,12 @@ static void tail_cuts(const char *home, const char *what) {
     free(wdir);
     reel_test_rm_rf(work);
     free(work);
-    free(p.seg);
-    free(p.dir);
+    unload(&p);
 }
 
-/* Flips a byte at every position of the middle frame; repair. */
-static void flips(const char *home, const char *what) {
+/* Flips a byte at every position of the middle frame (if `sparse`, at
+ * every byte of its zstd block headers and every 151st other); repair. */
+static void flips(const char *home, const char *what, int sparse) {
     pristine_t p;
     load(&p, home);
     char *work = reel_asprintf("%s/w", home);
@@ -421,8 +586,18 @@ static void flips(const char *home, const char *what) {
     uint8_t *cut = reel_calloc(maxid + 1, 1), *starts = reel_calloc(maxid + 1, 1);
     uint8_t *bytes = reel_malloc(p.seg_len);
     const frame_t *f = &p.frames[p.nframes / 2];
-    unsigned runs = 0, salvaged = 0;
-    for (uint64_t at = f->off; at < f->off + f->clen; at += position_step()) {
+    unsigned runs = 0, salvaged = 0, tight = 0;
+    uint64_t hdrs[256];
+    size_t nh = sparse ? block_headers(p.seg + f->off, f->clen, f->off, hdrs, 256) : 0, hi = 0;
+    if (sparse)
+        assert_true(nh >= 3 * 4); /* several blocks */
+    for (uint64_t at = f->off; at < f->off + f->clen; at += sparse ? 1 : position_step()) {
+        if (sparse) {
+            if (hi < nh && hdrs[hi] == at)
+                hi++;
+            else if ((at - f->off) % 151 != 0)
+                continue;
+        }
         reel_test_rm_rf(wdir);
         copy_dir(p.dir, wdir);
         memcpy(bytes, p.seg, p.seg_len);
@@ -442,9 +617,25 @@ static void flips(const char *home, const char *what) {
                      reel_err_str(&err));
         if (strstr(rep, "whole record"))
             salvaged++;
-        free(rep);
         char label[120];
         snprintf(label, sizeof label, "%s: byte %llu flipped", what, (unsigned long long)at);
+        /* The most is kept: every record that decoded unchanged before the
+         * damage (a decode fed a byte at a time says which), in the fresh
+         * frame, or dropped from its end to leave room for the mark. */
+        size_t intact = intact_records(&p, f, bytes + f->off, f->clen);
+        const char *k = strstr(rep, "kept ");
+        size_t kept = k ? strtoull(k + 5, NULL, 10) : frame_records(&p, f), dropped = 0;
+        const char *m = strstr(rep, " more record");
+        if (m) {
+            while (m > rep && m[-1] >= '0' && m[-1] <= '9')
+                m--;
+            dropped = strtoull(m, NULL, 10);
+        }
+        if (kept + dropped < intact)
+            fail_msg("%s: %zu records kept (%zu dropped for room), %zu decoded unchanged:\n%s",
+                     label, kept, dropped, intact, rep);
+        tight += dropped > 0;
+        free(rep);
         check(&p, s, cut, starts, label);
         if (runs % 4 == 0 && reel_session_verify(s, &rep, NULL) != REEL_OK)
             fail_msg("%s: verify after repair:\n%s", label, rep);
@@ -453,7 +644,9 @@ static void flips(const char *home, const char *what) {
         reel_session_close(s);
         runs++;
     }
-    print_message("%s: %u flipped bytes, %u salvaged frames\n", what, runs, salvaged);
+    print_message("%s: %u flipped bytes, %u salvaged frames, %u dropped records to make room "
+                  "for the mark\n",
+                  what, runs, salvaged, tight);
     assert_true(salvaged > 0);
     free(bytes);
     free(cut);
@@ -462,8 +655,7 @@ static void flips(const char *home, const char *what) {
     free(wdir);
     reel_test_rm_rf(work);
     free(work);
-    free(p.seg);
-    free(p.dir);
+    unload(&p);
 }
 
 static void test_import_tail_cuts(void **state) {
@@ -488,7 +680,7 @@ static void test_import_flips(void **state) {
     (void)state;
     char *home = reel_test_tmpdir("salvage");
     make_import(home);
-    flips(home, "import");
+    flips(home, "import", 0);
     reel_test_rm_rf(home);
     free(home);
 }
@@ -497,7 +689,16 @@ static void test_proxy_flips(void **state) {
     (void)state;
     char *home = reel_test_tmpdir("salvage");
     make_proxy(home);
-    flips(home, "proxy");
+    flips(home, "proxy", 0);
+    reel_test_rm_rf(home);
+    free(home);
+}
+
+static void test_big_flips(void **state) {
+    (void)state;
+    char *home = reel_test_tmpdir("salvage");
+    make_big(home);
+    flips(home, "big", 1);
     reel_test_rm_rf(home);
     free(home);
 }
@@ -553,6 +754,29 @@ static void test_salvage_prefix(void **state) {
     }
     if (prev < total / 4 || prev >= total)
         fail_msg("%zu records kept from the first half of a %zu-byte frame", prev, frame.len);
+    /* Bytes flipped in the middle of these raw (incompressible) blocks
+     * decode, and the checksum finds them: every record is kept, the
+     * frame marked (none was: the frame was decoded in one call, which
+     * hands out nothing when it fails). */
+    reel_buf_t bad;
+    reel_buf_init(&bad, 0);
+    assert_int_equal(reel_buf_append(&bad, frame.data, frame.len), REEL_OK);
+    for (size_t k = 0; k < 16; k++)
+        bad.data[bad.len / 2 + k] ^= 0x5a;
+    assert_int_equal(reel_spool_salvage(bad.data, bad.len, &out, &si), REEL_OK);
+    assert_false(si.complete);
+    assert_true(si.bad_checksum);
+    assert_int_equal(si.records, total);
+    /* A wrong checksum only: every record decodes, and is kept. */
+    memcpy(bad.data, frame.data, frame.len);
+    bad.data[bad.len - 1] ^= 0xff;
+    assert_int_equal(reel_spool_salvage(bad.data, bad.len, &out, &si), REEL_OK);
+    assert_true(si.bad_checksum);
+    assert_false(si.complete);
+    assert_int_equal(si.records, total);
+    assert_int_equal(out.len, block.len);
+    assert_int_equal(memcmp(out.data, block.data, out.len), 0);
+    reel_buf_free(&bad);
     reel_buf_free(&block);
     reel_buf_free(&frame);
     reel_buf_free(&out);
@@ -566,7 +790,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_salvage_prefix),  cmocka_unit_test(test_import_tail_cuts),
         cmocka_unit_test(test_proxy_tail_cuts), cmocka_unit_test(test_import_flips),
-        cmocka_unit_test(test_proxy_flips),
+        cmocka_unit_test(test_proxy_flips),     cmocka_unit_test(test_big_flips),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
