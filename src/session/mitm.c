@@ -444,17 +444,50 @@ out:
     return rc;
 }
 
+/* Whether the connection c (a dict or NULL; which names field) was TLS:
+ * its tls (since 10: TLS is used on it), tls_established (before 19) or
+ * timestamp_tls_setup (mitmproxy's own test of tls_established, every
+ * version). A member of the wrong type is an error. */
+static reel_rc conn_tls(const vctx_t *v, const reel_tns_t *c, const char *field, int *tls) {
+    char name[64];
+    static const char *const flags[] = {"tls", "tls_established"};
+    for (int i = 0; c && i < 2; i++) {
+        const reel_tns_t *t = reel_tns_get(c, flags[i]);
+        snprintf(name, sizeof name, "%s.%s", field, flags[i]);
+        if (t == NULL || t->type == REEL_TNS_NULL)
+            continue;
+        if (t->type != REEL_TNS_BOOL)
+            return fail(v, REEL_INVALID, name, "not a boolean but %s", tname(t));
+        if (t->i)
+            *tls = 1;
+    }
+    if (c == NULL)
+        return REEL_OK;
+    const reel_tns_t *t = reel_tns_get(c, "timestamp_tls_setup");
+    int64_t us;
+    snprintf(name, sizeof name, "%s.timestamp_tls_setup", field);
+    reel_rc rc = ts_us(v, t, name, 1, &us);
+    if (rc == REEL_OK && t && t->type != REEL_TNS_NULL)
+        *tls = 1;
+    return rc;
+}
+
 /* A TCP flow: {client_conn, server_conn, messages: [[from_client, content,
  * timestamp]], error, ...}, recorded as the proxy records a tunnel: a
- * CONNECT head (scheme "tcp") to the server's address, then its messages. */
+ * CONNECT head to the server's address, then its messages. Its scheme is
+ * "tls" when mitmproxy relayed it over TLS (either connection was TLS:
+ * conn_tls), as the proxy records TLS that is not HTTP; else "tcp". */
 static reel_rc conv_tcp(const vctx_t *v, const reel_tns_t *flow, mflow_t *f) {
     reel_rc rc = REEL_OK;
     char field[64];
     const reel_tns_t *sc = NULL, *cc = NULL;
+    int tls = 0;
     f->tcp = 1;
     TRY(conv_conns(v, flow, f));
     TRY(get_dict(v, flow, "client_conn", "client_conn", 1, &cc));
     TRY(get_dict(v, flow, "server_conn", "server_conn", 1, &sc));
+    TRY(conn_tls(v, cc, "client_conn", &tls));
+    TRY(conn_tls(v, sc, "server_conn", &tls));
     const reel_tns_t *a = reel_tns_get(sc, "address");
     if (a == NULL || a->type == REEL_TNS_NULL)
         a = reel_tns_get(sc, "peername");
@@ -469,7 +502,7 @@ static reel_rc conv_tcp(const vctx_t *v, const reel_tns_t *flow, mflow_t *f) {
         f->host = reel_strdup("");
     }
     f->method = reel_strdup("CONNECT");
-    f->scheme = reel_strdup("tcp");
+    f->scheme = reel_strdup(tls ? "tls" : "tcp");
     f->target = reel_strdup("");
     f->req_version = reel_strdup("HTTP/1.1");
     if (cc)

@@ -40,7 +40,9 @@
  * - comment (non-empty) becomes an annotation, a non-empty marked a mark
  *   (reel_mitm_apply_user_data, once the flows are indexed).
  * A "tcp" flow is recorded as the proxy records a TCP tunnel (kind TUNNEL):
- * a CONNECT head with scheme "tcp" to server_conn's address, ServerConn,
+ * a CONNECT head with scheme "tcp" to server_conn's address ("tls" when
+ * mitmproxy relayed it over TLS: client_conn or server_conn has tls or
+ * tls_established true, or a timestamp_tls_setup), ServerConn,
  * then its messages (opcode 0) in order, ending at server_conn's
  * timestamp_end (else the last message's). Flows of other types (udp,
  * dns) are skipped and counted. Request

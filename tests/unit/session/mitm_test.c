@@ -177,6 +177,35 @@ static str_t flow_tcp(void) {
                L(3, B(0), Sn("\x01\x00", 2), F(1710000002.0))));
 }
 
+/* TCP flows that mitmproxy relayed over TLS (MQTT over TLS), as its
+ * versions write that: v17 (mitmproxy 8, as its test.tflow.ttcpflow()
+ * writes it): tls false but tls_established true and timestamp_tls_setup
+ * on both connections; v21: tls true and timestamp_tls_setup, no
+ * tls_established (19 dropped it). The server connection's TLS facts are
+ * its ServerConn. */
+static str_t flow_tls_v17(void) {
+    return D(6, "version", I(17), "type", U("tcp"), "client_conn",
+             D(4, "address", L(2, U("127.0.0.1"), I(41001)), "tls", B(0), "tls_established", B(1),
+               "timestamp_start", F(1710000100.0)),
+             "server_conn",
+             D(9, "address", L(2, U("broker.test"), I(8883)), "ip_address",
+               L(2, U("10.0.0.6"), I(8883)), "sni", U("broker.test"), "alpn", S("mqtt"),
+               "tls_version", U("TLSv1.2"), "cipher_name", U("ECDHE-RSA-AES128-GCM-SHA256"), "tls",
+               B(0), "tls_established", B(1), "timestamp_tls_setup", F(1710000100.5)),
+             "error", N(), "messages", L(1, L(3, B(1), Sn("\x10\x0c", 2), F(1710000101.0))));
+}
+
+static str_t flow_tls_v21(void) {
+    return D(6, "version", I(21), "type", U("tcp"), "client_conn",
+             D(3, "peername", L(2, U("127.0.0.1"), I(41002)), "tls", B(1), "timestamp_tls_setup",
+               F(1710000200.25)),
+             "server_conn",
+             D(6, "address", L(2, U("imap.test"), I(993)), "peername", L(2, U("10.0.0.7"), I(993)),
+               "sni", U("imap.test"), "tls_version", U("TLSv1.3"), "tls", B(1),
+               "timestamp_tls_setup", F(1710000200.5)),
+             "error", N(), "messages", L(1, L(3, B(0), S("* OK IMAP ready\r\n"), F(1710000201.0))));
+}
+
 static str_t flow_dns(void) {
     return D(3, "version", I(21), "type", U("dns"), "request", D(0));
 }
@@ -415,6 +444,70 @@ static void test_record_versions(void **state) {
     reel_mitm_free(m);
 }
 
+/* A TCP flow over TLS is a tunnel of scheme tls (its URL tls://host:port),
+ * as reel record makes one of TLS that is not HTTP; the plain TCP flow
+ * stays tcp (test_record_versions). */
+static void test_tcp_over_tls(void **state) {
+    (void)state;
+    size_t len;
+    uint8_t *buf = file_of(&len, 2, flow_tls_v17(), flow_tls_v21());
+    reel_mitm_t *m = parse_ok(buf, len);
+    reel_session_t *s = NULL;
+    reel_err_t err;
+    reel_err_clear(&err);
+    assert_int_equal(reel_session_open(tmp, "tls", REEL_OPEN_CREATE | REEL_OPEN_RECORD, &s, &err),
+                     REEL_OK);
+    reel_recorder_opts_t o;
+    reel_recorder_opts_default(&o);
+    o.fsync = REEL_FSYNC_NEVER;
+    reel_recorder_t *rec = NULL;
+    assert_int_equal(reel_recorder_open(s, &o, &rec, &err), REEL_OK);
+    reel_mitm_stats_t st;
+    assert_int_equal(reel_mitm_record(rec, m, &st, &err), REEL_OK);
+    assert_int_equal(reel_recorder_close(rec, &err), REEL_OK);
+    assert_int_equal(st.flows, 2);
+
+    static const char *want[] = {
+        "start 1710000100000000 mitm-import client=127.0.0.1:41001 server=10.0.0.6:8883\n"
+        "req 1710000100000000 CONNECT tls broker.test 8883  HTTP/1.1 decoded=0 []\n"
+        "sconn 10.0.0.6:8883 sni=broker.test alpn=mqtt tls=TLSv1.2 "
+        "cipher=ECDHE-RSA-AES128-GCM-SHA256\n"
+        "msg c op=0 len=2 close=0 100c\n"
+        "end 1710000101000000 req_end=0 resp_start=0 send=-1 wait=-1 receive=-1\n",
+
+        "start 1710000201000000 mitm-import client=127.0.0.1:41002 server=10.0.0.7:993\n"
+        "req 1710000201000000 CONNECT tls imap.test 993  HTTP/1.1 decoded=0 []\n"
+        "sconn 10.0.0.7:993 sni=imap.test alpn= tls=TLSv1.3 cipher=\n"
+        "msg s op=0 len=17 close=0 2a204f4b20494d41502072656164790d0a\n"
+        "end 1710000201000000 req_end=0 resp_start=0 send=-1 wait=-1 receive=-1\n",
+    };
+    for (uint64_t id = 1; id <= 2; id++) {
+        reel_buf_t b = {0};
+        assert_int_equal(reel_store_read_flow(s, id, collect, &b, &err), REEL_OK);
+        if (strcmp((const char *)b.data, want[id - 1]) != 0)
+            fail_msg("flow %llu:\n%s\nwant:\n%s", (unsigned long long)id, (const char *)b.data,
+                     want[id - 1]);
+        reel_buf_free(&b);
+    }
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_prepare_v2(reel_session_db(s),
+                                        "SELECT group_concat(url, ' ') FROM flows ORDER BY id", -1,
+                                        &q, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(q, 0),
+                        "tls://broker.test:8883/ tls://imap.test:993/");
+    sqlite3_finalize(q);
+    reel_session_close(s);
+    reel_mitm_free(m);
+
+    /* a flag that is not a boolean is refused, naming it */
+    buf = file_of(&len, 1,
+                  D(6, "version", I(21), "type", U("tcp"), "client_conn", D(1, "tls", S("yes")),
+                    "server_conn", D(0), "error", N(), "messages", L(0)));
+    parse_bad(buf, len, REEL_INVALID, "client_conn.tls: not a boolean but bytes");
+}
+
 static void test_empty(void **state) {
     (void)state;
     reel_mitm_t *m = parse_ok(reel_malloc(1), 0);
@@ -515,6 +608,7 @@ int main(void) {
         cmocka_unit_test(test_record_versions), cmocka_unit_test(test_empty),
         cmocka_unit_test(test_versions),        cmocka_unit_test(test_shapes),
         cmocka_unit_test(test_every_cut),       cmocka_unit_test(test_damage),
+        cmocka_unit_test(test_tcp_over_tls),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
