@@ -25,11 +25,16 @@ static const char usage[] =
     "told by the content (a mitmproxy file starts with a length digit) unless\n"
     "--format says it.\n"
     "\n"
-    "HAR: every entry becomes one flow,\n"
-    "in file order, with its headers, whole bodies (base64 bodies decoded),\n"
-    "start time and timings; entries with status 0 (blocked or failed in the\n"
-    "browser) become flows with an error, and entries whose URL is not\n"
-    "http(s) or ws(s) (data:, blob:, ...) are skipped.\n"
+    "HAR: every entry becomes one flow, in file order, with its headers, the\n"
+    "bodies it holds (base64 bodies decoded), start time and timings. A body\n"
+    "the HAR says was cut (reel export's _reel.request_truncated or\n"
+    "response_truncated, a bodySize larger than the body given when there is\n"
+    "no Content-Encoding or Transfer-Encoding, a response content.size larger\n"
+    "than its text) is recorded as truncated, with the size the wire had, not\n"
+    "as a whole body ('reel replay' does not send a request body so cut).\n"
+    "Entries with status 0 (blocked or failed in the browser) become flows\n"
+    "with an error, and entries whose URL is not http(s) or ws(s) (data:,\n"
+    "blob:, ...) are skipped.\n"
     "\n"
     "mitmproxy: every HTTP flow becomes one flow with its heads, bodies as on\n"
     "the wire (still content-encoded), timestamps, error, WebSocket messages;\n"
@@ -95,7 +100,7 @@ static int import_mitm(reel_cli_t *cli, const char *file, const char *into) {
     reel_recorder_opts_t ro;
     reel_recorder_opts_default(&ro);
     ro.capture = REEL_CAPTURE_LOSSLESS;
-    ro.body_limit = UINT64_MAX / 2; /* an import stores whole bodies */
+    ro.body_limit = UINT64_MAX / 2; /* an import stores every byte the file holds */
     reel_recorder_t *rec = NULL;
     reel_mitm_stats_t st = {0};
     int rc = REEL_EXIT_OK;
@@ -189,7 +194,7 @@ int reel_cmd_import(reel_cli_t *cli, int argc, char **argv) {
     reel_recorder_opts_t ro;
     reel_recorder_opts_default(&ro);
     ro.capture = REEL_CAPTURE_LOSSLESS;
-    ro.body_limit = UINT64_MAX / 2; /* an import stores whole bodies */
+    ro.body_limit = UINT64_MAX / 2; /* an import stores every byte the file holds */
     reel_recorder_t *rec = NULL;
     reel_har_stats_t st = {0};
     int rc = REEL_EXIT_OK;

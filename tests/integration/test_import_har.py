@@ -89,6 +89,14 @@ class HarRoundTrip(unittest.TestCase):
         self.assertEqual(r.stdout, b"#%d skipped: its request body was not stored whole "
                          b"(body_limit, or capture fell behind)\n" % post["id"])
 
+    def test_help_says_a_cut_body_stays_cut(self):
+        # 'reel import --help' said an import stores "whole bodies"
+        out = self.reel.cli("import", "--help").stdout
+        self.assertNotIn(b"whole bodies", out)
+        text = b" ".join(out.split())
+        self.assertIn(b"is recorded as truncated, with the size the wire had", text)
+        self.assertIn(b"_reel.request_truncated", text)
+
 
 if __name__ == "__main__":
     main()
