@@ -166,6 +166,11 @@ def flow_json(flow_id, recs, replayed_as=()):
                                  http_version=h.http_version or None,
                                  headers=headers(h.headers), generated=h.generated)
             decoded["response"] = h.body_decoded
+            # a switch to WebSocket makes it one, as the index says it
+            if h.status == 101 and f["kind"] == "http" and any(
+                    x.name.lower() == b"upgrade" and b"websocket" in x.value.lower()
+                    for x in h.headers):
+                f["kind"] = "websocket"
         elif ev == "interim":  # a 1xx answer before the final one
             h = r.interim
             if f["interim"] is None:
@@ -194,6 +199,8 @@ def flow_json(flow_id, recs, replayed_as=()):
             if m.opcode == 8:
                 msg["close_code"] = m.close_code
             f["messages"].append(msg)
+            if m.opcode != 0 and f["kind"] == "http":  # a WebSocket message
+                f["kind"] = "websocket"
             msg_data.append(bytearray(m.data))
         elif ev in ("request_body", "response_body"):
             d = ev.split("_")[0]
