@@ -258,6 +258,7 @@ struct view {
     int read_failed; /* the spool could not be read to the flow's end */
     uint64_t end_size[2];
     int end_truncated[2];
+    uint64_t end_dropped[2]; /* *_body_dropped of the end or error record */
     dir_t d[2];
 };
 
@@ -565,8 +566,27 @@ static void body_chunk(view_t *v, int dir, const uint8_t *p, size_t n) {
         dec_failed(d, &err, p, n, off);
 }
 
-static uint64_t wire_size(view_t *v, int dir) {
+static uint64_t wire_size(const view_t *v, int dir) {
     return v->have_end ? v->end_size[dir] : v->row->size[dir];
+}
+
+/* Why a truncated body is cut, as its flow's records say: bytes the
+ * recorder left out because capture fell behind the disk (the end's
+ * *_body_dropped; it says truncated then too), the rest by body_limit; a
+ * flow imported from a HAR was cut before the HAR was written (an import
+ * stores every byte given) by reel's body_limit, a browser's own limit,
+ * ...: the record does not say which. */
+static const char *cut_cause(const view_t *v, const dir_t *d) {
+    uint64_t dropped = v->have_end ? v->end_dropped[d->dir] : v->row->dropped[d->dir];
+    uint64_t wire = wire_size(v, d->dir);
+    uint64_t missing = wire > d->stored ? wire - d->stored : 0;
+    if (dropped && missing > dropped)
+        return ": capture fell behind the disk, and body_limit cut the rest";
+    if (dropped)
+        return ": capture fell behind the disk";
+    if (v->source && strcmp(v->source, "har-import") == 0)
+        return ": the HAR it was imported from held no more";
+    return " by body_limit";
 }
 
 static void close_body(view_t *v, dir_t *d) {
@@ -590,9 +610,11 @@ static void close_body(view_t *v, dir_t *d) {
     }
     view_flush(d);
     drop_replay(d);
-    if (truncated && !v->headers_only)
-        note(v, "(body truncated at %llu of %llu bytes by body_limit)",
-             (unsigned long long)d->stored, (unsigned long long)wire_size(v, d->dir));
+    if (truncated && !v->headers_only && wire_size(v, d->dir) > d->stored)
+        note(v, "(body truncated at %llu of %llu bytes%s)", (unsigned long long)d->stored,
+             (unsigned long long)wire_size(v, d->dir), cut_cause(v, d));
+    else if (truncated && !v->headers_only) /* its size on the wire is not known */
+        note(v, "(body truncated at %llu bytes%s)", (unsigned long long)d->stored, cut_cause(v, d));
     if (d->body)
         v->gap = 1;
 }
@@ -886,6 +908,8 @@ static int view_record(void *ctx, const Reel__Record *rec) {
         v->end_size[RESP] = rec->end->response_body_size;
         v->end_truncated[REQ] = rec->end->request_truncated;
         v->end_truncated[RESP] = rec->end->response_truncated;
+        v->end_dropped[REQ] = rec->end->request_body_dropped;
+        v->end_dropped[RESP] = rec->end->response_body_dropped;
         summary(v);
         close_body(v, &v->d[REQ]);
         close_body(v, &v->d[RESP]);
@@ -899,6 +923,8 @@ static int view_record(void *ctx, const Reel__Record *rec) {
         v->have_end = 1;
         v->end_size[REQ] = rec->error->request_body_size;
         v->end_size[RESP] = rec->error->response_body_size;
+        v->end_dropped[REQ] = rec->error->request_body_dropped;
+        v->end_dropped[RESP] = rec->error->response_body_dropped;
         summary(v);
         close_body(v, &v->d[REQ]);
         close_body(v, &v->d[RESP]);

@@ -12,8 +12,10 @@
 typedef struct {
     reel_replay_req_t *r;
     int has_start, has_head, ended, tunnel, messages, too_big;
+    int har;            /* imported from a HAR (FlowStart.source "har-import") */
     uint64_t wire_size; /* request body bytes seen on the wire (end/error record) */
     uint64_t dropped, truncated;
+    uint64_t lost; /* FlowError.request_body_lost: a disk error stopped capture */
 } load_ctx;
 
 /* An owned C string of a recorded byte field; NULL when it holds a NUL. */
@@ -65,6 +67,7 @@ static int load_cb(void *ctx, const Reel__Record *rec) {
     case REEL__RECORD__EVENT_START:
         c->has_start = 1;
         c->tunnel = rec->start->kind == REEL__FLOW_KIND__FLOW_KIND_TUNNEL;
+        c->har = rec->start->source && strcmp(rec->start->source, "har-import") == 0;
         free(r->uuid);
         r->uuid = reel_strdup(rec->start->uuid ? rec->start->uuid : "");
         break;
@@ -89,11 +92,38 @@ static int load_cb(void *ctx, const Reel__Record *rec) {
         c->ended = 1;
         c->wire_size = rec->error->request_body_size;
         c->dropped = rec->error->request_body_dropped;
+        c->lost = rec->error->records_lost ? rec->error->request_body_lost : 0;
         break;
     default:
         break;
     }
     return 0;
+}
+
+/* Why a request body is not whole, naming the cause the flow's records
+ * give: a disk error that stopped capture (FlowError.request_body_lost),
+ * capture falling behind the disk (request_body_dropped: the recorder
+ * also says truncated then; body_limit cut the rest when more is missing
+ * than was dropped), the HAR it was imported from holding part of it
+ * (truncated, source har-import), body_limit (truncated); none of them:
+ * the sizes alone. Written into buf. */
+static const char *not_whole(const load_ctx *c, char *buf, size_t cap) {
+    uint64_t stored = c->r->body.len;
+    uint64_t missing = c->wire_size > stored ? c->wire_size - stored : 0;
+    const char *cause = c->lost ? ": capture was stopped by a disk error while the flow ran"
+                        : c->dropped && missing > c->dropped
+                            ? ": capture fell behind the disk, and body_limit cut the rest"
+                        : c->dropped             ? ": capture fell behind the disk"
+                        : c->truncated && c->har ? ": the HAR it was imported from held no more"
+                        : c->truncated           ? ": body_limit cut it"
+                                                 : "";
+    if (missing)
+        snprintf(buf, cap, "its request body was not stored whole (%llu of %llu bytes)%s",
+                 (unsigned long long)stored, (unsigned long long)c->wire_size, cause);
+    else /* cut, but its size on the wire is not known (a HAR without bodySize) */
+        snprintf(buf, cap, "its request body was not stored whole (its first %llu bytes)%s",
+                 (unsigned long long)stored, cause);
+    return buf;
 }
 
 reel_rc reel_replay_load(reel_session_t *s, uint64_t id, reel_replay_req_t *out, reel_err_t *err) {
@@ -110,6 +140,7 @@ reel_rc reel_replay_load(reel_session_t *s, uint64_t id, reel_replay_req_t *out,
     if (out->uuid == NULL)
         out->uuid = reel_strdup("");
     const char *why = NULL;
+    char cut[256];
     if (c.tunnel)
         why = "it is a TCP tunnel, not an HTTP exchange";
     else if (c.messages)
@@ -126,8 +157,8 @@ reel_rc reel_replay_load(reel_session_t *s, uint64_t id, reel_replay_req_t *out,
         why = "its request body is larger than replay sends (256 MiB)";
     else if (!c.ended)
         why = "it is still open (its request body may not be whole yet)";
-    else if (c.truncated || c.dropped || c.wire_size > out->body.len)
-        why = "its request body was not stored whole (body_limit, or capture fell behind)";
+    else if (c.truncated || c.dropped || c.lost || c.wire_size > out->body.len)
+        why = not_whole(&c, cut, sizeof cut);
     if (why && out->why_not == NULL)
         out->why_not = reel_strdup(why);
     return REEL_OK;

@@ -76,18 +76,49 @@ class HarRoundTrip(unittest.TestCase):
         self.assertTrue(get["response"]["body_truncated"])
         self.assertEqual(get["response"]["body_size"], len(self.origin.file1m))
         self.assertEqual(body(get, "response"), self.origin.file1m[:LIMIT])
-        # 'reel flow' says so as it does for the captured flow
+        # 'reel flow' says so, as it does for the captured flow, with the
+        # cause each record knows: body_limit for the capture; for the
+        # import, that the HAR held no more (a HAR's cut may be a
+        # browser's, and the record does not say which)
         cap = [c for c in self.captured if c["method"] == "POST"][0]
-        line = b"(body truncated at %d of %d bytes by body_limit)" % (LIMIT, len(self.upload))
-        self.assertIn(line, self.reel.cli("flow", "cut", str(cap["id"])).stdout)
-        self.assertIn(line, self.reel.cli("flow", "back", str(post["id"])).stdout)
+        line = b"(body truncated at %d of %d bytes" % (LIMIT, len(self.upload))
+        self.assertIn(line + b" by body_limit)\n",
+                      self.reel.cli("flow", "cut", str(cap["id"])).stdout)
+        self.assertIn(line + b": the HAR it was imported from held no more)\n",
+                      self.reel.cli("flow", "back", str(post["id"])).stdout)
 
     def test_replay_refuses_the_partial_body(self):
         post = [imp for cap, imp in self.pairs() if imp["request"]["method"] == "POST"][0]
         r = self.reel.cli("replay", "back", str(post["id"]), check=False)
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
         self.assertEqual(r.stdout, b"#%d skipped: its request body was not stored whole "
-                         b"(body_limit, or capture fell behind)\n" % post["id"])
+                         b"(%d of %d bytes): the HAR it was imported from held no more\n" % (
+                             post["id"], LIMIT, len(self.upload)))
+
+    def test_cut_of_unknown_size(self):
+        # _reel.request_truncated without a bodySize: cut, size unknown
+        entry = {"startedDateTime": "2026-01-02T03:04:05.000Z", "time": 1,
+                 "request": {"method": "POST", "url": "http://example.test/p",
+                             "httpVersion": "HTTP/1.1", "headers": [], "queryString": [],
+                             "cookies": [], "headersSize": -1, "bodySize": -1,
+                             "postData": {"mimeType": "text/plain", "text": "hello"}},
+                 "response": {"status": 200, "statusText": "OK", "httpVersion": "HTTP/1.1",
+                              "headers": [], "cookies": [],
+                              "content": {"size": 0, "mimeType": "text/plain"},
+                              "redirectURL": "", "headersSize": -1, "bodySize": 0},
+                 "cache": {}, "timings": {"send": 0, "wait": 1, "receive": 0},
+                 "_reel": {"request_truncated": True}}
+        path = os.path.join(self.root, "nosize.har")
+        with open(path, "w") as f:
+            json.dump({"log": {"version": "1.2", "creator": {"name": "t", "version": "1"},
+                               "entries": [entry]}}, f)
+        self.reel.cli("import", path, "--into", "nosize")
+        text = self.reel.cli("flow", "nosize", "1").stdout
+        self.assertIn(b"\n(body truncated at 5 bytes: the HAR it was imported from held no more)\n",
+                      text)
+        r = self.reel.cli("replay", "nosize", "1", check=False)
+        self.assertEqual(r.stdout, b"#1 skipped: its request body was not stored whole (its first "
+                         b"5 bytes): the HAR it was imported from held no more\n")
 
     def test_help_says_a_cut_body_stays_cut(self):
         # 'reel import --help' said an import stores "whole bodies"

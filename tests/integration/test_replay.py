@@ -40,6 +40,20 @@ class Replay(unittest.TestCase):
         curl(cls.reel2, "http://127.0.0.1:%d/silent" % cls.silent.getsockname()[1], check=False)
         assert len(cls.reel2.wait_flows(2)) == 2
         assert cls.reel2.stop() == 0, cls.reel2.log()
+        # A proxy whose disk falls behind (capture=on, a 1 MiB capture
+        # buffer, random bodies zstd cannot shrink): request bodies of 6 and
+        # 16 MiB are shed part way, the 16 MiB one also past body_limit.
+        cls.reel3 = Reel(cls.root, "behind", "capture=on", "capture_buffer=1m",
+                         "body_limit=10m")
+        cls.behind = {}
+        for n in (6 << 20, 16 << 20):
+            path = os.path.join(cls.root, "up%d" % n)
+            with open(path, "wb") as f:
+                f.write(os.urandom(n))
+            curl(cls.reel3, "-H", "Expect:", "--data-binary", "@" + path, o.url("/echo?%d" % n))
+        for f in cls.reel3.wait_flows(2):
+            cls.behind[int(f["url"].rsplit("?", 1)[1])] = f["id"]
+        assert cls.reel3.stop() == 0, cls.reel3.log()
         cls.flows = cls.reel.wait_flows(4)
         assert len(cls.flows) == 4, cls.flows
         cls.ids = {f["url"]: f["id"] for f in cls.flows}
@@ -188,12 +202,36 @@ class Replay(unittest.TestCase):
         r, out = self.replay("cut", "1", check=False)
         self.assertEqual(r.returncode, 1)  # nothing could be replayed
         self.assertEqual(out["replays"], [])
+        # the cause the flow's end record gives (body_limit=4), not a guess
         self.assertEqual(out["skipped"], [{"of": 1, "why": "its request body was not stored whole "
-                                           "(body_limit, or capture fell behind)"}])
+                                           "(4 of 10 bytes): body_limit cut it"}])
         r = self.cli("replay", "cut", "1", check=False)
         self.assertEqual(r.stdout, b"#1 skipped: its request body was not stored whole "
-                         b"(body_limit, or capture fell behind)\n")
+                         b"(4 of 10 bytes): body_limit cut it\n")
         self.assertEqual(len(self.rows("cut")), 2)  # no flow made
+
+    def test_body_shed_by_capture_is_not_blamed_on_body_limit(self):
+        # The recorder says truncated for a body it shed; the end record's
+        # request_body_dropped says why. 'reel replay' and 'reel flow' named
+        # body_limit (or "body_limit, or capture fell behind") before.
+        for n, tail in ((6 << 20, b"capture fell behind the disk"),
+                        (16 << 20, b"capture fell behind the disk, and body_limit cut the rest")):
+            fid = self.behind[n]
+            req = self.flow("behind", fid)["request"]
+            stored, dropped = len(body({"request": req}, "request")), req["body_dropped"]
+            self.assertEqual(req["body_size"], n)
+            self.assertTrue(req["body_truncated"])
+            self.assertTrue(0 < dropped, "capture did not fall behind: %r" % req["body_dropped"])
+            self.assertEqual(stored + dropped < n, n > (10 << 20))
+            r = self.cli("replay", "behind", str(fid), check=False)
+            self.assertEqual(r.returncode, 1)
+            self.assertEqual(r.stdout, b"#%d skipped: its request body was not stored whole "
+                             b"(%d of %d bytes): %s\n" % (fid, stored, n, tail))
+            text = self.cli("flow", "behind", str(fid)).stdout
+            self.assertIn(b"\n(body truncated at %d of %d bytes: %s)\n" % (stored, n, tail), text)
+            self.assertNotIn(b"body_limit)", text)
+            self.assertIn(b"\n! %d bytes of the request body were not stored (capture fell behind)"
+                          b"\n" % dropped, text)
 
     def test_timeout(self):
         r, out = self.replay("cut", "2", "--set", "upstream_timeout=1", check=False)

@@ -2,12 +2,15 @@
  * whole (head, headers, body), each kind of flow that cannot be sent again
  * and why, ids by number, range and filter, and the replay_of link written
  * by the recorder, kept by the index and rebuilt by repair. */
+#include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -212,9 +215,175 @@ static void test_body_limit(void **state) {
     reel_err_clear(&err);
     reel_replay_req_t q;
     assert_int_equal(reel_replay_load(s, id, &q, &err), REEL_OK);
-    assert_string_equal(
-        q.why_not, "its request body was not stored whole (body_limit, or capture fell behind)");
+    assert_string_equal(q.why_not,
+                        "its request body was not stored whole (4 of 10 bytes): body_limit cut it");
     assert_int_equal(q.body.len, 4);
+    reel_replay_req_free(&q);
+    /* imported from a HAR that held part of the body (har.c marks it so):
+     * the cut was made before the import, by whatever wrote the HAR */
+    reel_flow_info_t hi = {.kind = REEL_FLOW_HTTP, .source = "har-import"};
+    reel_rflow_t *h = NULL;
+    uint64_t har = post(r, "abc", &h, &hi);
+    reel_recorder_body_truncated(h, 0, 8);
+    reel_recorder_flow_end(h, NULL, 0, 0, 0);
+    flush(r);
+    assert_int_equal(reel_replay_load(s, har, &q, &err), REEL_OK);
+    assert_string_equal(q.why_not, "its request body was not stored whole (3 of 8 bytes): the HAR "
+                                   "it was imported from held no more");
+    reel_replay_req_free(&q);
+    /* ... with no size on the wire (a HAR without bodySize) */
+    har = post(r, "abc", &h, &hi);
+    reel_recorder_body_truncated(h, 0, 0);
+    reel_recorder_flow_end(h, NULL, 0, 0, 0);
+    flush(r);
+    assert_int_equal(reel_replay_load(s, har, &q, &err), REEL_OK);
+    assert_string_equal(q.why_not, "its request body was not stored whole (its first 3 bytes): "
+                                   "the HAR it was imported from held no more");
+    reel_replay_req_free(&q);
+    assert_int_equal(reel_recorder_close(r, &err), REEL_OK);
+    reel_session_close(s);
+    reel_test_rm_rf(home);
+    free(home);
+}
+
+/* ---- a disk that fails or falls behind (the recorder's fault hook) ---- */
+
+static pthread_mutex_t fault_mu = PTHREAD_MUTEX_INITIALIZER;
+static int fault_errno; /* frame writes and the resume probe fail with it */
+static int fault_hold;  /* frame writes wait (a disk that has fallen behind) */
+static int fault_held;  /* one is waiting */
+static int resumed;     /* the recorder said "capture resumed" */
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+static int fault_cb(void *ctx, reel_recorder_fault_op op) {
+    (void)ctx;
+    pthread_mutex_lock(&fault_mu);
+    while (op == REEL_FAULT_WRITE && fault_hold) {
+        fault_held = 1;
+        pthread_mutex_unlock(&fault_mu);
+        sleep_ms(2);
+        pthread_mutex_lock(&fault_mu);
+    }
+    fault_held = 0;
+    int v = op == REEL_FAULT_WRITE || op == REEL_FAULT_PROBE ? fault_errno : 0;
+    pthread_mutex_unlock(&fault_mu);
+    return v;
+}
+
+static void warn_cb(void *ctx, const char *msg) {
+    (void)ctx;
+    pthread_mutex_lock(&fault_mu);
+    if (strstr(msg, "capture resumed"))
+        resumed = 1;
+    pthread_mutex_unlock(&fault_mu);
+}
+
+static void set_int(int *field, int v) {
+    pthread_mutex_lock(&fault_mu);
+    *field = v;
+    pthread_mutex_unlock(&fault_mu);
+}
+
+/* Waits up to 5 s for *field to be set. */
+static void wait_int(int *field, const char *what) {
+    for (int i = 0; i < 2500; i++) {
+        pthread_mutex_lock(&fault_mu);
+        int v = *field;
+        pthread_mutex_unlock(&fault_mu);
+        if (v)
+            return;
+        sleep_ms(2);
+    }
+    fail_msg("timed out waiting for %s", what);
+}
+
+static reel_recorder_t *start_faulty(reel_session_t *s, reel_capture_mode capture,
+                                     size_t queue_bytes) {
+    reel_recorder_opts_t o;
+    reel_recorder_opts_default(&o);
+    o.fsync = REEL_FSYNC_NEVER;
+    o.capture = capture;
+    o.body_limit = 8 << 20;
+    o.queue_bytes = queue_bytes;
+    o.retry_ms = 20;
+    o.fault = fault_cb;
+    o.warn = warn_cb;
+    reel_recorder_t *r = NULL;
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (reel_recorder_open(s, &o, &r, &err) != REEL_OK)
+        fail_msg("recorder: %s", reel_err_str(&err));
+    return r;
+}
+
+/* A request body that was not stored whole names the cause the flow's
+ * records give, and says how much of it is there: a disk error that
+ * stopped capture while the flow ran (its FlowError's request_body_lost;
+ * the flow is damaged), capture falling behind the disk (its end's
+ * request_body_dropped). Neither is body_limit. */
+static void test_not_whole_names_the_cause(void **state) {
+    (void)state;
+    char *home = reel_test_tmpdir("replay");
+    reel_session_t *s = open_rec(home, "disk");
+    reel_recorder_t *r = start_faulty(s, REEL_CAPTURE_ON, 0);
+    reel_err_t err;
+    reel_err_clear(&err);
+
+    /* the disk fills up after the request head was written */
+    reel_rflow_t *f = NULL;
+    uint64_t id = post(r, "", &f, NULL);
+    flush(r);
+    set_int(&fault_errno, ENOSPC);
+    reel_recorder_request_body(f, "0123456789", 10);
+    assert_int_equal(reel_recorder_flush(r, &err), REEL_IO);
+    set_int(&fault_errno, 0);
+    wait_int(&resumed, "capture resumed");
+    reel_response_head_t rs = {.status = 200, .reason = "OK", .http_version = "HTTP/1.1"};
+    reel_recorder_response_head(f, &rs);
+    reel_recorder_flow_end(f, NULL, 0, 0, 0);
+    reel_err_clear(&err);
+    reel_recorder_flush(r, &err); /* REEL_IO: records were lost (sticky) */
+    reel_err_clear(&err);
+    reel_recorder_close(r, &err);
+    reel_replay_req_t q;
+    reel_err_clear(&err);
+    assert_int_equal(reel_replay_load(s, id, &q, &err), REEL_OK);
+    assert_string_equal(q.why_not, "its request body was not stored whole (0 of 10 bytes): capture "
+                                   "was stopped by a disk error while the flow ran");
+    reel_replay_req_free(&q);
+    reel_session_close(s);
+
+    /* the disk falls behind (capture on, 1 MiB queue, the writer held in
+     * a frame write): the 2 MiB body is shed from some point on */
+    s = open_rec(home, "behind");
+    r = start_faulty(s, REEL_CAPTURE_ON, 1 << 20);
+    set_int(&fault_hold, 1);
+    size_t big = 2 << 20;
+    char *body = reel_malloc(big + 1);
+    memset(body, 'b', big);
+    body[300 << 10] = '\0';
+    post(r, body, NULL, NULL); /* 300 KiB: fills a block, the writer takes it */
+    wait_int(&fault_held, "the writer in a frame write");
+    body[300 << 10] = 'b';
+    body[big] = '\0';
+    id = post(r, body, NULL, NULL);
+    free(body);
+    set_int(&fault_hold, 0);
+    reel_err_clear(&err);
+    assert_int_equal(reel_recorder_flush(r, &err), REEL_OK);
+    assert_int_equal(reel_replay_load(s, id, &q, &err), REEL_OK);
+    char want[128];
+    snprintf(want, sizeof want, "(%zu of %zu bytes): capture fell behind the disk", q.body.len,
+             big);
+    assert_true(q.body.len < big);
+    assert_non_null(q.why_not);
+    assert_non_null(strstr(q.why_not, "its request body was not stored whole "));
+    if (strstr(q.why_not, want) == NULL)
+        fail_msg("why_not: %s", q.why_not);
     reel_replay_req_free(&q);
     assert_int_equal(reel_recorder_close(r, &err), REEL_OK);
     reel_session_close(s);
@@ -226,6 +395,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_load_and_links),
         cmocka_unit_test(test_body_limit),
+        cmocka_unit_test(test_not_whole_names_the_cause),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
