@@ -7,7 +7,12 @@
  * - reel_clienthello_parse: the result is well formed (NUL-terminated
  *   strings, counts within their caps); a ClientHello that parses is also
  *   what reel_sniff calls TLS; its first `consumed` bytes parse the same on
- *   their own, and any shorter prefix of them is NEED_MORE. */
+ *   their own, and any shorter prefix of them is NEED_MORE;
+ * - reel_clienthello_alpn on every ClientHello that parses: the kind the
+ *   header's rules give (worked out here on their own from the names),
+ *   the comma-separated list exactly for REEL_CH_ALPN_OTHER and empty
+ *   otherwise; with a list smaller than the names need, no byte written
+ *   past cap and no REEL_CH_ALPN_OTHER with a cut list. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +57,82 @@ static void check_ch(const reel_clienthello_t *ch, reel_rc rc, size_t len) {
                "max_supported_version without the extension");
 }
 
+/* The header's rule for an HTTP name, written out again. */
+static int name_is_http(const char *s, size_t n) {
+    if ((n == 2 && memcmp(s, "h2", 2) == 0) || (n == 3 && memcmp(s, "h2c", 3) == 0) ||
+        (n == 2 && memcmp(s, "h3", 2) == 0))
+        return 1;
+    return (n >= 5 && memcmp(s, "http/", 5) == 0) || (n >= 3 && memcmp(s, "h2-", 3) == 0) ||
+           (n >= 3 && memcmp(s, "h3-", 3) == 0);
+}
+
+/* reel_clienthello_alpn against the header: what kind, which list. */
+static void check_alpn(const reel_clienthello_t *ch) {
+    /* the expected answer, from the names */
+    int http = 0, passable = ch->alpn_count > 0 && !ch->alpn_truncated;
+    char want[REEL_CH_ALPN_LIST_MAX + 1];
+    size_t wlen = 0;
+    for (size_t i = 0; i < ch->alpn_count; i++) {
+        const char *s = ch->alpn[i];
+        size_t n = ch->alpn_len[i];
+        if ((n == 8 && memcmp(s, "http/1.1", 8) == 0) || (n == 2 && memcmp(s, "h2", 2) == 0))
+            http = 1;
+        if (name_is_http(s, n) || memchr(s, ',', n) || memchr(s, '\0', n))
+            passable = 0;
+        if (wlen + (wlen > 0) + n <= REEL_CH_ALPN_LIST_MAX) {
+            if (wlen)
+                want[wlen++] = ',';
+            memcpy(want + wlen, s, n);
+            wlen += n;
+        } else {
+            passable = 0;
+        }
+    }
+    reel_ch_alpn_kind expect = http       ? REEL_CH_ALPN_HTTP
+                               : passable ? REEL_CH_ALPN_OTHER
+                                          : REEL_CH_ALPN_UNKNOWN;
+
+    char list[REEL_CH_ALPN_LIST_MAX];
+    memset(list, 'x', sizeof list);
+    reel_ch_alpn_kind k = reel_clienthello_alpn(ch, list, sizeof list);
+    FUZZ_CHECK(k == expect, "alpn kind %d, the header's rules say %d (%zu names%s)", (int)k,
+               (int)expect, ch->alpn_count, ch->alpn_truncated ? ", truncated" : "");
+    size_t got = strnlen(list, sizeof list);
+    FUZZ_CHECK(got < sizeof list, "alpn list not terminated");
+    if (k == REEL_CH_ALPN_OTHER)
+        FUZZ_CHECK(got == wlen && memcmp(list, want, wlen) == 0,
+                   "alpn list '%s' is not the names joined by commas", list);
+    else
+        FUZZ_CHECK(got == 0, "alpn list '%s' for kind %d", list, (int)k);
+
+    /* Lists smaller than the names need (and just big enough), in a buffer
+     * of exactly cap bytes (ASan sees a write past it): a list that does
+     * not fit is never passed on as OTHER. */
+    size_t caps[7] = {0, 1, 2, 3, wlen / 2, wlen, wlen + 1};
+    for (int i = 0; i < 7; i++) {
+        size_t cap = caps[i];
+        char *small = malloc(cap ? cap : 1);
+        memset(small, 'x', cap ? cap : 1);
+        reel_ch_alpn_kind ks = reel_clienthello_alpn(ch, small, cap);
+        size_t sn = cap ? strnlen(small, cap) : 0;
+        if (cap == 0) {
+            FUZZ_CHECK(small[0] == 'x', "cap 0: a byte written");
+            FUZZ_CHECK(ks == (k == REEL_CH_ALPN_OTHER ? REEL_CH_ALPN_UNKNOWN : k),
+                       "cap 0: kind %d, with room %d", (int)ks, (int)k);
+        } else if (cap > wlen) {
+            FUZZ_CHECK(ks == k && sn == got && memcmp(small, list, got) == 0,
+                       "cap %zu of %zu needed: kind %d, with room %d", cap, wlen + 1, (int)ks,
+                       (int)k);
+        } else {
+            FUZZ_CHECK(sn == 0, "cap %zu: a list for kind %d", cap, (int)ks);
+            FUZZ_CHECK(ks == (k == REEL_CH_ALPN_OTHER ? REEL_CH_ALPN_UNKNOWN : k),
+                       "cap %zu of %zu needed: kind %d, with room %d", cap, wlen + 1, (int)ks,
+                       (int)k);
+        }
+        free(small);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* A copy of exactly size bytes: any read past the end is an ASan error. */
     uint8_t *buf = malloc(size ? size : 1);
@@ -78,6 +159,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     reel_rc rc = reel_clienthello_parse(buf, size, &ch);
     check_ch(&ch, rc, size);
     if (rc == REEL_OK) {
+        check_alpn(&ch);
         FUZZ_CHECK(k == REEL_SNIFF_TLS, "a ClientHello that sniffs as %s", reel_sniff_kind_name(k));
         /* the ClientHello alone, in a buffer of its own size */
         size_t n = ch.consumed;
@@ -88,6 +170,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         check_ch(&c2, rc2, n);
         FUZZ_CHECK(rc2 == REEL_OK, "ClientHello alone: rc %d (%s)", (int)rc2,
                    c2.reason ? c2.reason : "");
+        check_alpn(&c2);
         FUZZ_CHECK(c2.consumed == n && c2.sni_status == ch.sni_status &&
                        strcmp(c2.sni, ch.sni) == 0 && c2.alpn_count == ch.alpn_count &&
                        c2.tls13 == ch.tls13 && c2.legacy_version == ch.legacy_version,

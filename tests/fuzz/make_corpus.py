@@ -9,9 +9,10 @@ What each seed is made of (see the harness headers for the control bytes):
           keep-alive reuse, 404, absolute-form and CONNECT through a proxy
           port); one hand-written 101 Switching Protocols exchange.
   sniff   ClientHellos sent by `openssl s_client`, curl and Python's ssl
-          module to a socket that only listens; one re-fragmented over two
-          records; curl's plain and HTTP/2 prior-knowledge openings; an SSH
-          banner.
+          module to a socket that only listens (two of them offering ALPN
+          names other than http/1.1 and h2: mqtt, http/1.0); one
+          re-fragmented over two records; curl's plain and HTTP/2
+          prior-knowledge openings; an SSH banner.
   spool   a segment written by `reel import tests/data/har/chromium.har`,
           whole and cut short, and its decompressed block.
   index   that session's session.db (VACUUMed to 512-byte pages to stay
@@ -274,6 +275,11 @@ def sniff(out):
     hellos = {
         "ch-openssl-sni-alpn": s_client(["-servername", "example.com", "-alpn", "h2,http/1.1"]),
         "ch-openssl-tls12-nosni": s_client(["-tls1_2", "-noservername"]),
+        # ALPN that is not HTTP (a TLS tunnel) and HTTP of another version
+        # (decided by the bytes inside): reel_clienthello_alpn's other kinds
+        "ch-openssl-alpn-mqtt": s_client(["-servername", "broker.example.com",
+                                          "-alpn", "mqtt,x-custom/1"]),
+        "ch-openssl-alpn-http10": s_client(["-servername", "example.com", "-alpn", "http/1.0"]),
         "ch-curl": curl(["-k", "--resolve", "api.example.com:PORT:127.0.0.1",
                          "https://api.example.com:PORT/"]),
         "ch-python": py_ssl,
