@@ -470,6 +470,71 @@ static reel_rc salvage_fit(const reel_buf_t *recs, const size_t *ends, size_t k,
     return REEL_OK;
 }
 
+/* When the records of a damaged frame, compressed again, leave no room for
+ * the mark (bytes that do not compress, such as a body of random bytes,
+ * shrink by nothing), the body bytes of the last record, if it is a body
+ * chunk, are cut short by the few dozen bytes needed rather than the whole
+ * record (up to REEL_SPOOL_CHUNK bytes) dropped. On success recs (k
+ * records, ends[k - 1] its end) holds the shortened record, frame its fresh
+ * frame, *cut the body bytes cut off; else nothing changes. */
+static reel_rc salvage_trim(reel_buf_t *recs, size_t *ends, size_t k, const char *kind,
+                            uint64_t range, reel_buf_t *frame, size_t *cut, reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    *cut = 0;
+    size_t start = k >= 2 ? ends[k - 2] : 0, pos = start, rl = 0;
+    const uint8_t *rec = NULL;
+    if (k == 0 || reel_spool_block_next(recs->data, ends[k - 1], &pos, &rec, &rl) != REEL_OK)
+        return REEL_OK;
+    Reel__Record *r = reel__record__unpack(NULL, rl, rec);
+    ProtobufCBinaryData *data = NULL;
+    if (r && r->event_case == REEL__RECORD__EVENT_REQUEST_BODY && r->request_body)
+        data = &r->request_body->data;
+    else if (r && r->event_case == REEL__RECORD__EVENT_RESPONSE_BODY && r->response_body)
+        data = &r->response_body->data;
+    size_t full = data ? data->len : 0;
+    reel_buf_t trial, best;
+    reel_buf_init(&trial, 0);
+    reel_buf_init(&best, 0);
+    char essential[64];
+    int el = snprintf(essential, sizeof essential, MARK_ESSENTIAL, kind, k, k == 1 ? "" : "s");
+    uint64_t need = frame->len + REEL_SPOOL_SKIP_HDR + (uint64_t)el + 1;
+    size_t want = need > range ? (size_t)(need - range) + 8 : 8;
+    for (int tries = 0; data && tries < 6 && want < full; tries++, want *= 2) {
+        data->len = full - want;
+        size_t n = reel__record__get_packed_size(r);
+        uint8_t *packed = reel_malloc(n + 1);
+        reel__record__pack(r, packed);
+        reel_buf_reset(&trial);
+        reel_buf_append(&trial, recs->data, start);
+        rc = reel_spool_block_append(&trial, packed, n);
+        free(packed);
+        if (rc != REEL_OK)
+            break;
+        size_t save = ends[k - 1];
+        ends[k - 1] = trial.len;
+        int fits = 0;
+        rc = salvage_fit(&trial, ends, k, kind, range, &best, &fits, err);
+        if (rc != REEL_OK || !fits) {
+            ends[k - 1] = save;
+            if (rc != REEL_OK)
+                break;
+            continue;
+        }
+        reel_buf_reset(recs);
+        reel_buf_append(recs, trial.data, trial.len);
+        reel_buf_reset(frame);
+        reel_buf_append(frame, best.data, best.len);
+        *cut = want;
+        break;
+    }
+    if (data)
+        data->len = full; /* freed with the length it was unpacked with */
+    reel__record__free_unpacked(r, NULL);
+    reel_buf_free(&trial);
+    reel_buf_free(&best);
+    return rc;
+}
+
 /* The damaged frame at [off, end) of segment n (end: the next valid frame,
  * or the end of the file): its whole records are decoded as a stream up to
  * the damage and written as a fresh frame at off, followed by a skippable
@@ -546,6 +611,14 @@ static reel_rc salvage_range(reel_session_t *s, uint32_t n, uint64_t off, uint64
     if ((rc = salvage_fit(&recs, ends, kept, kind, tail ? UINT64_MAX : range, &frame, &fits,
                           err)) != REEL_OK)
         goto out;
+    size_t cut = 0;
+    /* (only where every flow of the frame is marked damaged anyway: the
+     * flow whose body is cut short may not tell by its sizes) */
+    if (!fits && unverified &&
+        (rc = salvage_trim(&recs, ends, kept, kind, range, &frame, &cut, err)) != REEL_OK)
+        goto out;
+    if (cut)
+        fits = 1;
     if (!fits) {
         /* The most records that fit: fewer never make a larger frame. */
         size_t lo = 0, hi = all - 1;
@@ -601,6 +674,11 @@ static reel_rc salvage_range(reel_session_t *s, uint32_t n, uint64_t off, uint64
     if (dropped)
         reel_buf_printf(&extra, "; %zu more record%s dropped to leave room for the mark", dropped,
                         dropped == 1 ? "" : "s");
+    if (cut)
+        reel_buf_printf(&extra,
+                        "; the last one's body bytes cut short by %zu to leave room for "
+                        "the mark",
+                        cut);
     note(s,
          "segment %s: %s frame at offset %llu (%s): kept %zu whole record%s before the damage, "
          "rewritten as a new frame there%s (%s); %s",

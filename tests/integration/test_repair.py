@@ -2,10 +2,12 @@
 """What repair must not hide, and what it must bring back (issue 9, items
 8 and 9), with the real binary:
 
-- a 20,000,000-byte download whose segment gets 8 bytes overwritten in the
-  middle: `reel verify` fails, `reel repair` marks the flow damaged with
-  the byte range that is missing, `reel flow` says so, `reel verify`
-  passes again (known damage) and `~damaged` finds the flow;
+- a 20,000,000-byte download whose segment gets a zstd block header
+  broken in the middle: `reel verify` fails, `reel repair` marks the flow
+  damaged with the byte range that is missing, `reel flow` says so, `reel
+  verify` passes again (known damage) and `~damaged` finds the flow; with
+  8 bytes overwritten instead (only the frame's checksum fails), every
+  byte is kept and the flow marked damaged as unverified;
 - session.db deleted after annotating, tagging, marking and configuring:
   `reel ls` lists the session as damaged, `reel repair` rebuilds it from
   the spool and its journal with everything back, and `reel rm` removes a
@@ -15,6 +17,7 @@ import glob
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import tempfile
 import unittest
@@ -53,14 +56,40 @@ class Repair(unittest.TestCase):
         return subprocess.run([REEL] + list(args), env=reel.env, capture_output=True,
                               timeout=120, check=check)
 
+    def damage_middle_frame(self, home, session, header):
+        """Damages the zstd block in the middle of the segment's middle
+        frame: `header` makes its block header one that does not decode
+        (the blocks before it still do), else 8 bytes of its content are
+        overwritten (random bytes are stored as they are: the frame
+        decodes, to other bytes, and only its checksum fails)."""
+        db = sqlite3.connect(os.path.join(home, session, "session.db"))
+        frames = db.execute("SELECT offset, clen FROM frames WHERE segment = 1 "
+                            "ORDER BY offset").fetchall()
+        db.close()
+        off, clen = frames[len(frames) // 2]
+        seg = os.path.join(home, session, "spool", "00000001.zst")
+        with open(seg, "r+b") as f:
+            f.seek(off)
+            fr = f.read(clen)
+            fhd = fr[4]
+            single = fhd >> 5 & 1
+            pos = (5 + (0 if single else 1) + (0, 1, 2, 4)[fhd & 3] +
+                   ((1 if single else 0), 2, 4, 8)[fhd >> 6])
+            while True:  # RFC 8878 3.1.1.2: to the block that holds the middle
+                h = int.from_bytes(fr[pos:pos + 3], "little")
+                size = 1 if h >> 1 & 3 == 1 else h >> 3
+                if pos + 3 + size > clen // 2 or h & 1:
+                    break
+                pos += 3 + size
+            f.seek(off + pos + (0 if header else 100))
+            f.write(b"\xff\xff\xff" if header else b"\xa5" * 8)
+
     def test_hole_in_body(self):
         reel = self.record("hole", ["/file20m", "/100b"])
-        seg = os.path.join(reel.env["REEL_HOME"], "hole", "spool", "00000001.zst")
+        home = reel.env["REEL_HOME"]
         self.assertEqual(self.cli(reel, "verify", "hole").returncode, 0)
-        size = os.path.getsize(seg)
-        with open(seg, "r+b") as f:
-            f.seek(size // 2)
-            f.write(b"\xa5" * 8)
+        shutil.copytree(os.path.join(home, "hole"), os.path.join(home, "flip"))
+        self.damage_middle_frame(home, "hole", True)
         # The damaged frame is a problem until repair records it.
         self.assertEqual(self.cli(reel, "verify", "hole", check=False).returncode, 1)
         self.cli(reel, "repair", "hole")
@@ -76,6 +105,10 @@ class Repair(unittest.TestCase):
         # The range is where the bytes are missing: before and after match.
         self.assertEqual(got[:off], self.data[:off])
         self.assertEqual(got[off:], self.data[off + length:])
+        # The blocks of the frame before the one that does not decode are
+        # kept, and said to be unverified (nothing checks them).
+        self.assertTrue([d for d in fl["damage"] if d["direction"] == "flow" and
+                         "unverified" in d["reason"]], fl["damage"])
         human = self.cli(reel, "flow", "hole", "1", "--headers-only").stdout.decode()
         self.assertIn("! damaged: response body bytes %d-%d are missing" %
                       (off, off + length - 1), human)
@@ -87,6 +120,35 @@ class Repair(unittest.TestCase):
         ids = [f["id"] for f in json.loads(self.cli(reel, "flows", "hole", "--json",
                                                     "~damaged").stdout)]
         self.assertEqual(ids, [1])
+        # A frame whose checksum alone fails is kept whole: its bytes are
+        # there, 8 of them not the ones that came, and the flow says so.
+        # Random bytes do not compress again: to leave room for the mark
+        # in place, the last record's body is cut short by a few dozen
+        # bytes (it was a whole 16 KiB record dropped), a hole it names.
+        self.damage_middle_frame(home, "flip", False)
+        v = self.cli(reel, "verify", "flip", check=False)
+        self.assertEqual(v.returncode, 1)
+        self.assertIn(b"checksum", v.stderr)
+        out = self.cli(reel, "repair", "flip").stdout.decode()
+        self.assertIn("checksum failed", out)
+        self.assertNotIn("dropped", out)
+        fl = json.loads(self.cli(reel, "flow", "flip", "1", "--json").stdout)
+        got = body(fl, "response")
+        unverified = [d for d in fl["damage"] if d["direction"] == "flow"]
+        self.assertEqual(len(unverified), 1, fl["damage"])
+        self.assertIn("checksum failed are unverified", unverified[0]["reason"])
+        holes = [d for d in fl["damage"] if d["direction"] == "response"]
+        missing = holes[0]["length"] if holes else 0
+        self.assertLessEqual(len(holes), 1, fl["damage"])
+        self.assertLess(missing, 200)
+        self.assertEqual(len(got) + missing, SIZE)
+        off = holes[0]["offset"] if holes else SIZE
+        fixed = got[:off] + self.data[off:off + missing] + got[off:]
+        self.assertTrue(0 < sum(a != b for a, b in zip(fixed, self.data)) <= 8)
+        ids = [f["id"] for f in json.loads(self.cli(reel, "flows", "flip", "--json",
+                                                    "~damaged").stdout)]
+        self.assertEqual(ids, [1])
+        self.assertEqual(self.cli(reel, "verify", "flip").returncode, 0)
 
     def test_lost_start_record(self):
         # a deleted first segment takes the start record of the 20 MB flow
