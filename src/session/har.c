@@ -497,7 +497,8 @@ static reel_rc check_headers(const vctx_t *v, json_t *obj, const char *field, js
         size_t nl = json_string_length(name);
         if (nl == 0)
             return fail(v, f, "empty header name");
-        /* a leading ':' marks an HTTP/2 pseudo-header, skipped on import */
+        /* a leading ':' marks an HTTP/2 pseudo-header, skipped on import
+         * but for a CONNECT's ':protocol' (to_headers) */
         for (size_t k = ns[0] == ':' ? 1 : 0; k < nl; k++)
             if (!tchar((unsigned char)ns[k]))
                 return fail(v, f, "not a header name");
@@ -996,8 +997,17 @@ static int coded(json_t *arr, const char *field) {
     return 0;
 }
 
-/* Headers of a validated array, without pseudo-headers; returns owned. */
-static reel_header_t *to_headers(json_t *arr, size_t *n) {
+/* 1 for the ':protocol' pseudo-header of an RFC 8441 extended CONNECT. */
+static int is_ext_protocol(json_t *name) {
+    return json_string_length(name) == 9 && strcasecmp(json_string_value(name), ":protocol") == 0;
+}
+
+/* Headers of a validated array, without pseudo-headers, but for
+ * ':protocol' when keep_protocol (a CONNECT request: an HTTP/2 WebSocket,
+ * which reel records as method CONNECT with ':protocol' among its headers;
+ * the other pseudo-headers say what the method and URL hold); returns
+ * owned. */
+static reel_header_t *to_headers(json_t *arr, int keep_protocol, size_t *n) {
     reel_header_t *hs = reel_calloc(json_array_size(arr), sizeof *hs);
     size_t i;
     json_t *h;
@@ -1005,7 +1015,7 @@ static reel_header_t *to_headers(json_t *arr, size_t *n) {
     json_array_foreach(arr, i, h) {
         json_t *name = json_object_get(h, "name");
         json_t *val = json_object_get(h, "value");
-        if (json_string_value(name)[0] == ':')
+        if (json_string_value(name)[0] == ':' && !(keep_protocol && is_ext_protocol(name)))
             continue;
         hs[*n] = (reel_header_t){.name = json_string_value(name),
                                  .name_len = json_string_length(name),
@@ -1099,7 +1109,7 @@ static void record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
         end = (req_end ? req_end : e->start_us) + known(t->wait_us) + known(t->receive_us);
 
     size_t n;
-    reel_header_t *hs = to_headers(e->req_headers, &n);
+    reel_header_t *hs = to_headers(e->req_headers, strcmp(e->method, "CONNECT") == 0, &n);
     reel_request_head_t rh = {.method = e->method,
                               .scheme = e->url.scheme,
                               .host = e->url.host,
@@ -1125,7 +1135,7 @@ static void record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
         reel_recorder_flow_error(f, msg, end);
         return;
     }
-    hs = to_headers(e->resp_headers, &n);
+    hs = to_headers(e->resp_headers, 0, &n);
     reel_response_head_t sh = {.status = e->status,
                                .reason = e->reason,
                                .http_version = e->resp_version,

@@ -12,8 +12,12 @@
  * - request head: method, scheme/host/port/target from the URL (ws:// and
  *   wss:// are the HTTP/1.1 Upgrade requests they are, recorded as http and
  *   https; IPv6 hosts without brackets), headers in order without HTTP/2
- *   pseudo-headers (":authority", ...), http_version from httpVersion
- *   ("h2" -> "HTTP/2.0", otherwise uppercased, empty -> "HTTP/1.1");
+ *   pseudo-headers (":authority", ...: the method and URL say them) but
+ *   for a CONNECT's ":protocol" (an HTTP/2 WebSocket, RFC 8441, which
+ *   reel records, and reel export writes, as method CONNECT with
+ *   ":protocol" among its headers and a ws(s) URL), http_version from
+ *   httpVersion ("h2" -> "HTTP/2.0", otherwise uppercased, empty ->
+ *   "HTTP/1.1");
  *   body = postData.text (base64-decoded when postData.encoding is "base64");
  * - response head: status, statusText, headers as above, body_decoded set
  *   (HAR content.text is decoded; Content-Encoding is kept as recorded);

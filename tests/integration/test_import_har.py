@@ -7,9 +7,14 @@ truncated, with the sizes the wire had, exactly as the captured ones do,
 and `reel replay` must refuse to send the partial request body as if it
 were whole, as it does for the captured flow.
 """
+import asyncio
 import json
 import os
+import shutil
+import socket
 import tempfile
+import threading
+import time
 import unittest
 
 from proxyenv import TMPBASE, Origin, Reel, body, curl, main, stop_class
@@ -127,6 +132,120 @@ class HarRoundTrip(unittest.TestCase):
         text = b" ".join(out.split())
         self.assertIn(b"is recorded as truncated, with the size the wire had", text)
         self.assertIn(b"_reel.request_truncated", text)
+        self.assertIn(b"but for the ':protocol' of a CONNECT", text)
+
+
+class H2WebSocketRoundTrip(unittest.TestCase):
+    """An HTTP/2 WebSocket (RFC 8441 extended CONNECT, python3-h2 speaking
+    h2c to reel, a websockets echo origin behind it) captured, exported as
+    HAR and imported: the imported flow is the CONNECT with ':protocol:
+    websocket' that was captured, not a bare CONNECT."""
+
+    @classmethod
+    def setUpClass(cls):
+        import h2.config
+        import h2.connection
+        import h2.events
+        import websockets
+        cls.root = tempfile.mkdtemp(prefix="reel-har-h2ws-", dir=TMPBASE)
+        cls.reel = Reel(cls.root, "h2ws")
+
+        async def echo(ws, path=None):
+            try:
+                async for m in ws:
+                    await ws.send(m)
+            except websockets.ConnectionClosed:
+                pass
+        loop = asyncio.new_event_loop()
+        started = threading.Event()
+        box = {}
+
+        def serve():
+            asyncio.set_event_loop(loop)
+
+            async def start():
+                box["srv"] = await websockets.serve(echo, "127.0.0.1", 0, compression=None)
+                box["port"] = box["srv"].sockets[0].getsockname()[1]
+            loop.run_until_complete(start())
+            started.set()
+            loop.run_forever()
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        started.wait(10)
+        s = socket.create_connection(("127.0.0.1", cls.reel.port), 10)
+        try:
+            c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+            c.initiate_connection()
+            s.sendall(c.data_to_send())
+            got = {"headers": None, "data": b"", "ended": False}
+
+            def pump_until(pred):
+                deadline = time.time() + 10
+                while not pred():
+                    assert time.time() < deadline, got
+                    d = s.recv(65536)
+                    assert d, "reel closed the connection"
+                    for ev in c.receive_data(d):
+                        if isinstance(ev, h2.events.ResponseReceived):
+                            got["headers"] = ev.headers
+                        elif isinstance(ev, h2.events.DataReceived):
+                            got["data"] += ev.data
+                            c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                        elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
+                            got["ended"] = True
+                    s.sendall(c.data_to_send())
+            pump_until(lambda: c.remote_settings.enable_connect_protocol == 1)
+            sid = c.get_next_available_stream_id()
+            c.send_headers(sid, [(":method", "CONNECT"), (":protocol", "websocket"),
+                                 (":scheme", "http"), (":path", "/chat"),
+                                 (":authority", "127.0.0.1:%d" % box["port"]),
+                                 ("sec-websocket-version", "13")])
+            key, msg = b"\x01\x02\x03\x04", b"hello over h2"
+            c.send_data(sid, b"\x81" + bytes([0x80 | len(msg)]) + key +
+                        bytes(b ^ key[i % 4] for i, b in enumerate(msg)))
+            s.sendall(c.data_to_send())
+            pump_until(lambda: len(got["data"]) >= 2 + len(msg))
+            close = b"\x03\xe8"
+            c.send_data(sid, b"\x88\x82" + key + bytes(b ^ key[i] for i, b in enumerate(close)))
+            s.sendall(c.data_to_send())
+            pump_until(lambda: got["ended"])
+        finally:
+            s.close()
+
+            async def stop():
+                box["srv"].close()
+                await box["srv"].wait_closed()
+            asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
+            loop.call_soon_threadsafe(loop.stop)
+            t.join(10)
+        cls.captured = cls.reel.wait_flows(1, "~websocket", timeout=10)
+        assert len(cls.captured) == 1, cls.captured
+        cls.har = os.path.join(cls.root, "h2ws.har")
+        cls.reel.cli("export", "h2ws", "--format", "har", "-o", cls.har)
+        cls.reel.cli("import", cls.har, "--into", "back")
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.reel.stop()
+        assert code == 0, "reel record exited %d on SIGINT: %s" % (code, cls.reel.log())
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def test_imported_is_the_extended_connect_captured(self):
+        cap = json.loads(self.reel.cli("flow", "h2ws", str(self.captured[0]["id"]),
+                                       "--json").stdout)
+        back = json.loads(self.reel.cli("flows", "back", "--json").stdout)
+        self.assertEqual(len(back), 1, back)
+        imp = json.loads(self.reel.cli("flow", "back", str(back[0]["id"]), "--json").stdout)
+        self.assertEqual(cap["request"]["method"], "CONNECT")
+        self.assertEqual(cap["request"]["headers"][0], [":protocol", "websocket"])
+        for k in ("method", "headers", "url", "http_version"):
+            self.assertEqual(imp["request"][k], cap["request"][k], k)
+        self.assertEqual(back[0]["method"], "CONNECT")
+        self.assertEqual(back[0]["kind"], self.captured[0]["kind"])
+        self.assertEqual(back[0]["url"], self.captured[0]["url"])
+        # found as a WebSocket, as the captured flow is
+        self.assertEqual([f["id"] for f in json.loads(
+            self.reel.cli("flows", "back", "--json", "~websocket").stdout)], [back[0]["id"]])
 
 
 if __name__ == "__main__":

@@ -1161,6 +1161,64 @@ static void test_import_truncated_bodies(void **state) {
     reel_session_close(s);
 }
 
+/* An HTTP/2 WebSocket (RFC 8441) as reel export writes it: method
+ * CONNECT, a wss:// URL, ':protocol' among the headers (first, as reel
+ * records it). The import keeps ':protocol' on the CONNECT, where it
+ * stood, so the flow is the extended CONNECT the client sent, not a bare
+ * CONNECT; the other pseudo-headers stay out (the method and URL hold
+ * them), and a ':protocol' of a request that is not a CONNECT, or of a
+ * response, is left out as before. */
+static void test_import_h2_websocket_keeps_protocol(void **state) {
+    reel_session_t *s = open_session("h2ws");
+    flow_t f;
+    import_request(s,
+                   "{\"method\":\"CONNECT\",\"url\":\"wss://example.test/chat?room=1\","
+                   "\"httpVersion\":\"HTTP/2.0\",\"queryString\":[],\"cookies\":[],"
+                   "\"headersSize\":-1,\"bodySize\":0,\"headers\":["
+                   "{\"name\":\":protocol\",\"value\":\"websocket\"},"
+                   "{\"name\":\":authority\",\"value\":\"example.test\"},"
+                   "{\"name\":\"sec-websocket-version\",\"value\":\"13\"},"
+                   "{\"name\":\":path\",\"value\":\"/chat?room=1\"},"
+                   "{\"name\":\"origin\",\"value\":\"https://example.test\"}]}",
+                   &f);
+    assert_string_equal(f.method, "CONNECT");
+    assert_string_equal(f.scheme, "https");
+    assert_string_equal(f.host, "example.test");
+    assert_string_equal(f.target, "/chat?room=1");
+    assert_string_equal(f.req_version, "HTTP/2.0");
+    static const char want[] =
+        ":protocol: websocket\nsec-websocket-version: 13\norigin: https://example.test\n";
+    assert_bytes(&f.req_headers, want, strlen(want));
+    flow_free(&f);
+
+    /* not a CONNECT: no extended CONNECT, ':protocol' is left out */
+    import_request(s,
+                   "{\"method\":\"GET\",\"url\":\"https://example.test/\","
+                   "\"httpVersion\":\"HTTP/2.0\",\"queryString\":[],\"cookies\":[],"
+                   "\"headersSize\":-1,\"bodySize\":0,\"headers\":["
+                   "{\"name\":\":protocol\",\"value\":\"websocket\"},"
+                   "{\"name\":\"accept\",\"value\":\"*/*\"}]}",
+                   &f);
+    assert_string_equal(f.method, "GET");
+    assert_bytes(&f.req_headers, "accept: */*\n", 12);
+    flow_free(&f);
+
+    /* a response's pseudo-headers (:status) stay out */
+    char *p = variant("response.headers", "[{\"name\":\":status\",\"value\":\"200\"},"
+                                          "{\"name\":\":protocol\",\"value\":\"x\"},"
+                                          "{\"name\":\"server\",\"value\":\"t\"}]");
+    reel_har_stats_t st;
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (import(s, p, &st, &err) != REEL_OK)
+        fail_msg("import: %s", err.msg);
+    flow_read(s, st.first_id, &f);
+    assert_bytes(&f.resp_headers, "server: t\n", 10);
+    flow_free(&f);
+    free(p);
+    reel_session_close(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_check_good),
@@ -1176,6 +1234,7 @@ int main(void) {
         cmocka_unit_test(test_import_params_only),
         cmocka_unit_test(test_import_bom_wrapped_base64),
         cmocka_unit_test(test_import_truncated_bodies),
+        cmocka_unit_test(test_import_h2_websocket_keeps_protocol),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
