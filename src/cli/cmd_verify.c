@@ -9,7 +9,9 @@ static const char usage[] =
     "Checks every spool frame (zstd checksum, record framing) against the index\n"
     "and the index against the spool, that no flow lost records the index does\n"
     "not record (a body shorter than its end record says, say), the journal of\n"
-    "user data, and runs SQLite's quick_check. Names each bad frame by segment\n"
+    "user data (that it is there and holds all the annotations, tags, marks and\n"
+    "config the index does), and runs SQLite's quick_check. Names each bad\n"
+    "frame by segment\n"
     "and offset; lists known damage without failing. Exit 0 if the session is\n"
     "consistent, 1 if not ('reel repair SESSION' rebuilds the index, skipping\n"
     "damaged frames and marking the flows that lost records).\n";

@@ -183,15 +183,9 @@ static ProtobufCBinaryData arg_bytes(sqlite3_value *v) {
     return b;
 }
 
-/* reel_journal(op, flow_id, time_us, id, a, b, c, d): one change, from
- * the triggers below (a..d by op: ANNOTATE text; TAG/UNTAG tag; CONFIG_SET
- * key, value; CONFIG_UNSET key; CONFIG_HISTORY key, old, new, actor). A
- * NULL time is now. */
-static void fn_journal(sqlite3_context *ctx, int argc, sqlite3_value **v) {
-    jstate *j = sqlite3_user_data(ctx);
-    (void)argc;
-    if (j->off)
-        return;
+/* One change into j's pending block, from the values of reel_journal()
+ * below (v[0..7]). */
+static reel_rc journal_values(jstate *j, sqlite3_value **v, reel_err_t *err) {
     Reel__UserEdit ue = REEL__USER_EDIT__INIT;
     Reel__Record rec = REEL__RECORD__INIT;
     ue.op = (Reel__UserEdit__Op)sqlite3_value_int(v[0]);
@@ -227,9 +221,21 @@ static void fn_journal(sqlite3_context *ctx, int argc, sqlite3_value **v) {
     }
     rec.event_case = REEL__RECORD__EVENT_EDIT;
     rec.edit = &ue;
+    return add_record(j, &rec, err);
+}
+
+/* reel_journal(op, flow_id, time_us, id, a, b, c, d): one change, from
+ * the triggers below (a..d by op: ANNOTATE text; TAG/UNTAG tag; CONFIG_SET
+ * key, value; CONFIG_UNSET key; CONFIG_HISTORY key, old, new, actor). A
+ * NULL time is now. */
+static void fn_journal(sqlite3_context *ctx, int argc, sqlite3_value **v) {
+    jstate *j = sqlite3_user_data(ctx);
+    (void)argc;
+    if (j->off)
+        return;
     reel_err_t err;
     reel_err_clear(&err);
-    if (add_record(j, &rec, &err) != REEL_OK)
+    if (journal_values(j, v, &err) != REEL_OK)
         sqlite3_result_error(ctx, reel_err_str(&err), -1);
 }
 
@@ -270,19 +276,23 @@ static const char triggers[] =
     "SELECT reel_journal(9, 0, new.time_us, new.id, new.key, new.old_value, new.new_value, "
     "new.actor); END;";
 
+/* The user data db holds, as the changes (reel_journal()'s arguments)
+ * that make it. */
+static const char *const snapshot_q[] = {
+    ("SELECT 9, 0, time_us, id, key, old_value, new_value, actor FROM config_history "
+     "ORDER BY id"), /* parenthesised: one element (clang -Wstring-concatenation) */
+    "SELECT 7, 0, updated_us, 0, key, value, NULL, NULL FROM config_overlay",
+    "SELECT 1, flow_id, created_us, id, text, NULL, NULL, NULL FROM annotations ORDER BY id",
+    "SELECT 3, flow_id, NULL, 0, tag, NULL, NULL, NULL FROM tags",
+    "SELECT 5, flow_id, created_us, 0, NULL, NULL, NULL, NULL FROM marks",
+};
+
 /* Appends, as changes, all the user data db holds: the journal of an index
  * made before there was one starts with it. */
 static reel_rc snapshot(sqlite3 *db, reel_err_t *err) {
     reel_rc rc = REEL_OK;
-    static const char *const q[] = {
-        ("SELECT 9, 0, time_us, id, key, old_value, new_value, actor FROM config_history "
-         "ORDER BY id"), /* parenthesised: one element (clang -Wstring-concatenation) */
-        "SELECT 7, 0, updated_us, 0, key, value, NULL, NULL FROM config_overlay",
-        "SELECT 1, flow_id, created_us, id, text, NULL, NULL, NULL FROM annotations ORDER BY id",
-        "SELECT 3, flow_id, NULL, 0, tag, NULL, NULL, NULL FROM tags",
-        "SELECT 5, flow_id, created_us, 0, NULL, NULL, NULL, NULL FROM marks",
-    };
-    for (size_t i = 0; rc == REEL_OK && i < sizeof q / sizeof *q; i++) {
+    const char *const *q = snapshot_q;
+    for (size_t i = 0; rc == REEL_OK && i < sizeof snapshot_q / sizeof *snapshot_q; i++) {
         char *sql = reel_asprintf("WITH s(op, f, t, i, a, b, c, d) AS (%s) SELECT "
                                   "reel_journal(op, f, t, i, a, b, c, d) FROM s",
                                   q[i]);
@@ -636,6 +646,173 @@ out:
         close(fd); /* releases the lock: waiting writers find the new file */
     free(buf);
     free(c.good);
+    free(newpath);
+    return rc;
+}
+
+/* ---- comparing, and writing anew ---- */
+
+const char *const reel_journal_what[5] = {"annotation", "tag", "mark", "overlay key",
+                                          "config change"};
+
+/* The user-data tables, and the columns a comparison looks at. */
+static const char *const ud_table[5] = {"annotations", "tags", "marks", "config_overlay",
+                                        "config_history"};
+static const char *const ud_cols[5] = {"id, flow_id, created_us, text", "flow_id, tag", "flow_id",
+                                       "key, value", "id, key, old_value, new_value, actor"};
+
+reel_rc reel_journal_compare(sqlite3 *db, const char *path, reel_journal_diff_t *d,
+                             reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    memset(d, 0, sizeof *d);
+    struct stat sb;
+    d->missing = stat(path, &sb) != 0 && errno == ENOENT;
+    sqlite3 *m = NULL;
+    if (sqlite3_open(":memory:", &m) != SQLITE_OK) {
+        sqlite3_close(m);
+        return reel_err_set(err, REEL_DB, "cannot open a scratch database");
+    }
+    /* The tables a replay writes, as the schema has them, and the index's
+     * rows beside them (idx_*). */
+    rc = reel_index_exec(
+        m,
+        "CREATE TABLE flows(id INTEGER PRIMARY KEY, marked INTEGER NOT NULL DEFAULT 0);"
+        "CREATE TABLE annotations(id INTEGER PRIMARY KEY, flow_id INTEGER NOT NULL, created_us "
+        "INTEGER NOT NULL, text TEXT NOT NULL);"
+        "CREATE TABLE tags(flow_id INTEGER NOT NULL, tag TEXT NOT NULL, PRIMARY KEY(flow_id, "
+        "tag));"
+        "CREATE TABLE marks(flow_id INTEGER PRIMARY KEY, created_us INTEGER NOT NULL);"
+        "CREATE TABLE config_overlay(key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_us "
+        "INTEGER NOT NULL);"
+        "CREATE TABLE config_history(id INTEGER PRIMARY KEY, time_us INTEGER NOT NULL, key TEXT "
+        "NOT NULL, old_value TEXT, new_value TEXT, actor TEXT NOT NULL);",
+        err);
+    for (int k = 0; rc == REEL_OK && k < 5; k++) {
+        char *sql = reel_asprintf("CREATE TABLE idx_%s AS SELECT %s FROM %s WHERE 0", ud_table[k],
+                                  ud_cols[k], ud_table[k]);
+        rc = reel_index_exec(m, sql, err);
+        free(sql);
+        /* Copied row by row from db (another connection). */
+        sqlite3_stmt *from = NULL, *to = NULL;
+        int ncols = k == 0 ? 4 : k == 1 ? 2 : k == 2 ? 1 : k == 3 ? 2 : 5;
+        char *q = reel_asprintf("SELECT %s FROM %s", ud_cols[k], ud_table[k]);
+        char *ins = reel_asprintf("INSERT INTO idx_%s VALUES(?%s)", ud_table[k],
+                                  ncols == 1   ? ""
+                                  : ncols == 2 ? ",?"
+                                  : ncols == 4 ? ",?,?,?"
+                                               : ",?,?,?,?");
+        if (rc == REEL_OK && (rc = reel_index_prepare(db, q, &from, err)) == REEL_OK)
+            rc = reel_index_prepare(m, ins, &to, err);
+        while (rc == REEL_OK && sqlite3_step(from) == SQLITE_ROW) {
+            for (int c = 0; c < ncols; c++)
+                sqlite3_bind_value(to, c + 1, sqlite3_column_value(from, c));
+            if (sqlite3_step(to) != SQLITE_DONE)
+                rc = reel_err_set(err, REEL_DB, "scratch database: %s", sqlite3_errmsg(m));
+            sqlite3_reset(to);
+        }
+        sqlite3_finalize(from);
+        sqlite3_finalize(to);
+        free(q);
+        free(ins);
+    }
+    reel_journal_stats_t st;
+    if (rc == REEL_OK)
+        rc = reel_journal_replay(m, path, &st, err);
+    for (int k = 0; rc == REEL_OK && k < 5; k++) {
+        for (int side = 0; side < 2; side++) {
+            char *sql = reel_asprintf("SELECT count(*) FROM (SELECT %s FROM %s%s EXCEPT SELECT "
+                                      "%s FROM %s%s)",
+                                      ud_cols[k], side ? "" : "idx_", ud_table[k], ud_cols[k],
+                                      side ? "idx_" : "", ud_table[k]);
+            sqlite3_stmt *c = NULL;
+            if ((rc = reel_index_prepare(m, sql, &c, err)) == REEL_OK &&
+                sqlite3_step(c) == SQLITE_ROW)
+                (side ? d->extra : d->lacking)[k] = (uint64_t)sqlite3_column_int64(c, 0);
+            sqlite3_finalize(c);
+            free(sql);
+        }
+    }
+    sqlite3_close(m);
+    return rc;
+}
+
+reel_rc reel_journal_write_from(sqlite3 *db, const char *path, const char *aside, reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    char *newpath = reel_asprintf("%s.new", path);
+    jstate j = {0};
+    reel_buf_init(&j.block, 0);
+    reel_buf_init(&j.frames, 0);
+    int out = -1, fixed = 0;
+    /* The old journal's lock keeps writers out until the new one is in
+     * place (they then find it replaced and append to the new one). Their
+     * SQLite commit waits for the journal, so what db shows now is what
+     * the old journal should have held. */
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd >= 0 && flock(fd, LOCK_EX) != 0) {
+        rc = reel_err_errno(err, REEL_IO, errno, "locking %s", path);
+        goto out;
+    }
+    if ((rc = reel_index_exec(db, "BEGIN", err)) != REEL_OK)
+        goto out;
+    for (size_t i = 0; rc == REEL_OK && i < sizeof snapshot_q / sizeof *snapshot_q; i++) {
+        sqlite3_stmt *st = NULL;
+        if ((rc = reel_index_prepare(db, snapshot_q[i], &st, err)) != REEL_OK)
+            break;
+        int step;
+        while (rc == REEL_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {
+            sqlite3_value *v[8];
+            for (int c = 0; c < 8; c++)
+                v[c] = sqlite3_column_value(st, c);
+            rc = journal_values(&j, v, err);
+        }
+        if (rc == REEL_OK && step != SQLITE_DONE)
+            rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
+        sqlite3_finalize(st);
+    }
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    if (rc == REEL_OK)
+        rc = flush_block(&j, err);
+    if (rc != REEL_OK)
+        goto out;
+    out = open(newpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (out < 0) {
+        rc = reel_err_errno(err, REEL_IO, errno, "creating %s", newpath);
+        goto out;
+    }
+    for (size_t done = 0; done < j.frames.len;) {
+        ssize_t w = write(out, j.frames.data + done, j.frames.len - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            rc = reel_err_errno(err, REEL_IO, w < 0 ? errno : ENOSPC, "writing %s", newpath);
+            goto out;
+        }
+        done += (size_t)w;
+    }
+    if (fsync(out) != 0) {
+        rc = reel_err_errno(err, REEL_IO, errno, "syncing %s", newpath);
+        goto out;
+    }
+    if (fd >= 0 && link(path, aside) != 0) {
+        rc = reel_err_errno(err, REEL_IO, errno, "keeping the old journal as %s", aside);
+        goto out;
+    }
+    if (rename(newpath, path) != 0) {
+        rc = reel_err_errno(err, REEL_IO, errno, "replacing %s", path);
+        goto out;
+    }
+    fixed = 1;
+    sync_dir_of(path);
+out:
+    if (out >= 0)
+        close(out);
+    if (!fixed)
+        unlink(newpath);
+    if (fd >= 0)
+        close(fd); /* releases the lock */
+    reel_buf_free(&j.block);
+    reel_buf_free(&j.frames);
+    reel_spool_enc_free(j.enc);
     free(newpath);
     return rc;
 }

@@ -63,4 +63,31 @@ reel_rc reel_journal_check(const char *path, reel_journal_stats_t *st, reel_err_
 reel_rc reel_journal_rewrite(const char *path, const char *aside, int *fixed,
                              reel_journal_stats_t *st, reel_err_t *err);
 
+/** How the user data a journal gives, replayed onto empty tables, differs
+ * from an index's: per table (annotations, tags, marks, config_overlay,
+ * config_history, in that order), the index's rows the journal does not
+ * give (`lacking`), and the rows it gives that the index does not have
+ * (`extra`). */
+typedef struct {
+    uint64_t lacking[5], extra[5];
+    int missing; /* there is no journal file */
+} reel_journal_diff_t;
+
+/** Names of the tables of reel_journal_diff_t, singular ("annotation",
+ * "tag", "mark", "overlay key", "config change"). */
+extern const char *const reel_journal_what[5];
+
+/** Compares the journal at path, replayed into a scratch in-memory
+ * database, with db's user data (*d). Damaged frames are skipped, as a
+ * replay does. Returns REEL_IO if the file cannot be read, REEL_DB on
+ * SQLite errors. */
+reel_rc reel_journal_compare(sqlite3 *db, const char *path, reel_journal_diff_t *d,
+                             reel_err_t *err);
+
+/** Writes the journal at path anew from the user data db holds now (as
+ * the changes that make it, as the first journal of an older index does);
+ * the old file, if any, is kept as `aside` (hard link). Writers wait on the
+ * old journal's lock meanwhile and then append to the new one. */
+reel_rc reel_journal_write_from(sqlite3 *db, const char *path, const char *aside, reel_err_t *err);
+
 #endif

@@ -2058,10 +2058,88 @@ const char *reel_session_recovery_note(const reel_session_t *s) {
     return s->note.len ? (const char *)s->note.data : "";
 }
 
+/* "3 annotations, 1 tag" for the counts n[0..4] (reel_journal_what). */
+static void ud_counts(reel_buf_t *b, const uint64_t n[5]) {
+    for (int k = 0; k < 5; k++)
+        if (n[k])
+            reel_buf_printf(b, "%s%llu %s%s", b->len ? ", " : "", (unsigned long long)n[k],
+                            reel_journal_what[k], n[k] == 1 ? "" : "s");
+}
+
+/* Whether the index keeps its user data in the journal (meta journal). */
+static int journal_kept(sqlite3 *db) {
+    char *v = reel_index_meta_get(db, "journal");
+    int on = v && strcmp(v, "1") == 0;
+    free(v);
+    return on;
+}
+
+/* A journal that is missing, or lacks user data the index holds (deleted,
+ * or deleted and begun again by a later change), is written anew from the
+ * index, so a rebuild gets it all back; says what. */
+static reel_rc rewrite_journal(reel_session_t *s, reel_err_t *err) {
+    if (!journal_kept(s->db))
+        return REEL_OK;
+    char *jp = journal_path(s);
+    reel_journal_diff_t d;
+    reel_err_t e2;
+    reel_err_clear(&e2);
+    reel_rc rc = REEL_OK;
+    uint64_t lacking = 0, extra = 0;
+    if (reel_journal_compare(s->db, jp, &d, &e2) != REEL_OK) {
+        note(s, "spool/" REEL_JOURNAL_NAME " could not be compared with the index: %s",
+             reel_err_str(&e2));
+        goto out;
+    }
+    for (int k = 0; k < 5; k++) {
+        lacking += d.lacking[k];
+        extra += d.extra[k];
+    }
+    if (lacking == 0 && extra == 0)
+        goto out;
+    char *dir = reel_asprintf("%s/recovered", s->path);
+    char *aside = reel_asprintf("%s/" REEL_JOURNAL_NAME ".%lld.incomplete", dir,
+                                (long long)(reel_now_us() / 1000));
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        rc = reel_err_errno(err, REEL_IO, errno, "creating %s", dir);
+    if (rc == REEL_OK)
+        rc = reel_journal_write_from(s->db, jp, aside, err);
+    if (rc == REEL_OK) {
+        reel_buf_t b;
+        reel_buf_init(&b, 0);
+        ud_counts(&b, d.lacking);
+        reel_buf_t x;
+        reel_buf_init(&x, 0);
+        ud_counts(&x, d.extra);
+        if (d.missing)
+            note(s,
+                 "spool/" REEL_JOURNAL_NAME " was missing: written anew from the index's user "
+                 "data (%s), which an index rebuilt from the spool gets back from it",
+                 b.len ? (const char *)b.data : "none");
+        else
+            note(s,
+                 "spool/" REEL_JOURNAL_NAME " lacked %s that the index holds%s%s: written anew "
+                 "from the index's user data; the old journal is %s",
+                 b.len ? (const char *)b.data : "nothing",
+                 x.len ? ", and held changes the "
+                         "index does not have: "
+                       : "",
+                 x.len ? (const char *)x.data : "", aside + strlen(s->path) + 1);
+        reel_buf_free(&b);
+        reel_buf_free(&x);
+    }
+    free(dir);
+    free(aside);
+out:
+    free(jp);
+    return rc;
+}
+
 /* Copies the user data that still reads from the old index (attached as
  * `old`) into the new one; notes what was kept and what was lost. The
- * column lists are schema version 1's. */
-static void salvage(reel_session_t *s, sqlite3 *nd, const char *oldpath) {
+ * column lists are schema version 1's. Returns 1 if the old index's user
+ * data read in full (or it had no tables), else 0. */
+static int salvage(reel_session_t *s, sqlite3 *nd, const char *oldpath) {
     static const struct {
         const char *table, *what, *sql;
     } parts[] = {
@@ -2103,7 +2181,7 @@ static void salvage(reel_session_t *s, sqlite3 *nd, const char *oldpath) {
         sqlite3_exec(nd, "DETACH old", NULL, NULL, NULL);
         reel_buf_free(&kept);
         reel_buf_free(&lost);
-        return;
+        return 1;
     }
     sqlite3_finalize(st);
     for (size_t i = 0; attached && i < sizeof parts / sizeof *parts; i++) {
@@ -2124,15 +2202,17 @@ static void salvage(reel_session_t *s, sqlite3 *nd, const char *oldpath) {
     if (attached)
         sqlite3_exec(nd, "DETACH old", NULL, NULL, NULL);
     if (!attached)
-        note(s, "nothing in the old index could be read (its user data comes from the journal "
-                "alone)");
+        note(s, "nothing in the old index could be read (its user data can only come from the "
+                "journal)");
     else if (lost.len)
-        note(s, "could not read from the old index (the journal has them): %s",
+        note(s, "could not read from the old index (the journal has them, if it is whole): %s",
              (const char *)lost.data);
     if (attached)
         note(s, "user data kept: %s", kept.len ? (const char *)kept.data : "none (there was none)");
+    int whole = attached && lost.len == 0;
     reel_buf_free(&kept);
     reel_buf_free(&lost);
+    return whole;
 }
 
 /* Replaces a damaged session.db by a new index holding the user data that
@@ -2167,8 +2247,21 @@ static reel_rc replace_index(reel_session_t *s, reel_err_t *err) {
         goto out;
     struct stat dst;
     int db_exists = stat(dbpath, &dst) == 0;
-    if (db_exists)
-        salvage(s, nd, dbpath); /* ATTACH would make the file */
+    int read_old = db_exists && salvage(s, nd, dbpath); /* ATTACH would make the file */
+    {
+        /* Without the journal, what the old index did not give is lost:
+         * say so rather than let an empty list pass for the truth. */
+        char *jp = journal_path(s);
+        struct stat jst;
+        if (!read_old && stat(jp, &jst) != 0 && errno == ENOENT)
+            note(s,
+                 "spool/" REEL_JOURNAL_NAME " is missing%s: annotations, tags, marks and "
+                 "config changes %scould not be restored, and are lost",
+                 db_exists ? " and the old index could not be read in full"
+                           : " and there is no old index",
+                 db_exists ? "that did not read from the old index " : "the session had ");
+        free(jp);
+    }
     /* Then everything the journal says (salvaged rows come back the same). */
     if ((rc = replay_journal(s, nd, err)) != REEL_OK)
         goto out;
@@ -2294,6 +2387,8 @@ reel_rc reel_session_repair(reel_session_t *s, char **report, reel_err_t *err) {
         rc = replace_index(s, err);
     if (rc == REEL_OK)
         rc = rebuild(s, err);
+    if (rc == REEL_OK)
+        rc = rewrite_journal(s, err);
     if (rc == REEL_OK && missing) {
         /* Nothing else tells when the session was made. */
         rc = reel_index_exec(s->db,
@@ -2734,6 +2829,29 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
         else if (js.records)
             reel_buf_printf(&rep, "spool/" REEL_JOURNAL_NAME ": %llu user-data change%s\n",
                             (unsigned long long)js.records, js.records == 1 ? "" : "s");
+        /* The index keeps its user data in the journal: a journal that is
+         * missing or lacks some (deleted, or deleted and begun again by a
+         * later change) would lose it to a rebuild. */
+        reel_journal_diff_t jd;
+        reel_err_clear(&e2);
+        if (journal_kept(s->db) && reel_journal_compare(s->db, jp, &jd, &e2) == REEL_OK) {
+            reel_buf_t b;
+            reel_buf_init(&b, 0);
+            ud_counts(&b, jd.lacking);
+            if (b.len && jd.missing)
+                problem(&v,
+                        "spool/" REEL_JOURNAL_NAME " is missing, though the index keeps its user "
+                        "data there: its %s would be lost if the index were rebuilt ('reel repair "
+                        "%s' writes the journal anew)",
+                        (const char *)b.data, s->name);
+            else if (b.len)
+                problem(&v,
+                        "spool/" REEL_JOURNAL_NAME " lacks %s that the index holds (was it "
+                        "deleted or replaced?): they would be lost if the index were rebuilt "
+                        "('reel repair %s' writes the journal anew)",
+                        (const char *)b.data, s->name);
+            reel_buf_free(&b);
+        }
         free(jp);
     }
     reel_buf_printf(&rep, "%zu segment%s, %llu frames checked, %llu problem%s\n", nseg,

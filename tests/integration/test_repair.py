@@ -8,6 +8,9 @@
   verify` passes again (known damage) and `~damaged` finds the flow; with
   8 bytes overwritten instead (only the frame's checksum fails), every
   byte is kept and the flow marked damaged as unverified;
+- spool/journal.zst deleted: `reel verify` fails, `reel repair` writes it
+  anew from the index, and an index rebuilt later gets all the user data
+  back;
 - session.db deleted after annotating, tagging, marking and configuring:
   `reel ls` lists the session as damaged, `reel repair` rebuilds it from
   the spool and its journal with everything back, and `reel rm` removes a
@@ -149,6 +152,58 @@ class Repair(unittest.TestCase):
                                                     "~damaged").stdout)]
         self.assertEqual(ids, [1])
         self.assertEqual(self.cli(reel, "verify", "flip").returncode, 0)
+
+    def test_deleted_journal(self):
+        """spool/journal.zst deleted: verify said nothing, and a later
+        rebuild (session.db lost) brought back only the user data written
+        after that. Now verify fails naming it, repair writes it anew from
+        the index, and the rebuild gets everything back."""
+        reel = self.record("nojournal", ["/100b", "/100b", "/100b"])
+        home = reel.env["REEL_HOME"]
+        journal = os.path.join(home, "nojournal", "spool", "journal.zst")
+        self.cli(reel, "annotate", "nojournal", "1", "first note")
+        self.cli(reel, "tag", "nojournal", "2", "alpha")
+        self.cli(reel, "mark", "nojournal", "3")
+        self.cli(reel, "config", "nojournal", "set", "body_limit", "1m")
+        self.assertEqual(self.cli(reel, "verify", "nojournal").returncode, 0)
+        os.unlink(journal)
+        v = self.cli(reel, "verify", "nojournal", check=False)
+        self.assertEqual(v.returncode, 1)
+        self.assertIn(b"spool/journal.zst is missing", v.stderr)
+        # a later change begins it again, with that change alone
+        self.cli(reel, "annotate", "nojournal", "2", "later note")
+        v = self.cli(reel, "verify", "nojournal", check=False)
+        self.assertEqual(v.returncode, 1)
+        self.assertRegex(v.stderr.decode(), r"journal.zst lacks 1 annotation, 1 tag, 1 mark")
+
+        def user_data():
+            notes = [json.loads(self.cli(reel, "annotate", "nojournal", str(i), "--json").stdout)
+                     for i in (1, 2)]
+            cfg = self.cli(reel, "config", "nojournal", "list").stdout
+            tagged = json.loads(self.cli(reel, "flows", "nojournal", "--json",
+                                         "~tag alpha").stdout)
+            marked = json.loads(self.cli(reel, "flows", "nojournal", "--json", "~marked").stdout)
+            return notes, cfg, [f["id"] for f in tagged], [f["id"] for f in marked]
+
+        before = user_data()
+        out = self.cli(reel, "repair", "nojournal").stdout.decode()
+        self.assertIn("journal.zst lacked 1 annotation, 1 tag, 1 mark", out)
+        self.assertIn("written anew from the index's user data", out)
+        self.assertEqual(self.cli(reel, "verify", "nojournal").returncode, 0)
+        self.assertEqual(user_data(), before)
+        # The index is lost: the rebuild gets all of it back from the journal.
+        for f in glob.glob(os.path.join(home, "nojournal", "session.db*")):
+            os.unlink(f)
+        self.cli(reel, "repair", "nojournal")
+        self.assertEqual(user_data(), before)
+        self.assertEqual(self.cli(reel, "verify", "nojournal").returncode, 0)
+        # Both gone: repair says what it could not restore.
+        os.unlink(journal)
+        for f in glob.glob(os.path.join(home, "nojournal", "session.db*")):
+            os.unlink(f)
+        out = self.cli(reel, "repair", "nojournal").stdout.decode()
+        self.assertIn("journal.zst is missing and there is no old index: annotations, tags, "
+                      "marks and config changes the session had could not be restored", out)
 
     def test_lost_start_record(self):
         # a deleted first segment takes the start record of the 20 MB flow

@@ -500,14 +500,18 @@ static void test_damaged_journal(void **state) {
     free(rep);
     repair(s, &rep);
     assert_non_null(strstr(rep, "spool/journal.zst: "));
+    /* The index still has 'two': the journal is written anew from it
+     * (it was left without the change in the damaged frame). */
+    if (strstr(rep, "spool/journal.zst lacked 1 tag that the index holds") == NULL ||
+        strstr(rep, "written anew from the index's user data") == NULL)
+        fail_msg("repair:\n%s", rep);
     free(rep);
     assert_true(verify_ok(s, NULL));
     reel_session_close(s);
     delete_db(home);
     s = open_flags(home, REEL_OPEN_RECORD | REEL_OPEN_REPAIR);
     repair(s, NULL);
-    assert_int_equal(q1(s, "SELECT count(*) FROM tags WHERE tag IN ('one', 'three')"), 2);
-    assert_int_equal(q1(s, "SELECT count(*) FROM tags WHERE tag = 'two'"), 0);
+    assert_int_equal(q1(s, "SELECT count(*) FROM tags WHERE tag IN ('one', 'two', 'three')"), 3);
     reel_session_close(s);
     free(jp);
     reel_test_rm_rf(home);
