@@ -552,14 +552,21 @@ const { chromium } = require("playwright-core");
       return r ? Number(r.dataset.id) : null;
     });
     const slide = async (v) => {
+      const before = await firstRow();
       await page.evaluate((x) => {
         const pos = document.getElementById("position");
         pos.value = x;
         pos.dispatchEvent(new Event("input"));
         pos.dispatchEvent(new Event("change"));
       }, v);
-      await page.waitForTimeout(300);
-      await page.waitForFunction(() => document.querySelectorAll(".row[data-id]").length > 10);
+      // until the rows at the new place are drawn (a fixed wait read the
+      // old place's first row on a loaded machine)
+      await page.waitForFunction((b) => {
+        const vp = document.getElementById("viewport");
+        const r = document.querySelector(`.row[data-index="${Math.floor(vp.scrollTop / 24)}"][data-id]`);
+        return r && Number(r.dataset.id) !== b &&
+          document.querySelectorAll(".row[data-id]").length > 10;
+      }, before);
       return firstRow();
     };
     res.slid_id = await slide(500);
