@@ -259,6 +259,11 @@ struct view {
     uint64_t end_size[2];
     int end_truncated[2];
     uint64_t end_dropped[2]; /* *_body_dropped of the end or error record */
+    /* A truncated request body: its stored bytes in all (req_stored_known),
+     * so that a response head recorded before the last of them does not
+     * end it with a note that names too few */
+    uint64_t req_stored;
+    int req_stored_known;
     dir_t d[2];
 };
 
@@ -610,11 +615,15 @@ static void close_body(view_t *v, dir_t *d) {
     }
     view_flush(d);
     drop_replay(d);
+    /* The note follows its body's bytes; after the other body's (a request
+     * body recorded after the response), it names its body */
+    const char *which = v->current == d->dir ? "" : d->dir == REQ ? "request " : "response ";
     if (truncated && !v->headers_only && wire_size(v, d->dir) > d->stored)
-        note(v, "(body truncated at %llu of %llu bytes%s)", (unsigned long long)d->stored,
+        note(v, "(%sbody truncated at %llu of %llu bytes%s)", which, (unsigned long long)d->stored,
              (unsigned long long)wire_size(v, d->dir), cut_cause(v, d));
     else if (truncated && !v->headers_only) /* its size on the wire is not known */
-        note(v, "(body truncated at %llu bytes%s)", (unsigned long long)d->stored, cut_cause(v, d));
+        note(v, "(%sbody truncated at %llu bytes%s)", which, (unsigned long long)d->stored,
+             cut_cause(v, d));
     if (d->body)
         v->gap = 1;
 }
@@ -687,10 +696,25 @@ static void request_head(view_t *v, const Reel__RequestHead *h) {
 }
 
 /* A response's status line and fields, after the request's body; `mark`
- * follows the status line. */
-static void status_and_headers(view_t *v, const Reel__ResponseHead *h, const char *mark) {
+ * follows the status line. A final head ends the request body (bytes of it
+ * recorded later are shown after it as "continued"); an interim one does
+ * not: after "100 Continue" the client sends its body, so what came of it
+ * is only flushed, and the body is closed, with its truncation note, where
+ * it ends. Neither does a final head recorded before the last stored byte
+ * of a truncated request body, whose note must name all of them. */
+static void status_and_headers(view_t *v, const Reel__ResponseHead *h, const char *mark,
+                               int interim) {
+    dir_t *req = &v->d[REQ];
     summary(v);
-    close_body(v, &v->d[REQ]);
+    if (!interim && !(v->req_stored_known && req->stored < v->req_stored)) {
+        close_body(v, req);
+    } else {
+        /* a 1xx, or a final head before the last stored bytes of the
+         * request body (an origin that answers before it has read it all) */
+        if (req->body && !req->closed)
+            show_flush(req);
+        v->current = RESP; /* the request's next bytes come under a marker */
+    }
     gap(v);
     fputs("< ", v->out);
     put_str(v, h->http_version);
@@ -707,7 +731,7 @@ static void status_and_headers(view_t *v, const Reel__ResponseHead *h, const cha
 
 /* A 1xx answer before the final one (103 Early Hints, 100 Continue). */
 static void interim_head(view_t *v, const Reel__ResponseHead *h) {
-    status_and_headers(v, h, "   [interim]");
+    status_and_headers(v, h, "   [interim]", 1);
 }
 
 /* The trailer fields of a body, after it. */
@@ -722,7 +746,7 @@ static void trailers_show(view_t *v, const Reel__Trailers *t) {
 
 static void response_head(view_t *v, const Reel__ResponseHead *h) {
     dir_t *d = &v->d[RESP];
-    status_and_headers(v, h, h->generated ? "   [sent by reel, not by the server]" : "");
+    status_and_headers(v, h, h->generated ? "   [sent by reel, not by the server]" : "", 0);
     v->current = RESP;
     d->head = 1;
     d->decoded = h->body_decoded;
@@ -966,6 +990,16 @@ static void print_damage(FILE *out, reel_session_t *s, unsigned long long id) {
     free(dm);
 }
 
+/* Adds the stored request body bytes of the flow's records to *ctx (a
+ * uint64_t), up to its end record. */
+static int count_request_body(void *ctx, const Reel__Record *rec) {
+    uint64_t *n = ctx;
+    if (rec->event_case == REEL__RECORD__EVENT_REQUEST_BODY)
+        *n += rec->request_body->data.len;
+    return rec->event_case == REEL__RECORD__EVENT_END ||
+           rec->event_case == REEL__RECORD__EVENT_ERROR;
+}
+
 static int run_view(reel_cli_t *cli, reel_session_t *s, unsigned long long id, int raw,
                     int headers_only, int view, const reel_proto_t *proto, int pmsg,
                     row_t *row) {
@@ -992,6 +1026,13 @@ static int run_view(reel_cli_t *cli, reel_session_t *s, unsigned long long id, i
     reel_buf_init(&v.msg_vbuf, REEL_VIEW_MAX);
     reel_err_t err;
     reel_err_clear(&err);
+    if (!headers_only && row->truncated[REQ]) {
+        /* Rare (body_limit, capture falling behind or a cut import), and
+         * read once more only for these: where the request body ends */
+        v.req_stored_known =
+            reel_store_read_flow(s, id, count_request_body, &v.req_stored, &err) == REEL_OK;
+        reel_err_clear(&err);
+    }
     reel_rc rc = reel_store_read_flow(s, id, view_record, &v, &err);
     v.read_failed = rc != REEL_OK;
     message_close(&v);

@@ -38,7 +38,11 @@ class Replay(unittest.TestCase):
         cls.reel2 = Reel(cls.root, "cut", "body_limit=4", "upstream_timeout=1")
         curl(cls.reel2, "--data-binary", "0123456789", o.url("/echo"))
         curl(cls.reel2, "http://127.0.0.1:%d/silent" % cls.silent.getsockname()[1], check=False)
-        assert len(cls.reel2.wait_flows(2)) == 2
+        # curl waits for "100 Continue" before its body (as it does by itself
+        # for large uploads); nginx answers 100 and 200 at once
+        curl(cls.reel2, "-H", "Expect: 100-continue", "--data-binary", "0123456789abcdefghij",
+             o.url("/echo?continue"))
+        assert len(cls.reel2.wait_flows(3)) == 3
         assert cls.reel2.stop() == 0, cls.reel2.log()
         # A proxy whose disk falls behind (capture=on, a 1 MiB capture
         # buffer, random bodies zstd cannot shrink): request bodies of 6 and
@@ -208,7 +212,25 @@ class Replay(unittest.TestCase):
         r = self.cli("replay", "cut", "1", check=False)
         self.assertEqual(r.stdout, b"#1 skipped: its request body was not stored whole "
                          b"(4 of 10 bytes): body_limit cut it\n")
-        self.assertEqual(len(self.rows("cut")), 2)  # no flow made
+        self.assertEqual(len(self.rows("cut")), 3)  # no flow made
+
+    def test_cut_body_after_100_continue_has_one_true_note(self):
+        # 'reel flow' closed the request body at the 1xx and at the response
+        # head, both recorded before the body's bytes: a false "(body
+        # truncated at 0 of 20 bytes by body_limit)" came first.
+        text = self.cli("flow", "cut", "3").stdout
+        self.assertNotIn(b"truncated at 0", text)
+        note = b"(body truncated at 4 of 20 bytes by body_limit)\n"
+        self.assertEqual(text.count(b"truncated at 4 of 20 bytes"), 1, text)
+        self.assertIn(b"\n0123\n" + note, text)
+        self.assertLess(text.index(b"< HTTP/1.1 100 Continue   [interim]\n"), text.index(note))
+        # the response's note names its body when it follows the request's
+        self.assertRegex(text, rb"\npost\n\(body truncated at 4 of 7 bytes by body_limit\)\n|"
+                         rb"\n\(response body truncated at 4 of 7 bytes by body_limit\)\n")
+        self.assertEqual(self.flow("cut", 3)["request"]["body_b64"], "MDEyMw==")
+        # an ordinary flow: the note right after the body, before the response
+        self.assertIn(b"\n0123\n(body truncated at 4 of 10 bytes by body_limit)\n\n"
+                      b"< HTTP/1.1 200 OK\n", self.cli("flow", "cut", "1").stdout)
 
     def test_body_shed_by_capture_is_not_blamed_on_body_limit(self):
         # The recorder says truncated for a body it shed; the end record's
