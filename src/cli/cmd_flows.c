@@ -17,8 +17,9 @@ static const char usage[] =
     "Lists flows, oldest first: id, start time, method, the client's HTTP version\n"
     "(1.1, 2), URL, status, request and response body sizes, duration, tags and\n"
     "mark (*), then the error if any.\n"
-    "WebSocket (WS) and raw TCP flows show their message count as the status and\n"
-    "the payload bytes each way as the sizes.\n"
+    "WebSocket (WS), raw TCP (TCP) and TLS tunnel flows (TLS: TLS that is not\n"
+    "HTTP, a tls:// URL, its messages the plaintext) show their message count as\n"
+    "the status and the payload bytes each way as the sizes.\n"
     "On a terminal each row is cut to the terminal's width (a long URL ends in\n"
     "an ellipsis) and control characters are shown as \\xNN; into a pipe or a\n"
     "file, with --wide or with --json, every value is written whole.\n"
@@ -157,10 +158,12 @@ static int list_row(void *ctx, const reel_query_flow_t *r) {
     else
         snprintf(st_s, sizeof st_s, "%s",
                  r->state && strcmp(r->state, "error") == 0 ? "ERR" : "-");
-    /* WebSocket and TCP flows: the kind in the method column, their
-     * message count in the status column */
+    /* WebSocket and tunnel flows: the kind in the method column (a tunnel's
+     * scheme says whether it carried raw TCP or the plaintext of TLS that
+     * is not HTTP), their message count in the status column */
     bool ws = r->kind && strcmp(r->kind, "websocket") == 0;
     bool tcp = r->kind && strcmp(r->kind, "tunnel") == 0;
+    bool tls = tcp && r->scheme && strcmp(r->scheme, "tls") == 0;
     if (ws || tcp) {
         if (r->messages < 1000)
             snprintf(st_s, sizeof st_s, "%d", (int)r->messages);
@@ -177,8 +180,8 @@ static int list_row(void *ctx, const reel_query_flow_t *r) {
                           : "-";
     if (strcmp(ver, "2.0") == 0)
         ver = "2";
-    print_row(&l->layout, (long long)r->id, r->marked, t,
-              ws ? "WS" : tcp ? "TCP" : r->method ? r->method : "-", tcp ? "" : ver,
+    const char *method = ws ? "WS" : tls ? "TLS" : tcp ? "TCP" : r->method ? r->method : "-";
+    print_row(&l->layout, (long long)r->id, r->marked, t, method, tcp ? "" : ver,
               r->url ? r->url : "-", st_s, qs, rs, dur, r->ntags ? (const char *)tags.data : NULL,
               r->error);
     reel_buf_free(&tags);

@@ -48,6 +48,19 @@ run 0 "$REEL" ls && has "$out" "demo" "ls"
 run 0 "$REEL" import "$SRC/tests/data/har/other-schemes.har" --into schemes &&
   has "$out" "imported 1 flow into schemes (id 1); skipped 2 entries whose URL is not http(s) or ws(s)" "import skipped"
 run 0 "$REEL" rm --yes schemes
+# tunnel flows: the method column says TLS for TLS that is not HTTP (scheme
+# tls), TCP for raw bytes; it said TCP for both. Two TCP flows Debian's
+# mitmproxy 8.1.1 wrote, one over TLS: the fuzz seed less the harness's
+# two leading bytes
+tail -c +3 "$SRC/tests/fuzz/corpus/tnetstring/mitm-8.1-tcp-tls-and-plain" >"$TMP/tunnels.mitm"
+run 0 "$REEL" import --format mitm "$TMP/tunnels.mitm" --into tunnels &&
+  has "$out" "imported 2 flows into tunnels" "mitm import of tunnels"
+run 0 "$REEL" flows tunnels
+printf '%s\n' "$out" | grep -Eq '^ +1  .* TLS +tls://address:22/ ' && ok ||
+  bad "a tls tunnel is listed as TLS: $out"
+printf '%s\n' "$out" | grep -Eq '^ +2  .* TCP +tcp://address:22/ ' && ok ||
+  bad "a tcp tunnel is listed as TCP: $out"
+run 0 "$REEL" rm --yes tunnels
 run 0 "$REEL" ls --json && has "$out" '"flows": 7' "ls --json"
 run 0 "$REEL" show demo && has "$out" "flows       7" "show"
 run 0 "$REEL" flows demo && has "$out" "https://example.test/api/login" "flows lists URL"
