@@ -414,6 +414,9 @@ typedef struct frow {
     uint32_t last_seg;
     uint64_t last_off;
     int has_frame;
+    /* its request was an RFC 8441 extended CONNECT for a WebSocket (a 2xx
+     * answer makes it one, as a 101 does an HTTP/1.1 upgrade) */
+    int ws_connect;
     /* A FlowError's records_lost and body bytes lost (request, response),
      * the body bytes stored before them, and when it was recorded:
      * flow_damage rows to write with the row (write_lost) */
@@ -846,6 +849,10 @@ const ProtobufCBinaryData *reel_index_header(Reel__Header **h, size_t n, const c
     return NULL;
 }
 
+static int is_connect(const ProtobufCBinaryData *method) {
+    return method->len == 7 && memcmp(method->data, "CONNECT", 7) == 0;
+}
+
 /* Whether an Upgrade field's value names websocket among its tokens. */
 static int upgrade_is_websocket(const ProtobufCBinaryData *v) {
     if (v == NULL)
@@ -949,6 +956,9 @@ static void apply(frow *r, const Reel__Record *rec) {
             set_url(r, h); /* a request refused before its target was known has none */
         const ProtobufCBinaryData *ct = reel_index_header(h->headers, h->n_headers, "content-type");
         set_str(r, C_REQ_CT, ct ? (const char *)ct->data : NULL, ct ? ct->len : 0);
+        const ProtobufCBinaryData *proto = reel_index_header(h->headers, h->n_headers, ":protocol");
+        r->ws_connect = is_connect(&h->method) && proto && proto->len == 9 &&
+                        strncasecmp((const char *)proto->data, "websocket", 9) == 0;
         break;
     }
     case REEL__RECORD__EVENT_REQUEST_BODY:
@@ -966,9 +976,12 @@ static void apply(frow *r, const Reel__Record *rec) {
         const ProtobufCBinaryData *ct = reel_index_header(h->headers, h->n_headers, "content-type");
         set_str(r, C_RESP_CT, ct ? (const char *)ct->data : NULL, ct ? ct->len : 0);
         /* a flow whose upgrade to WebSocket succeeded is a WebSocket flow
-         * from its 101, whether or not a message follows */
-        if (h->status == 101 && r->s[C_KIND] && strcmp(r->s[C_KIND], "http") == 0 &&
-            upgrade_is_websocket(reel_index_header(h->headers, h->n_headers, "upgrade")))
+         * from its 101 (an HTTP/2 extended CONNECT's 2xx), whether or not a
+         * message follows */
+        if (r->s[C_KIND] && strcmp(r->s[C_KIND], "http") == 0 &&
+            ((h->status == 101 &&
+              upgrade_is_websocket(reel_index_header(h->headers, h->n_headers, "upgrade"))) ||
+             (r->ws_connect && h->status >= 200 && h->status < 300)))
             set_cstr(r, C_KIND, "websocket");
         break;
     }
@@ -1217,7 +1230,7 @@ typedef struct {
     Reel__RequestHead rq;
     Reel__ResponseHead rs;
     Reel__Header ct; /* the first content-type header, as reel_index_header finds it */
-    Reel__Header up; /* a response's first upgrade header (a 101 to WebSocket) */
+    Reel__Header up; /* a 101's first upgrade field, a CONNECT's first :protocol */
     Reel__Header *hdrs[2];
 } head_t;
 
@@ -1261,11 +1274,15 @@ static int head_in_place(reel_indexer_t *ix, const uint8_t *p, size_t len,
     h->rs = (Reel__ResponseHead)REEL__RESPONSE_HEAD__INIT;
     h->ct = (Reel__Header)REEL__HEADER__INIT;
     h->up = (Reel__Header)REEL__HEADER__INIT;
-    int have_ct = 0, have_up = req; /* a request's upgrade is not looked at */
+    int have_ct = 0, have_up = 0;
     pos = 0;
     while (reel_pbwire_next(p + pk.ev_off, pk.ev_len, &pos, &f)) {
         if (f.tag == hdr_tag) {
-            if (have_ct && have_up)
+            /* the method and status come first (lower field numbers): most
+             * heads need no more than their content-type */
+            int want_up = !have_up && (req ? h->rq.method.len == 0 || is_connect(&h->rq.method)
+                                           : h->rs.status == 0 || h->rs.status == 101);
+            if (have_ct && !want_up)
                 continue;
             ProtobufCBinaryData name = {0}, value = {0};
             size_t p2 = 0;
@@ -1280,8 +1297,9 @@ static int head_in_place(reel_indexer_t *ix, const uint8_t *p, size_t len,
                 h->ct.name = name;
                 h->ct.value = value;
                 have_ct = 1;
-            } else if (!have_up && name.len == 7 &&
-                       strncasecmp((const char *)name.data, "upgrade", 7) == 0) {
+            } else if (want_up && (req ? name.len == 9 && memcmp(name.data, ":protocol", 9) == 0
+                                       : name.len == 7 && strncasecmp((const char *)name.data,
+                                                                      "upgrade", 7) == 0)) {
                 h->up.name = name;
                 h->up.value = value;
                 have_up = 1;
@@ -1318,7 +1336,7 @@ static int head_in_place(reel_indexer_t *ix, const uint8_t *p, size_t len,
     size_t nh = 0;
     if (have_ct)
         h->hdrs[nh++] = &h->ct;
-    if (!req && have_up)
+    if (have_up)
         h->hdrs[nh++] = &h->up;
     if (req) {
         h->rq.headers = nh ? h->hdrs : NULL;

@@ -534,6 +534,62 @@ static void test_remove_without_db(void **state) {
     free(home);
 }
 
+/* Records an RFC 8441 WebSocket as core/h2front.c does (CONNECT, its first
+ * field ':protocol: websocket') answered `status`, that ends with an error
+ * before any message; returns its id. */
+static uint64_t record_h2_websocket(reel_recorder_t *r, unsigned status) {
+    reel_rflow_t *f = reel_recorder_flow_start(r, NULL);
+    uint64_t id = reel_rflow_id(f);
+    const reel_header_t q[] = {{":protocol", 9, "websocket", 9},
+                               {"sec-websocket-version", 21, "13", 2}};
+    reel_request_head_t rq = {.method = "CONNECT",
+                              .scheme = "https",
+                              .host = "example.com",
+                              .port = 443,
+                              .target = "/chat",
+                              .http_version = "HTTP/2.0",
+                              .headers = q,
+                              .n_headers = 2};
+    reel_recorder_request_head(f, &rq);
+    reel_response_head_t rs = {.status = status, .http_version = "HTTP/2.0"};
+    reel_recorder_response_head(f, &rs);
+    reel_recorder_flow_error(f, "the client reset the HTTP/2 stream", 0);
+    return id;
+}
+
+/* An HTTP/2 WebSocket whose CONNECT got its 200, then ended before any
+ * message, is kind websocket (~websocket finds it), live and after the
+ * index is rebuilt from the spool; one refused (400) stays http. */
+static void test_h2_websocket_kind_before_a_message(void **state) {
+    (void)state;
+    char *home = reel_test_tmpdir("repair-h2ws");
+    reel_session_t *s = open_rec(home);
+    reel_recorder_opts_t o;
+    reel_recorder_opts_default(&o);
+    o.capture = REEL_CAPTURE_LOSSLESS;
+    o.fsync = REEL_FSYNC_NEVER;
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_recorder_t *r = NULL;
+    if (reel_recorder_open(s, &o, &r, &err) != REEL_OK)
+        fail_msg("recorder: %s", reel_err_str(&err));
+    uint64_t ok = record_h2_websocket(r, 200), refused = record_h2_websocket(r, 400);
+    assert_int_equal(reel_recorder_close(r, &err), REEL_OK);
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass)
+            repair(s, NULL);
+        assert_int_equal(
+            q1(s, "SELECT kind = 'websocket' FROM flows WHERE id = %llu", (unsigned long long)ok),
+            1);
+        assert_int_equal(
+            q1(s, "SELECT kind = 'http' FROM flows WHERE id = %llu", (unsigned long long)refused),
+            1);
+    }
+    reel_session_close(s);
+    reel_test_rm_rf(home);
+    free(home);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hole_in_large_body),
@@ -542,6 +598,7 @@ int main(void) {
         cmocka_unit_test(test_journal_starts_with_old_user_data),
         cmocka_unit_test(test_damaged_journal),
         cmocka_unit_test(test_remove_without_db),
+        cmocka_unit_test(test_h2_websocket_kind_before_a_message),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
