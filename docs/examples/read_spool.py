@@ -166,10 +166,18 @@ def flow_json(flow_id, recs, replayed_as=()):
                                  http_version=h.http_version or None,
                                  headers=headers(h.headers), generated=h.generated)
             decoded["response"] = h.body_decoded
-            # a switch to WebSocket makes it one, as the index says it
-            if h.status == 101 and f["kind"] == "http" and any(
-                    x.name.lower() == b"upgrade" and b"websocket" in x.value.lower()
-                    for x in h.headers):
+            # a switch to WebSocket makes it one, as the index says it: a
+            # 101 to websocket, or a 2xx to an HTTP/2 extended CONNECT whose
+            # :protocol is websocket (RFC 8441)
+            rq = f.get("request") or {}
+            h2ws = rq.get("method") == "CONNECT" and any(
+                isinstance(n, str) and isinstance(v, str) and n.lower() == ":protocol"
+                and v.lower() == "websocket"
+                for n, v in rq.get("headers") or [])
+            if f["kind"] == "http" and (
+                    (h.status == 101 and any(
+                        x.name.lower() == b"upgrade" and b"websocket" in x.value.lower()
+                        for x in h.headers)) or (h2ws and 200 <= h.status < 300)):
                 f["kind"] = "websocket"
         elif ev == "interim":  # a 1xx answer before the final one
             h = r.interim
