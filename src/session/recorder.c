@@ -181,7 +181,10 @@ typedef struct lostflow {
     int64_t final_us; /* time of that record */
     uint64_t req_size, resp_size;
     uint64_t body_lost[2]; /* bytes of its request, response body chunks not written */
-    char *final_msg;       /* message of a dropped error record, owned */
+    /* what the dropped end or error record said capture had shed before
+     * (*_body_dropped, messages_dropped): bytes not in the spool either */
+    uint64_t body_dropped[2], messages_dropped;
+    char *final_msg; /* message of a dropped error record, owned */
 } lostflow;
 
 struct reel_recorder {
@@ -456,9 +459,15 @@ static void lost_set_final(lostflow *l, const uint8_t *data, size_t len) {
     if (rec->event_case == REEL__RECORD__EVENT_END) {
         l->req_size = rec->end->request_body_size;
         l->resp_size = rec->end->response_body_size;
+        l->body_dropped[0] = rec->end->request_body_dropped;
+        l->body_dropped[1] = rec->end->response_body_dropped;
+        l->messages_dropped = rec->end->messages_dropped;
     } else if (rec->event_case == REEL__RECORD__EVENT_ERROR) {
         l->req_size = rec->error->request_body_size;
         l->resp_size = rec->error->response_body_size;
+        l->body_dropped[0] = rec->error->request_body_dropped;
+        l->body_dropped[1] = rec->error->response_body_dropped;
+        l->messages_dropped = rec->error->messages_dropped;
         free(l->final_msg);
         l->final_msg =
             rec->error->message && rec->error->message[0] ? reel_strdup(rec->error->message) : NULL;
@@ -884,6 +893,11 @@ static int close_lost(reel_recorder_t *r, lostflow *l) {
     fe.records_lost = l->dropped ? l->dropped : 1;
     fe.request_body_lost = l->body_lost[0];
     fe.response_body_lost = l->body_lost[1];
+    /* the bytes capture shed, as the dropped end said: they follow those
+     * lost (a body is shed to its end), and are in neither count above */
+    fe.request_body_dropped = l->body_dropped[0];
+    fe.response_body_dropped = l->body_dropped[1];
+    fe.messages_dropped = l->messages_dropped;
     Reel__Record rec = REEL__RECORD__INIT;
     rec.flow_id = l->id;
     rec.time_us = l->final_us ? l->final_us : reel_now_us();

@@ -641,6 +641,56 @@ static void test_behind_sheds_bodies_keeps_heads_and_ends(void **state) {
     free(home);
 }
 
+/* A flow that capture, falling behind, had already shed body bytes of,
+ * then runs into a disk outage: the error record that replaces its end
+ * keeps the shed count its dropped end gave, so stored + lost + dropped is
+ * the body's size on the wire (the shed bytes were in neither before). */
+static void test_outage_after_shedding_keeps_the_dropped_count(void **state) {
+    (void)state;
+    char *home = reel_test_tmpdir("rec-shed-out");
+    env_t e;
+    env_init(&e);
+    reel_session_t *s = open_session(home, "shedout", REEL_OPEN_CREATE | REEL_OPEN_RECORD);
+    reel_recorder_t *r = start_q(s, &e, 1 << 20);
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_rflow_t *b = begin(r, "/b");
+    uint64_t bid = reel_rflow_id(b);
+    assert_int_equal(reel_recorder_flush(r, &err), REEL_OK); /* its start is on disk */
+    stall_writer(r, &e);
+    const uint64_t size = 900 << 10;
+    respond(b, 0, size, 1); /* the body share fills: the rest is shed */
+    set_fault(&e, &e.write, ENOSPC);
+    set_fault(&e, &e.probe, ENOSPC);
+    set_fault(&e, &e.hold, 0); /* the held write fails: the queue is dropped */
+    reel_recorder_flow_end(b, NULL, 0, 0, 0);
+    assert_int_equal(reel_recorder_flush(r, &err), REEL_IO);
+    set_fault(&e, &e.write, 0);
+    set_fault(&e, &e.probe, 0);
+    wait_warned(&e, "capture resumed");
+    reel_err_clear(&err);
+    assert_int_equal(reel_recorder_close(r, &err), REEL_IO);
+    reel_session_close(s);
+
+    s = open_session(home, "shedout", 0);
+    seen_t sb = read_flow(s, bid);
+    assert_int_equal(sb.error, 1);
+    assert_int_equal(sb.resp_size, size);
+    assert_true(sb.resp_lost > 0);
+    assert_true(sb.resp_dropped > 0);
+    assert_int_equal(sb.resp + sb.resp_lost + sb.resp_dropped, size);
+    assert_int_equal(flow_col(s, bid, "response_body_dropped"), sb.resp_dropped);
+    char rows[256], want[256];
+    assert_int_equal(flow_damage(s, bid, rows, sizeof rows), 1);
+    snprintf(want, sizeof want, "response %llu %llu\nflow 0 -1\n", (unsigned long long)sb.resp,
+             (unsigned long long)sb.resp_lost);
+    assert_string_equal(rows, want);
+    reel_session_close(s);
+    env_free(&e);
+    reel_test_rm_rf(home);
+    free(home);
+}
+
 /* Memory stays bounded by the budget however long the disk stalls: 4 MiB
  * of bodies from 64 flows at once into a 256 KiB queue; the queue never
  * holds more than its budget, and every flow keeps its heads and its end. */
@@ -1316,6 +1366,7 @@ static void test_producers_on_threads(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_disk_outage_and_resume),
+        cmocka_unit_test(test_outage_after_shedding_keeps_the_dropped_count),
         cmocka_unit_test(test_sync_failure_and_resume),
         cmocka_unit_test(test_index_commit_fails_then_catches_up),
         cmocka_unit_test(test_index_behind_at_close),
