@@ -26,7 +26,7 @@ void reel__client_tls_failed(conn_t *c, const char *error) {
     char *why = reel_asprintf("TLS handshake with the client failed (is reel's CA "
                               "trusted?): %s",
                               error);
-    reel__tunnel_flow(c, c->tunnel_host ? c->tunnel_host : "", c->tunnel_port, true);
+    reel__tunnel_flow(c, c->tunnel_host ? c->tunnel_host : "", c->tunnel_port, true, true);
     reel__finish_tflow(c, why);
     free(why);
     c->ex.resp_head_sent = true;
@@ -151,6 +151,7 @@ static void conn_free(conn_t *c) {
     reel_buf_free(&c->ex.retry_head);
     free(c->tunnel_host);
     free(c->tunnel_sni);
+    free(c->connect_head);
     free(c);
     STAT_SUB(p, active_connections, 1);
     if (p->shutting_down && p->conns == NULL)

@@ -54,6 +54,14 @@ typedef struct conn conn_t;
 /* A flow whose response reel has read whole, waiting for the client to
  * take the rest of it (core/exchange.c). */
 typedef struct reel_fin reel_fin_t;
+/* The head of a CONNECT reel accepted, as its client sent it: one
+ * allocation holding the fields' bytes after them (core/exchange.c). A
+ * lane's is its HTTP/2 stream's: version HTTP/2.0 and the stream's fields. */
+typedef struct {
+    char version[16]; /* "HTTP/1.1", "HTTP/1.0", "HTTP/2.0" */
+    size_t nfields;
+    reel_field_t fields[]; /* in wire order */
+} reel_connect_head_t;
 
 typedef enum { P_CLIENT, P_UPSTREAM } peer_role;
 
@@ -156,6 +164,10 @@ struct conn {
     int tunnel_port;
     char *tunnel_sni;
     uint64_t sniff_started;
+    /* The CONNECT reel accepted, as its client sent it, for the tunnel's
+     * flow (NULL: none, or already recorded): owned, freed once that
+     * flow's request is recorded or the tunnel turns out to carry HTTP. */
+    reel_connect_head_t *connect_head;
     /* HTTP/1: the one exchange running on the connection. */
     exchange_t ex;
     uint32_t next_sid; /* stream id the next request gets (1, 2, ...) */
@@ -337,6 +349,8 @@ void reel__fail_exchange(conn_t *c, int status, const char *reason);
 void reel__record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme, const char *host,
                           int port, const char *target);
 void reel__record_rejected(conn_t *c);
+/* Frees c->connect_head (NULL after); fine when there is none. */
+void reel__connect_head_drop(conn_t *c);
 void reel__req_process(conn_t *c);
 void reel__resp_process(conn_t *c);
 const char *reel__status_text(int status);
@@ -349,9 +363,13 @@ int reel__split_authority(const char *a, size_t n, char **host, int *port, int d
 /* ---- tunnel.c ---- */
 void reel__tunnel_codecs_free(conn_t *c);
 void reel__tunnel_forward(conn_t *c);
-/* answered: reel has sent the client its 200 to the CONNECT (recorded as
- * the flow's response, generated) */
-void reel__tunnel_flow(conn_t *c, const char *host, int port, bool answered);
+/* Starts c->tflow, the tunnel to host:port (none if c has one already).
+ * answered: reel has sent the client its 200 to the CONNECT (recorded as
+ * the flow's response, generated). connect: the flow is the CONNECT's own
+ * (a TCP or TLS tunnel, a CONNECT stream's): its request has the version
+ * and fields of c->connect_head, which is dropped then; false: the bytes
+ * after a 101, whose request is the HTTP flow's (HTTP/1.1, no fields). */
+void reel__tunnel_flow(conn_t *c, const char *host, int port, bool answered, bool connect);
 void reel__begin_raw_tunnel(conn_t *c, const char *host, int port, bool reply_200, bool record);
 void reel__start_upgraded_tunnel(conn_t *c);
 void reel__sniff_process(conn_t *c);

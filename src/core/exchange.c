@@ -575,6 +575,39 @@ static bool retryable_method(const char *m) {
     return false;
 }
 
+void reel__connect_head_drop(conn_t *c) {
+    free(c->connect_head);
+    c->connect_head = NULL;
+}
+
+/* Keeps the version and fields of the CONNECT m for its tunnel's flow
+ * (c->connect_head, replacing any). The fields' bytes are copied: m's are
+ * the parser's, gone with the next read. */
+static void keep_connect_head(conn_t *c, const reel_msg_head_t *m) {
+    size_t bytes = 0;
+    for (size_t i = 0; i < m->nfields; i++)
+        bytes += m->fields[i].name_len + m->fields[i].value_len;
+    reel_connect_head_t *k = reel_malloc(sizeof *k + m->nfields * sizeof k->fields[0] + bytes);
+    snprintf(k->version, sizeof k->version, "%s", m->version ? m->version : "HTTP/1.1");
+    k->nfields = m->nfields;
+    char *at = (char *)&k->fields[m->nfields];
+    for (size_t i = 0; i < m->nfields; i++) {
+        const reel_field_t *f = &m->fields[i];
+        if (f->name_len)
+            memcpy(at, f->name, f->name_len);
+        k->fields[i].name = at;
+        k->fields[i].name_len = f->name_len;
+        at += f->name_len;
+        if (f->value_len)
+            memcpy(at, f->value, f->value_len);
+        k->fields[i].value = at;
+        k->fields[i].value_len = f->value_len;
+        at += f->value_len;
+    }
+    reel__connect_head_drop(c);
+    c->connect_head = k;
+}
+
 static void handle_connect(conn_t *c, const reel_h1_head_t *h) {
     char *host = NULL;
     int port = 0;
@@ -600,6 +633,13 @@ static void handle_connect(conn_t *c, const reel_h1_head_t *h) {
         reel__begin_raw_tunnel(c, host, port, true, false);
         return;
     }
+    /* what the client sent, for the tunnel's flow (a tunnel carrying HTTP
+     * records the requests inside instead) */
+    char ver[16];
+    reel_msg_head_t m;
+    request_msg(h, "tcp", host, port, "", ver, &m);
+    lane_request(c, &m);
+    keep_connect_head(c, &m);
     static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
     reel__peer_write(&c->client, ok, sizeof ok - 1);
     c->ex.resp_head_sent = true; /* the CONNECT's answer */
@@ -619,6 +659,9 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
     c->ex.upgrade = h->upgrade && !h->is_connect;
     c->ex.ws_requested = c->ex.upgrade && reel__has_token(h, "upgrade", "websocket");
     c->ex.ws_ok = false;
+    /* an HTTP request inside a CONNECT tunnel: its flows are the requests
+     * inside, none is the CONNECT's (README) */
+    reel__connect_head_drop(c);
     if (h->is_connect) {
         if (c->in_tunnel) {
             reel__record_refused(c, h, "https", c->tunnel_host, c->tunnel_port, NULL);

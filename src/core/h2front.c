@@ -165,6 +165,9 @@ static void stream_free(h2front_t *fr, h2s_t *s) {
 
 /* A copy of the client's head (the event's strings are the codec's). */
 static h2s_t *stream_new(h2front_t *fr, uint32_t sid, const reel_msg_head_t *h) {
+    /* HTTP/2 inside an intercepted CONNECT: its flows are the streams,
+     * none is the CONNECT's (README) */
+    reel__connect_head_drop(fr->c);
     h2s_t *s = reel_calloc(1, sizeof *s);
     s->sid = sid;
     reel_buf_init(&s->req, 0);

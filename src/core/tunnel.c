@@ -174,20 +174,27 @@ void reel__tunnel_forward(conn_t *c) {
     }
 }
 
-void reel__tunnel_flow(conn_t *c, const char *host, int port, bool answered) {
+void reel__tunnel_flow(conn_t *c, const char *host, int port, bool answered, bool connect) {
     if (c->tflow)
         return; /* a TLS tunnel's, begun before its client's handshake failed */
     /* a lane's tunnel is its CONNECT stream's */
     c->tflow = reel_capture_start_on(c->p->rec, REEL_CAPTURE_TUNNEL, c->client_addr, NULL, c->id,
                                      c->lane ? c->lane_stream : 0);
     STAT_ADD(c->p, flows, 1);
+    /* the CONNECT as its client sent it (version, fields); after a 101 the
+     * request is the HTTP flow's, this one only carries the bytes */
+    const reel_connect_head_t *k = connect ? c->connect_head : NULL;
     reel_msg_head_t rq = {.method = "CONNECT",
                           .scheme = c->tls_tunnel ? "tls" : "tcp",
                           .host = host,
                           .port = (uint32_t)port,
                           .path = "",
-                          .version = "HTTP/1.1"};
+                          .version = k ? k->version : "HTTP/1.1",
+                          .fields = k ? k->fields : NULL,
+                          .nfields = k ? k->nfields : 0};
     reel_capture_request(c->tflow, &rq);
+    if (connect)
+        reel__connect_head_drop(c); /* written: a long tunnel need not hold it */
     if (answered) {
         /* what the client was told before reel knew what the tunnel
          * carries (or whether its host can be reached): part of the record */
@@ -219,7 +226,9 @@ void reel__begin_raw_tunnel(conn_t *c, const char *host, int port, bool reply_20
     }
     c->state = C_RAW;
     if (record)
-        reel__tunnel_flow(c, host, port, !reply_200);
+        reel__tunnel_flow(c, host, port, !reply_200, true);
+    else
+        reel__connect_head_drop(c); /* an ignored host: nothing recorded */
     c->tunnel_reply = reply_200;
     reel__upstream_for(c, false, host, port, NULL);
     if (c->state == C_RAW)
@@ -241,7 +250,7 @@ void reel__start_upgraded_tunnel(conn_t *c) {
          * HTTP flow (request + 101) is complete, the bytes that follow are
          * a tunnel flow of TCP messages. */
         reel__finish_flow(c, NULL);
-        reel__tunnel_flow(c, c->up ? c->up->host : "", c->up ? c->up->port : 0, false);
+        reel__tunnel_flow(c, c->up ? c->up->host : "", c->up ? c->up->port : 0, false, false);
     }
     /* Bytes the parsers hold beyond the head are still in the buffers. */
     reel__tunnel_forward(c);
@@ -345,7 +354,7 @@ static void begin_tls_tunnel(conn_t *c, const char *alpn) {
     /* nothing in HTTP is said inside: an origin that cannot be reached
      * ends the tunnel and its flow with the reason, no 502 */
     c->ex.resp_head_sent = true;
-    reel__tunnel_flow(c, c->tunnel_host, c->tunnel_port, true);
+    reel__tunnel_flow(c, c->tunnel_host, c->tunnel_port, true, true);
     reel__upstream_close(c);
     c->upstream_alpn = alpn;
     reel__upstream_for(c, true, c->tunnel_host, c->tunnel_port, c->tunnel_sni);

@@ -123,14 +123,16 @@ class TlsTcpTest(unittest.TestCase):
         shutil.rmtree(cls.root, ignore_errors=True)
         assert code == 0, "reel record exited %d on SIGINT" % code
 
-    def tunnel(self, port, alpn=None):
-        """CONNECT localhost:port through reel, then TLS to reel's
-        certificate for localhost (offering alpn)."""
+    def tunnel(self, port, alpn=None, version=b"HTTP/1.1", fields=b"", trusted=True):
+        """CONNECT localhost:port through reel (more field lines: fields),
+        then TLS to reel's certificate for localhost (offering alpn;
+        trusting reel's CA unless not trusted)."""
         s = connect(self.reel.port)
         s.settimeout(15)
-        s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost:%d\r\n\r\n" % (port, port))
+        s.sendall(b"CONNECT localhost:%d %s\r\nHost: localhost:%d\r\n%s\r\n" % (
+            port, version, port, fields))
         self.assertTrue(read_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 200"))
-        ctx = ssl.create_default_context(cafile=self.reel.ca)
+        ctx = ssl.create_default_context(cafile=self.reel.ca if trusted else None)
         if alpn:
             ctx.set_alpn_protocols(alpn)
         return ctx.wrap_socket(s, server_hostname="localhost")
@@ -187,6 +189,38 @@ class TlsTcpTest(unittest.TestCase):
         self.check_tls_flow(o.port, row, full)
         self.assertEqual(messages(full, True), b"\x00\x01hello over tls")
         self.assertEqual(messages(full, False), b"echo:\x00\x01hello over tls")
+
+    def test_connect_fields_are_the_flows(self):
+        """The TLS tunnel's flow is the CONNECT as the client sent it: its
+        version and fields (it had "HTTP/1.1" and none); so is the flow of
+        a CONNECT whose client then refused reel's certificate."""
+        fields = (b"User-Agent: tls-tcp-test/2\r\n"
+                  b"Proxy-Authorization: Basic dXNlcjpzZWNyZXQ=\r\n")
+        for version in (b"HTTP/1.1", b"HTTP/1.0"):
+            o = Origin(self.leaf, echo)
+            c = self.tunnel(o.port, version=version, fields=fields)
+            c.sendall(b"\x00\x01fields")
+            self.assertEqual(read_until(c, b"fields"), b"echo:\x00\x01fields")
+            c.close()
+            o.join()
+            row, full = self.flow(o.port)
+            self.check_tls_flow(o.port, row, full)
+            rq = full["request"]
+            self.assertEqual(rq["method"], "CONNECT", rq)
+            self.assertEqual(rq["http_version"], version.decode(), rq)
+            self.assertEqual([tuple(h) for h in rq["headers"]],
+                             [("Host", "localhost:%d" % o.port), ("User-Agent", "tls-tcp-test/2"),
+                              ("Proxy-Authorization", "Basic dXNlcjpzZWNyZXQ=")], rq)
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()  # nothing listens: the client's handshake fails before reel connects
+        with self.assertRaises(ssl.SSLError):
+            self.tunnel(port, version=b"HTTP/1.0", fields=fields, trusted=False)
+        row, full = self.flow(port)
+        self.assertIn("TLS handshake with the client failed", row["error"] or "", row)
+        self.assertEqual(full["request"]["http_version"], "HTTP/1.0", full["request"])
+        self.assertIn(["User-Agent", "tls-tcp-test/2"], full["request"]["headers"], full)
 
     def test_server_speaks_first(self):
         """IMAPS-like: the client says nothing until it has the greeting,
@@ -249,7 +283,8 @@ class TlsTcpTest(unittest.TestCase):
         c = H2C(self.reel.port, validate=False)
         try:
             sid = c.conn.get_next_available_stream_id()
-            c.conn.send_headers(sid, [(":method", "CONNECT"), (":authority", "localhost:%d" % o.port)])
+            c.conn.send_headers(sid, [(":method", "CONNECT"), (":authority", "localhost:%d" % o.port),
+                                      ("user-agent", "h2-tunnel-test/1")])
             c.streams[sid] = {"headers": None, "info": [], "data": b"", "trailers": None,
                               "reset": None, "ended": False}
             c.flush()
@@ -300,6 +335,10 @@ class TlsTcpTest(unittest.TestCase):
         row, full = self.flow(o.port)
         self.check_tls_flow(o.port, row, full, alpn="x-echo")
         self.assertEqual(row["stream_id"], sid, row)
+        # the CONNECT as the client sent it: HTTP/2.0, its fields
+        self.assertEqual(full["request"]["http_version"], "HTTP/2.0", full["request"])
+        self.assertEqual([tuple(h) for h in full["request"]["headers"]],
+                         [("user-agent", "h2-tunnel-test/1")], full["request"])
         self.assertEqual(messages(full, True), b"\x00lane bytes")
         self.assertEqual(messages(full, False), b"echo:\x00lane bytes")
 
@@ -313,7 +352,7 @@ class TlsTcpTest(unittest.TestCase):
             c.unwrap()
 
         o = Origin(self.leaf, http_origin, alpn=["http/1.1"])
-        c = self.tunnel(o.port)
+        c = self.tunnel(o.port, fields=b"User-Agent: connect-only\r\n")
         c.sendall(b"GE")
         time.sleep(3.5)
         c.sendall(b"T /plain?noalpn HTTP/1.1\r\nHost: localhost:%d\r\nConnection: close\r\n\r\n" % o.port)
@@ -326,6 +365,10 @@ class TlsTcpTest(unittest.TestCase):
         self.assertEqual(row["kind"], "http", row)
         self.assertEqual(row["url"], "https://localhost:%d/plain?noalpn" % o.port, row)
         self.assertEqual(row["status"], 200, row)
+        # the CONNECT's fields are not the inner request's (README: an
+        # intercepted CONNECT is recorded nowhere)
+        full = self.reel.flow(row["id"])
+        self.assertNotIn(["User-Agent", "connect-only"], full["request"]["headers"], full)
 
 
 if __name__ == "__main__":

@@ -229,6 +229,62 @@ class TruthTest(unittest.TestCase):
         self.assertTrue(full["response"]["generated"])
         self.assertIn("200 Connection established", shown)
 
+    def connect_echo(self, version, fields):
+        """A CONNECT (version, fields) to a one-shot echo server, one
+        message through it: the tunnel flow, in full."""
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        srv.settimeout(10)
+        port = srv.getsockname()[1]
+
+        def serve():
+            conn, _ = srv.accept()
+            conn.settimeout(10)
+            conn.sendall(b"echo:" + conn.recv(100))
+            conn.recv(100)  # until the client closes
+            conn.close()
+        t = threading.Thread(target=serve)
+        t.start()
+        s = socket.create_connection(("127.0.0.1", self.reel.port), 5)
+        s.settimeout(10)
+        s.sendall(b"CONNECT 127.0.0.1:%d %s\r\n%s\r\n" % (
+            port, version, b"".join(b"%s: %s\r\n" % f for f in fields)))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(1)
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+        s.sendall(b"\x00\x01hi")
+        self.assertEqual(s.recv(100), b"echo:\x00\x01hi")
+        s.close()
+        t.join(10)
+        srv.close()
+        f = self.reel.wait_flows(1, "~u tcp://127.0.0.1:%d" % port)
+        self.assertEqual(len(f), 1, f)
+        self.assertEqual(f[0]["kind"], "tunnel", f)
+        return self.reel.flow(f[0]["id"])
+
+    def test_tunnel_flow_keeps_the_connects_fields(self):
+        # the record is the CONNECT the client sent: its version and every
+        # field (it had only the authority and "HTTP/1.1")
+        fields = [(b"Host", b"127.0.0.1"), (b"User-Agent", b"truth-test/1.0"),
+                  (b"Proxy-Authorization", b"Basic dXNlcjpzZWNyZXQ="),
+                  (b"X-Empty", b"")]
+        full = self.connect_echo(b"HTTP/1.1", fields)
+        rq = full["request"]
+        self.assertEqual(rq["method"], "CONNECT", rq)
+        self.assertEqual(rq["http_version"], "HTTP/1.1", rq)
+        self.assertEqual([tuple(h) for h in rq["headers"]],
+                         [(n.decode(), v.decode()) for n, v in fields], rq)
+        shown = self.reel.cli("flow", self.reel.session, str(full["id"])).stdout.decode()
+        self.assertIn("User-Agent: truth-test/1.0", shown)
+        # an HTTP/1.0 CONNECT is recorded as one; the answer stays reel's 1.1
+        full = self.connect_echo(b"HTTP/1.0", [(b"User-Agent", b"old-client/0.9")])
+        self.assertEqual(full["request"]["http_version"], "HTTP/1.0", full["request"])
+        self.assertEqual([tuple(h) for h in full["request"]["headers"]],
+                         [("User-Agent", "old-client/0.9")])
+        self.assertEqual(full["response"]["http_version"], "HTTP/1.1", full["response"])
+
     def test_tunnel_passes_the_servers_half_close_on(self):
         # the server half-closes a plain TCP tunnel; the client reads its
         # EOF and still sends: relayed and recorded (reel used to close the
