@@ -815,23 +815,31 @@ static void dispatch(h2front_t *fr) {
     fr->dispatching = false;
 }
 
+/* Ends s, whose response reel had read whole, and its flow: with
+ * "<why> before <who> received the whole response" while unsent bytes of
+ * it were still to go, else normally (the client had it all). */
+static void stream_end_fin(h2front_t *fr, h2s_t *s, const char *why, const char *who,
+                           size_t unsent) {
+    reel_fin_t *f = s->fin;
+    s->fin = NULL;
+    stream_free(fr, s);
+    char *msg = NULL;
+    if (unsent) {
+        msg = reel_asprintf("%s before %s received the whole response: the last %zu bytes of "
+                            "the body were not sent",
+                            why, who, unsent);
+        STAT_ADD(fr->c->p, errors, 1);
+    }
+    reel__fin_end(f, msg);
+    free(msg);
+}
+
 static void stream_reset_by_client(h2front_t *fr, h2s_t *s, uint32_t code, size_t unsent) {
     lane_t *l = s->lane;
     char *why = reel_asprintf("the client reset the HTTP/2 stream (error code 0x%x)", code);
     if (s->fin) {
         /* after reel had read the whole response, before it was sent */
-        reel_fin_t *f = s->fin;
-        s->fin = NULL;
-        stream_free(fr, s);
-        char *msg = NULL;
-        if (unsent) {
-            msg = reel_asprintf("%s before it received the whole response: the last %zu bytes "
-                                "of the body were not sent",
-                                why, unsent);
-            STAT_ADD(fr->c->p, errors, 1);
-        }
-        reel__fin_end(f, msg); /* with nothing left to send, it had it all */
-        free(msg);
+        stream_end_fin(fr, s, why, "it", unsent);
     } else if (l && l->inner) {
         conn_t *in = l->inner;
         if (unsent) /* a tunnel's exchanges waiting for its DATA to go */
@@ -854,19 +862,7 @@ static void front_fail_all(h2front_t *fr, const char *why) {
         lane_t *l = s->lane;
         conn_t *in = l ? l->inner : NULL;
         if (s->fin) { /* whole from the origin, not all sent to the client */
-            size_t unsent = reel_h2_stream_queued(fr->h2, s->sid);
-            reel_fin_t *f = s->fin;
-            s->fin = NULL;
-            stream_free(fr, s);
-            char *msg = NULL;
-            if (unsent) {
-                msg = reel_asprintf("%s before the client received the whole response: the "
-                                    "last %zu bytes of the body were not sent",
-                                    why, unsent);
-                STAT_ADD(fr->c->p, errors, 1);
-            }
-            reel__fin_end(f, msg);
-            free(msg);
+            stream_end_fin(fr, s, why, "the client", reel_h2_stream_queued(fr->h2, s->sid));
             continue;
         }
         if (in && reel_h2_stream_queued(fr->h2, s->sid)) /* as in a reset */
