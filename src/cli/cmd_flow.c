@@ -613,6 +613,13 @@ static void close_body(view_t *v, dir_t *d) {
     } else {
         show_flush(d);
     }
+    if (v->view >= 0 && (d->vbuf.len || d->vcut) && v->current >= 0 && v->current != d->dir) {
+        /* --view shows a body at its end: after the other body's bytes (a
+         * request body recorded after the response began), say whose */
+        gap(v);
+        fprintf(v->out, "%c (%s body)\n", d->dir == REQ ? '>' : '<', dir_name[d->dir]);
+        v->current = d->dir;
+    }
     view_flush(d);
     drop_replay(d);
     /* The note follows its body's bytes; after the other body's (a request
@@ -711,8 +718,10 @@ static void status_and_headers(view_t *v, const Reel__ResponseHead *h, const cha
     } else {
         /* a 1xx, or a final head before the last stored bytes of the
          * request body (an origin that answers before it has read it all) */
-        if (req->body && !req->closed)
+        if (req->body && !req->closed) {
             show_flush(req);
+            view_flush(req); /* --view: what came so far, before the head */
+        }
         v->current = RESP; /* the request's next bytes come under a marker */
     }
     gap(v);

@@ -228,6 +228,14 @@ class Replay(unittest.TestCase):
         self.assertRegex(text, rb"\npost\n\(body truncated at 4 of 7 bytes by body_limit\)\n|"
                          rb"\n\(response body truncated at 4 of 7 bytes by body_limit\)\n")
         self.assertEqual(self.flow("cut", 3)["request"]["body_b64"], "MDEyMw==")
+        # --view shows each body at its end: the same single note, and a
+        # body shown after the other one's bytes says whose it is
+        text = self.cli("flow", "cut", "3", "--view", "hex").stdout
+        self.assertNotIn(b"truncated at 0", text)
+        self.assertEqual(text.count(b"truncated at 4 of 20 bytes"), 1, text)
+        self.assertLess(text.index(b"|0123|"), text.index(b"truncated at 4 of 20 bytes"))
+        if text.index(b"|0123|") < text.index(b"|post|"):
+            self.assertIn(b"\n< (response body)\n", text)
         # an ordinary flow: the note right after the body, before the response
         self.assertIn(b"\n0123\n(body truncated at 4 of 10 bytes by body_limit)\n\n"
                       b"< HTTP/1.1 200 OK\n", self.cli("flow", "cut", "1").stdout)
