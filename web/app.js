@@ -254,7 +254,7 @@ function cellText(c, r) {
   switch (c.key) {
     case 'id': return r.id;
     case 'time': return fmtTime(r.start_us).slice(11);
-    case 'method': return r.method || (r.kind === 'tunnel' ? 'TCP' : '');
+    case 'method': return r.method || (r.kind === 'tunnel' ? r.protocol : '');
     case 'host': return r.host || '';
     case 'path': return r.path || '';
     case 'status': return r.error && r.status === null ? 'error' : (r.status ?? '');

@@ -145,8 +145,8 @@ static int int_param(call_t *c, const char *name, int64_t def, int64_t min, int6
 static const char *protocol(const reel_query_flow_t *f) {
     if (f->kind && strcmp(f->kind, "websocket") == 0)
         return "WebSocket";
-    if (f->kind && strcmp(f->kind, "tunnel") == 0)
-        return "TCP";
+    if (f->kind && strcmp(f->kind, "tunnel") == 0) /* TLS that is not HTTP, or raw bytes */
+        return f->scheme && strcmp(f->scheme, "tls") == 0 ? "TLS" : "TCP";
     if (f->http_version && strncmp(f->http_version, "HTTP/2", 6) == 0)
         return "HTTP/2";
     if (f->http_version && strcmp(f->http_version, "HTTP/1.0") == 0)

@@ -77,6 +77,16 @@ class WebApi(unittest.TestCase):
         cls.reel.wait_flows(4)
         cls.reel.stop()
         cls.env = cls.reel.env
+        # two tunnels Debian's mitmproxy 8.1.1 wrote, one over TLS (the
+        # tnetstring fuzz seed less the harness's two leading bytes)
+        seed = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fuzz",
+                            "corpus", "tnetstring", "mitm-8.1-tcp-tls-and-plain")
+        with open(seed, "rb") as f:
+            data = f.read()[2:]
+        tunnels = os.path.join(cls.root, "tunnels.mitm")
+        with open(tunnels, "wb") as f:
+            f.write(data)
+        run([REEL, "import", "--format", "mitm", tunnels, "--into", "tunnels"], env=cls.env)
         cls.proc, cls.port, cls.url, cls.token = start_web(cls.env)
         cls.c = Client(cls.port, cls.token)
 
@@ -160,6 +170,12 @@ class WebApi(unittest.TestCase):
         self.assertFalse([k for k in h if k.startswith("access-control")])
         r = run([REEL, "web", "--listen", "nonsense"], env=self.env, check=False)
         self.assertEqual(r.returncode, 2)
+
+    def test_tunnel_protocols(self):
+        # TLS that is not HTTP, relayed over both legs, is TLS; raw bytes TCP
+        rows = self.c.json("GET", "/api/sessions/tunnels/flows")["rows"]
+        self.assertEqual([(r["id"], r["protocol"], r["scheme"]) for r in rows],
+                         [(1, "TLS", "tls"), (2, "TCP", "tcp")])
 
     def test_sessions_and_flows(self):
         s = self.c.json("GET", "/api/sessions")
