@@ -234,7 +234,9 @@ class Replay(unittest.TestCase):
         self.assertNotIn(b"truncated at 0", text)
         self.assertEqual(text.count(b"truncated at 4 of 20 bytes"), 1, text)
         self.assertLess(text.index(b"|0123|"), text.index(b"truncated at 4 of 20 bytes"))
-        if text.index(b"|0123|") < text.index(b"|post|"):
+        # (when the response head was recorded before the request body's
+        # bytes: nginx may send the 100 and the 200 at once, or not)
+        if text.index(b"< HTTP/1.1 200 OK") < text.index(b"|0123|") < text.index(b"|post|"):
             self.assertIn(b"\n< (response body)\n", text)
         # an ordinary flow: the note right after the body, before the response
         self.assertIn(b"\n0123\n(body truncated at 4 of 10 bytes by body_limit)\n\n"
