@@ -79,6 +79,11 @@ class Workers(unittest.TestCase):
     def test_a_connections_spread_and_every_flow_is_recorded(self):
         r = self.reel
         self.assertIn("2 workers", r.log())
+        # the second worker names its thread when it starts, which may be
+        # just after the main thread has said "2 workers"
+        deadline = time.monotonic() + 10
+        while "reel-worker1" not in worker_threads(r.proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
         names = worker_threads(r.proc.pid)
         self.assertIn("reel-worker1", names)
         self.assertNotIn("reel-worker2", names)
