@@ -119,24 +119,28 @@ static int open_locked(const char *path, int *created, reel_err_t *err) {
 /* Appends whole frames to the journal: one write with the lock held, then
  * fdatasync. A write that fails is cut back off, so the file still ends
  * on a frame boundary. */
+/* Writes all len bytes of data to fd (path: for the error). */
+static reel_rc write_all(int fd, const uint8_t *data, size_t len, const char *path,
+                         reel_err_t *err) {
+    for (size_t done = 0; done < len;) {
+        ssize_t w = write(fd, data + done, len - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return reel_err_errno(err, REEL_IO, w < 0 ? errno : ENOSPC, "writing %s", path);
+        done += (size_t)w;
+    }
+    return REEL_OK;
+}
+
 static reel_rc append_frames(const char *path, const uint8_t *data, size_t len, reel_err_t *err) {
-    reel_rc rc = REEL_OK;
     int created = 0;
     int fd = open_locked(path, &created, err);
     if (fd < 0)
         return REEL_IO;
     struct stat st;
     off_t size = fstat(fd, &st) == 0 ? st.st_size : 0;
-    for (size_t done = 0; done < len;) {
-        ssize_t w = write(fd, data + done, len - done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            rc = reel_err_errno(err, REEL_IO, w < 0 ? errno : ENOSPC, "writing %s", path);
-            break;
-        }
-        done += (size_t)w;
-    }
+    reel_rc rc = write_all(fd, data, len, path, err);
     if (rc == REEL_OK && fdatasync(fd) != 0)
         rc = reel_err_errno(err, REEL_IO, errno, "syncing %s", path);
     if (rc != REEL_OK) {
@@ -667,26 +671,11 @@ reel_rc reel_journal_compare(sqlite3 *db, const char *path, reel_journal_diff_t 
     memset(d, 0, sizeof *d);
     struct stat sb;
     d->missing = stat(path, &sb) != 0 && errno == ENOENT;
+    /* A scratch index with the schema a replay writes into, and the
+     * index's rows beside it (idx_*). */
     sqlite3 *m = NULL;
-    if (sqlite3_open(":memory:", &m) != SQLITE_OK) {
-        sqlite3_close(m);
-        return reel_err_set(err, REEL_DB, "cannot open a scratch database");
-    }
-    /* The tables a replay writes, as the schema has them, and the index's
-     * rows beside them (idx_*). */
-    rc = reel_index_exec(
-        m,
-        "CREATE TABLE flows(id INTEGER PRIMARY KEY, marked INTEGER NOT NULL DEFAULT 0);"
-        "CREATE TABLE annotations(id INTEGER PRIMARY KEY, flow_id INTEGER NOT NULL, created_us "
-        "INTEGER NOT NULL, text TEXT NOT NULL);"
-        "CREATE TABLE tags(flow_id INTEGER NOT NULL, tag TEXT NOT NULL, PRIMARY KEY(flow_id, "
-        "tag));"
-        "CREATE TABLE marks(flow_id INTEGER PRIMARY KEY, created_us INTEGER NOT NULL);"
-        "CREATE TABLE config_overlay(key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_us "
-        "INTEGER NOT NULL);"
-        "CREATE TABLE config_history(id INTEGER PRIMARY KEY, time_us INTEGER NOT NULL, key TEXT "
-        "NOT NULL, old_value TEXT, new_value TEXT, actor TEXT NOT NULL);",
-        err);
+    if ((rc = reel_index_open(":memory:", REEL_INDEX_CREATE, &m, err)) != REEL_OK)
+        return rc;
     for (int k = 0; rc == REEL_OK && k < 5; k++) {
         char *sql = reel_asprintf("CREATE TABLE idx_%s AS SELECT %s FROM %s WHERE 0", ud_table[k],
                                   ud_cols[k], ud_table[k]);
@@ -694,15 +683,15 @@ reel_rc reel_journal_compare(sqlite3 *db, const char *path, reel_journal_diff_t 
         free(sql);
         /* Copied row by row from db (another connection). */
         sqlite3_stmt *from = NULL, *to = NULL;
-        int ncols = k == 0 ? 4 : k == 1 ? 2 : k == 2 ? 1 : k == 3 ? 2 : 5;
         char *q = reel_asprintf("SELECT %s FROM %s", ud_cols[k], ud_table[k]);
-        char *ins = reel_asprintf("INSERT INTO idx_%s VALUES(?%s)", ud_table[k],
-                                  ncols == 1   ? ""
-                                  : ncols == 2 ? ",?"
-                                  : ncols == 4 ? ",?,?,?"
-                                               : ",?,?,?,?");
-        if (rc == REEL_OK && (rc = reel_index_prepare(db, q, &from, err)) == REEL_OK)
+        char *ins = NULL;
+        int ncols = 0;
+        if (rc == REEL_OK && (rc = reel_index_prepare(db, q, &from, err)) == REEL_OK) {
+            ncols = sqlite3_column_count(from); /* up to 5 */
+            ins = reel_asprintf("INSERT INTO idx_%s VALUES(?%.*s)", ud_table[k], 2 * (ncols - 1),
+                                ",?,?,?,?,?,?,?,?");
             rc = reel_index_prepare(m, ins, &to, err);
+        }
         while (rc == REEL_OK && sqlite3_step(from) == SQLITE_ROW) {
             for (int c = 0; c < ncols; c++)
                 sqlite3_bind_value(to, c + 1, sqlite3_column_value(from, c));
@@ -779,16 +768,8 @@ reel_rc reel_journal_write_from(sqlite3 *db, const char *path, const char *aside
         rc = reel_err_errno(err, REEL_IO, errno, "creating %s", newpath);
         goto out;
     }
-    for (size_t done = 0; done < j.frames.len;) {
-        ssize_t w = write(out, j.frames.data + done, j.frames.len - done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            rc = reel_err_errno(err, REEL_IO, w < 0 ? errno : ENOSPC, "writing %s", newpath);
-            goto out;
-        }
-        done += (size_t)w;
-    }
+    if ((rc = write_all(out, j.frames.data, j.frames.len, newpath, err)) != REEL_OK)
+        goto out;
     if (fsync(out) != 0) {
         rc = reel_err_errno(err, REEL_IO, errno, "syncing %s", newpath);
         goto out;
