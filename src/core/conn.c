@@ -192,11 +192,9 @@ void reel__conn_close_flushed(conn_t *c) {
 void reel__conn_close(conn_t *c) {
     if (c->client.closing)
         return;
-    if (reel__peer_queued(&c->client) == 0)
-        reel__fins_delivered(c);
-    else
-        reel__fins_undelivered(c, c->p->shutting_down ? "proxy shut down"
-                                                      : "the connection was closed");
+    /* (ended normally if nothing of theirs was left to send) */
+    reel__fins_undelivered(c,
+                           c->p->shutting_down ? "proxy shut down" : "the connection was closed");
     reel__finish_flow(c, c->p->shutting_down ? "proxy shut down before the flow ended"
                                              : "connection closed before the flow ended");
     reel__finish_tflow(c, NULL);

@@ -192,32 +192,11 @@ static void exchange_timings(conn_t *c, peer_t *up, int64_t end_us, reel_capture
         t->receive_us = span_us(c->ex.resp_first_us, end_us);
 }
 
-/* Ends c->ex.flow (error NULL: normally) with its timings, request end, first
- * response byte and the server address. */
-void reel__finish_flow(conn_t *c, const char *error) {
-    if (c->ex.flow == NULL)
-        return;
-    peer_t *up = c->ex.flow_upstream ? c->up : NULL;
-    int64_t now = reel__now_us();
-    reel_capture_timings_t t;
-    exchange_timings(c, up, now, &t);
-    reel_capture_end_t e = {.error = error,
-                            .timings = &t,
-                            .time_us = now,
-                            .request_end_us = c->ex.req_end_us,
-                            .response_start_us = c->ex.resp_first_us,
-                            .server_addr = up && up->connected ? up->addr : NULL};
-    reel_capture_finish(c->ex.flow, &e);
-    c->ex.flow = NULL;
-    if (error)
-        STAT_ADD(c->p, errors, 1);
-}
-
-/* A flow whose response reel has read whole, its end as of then: the
- * record is written once the client has taken the bytes (or with an error
- * if it does not), so that a response the client cancelled is not
- * recorded as complete. A few dozen bytes a flow; the flow handle is the
- * recorder's small one. */
+/* A flow's end as of the moment its exchange was over: written at once
+ * (reel__finish_flow), or once the client has taken the response's bytes
+ * (or with an error if it does not: reel__fin_take), so that a response
+ * the client cancelled is not recorded as complete. A few dozen bytes; the
+ * flow handle is the recorder's small one. */
 struct reel_fin {
     reel_fin_t *next;
     reel_capture_flow_t *flow;
@@ -226,24 +205,22 @@ struct reel_fin {
     char server_addr[64]; /* "" when not known */
 };
 
-reel_fin_t *reel__fin_take(conn_t *c) {
-    if (c->ex.flow == NULL)
-        return NULL;
-    reel_fin_t *f = reel_calloc(1, sizeof *f);
+/* Takes c->ex.flow (non-NULL) into f, its timings and times as of now. */
+static void fin_fill(conn_t *c, reel_fin_t *f) {
     peer_t *up = c->ex.flow_upstream ? c->up : NULL;
+    f->next = NULL;
     exchange_timings(c, up, reel__now_us(), &f->t);
     f->flow = c->ex.flow;
     f->request_end_us = c->ex.req_end_us;
     f->response_start_us = c->ex.resp_first_us;
+    f->server_addr[0] = '\0';
     if (up && up->connected)
         snprintf(f->server_addr, sizeof f->server_addr, "%s", up->addr);
     c->ex.flow = NULL;
-    return f;
 }
 
-void reel__fin_end(reel_fin_t *f, const char *why) {
-    if (f == NULL)
-        return;
+/* Writes f's end (why NULL: normally, else the error why). */
+static void fin_write(const reel_fin_t *f, const char *why) {
     reel_capture_end_t e = {.error = why,
                             .timings = &f->t,
                             .time_us = reel__now_us(),
@@ -251,6 +228,32 @@ void reel__fin_end(reel_fin_t *f, const char *why) {
                             .response_start_us = f->response_start_us,
                             .server_addr = f->server_addr[0] ? f->server_addr : NULL};
     reel_capture_finish(f->flow, &e);
+}
+
+/* Ends c->ex.flow (error NULL: normally) with its timings, request end, first
+ * response byte and the server address. */
+void reel__finish_flow(conn_t *c, const char *error) {
+    if (c->ex.flow == NULL)
+        return;
+    reel_fin_t f;
+    fin_fill(c, &f);
+    fin_write(&f, error);
+    if (error)
+        STAT_ADD(c->p, errors, 1);
+}
+
+reel_fin_t *reel__fin_take(conn_t *c) {
+    if (c->ex.flow == NULL)
+        return NULL;
+    reel_fin_t *f = reel_malloc(sizeof *f);
+    fin_fill(c, f);
+    return f;
+}
+
+void reel__fin_end(reel_fin_t *f, const char *why) {
+    if (f == NULL)
+        return;
+    fin_write(f, why);
     free(f);
 }
 
@@ -285,13 +288,18 @@ void reel__fins_undelivered(conn_t *c, const char *why) {
  * client has every byte of it, else when it has (HTTP/1: the client's
  * queue empties, core/peer.c; a lane: its stream's DATA went out). */
 static void finish_when_delivered(conn_t *c) {
-    reel_fin_t *f = reel__fin_take(c);
-    if (f == NULL)
+    if (c->ex.flow == NULL)
         return;
+    if (!c->lane && reel__peer_queued(&c->client) == 0) {
+        reel__fins_delivered(c); /* older ones first */
+        reel__finish_flow(c, NULL);
+        return;
+    }
+    reel_fin_t *f = reel__fin_take(c);
     if (c->lane && reel__h2front_fin(c, f))
         return;
     if (reel__peer_queued(&c->client) == 0) {
-        reel__fins_delivered(c); /* older ones first */
+        reel__fins_delivered(c);
         reel__fin_end(f, NULL);
         return;
     }

@@ -387,6 +387,12 @@ static void lane_info(const reel_filter_t *f, reel_stack_info_t *out) {
     snprintf(out->local, sizeof out->local, "h2-lane");
 }
 
+/* A stream that only waits, its lane free, for the codec to send the
+ * rest of a whole response before its flow ends (stream_settle). */
+static bool stream_waits_for_client(const h2s_t *s) {
+    return s->lane == NULL && s->resp_end && s->fin;
+}
+
 /* A stream whose response has gone whole to the codec: its flow ends
  * once the codec has sent the last of its DATA (then it goes); false
  * while it waits. */
@@ -404,7 +410,7 @@ static bool stream_settle(h2front_t *fr, h2s_t *s) {
 static void settle_streams(h2front_t *fr) {
     for (h2s_t *s = fr->streams, *next; s; s = next) {
         next = s->next;
-        if (s->lane == NULL && s->resp_end && s->fin)
+        if (stream_waits_for_client(s))
             stream_settle(fr, s);
     }
 }
@@ -912,7 +918,7 @@ bool reel__h2front_busy(const conn_t *c) {
     if (c->h2 == NULL)
         return false;
     for (const h2s_t *s = c->h2->streams; s; s = s->next)
-        if (!(s->lane == NULL && s->resp_end && s->fin))
+        if (!stream_waits_for_client(s))
             return true;
     return false;
 }

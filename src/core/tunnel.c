@@ -5,6 +5,7 @@
  * core/conn.h. */
 
 #include "core/conn.h"
+#include "core/h2.h"
 #include "core/tls_filter.h"
 
 static void ws_fail(conn_t *c, int dir, const reel_ws_event_t *ev);
@@ -411,11 +412,11 @@ static void serve_https(conn_t *c) {
  * HTTP/2 preface) is served as HTTPS; anything else is a TLS tunnel. */
 static void sniff_inside_tls(conn_t *c) {
     peer_t *cl = &c->client;
-    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-    size_t pl = sizeof preface - 1, n = cl->in.len;
+    size_t n = cl->in.len;
     reel_sniff_kind k;
-    if (n && memcmp(cl->in.data, preface, n < pl ? n : pl) == 0)
-        k = n < pl ? REEL_SNIFF_NEED_MORE : REEL_SNIFF_HTTP;
+    if (n && memcmp(cl->in.data, REEL_H2_PREFACE,
+                    n < REEL_H2_PREFACE_LEN ? n : REEL_H2_PREFACE_LEN) == 0)
+        k = n < REEL_H2_PREFACE_LEN ? REEL_SNIFF_NEED_MORE : REEL_SNIFF_HTTP;
     else
         k = reel_sniff(cl->in.data, n);
     if (k == REEL_SNIFF_NEED_MORE)
