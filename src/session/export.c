@@ -1131,6 +1131,8 @@ static reel_rc write_curl(FILE *out, const flow_t *f, const reel_export_opts_t *
 /* Field lines and the empty line that ends them. */
 static void raw_fields(FILE *out, const hdr_t *h, size_t n) {
     for (size_t i = 0; i < n; i++) {
+        if (is_pseudo(&h[i]))
+            continue; /* no field line: an HTTP/2 head's request line says it (write_raw) */
         fwrite(h[i].name, 1, h[i].nlen, out);
         fputs(": ", out);
         fwrite(h[i].value, 1, h[i].vlen, out);
@@ -1139,20 +1141,9 @@ static void raw_fields(FILE *out, const hdr_t *h, size_t n) {
     fputs("\r\n", out);
 }
 
-/* A head's field lines. An HTTP/2 head's pseudo-header fields (an
- * extended CONNECT's :protocol) are no field lines: the request line says
- * them (write_raw). */
+/* A head's field lines (an extended CONNECT's :protocol is in its URL). */
 static void raw_head_lines(FILE *out, const flow_t *f, int d) {
-    for (size_t i = 0; i < f->nhdr[d]; i++) {
-        const hdr_t *h = &f->hdr[d][i];
-        if (is_pseudo(h))
-            continue;
-        fwrite(h->name, 1, h->nlen, out);
-        fputs(": ", out);
-        fwrite(h->value, 1, h->vlen, out);
-        fputs("\r\n", out);
-    }
-    fputs("\r\n", out);
+    raw_fields(out, f->hdr[d], f->nhdr[d]);
 }
 
 static int chunked(const flow_t *f, int d) {
