@@ -442,6 +442,14 @@ static void mark_text(reel_buf_t *mark, const char *kind, size_t kept, int check
     }
 }
 
+/* The bytes a mark of k records takes at the least: its header and the
+ * essential part of its text (MARK_ESSENTIAL) with the NUL. */
+static uint64_t mark_min_len(const char *kind, size_t k) {
+    char essential[64];
+    int el = snprintf(essential, sizeof essential, MARK_ESSENTIAL, kind, k, k == 1 ? "" : "s");
+    return REEL_SPOOL_SKIP_HDR + (uint64_t)el + 1;
+}
+
 /* The fresh frame of the first k salvaged records (ends[k - 1] bytes of
  * recs) into frame: at zstd level 3 in pieces as the writer makes them,
  * or, while that leaves no room, at 19, then at 19 in one piece (no
@@ -455,15 +463,14 @@ static reel_rc salvage_fit(const reel_buf_t *recs, const size_t *ends, size_t k,
     *fits = 1;
     if (k == 0)
         return REEL_OK;
-    char essential[64];
-    int el = snprintf(essential, sizeof essential, MARK_ESSENTIAL, kind, k, k == 1 ? "" : "s");
+    uint64_t mark = mark_min_len(kind, k);
     static const struct { int level, whole; } tries[] = {{3, 0}, {19, 0}, {19, 1}};
     for (size_t t = 0; t < sizeof tries / sizeof *tries; t++) {
         reel_rc rc =
             salvage_encode(recs->data, ends[k - 1], tries[t].level, tries[t].whole, frame, err);
         if (rc != REEL_OK)
             return rc;
-        *fits = frame->len + REEL_SPOOL_SKIP_HDR + (uint64_t)el + 1 <= range;
+        *fits = frame->len + mark <= range;
         if (*fits)
             break;
     }
@@ -495,9 +502,7 @@ static reel_rc salvage_trim(reel_buf_t *recs, size_t *ends, size_t k, const char
     reel_buf_t trial, best;
     reel_buf_init(&trial, 0);
     reel_buf_init(&best, 0);
-    char essential[64];
-    int el = snprintf(essential, sizeof essential, MARK_ESSENTIAL, kind, k, k == 1 ? "" : "s");
-    uint64_t need = frame->len + REEL_SPOOL_SKIP_HDR + (uint64_t)el + 1;
+    uint64_t need = frame->len + mark_min_len(kind, k);
     size_t want = need > range ? (size_t)(need - range) + 8 : 8;
     for (int tries = 0; data && tries < 6 && want < full; tries++, want *= 2) {
         data->len = full - want;
