@@ -3,7 +3,7 @@
  *
  *   loadgen --url http[s]://HOST:PORT/PATH [--proxy HOST:PORT] [--cafile PEM]
  *           [--new] [-c CONNS] [-d SECONDS | -n REQUESTS] [--rate REQ_PER_S]
- *           [--label TEXT]
+ *           [--and-direct] [--label TEXT]
  *
  * One thread per connection, blocking sockets, OpenSSL for TLS.
  *
@@ -30,6 +30,13 @@
  *   spends a few microseconds per request where the threads spent 50-100,
  *   and its own scheduling (50 threads on 2 cores) no longer shows in the
  *   latency it measures (it was most of a p99 of 10 ms straight to nginx).
+ * - --and-direct (with --proxy, --rate and -d, http:// only) runs as many
+ *   connections again straight to the origin, in the same time, on the
+ *   same schedule shifted by half a slot (the two sets' requests
+ *   alternate): the latency a proxy adds is then the difference of two
+ *   figures taken under the same load of the machine, not of two runs
+ *   seconds apart on a host whose neighbours come and go. Their figures
+ *   follow on the same line, each key prefixed "direct_".
  *
  * Responses must carry Content-Length (or end at connection close); bodies
  * are read and discarded. Output: a human-readable summary on stderr and
@@ -85,6 +92,9 @@ static struct {
     SSL_CTX *ctx;
     char req[4096];
     size_t req_len;
+    int and_direct; /* --and-direct: a second set of connections to the origin */
+    char req_direct[4096];
+    size_t req_direct_len;
     char connect_req[600];
     size_t connect_req_len;
     struct timespec start;
@@ -135,7 +145,7 @@ static void usage(void) {
     fprintf(stderr,
             "usage: loadgen --url http[s]://HOST:PORT/PATH [--proxy HOST:PORT] [--cafile PEM]\n"
             "               [--new] [-c CONNS] [-d SECONDS | -n REQUESTS] [--rate REQ_PER_S]\n"
-            "               [--label TEXT]\n");
+            "               [--and-direct] [--label TEXT]\n");
     exit(2);
 }
 
@@ -494,6 +504,7 @@ static void *worker_main(void *arg) {
  * G.conns connections at once, into the one worker w. */
 typedef struct {
     int fd;
+    int grp;        /* 0: as asked (--proxy or not), 1: straight to the origin */
     int busy;       /* a request is out */
     long long k;    /* requests sent on this connection */
     double due;     /* when its next request is scheduled */
@@ -516,11 +527,22 @@ static void paced_drop(int ep, pconn_t *c) {
     c->left = -1;
 }
 
-/* Sends c's next request (scheduled at c->due), connecting first if need be. */
+/* When request k of connection i of group grp is due: the schedule of
+ * worker_main; the direct group half a slot later, so that the two sets'
+ * requests alternate evenly. */
+static double paced_due(long long k, int i, int grp) {
+    return ((double)k * G.conns + i + (grp ? 0.5 : 0)) / G.rate;
+}
+
+/* Sends c's next request (scheduled at c->due), connecting first if need
+ * be. id: c's index in the whole array (its epoll tag). */
 static void paced_send(int ep, pconn_t *c, int id, worker_t *w) {
+    int proxied = G.have_proxy && c->grp == 0;
+    const char *req = c->grp ? G.req_direct : G.req;
+    size_t req_len = c->grp ? G.req_direct_len : G.req_len;
     if (c->fd < 0) {
-        c->fd = G.have_proxy ? tcp_connect(G.proxy_host, G.proxy_port, w)
-                             : tcp_connect(G.url.host, G.url.port, w);
+        c->fd = proxied ? tcp_connect(G.proxy_host, G.proxy_port, w)
+                        : tcp_connect(G.url.host, G.url.port, w);
         if (c->fd >= 0) {
             fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
             struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)id};
@@ -529,11 +551,11 @@ static void paced_send(int ep, pconn_t *c, int id, worker_t *w) {
     }
     c->sched = c->due;
     c->k++;
-    c->due = ((double)c->k * G.conns + id) / G.rate;
+    c->due = paced_due(c->k, id % G.conns, c->grp);
     if (c->fd < 0)
         return; /* counted as an error; the next one tries again */
     /* a request of a few hundred bytes into an idle socket's buffer */
-    if (send(c->fd, G.req, G.req_len, MSG_NOSIGNAL) != (ssize_t)G.req_len) {
+    if (send(c->fd, req, req_len, MSG_NOSIGNAL) != (ssize_t)req_len) {
         set_error(w, "request write failed%s", NULL);
         paced_drop(ep, c);
         return;
@@ -604,17 +626,21 @@ static int paced_read(int ep, pconn_t *c, worker_t *w) {
     }
 }
 
-static void run_paced(worker_t *w) {
+/* ws[0]: the connections as asked; ws[1] with --and-direct: as many
+ * straight to the origin, on the same schedule, in the same time. */
+static void run_paced(worker_t *ws) {
     int ep = epoll_create1(EPOLL_CLOEXEC);
-    pconn_t *cs = calloc((size_t)G.conns, sizeof *cs);
+    int n = G.conns * (G.and_direct ? 2 : 1);
+    pconn_t *cs = calloc((size_t)n, sizeof *cs);
     if (ep < 0 || cs == NULL) {
         perror("loadgen");
         exit(1);
     }
-    for (int i = 0; i < G.conns; i++) {
+    for (int i = 0; i < n; i++) {
         cs[i].fd = -1;
         cs[i].left = -1;
-        cs[i].due = (double)i / G.rate;
+        cs[i].grp = i >= G.conns;
+        cs[i].due = paced_due(0, i % G.conns, cs[i].grp);
     }
     /* the last responses get this long after the deadline; late ones are
      * not counted (as worker_main) */
@@ -624,11 +650,11 @@ static void run_paced(worker_t *w) {
         double now = now_s();
         int busy = 0;
         double next = G.deadline + grace;
-        for (int i = 0; i < G.conns; i++) {
+        for (int i = 0; i < n; i++) {
             pconn_t *c = &cs[i];
             if (!c->busy && c->due <= now && c->due < G.deadline &&
-                w->errors < (long long)MAX_ERRORS_PER_CONN * G.conns)
-                paced_send(ep, c, i, w);
+                ws[c->grp].errors < (long long)MAX_ERRORS_PER_CONN * G.conns)
+                paced_send(ep, c, i, &ws[c->grp]);
             if (c->busy)
                 busy++;
             else if (c->due < G.deadline && c->due < next)
@@ -638,13 +664,14 @@ static void run_paced(worker_t *w) {
             break;
         double wait = next - now;
         struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
-        int n = epoll_pwait2(ep, evs, 256, wait > 0 ? &ts : &(struct timespec){0, 0}, NULL);
-        if (n < 0 && errno != EINTR) {
+        int ne = epoll_pwait2(ep, evs, 256, wait > 0 ? &ts : &(struct timespec){0, 0}, NULL);
+        if (ne < 0 && errno != EINTR) {
             perror("epoll_pwait2");
             exit(1);
         }
-        for (int e = 0; e < n; e++) {
+        for (int e = 0; e < ne; e++) {
             pconn_t *c = &cs[evs[e].data.u32];
+            worker_t *w = &ws[c->grp];
             if (c->fd < 0 || !paced_read(ep, c, w))
                 continue;
             double t1 = now_s();
@@ -655,16 +682,66 @@ static void run_paced(worker_t *w) {
             record_latency(w, t1 - c->sched);
         }
     }
-    for (int i = 0; i < G.conns; i++)
+    for (int i = 0; i < n; i++)
         paced_drop(ep, &cs[i]);
     free(cs);
     close(ep);
-    w->finished_at = now_s();
+    ws[0].finished_at = ws[1].finished_at = now_s();
 }
 
 static int cmp_u32(const void *a, const void *b) {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
     return x < y ? -1 : x > y;
+}
+
+/* Prints the figures of workers ws[0..n): a summary on stderr, key=value
+ * pairs (each key after prefix) on stdout, client_cpu_us when cpu_us >= 0.
+ * Returns the requests completed. */
+static long long report(worker_t *ws, int n, const char *prefix, double cpu_us) {
+    long long done = 0, errors = 0;
+    uint64_t bytes = 0;
+    size_t nlat = 0;
+    double finished = 0;
+    const char *first_error = NULL;
+    for (int i = 0; i < n; i++) {
+        done += ws[i].done;
+        errors += ws[i].errors;
+        bytes += ws[i].body_bytes;
+        nlat += ws[i].nlat;
+        if (ws[i].finished_at > finished)
+            finished = ws[i].finished_at;
+        if (!first_error && ws[i].first_error[0])
+            first_error = ws[i].first_error;
+    }
+    double seconds = G.duration > 0 ? G.duration : finished;
+    uint32_t *all = malloc((nlat ? nlat : 1) * sizeof *all);
+    size_t at = 0;
+    for (int i = 0; i < n; i++) {
+        if (ws[i].nlat)
+            memcpy(all + at, ws[i].lat, ws[i].nlat * sizeof *all);
+        at += ws[i].nlat;
+    }
+    qsort(all, nlat, sizeof *all, cmp_u32);
+#define PCT(p) (nlat ? all[(size_t)((double)(nlat - 1) * (p))] : 0u)
+    double rate = seconds > 0 ? (double)done / seconds : 0;
+    double mibs = seconds > 0 ? (double)bytes / seconds / 1048576.0 : 0;
+    fprintf(stderr,
+            "loadgen %s%s: %lld requests, %lld errors in %.2f s: %.1f req/s, %.2f MiB/s of bodies;"
+            " latency p50 %u us, p90 %u us, p99 %u us, p99.9 %u us, max %u us\n",
+            prefix, G.label, done, errors, seconds, rate, mibs, PCT(0.50), PCT(0.90), PCT(0.99),
+            PCT(0.999), nlat ? all[nlat - 1] : 0u);
+    if (first_error)
+        fprintf(stderr, "loadgen %s%s: first error: %s\n", prefix, G.label, first_error);
+    printf("%s%srequests=%lld %serrors=%lld %sseconds=%.3f %srate=%.1f %smib_per_s=%.2f "
+           "%sp50_us=%u %sp90_us=%u %sp99_us=%u %sp999_us=%u %smax_us=%u",
+           *prefix ? " " : "", prefix, done, prefix, errors, prefix, seconds, prefix, rate, prefix,
+           mibs, prefix, PCT(0.50), prefix, PCT(0.90), prefix, PCT(0.99), prefix, PCT(0.999),
+           prefix, nlat ? all[nlat - 1] : 0u);
+    if (cpu_us >= 0)
+        printf(" client_cpu_us=%.1f", done > 0 ? cpu_us / (double)done : 0);
+#undef PCT
+    free(all);
+    return done;
 }
 
 int main(int argc, char **argv) {
@@ -676,6 +753,10 @@ int main(int argc, char **argv) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--new")) {
             G.new_conn = 1;
+            continue;
+        }
+        if (!strcmp(a, "--and-direct")) {
+            G.and_direct = 1;
             continue;
         }
         if (!v)
@@ -722,6 +803,10 @@ int main(int argc, char **argv) {
                                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\n%s"
                                      "User-Agent: reel-bench-loadgen\r\n\r\n",
                                      G.url.path, G.url.host, G.url.port, conn_hdr);
+    G.req_direct_len = (size_t)snprintf(G.req_direct, sizeof G.req_direct,
+                                        "GET %s HTTP/1.1\r\nHost: %s:%d\r\n"
+                                        "User-Agent: reel-bench-loadgen\r\n\r\n",
+                                        G.url.path, G.url.host, G.url.port);
     G.connect_req_len = (size_t)snprintf(G.connect_req, sizeof G.connect_req,
                                          "CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n\r\n",
                                          G.url.host, G.url.port, G.url.host, G.url.port);
@@ -743,66 +828,37 @@ int main(int argc, char **argv) {
     atomic_store(&remaining, G.requests);
     /* paced keep-alive over plain HTTP for a duration: one thread */
     int paced = G.rate > 0 && !G.new_conn && !G.url.tls && G.duration > 0;
-    int nw = paced ? 1 : G.conns;
+    if (G.and_direct && !(paced && G.have_proxy)) {
+        fprintf(stderr, "loadgen: --and-direct needs --proxy, an http:// URL, --rate and -d\n");
+        return 2;
+    }
+    int nw = paced ? 2 : G.conns; /* paced: ws[1] is the --and-direct group */
     worker_t *ws = calloc((size_t)nw, sizeof *ws);
     clock_gettime(CLOCK_MONOTONIC, &G.start);
     G.deadline = G.duration;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, 256 * 1024);
-    if (paced)
-        run_paced(&ws[0]);
-    for (int i = 0; i < nw && !paced; i++) {
-        ws[i].id = i;
-        if (pthread_create(&ws[i].thread, &attr, worker_main, &ws[i]) != 0) {
-            perror("pthread_create");
-            return 1;
+    if (paced) {
+        run_paced(ws);
+    } else {
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setstacksize(&attr, 256 * 1024);
+        for (int i = 0; i < nw; i++) {
+            ws[i].id = i;
+            if (pthread_create(&ws[i].thread, &attr, worker_main, &ws[i]) != 0) {
+                perror("pthread_create");
+                return 1;
+            }
         }
-    }
-    long long done = 0, errors = 0;
-    uint64_t bytes = 0;
-    size_t nlat = 0;
-    double finished = 0;
-    const char *first_error = NULL;
-    for (int i = 0; i < nw; i++) {
-        if (!paced)
+        for (int i = 0; i < nw; i++)
             pthread_join(ws[i].thread, NULL);
-        done += ws[i].done;
-        errors += ws[i].errors;
-        bytes += ws[i].body_bytes;
-        nlat += ws[i].nlat;
-        if (ws[i].finished_at > finished)
-            finished = ws[i].finished_at;
-        if (!first_error && ws[i].first_error[0])
-            first_error = ws[i].first_error;
     }
-    double seconds = G.duration > 0 ? G.duration : finished;
-    uint32_t *all = malloc((nlat ? nlat : 1) * sizeof *all);
-    size_t at = 0;
-    for (int i = 0; i < nw; i++) {
-        if (ws[i].nlat)
-            memcpy(all + at, ws[i].lat, ws[i].nlat * sizeof *all);
-        at += ws[i].nlat;
-    }
-    qsort(all, nlat, sizeof *all, cmp_u32);
-#define PCT(p) (nlat ? all[(size_t)((double)(nlat - 1) * (p))] : 0u)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double cpu_us = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
                     (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
-    double client_cpu = done > 0 ? cpu_us / (double)done : 0;
-    double rate = seconds > 0 ? (double)done / seconds : 0;
-    double mibs = seconds > 0 ? (double)bytes / seconds / 1048576.0 : 0;
-    fprintf(stderr,
-            "loadgen %s: %lld requests, %lld errors in %.2f s: %.1f req/s, %.2f MiB/s of bodies;"
-            " latency p50 %u us, p90 %u us, p99 %u us, p99.9 %u us, max %u us\n",
-            G.label, done, errors, seconds, rate, mibs, PCT(0.50), PCT(0.90), PCT(0.99),
-            PCT(0.999), nlat ? all[nlat - 1] : 0u);
-    if (first_error)
-        fprintf(stderr, "loadgen %s: first error: %s\n", G.label, first_error);
-    printf("requests=%lld errors=%lld seconds=%.3f rate=%.1f mib_per_s=%.2f p50_us=%u p90_us=%u "
-           "p99_us=%u p999_us=%u max_us=%u client_cpu_us=%.1f\n",
-           done, errors, seconds, rate, mibs, PCT(0.50), PCT(0.90), PCT(0.99), PCT(0.999),
-           nlat ? all[nlat - 1] : 0u, client_cpu);
+    long long done = report(ws, paced ? 1 : nw, "", cpu_us);
+    if (G.and_direct)
+        report(ws + 1, 1, "direct_", -1);
+    printf("\n");
     return done > 0 ? 0 : 1;
 }
