@@ -280,8 +280,12 @@ struct reel_proxy {
     int batch;
     /* ... and outside batches, until the end of the loop iteration (a
      * check handle: after the poll phase's callbacks), so that answers from
-     * many origin connections read in one iteration share a write */
+     * many origin connections read in one iteration share a write. While
+     * something waits there, an idle handle keeps the poll from blocking:
+     * output deferred from a timer callback (before the poll) would
+     * otherwise wait for the next I/O or timer, up to half a second. */
     uv_check_t flush_check;
+    uv_idle_t flush_idle;
     bool check_open;
     struct deferred_flush {
         bool session; /* a struct h2sess, else a conn_t with a front */

@@ -354,31 +354,90 @@ void reel__finish_tflow(conn_t *c, const char *error) {
 
 /* ---- responses made by the proxy ---- */
 
+/* The reason phrases of IANA's HTTP status code registry (RFC 9110
+ * section 15 and the codes other RFCs added), for the status lines reel
+ * writes: its own answers, and HTTP/2 responses given to HTTP/1.1 clients
+ * (HTTP/2 carries no phrase). An unknown code gets an empty phrase, which
+ * HTTP/1.1 allows. (llhttp's llhttp_status_name gives enum names such as
+ * NOT_FOUND, and aborts on a code it does not know.) */
 const char *reel__status_text(int status) {
-    switch (status) {
-    case 400:
-        return "Bad Request";
-    case 407:
-        return "Proxy Authentication Required";
-    case 408:
-        return "Request Timeout";
-    case 429:
-        return "Too Many Requests";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 501:
-        return "Not Implemented";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    case 505:
-        return "HTTP Version Not Supported";
-    default:
-        return "Error";
+    static const struct {
+        short code;
+        const char *text;
+    } phrases[] = {
+        {100, "Continue"},
+        {101, "Switching Protocols"},
+        {102, "Processing"},
+        {103, "Early Hints"},
+        {200, "OK"},
+        {201, "Created"},
+        {202, "Accepted"},
+        {203, "Non-Authoritative Information"},
+        {204, "No Content"},
+        {205, "Reset Content"},
+        {206, "Partial Content"},
+        {207, "Multi-Status"},
+        {208, "Already Reported"},
+        {226, "IM Used"},
+        {300, "Multiple Choices"},
+        {301, "Moved Permanently"},
+        {302, "Found"},
+        {303, "See Other"},
+        {304, "Not Modified"},
+        {305, "Use Proxy"},
+        {307, "Temporary Redirect"},
+        {308, "Permanent Redirect"},
+        {400, "Bad Request"},
+        {401, "Unauthorized"},
+        {402, "Payment Required"},
+        {403, "Forbidden"},
+        {404, "Not Found"},
+        {405, "Method Not Allowed"},
+        {406, "Not Acceptable"},
+        {407, "Proxy Authentication Required"},
+        {408, "Request Timeout"},
+        {409, "Conflict"},
+        {410, "Gone"},
+        {411, "Length Required"},
+        {412, "Precondition Failed"},
+        {413, "Content Too Large"},
+        {414, "URI Too Long"},
+        {415, "Unsupported Media Type"},
+        {416, "Range Not Satisfiable"},
+        {417, "Expectation Failed"},
+        {421, "Misdirected Request"},
+        {422, "Unprocessable Content"},
+        {423, "Locked"},
+        {424, "Failed Dependency"},
+        {425, "Too Early"},
+        {426, "Upgrade Required"},
+        {428, "Precondition Required"},
+        {429, "Too Many Requests"},
+        {431, "Request Header Fields Too Large"},
+        {451, "Unavailable For Legal Reasons"},
+        {500, "Internal Server Error"},
+        {501, "Not Implemented"},
+        {502, "Bad Gateway"},
+        {503, "Service Unavailable"},
+        {504, "Gateway Timeout"},
+        {505, "HTTP Version Not Supported"},
+        {506, "Variant Also Negotiates"},
+        {507, "Insufficient Storage"},
+        {508, "Loop Detected"},
+        {510, "Not Extended"},
+        {511, "Network Authentication Required"},
+    };
+    size_t lo = 0, hi = sizeof phrases / sizeof phrases[0];
+    while (lo < hi) { /* sorted by code */
+        size_t mid = lo + (hi - lo) / 2;
+        if (phrases[mid].code == status)
+            return phrases[mid].text;
+        if (phrases[mid].code < status)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
+    return "";
 }
 
 /* Answers the client with an error and closes it. The flow (the caller

@@ -53,8 +53,8 @@ static void ev_connected(void *ud) {
         up->t_dns0 = info.t_dns0;
     up->t_dns1 = info.t_dns1;
     up->t_connected = info.t_connected;
-    if (!up->https)
-        up->t_ready = up->t_connected;
+    if (!up->https) /* a stream of an HTTP/2 session already up has no t_connected */
+        up->t_ready = up->t_connected ? up->t_connected : reel__now_us();
     up->progress = uv_now(c->p->loop);
     reel__peer_read_start(up);
     reel__conn_arm(c);

@@ -72,6 +72,7 @@ static void raise_fd_limit(void);
 static void on_failed_listener_closed(uv_handle_t *h);
 static void on_proxy_handle_closed(uv_handle_t *h);
 static void on_flush_check(uv_check_t *h);
+static void on_flush_idle(uv_idle_t *h);
 static void on_grace(uv_timer_t *t);
 static reel_rc start_one(uv_loop_t *loop, const reel_proxy_settings_t *cfg, reel_recorder_t *rec,
                          reel_ca_t *ca, const reel_proxy_t *first, bool reuseport,
@@ -285,6 +286,9 @@ out:
         p->flush_check.data = p;
         uv_check_start(&p->flush_check, on_flush_check);
         uv_unref((uv_handle_t *)&p->flush_check); /* it alone does not keep the loop */
+        uv_idle_init(loop, &p->flush_idle);
+        p->flush_idle.data = p;
+        uv_unref((uv_handle_t *)&p->flush_idle);
         p->check_open = true;
     } else {
         reel_tls_ctx_free(p->client_ctx);
@@ -329,6 +333,8 @@ void reel__batch_begin(reel_proxy_t *p) {
 bool reel__batch_defer(reel_proxy_t *p, bool session, void *ptr) {
     if (p->batch == 0 && !p->check_open)
         return false;
+    if (p->batch == 0 && p->nflushq == 0)
+        uv_idle_start(&p->flush_idle, on_flush_idle); /* a poll that does not wait */
     if (p->nflushq == p->capflushq) {
         p->capflushq = p->capflushq ? p->capflushq * 2 : 16;
         p->flushq = reel_realloc(p->flushq, p->capflushq * sizeof *p->flushq);
@@ -356,8 +362,13 @@ void reel__batch_end(reel_proxy_t *p) {
     p->batch--;
 }
 
+static void on_flush_idle(uv_idle_t *h) {
+    (void)h; /* its being active is the point: the flush is on_flush_check's */
+}
+
 static void on_flush_check(uv_check_t *h) {
     reel_proxy_t *p = h->data;
+    uv_idle_stop(&p->flush_idle);
     if (p->nflushq && p->batch == 0) {
         p->batch++;
         reel__batch_end(p);
@@ -382,8 +393,9 @@ void reel__shutdown_finish(reel_proxy_t *p) {
     if (p->check_open) {
         on_flush_check(&p->flush_check); /* what is still deferred */
         p->check_open = false;
-        p->closing_handles++;
+        p->closing_handles += 2;
         uv_close((uv_handle_t *)&p->flush_check, on_proxy_handle_closed);
+        uv_close((uv_handle_t *)&p->flush_idle, on_proxy_handle_closed);
     }
     if (!p->grace_closing) {
         p->grace_closing = true;

@@ -512,7 +512,8 @@ class Http2UpstreamTest(unittest.TestCase):
                 break
             resp += d
         raw.close()
-        self.assertTrue(resp.startswith(b"HTTP/1.1 200 "), resp)
+        # HTTP/2 carries no reason phrase: reel writes the standard one
+        self.assertTrue(resp.startswith(b"HTTP/1.1 200 OK\r\n"), resp)
         self.assertIn(b"\r\n3\r\nabc\r\n0\r\ngrpc-status: 0\r\n", resp)
         fs = [self.reel.flow(x["id"]) for x in self.reel.wait_flows(
             2, "~u 'localhost:%d/t/'" % self.h2c.port, timeout=10)]
@@ -538,6 +539,33 @@ class Http2UpstreamTest(unittest.TestCase):
         for f in self.flows_for("/t/plain?h2c", 4):
             self.assertEqual(f["request"]["http_version"], "HTTP/2.0")
             self.assertEqual(f["response"]["http_version"], "HTTP/2.0")
+
+    def test_hb_http1_clients_on_the_shared_h2c_connection(self):
+        # HTTP/1.1 clients one after the other, each on a new connection to
+        # reel, each request a stream of the one h2c connection already up:
+        # their requests went out only with the next timer of the loop
+        # (about 0.5 s late each) when the lane's deferred write waited for
+        # a poll with nothing to wake it
+        base = "http://localhost:%d" % self.h2c.port
+        took = []
+        for i in range(6):
+            t0 = time.monotonic()
+            out = subprocess.run(["curl", "-sS", "--max-time", "30", "-x", self.reel.proxy,
+                                  "--http1.1", "-o", "/dev/null", "-w", "%{http_code}",
+                                  base + "/t/plain?seq%d" % i], capture_output=True, check=True)
+            took.append(time.monotonic() - t0)
+            self.assertEqual(out.stdout, b"200")
+        took.sort()
+        self.assertLess(took[len(took) // 2], 0.25, took)
+        for i, f in enumerate(self.flows_for("/t/plain?seq", 6)):
+            t = f["timings"]
+            # the stream's request went out and its answer came: send and
+            # wait are known, also for the streams no connection was made for
+            self.assertGreaterEqual(t["send_us"], 0, f)
+            self.assertGreaterEqual(t["wait_us"], 0, f)
+            if i:
+                self.assertEqual(t["connect_us"], -1, f)
+            self.assertEqual(f["response"]["reason"], "", f)
 
     def ws_stream(self, c, path):
         """An extended CONNECT (RFC 8441) for a WebSocket at path, once
