@@ -853,8 +853,7 @@ static int is_connect(const ProtobufCBinaryData *method) {
     return method->len == 7 && memcmp(method->data, "CONNECT", 7) == 0;
 }
 
-/* Whether an Upgrade field's value names websocket among its tokens. */
-static int upgrade_is_websocket(const ProtobufCBinaryData *v) {
+int reel_index_upgrade_is_websocket(const ProtobufCBinaryData *v) {
     if (v == NULL)
         return 0;
     const char *p = (const char *)v->data, *end = p + v->len;
@@ -980,7 +979,7 @@ static void apply(frow *r, const Reel__Record *rec) {
          * message follows */
         if (r->s[C_KIND] && strcmp(r->s[C_KIND], "http") == 0 &&
             ((h->status == 101 &&
-              upgrade_is_websocket(reel_index_header(h->headers, h->n_headers, "upgrade"))) ||
+              reel_index_upgrade_is_websocket(reel_index_header(h->headers, h->n_headers, "upgrade"))) ||
              (r->ws_connect && h->status >= 200 && h->status < 300)))
             set_cstr(r, C_KIND, "websocket");
         break;

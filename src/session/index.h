@@ -98,6 +98,10 @@ void reel_index_url(const Reel__RequestHead *h, reel_buf_t *out);
 /** The value of the first header named name (any case) of h[0..n), or NULL. */
 const ProtobufCBinaryData *reel_index_header(Reel__Header **h, size_t n, const char *name);
 
+/** Whether an Upgrade field's value v (NULL: none) names websocket among
+ *  its tokens. */
+int reel_index_upgrade_is_websocket(const ProtobufCBinaryData *v);
+
 /** Highest flow id the index has held (0 if none): the highest in flows,
  * or meta max_flow_id if repair dropped flows above that. */
 uint64_t reel_index_max_flow_id(sqlite3 *db);

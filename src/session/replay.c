@@ -7,11 +7,12 @@
 #include <string.h>
 
 #include "session/filter.h"
+#include "session/index.h"
 #include "session/store.h"
 
 typedef struct {
     reel_replay_req_t *r;
-    int has_start, has_head, ended, tunnel, messages, too_big;
+    int has_start, has_head, ended, tunnel, websocket, too_big;
     int har;            /* imported from a HAR (FlowStart.source "har-import") */
     uint64_t wire_size; /* request body bytes seen on the wire (end/error record) */
     uint64_t dropped, truncated;
@@ -28,6 +29,10 @@ static char *bytes_str(ProtobufCBinaryData b) {
 static void take_head(load_ctx *c, const Reel__RequestHead *h) {
     reel_replay_req_t *r = c->r;
     c->has_head = 1;
+    /* a WebSocket's handshake: replay sends requests without Upgrade and
+     * could not carry the messages, whether or not the origin agreed */
+    if (reel_index_upgrade_is_websocket(reel_index_header(h->headers, h->n_headers, "upgrade")))
+        c->websocket = 1;
     free(r->method);
     free(r->scheme);
     free(r->host);
@@ -80,7 +85,7 @@ static int load_cb(void *ctx, const Reel__Record *rec) {
             c->too_big = 1;
         break;
     case REEL__RECORD__EVENT_MESSAGE:
-        c->messages = 1;
+        c->websocket = 1;
         break;
     case REEL__RECORD__EVENT_END:
         c->ended = 1;
@@ -143,7 +148,7 @@ reel_rc reel_replay_load(reel_session_t *s, uint64_t id, reel_replay_req_t *out,
     char cut[256];
     if (c.tunnel)
         why = "it is a TCP tunnel, not an HTTP exchange";
-    else if (c.messages)
+    else if (c.websocket)
         why = "it is a WebSocket flow";
     else if (!c.has_head)
         why = "it has no request head";

@@ -10,6 +10,7 @@ must be in the session with its exact bytes, direction and opcode.
 """
 import asyncio
 import base64
+import json
 import os
 import signal
 import socket
@@ -279,6 +280,13 @@ class WebSocketTest(unittest.TestCase):
         self.assertEqual(row["kind"], "websocket")
         self.assertEqual(full["response"]["status"], 101)
         self.assertFalse(full.get("messages"))
+        # not replayed: replay cannot carry a WebSocket (it used to send
+        # the handshake again when the flow had no message)
+        out = self.reel.cli("replay", "--json", self.reel.session, "~u /no-message", "--into",
+                            "ws-replayed", check=False)
+        got = json.loads(out.stdout)
+        self.assertEqual(got["replays"], [], got)
+        self.assertEqual(got["skipped"], [{"of": full["id"], "why": "it is a WebSocket flow"}], got)
 
     def test_killed_after_the_101_still_a_websocket_after_repair(self):
         # reel dies with the WebSocket open and no message yet: the index
