@@ -978,8 +978,8 @@ static void apply(frow *r, const Reel__Record *rec) {
          * from its 101 (an HTTP/2 extended CONNECT's 2xx), whether or not a
          * message follows */
         if (r->s[C_KIND] && strcmp(r->s[C_KIND], "http") == 0 &&
-            ((h->status == 101 &&
-              reel_index_upgrade_is_websocket(reel_index_header(h->headers, h->n_headers, "upgrade"))) ||
+            ((h->status == 101 && reel_index_upgrade_is_websocket(
+                                      reel_index_header(h->headers, h->n_headers, "upgrade"))) ||
              (r->ws_connect && h->status >= 200 && h->status < 300)))
             set_cstr(r, C_KIND, "websocket");
         break;
