@@ -16,16 +16,24 @@ static const reel_header_t *fields(const reel_msg_head_t *h) {
     return (const reel_header_t *)(const void *)h->fields;
 }
 
-reel_capture_flow_t *reel_capture_start_on(reel_recorder_t *rec, reel_capture_kind kind,
+reel_capture_flow_t *reel_capture_start_at(reel_recorder_t *rec, reel_capture_kind kind,
                                            const char *client_addr, const char *server_addr,
-                                           uint64_t client_conn, uint32_t stream_id) {
-    reel_flow_info_t info = {.kind = kind == REEL_CAPTURE_TUNNEL ? REEL_FLOW_TUNNEL
-                                                                 : REEL_FLOW_HTTP,
+                                           uint64_t client_conn, uint32_t stream_id,
+                                           int64_t time_us) {
+    reel_flow_info_t info = {.kind =
+                                 kind == REEL_CAPTURE_TUNNEL ? REEL_FLOW_TUNNEL : REEL_FLOW_HTTP,
                              .client_addr = client_addr,
                              .server_addr = server_addr,
+                             .time_us = time_us,
                              .client_conn = client_conn,
                              .stream_id = stream_id};
     return reel_recorder_flow_start(rec, &info);
+}
+
+reel_capture_flow_t *reel_capture_start_on(reel_recorder_t *rec, reel_capture_kind kind,
+                                           const char *client_addr, const char *server_addr,
+                                           uint64_t client_conn, uint32_t stream_id) {
+    return reel_capture_start_at(rec, kind, client_addr, server_addr, client_conn, stream_id, 0);
 }
 
 reel_capture_flow_t *reel_capture_start(reel_recorder_t *rec, reel_capture_kind kind,
@@ -49,6 +57,10 @@ void reel_capture_trailers(reel_capture_flow_t *f, bool response, const reel_fie
 }
 
 void reel_capture_request(reel_capture_flow_t *f, const reel_msg_head_t *h) {
+    reel_capture_request_at(f, h, 0);
+}
+
+void reel_capture_request_at(reel_capture_flow_t *f, const reel_msg_head_t *h, int64_t time_us) {
     reel_request_head_t rq = {.method = h->method ? h->method : "",
                               .scheme = h->scheme ? h->scheme : "",
                               .host = h->host ? h->host : "",
@@ -56,7 +68,8 @@ void reel_capture_request(reel_capture_flow_t *f, const reel_msg_head_t *h) {
                               .target = h->path ? h->path : "",
                               .http_version = h->version ? h->version : "HTTP/1.1",
                               .headers = fields(h),
-                              .n_headers = h->nfields};
+                              .n_headers = h->nfields,
+                              .time_us = time_us};
     reel_recorder_request_head(f, &rq);
 }
 

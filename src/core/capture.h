@@ -47,6 +47,11 @@ reel_capture_flow_t *reel_capture_start(reel_recorder_t *rec, reel_capture_kind 
 reel_capture_flow_t *reel_capture_start_on(reel_recorder_t *rec, reel_capture_kind kind,
                                            const char *client_addr, const char *server_addr,
                                            uint64_t client_conn, uint32_t stream_id);
+/** The same, started at time_us (0: now). */
+reel_capture_flow_t *reel_capture_start_at(reel_recorder_t *rec, reel_capture_kind kind,
+                                           const char *client_addr, const char *server_addr,
+                                           uint64_t client_conn, uint32_t stream_id,
+                                           int64_t time_us);
 
 /** An informational (1xx, not 101) head before the final response. */
 void reel_capture_interim(reel_capture_flow_t *f, const reel_msg_head_t *h);
@@ -56,6 +61,8 @@ void reel_capture_trailers(reel_capture_flow_t *f, bool response, const reel_fie
 
 /** The request head (scheme, host, port, path, method, version, fields). */
 void reel_capture_request(reel_capture_flow_t *f, const reel_msg_head_t *h);
+/** The same, read at time_us (0: now). */
+void reel_capture_request_at(reel_capture_flow_t *f, const reel_msg_head_t *h, int64_t time_us);
 
 /** The response head; generated: reel itself sent it (a refusal or an
  * origin failure). time_us 0: now. */

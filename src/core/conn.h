@@ -59,6 +59,11 @@ typedef struct reel_fin reel_fin_t;
  * lane's is its HTTP/2 stream's: version HTTP/2.0 and the stream's fields. */
 typedef struct {
     char version[16]; /* "HTTP/1.1", "HTTP/1.0", "HTTP/2.0" */
+    /* when its head was read, and when reel answered it 200 (0: not yet):
+     * the tunnel's flow, begun once reel knows what the tunnel carries
+     * (seconds later for a protocol whose server speaks first), starts
+     * and is answered when the client saw it happen */
+    int64_t head_us, answered_us;
     size_t nfields;
     reel_field_t fields[]; /* in wire order */
 } reel_connect_head_t;

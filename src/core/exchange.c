@@ -656,6 +656,8 @@ static void keep_connect_head(conn_t *c, const reel_msg_head_t *m) {
         bytes += m->fields[i].name_len + m->fields[i].value_len;
     reel_connect_head_t *k = reel_malloc(sizeof *k + m->nfields * sizeof k->fields[0] + bytes);
     snprintf(k->version, sizeof k->version, "%s", m->version ? m->version : "HTTP/1.1");
+    k->head_us = c->ex.head_us;
+    k->answered_us = 0;
     k->nfields = m->nfields;
     char *at = (char *)&k->fields[m->nfields];
     for (size_t i = 0; i < m->nfields; i++) {
@@ -709,6 +711,7 @@ static void handle_connect(conn_t *c, const reel_h1_head_t *h) {
     keep_connect_head(c, &m);
     static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
     reel__peer_write(&c->client, ok, sizeof ok - 1);
+    c->connect_head->answered_us = reel__now_us();
     c->ex.resp_head_sent = true; /* the CONNECT's answer */
     c->state = C_SNIFF;
     c->sniff_started = uv_now(c->p->loop);

@@ -178,13 +178,14 @@ void reel__tunnel_forward(conn_t *c) {
 void reel__tunnel_flow(conn_t *c, const char *host, int port, bool answered, bool connect) {
     if (c->tflow)
         return; /* a TLS tunnel's, begun before its client's handshake failed */
-    /* a lane's tunnel is its CONNECT stream's */
-    c->tflow = reel_capture_start_on(c->p->rec, REEL_CAPTURE_TUNNEL, c->client_addr, NULL, c->id,
-                                     c->lane ? c->lane_stream : 0);
-    STAT_ADD(c->p, flows, 1);
-    /* the CONNECT as its client sent it (version, fields); after a 101 the
-     * request is the HTTP flow's, this one only carries the bytes */
+    /* the CONNECT as its client sent it (version, fields, when); after a
+     * 101 the request is the HTTP flow's, this one only carries the bytes */
     const reel_connect_head_t *k = connect ? c->connect_head : NULL;
+    int64_t t0 = k ? k->head_us : 0;
+    /* a lane's tunnel is its CONNECT stream's */
+    c->tflow = reel_capture_start_at(c->p->rec, REEL_CAPTURE_TUNNEL, c->client_addr, NULL, c->id,
+                                     c->lane ? c->lane_stream : 0, t0);
+    STAT_ADD(c->p, flows, 1);
     reel_msg_head_t rq = {.method = "CONNECT",
                           .scheme = c->tls_tunnel ? "tls" : "tcp",
                           .host = host,
@@ -193,7 +194,8 @@ void reel__tunnel_flow(conn_t *c, const char *host, int port, bool answered, boo
                           .version = k ? k->version : "HTTP/1.1",
                           .fields = k ? k->fields : NULL,
                           .nfields = k ? k->nfields : 0};
-    reel_capture_request(c->tflow, &rq);
+    reel_capture_request_at(c->tflow, &rq, t0);
+    int64_t answered_us = k ? k->answered_us : 0;
     if (connect)
         reel__connect_head_drop(c); /* written: a long tunnel need not hold it */
     if (answered) {
@@ -202,7 +204,7 @@ void reel__tunnel_flow(conn_t *c, const char *host, int port, bool answered, boo
         reel_msg_head_t rs = {.status = 200,
                               .reason = "Connection established",
                               .version = c->lane ? "HTTP/2.0" : "HTTP/1.1"};
-        reel_capture_response(c->tflow, &rs, true, 0);
+        reel_capture_response(c->tflow, &rs, true, answered_us);
     }
 }
 

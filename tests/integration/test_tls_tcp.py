@@ -226,6 +226,7 @@ class TlsTcpTest(unittest.TestCase):
         """IMAPS-like: the client says nothing until it has the greeting,
         which the origin sends once reel has waited for the client (3 s)."""
         o = Origin(self.leaf, greeter)
+        t0 = int(time.time() * 1e6)
         c = self.tunnel(o.port)
         self.assertEqual(read_until(c, b"\r\n"), b"* OK reel-test IMAP4rev1 ready\r\n")
         c.sendall(b"a1 LOGOUT\r\n")
@@ -240,6 +241,45 @@ class TlsTcpTest(unittest.TestCase):
         self.assertEqual(messages(full, True), b"a1 LOGOUT\r\n")
         self.assertEqual(messages(full, False),
                          b"* OK reel-test IMAP4rev1 ready\r\n* BYE logging out\r\n")
+        self.check_started_at_connect(full, t0)
+
+    def check_started_at_connect(self, full, t0):
+        """The tunnel's flow, begun once reel stopped waiting for the
+        client (3 s), starts when its CONNECT came (its 200 is recorded
+        at the time reel sent it);
+        its duration holds the wait (it used to start 3 s late)."""
+        self.assertGreaterEqual(full["start_us"], t0, full)
+        self.assertLess(full["start_us"] - t0, 1000000, full)
+        self.assertGreaterEqual(full["end_us"] - full["start_us"], 2900000, full)
+        self.assertTrue(full["response"]["generated"], full)
+
+    def test_plain_server_speaks_first(self):
+        """The same without TLS: a raw TCP tunnel whose server greets."""
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        srv.settimeout(15)
+        port = srv.getsockname()[1]
+        t0 = int(time.time() * 1e6)
+        s = connect(self.reel.port)
+        s.settimeout(15)
+        s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost:%d\r\n\r\n" % (port, port))
+        self.assertTrue(read_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 200"))
+        o, _ = srv.accept()  # once reel stopped waiting for the client
+        o.sendall(b"220 greeting\r\n")
+        self.assertEqual(read_until(s, b"\r\n"), b"220 greeting\r\n")
+        s.close()
+        o.close()
+        srv.close()
+        fl = self.reel.wait_flows(1, "~u tcp://localhost:%d" % port, timeout=10)
+        deadline = time.time() + 10
+        while fl and fl[0]["state"] == "open" and time.time() < deadline:
+            time.sleep(0.1)
+            fl = self.reel.wait_flows(1, "~u tcp://localhost:%d" % port, timeout=10)
+        self.assertEqual(len(fl), 1, fl)
+        full = self.reel.flow(fl[0]["id"])
+        self.assertEqual(full["kind"], "tunnel", full)
+        self.check_started_at_connect(full, t0)
 
     def test_untrusted_origin(self):
         """The origin's certificate is verified as for HTTPS: one reel does
