@@ -444,6 +444,8 @@ const char *reel__status_text(int status) {
  * starts one if the request never got that far) records the response reel
  * sent, marked as generated, and ends with the error. */
 void reel__fail_exchange(conn_t *c, int status, const char *reason) {
+    reel_buf_t msg;
+    reel_buf_init(&msg, 0);
     if (!c->ex.resp_head_sent && status > 0 && !c->client.closing) {
         char *body = reel_asprintf("reel: %s\n", reason);
         char clen[24];
@@ -455,30 +457,39 @@ void reel__fail_exchange(conn_t *c, int status, const char *reason) {
             {"Proxy-Authenticate", 18, "Basic realm=\"reel\"", 18},
         };
         size_t nh = status == 407 ? 4 : 3;
-        reel_buf_t msg;
-        reel_buf_init(&msg, 0);
         reel_buf_printf(&msg, "HTTP/1.1 %d %s\r\n", status, reel__status_text(status));
         for (size_t i = 0; i < nh; i++)
             reel_buf_printf(&msg, "%s: %s\r\n", hs[i].name, hs[i].value);
         reel_buf_printf(&msg, "\r\n%s", body);
-        reel__peer_write(&c->client, msg.data, msg.len);
-        reel_buf_free(&msg);
         c->ex.resp_head_sent = true;
         if (c->ex.flow) {
             int64_t now = reel__now_us();
             if (c->ex.resp_first_us == 0)
                 c->ex.resp_first_us = now;
+            /* an HTTP/2 client's stream gets the head as core/h2front.c
+             * writes it: no reason, names in lower case, no Connection */
+            reel_field_t h2[3] = {
+                {"content-type", 12, hs[0].value, hs[0].value_len},
+                {"content-length", 14, hs[1].value, hs[1].value_len},
+                {"proxy-authenticate", 18, hs[3].value, hs[3].value_len},
+            };
             reel_msg_head_t rs = {.status = (uint32_t)status,
-                                  .reason = reel__status_text(status),
+                                  .reason = c->lane ? "" : reel__status_text(status),
                                   .version = c->lane ? "HTTP/2.0" : "HTTP/1.1",
-                                  .fields = hs,
-                                  .nfields = nh};
+                                  .fields = c->lane ? h2 : hs,
+                                  .nfields = c->lane ? (status == 407 ? 3 : 2) : nh};
             reel_capture_response(c->ex.flow, &rs, true, now);
             reel_capture_body(c->ex.flow, true, body, strlen(body));
         }
         free(body);
     }
+    /* The flow ends, with its error, before the answer goes: a lane's
+     * stream (core/h2front.c) that sees its response whole takes the
+     * conn's flow at once and would end it without either. */
     reel__finish_flow(c, reason);
+    if (msg.len)
+        reel__peer_write(&c->client, msg.data, msg.len);
+    reel_buf_free(&msg);
     c->state = C_DONE;
     c->linger = c->ex.resp_head_sent && status > 0;
     reel__upstream_close(c);

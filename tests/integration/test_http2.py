@@ -6,6 +6,7 @@ with trailers, 103 Early Hints, slow and large bodies). Every stream must
 be a flow marked HTTP/2.0 whose bodies are the bytes that passed; resets,
 trailers and interim answers must reach the other side and the record.
 """
+import base64
 import hashlib
 import json
 import os
@@ -599,6 +600,29 @@ class Http2Test(unittest.TestCase):
         f = self.flows_for("/bytes?%d" % (3 << 20))[0]
         self.assertIn("the client broke HTTP/2: HTTP/2 protocol error (DATA: stream_id == 0)",
                       f["error"])
+
+    def test_h2c_reels_own_answer_is_recorded_as_sent(self):
+        # an origin that cannot be reached: reel answers the stream itself
+        # (502), and the flow's response is what the client got on the
+        # wire: no reason, lower-case names, no Connection (it used to
+        # record the HTTP/1.1 head reel writes for its own answers)
+        c = H2C(self.reel.port)
+        try:
+            sid = c.request("GET", "127.0.0.1:1", "/h2-nowhere")
+            c.wait(lambda: c.done(sid))
+            got = [(k.decode() if isinstance(k, bytes) else k,
+                    v.decode() if isinstance(v, bytes) else v) for k, v in c.streams[sid]["headers"]]
+            data = c.streams[sid]["data"]
+        finally:
+            c.close()
+        self.assertEqual(hdr(got, ":status"), "502")
+        f = self.flows_for("/h2-nowhere")[0]
+        self.assertTrue(f["response"]["generated"], f)
+        self.assertEqual(f["response"]["status"], 502)
+        self.assertEqual(f["response"]["reason"], "")
+        self.assertEqual(f["response"]["http_version"], "HTTP/2.0")
+        self.assertEqual([list(h) for h in got if h[0] != ":status"], f["response"]["headers"])
+        self.assertEqual(base64.b64decode(f["response"]["body_b64"]), data)
 
     def test_large_download_flat_rss(self):
         size = os.path.getsize(os.path.join(self.origin.www, "big"))
