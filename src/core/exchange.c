@@ -761,6 +761,27 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
             reel__fail_exchange(c, 400, "cannot parse the absolute URL of the request");
             return;
         }
+        if (c->in_tunnel) {
+            /* Inside a tunnel the request goes where the tunnel goes, as
+             * it would without reel: never to another host named by its
+             * URL (which would take it out of the client's TLS). One that
+             * names the tunnel's own host and port is sent there. */
+            bool same = strcasecmp(host, c->tunnel_host) == 0 && port == c->tunnel_port;
+            https = c->tunnel_tls;
+            if (!same) {
+                char *why = reel_asprintf(
+                    "the absolute URL of a request inside the CONNECT tunnel to " REEL_HOSTPORT_FMT
+                    " names another origin (" REEL_HOSTPORT_FMT ")",
+                    REEL_HOSTPORT(c->tunnel_host, c->tunnel_port), REEL_HOSTPORT(host, port));
+                reel__record_refused(c, h, https ? "https" : "http", c->tunnel_host, c->tunnel_port,
+                                     path);
+                reel__fail_exchange(c, 400, why);
+                free(why);
+                free(host);
+                free(path);
+                return;
+            }
+        }
     } else if (c->in_tunnel && h->target_form == REEL_H1_TARGET_ORIGIN) {
         https = c->tunnel_tls;
         host = reel_strdup(c->tunnel_host);

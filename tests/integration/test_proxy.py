@@ -22,7 +22,7 @@ import threading
 import time
 import unittest
 
-from proxyenv import (SANITIZED, TMPBASE, Origin, Reel, body, curl, free_port, main, run,
+from proxyenv import (SANITIZED, TMPBASE, Origin, Reel, body, curl, free_port, main, read_all, run,
                       stop_class)
 
 
@@ -264,6 +264,27 @@ class ProxyTest(unittest.TestCase):
         self.assertIn(b"x" * 99, read_until(s, b"x" * 99))
         s.close()
         self.assertEqual(self.last_flow("~u 100b\\?inner")["url"], o.url("/100b?inner"))
+
+        # An absolute URL inside the tunnel goes where the tunnel goes: one
+        # naming the tunnel's origin is sent there, one naming another
+        # host is refused (it used to be sent to that host, in the clear
+        # also when the tunnel was TLS)
+        s = connect(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % o.http_port)
+        self.assertTrue(read_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 200"))
+        s.sendall(b"GET http://127.0.0.1:%d/100b?abs-same HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                  % o.http_port)
+        self.assertIn(b"x" * 99, read_until(s, b"x" * 99))
+        s.sendall(b"GET http://127.0.0.1:%d/100b?abs-other HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                  b"Authorization: Bearer secret\r\n\r\n" % o.https_port)
+        got = read_all(s)[0]
+        s.close()
+        self.assertTrue(got.startswith(b"HTTP/1.1 400 Bad Request\r\n"), got)
+        self.assertIn(b"names another origin (127.0.0.1:%d)" % o.https_port, got)
+        self.assertEqual(self.last_flow("~u abs-same")["status"], 200)
+        other = self.last_flow("~u abs-other")
+        self.assertEqual(other["status"], 400)
+        self.assertIn("names another origin", other["error"])
+        self.assertFalse(any("abs-other" in " ".join(line) for line in o.log_lines()))
 
         # CONNECT carrying neither TLS nor HTTP is relayed raw.
         t = threading.Thread(target=serve, args=(False,))
