@@ -1044,7 +1044,8 @@ void reel__resp_process(conn_t *c) {
         size_t consumed = 0;
         reel_codec_event_t cev;
         reel_rc rc;
-        if (up->eof && up->in.len == 0)
+        bool at_eof = up->eof && up->in.len == 0;
+        if (at_eof)
             rc = reel_codec_feed_eof(c->respc, &cev);
         else
             rc = reel_codec_feed(c->respc, up->in.data, up->in.len, &consumed, &cev);
@@ -1107,6 +1108,15 @@ void reel__resp_process(conn_t *c) {
             reel_buf_consume(&up->in, consumed);
             break;
         case REEL_H1_EV_END:
+            if (at_eof && up->error) {
+                /* a body read until the close, and the connection ended
+                 * on an error (a TLS error, a reset): cut short, not whole */
+                char *why = reel_asprintf("response cut short: %s", up->error);
+                reel__finish_flow(c, why);
+                free(why);
+                reel__conn_close(c);
+                return;
+            }
             if (c->ex.flow && ev.ntrailers)
                 reel_capture_trailers(c->ex.flow, true, ev.trailers, ev.ntrailers);
             reel__peer_write(&c->client, up->in.data, consumed);

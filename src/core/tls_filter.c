@@ -60,8 +60,11 @@ static void pump(tls_filter_t *t) {
         if (rc == REEL_NEED_MORE)
             break;
         if (rc != REEL_OK || n == 0) {
+            /* the end of the stream: close_notify (or a bare EOF, tls.c),
+             * or an error, which the layers above must know of: a body
+             * read until the close is cut short by it, not complete */
             t->eof_sent = true;
-            reel_filter_up_eof(&t->f, NULL);
+            reel_filter_up_eof(&t->f, rc != REEL_OK ? reel_err_str(&err) : NULL);
             break;
         }
         reel_filter_up(&t->f, buf, n);

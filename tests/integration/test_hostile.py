@@ -737,6 +737,35 @@ class BadUpstreamsTest(unittest.TestCase):
         self.assertLess(secs, 3)
         self.flow_error("/tls-trunc-body")
 
+    def test_bad_tls_record_ends_a_body_read_until_the_close_with_the_error(self):
+        # a response without length, read until the connection closes: a
+        # TLS record that fails to decrypt ends it on an error, which the
+        # flow records (it used to be a clean end: state complete)
+        def bad(up, c):
+            def send(obj, out):
+                obj.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n" + b"v" * 100)
+                c.sendall(out.read())
+                time.sleep(0.2)
+                c.sendall(b"\x17\x03\x03\x00\x20" + os.urandom(32))  # bad MAC
+                time.sleep(0.5)
+            self.tls_serve(c, send)
+        out, how, secs, _ = self.with_upstream(bad, "/tls-bad-eof-body", tls=True)
+        self.assertTrue(out.startswith(b"HTTP/1.1 200 OK"), (out[:100], how))
+        self.assertEqual(out.split(b"\r\n\r\n", 1)[1], b"v" * 100)
+        err = self.flow_error("/tls-bad-eof-body")
+        self.assertIn("response cut short", err)
+        self.assertIn("bad record mac", err)
+
+    def test_reset_ends_a_body_read_until_the_close_with_the_error(self):
+        def rst(up, c):
+            up.read_head(c)
+            c.sendall(b"HTTP/1.1 200 OK\r\n\r\n" + b"w" * 1000)
+            time.sleep(0.2)
+            reset(c)
+        out, how, secs, _ = self.with_upstream(rst, "/reset-eof-body")
+        self.assertTrue(out.startswith(b"HTTP/1.1 200 OK"), out[:100])
+        self.assertIn("response cut short", self.flow_error("/reset-eof-body"))
+
     def test_silent_tls_server_is_a_504(self):
         def silent(up, c):
             up.closing.wait(30)
