@@ -1038,6 +1038,18 @@ static void retry_on_new_upstream(conn_t *c) {
 
 void reel__resp_process(conn_t *c) {
     peer_t *up = c->up;
+    if (up && up->in.len && (c->state == C_HEAD || (c->ex.resp_done && !c->ex.upgrade))) {
+        /* Bytes from the origin while no response is due (between
+         * requests, or after a whole response while the request body
+         * still goes): they answer nothing the client asked, so they never
+         * reach it, and the connection, whose framing is lost, is not used
+         * again (the next request gets a new one). Counted for the exit
+         * summary. */
+        STAT_ADD(c->p, unsolicited, 1);
+        reel_buf_reset(&up->in);
+        reel__upstream_close(c);
+        return;
+    }
     if (up && up->in.len && c->ex.flow && c->ex.resp_first_us == 0)
         c->ex.resp_first_us = reel__now_us();
     while (up && c->up == up && c->state != C_DONE && c->state != C_RAW) {

@@ -487,6 +487,7 @@ static void stats_add(reel_proxy_stats_t *to, const reel_proxy_t *p) {
     to->errors += __atomic_load_n(&s->errors, __ATOMIC_RELAXED);
     to->ignored += __atomic_load_n(&s->ignored, __ATOMIC_RELAXED);
     to->h2_connections += __atomic_load_n(&s->h2_connections, __ATOMIC_RELAXED);
+    to->unsolicited += __atomic_load_n(&s->unsolicited, __ATOMIC_RELAXED);
     uint64_t peak = __atomic_load_n(&s->h2_peak_bytes, __ATOMIC_RELAXED);
     if (peak > to->h2_peak_bytes)
         to->h2_peak_bytes = peak;

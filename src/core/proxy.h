@@ -89,6 +89,9 @@ typedef struct {
      * bytes one of them held at once (frames and bodies waiting on either
      * side: flow control keeps it bounded) */
     uint64_t h2_connections, h2_peak_bytes;
+    /* origin connections closed for sending bytes while no response was
+     * due (core/exchange.c): not passed on, not recorded in any flow */
+    uint64_t unsolicited;
 } reel_proxy_stats_t;
 void reel_proxy_stats(const reel_proxy_t *p, reel_proxy_stats_t *out);
 

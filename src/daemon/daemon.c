@@ -202,7 +202,7 @@ reel_rc reel_daemon_run(const reel_daemon_opts_t *o, int *served, reel_err_t *er
     reel_config_t *cfg = NULL;
     reel_ca_t *ca = NULL;
     int loop_ready = 0;
-    reel_proxy_stats_t h2 = {0}; /* HTTP/2 figures for the summary at the end */
+    reel_proxy_stats_t px = {0}; /* the proxy's figures for the summary at the end */
     *served = 0;
     cfg = build_config(&r, 0, err);
     if (cfg == NULL) {
@@ -336,7 +336,7 @@ out:
         if (r.proxy && *served)
             save_ignored(&r);
         if (r.proxy)
-            reel_proxy_stats(r.proxy, &h2); /* for the summary below */
+            reel_proxy_stats(r.proxy, &px); /* for the summary below */
         reel_proxy_free(r.proxy);
         reel_web_stop(r.web); /* before close_walk: its handles free memory when closed */
         uv_walk(&r.loop, close_walk, NULL);
@@ -364,12 +364,18 @@ out:
             fprintf(stderr, "reel: session '%s': %llu flow%s recorded in this run\n", o->name,
                     (unsigned long long)st.flows, st.flows == 1 ? "" : "s");
     }
-    if (h2.h2_connections)
+    if (px.unsolicited)
+        fprintf(stderr,
+                "reel: %llu origin connection%s sent bytes while no response was due: not passed "
+                "on, connection%s closed\n",
+                (unsigned long long)px.unsolicited, px.unsolicited == 1 ? "" : "s",
+                px.unsolicited == 1 ? "" : "s");
+    if (px.h2_connections)
         fprintf(stderr,
                 "reel: HTTP/2: %llu connection%s (clients and origins); the most one held at "
                 "once: %llu KiB\n",
-                (unsigned long long)h2.h2_connections, h2.h2_connections == 1 ? "" : "s",
-                (unsigned long long)(h2.h2_peak_bytes + 1023) / 1024);
+                (unsigned long long)px.h2_connections, px.h2_connections == 1 ? "" : "s",
+                (unsigned long long)(px.h2_peak_bytes + 1023) / 1024);
     reel_ca_free(ca);
     reel_config_free(cfg);
     return rc;

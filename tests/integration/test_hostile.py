@@ -15,6 +15,7 @@ been passed on, else its connection is cut; never a hang.
 import os
 import re
 import select
+import shutil
 import socket
 import ssl
 import struct
@@ -765,6 +766,50 @@ class BadUpstreamsTest(unittest.TestCase):
         out, how, secs, _ = self.with_upstream(rst, "/reset-eof-body")
         self.assertTrue(out.startswith(b"HTTP/1.1 200 OK"), out[:100])
         self.assertIn("response cut short", self.flow_error("/reset-eof-body"))
+
+    def test_bytes_from_an_idle_origin_never_reach_the_client(self):
+        # a kept-alive origin that, between two requests, sends a response
+        # nobody asked for: it used to be parsed and relayed as if it
+        # answered the next request (and the connection reused with its
+        # framing lost). Now it is dropped with the connection, and the next
+        # request gets its own answer on a new one.
+        def unasked(up, c):
+            while True:
+                head = up.read_head(c)
+                if not head:
+                    return
+                path = head.split(b" ")[1]
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(path), path))
+                if path.endswith(b"/first"):
+                    time.sleep(0.3)
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED")
+        root = tempfile.mkdtemp(prefix="unasked.", dir=TMPBASE)
+        r = Reel(root, "unasked")
+        up = Upstream(unasked)
+        try:
+            s = connect(r.port, 20)
+            base = b"http://127.0.0.1:%d" % up.port
+            s.sendall(b"GET %s/first HTTP/1.1\r\nHost: a\r\n\r\n" % base)
+            got = b""
+            while not got.endswith(b"\r\n\r\n/first"):
+                d = s.recv(65536)
+                self.assertTrue(d, got)
+                got += d
+            time.sleep(1)
+            s.sendall(b"GET %s/next HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n" % base)
+            out, _ = read_all(s)
+            s.close()
+            self.assertEqual(out, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n"
+                             b"\r\n/next", out)
+            self.assertEqual(len(up.conns), 2)  # the next request went on a new one
+            fl = r.wait_flows(2)
+            self.assertEqual([f["state"] for f in fl], ["complete", "complete"], fl)
+        finally:
+            up.stop()
+            code = r.stop()
+        self.assertEqual(code, 0, r.log())
+        self.assertIn("1 origin connection sent bytes while no response was due", r.log())
+        shutil.rmtree(root, ignore_errors=True)
 
     def test_silent_tls_server_is_a_504(self):
         def silent(up, c):
