@@ -78,6 +78,13 @@ struct reel_h1 {
     bool in_section;
     size_t section_bytes;
 
+    /* a request method llhttp does not know (any token is one, RFC 9110
+     * 9.1): llhttp is fed GET in its place, and the method stored is this */
+    char ext_method[REEL_H1_EXT_METHOD_MAX];
+    size_t ext_len;
+    bool at_start; /* no byte of the request's line given to llhttp yet */
+    bool cr_seen;  /* ... and a CR of an empty line before it was */
+
     /* chunk framing, checked beside llhttp: in its loose mode llhttp takes
      * any byte after a chunk-size CR for the LF and any two bytes after
      * chunk data for the CRLF, so a proxy forwarding the raw bytes would
@@ -206,6 +213,9 @@ static int too_large(reel_h1_t *p) {
 static void section_start(reel_h1_t *p, bool trailer) {
     p->in_section = true;
     p->section_bytes = 0;
+    p->ext_len = 0;
+    p->at_start = !trailer;
+    p->cr_seen = false;
     p->sc_started = trailer;
     p->sc_done = false;
     p->sc_prev = '\n'; /* a section starts at a line start */
@@ -374,6 +384,7 @@ static int elem_close(reel_h1_t *p, section_t *s, size_t *off, size_t *len) {
 
 static int cb_message_begin(llhttp_t *ll) {
     reel_h1_t *p = ll->data;
+    p->at_start = false;
     section_reset(&p->head);
     section_reset(&p->trl);
     p->sec = &p->head;
@@ -389,6 +400,8 @@ static int cb_message_begin(llhttp_t *ll) {
 
 static int cb_method(llhttp_t *ll, const char *at, size_t n) {
     reel_h1_t *p = ll->data;
+    if (p->ext_len) /* the stand-in's bytes: the method is the real one */
+        return p->elem_open ? 0 : span_append(p, &p->head, p->ext_method, p->ext_len);
     return span_append(p, &p->head, at, n);
 }
 
@@ -734,6 +747,8 @@ static int cb_chunk_complete(llhttp_t *ll) {
 static int cb_message_complete(llhttp_t *ll) {
     reel_h1_t *p = ll->data;
     section_start(p, false);
+    if (ll->upgrade)
+        p->at_start = false; /* what follows may be the tunnel's */
     p->sec = &p->head;
     if (p->interim)
         return HPE_PAUSED; /* internal: the final response follows */
@@ -850,6 +865,74 @@ static bool deliver(reel_h1_t *p, reel_h1_event_t *ev) {
     return false;
 }
 
+static bool llhttp_knows(const char *m, size_t n) {
+#define REEL_H1_KNOWN(num, name, string) #string,
+    static const char *const known[] = {HTTP_METHOD_MAP(REEL_H1_KNOWN)};
+#undef REEL_H1_KNOWN
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strlen(known[i]) == n && memcmp(known[i], m, n) == 0)
+            return true;
+    return n == 3 && memcmp(m, "PRI", 3) == 0; /* HTTP/2's preface: llhttp says so */
+}
+
+/* At the start of a request, before llhttp sees a byte of it: takes the
+ * empty lines before the request line (RFC 9112 2.2) and the method's
+ * token into p->ext_method, across reads. Any token is a method (RFC 9110
+ * 9.1), but llhttp knows a fixed list: a method it does not know (QUERY,
+ * an application's own, a lower-case one) is fed to it as the stand-in
+ * GET, whose framing rules (none of CONNECT's or HEAD's) are every
+ * extension method's, and cb_method stores the real one. Returns the
+ * bytes of b taken; *more: all taken and the method not whole yet. */
+static size_t start_line(reel_h1_t *p, const char *b, size_t n, bool *more, const char **why) {
+    size_t k = 0;
+    *more = false;
+    while (p->ext_len == 0 && k < n) { /* empty lines */
+        if (p->cr_seen) {
+            if (b[k] != '\n') {
+                *why = "bare CR";
+                return k;
+            }
+            p->cr_seen = false;
+        } else if (b[k] == '\r') {
+            p->cr_seen = true;
+        } else if (b[k] != '\n') {
+            break;
+        }
+        k++;
+    }
+    while (k < n && p->ext_len < sizeof p->ext_method && is_tchar((unsigned char)b[k]))
+        p->ext_method[p->ext_len++] = b[k++];
+    if (k == n && (p->cr_seen || p->ext_len == 0 || p->ext_len < sizeof p->ext_method)) {
+        *more = true;
+        return k;
+    }
+    /* the method is whole (or is no token: llhttp says what is wrong) */
+    p->at_start = false;
+    if (p->ext_len == 0)
+        return k;
+    const char *feed = p->ext_method;
+    size_t nfeed = p->ext_len;
+    if (p->ext_len < sizeof p->ext_method && b[k] == ' ' &&
+        !llhttp_knows(p->ext_method, p->ext_len)) {
+        feed = "GET";
+        nfeed = 3;
+    } else {
+        p->ext_len = 0; /* llhttp's own: cb_method stores its bytes */
+    }
+    const char *scan_why = NULL;
+    size_t real = p->ext_len ? p->ext_len : nfeed; /* the method's bytes on the wire */
+    section_scan(p, p->ext_method, real, &scan_why);
+    p->section_bytes += real;
+    if (llhttp_get_errno(&p->ll) == HPE_PAUSED)
+        llhttp_resume(&p->ll);
+    llhttp_errno_t e = llhttp_execute(&p->ll, feed, nfeed);
+    if (e != HPE_OK && !p->err_reason)
+        map_llhttp_error(p, e);
+    if (e != HPE_OK)
+        *why = p->err_reason ? p->err_reason : "invalid method";
+    return k;
+}
+
 static reel_rc drive(reel_h1_t *p, const uint8_t *buf, size_t len, size_t *consumed,
                      reel_h1_event_t *ev) {
     reel_rc rc = REEL_NEED_MORE;
@@ -859,6 +942,20 @@ static reel_rc drive(reel_h1_t *p, const uint8_t *buf, size_t len, size_t *consu
         const char *base = len ? (const char *)buf + off : empty_input;
         size_t avail = len - off;
         size_t n = avail;
+        if (p->at_start && p->side == REEL_H1_REQUEST) {
+            bool more;
+            const char *why = NULL;
+            off += start_line(p, base, avail, &more, &why);
+            if (why) {
+                if (!p->err_reason)
+                    fail(p, 400, why);
+                rc = REEL_INVALID;
+                goto out;
+            }
+            if (more)
+                break; /* REEL_NEED_MORE, every byte taken */
+            continue;
+        }
         bool sectioned = p->in_section;
         if (sectioned) {
             size_t room = p->lim.max_head_size - p->section_bytes;
@@ -1017,6 +1114,10 @@ reel_rc reel_h1_feed_eof(reel_h1_t *p, reel_h1_event_t *ev) {
     if (p->st != ST_HTTP) {
         p->st = ST_CLOSED;
         return REEL_OK;
+    }
+    if (p->at_start && p->ext_len) { /* a method, and no more */
+        fail(p, 400, "request cut short");
+        return error_out(p, ev);
     }
     reel_rc rc = drive(p, NULL, 0, &consumed, ev);
     if (rc != REEL_NEED_MORE)

@@ -46,6 +46,9 @@ typedef enum {
 #define REEL_H1_DEFAULT_MAX_HEAD_SIZE (64 * 1024)
 /** Default cap on the number of header fields (and trailer fields). */
 #define REEL_H1_DEFAULT_MAX_HEADERS 200
+/* The longest request method the parser takes that llhttp does not know
+ * (a token: RFC 9110 9.1); a longer unknown one is a 400. */
+#define REEL_H1_EXT_METHOD_MAX 64
 
 /** Limits of a parser; a zero field means its default. */
 typedef struct {

@@ -610,6 +610,38 @@ static void test_request_line_errors(void **state) {
     check(&REQ, "GET / HTTP/1.1 \r\nHost: h\r\n\r\n", "ERR 400 invalid HTTP version\n");
 }
 
+static void test_extension_methods(void **state) {
+    (void)state;
+    /* any token is a method (RFC 9110 9.1): llhttp's list or not, any
+     * case, also after empty lines, pipelined, split anywhere (check) */
+    check(&REQ, "QUERY /q HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nab",
+          "HEAD QUERY /q HTTP/1.1 form=0 [Host: h] [Content-Length: 2] fr=1 cl=2 ka\n"
+          "BODY ab\n"
+          "END\n");
+    check(&REQ,
+          "\r\n\nget / HTTP/1.1\r\nHost: h\r\n\r\n"
+          "X-MY_METHOD.2 /b HTTP/1.1\r\nHost: h\r\n\r\n"
+          "PROPFIND /c HTTP/1.1\r\nHost: h\r\n\r\n",
+          "HEAD get / HTTP/1.1 form=0 [Host: h] fr=0 cl=-1 ka\n"
+          "END\n"
+          "HEAD X-MY_METHOD.2 /b HTTP/1.1 form=0 [Host: h] fr=0 cl=-1 ka\n"
+          "END\n"
+          "HEAD PROPFIND /c HTTP/1.1 form=0 [Host: h] fr=0 cl=-1 ka\n"
+          "END\n");
+    /* an extension method has no special framing: a CONNECT-like or a
+     * HEAD-like name is just a name */
+    check(&REQ, "CONNECTX h:1 HTTP/1.1\r\nHost: h\r\n\r\n", "ERR 400 invalid request target\n");
+    /* what is not a token, a method of 64 bytes and more, a bare CR */
+    check(&REQ, "G{T / HTTP/1.1\r\nHost: h\r\n\r\n", "ERR 400 invalid method\n");
+    check(&REQ,
+          "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA / HTTP/1.1\r\n"
+          "Host: h\r\n\r\n",
+          "ERR 400 invalid method\n");
+    check(&REQ, "\rGET / HTTP/1.1\r\nHost: h\r\n\r\n", "ERR 400 bare CR\n");
+    check(&REQ_EOF, "QUER", "ERR 400 request cut short\n");
+    check(&REQ_EOF, "\r\n", "EOF\n");
+}
+
 static void test_limits(void **state) {
     (void)state;
     reel_h1_limits_t lim = {.max_head_size = 64, .max_headers = 3};
@@ -955,6 +987,7 @@ int main(void) {
         cmocka_unit_test(test_smuggling_requests),
         cmocka_unit_test(test_chunk_framing_is_strict),
         cmocka_unit_test(test_request_line_errors),
+        cmocka_unit_test(test_extension_methods),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_partial_head),
         cmocka_unit_test(test_default_head_limit),
