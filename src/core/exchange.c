@@ -590,7 +590,7 @@ static bool check_auth(conn_t *c, const reel_h1_head_t *h) {
 static void write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, const char *target,
                        bool keep_upgrade, bool add_close) {
     size_t n = h->nheaders;
-    reel_h1_header_t *hs = reel_malloc((n + 1) * sizeof *hs);
+    reel_h1_header_t *hs = reel_malloc((n + 2) * sizeof *hs);
     size_t k = 0;
     reel_h1_hop_t hop;
     reel_h1_hop_init(&hop, h->headers, n);
@@ -607,6 +607,29 @@ static void write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, c
     }
     if (add_close)
         hs[k++] = (reel_h1_header_t){"Connection", 10, "close", 5};
+    if (request && h->target_form == REEL_H1_TARGET_ABSOLUTE) {
+        /* RFC 9112 3.2.2: a proxy forwarding an absolute-form request
+         * makes Host from its target, not from the client's Host (which
+         * could name another virtual host of the origin than the URL the
+         * flow records). The target's authority: after "://", up to the
+         * path, query or fragment (userinfo was refused before). */
+        const char *t = h->target, *end = t + h->target_len;
+        const char *a = memmem(t, h->target_len, "://", 3);
+        a = a ? a + 3 : t;
+        size_t al = 0;
+        while (a + al < end && a[al] != '/' && a[al] != '?' && a[al] != '#')
+            al++;
+        bool found = false;
+        for (size_t i = 0; i < k; i++)
+            if (hs[i].name_len == 4 && strncasecmp(hs[i].name, "host", 4) == 0) {
+                hs[i].value = a;
+                hs[i].value_len = al;
+                found = true;
+                break;
+            }
+        if (!found) /* an HTTP/1.0 request may have none */
+            hs[k++] = (reel_h1_header_t){"Host", 4, a, al};
+    }
     reel_h1_head_t o = *h;
     o.headers = hs;
     o.nheaders = k;

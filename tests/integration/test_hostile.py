@@ -767,6 +767,27 @@ class BadUpstreamsTest(unittest.TestCase):
         self.assertTrue(out.startswith(b"HTTP/1.1 200 OK"), out[:100])
         self.assertIn("response cut short", self.flow_error("/reset-eof-body"))
 
+    def test_host_is_made_from_the_absolute_target(self):
+        # RFC 9112 3.2.2: the origin gets Host from the URL the client asked
+        # for (and the flow records), never the client's other Host
+        def answer(up, c):
+            up.read_head(c)
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        up = Upstream(answer)
+        try:
+            s = connect(self.reel.port, 20)
+            s.sendall(b"GET http://127.0.0.1:%d/vhost HTTP/1.1\r\nHost: evil.example\r\n"
+                      b"Connection: close\r\n\r\n" % up.port)
+            out, _ = read_all(s)
+            s.close()
+        finally:
+            up.stop()
+        self.assertTrue(out.endswith(b"\r\n\r\nok"), out)
+        self.assertIn(b"\r\nHost: 127.0.0.1:%d\r\n" % up.port, up.received[0])
+        self.assertNotIn(b"evil.example", up.received[0])
+        f = self.reel.wait_flows(1, "~u /vhost$")[-1]
+        self.assertEqual(f["url"], "http://127.0.0.1:%d/vhost" % up.port)
+
     def test_bytes_from_an_idle_origin_never_reach_the_client(self):
         # a kept-alive origin that, between two requests, sends a response
         # nobody asked for: it used to be parsed and relayed as if it
