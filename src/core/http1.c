@@ -933,6 +933,34 @@ static size_t start_line(reel_h1_t *p, const char *b, size_t n, bool *more, cons
     return k;
 }
 
+/* A field value llhttp refused (Content-Length: 12abc, a Transfer-Encoding
+ * it does not take) is collected only up to where llhttp stopped: so that
+ * the refused request's record shows the value the client sent rather
+ * than a part of it that looks valid, the value is taken again from its
+ * line in this read (base .. end, llhttp stopped at at), or, when the line
+ * began in an earlier read, the rest of the line is added. */
+static void value_rest(reel_h1_t *p, const char *base, const char *at, const char *end) {
+    if (at == NULL || at < base || at > end)
+        return;
+    const char *e = at;
+    while (e < end && *e != '\r' && *e != '\n')
+        e++;
+    const char *ls = at;
+    while (ls > base && ls[-1] != '\n')
+        ls--;
+    const char *colon = ls > base ? memchr(ls, ':', (size_t)(e - ls)) : NULL;
+    if (colon) { /* the whole line is in this read */
+        const char *v = colon + 1;
+        while (v < e && (*v == ' ' || *v == '\t'))
+            v++;
+        if (p->elem_open)
+            p->head.buf.len = p->elem_off; /* what llhttp gave of it goes */
+        span_append(p, &p->head, v, (size_t)(e - v));
+        return;
+    }
+    span_append(p, &p->head, at, (size_t)(e - at)); /* too large: cut, as any */
+}
+
 static reel_rc drive(reel_h1_t *p, const uint8_t *buf, size_t len, size_t *consumed,
                      reel_h1_event_t *ev) {
     reel_rc rc = REEL_NEED_MORE;
@@ -981,6 +1009,8 @@ static reel_rc drive(reel_h1_t *p, const uint8_t *buf, size_t len, size_t *consu
         } else if (e != HPE_OK) {
             if (!p->err_reason)
                 map_llhttp_error(p, e);
+            if (p->in_value)
+                value_rest(p, base, llhttp_get_error_pos(&p->ll), base + n);
             rc = REEL_INVALID;
             goto out;
         }
@@ -1170,12 +1200,10 @@ bool reel_h1_partial_head(reel_h1_t *p, reel_h1_head_t *out) {
         out->target = (const char *)s->buf.data + p->elem_off;
         out->target_len = s->buf.len - p->elem_off;
     }
-    if (p->ll.http_major || p->ll.http_minor) {
-        out->version_major = p->ll.http_major;
-        out->version_minor = p->ll.http_minor;
-    } else {
-        out->version_major = out->version_minor = 1;
-    }
+    /* 0.0 when the request line never got as far as its version (or
+     * has none, as HTTP/0.9's): not known, and not to be guessed */
+    out->version_major = p->ll.http_major;
+    out->version_minor = p->ll.http_minor;
     /* Fields whose name is complete, with a value still being read cut
      * where it stands. */
     reel_h1_header_t *hs = (reel_h1_header_t *)section_fields(s);

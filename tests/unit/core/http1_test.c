@@ -736,10 +736,29 @@ static void test_partial_head(void **state) {
     /* too many fields */
     check_partial("POST /p HTTP/1.0\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n",
                   "POST|/p|1.0 [A: 1] [B: 2] [C: 3]");
-    /* a request line longer than the cap: the target read so far */
+    /* a request line longer than the cap: the target read so far, and no
+     * version (not read: 0.0, not a guessed 1.1) */
     check_partial("GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa "
                   "HTTP/1.1\r\n\r\n",
-                  "GET|/" "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa|1.1");
+                  "GET|/"
+                  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa|0.0");
+    check_partial("GET /x\r\n\r\n", "GET|/x|0.0");
+    /* the value llhttp refused is kept as far as the input read so far
+     * holds its line, not cut where llhttp stopped (12abc used to be
+     * recorded as 12, which looks valid); fed whole here */
+    const char *const refused[][2] = {
+        {"POST /c HTTP/1.1\r\nHost: h\r\nContent-Length: 12abc\r\n\r\n",
+         "POST|/c|1.1 [Host: h] [Content-Length: 12abc]"},
+        {"POST /c HTTP/1.1\r\nHost: h\r\nContent-Length: -5\r\n\r\n",
+         "POST|/c|1.1 [Host: h] [Content-Length: -5]"},
+        {"POST /t HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+         "POST|/t|1.1 [Host: h] [Transfer-Encoding: chunked, gzip]"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        char *got = partial_after(refused[i][0], 0);
+        assert_string_equal(got, refused[i][1]);
+        free(got);
+    }
     /* llhttp refuses Transfer-Encoding after Content-Length before its value */
     check_partial("POST /s HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n"
                   "Transfer-Encoding: chunked\r\n\r\n",
