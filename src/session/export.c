@@ -610,8 +610,11 @@ static int is_websocket(const flow_t *f) {
     return f->status == 101 && up && up->vlen == 9 && ieq(up->value, 9, "websocket");
 }
 
-/* scheme://host[:port]target, owned. */
+/* scheme://host[:port]target, owned; the target alone for a request
+ * refused before its host was known (reel_index_url says the same). */
 static char *flow_url(const flow_t *f, int ws) {
+    if (f->host == NULL || f->host[0] == '\0')
+        return reel_strdup(f->target ? f->target : "");
     const char *scheme = f->scheme ? f->scheme : "http";
     int https = strcmp(scheme, "https") == 0;
     uint32_t def = https ? 443 : 80;

@@ -873,6 +873,13 @@ int reel_index_upgrade_is_websocket(const ProtobufCBinaryData *v) {
 }
 
 void reel_index_url(const Reel__RequestHead *h, reel_buf_t *out) {
+    if (h->host.len == 0) {
+        /* a request refused before reel knew its host (an absolute URL it
+         * could not parse, a bad method): the target as the client sent
+         * it, not a URL made up around it */
+        reel_buf_append(out, h->target.data, h->target.len);
+        return;
+    }
     const char *scheme = h->scheme && h->scheme[0] ? h->scheme : "http";
     int def = (strcmp(scheme, "https") == 0 && h->port == 443) ||
               (strcmp(scheme, "http") == 0 && h->port == 80) || h->port == 0;
@@ -951,8 +958,8 @@ static void apply(frow *r, const Reel__Record *rec) {
         set_str(r, C_PATH, (const char *)h->target.data, h->target.len);
         set_cstr(r, C_VERSION, h->http_version);
         r->i[I_PORT] = h->port;
-        if (h->host.len)
-            set_url(r, h); /* a request refused before its target was known has none */
+        if (h->host.len || h->target.len)
+            set_url(r, h); /* one refused before any of it was known has none */
         const ProtobufCBinaryData *ct = reel_index_header(h->headers, h->n_headers, "content-type");
         set_str(r, C_REQ_CT, ct ? (const char *)ct->data : NULL, ct ? ct->len : 0);
         const ProtobufCBinaryData *proto = reel_index_header(h->headers, h->n_headers, ":protocol");

@@ -92,7 +92,9 @@ void reel_indexer_rollback(reel_indexer_t *ix);
 
 /** Appends the URL of a request head to out, as the index stores it:
  * scheme://host[:port]target, the port left out when it is the scheme's
- * default or 0, an IPv6 host in brackets, "/" for an empty target. */
+ * default or 0, an IPv6 host in brackets, "/" for an empty target; the
+ * target alone when there is no host (a request refused before reel knew
+ * it). */
 void reel_index_url(const Reel__RequestHead *h, reel_buf_t *out);
 
 /** The value of the first header named name (any case) of h[0..n), or NULL. */

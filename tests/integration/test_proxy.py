@@ -206,6 +206,16 @@ class ProxyTest(unittest.TestCase):
         errors = [x for x in r.flows() if x["state"] == "error"]
         self.assertTrue(any("header section too large" in (x["error"] or "") for x in errors))
         self.assertTrue(any("invalid method" in (x["error"] or "") for x in errors))
+        # a URL reel could not parse is recorded as the client sent it, not
+        # with a scheme and host made up around it ("http://http://...")
+        bad = raw(b"GET http://127.0.0.1:99999/badport HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.assertTrue(bad.startswith(b"HTTP/1.1 400 "), bad[:100])
+        f = self.last_flow("~u badport")
+        self.assertEqual(f["url"], "http://127.0.0.1:99999/badport")
+        self.assertEqual(r.flow(f["id"])["request"]["url"], "http://127.0.0.1:99999/badport")
+        har = json.loads(r.cli("export", "--format", "har", r.session, "~u badport").stdout)
+        self.assertEqual(har["log"]["entries"][0]["request"]["url"],
+                         "http://127.0.0.1:99999/badport")
 
     def test_pipelining_upgrade_and_tunnels(self):
         o, r = self.origin, self.reel
