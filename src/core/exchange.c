@@ -505,10 +505,17 @@ void reel__fail_exchange(conn_t *c, int status, const char *reason) {
 /* Records a flow for a request refused before it was forwarded. */
 void reel__record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme, const char *host,
                           int port, const char *target) {
-    c->ex.flow = reel_capture_start_on(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr, NULL, c->id,
-                                       c->lane_stream);
+    /* it starts when its head began to come (a 408's, head_timeout
+     * before), when that was in an earlier read */
+    int64_t now = reel__now_us();
+    uint64_t ms = uv_now(c->p->loop);
+    int64_t start = c->ex.head_started && c->ex.head_started <= ms
+                        ? now - (int64_t)(ms - c->ex.head_started) * 1000
+                        : now;
+    c->ex.flow = reel_capture_start_at(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr, NULL, c->id,
+                                       c->lane_stream, start);
     STAT_ADD(c->p, flows, 1);
-    c->ex.head_us = reel__now_us();
+    c->ex.head_us = start;
     c->ex.req_end_us = c->ex.resp_first_us = 0;
     c->ex.flow_upstream = false;
     char ver[16];

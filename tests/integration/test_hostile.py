@@ -213,6 +213,11 @@ class HostileClientsTest(unittest.TestCase):
         self.assertTrue(out.startswith(b"HTTP/1.1 408 "), out[:100])
         self.assertTrue(1.5 < time.time() - t0 < 5)
         self.wait_errors("head_timeout", before + 1)
+        # the 408's flow starts when its head began to come, head_timeout
+        # (2 s) before reel gave up (it used to start then, lasting 0 ms)
+        f = [x for x in self.errors("head_timeout") if "second" in (x["url"] or "")][-1]
+        self.assertGreaterEqual(f["start_us"], int(t0 * 1e6) - 200000, f)
+        self.assertGreater(f["end_us"] - f["start_us"], 1500000, f)
 
     def test_huge_heads(self):
         o, r = self.origin, self.reel
