@@ -977,6 +977,15 @@ static void maybe_finish(conn_t *c) {
 
 static void resp_head(conn_t *c, const reel_h1_head_t *h) {
     c->ex.resp_head_started = 0;
+    if (h->status == 101 && !c->ex.upgrade) {
+        /* RFC 9110 15.2.2: a server switches only to a protocol the
+         * request's Upgrade named; passing it on would leave the client
+         * reading a protocol it never asked for */
+        reel__fail_exchange(c, 502,
+                            "the origin answered 101 Switching Protocols to a request that asked "
+                            "for no upgrade");
+        return;
+    }
     char ver[16];
     reel_h1_version_str(ver, h->version_major, h->version_minor);
     reel_msg_head_t rs = {.status = (uint32_t)h->status,

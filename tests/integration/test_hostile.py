@@ -772,6 +772,19 @@ class BadUpstreamsTest(unittest.TestCase):
         self.assertTrue(out.startswith(b"HTTP/1.1 200 OK"), out[:100])
         self.assertIn("response cut short", self.flow_error("/reset-eof-body"))
 
+    def test_unasked_101_is_a_502(self):
+        # a 101 to a request without Upgrade is not passed on (the client
+        # would be left reading a protocol it never asked for)
+        def switch(up, c):
+            up.read_head(c)
+            c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n"
+                      b"\r\nraw bytes after it")
+            time.sleep(0.5)
+        out, how, secs, _ = self.with_upstream(switch, "/unasked-101")
+        self.assertTrue(out.startswith(b"HTTP/1.1 502 "), out[:100])
+        self.assertNotIn(b"raw bytes", out)
+        self.assertIn("asked for no upgrade", self.flow_error("/unasked-101"))
+
     def test_host_is_made_from_the_absolute_target(self):
         # RFC 9112 3.2.2: the origin gets Host from the URL the client asked
         # for (and the flow records), never the client's other Host
