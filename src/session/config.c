@@ -477,8 +477,9 @@ static reel_rc validate_size(const reel_option_t *o, const char *v, char **canon
         const char *suffix;
         int shift;
     } suffixes[] = {
-        {"", 0},     {"b", 0},  {"k", 10},  {"kb", 10},  {"kib", 10}, {"m", 20},  {"mb", 20},
-        {"mib", 20}, {"g", 30}, {"gb", 30}, {"gib", 30}, {"t", 40},   {"tb", 40}, {"tib", 40},
+        {"", 0},     {"b", 0},   {"k", 10},   {"kb", 10},  {"kib", 10}, {"m", 20},   {"mb", 20},
+        {"mib", 20}, {"g", 30},  {"gb", 30},  {"gib", 30}, {"t", 40},   {"tb", 40},  {"tib", 40},
+        {"p", 50},   {"pb", 50}, {"pib", 50}, {"e", 60},   {"eb", 60},  {"eib", 60},
     };
     const char *s;
     size_t n;
@@ -505,7 +506,7 @@ static reel_rc validate_size(const reel_option_t *o, const char *v, char **canon
         snprintf(range, sizeof range, "%sexpected a size in bytes from %s to %s",
                  tn > 0 && t[0] == '-' ? "a size cannot be negative; " : "",
                  size_text(o->min, 0, lo), size_text(o->max, 0, hi));
-        return bad_value(err, o, v, range, "; suffixes k, m, g, t (1024-based) are accepted");
+        return bad_value(err, o, v, range, "; suffixes k, m, g, t, p, e (1024-based) are accepted");
     }
     *canonical = reel_asprintf("%lld", (long long)x);
     return REEL_OK;

@@ -2087,6 +2087,14 @@ reel_rc reel_filter_parse_time(const char *s, int64_t *out) {
         memset(&tm, 0, sizeof tm);
         const char *e = strptime(s, fmts[i], &tm);
         if (e && *e == '\0') {
+            /* strptime takes any day up to 31 and seconds up to 61, and
+             * mktime would make 2026-02-30 March 2nd: a date that does not
+             * exist is refused instead */
+            static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+            int y = tm.tm_year + 1900;
+            bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+            if (tm.tm_mday > mdays[tm.tm_mon] + (tm.tm_mon == 1 && leap) || tm.tm_sec > 59)
+                return REEL_INVALID;
             tm.tm_isdst = -1;
             time_t t = mktime(&tm);
             if (t == (time_t)-1)

@@ -244,24 +244,36 @@ static void test_size(void **state) {
     expect_canon("body_limit", "1t", "1099511627776");
     expect_canon("body_limit", "7b", "7");
     expect_canon("body_limit", "4194304t", "4611686018427387904"); /* 2^62, the maximum */
+    expect_canon("body_limit", "4EiB", "4611686018427387904");     /* as the help says it */
+    expect_canon("body_limit", "2p", "2251799813685248");
+    expect_msg("body_limit", "5e", REEL_INVALID,
+               "invalid value '5e' for body_limit: expected a size in bytes from 0 to "
+               "4611686018427387904 (4 EiB); suffixes k, m, g, t, p, e (1024-based) are "
+               "accepted");
+    expect_msg("body_limit", "8e", REEL_INVALID,
+               "invalid value '8e' for body_limit: expected a size in bytes from 0 to "
+               "4611686018427387904 (4 EiB); suffixes k, m, g, t, p, e (1024-based) are "
+               "accepted");
     expect_canon("segment_size", "4g", "4294967296");
     expect_canon("segment_size", "1m", "1048576");
     expect_canon("max_head_size", "1k", "1024");
     expect_canon("max_head_size", " 1 MiB ", "1048576");
     expect_msg("segment_size", "512k", REEL_INVALID,
                "invalid value '512k' for segment_size: expected a size in bytes from 1048576 "
-               "(1 MiB) to 4294967296 (4 GiB); suffixes k, m, g, t (1024-based) are accepted");
+               "(1 MiB) to 4294967296 (4 GiB); suffixes k, m, g, t, p, e (1024-based) are "
+               "accepted");
     expect_msg("max_head_size", "-1", REEL_INVALID,
                "invalid value '-1' for max_head_size: a size cannot be negative; expected a "
-               "size in bytes from 1024 (1 KiB) to 1048576 (1 MiB); suffixes k, m, g, t "
+               "size in bytes from 1024 (1 KiB) to 1048576 (1 MiB); suffixes k, m, g, t, p, e "
                "(1024-based) are accepted");
     expect_msg("body_limit", " -5", REEL_INVALID,
                "invalid value ' -5' for body_limit: a size cannot be negative; expected a size "
-               "in bytes from 0 to 4611686018427387904 (4 EiB); suffixes k, m, g, t (1024-based) "
-               "are accepted");
+               "in bytes from 0 to 4611686018427387904 (4 EiB); suffixes k, m, g, t, p, e "
+               "(1024-based) are accepted");
     expect_msg("body_limit", "4194305t", REEL_INVALID,
                "invalid value '4194305t' for body_limit: expected a size in bytes from 0 to "
-               "4611686018427387904 (4 EiB); suffixes k, m, g, t (1024-based) are accepted");
+               "4611686018427387904 (4 EiB); suffixes k, m, g, t, p, e (1024-based) are "
+               "accepted");
     const char *garbage[] = {"",
                              "m",
                              "12q",
@@ -523,8 +535,8 @@ static void test_user_file_errors(void **state) {
                       "segment_size: 1k\n",
                       REEL_INVALID,
                       "2: invalid value '1k' for segment_size: expected a size in bytes from "
-                      "1048576 (1 MiB) to 4294967296 (4 GiB); suffixes k, m, g, t (1024-based) "
-                      "are accepted");
+                      "1048576 (1 MiB) to 4294967296 (4 GiB); suffixes k, m, g, t, p, e "
+                      "(1024-based) are accepted");
     expect_user_error("listen_port: [1\n", REEL_INVALID, "2: invalid YAML: *");
     expect_user_error("listen_port: 1\n  bad indent: 2\n", REEL_INVALID, "2: invalid YAML: *");
     expect_user_error("- listen_port\n- 1\n", REEL_INVALID,

@@ -547,6 +547,20 @@ static void test_more_errors(void **state) {
                  "filter: ~until expects a time at column 8, got ''2026-13-01''");
     expect_error("~since 5x", REEL_INVALID,
                  "filter: ~since expects a time at column 8, got '5x'");
+    /* dates that do not exist are refused, not moved on (2026-02-30 used
+     * to mean March 2nd), leap days and the last second of a minute kept */
+    expect_error("~since 2026-02-30", REEL_INVALID,
+                 "filter: ~since expects a time at column 8, got '2026-02-30'");
+    expect_error("~until '2025-02-29'", REEL_INVALID,
+                 "filter: ~until expects a time at column 8, got ''2025-02-29''");
+    expect_error("~since '2026-04-31 10:00'", REEL_INVALID,
+                 "filter: ~since expects a time at column 8, got ''2026-04-31 10:00''");
+    expect_error("~since '2026-12-04 18:00:61'", REEL_INVALID,
+                 "filter: ~since expects a time at column 8, got ''2026-12-04 18:00:61''");
+    int64_t us = 0;
+    assert_int_equal(reel_filter_parse_time("2024-02-29", &us), REEL_OK);
+    assert_int_equal(reel_filter_parse_time("2026-12-04 18:00:59", &us), REEL_OK);
+    assert_int_equal(reel_filter_parse_time("2026-02-30", &us), REEL_INVALID);
     expect_error("~b", REEL_INVALID,
                  "filter: ~b expects a regex at column 3, got end of expression");
     expect_error("~hs (", REEL_INVALID, "filter: ~hs expects a regex at column 5, got '('");
