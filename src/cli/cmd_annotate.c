@@ -15,7 +15,8 @@ static const char usage[] =
     "lists the flow's notes with their numbers and times. --delete N removes\n"
     "note number N of that flow. With --filter, adds TEXT to every flow FILTER\n"
     "matches (docs/filters.md) and says how many ({\"annotated\": N} with --json).\n"
-    "Works while the session is recording.\n"
+    "Works while the session is recording. A TEXT that starts with '-' goes\n"
+    "after --: reel annotate S 12 -- '-x is flaky'.\n"
     "On a terminal, control characters in listed notes are shown as \\xNN.\n";
 
 /* reel annotate SESSION --filter FILTER TEXT */

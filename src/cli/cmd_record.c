@@ -78,9 +78,9 @@ static int parse_listen(run_t *r, const char *arg) {
         host = colon == arg ? NULL : reel_strndup(arg, (size_t)(colon - arg));
         port = colon + 1;
     }
-    if (*port == '\0') {
+    if (*port == '\0' || strspn(port, "0123456789") != strlen(port)) {
         free(host);
-        return -1;
+        return -1; /* said as --listen's, not as the --set it becomes */
     }
     r->sets = reel_realloc(r->sets, (r->nsets + 2) * sizeof *r->sets);
     if (host) {

@@ -3,11 +3,13 @@
  * overlay's storage in session.db. See config.h. */
 #include "session/config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <pwd.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -329,14 +331,54 @@ static reel_rc bad_value(reel_err_t *err, const reel_option_t *o, const char *v,
 
 /* ---- per-option checks ---- */
 
+/* A host name as RFC 1123 2.1 has them: dot-separated labels of letters,
+ * digits and hyphens (not first or last; and _, found in practice), 1..63
+ * bytes, 253 in all, the last not all digits (that would be an IPv4
+ * address, and inet_pton said it is not one). */
+static bool is_host_name(const char *v) {
+    size_t n = strlen(v), label = 0;
+    bool digits = true, ok = n > 0 && n <= 253;
+    for (size_t i = 0; ok && i <= n; i++) {
+        char ch = v[i];
+        if (ch == '.' || ch == '\0') {
+            ok = label > 0 && v[i - 1] != '-';
+            if (ch == '\0' && digits)
+                ok = false;
+            label = 0;
+            digits = true;
+            continue;
+        }
+        if (!isalnum((unsigned char)ch) && ch != '-' && ch != '_')
+            return false;
+        if (ch == '-' && label == 0)
+            return false;
+        if (!isdigit((unsigned char)ch))
+            digits = false;
+        if (++label > 63)
+            return false;
+    }
+    return ok;
+}
+
 static reel_rc check_listen_host(const char *v, reel_err_t *err) {
     char shown[SHOW_MAX + 8];
-    if (v[0] == '\0' || strpbrk(v, " \t/") != NULL)
-        return reel_err_set(err, REEL_INVALID,
-                            "invalid value '%s' for listen_host: expected a host name or IP "
-                            "address (0.0.0.0 or :: for every interface)",
-                            show(v, shown));
-    return REEL_OK;
+    unsigned char addr[16];
+    char v6[64];
+    const char *zone = strchr(v, '%'); /* fe80::1%eth0: a link-local one's interface */
+    if (zone && (size_t)(zone - v) < sizeof v6 && zone[1] && strlen(zone + 1) < 16 &&
+        strspn(zone + 1, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") ==
+            strlen(zone + 1)) {
+        memcpy(v6, v, (size_t)(zone - v));
+        v6[zone - v] = '\0';
+        if (inet_pton(AF_INET6, v6, addr) == 1)
+            return REEL_OK;
+    }
+    if (inet_pton(AF_INET, v, addr) == 1 || inet_pton(AF_INET6, v, addr) == 1 || is_host_name(v))
+        return REEL_OK;
+    return reel_err_set(err, REEL_INVALID,
+                        "invalid value '%s' for listen_host: expected a host name or IP "
+                        "address (0.0.0.0 or :: for every interface)",
+                        show(v, shown));
 }
 
 /* "host:port, host:port" (h2c_upstreams): each item names a port, as the
