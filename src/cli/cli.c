@@ -73,6 +73,9 @@ int reel_cli_main(int argc, char **argv) {
             cli.home_opt = argv[++i];
         } else if (strncmp(argv[i], "--home=", 7) == 0) {
             cli.home_opt = argv[i] + 7;
+        } else if (strcmp(argv[i], "--home") == 0) {
+            fprintf(stderr, "reel: --home needs a directory: reel --home DIR <command> ...\n");
+            return REEL_EXIT_USAGE;
         } else {
             fprintf(stderr, "reel: unknown option '%s'\n", argv[i]);
             main_usage(stderr);

@@ -40,6 +40,8 @@ run 2 "$REEL" && has "$err" "usage: reel" "no command"
 run 2 "$REEL" frobnicate && has "$err" "unknown command 'frobnicate'" "unknown command"
 run 2 "$REEL" flows && has "$err" "expected a SESSION" "flows without session"
 run 2 "$REEL" flows --bogus x && has "$err" "Try 'reel flows --help'" "unknown option"
+run 2 "$REEL" --home && has "$err" "--home needs a directory" "--home without its value"
+run 2 "$REEL" record --listen 127.0.0.1:abc && has "$err" "--listen takes HOST:PORT, not '127.0.0.1:abc'" "--listen bad port"
 
 # --- import and listing ---
 run 0 "$REEL" import "$HAR" --into demo && has "$out" "imported 7 flows into demo" "import"
