@@ -123,6 +123,10 @@ typedef enum {
 /* One request and its response (HTTP/1: one at a time per connection;
  * HTTP/2: one per stream): the stream it is on at each side, the flow
  * being recorded, its progress and its retry state. */
+/* The most 1xx heads an exchange passes on and records before its final
+ * response: an origin sending them without end is refused (502). */
+#define REEL_MAX_INTERIM 64
+
 typedef struct {
     uint32_t client_sid; /* the request's stream on the client side */
     uint32_t server_sid; /* ... on the upstream side (0: not sent) */
@@ -137,6 +141,7 @@ typedef struct {
     int64_t req_end_us;
     int64_t head_us;       /* when the request head was read (flow start) */
     int64_t resp_first_us; /* first byte of its response, 0: none yet */
+    unsigned interims;     /* 1xx heads before the final one (REEL_MAX_INTERIM) */
     bool flow_upstream;    /* the flow was sent to c->up */
     bool conn_recorded;    /* its ServerConn record is written */
     /* The head of a request that may be sent again on a new upstream

@@ -767,6 +767,7 @@ static void handle_connect(conn_t *c, const reel_h1_head_t *h) {
 static void request_head(conn_t *c, const reel_h1_head_t *h) {
     c->ex.head_us = reel__now_us();
     c->ex.head_started = c->ex.resp_head_started = 0;
+    c->ex.interims = 0;
     c->ex.resp_head_sent = c->ex.req_done = c->ex.resp_done = false;
     c->client_close = !h->keep_alive;
     c->ex.upgrade = h->upgrade && !h->is_connect;
@@ -1015,6 +1016,15 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
         rs.reason = "";
         rs.fields = h2fields;
         rs.nfields = n;
+    }
+    if (h->interim && ++c->ex.interims > REEL_MAX_INTERIM) {
+        free(h2fields);
+        char *why = reel_asprintf("the origin sent more than %d informational (1xx) responses "
+                                  "before its final one",
+                                  REEL_MAX_INTERIM);
+        reel__fail_exchange(c, 502, why);
+        free(why);
+        return;
     }
     if (h->interim) {
         /* 100 Continue, 103 Early Hints: passed on and recorded */

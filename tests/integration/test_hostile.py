@@ -772,6 +772,19 @@ class BadUpstreamsTest(unittest.TestCase):
         self.assertTrue(out.startswith(b"HTTP/1.1 200 OK"), out[:100])
         self.assertIn("response cut short", self.flow_error("/reset-eof-body"))
 
+    def test_endless_1xx_is_cut(self):
+        # interim heads are passed on and recorded, but not without end
+        def hints(up, c):
+            up.read_head(c)
+            for _ in range(200):
+                c.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n")
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            time.sleep(0.5)
+        out, how, secs, _ = self.with_upstream(hints, "/hints")
+        self.assertEqual(out.count(b"HTTP/1.1 103 "), 64, out[:200])
+        self.assertIn(b"HTTP/1.1 502 ", out)
+        self.assertIn("more than 64 informational", self.flow_error("/hints"))
+
     def test_unasked_101_is_a_502(self):
         # a 101 to a request without Upgrade is not passed on (the client
         # would be left reading a protocol it never asked for)
