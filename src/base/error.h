@@ -9,22 +9,23 @@
 
 #include <stddef.h>
 
-#define REEL_ERRNO_MAP(X)                                                      \
-    X(OK, 0, "success")                                                        \
-    X(ERROR, -1, "error")                                                      \
-    X(NOMEM, -2, "out of memory")                                              \
-    X(IO, -3, "input/output error")                                            \
-    X(NOTFOUND, -4, "not found")                                               \
-    X(EXISTS, -5, "already exists")                                            \
-    X(INVALID, -6, "invalid argument")                                         \
-    X(CORRUPT, -7, "corrupt data")                                             \
-    X(LIMIT, -8, "size limit exceeded")                                        \
-    X(LOCKED, -9, "locked by another process")                                 \
-    X(NEED_MORE, -10, "need more input")                                       \
-    X(DB, -11, "database error")                                               \
-    X(USAGE, -12, "usage error")                                               \
-    X(UNSUPPORTED, -13, "unsupported")                                         \
-    X(FULL, -14, "queue full")
+#define REEL_ERRNO_MAP(X)                                                                          \
+    X(OK, 0, "success")                                                                            \
+    X(ERROR, -1, "error")                                                                          \
+    X(NOMEM, -2, "out of memory")                                                                  \
+    X(IO, -3, "input/output error")                                                                \
+    X(NOTFOUND, -4, "not found")                                                                   \
+    X(EXISTS, -5, "already exists")                                                                \
+    X(INVALID, -6, "invalid argument")                                                             \
+    X(CORRUPT, -7, "corrupt data")                                                                 \
+    X(LIMIT, -8, "size limit exceeded")                                                            \
+    X(LOCKED, -9, "locked by another process")                                                     \
+    X(NEED_MORE, -10, "need more input")                                                           \
+    X(DB, -11, "database error")                                                                   \
+    X(USAGE, -12, "usage error")                                                                   \
+    X(UNSUPPORTED, -13, "unsupported")                                                             \
+    X(FULL, -14, "queue full")                                                                     \
+    X(INTERRUPTED, -15, "interrupted")
 
 typedef enum {
 #define REEL_ERR_ENUM(name, val, msg) REEL_##name = (val),

@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -8,6 +9,7 @@
 #include "base/progress.h"
 #include "cli/cli.h"
 #include "session/har.h"
+#include "session/importtx.h"
 #include "session/mitm.h"
 #include "session/recorder.h"
 
@@ -49,6 +51,10 @@ static const char usage[] =
     "\n"
     "The whole file is checked first: if any entry or flow is malformed, or\n"
     "the file is truncated or of an unknown version, nothing is imported.\n"
+    "An import that fails, or is interrupted (SIGINT, SIGTERM, SIGHUP), removes\n"
+    "what it had recorded; one that is killed leaves a note in the session,\n"
+    "and the next command that opens the session removes its flows. The\n"
+    "flows the session had before are never touched.\n"
     "A progress line (flows, rate, time left) goes to stderr when it is a\n"
     "terminal and the import lasts more than half a second.\n"
     "\n"
@@ -79,13 +85,192 @@ static int sniff_mitm(const char *path) {
     return n > 0 && reel_mitm_sniff(head, (size_t)n);
 }
 
-static void print_incomplete(uint64_t n, uint64_t first, uint64_t last) {
+/* The first SIGINT, SIGTERM or SIGHUP: the import stops before its next
+ * entry and undoes what it recorded. The handler is reset when it runs, so
+ * a second signal kills at once (the next open of the session undoes the
+ * import then). */
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig) {
+    stop_signal = sig;
+}
+
+static void catch_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESETHAND | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}
+
+/* One import into one session, all or nothing (session/importtx.h). */
+typedef struct {
+    reel_cli_t *cli;
+    const char *file, *into;
+    reel_session_t *s;
+    reel_recorder_t *rec;
+    int created; /* the session did not exist before */
+    int begun;   /* the rollback point is written */
+    reel_importtx_point_t point;
+    reel_progress_t pr;
+} import_t;
+
+/* 1 when s holds nothing: no flow, no user data, no config. */
+static int session_empty(reel_session_t *s) {
+    sqlite3_stmt *st = NULL;
+    int empty = 0;
+    if (sqlite3_prepare_v2(reel_session_db(s),
+                           "SELECT (SELECT count(*) FROM flows) + (SELECT count(*) FROM "
+                           "annotations) + (SELECT count(*) FROM tags) + (SELECT count(*) FROM "
+                           "marks) + (SELECT count(*) FROM config_overlay) + (SELECT count(*) "
+                           "FROM config_history)",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        empty = sqlite3_column_int64(st, 0) == 0;
+    sqlite3_finalize(st);
+    return empty;
+}
+
+/* Removes the session im made when it holds nothing (an import that
+ * failed creates no session). Closes im->s. Returns 1 if it did. */
+static int remove_made(import_t *im) {
+    int gone = 0;
+    if (im->created && im->s && session_empty(im->s)) {
+        reel_session_close(im->s);
+        im->s = NULL;
+        reel_err_t err;
+        reel_err_clear(&err);
+        gone = reel_session_remove(reel_cli_home(im->cli), im->into, &err) == REEL_OK;
+    }
+    reel_session_close(im->s);
+    im->s = NULL;
+    return gone;
+}
+
+/* Opens (or makes) the session and a recorder, and writes the rollback
+ * point before anything is recorded. Returns REEL_OK, or an error that is
+ * reported (and a session it made removed). */
+static reel_rc import_begin(import_t *im) {
+    reel_err_t err;
+    reel_err_clear(&err);
+    char *path = reel_asprintf("%s/%s", reel_cli_home(im->cli), im->into);
+    struct stat sb;
+    im->created = stat(path, &sb) != 0;
+    free(path);
+    catch_signals();
+    im->s = reel_cli_open(im->cli, im->into, REEL_OPEN_CREATE | REEL_OPEN_RECORD);
+    if (im->s == NULL)
+        return REEL_ERROR;
+    reel_recorder_opts_t ro;
+    reel_recorder_opts_default(&ro);
+    ro.capture = REEL_CAPTURE_LOSSLESS;
+    ro.body_limit = UINT64_MAX / 2; /* an import stores every byte the file holds */
+    reel_importtx_point_t *p = &im->point;
+    if (reel_recorder_open(im->s, &ro, &im->rec, &err) != REEL_OK)
+        goto fail;
+    reel_recorder_position(im->rec, &p->segment, &p->offset, &p->first_id);
+    p->started_us = reel_now_us();
+    p->pid = (long)getpid();
+    p->created = im->created;
+    snprintf(p->file, sizeof p->file, "%s", im->file);
+    if (reel_importtx_begin(im->s, p, &err) != REEL_OK)
+        goto fail;
+    im->begun = 1;
+    reel_progress_init(&im->pr, "reel import", "flows", 0);
+    return REEL_OK;
+fail:
+    reel_cli_fail(im->cli, "%s", reel_err_str(&err));
+    reel_recorder_close(im->rec, NULL); /* it recorded nothing */
+    im->rec = NULL;
+    remove_made(im);
+    return REEL_ERROR;
+}
+
+/* Closes the recorder after the recording returned rc (everything it
+ * recorded is then in the spool and indexed, or rc or the close says what
+ * is not). Returns the first error, in err. */
+static reel_rc import_close(import_t *im, reel_rc rc, reel_err_t *err) {
+    reel_progress_clear(&im->pr);
+    reel_rc closed = reel_recorder_close(im->rec, err); /* first error wins in err */
+    im->rec = NULL;
+    return rc == REEL_OK ? closed : rc;
+}
+
+/* The import failed (rc, err) or was interrupted: undoes what it recorded
+ * (flows recorded: n, ids first..last), removes the session if the import
+ * made it and it holds nothing else, says what happened, and for a signal
+ * dies of it. Returns the exit code. */
+static int import_fail(import_t *im, reel_rc rc, const reel_err_t *err, uint64_t n, uint64_t first,
+                       uint64_t last) {
+    reel_cli_t *cli = im->cli;
+    char why[REEL_ERR_MSG_MAX + 64];
+    int sig = stop_signal;
+    if (rc == REEL_INTERRUPTED && sig)
+        snprintf(why, sizeof why, "%s: %s by %s", im->file, reel_err_str(err),
+                 sig == SIGINT    ? "SIGINT"
+                 : sig == SIGTERM ? "SIGTERM"
+                                  : "SIGHUP");
+    else
+        snprintf(why, sizeof why, "%s", reel_err_str(err));
+    reel_recorder_close(im->rec, NULL); /* when the recording never began */
+    im->rec = NULL;
+    reel_err_t uerr;
+    reel_err_clear(&uerr);
+    reel_rc undone = REEL_OK;
+    if (im->begun && (undone = reel_importtx_undo(im->s, &im->point, NULL, &uerr)) == REEL_OK)
+        im->begun = 0;
+    char ids[64] = "";
     if (n == 1)
-        fprintf(stderr, "reel import: 1 flow (id %llu) may be incomplete\n",
-                (unsigned long long)first);
+        snprintf(ids, sizeof ids, " (id %llu)", (unsigned long long)first);
     else if (n)
-        fprintf(stderr, "reel import: %llu flows (ids %llu-%llu) may be incomplete\n",
-                (unsigned long long)n, (unsigned long long)first, (unsigned long long)last);
+        snprintf(ids, sizeof ids, " (ids %llu-%llu)", (unsigned long long)first,
+                 (unsigned long long)last);
+    if (undone != REEL_OK) {
+        reel_cli_fail(cli,
+                      "%s; the %llu flow%s it had recorded%s could not be removed (%s): the next "
+                      "open of session '%s' removes them",
+                      why, (unsigned long long)n, n == 1 ? "" : "s", ids, reel_err_str(&uerr),
+                      im->into);
+        reel_session_close(im->s);
+        im->s = NULL;
+    } else {
+        const char *gone = remove_made(im) ? ", and the session it had made was removed" : "";
+        if (n)
+            reel_cli_fail(cli,
+                          "%s; nothing was imported: the %llu flow%s it had recorded%s %s "
+                          "removed%s",
+                          why, (unsigned long long)n, n == 1 ? "" : "s", ids,
+                          n == 1 ? "was" : "were", gone);
+        else
+            reel_cli_fail(cli, "%s; nothing was imported%s", why, gone);
+    }
+    if (rc == REEL_INTERRUPTED && sig) {
+        fflush(stdout);
+        fflush(stderr);
+        signal(sig, SIG_DFL);
+        raise(sig); /* die of it, as the caller asked */
+        return 128 + sig;
+    }
+    return REEL_EXIT_ERROR;
+}
+
+/* The import is whole: removes the rollback point, its commit; unless a
+ * signal came after the last entry was recorded. */
+static reel_rc import_commit(import_t *im, reel_err_t *err) {
+    if (stop_signal)
+        return reel_err_set(err, REEL_INTERRUPTED, "interrupted after its last entry");
+    reel_rc rc = reel_importtx_commit(im->s, err);
+    if (rc == REEL_OK)
+        im->begun = 0;
+    return rc;
+}
+
+static void import_end(import_t *im) {
+    reel_recorder_close(im->rec, NULL);
+    reel_session_close(im->s);
 }
 
 /* The mitmproxy path: load and check the whole file, record, then add the
@@ -97,33 +282,22 @@ static int import_mitm(reel_cli_t *cli, const char *file, const char *into) {
     if (reel_mitm_load(file, &m, &err) != REEL_OK)
         return reel_cli_fail(cli, "%s", reel_err_str(&err));
 
-    reel_session_t *s = reel_cli_open(cli, into, REEL_OPEN_CREATE | REEL_OPEN_RECORD);
-    if (s == NULL) {
-        reel_mitm_free(m);
-        return REEL_EXIT_ERROR;
-    }
-    reel_recorder_opts_t ro;
-    reel_recorder_opts_default(&ro);
-    ro.capture = REEL_CAPTURE_LOSSLESS;
-    ro.body_limit = UINT64_MAX / 2; /* an import stores every byte the file holds */
-    reel_recorder_t *rec = NULL;
+    import_t im = {.cli = cli, .file = file, .into = into};
     reel_mitm_stats_t st = {0};
     int rc = REEL_EXIT_OK;
-    if (reel_recorder_open(s, &ro, &rec, &err) != REEL_OK) {
-        rc = reel_cli_fail(cli, "%s", reel_err_str(&err));
+    if (import_begin(&im) != REEL_OK) {
+        rc = REEL_EXIT_ERROR;
         goto out;
     }
-    reel_progress_t pr;
-    reel_progress_init(&pr, "reel import", "flows", 0);
-    reel_mitm_set_progress(m, progress, &pr);
-    reel_rc imp = reel_mitm_record(rec, m, &st, &err);
-    reel_progress_clear(&pr);
-    reel_rc closed = reel_recorder_close(rec, &err); /* first error wins in err */
-    if (imp == REEL_OK && closed == REEL_OK)
-        imp = reel_mitm_apply_user_data(reel_session_db(s), m, &st, &err);
-    if (imp != REEL_OK || closed != REEL_OK) {
-        rc = reel_cli_fail(cli, "%s", reel_err_str(&err));
-        print_incomplete(st.flows, st.first_id, st.last_id);
+    reel_mitm_set_progress(m, progress, &im.pr);
+    reel_mitm_set_stop(m, &stop_signal);
+    reel_rc imp = import_close(&im, reel_mitm_record(im.rec, m, &st, &err), &err);
+    if (imp == REEL_OK)
+        imp = reel_mitm_apply_user_data(reel_session_db(im.s), m, &st, &err);
+    if (imp == REEL_OK)
+        imp = import_commit(&im, &err);
+    if (imp != REEL_OK) {
+        rc = import_fail(&im, imp, &err, st.flows, st.first_id, st.last_id);
         goto out;
     }
     if (cli->json) {
@@ -146,7 +320,7 @@ static int import_mitm(reel_cli_t *cli, const char *file, const char *into) {
         printf("\n");
     }
 out:
-    reel_session_close(s);
+    import_end(&im);
     reel_mitm_free(m);
     return rc;
 }
@@ -191,31 +365,20 @@ int reel_cmd_import(reel_cli_t *cli, int argc, char **argv) {
     if (reel_har_load(file, &har, &err) != REEL_OK)
         return reel_cli_fail(cli, "%s", reel_err_str(&err));
 
-    reel_session_t *s = reel_cli_open(cli, into, REEL_OPEN_CREATE | REEL_OPEN_RECORD);
-    if (s == NULL) {
-        reel_har_free(har);
-        return REEL_EXIT_ERROR;
-    }
-    reel_recorder_opts_t ro;
-    reel_recorder_opts_default(&ro);
-    ro.capture = REEL_CAPTURE_LOSSLESS;
-    ro.body_limit = UINT64_MAX / 2; /* an import stores every byte the file holds */
-    reel_recorder_t *rec = NULL;
+    import_t im = {.cli = cli, .file = file, .into = into};
     reel_har_stats_t st = {0};
     int rc = REEL_EXIT_OK;
-    if (reel_recorder_open(s, &ro, &rec, &err) != REEL_OK) {
-        rc = reel_cli_fail(cli, "%s", reel_err_str(&err));
+    if (import_begin(&im) != REEL_OK) {
+        rc = REEL_EXIT_ERROR;
         goto out;
     }
-    reel_progress_t pr;
-    reel_progress_init(&pr, "reel import", "flows", 0);
-    reel_har_set_progress(har, progress, &pr);
-    reel_rc imp = reel_har_record(rec, har, &st, &err);
-    reel_progress_clear(&pr);
-    reel_rc closed = reel_recorder_close(rec, &err); /* first error wins in err */
-    if (imp != REEL_OK || closed != REEL_OK) {
-        rc = reel_cli_fail(cli, "%s", reel_err_str(&err));
-        print_incomplete(st.entries, st.first_id, st.last_id);
+    reel_har_set_progress(har, progress, &im.pr);
+    reel_har_set_stop(har, &stop_signal);
+    reel_rc imp = import_close(&im, reel_har_record(im.rec, har, &st, &err), &err);
+    if (imp == REEL_OK)
+        imp = import_commit(&im, &err);
+    if (imp != REEL_OK) {
+        rc = import_fail(&im, imp, &err, st.entries, st.first_id, st.last_id);
         goto out;
     }
     if (cli->json) {
@@ -237,7 +400,7 @@ int reel_cmd_import(reel_cli_t *cli, int argc, char **argv) {
         printf("\n");
     }
 out:
-    reel_session_close(s);
+    import_end(&im);
     reel_har_free(har);
     return rc;
 }

@@ -927,7 +927,12 @@ struct reel_har {
     json_t *entries; /* borrowed from root */
     void (*progress)(void *ctx, uint64_t done, uint64_t total);
     void *progress_ctx;
+    const volatile sig_atomic_t *stop; /* borrowed; NULL: never */
 };
+
+void reel_har_set_stop(reel_har_t *h, const volatile sig_atomic_t *stop) {
+    h->stop = stop;
+}
 
 void reel_har_set_progress(reel_har_t *h, void (*fn)(void *ctx, uint64_t done, uint64_t total),
                            void *ctx) {
@@ -1161,6 +1166,11 @@ reel_rc reel_har_record(reel_recorder_t *rec, const reel_har_t *h, reel_har_stat
     uint8_t *scratch = reel_malloc(B64_CHUNK_OUT);
     vctx_t v = {.path = h->path, .err = err};
     json_array_foreach(h->entries, v.idx, entry) {
+        if (h->stop && *h->stop) {
+            rc = reel_err_set(err, REEL_INTERRUPTED, "interrupted after %zu of %zu entries", v.idx,
+                              json_array_size(h->entries));
+            goto out;
+        }
         entry_t e;
         if (entry_parse(&v, entry, &e) != REEL_OK) { /* cannot happen: validated on load */
             rc = REEL_INVALID;

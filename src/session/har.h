@@ -40,6 +40,7 @@
 #ifndef REEL_SESSION_HAR_H
 #define REEL_SESSION_HAR_H
 
+#include <signal.h>
 #include <stdint.h>
 
 #include "base/error.h"
@@ -69,9 +70,14 @@ reel_rc reel_har_load(const char *path, reel_har_t **out, reel_err_t *err);
 void reel_har_set_progress(reel_har_t *h, void (*fn)(void *ctx, uint64_t done, uint64_t total),
                            void *ctx);
 
+/** Has reel_har_record stop before its next entry once *stop is non-zero
+ * (a signal handler sets it; borrowed, NULL: never). */
+void reel_har_set_stop(reel_har_t *h, const volatile sig_atomic_t *stop);
+
 /** Records every entry of h through rec (see the mapping above), in file
  * order, then flushes rec. stats (may be NULL) is filled even on error.
- * Returns the recorder's sticky error, if any. */
+ * Returns the recorder's sticky error, if any, or REEL_INTERRUPTED when
+ * the stop flag was set (the entries before are recorded). */
 reel_rc reel_har_record(reel_recorder_t *rec, const reel_har_t *h, reel_har_stats_t *stats,
                         reel_err_t *err);
 

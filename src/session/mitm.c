@@ -82,7 +82,12 @@ struct reel_mitm {
     size_t n;
     void (*progress)(void *ctx, uint64_t done, uint64_t total);
     void *progress_ctx;
+    const volatile sig_atomic_t *stop; /* borrowed; NULL: never */
 };
+
+void reel_mitm_set_stop(reel_mitm_t *m, const volatile sig_atomic_t *stop) {
+    m->stop = stop;
+}
 
 void reel_mitm_set_progress(reel_mitm_t *m, void (*fn)(void *ctx, uint64_t done, uint64_t total),
                             void *ctx) {
@@ -833,6 +838,9 @@ reel_rc reel_mitm_record(reel_recorder_t *rec, reel_mitm_t *m, reel_mitm_stats_t
         stats = &local;
     memset(stats, 0, sizeof *stats);
     for (size_t i = 0; i < m->n; i++) {
+        if (m->stop && *m->stop)
+            return reel_err_set(err, REEL_INTERRUPTED, "interrupted after %zu of %zu flows", i,
+                                m->n);
         if (m->flows[i].http)
             record(rec, &m->flows[i], stats);
         else

@@ -53,6 +53,7 @@
 
 #include <sqlite3.h>
 #include <stddef.h>
+#include <signal.h>
 #include <stdint.h>
 
 #include "base/error.h"
@@ -108,10 +109,15 @@ size_t reel_mitm_count(const reel_mitm_t *m);
 void reel_mitm_set_progress(reel_mitm_t *m, void (*fn)(void *ctx, uint64_t done, uint64_t total),
                             void *ctx);
 
+/** Has reel_mitm_record stop before its next flow once *stop is non-zero
+ * (a signal handler sets it; borrowed, NULL: never). */
+void reel_mitm_set_stop(reel_mitm_t *m, const volatile sig_atomic_t *stop);
+
 /** Records every http and tcp flow of m through rec (see the mapping above), in
  * file order, then flushes rec; remembers each flow's id in m for
  * reel_mitm_apply_user_data. stats (may be NULL) is filled even on error.
- * Returns the recorder's sticky error, if any. */
+ * Returns the recorder's sticky error, if any, or REEL_INTERRUPTED when
+ * the stop flag was set (the flows before are recorded). */
 reel_rc reel_mitm_record(reel_recorder_t *rec, reel_mitm_t *m, reel_mitm_stats_t *stats,
                          reel_err_t *err);
 

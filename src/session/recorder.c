@@ -1980,6 +1980,15 @@ void reel_recorder_set_limits(reel_recorder_t *rec, uint64_t body_limit,
  * small record, once per flow) into a buffer allocated before, with room
  * for the largest id (the size the queue accounts for while it checks for
  * room). */
+void reel_recorder_position(reel_recorder_t *r, uint32_t *segment, uint64_t *offset,
+                            uint64_t *next_flow_id) {
+    pthread_mutex_lock(&r->mu);
+    *segment = r->written_seg;
+    *offset = r->written_off;
+    *next_flow_id = r->next_flow_id;
+    pthread_mutex_unlock(&r->mu);
+}
+
 reel_rflow_t *reel_recorder_flow_start(reel_recorder_t *r, const reel_flow_info_t *info) {
     reel_rflow_t *f = reel_calloc(1, sizeof *f);
     f->rec = r;

@@ -189,6 +189,13 @@ void reel_recorder_set_limits(reel_recorder_t *rec, uint64_t body_limit, reel_ca
 void reel_recorder_set_retention(reel_recorder_t *rec, const reel_retention_limits_t *lim,
                                  const char *on_segment_closed);
 
+/** Where the next frame will be appended (the segment and the offset in
+ * it) and the id the next flow will get. Read before the first flow is
+ * started, it is where everything this recorder records begins: reel
+ * import's rollback point (session/importtx.h). */
+void reel_recorder_position(reel_recorder_t *rec, uint32_t *segment, uint64_t *offset,
+                            uint64_t *next_flow_id);
+
 /** Starts a flow; returns an owned handle, never NULL (with capture off the
  * handle records nothing). */
 reel_rflow_t *reel_recorder_flow_start(reel_recorder_t *rec, const reel_flow_info_t *info);

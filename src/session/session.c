@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "base/mem.h"
+#include "session/importtx.h"
 #include "session/index.h"
 #include "session/journal.h"
 #include "session/retention.h"
@@ -1527,6 +1528,26 @@ out:
     return rc;
 }
 
+/* An import that did not finish (its `import` file is left: it was
+ * killed) is undone before recovery or repair looks at the spool; with the
+ * lock held. */
+static reel_rc undo_import(reel_session_t *s, reel_err_t *err) {
+    reel_importtx_point_t p;
+    reel_importtx_undone_t u;
+    int found = 0;
+    reel_rc rc = reel_importtx_read(s->path, &p, &found, err);
+    if (rc != REEL_OK || !found)
+        return rc;
+    if ((rc = reel_importtx_undo(s, &p, &u, err)) != REEL_OK)
+        return rc;
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    reel_importtx_describe(&p, &u, &b);
+    note(s, "%s", (const char *)b.data);
+    reel_buf_free(&b);
+    return REEL_OK;
+}
+
 /* Recovery on open, with the lock held. */
 static reel_rc recover(reel_session_t *s, reel_err_t *err) {
     reel_rc rc = REEL_OK;
@@ -1739,6 +1760,19 @@ static void recovery_preview(reel_session_t *s) {
         }
         free(p);
     }
+    reel_importtx_point_t ip;
+    int found = 0;
+    reel_err_t ierr;
+    reel_err_clear(&ierr);
+    if (reel_importtx_read(s->path, &ip, &found, &ierr) != REEL_OK)
+        reel_buf_printf(&b, "%sundo an import that did not finish, but %s", b.len ? "; " : "",
+                        reel_err_str(&ierr));
+    else if (found)
+        reel_buf_printf(&b,
+                        "%sundo an import of '%s' that did not finish: remove the flows from id "
+                        "%llu on and cut the spool back to byte %llu of segment %08u.zst",
+                        b.len ? "; " : "", ip.file, (unsigned long long)ip.first_id,
+                        (unsigned long long)ip.offset, (unsigned)ip.segment);
     sqlite3_stmt *st = NULL;
     if (!rebuild_needed &&
         sqlite3_prepare_v2(s->db, "SELECT count(*) FROM flows WHERE state = 'open'", -1, &st,
@@ -1984,6 +2018,10 @@ reel_rc reel_session_open(const char *home, const char *name, int flags, reel_se
         if (!(flags & REEL_OPEN_REPAIR)) {
             reel_err_t rerr;
             reel_err_clear(&rerr);
+            if ((rc = undo_import(s, &rerr)) != REEL_OK) {
+                rc = reel_err_set(err, rc, "session '%s': %s", name, reel_err_str(&rerr));
+                goto out;
+            }
             if ((rc = recover(s, &rerr)) != REEL_OK) {
                 /* A database error here is most often a damaged index:
                  * quick_check (slow, but only on this path) tells. */
@@ -2390,6 +2428,8 @@ reel_rc reel_session_repair(reel_session_t *s, char **report, reel_err_t *err) {
     int missing = s->db_missing;
     if (rc == REEL_OK && (s->db == NULL || !index_sound(s)))
         rc = replace_index(s, err);
+    if (rc == REEL_OK)
+        rc = undo_import(s, err);
     if (rc == REEL_OK)
         rc = rebuild(s, err);
     if (rc == REEL_OK)
