@@ -41,7 +41,9 @@ static const char usage[] =
     "extended CONNECT reel recorded.\n"
     "Entries with status 0 (blocked or failed in the browser) become flows\n"
     "with an error, and entries whose URL is not http(s) or ws(s) (data:,\n"
-    "blob:, ...) are skipped.\n"
+    "blob:, ...) are skipped. What reel export writes under _reel comes back:\n"
+    "the flow's error, addresses, TLS version and ALPN, whether reel sent the\n"
+    "response itself, 1xx answers, trailer fields, annotations, tags, mark.\n"
     "\n"
     "mitmproxy: every HTTP flow becomes one flow with its heads, bodies as on\n"
     "the wire (still content-encoded), timestamps, error, WebSocket messages;\n"
@@ -62,8 +64,8 @@ static const char usage[] =
     "  --into SESSION  session to import into (created if missing; must not be\n"
     "                  recording)\n"
     "  --home DIR      sessions root (default $REEL_HOME, else the XDG data dir)\n"
-    "  --json          print {session, imported, first_id, last_id, skipped}\n"
-    "                  (mitm: also annotated, marked)\n";
+    "  --json          print {session, imported, first_id, last_id, skipped,\n"
+    "                  annotated, marked} (HAR: also tagged)\n";
 
 /* 1 when the file at path starts like a mitmproxy flow file; 0 otherwise
  * (HAR is JSON), also when it cannot be read (the loader then says why)
@@ -376,16 +378,20 @@ int reel_cmd_import(reel_cli_t *cli, int argc, char **argv) {
     reel_har_set_stop(har, &stop_signal);
     reel_rc imp = import_close(&im, reel_har_record(im.rec, har, &st, &err), &err);
     if (imp == REEL_OK)
+        imp = reel_har_apply_user_data(reel_session_db(im.s), har, &st, &err);
+    if (imp == REEL_OK)
         imp = import_commit(&im, &err);
     if (imp != REEL_OK) {
         rc = import_fail(&im, imp, &err, st.entries, st.first_id, st.last_id);
         goto out;
     }
     if (cli->json) {
-        rc = reel_cli_json_out(json_pack("{s:s, s:I, s:I, s:I, s:I}", "session", into, "imported",
-                                         (json_int_t)st.entries, "first_id",
+        rc = reel_cli_json_out(json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "session",
+                                         into, "imported", (json_int_t)st.entries, "first_id",
                                          (json_int_t)st.first_id, "last_id", (json_int_t)st.last_id,
-                                         "skipped", (json_int_t)st.skipped));
+                                         "skipped", (json_int_t)st.skipped, "annotated",
+                                         (json_int_t)st.annotated, "tagged", (json_int_t)st.tagged,
+                                         "marked", (json_int_t)st.marked));
     } else {
         printf("imported %llu %s into %s", (unsigned long long)st.entries,
                st.entries == 1 ? "flow" : "flows", into);

@@ -439,6 +439,20 @@ typedef struct {
      * compared with the bytes given when the flow is recorded. */
     int cut[2];
     int64_t body_size[2], content_size;
+    /* The rest of what reel export writes under _reel (reel_info and
+     * har_reel_extras in export.c), borrowed from the document: the
+     * flow's error (NULL: it ended normally), whether reel sent the
+     * response itself, the addresses, the origin connection (the entry's
+     * "connection" as its number, its TLS version and ALPN), the 1xx
+     * answers and the trailer fields (validated arrays, or NULL). The
+     * annotations, tags and mark are applied after recording
+     * (reel_har_apply_user_data). */
+    const char *error;
+    int generated;
+    const char *client_addr, *server_addr, *tls_version, *alpn;
+    uint64_t conn_id;
+    int has_conn; /* reel export's entry names an origin connection */
+    json_t *interim, *trailers[2];
 } entry_t;
 
 static int tchar(int c) {
@@ -477,10 +491,8 @@ static reel_rc check_version(const vctx_t *v, json_t *obj, const char *field,
     return REEL_OK;
 }
 
-static reel_rc check_headers(const vctx_t *v, json_t *obj, const char *field, json_t **out) {
-    json_t *arr = need(v, obj, "headers", field, JSON_ARRAY, "an array");
-    if (arr == NULL)
-        return REEL_INVALID;
+/* An array of {name, value} fields (headers, trailers) at field. */
+static reel_rc check_fields(const vctx_t *v, json_t *arr, const char *field) {
     size_t i;
     json_t *h;
     json_array_foreach(arr, i, h) {
@@ -512,6 +524,13 @@ static reel_rc check_headers(const vctx_t *v, json_t *obj, const char *field, js
             if (vs[k] == '\0' || vs[k] == '\r' || vs[k] == '\n')
                 return fail(v, f, "header value with a NUL, CR or LF byte");
     }
+    return REEL_OK;
+}
+
+static reel_rc check_headers(const vctx_t *v, json_t *obj, const char *field, json_t **out) {
+    json_t *arr = need(v, obj, "headers", field, JSON_ARRAY, "an array");
+    if (arr == NULL || check_fields(v, arr, field) != REEL_OK)
+        return REEL_INVALID;
     *out = arr;
     return REEL_OK;
 }
@@ -701,6 +720,141 @@ static reel_rc check_timings(const vctx_t *v, json_t *entry, entry_t *e) {
     return check_ms(v, entry, "time", "time", &e->total_us);
 }
 
+/* Optional string member of _reel at "_reel.KEY": NULL when absent; fails
+ * when it is not a string, holds a NUL, or (addr) is longer than 128 bytes
+ * or holds a space or control byte. */
+static reel_rc reel_string(const vctx_t *v, json_t *rx, const char *key, int addr,
+                           const char **out) {
+    char f[64];
+    int bad = 0;
+    snprintf(f, sizeof f, "_reel.%s", key);
+    *out = NULL;
+    json_t *j = opt(v, rx, key, f, JSON_STRING, "a string", &bad);
+    if (bad)
+        return REEL_INVALID;
+    if (j == NULL)
+        return REEL_OK;
+    const char *sv = json_string_value(j);
+    size_t n = json_string_length(j);
+    if (strlen(sv) != n)
+        return fail(v, f, "contains a NUL byte");
+    for (size_t i = 0; addr && i < n; i++)
+        if ((unsigned char)sv[i] <= 0x20 || sv[i] == 0x7f)
+            return fail(v, f, "contains a space or control character");
+    if (addr && n > 128)
+        return fail(v, f, "longer than 128 bytes");
+    *out = sv;
+    return REEL_OK;
+}
+
+/* A time string of _reel (ISO 8601) at field into *us. */
+static reel_rc reel_time(const vctx_t *v, json_t *obj, const char *field, int64_t *us) {
+    json_t *t = need(v, obj, "time", field, JSON_STRING, "a string");
+    if (t == NULL)
+        return REEL_INVALID;
+    if (parse_iso8601(json_string_value(t), json_string_length(t), us) != 0)
+        return fail(v, field, "not an ISO 8601 date and time with a zone after 1970");
+    return REEL_OK;
+}
+
+/* What reel export writes under _reel (docs/export.md), read back. Not
+ * being reel's, an _reel that is not an object is left alone; inside it
+ * every member reel writes must have the shape reel gives it, else the
+ * entry is refused, as for any other field. */
+static reel_rc check_reel(const vctx_t *v, json_t *entry, entry_t *e) {
+    json_t *rx = json_object_get(entry, "_reel");
+    if (!json_is_object(rx))
+        return REEL_OK;
+    e->cut[0] = json_is_true(json_object_get(rx, "request_truncated"));
+    e->cut[1] = json_is_true(json_object_get(rx, "response_truncated"));
+    e->generated = json_is_true(json_object_get(rx, "generated"));
+    if (reel_string(v, rx, "error", 0, &e->error) != REEL_OK ||
+        reel_string(v, rx, "client_addr", 1, &e->client_addr) != REEL_OK ||
+        reel_string(v, rx, "server_addr", 1, &e->server_addr) != REEL_OK ||
+        reel_string(v, rx, "tls_version", 1, &e->tls_version) != REEL_OK ||
+        reel_string(v, rx, "alpn", 1, &e->alpn) != REEL_OK)
+        return REEL_INVALID;
+    json_t *conn = json_object_get(entry, "connection");
+    if (json_is_string(conn) && json_string_length(conn) > 0 && json_string_length(conn) < 20 &&
+        strspn(json_string_value(conn), "0123456789") == json_string_length(conn))
+        e->conn_id = strtoull(json_string_value(conn), NULL, 10);
+    e->has_conn = e->conn_id || e->tls_version || e->alpn;
+    int bad = 0;
+    char f[96];
+    size_t i;
+    json_t *x;
+    e->interim = opt(v, rx, "interim", "_reel.interim", JSON_ARRAY, "an array", &bad);
+    if (bad)
+        return REEL_INVALID;
+    json_array_foreach(e->interim, i, x) {
+        snprintf(f, sizeof f, "_reel.interim[%zu]", i);
+        if (!json_is_object(x))
+            return fail(v, f, "not an object but %s", type_name(x));
+        char ver[HAR_VERSION_MAX];
+        int64_t us;
+        snprintf(f, sizeof f, "_reel.interim[%zu].status", i);
+        json_t *st = need(v, x, "status", f, JSON_INTEGER, "an integer");
+        if (st == NULL)
+            return REEL_INVALID;
+        if (json_integer_value(st) < 100 || json_integer_value(st) > 199)
+            return fail(v, f, "not an informational (1xx) status");
+        snprintf(f, sizeof f, "_reel.interim[%zu].statusText", i);
+        if (need(v, x, "statusText", f, JSON_STRING, "a string") == NULL)
+            return REEL_INVALID;
+        snprintf(f, sizeof f, "_reel.interim[%zu].httpVersion", i);
+        if (check_version(v, x, f, ver) != REEL_OK)
+            return REEL_INVALID;
+        snprintf(f, sizeof f, "_reel.interim[%zu].headers", i);
+        json_t *hs;
+        if (check_headers(v, x, f, &hs) != REEL_OK)
+            return REEL_INVALID;
+        snprintf(f, sizeof f, "_reel.interim[%zu].time", i);
+        if (reel_time(v, x, f, &us) != REEL_OK)
+            return REEL_INVALID;
+    }
+    static const char *const tkeys[2] = {"request_trailers", "response_trailers"};
+    for (int d = 0; d < 2; d++) {
+        snprintf(f, sizeof f, "_reel.%s", tkeys[d]);
+        e->trailers[d] = opt(v, rx, tkeys[d], f, JSON_ARRAY, "an array", &bad);
+        if (bad || (e->trailers[d] && check_fields(v, e->trailers[d], f) != REEL_OK))
+            return REEL_INVALID;
+    }
+    /* the user data, applied after recording: checked here */
+    json_t *marked = json_object_get(rx, "marked");
+    if (marked && !json_is_null(marked) && !json_is_boolean(marked))
+        return fail(v, "_reel.marked", "not a boolean but %s", type_name(marked));
+    json_t *notes = opt(v, rx, "annotations", "_reel.annotations", JSON_ARRAY, "an array", &bad);
+    json_t *tags = bad ? NULL : opt(v, rx, "tags", "_reel.tags", JSON_ARRAY, "an array", &bad);
+    if (bad)
+        return REEL_INVALID;
+    json_array_foreach(notes, i, x) {
+        snprintf(f, sizeof f, "_reel.annotations[%zu]", i);
+        if (!json_is_object(x))
+            return fail(v, f, "not an object but %s", type_name(x));
+        snprintf(f, sizeof f, "_reel.annotations[%zu].text", i);
+        json_t *t = need(v, x, "text", f, JSON_STRING, "a string");
+        if (t == NULL)
+            return REEL_INVALID;
+        if (strlen(json_string_value(t)) != json_string_length(t))
+            return fail(v, f, "contains a NUL byte");
+        int64_t us;
+        snprintf(f, sizeof f, "_reel.annotations[%zu].time", i);
+        if (reel_time(v, x, f, &us) != REEL_OK)
+            return REEL_INVALID;
+    }
+    json_array_foreach(tags, i, x) {
+        snprintf(f, sizeof f, "_reel.tags[%zu]", i);
+        if (!json_is_string(x))
+            return fail(v, f, "not a string but %s", type_name(x));
+        reel_err_t terr;
+        reel_err_clear(&terr);
+        if (reel_session_tag_check(json_string_value(x), &terr) != REEL_OK ||
+            strlen(json_string_value(x)) != json_string_length(x))
+            return fail(v, f, "%s", reel_err_str(&terr));
+    }
+    return REEL_OK;
+}
+
 static void entry_free(entry_t *e) {
     url_free(&e->url);
     free(e->req_body.owned);
@@ -803,11 +957,10 @@ static reel_rc entry_parse(const vctx_t *v, json_t *entry, entry_t *e) {
         e->error_text = json_string_value(errtext);
     if (check_timings(v, entry, e) != REEL_OK)
         goto bad;
-    /* What reel export says of its bodies, and the sizes; lenient as
-     * HAR readers are: a size that is not a number is unknown. */
-    json_t *rx = json_object_get(entry, "_reel");
-    e->cut[0] = json_is_true(json_object_get(rx, "request_truncated"));
-    e->cut[1] = json_is_true(json_object_get(rx, "response_truncated"));
+    /* What reel export says of the flow; then the sizes, lenient as HAR
+     * readers are: a size that is not a number is unknown. */
+    if (check_reel(v, entry, e) != REEL_OK)
+        goto bad;
     json_t *bs[2] = {json_object_get(req, "bodySize"), json_object_get(resp, "bodySize")};
     for (int d = 0; d < 2; d++)
         e->body_size[d] = json_is_integer(bs[d]) ? (int64_t)json_integer_value(bs[d]) : -1;
@@ -925,6 +1078,7 @@ struct reel_har {
     char *path;
     json_t *root;
     json_t *entries; /* borrowed from root */
+    uint64_t *ids;   /* the flow id of each entry reel_har_record recorded (0: none) */
     void (*progress)(void *ctx, uint64_t done, uint64_t total);
     void *progress_ctx;
     const volatile sig_atomic_t *stop; /* borrowed; NULL: never */
@@ -968,6 +1122,7 @@ void reel_har_free(reel_har_t *h) {
     if (h == NULL)
         return;
     json_decref(h->root);
+    free(h->ids);
     free(h->path);
     free(h);
 }
@@ -1082,12 +1237,54 @@ static int64_t known(int64_t v) {
     return v > 0 ? v : 0;
 }
 
-static void record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
-                   reel_har_stats_t *stats) {
+/* The trailer fields reel export wrote for the request's (response 0)
+ * or the response's body, after its last chunk. */
+static void record_trailers(reel_rflow_t *f, const entry_t *e, int response) {
+    if (json_array_size(e->trailers[response]) == 0)
+        return;
+    size_t n;
+    reel_header_t *hs = to_headers(e->trailers[response], 0, &n);
+    reel_recorder_trailers(f, response, hs, n);
+    free(hs);
+}
+
+/* The 1xx answers reel export wrote, before the final response. */
+static void record_interim(reel_rflow_t *f, const entry_t *e) {
+    size_t i;
+    json_t *x;
+    json_array_foreach(e->interim, i, x) {
+        char ver[HAR_VERSION_MAX];
+        json_t *jv = json_object_get(x, "httpVersion");
+        json_t *jt = json_object_get(x, "time");
+        int64_t us = 0;
+        if (norm_version(json_string_value(jv), json_string_length(jv), ver) != 0 || !ver[0])
+            memcpy(ver, e->resp_version, sizeof ver); /* validated: cannot happen */
+        parse_iso8601(json_string_value(jt), json_string_length(jt), &us);
+        size_t n;
+        reel_header_t *hs = to_headers(json_object_get(x, "headers"), 0, &n);
+        reel_response_head_t ih = {.status =
+                                       (uint32_t)json_integer_value(json_object_get(x, "status")),
+                                   .reason = json_string_value(json_object_get(x, "statusText")),
+                                   .http_version = ver,
+                                   .headers = hs,
+                                   .n_headers = n,
+                                   .time_us = us};
+        reel_recorder_interim(f, &ih);
+        free(hs);
+    }
+}
+
+/* Records entry e; returns the flow's id. */
+static uint64_t record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
+                       reel_har_stats_t *stats) {
     char addr[HAR_ADDR_MAX + 16];
-    reel_flow_info_t info = {
-        .kind = REEL_FLOW_HTTP, .source = "har-import", .time_us = e->start_us};
-    if (e->server_ip != NULL) {
+    reel_flow_info_t info = {.kind = REEL_FLOW_HTTP,
+                             .source = "har-import",
+                             .time_us = e->start_us,
+                             .client_addr = e->client_addr};
+    if (e->server_addr != NULL) {
+        info.server_addr = e->server_addr; /* reel's own, with its port */
+    } else if (e->server_ip != NULL) {
         int v6 = strchr(e->server_ip, ':') != NULL && e->server_ip[0] != '[';
         snprintf(addr, sizeof addr, "%s%s%s:%u", v6 ? "[" : "", e->server_ip, v6 ? "]" : "",
                  (unsigned)e->url.port);
@@ -1132,14 +1329,31 @@ static void record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
     free(hs);
     uint64_t given = feed(f, reel_recorder_request_body, &e->req_body, scratch);
     mark_cut(f, e, 0, e->req_headers, given);
+    record_trailers(f, e, 0);
+    if (e->has_conn) {
+        reel_server_conn_t sc = {.conn_id = e->conn_id,
+                                 .address = e->server_addr,
+                                 .alpn = e->alpn,
+                                 .tls_version = e->tls_version};
+        reel_recorder_server_conn(f, &sc);
+    }
+    reel_flow_end_t fe = {.error = e->error,
+                          .timings = e->has_timings ? &e->timings : NULL,
+                          .time_us = end,
+                          .request_end_us = req_end,
+                          .response_start_us = resp_start};
 
     if (e->status == 0) {
         char msg[256];
         snprintf(msg, sizeof msg, "no response (HAR status 0)%s%s", e->error_text ? ": " : "",
                  e->error_text ? e->error_text : "");
-        reel_recorder_flow_error(f, msg, end);
-        return;
+        if (e->error) /* reel's own, as it was recorded */
+            reel_recorder_flow_finish(f, &fe);
+        else
+            reel_recorder_flow_error(f, msg, end);
+        return id;
     }
+    record_interim(f, e);
     hs = to_headers(e->resp_headers, 0, &n);
     reel_response_head_t sh = {.status = e->status,
                                .reason = e->reason,
@@ -1147,15 +1361,18 @@ static void record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
                                .headers = hs,
                                .n_headers = n,
                                .body_decoded = 1,
+                               .generated = e->generated,
                                .time_us = resp_start ? resp_start : end};
     reel_recorder_response_head(f, &sh);
     free(hs);
     given = feed(f, reel_recorder_response_body, &e->resp_body, scratch);
     mark_cut(f, e, 1, e->resp_headers, given);
-    reel_recorder_flow_end(f, e->has_timings ? &e->timings : NULL, end, req_end, resp_start);
+    record_trailers(f, e, 1);
+    reel_recorder_flow_finish(f, &fe); /* FlowError when _reel has an error */
+    return id;
 }
 
-reel_rc reel_har_record(reel_recorder_t *rec, const reel_har_t *h, reel_har_stats_t *stats,
+reel_rc reel_har_record(reel_recorder_t *rec, reel_har_t *h, reel_har_stats_t *stats,
                         reel_err_t *err) {
     reel_har_stats_t local;
     reel_rc rc = REEL_OK;
@@ -1165,6 +1382,8 @@ reel_rc reel_har_record(reel_recorder_t *rec, const reel_har_t *h, reel_har_stat
     memset(stats, 0, sizeof *stats);
     uint8_t *scratch = reel_malloc(B64_CHUNK_OUT);
     vctx_t v = {.path = h->path, .err = err};
+    free(h->ids);
+    h->ids = reel_calloc(json_array_size(h->entries) + 1, sizeof *h->ids);
     json_array_foreach(h->entries, v.idx, entry) {
         if (h->stop && *h->stop) {
             rc = reel_err_set(err, REEL_INTERRUPTED, "interrupted after %zu of %zu entries", v.idx,
@@ -1179,7 +1398,7 @@ reel_rc reel_har_record(reel_recorder_t *rec, const reel_har_t *h, reel_har_stat
         if (e.url.skip)
             stats->skipped++;
         else
-            record(rec, &e, scratch, stats);
+            h->ids[v.idx] = record(rec, &e, scratch, stats);
         entry_free(&e);
         if (h->progress)
             h->progress(h->progress_ctx, v.idx + 1, json_array_size(h->entries));
@@ -1187,6 +1406,100 @@ reel_rc reel_har_record(reel_recorder_t *rec, const reel_har_t *h, reel_har_stat
     rc = reel_recorder_flush(rec, err);
 out:
     free(scratch);
+    return rc;
+}
+
+/* Runs st (bound) once; REEL_DB with the message on failure. */
+static reel_rc step(sqlite3 *db, sqlite3_stmt *st, reel_err_t *err) {
+    int r = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (r != SQLITE_DONE)
+        return reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
+    return REEL_OK;
+}
+
+reel_rc reel_har_apply_user_data(sqlite3 *db, const reel_har_t *h, reel_har_stats_t *stats,
+                                 reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    sqlite3_stmt *ann = NULL, *tag = NULL, *mark = NULL, *flag = NULL;
+    uint64_t annotated = 0, tagged = 0, marked = 0;
+    int64_t now = reel_now_us();
+    int open = 0;
+    size_t i;
+    json_t *entry;
+    json_array_foreach(h->entries, i, entry) {
+        json_t *rx = json_object_get(entry, "_reel");
+        if (h->ids && h->ids[i] &&
+            (json_array_size(json_object_get(rx, "annotations")) ||
+             json_array_size(json_object_get(rx, "tags")) ||
+             json_is_true(json_object_get(rx, "marked")))) {
+            open = 1;
+            break;
+        }
+    }
+    if (!open)
+        return REEL_OK; /* nothing to add */
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "INSERT INTO annotations(flow_id, created_us, text) VALUES(?, ?, ?)",
+                           -1, &ann, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO tags(flow_id, tag) VALUES(?, ?)", -1, &tag,
+                           NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO marks(flow_id, created_us) VALUES(?, ?)", -1,
+                           &mark, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "UPDATE flows SET marked = 1 WHERE id = ?", -1, &flag, NULL) !=
+            SQLITE_OK) {
+        rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
+        goto out;
+    }
+    json_array_foreach(h->entries, i, entry) {
+        json_t *rx = json_object_get(entry, "_reel");
+        if (h->ids[i] == 0 || !json_is_object(rx))
+            continue;
+        sqlite3_int64 id = (sqlite3_int64)h->ids[i];
+        size_t k;
+        json_t *x;
+        json_array_foreach(json_object_get(rx, "annotations"), k, x) {
+            json_t *text = json_object_get(x, "text"), *time = json_object_get(x, "time");
+            int64_t us = now;
+            parse_iso8601(json_string_value(time), json_string_length(time), &us);
+            sqlite3_bind_int64(ann, 1, id);
+            sqlite3_bind_int64(ann, 2, us);
+            sqlite3_bind_text64(ann, 3, json_string_value(text), json_string_length(text),
+                                SQLITE_STATIC, SQLITE_UTF8);
+            if ((rc = step(db, ann, err)) != REEL_OK)
+                goto out;
+            annotated++;
+        }
+        json_array_foreach(json_object_get(rx, "tags"), k, x) {
+            sqlite3_bind_int64(tag, 1, id);
+            sqlite3_bind_text(tag, 2, json_string_value(x), -1, SQLITE_STATIC);
+            if ((rc = step(db, tag, err)) != REEL_OK)
+                goto out;
+            tagged++;
+        }
+        if (json_is_true(json_object_get(rx, "marked"))) {
+            sqlite3_bind_int64(mark, 1, id);
+            sqlite3_bind_int64(mark, 2, now);
+            sqlite3_bind_int64(flag, 1, id);
+            if ((rc = step(db, mark, err)) != REEL_OK || (rc = step(db, flag, err)) != REEL_OK)
+                goto out;
+            marked++;
+        }
+    }
+    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
+out:
+    sqlite3_finalize(ann);
+    sqlite3_finalize(tag);
+    sqlite3_finalize(mark);
+    sqlite3_finalize(flag);
+    if (rc != REEL_OK)
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    if (stats && rc == REEL_OK) {
+        stats->annotated += annotated;
+        stats->tagged += tagged;
+        stats->marked += marked;
+    }
     return rc;
 }
 

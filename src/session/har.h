@@ -32,6 +32,15 @@
  *   the part of the response text given;
  * - status 0 (browser: blocked or failed) ends the flow with the error
  *   "no response (HAR status 0)" plus ": <_error>" when the entry has one;
+ * - what reel export writes under _reel comes back: _reel.error ends the
+ *   flow with that error (with or without a response), _reel.generated
+ *   marks the response as reel's own, _reel.client_addr and server_addr
+ *   are the flow's addresses, the entry's "connection" with _reel's
+ *   tls_version and alpn its origin connection (server_conn), _reel.interim
+ *   its 1xx answers before the response, _reel.request_trailers and
+ *   response_trailers its trailer fields; _reel.annotations, tags and
+ *   marked are added by reel_har_apply_user_data. Each must have the
+ *   shape reel writes, else the entry is refused;
  * - timings (ms, -1 unknown) become reel_timings_t in microseconds;
  *   request end = start + blocked + dns + connect + send, response start =
  *   request end + wait, end = start + time (or the sum of known timings).
@@ -41,6 +50,7 @@
 #define REEL_SESSION_HAR_H
 
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdint.h>
 
 #include "base/error.h"
@@ -54,6 +64,8 @@ typedef struct {
     uint64_t first_id; /* flow id of the first, 0 if none */
     uint64_t last_id;
     uint64_t skipped; /* entries with a non-HTTP URL (data:, blob:, ...) */
+    /* what reel_har_apply_user_data added: annotations, tags, marks */
+    uint64_t annotated, tagged, marked;
 } reel_har_stats_t;
 
 /** A parsed and validated HAR document. */
@@ -75,11 +87,21 @@ void reel_har_set_progress(reel_har_t *h, void (*fn)(void *ctx, uint64_t done, u
 void reel_har_set_stop(reel_har_t *h, const volatile sig_atomic_t *stop);
 
 /** Records every entry of h through rec (see the mapping above), in file
- * order, then flushes rec. stats (may be NULL) is filled even on error.
+ * order, then flushes rec; remembers each entry's flow id in h for
+ * reel_har_apply_user_data. stats (may be NULL) is filled even on error.
  * Returns the recorder's sticky error, if any, or REEL_INTERRUPTED when
  * the stop flag was set (the entries before are recorded). */
-reel_rc reel_har_record(reel_recorder_t *rec, const reel_har_t *h, reel_har_stats_t *stats,
+reel_rc reel_har_record(reel_recorder_t *rec, reel_har_t *h, reel_har_stats_t *stats,
                         reel_err_t *err);
+
+/** Adds the annotations (with their times), tags and marks that reel
+ * export wrote under _reel to the flows reel_har_record recorded from
+ * those entries, in db (the session's index, journaled, after the
+ * recorder has indexed the flows), in one transaction: all or nothing.
+ * Counts them in stats (may be NULL). Returns REEL_DB on SQLite errors
+ * (rolled back). */
+reel_rc reel_har_apply_user_data(sqlite3 *db, const reel_har_t *h, reel_har_stats_t *stats,
+                                 reel_err_t *err);
 
 /** Frees h; accepts NULL. */
 void reel_har_free(reel_har_t *h);

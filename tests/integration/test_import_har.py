@@ -17,7 +17,7 @@ import threading
 import time
 import unittest
 
-from proxyenv import TMPBASE, Origin, Reel, body, curl, main, stop_class
+from proxyenv import TMPBASE, Origin, Reel, body, curl, free_port, main, stop_class
 
 LIMIT = 1024
 
@@ -246,6 +246,187 @@ class H2WebSocketRoundTrip(unittest.TestCase):
         # found as a WebSocket, as the captured flow is
         self.assertEqual([f["id"] for f in json.loads(
             self.reel.cli("flows", "back", "--json", "~websocket").stdout)], [back[0]["id"]])
+
+
+class InterimTrailersOrigin:
+    """An origin that answers a 103 before its 200 and ends its chunked
+    body with a trailer field, after reading the request (chunked, with a
+    trailer field of its own); one connection, one request, then stops."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        c, _ = self.sock.accept()
+        c.settimeout(10)
+        data = b""
+        while b"\r\n0\r\n" not in data or not data.endswith(b"\r\n\r\n"):
+            d = c.recv(65536)
+            if not d:
+                break
+            data += d
+        c.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+                  b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n"
+                  b"Trailer: X-Checksum\r\n\r\n5\r\nhello\r\n0\r\nX-Checksum: abc123\r\n\r\n")
+        time.sleep(0.5)
+        c.close()
+        self.sock.close()
+
+
+class ReelExtrasRoundTrip(unittest.TestCase):
+    """What reel export writes under _reel comes back from reel import: a
+    flow's error (a 502 reel sent when the origin could not be reached),
+    its addresses, the TLS version and ALPN of its origin connection, the
+    1xx answer and trailer fields it had, its annotations, tags and mark.
+    The imported flows must match the captured ones in all of it, ~e must
+    find the same flows, and exporting the imported session again must
+    write the same _reel (but for id, uuid and source)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="reel-har-extras-", dir=TMPBASE)
+        cls.origin = Origin(os.path.join(cls.root, "origin"))
+        cls.reel = Reel(cls.root, "cap", "upstream_trusted_ca=" + cls.origin.ca)
+        r = curl(cls.reel, cls.origin.url("/100b", https=True))
+        assert r.returncode == 0, r.stderr
+        # nothing listens there: reel answers 502 itself and records the error
+        curl(cls.reel, "http://127.0.0.1:%d/nowhere" % free_port(), check=False)
+        o = InterimTrailersOrigin()
+        s = socket.create_connection(("127.0.0.1", cls.reel.port), 10)
+        s.sendall(b"POST http://127.0.0.1:%d/t HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                  b"Transfer-Encoding: chunked\r\nTrailer: X-Req\r\n\r\n"
+                  b"3\r\nabc\r\n0\r\nX-Req: 1\r\n\r\n" % (o.port, o.port))
+        got = b""
+        s.settimeout(10)
+        while not got.endswith(b"X-Checksum: abc123\r\n\r\n"):
+            d = s.recv(65536)
+            if not d:
+                break
+            got += d
+        s.close()
+        o.thread.join(10)
+        cls.captured = cls.reel.wait_flows(3)
+        assert len(cls.captured) == 3, cls.captured
+        ids = [f["id"] for f in cls.captured]
+        cls.reel.cli("annotate", "cap", str(ids[0]), "checked by hand")
+        cls.reel.cli("tag", "cap", str(ids[0]), "keep", "tls")
+        cls.reel.cli("mark", "cap", str(ids[2]))
+        cls.captured = cls.reel.flows()  # with the tags and the mark
+        cls.har = os.path.join(cls.root, "cap.har")
+        cls.reel.cli("export", "cap", "-o", cls.har)
+        cls.reel.cli("import", cls.har, "--into", "back")
+        cls.har2 = os.path.join(cls.root, "back.har")
+        cls.reel.cli("export", "back", "-o", cls.har2)
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_class(cls)
+
+    def flow(self, session, fid):
+        return json.loads(self.reel.cli("flow", session, str(fid), "--json").stdout)
+
+    def pairs(self):
+        back = json.loads(self.reel.cli("flows", "back", "--json").stdout)
+        self.assertEqual(len(back), 3, back)
+        return list(zip(self.captured, back))
+
+    def test_the_captures_have_what_is_tested(self):
+        full = [self.flow("cap", c["id"]) for c in self.captured]
+        self.assertEqual(full[0]["server_conn"]["alpn"], "http/1.1")
+        self.assertTrue(full[0]["server_conn"]["tls_version"].startswith("TLS"))
+        self.assertEqual(full[1]["state"], "error")
+        self.assertIn("cannot connect", full[1]["error"])
+        self.assertTrue(full[1]["response"]["generated"])
+        self.assertEqual(full[2]["interim"][0]["status"], 103)
+        self.assertEqual(full[2]["request_trailers"], [["X-Req", "1"]])
+        self.assertEqual(full[2]["response_trailers"], [["X-Checksum", "abc123"]])
+
+    def test_imported_flows_are_as_captured(self):
+        for cap, imp in self.pairs():
+            c, i = self.flow("cap", cap["id"]), self.flow("back", imp["id"])
+            for k in ("state", "error", "client_addr", "server_addr", "request_trailers",
+                      "response_trailers"):
+                self.assertEqual(i[k], c[k], (k, c["request"]["url"]))
+            self.assertEqual(i["response"]["generated"], c["response"]["generated"])
+            self.assertEqual(i["response"]["status"], c["response"]["status"])
+            if c["server_conn"]:
+                for k in ("tls_version", "alpn", "address", "conn_id"):
+                    self.assertEqual(i["server_conn"][k], c["server_conn"][k], k)
+            else:
+                self.assertIsNone(i["server_conn"])
+            if c["interim"]:
+                self.assertEqual(len(i["interim"]), len(c["interim"]))
+                for a, b in zip(c["interim"], i["interim"]):
+                    for k in ("status", "reason", "http_version", "headers"):
+                        self.assertEqual(b[k], a[k], k)
+                    self.assertEqual(b["time_us"] // 1000, a["time_us"] // 1000)
+            else:
+                self.assertIsNone(i["interim"])
+            for k in ("tags", "marked"):
+                self.assertEqual(imp[k], cap[k], k)
+
+    def test_error_filter_finds_the_same_flows(self):
+        urls = {}
+        for s in ("cap", "back"):
+            urls[s] = [f["url"] for f in json.loads(
+                self.reel.cli("flows", s, "--json", "~e").stdout)]
+        self.assertEqual(len(urls["cap"]), 1)
+        self.assertEqual(urls["back"], urls["cap"])
+
+    def test_annotations_come_back(self):
+        notes = []
+        for s, fid in (("cap", self.captured[0]["id"]), ("back", self.pairs()[0][1]["id"])):
+            notes.append(json.loads(self.reel.cli("annotate", s, str(fid), "--json").stdout))
+            for n in notes[-1]:  # a HAR's times are in milliseconds
+                n["created_us"] //= 1000
+        self.assertEqual([n["text"] for n in notes[0]], ["checked by hand"])
+        self.assertEqual(notes[1], notes[0])
+
+    def test_reel_extras_of_the_wrong_shape_are_refused(self):
+        with open(self.har) as f:
+            doc = json.load(f)
+        cases = [
+            (("interim", 0, "status"), 200,
+             b"entries[2]._reel.interim[0].status: not an informational (1xx) status"),
+            (("tags",), ["no spaces"], b"entries[0]._reel.tags[0]: "),
+            (("error",), 5, b"entries[1]._reel.error: not a string but a number"),
+            (("response_trailers",), [{"name": "X"}],
+             b"entries[2]._reel.response_trailers[0].value: missing"),
+        ]
+        for path, value, message in cases:
+            bad = json.loads(json.dumps(doc))
+            entry = bad["log"]["entries"][{"interim": 2, "tags": 0, "error": 1,
+                                           "response_trailers": 2}[path[0]]]
+            obj = entry["_reel"]
+            for k in path[:-1]:
+                obj = obj[k]
+            obj[path[-1]] = value
+            p = os.path.join(self.root, "bad.har")
+            with open(p, "w") as f:
+                json.dump(bad, f)
+            r = self.reel.cli("import", p, "--into", "bad", check=False)
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn(message, r.stderr)
+            self.assertFalse(os.path.exists(os.path.join(self.root, "home", "bad")))
+
+    def test_export_again_writes_the_same_reel_extras(self):
+        with open(self.har) as f:
+            first = json.load(f)["log"]["entries"]
+        with open(self.har2) as f:
+            second = json.load(f)["log"]["entries"]
+        self.assertEqual(len(first), len(second))
+        for a, b in zip(first, second):
+            ra = {k: v for k, v in a["_reel"].items() if k not in ("id", "uuid", "source")}
+            rb = {k: v for k, v in b["_reel"].items() if k not in ("id", "uuid", "source")}
+            self.assertEqual(rb, ra, a["request"]["url"])
+            self.assertEqual(b["_reel"]["source"], "har-import")
+            for k in ("serverIPAddress", "connection", "comment"):
+                self.assertEqual(b.get(k), a.get(k), k)
 
 
 if __name__ == "__main__":
