@@ -459,8 +459,20 @@ static int tchar(int c) {
     return is_alpha(c) || is_digit(c) || (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
-/* Normalizes an httpVersion into out; "" -> out = "". Returns -1 if bad. */
+/* Normalizes an httpVersion into out; "" -> out = "". HAR 1.2 leaves the
+ * string free and browsers write what their network stack calls the
+ * protocol: "HTTP/1.1", "http/2.0" (Chromium), "HTTP/2" (Firefox), "h2",
+ * "h3", "h3-29", "spdy/3.1", "http/2+quic/43", "unknown". ALPN names of
+ * HTTP/2 and 3 become reel's "HTTP/2.0" and "HTTP/3.0", and so do "HTTP/2"
+ * and "HTTP/3"; "HTTP/" and a version number that no HTTP has (HTTP/9,
+ * HTTP/1.2) is impossible: -2; other names are kept, in upper case.
+ * Returns -1 for a string that is no protocol name at all (a space, a
+ * control byte, too long). */
 static int norm_version(const char *v, size_t n, char out[HAR_VERSION_MAX]) {
+    static const char *const known[][2] = {
+        {"0.9", "HTTP/0.9"}, {"1.0", "HTTP/1.0"}, {"1.1", "HTTP/1.1"}, {"2", "HTTP/2.0"},
+        {"2.0", "HTTP/2.0"}, {"3", "HTTP/3.0"},   {"3.0", "HTTP/3.0"},
+    };
     if (strlen(v) != n || n >= HAR_VERSION_MAX)
         return -1;
     if (strcmp(v, "h2") == 0 || strcmp(v, "h2c") == 0) {
@@ -478,6 +490,14 @@ static int norm_version(const char *v, size_t n, char out[HAR_VERSION_MAX]) {
         out[i] = (char)(c >= 'a' && c <= 'z' ? c - 32 : c);
     }
     out[n] = '\0';
+    if (strncmp(out, "HTTP/", 5) == 0 && n > 5 && strspn(out + 5, "0123456789.") == n - 5) {
+        for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
+            if (strcmp(out + 5, known[k][0]) == 0) {
+                snprintf(out, HAR_VERSION_MAX, "%s", known[k][1]);
+                return 0;
+            }
+        return -2;
+    }
     return 0;
 }
 
@@ -486,7 +506,12 @@ static reel_rc check_version(const vctx_t *v, json_t *obj, const char *field,
     json_t *j = need(v, obj, "httpVersion", field, JSON_STRING, "a string");
     if (j == NULL)
         return REEL_INVALID;
-    if (norm_version(json_string_value(j), json_string_length(j), out) != 0)
+    int r = norm_version(json_string_value(j), json_string_length(j), out);
+    if (r == -2)
+        return fail(v, field,
+                    "\"%s\" is not an HTTP version (there are HTTP/0.9, 1.0, 1.1, 2 and 3)",
+                    json_string_value(j));
+    if (r != 0)
         return fail(v, field, "not an HTTP version");
     return REEL_OK;
 }
@@ -1013,6 +1038,36 @@ static reel_rc too_big(const char *path, reel_err_t *err) {
                         (unsigned long long)(mib ? max >> 20 : max), mib ? "MiB" : "bytes");
 }
 
+/* log.version: HAR 1.2 says an empty one means 1.1; reel reads every 1.x
+ * (1.1 and 1.2 differ in fields reel does not need) and, leniently, a
+ * missing one. Another major version is a format reel does not know:
+ * REEL_UNSUPPORTED, naming the file and the version. */
+static reel_rc check_log_version(const char *path, json_t *j, reel_err_t *err) {
+    if (j == NULL || json_is_null(j))
+        return REEL_OK;
+    if (!json_is_string(j))
+        return reel_err_set(err, REEL_INVALID, "%s: log.version: not a string but %s", path,
+                            type_name(j));
+    const char *s = json_string_value(j);
+    size_t n = json_string_length(j);
+    if (n == 0)
+        return REEL_OK;
+    size_t major = strspn(s, "0123456789");
+    int shaped = major > 0 && major <= 4 && strlen(s) == n &&
+                 (s[major] == '\0' || (s[major] == '.' && s[major + 1] != '\0' &&
+                                       strspn(s + major + 1, "0123456789") == n - major - 1));
+    if (!shaped)
+        return reel_err_set(err, REEL_INVALID,
+                            "%s: log.version: \"%.40s\" is not a HAR version (such as \"1.2\")",
+                            path, s);
+    if (major != 1 || s[0] != '1')
+        return reel_err_set(err, REEL_UNSUPPORTED,
+                            "%s: log.version: HAR version %s is not supported (reel reads HAR "
+                            "1.x: 1.1 and 1.2)",
+                            path, s);
+    return REEL_OK;
+}
+
 /* Parses path and checks the document's outline; *entries is borrowed
  * from *root (owned). */
 static reel_rc load(const char *path, json_t **root, json_t **entries, reel_err_t *err) {
@@ -1059,6 +1114,8 @@ static reel_rc load(const char *path, json_t **root, json_t **entries, reel_err_
                           hlog ? "not an object" : "missing");
         goto out;
     }
+    if ((rc = check_log_version(path, json_object_get(hlog, "version"), err)) != REEL_OK)
+        goto out;
     *entries = json_object_get(hlog, "entries");
     if (!json_is_array(*entries)) {
         rc = reel_err_set(err, REEL_INVALID, "%s: log.entries: %s", path,

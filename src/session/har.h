@@ -16,8 +16,9 @@
  *   for a CONNECT's ":protocol" (an HTTP/2 WebSocket, RFC 8441, which
  *   reel records, and reel export writes, as method CONNECT with
  *   ":protocol" among its headers and a ws(s) URL), http_version from
- *   httpVersion ("h2" -> "HTTP/2.0", otherwise uppercased, empty ->
- *   "HTTP/1.1");
+ *   httpVersion ("h2", "h2c", "HTTP/2" -> "HTTP/2.0", "h3", "h3-29",
+ *   "HTTP/3" -> "HTTP/3.0", otherwise uppercased, empty -> "HTTP/1.1";
+ *   "HTTP/" with a number no HTTP has, such as "HTTP/9", is refused);
  *   body = postData.text (base64-decoded when postData.encoding is "base64");
  * - response head: status, statusText, headers as above, body_decoded set
  *   (HAR content.text is decoded; Content-Encoding is kept as recorded);
@@ -106,13 +107,16 @@ reel_rc reel_har_apply_user_data(sqlite3 *db, const reel_har_t *h, reel_har_stat
 /** Frees h; accepts NULL. */
 void reel_har_free(reel_har_t *h);
 
-/** Checks that the file at path is a readable HAR 1.2 document (JSON with
+/** Checks that the file at path is a readable HAR 1.x document (JSON with
  * log.entries[], each with request and response objects of the right
  * shape) without recording anything. Returns REEL_IO (cannot read),
- * REEL_LIMIT (larger than the cap) or REEL_INVALID, with a message naming
- * the file and the first offending entry and field, e.g.
- * "capture.har: entries[3].request.url: not an absolute http(s) URL", or
- * "capture.har:LINE:COL: <jansson's message>" for malformed JSON. */
+ * REEL_LIMIT (larger than the cap), REEL_UNSUPPORTED (log.version of
+ * another major version: "capture.har: log.version: HAR version 9.9 is not
+ * supported ...") or REEL_INVALID, with a message naming the file and the
+ * first offending entry and field, e.g. "capture.har:
+ * entries[3].request.url: not an absolute http(s) URL" or "capture.har:
+ * entries[1].request.httpVersion: "HTTP/9" is not an HTTP version (...)",
+ * or "capture.har:LINE:COL: <jansson's message>" for malformed JSON. */
 reel_rc reel_har_check(const char *path, reel_err_t *err);
 
 /** reel_har_load + reel_har_record + reel_har_free: records nothing if

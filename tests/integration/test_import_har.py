@@ -17,7 +17,7 @@ import threading
 import time
 import unittest
 
-from proxyenv import TMPBASE, Origin, Reel, body, curl, free_port, main, stop_class
+from proxyenv import REEL, TMPBASE, Origin, Reel, body, curl, free_port, main, run, stop_class
 
 LIMIT = 1024
 
@@ -246,6 +246,73 @@ class H2WebSocketRoundTrip(unittest.TestCase):
         # found as a WebSocket, as the captured flow is
         self.assertEqual([f["id"] for f in json.loads(
             self.reel.cli("flows", "back", "--json", "~websocket").stdout)], [back[0]["id"]])
+
+
+class HarVersions(unittest.TestCase):
+    """log.version of another major version and an httpVersion no HTTP has
+    are refused, naming the file, the entry and the value; what browsers
+    and mitmproxy write for HTTP/1, 2 and 3 is read."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="reel-har-versions-", dir=TMPBASE)
+        cls.env = dict(os.environ, REEL_HOME=cls.root + "/home")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def har(self, name, versions, log_version="1.2"):
+        entries = [{"startedDateTime": "2026-01-02T03:04:05.000Z", "time": 1,
+                    "request": {"method": "GET", "url": "https://example.test/%d" % i,
+                                "httpVersion": v, "headers": [], "queryString": [],
+                                "cookies": [], "headersSize": -1, "bodySize": 0},
+                    "response": {"status": 200, "statusText": "OK", "httpVersion": v,
+                                 "headers": [], "cookies": [],
+                                 "content": {"size": 0, "mimeType": "text/plain"},
+                                 "redirectURL": "", "headersSize": -1, "bodySize": 0},
+                    "cache": {}, "timings": {"send": 0, "wait": 1, "receive": 0}}
+                   for i, v in enumerate(versions)]
+        path = os.path.join(self.root, name)
+        with open(path, "w") as f:
+            json.dump({"log": {"version": log_version, "creator": {"name": "t", "version": "1"},
+                               "entries": entries}}, f)
+        return path
+
+    def cli(self, *args, check=True):
+        return run([REEL] + list(args), env=self.env, check=check)
+
+    def test_unknown_har_version(self):
+        p = self.har("future.har", ["HTTP/1.1"], log_version="9.9")
+        r = self.cli("import", p, "--into", "future", check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr, b"reel import: %s: log.version: HAR version 9.9 is not "
+                         b"supported (reel reads HAR 1.x: 1.1 and 1.2)\n" % p.encode())
+        self.assertFalse(os.path.exists(os.path.join(self.root, "home", "future")))
+
+    def test_impossible_http_version(self):
+        p = self.har("http9.har", ["HTTP/1.1", "HTTP/9"])
+        r = self.cli("import", p, "--into", "http9", check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr, b"reel import: %s: entries[1].request.httpVersion: \"HTTP/9\" "
+                         b"is not an HTTP version (there are HTTP/0.9, 1.0, 1.1, 2 and 3)\n"
+                         % p.encode())
+        self.assertFalse(os.path.exists(os.path.join(self.root, "home", "http9")))
+
+    def test_what_browsers_write(self):
+        given = ["h2", "HTTP/2", "http/2.0", "h3", "h3-29", "HTTP/3", "http/1.1", "HTTP/1.0",
+                 "", "spdy/3.1"]
+        want = ["HTTP/2.0", "HTTP/2.0", "HTTP/2.0", "HTTP/3.0", "HTTP/3.0", "HTTP/3.0",
+                "HTTP/1.1", "HTTP/1.0", "HTTP/1.1", "SPDY/3.1"]
+        self.cli("import", self.har("browsers.har", given, log_version="1.1"), "--into", "b")
+        got = []
+        for f in json.loads(self.cli("flows", "b", "--json").stdout):
+            fl = json.loads(self.cli("flow", "b", str(f["id"]), "--json").stdout)
+            got.append((fl["request"]["http_version"], fl["response"]["http_version"]))
+        self.assertEqual(got, [(w, w) for w in want])
+        # ~h2 finds every HTTP/2 spelling
+        h2 = json.loads(self.cli("flows", "b", "~h2", "--json").stdout)
+        self.assertEqual(len(h2), 3)
 
 
 class InterimTrailersOrigin:

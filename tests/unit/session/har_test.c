@@ -285,6 +285,25 @@ static void test_check_variants(void **state) {
         {"request.httpVersion", "\"HTTP 1.1\"",
          "entries[0].request.httpVersion: not an HTTP version"},
         {"request.httpVersion", "\"\"", NULL},
+        /* no HTTP has these numbers */
+        {"request.httpVersion", "\"HTTP/9\"",
+         "entries[0].request.httpVersion: \"HTTP/9\" is not an HTTP version (there are "
+         "HTTP/0.9, 1.0, 1.1, 2 and 3)"},
+        {"response.httpVersion", "\"http/1.2\"",
+         "entries[0].response.httpVersion: \"http/1.2\" is not an HTTP version (there are "
+         "HTTP/0.9, 1.0, 1.1, 2 and 3)"},
+        /* what browsers and mitmproxy write */
+        {"request.httpVersion", "\"h2\"", NULL},
+        {"request.httpVersion", "\"HTTP/2\"", NULL},
+        {"request.httpVersion", "\"http/2.0\"", NULL},
+        {"request.httpVersion", "\"h3\"", NULL},
+        {"request.httpVersion", "\"h3-29\"", NULL},
+        {"request.httpVersion", "\"HTTP/3\"", NULL},
+        {"request.httpVersion", "\"HTTP/1.0\"", NULL},
+        {"request.httpVersion", "\"http/0.9\"", NULL},
+        {"request.httpVersion", "\"spdy/3.1\"", NULL},
+        {"request.httpVersion", "\"http/2+quic/43\"", NULL},
+        {"request.httpVersion", "\"unknown\"", NULL},
         {"request.headers", NULL, "entries[0].request.headers: missing"},
         {"request.headers", "{}", "entries[0].request.headers: not an array but an object"},
         {"request.headers", "[1]", "entries[0].request.headers[0]: not an object but a number"},
@@ -372,6 +391,44 @@ static void test_check_variants(void **state) {
         } else {
             check_har(p, REEL_OK, "");
         }
+        free(p);
+    }
+}
+
+/* log.version: 1.x and an empty or missing one (HAR 1.2: empty means 1.1)
+ * are read; another major version is refused, naming it. */
+static void test_log_version(void **state) {
+    (void)state;
+    static const struct {
+        const char *value; /* JSON; NULL: removed */
+        reel_rc rc;
+        const char *msg;
+    } cases[] = {
+        {"\"1.2\"", REEL_OK, NULL},
+        {"\"1.1\"", REEL_OK, NULL},
+        {"\"\"", REEL_OK, NULL},
+        {NULL, REEL_OK, NULL},
+        {"\"9.9\"", REEL_UNSUPPORTED,
+         ": log.version: HAR version 9.9 is not supported (reel reads HAR 1.x: 1.1 and 1.2)"},
+        {"\"2.0\"", REEL_UNSUPPORTED,
+         ": log.version: HAR version 2.0 is not supported (reel reads HAR 1.x: 1.1 and 1.2)"},
+        {"\"1.2 beta\"", REEL_INVALID,
+         ": log.version: \"1.2 beta\" is not a HAR version (such as \"1.2\")"},
+        {"1.2", REEL_INVALID, ": log.version: not a string but a number"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_error_t jerr;
+        json_t *root = json_loads(base_har, 0, &jerr);
+        assert_non_null(root);
+        json_t *log = json_object_get(root, "log");
+        if (cases[i].value)
+            json_object_set_new(log, "version", json_loads(cases[i].value, JSON_DECODE_ANY, &jerr));
+        else
+            json_object_del(log, "version");
+        char *p = reel_asprintf("%s/version-%zu.har", tmp_dir, i);
+        assert_int_equal(json_dump_file(root, p, 0), 0);
+        json_decref(root);
+        check_har(p, cases[i].rc, cases[i].msg ? cases[i].msg : "");
         free(p);
     }
 }
@@ -1226,6 +1283,7 @@ int main(void) {
         cmocka_unit_test(test_size_limit),
         cmocka_unit_test(test_load_pipe),
         cmocka_unit_test(test_check_variants),
+        cmocka_unit_test(test_log_version),
         cmocka_unit_test(test_import_chromium),
         cmocka_unit_test(test_import_broken_records_nothing),
         cmocka_unit_test(test_import_skips_other_schemes),
