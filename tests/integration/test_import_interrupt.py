@@ -9,7 +9,8 @@ it). Each time the signal goes once the import has written some of the
 file's flows to the spool; then the session must have none of them, the flows it
 had before must be exactly as they were (heads, bodies, annotations, tags,
 marks), `reel verify` must pass, and importing the file again must give
-exactly one copy of every entry. An import killed at its last moment (all
+exactly one copy of every entry; a mitmproxy file too, whose comments and
+marks come after its flows. An import killed at its last moment (all
 recorded and indexed, its rollback point not yet removed) is made by hand;
 and one that fills the disk (a small tmpfs, when this may mount one) is
 undone as well.
@@ -86,13 +87,20 @@ class ImportInterrupted(unittest.TestCase):
         except OSError:
             return 0
 
-    def interrupt(self, session, sig, existing=False):
-        """Starts `reel import` of the big HAR into session (made first
+    def interrupt(self, session, sig, existing=False, grow=None):
+        """Starts `reel import` of the big file into session (made first
         with 3 flows and user data if existing) and sends sig once it has
-        written some of its flows to the spool. Returns (exit code, stderr,
-        the flows the session had before, as full() gives them)."""
+        written some of its flows to the spool; grow() (default: a HAR of
+        twice the entries) makes the file bigger when the import was done
+        before the signal. Returns (exit code, stderr, the flows the
+        session had before, as full() gives them)."""
         for attempt in range(4):
-            before = self.existing(session) if existing else {}
+            if existing:
+                before = self.existing(session)
+            elif os.path.exists(os.path.join(self.home, session)):
+                before = self.full(session)  # as an earlier step left it
+            else:
+                before = {}
             base = self.spool_bytes(session)
             p = subprocess.Popen([REEL, "import", self.big, "--into", session], env=self.env,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -121,7 +129,10 @@ class ImportInterrupted(unittest.TestCase):
             self.assertEqual(len(self.flows(session)), len(before) + self.n)
             self.assertIn(b"is consistent", self.cli("verify", session).stdout)
             self.cli("rm", "--yes", session)
-            type(self).make_big(self.n * 2)
+            if grow:
+                grow()
+            else:
+                type(self).make_big(self.n * 2)
         self.fail("the import always ended before it could be interrupted")
 
     def flows(self, session):
@@ -226,6 +237,53 @@ class ImportInterrupted(unittest.TestCase):
         self.check_nothing_left("new-kill", {})
         self.check_reimport("new-kill", set())
 
+
+    def test_mitmproxy_file(self):
+        """The same for a mitmproxy flow file, whose comments and marks
+        are added after its flows: SIGINT, then SIGKILL."""
+        try:
+            from mitmproxy import io as mio
+            from mitmproxy.test import tflow
+        except ImportError:
+            self.skipTest("mitmproxy is missing: scripts/bootstrap --test installs it")
+        import random
+        rnd = random.Random(7)
+        pool = bytes(rnd.choice(b"abcdefghijklmnopqrstuvwxyz0123456789 \n")
+                     for _ in range(ENTRY_BODY * 4))
+
+        def make_mitm(size):
+            with open(self.big, "wb") as f:
+                w = mio.FlowWriter(f)
+                for i in range(size):
+                    fl = tflow.tflow(resp=True)
+                    fl.request.host = "big.test"
+                    fl.request.path = "/item/%d" % i
+                    fl.response.content = pool[(i * 7919) % (ENTRY_BODY * 3):][:ENTRY_BODY]
+                    if i % 100 == 0:
+                        fl.comment = "note %d" % i
+                        fl.marked = ":default:"
+                    w.add(fl)
+            self.n = size
+        self.big = os.path.join(self.root, "big.mitm")  # this test's own, not the class's
+        make_mitm(20000)
+
+        def grow():
+            make_mitm(self.n * 2)
+        code, err, before = self.interrupt("mitm", signal.SIGINT, existing=True, grow=grow)
+        self.assertEqual(code, -signal.SIGINT, err)
+        self.assertIn("by SIGINT; nothing was imported", err)
+        self.check_nothing_left("mitm", before)
+        code, err, before = self.interrupt("mitm", signal.SIGKILL, grow=grow)
+        self.assertEqual(code, -signal.SIGKILL, err)
+        r = self.cli("verify", "mitm")
+        self.assertIn(b"did not finish: rolled back", r.stderr)
+        self.check_nothing_left("mitm", before)
+        r = self.cli("import", self.big, "--into", "mitm", "--json")
+        self.assertEqual(json.loads(r.stdout)["annotated"], self.n // 100)
+        self.assertEqual(len(self.flows("mitm")), len(before) + self.n)
+        marked = json.loads(self.cli("flows", "mitm", "~marked", "--json").stdout)
+        self.assertEqual(len(marked), self.n // 100 + len([1 for f in before.values()
+                                                           if f[1]["marked"]]))
 
     def test_disk_full(self):
         """A disk that fills up stops the import: what it had written is
