@@ -815,7 +815,8 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
                 return;
             }
         }
-    } else if (c->in_tunnel && h->target_form == REEL_H1_TARGET_ORIGIN) {
+    } else if (c->in_tunnel && (h->target_form == REEL_H1_TARGET_ORIGIN ||
+                                h->target_form == REEL_H1_TARGET_ASTERISK)) {
         https = c->tunnel_tls;
         host = reel_strdup(c->tunnel_host);
         port = c->tunnel_port;

@@ -901,7 +901,8 @@ void reel_index_url(const Reel__RequestHead *h, reel_buf_t *out) {
     }
     if (h->target.len == 0)
         reel_buf_puts(out, "/");
-    reel_buf_append(out, h->target.data, h->target.len);
+    else if (!(h->target.len == 1 && h->target.data[0] == '*')) /* OPTIONS *: the origin's */
+        reel_buf_append(out, h->target.data, h->target.len);
 }
 
 static void set_url(frow *r, const Reel__RequestHead *h) {

@@ -158,6 +158,8 @@ reel_rc reel_replay_load(reel_session_t *s, uint64_t id, reel_replay_req_t *out,
         why = "its scheme is neither http nor https";
     else if (out->method && strcmp(out->method, "CONNECT") == 0)
         why = "it is a CONNECT request";
+    else if (out->method && strcmp(out->method, "PRI") == 0 && strcmp(out->target, "*") == 0)
+        why = "it is an HTTP/2 connection preface, not a request";
     else if (c.too_big)
         why = "its request body is larger than replay sends (256 MiB)";
     else if (!c.ended)

@@ -307,6 +307,15 @@ class ProxyTest(unittest.TestCase):
         self.assertEqual(other["status"], 400)
         self.assertIn("names another origin", other["error"])
         self.assertFalse(any("abs-other" in " ".join(line) for line in o.log_lines()))
+        # OPTIONS * (asterisk form) inside a tunnel: the flow's URL is the
+        # origin's, not "http://host:port*"
+        s = connect(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % o.http_port)
+        self.assertTrue(read_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 200"))
+        s.sendall(b"OPTIONS * HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        read_all(s)
+        s.close()
+        f = self.last_flow("~m OPTIONS")
+        self.assertEqual(f["url"], "http://127.0.0.1:%d" % o.http_port)
 
         # CONNECT carrying neither TLS nor HTTP is relayed raw.
         t = threading.Thread(target=serve, args=(False,))
