@@ -7,6 +7,7 @@
  * transaction, not one statement per record. */
 #include "session/index.h"
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,6 +91,104 @@ static reel_rc migrate(sqlite3 *db, reel_err_t *err) {
             return rc;
     }
     return REEL_OK;
+}
+
+/* The indexes and triggers of flows as the schema makes them: schema/NNN_*.sql
+ * applied once per process to an empty in-memory database. */
+static struct {
+    pthread_once_t once;
+    reel_index_object_t *v;
+    size_t n;
+    reel_err_t err;
+} flows_objects = {PTHREAD_ONCE_INIT, NULL, 0, {REEL_OK, ""}};
+
+static void flows_objects_load(void) {
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    size_t cap = 0;
+    if (sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+        SQLITE_OK) {
+        reel_err_set(&flows_objects.err, REEL_DB, "cannot open an in-memory database: %s",
+                     db ? sqlite3_errmsg(db) : "out of memory");
+        goto out;
+    }
+    if (migrate(db, &flows_objects.err) != REEL_OK ||
+        reel_index_prepare(db,
+                           "SELECT type, name, sql FROM sqlite_master WHERE tbl_name = "
+                           "'flows' AND type IN ('index', 'trigger') AND sql IS NOT NULL "
+                           "ORDER BY rowid",
+                           &st, &flows_objects.err) != REEL_OK)
+        goto out;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if (flows_objects.n == cap)
+            flows_objects.v =
+                reel_realloc(flows_objects.v, (cap = cap ? cap * 2 : 16) * sizeof *flows_objects.v);
+        flows_objects.v[flows_objects.n++] =
+            (reel_index_object_t){reel_strdup((const char *)sqlite3_column_text(st, 0)),
+                                  reel_strdup((const char *)sqlite3_column_text(st, 1)),
+                                  reel_strdup((const char *)sqlite3_column_text(st, 2))};
+    }
+out:
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+const reel_index_object_t *reel_index_flows_objects(size_t *n, reel_err_t *err) {
+    pthread_once(&flows_objects.once, flows_objects_load);
+    *n = flows_objects.n;
+    if (flows_objects.err.code != REEL_OK) {
+        reel_err_set(err, flows_objects.err.code, "%s", reel_err_str(&flows_objects.err));
+        *n = 0;
+        return NULL;
+    }
+    return flows_objects.v;
+}
+
+/* Whether db has an object (index or trigger) of that name. */
+static int has_object(sqlite3 *db, const char *name) {
+    sqlite3_stmt *st = NULL;
+    int found = 0;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE name = ?", -1, &st, NULL) ==
+        SQLITE_OK) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        found = sqlite3_step(st) == SQLITE_ROW;
+    }
+    sqlite3_finalize(st);
+    return found;
+}
+
+reel_rc reel_index_flows_objects_missing(sqlite3 *db, reel_buf_t *names, size_t *missing,
+                                         reel_err_t *err) {
+    size_t n = 0;
+    *missing = 0;
+    const reel_index_object_t *o = reel_index_flows_objects(&n, err);
+    if (o == NULL)
+        return err ? err->code : REEL_DB;
+    for (size_t i = 0; i < n; i++) {
+        if (has_object(db, o[i].name))
+            continue;
+        if (names)
+            reel_buf_printf(names, "%s%s", (*missing)++ ? ", " : "", o[i].name);
+        else
+            (*missing)++;
+    }
+    return REEL_OK;
+}
+
+reel_rc reel_index_flows_objects_restore(sqlite3 *db, size_t *made, reel_err_t *err) {
+    size_t n = 0;
+    reel_rc rc = REEL_OK;
+    *made = 0;
+    const reel_index_object_t *o = reel_index_flows_objects(&n, err);
+    if (o == NULL)
+        return err ? err->code : REEL_DB;
+    for (size_t i = 0; i < n && rc == REEL_OK; i++) {
+        if (has_object(db, o[i].name))
+            continue;
+        if ((rc = reel_index_exec(db, o[i].sql, err)) == REEL_OK)
+            (*made)++;
+    }
+    return rc;
 }
 
 reel_rc reel_index_open(const char *path, int how, sqlite3 **out, reel_err_t *err) {

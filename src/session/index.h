@@ -43,6 +43,32 @@ reel_rc reel_index_open(const char *path, int how, sqlite3 **out, reel_err_t *er
 reel_rc reel_index_open_readonly(const char *path, int live, sqlite3 **out, char **note,
                                  reel_err_t *err);
 
+/** An index or trigger of the flows table, as the schema defines it. */
+typedef struct {
+    const char *type; /* "index" or "trigger" */
+    const char *name;
+    const char *sql; /* its CREATE statement */
+} reel_index_object_t;
+
+/** The indexes and triggers that the current schema (schema/NNN_*.sql, applied
+ * to an empty database once per process) puts on flows, in the order they
+ * are made: what a rebuild that drops them for its bulk load makes again,
+ * and what recovery and verify expect. Returns a static array of *n
+ * entries, valid until the process ends, or NULL (err set, *n 0) if the
+ * schema could not be applied. Thread-safe. */
+const reel_index_object_t *reel_index_flows_objects(size_t *n, reel_err_t *err);
+
+/** Counts in *missing the objects of reel_index_flows_objects that db
+ * lacks, appending their names, comma-separated, to names (may be NULL).
+ * Returns REEL_OK, or the error of reel_index_flows_objects. */
+reel_rc reel_index_flows_objects_missing(sqlite3 *db, reel_buf_t *names, size_t *missing,
+                                         reel_err_t *err);
+
+/** Makes every object of reel_index_flows_objects that db lacks, from the
+ * schema's own definition; *made says how many. Returns REEL_OK, or the
+ * error of the first CREATE that failed. */
+reel_rc reel_index_flows_objects_restore(sqlite3 *db, size_t *made, reel_err_t *err);
+
 /** Runs sql (no results). Returns REEL_CORRUPT if SQLite finds the file
  * damaged, REEL_DB on other errors. */
 reel_rc reel_index_exec(sqlite3 *db, const char *sql, reel_err_t *err);

@@ -3,8 +3,9 @@
  * Opening a session runs recovery when no recorder holds it: frames in the
  * spool past what the index knows are verified and indexed, a torn trailing
  * frame is moved aside into recovered/, and an index that refers to spool
- * bytes that are gone is rebuilt from the spool. What recovery did is
- * reported by reel_session_recovery_note(). */
+ * bytes that are gone is rebuilt from the spool, and so is one whose
+ * rebuild (repair, compact) was interrupted. What recovery did is reported
+ * by reel_session_recovery_note(). */
 #ifndef REEL_SESSION_SESSION_H
 #define REEL_SESSION_SESSION_H
 
@@ -93,6 +94,8 @@ int reel_session_open_segment(const reel_session_t *s, uint32_t n);
  * itself is damaged (unreadable, or SQLite's quick_check fails) it is moved
  * aside into recovered/ and replaced by a new index, into which the user
  * data that still reads is copied (the report says what was lost).
+ * A process killed while it rebuilds leaves what the next one to hold the
+ * lock needs to rebuild again (docs/format.md, "Rebuilding").
  * *report receives an owned summary. Needs the session opened with
  * REEL_OPEN_RECORD (and REEL_OPEN_REPAIR to get past a damaged index) or
  * unlocked (it takes the lock). */

@@ -1,0 +1,208 @@
+#!/usr/bin/python3
+"""`reel repair` and `reel compact` killed with SIGKILL while they rebuild
+the index, with the real binary and a session recorded through the proxy.
+
+A rebuild drops the indexes and the trigger of the flows table, empties the
+derived tables, fills them again from the spool and makes the indexes and
+the trigger again. A kill in between once left flows without them for good
+(neither verify nor another repair made them again) and an index holding
+part of the spool. Now the next command finishes the rebuild: every index
+and trigger is back, every flow is there and `reel verify` passes.
+
+The kills are placed by watching session.db (read-only) while the process
+runs: as soon as an index of flows is gone (the derived tables were just
+emptied), once the rebuilt rows are coming in, and at fractions of the time
+a whole repair takes.
+"""
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import tempfile
+import time
+import unittest
+
+from proxyenv import REEL, TMPBASE, Origin, Reel, curl, main
+
+N = 1200  # flows in the session
+
+
+def objects(db_path):
+    """The indexes and triggers of flows in the session.db at db_path."""
+    db = sqlite3.connect("file:%s?mode=ro" % db_path, uri=True)
+    try:
+        return {(t, n) for t, n in db.execute(
+            "SELECT type, name FROM sqlite_master WHERE tbl_name = 'flows' AND type IN "
+            "('index', 'trigger')")}
+    finally:
+        db.close()
+
+
+class Interrupted(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="reel-interrupted-", dir=TMPBASE)
+        cls.origin = Origin(cls.root)
+        reel = Reel(cls.root, "base", "segment_size=1MiB")
+        try:
+            urls = []
+            for i in range(N):
+                path = "/text.txt" if i % 3 == 0 else "/file1m" if i % 200 == 7 else "/100b"
+                urls.append(cls.origin.url("%s?%d" % (path, i)))
+            for k in range(0, N, 300):  # one connection per 300 requests
+                curl(reel, "--compressed", "-o", "/dev/null", *urls[k:k + 300])
+            reel.wait_flows(N, timeout=30)
+        finally:
+            code = reel.stop()
+        assert code == 0, reel.log()
+        cls.env = reel.env
+        cls.home = reel.env["REEL_HOME"]
+        for args in (["annotate", "base", "3", "a note"], ["tag", "base", "4", "alpha"],
+                     ["mark", "base", "5"]):
+            cls.run_cli(*args)
+        cls.want_objects = objects(os.path.join(cls.home, "base", "session.db"))
+        assert ("index", "flows_host") in cls.want_objects, cls.want_objects
+        assert ("trigger", "flows_body_ad") in cls.want_objects, cls.want_objects
+        cls.segments = len(os.listdir(os.path.join(cls.home, "base", "spool")))
+        t = time.time()
+        cls.copy("timing")
+        cls.run_cli("repair", "timing")
+        cls.repair_s = time.time() - t
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.origin.stop()
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    @classmethod
+    def run_cli(cls, *args, check=True):
+        r = subprocess.run([REEL] + list(args), env=cls.env, capture_output=True, timeout=120)
+        if check and r.returncode != 0:
+            raise AssertionError("reel %s exited %d: %s" % (" ".join(args), r.returncode,
+                                                             r.stderr.decode()))
+        return r
+
+    @classmethod
+    def copy(cls, name):
+        dst = os.path.join(cls.home, name)
+        shutil.rmtree(dst, ignore_errors=True)
+        shutil.copytree(os.path.join(cls.home, "base"), dst)
+        return dst
+
+    def kill_when(self, args, name, cond, timeout=60):
+        """Runs `reel ARGS`, watching NAME's session.db; SIGKILLs it as soon
+        as cond(db) holds. Returns True if it was killed while cond held,
+        False if it ended first."""
+        proc = subprocess.Popen([REEL] + args, env=self.env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        path = os.path.join(self.home, name, "session.db")
+        db = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=0.05)
+        hit = False
+        deadline = time.time() + timeout
+        try:
+            while proc.poll() is None and time.time() < deadline:
+                try:
+                    if cond(db):
+                        proc.send_signal(signal.SIGKILL)
+                        hit = True
+                        break
+                except sqlite3.Error:
+                    pass  # the file is being replaced or written: look again
+                time.sleep(0.001)
+        finally:
+            db.close()
+            if proc.poll() is None and not hit:
+                proc.kill()
+            proc.wait(30)
+        return hit
+
+    def kill_after(self, args, seconds):
+        proc = subprocess.Popen([REEL] + args, env=self.env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(seconds)
+        ended = proc.poll() is not None
+        if not ended:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        return not ended
+
+    def check_whole(self, name, hit):
+        """What the next command must find after a kill."""
+        r = self.run_cli("flows", name, "--json")
+        flows = json.loads(r.stdout)
+        self.assertEqual(len(flows), N, r.stderr)
+        self.assertEqual(objects(os.path.join(self.home, name, "session.db")), self.want_objects)
+        if hit:
+            self.assertIn(b"stopped before it had rebuilt the index", r.stderr)
+        v = self.run_cli("verify", name, check=False)
+        self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+        self.assertEqual(json.loads(self.run_cli("flows", name, "--json", "~damaged").stdout), [])
+        note = json.loads(self.run_cli("annotate", name, "3", "--json").stdout)
+        self.assertEqual([a["text"] for a in note], ["a note"])
+        self.assertEqual([f["id"] for f in json.loads(
+            self.run_cli("flows", name, "--json", "~marked").stdout)], [5])
+        self.assertEqual([f["id"] for f in json.loads(
+            self.run_cli("flows", name, "--json", "~tag alpha").stdout)], [4])
+        # and another repair leaves it so
+        self.run_cli("repair", name)
+        self.assertEqual(objects(os.path.join(self.home, name, "session.db")), self.want_objects)
+        self.assertEqual(len(json.loads(self.run_cli("flows", name, "--json").stdout)), N)
+
+    @staticmethod
+    def index_gone(db):
+        return db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'flows_host'"
+                          ).fetchone()[0] == 0
+
+    @staticmethod
+    def rows_coming(db):
+        return (Interrupted.index_gone(db) and
+                db.execute("SELECT count(*) FROM flows").fetchone()[0] > 0)
+
+    def test_repair_killed(self):
+        self.assertGreaterEqual(self.segments, 4)
+        hits = 0
+        for k, cond in enumerate((self.index_gone, self.rows_coming)):
+            name = "rk%d" % k
+            self.copy(name)
+            hit = self.kill_when(["repair", name], name, cond)
+            hits += hit
+            if hit:
+                # what the kill left: flows without its indexes
+                self.assertNotEqual(objects(os.path.join(self.home, name, "session.db")),
+                                    self.want_objects)
+            self.check_whole(name, hit)
+        self.assertGreaterEqual(hits, 1, "no kill fell inside the rebuild")
+        for k, frac in enumerate((0.1, 0.3, 0.5, 0.7, 0.9)):
+            name = "rt%d" % k
+            self.copy(name)
+            self.kill_after(["repair", name], self.repair_s * frac)
+            self.check_whole(name, False)
+
+    def test_compact_killed(self):
+        name = "ck"
+        self.copy(name)
+        hit = self.kill_when(["compact", name], name, self.index_gone)
+        self.assertTrue(hit, "compact ended before its rebuild was seen")
+        self.check_whole(name, True)
+
+    def test_indexes_lost_earlier(self):
+        """A session an older reel left without them (its repair was
+        killed): the next command rebuilds the index and makes them."""
+        name = "old"
+        path = os.path.join(self.copy(name), "session.db")
+        db = sqlite3.connect(path)
+        for t, n in self.want_objects:
+            db.execute("DROP %s %s" % (t.upper(), n))
+        db.commit()
+        db.close()
+        r = self.run_cli("flows", name, "--json")
+        self.assertEqual(len(json.loads(r.stdout)), N)
+        self.assertEqual(objects(path), self.want_objects)
+        self.assertIn(b"the flows table lacks", r.stderr)
+        self.assertEqual(self.run_cli("verify", name, check=False).returncode, 0)
+
+
+if __name__ == "__main__":
+    main()
