@@ -401,6 +401,7 @@ reel_rc reel_retention_compact(reel_session_t *s, uint64_t segment_size, char **
     size_t nseg = 0;
     seginfo *segs = list_segs(dir, &nseg);
     compact_ctx c = {0};
+    int began = 0, listed = 0;
     c.db = db;
     c.dir = dir;
     c.fd = -1;
@@ -463,6 +464,18 @@ reel_rc reel_retention_compact(reel_session_t *s, uint64_t segment_size, char **
         }
         goto out;
     }
+    /* From here until the index is rebuilt from the new segments, it does
+     * not match the spool: readers are kept away, and if this process
+     * dies, the next open rebuilds the index (meta `rebuilding`). */
+    if ((rc = reel__session_rebuild_begin(s, err)) != REEL_OK) {
+        for (uint32_t n = c.first_n; n < c.first_n + nnew; n++) {
+            char *p = tmp_path(dir, n);
+            unlink(p);
+            free(p);
+        }
+        goto out;
+    }
+    began = 1;
     /* The new segments take their names, then the old ones are listed as
      * retired and removed, then the index is rebuilt from the new ones. */
     for (uint32_t n = c.first_n; n < c.first_n + nnew; n++) {
@@ -502,6 +515,7 @@ reel_rc reel_retention_compact(reel_session_t *s, uint64_t segment_size, char **
         db_fail(db, err, "commit");
         goto out;
     }
+    listed = 1;
     for (size_t i = 0; i < nseg; i++) {
         char *p = seg_path(dir, segs[i].n);
         unlink(p);
@@ -518,6 +532,10 @@ reel_rc reel_retention_compact(reel_session_t *s, uint64_t segment_size, char **
                             (unsigned long long)c.out_total, (unsigned long long)c.kept_records,
                             (unsigned long long)c.dropped_records);
 out:
+    if (began && !listed) /* nothing needs a rebuild: the old segments are all there */
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    if (began)
+        reel__session_rebuild_end(s, !listed);
     if (c.fd >= 0)
         close(c.fd);
     sqlite3_finalize(c.has_flow);

@@ -37,6 +37,8 @@ struct reel_session {
     int db_missing;  /* there is no session.db (REEL_OPEN_REPAIR) */
     int index_lost;  /* session.db had no tables: made anew, to rebuild */
     char *readonly;  /* why this user cannot write the session (opened read-only), owned */
+    int rdlocked;    /* holds the readers' lock shared (readers_lock) */
+    int excl;        /* holds it exclusively: nesting of reel__session_readers_exclude */
 };
 
 int64_t reel_now_us(void) {
@@ -133,6 +135,7 @@ static int mkdir_p(const char *path, mode_t mode) {
 
 static int index_sound(reel_session_t *s);
 static reel_rc replay_journal(reel_session_t *s, sqlite3 *db, reel_err_t *err);
+static long rebuild_pid(sqlite3 *db, uint64_t *max);
 static void note(reel_session_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void note(reel_session_t *s, const char *fmt, ...) {
     char line[600];
@@ -165,6 +168,84 @@ static reel_rc take_lock(reel_session_t *s, int wait_ms) {
         struct timespec ts = {0, 50 * 1000000};
         nanosleep(&ts, NULL);
     }
+}
+
+/* The readers' lock (docs/format.md, section 5): an open file description
+ * lock on the whole of the lock file, which is independent of its flock.
+ * A process that reads the index without holding the session's lock holds
+ * it shared until it closes the session; a rebuild of the index holds it
+ * exclusively, taking it once the readers that have it are done, so that
+ * no reader sees an index that is half rebuilt. Returns fcntl's. */
+static int readers_lock(int fd, short type) {
+    struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+    return fcntl(fd, F_OFD_SETLK, &fl);
+}
+
+/* How long a rebuild waits for the readers that have the session open. */
+#define READERS_WAIT_MS 60000
+
+reel_rc reel__session_readers_exclude(reel_session_t *s, reel_err_t *err) {
+    if (s->excl++ > 0 || s->lock_fd < 0)
+        return REEL_OK;
+    for (int waited = 0;; waited += 50) {
+        if (readers_lock(s->lock_fd, F_WRLCK) == 0)
+            return REEL_OK;
+        if (errno == EINVAL)
+            return REEL_OK; /* no such locks here: no reader takes one either */
+        if (errno != EAGAIN && errno != EACCES && errno != EINTR) {
+            s->excl--;
+            return reel_err_errno(err, REEL_IO, errno, "locking %s/lock", s->path);
+        }
+        if (waited >= READERS_WAIT_MS) {
+            s->excl--;
+            return reel_err_set(err, REEL_LOCKED,
+                                "session '%s' is being read by another process (reel flows, "
+                                "show, verify, export, the web UI, ...) and has been for %d s: "
+                                "its index is rebuilt only when no reader has it open, so that "
+                                "none sees it half built; try again when they are done",
+                                s->name, READERS_WAIT_MS / 1000);
+        }
+        struct timespec ts = {0, 50 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+void reel__session_readers_allow(reel_session_t *s) {
+    if (s->excl == 0 || --s->excl > 0 || s->lock_fd < 0)
+        return;
+    readers_lock(s->lock_fd, s->rdlocked ? F_RDLCK : F_UNLCK);
+}
+
+/* PID in meta `rebuilding` of the session.db at dbpath, opened read-only
+ * for a moment; 0 if none or it does not read. */
+static long rebuild_pid_at(const char *dbpath) {
+    sqlite3 *db = NULL;
+    long pid = 0;
+    if (sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+        sqlite3_busy_timeout(db, 1000);
+        pid = rebuild_pid(db, NULL);
+    }
+    sqlite3_close(db);
+    return pid;
+}
+
+/* A reader refused: the index is being rebuilt (busy: a rebuild holds the
+ * readers' lock; else meta says one began), by pid when known. */
+static reel_rc rebuilding_error(reel_session_t *s, long pid, int busy, reel_err_t *err) {
+    char by[64] = "";
+    if (pid > 0)
+        snprintf(by, sizeof by, " by PID %ld", pid);
+    if (busy || (s->readonly == NULL && s->lock_fd >= 0))
+        return reel_err_set(err, REEL_LOCKED,
+                            "session '%s' is being repaired: its index is being rebuilt from the "
+                            "spool%s (reel repair, reel compact, or recovery on open), and reads "
+                            "now would see part of it; try again when that is done",
+                            s->name, by);
+    return reel_err_set(err, REEL_LOCKED,
+                        "session '%s': its index was left half rebuilt by a repair or compact%s "
+                        "that stopped before it was done; 'reel repair %s' by a user who can write "
+                        "the session rebuilds it",
+                        s->name, by, s->name);
 }
 
 static reel_rc locked_error(reel_session_t *s, reel_err_t *err) {
@@ -1444,6 +1525,21 @@ static char *shared_columns(sqlite3 *db, const char *t) {
     return cols;
 }
 
+reel_rc reel__session_rebuild_begin(reel_session_t *s, reel_err_t *err) {
+    uint64_t old_max = 0;
+    int fresh = 0;
+    reel_rc rc = rebuild_mark(s, &old_max, &fresh, err);
+    if (rc == REEL_OK && (rc = reel__session_readers_exclude(s, err)) != REEL_OK && fresh)
+        sqlite3_exec(s->db, "DELETE FROM meta WHERE key = '" REBUILD_KEY "'", NULL, NULL, NULL);
+    return rc;
+}
+
+void reel__session_rebuild_end(reel_session_t *s, int undo) {
+    if (undo)
+        sqlite3_exec(s->db, "DELETE FROM meta WHERE key = '" REBUILD_KEY "'", NULL, NULL, NULL);
+    reel__session_readers_allow(s);
+}
+
 /* After a rebuild's scan: a flow with annotations, tags or a mark whose
  * records are all gone keeps a row (the old index's, from rebuild_keep,
  * else a bare one), marked damaged, so recovery and repair never drop user
@@ -1562,14 +1658,19 @@ static reel_rc rebuild(reel_session_t *s, reel_err_t *err) {
     uint32_t *segs = list_segments(s, &nseg);
     segrange *missing = NULL;
     uint64_t frames = 0, old_max = 0;
-    int cleared = 0, fresh = 0;
+    int cleared = 0, fresh = 0, excluded = 0;
     /* rebuild_lost is made and dropped with the emptying of the derived
      * tables and the end of the rebuild: if it is there, a rebuild died
      * between the two, and the index holds only part of the spool. */
     int resumed = has_table(s->db, "rebuild_lost") && has_table(s->db, "rebuild_keep");
     missing = missing_segments(s->db, segs, nseg, &nmissing);
+    /* The key first, so that readers opening from now on stay away; then
+     * the readers that have the index open are waited for. */
     if ((rc = rebuild_mark(s, &old_max, &fresh, err)) != REEL_OK ||
-        (rc = dmg_begin(s, err)) != REEL_OK)
+        (rc = reel__session_readers_exclude(s, err)) != REEL_OK)
+        goto out;
+    excluded = 1;
+    if ((rc = dmg_begin(s, err)) != REEL_OK)
         goto out;
     if ((rc = rebuild_clear(s, resumed, missing, nmissing, err)) != REEL_OK)
         goto out;
@@ -1624,6 +1725,8 @@ static reel_rc rebuild(reel_session_t *s, reel_err_t *err) {
 out:
     if (rc != REEL_OK && !cleared && fresh) /* nothing was emptied: the index is as it was */
         sqlite3_exec(s->db, "DELETE FROM meta WHERE key = '" REBUILD_KEY "'", NULL, NULL, NULL);
+    if (excluded)
+        reel__session_readers_allow(s);
     reel_indexer_free(ix);
     free(segs);
     free(missing);
@@ -1931,10 +2034,17 @@ static reel_rc open_readonly(reel_session_t *s, const char *dbpath, const char *
                              reel_err_t *err) {
     reel_rc rc = REEL_OK;
     int live = 0;
-    int fd = open(lockpath, O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        live = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
-        close(fd);
+    s->lock_fd = open(lockpath, O_RDONLY | O_CLOEXEC);
+    if (s->lock_fd >= 0) {
+        if (flock(s->lock_fd, LOCK_SH | LOCK_NB) == 0)
+            flock(s->lock_fd, LOCK_UN);
+        else
+            live = errno == EWOULDBLOCK;
+        /* kept, for the readers' lock: no rebuild while this reads */
+        if (readers_lock(s->lock_fd, F_RDLCK) == 0)
+            s->rdlocked = 1;
+        else if (errno == EAGAIN || errno == EACCES)
+            return rebuilding_error(s, rebuild_pid_at(dbpath), 1, err);
     }
     char *dbnote = NULL;
     reel_err_t dberr;
@@ -1950,6 +2060,11 @@ static reel_rc open_readonly(reel_session_t *s, const char *dbpath, const char *
         goto out;
     } else if (rc != REEL_OK) {
         rc = reel_err_set(err, rc, "%s", reel_err_str(&dberr));
+        goto out;
+    }
+    long pid = rebuild_pid(s->db, NULL);
+    if (pid) {
+        rc = rebuilding_error(s, pid, live, err);
         goto out;
     }
     if (dbnote)
@@ -2068,7 +2183,16 @@ reel_rc reel_session_open(const char *home, const char *name, int flags, reel_se
         if (rc == REEL_OK) {
             have_lock = 1;
         } else if (rc == REEL_LOCKED && !(flags & REEL_OPEN_RECORD)) {
-            rc = REEL_OK; /* a recorder is live: read its index as it stands */
+            /* A recorder is live: read its index as it stands. Unless it
+             * is a rebuild (repair, compact, recovery), which holds the
+             * readers' lock; it waits for this reader once it has it. */
+            rc = REEL_OK;
+            if (readers_lock(s->lock_fd, F_RDLCK) == 0) {
+                s->rdlocked = 1;
+            } else if (errno == EAGAIN || errno == EACCES) {
+                rc = rebuilding_error(s, rebuild_pid_at(dbpath), 1, err);
+                goto out;
+            }
         } else if (rc == REEL_LOCKED) {
             rc = locked_error(s, err);
             goto out;
@@ -2115,6 +2239,12 @@ reel_rc reel_session_open(const char *home, const char *name, int flags, reel_se
             rc = reel_err_set(err, rc, "%s", reel_err_str(&dberr));
             goto out;
         }
+    }
+    if (!have_lock && s->db && rebuild_pid(s->db, NULL)) {
+        /* A rebuild began (the process holding the lock is at it, or will
+         * be) or was interrupted: the index may hold part of the spool. */
+        rc = rebuilding_error(s, rebuild_pid(s->db, NULL), 0, err);
+        goto out;
     }
     if (created && chmod(dbpath, 0600) != 0) {
         /* SQLite creates 0644 (less the umask); the -wal and -shm files
@@ -2178,6 +2308,10 @@ reel_rc reel_session_open(const char *home, const char *name, int flags, reel_se
             }
             s->recording = 1;
         } else {
+            /* A reader from now on: no rebuild until it closes. Taken
+             * before the lock goes, so that none can begin in between. */
+            if (readers_lock(s->lock_fd, F_RDLCK) == 0)
+                s->rdlocked = 1;
             flock(s->lock_fd, LOCK_UN);
         }
     }
@@ -2549,6 +2683,9 @@ static reel_rc repair_journal(reel_session_t *s, reel_err_t *err) {
 reel_rc reel_session_repair(reel_session_t *s, char **report, reel_err_t *err) {
     *report = NULL;
     int took = 0;
+    if (s->readonly)
+        return reel_err_set(err, REEL_IO, "session '%s' cannot be written by this user (%s)",
+                            s->name, s->readonly);
     if (!s->recording) {
         if (s->lock_fd < 0)
             return reel_err_set(err, REEL_IO, "cannot lock session '%s' (read-only?)", s->name);

@@ -109,6 +109,24 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err);
 /** Deletes the session directory. Refuses (REEL_LOCKED) while recording. */
 reel_rc reel_session_remove(const char *home, const char *name, reel_err_t *err);
 
+/* Internal, for reel compact (retention.c) and the rebuild: */
+
+/** Takes the readers' lock exclusively (docs/format.md, section 5),
+ * waiting up to a minute for the processes that read the index to close
+ * it; nests. Returns REEL_LOCKED (the message says why) if they do not. */
+reel_rc reel__session_readers_exclude(reel_session_t *s, reel_err_t *err);
+/** Undoes one reel__session_readers_exclude. */
+void reel__session_readers_allow(reel_session_t *s);
+/** Before a change that leaves the index out of step with the spool until
+ * a rebuild (reel compact deleting segments): sets meta `rebuilding`, so
+ * that readers stay away and the next open rebuilds if this process dies,
+ * and excludes readers as above. */
+reel_rc reel__session_rebuild_begin(reel_session_t *s, reel_err_t *err);
+/** Ends what reel__session_rebuild_begin began: with undo (nothing was
+ * changed) it removes meta `rebuilding`; without, it is left to the
+ * rebuild, which removes it when it is done. */
+void reel__session_rebuild_end(reel_session_t *s, int undo);
+
 /** Current wall-clock time in microseconds since the epoch. */
 int64_t reel_now_us(void);
 

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """`reel repair` and `reel compact` killed with SIGKILL while they rebuild
-the index, with the real binary and a session recorded through the proxy.
+the index, and commands run meanwhile, with the real binary and a session
+recorded through the proxy.
 
 A rebuild drops the indexes and the trigger of the flows table, empties the
 derived tables, fills them again from the spool and makes the indexes and
@@ -13,6 +14,12 @@ The kills are placed by watching session.db (read-only) while the process
 runs: as soon as an index of flows is gone (the derived tables were just
 emptied), once the rebuilt rows are coming in, and at fractions of the time
 a whole repair takes.
+
+While a rebuild runs, other commands (flows, show, flow, verify, annotate,
+tag, ls) used to read the emptied index and report an empty session, or
+"no flow 5", with exit 0. Now they exit 1 saying that the session is being
+repaired and by which PID; and a repair waits for the commands that are
+reading the index when it begins.
 """
 import json
 import os
@@ -186,6 +193,81 @@ class Interrupted(unittest.TestCase):
         hit = self.kill_when(["compact", name], name, self.index_gone)
         self.assertTrue(hit, "compact ended before its rebuild was seen")
         self.check_whole(name, True)
+
+    def test_readers_during_repair(self):
+        """Commands run while repair rebuilds (it is stopped with SIGSTOP
+        once an index of flows is gone: the derived tables are empty)
+        either wait or are told, non-zero; none shows an empty or partial
+        session as if it were whole, or says a flow does not exist."""
+        name = "rd"
+        self.copy(name)
+        proc = subprocess.Popen([REEL, "repair", name], env=self.env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        path = os.path.join(self.home, name, "session.db")
+        db = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=0.05)
+        stopped = False
+        try:
+            deadline = time.time() + 60
+            while proc.poll() is None and time.time() < deadline:
+                try:
+                    if self.index_gone(db):
+                        proc.send_signal(signal.SIGSTOP)
+                        stopped = True
+                        break
+                except sqlite3.Error:
+                    pass
+                time.sleep(0.001)
+            self.assertTrue(stopped, "repair ended before its rebuild was seen")
+            self.assertEqual(db.execute("SELECT count(*) FROM flows").fetchone()[0] < N, True)
+            for args in (["flows", name, "--json"], ["show", name, "--json"],
+                         ["flow", name, "5", "--json"], ["verify", name],
+                         ["annotate", name, "5", "a second note"], ["tag", name, "6", "beta"],
+                         ["ls", "--json"]):
+                r = self.run_cli(*args, check=False)
+                what = "reel %s: %s %s" % (" ".join(args), r.stdout[-300:], r.stderr[-300:])
+                self.assertNotEqual(r.returncode, 0, what)
+                self.assertIn(b"is being repaired: its index is being rebuilt from the spool by "
+                              b"PID %d" % proc.pid, r.stdout + r.stderr, what)
+        finally:
+            db.close()
+            if stopped:
+                proc.send_signal(signal.SIGCONT)
+            out, err = proc.communicate(timeout=60)
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertEqual(len(json.loads(self.run_cli("flows", name, "--json").stdout)), N)
+        self.run_cli("annotate", name, "5", "a second note")
+        self.assertEqual(self.run_cli("verify", name, check=False).returncode, 0)
+
+    def test_repair_waits_for_readers(self):
+        """A repair begun while a command reads the index waits for it, so
+        that the command reads the whole index; then it rebuilds."""
+        name = "rw"
+        self.copy(name)
+        # `reel flows` writing into a pipe no one reads yet: it has the
+        # index open, in the middle of its rows, until the pipe is read.
+        reader = subprocess.Popen([REEL, "flows", name], env=self.env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
+        time.sleep(0.5)
+        self.assertIsNone(reader.poll(), "reel flows did not block on its pipe")
+        repair = subprocess.Popen([REEL, "repair", name], env=self.env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
+        try:
+            time.sleep(max(1.0, 10 * self.repair_s))
+            self.assertIsNone(repair.poll(), "repair did not wait for the reader")
+            self.assertEqual(objects(os.path.join(self.home, name, "session.db")),
+                             self.want_objects)
+            out, err = reader.communicate(timeout=60)
+            self.assertEqual(reader.returncode, 0, err)
+            rows = [l for l in out.decode().splitlines() if l.strip()[:1].isdigit()]
+            self.assertEqual(len(rows), N)
+            rout, rerr = repair.communicate(timeout=120)
+            self.assertEqual(repair.returncode, 0, rerr)
+        finally:
+            for p in (reader, repair):
+                if p.poll() is None:
+                    p.kill()
+                    p.wait(30)
+        self.assertEqual(len(json.loads(self.run_cli("flows", name, "--json").stdout)), N)
 
     def test_indexes_lost_earlier(self):
         """A session an older reel left without them (its repair was
