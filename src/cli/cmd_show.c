@@ -182,7 +182,7 @@ int reel_cmd_show(reel_cli_t *cli, int argc, char **argv) {
         printf("ignored     %lld connection%s to ignore_hosts (relayed, not recorded)\n", ignored,
                ignored == 1 ? "" : "s");
     if (damage)
-        printf("damage      %lld damaged spool range%s skipped by repair ('reel verify %s')\n",
+        printf("damage      %lld damaged or lost spool range%s ('reel verify %s' lists them)\n",
                damage, damage == 1 ? "" : "s", reel_session_name(s));
     retention_print(&ret);
     reel_config_free(cfg);

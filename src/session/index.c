@@ -475,11 +475,13 @@ uint64_t reel_index_max_flow_id(sqlite3 *db) {
 uint64_t reel_index_segment_end(sqlite3 *db, uint32_t segment) {
     /* The last frame by offset ends the segment (a primary-key lookup),
      * unless a range recovery or repair skipped (a mark of damage set
-     * aside, section 6 of docs/format.md) ends later. */
+     * aside, section 6 of docs/format.md) ends later. The bytes a segment
+     * lost when it was cut short are not in it any more. */
     return query_u64(db,
                      "SELECT max(coalesce((SELECT offset + clen FROM frames WHERE segment = ?1 "
                      "ORDER BY offset DESC LIMIT 1), 0), coalesce((SELECT max(offset + length) "
-                     "FROM damage WHERE segment = ?1 AND reason != 'segment file missing'), 0))",
+                     "FROM damage WHERE segment = ?1 AND reason NOT IN ('segment file missing', "
+                     "'segment cut short')), 0))",
                      segment, 1);
 }
 

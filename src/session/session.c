@@ -323,6 +323,8 @@ typedef struct {
     uint64_t last_off; /* the last frame indexed, if have_last */
     uint64_t last_end; /* ... and where it ends */
     int have_last;
+    uint64_t stop_at; /* stop after a frame that reaches this offset */
+    int stopped;      /* ... and it did */
     reel_err_t *err;
     reel_rc rc;
 } scan_ctx;
@@ -348,6 +350,10 @@ static int index_frame_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *r
         c->pending = 0;
         if ((c->rc = reel_indexer_commit(c->ix, c->err)) != REEL_OK)
             return 1;
+    }
+    if (c->last_end >= c->stop_at) {
+        c->stopped = 1;
+        return 1;
     }
     return 0;
 }
@@ -810,29 +816,68 @@ static void dmg_note(reel_session_t *s, uint32_t seg, uint64_t off, uint64_t len
                      const char *why);
 static void dmg_unverified(reel_session_t *s, uint32_t seg, uint64_t off, const char *why);
 
+#define CUT_REASON "segment cut short"
+
+/* The places where segment n was found cut short (damage rows with
+ * CUT_REASON: offset, the file's length then, and length, the bytes after
+ * it the index had seen), in order; owned, *n_cuts of them. */
+static uint64_t (*segment_cuts(sqlite3 *db, uint32_t n, size_t *n_cuts))[2] {
+    uint64_t(*v)[2] = NULL;
+    size_t cap = 0;
+    sqlite3_stmt *st = NULL;
+    *n_cuts = 0;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT offset, length FROM damage WHERE segment = ? AND reason = "
+                           "'" CUT_REASON "' ORDER BY offset",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, n);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            if (*n_cuts == cap)
+                v = reel_realloc(v, (cap = cap ? cap * 2 : 2) * sizeof *v);
+            v[*n_cuts][0] = (uint64_t)sqlite3_column_int64(st, 0);
+            v[(*n_cuts)++][1] = (uint64_t)sqlite3_column_int64(st, 1);
+        }
+    }
+    sqlite3_finalize(st);
+    return v;
+}
+
 /* Scans segment n from `from`, indexing valid frames. A damaged frame is
  * salvaged (salvage_range: its whole records rewritten as a fresh frame,
  * followed by a skippable frame marking the damage) and the scan goes on
  * from it. A mark is recorded as damage and skipped, and so is a range that
  * could not be salvaged; damage that runs to the end of the file is moved
- * aside if `tail_aside` (the newest segment: a torn write). */
+ * aside if `tail_aside` (the newest segment: a torn write). With `cuts`
+ * (a rebuild, from the first byte), the flows open where the segment was
+ * once found cut short are noted there as at a damaged range (dmg_note),
+ * the scan stopping after the frame that reaches it. */
 static reel_rc scan_segment(reel_session_t *s, reel_indexer_t *ix, uint32_t n, uint64_t from,
-                            int tail_aside, uint64_t *frames, reel_err_t *err) {
+                            int tail_aside, int cuts, uint64_t *frames, reel_err_t *err) {
     reel_rc rc = REEL_OK;
     int fd = reel_session_open_segment(s, n);
     if (fd < 0)
         return reel_err_errno(err, REEL_IO, errno, "opening spool segment %u", n);
     char name[16];
     reel_spool_segment_name(n, name);
-    scan_ctx c = {.ix = ix, .segment = n, .err = err};
+    scan_ctx c = {.ix = ix, .segment = n, .stop_at = UINT64_MAX, .err = err};
     uint64_t salvaged_at = UINT64_MAX; /* salvage a range once */
+    size_t ncut = 0, k = 0;
+    uint64_t(*cut)[2] = cuts ? segment_cuts(s->db, n, &ncut) : NULL;
     for (uint64_t pos = from;;) {
+        for (; k < ncut && cut[k][0] <= pos; k++)
+            dmg_note(s, n, cut[k][0], cut[k][1], CUT_REASON);
+        c.stop_at = k < ncut ? cut[k][0] : UINT64_MAX;
+        c.stopped = 0;
         reel_spool_scan_t sc;
         rc = reel_spool_scan_ahead(fd, pos, index_frame_cb, &c, &sc, err);
         if (rc == REEL_OK)
             rc = scan_finish(&c);
         if (rc != REEL_OK)
             break;
+        if (c.stopped) {
+            pos = c.last_end;
+            continue;
+        }
         if (sc.reason[0] == '\0')
             break; /* clean to EOF */
         uint64_t next = 0;
@@ -891,6 +936,9 @@ static reel_rc scan_segment(reel_session_t *s, reel_indexer_t *ix, uint32_t n, u
             break;
         pos = next;
     }
+    for (; rc == REEL_OK && k < ncut; k++) /* at or past the end of what is left */
+        dmg_note(s, n, cut[k][0], cut[k][1], CUT_REASON);
+    free(cut);
     if (fd >= 0)
         close(fd);
     if (frames)
@@ -1014,17 +1062,19 @@ static reel_rc remember_lost(reel_session_t *s, const segrange *missing, size_t 
                              reel_err_t *err) {
     reel_rc rc = reel_index_exec(
         s->db,
-        "CREATE TABLE rebuild_lost(id INTEGER PRIMARY KEY, msg TEXT NOT NULL);"
-        "INSERT OR IGNORE INTO rebuild_lost SELECT id, substr(error, 1, "
+        "CREATE TABLE rebuild_lost(id INTEGER PRIMARY KEY, msg TEXT NOT NULL, mark INTEGER NOT "
+        "NULL DEFAULT 1);"
+        "INSERT OR IGNORE INTO rebuild_lost(id, msg) SELECT id, substr(error, 1, "
         "instr(error || ';', ';') - 1) FROM flows WHERE error LIKE '" LOST_PREFIX "%';",
         err);
     for (size_t i = 0; rc == REEL_OK && i < nmissing; i++) {
         sqlite3_stmt *st = NULL;
-        rc = reel_index_prepare(s->db,
-                                "INSERT OR IGNORE INTO rebuild_lost SELECT flow_id, '" LOST_PREFIX
-                                "' || printf('%08d', min(segment)) || '.zst is missing' FROM "
-                                "flow_frames WHERE segment BETWEEN ?1 AND ?2 GROUP BY flow_id",
-                                &st, err);
+        rc = reel_index_prepare(
+            s->db,
+            "INSERT OR IGNORE INTO rebuild_lost(id, msg) SELECT flow_id, '" LOST_PREFIX
+            "' || printf('%08d', min(segment)) || '.zst is missing' FROM "
+            "flow_frames WHERE segment BETWEEN ?1 AND ?2 GROUP BY flow_id",
+            &st, err);
         if (rc == REEL_OK) {
             sqlite3_bind_int64(st, 1, missing[i].first);
             sqlite3_bind_int64(st, 2, (sqlite3_int64)missing[i].first + missing[i].count - 1);
@@ -1036,10 +1086,64 @@ static reel_rc remember_lost(reel_session_t *s, const segrange *missing, size_t 
     return rc;
 }
 
-/* After the rebuild: marks the flows that lost records in a missing
- * segment (rebuild_lost, and those with records on both sides of a run of
- * missing segments) with an error. The runs are in damage already
- * (rebuild_clear), so verify knows them. */
+/* Of the flows in rebuild_lost whose message is LIKE `like`: how many
+ * have a row and are marked (*had), how many are gone. */
+static void lost_counts(sqlite3 *db, const char *like, long long *had, long long *gone) {
+    sqlite3_stmt *st = NULL;
+    *had = *gone = 0;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT count(CASE WHEN r.mark THEN f.id END), count(*) - count(f.id) "
+                           "FROM rebuild_lost r LEFT JOIN flows f ON f.id = r.id WHERE r.msg "
+                           "LIKE ?",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, like, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            *had = sqlite3_column_int64(st, 0);
+            *gone = sqlite3_column_int64(st, 1);
+        }
+    }
+    sqlite3_finalize(st);
+}
+
+/* The rebuild_lost message of the flows that had records past where
+ * segment seg was found cut short, at off. */
+static void cut_msg(char *buf, size_t size, uint32_t seg, uint64_t off) {
+    snprintf(buf, size, LOST_PREFIX "%08u.zst was cut short at offset %llu", seg,
+             (unsigned long long)off);
+}
+
+/* Says, for each place a segment was found cut short, what the flows
+ * lost there. */
+static void note_cuts(reel_session_t *s) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT segment, offset, length FROM damage WHERE reason = "
+                           "'" CUT_REASON "' ORDER BY segment, offset",
+                           -1, &st, NULL) != SQLITE_OK)
+        return;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        uint32_t seg = (uint32_t)sqlite3_column_int64(st, 0);
+        uint64_t off = (uint64_t)sqlite3_column_int64(st, 1);
+        long long len = sqlite3_column_int64(st, 2), had = 0, gone = 0;
+        char msg[160];
+        cut_msg(msg, sizeof msg, seg, off);
+        lost_counts(s->db, msg, &had, &gone);
+        note(s,
+             "spool segment %08u.zst was cut short at offset %llu: the %lld byte%s after it, "
+             "which the index had seen, are gone (known damage); %lld flow%s that had records "
+             "there lost them (marked damaged, with an error), %lld flow%s that were only there "
+             "are gone",
+             seg, (unsigned long long)off, len, len == 1 ? "" : "s", had, had == 1 ? "" : "s", gone,
+             gone == 1 ? "" : "s");
+    }
+    sqlite3_finalize(st);
+}
+
+/* After the rebuild's scan: marks damaged the flows that lost records in a
+ * missing segment or past the place a segment was cut short (rebuild_lost,
+ * and those with records on both sides of a run of missing segments); they
+ * get their error in lost_errors. The runs and the cuts are in damage
+ * already (rebuild_clear), so verify knows them. */
 static reel_rc mark_lost(reel_session_t *s, const segrange *missing, size_t nmissing,
                          reel_err_t *err) {
     reel_rc rc = REEL_OK;
@@ -1048,12 +1152,13 @@ static reel_rc mark_lost(reel_session_t *s, const segrange *missing, size_t nmis
         sqlite3_stmt *st = NULL;
         /* Flows with records on both sides of the gap lost their middle,
          * even when the index no longer says so (a second repair). */
-        rc = reel_index_prepare(s->db,
-                                "INSERT OR IGNORE INTO rebuild_lost SELECT flow_id, '" LOST_PREFIX
-                                "' || printf('%08d', ?1) || '.zst is missing' FROM "
-                                "flow_frames GROUP BY flow_id HAVING min(segment) < ?1 AND "
-                                "max(segment) > ?2",
-                                &st, err);
+        rc = reel_index_prepare(
+            s->db,
+            "INSERT OR IGNORE INTO rebuild_lost(id, msg) SELECT flow_id, '" LOST_PREFIX
+            "' || printf('%08d', ?1) || '.zst is missing' FROM "
+            "flow_frames GROUP BY flow_id HAVING min(segment) < ?1 AND "
+            "max(segment) > ?2",
+            &st, err);
         if (rc == REEL_OK) {
             sqlite3_bind_int64(st, 1, lo);
             sqlite3_bind_int64(st, 2, hi);
@@ -1062,35 +1167,36 @@ static reel_rc mark_lost(reel_session_t *s, const segrange *missing, size_t nmis
         }
         sqlite3_finalize(st);
     }
-    if (rc != REEL_OK || nmissing == 0)
+    if (rc != REEL_OK)
         return rc;
-    long long gone = 0, marked = 0;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT count(*) FROM rebuild_lost WHERE id NOT IN (SELECT id FROM "
-                           "flows)",
-                           -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        gone = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    rc =
+    return reel_index_exec(s->db,
+                           "UPDATE flows SET damaged = 1 WHERE id IN (SELECT id FROM "
+                           "rebuild_lost WHERE mark);"
+                           "INSERT INTO flow_damage(flow_id, direction, offset, length, reason, "
+                           "found_us) SELECT r.id, 'flow', 0, -1, r.msg, "
+                           "CAST(strftime('%s', 'now') AS INTEGER) * 1000000 FROM rebuild_lost r "
+                           "JOIN flows f ON f.id = r.id WHERE r.mark",
+                           err);
+}
+
+/* After dmg_finish (which checks the flows open at a cut as they were
+ * recorded): the flows mark_lost marked get the state `error` and its
+ * message; says what was lost where. */
+static reel_rc lost_errors(reel_session_t *s, const segrange *missing, size_t nmissing,
+                           reel_err_t *err) {
+    long long marked = 0, gone = 0;
+    lost_counts(s->db, "%.zst is missing", &marked, &gone);
+    reel_rc rc =
         reel_index_exec(s->db,
                         "UPDATE flows SET state = 'error', error = (SELECT msg FROM rebuild_lost r "
                         "WHERE r.id = flows.id) || coalesce('; ' || error, '') WHERE id IN "
-                        "(SELECT id FROM rebuild_lost)",
+                        "(SELECT id FROM rebuild_lost WHERE mark)",
                         err);
-    marked = sqlite3_changes(s->db);
-    if (rc == REEL_OK)
-        rc = reel_index_exec(s->db,
-                             "UPDATE flows SET damaged = 1 WHERE id IN (SELECT id FROM "
-                             "rebuild_lost);"
-                             "INSERT INTO flow_damage(flow_id, direction, offset, length, reason, "
-                             "found_us) SELECT r.id, 'flow', 0, -1, r.msg, "
-                             "CAST(strftime('%s', 'now') AS INTEGER) * 1000000 FROM rebuild_lost r "
-                             "JOIN flows f ON f.id = r.id",
-                             err);
     if (rc != REEL_OK)
         return rc;
+    note_cuts(s);
+    if (nmissing == 0)
+        return REEL_OK;
     reel_buf_t names;
     reel_buf_init(&names, 0);
     for (size_t i = 0; i < nmissing && i < 10; i++) {
@@ -1262,6 +1368,11 @@ static reel_rc dmg_row(sqlite3_stmt *ins, uint64_t id, int dir, uint64_t off, in
     if (strncmp(h->why, "set aside: ", 11) == 0)
         snprintf(reason, sizeof reason, "%s with a damaged frame of spool segment %08u.zst (%s)",
                  what, h->seg, h->why + 11);
+    else if (strcmp(h->why, CUT_REASON) == 0)
+        snprintf(reason, sizeof reason,
+                 "%s with the %llu bytes after offset %llu of spool segment %08u.zst, which was "
+                 "cut short there",
+                 what, (unsigned long long)h->len, (unsigned long long)h->off, h->seg);
     else
         snprintf(reason, sizeof reason,
                  "%s with the %llu damaged bytes at offset %llu of spool segment %08u.zst", what,
@@ -1454,8 +1565,9 @@ out:
  * again from the spool in many. Everything it must know from the old index
  * is saved in that same transaction, in tables that outlive a crash of the
  * process: rebuild_keep (the rows of flows with user data), rebuild_lost
- * (flows that lost records in a missing segment), the damage rows of the
- * missing segments, and meta `rebuilding` ("PID MAX_FLOW_ID"). The last
+ * (flows that lost records in a missing segment or past a cut), the damage
+ * rows of the missing segments and of the cuts, and meta `rebuilding`
+ * ("PID MAX_FLOW_ID", set just before). The last
  * transaction of the rebuild drops the two tables and the meta key. A
  * rebuild that finds them (its predecessor died) starts again from the
  * first segment with what they say (docs/format.md, section 6). */
@@ -1473,6 +1585,14 @@ static int has_table(sqlite3 *db, const char *name) {
     }
     sqlite3_finalize(st);
     return found;
+}
+
+/* Whether sql prepares on db (the tables and columns it names exist). */
+static int prepares(sqlite3 *db, const char *sql) {
+    sqlite3_stmt *st = NULL;
+    int ok = sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK;
+    sqlite3_finalize(st);
+    return ok;
 }
 
 /* The PID in meta `rebuilding`, and in *max (may be NULL) the highest flow
@@ -1586,6 +1706,32 @@ static reel_rc keep_user_flows(reel_session_t *s, reel_err_t *err) {
     return rc;
 }
 
+/* A segment found shorter than the index says: its file ends at `size`,
+ * and the index had seen `end` bytes. */
+typedef struct {
+    uint32_t seg;
+    uint64_t size, end;
+} segcut;
+
+/* The segments of segs[0..nseg) shorter than the index says; owned. */
+static segcut *find_cuts(reel_session_t *s, const uint32_t *segs, size_t nseg, size_t *ncut) {
+    segcut *v = NULL;
+    *ncut = 0;
+    for (size_t i = 0; i < nseg; i++) {
+        char name[16];
+        reel_spool_segment_name(segs[i], name);
+        char *p = reel_asprintf("%s/%s", s->spool_dir, name);
+        struct stat st;
+        uint64_t end = reel_index_segment_end(s->db, segs[i]);
+        if (stat(p, &st) == 0 && (uint64_t)st.st_size < end) {
+            v = reel_realloc(v, (*ncut + 1) * sizeof *v);
+            v[(*ncut)++] = (segcut){segs[i], (uint64_t)st.st_size, end};
+        }
+        free(p);
+    }
+    return v;
+}
+
 /* The transaction that empties the derived tables. Bulk load: the indexes
  * and triggers the schema puts on flows are dropped, and made again from
  * the schema's own definitions once the rows are in (much faster than
@@ -1597,7 +1743,7 @@ static reel_rc keep_user_flows(reel_session_t *s, reel_err_t *err) {
  * them again). Unless `resumed` (an interrupted rebuild saved it already),
  * what the rebuild needs of the old index is saved first. */
 static reel_rc rebuild_clear(reel_session_t *s, int resumed, const segrange *missing,
-                             size_t nmissing, reel_err_t *err) {
+                             size_t nmissing, const segcut *cuts, size_t ncut, reel_err_t *err) {
     reel_rc rc = reel_index_exec(s->db, "BEGIN IMMEDIATE", err);
     if (rc != REEL_OK)
         return rc;
@@ -1610,6 +1756,31 @@ static reel_rc rebuild_clear(reel_session_t *s, int resumed, const segrange *mis
                              err);
     if (rc == REEL_OK && !resumed)
         rc = remember_lost(s, missing, nmissing, err);
+    /* A segment cut short lost the records the index had seen past the
+     * cut: the flows that had records in the frames after it, by the
+     * index's own links, are marked. A frame the cut goes through is
+     * salvaged by the scan, which says what it kept: its flows (mark 0)
+     * are only counted if none of their records is left. */
+    for (size_t i = 0; rc == REEL_OK && i < ncut; i++) {
+        sqlite3_stmt *st = NULL;
+        char msg[160];
+        cut_msg(msg, sizeof msg, cuts[i].seg, cuts[i].size);
+        rc = reel_index_prepare(
+            s->db,
+            "INSERT OR IGNORE INTO rebuild_lost(id, msg, mark) SELECT ff.flow_id, ?3, "
+            "max(f.offset >= ?2) FROM flow_frames ff JOIN frames f ON "
+            "f.segment = ff.segment AND f.offset = ff.offset WHERE f.segment = "
+            "?1 AND f.offset + f.clen > ?2 GROUP BY ff.flow_id",
+            &st, err);
+        if (rc == REEL_OK) {
+            sqlite3_bind_int64(st, 1, cuts[i].seg);
+            sqlite3_bind_int64(st, 2, (sqlite3_int64)cuts[i].size);
+            sqlite3_bind_text(st, 3, msg, -1, SQLITE_TRANSIENT);
+            if (sqlite3_step(st) != SQLITE_DONE)
+                rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(s->db));
+        }
+        sqlite3_finalize(st);
+    }
     size_t n = 0;
     const reel_index_object_t *o = rc == REEL_OK ? reel_index_flows_objects(&n, err) : NULL;
     if (rc == REEL_OK && o == NULL)
@@ -1621,7 +1792,8 @@ static reel_rc rebuild_clear(reel_session_t *s, int resumed, const segrange *mis
     }
     if (rc == REEL_OK)
         rc = reel_index_exec(s->db,
-                             "DELETE FROM flow_frames; DELETE FROM frames; DELETE FROM damage;"
+                             "DELETE FROM flow_frames; DELETE FROM frames;"
+                             "DELETE FROM damage WHERE reason != '" CUT_REASON "';"
                              "DELETE FROM flow_damage; DELETE FROM body_off;"
                              "INSERT INTO body_fts(body_fts) VALUES ('delete-all');"
                              "DELETE FROM body_text; DELETE FROM body_todo;"
@@ -1644,6 +1816,26 @@ static reel_rc rebuild_clear(reel_session_t *s, int resumed, const segrange *mis
         }
         sqlite3_finalize(st);
     }
+    /* Where a segment was cut short, and how many bytes the index had seen
+     * after it: kept by every later rebuild, which cannot find it in the
+     * spool (nothing is left there), so that the flows open there are
+     * checked again and verify knows it. Not in reel_index_segment_end. */
+    for (size_t i = 0; rc == REEL_OK && i < ncut; i++) {
+        sqlite3_stmt *st = NULL;
+        rc = reel_index_prepare(s->db,
+                                "INSERT OR REPLACE INTO damage(segment, offset, length, reason, "
+                                "found_us) VALUES(?1, ?2, ?3, '" CUT_REASON "', ?4)",
+                                &st, err);
+        if (rc == REEL_OK) {
+            sqlite3_bind_int64(st, 1, cuts[i].seg);
+            sqlite3_bind_int64(st, 2, (sqlite3_int64)cuts[i].size);
+            sqlite3_bind_int64(st, 3, (sqlite3_int64)(cuts[i].end - cuts[i].size));
+            sqlite3_bind_int64(st, 4, reel_now_us());
+            if (sqlite3_step(st) != SQLITE_DONE)
+                rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(s->db));
+        }
+        sqlite3_finalize(st);
+    }
     if (rc == REEL_OK)
         rc = reel_index_exec(s->db, "COMMIT", err);
     if (rc != REEL_OK)
@@ -1654,16 +1846,23 @@ static reel_rc rebuild_clear(reel_session_t *s, int resumed, const segrange *mis
 static reel_rc rebuild(reel_session_t *s, reel_err_t *err) {
     reel_rc rc = REEL_OK;
     reel_indexer_t *ix = NULL;
-    size_t nseg = 0, nmissing = 0;
+    size_t nseg = 0, nmissing = 0, ncut = 0;
     uint32_t *segs = list_segments(s, &nseg);
     segrange *missing = NULL;
+    segcut *cuts = NULL;
     uint64_t frames = 0, old_max = 0;
     int cleared = 0, fresh = 0, excluded = 0;
     /* rebuild_lost is made and dropped with the emptying of the derived
      * tables and the end of the rebuild: if it is there, a rebuild died
      * between the two, and the index holds only part of the spool. */
-    int resumed = has_table(s->db, "rebuild_lost") && has_table(s->db, "rebuild_keep");
+    int resumed = has_table(s->db, "rebuild_lost") && has_table(s->db, "rebuild_keep") &&
+                  prepares(s->db, "SELECT id, msg, mark FROM rebuild_lost") &&
+                  prepares(s->db, "SELECT id FROM rebuild_keep");
     missing = missing_segments(s->db, segs, nseg, &nmissing);
+    /* An index that an interrupted rebuild left knows nothing to compare
+     * with; the cuts found before it are in damage already. */
+    if (!resumed)
+        cuts = find_cuts(s, segs, nseg, &ncut);
     /* The key first, so that readers opening from now on stay away; then
      * the readers that have the index open are waited for. */
     if ((rc = rebuild_mark(s, &old_max, &fresh, err)) != REEL_OK ||
@@ -1672,13 +1871,13 @@ static reel_rc rebuild(reel_session_t *s, reel_err_t *err) {
     excluded = 1;
     if ((rc = dmg_begin(s, err)) != REEL_OK)
         goto out;
-    if ((rc = rebuild_clear(s, resumed, missing, nmissing, err)) != REEL_OK)
+    if ((rc = rebuild_clear(s, resumed, missing, nmissing, cuts, ncut, err)) != REEL_OK)
         goto out;
     cleared = 1;
     if ((rc = reel_indexer_new(s->db, &ix, err)) == REEL_OK)
         reel_indexer_bulk(ix);
     for (size_t i = 0; rc == REEL_OK && i < nseg; i++)
-        rc = scan_segment(s, ix, segs[i], 0, i + 1 == nseg, &frames, err);
+        rc = scan_segment(s, ix, segs[i], 0, i + 1 == nseg, 1, &frames, err);
     if (rc == REEL_OK)
         rc = keep_user_flows(s, err);
     {
@@ -1696,6 +1895,8 @@ static reel_rc rebuild(reel_session_t *s, reel_err_t *err) {
         rc = mark_lost(s, missing, nmissing, err);
     if (rc == REEL_OK)
         rc = dmg_finish(s, err);
+    if (rc == REEL_OK)
+        rc = lost_errors(s, missing, nmissing, err);
     if (rc == REEL_OK)
         rc = mark_interrupted(s, err);
     if (rc == REEL_OK && reel_index_max_flow_id(s->db) < old_max) {
@@ -1730,6 +1931,7 @@ out:
     reel_indexer_free(ix);
     free(segs);
     free(missing);
+    free(cuts);
     return rc;
 }
 
@@ -1801,10 +2003,8 @@ static reel_rc recover(reel_session_t *s, reel_err_t *err) {
         reel_spool_segment_name(segs[i], name);
         char *p = reel_asprintf("%s/%s", s->spool_dir, name);
         struct stat st;
-        if (stat(p, &st) == 0 && (uint64_t)st.st_size < reel_index_segment_end(s->db, segs[i])) {
-            need_rebuild = 1;
-            note(s, "segment %s is shorter than the index says", name);
-        }
+        if (stat(p, &st) == 0 && (uint64_t)st.st_size < reel_index_segment_end(s->db, segs[i]))
+            need_rebuild = 1; /* the rebuild says what was lost */
         free(p);
     }
     if (!need_rebuild && last_indexed) {
@@ -1858,7 +2058,7 @@ static reel_rc recover(reel_session_t *s, reel_err_t *err) {
         if (!grow)
             continue;
         uint64_t frames = 0;
-        rc = scan_segment(s, ix, segs[i], end, 1, &frames, err);
+        rc = scan_segment(s, ix, segs[i], end, 1, 0, &frames, err);
         if (rc == REEL_OK && frames)
             note(s, "indexed %llu frame%s of segment %s that the index had not seen",
                  (unsigned long long)frames, frames == 1 ? "" : "s", name);
@@ -2939,7 +3139,8 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
     if (v.max_id > (1u << 28))
         v.max_id = 1u << 28; /* ids above are not checked for holes */
     v.stored = reel_calloc(v.max_id + 1, sizeof *v.stored);
-    if ((rc = reel_index_prepare(s->db, "SELECT clen, rlen FROM frames WHERE segment = ? AND offset = ?",
+    if ((rc = reel_index_prepare(s->db,
+                                 "SELECT clen, rlen FROM frames WHERE segment = ? AND offset = ?",
                                  &v.frame_q, err)) != REEL_OK ||
         (rc = reel_index_prepare(s->db,
                                  "SELECT 1 FROM flow_frames WHERE flow_id = ?1 AND segment = ?2 "
@@ -2948,7 +3149,7 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
                                  &v.ff_q, err)) != REEL_OK ||
         (rc = reel_index_prepare(s->db,
                                  "SELECT offset + length FROM damage WHERE segment = ? AND offset "
-                                 "= ?",
+                                 "= ? AND reason != '" CUT_REASON "'",
                                  &dmg, err)) != REEL_OK)
         goto out;
     /* Spool to index: every frame checks out and is indexed. */
@@ -2958,6 +3159,23 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
             problem(&v, "segment %08u.zst: cannot open: %s", segs[i], strerror(errno));
             continue;
         }
+        struct stat sst;
+        uint64_t end = reel_index_segment_end(s->db, segs[i]);
+        if (fstat(fd, &sst) == 0 && (uint64_t)sst.st_size < end)
+            problem(&v,
+                    "segment %08u.zst is shorter than the index says: it ends at byte %llu, the "
+                    "index has seen %llu; the records after the cut are gone (recovery, or 'reel "
+                    "repair %s', records it and marks the flows that lost them)",
+                    segs[i], (unsigned long long)sst.st_size, (unsigned long long)end, s->name);
+        size_t ncut = 0;
+        uint64_t(*cut)[2] = segment_cuts(s->db, segs[i], &ncut);
+        for (size_t k = 0; k < ncut; k++)
+            reel_buf_printf(&rep,
+                            "segment %08u.zst: known cut short at offset %llu (the %llu bytes "
+                            "after it that the index had seen are gone; the flows that had "
+                            "records there are marked)\n",
+                            segs[i], (unsigned long long)cut[k][0], (unsigned long long)cut[k][1]);
+        free(cut);
         v.segment = segs[i];
         v.seg_end = 0;
         for (uint64_t pos = 0;;) {

@@ -325,5 +325,115 @@ class Repair(unittest.TestCase):
         # The segment is a valid zstd stream again (the mark is skipped).
         self.assertEqual(subprocess.run(["zstd", "-tq", seg]).returncode, 0)
 
+    def record_segments(self, session):
+        """A session of 40 flows in 9 or so segments of 1 MiB: a 1 MiB
+        download every 5th request, 100 bytes otherwise."""
+        reel = Reel(self.root, session, "segment_size=1MiB")
+        try:
+            urls = [self.origin.url("/file1m?%d" % i if i % 5 == 0 else "/100b?%d" % i)
+                    for i in range(40)]
+            curl(reel, "-o", "/dev/null", *urls)
+            reel.wait_flows(40)
+        finally:
+            self.assertEqual(reel.stop(), 0)
+        return reel
+
+    def frames_of(self, home, session):
+        """{flow id: [(segment, offset), ...]} and {segment: [offsets]}."""
+        db = sqlite3.connect("file:%s?mode=ro" % os.path.join(home, session, "session.db"),
+                             uri=True)
+        of, segs = {}, {}
+        for fid, seg, off in db.execute("SELECT flow_id, segment, offset FROM flow_frames"):
+            of.setdefault(fid, []).append((seg, off))
+        for seg, off in db.execute("SELECT segment, offset FROM frames ORDER BY 1, 2"):
+            segs.setdefault(seg, []).append(off)
+        db.close()
+        return of, segs
+
+    def check_cut(self, reel, session, seg, cut, of):
+        """After segment seg was cut at byte cut (a frame boundary): the
+        flows that had records past it are marked damaged, with what they
+        lost, the ones that had nothing else are counted as gone, and
+        verify and repair agree, also after a second repair."""
+        lost = {f for f, fr in of.items() if any(s == seg and o >= cut for s, o in fr)}
+        only = {f for f in lost if all(s == seg and o >= cut for s, o in of[f])}
+        hit = lost - only
+        self.assertTrue(hit, "no flow has records on both sides of the cut")
+        # the first command to open it recovers, and says what was lost
+        v = self.cli(reel, "verify", session, check=False)
+
+        def state():
+            flows = json.loads(self.cli(reel, "flows", session, "--json").stdout)
+            damaged = json.loads(self.cli(reel, "flows", session, "--json", "~damaged").stdout)
+            return {f["id"] for f in flows}, {f["id"] for f in damaged}
+
+        ids, damaged = state()
+        self.assertEqual(ids, set(of) - only)
+        self.assertEqual(damaged, hit)
+        self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+        err = v.stderr.decode()
+        self.assertIn("spool segment %08d.zst was cut short at offset %d" % (seg, cut), err)
+        self.assertRegex(err, r"%d flows? that had records there lost them \(marked damaged, "
+                              r"with an error\), %d flows? that were only there are gone"
+                         % (len(hit), len(only)))
+        self.assertIn(b"segment %08d.zst: known cut short at offset %d" % (seg, cut), v.stdout)
+        for fid in hit:
+            fl = json.loads(self.cli(reel, "flow", session, str(fid), "--json").stdout)
+            self.assertEqual(fl["state"], "error")
+            self.assertIn("records lost: spool segment %08d.zst was cut short at offset %d"
+                          % (seg, cut), fl["error"])
+            self.assertTrue(fl["damage"])
+            shown = self.cli(reel, "flow", session, str(fid), "--headers-only").stdout
+            self.assertIn(b"! damaged", shown)
+        self.assertIn(b"damage ", self.cli(reel, "show", session).stdout)
+        for _ in range(2):
+            out = self.cli(reel, "repair", session).stdout.decode()
+            self.assertIn("was cut short at offset %d" % cut, out)
+            v = self.cli(reel, "verify", session, check=False)
+            self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+            self.assertEqual(state(), (ids, damaged))
+        return ids
+
+    def test_segment_cut_short(self):
+        """A segment cut short at a frame boundary lost flows silently:
+        `verify` rebuilt the index and passed, the flows only in the lost
+        bytes were gone without a word, a flow that lost its end became
+        "interrupted", and when a middle segment was cut, verify failed
+        for good, even after repair. Now the lost range is recorded as
+        damage, the flows that had records there are marked, the ones gone
+        are counted, and verify and repair agree."""
+        reel = self.record_segments("cut")
+        home = reel.env["REEL_HOME"]
+        of, segs = self.frames_of(home, "cut")
+        self.assertGreaterEqual(len(segs), 5, segs)
+        for name in ("cutlast", "cutmid"):
+            shutil.copytree(os.path.join(home, "cut"), os.path.join(home, name))
+        # the newest segment emptied
+        last = max(segs)
+        os.truncate(os.path.join(home, "cutlast", "spool", "%08d.zst" % last), 0)
+        ids = self.check_cut(reel, "cutlast", last, 0, of)
+        # recording goes on into it; the cut stays known, new flows are whole
+        r = Reel(self.root, "cutlast", resume=True)
+        try:
+            curl(r, "-o", "/dev/null", self.origin.url("/100b?new"))
+            new = r.wait_flows(1, "~u new")
+        finally:
+            self.assertEqual(r.stop(), 0)
+        self.assertEqual([f["id"] for f in new], [max(of) + 1])
+        for _ in range(2):
+            v = self.cli(reel, "verify", "cutlast", check=False)
+            self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+            self.cli(reel, "repair", "cutlast")
+        fl = json.loads(self.cli(reel, "flow", "cutlast", str(max(of) + 1), "--json").stdout)
+        self.assertEqual((fl["state"], fl["damage"]), ("complete", []))
+        self.assertEqual(len(json.loads(self.cli(reel, "flows", "cutlast", "--json").stdout)),
+                         len(ids) + 1)
+        # a middle segment cut after its first frame
+        mid = sorted(segs)[len(segs) // 2]
+        self.assertGreaterEqual(len(segs[mid]), 3, segs[mid])
+        cut = segs[mid][1]
+        os.truncate(os.path.join(home, "cutmid", "spool", "%08d.zst" % mid), cut)
+        self.check_cut(reel, "cutmid", mid, cut, of)
+
 if __name__ == "__main__":
     main()
