@@ -44,10 +44,12 @@ typedef enum {
     REEL_CODEC_EV_RAW,     /* bytes after UPGRADE: data/len */
     REEL_CODEC_EV_MESSAGE, /* a WebSocket message or control frame (ws), a
                               TCP chunk (data/len) */
-    REEL_CODEC_EV_RESET,   /* the stream was reset (h2: error_code, and
-                              error_reason when reel knows why) */
-    REEL_CODEC_EV_GOAWAY,  /* the peer is closing the connection (h2:
-                              error_code, last_stream) */
+    REEL_CODEC_EV_RESET,   /* the stream was reset, by the peer or by reel
+                              (h2: local, error_code, and error_reason
+                              when reel knows why) */
+    REEL_CODEC_EV_GOAWAY,  /* the connection is closing, by the peer's
+                              GOAWAY or reel's (h2: local, error_code,
+                              last_stream) */
 } reel_codec_ev_type;
 
 typedef struct {
@@ -65,6 +67,12 @@ typedef struct {
     const reel_field_t *trailers;
     size_t ntrailers;
     uint32_t last_stream;
+    /* HTTP/2 RESET or GOAWAY: reel sent it, because the peer broke the
+     * protocol (error_reason says how); false: the peer sent it. The
+     * RESET of a stream whose head was refused before it was reported
+     * (server role) carries in head what had been read of it (version
+     * set, missing parts empty), so that its flow can be recorded. */
+    bool local;
     /* On error: an HTTP status to answer with (HTTP), a close code
      * (WebSocket), and a static reason. */
     int error_status;

@@ -34,7 +34,9 @@ typedef struct event {
     reel_codec_ev_type type;
     uint32_t stream;
     uint32_t code, last_stream;
-    const char *reason; /* static */
+    const char *reason; /* static, or why */
+    char *why;          /* owned reason (a refused stream's) */
+    bool local;         /* RESET or GOAWAY: reel sent it, the peer had broken the protocol */
     size_t acct;        /* bytes counted in queued_bytes */
     size_t unsent;      /* RESET by the peer: the stream's submitted DATA not sent */
     reel_buf_t data;
@@ -56,6 +58,14 @@ typedef struct stream {
     bool reset_reported; /* one RESET event per stream, however it was reset */
     bool got_final;      /* the request head, or a final (not 1xx) response head, came */
     bool too_big;
+    bool ended;        /* its END event is queued */
+    bool end_check;    /* a DATA frame with END_STREAM began: see end_refused */
+    bool caller_reset; /* reel_h2_reset: the caller knows */
+    /* Server role: the request's content-length (-1: none, or a CONNECT)
+     * and the DATA bytes received, to tell why nghttp2 refuses a body
+     * (it resets such a stream without a callback) */
+    int64_t clen;
+    uint64_t recv;
 } stream_t;
 
 #define BUCKETS 64
@@ -81,6 +91,8 @@ struct reel_h2 {
     bool rapid_reset;
     const char *fatal; /* why the connection failed: static, or errbuf */
     char errbuf[160];  /* nghttp2's words for it (GOAWAY debug data) */
+    char lasterr[256]; /* nghttp2's last error message (error_callback2) */
+    bool end_check;    /* a DATA frame with END_STREAM came: see end_refused */
 };
 
 static const reel_codec_ops_t h2_ops;
@@ -159,6 +171,7 @@ static void ev_done(reel_h2_t *h, event_t *e) {
 static void ev_free(event_t *e) {
     if (e == NULL)
         return;
+    free(e->why);
     reel_buf_free(&e->data);
     hc_free(&e->head);
     free(e);
@@ -178,6 +191,7 @@ static stream_t *stream_of(const reel_h2_t *h, int32_t id) {
 static stream_t *stream_new(reel_h2_t *h, int32_t id) {
     stream_t *st = reel_calloc(1, sizeof *st);
     st->id = id;
+    st->clen = -1;
     reel_buf_init(&st->out, 0);
     hc_init(&st->in);
     st->next = h->buckets[(uint32_t)id % BUCKETS];
@@ -212,6 +226,159 @@ static void send_trailers(reel_h2_t *h, stream_t *st) {
     st->trailers = false;
 }
 
+/* ---- streams reel refuses ---- */
+
+/* The value of field name (lower case) in c, NULL if absent. */
+static const char *hc_find(const hcollect_t *c, const char *name) {
+    size_t n = strlen(name);
+    for (size_t i = 0; i < c->n; i++)
+        if (c->lens[2 * i] == n && memcmp(c->strs.data + c->offs[2 * i], name, n) == 0)
+            return (const char *)c->strs.data + c->offs[2 * i + 1];
+    return NULL;
+}
+
+/* Appends n bytes of p to b, quoted, what is not printable escaped (a
+ * refused field may hold CR, LF or NUL), at most 80 of them. */
+static void put_quoted(reel_buf_t *b, const char *p, size_t n) {
+    reel_buf_puts(b, "\"");
+    for (size_t i = 0; i < n && i < 80; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch == '\r')
+            reel_buf_puts(b, "\\r");
+        else if (ch == '\n')
+            reel_buf_puts(b, "\\n");
+        else if (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\')
+            reel_buf_printf(b, "\\x%02x", ch);
+        else
+            reel_buf_append(b, p + i, 1);
+    }
+    reel_buf_puts(b, n > 80 ? "...\"" : "\"");
+}
+
+/* Why a field was refused (NGHTTP2_ERR_HTTP_HEADER), the rule it broke
+ * judged from its name (RFC 9113 8.2, 8.3). */
+static const char *field_rule(const char *name, size_t n) {
+    static const char *const conn[] = {"connection", "keep-alive", "proxy-connection",
+                                       "transfer-encoding", "upgrade"};
+    if (n == 0)
+        return "an empty field name";
+    if (name[0] == ':')
+        return "a pseudo-header field that is unknown, repeated, empty, after a regular field "
+               "or not for this message (RFC 9113 8.3)";
+    for (size_t i = 0; i < n; i++)
+        if (name[i] >= 'A' && name[i] <= 'Z')
+            return "an upper-case field name (RFC 9113 8.2.1)";
+    for (size_t i = 0; i < sizeof conn / sizeof *conn; i++)
+        if (n == strlen(conn[i]) && memcmp(name, conn[i], n) == 0)
+            return "a connection-specific field (RFC 9113 8.2.2)";
+    if (n == 2 && memcmp(name, "te", 2) == 0)
+        return "te other than \"trailers\" (RFC 9113 8.2.2)";
+    if (n == 14 && memcmp(name, "content-length", 14) == 0)
+        return "a content-length that is not a number or is repeated (RFC 9113 8.1.1)";
+    if (n == 4 && memcmp(name, "host", 4) == 0)
+        return "a repeated host field";
+    return "characters a field name or value may not hold (RFC 9113 8.2.1)";
+}
+
+/* The reason for a refused field from nghttp2's message, which names it
+ * as "name: [...], value: [...]" (its own words if it no longer does). */
+static char *field_refused(const reel_h2_t *h, const char *what) {
+    const char *m = h->lasterr;
+    const char *n0 = strstr(m, "name: [");
+    const char *n1 = n0 ? strstr(n0, "], value: [") : NULL;
+    size_t mlen = strlen(m);
+    if (n1 == NULL || mlen < 2 || m[mlen - 1] != ']')
+        return reel_asprintf("malformed HTTP/2 %s: %s", what, m[0] ? m : "invalid header field");
+    n0 += 7;
+    const char *v0 = n1 + 11;
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    reel_buf_printf(&b, "malformed HTTP/2 %s: %s: ", what, field_rule(n0, (size_t)(n1 - n0)));
+    put_quoted(&b, n0, (size_t)(n1 - n0));
+    reel_buf_puts(&b, ": ");
+    put_quoted(&b, v0, (size_t)(m + mlen - 1 - v0));
+    return (char *)b.data; /* malloc'd, NUL-terminated */
+}
+
+/* Why nghttp2 refused a whole request head (NGHTTP2_ERR_HTTP_MESSAGING:
+ * RFC 9113 8.3.1, 8.5 and 8.1.1; RFC 8441 4), from what was collected;
+ * NULL when none of these applies. */
+static const char *head_rule(const hcollect_t *c, bool end_stream) {
+#define HAS(off) ((off) != 0)
+    if (!HAS(c->method))
+        return "the request has no :method (RFC 9113 8.3.1)";
+    const char *method = (const char *)c->strs.data + c->method - 1;
+    bool connect = strcmp(method, "CONNECT") == 0;
+    if (connect && !HAS(c->protocol)) {
+        if (HAS(c->scheme) || HAS(c->path))
+            return "a CONNECT request with :scheme or :path (RFC 9113 8.5)";
+        if (!HAS(c->authority))
+            return "a CONNECT request without :authority (RFC 9113 8.5)";
+        return NULL;
+    }
+    if (!HAS(c->scheme))
+        return "the request has no :scheme (RFC 9113 8.3.1)";
+    if (!HAS(c->path))
+        return "the request has no :path (RFC 9113 8.3.1)";
+    if (!HAS(c->authority) && hc_find(c, "host") == NULL)
+        return "the request has neither :authority nor host (RFC 9113 8.3.1)";
+    if (HAS(c->protocol) && !connect)
+        return ":protocol on a request that is not a CONNECT (RFC 8441 4)";
+    if (HAS(c->protocol) && !HAS(c->authority))
+        return "an extended CONNECT without :authority (RFC 8441 4)";
+    const char *path = (const char *)c->strs.data + c->path - 1;
+    if (path[0] != '/' && !(strcmp(path, "*") == 0 && strcmp(method, "OPTIONS") == 0))
+        return "a :path that is neither absolute nor \"*\" for OPTIONS (RFC 9113 8.3.1)";
+    const char *cl = hc_find(c, "content-length");
+    if (end_stream && cl && strtoull(cl, NULL, 10) > 0)
+        return "the request ended with its head but its content-length announces a body "
+               "(RFC 9113 8.1.1)";
+    return NULL;
+#undef HAS
+}
+
+/* The HTTP/2 error code nghttp2 resets a stream with for lib_error. */
+static uint32_t code_of(int lib_error) {
+    switch (lib_error) {
+    case NGHTTP2_ERR_STREAM_CLOSED:
+        return NGHTTP2_STREAM_CLOSED;
+    case NGHTTP2_ERR_HEADER_COMP:
+        return NGHTTP2_COMPRESSION_ERROR;
+    case NGHTTP2_ERR_FRAME_SIZE_ERROR:
+        return NGHTTP2_FRAME_SIZE_ERROR;
+    case NGHTTP2_ERR_FLOW_CONTROL:
+        return NGHTTP2_FLOW_CONTROL_ERROR;
+    case NGHTTP2_ERR_REFUSED_STREAM:
+        return NGHTTP2_REFUSED_STREAM;
+    case NGHTTP2_ERR_PROTO:
+    case NGHTTP2_ERR_HTTP_HEADER:
+    case NGHTTP2_ERR_HTTP_MESSAGING:
+        return NGHTTP2_PROTOCOL_ERROR;
+    default:
+        return NGHTTP2_INTERNAL_ERROR;
+    }
+}
+
+/* Reports a stream reel resets (nghttp2 sends the RST_STREAM) because its
+ * peer broke the protocol: a RESET event, local, with code and why
+ * (taken). with_head: in the server role, a request head that was being
+ * read and will never be reported goes with it, for the caller's record. */
+static void refuse(reel_h2_t *h, stream_t *st, uint32_t code, char *why, bool with_head) {
+    st->reset_reported = true;
+    event_t *e = ev_push(h, REEL_CODEC_EV_RESET, (uint32_t)st->id);
+    e->code = code;
+    e->local = true;
+    e->why = why;
+    e->reason = why;
+    e->unsent = st->out.len;
+    if (with_head && h->role == REEL_H2_SERVER && !st->got_final && !st->in_trailers) {
+        e->head = st->in;
+        e->has_head = true;
+        hc_init(&st->in);
+    }
+    ev_done(h, e);
+}
+
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
     reel_h2_t *h = ud;
     if (f->hd.type != NGHTTP2_HEADERS)
@@ -235,15 +402,15 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     (void)s;
     (void)flags;
     stream_t *st = stream_of(h, f->hd.stream_id);
-    if (st == NULL || st->too_big)
+    if (st == NULL || st->too_big || st->reset_reported)
         return 0;
     if (st->in.size + nlen + vlen + 32 > h->o.max_header_list) {
         st->too_big = true;
-        st->reset_reported = true;
-        event_t *e = ev_push(h, REEL_CODEC_EV_RESET, (uint32_t)f->hd.stream_id);
-        e->code = REEL_H2_INTERNAL_ERROR; /* what nghttp2 resets it with */
-        e->reason = "header list over max_header_list, stream reset";
-        ev_done(h, e);
+        /* INTERNAL_ERROR: what nghttp2 resets it with */
+        refuse(h, st, REEL_H2_INTERNAL_ERROR,
+               reel_asprintf("the header list is over max_header_list (%u bytes), stream reset",
+                             h->o.max_header_list),
+               true);
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* nghttp2 resets the stream */
     }
     hc_add(&st->in, name, nlen, value, vlen);
@@ -255,8 +422,10 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
     reel_h2_t *h = ud;
     (void)s;
     (void)flags;
-    if (stream_of(h, id) == NULL)
+    stream_t *st = stream_of(h, id);
+    if (st == NULL)
         return 0;
+    st->recv += len;
     event_t *e = ev_push(h, REEL_CODEC_EV_DATA, (uint32_t)id);
     reel_buf_append(&e->data, data, len);
     ev_done(h, e);
@@ -289,7 +458,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
     stream_t *st = stream_of(h, id);
     switch (f->hd.type) {
     case NGHTTP2_HEADERS: {
-        if (st == NULL || st->too_big)
+        if (st == NULL || st->too_big || st->reset_reported)
             return 0;
         event_t *e =
             ev_push(h, st->in_trailers ? REEL_CODEC_EV_END : REEL_CODEC_EV_HEAD, (uint32_t)id);
@@ -299,16 +468,27 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
             const char *status =
                 e->head.status ? (const char *)e->head.strs.data + e->head.status - 1 : NULL;
             st->got_final = status == NULL || status[0] != '1';
+            const char *method =
+                e->head.method ? (const char *)e->head.strs.data + e->head.method - 1 : "";
+            const char *cl = hc_find(&e->head, "content-length");
+            /* nghttp2 checked it is a number; a CONNECT's has no say */
+            if (h->role == REEL_H2_SERVER && cl &&
+                !(strcmp(method, "CONNECT") == 0 && !e->head.protocol))
+                st->clen = (int64_t)strtoll(cl, NULL, 10);
         }
         hc_init(&st->in);
         ev_done(h, e);
+        if (st->in_trailers || (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+            st->ended = true;
         if (!st->in_trailers && (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
             ev_done(h, ev_push(h, REEL_CODEC_EV_END, (uint32_t)id));
         break;
     }
     case NGHTTP2_DATA:
-        if (st && (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        if (st && (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+            st->ended = true;
             ev_done(h, ev_push(h, REEL_CODEC_EV_END, (uint32_t)id));
+        }
         break;
     case NGHTTP2_GOAWAY: {
         event_t *e = ev_push(h, REEL_CODEC_EV_GOAWAY, 0);
@@ -339,13 +519,88 @@ static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *f, int lib_
     reel_h2_t *h = ud;
     (void)s;
     stream_t *st = stream_of(h, f->hd.stream_id);
-    if (st && !st->reset_reported) {
-        st->reset_reported = true;
-        event_t *e = ev_push(h, REEL_CODEC_EV_RESET, (uint32_t)f->hd.stream_id);
-        e->code = REEL_H2_PROTOCOL_ERROR;
-        e->reason = nghttp2_strerror(lib_error);
-        ev_done(h, e);
+    if (st == NULL || st->reset_reported)
+        return 0;
+    bool headers = f->hd.type == NGHTTP2_HEADERS;
+    const char *what = h->role == REEL_H2_SERVER ? "request" : "response";
+    const char *rule = NULL;
+    char *why;
+    if (lib_error == NGHTTP2_ERR_HTTP_HEADER) {
+        why = field_refused(h, what);
+        h->lasterr[0] = '\0';
+    } else if (lib_error == NGHTTP2_ERR_HTTP_MESSAGING && headers && h->role == REEL_H2_SERVER &&
+               !st->got_final &&
+               (rule = head_rule(&st->in, (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0))) {
+        why = reel_asprintf("malformed HTTP/2 request: %s", rule);
+    } else {
+        why = reel_asprintf("malformed HTTP/2 %s: %s", what, nghttp2_strerror(lib_error));
     }
+    refuse(h, st, code_of(lib_error), why, headers);
+    return 0;
+}
+
+/* nghttp2 refuses a body that contradicts the request's content-length
+ * (RFC 9113 8.1.1) with RST_STREAM and no callback: a DATA frame that
+ * would make it longer is told here, before its bytes (a padded frame's
+ * data length is not known yet: see end_refused). */
+static int on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, void *ud) {
+    reel_h2_t *h = ud;
+    (void)s;
+    if (hd->type != NGHTTP2_DATA || h->role != REEL_H2_SERVER)
+        return 0;
+    stream_t *st = stream_of(h, hd->stream_id);
+    if (st == NULL || st->reset_reported || st->clen < 0)
+        return 0;
+    if (hd->flags & NGHTTP2_FLAG_END_STREAM)
+        h->end_check = st->end_check = true;
+    if (!(hd->flags & NGHTTP2_FLAG_PADDED) && st->recv + hd->length > (uint64_t)st->clen)
+        refuse(h, st, REEL_H2_PROTOCOL_ERROR,
+               reel_asprintf("the request body is longer than its content-length (%lld bytes; "
+                             "%llu and then a DATA frame of %zu)",
+                             (long long)st->clen, (unsigned long long)st->recv, hd->length),
+               false);
+    return 0;
+}
+
+/* After input: a stream whose END_STREAM nghttp2 refused (the body short
+ * of its content-length) is closed for reading with no END reported. */
+static void end_refused(reel_h2_t *h) {
+    if (!h->end_check)
+        return;
+    h->end_check = false;
+    for (int i = 0; i < BUCKETS; i++)
+        for (stream_t *st = h->buckets[i]; st; st = st->next) {
+            if (!st->end_check)
+                continue;
+            if (st->ended || st->reset_reported || st->caller_reset) {
+                st->end_check = false;
+                continue;
+            }
+            if (nghttp2_session_get_stream_remote_close(h->s, st->id) != 1) {
+                h->end_check = true; /* its frame has not all come yet */
+                continue;
+            }
+            st->end_check = false;
+            char *why =
+                st->clen >= 0 && st->recv < (uint64_t)st->clen
+                    ? reel_asprintf("the request body ended after %llu bytes, short of its "
+                                    "content-length (%lld bytes)",
+                                    (unsigned long long)st->recv, (long long)st->clen)
+                : st->clen >= 0
+                    ? reel_asprintf("the request body is longer than its content-length "
+                                    "(%lld bytes; %llu received)",
+                                    (long long)st->clen, (unsigned long long)st->recv)
+                    : reel_asprintf("malformed HTTP/2 request: its end broke HTTP/2 messaging "
+                                    "rules");
+            refuse(h, st, REEL_H2_PROTOCOL_ERROR, why, false);
+        }
+}
+
+static int on_error(nghttp2_session *s, int lib_error, const char *msg, size_t len, void *ud) {
+    reel_h2_t *h = ud;
+    (void)s;
+    (void)lib_error;
+    snprintf(h->lasterr, sizeof h->lasterr, "%.*s", (int)(len < 255 ? len : 255), msg);
     return 0;
 }
 
@@ -362,6 +617,17 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *
 static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
     reel_h2_t *h = ud;
     (void)s;
+    stream_t *st = f->hd.type == NGHTTP2_RST_STREAM ? stream_of(h, f->hd.stream_id) : NULL;
+    if (st && !st->reset_reported && !st->caller_reset) {
+        /* one nghttp2 sent of its own with no callback before (a padded
+         * DATA frame over content-length): reported late rather than not */
+        refuse(h, st, f->rst_stream.error_code,
+               reel_asprintf("reel reset the stream: %s",
+                             st->clen >= 0 && st->recv > (uint64_t)st->clen
+                                 ? "the request body is longer than its content-length"
+                                 : "the peer broke HTTP/2 on it"),
+               false);
+    }
     if (f->hd.type == NGHTTP2_GOAWAY && f->goaway.error_code != NGHTTP2_NO_ERROR &&
         !h->goaway_reported) {
         h->goaway_reported = true;
@@ -370,6 +636,13 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
             snprintf(h->errbuf, sizeof h->errbuf, "HTTP/2 protocol error (%.*s), GOAWAY sent",
                      (int)(f->goaway.opaque_data_len < 100 ? f->goaway.opaque_data_len : 100),
                      (const char *)f->goaway.opaque_data);
+        else if (f->goaway.error_code == NGHTTP2_COMPRESSION_ERROR)
+            snprintf(h->errbuf, sizeof h->errbuf,
+                     "HTTP/2 protocol error (COMPRESSION_ERROR: a header block did not decode "
+                     "(HPACK)), GOAWAY sent");
+        else
+            snprintf(h->errbuf, sizeof h->errbuf, "HTTP/2 protocol error (%s), GOAWAY sent",
+                     nghttp2_http2_strerror(f->goaway.error_code));
         h->fatal = h->rapid_reset || f->goaway.error_code == NGHTTP2_ENHANCE_YOUR_CALM
                        ? "the client reset streams faster than max_resets_per_sec (rapid "
                          "reset, CVE-2023-44487): GOAWAY sent"
@@ -380,6 +653,7 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
         e->code = f->goaway.error_code;
         e->last_stream = (uint32_t)f->goaway.last_stream_id;
         e->reason = h->fatal;
+        e->local = true;
         ev_done(h, e);
     }
     return 0;
@@ -424,6 +698,7 @@ static void fill_event(reel_h2_t *h, event_t *e, reel_codec_event_t *ev) {
     ev->error_code = e->code;
     ev->error_reason = e->reason;
     ev->last_stream = e->last_stream;
+    ev->local = e->local;
     if (e->type == REEL_CODEC_EV_DATA) {
         ev->data = e->data.data;
         ev->len = e->data.len;
@@ -543,6 +818,7 @@ static reel_rc h2_feed(reel_codec_t *c, const uint8_t *buf, size_t len, size_t *
             return REEL_INVALID;
         }
         *consumed = (size_t)n;
+        end_refused(h);
     }
     return pop(h, ev);
 }
@@ -602,6 +878,8 @@ reel_codec_t *reel_h2_codec_new(reel_h2_role role, const reel_h2_opts_t *opts) {
     nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cb, on_invalid_frame);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
     nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
+    nghttp2_session_callbacks_set_on_begin_frame_callback(cb, on_begin_frame);
+    nghttp2_session_callbacks_set_error_callback2(cb, on_error);
     nghttp2_option *opt;
     nghttp2_option_new(&opt);
     nghttp2_option_set_no_auto_window_update(opt, 1);
@@ -815,7 +1093,14 @@ reel_rc reel_h2_submit_trailers(reel_h2_t *h, uint32_t stream, const reel_field_
     return REEL_OK;
 }
 
+const char *reel_h2_error_name(uint32_t code) {
+    return nghttp2_http2_strerror(code);
+}
+
 void reel_h2_reset(reel_h2_t *h, uint32_t stream, uint32_t code) {
+    stream_t *st = stream_of(h, (int32_t)stream);
+    if (st)
+        st->caller_reset = true;
     nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, (int32_t)stream, code);
 }
 

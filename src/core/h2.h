@@ -22,6 +22,13 @@
  * slow reader on the other side slows this peer down instead of filling
  * memory, and one stalled stream leaves the others their windows.
  *
+ * A stream reel resets because its peer broke the protocol on it is
+ * reported as a RESET event marked local, with the code sent and why
+ * (the rule, the field); in the server role a request head refused
+ * before it was reported comes with it (codec.h), so that a malformed
+ * request is recorded as one. nghttp2 resets a body that contradicts its
+ * content-length without telling: this codec tells, with the lengths.
+ *
  * Protections (each reported as an error with a reason): header lists over
  * max_header_list (the stream is reset: a RESET event says why),
  * more than max_continuations CONTINUATION frames for one block, streams
@@ -95,6 +102,8 @@ reel_rc reel_h2_submit_data(reel_h2_t *h, uint32_t stream, const void *data, siz
 /** Trailers end the stream after its queued data. */
 reel_rc reel_h2_submit_trailers(reel_h2_t *h, uint32_t stream, const reel_field_t *fields, size_t n,
                                 reel_err_t *err);
+/** The name of an HTTP/2 error code ("PROTOCOL_ERROR"; static). */
+const char *reel_h2_error_name(uint32_t code);
 /** RST_STREAM with code. */
 void reel_h2_reset(reel_h2_t *h, uint32_t stream, uint32_t code);
 /** GOAWAY with code (last stream: the last one accepted). */

@@ -28,7 +28,11 @@
  * headers but an extended CONNECT's :protocol, recorded as CONNECT); the
  * response with the origin's version (HTTP/2.0 over a session), or
  * HTTP/2.0 when reel answered itself. A stream the client resets ends its flow with that
- * error, a stream the lane could not finish is reset (INTERNAL_ERROR).
+ * error, a stream the lane could not finish is reset (INTERNAL_ERROR). A
+ * stream reel resets because the client broke HTTP/2 on it (the codec's
+ * local RESET: a malformed request, a body against its content-length)
+ * is a flow too, ended with that reset and why; a request that had gone
+ * to a lane is cut there.
  *
  * Flow control end to end: a stream's DATA is acknowledged to the client
  * (reel_h2_consume) only when its lane took the bytes, and a lane takes
@@ -840,14 +844,80 @@ static void stream_end_fin(h2front_t *fr, h2s_t *s, const char *why, const char 
     free(msg);
 }
 
-static void stream_reset_by_client(h2front_t *fr, h2s_t *s, uint32_t code, size_t unsent) {
+/* Why a stream was reset: by the client, or by reel (local) because the
+ * client broke HTTP/2 on it (owned). */
+static char *reset_reason(const reel_codec_event_t *ev) {
+    if (!ev->local)
+        return reel_asprintf("the client reset the HTTP/2 stream (error code 0x%x)",
+                             ev->error_code);
+    return reel_asprintf("reel reset the HTTP/2 stream with RST_STREAM %s (0x%x): %s",
+                         reel_h2_error_name(ev->error_code), ev->error_code,
+                         ev->error_reason ? ev->error_reason : "the client broke HTTP/2");
+}
+
+/* A flow for a stream reel reset before a lane's exchange had started
+ * one (a malformed request the codec refused, with what it had read of
+ * the head; a request whose body broke its content-length before it
+ * reached a lane): the request as far as it was known and, as its error,
+ * the reset reel answered and why, as an HTTP/1.1 request refused with
+ * 400 is recorded (exchange.c's reel__record_rejected). */
+static void record_refused(h2front_t *fr, uint32_t sid, const reel_msg_head_t *head,
+                           const uint8_t *body, size_t nbody, const char *why) {
+    conn_t *c = fr->c;
+    reel__connect_head_drop(c); /* its tunnel's flows are its streams (stream_new) */
+    reel_capture_flow_t *f =
+        reel_capture_start_on(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr, NULL, c->id, sid);
+    STAT_ADD(c->p, flows, 1);
+    reel_msg_head_t m = *head;
+    if (m.host[0] == '\0' && c->in_tunnel && c->tunnel_host) {
+        m.host = c->tunnel_host;
+        m.port = (uint32_t)c->tunnel_port;
+    }
+    if (m.scheme[0] == '\0')
+        m.scheme = c->in_tunnel && c->tunnel_tls ? "https" : "http";
+    reel_capture_request(f, &m);
+    if (nbody)
+        reel_capture_body(f, false, body, nbody);
+    reel_capture_end_t e = {.error = why};
+    reel_capture_finish(f, &e);
+    STAT_ADD(c->p, errors, 1);
+}
+
+/* A stream reset by the client, or by reel (ev->local): its flow ends
+ * with why at once, and its lane's conn is closed, which aborts the
+ * request toward the origin. The body bytes the client had sent that
+ * no lane took yet are the record's all the same (a body with a length:
+ * they wait in req as they came). */
+static void stream_reset(h2front_t *fr, h2s_t *s, const reel_codec_event_t *ev) {
     lane_t *l = s->lane;
-    char *why = reel_asprintf("the client reset the HTTP/2 stream (error code 0x%x)", code);
+    size_t unsent = ev->len;
+    char *why = reset_reason(ev);
+    conn_t *in = l ? l->inner : NULL;
+    bool flow = s->fin || (in && in->ex.flow && in->lane_stream == s->sid);
+    const uint8_t *body = NULL;
+    size_t nbody = 0;
+    if (ev->local && !s->chunked && !s->tunnel && !s->req_end && s->req_body <= s->req.len) {
+        nbody = s->req_body;
+        body = s->req.data + s->req.len - nbody;
+    }
+    if (ev->local && flow && !s->fin && nbody)
+        reel_capture_body(in->ex.flow, false, body, nbody);
+    if (ev->local && !flow) {
+        /* reset before its lane started a flow: one of its own */
+        reel_msg_head_t m = {.method = s->ws ? "CONNECT" : s->method,
+                             .scheme = s->scheme,
+                             .host = s->host,
+                             .port = s->port,
+                             .path = s->path,
+                             .version = "HTTP/2.0",
+                             .fields = s->fields,
+                             .nfields = s->nfields};
+        record_refused(fr, s->sid, &m, body, nbody, why);
+    }
     if (s->fin) {
         /* after reel had read the whole response, before it was sent */
-        stream_end_fin(fr, s, why, "it", unsent);
-    } else if (l && l->inner) {
-        conn_t *in = l->inner;
+        stream_end_fin(fr, s, why, ev->local ? "the client" : "it", unsent);
+    } else if (in) {
         if (unsent) /* a tunnel's exchanges waiting for its DATA to go */
             reel__fins_undelivered(in, why);
         stream_free(fr, s);
@@ -991,18 +1061,22 @@ static char *read_frames(h2front_t *fr, bool input) {
             break;
         case REEL_CODEC_EV_RESET:
             if (s)
-                stream_reset_by_client(fr, s, ev.error_code, ev.len);
+                stream_reset(fr, s, &ev);
+            else if (ev.local && ev.head.version) {
+                char *why = reset_reason(&ev);
+                record_refused(fr, ev.stream, &ev.head, NULL, 0, why);
+                free(why);
+            }
             break;
         case REEL_CODEC_EV_GOAWAY:
             fr->goaway = true;
             if (ev.error_code != REEL_H2_NO_ERROR && fatal == NULL) {
                 /* sent by the client (it says reel erred) or by reel (the
                  * client broke the protocol): either way the end */
-                bool ours = ev.error_reason && strcmp(ev.error_reason, "the peer sent GOAWAY");
-                fatal = ours ? reel_asprintf("the client broke HTTP/2: %s (error code 0x%x)",
-                                             ev.error_reason, ev.error_code)
-                             : reel_asprintf("the client sent GOAWAY with error code 0x%x",
-                                             ev.error_code);
+                fatal = ev.local ? reel_asprintf("the client broke HTTP/2: %s (error code 0x%x)",
+                                                 ev.error_reason, ev.error_code)
+                                 : reel_asprintf("the client sent GOAWAY with error code 0x%x",
+                                                 ev.error_code);
             }
             break;
         default:

@@ -386,9 +386,16 @@ static void sess_event(h2sess_t *s, const reel_codec_event_t *ev) {
             break;
         }
         {
-            char *why = reel_asprintf("the origin reset the HTTP/2 stream (error code 0x%x%s%s)",
-                                      ev->error_code, ev->error_reason ? ": " : "",
-                                      ev->error_reason ? ev->error_reason : "");
+            /* local: reel reset it, the origin having broken HTTP/2 on it */
+            char *why =
+                ev->local
+                    ? reel_asprintf("reel reset the origin's HTTP/2 stream with RST_STREAM %s "
+                                    "(0x%x): %s",
+                                    reel_h2_error_name(ev->error_code), ev->error_code,
+                                    ev->error_reason ? ev->error_reason : "")
+                    : reel_asprintf("the origin reset the HTTP/2 stream (error code 0x%x%s%s)",
+                                    ev->error_code, ev->error_reason ? ": " : "",
+                                    ev->error_reason ? ev->error_reason : "");
             lane_unbind(l);
             ulane_end(l, why);
             lane_pending(s, l);

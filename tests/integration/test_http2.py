@@ -575,6 +575,116 @@ class Http2Test(unittest.TestCase):
         for row in f:
             self.assertEqual(row["state"], "error", row)
 
+    def test_h2c_malformed_request_is_recorded(self):
+        # a request nghttp2 refuses (RFC 9113 8.2, 8.3.1) gets RST_STREAM
+        # PROTOCOL_ERROR and reaches no origin; it is a flow all the same,
+        # as an HTTP/1.1 request refused with 400 is: the request as far as
+        # it came, and the reset reel answered with the rule it broke
+        c = H2C(self.reel.port, validate=False)
+        try:
+            before = len(self.echo.requests)
+            upper = c.request("GET", self.auth, "/h2-bad-upper", extra=[("X-Upper", "1")])
+            nopath = c.conn.get_next_available_stream_id()
+            c.conn.send_headers(nopath, [(":method", "GET"), (":scheme", "http"),
+                                         (":authority", self.auth), ("x-case", "h2-bad-nopath")],
+                                end_stream=True)
+            c.streams[nopath] = {"headers": None, "info": [], "data": b"", "trailers": None,
+                                 "reset": None, "ended": False}
+            c.flush()
+            conn = c.request("GET", self.auth, "/h2-bad-conn", extra=[("connection", "close")])
+            c.wait(lambda: all(c.done(s) for s in (upper, nopath, conn)))
+            for sid in (upper, nopath, conn):
+                self.assertEqual(c.streams[sid]["reset"], 1)  # PROTOCOL_ERROR
+                self.assertIsNone(c.streams[sid]["headers"])
+            ok = c.request("GET", self.auth, "/h2-bad-after")  # the connection goes on
+            c.wait(lambda: c.done(ok))
+            self.assertEqual(c.streams[ok]["data"], b"GET /h2-bad-after\n")
+        finally:
+            c.close()
+        self.assertEqual([r[1] for r in self.echo.requests[before:]], ["/h2-bad-after"])
+        reset = "reel reset the HTTP/2 stream with RST_STREAM PROTOCOL_ERROR (0x1): "
+        f = self.flows_for("/h2-bad-upper")[0]
+        self.assertEqual(f["state"], "error", f)
+        self.assertEqual(f["stream_id"], upper)
+        self.assertEqual((f["request"]["method"], f["request"]["http_version"]),
+                         ("GET", "HTTP/2.0"))
+        self.assertIsNone(f["response"])
+        self.assertEqual(f["error"], reset + "malformed HTTP/2 request: an upper-case field name "
+                         "(RFC 9113 8.2.1): \"X-Upper\": \"1\"")
+        f = self.flows_for("/h2-bad-conn")[0]
+        self.assertEqual(f["error"], reset + "malformed HTTP/2 request: a connection-specific "
+                         "field (RFC 9113 8.2.2): \"connection\": \"close\"")
+        rows = [r for r in self.reel.flows("~conn %d" % f["client_conn"])
+                if r["stream_id"] == nopath]
+        self.assertEqual(len(rows), 1, rows)
+        f = self.reel.flow(rows[0]["id"])
+        self.assertEqual(f["error"], reset + "malformed HTTP/2 request: the request has no :path "
+                         "(RFC 9113 8.3.1)")
+        self.assertEqual((f["request"]["host"], f["request"]["port"], f["request"]["target"]),
+                         ("127.0.0.1", self.echo.port, ""))
+        self.assertEqual(f["request"]["headers"], [["x-case", "h2-bad-nopath"]])
+
+    def test_h2c_body_short_of_content_length(self):
+        # content-length 10, then "abc" and END_STREAM, after the request
+        # went to the origin: reel resets the stream at once, the flow ends
+        # then with that reset and why, and the origin's request is cut
+        ls = socket.socket()
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(1)
+        ls.settimeout(10)
+        got = {}
+
+        def origin():
+            s, _ = ls.accept()
+            s.settimeout(10)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += s.recv(65536)
+            got["head"] = time.time()
+            try:
+                while True:
+                    d = s.recv(65536)
+                    if not d:
+                        break
+                    data += d
+            except OSError:
+                pass
+            got["eof"] = time.time()
+            got["data"] = data
+            s.close()
+
+        t = threading.Thread(target=origin, daemon=True)
+        t.start()
+        auth = "127.0.0.1:%d" % ls.getsockname()[1]
+        c = H2C(self.reel.port)
+        try:
+            sid = c.request("POST", auth, "/h2-short-body", end=False,
+                            extra=[("content-length", "10")])
+            deadline = time.time() + 10
+            while "head" not in got and time.time() < deadline:
+                time.sleep(0.02)
+            self.assertIn("head", got)  # the request went to the origin
+            c.conn.send_data(sid, b"abc", end_stream=True)
+            c.flush()
+            sent = time.time()
+            c.wait(lambda: c.done(sid), timeout=5)
+            self.assertEqual(c.streams[sid]["reset"], 1)  # PROTOCOL_ERROR
+            # the flow has ended while the client's connection is still open
+            rows = self.reel.wait_flows(1, "~u h2-short-body", timeout=3)
+            self.assertEqual([r["state"] for r in rows], ["error"], rows)
+            f = self.reel.flow(rows[0]["id"])
+            self.assertEqual(f["error"], "reel reset the HTTP/2 stream with RST_STREAM "
+                             "PROTOCOL_ERROR (0x1): the request body ended after 3 bytes, short "
+                             "of its content-length (10 bytes)")
+            self.assertLess(f["end_us"] / 1e6 - sent, 1.0)
+            self.assertEqual(body(f, "request"), b"abc")  # what the client sent
+            t.join(5)
+            self.assertLess(got["eof"] - sent, 2.0)  # the origin's request was cut
+            self.assertTrue(got["data"].startswith(b"POST /h2-short-body HTTP/1.1\r\n"))
+        finally:
+            c.close()
+            ls.close()
+
     def test_h2c_protocol_error_goaway(self):
         c = H2C(self.reel.port, auto_ack=False)
         try:

@@ -5,8 +5,13 @@
  * host), end-to-end flow control (nothing more arrives until the receiver
  * consumes), RST_STREAM and GOAWAY both ways, and the protections: a
  * header list over the limit resets only its stream, rapid resets get
- * a GOAWAY said to be for that, a bad preface is an error. The client's first
- * flight is also fed to the server split at every byte. */
+ * a GOAWAY said to be for that, a bad preface is an error. What reel's own
+ * client would never send, written as raw frames: malformed requests are
+ * reset and reported as reel's resets with the rule broken and the head
+ * as far as it came; a body longer or shorter than its content-length
+ * (which nghttp2 resets without a callback) likewise, split at every
+ * byte. The client's first flight is also fed to the server split at
+ * every byte. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +21,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <nghttp2/nghttp2.h>
 
 #include "base/mem.h"
 #include "core/h2.h"
@@ -27,7 +33,8 @@ typedef struct {
     reel_buf_t body[8]; /* DATA by stream id (odd ids 1..15) */
     bool consume;       /* consume DATA as it arrives */
     reel_rc last_rc;
-    const char *last_reason;
+    char last_reason[256]; /* a copy: an event's reason lives until the next feed */
+    bool last_local;       /* the last RESET or GOAWAY was reel's own */
     size_t reset_unsent; /* the last RESET's len */
 } side_t;
 
@@ -54,6 +61,10 @@ static const char *trace(side_t *s) {
     reel_buf_append(&s->trace, "", 1);
     s->trace.len--;
     return (const char *)s->trace.data;
+}
+
+static void note_reason(side_t *s, const char *why) {
+    snprintf(s->last_reason, sizeof s->last_reason, "%s", why ? why : "");
 }
 
 static void note_event(side_t *s, const reel_codec_event_t *ev) {
@@ -86,12 +97,18 @@ static void note_event(side_t *s, const reel_codec_event_t *ev) {
         break;
     case REEL_CODEC_EV_RESET:
         reel_buf_printf(&s->trace, "reset %u %u\n", ev->stream, ev->error_code);
-        s->last_reason = ev->error_reason;
+        note_reason(s, ev->error_reason);
+        s->last_local = ev->local;
         s->reset_unsent = ev->len;
+        if (ev->head.version) /* a refused request's head, as far as it came */
+            reel_buf_printf(&s->trace, "refused %u %s %s %s:%u %s %zu\n", ev->stream,
+                            ev->head.method, ev->head.scheme, ev->head.host, ev->head.port,
+                            ev->head.path, ev->head.nfields);
         break;
     case REEL_CODEC_EV_GOAWAY:
         reel_buf_printf(&s->trace, "goaway %u %u\n", ev->last_stream, ev->error_code);
-        s->last_reason = ev->error_reason;
+        note_reason(s, ev->error_reason);
+        s->last_local = ev->local;
         break;
     default:
         reel_buf_printf(&s->trace, "other %d\n", ev->type);
@@ -110,7 +127,7 @@ static void feed(side_t *s, const uint8_t *p, size_t n) {
             return;
         if (rc != REEL_OK) {
             s->last_rc = rc;
-            s->last_reason = ev.error_reason;
+            note_reason(s, ev.error_reason);
             return;
         }
         note_event(s, &ev);
@@ -373,8 +390,11 @@ static void test_header_list_limit(void **state) {
     const char *t = trace(&sv);
     assert_non_null(strstr(t, "reset 1 2\n"));
     assert_non_null(strstr(t, "head 3 GET https origin.test:443 /ok"));
-    assert_null(strstr(t, "/big"));
-    assert_non_null(strstr(sv.last_reason ? sv.last_reason : "", "max_header_list") ? "y" : NULL);
+    assert_null(strstr(t, "head 1 "));
+    /* what was read of it comes with the reset, for the record */
+    assert_non_null(strstr(t, "refused 1 GET https origin.test:443 /big 0\n"));
+    assert_true(sv.last_local);
+    assert_non_null(strstr(sv.last_reason, "max_header_list"));
     free(big);
     side_free(&cl);
     side_free(&sv);
@@ -403,12 +423,143 @@ static void test_rapid_reset(void **state) {
     /* nghttp2 sends GOAWAY INTERNAL_ERROR (2) once its bucket is dry */
     assert_non_null(strstr(trace(&sv), "goaway "));
     assert_non_null(strstr(trace(&sv), " 2\n"));
-    assert_non_null(sv.last_reason);
     assert_non_null(strstr(sv.last_reason, "rapid reset"));
     assert_non_null(strstr(trace(&cl), "goaway "));      /* the client got it */
     assert_true(strstr(trace(&sv), "head 81 ") == NULL); /* far fewer than 200 got in */
     side_free(&cl);
     side_free(&sv);
+}
+
+/* ---- what a client may send and reel's client would not: raw frames ---- */
+
+static void frame(reel_buf_t *b, uint8_t type, uint8_t flags, uint32_t sid, const void *p,
+                  size_t n) {
+    uint8_t hd[9] = {
+        (uint8_t)(n >> 16),   (uint8_t)(n >> 8),    (uint8_t)n,          type,        flags,
+        (uint8_t)(sid >> 24), (uint8_t)(sid >> 16), (uint8_t)(sid >> 8), (uint8_t)sid};
+    reel_buf_append(b, hd, sizeof hd);
+    reel_buf_append(b, p, n);
+}
+
+/* The preface, empty SETTINGS and a HEADERS frame of nv (name, value
+ * pairs, NULL-terminated) on stream 1; flags: END_HEADERS and more. */
+static void raw_request(reel_buf_t *b, const char *const *nv, uint8_t flags) {
+    reel_buf_puts(b, REEL_H2_PREFACE);
+    frame(b, NGHTTP2_SETTINGS, 0, 0, NULL, 0);
+    nghttp2_nv v[16];
+    size_t n = 0;
+    for (; nv[2 * n]; n++)
+        v[n] = (nghttp2_nv){(uint8_t *)nv[2 * n], (uint8_t *)nv[2 * n + 1], strlen(nv[2 * n]),
+                            strlen(nv[2 * n + 1]), NGHTTP2_NV_FLAG_NONE};
+    nghttp2_hd_deflater *d;
+    assert_int_equal(nghttp2_hd_deflate_new(&d, 4096), 0);
+    uint8_t blk[1024];
+    ssize_t len = nghttp2_hd_deflate_hd(d, blk, sizeof blk, v, n);
+    assert_true(len > 0);
+    nghttp2_hd_deflate_del(d);
+    frame(b, NGHTTP2_HEADERS, (uint8_t)(NGHTTP2_FLAG_END_HEADERS | flags), 1, blk, (size_t)len);
+}
+
+/* A request nghttp2 refuses (RFC 9113 8.2, 8.3) is a RESET that reel sent,
+ * saying which rule broke, with the head as far as it was read. */
+static void test_malformed_request_refused(void **state) {
+    (void)state;
+    static const char *const no_path[] = {":method",    "GET",    ":scheme", "http",
+                                          ":authority", "a.test", NULL};
+    static const char *const upper[] = {":method", "GET",   ":scheme", "http", ":authority",
+                                        "a.test",  ":path", "/u",      "x-ok", "1",
+                                        "X-Upper", "1",     NULL};
+    static const char *const conn[] = {":method",    "GET",    ":scheme", "http",
+                                       ":authority", "a.test", ":path",   "/c",
+                                       "connection", "close",  NULL};
+    struct {
+        const char *const *nv;
+        const char *refused, *why;
+    } cases[] = {
+        {no_path, "refused 1 GET http a.test:80  0\n", "the request has no :path"},
+        {upper, "refused 1 GET http a.test:80 /u 1\n",
+         "an upper-case field name (RFC 9113 8.2.1): \"X-Upper\": \"1\""},
+        {conn, "refused 1 GET http a.test:80 /c 0\n",
+         "a connection-specific field (RFC 9113 8.2.2): \"connection\": \"close\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        side_t sv;
+        side_init(&sv, REEL_H2_SERVER, NULL);
+        reel_buf_t in;
+        reel_buf_init(&in, 0);
+        raw_request(&in, cases[i].nv, NGHTTP2_FLAG_END_STREAM);
+        feed(&sv, in.data, in.len);
+        assert_non_null(strstr(trace(&sv), "reset 1 1\n"));
+        assert_non_null(strstr(trace(&sv), cases[i].refused));
+        assert_null(strstr(trace(&sv), "head 1"));
+        assert_true(sv.last_local);
+        assert_non_null(strstr(sv.last_reason, cases[i].why));
+        /* and the RST_STREAM goes out */
+        reel_buf_t out;
+        reel_buf_init(&out, 0);
+        assert_int_equal(reel_h2_take_output(sv.h, &out), REEL_OK);
+        static const uint8_t rst[] = {0, 0, 4, NGHTTP2_RST_STREAM, 0, 0, 0, 0, 1, 0, 0, 0, 1};
+        assert_non_null(memmem(out.data, out.len, rst, sizeof rst));
+        reel_buf_free(&out);
+        reel_buf_free(&in);
+        side_free(&sv);
+    }
+}
+
+/* A body that contradicts its content-length: nghttp2 resets the stream
+ * without a callback; the codec tells, with the lengths, whether the
+ * DATA comes at once or split at any byte. */
+static void test_body_against_content_length(void **state) {
+    (void)state;
+    static const char *const post10[] = {":method",        "POST",   ":scheme", "http",
+                                         ":authority",     "a.test", ":path",   "/p",
+                                         "content-length", "10",     NULL};
+    static const char *const post2[] = {":method",        "POST",   ":scheme", "http",
+                                        ":authority",     "a.test", ":path",   "/p",
+                                        "content-length", "2",      NULL};
+    struct {
+        const char *const *nv;
+        const char *why;
+    } cases[] = {
+        {post10, "the request body ended after 3 bytes, short of its content-length (10 bytes)"},
+        {post2, "the request body is longer than its content-length (2 bytes"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        reel_buf_t in;
+        reel_buf_init(&in, 0);
+        raw_request(&in, cases[i].nv, 0);
+        frame(&in, NGHTTP2_DATA, NGHTTP2_FLAG_END_STREAM, 1, "abc", 3);
+        for (size_t cut = 0; cut <= in.len; cut++) {
+            side_t sv;
+            side_init(&sv, REEL_H2_SERVER, NULL);
+            feed(&sv, in.data, cut);
+            feed(&sv, in.data + cut, in.len - cut);
+            const char *t = trace(&sv);
+            assert_non_null(strstr(t, "head 1 POST http a.test:80 /p content-length="));
+            assert_non_null(strstr(t, "reset 1 1\n"));
+            assert_null(strstr(t, "end 1"));
+            assert_null(strstr(t, "refused")); /* its head was reported */
+            assert_true(sv.last_local);
+            assert_non_null(strstr(sv.last_reason, cases[i].why));
+            assert_null(strstr(strstr(t, "reset") + 1, "reset")); /* one */
+            side_free(&sv);
+        }
+        reel_buf_free(&in);
+    }
+    /* the right length is no error */
+    reel_buf_t in;
+    reel_buf_init(&in, 0);
+    static const char *const post3[] = {":method",        "POST",   ":scheme", "http",
+                                        ":authority",     "a.test", ":path",   "/p",
+                                        "content-length", "3",      NULL};
+    raw_request(&in, post3, 0);
+    frame(&in, NGHTTP2_DATA, NGHTTP2_FLAG_END_STREAM, 1, "abc", 3);
+    side_t sv;
+    side_init(&sv, REEL_H2_SERVER, NULL);
+    feed(&sv, in.data, in.len);
+    assert_string_equal(trace(&sv), "head 1 POST http a.test:80 /p content-length=3\nend 1\n");
+    side_free(&sv);
+    reel_buf_free(&in);
 }
 
 static void test_bad_preface(void **state) {
@@ -418,7 +569,6 @@ static void test_bad_preface(void **state) {
     static const char junk[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
     feed(&sv, (const uint8_t *)junk, sizeof junk - 1);
     assert_int_equal(sv.last_rc, REEL_INVALID);
-    assert_non_null(sv.last_reason);
     assert_non_null(strstr(sv.last_reason, "preface"));
     side_free(&sv);
 }
@@ -433,6 +583,8 @@ int main(void) {
         cmocka_unit_test(test_header_list_limit),
         cmocka_unit_test(test_rapid_reset),
         cmocka_unit_test(test_bad_preface),
+        cmocka_unit_test(test_malformed_request_refused),
+        cmocka_unit_test(test_body_against_content_length),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
