@@ -190,6 +190,10 @@ struct conn {
     reel_codec_t *tun[2];
     bool websocket;
     bool tun_half_closed; /* a plain tunnel: the server's EOF passed on to the client */
+    /* a tunnel whose origin connection failed (refused, reset): its client
+     * is cut, which a lane's CONNECT stream says with RST_STREAM
+     * CONNECT_ERROR rather than END_STREAM (RFC 9113 8.5) */
+    bool tunnel_failed;
     bool draining; /* proxy shutting down: close after this exchange */
     /* Raw tunnel flow (NULL for an ignored host: relayed, not recorded). */
     reel_capture_flow_t *tflow;

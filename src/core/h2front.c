@@ -85,6 +85,7 @@ struct h2s {
      * for any CONNECT (interception, raw relay). */
     bool ws, connect, tunnel; /* tunnel: ws or connect */
     bool raw_open, eof_pending;
+    bool tunnel_ended; /* END_STREAM sent: the origin half-closed a CONNECT's tunnel */
     /* Its flow, once the response is whole (taken from the lane, which is
      * free for another stream then): ended when the codec has sent the
      * last of the stream's DATA, or with an error if the client resets
@@ -358,9 +359,20 @@ static void lane_send(reel_filter_t *f, const uint8_t *data, size_t len) {
 }
 
 static void lane_shutdown(reel_filter_t *f) {
+    lane_t *l = (lane_t *)f;
+    h2s_t *s = l->s;
+    if (l->fr && s && s->connect && s->raw_open && l->inner && l->inner->state == C_RAW) {
+        /* a tunnel whose origin half-closed (its FIN): END_STREAM (RFC
+         * 9113 8.5), the client may still send */
+        if (!s->tunnel_ended) {
+            s->tunnel_ended = true;
+            reel_h2_submit_data(l->fr->h2, s->sid, NULL, 0, true);
+            flush_output(l->fr);
+        }
+        return;
+    }
     /* the lane conn half-closed (lingering after an error answer): it gets
      * its end of stream at once, nobody is left to read */
-    lane_t *l = (lane_t *)f;
     lane_later(l);
 }
 
@@ -461,8 +473,13 @@ static void lane_detach_unfinished(lane_t *l, const char *why) {
     h2s_t *s = l->s;
     if (fr == NULL || s == NULL)
         return;
-    if (s->raw_open) {
-        reel_h2_submit_data(fr->h2, s->sid, NULL, 0, true); /* the WebSocket ended */
+    if (s->raw_open && s->connect && l->inner && l->inner->tunnel_failed) {
+        /* RFC 9113 8.5: the TCP connection to the origin failed (refused,
+         * reset): a stream error CONNECT_ERROR, not a clean end */
+        reel_h2_reset(fr->h2, s->sid, REEL_H2_CONNECT_ERROR);
+    } else if (s->raw_open) {
+        if (!s->tunnel_ended) /* the tunnel or WebSocket ended */
+            reel_h2_submit_data(fr->h2, s->sid, NULL, 0, true);
     } else if (!s->resp_end) {
         if (!s->resp_started) {
             reel_field_t hs[1] = {{"content-type", 12, "text/plain; charset=utf-8", 25}};

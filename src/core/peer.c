@@ -319,10 +319,12 @@ void reel__upstream_failed(peer_t *up, const char *why) {
         /* A tunnel: a 502 if the CONNECT is still unanswered (an reel__host_ignored
          * host is connected before the 200), else the client is cut. */
         reel__finish_tflow(c, why);
-        if (!c->ex.resp_head_sent)
+        if (!c->ex.resp_head_sent) {
             reel__fail_exchange(c, 502, why);
-        else
+        } else {
+            c->tunnel_failed = true;
             reel__conn_close(c);
+        }
         return;
     }
     reel__fail_exchange(c, 502, why);

@@ -115,6 +115,11 @@ static void tunnel_end(conn_t *c) {
         }
         reel__finish_flow(c, why);
         reel__tunnel_codecs_free(c);
+    } else if (c->up && c->up->error) { /* the origin's end was a failure (a reset) */
+        char *why = reel_asprintf("the connection to the origin failed: %s", c->up->error);
+        reel__finish_tflow(c, why);
+        free(why);
+        c->tunnel_failed = true;
     } else {
         reel__finish_tflow(c, NULL);
     }
@@ -150,6 +155,22 @@ void reel__tunnel_forward(conn_t *c) {
     if (cl->eof && up->connected && !reel_stack_has_tls(&up->st) && up->in.len == 0 &&
         cl->in.len == 0 && up->open && !up->closing)
         reel_stack_end(&up->st);
+    if (up->eof && up->error && !c->websocket && up->in.len == 0 && cl->open && !cl->closing &&
+        !c->client.close_when_flushed) {
+        /* The origin's connection failed mid-tunnel (a reset): the tunnel
+         * ends with that error and its client is cut, not half-closed as
+         * by a clean end (a lane's CONNECT stream is reset with
+         * CONNECT_ERROR, RFC 9113 8.5) */
+        char *why = reel_asprintf("the connection to the origin failed: %s", up->error);
+        reel__finish_tflow(c, why);
+        free(why);
+        c->tunnel_failed = true;
+        c->client.close_when_flushed = true;
+        reel__upstream_close(c);
+        if (reel__peer_queued(cl) == 0)
+            reel__conn_close(c);
+        return;
+    }
     if (up->eof && !c->websocket && !reel_stack_has_tls(&cl->st) && !reel_stack_has_tls(&up->st) &&
         cl->open && !cl->closing && up->in.len == 0 && !c->client.close_when_flushed) {
         /* A plain TCP tunnel: the server's half-close is passed on as the

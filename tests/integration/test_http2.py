@@ -13,6 +13,7 @@ import os
 import re
 import socket
 import ssl
+import struct
 import subprocess
 import tempfile
 import threading
@@ -893,6 +894,64 @@ class Http2Test(unittest.TestCase):
         self.assertEqual(f["response"]["status"], 200)
         self.assertEqual(f["stream_id"], sid)
         self.assertIsNone(f.get("error"))
+
+    def test_h2c_connect_origin_failure_is_connect_error(self):
+        # RFC 9113 8.5: a TCP connection to the origin that fails (refused,
+        # reset) ends the CONNECT stream with RST_STREAM CONNECT_ERROR, a
+        # clean one (FIN) with END_STREAM. reel answers 200 before it
+        # connects (it looks at the first bytes), so the 200 stays
+        def origin(mode):
+            ls = socket.socket()
+            ls.bind(("127.0.0.1", 0))
+            ls.listen(1)
+            ls.settimeout(10)
+
+            def serve():
+                s, _ = ls.accept()
+                s.recv(100)
+                s.sendall(b"\x00from-origin")
+                time.sleep(0.3)
+                if mode == "reset":
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                s.close()
+                ls.close()
+
+            threading.Thread(target=serve, daemon=True).start()
+            return "127.0.0.1:%d" % ls.getsockname()[1]
+
+        c = H2C(self.reel.port, validate=False)
+        try:
+            sids = {}
+            for case, auth in (("refused", "127.0.0.1:1"), ("reset", origin("reset")),
+                               ("fin", origin("fin"))):
+                sid = sids[case] = self.connect_stream(c, auth)
+                self.assertEqual(hdr(c.streams[sid]["headers"], ":status"), "200")
+                c.conn.send_data(sid, b"\x00\x01not-http " + case.encode())
+                c.flush()
+                c.wait(lambda: c.done(sid))
+            for case in ("refused", "reset"):
+                st = c.streams[sids[case]]
+                self.assertEqual(st["reset"], 10, case)  # CONNECT_ERROR
+                self.assertFalse(st["ended"], case)
+            self.assertEqual(c.streams[sids["reset"]]["data"], b"\x00from-origin")
+            fin = c.streams[sids["fin"]]
+            self.assertEqual((fin["reset"], fin["ended"], fin["data"]),
+                             (None, True, b"\x00from-origin"))
+            c.conn.end_stream(sids["fin"])  # the client's side of it ends too
+            c.flush()
+            ok = c.request("GET", self.auth, "/after-connect-errors")
+            c.wait(lambda: c.done(ok))
+        finally:
+            c.close()
+        rows = {r["stream_id"]: r for r in self.reel.wait_flows(
+            4, "~conn %d" % self.flows_for("/after-connect-errors")[0]["client_conn"])}
+        self.assertEqual(rows[sids["refused"]]["state"], "error")
+        self.assertIn("connection refused", rows[sids["refused"]]["error"])
+        self.assertEqual(rows[sids["refused"]]["status"], 200)
+        self.assertEqual(rows[sids["reset"]]["state"], "error")
+        self.assertEqual(rows[sids["reset"]]["error"],
+                         "the connection to the origin failed: connection reset by peer")
+        self.assertEqual(rows[sids["fin"]]["state"], "complete", rows[sids["fin"]])
 
     def test_h2c_connect_intercepted_tls(self):
         # TLS inside a CONNECT stream: intercepted with reel's CA, as for

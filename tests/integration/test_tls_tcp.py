@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import ssl
+import struct
 import sys
 import tempfile
 import threading
@@ -280,6 +281,37 @@ class TlsTcpTest(unittest.TestCase):
         full = self.reel.flow(fl[0]["id"])
         self.assertEqual(full["kind"], "tunnel", full)
         self.check_started_at_connect(full, t0)
+
+    def test_plain_tunnel_origin_reset_is_the_flows_error(self):
+        """A raw TCP tunnel whose origin resets its connection: the flow
+        ends with that error (it used to end complete, as after a FIN) and
+        the client is cut rather than half-closed."""
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        srv.settimeout(15)
+        port = srv.getsockname()[1]
+        s = connect(self.reel.port)
+        s.settimeout(15)
+        s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost:%d\r\n\r\n" % (port, port))
+        self.assertTrue(read_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 200"))
+        s.sendall(b"\x00\x01not http")
+        o, _ = srv.accept()
+        self.assertEqual(o.recv(100), b"\x00\x01not http")
+        o.sendall(b"\x00answer")
+        self.assertEqual(read_until(s, b"answer"), b"\x00answer")
+        o.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        o.close()  # RST
+        try:
+            self.assertEqual(s.recv(100), b"")  # cut, without waiting for the client
+        except ConnectionResetError:
+            pass
+        s.close()
+        srv.close()
+        fl = self.reel.wait_flows(1, "~u tcp://localhost:%d" % port, timeout=10)
+        self.assertEqual([f["state"] for f in fl], ["error"], fl)
+        self.assertEqual(fl[0]["error"], "the connection to the origin failed: connection reset "
+                         "by peer")
 
     def test_untrusted_origin(self):
         """The origin's certificate is verified as for HTTPS: one reel does
