@@ -189,6 +189,10 @@ struct conn {
      * follow), raw TCP otherwise. */
     reel_codec_t *tun[2];
     bool websocket;
+    /* A WebSocket: whose end of stream came first (1 the client, 2 the
+     * server, 3 both in one go; 0: none yet), to tell which side dropped
+     * the connection without a Close frame (core/tunnel.c) */
+    uint8_t ws_eof_first;
     bool tun_half_closed; /* a plain tunnel: the server's EOF passed on to the client */
     /* a tunnel whose origin connection failed (refused, reset): its client
      * is cut, which a lane's CONNECT stream says with RST_STREAM

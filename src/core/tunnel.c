@@ -103,16 +103,32 @@ static bool relay_dir(conn_t *c, int dir) {
 }
 
 /* Both sides closed: the tunnel's flow (or the WebSocket flow) ends; a
- * WebSocket cut in the middle of a frame or message ends with that error. */
+ * WebSocket cut in the middle of a frame or message ends with that error,
+ * and so does one a side ended without a Close frame (RFC 6455 7.1.5:
+ * abnormal closure, 1006): the side whose end came first, not one that
+ * only followed it (reel passes a client's end on to the server) nor one
+ * reel closed after the other's end. */
 static void tunnel_end(conn_t *c) {
     if (c->websocket) {
         const char *why = NULL;
+        bool dropped[2] = {false, false};
         for (int d = 0; d < 2 && !why; d++) {
             reel_codec_event_t ev;
             if (reel_codec_feed_eof(c->tun[d], &ev) != REEL_OK)
                 why = d ? "the server closed the connection in the middle of a WebSocket frame"
                         : "the client closed the connection in the middle of a WebSocket frame";
+            else
+                dropped[d] =
+                    ev.ws.close_code == REEL_WS_CLOSE_ABNORMAL && (c->ws_eof_first & (d ? 2 : 1));
         }
+        if (why == NULL && dropped[0] && dropped[1])
+            why = "the client and the server closed the connection without a WebSocket Close "
+                  "frame (1006, abnormal closure)";
+        else if (why == NULL && (dropped[0] || dropped[1]))
+            why = dropped[1] ? "the server closed the connection without a WebSocket Close frame "
+                               "(1006, abnormal closure)"
+                             : "the client closed the connection without a WebSocket Close frame "
+                               "(1006, abnormal closure)";
         reel__finish_flow(c, why);
         reel__tunnel_codecs_free(c);
     } else if (c->up && c->up->error) { /* the origin's end was a failure (a reset) */
@@ -131,6 +147,8 @@ void reel__tunnel_forward(conn_t *c) {
         return;
     if (c->tls_tunnel && !tls_tunnel_ready(c))
         return;
+    if (c->websocket && c->ws_eof_first == 0)
+        c->ws_eof_first = (uint8_t)((cl->eof ? 1 : 0) | (up->eof ? 2 : 0));
     if (!relay_dir(c, 0) || !relay_dir(c, 1))
         return;
     reel__peer_update_reading(cl);

@@ -47,6 +47,7 @@ struct reel_ws {
     bool no_takeover; /* the sender resets its window per message */
     int window_bits;
     state_t st;
+    uint16_t close_code; /* of the Close frame received (1005: without one), 0: none */
 
     /* the frame being parsed */
     uint8_t hdr[REEL_WS_MAX_HEADER];
@@ -412,6 +413,7 @@ static reel_rc end_frame(reel_ws_t *w, reel_ws_event_t *ev, bool *have_ev) {
                 ev->close_reason = (const char *)w->ctl + 2;
                 ev->close_reason_len = w->ctl_len - 2;
             }
+            w->close_code = ev->close_code;
         }
         *have_ev = true;
         return REEL_OK;
@@ -594,6 +596,8 @@ reel_rc reel_ws_feed_eof(reel_ws_t *w, reel_ws_event_t *ev) {
     memset(ev, 0, sizeof(*ev));
     if (w->st == ST_FAILED)
         return error_out(w, ev);
+    /* RFC 6455 7.1.5: no Close frame came, the connection closed abnormally */
+    ev->close_code = w->close_code ? w->close_code : REEL_WS_CLOSE_ABNORMAL;
     if (w->st == ST_EOF || w->st == ST_CLOSED) {
         w->st = ST_EOF; /* after a close frame nothing more was due */
         return REEL_OK;

@@ -123,7 +123,8 @@ typedef struct {
     /** Frames the message came in (1 for a control frame). */
     uint64_t frames;
     /** CLOSE: the code, REEL_WS_CLOSE_NO_STATUS (1005) for an empty payload,
-     * and the reason (inside data, not NUL-terminated; may be empty). */
+     * and the reason (inside data, not NUL-terminated; may be empty).
+     * From reel_ws_feed_eof: how the peer closed (see there). */
     uint16_t close_code;
     const char *close_reason;
     size_t close_reason_len;
@@ -171,7 +172,10 @@ reel_rc reel_ws_feed(reel_ws_t *w, const uint8_t *buf, size_t len, size_t *consu
 /** Tells the codec the peer closed its sending side. Returns REEL_OK (ev
  * NONE) between frames outside a fragmented message, REEL_INVALID with
  * error_code 1006 inside a frame or a fragmented message. Later feeds of
- * bytes are errors ("data after end of stream"). */
+ * bytes are errors ("data after end of stream"). On REEL_OK,
+ * ev->close_code says how this peer closed: the code of the Close frame
+ * it sent (1005 for one without a code), or REEL_WS_CLOSE_ABNORMAL (1006)
+ * when it sent none and just ended the connection (RFC 6455 7.1.5). */
 reel_rc reel_ws_feed_eof(reel_ws_t *w, reel_ws_event_t *ev);
 
 /** True when bytes of an unfinished frame have been reported consumed:

@@ -32,6 +32,9 @@ async def echo(ws, path=None):
     try:
         async for m in ws:
             await ws.send(m)
+            if ws.path == "/server-drops":  # gone after one echo, without a Close frame
+                ws.transport.close()
+                return
     except websockets.ConnectionClosed:
         pass
 
@@ -251,6 +254,45 @@ class WebSocketTest(unittest.TestCase):
         self.assertIn("1002", row["error"])
         self.assertEqual([base64.b64decode(m["data_b64"]) for m in full["messages"]
                           if m["from_client"]], [b"fine"])
+
+    def test_server_dropping_without_close_is_an_abnormal_closure(self):
+        # RFC 6455 7.1.5: a connection that ends without a Close frame is
+        # closed abnormally (1006); the flow says so and which side did it
+        # (it used to end complete, as after a closing handshake)
+        r, srv = self.reel, self.server
+        sock = connect_tunnel(r, "127.0.0.1", srv.port)
+
+        async def go():
+            async with websockets.connect("ws://127.0.0.1:%d/server-drops" % srv.port,
+                                          sock=sock) as ws:
+                await ws.send("one")
+                self.assertEqual(await ws.recv(), "one")
+                with self.assertRaises(websockets.ConnectionClosedError) as cm:
+                    await ws.recv()
+                return cm.exception.code
+        self.assertEqual(asyncio.run(go()), 1006)  # what the client saw
+        full, row = self.flow_of("~websocket & ~u /server-drops")
+        self.assertEqual(row["state"], "error", row)
+        self.assertEqual(full["error"], "the server closed the connection without a WebSocket "
+                         "Close frame (1006, abnormal closure)")
+        self.assertEqual([m["type"] for m in full["messages"]], ["text", "text"])
+
+    def test_client_dropping_without_close_is_an_abnormal_closure(self):
+        s = self.handshake(b"/client-drops")
+        s.sendall(frame(1, b"one"))
+        self.assertEqual(read_frame(s), (1, b"one"))
+        s.close()  # no Close frame
+        full, row = self.flow_of("~websocket & ~u /client-drops")
+        self.assertEqual(row["state"], "error", row)
+        self.assertEqual(full["error"], "the client closed the connection without a WebSocket "
+                         "Close frame (1006, abnormal closure)")
+        # a closing handshake from the client is no error
+        s = self.handshake(b"/client-closes")
+        s.sendall(frame(8, struct.pack("!H", 1000)))
+        self.assertEqual(read_frame(s)[0], 8)
+        s.close()
+        full, row = self.flow_of("~websocket & ~u /client-closes")
+        self.assertEqual(row["state"], "complete", row)
 
     def test_messages_visible_while_the_connection_is_open(self):
         s = self.handshake(b"/live")

@@ -156,7 +156,7 @@ static char *run(const run_opts_t *o, const uint8_t *in, size_t len, const size_
         reel_rc rc = reel_ws_feed_eof(w, &ev);
         if (rc == REEL_OK) {
             assert_int_equal(ev.type, REEL_WS_EV_NONE);
-            reel_buf_puts(&t, "EOF\n");
+            reel_buf_printf(&t, "EOF %u\n", ev.close_code); /* how the peer closed */
         } else {
             log_error(&t, rc, &ev);
         }
@@ -429,15 +429,15 @@ static void test_errors(void **state) {
 
 static void test_close_frames(void **state) {
     (void)state;
-    CHECK(&SRV_EOF, "\x88\x00", "CLOSE @2 1005 ''\nEOF\n");
-    CHECK(&SRV_EOF, "\x88\x02\x03\xe8", "CLOSE @4 1000 ''\nEOF\n");
+    CHECK(&SRV_EOF, "\x88\x00", "CLOSE @2 1005 ''\nEOF 1005\n");
+    CHECK(&SRV_EOF, "\x88\x02\x03\xe8", "CLOSE @4 1000 ''\nEOF 1000\n");
     CHECK(&SRV,
           "\x88\x05\x03\xe9"
           "bye",
           "CLOSE @7 1001 'bye'\n");
     CHECK(&SRV, "\x88\x04\x0f\xa0\xc3\xa9", "CLOSE @6 4000 '\\xc3\\xa9'\n");
     /* close inside a fragmented message ends the stream cleanly */
-    CHECK(&SRV_EOF, "\x01\x01x\x88\x02\x03\xe8", "CLOSE @7 1000 ''\nEOF\n");
+    CHECK(&SRV_EOF, "\x01\x01x\x88\x02\x03\xe8", "CLOSE @7 1000 ''\nEOF 1000\n");
     /* nothing may follow a close frame */
     CHECK(&SRV, "\x88\x00\x81\x00", "CLOSE @2 1005 ''\nERR 1002 frame after a close frame\n");
     CHECK(&SRV, "\x88\x02\x03\xe8\x88", "CLOSE @4 1000 ''\nERR 1002 frame after a close frame\n");
@@ -520,8 +520,10 @@ static void test_utf8(void **state) {
 
 static void test_eof(void **state) {
     (void)state;
-    CHECK(&SRV_EOF, "", "EOF\n");
-    CHECK(&SRV_EOF, "\x81\x01x", "MSG text 1/1 wire=1 frames=1 @3 'x'\nEOF\n");
+    /* an end between frames without a Close frame: abnormal closure,
+     * 1006 (RFC 6455 7.1.5), though no frame was cut */
+    CHECK(&SRV_EOF, "", "EOF 1006\n");
+    CHECK(&SRV_EOF, "\x81\x01x", "MSG text 1/1 wire=1 frames=1 @3 'x'\nEOF 1006\n");
     CHECK(&SRV_EOF, "\x81", "ERR 1006 connection cut inside a frame\n");
     CHECK(&SRV_EOF, "\x81\x02x", "ERR 1006 connection cut inside a frame\n");
     CHECK(&SRV_EOF, "\x01\x01x", "ERR 1006 connection cut inside a fragmented message\n");
