@@ -713,17 +713,23 @@ static int file_sink(void *ctx, const uint8_t *p, size_t n) {
 static void api_raw(call_t *c, reel_session_t *s, int64_t id, int dir) {
     char *dec = reel__web_param(c->rq->query, "decoded");
     char *inl = reel__web_param(c->rq->query, "inline");
-    FILE *f = tmpfile();
+    FILE *f = NULL;
     reel_flowread_body_t info;
     memset(&info, 0, sizeof info);
-    if (f == NULL) {
+    /* decoded unless told 0 or false; another value is a mistake to say,
+     * not a reason to guess */
+    bool decoded = dec == NULL || strcmp(dec, "1") == 0 || strcmp(dec, "true") == 0;
+    if (dec && !decoded && strcmp(dec, "0") != 0 && strcmp(dec, "false") != 0) {
+        reel__web_error(c->rs, 400, "decoded: 0, 1, true or false");
+        goto out;
+    }
+    if ((f = tmpfile()) == NULL) {
         reel__web_error(c->rs, 500, "tmpfile: %s", strerror(errno));
         goto out;
     }
     reel_err_t err;
     reel_err_clear(&err);
-    reel_rc rc = reel_flowread_body(s, id, dir, dec == NULL || strcmp(dec, "0") != 0, file_sink, f,
-                                    &info, &err);
+    reel_rc rc = reel_flowread_body(s, id, dir, decoded, file_sink, f, &info, &err);
     if (rc == REEL_NOTFOUND) {
         send_err(c->rs, &err);
         goto out;
@@ -1243,6 +1249,10 @@ static void api_export(call_t *c, reel_session_t *s) {
     int format = reel_export_format_parse(fmt ? fmt : "har");
     if (format != REEL_EXPORT_HAR && format != REEL_EXPORT_NDJSON) {
         reel__web_error(c->rs, 400, "format must be har or ndjson");
+        goto out;
+    }
+    if (ids && filter) { /* as tags and marks refuse it (target) */
+        reel__web_error(c->rs, 400, "give ids or filter, not both");
         goto out;
     }
     if (ids && ids[0]) { /* a selection: "~id 3 | ~id 7 ..." */

@@ -650,6 +650,40 @@ static void test_replay_answer(void **state) {
     json_decref(j);
 }
 
+/* A body download's decoded= takes 0, 1, true or false and nothing else;
+ * an export takes ids or a filter, not both (as tags and marks). */
+static void test_body_and_export_params(void **state) {
+    (void)state;
+    if (nrecorded == 0)
+        record_flows(2);
+    static const char *const ok[] = {"", "?decoded=0", "?decoded=1", "?decoded=true",
+                                     "?decoded=false"};
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        char *t = reel_asprintf("/api/sessions/big/flows/2/body/response/raw%s", ok[i]);
+        assert_int_equal(call("GET", t, NULL, NULL, 0), 200);
+        free(t);
+    }
+    static const char *const bad[] = {"decoded=2", "decoded=abc", "decoded=", "decoded=TRUE"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        json_t *j = NULL;
+        char *t = reel_asprintf("/api/sessions/big/flows/2/body/request/raw?%s", bad[i]);
+        assert_int_equal(call("GET", t, NULL, &j, 0), 400);
+        assert_string_equal(json_string_value(json_object_get(j, "error")),
+                            "decoded: 0, 1, true or false");
+        json_decref(j);
+        free(t);
+    }
+    json_t *j = NULL;
+    assert_int_equal(call("GET", "/api/sessions/big/export?ids=1,2&filter=~m%20GET", NULL, &j, 0),
+                     400);
+    assert_string_equal(json_string_value(json_object_get(j, "error")),
+                        "give ids or filter, not both");
+    json_decref(j);
+    assert_int_equal(call("GET", "/api/sessions/big/export?ids=1,2", NULL, NULL, 0), 200);
+    assert_int_equal(call("GET", "/api/sessions/big/export?filter=~m%20GET", NULL, NULL, 0), 200);
+    assert_int_equal(call("GET", "/api/sessions/big/export", NULL, NULL, 0), 200);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_params),
@@ -662,6 +696,7 @@ int main(void) {
         cmocka_unit_test(test_replay_request),
         cmocka_unit_test(test_replay_live_answer),
         cmocka_unit_test(test_replay_answer),
+        cmocka_unit_test(test_body_and_export_params),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
