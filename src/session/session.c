@@ -38,6 +38,7 @@ struct reel_session {
     int index_lost;  /* session.db had no tables: made anew, to rebuild */
     char *readonly;  /* why this user cannot write the session (opened read-only), owned */
     int rdlocked;    /* holds the readers' lock shared (readers_lock) */
+    int live;        /* another process records into it (its index grows) */
     int excl;        /* holds it exclusively: nesting of reel__session_readers_exclude */
 };
 
@@ -2387,6 +2388,7 @@ reel_rc reel_session_open(const char *home, const char *name, int flags, reel_se
              * is a rebuild (repair, compact, recovery), which holds the
              * readers' lock; it waits for this reader once it has it. */
             rc = REEL_OK;
+            s->live = 1;
             if (readers_lock(s->lock_fd, F_RDLCK) == 0) {
                 s->rdlocked = 1;
             } else if (errno == EAGAIN || errno == EACCES) {
@@ -2931,6 +2933,11 @@ typedef struct {
     uint64_t (*stored)[2];
     uint64_t max_id;
     uint64_t seg_end; /* end of the last valid frame of this segment */
+    /* A session another process records into: the spool past what the
+     * index (read in one snapshot) has indexed is not checked; *stopped
+     * says the scan of this segment reached that point. */
+    uint64_t live_end;
+    int live_stopped;
 } verify_ctx;
 
 static void problem(verify_ctx *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -2946,6 +2953,10 @@ static void problem(verify_ctx *v, const char *fmt, ...) {
 
 static int verify_frame_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *raw, size_t rlen) {
     verify_ctx *v = ctx;
+    if (v->s->live && off >= v->live_end) {
+        v->live_stopped = 1;
+        return 1; /* written, not indexed yet: the recorder's, not a problem */
+    }
     v->frames++;
     v->seg_end = off + clen;
     sqlite3_bind_int64(v->frame_q, 1, v->segment);
@@ -3139,6 +3150,13 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
     if (v.max_id > (1u << 28))
         v.max_id = 1u << 28; /* ids above are not checked for holes */
     v.stored = reel_calloc(v.max_id + 1, sizeof *v.stored);
+    /* A live recorder's index moves on while this runs: every query reads
+     * one snapshot of it, taken before the spool is read (the spool is
+     * always ahead of the index), and the spool is checked up to it. */
+    reel_err_t snap_err;
+    reel_err_clear(&snap_err);
+    int snapshot = s->live && reel_index_exec(s->db, "BEGIN; SELECT count(*) FROM frames",
+                                              &snap_err) == REEL_OK;
     if ((rc = reel_index_prepare(s->db,
                                  "SELECT clen, rlen FROM frames WHERE segment = ? AND offset = ?",
                                  &v.frame_q, err)) != REEL_OK ||
@@ -3178,11 +3196,13 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
         free(cut);
         v.segment = segs[i];
         v.seg_end = 0;
+        v.live_end = end;
+        v.live_stopped = 0;
         for (uint64_t pos = 0;;) {
             reel_spool_scan_t sc;
             if ((rc = reel_spool_scan_ahead(fd, pos, verify_frame_cb, &v, &sc, err)) != REEL_OK)
                 break;
-            if (sc.reason[0] == '\0')
+            if (sc.reason[0] == '\0' || v.live_stopped)
                 break;
             sqlite3_bind_int64(dmg, 1, segs[i]);
             sqlite3_bind_int64(dmg, 2, (sqlite3_int64)sc.bad_off);
@@ -3403,12 +3423,17 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
         }
         free(jp);
     }
+    if (s->live)
+        reel_buf_puts(&rep, "the session is being recorded: checked as far as its index had "
+                            "got when this began (the frames written since are not)\n");
     reel_buf_printf(&rep, "%zu segment%s, %llu frames checked, %llu problem%s\n", nseg,
                     nseg == 1 ? "" : "s", (unsigned long long)v.frames,
                     (unsigned long long)v.problems, v.problems == 1 ? "" : "s");
     if (v.problems)
         rc = REEL_CORRUPT;
 out:
+    if (snapshot)
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
     sqlite3_finalize(v.frame_q);
     sqlite3_finalize(v.ff_q);
     sqlite3_finalize(dmg);
