@@ -3,11 +3,22 @@
 #define REEL_TESTS_TESTUTIL_H
 
 #include <ftw.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
 #include "base/mem.h"
+
+/** A fixed xorshift64 sequence (the same on every run, its own in each
+ * test program), for reproducible random tests. */
+static inline uint64_t reel_test_rnd(void) {
+    static uint64_t state = 88172645463325252ull;
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+}
 
 /** Makes a fresh directory under $REEL_TEST_TMP (or /tmp) named
  * <prefix>-XXXXXX and returns its path (owned); aborts on failure. */

@@ -908,15 +908,6 @@ static void test_regexp_function(void **state) {
     assert_int_equal(scalar(q, "^(a|a)*$", -1, subject, -1), -100 - SQLITE_ERROR);
 }
 
-/* xorshift, for reproducible random tests. */
-static uint64_t rnd_state = 88172645463325252ull;
-static uint64_t rnd(void) {
-    rnd_state ^= rnd_state << 13;
-    rnd_state ^= rnd_state >> 7;
-    rnd_state ^= rnd_state << 17;
-    return rnd_state;
-}
-
 /* Whatever compiles must prepare and run; whatever fails must say why. */
 static void check_any(const char *expr, size_t len) {
     char *e = reel_strndup(expr, len);
@@ -963,16 +954,16 @@ static void test_truncated(void **state) {
 /* Appends a random well-formed expression of at most *budget terms. */
 static void gen(reel_buf_t *b, int depth, int *budget) {
     static const char *atoms[] = {"~d ab", "~u a+", "~tag x", "~marked", "~c 200", "!~d .e", "w"};
-    int kind = depth >= 15 || *budget <= 1 ? 0 : (int)(rnd() % 4);
+    int kind = depth >= 15 || *budget <= 1 ? 0 : (int)(reel_test_rnd() % 4);
     if (kind == 0 || *budget <= 1) {
-        reel_buf_puts(b, atoms[rnd() % (sizeof atoms / sizeof atoms[0])]);
+        reel_buf_puts(b, atoms[reel_test_rnd() % (sizeof atoms / sizeof atoms[0])]);
         (*budget)--;
         return;
     }
     static const char *seps[] = {" ", " & ", " | "};
-    const char *sep = seps[rnd() % 3];
-    int n = 2 + (int)(rnd() % 40);
-    reel_buf_puts(b, rnd() % 2 ? "!(" : "(");
+    const char *sep = seps[reel_test_rnd() % 3];
+    int n = 2 + (int)(reel_test_rnd() % 40);
+    reel_buf_puts(b, reel_test_rnd() % 2 ? "!(" : "(");
     for (int i = 0; i < n; i++) {
         if (budget[0] <= 0)
             break;
@@ -990,9 +981,9 @@ static void test_random(void **state) {
                                    ".",  "*",  "[",  "^",  "$",    "~",       "\t", "b.c"};
     char buf[128];
     for (int iter = 0; iter < 20000; iter++) {
-        size_t n = 0, parts = rnd() % 12;
+        size_t n = 0, parts = reel_test_rnd() % 12;
         for (size_t j = 0; j < parts; j++) {
-            const char *pc = pieces[rnd() % (sizeof pieces / sizeof pieces[0])];
+            const char *pc = pieces[reel_test_rnd() % (sizeof pieces / sizeof pieces[0])];
             size_t l = strlen(pc);
             if (n + l >= sizeof buf)
                 break;

@@ -49,14 +49,6 @@ static reel_recorder_t *start(reel_session_t *s) {
     return r;
 }
 
-static uint64_t rng = 88172645463325252ull;
-static uint8_t rnd(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint8_t)rng;
-}
-
 /* n flows of `size` incompressible response bytes each. */
 static void flows(reel_recorder_t *r, int n, size_t size) {
     for (int k = 0; k < n; k++) {
@@ -69,7 +61,7 @@ static void flows(reel_recorder_t *r, int n, size_t size) {
         uint8_t buf[8192];
         for (size_t off = 0; off < size; off += sizeof buf) {
             for (size_t i = 0; i < sizeof buf; i++)
-                buf[i] = rnd();
+                buf[i] = (uint8_t)reel_test_rnd();
             reel_recorder_response_body(f, buf, sizeof buf);
         }
         reel_recorder_flow_end(f, NULL, 0, 0, 0);

@@ -83,14 +83,6 @@ static reel_recorder_t *start(reel_session_t *s, env_t *e, const reel_retention_
     return r;
 }
 
-static uint64_t rng = 88172645463325252ull;
-static uint8_t rnd(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint8_t)rng;
-}
-
 /* A flow with `size` incompressible response bytes; left open if !end. */
 static reel_rflow_t *flow(reel_recorder_t *r, size_t size, int end, uint64_t *id) {
     reel_rflow_t *f = reel_recorder_flow_start(r, NULL);
@@ -103,7 +95,7 @@ static reel_rflow_t *flow(reel_recorder_t *r, size_t size, int end, uint64_t *id
     uint8_t buf[8192];
     for (size_t off = 0; off < size; off += sizeof buf) {
         for (size_t i = 0; i < sizeof buf; i++)
-            buf[i] = rnd();
+            buf[i] = (uint8_t)reel_test_rnd();
         reel_recorder_response_body(f, buf, sizeof buf);
     }
     if (!end)
