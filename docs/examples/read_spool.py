@@ -100,10 +100,13 @@ def text(b):
 
 def url(h):
     """scheme://host[:port]target, as the index builds it (docs/format.md)."""
+    if not h.host:  # refused before its host was known: the target as sent
+        return text(h.target)
     scheme = h.scheme or "http"
     host = b"[" + h.host + b"]" if b":" in h.host else h.host
     port = b"" if h.port in (0, DEFAULT_PORT.get(scheme)) else b":%d" % h.port
-    return text(scheme.encode() + b"://" + host + port + (h.target or b"/"))
+    target = b"" if h.target == b"*" else (h.target or b"/")
+    return text(scheme.encode() + b"://" + host + port + target)
 
 
 def headers(hs):
