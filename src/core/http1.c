@@ -865,14 +865,20 @@ static bool deliver(reel_h1_t *p, reel_h1_event_t *ev) {
     return false;
 }
 
+/* Runs for every request: lengths first, GET before the list. */
 static bool llhttp_knows(const char *m, size_t n) {
-#define REEL_H1_KNOWN(num, name, string) #string,
-    static const char *const known[] = {HTTP_METHOD_MAP(REEL_H1_KNOWN)};
+    if (n == 3 && memcmp(m, "GET", 3) == 0)
+        return true;
+#define REEL_H1_KNOWN(num, name, string) {#string, sizeof #string - 1},
+    static const struct {
+        const char *s;
+        size_t n;
+    } known[] = {HTTP_METHOD_MAP(REEL_H1_KNOWN){"PRI", 3}}; /* PRI: HTTP/2's preface */
 #undef REEL_H1_KNOWN
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-        if (strlen(known[i]) == n && memcmp(known[i], m, n) == 0)
+        if (known[i].n == n && memcmp(known[i].s, m, n) == 0)
             return true;
-    return n == 3 && memcmp(m, "PRI", 3) == 0; /* HTTP/2's preface: llhttp says so */
+    return false;
 }
 
 /* At the start of a request, before llhttp sees a byte of it: takes the
@@ -900,6 +906,7 @@ static size_t start_line(reel_h1_t *p, const char *b, size_t n, bool *more, cons
         }
         k++;
     }
+    size_t m0 = k, had = p->ext_len; /* where the method starts in b, and in earlier reads */
     while (k < n && p->ext_len < sizeof p->ext_method && is_tchar((unsigned char)b[k]))
         p->ext_method[p->ext_len++] = b[k++];
     if (k == n && (p->cr_seen || p->ext_len == 0 || p->ext_len < sizeof p->ext_method)) {
@@ -910,6 +917,13 @@ static size_t start_line(reel_h1_t *p, const char *b, size_t n, bool *more, cons
     p->at_start = false;
     if (p->ext_len == 0)
         return k;
+    if (had == 0 && (k == n || b[k] != ' ' || llhttp_knows(p->ext_method, p->ext_len))) {
+        /* all of it in this read, and llhttp's to parse (known, or its
+         * error to report): it reads it from b itself, as with no prelude
+         * (the common case costs one scan of the method, nothing more) */
+        p->ext_len = 0;
+        return m0;
+    }
     const char *feed = p->ext_method;
     size_t nfeed = p->ext_len;
     if (p->ext_len < sizeof p->ext_method && b[k] == ' ' &&

@@ -298,8 +298,8 @@ static reel_rc cut_index(sqlite3 *db, const reel_importtx_point_t *p, reel_impor
         "DELETE FROM retired_flows WHERE flow_id >= ?1",
         "DELETE FROM flows WHERE id >= ?1",
         "DELETE FROM frames WHERE segment > ?2 OR (segment = ?2 AND offset >= ?3)",
-        "DELETE FROM damage WHERE (segment > ?2 OR (segment = ?2 AND offset >= ?3)) AND reason != "
-        "'segment file missing'",
+        ("DELETE FROM damage WHERE (segment > ?2 OR (segment = ?2 AND offset >= ?3)) AND "
+         "reason != 'segment file missing'"), /* one string: () for clang's check */
         "DELETE FROM body_off WHERE lo >= ?1",
         "UPDATE body_off SET hi = ?1 - 1 WHERE hi >= ?1",
     };
