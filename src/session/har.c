@@ -490,7 +490,8 @@ static int norm_version(const char *v, size_t n, char out[HAR_VERSION_MAX]) {
         out[i] = (char)(c >= 'a' && c <= 'z' ? c - 32 : c);
     }
     out[n] = '\0';
-    if (strncmp(out, "HTTP/", 5) == 0 && n > 5 && strspn(out + 5, "0123456789.") == n - 5) {
+    if (strncmp(out, "HTTP/", 5) == 0 && strspn(out + 5, "0123456789.") == n - 5) {
+        /* HTTP/ and digits (or nothing): one of HTTP's, or none */
         for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
             if (strcmp(out + 5, known[k][0]) == 0) {
                 snprintf(out, HAR_VERSION_MAX, "%s", known[k][1]);

@@ -298,8 +298,10 @@ static reel_rc cut_index(sqlite3 *db, const reel_importtx_point_t *p, reel_impor
         "DELETE FROM retired_flows WHERE flow_id >= ?1",
         "DELETE FROM flows WHERE id >= ?1",
         "DELETE FROM frames WHERE segment > ?2 OR (segment = ?2 AND offset >= ?3)",
+        /* damage known before the import (a missing segment, a cut at or
+         * after where the import began) stays: only the import's goes */
         ("DELETE FROM damage WHERE (segment > ?2 OR (segment = ?2 AND offset >= ?3)) AND "
-         "reason != 'segment file missing'"), /* one string: () for clang's check */
+         "reason NOT IN ('segment file missing', 'segment cut short')"),
         "DELETE FROM body_off WHERE lo >= ?1",
         "UPDATE body_off SET hi = ?1 - 1 WHERE hi >= ?1",
     };

@@ -198,6 +198,31 @@ class ImportInterrupted(unittest.TestCase):
         self.check_nothing_left("old-kill", before)
         self.check_reimport("old-kill", set(before))
 
+    def test_rollback_keeps_damage_known_before(self):
+        # a segment cut short before the import: its 'segment cut short'
+        # row lies at or after where the import began, and the rollback
+        # used to delete it with the import's own rows
+        self.cli("import", self.small, "--into", "cut")
+        seg = os.path.join(self.home, "cut", "spool", "00000001.zst")
+        os.truncate(seg, 0)
+        self.cli("show", "cut")  # the open records the cut
+
+        def cuts():
+            db = sqlite3.connect("file:%s?mode=ro" % os.path.join(self.home, "cut", "session.db"),
+                                 uri=True)
+            try:
+                return db.execute("SELECT segment, offset, reason FROM damage").fetchall()
+            finally:
+                db.close()
+        known = cuts()
+        self.assertEqual([(1, 0, "segment cut short")], [tuple(r) for r in known])
+        code, err, _ = self.interrupt("cut", signal.SIGKILL)
+        self.assertEqual(code, -signal.SIGKILL, err)
+        r = self.cli("verify", "cut")
+        self.assertIn(b"did not finish: rolled back", r.stderr)
+        self.assertIn(b"known cut short at offset 0", r.stdout)
+        self.assertEqual(cuts(), known)
+
     def test_killed_before_its_commit(self):
         """The last moment an import can die: everything recorded and
         indexed, user data given to its flows, `import` not yet removed.

@@ -292,6 +292,9 @@ static void test_check_variants(void **state) {
         {"response.httpVersion", "\"http/1.2\"",
          "entries[0].response.httpVersion: \"http/1.2\" is not an HTTP version (there are "
          "HTTP/0.9, 1.0, 1.1, 2 and 3)"},
+        {"request.httpVersion", "\"HTTP/\"",
+         "entries[0].request.httpVersion: \"HTTP/\" is not an HTTP version (there are "
+         "HTTP/0.9, 1.0, 1.1, 2 and 3)"},
         /* what browsers and mitmproxy write */
         {"request.httpVersion", "\"h2\"", NULL},
         {"request.httpVersion", "\"HTTP/2\"", NULL},
