@@ -858,7 +858,7 @@ static json_t *har_entry(const flow_t *f) {
                   str_json(url), "httpVersion", str_json(f->version[REQ]), "cookies",
                   har_cookies(f, REQ), "headers", har_headers(f, REQ), "queryString",
                   q ? har_pairs(q + 1, strlen(q + 1)) : json_array(), "headersSize", -1, "bodySize",
-                  (json_int_t)f->wire_size[REQ]);
+                  ws ? (json_int_t)0 : (json_int_t)f->wire_size[REQ]);
     free(url);
     size_t rn = body_len(f, REQ);
     if (rn > 0) {
@@ -897,7 +897,9 @@ static json_t *har_entry(const flow_t *f) {
         str_json(f->version[RESP] ? f->version[RESP] : f->version[REQ]), "cookies",
         har_cookies(f, RESP), "headers", har_headers(f, RESP), "content", content, "redirectURL",
         loc ? text_json(loc->value, loc->vlen) : json_string(""), "headersSize", -1, "bodySize",
-        f->have_head[RESP] ? (json_int_t)f->wire_size[RESP] : (json_int_t)-1);
+        !f->have_head[RESP] ? (json_int_t)-1
+        : ws                ? (json_int_t)0
+                            : (json_int_t)f->wire_size[RESP]);
     if (!f->have_head[RESP]) {
         /* what reel import made of a HAR status 0 goes back as it came */
         static const char pre[] = "no response (HAR status 0)";

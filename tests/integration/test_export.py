@@ -394,6 +394,10 @@ class ExportExtras(unittest.TestCase):
         self.assertEqual(len(cut), 2)
         for m in cut:
             self.assertEqual((m["data"], m.get("truncated"), m.get("length")), ("L" * 64, True, 300))
+        # the handshake has no body: its bodySize is 0, not the messages'
+        # bytes (reel import took those for a cut body, 'truncated')
+        self.assertEqual((e["request"]["bodySize"], e["response"]["bodySize"]), (0, 0))
+        self.assertEqual(e["response"]["content"]["size"], 0)
         (o,) = [json.loads(l) for l in self.export("--format", "ndjson", "~websocket").splitlines()]
         texts = [m for m in o["messages"] if m["type"] == "text"]
         self.assertEqual([(m["length"], m["truncated"]) for m in texts],
