@@ -131,8 +131,8 @@ bool reel__host_ignored(reel_proxy_t *p, const char *host, int port) {
 static void request_msg(const reel_h1_head_t *h, const char *scheme, const char *host, int port,
                         const char *path, char ver[16], reel_msg_head_t *m) {
     reel_h1_version_str(ver, h ? h->version_major : 1, h ? h->version_minor : 1);
-    if (h && h->version_major == 0 && h->version_minor == 0)
-        ver[0] = '\0'; /* a refused request line that gave no version */
+    if (h == NULL || (h->version_major == 0 && h->version_minor == 0))
+        ver[0] = '\0'; /* a refused request line that gave no version, or nothing */
     *m = (reel_msg_head_t){.method = h && h->method ? h->method : "",
                            .scheme = scheme,
                            .host = host ? host : "",

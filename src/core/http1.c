@@ -80,7 +80,7 @@ struct reel_h1 {
 
     /* a request method llhttp does not know (any token is one, RFC 9110
      * 9.1): llhttp is fed GET in its place, and the method stored is this */
-    char ext_method[REEL_H1_EXT_METHOD_MAX];
+    char ext_method[REEL_H1_EXT_METHOD_MAX + 1]; /* one more: a longer one is seen as such */
     size_t ext_len;
     bool at_start; /* no byte of the request's line given to llhttp yet */
     bool cr_seen;  /* ... and a CR of an empty line before it was */

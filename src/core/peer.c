@@ -366,11 +366,11 @@ bool reel__upstream_for(conn_t *c, bool https, const char *host, int port, const
      * when last offered it, and h2c to a plain origin configured so for
      * every client; an Upgrade stays HTTP/1.1 but for a WebSocket to an
      * origin whose session allows it as a stream (RFC 8441); a TLS
-     * tunnel (not HTTP: core/tunnel.c) never */
+     * tunnel or a raw one (not HTTP: core/tunnel.c) never */
     bool h2 =
         p->http2 &&
         (!c->ex.upgrade || (c->ex.ws_requested && reel__h2up_ws_ok(p, https, host, port, sni))) &&
-        c->state != C_PROBE && !c->tls_tunnel &&
+        c->state != C_PROBE && c->state != C_RAW && !c->tls_tunnel &&
         (https ? c->lane && reel__alpn_seen(p, host, port, sni) == 1 : h2c_listed(p, host, port));
     if (up && !up->closing && !up->eof && up->h2 == h2 && up->https == https && up->port == port &&
         strcasecmp(up->host, host) == 0 &&

@@ -10,6 +10,9 @@ typedef struct {
     reel_buf_t cipher; /* scratch for output, passed down at once */
     bool open;         /* handshake done and reported */
     bool eof_sent;
+    /* what the transport below said of its end (a reset), while the end
+     * is passed up: a TLS stream without close_notify ends on it */
+    const char *below_error;
 } tls_filter_t;
 
 static const reel_filter_ops_t tls_ops;
@@ -64,7 +67,10 @@ static void pump(tls_filter_t *t) {
              * or an error, which the layers above must know of: a body
              * read until the close is cut short by it, not complete */
             t->eof_sent = true;
-            reel_filter_up_eof(&t->f, rc != REEL_OK ? reel_err_str(&err) : NULL);
+            const char *why = rc != REEL_OK                  ? reel_err_str(&err)
+                              : reel_tls_peer_closed(t->tls) ? NULL /* close_notify: whole */
+                                                             : t->below_error;
+            reel_filter_up_eof(&t->f, why);
             break;
         }
         reel_filter_up(&t->f, buf, n);
@@ -87,7 +93,9 @@ static void tls_recv(reel_filter_t *f, const uint8_t *data, size_t len) {
 static void tls_recv_eof(reel_filter_t *f, const char *error) {
     tls_filter_t *t = (tls_filter_t *)f;
     reel_tls_feed_eof(t->tls);
+    t->below_error = error;
     pump(t);
+    t->below_error = NULL;
     if (!t->eof_sent && !gone(t)) {
         t->eof_sent = true;
         reel_filter_up_eof(f, error);

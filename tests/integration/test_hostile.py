@@ -762,6 +762,21 @@ class BadUpstreamsTest(unittest.TestCase):
         self.assertIn("response cut short", err)
         self.assertIn("bad record mac", err)
 
+    def test_reset_ends_a_tls_body_read_until_the_close_with_the_error(self):
+        # the same over TLS: a reset without close_notify cuts the body
+        def rst(up, c):
+            def send(obj, out):
+                obj.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + b"z" * 3000)
+                c.sendall(out.read())
+                time.sleep(0.2)
+                reset(c)
+            self.tls_serve(c, send)
+        out, how, secs, _ = self.with_upstream(rst, "/tls-reset-eof-body", tls=True)
+        self.assertTrue(out.startswith(b"HTTP/1.1 200 OK"), (out[:100], how))
+        err = self.flow_error("/tls-reset-eof-body")
+        self.assertIn("response cut short", err)
+        self.assertIn("reset", err)
+
     def test_reset_ends_a_body_read_until_the_close_with_the_error(self):
         def rst(up, c):
             up.read_head(c)

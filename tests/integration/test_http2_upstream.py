@@ -540,6 +540,18 @@ class Http2UpstreamTest(unittest.TestCase):
             self.assertEqual(f["request"]["http_version"], "HTTP/2.0")
             self.assertEqual(f["response"]["http_version"], "HTTP/2.0")
 
+    def test_k_raw_tunnel_to_an_h2c_origin(self):
+        # a CONNECT tunnel reel relays raw (prior-knowledge h2c inside, not
+        # parsed) to an origin listed in h2c_upstreams: the bytes go to the
+        # origin as they are (they used to be put on an HTTP/2 session of
+        # reel's, which took them for an HTTP/1.1 request and failed)
+        base = "http://localhost:%d" % self.h2c.port
+        out = subprocess.run(["curl", "-sS", "--max-time", "30", "--proxytunnel", "-x",
+                              self.reel.proxy, "--http2-prior-knowledge", base + "/t/plain?raw"],
+                             capture_output=True)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(out.stdout, b"plain /t/plain?raw")
+
     def test_hb_http1_clients_on_the_shared_h2c_connection(self):
         # HTTP/1.1 clients one after the other, each on a new connection to
         # reel, each request a stream of the one h2c connection already up:

@@ -631,10 +631,17 @@ static void test_extension_methods(void **state) {
     /* an extension method has no special framing: a CONNECT-like or a
      * HEAD-like name is just a name */
     check(&REQ, "CONNECTX h:1 HTTP/1.1\r\nHost: h\r\n\r\n", "ERR 400 invalid request target\n");
-    /* what is not a token, a method of 64 bytes and more, a bare CR */
+    /* a method of 64 bytes (REEL_H1_EXT_METHOD_MAX); what is not a token, a
+     * longer method, a bare CR */
     check(&REQ, "G{T / HTTP/1.1\r\nHost: h\r\n\r\n", "ERR 400 invalid method\n");
     check(&REQ,
-          "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA / HTTP/1.1\r\n"
+          "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA / HTTP/1.1\r\nHost: "
+          "h\r\n\r\n",
+          "HEAD AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA / HTTP/1.1 form=0 "
+          "[Host: h] fr=0 cl=-1 ka\n"
+          "END\n");
+    check(&REQ,
+          "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA / HTTP/1.1\r\n"
           "Host: h\r\n\r\n",
           "ERR 400 invalid method\n");
     check(&REQ, "\rGET / HTTP/1.1\r\nHost: h\r\n\r\n", "ERR 400 bare CR\n");
