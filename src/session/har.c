@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "base/mem.h"
+#include "session/userdata.h"
 
 uint64_t reel__har_max_file_size = REEL_HAR_MAX_FILE_SIZE;
 
@@ -1468,21 +1469,10 @@ out:
 }
 
 /* Runs st (bound) once; REEL_DB with the message on failure. */
-static reel_rc step(sqlite3 *db, sqlite3_stmt *st, reel_err_t *err) {
-    int r = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (r != SQLITE_DONE)
-        return reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
-    return REEL_OK;
-}
-
 reel_rc reel_har_apply_user_data(sqlite3 *db, const reel_har_t *h, reel_har_stats_t *stats,
                                  reel_err_t *err) {
-    reel_rc rc = REEL_OK;
-    sqlite3_stmt *ann = NULL, *tag = NULL, *mark = NULL, *flag = NULL;
-    uint64_t annotated = 0, tagged = 0, marked = 0;
     int64_t now = reel_now_us();
-    int open = 0;
+    int any = 0;
     size_t i;
     json_t *entry;
     json_array_foreach(h->entries, i, entry) {
@@ -1491,72 +1481,43 @@ reel_rc reel_har_apply_user_data(sqlite3 *db, const reel_har_t *h, reel_har_stat
             (json_array_size(json_object_get(rx, "annotations")) ||
              json_array_size(json_object_get(rx, "tags")) ||
              json_is_true(json_object_get(rx, "marked")))) {
-            open = 1;
+            any = 1;
             break;
         }
     }
-    if (!open)
+    if (!any)
         return REEL_OK; /* nothing to add */
-    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db, "INSERT INTO annotations(flow_id, created_us, text) VALUES(?, ?, ?)",
-                           -1, &ann, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO tags(flow_id, tag) VALUES(?, ?)", -1, &tag,
-                           NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO marks(flow_id, created_us) VALUES(?, ?)", -1,
-                           &mark, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db, "UPDATE flows SET marked = 1 WHERE id = ?", -1, &flag, NULL) !=
-            SQLITE_OK) {
-        rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
-        goto out;
-    }
+    reel_userdata_t u;
+    reel_rc rc = reel_userdata_begin(&u, db, err);
     json_array_foreach(h->entries, i, entry) {
         json_t *rx = json_object_get(entry, "_reel");
+        if (rc != REEL_OK)
+            break;
         if (h->ids[i] == 0 || !json_is_object(rx))
             continue;
-        sqlite3_int64 id = (sqlite3_int64)h->ids[i];
+        uint64_t id = h->ids[i];
         size_t k;
         json_t *x;
         json_array_foreach(json_object_get(rx, "annotations"), k, x) {
             json_t *text = json_object_get(x, "text"), *time = json_object_get(x, "time");
             int64_t us = now;
             parse_iso8601(json_string_value(time), json_string_length(time), &us);
-            sqlite3_bind_int64(ann, 1, id);
-            sqlite3_bind_int64(ann, 2, us);
-            sqlite3_bind_text64(ann, 3, json_string_value(text), json_string_length(text),
-                                SQLITE_STATIC, SQLITE_UTF8);
-            if ((rc = step(db, ann, err)) != REEL_OK)
-                goto out;
-            annotated++;
+            if (rc == REEL_OK)
+                rc = reel_userdata_note(&u, id, us, json_string_value(text),
+                                        json_string_length(text), err);
         }
         json_array_foreach(json_object_get(rx, "tags"), k, x) {
-            sqlite3_bind_int64(tag, 1, id);
-            sqlite3_bind_text(tag, 2, json_string_value(x), -1, SQLITE_STATIC);
-            if ((rc = step(db, tag, err)) != REEL_OK)
-                goto out;
-            tagged++;
+            if (rc == REEL_OK)
+                rc = reel_userdata_tag(&u, id, json_string_value(x), err);
         }
-        if (json_is_true(json_object_get(rx, "marked"))) {
-            sqlite3_bind_int64(mark, 1, id);
-            sqlite3_bind_int64(mark, 2, now);
-            sqlite3_bind_int64(flag, 1, id);
-            if ((rc = step(db, mark, err)) != REEL_OK || (rc = step(db, flag, err)) != REEL_OK)
-                goto out;
-            marked++;
-        }
+        if (rc == REEL_OK && json_is_true(json_object_get(rx, "marked")))
+            rc = reel_userdata_mark(&u, id, now, err);
     }
-    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-        rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
-out:
-    sqlite3_finalize(ann);
-    sqlite3_finalize(tag);
-    sqlite3_finalize(mark);
-    sqlite3_finalize(flag);
-    if (rc != REEL_OK)
-        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    rc = reel_userdata_end(&u, rc, err);
     if (stats && rc == REEL_OK) {
-        stats->annotated += annotated;
-        stats->tagged += tagged;
-        stats->marked += marked;
+        stats->annotated += u.annotated;
+        stats->tagged += u.tagged;
+        stats->marked += u.marked;
     }
     return rc;
 }

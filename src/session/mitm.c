@@ -19,6 +19,7 @@
 
 #include "base/mem.h"
 #include "session/tnetstring.h"
+#include "session/userdata.h"
 
 uint64_t reel__mitm_max_file_size = REEL_MITM_MAX_FILE_SIZE;
 
@@ -853,65 +854,27 @@ reel_rc reel_mitm_record(reel_recorder_t *rec, reel_mitm_t *m, reel_mitm_stats_t
 
 reel_rc reel_mitm_apply_user_data(sqlite3 *db, const reel_mitm_t *m, reel_mitm_stats_t *stats,
                                   reel_err_t *err) {
-    reel_rc rc = REEL_OK;
-    sqlite3_stmt *ann = NULL, *mark = NULL, *flag = NULL;
-    uint64_t annotated = 0, marked = 0;
     int64_t now = reel_now_us();
-    int open = 0;
-    for (size_t i = 0; i < m->n && !open; i++)
-        open = m->flows[i].id && (m->flows[i].comment.n || m->flows[i].marked);
-    if (!open)
-        goto out; /* nothing to add */
-    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db, "INSERT INTO annotations(flow_id, created_us, text) VALUES(?, ?, ?)",
-                           -1, &ann, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO marks(flow_id, created_us) VALUES(?, ?)", -1,
-                           &mark, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db, "UPDATE flows SET marked = 1 WHERE id = ?", -1, &flag, NULL) !=
-            SQLITE_OK) {
-        rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
-        goto out;
-    }
-    for (size_t i = 0; i < m->n; i++) {
+    int any = 0;
+    for (size_t i = 0; i < m->n && !any; i++)
+        any = m->flows[i].id && (m->flows[i].comment.n || m->flows[i].marked);
+    if (!any)
+        return REEL_OK; /* nothing to add */
+    reel_userdata_t u;
+    reel_rc rc = reel_userdata_begin(&u, db, err);
+    for (size_t i = 0; i < m->n && rc == REEL_OK; i++) {
         const mflow_t *f = &m->flows[i];
         if (f->id == 0)
             continue;
-        if (f->comment.n) {
-            sqlite3_bind_int64(ann, 1, (sqlite3_int64)f->id);
-            sqlite3_bind_int64(ann, 2, now);
-            sqlite3_bind_text64(ann, 3, (const char *)f->comment.p, f->comment.n, SQLITE_STATIC,
-                                SQLITE_UTF8);
-            if (sqlite3_step(ann) != SQLITE_DONE) {
-                rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
-                goto out;
-            }
-            sqlite3_reset(ann);
-            annotated++;
-        }
-        if (f->marked) {
-            sqlite3_bind_int64(mark, 1, (sqlite3_int64)f->id);
-            sqlite3_bind_int64(mark, 2, now);
-            sqlite3_bind_int64(flag, 1, (sqlite3_int64)f->id);
-            if (sqlite3_step(mark) != SQLITE_DONE || sqlite3_step(flag) != SQLITE_DONE) {
-                rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
-                goto out;
-            }
-            sqlite3_reset(mark);
-            sqlite3_reset(flag);
-            marked++;
-        }
+        if (f->comment.n)
+            rc = reel_userdata_note(&u, f->id, now, (const char *)f->comment.p, f->comment.n, err);
+        if (rc == REEL_OK && f->marked)
+            rc = reel_userdata_mark(&u, f->id, now, err);
     }
-    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-        rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
-out:
-    sqlite3_finalize(ann);
-    sqlite3_finalize(mark);
-    sqlite3_finalize(flag);
-    if (open && rc != REEL_OK)
-        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    rc = reel_userdata_end(&u, rc, err);
     if (stats && rc == REEL_OK) {
-        stats->annotated += annotated;
-        stats->marked += marked;
+        stats->annotated += u.annotated;
+        stats->marked += u.marked;
     }
     return rc;
 }
