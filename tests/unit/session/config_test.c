@@ -320,7 +320,9 @@ static void test_string(void **state) {
     expect_canon("listen_host", "my-host.example", "my-host.example");
     expect_canon("listen_host", "fe80::1%eth0", "fe80::1%eth0");
     bad("listen_host", "a:b:c", REEL_INVALID);
-    bad("listen_host", "999.1.1.1", REEL_INVALID);
+    expect_msg("listen_host", "999.1.1.1", REEL_INVALID,
+               "invalid value '999.1.1.1' for listen_host: expected a host name or IP address "
+               "(0.0.0.0 or :: for every interface)");
     bad("listen_host", "1.2.3", REEL_INVALID);
     bad("listen_host", "-x.example", REEL_INVALID);
     expect_canon("listen_host", "x_y.example", "x_y.example"); /* not RFC 1123, but seen */
