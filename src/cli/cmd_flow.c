@@ -659,10 +659,12 @@ static void request_head(view_t *v, const Reel__RequestHead *h) {
             fputc('[', v->out);
         put_bytes(v, h->host);
         fprintf(v->out, "%s:%u", v6 ? "]" : "", h->port);
-    } else if (h->http_version && strncmp(h->http_version, "HTTP/2", 6) == 0 && h->host.len &&
-               !reel_index_header(h->headers, h->n_headers, "host")) {
-        /* HTTP/2 names scheme and authority in pseudo-header fields, not in
-         * a Host field: the absolute form shows them (as mitmproxy does) */
+    } else if (h->host.len && (h->absolute_form ||
+                               (h->http_version && strncmp(h->http_version, "HTTP/2", 6) == 0 &&
+                                !reel_index_header(h->headers, h->n_headers, "host")))) {
+        /* The absolute form, as the client sent it (a proxy request), and
+         * for HTTP/2, which names scheme and authority in pseudo-header
+         * fields, not in a Host field (as mitmproxy shows them) */
         reel_buf_t b;
         reel_buf_init(&b, 0);
         reel_index_url(h, &b);
@@ -1240,6 +1242,7 @@ static int json_record(void *ctx, const Reel__Record *rec) {
             str_json(h->scheme, 1), "host", pbytes_json(h->host), "port", (json_int_t)h->port,
             "target", pbytes_json(h->target), "url", url_json(h), "http_version",
             str_json(h->http_version, 1), "headers", headers_json(h->headers, h->n_headers));
+        json_object_set_new(j->dir[REQ], "absolute_form", json_boolean(h->absolute_form));
         j->decoded[REQ] = h->body_decoded;
         break;
     }

@@ -140,7 +140,8 @@ static void request_msg(const reel_h1_head_t *h, const char *scheme, const char 
                            .path = path ? path : (h && h->target ? h->target : ""),
                            .version = ver,
                            .fields = h ? h->headers : NULL,
-                           .nfields = h ? h->nheaders : 0};
+                           .nfields = h ? h->nheaders : 0,
+                           .absolute_form = h && h->target_form == REEL_H1_TARGET_ABSOLUTE};
 }
 
 /* A lane of an HTTP/2 connection (core/h2front.c) records what its client
@@ -149,6 +150,7 @@ static void lane_request(const conn_t *c, reel_msg_head_t *m) {
     if (c->lane == NULL)
         return;
     m->version = "HTTP/2.0";
+    m->absolute_form = false; /* :scheme and :authority, no target form */
     if (c->lane_fields) {
         m->fields = c->lane_fields;
         m->nfields = c->lane_nfields;

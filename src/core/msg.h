@@ -31,6 +31,7 @@ typedef struct {
     uint32_t port;
     const char *path;      /* origin form: path and query ("" for CONNECT) */
     const char *protocol;  /* an extended CONNECT's :protocol (RFC 8441), else NULL */
+    bool absolute_form;    /* HTTP/1 target sent in absolute form: Host went from host:port */
     /* response */
     uint32_t status;
     const char *reason;

@@ -326,8 +326,10 @@ static int ieq(const char *a, size_t alen, const char *b) {
 
 /* The head to send: the recorded headers without hop-by-hop ones and
  * Content-Length (set to the body sent), Content-Encoding dropped for a
- * stored body that was decoded, Host added when missing. Fields point into
- * r and into hostbuf/clbuf. */
+ * stored body that was decoded, Host added when missing. A request the
+ * client sent in absolute form went out with a Host made from its URL
+ * (RFC 9112 3.2.2), whatever its own Host said, and goes out so again.
+ * Fields point into r and into hostbuf/clbuf. */
 static reel_h1_header_t *send_headers(const reel_replay_req_t *r, size_t *n, char hostbuf[300],
                                       char clbuf[32]) {
     reel_h1_header_t *v = reel_calloc(r->n_headers + 2, sizeof *v);
@@ -346,8 +348,11 @@ static reel_h1_header_t *send_headers(const reel_replay_req_t *r, size_t *n, cha
         }
         if (r->body_decoded && ieq(h->name, h->name_len, "content-encoding"))
             continue;
-        if (ieq(h->name, h->name_len, "host"))
+        if (ieq(h->name, h->name_len, "host")) {
+            if (r->absolute_form)
+                continue;
             host = 1;
+        }
         v[k++] = rh[i];
     }
     for (size_t i = 0; i < r->n_headers; i++) /* a hop-by-hop Transfer-Encoding framed a body */

@@ -75,6 +75,7 @@ typedef struct {
     interim_t *interim;
     size_t ninterim;
     int body_decoded[2];
+    int absolute_form;    /* the client's request line had an absolute-form target */
     reel_buf_t stored[2]; /* body as stored, capped */
     int cut[2];           /* stored body longer than the cap */
     uint64_t wire_size[2];
@@ -228,6 +229,7 @@ static int on_record(void *ctx, const Reel__Record *rec) {
         f->target = bdup(h->target);
         f->version[REQ] = reel_strdup(h->http_version ? h->http_version : "");
         f->body_decoded[REQ] = h->body_decoded;
+        f->absolute_form = h->absolute_form;
         take_headers(f, REQ, h->headers, h->n_headers);
         break;
     }
@@ -1100,6 +1102,8 @@ static reel_rc write_curl(FILE *out, const flow_t *f, const reel_export_opts_t *
             continue;
         if (is_pseudo(h))
             continue; /* curl sends none: an HTTP/2 head's are in the URL and method */
+        if (f->absolute_form && ieq(h->name, h->nlen, "host"))
+            continue; /* the origin got Host from the URL (RFC 9112 3.2.2), as curl makes it */
         if (ws_h1 && (ieq(h->name, h->nlen, "upgrade") || ieq(h->name, h->nlen, "connection") ||
                       ieq(h->name, h->nlen, "sec-websocket-key")))
             continue; /* written above */
@@ -1187,8 +1191,11 @@ static void write_raw(FILE *out, const flow_t *f) {
         /* An extended CONNECT's :protocol websocket is said by the URL's
          * scheme, ws:// or wss://, as HAR writes a WebSocket's URL. */
         int ws = ext_websocket(f);
-        int absolute = strncmp(f->version[REQ], "HTTP/2", 6) == 0 &&
-                       (hdr_get(f, REQ, "host") == NULL || ws) && f->host && f->host[0];
+        /* ... and a request the client sent in absolute form keeps it */
+        int absolute = ((strncmp(f->version[REQ], "HTTP/2", 6) == 0 &&
+                         (hdr_get(f, REQ, "host") == NULL || ws)) ||
+                        f->absolute_form) &&
+                       f->host && f->host[0];
         char *url = absolute ? flow_url(f, ws) : NULL;
         /* A tunnel's head has no target: the request line names the
          * authority it was opened to (CONNECT host:port), as reel flow does. */
@@ -1273,6 +1280,7 @@ static reel_rc write_ndjson(FILE *out, const flow_t *f, const reel_export_opts_t
                       (json_int_t)f->port, "target", str_json(f->target), "url", str_json(url),
                       "http_version", str_json(f->version[REQ]), "headers", nd_headers(f, REQ));
         free(url);
+        json_object_set_new(req, "absolute_form", json_boolean(f->absolute_form));
         rc = nd_body(req, f, REQ, o, err);
         if (f->has_trailers[REQ])
             json_object_set_new(req, "trailers", fields_json(f->trailer[REQ], f->ntrailer[REQ]));

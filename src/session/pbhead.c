@@ -14,7 +14,17 @@ enum {
     REC_INTERIM = 20
 };
 enum { HDR_NAME = 1, HDR_VALUE = 2 };
-enum { RQ_METHOD = 1, RQ_SCHEME, RQ_HOST, RQ_PORT, RQ_TARGET, RQ_VERSION, RQ_HEADERS, RQ_DECODED };
+enum {
+    RQ_METHOD = 1,
+    RQ_SCHEME,
+    RQ_HOST,
+    RQ_PORT,
+    RQ_TARGET,
+    RQ_VERSION,
+    RQ_HEADERS,
+    RQ_DECODED,
+    RQ_ABSOLUTE
+};
 enum { RS_STATUS = 1, RS_REASON, RS_VERSION, RS_HEADERS, RS_DECODED, RS_GENERATED };
 
 static size_t varint_size(uint64_t v) {
@@ -121,7 +131,8 @@ static size_t request_len(const reel_request_head_t *h) {
            bytes_size(RQ_HOST, slen(h->host)) + uint_size(RQ_PORT, h->port) +
            bytes_size(RQ_TARGET, slen(h->target)) + bytes_size(RQ_VERSION, slen(h->http_version)) +
            headers_size(RQ_HEADERS, h->headers, h->n_headers) +
-           uint_size(RQ_DECODED, h->body_decoded != 0);
+           uint_size(RQ_DECODED, h->body_decoded != 0) +
+           uint_size(RQ_ABSOLUTE, h->absolute_form != 0);
 }
 
 size_t reel_pbhead_request_size(uint64_t flow_id, int64_t time_us, const reel_request_head_t *h) {
@@ -139,6 +150,7 @@ size_t reel_pbhead_request_write(uint8_t *out, uint64_t flow_id, int64_t time_us
     p = put_bytes(p, RQ_VERSION, h->http_version, slen(h->http_version));
     p = put_headers(p, RQ_HEADERS, h->headers, h->n_headers);
     p = put_uint(p, RQ_DECODED, h->body_decoded != 0);
+    p = put_uint(p, RQ_ABSOLUTE, h->absolute_form != 0);
     return (size_t)(p - out);
 }
 

@@ -153,7 +153,8 @@ typedef struct {
     const reel_header_t *headers;
     size_t n_headers;
     int body_decoded;
-    int64_t time_us; /* 0 = now */
+    int absolute_form; /* the client's target was absolute-form (RequestHead.absolute_form) */
+    int64_t time_us;   /* 0 = now */
 } reel_request_head_t;
 
 typedef struct {

@@ -34,6 +34,8 @@ typedef struct {
     reel_header_t *headers; /* as recorded, strings owned by this struct */
     size_t n_headers;
     int body_decoded; /* the stored body had its Content-Encoding removed (HAR import) */
+    int absolute_form; /* the client sent an absolute-form target: Host was made from
+                          host and port, not taken from headers */
     reel_buf_t body;  /* the stored request body */
     /* NULL when the request can be sent again; else an owned sentence
      * saying why not (a tunnel or WebSocket flow, no request head, a body

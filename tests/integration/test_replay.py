@@ -30,6 +30,9 @@ class Replay(unittest.TestCase):
         curl(cls.reel, "--compressed", o.url("/text.txt", https=True))
         curl(cls.reel, "-H", "X-Test: one", "--data-binary", "a=1&b=2", o.url("/echo?x=1"))
         curl(cls.reel, "http://127.0.0.1:%d/gone" % cls.dead, check=False)
+        # curl sends a proxy an http:// URL in absolute form: with a Host of
+        # its own, the origin got one made from the URL instead
+        curl(cls.reel, "-H", "Host: other.example", o.url("/100b?vhost"))
         # A proxy that stores 4 bytes of each body and waits 1 s for an origin:
         # a request body cut short, and an origin that never answers.
         cls.silent = socket.socket()
@@ -58,8 +61,8 @@ class Replay(unittest.TestCase):
         for f in cls.reel3.wait_flows(2):
             cls.behind[int(f["url"].rsplit("?", 1)[1])] = f["id"]
         assert cls.reel3.stop() == 0, cls.reel3.log()
-        cls.flows = cls.reel.wait_flows(4)
-        assert len(cls.flows) == 4, cls.flows
+        cls.flows = cls.reel.wait_flows(5)
+        assert len(cls.flows) == 5, cls.flows
         cls.ids = {f["url"]: f["id"] for f in cls.flows}
         # While the proxy records into rp, replay may read rp but not write to it.
         cls.live = cls.reel.cli("replay", "rp", str(cls.ids[o.url("/100b")]), check=False)
@@ -139,6 +142,37 @@ class Replay(unittest.TestCase):
         r = self.cli("replay", "rp", str(src))
         self.assertRegex(r.stdout.decode(), r"^#%d -> #\d+ GET %s 200 OK\n$" % (src, o.url("/100b")))
         self.assertIn(b"replayed 1 of 1 flow into rp: 1 answered, 0 failed", r.stderr)
+
+    def test_absolute_form_goes_again_with_host_from_its_url(self):
+        o = self.origin
+        url = o.url("/100b?vhost")
+        src = self.ids[url]
+        orig = self.flow("rp", src)
+        self.assertTrue(orig["request"]["absolute_form"])
+        self.assertFalse(self.flow("rp", self.ids[o.url("/text.txt", https=True)])["request"]
+                         ["absolute_form"])  # origin form inside the tunnel
+        hosts = [h[1] for h in orig["request"]["headers"] if h[0].lower() == "host"]
+        self.assertEqual(hosts, ["other.example"])  # the record keeps what the client sent
+        # shown and exported as the client sent it; curl's command makes the
+        # Host the origin got, from the URL
+        text = self.cli("flow", "rp", str(src), "--headers-only").stdout.decode()
+        self.assertIn("> GET %s HTTP/1.1\n" % url, text)
+        raw = self.cli("export", "rp", "--format", "raw", "~id %d" % src).stdout
+        self.assertTrue(raw.startswith(b"GET %s HTTP/1.1\r\n" % url.encode()), raw[:100])
+        self.assertIn(b"\r\nHost: other.example\r\n", raw)
+        cmd = self.cli("export", "rp", "--format", "curl", "~id %d" % src).stdout.decode()
+        self.assertIn("'%s'" % url, cmd)
+        self.assertNotIn("other.example", cmd)
+        nd = json.loads(self.cli("export", "rp", "--format", "ndjson", "~id %d" % src).stdout)
+        self.assertTrue(nd["request"]["absolute_form"])
+        # replay sends what reel sent the origin: Host from the URL
+        r, out = self.replay("rp", str(src), "--into", "vhost")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        [rep] = out["replays"]
+        f = self.flow("vhost", rep["id"])
+        hosts = [h[1] for h in f["request"]["headers"] if h[0].lower() == "host"]
+        self.assertEqual(hosts, ["127.0.0.1:%d" % o.http_port])
+        self.assertFalse(f["request"]["absolute_form"])
 
     def test_https_gzip_and_post_into_other(self):
         o = self.origin
