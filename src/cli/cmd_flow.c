@@ -770,7 +770,8 @@ static void response_head(view_t *v, const Reel__ResponseHead *h) {
 /* "~ timings: dns 1.2 ms, connect 0.3 ms, ..." for the phases that
  * happened, then the server address and body bytes capture dropped. */
 static void print_end_facts(view_t *v, const Reel__Timings *t, const char *server_addr,
-                            uint64_t dropped_req, uint64_t dropped_resp, uint64_t lost_msgs) {
+                            uint64_t dropped_req, uint64_t dropped_resp, uint64_t lost_msgs,
+                            uint64_t excess) {
     if (t) {
         const struct {
             const char *name;
@@ -800,6 +801,11 @@ static void print_end_facts(view_t *v, const Reel__Timings *t, const char *serve
     if (lost_msgs)
         fprintf(v->out, "! %llu message%s not stored at all (capture fell behind)\n",
                 (unsigned long long)lost_msgs, lost_msgs == 1 ? " was" : "s were");
+    if (excess)
+        fprintf(v->out,
+                "! the origin sent %llu byte%s more after the end of its response (as its "
+                "framing said): not passed on, its connection closed\n",
+                (unsigned long long)excess, excess == 1 ? "" : "s");
 }
 
 /* Unknown opcodes read "opcode?" here. */
@@ -949,9 +955,9 @@ static int view_record(void *ctx, const Reel__Record *rec) {
         close_body(v, &v->d[REQ]);
         close_body(v, &v->d[RESP]);
         gap(v);
-        print_end_facts(v, rec->end->timings, rec->end->server_addr,
-                        rec->end->request_body_dropped, rec->end->response_body_dropped,
-                        rec->end->messages_dropped);
+        print_end_facts(v, rec->end->timings, rec->end->server_addr, rec->end->request_body_dropped,
+                        rec->end->response_body_dropped, rec->end->messages_dropped,
+                        rec->end->response_excess);
         break;
     case REEL__RECORD__EVENT_ERROR:
         message_close(v);
@@ -969,7 +975,7 @@ static int view_record(void *ctx, const Reel__Record *rec) {
         fputc('\n', v->out);
         print_end_facts(v, rec->error->timings, rec->error->server_addr,
                         rec->error->request_body_dropped, rec->error->response_body_dropped,
-                        rec->error->messages_dropped);
+                        rec->error->messages_dropped, rec->error->response_excess);
         break;
     default:
         break;
@@ -1137,6 +1143,7 @@ typedef struct {
     long long request_end_us, response_start_us;
     char *server_addr;    /* from end/error: known once the origin was reached */
     uint64_t dropped[2];  /* body bytes capture dropped */
+    uint64_t excess;      /* bytes the origin sent past its response's end */
     json_t *messages;     /* WebSocket / TCP messages, NULL until one is read */
     json_t *msg;          /* the last one, its data still being gathered */
     reel_buf_t msg_data;
@@ -1313,6 +1320,7 @@ static int json_record(void *ctx, const Reel__Record *rec) {
         j->truncated[RESP] = e->response_truncated;
         json_end_facts(j, e->timings, e->request_end_us, e->response_start_us, e->server_addr,
                        e->request_body_dropped, e->response_body_dropped);
+        j->excess = e->response_excess;
         break;
     }
     case REEL__RECORD__EVENT_ERROR: {
@@ -1326,6 +1334,7 @@ static int json_record(void *ctx, const Reel__Record *rec) {
         j->error = str_json(e->message, 0);
         json_end_facts(j, e->timings, e->request_end_us, e->response_start_us, e->server_addr,
                        e->request_body_dropped, e->response_body_dropped);
+        j->excess = e->response_excess;
         break;
     }
     default:
@@ -1351,6 +1360,8 @@ static void json_finish_dir(jview_t *j, int dir, const row_t *row) {
                         json_boolean(j->truncated[dir] || row->truncated[dir]));
     json_object_set_new(o, "body_decoded", json_boolean(j->decoded[dir]));
     json_object_set_new(o, "body_dropped", json_integer((json_int_t)j->dropped[dir]));
+    if (dir == RESP)
+        json_object_set_new(o, "body_excess", json_integer((json_int_t)j->excess));
     reel_buf_free(b);
 }
 

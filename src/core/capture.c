@@ -144,6 +144,7 @@ void reel_capture_finish(reel_capture_flow_t *f, const reel_capture_end_t *e) {
         fe.request_end_us = e->request_end_us;
         fe.response_start_us = e->response_start_us;
         fe.server_addr = e->server_addr;
+        fe.response_excess = e->response_excess;
     }
     reel_recorder_flow_finish(f, &fe);
 }

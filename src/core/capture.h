@@ -36,6 +36,7 @@ typedef struct {
     int64_t time_us;                       /* 0: now */
     int64_t request_end_us, response_start_us;
     const char *server_addr;               /* "ip:port" once an origin was reached */
+    uint64_t response_excess;              /* bytes past the response's end, not passed on */
 } reel_capture_end_t;
 
 /** Starts a flow; never NULL (with capture off it records nothing).

@@ -142,6 +142,7 @@ typedef struct {
     int64_t head_us;       /* when the request head was read (flow start) */
     int64_t resp_first_us; /* first byte of its response, 0: none yet */
     unsigned interims;     /* 1xx heads before the final one (REEL_MAX_INTERIM) */
+    uint64_t resp_excess;  /* bytes the origin sent right after its response's end */
     bool flow_upstream;    /* the flow was sent to c->up */
     bool conn_recorded;    /* its ServerConn record is written */
     /* The head of a request that may be sent again on a new upstream

@@ -206,6 +206,7 @@ struct reel_fin {
     reel_capture_flow_t *flow;
     reel_capture_timings_t t;
     int64_t request_end_us, response_start_us;
+    uint64_t response_excess;
     char server_addr[64]; /* "" when not known */
 };
 
@@ -217,6 +218,7 @@ static void fin_fill(conn_t *c, reel_fin_t *f) {
     f->flow = c->ex.flow;
     f->request_end_us = c->ex.req_end_us;
     f->response_start_us = c->ex.resp_first_us;
+    f->response_excess = c->ex.resp_excess;
     f->server_addr[0] = '\0';
     if (up && up->connected)
         snprintf(f->server_addr, sizeof f->server_addr, "%s", up->addr);
@@ -230,7 +232,8 @@ static void fin_write(const reel_fin_t *f, const char *why) {
                             .time_us = reel__now_us(),
                             .request_end_us = f->request_end_us,
                             .response_start_us = f->response_start_us,
-                            .server_addr = f->server_addr[0] ? f->server_addr : NULL};
+                            .server_addr = f->server_addr[0] ? f->server_addr : NULL,
+                            .response_excess = f->response_excess};
     reel_capture_finish(f->flow, &e);
 }
 
@@ -770,6 +773,7 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
     c->ex.head_us = reel__now_us();
     c->ex.head_started = c->ex.resp_head_started = 0;
     c->ex.interims = 0;
+    c->ex.resp_excess = 0;
     c->ex.resp_head_sent = c->ex.req_done = c->ex.resp_done = false;
     c->client_close = !h->keep_alive;
     c->ex.upgrade = h->upgrade && !h->is_connect;
@@ -1190,6 +1194,14 @@ void reel__resp_process(conn_t *c) {
             c->ex.resp_done = true;
             if (c->ex.upgrade && c->ex.req_done)
                 break; /* an UPGRADE event follows if it switched */
+            if (up->in.len && !up->h2 && !c->ex.upgrade) {
+                /* Bytes right after the response's end, as its framing
+                 * said (a Content-Length shorter than the body sent, a
+                 * body after a HEAD's or a 204's head): they answer
+                 * nothing, never reach the client, and the connection is
+                 * not used again (below). The flow says how many came. */
+                c->ex.resp_excess = up->in.len;
+            }
             maybe_finish(c);
             return;
         case REEL_H1_EV_UPGRADE:

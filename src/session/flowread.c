@@ -85,6 +85,7 @@ typedef struct {
      * stored; size on the wire, body_limit's cut and the bytes capture
      * shed, from the end or error record (have_end) */
     uint64_t stored[2], size[2], dropped[2];
+    uint64_t excess; /* bytes the origin sent past its response's end */
     int truncated[2], have_end;
 } detail_t;
 
@@ -224,6 +225,7 @@ static int detail_record(void *ctx, const Reel__Record *rec) {
         d->truncated[1] = e->response_truncated;
         d->dropped[0] = e->request_body_dropped;
         d->dropped[1] = e->response_body_dropped;
+        d->excess = e->response_excess;
         break;
     }
     case REEL__RECORD__EVENT_ERROR: {
@@ -235,6 +237,7 @@ static int detail_record(void *ctx, const Reel__Record *rec) {
         d->size[1] = e->response_body_size;
         d->dropped[0] = e->request_body_dropped;
         d->dropped[1] = e->response_body_dropped;
+        d->excess = e->response_excess;
         break;
     }
     default:
@@ -276,6 +279,8 @@ reel_rc reel_flowread_detail(reel_session_t *s, int64_t id, size_t msg_data_max,
             json_object_set_new(o, "body_size", json_integer((json_int_t)d.size[k]));
             json_object_set_new(o, "body_truncated", json_boolean(d.truncated[k]));
             json_object_set_new(o, "body_dropped", json_integer((json_int_t)d.dropped[k]));
+            if (k == 1)
+                json_object_set_new(o, "body_excess", json_integer((json_int_t)d.excess));
         }
     }
     json_object_set_new(d.o, "messages_omitted", json_integer(d.omitted));

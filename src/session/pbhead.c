@@ -246,7 +246,8 @@ static size_t end_len(const Reel__FlowEnd *e) {
            (e->timings ? msg_size(5, timings_len(e->timings)) : 0) +
            uint_size(6, i64(e->request_end_us)) + uint_size(7, i64(e->response_start_us)) +
            uint_size(8, e->request_body_dropped) + uint_size(9, e->response_body_dropped) +
-           str_size(10, e->server_addr) + uint_size(11, e->messages_dropped);
+           str_size(10, e->server_addr) + uint_size(11, e->messages_dropped) +
+           uint_size(12, e->response_excess);
 }
 
 static uint8_t *put_end(uint8_t *p, const Reel__FlowEnd *e) {
@@ -270,7 +271,8 @@ static uint8_t *put_end(uint8_t *p, const Reel__FlowEnd *e) {
     p = put_uint(p, 8, e->request_body_dropped);
     p = put_uint(p, 9, e->response_body_dropped);
     p = put_str(p, 10, e->server_addr);
-    return put_uint(p, 11, e->messages_dropped);
+    p = put_uint(p, 11, e->messages_dropped);
+    return put_uint(p, 12, e->response_excess);
 }
 
 static size_t server_conn_len(const Reel__ServerConn *c) {

@@ -183,7 +183,7 @@ typedef struct lostflow {
     uint64_t body_lost[2]; /* bytes of its request, response body chunks not written */
     /* what the dropped end or error record said capture had shed before
      * (*_body_dropped, messages_dropped): bytes not in the spool either */
-    uint64_t body_dropped[2], messages_dropped;
+    uint64_t body_dropped[2], messages_dropped, response_excess;
     char *final_msg; /* message of a dropped error record, owned */
 } lostflow;
 
@@ -462,12 +462,14 @@ static void lost_set_final(lostflow *l, const uint8_t *data, size_t len) {
         l->body_dropped[0] = rec->end->request_body_dropped;
         l->body_dropped[1] = rec->end->response_body_dropped;
         l->messages_dropped = rec->end->messages_dropped;
+        l->response_excess = rec->end->response_excess;
     } else if (rec->event_case == REEL__RECORD__EVENT_ERROR) {
         l->req_size = rec->error->request_body_size;
         l->resp_size = rec->error->response_body_size;
         l->body_dropped[0] = rec->error->request_body_dropped;
         l->body_dropped[1] = rec->error->response_body_dropped;
         l->messages_dropped = rec->error->messages_dropped;
+        l->response_excess = rec->error->response_excess;
         free(l->final_msg);
         l->final_msg =
             rec->error->message && rec->error->message[0] ? reel_strdup(rec->error->message) : NULL;
@@ -898,6 +900,7 @@ static int close_lost(reel_recorder_t *r, lostflow *l) {
     fe.request_body_dropped = l->body_dropped[0];
     fe.response_body_dropped = l->body_dropped[1];
     fe.messages_dropped = l->messages_dropped;
+    fe.response_excess = l->response_excess;
     Reel__Record rec = REEL__RECORD__INIT;
     rec.flow_id = l->id;
     rec.time_us = l->final_us ? l->final_us : reel_now_us();
@@ -2311,20 +2314,21 @@ static uint64_t body_dropped(const reel_rflow_t *f, int response) {
 /* What FlowEnd and FlowError both carry (their fields have the same
  * names): sizes, dropped bytes, times, server address, timings (tm: the
  * caller's storage for them). */
-#define FILL_END_FACTS(fe, f, e, tm)                                                              \
-    do {                                                                                        \
-        (fe).request_body_size = body_size((f), 0) + (f)->msg_seen[0];                          \
-        (fe).response_body_size = body_size((f), 1) + (f)->msg_seen[1];                         \
-        (fe).request_body_dropped = body_dropped((f), 0) + (f)->msg_dropped[0];                 \
-        (fe).response_body_dropped = body_dropped((f), 1) + (f)->msg_dropped[1];                \
-        (fe).request_end_us = (e)->request_end_us;                                              \
-        (fe).response_start_us = (e)->response_start_us;                                        \
-        (fe).server_addr = (char *)((e)->server_addr ? (e)->server_addr : "");                  \
-        (fe).messages_dropped = (f)->msg_lost;                                                  \
-        if ((e)->timings) {                                                                     \
-            fill_timings(&(tm), (e)->timings);                                                  \
-            (fe).timings = &(tm);                                                               \
-        }                                                                                       \
+#define FILL_END_FACTS(fe, f, e, tm)                                                               \
+    do {                                                                                           \
+        (fe).request_body_size = body_size((f), 0) + (f)->msg_seen[0];                             \
+        (fe).response_body_size = body_size((f), 1) + (f)->msg_seen[1];                            \
+        (fe).request_body_dropped = body_dropped((f), 0) + (f)->msg_dropped[0];                    \
+        (fe).response_body_dropped = body_dropped((f), 1) + (f)->msg_dropped[1];                   \
+        (fe).request_end_us = (e)->request_end_us;                                                 \
+        (fe).response_start_us = (e)->response_start_us;                                           \
+        (fe).server_addr = (char *)((e)->server_addr ? (e)->server_addr : "");                     \
+        (fe).messages_dropped = (f)->msg_lost;                                                     \
+        (fe).response_excess = (e)->response_excess;                                               \
+        if ((e)->timings) {                                                                        \
+            fill_timings(&(tm), (e)->timings);                                                     \
+            (fe).timings = &(tm);                                                                  \
+        }                                                                                          \
     } while (0)
 
 static void end_with_error(reel_rflow_t *f, const char *message, const reel_flow_end_t *e) {

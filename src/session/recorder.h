@@ -271,6 +271,7 @@ typedef struct {
     int64_t time_us;               /* 0 = now */
     int64_t request_end_us, response_start_us;
     const char *server_addr; /* "ip:port" of the origin, if one was reached */
+    uint64_t response_excess; /* bytes the origin sent past its response's end (FlowEnd) */
 } reel_flow_end_t;
 
 /** Ends the flow (FlowEnd, or FlowError when e->error is set) and frees f.

@@ -834,6 +834,39 @@ class BadUpstreamsTest(unittest.TestCase):
         f = self.reel.wait_flows(1, "~u /vhost$")[-1]
         self.assertEqual(f["url"], "http://127.0.0.1:%d/vhost" % up.port)
 
+    def test_bytes_past_the_end_of_a_response_are_recorded_not_passed_on(self):
+        # an origin whose Content-Length is shorter than what it sends, and
+        # one that sends a body after its answer to a HEAD: the client gets
+        # the response as framed, and the flow says how many bytes more came
+        def answer(up, c):
+            head = up.read_head(c)
+            if head.startswith(b"HEAD "):
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+            else:
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok-and-eleven")
+            time.sleep(0.5)
+        for method, path, want, excess in ((b"GET", "/excess", b"ok", 11),
+                                           (b"HEAD", "/excess-head", b"", 5)):
+            up = Upstream(answer)
+            try:
+                s = connect(self.reel.port, 20)
+                s.sendall(b"%s http://127.0.0.1:%d%s HTTP/1.1\r\nHost: a\r\n"
+                          b"Connection: close\r\n\r\n" % (method, up.port, path.encode()))
+                out, _ = read_all(s)
+                s.close()
+            finally:
+                up.stop()
+            self.assertTrue(out.startswith(b"HTTP/1.1 200 OK\r\n"), out)
+            self.assertTrue(out.endswith(b"\r\n\r\n" + want), out)
+            f = self.reel.wait_flows(1, "~u %s$" % re.escape(path))[-1]
+            self.assertEqual(f["state"], "complete", f)
+            j = self.reel.flow(f["id"])
+            self.assertEqual(j["response"]["body_excess"], excess)
+            self.assertEqual(j["response"]["body_size"], len(want))
+            text = self.reel.cli("flow", self.reel.session, str(f["id"])).stdout.decode()
+            self.assertIn("! the origin sent %d bytes more after the end of its response" % excess,
+                          text)
+
     def test_bytes_from_an_idle_origin_never_reach_the_client(self):
         # a kept-alive origin that, between two requests, sends a response
         # nobody asked for: it used to be parsed and relayed as if it
