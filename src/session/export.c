@@ -76,6 +76,7 @@ typedef struct {
     size_t ninterim;
     int body_decoded[2];
     int absolute_form;    /* the client's request line had an absolute-form target */
+    uint64_t excess;      /* bytes the origin sent past its response's end */
     reel_buf_t stored[2]; /* body as stored, capped */
     int cut[2];           /* stored body longer than the cap */
     uint64_t wire_size[2];
@@ -280,6 +281,7 @@ static int on_record(void *ctx, const Reel__Record *rec) {
                   e->response_body_size, e->server_addr);
         f->truncated[REQ] = e->request_truncated;
         f->truncated[RESP] = e->response_truncated;
+        f->excess = e->response_excess;
         f->end_us = rec->time_us;
         break;
     }
@@ -289,6 +291,7 @@ static int on_record(void *ctx, const Reel__Record *rec) {
                   e->response_body_size, e->server_addr);
         if (f->error == NULL)
             f->error = reel_strdup(e->message ? e->message : "");
+        f->excess = e->response_excess;
         f->end_us = rec->time_us;
         break;
     }
@@ -796,6 +799,10 @@ static json_t *reel_info(const flow_t *f) {
         json_object_set_new(r, "error", str_json(f->error));
     if (f->generated)
         json_object_set_new(r, "generated", json_true());
+    if (f->absolute_form)
+        json_object_set_new(r, "absolute_form", json_true());
+    if (f->excess)
+        json_object_set_new(r, "response_excess", json_integer((json_int_t)f->excess));
     if (f->tls_version && f->tls_version[0])
         json_object_set_new(r, "tls_version", str_json(f->tls_version));
     if (f->alpn && f->alpn[0])

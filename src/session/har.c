@@ -450,6 +450,8 @@ typedef struct {
      * (reel_har_apply_user_data). */
     const char *error;
     int generated;
+    int absolute_form;        /* the request came to reel in absolute form */
+    uint64_t response_excess; /* bytes the origin sent past its response's end */
     const char *client_addr, *server_addr, *tls_version, *alpn;
     uint64_t conn_id;
     int has_conn; /* reel export's entry names an origin connection */
@@ -795,6 +797,12 @@ static reel_rc check_reel(const vctx_t *v, json_t *entry, entry_t *e) {
     e->cut[0] = json_is_true(json_object_get(rx, "request_truncated"));
     e->cut[1] = json_is_true(json_object_get(rx, "response_truncated"));
     e->generated = json_is_true(json_object_get(rx, "generated"));
+    e->absolute_form = json_is_true(json_object_get(rx, "absolute_form"));
+    json_t *excess = json_object_get(rx, "response_excess");
+    if (excess && (!json_is_integer(excess) || json_integer_value(excess) < 0))
+        return fail(v, "_reel.response_excess", "not a count of bytes but %s",
+                    json_is_integer(excess) ? "a negative number" : type_name(excess));
+    e->response_excess = excess ? (uint64_t)json_integer_value(excess) : 0;
     if (reel_string(v, rx, "error", 0, &e->error) != REEL_OK ||
         reel_string(v, rx, "client_addr", 1, &e->client_addr) != REEL_OK ||
         reel_string(v, rx, "server_addr", 1, &e->server_addr) != REEL_OK ||
@@ -1383,6 +1391,7 @@ static uint64_t record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
                                  Content-Encoding (browsers and reel export
                                  write it so) */
                               .body_decoded = coded(e->req_headers, "content-encoding"),
+                              .absolute_form = e->absolute_form,
                               .time_us = e->start_us};
     reel_recorder_request_head(f, &rh);
     free(hs);
@@ -1400,7 +1409,8 @@ static uint64_t record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
                           .timings = e->has_timings ? &e->timings : NULL,
                           .time_us = end,
                           .request_end_us = req_end,
-                          .response_start_us = resp_start};
+                          .response_start_us = resp_start,
+                          .response_excess = e->response_excess};
 
     if (e->status == 0) {
         char msg[256];

@@ -318,7 +318,8 @@ class HarVersions(unittest.TestCase):
 class InterimTrailersOrigin:
     """An origin that answers a 103 before its 200 and ends its chunked
     body with a trailer field, after reading the request (chunked, with a
-    trailer field of its own); one connection, one request, then stops."""
+    trailer field of its own), and sends 7 bytes more after it; one
+    connection, one request, then stops."""
 
     def __init__(self):
         self.sock = socket.socket()
@@ -339,7 +340,8 @@ class InterimTrailersOrigin:
             data += d
         c.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
                   b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n"
-                  b"Trailer: X-Checksum\r\n\r\n5\r\nhello\r\n0\r\nX-Checksum: abc123\r\n\r\n")
+                  b"Trailer: X-Checksum\r\n\r\n5\r\nhello\r\n0\r\nX-Checksum: abc123\r\n\r\n"
+                  b"excess!")
         time.sleep(0.5)
         c.close()
         self.sock.close()
@@ -412,6 +414,8 @@ class ReelExtrasRoundTrip(unittest.TestCase):
         self.assertEqual(full[2]["interim"][0]["status"], 103)
         self.assertEqual(full[2]["request_trailers"], [["X-Req", "1"]])
         self.assertEqual(full[2]["response_trailers"], [["X-Checksum", "abc123"]])
+        self.assertEqual(full[2]["response"]["body_excess"], 7)
+        self.assertEqual([f["request"]["absolute_form"] for f in full], [False, True, True])
 
     def test_imported_flows_are_as_captured(self):
         for cap, imp in self.pairs():
@@ -421,6 +425,8 @@ class ReelExtrasRoundTrip(unittest.TestCase):
                 self.assertEqual(i[k], c[k], (k, c["request"]["url"]))
             self.assertEqual(i["response"]["generated"], c["response"]["generated"])
             self.assertEqual(i["response"]["status"], c["response"]["status"])
+            self.assertEqual(i["response"]["body_excess"], c["response"]["body_excess"])
+            self.assertEqual(i["request"]["absolute_form"], c["request"]["absolute_form"])
             if c["server_conn"]:
                 for k in ("tls_version", "alpn", "address", "conn_id"):
                     self.assertEqual(i["server_conn"][k], c["server_conn"][k], k)
@@ -464,11 +470,14 @@ class ReelExtrasRoundTrip(unittest.TestCase):
             (("error",), 5, b"entries[1]._reel.error: not a string but a number"),
             (("response_trailers",), [{"name": "X"}],
              b"entries[2]._reel.response_trailers[0].value: missing"),
+            (("response_excess",), -1,
+             b"entries[2]._reel.response_excess: not a count of bytes but a negative number"),
         ]
         for path, value, message in cases:
             bad = json.loads(json.dumps(doc))
             entry = bad["log"]["entries"][{"interim": 2, "tags": 0, "error": 1,
-                                           "response_trailers": 2}[path[0]]]
+                                           "response_trailers": 2,
+                                           "response_excess": 2}[path[0]]]
             obj = entry["_reel"]
             for k in path[:-1]:
                 obj = obj[k]
