@@ -913,13 +913,18 @@ static void stream_reset(h2front_t *fr, h2s_t *s, const reel_codec_event_t *ev) 
     bool flow = s->fin || (in && in->ex.flow && in->lane_stream == s->sid);
     const uint8_t *body = NULL;
     size_t nbody = 0;
-    if (ev->local && !s->chunked && !s->tunnel && !s->req_end && s->req_body <= s->req.len) {
+    /* a request the client cancelled while it waited for a lane (every
+     * lane busy): reel had it whole, head and body as far as they came, and
+     * it never went on; it is a flow all the same, ended by the reset */
+    bool waiting = !ev->local && !flow && l == NULL && s->head_built && !s->tunnel;
+    if ((ev->local || waiting) && !s->chunked && !s->tunnel && (!s->req_end || waiting) &&
+        s->req_body <= s->req.len) {
         nbody = s->req_body;
         body = s->req.data + s->req.len - nbody;
     }
     if (ev->local && flow && !s->fin && nbody)
         reel_capture_body(in->ex.flow, false, body, nbody);
-    if (ev->local && !flow) {
+    if ((ev->local && !flow) || waiting) {
         /* reset before its lane started a flow: one of its own */
         reel_msg_head_t m = {.method = s->ws ? "CONNECT" : s->method,
                              .scheme = s->scheme,

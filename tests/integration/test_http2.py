@@ -34,6 +34,7 @@ class EchoOrigin:
                    x-body-sha256 and x-count
     GET /hints     103 Early Hints (Link), then 200 "hinted"
     GET /bytes?N   N bytes of a known pattern (Content-Length)
+    GET /slow...   200 after 1.5 s
     anything else  200 with the method and target."""
 
     def __init__(self):
@@ -108,6 +109,9 @@ class EchoOrigin:
                     c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"c" * 5000)
                     time.sleep(0.2)
                     return
+                elif target.startswith("/slow"):
+                    time.sleep(1.5)
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
                 elif target.startswith("/bytes?"):
                     n = int(target.split("?")[1])
                     c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % n)
@@ -454,6 +458,37 @@ class Http2Test(unittest.TestCase):
         f = self.flows_for("/echo?reset")[0]
         self.assertIn("reset the HTTP/2 stream", f["error"])
         self.assertIn("0x8", f["error"])
+
+    def test_h2c_request_cancelled_while_it_waited_is_recorded(self):
+        # 16 slow requests take every lane of the connection; 3 more wait
+        # for one, and the client cancels them: reel had them, they never
+        # went on, and each is a flow that says so
+        c = H2C(self.reel.port)
+        try:
+            slow = [c.request("GET", self.auth, "/slow?%d" % i) for i in range(16)]
+            time.sleep(0.3)
+            queued = [c.request("GET", self.auth, "/queued?1"),
+                      c.request("POST", self.auth, "/queued?2", body=b"q" * 100,
+                                extra=[("content-length", "100")]),
+                      c.request("GET", self.auth, "/queued?3")]
+            time.sleep(0.3)
+            for sid in queued:
+                c.conn.reset_stream(sid, error_code=8)  # CANCEL
+            c.flush()
+            c.wait(lambda: all(c.done(s) for s in slow))
+            self.assertTrue(all(c.streams[s]["data"] == b"slow" for s in slow))
+        finally:
+            c.close()
+        fs = self.flows_for("/queued?", 3)
+        self.assertEqual(sorted(f["request"]["url"].rsplit("?", 1)[1] for f in fs), ["1", "2", "3"])
+        for f in fs:
+            self.assertEqual(f["state"], "error", f)
+            self.assertEqual(f["error"], "the client reset the HTTP/2 stream (error code 0x8)")
+            self.assertIsNone(f["response"])
+            self.assertEqual(f["request"]["http_version"], "HTTP/2.0")
+        [post] = [f for f in fs if f["request"]["method"] == "POST"]
+        self.assertEqual(body(post, "request"), b"q" * 100)
+        self.assertFalse([r for r in self.echo.requests if r[1].startswith("/queued")])
 
     def test_h2c_stalled_reader_does_not_stall_others(self):
         n = 8 << 20
