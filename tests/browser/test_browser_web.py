@@ -148,6 +148,8 @@ class BrowserWebTest(unittest.TestCase):
             self.assertEqual(seen["keyboard_detail"], "Flow 1")
             self.assertIn('"roles"', seen["http_detail"])  # the JSON body, pretty-printed
             self.assertIn("Content-Type", seen["http_detail"])
+            # curl sent it to the proxy in absolute form, and the line says so
+            self.assertIn("POST %s HTTP/1.1" % origin.url("/echo"), seen["http_detail"])
             self.assertIn("Timings", seen["http_detail"])
             self.assertIn("-POST http://", seen["diff"])  # against flow 1, a GET
             self.assertIn("+GET http://", seen["diff"])
