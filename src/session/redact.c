@@ -1,7 +1,6 @@
 /* Redaction of secrets: see redact.h for the rules. */
 #include "session/redact.h"
 
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,7 +76,41 @@ void reel_redact_add_key(reel_redact_t *r, const char *word) {
     r->keys[r->n_keys++] = lower_dup(word);
 }
 
+static int alpha(int c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static int lower(int c) {
+    return c >= 'a' && c <= 'z';
+}
+
+static int upper(int c) {
+    return c >= 'A' && c <= 'Z';
+}
+
+/* "key" as a word of the name (key, X-Key, api.key, keyId, accessKey),
+ * not inside one (monkey, keyboard): as a bare substring it would take
+ * too much, and a name that is just "key" (?key= of many web APIs) is a
+ * secret's. A word starts after a non-letter or at a lower-to-upper case
+ * change. */
+static int key_word(const char *s, size_t n) {
+    for (size_t i = 0; i + 3 <= n; i++) {
+        if (lc((unsigned char)s[i]) != 'k' || lc((unsigned char)s[i + 1]) != 'e' ||
+            lc((unsigned char)s[i + 2]) != 'y')
+            continue;
+        int before = i == 0 || !alpha((unsigned char)s[i - 1]) ||
+                     (upper((unsigned char)s[i]) && lower((unsigned char)s[i - 1]));
+        int after = i + 3 == n || !alpha((unsigned char)s[i + 3]) ||
+                    (upper((unsigned char)s[i + 3]) && lower((unsigned char)s[i + 2]));
+        if (before && after)
+            return 1;
+    }
+    return 0;
+}
+
 int reel_redact_key_matches(const reel_redact_t *r, const char *key, size_t n) {
+    if (key_word(key, n))
+        return 1;
     for (size_t k = 0; k < r->n_keys; k++) {
         size_t wl = strlen(r->keys[k]);
         for (size_t i = 0; i + wl <= n; i++) {
@@ -226,6 +259,11 @@ int reel_redact_header(const reel_redact_t *r, const char *name, size_t name_len
             listed |= ieq(name, name_len, r->headers[k]);
         if (listed || reel_redact_key_matches(r, name, name_len)) {
             put(&b, REEL_REDACT_MARKER, strlen(REEL_REDACT_MARKER));
+        } else if (ieq(name, name_len, "location") || ieq(name, name_len, "content-location") ||
+                   ieq(name, name_len, "referer")) {
+            /* a URL: its query's secret parameters, as in a request's */
+            reel_buf_free(&b);
+            return reel_redact_target(r, value, value_len, out);
         } else {
             reel_buf_free(&b);
             return reel_redact_text(r, value, value_len, out);
@@ -317,33 +355,229 @@ int reel_redact_target(const reel_redact_t *r, const char *s, size_t n, reel_red
 
 /* ---- bodies ------------------------------------------------------------- */
 
-static int json_walk(const reel_redact_t *r, json_t *j) {
-    int changed = 0;
-    if (json_is_object(j)) {
-        const char *k;
-        json_t *v;
-        void *tmp;
-        json_object_foreach_safe(j, tmp, k, v) {
-            if (reel_redact_key_matches(r, k, strlen(k))) {
-                json_object_set_new(j, k, json_string(REEL_REDACT_MARKER));
-                changed = 1;
-            } else {
-                changed |= json_walk(r, v);
-            }
+/* JSON is redacted as text, by a scanner that checks the syntax (RFC
+ * 8259) as it goes and copies everything but the secrets byte for byte.
+ * jansson's tree was used before: it refuses valid JSON it cannot hold
+ * (an integer past 64 bits, 1e400, nesting past 2048), and such a body
+ * then kept every secret; and writing the tree back changed numbers
+ * (0.1 became 0.10000000000000001) and dropped duplicate keys. */
+typedef struct {
+    const reel_redact_t *r;
+    const char *s;
+    size_t n, i;
+    size_t run;   /* first input byte not yet copied to b */
+    reel_buf_t b; /* the output so far */
+    int changed;
+} jscan_t;
+
+static void jws(jscan_t *j) {
+    while (j->i < j->n &&
+           (j->s[j->i] == ' ' || j->s[j->i] == '\t' || j->s[j->i] == '\n' || j->s[j->i] == '\r'))
+        j->i++;
+}
+
+/* Passes the string at j->i (its opening quote); its content, unescaped
+ * for the ASCII a key word could match (any other escaped character as
+ * '?'), into key when key is not NULL. 0: not a JSON string. */
+static int jstring(jscan_t *j, reel_buf_t *key) {
+    if (j->i >= j->n || j->s[j->i] != '"')
+        return 0;
+    j->i++;
+    while (j->i < j->n) {
+        unsigned char c = (unsigned char)j->s[j->i];
+        if (c == '"') {
+            j->i++;
+            return 1;
         }
-    } else if (json_is_array(j)) {
-        size_t i;
-        json_t *v;
-        json_array_foreach(j, i, v) changed |= json_walk(r, v);
-    } else if (json_is_string(j)) {
-        reel_redacted_t t;
-        if (reel_redact_text(r, json_string_value(j), json_string_length(j), &t)) {
-            json_string_setn(j, t.data, t.len);
-            free(t.data);
-            changed = 1;
+        if (c < 0x20)
+            return 0;
+        if (c != '\\') {
+            if (key)
+                put(key, &j->s[j->i], 1);
+            j->i++;
+            continue;
+        }
+        if (j->i + 1 >= j->n)
+            return 0;
+        char e = j->s[j->i + 1], d = e;
+        if (e == 'u') {
+            int v = 0;
+            for (size_t k = 2; k < 6; k++) {
+                int h = j->i + k < j->n ? hexval((unsigned char)j->s[j->i + k]) : -1;
+                if (h < 0)
+                    return 0;
+                v = v * 16 + h;
+            }
+            d = v > 0 && v < 0x80 ? (char)v : '?';
+            j->i += 6;
+        } else {
+            const char *esc = strchr("\"\\/bfnrt", e);
+            if (e == '\0' || esc == NULL)
+                return 0;
+            d = "\"\\/\b\f\n\r\t"[esc - "\"\\/bfnrt"];
+            j->i += 2;
+        }
+        if (key)
+            put(key, &d, 1);
+    }
+    return 0;
+}
+
+static int jdigits(jscan_t *j) {
+    size_t from = j->i;
+    while (j->i < j->n && j->s[j->i] >= '0' && j->s[j->i] <= '9')
+        j->i++;
+    return j->i > from;
+}
+
+/* A number, true, false or null at j->i: of any size, as the grammar has
+ * no limit. 0: none. */
+static int jscalar(jscan_t *j) {
+    static const char *const lit[] = {"true", "false", "null"};
+    for (size_t k = 0; k < 3; k++) {
+        size_t l = strlen(lit[k]);
+        if (j->n - j->i >= l && memcmp(j->s + j->i, lit[k], l) == 0) {
+            j->i += l;
+            return 1;
         }
     }
-    return changed;
+    if (j->i < j->n && j->s[j->i] == '-')
+        j->i++;
+    if (j->i < j->n && j->s[j->i] == '0')
+        j->i++;
+    else if (!jdigits(j))
+        return 0;
+    if (j->i < j->n && j->s[j->i] == '.') {
+        j->i++;
+        if (!jdigits(j))
+            return 0;
+    }
+    if (j->i < j->n && (j->s[j->i] == 'e' || j->s[j->i] == 'E')) {
+        j->i++;
+        if (j->i < j->n && (j->s[j->i] == '+' || j->s[j->i] == '-'))
+            j->i++;
+        if (!jdigits(j))
+            return 0;
+    }
+    return 1;
+}
+
+/* Copies the input up to `to`, then `with` in place of what follows up to
+ * `resume`. */
+static void jreplace(jscan_t *j, size_t to, const char *with, size_t wlen, size_t resume) {
+    put(&j->b, j->s + j->run, to - j->run);
+    put(&j->b, with, wlen);
+    j->run = resume;
+    j->changed = 1;
+}
+
+/* Scans the whole document: every value of a key holding a key word
+ * becomes "REDACTED" (whatever its type), every other string has its
+ * bearer tokens and JWTs replaced. Iterative (a stack of the open
+ * containers), so no depth is too deep. 0: not JSON (a syntax error;
+ * a document cut short is JSON as far as it goes). */
+static int json_redact(jscan_t *j) {
+    reel_buf_t stack, key;
+    reel_buf_init(&stack, 0); /* '{' or '[' per open container */
+    reel_buf_init(&key, 0);
+    size_t skip_depth = 0, skip_from = 0;
+    int skipping = 0, ok = 0;
+    enum { VALUE, KEY, AFTER } want = VALUE;
+    jws(j);
+    for (;;) {
+        if (want == VALUE) {
+            jws(j);
+            if (j->i >= j->n)
+                break;
+            char c = j->s[j->i];
+            if (c == '{' || c == '[') {
+                put(&stack, &c, 1);
+                j->i++;
+                jws(j);
+                if (j->i < j->n && j->s[j->i] == (c == '{' ? '}' : ']')) {
+                    stack.len--;
+                    j->i++;
+                    want = AFTER;
+                } else {
+                    want = c == '{' ? KEY : VALUE;
+                }
+                continue;
+            }
+            if (c == '"') {
+                size_t from = j->i;
+                if (!jstring(j, NULL))
+                    break;
+                reel_redacted_t t;
+                if (!skipping && reel_redact_text(j->r, j->s + from + 1, j->i - from - 2, &t)) {
+                    jreplace(j, from + 1, t.data, t.len, j->i - 1);
+                    free(t.data);
+                }
+            } else if (!jscalar(j)) {
+                break;
+            }
+            want = AFTER;
+            continue;
+        }
+        if (want == KEY) {
+            jws(j);
+            reel_buf_reset(&key);
+            if (!jstring(j, skipping ? NULL : &key))
+                break;
+            jws(j);
+            if (j->i >= j->n || j->s[j->i] != ':')
+                break;
+            j->i++;
+            jws(j);
+            if (!skipping && reel_redact_key_matches(j->r, (const char *)key.data, key.len)) {
+                skipping = 1;
+                skip_depth = stack.len;
+                skip_from = j->i;
+            }
+            want = VALUE;
+            continue;
+        }
+        /* AFTER a value */
+        if (skipping && stack.len == skip_depth) {
+            static const char marker[] = "\"" REEL_REDACT_MARKER "\"";
+            jreplace(j, skip_from, marker, sizeof marker - 1, j->i);
+            skipping = 0;
+        }
+        jws(j);
+        if (stack.len == 0) {
+            ok = j->i == j->n; /* one value, then only white space */
+            break;
+        }
+        if (j->i >= j->n)
+            break;
+        char top = (char)stack.data[stack.len - 1], c = j->s[j->i];
+        if (c == ',') {
+            j->i++;
+            want = top == '{' ? KEY : VALUE;
+        } else if (c == (top == '{' ? '}' : ']')) {
+            j->i++;
+            stack.len--;
+        } else {
+            break;
+        }
+    }
+    if (!ok && j->i >= j->n && stack.len) {
+        /* Cut short (body_limit, a HAR of a cut body): what came was JSON
+         * so far, and is redacted as such; a secret's value that the cut
+         * ended is replaced to the end, and a string it ended gets the
+         * rules for text. */
+        reel_redacted_t t;
+        if (skipping) {
+            static const char marker[] = "\"" REEL_REDACT_MARKER;
+            jreplace(j, skip_from, marker, sizeof marker - 1, j->n);
+        } else if (reel_redact_text(j->r, j->s + j->run, j->n - j->run, &t)) {
+            jreplace(j, j->run, t.data, t.len, j->n);
+            free(t.data);
+        }
+        ok = 1;
+    }
+    reel_buf_free(&stack);
+    reel_buf_free(&key);
+    return ok;
 }
 
 static int ci_prefix(const char *s, const char *lower) {
@@ -360,18 +594,18 @@ int reel_redact_body(const reel_redact_t *r, const char *content_type, const uin
     while (i < n && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
         i++;
     if (i < n && (body[i] == '{' || body[i] == '[')) {
-        json_t *j = json_loadb((const char *)body, n, JSON_ALLOW_NUL, NULL);
-        if (j != NULL) {
-            int changed = json_walk(r, j);
-            if (changed) {
-                out->data = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
-                out->len = out->data ? strlen(out->data) : 0;
-                if (out->data == NULL)
-                    abort();
+        jscan_t j = {.r = r, .s = (const char *)body, .n = n};
+        reel_buf_init(&j.b, 0);
+        if (json_redact(&j)) {
+            if (j.changed) {
+                put(&j.b, j.s + j.run, n - j.run);
+                take(&j.b, out);
+            } else {
+                reel_buf_free(&j.b);
             }
-            json_decref(j);
-            return changed;
+            return j.changed;
         }
+        reel_buf_free(&j.b); /* not JSON after all: the rules for text */
     }
     if (content_type != NULL) {
         while (*content_type == ' ')

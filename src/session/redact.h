@@ -10,13 +10,16 @@
  *   Set-Cookie: the cookie's value, attributes kept ("sid=REDACTED; Path=/");
  * - any other header whose name contains a key word (X-Api-Key,
  *   X-Auth-Token, X-CSRF-Token): its whole value;
+ * - Location, Content-Location and Referer: the URL's query, as a request's;
  * - in every other header value and every text body: bearer tokens
  *   ("Bearer xyz") and JSON Web Tokens ("eyJ...x.y.z");
  * - query parameters and application/x-www-form-urlencoded fields with a
  *   secret key; JSON bodies: the value (of any type) of every secret key,
- *   at any depth.
+ *   at any depth, the rest byte for byte (a body cut short: as far as it
+ *   goes).
  * Default key words: password passwd pwd token secret apikey api_key api-key
- * auth session credential signature private_key access_key.
+ * auth session credential signature private_key access_key; and "key" as a
+ * word of its own (key, X-Key, keyId; not monkey or keyboard).
  *
  * Everything here is pure: bytes in, owned bytes out. */
 #ifndef REEL_SESSION_REDACT_H
@@ -44,7 +47,8 @@ void reel_redact_add_header(reel_redact_t *r, const char *name);
 /** Adds a key word (copied, any case). */
 void reel_redact_add_key(reel_redact_t *r, const char *word);
 
-/** 1 if key[0..n) contains one of r's key words, case-insensitively. */
+/** 1 if key[0..n) contains one of r's key words, case-insensitively, or
+ * the word "key" (see above). */
 int reel_redact_key_matches(const reel_redact_t *r, const char *key, size_t n);
 
 /** Redacted bytes: *out (owned, NUL-terminated, free()) and *out_len. */
@@ -66,8 +70,9 @@ int reel_redact_urlencoded(const reel_redact_t *r, const char *s, size_t n, reel
 /** A request target "/path?query": the query redacted as above. */
 int reel_redact_target(const reel_redact_t *r, const char *s, size_t n, reel_redacted_t *out);
 
-/** A body: JSON (an object or array, whatever its Content-Type) has the
- * values of its secret keys replaced and is written back compact; a form
+/** A body: JSON (an object or array, whatever its Content-Type; one cut
+ * short as far as it goes) has the values of its secret keys replaced and
+ * the rest as it was; a form
  * (content_type application/x-www-form-urlencoded) as
  * reel_redact_urlencoded; other text has its bearer tokens and JWTs
  * replaced. content_type may be NULL. Returns 1 and fills *out when

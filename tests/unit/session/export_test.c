@@ -510,9 +510,75 @@ static void test_redact_rules(void **state) {
     assert_true(reel_redact_target(r, "/x?Pass%77ord=1&y=2", 19, &t));
     assert_string_equal(t.data, "/x?Pass%77ord=REDACTED&y=2");
     free(t.data);
+    /* JSON: the secrets replaced, everything else byte for byte */
     const char *js = "[{\"apiKey\": {\"deep\": 1}, \"n\": 2}]";
     assert_true(reel_redact_body(r, "application/json", (const uint8_t *)js, strlen(js), &t));
-    assert_string_equal(t.data, "[{\"apiKey\":\"REDACTED\",\"n\":2}]");
+    assert_string_equal(t.data, "[{\"apiKey\": \"REDACTED\", \"n\": 2}]");
+    free(t.data);
+    static const struct {
+        const char *in, *out; /* out NULL: nothing to replace */
+    } json[] = {
+        /* valid JSON jansson could not hold kept every secret */
+        {"{\"user_id\":18446744073709551615,\"password\":\"hunter2\"}",
+         "{\"user_id\":18446744073709551615,\"password\":\"REDACTED\"}"},
+        {"{\"big\": 1e400, \"token\": [1, {\"a\": []}] }",
+         "{\"big\": 1e400, \"token\": \"REDACTED\" }"},
+        /* numbers and duplicate keys as they were */
+        {"{\"a\":0.1,\"a\":-0,\"b\":1.5e3,\"secret\":null}",
+         "{\"a\":0.1,\"a\":-0,\"b\":1.5e3,\"secret\":\"REDACTED\"}"},
+        /* escaped key, escaped quote inside a value, a bearer token in a string */
+        {"{\"pass\\u0077ord\":\"x\\\"y\", \"note\": \"Bearer abc\"}",
+         "{\"pass\\u0077ord\":\"REDACTED\", \"note\": \"Bearer REDACTED\"}"},
+        /* "key" as a word of the name, not inside one */
+        {"{\"key\":1,\"monkey\":2,\"keyboard\":3,\"x-key\":4,\"keyId\":5}",
+         "{\"key\":\"REDACTED\",\"monkey\":2,\"keyboard\":3,\"x-key\":\"REDACTED\","
+         "\"keyId\":\"REDACTED\"}"},
+        /* cut short (body_limit): redacted as far as it goes */
+        {"{\"a\": [1, 2], \"password\": \"hun", "{\"a\": [1, 2], \"password\": \"REDACTED"},
+        {"{\"session\": {\"id\": 1}, \"x\": \"Bearer abc",
+         "{\"session\": \"REDACTED\", \"x\": \"Bearer REDACTED"},
+        {"[1, 2, 3", NULL},
+        /* not JSON: the rules for text only */
+        {"{\"password\": hunter2}", NULL},
+        {"{\"a\": 1} {\"token\": 2}", NULL},
+    };
+    for (size_t i = 0; i < sizeof json / sizeof json[0]; i++) {
+        int got = reel_redact_body(r, NULL, (const uint8_t *)json[i].in, strlen(json[i].in), &t);
+        if (json[i].out == NULL) {
+            if (got)
+                fail_msg("%s: redacted as %s", json[i].in, t.data);
+            continue;
+        }
+        if (!got)
+            fail_msg("%s: not redacted", json[i].in);
+        if (strcmp(t.data, json[i].out) != 0)
+            fail_msg("%s: %s, not %s", json[i].in, t.data, json[i].out);
+        free(t.data);
+    }
+    /* nesting deeper than any recursion (or jansson) would take */
+    size_t depth = 100000;
+    char *deep = malloc(depth * 2 + 32);
+    size_t k = 0;
+    for (size_t i = 0; i < depth; i++)
+        deep[k++] = '[';
+    k += (size_t)sprintf(deep + k, "{\"token\":\"t\"}");
+    for (size_t i = 0; i < depth; i++)
+        deep[k++] = ']';
+    assert_true(reel_redact_body(r, NULL, (const uint8_t *)deep, k, &t));
+    assert_non_null(strstr(t.data, "{\"token\":\"REDACTED\"}"));
+    assert_int_equal(t.len, k + strlen("REDACTED") - 1);
+    free(t.data);
+    free(deep);
+    /* URLs in Location, Content-Location and Referer: their queries */
+    assert_true(reel_redact_header(r, "Location", 8, "/cb?token=abc&x=1", 17, &t));
+    assert_string_equal(t.data, "/cb?token=REDACTED&x=1");
+    free(t.data);
+    const char *ref = "http://x.test/cb?access_token=SECRET";
+    assert_true(reel_redact_header(r, "referer", 7, ref, strlen(ref), &t));
+    assert_string_equal(t.data, "http://x.test/cb?access_token=REDACTED");
+    free(t.data);
+    assert_true(reel_redact_target(r, "/m?key=SECRET&keyboard=us", 25, &t));
+    assert_string_equal(t.data, "/m?key=REDACTED&keyboard=us");
     free(t.data);
     reel_redact_free(r);
 }
