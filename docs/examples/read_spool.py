@@ -127,12 +127,13 @@ def flow_json(flow_id, recs, replayed_as=()):
     f.update(id=flow_id, state="open", replayed_as=sorted(replayed_as))  # "open": no end yet
     body = {"request": bytearray(), "response": bytearray()}
     decoded = {"request": False, "response": False}
-    sizes, truncated, dropped = None, (False, False), (0, 0)
+    sizes, truncated, dropped, excess = None, (False, False), (0, 0), 0
     msg_data = []  # the data of each message, joined from its continuation records
 
     def end_facts(e):
         """What an end or error record says besides sizes."""
-        nonlocal dropped
+        nonlocal dropped, excess
+        excess = e.response_excess  # bytes past the response's end, not passed on
         f.update(request_end_us=e.request_end_us or None,
                  response_start_us=e.response_start_us or None)
         if e.server_addr:  # known once the origin was reached
@@ -161,7 +162,7 @@ def flow_json(flow_id, recs, replayed_as=()):
             f["request"] = dict(method=text(h.method), scheme=h.scheme or None,
                                 host=text(h.host), port=h.port, target=text(h.target),
                                 url=url(h), http_version=h.http_version or None,
-                                headers=headers(h.headers))
+                                headers=headers(h.headers), absolute_form=h.absolute_form)
             decoded["request"] = h.body_decoded
         elif ev == "response_head":
             h = r.response_head
@@ -235,6 +236,8 @@ def flow_json(flow_id, recs, replayed_as=()):
                         body_size=max(sizes[i] if sizes else 0, len(body[d])),
                         body_truncated=truncated[i], body_decoded=decoded[d],
                         body_dropped=dropped[i])
+    if f["response"] is not None:
+        f["response"]["body_excess"] = excess
     for msg, data in zip(f["messages"] or [], msg_data):
         msg["data_b64"] = base64.b64encode(bytes(data)).decode()
     return f

@@ -218,10 +218,12 @@ class CraftedSpool(unittest.TestCase):
         ], [
             rec(1, T0 + 7, response_body=pb.BodyChunk(data=b"more"))
             + rec(1, T0 + 8, end=pb.FlowEnd(response_body_size=5000, response_truncated=True,
-                                            request_end_us=T0 + 2, response_start_us=T0 + 4))
+                                            request_end_us=T0 + 2, response_start_us=T0 + 4,
+                                            response_excess=11))
             + rec(3, T0 + 9, start=pb.FlowStart(uuid="u-3"))
             + rec(3, T0 + 10, request_head=pb.RequestHead(
-                method=b"OPTIONS", scheme="https", host=b"x.test", port=8443, target=b"*")),
+                method=b"OPTIONS", scheme="https", host=b"x.test", port=8443, target=b"*",
+                absolute_form=True)),
             rec(4, T0 + 11, start=pb.FlowStart(uuid="u-4", source="proxy"))
             + rec(4, T0 + 12, request_body=pb.BodyChunk(data=b"abc"))
             # a response reel sent itself, and an error with what is known
