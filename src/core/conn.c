@@ -33,6 +33,16 @@ void reel__client_tls_failed(conn_t *c, const char *error) {
     reel__fail_exchange(c, 0, "client TLS handshake failed");
 }
 
+void reel__client_lost(conn_t *c, const char *error) {
+    /* after a clean end (a half-close, TLS's close_notify) the connection
+     * broke: whatever was still to be sent cannot go */
+    char *why = reel_asprintf("client connection error: %s", error);
+    reel__fins_undelivered(c, why);
+    reel__finish_flow(c, why);
+    free(why);
+    reel__conn_close(c);
+}
+
 void reel__upstream_ready(peer_t *up) {
     reel__peer_flush_pend(up);
     conn_t *c = up->c;
@@ -83,7 +93,16 @@ void reel__conn_process(conn_t *c) {
     default:
         break;
     }
-    if (c->state == C_DONE || cl->closing)
+    if (cl->closing)
+        return;
+    if (cl->eof && cl->error && c->state != C_H2 && c->state != C_RAW) {
+        /* the client connection broke (a reset, a write that failed, not
+         * a half-close): nothing more reaches the client, so there is no
+         * response to wait for (ev_eof ended the flow with why) */
+        reel__conn_close(c);
+        return;
+    }
+    if (c->state == C_DONE)
         return;
     if (cl->eof && (cl->in.len == 0 || c->state == C_H2)) {
         if (c->state == C_H2) {

@@ -406,6 +406,10 @@ void reel__upstream_ready(peer_t *up);
 void reel__conn_process(conn_t *c);
 void reel__peer_read_done(peer_t *pe);
 void reel__client_tls_failed(conn_t *c, const char *why);
+/* The client's connection broke after its TLS handshake (or on plain TCP)
+ * once its stream had ended cleanly: the flows in flight end with why, and
+ * the connection closes. */
+void reel__client_lost(conn_t *c, const char *error);
 conn_t *reel__conn_open(reel_proxy_t *p, reel_filter_t *bottom, const char *client_ip);
 /* reel__conn_open with counted: whether it counts against its client
  * address's connection limit (HTTP/2 lanes do not). */

@@ -28,8 +28,8 @@ static void ev_eof(void *ud, const char *error) {
         return;
     }
     pe->eof = true;
-    if (error && pe->role == P_UPSTREAM && pe->error == NULL)
-        pe->error = reel_strdup(error); /* why a response is cut short */
+    if (error && pe->error == NULL)
+        pe->error = reel_strdup(error); /* upstream: why a response is cut short */
     if (error && pe->role == P_CLIENT && (c->ex.flow || c->fins)) {
         char *why = reel_asprintf("client connection error: %s", error);
         reel__fins_undelivered(c, why); /* its queue will not be sent */
@@ -82,7 +82,12 @@ static void ev_error(void *ud, const char *why) {
             pe->t_dns1 = info.t_dns1;
         reel__upstream_failed(pe, why);
     } else {
-        reel__client_tls_failed(pe->c, why);
+        reel_stack_info_t info;
+        reel_stack_info(&pe->st, &info);
+        if (info.tls && !info.tls_done)
+            reel__client_tls_failed(pe->c, why);
+        else
+            reel__client_lost(pe->c, why);
     }
 }
 

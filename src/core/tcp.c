@@ -166,13 +166,34 @@ static void tcp_set_reading(reel_filter_t *f, bool on) {
 
 /* ---- writing ---- */
 
+/* A write failed (a reset, EPIPE): the connection is dead both ways. It
+ * is the end of the stream, with that error, as a failed read would say;
+ * after an end already passed up (a half-close, or TLS's close_notify
+ * above), a failure. Ignoring it left a peer whose output could never
+ * drain waiting, paused, for the idle timeout. */
+static void write_failed(tcp_filter_t *t, int status) {
+    const char *why = uv_strerror(status);
+    if (!t->eof) {
+        t->eof = true;
+        apply_reading(t); /* stops it */
+        reel_filter_up_eof(&t->f, why);
+        reel_filter_read_done(&t->f);
+    } else {
+        reel_filter_fail(&t->f, why);
+    }
+}
+
 static void on_written(uv_write_t *req, int status) {
     wreq_t *w = (wreq_t *)req;
     tcp_filter_t *t = w->t;
     t->wpending -= w->len;
     free(w);
-    if (status < 0 || t->closing)
+    if (t->closing)
         return;
+    if (status < 0) {
+        write_failed(t, status);
+        return;
+    }
     reel_filter_written(&t->f);
 }
 

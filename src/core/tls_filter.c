@@ -92,6 +92,14 @@ static void tls_recv(reel_filter_t *f, const uint8_t *data, size_t len) {
 
 static void tls_recv_eof(reel_filter_t *f, const char *error) {
     tls_filter_t *t = (tls_filter_t *)f;
+    if (t->eof_sent) {
+        /* the TLS stream had ended (close_notify), then the connection
+         * broke (a reset, a write that failed): what is still to be sent
+         * cannot go, which the layers above must hear */
+        if (error && !gone(t))
+            reel_filter_fail(f, error);
+        return;
+    }
     reel_tls_feed_eof(t->tls);
     t->below_error = error;
     pump(t);

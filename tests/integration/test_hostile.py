@@ -834,6 +834,51 @@ class BadUpstreamsTest(unittest.TestCase):
         f = self.reel.wait_flows(1, "~u /vhost$")[-1]
         self.assertEqual(f["url"], "http://127.0.0.1:%d/vhost" % up.port)
 
+    def test_a_client_gone_mid_response_ends_it_at_once(self):
+        # a client that stops reading a long response and goes away: a reset
+        # on plain HTTP, and over TLS curl's --max-time (its close_notify,
+        # then a reset). The flow ends then, with the client's error, and
+        # reel lets go of the origin; over TLS the flow used to stay open
+        # and both waited, paused, for the 300 s idle timeout.
+        for tls in (False, True):
+            gone = threading.Event()
+
+            def stream(up, c, tls=tls):
+                if tls:
+                    c = self.tls.wrap_socket(c, server_side=True)
+                if not up.read_head(c):
+                    return  # reel's look at the origin's ALPN
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (1 << 32))
+                chunk = b"x" * 65536
+                try:
+                    while not up.closing.is_set():
+                        c.sendall(chunk)
+                except OSError:
+                    gone.set()
+            up = Upstream(stream)
+            path = "/clientgone_%s" % ("tls" if tls else "plain")
+            try:
+                if tls:
+                    r = curl(self.reel, "--max-time", "1", "--limit-rate", "500k", "-o",
+                             os.devnull, "https://localhost:%d%s" % (up.port, path), check=False)
+                    self.assertEqual(r.returncode, 28, r.stderr)  # curl's own timeout
+                else:
+                    s = connect(self.reel.port, 20)
+                    s.sendall(b"GET http://127.0.0.1:%d%s HTTP/1.1\r\nHost: a\r\n\r\n"
+                              % (up.port, path.encode()))
+                    got = 0
+                    while got < 1 << 20:
+                        got += len(s.recv(65536))
+                    time.sleep(0.5)  # reel's queue toward the client fills up
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    s.close()  # a reset
+                f = self.reel.wait_flows(1, "~u %s$" % re.escape(path), timeout=10)
+                self.assertTrue(f and f[-1]["state"] == "error", (tls, f, self.reel.flows()[-3:]))
+                self.assertTrue(f[-1]["error"].startswith("client connection error: "), f[-1])
+                self.assertTrue(gone.wait(10), "reel kept its connection to the origin")
+            finally:
+                up.stop()
+
     def test_bytes_past_the_end_of_a_response_are_recorded_not_passed_on(self):
         # an origin whose Content-Length is shorter than what it sends, and
         # one that sends a body after its answer to a HEAD: the client gets
