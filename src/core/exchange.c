@@ -10,6 +10,7 @@ static int split_absolute(const char *t, size_t n, bool *https, char **host, int
                           char **path);
 static void request_msg(const reel_h1_head_t *h, const char *scheme, const char *host, int port,
                         const char *path, char ver[16], reel_msg_head_t *m);
+static void record_unanswered(conn_t *c, const char *why);
 static int64_t span_us(int64_t from, int64_t to);
 static void exchange_timings(conn_t *c, peer_t *up, int64_t end_us, reel_capture_timings_t *t);
 static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,
@@ -494,6 +495,13 @@ void reel__fail_exchange(conn_t *c, int status, const char *reason) {
      * stream (core/h2front.c) that sees its response whole takes the
      * conn's flow at once and would end it without either. */
     reel__finish_flow(c, reason);
+    if (status > 0 && msg.len) {
+        char *why = reel_asprintf("reel closed the connection after its %d answer to the "
+                                  "request before",
+                                  status);
+        record_unanswered(c, why);
+        free(why);
+    }
     if (msg.len)
         reel__peer_write(&c->client, msg.data, msg.len);
     reel_buf_free(&msg);
@@ -565,6 +573,73 @@ void reel__record_rejected(conn_t *c) {
     free(target);
     free(host);
     free(path);
+}
+
+/* Requests the client pipelined behind the one whose answer ends the
+ * connection (reel's own error answer, or a response that closes it):
+ * reel read them and will never answer them, and the client, seeing the
+ * close, sends them again if it can. Each whole head that came is a flow
+ * with its body as far as it came, ended with why, as a refused request
+ * is; a request still coming when the connection closes is not one yet.
+ * Only once the request before them was read whole (else what follows is
+ * its body, not requests). */
+static void record_unanswered(conn_t *c, const char *why) {
+    peer_t *cl = &c->client;
+    if (cl->in.len == 0 || c->lane || !c->ex.req_done)
+        return;
+    reel_codec_t *pc = reel_h1_codec_new(REEL_H1_REQUEST, NULL);
+    reel_capture_flow_t *f = NULL;
+    char *msg = reel_asprintf("not answered: %s", why);
+    size_t off = 0;
+    while (off < cl->in.len) {
+        size_t used = 0;
+        reel_codec_event_t ev;
+        reel_rc rc = reel_codec_feed(pc, cl->in.data + off, cl->in.len - off, &used, &ev);
+        off += used;
+        if (rc != REEL_OK || ev.type == REEL_CODEC_EV_NONE)
+            break; /* the rest is not a whole head, or not HTTP */
+        const reel_h1_event_t *e = &ev.h1;
+        if (e->type == REEL_H1_EV_HEAD) {
+            const reel_h1_head_t *h = &e->head;
+            bool https = c->in_tunnel && c->tunnel_tls;
+            char *host = NULL, *path = NULL;
+            int port = 0;
+            if (h->target_form == REEL_H1_TARGET_ABSOLUTE &&
+                split_absolute(h->target, h->target_len, &https, &host, &port, &path) == 0) {
+                if (c->in_tunnel) {
+                    https = c->tunnel_tls;
+                    free(host);
+                    host = NULL;
+                }
+            }
+            if (host == NULL && c->in_tunnel) {
+                host = reel_strdup(c->tunnel_host);
+                port = c->tunnel_port;
+            }
+            f = reel_capture_start_on(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr, NULL, c->id, 0);
+            STAT_ADD(c->p, flows, 1);
+            char ver[16];
+            reel_msg_head_t m;
+            request_msg(h, https ? "https" : "http", host, port, path, ver, &m);
+            reel_capture_request(f, &m);
+            free(host);
+            free(path);
+        } else if (e->type == REEL_H1_EV_BODY && f) {
+            reel_capture_body(f, false, e->data, e->len);
+        } else if (e->type == REEL_H1_EV_END && f) {
+            reel_capture_end_t end = {.error = msg};
+            reel_capture_finish(f, &end);
+            STAT_ADD(c->p, errors, 1);
+            f = NULL;
+        }
+    }
+    if (f) { /* its body was still coming */
+        reel_capture_end_t end = {.error = msg};
+        reel_capture_finish(f, &end);
+        STAT_ADD(c->p, errors, 1);
+    }
+    free(msg);
+    reel_codec_free(pc);
 }
 
 /* ---- recording helpers ---- */
@@ -955,6 +1030,10 @@ static void exchange_done(conn_t *c, bool upstream_reusable) {
     if (!upstream_reusable)
         reel__upstream_close(c);
     if (c->client_close || c->draining) {
+        record_unanswered(c, c->draining ? "the proxy was shutting down"
+                                         : "the response to the request before ended the "
+                                           "connection (Connection: close, or a body read "
+                                           "until the close)");
         c->state = C_DONE;
         c->client.close_when_flushed = true;
         if (reel__peer_queued(&c->client) == 0)

@@ -25,8 +25,8 @@ import threading
 import time
 import unittest
 
-from proxyenv import (SANITIZED, TMPBASE, Origin, Reel, body, connect, curl, main, raw,
-                      read_all, stop_class)
+from proxyenv import (SANITIZED, TMPBASE, Origin, Reel, body, connect, curl, free_port, main,
+                      raw, read_all, stop_class)
 
 
 def rss_kib(pid):
@@ -136,6 +136,40 @@ class HostileClientsTest(unittest.TestCase):
             if k >= n or time.time() > deadline:
                 return k
             time.sleep(0.1)
+
+    def test_pipelined_requests_reel_will_not_answer_are_recorded(self):
+        # behind a request reel answers 502 (nothing listens there), and
+        # behind one whose answer closes the connection (the client's own
+        # Connection: close): reel read them, never answers them, and the
+        # client sees the close; each is a flow saying so, body and all.
+        # A head still coming is not a request yet.
+        o = self.origin
+        dead = free_port()
+        for name, first, marker in (
+                ("u502", b"GET http://127.0.0.1:%d/refused HTTP/1.1\r\nHost: a\r\n\r\n" % dead,
+                 "after its 502 answer"),
+                ("uclose", b"GET %s HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+                 % o.url("/100b").encode(), "ended the connection")):
+            s = connect(self.reel.port, 10)
+            s.sendall(first +
+                      b"POST %s HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
+                      % o.url("/echo?%s=2" % name).encode() +
+                      b"GET %s HTTP/1.1\r\nHost: a\r\n\r\nGET /partial HT"
+                      % o.url("/100b?%s=3" % name).encode())
+            out, _ = read_all(s)
+            s.close()
+            self.assertEqual(len(re.findall(rb"HTTP/1.1 \d+", out)), 1, out)
+            fs = self.reel.wait_flows(2, "~u %s=" % name)
+            self.assertEqual(len(fs), 2, fs)
+            for f in fs:
+                self.assertEqual(f["state"], "error", f)
+                self.assertTrue(f["error"].startswith("not answered: "), f)
+                self.assertIn(marker, f["error"])
+                self.assertIsNone(f["status"])
+            post = self.reel.flow(fs[0]["id"])
+            self.assertEqual((post["request"]["method"], body(post, "request")), ("POST", b"abc"))
+            self.assertFalse(self.reel.flows("~u partial"))
+            self.assertFalse(self.origin_saw("%s=" % name))
 
     def test_slowloris_is_cut_and_does_not_block_others(self):
         o, r = self.origin, self.reel
