@@ -1,13 +1,6 @@
 /* reel config SESSION list|get|set|unset|history: a session's config overlay. */
-#include <errno.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-
-#include <openssl/err.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
 
 #include "base/mem.h"
 #include "cli/cli.h"
@@ -241,60 +234,6 @@ static int cmd_get(reel_cli_t *cli, reel_session_t *s, const char *key) {
     return rc;
 }
 
-/* upstream_trusted_ca names a file the proxy reads when it starts: check
- * now that it is a readable file of PEM certificates, and make its path
- * absolute (the proxy may start in another directory). Replaces *canon. */
-static int check_ca_file(reel_cli_t *cli, char **canon) {
-    const char *path = *canon;
-    if (path[0] == '\0')
-        return REEL_EXIT_OK;
-    char *real = realpath(path, NULL);
-    struct stat st;
-    FILE *f = NULL;
-    int n = 0, rc = REEL_EXIT_OK;
-    if (real == NULL || stat(real, &st) != 0) {
-        rc = reel_cli_fail(cli, "invalid value '%s' for upstream_trusted_ca: %s", path,
-                           strerror(errno));
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        rc = reel_cli_fail(cli, "invalid value '%s' for upstream_trusted_ca: not a file", path);
-        goto out;
-    }
-    if ((f = fopen(real, "r")) == NULL) {
-        rc = reel_cli_fail(cli, "invalid value '%s' for upstream_trusted_ca: cannot read it: %s",
-                           path, strerror(errno));
-        goto out;
-    }
-    ERR_clear_error();
-    X509 *x;
-    while ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
-        X509_free(x);
-        n++;
-    }
-    unsigned long e = ERR_peek_last_error();
-    int clean_end = ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE;
-    if (n == 0 || !clean_end) {
-        char why[256] = "";
-        if (e && !clean_end)
-            ERR_error_string_n(e, why, sizeof why);
-        rc = reel_cli_fail(cli, "invalid value '%s' for upstream_trusted_ca: %s%s%s", path,
-                           n == 0 ? "no PEM certificate (-----BEGIN CERTIFICATE-----) in it"
-                                  : "a certificate in it does not parse",
-                           why[0] ? ": " : "", why);
-        goto out;
-    }
-    free(*canon);
-    *canon = real;
-    real = NULL;
-out:
-    ERR_clear_error();
-    if (f)
-        fclose(f);
-    free(real);
-    return rc;
-}
-
 /* When a proxy records into s, tells whether it applies a change to key
  * now or at its next start. */
 /* The value the proxy recording into the session runs key with when its
@@ -353,14 +292,8 @@ static int cmd_set(reel_cli_t *cli, reel_session_t *s, const char *key, const ch
     reel_err_t err;
     reel_err_clear(&err);
     char *canon = NULL;
-    if (reel_config_validate(key, value, &canon, &err) != REEL_OK) {
-        free(canon);
+    if (reel_config_validate_set(key, value, &canon, &err) != REEL_OK)
         return reel_cli_fail(cli, "%s", reel_err_str(&err));
-    }
-    if (strcmp(key, "upstream_trusted_ca") == 0 && check_ca_file(cli, &canon) != REEL_EXIT_OK) {
-        free(canon);
-        return REEL_EXIT_ERROR;
-    }
     if (reel_overlay_set(db, key, canon, NULL, &err) != REEL_OK) {
         free(canon);
         return reel_cli_fail(cli, "%s", reel_err_str(&err));

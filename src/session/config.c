@@ -14,8 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <yaml.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -693,6 +698,77 @@ reel_rc reel_config_validate(const char *name, const char *value, char **canonic
                              reel_err_t *err) {
     const reel_option_t *o = reel_option_lookup(name, err);
     return o ? validate_opt(o, value, canonical, err) : REEL_NOTFOUND;
+}
+
+/* upstream_trusted_ca names a file the proxy reads when it starts: checks
+ * now that it is a readable file of PEM certificates, and makes its path
+ * absolute (the proxy may start in another directory). Replaces *canon. */
+static reel_rc check_ca_file(char **canon, reel_err_t *err) {
+    const char *path = *canon;
+    if (path[0] == '\0')
+        return REEL_OK;
+    char *real = realpath(path, NULL);
+    struct stat st;
+    FILE *f = NULL;
+    int n = 0;
+    reel_rc rc = REEL_OK;
+    if (real == NULL || stat(real, &st) != 0) {
+        rc = reel_err_set(err, REEL_INVALID, "invalid value '%s' for upstream_trusted_ca: %s", path,
+                          strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc = reel_err_set(err, REEL_INVALID,
+                          "invalid value '%s' for upstream_trusted_ca: not a file", path);
+        goto out;
+    }
+    if ((f = fopen(real, "r")) == NULL) {
+        rc = reel_err_set(err, REEL_INVALID,
+                          "invalid value '%s' for upstream_trusted_ca: cannot read it: %s", path,
+                          strerror(errno));
+        goto out;
+    }
+    ERR_clear_error();
+    X509 *x;
+    while ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
+        X509_free(x);
+        n++;
+    }
+    unsigned long e = ERR_peek_last_error();
+    int clean_end = ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE;
+    if (n == 0 || !clean_end) {
+        char why[256] = "";
+        if (e && !clean_end)
+            ERR_error_string_n(e, why, sizeof why);
+        rc = reel_err_set(err, REEL_INVALID, "invalid value '%s' for upstream_trusted_ca: %s%s%s",
+                          path,
+                          n == 0 ? "no PEM certificate (-----BEGIN CERTIFICATE-----) in it"
+                                 : "a certificate in it does not parse",
+                          why[0] ? ": " : "", why);
+        goto out;
+    }
+    free(*canon);
+    *canon = real;
+    real = NULL;
+out:
+    ERR_clear_error();
+    if (f)
+        fclose(f);
+    free(real);
+    return rc;
+}
+
+reel_rc reel_config_validate_set(const char *name, const char *value, char **canonical,
+                                 reel_err_t *err) {
+    char *canon = NULL;
+    reel_rc rc = reel_config_validate(name, value, &canon, err);
+    if (rc == REEL_OK && strcmp(name, "upstream_trusted_ca") == 0)
+        rc = check_ca_file(&canon, err);
+    if (rc == REEL_OK)
+        *canonical = canon;
+    else
+        free(canon);
+    return rc;
 }
 
 /* ---- the effective config ---- */

@@ -75,6 +75,19 @@ char *reel_option_describe(const reel_option_t *o);
 reel_rc reel_config_validate(const char *name, const char *value, char **canonical,
                              reel_err_t *err);
 
+/** Validates value for option `name` as it is about to be set in a session
+ * overlay (`reel config SESSION set`, the web UI's config POST): as
+ * reel_config_validate, and then what only the file system can tell now,
+ * before a proxy reads it at its next start: upstream_trusted_ca must name
+ * a readable regular file of PEM certificates, and its canonical form is
+ * the absolute path (resolved against the current directory: the proxy
+ * may start in another). A file that fails: REEL_INVALID, "invalid value
+ * 'PATH' for upstream_trusted_ca: WHY". *canonical as reel_config_validate.
+ * The layers read at start (user file, --set) are not checked this way:
+ * the proxy refuses a bad CA file when it loads it. */
+reel_rc reel_config_validate_set(const char *name, const char *value, char **canonical,
+                                 reel_err_t *err);
+
 /** Effective configuration: one value and its layer per option. */
 typedef struct reel_config reel_config_t;
 

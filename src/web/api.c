@@ -1159,21 +1159,33 @@ static void api_marks(call_t *c, reel_session_t *s) {
 
 /* ---- config ---- */
 
-static void api_config_get(call_t *c, reel_session_t *s) {
+/* The configuration GET .../config shows: defaults, the user file (a bad
+ * one is left out), the overlay, and what the proxy recording into the
+ * session (pid, or 0) runs with from its command line, as `reel config
+ * list` shows it. NULL after sending the error. */
+static reel_config_t *effective_config(call_t *c, reel_session_t *s, long pid, char **warnings) {
     reel_config_t *cfg = reel_config_new();
     reel_err_t err;
     reel_err_clear(&err);
-    char *warnings = NULL;
     reel_config_load_user(cfg, NULL, &err); /* a bad user file: its layer is left out */
     reel_err_clear(&err);
-    if (reel_config_load_overlay(cfg, reel_session_db(s), &warnings, &err) != REEL_OK) {
+    if (reel_config_load_overlay(cfg, reel_session_db(s), warnings, &err) != REEL_OK) {
         send_err(c->rs, &err);
         reel_config_free(cfg);
+        return NULL;
+    }
+    reel_config_apply_running(cfg, reel_session_db(s), pid != 0);
+    return cfg;
+}
+
+static void api_config_get(call_t *c, reel_session_t *s) {
+    char *warnings = NULL;
+    long pid = reel_session_recorder_pid(s);
+    reel_config_t *cfg = effective_config(c, s, pid, &warnings);
+    if (cfg == NULL) {
         free(warnings);
         return;
     }
-    long pid = reel_session_recorder_pid(s);
-    reel_config_apply_running(cfg, reel_session_db(s), pid != 0); /* as `reel config list` */
     json_t *arr = json_array();
     for (const reel_option_t *o = reel_options(); o->name; o++) {
         reel_layer layer;
@@ -1191,6 +1203,36 @@ static void api_config_get(call_t *c, reel_session_t *s) {
                         warnings ? json_string(warnings) : json_null(), "recording_pid",
                         pid ? json_integer(pid) : json_null()));
     free(warnings);
+    reel_config_free(cfg);
+}
+
+/* The answer to a change of key: what was stored (canon; NULL: unset),
+ * and the effective value and layer GET now shows. When the proxy
+ * recording into the session runs key from its command line (layer cli),
+ * that beats the overlay until it stops, and the answer says so. */
+static void config_changed(call_t *c, reel_session_t *s, const char *key, const char *canon) {
+    long pid = reel_session_recorder_pid(s);
+    reel_config_t *cfg = effective_config(c, s, pid, NULL);
+    if (cfg == NULL)
+        return;
+    reel_layer layer;
+    const char *v = reel_config_get(cfg, key, &layer);
+    json_t *ev = json_string(v);
+    json_t *o = json_pack("{s:s, s:o, s:s, s:o, s:o}", "name", key, "value",
+                          canon ? json_string(canon) : json_null(), "layer", reel_layer_name(layer),
+                          "effective", ev ? ev : json_string(""), "recording_pid",
+                          pid ? json_integer(pid) : json_null());
+    if (layer == REEL_LAYER_CLI) {
+        char *note = reel_asprintf(
+            "the proxy recording into '%s' (pid %ld) runs with %s = %s from its command line "
+            "(--set or --listen), which takes precedence over the overlay: it keeps that value "
+            "until it stops",
+            reel_session_name(s), pid, key, v);
+        json_t *jn = json_string(note);
+        json_object_set_new(o, "note", jn ? jn : json_string("the running proxy keeps its value"));
+        free(note);
+    }
+    send_json(c->rs, 200, o);
     reel_config_free(cfg);
 }
 
@@ -1220,20 +1262,19 @@ static void api_config_set(call_t *c, reel_session_t *s) {
     if (json_is_null(jv)) { /* unset */
         if (reel_overlay_unset(reel_session_db(s), key, NULL, &err) != REEL_OK)
             send_err(c->rs, &err);
-        else
+        else if (reel_option_find(key) == NULL) /* an ignored row of another version */
             send_json(c->rs, 200, json_pack("{s:s, s:n}", "name", key, "value"));
+        else
+            config_changed(c, s, key, NULL);
         return;
     }
+    /* checked as `reel config set` checks it: a CA file must be there now */
     char *canon = NULL;
-    if (reel_config_validate(key, text, &canon, &err) != REEL_OK ||
-        reel_overlay_set(reel_session_db(s), key, canon, NULL, &err) != REEL_OK) {
+    if (reel_config_validate_set(key, text, &canon, &err) != REEL_OK ||
+        reel_overlay_set(reel_session_db(s), key, canon, NULL, &err) != REEL_OK)
         send_err(c->rs, &err);
-    } else {
-        long pid = reel_session_recorder_pid(s);
-        send_json(c->rs, 200,
-                  json_pack("{s:s, s:s, s:s, s:o}", "name", key, "value", canon, "layer", "session",
-                            "recording_pid", pid ? json_integer(pid) : json_null()));
-    }
+    else
+        config_changed(c, s, key, canon);
     free(canon);
 }
 

@@ -452,6 +452,34 @@ class WebApi(unittest.TestCase):
         for name in ("zstd_level", "http2"):
             self.c.json("POST", "/api/sessions/s1/config", {"name": name, "value": None})
 
+    def test_config_checks_the_ca_file(self):
+        """upstream_trusted_ca is checked as `reel config set` checks it: a
+        readable file of PEM certificates, stored as an absolute path (it
+        was stored as given, and the next `reel resume` exited 1)."""
+        path = "/api/sessions/s1/config"
+        for value, why in (("/etc/passwd", "no PEM certificate (-----BEGIN CERTIFICATE-----) "
+                                           "in it"),
+                           ("no-such-ca.pem", "No such file or directory"),
+                           ("/", "not a file")):
+            st, _, data = self.c.req("POST", path, {"name": "upstream_trusted_ca", "value": value})
+            self.assertEqual(st, 400, data)
+            self.assertEqual(json.loads(data)["error"],
+                             "invalid value '%s' for upstream_trusted_ca: %s" % (value, why))
+            # the same words as the CLI's
+            r = run([REEL, "config", "s1", "set", "upstream_trusted_ca", value], env=self.env,
+                    check=False)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn(json.loads(data)["error"], r.stderr.decode())
+        out = run([REEL, "config", "s1", "get", "upstream_trusted_ca"], env=self.env).stdout
+        self.assertEqual(out.decode().strip(), '""')  # nothing refused was stored
+        # a PEM file, named relative to the server's directory, is stored absolute
+        rel = os.path.relpath(self.origin.ca)
+        r = self.c.json("POST", path, {"name": "upstream_trusted_ca", "value": rel})
+        self.assertEqual(r["value"], os.path.realpath(self.origin.ca))
+        out = run([REEL, "config", "s1", "get", "upstream_trusted_ca"], env=self.env).stdout
+        self.assertEqual(out.decode().strip(), os.path.realpath(self.origin.ca))
+        self.c.json("POST", path, {"name": "upstream_trusted_ca", "value": None})
+
     def test_export(self):
         st, h, data = self.c.req("GET", "/api/sessions/s1/export?format=har&ids=1,3")
         self.assertEqual(st, 200)
@@ -981,6 +1009,25 @@ class WebConfigOfARunningProxy(unittest.TestCase):
             self.assertEqual((opts["listen_port"]["value"], opts["listen_port"]["layer"]),
                              (str(proxy), "cli"))
             self.assertEqual(opts["body_limit"]["layer"], "default")
+            # a change is stored in the overlay, and the answer says what GET
+            # now shows: the proxy keeps its --set value (it said "session")
+            c = Client(web, TOKEN)
+            r = c.json("POST", "/api/sessions/cfg/config",
+                       {"name": "upstream_timeout", "value": "5"})
+            self.assertEqual((r["value"], r["layer"], r["effective"]), ("5", "cli", "17"))
+            self.assertIn("keeps that value until it stops", r["note"])
+            self.assertIn("upstream_timeout = 17", r["note"])
+            opts = {o["name"]: o for o in c.json("GET", "/api/sessions/cfg/config")["options"]}
+            self.assertEqual((opts["upstream_timeout"]["value"], opts["upstream_timeout"]["layer"]),
+                             ("17", "cli"))
+            r = c.json("POST", "/api/sessions/cfg/config", {"name": "upstream_timeout", "value": None})
+            self.assertEqual((r["value"], r["layer"], r["effective"]), (None, "cli", "17"))
+            # an option the command line did not set: the overlay's, no note
+            r = c.json("POST", "/api/sessions/cfg/config", {"name": "body_limit", "value": "1k"})
+            self.assertEqual((r["value"], r["layer"], r["effective"]), ("1024", "session", "1024"))
+            self.assertNotIn("note", r)
+            r = c.json("POST", "/api/sessions/cfg/config", {"name": "body_limit", "value": None})
+            self.assertEqual((r["value"], r["layer"]), (None, "default"))
         finally:
             p.send_signal(signal.SIGINT)
             self.assertEqual(p.wait(15), 0)

@@ -769,6 +769,90 @@ static void test_overlay(void **state) {
     sqlite3_close(db);
 }
 
+/* A self-signed certificate (openssl req -x509 -newkey ec), for the CA
+ * file checks. */
+static const char test_cert[] = "-----BEGIN CERTIFICATE-----\n"
+                                "MIIBjDCCATOgAwIBAgIUSnjiwi421t6QL6hYAN32Poqd5i8wCgYIKoZIzj0EAwIw\n"
+                                "GzEZMBcGA1UEAwwQcmVlbC1jb25maWctdGVzdDAgFw0yNjEyMDQyMTU5MjRaGA8y\n"
+                                "MTI2MTExMDIxNTkyNFowGzEZMBcGA1UEAwwQcmVlbC1jb25maWctdGVzdDBZMBMG\n"
+                                "ByqGSM49AgEGCCqGSM49AwEHA0IABC4VC9FiwwSwZM3S8tGxxY4BO8PKQ46xr6w0\n"
+                                "m7tt862Vx/XN0jwwBBkVN9RPEsOcIxXn0HCgOvtPypZiQpaToXGjUzBRMB0GA1Ud\n"
+                                "DgQWBBSVLVngtqwF5mw7YLiuQcxSYUmN0DAfBgNVHSMEGDAWgBSVLVngtqwF5mw7\n"
+                                "YLiuQcxSYUmN0DAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0cAMEQCIDBx\n"
+                                "ii8hkRO2ZoFXlLjMqraTHq+HR1DxJHzZSrsW7nZFAiBsKkbXHS2O/nLO3r3psvha\n"
+                                "meAzmD7rkNSrFqTVzw9IYw==\n"
+                                "-----END CERTIFICATE-----\n";
+
+/* What `reel config set` and the web UI store: upstream_trusted_ca must be
+ * a readable file of PEM certificates now, and is stored absolute. */
+static void test_validate_set(void **state) {
+    (void)state;
+    reel_err_t err;
+    reel_err_clear(&err);
+    char *canon = NULL;
+    /* other options: as reel_config_validate */
+    assert_int_equal(reel_config_validate_set("body_limit", "2m", &canon, &err), REEL_OK);
+    assert_string_equal(canon, "2097152");
+    free(canon);
+    canon = NULL;
+    assert_int_equal(reel_config_validate_set("nope", "1", &canon, &err), REEL_NOTFOUND);
+    assert_null(canon);
+    reel_err_clear(&err);
+    /* "" is no CA file */
+    assert_int_equal(reel_config_validate_set("upstream_trusted_ca", "", &canon, &err), REEL_OK);
+    assert_string_equal(canon, "");
+    free(canon);
+    canon = NULL;
+    char *junk = write_file("junk.pem", "not a certificate\n");
+    char *bad_cert = reel_strdup(test_cert);
+    bad_cert[100] = '!'; /* inside the base64 */
+    char *both = reel_asprintf("%s%s", test_cert, bad_cert);
+    char *cut = write_file("cut.pem", both);
+    struct {
+        const char *value, *msg;
+    } bad[] = {
+        {"/nonexistent-reel-ca.pem", "invalid value '/nonexistent-reel-ca.pem' for "
+                                     "upstream_trusted_ca: No such file or directory"},
+        {tmpdir, NULL},
+        {junk, NULL},
+        {cut, NULL},
+    };
+    const char *why[] = {NULL, "not a file",
+                         "no PEM certificate (-----BEGIN CERTIFICATE-----) in it",
+                         "a certificate in it does not parse"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        reel_err_clear(&err);
+        assert_int_equal(
+            reel_config_validate_set("upstream_trusted_ca", bad[i].value, &canon, &err),
+            REEL_INVALID);
+        assert_null(canon);
+        char *want = bad[i].msg ? reel_strdup(bad[i].msg)
+                                : reel_asprintf("invalid value '%s' for upstream_trusted_ca: %s",
+                                                bad[i].value, why[i]);
+        if (strncmp(err.msg, want, strlen(want)) != 0)
+            fail_msg("got '%s', want '%s...'", err.msg, want);
+        free(want);
+    }
+    /* a PEM file named relative to the current directory: stored absolute */
+    char *good = write_file("ca.pem", test_cert);
+    char cwd[4096];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_int_equal(chdir(tmpdir), 0);
+    reel_err_clear(&err);
+    reel_rc rc = reel_config_validate_set("upstream_trusted_ca", "ca.pem", &canon, &err);
+    assert_int_equal(chdir(cwd), 0);
+    assert_int_equal(rc, REEL_OK);
+    char *real = realpath(good, NULL);
+    assert_string_equal(canon, real);
+    free(real);
+    free(canon);
+    free(good);
+    free(junk);
+    free(cut);
+    free(bad_cert);
+    free(both);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),
@@ -785,6 +869,7 @@ int main(void) {
         cmocka_unit_test(test_user_path),
         cmocka_unit_test(test_layers),
         cmocka_unit_test(test_overlay),
+        cmocka_unit_test(test_validate_set),
     };
     return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
 }
