@@ -904,10 +904,10 @@ static void api_replay(call_t *c, reel_session_t *s, const char *name, int64_t i
     int live = c->w->live && strcmp(c->w->live, name) == 0;
     if (live && !c->w->live_replay) {
         reel__web_error(c->rs, 409,
-                        "session '%s' is being recorded by this process, and replay records "
-                        "into a session no proxy is recording: run `reel replay %s %lld --into "
-                        "OTHER` instead",
-                        name, name, (long long)id);
+                        "session '%s' is being recorded by this process, and this server was not "
+                        "given its recorder to replay into: stop the recording and replay flow "
+                        "%lld from `reel web`",
+                        name, (long long)id);
         return;
     }
     reel_replay_req_t r;
@@ -997,7 +997,21 @@ void reel__web_replay_answer(reel__web_resp_t *rs, int exit_status, const char *
                         whynot ? whynot : "skipped");
     } else {
         char *msg = child_message(errout);
-        reel__web_error(rs, strstr(msg, "no proxy is recording") ? 409 : 500, "%s", msg);
+        /* the child's advice is for the command line (--into): say what
+         * can be done from here */
+        char *cut = strstr(msg, "; replay records into a session no proxy is recording");
+        if (cut)
+            *cut = '\0';
+        if (cut && strstr(msg, "is being recorded by")) {
+            reel__web_error(rs, 409,
+                            "%s, and only that proxy can record the replay into it while it "
+                            "runs: stop it and replay again here, or replay from that proxy's "
+                            "own web UI (started with --web: the URL it printed), which records "
+                            "the replay into its live capture",
+                            msg);
+        } else {
+            reel__web_error(rs, cut ? 409 : 500, "%s", msg); /* locked for another reason */
+        }
         free(msg);
     }
     json_decref(j);

@@ -657,6 +657,22 @@ class WebReplay(unittest.TestCase):
         d = self.c.json("GET", "/api/sessions/rp/flows/1")["request"]
         self.assertEqual((d["body_stored"], d["body_size"], d["body_truncated"]), (0, 0, False))
 
+    def test_session_another_proxy_records(self):
+        """A session another process records: 409, saying what can be done
+        from the web UI (it said "replay into another session with --into",
+        an option of the command line)."""
+        reel = Reel(self.root, "busy")
+        try:
+            curl(reel, self.origin.url("/100b"))
+            reel.wait_flows(1)
+            e = self.c.json("POST", "/api/sessions/busy/flows/1/replay", status=409)
+            self.assertIn("is being recorded by PID %d" % reel.proc.pid, e["error"])
+            self.assertIn("stop it and replay again here", e["error"])
+            self.assertIn("web UI", e["error"])
+            self.assertNotIn("--into", e["error"])
+        finally:
+            self.assertEqual(reel.stop(), 0, reel.log())
+
     def test_replay_failing_upstream(self):
         """The replay ran but the origin refused: 502, and the new flow
         holding the error exists (the UI links to it)."""

@@ -631,14 +631,29 @@ static void test_replay_answer(void **state) {
     assert_string_equal(json_string_value(json_object_get(j, "error")),
                         "flow 2 cannot be replayed: it is a WebSocket flow");
     json_decref(j);
+    /* another proxy records the session: what the web user can do, not
+     * the command line's --into */
     assert_int_equal(answer(1, NULL, "",
-                            "reel: session 'x': recovered\nreel replay: session is locked; "
-                            "replay records into a session no proxy is recording: stop it\n",
+                            "reel: session 'x': recovered\nreel replay: session 'x' is being "
+                            "recorded by PID 12; replay records into a session no proxy is "
+                            "recording: stop that proxy, or replay into another session with "
+                            "--into\n",
                             &j),
                      409);
     assert_string_equal(json_string_value(json_object_get(j, "error")),
-                        "session is locked; replay records into a session no proxy is "
-                        "recording: stop it");
+                        "session 'x' is being recorded by PID 12, and only that proxy can record "
+                        "the replay into it while it runs: stop it and replay again here, or "
+                        "replay from that proxy's own web UI (started with --web: the URL it "
+                        "printed), which records the replay into its live capture");
+    json_decref(j);
+    /* locked for another reason: that reason */
+    assert_int_equal(answer(1, NULL, "",
+                            "reel replay: session 'x' is being repaired: try again; replay "
+                            "records into a session no proxy is recording: stop it\n",
+                            &j),
+                     409);
+    assert_string_equal(json_string_value(json_object_get(j, "error")),
+                        "session 'x' is being repaired: try again");
     json_decref(j);
     assert_int_equal(answer(2, NULL, "", "reel replay: bad thing\nTry 'reel replay --help'.\n", &j),
                      500);
