@@ -1294,6 +1294,23 @@ static void api_config_set(call_t *c, reel_session_t *s) {
 
 /* ---- export ---- */
 
+/* The export's output when the request can be cancelled: writes go to the
+ * temporary file until the cancel flag is set, then fail, and reel_export
+ * stops at the end of the flow it is writing. */
+typedef struct {
+    FILE *to;
+    const atomic_int *cancel;
+} cut_out_t;
+
+static ssize_t cut_out_write(void *cookie, const char *buf, size_t n) {
+    cut_out_t *k = cookie;
+    if (atomic_load(k->cancel)) {
+        errno = ECANCELED;
+        return 0; /* fopencookie: 0 is the error */
+    }
+    return fwrite(buf, 1, n, k->to) == n ? (ssize_t)n : 0;
+}
+
 static void api_export(call_t *c, reel_session_t *s) {
     char *fmt = reel__web_param(c->rq->query, "format");
     char *filter = reel__web_param(c->rq->query, "filter");
@@ -1335,7 +1352,13 @@ static void api_export(call_t *c, reel_session_t *s) {
     reel_export_stats_t st;
     reel_err_t err;
     reel_err_clear(&err);
-    if (reel_export(s, f, &o, &st, &err) != REEL_OK) {
+    cut_out_t k = {.to = f, .cancel = c->rq->cancel};
+    FILE *out =
+        k.cancel ? fopencookie(&k, "w", (cookie_io_functions_t){.write = cut_out_write}) : NULL;
+    reel_rc rc = reel_export(s, out ? out : f, &o, &st, &err);
+    if (out && fclose(out) != 0 && rc == REEL_OK) /* flushed into f */
+        rc = reel_err_errno(&err, REEL_IO, errno ? errno : EIO, "writing the export");
+    if (rc != REEL_OK) {
         send_err(c->rs, &err);
         goto out;
     }
@@ -1463,6 +1486,37 @@ static void api_events(call_t *c, reel_session_t *s, const char *name) {
 }
 
 /* ---- routing ---- */
+
+int reel__web_api_long(const reel__web_req_t *rq) {
+    const char *p = rq->path + 5; /* after "/api/" */
+    if (strcmp(p, "sessions") == 0) {
+        char *brief = reel__web_param(rq->query, "brief");
+        int counts = brief == NULL || strcmp(brief, "1") != 0; /* as api_sessions reads it */
+        free(brief);
+        return counts;
+    }
+    if (strncmp(p, "sessions/", 9) != 0)
+        return 0;
+    const char *what = strchr(p + 9, '/'); /* after the session's name */
+    if (what == NULL || strchr(++what, '/'))
+        return 0;
+    if (strcmp(what, "export") == 0)
+        return 1;
+    if (strcmp(what, "count") == 0 || strcmp(what, "flows") == 0) {
+        char *f = reel__web_param(rq->query, "filter");
+        int any = f && f[strspn(f, " \t\r\n")] != '\0'; /* a blank filter is every flow */
+        free(f);
+        return any;
+    }
+    if (strcmp(what, "tags") == 0 || strcmp(what, "marks") == 0) {
+        json_t *in =
+            rq->body_len ? json_loadb((const char *)rq->body, rq->body_len, 0, NULL) : NULL;
+        int by_filter = json_is_string(json_object_get(in, "filter"));
+        json_decref(in);
+        return by_filter;
+    }
+    return 0;
+}
 
 static int method_is(call_t *c, const char *m) {
     if (strcmp(c->rq->method, m) == 0)

@@ -4,6 +4,7 @@
 #include "web/web.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -11,6 +12,8 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -33,10 +36,21 @@
  * libuv's thread pool threads (4 by default) for as long as it runs, and
  * the proxy resolves names on that pool: two are left to it. */
 #define LIVE_REPLAY_MAX 2
+/* Threads of the server's own that answer the requests that may walk a
+ * whole session (reel__web_api_long: exports, filtered counts and pages,
+ * ...), so that the loop, which is the proxy's under `reel record --web`,
+ * goes on serving meanwhile. Not libuv's pool: the proxy resolves names
+ * there, and live replays hold two of its four threads. Two, so that a
+ * filtered page need not wait for a long export; more wait in a queue. */
+#define WALK_THREADS 2
+/* Their nice value: on a busy machine the proxy's threads come first, and
+ * an export takes longer instead. */
+#define WALK_NICE 10
 
 typedef struct conn conn_t;
 typedef struct replay replay_t;
 typedef struct live_replay live_replay_t;
+typedef struct walk walk_t;
 
 struct reel_web {
     uv_loop_t *loop;
@@ -62,6 +76,18 @@ struct reel_web {
     int live_verify, live_timeout_s;
     live_replay_t *live_replays; /* queued or running */
     int nlive_replays;
+    /* long requests, answered on the walk threads */
+    walk_t *walks; /* every one not yet freed (the loop's list) */
+    pthread_mutex_t wmu;
+    pthread_cond_t wcv;
+    pthread_t wthreads[WALK_THREADS];
+    int nwthreads;             /* started (loop; joined by reel_web_free) */
+    int widle;                 /* threads waiting for a job (wmu) */
+    walk_t *wq_head, *wq_tail; /* waiting for a thread (wmu) */
+    walk_t *wdone;             /* answered, for the loop to send (wmu) */
+    int wquit;                 /* threads exit; wasync is closed (wmu) */
+    uv_async_t wasync;         /* wakes the loop for wdone */
+    int have_wasync;
 };
 
 struct conn {
@@ -82,6 +108,7 @@ struct conn {
     int64_t sse_idle;
     replay_t *replay;           /* the request waits for this replay child */
     live_replay_t *live_replay; /* ... or for this replay into the live session */
+    walk_t *walk;               /* ... or for this answer from a walk thread */
 };
 
 /* A `reel replay --json` child answering one request: its exit and both
@@ -123,6 +150,25 @@ struct live_replay {
     reel_replay_send_opts_t opts;
     atomic_int cancel; /* reel_web_stop: stop at the next wait */
     reel_replay_result_t res;
+};
+
+/* A long request answered on a walk thread: a copy of the request (the
+ * connection's buffers move on) and the answer. Created and freed on the
+ * loop, which owns it through w->walks; a thread only takes it from the
+ * queue, fills rs and puts it on w->wdone. The connection only points at
+ * it (and it back, NULL once the connection has closed: the answer is
+ * then dropped, and an export stops early by `cancel`). */
+struct walk {
+    reel_web_t *w;
+    conn_t *c;
+    walk_t *next, *prev; /* w->walks */
+    walk_t *qnext;       /* w->wq_head... or w->wdone (under w->wmu) */
+    int keep_alive;
+    char *method, *path, *query;
+    uint8_t *body;
+    size_t body_len;
+    atomic_int cancel;
+    reel__web_resp_t rs;
 };
 
 typedef struct {
@@ -262,6 +308,10 @@ static void handle_closed(uv_handle_t *h) {
         c->replay->c = NULL;
     if (c->live_replay)
         c->live_replay->c = NULL;
+    if (c->walk) {
+        c->walk->c = NULL;
+        atomic_store(&c->walk->cancel, 1); /* nobody waits for it now */
+    }
     free(c);
 }
 
@@ -689,6 +739,135 @@ static int live_replay_start(conn_t *c, reel__web_resp_t *rs, int keep_alive) {
     return 0;
 }
 
+/* ---- long requests, on the walk threads ---- */
+
+static void walk_free(walk_t *j) {
+    free(j->method);
+    free(j->path);
+    free(j->query);
+    free(j->body);
+    resp_free(&j->rs);
+    free(j);
+}
+
+static void *walk_main(void *arg) {
+    reel_web_t *w = arg;
+    /* nice is per thread on Linux: this one yields to the proxy's (where
+     * that is refused, it runs at theirs) */
+    (void)setpriority(PRIO_PROCESS, (id_t)gettid(), WALK_NICE);
+    pthread_mutex_lock(&w->wmu);
+    while (!w->wquit) {
+        walk_t *j = w->wq_head;
+        if (j == NULL) {
+            w->widle++;
+            pthread_cond_wait(&w->wcv, &w->wmu);
+            w->widle--;
+            continue;
+        }
+        w->wq_head = j->qnext;
+        if (w->wq_head == NULL)
+            w->wq_tail = NULL;
+        pthread_mutex_unlock(&w->wmu);
+        if (!atomic_load(&j->cancel)) { /* nobody waits for a cancelled one */
+            reel__web_req_t rq = {.method = j->method,
+                                  .path = j->path,
+                                  .query = j->query,
+                                  .body = j->body,
+                                  .body_len = j->body_len,
+                                  .cancel = &j->cancel};
+            reel__web_api(&w->ctx, &rq, &j->rs);
+        }
+        pthread_mutex_lock(&w->wmu);
+        j->qnext = w->wdone;
+        w->wdone = j;
+        if (!w->wquit) /* else wasync is closed: reel_web_free frees the job */
+            uv_async_send(&w->wasync);
+    }
+    pthread_mutex_unlock(&w->wmu);
+    return NULL;
+}
+
+/* On the loop: sends the answers the threads have finished. */
+static void walk_answered(uv_async_t *a) {
+    reel_web_t *w = a->data;
+    pthread_mutex_lock(&w->wmu);
+    walk_t *done = w->wdone;
+    w->wdone = NULL;
+    pthread_mutex_unlock(&w->wmu);
+    while (done) {
+        walk_t *j = done;
+        done = j->qnext;
+        if (j->prev)
+            j->prev->next = j->next;
+        else
+            w->walks = j->next;
+        if (j->next)
+            j->next->prev = j->prev;
+        conn_t *c = j->c;
+        if (c) {
+            c->walk = NULL;
+            if (!c->closing)
+                uv_timer_again(&c->timer);
+            conn_respond(c, &j->rs, j->keep_alive && !w->stopped); /* dropped if closing */
+        }
+        walk_free(j);
+    }
+}
+
+/* Hands the request to a walk thread, starting one if none is idle (up to
+ * WALK_THREADS); it is answered by walk_answered. 0 when there is no
+ * thread to take it: the caller answers it on the loop. */
+static int walk_start(conn_t *c, const reel__web_req_t *rq) {
+    reel_web_t *w = c->w;
+    if (!w->have_wasync || w->stopped)
+        return 0;
+    pthread_mutex_lock(&w->wmu);
+    int idle = w->widle;
+    pthread_mutex_unlock(&w->wmu);
+    if (idle == 0 && w->nwthreads < WALK_THREADS) {
+        /* signals stay with the loop's thread (the daemon's handlers) */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        if (pthread_create(&w->wthreads[w->nwthreads], NULL, walk_main, w) == 0) {
+            pthread_setname_np(w->wthreads[w->nwthreads], "reel-web");
+            w->nwthreads++;
+        }
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    if (w->nwthreads == 0)
+        return 0;
+    walk_t *j = reel_calloc(1, sizeof *j);
+    j->w = w;
+    j->c = c;
+    j->keep_alive = c->head.keep_alive && !w->stopped;
+    j->method = reel_strdup(rq->method);
+    j->path = reel_strdup(rq->path);
+    j->query = reel_strdup(rq->query);
+    if (rq->body_len) {
+        j->body = reel_malloc(rq->body_len);
+        memcpy(j->body, rq->body, rq->body_len);
+        j->body_len = rq->body_len;
+    }
+    atomic_init(&j->cancel, 0);
+    reel_buf_init(&j->rs.body, 0);
+    j->rs.status = 200;
+    j->next = w->walks;
+    if (w->walks)
+        w->walks->prev = j;
+    w->walks = j;
+    c->walk = j;
+    pthread_mutex_lock(&w->wmu);
+    if (w->wq_tail)
+        w->wq_tail->qnext = j;
+    else
+        w->wq_head = j;
+    w->wq_tail = j;
+    pthread_cond_signal(&w->wcv);
+    pthread_mutex_unlock(&w->wmu);
+    return 1;
+}
+
 /* ---- requests ---- */
 
 static const reel_web_asset_t *asset_find(const char *path) {
@@ -742,8 +921,11 @@ static int is_write(const char *m) {
     return strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0;
 }
 
-static void handle(conn_t *c, reel__web_resp_t *rs) {
+/* Answers the request into rs; 1 instead when a walk thread took it
+ * (rs untouched: walk_answered answers it). */
+static int handle(conn_t *c, reel__web_resp_t *rs) {
     reel_web_t *w = c->w;
+    int handed = 0;
     char *method = reel_strndup(c->head.method, c->head.method_len);
     char *target = reel_strndup(c->head.target, c->head.target_len);
     char *host = hdr(c, "host");
@@ -822,7 +1004,9 @@ static void handle(conn_t *c, reel__web_resp_t *rs) {
                               .query = query,
                               .body = c->body.data,
                               .body_len = c->body.len};
-        reel__web_api(&w->ctx, &rq, rs);
+        handed = reel__web_api_long(&rq) && walk_start(c, &rq);
+        if (!handed)
+            reel__web_api(&w->ctx, &rq, rs);
         goto out;
     }
     const reel_web_asset_t *a = asset_find(target);
@@ -839,6 +1023,7 @@ out:
     free(host);
     free(origin);
     free(site);
+    return handed;
 }
 
 static void request_end(conn_t *c) {
@@ -846,9 +1031,9 @@ static void request_end(conn_t *c) {
     memset(&rs, 0, sizeof rs);
     reel_buf_init(&rs.body, 0);
     rs.status = 200;
-    handle(c, &rs);
     int keep = c->head.keep_alive && !c->w->stopped;
-    int waits = rs.replay_req       ? live_replay_start(c, &rs, keep) == 0
+    int waits = handle(c, &rs)      ? 1
+                : rs.replay_req     ? live_replay_start(c, &rs, keep) == 0
                 : rs.replay_session ? replay_start(c, &rs, keep) == 0
                                     : 0;
     if (!waits)
@@ -871,7 +1056,7 @@ static void too_big(conn_t *c) {
 /* Parses what was read while the connection is free to answer. */
 static void conn_process(conn_t *c) {
     while (!c->closing && !c->close_after && c->stream == NULL && c->sse == NULL &&
-           c->replay == NULL && c->live_replay == NULL) {
+           c->replay == NULL && c->live_replay == NULL && c->walk == NULL) {
         size_t consumed = 0;
         reel_h1_event_t ev;
         reel_rc rc = reel_h1_feed(c->parser, c->in.data, c->in.len, &consumed, &ev);
@@ -949,7 +1134,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 static void on_timeout(uv_timer_t *t) {
     conn_t *c = t->data;
-    if (c->sse || c->stream || c->writes || c->replay || c->live_replay)
+    if (c->sse || c->stream || c->writes || c->replay || c->live_replay || c->walk)
         return;
     conn_close(c);
 }
@@ -1030,6 +1215,8 @@ reel_rc reel_web_start(uv_loop_t *loop, const reel_web_opts_t *o, reel_web_t **o
         return reel_err_set(err, REEL_INVALID, "web: %s is beyond loopback; pass --listen", host);
     reel_web_t *w = reel_calloc(1, sizeof *w);
     w->loop = loop;
+    pthread_mutex_init(&w->wmu, NULL);
+    pthread_cond_init(&w->wcv, NULL);
     w->home = reel_strdup(o->home);
     if (o->nsessions) {
         w->sessions = reel_calloc(o->nsessions, sizeof *w->sessions);
@@ -1106,6 +1293,11 @@ reel_rc reel_web_start(uv_loop_t *loop, const reel_web_opts_t *o, reel_web_t **o
     w->tick.data = w;
     w->open_handles++;
     uv_timer_start(&w->tick, on_tick, TICK_MS, TICK_MS);
+    if (uv_async_init(loop, &w->wasync, walk_answered) == 0) { /* else long requests wait */
+        w->wasync.data = w;
+        w->have_wasync = 1;
+        w->open_handles++;
+    }
     if (!is_loopback(host))
         fprintf(stderr,
                 "reel: WARNING: web UI listening on %s, beyond loopback: anyone who can reach "
@@ -1147,11 +1339,35 @@ void reel_web_stop(reel_web_t *w) {
         atomic_store(&j->cancel, 1);
         uv_cancel((uv_req_t *)&j->work);
     }
+    /* Walk threads finish the request they answer (an export stops at its
+     * next flow; a count runs to its end) and exit; reel_web_free joins
+     * them and frees what they leave. */
+    for (walk_t *j = w->walks; j; j = j->next)
+        atomic_store(&j->cancel, 1);
+    pthread_mutex_lock(&w->wmu);
+    w->wquit = 1;
+    pthread_cond_broadcast(&w->wcv);
+    pthread_mutex_unlock(&w->wmu);
+    if (w->have_wasync)
+        uv_close((uv_handle_t *)&w->wasync, w_closed);
 }
 
 void reel_web_free(reel_web_t *w) {
     if (w == NULL)
         return;
+    pthread_mutex_lock(&w->wmu);
+    w->wquit = 1;
+    pthread_cond_broadcast(&w->wcv);
+    pthread_mutex_unlock(&w->wmu);
+    for (int i = 0; i < w->nwthreads; i++)
+        pthread_join(w->wthreads[i], NULL);
+    while (w->walks) { /* queued, or answered after the stop */
+        walk_t *j = w->walks;
+        w->walks = j->next;
+        walk_free(j);
+    }
+    pthread_mutex_destroy(&w->wmu);
+    pthread_cond_destroy(&w->wcv);
     free(w->home);
     for (size_t i = 0; i < w->nsessions; i++)
         free(w->sessions[i]);

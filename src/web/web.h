@@ -14,7 +14,9 @@
  * replays into the live session: uv_queue_work requests) live on the
  * caller's loop. reel_web_stop closes them (callable from a signal
  * handler's callback, idempotent); run the loop until they have closed,
- * then reel_web_free. */
+ * then reel_web_free. Requests that may walk a whole session (exports,
+ * filtered counts and pages) are answered on threads of the server's own,
+ * started as needed and joined by reel_web_free. */
 #ifndef REEL_WEB_WEB_H
 #define REEL_WEB_WEB_H
 
@@ -68,7 +70,9 @@ void reel_web_live_upstream(reel_web_t *w, int verify, int timeout_s);
 void reel_web_stop(reel_web_t *w);
 
 /** Frees w once its handles have closed and its replays have ended (after
- * reel_web_stop and a loop run: uv_run waits for both); accepts NULL. */
+ * reel_web_stop and a loop run: uv_run waits for both); waits for its walk
+ * threads to finish the request each answers (an export stops at its next
+ * flow, a filtered count runs to its end); accepts NULL. */
 void reel_web_free(reel_web_t *w);
 
 #endif

@@ -4,6 +4,7 @@
 #ifndef REEL_WEB_WEB_INT_H
 #define REEL_WEB_WEB_INT_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -34,6 +35,10 @@ typedef struct {
     const char *query; /* after '?', "" when none */
     const uint8_t *body;
     size_t body_len;
+    /* Set (to non-zero) once nobody waits for the answer (the client went
+     * away, the server stops): an export stops writing at its next flow.
+     * NULL: never. */
+    const atomic_int *cancel;
 } reel__web_req_t;
 
 /** Live updates of one Server-Sent Events stream. */
@@ -75,8 +80,19 @@ typedef struct {
     int live_replay; /* replays into `live` run in this process */
 } reel__web_ctx_t;
 
-/** Answers an /api/ request. */
+/** Answers an /api/ request. Keeps no state between calls and opens the
+ * session anew for each (its own SQLite connection, closed before it
+ * returns), so the requests reel__web_api_long names may be answered on
+ * another thread while the loop answers others. */
 void reel__web_api(const reel__web_ctx_t *w, const reel__web_req_t *rq, reel__web_resp_t *rs);
+
+/** 1 when answering rq may walk a whole session: an export; a count or a
+ * page with a filter (a header or body term reads every flow's records, and
+ * a page of a rare match walks the index until it is full); tags or marks
+ * by filter; the list of sessions with their counts. server.c answers
+ * those off the event loop (the proxy's, under `reel record --web`). Only
+ * the request line and body are looked at; the answer does not change. */
+int reel__web_api_long(const reel__web_req_t *rq);
 
 /** Appends the events of one tick of stream e to out (nothing when nothing
  * changed). Returns -1 when the session is gone. */

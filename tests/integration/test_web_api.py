@@ -1008,6 +1008,114 @@ class WebLiveReplayStop(unittest.TestCase):
             proxyenv.shutil.rmtree(root, ignore_errors=True)
 
 
+class WebLongRequestsOffTheLoop(unittest.TestCase):
+    """`reel record --web` serves the UI on the proxy's event loop: an
+    export (and a filtered count, a filtered page ...) of the session walks
+    every flow, and ran on that loop, so requests through the proxy waited
+    for the whole of it (3 s for 210 MB). Now they are answered meanwhile."""
+
+    # Longest wait for a GET through the proxy while an export runs (a
+    # shared 2-core machine, ASan: everything ~3x slower), and how long the
+    # export must take for a stall to show beyond it.
+    LIMIT = 1.0 if proxyenv.SANITIZED else 0.5
+
+    def test_proxy_answers_during_an_export(self):
+        root = tempfile.mkdtemp(prefix="reel-weblong-", dir=TMPBASE)
+        origin = Origin(root)
+        env = dict(os.environ, REEL_HOME=root + "/home", XDG_DATA_HOME=root + "/data",
+                   XDG_CONFIG_HOME=root + "/config", REEL_WEB_TOKEN=TOKEN)
+        p, log, proxy, web = start_record_web(root, env, "big")
+        try:
+            # 200 flows of 1 MiB (random bytes: HAR carries them as base64),
+            # one curl on one connection: 200 MB in a second or two
+            n = 200
+            args = ["curl", "-sS", "--max-time", "120", "-x", "http://127.0.0.1:%d" % proxy]
+            for i in range(n):
+                args += ["-o", "/dev/null", origin.url("/file1m?%d" % i)]
+            run(args, timeout=180)
+            c = Client(web, TOKEN)
+            deadline = time.time() + 30
+            while True:
+                rows = c.json("GET", "/api/sessions/big/flows?limit=1000")["rows"]
+                if len(rows) >= n and all(r["state"] != "open" for r in rows):
+                    break
+                self.assertLess(time.time(), deadline, "flows not indexed: %d" % len(rows))
+                time.sleep(0.2)
+            for what in ("export?format=har", "export?format=ndjson&filter=~u%20file1m"):
+                took, status, data, lat = self.probe_during(proxy, web, origin,
+                                                            "/api/sessions/big/" + what)
+                self.assertEqual(status, 200, data[:300])
+                lines = data.count(b"\n") if "ndjson" in what else len(
+                    json.loads(data)["log"]["entries"])
+                self.assertGreaterEqual(lines, n)
+                # the export must be long enough to have shown the stall
+                self.assertGreater(took, 2 * self.LIMIT, "export too quick to tell: %.2f s" % took)
+                self.assertGreaterEqual(len(lat), 3)
+                self.assertLess(max(lat), self.LIMIT,
+                                "a GET through the proxy waited %.2f s while an export of "
+                                "%.2f s ran (%d probes)" % (max(lat), took, len(lat)))
+            # answered as on the loop: a filtered count and page, a bad filter
+            self.assertEqual(c.json("GET", "/api/sessions/big/count?filter=~u%20file1m")["count"],
+                             n)
+            page = c.json("GET", "/api/sessions/big/flows?filter=~u%20file1m&limit=5&order=desc")
+            self.assertEqual(len(page["rows"]), 5)
+            e = c.json("GET", "/api/sessions/big/count?filter=~u%20(", status=400)
+            self.assertIn("column", e)
+            # Ctrl-C during an export: it stops at its next flow, and the
+            # process exits (it waited for the walk threads)
+            h = http.client.HTTPConnection("127.0.0.1", web, timeout=60)
+            h.request("GET", "/api/sessions/big/export?format=har",
+                      headers={"Host": "127.0.0.1:%d" % web, "Authorization": "Bearer " + TOKEN})
+            time.sleep(0.3)
+            t0 = time.time()
+            p.send_signal(signal.SIGINT)
+            code = p.wait(30)
+            log.seek(0)
+            self.assertEqual(code, 0, log.read())
+            self.assertLess(time.time() - t0, 15)
+            h.close()
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            log.close()
+            origin.stop()
+            proxyenv.shutil.rmtree(root, ignore_errors=True)
+
+    @staticmethod
+    def probe_during(proxy, web, origin, path):
+        """GETs path from the web server in a thread and, until it has the
+        answer, a small file through the proxy every 50 ms. Returns (seconds
+        the request took, its status, its body, each probe's seconds)."""
+        res = {}
+
+        def fetch():
+            h = http.client.HTTPConnection("127.0.0.1", web, timeout=300)
+            t0 = time.time()
+            h.request("GET", path, headers={"Host": "127.0.0.1:%d" % web,
+                                            "Authorization": "Bearer " + TOKEN})
+            r = h.getresponse()
+            res["data"] = r.read()
+            res["status"] = r.status
+            res["took"] = time.time() - t0
+            h.close()
+
+        t = threading.Thread(target=fetch)
+        t.start()
+        lat = []
+        while t.is_alive():
+            t0 = time.time()
+            h = http.client.HTTPConnection("127.0.0.1", proxy, timeout=60)
+            h.request("GET", origin.url("/100b"))
+            body = h.getresponse().read()
+            lat.append(time.time() - t0)
+            h.close()
+            assert len(body) == 100, body
+            time.sleep(0.05)
+        t.join()
+        return res["took"], res["status"], res["data"], lat
+
+
 class WebConfigOfARunningProxy(unittest.TestCase):
     def test_its_command_line_at_layer_cli(self):
         """The config view shows what the proxy recording into the session

@@ -699,6 +699,90 @@ static void test_body_and_export_params(void **state) {
     assert_int_equal(call("GET", "/api/sessions/big/export", NULL, NULL, 0), 200);
 }
 
+/* Which requests server.c answers off the loop. */
+static void test_api_long(void **state) {
+    (void)state;
+    static const struct {
+        const char *method, *path, *query, *body;
+        int want;
+    } cases[] = {
+        {"GET", "/api/sessions/s/export", "", NULL, 1},
+        {"GET", "/api/sessions/s/export", "format=ndjson&ids=1,2", NULL, 1},
+        {"GET", "/api/sessions/s/count", "filter=~b%20x&max=10000", NULL, 1},
+        {"GET", "/api/sessions/s/flows", "filter=~u%20x", NULL, 1},
+        {"GET", "/api/sessions/s/count", "max=10000", NULL, 0},
+        {"GET", "/api/sessions/s/count", "filter=", NULL, 0},
+        {"GET", "/api/sessions/s/flows", "filter=%20+", NULL, 0}, /* blank: every flow */
+        {"GET", "/api/sessions/s/flows/3", "filter=~b%20x", NULL, 0},
+        {"GET", "/api/sessions/s/flows/3/body/response", "", NULL, 0},
+        {"POST", "/api/sessions/s/tags", "", "{\"filter\": \"~b x\", \"tags\": [\"a\"]}", 1},
+        {"POST", "/api/sessions/s/marks", "", "{\"ids\": [1]}", 0},
+        {"POST", "/api/sessions/s/marks", "", "not json", 0},
+        {"GET", "/api/sessions", "", NULL, 1},
+        {"GET", "/api/sessions", "brief=1", NULL, 0},
+        {"GET", "/api/sessions/s", "", NULL, 0},
+        {"GET", "/api/sessions/s/config", "", NULL, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        reel__web_req_t rq = {.method = cases[i].method,
+                              .path = cases[i].path,
+                              .query = cases[i].query,
+                              .body = (const uint8_t *)cases[i].body,
+                              .body_len = cases[i].body ? strlen(cases[i].body) : 0};
+        if (reel__web_api_long(&rq) != cases[i].want)
+            fail_msg("%s %s?%s: want %d", cases[i].method, cases[i].path, cases[i].query,
+                     cases[i].want);
+    }
+}
+
+/* An export answered on a walk thread (rq.cancel set) is the same bytes as
+ * one answered on the loop, and stops with an error once cancelled. Returns
+ * the status, *out the exported bytes (owned). */
+static int export_with(const atomic_int *cancel, reel_buf_t *out) {
+    reel__web_ctx_t w = {.home = home};
+    reel__web_req_t rq = {.method = "GET",
+                          .path = "/api/sessions/big/export",
+                          .query = "format=ndjson",
+                          .cancel = cancel};
+    reel__web_resp_t rs;
+    memset(&rs, 0, sizeof rs);
+    reel_buf_init(&rs.body, 0);
+    reel__web_api(&w, &rq, &rs);
+    reel_buf_init(out, 0);
+    if (rs.file) {
+        rewind(rs.file);
+        char buf[4096];
+        size_t n;
+        while ((n = fread(buf, 1, sizeof buf, rs.file)) > 0)
+            reel_buf_append(out, buf, n);
+        fclose(rs.file);
+    } else {
+        reel_buf_append(out, rs.body.data, rs.body.len);
+    }
+    reel_buf_free(&rs.body);
+    free(rs.headers);
+    return rs.status;
+}
+
+static void test_export_cancel(void **state) {
+    (void)state;
+    if (nrecorded == 0)
+        record_flows(2);
+    atomic_int go = 0, stop = 1;
+    reel_buf_t a, b, c;
+    assert_int_equal(export_with(NULL, &a), 200);
+    assert_int_equal(export_with(&go, &b), 200);
+    assert_true(a.len > 0);
+    assert_int_equal(a.len, b.len);
+    assert_memory_equal(a.data, b.data, a.len);
+    assert_int_equal(export_with(&stop, &c), 500);
+    reel_buf_append(&c, "", 1);
+    assert_non_null(strstr((const char *)c.data, "writing the export"));
+    reel_buf_free(&a);
+    reel_buf_free(&b);
+    reel_buf_free(&c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_params),
@@ -712,6 +796,8 @@ int main(void) {
         cmocka_unit_test(test_replay_live_answer),
         cmocka_unit_test(test_replay_answer),
         cmocka_unit_test(test_body_and_export_params),
+        cmocka_unit_test(test_api_long),
+        cmocka_unit_test(test_export_cancel),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
