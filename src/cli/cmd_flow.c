@@ -964,6 +964,8 @@ static int view_record(void *ctx, const Reel__Record *rec) {
         v->have_end = 1;
         v->end_size[REQ] = rec->error->request_body_size;
         v->end_size[RESP] = rec->error->response_body_size;
+        v->end_truncated[REQ] = rec->error->request_truncated;
+        v->end_truncated[RESP] = rec->error->response_truncated;
         v->end_dropped[REQ] = rec->error->request_body_dropped;
         v->end_dropped[RESP] = rec->error->response_body_dropped;
         summary(v);
@@ -1330,6 +1332,8 @@ static int json_record(void *ctx, const Reel__Record *rec) {
         j->have_sizes = 1;
         j->size[REQ] = e->request_body_size;
         j->size[RESP] = e->response_body_size;
+        j->truncated[REQ] = e->request_truncated;
+        j->truncated[RESP] = e->response_truncated;
         json_decref(j->error);
         j->error = str_json(e->message, 0);
         json_end_facts(j, e->timings, e->request_end_us, e->response_start_us, e->server_addr,

@@ -235,6 +235,8 @@ static int detail_record(void *ctx, const Reel__Record *rec) {
         d->have_end = 1;
         d->size[0] = e->request_body_size;
         d->size[1] = e->response_body_size;
+        d->truncated[0] = e->request_truncated;
+        d->truncated[1] = e->response_truncated;
         d->dropped[0] = e->request_body_dropped;
         d->dropped[1] = e->response_body_dropped;
         d->excess = e->response_excess;

@@ -1140,6 +1140,8 @@ static void apply(frow *r, const Reel__Record *rec) {
             r->i[I_REQ_SIZE] = (int64_t)e->request_body_size;
         if (e->response_body_size)
             r->i[I_RESP_SIZE] = (int64_t)e->response_body_size;
+        r->i[I_REQ_TRUNC] = e->request_truncated;
+        r->i[I_RESP_TRUNC] = e->response_truncated;
         APPLY_END_FACTS(r, e);
         break;
     }

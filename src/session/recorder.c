@@ -184,6 +184,7 @@ typedef struct lostflow {
     /* what the dropped end or error record said capture had shed before
      * (*_body_dropped, messages_dropped): bytes not in the spool either */
     uint64_t body_dropped[2], messages_dropped, response_excess;
+    int truncated[2]; /* ... and whether it said a body was cut */
     char *final_msg; /* message of a dropped error record, owned */
 } lostflow;
 
@@ -463,6 +464,8 @@ static void lost_set_final(lostflow *l, const uint8_t *data, size_t len) {
         l->body_dropped[1] = rec->end->response_body_dropped;
         l->messages_dropped = rec->end->messages_dropped;
         l->response_excess = rec->end->response_excess;
+        l->truncated[0] = rec->end->request_truncated;
+        l->truncated[1] = rec->end->response_truncated;
     } else if (rec->event_case == REEL__RECORD__EVENT_ERROR) {
         l->req_size = rec->error->request_body_size;
         l->resp_size = rec->error->response_body_size;
@@ -470,6 +473,8 @@ static void lost_set_final(lostflow *l, const uint8_t *data, size_t len) {
         l->body_dropped[1] = rec->error->response_body_dropped;
         l->messages_dropped = rec->error->messages_dropped;
         l->response_excess = rec->error->response_excess;
+        l->truncated[0] = rec->error->request_truncated;
+        l->truncated[1] = rec->error->response_truncated;
         free(l->final_msg);
         l->final_msg =
             rec->error->message && rec->error->message[0] ? reel_strdup(rec->error->message) : NULL;
@@ -901,6 +906,8 @@ static int close_lost(reel_recorder_t *r, lostflow *l) {
     fe.response_body_dropped = l->body_dropped[1];
     fe.messages_dropped = l->messages_dropped;
     fe.response_excess = l->response_excess;
+    fe.request_truncated = l->truncated[0];
+    fe.response_truncated = l->truncated[1];
     Reel__Record rec = REEL__RECORD__INIT;
     rec.flow_id = l->id;
     rec.time_us = l->final_us ? l->final_us : reel_now_us();
@@ -2312,8 +2319,9 @@ static uint64_t body_dropped(const reel_rflow_t *f, int response) {
 }
 
 /* What FlowEnd and FlowError both carry (their fields have the same
- * names): sizes, dropped bytes, times, server address, timings (tm: the
- * caller's storage for them). */
+ * names): sizes, dropped bytes, whether a body was cut, times, server
+ * address, timings (tm: the caller's storage for them). A flow that fails
+ * after body_limit cut a body is as cut as one that ends well. */
 #define FILL_END_FACTS(fe, f, e, tm)                                                               \
     do {                                                                                           \
         (fe).request_body_size = body_size((f), 0) + (f)->msg_seen[0];                             \
@@ -2325,6 +2333,8 @@ static uint64_t body_dropped(const reel_rflow_t *f, int response) {
         (fe).server_addr = (char *)((e)->server_addr ? (e)->server_addr : "");                     \
         (fe).messages_dropped = (f)->msg_lost;                                                     \
         (fe).response_excess = (e)->response_excess;                                               \
+        (fe).request_truncated = (f)->req_seen > (f)->req_stored || (f)->cut[0];                   \
+        (fe).response_truncated = (f)->resp_seen > (f)->resp_stored || (f)->cut[1];                \
         if ((e)->timings) {                                                                        \
             fill_timings(&(tm), (e)->timings);                                                     \
             (fe).timings = &(tm);                                                                  \
@@ -2382,8 +2392,6 @@ void reel_recorder_flow_finish(reel_rflow_t *f, const reel_flow_end_t *e) {
         Reel__FlowEnd fe = REEL__FLOW_END__INIT;
         Reel__Timings tm = REEL__TIMINGS__INIT;
         FILL_END_FACTS(fe, f, e, tm);
-        fe.request_truncated = f->req_seen > f->req_stored || f->cut[0];
-        fe.response_truncated = f->resp_seen > f->resp_stored || f->cut[1];
         Reel__Record rec = REEL__RECORD__INIT;
         rec.flow_id = f->id;
         rec.time_us = now_or(e->time_us);

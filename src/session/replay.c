@@ -97,6 +97,7 @@ static int load_cb(void *ctx, const Reel__Record *rec) {
     case REEL__RECORD__EVENT_ERROR:
         c->ended = 1;
         c->wire_size = rec->error->request_body_size;
+        c->truncated = rec->error->request_truncated;
         c->dropped = rec->error->request_body_dropped;
         c->lost = rec->error->records_lost ? rec->error->request_body_lost : 0;
         break;

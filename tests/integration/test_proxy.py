@@ -367,6 +367,37 @@ class ProxyTest(unittest.TestCase):
         self.assertEqual([x for x in r.flows("~u localhost") if x["kind"] == "tunnel"], [])
         self.assertIn("applied config change", r.log())
 
+    def test_body_limit_mark_kept_when_the_client_gives_up(self):
+        """A client that gives up mid-body ends the flow in an error: the
+        body body_limit cut is still marked cut (in --json, and by the text
+        view's note), as it is for a flow that ends well; a gzip body cut so
+        is not blamed on a broken stream."""
+        o, r = self.origin, self.reel
+        with open(os.path.join(o.www, "noise.txt"), "wb") as f:
+            f.write(os.urandom(40 << 20))  # gzip cannot shrink it: the proxy is still reading
+        r.set_config("set", "body_limit", "4k")
+        try:
+            for path, extra in (("/big?gaveup", []),
+                                ("/noise.txt?gaveup", ["-H", "Accept-Encoding: gzip"])):
+                curl(r, "--limit-rate", "1M", "--max-time", "0.5", "-o", os.devnull, *extra,
+                     o.url(path), check=False)
+        finally:
+            r.set_config("unset", "body_limit")
+        for path, gz in (("/big", False), ("/noise.txt", True)):
+            # the flow ends when reel next writes to the gone client
+            [f] = r.wait_flows(1, "~u %s\\?gaveup" % re.escape(path), timeout=30)
+            self.assertEqual(f["state"], "error", f)
+            full = r.flow(f["id"])["response"]
+            size = full["body_size"]
+            self.assertGreater(size, 4096)
+            self.assertEqual((len(base64.b64decode(full["body_b64"])), full["body_truncated"]),
+                             (4096, True))
+            self.assertEqual(full["headers"].count(["Content-Encoding", "gzip"]), int(gz))
+            text = r.cli("flow", r.session, str(f["id"])).stdout
+            self.assertIn(b"(body truncated at 4096 of %d bytes by body_limit)\n" % size, text)
+            self.assertNotIn(b"could not decode", text)
+        os.unlink(os.path.join(o.www, "noise.txt"))
+
     def test_annotate_tag_mark_while_recording(self):
         o, r = self.origin, self.reel
         curl(r, o.url("/100b?note"))

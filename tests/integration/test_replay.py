@@ -45,7 +45,10 @@ class Replay(unittest.TestCase):
         # for large uploads); nginx answers 100 and 200 at once
         curl(cls.reel2, "-H", "Expect: 100-continue", "--data-binary", "0123456789abcdefghij",
              o.url("/echo?continue"))
-        assert len(cls.reel2.wait_flows(3)) == 3
+        # a body cut short in a flow that then failed (the origin never answers)
+        curl(cls.reel2, "-H", "Expect:", "--data-binary", "0123456789",
+             "http://127.0.0.1:%d/silentpost" % cls.silent.getsockname()[1], check=False)
+        assert len(cls.reel2.wait_flows(4)) == 4
         assert cls.reel2.stop() == 0, cls.reel2.log()
         # A proxy whose disk falls behind (capture=on, a 1 MiB capture
         # buffer, random bodies zstd cannot shrink): request bodies of 6 and
@@ -246,7 +249,12 @@ class Replay(unittest.TestCase):
         r = self.cli("replay", "cut", "1", check=False)
         self.assertEqual(r.stdout, b"#1 skipped: its request body was not stored whole "
                          b"(4 of 10 bytes): body_limit cut it\n")
-        self.assertEqual(len(self.rows("cut")), 3)  # no flow made
+        self.assertEqual(len(self.rows("cut")), 4)  # no flow made
+        # a flow that failed after body_limit cut its request body: its
+        # error record says so as an end would
+        r, out = self.replay("cut", "4", check=False)
+        self.assertEqual(out["skipped"], [{"of": 4, "why": "its request body was not stored whole "
+                                           "(4 of 10 bytes): body_limit cut it"}])
 
     def test_cut_body_after_100_continue_has_one_true_note(self):
         # 'reel flow' closed the request body at the 1xx and at the response

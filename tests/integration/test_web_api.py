@@ -603,7 +603,10 @@ class WebReplay(unittest.TestCase):
         curl(reel, "--data-binary", "0123456789", cls.origin.url("/echo"))
         curl(reel, "http://127.0.0.1:%d/silent" % cls.silent.getsockname()[1], check=False)
         curl(reel, "http://127.0.0.1:1/refused", check=False)
-        assert len(reel.wait_flows(4)) == 4
+        # a client that gives up mid-body: an error flow with a body cut
+        curl(reel, "--limit-rate", "1M", "--max-time", "0.5", "-o", os.devnull,
+             cls.origin.url("/big"), check=False)
+        assert len(reel.wait_flows(5)) == 5
         assert reel.stop() == 0, reel.log()
         cls.env = reel.env
         cls.proc, cls.port, _, cls.token = start_web(cls.env)
@@ -656,6 +659,12 @@ class WebReplay(unittest.TestCase):
         # the request of flow 1 (no body) is not cut
         d = self.c.json("GET", "/api/sessions/rp/flows/1")["request"]
         self.assertEqual((d["body_stored"], d["body_size"], d["body_truncated"]), (0, 0, False))
+        # flow 5 ended in an error (its client gave up) after body_limit cut it
+        d = self.c.json("GET", "/api/sessions/rp/flows/5")
+        self.assertTrue(d["error"])
+        self.assertEqual((d["response"]["body_stored"], d["response"]["body_truncated"]), (4, True))
+        self.assertGreater(d["response"]["body_size"], 4)
+        self.assertEqual(d["response"]["body_size"], self.flow(5)["response"]["body_size"])
 
     def test_session_another_proxy_records(self):
         """A session another process records: 409, saying what can be done

@@ -226,6 +226,7 @@ static int seen_cb(void *ctx, const Reel__Record *rec) {
         c->resp_dropped = rec->error->response_body_dropped;
         c->records_lost = rec->error->records_lost;
         c->resp_lost = rec->error->response_body_lost;
+        c->resp_truncated = rec->error->response_truncated;
         snprintf(c->message, sizeof c->message, "%s", rec->error->message);
         break;
     default:
@@ -621,6 +622,7 @@ static void test_behind_sheds_bodies_keeps_heads_and_ends(void **state) {
     assert_int_equal(sd.error, 1);
     assert_string_equal(sd.message, "upstream closed the connection"); /* not about capture */
     assert_int_equal(sd.resp_dropped, 50 << 10);
+    assert_true(sd.resp_truncated); /* as an end would say: the error record says so too */
     for (int i = 0; i < 40; i++) {
         seen_t sh = read_flow(s, h[i]);
         assert_int_equal(sh.rq_head + sh.rs_head + sh.end, 3);
@@ -633,6 +635,7 @@ static void test_behind_sheds_bodies_keeps_heads_and_ends(void **state) {
     assert_int_equal(flow_col(s, bid, "response_body_dropped"), (600 << 10) - sb.resp);
     assert_int_equal(flow_col(s, cid, "response_body_dropped"), 100 << 10);
     assert_int_equal(flow_col(s, cid, "response_truncated"), 1);
+    assert_int_equal(flow_col(s, did, "response_truncated"), 1);
     assert_int_equal(flow_col(s, a, "response_body_dropped"), 0);
     assert_verify(s);
     reel_session_close(s);
@@ -679,6 +682,8 @@ static void test_outage_after_shedding_keeps_the_dropped_count(void **state) {
     assert_true(sb.resp_lost > 0);
     assert_true(sb.resp_dropped > 0);
     assert_int_equal(sb.resp + sb.resp_lost + sb.resp_dropped, size);
+    assert_true(sb.resp_truncated); /* as the dropped end said */
+    assert_int_equal(flow_col(s, bid, "response_truncated"), 1);
     assert_int_equal(flow_col(s, bid, "response_body_dropped"), sb.resp_dropped);
     char rows[256], want[256];
     assert_int_equal(flow_damage(s, bid, rows, sizeof rows), 1);
