@@ -17,6 +17,7 @@
 #include "session/query.h"
 #include "session/replay.h"
 #include "session/decode.h"
+#include "session/filter.h"
 #include "session/index.h"
 #include "session/store.h"
 #include "session/view.h"
@@ -63,11 +64,13 @@ static const char usage[] =
 
 enum { REQ = 0, RESP = 1 };
 
-/** Bytes of decoded output looked at to tell text from binary. */
-#define PEEK_MAX 4096
+/** Bytes of decoded output looked at to tell text from binary: also how
+ * few decoded bytes let a body that fails to decode be shown as stored from
+ * its first byte, as ~b searches it (session/filter.h). */
+#define PEEK_MAX REEL_FILTER_UNDECODED_OUT
 /** Stored bytes kept so a body that fails to decode early can be shown as
  * stored from its first byte. */
-#define REPLAY_MAX (64 * 1024)
+#define REPLAY_MAX REEL_FILTER_UNDECODED_STORED
 /** Largest body --json accepts. */
 #define JSON_BODY_MAX ((size_t)256 * 1024 * 1024)
 
@@ -215,6 +218,7 @@ typedef struct {
     int dec_state;
     reel_buf_t replay; /* stored bytes while nothing of the body is shown */
     int replay_ok;
+    uint64_t dec_out; /* bytes the decoder gave */
     uint64_t stored; /* stored bytes seen */
     /* presenter: decoded (or stored) bytes to stdout */
     reel_buf_t peek;
@@ -452,6 +456,7 @@ static void view_flush(dir_t *d) {
 }
 
 static int dec_sink(void *ctx, const uint8_t *data, size_t len) {
+    ((dir_t *)ctx)->dec_out += len;
     show(ctx, data, len);
     return 0;
 }
@@ -468,17 +473,21 @@ static void dec_start(dir_t *d) {
         return;
     }
     d->dec_state = DEC_ON;
+    d->dec_out = 0;
     d->replay_ok = 1;
     reel_buf_init(&d->replay, REPLAY_MAX);
 }
 
-/* The decoder failed on the chunk p[0..n) that starts at stored offset off. */
+/* The decoder failed on the chunk p[0..n) that starts at stored offset off:
+ * what follows is what ~b searches (session/filter.h says which bytes). */
 static void dec_failed(dir_t *d, const reel_err_t *err, const uint8_t *p, size_t n, uint64_t off) {
     view_t *v = d->v;
     reel_decoder_free(d->dec);
     d->dec = NULL;
     d->dec_state = DEC_OFF;
-    if (d->replay_ok && d->mode == MODE_UNDECIDED) {
+    /* (without --view, nothing is shown while the replay is kept, and the
+     * mode is undecided while fewer than PEEK_MAX bytes were decoded) */
+    if (d->replay_ok && d->dec_out < PEEK_MAX) {
         /* Nothing shown yet: show the whole body as stored instead. */
         reel_buf_free(&d->peek);
         reel_buf_reset(&d->vbuf); /* --view: the stored bytes instead */

@@ -1538,8 +1538,16 @@ typedef struct eval {
     body_rx_t *rx; /* per spool term (body terms) */
     int side;      /* body being read: 1 request, 2 response, 0 none */
     reel_decoder_t *dec;
-    bool dec_failed; /* the coding broke: the rest of the body is not searched */
-    uint64_t bytes;  /* decoded body bytes searched */
+    bool dec_failed; /* the coding broke: the rest of the body is searched as stored */
+    /* A body being decoded whose decoder may yet fail early (filter.h):
+     * its stored bytes kept (REEL_FILTER_UNDECODED_STORED at most), the
+     * decoded ones held back (REEL_FILTER_UNDECODED_OUT at most), not
+     * searched until it is clear which of the two stands. */
+    bool holding;
+    reel_buf_t stored, held;
+    uint64_t dec_out; /* bytes the body's decoder gave */
+    bool any_stored;  /* the body being read has a stored byte: it is searched */
+    uint64_t bytes;   /* decoded body bytes searched */
     hdr_t *hdrs;     /* the head being read */
     size_t nhdrs, caphdrs;
     reel_buf_t text;      /* its "Name: value\r\n" lines, for header terms */
@@ -1561,6 +1569,8 @@ static void eval_free(eval_t *e) {
     free(e->hdrs);
     reel_buf_free(&e->text);
     reel_buf_free(&e->enc);
+    reel_buf_free(&e->stored);
+    reel_buf_free(&e->held);
     pcre2_match_data_free(e->md);
     free(e);
 }
@@ -1573,6 +1583,8 @@ static eval_t *eval_new(const reel_filter_t *f) {
     e->rx = reel_calloc(f->nspool, sizeof *e->rx);
     reel_buf_init(&e->text, 0);
     reel_buf_init(&e->enc, 64 * 1024); /* values past 64 KiB in all are left out */
+    reel_buf_init(&e->stored, REEL_FILTER_UNDECODED_STORED);
+    reel_buf_init(&e->held, REEL_FILTER_UNDECODED_OUT);
     size_t nbody = 0;
     for (size_t i = 0; i < f->nspool; i++)
         nbody += f->spool[i].field == F_BODY;
@@ -1606,6 +1618,8 @@ static void eval_start(eval_t *e, uint64_t id) {
     reel_decoder_free(e->dec);
     e->dec = NULL;
     e->dec_failed = false;
+    e->holding = false;
+    e->any_stored = false;
     for (size_t i = 0; i < e->f->nspool; i++) {
         e->verdict[i] = false;
         body_rx_reset(&e->rx[i]);
@@ -1626,27 +1640,62 @@ static int eval_sink(void *ctx, const uint8_t *data, size_t len) {
     return 0;
 }
 
-/* Ends the body being read: flushes its decoder, runs the final searches. */
+/* The decoded bytes stand (the decoder gave enough, or too much was
+ * stored to fall back to): the held ones are searched, and the rest as
+ * they come. */
+static void release_held(eval_t *e) {
+    if (!e->holding)
+        return;
+    e->holding = false;
+    eval_sink(e, e->held.data, e->held.len);
+    reel_buf_reset(&e->held);
+    reel_buf_reset(&e->stored);
+}
+
+/* Decoded body bytes: held back while the decoder may yet fail early. */
+static int dec_sink(void *ctx, const uint8_t *data, size_t len) {
+    eval_t *e = ctx;
+    e->dec_out += len;
+    if (e->holding) {
+        size_t k = REEL_FILTER_UNDECODED_OUT - e->held.len;
+        if (k > len)
+            k = len;
+        reel_buf_append(&e->held, data, k); /* within its cap */
+        data += k;
+        len -= k;
+        if (e->held.len < REEL_FILTER_UNDECODED_OUT)
+            return 0;
+        release_held(e);
+    }
+    return eval_sink(e, data, len);
+}
+
+/* Ends the body being read: flushes its decoder, runs the final searches.
+ * A body of no stored bytes (a GET's, a HEAD's response) is no body to
+ * search: "~b ''" and "~bq '^$'" do not match it, as in mitmproxy. */
 static void eval_end_body(eval_t *e) {
     if (e->side == 0)
         return;
     if (e->dec != NULL && !e->dec_failed) {
         reel_err_t err;
         reel_err_clear(&err);
-        (void)reel_decoder_finish(e->dec, &err);
+        (void)reel_decoder_finish(e->dec, &err); /* cut short: what was decoded stands */
     }
+    release_held(e);
     reel_decoder_free(e->dec);
     e->dec = NULL;
     for (size_t i = 0; i < e->f->nspool; i++) {
         body_rx_t *r = &e->rx[i];
         if (e->f->spool[i].field != F_BODY || !(e->f->spool[i].sides & e->side))
             continue;
-        body_rx_run(r, true);
+        if (e->any_stored)
+            body_rx_run(r, true);
         if (r->matched)
             e->verdict[i] = true;
         body_rx_reset(r);
     }
     e->side = 0;
+    e->any_stored = false;
 }
 
 static bool name_is(const uint8_t *name, size_t len, const char *s) {
@@ -1706,34 +1755,52 @@ static void eval_head(eval_t *e, int side, bool decoded) {
     }
     e->side = side;
     e->dec_failed = false;
+    e->any_stored = false;
     if (any_enc && !decoded && reel_buf_append(enc, (const uint8_t *)"", 1) == REEL_OK) {
         reel_err_t err;
         reel_err_clear(&err);
-        if (reel_decoder_new((const char *)enc->data, eval_sink, e, &e->dec, &err) != REEL_OK)
+        if (reel_decoder_new((const char *)enc->data, dec_sink, e, &e->dec, &err) != REEL_OK)
             e->dec = NULL; /* an unknown coding: search the bytes as stored */
     }
+    e->holding = e->dec != NULL;
+    e->dec_out = 0;
+    reel_buf_reset(&e->stored);
+    reel_buf_reset(&e->held);
 }
 
+/* A stored body chunk: decoded, or as stored once decoding broke off
+ * (filter.h says which bytes stand then, as `reel flow` shows them). */
 static void eval_body(eval_t *e, int side, const uint8_t *data, size_t len) {
     if (e->side != side)
         return; /* a body without its head */
-    if (e->dec != NULL && !e->dec_failed) {
-        reel_err_t err;
-        reel_err_clear(&err);
-        if (reel_decoder_feed(e->dec, data, len, &err) == REEL_OK)
-            return;
-        e->dec_failed = true; /* what was decoded was searched; the rest is not */
+    e->any_stored |= len > 0;
+    if (e->dec == NULL || e->dec_failed) {
+        eval_sink(e, data, len);
         return;
     }
-    if (e->dec == NULL)
+    if (e->holding && reel_buf_append(&e->stored, data, len) != REEL_OK)
+        release_held(e); /* too much stored to fall back to */
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (reel_decoder_feed(e->dec, data, len, &err) == REEL_OK)
+        return;
+    e->dec_failed = true;
+    if (e->holding) { /* early: the whole body as stored, nothing decoded */
+        e->holding = false;
+        reel_buf_reset(&e->held);
+        eval_sink(e, e->stored.data, e->stored.len);
+        reel_buf_reset(&e->stored);
+    } else { /* what was decoded was searched; then this chunk as stored */
         eval_sink(e, data, len);
+    }
 }
 
 /* WebSocket and TCP messages count as bodies, each searched alone (as
- * mitmproxy does): client messages as the request side. */
+ * mitmproxy does), an empty one too: client messages as the request side. */
 static void eval_message(eval_t *e, bool from_client, const uint8_t *data, size_t len) {
     eval_end_body(e);
     e->side = from_client ? 1 : 2;
+    e->any_stored = true;
     eval_sink(e, data, len);
     eval_end_body(e);
 }

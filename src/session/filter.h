@@ -73,11 +73,26 @@ int reel_filter_bind(const reel_filter_t *f, sqlite3_stmt *st, int first);
 /** 1 if f has header or body terms, which the SQL cannot decide. */
 int reel_filter_needs_spool(const reel_filter_t *f);
 
+/** A body whose Content-Encoding breaks off is shown by `reel flow` and
+ * searched by ~b, ~bq and ~bs alike (mitmproxy falls back to the raw bytes,
+ * get_content(strict=False)): decoded as far as decoding went, then the
+ * stored bytes from the start of the stored chunk the decoder failed on;
+ * but the whole body as stored, and nothing decoded, when it failed with
+ * at most REEL_FILTER_UNDECODED_STORED bytes stored so far (that chunk
+ * included) and fewer than REEL_FILTER_UNDECODED_OUT bytes decoded (a
+ * Content-Encoding header over a body that is not so coded). A stream
+ * that only ends too soon keeps what was decoded. */
+#define REEL_FILTER_UNDECODED_STORED (64 * 1024)
+#define REEL_FILTER_UNDECODED_OUT 4096
+
 /** The final verdict on flow id of session s, a row that matched
  * reel_filter_sql(f): *match is 1 or 0. Without spool terms, 1 at once;
  * with them, reads the flow's records (bodies decoded as a stream by their
- * Content-Encoding; memory bounded: a match longer than 512 KiB to 1 MiB
- * may be missed; less with over 16 body terms) and asks the index for the
+ * Content-Encoding, as stored where that breaks off, see above; a body of
+ * no stored bytes is not searched, as mitmproxy skips empty content, but
+ * every WebSocket or TCP message is; memory bounded: a match longer than
+ * 512 KiB to 1 MiB may be missed; less with over 16 body terms) and asks
+ * the index for the
  * rest. A flow whose records cannot all be read is judged on those read.
  * REEL_DB or REEL_LIMIT (a regex past PCRE2's match limit) on failure. */
 reel_rc reel_filter_match_flow(const reel_filter_t *f, reel_session_t *s, uint64_t id, int *match,

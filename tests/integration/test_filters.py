@@ -5,12 +5,15 @@ against a brute-force evaluation in Python for every operator (header and
 body terms included), and `reel tag/mark/annotate --filter` act on exactly
 the matches and say how many.
 """
+import gzip
 import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
 import unittest
 
 REEL = os.environ["REEL"]
@@ -234,6 +237,100 @@ class Filters(unittest.TestCase):
         self.assertIn("~id expects", err)
         err = self.reel("flows", "s", "~since yesterday", code=1)
         self.assertIn("~since expects a time at column 8", err)
+
+
+class BodiesAsShown(unittest.TestCase):
+    """Through the real proxy, from an origin whose Content-Encoding lies or
+    breaks off: body filters search what `reel flow` shows (the stored bytes
+    where decoding failed, as mitmproxy's get_content(strict=False)), and a
+    body of no bytes (a HEAD's, an empty GET's) is no body to search."""
+
+    LATE = gzip.compress(b"".join(b"line %d of the good part\n" % i for i in range(5000)))
+
+    BODIES = {
+        b"/lie": b"this is not gzip at all MANGO",
+        b"/trail": gzip.compress(b"good part KIWI\n") + b"garbage after it PAPAYA",
+        b"/late": LATE + b"garbage LYCHEE",
+        b"/empty": b"",
+    }
+
+    @classmethod
+    def setUpClass(cls):
+        from proxyenv import Reel  # noqa: E402 (sets nothing up on import)
+        cls.root = tempfile.mkdtemp(prefix="reel-shown-", dir=TMPBASE)
+        cls.srv = socket.socket()
+        cls.srv.bind(("127.0.0.1", 0))
+        cls.srv.listen(16)
+        cls.port = cls.srv.getsockname()[1]
+        threading.Thread(target=cls.serve, daemon=True).start()
+        cls.reel = Reel(cls.root, "shown")
+        cls.ids = {}
+        for k, (method, path) in enumerate((("GET", "/lie"), ("GET", "/trail"), ("GET", "/late"),
+                                            ("GET", "/empty"), ("HEAD", "/lie"))):
+            url = "http://127.0.0.1:%d%s" % (cls.port, path)
+            subprocess.run(["curl", "-sS", "--max-time", "20", "-x", cls.reel.proxy, "-o",
+                            os.devnull, "-X", method] + (["-I"] if method == "HEAD" else []) +
+                           [url], check=True, timeout=30)
+            cls.ids[method + " " + path] = max(f["id"] for f in cls.reel.wait_flows(k + 1))
+        assert len(cls.reel.wait_flows(5)) == 5
+
+    @classmethod
+    def serve(cls):
+        while True:
+            try:
+                c, _ = cls.srv.accept()
+            except OSError:
+                return
+            with c:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    d = c.recv(4096)
+                    if not d:
+                        break
+                    head += d
+                method, target = head.split(b" ")[:2]
+                body = cls.BODIES.get(target, b"")
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nContent-Encoding: gzip\r\n"
+                          b"Connection: close\r\n\r\n" % len(body) +
+                          (b"" if method == b"HEAD" else body))
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.reel.stop()
+        cls.srv.close()
+        assert code == 0, cls.reel.log()
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def ids_of(self, expr):
+        return sorted(f["id"] for f in self.reel.flows(expr))
+
+    def shown(self, key):
+        return self.reel.cli("flow", "shown", str(self.ids[key])).stdout
+
+    def test_undecodable_bodies_are_searched_as_shown(self):
+        lie, trail, late = self.ids["GET /lie"], self.ids["GET /trail"], self.ids["GET /late"]
+        text = self.shown("GET /lie")
+        self.assertIn(b"the body follows as stored)\nthis is not gzip at all MANGO\n", text)
+        self.assertEqual(self.ids_of("~b MANGO"), [lie])
+        self.assertEqual(self.ids_of("~bs '^this is not gzip'"), [lie])
+        # garbage after a short member: shown (and searched) as stored, whole
+        self.assertIn(b"garbage after it PAPAYA", self.reel.cli("flow", "shown", str(trail),
+                                                                "--view", "raw").stdout)
+        self.assertEqual(self.ids_of("~bs PAPAYA"), [trail])
+        self.assertEqual(self.ids_of("~bs KIWI"), [])
+        # after 5000 decoded lines: those, then the rest as stored
+        text = self.shown("GET /late")
+        self.assertIn(b"line 4999 of the good part\n(could not decode Content-Encoding 'gzip' past "
+                      b"this point: ", text)
+        self.assertEqual(self.ids_of("~bs 'line 4999 of the good part'"), [late])
+        self.assertEqual(self.ids_of("~bs LYCHEE"), [late])
+
+    def test_no_body_is_not_searched(self):
+        empty, head = self.ids["GET /empty"], self.ids["HEAD /lie"]
+        self.assertEqual(self.ids_of("~b ''"), sorted(set(self.ids.values()) - {empty, head}))
+        self.assertEqual(self.ids_of("~bq '^$'"), [])
+        self.assertEqual(self.ids_of("~bs '^$'"), [])
+        self.assertEqual(self.ids_of("!~b ."), sorted([empty, head]))
 
 
 if __name__ == "__main__":
