@@ -65,6 +65,10 @@ struct reel_h1 {
     bool interim;
     bool in_head;  /* between a message's first byte and the end of its head */
     bool in_value; /* the open element is a field value */
+    /* the version of a request line llhttp refused before reading it
+     * (target_rest), if it was there */
+    bool bad_version;
+    int bad_major, bad_minor;
 
     /* raw scan of the head / trailer section, beside llhttp: obs-fold
      * (which llhttp 8 accepts) and the protocol name of the start line */
@@ -393,6 +397,7 @@ static int cb_message_begin(llhttp_t *ll) {
     p->interim = false;
     p->in_head = true;
     p->in_value = false;
+    p->bad_version = false;
     p->ck_line = false;
     p->ck_crlf = 0;
     return 0;
@@ -975,6 +980,82 @@ static void value_rest(reel_h1_t *p, const char *base, const char *at, const cha
     span_append(p, &p->head, at, (size_t)(e - at)); /* too large: cut, as any */
 }
 
+/* A request target llhttp refused ("foo", a control character in it) stops
+ * it before the target is stored and before a field is read. So that the
+ * refused request's record shows what the client sent, as it does for a
+ * refused field value, the target is taken from its line in this read
+ * (base .. end; earlier reads gave its first bytes, if any, before base),
+ * then the version and the fields that follow in this read: complete
+ * lines, each a field as cb_header_field and cb_header_value would take
+ * it; the first that is not ends them. The target starts after the method
+ * and one SP (llhttp takes no other separator), which the section's bytes
+ * before this read place: llhttp's error position may lie past it, past
+ * the target even ("GET foo HTTP/1.1" fails at the H). */
+static void target_rest(reel_h1_t *p, const char *base, const char *end) {
+    section_t *s = &p->head;
+    size_t at = p->method_len + 1; /* in the section: where the target starts */
+    const char *v;                 /* where the version starts */
+    size_t avail = (size_t)(end - base);
+    if (!p->have_target) {
+        size_t skip = at > p->section_bytes ? at - p->section_bytes : 0;
+        if (skip > avail)
+            return;
+        const char *ts = base + skip;
+        const char *te = ts;
+        while (te < end && *te != ' ' && *te != '\r' && *te != '\n')
+            te++;
+        if (span_append(p, s, ts, (size_t)(te - ts)) != 0 ||
+            elem_close(p, s, &p->target_off, &p->target_len) != 0)
+            return;
+        p->have_target = true;
+        if (te == end || *te != ' ')
+            return;
+        v = te + 1;
+    } else { /* llhttp took the target whole in an earlier read, then failed */
+        at += p->target_len + 1;
+        if (at < p->section_bytes || at - p->section_bytes > avail)
+            return;
+        v = base + (at - p->section_bytes);
+    }
+    if (end - v < 10 || memcmp(v, "HTTP/", 5) != 0 || v[5] < '0' || v[5] > '9' || v[6] != '.' ||
+        v[7] < '0' || v[7] > '9' || v[8] != '\r' || v[9] != '\n')
+        return; /* no version, or not yet read */
+    p->bad_version = true;
+    p->bad_major = v[5] - '0';
+    p->bad_minor = v[7] - '0';
+    for (const char *q = v + 10; q < end && s->n < p->lim.max_headers;) {
+        const char *lf = memchr(q, '\n', (size_t)(end - q));
+        if (lf == NULL || lf == q || lf[-1] != '\r' || lf - 1 == q)
+            return; /* not whole yet, a bare LF, or the end of the head */
+        const char *colon = memchr(q, ':', (size_t)(lf - 1 - q));
+        if (colon == NULL || colon == q)
+            return;
+        for (const char *c = q; c < colon; c++)
+            if (!is_tchar((unsigned char)*c))
+                return;
+        size_t vl = (size_t)(lf - 1 - (colon + 1));
+        const char *val = trim(colon + 1, &vl);
+        for (size_t i = 0; i < vl; i++) {
+            unsigned char c = (unsigned char)val[i];
+            if ((c < 0x20 && c != '\t') || c == 0x7f)
+                return;
+        }
+        if (s->n == s->cap) {
+            s->cap = s->cap ? s->cap * 2 : 16;
+            s->f = reel_realloc(s->f, s->cap * sizeof(*s->f));
+        }
+        field_ofs_t *f = &s->f[s->n];
+        if (span_append(p, s, q, (size_t)(colon - q)) != 0 || elem_close(p, s, &f->no, &f->nl) != 0)
+            return;
+        f->vo = SIZE_MAX;
+        f->vl = 0;
+        if (vl > 0 && (span_append(p, s, val, vl) != 0 || elem_close(p, s, &f->vo, &f->vl) != 0))
+            return;
+        s->n++;
+        q = lf + 1;
+    }
+}
+
 static reel_rc drive(reel_h1_t *p, const uint8_t *buf, size_t len, size_t *consumed,
                      reel_h1_event_t *ev) {
     reel_rc rc = REEL_NEED_MORE;
@@ -1025,6 +1106,9 @@ static reel_rc drive(reel_h1_t *p, const uint8_t *buf, size_t len, size_t *consu
                 map_llhttp_error(p, e);
             if (p->in_value)
                 value_rest(p, base, llhttp_get_error_pos(&p->ll), base + n);
+            else if (e == HPE_INVALID_URL && p->side == REEL_H1_REQUEST && p->in_head &&
+                     p->have_method && p->head.n == 0)
+                target_rest(p, base, base + n);
             rc = REEL_INVALID;
             goto out;
         }
@@ -1216,8 +1300,8 @@ bool reel_h1_partial_head(reel_h1_t *p, reel_h1_head_t *out) {
     }
     /* 0.0 when the request line never got as far as its version (or
      * has none, as HTTP/0.9's): not known, and not to be guessed */
-    out->version_major = p->ll.http_major;
-    out->version_minor = p->ll.http_minor;
+    out->version_major = p->bad_version ? p->bad_major : p->ll.http_major;
+    out->version_minor = p->bad_version ? p->bad_minor : p->ll.http_minor;
     /* Fields whose name is complete, with a value still being read cut
      * where it stands. */
     reel_h1_header_t *hs = (reel_h1_header_t *)section_fields(s);

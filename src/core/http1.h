@@ -180,8 +180,12 @@ reel_rc reel_h1_expect_response(reel_h1_t *p, bool method_is_head, bool method_i
 /** What is known of the head being parsed, for a head that ended in an
  * error or has not arrived whole (a 431, a 400, a head timeout): fills out
  * with the method, target (possibly cut short: the bytes read so far) and
- * the fields whose names are complete (a value still being read is empty),
- * version 1.1 when not yet read. Strings are NOT NUL-terminated here: use
+ * the fields whose names are complete (a value still being read is empty,
+ * a value refused is given as far as the bytes read hold its line),
+ * version 0.0 when not yet read. A target refused (no token or path, a
+ * control character) is given as sent, with the version and the fields
+ * that follow it in the bytes read so far, up to the first line that is
+ * not a field. Strings are NOT NUL-terminated here: use
  * the lengths. Everything is capped as the parser's head is. Returns false
  * (out zeroed) when no head is in progress. Valid until the next call on p. */
 bool reel_h1_partial_head(reel_h1_t *p, reel_h1_head_t *out);

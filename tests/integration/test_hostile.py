@@ -516,6 +516,29 @@ class HostileClientsTest(unittest.TestCase):
         self.assertEqual(full["error"], "both Transfer-Encoding and Content-Length")
         self.assertEqual(full["state"], "error")
 
+    def test_refused_target_is_recorded_as_sent(self):
+        """A request refused for its target records the target as sent, its
+        version and its fields, as one refused for a field value does."""
+        o, r = self.origin, self.reel
+        cases = [(b"foo", "bt-word"), (b"/a\x1bb", "bt-esc"), (b"/a\x7fb", "bt-del"),
+                 (o.url("/100b?bt-abs=\x1b").encode(), "bt-abs")]
+        for target, mark in cases:
+            out = raw(r.port, b"GET " + target + b" HTTP/1.1\r\nHost: a\r\nX-Mark: " +
+                      mark.encode() + b"\r\n\r\n")
+            self.assertTrue(out.startswith(b"HTTP/1.1 400 "), (mark, out[:100]))
+            self.assertIn(b"reel: invalid request target\n", out, mark)
+            flows = r.wait_flows(1, "~hq '^X-Mark: %s$'" % mark)
+            self.assertEqual(len(flows), 1, mark)
+            req = r.flow(flows[0]["id"])["request"]
+            self.assertEqual(flows[0]["error"], "invalid request target", mark)
+            self.assertEqual((req["method"], req["http_version"], req["headers"]),
+                             ("GET", "HTTP/1.1", [["Host", "a"], ["X-Mark", mark]]), mark)
+            if mark == "bt-abs":
+                self.assertEqual((req["url"], req["target"]), (target.decode(), "/100b?bt-abs=\x1b"))
+            else:
+                self.assertEqual((req["url"], req["target"]), (target.decode(),) * 2)
+        self.assertEqual(self.origin_saw("bt-abs"), [])
+
 
 class BadUpstreamsTest(unittest.TestCase):
     @classmethod

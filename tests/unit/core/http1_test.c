@@ -772,6 +772,67 @@ static void test_partial_head(void **state) {
                   "POST|/s|1.1 [Host: h] [Content-Length: 1] [Transfer-Encoding: ]");
 }
 
+/* A target llhttp refuses stops it before the target is stored and before
+ * a field is read: the record gets the target as sent and the fields in
+ * the input read so far, as for a refused field value. Fed whole, the
+ * whole head; split at every byte, the target as far as it was read (the
+ * part after the offending byte may be in a read not yet made) and the
+ * complete fields of the first part, a prefix of them. */
+static void test_partial_head_bad_target(void **state) {
+    (void)state;
+    const char *const cases[][3] = {
+        /* input, whole, the target as sent */
+        {"GET foo HTTP/1.1\r\nHost: a\r\nX-Y: z\r\n\r\n", "GET|foo|1.1 [Host: a] [X-Y: z]", "foo"},
+        {"GET /a\x1b"
+         "b HTTP/1.1\r\nHost: a\r\n\r\n",
+         "GET|/a\x1b"
+         "b|1.1 [Host: a]",
+         "/a\x1b"
+         "b"},
+        {"GET http://h/\x7f HTTP/1.0\r\nHost: h\r\n\r\n", "GET|http://h/\x7f|1.0 [Host: h]",
+         "http://h/\x7f"},
+        /* a method llhttp does not know (fed as GET) */
+        {"QUERY /q\x01 HTTP/1.1\r\nHost: a\r\n\r\n", "QUERY|/q\x01|1.1 [Host: a]", "/q\x01"},
+        /* the fields as the parser would take them: up to the first line
+         * that is not one, at most max_headers (3 here) */
+        {"GET foo HTTP/1.1\r\nHost: a\r\nBad Name: x\r\nC: d\r\n\r\n", "GET|foo|1.1 [Host: a]",
+         "foo"},
+        {"GET foo HTTP/1.1\r\nA: 1\r\nB:\r\nC:  3 \r\nD: 4\r\n\r\n",
+         "GET|foo|1.1 [A: 1] [B: ] [C: 3]", "foo"},
+        {"GET foo HTTP/1.1\r\nA: \x01\r\nB: 2\r\n\r\n", "GET|foo|1.1", "foo"},
+        /* no version after the target: no fields either */
+        {"GET foo\r\nHost: a\r\n\r\n", "GET|foo|0.0", "foo"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *in = cases[i][0];
+        char *got = partial_after(in, 0);
+        if (strcmp(got, cases[i][1]) != 0)
+            fail_msg("case %zu whole: got '%s', want '%s'", i, got, cases[i][1]);
+        free(got);
+        const char *method_end = strchr(cases[i][1], '|');
+        size_t mlen = (size_t)(method_end - cases[i][1]);
+        const char *target = cases[i][2];
+        for (size_t cut = 1; cut < strlen(in); cut++) {
+            got = partial_after(in, cut);
+            /* METHOD|TARGET|... : the method, a target the sent one
+             * begins with (all of it unless the cut came first), and a
+             * prefix of the whole's fields */
+            char *t = got + mlen + 1, *bar = strchr(t, '|');
+            size_t tlen = bar ? (size_t)(bar - t) : 0;
+            size_t sent_until = cut > mlen + 1 ? cut - mlen - 1 : 0;
+            size_t want_tlen = strlen(target) < sent_until ? strlen(target) : sent_until;
+            if (strncmp(got, cases[i][1], mlen + 1) != 0 || bar == NULL ||
+                strncmp(t, target, tlen) != 0 || tlen < want_tlen)
+                fail_msg("case %zu cut at %zu: got '%s'", i, cut, got);
+            const char *fields = strchr(bar + 1, ' '), *wf = strchr(cases[i][1] + mlen + 1, ' ');
+            if (fields && (wf == NULL || strncmp(fields, wf, strlen(fields)) != 0))
+                fail_msg("case %zu cut at %zu: got '%s', not a prefix of '%s'", i, cut, got,
+                         cases[i][1]);
+            free(got);
+        }
+    }
+}
+
 static void test_default_head_limit(void **state) {
     (void)state;
     /* a 70 KiB head against the default 64 KiB cap; whole and bytewise only */
@@ -1016,6 +1077,7 @@ int main(void) {
         cmocka_unit_test(test_extension_methods),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_partial_head),
+        cmocka_unit_test(test_partial_head_bad_target),
         cmocka_unit_test(test_default_head_limit),
         cmocka_unit_test(test_response_errors),
         cmocka_unit_test(test_errors_are_sticky),
