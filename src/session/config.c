@@ -27,6 +27,7 @@
 
 #include "base/mem.h"
 #include "session/index.h"
+#include "session/journal.h"
 #include "session/session.h"
 
 /* Largest user file read, in bytes. */
@@ -1164,6 +1165,8 @@ char *reel_config_actor(void) {
 
 static reel_rc db_fail(sqlite3 *db, reel_err_t *err, const char *what) {
     int code = sqlite3_errcode(db);
+    if (reel_journal_failed(db)) /* not SQLite's "constraint failed" */
+        return reel_err_set(err, REEL_IO, "%s: %s", what, reel_journal_errmsg(db));
     if (code == SQLITE_BUSY || code == SQLITE_LOCKED)
         return reel_err_set(err, REEL_LOCKED, "%s: session database is busy: %s", what,
                             sqlite3_errmsg(db));

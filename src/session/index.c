@@ -21,6 +21,7 @@
 #include "session/bodyindex.h"
 #include "session/pbwire.h"
 #include "session/filter.h"
+#include "session/journal.h"
 #include "session/spool.h"
 
 extern const char *const reel__schema_migrations[];
@@ -39,6 +40,10 @@ static reel_rc db_rc(int sqlite_rc) {
 reel_rc reel_index_exec(sqlite3 *db, const char *sql, reel_err_t *err) {
     char *msg = NULL;
     int src = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    if (src != SQLITE_OK && reel_journal_failed(db)) { /* not "constraint failed" */
+        sqlite3_free(msg);
+        return reel_err_set(err, REEL_IO, "%s", reel_journal_errmsg(db));
+    }
     if (src != SQLITE_OK) {
         reel_rc rc =
             reel_err_set(err, db_rc(src), "session.db: %s", msg ? msg : sqlite3_errmsg(db));

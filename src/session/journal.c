@@ -23,6 +23,9 @@ typedef struct {
     reel_buf_t frames; /* frames of the open transaction, compressed */
     reel_spool_enc_t *enc;
     int off; /* suspended (a replay must not journal again) */
+    /* Why the last commit the journal refused failed: SQLite reports such
+     * a commit only as "constraint failed" (reel_journal_errmsg). */
+    char fail[400];
 } jstate;
 
 static void jstate_free(void *p) {
@@ -158,6 +161,7 @@ static reel_rc append_frames(const char *path, const uint8_t *data, size_t len, 
  * journal's order is the commit order. */
 static int commit_hook(void *p) {
     jstate *j = p;
+    j->fail[0] = '\0';
     if (j->block.len == 0 && j->frames.len == 0)
         return 0;
     reel_err_t err;
@@ -167,11 +171,36 @@ static int commit_hook(void *p) {
         rc = append_frames(j->path, j->frames.data, j->frames.len, &err);
     drop_pending(j);
     if (rc != REEL_OK) {
-        /* SQLite reports only "constraint failed" for a refused commit. */
-        fprintf(stderr, "reel: %s; the change was not made\n", reel_err_str(&err));
+        /* SQLite reports a refused commit only as "constraint failed":
+         * the cause is kept for reel_journal_errmsg, which every error
+         * message about a failed statement asks. */
+        snprintf(j->fail, sizeof j->fail, "%s; the change was not made", reel_err_str(&err));
         return 1;
     }
     return 0;
+}
+
+/* The journal attached to db, or NULL: the commit hook's argument (only
+ * the journal sets one), which sqlite3_commit_hook returns when it is
+ * replaced; put back at once. */
+static jstate *attached(sqlite3 *db) {
+    jstate *j = sqlite3_commit_hook(db, NULL, NULL);
+    if (j)
+        sqlite3_commit_hook(db, commit_hook, j);
+    return j;
+}
+
+int reel_journal_failed(sqlite3 *db) {
+    if (sqlite3_extended_errcode(db) != SQLITE_CONSTRAINT_COMMITHOOK)
+        return 0;
+    jstate *j = attached(db);
+    return j && j->fail[0];
+}
+
+const char *reel_journal_errmsg(sqlite3 *db) {
+    if (reel_journal_failed(db))
+        return attached(db)->fail;
+    return sqlite3_errmsg(db);
 }
 
 static void rollback_hook(void *p) {

@@ -34,6 +34,16 @@
  * error of that first append (journaling is attached all the same). */
 reel_rc reel_journal_attach(sqlite3 *db, const char *path, reel_err_t *err);
 
+/** Whether the last statement on db failed because its commit could not
+ * append to the journal (SQLite itself says only "constraint failed"). */
+int reel_journal_failed(sqlite3 *db);
+
+/** Why the last statement on db failed, for an error message: what the
+ * journal append said (e.g. "writing .../journal.zst: No space left on
+ * device; the change was not made") when reel_journal_failed(db), else
+ * sqlite3_errmsg(db). Borrowed: valid until the next statement on db. */
+const char *reel_journal_errmsg(sqlite3 *db);
+
 /** What a replay or a check found. */
 typedef struct {
     uint64_t frames;     /* valid frames */

@@ -7,6 +7,7 @@
 
 #include "base/mem.h"
 #include "session/filter.h"
+#include "session/journal.h"
 #include "session/index.h"
 
 /* ---- errors ---- */
@@ -15,6 +16,8 @@
  * REEL_DB, "session.db: <message>". */
 static reel_rc db_err(sqlite3 *db, reel_err_t *err) {
     int c = sqlite3_errcode(db) & 0xff;
+    if (reel_journal_failed(db)) /* not SQLite's "constraint failed" */
+        return reel_err_set(err, REEL_IO, "%s", reel_journal_errmsg(db));
     return reel_err_set(err, c == SQLITE_CORRUPT || c == SQLITE_NOTADB ? REEL_CORRUPT : REEL_DB,
                         "session.db: %s", sqlite3_errmsg(db));
 }

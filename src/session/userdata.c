@@ -4,7 +4,13 @@
 
 #include <string.h>
 
+#include "session/journal.h"
+
+/* A commit the journal refused (no space for it, say) names the journal's
+ * error, not SQLite's "constraint failed". */
 static reel_rc db_error(const reel_userdata_t *u, reel_err_t *err) {
+    if (reel_journal_failed(u->db))
+        return reel_err_set(err, REEL_IO, "%s", reel_journal_errmsg(u->db));
     return reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(u->db));
 }
 

@@ -333,6 +333,48 @@ class FaultTest(unittest.TestCase):
         v = run([REEL, "verify", "ix"], env=env, check=False)
         self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
 
+    def test_spool_full_user_data_names_the_cause(self):
+        """The spool's file system is full, session.db's is not: a note or
+        a config change cannot be journaled, and the commit is refused.
+        The error must say why (no space writing journal.zst), once, not
+        SQLite's "constraint failed" that the refused commit reads as."""
+        mnt = self.mount_tmpfs(8 << 20)
+        home = os.path.join(mnt, "home")
+        env = dict(os.environ, REEL_HOME=home, XDG_DATA_HOME=self.dir + "/data",
+                   XDG_CONFIG_HOME=self.dir + "/config")
+        run([REEL, "new", "ud"], env=env)
+        spool = os.path.join(home, "ud", "spool")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d,mode=0700" % (1 << 20), "tmpfs",
+                            spool], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.mounts.append(spool)
+        r = self.start("ud", home=home, resume=True)
+        self.get(r, "/100b?note", b"x" * 99 + b"\n")
+        self.assertEqual(len(r.wait_flows(1)), 1)
+        code, log = self.stop(r)
+        self.assertEqual(code, 0, log)
+        run([REEL, "annotate", "ud", "1", "a note that fits"], env=env)
+        self.fill(spool)
+        # The journal's last page may still hold a change or two: the next
+        # ones need a new page, which there is no room for.
+        made = {}
+        for what, args in (("annotate", ["annotate", "ud", "1", "a note " * 200]),
+                           ("config", ["config", "ud", "set", "body_limit", "%dMiB"])):
+            for i in range(200):
+                made[what] = i
+                a = [x % (i + 2) if "%d" in x else x for x in args]
+                res = run([REEL] + a, env=env, check=False)
+                self.assert_not_crashed(res, what)
+                if res.returncode != 0:
+                    break
+            err = res.stderr.decode()
+            self.assertEqual(res.returncode, 1, "%s never failed on a full spool" % what)
+            self.assertIn("journal.zst: No space left on device", err, what)
+            self.assertNotIn("constraint failed", err, what)
+            self.assertEqual(len(err.strip().splitlines()), 1, err)
+        notes = json.loads(run([REEL, "annotate", "ud", "1", "--json"], env=env).stdout)
+        self.assertEqual(len(notes), 1 + made["annotate"], "a refused note was kept")
+
     # ---- read-only file system, deleted session ----
 
     def mount_ext4(self, size):
