@@ -83,6 +83,8 @@ reel_rc reel_importtx_begin(reel_session_t *s, const reel_importtx_point_t *p, r
     }
     reel_buf_puts(&b, "\n");
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        reel_session_give(dir, fd, tmp); /* its owner's next open reads it */
     if (fd < 0 || write_all(fd, (const char *)b.data, b.len) != REEL_OK || fsync(fd) != 0) {
         rc = reel_err_errno(err, REEL_IO, errno, "cannot write %s", tmp);
         goto out;

@@ -88,6 +88,23 @@ static void sync_dir_of(const char *path) {
     free(dir);
 }
 
+/* A journal file root made (at path, open as fd) goes to the session's
+ * owner: the session directory is two levels up (SESSION/spool/FILE). */
+static void give(int fd, const char *path) {
+    char *dir = reel_strdup(path);
+    for (int up = 0; up < 2; up++) {
+        char *slash = strrchr(dir, '/');
+        if (slash == NULL) {
+            free(dir);
+            dir = reel_strdup(up ? "." : "..");
+            break;
+        }
+        *slash = '\0';
+    }
+    reel_session_give(dir, fd, path);
+    free(dir);
+}
+
 /* Opens the journal for appending with its lock held; retries when the
  * file was replaced (a rewrite) while waiting for the lock. */
 static int open_locked(const char *path, int *created, reel_err_t *err) {
@@ -97,6 +114,8 @@ static int open_locked(const char *path, int *created, reel_err_t *err) {
         if (fd < 0 && errno == ENOENT) {
             fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
             *created = 1;
+            if (fd >= 0)
+                give(fd, path);
         }
         if (fd < 0) {
             reel_err_errno(err, REEL_IO, errno, "cannot open %s", path);
@@ -647,6 +666,7 @@ reel_rc reel_journal_rewrite(const char *path, const char *aside, int *fixed,
         rc = reel_err_errno(err, REEL_IO, errno, "creating %s", newpath);
         goto out;
     }
+    give(out, newpath);
     buf = reel_malloc(REEL_SPOOL_FRAME_MAX);
     for (size_t i = 0; i < c.ngood; i++) {
         size_t n = (size_t)c.good[i][1];
@@ -797,6 +817,7 @@ reel_rc reel_journal_write_from(sqlite3 *db, const char *path, const char *aside
         rc = reel_err_errno(err, REEL_IO, errno, "creating %s", newpath);
         goto out;
     }
+    give(out, newpath);
     if ((rc = write_all(out, j.frames.data, j.frames.len, newpath, err)) != REEL_OK)
         goto out;
     if (fsync(out) != 0) {

@@ -305,6 +305,7 @@ typedef struct {
     int last_keep;
     reel_rc rc;
     reel_err_t *err;
+    const char *session_dir; /* whose owner gets the new segments */
 } compact_ctx;
 
 static char *tmp_path(const char *dir, uint32_t n) {
@@ -329,6 +330,8 @@ static reel_rc c_frame_out(compact_ctx *c) {
         char *p = tmp_path(c->dir, c->next_n);
         c->fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         int e = errno;
+        if (c->fd >= 0)
+            reel_session_give(c->session_dir, c->fd, p); /* root compacting another's */
         free(p);
         if (c->fd < 0)
             return reel_err_errno(c->err, REEL_IO, e, "compact: creating a segment");
@@ -404,6 +407,7 @@ reel_rc reel_retention_compact(reel_session_t *s, uint64_t segment_size, char **
     int began = 0, listed = 0;
     c.db = db;
     c.dir = dir;
+    c.session_dir = reel_session_path(s);
     c.fd = -1;
     c.err = err;
     c.segment_size = segment_size < (1u << 20) ? (1u << 20) : segment_size;

@@ -134,6 +134,48 @@ static int mkdir_p(const char *path, mode_t mode) {
     return rc;
 }
 
+void reel_session_give(const char *session_dir, int fd, const char *path) {
+    struct stat ds, fs;
+    if (geteuid() != 0 || stat(session_dir, &ds) != 0 || ds.st_uid == 0)
+        return;
+    if ((fd >= 0 ? fstat(fd, &fs) : lstat(path, &fs)) != 0 || fs.st_uid != 0)
+        return;
+    if ((fd >= 0 ? fchown(fd, ds.st_uid, ds.st_gid) : lchown(path, ds.st_uid, ds.st_gid)) != 0) {
+        /* then it stays root's: the owner can still read what it may */
+    }
+}
+
+/* reel_session_give for path, a file or directory of session s. */
+static void give(const reel_session_t *s, int fd, const char *path) {
+    reel_session_give(s->path, fd, path);
+}
+
+/* Root, done with (or opening) another user's session, gives that user
+ * what root made in it and left root's: what reel_session_give is not
+ * called for right where it is made (the recorder's segments, SQLite's
+ * files), and what a root process killed half way, or an older reel,
+ * left. The session directory, spool/ and recovered/, not deeper. */
+static void give_all(const reel_session_t *s) {
+    struct stat ds;
+    if (geteuid() != 0 || stat(s->path, &ds) != 0 || ds.st_uid == 0)
+        return;
+    static const char *const dirs[] = {"", "/spool", "/recovered"};
+    for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
+        char *d = reel_asprintf("%s%s", s->path, dirs[i]);
+        DIR *dir = opendir(d);
+        for (struct dirent *e; dir && (e = readdir(dir)) != NULL;) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            char *p = reel_asprintf("%s/%s", d, e->d_name);
+            give(s, -1, p);
+            free(p);
+        }
+        if (dir)
+            closedir(dir);
+        free(d);
+    }
+}
+
 static int index_sound(reel_session_t *s);
 static reel_rc replay_journal(reel_session_t *s, sqlite3 *db, reel_err_t *err);
 static long rebuild_pid(sqlite3 *db, uint64_t *max);
@@ -382,8 +424,11 @@ static reel_rc move_aside(reel_session_t *s, uint32_t n, uint64_t off, const cha
         rc = reel_err_errno(err, REEL_IO, errno, "creating %s", dir);
         goto out;
     }
+    give(s, -1, dir);
     in = open(seg, O_RDWR | O_CLOEXEC);
     out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (out >= 0)
+        give(s, out, dst);
     if (in < 0 || out < 0) {
         rc = reel_err_errno(err, REEL_IO, errno, "moving the damaged tail of %s aside", seg);
         goto out;
@@ -424,11 +469,13 @@ out:
 /* ---- salvage: the whole records of a damaged or torn frame ---- */
 
 /* Copies [off, end) of the segment at path to dst (created 0600) and syncs it. */
-static reel_rc copy_range(const char *path, uint64_t off, uint64_t end, const char *dst,
-                          reel_err_t *err) {
+static reel_rc copy_range(const reel_session_t *s, const char *path, uint64_t off, uint64_t end,
+                          const char *dst, reel_err_t *err) {
     reel_rc rc = REEL_OK;
     int in = open(path, O_RDONLY | O_CLOEXEC);
     int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (out >= 0)
+        give(s, out, dst);
     uint8_t *buf = reel_malloc(1 << 16);
     if (in < 0 || out < 0) {
         rc = reel_err_errno(err, REEL_IO, errno, "copying damaged bytes to %s", dst);
@@ -747,6 +794,7 @@ static reel_rc salvage_range(reel_session_t *s, uint32_t n, uint64_t off, uint64
     reel_buf_append(&wr, mark.data, text);
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
         rc = reel_err_errno(err, REEL_IO, errno, "creating %s", dir);
+    give(s, -1, dir);
     if (rc == REEL_OK && tail) {
         close(fd);
         fd = -1;
@@ -754,7 +802,7 @@ static reel_rc salvage_range(reel_session_t *s, uint32_t n, uint64_t off, uint64
         if (rc == REEL_OK && (fd = open(seg, O_RDWR | O_CLOEXEC)) < 0)
             rc = reel_err_errno(err, REEL_IO, errno, "opening %s", seg);
     } else if (rc == REEL_OK) {
-        rc = copy_range(seg, off, end, dst, err);
+        rc = copy_range(s, seg, off, end, dst, err);
     }
     if (rc == REEL_OK && (pwrite(fd, wr.data, wr.len, (off_t)off) != (ssize_t)wr.len ||
                           fdatasync(fd) != 0))
@@ -2361,6 +2409,7 @@ reel_rc reel_session_open(const char *home, const char *name, int flags, reel_se
         rc = reel_err_errno(err, REEL_IO, errno, "cannot create %s", s->spool_dir);
         goto out;
     }
+    give_all(s);
     s->lock_fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     /* Root opening another user's session makes the lock file theirs, as
      * SQLite does for the -wal and -shm files: a root-owned lock would keep
@@ -2533,6 +2582,8 @@ void reel_session_close(reel_session_t *s) {
         return;
     if (s->db)
         sqlite3_close_v2(s->db);
+    if (s->lock_fd >= 0 && s->readonly == NULL)
+        give_all(s);
     if (s->lock_fd >= 0) {
         if (s->recording && ftruncate(s->lock_fd, 0) != 0) {
             /* stale PID text is harmless: the flock is what counts */
@@ -2614,6 +2665,7 @@ static reel_rc rewrite_journal(reel_session_t *s, reel_err_t *err) {
                                 (long long)(reel_now_us() / 1000));
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
         rc = reel_err_errno(err, REEL_IO, errno, "creating %s", dir);
+    give(s, -1, dir);
     if (rc == REEL_OK)
         rc = reel_journal_write_from(s->db, jp, aside, err);
     if (rc == REEL_OK) {
@@ -2750,6 +2802,7 @@ static reel_rc replace_index(reel_session_t *s, reel_err_t *err) {
         rc = reel_err_errno(err, REEL_IO, errno, "chmod %s", newpath);
         goto out;
     }
+    give(s, -1, newpath); /* before its -wal and -shm: SQLite gives them the same owner */
     char now[32];
     snprintf(now, sizeof now, "%lld", (long long)reel_now_us());
     if ((rc = reel_index_meta_set(nd, "name", s->name, err)) != REEL_OK ||
@@ -2788,6 +2841,7 @@ static reel_rc replace_index(reel_session_t *s, reel_err_t *err) {
         rc = reel_err_errno(err, REEL_IO, errno, "creating %s", dir);
         goto out;
     }
+    give(s, -1, dir);
     /* The old file stays reachable under session.db until the new one
      * replaces it in one rename; its WAL must go first, or SQLite would
      * read it as the new file's. */
@@ -2868,6 +2922,7 @@ static reel_rc repair_journal(reel_session_t *s, reel_err_t *err) {
     reel_rc rc = REEL_OK;
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
         rc = reel_err_errno(err, REEL_IO, errno, "creating %s", dir);
+    give(s, -1, dir);
     if (rc == REEL_OK)
         rc = reel_journal_rewrite(jp, aside, &fixed, &st, err);
     if (rc == REEL_OK && fixed)

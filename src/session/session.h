@@ -84,6 +84,15 @@ const char *reel_session_readonly(const reel_session_t *s);
 /** What recovery did on open ("" if nothing); borrowed. */
 const char *reel_session_recovery_note(const reel_session_t *s);
 
+/** Root (euid 0) making a file or directory in a session that another
+ * user owns gives it to that user, the owner of session_dir (the session's
+ * directory): a root-owned journal, segment, recovered/ or session.db in
+ * it would keep the owner out ("Permission denied"). fd is the file open
+ * (or -1: path is used). Does nothing for other users, when the session
+ * directory is root's, or for a file that is not root's; if chown fails
+ * the file stays root's. */
+void reel_session_give(const char *session_dir, int fd, const char *path);
+
 /** Opens segment n of s's spool for reading; returns the fd or -1 (errno). */
 int reel_session_open_segment(const reel_session_t *s, uint32_t n);
 

@@ -260,6 +260,46 @@ class ReadOnly(unittest.TestCase):
         self.assertIsNone(show["read_only"])
         self.reel("nobody", home, "annotate", "s", "2", "mine now")
 
+    def test_root_writes_leave_the_owner_in(self):
+        """Root changing a session a service user owns (docs/packaging.md
+        has the admin run `reel config` as root): every file and directory
+        it makes there is the owner's, so the owner's next config change,
+        and its recovery of a torn tail, are not refused."""
+        home = os.path.join(self.root, "owned")
+        os.makedirs(home)
+        subprocess.run(["cp", "-a", os.path.join(self.base, "s"), os.path.join(home, "s")],
+                       check=True)
+        sdir = os.path.join(home, "s")
+        os.unlink(os.path.join(sdir, "spool", "journal.zst"))  # root's change makes it
+        subprocess.run(["chown", "-R", "nobody:nogroup", home], check=True)
+        nobody = os.lstat(home).st_uid
+
+        def tear():
+            seg = sorted(glob.glob(os.path.join(sdir, "spool", "0*.zst")))[-1]
+            with open(seg, "ab") as f:  # a torn frame: moved aside to recovered/
+                f.write(b"\x28\xb5\x2f\xfd" + b"\x00" * 40)
+
+        def owned(what):
+            for rel, st in snapshot(sdir).items():
+                self.assertEqual(st[3], nobody, "%s left %s root's" % (what, rel))
+
+        self.reel("root", home, "config", "s", "set", "body_limit", "2MiB")
+        self.assertTrue(os.path.exists(os.path.join(sdir, "spool", "journal.zst")))
+        owned("config set")
+        tear()
+        self.reel("root", home, "repair", "s")
+        self.assertTrue(os.listdir(os.path.join(sdir, "recovered")))
+        owned("repair")
+        self.reel("root", home, "compact", "s")
+        owned("compact")
+        self.reel("nobody", home, "config", "s", "set", "body_limit", "3MiB")
+        tear()
+        r = self.reel("nobody", home, "flows", "s", "--json")
+        self.assertIn(b"aside", r.stderr)
+        self.assertEqual(len(json.loads(r.stdout)), 7)
+        self.reel("nobody", home, "annotate", "s", "2", "mine still")
+        self.reel("nobody", home, "verify", "s")
+
     def test_read_while_another_user_records(self):
         origin = Origin(os.path.join(self.root, "origin"))
         home = os.path.join(self.root, "live")
