@@ -1130,7 +1130,8 @@ static void apply(frow *r, const Reel__Record *rec) {
     }
     case REEL__RECORD__EVENT_ERROR: {
         const Reel__FlowError *e = rec->error;
-        set_cstr(r, C_STATE, "error");
+        /* interrupted: recovery's end of a flow its run left open */
+        set_cstr(r, C_STATE, e->interrupted ? "interrupted" : "error");
         set_cstr(r, C_ERROR, e->message);
         r->i[I_END] = rec->time_us;
         if (e->records_lost) { /* the recorder could not write them */

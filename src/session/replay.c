@@ -13,6 +13,7 @@
 typedef struct {
     reel_replay_req_t *r;
     int has_start, has_head, ended, tunnel, websocket, too_big;
+    int cut_off;        /* recovery's interrupted end: its run ended before it did */
     int har;            /* imported from a HAR (FlowStart.source "har-import") */
     uint64_t wire_size; /* request body bytes seen on the wire (end/error record) */
     uint64_t dropped, truncated;
@@ -95,6 +96,10 @@ static int load_cb(void *ctx, const Reel__Record *rec) {
         c->dropped = rec->end->request_body_dropped;
         break;
     case REEL__RECORD__EVENT_ERROR:
+        if (rec->error->interrupted) { /* its sizes are what was stored, not the wire's */
+            c->cut_off = 1;
+            break;
+        }
         c->ended = 1;
         c->wire_size = rec->error->request_body_size;
         c->truncated = rec->error->request_truncated;
@@ -164,6 +169,8 @@ reel_rc reel_replay_load(reel_session_t *s, uint64_t id, reel_replay_req_t *out,
         why = "it is an HTTP/2 connection preface, not a request";
     else if (c.too_big)
         why = "its request body is larger than replay sends (256 MiB)";
+    else if (c.cut_off)
+        why = "its recording stopped before it ended (its request body may not be whole)";
     else if (!c.ended)
         why = "it is still open (its request body may not be whole yet)";
     else if (c.truncated || c.dropped || c.lost || c.wire_size > out->body.len)

@@ -848,16 +848,207 @@ out:
     return rc;
 }
 
+static reel_rc scan_segment(reel_session_t *s, reel_indexer_t *ix, uint32_t n, uint64_t from,
+                            int tail_aside, int cuts, uint64_t *frames, reel_err_t *err);
+
+/* The error of a flow cut off by the end of the run that recorded it. */
+#define INTERRUPTED_MSG "recording stopped before the flow ended"
+/* ... and of one whose end record may have been lost to damage (dmg_flow
+ * says where): not known to have been cut off by the end of its run. */
+#define END_LOST_MSG                                                                               \
+    "records lost: its end record may have been lost with damaged spool bytes (the flow may "      \
+    "have finished)"
+/* How a flow_damage row of dmg_flow's for a lost end starts. */
+#define END_LOST_ROW "its end record may have been lost"
+
+/* The time of the newest record of the last frame the index has: about when
+ * the run that wrote it ended; now if it cannot be read. */
+static int64_t last_record_us(reel_session_t *s) {
+    int64_t t = 0;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT segment, offset, clen FROM frames ORDER BY segment DESC, "
+                           "offset DESC LIMIT 1",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+        int fd = reel_session_open_segment(s, (uint32_t)sqlite3_column_int64(st, 0));
+        reel_buf_t comp, raw;
+        reel_buf_init(&comp, 0);
+        reel_buf_init(&raw, 0);
+        reel_err_t e2;
+        reel_err_clear(&e2);
+        if (fd >= 0 && reel_spool_read_frame(fd, (uint64_t)sqlite3_column_int64(st, 1),
+                                             (size_t)sqlite3_column_int64(st, 2), &comp, &raw,
+                                             &e2) == REEL_OK) {
+            size_t pos = 0, rl = 0;
+            const uint8_t *r = NULL;
+            while (reel_spool_block_next(raw.data, raw.len, &pos, &r, &rl) == REEL_OK) {
+                Reel__Record *rec = reel__record__unpack(NULL, rl, r);
+                if (rec && rec->time_us > t)
+                    t = rec->time_us;
+                reel__record__free_unpacked(rec, NULL);
+            }
+        }
+        if (fd >= 0)
+            close(fd);
+        reel_buf_free(&comp);
+        reel_buf_free(&raw);
+    }
+    sqlite3_finalize(st);
+    return t > 0 ? t : reel_now_us();
+}
+
+/* Appends the records of block (whole records) to the end of segment n as
+ * frames, synced; *at: where they start. A failed write is cut back off. */
+static reel_rc append_records(reel_session_t *s, uint32_t n, const reel_buf_t *block, uint64_t *at,
+                              reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    char name[16];
+    reel_spool_segment_name(n, name);
+    char *seg = reel_asprintf("%s/%s", s->spool_dir, name);
+    reel_spool_enc_t *enc = reel_spool_enc_new(0);
+    reel_buf_t frames, fr;
+    reel_buf_init(&frames, 0);
+    reel_buf_init(&fr, 0);
+    /* frames of at most REEL_SPOOL_BLOCK_TARGET bytes of records each */
+    size_t pos = 0, rl = 0, from = 0;
+    const uint8_t *r = NULL;
+    while (rc == REEL_OK && from < block->len) {
+        size_t end = from;
+        pos = from;
+        while (reel_spool_block_next(block->data, block->len, &pos, &r, &rl) == REEL_OK) {
+            if (end > from && pos - from > REEL_SPOOL_BLOCK_TARGET)
+                break;
+            end = pos;
+        }
+        if (end == from)
+            break; /* not a record: cannot happen with the records made here */
+        if ((rc = reel_spool_enc_frame(enc, block->data + from, end - from, &fr, err)) == REEL_OK)
+            rc = reel_buf_append(&frames, fr.data, fr.len);
+        from = end;
+    }
+    int fd = rc == REEL_OK ? open(seg, O_WRONLY | O_CLOEXEC) : -1;
+    struct stat st;
+    if (rc == REEL_OK && (fd < 0 || fstat(fd, &st) != 0)) {
+        rc = reel_err_errno(err, REEL_IO, errno, "opening %s", seg);
+    } else if (rc == REEL_OK) {
+        *at = (uint64_t)st.st_size;
+        if (pwrite(fd, frames.data, frames.len, st.st_size) != (ssize_t)frames.len ||
+            fdatasync(fd) != 0) {
+            rc = reel_err_errno(err, REEL_IO, errno ? errno : ENOSPC, "writing to %s", seg);
+            if (ftruncate(fd, st.st_size) == 0)
+                fdatasync(fd);
+        }
+    }
+    if (fd >= 0)
+        close(fd);
+    reel_spool_enc_free(enc);
+    reel_buf_free(&frames);
+    reel_buf_free(&fr);
+    free(seg);
+    return rc;
+}
+
+/* Step 5 of recovery (docs/format.md, section 6), once the whole spool has
+ * been read and dmg_finish has run: the flows still open were cut off by
+ * the end of the run that recorded them (its process died), or lost their
+ * end record to damage. The spool does not say where a run ends, so a
+ * later repair, reading it from the start, found them open at every
+ * damaged range of every later run and marked them damaged for it. Their
+ * end is therefore written into the spool here, after its last frame:
+ * an `error` record with `interrupted` (state interrupted), which every
+ * later scan finds where their run ended. If it cannot be written (the
+ * disk is full, say), they are marked in the index only, as before, and
+ * the note says so. */
 static reel_rc mark_interrupted(reel_session_t *s, reel_err_t *err) {
-    reel_rc rc = reel_index_exec(s->db,
-                                 "UPDATE flows SET state = 'interrupted', error = coalesce(error, "
-                                 "'recording stopped before the flow ended') "
-                                 "WHERE state != 'complete' AND state = 'open'",
-                                 err);
-    int n = sqlite3_changes(s->db);
-    if (rc == REEL_OK && n > 0)
-        note(s, "%d flow%s cut off by the end of an earlier recording marked interrupted", n,
-             n == 1 ? "" : "s");
+    reel_rc rc = REEL_OK;
+    sqlite3_stmt *st = NULL;
+    reel_buf_t block;
+    reel_buf_init(&block, 0);
+    reel_indexer_t *ix = NULL;
+    size_t n = 0;
+    long long cut = 0, lost = 0;
+    int64_t when = 0;
+    if ((rc = reel_index_prepare(
+             s->db,
+             "SELECT id, request_body_size, response_body_size, "
+             "request_body_dropped, response_body_dropped, EXISTS(SELECT 1 "
+             "FROM flow_damage d WHERE d.flow_id = f.id AND d.reason LIKE '" END_LOST_ROW
+             "%') FROM flows f WHERE state = 'open' ORDER BY id",
+             &st, err)) != REEL_OK)
+        goto out;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if (when == 0)
+            when = last_record_us(s);
+        int end_lost = sqlite3_column_int(st, 5);
+        Reel__FlowError fe = REEL__FLOW_ERROR__INIT;
+        fe.message = end_lost ? END_LOST_MSG : INTERRUPTED_MSG;
+        fe.request_body_size = (uint64_t)sqlite3_column_int64(st, 1);
+        fe.response_body_size = (uint64_t)sqlite3_column_int64(st, 2);
+        fe.request_body_dropped = (uint64_t)sqlite3_column_int64(st, 3);
+        fe.response_body_dropped = (uint64_t)sqlite3_column_int64(st, 4);
+        fe.interrupted = 1;
+        Reel__Record rec = REEL__RECORD__INIT;
+        rec.flow_id = (uint64_t)sqlite3_column_int64(st, 0);
+        rec.time_us = when;
+        rec.event_case = REEL__RECORD__EVENT_ERROR;
+        rec.error = &fe;
+        size_t len = reel__record__get_packed_size(&rec);
+        uint8_t *packed = reel_malloc(len ? len : 1);
+        reel__record__pack(&rec, packed);
+        reel_spool_block_append(&block, packed, len);
+        free(packed);
+        n++;
+        if (end_lost)
+            lost++;
+        else
+            cut++;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (n == 0)
+        goto out;
+    size_t nseg = 0;
+    uint32_t *segs = list_segments(s, &nseg);
+    uint32_t last = nseg ? segs[nseg - 1] : 0;
+    free(segs);
+    uint64_t at = 0;
+    reel_err_t werr;
+    reel_err_clear(&werr);
+    reel_rc wrc = last ? append_records(s, last, &block, &at, &werr)
+                       : reel_err_set(&werr, REEL_NOTFOUND, "no spool segment");
+    if (wrc == REEL_OK && (rc = reel_indexer_new(s->db, &ix, err)) == REEL_OK)
+        rc = scan_segment(s, ix, last, at, 0, 0, NULL, err);
+    if (rc != REEL_OK)
+        goto out;
+    if (wrc != REEL_OK) {
+        /* In the index only: a later repair finds them open again. */
+        rc = reel_index_exec(s->db,
+                             "UPDATE flows SET state = 'interrupted', error = coalesce(error, "
+                             "CASE WHEN EXISTS(SELECT 1 FROM flow_damage d WHERE d.flow_id = "
+                             "flows.id AND d.reason LIKE '" END_LOST_ROW "%') THEN '" END_LOST_MSG
+                             "' ELSE '" INTERRUPTED_MSG "' END) WHERE state = 'open'",
+                             err);
+        if (rc != REEL_OK)
+            goto out;
+    }
+    if (cut)
+        note(s, "%lld flow%s cut off by the end of an earlier recording marked interrupted", cut,
+             cut == 1 ? "" : "s");
+    if (lost)
+        note(s,
+             "%lld flow%s whose end record may have been lost with damaged spool bytes marked "
+             "interrupted",
+             lost, lost == 1 ? "" : "s");
+    if (wrc != REEL_OK)
+        note(s,
+             "their end could not be written into the spool (%s): marked in the index only, "
+             "so a later repair may count them as touched by damage found after them",
+             reel_err_str(&werr));
+out:
+    sqlite3_finalize(st);
+    reel_indexer_free(ix);
+    reel_buf_free(&block);
     return rc;
 }
 
@@ -1279,7 +1470,10 @@ typedef struct {
     uint64_t stored[2]; /* body bytes the spool holds */
 } flow_facts;
 
-/* The columns facts_load reads, in its order. */
+/* The columns facts_load reads, in its order. An interrupted flow is not
+ * finished: the end recovery wrote for it (mark_interrupted) says where its
+ * run ended, not that records before it were all there; its sizes are
+ * those stored then. */
 #define FACTS_COLS                                                                                \
     "uuid != '', kind = 'http', method IS NOT NULL, status IS NOT NULL, state IN ('complete', "   \
     "'error'), state = 'complete', request_body_size, response_body_size, "                       \

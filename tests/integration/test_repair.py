@@ -23,6 +23,7 @@ import shutil
 import sqlite3
 import subprocess
 import tempfile
+import time
 import unittest
 
 from proxyenv import REEL, TMPBASE, Origin, Reel, body, curl, main
@@ -86,6 +87,84 @@ class Repair(unittest.TestCase):
                 pos += 3 + size
             f.seek(off + pos + (0 if header else 100))
             f.write(b"\xff\xff\xff" if header else b"\xa5" * 8)
+
+    def killed_run(self, session, resume):
+        """A run of `reel record`/`resume` killed with SIGKILL during a slow
+        upload, which stays open. Returns the Reel."""
+        up = os.path.join(self.root, "upload")
+        if not os.path.exists(up):
+            with open(up, "wb") as f:
+                f.write(os.urandom(2 << 20))
+        reel = Reel(self.root, session, resume=resume)
+        client = subprocess.Popen(["curl", "-sS", "-x", reel.proxy, "--limit-rate", "100k",
+                                   "--data-binary", "@" + up, self.origin.url("/echo")],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            n = len(reel.flows())
+            deadline = time.time() + 10
+            while len(reel.flows()) == n and time.time() < deadline:
+                time.sleep(0.1)
+            time.sleep(1)  # some of its body in the spool
+        finally:
+            reel.proc.kill()
+            reel.stop()
+            client.kill()
+            client.wait()
+        return reel
+
+    def test_damage_after_a_killed_run(self):
+        """Flows a killed run left open (interrupted) were blamed by
+        `reel repair` on damage in a later run's frames: marked damaged,
+        "its end record may have been lost ... with a damaged frame", and
+        counted as lost records, though all their records lay before the
+        damage and their run had ended before it was written. A plain
+        repair marked more flows damaged than the recovery had (an earlier
+        run's flows blamed on a later run's torn tail). Now recovery writes
+        their interrupted end into the spool where their run ended."""
+        reel = self.killed_run("killed", resume=False)  # flow 1
+        home = reel.env["REEL_HOME"]
+        spool = os.path.join(home, "killed", "spool")
+        self.killed_run("killed", resume=True)  # flow 2
+        # and a torn tail: its last frame cut short, as by a power cut
+        seg = sorted(glob.glob(os.path.join(spool, "0*.zst")))[-1]
+        os.truncate(seg, os.path.getsize(seg) - 50)
+        reel = Reel(self.root, "killed", resume=True)
+        try:
+            for i in range(3):
+                curl(reel, "-o", "/dev/null", self.origin.url("/100b?%d" % i))
+            reel.wait_flows(5)
+        finally:
+            self.assertEqual(reel.stop(), 0, reel.log())
+        self.assertIn("torn frame at offset", reel.log())
+        flows = {f["id"]: f for f in reel.flows()}
+        self.assertEqual(flows[1]["state"], "interrupted", flows[1])
+        self.assertEqual(flows[1]["error"], "recording stopped before the flow ended")
+        damaged = [f["id"] for f in reel.flows("~damaged")]
+        self.assertNotIn(1, damaged)
+        # A plain repair finds what recovery found, no more.
+        r = self.cli(reel, "repair", "killed")
+        self.assertEqual([f["id"] for f in reel.flows("~damaged")], damaged, r.stdout)
+        self.assertEqual(reel.flow(1)["state"], "interrupted")
+        # A byte flipped in the last frame (the third run's): flows 1 and 2
+        # had ended (their run had) before it was written.
+        with open(seg, "r+b") as f:
+            f.seek(-20, 2)
+            b = f.read(1)
+            f.seek(-20, 2)
+            f.write(bytes([b[0] ^ 0x01]))
+        r = self.cli(reel, "repair", "killed")
+        out = r.stdout.decode()
+        self.assertIn("damaged", out)
+        now = [f["id"] for f in reel.flows("~damaged")]
+        self.assertNotIn(1, now, out)
+        self.assertEqual(set(damaged) & {2}, set(now) & {2}, out)
+        for fid in (1, 2):
+            self.assertEqual(reel.flow(fid)["state"], "interrupted", fid)
+        # A flow that lost its end to the damage is not one cut off by
+        # the end of a recording.
+        self.assertNotIn("cut off by the end of an earlier recording", out)
+        v = self.cli(reel, "verify", "killed", check=False)
+        self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
 
     def test_hole_in_body(self):
         reel = self.record("hole", ["/file20m", "/100b"])
