@@ -227,7 +227,10 @@ def flow_json(flow_id, recs, replayed_as=()):
             end_facts(e)
         elif ev == "error":
             e = r.error
-            f.update(state="error", end_us=r.time_us, error=e.message)
+            # interrupted: written by recovery or repair for a flow whose
+            # run ended (its process died) before the flow did
+            f.update(state="interrupted" if e.interrupted else "error", end_us=r.time_us,
+                     error=e.message)
             sizes = (e.request_body_size, e.response_body_size)
             end_facts(e)
     for i, d in enumerate(("request", "response")):
