@@ -427,6 +427,21 @@ static void hdr_set_value(hdr_t *h, const char *v, size_t n) {
 
 /* ---- preparing: decoding and redaction ---------------------------------- */
 
+/* The body of direction d is written decoded, len bytes: its head says
+ * so, or the message would claim an encoding and a length its bytes do
+ * not have. Content-Encoding goes, a Content-Length is set to len. */
+static void head_says_decoded(flow_t *f, int d, size_t len) {
+    hdr_remove(f, d, "content-encoding");
+    for (size_t i = 0; i < f->nhdr[d]; i++) {
+        hdr_t *h = &f->hdr[d][i];
+        if (ieq(h->name, h->nlen, "content-length")) {
+            char num[32];
+            int k = snprintf(num, sizeof num, "%zu", len);
+            hdr_set_value(h, num, (size_t)k);
+        }
+    }
+}
+
 typedef struct {
     reel_buf_t *out;
     int *cut;
@@ -517,16 +532,7 @@ static void redact_flow(flow_t *f, const reel_redact_t *r) {
             set_decoded(f, d, &t);
             f->rewritten[d] = 1;
             f->redacted = 1;
-            /* The body is now written decoded: say so in the head. */
-            hdr_remove(f, d, "content-encoding");
-            for (size_t i = 0; i < f->nhdr[d]; i++) {
-                hdr_t *h = &f->hdr[d][i];
-                if (ieq(h->name, h->nlen, "content-length")) {
-                    char num[32];
-                    int k = snprintf(num, sizeof num, "%zu", f->decoded[d].len);
-                    hdr_set_value(h, num, (size_t)k);
-                }
-            }
+            head_says_decoded(f, d, f->decoded[d].len);
         }
     }
     for (size_t i = 0; i < f->nmsgs; i++) {
@@ -1012,6 +1018,19 @@ static const uint8_t *wire_body(const flow_t *f, int d, size_t *n) {
     }
     *n = f->stored[d].len;
     return f->stored[d].data ? f->stored[d].data : (const uint8_t *)"";
+}
+
+/* raw and curl write a body stored decoded (reel import of a HAR, which
+ * holds bodies without their Content-Encoding, keeps the header) as it is:
+ * decoded, so its head must say so, as a body redaction rewrote does. */
+static void wire_heads(flow_t *f) {
+    for (int d = 0; d < 2; d++) {
+        if (!f->body_decoded[d] || f->rewritten[d] || hdr_get(f, d, "content-encoding") == NULL)
+            continue;
+        size_t n;
+        wire_body(f, d, &n);
+        head_says_decoded(f, d, n);
+    }
 }
 
 /* A field as a comment's text: one line of printable ASCII. */
@@ -1504,9 +1523,11 @@ reel_rc reel_export(reel_session_t *s, FILE *out, const reel_export_opts_t *o,
                 break;
             }
             case REEL_EXPORT_CURL:
+                wire_heads(&f);
                 rc = write_curl(out, &f, o, err);
                 break;
             case REEL_EXPORT_RAW:
+                wire_heads(&f);
                 write_raw(out, &f);
                 break;
             case REEL_EXPORT_NDJSON:

@@ -28,7 +28,9 @@
  *   either, gets a comment line and its HTTP/1.1 handshake (GET Upgrade).
  * - raw: request and response heads and bodies as on the wire (bodies as
  *   stored: still content-encoded; re-chunked when the head says chunked,
- *   trailers in the last chunk), 1xx heads before the final one. An
+ *   trailers in the last chunk; a body stored decoded, as reel import
+ *   stores a HAR's, with Content-Encoding left out and Content-Length
+ *   corrected), 1xx heads before the final one. An
  *   HTTP/2 head's pseudo-header fields are in its request line (absolute
  *   URL; ws:// or wss:// for :protocol websocket), never field lines.
  * - ndjson: one JSON object per line and flow, bodies decoded, as text

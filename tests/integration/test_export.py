@@ -170,6 +170,8 @@ class EchoHandler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.server.received.append((self.path, data))
+        if hasattr(self.server, "heads"):
+            self.server.heads.append(self.headers.items())
         self.send_response(200)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -267,6 +269,94 @@ class ExportBodies(unittest.TestCase):
         self.assertEqual(r.stdout, b"")
         self.assertIn(b"reel export: skipped 1 flow without an HTTP request (TCP tunnels)",
                       r.stderr)
+
+
+def echo_server():
+    """An EchoHandler origin that also keeps each request's header fields,
+    and the thread serving it."""
+    echo = http.server.ThreadingHTTPServer(("127.0.0.1", 0), EchoHandler)
+    echo.received, echo.heads = [], []
+    thread = threading.Thread(target=echo.serve_forever, daemon=True)
+    thread.start()
+    return echo, thread
+
+
+def run_script(sh, text, env, root):
+    """Runs text as a script file under shell sh, as a user runs an export
+    (a command over 128 KiB cannot be passed with -c: one execve argument)."""
+    path = os.path.join(root, "cmd.sh")
+    with open(path, "wb") as f:
+        f.write(text.encode("latin-1") if isinstance(text, str) else text)
+    return subprocess.run([sh, path], capture_output=True, env=env, timeout=60)
+
+
+class ExportSends(unittest.TestCase):
+    """What a curl command sends and what a raw export writes, checked at a
+    Python echo origin that keeps every field it gets."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="reel-export-sends-", dir=TMPBASE)
+        cls.echo, cls.echo_thread = echo_server()
+        cls.port = cls.echo.server_address[1]
+        cls.reel = Reel(cls.root, "sends")
+        cls.env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+        cls.shells = [sh for sh in ("bash", "dash") if shutil.which(sh)]
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.reel.stop()
+        cls.echo.shutdown()
+        cls.echo.server_close()
+        cls.echo_thread.join(10)
+        if code != 0:
+            print(cls.reel.log())
+        assert code == 0, "reel record exited %d on SIGINT" % code
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def test_imported_decoded_bodies(self):
+        # reel import stores a HAR's bodies decoded (HAR holds them so) and
+        # keeps Content-Encoding: gzip and the encoded Content-Length
+        text = "hello hello " * 8
+        entry = {"startedDateTime": "2026-01-02T03:04:05.000Z", "time": 3,
+                 "request": {"method": "POST", "url": "http://127.0.0.1:%d/decoded" % self.port,
+                             "httpVersion": "HTTP/1.1",
+                             "headers": [{"name": "Host", "value": "127.0.0.1:%d" % self.port},
+                                         {"name": "Content-Encoding", "value": "gzip"},
+                                         {"name": "Content-Length", "value": "94"},
+                                         {"name": "Content-Type", "value": "text/plain"}],
+                             "queryString": [], "cookies": [], "headersSize": -1, "bodySize": 94,
+                             "postData": {"mimeType": "text/plain", "text": text}},
+                 "response": {"status": 200, "statusText": "OK", "httpVersion": "HTTP/1.1",
+                              "headers": [{"name": "Content-Encoding", "value": "gzip"},
+                                          {"name": "Content-Length", "value": "31"}],
+                              "cookies": [], "content": {"size": 11, "mimeType": "text/plain",
+                                                         "text": "hello world"},
+                              "redirectURL": "", "headersSize": -1, "bodySize": 31},
+                 "cache": {}, "timings": {"send": 0, "wait": 1, "receive": 0}}
+        path = os.path.join(self.root, "decoded.har")
+        with open(path, "w") as f:
+            json.dump({"log": {"version": "1.2", "creator": {"name": "t", "version": "1"},
+                               "entries": [entry]}}, f)
+        self.reel.cli("import", path, "--into", "decoded")
+        raw = self.reel.cli("export", "decoded", "--format", "raw").stdout
+        req_head, rest = raw.split(b"\r\n\r\n", 1)
+        self.assertNotIn(b"content-encoding", req_head.lower())
+        self.assertIn(b"\r\nContent-Length: %d" % len(text), req_head)
+        self.assertTrue(rest.startswith(text.encode() + b"HTTP/1.1 200 OK\r\n"), rest)
+        resp_head, resp_body = rest[len(text):].split(b"\r\n\r\n", 1)
+        self.assertNotIn(b"content-encoding", resp_head.lower())
+        self.assertIn(b"\r\nContent-Length: 11", resp_head)
+        self.assertEqual(resp_body, b"hello world")
+        cmd = self.reel.cli("export", "decoded", "--format", "curl").stdout.decode()
+        for sh in self.shells:
+            with self.subTest(shell=sh):
+                del self.echo.received[:], self.echo.heads[:]
+                r = run_script(sh, cmd, self.env, self.root)
+                self.assertEqual(r.returncode, 0, (cmd, r.stderr))
+                self.assertEqual(self.echo.received, [("/decoded", text.encode())])
+                names = [k.lower() for k, v in self.echo.heads[0]]
+                self.assertNotIn("content-encoding", names, cmd)
 
 
 def recv_until(c, end):

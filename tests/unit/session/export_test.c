@@ -1120,6 +1120,75 @@ static void test_tls_tunnel(void **state) {
     reel_session_close(s);
 }
 
+/* ---- bodies stored decoded ------------------------------------------------ */
+
+/* A flow as reel import makes of a HAR entry whose request and response
+ * had Content-Encoding: gzip: the headers kept, the bodies stored decoded
+ * (body_decoded), shorter than the Content-Length that counted them
+ * encoded. */
+static reel_session_t *fixture_decoded(const char *name) {
+    reel_session_t *s = open_session(name);
+    reel_recorder_t *rec = recorder(s);
+    reel_flow_info_t info = {.kind = REEL_FLOW_HTTP, .time_us = T0};
+    reel_rflow_t *f = reel_recorder_flow_start(rec, &info);
+    const reel_header_t q[] = {H("Host", "example.test"), H("Content-Encoding", "gzip"),
+                               H("Content-Length", "94"), H("Content-Type", "text/plain")};
+    reel_request_head_t rh = {.method = "POST",
+                              .scheme = "http",
+                              .host = "example.test",
+                              .port = 80,
+                              .target = "/p",
+                              .http_version = "HTTP/1.1",
+                              .headers = q,
+                              .n_headers = 4,
+                              .body_decoded = 1,
+                              .time_us = T0};
+    reel_recorder_request_head(f, &rh);
+    reel_recorder_request_body(f, "plain request", 13);
+    const reel_header_t sh[] = {H("Content-Encoding", "gzip"), H("Content-Length", "30"),
+                                H("Content-Type", "text/plain")};
+    reel_response_head_t sp = {.status = 200,
+                               .reason = "OK",
+                               .http_version = "HTTP/1.1",
+                               .headers = sh,
+                               .n_headers = 3,
+                               .body_decoded = 1,
+                               .time_us = T0 + 1000};
+    reel_recorder_response_head(f, &sp);
+    reel_recorder_response_body(f, "hello world", 11);
+    reel_recorder_flow_end(f, NULL, T0 + 2000, T0 + 500, T0 + 1000);
+    close_recorder(rec);
+    return s;
+}
+
+static void test_decoded_bodies_on_the_wire(void **state) {
+    reel_session_t *s = fixture_decoded("decoded");
+    size_t n;
+    /* raw: each head says what follows it: no Content-Encoding, and the
+     * length of the bytes written (a gzip head over plain bytes, with the
+     * encoded length, was no HTTP message) */
+    char *raw = export_str(s, REEL_EXPORT_RAW, 0, NULL, &n);
+    static const char want_raw[] =
+        "POST /p HTTP/1.1\r\nHost: example.test\r\nContent-Length: 13\r\n"
+        "Content-Type: text/plain\r\n\r\nplain request"
+        "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n"
+        "Content-Type: text/plain\r\n\r\nhello world";
+    if (n != sizeof want_raw - 1 || memcmp(raw, want_raw, n) != 0)
+        fail_msg("raw:\n%.*s", (int)n, raw);
+    free(raw);
+    /* curl sends the plain bytes: no Content-Encoding: gzip with them */
+    char *cu = export_str(s, REEL_EXPORT_CURL, 0, NULL, &n);
+    assert_false(contains(cu, n, "Content-Encoding"));
+    assert_true(contains(cu, n, "--data-raw 'plain request'"));
+    free(cu);
+    /* HAR keeps the header: its bodies are decoded by definition, and
+     * browsers write it so */
+    char *har = export_str(s, REEL_EXPORT_HAR, 0, NULL, &n);
+    assert_true(contains(har, n, "\"Content-Encoding\""));
+    free(har);
+    reel_session_close(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_har_structure),
@@ -1129,6 +1198,7 @@ int main(void) {
         cmocka_unit_test(test_interim_trailers_truncated),
         cmocka_unit_test(test_h2_websocket),
         cmocka_unit_test(test_tls_tunnel),
+        cmocka_unit_test(test_decoded_bodies_on_the_wire),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
