@@ -1041,6 +1041,12 @@ static void comment_bytes(FILE *out, const char *s, size_t n) {
     }
 }
 
+/* Most bytes of a body passed inline as one curl argument. Linux caps one
+ * execve argument at 128 KiB (MAX_ARG_STRLEN): past it the shell cannot
+ * start curl ("Argument list too long"). A longer body goes through the
+ * printf pipe, printf being a builtin of bash and dash (no execve, no cap). */
+#define CURL_INLINE_MAX ((size_t)64 * 1024)
+
 /* The Sec-WebSocket-Key of the HTTP/1.1 handshake written for an HTTP/2
  * WebSocket, which had none (RFC 8441): RFC 6455's sample nonce. */
 static const char ws_sample_key[] = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -1070,7 +1076,7 @@ static reel_rc write_curl(FILE *out, const flow_t *f, const reel_export_opts_t *
     const uint8_t *p = wire_body(f, REQ, &n);
     if (ws_h1)
         n = 0; /* a handshake has no body (what followed is the messages) */
-    int piped = n > 0 && o->body_dir == NULL && memchr(p, '\0', n) != NULL;
+    int piped = n > 0 && o->body_dir == NULL && (n > CURL_INLINE_MAX || memchr(p, '\0', n) != NULL);
     if (f->ntrailer[REQ]) {
         /* curl's command line cannot send trailer fields: said, not dropped */
         fputs("# not sent: curl cannot send the request's trailer fields (", out);
@@ -1082,7 +1088,7 @@ static reel_rc write_curl(FILE *out, const flow_t *f, const reel_export_opts_t *
         }
         fputs(")\n", out);
     }
-    if (piped) { /* NUL bytes cannot be in an argument: printf them into a pipe */
+    if (piped) { /* NUL bytes, or too many bytes, for an argument: printf them into a pipe */
         fputs("printf '", out);
         for (size_t i = 0; i < n; i++) {
             unsigned char c = p[i];

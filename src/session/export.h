@@ -22,7 +22,8 @@
  *   has no field for: 1xx answers in interim, request_trailers and
  *   response_trailers). reel import reads it back.
  * - curl: one bash command per flow (method, headers but Content-Length,
- *   exact URL, body inline or --data-binary @FILE); request trailers,
+ *   exact URL, body inline, printf-piped when it holds NUL bytes or
+ *   passes 64 KiB, or --data-binary @FILE); request trailers,
  *   which curl cannot send, named in a comment line. An HTTP/2 WebSocket
  *   (extended CONNECT with :protocol, RFC 8441), which curl cannot send
  *   either, gets a comment line and its HTTP/1.1 handshake (GET Upgrade).

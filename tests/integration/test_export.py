@@ -314,6 +314,24 @@ class ExportSends(unittest.TestCase):
         assert code == 0, "reel record exited %d on SIGINT" % code
         shutil.rmtree(cls.root, ignore_errors=True)
 
+    def test_long_body(self):
+        # 200,000 bytes of text: inline, one curl argument over Linux's
+        # 128 KiB cap on one, the shell could not start curl
+        line = b"it's 100%% \\ done, line %06d\n"
+        data = b"".join(line % i for i in range(200000 // len(line % 0) + 1))[:200000]
+        url = "http://127.0.0.1:%d/long" % self.port
+        curl(self.reel, "--data-binary", "@-", url, input=data)
+        self.reel.wait_flows(1, "~u /long")
+        cmd = self.reel.cli("export", "sends", "--format", "curl", "~u /long").stdout
+        for sh in self.shells:
+            with self.subTest(shell=sh):
+                del self.echo.received[:]
+                r = run_script(sh, cmd, self.env, self.root)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(r.stderr, b"")
+                self.assertEqual(self.echo.received, [("/long", data)])
+                self.assertEqual(r.stdout, data)
+
     def test_imported_decoded_bodies(self):
         # reel import stores a HAR's bodies decoded (HAR holds them so) and
         # keeps Content-Encoding: gzip and the encoded Content-Length
