@@ -1041,6 +1041,45 @@ static void comment_bytes(FILE *out, const char *s, size_t n) {
     }
 }
 
+/* Whether a request field is hop-by-hop (RFC 9110 7.6.1): for the next
+ * hop only, which was reel; reel replay leaves these out
+ * (core/replay_send.c send_headers by reel_h1_hop), and a command sending
+ * them to the origin would hand it, say, the user's Proxy-Authorization.
+ * The list is reel_h1_is_hop_by_hop's (core/http1.c, which this library
+ * does not link): the fixed names and those a Connection field names. */
+static int hop_by_hop(const flow_t *f, const hdr_t *h) {
+    static const char *const fixed[] = {"connection",
+                                        "keep-alive",
+                                        "proxy-connection",
+                                        "proxy-authenticate",
+                                        "proxy-authorization",
+                                        "te",
+                                        "trailer",
+                                        "transfer-encoding",
+                                        "upgrade"};
+    for (size_t k = 0; k < sizeof fixed / sizeof fixed[0]; k++)
+        if (ieq(h->name, h->nlen, fixed[k]))
+            return 1;
+    for (size_t i = 0; i < f->nhdr[REQ]; i++) {
+        const hdr_t *c = &f->hdr[REQ][i];
+        if (!ieq(c->name, c->nlen, "connection"))
+            continue;
+        size_t pos = 0;
+        while (pos <= c->vlen) {
+            size_t end = pos;
+            while (end < c->vlen && c->value[end] != ',')
+                end++;
+            const char *opt = c->value + pos;
+            size_t olen = end - pos;
+            trim(&opt, &olen);
+            if (olen && olen == h->nlen && strncasecmp(opt, h->name, olen) == 0)
+                return 1;
+            pos = end + 1;
+        }
+    }
+    return 0;
+}
+
 /* Most bytes of a body passed inline as one curl argument. Linux caps one
  * execve argument at 128 KiB (MAX_ARG_STRLEN): past it the shell cannot
  * start curl ("Argument list too long"). A longer body goes through the
@@ -1128,10 +1167,21 @@ static reel_rc write_curl(FILE *out, const flow_t *f, const reel_export_opts_t *
         sqs(out, key);
         free(key);
     }
+    int ws = is_websocket(f);
     for (size_t i = 0; i < f->nhdr[REQ]; i++) {
         const hdr_t *h = &f->hdr[REQ][i];
-        if (ieq(h->name, h->nlen, "content-length") || ieq(h->name, h->nlen, "proxy-connection"))
+        if (ieq(h->name, h->nlen, "content-length"))
             continue;
+        if (hop_by_hop(f, h)) {
+            /* but a WebSocket's command is its handshake, which needs them,
+             * and curl sends a body chunked when told so */
+            int keep =
+                (ws && (ieq(h->name, h->nlen, "connection") || ieq(h->name, h->nlen, "upgrade"))) ||
+                (n > 0 && ieq(h->name, h->nlen, "transfer-encoding") &&
+                 strcasestr(h->value, "chunked"));
+            if (!keep)
+                continue;
+        }
         if (is_pseudo(h))
             continue; /* curl sends none: an HTTP/2 head's are in the URL and method */
         if (f->absolute_form && ieq(h->name, h->nlen, "host"))
@@ -1146,6 +1196,19 @@ static reel_rc write_curl(FILE *out, const flow_t *f, const reel_export_opts_t *
         fputs(" \\\n  -H ", out);
         sqs(out, line);
         free(line);
+    }
+    /* Fields curl adds on its own, which the request did not have: an
+     * empty value (-H 'Name:') tells curl to send none. Content-Type is
+     * curl's form type for a body, Expect its 100-continue for one over
+     * 1 KiB (1 MiB in newer curl versions); never over HTTP/1.0. */
+    static const char *const added[] = {"accept", "user-agent", "content-type", "expect"};
+    static const char *const removal[] = {"Accept:", "User-Agent:", "Content-Type:", "Expect:"};
+    for (int k = 0; k < 4; k++) {
+        if (hdr_get(f, REQ, added[k]) != NULL || (k == 2 && n == 0) ||
+            (k == 3 && (n <= 1024 || strcmp(v, "HTTP/1.0") == 0)))
+            continue;
+        fputs(" \\\n  -H ", out);
+        sqs(out, removal[k]);
     }
     reel_rc rc = REEL_OK;
     if (n > 0) {

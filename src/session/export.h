@@ -21,7 +21,9 @@
  *   and tags in comment and everything reel knows in _reel (with what HAR
  *   has no field for: 1xx answers in interim, request_trailers and
  *   response_trailers). reel import reads it back.
- * - curl: one bash command per flow (method, headers but Content-Length,
+ * - curl: one bash command per flow (method, headers but Content-Length
+ *   and the hop-by-hop fields reel replay leaves out, the fields curl
+ *   would add that the request lacked removed with -H 'Name:',
  *   exact URL, body inline, printf-piped when it holds NUL bytes or
  *   passes 64 KiB, or --data-binary @FILE); request trailers,
  *   which curl cannot send, named in a comment line. An HTTP/2 WebSocket

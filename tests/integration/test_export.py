@@ -332,6 +332,33 @@ class ExportSends(unittest.TestCase):
                 self.assertEqual(self.echo.received, [("/long", data)])
                 self.assertEqual(r.stdout, data)
 
+    def test_no_fields_the_origin_never_got(self):
+        # A client that sent no Accept nor User-Agent, its proxy credentials
+        # and hop-by-hop fields (for reel, which did not pass them on)
+        s = connect(self.reel.port)
+        s.sendall(b"POST http://127.0.0.1:%d/hop HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                  b"Proxy-Authorization: Basic dXNlcjpwcm94eXNlY3JldA==\r\n"
+                  b"Proxy-Connection: keep-alive\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\n"
+                  b"Keep-Alive: timeout=5\r\nTE: trailers\r\nX-Kept: yes\r\n"
+                  b"Content-Length: 5\r\n\r\nhello" % (self.port, self.port))
+        got, _ = read_all(s)
+        s.close()
+        self.assertTrue(got.startswith(b"HTTP/1.1 200"), got)
+        self.reel.wait_flows(1, "~u /hop")
+        via_reel = [k.lower() for k, v in self.echo.heads[-1]]  # what reel sent on
+        cmd = self.reel.cli("export", "sends", "--format", "curl", "~u /hop").stdout.decode()
+        self.assertNotIn("Proxy-Authorization", cmd)
+        for sh in self.shells:
+            with self.subTest(shell=sh):
+                del self.echo.received[:], self.echo.heads[:]
+                r = run_script(sh, cmd, self.env, self.root)
+                self.assertEqual(r.returncode, 0, (cmd, r.stderr))
+                self.assertEqual(self.echo.received, [("/hop", b"hello")])
+                # the origin gets what it got from reel, and nothing of curl's
+                self.assertEqual(sorted(k.lower() for k, v in self.echo.heads[0]),
+                                 sorted(via_reel), cmd)
+                self.assertEqual(sorted(via_reel), ["content-length", "host", "x-kept"])
+
     def test_imported_decoded_bodies(self):
         # reel import stores a HAR's bodies decoded (HAR holds them so) and
         # keeps Content-Encoding: gzip and the encoded Content-Length

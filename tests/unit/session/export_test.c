@@ -1010,7 +1010,9 @@ static void test_h2_websocket(void **state) {
         "  -H 'Connection: Upgrade' \\\n"
         "  -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' \\\n"
         "  -H 'sec-websocket-version: 13' \\\n"
-        "  -H 'origin: https://api.example.test'\n";
+        "  -H 'origin: https://api.example.test' \\\n"
+        "  -H 'Accept:' \\\n"
+        "  -H 'User-Agent:'\n";
     if (n != sizeof want_curl - 1 || memcmp(cu, want_curl, n) != 0)
         fail_msg("curl:\n%.*s", (int)n, cu);
     free(cu);
@@ -1120,6 +1122,52 @@ static void test_tls_tunnel(void **state) {
     reel_session_close(s);
 }
 
+/* ---- what curl commands send ---------------------------------------------- */
+
+static void test_curl_sends_what_was_recorded(void **state) {
+    reel_session_t *s = fixture("curlfields");
+    size_t n;
+    /* flow 2: Proxy-Authorization was reel's (hop-by-hop), not the
+     * origin's: no command hands the user's proxy credentials to the
+     * origin, redacted or not; no Accept nor User-Agent was sent, and curl
+     * is told to send none of its own */
+    char *cu = export_str(s, REEL_EXPORT_CURL, 0, "~id 2", &n);
+    assert_false(contains(cu, n, "Proxy-Authorization"));
+    assert_false(contains(cu, n, "SECRET_PROXYAUTH"));
+    assert_true(contains(cu, n, "-H 'Accept:'"));
+    assert_true(contains(cu, n, "-H 'User-Agent:'"));
+    /* it had a Content-Type, and a short body: curl adds neither */
+    assert_false(contains(cu, n, "-H 'Content-Type:'"));
+    assert_false(contains(cu, n, "-H 'Expect:'"));
+    free(cu);
+    /* flow 1 had an Accept: kept, no removal of it */
+    cu = export_str(s, REEL_EXPORT_CURL, 0, "~id 1", &n);
+    assert_true(contains(cu, n, "-H 'Accept: */*'"));
+    assert_false(contains(cu, n, "-H 'Accept:'"));
+    free(cu);
+    reel_session_close(s);
+
+    /* a WebSocket's command is its handshake: Upgrade and Connection stay */
+    s = fixture("curlws");
+    cu = export_str(s, REEL_EXPORT_CURL, 0, "~id 4", &n);
+    assert_true(contains(cu, n, "-H 'Upgrade: websocket'"));
+    assert_true(contains(cu, n, "-H 'Connection: Upgrade'"));
+    free(cu);
+    reel_session_close(s);
+
+    /* a chunked POST: Transfer-Encoding stays (curl sends the body chunked,
+     * as it went), Trailer goes (curl sends no trailer fields) */
+    s = fixture_extras("curlchunked");
+    cu = export_str(s, REEL_EXPORT_CURL, 0, "~id 1", &n);
+    assert_true(contains(cu, n, "-H 'Transfer-Encoding: chunked'"));
+    assert_true(contains(cu, n, "-H 'Expect: 100-continue'"));
+    assert_false(contains(cu, n, "-H 'Trailer"));
+    /* no Content-Type recorded, a body sent: curl's form type removed */
+    assert_true(contains(cu, n, "-H 'Content-Type:'"));
+    free(cu);
+    reel_session_close(s);
+}
+
 /* ---- bodies stored decoded ------------------------------------------------ */
 
 /* A flow as reel import makes of a HAR entry whose request and response
@@ -1199,6 +1247,7 @@ int main(void) {
         cmocka_unit_test(test_h2_websocket),
         cmocka_unit_test(test_tls_tunnel),
         cmocka_unit_test(test_decoded_bodies_on_the_wire),
+        cmocka_unit_test(test_curl_sends_what_was_recorded),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
