@@ -656,9 +656,22 @@ static json_t *har_headers(const flow_t *f, int d) {
     return fields_json(f->hdr[d], f->nhdr[d]);
 }
 
-/* What HAR 1.2 has no field for, in _reel: the 1xx answers before the
- * final response and each body's trailer fields. */
+static double ms(int64_t us) {
+    return (double)us / 1000.0;
+}
+
+/* A time of flow f as ms after its start; -1 when unknown (0). */
+static double since_start(const flow_t *f, int64_t us) {
+    return us && us >= f->start_us ? ms(us - f->start_us) : -1;
+}
+
+/* What HAR 1.2 has no field for, in _reel: the flow's own times (its
+ * entry's time is the sum of its timings: har_timings), the 1xx answers
+ * before the final response and each body's trailer fields. */
 static void har_reel_extras(json_t *r, const flow_t *f) {
+    json_object_set_new(r, "duration_ms", json_real(since_start(f, f->end_us)));
+    json_object_set_new(r, "request_end_ms", json_real(since_start(f, f->req_end_us)));
+    json_object_set_new(r, "response_start_ms", json_real(since_start(f, f->resp_start_us)));
     if (f->ninterim) {
         json_t *a = json_array();
         for (size_t i = 0; i < f->ninterim; i++) {
@@ -751,38 +764,43 @@ static json_t *har_pairs(const char *s, size_t n) {
     return a;
 }
 
-static double ms(int64_t us) {
-    return (double)us / 1000.0;
-}
-
+/* HAR 1.2's timings and entry time. ssl "is also included in connect"
+ * (reel records connect as TCP alone), and time must equal "the sum of
+ * the timings supplied" but -1 ones (ssl counted in connect). It differs
+ * from the flow's own duration, end minus start: reel's phases start at
+ * the request head and leave gaps (the request body before the connection
+ * is ready, say); the flow's own times are in _reel (duration_ms,
+ * request_end_ms, response_start_ms: har_reel_extras), and reel import
+ * reads them. */
 static json_t *har_timings(const flow_t *f, double *total_ms) {
-    double v[7];
+    int64_t v[7]; /* us, -1 unknown */
     static const char *const keys[7] = {"blocked", "dns",     "connect", "send",
                                         "wait",    "receive", "ssl"};
     if (f->has_timings) {
         for (int k = 0; k < 7; k++)
-            v[k] = f->t[k] < 0 ? -1 : ms(f->t[k]);
+            v[k] = f->t[k] < 0 ? -1 : f->t[k];
     } else {
         for (int k = 0; k < 7; k++)
             v[k] = -1;
         v[3] = 0;
         v[4] = f->req_end_us && f->resp_start_us && f->resp_start_us >= f->req_end_us
-                   ? ms(f->resp_start_us - f->req_end_us)
+                   ? f->resp_start_us - f->req_end_us
                    : 0;
-        v[5] = f->resp_start_us && f->end_us >= f->resp_start_us ? ms(f->end_us - f->resp_start_us)
-                                                                 : 0;
+        v[5] = f->resp_start_us && f->end_us >= f->resp_start_us ? f->end_us - f->resp_start_us : 0;
     }
     for (int k = 3; k < 6; k++) /* send, wait and receive must not be negative */
         if (v[k] < 0)
             v[k] = 0;
-    double sum = 0;
-    for (int k = 0; k < 6; k++) /* ssl is part of connect */
+    if (v[6] >= 0)
+        v[2] = (v[2] > 0 ? v[2] : 0) + v[6];
+    int64_t sum = 0;
+    for (int k = 0; k < 6; k++) /* ssl is in connect */
         if (v[k] > 0)
             sum += v[k];
-    *total_ms = f->end_us >= f->start_us && f->end_us ? ms(f->end_us - f->start_us) : sum;
+    *total_ms = ms(sum);
     json_t *t = json_object();
     for (int k = 0; k < 7; k++)
-        json_object_set_new(t, keys[k], json_real(v[k]));
+        json_object_set_new(t, keys[k], json_real(v[k] < 0 ? -1 : ms(v[k])));
     return t;
 }
 

@@ -20,7 +20,9 @@
  *   them (with truncated and length when body_limit cut one), annotations
  *   and tags in comment and everything reel knows in _reel (with what HAR
  *   has no field for: 1xx answers in interim, request_trailers and
- *   response_trailers). reel import reads it back.
+ *   response_trailers, and the flow's own times, duration_ms,
+ *   request_end_ms and response_start_ms, which time, the sum of the
+ *   timings, connect holding ssl, is not). reel import reads it back.
  * - curl: one bash command per flow (method, headers but Content-Length
  *   and the hop-by-hop fields reel replay leaves out, the fields curl
  *   would add that the request lacked removed with -H 'Name:',

@@ -433,6 +433,14 @@ typedef struct {
     int has_timings;
     reel_timings_t timings;
     int64_t total_us; /* "time", -1 when absent */
+    /* timings.connect includes ssl, as HAR 1.2 says; not in what reel
+     * export wrote before it wrote _reel.duration_ms (TCP alone there) */
+    int connect_has_ssl;
+    /* reel export's _reel.duration_ms, request_end_ms, response_start_ms
+     * (us after the start, -1 unknown): the flow's own times, which time
+     * and timings do not give back (reel's phases leave gaps) */
+    int reel_times;
+    int64_t duration_us, req_end_off_us, resp_start_off_us;
     /* Bodies cut before they were written to the HAR (request, response):
      * "_reel": {"request_truncated": true, ...} as reel export writes for
      * a body cut by body_limit; the bodySize of each (bytes on the wire,
@@ -803,6 +811,14 @@ static reel_rc check_reel(const vctx_t *v, json_t *entry, entry_t *e) {
         return fail(v, "_reel.response_excess", "not a count of bytes but %s",
                     json_is_integer(excess) ? "a negative number" : type_name(excess));
     e->response_excess = excess ? (uint64_t)json_integer_value(excess) : 0;
+    json_t *dur = json_object_get(rx, "duration_ms");
+    e->reel_times = dur != NULL && !json_is_null(dur);
+    e->connect_has_ssl = e->reel_times;
+    if (check_ms(v, rx, "duration_ms", "_reel.duration_ms", &e->duration_us) != REEL_OK ||
+        check_ms(v, rx, "request_end_ms", "_reel.request_end_ms", &e->req_end_off_us) != REEL_OK ||
+        check_ms(v, rx, "response_start_ms", "_reel.response_start_ms", &e->resp_start_off_us) !=
+            REEL_OK)
+        return REEL_INVALID;
     if (reel_string(v, rx, "error", 0, &e->error) != REEL_OK ||
         reel_string(v, rx, "client_addr", 1, &e->client_addr) != REEL_OK ||
         reel_string(v, rx, "server_addr", 1, &e->server_addr) != REEL_OK ||
@@ -992,6 +1008,7 @@ static reel_rc entry_parse(const vctx_t *v, json_t *entry, entry_t *e) {
         e->error_text = json_string_value(errtext);
     if (check_timings(v, entry, e) != REEL_OK)
         goto bad;
+    e->connect_has_ssl = 1; /* HAR 1.2; check_reel knows older reel exports */
     /* What reel export says of the flow; then the sizes, lenient as HAR
      * readers are: a size that is not a number is unknown. */
     if (check_reel(v, entry, e) != REEL_OK)
@@ -1365,14 +1382,25 @@ static uint64_t record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
     stats->entries++;
 
     const reel_timings_t *t = &e->timings;
+    /* reel records connect as TCP alone, ssl beside it */
+    reel_timings_t tm = *t;
+    if (e->connect_has_ssl && tm.ssl_us >= 0 && tm.connect_us >= 0)
+        tm.connect_us = tm.connect_us > tm.ssl_us ? tm.connect_us - tm.ssl_us : 0;
     int64_t req_end = 0, resp_start = 0, end;
-    if (e->has_timings) {
-        req_end = e->start_us + known(t->blocked_us) + known(t->dns_us) + known(t->connect_us) +
-                  known(t->send_us);
+    if (e->reel_times) { /* the flow's own, as reel recorded them */
+        if (e->req_end_off_us >= 0)
+            req_end = e->start_us + e->req_end_off_us;
+        if (e->resp_start_off_us >= 0)
+            resp_start = e->start_us + e->resp_start_off_us;
+    } else if (e->has_timings) { /* the phases one after the other */
+        req_end = e->start_us + known(tm.blocked_us) + known(tm.dns_us) + known(tm.connect_us) +
+                  known(tm.ssl_us) + known(tm.send_us);
         if (t->wait_us >= 0)
             resp_start = req_end + t->wait_us;
     }
-    if (e->total_us >= 0)
+    if (e->reel_times && e->duration_us >= 0)
+        end = e->start_us + e->duration_us;
+    else if (e->total_us >= 0)
         end = e->start_us + e->total_us;
     else
         end = (req_end ? req_end : e->start_us) + known(t->wait_us) + known(t->receive_us);
@@ -1406,7 +1434,7 @@ static uint64_t record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
         reel_recorder_server_conn(f, &sc);
     }
     reel_flow_end_t fe = {.error = e->error,
-                          .timings = e->has_timings ? &e->timings : NULL,
+                          .timings = e->has_timings ? &tm : NULL,
                           .time_us = end,
                           .request_end_us = req_end,
                           .response_start_us = resp_start,

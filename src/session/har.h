@@ -42,9 +42,15 @@
  *   response_trailers its trailer fields; _reel.annotations, tags and
  *   marked are added by reel_har_apply_user_data. Each must have the
  *   shape reel writes, else the entry is refused;
- * - timings (ms, -1 unknown) become reel_timings_t in microseconds;
- *   request end = start + blocked + dns + connect + send, response start =
- *   request end + wait, end = start + time (or the sum of known timings).
+ * - timings (ms, -1 unknown) become reel_timings_t in microseconds,
+ *   connect less ssl (HAR 1.2 counts ssl inside connect; reel records TCP
+ *   alone), but in an entry reel export wrote before _reel.duration_ms
+ *   (connect TCP alone there); request end = start + blocked + dns +
+ *   connect + send, response start = request end + wait, end = start +
+ *   time (or the sum of known timings); an entry with _reel.duration_ms
+ *   (what reel export writes) has its end, request end and response start
+ *   from _reel.duration_ms, request_end_ms and response_start_ms instead
+ *   (-1: unknown, recorded as 0 but for the end).
  * Entries whose URL has another scheme (data:, blob:, chrome-extension:, ...)
  * are not HTTP exchanges: they are skipped and counted. */
 #ifndef REEL_SESSION_HAR_H

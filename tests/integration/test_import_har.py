@@ -472,12 +472,13 @@ class ReelExtrasRoundTrip(unittest.TestCase):
              b"entries[2]._reel.response_trailers[0].value: missing"),
             (("response_excess",), -1,
              b"entries[2]._reel.response_excess: not a count of bytes but a negative number"),
+            (("duration_ms",), "5", b"entries[0]._reel.duration_ms: not a number but a string"),
         ]
         for path, value, message in cases:
             bad = json.loads(json.dumps(doc))
             entry = bad["log"]["entries"][{"interim": 2, "tags": 0, "error": 1,
                                            "response_trailers": 2,
-                                           "response_excess": 2}[path[0]]]
+                                           "response_excess": 2, "duration_ms": 0}[path[0]]]
             obj = entry["_reel"]
             for k in path[:-1]:
                 obj = obj[k]
@@ -489,6 +490,33 @@ class ReelExtrasRoundTrip(unittest.TestCase):
             self.assertEqual(r.returncode, 1, r.stderr)
             self.assertIn(message, r.stderr)
             self.assertFalse(os.path.exists(os.path.join(self.root, "home", "bad")))
+
+    def test_times_come_back(self):
+        # HAR 1.2: connect includes ssl, time is the sum of the timings;
+        # the flow's own times (its phases leave gaps) are in _reel
+        with open(self.har) as f:
+            entries = json.load(f)["log"]["entries"]
+        tls = entries[0]
+        self.assertGreater(tls["timings"]["ssl"], 0)
+        for e in entries:
+            t = e["timings"]
+            total = sum(t[k] for k in ("blocked", "dns", "connect", "send", "wait", "receive")
+                        if t[k] >= 0)
+            self.assertAlmostEqual(e["time"], total, places=6)
+            if t["ssl"] >= 0:
+                self.assertGreaterEqual(t["connect"], t["ssl"])
+        # the imported flows have the captured ones' timings, duration,
+        # request end and response start (the start is the HAR's, to the ms)
+        for cap, imp in self.pairs():
+            c, i = self.flow("cap", cap["id"]), self.flow("back", imp["id"])
+            # (HAR wants send, wait and receive non-negative: unknown is 0)
+            want = {k: 0 if k in ("send_us", "wait_us", "receive_us") and v < 0 else v
+                    for k, v in c["timings"].items()}
+            self.assertEqual(i["timings"], want, c["request"]["url"])
+            self.assertEqual(i["start_us"], c["start_us"] // 1000 * 1000)
+            for k in ("end_us", "request_end_us", "response_start_us"):
+                want = c[k] - c["start_us"] if c[k] else 0
+                self.assertEqual(i[k] - i["start_us"] if i[k] else 0, want, (k, c["request"]["url"]))
 
     def test_export_again_writes_the_same_reel_extras(self):
         with open(self.har) as f:

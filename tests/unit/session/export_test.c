@@ -1122,6 +1122,132 @@ static void test_tls_tunnel(void **state) {
     reel_session_close(s);
 }
 
+/* ---- HAR timings ------------------------------------------------------------ */
+
+/* Imports the HAR text har (n bytes) into a new session name. */
+static reel_session_t *import_har(const char *name, const char *har, size_t n) {
+    char *path = reel_asprintf("%s/%s.har", tmp_dir, name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(har, 1, n, f), n);
+    fclose(f);
+    reel_session_t *s = open_session(name);
+    reel_recorder_t *rec = recorder(s);
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_har_stats_t st;
+    if (reel_har_import(rec, path, &st, &err) != REEL_OK)
+        fail_msg("import: %s", err.msg);
+    close_recorder(rec);
+    free(path);
+    return s;
+}
+
+static double num(json_t *obj, const char *key) {
+    json_t *j = json_object_get(obj, key);
+    if (!json_is_number(j))
+        fail_msg("%s: not a number", key);
+    return json_number_value(j);
+}
+
+/* The one entry of a HAR export of s (owned; *root to json_decref). */
+static json_t *one_entry(reel_session_t *s, json_t **root) {
+    size_t n;
+    char *har = export_str(s, REEL_EXPORT_HAR, 0, NULL, &n);
+    *root = json_loadb(har, n, 0, NULL);
+    free(har);
+    assert_non_null(*root);
+    check_har(*root);
+    json_t *entries = json_object_get(json_object_get(*root, "log"), "entries");
+    assert_int_equal(json_array_size(entries), 1);
+    return json_array_get(entries, 0);
+}
+
+static void test_har_timings(void **state) {
+    /* an HTTPS flow on a new connection: every phase, TLS 4 ms of it; its
+     * own duration (45.041 ms) is not the phases' sum (29.6 ms) */
+    reel_session_t *s = open_session("timings");
+    reel_recorder_t *rec = recorder(s);
+    reel_flow_info_t info = {.kind = REEL_FLOW_HTTP, .time_us = T0};
+    reel_rflow_t *f = reel_recorder_flow_start(rec, &info);
+    const reel_header_t q[] = {H("Host", "api.example.test")};
+    reel_request_head_t rh = {.method = "GET",
+                              .scheme = "https",
+                              .host = "api.example.test",
+                              .port = 443,
+                              .target = "/t",
+                              .http_version = "HTTP/1.1",
+                              .headers = q,
+                              .n_headers = 1,
+                              .time_us = T0};
+    reel_recorder_request_head(f, &rh);
+    reel_response_head_t sp = {
+        .status = 204, .reason = "No Content", .http_version = "HTTP/1.1", .time_us = T0 + 30000};
+    reel_recorder_response_head(f, &sp);
+    reel_timings_t tm = {500, 2000, 3000, 100, 19000, 1000, 4000};
+    reel_recorder_flow_end(f, &tm, T0 + 45041, T0 + 1234, T0 + 30000);
+    close_recorder(rec);
+
+    json_t *root;
+    json_t *e = one_entry(s, &root);
+    json_t *t = json_object_get(e, "timings");
+    /* HAR 1.2: ssl "is also included in connect"; time is the sum of the
+     * timings but -1 ones, ssl counted inside connect */
+    assert_true(num(t, "connect") == 7.0);
+    assert_true(num(t, "ssl") == 4.0);
+    assert_true(num(e, "time") == 29.6); /* 0.5 + 2 + 7 + 0.1 + 19 + 1 */
+    /* the flow's own times are kept in _reel */
+    json_t *r = json_object_get(e, "_reel");
+    assert_true(num(r, "duration_ms") == 45.041);
+    assert_true(num(r, "request_end_ms") == 1.234);
+    assert_true(num(r, "response_start_ms") == 30.0);
+
+    /* and come back from reel import: exported again, the same entry */
+    char *har = json_dumps(root, 0);
+    reel_session_t *s2 = import_har("timings2", har, strlen(har));
+    free(har);
+    json_t *root2;
+    json_t *e2 = one_entry(s2, &root2);
+    assert_true(json_equal(json_object_get(e2, "timings"), t));
+    assert_true(num(e2, "time") == num(e, "time"));
+    json_t *r2 = json_object_get(e2, "_reel");
+    static const char *const keys[] = {"duration_ms", "request_end_ms", "response_start_ms"};
+    for (int k = 0; k < 3; k++)
+        assert_true(num(r2, keys[k]) == num(r, keys[k]));
+    /* the imported flow's connect is TCP alone, as reel records it */
+    size_t n;
+    char *nd = export_str(s2, REEL_EXPORT_NDJSON, 0, NULL, &n);
+    json_t *o = json_loadb(nd, n, 0, NULL);
+    assert_non_null(o);
+    assert_true(num(json_object_get(o, "timings"), "connect_ms") == 3.0);
+    assert_true(num(o, "duration_ms") == 45.041);
+    json_decref(o);
+    free(nd);
+    json_decref(root2);
+    reel_session_close(s2);
+
+    /* a HAR reel wrote before: _reel without duration_ms, connect TCP
+     * alone (3 ms), time the flow's duration; read as it was meant */
+    json_object_del(r, "duration_ms");
+    json_object_del(r, "request_end_ms");
+    json_object_del(r, "response_start_ms");
+    json_object_set_new(t, "connect", json_real(3.0));
+    json_object_set_new(e, "time", json_real(45.041));
+    har = json_dumps(root, 0);
+    s2 = import_har("timings3", har, strlen(har));
+    free(har);
+    nd = export_str(s2, REEL_EXPORT_NDJSON, 0, NULL, &n);
+    o = json_loadb(nd, n, 0, NULL);
+    assert_non_null(o);
+    assert_true(num(json_object_get(o, "timings"), "connect_ms") == 3.0);
+    assert_true(num(o, "duration_ms") == 45.041);
+    json_decref(o);
+    free(nd);
+    reel_session_close(s2);
+    json_decref(root);
+    reel_session_close(s);
+}
+
 /* ---- what curl commands send ---------------------------------------------- */
 
 static void test_curl_sends_what_was_recorded(void **state) {
@@ -1248,6 +1374,7 @@ int main(void) {
         cmocka_unit_test(test_tls_tunnel),
         cmocka_unit_test(test_decoded_bodies_on_the_wire),
         cmocka_unit_test(test_curl_sends_what_was_recorded),
+        cmocka_unit_test(test_har_timings),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
