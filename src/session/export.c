@@ -93,7 +93,9 @@ typedef struct {
     int ended;
     /* prepared */
     reel_buf_t decoded[2];
-    int use_decoded[2]; /* body[] is decoded[], else stored[] */
+    int use_decoded[2];  /* body[] is decoded[], else stored[] */
+    int unencoded[2];    /* decode_body removed a Content-Encoding: ... */
+    size_t plain_len[2]; /* ... and this is the body's length without it */
     char *decode_error[2];
     int rewritten[2]; /* redaction changed the body: raw/curl write body[] decoded */
     int redacted;
@@ -476,6 +478,8 @@ static void decode_body(flow_t *f, int d) {
     reel_decoder_free(dec);
     if (rc == REEL_OK) {
         f->use_decoded[d] = 1;
+        f->unencoded[d] = 1;
+        f->plain_len[d] = f->decoded[d].len;
     } else {
         f->decode_error[d] =
             reel_asprintf("Content-Encoding '%s' not removed: %s", enc, reel_err_str(&err));
@@ -920,9 +924,15 @@ static json_t *har_entry(const flow_t *f) {
         if (b64)
             json_object_set_new(content, "encoding", json_string("base64"));
     }
-    if (f->use_decoded[RESP] && f->wire_size[RESP] > sn)
+    /* HAR 1.2: size, the decoded length, is "bigger when the content has
+     * been compressed", compression the "number of bytes saved": known for
+     * a body reel decoded whole (a redacted one's size is that of the
+     * redacted text, its compression still the encoding's); absent for a
+     * body with no Content-Encoding, which saved nothing, and for a cut one */
+    size_t plain = f->plain_len[RESP];
+    if (f->unencoded[RESP] && !f->cut[RESP] && !f->truncated[RESP] && plain > f->wire_size[RESP])
         json_object_set_new(content, "compression",
-                            json_integer((json_int_t)(f->wire_size[RESP] - sn)));
+                            json_integer((json_int_t)(plain - f->wire_size[RESP])));
     const hdr_t *loc = hdr_get(f, RESP, "location");
     json_t *resp = json_pack(
         "{s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:i, s:I}", "status",

@@ -63,6 +63,13 @@ class Export(unittest.TestCase):
         with open(self.origin.www + "/text.txt", "rb") as f:
             self.assertEqual(text["content"]["text"].encode(), f.read())
         self.assertIn("gzip", [h["value"] for h in text["headers"] if h["name"].lower() == "content-encoding"])
+        # HAR 1.2: size is the decoded length, compression the bytes gzip saved
+        self.assertEqual(text["content"]["size"], os.path.getsize(self.origin.www + "/text.txt"))
+        self.assertGreater(text["content"]["compression"], 0)
+        self.assertEqual(text["content"]["compression"], text["content"]["size"] - text["bodySize"])
+        for e in entries:  # nothing else was encoded: nothing saved
+            if e["response"] is not text:
+                self.assertEqual(e["response"]["content"].get("compression", 0), 0)
         big = by_url[self.origin.url("/file1m")]["response"]["content"]
         self.assertEqual(big["encoding"], "base64")
         self.assertEqual(base64.b64decode(big["text"]), self.origin.file1m)

@@ -1248,6 +1248,53 @@ static void test_har_timings(void **state) {
     reel_session_close(s);
 }
 
+/* ---- HAR content.compression ----------------------------------------------- */
+
+static void test_har_compression(void **state) {
+    /* flow 1: 4000 bytes of text, gzipped on the wire; flow 2: plain text
+     * with a bearer token, which redaction makes shorter */
+    reel_session_t *s = open_session("compression");
+    reel_recorder_t *rec = recorder(s);
+    static char text[4000];
+    memset(text, 'a', sizeof text);
+    uint8_t gz[512];
+    size_t gzn = gzip(text, sizeof text, gz, sizeof gz);
+    const reel_header_t q[] = {H("Host", "api.example.test")};
+    const reel_header_t s1[] = {H("Content-Type", "text/plain"), H("Content-Encoding", "gzip")};
+    http_flow(rec, T0, "GET", "/gz", q, 1, NULL, 0, 200, s1, 2, gz, gzn);
+    const reel_header_t s2[] = {H("Content-Type", "text/plain")};
+    http_flow(rec, T0 + 100000, "GET", "/plain", q, 1, NULL, 0, 200, s2, 1, text_body,
+              strlen(text_body));
+    close_recorder(rec);
+
+    for (int redact = 0; redact < 2; redact++) {
+        size_t n;
+        char *har = export_str(s, REEL_EXPORT_HAR, redact, NULL, &n);
+        json_t *root = json_loadb(har, n, 0, NULL);
+        assert_non_null(root);
+        check_har(root);
+        json_t *entries = json_object_get(json_object_get(root, "log"), "entries");
+        /* HAR 1.2: size (decoded) is bigger than bodySize (on the wire)
+         * when compressed, and compression the bytes saved */
+        json_t *resp = json_object_get(json_array_get(entries, 0), "response");
+        json_t *c = json_object_get(resp, "content");
+        assert_int_equal(json_integer_value(json_object_get(resp, "bodySize")), gzn);
+        assert_int_equal(json_integer_value(json_object_get(c, "size")), sizeof text);
+        assert_int_equal(json_integer_value(json_object_get(c, "compression")), sizeof text - gzn);
+        /* a body never encoded saved nothing, redacted (shorter) or not */
+        resp = json_object_get(json_array_get(entries, 1), "response");
+        c = json_object_get(resp, "content");
+        if (redact)
+            assert_true(json_integer_value(json_object_get(c, "size")) <
+                        json_integer_value(json_object_get(resp, "bodySize")));
+        json_t *comp = json_object_get(c, "compression");
+        assert_true(comp == NULL || json_integer_value(comp) == 0);
+        json_decref(root);
+        free(har);
+    }
+    reel_session_close(s);
+}
+
 /* ---- what curl commands send ---------------------------------------------- */
 
 static void test_curl_sends_what_was_recorded(void **state) {
@@ -1375,6 +1422,7 @@ int main(void) {
         cmocka_unit_test(test_decoded_bodies_on_the_wire),
         cmocka_unit_test(test_curl_sends_what_was_recorded),
         cmocka_unit_test(test_har_timings),
+        cmocka_unit_test(test_har_compression),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
