@@ -933,6 +933,7 @@ static json_t *har_entry(const flow_t *f) {
     if (f->unencoded[RESP] && !f->cut[RESP] && !f->truncated[RESP] && plain > f->wire_size[RESP])
         json_object_set_new(content, "compression",
                             json_integer((json_int_t)(plain - f->wire_size[RESP])));
+    /* the Location as written: redact_flow has redacted it in place */
     const hdr_t *loc = hdr_get(f, RESP, "location");
     json_t *resp = json_pack(
         "{s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:i, s:I}", "status",

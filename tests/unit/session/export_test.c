@@ -1295,6 +1295,44 @@ static void test_har_compression(void **state) {
     reel_session_close(s);
 }
 
+/* ---- HAR redirectURL ---------------------------------------------------------- */
+
+static void test_har_redirect_url_redacted(void **state) {
+    reel_session_t *s = open_session("redirect");
+    reel_recorder_t *rec = recorder(s);
+    const reel_header_t q[] = {H("Host", "api.example.test")};
+    const reel_header_t sh[] = {
+        H("Location",
+          "https://app.example.test/cb?state=7&id_token=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln"
+          "&access_token=SECRET_LOC1")};
+    http_flow(rec, T0, "GET", "/login", q, 1, NULL, 0, 302, sh, 1, NULL, 0);
+    close_recorder(rec);
+    for (int redact = 0; redact < 2; redact++) {
+        size_t n;
+        char *har = export_str(s, REEL_EXPORT_HAR, redact, NULL, &n);
+        json_t *root = json_loadb(har, n, 0, NULL);
+        assert_non_null(root);
+        json_t *resp = json_object_get(
+            json_array_get(json_object_get(json_object_get(root, "log"), "entries"), 0),
+            "response");
+        const char *url = json_string_value(json_object_get(resp, "redirectURL"));
+        json_t *loc = json_array_get(json_object_get(resp, "headers"), 0);
+        /* redirectURL is the Location written, redacted as it is (the JWT
+         * by the rule for JWTs anywhere; the query's access_token once
+         * reel_redact_header redacts URL-valued fields' queries) */
+        assert_string_equal(url, json_string_value(json_object_get(loc, "value")));
+        if (redact) {
+            assert_null(strstr(url, "eyJhbGciOiJIUzI1NiJ9"));
+            assert_non_null(strstr(url, REEL_REDACT_MARKER));
+        } else {
+            assert_string_equal(url, sh[0].value);
+        }
+        json_decref(root);
+        free(har);
+    }
+    reel_session_close(s);
+}
+
 /* ---- what curl commands send ---------------------------------------------- */
 
 static void test_curl_sends_what_was_recorded(void **state) {
@@ -1423,6 +1461,7 @@ int main(void) {
         cmocka_unit_test(test_curl_sends_what_was_recorded),
         cmocka_unit_test(test_har_timings),
         cmocka_unit_test(test_har_compression),
+        cmocka_unit_test(test_har_redirect_url_redacted),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
