@@ -293,6 +293,9 @@ static int on_record(void *ctx, const Reel__Record *rec) {
                   e->response_body_size, e->server_addr);
         if (f->error == NULL)
             f->error = reel_strdup(e->message ? e->message : "");
+        /* a flow that failed may have had a body body_limit cut too */
+        f->truncated[REQ] = e->request_truncated;
+        f->truncated[RESP] = e->response_truncated;
         f->excess = e->response_excess;
         f->end_us = rec->time_us;
         break;

@@ -396,6 +396,8 @@ class ProxyTest(unittest.TestCase):
             text = r.cli("flow", r.session, str(f["id"])).stdout
             self.assertIn(b"(body truncated at 4096 of %d bytes by body_limit)\n" % size, text)
             self.assertNotIn(b"could not decode", text)
+            har = json.loads(r.cli("export", r.session, "~id %d" % f["id"]).stdout)
+            self.assertTrue(har["log"]["entries"][0]["_reel"]["response_truncated"])
         os.unlink(os.path.join(o.www, "noise.txt"))
 
     def test_annotate_tag_mark_while_recording(self):
