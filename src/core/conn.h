@@ -93,6 +93,7 @@ typedef struct peer {
     char *sni;  /* host to verify/send as SNI, if different */
     int port;
     bool https;
+    bool insecure; /* https made while upstream_cert_verify was off: never reused once on */
     char addr[64]; /* "ip:port" once connected */
     char *error;   /* why the upstream failed, for the 502 */
     /* when each phase of setting it up ended (wall clock, µs; 0: not yet) */

@@ -625,8 +625,13 @@ static void on_idle(uv_timer_t *t) {
         sess_close(s);
 }
 
-static char *sess_key(bool https, const char *host, int port, const char *sni) {
-    return reel_asprintf("%s %s:%d %s", https ? "https" : "http", host, port, sni ? sni : host);
+/* A session's name among the proxy's: one made while upstream_cert_verify
+ * was off ("https!") is never taken for a verified one once it is on
+ * again, since nothing checked its origin's certificate. */
+static char *sess_key(const reel_proxy_t *p, bool https, const char *host, int port,
+                      const char *sni) {
+    return reel_asprintf("%s%s %s:%d %s", https ? "https" : "http",
+                         https && !p->verify_upstream ? "!" : "", host, port, sni ? sni : host);
 }
 
 /* A session with no connection yet (in the proxy's list, its idle timer
@@ -990,7 +995,7 @@ static const reel_filter_ops_t ulane_ops = {
 
 reel_filter_t *reel__h2up_filter(reel_proxy_t *p, bool https, const char *host, int port,
                                  const char *sni, uint64_t *conn_id, int *flows_before) {
-    char *key = sess_key(https, host, port, sni);
+    char *key = sess_key(p, https, host, port, sni);
     h2sess_t *s = NULL;
     for (h2sess_t *k = p->h2up; k && s == NULL; k = k->next)
         if (!k->closing && !k->dead && !k->goaway && strcmp(k->key, key) == 0)
@@ -1022,7 +1027,7 @@ reel_filter_t *reel__h2up_filter(reel_proxy_t *p, bool https, const char *host, 
 
 void reel__h2up_adopt(reel_proxy_t *p, reel_stack_t *st, reel_buf_t *in, const char *host, int port,
                       const char *sni) {
-    h2sess_t *s = sess_alloc(p, sess_key(true, host, port, sni), true, host, port, sni);
+    h2sess_t *s = sess_alloc(p, sess_key(p, true, host, port, sni), true, host, port, sni);
     s->st = *st; /* the filters move over: they know their stack by pointer */
     for (reel_filter_t *f = s->st.bottom; f; f = f->above)
         f->st = &s->st;
@@ -1036,7 +1041,7 @@ void reel__h2up_adopt(reel_proxy_t *p, reel_stack_t *st, reel_buf_t *in, const c
 }
 
 bool reel__h2up_ws_ok(reel_proxy_t *p, bool https, const char *host, int port, const char *sni) {
-    char *key = sess_key(https, host, port, sni);
+    char *key = sess_key(p, https, host, port, sni);
     bool ok = false;
     for (h2sess_t *k = p->h2up; k; k = k->next)
         if (!k->closing && !k->dead && !k->goaway && k->ready && strcmp(k->key, key) == 0) {

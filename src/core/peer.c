@@ -378,7 +378,7 @@ bool reel__upstream_for(conn_t *c, bool https, const char *host, int port, const
         c->state != C_PROBE && c->state != C_RAW && !c->tls_tunnel &&
         (https ? c->lane && reel__alpn_seen(p, host, port, sni) == 1 : h2c_listed(p, host, port));
     if (up && !up->closing && !up->eof && up->h2 == h2 && up->https == https && up->port == port &&
-        strcasecmp(up->host, host) == 0 &&
+        (!up->insecure || !p->verify_upstream) && strcasecmp(up->host, host) == 0 &&
         ((sni == NULL && up->sni == NULL) || (sni && up->sni && strcasecmp(sni, up->sni) == 0)))
         return true;
     reel__upstream_close(c);
@@ -388,6 +388,7 @@ bool reel__upstream_for(conn_t *c, bool https, const char *host, int port, const
     up->sni = sni && strcasecmp(sni, host) != 0 ? reel_strdup(sni) : NULL;
     up->port = port;
     up->https = https;
+    up->insecure = https && !p->verify_upstream;
     up->progress = uv_now(p->loop);
     up->t_dns0 = reel__now_us();
     c->up = up;

@@ -705,5 +705,63 @@ class Http2UpstreamTest(unittest.TestCase):
         self.assertLess(int(m.group(2)), 24 * 1024)
 
 
+class VerifyTurnedBackOn(unittest.TestCase):
+    """upstream_cert_verify turned off, then on again while the proxy runs:
+    a connection to the origin made while it was off (an HTTP/2 session
+    shared by every client, or one client's kept-alive HTTP/1.1 connection)
+    has never had its certificate checked, and must not carry a request
+    once verification is on; the request gets the 502 a new connection
+    gets. reel does not trust this origin's CA here."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="h2verify-", dir=TMPBASE)
+        cls.origin = Origin(cls.root, h2=True)
+        cls.reel = Reel(cls.root, "verify", "workers=1")  # verify: the session's overlay
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_class(cls)
+
+    def curl_h2(self, path):
+        r = subprocess.run(["curl", "-sS", "--http2", "-x", self.reel.proxy, "--cacert",
+                            self.reel.ca, "-o", os.devnull, "-w", "%{http_code} %{http_version}",
+                            self.origin.url(path, https=True)], capture_output=True, timeout=30)
+        return r.stdout.decode()
+
+    def test_unverified_connections_are_not_reused(self):
+        self.reel.set_config("set", "upstream_cert_verify", "false")
+        # one client keeps its tunnel and asks twice, around the change
+        s = socket.create_connection(("127.0.0.1", self.reel.port), 10)
+        s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                  % self.origin.https_port)
+        self.assertTrue(s.recv(1000).startswith(b"HTTP/1.1 200"))
+        t = ssl.create_default_context(cafile=self.reel.ca).wrap_socket(
+            s, server_hostname="localhost")
+        t.settimeout(10)
+
+        def get(path):
+            t.sendall(b"GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n" % path)
+            out = b""
+            while b"\r\n\r\n" not in out:
+                out += t.recv(65536)
+            head, rest = out.split(b"\r\n\r\n", 1)
+            n = int(re.search(rb"content-length: *(\d+)", head, re.I).group(1))
+            while len(rest) < n:
+                rest += t.recv(65536)
+            return head.split(b" ")[1]
+
+        self.assertEqual(get(b"/100b?h1=1"), b"200")
+        self.assertEqual(self.curl_h2("/100b?h2=1"), "200 2")  # an HTTP/2 session, unverified
+        self.reel.set_config("set", "upstream_cert_verify", "true")
+        self.assertEqual(get(b"/100b?h1=2"), b"502")
+        t.close()
+        self.assertEqual(self.curl_h2("/100b?h2=2").split()[0], "502")
+        for q in ("h1=2", "h2=2"):
+            [f] = self.reel.wait_flows(1, "~u %s" % q)
+            self.assertIn("certificate verify failed", f["error"] or "", f)
+        self.assertEqual([l for l in self.origin.log_lines() if "=2" in l[2]], [])
+
+
 if __name__ == "__main__":
     main()
