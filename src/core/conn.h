@@ -176,6 +176,7 @@ struct conn {
     int tunnel_port;
     char *tunnel_sni;
     uint64_t sniff_started;
+    unsigned sniff_grace; /* times the sniff deadline found bytes unread (conn.c) */
     /* The CONNECT reel accepted, as its client sent it, for the tunnel's
      * flow (NULL: none, or already recorded): owned, freed once that
      * flow's request is recorded or the tunnel turns out to carry HTTP. */

@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <sys/ioctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -425,6 +426,18 @@ static void tcp_destroy(reel_filter_t *f) {
         uv_freeaddrinfo(t->ai);
     free(t->host);
     free(t);
+}
+
+size_t reel_tcp_unread(const reel_filter_t *f) {
+    if (f == NULL || f->ops != &tcp_ops)
+        return 0;
+    const tcp_filter_t *t = (const tcp_filter_t *)f;
+    uv_os_fd_t fd;
+    int n = 0;
+    if (t->closing || uv_fileno((const uv_handle_t *)&t->h->tcp, &fd) != 0 ||
+        ioctl(fd, FIONREAD, &n) != 0 || n < 0)
+        return 0;
+    return (size_t)n;
 }
 
 static const reel_filter_ops_t tcp_ops = {
