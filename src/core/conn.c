@@ -20,15 +20,13 @@ static void refuse_over_limit(conn_t *c);
 
 /* ---- reading ---- */
 
-/* The client's TLS handshake failed (usually: reel's CA is not trusted):
- * recorded as a tunnel flow with the reason. */
+/* The client's TLS handshake failed: recorded as a tunnel flow with the
+ * reason, which core/tls.c words (and asks whether the client trusts
+ * reel's CA only for the alerts that say so: not for a TLS version
+ * refused or a client that hung up). */
 void reel__client_tls_failed(conn_t *c, const char *error) {
-    char *why = reel_asprintf("TLS handshake with the client failed (is reel's CA "
-                              "trusted?): %s",
-                              error);
     reel__tunnel_flow(c, c->tunnel_host ? c->tunnel_host : "", c->tunnel_port, true, true);
-    reel__finish_tflow(c, why);
-    free(why);
+    reel__finish_tflow(c, error);
     c->ex.resp_head_sent = true;
     reel__fail_exchange(c, 0, "client TLS handshake failed");
 }

@@ -219,7 +219,9 @@ class TlsTcpTest(unittest.TestCase):
         with self.assertRaises(ssl.SSLError):
             self.tunnel(port, version=b"HTTP/1.0", fields=fields, trusted=False)
         row, full = self.flow(port)
-        self.assertIn("TLS handshake with the client failed", row["error"] or "", row)
+        self.assertIn("client TLS handshake failed", row["error"] or "", row)
+        # the client refused reel's certificate: the hint, once
+        self.assertEqual(row["error"].count("does the client trust the reel CA?"), 1, row)
         self.assertEqual(full["request"]["http_version"], "HTTP/1.0", full["request"])
         self.assertIn(["User-Agent", "tls-tcp-test/2"], full["request"]["headers"], full)
 
