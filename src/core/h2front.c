@@ -977,12 +977,19 @@ bool reel__h2front_start(conn_t *c) {
     peer_t *cl = &c->client;
     if (c->h2 || !c->p->http2)
         return c->h2 != NULL;
-    bool h2 = false;
-    if (c->in_tunnel && c->tunnel_tls) {
+    bool h2 = false, alpn = false;
+    bool tls = c->in_tunnel && c->tunnel_tls; /* (the CONNECT was its request 1) */
+    if (tls) {
         reel_stack_info_t info;
         reel_stack_info(&cl->st, &info);
         h2 = info.alpn && strcmp(info.alpn, "h2") == 0;
-    } else if (c->ex.client_sid == 0 && cl->in.len) {
+        alpn = info.alpn && info.alpn[0];
+    }
+    /* Without ALPN (a client that offered none, or only h2 to an origin
+     * that speaks HTTP/1.1, which reel then declines) the first bytes
+     * say, as they do in the clear: the HTTP/2 preface is HTTP/2. It used
+     * to be fed to the HTTP/1 parser, which answered 505. */
+    if (!h2 && !alpn && (c->ex.client_sid == 0 || tls) && cl->in.len) {
         size_t n = cl->in.len < REEL_H2_PREFACE_LEN ? cl->in.len : REEL_H2_PREFACE_LEN;
         if (memcmp(cl->in.data, REEL_H2_PREFACE, n) != 0)
             return false;

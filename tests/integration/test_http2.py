@@ -459,6 +459,44 @@ class Http2Test(unittest.TestCase):
         self.assertIn("reset the HTTP/2 stream", f["error"])
         self.assertIn("0x8", f["error"])
 
+    def test_preface_inside_tls_without_alpn_is_http2(self):
+        # a client that offers no ALPN and speaks HTTP/2 at once (prior
+        # knowledge over TLS): its first bytes say what it speaks, as they
+        # do in the clear; it used to get an HTTP/1.1 505
+        port = self.origin.https_port
+        s = socket.create_connection(("127.0.0.1", self.reel.port), 10)
+        s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost:%d\r\n\r\n" % (port, port))
+        got = b""
+        while b"\r\n\r\n" not in got:
+            got += s.recv(4096)
+        self.assertTrue(got.startswith(b"HTTP/1.1 200"), got)
+        t = ssl.create_default_context(cafile=self.reel.ca).wrap_socket(
+            s, server_hostname="localhost")
+        self.assertIsNone(t.selected_alpn_protocol())
+        c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        c.initiate_connection()
+        c.send_headers(1, [(":method", "GET"), (":path", "/100b?noalpn"), (":scheme", "https"),
+                           (":authority", "localhost:%d" % port)], end_stream=True)
+        t.sendall(c.data_to_send())
+        t.settimeout(10)
+        status, data, ended = None, b"", False
+        while not ended:
+            d = t.recv(65536)
+            self.assertTrue(d, "reel closed the connection")
+            for ev in c.receive_data(d):
+                if isinstance(ev, h2.events.ResponseReceived):
+                    status = dict(ev.headers)[b":status"]
+                elif isinstance(ev, h2.events.DataReceived):
+                    data += ev.data
+                    c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, h2.events.StreamEnded):
+                    ended = True
+            t.sendall(c.data_to_send())
+        t.close()
+        self.assertEqual((status, data), (b"200", b"x" * 99 + b"\n"))
+        [f] = self.flows_for("/100b?noalpn")
+        self.assertEqual((f["request"]["http_version"], f["response"]["status"]), ("HTTP/2.0", 200))
+
     def test_h2c_request_cancelled_while_it_waited_is_recorded(self):
         # 16 slow requests take every lane of the connection; 3 more wait
         # for one, and the client cancels them: reel had them, they never
