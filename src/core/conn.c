@@ -61,6 +61,22 @@ void reel__upstream_ready(peer_t *up) {
         reel__tunnel_forward(c);
 }
 
+/* A tunnel reel answered 200 that ended before it was known what it
+ * carries (the client closed or broke it while reel sniffed its first
+ * bytes): no flow inside says it happened, so the tunnel's own does, with
+ * what came (nothing, or bytes that were not yet a whole request or
+ * ClientHello) and why: NULL for a close. */
+static void tunnel_abandoned(conn_t *c, const char *why) {
+    peer_t *cl = &c->client;
+    if (c->tflow || c->tunnel_host == NULL)
+        return;
+    reel__tunnel_flow(c, c->tunnel_host, c->tunnel_port, true, true);
+    if (cl->in.len)
+        reel_capture_message(c->tflow, true, 0, cl->in.data, cl->in.len, cl->in.len, false, false,
+                             0);
+    reel__finish_tflow(c, why);
+}
+
 void reel__conn_process(conn_t *c) {
     peer_t *cl = &c->client;
     switch (c->state) {
@@ -97,6 +113,11 @@ void reel__conn_process(conn_t *c) {
         /* the client connection broke (a reset, a write that failed, not
          * a half-close): nothing more reaches the client, so there is no
          * response to wait for (ev_eof ended the flow with why) */
+        if (c->state == C_SNIFF) {
+            char *why = reel_asprintf("client connection error: %s", cl->error);
+            tunnel_abandoned(c, why);
+            free(why);
+        }
         reel__conn_close(c);
         return;
     }
@@ -117,6 +138,8 @@ void reel__conn_process(conn_t *c) {
             reel__finish_flow(c, "client closed the connection during the request");
             reel__conn_close(c);
         } else if (c->state == C_SNIFF || c->state == C_PROBE) {
+            if (c->state == C_SNIFF)
+                tunnel_abandoned(c, NULL);
             reel__conn_close(c);
         } else if (c->state == C_WAIT_RESP) {
             /* Let the response finish (the client may have half-closed). */
@@ -383,6 +406,15 @@ static void on_conn_timer(uv_timer_t *t) {
         return;
     }
     if (!c->websocket && !reel__h2front_busy(c) && now - c->last_activity >= p->idle_timeout_ms) {
+        reel_stack_info_t info;
+        reel_stack_info(&c->client.st, &info);
+        if (info.tls && !info.tls_done && c->ex.flow == NULL) {
+            /* a client that began its TLS handshake and never finished
+             * it: recorded as any client handshake that failed */
+            reel__client_tls_failed(c, "the client did not finish its TLS handshake within "
+                                       "idle_timeout");
+            return;
+        }
         reel__finish_flow(c, "idle timeout");
         reel__conn_close(c);
         return;

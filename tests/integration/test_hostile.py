@@ -12,6 +12,7 @@ origin's CA): stalls before and inside a response, resets, truncated TLS
 records. The client gets a 502/504 with a reason while no response head has
 been passed on, else its connection is cut; never a hang.
 """
+import base64
 import os
 import re
 import select
@@ -136,6 +137,55 @@ class HostileClientsTest(unittest.TestCase):
             if k >= n or time.time() > deadline:
                 return k
             time.sleep(0.1)
+
+    def test_tunnels_abandoned_before_they_carried_anything_are_recorded(self):
+        # a CONNECT reel answered, then the client's close (or reset), and
+        # one whose client began its TLS handshake and never finished it:
+        # no flow inside says they happened, so each tunnel is one
+        r = self.reel
+
+        def tunnel(port):
+            s = connect(r.port, 10)
+            s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % port)
+            got = b""
+            while b"\r\n\r\n" not in got:
+                got += s.recv(4096)
+            self.assertTrue(got.startswith(b"HTTP/1.1 200"), got)
+            return s
+
+        closed, reset, stalled = free_port(), free_port(), self.origin.https_port
+        tunnel(closed).close()
+        s = tunnel(reset)
+        s.sendall(b"\x16\x03")  # two bytes of a record, then a reset
+        time.sleep(0.2)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+        r.set_config("set", "idle_timeout", "2")
+        try:
+            s = tunnel(stalled)
+            ctx = ssl.create_default_context(cafile=r.ca)
+            inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+            obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
+            with self.assertRaises(ssl.SSLWantReadError):
+                obj.do_handshake()
+            s.sendall(out.read())  # the ClientHello, and nothing after it
+            s.settimeout(10)
+            while s.recv(65536):  # reel's half of the handshake, then its close
+                pass
+            s.close()
+        finally:
+            r.set_config("unset", "idle_timeout")
+        flows = {f["url"]: f for f in r.flows() if f["kind"] == "tunnel"}
+        f = flows.get("tcp://localhost:%d" % closed) or flows.get("tcp://localhost:%d/" % closed)
+        self.assertIsNotNone(f, flows.keys())
+        self.assertEqual((f["state"], f["error"], f["messages"]), ("complete", None, 0), f)
+        f = [v for k, v in flows.items() if ":%d" % reset in k][0]
+        self.assertEqual(f["state"], "error", f)
+        self.assertTrue(f["error"].startswith("client connection error: "), f)
+        self.assertEqual(base64.b64decode(r.flow(f["id"])["messages"][0]["data_b64"]), b"\x16\x03")
+        f = [v for k, v in flows.items() if ":%d" % stalled in k][0]
+        self.assertEqual(f["state"], "error", f)
+        self.assertIn("did not finish its TLS handshake within idle_timeout", f["error"])
 
     def test_pipelined_requests_reel_will_not_answer_are_recorded(self):
         # behind a request reel answers 502 (nothing listens there), and
