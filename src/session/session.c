@@ -426,7 +426,14 @@ static reel_rc move_aside(reel_session_t *s, uint32_t n, uint64_t off, const cha
     }
     give(s, -1, dir);
     in = open(seg, O_RDWR | O_CLOEXEC);
-    out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    /* a name of its own: a tail torn at the same offset before (another
+     * crash, after the segment grew back past it) keeps its bytes */
+    out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    for (unsigned k = 1; out < 0 && errno == EEXIST && k < 10000; k++) {
+        free(dst);
+        dst = reel_asprintf("%s/%s.%llu.%u.torn", dir, name, (unsigned long long)off, k);
+        out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    }
     if (out >= 0)
         give(s, out, dst);
     if (in < 0 || out < 0) {

@@ -430,6 +430,32 @@ static void test_torn_tail_past_index(void **state) {
     free(home);
 }
 
+/* A tail torn at an offset whose bytes were saved before (another crash,
+ * the segment grown back past it since) gets a name of its own: the bytes
+ * saved first are never overwritten. */
+static void test_torn_tail_saved_twice_keeps_both(void **state) {
+    char *home = tmp_home();
+    enum { N = 3 };
+    uint64_t ids[N];
+    build_session(home, "s", N, ids);
+    sh("cd '%s/s' && mkdir -p recovered && s=$(stat -c %%s spool/00000001.zst) && "
+       "printf first > recovered/00000001.zst.$s.torn && "
+       "printf '\x28\xb5\x2f\xfd\x24second' >> spool/00000001.zst",
+       home);
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_session_t *s = NULL;
+    assert_int_equal(reel_session_open(home, "s", 0, &s, &err), REEL_OK);
+    const char *note = reel_session_recovery_note(s);
+    assert_non_null(strstr(note, ".1.torn"));
+    reel_session_close(s);
+    sh("cd '%s/s/recovered' && test $(ls 00000001.zst.*.torn | wc -l) = 2 && "
+       "grep -qx first 00000001.zst.*.torn && grep -q second 00000001.zst.*.1.torn",
+       home);
+    rm_rf(home);
+    free(home);
+}
+
 static void test_frames_past_index_are_indexed(void **state) {
     char *home = tmp_home();
     enum { N = 9 };
@@ -1360,6 +1386,7 @@ int main(void) {
         cmocka_unit_test(test_big_body_bounded_memory),
         cmocka_unit_test(test_truncation_offsets),
         cmocka_unit_test(test_torn_tail_past_index),
+        cmocka_unit_test(test_torn_tail_saved_twice_keeps_both),
         cmocka_unit_test(test_frames_past_index_are_indexed),
         cmocka_unit_test(test_flipped_byte_verify_and_repair),
         cmocka_unit_test(test_reader_same_as_read_flow),
