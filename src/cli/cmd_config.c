@@ -270,6 +270,8 @@ static const char *applies(reel_session_t *s, const char *key, long *pid, char *
 }
 
 static void say_applies(reel_session_t *s, const char *key) {
+    if (strncmp(key, "redact_", 7) == 0)
+        return; /* read by reel export --redact, not by the proxy: nothing to wait for */
     long pid;
     char *cli_value = NULL;
     const char *when = applies(s, key, &pid, &cli_value);

@@ -409,6 +409,10 @@ class ProxyTest(unittest.TestCase):
         r.cli("mark", r.session, str(f["id"]))
         self.assertEqual([x["id"] for x in r.flows("~tag live & ~marked")], [f["id"]])
         self.assertIn(b"seen live", r.cli("annotate", r.session, str(f["id"])).stdout)
+        # an option only reel export reads: nothing said of the running proxy
+        out = r.cli("config", r.session, "set", "redact_keys", "[pin]").stdout
+        self.assertNotIn(b"proxy", out)
+        r.cli("config", r.session, "unset", "redact_keys")
 
     def test_large_download_keeps_rss_flat(self):
         o, r = self.origin, self.reel
