@@ -410,7 +410,7 @@ class ProxyTest(unittest.TestCase):
         self.assertEqual([x["id"] for x in r.flows("~tag live & ~marked")], [f["id"]])
         self.assertIn(b"seen live", r.cli("annotate", r.session, str(f["id"])).stdout)
         # an option only reel export reads: nothing said of the running proxy
-        out = r.cli("config", r.session, "set", "redact_keys", "[pin]").stdout
+        out = r.cli("config", r.session, "set", "redact_keys", "pin").stdout
         self.assertNotIn(b"proxy", out)
         r.cli("config", r.session, "unset", "redact_keys")
 
