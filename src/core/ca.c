@@ -637,6 +637,10 @@ static char *normalize_host(const char *host, unsigned char ip[16], int *iplen) 
         *iplen = 16;
         return h;
     }
+    /* a name in its absolute form ("example.com.") is the same name */
+    if (n > 1 && h[n - 1] == '.')
+        h[--n] = '\0';
+    size_t label = 0;
     for (char *c = h; *c; c++) {
         if (*c >= 'A' && *c <= 'Z')
             *c = (char)(*c - 'A' + 'a');
@@ -645,11 +649,23 @@ static char *normalize_host(const char *host, unsigned char ip[16], int *iplen) 
             free(h);
             return NULL;
         }
+        /* no empty label, none over 63 bytes (RFC 1035 2.3.4): no origin
+         * has a certificate for such a name, and a dNSName must not hold
+         * one (RFC 5280 4.2.1.6) */
+        label = *c == '.' ? (label == 0 ? 64 : 0) : label + 1;
+        if (label > 63) {
+            free(h);
+            return NULL;
+        }
+    }
+    if (label == 0) { /* ended on a dot: an empty last label */
+        free(h);
+        return NULL;
     }
     return h;
 }
 
-static bool add_san(X509 *x, const char *host, const unsigned char *ip, int iplen) {
+static bool add_san(X509 *x, const char *host, const unsigned char *ip, int iplen, bool critical) {
     bool ok = false;
     GENERAL_NAMES *names = GENERAL_NAMES_new();
     GENERAL_NAME *gn = GENERAL_NAME_new();
@@ -673,7 +689,7 @@ static bool add_san(X509 *x, const char *host, const unsigned char *ip, int iple
     if (sk_GENERAL_NAME_push(names, gn) <= 0)
         goto out;
     gn = NULL;
-    ok = X509_add1_ext_i2d(x, NID_subject_alt_name, names, 0, X509V3_ADD_DEFAULT) == 1;
+    ok = X509_add1_ext_i2d(x, NID_subject_alt_name, names, critical, X509V3_ADD_DEFAULT) == 1;
 out:
     GENERAL_NAME_free(gn);
     GENERAL_NAMES_free(names);
@@ -683,17 +699,18 @@ out:
 static X509 *mint_leaf(reel_ca_t *ca, const char *host, const unsigned char *ip, int iplen) {
     X509 *x = X509_new();
     X509_NAME *name = X509_NAME_new();
-    size_t cn_len = strlen(host);
-    if (cn_len > CN_MAX)
-        cn_len = CN_MAX;
+    /* A CN holds at most 64 characters (RFC 5280's ub-common-name): a
+     * longer name is not cut into another one, the leaf has no subject and
+     * its SAN, then critical, names it (RFC 5280 4.2.1.6) */
+    bool cn = strlen(host) <= CN_MAX;
     if (x == NULL || name == NULL || X509_set_version(x, X509_VERSION_3) != 1 ||
         !set_random_serial(x) || !set_validity(x, LEAF_VALID_DAYS))
         goto fail;
     const ASN1_TIME *ca_end = X509_get0_notAfter(ca->cert);
     if (ASN1_TIME_compare(X509_get0_notAfter(x), ca_end) > 0 && X509_set1_notAfter(x, ca_end) != 1)
         goto fail;
-    if (X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)host,
-                                   (int)cn_len, -1, 0) != 1 ||
+    if ((cn && X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)host,
+                                          -1, -1, 0) != 1) ||
         X509_set_subject_name(x, name) != 1 ||
         X509_set_issuer_name(x, X509_get_subject_name(ca->cert)) != 1 ||
         X509_set_pubkey(x, ca->leaf_key) != 1)
@@ -704,7 +721,7 @@ static X509 *mint_leaf(reel_ca_t *ca, const char *host, const unsigned char *ip,
         !add_ext(x, &ctx, NID_key_usage, "critical,digitalSignature") ||
         !add_ext(x, &ctx, NID_ext_key_usage, "serverAuth") ||
         !add_ext(x, &ctx, NID_authority_key_identifier, "keyid,issuer") ||
-        !add_san(x, host, ip, iplen))
+        !add_san(x, host, ip, iplen, !cn))
         goto fail;
     if (X509_sign(x, ca->key, EVP_sha256()) <= 0)
         goto fail;

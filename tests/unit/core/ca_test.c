@@ -515,18 +515,34 @@ static void test_leaf_long_name(void **state) {
     fixture_t *fx = *state;
     char host[201];
     for (int i = 0; i < 200; i++)
-        host[i] = (i % 40 == 39) ? '.' : 'a';
+        host[i] = (i % 40 == 39 && i < 199) ? '.' : 'a';
     host[200] = '\0';
     X509 *x = leaf_ok(fx->ca, host);
-    char *cn = name_entry(X509_get_subject_name(x), NID_commonName);
-    assert_int_equal(strlen(cn), 64);
-    assert_memory_equal(cn, host, 64);
-    free(cn);
-    GENERAL_NAMES *g = sans_of(x, NULL);
+    /* past a CN's 64 characters: no subject (not the name cut into
+     * another), and the SAN, critical then, names the host */
+    assert_int_equal(X509_NAME_entry_count(X509_get_subject_name(x)), 0);
+    int crit = -1;
+    GENERAL_NAMES *g = sans_of(x, &crit);
+    assert_int_equal(crit, 1);
     GENERAL_NAME *gn = sk_GENERAL_NAME_value(g, 0);
     assert_string_equal((const char *)ASN1_STRING_get0_data(gn->d.dNSName), host);
     GENERAL_NAMES_free(g);
+    assert_int_equal(verify_with_ca(fx->ca, x, host, NULL), 0);
     X509_free(x);
+    /* a name in its absolute form is the same name (and certificate) */
+    X509 *a = leaf_ok(fx->ca, "Example.COM."), *b = leaf_ok(fx->ca, "example.com");
+    assert_ptr_equal(a, b);
+    g = sans_of(a, NULL);
+    assert_string_equal((const char *)ASN1_STRING_get0_data(sk_GENERAL_NAME_value(g, 0)->d.dNSName),
+                        "example.com");
+    GENERAL_NAMES_free(g);
+    X509_free(a);
+    X509_free(b);
+    /* 63 bytes is the longest label */
+    char label[80];
+    memset(label, 'b', 63);
+    snprintf(label + 63, sizeof label - 63, ".test");
+    X509_free(leaf_ok(fx->ca, label));
 }
 
 static void test_leaf_invalid(void **state) {
@@ -534,6 +550,9 @@ static void test_leaf_invalid(void **state) {
     char longhost[300];
     memset(longhost, 'a', sizeof longhost - 1);
     longhost[sizeof longhost - 1] = '\0';
+    char longlabel[80];
+    memset(longlabel, 'b', 64);
+    snprintf(longlabel + 64, sizeof longlabel - 64, ".test");
     const char *bad[] = {"",
                          "a b",
                          "example.com,DNS:evil.com",
@@ -542,6 +561,11 @@ static void test_leaf_invalid(void **state) {
                          "x\ny",
                          "fe80::1%eth0",
                          "*.example.com",
+                         "a..b",
+                         ".example.com",
+                         "example.com..",
+                         ".",
+                         longlabel,
                          longhost};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         reel_err_t err;
