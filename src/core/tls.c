@@ -14,7 +14,7 @@
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
 
-#define ERRMSG_MAX 256
+#define ERRMSG_MAX 512
 
 /* Client role: resumable sessions per origin (opts.session_key). TLS 1.3
  * tickets are used once (RFC 8446 C.4: reuse would link connections), TLS
@@ -59,6 +59,7 @@ struct reel_tls {
     char *alpn_mirror;       /* server: the one protocol it may choose (NULL: HTTP's) */
     char *session_key;       /* client: cache key ("!" first when insecure) */
     char cb_err[ERRMSG_MAX]; /* set by the SNI callback */
+    char cert_facts[400];    /* what the origin's certificate that failed the check says */
     char errmsg[ERRMSG_MAX]; /* the failure, repeated on later calls */
 };
 
@@ -380,6 +381,65 @@ static reel_rc alpn_wire(const char *list, reel_buf_t *w) {
     return REEL_OK;
 }
 
+/* What the origin's certificate says, for the reason a check failed:
+ * " (certificate for NAMES, by ISSUER, valid FROM to TO)"; the names are
+ * its DNS and IP subjectAltNames (at most 4), else its CN. "" without one. */
+static void cert_facts(X509 *x, char *out, size_t n) {
+    out[0] = '\0';
+    if (x == NULL)
+        return;
+    char names[200] = "";
+    size_t used = 0;
+    int shown = 0, total = 0;
+    GENERAL_NAMES *g = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    for (int i = 0; g && i < sk_GENERAL_NAME_num(g); i++) {
+        const GENERAL_NAME *gn = sk_GENERAL_NAME_value(g, i);
+        char ip[INET6_ADDRSTRLEN] = "";
+        const char *s = NULL;
+        if (gn->type == GEN_DNS) {
+            s = (const char *)ASN1_STRING_get0_data(gn->d.dNSName);
+        } else if (gn->type == GEN_IPADD) {
+            int len = ASN1_STRING_length(gn->d.iPAddress);
+            if (len == 4 || len == 16)
+                s = inet_ntop(len == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(gn->d.iPAddress),
+                              ip, sizeof ip);
+        }
+        if (s == NULL)
+            continue;
+        total++;
+        if (shown < 4 && used < sizeof names) {
+            int k = snprintf(names + used, sizeof names - used, "%s%.60s", shown ? ", " : "", s);
+            used += k > 0 ? (size_t)k : 0;
+            shown++;
+        }
+    }
+    GENERAL_NAMES_free(g);
+    if (total > shown && used < sizeof names)
+        snprintf(names + used, sizeof names - used, " and %d more", total - shown);
+    if (total == 0)
+        X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, names, sizeof names);
+    char issuer[80] = "?", from[32] = "?", to[32] = "?";
+    X509_NAME_get_text_by_NID(X509_get_issuer_name(x), NID_commonName, issuer, sizeof issuer);
+    struct tm tm;
+    if (ASN1_TIME_to_tm(X509_get0_notBefore(x), &tm) == 1)
+        strftime(from, sizeof from, "%Y-%m-%d", &tm);
+    if (ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1)
+        strftime(to, sizeof to, "%Y-%m-%d", &tm);
+    snprintf(out, n, " (certificate for %s, by %s, valid %s to %s)", names[0] ? names : "?", issuer,
+             from, to);
+}
+
+/* OpenSSL's verdict on each certificate of the origin's chain, unchanged;
+ * of the first that fails, what it says is kept for the error (the peer
+ * certificate is not kept by a handshake that failed). */
+static int verify_note(int ok, X509_STORE_CTX *ctx) {
+    SSL *ssl = X509_STORE_CTX_get_ex_data(ctx, SSL_get_ex_data_X509_STORE_CTX_idx());
+    reel_tls_t *t = ssl ? SSL_get_app_data(ssl) : NULL;
+    if (!ok && t && t->cert_facts[0] == '\0')
+        cert_facts(X509_STORE_CTX_get_current_cert(ctx), t->cert_facts, sizeof t->cert_facts);
+    return ok;
+}
+
 reel_rc reel_tls_new_client(reel_tls_ctx_t *ctx, const reel_tls_client_opts_t *opts,
                             reel_tls_t **out, reel_err_t *err) {
     reel_rc rc = REEL_OK;
@@ -431,6 +491,8 @@ reel_rc reel_tls_new_client(reel_tls_ctx_t *ctx, const reel_tls_client_opts_t *o
     }
     if (opts->insecure)
         SSL_set_verify(t->ssl, SSL_VERIFY_NONE, NULL);
+    else
+        SSL_set_verify(t->ssl, SSL_VERIFY_PEER, verify_note);
     if (opts->session_key) {
         /* a session made without verification never serves a verified
          * connection */
@@ -545,8 +607,8 @@ static reel_rc fail(reel_tls_t *t, int ssl_err, reel_err_t *err) {
         snprintf(t->errmsg, sizeof t->errmsg, "%s", t->cb_err);
     } else if (!t->server && !t->insecure && v != X509_V_OK &&
                rcode == SSL_R_CERTIFICATE_VERIFY_FAILED) {
-        snprintf(t->errmsg, sizeof t->errmsg, "upstream certificate verify failed: %s",
-                 X509_verify_cert_error_string(v));
+        snprintf(t->errmsg, sizeof t->errmsg, "upstream certificate verify failed: %s%s",
+                 X509_verify_cert_error_string(v), t->cert_facts);
     } else if (reason) {
         const char *hint = "";
         if (t->server &&

@@ -487,8 +487,8 @@ static void test_verify_untrusted_ca(void **state) {
     reel_tls_t *c = client_new(FX->untrusting, "example.com", false, NULL);
     hs_t h = handshake(c, s, 0);
     assert_int_equal(h.c, REEL_ERROR);
-    assert_string_equal(
-        h.cerr.msg, "upstream certificate verify failed: unable to get local issuer certificate");
+    assert_non_null(strstr(h.cerr.msg, "upstream certificate verify failed: unable to get local "
+                                       "issuer certificate (certificate for example.com, by "));
     assert_int_equal(reel_tls_verify_result(c), X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY);
     /* The server learns that its client does not trust the CA. */
     assert_int_equal(h.s, REEL_ERROR);
@@ -584,7 +584,9 @@ static void test_verify_self_signed(void **state) {
     reel_err_t err;
     reel_err_clear(&err);
     assert_int_equal(raw_handshake(&r, c, &err), REEL_ERROR);
-    assert_string_equal(err.msg, "upstream certificate verify failed: self-signed certificate");
+    /* what the certificate says comes with the reason: here, no name */
+    assert_non_null(strstr(err.msg, "upstream certificate verify failed: self-signed certificate "
+                                    "(certificate for reel CA, by reel CA, valid "));
     reel_tls_free(c);
     raw_free(&r);
     EVP_PKEY_free(key);
@@ -599,7 +601,9 @@ static void test_hostname_mismatch(void **state) {
     raw_t r = raw_server(leaf, reel_ca_leaf_key(FX->ca));
     reel_tls_t *c = client_new(FX->client, "wanted.test", false, NULL);
     assert_int_equal(raw_handshake(&r, c, &err), REEL_ERROR);
-    assert_string_equal(err.msg, "upstream certificate verify failed: hostname mismatch");
+    /* the name the certificate is for, beside the one wanted */
+    assert_non_null(strstr(err.msg, "upstream certificate verify failed: hostname mismatch "
+                                    "(certificate for other.test, by reel CA, valid 20"));
     assert_int_equal(reel_tls_verify_result(c), X509_V_ERR_HOSTNAME_MISMATCH);
     reel_tls_free(c);
     raw_free(&r);
@@ -626,7 +630,8 @@ static void test_hostname_mismatch(void **state) {
     c = client_new(FX->client, "127.0.0.1", false, NULL);
     hs_t h = handshake(c, s, 0);
     assert_int_equal(h.c, REEL_ERROR);
-    assert_string_equal(h.cerr.msg, "upstream certificate verify failed: IP address mismatch");
+    assert_non_null(strstr(h.cerr.msg, "upstream certificate verify failed: IP address mismatch "
+                                       "(certificate for example.com, by reel CA, valid "));
     reel_tls_free(c);
     reel_tls_free(s);
 }
