@@ -197,7 +197,8 @@ def flow_json(flow_id, recs, replayed_as=()):
             c = r.server_conn
             f["server_conn"] = dict(conn_id=c.conn_id, address=c.address, sni=c.sni or None,
                                     alpn=c.alpn or None, tls_version=c.tls_version or None,
-                                    cipher=c.cipher or None, reused=c.reused, retried=c.retried)
+                                    cipher=c.cipher or None, reused=c.reused, retried=c.retried,
+                                    unverified=c.unverified)
         elif ev == "message":  # WebSocket or TCP message
             m = r.message
             if m.continued:

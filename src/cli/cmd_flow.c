@@ -907,13 +907,14 @@ static void server_conn_line(view_t *v, const Reel__ServerConn *sc) {
     message_close(v);
     summary(v);
     gap(v);
-    note(v, "~ connection #%llu to %s%s%s%s%s%s%s%s%s%s", (unsigned long long)sc->conn_id,
-         sc->address, sc->tls_version[0] ? ", " : "", sc->tls_version,
-         sc->cipher[0] ? " " : "", sc->cipher, sc->alpn[0] ? ", ALPN " : "", sc->alpn,
-         sc->sni[0] ? ", SNI " : "", sc->sni,
-         sc->retried ? " (the request was sent again on this new connection: the kept-alive "
-                       "one closed before answering)"
-                     : sc->reused ? " (kept alive from an earlier flow)" : "");
+    note(v, "~ connection #%llu to %s%s%s%s%s%s%s%s%s%s%s", (unsigned long long)sc->conn_id,
+         sc->address, sc->tls_version[0] ? ", " : "", sc->tls_version, sc->cipher[0] ? " " : "",
+         sc->cipher, sc->alpn[0] ? ", ALPN " : "", sc->alpn, sc->sni[0] ? ", SNI " : "", sc->sni,
+         sc->unverified ? ", certificate NOT verified (upstream_cert_verify was off)" : "",
+         sc->retried  ? " (the request was sent again on this new connection: the kept-alive "
+                        "one closed before answering)"
+         : sc->reused ? " (kept alive from an earlier flow)"
+                      : "");
 }
 
 static int view_record(void *ctx, const Reel__Record *rec) {
@@ -1301,10 +1302,10 @@ static int json_record(void *ctx, const Reel__Record *rec) {
         const Reel__ServerConn *sc = rec->server_conn;
         json_decref(j->server_conn);
         j->server_conn = json_pack(
-            "{s:I, s:s, s:o, s:o, s:o, s:o, s:b, s:b}", "conn_id", (json_int_t)sc->conn_id,
+            "{s:I, s:s, s:o, s:o, s:o, s:o, s:b, s:b, s:b}", "conn_id", (json_int_t)sc->conn_id,
             "address", sc->address, "sni", str_json(sc->sni, 1), "alpn", str_json(sc->alpn, 1),
             "tls_version", str_json(sc->tls_version, 1), "cipher", str_json(sc->cipher, 1),
-            "reused", sc->reused, "retried", sc->retried);
+            "reused", sc->reused, "retried", sc->retried, "unverified", sc->unverified);
         break;
     }
     case REEL__RECORD__EVENT_REQUEST_BODY:

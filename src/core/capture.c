@@ -115,7 +115,8 @@ void reel_capture_server_conn(reel_capture_flow_t *f, const reel_capture_conn_t 
                             .tls_version = sc->tls_version,
                             .cipher = sc->cipher,
                             .reused = sc->reused,
-                            .retried = sc->retried};
+                            .retried = sc->retried,
+                            .unverified = sc->unverified};
     reel_recorder_server_conn(f, &r);
 }
 

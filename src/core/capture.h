@@ -93,6 +93,7 @@ typedef struct {
     const char *cipher;
     bool reused;             /* kept alive from an earlier flow */
     bool retried;            /* the request went out again on this new connection */
+    bool unverified;         /* TLS made with upstream_cert_verify off */
 } reel_capture_conn_t;
 
 /** Records the upstream connection of f. */

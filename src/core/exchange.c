@@ -337,7 +337,8 @@ void reel__record_server_conn(conn_t *c) {
                               .tls_version = info.tls_version,
                               .cipher = info.cipher,
                               .reused = up->flows > 0,
-                              .retried = c->ex.retried};
+                              .retried = c->ex.retried,
+                              .unverified = info.tls && up->insecure};
     up->flows++;
     reel_capture_server_conn(c->ex.flow, &sc);
 }

@@ -421,7 +421,8 @@ static bool tls_tunnel_ready(conn_t *c) {
                                   .sni = up->sni ? up->sni : up->host,
                                   .alpn = info.alpn,
                                   .tls_version = info.tls_version,
-                                  .cipher = info.cipher};
+                                  .cipher = info.cipher,
+                                  .unverified = up->insecure};
         up->flows++;
         reel_capture_server_conn(c->tflow, &sc);
     }

@@ -201,12 +201,12 @@ static int detail_record(void *ctx, const Reel__Record *rec) {
     case REEL__RECORD__EVENT_SERVER_CONN: {
         const Reel__ServerConn *sc = rec->server_conn;
         json_object_set_new(d->o, "server_conn",
-                            json_pack("{s:I, s:o, s:o, s:o, s:o, s:o, s:b, s:b}", "conn_id",
+                            json_pack("{s:I, s:o, s:o, s:o, s:o, s:o, s:b, s:b, s:b}", "conn_id",
                                       (json_int_t)sc->conn_id, "address", str_json(sc->address),
                                       "sni", str_json(sc->sni), "alpn", str_json(sc->alpn),
                                       "tls_version", str_json(sc->tls_version), "cipher",
                                       str_json(sc->cipher), "reused", sc->reused, "retried",
-                                      sc->retried));
+                                      sc->retried, "unverified", sc->unverified));
         break;
     }
     case REEL__RECORD__EVENT_REQUEST_BODY:

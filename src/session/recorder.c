@@ -2266,6 +2266,7 @@ void reel_recorder_server_conn(reel_rflow_t *f, const reel_server_conn_t *sc) {
     pc.cipher = (char *)(sc->cipher ? sc->cipher : "");
     pc.reused = sc->reused;
     pc.retried = sc->retried;
+    pc.unverified = sc->unverified;
     Reel__Record rec = REEL__RECORD__INIT;
     rec.flow_id = f->id;
     rec.time_us = now_or(0);

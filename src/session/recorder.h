@@ -226,6 +226,7 @@ typedef struct {
     uint64_t conn_id;
     const char *address, *sni, *alpn, *tls_version, *cipher; /* NULL: empty */
     int reused, retried;
+    int unverified; /* TLS made with upstream_cert_verify off */
 } reel_server_conn_t;
 
 /** Records the upstream connection a flow's request went out on. */
