@@ -1177,7 +1177,10 @@ function renderDetail(d, id) {
   if (d.server_conn) {
     const sc = d.server_conn;
     const dl = el('dl', { class: 'kv' });
-    for (const [k, v] of [['address', sc.address], ['TLS', sc.tls_version], ['SNI', sc.sni], ['ALPN', sc.alpn], ['cipher', sc.cipher],
+    // a certificate nothing checked (upstream_cert_verify was off) is said
+    // (not the reverse: a session older than the field cannot tell)
+    const cert = sc.unverified ? 'NOT verified (upstream_cert_verify was off)' : null;
+    for (const [k, v] of [['address', sc.address], ['TLS', sc.tls_version], ['certificate', cert], ['SNI', sc.sni], ['ALPN', sc.alpn], ['cipher', sc.cipher],
       ['reused', sc.reused ? 'yes' : 'no'], ['retried', sc.retried ? 'yes' : 'no'], ['client', r.client_addr]]) {
       if (v === null || v === undefined) continue;
       dl.append(el('dt', { text: k }), el('dd', { text: v }));
