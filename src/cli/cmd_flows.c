@@ -21,8 +21,10 @@ static const char usage[] =
     "HTTP, a tls:// URL, its messages the plaintext) show their message count as\n"
     "the status and the payload bytes each way as the sizes.\n"
     "On a terminal each row is cut to the terminal's width (a long URL ends in\n"
-    "an ellipsis) and control characters are shown as \\xNN; into a pipe or a\n"
-    "file, with --wide or with --json, every value is written whole.\n"
+    "an ellipsis; under 120 columns rows give the time of day and the date is a\n"
+    "line of its own where the day changes) and control characters are shown as\n"
+    "\\xNN; into a pipe or a file, with --wide or with --json, every value is\n"
+    "written whole.\n"
     "\n"
     "  --limit N      only the newest N flows (still printed oldest first);\n"
     "                 0 means no limit, every flow (the default)\n"
@@ -53,11 +55,18 @@ static const char usage[] =
 #define URL_MIN 20
 /* URLs are padded to this many columns so the next ones line up. */
 #define URL_PAD 60
+/* Below this many columns the time column drops its date ("2026-12-04 "),
+ * said instead on a line of its own where the day changes: at 80 columns
+ * the URL had 20, most of them its scheme and host. */
+#define DATE_LINES_BELOW 120
+#define DATE_COLS 11
 
 typedef struct {
-    int esc;        /* REEL_CLI_ESC on a terminal */
-    size_t width;   /* cut rows to this many columns; 0 = never */
-    size_t url_max; /* cut URLs to this many columns (with width) */
+    int esc;           /* REEL_CLI_ESC on a terminal */
+    size_t width;      /* cut rows to this many columns; 0 = never */
+    size_t url_max;    /* cut URLs to this many columns (with width) */
+    int date_lines;    /* rows show the time of day; the date on a line of its own */
+    char last_day[11]; /* the date said last (date_lines) */
 } layout_t;
 
 /* Appends s escaped as the layout says (one line), cut to max columns when
@@ -142,6 +151,16 @@ static int list_row(void *ctx, const reel_query_flow_t *r) {
         reel_cli_time(start, t);
     else /* its start record was lost to damage: no time, not 1970 */
         snprintf(t, sizeof t, "%-23s", "-");
+    const char *when = t;
+    if (l->layout.date_lines && start > 0) {
+        if (strncmp(l->layout.last_day, t, 10) != 0) {
+            snprintf(l->layout.last_day, sizeof l->layout.last_day, "%.10s", t);
+            printf("%s\n", l->layout.last_day);
+        }
+        when = t + DATE_COLS;
+    } else if (l->layout.date_lines) {
+        snprintf(t, sizeof t, "%-12s", "-");
+    }
     reel_cli_size((unsigned long long)r->request_body_size, qs);
     reel_cli_size((unsigned long long)r->response_body_size, rs);
     if (has_end && start > 0 && end >= start) {
@@ -181,7 +200,7 @@ static int list_row(void *ctx, const reel_query_flow_t *r) {
     if (strcmp(ver, "2.0") == 0)
         ver = "2";
     const char *method = ws ? "WS" : tls ? "TLS" : tcp ? "TCP" : r->method ? r->method : "-";
-    print_row(&l->layout, (long long)r->id, r->marked, t, method, tcp ? "" : ver,
+    print_row(&l->layout, (long long)r->id, r->marked, when, method, tcp ? "" : ver,
               r->url ? r->url : "-", st_s, qs, rs, dur, r->ntags ? (const char *)tags.data : NULL,
               r->error);
     reel_buf_free(&tags);
@@ -269,10 +288,11 @@ int reel_cmd_flows(reel_cli_t *cli, int argc, char **argv) {
     list_t l = {.json = cli->json ? json_array() : NULL, .layout = {.esc = reel_cli_escaping()}};
     if (l.layout.esc && !wide) {
         l.layout.width = reel_cli_term_width();
+        l.layout.date_lines = l.layout.width < DATE_LINES_BELOW;
+        size_t fixed = ROW_FIXED - (l.layout.date_lines ? DATE_COLS : 0);
         /* Two columns stay for the start of the tags or the error. */
-        l.layout.url_max = l.layout.width > ROW_FIXED + 2 + URL_MIN
-                               ? l.layout.width - ROW_FIXED - 2
-                               : URL_MIN;
+        l.layout.url_max =
+            l.layout.width > fixed + 2 + URL_MIN ? l.layout.width - fixed - 2 : URL_MIN;
     }
     if (reel_query_flows_each(s, &q, list_row, &l, &err) != REEL_OK) {
         json_decref(l.json);

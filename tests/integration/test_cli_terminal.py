@@ -183,13 +183,25 @@ class Terminal(unittest.TestCase):
         out, code = on_tty(["flows", "urls"], self.env, cols=104)
         self.assertEqual(code, 0, out)
         lines = out.decode().splitlines()
-        self.assertEqual(len(lines), 2, out)
+        # under 120 columns the date is a line of its own where the day
+        # changes, and rows give the time of day: the URL has the room
+        day = time.strftime("%Y-%m-%d", time.localtime(1767225600))  # the HAR's 2026-01-01Z
+        self.assertEqual(len(lines), 3, out)
+        self.assertEqual(lines[0], day)
+        lines = lines[1:]
         for line in lines:
             self.assertLessEqual(len(line), 104, line)
+            self.assertNotIn(day, line)
+            self.assertRegex(line, r"^ +\d+  \d\d:\d\d:\d\d\.\d{3} ")
         self.assertIn("\u2026", lines[1])
-        self.assertIn("http://long.test/aaa", lines[1])
+        self.assertIn("http://long.test/" + "a" * 19, lines[1])  # 8 with the date in the row
         self.assertNotIn(b"\xc2\x9b", out)  # a C1 control in a URL is escaped
         self.assertIn("http://evil.test/\\xc2\\x9b", lines[0])
+        # 120 columns and more: the date in every row, as before
+        out, _ = on_tty(["flows", "urls"], self.env, cols=140)
+        lines = out.decode().splitlines()
+        self.assertEqual(len(lines), 2, out)
+        self.assertTrue(all(day in line for line in lines), lines)
         # the terminal's own width wins over $COLUMNS, which is used when
         # the terminal does not say (0 columns)
         out, _ = on_tty(["flows", "urls"], dict(self.env, COLUMNS="200"), cols=60)
