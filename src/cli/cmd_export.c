@@ -188,13 +188,17 @@ int reel_cmd_export(reel_cli_t *cli, int argc, char **argv) {
         fprintf(stderr, "exported %llu %s to %s", (unsigned long long)st.flows,
                 st.flows == 1 ? "flow" : "flows", output);
         if (st.skipped)
-            fprintf(stderr, " (skipped %llu without an HTTP request)",
+            fprintf(stderr,
+                    " (skipped %llu: TCP tunnels, or requests refused before their host "
+                    "was known)",
                     (unsigned long long)st.skipped);
         fputc('\n', stderr);
     } else if (st.skipped) {
         /* to stdout: say it there too, or a filter of TCP flows writes
          * nothing with exit 0 and no word of why */
-        fprintf(stderr, "reel export: skipped %llu %s without an HTTP request (TCP tunnels)\n",
+        fprintf(stderr,
+                "reel export: skipped %llu %s: TCP tunnels, or requests refused before their "
+                "host was known (no URL to write)\n",
                 (unsigned long long)st.skipped, st.skipped == 1 ? "flow" : "flows");
     }
 out:

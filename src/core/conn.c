@@ -123,6 +123,14 @@ void reel__conn_process(conn_t *c) {
     }
     if (c->state == C_DONE)
         return;
+    if (cl->eof && c->state == C_SNIFF && cl->in.len > 0 && !c->tunnel_tls) {
+        /* The client sent bytes that do not say yet what the tunnel
+         * carries, then ended its side: it says nothing more, so the
+         * tunnel is a raw one now, its bytes and its end passed on (a
+         * protocol may half-close after its request), not 3 s later. */
+        reel__begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false, true);
+        return;
+    }
     if (cl->eof && (cl->in.len == 0 || c->state == C_H2)) {
         if (c->state == C_H2) {
             reel__h2front_eof(c);

@@ -605,14 +605,8 @@ static void record_unanswered(conn_t *c, const char *why) {
             bool https = c->in_tunnel && c->tunnel_tls;
             char *host = NULL, *path = NULL;
             int port = 0;
-            if (h->target_form == REEL_H1_TARGET_ABSOLUTE &&
-                split_absolute(h->target, h->target_len, &https, &host, &port, &path) == 0) {
-                if (c->in_tunnel) {
-                    https = c->tunnel_tls;
-                    free(host);
-                    host = NULL;
-                }
-            }
+            if (h->target_form == REEL_H1_TARGET_ABSOLUTE)
+                split_absolute(h->target, h->target_len, &https, &host, &port, &path);
             if (host == NULL && c->in_tunnel) {
                 host = reel_strdup(c->tunnel_host);
                 port = c->tunnel_port;
@@ -882,14 +876,15 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
              * URL (which would take it out of the client's TLS). One that
              * names the tunnel's own host and port is sent there. */
             bool same = strcasecmp(host, c->tunnel_host) == 0 && port == c->tunnel_port;
+            bool url_https = https;
             https = c->tunnel_tls;
             if (!same) {
                 char *why = reel_asprintf(
                     "the absolute URL of a request inside the CONNECT tunnel to " REEL_HOSTPORT_FMT
                     " names another origin (" REEL_HOSTPORT_FMT ")",
                     REEL_HOSTPORT(c->tunnel_host, c->tunnel_port), REEL_HOSTPORT(host, port));
-                reel__record_refused(c, h, https ? "https" : "http", c->tunnel_host, c->tunnel_port,
-                                     path);
+                /* recorded as it came: the URL the client named */
+                reel__record_refused(c, h, url_https ? "https" : "http", host, port, path);
                 reel__fail_exchange(c, 400, why);
                 free(why);
                 free(host);

@@ -1607,7 +1607,11 @@ reel_rc reel_export(reel_session_t *s, FILE *out, const reel_export_opts_t *o,
             flow_free(&f);
             goto out;
         }
-        int usable = f.have_head[REQ] && !f.tunnel;
+        /* HAR and curl need an absolute URL: a request refused before its
+         * host was known (no Host, a target that is not a URL, or one reel
+         * could not parse) has none of its own, and a HAR with a relative
+         * or broken one could not be imported back */
+        int usable = f.have_head[REQ] && !f.tunnel && f.host && f.host[0];
         if (!usable && (o->format == REEL_EXPORT_HAR || o->format == REEL_EXPORT_CURL)) {
             stats->skipped++;
         } else {
@@ -1619,7 +1623,8 @@ reel_rc reel_export(reel_session_t *s, FILE *out, const reel_export_opts_t *o,
             case REEL_EXPORT_HAR: {
                 json_t *e = har_entry(&f);
                 fputs(entries++ ? ",\n" : "\n", out);
-                json_dumpf(e, out, JSON_COMPACT);
+                /* 12 digits: 0.608 ms, not 0.60799999999999998 */
+                json_dumpf(e, out, JSON_COMPACT | JSON_REAL_PRECISION(12));
                 json_decref(e);
                 break;
             }

@@ -544,7 +544,13 @@ static int json_redact(jscan_t *j) {
         }
         jws(j);
         if (stack.len == 0) {
-            ok = j->i == j->n; /* one value, then only white space */
+            /* the end, or another object or array: NDJSON, JSON Lines and
+             * values one after the other are redacted value by value */
+            if (j->i < j->n && (j->s[j->i] == '{' || j->s[j->i] == '[')) {
+                want = VALUE;
+                continue;
+            }
+            ok = j->i == j->n;
             break;
         }
         if (j->i >= j->n)
@@ -590,11 +596,12 @@ static int ci_prefix(const char *s, const char *lower) {
 
 int reel_redact_body(const reel_redact_t *r, const char *content_type, const uint8_t *body,
                      size_t n, reel_redacted_t *out) {
-    size_t i = 0;
+    /* a UTF-8 byte order mark may come first (RFC 8259 8.1: ignored) */
+    size_t bom = n >= 3 && memcmp(body, "\xef\xbb\xbf", 3) == 0 ? 3 : 0, i = bom;
     while (i < n && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
         i++;
     if (i < n && (body[i] == '{' || body[i] == '[')) {
-        jscan_t j = {.r = r, .s = (const char *)body, .n = n};
+        jscan_t j = {.r = r, .s = (const char *)body, .n = n, .i = bom};
         reel_buf_init(&j.b, 0);
         if (json_redact(&j)) {
             if (j.changed) {

@@ -274,8 +274,8 @@ class ExportBodies(unittest.TestCase):
         # curl has no command for it: nothing on stdout, and stderr says why
         r = self.reel.cli("export", "bodies", "--format", "curl", "~u tcp://")
         self.assertEqual(r.stdout, b"")
-        self.assertIn(b"reel export: skipped 1 flow without an HTTP request (TCP tunnels)",
-                      r.stderr)
+        self.assertIn(b"reel export: skipped 1 flow: TCP tunnels, or requests refused before their "
+                      b"host was known (no URL to write)", r.stderr)
 
 
 def echo_server():
@@ -338,6 +338,26 @@ class ExportSends(unittest.TestCase):
                 self.assertEqual(r.stderr, b"")
                 self.assertEqual(self.echo.received, [("/long", data)])
                 self.assertEqual(r.stdout, data)
+
+    def test_a_request_without_a_host_is_left_out_of_har_and_curl(self):
+        # refused before its host was known: no absolute URL to write, and a
+        # HAR with a relative one could not be imported back
+        s = connect(self.reel.port)
+        s.sendall(b"GET /nohost HTTP/1.1\r\n\r\n")
+        got, _ = read_all(s)
+        s.close()
+        self.assertTrue(got.startswith(b"HTTP/1.1 400"), got)
+        self.reel.wait_flows(1, "~u /nohost")
+        har = os.path.join(self.root, "nohost.har")
+        r = self.reel.cli("export", "sends", "-o", har, "~u /nohost")
+        self.assertIn(b"skipped", r.stderr + r.stdout)
+        with open(har) as f:
+            self.assertEqual(json.load(f)["log"]["entries"], [])
+        r = self.reel.cli("export", "sends", "-o", har)  # the whole session imports back
+        self.reel.cli("import", har, "--into", "nohost-back")
+        self.assertFalse(self.reel.cli("export", "sends", "--format", "curl", "~u /nohost").stdout)
+        raw = self.reel.cli("export", "sends", "--format", "raw", "~u /nohost").stdout
+        self.assertTrue(raw.startswith(b"GET /nohost HTTP/1.1\r\n"), raw)  # raw keeps it
 
     def test_no_fields_the_origin_never_got(self):
         # A client that sent no Accept nor User-Agent, its proxy credentials

@@ -187,6 +187,43 @@ class HostileClientsTest(unittest.TestCase):
         self.assertEqual(f["state"], "error", f)
         self.assertIn("did not finish its TLS handshake within idle_timeout", f["error"])
 
+    def test_undecided_bytes_then_a_half_close_go_raw_at_once(self):
+        # two bytes that do not say what the tunnel carries, then the end of
+        # the client's side: nothing more will come, so the tunnel is a raw
+        # one at once (it used to wait out the 3 s sniff), the bytes and
+        # the end passed on, and the origin's answer comes back
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+
+        def serve():
+            c, _ = srv.accept()
+            got = b""
+            while True:
+                d = c.recv(100)
+                if not d:
+                    break
+                got += d
+            c.sendall(b"got %d bytes" % len(got))
+            c.close()
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        port = srv.getsockname()[1]
+        s = connect(self.reel.port, 10)
+        s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % port)
+        self.assertTrue(s.recv(100).startswith(b"HTTP/1.1 200"))
+        t0 = time.time()
+        s.sendall(b"GE")
+        s.shutdown(socket.SHUT_WR)
+        s.settimeout(10)
+        self.assertEqual(s.recv(100), b"got 2 bytes")
+        self.assertLess(time.time() - t0, 2.5)
+        s.close()
+        srv.close()
+        f = self.reel.wait_flows(1, "~u :%d/" % port)[-1]
+        self.assertEqual((f["kind"], f["state"]), ("tunnel", "complete"), f)
+        self.assertLess(f["duration_us"], 2500000, f)
+
     def test_pipelined_requests_reel_will_not_answer_are_recorded(self):
         # behind a request reel answers 502 (nothing listens there), and
         # behind one whose answer closes the connection (the client's own

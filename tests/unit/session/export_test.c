@@ -540,7 +540,12 @@ static void test_redact_rules(void **state) {
         {"[1, 2, 3", NULL},
         /* not JSON: the rules for text only */
         {"{\"password\": hunter2}", NULL},
-        {"{\"a\": 1} {\"token\": 2}", NULL},
+        {"{\"a\": 1} trailing", NULL},
+        /* NDJSON (JSON Lines), values one after another, a byte order mark */
+        {"{\"a\": 1} {\"token\": 2}", "{\"a\": 1} {\"token\": \"REDACTED\"}"},
+        {"{\"password\":\"a\"}\n{\"token\":\"b\"}\n",
+         "{\"password\":\"REDACTED\"}\n{\"token\":\"REDACTED\"}\n"},
+        {"\xef\xbb\xbf{\"password\": \"bom\"}", "\xef\xbb\xbf{\"password\": \"REDACTED\"}"},
     };
     for (size_t i = 0; i < sizeof json / sizeof json[0]; i++) {
         int got = reel_redact_body(r, NULL, (const uint8_t *)json[i].in, strlen(json[i].in), &t);
