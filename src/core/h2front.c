@@ -900,6 +900,22 @@ static void record_refused(h2front_t *fr, uint32_t sid, const reel_msg_head_t *h
     STAT_ADD(c->p, errors, 1);
 }
 
+/* A flow of its own for stream s, which no lane's exchange recorded: the
+ * request as the client sent it, body[0..nbody) of its body, and why it
+ * ended. */
+static void record_stream(h2front_t *fr, const h2s_t *s, const uint8_t *body, size_t nbody,
+                          const char *why) {
+    reel_msg_head_t m = {.method = s->ws ? "CONNECT" : s->method,
+                         .scheme = s->scheme,
+                         .host = s->host,
+                         .port = s->port,
+                         .path = s->path,
+                         .version = "HTTP/2.0",
+                         .fields = s->fields,
+                         .nfields = s->nfields};
+    record_refused(fr, s->sid, &m, body, nbody, why);
+}
+
 /* A stream reset by the client, or by reel (ev->local): its flow ends
  * with why at once, and its lane's conn is closed, which aborts the
  * request toward the origin. The body bytes the client had sent that
@@ -924,18 +940,8 @@ static void stream_reset(h2front_t *fr, h2s_t *s, const reel_codec_event_t *ev) 
     }
     if (ev->local && flow && !s->fin && nbody)
         reel_capture_body(in->ex.flow, false, body, nbody);
-    if ((ev->local && !flow) || waiting) {
-        /* reset before its lane started a flow: one of its own */
-        reel_msg_head_t m = {.method = s->ws ? "CONNECT" : s->method,
-                             .scheme = s->scheme,
-                             .host = s->host,
-                             .port = s->port,
-                             .path = s->path,
-                             .version = "HTTP/2.0",
-                             .fields = s->fields,
-                             .nfields = s->nfields};
-        record_refused(fr, s->sid, &m, body, nbody, why);
-    }
+    if ((ev->local && !flow) || waiting) /* reset before its lane started a flow */
+        record_stream(fr, s, body, nbody, why);
     if (s->fin) {
         /* after reel had read the whole response, before it was sent */
         stream_end_fin(fr, s, why, ev->local ? "the client" : "it", unsent);
@@ -965,6 +971,13 @@ static void front_fail_all(h2front_t *fr, const char *why) {
         }
         if (in && reel_h2_stream_queued(fr->h2, s->sid)) /* as in a reset */
             reel__fins_undelivered(in, why);
+        if (l == NULL && s->head_built && !s->tunnel && !s->resp_end) {
+            /* it waited for a lane (every one busy) when the connection
+             * ended: reel had the request, which never went on */
+            bool whole = !s->chunked && s->req_body <= s->req.len;
+            record_stream(fr, s, whole ? s->req.data + s->req.len - s->req_body : NULL,
+                          whole ? s->req_body : 0, why);
+        }
         stream_free(fr, s);
         if (in) {
             reel__finish_flow(in, why);

@@ -497,6 +497,27 @@ class Http2Test(unittest.TestCase):
         [f] = self.flows_for("/100b?noalpn")
         self.assertEqual((f["request"]["http_version"], f["response"]["status"]), ("HTTP/2.0", 200))
 
+    def test_h2c_requests_waiting_when_the_connection_ends_are_recorded(self):
+        # 16 slow requests take every lane; 2 more wait, and the client
+        # closes the connection: the waiting ones were reel's too
+        c = H2C(self.reel.port)
+        for i in range(16):
+            c.request("GET", self.auth, "/slow?conn-end-%d" % i)
+        time.sleep(0.3)
+        c.request("GET", self.auth, "/100b?waited-conn-end")
+        c.request("POST", self.auth, "/echo?waited-conn-end", body=b"w" * 10,
+                  extra=[("content-length", "10")])
+        time.sleep(0.3)
+        c.close()
+        fs = self.flows_for("waited-conn-end", 2)
+        for f in fs:
+            self.assertEqual(f["state"], "error", f)
+            self.assertIn("closed the HTTP/2 connection", f["error"])
+            self.assertIsNone(f["response"])
+        [post] = [f for f in fs if f["request"]["method"] == "POST"]
+        self.assertEqual(body(post, "request"), b"w" * 10)
+        self.assertFalse([r for r in self.echo.requests if "waited-conn-end" in r[1]])
+
     def test_h2c_request_cancelled_while_it_waited_is_recorded(self):
         # 16 slow requests take every lane of the connection; 3 more wait
         # for one, and the client cancels them: reel had them, they never
