@@ -1069,6 +1069,17 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
                             "for no upgrade");
         return;
     }
+    if (c->lane && c->ex.ws_requested && !h->interim && h->status / 100 == 2) {
+        /* An HTTP/2 client's WebSocket (RFC 8441) takes any 2xx as the
+         * switch and would read the origin's body as frames: an origin that
+         * served the resource instead of switching did not open it. */
+        char *why = reel_asprintf("the origin answered %d to the WebSocket request instead of "
+                                  "101 Switching Protocols: it did not open a WebSocket",
+                                  h->status);
+        reel__fail_exchange(c, 502, why);
+        free(why);
+        return;
+    }
     char ver[16];
     reel_h1_version_str(ver, h->version_major, h->version_minor);
     reel_msg_head_t rs = {.status = (uint32_t)h->status,

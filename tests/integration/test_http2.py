@@ -497,6 +497,29 @@ class Http2Test(unittest.TestCase):
         [f] = self.flows_for("/100b?noalpn")
         self.assertEqual((f["request"]["http_version"], f["response"]["status"]), ("HTTP/2.0", 200))
 
+    def test_h2c_websocket_to_an_origin_that_does_not_switch_is_a_502(self):
+        # RFC 8441: an HTTP/2 client takes any 2xx as the switch; an origin
+        # that serves the resource (200) instead of 101 did not open it
+        c = H2C(self.reel.port)
+        try:
+            c.wait(lambda: c.conn.remote_settings.enable_connect_protocol == 1)
+            sid = c.conn.get_next_available_stream_id()
+            c.conn.send_headers(sid, [(":method", "CONNECT"), (":protocol", "websocket"),
+                                      (":scheme", "http"), (":path", "/noswitch"),
+                                      (":authority", self.auth),
+                                      ("sec-websocket-version", "13")])
+            c.streams[sid] = {"headers": None, "info": [], "data": b"", "trailers": None,
+                              "reset": None, "ended": False}
+            c.flush()
+            c.wait(lambda: c.done(sid))
+            self.assertEqual(hdr(c.streams[sid]["headers"], ":status"), "502")
+            self.assertIn(b"instead of 101", c.streams[sid]["data"])
+        finally:
+            c.close()
+        [f] = self.flows_for("/noswitch")
+        self.assertEqual((f["state"], f["response"]["status"]), ("error", 502))
+        self.assertIn("answered 200 to the WebSocket request instead of 101", f["error"])
+
     def test_h2c_requests_waiting_when_the_connection_ends_are_recorded(self):
         # 16 slow requests take every lane; 2 more wait, and the client
         # closes the connection: the waiting ones were reel's too
