@@ -916,6 +916,51 @@ static void record_stream(h2front_t *fr, const h2s_t *s, const uint8_t *body, si
     record_refused(fr, s->sid, &m, body, nbody, why);
 }
 
+/* An extended CONNECT (RFC 8441) for a protocol other than websocket
+ * (connect-udp, ...): reel carries none, and taking it for a plain CONNECT
+ * gave the client a 200 and a TCP tunnel for, say, its UDP. Answered 501
+ * and recorded as sent, :protocol first as for a WebSocket. */
+static void refuse_protocol(h2front_t *fr, uint32_t sid, const reel_msg_head_t *h) {
+    conn_t *c = fr->c;
+    char *why = reel_asprintf("an extended CONNECT for :protocol %s: reel carries websocket only "
+                              "(RFC 8441)",
+                              h->scheme);
+    reel_field_t *fields = reel_calloc(h->nfields + 1, sizeof *fields);
+    fields[0] = (reel_field_t){":protocol", 9, h->scheme, strlen(h->scheme)};
+    for (size_t i = 0; i < h->nfields; i++)
+        fields[i + 1] = h->fields[i];
+    reel_msg_head_t m = {.method = "CONNECT",
+                         .scheme = c->in_tunnel && c->tunnel_tls ? "https" : "http",
+                         .host = h->host,
+                         .port = h->port,
+                         .path = h->path,
+                         .version = "HTTP/2.0",
+                         .fields = fields,
+                         .nfields = h->nfields + 1};
+    reel__connect_head_drop(c);
+    reel_capture_flow_t *f =
+        reel_capture_start_on(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr, NULL, c->id, sid);
+    STAT_ADD(c->p, flows, 1);
+    reel_capture_request(f, &m);
+    reel_field_t hs[1] = {{"content-type", 12, "text/plain; charset=utf-8", 25}};
+    reel_msg_head_t rs = {
+        .status = 501, .reason = "", .version = "HTTP/2.0", .fields = hs, .nfields = 1};
+    char *body = reel_asprintf("reel: %s\n", why);
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (reel_h2_submit_response(fr->h2, sid, &rs, false, &err) == REEL_OK) {
+        reel_h2_submit_data(fr->h2, sid, body, strlen(body), true);
+        reel_capture_response(f, &rs, true, 0);
+        reel_capture_body(f, true, body, strlen(body));
+    }
+    reel_capture_end_t e = {.error = why};
+    reel_capture_finish(f, &e);
+    STAT_ADD(c->p, errors, 1);
+    free(body);
+    free(why);
+    free(fields);
+}
+
 /* A stream reset by the client, or by reel (ev->local): its flow ends
  * with why at once, and its lane's conn is closed, which aborts the
  * request toward the origin. The body bytes the client had sent that
@@ -1058,7 +1103,10 @@ static char *read_frames(h2front_t *fr, bool input) {
         h2s_t *s = ev.stream ? stream_find(fr, ev.stream) : NULL;
         switch (ev.type) {
         case REEL_CODEC_EV_HEAD:
-            if (s == NULL)
+            if (s == NULL && strcmp(ev.head.method, "CONNECT") == 0 && ev.head.scheme &&
+                ev.head.scheme[0] && strcmp(ev.head.scheme, "websocket") != 0)
+                refuse_protocol(fr, ev.stream, &ev.head); /* :protocol comes as the scheme */
+            else if (s == NULL)
                 stream_new(fr, ev.stream, &ev.head);
             break;
         case REEL_CODEC_EV_DATA:

@@ -520,6 +520,35 @@ class Http2Test(unittest.TestCase):
         self.assertEqual((f["state"], f["response"]["status"]), ("error", 502))
         self.assertIn("answered 200 to the WebSocket request instead of 101", f["error"])
 
+    def test_h2c_extended_connect_for_another_protocol_is_a_501(self):
+        # :protocol connect-udp (RFC 9298) or any other but websocket: reel
+        # carries none, and used to give the client a 200 and a TCP tunnel
+        c = H2C(self.reel.port)
+        try:
+            c.wait(lambda: c.conn.remote_settings.enable_connect_protocol == 1)
+            sid = c.conn.get_next_available_stream_id()
+            c.conn.send_headers(sid, [(":method", "CONNECT"), (":protocol", "connect-udp"),
+                                      (":scheme", "http"), (":path", "/udp-proto"),
+                                      (":authority", self.auth)])
+            c.streams[sid] = {"headers": None, "info": [], "data": b"", "trailers": None,
+                              "reset": None, "ended": False}
+            c.flush()
+            c.wait(lambda: c.done(sid))
+            self.assertEqual(hdr(c.streams[sid]["headers"], ":status"), "501")
+            self.assertIn(b"connect-udp", c.streams[sid]["data"])
+            # the connection goes on
+            sid2 = c.request("GET", self.auth, "/after-udp-proto")
+            c.wait(lambda: c.done(sid2))
+            self.assertEqual(c.streams[sid2]["data"], b"GET /after-udp-proto\n")
+        finally:
+            c.close()
+        [f] = self.flows_for("/udp-proto")
+        self.assertEqual((f["state"], f["response"]["status"]), ("error", 501))
+        self.assertEqual(f["request"]["method"], "CONNECT")
+        self.assertEqual(f["request"]["headers"][0], [":protocol", "connect-udp"])
+        self.assertIn("websocket only", f["error"])
+        self.assertFalse([r for r in self.echo.requests if r[1] == "/udp-proto"])
+
     def test_h2c_requests_waiting_when_the_connection_ends_are_recorded(self):
         # 16 slow requests take every lane; 2 more wait, and the client
         # closes the connection: the waiting ones were reel's too
