@@ -31,13 +31,17 @@ void reel__client_tls_failed(conn_t *c, const char *error) {
     reel__fail_exchange(c, 0, "client TLS handshake failed");
 }
 
+void reel__client_error_ends_flows(conn_t *c, const char *error) {
+    char *why = reel_asprintf("client connection error: %s", error);
+    reel__fins_undelivered(c, why); /* its queue will not be sent */
+    reel__finish_flow(c, why);
+    free(why);
+}
+
 void reel__client_lost(conn_t *c, const char *error) {
     /* after a clean end (a half-close, TLS's close_notify) the connection
      * broke: whatever was still to be sent cannot go */
-    char *why = reel_asprintf("client connection error: %s", error);
-    reel__fins_undelivered(c, why);
-    reel__finish_flow(c, why);
-    free(why);
+    reel__client_error_ends_flows(c, error);
     reel__conn_close(c);
 }
 
@@ -396,7 +400,7 @@ static void on_conn_timer(uv_timer_t *t) {
         return;
     }
     if (c->state == C_SNIFF && now - c->sniff_started >= SNIFF_WAIT_MS && c->sniff_grace < 200 &&
-        reel_tcp_unread(c->client.st.bottom) > 0) {
+        reel_stack_unread(&c->client.st) > 0) {
         /* Not silent: its bytes wait in the kernel, which a long turn of
          * the loop (a burst of new connections, each minting a leaf) has
          * not read yet. Deciding on the clock alone relayed such TLS raw,

@@ -408,9 +408,11 @@ void reel__upstream_ready(peer_t *up);
 void reel__conn_process(conn_t *c);
 void reel__peer_read_done(peer_t *pe);
 void reel__client_tls_failed(conn_t *c, const char *why);
-/* The client's connection broke after its TLS handshake (or on plain TCP)
- * once its stream had ended cleanly: the flows in flight end with why, and
- * the connection closes. */
+/* The client's connection broke (error: why): the flows in flight end
+ * with "client connection error: ...", their queued bytes undelivered. */
+void reel__client_error_ends_flows(conn_t *c, const char *error);
+/* The same after its TLS handshake (or on plain TCP) once its stream had
+ * ended cleanly, and the connection closes. */
 void reel__client_lost(conn_t *c, const char *error);
 conn_t *reel__conn_open(reel_proxy_t *p, reel_filter_t *bottom, const char *client_ip);
 /* reel__conn_open with counted: whether it counts against its client

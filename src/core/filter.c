@@ -46,6 +46,11 @@ size_t reel_stack_queued(const reel_stack_t *st) {
     return n;
 }
 
+size_t reel_stack_unread(const reel_stack_t *st) {
+    const reel_filter_t *b = st->bottom;
+    return b && b->ops->unread ? b->ops->unread(b) : 0;
+}
+
 bool reel_stack_open(const reel_stack_t *st) {
     return st->top && !st->closing && st->top->ops->is_open(st->top);
 }

@@ -466,6 +466,26 @@ bool reel__h2front_fin(conn_t *in, reel_fin_t *f) {
     return true;
 }
 
+/* Answers stream sid with status and a text/plain body reel writes; *rs
+ * (when not NULL) the head as sent. false when it could not be sent. */
+static bool answer_plain(h2front_t *fr, uint32_t sid, int status, const char *body,
+                         reel_msg_head_t *rs) {
+    static const reel_field_t hs[1] = {{"content-type", 12, "text/plain; charset=utf-8", 25}};
+    reel_msg_head_t h = {.status = (uint32_t)status,
+                         .reason = "",
+                         .version = "HTTP/2.0",
+                         .fields = hs,
+                         .nfields = 1};
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (reel_h2_submit_response(fr->h2, sid, &h, false, &err) != REEL_OK)
+        return false;
+    reel_h2_submit_data(fr->h2, sid, body, strlen(body), true);
+    if (rs)
+        *rs = h;
+    return true;
+}
+
 /* The stream a lane leaves unfinished: reset, or answered 502 when nothing
  * was answered yet. */
 static void lane_detach_unfinished(lane_t *l, const char *why) {
@@ -482,15 +502,9 @@ static void lane_detach_unfinished(lane_t *l, const char *why) {
             reel_h2_submit_data(fr->h2, s->sid, NULL, 0, true);
     } else if (!s->resp_end) {
         if (!s->resp_started) {
-            reel_field_t hs[1] = {{"content-type", 12, "text/plain; charset=utf-8", 25}};
-            reel_msg_head_t rs = {.status = 502, .fields = hs, .nfields = 1};
-            reel_err_t err;
-            reel_err_clear(&err);
-            if (reel_h2_submit_response(fr->h2, s->sid, &rs, false, &err) == REEL_OK) {
-                char *body = reel_asprintf("reel: %s\n", why);
-                reel_h2_submit_data(fr->h2, s->sid, body, strlen(body), true);
-                free(body);
-            }
+            char *body = reel_asprintf("reel: %s\n", why);
+            answer_plain(fr, s->sid, 502, body, NULL);
+            free(body);
         } else {
             reel_h2_reset(fr->h2, s->sid, REEL_H2_INTERNAL_ERROR);
         }
@@ -879,7 +893,8 @@ static char *reset_reason(const reel_codec_event_t *ev) {
  * the reset reel answered and why, as an HTTP/1.1 request refused with
  * 400 is recorded (exchange.c's reel__record_rejected). */
 static void record_refused(h2front_t *fr, uint32_t sid, const reel_msg_head_t *head,
-                           const uint8_t *body, size_t nbody, const char *why) {
+                           const uint8_t *body, size_t nbody, const reel_msg_head_t *answer,
+                           const char *answer_body, const char *why) {
     conn_t *c = fr->c;
     reel__connect_head_drop(c); /* its tunnel's flows are its streams (stream_new) */
     reel_capture_flow_t *f =
@@ -895,6 +910,10 @@ static void record_refused(h2front_t *fr, uint32_t sid, const reel_msg_head_t *h
     reel_capture_request(f, &m);
     if (nbody)
         reel_capture_body(f, false, body, nbody);
+    if (answer) { /* what reel answered, when it answered */
+        reel_capture_response(f, answer, true, 0);
+        reel_capture_body(f, true, answer_body, strlen(answer_body));
+    }
     reel_capture_end_t e = {.error = why};
     reel_capture_finish(f, &e);
     STAT_ADD(c->p, errors, 1);
@@ -913,7 +932,7 @@ static void record_stream(h2front_t *fr, const h2s_t *s, const uint8_t *body, si
                          .version = "HTTP/2.0",
                          .fields = s->fields,
                          .nfields = s->nfields};
-    record_refused(fr, s->sid, &m, body, nbody, why);
+    record_refused(fr, s->sid, &m, body, nbody, NULL, NULL, why);
 }
 
 /* An extended CONNECT (RFC 8441) for a protocol other than websocket
@@ -937,25 +956,10 @@ static void refuse_protocol(h2front_t *fr, uint32_t sid, const reel_msg_head_t *
                          .version = "HTTP/2.0",
                          .fields = fields,
                          .nfields = h->nfields + 1};
-    reel__connect_head_drop(c);
-    reel_capture_flow_t *f =
-        reel_capture_start_on(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr, NULL, c->id, sid);
-    STAT_ADD(c->p, flows, 1);
-    reel_capture_request(f, &m);
-    reel_field_t hs[1] = {{"content-type", 12, "text/plain; charset=utf-8", 25}};
-    reel_msg_head_t rs = {
-        .status = 501, .reason = "", .version = "HTTP/2.0", .fields = hs, .nfields = 1};
     char *body = reel_asprintf("reel: %s\n", why);
-    reel_err_t err;
-    reel_err_clear(&err);
-    if (reel_h2_submit_response(fr->h2, sid, &rs, false, &err) == REEL_OK) {
-        reel_h2_submit_data(fr->h2, sid, body, strlen(body), true);
-        reel_capture_response(f, &rs, true, 0);
-        reel_capture_body(f, true, body, strlen(body));
-    }
-    reel_capture_end_t e = {.error = why};
-    reel_capture_finish(f, &e);
-    STAT_ADD(c->p, errors, 1);
+    reel_msg_head_t rs;
+    bool sent = answer_plain(fr, sid, 501, body, &rs);
+    record_refused(fr, sid, &m, NULL, 0, sent ? &rs : NULL, body, why);
     free(body);
     free(why);
     free(fields);
@@ -1154,7 +1158,7 @@ static char *read_frames(h2front_t *fr, bool input) {
                 stream_reset(fr, s, &ev);
             else if (ev.local && ev.head.version) {
                 char *why = reset_reason(&ev);
-                record_refused(fr, ev.stream, &ev.head, NULL, 0, why);
+                record_refused(fr, ev.stream, &ev.head, NULL, 0, NULL, NULL, why);
                 free(why);
             }
             break;

@@ -30,12 +30,8 @@ static void ev_eof(void *ud, const char *error) {
     pe->eof = true;
     if (error && pe->error == NULL)
         pe->error = reel_strdup(error); /* upstream: why a response is cut short */
-    if (error && pe->role == P_CLIENT && (c->ex.flow || c->fins)) {
-        char *why = reel_asprintf("client connection error: %s", error);
-        reel__fins_undelivered(c, why); /* its queue will not be sent */
-        reel__finish_flow(c, why);
-        free(why);
-    }
+    if (error && pe->role == P_CLIENT && (c->ex.flow || c->fins))
+        reel__client_error_ends_flows(c, error);
 }
 
 static void ev_read_done(void *ud) {

@@ -428,9 +428,7 @@ static void tcp_destroy(reel_filter_t *f) {
     free(t);
 }
 
-size_t reel_tcp_unread(const reel_filter_t *f) {
-    if (f == NULL || f->ops != &tcp_ops)
-        return 0;
+static size_t tcp_unread(const reel_filter_t *f) {
     const tcp_filter_t *t = (const tcp_filter_t *)f;
     uv_os_fd_t fd;
     int n = 0;
@@ -448,6 +446,7 @@ static const reel_filter_ops_t tcp_ops = {
     .queued = tcp_queued,
     .is_open = tcp_is_open,
     .set_reading = tcp_set_reading,
+    .unread = tcp_unread,
     .info = tcp_info,
     .close = tcp_close,
     .destroy = tcp_destroy,

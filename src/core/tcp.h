@@ -27,8 +27,4 @@ reel_filter_t *reel_tcp_accept(uv_stream_t *server, uint8_t *readbuf, size_t rea
 reel_filter_t *reel_tcp_connect(uv_loop_t *loop, const char *host, int port, uint8_t *readbuf,
                                 size_t readbuf_len);
 
-/** Bytes the kernel holds for f's socket that nobody has read yet (0 when f
- * is not a TCP filter, or on error). */
-size_t reel_tcp_unread(const reel_filter_t *f);
-
 #endif
