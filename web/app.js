@@ -39,6 +39,7 @@ async function api(path, opts = {}) {
     init.body = JSON.stringify(opts.body);
     init.headers['Content-Type'] = 'application/json';
   }
+  if (opts.signal) init.signal = opts.signal;
   const r = await fetch(path, init);
   const text = await r.text();
   let body = null;
@@ -310,9 +311,23 @@ const flipOrder = () => (state.order === 'asc' ? 'desc' : 'asc');
 // cursors of the page's first and last rows.
 async function fetchPage(cursor, forward, limit = PAGE) {
   const r = await api(listBase() + '&order=' + (forward ? state.order : flipOrder()) +
-    '&limit=' + limit + (cursor ? '&cursor=' + enc(cursor) : ''));
+    '&limit=' + limit + (cursor ? '&cursor=' + enc(cursor) : ''), { signal: listAbort.signal });
   if (forward) return { rows: r.rows, first: r.prev, last: r.next, more: r.more };
   return { rows: r.rows.reverse(), first: r.next, last: r.prev, more: r.more };
+}
+
+// The list's requests of the current query, aborted when the query
+// changes (their answers would be dropped anyway): the browser then closes
+// their connections and the server stops walking for them. A body filter
+// on a large session reads the spool flow by flow, and the server answers
+// such requests on two threads: the filters typed before the last one
+// would otherwise keep both busy until they had read everything.
+let listAbort = new AbortController();
+
+function newQuery() {
+  state.gen++;
+  listAbort.abort();
+  listAbort = new AbortController();
 }
 
 function setRows() {
@@ -336,7 +351,7 @@ async function refreshCount() {
   const gen = state.gen;
   try {
     const c = await api(sessPath(state.session) + '/count?filter=' + enc(state.filter) +
-      (state.exact ? '' : '&max=' + COUNT_MAX));
+      (state.exact ? '' : '&max=' + COUNT_MAX), { signal: listAbort.signal });
     if (gen !== state.gen) return;
     state.count = c.count;
     state.capped = c.capped;
@@ -346,7 +361,7 @@ async function refreshCount() {
 
 // Starts the list over at one end: the first page (last: the last page).
 async function resetList(last) {
-  state.gen++;
+  newQuery();
   const gen = state.gen;
   state.pages = [];
   state.rows = [];
@@ -441,7 +456,7 @@ function positionLabel(key) {
 // above; selects the row with id sel when it is there, else the first row
 // after the cursor. An empty page there: the end of the list.
 async function jumpTo(cursor, sel) {
-  state.gen++;
+  newQuery();
   const gen = state.gen;
   Object.assign(state, { pages: [], rows: [], atStart: false, atEnd: false, loading: null,
     stalled: false, selected: -1 });
@@ -477,7 +492,10 @@ async function jumpToPosition(v) {
   if (v <= 0) return resetList(false);
   if (v >= POS_MAX) return resetList(true);
   let ends;
-  try { ends = await listEnds(); } catch (e) { status(e.message, true); return; }
+  try { ends = await listEnds(); } catch (e) {
+    if (e.name !== 'AbortError') status(e.message, true); // aborted: a newer query took over
+    return;
+  }
   if (ends.first === null) return;
   const key = keyAt(ends, v / POS_MAX);
   const asc = state.order === 'asc';

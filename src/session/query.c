@@ -295,6 +295,29 @@ static keyset_t keyset_for(reel_query_sort sort, int desc, int after_null) {
     return k;
 }
 
+/* SQLite's progress handler while a cancellable walk runs: non-zero stops
+ * the statement with SQLITE_INTERRUPT. */
+static int cancel_progress(void *p) {
+    return atomic_load((const atomic_int *)p) != 0;
+}
+
+/* Starts (on) or ends watching q->cancel on db: a count or a filter whose
+ * SQL scans millions of rows without returning one checks it every few
+ * thousand VM steps. */
+static void watch_cancel(sqlite3 *db, const reel_query_opts_t *q, int on) {
+    if (q && q->cancel)
+        sqlite3_progress_handler(db, on ? 4096 : 0, on ? cancel_progress : NULL,
+                                 on ? (void *)q->cancel : NULL);
+}
+
+static int cancelled(const reel_query_opts_t *q) {
+    return q && q->cancel && atomic_load(q->cancel);
+}
+
+static reel_rc cancel_err(reel_err_t *err) {
+    return reel_err_set(err, REEL_INTERRUPTED, "cancelled: nobody waits for the answer");
+}
+
 static reel_rc run(reel_session_t *s, const reel_query_opts_t *q, const sink_t *k,
                    reel_err_t *err) {
     reel_rc rc = REEL_OK;
@@ -309,8 +332,13 @@ static reel_rc run(reel_session_t *s, const reel_query_opts_t *q, const sink_t *
         rc = reel_err_set(err, REEL_INVALID, "unknown sort %d", (int)q->sort);
         goto out;
     }
+    if (cancelled(q)) {
+        rc = cancel_err(err);
+        goto out;
+    }
     if ((rc = reel_filter_compile(q->filter, &f, err)) != REEL_OK)
         goto out;
+    watch_cancel(db, q, 1);
     const char *col = sort_cols[q->sort];
     int by_id = q->sort == REEL_QUERY_SORT_ID;
     int64_t after_id = q->cursor ? q->cursor->id : q->after_id;
@@ -412,6 +440,10 @@ static reel_rc run(reel_session_t *s, const reel_query_opts_t *q, const sink_t *
         }
         int step;
         while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+            if (cancelled(q)) {
+                rc = cancel_err(err);
+                goto out;
+            }
             int64_t id = sqlite3_column_int64(st, 0);
             if (only && !in_ids(q->only_ids, q->n_only_ids, id))
                 continue;
@@ -440,13 +472,14 @@ static reel_rc run(reel_session_t *s, const reel_query_opts_t *q, const sink_t *
                 goto out;
         }
         if (step != SQLITE_DONE) {
-            rc = db_err(db, err);
+            rc = step == SQLITE_INTERRUPT && cancelled(q) ? cancel_err(err) : db_err(db, err);
             goto out;
         }
         sqlite3_finalize(st);
         st = NULL;
     }
 out:
+    watch_cancel(db, q, 0);
     sqlite3_finalize(st);
     sqlite3_value_free(after);
     reel_filter_free(f);
@@ -547,6 +580,8 @@ static int count_one(void *ctx, const reel_query_flow_t *row) {
 reel_rc reel_query_count(reel_session_t *s, const reel_query_opts_t *q, int64_t *n,
                          reel_err_t *err) {
     *n = 0;
+    if (cancelled(q))
+        return cancel_err(err);
     reel_filter_t *f = NULL;
     reel_rc rc = q ? reel_filter_compile(q->filter, &f, err) : REEL_OK;
     if (rc != REEL_OK)
@@ -566,10 +601,13 @@ reel_rc reel_query_count(reel_session_t *s, const reel_query_opts_t *q, int64_t 
         int i = reel_filter_bind(f, st, 1);
         if (i > 0 && q && q->has_since)
             sqlite3_bind_int64(st, i, q->since_us);
-        if (i > 0 && sqlite3_step(st) == SQLITE_ROW)
+        watch_cancel(db, q, 1);
+        int step = i > 0 ? sqlite3_step(st) : SQLITE_ERROR;
+        watch_cancel(db, q, 0);
+        if (step == SQLITE_ROW)
             *n = sqlite3_column_int64(st, 0);
         else
-            rc = db_err(db, err);
+            rc = step == SQLITE_INTERRUPT && cancelled(q) ? cancel_err(err) : db_err(db, err);
     }
     sqlite3_finalize(st);
     free(sql);

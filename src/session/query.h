@@ -28,6 +28,7 @@
 #ifndef REEL_SESSION_QUERY_H
 #define REEL_SESSION_QUERY_H
 
+#include <stdatomic.h>
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -125,6 +126,12 @@ typedef struct {
      * probe per row, a tenth of the CPU of listing every flow (the CLI
      * does not show the count). */
     int no_note_count;
+    /* Optional: when it turns non-zero, the walk stops at its next row or
+     * SQLite step and returns REEL_INTERRUPTED (a web request whose client
+     * left: a filter that reads the spool can take minutes on millions of
+     * flows, and holds one of the web server's two walk threads until it
+     * ends). */
+    const atomic_int *cancel;
 } reel_query_opts_t;
 
 /** Called with each row in order; the row is borrowed for the call. Return

@@ -333,6 +333,7 @@ static void api_delete(call_t *c, const char *name) {
  * sending the error. filter is owned by the caller afterwards. */
 static int list_opts(call_t *c, reel_query_opts_t *q, char **filter) {
     memset(q, 0, sizeof *q);
+    q->cancel = c->rq->cancel; /* set when the client leaves (walk threads only) */
     *filter = reel__web_param(c->rq->query, "filter");
     q->filter = *filter;
     char *sort = reel__web_param(c->rq->query, "sort");

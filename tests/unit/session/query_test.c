@@ -295,6 +295,52 @@ static void test_since_and_count(void **state) {
     assert_int_equal(all, both < 2 ? both : 2);
 }
 
+typedef struct {
+    atomic_int *cancel;
+    int rows;
+} cancel_ctx_t;
+
+static int cancel_after_three(void *ctx, const reel_query_flow_t *row) {
+    (void)row;
+    cancel_ctx_t *c = ctx;
+    if (++c->rows == 3)
+        atomic_store(c->cancel, 1);
+    return 0;
+}
+
+/* A walk whose client has left (the web server sets the flag) stops at its
+ * next row with REEL_INTERRUPTED; one cancelled before it starts does not
+ * start, also a count SQL alone would answer. */
+static void test_cancel(void **state) {
+    (void)state;
+    atomic_int cancel;
+    atomic_init(&cancel, 0);
+    reel_err_t err;
+    reel_err_clear(&err);
+    int64_t n = 0;
+    reel_query_opts_t q = {.filter = "~bs needle", .cancel = &cancel};
+    assert_int_equal(reel_query_count(sess, &q, &n, &err), REEL_OK);
+    assert_true(n > 3);
+    for (int spool = 0; spool < 2; spool++) {
+        atomic_store(&cancel, 0);
+        cancel_ctx_t c = {&cancel, 0};
+        q.filter = spool ? "~bs needle" : "";
+        assert_int_equal(reel_query_flows_each(sess, &q, cancel_after_three, &c, &err),
+                         REEL_INTERRUPTED);
+        assert_int_equal(c.rows, 3);
+        assert_non_null(strstr(reel_err_str(&err), "cancelled"));
+        reel_err_clear(&err);
+    }
+    q.filter = "~s 200"; /* one count(*) */
+    assert_int_equal(reel_query_count(sess, &q, &n, &err), REEL_INTERRUPTED);
+    reel_err_clear(&err);
+    q.filter = "~bs needle";
+    assert_int_equal(reel_query_count(sess, &q, &n, &err), REEL_INTERRUPTED);
+    reel_err_clear(&err);
+    atomic_store(&cancel, 0);
+    assert_int_equal(reel_query_count(sess, &q, &n, &err), REEL_OK);
+}
+
 /* The newest three needle flows, listed oldest first, as `reel flows
  * --limit 3 '~bs needle'` does: ids first, then the rows of those ids. */
 static void test_only_ids(void **state) {
@@ -577,10 +623,15 @@ static void test_overlay(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_keyset_every_sort),     cmocka_unit_test(test_filter_paging),
-        cmocka_unit_test(test_since_and_count),       cmocka_unit_test(test_only_ids),
-        cmocka_unit_test(test_flow_row_and_json),     cmocka_unit_test(test_bad_input),
-        cmocka_unit_test(test_bulk_tags_marks_notes), cmocka_unit_test(test_overlay),
+        cmocka_unit_test(test_keyset_every_sort),
+        cmocka_unit_test(test_filter_paging),
+        cmocka_unit_test(test_since_and_count),
+        cmocka_unit_test(test_only_ids),
+        cmocka_unit_test(test_flow_row_and_json),
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_bulk_tags_marks_notes),
+        cmocka_unit_test(test_overlay),
+        cmocka_unit_test(test_cancel),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
