@@ -152,7 +152,7 @@ def flow_json(flow_id, recs, replayed_as=()):
             f.update(uuid=s.uuid, kind="tunnel" if s.kind == 1 else "http",  # 1: TUNNEL
                      source=s.source or None, client_addr=s.client_addr or None,
                      server_addr=s.server_addr or None, start_us=r.time_us,
-                     client_conn=s.client_conn, stream_id=s.stream_id)
+                     client_conn=s.client_conn or None, stream_id=s.stream_id or None)  # 0: none
             if s.HasField("replay_of") and s.replay_of.flow_id:  # made by `reel replay`
                 f["replay_of"] = s.replay_of.flow_id
                 if s.replay_of.session:

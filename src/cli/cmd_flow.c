@@ -1243,12 +1243,16 @@ static int json_record(void *ctx, const Reel__Record *rec) {
     case REEL__RECORD__EVENT_START: {
         const Reel__FlowStart *s = rec->start;
         json_decref(j->start);
-        j->start =
-            json_pack("{s:o, s:s, s:o, s:o, s:o, s:I, s:I}", "uuid", str_json(s->uuid, 0), "kind",
-                      s->kind == REEL__FLOW_KIND__FLOW_KIND_TUNNEL ? "tunnel" : "http", "source",
-                      str_json(s->source, 1), "client_addr", str_json(s->client_addr, 1),
-                      "server_addr", str_json(s->server_addr, 1), "client_conn",
-                      (json_int_t)s->client_conn, "stream_id", (json_int_t)s->stream_id);
+        /* client_conn and stream_id 0 (an imported flow, HTTP/1, a
+         * tunnel) mean none: null, as the index and reel flows --json
+         * have them */
+        j->start = json_pack(
+            "{s:o, s:s, s:o, s:o, s:o, s:o, s:o}", "uuid", str_json(s->uuid, 0), "kind",
+            s->kind == REEL__FLOW_KIND__FLOW_KIND_TUNNEL ? "tunnel" : "http", "source",
+            str_json(s->source, 1), "client_addr", str_json(s->client_addr, 1), "server_addr",
+            str_json(s->server_addr, 1), "client_conn",
+            s->client_conn ? json_integer((json_int_t)s->client_conn) : json_null(), "stream_id",
+            s->stream_id ? json_integer((json_int_t)s->stream_id) : json_null());
         j->start_us = rec->time_us;
         j->has_start = 1;
         break;

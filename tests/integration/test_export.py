@@ -568,5 +568,54 @@ class ExportExtras(unittest.TestCase):
                          [(5, False), (5, False), (300, True), (300, True)])
 
 
+class RecordedAndImported(unittest.TestCase):
+    """One session with an HTTP/1.1 flow curl sent through reel and a flow
+    imported from HAR: what reel flow --json and reel flows --json say of
+    them agrees."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="reel-export-mix-", dir=TMPBASE)
+        cls.origin = Origin(cls.root)
+        cls.reel = Reel(cls.root, "mix")
+        curl(cls.reel, cls.origin.url("/100b"))
+        assert len(cls.reel.wait_flows(1)) == 1
+        code = cls.reel.stop()  # the import needs the session to itself
+        assert code == 0, cls.reel.log()
+        entry = {"startedDateTime": "2026-01-02T03:04:05.000Z", "time": 3,
+                 "request": {"method": "GET", "url": "http://imported.test/x",
+                             "httpVersion": "HTTP/1.1", "headers": [], "queryString": [],
+                             "cookies": [], "headersSize": -1, "bodySize": 0},
+                 "response": {"status": 200, "statusText": "OK", "httpVersion": "HTTP/1.1",
+                              "headers": [], "cookies": [],
+                              "content": {"size": 2, "mimeType": "text/plain", "text": "ok"},
+                              "redirectURL": "", "headersSize": -1, "bodySize": 2},
+                 "cache": {}, "timings": {"send": 0, "wait": 1, "receive": 0}}
+        path = os.path.join(cls.root, "one.har")
+        with open(path, "w") as f:
+            json.dump({"log": {"version": "1.2", "creator": {"name": "t", "version": "1"},
+                               "entries": [entry]}}, f)
+        cls.reel.cli("import", path, "--into", "mix")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.origin.stop()
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def test_flow_and_flows_json_agree_on_connection_and_stream(self):
+        rows = {r["id"]: r for r in self.reel.flows()}
+        self.assertEqual(sorted(rows), [1, 2])
+        for fid, row in rows.items():
+            one = self.reel.flow(fid)
+            for k in ("client_conn", "stream_id"):
+                self.assertEqual(one[k], row[k], (fid, k, one[k], row[k]))
+        # recorded: a client connection, no HTTP/2 stream; imported: neither
+        self.assertIsInstance(rows[1]["client_conn"], int)
+        self.assertIsNone(rows[1]["stream_id"])
+        self.assertEqual(self.reel.flow(2)["source"], "har-import")
+        self.assertIsNone(rows[2]["client_conn"])
+        self.assertIsNone(rows[2]["stream_id"])
+
+
 if __name__ == "__main__":
     main()
