@@ -513,6 +513,8 @@ static int redact_fields(const reel_redact_t *r, hdr_t *h, size_t n) {
     return any;
 }
 
+static json_t *str_json(const char *s);
+
 static void redact_flow(flow_t *f, const reel_redact_t *r) {
     reel_redacted_t t;
     for (int d = 0; d < 2; d++) {
@@ -557,6 +559,20 @@ static void redact_flow(flow_t *f, const reel_redact_t *r) {
     if (f->error && reel_redact_text(r, f->error, strlen(f->error), &t)) {
         free(f->error);
         f->error = t.data;
+    }
+    /* Annotations are the user's words, and often quote a token or a
+     * header they saw: every format that carries them (HAR's _reel and
+     * comment, NDJSON's reel) gets them redacted. */
+    size_t i;
+    json_t *a;
+    json_array_foreach(f->annotations, i, a) {
+        json_t *text = json_object_get(a, "text");
+        if (json_is_string(text) &&
+            reel_redact_note(r, json_string_value(text), json_string_length(text), &t)) {
+            json_object_set_new(a, "text", str_json(t.data));
+            free(t.data);
+            f->redacted = 1;
+        }
     }
 }
 

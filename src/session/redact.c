@@ -586,6 +586,111 @@ static int json_redact(jscan_t *j) {
     return ok;
 }
 
+/* Text that is not JSON but may quote some (a body with a syntax error, a
+ * note a user wrote): the value after every quoted secret key and a colon
+ * ("password": "x", "token":1, "auth": {...}) replaced, found by a lexical
+ * scan that needs no valid document around it, and the rules for text
+ * over the rest. A string value ends at its closing quote or, unclosed,
+ * at the line's end (JSON strings hold no raw newline); an object or array
+ * at its matching bracket (or the end); anything else at the next comma,
+ * bracket or white space. */
+static int quoted_pairs(const reel_redact_t *r, const char *s, size_t n, reel_redacted_t *out) {
+    reel_buf_t b, key;
+    reel_buf_init(&b, 0);
+    reel_buf_init(&key, 0);
+    jscan_t j = {.r = r, .s = s, .n = n};
+    size_t run = 0;
+    int changed = 0;
+    while (j.i < n) {
+        if (s[j.i] != '"') {
+            j.i++;
+            continue;
+        }
+        size_t from = j.i;
+        reel_buf_reset(&key);
+        if (!jstring(&j, &key)) {
+            /* not a whole string: on past what it had (a scan from the
+             * next quote could read the same bytes again, for every
+             * escaped quote in them) */
+            if (j.i <= from)
+                j.i = from + 1;
+            continue;
+        }
+        size_t after = j.i;
+        jws(&j);
+        if (j.i >= n || s[j.i] != ':' ||
+            !reel_redact_key_matches(r, (const char *)key.data, key.len)) {
+            j.i = after; /* a value, or a key of no secret: maybe the next key */
+            continue;
+        }
+        j.i++;
+        while (j.i < n && (s[j.i] == ' ' || s[j.i] == '\t'))
+            j.i++;
+        size_t v = j.i, end = v;
+        if (v < n && s[v] == '"') {
+            if (jstring(&j, NULL)) {
+                end = j.i;
+            } else {
+                end = v + 1;
+                while (end < n && s[end] != '\n' && s[end] != '\r')
+                    end++;
+            }
+        } else if (v < n && (s[v] == '{' || s[v] == '[')) {
+            /* brackets counted outside strings */
+            size_t depth = 0;
+            end = v;
+            while (end < n) {
+                if (s[end] == '"') {
+                    j.i = end;
+                    if (!jstring(&j, NULL)) {
+                        end = n;
+                        break;
+                    }
+                    end = j.i;
+                    continue;
+                }
+                if (s[end] == '{' || s[end] == '[')
+                    depth++;
+                else if ((s[end] == '}' || s[end] == ']') && --depth == 0) {
+                    end++;
+                    break;
+                }
+                end++;
+            }
+        } else {
+            while (end < n && !strchr(",}] \t\r\n", s[end]))
+                end++;
+        }
+        if (end == v) { /* nothing after the colon */
+            j.i = v;
+            continue;
+        }
+        put(&b, s + run, v - run);
+        put(&b, "\"" REEL_REDACT_MARKER "\"", strlen(REEL_REDACT_MARKER) + 2);
+        run = end;
+        j.i = end;
+        changed = 1;
+    }
+    reel_buf_free(&key);
+    put(&b, s + run, n - run);
+    reel_redacted_t t;
+    if (reel_redact_text(r, (const char *)b.data, b.len, &t)) {
+        reel_buf_free(&b);
+        *out = t;
+        return 1;
+    }
+    if (!changed) {
+        reel_buf_free(&b);
+        return 0;
+    }
+    take(&b, out);
+    return 1;
+}
+
+int reel_redact_note(const reel_redact_t *r, const char *s, size_t n, reel_redacted_t *out) {
+    return quoted_pairs(r, s, n, out);
+}
+
 static int ci_prefix(const char *s, const char *lower) {
     size_t n = strlen(lower);
     for (size_t i = 0; i < n; i++)
@@ -612,7 +717,11 @@ int reel_redact_body(const reel_redact_t *r, const char *content_type, const uin
             }
             return j.changed;
         }
-        reel_buf_free(&j.b); /* not JSON after all: the rules for text */
+        /* Not JSON after all (a syntax error): its quoted "key": value
+         * pairs still have their secrets replaced, so that one bad byte
+         * does not export every secret of the body in the clear. */
+        reel_buf_free(&j.b);
+        return quoted_pairs(r, (const char *)body, n, out);
     }
     if (content_type != NULL) {
         while (*content_type == ' ')

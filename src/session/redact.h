@@ -16,7 +16,10 @@
  * - query parameters and application/x-www-form-urlencoded fields with a
  *   secret key; JSON bodies: the value (of any type) of every secret key,
  *   at any depth, the rest byte for byte (a body cut short: as far as it
- *   goes).
+ *   goes); one with a syntax error: the value after each quoted secret key
+ *   and a colon, then the rules for text;
+ * - annotations (reel_redact_note): the same as a JSON body with a syntax
+ *   error.
  * Default key words: password passwd pwd token secret apikey api_key api-key
  * auth session credential signature private_key access_key; and "key" as a
  * word of its own (key, X-Key, keyId; not monkey or keyboard).
@@ -72,13 +75,22 @@ int reel_redact_target(const reel_redact_t *r, const char *s, size_t n, reel_red
 
 /** A body: JSON (an object or array, whatever its Content-Type; one cut
  * short as far as it goes) has the values of its secret keys replaced and
- * the rest as it was; a form
+ * the rest as it was; one that starts so but has a syntax error is
+ * redacted as reel_redact_note does; a form
  * (content_type application/x-www-form-urlencoded) as
  * reel_redact_urlencoded; other text has its bearer tokens and JWTs
  * replaced. content_type may be NULL. Returns 1 and fills *out when
  * something was replaced, else 0. */
 int reel_redact_body(const reel_redact_t *r, const char *content_type, const uint8_t *body,
                      size_t n, reel_redacted_t *out);
+
+/** Text a user wrote (an annotation), which may quote headers or JSON:
+ * the value after every quoted secret key and a colon ("password": "x",
+ * found without needing valid JSON around it) replaced, and the rules for
+ * text over the rest. A JSON body with a syntax error gets the same from
+ * reel_redact_body. Returns 1 and fills *out when something was
+ * replaced, else 0. */
+int reel_redact_note(const reel_redact_t *r, const char *s, size_t n, reel_redacted_t *out);
 
 /** Free text: bearer tokens and JWTs replaced. Returns 1 and fills *out
  * when something was replaced, else 0. */

@@ -570,8 +570,9 @@ class ExportExtras(unittest.TestCase):
 
 class RecordedAndImported(unittest.TestCase):
     """One session with an HTTP/1.1 flow curl sent through reel and a flow
-    imported from HAR: what reel flow --json and reel flows --json say of
-    them agrees."""
+    imported from HAR, the first annotated with notes that quote secrets:
+    what reel flow --json and reel flows --json say of them agrees, and
+    --redact reaches the notes."""
 
     @classmethod
     def setUpClass(cls):
@@ -596,6 +597,8 @@ class RecordedAndImported(unittest.TestCase):
             json.dump({"log": {"version": "1.2", "creator": {"name": "t", "version": "1"},
                                "entries": [entry]}}, f)
         cls.reel.cli("import", path, "--into", "mix")
+        cls.reel.cli("annotate", "mix", "1", "retried with Authorization: Bearer " + SECRET)
+        cls.reel.cli("annotate", "mix", "1", 'the login sent {"password": "%s"}' % COOKIE)
 
     @classmethod
     def tearDownClass(cls):
@@ -615,6 +618,23 @@ class RecordedAndImported(unittest.TestCase):
         self.assertEqual(self.reel.flow(2)["source"], "har-import")
         self.assertIsNone(rows[2]["client_conn"])
         self.assertIsNone(rows[2]["stream_id"])
+
+    def test_redact_reaches_annotations(self):
+        for fmt in ("har", "ndjson"):  # the formats that carry notes
+            plain = self.reel.cli("export", "mix", "--format", fmt, "~id 1").stdout
+            self.assertIn(SECRET.encode(), plain, fmt)
+            self.assertIn(COOKIE.encode(), plain, fmt)
+            red = self.reel.cli("export", "mix", "--format", fmt, "--redact", "~id 1").stdout
+            self.assertNotIn(SECRET.encode(), red, fmt)
+            self.assertNotIn(COOKIE.encode(), red, fmt)
+            self.assertIn(b"retried with Authorization: Bearer REDACTED", red, fmt)
+        har = json.loads(self.reel.cli("export", "mix", "--redact", "~id 1").stdout)
+        e = har["log"]["entries"][0]
+        self.assertEqual([a["text"] for a in e["_reel"]["annotations"]],
+                         ["retried with Authorization: Bearer REDACTED",
+                          'the login sent {"password": "REDACTED"}'])
+        self.assertTrue(e["_reel"]["redacted"])
+        self.assertNotIn(SECRET, e["comment"])
 
 
 if __name__ == "__main__":

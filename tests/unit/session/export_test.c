@@ -538,9 +538,16 @@ static void test_redact_rules(void **state) {
         {"{\"session\": {\"id\": 1}, \"x\": \"Bearer abc",
          "{\"session\": \"REDACTED\", \"x\": \"Bearer REDACTED"},
         {"[1, 2, 3", NULL},
-        /* not JSON: the rules for text only */
-        {"{\"password\": hunter2}", NULL},
+        /* not JSON (a syntax error): the value after each quoted secret
+         * key and a colon, then the rules for text */
+        {"{\"password\": hunter2}", "{\"password\": \"REDACTED\"}"},
         {"{\"a\": 1} trailing", NULL},
+        {"{\"password\":\"x\",}", "{\"password\":\"REDACTED\",}"},
+        {"{'user': 1, \"api_key\" : \"k\\\"q\" \"n\": \"Bearer abc\"}",
+         "{'user': 1, \"api_key\" : \"REDACTED\" \"n\": \"Bearer REDACTED\"}"},
+        {"[{\"auth\": {\"u\": \"a}\", \"p\": [1]}, x]", "[{\"auth\": \"REDACTED\", x]"},
+        {"{\"token\": \"unclosed\n, \"n\": 1}}", "{\"token\": \"REDACTED\"\n, \"n\": 1}}"},
+        {"{\"tokenless\"}: \"x\" \"monkey\": 1 oops", NULL},
         /* NDJSON (JSON Lines), values one after another, a byte order mark */
         {"{\"a\": 1} {\"token\": 2}", "{\"a\": 1} {\"token\": \"REDACTED\"}"},
         {"{\"password\":\"a\"}\n{\"token\":\"b\"}\n",
@@ -560,6 +567,22 @@ static void test_redact_rules(void **state) {
             fail_msg("%s: %s, not %s", json[i].in, t.data, json[i].out);
         free(t.data);
     }
+    /* a note: JSON it quotes, and the rules for text */
+    const char *note = "saw {\"password\":\"hunter2\"} and Bearer abc in the log";
+    assert_true(reel_redact_note(r, note, strlen(note), &t));
+    assert_string_equal(t.data, "saw {\"password\":\"REDACTED\"} and Bearer REDACTED in the log");
+    free(t.data);
+    note = "the \"password\" field was empty";
+    assert_false(reel_redact_note(r, note, strlen(note), &t));
+    /* many escaped quotes and no closing one: read once, not once per quote */
+    size_t nq = 200000;
+    char *q = malloc(nq * 2 + 2);
+    q[0] = '{';
+    for (size_t i = 0; i < nq; i++)
+        memcpy(q + 1 + 2 * i, "\\\"", 2);
+    q[1 + 2 * nq] = '\0';
+    assert_false(reel_redact_body(r, NULL, (const uint8_t *)q, 1 + 2 * nq, &t));
+    free(q);
     /* nesting deeper than any recursion (or jansson) would take */
     size_t depth = 100000;
     char *deep = malloc(depth * 2 + 32);
