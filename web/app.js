@@ -1197,7 +1197,11 @@ function renderDetail(d, id) {
     const dl = el('dl', { class: 'kv' });
     // a certificate nothing checked (upstream_cert_verify was off) is said
     // (not the reverse: a session older than the field cannot tell)
-    const cert = sc.unverified ? 'NOT verified (upstream_cert_verify was off)' : null;
+    // and one that failed the check, with what it said
+    const cert = sc.unverified     ? 'NOT verified (upstream_cert_verify was off)'
+                 : sc.verify_error ? `verify FAILED: ${sc.verify_error}; ${
+                                         sc.peer_cert || 'the certificate could not be read'}`
+                                   : null;
     for (const [k, v] of [['address', sc.address], ['TLS', sc.tls_version], ['certificate', cert], ['SNI', sc.sni], ['ALPN', sc.alpn], ['cipher', sc.cipher],
       ['reused', sc.reused ? 'yes' : 'no'], ['retried', sc.retried ? 'yes' : 'no'], ['client', r.client_addr]]) {
       if (v === null || v === undefined) continue;

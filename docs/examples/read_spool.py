@@ -198,7 +198,8 @@ def flow_json(flow_id, recs, replayed_as=()):
             f["server_conn"] = dict(conn_id=c.conn_id, address=c.address, sni=c.sni or None,
                                     alpn=c.alpn or None, tls_version=c.tls_version or None,
                                     cipher=c.cipher or None, reused=c.reused, retried=c.retried,
-                                    unverified=c.unverified)
+                                    unverified=c.unverified, verify_error=c.verify_error or None,
+                                    peer_cert=c.peer_cert or None)
         elif ev == "message":  # WebSocket or TCP message
             m = r.message
             if m.continued:

@@ -915,6 +915,9 @@ static void server_conn_line(view_t *v, const Reel__ServerConn *sc) {
                         "one closed before answering)"
          : sc->reused ? " (kept alive from an earlier flow)"
                       : "");
+    if (sc->verify_error[0]) /* a handshake the check of the certificate ended */
+        note(v, "~ certificate verify FAILED: %s; %s", sc->verify_error,
+             sc->peer_cert[0] ? sc->peer_cert : "the certificate could not be read");
 }
 
 static int view_record(void *ctx, const Reel__Record *rec) {
@@ -1310,6 +1313,8 @@ static int json_record(void *ctx, const Reel__Record *rec) {
             "address", sc->address, "sni", str_json(sc->sni, 1), "alpn", str_json(sc->alpn, 1),
             "tls_version", str_json(sc->tls_version, 1), "cipher", str_json(sc->cipher, 1),
             "reused", sc->reused, "retried", sc->retried, "unverified", sc->unverified);
+        json_object_set_new(j->server_conn, "verify_error", str_json(sc->verify_error, 1));
+        json_object_set_new(j->server_conn, "peer_cert", str_json(sc->peer_cert, 1));
         break;
     }
     case REEL__RECORD__EVENT_REQUEST_BODY:

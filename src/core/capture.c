@@ -116,7 +116,9 @@ void reel_capture_server_conn(reel_capture_flow_t *f, const reel_capture_conn_t 
                             .cipher = sc->cipher,
                             .reused = sc->reused,
                             .retried = sc->retried,
-                            .unverified = sc->unverified};
+                            .unverified = sc->unverified,
+                            .verify_error = sc->verify_error,
+                            .peer_cert = sc->peer_cert};
     reel_recorder_server_conn(f, &r);
 }
 

@@ -94,6 +94,8 @@ typedef struct {
     bool reused;             /* kept alive from an earlier flow */
     bool retried;            /* the request went out again on this new connection */
     bool unverified;         /* TLS made with upstream_cert_verify off */
+    const char *verify_error; /* the certificate failed the check: why (NULL: it did not) */
+    const char *peer_cert;    /* ... and the facts of the origin's own certificate */
 } reel_capture_conn_t;
 
 /** Records the upstream connection of f. */

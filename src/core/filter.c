@@ -65,6 +65,7 @@ void reel_stack_info(const reel_stack_t *st, reel_stack_info_t *out) {
     out->t_dns0 = out->t_dns1 = out->t_connected = 0;
     out->tls = out->tls_done = out->tls_resumed = false;
     out->alpn = out->sni = out->tls_version = out->cipher = NULL;
+    out->verify_error = out->peer_cert = NULL;
     for (const reel_filter_t *f = st->bottom; f; f = f->above)
         if (f->ops->info)
             f->ops->info(f, out);

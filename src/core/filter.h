@@ -43,6 +43,10 @@ typedef struct {
     bool tls_done;                       /* ... and its handshake is done */
     bool tls_resumed;
     const char *alpn, *sni, *tls_version, *cipher;
+    /* TLS toward an origin whose certificate failed the check (tls_done
+     * false): why, and its certificate's facts; alpn, tls_version and
+     * cipher then say what the server had chosen */
+    const char *verify_error, *peer_cert;
 } reel_stack_info_t;
 
 typedef struct {

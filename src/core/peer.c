@@ -305,10 +305,44 @@ void reel__upstream_close(conn_t *c) {
 
 /* ---- upstream connections ---- */
 
+/* A connection that failed the check of the origin's certificate is
+ * recorded as the flow's ServerConn all the same: the address reel
+ * reached, the TLS the server had chosen, its certificate and why the
+ * check refused it, beside the error that ends the flow. Other failures
+ * leave none (the connection never was). */
+static void record_refused_conn(peer_t *up) {
+    conn_t *c = up->c;
+    reel_stack_info_t info;
+    reel_stack_info(&up->st, &info);
+    if (info.verify_error == NULL || !up->connected)
+        return;
+    reel_capture_flow_t *f = NULL;
+    if (c->state == C_RAW && c->tflow && !c->tls_conn_recorded) {
+        f = c->tflow;
+        c->tls_conn_recorded = true;
+    } else if (c->state != C_RAW && c->ex.flow && c->ex.flow_upstream && !c->ex.conn_recorded) {
+        f = c->ex.flow;
+        c->ex.conn_recorded = true;
+    }
+    if (f == NULL)
+        return;
+    reel_capture_conn_t sc = {.conn_id = up->id,
+                              .address = up->addr,
+                              .sni = up->sni ? up->sni : up->host,
+                              .alpn = info.alpn,
+                              .tls_version = info.tls_version,
+                              .cipher = info.cipher,
+                              .retried = c->state != C_RAW && c->ex.retried,
+                              .verify_error = info.verify_error,
+                              .peer_cert = info.peer_cert};
+    reel_capture_server_conn(f, &sc);
+}
+
 void reel__upstream_failed(peer_t *up, const char *why) {
     conn_t *c = up->c;
     if (c->up != up)
         return;
+    record_refused_conn(up);
     if (c->state == C_PROBE) {
         /* the origin cannot say: the client is offered HTTP/1.1 only, and
          * its request gets the 502 with the reason when it is sent */

@@ -60,6 +60,8 @@ struct reel_tls {
     char *session_key;       /* client: cache key ("!" first when insecure) */
     char cb_err[ERRMSG_MAX]; /* set by the SNI callback */
     char cert_facts[400];    /* what the origin's certificate that failed the check says */
+    char peer_facts[400];    /* ... and its own (leaf) certificate, for ServerConn.peer_cert */
+    const char *verify_error; /* client: why the check failed (static), NULL: it did not */
     char errmsg[ERRMSG_MAX]; /* the failure, repeated on later calls */
 };
 
@@ -382,7 +384,7 @@ static reel_rc alpn_wire(const char *list, reel_buf_t *w) {
 }
 
 /* What the origin's certificate says, for the reason a check failed:
- * " (certificate for NAMES, by ISSUER, valid FROM to TO)"; the names are
+ * "certificate for NAMES, by ISSUER, valid FROM to TO"; the names are
  * its DNS and IP subjectAltNames (at most 4), else its CN. "" without one. */
 static void cert_facts(X509 *x, char *out, size_t n) {
     out[0] = '\0';
@@ -425,18 +427,26 @@ static void cert_facts(X509 *x, char *out, size_t n) {
         strftime(from, sizeof from, "%Y-%m-%d", &tm);
     if (ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1)
         strftime(to, sizeof to, "%Y-%m-%d", &tm);
-    snprintf(out, n, " (certificate for %s, by %s, valid %s to %s)", names[0] ? names : "?", issuer,
+    snprintf(out, n, "certificate for %s, by %s, valid %s to %s", names[0] ? names : "?", issuer,
              from, to);
 }
 
 /* OpenSSL's verdict on each certificate of the origin's chain, unchanged;
- * of the first that fails, what it says is kept for the error (the peer
- * certificate is not kept by a handshake that failed). */
+ * of the first that fails, what it says is kept for the error, and what
+ * the origin's own certificate says for the flow's ServerConn (the peer
+ * certificate is not kept by a handshake that failed). Only on failure:
+ * a check that passes costs nothing more. */
 static int verify_note(int ok, X509_STORE_CTX *ctx) {
     SSL *ssl = X509_STORE_CTX_get_ex_data(ctx, SSL_get_ex_data_X509_STORE_CTX_idx());
     reel_tls_t *t = ssl ? SSL_get_app_data(ssl) : NULL;
-    if (!ok && t && t->cert_facts[0] == '\0')
-        cert_facts(X509_STORE_CTX_get_current_cert(ctx), t->cert_facts, sizeof t->cert_facts);
+    if (!ok && t && t->cert_facts[0] == '\0') {
+        X509 *bad = X509_STORE_CTX_get_current_cert(ctx), *leaf = X509_STORE_CTX_get0_cert(ctx);
+        cert_facts(bad, t->cert_facts, sizeof t->cert_facts);
+        if (leaf == bad)
+            memcpy(t->peer_facts, t->cert_facts, sizeof t->peer_facts);
+        else
+            cert_facts(leaf, t->peer_facts, sizeof t->peer_facts);
+    }
     return ok;
 }
 
@@ -607,8 +617,17 @@ static reel_rc fail(reel_tls_t *t, int ssl_err, reel_err_t *err) {
         snprintf(t->errmsg, sizeof t->errmsg, "%s", t->cb_err);
     } else if (!t->server && !t->insecure && v != X509_V_OK &&
                rcode == SSL_R_CERTIFICATE_VERIFY_FAILED) {
-        snprintf(t->errmsg, sizeof t->errmsg, "upstream certificate verify failed: %s%s",
-                 X509_verify_cert_error_string(v), t->cert_facts);
+        t->verify_error = X509_verify_cert_error_string(v);
+        snprintf(t->errmsg, sizeof t->errmsg, "upstream certificate verify failed: %s%s%s%s",
+                 t->verify_error, t->cert_facts[0] ? " (" : "", t->cert_facts,
+                 t->cert_facts[0] ? ")" : "");
+        /* what the server had chosen before the check ended it, for the
+         * flow's ServerConn (note_done does it for a handshake that ends) */
+        const unsigned char *p = NULL;
+        unsigned int pn = 0;
+        SSL_get0_alpn_selected(t->ssl, &p, &pn);
+        if (p && pn && t->alpn == NULL)
+            t->alpn = reel_strndup((const char *)p, pn);
     } else if (reason) {
         const char *hint = "";
         if (t->server &&
@@ -758,12 +777,20 @@ const char *reel_tls_cert_host(const reel_tls_t *t) {
 }
 
 const char *reel_tls_version(const reel_tls_t *t) {
-    return t->done ? SSL_get_version(t->ssl) : NULL;
+    return t->done || t->verify_error ? SSL_get_version(t->ssl) : NULL;
 }
 
 const char *reel_tls_cipher(const reel_tls_t *t) {
-    const SSL_CIPHER *c = t->done ? SSL_get_current_cipher(t->ssl) : NULL;
+    const SSL_CIPHER *c = t->done || t->verify_error ? SSL_get_current_cipher(t->ssl) : NULL;
+    if (c == NULL && t->verify_error) /* TLS 1.2 makes it current at ChangeCipherSpec */
+        c = SSL_get_pending_cipher(t->ssl);
     return c ? SSL_CIPHER_get_name(c) : NULL;
+}
+
+const char *reel_tls_verify_error(const reel_tls_t *t, const char **cert) {
+    if (t->verify_error && cert)
+        *cert = t->peer_facts;
+    return t->verify_error;
 }
 
 bool reel_tls_resumed(const reel_tls_t *t) {

@@ -187,12 +187,22 @@ const char *reel_tls_sni(const reel_tls_t *t);
 const char *reel_tls_cert_host(const reel_tls_t *t);
 
 /** Negotiated protocol version ("TLSv1.3"), or NULL before the handshake
- * completed. Static storage. */
+ * completed (or failed the certificate check: reel_tls_verify_error).
+ * Static storage. */
 const char *reel_tls_version(const reel_tls_t *t);
 
-/** Negotiated cipher suite name, or NULL before the handshake completed.
- * Static storage. */
+/** Negotiated cipher suite name, or NULL before the handshake completed
+ * (or failed the certificate check). Static storage. */
 const char *reel_tls_cipher(const reel_tls_t *t);
+
+/** Client role: why the handshake failed the check of the origin's
+ * certificate (OpenSSL's text, static storage), or NULL when it did not
+ * fail so. Then *cert (if cert is not NULL) is set to the facts of the
+ * origin's own certificate ("certificate for NAMES, by ISSUER, valid FROM
+ * to TO"; "" if it could not be read), valid until reel_tls_free; and the
+ * protocol version, cipher and ALPN the server had chosen are available
+ * as after a completed handshake. */
+const char *reel_tls_verify_error(const reel_tls_t *t, const char **cert);
 
 /** True when the handshake resumed a cached session (client role: see
  * reel_tls_client_opts_t.session_key). */

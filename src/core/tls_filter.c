@@ -151,8 +151,11 @@ static void tls_info(const reel_filter_t *f, reel_stack_info_t *out) {
     const tls_filter_t *t = (const tls_filter_t *)f;
     out->tls = true;
     out->tls_done = reel_tls_handshake_done(t->tls);
-    if (!out->tls_done)
-        return;
+    if (!out->tls_done) {
+        out->verify_error = reel_tls_verify_error(t->tls, &out->peer_cert);
+        if (out->verify_error == NULL)
+            return;
+    }
     out->alpn = reel_tls_alpn(t->tls);
     out->sni = reel_tls_sni(t->tls);
     out->tls_version = reel_tls_version(t->tls);

@@ -207,6 +207,9 @@ static int detail_record(void *ctx, const Reel__Record *rec) {
                                       "tls_version", str_json(sc->tls_version), "cipher",
                                       str_json(sc->cipher), "reused", sc->reused, "retried",
                                       sc->retried, "unverified", sc->unverified));
+        json_t *o = json_object_get(d->o, "server_conn");
+        json_object_set_new(o, "verify_error", str_json(sc->verify_error));
+        json_object_set_new(o, "peer_cert", str_json(sc->peer_cert));
         break;
     }
     case REEL__RECORD__EVENT_REQUEST_BODY:

@@ -279,7 +279,8 @@ static size_t server_conn_len(const Reel__ServerConn *c) {
     return uint_size(1, c->conn_id) + str_size(2, c->address) + str_size(3, c->sni) +
            str_size(4, c->alpn) + str_size(5, c->tls_version) + str_size(6, c->cipher) +
            uint_size(7, c->reused != 0) + uint_size(8, c->retried != 0) +
-           uint_size(9, c->unverified != 0);
+           uint_size(9, c->unverified != 0) + str_size(10, c->verify_error) +
+           str_size(11, c->peer_cert);
 }
 
 static uint8_t *put_server_conn(uint8_t *p, const Reel__ServerConn *c) {
@@ -291,7 +292,9 @@ static uint8_t *put_server_conn(uint8_t *p, const Reel__ServerConn *c) {
     p = put_str(p, 6, c->cipher);
     p = put_uint(p, 7, c->reused != 0);
     p = put_uint(p, 8, c->retried != 0);
-    return put_uint(p, 9, c->unverified != 0);
+    p = put_uint(p, 9, c->unverified != 0);
+    p = put_str(p, 10, c->verify_error);
+    return put_str(p, 11, c->peer_cert);
 }
 
 /* The event's field number and length, or 0 for an event left to

@@ -2267,6 +2267,8 @@ void reel_recorder_server_conn(reel_rflow_t *f, const reel_server_conn_t *sc) {
     pc.reused = sc->reused;
     pc.retried = sc->retried;
     pc.unverified = sc->unverified;
+    pc.verify_error = (char *)(sc->verify_error ? sc->verify_error : "");
+    pc.peer_cert = (char *)(sc->peer_cert ? sc->peer_cert : "");
     Reel__Record rec = REEL__RECORD__INIT;
     rec.flow_id = f->id;
     rec.time_us = now_or(0);

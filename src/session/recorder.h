@@ -227,6 +227,9 @@ typedef struct {
     const char *address, *sni, *alpn, *tls_version, *cipher; /* NULL: empty */
     int reused, retried;
     int unverified; /* TLS made with upstream_cert_verify off */
+    /* the origin's certificate failed the check: why, and the facts of
+     * the origin's own certificate (NULL: it did not) */
+    const char *verify_error, *peer_cert;
 } reel_server_conn_t;
 
 /** Records the upstream connection a flow's request went out on. */

@@ -18,6 +18,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import proxyenv  # noqa: E402
 from proxyenv import TMPBASE, Reel, connect, main, run  # noqa: E402
 
 
@@ -106,6 +107,33 @@ def greeter(o, c):
     o.got = read_until(c, b"\r\n")
     c.sendall(b"* BYE logging out\r\n")
     c.unwrap()
+
+
+class SelfSignedNginx(proxyenv.Origin):
+    """proxyenv's nginx origin with a self-signed certificate for
+    localhost (no CA): one no verifier trusts."""
+
+    def _certs(self):
+        r = self.root
+        run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-keyout", r + "/server.key", "-out", r + "/server.pem", "-days", "2",
+             "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        self.ca = r + "/server.pem"
+
+
+def check_refused_conn(test, full, port):
+    """The flow's ServerConn for a connection whose origin certificate (a
+    self-signed one for localhost) failed the check."""
+    sc = full["server_conn"]
+    test.assertIsNotNone(sc, full)
+    test.assertEqual(sc["address"], "127.0.0.1:%d" % port, sc)
+    test.assertEqual(sc["sni"], "localhost", sc)
+    test.assertTrue(sc["tls_version"] and sc["tls_version"].startswith("TLSv1."), sc)
+    test.assertTrue(sc["cipher"], sc)
+    test.assertFalse(sc["unverified"], sc)  # it was checked: it failed
+    test.assertIn("self", sc["verify_error"] or "", sc)  # "self-signed certificate"
+    test.assertTrue((sc["peer_cert"] or "").startswith("certificate for localhost"), sc)
+    test.assertIn(", by localhost, valid ", sc["peer_cert"], sc)
 
 
 class TlsTcpTest(unittest.TestCase):
@@ -332,6 +360,27 @@ class TlsTcpTest(unittest.TestCase):
         self.assertEqual(row["url"], "tls://localhost:%d/" % o.port, row)
         self.assertIn("certificate verify failed", row["error"] or "", row)
         self.assertEqual(o.got, b"")
+        check_refused_conn(self, self.reel.flow(row["id"]), o.port)
+
+    def test_untrusted_https_origin_connection_is_recorded(self):
+        """An HTTPS request to an nginx origin whose self-signed certificate
+        fails the check: a 502, and the flow's ServerConn tells what reel
+        reached and saw, as reel flow shows it."""
+        nginx = SelfSignedNginx(tempfile.mkdtemp(prefix="nginx.", dir=self.root))
+        try:
+            url = nginx.url("/100b", https=True)
+            r = run(["curl", "-sS", "--max-time", "30", "-x", self.reel.proxy, "--cacert",
+                     self.reel.ca, "-o", "/dev/null", "-w", "%{http_code}", url])
+            self.assertEqual(r.stdout, b"502")
+            row, full = self.flow(nginx.https_port)
+            self.assertEqual(row["status"], 502, row)
+            self.assertIn("certificate verify failed", row["error"] or "", row)
+            check_refused_conn(self, full, nginx.https_port)
+            text = self.reel.cli("flow", "main", str(row["id"])).stdout.decode()
+            self.assertIn("~ certificate verify FAILED: self", text)
+            self.assertIn("certificate for localhost", text)
+        finally:
+            nginx.stop()
 
     def test_alpn_other_origin_down(self):
         """ALPN mirrored toward an origin that cannot be reached: the

@@ -277,7 +277,7 @@ static void test_small_records(void **state) {
     assert_int_equal(reel_pbrec_size(&other), 0);
     assert_int_equal(reel_pbrec_write(NULL, &other), 0);
     for (int round = 0; round < 3000; round++) {
-        char *own[12] = {NULL};
+        char *own[14] = {NULL};
         Reel__Record rec = REEL__RECORD__INIT;
         rec.flow_id = rand_u64();
         rec.time_us = rand_i64();
@@ -338,6 +338,9 @@ static void test_small_records(void **state) {
             sc.cipher = rand_field(&own[11]);
             sc.reused = (protobuf_c_boolean)(next() % 2);
             sc.retried = (protobuf_c_boolean)(next() % 2);
+            sc.unverified = (protobuf_c_boolean)(next() % 2);
+            sc.verify_error = rand_field(&own[12]);
+            sc.peer_cert = rand_field(&own[13]);
             rec.event_case = REEL__RECORD__EVENT_SERVER_CONN;
             rec.server_conn = &sc;
             break;
