@@ -637,6 +637,40 @@ static void record_unanswered(conn_t *c, const char *why) {
     reel_codec_free(pc);
 }
 
+/* Refuses a request whose head was read whole: c->reqc stands right after
+ * it, at the start of the client's unread bytes. Its body, as far as it
+ * came, is read into the refused flow (reel took those bytes off the
+ * wire); once it came whole, what follows are the requests pipelined
+ * behind it, which reel__fail_exchange records as not answered. While its
+ * body is still coming, nothing after it is a request yet. */
+static void refuse_request(conn_t *c, int status, const char *reason) {
+    peer_t *cl = &c->client;
+    c->ex.req_done = false;
+    while (!c->lane) {
+        size_t used = 0;
+        reel_codec_event_t ev;
+        reel_rc rc = reel_codec_feed(c->reqc, cl->in.data, cl->in.len, &used, &ev);
+        if (rc != REEL_OK || ev.type == REEL_CODEC_EV_NONE) {
+            if (rc == REEL_NEED_MORE)
+                reel_buf_consume(&cl->in, used); /* a chunk-size line cut by the read */
+            break;
+        }
+        bool end = ev.h1.type == REEL_H1_EV_END;
+        if (ev.h1.type == REEL_H1_EV_BODY && c->ex.flow) /* before the bytes move */
+            reel_capture_body(c->ex.flow, false, ev.h1.data, ev.h1.len);
+        if (end && c->ex.flow && ev.h1.ntrailers)
+            reel_capture_trailers(c->ex.flow, false, ev.h1.trailers, ev.h1.ntrailers);
+        reel_buf_consume(&cl->in, used);
+        if (end) {
+            c->ex.req_done = true;
+            c->ex.req_end_us = reel__now_us();
+        }
+        if (ev.h1.type != REEL_H1_EV_BODY)
+            break;
+    }
+    reel__fail_exchange(c, status, reason);
+}
+
 /* ---- recording helpers ---- */
 
 static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,
@@ -800,13 +834,13 @@ static void handle_connect(conn_t *c, const reel_h1_head_t *h) {
     int port = 0;
     if (reel__split_authority(h->target, h->target_len, &host, &port, -1) != 0 || port < 0) {
         reel__record_refused(c, h, "http", NULL, 0, NULL);
-        reel__fail_exchange(c, 400, "CONNECT target must be host:port");
+        refuse_request(c, 400, "CONNECT target must be host:port");
         free(host);
         return;
     }
     if (!check_auth(c, h)) {
         reel__record_refused(c, h, "https", host, port, "");
-        reel__fail_exchange(c, 407, "proxy authentication required");
+        refuse_request(c, 407, "proxy authentication required");
         free(host);
         return;
     }
@@ -855,7 +889,7 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
     if (h->is_connect) {
         if (c->in_tunnel) {
             reel__record_refused(c, h, "https", c->tunnel_host, c->tunnel_port, NULL);
-            reel__fail_exchange(c, 400, "CONNECT inside a CONNECT tunnel");
+            refuse_request(c, 400, "CONNECT inside a CONNECT tunnel");
             return;
         }
         handle_connect(c, h);
@@ -867,7 +901,7 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
     if (h->target_form == REEL_H1_TARGET_ABSOLUTE) {
         if (split_absolute(h->target, h->target_len, &https, &host, &port, &path) != 0) {
             reel__record_refused(c, h, "http", NULL, 0, NULL);
-            reel__fail_exchange(c, 400, "cannot parse the absolute URL of the request");
+            refuse_request(c, 400, "cannot parse the absolute URL of the request");
             return;
         }
         if (c->in_tunnel) {
@@ -885,7 +919,7 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
                     REEL_HOSTPORT(c->tunnel_host, c->tunnel_port), REEL_HOSTPORT(host, port));
                 /* recorded as it came: the URL the client named */
                 reel__record_refused(c, h, url_https ? "https" : "http", host, port, path);
-                reel__fail_exchange(c, 400, why);
+                refuse_request(c, 400, why);
                 free(why);
                 free(host);
                 free(path);
@@ -900,14 +934,14 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
         path = reel_strndup(h->target, h->target_len);
     } else {
         reel__record_refused(c, h, "http", NULL, 0, NULL);
-        reel__fail_exchange(c, 400,
-                            "this is a proxy: the request target must be an absolute URL "
-                            "(http://host/path) or the request must come through CONNECT");
+        refuse_request(c, 400,
+                       "this is a proxy: the request target must be an absolute URL "
+                       "(http://host/path) or the request must come through CONNECT");
         return;
     }
     if (!c->in_tunnel && !check_auth(c, h)) {
         reel__record_refused(c, h, https ? "https" : "http", host, port, path);
-        reel__fail_exchange(c, 407, "proxy authentication required");
+        refuse_request(c, 407, "proxy authentication required");
         free(host);
         free(path);
         return;
@@ -967,8 +1001,19 @@ void reel__req_process(conn_t *c) {
         if (rc != REEL_OK) {
             if (c->ex.flow == NULL)
                 reel__record_rejected(c);
-            reel__fail_exchange(c, ev.error_status ? ev.error_status : 400,
-                                ev.error_reason ? ev.error_reason : "malformed request");
+            int status = ev.error_status ? ev.error_status : 400;
+            const char *why = ev.error_reason ? ev.error_reason : "malformed request";
+            size_t head_used;
+            reel_h1_t *hp = reel_h1_codec_parser(c->reqc);
+            if (hp && reel_h1_resume_refused(hp, &head_used) == REEL_OK) {
+                /* a head refused whole (a missing Host): where the request
+                 * ends is known, and so are the requests behind it */
+                reel_buf_consume(&cl->in, head_used);
+                refuse_request(c, status, why);
+                return;
+            }
+            c->ex.req_done = false; /* not the exchange before's: nothing follows it */
+            reel__fail_exchange(c, status, why);
             return;
         }
         switch (ev.type) {

@@ -106,6 +106,11 @@ struct reel_h1 {
     /* first error */
     int err_status;
     const char *err_reason;
+    /* the error refused a head read whole whose framing is sound (see
+     * reel_h1_resume_refused): llhttp is paused at its end, head_used
+     * bytes into the buf of the call that failed */
+    bool refused;
+    size_t head_used;
 
     /* requests the coming responses answer (response parsers) */
     uint8_t expect[EXPECT_MAX];
@@ -654,14 +659,18 @@ static int cb_headers_complete(llhttp_t *ll) {
         if (te.last_chunked && (te.chunked > 1 || te.codings > 1))
             return fail(p, 501, "unsupported Transfer-Encoding");
     }
-    if (req && ll->http_minor >= 1 && hosts == 0)
-        return fail(p, 400, "missing Host header");
-    if (req && hosts > 1)
-        return fail(p, 400, "duplicate Host header");
     if (cl) {
         if (ll->content_length > (uint64_t)INT64_MAX)
             return fail(p, 400, "Content-Length too large");
         h->content_length = (int64_t)ll->content_length;
+    }
+    /* A Host missing or given twice makes a request not to forward, but
+     * its framing is checked by now: where it ends is known, so llhttp is
+     * left sound (paused at the end of the head, as for a good one) and
+     * the caller may read past it to the requests pipelined behind. */
+    if (req && ((ll->http_minor >= 1 && hosts == 0) || hosts > 1)) {
+        fail(p, 400, hosts ? "duplicate Host header" : "missing Host header");
+        p->refused = true;
     }
     h->chunked = (ll->flags & F_CHUNKED) != 0;
 
@@ -708,9 +717,9 @@ static int cb_headers_complete(llhttp_t *ll) {
         h->framing = REEL_H1_BODY_NONE;
     }
 
-    p->have_ev = true;
+    p->have_ev = !p->refused;
     p->in_section = false;
-    p->in_head = false;
+    p->in_head = p->refused; /* reel_h1_partial_head gives a refused head */
     return HPE_PAUSED;
 }
 
@@ -1115,6 +1124,11 @@ static reel_rc drive(reel_h1_t *p, const uint8_t *buf, size_t len, size_t *consu
         if (sectioned)
             p->section_bytes += used;
         off += used;
+        if (p->refused) {
+            p->head_used = off;
+            rc = REEL_INVALID;
+            goto out;
+        }
         if (deliver(p, ev)) {
             rc = REEL_OK;
             goto out;
@@ -1319,6 +1333,19 @@ reel_rc reel_h1_upgrade_refused(reel_h1_t *p) {
         return REEL_INVALID;
     llhttp_resume_after_upgrade(&p->ll);
     section_start(p, false); /* forget what the scan saw of tunnel bytes */
+    p->st = ST_HTTP;
+    return REEL_OK;
+}
+
+reel_rc reel_h1_resume_refused(reel_h1_t *p, size_t *head_used) {
+    *head_used = 0;
+    if (p->side != REEL_H1_REQUEST || p->st != ST_FAILED || !p->refused)
+        return REEL_INVALID;
+    *head_used = p->head_used;
+    p->refused = false;
+    p->in_head = false;
+    p->err_status = 0;
+    p->err_reason = NULL; /* a later error is that one's, not the Host's */
     p->st = ST_HTTP;
     return REEL_OK;
 }

@@ -190,6 +190,16 @@ reel_rc reel_h1_expect_response(reel_h1_t *p, bool method_is_head, bool method_i
  * (out zeroed) when no head is in progress. Valid until the next call on p. */
 bool reel_h1_partial_head(reel_h1_t *p, reel_h1_head_t *out);
 
+/** Request parsers only, after an error that refused a head read whole
+ * whose framing is sound: a missing or duplicate Host (the bytes still say
+ * where the request ends, though it is not one to forward). Sets
+ * *head_used to the bytes of the failing call's buf that the head took (the
+ * head's earlier bytes came in earlier calls) and revives the parser: from
+ * buf + *head_used on, it reports the refused request's body (BODY, END,
+ * as after its HEAD) and then the requests after it. Returns REEL_INVALID
+ * (*head_used 0, the parser still dead) after any other error or none. */
+reel_rc reel_h1_resume_refused(reel_h1_t *p, size_t *head_used);
+
 /** Request parsers only, after an UPGRADE event: the server did not accept
  * the upgrade or CONNECT (it answered without 101 / 2xx), so the bytes after
  * the request are HTTP again and parsing resumes with the next request.

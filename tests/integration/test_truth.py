@@ -10,6 +10,7 @@ a real origin (nginx).
 """
 import base64
 import os
+import re
 import socket
 import subprocess
 import tempfile
@@ -17,7 +18,8 @@ import threading
 import time
 import unittest
 
-from proxyenv import TMPBASE, Origin, Reel, body, curl, free_port, main, raw, run, stop_class
+from proxyenv import (TMPBASE, Origin, Reel, body, connect, curl, free_port, main, raw, read_all,
+                      run, stop_class)
 
 
 class TruthTest(unittest.TestCase):
@@ -168,6 +170,63 @@ class TruthTest(unittest.TestCase):
         f = self.one("~u longline")
         self.assertEqual((f["method"], f["status"]), ("GET", 431))
         self.assertTrue(f["url"].startswith("http://longline.example/ppp"), f["url"][:80])
+
+    def test_requests_behind_a_refused_head_are_recorded(self):
+        # A request refused for what its head says (no Host, two Hosts, an
+        # origin-form target at a proxy) still says where it ends: reel
+        # answers 400 and closes, so the requests pipelined behind it were
+        # read and never answered, and each is a flow saying so, as behind
+        # a 502. The refused request's own body is its flow's. The first
+        # case's head comes in two reads (the second read holds its end).
+        o, r = self.origin, self.reel
+        behind = (b"POST %s HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
+                  b"GET %s HTTP/1.1\r\nHost: a\r\n\r\nGET /partial HT")
+        for name, first, why in (
+                ("nohost", [b"POST /nohost HTTP/1.1\r\nContent-Len",
+                            b"gth: 4\r\n\r\nbody"], "missing Host header"),
+                ("twohosts", [b"GET %s HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"
+                              % o.url("/twohosts").encode()], "duplicate Host header"),
+                ("originform", [b"GET /originform HTTP/1.1\r\nHost: a\r\n\r\n"],
+                 "this is a proxy")):
+            s = connect(r.port, 10)
+            for part in first[:-1]:
+                s.sendall(part)
+                time.sleep(0.2)
+            s.sendall(first[-1] + behind % (o.url("/echo?%s=2" % name).encode(),
+                                            o.url("/100b?%s=3" % name).encode()))
+            out, how = read_all(s)
+            s.close()
+            # on the wire: one 400, then the close
+            self.assertTrue(out.startswith(b"HTTP/1.1 400 "), out)
+            self.assertEqual(len(re.findall(rb"HTTP/1.1 \d+", out)), 1, out)
+            self.assertEqual(how, "eof")
+            refused = self.one("~u /%s" % name)
+            self.assertEqual((refused["status"], refused["state"]), (400, "error"), refused)
+            self.assertIn(why, refused["error"])
+            fs = r.wait_flows(2, "~u %s=" % name)
+            self.assertEqual(len(fs), 2, fs)
+            for f in fs:
+                self.assertEqual(f["state"], "error", f)
+                self.assertEqual(f["error"], "not answered: reel closed the connection after "
+                                 "its 400 answer to the request before", f)
+                self.assertIsNone(f["status"])
+                self.assertEqual(f["client_conn"], refused["client_conn"])
+            post = r.flow(fs[0]["id"])
+            self.assertEqual((post["request"]["method"], body(post, "request")), ("POST", b"abc"))
+            self.assertEqual(fs[1]["method"], "GET")
+        self.assertEqual(body(r.flow(self.one("~u /nohost")["id"]), "request"), b"body")
+        self.assertFalse(r.flows("~u partial"))
+        # A refused request whose body is still coming: what follows it is
+        # that body, not requests.
+        s = connect(r.port, 10)
+        s.sendall(b"POST /cut HTTP/1.1\r\nContent-Length: 100\r\n\r\n" +
+                  b"GET %s HTTP/1.1\r\nHost: a\r\n\r\n" % o.url("/100b?cut=1").encode())
+        out, _ = read_all(s)
+        s.close()
+        self.assertTrue(out.startswith(b"HTTP/1.1 400 "), out)
+        self.one("~u /cut")
+        time.sleep(0.3)
+        self.assertFalse(r.flows("~u cut="))
 
     def test_timings_and_server_address(self):
         o, r = self.origin, self.reel
