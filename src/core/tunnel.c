@@ -27,14 +27,20 @@ void reel__tunnel_codecs_free(conn_t *c) {
 }
 
 /* A peer broke the WebSocket protocol (dir 0: the client, 1: the server):
- * both peers get a close frame with the code where their side of the
- * stream is between frames, the flow ends with the error, both
- * connections close once the frames are out. */
+ * each peer gets a close frame with the code where its side of the
+ * stream is between frames and has carried no Close yet (RFC 6455 5.5.1:
+ * a Close is the last frame on its stream, so a peer that got one, passed
+ * on, gets no second), the flow ends with the error, both connections
+ * close once the frames are out. The offending frame is not passed on. */
 static void ws_fail(conn_t *c, int dir, const reel_ws_event_t *ev) {
     peer_t *offender = dir ? c->up : &c->client, *other = dir ? &c->client : c->up;
-    char *why = reel_asprintf("%s sent an invalid WebSocket frame: %s (closed with %u)",
-                              dir ? "the server" : "the client", ev->error_reason,
-                              (unsigned)ev->error_code);
+    /* tun[dir] reads the offender's stream (toward the other peer),
+     * tun[1 - dir] the stream toward the offender */
+    reel_ws_t *from_offender = reel_ws_codec_ws(c->tun[dir]);
+    reel_ws_t *to_offender = reel_ws_codec_ws(c->tun[1 - dir]);
+    bool close_offender = !reel_ws_mid_frame(to_offender) && !reel_ws_close_seen(to_offender);
+    bool close_other =
+        other && !reel_ws_mid_frame(from_offender) && !reel_ws_close_seen(from_offender);
     reel_buf_t frame;
     reel_buf_init(&frame, 0);
     /* frames reel sends to a server are masked, as a client's must be */
@@ -42,17 +48,36 @@ static void ws_fail(conn_t *c, int dir, const reel_ws_event_t *ev) {
     if (getrandom(key, sizeof key, GRND_NONBLOCK) != (ssize_t)sizeof key) {
         /* keep the fixed key: masking guards caches, not secrets */
     }
-    /* to the offender, on the stream the other codec reads */
-    if (!reel_ws_mid_frame(reel_ws_codec_ws(c->tun[1 - dir])) &&
-        reel_ws_write_close(&frame, ev->error_code, ev->error_reason, dir == 1 ? key : NULL) ==
-            REEL_OK)
+    if (close_offender && reel_ws_write_close(&frame, ev->error_code, ev->error_reason,
+                                              dir == 1 ? key : NULL) == REEL_OK)
         reel__peer_write(offender, frame.data, frame.len);
+    else
+        close_offender = false;
     reel_buf_reset(&frame);
-    if (other && !reel_ws_mid_frame(reel_ws_codec_ws(c->tun[dir])) &&
+    if (close_other &&
         reel_ws_write_close(&frame, ev->error_code, "reel: the other side broke the protocol",
                             dir == 0 ? key : NULL) == REEL_OK)
         reel__peer_write(other, frame.data, frame.len);
     reel_buf_free(&frame);
+    /* the record says which Close frames reel sent, as they went */
+    const char *who = dir ? "server" : "client";
+    char sent[96];
+    if (close_offender)
+        snprintf(sent, sizeof sent, "with a Close (%u) to the %s", (unsigned)ev->error_code, who);
+    else
+        snprintf(sent, sizeof sent, "without a Close (%u) to the %s: %s", (unsigned)ev->error_code,
+                 who, reel_ws_close_seen(to_offender) ? "it had had one" : "it was inside a frame");
+    char *why;
+    if (reel_ws_close_seen(from_offender)) /* the only error after its Close */
+        why = reel_asprintf("the %s sent a frame after its Close frame (RFC 6455 5.5.1); reel "
+                            "dropped it and closed the connection%s%s",
+                            who, close_offender ? ", " : "", close_offender ? sent : "");
+    else if (close_offender)
+        why = reel_asprintf("the %s sent an invalid WebSocket frame: %s (closed with %u)", who,
+                            ev->error_reason, (unsigned)ev->error_code);
+    else
+        why = reel_asprintf("the %s sent an invalid WebSocket frame: %s (closed %s)", who,
+                            ev->error_reason, sent);
     reel__finish_flow(c, why);
     free(why);
     reel__tunnel_codecs_free(c);

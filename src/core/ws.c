@@ -621,6 +621,10 @@ bool reel_ws_mid_frame(const reel_ws_t *w) {
     return w->frame_bytes > 0;
 }
 
+bool reel_ws_close_seen(const reel_ws_t *w) {
+    return w->close_code != 0; /* set once the Close frame is whole and valid */
+}
+
 /* ---- Sec-WebSocket-Extensions ---- */
 
 static bool is_tchar(unsigned char c) {

@@ -184,6 +184,13 @@ reel_rc reel_ws_feed_eof(reel_ws_t *w, reel_ws_event_t *ev);
  * the offending frame started in an earlier call. */
 bool reel_ws_mid_frame(const reel_ws_t *w);
 
+/** True once a whole Close frame has been read on this stream (the event
+ * reported: a proxy has passed it on). RFC 6455 5.5.1: a Close is the
+ * last frame an endpoint sends, so the proxy may put no frame of its own,
+ * a Close least of all, on the stream after it. Also after a later error
+ * (a frame after that Close is one). */
+bool reel_ws_close_seen(const reel_ws_t *w);
+
 /** Parses the value of the Sec-WebSocket-Extensions field of a 101
  * response (several fields joined with ", "; value borrowed, len bytes, may
  * hold no NUL) into *out: what the server accepted of permessage-deflate

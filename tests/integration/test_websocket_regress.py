@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Two WebSocket bugs found by the stress tests, kept as regression tests.
+"""WebSocket bugs found by the stress tests and by review, kept as regression tests.
 
 1. wss (intercepted TLS): a server that closed its connection was never
    passed on to the client: reel neither sent close_notify nor closed the
@@ -9,9 +9,15 @@
    connection was silently not recorded. Now each message that does not
    fit is left out and counted (reel flow says how many), and the messages
    after the burst are recorded again.
+3. A frame after a Close frame: reel failed the connection with a Close
+   1002 to both peers, also on a stream that had already carried a Close,
+   so a peer got a second one (RFC 6455 5.5.1: a Close is the last frame
+   an endpoint sends). Now no Close follows one, the stray frame is not
+   passed on, and the flow says what came.
 """
 import os
 import struct
+import threading
 import time
 import unittest
 
@@ -62,6 +68,103 @@ class WebSocketRegressions(t.WebSocketStressTest):
         finally:
             self.reel = saved
             self.assertEqual(r.stop(), 0)
+
+    # ---- a frame after a Close frame ----
+
+    def close_then(self, path, server_answers, client_sends, stray_from_server=False):
+        """Client and server through reel; returns (what the client read
+        after its last frame, what the server read, the flow row, the
+        messages)."""
+        to_server = []
+        answered = threading.Event()
+
+        def behaviour(s):
+            s.settimeout(10)
+            if stray_from_server:
+                s.sendall(t.frame(8, struct.pack("!H", 1000), mask=False) +
+                          t.frame(1, b"after my close", mask=False))
+            elif server_answers:
+                self.assertEqual(t.read_frame(s)[1], 8)
+                s.sendall(t.frame(8, struct.pack("!H", 1000), mask=False))
+                answered.set()
+            to_server.append(t.read_to_eof(s))
+        self.server.behaviours[path] = behaviour
+        c = self.connect(path)
+        c.settimeout(10)
+        client_saw = []
+        if stray_from_server:
+            client_saw.append(t.read_frame(c))
+        else:
+            c.sendall(client_sends[0])
+            if server_answers:
+                client_saw.append(t.read_frame(c))  # the server's Close
+                answered.wait(5)
+            for f in client_sends[1:]:
+                c.sendall(f)
+        rest = t.read_to_eof(c)
+        c.close()
+        deadline = time.time() + 5
+        while not to_server and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(self.server.errors, [])
+        full, row = self.flow_of(path.decode())
+        return client_saw, rest, to_server, row, full["messages"]
+
+    def test_frame_after_the_close_handshake_gets_no_second_close(self):
+        close = t.frame(8, struct.pack("!H", 1000))
+        saw, rest, to_server, row, msgs = self.close_then(
+            b"/after-handshake", True, [close, t.frame(1, b"too late")])
+        self.assertEqual(saw[0][1], 8)  # the server's Close, passed on
+        self.assertEqual(rest, b"")  # then the end: no Close of reel's
+        self.assertEqual(to_server, [b""])  # the server: nothing after the Close
+        self.assertEqual([(m["from_client"], m["type"]) for m in msgs],
+                         [(True, "close"), (False, "close")])
+        self.assertEqual(row["state"], "error", row)
+        self.assertEqual(row["error"], "the client sent a frame after its Close frame "
+                         "(RFC 6455 5.5.1); reel dropped it and closed the connection")
+
+    def test_frame_right_after_a_close_gets_no_second_close(self):
+        # the Close and a data frame in one write, before the server answers
+        close = t.frame(8, struct.pack("!H", 1000))
+        saw, rest, to_server, row, msgs = self.close_then(
+            b"/after-close", False, [close + t.frame(1, b"too soon")])
+        # the client: reel's Close 1002 (the first toward it), then the end
+        fin, op, masked, p = t.read_frame(socket_of(rest))
+        self.assertEqual((op, masked, struct.unpack("!H", p[:2])[0]), (8, False, 1002))
+        self.assertEqual(len(rest), 2 + len(p), rest)
+        # the server: the client's Close, and no second one nor the stray frame
+        self.assertEqual(len(to_server), 1)
+        fin, op, masked, p = t.read_frame(socket_of(to_server[0]))
+        self.assertEqual((op, p), (8, struct.pack("!H", 1000)))
+        self.assertEqual(len(to_server[0]), 2 + 4 + 2, to_server)
+        self.assertEqual([(m["from_client"], m["type"]) for m in msgs], [(True, "close")])
+        self.assertEqual(row["error"], "the client sent a frame after its Close frame "
+                         "(RFC 6455 5.5.1); reel dropped it and closed the connection, "
+                         "with a Close (1002) to the client")
+
+    def test_server_frame_after_its_close_gets_no_second_close(self):
+        saw, rest, to_server, row, msgs = self.close_then(
+            b"/server-after-close", False, [], stray_from_server=True)
+        self.assertEqual(saw[0][1:3], (8, False))
+        self.assertEqual(rest, b"")  # the client: the server's Close only
+        # the server: a Close 1002 from reel (masked, as a client's), the first toward it
+        fin, op, masked, p = t.read_frame(socket_of(to_server[0]))
+        self.assertEqual((op, masked, struct.unpack("!H", p[:2])[0]), (8, True, 1002))
+        self.assertEqual([(m["from_client"], m["type"]) for m in msgs], [(False, "close")])
+        self.assertEqual(row["error"], "the server sent a frame after its Close frame "
+                         "(RFC 6455 5.5.1); reel dropped it and closed the connection, "
+                         "with a Close (1002) to the server")
+
+
+class socket_of:
+    """Bytes read whole, read back as a socket (for read_frame)."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def recv(self, n):
+        d, self.data = self.data[:n], self.data[n:]
+        return d
 
 
 # Only the tests above: the stress tests this class inherits its set-up from

@@ -583,6 +583,38 @@ static void test_error_consumed(void **state) {
     reel_ws_free(w);
 }
 
+/* A Close read whole is the last frame of its stream: reel may put none
+ * of its own after it (RFC 6455 5.5.1), also once a frame after it failed
+ * the codec; a Close cut short or refused is not one. */
+static void test_close_seen(void **state) {
+    (void)state;
+    const uint8_t *in = (const uint8_t *)"\x81\x01x\x88\x02\x03\xe8\x81\x00";
+    reel_ws_t *w = reel_ws_new(REEL_WS_FROM_SERVER, NULL);
+    reel_ws_event_t ev;
+    size_t used;
+    assert_false(reel_ws_close_seen(w));
+    assert_int_equal(reel_ws_feed(w, in, 9, &used, &ev), REEL_OK); /* the text */
+    assert_false(reel_ws_close_seen(w));
+    in += used;
+    assert_int_equal(reel_ws_feed(w, in, 3, &used, &ev), REEL_NEED_MORE); /* Close cut short */
+    assert_false(reel_ws_close_seen(w));
+    in += used;
+    assert_int_equal(reel_ws_feed(w, in, 1, &used, &ev), REEL_OK);
+    assert_int_equal(ev.opcode, REEL_WS_OP_CLOSE);
+    assert_true(reel_ws_close_seen(w));
+    in += used;
+    assert_int_equal(reel_ws_feed(w, in, 2, &used, &ev), REEL_INVALID);
+    assert_string_equal(ev.error_reason, "frame after a close frame");
+    assert_true(reel_ws_close_seen(w));
+    reel_ws_free(w);
+
+    w = reel_ws_new(REEL_WS_FROM_SERVER, NULL);
+    assert_int_equal(reel_ws_feed(w, (const uint8_t *)"\x88\x02\x03\xed", 4, &used, &ev),
+                     REEL_INVALID); /* 1005 may not be sent */
+    assert_false(reel_ws_close_seen(w));
+    reel_ws_free(w);
+}
+
 /* ---- permessage-deflate ---- */
 
 static const run_opts_t SRV_Z = {.role = REEL_WS_FROM_SERVER,
@@ -1047,6 +1079,7 @@ int main(void) {
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_eof),
         cmocka_unit_test(test_error_consumed),
+        cmocka_unit_test(test_close_seen),
         cmocka_unit_test(test_deflate_rfc7692),
         cmocka_unit_test(test_deflate_generated),
         cmocka_unit_test(test_deflate_window_bits),
