@@ -451,6 +451,21 @@ static void reset_seen(reel_h2_t *h) {
         h->rapid_reset = true;
 }
 
+/* A request head that is an extended CONNECT for a WebSocket (RFC 8441 4)
+ * with END_STREAM on its HEADERS. Its stream carries the WebSocket's
+ * frames both ways (RFC 8441 5) and the client has closed its side before
+ * the first: it opens nothing, and taken as it came it was a WebSocket
+ * opened to the origin and never ended, on either side. nghttp2 lets it
+ * through (it checks a CONNECT's pseudo headers, not its END_STREAM). */
+static bool ws_ended_at_once(const reel_h2_t *h, const stream_t *st, const nghttp2_frame *f) {
+    const hcollect_t *c = &st->in;
+    if (h->role != REEL_H2_SERVER || st->in_trailers || !(f->hd.flags & NGHTTP2_FLAG_END_STREAM) ||
+        !c->method || !c->protocol)
+        return false;
+    return strcmp((const char *)c->strs.data + c->method - 1, "CONNECT") == 0 &&
+           strcmp((const char *)c->strs.data + c->protocol - 1, "websocket") == 0;
+}
+
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
     reel_h2_t *h = ud;
     (void)s;
@@ -460,6 +475,18 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
     case NGHTTP2_HEADERS: {
         if (st == NULL || st->too_big || st->reset_reported)
             return 0;
+        if (ws_ended_at_once(h, st, f)) {
+            /* RFC 9113 8.1.1: a malformed request is a stream error
+             * PROTOCOL_ERROR; a 400 instead would end the stream without
+             * it (the client has closed its side), so no answer goes first */
+            refuse(h, st, REEL_H2_PROTOCOL_ERROR,
+                   reel_asprintf("malformed HTTP/2 request: an extended CONNECT for a WebSocket "
+                                 "with END_STREAM on its HEADERS: the client could never send a "
+                                 "frame (RFC 8441 5)"),
+                   true);
+            nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, id, NGHTTP2_PROTOCOL_ERROR);
+            return 0;
+        }
         event_t *e =
             ev_push(h, st->in_trailers ? REEL_CODEC_EV_END : REEL_CODEC_EV_HEAD, (uint32_t)id);
         e->head = st->in;

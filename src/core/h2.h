@@ -26,8 +26,10 @@
  * reported as a RESET event marked local, with the code sent and why
  * (the rule, the field); in the server role a request head refused
  * before it was reported comes with it (codec.h), so that a malformed
- * request is recorded as one. nghttp2 resets a body that contradicts its
- * content-length without telling: this codec tells, with the lengths.
+ * request is recorded as one. A WebSocket extended CONNECT with END_STREAM
+ * on its HEADERS is reset (PROTOCOL_ERROR) as malformed. nghttp2 resets a
+ * body that contradicts its content-length without telling: this codec
+ * tells, with the lengths.
  *
  * Protections (each reported as an error with a reason): header lists over
  * max_header_list (the stream is reset: a RESET event says why),

@@ -935,34 +935,43 @@ static void record_stream(h2front_t *fr, const h2s_t *s, const uint8_t *body, si
     record_refused(fr, s->sid, &m, body, nbody, NULL, NULL, why);
 }
 
+/* record_refused for a head as the codec gives it, where an extended
+ * CONNECT's :protocol is the scheme: recorded as stream_new records one,
+ * :protocol the first field and the scheme the connection's. */
+static void record_refused_head(h2front_t *fr, uint32_t sid, const reel_msg_head_t *h,
+                                const reel_msg_head_t *answer, const char *answer_body,
+                                const char *why) {
+    conn_t *c = fr->c;
+    if (strcmp(h->method, "CONNECT") != 0 || h->scheme[0] == '\0') {
+        record_refused(fr, sid, h, NULL, 0, answer, answer_body, why);
+        return;
+    }
+    reel_field_t *fields = reel_calloc(h->nfields + 1, sizeof *fields);
+    fields[0] = (reel_field_t){":protocol", 9, h->scheme, strlen(h->scheme)};
+    for (size_t i = 0; i < h->nfields; i++)
+        fields[i + 1] = h->fields[i];
+    reel_msg_head_t m = *h;
+    m.scheme = c->in_tunnel && c->tunnel_tls ? "https" : "http";
+    m.fields = fields;
+    m.nfields = h->nfields + 1;
+    record_refused(fr, sid, &m, NULL, 0, answer, answer_body, why);
+    free(fields);
+}
+
 /* An extended CONNECT (RFC 8441) for a protocol other than websocket
  * (connect-udp, ...): reel carries none, and taking it for a plain CONNECT
  * gave the client a 200 and a TCP tunnel for, say, its UDP. Answered 501
  * and recorded as sent, :protocol first as for a WebSocket. */
 static void refuse_protocol(h2front_t *fr, uint32_t sid, const reel_msg_head_t *h) {
-    conn_t *c = fr->c;
     char *why = reel_asprintf("an extended CONNECT for :protocol %s: reel carries websocket only "
                               "(RFC 8441)",
                               h->scheme);
-    reel_field_t *fields = reel_calloc(h->nfields + 1, sizeof *fields);
-    fields[0] = (reel_field_t){":protocol", 9, h->scheme, strlen(h->scheme)};
-    for (size_t i = 0; i < h->nfields; i++)
-        fields[i + 1] = h->fields[i];
-    reel_msg_head_t m = {.method = "CONNECT",
-                         .scheme = c->in_tunnel && c->tunnel_tls ? "https" : "http",
-                         .host = h->host,
-                         .port = h->port,
-                         .path = h->path,
-                         .version = "HTTP/2.0",
-                         .fields = fields,
-                         .nfields = h->nfields + 1};
     char *body = reel_asprintf("reel: %s\n", why);
     reel_msg_head_t rs;
     bool sent = answer_plain(fr, sid, 501, body, &rs);
-    record_refused(fr, sid, &m, NULL, 0, sent ? &rs : NULL, body, why);
+    record_refused_head(fr, sid, h, sent ? &rs : NULL, body, why);
     free(body);
     free(why);
-    free(fields);
 }
 
 /* A stream reset by the client, or by reel (ev->local): its flow ends
@@ -1158,7 +1167,7 @@ static char *read_frames(h2front_t *fr, bool input) {
                 stream_reset(fr, s, &ev);
             else if (ev.local && ev.head.version) {
                 char *why = reset_reason(&ev);
-                record_refused(fr, ev.stream, &ev.head, NULL, 0, NULL, NULL, why);
+                record_refused_head(fr, ev.stream, &ev.head, NULL, NULL, why);
                 free(why);
             }
             break;

@@ -10,7 +10,8 @@
  * reset and reported as reel's resets with the rule broken and the head
  * as far as it came; a body longer or shorter than its content-length
  * (which nghttp2 resets without a callback) likewise, split at every
- * byte. The client's first flight is also fed to the server split at
+ * byte; a WebSocket extended CONNECT with END_STREAM is reset as
+ * malformed. The client's first flight is also fed to the server split at
  * every byte. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -460,6 +461,24 @@ static void raw_request(reel_buf_t *b, const char *const *nv, uint8_t flags) {
     frame(b, NGHTTP2_HEADERS, (uint8_t)(NGHTTP2_FLAG_END_HEADERS | flags), 1, blk, (size_t)len);
 }
 
+/* What the server has to send contains the frame header of type on sid. */
+static bool sends_frame(side_t *sv, uint8_t type, uint32_t sid) {
+    reel_buf_t out;
+    reel_buf_init(&out, 0);
+    assert_int_equal(reel_h2_take_output(sv->h, &out), REEL_OK);
+    bool found = false;
+    for (size_t at = 0; at + 9 <= out.len;) {
+        const uint8_t *p = out.data + at;
+        size_t n = (size_t)p[0] << 16 | (size_t)p[1] << 8 | p[2];
+        uint32_t id = (uint32_t)p[5] << 24 | (uint32_t)p[6] << 16 | (uint32_t)p[7] << 8 | p[8];
+        if (p[3] == type && id == sid)
+            found = true;
+        at += 9 + n;
+    }
+    reel_buf_free(&out);
+    return found;
+}
+
 /* A request nghttp2 refuses (RFC 9113 8.2, 8.3) is a RESET that reel sent,
  * saying which rule broke, with the head as far as it was read. */
 static void test_malformed_request_refused(void **state) {
@@ -562,6 +581,35 @@ static void test_body_against_content_length(void **state) {
     reel_buf_free(&in);
 }
 
+/* A WebSocket extended CONNECT with END_STREAM on its HEADERS: the client
+ * could never send a frame; malformed, reset, reported with its head. */
+static void test_websocket_connect_ended_at_once(void **state) {
+    (void)state;
+    static const char *const ws[] = {":method",    "CONNECT", ":protocol", "websocket",
+                                     ":scheme",    "http",    ":path",     "/chat",
+                                     ":authority", "a.test",  NULL};
+    reel_h2_opts_t o = {.connect_protocol = true};
+    reel_buf_t in;
+    reel_buf_init(&in, 0);
+    raw_request(&in, ws, NGHTTP2_FLAG_END_STREAM);
+    side_t sv;
+    side_init(&sv, REEL_H2_SERVER, &o);
+    feed(&sv, in.data, in.len);
+    assert_string_equal(trace(&sv), "reset 1 1\nrefused 1 CONNECT websocket a.test:80 /chat 0\n");
+    assert_true(sv.last_local);
+    assert_non_null(strstr(sv.last_reason, "END_STREAM on its HEADERS"));
+    assert_true(sends_frame(&sv, NGHTTP2_RST_STREAM, 1));
+    side_free(&sv);
+    /* without END_STREAM it is a WebSocket */
+    reel_buf_reset(&in);
+    raw_request(&in, ws, 0);
+    side_init(&sv, REEL_H2_SERVER, &o);
+    feed(&sv, in.data, in.len);
+    assert_string_equal(trace(&sv), "head 1 CONNECT websocket a.test:80 /chat\n");
+    side_free(&sv);
+    reel_buf_free(&in);
+}
+
 static void test_bad_preface(void **state) {
     (void)state;
     side_t sv;
@@ -585,6 +633,7 @@ int main(void) {
         cmocka_unit_test(test_bad_preface),
         cmocka_unit_test(test_malformed_request_refused),
         cmocka_unit_test(test_body_against_content_length),
+        cmocka_unit_test(test_websocket_connect_ended_at_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,185 @@
+#!/usr/bin/python3
+"""HTTP/2 clients that break the rules in ways that used to leave the
+record wrong or empty, each driven by a python3-h2 client over a socket
+to `reel record` (prior-knowledge h2c):
+
+- an extended CONNECT for a WebSocket whose HEADERS carry END_STREAM (the
+  client could never send a frame) is reset with PROTOCOL_ERROR and ends
+  its flow saying so; it used to stay open for good.
+"""
+import base64
+import hashlib
+import os
+import shutil
+import socket
+import struct
+import tempfile
+import threading
+import time
+import unittest
+
+import h2.settings
+
+from proxyenv import TMPBASE, Reel, main
+from test_http2 import H2C, EchoOrigin
+
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+class SwitchingOrigin:
+    """An HTTP/1.1 origin that switches every request to WebSocket (101
+    with the right Sec-WebSocket-Accept) and then holds the connection
+    open, saying nothing; it counts the requests it got."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.requests = []
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        data = b""
+        try:
+            while b"\r\n\r\n" not in data:
+                d = c.recv(65536)
+                if not d:
+                    return
+                data += d
+            head = data.split(b"\r\n\r\n", 1)[0].decode()
+            self.requests.append(head)
+            key = [ln.split(":", 1)[1].strip() for ln in head.split("\r\n")[1:]
+                   if ln.lower().startswith("sec-websocket-key:")][0]
+            accept = base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest())
+            c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                      b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+            while c.recv(65536):
+                pass
+        except OSError:
+            pass
+
+    def stop(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+def new_stream(c, sid):
+    c.streams[sid] = {"headers": None, "info": [], "data": b"", "trailers": None,
+                      "reset": None, "ended": False}
+
+
+def read_until_closed(s, timeout=10):
+    got = b""
+    s.settimeout(timeout)
+    try:
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            got += d
+    except (ConnectionResetError, TimeoutError, socket.timeout):
+        pass
+    return got
+
+
+def goaway_of(data):
+    """(last stream id, error code, debug data) of the first GOAWAY frame
+    in data, a sequence of HTTP/2 frames; None if there is none."""
+    at = 0
+    while at + 9 <= len(data):
+        n = int.from_bytes(data[at:at + 3], "big")
+        if data[at + 3] == 7:
+            p = data[at + 9:at + 9 + n]
+            return (struct.unpack(">I", p[:4])[0] & 0x7fffffff, struct.unpack(">I", p[4:8])[0],
+                    p[8:])
+        at += 9 + n
+    return None
+
+
+class Http2GapsTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        os.makedirs(TMPBASE, exist_ok=True)
+        cls.root = tempfile.mkdtemp(dir=TMPBASE)
+        cls.echo = EchoOrigin()
+        cls.ws = SwitchingOrigin()
+        cls.auth = "127.0.0.1:%d" % cls.echo.port
+        cls.reel = Reel(cls.root, "h2gaps")
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.reel.stop()
+        cls.echo.stop()
+        cls.ws.stop()
+        if code != 0:
+            print(cls.reel.log())
+        assert code == 0, "reel record exited %d on SIGINT" % code
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def stream_flow(self, conn, sid, timeout=10):
+        """The flow of stream sid on client connection conn, once ended."""
+        deadline = time.time() + timeout
+        while True:
+            rows = [r for r in self.reel.flows("~conn %d" % conn) if r["stream_id"] == sid]
+            if (rows and rows[0]["state"] != "open") or time.time() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertEqual(len(rows), 1, rows)
+        return self.reel.flow(rows[0]["id"])
+
+    def test_websocket_connect_with_end_stream_is_reset(self):
+        # RFC 8441 5: the stream of an extended CONNECT carries the
+        # WebSocket's frames both ways; with END_STREAM on its HEADERS the
+        # client can never send one. reel used to open it to the origin,
+        # answer 200 and keep the stream and its flow open for good.
+        c = H2C(self.reel.port)
+        try:
+            c.wait(lambda: c.conn.remote_settings.enable_connect_protocol == 1)
+            sid = c.conn.get_next_available_stream_id()
+            c.conn.send_headers(sid, [(":method", "CONNECT"), (":protocol", "websocket"),
+                                      (":scheme", "http"), (":path", "/ws-end-stream"),
+                                      (":authority", "127.0.0.1:%d" % self.ws.port),
+                                      ("sec-websocket-version", "13")], end_stream=True)
+            new_stream(c, sid)
+            c.flush()
+            try:
+                c.wait(lambda: c.done(sid), timeout=5)
+            except (AssertionError, socket.timeout):
+                pass  # said below
+            self.assertEqual(c.streams[sid]["reset"], 1)  # PROTOCOL_ERROR
+            self.assertIsNone(c.streams[sid]["headers"])
+            ok = c.request("GET", self.auth, "/after-ws-end-stream")  # the connection goes on
+            c.wait(lambda: c.done(ok))
+            self.assertEqual(c.streams[ok]["data"], b"GET /after-ws-end-stream\n")
+        finally:
+            c.close()
+        fs = self.reel.wait_flows(1, "~u /ws-end-stream", timeout=5)
+        self.assertEqual(len(fs), 1, fs)
+        f = self.reel.flow(fs[0]["id"])
+        self.assertEqual(f["state"], "error", f)
+        self.assertEqual(f["error"], "reel reset the HTTP/2 stream with RST_STREAM PROTOCOL_ERROR "
+                         "(0x1): malformed HTTP/2 request: an extended CONNECT for a WebSocket "
+                         "with END_STREAM on its HEADERS: the client could never send a frame "
+                         "(RFC 8441 5)")
+        self.assertEqual((f["request"]["method"], f["request"]["http_version"]),
+                         ("CONNECT", "HTTP/2.0"))
+        self.assertEqual(f["request"]["headers"][0], [":protocol", "websocket"])
+        self.assertEqual(fs[0]["url"], "http://127.0.0.1:%d/ws-end-stream" % self.ws.port)
+        self.assertIsNone(f["response"])
+        self.assertFalse([r for r in self.ws.requests if "/ws-end-stream" in r])
+
+
+if __name__ == "__main__":
+    main()
