@@ -73,6 +73,10 @@ typedef struct {
      * (server role) carries in head what had been read of it (version
      * set, missing parts empty), so that its flow can be recorded. */
     bool local;
+    /* HTTP/2 local RESET: what reel sent for the stream's offence was not
+     * RST_STREAM but GOAWAY with error_code (nghttp2 took it for a
+     * connection error); the GOAWAY event follows once it is sent. */
+    bool goaway;
     /* On error: an HTTP status to answer with (HTTP), a close code
      * (WebSocket), and a static reason. */
     int error_status;

@@ -37,6 +37,7 @@ typedef struct event {
     const char *reason; /* static, or why */
     char *why;          /* owned reason (a refused stream's) */
     bool local;         /* RESET or GOAWAY: reel sent it, the peer had broken the protocol */
+    bool goaway;        /* local RESET: reel's answer was GOAWAY with code, not RST_STREAM */
     size_t acct;        /* bytes counted in queued_bytes */
     size_t unsent;      /* RESET by the peer: the stream's submitted DATA not sent */
     reel_buf_t data;
@@ -93,6 +94,9 @@ struct reel_h2 {
     char errbuf[160];  /* nghttp2's words for it (GOAWAY debug data) */
     char lasterr[256]; /* nghttp2's last error message (error_callback2) */
     bool end_check;    /* a DATA frame with END_STREAM came: see end_refused */
+    /* nghttp2's outbound queue when the frame being read began: see
+     * on_invalid_frame */
+    size_t queued_at_frame;
 };
 
 static const reel_codec_ops_t h2_ops;
@@ -362,8 +366,9 @@ static uint32_t code_of(int lib_error) {
 /* Reports a stream reel resets (nghttp2 sends the RST_STREAM) because its
  * peer broke the protocol: a RESET event, local, with code and why
  * (taken). with_head: in the server role, a request head that was being
- * read and will never be reported goes with it, for the caller's record. */
-static void refuse(reel_h2_t *h, stream_t *st, uint32_t code, char *why, bool with_head) {
+ * read and will never be reported goes with it, for the caller's record.
+ * Returns the event (queued). */
+static event_t *refuse(reel_h2_t *h, stream_t *st, uint32_t code, char *why, bool with_head) {
     st->reset_reported = true;
     event_t *e = ev_push(h, REEL_CODEC_EV_RESET, (uint32_t)st->id);
     e->code = code;
@@ -377,6 +382,7 @@ static void refuse(reel_h2_t *h, stream_t *st, uint32_t code, char *why, bool wi
         hc_init(&st->in);
     }
     ev_done(h, e);
+    return e;
 }
 
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
@@ -542,17 +548,43 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
     return 0;
 }
 
+/* The frame type's name, as RFC 9113 6 spells it. */
+static const char *frame_name(uint8_t type) {
+    static const char *const names[] = {"DATA",          "HEADERS",      "PRIORITY", "RST_STREAM",
+                                        "SETTINGS",      "PUSH_PROMISE", "PING",     "GOAWAY",
+                                        "WINDOW_UPDATE", "CONTINUATION"};
+    return type < sizeof names / sizeof *names ? names[type] : "extension";
+}
+
+/* Why nghttp2 refused frame f with a connection error (owned): the cases
+ * reel can tell, else the frame's type and nghttp2's word for it. */
+static char *conn_refusal(const nghttp2_frame *f, int lib_error) {
+    if (f->hd.type == NGHTTP2_WINDOW_UPDATE && f->window_update.window_size_increment == 0)
+        return reel_asprintf("a WINDOW_UPDATE with an increment of 0 (RFC 9113 6.9)");
+    return reel_asprintf("a %s frame that broke HTTP/2 (%s)", frame_name(f->hd.type),
+                         nghttp2_strerror(lib_error));
+}
+
 static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *f, int lib_error, void *ud) {
     reel_h2_t *h = ud;
-    (void)s;
-    stream_t *st = stream_of(h, f->hd.stream_id);
+    /* A stream error or the connection's? nghttp2 queues a stream
+     * error's RST_STREAM before it calls this, a connection error's
+     * GOAWAY after (session_handle_invalid_stream2, _connection): nothing
+     * queued since the frame began means GOAWAY. RFC 9113 makes some
+     * stream errors (a WINDOW_UPDATE of 0 on a stream) that nghttp2 takes
+     * for the connection's, and the record must say which went out. */
+    bool conn = nghttp2_session_get_outbound_queue_size(s) <= h->queued_at_frame;
+    int32_t id = f->hd.stream_id;
+    stream_t *st = stream_of(h, id);
     if (st == NULL || st->reset_reported)
         return 0;
     bool headers = f->hd.type == NGHTTP2_HEADERS;
     const char *what = h->role == REEL_H2_SERVER ? "request" : "response";
     const char *rule = NULL;
     char *why;
-    if (lib_error == NGHTTP2_ERR_HTTP_HEADER) {
+    if (conn) {
+        why = conn_refusal(f, lib_error);
+    } else if (lib_error == NGHTTP2_ERR_HTTP_HEADER) {
         why = field_refused(h, what);
         h->lasterr[0] = '\0';
     } else if (lib_error == NGHTTP2_ERR_HTTP_MESSAGING && headers && h->role == REEL_H2_SERVER &&
@@ -562,17 +594,18 @@ static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *f, int lib_
     } else {
         why = reel_asprintf("malformed HTTP/2 %s: %s", what, nghttp2_strerror(lib_error));
     }
-    refuse(h, st, code_of(lib_error), why, headers);
+    refuse(h, st, code_of(lib_error), why, headers)->goaway = conn;
     return 0;
 }
 
-/* nghttp2 refuses a body that contradicts the request's content-length
+/* Every frame: what nghttp2 has queued to send, for on_invalid_frame.
+ * nghttp2 refuses a body that contradicts the request's content-length
  * (RFC 9113 8.1.1) with RST_STREAM and no callback: a DATA frame that
  * would make it longer is told here, before its bytes (a padded frame's
  * data length is not known yet: see end_refused). */
 static int on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, void *ud) {
     reel_h2_t *h = ud;
-    (void)s;
+    h->queued_at_frame = nghttp2_session_get_outbound_queue_size(s);
     if (hd->type != NGHTTP2_DATA || h->role != REEL_H2_SERVER)
         return 0;
     stream_t *st = stream_of(h, hd->stream_id);
@@ -726,6 +759,7 @@ static void fill_event(reel_h2_t *h, event_t *e, reel_codec_event_t *ev) {
     ev->error_reason = e->reason;
     ev->last_stream = e->last_stream;
     ev->local = e->local;
+    ev->goaway = e->goaway;
     if (e->type == REEL_CODEC_EV_DATA) {
         ev->data = e->data.data;
         ev->len = e->data.len;

@@ -26,7 +26,9 @@
  * reported as a RESET event marked local, with the code sent and why
  * (the rule, the field); in the server role a request head refused
  * before it was reported comes with it (codec.h), so that a malformed
- * request is recorded as one. A WebSocket extended CONNECT with END_STREAM
+ * request is recorded as one. When nghttp2 answered the stream's frame
+ * with GOAWAY rather than RST_STREAM (a WINDOW_UPDATE of 0, say), the
+ * RESET is marked goaway too. A WebSocket extended CONNECT with END_STREAM
  * on its HEADERS is reset (PROTOCOL_ERROR) as malformed. nghttp2 resets a
  * body that contradicts its content-length without telling: this codec
  * tells, with the lengths.

@@ -31,8 +31,9 @@
  * error, a stream the lane could not finish is reset (INTERNAL_ERROR). A
  * stream reel resets because the client broke HTTP/2 on it (the codec's
  * local RESET: a malformed request, a body against its content-length)
- * is a flow too, ended with that reset and why; a request that had gone
- * to a lane is cut there.
+ * is a flow too, ended with that reset and why, or with the GOAWAY that
+ * was reel's answer instead; a request that had gone to a lane is cut
+ * there.
  *
  * Flow control end to end: a stream's DATA is acknowledged to the client
  * (reel_h2_consume) only when its lane took the bytes, and a lane takes
@@ -876,11 +877,17 @@ static void stream_end_fin(h2front_t *fr, h2s_t *s, const char *why, const char 
 }
 
 /* Why a stream was reset: by the client, or by reel (local) because the
- * client broke HTTP/2 on it (owned). */
+ * client broke HTTP/2 on it, with RST_STREAM or, when nghttp2 took the
+ * offence for the connection's, with GOAWAY (owned). */
 static char *reset_reason(const reel_codec_event_t *ev) {
     if (!ev->local)
         return reel_asprintf("the client reset the HTTP/2 stream (error code 0x%x)",
                              ev->error_code);
+    if (ev->goaway)
+        return reel_asprintf("reel closed the HTTP/2 connection with GOAWAY %s (0x%x) for a frame "
+                             "on this stream: %s",
+                             reel_h2_error_name(ev->error_code), ev->error_code,
+                             ev->error_reason ? ev->error_reason : "the client broke HTTP/2");
     return reel_asprintf("reel reset the HTTP/2 stream with RST_STREAM %s (0x%x): %s",
                          reel_h2_error_name(ev->error_code), ev->error_code,
                          ev->error_reason ? ev->error_reason : "the client broke HTTP/2");

@@ -386,9 +386,15 @@ static void sess_event(h2sess_t *s, const reel_codec_event_t *ev) {
             break;
         }
         {
-            /* local: reel reset it, the origin having broken HTTP/2 on it */
+            /* local: reel reset it (or, goaway, closed the connection for
+             * it), the origin having broken HTTP/2 on it */
             char *why =
-                ev->local
+                ev->local && ev->goaway
+                    ? reel_asprintf("reel closed the HTTP/2 connection to the origin with GOAWAY "
+                                    "%s (0x%x) for a frame on this stream: %s",
+                                    reel_h2_error_name(ev->error_code), ev->error_code,
+                                    ev->error_reason ? ev->error_reason : "")
+                : ev->local
                     ? reel_asprintf("reel reset the origin's HTTP/2 stream with RST_STREAM %s "
                                     "(0x%x): %s",
                                     reel_h2_error_name(ev->error_code), ev->error_code,

@@ -5,7 +5,10 @@ to `reel record` (prior-knowledge h2c):
 
 - an extended CONNECT for a WebSocket whose HEADERS carry END_STREAM (the
   client could never send a frame) is reset with PROTOCOL_ERROR and ends
-  its flow saying so; it used to stay open for good.
+  its flow saying so; it used to stay open for good;
+- a frame on a stream that nghttp2 answers with GOAWAY (a WINDOW_UPDATE
+  with increment 0) is recorded as the connection closed with GOAWAY, not
+  as a RST_STREAM reel never sent.
 """
 import base64
 import hashlib
@@ -179,6 +182,33 @@ class Http2GapsTest(unittest.TestCase):
         self.assertEqual(fs[0]["url"], "http://127.0.0.1:%d/ws-end-stream" % self.ws.port)
         self.assertIsNone(f["response"])
         self.assertFalse([r for r in self.ws.requests if "/ws-end-stream" in r])
+
+    def test_window_update_zero_on_a_stream_is_goaway(self):
+        # RFC 9113 6.9 makes an increment of 0 on a stream a stream error;
+        # nghttp2 makes it a connection error and sends GOAWAY. The flow of
+        # the stream it came on said reel had reset that stream.
+        c = H2C(self.reel.port)
+        try:
+            sid = c.request("GET", self.auth, "/slow?wu0-culprit")
+            c.request("GET", self.auth, "/slow?wu0-other")  # open when the connection goes
+            time.sleep(0.3)  # both reached reel
+            c.s.sendall(b"\x00\x00\x04\x08\x00" + struct.pack(">I", sid) + b"\x00\x00\x00\x00")
+            got = read_until_closed(c.s)
+        finally:
+            c.close()
+        g = goaway_of(got)
+        self.assertIsNotNone(g, got)
+        self.assertEqual(g[1], 1)  # PROTOCOL_ERROR
+        self.assertNotIn(b"\x00\x00\x04\x03\x00" + struct.pack(">I", sid), got)  # no RST_STREAM
+        [f] = [self.reel.flow(r["id"]) for r in self.reel.wait_flows(1, "~u wu0-culprit")]
+        self.assertEqual(f["state"], "error", f)
+        self.assertEqual(f["error"], "reel closed the HTTP/2 connection with GOAWAY PROTOCOL_ERROR "
+                         "(0x1) for a frame on this stream: a WINDOW_UPDATE with an increment of "
+                         "0 (RFC 9113 6.9)")
+        [f] = [self.reel.flow(r["id"]) for r in self.reel.wait_flows(1, "~u wu0-other")]
+        self.assertEqual(f["state"], "error", f)
+        self.assertIn("GOAWAY", f["error"])
+        self.assertNotIn("RST_STREAM", f["error"])
 
 
 if __name__ == "__main__":

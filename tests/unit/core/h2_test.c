@@ -11,7 +11,9 @@
  * as far as it came; a body longer or shorter than its content-length
  * (which nghttp2 resets without a callback) likewise, split at every
  * byte; a WebSocket extended CONNECT with END_STREAM is reset as
- * malformed. The client's first flight is also fed to the server split at
+ * malformed; a frame nghttp2 answers with GOAWAY (a WINDOW_UPDATE of 0 on
+ * a stream) is reported as that, not as a RST_STREAM. The client's first
+ * flight is also fed to the server split at
  * every byte. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -36,6 +38,7 @@ typedef struct {
     reel_rc last_rc;
     char last_reason[256]; /* a copy: an event's reason lives until the next feed */
     bool last_local;       /* the last RESET or GOAWAY was reel's own */
+    bool last_goaway;      /* the last RESET was answered with GOAWAY */
     size_t reset_unsent; /* the last RESET's len */
 } side_t;
 
@@ -100,6 +103,7 @@ static void note_event(side_t *s, const reel_codec_event_t *ev) {
         reel_buf_printf(&s->trace, "reset %u %u\n", ev->stream, ev->error_code);
         note_reason(s, ev->error_reason);
         s->last_local = ev->local;
+        s->last_goaway = ev->goaway;
         s->reset_unsent = ev->len;
         if (ev->head.version) /* a refused request's head, as far as it came */
             reel_buf_printf(&s->trace, "refused %u %s %s %s:%u %s %zu\n", ev->stream,
@@ -512,6 +516,7 @@ static void test_malformed_request_refused(void **state) {
         assert_non_null(strstr(trace(&sv), cases[i].refused));
         assert_null(strstr(trace(&sv), "head 1"));
         assert_true(sv.last_local);
+        assert_false(sv.last_goaway);
         assert_non_null(strstr(sv.last_reason, cases[i].why));
         /* and the RST_STREAM goes out */
         reel_buf_t out;
@@ -597,6 +602,7 @@ static void test_websocket_connect_ended_at_once(void **state) {
     feed(&sv, in.data, in.len);
     assert_string_equal(trace(&sv), "reset 1 1\nrefused 1 CONNECT websocket a.test:80 /chat 0\n");
     assert_true(sv.last_local);
+    assert_false(sv.last_goaway);
     assert_non_null(strstr(sv.last_reason, "END_STREAM on its HEADERS"));
     assert_true(sends_frame(&sv, NGHTTP2_RST_STREAM, 1));
     side_free(&sv);
@@ -606,6 +612,32 @@ static void test_websocket_connect_ended_at_once(void **state) {
     side_init(&sv, REEL_H2_SERVER, &o);
     feed(&sv, in.data, in.len);
     assert_string_equal(trace(&sv), "head 1 CONNECT websocket a.test:80 /chat\n");
+    side_free(&sv);
+    reel_buf_free(&in);
+}
+
+/* A frame on a stream that nghttp2 answers with GOAWAY, not RST_STREAM (a
+ * WINDOW_UPDATE of 0, a stream error by RFC 9113 6.9): the stream's RESET
+ * says so, and the GOAWAY follows once sent. */
+static void test_stream_frame_closing_the_connection(void **state) {
+    (void)state;
+    static const char *const get[] = {":method", "GET",   ":scheme", "http", ":authority",
+                                      "a.test",  ":path", "/w",      NULL};
+    reel_buf_t in;
+    reel_buf_init(&in, 0);
+    raw_request(&in, get, 0);
+    static const uint8_t zero[4] = {0};
+    frame(&in, NGHTTP2_WINDOW_UPDATE, 0, 1, zero, sizeof zero);
+    side_t sv;
+    side_init(&sv, REEL_H2_SERVER, NULL);
+    feed(&sv, in.data, in.len);
+    assert_string_equal(trace(&sv), "head 1 GET http a.test:80 /w\nreset 1 1\n");
+    assert_true(sv.last_local);
+    assert_true(sv.last_goaway);
+    assert_string_equal(sv.last_reason, "a WINDOW_UPDATE with an increment of 0 (RFC 9113 6.9)");
+    assert_true(sends_frame(&sv, NGHTTP2_GOAWAY, 0));
+    feed(&sv, NULL, 0); /* the GOAWAY, an event once sent */
+    assert_non_null(strstr(trace(&sv), "goaway 1 1\n"));
     side_free(&sv);
     reel_buf_free(&in);
 }
@@ -634,6 +666,7 @@ int main(void) {
         cmocka_unit_test(test_malformed_request_refused),
         cmocka_unit_test(test_body_against_content_length),
         cmocka_unit_test(test_websocket_connect_ended_at_once),
+        cmocka_unit_test(test_stream_frame_closing_the_connection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
