@@ -97,6 +97,7 @@ struct reel_h2 {
     /* nghttp2's outbound queue when the frame being read began: see
      * on_invalid_frame */
     size_t queued_at_frame;
+    int32_t max_peer_stream; /* server: the highest request stream seen */
 };
 
 static const reel_codec_ops_t h2_ops;
@@ -393,6 +394,9 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
     stream_t *st = stream_of(h, f->hd.stream_id);
     if (st == NULL)
         st = stream_new(h, f->hd.stream_id);
+    if (h->role == REEL_H2_SERVER && f->headers.cat == NGHTTP2_HCAT_REQUEST &&
+        f->hd.stream_id > h->max_peer_stream)
+        h->max_peer_stream = f->hd.stream_id;
     hc_free(&st->in);
     hc_init(&st->in);
     /* after a 1xx nghttp2 files the final response under HCAT_HEADERS
@@ -565,6 +569,39 @@ static char *conn_refusal(const nghttp2_frame *f, int lib_error) {
                          nghttp2_strerror(lib_error));
 }
 
+/* A request stream nghttp2 refused at its HEADERS, before it opened it:
+ * no callback had the head (nghttp2 decodes the block, for HPACK's sake,
+ * but hands none of it over), so the event has an empty head (version
+ * set) and says why. conn: the refusal was a GOAWAY. */
+static void refuse_unopened(reel_h2_t *h, const nghttp2_frame *f, int lib_error, bool conn) {
+    int32_t id = f->hd.stream_id;
+    h->max_peer_stream = id;
+    char *why;
+    if (f->headers.pri_spec.stream_id == id)
+        why = reel_asprintf("malformed HTTP/2 request: its HEADERS make the stream depend on "
+                            "itself (RFC 9113 5.3.1); reel did not read its head");
+    else if (lib_error == NGHTTP2_ERR_REFUSED_STREAM) /* the client had not acknowledged it */
+        why = reel_asprintf("refused: the client opened more than %u concurrent streams "
+                            "(SETTINGS_MAX_CONCURRENT_STREAMS); reel did not read its head (the "
+                            "client may send it again)",
+                            h->o.max_concurrent_streams);
+    else if (lib_error == NGHTTP2_ERR_PROTO)
+        /* the same once it had: nghttp2 makes that a connection error
+         * (RFC 9113 5.1.2 allows a stream error), and it is the only
+         * PROTOCOL_ERROR left for a new stream's HEADERS */
+        why = reel_asprintf("refused: the client opened more than %u concurrent streams "
+                            "(SETTINGS_MAX_CONCURRENT_STREAMS); reel did not read its head",
+                            h->o.max_concurrent_streams);
+    else
+        why = reel_asprintf("malformed HTTP/2 request: nghttp2 refused its HEADERS (%s); reel "
+                            "did not read its head",
+                            nghttp2_strerror(lib_error));
+    stream_t *st = stream_new(h, id); /* for refuse() only: nghttp2 has no such stream */
+    event_t *e = refuse(h, st, code_of(lib_error), why, true);
+    e->goaway = conn;
+    stream_free(h, st);
+}
+
 static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *f, int lib_error, void *ud) {
     reel_h2_t *h = ud;
     /* A stream error or the connection's? nghttp2 queues a stream
@@ -576,7 +613,13 @@ static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *f, int lib_
     bool conn = nghttp2_session_get_outbound_queue_size(s) <= h->queued_at_frame;
     int32_t id = f->hd.stream_id;
     stream_t *st = stream_of(h, id);
-    if (st == NULL || st->reset_reported)
+    if (st == NULL) {
+        if (h->role == REEL_H2_SERVER && f->hd.type == NGHTTP2_HEADERS &&
+            f->headers.cat == NGHTTP2_HCAT_REQUEST && (id & 1) && id > h->max_peer_stream)
+            refuse_unopened(h, f, lib_error, conn);
+        return 0;
+    }
+    if (st->reset_reported)
         return 0;
     bool headers = f->hd.type == NGHTTP2_HEADERS;
     const char *what = h->role == REEL_H2_SERVER ? "request" : "response";

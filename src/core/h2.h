@@ -26,12 +26,13 @@
  * reported as a RESET event marked local, with the code sent and why
  * (the rule, the field); in the server role a request head refused
  * before it was reported comes with it (codec.h), so that a malformed
- * request is recorded as one. When nghttp2 answered the stream's frame
- * with GOAWAY rather than RST_STREAM (a WINDOW_UPDATE of 0, say), the
- * RESET is marked goaway too. A WebSocket extended CONNECT with END_STREAM
- * on its HEADERS is reset (PROTOCOL_ERROR) as malformed. nghttp2 resets a
- * body that contradicts its content-length without telling: this codec
- * tells, with the lengths.
+ * request is recorded as one, and so does a stream refused before its
+ * head was read (beyond max_concurrent_streams: an empty head). When
+ * nghttp2 answered the stream's frame with GOAWAY rather than RST_STREAM
+ * (a WINDOW_UPDATE of 0, say), the RESET is marked goaway too. A
+ * WebSocket extended CONNECT with END_STREAM on its HEADERS is reset
+ * (PROTOCOL_ERROR) as malformed. nghttp2 resets a body that contradicts its
+ * content-length without telling: this codec tells, with the lengths.
  *
  * Protections (each reported as an error with a reason): header lists over
  * max_header_list (the stream is reset: a RESET event says why),

@@ -30,10 +30,11 @@
  * HTTP/2.0 when reel answered itself. A stream the client resets ends its flow with that
  * error, a stream the lane could not finish is reset (INTERNAL_ERROR). A
  * stream reel resets because the client broke HTTP/2 on it (the codec's
- * local RESET: a malformed request, a body against its content-length)
- * is a flow too, ended with that reset and why, or with the GOAWAY that
- * was reel's answer instead; a request that had gone to a lane is cut
- * there.
+ * local RESET: a malformed request, a body against its content-length,
+ * a stream beyond the concurrency limit, refused before its head was
+ * read) is a flow too, ended with that reset and why, or with the GOAWAY
+ * that was reel's answer instead; a request that had gone to a lane is
+ * cut there.
  *
  * Flow control end to end: a stream's DATA is acknowledged to the client
  * (reel_h2_consume) only when its lane took the bytes, and a lane takes
@@ -1173,6 +1174,8 @@ static char *read_frames(h2front_t *fr, bool input) {
             if (s)
                 stream_reset(fr, s, &ev);
             else if (ev.local && ev.head.version) {
+                /* refused before its head was reported: malformed, or
+                 * one stream too many (then with no head at all) */
                 char *why = reset_reason(&ev);
                 record_refused_head(fr, ev.stream, &ev.head, NULL, NULL, why);
                 free(why);

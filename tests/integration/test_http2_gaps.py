@@ -8,7 +8,10 @@ to `reel record` (prior-knowledge h2c):
   its flow saying so; it used to stay open for good;
 - a frame on a stream that nghttp2 answers with GOAWAY (a WINDOW_UPDATE
   with increment 0) is recorded as the connection closed with GOAWAY, not
-  as a RST_STREAM reel never sent.
+  as a RST_STREAM reel never sent;
+- a stream above reel's SETTINGS_MAX_CONCURRENT_STREAMS is a flow too,
+  whether refused with REFUSED_STREAM (before the client acknowledged the
+  SETTINGS) or with GOAWAY (after).
 """
 import base64
 import hashlib
@@ -209,6 +212,71 @@ class Http2GapsTest(unittest.TestCase):
         self.assertEqual(f["state"], "error", f)
         self.assertIn("GOAWAY", f["error"])
         self.assertNotIn("RST_STREAM", f["error"])
+
+    def open_streams(self, c, n, tag):
+        """n GET /slow streams on c, sent without reading; their ids."""
+        sids = []
+        for i in range(n):
+            sid = c.conn.get_next_available_stream_id()
+            c.conn.send_headers(sid, [(":method", "GET"), (":scheme", "http"),
+                                      (":authority", self.auth), (":path", "/slow?%s-%d" % (tag, i))],
+                                end_stream=True)
+            new_stream(c, sid)
+            sids.append(sid)
+        c.flush()
+        return sids
+
+    def test_stream_over_the_limit_before_settings_ack_is_refused_and_recorded(self):
+        # 101 streams sent before the client read reel's SETTINGS (its
+        # MAX_CONCURRENT_STREAMS 100 not acknowledged): nghttp2 refuses the
+        # last with RST_STREAM REFUSED_STREAM before reading its head. It
+        # reached reel and left no flow.
+        c = H2C(self.reel.port)
+        try:
+            sids = self.open_streams(c, 101, "refused")
+            last = sids[-1]
+            c.wait(lambda: c.done(last), timeout=10)
+            self.assertEqual(c.streams[last]["reset"], 7)  # REFUSED_STREAM
+            self.assertFalse(any(c.done(s) for s in sids[:-1]))  # the others still run
+        finally:
+            c.close()
+        conn = self.reel.wait_flows(1, "~u refused-0", timeout=10)[0]["client_conn"]
+        f = self.stream_flow(conn, last)
+        self.assertEqual(f["state"], "error", f)
+        self.assertEqual(f["error"], "reel reset the HTTP/2 stream with RST_STREAM REFUSED_STREAM "
+                         "(0x7): refused: the client opened more than 100 concurrent streams "
+                         "(SETTINGS_MAX_CONCURRENT_STREAMS); reel did not read its head (the "
+                         "client may send it again)")
+        self.assertEqual(f["request"]["http_version"], "HTTP/2.0")
+        self.assertIsNone(f["response"])
+        self.assertFalse([r for r in self.echo.requests if r[1] == "/slow?refused-100"])
+
+    def test_stream_over_the_limit_after_settings_ack_is_goaway_and_recorded(self):
+        # the same once the client acknowledged the limit: nghttp2 takes it
+        # for a connection error (RFC 9113 5.1.2 allows a stream error)
+        c = H2C(self.reel.port)
+        try:
+            # reel's SETTINGS came and were acknowledged (H2C's flush)
+            c.wait(lambda: c.conn.remote_settings.max_concurrent_streams == 100)
+            # this client ignores the limit it was given
+            c.conn.remote_settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = 1000
+            c.conn.remote_settings.acknowledge()
+            sids = self.open_streams(c, 101, "over-acked")
+            got = read_until_closed(c.s)
+        finally:
+            c.close()
+        last = sids[-1]
+        g = goaway_of(got)
+        self.assertIsNotNone(g, got)
+        self.assertEqual(g[:2], (last - 2, 1))  # PROTOCOL_ERROR, the 100 before it processed
+        conn = self.reel.wait_flows(1, "~u over-acked-0", timeout=10)[0]["client_conn"]
+        f = self.stream_flow(conn, last)
+        self.assertEqual(f["state"], "error", f)
+        self.assertEqual(f["error"], "reel closed the HTTP/2 connection with GOAWAY PROTOCOL_ERROR "
+                         "(0x1) for a frame on this stream: refused: the client opened more than "
+                         "100 concurrent streams (SETTINGS_MAX_CONCURRENT_STREAMS); reel did not "
+                         "read its head")
+        self.assertIsNone(f["response"])
 
 
 if __name__ == "__main__":

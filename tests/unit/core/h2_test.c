@@ -12,8 +12,9 @@
  * (which nghttp2 resets without a callback) likewise, split at every
  * byte; a WebSocket extended CONNECT with END_STREAM is reset as
  * malformed; a frame nghttp2 answers with GOAWAY (a WINDOW_UPDATE of 0 on
- * a stream) is reported as that, not as a RST_STREAM. The client's first
- * flight is also fed to the server split at
+ * a stream) is reported as that, not as a RST_STREAM; streams beyond
+ * max_concurrent_streams are reported although nghttp2 refuses them
+ * unread. The client's first flight is also fed to the server split at
  * every byte. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -446,23 +447,29 @@ static void frame(reel_buf_t *b, uint8_t type, uint8_t flags, uint32_t sid, cons
     reel_buf_append(b, p, n);
 }
 
-/* The preface, empty SETTINGS and a HEADERS frame of nv (name, value
- * pairs, NULL-terminated) on stream 1; flags: END_HEADERS and more. */
-static void raw_request(reel_buf_t *b, const char *const *nv, uint8_t flags) {
-    reel_buf_puts(b, REEL_H2_PREFACE);
-    frame(b, NGHTTP2_SETTINGS, 0, 0, NULL, 0);
+/* A HEADERS frame of nv (name, value pairs, NULL-terminated) on stream
+ * sid, its block from deflater d; flags: END_HEADERS and more. */
+static void raw_headers(reel_buf_t *b, nghttp2_hd_deflater *d, uint32_t sid, const char *const *nv,
+                        uint8_t flags) {
     nghttp2_nv v[16];
     size_t n = 0;
     for (; nv[2 * n]; n++)
         v[n] = (nghttp2_nv){(uint8_t *)nv[2 * n], (uint8_t *)nv[2 * n + 1], strlen(nv[2 * n]),
                             strlen(nv[2 * n + 1]), NGHTTP2_NV_FLAG_NONE};
-    nghttp2_hd_deflater *d;
-    assert_int_equal(nghttp2_hd_deflate_new(&d, 4096), 0);
     uint8_t blk[1024];
     ssize_t len = nghttp2_hd_deflate_hd(d, blk, sizeof blk, v, n);
     assert_true(len > 0);
+    frame(b, NGHTTP2_HEADERS, (uint8_t)(NGHTTP2_FLAG_END_HEADERS | flags), sid, blk, (size_t)len);
+}
+
+/* The preface, empty SETTINGS and a HEADERS frame of nv on stream 1. */
+static void raw_request(reel_buf_t *b, const char *const *nv, uint8_t flags) {
+    reel_buf_puts(b, REEL_H2_PREFACE);
+    frame(b, NGHTTP2_SETTINGS, 0, 0, NULL, 0);
+    nghttp2_hd_deflater *d;
+    assert_int_equal(nghttp2_hd_deflate_new(&d, 4096), 0);
+    raw_headers(b, d, 1, nv, flags);
     nghttp2_hd_deflate_del(d);
-    frame(b, NGHTTP2_HEADERS, (uint8_t)(NGHTTP2_FLAG_END_HEADERS | flags), 1, blk, (size_t)len);
 }
 
 /* What the server has to send contains the frame header of type on sid. */
@@ -642,6 +649,43 @@ static void test_stream_frame_closing_the_connection(void **state) {
     reel_buf_free(&in);
 }
 
+/* Streams beyond max_concurrent_streams, refused before nghttp2 reads their
+ * heads: REFUSED_STREAM while the client has not acknowledged the limit,
+ * GOAWAY once it has; either way a RESET with an empty head. */
+static void test_streams_beyond_the_limit(void **state) {
+    (void)state;
+    static const char *const get[] = {":method", "GET",   ":scheme", "http", ":authority",
+                                      "a.test",  ":path", "/l",      NULL};
+    reel_h2_opts_t o = {.max_concurrent_streams = 2};
+    for (int acked = 0; acked < 2; acked++) {
+        reel_buf_t in;
+        reel_buf_init(&in, 0);
+        reel_buf_puts(&in, REEL_H2_PREFACE);
+        frame(&in, NGHTTP2_SETTINGS, 0, 0, NULL, 0);
+        if (acked)
+            frame(&in, NGHTTP2_SETTINGS, NGHTTP2_FLAG_ACK, 0, NULL, 0);
+        nghttp2_hd_deflater *d;
+        assert_int_equal(nghttp2_hd_deflate_new(&d, 4096), 0);
+        for (uint32_t sid = 1; sid <= 5; sid += 2)
+            raw_headers(&in, d, sid, get, NGHTTP2_FLAG_END_STREAM);
+        nghttp2_hd_deflate_del(d);
+        side_t sv;
+        side_init(&sv, REEL_H2_SERVER, &o);
+        feed(&sv, in.data, in.len);
+        const char *t = trace(&sv);
+        assert_non_null(strstr(t, "head 3 GET"));
+        assert_null(strstr(t, "head 5"));
+        assert_non_null(
+            strstr(t, acked ? "reset 5 1\nrefused 5   :0  0\n" : "reset 5 7\nrefused 5   :0  0\n"));
+        assert_true(sv.last_local);
+        assert_int_equal(sv.last_goaway, acked);
+        assert_non_null(strstr(sv.last_reason, "more than 2 concurrent streams"));
+        assert_true(sends_frame(&sv, acked ? NGHTTP2_GOAWAY : NGHTTP2_RST_STREAM, acked ? 0 : 5));
+        side_free(&sv);
+        reel_buf_free(&in);
+    }
+}
+
 static void test_bad_preface(void **state) {
     (void)state;
     side_t sv;
@@ -667,6 +711,7 @@ int main(void) {
         cmocka_unit_test(test_body_against_content_length),
         cmocka_unit_test(test_websocket_connect_ended_at_once),
         cmocka_unit_test(test_stream_frame_closing_the_connection),
+        cmocka_unit_test(test_streams_beyond_the_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
