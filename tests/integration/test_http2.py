@@ -326,7 +326,7 @@ class Http2Test(unittest.TestCase):
         self.assertEqual(out.stdout, b"1.1")
         f = self.flows_for("/100b?h1")[0]
         self.assertEqual(f["request"]["http_version"], "HTTP/1.1")
-        self.assertEqual(f["stream_id"], 0)
+        self.assertIsNone(f["stream_id"])  # HTTP/1.1: no stream
         self.assertGreater(f["client_conn"], 0)
 
     def test_curl_post_http2(self):
