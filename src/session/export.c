@@ -16,6 +16,7 @@
 #include "base/mem.h"
 #include "session/decode.h"
 #include "session/filter.h"
+#include "session/har.h"
 #include "session/store.h"
 
 enum { REQ = 0, RESP = 1 };
@@ -597,26 +598,40 @@ static json_t *b64_json(const uint8_t *p, size_t n) {
 }
 
 /* Bytes as a JSON string: as they are when UTF-8, else each byte as the
- * code point of its Latin-1 reading (header bytes are ISO-8859-1 per RFC
- * 9110's history). */
+ * code point of its Latin-1 reading (reel_har_text). */
 static json_t *text_json(const char *p, size_t n) {
-    json_t *j = json_stringn(p ? p : "", n);
-    if (j != NULL)
-        return j;
-    reel_buf_t b;
-    reel_buf_init(&b, 0);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (c < 0x80) {
-            reel_buf_append(&b, &c, 1);
-        } else {
-            uint8_t u[2] = {(uint8_t)(0xc0 | (c >> 6)), (uint8_t)(0x80 | (c & 0x3f))};
-            reel_buf_append(&b, u, 2);
-        }
+    return reel_har_text(p, n, NULL);
+}
+
+/* Member key of obj: the bytes p[0..n) as text_json writes them, and,
+ * when that text is not the bytes (they are not UTF-8), the bytes
+ * themselves in base64 at obj._reel.KEY_b64, which reel import prefers
+ * (docs/export.md): a header, URL or status text comes back byte for
+ * byte, while HAR readers get the string they expect. */
+static void set_text(json_t *obj, const char *key, const char *p, size_t n) {
+    int exact;
+    json_object_set_new(obj, key, reel_har_text(p, n, &exact));
+    if (exact)
+        return;
+    json_t *rx = json_object_get(obj, "_reel");
+    if (rx == NULL) {
+        rx = json_object();
+        json_object_set_new(obj, "_reel", rx);
     }
-    j = json_stringn(b.data ? (const char *)b.data : "", b.len);
-    reel_buf_free(&b);
-    return j ? j : json_string("");
+    char k[32];
+    snprintf(k, sizeof k, "%s_b64", key);
+    json_object_set_new(rx, k, b64_json((const uint8_t *)(p ? p : ""), n));
+}
+
+/* Moves obj's _reel, if any, after its other members, where readers of
+ * the HAR expect extensions. */
+static void reel_last(json_t *obj) {
+    json_t *rx = json_object_get(obj, "_reel");
+    if (rx == NULL)
+        return;
+    json_incref(rx);
+    json_object_del(obj, "_reel");
+    json_object_set_new(obj, "_reel", rx);
 }
 
 static json_t *str_json(const char *s) {
@@ -666,12 +681,17 @@ static char *flow_url(const flow_t *f, int ws) {
 
 /* ---- HAR ---------------------------------------------------------------- */
 
-/* Fields as HAR writes headers: [{name, value}]. */
+/* Fields as HAR writes headers: [{name, value}], with _reel.name_b64 or
+ * value_b64 for bytes that are not UTF-8 (set_text). */
 static json_t *fields_json(const hdr_t *h, size_t n) {
     json_t *a = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(a, json_pack("{s:o, s:o}", "name", text_json(h[i].name, h[i].nlen),
-                                           "value", text_json(h[i].value, h[i].vlen)));
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = json_object();
+        set_text(o, "name", h[i].name, h[i].nlen);
+        set_text(o, "value", h[i].value, h[i].vlen);
+        reel_last(o);
+        json_array_append_new(a, o);
+    }
     return a;
 }
 
@@ -701,10 +721,14 @@ static void har_reel_extras(json_t *r, const flow_t *f) {
             const interim_t *x = &f->interim[i];
             char t[40];
             iso_time(x->time_us, t);
-            json_array_append_new(a, json_pack("{s:i, s:o, s:o, s:o, s:s}", "status",
-                                               (int)x->status, "statusText", str_json(x->reason),
-                                               "httpVersion", str_json(x->version), "headers",
-                                               fields_json(x->hdr, x->nhdr), "time", t));
+            json_t *o = json_pack("{s:i}", "status", (int)x->status);
+            set_text(o, "statusText", x->reason ? x->reason : "",
+                     x->reason ? strlen(x->reason) : 0);
+            json_object_set_new(o, "httpVersion", str_json(x->version));
+            json_object_set_new(o, "headers", fields_json(x->hdr, x->nhdr));
+            json_object_set_new(o, "time", json_string(t));
+            reel_last(o);
+            json_array_append_new(a, o);
         }
         json_object_set_new(r, "interim", a);
     }
@@ -909,13 +933,15 @@ static json_t *har_entry(const flow_t *f) {
     char *url = flow_url(f, ws);
     const char *q = f->target ? strchr(f->target, '?') : NULL;
 
-    json_t *req =
-        json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:i, s:I}", "method", str_json(f->method), "url",
-                  str_json(url), "httpVersion", str_json(f->version[REQ]), "cookies",
-                  har_cookies(f, REQ), "headers", har_headers(f, REQ), "queryString",
-                  q ? har_pairs(q + 1, strlen(q + 1)) : json_array(), "headersSize", -1, "bodySize",
-                  ws ? (json_int_t)0 : (json_int_t)f->wire_size[REQ]);
+    json_t *req = json_pack("{s:o}", "method", str_json(f->method));
+    set_text(req, "url", url, strlen(url));
     free(url);
+    json_object_update_new(req, json_pack("{s:o, s:o, s:o, s:o, s:i, s:I}", "httpVersion",
+                                          str_json(f->version[REQ]), "cookies", har_cookies(f, REQ),
+                                          "headers", har_headers(f, REQ), "queryString",
+                                          q ? har_pairs(q + 1, strlen(q + 1)) : json_array(),
+                                          "headersSize", -1, "bodySize",
+                                          ws ? (json_int_t)0 : (json_int_t)f->wire_size[REQ]));
     size_t rn = body_len(f, REQ);
     if (rn > 0) {
         const hdr_t *ct = hdr_get(f, REQ, "content-type");
@@ -932,6 +958,7 @@ static json_t *har_entry(const flow_t *f) {
             json_object_set_new(post, "params", json_array());
         json_object_set_new(req, "postData", post);
     }
+    reel_last(req);
 
     const hdr_t *ct = hdr_get(f, RESP, "content-type");
     size_t sn = body_len(f, RESP);
@@ -972,6 +999,10 @@ static json_t *har_entry(const flow_t *f) {
         if (why != NULL && why[0])
             json_object_set_new(resp, "_error", str_json(why));
     }
+    /* the reason's bytes when they are not UTF-8 (status lines may have
+     * obs-text) */
+    set_text(resp, "statusText", f->reason ? f->reason : "", f->reason ? strlen(f->reason) : 0);
+    reel_last(resp);
 
     double total;
     json_t *timings = har_timings(f, &total);

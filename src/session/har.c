@@ -406,6 +406,74 @@ static long long b64_decode(const char *in, size_t n, int last, uint8_t *out, si
     return (long long)o;
 }
 
+/* ---- bytes that are not UTF-8 ------------------------------------------- */
+
+json_t *reel_har_text(const char *p, size_t n, int *exact) {
+    json_t *j = json_stringn(p ? p : "", n); /* NULL when not UTF-8 */
+    if (exact)
+        *exact = j != NULL;
+    if (j != NULL)
+        return j;
+    /* 2 bytes at most per byte: the string cannot fail */
+    char *u = reel_malloc(2 * n + 1);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c < 0x80) {
+            u[k++] = (char)c;
+        } else {
+            u[k++] = (char)(0xc0 | (c >> 6));
+            u[k++] = (char)(0x80 | (c & 0x3f));
+        }
+    }
+    j = json_stringn(u, k);
+    free(u);
+    return j ? j : json_string("");
+}
+
+/* The bytes reel export wrote beside a string that is not UTF-8: member
+ * KEY of obj (a header, the request, the response, a 1xx answer), text
+ * str, has obj._reel.KEY_b64 (docs/export.md). Sets *out to them (owned,
+ * NUL-terminated, *n bytes), or to NULL when there are none, or when str
+ * is no longer what export writes for them: the text was edited after the
+ * export, and the edit wins over the stale bytes. v is NULL on the second
+ * pass, validated already; on the first, a KEY_b64 that is not a string
+ * of base64 fails (at field._reel.KEY_b64) as any malformed member of
+ * _reel does. An _reel that is not an object is not reel's: ignored. */
+static reel_rc exact_bytes(const vctx_t *v, json_t *obj, const char *key, json_t *str,
+                           const char *field, char **out, size_t *n) {
+    char k[32], f[160];
+    *out = NULL;
+    *n = 0;
+    json_t *rx = json_object_get(obj, "_reel");
+    snprintf(k, sizeof k, "%s_b64", key);
+    json_t *b = json_is_object(rx) ? json_object_get(rx, k) : NULL;
+    if (b == NULL || json_is_null(b))
+        return REEL_OK;
+    snprintf(f, sizeof f, "%s%s_reel.%s", field, field[0] ? "." : "", k);
+    if (!json_is_string(b))
+        return v ? fail(v, f, "not a string but %s", type_name(b)) : REEL_INVALID;
+    size_t bad, len = json_string_length(b);
+    char *d = reel_malloc(len / 4 * 3 + 1);
+    long long got = b64_decode(json_string_value(b), len, 1, (uint8_t *)d, &bad);
+    if (got < 0) {
+        free(d);
+        return v ? fail(v, f, "invalid base64 at offset %zu", bad) : REEL_INVALID;
+    }
+    d[got] = '\0';
+    json_t *t = reel_har_text(d, (size_t)got, NULL);
+    int same = json_string_length(t) == json_string_length(str) &&
+               memcmp(json_string_value(t), json_string_value(str), json_string_length(t)) == 0;
+    json_decref(t);
+    if (!same) {
+        free(d);
+        return REEL_OK;
+    }
+    *out = d;
+    *n = (size_t)got;
+    return REEL_OK;
+}
+
 /* ---- entries ------------------------------------------------------------ */
 
 typedef struct {
@@ -426,6 +494,8 @@ typedef struct {
     const char *server_ip; /* NULL if absent */
     uint32_t status;
     const char *reason;
+    char *reason_bytes;     /* owned: reel export's exact bytes of a reason
+                               that is not UTF-8 (status_text), else NULL */
     const char *error_text; /* "_error", NULL if absent */
     char resp_version[HAR_VERSION_MAX];
     json_t *resp_headers;
@@ -528,6 +598,27 @@ static reel_rc check_version(const vctx_t *v, json_t *obj, const char *field,
     return REEL_OK;
 }
 
+/* The exact bytes of obj's statusText (a response, a 1xx answer at
+ * field) when reel export wrote them (exact_bytes): owned in *out, else
+ * NULL. The recorder takes a C string: bytes with a NUL, CR or LF, which
+ * no status line has, are refused. v: as for exact_bytes. */
+static reel_rc status_text(const vctx_t *v, json_t *obj, const char *field, char **out) {
+    size_t n;
+    json_t *st = json_object_get(obj, "statusText");
+    if (exact_bytes(v, obj, "statusText", st, field, out, &n) != REEL_OK)
+        return REEL_INVALID;
+    if (*out != NULL && strcspn(*out, "\r\n") != n) {
+        free(*out);
+        *out = NULL;
+        if (v == NULL)
+            return REEL_INVALID;
+        char f[96];
+        snprintf(f, sizeof f, "%s%s_reel.statusText_b64", field, field[0] ? "." : "");
+        return fail(v, f, "a status text with a NUL, CR or LF byte");
+    }
+    return REEL_OK;
+}
+
 /* An array of {name, value} fields (headers, trailers) at field. */
 static reel_rc check_fields(const vctx_t *v, json_t *arr, const char *field) {
     size_t i;
@@ -542,24 +633,43 @@ static reel_rc check_fields(const vctx_t *v, json_t *arr, const char *field) {
         json_t *name = need(v, h, "name", f, JSON_STRING, "a string");
         if (name == NULL)
             return REEL_INVALID;
-        const char *ns = json_string_value(name);
-        size_t nl = json_string_length(name);
-        if (nl == 0)
-            return fail(v, f, "empty header name");
-        /* a leading ':' marks an HTTP/2 pseudo-header, skipped on import
-         * but for a CONNECT's ':protocol' (to_headers) */
-        for (size_t k = ns[0] == ':' ? 1 : 0; k < nl; k++)
-            if (!tchar((unsigned char)ns[k]))
-                return fail(v, f, "not a header name");
         snprintf(f, sizeof f, "%s[%zu].value", field, i);
         json_t *val = need(v, h, "value", f, JSON_STRING, "a string");
         if (val == NULL)
             return REEL_INVALID;
-        const char *vs = json_string_value(val);
-        size_t vl = json_string_length(val);
-        for (size_t k = 0; k < vl; k++)
+        /* the bytes the import records (to_headers): reel export's exact
+         * ones when the text is not UTF-8, else the text */
+        char *xb[2];
+        size_t xn[2];
+        snprintf(f, sizeof f, "%s[%zu]", field, i);
+        if (exact_bytes(v, h, "name", name, f, &xb[0], &xn[0]) != REEL_OK)
+            return REEL_INVALID;
+        if (exact_bytes(v, h, "value", val, f, &xb[1], &xn[1]) != REEL_OK) {
+            free(xb[0]);
+            return REEL_INVALID;
+        }
+        const char *ns = xb[0] ? xb[0] : json_string_value(name);
+        size_t nl = xb[0] ? xn[0] : json_string_length(name);
+        const char *vs = xb[1] ? xb[1] : json_string_value(val);
+        size_t vl = xb[1] ? xn[1] : json_string_length(val);
+        const char *why = NULL;
+        snprintf(f, sizeof f, "%s[%zu].%s", field, i, xb[0] ? "_reel.name_b64" : "name");
+        if (nl == 0)
+            why = "empty header name";
+        /* a leading ':' marks an HTTP/2 pseudo-header, skipped on import
+         * but for a CONNECT's ':protocol' (to_headers) */
+        for (size_t k = ns[0] == ':' ? 1 : 0; why == NULL && k < nl; k++)
+            if (!tchar((unsigned char)ns[k]))
+                why = "not a header name";
+        if (why == NULL)
+            snprintf(f, sizeof f, "%s[%zu].%s", field, i, xb[1] ? "_reel.value_b64" : "value");
+        for (size_t k = 0; why == NULL && k < vl; k++)
             if (vs[k] == '\0' || vs[k] == '\r' || vs[k] == '\n')
-                return fail(v, f, "header value with a NUL, CR or LF byte");
+                why = "header value with a NUL, CR or LF byte";
+        free(xb[0]);
+        free(xb[1]);
+        if (why != NULL)
+            return fail(v, f, "%s", why);
     }
     return REEL_OK;
 }
@@ -852,6 +962,11 @@ static reel_rc check_reel(const vctx_t *v, json_t *entry, entry_t *e) {
         snprintf(f, sizeof f, "_reel.interim[%zu].statusText", i);
         if (need(v, x, "statusText", f, JSON_STRING, "a string") == NULL)
             return REEL_INVALID;
+        char *reason;
+        snprintf(f, sizeof f, "_reel.interim[%zu]", i);
+        if (status_text(v, x, f, &reason) != REEL_OK)
+            return REEL_INVALID;
+        free(reason);
         snprintf(f, sizeof f, "_reel.interim[%zu].httpVersion", i);
         if (check_version(v, x, f, ver) != REEL_OK)
             return REEL_INVALID;
@@ -908,6 +1023,8 @@ static reel_rc check_reel(const vctx_t *v, json_t *entry, entry_t *e) {
 
 static void entry_free(entry_t *e) {
     url_free(&e->url);
+    free(e->reason_bytes);
+    e->reason_bytes = NULL;
     free(e->req_body.owned);
     free(e->resp_body.owned);
     e->req_body.owned = e->resp_body.owned = NULL;
@@ -943,9 +1060,18 @@ static reel_rc entry_parse(const vctx_t *v, json_t *entry, entry_t *e) {
     j = need(v, req, "url", "request.url", JSON_STRING, "a string");
     if (j == NULL)
         return REEL_INVALID;
-    const char *why = parse_url(json_string_value(j), json_string_length(j), &e->url);
+    /* a URL that is not UTF-8 (its target's bytes as the client sent
+     * them): reel export's exact bytes */
+    char *ub;
+    size_t ul;
+    if (exact_bytes(v, req, "url", j, "request", &ub, &ul) != REEL_OK)
+        return REEL_INVALID;
+    const char *why = ub ? parse_url(ub, ul, &e->url)
+                         : parse_url(json_string_value(j), json_string_length(j), &e->url);
+    const char *uf = ub ? "request._reel.url_b64" : "request.url";
+    free(ub);
     if (why != NULL)
-        return fail(v, "request.url", "%s", why);
+        return fail(v, uf, "%s", why);
     if (e->url.skip)
         return REEL_OK;
     if (check_version(v, req, "request.httpVersion", e->req_version) != REEL_OK ||
@@ -980,7 +1106,8 @@ static reel_rc entry_parse(const vctx_t *v, json_t *entry, entry_t *e) {
     if (j == NULL)
         goto bad;
     e->reason = json_string_value(j);
-    if (check_version(v, resp, "response.httpVersion", e->resp_version) != REEL_OK ||
+    if (status_text(v, resp, "response", &e->reason_bytes) != REEL_OK ||
+        check_version(v, resp, "response.httpVersion", e->resp_version) != REEL_OK ||
         check_headers(v, resp, "response.headers", &e->resp_headers) != REEL_OK)
         goto bad;
     if (e->resp_version[0] == '\0')
@@ -1249,13 +1376,19 @@ static int is_ext_protocol(json_t *name) {
 /* Headers of a validated array, without pseudo-headers, but for
  * ':protocol' when keep_protocol (a CONNECT request: an HTTP/2 WebSocket,
  * which reel records as method CONNECT with ':protocol' among its headers;
- * the other pseudo-headers say what the method and URL hold); returns
- * owned. */
-static reel_header_t *to_headers(json_t *arr, int keep_protocol, size_t *n) {
+ * the other pseudo-headers say what the method and URL hold); a name or
+ * value that reel export wrote with its exact bytes (exact_bytes) has
+ * those. Returns owned, with *owned (free it after the headers) holding
+ * the exact bytes, NULL when there are none. */
+static reel_header_t *to_headers(json_t *arr, int keep_protocol, size_t *n, reel_buf_t *owned) {
     reel_header_t *hs = reel_calloc(json_array_size(arr), sizeof *hs);
     size_t i;
     json_t *h;
     *n = 0;
+    reel_buf_init(owned, 0);
+    /* offsets into owned->data (it moves as it grows) of each exact name
+     * and value; SIZE_MAX when the text is recorded */
+    size_t *off = reel_calloc(2 * json_array_size(arr) + 1, sizeof *off);
     json_array_foreach(arr, i, h) {
         json_t *name = json_object_get(h, "name");
         json_t *val = json_object_get(h, "value");
@@ -1265,8 +1398,30 @@ static reel_header_t *to_headers(json_t *arr, int keep_protocol, size_t *n) {
                                  .name_len = json_string_length(name),
                                  .value = json_string_value(val),
                                  .value_len = json_string_length(val)};
+        for (int k = 0; k < 2; k++) {
+            char *x;
+            size_t xn;
+            off[2 * *n + k] = SIZE_MAX;
+            exact_bytes(NULL, h, k ? "value" : "name", k ? val : name, "", &x, &xn);
+            if (x == NULL)
+                continue;
+            off[2 * *n + k] = owned->len;
+            reel_buf_append(owned, x, xn);
+            if (k)
+                hs[*n].value_len = xn;
+            else
+                hs[*n].name_len = xn;
+            free(x);
+        }
         (*n)++;
     }
+    for (size_t m = 0; m < *n; m++) {
+        if (off[2 * m] != SIZE_MAX)
+            hs[m].name = (const char *)owned->data + off[2 * m];
+        if (off[2 * m + 1] != SIZE_MAX)
+            hs[m].value = (const char *)owned->data + off[2 * m + 1];
+    }
+    free(off);
     return hs;
 }
 
@@ -1327,9 +1482,11 @@ static void record_trailers(reel_rflow_t *f, const entry_t *e, int response) {
     if (json_array_size(e->trailers[response]) == 0)
         return;
     size_t n;
-    reel_header_t *hs = to_headers(e->trailers[response], 0, &n);
+    reel_buf_t owned;
+    reel_header_t *hs = to_headers(e->trailers[response], 0, &n, &owned);
     reel_recorder_trailers(f, response, hs, n);
     free(hs);
+    reel_buf_free(&owned);
 }
 
 /* The 1xx answers reel export wrote, before the final response. */
@@ -1345,16 +1502,21 @@ static void record_interim(reel_rflow_t *f, const entry_t *e) {
             memcpy(ver, e->resp_version, sizeof ver); /* validated: cannot happen */
         parse_iso8601(json_string_value(jt), json_string_length(jt), &us);
         size_t n;
-        reel_header_t *hs = to_headers(json_object_get(x, "headers"), 0, &n);
-        reel_response_head_t ih = {.status =
-                                       (uint32_t)json_integer_value(json_object_get(x, "status")),
-                                   .reason = json_string_value(json_object_get(x, "statusText")),
-                                   .http_version = ver,
-                                   .headers = hs,
-                                   .n_headers = n,
-                                   .time_us = us};
+        reel_buf_t owned;
+        reel_header_t *hs = to_headers(json_object_get(x, "headers"), 0, &n, &owned);
+        char *reason = NULL;
+        status_text(NULL, x, "", &reason); /* validated */
+        reel_response_head_t ih = {
+            .status = (uint32_t)json_integer_value(json_object_get(x, "status")),
+            .reason = reason ? reason : json_string_value(json_object_get(x, "statusText")),
+            .http_version = ver,
+            .headers = hs,
+            .n_headers = n,
+            .time_us = us};
         reel_recorder_interim(f, &ih);
         free(hs);
+        free(reason);
+        reel_buf_free(&owned);
     }
 }
 
@@ -1406,7 +1568,8 @@ static uint64_t record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
         end = (req_end ? req_end : e->start_us) + known(t->wait_us) + known(t->receive_us);
 
     size_t n;
-    reel_header_t *hs = to_headers(e->req_headers, strcmp(e->method, "CONNECT") == 0, &n);
+    reel_buf_t owned;
+    reel_header_t *hs = to_headers(e->req_headers, strcmp(e->method, "CONNECT") == 0, &n, &owned);
     reel_request_head_t rh = {.method = e->method,
                               .scheme = e->url.scheme,
                               .host = e->url.host,
@@ -1423,6 +1586,7 @@ static uint64_t record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
                               .time_us = e->start_us};
     reel_recorder_request_head(f, &rh);
     free(hs);
+    reel_buf_free(&owned);
     uint64_t given = feed(f, reel_recorder_request_body, &e->req_body, scratch);
     mark_cut(f, e, 0, e->req_headers, given);
     record_trailers(f, e, 0);
@@ -1451,9 +1615,9 @@ static uint64_t record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
         return id;
     }
     record_interim(f, e);
-    hs = to_headers(e->resp_headers, 0, &n);
+    hs = to_headers(e->resp_headers, 0, &n, &owned);
     reel_response_head_t sh = {.status = e->status,
-                               .reason = e->reason,
+                               .reason = e->reason_bytes ? e->reason_bytes : e->reason,
                                .http_version = e->resp_version,
                                .headers = hs,
                                .n_headers = n,
@@ -1462,6 +1626,7 @@ static uint64_t record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
                                .time_us = resp_start ? resp_start : end};
     reel_recorder_response_head(f, &sh);
     free(hs);
+    reel_buf_free(&owned);
     given = feed(f, reel_recorder_response_body, &e->resp_body, scratch);
     mark_cut(f, e, 1, e->resp_headers, given);
     record_trailers(f, e, 1);

@@ -42,6 +42,11 @@
  *   response_trailers its trailer fields; _reel.annotations, tags and
  *   marked are added by reel_har_apply_user_data. Each must have the
  *   shape reel writes, else the entry is refused;
+ * - text that reel export wrote with its exact bytes (not UTF-8: a
+ *   header's name or value, the URL, a status text; the object holding it
+ *   has _reel.<member>_b64) is recorded as those bytes when the string is
+ *   still their ISO-8859-1 reading (reel_har_text), else (edited since)
+ *   as the string;
  * - timings (ms, -1 unknown) become reel_timings_t in microseconds,
  *   connect less ssl (HAR 1.2 counts ssl inside connect; reel records TCP
  *   alone), but in an entry reel export wrote before _reel.duration_ms
@@ -56,12 +61,22 @@
 #ifndef REEL_SESSION_HAR_H
 #define REEL_SESSION_HAR_H
 
+#include <jansson.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdint.h>
 
 #include "base/error.h"
 #include "session/recorder.h"
+
+/** The JSON string a HAR holds for bytes p[0..n) (a header's name or
+ * value, a URL, a status text): the bytes themselves when they are UTF-8,
+ * else each byte as the code point of its ISO-8859-1 reading (what header
+ * bytes were in RFC 9110's history, and how browsers' Fetch API reads
+ * them into a string), in UTF-8. Sets *exact (may be NULL) to 1 when the
+ * string holds the bytes, 0 when it does not (reel export then writes
+ * them in _reel.<member>_b64, docs/export.md). Returns owned. */
+json_t *reel_har_text(const char *p, size_t n, int *exact);
 
 /** Largest HAR file accepted (jansson holds the whole document in memory). */
 #define REEL_HAR_MAX_FILE_SIZE (UINT64_C(4) << 30)

@@ -1476,6 +1476,129 @@ static void test_decoded_bodies_on_the_wire(void **state) {
     reel_session_close(s);
 }
 
+/* ---- bytes that are not UTF-8 ------------------------------------------- */
+
+/* A flow whose request target, header values, trailer field, 1xx answer
+ * and status text hold bytes that are not UTF-8 (obs-text, Latin-1, a
+ * UTF-8 word beside them), as an HTTP/1.1 client and origin can send
+ * them. */
+static reel_session_t *fixture_bytes(const char *name) {
+    reel_session_t *s = open_session(name);
+    reel_recorder_t *rec = recorder(s);
+    reel_flow_info_t info = {.kind = REEL_FLOW_HTTP, .time_us = T0};
+    reel_rflow_t *f = reel_recorder_flow_start(rec, &info);
+    const reel_header_t q[] = {H("Host", "api.example.test"), H("X-Bin", "\xff\xfe caf\xc3\xa9"),
+                               H("X-Utf8", "caf\xc3\xa9"), H("Cookie", "a=\xe9t\xe9"),
+                               H("Transfer-Encoding", "chunked")};
+    reel_request_head_t rh = {.method = "POST",
+                              .scheme = "https",
+                              .host = "api.example.test",
+                              .port = 443,
+                              .target = "/p?q=\xff\xfe",
+                              .http_version = "HTTP/1.1",
+                              .headers = q,
+                              .n_headers = 5,
+                              .time_us = T0};
+    reel_recorder_request_head(f, &rh);
+    reel_recorder_request_body(f, "hello", 5);
+    const reel_header_t qt[] = {H("X-Sum", "\x80\x81")};
+    reel_recorder_trailers(f, false, qt, 1);
+    const reel_header_t ih[] = {H("Link", "</\xe9.css>; rel=preload")};
+    reel_response_head_t i103 = {.status = 103,
+                                 .reason = "Early \xa0Hints",
+                                 .http_version = "HTTP/1.1",
+                                 .headers = ih,
+                                 .n_headers = 1,
+                                 .time_us = T0 + 1000};
+    reel_recorder_interim(f, &i103);
+    const reel_header_t sh[] = {H("Content-Type", "text/plain"), H("X-Resp", "\xfe\xff"),
+                                H("Content-Length", "5")};
+    reel_response_head_t sp = {.status = 200,
+                               .reason = "O\xffK",
+                               .http_version = "HTTP/1.1",
+                               .headers = sh,
+                               .n_headers = 3,
+                               .time_us = T0 + 2000};
+    reel_recorder_response_head(f, &sp);
+    reel_recorder_response_body(f, "world", 5);
+    reel_recorder_flow_end(f, NULL, T0 + 3000, T0 + 500, T0 + 2000);
+    close_recorder(rec);
+    return s;
+}
+
+/* HAR holds strings: a header value, URL or status text that is not UTF-8
+ * is written as its Latin-1 reading (what HAR readers, like browsers'
+ * Fetch API, make of such bytes), and its bytes in base64 beside it in
+ * _reel.<member>_b64, which reel import takes: the imported flow has the
+ * recorded bytes, not the UTF-8 of their Latin-1 reading. */
+static void test_har_bytes_not_utf8(void **state) {
+    reel_session_t *s = fixture_bytes("bytes1");
+    json_t *root;
+    json_t *e = one_entry(s, &root);
+    json_t *req = json_object_get(e, "request"), *resp = json_object_get(e, "response");
+    json_t *x = json_array_get(json_object_get(req, "headers"), 1);
+    assert_string_equal(json_string_value(json_object_get(x, "value")),
+                        "\xc3\xbf\xc3\xbe caf\xc3\x83\xc2\xa9");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(x, "_reel"), "value_b64")),
+        "//4gY2Fmw6k=");
+    assert_null(json_object_get(json_object_get(x, "_reel"), "name_b64"));
+    /* UTF-8 text needs nothing beside it */
+    assert_null(json_object_get(json_array_get(json_object_get(req, "headers"), 2), "_reel"));
+    assert_null(json_object_get(json_array_get(json_object_get(req, "headers"), 0), "_reel"));
+    assert_string_equal(json_string_value(json_object_get(req, "url")),
+                        "https://api.example.test/p?q=\xc3\xbf\xc3\xbe");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(req, "_reel"), "url_b64")),
+        "aHR0cHM6Ly9hcGkuZXhhbXBsZS50ZXN0L3A/cT3//g==");
+    assert_string_equal(json_string_value(json_object_get(resp, "statusText")), "O\xc3\xbfK");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(resp, "_reel"), "statusText_b64")),
+        "T/9L");
+    json_t *rx = json_object_get(e, "_reel");
+    json_t *i0 = json_array_get(json_object_get(rx, "interim"), 0);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(i0, "_reel"), "statusText_b64")),
+        "RWFybHkgoEhpbnRz");
+    json_t *tr = json_array_get(json_object_get(rx, "request_trailers"), 0);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(tr, "_reel"), "value_b64")), "gIE=");
+    size_t n;
+    char *har = json_dumps(root, 0);
+    n = strlen(har);
+    json_decref(root);
+
+    /* imported: the same bytes on the wire, every one of them */
+    reel_session_t *s2 = import_har("bytes2", har, n);
+    free(har);
+    size_t n1, n2;
+    char *a = export_str(s, REEL_EXPORT_RAW, 0, NULL, &n1);
+    char *b = export_str(s2, REEL_EXPORT_RAW, 0, NULL, &n2);
+    assert_true(contains(a, n1, "X-Bin: \xff\xfe caf\xc3\xa9\r\n"));
+    if (n1 != n2 || memcmp(a, b, n1) != 0)
+        fail_msg("round trip differs:\n%.*s\n---\n%.*s", (int)n1, a, (int)n2, b);
+    free(a);
+    free(b);
+
+    /* exported again: the same HAR entry but for what says where it came from */
+    json_t *r2;
+    json_t *e1 = one_entry(s, &root), *e2 = one_entry(s2, &r2);
+    for (int d = 0; d < 2; d++) {
+        const char *side = d ? "response" : "request";
+        json_t *x1 = json_object_get(e1, side), *x2 = json_object_get(e2, side);
+        if (!json_equal(x1, x2)) {
+            char *d1 = json_dumps(x1, JSON_INDENT(1)), *d2 = json_dumps(x2, JSON_INDENT(1));
+            fail_msg("%s differs:\n%s\n---\n%s", side, d1, d2);
+        }
+    }
+    assert_true(json_equal(json_object_get(json_object_get(e1, "_reel"), "interim"),
+                           json_object_get(json_object_get(e2, "_reel"), "interim")));
+    json_decref(root);
+    json_decref(r2);
+    reel_session_close(s2);
+    reel_session_close(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_har_structure),
@@ -1490,6 +1613,7 @@ int main(void) {
         cmocka_unit_test(test_har_timings),
         cmocka_unit_test(test_har_compression),
         cmocka_unit_test(test_har_redirect_url_redacted),
+        cmocka_unit_test(test_har_bytes_not_utf8),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -384,6 +384,26 @@ static void test_check_variants(void **state) {
         {"time", NULL, NULL},
         {"timings.ssl", "-1", NULL},
         {"serverIPAddress", "5", "entries[0].serverIPAddress: not a string but a number"},
+        /* the exact bytes of text that is not UTF-8 (reel export's
+         * _reel.<member>_b64): a string of base64 whose bytes the member
+         * could hold; an _reel that is not an object is not reel's */
+        {"request.headers", "[{\"name\":\"x\",\"value\":\"a\",\"_reel\":{\"value_b64\":5}}]",
+         "entries[0].request.headers[0]._reel.value_b64: not a string but a number"},
+        {"request.headers", "[{\"name\":\"x\",\"value\":\"a\",\"_reel\":{\"value_b64\":\"YQ=\"}}]",
+         "entries[0].request.headers[0]._reel.value_b64: invalid base64 at offset 2"},
+        {"request.headers",
+         "[{\"name\":\"x\",\"value\":\"\\u00ff\\r\",\"_reel\":{\"value_b64\":\"/w0=\"}}]",
+         "entries[0].request.headers[0]._reel.value_b64: header value with a NUL, CR or LF byte"},
+        {"request.headers",
+         "[{\"name\":\"X-\\u00ff\",\"value\":\"a\",\"_reel\":{\"name_b64\":\"WC3/\"}}]",
+         "entries[0].request.headers[0]._reel.name_b64: not a header name"},
+        {"request.headers", "[{\"name\":\"x\",\"value\":\"a\",\"_reel\":1}]", NULL},
+        {"response._reel", "{\"statusText_b64\":[]}",
+         "entries[0].response._reel.statusText_b64: not a string but an array"},
+        {"request._reel", "{\"url_b64\":\"!!!!\"}",
+         "entries[0].request._reel.url_b64: invalid base64 at offset 0"},
+        /* bytes that are not what the text says: the text was edited */
+        {"request._reel", "{\"url_b64\":\"aHR0cDovL3gv\"}", NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *p = variant(cases[i].field, cases[i].value);
@@ -1281,6 +1301,49 @@ static void test_import_h2_websocket_keeps_protocol(void **state) {
     reel_session_close(s);
 }
 
+/* Text that is not UTF-8 as reel export writes it: the Latin-1 reading in
+ * the HAR's string, the bytes in _reel.<member>_b64 beside it. The import
+ * records the bytes, unless the text no longer is their reading (someone
+ * edited the HAR: the edit wins); text without them is recorded as it is,
+ * in UTF-8. */
+static void test_import_exact_bytes(void **state) {
+    reel_session_t *s = open_session("exact");
+    flow_t f;
+    import_request(
+        s,
+        "{\"method\":\"GET\",\"url\":\"https://example.test/p?q=\\u00ff\\u00fe\","
+        "\"_reel\":{\"url_b64\":\"aHR0cHM6Ly9leGFtcGxlLnRlc3QvcD9xPf/+\"},"
+        "\"httpVersion\":\"HTTP/1.1\",\"queryString\":[],\"cookies\":[],"
+        "\"headersSize\":-1,\"bodySize\":0,\"headers\":["
+        "{\"name\":\"X-Bin\",\"value\":\"\\u00ff\\u00fe caf\\u00c3\\u00a9\","
+        "\"_reel\":{\"value_b64\":\"//4gY2Fmw6k=\"}},"
+        "{\"name\":\"X-Edited\",\"value\":\"edited\",\"_reel\":{\"value_b64\":\"/w0=\"}},"
+        "{\"name\":\"X-Text\",\"value\":\"\\u00ff\"}]}",
+        &f);
+    assert_string_equal(f.target, "/p?q=\xff\xfe");
+    static const char want[] = "X-Bin: \xff\xfe caf\xc3\xa9\nX-Edited: edited\nX-Text: \xc3\xbf\n";
+    assert_bytes(&f.req_headers, want, strlen(want));
+    flow_free(&f);
+
+    char *p = variant(
+        "response", "{\"status\":200,\"statusText\":\"O\\u00ffK\",\"_reel\":{\"statusText_b64\":"
+                    "\"T/9L\"},\"httpVersion\":\"HTTP/1.1\",\"cookies\":[],\"headers\":["
+                    "{\"name\":\"X-Resp\",\"value\":\"\\u00fe\\u00ff\",\"_reel\":{\"value_b64\":"
+                    "\"/v8=\"}}],\"content\":{\"size\":0,\"mimeType\":\"x\"},\"redirectURL\":\"\","
+                    "\"headersSize\":-1,\"bodySize\":0}");
+    reel_har_stats_t st;
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (import(s, p, &st, &err) != REEL_OK)
+        fail_msg("import: %s", err.msg);
+    flow_read(s, st.first_id, &f);
+    assert_string_equal(f.reason, "O\xffK");
+    assert_bytes(&f.resp_headers, "X-Resp: \xfe\xff\n", 11);
+    flow_free(&f);
+    free(p);
+    reel_session_close(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_check_good),
@@ -1298,6 +1361,7 @@ int main(void) {
         cmocka_unit_test(test_import_bom_wrapped_base64),
         cmocka_unit_test(test_import_truncated_bodies),
         cmocka_unit_test(test_import_h2_websocket_keeps_protocol),
+        cmocka_unit_test(test_import_exact_bytes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
