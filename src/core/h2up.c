@@ -99,6 +99,9 @@ struct ulane {
     uv_timer_t timer;       /* deferred events */
     reel_stack_info_t info; /* the session's, kept for after it is gone */
     char remote[64], local[64], alpn[16], tls_version[32], cipher[64], sni[256];
+    /* the session's TLS refused the origin's certificate: why, and what
+     * the origin's own certificate says ("": it did not) */
+    char verify_error[128], peer_cert[400];
 };
 
 struct h2sess {
@@ -324,11 +327,32 @@ static void sess_detach(h2sess_t *s, ulane_t *l) {
         sess_flush(s);
 }
 
-/* The session is over: every up-lane gets its end, with why. */
+/* Keeps what the session's stack knows in the up-lane, for its info()
+ * once the session is gone: the peer's ServerConn record. */
+static void lane_copy_info(ulane_t *l, const reel_stack_info_t *i) {
+    l->info = *i;
+    snprintf(l->remote, sizeof l->remote, "%s", i->remote);
+    snprintf(l->local, sizeof l->local, "%s", i->local);
+    snprintf(l->alpn, sizeof l->alpn, "%s", i->alpn ? i->alpn : ""); /* h2c: none */
+    snprintf(l->tls_version, sizeof l->tls_version, "%s", i->tls_version ? i->tls_version : "");
+    snprintf(l->cipher, sizeof l->cipher, "%s", i->cipher ? i->cipher : "");
+    snprintf(l->sni, sizeof l->sni, "%s", i->sni ? i->sni : "");
+    snprintf(l->verify_error, sizeof l->verify_error, "%s", i->verify_error ? i->verify_error : "");
+    snprintf(l->peer_cert, sizeof l->peer_cert, "%s",
+             i->verify_error && i->peer_cert ? i->peer_cert : "");
+}
+
+/* The session is over: every up-lane gets its end, with why. One whose
+ * connection never came up gets what the session's stack knew first:
+ * when its TLS refused the origin's certificate, the flow records that
+ * connection (address, TLS, certificate, why: core/peer.c) beside its
+ * 502, as an HTTP/1.1 connection's flow does. */
 static void sess_fail(h2sess_t *s, const char *why) {
     if (s->error == NULL)
         s->error = reel_strdup(why);
     s->dead = true;
+    reel_stack_info_t info;
+    reel_stack_info(&s->st, &info);
     for (ulane_t *l = s->lanes; l; l = l->next) {
         if (!l->connected)
             continue; /* told by the failure below */
@@ -340,8 +364,10 @@ static void sess_fail(h2sess_t *s, const char *why) {
         s->nlanes--;
         l->s = NULL;
         lane_unbind(l);
-        if (!l->connected && !l->want_close)
+        if (!l->connected && !l->want_close) {
+            lane_copy_info(l, &info);
             reel_filter_fail(&l->f, why); /* the connection never came up: a 502 */
+        }
     }
     sess_close(s);
 }
@@ -873,6 +899,8 @@ static void ulane_info(const reel_filter_t *f, reel_stack_info_t *out) {
     out->tls_version = l->tls_version[0] ? l->tls_version : NULL;
     out->cipher = l->cipher[0] ? l->cipher : NULL;
     out->sni = l->sni[0] ? l->sni : NULL;
+    out->verify_error = l->verify_error[0] ? l->verify_error : NULL;
+    out->peer_cert = l->verify_error[0] ? l->peer_cert : NULL;
 }
 
 static void on_ulane_timer_closed(uv_handle_t *h) {
@@ -907,13 +935,7 @@ static void ulane_connect(ulane_t *l) {
     h2sess_t *s = l->s;
     reel_stack_info_t i;
     reel_stack_info(&s->st, &i);
-    l->info = i;
-    snprintf(l->remote, sizeof l->remote, "%s", i.remote);
-    snprintf(l->local, sizeof l->local, "%s", i.local);
-    snprintf(l->alpn, sizeof l->alpn, "%s", i.alpn ? i.alpn : ""); /* h2c: none */
-    snprintf(l->tls_version, sizeof l->tls_version, "%s", i.tls_version ? i.tls_version : "");
-    snprintf(l->cipher, sizeof l->cipher, "%s", i.cipher ? i.cipher : "");
-    snprintf(l->sni, sizeof l->sni, "%s", i.sni ? i.sni : "");
+    lane_copy_info(l, &i);
     l->connected = true;
     reel_filter_connected(&l->f); /* connected, then ready */
 }

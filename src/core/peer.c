@@ -309,12 +309,14 @@ void reel__upstream_close(conn_t *c) {
  * recorded as the flow's ServerConn all the same: the address reel
  * reached, the TLS the server had chosen, its certificate and why the
  * check refused it, beside the error that ends the flow. Other failures
- * leave none (the connection never was). */
+ * leave none (the connection never was). A stream of an HTTP/2 session
+ * (core/h2up.c) is never connected when the session's TLS fails: its
+ * up-lane says what the session reached, address included. */
 static void record_refused_conn(peer_t *up) {
     conn_t *c = up->c;
     reel_stack_info_t info;
     reel_stack_info(&up->st, &info);
-    if (info.verify_error == NULL || !up->connected)
+    if (info.verify_error == NULL || (!up->connected && !up->h2))
         return;
     reel_capture_flow_t *f = NULL;
     if (c->state == C_RAW && c->tflow && !c->tls_conn_recorded) {
@@ -327,7 +329,7 @@ static void record_refused_conn(peer_t *up) {
     if (f == NULL)
         return;
     reel_capture_conn_t sc = {.conn_id = up->id,
-                              .address = up->addr,
+                              .address = up->connected || !info.remote[0] ? up->addr : info.remote,
                               .sni = up->sni ? up->sni : up->host,
                               .alpn = info.alpn,
                               .tls_version = info.tls_version,

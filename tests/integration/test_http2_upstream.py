@@ -770,5 +770,61 @@ class VerifyTurnedBackOn(unittest.TestCase):
         self.assertEqual([l for l in self.origin.log_lines() if "=2" in l[2]], [])
 
 
+class RefusedCertificateOfAnH2Session(unittest.TestCase):
+    """An HTTP/2 session to the origin (core/h2up.c) whose TLS refuses the
+    origin's certificate records that connection as the flow's ServerConn,
+    as an HTTP/1.1 connection does (core/peer.c, record_refused_conn): the
+    address reel reached, SNI, the TLS the origin chose, why the check
+    failed and what the origin's certificate says, beside the 502. reel
+    does not trust this origin's CA; verification is off for a first
+    request, so that reel learns the origin speaks h2 and the next request
+    goes as a stream of a new (verified) session."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="h2refused-", dir=TMPBASE)
+        cls.origin = Origin(cls.root, h2=True)
+        cls.reel = Reel(cls.root, "refused", "workers=1")
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_class(cls)
+
+    def curl_h2(self, path):
+        r = subprocess.run(["curl", "-sS", "--http2", "-x", self.reel.proxy, "--cacert",
+                            self.reel.ca, "-o", os.devnull, "-w", "%{http_code} %{http_version}",
+                            self.origin.url(path, https=True)], capture_output=True, timeout=30)
+        return r.stdout.decode()
+
+    def test_the_refused_connection_is_the_flows_server_conn(self):
+        self.reel.set_config("set", "upstream_cert_verify", "false")
+        self.assertEqual(self.curl_h2("/100b?first=1"), "200 2")
+        [first] = self.reel.wait_flows(1, "~u first=1")
+        first = self.reel.flow(first["id"])
+        self.assertEqual(first["server_conn"]["alpn"], "h2", first["server_conn"])
+        self.reel.set_config("set", "upstream_cert_verify", "true")
+        self.assertEqual(self.curl_h2("/100b?refused=1"), "502 2")
+        [f] = self.reel.wait_flows(1, "~u refused=1")
+        full = self.reel.flow(f["id"])
+        self.assertIn("certificate verify failed", full["error"] or "", full)
+        self.assertEqual(full["request"]["http_version"], "HTTP/2.0")
+        sc = full["server_conn"]
+        self.assertIsNotNone(sc, full)
+        # a new session, not the unverified one
+        self.assertNotEqual(sc["conn_id"], first["server_conn"]["conn_id"], sc)
+        self.assertEqual(sc["address"], "127.0.0.1:%d" % self.origin.https_port, sc)
+        self.assertEqual(sc["sni"], "localhost", sc)
+        self.assertEqual(sc["alpn"], "h2", sc)
+        self.assertTrue(sc["tls_version"] and sc["tls_version"].startswith("TLSv1."), sc)
+        self.assertTrue(sc["cipher"], sc)
+        self.assertFalse(sc["unverified"], sc)  # it was checked: it failed
+        self.assertIn("issuer", sc["verify_error"] or "", sc)  # unable to get local issuer ...
+        self.assertTrue((sc["peer_cert"] or "").startswith("certificate for localhost"), sc)
+        self.assertIn(", by reel test origin CA, valid ", sc["peer_cert"], sc)
+        text = self.reel.cli("flow", self.reel.session, str(f["id"]), "--headers-only").stdout
+        self.assertIn(b"certificate verify FAILED", text)
+        self.assertEqual([l for l in self.origin.log_lines() if "refused" in l[2]], [])
+
+
 if __name__ == "__main__":
     main()
