@@ -312,6 +312,7 @@ const flipOrder = () => (state.order === 'asc' ? 'desc' : 'asc');
 async function fetchPage(cursor, forward, limit = PAGE) {
   const r = await api(listBase() + '&order=' + (forward ? state.order : flipOrder()) +
     '&limit=' + limit + (cursor ? '&cursor=' + enc(cursor) : ''), { signal: listAbort.signal });
+  r.rows.forEach(plainRow);
   if (forward) return { rows: r.rows, first: r.prev, last: r.next, more: r.more };
   return { rows: r.rows.reverse(), first: r.next, last: r.prev, more: r.more };
 }
@@ -410,8 +411,27 @@ async function resetList(last) {
 const POS_MAX = 1000;             // the position slider's steps
 const ID_MAX = 9007199254740991;  // past any id: (T, ID_MAX) sorts after every flow at T
 
+const hexBytes = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+
 function hexUtf8(s) {
-  return Array.from(new TextEncoder().encode(s), (b) => b.toString(16).padStart(2, '0')).join('');
+  return hexBytes(new TextEncoder().encode(s));
+}
+
+// Row text that the index holds as bytes that are not UTF-8 (a request
+// target with raw bytes, say) comes as {"b64": ...}: shown here with
+// U+FFFD where the bytes are not text; the host's own bytes are kept for
+// its cursor, which must name the value the index sorts.
+const ROW_TEXT = ['url', 'method', 'host', 'path', 'scheme', 'http_version', 'error', 'state',
+  'kind', 'response_content_type'];
+const b64Bytes = (b) => Uint8Array.from(atob(b), (c) => c.charCodeAt(0));
+const bytesText = (v) => (v && typeof v === 'object' && typeof v.b64 === 'string'
+  ? new TextDecoder().decode(b64Bytes(v.b64)) : v);
+
+function plainRow(r) {
+  if (r.host && typeof r.host === 'object' && typeof r.host.b64 === 'string') r.hostHex = hexBytes(b64Bytes(r.host.b64));
+  for (const k of ROW_TEXT) r[k] = bytesText(r[k]);
+  if (Array.isArray(r.tags)) r.tags = r.tags.map(bytesText);
+  return r;
 }
 
 // The cursor of (row's sort value, id) in the current sort.
@@ -419,7 +439,7 @@ function cursorOf(row, id) {
   switch (state.sort) {
     case 'id': return 'i' + id;
     case 'start': return 's' + id + '.' + row.start_us;
-    case 'host': return 'h' + id + '.' + (row.host === null || row.host === undefined ? '-' : hexUtf8(row.host));
+    case 'host': return 'h' + id + '.' + (row.host === null || row.host === undefined ? '-' : row.hostHex || hexUtf8(row.host));
     default: return 't' + id + '.' + (row.status === null || row.status === undefined ? '-' : row.status);
   }
 }
@@ -511,7 +531,7 @@ async function goToFlow(n) {
   try {
     r = await api(sessPath(state.session) + '/flows?limit=1&filter=' + enc('~id ' + n));
   } catch (e) { status(e.message, true); return; }
-  const row = r.rows[0];
+  const row = r.rows[0] && plainRow(r.rows[0]);
   if (!row) { status('there is no flow ' + n, true); return; }
   await jumpTo(cursorBefore(row), n);
   if (!state.rows.some((x) => x.id === n)) status('flow ' + n + ' does not match the filter: the list shows where it would be');
@@ -751,7 +771,7 @@ function startEvents() {
   state.events = es;
   es.addEventListener('flow', (ev) => {
     let row;
-    try { row = JSON.parse(ev.data); } catch (e) { return; }
+    try { row = plainRow(JSON.parse(ev.data)); } catch (e) { return; }
     // a row not in the window may be new: ask at the list's open edge (by
     // cursor: nothing comes back when it sorts elsewhere)
     if (replaceRow(row)) draw(); else scheduleRefresh();
@@ -986,7 +1006,7 @@ async function openFlow(id, refresh) {
   }
   if (state.openId !== id || seq < state.detailDrawn) return;
   state.detailDrawn = seq;
-  if (d.row) replaceRow(d.row);
+  if (d.row) replaceRow(plainRow(d.row));
   // a refresh (the flow changed while open) keeps what the user asked for
   // below the actions: a replay's result, a diff, a curl command
   const keep = refresh ? [...pane.querySelectorAll(':scope > .replay-result, :scope > .diff, :scope > .curl')] : [];

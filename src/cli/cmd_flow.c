@@ -18,6 +18,7 @@
 #include "session/replay.h"
 #include "session/decode.h"
 #include "session/filter.h"
+#include "session/flowread.h"
 #include "session/index.h"
 #include "session/store.h"
 #include "session/view.h"
@@ -1094,21 +1095,11 @@ static int run_view(reel_cli_t *cli, reel_session_t *s, unsigned long long id, i
 
 
 static json_t *b64_json(const uint8_t *p, size_t n) {
-    size_t len;
-    char *s = reel_base64(p, n, &len);
-    json_t *j = json_stringn_nocheck(s, len);
-    free(s);
-    return j;
+    return reel_json_b64(p, n);
 }
 
-/* Bytes as a JSON string when they are valid UTF-8, else {"b64": "..."}. */
 static json_t *bytes_json(const uint8_t *p, size_t n) {
-    if (n == 0)
-        return json_string("");
-    json_t *j = json_stringn((const char *)p, n);
-    if (j)
-        return j;
-    return json_pack("{s:o}", "b64", b64_json(p, n));
+    return reel_json_bytes(p, n);
 }
 
 static json_t *pbytes_json(ProtobufCBinaryData b) {

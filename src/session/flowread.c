@@ -10,7 +10,7 @@
 #include "session/index.h"
 #include "session/store.h"
 
-static json_t *b64_json(const uint8_t *p, size_t n) {
+json_t *reel_json_b64(const void *p, size_t n) {
     size_t len;
     char *s = reel_base64(p, n, &len);
     json_t *j = json_stringn_nocheck(s, len);
@@ -18,12 +18,23 @@ static json_t *b64_json(const uint8_t *p, size_t n) {
     return j;
 }
 
-/* Bytes as a JSON string when they are UTF-8, else {"b64": "..."}. */
-static json_t *bytes_json(const uint8_t *p, size_t n) {
+json_t *reel_json_bytes(const void *p, size_t n) {
     if (n == 0)
         return json_string("");
     json_t *j = json_stringn((const char *)p, n);
-    return j ? j : json_pack("{s:o}", "b64", b64_json(p, n));
+    return j ? j : json_pack("{s:o}", "b64", reel_json_b64(p, n));
+}
+
+json_t *reel_json_text(const char *s) {
+    return s ? reel_json_bytes(s, strlen(s)) : json_null();
+}
+
+static json_t *b64_json(const uint8_t *p, size_t n) {
+    return reel_json_b64(p, n);
+}
+
+static json_t *bytes_json(const uint8_t *p, size_t n) {
+    return reel_json_bytes(p, n);
 }
 
 static json_t *pbytes_json(ProtobufCBinaryData b) {

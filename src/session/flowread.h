@@ -24,6 +24,17 @@
  * "messages_omitted". */
 #define REEL_FLOWREAD_MESSAGES_MAX 5000
 
+/** Bytes as a JSON string when they are valid UTF-8, else {"b64": "..."}
+ * (jansson refuses a string that is not UTF-8: a caller that used
+ * json_string on them got NULL, and lost the field or the whole row). */
+json_t *reel_json_bytes(const void *p, size_t n);
+
+/** A C string as reel_json_bytes gives it; null for NULL. */
+json_t *reel_json_text(const char *s);
+
+/** Bytes in base64, as a JSON string. */
+json_t *reel_json_b64(const void *p, size_t n);
+
 /** Flow id's detail into *out: {"request": head|null, "response": head|null,
  * "timings", "server_conn", "messages" (each with data_b64 while the total
  * stays within msg_data_max bytes, then data_omitted; the first

@@ -1,6 +1,8 @@
 /* Queries over a session's index for the user interfaces (query.h). */
 #include "session/query.h"
 
+#include "session/flowread.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -659,17 +661,21 @@ static json_t *nullable_int(int64_t v) {
     return v == REEL_QUERY_NULL ? json_null() : json_integer((json_int_t)v);
 }
 
+/* The index's text as recorded: a URL, method or error that is not UTF-8
+ * (a request target with raw bytes) comes as {"b64": ...}, as in `reel
+ * flow --json`; json_pack refused it, and the whole row went missing. */
 static json_t *nullable_str(const char *v) {
-    return v ? json_string(v) : json_null();
+    return reel_json_text(v);
 }
 
 json_t *reel_query_flow_json(const reel_query_flow_t *f) {
     int64_t start = f->start_us == REEL_QUERY_NULL ? 0 : f->start_us;
     json_t *o = json_pack(
-        "{s:I, s:I, s:s, s:s, s:I, s:I, s:b, s:s}", "id", (json_int_t)f->id, "start_us",
-        (json_int_t)start, "state", f->state ? f->state : "", "kind", f->kind ? f->kind : "http",
-        "request_body_size", (json_int_t)f->request_body_size, "response_body_size",
-        (json_int_t)f->response_body_size, "marked", f->marked, "url", f->url ? f->url : "");
+        "{s:I, s:I, s:o, s:o, s:I, s:I, s:b, s:o}", "id", (json_int_t)f->id, "start_us",
+        (json_int_t)start, "state", reel_json_text(f->state ? f->state : ""), "kind",
+        reel_json_text(f->kind ? f->kind : "http"), "request_body_size",
+        (json_int_t)f->request_body_size, "response_body_size", (json_int_t)f->response_body_size,
+        "marked", f->marked, "url", reel_json_text(f->url ? f->url : ""));
     json_object_set_new(o, "method", nullable_str(f->method));
     json_object_set_new(o, "status", nullable_int(f->status));
     json_object_set_new(o, "end_us", nullable_int(f->end_us));
@@ -692,14 +698,14 @@ json_t *reel_query_flow_json(const reel_query_flow_t *f) {
     /* reel replay: the flow this one re-sent (and its session, if another) */
     json_object_set_new(o, "replay_of", nullable_int(f->replay_of));
     if (f->replay_session)
-        json_object_set_new(o, "replay_session", json_string(f->replay_session));
+        json_object_set_new(o, "replay_session", reel_json_text(f->replay_session));
     /* the client connection it came on (numbered per run) and its HTTP/2
      * stream there */
     json_object_set_new(o, "client_conn", nullable_int(f->client_conn));
     json_object_set_new(o, "stream_id", nullable_int(f->stream_id));
     json_t *ta = json_array();
     for (size_t i = 0; i < f->ntags; i++)
-        json_array_append_new(ta, json_string(f->tags[i]));
+        json_array_append_new(ta, reel_json_text(f->tags[i]));
     json_object_set_new(o, "tags", ta);
     return o;
 }

@@ -157,16 +157,13 @@ static const char *protocol(const reel_query_flow_t *f) {
 /* The `reel flows --json` row plus what the table shows besides. */
 static json_t *row_json(const reel_query_flow_t *f) {
     json_t *o = reel_query_flow_json(f);
-    json_object_set_new(o, "host", f->host ? json_string(f->host) : json_null());
-    json_object_set_new(o, "path", f->path ? json_string(f->path) : json_null());
-    json_object_set_new(o, "scheme", f->scheme ? json_string(f->scheme) : json_null());
-    json_object_set_new(o, "http_version",
-                        f->http_version ? json_string(f->http_version) : json_null());
+    json_object_set_new(o, "host", reel_json_text(f->host));
+    json_object_set_new(o, "path", reel_json_text(f->path));
+    json_object_set_new(o, "scheme", reel_json_text(f->scheme));
+    json_object_set_new(o, "http_version", reel_json_text(f->http_version));
     json_object_set_new(o, "annotations", json_integer(f->annotations));
     json_object_set_new(o, "protocol", json_string(protocol(f)));
-    json_object_set_new(o, "response_content_type",
-                        f->response_content_type ? json_string(f->response_content_type)
-                                                 : json_null());
+    json_object_set_new(o, "response_content_type", reel_json_text(f->response_content_type));
     return o;
 }
 

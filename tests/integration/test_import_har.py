@@ -581,7 +581,6 @@ class NotUtf8RoundTrip(unittest.TestCase):
 
     @classmethod
     def wait_flow(cls, session, fid):
-        # (`reel flows --json` leaves out a flow whose URL is not UTF-8)
         deadline = time.time() + 10
         while True:
             r = cls.reel.cli("flow", session, str(fid), "--json", check=time.time() > deadline)
@@ -602,6 +601,15 @@ class NotUtf8RoundTrip(unittest.TestCase):
                          [b"\xff\xfe caf\xc3\xa9"])
         self.assertEqual(self.as_bytes(req["target"]), b"/100b?q=\xff\xfe")
         self.assertEqual(self.as_bytes(self.captured[1]["response"]["reason"]), b"O\xffK")
+
+    def test_the_list_has_them(self):
+        # `reel flows --json` left out a flow whose URL is not UTF-8
+        # (jansson refused the string, and the row with it)
+        rows = json.loads(self.reel.cli("flows", "cap", "--json").stdout)
+        self.assertEqual([r["id"] for r in rows], [1, 2])
+        self.assertEqual(self.as_bytes(rows[0]["url"]),
+                         b"http://127.0.0.1:%d/100b?q=\xff\xfe" % self.origin.http_port)
+        self.assertIsInstance(rows[1]["url"], str)  # UTF-8: a string, as before
 
     def test_the_har_has_text_and_bytes(self):
         with open(self.har, encoding="utf-8") as f:
