@@ -19,7 +19,9 @@ static const char usage[] =
     "(names compared without case, every value of a repeated header in order);\n"
     "and bodies, decoded (Content-Encoding) and pretty-printed as 'reel flow\n"
     "--view auto' shows them, as a unified diff. Bodies are looked at up to\n"
-    "16 MiB and 50000 lines; what is cut is said.\n"
+    "16 MiB and 50000 lines; what is cut is said. A body not stored whole\n"
+    "(body_limit) is compared only in the bytes both flows stored, and in its\n"
+    "size on the wire: it is never taken for the same.\n"
     "\n"
     "  --context N  lines of context around each change (default 3)\n"
     "  --home DIR   sessions root (default $REEL_HOME, else the XDG data dir)\n"
@@ -141,9 +143,9 @@ static void print_hunks(const out_t *o, const reel_buf_t *h) {
 typedef struct {
     reel_diff_header_t *hdr;
     size_t nhdr;
+    reel_diff_body_t body;
     reel_diff_t lines;
     reel_buf_t hunks;
-    int bytes_same, views_same;
 } dir_diff_t;
 
 static void dir_compare(const reel_diff_dir_t *a, const reel_diff_dir_t *b, unsigned ctx,
@@ -151,21 +153,36 @@ static void dir_compare(const reel_diff_dir_t *a, const reel_diff_dir_t *b, unsi
     memset(d, 0, sizeof *d);
     reel_buf_init(&d->hunks, 0);
     d->hdr = reel_diff_headers(a->headers, a->n_headers, b->headers, b->n_headers, &d->nhdr);
-    d->bytes_same = a->body.len == b->body.len &&
-                    (a->body.len == 0 || memcmp(a->body.data, b->body.data, a->body.len) == 0);
-    d->views_same = a->view.len == b->view.len &&
-                    (a->view.len == 0 || memcmp(a->view.data, b->view.data, a->view.len) == 0);
-    if (!d->views_same) {
-        reel_diff_lines((const char *)a->view.data, a->view.len, (const char *)b->view.data,
-                        b->view.len, 0, 0, &d->lines);
+    reel_diff_body_compare(a, b, &d->body);
+    if (!d->body.views_same) {
+        reel_diff_lines((const char *)d->body.view_a.data, d->body.view_a.len,
+                        (const char *)d->body.view_b.data, d->body.view_b.len, 0, 0, &d->lines);
         reel_diff_unified(&d->lines, ctx, &d->hunks);
     }
 }
 
 static void dir_free(dir_diff_t *d) {
     reel_diff_headers_free(d->hdr, d->nhdr);
+    reel_diff_body_free(&d->body);
     reel_diff_free(&d->lines);
     reel_buf_free(&d->hunks);
+}
+
+/* `same` of a body comparison (`whole_same` when both sides are whole):
+ * false when the bodies differ, null when a side was not stored whole and
+ * what both stored agrees (not known); a partial body is never the same. */
+static json_t *verdict_json(const dir_diff_t *d, int partial, int whole_same) {
+    if (!partial)
+        return json_boolean(whole_same);
+    return d->body.verdict == REEL_DIFF_BODY_UNKNOWN ? json_null() : json_false();
+}
+
+static json_t *partial_json(const reel_diff_dir_t *x) {
+    if (!x->partial)
+        return json_null();
+    char why[256];
+    reel_diff_partial_str(x, why, sizeof why);
+    return json_string(why);
 }
 
 static json_t *side_json(const char *session, const reel_diff_flow_t *f) {
@@ -205,15 +222,23 @@ static json_t *dir_json(const reel_diff_flow_t *fa, const reel_diff_flow_t *fb, 
         }
     }
     const reel_diff_dir_t *a = &fa->dir[dir], *b = &fb->dir[dir];
+    const reel_diff_body_t *bd = &d->body;
     json_t *body = json_object();
-    json_object_set_new(body, "same", json_boolean(d->views_same));
-    json_object_set_new(body, "bytes_same", json_boolean(d->bytes_same));
-    json_object_set_new(body, "view_a", json_string(a->view_kind ? a->view_kind : "raw"));
-    json_object_set_new(body, "view_b", json_string(b->view_kind ? b->view_kind : "raw"));
-    json_object_set_new(body, "size_a", json_integer((json_int_t)a->body.len));
-    json_object_set_new(body, "size_b", json_integer((json_int_t)b->body.len));
+    int partial = a->partial || b->partial;
+    json_object_set_new(body, "same", verdict_json(d, partial, bd->views_same));
+    json_object_set_new(body, "bytes_same", verdict_json(d, partial, bd->bytes_same));
+    json_object_set_new(body, "view_a", json_string(bd->kind_a ? bd->kind_a : "raw"));
+    json_object_set_new(body, "view_b", json_string(bd->kind_b ? bd->kind_b : "raw"));
+    json_object_set_new(body, "size_a", json_integer((json_int_t)a->wire_size));
+    json_object_set_new(body, "size_b", json_integer((json_int_t)b->wire_size));
+    json_object_set_new(body, "stored_a", json_integer((json_int_t)a->body_size));
+    json_object_set_new(body, "stored_b", json_integer((json_int_t)b->body_size));
+    json_object_set_new(body, "partial_a", partial_json(a));
+    json_object_set_new(body, "partial_b", partial_json(b));
+    json_object_set_new(body, "compared",
+                        partial ? json_integer((json_int_t)bd->compared) : json_null());
     json_t *text = NULL;
-    if (!d->views_same) {
+    if (!bd->views_same) {
         text = json_stringn((const char *)d->hunks.data, d->hunks.len);
         if (text == NULL) { /* not UTF-8 (a raw view of other text): escaped */
             char *e =
@@ -321,8 +346,12 @@ int reel_cmd_diff(reel_cli_t *cli, int argc, char **argv) {
     int diff_status = str_differs(st[0], st[1]);
     int diff_error = str_differs(f[0].error, f[1].error);
     int same = !diff_method && !diff_url && !diff_status && !diff_error;
-    for (int d = 0; d < 2; d++)
-        same &= dd[d].nhdr == 0 && dd[d].bytes_same && f[0].dir[d].present == f[1].dir[d].present;
+    int unknown = 0; /* a body not stored whole that what was stored does not tell apart */
+    for (int d = 0; d < 2; d++) {
+        same &= dd[d].nhdr == 0 && dd[d].body.verdict == REEL_DIFF_BODY_SAME &&
+                f[0].dir[d].present == f[1].dir[d].present;
+        unknown |= dd[d].body.verdict == REEL_DIFF_BODY_UNKNOWN;
+    }
 
     if (cli->json) {
         json_t *changes = json_array();
@@ -340,15 +369,22 @@ int reel_cmd_diff(reel_cli_t *cli, int argc, char **argv) {
                 snprintf(key, sizeof key, "%s.headers", dir_name[d]);
                 json_array_append_new(changes, json_string(key));
             }
-            if (!dd[d].bytes_same) {
+            if (dd[d].body.verdict == REEL_DIFF_BODY_DIFFERS) {
                 snprintf(key, sizeof key, "%s.body", dir_name[d]);
                 json_array_append_new(changes, json_string(key));
             }
         }
-        json_t *o = json_pack("{s:o, s:o, s:b, s:o, s:o, s:o}", "a", side_json(sn[0], &f[0]), "b",
-                              side_json(sn[1], &f[1]), "same", same, "changes", changes, "request",
-                              dir_json(&f[0], &f[1], 0, &dd[0]), "response",
-                              dir_json(&f[0], &f[1], 1, &dd[1]));
+        json_t *unknown_j = json_array();
+        for (int d = 0; d < 2; d++)
+            if (dd[d].body.verdict == REEL_DIFF_BODY_UNKNOWN) {
+                char key[32];
+                snprintf(key, sizeof key, "%s.body", dir_name[d]);
+                json_array_append_new(unknown_j, json_string(key));
+            }
+        json_t *o = json_pack("{s:o, s:o, s:b, s:o, s:o, s:o, s:o}", "a", side_json(sn[0], &f[0]),
+                              "b", side_json(sn[1], &f[1]), "same", same, "changes", changes,
+                              "unknown", unknown_j, "request", dir_json(&f[0], &f[1], 0, &dd[0]),
+                              "response", dir_json(&f[0], &f[1], 1, &dd[1]));
         exit_code = reel_cli_json_out(o);
     } else {
         out_t o = {.esc = reel_cli_escaping() != 0};
@@ -403,19 +439,37 @@ int reel_cmd_diff(reel_cli_t *cli, int argc, char **argv) {
                     free(jb);
                 }
             }
-            if (dd[d].bytes_same)
+            const reel_diff_body_t *bd = &dd[d].body;
+            if (bd->verdict == REEL_DIFF_BODY_SAME)
                 continue;
+            int partial = a->partial || b->partial;
             col(&o, C_BOLD);
             printf("%s body", dir_name[d]);
             col(&o, C_OFF);
-            printf(" (%s, %zu bytes -> %s, %zu bytes):", a->view_kind ? a->view_kind : "raw",
-                   a->body.len, b->view_kind ? b->view_kind : "raw", b->body.len);
-            if (dd[d].views_same)
+            printf(" (%s, %llu bytes -> %s, %llu bytes):", bd->kind_a ? bd->kind_a : "raw",
+                   (unsigned long long)a->wire_size, bd->kind_b ? bd->kind_b : "raw",
+                   (unsigned long long)b->wire_size);
+            if (partial && bd->verdict == REEL_DIFF_BODY_UNKNOWN)
+                printf(" not stored whole; the same in the %zu bytes both hold, past them not "
+                       "known",
+                       bd->compared);
+            else if (partial && bd->bytes_same)
+                printf(" not stored whole; the same in the %zu bytes both hold, but the sizes "
+                       "differ",
+                       bd->compared);
+            else if (partial)
+                printf(" compared in the %zu bytes both hold", bd->compared);
+            else if (bd->views_same)
                 printf(" the same once pretty-printed");
             printf("\n");
             print_hunks(&o, &dd[d].hunks);
             for (int i = 0; i < 2; i++) {
                 const reel_diff_dir_t *x = &f[i].dir[d];
+                if (x->partial) {
+                    char why[256];
+                    reel_diff_partial_str(x, why, sizeof why);
+                    printf("(%s: %s body %s)\n", i ? "+++" : "---", dir_name[d], why);
+                }
                 if (x->decode_error) {
                     printf("(%s: not decoded: ", i ? "+++" : "---");
                     put(x->decode_error);
@@ -432,6 +486,14 @@ int reel_cmd_diff(reel_cli_t *cli, int argc, char **argv) {
         }
         if (same)
             printf("no differences\n");
+        else if (unknown && !diff_method && !diff_url && !diff_status && !diff_error &&
+                 dd[0].nhdr == 0 && dd[1].nhdr == 0 &&
+                 dd[0].body.verdict != REEL_DIFF_BODY_DIFFERS &&
+                 dd[1].body.verdict != REEL_DIFF_BODY_DIFFERS &&
+                 f[0].dir[0].present == f[1].dir[0].present &&
+                 f[0].dir[1].present == f[1].dir[1].present)
+            printf("no differences in what was stored, but a body was not stored whole: "
+                   "not known to be the same\n");
     }
     free(st[0]);
     free(st[1]);

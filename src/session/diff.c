@@ -344,6 +344,10 @@ typedef struct {
     reel_diff_flow_t *f;
     reel_buf_t stored[2];
     int decoded[2]; /* the head says the stored body is already decoded */
+    /* from the end or error record, per direction */
+    int ended, interrupted, har;
+    uint64_t wire[2], dropped[2], lost[2];
+    int truncated[2];
 } load_ctx;
 
 static void take_headers(reel_diff_dir_t *d, Reel__Header **h, size_t n) {
@@ -374,6 +378,20 @@ static int load_cb(void *ctx, const Reel__Record *rec) {
     load_ctx *c = ctx;
     reel_diff_flow_t *f = c->f;
     switch (rec->event_case) {
+    case REEL__RECORD__EVENT_START:
+        c->har = rec->start->source && strcmp(rec->start->source, "har-import") == 0;
+        break;
+    case REEL__RECORD__EVENT_END: {
+        const Reel__FlowEnd *e = rec->end;
+        c->ended = 1;
+        c->wire[0] = e->request_body_size;
+        c->wire[1] = e->response_body_size;
+        c->truncated[0] = e->request_truncated;
+        c->truncated[1] = e->response_truncated;
+        c->dropped[0] = e->request_body_dropped;
+        c->dropped[1] = e->response_body_dropped;
+        break;
+    }
     case REEL__RECORD__EVENT_REQUEST_HEAD: {
         const Reel__RequestHead *h = rec->request_head;
         set_str(&f->method, bin_str(h->method));
@@ -406,9 +424,24 @@ static int load_cb(void *ctx, const Reel__Record *rec) {
         }
         break;
     }
-    case REEL__RECORD__EVENT_ERROR:
-        set_str(&f->error, reel_strdup(rec->error->message ? rec->error->message : ""));
+    case REEL__RECORD__EVENT_ERROR: {
+        const Reel__FlowError *e = rec->error;
+        set_str(&f->error, reel_strdup(e->message ? e->message : ""));
+        if (e->interrupted) { /* its sizes are what was stored, not the wire's */
+            c->interrupted = 1;
+            break;
+        }
+        c->ended = 1;
+        c->wire[0] = e->request_body_size;
+        c->wire[1] = e->response_body_size;
+        c->truncated[0] = e->request_truncated;
+        c->truncated[1] = e->response_truncated;
+        c->dropped[0] = e->request_body_dropped;
+        c->dropped[1] = e->response_body_dropped;
+        c->lost[0] = e->records_lost ? e->request_body_lost : 0;
+        c->lost[1] = e->records_lost ? e->response_body_lost : 0;
         break;
+    }
     default:
         break;
     }
@@ -442,6 +475,49 @@ static int body_sink(void *ctx, const uint8_t *data, size_t len) {
     return 0;
 }
 
+/* Whether the stored body of direction d is whole, from the end or error
+ * record (as replay judges a request body, session/replay.c): the cause
+ * the records give, or NULL when whole. */
+static const char *partial_why(const load_ctx *c, int d, uint64_t stored) {
+    if (c->interrupted)
+        return "its recording stopped before the flow ended";
+    if (!c->ended)
+        return "the flow has not ended";
+    uint64_t missing = c->wire[d] > stored ? c->wire[d] - stored : 0;
+    if (c->lost[d])
+        return "capture was stopped by a disk error while the flow ran";
+    if (c->dropped[d])
+        return missing > c->dropped[d] ? "capture fell behind the disk, and body_limit cut the rest"
+                                       : "capture fell behind the disk";
+    if (c->truncated[d])
+        return c->har ? "the HAR it was imported from held no more" : "body_limit cut it";
+    if (missing)
+        return "fewer bytes were stored than its end record counts";
+    return NULL;
+}
+
+/* Writes the auto view of p[0..n) into view (at most REEL_DIFF_VIEW_MAX
+ * bytes); returns the view's name and sets *cut when the view was cut. */
+static const char *render(const reel_diff_dir_t *d, const uint8_t *p, size_t n, int body_cut,
+                          reel_buf_t *view, int *cut) {
+    char *ct = joined(d, "content-type");
+    char *mem = NULL;
+    size_t memlen = 0;
+    const char *name = "raw";
+    FILE *fp = open_memstream(&mem, &memlen);
+    if (fp) {
+        reel_view_kind k = reel_view_render(REEL_VIEW_AUTO, ct, p, n, body_cut, 0, fp);
+        fclose(fp);
+        name = reel_view_name(k);
+        size_t keep = memlen < REEL_DIFF_VIEW_MAX ? memlen : REEL_DIFF_VIEW_MAX;
+        reel_buf_append(view, mem, keep);
+        *cut |= keep < memlen;
+    }
+    free(mem);
+    free(ct);
+    return name;
+}
+
 static void finish_dir(reel_diff_dir_t *d, reel_buf_t *stored, int decoded) {
     char *ce = decoded ? NULL : joined(d, "content-encoding");
     reel_decoder_t *dec = NULL;
@@ -450,7 +526,8 @@ static void finish_dir(reel_diff_dir_t *d, reel_buf_t *stored, int decoded) {
     reel_rc rc = reel_decoder_new(ce, body_sink, d, &dec, &err);
     if (rc == REEL_OK)
         rc = reel_decoder_feed(dec, stored->data, stored->len, &err);
-    if (rc == REEL_OK && !d->body_cut)
+    /* a stored prefix decodes as far as it goes: its end is not the stream's */
+    if (rc == REEL_OK && !d->body_cut && !d->partial)
         rc = reel_decoder_finish(dec, &err);
     reel_decoder_free(dec);
     if (rc != REEL_OK && !d->body_cut) {
@@ -458,23 +535,78 @@ static void finish_dir(reel_diff_dir_t *d, reel_buf_t *stored, int decoded) {
         reel_buf_reset(&d->body);
         reel_buf_append(&d->body, stored->data, stored->len);
     }
-    free(ce);
+    d->coding = ce;
     /* the pretty-printed view, written to memory */
-    char *ct = joined(d, "content-type");
-    char *mem = NULL;
-    size_t memlen = 0;
-    FILE *fp = open_memstream(&mem, &memlen);
-    if (fp) {
-        reel_view_kind k =
-            reel_view_render(REEL_VIEW_AUTO, ct, d->body.data, d->body.len, d->body_cut, 0, fp);
-        fclose(fp);
-        d->view_kind = reel_view_name(k);
-        size_t keep = memlen < REEL_DIFF_VIEW_MAX ? memlen : REEL_DIFF_VIEW_MAX;
-        reel_buf_append(&d->view, mem, keep);
-        d->body_cut |= keep < memlen;
+    d->view_kind =
+        render(d, d->body.data, d->body.len, d->body_cut || d->partial, &d->view, &d->body_cut);
+}
+
+void reel_diff_partial_str(const reel_diff_dir_t *d, char *buf, size_t cap) {
+    if (!d->partial) {
+        snprintf(buf, cap, "%s", "");
+        return;
     }
-    free(mem);
-    free(ct);
+    unsigned long long stored = d->body_size, wire = d->wire_size;
+    if (strcmp(d->partial_why, "body_limit cut it") == 0 && wire > stored)
+        snprintf(buf, cap, "cut by body_limit at %llu of %llu bytes", stored, wire);
+    else if (wire > stored)
+        snprintf(buf, cap, "not stored whole (%llu of %llu bytes): %s", stored, wire,
+                 d->partial_why);
+    else
+        snprintf(buf, cap, "not known to be stored whole (its first %llu bytes): %s", stored,
+                 d->partial_why);
+}
+
+/* Whether the wire sizes of a and b are sizes of the same form of body. */
+static int same_coding(const reel_diff_dir_t *a, const reel_diff_dir_t *b) {
+    if (a->coding == NULL || b->coding == NULL)
+        return a->coding == b->coding;
+    return strcasecmp(a->coding, b->coding) == 0;
+}
+
+static int buf_eq(const reel_buf_t *a, const reel_buf_t *b) {
+    return a->len == b->len && (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
+}
+
+void reel_diff_body_compare(const reel_diff_dir_t *a, const reel_diff_dir_t *b,
+                            reel_diff_body_t *out) {
+    memset(out, 0, sizeof *out);
+    reel_buf_init(&out->view_a, 0);
+    reel_buf_init(&out->view_b, 0);
+    if (!a->partial && !b->partial) {
+        out->compared = a->body.len > b->body.len ? a->body.len : b->body.len;
+        out->bytes_same = buf_eq(&a->body, &b->body);
+        reel_buf_append(&out->view_a, a->view.data, a->view.len);
+        reel_buf_append(&out->view_b, b->view.data, b->view.len);
+        out->kind_a = a->view_kind;
+        out->kind_b = b->view_kind;
+        out->views_same = buf_eq(&out->view_a, &out->view_b);
+        out->verdict = out->bytes_same ? REEL_DIFF_BODY_SAME : REEL_DIFF_BODY_DIFFERS;
+        return;
+    }
+    /* Only what both sides hold can be compared: a byte one side did not
+     * store is not a change. Both views are of that common prefix. */
+    size_t n = a->body.len < b->body.len ? a->body.len : b->body.len;
+    out->compared = n;
+    out->bytes_same = n == 0 || memcmp(a->body.data, b->body.data, n) == 0;
+    int cut = 0;
+    out->kind_a = render(a, a->body.data, n, 1, &out->view_a, &cut);
+    out->kind_b = render(b, b->body.data, n, 1, &out->view_b, &cut);
+    out->views_same = buf_eq(&out->view_a, &out->view_b);
+    int sizes_differ = same_coding(a, b) && a->decode_error == NULL && b->decode_error == NULL &&
+                       a->wire_size != b->wire_size;
+    /* a whole body shorter than what the other side stored of its own */
+    int shorter =
+        (!a->partial && b->body.len > a->body.len) || (!b->partial && a->body.len > b->body.len);
+    out->verdict = !out->bytes_same || sizes_differ || shorter ? REEL_DIFF_BODY_DIFFERS
+                                                               : REEL_DIFF_BODY_UNKNOWN;
+}
+
+void reel_diff_body_free(reel_diff_body_t *b) {
+    if (b == NULL)
+        return;
+    reel_buf_free(&b->view_a);
+    reel_buf_free(&b->view_b);
 }
 
 reel_rc reel_diff_flow_load(reel_session_t *s, uint64_t id, reel_diff_flow_t *out,
@@ -492,8 +624,13 @@ reel_rc reel_diff_flow_load(reel_session_t *s, uint64_t id, reel_diff_flow_t *ou
         rc = reel_err_set(err, REEL_NOTFOUND, "no flow %llu in session '%s'",
                           (unsigned long long)id, reel_session_name(s));
     if (rc == REEL_OK)
-        for (int d = 0; d < 2; d++)
-            finish_dir(&out->dir[d], &c.stored[d], c.decoded[d]);
+        for (int d = 0; d < 2; d++) {
+            reel_diff_dir_t *x = &out->dir[d];
+            x->wire_size = c.wire[d] > x->body_size ? c.wire[d] : x->body_size;
+            x->partial_why = x->present ? partial_why(&c, d, x->body_size) : NULL;
+            x->partial = x->partial_why != NULL;
+            finish_dir(x, &c.stored[d], c.decoded[d]);
+        }
     for (int d = 0; d < 2; d++)
         reel_buf_free(&c.stored[d]);
     return rc;
@@ -516,6 +653,7 @@ void reel_diff_flow_free(reel_diff_flow_t *f) {
         reel_buf_free(&x->body);
         reel_buf_free(&x->view);
         free(x->decode_error);
+        free(x->coding);
     }
     memset(f, 0, sizeof *f);
 }

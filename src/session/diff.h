@@ -94,6 +94,13 @@ typedef struct {
     reel_header_t *headers; /* owned (strings too) */
     size_t n_headers;
     uint64_t body_size;    /* stored bytes */
+    uint64_t wire_size;    /* bytes the body had on the wire, as sent (before decoding): the
+                              end or error record's size, at least body_size */
+    int partial;           /* the stored body is (or may be) only a prefix of the wire's */
+    const char *partial_why; /* static, NULL when whole: why, as the flow's records say
+                                ("body_limit cut it", "the flow has not ended", ...) */
+    char *coding;            /* Content-Encoding of the stored bytes (owned; NULL: none, or
+                                stored decoded): wire sizes compare only under the same one */
     reel_buf_t body;       /* decoded body, at most REEL_VIEW_MAX bytes */
     int body_cut;          /* more was stored, or decoded, than kept */
     char *decode_error;    /* owned; the Content-Encoding failed: body holds the stored bytes */
@@ -107,6 +114,40 @@ typedef struct {
     uint32_t status;                     /* 0: no response */
     reel_diff_dir_t dir[2];              /* 0 request, 1 response */
 } reel_diff_flow_t;
+
+/** What the stored bodies of one direction of two flows say about the
+ * bodies sent. */
+typedef enum {
+    REEL_DIFF_BODY_SAME = 0, /* both stored whole, the same once decoded */
+    REEL_DIFF_BODY_DIFFERS,  /* known to differ (in what was stored, or in size) */
+    REEL_DIFF_BODY_UNKNOWN,  /* a side not stored whole, and what was stored of both agrees */
+} reel_diff_body_verdict;
+
+typedef struct {
+    reel_diff_body_verdict verdict;
+    int bytes_same;  /* decoded bytes compared are the same */
+    int views_same;  /* their pretty-printed forms are the same (view_a, view_b) */
+    size_t compared; /* decoded bytes of each side compared: all, or, when a side is partial,
+                        the bytes both hold */
+    reel_buf_t view_a, view_b;   /* the views diffed: owned, rendered from the first
+                                    `compared` bytes when a side is partial */
+    const char *kind_a, *kind_b; /* their view names */
+} reel_diff_body_t;
+
+/** Compares the bodies of a and b (one direction of two loaded flows) into
+ * out (free with reel_diff_body_free). Whole bodies are compared whole; when
+ * a side is partial only the decoded bytes both hold are compared (nothing
+ * past the stored prefix is taken for a change), and the bodies still
+ * differ when their wire sizes do (under the same Content-Encoding) or a
+ * whole side is shorter than what the other stored. */
+void reel_diff_body_compare(const reel_diff_dir_t *a, const reel_diff_dir_t *b,
+                            reel_diff_body_t *out);
+void reel_diff_body_free(reel_diff_body_t *b);
+
+/** Writes into buf why d's body is partial, for people: "cut by body_limit
+ * at 10 of 29 bytes", "not stored whole (10 of 29 bytes): capture fell
+ * behind the disk", ...; "" when it is whole. */
+void reel_diff_partial_str(const reel_diff_dir_t *d, char *buf, size_t cap);
 
 /** Reads flow `id` of s into out (zeroed first; free with
  * reel_diff_flow_free, also after an error). REEL_NOTFOUND ("no flow N in

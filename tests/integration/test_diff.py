@@ -2,7 +2,8 @@
 """reel diff on two imported flows with known differences: the exact lines
 for people (url, status, headers changed/removed/added with repeated ones,
 the JSON bodies pretty-printed and diffed), --json, SESSION1:ID1 SESSION2:ID2
-across sessions, colour on a terminal only, and the errors."""
+across sessions, colour on a terminal only, and the errors; and bodies not
+stored whole (body_limit), recorded through a real proxy and replayed."""
 import json
 import os
 import pty
@@ -11,7 +12,7 @@ import subprocess
 import tempfile
 import unittest
 
-from proxyenv import REEL, TMPBASE, main, run
+from proxyenv import REEL, TMPBASE, Origin, Reel, curl, main, run
 
 
 def entry(url, reqh, status, text, resph, body):
@@ -142,6 +143,96 @@ class Diff(unittest.TestCase):
         self.assertEqual(r.returncode, 2)
         r = self.reel("diff", "nosuch:1", "d:1", check=False)
         self.assertEqual(r.returncode, 1)
+
+
+class NotWhole(unittest.TestCase):
+    """Bodies body_limit cut: compared only in the bytes both sides stored,
+    never "the same", never changed past the stored prefix; sizes are the
+    wire's."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="reel-diffcut-", dir=TMPBASE)
+        cls.origin = o = Origin(cls.root)
+        cls.reel = Reel(cls.root, "d1", "body_limit=10")
+        try:
+            # chunked, so that the heads are the same and only the bodies differ
+            for body in ('{"name": "alpha", "n": 12345}', '{"name": "alpha", "n": 12345678}',
+                         '{"name": "alpha", "n": 12345}', '{"nome": "alpha", "n": 12345}',
+                         "hello world, 15"[:15]):
+                curl(cls.reel, "-H", "Transfer-Encoding: chunked", "-H", "Content-Type: text/plain",
+                     "--data-binary", body, o.url("/echo"))
+            cls.reel.wait_flows(5)
+        finally:
+            code = cls.reel.stop()
+        assert code == 0, cls.reel.log()
+        # The reverse: a session stored whole, replayed under body_limit 10.
+        cls.reel.cli("new", "s1")
+        cls.rec2 = Reel(cls.root, "s1", resume=True)
+        try:
+            curl(cls.rec2, "-H", "Transfer-Encoding: chunked", "--data-binary", "hello world, 15",
+                 o.url("/echo"))
+            cls.rec2.wait_flows(1)
+        finally:
+            code = cls.rec2.stop()
+        assert code == 0, cls.rec2.log()
+        cls.reel.cli("config", "s1", "set", "body_limit", "10")
+        cls.reel.cli("replay", "s1", "1", "--into", "r1")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.origin.stop()
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def diff(self, *args):
+        r = self.reel.cli("diff", *args)
+        return r.stdout.decode(), json.loads(self.reel.cli("diff", *args, "--json").stdout)
+
+    def test_sizes_differ_past_the_limit(self):
+        out, j = self.diff("d1", "1", "2")
+        self.assertNotIn("no differences", out)
+        self.assertEqual(out.splitlines()[2:], [
+            "request body (raw, 29 bytes -> raw, 32 bytes): not stored whole; the same in the "
+            "10 bytes both hold, but the sizes differ",
+            "(---: request body cut by body_limit at 10 of 29 bytes)",
+            "(+++: request body cut by body_limit at 10 of 32 bytes)"])
+        self.assertFalse(j["same"])
+        self.assertEqual(j["changes"], ["request.body"])
+        b = j["request"]["body"]
+        self.assertEqual((b["same"], b["bytes_same"], b["size_a"], b["size_b"], b["stored_a"],
+                          b["stored_b"], b["compared"]), (False, False, 29, 32, 10, 10, 10))
+        self.assertEqual(b["partial_a"], "cut by body_limit at 10 of 29 bytes")
+
+    def test_same_prefix_same_size_is_not_known(self):
+        out, j = self.diff("d1", "1", "3")
+        self.assertNotIn("no differences\n", out)
+        self.assertIn("not stored whole; the same in the 10 bytes both hold, past them not known",
+                      out)
+        self.assertTrue(out.endswith("not known to be the same\n"), out)
+        self.assertFalse(j["same"])
+        self.assertEqual((j["changes"], j["unknown"]), ([], ["request.body"]))
+        self.assertIsNone(j["request"]["body"]["same"])
+        self.assertIsNone(j["request"]["body"]["bytes_same"])
+        self.assertTrue(j["response"]["body"]["same"])
+
+    def test_differs_in_the_prefix(self):
+        out, j = self.diff("d1", "1", "4")
+        self.assertIn('request body (raw, 29 bytes -> raw, 29 bytes): compared in the 10 bytes '
+                      'both hold\n', out)
+        self.assertIn('\n-{"name": "\n+{"nome": "\n', out)
+        self.assertEqual(j["changes"], ["request.body"])
+
+    def test_replay_under_a_smaller_limit(self):
+        out, j = self.diff("s1:1", "r1:1")
+        self.assertNotIn("-hello world", out)
+        self.assertIn("(+++: request body cut by body_limit at 10 of 15 bytes)", out)
+        # replay sends a Content-Length in place of chunked (and the Date may
+        # have moved on): headers differ, the body is not a change
+        self.assertNotIn("request.body", j["changes"])
+        self.assertEqual(j["unknown"], ["request.body"])
+        b = j["request"]["body"]
+        self.assertEqual((b["size_a"], b["size_b"], b["stored_a"], b["stored_b"], b["partial_a"]),
+                         (15, 15, 15, 10, None))
 
 
 if __name__ == "__main__":
