@@ -263,13 +263,30 @@ reel_session_t *reel_cli_open(reel_cli_t *cli, const char *name, int flags) {
     return s;
 }
 
+int reel_cli_parse_flow_id(const char *arg, uint64_t *id) {
+    /* Digits only: strtoull would also take " 1", "+1" and "-1" (as a
+     * huge number), and those are typing slips, not flow 1. */
+    if (arg == NULL || arg[0] == '\0')
+        return -1;
+    uint64_t v = 0;
+    for (const char *p = arg; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        uint64_t d = (uint64_t)(*p - '0');
+        if (v > ((uint64_t)INT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    if (v == 0)
+        return -1;
+    *id = v;
+    return 0;
+}
+
 unsigned long long reel_cli_flow_id(reel_cli_t *cli, const char *arg) {
-    char *end = NULL;
-    errno = 0;
-    unsigned long long v = strtoull(arg, &end, 10);
-    if (arg[0] == '\0' || arg[0] == '-' || *end != '\0' || errno != 0 || v == 0 ||
-        v > (unsigned long long)INT64_MAX) {
-        reel_cli_fail(cli, "invalid flow id '%s': a flow id is a positive integer", arg);
+    uint64_t v;
+    if (reel_cli_parse_flow_id(arg, &v) != 0) {
+        reel_cli_usage(cli, "invalid flow id '%s': a flow id is a positive integer", arg);
         return 0;
     }
     return v;

@@ -7,6 +7,7 @@
 
 #include <getopt.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "session/session.h"
@@ -92,7 +93,15 @@ int reel_cli_db_error(reel_cli_t *cli, const char *session, int sqlite_code, con
  * anything else as its message. Returns REEL_EXIT_ERROR. */
 int reel_cli_query_fail(reel_cli_t *cli, reel_session_t *s, const reel_err_t *err);
 
-/** Parses a flow id argument ("12"); prints an error and returns 0 when bad. */
+/** Parses a flow id: ASCII digits only (no sign, no space), 1 to
+ * INT64_MAX. Sets *id and returns 0, or returns -1 when arg is not one. */
+int reel_cli_parse_flow_id(const char *arg, uint64_t *id);
+
+/** The flow id argument of every subcommand ("12"), as
+ * reel_cli_parse_flow_id reads it. Returns 0 after printing a usage error
+ * ("invalid flow id"): a malformed id is a usage error, and the caller
+ * returns REEL_EXIT_USAGE. Whether the flow exists is for later ("no flow N
+ * in session S", REEL_EXIT_ERROR). */
 unsigned long long reel_cli_flow_id(reel_cli_t *cli, const char *arg);
 
 /** Says on stderr that no flow of `session` matches `filter`; when the

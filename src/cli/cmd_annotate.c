@@ -85,7 +85,7 @@ int reel_cmd_annotate(reel_cli_t *cli, int argc, char **argv) {
                                              : "expected one TEXT argument (quote it)");
     unsigned long long id = reel_cli_flow_id(cli, argv[optind + 1]);
     if (id == 0)
-        return REEL_EXIT_ERROR;
+        return REEL_EXIT_USAGE;
     const char *text = nargs == 3 ? argv[optind + 2] : NULL;
     reel_err_t err;
     reel_err_clear(&err);

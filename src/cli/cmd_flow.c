@@ -1605,7 +1605,7 @@ int reel_cmd_flow(reel_cli_t *cli, int argc, char **argv) {
     const char *name = argv[optind];
     unsigned long long id = reel_cli_flow_id(cli, argv[optind + 1]);
     if (id == 0)
-        return REEL_EXIT_ERROR;
+        return REEL_EXIT_USAGE;
     reel_proto_t *proto = NULL;
     int pmsg = -1;
     if (proto_arg) {

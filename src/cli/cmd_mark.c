@@ -44,7 +44,7 @@ static int run(reel_cli_t *cli, int argc, char **argv, int mark) {
                                           : "expected SESSION and at least one flow ID");
     for (int i = optind + 1; i < argc; i++)
         if (reel_cli_flow_id(cli, argv[i]) == 0)
-            return REEL_EXIT_ERROR;
+            return REEL_EXIT_USAGE;
     reel_err_t err;
     reel_err_clear(&err);
     if (filter) { /* a bad filter is refused before the session opens */

@@ -13,6 +13,7 @@
 #include "base/mem.h"
 #include "cli/cli.h"
 #include "daemon/daemon.h"
+#include "session/config.h"
 #include "daemon/service.h"
 #include "web/web.h"
 
@@ -51,8 +52,37 @@ static const char resume_usage[] =
 /* Arguments of one run. */
 typedef struct {
     char **sets; /* --set and --listen as KEY=VALUE */
+    const char **from; /* per set: the --listen argument it came from, or NULL (--set) */
     size_t nsets;
 } run_t;
+
+static void add_set(run_t *r, char *assignment, const char *listen) {
+    r->sets = reel_realloc(r->sets, (r->nsets + 1) * sizeof *r->sets);
+    r->from = reel_realloc(r->from, (r->nsets + 1) * sizeof *r->from);
+    r->sets[r->nsets] = assignment;
+    r->from[r->nsets++] = listen;
+}
+
+/* Every --set and --listen checked before a session is made: an unknown
+ * option or a value it does not take is a usage error, as replay's --set
+ * is, said as the option the user typed. Returns -1 when all are valid,
+ * else the exit code. */
+static int check_sets(reel_cli_t *cli, const run_t *r) {
+    reel_config_t *cfg = reel_config_new();
+    int rc = -1;
+    for (size_t i = 0; i < r->nsets && rc < 0; i++) {
+        reel_err_t err;
+        reel_err_clear(&err);
+        if (reel_config_set_cli(cfg, r->sets[i], &err) == REEL_OK)
+            continue;
+        if (r->from[i])
+            rc = reel_cli_usage(cli, "--listen %s: %s", r->from[i], reel_err_str(&err));
+        else
+            rc = reel_cli_usage(cli, "--set %s: %s", r->sets[i], reel_err_str(&err));
+    }
+    reel_config_free(cfg);
+    return rc;
+}
 
 static char *default_name(void) {
     time_t t = time(NULL);
@@ -82,12 +112,11 @@ static int parse_listen(run_t *r, const char *arg) {
         free(host);
         return -1; /* said as --listen's, not as the --set it becomes */
     }
-    r->sets = reel_realloc(r->sets, (r->nsets + 2) * sizeof *r->sets);
     if (host) {
-        r->sets[r->nsets++] = reel_asprintf("listen_host=%s", host);
+        add_set(r, reel_asprintf("listen_host=%s", host), arg);
         free(host);
     }
-    r->sets[r->nsets++] = reel_asprintf("listen_port=%s", port);
+    add_set(r, reel_asprintf("listen_port=%s", port), arg);
     return 0;
 }
 
@@ -138,8 +167,7 @@ static int run(reel_cli_t *cli, int argc, char **argv, int resume) {
                 exit_code = reel_cli_usage(cli, "--set takes KEY=VALUE, not '%s'", optarg);
                 goto out;
             }
-            r.sets = reel_realloc(r.sets, (r.nsets + 1) * sizeof *r.sets);
-            r.sets[r.nsets++] = reel_strdup(optarg);
+            add_set(&r, reel_strdup(optarg), NULL);
             continue;
         }
         int rc = reel_cli_common_opt(cli, c, usage);
@@ -154,6 +182,9 @@ static int run(reel_cli_t *cli, int argc, char **argv, int resume) {
             reel_cli_usage(cli, resume ? "expected one SESSION" : "expected at most one SESSION");
         goto out;
     }
+    if ((exit_code = check_sets(cli, &r)) >= 0)
+        goto out;
+    exit_code = REEL_EXIT_OK;
     name = nargs ? reel_strdup(argv[optind]) : default_name();
     session = reel_cli_open(
         cli, name, resume ? REEL_OPEN_RECORD : REEL_OPEN_RECORD | REEL_OPEN_CREATE | REEL_OPEN_NEW);
@@ -206,6 +237,7 @@ out:
     for (size_t i = 0; i < r.nsets; i++)
         free(r.sets[i]);
     free(r.sets);
+    free(r.from);
     free(name);
     free(web_host);
     return exit_code;

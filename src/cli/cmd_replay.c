@@ -228,6 +228,40 @@ static reel_session_t *open_target(reel_cli_t *cli, const char *name, int create
     return s;
 }
 
+/* Whether `what` is meant as a flow id or a range (made of digits and
+ * '-' only: "12", "3-7", and the slips "0", "-1", "0-3", "7-3"), and then
+ * whether it is a valid one. Returns 1 when what is a valid id or range,
+ * 0 when it is not meant as one (a filter), -1 after a usage error. A
+ * bare "-1" as a URL regex would match next to nothing anyone means; a
+ * regex of digits and dashes can be written '~u 1-2'. */
+static int check_ids(reel_cli_t *cli, const char *what) {
+    if (what[0] == '\0' || what[strspn(what, "0123456789-")] != '\0' ||
+        strpbrk(what, "0123456789") == NULL)
+        return 0;
+    const char *dash = strchr(what, '-');
+    uint64_t lo, hi;
+    if (dash == NULL) {
+        if (reel_cli_flow_id(cli, what) == 0)
+            return -1;
+        return 1;
+    }
+    char *first = reel_strndup(what, (size_t)(dash - what));
+    int ok = reel_cli_parse_flow_id(first, &lo) == 0 && reel_cli_parse_flow_id(dash + 1, &hi) == 0;
+    free(first);
+    if (!ok) {
+        reel_cli_usage(cli,
+                       "invalid flow id or range '%s': a flow id is a positive integer, a "
+                       "range N-M two of them",
+                       what);
+        return -1;
+    }
+    if (lo > hi) {
+        reel_cli_usage(cli, "invalid range '%s': its first id is greater than its last", what);
+        return -1;
+    }
+    return 1;
+}
+
 int reel_cmd_replay(reel_cli_t *cli, int argc, char **argv) {
     enum { OPT_INTO = 0x2001, OPT_CONC, OPT_SET };
     static const struct option opts[] = {{"into", required_argument, NULL, OPT_INTO},
@@ -278,6 +312,10 @@ int reel_cmd_replay(reel_cli_t *cli, int argc, char **argv) {
     }
     const char *sname = argv[optind], *what = argv[optind + 1];
     int same = into == NULL || strcmp(into, sname) == 0;
+    if (check_ids(cli, what) < 0) {
+        free(sets);
+        return REEL_EXIT_USAGE;
+    }
 
     int exit_code = REEL_EXIT_OK;
     reel_err_t err;

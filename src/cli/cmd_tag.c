@@ -56,7 +56,7 @@ static int run(reel_cli_t *cli, int argc, char **argv, int add) {
                                           : "expected SESSION, flow ID and at least one TAG");
     unsigned long long id = 0;
     if (!filter && (id = reel_cli_flow_id(cli, argv[optind + 1])) == 0)
-        return REEL_EXIT_ERROR;
+        return REEL_EXIT_USAGE;
     reel_err_t err;
     reel_err_clear(&err);
     for (int i = first_tag; i < argc; i++) {

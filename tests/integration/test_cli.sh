@@ -132,7 +132,7 @@ run 1 "$REEL" import "$HAR" --into ../escape && has "$err" "invalid session name
 [ ! -e "$TMP/escape" ] && ok || bad "import created a session outside the home"
 run 1 "$REEL" show nosuch && has "$err" "no session 'nosuch'" "unknown session"
 run 1 "$REEL" flow demo 999 && has "$err" "no flow 999 in session 'demo'" "unknown flow id"
-run 1 "$REEL" flow demo abc && has "$err" "invalid flow id 'abc'" "non-numeric flow id"
+run 2 "$REEL" flow demo abc && has "$err" "invalid flow id 'abc'" "non-numeric flow id"
 run 1 "$REEL" annotate demo 999 "x" && has "$err" "no flow 999 in session 'demo'" "annotate unknown flow"
 run 1 "$REEL" tag demo 999 x && has "$err" "no flow 999" "tag unknown flow"
 run 1 "$REEL" tag demo 1 "has space" && has "$err" "invalid tag 'has space'" "bad tag"
@@ -163,12 +163,41 @@ run 1 "$REEL" import "$TMP/missing.har" --into fresh && has "$err" "missing.har"
 run 2 "$REEL" import "$HAR" && has "$err" "--into" "import without --into"
 run 0 "$REEL" show demo && has "$out" "flows       7" "nothing changed after refused commands"
 
+# --- one flow id rule in every command: digits only, 1 and up; a malformed
+# id is a usage error (2), a well-formed one that does not exist an error (1)
+for id in abc 0 -1 " 1" +1 1x 99999999999999999999; do
+  for args in "flow demo @" "tag demo @ x" "untag demo @ x" "mark demo @" "unmark demo @" \
+              "annotate demo @" "annotate demo @ note" "diff demo 1 @" "diff demo:1 demo:@"; do
+    read -r -a argv <<<"$args"
+    argv=("${argv[@]/#@/$id}"); argv=("${argv[@]/%:@/:$id}")
+    run 2 "$REEL" "${argv[@]}" && has "$err" "invalid flow id '$id'" "${argv[*]}: bad id '$id'"
+  done
+done
+for args in "flow demo 999" "tag demo 999 x" "untag demo 999 x" "mark demo 999" "unmark demo 999" \
+            "annotate demo 999" "diff demo 1 999" "replay demo 999"; do
+  read -r -a argv <<<"$args"
+  run 1 "$REEL" "${argv[@]}" && has "$err" "no flow 999 in session 'demo'" "$args: missing flow"
+done
+# replay: an id or a range N-M, else a filter; ids that cannot be are usage errors
+for what in 0 -1 0-3 1- 1-0; do
+  run 2 "$REEL" replay demo "$what" && has "$err" "invalid flow id" "replay '$what'"
+done
+run 2 "$REEL" replay demo 7-3 && has "$err" "invalid range '7-3': its first id is greater than its last" "replay 7-3"
+# an unknown --set option, or a value it does not take: 2 in every command
+run 2 "$REEL" record --set nosuch=1 setx && has "$err" "--set nosuch=1: unknown option 'nosuch'" "record --set"
+[ ! -e "$REEL_HOME/setx" ] && ok || bad "record with a bad --set created the session"
+run 2 "$REEL" resume --set nosuch=1 demo && has "$err" "--set nosuch=1: unknown option 'nosuch'" "resume --set"
+run 2 "$REEL" replay demo 1 --set nosuch=1 && has "$err" "--set nosuch=1: unknown option 'nosuch'" "replay --set"
+run 2 "$REEL" record --set body_limit=abc setx && has "$err" "--set body_limit=abc: invalid value" "record --set value"
+run 2 "$REEL" record --listen 127.0.0.1:99999 setx && has "$err" "--listen 127.0.0.1:99999: invalid value '99999' for listen_port" "record --listen port"
+case "$err" in *"--set"*) bad "--listen error named as --set: $err" ;; *) ok ;; esac
+
 # --- negative numbers are values, not options ---
 run 1 "$REEL" config demo set body_limit -5 && has "$err" "invalid value '-5' for body_limit: a size cannot be negative" "negative size"
 case "$err" in *"invalid option"*) bad "-5 taken as an option: $err" ;; *) ok ;; esac
 run 1 "$REEL" config demo set listen_port -1 && has "$err" "expected an integer from 0 to 65535" "negative port"
-run 1 "$REEL" flow demo -1 && has "$err" "invalid flow id '-1': a flow id is a positive integer" "negative flow id"
-run 1 "$REEL" mark demo -3 && has "$err" "invalid flow id '-3'" "negative id to mark"
+run 2 "$REEL" flow demo -1 && has "$err" "invalid flow id '-1': a flow id is a positive integer" "negative flow id"
+run 2 "$REEL" mark demo -3 && has "$err" "invalid flow id '-3'" "negative id to mark"
 run 2 "$REEL" flows demo --limit -5 && has "$err" "--limit takes a non-negative number, not '-5'" "negative --limit"
 run 0 "$REEL" annotate demo 2 -42 --json && has "$out" '"note"' "a note that looks like a negative number"
 run 0 "$REEL" annotate demo 2 && has "$out" "  -42" "the note -42 is listed"

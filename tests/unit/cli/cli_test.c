@@ -1,7 +1,7 @@
 /* Tests for the shared helpers of src/cli/cli.c: the escaper that keeps
  * captured bytes from driving a terminal (every split of its input gives
- * the same output), cutting to a width, and the getopt wrapper that takes
- * negative numbers as positional arguments. */
+ * the same output), cutting to a width, the getopt wrapper that takes
+ * negative numbers as positional arguments, and the flow id parser. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -138,8 +138,44 @@ static void test_getopt_negative(void **state) {
     assert_string_equal(got, "[-7][S]");
 }
 
+/* One flow id rule for every subcommand: ASCII digits only, 1 to INT64_MAX. */
+static void test_flow_id(void **state) {
+    (void)state;
+    uint64_t id = 0;
+    assert_int_equal(reel_cli_parse_flow_id("1", &id), 0);
+    assert_int_equal(id, 1);
+    assert_int_equal(reel_cli_parse_flow_id("007", &id), 0);
+    assert_int_equal(id, 7);
+    assert_int_equal(reel_cli_parse_flow_id("9223372036854775807", &id), 0);
+    assert_int_equal(id, (uint64_t)INT64_MAX);
+    /* strtoull took the first five as 1 (or as a huge number for "-1") */
+    const char *bad[] = {" 1",
+                         "+1",
+                         "-1",
+                         "1 ",
+                         "\t1",
+                         "0",
+                         "00",
+                         "",
+                         "1x",
+                         "0x1",
+                         "1-2",
+                         "9223372036854775808",
+                         "18446744073709551616",
+                         "1.0",
+                         NULL};
+    for (const char **b = bad; *b; b++) {
+        id = 42;
+        if (reel_cli_parse_flow_id(*b, &id) != -1)
+            fail_msg("'%s' taken as flow %llu", *b, (unsigned long long)id);
+        assert_int_equal(id, 42); /* untouched */
+    }
+    assert_int_equal(reel_cli_parse_flow_id(NULL, &id), -1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_flow_id),
         cmocka_unit_test(test_escape),
         cmocka_unit_test(test_cut),
         cmocka_unit_test(test_getopt_negative),
