@@ -2981,8 +2981,11 @@ static int salvage(reel_session_t *s, sqlite3 *nd, const char *oldpath) {
 }
 
 /* Replaces a damaged session.db by a new index holding the user data that
- * still reads; the old file (and its -wal, -shm) goes to recovered/. */
-static reel_rc replace_index(reel_session_t *s, reel_err_t *err) {
+ * still reads; the old file (and its -wal, -shm) goes to recovered/.
+ * *created_lost: the old file gave no created_us (missing, empty, or not
+ * readable that far): the new index holds the repair's time until the
+ * caller sets the first flow's start, as for a missing file. */
+static reel_rc replace_index(reel_session_t *s, int *created_lost, reel_err_t *err) {
     reel_rc rc = REEL_OK;
     char *dbpath = reel_asprintf("%s/session.db", s->path);
     char *newpath = reel_asprintf("%s/session.db.new", s->path);
@@ -3007,13 +3010,18 @@ static reel_rc replace_index(reel_session_t *s, reel_err_t *err) {
     char now[32];
     snprintf(now, sizeof now, "%lld", (long long)reel_now_us());
     if ((rc = reel_index_meta_set(nd, "name", s->name, err)) != REEL_OK ||
-        (rc = reel_index_meta_set(nd, "created_us", now, err)) != REEL_OK ||
         (rc = reel_index_meta_set(nd, "format", "reel-session 1", err)) != REEL_OK ||
         (rc = reel_index_meta_set(nd, "journal", "1", err)) != REEL_OK)
         goto out;
     struct stat dst;
     int db_exists = stat(dbpath, &dst) == 0;
     int read_old = db_exists && salvage(s, nd, dbpath); /* ATTACH would make the file */
+    /* created_us is the old file's when salvage read it, else set below. */
+    char *old_created = reel_index_meta_get(nd, "created_us");
+    *created_lost = old_created == NULL;
+    free(old_created);
+    if (*created_lost && (rc = reel_index_meta_set(nd, "created_us", now, err)) != REEL_OK)
+        goto out;
     {
         /* Without the journal, what the old index did not give is lost:
          * say so rather than let an empty list pass for the truth. */
@@ -3153,9 +3161,9 @@ reel_rc reel_session_repair(reel_session_t *s, char **report, reel_err_t *err) {
     }
     reel_buf_reset(&s->note);
     reel_rc rc = repair_journal(s, err);
-    int missing = s->db_missing;
+    int missing = s->db_missing; /* no old file: created_us is not known */
     if (rc == REEL_OK && (s->db == NULL || !index_sound(s)))
-        rc = replace_index(s, err);
+        rc = replace_index(s, &missing, err);
     if (rc == REEL_OK)
         rc = undo_import(s, err);
     if (rc == REEL_OK)
@@ -3163,7 +3171,8 @@ reel_rc reel_session_repair(reel_session_t *s, char **report, reel_err_t *err) {
     if (rc == REEL_OK)
         rc = rewrite_journal(s, err);
     if (rc == REEL_OK && missing) {
-        /* Nothing else tells when the session was made. */
+        /* Nothing else tells when the session was made (an unreadable
+         * old file is as good as none, docs/format.md). */
         rc = reel_index_exec(s->db,
                              "UPDATE meta SET value = (SELECT min(start_us) FROM flows) "
                              "WHERE key = 'created_us' AND EXISTS (SELECT 1 FROM flows)",

@@ -356,6 +356,48 @@ class Repair(unittest.TestCase):
         self.cli(reel, "rm", "--yes", "lost")
         self.assertFalse(os.path.exists(os.path.join(home, "lost")))
 
+    def test_created_when_the_old_index_does_not_read(self):
+        """An old session.db that is empty, cut short or not SQLite gives
+        no creation time, as a missing one does: repair takes the first
+        flow's start, not the time of the repair (docs/format.md)."""
+        env = dict(os.environ, REEL_HOME=os.path.join(self.root, "created-home"))
+        home = env["REEL_HOME"]
+        har = os.path.join(os.environ["REEL_SOURCE_DIR"], "tests", "data", "har", "chromium.har")
+
+        def reel(*args):
+            return subprocess.run([REEL] + list(args), env=env, capture_output=True, timeout=60,
+                                  check=True)
+
+        def created(name):
+            return [x["created_us"] for x in json.loads(reel("ls", "--json").stdout)
+                    if x["session"] == name][0]
+
+        reel("import", har, "--into", "orig")
+        first = min(f["start_us"] for f in json.loads(reel("flows", "orig", "--json").stdout))
+        made = created("orig")
+        self.assertGreater(made - first, 60_000_000)  # imported long after it was captured
+        for how in ("missing", "empty", "cut", "garbage"):
+            with self.subTest(how=how):
+                name = "c-" + how
+                shutil.copytree(os.path.join(home, "orig"), os.path.join(home, name))
+                db = os.path.join(home, name, "session.db")
+                for f in glob.glob(db + "-*"):
+                    os.unlink(f)
+                if how == "missing":
+                    os.unlink(db)
+                elif how == "empty":
+                    open(db, "wb").close()
+                elif how == "cut":
+                    os.truncate(db, 100)  # the header only
+                else:
+                    with open(db, "wb") as f:
+                        f.write(b"not a database\n" * 100)
+                reel("repair", name)
+                self.assertEqual(created(name), first)
+        # an old index that reads keeps its own
+        shutil.copytree(os.path.join(home, "orig"), os.path.join(home, "c-sound"))
+        reel("repair", "c-sound")
+        self.assertEqual(created("c-sound"), made)
 
     def test_har_import_cut_short(self):
         """Issue 13: a 30-entry HAR import is one frame; cutting its last 7
