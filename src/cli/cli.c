@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,7 +34,7 @@ static const reel_cmd_t commands[] = {
     {"mark", reel_cmd_mark, "mark flows"},
     {"unmark", reel_cmd_unmark, "unmark flows"},
     {"config", reel_cmd_config, "show or change a session's config overlay"},
-    {"import", reel_cmd_import, "import a HAR file into a session"},
+    {"import", reel_cmd_import, "import a HAR or mitmproxy flow file into a session"},
     {"search", reel_cmd_search, "full-text search of a session's text bodies"},
     {"replay", reel_cmd_replay, "send recorded requests again, recording the new flows"},
     {"diff", reel_cmd_diff, "differences between two flows"},
@@ -57,6 +58,26 @@ static void main_usage(FILE *out) {
     for (const reel_cmd_t *c = commands; c->name; c++)
         fprintf(out, "  %-10s %s\n", c->name, c->summary);
     fprintf(out, "\n'reel <command> --help' describes a command.\n");
+}
+
+/* Checks a --home value: "" would silently mean the default, and a file
+ * would read as a home without sessions. A directory that does not exist
+ * yet is fine (record makes it). Returns -1 when usable, else the exit
+ * code after printing why ("reel: " or "reel CMD: "). */
+static int check_home(const char *cmd, const char *dir) {
+    const char *sep = cmd ? " " : "";
+    if (dir[0] == '\0') {
+        fprintf(stderr, "reel%s%s: --home needs a directory, not an empty string\n", sep,
+                cmd ? cmd : "");
+        fprintf(stderr, "Try 'reel%s%s --help'.\n", sep, cmd ? cmd : "");
+        return REEL_EXIT_USAGE;
+    }
+    struct stat st;
+    if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "reel%s%s: --home %s: not a directory\n", sep, cmd ? cmd : "", dir);
+        return REEL_EXIT_ERROR;
+    }
+    return -1;
 }
 
 int reel_cli_main(int argc, char **argv) {
@@ -86,12 +107,23 @@ int reel_cli_main(int argc, char **argv) {
         main_usage(stderr);
         return REEL_EXIT_USAGE;
     }
+    if (cli.home_opt) {
+        int rc = check_home(NULL, cli.home_opt);
+        if (rc >= 0)
+            return rc;
+    }
     const char *name = argv[i];
     for (const reel_cmd_t *c = commands; c->name; c++) {
         if (strcmp(c->name, name) == 0) {
             cli.cmd = c->name;
             reel_cli_getopt_reset();
+            /* getopt prefixes its own messages ("unrecognized option")
+             * with argv[0]: make it "reel show", as reel_cli_fail writes. */
+            char *name0 = argv[i], *prog = reel_asprintf("reel %s", c->name);
+            argv[i] = prog;
             int rc = c->fn(&cli, argc - i, argv + i);
+            argv[i] = name0;
+            free(prog);
             free(cli.home);
             return rc;
         }
@@ -180,7 +212,7 @@ int reel_cli_common_opt(reel_cli_t *cli, int c, const char *usage) {
     switch (c) {
     case REEL_CLI_OPT_HOME:
         cli->home_opt = optarg;
-        return -1;
+        return check_home(cli->cmd, optarg);
     case REEL_CLI_OPT_JSON:
         cli->json = 1;
         return -1;

@@ -45,7 +45,8 @@ int reel_cli_main(int argc, char **argv);
 
 /** Handles a common option returned by getopt_long. Returns -1 if `c` was
  * handled and parsing should continue, else an exit code: 0 after printing
- * usage for -h, 2 for '?' (getopt already printed why), 2 for anything else. */
+ * usage for -h, 2 for '?' (getopt already printed why), for an empty
+ * --home or anything else, 1 for a --home that is not a directory. */
 int reel_cli_common_opt(reel_cli_t *cli, int c, const char *usage);
 
 /** Parses argv of a subcommand that takes only the common options and

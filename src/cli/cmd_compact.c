@@ -1,5 +1,6 @@
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli/cli.h"
 #include "session/config.h"
@@ -39,9 +40,14 @@ int reel_cmd_compact(reel_cli_t *cli, int argc, char **argv) {
     char *report = NULL;
     reel_rc rc = reel_retention_compact(s, segment_size, &report, &err);
     int exit_code = REEL_EXIT_OK;
-    if (rc != REEL_OK)
-        exit_code = reel_cli_fail(cli, "%s", reel_err_str(&err));
-    else if (cli->json)
+    if (rc != REEL_OK) {
+        /* retention.c says "compact: ..." for the proxy's log, where
+         * compaction runs unasked; here "reel compact: " already says it */
+        const char *msg = reel_err_str(&err);
+        if (strncmp(msg, "compact: ", 9) == 0)
+            msg += 9;
+        exit_code = reel_cli_fail(cli, "%s", msg);
+    } else if (cli->json)
         reel_cli_json_out(json_pack("{s:s, s:s}", "session", reel_session_name(s), "report",
                                     report ? report : ""));
     else

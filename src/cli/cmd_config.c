@@ -275,7 +275,14 @@ static void say_applies(reel_session_t *s, const char *key) {
     long pid;
     char *cli_value = NULL;
     const char *when = applies(s, key, &pid, &cli_value);
-    if (cli_value)
+    if (cli_value && strncmp(key, "listen_", 7) == 0)
+        /* --listen HOST:PORT, --set listen_port=N and the address a port 0
+         * was given all look the same from here: say what it listens on */
+        printf("the proxy recording into '%s' (pid %ld) runs with %s = %s from its command "
+               "line (--listen or --set), which takes precedence over the overlay: it keeps "
+               "that address until it stops\n",
+               reel_session_name(s), pid, key, cli_value);
+    else if (cli_value)
         printf("the proxy recording into '%s' (pid %ld) was started with --set %s=%s, which "
                "takes precedence over the overlay: it keeps that value until it stops\n",
                reel_session_name(s), pid, key, cli_value);

@@ -28,9 +28,11 @@ static const char usage[] =
     "\n"
     "Sends the recorded requests of SESSION again to their servers (client replay)\n"
     "and records each answer as a new flow in SESSION, or in SESSION2 with --into\n"
-    "(created if missing). Each new flow names the flow it replays (its start\n"
-    "record's replay_of; flows.replay_of in the index). ID is a flow id or a\n"
-    "range N-M; anything else is a filter expression (docs/filters.md).\n"
+    "(created if missing; removed again if every flow was skipped). Each new\n"
+    "flow names the flow it replays (its start record's replay_of;\n"
+    "flows.replay_of in the index). ID is a flow id or a range N-M (digits and\n"
+    "'-' only: 0, -1 or 7-3 are usage errors); anything else is a filter\n"
+    "expression (docs/filters.md).\n"
     "\n"
     "A request goes out as recorded (method, target, headers, stored body) over\n"
     "HTTP/1.1 on a new connection, without its hop-by-hop headers and with\n"
@@ -204,13 +206,19 @@ static char *req_url(const reel_replay_req_t *r) {
     return (char *)b.data;
 }
 
-/* Opens a session to record into; a clear refusal when a proxy records it. */
-static reel_session_t *open_target(reel_cli_t *cli, const char *name, int create) {
+/* Opens a session to record into; a clear refusal when a proxy records it.
+ * With `made` (create when missing), *made says this call created it. */
+static reel_session_t *open_target(reel_cli_t *cli, const char *name, int *made) {
     reel_err_t err;
     reel_err_clear(&err);
     reel_session_t *s = NULL;
-    reel_rc rc = reel_session_open(reel_cli_home(cli), name,
-                                   REEL_OPEN_RECORD | (create ? REEL_OPEN_CREATE : 0), &s, &err);
+    reel_rc rc = reel_session_open(reel_cli_home(cli), name, REEL_OPEN_RECORD, &s, &err);
+    if (rc == REEL_NOTFOUND && made) {
+        reel_err_clear(&err);
+        rc = reel_session_open(reel_cli_home(cli), name,
+                               REEL_OPEN_RECORD | REEL_OPEN_CREATE | REEL_OPEN_NEW, &s, &err);
+        *made = rc == REEL_OK;
+    }
     if (rc == REEL_LOCKED) {
         reel_cli_fail(cli,
                       "%s; replay records into a session no proxy is recording: stop that "
@@ -331,13 +339,14 @@ int reel_cmd_replay(reel_cli_t *cli, int argc, char **argv) {
     pthread_cond_init(&run.cond, NULL);
     pthread_t threads[CONCURRENCY_MAX];
     size_t nthreads = 0;
+    int made = 0; /* this run created the --into session */
 
     if (reel_session_name_check(sname, &err) != REEL_OK ||
         (!same && reel_session_name_check(into, &err) != REEL_OK)) {
         exit_code = reel_cli_fail(cli, "%s", reel_err_str(&err));
         goto out;
     }
-    src = same ? open_target(cli, sname, 0) : reel_cli_open(cli, sname, REEL_OPEN_READ);
+    src = same ? open_target(cli, sname, NULL) : reel_cli_open(cli, sname, REEL_OPEN_READ);
     if (src == NULL) {
         exit_code = REEL_EXIT_ERROR;
         goto out;
@@ -371,7 +380,7 @@ int reel_cmd_replay(reel_cli_t *cli, int argc, char **argv) {
         exit_code = reel_cli_fail(cli, "upstream_trusted_ca: %s", reel_err_str(&err));
         goto out;
     }
-    if (!same && (dst = open_target(cli, into, 1)) == NULL) {
+    if (!same && (dst = open_target(cli, into, &made)) == NULL) {
         exit_code = REEL_EXIT_ERROR;
         goto out;
     }
@@ -480,6 +489,20 @@ out:
     free(ids);
     free(sets);
     reel_session_close(dst);
+    if (made && run.ok + run.failed == 0) {
+        /* Every flow was skipped: a new session with nothing in it would
+         * only be in the way of the next --into with that name. */
+        reel_err_clear(&err);
+        if (reel_session_remove(reel_cli_home(cli), into, &err) == REEL_OK)
+            fprintf(stderr,
+                    "reel replay: removed session '%s' again (nothing was replayed into it)\n",
+                    into);
+        else
+            fprintf(stderr,
+                    "reel replay: session '%s' was created but nothing was replayed into "
+                    "it; %s\n",
+                    into, reel_err_str(&err));
+    }
     reel_session_close(src);
     return exit_code;
 }

@@ -96,6 +96,24 @@ static void retention_print(const retention_t *r) {
                r->compacted == 1 ? "" : "s");
 }
 
+/* Segment files in the session's spool, as `reel verify` counts them: a
+ * fresh recording's first segment holds no frame yet but is there. -1 when
+ * the spool cannot be listed. */
+static long long segment_files(reel_session_t *s) {
+    char *dir = reel_asprintf("%s/spool", reel_session_path(s));
+    DIR *d = opendir(dir);
+    free(dir);
+    if (d == NULL)
+        return -1;
+    long long n = 0;
+    struct dirent *e;
+    uint32_t num;
+    while ((e = readdir(d)) != NULL)
+        n += reel_spool_segment_parse(e->d_name, &num);
+    closedir(d);
+    return n;
+}
+
 int reel_cmd_show(reel_cli_t *cli, int argc, char **argv) {
     int arc = reel_cli_simple_args(cli, argc, argv, usage, 1, 1, "expected one SESSION");
     if (arc >= 0)
@@ -115,7 +133,9 @@ int reel_cmd_show(reel_cli_t *cli, int argc, char **argv) {
     long long interrupted = sum.interrupted, complete = sum.complete;
     long long first = sum.first_us, last = sum.last_us;
     long long frames = sum.frames, spool = sum.spool_bytes, raw = sum.raw_bytes;
-    long long segments = sum.segments, index_bytes = sum.index_bytes;
+    long long segments = segment_files(s), index_bytes = sum.index_bytes;
+    if (segments < 0) /* the spool cannot be listed: those the index has frames in */
+        segments = sum.segments;
     long long annotations = sum.annotations, tagged = sum.tagged_flows;
     long long marked = sum.marked_flows, overlay = sum.overlay_keys;
     long long damage = sum.damaged_ranges, cus = sum.created_us;

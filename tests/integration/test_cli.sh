@@ -192,6 +192,62 @@ run 2 "$REEL" record --set body_limit=abc setx && has "$err" "--set body_limit=a
 run 2 "$REEL" record --listen 127.0.0.1:99999 setx && has "$err" "--listen 127.0.0.1:99999: invalid value '99999' for listen_port" "record --listen port"
 case "$err" in *"--set"*) bad "--listen error named as --set: $err" ;; *) ok ;; esac
 
+# --- messages say "reel CMD:", once, and name what the user typed ---
+for c in show tag ca export ls flows; do
+  run 2 "$REEL" "$c" --bogus && has "$err" "reel $c: unrecognized option '--bogus'" "$c: getopt prefix"
+done
+run 2 "$REEL" show -q demo && has "$err" "reel show: invalid option -- 'q'" "show: short option prefix"
+run 0 "$REEL" --help && has "$out" "import a HAR or mitmproxy flow file" "--help on import"
+printf 'x' >"$TMP/a-file"
+run 1 "$REEL" --home "$TMP/a-file" ls && has "$err" "--home $TMP/a-file: not a directory" "--home a file"
+run 1 "$REEL" ls --home "$TMP/a-file" && has "$err" "reel ls: --home $TMP/a-file: not a directory" "ls --home a file"
+run 2 "$REEL" --home "" ls && has "$err" "--home needs a directory, not an empty string" "--home ''"
+run 2 "$REEL" ls --home= && has "$err" "--home needs a directory" "ls --home="
+# a fresh session and a fresh recording: show counts segment files as verify does
+"$REEL" new segs >/dev/null 2>&1
+run 0 "$REEL" show segs && has "$out" "0 frames, 0 segments" "show: no segment yet"
+run 0 "$REEL" verify segs && has "$out" "0 segments," "verify: no segment yet"
+"$REEL" record --listen 127.0.0.1:0 segs2 </dev/null >/dev/null 2>"$TMP/segs2.err" &
+segs_pid=$!
+for _ in $(seq 50); do grep -q "proxy listening" "$TMP/segs2.err" && break; sleep 0.1; done
+run 0 "$REEL" show segs2 && has "$out" "0 frames, 1 segment " "show: a fresh recording's segment"
+run 0 "$REEL" verify segs2 && has "$out" "1 segment, 0 frames" "verify: a fresh recording's segment"
+kill -INT "$segs_pid"; wait "$segs_pid" || bad "record segs2: $(cat "$TMP/segs2.err")"
+run 0 "$REEL" show segs2 --json
+got=$(printf '%s' "$out" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["segments"])')
+[ "$got" = 1 ] && ok || bad "show --json segments of a stopped empty recording: $got"
+"$REEL" rm --yes segs segs2 >/dev/null 2>&1
+# compact of a damaged segment: one prefix
+"$REEL" import "$HAR" --into cpt >/dev/null 2>&1
+seg="$REEL_HOME/cpt/spool/00000001.zst"
+printf '\377\377\377\377' | dd of="$seg" bs=1 seek=$(($(stat -c %s "$seg") / 2)) conv=notrunc 2>/dev/null
+run 1 "$REEL" compact cpt && has "$err" "reel compact: segment 00000001.zst does not read whole" "compact message"
+case "$err" in *"compact: compact:"*) bad "doubled prefix: $err" ;; *) ok ;; esac
+"$REEL" rm --yes cpt >/dev/null 2>&1
+# replay --into a new session that gets nothing: not left behind
+/usr/bin/python3 - "$TMP/ws.har" <<'PY'
+import json, sys
+e = {"startedDateTime": "2026-01-02T03:04:05.000Z", "time": 1,
+     "request": {"method": "GET", "url": "http://127.0.0.1:9/ws", "httpVersion": "HTTP/1.1",
+                 "headers": [{"name": "Upgrade", "value": "websocket"},
+                             {"name": "Connection", "value": "Upgrade"}],
+                 "queryString": [], "cookies": [], "headersSize": -1, "bodySize": -1},
+     "response": {"status": 101, "statusText": "Switching Protocols", "httpVersion": "HTTP/1.1",
+                  "headers": [], "cookies": [], "content": {"size": 0, "mimeType": "x", "text": ""},
+                  "redirectURL": "", "headersSize": -1, "bodySize": 0},
+     "cache": {}, "timings": {"send": 0, "wait": 1, "receive": 0}}
+json.dump({"log": {"version": "1.2", "creator": {"name": "t", "version": "1"}, "entries": [e]}},
+          open(sys.argv[1], "w"))
+PY
+"$REEL" import "$TMP/ws.har" --into wsonly >/dev/null 2>&1
+run 1 "$REEL" replay wsonly 1 --into wsnew && has "$err" "removed session 'wsnew' again (nothing was replayed into it)" "replay --into: all skipped"
+has "$out" "#1 skipped: it is a WebSocket flow" "replay says why it skipped"
+[ ! -e "$REEL_HOME/wsnew" ] && ok || bad "replay left an empty --into session"
+"$REEL" new wsold >/dev/null 2>&1
+run 1 "$REEL" replay wsonly 1 --into wsold
+[ -d "$REEL_HOME/wsold" ] && ok || bad "replay removed an --into session it did not make"
+"$REEL" rm --yes wsonly wsold >/dev/null 2>&1
+
 # --- negative numbers are values, not options ---
 run 1 "$REEL" config demo set body_limit -5 && has "$err" "invalid value '-5' for body_limit: a size cannot be negative" "negative size"
 case "$err" in *"invalid option"*) bad "-5 taken as an option: $err" ;; *) ok ;; esac

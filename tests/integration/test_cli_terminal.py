@@ -264,6 +264,12 @@ class Stopped(unittest.TestCase):
             show = json.loads(r.cli("show", "sets", "--json").stdout)
             self.assertEqual(show["retention"]["max_flows"], 5)
             self.assertIn("max_flows 5 ", r.cli("show", "sets").stdout.decode())
+            # the listen address came from --listen 127.0.0.1:0, not from a
+            # --set the user never typed
+            out = r.cli("config", "sets", "set", "listen_port", "9999").stdout.decode()
+            self.assertIn("runs with listen_port = %d from its command line (--listen or --set)"
+                          % r.port, out)
+            self.assertNotIn("--set listen_port", out)
             # an option without --set still applies now
             out = r.cli("config", "sets", "set", "idle_timeout", "100").stdout.decode()
             self.assertIn("applies it within a second", out)
