@@ -245,6 +245,7 @@ class Stopped(unittest.TestCase):
         while it runs: config list and get show it at layer cli, and set
         says the proxy keeps it; once it stops the overlay applies."""
         root = tempfile.mkdtemp(prefix="cli-tty.", dir=TMPBASE)
+        r = None
         try:
             r = Reel(root, "sets", "upstream_timeout=17", "retention_max_flows=5")
 
@@ -277,6 +278,8 @@ class Stopped(unittest.TestCase):
             self.assertEqual((rows()["upstream_timeout"]["value"],
                               rows()["upstream_timeout"]["layer"]), ("6", "session"))
         finally:
+            if r is not None and r.proc.poll() is None:  # a failed check: stop it anyway
+                r.stop()
             shutil.rmtree(root, ignore_errors=True)
 
     def test_listen_address_of_a_proxy_gone(self):
