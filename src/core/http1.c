@@ -92,9 +92,15 @@ struct reel_h1 {
     /* chunk framing, checked beside llhttp: in its loose mode llhttp takes
      * any byte after a chunk-size CR for the LF and any two bytes after
      * chunk data for the CRLF, so a proxy forwarding the raw bytes would
-     * disagree with a strict next hop about where the body ends */
+     * disagree with a strict next hop about where the body ends. A
+     * chunk-size line is read by chunk_line_scan, not by llhttp: llhttp 8.1
+     * refuses legal extensions (more than one, BWS around ';' and '='), so
+     * it is handed the size alone, as "<hex>\r\n", once the line is whole */
     bool ck_line;     /* inside a chunk-size line */
-    int ck_prev;      /* previous byte of that line */
+    int ck_state;     /* where in that line (CK_*) */
+    uint64_t ck_size; /* its size so far */
+    size_t ck_len;    /* its bytes so far */
+    char ck_norm[20]; /* what llhttp is given for it */
     unsigned ck_crlf; /* bytes of the CRLF after chunk data still to come */
 
     /* events waiting to be reported */
@@ -333,37 +339,167 @@ static size_t section_scan(reel_h1_t *p, const char *b, size_t n, const char **w
     return n;
 }
 
-/* Checks b[0..n) of a chunked body where llhttp is lenient: the CRLF after
- * chunk data and the line end of a chunk-size line. Returns how many bytes
- * llhttp may parse now: never past that CRLF or line end, so that the check
+/* Checks the CRLF after chunk data, where llhttp is lenient. Returns how
+ * many bytes llhttp may parse now: never past that CRLF, so that the check
  * runs again for the next chunk (chunk data itself ends in a pause, see
  * cb_body), or the position of a problem, with *why set. */
-static size_t chunk_scan(reel_h1_t *p, const char *b, size_t n, const char **why) {
+static size_t chunk_crlf_scan(reel_h1_t *p, const char *b, size_t n, const char **why) {
     size_t i = 0;
-    if (p->ck_crlf) {
-        for (; i < n && p->ck_crlf; i++, p->ck_crlf--) {
-            if (b[i] != (p->ck_crlf == 2 ? '\r' : '\n')) {
-                *why = "missing CRLF after chunk data";
+    for (; i < n && p->ck_crlf; i++, p->ck_crlf--) {
+        if (b[i] != (p->ck_crlf == 2 ? '\r' : '\n')) {
+            *why = "missing CRLF after chunk data";
+            return i;
+        }
+    }
+    return i;
+}
+
+/* Where chunk_line_scan is in a chunk-size line (RFC 9112 7.1, 7.1.1):
+ *   chunk-size [ chunk-ext ] CRLF
+ *   chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+ *   chunk-ext-val = token / quoted-string */
+enum {
+    CK_SIZE,      /* in the size; no digit yet when ck_len is 0 */
+    CK_EXT_END,   /* after the size or an extension: BWS ";", or CR */
+    CK_BWS,       /* whitespace after the size or an extension: ";" must come */
+    CK_NAME0,     /* after ";": BWS, then a name */
+    CK_NAME,      /* in a name */
+    CK_NAME_BWS,  /* whitespace after a name: "=" or ";" must come */
+    CK_VAL0,      /* after "=": BWS, then a token or a quoted string */
+    CK_TOKEN,     /* in a token value */
+    CK_QUOTED,    /* in a quoted-string value */
+    CK_QUOTED_BS, /* after a backslash in it */
+    CK_CR,        /* after the CR that ends the line */
+};
+
+static int hex_value(unsigned char c) {
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Reads b[0..n) of a chunk-size line. The caller consumes what it returns;
+ * *eol says the line ended there (its last byte is the LF), and then
+ * ck_norm holds the line as llhttp is to see it. On a problem *why is set.
+ * Extensions are checked and ignored (RFC 9112 7.1.1: a recipient ignores
+ * unknown ones); what is forwarded is the raw line. */
+static size_t chunk_line_scan(reel_h1_t *p, const char *b, size_t n, bool *eol, const char **why) {
+    *eol = false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)b[i];
+        if (++p->ck_len > p->lim.max_head_size) {
+            *why = "chunk-size line too long";
+            return i;
+        }
+        if (c == '\n' && p->ck_state != CK_CR) {
+            *why = "bare LF";
+            return i;
+        }
+        switch (p->ck_state) {
+        case CK_SIZE:
+            if (hex_value(c) >= 0) {
+                if (p->ck_size > UINT64_MAX >> 4) {
+                    *why = "invalid chunk size"; /* it overflows */
+                    return i;
+                }
+                p->ck_size = p->ck_size << 4 | (uint64_t)hex_value(c);
+                continue;
+            }
+            if (p->ck_len == 1 || (c != ';' && c != '\r' && !is_ows(c))) {
+                *why = "invalid chunk size";
                 return i;
             }
-        }
-        return i;
-    }
-    if (p->ck_line) {
-        for (; i < n; i++) {
-            unsigned char c = (unsigned char)b[i];
-            if (p->ck_prev == '\r' && c != '\n') {
+            p->ck_state = CK_EXT_END; /* c ends the size: see it there */
+            /* fall through */
+        case CK_EXT_END:
+        case CK_BWS:
+            if (c == ';')
+                p->ck_state = CK_NAME0;
+            else if (is_ows(c))
+                p->ck_state = CK_BWS;
+            else if (c == '\r' && p->ck_state == CK_EXT_END)
+                p->ck_state = CK_CR;
+            else
+                goto bad_ext;
+            break;
+        case CK_NAME0:
+            if (is_tchar(c))
+                p->ck_state = CK_NAME;
+            else if (!is_ows(c))
+                goto bad_ext;
+            break;
+        case CK_NAME:
+        case CK_NAME_BWS:
+            if (c == '=')
+                p->ck_state = CK_VAL0;
+            else if (c == ';')
+                p->ck_state = CK_NAME0;
+            else if (is_ows(c))
+                p->ck_state = CK_NAME_BWS;
+            else if (c == '\r' && p->ck_state == CK_NAME)
+                p->ck_state = CK_CR;
+            else if (!is_tchar(c) || p->ck_state != CK_NAME)
+                goto bad_ext;
+            break;
+        case CK_VAL0:
+            if (c == '"')
+                p->ck_state = CK_QUOTED;
+            else if (is_tchar(c))
+                p->ck_state = CK_TOKEN;
+            else if (!is_ows(c))
+                goto bad_ext;
+            break;
+        case CK_TOKEN:
+            if (c == ';')
+                p->ck_state = CK_NAME0;
+            else if (is_ows(c))
+                p->ck_state = CK_BWS;
+            else if (c == '\r')
+                p->ck_state = CK_CR;
+            else if (!is_tchar(c))
+                goto bad_ext;
+            break;
+        case CK_QUOTED: /* qdtext or a backslash */
+            if (c == '"')
+                p->ck_state = CK_EXT_END;
+            else if (c == '\\')
+                p->ck_state = CK_QUOTED_BS;
+            else if ((c < 0x20 && c != '\t') || c == 0x7f)
+                goto bad_ext;
+            break;
+        case CK_QUOTED_BS: /* quoted-pair: HTAB, SP, VCHAR, obs-text */
+            if ((c < 0x20 && c != '\t') || c == 0x7f)
+                goto bad_ext;
+            p->ck_state = CK_QUOTED;
+            break;
+        case CK_CR:
+            if (c != '\n') {
                 *why = "bare CR";
                 return i;
             }
-            p->ck_prev = c;
-            if (c == '\n') {
-                p->ck_line = false;
-                return i + 1;
-            }
+            p->ck_line = false;
+            snprintf(p->ck_norm, sizeof p->ck_norm, "%llx\r\n", (unsigned long long)p->ck_size);
+            *eol = true;
+            return i + 1;
         }
+        continue;
+    bad_ext:
+        *why = "invalid chunk extension";
+        return i;
     }
     return n;
+}
+
+/* A chunk-size line starts. */
+static void chunk_line_start(reel_h1_t *p) {
+    p->ck_line = true;
+    p->ck_state = CK_SIZE;
+    p->ck_size = 0;
+    p->ck_len = 0;
 }
 
 /* ---- llhttp callbacks: record only ---- */
@@ -707,8 +843,7 @@ static int cb_headers_complete(llhttp_t *ll) {
         h->framing = REEL_H1_BODY_NONE;
     } else if (ll->flags & F_CHUNKED) {
         h->framing = REEL_H1_BODY_CHUNKED;
-        p->ck_line = true;
-        p->ck_prev = 0;
+        chunk_line_start(p);
     } else if (te.fields || (!cl && llhttp_message_needs_eof(ll))) {
         h->framing = REEL_H1_BODY_EOF;
     } else if (cl) {
@@ -733,7 +868,7 @@ static int cb_body(llhttp_t *ll, const char *at, size_t n) {
         p->body = (const uint8_t *)at;
     p->body_len += n;
     if ((ll->flags & F_CHUNKED) && ll->content_length == 0) {
-        /* the data of a chunk ends here: stop, so chunk_scan sees the CRLF
+        /* the data of a chunk ends here: stop, so chunk_crlf_scan sees the CRLF
          * before llhttp skips it */
         p->ck_crlf = 2;
         return HPE_PAUSED;
@@ -753,8 +888,7 @@ static int cb_chunk_header(llhttp_t *ll) {
 
 static int cb_chunk_complete(llhttp_t *ll) {
     reel_h1_t *p = ll->data;
-    p->ck_line = true; /* the next chunk-size line */
-    p->ck_prev = 0;
+    chunk_line_start(p); /* the next one */
     return p->body_len ? HPE_PAUSED : 0;
 }
 
@@ -1100,15 +1234,39 @@ static reel_rc drive(reel_h1_t *p, const uint8_t *buf, size_t len, size_t *consu
             }
         }
         const char *scan_why = NULL;
-        if (sectioned)
+        const char *feed = base;
+        if (sectioned) {
             n = section_scan(p, base, n, &scan_why);
-        else if (p->ck_line || p->ck_crlf)
-            n = chunk_scan(p, base, n, &scan_why);
+        } else if (p->ck_crlf) {
+            n = chunk_crlf_scan(p, base, n, &scan_why);
+        } else if (p->ck_line) {
+            /* the line is taken here; llhttp gets its size once it is whole */
+            bool eol;
+            size_t k = chunk_line_scan(p, base, n, &eol, &scan_why);
+            if (scan_why) {
+                fail(p, 400, scan_why);
+                rc = REEL_INVALID;
+                goto out;
+            }
+            off += k;
+            if (!eol)
+                break; /* REEL_NEED_MORE, every byte taken */
+            feed = p->ck_norm;
+            n = strlen(p->ck_norm);
+        }
         if (llhttp_get_errno(&p->ll) == HPE_PAUSED)
             llhttp_resume(&p->ll);
-        llhttp_errno_t e = llhttp_execute(&p->ll, base, n);
+        llhttp_errno_t e = llhttp_execute(&p->ll, feed, n);
         size_t used = n;
-        if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
+        if (feed != base) {
+            used = 0; /* counted above */
+            if (e != HPE_OK && e != HPE_PAUSED) {
+                if (!p->err_reason)
+                    map_llhttp_error(p, e);
+                rc = REEL_INVALID;
+                goto out;
+            }
+        } else if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
             used = (size_t)(llhttp_get_error_pos(&p->ll) - base);
         } else if (e != HPE_OK) {
             if (!p->err_reason)

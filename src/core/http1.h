@@ -22,8 +22,10 @@
  * Framing is checked against request smuggling per RFC 9112: both
  * Transfer-Encoding and Content-Length, duplicate Content-Length, request
  * Transfer-Encoding other than exactly "chunked", obs-fold, whitespace
- * between a field name and its colon, control bytes in field values and bad
- * chunk sizes are all errors. All llhttp leniency flags are off. */
+ * between a field name and its colon, control bytes in field values, bad
+ * chunk sizes and chunk-size lines outside RFC 9112 7.1.1 are all errors.
+ * Chunk extensions are checked and otherwise ignored. All llhttp leniency
+ * flags are off. */
 #ifndef REEL_CORE_HTTP1_H
 #define REEL_CORE_HTTP1_H
 

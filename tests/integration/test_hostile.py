@@ -447,7 +447,8 @@ class HostileClientsTest(unittest.TestCase):
             (b"nocrlf", b"3\r\nabcXY0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
              "missing CRLF after chunk data"),
             (b"barecr", b"3\rXabc\r\n0\r\n\r\n", "bare CR"),
-            (b"lf", b"3\nabc\n0\n\n", "invalid chunk size"),
+            (b"lf", b"3\nabc\n0\n\n", "bare LF"),
+            (b"ext", b"3;a=\x01\r\nabc\r\n0\r\n\r\n", "invalid chunk extension"),
         ]
         try:
             for name, rest, reason in cases:
@@ -514,6 +515,44 @@ class HostileClientsTest(unittest.TestCase):
         f = r.flow(r.wait_flows(1, "~u :%d/dribble" % up.port)[-1]["id"])
         self.assertEqual(body(f, "request"), b"hello world")
         self.assertEqual(body(f, "response"), b"hello world")
+
+    def test_chunk_extensions_are_legal(self):
+        # RFC 9112 7.1.1: any number of extensions, BWS around ";" and "=",
+        # quoted values; each way, they are passed on as sent and the
+        # bodies recorded without them (reel refused all but one bare
+        # extension: "invalid chunk size")
+        r = self.reel
+        chunked = (b"5;a=1;b=2\r\nhello\r\n1 ;a\r\n \r\n2; a\r\nwo\r\n"
+                   b"3;a=1;name=\"q v\"\r\nrld\r\n0 ; last = \"1\"\r\n\r\n")
+
+        def answer(up, c):
+            data = b""
+            while not data.endswith(b"\r\n0 ; last = \"1\"\r\n\r\n"):
+                d = c.recv(65536)
+                if not d:
+                    break
+                data += d
+            up.received.append(data)
+            c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked)
+            c.recv(100)
+        up = Upstream(answer)
+        try:
+            s = connect(r.port)
+            s.sendall(b"POST http://127.0.0.1:%d/chunkext HTTP/1.1\r\nHost: a\r\n"
+                      b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n%s"
+                      % (up.port, chunked))
+            out, _ = read_all(s)
+            s.close()
+        finally:
+            up.stop()
+        self.assertTrue(out.startswith(b"HTTP/1.1 200 "), out)
+        self.assertEqual(up.received[0].split(b"\r\n\r\n", 1)[1], chunked)
+        self.assertEqual(out.split(b"\r\n\r\n", 1)[1], chunked)
+        f = r.wait_flows(1, "~u :%d/chunkext$" % up.port)[-1]
+        self.assertEqual(f["state"], "complete", f)
+        full = r.flow(f["id"])
+        self.assertEqual(body(full, "request"), b"hello world")
+        self.assertEqual(body(full, "response"), b"hello world")
 
     def test_smuggling_is_refused_and_never_forwarded(self):
         o, r = self.origin, self.reel
