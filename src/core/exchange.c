@@ -171,7 +171,14 @@ static int64_t span_us(int64_t from, int64_t to) {
 
 /* The phases of the current exchange, HAR style (-1: did not happen or not
  * known). dns, connect and ssl go to the first flow on a new upstream
- * connection only; a flow on a reused connection has none. */
+ * connection only; a flow on a reused connection has none. The phases
+ * follow one another without overlapping, so that they add up to the
+ * flow's duration (HAR 1.2: time is their sum) even when the response
+ * begins before the request ends (a 100 Continue, an early 413): send runs
+ * from the connection being ready to the request's end, wait from there
+ * to the first response byte (0 if that came first), receive from the
+ * later of the two to the end. A request that had not ended when the flow
+ * did is taken as sent up to the first response byte (or the end). */
 static void exchange_timings(conn_t *c, peer_t *up, int64_t end_us, reel_capture_timings_t *t) {
     *t = (reel_capture_timings_t){-1, -1, -1, -1, -1, -1, -1};
     int64_t ready = c->ex.head_us;
@@ -187,14 +194,23 @@ static void exchange_timings(conn_t *c, peer_t *up, int64_t end_us, reel_capture
         ready = up->t_ready;
     if (up && up->t_ready == 0)
         ready = 0; /* never got as far as sending */
-    if (ready && c->ex.req_end_us) {
-        t->send_us = span_us(ready, c->ex.req_end_us > ready ? c->ex.req_end_us : ready);
-        if (c->ex.resp_first_us)
-            t->wait_us =
-                span_us(c->ex.req_end_us > ready ? c->ex.req_end_us : ready, c->ex.resp_first_us);
+    int64_t resp = c->ex.resp_first_us;
+    int64_t recv_from = resp; /* where receive starts */
+    if (ready) {
+        int64_t sent = c->ex.req_end_us ? c->ex.req_end_us : resp ? resp : end_us;
+        if (sent < ready)
+            sent = ready; /* the body came before the connection was ready */
+        if (sent > end_us)
+            sent = end_us;
+        t->send_us = span_us(ready, sent);
+        if (resp) {
+            t->wait_us = span_us(sent, resp); /* 0 when the response came first */
+            if (sent > recv_from)
+                recv_from = sent;
+        }
     }
-    if (c->ex.resp_first_us)
-        t->receive_us = span_us(c->ex.resp_first_us, end_us);
+    if (resp)
+        t->receive_us = span_us(recv_from, end_us);
 }
 
 /* A flow's end as of the moment its exchange was over: written at once

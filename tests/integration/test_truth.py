@@ -260,6 +260,80 @@ class TruthTest(unittest.TestCase):
         self.assertIn("connect", shown)
         self.assertIn("wait", shown)
 
+    def raw_origin(self, handler):
+        """A one-connection origin on an ephemeral port running
+        handler(conn, head) after reading the request head; returns (port,
+        thread)."""
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        srv.settimeout(10)
+
+        def serve():
+            try:
+                conn, _ = srv.accept()
+                conn.settimeout(10)
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    d = conn.recv(1)
+                    if not d:
+                        return
+                    head += d
+                handler(conn, head)
+                conn.close()
+            finally:
+                srv.close()
+        t = threading.Thread(target=serve)
+        t.start()
+        return srv.getsockname()[1], t
+
+    def test_timings_do_not_overlap_when_the_response_comes_first(self):
+        # The response starts before the request ends: a 100 Continue at
+        # once and the body 0.5 s later, or an early 401 before the body.
+        # The phases follow one another: they add up to the flow's
+        # duration, receive counted from the request's end (receive used
+        # to start at the 100, overlapping send: 502 + 0 + 601 ms for a
+        # 603 ms flow).
+        def recv_n(conn, n):
+            got = b""
+            while len(got) < n:
+                got += conn.recv(n - len(got))
+            return got
+
+        def continue_then_ok(conn, head):
+            conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            recv_n(conn, 5)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            conn.recv(100)
+
+        def early_401(conn, head):
+            conn.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 4\r\n\r\nno!\n")
+            recv_n(conn, 5)
+            conn.recv(100)
+        for name, handler, want in (("continue", continue_then_ok, b"HTTP/1.1 100"),
+                                    ("early401", early_401, b"HTTP/1.1 401")):
+            port, t = self.raw_origin(handler)
+            s = connect(self.reel.port)
+            s.sendall(b"POST http://127.0.0.1:%d/%s HTTP/1.1\r\nHost: a\r\n"
+                      b"Expect: 100-continue\r\nContent-Length: 5\r\n\r\n"
+                      % (port, name.encode()))
+            self.assertTrue(s.recv(100).startswith(want))
+            time.sleep(0.5)
+            s.sendall(b"hello")
+            time.sleep(0.1)
+            s.close()
+            t.join(10)
+            f = self.one("~u :%d/%s$" % (port, name))
+            tm = self.reel.flow(f["id"])["timings"]
+            phases = [tm[k] for k in ("blocked_us", "dns_us", "connect_us", "ssl_us", "send_us",
+                                      "wait_us", "receive_us")]
+            total = sum(p for p in phases if p > 0)
+            duration = f["end_us"] - f["start_us"]
+            self.assertGreater(duration, 450000, f)
+            self.assertLess(abs(total - duration), 20000, (name, tm, duration))
+            self.assertGreater(tm["send_us"], 400000, tm)  # the body came 0.5 s later
+            self.assertEqual(tm["wait_us"], 0, tm)
+
     def test_tunnel_flow_shows_its_host(self):
         # a tunnel that is not TLS nor HTTP: recorded raw; shown with host:port
         srv = socket.socket()
