@@ -128,6 +128,19 @@ typedef enum {
  * response: an origin sending them without end is refused (502). */
 #define REEL_MAX_INTERIM 64
 
+/* What a flow's record needs of its upstream connection, kept in the
+ * exchange once known: the origin may close, and c->up go, while the flow
+ * still runs (an early 413 with Connection: close, the client still
+ * sending its body). */
+typedef struct {
+    bool known;
+    uint64_t id; /* the peer_t's */
+    bool fresh;  /* the flow has the connection's dns/connect/ssl times */
+    bool https;
+    int64_t dns0, dns1, connected, ready; /* as in peer_t */
+    char addr[64];                        /* "" until connected */
+} upstream_facts_t;
+
 typedef struct {
     uint32_t client_sid; /* the request's stream on the client side */
     uint32_t server_sid; /* ... on the upstream side (0: not sent) */
@@ -146,6 +159,7 @@ typedef struct {
     uint64_t resp_excess;  /* bytes the origin sent right after its response's end */
     bool flow_upstream;    /* the flow was sent to c->up */
     bool conn_recorded;    /* its ServerConn record is written */
+    upstream_facts_t upf;  /* of the upstream connection it was sent on */
     /* The head of a request that may be sent again on a new upstream
      * connection if a reused one closes before answering (empty: may not). */
     reel_buf_t retry_head;

@@ -12,7 +12,8 @@ static void request_msg(const reel_h1_head_t *h, const char *scheme, const char 
                         const char *path, char ver[16], reel_msg_head_t *m);
 static void record_unanswered(conn_t *c, const char *why);
 static int64_t span_us(int64_t from, int64_t to);
-static void exchange_timings(conn_t *c, peer_t *up, int64_t end_us, reel_capture_timings_t *t);
+static void exchange_timings(conn_t *c, const upstream_facts_t *up, int64_t end_us,
+                             reel_capture_timings_t *t);
 static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,
                        const char *target);
 static bool check_auth(conn_t *c, const reel_h1_head_t *h);
@@ -179,20 +180,20 @@ static int64_t span_us(int64_t from, int64_t to) {
  * to the first response byte (0 if that came first), receive from the
  * later of the two to the end. A request that had not ended when the flow
  * did is taken as sent up to the first response byte (or the end). */
-static void exchange_timings(conn_t *c, peer_t *up, int64_t end_us, reel_capture_timings_t *t) {
+static void exchange_timings(conn_t *c, const upstream_facts_t *up, int64_t end_us,
+                             reel_capture_timings_t *t) {
     *t = (reel_capture_timings_t){-1, -1, -1, -1, -1, -1, -1};
     int64_t ready = c->ex.head_us;
-    if (up && !up->timings_used && up->t_dns0) {
-        up->timings_used = true;
-        t->blocked_us = span_us(c->ex.head_us, up->t_dns0);
-        t->dns_us = span_us(up->t_dns0, up->t_dns1);
-        t->connect_us = span_us(up->t_dns1, up->t_connected);
+    if (up && up->fresh) {
+        t->blocked_us = span_us(c->ex.head_us, up->dns0);
+        t->dns_us = span_us(up->dns0, up->dns1);
+        t->connect_us = span_us(up->dns1, up->connected);
         if (up->https)
-            t->ssl_us = span_us(up->t_connected, up->t_ready);
+            t->ssl_us = span_us(up->connected, up->ready);
     }
-    if (up && up->t_ready > ready)
-        ready = up->t_ready;
-    if (up && up->t_ready == 0)
+    if (up && up->ready > ready)
+        ready = up->ready;
+    if (up && up->ready == 0)
         ready = 0; /* never got as far as sending */
     int64_t resp = c->ex.resp_first_us;
     int64_t recv_from = resp; /* where receive starts */
@@ -227,18 +228,41 @@ struct reel_fin {
     char server_addr[64]; /* "" when not known */
 };
 
+/* Notes in c->ex.upf what the flow's record needs of up, its upstream
+ * connection, as up stands now. The first flow to do so on a connection
+ * gets its dns/connect/ssl times. */
+static void note_upstream(conn_t *c, peer_t *up) {
+    upstream_facts_t *u = &c->ex.upf;
+    if (!u->known || u->id != up->id) {
+        memset(u, 0, sizeof *u);
+        u->known = true;
+        u->id = up->id;
+    }
+    if (!up->timings_used && up->t_dns0) {
+        up->timings_used = true;
+        u->fresh = true;
+    }
+    u->https = up->https;
+    u->dns0 = up->t_dns0;
+    u->dns1 = up->t_dns1;
+    u->connected = up->t_connected;
+    u->ready = up->t_ready;
+    if (up->connected)
+        snprintf(u->addr, sizeof u->addr, "%s", up->addr);
+}
+
 /* Takes c->ex.flow (non-NULL) into f, its timings and times as of now. */
 static void fin_fill(conn_t *c, reel_fin_t *f) {
-    peer_t *up = c->ex.flow_upstream ? c->up : NULL;
+    if (c->ex.flow_upstream && c->up)
+        note_upstream(c, c->up);
+    const upstream_facts_t *up = c->ex.flow_upstream && c->ex.upf.known ? &c->ex.upf : NULL;
     f->next = NULL;
     exchange_timings(c, up, reel__now_us(), &f->t);
     f->flow = c->ex.flow;
     f->request_end_us = c->ex.req_end_us;
     f->response_start_us = c->ex.resp_first_us;
     f->response_excess = c->ex.resp_excess;
-    f->server_addr[0] = '\0';
-    if (up && up->connected)
-        snprintf(f->server_addr, sizeof f->server_addr, "%s", up->addr);
+    snprintf(f->server_addr, sizeof f->server_addr, "%s", up ? up->addr : "");
     c->ex.flow = NULL;
 }
 
@@ -346,6 +370,7 @@ void reel__record_server_conn(conn_t *c) {
     if (info.tls && !info.tls_done)
         return;
     c->ex.conn_recorded = true;
+    note_upstream(c, up); /* kept: the origin may close before the flow ends */
     reel_capture_conn_t sc = {.conn_id = up->id,
                               .address = up->addr,
                               .sni = info.tls ? (up->sni ? up->sni : up->host) : NULL,
@@ -548,6 +573,7 @@ void reel__record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme
     c->ex.head_us = start;
     c->ex.req_end_us = c->ex.resp_first_us = 0;
     c->ex.flow_upstream = false;
+    c->ex.upf.known = false;
     char ver[16];
     reel_msg_head_t m;
     request_msg(h, scheme, host, port, target, ver, &m);
@@ -698,6 +724,7 @@ static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const cha
     c->ex.req_end_us = c->ex.resp_first_us = 0;
     c->ex.flow_upstream = true;
     c->ex.conn_recorded = false;
+    c->ex.upf.known = false;
     char ver[16];
     reel_msg_head_t m;
     request_msg(h, https ? "https" : "http", host, port, target, ver, &m);

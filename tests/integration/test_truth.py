@@ -334,6 +334,39 @@ class TruthTest(unittest.TestCase):
             self.assertGreater(tm["send_us"], 400000, tm)  # the body came 0.5 s later
             self.assertEqual(tm["wait_us"], 0, tm)
 
+    def test_origin_gone_before_the_flow_ends_keeps_its_address(self):
+        # The origin answers 413 with Connection: close at once and closes
+        # while the client still sends its body: the flow ends after the
+        # upstream connection is gone, and keeps its address and set-up
+        # timings (they were read from the live connection only, and lost)
+        def early_413(conn, head):
+            conn.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n"
+                         b"Connection: close\r\n\r\nbig\n")
+        port, t = self.raw_origin(early_413)
+        s = connect(self.reel.port)
+        s.sendall(b"POST http://127.0.0.1:%d/early413 HTTP/1.1\r\nHost: a\r\n"
+                  b"Content-Length: 100\r\n\r\n" % port)
+        time.sleep(0.3)
+        try:
+            s.sendall(b"z" * 100)
+        except OSError:
+            pass
+        out, _ = read_all(s)
+        s.close()
+        t.join(10)
+        self.assertTrue(out.startswith(b"HTTP/1.1 413 "), out)
+        f = self.one("~u :%d/early413$" % port)
+        self.assertEqual(f["status"], 413, f)
+        self.assertEqual(f["server_addr"], "127.0.0.1:%d" % port, f)
+        full = self.reel.flow(f["id"])
+        self.assertEqual(full["server_conn"]["address"], "127.0.0.1:%d" % port, full)
+        tm = full["timings"]
+        self.assertGreaterEqual(tm["dns_us"], 0, tm)
+        self.assertGreaterEqual(tm["connect_us"], 0, tm)
+        self.assertGreaterEqual(tm["blocked_us"], 0, tm)
+        shown = self.reel.cli("flow", self.reel.session, str(f["id"])).stdout.decode()
+        self.assertIn("server: 127.0.0.1:%d" % port, shown)
+
     def test_tunnel_flow_shows_its_host(self):
         # a tunnel that is not TLS nor HTTP: recorded raw; shown with host:port
         srv = socket.socket()
