@@ -598,6 +598,7 @@ void reel__record_rejected(conn_t *c) {
     char *host = c->in_tunnel && c->tunnel_host ? reel_strdup(c->tunnel_host) : NULL;
     char *path = NULL;
     int port = c->in_tunnel ? c->tunnel_port : 0;
+    reel_h1_head_t h = ph;
     if (!c->in_tunnel) {
         char *h2 = NULL;
         bool s2 = false;
@@ -606,9 +607,11 @@ void reel__record_rejected(conn_t *c) {
             https = s2;
             host = h2;
             port = p2;
+            /* the parser had not got as far as telling the form: the
+             * record says it, as for a request read whole */
+            h.target_form = REEL_H1_TARGET_ABSOLUTE;
         }
     }
-    reel_h1_head_t h = ph;
     h.method = method;
     h.target = target;
     reel__record_refused(c, &h, https ? "https" : "http", host, port, path ? path : target);

@@ -665,6 +665,30 @@ class HostileClientsTest(unittest.TestCase):
                 self.assertEqual((req["url"], req["target"]), (target.decode(),) * 2)
         self.assertEqual(self.origin_saw("bt-abs"), [])
 
+    def test_refused_head_keeps_its_absolute_form(self):
+        """A request refused before its head was whole (408, 400, 431)
+        keeps its absolute-form target: recorded as sent, with the form
+        (it was recorded as origin-form, GET /x)."""
+        r = self.reel
+        url = "http://127.0.0.1:%d/af-%%s?q=1" % free_port()
+        cases = [("timeout", b"Host: a\r\n", 408),
+                 ("fold", b"Host: a\r\nX-A: b\r\n c\r\n\r\n", 400),
+                 ("big", b"Host: a\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n", 431),
+                 ("badname", b"Host: a\r\nBad Header: x\r\n\r\n", 400),
+                 ("ctl", b"Host: a\r\nX-A: a\x01b\r\n\r\n", 400)]
+        for name, rest, status in cases:
+            out = raw(r.port, b"GET " + (url % name).encode() + b" HTTP/1.1\r\n" + rest)
+            self.assertTrue(out.startswith(b"HTTP/1.1 %d " % status), (name, out[:100]))
+        for name, _, status in cases:
+            flows = r.wait_flows(1, "~u /af-%s" % name)
+            self.assertEqual(len(flows), 1, name)
+            self.assertEqual(flows[0]["status"], status, name)
+            req = r.flow(flows[0]["id"])["request"]
+            self.assertEqual((req["method"], req["url"], req["target"], req["absolute_form"]),
+                             ("GET", url % name, "/af-%s?q=1" % name, True), name)
+            shown = r.cli("flow", r.session, str(flows[0]["id"])).stdout.decode()
+            self.assertIn("> GET %s HTTP/1.1" % (url % name), shown)
+
 
 class BadUpstreamsTest(unittest.TestCase):
     @classmethod
