@@ -25,7 +25,7 @@ static void refuse_over_limit(conn_t *c);
  * reel's CA only for the alerts that say so: not for a TLS version
  * refused or a client that hung up). */
 void reel__client_tls_failed(conn_t *c, const char *error) {
-    reel__tunnel_flow(c, c->tunnel_host ? c->tunnel_host : "", c->tunnel_port, true, true);
+    reel__tunnel_flow(c, c->tunnel_host ? c->tunnel_host : "", c->tunnel_port, true);
     reel__finish_tflow(c, error);
     c->ex.resp_head_sent = true;
     reel__fail_exchange(c, 0, "client TLS handshake failed");
@@ -74,7 +74,7 @@ static void tunnel_abandoned(conn_t *c, const char *why) {
     peer_t *cl = &c->client;
     if (c->tflow || c->tunnel_host == NULL)
         return;
-    reel__tunnel_flow(c, c->tunnel_host, c->tunnel_port, true, true);
+    reel__tunnel_flow(c, c->tunnel_host, c->tunnel_port, true);
     if (cl->in.len)
         reel_capture_message(c->tflow, true, 0, cl->in.data, cl->in.len, cl->in.len, false, false,
                              0);

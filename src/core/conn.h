@@ -218,6 +218,11 @@ struct conn {
     bool draining; /* proxy shutting down: close after this exchange */
     /* Raw tunnel flow (NULL for an ignored host: relayed, not recorded). */
     reel_capture_flow_t *tflow;
+    /* After a 101 to an Upgrade other than WebSocket, tflow is the
+     * upgrade's own HTTP flow, its end (timings of the request and the 101)
+     * held here until the tunnel ends: the bytes are its messages, and no
+     * CONNECT the client never sent is recorded. */
+    reel_fin_t *upgrade_fin;
     bool tunnel_reply; /* answer the CONNECT with 200 once the upstream is connected */
     reel_tls_t *probe_tls; /* C_PROBE: the client's TLS, not started yet (also a TLS
                               tunnel's whose ALPN waits for the origin's choice) */
@@ -404,11 +409,11 @@ void reel__tunnel_codecs_free(conn_t *c);
 void reel__tunnel_forward(conn_t *c);
 /* Starts c->tflow, the tunnel to host:port (none if c has one already).
  * answered: reel has sent the client its 200 to the CONNECT (recorded as
- * the flow's response, generated). connect: the flow is the CONNECT's own
- * (a TCP or TLS tunnel, a CONNECT stream's): its request has the version
- * and fields of c->connect_head, which is dropped then; false: the bytes
- * after a 101, whose request is the HTTP flow's (HTTP/1.1, no fields). */
-void reel__tunnel_flow(conn_t *c, const char *host, int port, bool answered, bool connect);
+ * the flow's response, generated). The flow is the CONNECT's own (a TCP
+ * or TLS tunnel, a CONNECT stream's): its request has the version and
+ * fields of c->connect_head, which is dropped then. (The bytes after a 101
+ * are the upgrade's flow's: reel__start_upgraded_tunnel.) */
+void reel__tunnel_flow(conn_t *c, const char *host, int port, bool answered);
 void reel__begin_raw_tunnel(conn_t *c, const char *host, int port, bool reply_200, bool record);
 void reel__start_upgraded_tunnel(conn_t *c);
 void reel__sniff_process(conn_t *c);

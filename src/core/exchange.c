@@ -388,6 +388,14 @@ void reel__record_server_conn(conn_t *c) {
 void reel__finish_tflow(conn_t *c, const char *error) {
     if (c->tflow == NULL)
         return;
+    if (c->upgrade_fin) { /* an Upgrade's flow: its HTTP end, written now */
+        reel__fin_end(c->upgrade_fin, error);
+        c->upgrade_fin = NULL;
+        c->tflow = NULL;
+        if (error)
+            STAT_ADD(c->p, errors, 1);
+        return;
+    }
     peer_t *up = c->up;
     reel_capture_timings_t t = {-1, -1, -1, -1, -1, -1, -1};
     if (up && up->t_dns0) {

@@ -239,12 +239,11 @@ void reel__tunnel_forward(conn_t *c) {
     }
 }
 
-void reel__tunnel_flow(conn_t *c, const char *host, int port, bool answered, bool connect) {
+void reel__tunnel_flow(conn_t *c, const char *host, int port, bool answered) {
     if (c->tflow)
         return; /* a TLS tunnel's, begun before its client's handshake failed */
-    /* the CONNECT as its client sent it (version, fields, when); after a
-     * 101 the request is the HTTP flow's, this one only carries the bytes */
-    const reel_connect_head_t *k = connect ? c->connect_head : NULL;
+    /* the CONNECT as its client sent it (version, fields, when) */
+    const reel_connect_head_t *k = c->connect_head;
     int64_t t0 = k ? k->head_us : 0;
     /* a lane's tunnel is its CONNECT stream's */
     c->tflow = reel_capture_start_at(c->p->rec, REEL_CAPTURE_TUNNEL, c->client_addr, NULL, c->id,
@@ -260,8 +259,7 @@ void reel__tunnel_flow(conn_t *c, const char *host, int port, bool answered, boo
                           .nfields = k ? k->nfields : 0};
     reel_capture_request_at(c->tflow, &rq, t0);
     int64_t answered_us = k ? k->answered_us : 0;
-    if (connect)
-        reel__connect_head_drop(c); /* written: a long tunnel need not hold it */
+    reel__connect_head_drop(c); /* written: a long tunnel need not hold it */
     if (answered) {
         /* what the client was told before reel knew what the tunnel
          * carries (or whether its host can be reached): part of the record */
@@ -293,7 +291,7 @@ void reel__begin_raw_tunnel(conn_t *c, const char *host, int port, bool reply_20
     }
     c->state = C_RAW;
     if (record)
-        reel__tunnel_flow(c, host, port, !reply_200, true);
+        reel__tunnel_flow(c, host, port, !reply_200);
     else
         reel__connect_head_drop(c); /* an ignored host: nothing recorded */
     c->tunnel_reply = reply_200;
@@ -312,12 +310,14 @@ void reel__start_upgraded_tunnel(conn_t *c) {
         c->tun[0] = reel_ws_codec_new(REEL_WS_FROM_CLIENT, &o);
         c->tun[1] = reel_ws_codec_new(REEL_WS_FROM_SERVER, &o);
         c->websocket = true;
-    } else {
+    } else if (c->ex.flow) {
         /* Another protocol (or WebSocket extensions reel cannot read): the
-         * HTTP flow (request + 101) is complete, the bytes that follow are
-         * a tunnel flow of TCP messages. */
-        reel__finish_flow(c, NULL);
-        reel__tunnel_flow(c, c->up ? c->up->host : "", c->up ? c->up->port : 0, false, false);
+         * bytes that follow are TCP messages of the upgrade's own flow,
+         * which ends with the tunnel (with the timings of its request and
+         * 101, taken now). It is the tunnel flow from here on. */
+        reel_capture_flow_t *f = c->ex.flow;
+        c->upgrade_fin = reel__fin_take(c);
+        c->tflow = f;
     }
     /* Bytes the parsers hold beyond the head are still in the buffers. */
     reel__tunnel_forward(c);
@@ -421,7 +421,7 @@ static void begin_tls_tunnel(conn_t *c, const char *alpn) {
     /* nothing in HTTP is said inside: an origin that cannot be reached
      * ends the tunnel and its flow with the reason, no 502 */
     c->ex.resp_head_sent = true;
-    reel__tunnel_flow(c, c->tunnel_host, c->tunnel_port, true, true);
+    reel__tunnel_flow(c, c->tunnel_host, c->tunnel_port, true);
     reel__upstream_close(c);
     c->upstream_alpn = alpn;
     reel__upstream_for(c, true, c->tunnel_host, c->tunnel_port, c->tunnel_sni);
