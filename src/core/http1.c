@@ -73,6 +73,9 @@ struct reel_h1 {
     /* raw scan of the head / trailer section, beside llhttp: obs-fold
      * (which llhttp 8 accepts) and the protocol name of the start line */
     bool sc_started, sc_done, sc_colon;
+    /* whitespace came in a field name: the section is refused, the reason
+     * waits for what follows it (1: only whitespace since, 2: more name) */
+    int sc_bad;
     int sc_prev;
     size_t sc_line_len;
     char sc_tail[9];
@@ -236,6 +239,7 @@ static void section_start(reel_h1_t *p, bool trailer) {
     p->sc_prev = '\n'; /* a section starts at a line start */
     p->sc_line_len = 0;
     p->sc_colon = false;
+    p->sc_bad = 0;
 }
 
 static bool start_line_ok(const reel_h1_t *p) {
@@ -251,9 +255,34 @@ static bool start_line_ok(const reel_h1_t *p) {
  * position of a problem, with *why set). The runs between the bytes that
  * matter (CR, LF, and in a field name ':' and whitespace) are skipped in a
  * tight loop: the per-byte checks below were a tenth of the loop thread's
- * instructions on small requests, with four heads parsed per h2 stream. */
+ * instructions on small requests, with four heads parsed per h2 stream.
+ *
+ * Whitespace in a field name dooms the section, but what it is depends on
+ * what follows (RFC 9112 5.1, 5): whitespace then ':' is whitespace before
+ * the colon, more name then ':' an invalid character in the name, and a
+ * line end before any ':' a line that is not a field. The scan reads on to
+ * decide, across calls if need be (so that the reason does not depend on
+ * how the input was cut); it returns the position of the whitespace, and
+ * until it decides the caller takes the bytes after it as read
+ * (p->sc_bad). */
 static size_t section_scan(reel_h1_t *p, const char *b, size_t n, const char **why) {
+    size_t first = 0; /* where the doomed part of the name began in b */
     for (size_t i = 0; i < n && !p->sc_done; i++) {
+        if (p->sc_bad) {
+            unsigned char c = (unsigned char)b[i];
+            if (c == ':') {
+                *why =
+                    p->sc_bad == 1 ? "whitespace before colon" : "invalid character in header name";
+                return first;
+            }
+            if (c == '\r' || c == '\n') {
+                *why = "header line without a colon";
+                return first;
+            }
+            if (!is_ows(c))
+                p->sc_bad = 2;
+            continue;
+        }
         if (p->sc_prev != '\r') {
             size_t j = i;
             if (!p->sc_started || p->sc_colon) {
@@ -310,16 +339,22 @@ static size_t section_scan(reel_h1_t *p, const char *b, size_t n, const char **w
              * for a line end) */
             *why = "bare CR";
             return i;
-        } else if (c != '\r') {
+        } else if (c == '\r') {
+            if (p->sc_started && !p->sc_colon && p->sc_line_len > 0) {
+                *why = "header line without a colon";
+                return i;
+            }
+        } else {
             if (p->sc_prev == '\n' && p->sc_started && is_ows(c)) {
                 *why = "obs-fold in header";
                 return i;
             }
-            /* decided here, not from llhttp's error position, so that the
-             * reason does not depend on how the input was cut */
+            /* decided by this scan, not from llhttp's error position, so
+             * that the reason does not depend on how the input was cut */
             if (p->sc_started && !p->sc_colon && is_ows(c)) {
-                *why = "whitespace before colon";
-                return i;
+                p->sc_bad = 1;
+                first = i;
+                continue;
             }
             if (c == ':')
                 p->sc_colon = true;
@@ -336,7 +371,7 @@ static size_t section_scan(reel_h1_t *p, const char *b, size_t n, const char **w
         }
         p->sc_prev = c;
     }
-    return n;
+    return p->sc_bad ? first : n;
 }
 
 /* Checks the CRLF after chunk data, where llhttp is lenient. Returns how
@@ -586,7 +621,7 @@ static int cb_header_field(llhttp_t *ll, const char *at, size_t n) {
         if (is_ows(c))
             return fail(p, 400, "whitespace before colon");
         if (!is_tchar(c))
-            return fail(p, 400, "invalid header name");
+            return fail(p, 400, "invalid character in header name");
     }
     return span_append(p, p->sec, at, n);
 }
@@ -946,7 +981,7 @@ static void map_llhttp_error(reel_h1_t *p, llhttp_errno_t e) {
         if (strstr(why, "value"))
             fail(p, 400, "invalid character in header value");
         else
-            fail(p, 400, "invalid header name");
+            fail(p, 400, "invalid character in header name");
         break;
     case HPE_INVALID_CONSTANT:
         if (strstr(why, "HTTP/"))
@@ -1235,6 +1270,7 @@ static reel_rc drive(reel_h1_t *p, const uint8_t *buf, size_t len, size_t *consu
         }
         const char *scan_why = NULL;
         const char *feed = base;
+        size_t scanned = n;
         if (sectioned) {
             n = section_scan(p, base, n, &scan_why);
         } else if (p->ck_crlf) {
@@ -1279,6 +1315,8 @@ static reel_rc drive(reel_h1_t *p, const uint8_t *buf, size_t len, size_t *consu
             rc = REEL_INVALID;
             goto out;
         }
+        if (sectioned && p->sc_bad && !scan_why && e == HPE_OK)
+            used = scanned; /* the rest of a doomed name: read, not parsed */
         if (sectioned)
             p->section_bytes += used;
         off += used;

@@ -1007,6 +1007,27 @@ class BadUpstreamsTest(unittest.TestCase):
         self.assertIn(b"HTTP/1.1 502 ", out)
         self.assertIn("more than 64 informational", self.flow_error("/hints"))
 
+    def test_bad_field_lines_say_what_is_wrong(self):
+        # a space inside a field name, a trailer line without a colon:
+        # each named for what it is (both were "whitespace before colon")
+        for path, wire, why in (
+                ("/badname", b"HTTP/1.1 200 OK\r\nBad Name: x\r\nContent-Length: 3\r\n\r\nok\n",
+                 "invalid character in header name"),
+                ("/badtrailer", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 b"3\r\nok\n\r\n0\r\nBad Trailer\r\n\r\n", "header line without a colon")):
+            def answer(up, c, wire=wire):
+                if up.read_head(c):
+                    c.sendall(wire)
+                    time.sleep(0.3)
+            self.with_upstream(answer, path)
+            self.assertIn(why, self.flow_error(path))
+        # a request's: the client is told why, and so is the record
+        out = raw(self.reel.port, b"GET http://127.0.0.1:%d/badreqname HTTP/1.1\r\nHost: a\r\n"
+                  b"Bad Name: x\r\n\r\n" % free_port())
+        self.assertTrue(out.startswith(b"HTTP/1.1 400 "), out)
+        self.assertIn(b"invalid character in header name", out)
+        self.assertEqual(self.flow_error("/badreqname"), "invalid character in header name")
+
     def test_unasked_101_is_a_502(self):
         # a 101 to a request without Upgrade is not passed on (the client
         # would be left reading a protocol it never asked for)
