@@ -226,6 +226,8 @@ static void on_close_timer(uv_handle_t *h) {
  * answer before the client reads it. */
 void reel__conn_close_flushed(conn_t *c) {
     peer_t *cl = &c->client;
+    if (!cl->closing && !c->p->shutting_down && reel__peer_notify_first(cl))
+        return; /* here again once it has left */
     if (!c->linger || cl->closing || !cl->open || cl->eof || c->p->shutting_down) {
         reel__conn_close(c);
         return;
@@ -243,6 +245,10 @@ void reel__conn_close_flushed(conn_t *c) {
 
 void reel__conn_close(conn_t *c) {
     if (c->client.closing)
+        return;
+    /* a close planned once the client had its answer: a close_notify first */
+    if (c->client.close_when_flushed && !c->p->shutting_down &&
+        reel__peer_queued(&c->client) == 0 && reel__peer_notify_first(&c->client))
         return;
     /* (ended normally if nothing of theirs was left to send) */
     reel__fins_undelivered(c,

@@ -87,6 +87,7 @@ typedef struct peer {
     int cork;
     reel_buf_t corked;
     bool close_when_flushed;
+    bool notified;     /* our TLS close_notify is sent (or not to be): reel__peer_notify_first */
     uint64_t progress; /* when a byte was last read or written (upstream_timeout) */
     /* upstream only */
     char *host; /* origin host (for reuse checks and SNI) */
@@ -354,6 +355,12 @@ struct reel_proxy {
 /* ---- peer.c ---- */
 void reel__peer_init(peer_t *pe, conn_t *c, peer_role role);
 void reel__peer_close(peer_t *pe);
+/* Over TLS, the close_notify that goes before a planned close (RFC 8446
+ * 6.1: without it the end of a body delimited by the close looks like a
+ * cut to the peer; wget gave up "non-properly terminated"). Sent once;
+ * true when it is still queued: the close then waits for it, as it waited
+ * for the data before (close_when_flushed, ev_written). */
+bool reel__peer_notify_first(peer_t *pe);
 bool reel__peer_ready(const peer_t *pe);
 void reel__peer_write(peer_t *pe, const void *data, size_t len);
 void reel__peer_flush_pend(peer_t *pe);

@@ -373,7 +373,7 @@ void reel__record_server_conn(conn_t *c) {
     note_upstream(c, up); /* kept: the origin may close before the flow ends */
     reel_capture_conn_t sc = {.conn_id = up->id,
                               .address = up->addr,
-                              .sni = info.tls ? (up->sni ? up->sni : up->host) : NULL,
+                              .sni = info.sni, /* as sent: none to an IP address */
                               .alpn = info.alpn,
                               .tls_version = info.tls_version,
                               .cipher = info.cipher,

@@ -96,10 +96,25 @@ static void client_drained(peer_t *pe) {
 
 /* A close that waited for the peer's bytes to leave (q: what is still
  * queued) happens now. */
+bool reel__peer_notify_first(peer_t *pe) {
+    if (pe->notified || !pe->open || pe->closing)
+        return false;
+    pe->notified = true;
+    reel_stack_info_t info;
+    reel_stack_info(&pe->st, &info);
+    if (!info.tls_done)
+        return false;
+    reel_stack_end(&pe->st);
+    if (reel_stack_queued(&pe->st) == 0)
+        return false;
+    pe->close_when_flushed = true; /* ev_written comes back here */
+    return true;
+}
+
 static void close_if_flushed(peer_t *pe, size_t q) {
     if (q == 0)
         client_drained(pe);
-    if (!pe->close_when_flushed || q != 0)
+    if (!pe->close_when_flushed || q != 0 || reel__peer_notify_first(pe))
         return;
     if (pe->role == P_CLIENT)
         reel__conn_close_flushed(pe->c);
@@ -330,7 +345,7 @@ static void record_refused_conn(peer_t *up) {
         return;
     reel_capture_conn_t sc = {.conn_id = up->id,
                               .address = up->connected || !info.remote[0] ? up->addr : info.remote,
-                              .sni = up->sni ? up->sni : up->host,
+                              .sni = info.sni, /* as sent: none to an IP address */
                               .alpn = info.alpn,
                               .tls_version = info.tls_version,
                               .cipher = info.cipher,
@@ -409,15 +424,21 @@ bool reel__upstream_for(conn_t *c, bool https, const char *host, int port, const
         (!c->ex.upgrade || (c->ex.ws_requested && reel__h2up_ws_ok(p, https, host, port, sni))) &&
         c->state != C_PROBE && c->state != C_RAW && !c->tls_tunnel &&
         (https ? c->lane && reel__alpn_seen(p, host, port, sni) == 1 : h2c_listed(p, host, port));
+    /* up->sni is kept only when it differs from the host: compared the
+     * same way, or a tunnel's SNI naming its own host (every HTTPS request
+     * through a CONNECT to a name) never matched, and each request of a
+     * kept-alive client connection paid a new TCP and TLS handshake */
+    const char *other = sni && strcasecmp(sni, host) != 0 ? sni : NULL;
     if (up && !up->closing && !up->eof && up->h2 == h2 && up->https == https && up->port == port &&
         (!up->insecure || !p->verify_upstream) && strcasecmp(up->host, host) == 0 &&
-        ((sni == NULL && up->sni == NULL) || (sni && up->sni && strcasecmp(sni, up->sni) == 0)))
+        ((other == NULL && up->sni == NULL) ||
+         (other && up->sni && strcasecmp(other, up->sni) == 0)))
         return true;
     reel__upstream_close(c);
     up = reel_calloc(1, sizeof *up);
     reel__peer_init(up, c, P_UPSTREAM);
     up->host = reel_strdup(host);
-    up->sni = sni && strcasecmp(sni, host) != 0 ? reel_strdup(sni) : NULL;
+    up->sni = other ? reel_strdup(other) : NULL;
     up->port = port;
     up->https = https;
     up->insecure = https && !p->verify_upstream;

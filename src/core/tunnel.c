@@ -443,7 +443,7 @@ static bool tls_tunnel_ready(conn_t *c) {
         c->tls_conn_recorded = true;
         reel_capture_conn_t sc = {.conn_id = up->id,
                                   .address = up->addr,
-                                  .sni = up->sni ? up->sni : up->host,
+                                  .sni = info.sni, /* as sent: none to an IP address */
                                   .alpn = info.alpn,
                                   .tls_version = info.tls_version,
                                   .cipher = info.cipher,

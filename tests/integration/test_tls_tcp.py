@@ -136,6 +136,46 @@ def check_refused_conn(test, full, port):
     test.assertIn(", by localhost, valid ", sc["peer_cert"], sc)
 
 
+class KeepAliveOrigin:
+    """An HTTPS origin on 127.0.0.1 that answers every request on every
+    connection with "ok" (Content-Length), counting the connections and
+    noting the SNI each handshake carried."""
+
+    def __init__(self, cert):
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(*cert)
+        self.ctx.set_alpn_protocols(["http/1.1"])
+        self.snis = []
+        self.ctx.sni_callback = lambda sock, name, ctx: self.snis.append(name)
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(8)
+        self.port = self.srv.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                raw, _ = self.srv.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self.serve, args=(raw,), daemon=True).start()
+
+    def serve(self, raw):
+        try:
+            raw.settimeout(15)
+            with self.ctx.wrap_socket(raw, server_side=True) as c:
+                while read_until(c, b"\r\n\r\n"):
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        except (OSError, ssl.SSLError):
+            pass
+
+    def close(self):
+        self.srv.close()
+
+
 class TlsTcpTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -152,19 +192,23 @@ class TlsTcpTest(unittest.TestCase):
         shutil.rmtree(cls.root, ignore_errors=True)
         assert code == 0, "reel record exited %d on SIGINT" % code
 
-    def tunnel(self, port, alpn=None, version=b"HTTP/1.1", fields=b"", trusted=True):
-        """CONNECT localhost:port through reel (more field lines: fields),
-        then TLS to reel's certificate for localhost (offering alpn;
-        trusting reel's CA unless not trusted)."""
+    def tunnel(self, port, alpn=None, version=b"HTTP/1.1", fields=b"", trusted=True,
+               host=b"localhost", ragged=True):
+        """CONNECT host:port through reel (more field lines: fields),
+        then TLS to reel's certificate for host (no SNI to an address; offering alpn;
+        trusting reel's CA unless not trusted; ragged False: a close
+        without close_notify raises SSLEOFError)."""
         s = connect(self.reel.port)
         s.settimeout(15)
-        s.sendall(b"CONNECT localhost:%d %s\r\nHost: localhost:%d\r\n%s\r\n" % (
-            port, version, port, fields))
+        s.sendall(b"CONNECT %s:%d %s\r\nHost: %s:%d\r\n%s\r\n" % (
+            host, port, version, host, port, fields))
         self.assertTrue(read_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 200"))
         ctx = ssl.create_default_context(cafile=self.reel.ca if trusted else None)
         if alpn:
             ctx.set_alpn_protocols(alpn)
-        return ctx.wrap_socket(s, server_hostname="localhost")
+        if not ragged:  # (python3 sets it in its default context)
+            ctx.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+        return ctx.wrap_socket(s, server_hostname=host.decode(), suppress_ragged_eofs=ragged)
 
     def flow(self, port):
         """The one flow to localhost:port, ended, in full."""
@@ -492,6 +536,66 @@ class TlsTcpTest(unittest.TestCase):
         # intercepted CONNECT is recorded nowhere)
         full = self.reel.flow(row["id"])
         self.assertNotIn(["User-Agent", "connect-only"], full["request"]["headers"], full)
+
+    # ---- HTTPS through a CONNECT as browsers and wget send it ----
+
+    def get(self, c, path, host=b"localhost"):
+        c.sendall(b"GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (path, host))
+        got = read_until(c, b"ok")
+        self.assertTrue(got.startswith(b"HTTP/1.1 200") and got.endswith(b"ok"), got)
+
+    def test_requests_of_a_tunnel_share_the_origin_connection(self):
+        """Requests on one kept-alive tunnel to a host name go over one
+        origin connection, as they do to an IP address: a tunnel's SNI
+        that names its own host did not match the connection's, so each
+        request paid a new TCP and TLS handshake."""
+        o = KeepAliveOrigin(self.leaf)
+        try:
+            for host in (b"localhost", b"127.0.0.1"):
+                before = o.connections
+                c = self.tunnel(o.port, alpn=["http/1.1"], host=host)
+                for i in range(3):
+                    self.get(c, b"/keep?%s-%d" % (host, i), host)
+                c.close()
+                self.assertEqual(o.connections - before, 1, host)
+                fl = self.reel.wait_flows(3, "~u 'keep.%s'" % host.decode(), timeout=10)
+                scs = [self.reel.flow(f["id"])["server_conn"] for f in fl]
+                self.assertEqual(len({sc["conn_id"] for sc in scs}), 1, scs)
+                self.assertEqual([sc["reused"] for sc in scs], [False, True, True], scs)
+                # the SNI recorded is the one sent: none to an IP address
+                # (RFC 6066 3), where reel recorded the address as SNI
+                self.assertEqual(scs[0]["sni"], "localhost" if host == b"localhost" else None, scs)
+            self.assertEqual(o.snis, ["localhost", None])
+        finally:
+            o.close()
+
+    def test_close_delimited_body_ends_with_close_notify(self):
+        """A body delimited by the close, and a response with Connection:
+        close, end with reel's close_notify before its close (RFC 8446
+        6.1): without it wget reported "The TLS connection was
+        non-properly terminated" and retried, as for a cut body."""
+        for close_delimited in (True, False):
+            def origin(o, c):
+                read_until(c, b"\r\n\r\n")
+                if close_delimited:
+                    c.sendall(b"HTTP/1.1 200 OK\r\n\r\n" + b"x" * 5000)
+                else:
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close"
+                              b"\r\n\r\nbody")
+                c.unwrap()
+
+            o = Origin(self.leaf, origin, alpn=["http/1.1"])
+            c = self.tunnel(o.port, alpn=["http/1.1"], ragged=False)
+            c.sendall(b"GET /notify HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            got = b""
+            while True:
+                d = c.recv(65536)  # SSLEOFError for a close without close_notify
+                if not d:
+                    break
+                got += d
+            c.close()
+            o.join()
+            self.assertTrue(got.endswith(b"x" * 5000 if close_delimited else b"body"), got[-50:])
 
 
 if __name__ == "__main__":
