@@ -1670,8 +1670,10 @@ reel_rc reel_export(reel_session_t *s, FILE *out, const reel_export_opts_t *o,
             case REEL_EXPORT_HAR: {
                 json_t *e = har_entry(&f);
                 fputs(entries++ ? ",\n" : "\n", out);
-                /* 12 digits: 0.608 ms, not 0.60799999999999998 */
-                json_dumpf(e, out, JSON_COMPACT | JSON_REAL_PRECISION(12));
+                /* 16 digits: 0.608 ms, not 0.60799999999999998 (17), and a
+                 * WebSocket message's time in seconds since the epoch to
+                 * the microsecond (12 cut it to 10 ms) */
+                json_dumpf(e, out, JSON_COMPACT | JSON_REAL_PRECISION(16));
                 json_decref(e);
                 break;
             }

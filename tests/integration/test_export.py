@@ -553,6 +553,11 @@ class ExportExtras(unittest.TestCase):
         (e,) = har["log"]["entries"]
         msgs = [m for m in e["_webSocketMessages"] if m["opcode"] == 1]
         self.assertEqual(len(msgs), 4, msgs)
+        # each message's time to the microsecond recorded (12 digits of
+        # the epoch's seconds rounded them to 10 ms)
+        rec = [m["time_us"] for m in self.reel.flow(e["_reel"]["id"])["messages"]
+               if m["opcode"] == 1]
+        self.assertEqual([round(m["time"] * 1e6) for m in msgs], rec)
         self.assertTrue(all("truncated" not in m for m in msgs if m["data"] == "short"))
         cut = [m for m in msgs if m["data"].startswith("L")]
         self.assertEqual(len(cut), 2)
