@@ -42,6 +42,12 @@ char *reel_strndup(const char *s, size_t n) {
     return p;
 }
 
+void reel_strcpy_to(char *dst, size_t n, const char *s) {
+    size_t len = s ? strnlen(s, n - 1) : 0;
+    memcpy(dst, s ? s : "", len);
+    dst[len] = '\0';
+}
+
 char *reel_asprintf(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);

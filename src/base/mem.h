@@ -23,6 +23,10 @@ void *reel_realloc(void *p, size_t n);
 char *reel_strdup(const char *s);
 /** Copies n bytes of s into a new NUL-terminated string; aborts on failure. */
 char *reel_strndup(const char *s, size_t n);
+/** Copies s (NULL: "") into dst of n > 0 bytes, cut to fit, NUL-terminated:
+ * snprintf(dst, n, "%s", s) without the formatter, which cost about 350
+ * instructions a call on the per-request paths. */
+void reel_strcpy_to(char *dst, size_t n, const char *s);
 /** printf into a new string; aborts on failure. */
 char *reel_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

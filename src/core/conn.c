@@ -523,8 +523,8 @@ conn_t *reel__conn_new(reel_proxy_t *p, reel_filter_t *bottom, const char *clien
     c->handles = 1;
     reel_stack_info_t info;
     reel_stack_info(&c->client.st, &info);
-    snprintf(c->client_addr, sizeof c->client_addr, "%s", info.remote);
-    snprintf(c->client_ip, sizeof c->client_ip, "%s", client_ip);
+    reel_strcpy_to(c->client_addr, sizeof c->client_addr, info.remote);
+    reel_strcpy_to(c->client_ip, sizeof c->client_ip, client_ip);
     reel_h1_limits_t lim = {.max_head_size = p->max_head_size};
     c->reqc = reel_h1_codec_new(REEL_H1_REQUEST, &lim);
     c->respc = reel_h1_codec_new(REEL_H1_RESPONSE, NULL);

@@ -248,7 +248,7 @@ static void note_upstream(conn_t *c, peer_t *up) {
     u->connected = up->t_connected;
     u->ready = up->t_ready;
     if (up->connected)
-        snprintf(u->addr, sizeof u->addr, "%s", up->addr);
+        reel_strcpy_to(u->addr, sizeof u->addr, up->addr);
 }
 
 /* Takes c->ex.flow (non-NULL) into f, its timings and times as of now. */
@@ -262,7 +262,7 @@ static void fin_fill(conn_t *c, reel_fin_t *f) {
     f->request_end_us = c->ex.req_end_us;
     f->response_start_us = c->ex.resp_first_us;
     f->response_excess = c->ex.resp_excess;
-    snprintf(f->server_addr, sizeof f->server_addr, "%s", up ? up->addr : "");
+    reel_strcpy_to(f->server_addr, sizeof f->server_addr, up ? up->addr : "");
     c->ex.flow = NULL;
 }
 
@@ -861,7 +861,7 @@ static void keep_connect_head(conn_t *c, const reel_msg_head_t *m) {
     for (size_t i = 0; i < m->nfields; i++)
         bytes += m->fields[i].name_len + m->fields[i].value_len;
     reel_connect_head_t *k = reel_malloc(sizeof *k + m->nfields * sizeof k->fields[0] + bytes);
-    snprintf(k->version, sizeof k->version, "%s", m->version ? m->version : "HTTP/1.1");
+    reel_strcpy_to(k->version, sizeof k->version, m->version ? m->version : "HTTP/1.1");
     k->head_us = c->ex.head_us;
     k->answered_us = 0;
     k->nfields = m->nfields;

@@ -401,7 +401,7 @@ static void lane_set_reading(reel_filter_t *f, bool on) {
 
 static void lane_info(const reel_filter_t *f, reel_stack_info_t *out) {
     const lane_t *l = (const lane_t *)f;
-    snprintf(out->remote, sizeof out->remote, "%s", l->remote);
+    reel_strcpy_to(out->remote, sizeof out->remote, l->remote);
     snprintf(out->local, sizeof out->local, "h2-lane");
 }
 
@@ -639,7 +639,7 @@ static lane_t *lane_new(h2front_t *fr) {
     l->resp = reel_h1_codec_new(REEL_H1_RESPONSE, NULL);
     uv_timer_init(c->p->loop, &l->timer);
     l->timer.data = l;
-    snprintf(l->remote, sizeof l->remote, "%s", c->client_addr);
+    reel_strcpy_to(l->remote, sizeof l->remote, c->client_addr);
     /* at the tail: dispatch() walks the lanes in this order, so requests
      * given lanes in one pass start (get their flow ids and start times)
      * and go to the origin in the order the client sent them */

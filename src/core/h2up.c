@@ -331,13 +331,13 @@ static void sess_detach(h2sess_t *s, ulane_t *l) {
  * once the session is gone: the peer's ServerConn record. */
 static void lane_copy_info(ulane_t *l, const reel_stack_info_t *i) {
     l->info = *i;
-    snprintf(l->remote, sizeof l->remote, "%s", i->remote);
-    snprintf(l->local, sizeof l->local, "%s", i->local);
-    snprintf(l->alpn, sizeof l->alpn, "%s", i->alpn ? i->alpn : ""); /* h2c: none */
-    snprintf(l->tls_version, sizeof l->tls_version, "%s", i->tls_version ? i->tls_version : "");
-    snprintf(l->cipher, sizeof l->cipher, "%s", i->cipher ? i->cipher : "");
-    snprintf(l->sni, sizeof l->sni, "%s", i->sni ? i->sni : "");
-    snprintf(l->verify_error, sizeof l->verify_error, "%s", i->verify_error ? i->verify_error : "");
+    reel_strcpy_to(l->remote, sizeof l->remote, i->remote);
+    reel_strcpy_to(l->local, sizeof l->local, i->local);
+    reel_strcpy_to(l->alpn, sizeof l->alpn, i->alpn ? i->alpn : ""); /* h2c: none */
+    reel_strcpy_to(l->tls_version, sizeof l->tls_version, i->tls_version ? i->tls_version : "");
+    reel_strcpy_to(l->cipher, sizeof l->cipher, i->cipher ? i->cipher : "");
+    reel_strcpy_to(l->sni, sizeof l->sni, i->sni ? i->sni : "");
+    reel_strcpy_to(l->verify_error, sizeof l->verify_error, i->verify_error ? i->verify_error : "");
     snprintf(l->peer_cert, sizeof l->peer_cert, "%s",
              i->verify_error && i->peer_cert ? i->peer_cert : "");
 }
@@ -885,8 +885,8 @@ static void ulane_set_reading(reel_filter_t *f, bool on) {
 
 static void ulane_info(const reel_filter_t *f, reel_stack_info_t *out) {
     const ulane_t *l = (const ulane_t *)f;
-    snprintf(out->remote, sizeof out->remote, "%s", l->remote);
-    snprintf(out->local, sizeof out->local, "%s", l->local);
+    reel_strcpy_to(out->remote, sizeof out->remote, l->remote);
+    reel_strcpy_to(out->local, sizeof out->local, l->local);
     if (l->fresh) {
         out->t_dns0 = l->info.t_dns0;
         out->t_dns1 = l->info.t_dns1;

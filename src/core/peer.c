@@ -44,7 +44,7 @@ static void ev_connected(void *ud) {
     reel_stack_info_t info;
     reel_stack_info(&up->st, &info);
     up->connected = true;
-    snprintf(up->addr, sizeof up->addr, "%s", info.remote);
+    reel_strcpy_to(up->addr, sizeof up->addr, info.remote);
     if (info.t_dns0)
         up->t_dns0 = info.t_dns0;
     up->t_dns1 = info.t_dns1;
