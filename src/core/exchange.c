@@ -172,7 +172,11 @@ static int64_t span_us(int64_t from, int64_t to) {
 
 /* The phases of the current exchange, HAR style (-1: did not happen or not
  * known). dns, connect and ssl go to the first flow on a new upstream
- * connection only; a flow on a reused connection has none. The phases
+ * connection only, and only if it was opened for that flow: a flow on a
+ * reused connection has none, nor has the first on the connection that
+ * asked the origin what to offer a CONNECT's client (the ALPN probe: it
+ * was set up before the request came, which did not wait for it; counted,
+ * its phases made the flow's time longer than the flow). The phases
  * follow one another without overlapping, so that they add up to the
  * flow's duration (HAR 1.2: time is their sum) even when the response
  * begins before the request ends (a 100 Continue, an early 413): send runs
@@ -184,7 +188,7 @@ static void exchange_timings(conn_t *c, const upstream_facts_t *up, int64_t end_
                              reel_capture_timings_t *t) {
     *t = (reel_capture_timings_t){-1, -1, -1, -1, -1, -1, -1};
     int64_t ready = c->ex.head_us;
-    if (up && up->fresh) {
+    if (up && up->fresh && (up->dns0 == 0 || up->dns0 >= c->ex.head_us)) {
         t->blocked_us = span_us(c->ex.head_us, up->dns0);
         t->dns_us = span_us(up->dns0, up->dns1);
         t->connect_us = span_us(up->dns1, up->connected);

@@ -251,10 +251,20 @@ class TruthTest(unittest.TestCase):
         # the second request reused the connection: no connect of its own
         self.assertEqual(t2["connect_us"], -1, t2)
         # HTTPS: the TLS handshake with the origin is timed
-        curl(r, o.url("/100b?t3", https=True))
+        curl(r, "--http1.1", o.url("/100b?t3", https=True))
         t3 = r.flow(self.one("~u t3")["id"])["timings"]
         self.assertGreaterEqual(t3["ssl_us"], 0, t3)
         self.assertGreaterEqual(t3["connect_us"], 0, t3)
+        # ... unless the connection was set up before the request came: a
+        # client offering h2 makes reel ask the origin first (the ALPN
+        # probe, during the client's own handshake), and the request that
+        # then uses that connection did not wait for it; its phases, which
+        # add up to the flow's duration, have no set-up
+        curl(r, "--http2", o.url("/100b?t4", https=True))
+        f4 = self.one("~u t4")
+        t4 = r.flow(f4["id"])["timings"]
+        self.assertEqual((t4["dns_us"], t4["connect_us"], t4["ssl_us"]), (-1, -1, -1), t4)
+        self.assertLessEqual(sum(v for v in t4.values() if v > 0), f4["duration_us"] + 1, t4)
         # shown for people by `reel flow`
         shown = r.cli("flow", r.session, str(first["id"])).stdout.decode()
         self.assertIn("connect", shown)
