@@ -17,7 +17,7 @@ static void exchange_timings(conn_t *c, const upstream_facts_t *up, int64_t end_
 static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,
                        const char *target);
 static bool check_auth(conn_t *c, const reel_h1_head_t *h);
-static void write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, const char *target,
+static bool write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, const char *target,
                        bool keep_upgrade, bool add_close);
 static bool retryable_method(const char *m);
 static void handle_connect(conn_t *c, const reel_h1_head_t *h);
@@ -763,7 +763,10 @@ static bool check_auth(conn_t *c, const reel_h1_head_t *h) {
 
 /* Serializes h for the next hop with hop-by-hop fields removed (keeping
  * the framing fields, since the body is forwarded as received). */
-static void write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, const char *target,
+/* Writes h for the next hop into out. False when it cannot be written
+ * (what the parser let through and the writer refuses): the caller must
+ * not send the body then, or the body would go as a message of its own. */
+static bool write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, const char *target,
                        bool keep_upgrade, bool add_close) {
     size_t n = h->nheaders;
     reel_h1_header_t *hs = reel_malloc((n + 2) * sizeof *hs);
@@ -772,7 +775,11 @@ static void write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, c
     reel_h1_hop_init(&hop, h->headers, n);
     for (size_t i = 0; i < n; i++) {
         const reel_h1_header_t *f = &h->headers[i];
+        /* the fields that say where the body ends stay whatever Connection
+         * names: "Connection: Content-Length" dropped the length and sent
+         * the body on, to be read as the next request (RFC 9110 7.6.1) */
         bool framing = (f->name_len == 17 && strncasecmp(f->name, "transfer-encoding", 17) == 0) ||
+                       (f->name_len == 14 && strncasecmp(f->name, "content-length", 14) == 0) ||
                        (f->name_len == 7 && strncasecmp(f->name, "trailer", 7) == 0);
         bool upgrade =
             keep_upgrade && ((f->name_len == 7 && strncasecmp(f->name, "upgrade", 7) == 0) ||
@@ -809,14 +816,16 @@ static void write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, c
     reel_h1_head_t o = *h;
     o.headers = hs;
     o.nheaders = k;
+    reel_rc rc;
     if (request) {
         o.target = target;
         o.target_len = strlen(target);
-        reel_h1_write_request_head(out, &o);
+        rc = reel_h1_write_request_head(out, &o);
     } else {
-        reel_h1_write_response_head(out, &o);
+        rc = reel_h1_write_response_head(out, &o);
     }
     free(hs);
+    return rc == REEL_OK;
 }
 
 bool reel__has_token(const reel_h1_head_t *h, const char *field, const char *token) {
@@ -1013,7 +1022,13 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
     reel_h1_expect_response(reel_h1_codec_parser(c->respc), h->is_head, false);
     reel_buf_t out;
     reel_buf_init(&out, 0);
-    write_head(&out, h, true, path, c->ex.upgrade, false);
+    if (!write_head(&out, h, true, path, c->ex.upgrade, false)) {
+        reel_buf_free(&out);
+        free(host);
+        free(path);
+        reel__fail_exchange(c, 400, "the request's head cannot be forwarded as it is");
+        return;
+    }
     reel__peer_write(c->up, out.data, out.len);
     /* A reused connection may be closed by the origin just as the request
      * goes out (an idle keep-alive timeout, nginx freeing connections):
@@ -1229,8 +1244,10 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
         free(h2fields);
         reel_buf_t out;
         reel_buf_init(&out, 0);
-        write_head(&out, h, false, NULL, false, false);
-        reel__peer_write(&c->client, out.data, out.len);
+        if (write_head(&out, h, false, NULL, false, false))
+            reel__peer_write(&c->client, out.data, out.len);
+        else
+            reel__fail_exchange(c, 502, "the origin's informational head cannot be forwarded");
         reel_buf_free(&out);
         return;
     }
@@ -1257,8 +1274,12 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
         c->client_close = true;
     reel_buf_t out;
     reel_buf_init(&out, 0);
-    write_head(&out, h, false, NULL, c->ex.upgrade && h->status == 101,
-               c->client_close && !(c->ex.upgrade && h->status == 101));
+    if (!write_head(&out, h, false, NULL, c->ex.upgrade && h->status == 101,
+                    c->client_close && !(c->ex.upgrade && h->status == 101))) {
+        reel_buf_free(&out);
+        reel__fail_exchange(c, 502, "the origin's response head cannot be forwarded as it is");
+        return;
+    }
     reel__peer_write(&c->client, out.data, out.len);
     reel_buf_free(&out);
     c->ex.resp_head_sent = true;

@@ -437,8 +437,10 @@ static size_t chunk_line_scan(reel_h1_t *p, const char *b, size_t n, bool *eol, 
         switch (p->ck_state) {
         case CK_SIZE:
             if (hex_value(c) >= 0) {
-                if (p->ck_size > UINT64_MAX >> 4) {
-                    *why = "invalid chunk size"; /* it overflows */
+                if (p->ck_size > (uint64_t)INT64_MAX >> 4) {
+                    /* as Content-Length: what a next hop reading it as a
+                     * signed 64-bit number could not agree on */
+                    *why = "chunk size too large";
                     return i;
                 }
                 p->ck_size = p->ck_size << 4 | (uint64_t)hex_value(c);
@@ -605,6 +607,14 @@ static int cb_url_complete(llhttp_t *ll) {
 
 static int cb_status(llhttp_t *ll, const char *at, size_t n) {
     reel_h1_t *p = ll->data;
+    /* RFC 9112 4: reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ). A
+     * control byte made the head impossible to write again, and its body
+     * reached the client without it (a response split in two). */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)at[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return fail(p, 502, "invalid reason phrase: a control byte in it");
+    }
     return span_append(p, &p->head, at, n);
 }
 
@@ -694,6 +704,13 @@ static int check_target(reel_h1_t *p, reel_h1_head_t *h) {
 
     if (n == 0)
         return fail(p, 400, "empty request target");
+    /* RFC 9112 3.2: no whitespace or control byte in a target. llhttp lets
+     * HTAB and FF through; forwarded, such a target could not be written
+     * (reel_h1_write_request_head refuses it), and the head went missing
+     * while its body went on to the origin as the next request. */
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)t[i] <= 0x20 || (unsigned char)t[i] == 0x7f)
+            return fail(p, 400, "invalid request target: whitespace or a control byte in it");
     if (t[0] == '/') {
         h->target_form = REEL_H1_TARGET_ORIGIN;
     } else if (n == 1 && t[0] == '*') {
@@ -742,6 +759,7 @@ static int check_target(reel_h1_t *p, reel_h1_head_t *h) {
 typedef struct {
     size_t fields, codings, chunked;
     bool last_chunked;
+    bool empty; /* a field or list element with no coding in it */
 } te_info_t;
 
 static void scan_te(const reel_h1_head_t *h, te_info_t *te) {
@@ -752,13 +770,18 @@ static void scan_te(const reel_h1_head_t *h, te_info_t *te) {
             continue;
         te->fields++;
         const char *cur = f->value, *el;
-        size_t el_len;
+        size_t el_len, n = 0, commas = 0;
         while (list_next(&cur, f->value + f->value_len, &el, &el_len)) {
             bool ch = eq_ci(el, el_len, "chunked");
             te->codings++;
             te->chunked += ch;
             te->last_chunked = ch;
+            n++;
         }
+        for (size_t k = 0; k < f->value_len; k++)
+            commas += f->value[k] == ',';
+        if (n != commas + 1)
+            te->empty = true;
     }
 }
 
@@ -825,6 +848,11 @@ static int cb_headers_complete(llhttp_t *ll) {
     if (te.fields) {
         if (ll->http_minor == 0)
             return fail(p, 400, "Transfer-Encoding in HTTP/1.0 message");
+        /* "chunked" then an empty field, ", chunked": RFC 9110 5.6.1 lets a
+         * recipient skip empty elements, but a next hop that takes the last
+         * field alone sees no coding, and another end of the body */
+        if (te.empty)
+            return fail(p, 400, "empty Transfer-Encoding field or element");
         if (req && !te.last_chunked)
             return fail(p, 400, "Transfer-Encoding not ending in chunked");
         if (te.last_chunked && (te.chunked > 1 || te.codings > 1))

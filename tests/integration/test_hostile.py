@@ -442,7 +442,7 @@ class HostileClientsTest(unittest.TestCase):
                b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n" % up.port
         cases = [  # name, what follows a good chunk, reason
             (b"size", b"zz\r\nhello\r\n0\r\n\r\n", "invalid chunk size"),
-            (b"overflow", b"10000000000000000\r\n", "invalid chunk size"),
+            (b"overflow", b"10000000000000000\r\n", "chunk size too large"),
             (b"negative", b"-1\r\nx\r\n0\r\n\r\n", "invalid chunk size"),
             (b"nocrlf", b"3\r\nabcXY0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
              "missing CRLF after chunk data"),
@@ -601,6 +601,11 @@ class HostileClientsTest(unittest.TestCase):
              501, "unsupported Transfer-Encoding"),
             ("nul", req("nul", b"X-A: b\x00c\r\nContent-Length: 0\r\n", b""), 400,
              "invalid character in header value"),
+            ("te-empty-field", req("te-empty-field",
+                                   b"Transfer-Encoding: chunked\r\nTransfer-Encoding:\r\n"), 400,
+             "empty Transfer-Encoding field or element"),
+            ("te-empty-element", req("te-empty-element", b"Transfer-Encoding: , chunked\r\n"), 400,
+             "empty Transfer-Encoding field or element"),
         ]
         before = {reason: len(self.errors(reason)) for _, _, _, reason in cases}
         for name, data, status, reason in cases:
@@ -641,6 +646,30 @@ class HostileClientsTest(unittest.TestCase):
         full = r.flow(errs[-1]["id"])
         self.assertEqual(full["error"], "both Transfer-Encoding and Content-Length")
         self.assertEqual(full["state"], "error")
+
+    def test_a_head_reel_cannot_forward_never_lets_its_body_through(self):
+        """Two smuggling vectors a tester found: a TAB or form feed in the
+        target passed the parser, the head could not be written again, and
+        the body reached the origin as a request of its own; and
+        "Connection: Content-Length" dropped the length as hop-by-hop while
+        the body went on, to be read as the next request."""
+        o, r = self.origin, self.reel
+        sm = b"GET /echo?hidden-inner HTTP/1.1\r\nHost: x\r\n\r\n"
+        for ch in (b"\t", b"\x0c"):
+            out = raw(r.port, b"POST " + o.url("/echo?target-ws").encode() + ch +
+                      b"b HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(sm) + sm)
+            self.assertTrue(out.startswith(b"HTTP/1.1 400 "), out[:200])
+            self.assertIn(b"invalid request target", out)
+        for conn in (b"Content-Length", b"close, content-length"):
+            out = raw(r.port, b"POST " + o.url("/echo?framing-conn-cl").encode() +
+                      b" HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: %s\r\n\r\n"
+                      % (len(sm), conn) + sm)
+            # the length went with the body: one request, one answer
+            self.assertTrue(out.startswith(b"HTTP/1.1 200 "), out[:200])
+            self.assertEqual(out.count(b"HTTP/1.1 "), 1, out)
+        self.assertEqual(self.origin_saw("hidden-inner"), [], "a body reached the origin as a request")
+        self.assertEqual(self.origin_saw("target-ws"), [])
+        self.assertEqual(len(self.origin_saw("framing-conn-cl")), 2)
 
     def test_refused_target_is_recorded_as_sent(self):
         """A request refused for its target records the target as sent, its
@@ -1006,6 +1035,34 @@ class BadUpstreamsTest(unittest.TestCase):
         self.assertEqual(out.count(b"HTTP/1.1 103 "), 64, out[:200])
         self.assertIn(b"HTTP/1.1 502 ", out)
         self.assertIn("more than 64 informational", self.flow_error("/hints"))
+
+    def test_a_head_reel_cannot_forward_never_lets_its_body_through(self):
+        """A control byte in the reason phrase passed the parser, the head
+        could not be written again, and its body reached the client alone:
+        two responses for one request when the body held two. And an
+        origin's "Connection: Content-Length" dropped the length while the
+        body went on, leaving the client no way to find its end."""
+        two = (b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\none\n"
+               b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ntwo\n")
+
+        def split(up, c):
+            up.read_head(c)
+            c.sendall(b"HTTP/1.1 200 O\x01K\r\nContent-Length: %d\r\n\r\n" % len(two) + two)
+            up.closing.wait(2)
+        out, how, secs, _ = self.with_upstream(split, "/ctl-reason")
+        self.assertTrue(out.startswith(b"HTTP/1.1 502 "), out[:200])
+        self.assertIn(b"invalid reason phrase", out)
+        self.assertEqual(out.count(b"HTTP/1.1 "), 1, out)
+        self.assertIn("invalid reason phrase", self.flow_error("/ctl-reason"))
+
+        def conn_cl(up, c):
+            up.read_head(c)
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: Content-Length\r\n\r\nhello")
+            up.closing.wait(2)
+        out, how, secs, _ = self.with_upstream(conn_cl, "/conn-cl")
+        head, _, rest = out.partition(b"\r\n\r\n")
+        self.assertIn(b"Content-Length: 5", head, out)
+        self.assertEqual(rest, b"hello")
 
     def test_bad_field_lines_say_what_is_wrong(self):
         # a space inside a field name, a trailer line without a colon:

@@ -521,7 +521,16 @@ static void test_smuggling_requests(void **state) {
           "10000000000000000\r\n",
           "HEAD POST / HTTP/1.1 form=0 [Host: h] [Transfer-Encoding: chunked] fr=2 cl=-1 "
           "chunked ka\n"
-          "ERR 400 invalid chunk size\n");
+          "ERR 400 chunk size too large\n");
+    /* an empty Transfer-Encoding field or element: a next hop taking the
+     * last field alone would see no coding */
+    check(&REQ,
+          "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding:\r\n\r\n",
+          "ERR 400 empty Transfer-Encoding field or element\n");
+    check(&REQ, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: , chunked\r\n\r\n",
+          "ERR 400 empty Transfer-Encoding field or element\n");
+    check(&RESP, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked,\r\n\r\n",
+          "ERR 502 empty Transfer-Encoding field or element\n");
     check(&REQ, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: xchunked\r\n\r\n",
           "ERR 400 Transfer-Encoding not ending in chunked\n");
     /* obs-fold after an empty value, whitespace before the first field */
@@ -650,15 +659,17 @@ static void test_chunk_extensions(void **state) {
         {"5;a=b\n", "bare LF"},
         {"5;a=\"b\n\"\r\n", "bare LF"},
         {"5;a=b\rx\n", "bare CR"},
-        {"10000000000000000\r\n", "invalid chunk size"},
+        {"10000000000000000\r\n", "chunk size too large"},
+        {"8000000000000000\r\n", "chunk size too large"}, /* past INT64_MAX */
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         snprintf(in, sizeof in, "%s%shello\r\n0\r\n\r\n", req, bad[i].line);
         snprintf(want, sizeof want, "%sERR 400 %s\n", head, bad[i].why);
         check(&REQ, in, want);
     }
-    /* the largest size is one, the next is not */
-    snprintf(in, sizeof in, "%sffffffffffffffff;a=b\r\nab", req);
+    /* the largest size is one (INT64_MAX, as for Content-Length), the next
+     * is not */
+    snprintf(in, sizeof in, "%s7fffffffffffffff;a=b\r\nab", req);
     snprintf(want, sizeof want, "%sBODY ab\n", head);
     check(&REQ, in, want);
     /* a response is the same, refused with a 502 */
