@@ -186,11 +186,15 @@ void reel__tunnel_forward(conn_t *c) {
             reel__conn_close(c);
         return;
     }
-    /* A TLS tunnel: the client's close_notify is passed on as one, once
-     * what it sent before is out; the origin's answer (its own, or its
-     * close) ends the tunnel below. */
-    if (c->tls_tunnel && cl->eof && !c->tls_client_ended && cl->in.len == 0 && up->open &&
-        !up->closing && reel__peer_ready(up)) {
+    /* TLS to the origin (a TLS tunnel, or an upgrade or a WebSocket inside
+     * an intercepted CONNECT): the client's end, its close_notify or its
+     * close, is passed on as a close_notify once what it sent before is
+     * out; the origin's answer (its own, or its close) ends the tunnel
+     * below. Without it an intercepted wss or Upgrade kept its origin
+     * connection, and its flow open, after the client had gone: until
+     * idle_timeout, or for a WebSocket until the origin spoke. */
+    if ((c->tls_tunnel || reel_stack_has_tls(&up->st)) && cl->eof && !c->tls_client_ended &&
+        cl->in.len == 0 && up->open && !up->closing && reel__peer_ready(up)) {
         c->tls_client_ended = true;
         reel_stack_end(&up->st);
     }

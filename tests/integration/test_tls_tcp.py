@@ -539,6 +539,46 @@ class TlsTcpTest(unittest.TestCase):
 
     # ---- HTTPS through a CONNECT as browsers and wget send it ----
 
+    def test_client_end_of_an_intercepted_upgrade_reaches_the_origin(self):
+        """A client that leaves an upgraded connection (Upgrade: foo, or a
+        WebSocket) inside an intercepted CONNECT: its end goes on to the
+        origin as a close_notify, and the flow ends. Before, reel kept the
+        origin connection and the flow open until idle_timeout (for a
+        WebSocket, until the origin next spoke)."""
+        for clean in (False, True):
+            def upgrade(o, c):
+                o.got = read_until(c, b"\r\n\r\n")
+                c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                          b"Upgrade: foo\r\n\r\n")
+                while True:
+                    d = c.recv(65536)
+                    if not d:
+                        o.eof_at = time.time()
+                        return
+                    c.sendall(b"echo:" + d)
+
+            o = Origin(self.leaf, upgrade, alpn=["http/1.1"])
+            o.eof_at = None
+            c = self.tunnel(o.port, alpn=["http/1.1"])
+            c.sendall(b"GET /upgrade-end?%d HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n"
+                      b"Upgrade: foo\r\n\r\n" % clean)
+            self.assertTrue(read_until(c, b"\r\n\r\n").startswith(b"HTTP/1.1 101"))
+            c.sendall(b"hi")
+            self.assertEqual(read_until(c, b"echo:hi"), b"echo:hi")
+            left = time.time()
+            if clean:
+                c.unwrap()  # its close_notify, then the close
+            c.close()
+            o.join()
+            self.assertIsNotNone(o.eof_at, "the origin never saw the client's end")
+            self.assertLess(o.eof_at - left, 5)
+            fl = self.reel.wait_flows(1, "~u 'upgrade-end.%d'" % clean, timeout=10)
+            deadline = time.time() + 5
+            while fl[0]["state"] == "open" and time.time() < deadline:
+                time.sleep(0.1)
+                fl = self.reel.wait_flows(1, "~u 'upgrade-end.%d'" % clean, timeout=10)
+            self.assertNotEqual(fl[0]["state"], "open", fl)
+
     def get(self, c, path, host=b"localhost"):
         c.sendall(b"GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (path, host))
         got = read_until(c, b"ok")
