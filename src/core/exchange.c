@@ -732,9 +732,12 @@ static void refuse_request(conn_t *c, int status, const char *reason) {
 
 static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,
                        const char *target) {
-    c->ex.flow = reel_capture_start_on(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr,
+    /* it starts when its head came (head_us), where its phases start: it
+     * began after the upstream connection was asked for, and the flow's
+     * duration came out a little shorter than the sum of its phases */
+    c->ex.flow = reel_capture_start_at(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr,
                                        c->up && c->up->connected ? c->up->addr : NULL, c->id,
-                                       c->lane_stream);
+                                       c->lane_stream, c->ex.head_us);
     STAT_ADD(c->p, flows, 1);
     c->ex.req_end_us = c->ex.resp_first_us = 0;
     c->ex.flow_upstream = true;

@@ -252,9 +252,13 @@ class TruthTest(unittest.TestCase):
         self.assertEqual(t2["connect_us"], -1, t2)
         # HTTPS: the TLS handshake with the origin is timed
         curl(r, "--http1.1", o.url("/100b?t3", https=True))
-        t3 = r.flow(self.one("~u t3")["id"])["timings"]
+        f3 = self.one("~u t3")
+        t3 = r.flow(f3["id"])["timings"]
         self.assertGreaterEqual(t3["ssl_us"], 0, t3)
         self.assertGreaterEqual(t3["connect_us"], 0, t3)
+        # the phases fit in the flow (it starts when its head came, where
+        # they start; it started later, after asking for the connection)
+        self.assertLessEqual(sum(v for v in t3.values() if v > 0), f3["duration_us"], (t3, f3))
         # ... unless the connection was set up before the request came: a
         # client offering h2 makes reel ask the origin first (the ALPN
         # probe, during the client's own handshake), and the request that
