@@ -362,7 +362,10 @@ class ReelExtrasRoundTrip(unittest.TestCase):
         cls.root = tempfile.mkdtemp(prefix="reel-har-extras-", dir=TMPBASE)
         cls.origin = Origin(os.path.join(cls.root, "origin"))
         cls.reel = Reel(cls.root, "cap", "upstream_trusted_ca=" + cls.origin.ca)
-        r = curl(cls.reel, cls.origin.url("/100b", https=True))
+        # HTTP/1.1 only: a client offering h2 makes reel set up the origin
+        # connection before the request (the ALPN probe), and the request
+        # then has no ssl phase of its own
+        r = curl(cls.reel, "--http1.1", cls.origin.url("/100b", https=True))
         assert r.returncode == 0, r.stderr
         # nothing listens there: reel answers 502 itself and records the error
         curl(cls.reel, "http://127.0.0.1:%d/nowhere" % free_port(), check=False)
