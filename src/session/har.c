@@ -431,6 +431,43 @@ json_t *reel_har_text(const char *p, size_t n, int *exact) {
     return j ? j : json_string("");
 }
 
+/* Why bytes p[0..n) cannot be a header value (a status text), or NULL
+ * when they can: the recorder takes C strings, and no head has a CR or LF
+ * inside a field. */
+static const char *not_a_value(const char *p, size_t n) {
+    return memchr(p, '\0', n) || memchr(p, '\r', n) || memchr(p, '\n', n)
+               ? "header value with a NUL, CR or LF byte"
+               : NULL;
+}
+
+/* Why p[0..n) cannot be a request's URL whatever it says (a NUL, space
+ * or control byte: parse_url's first checks), or NULL. */
+static const char *not_a_url(const char *p, size_t n) {
+    if (memchr(p, '\0', n))
+        return "contains a NUL byte";
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)p[i] <= 0x20 || p[i] == 0x7f)
+            return "contains a space or control character";
+    return NULL;
+}
+
+static const char *not_a_reason(const char *p, size_t n) {
+    return not_a_value(p, n) ? "a status text with a NUL, CR or LF byte" : NULL;
+}
+
+static int tchar(int c);
+
+/* Why p[0..n) cannot be a header name (a token; a leading ':' marks an
+ * HTTP/2 pseudo-header), or NULL when it can. */
+static const char *not_a_name(const char *p, size_t n) {
+    if (n == 0)
+        return "empty header name";
+    for (size_t k = p[0] == ':' ? 1 : 0; k < n; k++)
+        if (!tchar((unsigned char)p[k]))
+            return "not a header name";
+    return NULL;
+}
+
 /* The bytes reel export wrote beside a string that is not UTF-8: member
  * KEY of obj (a header, the request, the response, a 1xx answer), text
  * str, has obj._reel.KEY_b64 (docs/export.md). Sets *out to them (owned,
@@ -439,9 +476,13 @@ json_t *reel_har_text(const char *p, size_t n, int *exact) {
  * export, and the edit wins over the stale bytes. v is NULL on the second
  * pass, validated already; on the first, a KEY_b64 that is not a string
  * of base64 fails (at field._reel.KEY_b64) as any malformed member of
- * _reel does. An _reel that is not an object is not reel's: ignored. */
+ * _reel does, and so do bytes the member cannot hold (holds, when not
+ * NULL, says why not), whether or not str wins: a _b64 like that was not
+ * written by reel export, and docs/export.md refuses it either way. An
+ * _reel that is not an object is not reel's: ignored. */
 static reel_rc exact_bytes(const vctx_t *v, json_t *obj, const char *key, json_t *str,
-                           const char *field, char **out, size_t *n) {
+                           const char *field, const char *(*holds)(const char *p, size_t n),
+                           char **out, size_t *n) {
     char k[32], f[160];
     *out = NULL;
     *n = 0;
@@ -461,6 +502,11 @@ static reel_rc exact_bytes(const vctx_t *v, json_t *obj, const char *key, json_t
         return v ? fail(v, f, "invalid base64 at offset %zu", bad) : REEL_INVALID;
     }
     d[got] = '\0';
+    const char *why = holds ? holds(d, (size_t)got) : NULL;
+    if (why != NULL) {
+        free(d);
+        return v ? fail(v, f, "%s", why) : REEL_INVALID;
+    }
     json_t *t = reel_har_text(d, (size_t)got, NULL);
     int same = json_string_length(t) == json_string_length(str) &&
                memcmp(json_string_value(t), json_string_value(str), json_string_length(t)) == 0;
@@ -605,7 +651,7 @@ static reel_rc check_version(const vctx_t *v, json_t *obj, const char *field,
 static reel_rc status_text(const vctx_t *v, json_t *obj, const char *field, char **out) {
     size_t n;
     json_t *st = json_object_get(obj, "statusText");
-    if (exact_bytes(v, obj, "statusText", st, field, out, &n) != REEL_OK)
+    if (exact_bytes(v, obj, "statusText", st, field, not_a_reason, out, &n) != REEL_OK)
         return REEL_INVALID;
     if (*out != NULL && strcspn(*out, "\r\n") != n) {
         free(*out);
@@ -642,9 +688,9 @@ static reel_rc check_fields(const vctx_t *v, json_t *arr, const char *field) {
         char *xb[2];
         size_t xn[2];
         snprintf(f, sizeof f, "%s[%zu]", field, i);
-        if (exact_bytes(v, h, "name", name, f, &xb[0], &xn[0]) != REEL_OK)
+        if (exact_bytes(v, h, "name", name, f, not_a_name, &xb[0], &xn[0]) != REEL_OK)
             return REEL_INVALID;
-        if (exact_bytes(v, h, "value", val, f, &xb[1], &xn[1]) != REEL_OK) {
+        if (exact_bytes(v, h, "value", val, f, not_a_value, &xb[1], &xn[1]) != REEL_OK) {
             free(xb[0]);
             return REEL_INVALID;
         }
@@ -1064,7 +1110,7 @@ static reel_rc entry_parse(const vctx_t *v, json_t *entry, entry_t *e) {
      * them): reel export's exact bytes */
     char *ub;
     size_t ul;
-    if (exact_bytes(v, req, "url", j, "request", &ub, &ul) != REEL_OK)
+    if (exact_bytes(v, req, "url", j, "request", not_a_url, &ub, &ul) != REEL_OK)
         return REEL_INVALID;
     const char *why = ub ? parse_url(ub, ul, &e->url)
                          : parse_url(json_string_value(j), json_string_length(j), &e->url);
@@ -1402,7 +1448,7 @@ static reel_header_t *to_headers(json_t *arr, int keep_protocol, size_t *n, reel
             char *x;
             size_t xn;
             off[2 * *n + k] = SIZE_MAX;
-            exact_bytes(NULL, h, k ? "value" : "name", k ? val : name, "", &x, &xn);
+            exact_bytes(NULL, h, k ? "value" : "name", k ? val : name, "", NULL, &x, &xn);
             if (x == NULL)
                 continue;
             off[2 * *n + k] = owned->len;

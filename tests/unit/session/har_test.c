@@ -397,6 +397,17 @@ static void test_check_variants(void **state) {
         {"request.headers",
          "[{\"name\":\"X-\\u00ff\",\"value\":\"a\",\"_reel\":{\"name_b64\":\"WC3/\"}}]",
          "entries[0].request.headers[0]._reel.name_b64: not a header name"},
+        /* ... whether or not the text wins over them (edited: "b" is not
+         * the reading of "a\r\nb" or of "x y"), as docs/export.md says */
+        {"request.headers",
+         "[{\"name\":\"x\",\"value\":\"b\",\"_reel\":{\"value_b64\":\"YQ0KYg==\"}}]",
+         "entries[0].request.headers[0]._reel.value_b64: header value with a NUL, CR or LF byte"},
+        {"request.headers", "[{\"name\":\"x\",\"value\":\"b\",\"_reel\":{\"name_b64\":\"eCB5\"}}]",
+         "entries[0].request.headers[0]._reel.name_b64: not a header name"},
+        {"request._reel", "{\"url_b64\":\"aHR0cDovL3gvIHk=\"}",
+         "entries[0].request._reel.url_b64: contains a space or control character"},
+        {"response._reel", "{\"statusText_b64\":\"TwpL\"}",
+         "entries[0].response._reel.statusText_b64: a status text with a NUL, CR or LF byte"},
         {"request.headers", "[{\"name\":\"x\",\"value\":\"a\",\"_reel\":1}]", NULL},
         {"response._reel", "{\"statusText_b64\":[]}",
          "entries[0].response._reel.statusText_b64: not a string but an array"},
@@ -1317,7 +1328,7 @@ static void test_import_exact_bytes(void **state) {
         "\"headersSize\":-1,\"bodySize\":0,\"headers\":["
         "{\"name\":\"X-Bin\",\"value\":\"\\u00ff\\u00fe caf\\u00c3\\u00a9\","
         "\"_reel\":{\"value_b64\":\"//4gY2Fmw6k=\"}},"
-        "{\"name\":\"X-Edited\",\"value\":\"edited\",\"_reel\":{\"value_b64\":\"/w0=\"}},"
+        "{\"name\":\"X-Edited\",\"value\":\"edited\",\"_reel\":{\"value_b64\":\"/w==\"}},"
         "{\"name\":\"X-Text\",\"value\":\"\\u00ff\"}]}",
         &f);
     assert_string_equal(f.target, "/p?q=\xff\xfe");
