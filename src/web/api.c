@@ -522,15 +522,35 @@ static void api_count(call_t *c, reel_session_t *s) {
 
 /* ---- one flow ---- */
 
+/* A flow id as the CLI reads one (reel_cli_parse_flow_id, which the web
+ * library cannot link): ASCII digits only, 1 to INT64_MAX. strtoll would
+ * also take " 1" (%201), "+1" and "1 " for flow 1: typing slips, not ids.
+ * Returns 0 and sets *id, or -1. */
+static int parse_flow_id(const char *arg, int64_t *id) {
+    if (arg == NULL || arg[0] == '\0')
+        return -1;
+    int64_t v = 0;
+    for (const char *p = arg; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        int d = *p - '0';
+        if (v > (INT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    if (v == 0)
+        return -1;
+    *id = v;
+    return 0;
+}
+
+/* The flow id of a path: -1 after sending 400 when it is not one. */
 static int flow_id(call_t *c, const char *arg, int64_t *id) {
-    char *end;
-    errno = 0;
-    long long n = strtoll(arg, &end, 10);
-    if (errno || *end || n <= 0) {
-        reel__web_error(c->rs, 404, "no flow '%s'", arg);
+    if (parse_flow_id(arg, id) != 0) {
+        reel__web_error(c->rs, 400, "invalid flow id '%s': a flow id is digits only, 1 and up",
+                        arg);
         return -1;
     }
-    *id = n;
     return 0;
 }
 
@@ -860,12 +880,19 @@ static reel_rc flow_text(reel_session_t *s, int64_t id, reel_buf_t *out, reel_er
 
 static void api_diff(call_t *c, reel_session_t *s, int64_t id) {
     int64_t with;
-    if (int_param(c, "with", 0, 1, INT64_MAX, &with) != 0)
-        return;
-    if (with == 0) {
+    char *w = reel__web_param(c->rq->query, "with");
+    if (w == NULL || w[0] == '\0') {
         reel__web_error(c->rs, 400, "diff needs with=ID, the other flow");
+        free(w);
         return;
     }
+    int bad = parse_flow_id(w, &with) != 0;
+    if (bad)
+        reel__web_error(c->rs, 400,
+                        "invalid flow id '%s' in with: a flow id is digits only, 1 and up", w);
+    free(w);
+    if (bad)
+        return;
     reel_buf_t a, b, out;
     reel_buf_init(&a, 0);
     reel_buf_init(&b, 0);

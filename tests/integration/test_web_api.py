@@ -252,8 +252,19 @@ class WebApi(unittest.TestCase):
         self.assertEqual(st, 404)
         st, _, _ = self.c.req("GET", "/api/sessions/s1/flows/999")
         self.assertEqual(st, 404)
-        st, _, _ = self.c.req("GET", "/api/sessions/s1/flows/abc")
-        self.assertEqual(st, 404)
+        # a flow id is digits only, 1 and up, as in every CLI command: " 1"
+        # (%20), "+1" or "1 " is not flow 1 but a malformed id (400)
+        for bad in ("%201", "+1", "1%20", "abc", "0", "-1", "01x", "99999999999999999999"):
+            for tail in ("", "/curl", "/body/response/raw", "/diff?with=1"):
+                st, _, data = self.c.req("GET", "/api/sessions/s1/flows/" + bad + tail)
+                self.assertEqual(st, 400, bad + tail)
+                self.assertIn("invalid flow id", json.loads(data)["error"], bad + tail)
+        for bad in ("%201", "+1", "0"):
+            st, _, data = self.c.req("GET", "/api/sessions/s1/flows/1/diff?with=" + bad)
+            self.assertEqual(st, 400, bad)
+            self.assertIn("invalid flow id", json.loads(data)["error"], bad)
+        self.assertEqual(self.c.req("GET", "/api/sessions/s1/flows/1/diff")[0], 400)
+        self.assertEqual(self.c.req("GET", "/api/sessions/s1/flows/1/curl")[0], 200)
         st, _, _ = self.c.req("GET", "/api/sessions/..%2F..%2Fetc/flows")
         self.assertEqual(st, 404)
         st, _, data = self.c.req("GET", "/api/sessions/s1/flows?limit=100000000")

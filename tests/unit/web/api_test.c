@@ -107,7 +107,8 @@ static void test_sessions_and_errors(void **state) {
     assert_int_equal(call("GET", "/api/sessions/nope/flows", NULL, NULL, 0), 404);
     assert_int_equal(call("GET", "/api/sessions/..%2Fx/flows", NULL, NULL, 0), 404);
     assert_int_equal(call("GET", "/api/sessions/s1/flows/1", NULL, NULL, 0), 404);
-    assert_int_equal(call("GET", "/api/sessions/s1/flows/-1", NULL, NULL, 0), 404);
+    /* a malformed flow id (not digits only, 1 and up) is a bad request */
+    assert_int_equal(call("GET", "/api/sessions/s1/flows/-1", NULL, NULL, 0), 400);
     assert_int_equal(call("GET", "/api/sessions/s1/flows?limit=0", NULL, NULL, 0), 400);
     assert_int_equal(call("GET", "/api/sessions/s1/flows?limit=1001", NULL, NULL, 0), 400);
     assert_int_equal(call("GET", "/api/sessions/s1/flows?limit=12abc", NULL, NULL, 0), 400);
