@@ -1063,11 +1063,15 @@ function renderDetail(d, id) {
     try {
       const r = await api(sessPath(state.session) + '/flows/' + id + '/diff?with=' + enc(diffForm.with.value.trim()));
       const pre = el('pre', { class: 'code diff', 'aria-label': 'diff' });
-      if (!r.text) pre.textContent = 'no differences';
-      for (const line of r.text.split('\n')) {
+      // same: null when nothing stored differs but a body was not stored
+      // whole (body_limit): as `reel diff`, never "no differences" then
+      if (r.same === true) pre.append(el('span', { text: 'no differences\n' }));
+      else if (r.same === null) pre.append(el('span', { text: 'no differences in what was stored, but a body was not stored whole: not known to be the same\n' }));
+      for (const line of r.text ? r.text.replace(/\n$/, '').split('\n') : []) {
         const cls = line.startsWith('+') ? 'add' : line.startsWith('-') ? 'del' : line.startsWith('@@') ? 'hunk' : null;
         pre.append(el('span', { class: cls, text: line + '\n' }));
       }
+      for (const note of r.notes || []) pre.append(el('span', { text: '(' + note + ')\n' }));
       actions.after(pre);
     } catch (e) { status(e.message, true); }
   });

@@ -817,8 +817,8 @@ static void put_jstr(reel_buf_t *out, json_t *v) {
         reel_buf_puts(out, "(binary)");
 }
 
-/* Flow id as text: heads, then each body through the auto view (its first
- * BODY_PAGE bytes). */
+/* Flow id's heads as text: request line and headers, status and headers
+ * (the bodies are compared by reel_diff_body_compare: api_diff). */
 static reel_rc flow_text(reel_session_t *s, int64_t id, reel_buf_t *out, reel_err_t *err) {
     json_t *d = NULL;
     reel_rc rc = reel_flowread_detail(s, id, 0, &d, err);
@@ -847,37 +847,18 @@ static reel_rc flow_text(reel_session_t *s, int64_t id, reel_buf_t *out, reel_er
                 reel_buf_puts(out, "\n");
             }
         }
-        slice_t sl;
-        memset(&sl, 0, sizeof sl);
-        sl.want = BODY_PAGE;
-        reel_buf_init(&sl.buf, 0);
-        reel_flowread_body_t info;
-        reel_err_t e;
-        reel_err_clear(&e);
-        reel_flowread_body(s, id, dir, 1, slice_sink, &sl, &info, &e);
-        if (sl.buf.len) {
-            char *text = NULL;
-            size_t tlen = 0;
-            FILE *f = open_memstream(&text, &tlen);
-            if (f) {
-                reel_view_render(REEL_VIEW_AUTO, info.content_type, sl.buf.data, sl.buf.len,
-                                 sl.more, REEL_VIEW_TERM, f);
-                fclose(f);
-            }
-            reel_buf_puts(out, "\n");
-            reel_buf_append(out, text, tlen);
-            if (tlen && text[tlen - 1] != '\n')
-                reel_buf_puts(out, "\n");
-            free(text);
-        }
-        reel_buf_free(&sl.buf);
-        reel_flowread_body_clear(&info);
         reel_buf_puts(out, "\n");
     }
     json_decref(d);
     return REEL_OK;
 }
 
+/* The diff of two flows' heads as text, then of each direction's body as
+ * `reel diff` compares it (reel_diff_body_compare): a body not stored whole
+ * (body_limit cut it) is compared only in the bytes both sides stored, so
+ * its diff never shows "no differences" for bodies that may differ past
+ * them: `same` is null then, and `unknown` names the body, as `reel diff
+ * --json` has it. */
 static void api_diff(call_t *c, reel_session_t *s, int64_t id) {
     int64_t with;
     char *w = reel__web_param(c->rq->query, "with");
@@ -897,22 +878,91 @@ static void api_diff(call_t *c, reel_session_t *s, int64_t id) {
     reel_buf_init(&a, 0);
     reel_buf_init(&b, 0);
     reel_buf_init(&out, 0);
+    reel_diff_flow_t fl[2];
+    memset(fl, 0, sizeof fl);
     reel_err_t err;
     reel_err_clear(&err);
-    if (flow_text(s, id, &a, &err) != REEL_OK || flow_text(s, with, &b, &err) != REEL_OK) {
+    if (flow_text(s, id, &a, &err) != REEL_OK || flow_text(s, with, &b, &err) != REEL_OK ||
+        reel_diff_flow_load(s, (uint64_t)id, &fl[0], &err) != REEL_OK ||
+        reel_diff_flow_load(s, (uint64_t)with, &fl[1], &err) != REEL_OK) {
         send_err(c->rs, &err);
-    } else {
-        reel_diff_t d;
-        reel_diff_lines((const char *)a.data, a.len, (const char *)b.data, b.len, 0, 0, &d);
-        reel_diff_unified(&d, 3, &out);
-        json_t *t = out.len ? json_stringn((const char *)out.data, out.len) : json_string("");
-        send_json(c->rs, 200,
-                  json_pack("{s:I, s:I, s:I, s:b, s:b, s:o}", "a", (json_int_t)id, "b",
-                            (json_int_t)with, "changes", (json_int_t)d.changes, "cut", d.cut,
-                            "rough", d.rough, "text",
-                            t ? t : json_string("(the diff is not UTF-8)")));
-        reel_diff_free(&d);
+        goto out;
     }
+    static const char *const dirs[2] = {"request", "response"};
+    reel_diff_t d;
+    reel_diff_lines((const char *)a.data, a.len, (const char *)b.data, b.len, 0, 0, &d);
+    reel_diff_unified(&d, 3, &out);
+    size_t changes = d.changes;
+    int cut = d.cut, rough = d.rough, differs = d.changes > 0;
+    reel_diff_free(&d);
+    json_t *unknown = json_array(), *notes = json_array();
+    for (int dir = 0; dir < 2; dir++) {
+        const reel_diff_dir_t *x = &fl[0].dir[dir], *y = &fl[1].dir[dir];
+        reel_diff_body_t bd;
+        reel_diff_body_compare(x, y, &bd);
+        int partial = x->partial || y->partial;
+        if (bd.verdict == REEL_DIFF_BODY_DIFFERS)
+            differs = 1;
+        if (bd.verdict == REEL_DIFF_BODY_UNKNOWN) {
+            char key[32];
+            snprintf(key, sizeof key, "%s.body", dirs[dir]);
+            json_array_append_new(unknown, json_string(key));
+        }
+        if (bd.verdict != REEL_DIFF_BODY_SAME) {
+            /* as reel diff says it (cmd_diff.c) */
+            reel_buf_printf(&out, "%s body (%s, %llu bytes -> %s, %llu bytes)", dirs[dir],
+                            bd.kind_a ? bd.kind_a : "raw", (unsigned long long)x->wire_size,
+                            bd.kind_b ? bd.kind_b : "raw", (unsigned long long)y->wire_size);
+            if (partial && bd.verdict == REEL_DIFF_BODY_UNKNOWN)
+                reel_buf_printf(&out,
+                                ": not stored whole; the same in the %zu bytes both hold, past "
+                                "them not known",
+                                bd.compared);
+            else if (partial && bd.bytes_same)
+                reel_buf_printf(&out,
+                                ": not stored whole; the same in the %zu bytes both hold, but "
+                                "the sizes differ",
+                                bd.compared);
+            else if (partial)
+                reel_buf_printf(&out, ": compared in the %zu bytes both hold", bd.compared);
+            else if (bd.views_same)
+                reel_buf_puts(&out, ": the same once pretty-printed");
+            reel_buf_puts(&out, "\n");
+            if (!bd.views_same) {
+                reel_diff_t bl;
+                reel_diff_lines((const char *)bd.view_a.data, bd.view_a.len,
+                                (const char *)bd.view_b.data, bd.view_b.len, 0, 0, &bl);
+                reel_diff_unified(&bl, 3, &out);
+                changes += bl.changes;
+                cut |= bl.cut;
+                rough |= bl.rough;
+                reel_diff_free(&bl);
+            }
+        }
+        for (int i = 0; i < 2; i++) {
+            const reel_diff_dir_t *z = i ? y : x;
+            if (!z->partial)
+                continue;
+            char why[256];
+            reel_diff_partial_str(z, why, sizeof why);
+            char *note = reel_asprintf("%s: %s body %s", i ? "b" : "a", dirs[dir], why);
+            json_array_append_new(notes, json_string(note));
+            free(note);
+        }
+        reel_diff_body_free(&bd);
+    }
+    /* same: true, false, or null when nothing stored differs but a body
+     * was not stored whole (reel diff: "not known to be the same") */
+    json_t *same = differs ? json_false() : json_array_size(unknown) ? json_null() : json_true();
+    json_t *t = out.len ? json_stringn((const char *)out.data, out.len) : json_string("");
+    send_json(c->rs, 200,
+              json_pack("{s:I, s:I, s:I, s:b, s:b, s:o, s:o, s:o, s:o}", "a", (json_int_t)id, "b",
+                        (json_int_t)with, "changes", (json_int_t)changes, "cut", cut, "rough",
+                        rough, "same", same, "unknown", unknown, "notes", notes, "text",
+                        t ? t : json_string("(the diff is not UTF-8)")));
+out:
+    reel_diff_flow_free(&fl[0]);
+    reel_diff_flow_free(&fl[1]);
     reel_buf_free(&a);
     reel_buf_free(&b);
     reel_buf_free(&out);

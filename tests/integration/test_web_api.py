@@ -596,6 +596,76 @@ class WebApi(unittest.TestCase):
         self.assertEqual(code, 0, open(log.name).read())
 
 
+class WebDiffNotWhole(unittest.TestCase):
+    """The web diff compares bodies as `reel diff` does: two bodies body_limit
+    cut that agree in what was stored are not known to be the same (not "no
+    differences"), differing sizes are a change, a difference in the prefix
+    is shown."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="reel-webdiff-", dir=TMPBASE)
+        cls.origin = o = Origin(cls.root)
+        reel = Reel(cls.root, "d1", "body_limit=10")
+        try:
+            # chunked, so that the heads are the same and only the bodies differ
+            for body in ('{"name": "alpha", "n": 12345}', '{"name": "alpha", "n": 12345678}',
+                         '{"name": "alpha", "n": 54321}', '{"nome": "alpha", "n": 12345}'):
+                curl(reel, "-H", "Transfer-Encoding: chunked", "-H", "Content-Type: text/plain",
+                     "--data-binary", body, o.url("/echo"))
+            reel.wait_flows(4)
+        finally:
+            code = reel.stop()
+        assert code == 0, reel.log()
+        cls.proc, cls.port, _, cls.token = start_web(reel.env)
+        cls.c = Client(cls.port, cls.token)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proc.send_signal(signal.SIGINT)
+        code = cls.proc.wait(10)
+        cls.proc.stdout.close()
+        cls.proc.stderr.close()
+        cls.origin.stop()
+        assert code == 0, "reel web exited %d" % code
+        proxyenv.shutil.rmtree(cls.root, ignore_errors=True)
+
+    def diff(self, a, b):
+        return self.c.json("GET", "/api/sessions/d1/flows/%d/diff?with=%d" % (a, b))
+
+    def test_same_prefix_same_size_is_not_known(self):
+        # 29 bytes each, the same 10 stored, different past them
+        d = self.diff(1, 3)
+        self.assertNotEqual(d["text"], "")  # the UI's "no differences"
+        self.assertIsNone(d["same"])
+        self.assertEqual(d["unknown"], ["request.body"])
+        self.assertEqual(d["changes"], 0)
+        self.assertIn("request body (raw, 29 bytes -> raw, 29 bytes): not stored whole; the same "
+                      "in the 10 bytes both hold, past them not known", d["text"])
+        self.assertIn("a: request body cut by body_limit at 10 of 29 bytes", d["notes"])
+        self.assertIn("b: request body cut by body_limit at 10 of 29 bytes", d["notes"])
+
+    def test_sizes_differ_past_the_limit(self):
+        d = self.diff(1, 2)
+        self.assertIs(d["same"], False)
+        self.assertEqual(d["unknown"], [])
+        self.assertIn("(raw, 29 bytes -> raw, 32 bytes): not stored whole; the same in the 10 "
+                      "bytes both hold, but the sizes differ", d["text"])
+
+    def test_differs_in_the_prefix(self):
+        d = self.diff(1, 4)
+        self.assertIs(d["same"], False)
+        self.assertIn('\n-{"name": "\n+{"nome": "\n', d["text"])
+        self.assertGreater(d["changes"], 0)
+
+    def test_a_flow_with_itself(self):
+        # its own bodies are still not known whole: the same stored bytes
+        # say nothing of the rest, but nothing differs either
+        d = self.diff(1, 1)
+        self.assertIsNone(d["same"])
+        self.assertEqual(d["changes"], 0)
+
+
 class WebReplay(unittest.TestCase):
     """POST .../flows/ID/replay: a child `reel replay` sends the request
     again while the server keeps answering; the new flow links back."""
