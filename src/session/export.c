@@ -17,6 +17,7 @@
 #include "session/decode.h"
 #include "session/filter.h"
 #include "session/har.h"
+#include "session/index.h"
 #include "session/store.h"
 
 enum { REQ = 0, RESP = 1 };
@@ -650,13 +651,29 @@ static json_t *body_json(const uint8_t *p, size_t n, int *b64) {
     return b64_json(p, n);
 }
 
+/* Whether f is a WebSocket, as the index decides its kind (index.c): a
+ * 101 whose Upgrade names websocket, an HTTP/2 extended CONNECT with
+ * :protocol websocket, or a flow with WebSocket messages (opcode not 0).
+ * A 101 to another protocol is not one: its bytes are TCP messages
+ * (opcode 0) of its own flow, and its HAR entry stays the http:// exchange
+ * it was (har_entry: _reel.messages). */
 static int is_websocket(const flow_t *f) {
-    if ((f->nmsgs > 0 && !f->tunnel) || ext_websocket(f))
+    if (f->tunnel)
+        return 0;
+    if (ext_websocket(f) || (f->kind && strcmp(f->kind, "websocket") == 0))
         return 1;
-    if (f->kind && strcmp(f->kind, "websocket") == 0)
-        return 1;
-    const hdr_t *up = hdr_get(f, REQ, "upgrade");
-    return f->status == 101 && up && up->vlen == 9 && ieq(up->value, 9, "websocket");
+    for (size_t i = 0; i < f->nmsgs; i++)
+        if (f->msgs[i].opcode != 0)
+            return 1;
+    const hdr_t *up = hdr_get(f, RESP, "upgrade");
+    ProtobufCBinaryData v = {up ? up->vlen : 0, up ? (uint8_t *)up->value : NULL};
+    return f->status == 101 && up && reel_index_upgrade_is_websocket(&v);
+}
+
+/* Whether f switched protocols (a 101), to WebSocket or another one: its
+ * request is a handshake, whose Upgrade and Connection a command keeps. */
+static int is_upgrade(const flow_t *f) {
+    return !f->tunnel && (f->status == 101 || is_websocket(f));
 }
 
 /* scheme://host[:port]target, owned; the target alone for a request
@@ -926,8 +943,37 @@ static char *comment_text(const flow_t *f) {
     return s;
 }
 
+/* The TCP messages of an upgrade to a protocol other than WebSocket (the
+ * bytes of one read each way, after the 101), for _reel.messages: HAR has
+ * no field for them, and _webSocketMessages is for WebSocket frames
+ * (opcode 1|2|8|9|10, which these are not). Shaped as those are, without
+ * an opcode, the data as a body is written (text, or base64 with
+ * "encoding"). */
+static json_t *har_tcp_messages(const flow_t *f) {
+    json_t *msgs = json_array();
+    for (size_t i = 0; i < f->nmsgs; i++) {
+        const msg_t *m = &f->msgs[i];
+        const uint8_t *p = m->data.data ? m->data.data : (const uint8_t *)"";
+        int b64;
+        json_t *jm =
+            json_pack("{s:s, s:f, s:o}", "type", m->from_client ? "send" : "receive", "time",
+                      (double)m->time_us / 1e6, "data", body_json(p, m->data.len, &b64));
+        if (b64)
+            json_object_set_new(jm, "encoding", json_string("base64"));
+        if (m->truncated) {
+            json_object_set_new(jm, "truncated", json_true());
+            json_object_set_new(jm, "length", json_integer((json_int_t)m->length));
+        }
+        json_array_append_new(msgs, jm);
+    }
+    return msgs;
+}
+
 static json_t *har_entry(const flow_t *f) {
     int ws = is_websocket(f);
+    /* an upgrade's handshake has no body: the sizes its end record has
+     * (the index's too) count the messages' bytes after the 101 */
+    int up = is_upgrade(f);
     char started[40];
     iso_time(f->start_us, started);
     char *url = flow_url(f, ws);
@@ -941,7 +987,7 @@ static json_t *har_entry(const flow_t *f) {
                                           "headers", har_headers(f, REQ), "queryString",
                                           q ? har_pairs(q + 1, strlen(q + 1)) : json_array(),
                                           "headersSize", -1, "bodySize",
-                                          ws ? (json_int_t)0 : (json_int_t)f->wire_size[REQ]));
+                                          up ? (json_int_t)0 : (json_int_t)f->wire_size[REQ]));
     size_t rn = body_len(f, REQ);
     if (rn > 0) {
         const hdr_t *ct = hdr_get(f, REQ, "content-type");
@@ -988,7 +1034,7 @@ static json_t *har_entry(const flow_t *f) {
         har_cookies(f, RESP), "headers", har_headers(f, RESP), "content", content, "redirectURL",
         loc ? text_json(loc->value, loc->vlen) : json_string(""), "headersSize", -1, "bodySize",
         !f->have_head[RESP] ? (json_int_t)-1
-        : ws                ? (json_int_t)0
+        : up                ? (json_int_t)0
                             : (json_int_t)f->wire_size[RESP]);
     if (!f->have_head[RESP]) {
         /* what reel import made of a HAR status 0 goes back as it came */
@@ -1053,6 +1099,8 @@ static json_t *har_entry(const flow_t *f) {
     }
     json_t *r = reel_info(f);
     har_reel_extras(r, f);
+    if (!ws && f->nmsgs > 0 && !f->tunnel)
+        json_object_set_new(r, "messages", har_tcp_messages(f));
     json_object_set_new(e, "_reel", r);
     return e;
 }
@@ -1246,16 +1294,16 @@ static reel_rc write_curl(FILE *out, const flow_t *f, const reel_export_opts_t *
         sqs(out, key);
         free(key);
     }
-    int ws = is_websocket(f);
+    int up = is_upgrade(f);
     for (size_t i = 0; i < f->nhdr[REQ]; i++) {
         const hdr_t *h = &f->hdr[REQ][i];
         if (ieq(h->name, h->nlen, "content-length"))
             continue;
         if (hop_by_hop(f, h)) {
-            /* but a WebSocket's command is its handshake, which needs them,
-             * and curl sends a body chunked when told so */
+            /* but an upgrade's (a WebSocket's) command is its handshake,
+             * which needs them, and curl sends a body chunked when told so */
             int keep =
-                (ws && (ieq(h->name, h->nlen, "connection") || ieq(h->name, h->nlen, "upgrade"))) ||
+                (up && (ieq(h->name, h->nlen, "connection") || ieq(h->name, h->nlen, "upgrade"))) ||
                 (n > 0 && ieq(h->name, h->nlen, "transfer-encoding") &&
                  strcasestr(h->value, "chunked"));
             if (!keep)

@@ -170,6 +170,82 @@ class Export(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
 
 
+class ExportUpgrade(unittest.TestCase):
+    """An upgrade to a protocol that is not WebSocket (a 101 to `Upgrade:
+    foo`): its bytes are TCP messages of its own flow, not WebSocket
+    messages, so its HAR entry is the http:// exchange it was, with the
+    messages under _reel (docs/export.md), and its curl command keeps the
+    handshake's Upgrade and Connection."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="reel-export-up-", dir=TMPBASE)
+        cls.origin = Origin(cls.root)
+        cls.reel = Reel(cls.root, "up")
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        cls.eport = srv.getsockname()[1]
+
+        def serve():
+            c, _ = srv.accept()
+            c.settimeout(10)
+            got = b""
+            while b"\r\n\r\n" not in got:
+                got += c.recv(65536)
+            c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\n"
+                      b"Connection: Upgrade\r\n\r\n")
+            c.sendall(b"echo:" + c.recv(65536))
+            c.close()
+            srv.close()
+
+        t = threading.Thread(target=serve)
+        t.start()
+        s = connect(cls.reel.port)
+        s.sendall(b"GET http://127.0.0.1:%d/up HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                  b"Upgrade: foo\r\nConnection: Upgrade\r\n\r\n" % (cls.eport, cls.eport))
+        got = b""
+        while b"\r\n\r\n" not in got:
+            got += s.recv(65536)
+        assert got.startswith(b"HTTP/1.1 101"), got
+        s.sendall(b"\x00\xffhello")
+        out, _ = read_all(s)
+        s.close()
+        t.join(10)
+        assert got.split(b"\r\n\r\n", 1)[1] + out == b"echo:\x00\xffhello", (got, out)
+        cls.reel.wait_flows(1)
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_class(cls)
+
+    def test_har_is_no_websocket(self):
+        (e,) = json.loads(self.reel.cli("export", "up").stdout)["log"]["entries"]
+        self.assertEqual(e["request"]["url"], "http://127.0.0.1:%d/up" % self.eport)
+        self.assertEqual(e["response"]["status"], 101)
+        # the handshake has no body; the flow's sizes count the messages
+        self.assertEqual((e["request"]["bodySize"], e["response"]["bodySize"]), (0, 0))
+        self.assertNotIn("_resourceType", e)
+        self.assertNotIn("_webSocketMessages", e)
+        msgs = e["_reel"]["messages"]
+        self.assertEqual([(m["type"], base64.b64decode(m["data"]), m["encoding"]) for m in msgs],
+                         [("send", b"\x00\xffhello", "base64"),
+                          ("receive", b"echo:\x00\xffhello", "base64")])
+        for m in msgs:
+            self.assertIsInstance(m["time"], float)
+            self.assertNotIn("opcode", m)
+        # the HAR still goes back in (the messages stay out: docs/export.md)
+        har = os.path.join(self.root, "up.har")
+        self.reel.cli("export", "up", "-o", har)
+        self.reel.cli("import", har, "--into", "up2")
+
+    def test_curl_keeps_the_handshake(self):
+        cmd = self.reel.cli("export", "up", "--format", "curl").stdout.decode()
+        self.assertIn("'Upgrade: foo'", cmd)
+        self.assertIn("'Connection: Upgrade'", cmd)
+        self.assertIn("http://127.0.0.1:%d/up" % self.eport, cmd)
+
+
 class EchoHandler(http.server.BaseHTTPRequestHandler):
     """Answers every POST with the exact bytes of its body and keeps them."""
     protocol_version = "HTTP/1.1"
