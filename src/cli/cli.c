@@ -296,22 +296,10 @@ reel_session_t *reel_cli_open(reel_cli_t *cli, const char *name, int flags) {
 }
 
 int reel_cli_parse_flow_id(const char *arg, uint64_t *id) {
-    /* Digits only: strtoull would also take " 1", "+1" and "-1" (as a
-     * huge number), and those are typing slips, not flow 1. */
-    if (arg == NULL || arg[0] == '\0')
+    int64_t v;
+    if (reel_query_parse_flow_id(arg, &v) != 0)
         return -1;
-    uint64_t v = 0;
-    for (const char *p = arg; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return -1;
-        uint64_t d = (uint64_t)(*p - '0');
-        if (v > ((uint64_t)INT64_MAX - d) / 10)
-            return -1;
-        v = v * 10 + d;
-    }
-    if (v == 0)
-        return -1;
-    *id = v;
+    *id = (uint64_t)v;
     return 0;
 }
 

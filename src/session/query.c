@@ -1331,3 +1331,21 @@ reel_rc reel_query_search_missing(reel_session_t *s, int64_t *before, int64_t *p
     sqlite3_finalize(st);
     return rc;
 }
+
+int reel_query_parse_flow_id(const char *arg, int64_t *id) {
+    if (arg == NULL || arg[0] == '\0')
+        return -1;
+    int64_t v = 0;
+    for (const char *p = arg; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        int d = *p - '0';
+        if (v > (INT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    if (v == 0)
+        return -1;
+    *id = v;
+    return 0;
+}

@@ -187,6 +187,12 @@ reel_rc reel_query_flow_exists(reel_session_t *s, int64_t id, reel_err_t *err);
 /** The object `reel flows --json` prints for a row. Returns owned. */
 json_t *reel_query_flow_json(const reel_query_flow_t *f);
 
+/** A flow id as every user interface reads one (the CLI's arguments, the
+ * web API's paths): ASCII digits only, 1 to INT64_MAX. strtoll would also
+ * take " 1", "+1" and "1 " for flow 1: typing slips, not ids. Returns 0
+ * and sets *id, or -1. */
+int reel_query_parse_flow_id(const char *arg, int64_t *id);
+
 /* ---- the session summary (`reel show`) ---- */
 
 typedef struct {

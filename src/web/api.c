@@ -522,26 +522,9 @@ static void api_count(call_t *c, reel_session_t *s) {
 
 /* ---- one flow ---- */
 
-/* A flow id as the CLI reads one (reel_cli_parse_flow_id, which the web
- * library cannot link): ASCII digits only, 1 to INT64_MAX. strtoll would
- * also take " 1" (%201), "+1" and "1 " for flow 1: typing slips, not ids.
- * Returns 0 and sets *id, or -1. */
+/* A flow id as the CLI reads one (reel_query_parse_flow_id). */
 static int parse_flow_id(const char *arg, int64_t *id) {
-    if (arg == NULL || arg[0] == '\0')
-        return -1;
-    int64_t v = 0;
-    for (const char *p = arg; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return -1;
-        int d = *p - '0';
-        if (v > (INT64_MAX - d) / 10)
-            return -1;
-        v = v * 10 + d;
-    }
-    if (v == 0)
-        return -1;
-    *id = v;
-    return 0;
+    return reel_query_parse_flow_id(arg, id);
 }
 
 /* The flow id of a path: -1 after sending 400 when it is not one. */
