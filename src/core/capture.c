@@ -122,6 +122,10 @@ void reel_capture_server_conn(reel_capture_flow_t *f, const reel_capture_conn_t 
     reel_recorder_server_conn(f, &r);
 }
 
+int64_t reel_capture_start_us(const reel_capture_flow_t *f) {
+    return f ? reel_rflow_start_us(f) : 0;
+}
+
 size_t reel_capture_body_limit(const reel_capture_flow_t *f) {
     return (size_t)reel_rflow_body_limit(f);
 }

@@ -105,6 +105,9 @@ void reel_capture_server_conn(reel_capture_flow_t *f, const reel_capture_conn_t 
  * started); 0 when capture is off for it. */
 size_t reel_capture_body_limit(const reel_capture_flow_t *f);
 
+/** When f's start record says it started (0: not recorded). */
+int64_t reel_capture_start_us(const reel_capture_flow_t *f);
+
 /** Ends the flow and frees f (accepts NULL). e may be NULL. */
 void reel_capture_finish(reel_capture_flow_t *f, const reel_capture_end_t *e);
 

@@ -154,7 +154,8 @@ typedef struct {
     uint64_t head_started;        /* when the first byte of the request head arrived, 0 if none */
     uint64_t resp_head_started;   /* the same for the response head */
     int64_t req_end_us;
-    int64_t head_us;       /* when the request head was read (flow start) */
+    int64_t head_us;       /* when the request head was read */
+    int64_t flow_start_us; /* its flow's start record's time (0: none) */
     int64_t resp_first_us; /* first byte of its response, 0: none yet */
     unsigned interims;     /* 1xx heads before the final one (REEL_MAX_INTERIM) */
     uint64_t resp_excess;  /* bytes the origin sent right after its response's end */

@@ -187,14 +187,21 @@ static int64_t span_us(int64_t from, int64_t to) {
 static void exchange_timings(conn_t *c, const upstream_facts_t *up, int64_t end_us,
                              reel_capture_timings_t *t) {
     *t = (reel_capture_timings_t){-1, -1, -1, -1, -1, -1, -1};
-    int64_t ready = c->ex.head_us;
+    /* the phases start where the flow does: its start record is stamped
+     * just after the connection was asked for, so a moment (the time of
+     * building a TLS client) before it goes to no phase, or the phases
+     * would add up to more than the flow's duration */
+    int64_t from = c->ex.flow_start_us > c->ex.head_us ? c->ex.flow_start_us : c->ex.head_us;
+#define AFTER(x) ((x) && (x) < from ? from : (x))
+    int64_t ready = from;
     if (up && up->fresh && (up->dns0 == 0 || up->dns0 >= c->ex.head_us)) {
-        t->blocked_us = span_us(c->ex.head_us, up->dns0);
-        t->dns_us = span_us(up->dns0, up->dns1);
-        t->connect_us = span_us(up->dns1, up->connected);
+        t->blocked_us = span_us(from, AFTER(up->dns0));
+        t->dns_us = span_us(AFTER(up->dns0), AFTER(up->dns1));
+        t->connect_us = span_us(AFTER(up->dns1), AFTER(up->connected));
         if (up->https)
-            t->ssl_us = span_us(up->connected, up->ready);
+            t->ssl_us = span_us(AFTER(up->connected), AFTER(up->ready));
     }
+#undef AFTER
     if (up && up->ready > ready)
         ready = up->ready;
     if (up && up->ready == 0)
@@ -582,7 +589,7 @@ void reel__record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme
     c->ex.flow = reel_capture_start_at(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr, NULL, c->id,
                                        c->lane_stream, start);
     STAT_ADD(c->p, flows, 1);
-    c->ex.head_us = start;
+    c->ex.head_us = c->ex.flow_start_us = start;
     c->ex.req_end_us = c->ex.resp_first_us = 0;
     c->ex.flow_upstream = false;
     c->ex.upf.known = false;
@@ -732,12 +739,13 @@ static void refuse_request(conn_t *c, int status, const char *reason) {
 
 static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,
                        const char *target) {
-    /* it starts when its head came (head_us), where its phases start: it
-     * began after the upstream connection was asked for, and the flow's
-     * duration came out a little shorter than the sum of its phases */
-    c->ex.flow = reel_capture_start_at(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr,
+    /* started at the recorder's "now", read with its id given, so that ids
+     * follow start times across workers; its phases start there too
+     * (exchange_timings) */
+    c->ex.flow = reel_capture_start_on(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr,
                                        c->up && c->up->connected ? c->up->addr : NULL, c->id,
-                                       c->lane_stream, c->ex.head_us);
+                                       c->lane_stream);
+    c->ex.flow_start_us = reel_capture_start_us(c->ex.flow);
     STAT_ADD(c->p, flows, 1);
     c->ex.req_end_us = c->ex.resp_first_us = 0;
     c->ex.flow_upstream = true;
@@ -945,6 +953,7 @@ static void handle_connect(conn_t *c, const reel_h1_head_t *h) {
 
 static void request_head(conn_t *c, const reel_h1_head_t *h) {
     c->ex.head_us = reel__now_us();
+    c->ex.flow_start_us = 0;
     c->ex.head_started = c->ex.resp_head_started = 0;
     c->ex.interims = 0;
     c->ex.resp_excess = 0;

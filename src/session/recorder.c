@@ -304,6 +304,7 @@ struct reel_recorder {
 struct reel_rflow {
     reel_recorder_t *rec;
     uint64_t id;
+    int64_t start_us; /* its start record's time */
     uint64_t limit;
     uint64_t req_seen, req_stored, resp_seen, resp_stored;
     /* reel_recorder_body_truncated: the body was cut before it was given
@@ -2041,6 +2042,7 @@ reel_rflow_t *reel_recorder_flow_start(reel_recorder_t *r, const reel_flow_info_
          * threads (the proxy's workers) are numbered in the order they
          * started */
         rec.time_us = now_or(given_us);
+        f->start_us = rec.time_us;
         r->stats.flows++;
         if (full) {
             say = drop_locked(r, f);
@@ -2279,6 +2281,10 @@ void reel_recorder_server_conn(reel_rflow_t *f, const reel_server_conn_t *sc) {
 
 uint64_t reel_rflow_body_limit(const reel_rflow_t *f) {
     return f->id ? f->limit : 0;
+}
+
+int64_t reel_rflow_start_us(const reel_rflow_t *f) {
+    return f->id ? f->start_us : 0;
 }
 
 void reel_recorder_request_body(reel_rflow_t *f, const void *data, size_t len) {

@@ -239,6 +239,10 @@ void reel_recorder_server_conn(reel_rflow_t *f, const reel_server_conn_t *sc);
  * capture was off at its start. */
 uint64_t reel_rflow_body_limit(const reel_rflow_t *f);
 
+/** The time its start record says (µs since the epoch); 0 when capture was
+ * off at its start. */
+int64_t reel_rflow_start_us(const reel_rflow_t *f);
+
 /** Records body bytes up to body_limit; all bytes are counted. */
 void reel_recorder_request_body(reel_rflow_t *f, const void *data, size_t len);
 void reel_recorder_response_head(reel_rflow_t *f, const reel_response_head_t *h);
