@@ -363,7 +363,7 @@ static void test_small_records(void **state) {
         }
         check_small(&rec);
         free(bc.data.data);
-        for (size_t i = 0; i < 12; i++)
+        for (size_t i = 0; i < sizeof own / sizeof *own; i++)
             free(own[i]);
     }
 }
