@@ -362,6 +362,9 @@ void reel__peer_close(peer_t *pe);
  * true when it is still queued: the close then waits for it, as it waited
  * for the data before (close_when_flushed, ev_written). */
 bool reel__peer_notify_first(peer_t *pe);
+/* What up's stack says of it (info: reel_stack_info of its stack) as a
+ * ServerConn record, for the caller to add reused, retried, unverified. */
+reel_capture_conn_t reel__conn_facts(const peer_t *up, const reel_stack_info_t *info);
 bool reel__peer_ready(const peer_t *pe);
 void reel__peer_write(peer_t *pe, const void *data, size_t len);
 void reel__peer_flush_pend(peer_t *pe);

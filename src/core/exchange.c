@@ -382,15 +382,10 @@ void reel__record_server_conn(conn_t *c) {
         return;
     c->ex.conn_recorded = true;
     note_upstream(c, up); /* kept: the origin may close before the flow ends */
-    reel_capture_conn_t sc = {.conn_id = up->id,
-                              .address = up->addr,
-                              .sni = info.sni, /* as sent: none to an IP address */
-                              .alpn = info.alpn,
-                              .tls_version = info.tls_version,
-                              .cipher = info.cipher,
-                              .reused = up->flows > 0,
-                              .retried = c->ex.retried,
-                              .unverified = info.tls && up->insecure};
+    reel_capture_conn_t sc = reel__conn_facts(up, &info);
+    sc.reused = up->flows > 0;
+    sc.retried = c->ex.retried;
+    sc.unverified = info.tls && up->insecure;
     up->flows++;
     reel_capture_server_conn(c->ex.flow, &sc);
 }

@@ -320,6 +320,17 @@ void reel__upstream_close(conn_t *c) {
 
 /* ---- upstream connections ---- */
 
+reel_capture_conn_t reel__conn_facts(const peer_t *up, const reel_stack_info_t *info) {
+    return (reel_capture_conn_t){.conn_id = up->id,
+                                 .address = up->addr,
+                                 .sni = info->sni, /* as sent: none to an IP address */
+                                 .alpn = info->alpn,
+                                 .tls_version = info->tls_version,
+                                 .cipher = info->cipher,
+                                 .verify_error = info->verify_error,
+                                 .peer_cert = info->peer_cert};
+}
+
 /* A connection that failed the check of the origin's certificate is
  * recorded as the flow's ServerConn all the same: the address reel
  * reached, the TLS the server had chosen, its certificate and why the
@@ -343,15 +354,10 @@ static void record_refused_conn(peer_t *up) {
     }
     if (f == NULL)
         return;
-    reel_capture_conn_t sc = {.conn_id = up->id,
-                              .address = up->connected || !info.remote[0] ? up->addr : info.remote,
-                              .sni = info.sni, /* as sent: none to an IP address */
-                              .alpn = info.alpn,
-                              .tls_version = info.tls_version,
-                              .cipher = info.cipher,
-                              .retried = c->state != C_RAW && c->ex.retried,
-                              .verify_error = info.verify_error,
-                              .peer_cert = info.peer_cert};
+    reel_capture_conn_t sc = reel__conn_facts(up, &info);
+    if (!up->connected && info.remote[0])
+        sc.address = info.remote;
+    sc.retried = c->state != C_RAW && c->ex.retried;
     reel_capture_server_conn(f, &sc);
 }
 

@@ -445,13 +445,8 @@ static bool tls_tunnel_ready(conn_t *c) {
     reel_stack_info(&up->st, &info);
     if (!c->tls_conn_recorded && c->tflow) {
         c->tls_conn_recorded = true;
-        reel_capture_conn_t sc = {.conn_id = up->id,
-                                  .address = up->addr,
-                                  .sni = info.sni, /* as sent: none to an IP address */
-                                  .alpn = info.alpn,
-                                  .tls_version = info.tls_version,
-                                  .cipher = info.cipher,
-                                  .unverified = up->insecure};
+        reel_capture_conn_t sc = reel__conn_facts(up, &info);
+        sc.unverified = up->insecure;
         up->flows++;
         reel_capture_server_conn(c->tflow, &sc);
     }
