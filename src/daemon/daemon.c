@@ -151,9 +151,9 @@ static void on_config_timer(uv_timer_t *t) {
         reel_recorder_set_retention(r->rec, &o.retention, o.on_segment_closed);
         reel_web_live_upstream(r->web, ps.upstream_cert_verify, (int)ps.upstream_timeout_s);
         fprintf(stderr,
-                "reel: applied config change (capture=%s, body_limit=%s, "
+                "reel: applied config change %lld (capture=%s, body_limit=%s, "
                 "upstream_cert_verify=%s)\n",
-                reel_config_get(c, "capture", NULL), reel_config_get(c, "body_limit", NULL),
+                v, reel_config_get(c, "capture", NULL), reel_config_get(c, "body_limit", NULL),
                 reel_config_get(c, "upstream_cert_verify", NULL));
     }
     reel_config_free(c);

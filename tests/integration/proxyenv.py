@@ -204,13 +204,8 @@ class Reel:
     def set_config(self, *args):
         """Runs `reel config SESSION args...` and waits until the running
         proxy says it applied the change (it polls twice a second)."""
-        before = self.log().count("applied config change")
         self.cli("config", self.session, *args)
-        deadline = time.time() + 10
-        while self.log().count("applied config change") <= before:
-            if time.time() > deadline:
-                raise AssertionError("proxy did not apply 'config %s': %s" % (" ".join(args), self.log()))
-            time.sleep(0.05)
+        wait_config_applied(self.log, lambda *a: self.cli(*a).stdout, self.session)
 
     def stop(self, sig=signal.SIGINT):
         if self.proc.poll() is None:
@@ -222,6 +217,19 @@ class Reel:
     def log(self):
         with open(self.errlog.name) as f:  # also once stop() closed errlog
             return f.read()
+
+
+def wait_config_applied(logtext, cli, session, timeout=10):
+    """Waits until the proxy recording `session` logs that it applied the
+    overlay's latest change. Its log names the change it applied: counting
+    the log's lines would take a change made earlier, and not yet applied,
+    for this one. cli(*args) runs the reel CLI and returns its stdout."""
+    latest = max(c["id"] for c in json.loads(cli("config", "--json", session, "history")))
+    deadline = time.time() + timeout
+    while not any(int(n) >= latest for n in re.findall(r"applied config change (\d+)", logtext())):
+        if time.time() > deadline:
+            raise AssertionError("proxy did not apply config change %d: %s" % (latest, logtext()))
+        time.sleep(0.05)
 
 
 # Raw sockets to the proxy, for what real clients will not send.

@@ -14,7 +14,11 @@ After every kill `reel verify` must pass, and
 
 The proxy runs with capture=lossless: with capture=on, a load faster than
 the disk (four clients pulling 1 MiB of random bytes) makes the recorder
-drop flows by design, and those would look like losses.
+drop flows by design, and those would look like losses. And with
+capture_buffer=32MiB: a flow reaches the disk after what is queued before
+it, and the default 256 MiB of queued random bodies took 1.6 s to drain
+on a loaded CI machine (docs/format.md, section 3); 32 MiB bounds that
+tail well inside the margin below.
 
 10 trials normally, 5 under sanitizers, 50 with REEL_TEST_LONG=1.
 """
@@ -130,6 +134,7 @@ class CrashTest(unittest.TestCase):
                 must_have = {}
             name = "crash%d" % (trial // SESSION_TRIALS)
             r = Reel(self.root, name, "upstream_trusted_ca=" + o.ca, "capture=lossless",
+                     "capture_buffer=32MiB",
                      resume=trial % SESSION_TRIALS > 0)
             load = Load(o, r, trial)
             time.sleep(rnd.uniform(1.2, 2.5))

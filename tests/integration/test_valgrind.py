@@ -22,7 +22,7 @@ import tempfile
 import time
 import unittest
 
-from proxyenv import REEL, SANITIZED, TMPBASE, Origin, main
+from proxyenv import REEL, SANITIZED, TMPBASE, Origin, main, wait_config_applied
 
 
 @unittest.skipIf(SANITIZED, "ASan binaries do not run under valgrind")
@@ -324,13 +324,10 @@ class ValgrindWebReplay(unittest.TestCase):
         return self.log.read()
 
     def set_config(self, name, value):
-        before = self.output().count("applied config change")
         subprocess.run([REEL, "config", "vg", "set", name, value], env=self.env, check=True,
                        capture_output=True)
-        deadline = time.time() + 60
-        while self.output().count("applied config change") <= before:
-            self.assertLess(time.time(), deadline, self.output())
-            time.sleep(0.1)
+        wait_config_applied(self.output, lambda *a: subprocess.run(
+            [REEL] + list(a), env=self.env, check=True, capture_output=True).stdout, "vg", timeout=60)
 
     def get(self, url):
         s = socket.create_connection(("127.0.0.1", self.port), 30)

@@ -909,12 +909,9 @@ class WebLiveReplay(unittest.TestCase):
     @classmethod
     def set_config(cls, name, value):
         """`reel config live set`, once the daemon has applied it."""
-        before = cls.logtext().count("applied config change")
         run([REEL, "config", "live", "set", name, value], env=cls.env)
-        deadline = time.time() + 10
-        while cls.logtext().count("applied config change") <= before:
-            assert time.time() < deadline, cls.logtext()
-            time.sleep(0.05)
+        proxyenv.wait_config_applied(cls.logtext, lambda *a: run([REEL] + list(a), env=cls.env).stdout,
+                                     "live")
 
     @classmethod
     def tearDownClass(cls):
@@ -1052,12 +1049,9 @@ class WebLiveReplayStop(unittest.TestCase):
             return log.read()
 
         def set_config(name, value):
-            before = logtext().count("applied config change")
             run([REEL, "config", "stop", "set", name, value], env=env)
-            deadline = time.time() + 10
-            while logtext().count("applied config change") <= before:
-                self.assertLess(time.time(), deadline, logtext())
-                time.sleep(0.05)
+            proxyenv.wait_config_applied(logtext, lambda *a: run([REEL] + list(a), env=env).stdout,
+                                         "stop")
 
         try:
             set_config("upstream_timeout", "1")
