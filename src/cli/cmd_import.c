@@ -155,6 +155,14 @@ static int remove_made(import_t *im) {
 /* Opens (or makes) the session and a recorder, and writes the rollback
  * point before anything is recorded. Returns REEL_OK, or an error that is
  * reported (and a session it made removed). */
+/* The recorder's warnings are a proxy's ("traffic is still forwarded,
+ * and capture resumes ..."): wrong for an import, which stops at the
+ * recorder's first error and names it when it undoes what it recorded. */
+static void recorder_quiet(void *ctx, const char *msg) {
+    (void)ctx;
+    (void)msg;
+}
+
 static reel_rc import_begin(import_t *im) {
     reel_err_t err;
     reel_err_clear(&err);
@@ -168,6 +176,7 @@ static reel_rc import_begin(import_t *im) {
         return REEL_ERROR;
     reel_recorder_opts_t ro;
     reel_recorder_opts_default(&ro);
+    ro.warn = recorder_quiet;
     ro.capture = REEL_CAPTURE_LOSSLESS;
     ro.body_limit = UINT64_MAX / 2; /* an import stores every byte the file holds */
     reel_importtx_point_t *p = &im->point;
@@ -233,7 +242,7 @@ static int import_fail(import_t *im, reel_rc rc, const reel_err_t *err, uint64_t
     if (undone != REEL_OK) {
         reel_cli_fail(cli,
                       "%s; the %llu flow%s it had recorded%s could not be removed (%s): the next "
-                      "open of session '%s' removes them",
+                      "open of session '%s' that can write removes them",
                       why, (unsigned long long)n, n == 1 ? "" : "s", ids, reel_err_str(&uerr),
                       im->into);
         reel_session_close(im->s);

@@ -2195,8 +2195,19 @@ static reel_rc undo_import(reel_session_t *s, reel_err_t *err) {
     reel_rc rc = reel_importtx_read(s->path, &p, &found, err);
     if (rc != REEL_OK || !found)
         return rc;
-    if ((rc = reel_importtx_undo(s, &p, &u, err)) != REEL_OK)
-        return rc;
+    if ((rc = reel_importtx_undo(s, &p, &u, err)) != REEL_OK) {
+        /* Nothing opens the session until the undo is done (readers would
+         * see the import's flows): say so, and what usually stops it (the
+         * disk that stopped the import is still full). Each step of the
+         * undo can be repeated, so the next open goes on from here. */
+        char why[REEL_ERR_MSG_MAX];
+        snprintf(why, sizeof why, "%s", reel_err_str(err));
+        reel_err_clear(err); /* the first error set wins */
+        return reel_err_set(err, rc,
+                            "an import of '%s' (PID %ld) did not finish, and undoing it failed: "
+                            "%s; the session opens once its undo can write (is the disk full?)",
+                            p.file, p.pid, why);
+    }
     reel_buf_t b;
     reel_buf_init(&b, 0);
     reel_importtx_describe(&p, &u, &b);
