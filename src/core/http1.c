@@ -443,6 +443,12 @@ static size_t chunk_line_scan(reel_h1_t *p, const char *b, size_t n, bool *eol, 
                     *why = "chunk size too large";
                     return i;
                 }
+                if (p->ck_len > 16) {
+                    /* leading zeros: a next hop that reads at most 16
+                     * digits (a 64-bit number's) would take another size */
+                    *why = "chunk size longer than 16 hex digits";
+                    return i;
+                }
                 p->ck_size = p->ck_size << 4 | (uint64_t)hex_value(c);
                 continue;
             }

@@ -443,6 +443,8 @@ class HostileClientsTest(unittest.TestCase):
         cases = [  # name, what follows a good chunk, reason
             (b"size", b"zz\r\nhello\r\n0\r\n\r\n", "invalid chunk size"),
             (b"overflow", b"10000000000000000\r\n", "chunk size too large"),
+            (b"zeros", b"00000000000000003\r\nabc\r\n0\r\n\r\n",
+             "chunk size longer than 16 hex digits"),
             (b"negative", b"-1\r\nx\r\n0\r\n\r\n", "invalid chunk size"),
             (b"nocrlf", b"3\r\nabcXY0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
              "missing CRLF after chunk data"),

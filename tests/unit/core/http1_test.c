@@ -630,6 +630,7 @@ static void test_chunk_extensions(void **state) {
         "5; a\r\n",
         "5\t; a \t= \"x;y\\\"z\" ; b ;c=d\r\n",
         "0005;a=\"\"\r\n",
+        "0000000000000005\r\n", /* 16 digits: as many as a 64-bit number has */
         "5;a=\"\xe9\"\r\n",
     };
     char in[256], want[512];
@@ -661,6 +662,9 @@ static void test_chunk_extensions(void **state) {
         {"5;a=b\rx\n", "bare CR"},
         {"10000000000000000\r\n", "chunk size too large"},
         {"8000000000000000\r\n", "chunk size too large"}, /* past INT64_MAX */
+        /* a 17th digit, even a leading zero: a next hop reading 16 could
+         * take the size of its first 16 ("0...0" here, the last chunk) */
+        {"00000000000000005\r\n", "chunk size longer than 16 hex digits"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         snprintf(in, sizeof in, "%s%shello\r\n0\r\n\r\n", req, bad[i].line);
