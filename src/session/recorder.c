@@ -2227,7 +2227,7 @@ void reel_recorder_message(reel_rflow_t *f, const reel_message_t *m) {
     size_t keep = m->len < f->limit ? m->len : (size_t)f->limit;
     int cut = m->truncated || keep < m->len;
     const uint8_t *p = m->data;
-    int64_t t = now_or(0);
+    int64_t t = now_or(m->time_us);
     size_t off = 0;
     do {
         size_t n = keep - off < REEL_SPOOL_CHUNK ? keep - off : REEL_SPOOL_CHUNK;

@@ -215,6 +215,7 @@ typedef struct {
     int truncated;        /* data was already cut before (the codec's cap) */
     int compressed;       /* sent with permessage-deflate */
     uint32_t close_code;  /* close frames */
+    int64_t time_us;      /* when it passed; 0 = now (an import gives the file's) */
 } reel_message_t;
 
 /** Records a message as it passed: up to body_limit bytes of its payload,
