@@ -948,7 +948,7 @@ static char *comment_text(const flow_t *f) {
  * no field for them, and _webSocketMessages is for WebSocket frames
  * (opcode 1|2|8|9|10, which these are not). Shaped as those are, without
  * an opcode, the data as a body is written (text, or base64 with
- * "encoding"). */
+ * "encoding"); reel import reads them back (check_message in har.c). */
 static json_t *har_tcp_messages(const flow_t *f) {
     json_t *msgs = json_array();
     for (size_t i = 0; i < f->nmsgs; i++) {

@@ -530,6 +530,19 @@ typedef struct {
                     its whitespace); NULL when text is borrowed */
 } body_t;
 
+/* One of reel export's _reel.messages (har_tcp_messages in export.c),
+ * as check_message reads it for reel_recorder_message. */
+typedef struct {
+    int from_client;
+    int64_t time_us;
+    const char *data; /* borrowed from the document: text, or base64 */
+    size_t len;       /* of data as the document has it */
+    int base64;
+    uint64_t bytes;  /* the payload bytes data holds (decoded) */
+    uint64_t length; /* the whole payload's length */
+    int truncated;
+} hmsg_t;
+
 typedef struct {
     int64_t start_us;
     const char *method;
@@ -580,6 +593,10 @@ typedef struct {
     uint64_t conn_id;
     int has_conn; /* reel export's entry names an origin connection */
     json_t *interim, *trailers[2];
+    /* _reel.messages: the TCP messages of an upgrade to a protocol other
+     * than WebSocket, in order (owned array, their data borrowed) */
+    hmsg_t *msgs;
+    size_t nmsgs;
 } entry_t;
 
 static int tchar(int c) {
@@ -950,6 +967,94 @@ static reel_rc reel_time(const vctx_t *v, json_t *obj, const char *field, int64_
     return REEL_OK;
 }
 
+/* Seconds since the epoch beyond this (9999-12-31T23:59:59Z) are refused. */
+#define HAR_MAX_EPOCH_S 253402300799.0
+
+/* Message m, _reel.messages[i] of the entry, into *out: {"type":
+ * "send"|"receive", "time": seconds since the epoch, "data": text or,
+ * with "encoding": "base64", base64, and "truncated": true with "length",
+ * the whole payload's size, for one that body_limit cut}. Every member
+ * must have that shape, as for the rest of _reel; a length larger than
+ * the data without truncated (capture fell behind) reel export does not
+ * write. */
+static reel_rc check_message(const vctx_t *v, json_t *m, size_t i, hmsg_t *out) {
+    char f[64];
+    int bad = 0;
+    memset(out, 0, sizeof *out);
+    snprintf(f, sizeof f, "_reel.messages[%zu]", i);
+    if (!json_is_object(m))
+        return fail(v, f, "not an object but %s", type_name(m));
+
+    snprintf(f, sizeof f, "_reel.messages[%zu].type", i);
+    json_t *type = need(v, m, "type", f, JSON_STRING, "a string");
+    if (type == NULL)
+        return REEL_INVALID;
+    if (strcmp(json_string_value(type), "send") != 0 &&
+        strcmp(json_string_value(type), "receive") != 0)
+        return fail(v, f, "not \"send\" or \"receive\"");
+    out->from_client = json_string_value(type)[0] == 's';
+
+    snprintf(f, sizeof f, "_reel.messages[%zu].time", i);
+    json_t *t = json_object_get(m, "time");
+    if (t == NULL)
+        return fail(v, f, "missing");
+    if (!json_is_number(t))
+        return fail(v, f, "not a number but %s", type_name(t));
+    double sec = json_number_value(t);
+    if (!(sec > 0 && sec <= HAR_MAX_EPOCH_S))
+        return fail(v, f, "not a time in seconds since 1970 (before the year 10000)");
+    /* export writes the microseconds to the digit (%.16g of ~1e9 s): the
+     * nearest one is the one recorded */
+    out->time_us = (int64_t)(sec * 1e6 + 0.5);
+
+    snprintf(f, sizeof f, "_reel.messages[%zu].encoding", i);
+    json_t *enc = opt(v, m, "encoding", f, JSON_STRING, "a string", &bad);
+    if (bad)
+        return REEL_INVALID;
+    if (enc != NULL && json_string_length(enc) > 0) {
+        if (strcmp(json_string_value(enc), "base64") != 0)
+            return fail(v, f, "unsupported encoding (only \"base64\")");
+        out->base64 = 1;
+    }
+    snprintf(f, sizeof f, "_reel.messages[%zu].data", i);
+    json_t *data = need(v, m, "data", f, JSON_STRING, "a string");
+    if (data == NULL)
+        return REEL_INVALID;
+    out->data = json_string_value(data);
+    out->len = json_string_length(data);
+    out->bytes = out->len;
+    if (out->base64) {
+        size_t badoff;
+        long long n = b64_decode(out->data, out->len, 1, NULL, &badoff);
+        if (n < 0)
+            return fail(v, f, "invalid base64 at offset %zu", badoff);
+        out->bytes = (uint64_t)n;
+    }
+
+    snprintf(f, sizeof f, "_reel.messages[%zu].truncated", i);
+    json_t *cut = json_object_get(m, "truncated");
+    if (cut != NULL && !json_is_null(cut) && !json_is_boolean(cut))
+        return fail(v, f, "not a boolean but %s", type_name(cut));
+    out->truncated = json_is_true(cut);
+    snprintf(f, sizeof f, "_reel.messages[%zu].length", i);
+    json_t *len = opt(v, m, "length", f, JSON_INTEGER, "an integer", &bad);
+    if (bad)
+        return REEL_INVALID;
+    out->length = out->bytes;
+    if (len == NULL && out->truncated)
+        return fail(v, f, "missing (a truncated message has its whole length)");
+    if (len != NULL) {
+        json_int_t l = json_integer_value(len);
+        if (l < 0 || (uint64_t)l < out->bytes)
+            return fail(v, f, "less than the %llu bytes of data", (unsigned long long)out->bytes);
+        if ((uint64_t)l > out->bytes && !out->truncated)
+            return fail(v, f, "%lld bytes, more than the %llu of data, but not truncated",
+                        (long long)l, (unsigned long long)out->bytes);
+        out->length = (uint64_t)l;
+    }
+    return REEL_OK;
+}
+
 /* What reel export writes under _reel (docs/export.md), read back. Not
  * being reel's, an _reel that is not an object is left alone; inside it
  * every member reel writes must have the shape reel gives it, else the
@@ -1031,6 +1136,16 @@ static reel_rc check_reel(const vctx_t *v, json_t *entry, entry_t *e) {
         if (bad || (e->trailers[d] && check_fields(v, e->trailers[d], f) != REEL_OK))
             return REEL_INVALID;
     }
+    json_t *msgs = opt(v, rx, "messages", "_reel.messages", JSON_ARRAY, "an array", &bad);
+    if (bad)
+        return REEL_INVALID;
+    if (msgs != NULL)
+        e->msgs = reel_calloc(json_array_size(msgs) + 1, sizeof *e->msgs);
+    json_array_foreach(msgs, i, x) {
+        if (check_message(v, x, i, &e->msgs[i]) != REEL_OK)
+            return REEL_INVALID; /* e->msgs: entry_free */
+        e->nmsgs++;
+    }
     /* the user data, applied after recording: checked here */
     json_t *marked = json_object_get(rx, "marked");
     if (marked && !json_is_null(marked) && !json_is_boolean(marked))
@@ -1069,6 +1184,9 @@ static reel_rc check_reel(const vctx_t *v, json_t *entry, entry_t *e) {
 
 static void entry_free(entry_t *e) {
     url_free(&e->url);
+    free(e->msgs);
+    e->msgs = NULL;
+    e->nmsgs = 0;
     free(e->reason_bytes);
     e->reason_bytes = NULL;
     free(e->req_body.owned);
@@ -1566,6 +1684,29 @@ static void record_interim(reel_rflow_t *f, const entry_t *e) {
     }
 }
 
+/* The TCP messages reel export wrote in _reel.messages, after the 101
+ * as they came: opcode 0, each one read, at its own time. */
+static void record_messages(reel_rflow_t *f, const entry_t *e) {
+    for (size_t i = 0; i < e->nmsgs; i++) {
+        const hmsg_t *m = &e->msgs[i];
+        uint8_t *bytes = NULL;
+        if (m->base64) { /* validated: decodes to m->bytes */
+            size_t bad;
+            bytes = reel_malloc(m->len / 4 * 3 + 1);
+            b64_decode(m->data, m->len, 1, bytes, &bad);
+        }
+        reel_message_t rm = {.from_client = m->from_client,
+                             .opcode = 0,
+                             .data = bytes ? (const void *)bytes : m->data,
+                             .len = (size_t)m->bytes,
+                             .length = m->length,
+                             .truncated = m->truncated,
+                             .time_us = m->time_us};
+        reel_recorder_message(f, &rm);
+        free(bytes);
+    }
+}
+
 /* Records entry e; returns the flow's id. */
 static uint64_t record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
                        reel_har_stats_t *stats) {
@@ -1654,6 +1795,7 @@ static uint64_t record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
         char msg[256];
         snprintf(msg, sizeof msg, "no response (HAR status 0)%s%s", e->error_text ? ": " : "",
                  e->error_text ? e->error_text : "");
+        record_messages(f, e);
         if (e->error) /* reel's own, as it was recorded */
             reel_recorder_flow_finish(f, &fe);
         else
@@ -1676,6 +1818,7 @@ static uint64_t record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
     given = feed(f, reel_recorder_response_body, &e->resp_body, scratch);
     mark_cut(f, e, 1, e->resp_headers, given);
     record_trailers(f, e, 1);
+    record_messages(f, e);
     reel_recorder_flow_finish(f, &fe); /* FlowError when _reel has an error */
     return id;
 }

@@ -39,7 +39,10 @@
  *   are the flow's addresses, the entry's "connection" with _reel's
  *   tls_version and alpn its origin connection (server_conn), _reel.interim
  *   its 1xx answers before the response, _reel.request_trailers and
- *   response_trailers its trailer fields; _reel.annotations, tags and
+ *   response_trailers its trailer fields, _reel.messages the TCP
+ *   messages after a 101 to a protocol other than WebSocket (opcode 0,
+ *   direction, time, data, length, truncated; recorded after the
+ *   response); _reel.annotations, tags and
  *   marked are added by reel_har_apply_user_data. Each must have the
  *   shape reel writes, else the entry is refused;
  * - text that reel export wrote with its exact bytes (not UTF-8: a

@@ -174,14 +174,20 @@ class ExportUpgrade(unittest.TestCase):
     """An upgrade to a protocol that is not WebSocket (a 101 to `Upgrade:
     foo`): its bytes are TCP messages of its own flow, not WebSocket
     messages, so its HAR entry is the http:// exchange it was, with the
-    messages under _reel (docs/export.md), and its curl command keeps the
-    handshake's Upgrade and Connection."""
+    messages under _reel (docs/export.md), which reel import reads back;
+    its curl command keeps the handshake's Upgrade and Connection."""
+
+    # what the client sends after the 101, one write at a time; the origin
+    # echoes each: bytes that are not UTF-8, text, and text longer than
+    # body_limit (stored cut, as truncated)
+    SENT = [b"\x00\xffhello", b"hi", b"a text longer than body_limit"]
+    LIMIT = 16
 
     @classmethod
     def setUpClass(cls):
         cls.root = tempfile.mkdtemp(prefix="reel-export-up-", dir=TMPBASE)
         cls.origin = Origin(cls.root)
-        cls.reel = Reel(cls.root, "up")
+        cls.reel = Reel(cls.root, "up", "body_limit=%d" % cls.LIMIT)
         srv = socket.socket()
         srv.bind(("127.0.0.1", 0))
         srv.listen(1)
@@ -195,7 +201,11 @@ class ExportUpgrade(unittest.TestCase):
                 got += c.recv(65536)
             c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\n"
                       b"Connection: Upgrade\r\n\r\n")
-            c.sendall(b"echo:" + c.recv(65536))
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                c.sendall(b"echo:" + d)
             c.close()
             srv.close()
 
@@ -208,11 +218,19 @@ class ExportUpgrade(unittest.TestCase):
         while b"\r\n\r\n" not in got:
             got += s.recv(65536)
         assert got.startswith(b"HTTP/1.1 101"), got
-        s.sendall(b"\x00\xffhello")
+        got = got.split(b"\r\n\r\n", 1)[1]
+        for data in cls.SENT:
+            # one echo back before the next write: one read, one message
+            s.sendall(data)
+            while not got.endswith(b"echo:" + data):
+                d = s.recv(65536)
+                assert d, got
+                got += d
+        s.shutdown(socket.SHUT_WR)
         out, _ = read_all(s)
         s.close()
         t.join(10)
-        assert got.split(b"\r\n\r\n", 1)[1] + out == b"echo:\x00\xffhello", (got, out)
+        assert got + out == b"".join(b"echo:" + d for d in cls.SENT), (got, out)
         cls.reel.wait_flows(1)
 
     @classmethod
@@ -228,16 +246,93 @@ class ExportUpgrade(unittest.TestCase):
         self.assertNotIn("_resourceType", e)
         self.assertNotIn("_webSocketMessages", e)
         msgs = e["_reel"]["messages"]
-        self.assertEqual([(m["type"], base64.b64decode(m["data"]), m["encoding"]) for m in msgs],
-                         [("send", b"\x00\xffhello", "base64"),
-                          ("receive", b"echo:\x00\xffhello", "base64")])
+        want = []
+        for d in self.SENT:
+            want += [("send", d), ("receive", b"echo:" + d)]
+        got = [(m["type"], base64.b64decode(m["data"]) if m.get("encoding") == "base64"
+                else m["data"].encode()) for m in msgs]
+        self.assertEqual(got, [(t, d[:self.LIMIT]) for t, d in want])
+        self.assertEqual([m.get("encoding") for m in msgs][:4],
+                         ["base64", "base64", None, None])
+        self.assertEqual([(m.get("truncated"), m.get("length")) for m in msgs],
+                         [(None, None)] * 4 + [(True, len(d)) for _, d in want[4:]])
         for m in msgs:
             self.assertIsInstance(m["time"], float)
             self.assertNotIn("opcode", m)
-        # the HAR still goes back in (the messages stay out: docs/export.md)
+
+    def har(self):
+        """The session exported to up.har, parsed."""
         har = os.path.join(self.root, "up.har")
         self.reel.cli("export", "up", "-o", har)
-        self.reel.cli("import", har, "--into", "up2")
+        with open(har, encoding="utf-8") as f:
+            return json.load(f)
+
+    def test_import_reads_the_messages_back(self):
+        exported = self.har()
+        self.reel.cli("import", os.path.join(self.root, "up.har"), "--into", "up2")
+        ((cap,), (imp,)) = [json.loads(self.reel.cli("flows", s, "--json").stdout)
+                            for s in ("up", "up2")]
+        cap = self.reel.flow(cap["id"])
+        imp = json.loads(self.reel.cli("flow", "up2", str(imp["id"]), "--json").stdout)
+        self.assertEqual(len(cap["messages"]), 2 * len(self.SENT))
+        # direction, opcode 0, bytes (not UTF-8 too), length, truncated,
+        # time to the microsecond: byte for byte what was captured
+        self.assertEqual(json.dumps(imp["messages"], sort_keys=True),
+                         json.dumps(cap["messages"], sort_keys=True))
+        self.assertEqual(base64.b64decode(imp["messages"][0]["data_b64"]), self.SENT[0])
+        # and the sizes the flow's end counts them in
+        for side in ("request", "response"):
+            for k in ("body_size", "body_truncated"):
+                self.assertEqual(imp[side].get(k), cap[side].get(k), (side, k))
+        # exported again, the same messages
+        (e,) = json.loads(self.reel.cli("export", "up2").stdout)["log"]["entries"]
+        self.assertEqual(e["_reel"]["messages"], exported["log"]["entries"][0]["_reel"]["messages"])
+
+    def test_malformed_messages_are_refused(self):
+        doc = self.har()
+        cases = [
+            ((), "messages", {}, b"_reel.messages: not an array but an object"),
+            ((1,), None, 5, b"_reel.messages[1]: not an object but a number"),
+            ((1,), "type", "sideways", b"_reel.messages[1].type: not \"send\" or \"receive\""),
+            ((0,), "time", "now", b"_reel.messages[0].time: not a number but a string"),
+            ((0,), "time", -1, b"_reel.messages[0].time: not a time"),
+            ((2,), "data", None, b"_reel.messages[2].data: missing"),
+            ((0,), "data", "AP9oZWxsbw", b"_reel.messages[0].data: invalid base64 at offset 8"),
+            ((0,), "encoding", "gzip", b"_reel.messages[0].encoding: unsupported encoding"),
+            ((4,), "length", 3, b"_reel.messages[4].length: less than the 16 bytes of data"),
+            ((4,), "length", None, b"_reel.messages[4].length: missing"),
+            ((4,), "truncated", "yes", b"_reel.messages[4].truncated: not a boolean but a string"),
+            ((2,), "length", 9, b"_reel.messages[2].length: 9 bytes, more than the 2 of data"),
+        ]
+        for where, key, value, message in cases:
+            with self.subTest(message=message):
+                good = doc["log"]["entries"][0]
+                bad = json.loads(json.dumps(good))
+                obj = bad["_reel"]
+                if where:
+                    obj = obj["messages"]
+                    for k in where[:-1]:
+                        obj = obj[k]
+                    if key is None:
+                        obj[where[-1]] = value
+                        obj = None
+                    else:
+                        obj = obj[where[-1]]
+                if obj is not None:
+                    if value is None:
+                        del obj[key]
+                    else:
+                        obj[key] = value
+                # a good entry first: nothing of it stays either
+                d = json.loads(json.dumps(doc))
+                d["log"]["entries"] = [good, bad]
+                p = os.path.join(self.root, "bad.har")
+                with open(p, "w", encoding="utf-8") as f:
+                    json.dump(d, f)
+                r = self.reel.cli("import", p, "--into", "bad", check=False)
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertIn(b"bad.har: entries[1]." + message, r.stderr)
+                self.assertFalse(os.path.exists(os.path.join(self.root, "home", "bad")))
 
     def test_curl_keeps_the_handshake(self):
         cmd = self.reel.cli("export", "up", "--format", "curl").stdout.decode()

@@ -415,6 +415,50 @@ static void test_check_variants(void **state) {
          "entries[0].request._reel.url_b64: invalid base64 at offset 0"},
         /* bytes that are not what the text says: the text was edited */
         {"request._reel", "{\"url_b64\":\"aHR0cDovL3gv\"}", NULL},
+        /* _reel.messages, an upgrade's TCP messages (har_tcp_messages) */
+        {"_reel.messages", "null", NULL},
+        {"_reel.messages", "[]", NULL},
+        {"_reel.messages", "{}", "entries[0]._reel.messages: not an array but an object"},
+        {"_reel.messages", "[[]]", "entries[0]._reel.messages[0]: not an object but an array"},
+        {"_reel.messages", "[{\"time\":1,\"data\":\"\"}]",
+         "entries[0]._reel.messages[0].type: missing"},
+        {"_reel.messages", "[{\"type\":\"Send\",\"time\":1,\"data\":\"\"}]",
+         "entries[0]._reel.messages[0].type: not \"send\" or \"receive\""},
+        {"_reel.messages", "[{\"type\":\"send\",\"data\":\"\"}]",
+         "entries[0]._reel.messages[0].time: missing"},
+        {"_reel.messages", "[{\"type\":\"send\",\"time\":0,\"data\":\"\"}]",
+         "entries[0]._reel.messages[0].time: not a time in seconds since 1970 (before the year "
+         "10000)"},
+        {"_reel.messages", "[{\"type\":\"send\",\"time\":1e12,\"data\":\"\"}]",
+         "entries[0]._reel.messages[0].time: not a time in seconds since 1970 (before the year "
+         "10000)"},
+        {"_reel.messages", "[{\"type\":\"send\",\"time\":1}]",
+         "entries[0]._reel.messages[0].data: missing"},
+        {"_reel.messages", "[{\"type\":\"send\",\"time\":1,\"data\":[]}]",
+         "entries[0]._reel.messages[0].data: not a string but an array"},
+        {"_reel.messages",
+         "[{\"type\":\"send\",\"time\":1,\"data\":\"a\\u0000\\u00ff\",\"encoding\":\"\"}]", NULL},
+        {"_reel.messages",
+         "[{\"type\":\"send\",\"time\":1,\"data\":\"QUJD\\nREVG\",\"encoding\":\"base64\"}]",
+         "entries[0]._reel.messages[0].data: invalid base64 at offset 4"},
+        {"_reel.messages", "[{\"type\":\"send\",\"time\":1,\"data\":\"x\",\"encoding\":7}]",
+         "entries[0]._reel.messages[0].encoding: not a string but a number"},
+        {"_reel.messages",
+         "[{\"type\":\"send\",\"time\":1,\"data\":\"eA==\",\"encoding\":\"base64\","
+         "\"truncated\":false,\"length\":1}]",
+         NULL},
+        {"_reel.messages",
+         "[{\"type\":\"send\",\"time\":1,\"data\":\"eA==\",\"encoding\":\"base64\","
+         "\"length\":2}]",
+         "entries[0]._reel.messages[0].length: 2 bytes, more than the 1 of data, but not "
+         "truncated"},
+        {"_reel.messages",
+         "[{\"type\":\"send\",\"time\":1,\"data\":\"xy\",\"truncated\":true,\"length\":-1}]",
+         "entries[0]._reel.messages[0].length: less than the 2 bytes of data"},
+        {"_reel.messages", "[{\"type\":\"send\",\"time\":1,\"data\":\"xy\",\"length\":2.0}]",
+         "entries[0]._reel.messages[0].length: not an integer but a number"},
+        {"_reel.messages", "[{\"type\":\"send\",\"time\":1,\"data\":\"xy\",\"truncated\":1}]",
+         "entries[0]._reel.messages[0].truncated: not a boolean but a number"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *p = variant(cases[i].field, cases[i].value);
@@ -482,6 +526,16 @@ typedef struct {
     int truncated[2]; /* from the end record */
     int order_ok; /* records came as start, req head, req body*, resp head, ... */
     int last;     /* event of the previous record */
+    /* Message records, in order (at most 8), their data in msg_data */
+    size_t nmsg;
+    struct {
+        int from_client, truncated, continued;
+        uint32_t opcode;
+        int64_t time_us;
+        uint64_t length;
+        size_t len;
+    } msg[8];
+    reel_buf_t msg_data;
 } flow_t;
 
 static void str_of(char *out, size_t cap, const ProtobufCBinaryData *b) {
@@ -543,6 +597,25 @@ static int collect(void *ctx, const Reel__Record *rec) {
         f->order_ok &= f->last == REEL__RECORD__EVENT_RESPONSE_HEAD || f->last == ev;
         reel_buf_append(&f->resp_body, rec->response_body->data.data, rec->response_body->data.len);
         break;
+    case REEL__RECORD__EVENT_MESSAGE: {
+        const Reel__Message *m = rec->message;
+        /* after the 101 (and its empty body), before the end */
+        f->order_ok &=
+            f->has_resp && (f->last == REEL__RECORD__EVENT_RESPONSE_HEAD ||
+                            f->last == REEL__RECORD__EVENT_RESPONSE_BODY || f->last == ev);
+        if (f->nmsg < sizeof f->msg / sizeof f->msg[0]) {
+            f->msg[f->nmsg].from_client = m->from_client;
+            f->msg[f->nmsg].truncated = m->truncated;
+            f->msg[f->nmsg].continued = m->continued;
+            f->msg[f->nmsg].opcode = m->opcode;
+            f->msg[f->nmsg].time_us = rec->time_us;
+            f->msg[f->nmsg].length = m->length;
+            f->msg[f->nmsg].len = m->data.len;
+            f->nmsg++;
+        }
+        reel_buf_append(&f->msg_data, m->data.data, m->data.len);
+        break;
+    }
     case REEL__RECORD__EVENT_END:
         f->order_ok &= f->has_resp;
         f->ended = 1;
@@ -590,6 +663,7 @@ static void flow_free(flow_t *f) {
     reel_buf_free(&f->req_body);
     reel_buf_free(&f->resp_headers);
     reel_buf_free(&f->resp_body);
+    reel_buf_free(&f->msg_data);
 }
 
 static void assert_bytes(const reel_buf_t *b, const void *want, size_t len) {
@@ -1312,6 +1386,74 @@ static void test_import_h2_websocket_keeps_protocol(void **state) {
     reel_session_close(s);
 }
 
+/* _reel.messages, what reel export writes for the bytes after a 101 to a
+ * protocol other than WebSocket, come back as the Message records they
+ * were: opcode 0, each direction, its time to the microsecond, text as
+ * its UTF-8 bytes (a NUL too), base64 decoded, one longer than a record
+ * holds in continued records, and one body_limit cut still truncated with
+ * its whole length; the flow's sizes count them, as a capture's do. */
+static void test_import_tcp_messages(void **state) {
+    reel_session_t *s = open_session("tcpmsgs");
+    size_t n = 40000; /* more than the 16 KiB a record holds */
+    uint8_t *bin = reel_malloc(n);
+    for (size_t i = 0; i < n; i++)
+        bin[i] = (uint8_t)(i * 7 + 0x80);
+    char *b64 = b64_encode(bin, n);
+    json_t *msgs =
+        json_pack("[{s:s, s:f, s:s#}, {s:s, s:f, s:s, s:s}, {s:s, s:f, s:s, s:b, s:i}]", "type",
+                  "send", "time", 1767323045.123457, "data", "hi\0\xc3\xbf", (size_t)5, "type",
+                  "receive", "time", 1767323045.2, "data", b64, "encoding", "base64", "type",
+                  "send", "time", 1767323046.000001, "data", "cut", "truncated", 1, "length", 1000);
+    assert_non_null(msgs);
+    char *ms = json_dumps(msgs, JSON_COMPACT | JSON_REAL_PRECISION(16));
+    char *reel = reel_asprintf("{\"messages\":%s}", ms);
+    char *p = variant("_reel", reel);
+    reel_har_stats_t st;
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (import(s, p, &st, &err) != REEL_OK)
+        fail_msg("import: %s", err.msg);
+    flow_t f;
+    flow_read(s, st.first_id, &f);
+    assert_int_equal(f.nmsg, 5); /* 40000 bytes: 3 records */
+    static const struct {
+        int from_client, truncated, continued;
+        int64_t time_us;
+        uint64_t length;
+        size_t len;
+    } want[] = {
+        {1, 0, 0, 1767323045123457, 5, 5},
+        {0, 0, 0, 1767323045200000, 40000, 16384},
+        {0, 0, 1, 1767323045200000, 40000, 16384},
+        {0, 0, 1, 1767323045200000, 40000, 40000 - 2 * 16384},
+        {1, 1, 0, 1767323046000001, 1000, 3},
+    };
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal(f.msg[i].opcode, 0);
+        assert_int_equal(f.msg[i].from_client, want[i].from_client);
+        assert_int_equal(f.msg[i].truncated, want[i].truncated);
+        assert_int_equal(f.msg[i].continued, want[i].continued);
+        assert_int_equal(f.msg[i].time_us, want[i].time_us);
+        assert_int_equal(f.msg[i].length, want[i].length);
+        assert_int_equal(f.msg[i].len, want[i].len);
+    }
+    assert_int_equal(f.msg_data.len, 5 + n + 3);
+    assert_memory_equal(f.msg_data.data, "hi\0\xc3\xbf", 5);
+    assert_memory_equal(f.msg_data.data + 5, bin, n);
+    assert_memory_equal(f.msg_data.data + 5 + n, "cut", 3);
+    assert_true(f.ended);
+    assert_int_equal(f.size[0], 5 + 1000);
+    assert_int_equal(f.size[1], n);
+    flow_free(&f);
+    free(p);
+    free(reel);
+    free(ms);
+    json_decref(msgs);
+    free(b64);
+    free(bin);
+    reel_session_close(s);
+}
+
 /* Text that is not UTF-8 as reel export writes it: the Latin-1 reading in
  * the HAR's string, the bytes in _reel.<member>_b64 beside it. The import
  * records the bytes, unless the text no longer is their reading (someone
@@ -1373,6 +1515,7 @@ int main(void) {
         cmocka_unit_test(test_import_truncated_bodies),
         cmocka_unit_test(test_import_h2_websocket_keeps_protocol),
         cmocka_unit_test(test_import_exact_bytes),
+        cmocka_unit_test(test_import_tcp_messages),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
