@@ -39,6 +39,14 @@ typedef struct reel_stack reel_stack_t;
 typedef struct {
     char local[64], remote[64];          /* "ip:port", "" unknown */
     int64_t t_dns0, t_dns1, t_connected; /* wall clock µs; 0: not (yet) */
+    /* The set-up of the connection at the bottom, whoever it was set up
+     * for (a ServerConn record's): DNS lookup begun and done, TCP
+     * connected, TLS handshake done (wall clock µs; 0: not (yet), or no
+     * such phase). The same times as t_dns0.. for a stack of its own; an
+     * HTTP/2 stream's (core/h2up.c) are always its session's, where its
+     * t_dns0.. are those of the stream that opened the session only (the
+     * times its flow counts). */
+    int64_t setup_dns0, setup_dns1, setup_connected, setup_tls_done;
     bool tls;                            /* a TLS filter is in the stack */
     bool tls_done;                       /* ... and its handshake is done */
     bool tls_resumed;

@@ -892,6 +892,10 @@ static void ulane_info(const reel_filter_t *f, reel_stack_info_t *out) {
         out->t_dns1 = l->info.t_dns1;
         out->t_connected = l->info.t_connected;
     }
+    out->setup_dns0 = l->info.setup_dns0; /* the session's, for every stream */
+    out->setup_dns1 = l->info.setup_dns1;
+    out->setup_connected = l->info.setup_connected;
+    out->setup_tls_done = l->info.setup_tls_done;
     out->tls = l->https;
     out->tls_done = l->https && l->connected;
     out->tls_resumed = l->info.tls_resumed;

@@ -401,6 +401,9 @@ static void tcp_info(const reel_filter_t *f, reel_stack_info_t *out) {
     out->t_dns0 = t->t_dns0;
     out->t_dns1 = t->t_dns1;
     out->t_connected = t->t_connected;
+    out->setup_dns0 = t->t_dns0;
+    out->setup_dns1 = t->t_dns1;
+    out->setup_connected = t->t_connected;
 }
 
 static void tcp_close(reel_filter_t *f) {

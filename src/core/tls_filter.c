@@ -3,12 +3,14 @@
 #include "core/tls_filter.h"
 
 #include <stdlib.h>
+#include <time.h>
 
 typedef struct {
     reel_filter_t f;
     reel_tls_t *tls;
     reel_buf_t cipher; /* scratch for output, passed down at once */
     bool open;         /* handshake done and reported */
+    int64_t t_done;    /* when it was done (wall clock µs; 0: not yet) */
     bool eof_sent;
     /* what the transport below said of its end (a reset), while the end
      * is passed up: a TLS stream without close_notify ends on it */
@@ -23,6 +25,13 @@ reel_filter_t *reel_tls_filter_new(reel_tls_t *tls) {
     t->tls = tls;
     reel_buf_init(&t->cipher, 0);
     return &t->f;
+}
+
+/* Wall clock, as core/tcp.c stamps the phases before the handshake. */
+static int64_t now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static void flush(tls_filter_t *t) {
@@ -53,6 +62,7 @@ static void pump(tls_filter_t *t) {
     }
     if (!t->open) {
         t->open = true;
+        t->t_done = now_us();
         reel_filter_up_open(&t->f);
     }
     while (!gone(t) && !t->eof_sent) {
@@ -151,6 +161,7 @@ static void tls_info(const reel_filter_t *f, reel_stack_info_t *out) {
     const tls_filter_t *t = (const tls_filter_t *)f;
     out->tls = true;
     out->tls_done = reel_tls_handshake_done(t->tls);
+    out->setup_tls_done = t->t_done;
     if (!out->tls_done) {
         out->verify_error = reel_tls_verify_error(t->tls, &out->peer_cert);
         if (out->verify_error == NULL)
