@@ -1226,8 +1226,16 @@ function renderDetail(d, id) {
                  : sc.verify_error ? `verify FAILED: ${sc.verify_error}; ${
                                          sc.peer_cert || 'the certificate could not be read'}`
                                    : null;
+    // what setting the connection up took, said for every flow on it (its
+    // timings count it only for the flow it was opened for); not known in
+    // sessions older than the fields
+    const setup = typeof sc.opened_us === 'number' && sc.opened_us > 0
+      ? [['dns', sc.dns_us], ['connect', sc.connect_us], ['TLS', sc.ssl_us]]
+          .filter(([, v]) => typeof v === 'number' && v >= 0).map(([n, v]) => `${n} ${fmtDur(v)}`)
+          .concat([`begun ${fmtTime(sc.opened_us)}`]).join(', ')
+      : null;
     for (const [k, v] of [['address', sc.address], ['TLS', sc.tls_version], ['certificate', cert], ['SNI', sc.sni], ['ALPN', sc.alpn], ['cipher', sc.cipher],
-      ['reused', sc.reused ? 'yes' : 'no'], ['retried', sc.retried ? 'yes' : 'no'], ['client', r.client_addr]]) {
+      ['reused', sc.reused ? 'yes' : 'no'], ['retried', sc.retried ? 'yes' : 'no'], ['set up', setup], ['client', r.client_addr]]) {
       if (v === null || v === undefined) continue;
       dl.append(el('dt', { text: k }), el('dd', { text: v }));
     }

@@ -200,6 +200,12 @@ def flow_json(flow_id, recs, replayed_as=()):
                                     cipher=c.cipher or None, reused=c.reused, retried=c.retried,
                                     unverified=c.unverified, verify_error=c.verify_error or None,
                                     peer_cert=c.peer_cert or None)
+            # its set-up: opened_us 0 is "not known", and the three spans then too
+            known = c.opened_us != 0
+            f["server_conn"].update(opened_us=c.opened_us if known else None,
+                                    dns_us=c.dns_us if known else -1,
+                                    connect_us=c.connect_us if known else -1,
+                                    ssl_us=c.ssl_us if known else -1)
         elif ev == "message":  # WebSocket or TCP message
             m = r.message
             if m.continued:

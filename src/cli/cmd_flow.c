@@ -904,6 +904,41 @@ static void message_show(view_t *v, int64_t time_us, const Reel__Message *m) {
     }
 }
 
+/* "~ connection set up: dns 1.0 ms, connect 0.2 ms, ssl 3.1 ms, begun 4.5 ms
+ * before this flow": what the connection's set-up took, which the flow's
+ * timings count only when it was opened for this flow (not for a reused
+ * one, nor one set up before the request came). Nothing when not known. */
+static void conn_setup_line(view_t *v, const Reel__ServerConn *sc) {
+    if (sc->opened_us == 0)
+        return;
+    const struct {
+        const char *name;
+        int64_t us;
+    } ph[] = {{"dns", sc->dns_us}, {"connect", sc->connect_us}, {"ssl", sc->ssl_us}};
+    char line[160];
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof ph / sizeof ph[0]; i++) {
+        if (ph[i].us < 0)
+            continue;
+        char d[32];
+        fmt_duration(ph[i].us, d);
+        int k = snprintf(line + n, sizeof line - n, "%s%s %s", n ? ", " : "", ph[i].name, d);
+        if (k > 0 && (size_t)k < sizeof line - n)
+            n += (size_t)k;
+    }
+    long long start = v->row ? v->row->start_us : 0;
+    char when[96] = "";
+    if (start) {
+        char d[32];
+        long long off = (long long)sc->opened_us - start;
+        fmt_duration(off < 0 ? -off : off, d);
+        snprintf(when, sizeof when, "%sbegun %s %s this flow", n ? ", " : "", d,
+                 off < 0 ? "before" : "after the start of");
+    }
+    if (n || when[0])
+        note(v, "~ connection set up: %s%s", n ? line : "", when);
+}
+
 static void server_conn_line(view_t *v, const Reel__ServerConn *sc) {
     message_close(v);
     summary(v);
@@ -919,6 +954,7 @@ static void server_conn_line(view_t *v, const Reel__ServerConn *sc) {
     if (sc->verify_error[0]) /* a handshake the check of the certificate ended */
         note(v, "~ certificate verify FAILED: %s; %s", sc->verify_error,
              sc->peer_cert[0] ? sc->peer_cert : "the certificate could not be read");
+    conn_setup_line(v, sc);
 }
 
 static int view_record(void *ctx, const Reel__Record *rec) {
@@ -1209,6 +1245,18 @@ static json_t *jdir(jview_t *j, int dir) {
     return j->dir[dir];
 }
 
+/* A ServerConn's set-up in o: opened_us (null: not known), dns_us,
+ * connect_us, ssl_us (-1: did not happen or not known, as in timings; all
+ * -1 when opened_us is not known, the record holding nothing then). */
+static void conn_setup_json(json_t *o, const Reel__ServerConn *sc) {
+    int known = sc->opened_us != 0;
+    json_object_set_new(o, "opened_us",
+                        known ? json_integer((json_int_t)sc->opened_us) : json_null());
+    json_object_set_new(o, "dns_us", json_integer(known ? (json_int_t)sc->dns_us : -1));
+    json_object_set_new(o, "connect_us", json_integer(known ? (json_int_t)sc->connect_us : -1));
+    json_object_set_new(o, "ssl_us", json_integer(known ? (json_int_t)sc->ssl_us : -1));
+}
+
 /* What an end or error record says besides sizes. */
 static void json_end_facts(jview_t *j, const Reel__Timings *t, int64_t request_end_us,
                            int64_t response_start_us, const char *server_addr,
@@ -1306,6 +1354,7 @@ static int json_record(void *ctx, const Reel__Record *rec) {
             "reused", sc->reused, "retried", sc->retried, "unverified", sc->unverified);
         json_object_set_new(j->server_conn, "verify_error", str_json(sc->verify_error, 1));
         json_object_set_new(j->server_conn, "peer_cert", str_json(sc->peer_cert, 1));
+        conn_setup_json(j->server_conn, sc);
         break;
     }
     case REEL__RECORD__EVENT_REQUEST_BODY:

@@ -118,7 +118,11 @@ void reel_capture_server_conn(reel_capture_flow_t *f, const reel_capture_conn_t 
                             .retried = sc->retried,
                             .unverified = sc->unverified,
                             .verify_error = sc->verify_error,
-                            .peer_cert = sc->peer_cert};
+                            .peer_cert = sc->peer_cert,
+                            .opened_us = sc->opened_us,
+                            .dns_us = sc->dns_us,
+                            .connect_us = sc->connect_us,
+                            .ssl_us = sc->ssl_us};
     reel_recorder_server_conn(f, &r);
 }
 

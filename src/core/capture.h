@@ -96,6 +96,11 @@ typedef struct {
     bool unverified;         /* TLS made with upstream_cert_verify off */
     const char *verify_error; /* the certificate failed the check: why (NULL: it did not) */
     const char *peer_cert;    /* ... and the facts of the origin's own certificate */
+    /* How the connection was set up: when its DNS lookup began (wall
+     * clock µs; 0: not known, the three others then ignored), and how
+     * long its DNS, TCP connect and TLS handshake took (µs, -1: did not
+     * happen or not known) */
+    int64_t opened_us, dns_us, connect_us, ssl_us;
 } reel_capture_conn_t;
 
 /** Records the upstream connection of f. */

@@ -320,7 +320,18 @@ void reel__upstream_close(conn_t *c) {
 
 /* ---- upstream connections ---- */
 
+/* µs from one set-up stamp to the next; -1 when either is missing (as a
+ * flow's timings count them: core/exchange.c) */
+static int64_t setup_span(int64_t from, int64_t to) {
+    return from && to ? (to >= from ? to - from : 0) : -1;
+}
+
 reel_capture_conn_t reel__conn_facts(const peer_t *up, const reel_stack_info_t *info) {
+    /* the set-up as the stack stamped it, the same for every flow on the
+     * connection: also for a reused one, one set up before its request
+     * (the ALPN probe, core/tunnel.c) and a stream of a shared HTTP/2
+     * session, whose flows' timings have none of it */
+    int64_t dns0 = info->setup_dns0, dns1 = info->setup_dns1, conn = info->setup_connected;
     return (reel_capture_conn_t){.conn_id = up->id,
                                  .address = up->addr,
                                  .sni = info->sni, /* as sent: none to an IP address */
@@ -328,7 +339,11 @@ reel_capture_conn_t reel__conn_facts(const peer_t *up, const reel_stack_info_t *
                                  .tls_version = info->tls_version,
                                  .cipher = info->cipher,
                                  .verify_error = info->verify_error,
-                                 .peer_cert = info->peer_cert};
+                                 .peer_cert = info->peer_cert,
+                                 .opened_us = dns0,
+                                 .dns_us = setup_span(dns0, dns1),
+                                 .connect_us = setup_span(dns1, conn),
+                                 .ssl_us = info->tls ? setup_span(conn, info->setup_tls_done) : -1};
 }
 
 /* A connection that failed the check of the origin's certificate is

@@ -131,6 +131,18 @@ static json_t *timings_json(const Reel__Timings *t) {
                      "receive_us", (json_int_t)t->receive_us, "ssl_us", (json_int_t)t->ssl_us);
 }
 
+/* A ServerConn's set-up in o: opened_us (null: not known), dns_us,
+ * connect_us, ssl_us (-1: did not happen or not known, as in timings; all
+ * -1 when opened_us is not known, the record holding nothing then). */
+static void conn_setup_json(json_t *o, const Reel__ServerConn *sc) {
+    int known = sc->opened_us != 0;
+    json_object_set_new(o, "opened_us",
+                        known ? json_integer((json_int_t)sc->opened_us) : json_null());
+    json_object_set_new(o, "dns_us", json_integer(known ? (json_int_t)sc->dns_us : -1));
+    json_object_set_new(o, "connect_us", json_integer(known ? (json_int_t)sc->connect_us : -1));
+    json_object_set_new(o, "ssl_us", json_integer(known ? (json_int_t)sc->ssl_us : -1));
+}
+
 static void end_facts(detail_t *d, const Reel__Timings *t, int64_t req_end, int64_t resp_start) {
     json_object_set_new(d->o, "timings", timings_json(t));
     json_object_set_new(d->o, "request_end_us", req_end ? json_integer(req_end) : json_null());
@@ -221,6 +233,7 @@ static int detail_record(void *ctx, const Reel__Record *rec) {
         json_t *o = json_object_get(d->o, "server_conn");
         json_object_set_new(o, "verify_error", str_json(sc->verify_error));
         json_object_set_new(o, "peer_cert", str_json(sc->peer_cert));
+        conn_setup_json(o, sc);
         break;
     }
     case REEL__RECORD__EVENT_REQUEST_BODY:

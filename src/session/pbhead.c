@@ -280,7 +280,9 @@ static size_t server_conn_len(const Reel__ServerConn *c) {
            str_size(4, c->alpn) + str_size(5, c->tls_version) + str_size(6, c->cipher) +
            uint_size(7, c->reused != 0) + uint_size(8, c->retried != 0) +
            uint_size(9, c->unverified != 0) + str_size(10, c->verify_error) +
-           str_size(11, c->peer_cert);
+           str_size(11, c->peer_cert) + uint_size(12, i64(c->opened_us)) +
+           uint_size(13, i64(c->dns_us)) + uint_size(14, i64(c->connect_us)) +
+           uint_size(15, i64(c->ssl_us));
 }
 
 static uint8_t *put_server_conn(uint8_t *p, const Reel__ServerConn *c) {
@@ -294,7 +296,11 @@ static uint8_t *put_server_conn(uint8_t *p, const Reel__ServerConn *c) {
     p = put_uint(p, 8, c->retried != 0);
     p = put_uint(p, 9, c->unverified != 0);
     p = put_str(p, 10, c->verify_error);
-    return put_str(p, 11, c->peer_cert);
+    p = put_str(p, 11, c->peer_cert);
+    p = put_uint(p, 12, i64(c->opened_us));
+    p = put_uint(p, 13, i64(c->dns_us));
+    p = put_uint(p, 14, i64(c->connect_us));
+    return put_uint(p, 15, i64(c->ssl_us));
 }
 
 /* The event's field number and length, or 0 for an event left to

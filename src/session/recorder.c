@@ -2271,6 +2271,12 @@ void reel_recorder_server_conn(reel_rflow_t *f, const reel_server_conn_t *sc) {
     pc.unverified = sc->unverified;
     pc.verify_error = (char *)(sc->verify_error ? sc->verify_error : "");
     pc.peer_cert = (char *)(sc->peer_cert ? sc->peer_cert : "");
+    if (sc->opened_us) { /* else they mean nothing: left 0, as older records have them */
+        pc.opened_us = sc->opened_us;
+        pc.dns_us = sc->dns_us;
+        pc.connect_us = sc->connect_us;
+        pc.ssl_us = sc->ssl_us;
+    }
     Reel__Record rec = REEL__RECORD__INIT;
     rec.flow_id = f->id;
     rec.time_us = now_or(0);

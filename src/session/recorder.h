@@ -231,6 +231,11 @@ typedef struct {
     /* the origin's certificate failed the check: why, and the facts of
      * the origin's own certificate (NULL: it did not) */
     const char *verify_error, *peer_cert;
+    /* How the connection was set up: when reel began (its DNS lookup;
+     * wall clock µs, 0: not known, and the three others are then not
+     * recorded), and the µs its DNS lookup, TCP connect and TLS handshake
+     * took (-1: did not happen or not known) */
+    int64_t opened_us, dns_us, connect_us, ssl_us;
 } reel_server_conn_t;
 
 /** Records the upstream connection a flow's request went out on. */

@@ -826,5 +826,49 @@ class RefusedCertificateOfAnH2Session(unittest.TestCase):
         self.assertEqual([l for l in self.origin.log_lines() if "refused" in l[2]], [])
 
 
+
+class ConnectionSetUpOfAnH2Session(unittest.TestCase):
+    """Every stream of a shared HTTP/2 session to the origin carries the
+    session's set-up in its flow's server_conn (opened_us, dns_us,
+    connect_us, ssl_us): the first one's session was set up before its
+    request (the ALPN probe that learnt the origin speaks h2 became the
+    session), and later ones, from another client connection too, did not
+    open it; none of their flows' timings count that set-up."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="h2setup-", dir=TMPBASE)
+        cls.origin = Origin(cls.root, h2=True)
+        cls.reel = Reel(cls.root, "setup", "workers=1", "upstream_trusted_ca=" + cls.origin.ca)
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_class(cls)
+
+    def test_every_stream_has_the_sessions_set_up(self):
+        r, o = self.reel, self.origin
+        keys = ("conn_id", "opened_us", "dns_us", "connect_us", "ssl_us")
+        for urls in (("/100b?a=1", "/100b?a=2"), ("/100b?b=1",)):
+            p = subprocess.run(["curl", "-sS", "--http2", "-x", r.proxy, "--cacert", r.ca,
+                                "-o", os.devnull, "-o", os.devnull, "-w", "%{http_version} "]
+                               + [o.url(u, https=True) for u in urls],
+                               capture_output=True, timeout=30)
+            self.assertEqual(p.stdout.decode().split(), ["2"] * len(urls), p.stderr)
+        facts = set()
+        for q in ("a=1", "a=2", "b=1"):
+            [f] = r.wait_flows(1, "~u " + q)
+            d = r.flow(f["id"])
+            sc, t = d["server_conn"], d["timings"]
+            self.assertEqual(sc["alpn"], "h2", sc)
+            self.assertEqual((t["dns_us"], t["connect_us"], t["ssl_us"]), (-1, -1, -1), t)
+            self.assertGreater(sc["opened_us"] or 0, 0, sc)
+            for k in ("dns_us", "connect_us", "ssl_us"):
+                self.assertGreaterEqual(sc[k], 0, sc)
+            # set up before any of its requests came
+            self.assertLessEqual(sc["opened_us"] + sc["dns_us"] + sc["connect_us"] + sc["ssl_us"],
+                                 f["start_us"], (sc, f))
+            facts.add(tuple(sc[k] for k in keys))
+        self.assertEqual(len(facts), 1, facts)  # one session, the same set-up
+
 if __name__ == "__main__":
     main()

@@ -173,7 +173,8 @@ class CraftedSpool(unittest.TestCase):
     segments, several frames) and indexed by `reel repair`: a tunnel (bodies
     without heads), header bytes that are not UTF-8 or hold a NUL, an empty
     and an asterisk target, a non-default port, a truncated body, an error
-    with an empty message, and flows cut off (no end record)."""
+    with an empty message, flows cut off (no end record), and server
+    connections with and without their set-up (opened_us ...)."""
 
     @classmethod
     def setUpClass(cls):
@@ -207,6 +208,10 @@ class CraftedSpool(unittest.TestCase):
                 http_version="HTTP/1.1",
                 headers=[H(name=b"X-Bin", value=b"\xff\xfe\x80"), H(name=b"x-nul", value=b"a\0b"),
                          H(name=b"x-utf8", value="caf\u00e9".encode())]))
+            # its connection's set-up (opened_us), and flow 4's not known
+            + rec(1, T0 + 1, server_conn=pb.ServerConn(
+                conn_id=3, address="192.0.2.1:80", reused=True, opened_us=T0 - 900,
+                dns_us=0, connect_us=250, ssl_us=-1))
             + rec(2, T0 + 2, start=pb.FlowStart(uuid="u-2", kind=pb.FLOW_KIND_TUNNEL,
                                                 server_addr="[::1]:443", source="proxy"))
             + rec(2, T0 + 3, request_body=pb.BodyChunk(data=b"\x16\x03\x01hello")),
@@ -226,6 +231,7 @@ class CraftedSpool(unittest.TestCase):
                 absolute_form=True)),
             rec(4, T0 + 11, start=pb.FlowStart(uuid="u-4", source="proxy"))
             + rec(4, T0 + 12, request_body=pb.BodyChunk(data=b"abc"))
+            + rec(4, T0 + 12, server_conn=pb.ServerConn(conn_id=9, address="192.0.2.9:80"))
             # a response reel sent itself, and an error with what is known
             + rec(4, T0 + 13, response_head=pb.ResponseHead(
                 status=502, reason=b"Bad Gateway", http_version="HTTP/1.1", generated=True))

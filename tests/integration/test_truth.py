@@ -274,6 +274,79 @@ class TruthTest(unittest.TestCase):
         self.assertIn("connect", shown)
         self.assertIn("wait", shown)
 
+    def test_every_flow_says_how_its_connection_was_set_up(self):
+        """A flow's server_conn says what setting up its upstream connection
+        took (opened_us, dns_us, connect_us, ssl_us), also when the flow's
+        own timings count none of it: on a reused connection, and on the
+        one reel set up before the request came to learn the origin's ALPN.
+        A reel of its own, which has not yet asked this origin its ALPN."""
+        o = self.origin
+        r = Reel(self.root, "setup", "upstream_trusted_ca=" + o.ca)
+        self.addCleanup(r.stop)
+        keys = ("opened_us", "dns_us", "connect_us", "ssl_us")
+
+        def full(q):
+            [f] = r.wait_flows(1, "~u " + q)
+            d = r.flow(f["id"])
+            return f, d["timings"], d["server_conn"]
+
+        def setup(sc):
+            return tuple(sc[k] for k in keys)
+
+        def fresh(f, t, sc, tls):
+            """set up for this flow: the flow's phases are those of its
+            connection, cut where the flow starts"""
+            self.assertFalse(sc["reused"], sc)
+            self.assertGreater(sc["opened_us"] or 0, 0, sc)
+            # opened when the request asked for it (its start is stamped
+            # just after), and set up before the flow ended
+            self.assertLessEqual(abs(sc["opened_us"] - f["start_us"]), 1000000, (sc, f))
+            self.assertGreaterEqual(sc["dns_us"], 0, sc)
+            self.assertGreaterEqual(sc["connect_us"], 0, sc)
+            if tls:
+                self.assertGreaterEqual(sc["ssl_us"], 0, sc)
+            else:
+                self.assertEqual(sc["ssl_us"], -1, sc)
+            self.assertLessEqual(sc["opened_us"] + sum(max(v, 0) for v in setup(sc)[1:]),
+                                 f["end_us"], (sc, f))
+            for k in keys[1:]:
+                self.assertGreaterEqual(sc[k], t[k], (sc, t))
+
+        # plain HTTP: a fresh connection, then reused by the next request
+        curl(r, o.url("/100b?s1"), o.url("/100b?s2"))
+        f1, t1, sc1 = full("s1")
+        f2, t2, sc2 = full("s2")
+        fresh(f1, t1, sc1, tls=False)
+        self.assertTrue(sc2["reused"], sc2)
+        self.assertEqual(t2["connect_us"], -1, t2)
+        self.assertEqual((sc2["conn_id"], setup(sc2)), (sc1["conn_id"], setup(sc1)), (sc1, sc2))
+        # HTTPS through CONNECT, the connection opened for the request
+        curl(r, "--http1.1", o.url("/100b?s3", https=True))
+        f3, t3, sc3 = full("s3")
+        fresh(f3, t3, sc3, tls=True)
+        # a client offering h2: reel set the connection up during the
+        # client's handshake (the ALPN probe), before the request came; the
+        # flow's timings have no set-up, its server_conn has it all
+        curl(r, "--http2", o.url("/100b?s4", https=True), o.url("/100b?s5", https=True))
+        f4, t4, sc4 = full("s4")
+        f5, t5, sc5 = full("s5")
+        self.assertEqual((t4["dns_us"], t4["connect_us"], t4["ssl_us"]), (-1, -1, -1), t4)
+        self.assertNotEqual(sc4["conn_id"], sc3["conn_id"], (sc3, sc4))
+        self.assertGreater(sc4["opened_us"] or 0, 0, sc4)
+        for k in keys[1:]:
+            self.assertGreaterEqual(sc4[k], 0, sc4)
+        self.assertLessEqual(sc4["opened_us"] + sum(setup(sc4)[1:]), f4["start_us"], (sc4, f4))
+        # ... and the next request on it says the same
+        self.assertTrue(sc5["reused"], sc5)
+        self.assertEqual((sc5["conn_id"], setup(sc5)), (sc4["conn_id"], setup(sc4)), (sc4, sc5))
+        # shown for people by `reel flow`
+        shown = r.cli("flow", r.session, str(f4["id"]), "--headers-only").stdout.decode()
+        self.assertRegex(shown, r"~ connection set up: dns [^,]+, connect [^,]+, ssl [^,]+, "
+                                r"begun [0-9.]+ [mu]?s before this flow", shown)
+        shown = r.cli("flow", r.session, str(f1["id"]), "--headers-only").stdout.decode()
+        self.assertRegex(shown, r"~ connection set up: dns [^,]+, connect [^,]+, begun ", shown)
+        self.assertNotIn("ssl", shown.split("~ connection set up:")[1].split("\n")[0])
+
     def raw_origin(self, handler):
         """A one-connection origin on an ephemeral port running
         handler(conn, head) after reading the request head; returns (port,

@@ -341,6 +341,10 @@ static void test_small_records(void **state) {
             sc.unverified = (protobuf_c_boolean)(next() % 2);
             sc.verify_error = rand_field(&own[12]);
             sc.peer_cert = rand_field(&own[13]);
+            sc.opened_us = rand_i64();
+            sc.dns_us = rand_i64();
+            sc.connect_us = rand_i64();
+            sc.ssl_us = rand_i64();
             rec.event_case = REEL__RECORD__EVENT_SERVER_CONN;
             rec.server_conn = &sc;
             break;
