@@ -528,7 +528,12 @@ reel_rc reel_replay_send(const reel_replay_req_t *r, const reel_replay_send_opts
                              .sni = c.tls ? reel_tls_sni(c.tls) : NULL,
                              .alpn = c.tls ? reel_tls_alpn(c.tls) : NULL,
                              .tls_version = c.tls ? reel_tls_version(c.tls) : NULL,
-                             .cipher = c.tls ? reel_tls_cipher(c.tls) : NULL};
+                             .cipher = c.tls ? reel_tls_cipher(c.tls) : NULL,
+                             /* a connection of its own, set up for it */
+                             .opened_us = t0,
+                             .dns_us = t.dns_us,
+                             .connect_us = t.connect_us,
+                             .ssl_us = t.ssl_us};
     reel_recorder_server_conn(x.f, &sc);
 
     reel_h1_head_t h = {.method = r->method,

@@ -129,6 +129,11 @@ class Replay(unittest.TestCase):
         self.assertNotIn("proxy-connection", names)
         self.assertEqual(names.count("host"), 1)
         self.assertIsNotNone(f["server_conn"])
+        # a connection of its own: its set-up is the flow's dns and connect
+        sc, t = f["server_conn"], f["timings"]
+        self.assertGreaterEqual(sc["opened_us"] or 0, f["start_us"], sc)
+        self.assertEqual((sc["dns_us"], sc["connect_us"], sc["ssl_us"]),
+                         (t["dns_us"], t["connect_us"], -1), (sc, t))
         # ~replay selects exactly the flows replay made
         listed = {x["id"] for x in json.loads(self.cli("flows", "rp", "--json", "~replay").stdout)}
         self.assertIn(new, listed)
@@ -196,6 +201,8 @@ class Replay(unittest.TestCase):
                     self.assertEqual(gzip.decompress(body(new, "response")), fh.read())
                 self.assertEqual(new["server_conn"]["sni"], "localhost")
                 self.assertTrue(new["server_conn"]["tls_version"].startswith("TLS"))
+                self.assertEqual(new["server_conn"]["ssl_us"], new["timings"]["ssl_us"])
+                self.assertGreaterEqual(new["server_conn"]["ssl_us"], 0)
                 # reel diff: the same body once decoded, whatever else differs
                 d = json.loads(self.cli("diff", "rp:%d" % rep["of"], "other:%d" % rep["id"],
                                         "--json").stdout)
