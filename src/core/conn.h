@@ -365,6 +365,10 @@ bool reel__peer_notify_first(peer_t *pe);
 /* What up's stack says of it (info: reel_stack_info of its stack) as a
  * ServerConn record, for the caller to add reused, retried, unverified. */
 reel_capture_conn_t reel__conn_facts(const peer_t *up, const reel_stack_info_t *info);
+/* µs from one time stamp to the next, 0 if the clock went back; -1 when
+ * either is missing (0): a phase that did not happen or is not known, as
+ * Timings and ServerConn count them. */
+int64_t reel__span_us(int64_t from, int64_t to);
 bool reel__peer_ready(const peer_t *pe);
 void reel__peer_write(peer_t *pe, const void *data, size_t len);
 void reel__peer_flush_pend(peer_t *pe);

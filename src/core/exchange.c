@@ -11,7 +11,6 @@ static int split_absolute(const char *t, size_t n, bool *https, char **host, int
 static void request_msg(const reel_h1_head_t *h, const char *scheme, const char *host, int port,
                         const char *path, char ver[16], reel_msg_head_t *m);
 static void record_unanswered(conn_t *c, const char *why);
-static int64_t span_us(int64_t from, int64_t to);
 static void exchange_timings(conn_t *c, const upstream_facts_t *up, int64_t end_us,
                              reel_capture_timings_t *t);
 static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,
@@ -166,10 +165,6 @@ static void lane_request(const conn_t *c, reel_msg_head_t *m) {
 
 /* ---- ending flows ---- */
 
-static int64_t span_us(int64_t from, int64_t to) {
-    return from && to ? (to >= from ? to - from : 0) : -1;
-}
-
 /* The phases of the current exchange, HAR style (-1: did not happen or not
  * known). dns, connect and ssl go to the first flow on a new upstream
  * connection only, and only if it was opened for that flow: a flow on a
@@ -195,11 +190,11 @@ static void exchange_timings(conn_t *c, const upstream_facts_t *up, int64_t end_
 #define AFTER(x) ((x) && (x) < from ? from : (x))
     int64_t ready = from;
     if (up && up->fresh && (up->dns0 == 0 || up->dns0 >= c->ex.head_us)) {
-        t->blocked_us = span_us(from, AFTER(up->dns0));
-        t->dns_us = span_us(AFTER(up->dns0), AFTER(up->dns1));
-        t->connect_us = span_us(AFTER(up->dns1), AFTER(up->connected));
+        t->blocked_us = reel__span_us(from, AFTER(up->dns0));
+        t->dns_us = reel__span_us(AFTER(up->dns0), AFTER(up->dns1));
+        t->connect_us = reel__span_us(AFTER(up->dns1), AFTER(up->connected));
         if (up->https)
-            t->ssl_us = span_us(AFTER(up->connected), AFTER(up->ready));
+            t->ssl_us = reel__span_us(AFTER(up->connected), AFTER(up->ready));
     }
 #undef AFTER
     if (up && up->ready > ready)
@@ -214,15 +209,15 @@ static void exchange_timings(conn_t *c, const upstream_facts_t *up, int64_t end_
             sent = ready; /* the body came before the connection was ready */
         if (sent > end_us)
             sent = end_us;
-        t->send_us = span_us(ready, sent);
+        t->send_us = reel__span_us(ready, sent);
         if (resp) {
-            t->wait_us = span_us(sent, resp); /* 0 when the response came first */
+            t->wait_us = reel__span_us(sent, resp); /* 0 when the response came first */
             if (sent > recv_from)
                 recv_from = sent;
         }
     }
     if (resp)
-        t->receive_us = span_us(recv_from, end_us);
+        t->receive_us = reel__span_us(recv_from, end_us);
 }
 
 /* A flow's end as of the moment its exchange was over: written at once
@@ -405,8 +400,8 @@ void reel__finish_tflow(conn_t *c, const char *error) {
     peer_t *up = c->up;
     reel_capture_timings_t t = {-1, -1, -1, -1, -1, -1, -1};
     if (up && up->t_dns0) {
-        t.dns_us = span_us(up->t_dns0, up->t_dns1);
-        t.connect_us = span_us(up->t_dns1, up->t_connected);
+        t.dns_us = reel__span_us(up->t_dns0, up->t_dns1);
+        t.connect_us = reel__span_us(up->t_dns1, up->t_connected);
     }
     reel_capture_end_t e = {
         .error = error, .timings = &t, .server_addr = up && up->connected ? up->addr : NULL};

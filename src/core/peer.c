@@ -320,9 +320,7 @@ void reel__upstream_close(conn_t *c) {
 
 /* ---- upstream connections ---- */
 
-/* µs from one set-up stamp to the next; -1 when either is missing (as a
- * flow's timings count them: core/exchange.c) */
-static int64_t setup_span(int64_t from, int64_t to) {
+int64_t reel__span_us(int64_t from, int64_t to) {
     return from && to ? (to >= from ? to - from : 0) : -1;
 }
 
@@ -341,9 +339,10 @@ reel_capture_conn_t reel__conn_facts(const peer_t *up, const reel_stack_info_t *
                                  .verify_error = info->verify_error,
                                  .peer_cert = info->peer_cert,
                                  .opened_us = dns0,
-                                 .dns_us = setup_span(dns0, dns1),
-                                 .connect_us = setup_span(dns1, conn),
-                                 .ssl_us = info->tls ? setup_span(conn, info->setup_tls_done) : -1};
+                                 .dns_us = reel__span_us(dns0, dns1),
+                                 .connect_us = reel__span_us(dns1, conn),
+                                 .ssl_us =
+                                     info->tls ? reel__span_us(conn, info->setup_tls_done) : -1};
 }
 
 /* A connection that failed the check of the origin's certificate is
