@@ -437,6 +437,22 @@ static void sess_event(h2sess_t *s, const reel_codec_event_t *ev) {
     case REEL_CODEC_EV_GOAWAY: {
         s->goaway = true;
         free(s->error);
+        if (ev->local) {
+            /* reel's own, the origin having broken HTTP/2 for the whole
+             * connection (the codec reports only those): the connection
+             * ends, and every stream on it with this error. Its last
+             * stream id counts the origin's streams (none: no push), not
+             * reel's: the origin may have processed every request. */
+            s->error =
+                reel_asprintf("reel closed the HTTP/2 connection to the origin with "
+                              "GOAWAY %s (0x%x): %s",
+                              reel_h2_error_name(ev->error_code), ev->error_code,
+                              ev->error_reason ? ev->error_reason : "the origin broke HTTP/2");
+            for (ulane_t *k = s->lanes; k; k = k->next)
+                if (k->sid == 0)
+                    ulane_end(k, NULL); /* idle: its next request goes elsewhere */
+            break;
+        }
         s->error = reel_asprintf("the origin sent GOAWAY (error code 0x%x)", ev->error_code);
         for (ulane_t *k = s->lanes; k; k = k->next) {
             if (k->sid > ev->last_stream && !k->resp_end && k->in.len == 0) {

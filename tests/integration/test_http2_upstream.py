@@ -42,6 +42,9 @@ class H2Origin:
                   unprocessed (last stream id below it), then the close;
                   after that 200 "second try"
     /t/goaway-error 200, 3000 bytes, then GOAWAY INTERNAL_ERROR and the close
+    /t/bad-window 200, 3000 bytes, then a WINDOW_UPDATE of 0 on the
+                  connection (RFC 9113 6.9: a connection error, which reel
+                  answers with GOAWAY PROTOCOL_ERROR)
     /t/slow?ms    200 after ms milliseconds (other streams go on)
     CONNECT :protocol websocket (RFC 8441; SETTINGS_ENABLE_CONNECT_PROTOCOL
                   is offered): /t/ws answers 200 and echoes every WebSocket
@@ -233,6 +236,13 @@ class H2Origin:
             time.sleep(0.1)
             self._closed()
             return "close"
+        elif path == "/t/bad-window":
+            conn.send_headers(sid, [(":status", "200"), ("content-length", "100000")])
+            conn.send_data(sid, b"w" * 3000)
+            s.sendall(conn.data_to_send())
+            time.sleep(0.1)
+            s.sendall(b"\x00\x00\x04\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00")
+            return None  # until reel's GOAWAY (ConnectionTerminated) or its close
         elif path.startswith("/t/slow?"):
             due.append((time.time() + int(path.split("?")[1]) / 1000.0, sid,
                         ("slow %s" % path).encode()))
@@ -435,6 +445,23 @@ class Http2UpstreamTest(unittest.TestCase):
         f = self.flows_for("/t/goaway-error")[0]
         self.assertIn("GOAWAY (error code 0x2)", f["error"])
         self.assertEqual(len(body(f, "response")), 3000)
+
+    def test_e3_goaway_reel_sends_the_origin_is_reels_in_the_record(self):
+        # an origin that breaks HTTP/2 for the whole connection gets
+        # reel's GOAWAY; the flow cut by it said "the origin sent GOAWAY"
+        self.curl_h2(self.url("/t/plain?warm"))
+        r = subprocess.run(["curl", "-sS", "--max-time", "30", "-x", self.reel.proxy, "--cacert",
+                            self.reel.ca, "--http2", "-o", "/dev/null",
+                            self.url("/t/bad-window")], capture_output=True)
+        self.assertNotEqual(r.returncode, 0)  # the client saw its stream cut
+        f = self.flows_for("/t/bad-window")[0]
+        self.assertEqual(f["state"], "error", f)
+        # what follows is nghttp2's own words for the offence
+        self.assertTrue(f["error"].startswith(
+            "reel closed the HTTP/2 connection to the origin with GOAWAY PROTOCOL_ERROR (0x1): "
+            "HTTP/2 protocol error ("), f["error"])
+        self.assertEqual(len(body(f, "response")), 3000)
+        self.assertEqual(f["response"]["status"], 200)
 
     def test_f_origin_max_concurrent_streams_is_respected(self):
         slow = H2Origin(os.path.join(self.root, "server.pem"),
