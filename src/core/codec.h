@@ -77,6 +77,11 @@ typedef struct {
      * RST_STREAM but GOAWAY with error_code (nghttp2 took it for a
      * connection error); the GOAWAY event follows once it is sent. */
     bool goaway;
+    /* HTTP/2 local RESET (server role): the stream was opened after reel
+     * had sent GOAWAY with last_stream, and ignored (RFC 9113 6.8):
+     * nothing was sent for it, and its head is unknown (nghttp2 hands
+     * none of it over). */
+    bool after_goaway;
     /* On error: an HTTP status to answer with (HTTP), a close code
      * (WebSocket), and a static reason. */
     int error_status;

@@ -38,6 +38,8 @@ typedef struct event {
     char *why;          /* owned reason (a refused stream's) */
     bool local;         /* RESET or GOAWAY: reel sent it, the peer had broken the protocol */
     bool goaway;        /* local RESET: reel's answer was GOAWAY with code, not RST_STREAM */
+    bool after_goaway;  /* local RESET: a stream opened after reel's GOAWAY, ignored */
+    bool over_limit;    /* carries the head of a stream refused for the concurrency limit */
     size_t acct;        /* bytes counted in queued_bytes */
     size_t unsent;      /* RESET by the peer: the stream's submitted DATA not sent */
     reel_buf_t data;
@@ -62,6 +64,10 @@ typedef struct stream {
     bool ended;        /* its END event is queued */
     bool end_check;    /* a DATA frame with END_STREAM began: see end_refused */
     bool caller_reset; /* reel_h2_reset: the caller knows */
+    /* Server role: a request stream counted in open_requests, or one
+     * beyond max_concurrent_streams, refused once its head has come
+     * (headless: too many such heads are queued to keep this one's) */
+    bool counted, over_limit, headless;
     /* Server role: the request's content-length (-1: none, or a CONNECT)
      * and the DATA bytes received, to tell why nghttp2 refuses a body
      * (it resets such a stream without a callback) */
@@ -98,6 +104,20 @@ struct reel_h2 {
      * on_invalid_frame */
     size_t queued_at_frame;
     int32_t max_peer_stream; /* server: the highest request stream seen */
+    /* Server: SETTINGS_MAX_CONCURRENT_STREAMS is reel's to enforce, not
+     * nghttp2's (see on_begin_headers): the request streams open, the
+     * highest accepted, whether the client acknowledged the limit, the
+     * queued events holding a refused head, and whether the limit still
+     * has to be put into the SETTINGS frame going out (take_output) */
+    uint32_t open_requests;
+    int32_t last_accepted;
+    bool settings_acked;
+    size_t over_limit_heads;
+    bool settings_unpatched;
+    /* a GOAWAY reel sent, and its last stream id: nghttp2 ignores the
+     * HEADERS of every new stream after it, without a callback */
+    bool goaway_sent;
+    uint32_t goaway_last;
 };
 
 static const reel_codec_ops_t h2_ops;
@@ -386,6 +406,44 @@ static event_t *refuse(reel_h2_t *h, stream_t *st, uint32_t code, char *why, boo
     return e;
 }
 
+/* A request stream beyond max_concurrent_streams whose head has come
+ * (see on_begin_headers): reported as refused with that head, and refused
+ * as nghttp2 would have. While the client has not acknowledged reel's
+ * SETTINGS it could not know the limit: RST_STREAM REFUSED_STREAM, which
+ * tells it to send the request again. Once it has, the limit is broken on
+ * purpose: GOAWAY PROTOCOL_ERROR (RFC 9113 5.1.2 allows a stream error,
+ * but a client that ignores the limit would keep reel refusing, and
+ * recording, stream after stream). */
+static void refuse_over_limit(reel_h2_t *h, stream_t *st) {
+    const char *kept = st->headless ? "; reel did not keep its head (too many refused streams at "
+                                      "once)"
+                                    : "";
+    if (!h->settings_acked) {
+        refuse(h, st, REEL_H2_REFUSED_STREAM,
+               reel_asprintf("refused: the client opened more than %u concurrent streams "
+                             "(SETTINGS_MAX_CONCURRENT_STREAMS) before it had acknowledged the "
+                             "limit%s (the client may send it again)",
+                             h->o.max_concurrent_streams, kept),
+               true)
+            ->over_limit = !st->headless;
+        nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_REFUSED_STREAM);
+    } else {
+        event_t *e = refuse(h, st, REEL_H2_PROTOCOL_ERROR,
+                            reel_asprintf("refused: the client opened more than %u concurrent "
+                                          "streams (SETTINGS_MAX_CONCURRENT_STREAMS)%s",
+                                          h->o.max_concurrent_streams, kept),
+                            true);
+        e->goaway = true;
+        e->over_limit = !st->headless;
+        if (h->fatal == NULL) /* the words nghttp2 used when it enforced the limit */
+            h->fatal = "HTTP/2 protocol error (request HEADERS: max concurrent streams "
+                       "exceeded), GOAWAY sent";
+        nghttp2_session_terminate_session2(h->s, h->last_accepted, NGHTTP2_PROTOCOL_ERROR);
+    }
+    if (!st->headless)
+        h->over_limit_heads++;
+}
+
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
     reel_h2_t *h = ud;
     if (f->hd.type != NGHTTP2_HEADERS)
@@ -395,8 +453,26 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
     if (st == NULL)
         st = stream_new(h, f->hd.stream_id);
     if (h->role == REEL_H2_SERVER && f->headers.cat == NGHTTP2_HCAT_REQUEST &&
-        f->hd.stream_id > h->max_peer_stream)
+        f->hd.stream_id > h->max_peer_stream) {
         h->max_peer_stream = f->hd.stream_id;
+        /* SETTINGS_MAX_CONCURRENT_STREAMS, enforced here rather than by
+         * nghttp2 (which is never told the limit: reel_h2_take_output puts
+         * it in the SETTINGS frame): nghttp2 refuses a stream over its
+         * limit before it hands over any of the head, and the flow of such
+         * a stream had no method or URL. This one is refused once its head
+         * has come (on_frame_recv), so that the record has it. */
+        if (h->open_requests >= h->o.max_concurrent_streams) {
+            st->over_limit = true;
+            /* each refused head waits in an event until the caller takes
+             * it; a client sending stream after stream in one read must not
+             * make reel hold them all (64 KiB each, and HPACK amplifies) */
+            st->headless = h->over_limit_heads >= h->o.max_concurrent_streams;
+        } else {
+            st->counted = true;
+            h->open_requests++;
+            h->last_accepted = f->hd.stream_id;
+        }
+    }
     hc_free(&st->in);
     hc_init(&st->in);
     /* after a 1xx nghttp2 files the final response under HCAT_HEADERS
@@ -412,7 +488,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     (void)s;
     (void)flags;
     stream_t *st = stream_of(h, f->hd.stream_id);
-    if (st == NULL || st->too_big || st->reset_reported)
+    if (st == NULL || st->too_big || st->reset_reported || st->headless)
         return 0;
     if (st->in.size + nlen + vlen + 32 > h->o.max_header_list) {
         st->too_big = true;
@@ -485,6 +561,10 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
     case NGHTTP2_HEADERS: {
         if (st == NULL || st->too_big || st->reset_reported)
             return 0;
+        if (st->over_limit) {
+            refuse_over_limit(h, st);
+            return 0;
+        }
         if (ws_ended_at_once(h, st, f)) {
             /* RFC 9113 8.1.1: a malformed request is a stream error
              * PROTOCOL_ERROR; a 400 instead would end the stream without
@@ -526,6 +606,11 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
             st->ended = true;
             ev_done(h, ev_push(h, REEL_CODEC_EV_END, (uint32_t)id));
         }
+        break;
+    case NGHTTP2_SETTINGS:
+        /* reel sends one SETTINGS frame: this acknowledges its limit */
+        if (f->hd.flags & NGHTTP2_FLAG_ACK)
+            h->settings_acked = true;
         break;
     case NGHTTP2_GOAWAY: {
         event_t *e = ev_push(h, REEL_CODEC_EV_GOAWAY, 0);
@@ -572,7 +657,8 @@ static char *conn_refusal(const nghttp2_frame *f, int lib_error) {
 /* A request stream nghttp2 refused at its HEADERS, before it opened it:
  * no callback had the head (nghttp2 decodes the block, for HPACK's sake,
  * but hands none of it over), so the event has an empty head (version
- * set) and says why. conn: the refusal was a GOAWAY. */
+ * set) and says why. conn: the refusal was a GOAWAY. (Streams beyond the
+ * concurrency limit are no longer among them: on_begin_headers.) */
 static void refuse_unopened(reel_h2_t *h, const nghttp2_frame *f, int lib_error, bool conn) {
     int32_t id = f->hd.stream_id;
     h->max_peer_stream = id;
@@ -580,18 +666,6 @@ static void refuse_unopened(reel_h2_t *h, const nghttp2_frame *f, int lib_error,
     if (f->headers.pri_spec.stream_id == id)
         why = reel_asprintf("malformed HTTP/2 request: its HEADERS make the stream depend on "
                             "itself (RFC 9113 5.3.1); reel did not read its head");
-    else if (lib_error == NGHTTP2_ERR_REFUSED_STREAM) /* the client had not acknowledged it */
-        why = reel_asprintf("refused: the client opened more than %u concurrent streams "
-                            "(SETTINGS_MAX_CONCURRENT_STREAMS); reel did not read its head (the "
-                            "client may send it again)",
-                            h->o.max_concurrent_streams);
-    else if (lib_error == NGHTTP2_ERR_PROTO)
-        /* the same once it had: nghttp2 makes that a connection error
-         * (RFC 9113 5.1.2 allows a stream error), and it is the only
-         * PROTOCOL_ERROR left for a new stream's HEADERS */
-        why = reel_asprintf("refused: the client opened more than %u concurrent streams "
-                            "(SETTINGS_MAX_CONCURRENT_STREAMS); reel did not read its head",
-                            h->o.max_concurrent_streams);
     else
         why = reel_asprintf("malformed HTTP/2 request: nghttp2 refused its HEADERS (%s); reel "
                             "did not read its head",
@@ -641,6 +715,26 @@ static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *f, int lib_
     return 0;
 }
 
+/* A new stream's HEADERS after reel sent GOAWAY: nghttp2 ignores them
+ * (RFC 9113 6.8) and calls nothing for them but this (its
+ * nghttp2_session_on_request_headers_received returns
+ * NGHTTP2_ERR_IGN_HEADER_BLOCK before on_begin_headers, and the block is
+ * decoded, for HPACK's sake, without on_header). The client sent a
+ * request reel never answered: reported as a stream reel refused, as far
+ * as it is known, its id (the head is not). */
+static void refuse_after_goaway(reel_h2_t *h, int32_t id) {
+    h->max_peer_stream = id;
+    stream_t *st = stream_new(h, id); /* for refuse() only: nghttp2 has no such stream */
+    event_t *e =
+        refuse(h, st, REEL_H2_REFUSED_STREAM,
+               reel_asprintf("nghttp2 ignores such a stream's HEADERS and hands over none of its "
+                             "head"),
+               true);
+    e->after_goaway = true;
+    e->last_stream = h->goaway_last;
+    stream_free(h, st);
+}
+
 /* Every frame: what nghttp2 has queued to send, for on_invalid_frame.
  * nghttp2 refuses a body that contradicts the request's content-length
  * (RFC 9113 8.1.1) with RST_STREAM and no callback: a DATA frame that
@@ -649,6 +743,11 @@ static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *f, int lib_
 static int on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, void *ud) {
     reel_h2_t *h = ud;
     h->queued_at_frame = nghttp2_session_get_outbound_queue_size(s);
+    if (hd->type == NGHTTP2_HEADERS && h->role == REEL_H2_SERVER && h->goaway_sent &&
+        (hd->stream_id & 1) && hd->stream_id > h->max_peer_stream) {
+        refuse_after_goaway(h, hd->stream_id);
+        return 0;
+    }
     if (hd->type != NGHTTP2_DATA || h->role != REEL_H2_SERVER)
         return 0;
     stream_t *st = stream_of(h, hd->stream_id);
@@ -712,6 +811,8 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *
     (void)s;
     (void)code;
     stream_t *st = stream_of(h, id);
+    if (st && st->counted)
+        h->open_requests--;
     if (st)
         stream_free(h, st);
     return 0;
@@ -730,6 +831,10 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
                                  ? "the request body is longer than its content-length"
                                  : "the peer broke HTTP/2 on it"),
                false);
+    }
+    if (f->hd.type == NGHTTP2_GOAWAY) {
+        h->goaway_sent = true;
+        h->goaway_last = (uint32_t)f->goaway.last_stream_id;
     }
     if (f->hd.type == NGHTTP2_GOAWAY && f->goaway.error_code != NGHTTP2_NO_ERROR &&
         !h->goaway_reported) {
@@ -803,6 +908,7 @@ static void fill_event(reel_h2_t *h, event_t *e, reel_codec_event_t *ev) {
     ev->last_stream = e->last_stream;
     ev->local = e->local;
     ev->goaway = e->goaway;
+    ev->after_goaway = e->after_goaway;
     if (e->type == REEL_CODEC_EV_DATA) {
         ev->data = e->data.data;
         ev->len = e->data.len;
@@ -888,6 +994,8 @@ static reel_rc pop(reel_h2_t *h, reel_codec_event_t *ev) {
 
 static void drop_current(reel_h2_t *h) {
     if (h->current) {
+        if (h->current->over_limit)
+            h->over_limit_heads--;
         h->queued_bytes -= h->current->acct;
         ev_free(h->current);
         h->current = NULL;
@@ -989,6 +1097,10 @@ reel_codec_t *reel_h2_codec_new(reel_h2_role role, const reel_h2_opts_t *opts) {
     nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_option_set_max_continuations(opt, h->o.max_continuations);
     nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
+    /* nghttp2 keeps closed streams for RFC 7540 priorities up to its
+     * idea of the concurrency limit, unbounded when it has none (server
+     * role: see on_begin_headers); reel has no use for them */
+    nghttp2_option_set_no_closed_streams(opt, 1);
     h->reset_tokens = h->o.max_resets_per_sec;
     h->reset_last_ms = now_ms();
     if (role == REEL_H2_SERVER) {
@@ -1007,8 +1119,9 @@ reel_codec_t *reel_h2_codec_new(reel_h2_role role, const reel_h2_opts_t *opts) {
         (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, h->o.max_header_list};
     iv[niv++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, 4096};
     if (role == REEL_H2_SERVER) {
-        iv[niv++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
-                                             h->o.max_concurrent_streams};
+        /* SETTINGS_MAX_CONCURRENT_STREAMS goes in on its way out
+         * (take_output): told here, nghttp2 would enforce it itself */
+        h->settings_unpatched = true;
         if (h->o.connect_protocol)
             iv[niv++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1};
     } else {
@@ -1209,13 +1322,48 @@ void reel_h2_reset(reel_h2_t *h, uint32_t stream, uint32_t code) {
 }
 
 void reel_h2_goaway(reel_h2_t *h, uint32_t code) {
-    nghttp2_submit_goaway(h->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(h->s),
-                          code, NULL, 0);
+    /* nghttp2's last processed stream counts streams reel refused over
+     * the limit (it opened them) */
+    int32_t last = h->role == REEL_H2_SERVER ? h->last_accepted
+                                             : nghttp2_session_get_last_proc_stream_id(h->s);
+    nghttp2_submit_goaway(h->s, NGHTTP2_FLAG_NONE, last, code, NULL, 0);
 }
 
 void reel_h2_consume(reel_h2_t *h, uint32_t stream, size_t n) {
     if (nghttp2_session_consume(h->s, (int32_t)stream, n) != 0)
         nghttp2_session_consume_connection(h->s, n); /* the stream is gone */
+}
+
+/* Appends reel's first SETTINGS frame (p, n bytes, as nghttp2 made it)
+ * to out with SETTINGS_MAX_CONCURRENT_STREAMS added. nghttp2, told the
+ * limit, would refuse a stream over it before any callback had its head;
+ * not told, it lets reel refuse the stream once the head has come
+ * (on_begin_headers). The client acknowledges the one frame it got, which
+ * is the one nghttp2 expects an ACK for. */
+static reel_rc put_settings(reel_h2_t *h, const uint8_t *p, size_t n, reel_buf_t *out) {
+    size_t len = n >= 9 ? ((size_t)p[0] << 16) | ((size_t)p[1] << 8) | p[2] : 0;
+    if (n < 9 || len != n - 9 || p[3] != NGHTTP2_SETTINGS || p[4] != 0 ||
+        (p[5] | p[6] | p[7] | p[8]) != 0) {
+        /* nghttp2 sends the SETTINGS submitted first, first: not so, the
+         * limit would go unsaid and unenforced */
+        h->dead = true;
+        h->fatal = "HTTP/2: reel's SETTINGS frame was not the first it sent";
+        return REEL_ERROR;
+    }
+    uint32_t v = h->o.max_concurrent_streams;
+    len += 6;
+    const uint8_t hd[9] = {
+        (uint8_t)(len >> 16), (uint8_t)(len >> 8), (uint8_t)len, NGHTTP2_SETTINGS, 0, 0, 0, 0, 0};
+    const uint8_t entry[6] = {0,
+                              NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+                              (uint8_t)(v >> 24),
+                              (uint8_t)(v >> 16),
+                              (uint8_t)(v >> 8),
+                              (uint8_t)v};
+    if (reel_buf_append(out, hd, 9) != REEL_OK || reel_buf_append(out, p + 9, n - 9) != REEL_OK ||
+        reel_buf_append(out, entry, 6) != REEL_OK)
+        return REEL_LIMIT;
+    return REEL_OK;
 }
 
 reel_rc reel_h2_take_output(reel_h2_t *h, reel_buf_t *out) {
@@ -1228,6 +1376,13 @@ reel_rc reel_h2_take_output(reel_h2_t *h, reel_buf_t *out) {
         }
         if (n == 0)
             return REEL_OK;
+        if (h->settings_unpatched) {
+            h->settings_unpatched = false;
+            reel_rc rc = put_settings(h, p, (size_t)n, out);
+            if (rc != REEL_OK)
+                return rc;
+            continue;
+        }
         if (reel_buf_append(out, p, (size_t)n) != REEL_OK)
             return REEL_LIMIT;
     }

@@ -26,8 +26,14 @@
  * reported as a RESET event marked local, with the code sent and why
  * (the rule, the field); in the server role a request head refused
  * before it was reported comes with it (codec.h), so that a malformed
- * request is recorded as one, and so does a stream refused before its
- * head was read (beyond max_concurrent_streams: an empty head). When
+ * request is recorded as one. A stream beyond max_concurrent_streams is
+ * refused by reel, not nghttp2 (which would refuse it before handing
+ * over any of its head), once its head came, and its RESET carries that
+ * head: REFUSED_STREAM while the client has not acknowledged reel's
+ * SETTINGS, GOAWAY PROTOCOL_ERROR after. A new stream's HEADERS after
+ * reel sent GOAWAY, which nghttp2 ignores with no callback but the
+ * frame's beginning, is a RESET marked after_goaway (nothing sent, an
+ * empty head: nghttp2 hands none of it over). When
  * nghttp2 answered the stream's frame with GOAWAY rather than RST_STREAM
  * (a WINDOW_UPDATE of 0, say), the RESET is marked goaway too. A
  * WebSocket extended CONNECT with END_STREAM on its HEADERS is reset
@@ -112,7 +118,8 @@ reel_rc reel_h2_submit_trailers(reel_h2_t *h, uint32_t stream, const reel_field_
 const char *reel_h2_error_name(uint32_t code);
 /** RST_STREAM with code. */
 void reel_h2_reset(reel_h2_t *h, uint32_t stream, uint32_t code);
-/** GOAWAY with code (last stream: the last one accepted). */
+/** GOAWAY with code (last stream: the last one accepted, not counting
+ * streams refused over the concurrency limit). */
 void reel_h2_goaway(reel_h2_t *h, uint32_t code);
 /** n bytes of stream's received DATA were passed on: let the peer send
  * that much more (stream and connection windows). */

@@ -31,10 +31,12 @@
  * error, a stream the lane could not finish is reset (INTERNAL_ERROR). A
  * stream reel resets because the client broke HTTP/2 on it (the codec's
  * local RESET: a malformed request, a body against its content-length,
- * a stream beyond the concurrency limit, refused before its head was
- * read) is a flow too, ended with that reset and why, or with the GOAWAY
- * that was reel's answer instead; a request that had gone to a lane is
- * cut there.
+ * a stream beyond the concurrency limit, refused once its head came) is
+ * a flow too, ended with that reset and why, or with the GOAWAY that was
+ * reel's answer instead; a request that had gone to a lane is cut there.
+ * So is a stream the client opened after reel's GOAWAY, which reel
+ * ignores unanswered: its flow says so (nghttp2 hands over no head of
+ * it, only its id).
  *
  * Flow control end to end: a stream's DATA is acknowledged to the client
  * (reel_h2_consume) only when its lane took the bytes, and a lane takes
@@ -884,6 +886,12 @@ static char *reset_reason(const reel_codec_event_t *ev) {
     if (!ev->local)
         return reel_asprintf("the client reset the HTTP/2 stream (error code 0x%x)",
                              ev->error_code);
+    if (ev->after_goaway)
+        return reel_asprintf("reel refused the HTTP/2 stream: the client opened it after reel's "
+                             "GOAWAY (last_stream_id %u), and reel ignored it and never answered "
+                             "(RFC 9113 6.8; the client may send it again on a new connection); "
+                             "%s",
+                             ev->last_stream, ev->error_reason ? ev->error_reason : "");
     if (ev->goaway)
         return reel_asprintf("reel closed the HTTP/2 connection with GOAWAY %s (0x%x) for a frame "
                              "on this stream: %s",
@@ -1174,8 +1182,9 @@ static char *read_frames(h2front_t *fr, bool input) {
             if (s)
                 stream_reset(fr, s, &ev);
             else if (ev.local && ev.head.version) {
-                /* refused before its head was reported: malformed, or
-                 * one stream too many (then with no head at all) */
+                /* refused before its head was reported: malformed, one
+                 * stream too many, or one after reel's GOAWAY (then with
+                 * no head at all) */
                 char *why = reset_reason(&ev);
                 record_refused_head(fr, ev.stream, &ev.head, NULL, NULL, why);
                 free(why);

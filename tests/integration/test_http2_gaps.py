@@ -11,12 +11,16 @@ to `reel record` (prior-knowledge h2c):
   as a RST_STREAM reel never sent;
 - a stream above reel's SETTINGS_MAX_CONCURRENT_STREAMS is a flow too,
   whether refused with REFUSED_STREAM (before the client acknowledged the
-  SETTINGS) or with GOAWAY (after).
+  SETTINGS) or with GOAWAY (after), with the request the client sent
+  (nghttp2 refused it before reel saw its head: no method, no URL);
+- a stream the client opens after reel's GOAWAY (reel shutting down),
+  which reel ignores unanswered, is a flow saying so; it left none.
 """
 import base64
 import hashlib
 import os
 import shutil
+import signal
 import socket
 import struct
 import tempfile
@@ -24,6 +28,7 @@ import threading
 import time
 import unittest
 
+import h2.events
 import h2.settings
 
 from proxyenv import TMPBASE, Reel, main
@@ -226,11 +231,17 @@ class Http2GapsTest(unittest.TestCase):
         c.flush()
         return sids
 
+    def assert_request(self, f, path, row):
+        """Flow f (its row: row) has the GET of path open_streams sent."""
+        self.assertEqual((f["request"]["method"], f["request"]["http_version"]),
+                         ("GET", "HTTP/2.0"))
+        self.assertEqual(row["url"], "http://%s%s" % (self.auth, path))
+
     def test_stream_over_the_limit_before_settings_ack_is_refused_and_recorded(self):
         # 101 streams sent before the client read reel's SETTINGS (its
-        # MAX_CONCURRENT_STREAMS 100 not acknowledged): nghttp2 refuses the
-        # last with RST_STREAM REFUSED_STREAM before reading its head. It
-        # reached reel and left no flow.
+        # MAX_CONCURRENT_STREAMS 100 not acknowledged): the last is refused
+        # with RST_STREAM REFUSED_STREAM. It reached reel and left no flow,
+        # then a flow without method or URL (nghttp2 refused it unread).
         c = H2C(self.reel.port)
         try:
             sids = self.open_streams(c, 101, "refused")
@@ -245,9 +256,10 @@ class Http2GapsTest(unittest.TestCase):
         self.assertEqual(f["state"], "error", f)
         self.assertEqual(f["error"], "reel reset the HTTP/2 stream with RST_STREAM REFUSED_STREAM "
                          "(0x7): refused: the client opened more than 100 concurrent streams "
-                         "(SETTINGS_MAX_CONCURRENT_STREAMS); reel did not read its head (the "
-                         "client may send it again)")
-        self.assertEqual(f["request"]["http_version"], "HTTP/2.0")
+                         "(SETTINGS_MAX_CONCURRENT_STREAMS) before it had acknowledged the limit "
+                         "(the client may send it again)")
+        [row] = [r for r in self.reel.flows("~conn %d" % conn) if r["stream_id"] == last]
+        self.assert_request(f, "/slow?refused-100", row)
         self.assertIsNone(f["response"])
         self.assertFalse([r for r in self.echo.requests if r[1] == "/slow?refused-100"])
 
@@ -274,9 +286,77 @@ class Http2GapsTest(unittest.TestCase):
         self.assertEqual(f["state"], "error", f)
         self.assertEqual(f["error"], "reel closed the HTTP/2 connection with GOAWAY PROTOCOL_ERROR "
                          "(0x1) for a frame on this stream: refused: the client opened more than "
-                         "100 concurrent streams (SETTINGS_MAX_CONCURRENT_STREAMS); reel did not "
-                         "read its head")
+                         "100 concurrent streams (SETTINGS_MAX_CONCURRENT_STREAMS)")
+        [row] = [r for r in self.reel.flows("~conn %d" % conn) if r["stream_id"] == last]
+        self.assert_request(f, "/slow?over-acked-100", row)
         self.assertIsNone(f["response"])
+        self.assertFalse([r for r in self.echo.requests if r[1] == "/slow?over-acked-100"])
+
+
+class StreamAfterGoawayTest(unittest.TestCase):
+    """reel record of its own, stopped in the test: at SIGINT reel sends
+    its HTTP/2 clients GOAWAY and lets their streams finish."""
+
+    def test_stream_after_reels_goaway_is_a_flow(self):
+        # RFC 9113 6.8: reel ignores a stream opened after its GOAWAY, and
+        # nghttp2 hands over nothing of it (no head, no callback but the
+        # frame's start). The client sent a request reel never answered,
+        # and the record had no trace of it.
+        os.makedirs(TMPBASE, exist_ok=True)
+        root = tempfile.mkdtemp(dir=TMPBASE)
+        echo = EchoOrigin()
+        auth = "127.0.0.1:%d" % echo.port
+        reel = Reel(root, "h2late")
+        try:
+            c = H2C(reel.port)
+            try:
+                first = c.request("GET", auth, "/slow?before-goaway")  # 1.5 s
+                time.sleep(0.3)  # reached reel
+                reel.proc.send_signal(signal.SIGINT)
+                last = None
+                c.s.settimeout(10)
+                while last is None:
+                    d = c.s.recv(65536)
+                    self.assertTrue(d, "reel closed before its GOAWAY")
+                    for ev in c.conn.receive_data(d):
+                        if isinstance(ev, h2.events.ConnectionTerminated):
+                            last = ev.last_stream_id
+                self.assertEqual(last, first)
+                # python-h2 sends nothing after a GOAWAY: the HEADERS by hand,
+                # from its HPACK encoder (the decoder's state is the one the
+                # connection shares)
+                block = c.conn.encoder.encode([(":method", "GET"), (":scheme", "http"),
+                                               (":authority", auth),
+                                               (":path", "/after-goaway")])
+                late = first + 2
+                c.s.sendall(len(block).to_bytes(3, "big") + b"\x01\x05" +
+                            struct.pack(">I", late) + block)
+                read_until_closed(c.s)
+            finally:
+                c.close()
+            reel.proc.wait(30)  # it exits once the connection ended: no second signal
+            self.assertEqual(reel.stop(), 0, reel.log())
+            rows = reel.flows("~u before-goaway")
+            self.assertEqual(len(rows), 1, rows)
+            self.assertIsNone(rows[0]["error"], rows)  # it finished
+            conn = rows[0]["client_conn"]
+            rows = [r for r in reel.flows("~conn %d" % conn) if r["stream_id"] == late]
+            self.assertEqual(len(rows), 1, reel.flows())
+            f = reel.flow(rows[0]["id"])
+            self.assertEqual(f["state"], "error", f)
+            self.assertEqual(f["error"], "reel refused the HTTP/2 stream: the client opened it "
+                             "after reel's GOAWAY (last_stream_id %d), and reel ignored it and "
+                             "never answered (RFC 9113 6.8; the client may send it again on a new "
+                             "connection); nghttp2 ignores such a stream's HEADERS and hands over "
+                             "none of its head" % first)
+            self.assertEqual(f["request"]["http_version"], "HTTP/2.0")
+            self.assertIsNone(f["response"])
+            self.assertFalse([r for r in echo.requests if r[1] == "/after-goaway"])
+        finally:
+            if reel.proc.poll() is None:
+                reel.stop()
+            echo.stop()
+            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,9 @@
  * byte; a WebSocket extended CONNECT with END_STREAM is reset as
  * malformed; a frame nghttp2 answers with GOAWAY (a WINDOW_UPDATE of 0 on
  * a stream) is reported as that, not as a RST_STREAM; streams beyond
- * max_concurrent_streams are reported although nghttp2 refuses them
- * unread. The client's first flight is also fed to the server split at
+ * max_concurrent_streams are refused by reel with the heads they carried,
+ * and a stream after reel's GOAWAY (which nghttp2 ignores) is reported as
+ * refused. The client's first flight is also fed to the server split at
  * every byte. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -40,6 +41,8 @@ typedef struct {
     char last_reason[256]; /* a copy: an event's reason lives until the next feed */
     bool last_local;       /* the last RESET or GOAWAY was reel's own */
     bool last_goaway;      /* the last RESET was answered with GOAWAY */
+    bool last_after_goaway; /* the last RESET: a stream after reel's GOAWAY */
+    uint32_t last_stream;   /* ... and that GOAWAY's last stream id */
     size_t reset_unsent; /* the last RESET's len */
 } side_t;
 
@@ -105,6 +108,8 @@ static void note_event(side_t *s, const reel_codec_event_t *ev) {
         note_reason(s, ev->error_reason);
         s->last_local = ev->local;
         s->last_goaway = ev->goaway;
+        s->last_after_goaway = ev->after_goaway;
+        s->last_stream = ev->last_stream;
         s->reset_unsent = ev->len;
         if (ev->head.version) /* a refused request's head, as far as it came */
             reel_buf_printf(&s->trace, "refused %u %s %s %s:%u %s %zu\n", ev->stream,
@@ -649,15 +654,40 @@ static void test_stream_frame_closing_the_connection(void **state) {
     reel_buf_free(&in);
 }
 
-/* Streams beyond max_concurrent_streams, refused before nghttp2 reads their
- * heads: REFUSED_STREAM while the client has not acknowledged the limit,
- * GOAWAY once it has; either way a RESET with an empty head. */
+/* The SETTINGS_MAX_CONCURRENT_STREAMS value in the first frame of sv's
+ * output, a SETTINGS frame (0: absent). */
+static uint32_t sent_max_streams(side_t *sv) {
+    reel_buf_t out;
+    reel_buf_init(&out, 0);
+    assert_int_equal(reel_h2_take_output(sv->h, &out), REEL_OK);
+    assert_true(out.len >= 9);
+    assert_int_equal(out.data[3], NGHTTP2_SETTINGS);
+    size_t n = (size_t)out.data[0] << 16 | (size_t)out.data[1] << 8 | out.data[2];
+    assert_true(9 + n <= out.len);
+    uint32_t v = 0;
+    for (size_t at = 9; at + 6 <= 9 + n; at += 6) {
+        const uint8_t *e = out.data + at;
+        if ((e[0] << 8 | e[1]) == NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS)
+            v = (uint32_t)e[2] << 24 | (uint32_t)e[3] << 16 | (uint32_t)e[4] << 8 | e[5];
+    }
+    reel_buf_free(&out);
+    return v;
+}
+
+/* Streams beyond max_concurrent_streams (which reel's SETTINGS announce)
+ * are refused by reel once their heads came: REFUSED_STREAM while the
+ * client has not acknowledged the limit, GOAWAY once it has; either way a
+ * RESET that carries the head the client sent (nghttp2, enforcing the
+ * limit itself, refused them unread). */
 static void test_streams_beyond_the_limit(void **state) {
     (void)state;
-    static const char *const get[] = {":method", "GET",   ":scheme", "http", ":authority",
-                                      "a.test",  ":path", "/l",      NULL};
+    static const char *const get[] = {":method", "GET", ":scheme", "http", ":authority", "a.test",
+                                      ":path",   "/l",  "x-n",     "1",    NULL};
     reel_h2_opts_t o = {.max_concurrent_streams = 2};
     for (int acked = 0; acked < 2; acked++) {
+        side_t sv;
+        side_init(&sv, REEL_H2_SERVER, &o);
+        assert_int_equal(sent_max_streams(&sv), 2);
         reel_buf_t in;
         reel_buf_init(&in, 0);
         reel_buf_puts(&in, REEL_H2_PREFACE);
@@ -668,22 +698,66 @@ static void test_streams_beyond_the_limit(void **state) {
         assert_int_equal(nghttp2_hd_deflate_new(&d, 4096), 0);
         for (uint32_t sid = 1; sid <= 5; sid += 2)
             raw_headers(&in, d, sid, get, NGHTTP2_FLAG_END_STREAM);
-        nghttp2_hd_deflate_del(d);
-        side_t sv;
-        side_init(&sv, REEL_H2_SERVER, &o);
         feed(&sv, in.data, in.len);
         const char *t = trace(&sv);
         assert_non_null(strstr(t, "head 3 GET"));
         assert_null(strstr(t, "head 5"));
-        assert_non_null(
-            strstr(t, acked ? "reset 5 1\nrefused 5   :0  0\n" : "reset 5 7\nrefused 5   :0  0\n"));
+        assert_non_null(strstr(t, acked ? "reset 5 1\nrefused 5 GET http a.test:80 /l 1\n"
+                                        : "reset 5 7\nrefused 5 GET http a.test:80 /l 1\n"));
         assert_true(sv.last_local);
         assert_int_equal(sv.last_goaway, acked);
         assert_non_null(strstr(sv.last_reason, "more than 2 concurrent streams"));
         assert_true(sends_frame(&sv, acked ? NGHTTP2_GOAWAY : NGHTTP2_RST_STREAM, acked ? 0 : 5));
+        if (!acked) {
+            /* a stream that ended makes room for the next: the refused one
+             * did not count */
+            reel_msg_head_t ok = {.status = 204, .version = "HTTP/2.0", .reason = ""};
+            reel_err_t err = {0};
+            assert_int_equal(reel_h2_submit_response(sv.h, 1, &ok, true, &err), REEL_OK);
+            assert_true(sends_frame(&sv, NGHTTP2_HEADERS, 1));
+            reel_buf_reset(&in);
+            reel_buf_reset(&sv.trace);
+            raw_headers(&in, d, 7, get, NGHTTP2_FLAG_END_STREAM);
+            feed(&sv, in.data, in.len);
+            assert_string_equal(trace(&sv), "head 7 GET http a.test:80 /l x-n=1\nend 7\n");
+        }
+        nghttp2_hd_deflate_del(d);
         side_free(&sv);
         reel_buf_free(&in);
     }
+}
+
+/* A new stream after reel's GOAWAY: nghttp2 ignores its HEADERS and
+ * calls nothing with its head; it is reported all the same, as a stream
+ * reel refused after its GOAWAY (its last stream id), with an empty head. */
+static void test_stream_after_goaway(void **state) {
+    (void)state;
+    static const char *const get[] = {":method", "GET",   ":scheme", "http", ":authority",
+                                      "a.test",  ":path", "/g",      NULL};
+    side_t sv;
+    side_init(&sv, REEL_H2_SERVER, NULL);
+    reel_buf_t in;
+    reel_buf_init(&in, 0);
+    reel_buf_puts(&in, REEL_H2_PREFACE);
+    frame(&in, NGHTTP2_SETTINGS, 0, 0, NULL, 0);
+    nghttp2_hd_deflater *d;
+    assert_int_equal(nghttp2_hd_deflate_new(&d, 4096), 0);
+    raw_headers(&in, d, 1, get, NGHTTP2_FLAG_END_STREAM);
+    feed(&sv, in.data, in.len);
+    reel_h2_goaway(sv.h, REEL_H2_NO_ERROR);
+    assert_true(sends_frame(&sv, NGHTTP2_GOAWAY, 0));
+    reel_buf_reset(&in);
+    raw_headers(&in, d, 3, get, NGHTTP2_FLAG_END_STREAM);
+    nghttp2_hd_deflate_del(d);
+    feed(&sv, in.data, in.len);
+    assert_string_equal(trace(&sv), "head 1 GET http a.test:80 /g\nend 1\n"
+                                    "reset 3 7\nrefused 3   :0  0\n");
+    assert_true(sv.last_local);
+    assert_true(sv.last_after_goaway);
+    assert_int_equal(sv.last_stream, 1);
+    assert_false(sends_frame(&sv, NGHTTP2_RST_STREAM, 3)); /* ignored: nothing sent */
+    side_free(&sv);
+    reel_buf_free(&in);
 }
 
 static void test_bad_preface(void **state) {
@@ -712,6 +786,7 @@ int main(void) {
         cmocka_unit_test(test_websocket_connect_ended_at_once),
         cmocka_unit_test(test_stream_frame_closing_the_connection),
         cmocka_unit_test(test_streams_beyond_the_limit),
+        cmocka_unit_test(test_stream_after_goaway),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
