@@ -1245,18 +1245,6 @@ static json_t *jdir(jview_t *j, int dir) {
     return j->dir[dir];
 }
 
-/* A ServerConn's set-up in o: opened_us (null: not known), dns_us,
- * connect_us, ssl_us (-1: did not happen or not known, as in timings; all
- * -1 when opened_us is not known, the record holding nothing then). */
-static void conn_setup_json(json_t *o, const Reel__ServerConn *sc) {
-    int known = sc->opened_us != 0;
-    json_object_set_new(o, "opened_us",
-                        known ? json_integer((json_int_t)sc->opened_us) : json_null());
-    json_object_set_new(o, "dns_us", json_integer(known ? (json_int_t)sc->dns_us : -1));
-    json_object_set_new(o, "connect_us", json_integer(known ? (json_int_t)sc->connect_us : -1));
-    json_object_set_new(o, "ssl_us", json_integer(known ? (json_int_t)sc->ssl_us : -1));
-}
-
 /* What an end or error record says besides sizes. */
 static void json_end_facts(jview_t *j, const Reel__Timings *t, int64_t request_end_us,
                            int64_t response_start_us, const char *server_addr,
@@ -1354,7 +1342,7 @@ static int json_record(void *ctx, const Reel__Record *rec) {
             "reused", sc->reused, "retried", sc->retried, "unverified", sc->unverified);
         json_object_set_new(j->server_conn, "verify_error", str_json(sc->verify_error, 1));
         json_object_set_new(j->server_conn, "peer_cert", str_json(sc->peer_cert, 1));
-        conn_setup_json(j->server_conn, sc);
+        reel_json_conn_setup(j->server_conn, sc);
         break;
     }
     case REEL__RECORD__EVENT_REQUEST_BODY:

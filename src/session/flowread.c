@@ -131,10 +131,7 @@ static json_t *timings_json(const Reel__Timings *t) {
                      "receive_us", (json_int_t)t->receive_us, "ssl_us", (json_int_t)t->ssl_us);
 }
 
-/* A ServerConn's set-up in o: opened_us (null: not known), dns_us,
- * connect_us, ssl_us (-1: did not happen or not known, as in timings; all
- * -1 when opened_us is not known, the record holding nothing then). */
-static void conn_setup_json(json_t *o, const Reel__ServerConn *sc) {
+void reel_json_conn_setup(json_t *o, const Reel__ServerConn *sc) {
     int known = sc->opened_us != 0;
     json_object_set_new(o, "opened_us",
                         known ? json_integer((json_int_t)sc->opened_us) : json_null());
@@ -233,7 +230,7 @@ static int detail_record(void *ctx, const Reel__Record *rec) {
         json_t *o = json_object_get(d->o, "server_conn");
         json_object_set_new(o, "verify_error", str_json(sc->verify_error));
         json_object_set_new(o, "peer_cert", str_json(sc->peer_cert));
-        conn_setup_json(o, sc);
+        reel_json_conn_setup(o, sc);
         break;
     }
     case REEL__RECORD__EVENT_REQUEST_BODY:

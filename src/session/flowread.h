@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "base/error.h"
+#include "flow.pb-c.h"
 #include "session/decode.h"
 #include "session/session.h"
 
@@ -34,6 +35,12 @@ json_t *reel_json_text(const char *s);
 
 /** Bytes in base64, as a JSON string. */
 json_t *reel_json_b64(const void *p, size_t n);
+
+/** A ServerConn's set-up into object o: opened_us (null: not known),
+ * dns_us, connect_us, ssl_us (-1: did not happen or not known, as in
+ * timings; all -1 when opened_us is not known, the record holding nothing
+ * then). */
+void reel_json_conn_setup(json_t *o, const Reel__ServerConn *sc);
 
 /** Flow id's detail into *out: {"request": head|null, "response": head|null,
  * "timings", "server_conn", "messages" (each with data_b64 while the total
