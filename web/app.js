@@ -968,13 +968,17 @@ function waterfall(t) {
   const box = el('div', { class: 'waterfall', role: 'list', 'aria-label': 'timings' });
   let at = 0;
   for (const [name, v] of phases) {
-    const us = Math.max(0, v || 0);
+    // -1: the phase did not happen (no TLS on plain HTTP, a reused
+    // connection's set-up) or is not known; "0 µs" would say it did
+    const happened = typeof v === 'number' && v >= 0;
+    const us = happened ? v : 0;
     const bar = el('span', { class: 'bar ' + name });
     bar.style.marginLeft = (100 * at / total) + '%';
-    bar.style.width = Math.max(0.5, 100 * us / total) + '%';
+    bar.style.width = happened ? Math.max(0.5, 100 * us / total) + '%' : '0';
     box.append(el('div', { class: 'wf-row', role: 'listitem' },
       el('span', { class: 'wf-name', text: name }), el('span', { class: 'wf-track' }, bar),
-      el('span', { class: 'wf-val', text: fmtDur(us) })));
+      el('span', { class: 'wf-val', text: happened ? fmtDur(us) : 'none',
+                   title: happened ? null : 'did not happen, or not known' })));
     at += us;
   }
   return box;

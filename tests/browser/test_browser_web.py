@@ -151,6 +151,11 @@ class BrowserWebTest(unittest.TestCase):
             # curl sent it to the proxy in absolute form, and the line says so
             self.assertIn("POST %s HTTP/1.1" % origin.url("/echo"), seen["http_detail"])
             self.assertIn("Timings", seen["http_detail"])
+            # the upstream connection says what its set-up took (plain HTTP:
+            # no TLS phase)
+            self.assertRegex(seen["http_detail"], r"set up\s+dns [^,]+, connect [^,]+, begun ")
+            # ... and its timings say that no TLS phase happened (not "0 µs")
+            self.assertRegex(seen["http_detail"], r"\btls\s+none\s+send\s")
             self.assertIn("-POST http://", seen["diff"])  # against flow 1, a GET
             self.assertIn("+GET http://", seen["diff"])
             self.assertTrue(any("client" in m and "hello from the client" in m
