@@ -530,17 +530,23 @@ typedef struct {
                     its whitespace); NULL when text is borrowed */
 } body_t;
 
-/* One of reel export's _reel.messages (har_tcp_messages in export.c),
- * as check_message reads it for reel_recorder_message. */
+/* One of the messages of an entry, as check_message reads it for
+ * reel_recorder_message: a WebSocket message of _webSocketMessages (what
+ * Chromium and reel export write, har_entry in export.c), or a TCP
+ * message of reel export's _reel.messages (har_tcp_messages). */
 typedef struct {
     int from_client;
+    uint32_t opcode;     /* 0: a TCP message */
+    uint32_t close_code; /* a close's (opcode 8) */
     int64_t time_us;
     const char *data; /* borrowed from the document: text, or base64 */
     size_t len;       /* of data as the document has it */
     int base64;
+    int latin1;      /* data is the ISO-8859-1 reading of the bytes (cut_text_bytes) */
     uint64_t bytes;  /* the payload bytes data holds (decoded) */
     uint64_t length; /* the whole payload's length */
     int truncated;
+    int error; /* Chromium's {"type": "error"}: no message, data says why */
 } hmsg_t;
 
 typedef struct {
@@ -594,9 +600,13 @@ typedef struct {
     int has_conn; /* reel export's entry names an origin connection */
     json_t *interim, *trailers[2];
     /* _reel.messages: the TCP messages of an upgrade to a protocol other
-     * than WebSocket, in order (owned array, their data borrowed) */
+     * than WebSocket, or _webSocketMessages: a WebSocket's messages, in
+     * order (owned array, their data borrowed); an entry has one or the
+     * other. ws_error: the first error Chromium wrote among the latter
+     * (borrowed), NULL if none. */
     hmsg_t *msgs;
     size_t nmsgs;
+    const char *ws_error;
 } entry_t;
 
 static int tchar(int c) {
@@ -970,31 +980,102 @@ static reel_rc reel_time(const vctx_t *v, json_t *obj, const char *field, int64_
 /* Seconds since the epoch beyond this (9999-12-31T23:59:59Z) are refused. */
 #define HAR_MAX_EPOCH_S 253402300799.0
 
-/* Message m, _reel.messages[i] of the entry, into *out: {"type":
+/* A WebSocket control frame's payload has at most this many bytes (RFC
+ * 6455 5.5); reel's codec refuses longer ones, so it records none. */
+#define WS_MAX_CONTROL 125
+
+/* Whether text s[0..n) (UTF-8) is the ISO-8859-1 reading (reel_har_text)
+ * of bytes that are UTF-8 but for an unfinished character at their end,
+ * and then their count in *bytes. That is what reel export writes for a
+ * text message body_limit cut inside a character, the one text message
+ * reel records that is not UTF-8 (its codec checks the rest), marked no
+ * other way. A text that is UTF-8 as it is reads so only when its
+ * characters, all below U+0100, taken as bytes, end with the start of a
+ * character they do not finish: "caf\u00e9" cut there, say (taken as the
+ * bytes "caf\xe9"). check_message asks only of truncated text, which
+ * browsers do not write. */
+static int cut_text_bytes(const char *s, size_t n, size_t *bytes) {
+    size_t m = 0;
+    unsigned need = 0, lo = 0x80, hi = 0xbf; /* as ws.c's UTF-8 check */
+    for (size_t i = 0; i < n; i++, m++) {
+        unsigned b = (unsigned char)s[i];
+        if ((b == 0xc2 || b == 0xc3) && i + 1 < n) /* U+0080..U+00FF: one byte */
+            b = (b & 3) << 6 | ((unsigned char)s[++i] & 0x3f);
+        else if (b >= 0x80)
+            return 0; /* a character that is no byte */
+        if (need > 0) {
+            if (b < lo || b > hi)
+                return 0;
+            need--;
+            lo = 0x80;
+            hi = 0xbf;
+        } else if (b >= 0x80) {
+            if (b >= 0xc2 && b <= 0xdf)
+                need = 1;
+            else if (b >= 0xe0 && b <= 0xef)
+                need = 2;
+            else if (b >= 0xf0 && b <= 0xf4)
+                need = 3;
+            else
+                return 0;
+            lo = b == 0xe0 ? 0xa0 : b == 0xf0 ? 0x90 : 0x80;
+            hi = b == 0xed ? 0x9f : b == 0xf4 ? 0x8f : 0xbf;
+        }
+    }
+    *bytes = m;
+    return need > 0;
+}
+
+/* Writes the bytes whose ISO-8859-1 reading text s[0..n) is into out
+ * (room for n bytes); cut_text_bytes said there are such. */
+static size_t latin1_bytes(const char *s, size_t n, uint8_t *out) {
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned c = (unsigned char)s[i];
+        out[m++] = c < 0x80 ? (uint8_t)c : (uint8_t)((c & 3) << 6 | ((unsigned char)s[++i] & 0x3f));
+    }
+    return m;
+}
+
+/* Message m, LIST[i] of the entry (LIST "_reel.messages" or
+ * "_webSocketMessages"), into *out. Both have the shape {"type":
  * "send"|"receive", "time": seconds since the epoch, "data": text or,
  * with "encoding": "base64", base64, and "truncated": true with "length",
- * the whole payload's size, for one that body_limit cut}. Every member
- * must have that shape, as for the rest of _reel; a length larger than
- * the data without truncated (capture fell behind) reel export does not
- * write. */
-static reel_rc check_message(const vctx_t *v, json_t *m, size_t i, hmsg_t *out) {
-    char f[64];
+ * the whole payload's size, for one that body_limit cut}; every member
+ * must have that shape, as for the rest of _reel, and a length larger
+ * than the data without truncated (capture fell behind) reel export does
+ * not write. A WebSocket message (ws) also has "opcode": 1|2|8|9|10, as
+ * Chromium and reel export write them, or 0: the bytes of one read, which
+ * reel records (and export writes there) after a 101 to a WebSocket whose
+ * extensions it cannot read. Its data is text for opcode 1, base64 for
+ * the others (Chromium's DevTools protocol gives them so, and reel export
+ * writes them so), a control frame's at most 125 bytes, a
+ * close's none or at least the two of its code, which becomes its
+ * close_code (1005 without one, as reel's codec records it; 0 when
+ * body_limit cut the code off). Chromium also writes {"type": "error",
+ * "data": "<why>"} (opcode -1) where the connection failed: *out is then
+ * not a message, and out->error is set, data its text. */
+static reel_rc check_message(const vctx_t *v, json_t *m, const char *list, size_t i, int ws,
+                             hmsg_t *out) {
+    char f[96];
     int bad = 0;
     memset(out, 0, sizeof *out);
-    snprintf(f, sizeof f, "_reel.messages[%zu]", i);
+    snprintf(f, sizeof f, "%s[%zu]", list, i);
     if (!json_is_object(m))
         return fail(v, f, "not an object but %s", type_name(m));
 
-    snprintf(f, sizeof f, "_reel.messages[%zu].type", i);
+    snprintf(f, sizeof f, "%s[%zu].type", list, i);
     json_t *type = need(v, m, "type", f, JSON_STRING, "a string");
     if (type == NULL)
         return REEL_INVALID;
-    if (strcmp(json_string_value(type), "send") != 0 &&
-        strcmp(json_string_value(type), "receive") != 0)
-        return fail(v, f, "not \"send\" or \"receive\"");
-    out->from_client = json_string_value(type)[0] == 's';
+    const char *ts = json_string_value(type);
+    out->error = ws && strcmp(ts, "error") == 0;
+    if (strcmp(ts, "send") != 0 && strcmp(ts, "receive") != 0 && !out->error)
+        return fail(v, f,
+                    ws ? "not \"send\", \"receive\" or \"error\"" : "not \"send\" or \"receive\"");
+    out->from_client = ts[0] == 's';
 
-    snprintf(f, sizeof f, "_reel.messages[%zu].time", i);
+    snprintf(f, sizeof f, "%s[%zu].time", list, i);
     json_t *t = json_object_get(m, "time");
     if (t == NULL)
         return fail(v, f, "missing");
@@ -1007,7 +1088,33 @@ static reel_rc check_message(const vctx_t *v, json_t *m, size_t i, hmsg_t *out) 
      * nearest one is the one recorded */
     out->time_us = (int64_t)(sec * 1e6 + 0.5);
 
-    snprintf(f, sizeof f, "_reel.messages[%zu].encoding", i);
+    if (out->error) { /* Chromium's word that the connection failed */
+        snprintf(f, sizeof f, "%s[%zu].data", list, i);
+        json_t *why = need(v, m, "data", f, JSON_STRING, "a string");
+        if (why == NULL)
+            return REEL_INVALID;
+        if (strlen(json_string_value(why)) != json_string_length(why))
+            return fail(v, f, "contains a NUL byte");
+        out->data = json_string_value(why);
+        out->len = json_string_length(why);
+        return REEL_OK;
+    }
+    if (ws) {
+        snprintf(f, sizeof f, "%s[%zu].opcode", list, i);
+        json_t *op = need(v, m, "opcode", f, JSON_INTEGER, "an integer");
+        if (op == NULL)
+            return REEL_INVALID;
+        json_int_t o = json_integer_value(op);
+        if (o != 0 && o != 1 && o != 2 && o != 8 && o != 9 && o != 10)
+            return fail(v, f,
+                        "%lld is not the opcode of a WebSocket message (1 text, 2 binary, "
+                        "8 close, 9 ping, 10 pong) nor 0 (bytes reel did not read as frames)",
+                        (long long)o);
+        out->opcode = (uint32_t)o;
+        out->base64 = o != 1;
+    }
+
+    snprintf(f, sizeof f, "%s[%zu].encoding", list, i);
     json_t *enc = opt(v, m, "encoding", f, JSON_STRING, "a string", &bad);
     if (bad)
         return REEL_INVALID;
@@ -1016,7 +1123,7 @@ static reel_rc check_message(const vctx_t *v, json_t *m, size_t i, hmsg_t *out) 
             return fail(v, f, "unsupported encoding (only \"base64\")");
         out->base64 = 1;
     }
-    snprintf(f, sizeof f, "_reel.messages[%zu].data", i);
+    snprintf(f, sizeof f, "%s[%zu].data", list, i);
     json_t *data = need(v, m, "data", f, JSON_STRING, "a string");
     if (data == NULL)
         return REEL_INVALID;
@@ -1031,12 +1138,18 @@ static reel_rc check_message(const vctx_t *v, json_t *m, size_t i, hmsg_t *out) 
         out->bytes = (uint64_t)n;
     }
 
-    snprintf(f, sizeof f, "_reel.messages[%zu].truncated", i);
+    snprintf(f, sizeof f, "%s[%zu].truncated", list, i);
     json_t *cut = json_object_get(m, "truncated");
     if (cut != NULL && !json_is_null(cut) && !json_is_boolean(cut))
         return fail(v, f, "not a boolean but %s", type_name(cut));
     out->truncated = json_is_true(cut);
-    snprintf(f, sizeof f, "_reel.messages[%zu].length", i);
+    size_t nb;
+    if (out->opcode == 1 && !out->base64 && out->truncated &&
+        cut_text_bytes(out->data, out->len, &nb)) {
+        out->latin1 = 1; /* a text message cut inside a character */
+        out->bytes = nb;
+    }
+    snprintf(f, sizeof f, "%s[%zu].length", list, i);
     json_t *len = opt(v, m, "length", f, JSON_INTEGER, "an integer", &bad);
     if (bad)
         return REEL_INVALID;
@@ -1051,6 +1164,23 @@ static reel_rc check_message(const vctx_t *v, json_t *m, size_t i, hmsg_t *out) 
             return fail(v, f, "%lld bytes, more than the %llu of data, but not truncated",
                         (long long)l, (unsigned long long)out->bytes);
         out->length = (uint64_t)l;
+    }
+
+    /* f: length when there is one, else data, which says the length */
+    if (len == NULL)
+        snprintf(f, sizeof f, "%s[%zu].data", list, i);
+    if (out->opcode >= 8 && out->length > WS_MAX_CONTROL)
+        return fail(v, f, "%llu bytes: a control message (close, ping, pong) has at most %d",
+                    (unsigned long long)out->length, WS_MAX_CONTROL);
+    if (out->opcode == 8 && out->length == 1)
+        return fail(v, f, "1 byte: a close message has none or at least the 2 of its code");
+    if (out->opcode == 8) {
+        uint8_t p[WS_MAX_CONTROL + 3]; /* the data decoded: at most length bytes */
+        size_t badoff;
+        b64_decode(out->data, out->len, 1, p, &badoff);
+        out->close_code = out->bytes >= 2    ? (uint32_t)(p[0] << 8 | p[1])
+                          : out->length == 0 ? 1005 /* no status code (RFC 6455 7.1.5) */
+                                             : 0;   /* cut off by body_limit: not known */
     }
     return REEL_OK;
 }
@@ -1142,7 +1272,7 @@ static reel_rc check_reel(const vctx_t *v, json_t *entry, entry_t *e) {
     if (msgs != NULL)
         e->msgs = reel_calloc(json_array_size(msgs) + 1, sizeof *e->msgs);
     json_array_foreach(msgs, i, x) {
-        if (check_message(v, x, i, &e->msgs[i]) != REEL_OK)
+        if (check_message(v, x, "_reel.messages", i, 0, &e->msgs[i]) != REEL_OK)
             return REEL_INVALID; /* e->msgs: entry_free */
         e->nmsgs++;
     }
@@ -1178,6 +1308,40 @@ static reel_rc check_reel(const vctx_t *v, json_t *entry, entry_t *e) {
         if (reel_session_tag_check(json_string_value(x), &terr) != REEL_OK ||
             strlen(json_string_value(x)) != json_string_length(x))
             return fail(v, f, "%s", reel_err_str(&terr));
+    }
+    return REEL_OK;
+}
+
+/* The entry's _webSocketMessages, as Chromium writes them (its DevTools'
+ * HAR export) and reel export does for a WebSocket flow (check_message),
+ * in e->msgs; Chromium's errors are not messages: the first is
+ * e->ws_error. An entry with _reel.messages too is refused: reel writes
+ * one or the other, and which of them a flow's messages are (WebSocket
+ * or TCP) is what it is. */
+static reel_rc check_ws_messages(const vctx_t *v, json_t *entry, entry_t *e) {
+    int bad = 0;
+    json_t *msgs =
+        opt(v, entry, "_webSocketMessages", "_webSocketMessages", JSON_ARRAY, "an array", &bad);
+    if (bad)
+        return REEL_INVALID;
+    if (json_array_size(msgs) == 0)
+        return REEL_OK;
+    if (e->nmsgs > 0)
+        return fail(v, "_webSocketMessages",
+                    "WebSocket messages beside _reel.messages (an upgrade's TCP messages): a "
+                    "flow has one or the other");
+    free(e->msgs);
+    e->msgs = reel_calloc(json_array_size(msgs), sizeof *e->msgs);
+    size_t i;
+    json_t *x;
+    json_array_foreach(msgs, i, x) {
+        hmsg_t *m = &e->msgs[e->nmsgs];
+        if (check_message(v, x, "_webSocketMessages", i, 1, m) != REEL_OK)
+            return REEL_INVALID; /* e->msgs: entry_free */
+        if (!m->error)
+            e->nmsgs++;
+        else if (e->ws_error == NULL)
+            e->ws_error = m->data;
     }
     return REEL_OK;
 }
@@ -1302,7 +1466,7 @@ static reel_rc entry_parse(const vctx_t *v, json_t *entry, entry_t *e) {
     e->connect_has_ssl = 1; /* HAR 1.2; check_reel knows older reel exports */
     /* What reel export says of the flow; then the sizes, lenient as HAR
      * readers are: a size that is not a number is unknown. */
-    if (check_reel(v, entry, e) != REEL_OK)
+    if (check_reel(v, entry, e) != REEL_OK || check_ws_messages(v, entry, e) != REEL_OK)
         goto bad;
     json_t *bs[2] = {json_object_get(req, "bodySize"), json_object_get(resp, "bodySize")};
     for (int d = 0; d < 2; d++)
@@ -1684,8 +1848,11 @@ static void record_interim(reel_rflow_t *f, const entry_t *e) {
     }
 }
 
-/* The TCP messages reel export wrote in _reel.messages, after the 101
- * as they came: opcode 0, each one read, at its own time. */
+/* The messages of the entry (check_message), after the 101 (the 200 of
+ * an HTTP/2 WebSocket) as they came, each at its own time: WebSocket
+ * messages whole, as reel's codec gives them to the recorder (a close
+ * with its code), or the TCP messages of another upgrade (opcode 0), one
+ * a read. */
 static void record_messages(reel_rflow_t *f, const entry_t *e) {
     for (size_t i = 0; i < e->nmsgs; i++) {
         const hmsg_t *m = &e->msgs[i];
@@ -1694,13 +1861,17 @@ static void record_messages(reel_rflow_t *f, const entry_t *e) {
             size_t bad;
             bytes = reel_malloc(m->len / 4 * 3 + 1);
             b64_decode(m->data, m->len, 1, bytes, &bad);
+        } else if (m->latin1) {
+            bytes = reel_malloc(m->len + 1);
+            latin1_bytes(m->data, m->len, bytes);
         }
         reel_message_t rm = {.from_client = m->from_client,
-                             .opcode = 0,
+                             .opcode = m->opcode,
                              .data = bytes ? (const void *)bytes : m->data,
                              .len = (size_t)m->bytes,
                              .length = m->length,
                              .truncated = m->truncated,
+                             .close_code = m->close_code,
                              .time_us = m->time_us};
         reel_recorder_message(f, &rm);
         free(bytes);
@@ -1790,11 +1961,19 @@ static uint64_t record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
                           .request_end_us = req_end,
                           .response_start_us = resp_start,
                           .response_excess = e->response_excess};
+    /* Chromium's word that the WebSocket failed ends the flow with an
+     * error, as reel's codec would */
+    char werr[512];
+    const char *why = e->error_text ? e->error_text : e->ws_error;
+    if (e->error == NULL && e->ws_error != NULL) {
+        snprintf(werr, sizeof werr, "the browser reported a WebSocket error: %s", e->ws_error);
+        fe.error = werr;
+    }
 
     if (e->status == 0) {
         char msg[256];
-        snprintf(msg, sizeof msg, "no response (HAR status 0)%s%s", e->error_text ? ": " : "",
-                 e->error_text ? e->error_text : "");
+        snprintf(msg, sizeof msg, "no response (HAR status 0)%s%s", why ? ": " : "",
+                 why ? why : "");
         record_messages(f, e);
         if (e->error) /* reel's own, as it was recorded */
             reel_recorder_flow_finish(f, &fe);

@@ -33,6 +33,14 @@
  *   the part of the response text given;
  * - status 0 (browser: blocked or failed) ends the flow with the error
  *   "no response (HAR status 0)" plus ": <_error>" when the entry has one;
+ * - _webSocketMessages (Chromium's, and reel export's for a WebSocket)
+ *   are the flow's WebSocket messages, recorded after the response as
+ *   reel's codec gives them: direction, time, opcode (1, 2, 8, 9, 10;
+ *   0 for bytes reel did not read as frames),
+ *   data (text for opcode 1, base64 for the others), length and
+ *   truncated, a close's code from its first two bytes (1005 without,
+ *   0 when cut off); Chromium's {"type": "error"} is no message but ends
+ *   the flow with "the browser reported a WebSocket error: <data>";
  * - what reel export writes under _reel comes back: _reel.error ends the
  *   flow with that error (with or without a response), _reel.generated
  *   marks the response as reel's own, _reel.client_addr and server_addr

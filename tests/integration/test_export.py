@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import tempfile
 import threading
@@ -339,6 +340,235 @@ class ExportUpgrade(unittest.TestCase):
         self.assertIn("'Upgrade: foo'", cmd)
         self.assertIn("'Connection: Upgrade'", cmd)
         self.assertIn("http://127.0.0.1:%d/up" % self.eport, cmd)
+
+
+class ExportWebSocket(unittest.TestCase):
+    """A WebSocket flow recorded through reel (python3-websockets, no
+    compression) goes out in _webSocketMessages and comes back with reel
+    import message by message as `reel flow --json` shows them: text,
+    binary that is not UTF-8, a ping and its pong, text longer than
+    body_limit (cut, and cut inside a character), a close with a code and
+    a reason each way. A HAR as Chromium's DevTools write it comes in with
+    its messages too, and malformed messages are refused."""
+
+    LIMIT = 16
+    BINARY = b"\x00\xff\xfe\x80bin"
+    PING = b"\x01\xc0ping"
+    LONG = "L" * 40
+    ACCENTS = "x" + "\u00e9" * 20  # 41 bytes: body_limit cuts inside the 8th character
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="reel-export-ws-", dir=TMPBASE)
+        cls.reel = Reel(cls.root, "ws", "body_limit=%d" % cls.LIMIT)
+        asyncio.run(cls.websocket())
+        cls.flows = cls.reel.wait_flows(1, "~websocket")
+
+    @classmethod
+    async def websocket(cls):
+        import websockets
+
+        async def echo(ws, path=None):
+            try:
+                async for m in ws:
+                    await ws.send(m)
+            except websockets.ConnectionClosed:  # 4000 is no normal closure
+                pass
+        server = await websockets.serve(echo, "127.0.0.1", 0, compression=None)
+        port = server.sockets[0].getsockname()[1]
+        s = connect(cls.reel.port)
+        s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (port, port))
+        assert recv_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 200"), "CONNECT refused"
+        s.setblocking(False)
+        async with websockets.connect("ws://127.0.0.1:%d/w" % port, sock=s,
+                                      compression=None) as ws:
+            for m in ("hello", cls.BINARY, cls.LONG, cls.ACCENTS):
+                await ws.send(m)
+                assert await ws.recv() == m
+            await (await ws.ping(cls.PING))
+            await ws.close(4000, "bye")
+        server.close()
+        await server.wait_closed()
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.reel.stop()
+        if code != 0:
+            print(cls.reel.log())
+        assert code == 0, "reel record exited %d on SIGINT" % code
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def har(self):
+        """The session exported to ws.har, parsed."""
+        har = os.path.join(self.root, "ws.har")
+        self.reel.cli("export", "ws", "-o", har)
+        with open(har, encoding="utf-8") as f:
+            return json.load(f)
+
+    def imported(self, doc, session):
+        """doc written to SESSION.har and imported into session: `reel
+        flow --json` of each of its flows."""
+        p = os.path.join(self.root, session + ".har")
+        with open(p, "w", encoding="utf-8") as f:
+            json.dump(doc, f)
+        self.reel.cli("import", p, "--into", session)
+        flows = json.loads(self.reel.cli("flows", session, "--json").stdout)
+        return [json.loads(self.reel.cli("flow", session, str(f["id"]), "--json").stdout)
+                for f in flows]
+
+    def test_round_trip(self):
+        doc = self.har()
+        (cap,) = [self.reel.flow(f["id"]) for f in self.flows]
+        msgs = [(m["from_client"], m["type"], base64.b64decode(m["data_b64"]),
+                 m["truncated"], m["length"], m.get("close_code")) for m in cap["messages"]]
+        accents = self.ACCENTS.encode()
+        want = []
+        for d in (b"hello", self.BINARY, self.LONG.encode(), accents):
+            t = "text" if d != self.BINARY else "binary"
+            want += [(c, t, d[:self.LIMIT], len(d) > self.LIMIT, len(d), None)
+                     for c in (True, False)]
+        close = struct.pack("!H", 4000) + b"bye"
+        want += [(True, "ping", self.PING, False, 6, None), (False, "pong", self.PING, False, 6, None),
+                 (True, "close", close, False, 5, 4000), (False, "close", close, False, 5, 4000)]
+        # what the capture has (the one that imports must equal)
+        self.assertEqual(msgs, want)
+        self.assertFalse(any(m["compressed"] for m in cap["messages"]))
+
+        (imp,) = self.imported(doc, "ws2")
+        # every message: direction, opcode, bytes (not UTF-8, cut inside
+        # a character too), length, truncated, close code, time to the µs
+        self.assertEqual(json.dumps(imp["messages"], sort_keys=True, indent=0),
+                         json.dumps(cap["messages"], sort_keys=True, indent=0))
+        self.assertEqual(base64.b64decode(imp["messages"][7]["data_b64"]), accents[:self.LIMIT])
+        for side in ("request", "response"):
+            for k in ("body_size", "body_truncated"):
+                self.assertEqual(imp[side].get(k), cap[side].get(k), (side, k))
+        self.assertEqual(imp["error"], cap["error"])
+        self.assertEqual(len(json.loads(self.reel.cli("flows", "ws2", "--json", "~websocket")
+                                        .stdout)), 1)
+        # exported again, the same messages
+        (e,) = json.loads(self.reel.cli("export", "ws2").stdout)["log"]["entries"]
+        self.assertEqual(e["_webSocketMessages"], doc["log"]["entries"][0]["_webSocketMessages"])
+
+    def chrome_entry(self, messages):
+        """A WebSocket entry as Chromium's DevTools write it (Save all as
+        HAR with content)."""
+        return {
+            "_initiator": {"type": "script"}, "_priority": "Low", "_resourceType": "websocket",
+            "cache": {}, "connection": "231947", "pageref": "page_2",
+            "request": {
+                "method": "GET", "url": "wss://stream.example.test/live?v=2", "httpVersion": "HTTP/1.1",
+                "headers": [{"name": "Host", "value": "stream.example.test"},
+                            {"name": "Connection", "value": "Upgrade"},
+                            {"name": "Upgrade", "value": "websocket"},
+                            {"name": "Sec-WebSocket-Version", "value": "13"},
+                            {"name": "Sec-WebSocket-Key", "value": "dGhlIHNhbXBsZSBub25jZQ=="},
+                            {"name": "Sec-WebSocket-Extensions",
+                             "value": "permessage-deflate; client_max_window_bits"}],
+                "queryString": [{"name": "v", "value": "2"}], "cookies": [],
+                "headersSize": 412, "bodySize": 0},
+            "response": {
+                "status": 101, "statusText": "Switching Protocols", "httpVersion": "HTTP/1.1",
+                "headers": [{"name": "Upgrade", "value": "websocket"},
+                            {"name": "Connection", "value": "Upgrade"},
+                            {"name": "Sec-WebSocket-Accept", "value": "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="}],
+                "cookies": [], "content": {"size": 0, "mimeType": "x-unknown"},
+                "redirectURL": "", "headersSize": 129, "bodySize": 0, "_transferSize": 129,
+                "_error": None},
+            "serverIPAddress": "192.0.2.10", "startedDateTime": "2026-01-02T03:04:05.120Z",
+            "time": 8.417,
+            "timings": {"blocked": 1.2, "dns": -1, "ssl": -1, "connect": -1, "send": 0,
+                        "wait": 7.2, "receive": 0, "_blocked_queueing": 0.9},
+            "_webSocketMessages": messages}
+
+    def test_chrome_har(self):
+        doc = {"log": {"version": "1.2", "creator": {"name": "WebInspector", "version": "537.36"},
+                       "pages": [], "entries": [
+            self.chrome_entry([
+                {"type": "send", "time": 1767323045.234567, "opcode": 1,
+                 "data": "{\"op\":\"sub\",\"ch\":\"caf\u00e9\"}"},
+                {"type": "receive", "time": 1767323045.3456, "opcode": 2, "data": "AP8Q"},
+                {"type": "receive", "time": 1767323046.5, "opcode": 1, "data": ""}]),
+            self.chrome_entry([
+                {"type": "send", "time": 1767323050.25, "opcode": 1, "data": "hi"},
+                {"type": "error", "time": 1767323050.5, "opcode": -1,
+                 "data": "Could not decode a text frame as UTF-8."},
+                {"type": "error", "time": 1767323050.75, "opcode": -1, "data": "later"}])]}}
+        (a, b) = self.imported(doc, "chrome")
+        got = [(m["time_us"], m["from_client"], m["opcode"], m["type"],
+                base64.b64decode(m["data_b64"]), m["length"], m["truncated"], m["compressed"])
+               for m in a["messages"]]
+        text = "{\"op\":\"sub\",\"ch\":\"caf\u00e9\"}".encode()
+        self.assertEqual(got, [
+            (1767323045234567, True, 1, "text", text, len(text), False, False),
+            (1767323045345600, False, 2, "binary", b"\x00\xff\x10", 3, False, False),
+            (1767323046500000, False, 1, "text", b"", 0, False, False)])
+        self.assertEqual(a["response"]["status"], 101)
+        self.assertIsNone(a["error"])
+        # Chromium's error is no message: the flow failed with it
+        self.assertEqual([(m["type"], base64.b64decode(m["data_b64"])) for m in b["messages"]],
+                         [("text", b"hi")])
+        self.assertEqual(b["error"],
+                         "the browser reported a WebSocket error: "
+                         "Could not decode a text frame as UTF-8.")
+        flows = json.loads(self.reel.cli("flows", "chrome", "--json", "~websocket").stdout)
+        self.assertEqual(len(flows), 2)
+
+    def test_malformed_messages_are_refused(self):
+        doc = self.har()
+        # the messages: 0-7 text and binary, 8 ping, 9 pong, 10-11 close
+        cases = [
+            ((), {}, b"_webSocketMessages: not an array but an object"),
+            ((1,), 5, b"_webSocketMessages[1]: not an object but a number"),
+            ((1, "type"), "sideways",
+             b"_webSocketMessages[1].type: not \"send\", \"receive\" or \"error\""),
+            ((0, "time"), None, b"_webSocketMessages[0].time: missing"),
+            ((0, "time"), "now", b"_webSocketMessages[0].time: not a number but a string"),
+            ((0, "opcode"), None, b"_webSocketMessages[0].opcode: missing"),
+            ((0, "opcode"), "1", b"_webSocketMessages[0].opcode: not an integer but a string"),
+            ((0, "opcode"), 3, b"_webSocketMessages[0].opcode: 3 is not the opcode of a WebSocket"
+             b" message (1 text, 2 binary, 8 close, 9 ping, 10 pong) nor 0"),
+            ((2, "data"), None, b"_webSocketMessages[2].data: missing"),
+            ((2, "data"), "AP/+gGJp*", b"_webSocketMessages[2].data: invalid base64 at offset 8"),
+            ((2, "encoding"), "hex", b"_webSocketMessages[2].encoding: unsupported encoding"),
+            ((4, "length"), 3, b"_webSocketMessages[4].length: less than the 16 bytes of data"),
+            ((4, "length"), None, b"_webSocketMessages[4].length: missing"),
+            ((4, "truncated"), 1, b"_webSocketMessages[4].truncated: not a boolean but a number"),
+            ((0, "length"), 9, b"_webSocketMessages[0].length: 9 bytes, more than the 5 of data"),
+            ((8, "data"), base64.b64encode(b"p" * 126).decode(),
+             b"_webSocketMessages[8].data: 126 bytes: a control message (close, ping, pong) "
+             b"has at most 125"),
+            ((10, "data"), "AA==",
+             b"_webSocketMessages[10].data: 1 byte: a close message has none or at least"),
+            ((), "both",
+             b"_webSocketMessages: WebSocket messages beside _reel.messages"),
+        ]
+        for where, value, message in cases:
+            with self.subTest(message=message):
+                good = doc["log"]["entries"][0]
+                bad = json.loads(json.dumps(good))
+                if value == "both":
+                    bad["_reel"]["messages"] = [{"type": "send", "time": 1.5, "data": "x"}]
+                elif not where:
+                    bad["_webSocketMessages"] = value
+                else:
+                    obj, key = bad["_webSocketMessages"], where[-1]
+                    if len(where) == 2:
+                        obj = obj[where[0]]
+                    if value is None:
+                        del obj[key]
+                    else:
+                        obj[key] = value
+                # a good entry first: nothing of it stays either
+                d = json.loads(json.dumps(doc))
+                d["log"]["entries"] = [good, bad]
+                p = os.path.join(self.root, "bad.har")
+                with open(p, "w", encoding="utf-8") as f:
+                    json.dump(d, f)
+                r = self.reel.cli("import", p, "--into", "bad", check=False)
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertIn(b"bad.har: entries[1]." + message, r.stderr)
+                self.assertFalse(os.path.exists(os.path.join(self.root, "home", "bad")))
 
 
 class EchoHandler(http.server.BaseHTTPRequestHandler):

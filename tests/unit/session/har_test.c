@@ -459,6 +459,72 @@ static void test_check_variants(void **state) {
          "entries[0]._reel.messages[0].length: not an integer but a number"},
         {"_reel.messages", "[{\"type\":\"send\",\"time\":1,\"data\":\"xy\",\"truncated\":1}]",
          "entries[0]._reel.messages[0].truncated: not a boolean but a number"},
+        /* _webSocketMessages, as Chromium and reel export write them */
+        {"_webSocketMessages", "null", NULL},
+        {"_webSocketMessages", "[]", NULL},
+        {"_webSocketMessages", "\"x\"", "entries[0]._webSocketMessages: not an array but a string"},
+        {"_webSocketMessages", "[1]",
+         "entries[0]._webSocketMessages[0]: not an object but a number"},
+        {"_webSocketMessages", "[{\"type\":\"sent\",\"time\":1,\"opcode\":1,\"data\":\"\"}]",
+         "entries[0]._webSocketMessages[0].type: not \"send\", \"receive\" or \"error\""},
+        {"_webSocketMessages", "[{\"type\":\"send\",\"opcode\":1,\"data\":\"\"}]",
+         "entries[0]._webSocketMessages[0].time: missing"},
+        {"_webSocketMessages", "[{\"type\":\"send\",\"time\":-5,\"opcode\":1,\"data\":\"\"}]",
+         "entries[0]._webSocketMessages[0].time: not a time in seconds since 1970 (before the "
+         "year 10000)"},
+        {"_webSocketMessages", "[{\"type\":\"send\",\"time\":1,\"data\":\"\"}]",
+         "entries[0]._webSocketMessages[0].opcode: missing"},
+        {"_webSocketMessages", "[{\"type\":\"send\",\"time\":1,\"opcode\":1.0,\"data\":\"\"}]",
+         "entries[0]._webSocketMessages[0].opcode: not an integer but a number"},
+        /* 0: bytes reel did not read as frames (extensions it cannot read) */
+        {"_webSocketMessages", "[{\"type\":\"send\",\"time\":1,\"opcode\":0,\"data\":\"AAE=\"}]",
+         NULL},
+        {"_webSocketMessages", "[{\"type\":\"send\",\"time\":1,\"opcode\":11,\"data\":\"\"}]",
+         "entries[0]._webSocketMessages[0].opcode: 11 is not the opcode of a WebSocket message (1 "
+         "text, 2 binary, 8 close, 9 ping, 10 pong) nor 0 (bytes reel did not read as frames)"},
+        {"_webSocketMessages", "[{\"type\":\"send\",\"time\":1,\"opcode\":-1,\"data\":\"\"}]",
+         "entries[0]._webSocketMessages[0].opcode: -1 is not the opcode of a WebSocket message (1 "
+         "text, 2 binary, 8 close, 9 ping, 10 pong) nor 0 (bytes reel did not read as frames)"},
+        {"_webSocketMessages", "[{\"type\":\"send\",\"time\":1,\"opcode\":1}]",
+         "entries[0]._webSocketMessages[0].data: missing"},
+        /* text as it is; other opcodes base64, as Chromium gives them */
+        {"_webSocketMessages", "[{\"type\":\"send\",\"time\":1,\"opcode\":1,\"data\":\"a=b!\"}]",
+         NULL},
+        {"_webSocketMessages", "[{\"type\":\"send\",\"time\":1,\"opcode\":2,\"data\":\"a=b!\"}]",
+         "entries[0]._webSocketMessages[0].data: invalid base64 at offset 1"},
+        {"_webSocketMessages", "[{\"type\":\"send\",\"time\":1,\"opcode\":9,\"data\":\"ping\"}]",
+         NULL},
+        {"_webSocketMessages",
+         "[{\"type\":\"send\",\"time\":1,\"opcode\":2,\"data\":\"\",\"encoding\":\"utf-8\"}]",
+         "entries[0]._webSocketMessages[0].encoding: unsupported encoding (only \"base64\")"},
+        {"_webSocketMessages",
+         "[{\"type\":\"send\",\"time\":1,\"opcode\":1,\"data\":\"abc\",\"length\":4}]",
+         "entries[0]._webSocketMessages[0].length: 4 bytes, more than the 3 of data, but not "
+         "truncated"},
+        {"_webSocketMessages",
+         "[{\"type\":\"send\",\"time\":1,\"opcode\":1,\"data\":\"abc\",\"truncated\":true}]",
+         "entries[0]._webSocketMessages[0].length: missing (a truncated message has its whole "
+         "length)"},
+        /* control frames: 125 bytes at most; a close none or 2 and more */
+        {"_webSocketMessages",
+         "[{\"type\":\"send\",\"time\":1,\"opcode\":9,\"data\":\"\",\"truncated\":true,"
+         "\"length\":126}]",
+         "entries[0]._webSocketMessages[0].length: 126 bytes: a control message (close, ping, "
+         "pong) has at most 125"},
+        {"_webSocketMessages", "[{\"type\":\"send\",\"time\":1,\"opcode\":8,\"data\":\"\"}]", NULL},
+        {"_webSocketMessages", "[{\"type\":\"send\",\"time\":1,\"opcode\":8,\"data\":\"eA==\"}]",
+         "entries[0]._webSocketMessages[0].data: 1 byte: a close message has none or at least "
+         "the 2 of its code"},
+        /* Chromium's errors: a text, no message */
+        {"_webSocketMessages",
+         "[{\"type\":\"error\",\"time\":1,\"opcode\":-1,\"data\":\"Invalid frame header\"}]", NULL},
+        {"_webSocketMessages", "[{\"type\":\"error\",\"time\":1,\"opcode\":-1}]",
+         "entries[0]._webSocketMessages[0].data: missing"},
+        {"_webSocketMessages",
+         "[{\"type\":\"error\",\"time\":1,\"opcode\":-1,\"data\":\"a\\u0000\"}]",
+         "entries[0]._webSocketMessages[0].data: contains a NUL byte"},
+        {"_reel.messages", "[{\"type\":\"error\",\"time\":1,\"data\":\"\"}]",
+         "entries[0]._reel.messages[0].type: not \"send\" or \"receive\""},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *p = variant(cases[i].field, cases[i].value);
@@ -526,15 +592,15 @@ typedef struct {
     int truncated[2]; /* from the end record */
     int order_ok; /* records came as start, req head, req body*, resp head, ... */
     int last;     /* event of the previous record */
-    /* Message records, in order (at most 8), their data in msg_data */
+    /* Message records, in order (at most 12), their data in msg_data */
     size_t nmsg;
     struct {
         int from_client, truncated, continued;
-        uint32_t opcode;
+        uint32_t opcode, close_code;
         int64_t time_us;
         uint64_t length;
         size_t len;
-    } msg[8];
+    } msg[12];
     reel_buf_t msg_data;
 } flow_t;
 
@@ -608,6 +674,7 @@ static int collect(void *ctx, const Reel__Record *rec) {
             f->msg[f->nmsg].truncated = m->truncated;
             f->msg[f->nmsg].continued = m->continued;
             f->msg[f->nmsg].opcode = m->opcode;
+            f->msg[f->nmsg].close_code = m->close_code;
             f->msg[f->nmsg].time_us = rec->time_us;
             f->msg[f->nmsg].length = m->length;
             f->msg[f->nmsg].len = m->data.len;
@@ -735,6 +802,9 @@ static const struct {
     const char *server, *error;
     int64_t start, req_end, resp_start, end;
     reel_timings_t timings;
+    /* the bytes of the WebSocket messages each way, which the index's
+     * sizes count, as a capture's */
+    uint64_t msg_bytes[2];
 } expect[] = {
     {"GET",
      "https",
@@ -764,7 +834,8 @@ static const struct {
      T0 + 123000 + 85123,
      /* Chromium's connect, 35.5 ms, holds its ssl (HAR 1.2): reel's
       * connect is TCP alone */
-     {2500, 10250, 15500, 200, 30000, 6673, 20000}},
+     {2500, 10250, 15500, 200, 30000, 6673, 20000},
+     {0, 0}},
     {"POST",
      "https",
      "example.test",
@@ -788,7 +859,8 @@ static const struct {
      T0 + 201000,
      T0 + 239000,
      T0 + 241500,
-     {750, -1, -1, 250, 38000, 2500, -1}},
+     {750, -1, -1, 250, 38000, 2500, -1},
+     {0, 0}},
     {"GET",
      "https",
      "example.test",
@@ -811,7 +883,8 @@ static const struct {
      T0 + 251500,
      T0 + 261000,
      T0 + 262000,
-     {1000, -1, -1, 500, 9500, 1000, -1}},
+     {1000, -1, -1, 500, 9500, 1000, -1},
+     {0, 0}},
     {"GET",
      "http",
      "example.test",
@@ -835,7 +908,8 @@ static const struct {
      T0 + 264750,
      T0 + 273750,
      T0 + 275250,
-     {500, 1000, 8000, 250, 9000, 1500, -1}},
+     {500, 1000, 8000, 250, 9000, 1500, -1},
+     {0, 0}},
     {"POST",
      "https",
      "2001:db8::1",
@@ -857,7 +931,8 @@ static const struct {
      T0 + 1011500,
      T0 + 1016500,
      T0 + 1017000,
-     {500, 500, 3000, 500, 5000, 500, 5000}}, /* connect 8 ms, ssl 5 of them */
+     {500, 500, 3000, 500, 5000, 500, 5000},
+     {0, 0}}, /* connect 8 ms, ssl 5 of them */
     {"GET",
      "https",
      "ads.example.test",
@@ -879,7 +954,8 @@ static const struct {
      0,
      0,
      0,
-     {0}},
+     {0},
+     {0, 0}},
     {"GET",
      "https",
      "example.test",
@@ -903,7 +979,8 @@ static const struct {
      T0 + 1100500 + 500,
      T0 + 1101000 + 29000,
      T0 + 1130000,
-     {500, -1, -1, 500, 29000, -1, -1}},
+     {500, -1, -1, 500, 29000, -1, -1},
+     {5, 2}}, /* "hello", "hi" */
 };
 
 static void test_import_chromium(void **state) {
@@ -959,8 +1036,10 @@ static void test_import_chromium(void **state) {
             assert_string_equal((const char *)sqlite3_column_text(q, 15), expect[i].server);
         else
             assert_int_equal(sqlite3_column_type(q, 15), SQLITE_NULL);
-        assert_int_equal(sqlite3_column_int64(q, 16), strlen(expect[i].req_body));
-        assert_int_equal(sqlite3_column_int64(q, 17), expect[i].resp_body_len);
+        assert_int_equal(sqlite3_column_int64(q, 16),
+                         strlen(expect[i].req_body) + expect[i].msg_bytes[0]);
+        assert_int_equal(sqlite3_column_int64(q, 17),
+                         expect[i].resp_body_len + expect[i].msg_bytes[1]);
 
         flow_t f;
         flow_read(s, i + 1, &f);
@@ -1454,6 +1533,96 @@ static void test_import_tcp_messages(void **state) {
     reel_session_close(s);
 }
 
+/* _webSocketMessages come back as the Message records reel's codec gives
+ * the recorder: each whole, at its time to the microsecond, with its
+ * opcode; text as its UTF-8 bytes, the other opcodes' data base64 decoded
+ * (a binary longer than a record holds in continued records); a close's
+ * code from its first two bytes (1005 without any, 0 when body_limit cut
+ * them off); opcode 0 (reel's bytes of a WebSocket it could not read
+ * as frames) as such; a text message body_limit cut inside a character as the
+ * bytes reel export wrote the ISO-8859-1 reading of, and one cut between
+ * characters as its text. Chromium's error is no message: the flow fails
+ * with it. */
+static void test_import_ws_messages(void **state) {
+    reel_session_t *s = open_session("wsmsgs");
+    size_t n = 20000; /* more than the 16 KiB a record holds */
+    uint8_t *bin = reel_malloc(n);
+    for (size_t i = 0; i < n; i++)
+        bin[i] = (uint8_t)(i * 13 + 0x81);
+    char *b64 = b64_encode(bin, n);
+    char *ms = reel_asprintf(
+        "[{\"type\":\"send\",\"time\":1767323045.123457,\"opcode\":1,\"data\":\"caf\\u00e9\"},"
+        "{\"type\":\"receive\",\"time\":1767323045.2,\"opcode\":2,\"data\":\"%s\"},"
+        "{\"type\":\"send\",\"time\":1767323045.3,\"opcode\":9,\"data\":\"AP8=\"},"
+        "{\"type\":\"error\",\"time\":1767323045.35,\"opcode\":-1,\"data\":\"Invalid frame "
+        "header\"},"
+        "{\"type\":\"send\",\"time\":1767323045.4,\"opcode\":1,\"data\":\"x\\u00c3\\u00a9\\u00c3\","
+        "\"truncated\":true,\"length\":41},"
+        "{\"type\":\"receive\",\"time\":1767323045.5,\"opcode\":1,\"data\":\"caf\\u00e9 au\","
+        "\"truncated\":true,\"length\":20},"
+        "{\"type\":\"send\",\"time\":1767323045.6,\"opcode\":8,\"data\":\"D6BieWU=\"},"
+        "{\"type\":\"receive\",\"time\":1767323045.7,\"opcode\":8,\"data\":\"\"},"
+        "{\"type\":\"receive\",\"time\":1767323045.8,\"opcode\":8,\"data\":\"Aw==\","
+        "\"truncated\":true,\"length\":2},"
+        "{\"type\":\"send\",\"time\":1767323045.9,\"opcode\":0,\"data\":\"gAE=\"}]",
+        b64);
+    char *p = variant("_webSocketMessages", ms);
+    reel_har_stats_t st;
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (import(s, p, &st, &err) != REEL_OK)
+        fail_msg("import: %s", err.msg);
+    flow_t f;
+    flow_read(s, st.first_id, &f);
+    assert_int_equal(f.nmsg, 10); /* 20000 bytes: 2 records */
+    static const struct {
+        int from_client, truncated, continued;
+        uint32_t opcode, close_code;
+        int64_t time_us;
+        uint64_t length;
+        size_t len;
+    } want[] = {
+        {1, 0, 0, 1, 0, 1767323045123457, 5, 5},
+        {0, 0, 0, 2, 0, 1767323045200000, 20000, 16384},
+        {0, 0, 1, 2, 0, 1767323045200000, 20000, 20000 - 16384},
+        {1, 0, 0, 9, 0, 1767323045300000, 2, 2},
+        {1, 1, 0, 1, 0, 1767323045400000, 41, 4},
+        {0, 1, 0, 1, 0, 1767323045500000, 20, 8},
+        {1, 0, 0, 8, 4000, 1767323045600000, 5, 5},
+        {0, 0, 0, 8, 1005, 1767323045700000, 0, 0},
+        {0, 1, 0, 8, 0, 1767323045800000, 2, 1},
+        {1, 0, 0, 0, 0, 1767323045900000, 2, 2},
+    };
+    for (size_t i = 0; i < 10; i++) {
+        assert_int_equal(f.msg[i].opcode, want[i].opcode);
+        assert_int_equal(f.msg[i].close_code, want[i].close_code);
+        assert_int_equal(f.msg[i].from_client, want[i].from_client);
+        assert_int_equal(f.msg[i].truncated, want[i].truncated);
+        assert_int_equal(f.msg[i].continued, want[i].continued);
+        assert_int_equal(f.msg[i].time_us, want[i].time_us);
+        assert_int_equal(f.msg[i].length, want[i].length);
+        assert_int_equal(f.msg[i].len, want[i].len);
+    }
+    static const char tail[] = "\x00\xff"
+                               "x\xc3\xa9\xc3"
+                               "caf\xc3\xa9 au"
+                               "\x0f\xa0"
+                               "bye"
+                               "\x03"
+                               "\x80\x01";
+    assert_int_equal(f.msg_data.len, 5 + n + sizeof tail - 1);
+    assert_memory_equal(f.msg_data.data, "caf\xc3\xa9", 5);
+    assert_memory_equal(f.msg_data.data + 5, bin, n);
+    assert_memory_equal(f.msg_data.data + 5 + n, tail, sizeof tail - 1);
+    assert_string_equal(f.error, "the browser reported a WebSocket error: Invalid frame header");
+    flow_free(&f);
+    free(p);
+    free(ms);
+    free(b64);
+    free(bin);
+    reel_session_close(s);
+}
+
 /* Text that is not UTF-8 as reel export writes it: the Latin-1 reading in
  * the HAR's string, the bytes in _reel.<member>_b64 beside it. The import
  * records the bytes, unless the text no longer is their reading (someone
@@ -1516,6 +1685,7 @@ int main(void) {
         cmocka_unit_test(test_import_h2_websocket_keeps_protocol),
         cmocka_unit_test(test_import_exact_bytes),
         cmocka_unit_test(test_import_tcp_messages),
+        cmocka_unit_test(test_import_ws_messages),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
