@@ -14,7 +14,7 @@ static void record_unanswered(conn_t *c, const char *why);
 static void exchange_timings(conn_t *c, const upstream_facts_t *up, int64_t end_us,
                              reel_capture_timings_t *t);
 static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,
-                       const char *target);
+                       const char *target, bool keeps_up);
 static bool check_auth(conn_t *c, const reel_h1_head_t *h);
 static bool write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, const char *target,
                        bool keep_upgrade, bool add_close);
@@ -182,10 +182,10 @@ static void lane_request(const conn_t *c, reel_msg_head_t *m) {
 static void exchange_timings(conn_t *c, const upstream_facts_t *up, int64_t end_us,
                              reel_capture_timings_t *t) {
     *t = (reel_capture_timings_t){-1, -1, -1, -1, -1, -1, -1};
-    /* the phases start where the flow does: its start record is stamped
-     * just after the connection was asked for, so a moment (the time of
-     * building a TLS client) before it goes to no phase, or the phases
-     * would add up to more than the flow's duration */
+    /* the phases start where the flow does (stamped before its connection
+     * is asked for, so that a new one's set-up is inside it); a stamp
+     * before that is cut there, or the phases would add up to more than
+     * the flow's duration */
     int64_t from = c->ex.flow_start_us > c->ex.head_us ? c->ex.flow_start_us : c->ex.head_us;
 #define AFTER(x) ((x) && (x) < from ? from : (x))
     int64_t ready = from;
@@ -728,12 +728,13 @@ static void refuse_request(conn_t *c, int status, const char *reason) {
 /* ---- recording helpers ---- */
 
 static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,
-                       const char *target) {
+                       const char *target, bool keeps_up) {
     /* started at the recorder's "now", read with its id given, so that ids
      * follow start times across workers; its phases start there too
-     * (exchange_timings) */
+     * (exchange_timings). keeps_up: the request goes on c->up, whose
+     * address is then known at the start */
     c->ex.flow = reel_capture_start_on(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr,
-                                       c->up && c->up->connected ? c->up->addr : NULL, c->id,
+                                       keeps_up && c->up->connected ? c->up->addr : NULL, c->id,
                                        c->lane_stream);
     c->ex.flow_start_us = reel_capture_start_us(c->ex.flow);
     STAT_ADD(c->p, flows, 1);
@@ -1017,9 +1018,20 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
     }
     /* An absolute "https://" URL sent in the clear goes to the origin
      * over TLS, like any https request. */
-    bool reused = reel__upstream_for(c, https, host, port, c->in_tunnel ? c->tunnel_sni : NULL);
+    /* The flow starts before its connection is asked for: a new one's
+     * DNS lookup, connect and handshake then fall inside the flow, as its
+     * timings and its ServerConn say them (started after, the flow began
+     * a moment into the set-up: a few hundred µs under sanitizers) */
+    const char *sni = c->in_tunnel ? c->tunnel_sni : NULL;
+    start_flow(c, h, https, host, port, path,
+               reel__upstream_would_reuse(c, https, host, port, sni));
+    bool reused = reel__upstream_for(c, https, host, port, sni);
+    if (c->state == C_DONE) { /* it failed at once (a TLS client it could not make): a 502 */
+        free(host);
+        free(path);
+        return;
+    }
     c->ex.retried = false;
-    start_flow(c, h, https, host, port, path);
     reel__record_server_conn(c); /* now if reused, else once connected */
     reel_h1_expect_response(reel_h1_codec_parser(c->respc), h->is_head, false);
     reel_buf_t out;

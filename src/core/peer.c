@@ -428,34 +428,58 @@ static bool h2c_listed(const reel_proxy_t *p, const char *host, int port) {
     return false;
 }
 
+/* Whether a request to host:port (https, sni) goes to the origin over
+ * HTTP/2: for the streams of an HTTP/2 client (ALPN mirrored: an HTTP/1.1
+ * client gets HTTP/1.1) when the origin chose h2 when last offered it, and
+ * h2c to a plain origin configured so for every client; an Upgrade stays
+ * HTTP/1.1 but for a WebSocket to an origin whose session allows it as a
+ * stream (RFC 8441); a TLS tunnel or a raw one (not HTTP: core/tunnel.c)
+ * never */
+static bool upstream_h2(conn_t *c, bool https, const char *host, int port, const char *sni) {
+    reel_proxy_t *p = c->p;
+    return p->http2 &&
+           (!c->ex.upgrade ||
+            (c->ex.ws_requested && reel__h2up_ws_ok(p, https, host, port, sni))) &&
+           c->state != C_PROBE && c->state != C_RAW && !c->tls_tunnel &&
+           (https ? c->lane && reel__alpn_seen(p, host, port, sni) == 1
+                  : h2c_listed(p, host, port));
+}
+
+/* sni as up->sni keeps it: only when it differs from the host */
+static const char *other_sni(const char *sni, const char *host) {
+    return sni && strcasecmp(sni, host) != 0 ? sni : NULL;
+}
+
+static bool upstream_fits(conn_t *c, bool h2, bool https, const char *host, int port,
+                          const char *other) {
+    peer_t *up = c->up;
+    /* up->sni compared as it is kept, or a tunnel's SNI naming its own
+     * host (every HTTPS request through a CONNECT to a name) never matched,
+     * and each request of a kept-alive client connection paid a new TCP
+     * and TLS handshake */
+    return up && !up->closing && !up->eof && up->h2 == h2 && up->https == https &&
+           up->port == port && (!up->insecure || !c->p->verify_upstream) &&
+           strcasecmp(up->host, host) == 0 &&
+           ((other == NULL && up->sni == NULL) ||
+            (other && up->sni && strcasecmp(other, up->sni) == 0));
+}
+
+bool reel__upstream_would_reuse(conn_t *c, bool https, const char *host, int port,
+                                const char *sni) {
+    return upstream_fits(c, upstream_h2(c, https, host, port, sni), https, host, port,
+                         other_sni(sni, host));
+}
+
 /* Makes sure c->up goes to (https, host, port), reusing it when it does.
  * Returns true when it reused the connection. */
 bool reel__upstream_for(conn_t *c, bool https, const char *host, int port, const char *sni) {
-    peer_t *up = c->up;
     reel_proxy_t *p = c->p;
-    /* HTTP/2 to the origin for the streams of an HTTP/2 client (ALPN
-     * mirrored: an HTTP/1.1 client gets HTTP/1.1) when the origin chose h2
-     * when last offered it, and h2c to a plain origin configured so for
-     * every client; an Upgrade stays HTTP/1.1 but for a WebSocket to an
-     * origin whose session allows it as a stream (RFC 8441); a TLS
-     * tunnel or a raw one (not HTTP: core/tunnel.c) never */
-    bool h2 =
-        p->http2 &&
-        (!c->ex.upgrade || (c->ex.ws_requested && reel__h2up_ws_ok(p, https, host, port, sni))) &&
-        c->state != C_PROBE && c->state != C_RAW && !c->tls_tunnel &&
-        (https ? c->lane && reel__alpn_seen(p, host, port, sni) == 1 : h2c_listed(p, host, port));
-    /* up->sni is kept only when it differs from the host: compared the
-     * same way, or a tunnel's SNI naming its own host (every HTTPS request
-     * through a CONNECT to a name) never matched, and each request of a
-     * kept-alive client connection paid a new TCP and TLS handshake */
-    const char *other = sni && strcasecmp(sni, host) != 0 ? sni : NULL;
-    if (up && !up->closing && !up->eof && up->h2 == h2 && up->https == https && up->port == port &&
-        (!up->insecure || !p->verify_upstream) && strcasecmp(up->host, host) == 0 &&
-        ((other == NULL && up->sni == NULL) ||
-         (other && up->sni && strcasecmp(other, up->sni) == 0)))
+    bool h2 = upstream_h2(c, https, host, port, sni);
+    const char *other = other_sni(sni, host);
+    if (upstream_fits(c, h2, https, host, port, other))
         return true;
     reel__upstream_close(c);
-    up = reel_calloc(1, sizeof *up);
+    peer_t *up = reel_calloc(1, sizeof *up);
     reel__peer_init(up, c, P_UPSTREAM);
     up->host = reel_strdup(host);
     up->sni = other ? reel_strdup(other) : NULL;
