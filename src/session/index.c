@@ -7,6 +7,8 @@
  * transaction, not one statement per record. */
 #include "session/index.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -14,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/mem.h"
 #include "base/pace.h"
@@ -202,6 +205,18 @@ reel_rc reel_index_open(const char *path, int how, sqlite3 **out, reel_err_t *er
     int create = how & REEL_INDEX_CREATE;
     int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) |
                 (how & REEL_INDEX_ONE_THREAD ? SQLITE_OPEN_NOMUTEX : 0);
+    if (create && strcmp(path, ":memory:") != 0) {
+        /* made 0600 before SQLite opens it: its -wal and -shm copy the
+         * database's mode when they are made, which is as soon as it is
+         * opened (journal_mode=WAL), so a chmod after left them 0644 less
+         * the umask for the whole first run, with URLs and notes in them */
+        int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            *out = NULL;
+            return reel_err_errno(err, REEL_IO, errno, "creating %s", path);
+        }
+        close(fd);
+    }
     if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
         rc = reel_err_set(err, create ? REEL_DB : REEL_CORRUPT, "cannot open %s: %s", path,
                           db ? sqlite3_errmsg(db) : "out of memory");

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import socket
 import ssl
 import sys
@@ -413,6 +414,28 @@ class ProxyTest(unittest.TestCase):
             har = json.loads(r.cli("export", r.session, "~id %d" % f["id"]).stdout)
             self.assertTrue(har["log"]["entries"][0]["_reel"]["response_truncated"])
         os.unlink(os.path.join(o.www, "noise.txt"))
+
+    def test_session_files_private_from_the_first_run(self):
+        """Every file of a new session is 0600 while its first run records,
+        whatever the umask: SQLite made the index's -wal and -shm with the
+        mode session.db had when it opened it, and reel set 0600 only after."""
+        old = os.umask(0o022)
+        try:
+            r = Reel(self.root, "private", "upstream_trusted_ca=" + self.origin.ca)
+        finally:
+            os.umask(old)
+        self.addCleanup(r.stop)
+        curl(r, self.origin.url("/100b?private"))
+        r.wait_flows(1)
+        top = os.path.join(self.root, "home", "private")
+        seen = {}
+        for d, dirs, files in os.walk(top):
+            for n in dirs + files:
+                p = os.path.join(d, n)
+                seen[os.path.relpath(p, top)] = stat.S_IMODE(os.lstat(p).st_mode)
+        self.assertIn("session.db-wal", seen)
+        self.assertIn("session.db-shm", seen)
+        self.assertEqual({k: oct(v) for k, v in seen.items() if v & 0o077}, {})
 
     def test_annotate_tag_mark_while_recording(self):
         o, r = self.origin, self.reel
