@@ -235,8 +235,15 @@ static int import_fail(import_t *im, reel_rc rc, const reel_err_t *err, uint64_t
     reel_err_t uerr;
     reel_err_clear(&uerr);
     reel_rc undone = REEL_OK;
-    if (im->begun && (undone = reel_importtx_undo(im->s, &im->point, NULL, &uerr)) == REEL_OK)
+    reel_importtx_undone_t u = {0};
+    if (im->begun && (undone = reel_importtx_undo(im->s, &im->point, &u, &uerr)) == REEL_OK) {
         im->begun = 0;
+        /* what the index had of them, not what was handed to the recorder:
+         * a disk that filled up took the rest before it was written */
+        n = u.flows;
+        first = u.first;
+        last = u.last;
+    }
     char ids[64] = "";
     if (n == 1)
         snprintf(ids, sizeof ids, " (id %llu)", (unsigned long long)first);
@@ -244,11 +251,12 @@ static int import_fail(import_t *im, reel_rc rc, const reel_err_t *err, uint64_t
         snprintf(ids, sizeof ids, " (ids %llu-%llu)", (unsigned long long)first,
                  (unsigned long long)last);
     if (undone != REEL_OK) {
+        /* how many reached the disk is not known here: they are named by
+         * where they begin */
         reel_cli_fail(cli,
-                      "%s; the %llu flow%s it had recorded%s could not be removed (%s): the next "
-                      "open of session '%s' that can write removes them",
-                      why, (unsigned long long)n, n == 1 ? "" : "s", ids, reel_err_str(&uerr),
-                      im->into);
+                      "%s; the flows it had recorded (from id %llu on) could not be removed (%s): "
+                      "the next open of session '%s' that can write removes them",
+                      why, (unsigned long long)im->point.first_id, reel_err_str(&uerr), im->into);
         reel_session_close(im->s);
         im->s = NULL;
     } else {
