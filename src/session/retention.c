@@ -395,6 +395,32 @@ static void sync_dir(const char *dir) {
     }
 }
 
+unsigned reel_retention_compact_leftovers(const char *spool_dir, uint64_t *bytes) {
+    unsigned n = 0;
+    uint64_t total = 0;
+    DIR *d = opendir(spool_dir);
+    if (d == NULL)
+        return 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, ".compact-", 9) != 0)
+            continue;
+        char *p = reel_asprintf("%s/%s", spool_dir, e->d_name);
+        struct stat st;
+        if (lstat(p, &st) == 0 && S_ISREG(st.st_mode) && unlink(p) == 0) {
+            n++;
+            total += (uint64_t)st.st_size;
+        }
+        free(p);
+    }
+    closedir(d);
+    if (n)
+        sync_dir(spool_dir);
+    if (bytes)
+        *bytes = total;
+    return n;
+}
+
 reel_rc reel_retention_compact(reel_session_t *s, uint64_t segment_size, char **report,
                                reel_err_t *err) {
     reel_rc rc = REEL_OK;

@@ -49,6 +49,13 @@ reel_rc reel_retention_run(sqlite3 *db, const char *spool_dir, uint32_t below,
  * rows and the file. Called by recovery before it looks at the spool. */
 reel_rc reel_retention_finish(sqlite3 *db, const char *spool_dir, reel_err_t *err);
 
+/** Removes the new segments a `reel compact` that died left under their
+ * temporary names (spool/.compact-NNNNNNNN): never part of the spool,
+ * only taking room. Called by recovery, with the session's lock held (a
+ * compact holds it while it runs). Returns how many files went; *bytes
+ * (may be NULL) their size. */
+unsigned reel_retention_compact_leftovers(const char *spool_dir, uint64_t *bytes);
+
 /** Deletes the index rows of flows listed in retired_flows (a rebuild from
  * the spool brings them back from their leftover records). */
 reel_rc reel_retention_reapply(sqlite3 *db, reel_err_t *err);

@@ -2224,6 +2224,13 @@ static reel_rc recover(reel_session_t *s, reel_err_t *err) {
     /* A segment retention was dropping when the process died goes first. */
     if ((rc = reel_retention_finish(s->db, s->spool_dir, err)) != REEL_OK)
         return rc;
+    uint64_t left_bytes = 0;
+    unsigned left = reel_retention_compact_leftovers(s->spool_dir, &left_bytes);
+    if (left)
+        note(s,
+             "removed %u new segment%s (%llu bytes) a compact left when it stopped before "
+             "finishing",
+             left, left == 1 ? "" : "s", (unsigned long long)left_bytes);
     uint32_t *segs = list_segments(s, &nseg);
     uint32_t last_indexed = reel_index_last_segment(s->db);
     int need_rebuild = 0;

@@ -88,6 +88,17 @@ class RetentionTest(unittest.TestCase):
         self.assertEqual({f["id"] for f in reel.flows()}, before)
         v = reel.cli("verify", "ret", check=False)
         self.assertEqual(v.returncode, 0, (v.stdout + v.stderr).decode())
+        # A compact killed while it wrote its new segments left them under
+        # their temporary names, taking room and named by nothing: the next
+        # open that can write removes them, and says so.
+        spool = os.path.join(root, "home", "ret", "spool")
+        with open(os.path.join(spool, ".compact-00000099"), "wb") as f:
+            f.write(os.urandom(5000))
+        shown = reel.cli("show", "ret")
+        self.assertIn(b"removed 1 new segment (5000 bytes) a compact left when it stopped before "
+                      b"finishing", shown.stderr)
+        self.assertEqual([n for n in os.listdir(spool) if n.startswith(".")], [])
+        self.assertEqual({f["id"] for f in reel.flows()}, before)
         shutil.rmtree(root, ignore_errors=True)
 
 
