@@ -253,6 +253,9 @@ struct view {
     int gap;     /* a blank line is due before the next section */
     int in_messages; /* message lines have begun */
     int msg_mode;    /* content of the message being shown: 0 none, 1 text, 2 hex, 3 --view */
+    int msg_open;    /* a message's line is out: its length and bytes stored so far */
+    uint64_t msg_len, msg_stored;
+    int msg_cut;
     reel_buf_t msg_vbuf; /* --view: the message gathered (at most REEL_VIEW_MAX) */
     int msg_vcut;
     int msg_at_bol;
@@ -842,6 +845,14 @@ static void message_close(view_t *v) {
         v->msg_vcut = 0;
     }
     v->msg_mode = 0;
+    /* fewer bytes than its length, not cut by body_limit: its later
+     * records are not in the spool */
+    if (v->msg_open && !v->msg_cut && v->msg_stored < v->msg_len)
+        fprintf(v->out,
+                "  (incomplete: %llu of its %llu bytes are in the spool; the flow is still being "
+                "written, or the rest was lost)\n",
+                (unsigned long long)v->msg_stored, (unsigned long long)v->msg_len);
+    v->msg_open = 0;
 }
 
 /* A message as a turn of the conversation: a line with time, direction,
@@ -851,6 +862,13 @@ static void message_close(view_t *v) {
 static void message_show(view_t *v, int64_t time_us, const Reel__Message *m) {
     if (!m->continued) {
         message_close(v);
+        v->msg_open = 1;
+        v->msg_len = m->length;
+        v->msg_stored = 0;
+        v->msg_cut = m->truncated;
+    }
+    v->msg_stored += m->data.len;
+    if (!m->continued) {
         summary(v);
         close_body(v, &v->d[REQ]);
         close_body(v, &v->d[RESP]);
@@ -1190,6 +1208,7 @@ typedef struct {
     json_t *msg;          /* the last one, its data still being gathered */
     reel_buf_t msg_data;
     size_t msg_total;     /* message bytes put into the JSON so far */
+    uint64_t msg_stored;  /* the current message's bytes in the spool */
     json_t *server_conn;  /* the last ServerConn record */
     json_t *interim;      /* 1xx heads before the final one, NULL until one */
     json_t *trailers[2];  /* trailer fields of each body, NULL: none */
@@ -1202,6 +1221,11 @@ typedef struct {
 static void json_msg_done(jview_t *j) {
     if (j->msg == NULL)
         return;
+    /* fewer bytes than its length, not cut by body_limit: its later
+     * records are not in the spool (yet, while the flow is written) */
+    if (!json_is_true(json_object_get(j->msg, "truncated")) &&
+        j->msg_stored < (uint64_t)json_integer_value(json_object_get(j->msg, "length")))
+        json_object_set_new(j->msg, "incomplete", json_true());
     if (j->headers_only) {
         json_object_set_new(j->msg, "data_b64", json_null());
     } else if (j->msg_total + j->msg_data.len > JSON_BODY_MAX) {
@@ -1227,7 +1251,9 @@ static void json_message(jview_t *j, int64_t time_us, const Reel__Message *m) {
         if (m->opcode == 8)
             json_object_set_new(j->msg, "close_code", json_integer(m->close_code));
         json_array_append_new(j->messages, j->msg);
+        j->msg_stored = 0;
     }
+    j->msg_stored += m->data.len;
     if (j->msg && !j->headers_only && j->msg_total + j->msg_data.len <= JSON_BODY_MAX)
         reel_buf_append(&j->msg_data, m->data.data, m->data.len);
 }

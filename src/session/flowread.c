@@ -90,6 +90,7 @@ typedef struct {
     json_t *messages; /* array */
     json_t *msg;      /* the message whose data is being gathered */
     reel_buf_t data;
+    uint64_t msg_stored; /* its bytes in the spool, over its records */
     size_t msg_total, msg_max;
     int64_t omitted; /* messages past REEL_FLOWREAD_MESSAGES_MAX */
     /* each body's facts, as `reel flow --json` gives them: the bytes
@@ -103,6 +104,11 @@ typedef struct {
 static void msg_done(detail_t *d) {
     if (d->msg == NULL)
         return;
+    /* fewer bytes than its length, not cut by body_limit: its later
+     * records are not in the spool (yet, while the flow is written) */
+    if (!json_is_true(json_object_get(d->msg, "truncated")) &&
+        d->msg_stored < (uint64_t)json_integer_value(json_object_get(d->msg, "length")))
+        json_object_set_new(d->msg, "incomplete", json_true());
     if (d->msg_total + d->data.len > d->msg_max) {
         json_object_set_new(d->msg, "data_b64", json_null());
         json_object_set_new(d->msg, "data_omitted", json_true());
@@ -193,7 +199,9 @@ static int detail_record(void *ctx, const Reel__Record *rec) {
             if (m->opcode == 8)
                 json_object_set_new(d->msg, "close_code", json_integer(m->close_code));
             json_array_append_new(d->messages, d->msg);
+            d->msg_stored = 0;
         }
+        d->msg_stored += m->data.len;
         if (d->msg && d->msg_total + d->data.len <= d->msg_max)
             reel_buf_append(&d->data, m->data.data, m->data.len);
         break;

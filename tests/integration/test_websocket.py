@@ -13,7 +13,9 @@ import base64
 import json
 import os
 import signal
+import shutil
 import socket
+import sqlite3
 import ssl
 import struct
 import tempfile
@@ -357,6 +359,52 @@ class WebSocketTest(unittest.TestCase):
         rows = r.flows("~websocket & ~u /cut-after-101")
         self.assertEqual(len(rows), 1, r.flows())
         self.assertEqual(rows[0]["state"], "interrupted")
+
+    def test_message_whose_later_records_are_gone_is_incomplete(self):
+        """A message longer than one record (16 KiB) whose later records
+        are not in the spool (still being written while the flow is open,
+        or lost) says so: `incomplete` in --json, a note in the text. Before,
+        it read as a whole message of fewer bytes than its length, not cut."""
+        root = tempfile.mkdtemp(prefix="wsinc.", dir=TMPBASE)
+        r = Reel(root, "wsinc")
+        try:
+            s = socket.create_connection(("127.0.0.1", r.port), 10)
+            s.sendall(b"GET http://127.0.0.1:%d/incomplete HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                      b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      b"Sec-WebSocket-Version: 13\r\n\r\n" % self.server.port)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += s.recv(1)
+            big = os.urandom(1 << 20)
+            s.sendall(frame(2, big))
+            self.assertEqual(read_frame(s), (2, big))
+            s.sendall(frame(8, struct.pack("!H", 1000)))
+            read_frame(s)
+            s.close()
+            r.wait_flows(1, "~websocket & ~u /incomplete")
+        finally:
+            r.stop()
+        # keep the spool up to the flow's third frame: the message's first
+        # records stay, the rest go (as if not written yet)
+        home = os.path.join(root, "home", "wsinc")
+        db = sqlite3.connect(os.path.join(home, "session.db"))
+        frames = db.execute("SELECT segment, offset FROM flow_frames ORDER BY segment, offset")\
+            .fetchall()
+        db.close()
+        self.assertGreater(len(frames), 4, frames)
+        seg, off = frames[2]
+        os.truncate(os.path.join(home, "spool", "%08d.zst" % seg), off)
+        full = r.flow(r.flows("~u /incomplete")[0]["id"])
+        first = full["messages"][0]
+        kept = len(base64.b64decode(first["data_b64"]))
+        self.assertEqual((first["length"], first["truncated"], first.get("incomplete")),
+                         (1 << 20, False, True), first)
+        self.assertLess(kept, 1 << 20)
+        self.assertEqual(base64.b64decode(first["data_b64"]), big[:kept])
+        shown = r.cli("flow", "wsinc", str(full["id"]), "--headers-only").stdout.decode()
+        self.assertIn("(incomplete: %d of its %d bytes are in the spool" % (kept, 1 << 20), shown)
+        shutil.rmtree(root, ignore_errors=True)
 
     def test_zz_verify_counts_message_bytes(self):
         """After the other tests: `reel verify` finds every WebSocket flow
