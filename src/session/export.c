@@ -44,6 +44,7 @@ typedef struct {
     uint32_t close_code;
     uint64_t length;
     int truncated; /* body_limit cut the payload: data holds fewer than length bytes */
+    int compressed; /* sent with permessage-deflate (data is inflated) */
     reel_buf_t data;
 } msg_t;
 
@@ -341,6 +342,7 @@ static int on_record(void *ctx, const Reel__Record *rec) {
         x->close_code = m->close_code;
         x->length = m->length;
         x->truncated = m->truncated;
+        x->compressed = m->compressed;
         reel_buf_init(&x->data, 0);
         if (m->data.len)
             reel_buf_append(&x->data, m->data.data, m->data.len);
@@ -1081,14 +1083,21 @@ static json_t *har_entry(const flow_t *f) {
         for (size_t i = 0; i < f->nmsgs; i++) {
             const msg_t *m = &f->msgs[i];
             const uint8_t *p = m->data.data ? m->data.data : (const uint8_t *)"";
-            json_t *data;
-            if (m->opcode == 1)
-                data = text_json((const char *)p, m->data.len);
-            else
+            /* text as text, as Chromium writes it, unless its bytes are not
+             * UTF-8 (body_limit cut a character in two): then, as any
+             * other opcode's, base64, said by "encoding" (read as text,
+             * one character per byte, it came back as other bytes) */
+            json_t *data = m->opcode == 1 ? json_stringn((const char *)p, m->data.len) : NULL;
+            int b64 = data == NULL;
+            if (b64)
                 data = b64_json(p, m->data.len);
             json_t *jm =
                 json_pack("{s:s, s:f, s:i, s:o}", "type", m->from_client ? "send" : "receive",
                           "time", (double)m->time_us / 1e6, "opcode", (int)m->opcode, "data", data);
+            if (b64 && m->opcode == 1)
+                json_object_set_new(jm, "encoding", json_string("base64"));
+            if (m->compressed) /* not Chromium's: reel import reads it back */
+                json_object_set_new(jm, "compressed", json_true());
             if (m->truncated) { /* data is the part body_limit kept of length bytes */
                 json_object_set_new(jm, "truncated", json_true());
                 json_object_set_new(jm, "length", json_integer((json_int_t)m->length));

@@ -546,6 +546,7 @@ typedef struct {
     uint64_t bytes;  /* the payload bytes data holds (decoded) */
     uint64_t length; /* the whole payload's length */
     int truncated;
+    int compressed; /* reel export's "compressed": sent with permessage-deflate */
     int error; /* Chromium's {"type": "error"}: no message, data says why */
 } hmsg_t;
 
@@ -1143,6 +1144,11 @@ static reel_rc check_message(const vctx_t *v, json_t *m, const char *list, size_
     if (cut != NULL && !json_is_null(cut) && !json_is_boolean(cut))
         return fail(v, f, "not a boolean but %s", type_name(cut));
     out->truncated = json_is_true(cut);
+    snprintf(f, sizeof f, "%s[%zu].compressed", list, i);
+    json_t *defl = json_object_get(m, "compressed");
+    if (defl != NULL && !json_is_null(defl) && !json_is_boolean(defl))
+        return fail(v, f, "not a boolean but %s", type_name(defl));
+    out->compressed = ws && json_is_true(defl);
     size_t nb;
     if (out->opcode == 1 && !out->base64 && out->truncated &&
         cut_text_bytes(out->data, out->len, &nb)) {
@@ -1871,6 +1877,7 @@ static void record_messages(reel_rflow_t *f, const entry_t *e) {
                              .len = (size_t)m->bytes,
                              .length = m->length,
                              .truncated = m->truncated,
+                             .compressed = m->compressed,
                              .close_code = m->close_code,
                              .time_us = m->time_us};
         reel_recorder_message(f, &rm);

@@ -374,14 +374,14 @@ class ExportWebSocket(unittest.TestCase):
                     await ws.send(m)
             except websockets.ConnectionClosed:  # 4000 is no normal closure
                 pass
-        server = await websockets.serve(echo, "127.0.0.1", 0, compression=None)
+        server = await websockets.serve(echo, "127.0.0.1", 0, compression="deflate")
         port = server.sockets[0].getsockname()[1]
         s = connect(cls.reel.port)
         s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (port, port))
         assert recv_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 200"), "CONNECT refused"
         s.setblocking(False)
         async with websockets.connect("ws://127.0.0.1:%d/w" % port, sock=s,
-                                      compression=None) as ws:
+                                      compression="deflate") as ws:
             for m in ("hello", cls.BINARY, cls.LONG, cls.ACCENTS):
                 await ws.send(m)
                 assert await ws.recv() == m
@@ -432,7 +432,16 @@ class ExportWebSocket(unittest.TestCase):
                  (True, "close", close, False, 5, 4000), (False, "close", close, False, 5, 4000)]
         # what the capture has (the one that imports must equal)
         self.assertEqual(msgs, want)
-        self.assertFalse(any(m["compressed"] for m in cap["messages"]))
+        # permessage-deflate: the data messages were sent compressed, the
+        # control ones cannot be (RFC 7692); the HAR says which
+        self.assertEqual([m["compressed"] for m in cap["messages"]], [True] * 8 + [False] * 4)
+        wsm = doc["log"]["entries"][0]["_webSocketMessages"]
+        self.assertEqual([m.get("compressed", False) for m in wsm], [True] * 8 + [False] * 4)
+        # a text cut inside a character (not UTF-8) is written in base64,
+        # said by "encoding", not as one character per byte
+        self.assertEqual((wsm[7]["opcode"], wsm[7].get("encoding")), (1, "base64"))
+        self.assertEqual(base64.b64decode(wsm[7]["data"]), accents[:self.LIMIT])
+        self.assertNotIn("encoding", wsm[0])
 
         (imp,) = self.imported(doc, "ws2")
         # every message: direction, opcode, bytes (not UTF-8, cut inside
