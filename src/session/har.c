@@ -844,6 +844,21 @@ static reel_rc params_body(const vctx_t *v, json_t *post, json_t *params, body_t
     return REEL_OK;
 }
 
+/* obj's "encoding" (f names it): none, "", or "base64", which sets
+ * *base64; anything else is refused. */
+static reel_rc check_encoding(const vctx_t *v, json_t *obj, const char *f, int *base64) {
+    int bad = 0;
+    json_t *enc = opt(v, obj, "encoding", f, JSON_STRING, "a string", &bad);
+    if (bad)
+        return REEL_INVALID;
+    if (enc != NULL && json_string_length(enc) > 0) {
+        if (strcmp(json_string_value(enc), "base64") != 0)
+            return fail(v, f, "unsupported encoding (only \"base64\")");
+        *base64 = 1;
+    }
+    return REEL_OK;
+}
+
 /* A body container (postData or content): text and encoding. */
 static reel_rc check_body(const vctx_t *v, json_t *obj, const char *field, body_t *out) {
     char f[64];
@@ -851,15 +866,11 @@ static reel_rc check_body(const vctx_t *v, json_t *obj, const char *field, body_
     memset(out, 0, sizeof *out);
     snprintf(f, sizeof f, "%s.text", field);
     json_t *text = opt(v, obj, "text", f, JSON_STRING, "a string", &bad);
-    snprintf(f, sizeof f, "%s.encoding", field);
-    json_t *enc = opt(v, obj, "encoding", f, JSON_STRING, "a string", &bad);
     if (bad)
         return REEL_INVALID;
-    if (enc != NULL && json_string_length(enc) > 0) {
-        if (strcmp(json_string_value(enc), "base64") != 0)
-            return fail(v, f, "unsupported encoding (only \"base64\")");
-        out->base64 = 1;
-    }
+    snprintf(f, sizeof f, "%s.encoding", field);
+    if (check_encoding(v, obj, f, &out->base64) != REEL_OK)
+        return REEL_INVALID;
     if (text == NULL) {
         json_t *params = json_object_get(obj, "params");
         if (strcmp(field, "request.postData") == 0 && json_is_array(params) &&
@@ -1116,14 +1127,8 @@ static reel_rc check_message(const vctx_t *v, json_t *m, const char *list, size_
     }
 
     snprintf(f, sizeof f, "%s[%zu].encoding", list, i);
-    json_t *enc = opt(v, m, "encoding", f, JSON_STRING, "a string", &bad);
-    if (bad)
+    if (check_encoding(v, m, f, &out->base64) != REEL_OK)
         return REEL_INVALID;
-    if (enc != NULL && json_string_length(enc) > 0) {
-        if (strcmp(json_string_value(enc), "base64") != 0)
-            return fail(v, f, "unsupported encoding (only \"base64\")");
-        out->base64 = 1;
-    }
     snprintf(f, sizeof f, "%s[%zu].data", list, i);
     json_t *data = need(v, m, "data", f, JSON_STRING, "a string");
     if (data == NULL)

@@ -206,8 +206,10 @@ class WebSocketTest(unittest.TestCase):
         self.assertTrue(sc["tls_version"].startswith("TLSv1"), sc)
         self.assertEqual(sc["sni"], "localhost")
 
-    def handshake(self, path, extra=b""):
-        s = socket.create_connection(("127.0.0.1", self.reel.port), 10)
+    def handshake(self, path, extra=b"", reel=None):
+        """A raw WebSocket upgrade through reel (the class's unless given)
+        to the echo server, once its 101 is read."""
+        s = socket.create_connection(("127.0.0.1", (reel or self.reel).port), 10)
         s.sendall(b"GET http://127.0.0.1:%d%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                   b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
                   b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -338,15 +340,7 @@ class WebSocketTest(unittest.TestCase):
         root = tempfile.mkdtemp(prefix="wscut.", dir=TMPBASE)
         r = Reel(root, "wscut")
         try:
-            s = socket.create_connection(("127.0.0.1", r.port), 10)
-            s.sendall(b"GET http://127.0.0.1:%d/cut-after-101 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                      b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                      b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                      b"Sec-WebSocket-Version: 13\r\n\r\n" % self.server.port)
-            head = b""
-            while b"\r\n\r\n" not in head:
-                head += s.recv(1)
-            self.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
+            s = self.handshake(b"/cut-after-101", reel=r)
             deadline = time.time() + 10
             while not r.flows("~websocket & ~u /cut-after-101"):  # indexed while open
                 self.assertLess(time.time(), deadline, r.flows())
@@ -368,14 +362,7 @@ class WebSocketTest(unittest.TestCase):
         root = tempfile.mkdtemp(prefix="wsinc.", dir=TMPBASE)
         r = Reel(root, "wsinc")
         try:
-            s = socket.create_connection(("127.0.0.1", r.port), 10)
-            s.sendall(b"GET http://127.0.0.1:%d/incomplete HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                      b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                      b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                      b"Sec-WebSocket-Version: 13\r\n\r\n" % self.server.port)
-            head = b""
-            while b"\r\n\r\n" not in head:
-                head += s.recv(1)
+            s = self.handshake(b"/incomplete", reel=r)
             big = os.urandom(1 << 20)
             s.sendall(frame(2, big))
             self.assertEqual(read_frame(s), (2, big))
