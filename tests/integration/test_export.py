@@ -24,6 +24,21 @@ SECRET = "SECRETTOKEN123"
 COOKIE = "COOKIEVALUE456"
 
 
+def refused(t, doc, good, bad, message):
+    """doc with the entries good then bad is refused by reel import of
+    t's reel, naming entries[1] and message; a good entry first, so that
+    nothing of it stays either (no session made)."""
+    d = json.loads(json.dumps(doc))
+    d["log"]["entries"] = [good, bad]
+    p = os.path.join(t.root, "bad.har")
+    with open(p, "w", encoding="utf-8") as f:
+        json.dump(d, f)
+    r = t.reel.cli("import", p, "--into", "bad", check=False)
+    t.assertEqual(r.returncode, 1, r.stderr)
+    t.assertIn(b"bad.har: entries[1]." + message, r.stderr)
+    t.assertFalse(os.path.exists(os.path.join(t.root, "home", "bad")))
+
+
 class Export(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -324,16 +339,7 @@ class ExportUpgrade(unittest.TestCase):
                         del obj[key]
                     else:
                         obj[key] = value
-                # a good entry first: nothing of it stays either
-                d = json.loads(json.dumps(doc))
-                d["log"]["entries"] = [good, bad]
-                p = os.path.join(self.root, "bad.har")
-                with open(p, "w", encoding="utf-8") as f:
-                    json.dump(d, f)
-                r = self.reel.cli("import", p, "--into", "bad", check=False)
-                self.assertEqual(r.returncode, 1, r.stderr)
-                self.assertIn(b"bad.har: entries[1]." + message, r.stderr)
-                self.assertFalse(os.path.exists(os.path.join(self.root, "home", "bad")))
+                refused(self, doc, good, bad, message)
 
     def test_curl_keeps_the_handshake(self):
         cmd = self.reel.cli("export", "up", "--format", "curl").stdout.decode()
@@ -568,16 +574,7 @@ class ExportWebSocket(unittest.TestCase):
                         del obj[key]
                     else:
                         obj[key] = value
-                # a good entry first: nothing of it stays either
-                d = json.loads(json.dumps(doc))
-                d["log"]["entries"] = [good, bad]
-                p = os.path.join(self.root, "bad.har")
-                with open(p, "w", encoding="utf-8") as f:
-                    json.dump(d, f)
-                r = self.reel.cli("import", p, "--into", "bad", check=False)
-                self.assertEqual(r.returncode, 1, r.stderr)
-                self.assertIn(b"bad.har: entries[1]." + message, r.stderr)
-                self.assertFalse(os.path.exists(os.path.join(self.root, "home", "bad")))
+                refused(self, doc, good, bad, message)
 
 
 class EchoHandler(http.server.BaseHTTPRequestHandler):
