@@ -2306,8 +2306,9 @@ static reel_rc recover(reel_session_t *s, reel_err_t *err) {
         rc = rebuild(s, err);
         if (rc == REEL_OK && s->index_lost)
             rc = reel_index_exec(s->db,
-                                 "UPDATE meta SET value = (SELECT min(start_us) FROM flows) "
-                                 "WHERE key = 'created_us' AND EXISTS (SELECT 1 FROM flows)",
+                                 "UPDATE meta SET value = (SELECT min(start_us) FROM flows "
+                                 "WHERE start_us > 0) WHERE key = 'created_us' AND EXISTS "
+                                 "(SELECT 1 FROM flows WHERE start_us > 0)",
                                  err);
         if (rc == REEL_OK && s->index_lost)
             rc = replay_journal(s, s->db, err);
@@ -3190,10 +3191,13 @@ reel_rc reel_session_repair(reel_session_t *s, char **report, reel_err_t *err) {
         rc = rewrite_journal(s, err);
     if (rc == REEL_OK && missing) {
         /* Nothing else tells when the session was made (an unreadable
-         * old file is as good as none, docs/format.md). */
+         * old file is as good as none, docs/format.md). A flow whose start
+         * record was lost has start_us 0, which is no time at all: the
+         * first start the spool still holds is. */
         rc = reel_index_exec(s->db,
-                             "UPDATE meta SET value = (SELECT min(start_us) FROM flows) "
-                             "WHERE key = 'created_us' AND EXISTS (SELECT 1 FROM flows)",
+                             "UPDATE meta SET value = (SELECT min(start_us) FROM flows WHERE "
+                             "start_us > 0) WHERE key = 'created_us' AND EXISTS (SELECT 1 FROM "
+                             "flows WHERE start_us > 0)",
                              err);
         s->db_missing = 0;
     }
