@@ -1393,26 +1393,45 @@ static void note_cuts(reel_session_t *s) {
  * already (rebuild_clear), so verify knows them. */
 static reel_rc mark_lost(reel_session_t *s, const segrange *missing, size_t nmissing,
                          reel_err_t *err) {
+    /* What the spool alone says of a gap, for when the old index cannot
+     * (it is lost, or a second repair): flows with records on both sides
+     * lost their middle; a flow still open whose last record comes before
+     * the gap, with no other damage between, was open there and may have
+     * lost the rest, its end included; a flow without a start record whose
+     * nearest damage before its first record is the gap lost its start
+     * there. Gaps in order: a flow is blamed on the first that fits. */
+    static const char *const sql[] = {
+        "INSERT OR IGNORE INTO rebuild_lost(id, msg) SELECT flow_id, '" LOST_PREFIX
+        "' || printf('%08d', ?1) || '.zst is missing' FROM flow_frames GROUP BY flow_id "
+        "HAVING min(segment) < ?1 AND max(segment) > ?2",
+        /* positions as SQL_POS makes them */
+        "INSERT OR IGNORE INTO rebuild_lost(id, msg) SELECT f.id, '" LOST_PREFIX
+        "' || printf('%08d', ?1) || '.zst is missing' FROM flows f JOIN (SELECT flow_id, "
+        "max(segment << 40 | offset) AS last FROM flow_frames GROUP BY flow_id) l ON "
+        "l.flow_id = f.id WHERE f.state = 'open' AND l.last < (?1 << 40) AND NOT EXISTS "
+        "(SELECT 1 FROM damage d WHERE (d.segment << 40 | d.offset) > l.last AND (d.segment "
+        "<< 40 | d.offset) < (?1 << 40))",
+        "INSERT OR IGNORE INTO rebuild_lost(id, msg) SELECT f.id, '" LOST_PREFIX
+        "' || printf('%08d', ?1) || '.zst is missing' FROM flows f JOIN (SELECT flow_id, "
+        "min(segment << 40 | offset) AS first FROM flow_frames GROUP BY flow_id) l ON "
+        "l.flow_id = f.id WHERE f.uuid = '' AND l.first >= ((?2 + 1) << 40) AND NOT EXISTS "
+        "(SELECT 1 FROM damage d WHERE (d.segment << 40 | d.offset) > (?1 << 40) AND "
+        "(d.segment << 40 | d.offset) < l.first)",
+    };
     reel_rc rc = REEL_OK;
     for (size_t i = 0; rc == REEL_OK && i < nmissing; i++) {
         sqlite3_int64 lo = missing[i].first, hi = lo + missing[i].count - 1;
-        sqlite3_stmt *st = NULL;
-        /* Flows with records on both sides of the gap lost their middle,
-         * even when the index no longer says so (a second repair). */
-        rc = reel_index_prepare(
-            s->db,
-            "INSERT OR IGNORE INTO rebuild_lost(id, msg) SELECT flow_id, '" LOST_PREFIX
-            "' || printf('%08d', ?1) || '.zst is missing' FROM "
-            "flow_frames GROUP BY flow_id HAVING min(segment) < ?1 AND "
-            "max(segment) > ?2",
-            &st, err);
-        if (rc == REEL_OK) {
-            sqlite3_bind_int64(st, 1, lo);
-            sqlite3_bind_int64(st, 2, hi);
-            if (sqlite3_step(st) != SQLITE_DONE)
-                rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(s->db));
+        for (size_t q = 0; rc == REEL_OK && q < sizeof sql / sizeof *sql; q++) {
+            sqlite3_stmt *st = NULL;
+            rc = reel_index_prepare(s->db, sql[q], &st, err);
+            if (rc == REEL_OK) {
+                sqlite3_bind_int64(st, 1, lo);
+                sqlite3_bind_int64(st, 2, hi);
+                if (sqlite3_step(st) != SQLITE_DONE)
+                    rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(s->db));
+            }
+            sqlite3_finalize(st);
         }
-        sqlite3_finalize(st);
     }
     if (rc != REEL_OK)
         return rc;
@@ -1424,6 +1443,79 @@ static reel_rc mark_lost(reel_session_t *s, const segrange *missing, size_t nmis
                            "CAST(strftime('%s', 'now') AS INTEGER) * 1000000 FROM rebuild_lost r "
                            "JOIN flows f ON f.id = r.id WHERE r.mark",
                            err);
+}
+
+/* Runs sql (flow ids, ascending, one column) and says them as runs in b,
+ * "85-98, 120" (the first 10 runs, then how many more ids); returns how
+ * many ids there were. */
+static long long ids_text(sqlite3 *db, const char *sql, reel_buf_t *b) {
+    sqlite3_stmt *st = NULL;
+    long long n = 0, more = 0;
+    size_t runs = 0;
+    sqlite3_int64 first = 0, last = 0;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    for (int step = sqlite3_step(st);; step = sqlite3_step(st)) {
+        sqlite3_int64 id = step == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+        if (step == SQLITE_ROW && n && id == last + 1) {
+            last = id;
+            n++;
+            continue;
+        }
+        if (n && runs < 10) {
+            reel_buf_printf(b, "%s%lld", runs ? ", " : "", (long long)first);
+            if (last > first)
+                reel_buf_printf(b, "-%lld", (long long)last);
+        } else if (n) {
+            more += last - first + 1;
+        }
+        if (n)
+            runs++;
+        if (step != SQLITE_ROW)
+            break;
+        first = last = id;
+        n++;
+    }
+    sqlite3_finalize(st);
+    if (more)
+        reel_buf_printf(b, " and %lld more", more);
+    return n;
+}
+
+/* The flows that were only in the missing segments: those the old index
+ * had there (rebuild_lost, without a row now) and, what the spool alone
+ * tells when there is no old index (it is lost), the ids missing between
+ * the last flow that started before a gap and the first that started
+ * after it (ids are given in the order flows start). Into temp.gap_gone. */
+static void gap_gone(reel_session_t *s, const segrange *missing, size_t nmissing) {
+    sqlite3_exec(s->db,
+                 "CREATE TEMP TABLE IF NOT EXISTS gap_gone(id INTEGER PRIMARY KEY);"
+                 "DELETE FROM temp.gap_gone;"
+                 "INSERT OR IGNORE INTO temp.gap_gone SELECT id FROM rebuild_lost WHERE msg LIKE "
+                 "'%.zst is missing' AND id NOT IN (SELECT id FROM flows);"
+                 "CREATE TEMP TABLE IF NOT EXISTS gap_span(id INTEGER PRIMARY KEY, lo, hi);"
+                 "DELETE FROM temp.gap_span;"
+                 "INSERT INTO temp.gap_span SELECT f.id, min(ff.segment), max(ff.segment) FROM "
+                 "flows f JOIN flow_frames ff ON ff.flow_id = f.id WHERE f.uuid != '' GROUP BY "
+                 "f.id;",
+                 NULL, NULL, NULL);
+    for (size_t i = 0; i < nmissing; i++) {
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(
+                s->db,
+                "WITH a(v) AS (SELECT coalesce(max(id), 0) FROM temp.gap_span WHERE lo < ?1), "
+                "b(v) AS (SELECT min(id) FROM temp.gap_span WHERE lo > ?2), "
+                "r(id) AS (SELECT (SELECT v FROM a) + 1 UNION ALL SELECT id + 1 FROM r WHERE "
+                "id + 1 < (SELECT v FROM b)) "
+                "INSERT OR IGNORE INTO temp.gap_gone SELECT id FROM r WHERE id < (SELECT v FROM "
+                "b) AND id NOT IN (SELECT id FROM flows)",
+                -1, &st, NULL) == SQLITE_OK) {
+            sqlite3_bind_int64(st, 1, missing[i].first);
+            sqlite3_bind_int64(st, 2, (sqlite3_int64)missing[i].first + missing[i].count - 1);
+            sqlite3_step(st);
+        }
+        sqlite3_finalize(st);
+    }
 }
 
 /* After dmg_finish (which checks the flows open at a cut as they were
@@ -1453,11 +1545,17 @@ static reel_rc lost_errors(reel_session_t *s, const segrange *missing, size_t nm
     }
     if (nmissing > 10)
         reel_buf_printf(&names, " and %zu more runs", nmissing - 10);
+    reel_buf_t ids;
+    reel_buf_init(&ids, 0);
+    gap_gone(s, missing, nmissing);
+    gone = ids_text(s->db, "SELECT id FROM temp.gap_gone ORDER BY id", &ids);
     note(s,
          "spool %s %s missing: %lld flow%s that had records there lost them (marked with an "
-         "error), %lld flow%s that were only there are gone",
+         "error), %lld flow%s that were only there are gone%s%s",
          (const char *)names.data, nmissing == 1 && missing[0].count == 1 ? "is" : "are", marked,
-         marked == 1 ? "" : "s", gone, gone == 1 ? "" : "s");
+         marked == 1 ? "" : "s", gone, gone == 1 ? "" : "s", gone ? ": ids " : "",
+         gone ? (const char *)ids.data : "");
+    reel_buf_free(&ids);
     reel_buf_free(&names);
     return REEL_OK;
 }
