@@ -2054,6 +2054,76 @@ static reel_rc keep_user_flows(reel_session_t *s, reel_err_t *err) {
     return rc;
 }
 
+/* After keep_user_flows: a flow the old index had whose records all went
+ * with damaged spool bytes (a frame whose later zstd blocks did not decode,
+ * records salvage had to drop for room, a range that could not be
+ * salvaged) would otherwise leave the index without a word. It keeps the
+ * old index's row (rebuild_keep), marked damaged with an error and a
+ * `flow` row in flow_damage naming the damaged range nearest after where
+ * its records began, and the report names it. Flows gone with a missing
+ * segment or past a cut are counted apart (rebuild_lost), and the ones
+ * retention dropped were not in the old index. */
+static reel_rc keep_vanished(reel_session_t *s, reel_err_t *err) {
+    if (!prepares(s->db, "SELECT rb_first, rb_why FROM rebuild_keep"))
+        return REEL_OK; /* saved by an older reel that kept only flows with user data */
+    char *cols = shared_columns(s->db, "rebuild_keep");
+    if (cols == NULL)
+        return reel_err_set(err, REEL_DB, "session.db: rebuild_keep has no columns of flows");
+    char *sql = reel_asprintf(
+        "CREATE TEMP TABLE IF NOT EXISTS vanished(id INTEGER PRIMARY KEY, why TEXT);"
+        "DELETE FROM temp.vanished;"
+        "INSERT INTO temp.vanished SELECT k.id, coalesce('none of its records are left in the "
+        "spool: they were in ' || (SELECT CASE WHEN d.reason LIKE 'set aside: %%' "
+        "THEN 'the damaged bytes set aside at offset ' || d.offset || ' of spool segment ' || "
+        "printf('%%08d', d.segment) || '.zst (' || substr(d.reason, 12) || ')' ELSE 'the ' || "
+        "d.length || ' damaged bytes at offset ' || d.offset || ' of spool segment ' || "
+        "printf('%%08d', d.segment) || '.zst (' || d.reason || ')' END FROM damage d "
+        "WHERE " SQL_POS(
+            "d.segment",
+            "d.offset") " >= k.rb_first AND d.reason NOT IN ('segment file "
+                        "missing', '" CUT_REASON
+                        "') ORDER BY d.segment, d.offset LIMIT 1) || '; the row is "
+                        "what the index knew', k.rb_why, 'none of its records are left in the "
+                        "spool: they were "
+                        "lost with damaged spool bytes; the row is what the index knew') FROM "
+                        "main.rebuild_keep "
+                        "k WHERE k.id NOT IN (SELECT id FROM flows) AND k.id NOT IN (SELECT id "
+                        "FROM "
+                        "main.rebuild_lost) AND k.id NOT IN (SELECT flow_id FROM retired_flows);"
+                        "INSERT INTO flows(%s) SELECT %s FROM main.rebuild_keep WHERE id IN "
+                        "(SELECT id FROM "
+                        "temp.vanished);"
+                        "UPDATE flows SET damaged = 1, state = CASE state WHEN 'open' THEN 'error' "
+                        "ELSE state "
+                        "END, error = 'records lost: none of its records are left in the spool' || "
+                        "coalesce('; "
+                        "' || error, '') WHERE id IN (SELECT id FROM temp.vanished) AND "
+                        "coalesce(error, '') NOT "
+                        "LIKE 'records lost: none of its records%%';"
+                        "INSERT INTO flow_damage(flow_id, direction, offset, length, reason, "
+                        "found_us) SELECT id, "
+                        "'flow', 0, -1, why, CAST(strftime('%%s', 'now') AS INTEGER) * 1000000 "
+                        "FROM "
+                        "temp.vanished;",
+        cols, cols);
+    reel_rc rc = reel_index_exec(s->db, sql, err);
+    free(sql);
+    free(cols);
+    if (rc != REEL_OK)
+        return rc;
+    reel_buf_t ids;
+    reel_buf_init(&ids, 0);
+    long long n = ids_text(s->db, "SELECT id FROM temp.vanished ORDER BY id", &ids);
+    if (n)
+        note(s,
+             "%lld flow%s that %s only in damaged spool bytes lost all %s records: kept in the "
+             "index as the old index had %s, marked damaged: id%s %s",
+             n, n == 1 ? "" : "s", n == 1 ? "was" : "were", n == 1 ? "its" : "their",
+             n == 1 ? "it" : "them", n == 1 ? "" : "s", (const char *)ids.data);
+    reel_buf_free(&ids);
+    return REEL_OK;
+}
+
 /* A segment found shorter than the index says: its file ends at `size`,
  * and the index had seen `end` bytes. */
 typedef struct {
@@ -2096,12 +2166,16 @@ static reel_rc rebuild_clear(reel_session_t *s, int resumed, const segrange *mis
     if (rc != REEL_OK)
         return rc;
     if (!resumed)
-        rc = reel_index_exec(s->db,
-                             "DROP TABLE IF EXISTS rebuild_keep; DROP TABLE IF EXISTS rebuild_lost;"
-                             "CREATE TABLE rebuild_keep AS SELECT * FROM flows WHERE id IN (SELECT "
-                             "flow_id FROM annotations UNION SELECT flow_id FROM tags UNION "
-                             "SELECT flow_id FROM marks);",
-                             err);
+        rc = reel_index_exec(
+            s->db,
+            "DROP TABLE IF EXISTS rebuild_keep; DROP TABLE IF EXISTS rebuild_lost;"
+            "CREATE TABLE rebuild_keep AS SELECT f.*, (SELECT min(" SQL_POS(
+                "ff.segment",
+                "ff.offset") ") FROM flow_frames ff WHERE "
+                             "ff.flow_id = f.id) AS rb_first, (SELECT reason FROM flow_damage "
+                             "fd WHERE fd.flow_id = f.id AND fd.reason LIKE 'none of its "
+                             "records are left%' LIMIT 1) AS rb_why FROM flows f;",
+            err);
     if (rc == REEL_OK && !resumed)
         rc = remember_lost(s, missing, nmissing, err);
     /* A segment cut short lost the records the index had seen past the
@@ -2228,6 +2302,8 @@ static reel_rc rebuild(reel_session_t *s, reel_err_t *err) {
         rc = scan_segment(s, ix, segs[i], 0, i + 1 == nseg, 1, &frames, err);
     if (rc == REEL_OK)
         rc = keep_user_flows(s, err);
+    if (rc == REEL_OK)
+        rc = keep_vanished(s, err);
     {
         /* Made again even after an error, so the schema stays whole. */
         size_t made = 0;

@@ -635,5 +635,67 @@ class Repair(unittest.TestCase):
             self.assertNotIn("1970", self.cli(reel, "show", "gap").stdout.decode())
 
 
+    def test_flows_only_in_a_damaged_frame(self):
+        """A zstd block header broken a third of the way into a frame: the
+        records after it are lost, and the flows that had no others
+        vanished from the index without a word (no row, not counted, and
+        verify passed). Now each keeps the old index's row, marked
+        damaged with what it lost, and the report names them."""
+        reel = self.record_many("frame")
+        home = reel.env["REEL_HOME"]
+        of, segs = self.frames_of(home, "frame")
+        # the frame holding the most flows that have no record elsewhere
+        whole = {}
+        for fid, fr in of.items():
+            if len(set(fr)) == 1:
+                whole.setdefault(fr[0], []).append(fid)
+        (seg, off), inside = max(whole.items(), key=lambda kv: len(kv[1]))
+        self.assertGreaterEqual(len(inside), 5, whole)
+        db = sqlite3.connect(os.path.join(home, "frame", "session.db"))
+        clen = db.execute("SELECT clen FROM frames WHERE segment = ? AND offset = ?",
+                          (seg, off)).fetchone()[0]
+        db.close()
+        before = {f["id"]: f for f in reel.flows()}
+        path = os.path.join(home, "frame", "spool", "%08d.zst" % seg)
+        with open(path, "r+b") as f:
+            f.seek(off)
+            fr = f.read(clen)
+            fhd = fr[4]
+            single = fhd >> 5 & 1
+            pos = (5 + (0 if single else 1) + (0, 1, 2, 4)[fhd & 3] +
+                   ((1 if single else 0), 2, 4, 8)[fhd >> 6])
+            while True:  # to the block that holds a third of the frame
+                h = int.from_bytes(fr[pos:pos + 3], "little")
+                size = 1 if h >> 1 & 3 == 1 else h >> 3
+                if pos + 3 + size > clen // 3 or h & 1:
+                    break
+                pos += 3 + size
+            f.seek(off + pos)
+            f.write(b"\xff\xff\xff")
+        for _ in range(2):
+            out = self.cli(reel, "repair", "frame").stdout.decode()
+            after = {f["id"]: f for f in reel.flows()}
+            self.assertEqual(set(after), set(before), out)
+            m = re.search(r"(\d+) flows? that (?:was|were) only in damaged spool bytes lost all "
+                          r"(?:its|their) records: kept in the index as the old index had "
+                          r"(?:it|them), marked damaged: ids? ([0-9, -]+)", out)
+            self.assertTrue(m, out)
+            gone = self.id_runs(m.group(2))
+            self.assertTrue(gone, out)
+            self.assertLessEqual(gone, set(inside))
+            damaged = {f["id"] for f in reel.flows("~damaged")}
+            self.assertLessEqual(gone, damaged)
+            for fid in gone:
+                fl = after[fid]
+                self.assertEqual(fl["url"], before[fid]["url"])  # what the index knew
+                self.assertIn("none of its records are left in the spool", fl["error"])
+                shown = self.cli(reel, "flow", "frame", str(fid), "--headers-only",
+                                 check=False).stdout.decode()
+                self.assertIn("damaged bytes set aside at offset", shown)
+                self.assertIn("%08d.zst" % seg, shown)
+            v = self.cli(reel, "verify", "frame", check=False)
+            self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+
+
 if __name__ == "__main__":
     main()
