@@ -1130,6 +1130,11 @@ static int run_view(reel_cli_t *cli, reel_session_t *s, unsigned long long id, i
     int exit_code = REEL_EXIT_OK;
     if (fflush(v.out) != 0 || ferror(v.out))
         exit_code = reel_cli_fail(cli, "writing the flow: %s", strerror(errno));
+    else if (rc == REEL_NOTFOUND) /* the index has it: repair kept its row */
+        exit_code = reel_cli_fail(cli,
+                                  "flow %lld: none of its records are left in the spool; the "
+                                  "index keeps what it knew of it, and its damage says why",
+                                  (long long)id);
     else if (rc != REEL_OK)
         exit_code = reel_cli_fail(cli, "%s", reel_err_str(&err));
     for (int i = 0; i < 2; i++) {
@@ -1548,6 +1553,13 @@ static int run_json(reel_cli_t *cli, reel_session_t *s, unsigned long long id, i
     json_object_set_new(o, "damage", damage_json(s, id));
     if (j.server_addr) /* the end knows it when the start did not */
         json_object_set_new(o, "server_addr", json_string(j.server_addr));
+    if (rc == REEL_NOTFOUND) { /* the index has it: repair kept its row */
+        reel_err_clear(&err);
+        reel_err_set(&err, rc,
+                     "flow %lld: none of its records are left in the spool; the index keeps "
+                     "what it knew of it, and its damage says why",
+                     (long long)id);
+    }
     if (rc != REEL_OK)
         json_object_set_new(o, "read_error", json_string(reel_err_str(&err)));
     exit_code = reel_cli_json_out(o);

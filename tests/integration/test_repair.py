@@ -689,10 +689,17 @@ class Repair(unittest.TestCase):
                 fl = after[fid]
                 self.assertEqual(fl["url"], before[fid]["url"])  # what the index knew
                 self.assertIn("none of its records are left in the spool", fl["error"])
-                shown = self.cli(reel, "flow", "frame", str(fid), "--headers-only",
-                                 check=False).stdout.decode()
+                r = self.cli(reel, "flow", "frame", str(fid), "--headers-only", check=False)
+                shown = r.stdout.decode()
                 self.assertIn("damaged bytes set aside at offset", shown)
                 self.assertIn("%08d.zst" % seg, shown)
+                # not "no flow N": the flow is listed; its records are gone
+                self.assertEqual(r.returncode, 1)
+                self.assertIn(b"flow %d: none of its records are left in the spool; the index "
+                              b"keeps what it knew of it" % fid, r.stderr)
+                j = self.cli(reel, "flow", "frame", str(fid), "--json", check=False)
+                self.assertIn("none of its records are left in the spool",
+                              json.loads(j.stdout)["read_error"])
             v = self.cli(reel, "verify", "frame", check=False)
             self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
 
