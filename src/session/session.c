@@ -2064,7 +2064,7 @@ static reel_rc keep_user_flows(reel_session_t *s, reel_err_t *err) {
  * segment or past a cut are counted apart (rebuild_lost), and the ones
  * retention dropped were not in the old index. */
 static reel_rc keep_vanished(reel_session_t *s, reel_err_t *err) {
-    if (!prepares(s->db, "SELECT rb_first, rb_why FROM rebuild_keep"))
+    if (!prepares(s->db, "SELECT rb_first, rb_why FROM rebuild_pos"))
         return REEL_OK; /* saved by an older reel that kept only flows with user data */
     char *cols = shared_columns(s->db, "rebuild_keep");
     if (cols == NULL)
@@ -2080,14 +2080,15 @@ static reel_rc keep_vanished(reel_session_t *s, reel_err_t *err) {
         "printf('%%08d', d.segment) || '.zst (' || d.reason || ')' END FROM damage d "
         "WHERE " SQL_POS(
             "d.segment",
-            "d.offset") " >= k.rb_first AND d.reason NOT IN ('segment file "
+            "d.offset") " >= p.rb_first AND d.reason NOT IN ('segment file "
                         "missing', '" CUT_REASON
                         "') ORDER BY d.segment, d.offset LIMIT 1) || '; the row is "
-                        "what the index knew', k.rb_why, 'none of its records are left in the "
+                        "what the index knew', p.rb_why, 'none of its records are left in the "
                         "spool: they were "
                         "lost with damaged spool bytes; the row is what the index knew') FROM "
                         "main.rebuild_keep "
-                        "k WHERE k.id NOT IN (SELECT id FROM flows) AND k.id NOT IN (SELECT id "
+                        "k LEFT JOIN main.rebuild_pos p ON p.id = k.id WHERE k.id NOT IN (SELECT "
+                        "id FROM flows) AND k.id NOT IN (SELECT id "
                         "FROM "
                         "main.rebuild_lost) AND k.id NOT IN (SELECT flow_id FROM retired_flows);"
                         "INSERT INTO flows(%s) SELECT %s FROM main.rebuild_keep WHERE id IN "
@@ -2165,17 +2166,37 @@ static reel_rc rebuild_clear(reel_session_t *s, int resumed, const segrange *mis
     reel_rc rc = reel_index_exec(s->db, "BEGIN IMMEDIATE", err);
     if (rc != REEL_OK)
         return rc;
-    if (!resumed)
+    /* The old rows stay for keep_user_flows and keep_vanished: the flows
+     * table itself becomes rebuild_keep below (a rename, where a copy of
+     * every row cost a repair a fifth more CPU), and rebuild_pos keeps,
+     * narrow, where each flow's records began and why an earlier rebuild
+     * kept its row without records. */
+    char *flows_sql = NULL;
+    if (!resumed) {
         rc = reel_index_exec(
             s->db,
             "DROP TABLE IF EXISTS rebuild_keep; DROP TABLE IF EXISTS rebuild_lost;"
-            "CREATE TABLE rebuild_keep AS SELECT f.*, (SELECT min(" SQL_POS(
-                "ff.segment",
-                "ff.offset") ") FROM flow_frames ff WHERE "
-                             "ff.flow_id = f.id) AS rb_first, (SELECT reason FROM flow_damage "
-                             "fd WHERE fd.flow_id = f.id AND fd.reason LIKE 'none of its "
-                             "records are left%' LIMIT 1) AS rb_why FROM flows f;",
+            "DROP TABLE IF EXISTS rebuild_pos;"
+            "CREATE TABLE rebuild_pos(id INTEGER PRIMARY KEY, rb_first INTEGER, rb_why TEXT);"
+            "INSERT INTO rebuild_pos(id, rb_first) SELECT flow_id, min(" SQL_POS(
+                "segment", "offset") ") FROM flow_frames GROUP BY flow_id;"
+                                     "INSERT INTO rebuild_pos(id, rb_why) SELECT flow_id, "
+                                     "min(reason) FROM flow_damage WHERE reason LIKE 'none of "
+                                     "its records are left%' GROUP BY flow_id ON CONFLICT(id) "
+                                     "DO UPDATE SET rb_why = excluded.rb_why;",
             err);
+        sqlite3_stmt *st = NULL;
+        if (rc == REEL_OK &&
+            sqlite3_prepare_v2(s->db,
+                               "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = "
+                               "'flows'",
+                               -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+            flows_sql = reel_strdup((const char *)sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+        if (rc == REEL_OK && flows_sql == NULL)
+            rc = reel_err_set(err, REEL_DB, "session.db: the definition of flows cannot be read");
+    }
     if (rc == REEL_OK && !resumed)
         rc = remember_lost(s, missing, nmissing, err);
     /* A segment cut short lost the records the index had seen past the
@@ -2218,9 +2239,18 @@ static reel_rc rebuild_clear(reel_session_t *s, int resumed, const segrange *mis
                              "DELETE FROM damage WHERE reason != '" CUT_REASON "';"
                              "DELETE FROM flow_damage; DELETE FROM body_off;"
                              "INSERT INTO body_fts(body_fts) VALUES ('delete-all');"
-                             "DELETE FROM body_text; DELETE FROM body_todo;"
-                             "DELETE FROM flows;",
+                             "DELETE FROM body_text; DELETE FROM body_todo;",
                              err);
+    /* the old rows become rebuild_keep, and flows is made again empty, as
+     * its definition says (the indexes and the trigger went above); a
+     * rebuild that starts again has its rebuild_keep already */
+    if (rc == REEL_OK && flows_sql)
+        rc = reel_index_exec(s->db, "ALTER TABLE flows RENAME TO rebuild_keep", err);
+    if (rc == REEL_OK && flows_sql)
+        rc = reel_index_exec(s->db, flows_sql, err);
+    if (rc == REEL_OK && !flows_sql)
+        rc = reel_index_exec(s->db, "DELETE FROM flows", err);
+    free(flows_sql);
     /* Missing segments are known from here on by their damage rows alone:
      * a rebuild that starts again after a crash finds them there. */
     for (size_t i = 0; rc == REEL_OK && i < nmissing; i++) {
@@ -2333,6 +2363,7 @@ static reel_rc rebuild(reel_session_t *s, reel_err_t *err) {
     if (rc == REEL_OK)
         rc = reel_index_exec(s->db,
                              "BEGIN IMMEDIATE; DROP TABLE rebuild_keep; DROP TABLE rebuild_lost;"
+                             "DROP TABLE IF EXISTS rebuild_pos;"
                              "DELETE FROM meta WHERE key = '" REBUILD_KEY "'; COMMIT;",
                              err);
     if (rc != REEL_OK)
