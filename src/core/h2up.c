@@ -47,11 +47,22 @@
  * queue while the origin's window is closed, and the conn stops reading
  * its client meanwhile (the up-lane's queued()).
  *
+ * An origin that breaks HTTP/2 for the whole connection (a WINDOW_UPDATE
+ * of 0 on it, a header block that does not decode) gets reel's GOAWAY with
+ * the error, and then the connection is over (RFC 9113 5.4.1): every
+ * stream on it ends at once with that GOAWAY, code and why, as its error
+ * (the conn answers 502 when nothing of the response came), and reel
+ * closes the connection once the GOAWAY has left, or after
+ * GOAWAY_FLUSH_MS, whether or not the origin closes it. An origin that
+ * never did used to keep it open: its streams waited for upstream_timeout
+ * and new requests went out on it.
+ *
  * Lifetimes: a session belongs to the proxy (p->h2up); it closes when its
- * origin or its TLS fails, after GOAWAY once its last stream ended, after
- * idle_timeout with no up-lane attached, and at shutdown (counted in
- * p->closing_handles until its handles are closed). An up-lane belongs to
- * its conn's peer stack; detached from its session when that closes. */
+ * origin or its TLS fails, after GOAWAY once its last stream ended, once
+ * reel's own GOAWAY for an error has left, after idle_timeout with no
+ * up-lane attached, and at shutdown (counted in p->closing_handles until
+ * its handles are closed). An up-lane belongs to its conn's peer stack;
+ * detached from its session when that closes. */
 
 #include <openssl/evp.h>
 
@@ -62,6 +73,10 @@
 
 typedef struct h2sess h2sess_t;
 typedef struct ulane ulane_t;
+
+/* How long reel's GOAWAY for an origin's error may take to leave before
+ * the connection is closed all the same. */
+#define GOAWAY_FLUSH_MS 2000
 
 struct ulane {
     reel_filter_t f; /* the conn's upstream bottom filter: first member */
@@ -94,6 +109,7 @@ struct ulane {
     size_t in_data;    /* DATA bytes in `in`, acknowledged once delivered... */
     uint32_t data_sid; /* ... on this stream (which may have ended meanwhile) */
     bool eof_pending;
+    bool ended; /* its end was given (eof_pending, maybe delivered): once */
     char *eof_error;
     bool reading, connected, want_close, closed;
     uv_timer_t timer;       /* deferred events */
@@ -124,6 +140,7 @@ struct h2sess {
     ulane_t *pend;   /* up-lanes that got response bytes in this read */
     size_t in_held;  /* response bytes its up-lanes hold for their conns */
     bool ready, dead, goaway, closing, processing;
+    bool cut;          /* reel sent GOAWAY for an error: closes once that has left */
     bool flush_queued; /* its output waits for the end of a batch */
     int handles;       /* the stack and the idle timer, until their close callbacks */
     char *error;       /* why it ended */
@@ -133,6 +150,9 @@ struct h2sess {
 };
 
 static void sess_close(h2sess_t *s);
+static void sess_cut(h2sess_t *s);
+static void on_idle(uv_timer_t *t);
+static void sess_idle_arm(h2sess_t *s);
 static void sess_flush(h2sess_t *s);
 static void sess_kick(h2sess_t *s);
 static void ulane_later(ulane_t *l);
@@ -142,9 +162,9 @@ static void lane_unbind(ulane_t *l);
 /* ---- the up-lane's response side: what goes to the conn ---- */
 
 static void ulane_end(ulane_t *l, const char *error) {
-    if (l->eof_pending)
+    if (l->ended) /* the first end says why; a lane is never used after it */
         return;
-    l->eof_pending = true;
+    l->ended = l->eof_pending = true;
     l->eof_error = error ? reel_strdup(error) : NULL;
     if (l->reading)
         ulane_later(l);
@@ -317,11 +337,11 @@ static void sess_detach(h2sess_t *s, ulane_t *l) {
     s->in_held -= l->in.len;
     l->s = NULL;
     lane_unbind(l);
-    if (s->nlanes == 0) {
+    if (s->nlanes == 0 && !s->cut) { /* a cut one closes once its GOAWAY left */
         if (s->goaway || s->dead || s->p->shutting_down)
             sess_close(s);
         else if (!s->closing)
-            uv_timer_again(&s->idle);
+            sess_idle_arm(s);
     }
     if (!s->closing)
         sess_flush(s);
@@ -440,7 +460,8 @@ static void sess_event(h2sess_t *s, const reel_codec_event_t *ev) {
         if (ev->local) {
             /* reel's own, the origin having broken HTTP/2 for the whole
              * connection (the codec reports only those): the connection
-             * ends, and every stream on it with this error. Its last
+             * ends (sess_process closes it), and every stream on it now,
+             * with this error; nothing more will come on them. Its last
              * stream id counts the origin's streams (none: no push), not
              * reel's: the origin may have processed every request. */
             s->error =
@@ -448,9 +469,15 @@ static void sess_event(h2sess_t *s, const reel_codec_event_t *ev) {
                               "GOAWAY %s (0x%x): %s",
                               reel_h2_error_name(ev->error_code), ev->error_code,
                               ev->error_reason ? ev->error_reason : "the origin broke HTTP/2");
-            for (ulane_t *k = s->lanes; k; k = k->next)
-                if (k->sid == 0)
-                    ulane_end(k, NULL); /* idle: its next request goes elsewhere */
+            s->cut = true;
+            for (ulane_t *k = s->lanes; k; k = k->next) {
+                /* idle, or answered whole: a clean end (its next request
+                 * goes elsewhere); else cut short by the GOAWAY */
+                bool cut_short = k->sid && !k->resp_end;
+                lane_unbind(k);
+                ulane_end(k, cut_short ? s->error : NULL);
+                lane_pending(s, k);
+            }
             break;
         }
         s->error = reel_asprintf("the origin sent GOAWAY (error code 0x%x)", ev->error_code);
@@ -470,28 +497,37 @@ static void sess_event(h2sess_t *s, const reel_codec_event_t *ev) {
     }
 }
 
-static void sess_process(h2sess_t *s) {
-    if (s->processing || s->closing)
-        return;
-    s->processing = true;
-    char *fatal = NULL;
+/* Reads the events of what came (s->in), and those the codec queued
+ * itself. Returns why the connection failed (owned), or NULL. */
+static char *sess_read_events(h2sess_t *s) {
     for (;;) {
         size_t used = 0;
         reel_codec_event_t ev;
         reel_rc rc = reel_codec_feed(s->codec, s->in.data, s->in.len, &used, &ev);
         reel_buf_consume(&s->in, used);
         if (rc == REEL_NEED_MORE)
-            break;
-        if (rc != REEL_OK) {
-            fatal = reel_asprintf("HTTP/2 protocol error from the origin: %s",
-                                  ev.error_reason ? ev.error_reason : "unknown");
-            break;
-        }
+            return NULL;
+        if (rc != REEL_OK)
+            return reel_asprintf("HTTP/2 protocol error from the origin: %s",
+                                 ev.error_reason ? ev.error_reason : "unknown");
         sess_event(s, &ev);
     }
-    s->processing = false;
+}
+
+static void sess_process(h2sess_t *s) {
+    if (s->processing || s->closing)
+        return;
+    s->processing = true;
+    char *fatal = sess_read_events(s);
     reel__h2_memory_seen(s->p, reel_h2_memory(s->h2) + s->in_held);
     sess_flush(s);
+    if (fatal == NULL && !s->cut && !reel_h2_alive(s->h2)) {
+        /* the GOAWAY nghttp2 queued for what the origin broke is an event
+         * once it went out (in the flush just above): read now, not when
+         * the origin next speaks, which it may never do */
+        fatal = sess_read_events(s);
+    }
+    s->processing = false;
     if (fatal) {
         pend_clear(s);
         sess_fail(s, fatal);
@@ -512,6 +548,10 @@ static void sess_process(h2sess_t *s) {
             ulane_deliver(l);
     }
     reel__batch_end(s->p);
+    if (s->cut) {
+        sess_cut(s);
+        return;
+    }
     if (s->closing)
         return;
     sess_flush(s);
@@ -528,6 +568,22 @@ static void sess_write(h2sess_t *s) {
     if (out.len)
         reel_stack_send(&s->st, out.data, out.len);
     reel_buf_free(&out);
+    if (!s->processing && !s->cut && !s->closing && !reel_h2_alive(s->h2))
+        uv_timer_start(&s->idle, on_idle, 0, 0); /* its events (reel's GOAWAY) read soon */
+}
+
+/* The connection to an origin that broke HTTP/2, its streams ended with
+ * reel's GOAWAY: closed once the socket has taken the GOAWAY (sess_ev_written),
+ * or after GOAWAY_FLUSH_MS. RFC 9113 5.4.1: an endpoint that sends GOAWAY
+ * for a connection error MUST close the TCP connection. */
+static void sess_cut(h2sess_t *s) {
+    if (s->closing)
+        return;
+    if (reel_stack_queued(&s->st) == 0) {
+        sess_close(s);
+        return;
+    }
+    uv_timer_start(&s->idle, on_idle, GOAWAY_FLUSH_MS, 0);
 }
 
 /* Frames to the origin, as far as its socket takes them. */
@@ -603,6 +659,10 @@ static void sess_ev_error(void *ud, const char *why) {
 
 static void sess_ev_written(void *ud) {
     h2sess_t *s = ud;
+    if (s->cut) {
+        sess_cut(s); /* closes once the GOAWAY has left */
+        return;
+    }
     sess_flush(s);
     sess_kick(s);
 }
@@ -658,7 +718,7 @@ static void sess_close(h2sess_t *s) {
         ulane_end(l, s->error ? s->error : "the HTTP/2 connection to the origin closed");
     }
     s->nlanes = 0;
-    if (!s->dead && s->ready) {
+    if (!s->dead && s->ready && !s->cut) { /* (a cut one had reel's GOAWAY) */
         reel_h2_goaway(s->h2, REEL_H2_NO_ERROR);
         sess_write(s);
     }
@@ -667,8 +727,24 @@ static void sess_close(h2sess_t *s) {
     reel_stack_close(&s->st);
 }
 
+/* Closes s after idle_timeout with no up-lane (the timer also serves
+ * sess_write and sess_cut, which start it otherwise). */
+static void sess_idle_arm(h2sess_t *s) {
+    uint64_t idle = s->p->idle_timeout_ms ? s->p->idle_timeout_ms : 60000;
+    uv_timer_start(&s->idle, on_idle, idle, idle);
+}
+
 static void on_idle(uv_timer_t *t) {
     h2sess_t *s = t->data;
+    if (s->cut) {
+        sess_close(s); /* its GOAWAY did not leave in GOAWAY_FLUSH_MS */
+        return;
+    }
+    if (!reel_h2_alive(s->h2)) {
+        sess_process(s); /* events a write made (sess_write) */
+        if (s->closing || s->cut)
+            return;
+    }
     if (s->nlanes == 0)
         sess_close(s);
 }
@@ -700,8 +776,7 @@ static h2sess_t *sess_alloc(reel_proxy_t *p, char *key, bool https, const char *
     s->h2 = reel_h2_codec_h2(s->codec);
     uv_timer_init(p->loop, &s->idle);
     s->idle.data = s;
-    uint64_t idle = p->idle_timeout_ms ? p->idle_timeout_ms : 60000;
-    uv_timer_start(&s->idle, on_idle, idle, idle);
+    sess_idle_arm(s);
     s->handles = 2;
     reel_stack_init(&s->st, &sess_events, s);
     s->next = p->h2up;
@@ -1046,7 +1121,8 @@ reel_filter_t *reel__h2up_filter(reel_proxy_t *p, bool https, const char *host, 
     char *key = sess_key(p, https, host, port, sni);
     h2sess_t *s = NULL;
     for (h2sess_t *k = p->h2up; k && s == NULL; k = k->next)
-        if (!k->closing && !k->dead && !k->goaway && strcmp(k->key, key) == 0)
+        if (!k->closing && !k->dead && !k->goaway && reel_h2_alive(k->h2) &&
+            strcmp(k->key, key) == 0)
             s = k;
     ulane_t *l = reel_calloc(1, sizeof *l);
     l->f.ops = &ulane_ops;
@@ -1092,7 +1168,8 @@ bool reel__h2up_ws_ok(reel_proxy_t *p, bool https, const char *host, int port, c
     char *key = sess_key(p, https, host, port, sni);
     bool ok = false;
     for (h2sess_t *k = p->h2up; k; k = k->next)
-        if (!k->closing && !k->dead && !k->goaway && k->ready && strcmp(k->key, key) == 0) {
+        if (!k->closing && !k->dead && !k->goaway && k->ready && reel_h2_alive(k->h2) &&
+            strcmp(k->key, key) == 0) {
             ok = reel_h2_peer_connect_protocol(k->h2);
             break;
         }

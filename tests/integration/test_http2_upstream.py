@@ -45,6 +45,12 @@ class H2Origin:
     /t/bad-window 200, 3000 bytes, then a WINDOW_UPDATE of 0 on the
                   connection (RFC 9113 6.9: a connection error, which reel
                   answers with GOAWAY PROTOCOL_ERROR)
+    /t/wu0-stay   no answer: a WINDOW_UPDATE of 0 on the connection at once
+    /t/badhpack-stay  a HEADERS block for the stream that does not decode
+                  (HPACK: a connection error, COMPRESSION_ERROR); after
+                  either the origin stops speaking HTTP/2 on that
+                  connection and never closes it: it reads until reel
+                  closes it (RFC 9113 5.4.1), noting what came and when
     /t/slow?ms    200 after ms milliseconds (other streams go on)
     CONNECT :protocol websocket (RFC 8441; SETTINGS_ENABLE_CONNECT_PROTOCOL
                   is offered): /t/ws answers 200 and echoes every WebSocket
@@ -69,6 +75,7 @@ class H2Origin:
         self.requests = []
         self.open_now = 0
         self.open_max = 0
+        self.stay = []  # per /t/*-stay connection: {"bytes", "closed" (time or None)}
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -145,7 +152,11 @@ class H2Origin:
                         if st["headers"].get(":protocol") == "websocket":
                             continue  # answered when it came
                         self.requests.append(st)
-                        if self._handle(conn, s, ev.stream_id, st, due) == "close":
+                        r = self._handle(conn, s, ev.stream_id, st, due)
+                        if r == "close":
+                            return
+                        if r == "stay":
+                            self._stay(s)
                             return
                     elif isinstance(ev, h2.events.StreamReset):
                         if ev.stream_id in streams:
@@ -177,6 +188,26 @@ class H2Origin:
                 self._closed()
                 return
             conn.send_data(sid, bytes([0x80 | op, len(payload)]) + payload)
+
+    def _stay(self, s):
+        """Reads whatever comes until the peer closes the connection, and
+        never closes it first (nor answers: HTTP/2 is over on it)."""
+        rec = {"bytes": b"", "closed": None}
+        with self.lock:
+            self.stay.append(rec)
+        s.settimeout(0.2)
+        end = time.time() + 120
+        while time.time() < end:
+            try:
+                d = s.recv(65536)
+            except (socket.timeout, ssl.SSLWantReadError):
+                continue
+            except (OSError, ssl.SSLError):
+                break
+            if not d:
+                break
+            rec["bytes"] += d
+        rec["closed"] = time.time()
 
     def _closed(self):
         with self.lock:
@@ -243,6 +274,16 @@ class H2Origin:
             time.sleep(0.1)
             s.sendall(b"\x00\x00\x04\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00")
             return None  # until reel's GOAWAY (ConnectionTerminated) or its close
+        elif path in ("/t/wu0-stay", "/t/badhpack-stay"):
+            s.sendall(conn.data_to_send())
+            if path == "/t/wu0-stay":
+                s.sendall(b"\x00\x00\x04\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00")
+            else:  # HEADERS, END_STREAM|END_HEADERS: an index far beyond any table
+                block = b"\xff" * 8 + b"\x0f"
+                s.sendall(len(block).to_bytes(3, "big") + b"\x01\x05" +
+                          sid.to_bytes(4, "big") + block)
+            self._closed()
+            return "stay"
         elif path.startswith("/t/slow?"):
             due.append((time.time() + int(path.split("?")[1]) / 1000.0, sid,
                         ("slow %s" % path).encode()))
@@ -462,6 +503,54 @@ class Http2UpstreamTest(unittest.TestCase):
             "HTTP/2 protocol error ("), f["error"])
         self.assertEqual(len(body(f, "response")), 3000)
         self.assertEqual(f["response"]["status"], 200)
+
+    def test_e4_reel_closes_the_connection_after_its_goaway(self):
+        # an origin that broke HTTP/2 gets reel's GOAWAY, and then reel
+        # closes the connection (RFC 9113 5.4.1) whether or not the origin
+        # does: the flow cut by it ends at once with reel's GOAWAY as its
+        # error, its client gets a 502 saying so, and the dead connection
+        # never takes another request. It used to stay open: the flow
+        # waited upstream_timeout for a 504, and the next request went out
+        # on it and got a 504 too.
+        for path, code in (("/t/wu0-stay", "PROTOCOL_ERROR (0x1)"),
+                           ("/t/badhpack-stay", "COMPRESSION_ERROR (0x9)")):
+            with self.subTest(path=path):
+                self.curl_h2(self.url("/t/plain?warm-" + path[3:]))
+                stay0 = len(self.origin.stay)
+                t0 = time.time()
+                r = subprocess.run(["curl", "-sS", "--max-time", "30", "-x", self.reel.proxy,
+                                    "--cacert", self.reel.ca, "--http2", "-w",
+                                    "\n%{http_version} %{http_code}", self.url(path)],
+                                   capture_output=True)
+                took = time.time() - t0
+                out = r.stdout.decode()
+                self.assertTrue(out.endswith("\n2 502"), out)
+                self.assertLess(took, 10, out)
+                why = "reel closed the HTTP/2 connection to the origin with GOAWAY " + code + ": "
+                self.assertIn("reel: " + why, out)
+                f = self.flows_for(path + "$")[0]
+                self.assertEqual(f["state"], "error", f)
+                self.assertTrue(f["error"].startswith(why), f["error"])
+                self.assertEqual(f["response"]["status"], 502)
+                # every connection that got reel's GOAWAY (one, or two when
+                # reel sent the request again on a fresh connection, the
+                # first one having been reused) was closed by reel soon
+                deadline = time.time() + 5
+                while time.time() < deadline and (
+                        len(self.origin.stay) == stay0 or
+                        any(x["closed"] is None for x in self.origin.stay[stay0:])):
+                    time.sleep(0.05)
+                stays = self.origin.stay[stay0:]
+                self.assertTrue(stays)
+                for x in stays:
+                    self.assertIsNotNone(x["closed"], "reel left the connection open")
+                    self.assertIn(b"\x07\x00\x00\x00\x00\x00", x["bytes"])  # its GOAWAY
+                # the next request: a new connection, answered
+                after = "/t/plain?after-" + path[3:]
+                self.assertEqual(self.curl_h2(self.url(after)), "2 200\n")
+                a = self.flows_for(after)[0]
+                self.assertIsNone(a.get("error"), a)
+                self.assertNotEqual(a["server_conn"]["conn_id"], f["server_conn"]["conn_id"])
 
     def test_f_origin_max_concurrent_streams_is_respected(self):
         slow = H2Origin(os.path.join(self.root, "server.pem"),
