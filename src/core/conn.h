@@ -481,6 +481,13 @@ void reel__h2front_flush_deferred(conn_t *c);
  * false when the stream is a tunnel (CONNECT, the exchange one of those
  * inside it): the caller keeps f, and HTTP/1's rules apply to the lane. */
 bool reel__h2front_fin(conn_t *lane_conn, reel_fin_t *f);
+/* A lane's WebSocket (RFC 8441 stream) is over, normally, while its
+ * stream still holds frames for the client: the stream takes the flow
+ * (lane_conn->ex.flow) and ends it as reel__h2front_fin does, once its
+ * last DATA has gone out, or with an error saying how many bytes were not
+ * sent; the lane is let go. false (the flow left to the caller, to end
+ * now) when nothing is left to send. */
+bool reel__h2front_ws_end(conn_t *lane_conn);
 
 /* ---- h2up.c ---- */
 /* A bottom filter for an upstream peer whose requests go as streams of

@@ -34,6 +34,9 @@
  * a stream beyond the concurrency limit, refused once its head came) is
  * a flow too, ended with that reset and why, or with the GOAWAY that was
  * reel's answer instead; a request that had gone to a lane is cut there.
+ * A WebSocket's flow, like a response's, ends complete only once the
+ * stream's last DATA went out: one over while the client's window still
+ * holds its last frames back waits for them in its stream.
  * So is a stream the client opened after reel's GOAWAY, which reel
  * ignores unanswered: its flow says so (nghttp2 hands over no head of
  * it, only its id).
@@ -91,9 +94,10 @@ struct h2s {
     bool raw_open, eof_pending;
     bool tunnel_ended; /* END_STREAM sent: the origin half-closed a CONNECT's tunnel */
     /* Its flow, once the response is whole (taken from the lane, which is
-     * free for another stream then): ended when the codec has sent the
-     * last of the stream's DATA, or with an error if the client resets
-     * the stream or the connection goes first. */
+     * free for another stream then), or once its WebSocket is over with
+     * frames still to send (reel__h2front_ws_end; the lane goes): ended
+     * when the codec has sent the last of the stream's DATA, or with an
+     * error if the client resets the stream or the connection goes first. */
     reel_fin_t *fin;
     reel_buf_t req;  /* HTTP/1.1 bytes for the lane */
     size_t req_body; /* DATA bytes in req (consumed once delivered) */
@@ -131,6 +135,7 @@ static void kick(h2front_t *fr);
 static void dispatch(h2front_t *fr);
 static void flush_output(h2front_t *fr);
 static void lane_pump(lane_t *l);
+static void lane_pump_upto(lane_t *l, size_t high);
 static void lane_later(lane_t *l);
 
 /* ---- streams ---- */
@@ -470,6 +475,36 @@ bool reel__h2front_fin(conn_t *in, reel_fin_t *f) {
     return true;
 }
 
+bool reel__h2front_ws_end(conn_t *in) {
+    lane_t *l = in->lane;
+    h2front_t *fr = l ? l->fr : NULL;
+    h2s_t *s = fr && l->s && l->s->sid == in->lane_stream ? l->s : NULL;
+    if (s == NULL || !s->ws || s->fin || in->ex.flow == NULL || l->want_close)
+        return false;
+    /* the server's last frames the lane holds (its stream's queue was
+     * full) go to the stream now: the lane goes, the stream stays */
+    lane_pump_upto(l, SIZE_MAX);
+    if (l->fr != fr || l->s != s || l->out.len || reel_h2_stream_queued(fr->h2, s->sid) == 0)
+        return false; /* nothing left to send: the flow ends now */
+    /* Waits as a whole response does (stream_settle, stream_end_fin): the
+     * stream ends after its frames; what the client still sends goes
+     * nowhere (acknowledged, dropped: read_frames), as after the lane. */
+    s->fin = reel__fin_take(in);
+    if (!s->tunnel_ended) {
+        s->tunnel_ended = true;
+        reel_h2_submit_data(fr->h2, s->sid, NULL, 0, true);
+    }
+    if (s->req_body)
+        reel_h2_consume(fr->h2, s->sid, s->req_body);
+    s->req_body = 0;
+    reel_buf_reset(&s->req);
+    s->req_end = s->req_sent = s->resp_end = true;
+    s->eof_pending = false;
+    stream_unlane(s);
+    flush_output(fr); /* may settle it at once */
+    return true;
+}
+
 /* Answers stream sid with status and a text/plain body reel writes; *rs
  * (when not NULL) the head as sent. false when it could not be sent. */
 static bool answer_plain(h2front_t *fr, uint32_t sid, int status, const char *body,
@@ -693,6 +728,12 @@ static void assign_lanes(h2front_t *fr) {
 /* ---- responses: what a lane writes, to its stream ---- */
 
 static void lane_pump(lane_t *l) {
+    lane_pump_upto(l, HIGH_WATER);
+}
+
+/* Parses what the lane wrote into its stream while the stream's queue
+ * holds less than high. */
+static void lane_pump_upto(lane_t *l, size_t high) {
     h2front_t *fr = l->fr;
     if (fr == NULL)
         return;
@@ -704,7 +745,7 @@ static void lane_pump(lane_t *l) {
             reel_buf_reset(&l->out); /* nothing to answer: the lane spoke out of turn */
             break;
         }
-        if (reel_h2_stream_queued(fr->h2, s->sid) >= HIGH_WATER)
+        if (reel_h2_stream_queued(fr->h2, s->sid) >= high)
             break; /* the client's window or socket is full: wait */
         size_t used = 0;
         reel_codec_event_t ev;
@@ -866,13 +907,15 @@ static void dispatch(h2front_t *fr) {
 static void stream_end_fin(h2front_t *fr, h2s_t *s, const char *why, const char *who,
                            size_t unsent) {
     reel_fin_t *f = s->fin;
+    bool ws = s->ws;
     s->fin = NULL;
     stream_free(fr, s);
     char *msg = NULL;
     if (unsent) {
-        msg = reel_asprintf("%s before %s received the whole response: the last %zu bytes of "
-                            "the body were not sent",
-                            why, who, unsent);
+        msg =
+            reel_asprintf("%s before %s received the whole %s: the last %zu bytes of the %s "
+                          "were not sent",
+                          why, who, ws ? "WebSocket" : "response", unsent, ws ? "stream" : "body");
         STAT_ADD(fr->c->p, errors, 1);
     }
     reel__fin_end(f, msg);

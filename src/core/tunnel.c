@@ -154,7 +154,11 @@ static void tunnel_end(conn_t *c) {
                                "(1006, abnormal closure)"
                              : "the client closed the connection without a WebSocket Close frame "
                                "(1006, abnormal closure)";
-        reel__finish_flow(c, why);
+        /* a lane's stream may still hold the server's last frames for its
+         * client: the flow ends once they are sent (core/h2front.c), as an
+         * HTTP/2 response's does */
+        if (why != NULL || !c->lane || !reel__h2front_ws_end(c))
+            reel__finish_flow(c, why);
         reel__tunnel_codecs_free(c);
     } else if (c->up && c->up->error) { /* the origin's end was a failure (a reset) */
         char *why = reel_asprintf("the connection to the origin failed: %s", c->up->error);

@@ -7,6 +7,7 @@ be a flow marked HTTP/2.0 whose bodies are the bytes that passed; resets,
 trailers and interim answers must reach the other side and the record.
 """
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -212,6 +213,57 @@ class H2C:
 
     def close(self):
         self.s.close()
+
+
+@contextlib.contextmanager
+def ws_echo_server():
+    """A WebSocket echo origin (python3-websockets, no compression) on
+    127.0.0.1, in a thread of its own; yields its port. After the closing
+    handshake the server closes the connection."""
+    import asyncio
+    import websockets
+
+    async def echo(ws, path=None):
+        try:
+            async for m in ws:
+                await ws.send(m)
+        except websockets.ConnectionClosed:
+            pass
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    box = {}
+
+    def serve():
+        asyncio.set_event_loop(loop)
+
+        async def start():
+            box["srv"] = await websockets.serve(echo, "127.0.0.1", 0, compression=None,
+                                                max_size=None)
+            box["port"] = box["srv"].sockets[0].getsockname()[1]
+        loop.run_until_complete(start())
+        started.set()
+        loop.run_forever()
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    started.wait(10)
+    try:
+        yield box["port"]
+    finally:
+        async def stop():
+            box["srv"].close()
+            await box["srv"].wait_closed()
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        t.join(10)
+
+
+def ws_masked(op, payload, key=b"\x01\x02\x03\x04"):
+    """A client's WebSocket frame (RFC 6455 5.2), masked with key."""
+    n = len(payload)
+    head = bytes([0x80 | op]) + (bytes([0x80 | n]) if n < 126 else
+                                 b"\xfe" + struct.pack("!H", n) if n < 65536 else
+                                 b"\xff" + struct.pack("!Q", n))
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
 def hdr(headers, name):
@@ -919,32 +971,9 @@ class Http2Test(unittest.TestCase):
         self.assertEqual(f["request"]["http_version"], "HTTP/2.0")
 
     def test_h2c_websocket_extended_connect(self):
-        import asyncio
-        import websockets
-
-        async def echo(ws, path=None):
-            try:
-                async for m in ws:
-                    await ws.send(m)
-            except websockets.ConnectionClosed:
-                pass
-        loop = asyncio.new_event_loop()
-        started = threading.Event()
         box = {}
-
-        def serve():
-            asyncio.set_event_loop(loop)
-
-            async def start():
-                box["srv"] = await websockets.serve(echo, "127.0.0.1", 0, compression=None)
-                box["port"] = box["srv"].sockets[0].getsockname()[1]
-            loop.run_until_complete(start())
-            started.set()
-            loop.run_forever()
-        t = threading.Thread(target=serve, daemon=True)
-        t.start()
-        started.wait(10)
-        try:
+        with ws_echo_server() as port:
+            box["port"] = port
             c = H2C(self.reel.port)
             # the server's SETTINGS must allow extended CONNECT first
             c.wait(lambda: c.conn.remote_settings.enable_connect_protocol == 1)
@@ -971,13 +1000,6 @@ class Http2Test(unittest.TestCase):
             c.wait(lambda: c.done(sid))
             self.assertTrue(c.streams[sid]["ended"])  # END_STREAM, not a reset
             c.close()
-        finally:
-            async def stop():
-                box["srv"].close()
-                await box["srv"].wait_closed()
-            asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
-            loop.call_soon_threadsafe(loop.stop)
-            t.join(10)
         fs = self.reel.wait_flows(1, "~websocket & ~u /chat", timeout=10)
         self.assertEqual(len(fs), 1, fs)
         f = self.reel.flow(fs[0]["id"])
@@ -995,6 +1017,75 @@ class Http2Test(unittest.TestCase):
         self.assertIn((True, 1), texts)
         self.assertIn((False, 1), texts)
         self.assertIn((True, 8), texts)
+
+    def ws_stream(self, c, port, path):
+        c.wait(lambda: c.conn.remote_settings.enable_connect_protocol == 1)
+        sid = c.conn.get_next_available_stream_id()
+        c.conn.send_headers(sid, [(":method", "CONNECT"), (":protocol", "websocket"),
+                                  (":scheme", "http"), (":path", path),
+                                  (":authority", "127.0.0.1:%d" % port),
+                                  ("sec-websocket-version", "13")])
+        c.streams[sid] = {"headers": None, "info": [], "data": b"", "trailers": None,
+                          "reset": None, "ended": False}
+        c.flush()
+        c.wait(lambda: c.streams[sid]["headers"] is not None)
+        self.assertEqual(hdr(c.streams[sid]["headers"], ":status"), "200")
+        return sid
+
+    def test_h2c_websocket_not_delivered_is_an_error(self):
+        # The server echoes a 200,000-byte message and a Close, then closes;
+        # a client that never opens its stream's window beyond 65,535 bytes
+        # and then goes has not been given the rest, which waited in reel's
+        # queue for the stream: the flow is an error saying how much was
+        # not sent. It used to end complete as soon as the server closed,
+        # its messages listed as if passed. A client that reads it all
+        # gets a complete flow once the stream's last DATA has been sent.
+        big = os.urandom(200000)
+        echoed = 10 + len(big) + 4  # the server's frames: head, payload; Close
+        with ws_echo_server() as port:
+            for stall in (True, False):
+                c = H2C(self.reel.port, auto_ack=not stall)
+                path = "/ws-stall" if stall else "/ws-read"
+                sid = self.ws_stream(c, port, path)
+                c.streams[sid]["stalled"] = stall
+                c.send_body(sid, ws_masked(2, big), False)
+                # the Close once the echo is under way (a server that reads
+                # the Close first sends nothing more)
+                c.wait(lambda: len(c.streams[sid]["data"]) >= (65535 if stall else 10 + len(big)))
+                time.sleep(0.5)  # the rest of it waits in reel by now
+                c.send_body(sid, ws_masked(8, b"\x03\xe8"), False)
+                if stall:
+                    deadline = time.time() + 2
+                    while time.time() < deadline:
+                        try:
+                            c.pump(0.2)
+                        except socket.timeout:
+                            pass
+                    got = len(c.streams[sid]["data"])
+                    self.assertEqual(got, 65535)
+                    # the server is done, the client has not had it all
+                    fs = self.reel.flows("~websocket & ~u %s" % path)
+                    self.assertEqual([f["state"] for f in fs], ["open"], fs)
+                    c.close()
+                else:
+                    c.wait(lambda: c.done(sid))
+                    self.assertTrue(c.streams[sid]["ended"])
+                    self.assertEqual(len(c.streams[sid]["data"]), echoed)
+                    c.close()
+                fs = self.reel.wait_flows(1, "~websocket & ~u %s" % path, timeout=10)
+                self.assertEqual(len(fs), 1, fs)
+                f = self.reel.flow(fs[0]["id"])
+                if stall:
+                    self.assertEqual(f["state"], "error", f)
+                    self.assertEqual(
+                        f["error"], "the client closed the HTTP/2 connection before the client "
+                        "received the whole WebSocket: the last %d bytes of the stream were not "
+                        "sent" % (echoed - got))
+                else:
+                    self.assertEqual(f["state"], "complete", f.get("error"))
+                msgs = [(m["from_client"], m["opcode"], m["length"]) for m in f["messages"]]
+                self.assertEqual(sorted(msgs), [(False, 2, 200000), (False, 8, 2),
+                                                (True, 2, 200000), (True, 8, 2)], msgs)
 
     def connect_stream(self, c, authority):
         sid = c.conn.get_next_available_stream_id()
