@@ -1790,7 +1790,7 @@ static void *maint_main(void *arg) {
         reel_retention_result_t res;
         if (db && !stop &&
             reel_retention_run(db, reel_session_spool_dir(r->session), below, &lim, reel_now_us(),
-                               &res, &err) != REEL_OK) {
+                               NULL, &res, &err) != REEL_OK) {
             char msg[REEL_ERR_MSG_MAX];
             snprintf(msg, sizeof msg, "%s", reel_err_str(&err));
             warn(r, msg);

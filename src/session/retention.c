@@ -104,47 +104,66 @@ static sqlite3_int64 query_n(sqlite3 *db, const char *sql, sqlite3_int64 n) {
     return v;
 }
 
+static void lock_take(const reel_retention_lock_t *lk) {
+    if (lk)
+        lk->take(lk->ctx);
+}
+
+static void lock_give(const reel_retention_lock_t *lk) {
+    if (lk)
+        lk->give(lk->ctx);
+}
+
+/* One transaction of purge: the index rows of up to DROP_BATCH of segment
+ * n's flows, or, once none is left (*more = 0), its frames and damage. */
+static reel_rc purge_batch(sqlite3 *db, uint32_t n, int *more, reel_err_t *err) {
+    *more = 0;
+    if (reel_index_exec(db, "BEGIN IMMEDIATE; DELETE FROM temp.ret_batch", err) != REEL_OK)
+        return db_fail(db, err, "begin");
+    if (!exec_n(db,
+                "INSERT INTO temp.ret_batch SELECT DISTINCT flow_id FROM flow_frames WHERE "
+                "segment = ?1 LIMIT 512",
+                n))
+        return db_fail(db, err, "listing flows");
+    *more = sqlite3_changes(db) > 0;
+    int ok = 1;
+    if (*more)
+        ok = exec_n(db,
+                    "INSERT OR IGNORE INTO retired_flows SELECT id FROM temp.ret_batch b "
+                    "WHERE EXISTS (SELECT 1 FROM flow_frames ff WHERE ff.flow_id = b.id AND "
+                    "ff.segment != ?1)",
+                    n) &&
+             exec_n(db, "DELETE FROM flow_frames WHERE flow_id IN (SELECT id FROM temp.ret_batch)",
+                    n) &&
+             exec_n(db,
+                    "DELETE FROM flow_damage WHERE flow_id IN (SELECT id FROM "
+                    "temp.ret_batch)",
+                    n) &&
+             exec_n(db, "DELETE FROM flows WHERE id IN (SELECT id FROM temp.ret_batch) ", n);
+    else
+        ok = exec_n(db, "DELETE FROM frames WHERE segment = ?1", n) &&
+             exec_n(db, "DELETE FROM damage WHERE segment = ?1", n);
+    if (!ok)
+        return db_fail(db, err, "deleting rows");
+    if (reel_index_exec(db, "COMMIT", err) != REEL_OK)
+        return db_fail(db, err, "commit");
+    return REEL_OK;
+}
+
 /* Deletes the index rows of segment n's flows, DROP_BATCH flows a
  * transaction, then its frames, then the file. Flows that also have
- * records elsewhere go into retired_flows. */
-static reel_rc purge(sqlite3 *db, const char *dir, uint32_t n, reel_err_t *err) {
+ * records elsewhere go into retired_flows. lk: as reel_retention_run's. */
+static reel_rc purge(sqlite3 *db, const char *dir, uint32_t n, const reel_retention_lock_t *lk,
+                     reel_err_t *err) {
     if (reel_index_exec(db, "CREATE TEMP TABLE IF NOT EXISTS ret_batch(id INTEGER PRIMARY KEY)",
                         err) != REEL_OK)
         return REEL_DB;
-    for (;;) {
-        if (reel_index_exec(db, "BEGIN IMMEDIATE; DELETE FROM temp.ret_batch", err) != REEL_OK)
-            return db_fail(db, err, "begin");
-        if (!exec_n(db,
-                    "INSERT INTO temp.ret_batch SELECT DISTINCT flow_id FROM flow_frames WHERE "
-                    "segment = ?1 LIMIT 512",
-                    n))
-            return db_fail(db, err, "listing flows");
-        int more = sqlite3_changes(db) > 0;
-        int ok = 1;
-        if (more)
-            ok = exec_n(db,
-                        "INSERT OR IGNORE INTO retired_flows SELECT id FROM temp.ret_batch b "
-                        "WHERE EXISTS (SELECT 1 FROM flow_frames ff WHERE ff.flow_id = b.id AND "
-                        "ff.segment != ?1)",
-                        n) &&
-                 exec_n(db,
-                        "DELETE FROM flow_frames WHERE flow_id IN (SELECT id FROM temp.ret_batch)",
-                        n) &&
-                 exec_n(db,
-                        "DELETE FROM flow_damage WHERE flow_id IN (SELECT id FROM "
-                        "temp.ret_batch)",
-                        n) &&
-                 exec_n(db, "DELETE FROM flows WHERE id IN (SELECT id FROM temp.ret_batch) ",
-                        n);
-        else
-            ok = exec_n(db, "DELETE FROM frames WHERE segment = ?1", n) &&
-                 exec_n(db, "DELETE FROM damage WHERE segment = ?1", n);
-        if (!ok)
-            return db_fail(db, err, "deleting rows");
-        if (reel_index_exec(db, "COMMIT", err) != REEL_OK)
-            return db_fail(db, err, "commit");
-        if (!more)
-            break;
+    for (int more = 1; more;) {
+        lock_take(lk);
+        reel_rc rc = purge_batch(db, n, &more, err);
+        lock_give(lk);
+        if (rc != REEL_OK)
+            return rc;
     }
     char *p = seg_path(dir, n);
     int gone = unlink(p) == 0 || errno == ENOENT;
@@ -166,8 +185,9 @@ static int pinned(sqlite3 *db, uint32_t n) {
                    n) == 1;
 }
 
-static reel_rc drop_segment(sqlite3 *db, const char *dir, const seginfo *sg, const char *reason,
-                            int64_t now_us, uint64_t *flows, reel_err_t *err) {
+/* The transaction that lists segment sg in `retention`; *flows: its flows. */
+static reel_rc record_drop(sqlite3 *db, const seginfo *sg, const char *reason, int64_t now_us,
+                           uint64_t *flows, reel_err_t *err) {
     sqlite3_stmt *st = NULL;
     if (reel_index_exec(db, "BEGIN IMMEDIATE", err) != REEL_OK)
         return db_fail(db, err, "begin");
@@ -196,12 +216,24 @@ static reel_rc drop_segment(sqlite3 *db, const char *dir, const seginfo *sg, con
     if (reel_index_exec(db, "COMMIT", err) != REEL_OK)
         return db_fail(db, err, "commit");
     *flows = nf > 0 ? (uint64_t)nf : 0;
-    return purge(db, dir, sg->n, err);
+    return REEL_OK;
+}
+
+static reel_rc drop_segment(sqlite3 *db, const char *dir, const seginfo *sg, const char *reason,
+                            int64_t now_us, const reel_retention_lock_t *lk, uint64_t *flows,
+                            reel_err_t *err) {
+    lock_take(lk);
+    reel_rc rc = record_drop(db, sg, reason, now_us, flows, err);
+    lock_give(lk);
+    if (rc != REEL_OK)
+        return rc;
+    return purge(db, dir, sg->n, lk, err);
 }
 
 reel_rc reel_retention_run(sqlite3 *db, const char *spool_dir, uint32_t below,
                            const reel_retention_limits_t *lim, int64_t now_us,
-                           reel_retention_result_t *out, reel_err_t *err) {
+                           const reel_retention_lock_t *lock, reel_retention_result_t *out,
+                           reel_err_t *err) {
     reel_rc rc = REEL_OK;
     memset(out, 0, sizeof *out);
     if (lim->max_bytes == 0 && lim->max_age_s <= 0 && lim->max_flows == 0)
@@ -228,7 +260,7 @@ reel_rc reel_retention_run(sqlite3 *db, const char *spool_dir, uint32_t below,
             continue;
         }
         uint64_t f = 0;
-        if ((rc = drop_segment(db, spool_dir, &segs[i], reason, now_us, &f, err)) != REEL_OK)
+        if ((rc = drop_segment(db, spool_dir, &segs[i], reason, now_us, lock, &f, err)) != REEL_OK)
             goto out;
         total -= segs[i].size;
         nflows -= (sqlite3_int64)f;
@@ -267,7 +299,7 @@ reel_rc reel_retention_finish(sqlite3 *db, const char *spool_dir, reel_err_t *er
         int present = access(p, F_OK) == 0;
         free(p);
         if (present || query_n(db, "SELECT count(*) FROM frames WHERE segment = ?1", todo[i]) > 0)
-            rc = purge(db, spool_dir, todo[i], err);
+            rc = purge(db, spool_dir, todo[i], NULL, err);
     }
     free(todo);
     return rc;

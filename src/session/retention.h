@@ -33,16 +33,30 @@ typedef struct {
     uint32_t kept; /* segments over a limit kept for open or user-data flows */
 } reel_retention_result_t;
 
+/** Called around each write transaction of reel_retention_run: take()
+ * before its BEGIN IMMEDIATE, give() after its COMMIT or ROLLBACK, on the
+ * thread running retention. A recorder uses them to have its index thread,
+ * which otherwise holds the write lock nearly all the time under load,
+ * step aside for that one transaction (SQLite's busy handler alone rarely
+ * catches the lock free). */
+typedef struct {
+    void (*take)(void *ctx);
+    void (*give)(void *ctx);
+    void *ctx;
+} reel_retention_lock_t;
+
 /** Drops, oldest first, segments numbered below `below` (the segment being
  * written, or the first one not fully indexed, and everything after it is
  * never touched) while a limit is exceeded. db is a read-write connection
  * the caller owns; index rows go in transactions of at most 512 flows, so
- * other writers wait for one short transaction at a time. The segment file
- * is unlinked after its rows are gone. Returns REEL_DB / REEL_IO with err
+ * other writers wait for one short transaction at a time. lock (borrowed;
+ * NULL: none) brackets each of those transactions. The segment file is
+ * unlinked after its rows are gone. Returns REEL_DB / REEL_IO with err
  * set; what was dropped before the error stays dropped and recorded. */
 reel_rc reel_retention_run(sqlite3 *db, const char *spool_dir, uint32_t below,
                            const reel_retention_limits_t *lim, int64_t now_us,
-                           reel_retention_result_t *out, reel_err_t *err);
+                           const reel_retention_lock_t *lock, reel_retention_result_t *out,
+                           reel_err_t *err);
 
 /** Finishes drops a crash interrupted: for every segment in `retention`
  * whose frames are still indexed or whose file still exists, deletes the
