@@ -266,6 +266,16 @@ struct reel_recorder {
     reel_retention_limits_t ret_lim;
     char *hook_cmd; /* owned */
     uint32_t ix_done_seg;
+    /* session.db's write lock, taken in turns by the index thread and
+     * retention (ix_begin says why), under mu: the index thread has a
+     * transaction open, or waits to begin one, and how many it has ended;
+     * retention waits for its turn, has it (until maint_turn_end), and
+     * owes the index thread a transaction before its next turn (the
+     * index thread's transaction count when the last turn ended) */
+    int ix_tx_open, ix_gate_waiting, maint_wants, maint_writing, maint_owes;
+    uint64_t ix_txs, maint_owed_at;
+    int64_t maint_turn_end;
+    pthread_cond_t cv_gate;
 
     /* writer thread only */
     pthread_t thread;
@@ -1058,20 +1068,61 @@ static void take_sync_failure(reel_recorder_t *r, int e) {
 
 /* ---- index thread ---- */
 
-static reel_rc ix_commit(reel_recorder_t *r, reel_err_t *err) {
+/* The index thread's transaction is over, committed or rolled back: a
+ * retention transaction waiting for the write lock may begin. */
+static void ix_closed(reel_recorder_t *r) {
     r->in_tx = 0;
+    pthread_mutex_lock(&r->mu);
+    r->ix_tx_open = 0;
+    r->ix_txs++;
+    if (r->maint_wants)
+        pthread_cond_broadcast(&r->cv_gate);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Begins the index thread's transaction. Under steady load the index
+ * thread holds session.db's write lock from a batch's first frame to the
+ * commit at a batch end, that is nearly all the time, and retention, on
+ * another connection, used to wait in SQLite's busy handler, which polls
+ * every 1 to 100 ms and so rarely caught the lock free between a COMMIT
+ * and the next BEGIN: the spool grew far past its limit while the load
+ * lasted. So they take turns through mu instead (maint_take): retention
+ * says it waits (maint_wants), the index thread commits at its next batch
+ * end (index_main) and begins no transaction during retention's turn
+ * (maint_writing). */
+static reel_rc ix_begin(reel_recorder_t *r, reel_err_t *err) {
+    pthread_mutex_lock(&r->mu);
+    r->ix_gate_waiting = 1;
+    while (r->maint_writing)
+        pthread_cond_wait(&r->cv_gate, &r->mu);
+    r->ix_gate_waiting = 0;
+    r->ix_tx_open = 1;
+    pthread_mutex_unlock(&r->mu);
+    reel_rc rc = reel_indexer_begin(r->ix, err);
+    if (rc == REEL_OK)
+        r->in_tx = 1;
+    else
+        ix_closed(r);
+    return rc;
+}
+
+static reel_rc ix_commit(reel_recorder_t *r, reel_err_t *err) {
+    reel_rc rc;
     if (fault(r, REEL_FAULT_COMMIT)) {
         reel_indexer_rollback(r->ix);
-        return reel_err_set(err, REEL_DB, "session.db: database or disk is full (injected)");
+        rc = reel_err_set(err, REEL_DB, "session.db: database or disk is full (injected)");
+    } else {
+        rc = reel_indexer_commit(r->ix, err); /* rolls back on failure */
     }
-    return reel_indexer_commit(r->ix, err); /* rolls back on failure */
+    ix_closed(r);
+    return rc;
 }
 
 /* Indexing failed: roll back and catch up from the spool later. */
 static void index_failure(reel_recorder_t *r, const reel_err_t *err, uint32_t seg, uint64_t off) {
     if (r->in_tx) {
         reel_indexer_rollback(r->ix);
-        r->in_tx = 0;
+        ix_closed(r);
     }
     if (!r->ix_behind) {
         r->ix_behind = 1;
@@ -1119,11 +1170,8 @@ static int catchup_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *raw, 
         return 1;
     }
     c->done++;
-    if (!r->in_tx) {
-        if ((c->rc = reel_indexer_begin(r->ix, c->err)) != REEL_OK)
-            return 1;
-        r->in_tx = 1;
-    }
+    if (!r->in_tx && (c->rc = ix_begin(r, c->err)) != REEL_OK)
+        return 1;
     c->rc = reel_indexer_add_frame(r->ix, c->seg, off, clen, raw, rlen, c->err);
     if (c->rc == REEL_CORRUPT) {
         /* as recovery does: index what the frame says; verify names it */
@@ -1288,10 +1336,10 @@ static void *index_main(void *arg) {
             }
             if (r->due && !r->due_dirty) {
                 /* a batch end waits, and nothing after it is indexed:
-                 * commit it when a flush asks, or once COMMIT_EVERY_NS has
-                 * passed without more work */
+                 * commit it when a flush or retention asks, or once
+                 * COMMIT_EVERY_NS has passed without more work */
                 int64_t at = r->last_commit_ns + COMMIT_EVERY_NS;
-                if (r->flushers > 0 || reel_mono_ns() >= at) {
+                if (r->flushers > 0 || r->maint_wants || reel_mono_ns() >= at) {
                     commit_now = 1;
                     break;
                 }
@@ -1333,8 +1381,7 @@ static void *index_main(void *arg) {
                 r->due_dirty = 1; /* the next batch end commits */
             if (!r->ix_behind) {
                 if (!r->in_tx) {
-                    if ((rc = reel_indexer_begin(r->ix, &err)) == REEL_OK) {
-                        r->in_tx = 1;
+                    if ((rc = ix_begin(r, &err)) == REEL_OK) {
                         r->tx_seg = j->segment;
                         r->tx_off = j->off;
                     }
@@ -1358,7 +1405,7 @@ static void *index_main(void *arg) {
             if (r->due_last_seq < j->last_seq)
                 r->due_last_seq = j->last_seq;
             pthread_mutex_lock(&r->mu);
-            int now = r->flushers > 0 || r->ix_behind ||
+            int now = r->flushers > 0 || r->maint_wants || r->ix_behind ||
                       reel_mono_ns() - r->last_commit_ns >= COMMIT_EVERY_NS;
             pthread_mutex_unlock(&r->mu);
             if (now)
@@ -1369,7 +1416,7 @@ static void *index_main(void *arg) {
     }
     if (r->in_tx) {
         reel_indexer_rollback(r->ix);
-        r->in_tx = 0;
+        ix_closed(r);
     }
     /* One last try before the recorder closes, for as long as it gets on. */
     while (r->ix_behind && !r->ix_dead) {
@@ -1712,6 +1759,75 @@ static void stop_sync_thread(reel_recorder_t *r) {
 
 /* ---- maintenance thread: on_segment_closed, retention ---- */
 
+/* How long retention waits for the index thread to step aside before it
+ * leaves the lock to SQLite's busy handler as before: a batch end comes
+ * within tens of ms unless the disk hangs. */
+#define MAINT_GATE_WAIT_NS (5 * 1000000000LL)
+
+/* How long one turn of retention's lasts: the transactions it begins
+ * meanwhile run back to back, as waiting for a batch end before each of
+ * them made retention slower than a fast client fills segments; the index
+ * thread waits for at most this and one transaction (its queue and the
+ * capture buffer hold what comes meanwhile). */
+#define MAINT_TURN_NS (20 * 1000000LL)
+
+/* Ends retention's turn (under mu). If the index thread waits to begin a
+ * transaction, retention owes it that one before its next turn: else,
+ * woken after retention took the lock again, it would wait turn after
+ * turn. */
+static void maint_turn_over(reel_recorder_t *r) {
+    if (!r->maint_writing)
+        return;
+    r->maint_writing = 0;
+    r->maint_owes = r->ix_gate_waiting;
+    r->maint_owed_at = r->ix_txs;
+    pthread_cond_broadcast(&r->cv_gate);
+}
+
+/* reel_retention_lock_t.take (maintenance thread), before each of
+ * retention's transactions: within its turn, nothing to do; else waits
+ * until the index thread has no transaction open (ix_begin says why), and
+ * a new turn begins. */
+static void maint_take(void *arg) {
+    reel_recorder_t *r = arg;
+    pthread_mutex_lock(&r->mu);
+    if (r->maint_writing && reel_mono_ns() < r->maint_turn_end) {
+        pthread_mutex_unlock(&r->mu);
+        return;
+    }
+    maint_turn_over(r);
+    r->maint_wants = 1;
+    if (r->ix_tx_open)
+        pthread_cond_signal(&r->cv_ijob); /* it may be holding back a commit */
+    int64_t give_up = reel_mono_ns() + MAINT_GATE_WAIT_NS;
+    while ((r->ix_tx_open || (r->maint_owes && r->ix_txs == r->maint_owed_at)) &&
+           reel_mono_ns() < give_up)
+        wait_until(&r->cv_gate, &r->mu, give_up);
+    r->maint_wants = 0;
+    r->maint_owes = 0;
+    r->maint_writing = 1;
+    r->maint_turn_end = reel_mono_ns() + MAINT_TURN_NS;
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* reel_retention_lock_t.give, after each of retention's transactions: the
+ * turn goes on until it is used up (maint_take) or retention has nothing
+ * more to do (maint_done). */
+static void maint_give(void *arg) {
+    reel_recorder_t *r = arg;
+    pthread_mutex_lock(&r->mu);
+    if (reel_mono_ns() >= r->maint_turn_end)
+        maint_turn_over(r);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Retention is done for now: the index thread may begin again. */
+static void maint_done(reel_recorder_t *r) {
+    pthread_mutex_lock(&r->mu);
+    maint_turn_over(r);
+    pthread_mutex_unlock(&r->mu);
+}
+
 /* Runs `sh -c 'CMD "$1"' sh PATH` and waits for it; a failure is warned. */
 static void run_hook(reel_recorder_t *r, const char *cmd, uint32_t seg) {
     char name[16];
@@ -1766,6 +1882,7 @@ static void *maint_main(void *arg) {
     int64_t every = (int64_t)(r->opts.maint_ms ? r->opts.maint_ms : 1000) * 1000000;
     int64_t next = 0; /* run once at the start */
     uint32_t *segs = NULL;
+    reel_retention_lock_t lock = {maint_take, maint_give, r};
     pthread_mutex_lock(&r->mu);
     for (;;) {
         while (!r->maint_stop && r->nclosed == 0 && reel_mono_ns() < next)
@@ -1788,9 +1905,13 @@ static void *maint_main(void *arg) {
             run_hook(r, cmd, segs[i]);
         free(cmd);
         reel_retention_result_t res;
-        if (db && !stop &&
-            reel_retention_run(db, reel_session_spool_dir(r->session), below, &lim, reel_now_us(),
-                               NULL, &res, &err) != REEL_OK) {
+        reel_rc rrc = REEL_OK;
+        if (db && !stop) {
+            rrc = reel_retention_run(db, reel_session_spool_dir(r->session), below, &lim,
+                                     reel_now_us(), &lock, &res, &err);
+            maint_done(r);
+        }
+        if (rrc != REEL_OK) {
             char msg[REEL_ERR_MSG_MAX];
             snprintf(msg, sizeof msg, "%s", reel_err_str(&err));
             warn(r, msg);
@@ -1891,6 +2012,7 @@ reel_rc reel_recorder_open(reel_session_t *s, const reel_recorder_opts_t *opts,
     pthread_cond_init(&r->cv_sync, &ca);
     pthread_cond_init(&r->cv_synced, &ca);
     pthread_cond_init(&r->cv_maint, &ca);
+    pthread_cond_init(&r->cv_gate, &ca);
     pthread_condattr_destroy(&ca);
     r->ret_lim = r->opts.retention;
     if (r->opts.on_segment_closed && r->opts.on_segment_closed[0])
@@ -2515,6 +2637,7 @@ reel_rc reel_recorder_close(reel_recorder_t *r, reel_err_t *err) {
     pthread_cond_destroy(&r->cv_sync);
     pthread_cond_destroy(&r->cv_synced);
     pthread_cond_destroy(&r->cv_maint);
+    pthread_cond_destroy(&r->cv_gate);
     free(r->closed);
     free(r->hook_cmd);
     free(r);
