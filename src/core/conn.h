@@ -401,6 +401,11 @@ void reel__finish_flow(conn_t *c, const char *error);
 reel_fin_t *reel__fin_take(conn_t *c);
 /* Writes f's end (why NULL: normally, else the error why) and frees f. */
 void reel__fin_end(reel_fin_t *f, const char *why);
+/* c->ex.flow is over on the origin's side: it ends normally now if the
+ * client's queue is empty, else once it empties (reel__fins_delivered), or
+ * with an error if the client goes first (reel__fins_undelivered); a
+ * lane's waits for its stream's DATA (reel__h2front_fin). */
+void reel__finish_when_delivered(conn_t *c);
 /* c's client has taken every queued byte: its waiting flows end normally. */
 void reel__fins_delivered(conn_t *c);
 /* c's client will not take the rest: its waiting flows end with why (and

@@ -231,6 +231,7 @@ struct reel_fin {
     reel_capture_timings_t t;
     int64_t request_end_us, response_start_us;
     uint64_t response_excess;
+    bool websocket;       /* a WebSocket's end: what the client lacks is of its stream */
     char server_addr[64]; /* "" when not known */
 };
 
@@ -268,6 +269,7 @@ static void fin_fill(conn_t *c, reel_fin_t *f) {
     f->request_end_us = c->ex.req_end_us;
     f->response_start_us = c->ex.resp_first_us;
     f->response_excess = c->ex.resp_excess;
+    f->websocket = c->websocket;
     reel_strcpy_to(f->server_addr, sizeof f->server_addr, up ? up->addr : "");
     c->ex.flow = NULL;
 }
@@ -324,24 +326,23 @@ void reel__fins_undelivered(conn_t *c, const char *why) {
         reel__fins_delivered(c); /* nothing of theirs was left to send */
         return;
     }
-    if (c->fins == NULL)
-        return;
-    char *msg = reel_asprintf("%s before the client received the whole response (%zu bytes of "
-                              "the connection's output were still queued in reel)",
-                              why, reel__peer_queued(&c->client));
+    size_t queued = reel__peer_queued(&c->client);
     while (c->fins) {
         reel_fin_t *f = c->fins;
         c->fins = f->next;
+        char *msg = reel_asprintf("%s before the client received the whole %s (%zu bytes of the "
+                                  "connection's output were still queued in reel)",
+                                  why, f->websocket ? "WebSocket" : "response", queued);
         reel__fin_end(f, msg);
+        free(msg);
         STAT_ADD(c->p, errors, 1);
     }
-    free(msg);
 }
 
 /* The exchange's flow is complete on the origin's side: ended now if the
  * client has every byte of it, else when it has (HTTP/1: the client's
  * queue empties, core/peer.c; a lane: its stream's DATA went out). */
-static void finish_when_delivered(conn_t *c) {
+void reel__finish_when_delivered(conn_t *c) {
     if (c->ex.flow == NULL)
         return;
     if (!c->lane && reel__peer_queued(&c->client) == 0) {
@@ -1183,7 +1184,7 @@ static void exchange_done(conn_t *c, bool upstream_reusable) {
 static void maybe_finish(conn_t *c) {
     if (!c->ex.req_done || !c->ex.resp_done)
         return;
-    finish_when_delivered(c);
+    reel__finish_when_delivered(c);
     peer_t *up = c->up;
     exchange_done(c, up && !up->eof && up->in.len == 0);
     if (c->state == C_HEAD && c->client.in.len)

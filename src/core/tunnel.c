@@ -154,11 +154,17 @@ static void tunnel_end(conn_t *c) {
                                "(1006, abnormal closure)"
                              : "the client closed the connection without a WebSocket Close frame "
                                "(1006, abnormal closure)";
-        /* a lane's stream may still hold the server's last frames for its
-         * client: the flow ends once they are sent (core/h2front.c), as an
-         * HTTP/2 response's does */
-        if (why != NULL || !c->lane || !reel__h2front_ws_end(c))
+        /* The server's last frames may still be queued for the client: the
+         * flow ends complete once they are sent, as a response's does, or
+         * with how many bytes were not if the client goes first (HTTP/1:
+         * the client's queue, core/exchange.c; a lane: its stream,
+         * core/h2front.c). */
+        if (why != NULL)
             reel__finish_flow(c, why);
+        else if (!c->lane)
+            reel__finish_when_delivered(c);
+        else if (!reel__h2front_ws_end(c))
+            reel__finish_flow(c, NULL);
         reel__tunnel_codecs_free(c);
     } else if (c->up && c->up->error) { /* the origin's end was a failure (a reset) */
         char *why = reel_asprintf("the connection to the origin failed: %s", c->up->error);

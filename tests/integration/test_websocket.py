@@ -393,6 +393,95 @@ class WebSocketTest(unittest.TestCase):
         self.assertIn("(incomplete: %d of its %d bytes are in the spool" % (kept, 1 << 20), shown)
         shutil.rmtree(root, ignore_errors=True)
 
+    def stalled_client(self, path):
+        """A raw upgrade (no extension) from a client with a tiny receive
+        buffer, set before its connect so that its window stays small."""
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(10)
+        s.connect(("127.0.0.1", self.reel.port))
+        s.sendall(b"GET http://127.0.0.1:%d%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                  b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  b"Sec-WebSocket-Version: 13\r\n\r\n" % (self.server.port, path))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(1)
+        self.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
+        return s
+
+    def test_websocket_not_delivered_is_an_error(self):
+        """A WebSocket over HTTP/1.1 ends complete only once the client was
+        given the server's last frames: one whose client stopped reading,
+        with the echo and the server's Close still queued in reel when the
+        server closed, waits for them, and is an error saying how many
+        bytes were left when the client goes instead. It used to end
+        complete when the server closed. (Reel's queue holds what the
+        kernel does not: the echo must be larger than the socket buffers,
+        whose size the system decides, and small enough for reel to read
+        the server's Close behind it (its queue stops reading the server
+        near 1 MiB): sizes are tried in steps until one is both.)"""
+        def zframe(op, n):  # an all-zero payload under an all-zero mask: fast
+            return struct.pack("!BBQ", 0x80 | op, 0x80 | 127, n) + bytes(4 + n)
+
+        def server_closed(path):
+            # the server's Close recorded: it has sent everything, reel read it
+            deadline = time.time() + 3
+            while time.time() < deadline:
+                rows = self.reel.flows("~u %s" % path)
+                if rows and rows[0]["state"] != "open":
+                    return rows[0]
+                if rows and rows[0]["messages"] >= 3:
+                    full = self.reel.flow(rows[0]["id"])
+                    if any(m["type"] == "close" and not m["from_client"]
+                           for m in full["messages"]):
+                        return full
+                time.sleep(0.05)
+            return None
+
+        found = None
+        for step in range(1, 25):
+            size = step * (768 << 10)
+            path = "/undelivered-%d" % size
+            s = self.stalled_client(path.encode())
+            s.sendall(zframe(2, size) + frame(8, struct.pack("!H", 1000)))
+            got = server_closed(path)
+            if got is None:  # too big: reel's queue stopped it before the Close
+                s.close()
+                break
+            # complete with nothing left in reel (the kernel took it all)
+            # is right; open is the flow waiting for its last bytes
+            state = got["state"]
+            self.assertIn(state, ("open", "complete"), got)
+            if state == "complete":
+                s.close()
+                continue
+            time.sleep(0.3)
+            self.assertEqual(self.reel.flows("~u %s" % path)[0]["state"], "open")
+            s.close()  # unread bytes: a reset
+            full, row = self.flow_of("~websocket & ~u %s" % path)
+            found = full
+            break
+        self.assertIsNotNone(found, "no echo size left bytes in reel's queue after the "
+                             "server's Close (the flow always ended complete?)")
+        self.assertEqual(found["state"], "error")
+        self.assertRegex(found["error"], r"^client connection error: .* before the client "
+                         r"received the whole WebSocket \(\d+ bytes of the connection's output "
+                         r"were still queued in reel\)$")
+        self.assertGreater(int(found["error"].split("(")[1].split()[0]), 0)
+        # the same with a client that reads it all: complete
+        path = "/delivered-%d" % size
+        s = self.stalled_client(path.encode())
+        s.sendall(zframe(2, size) + frame(8, struct.pack("!H", 1000)))
+        self.assertIsNotNone(server_closed(path))
+        ops = []
+        while not ops or ops[-1] != 8:
+            ops.append(read_frame(s)[0])
+        self.assertEqual(ops, [2, 8])
+        s.close()
+        full, row = self.flow_of("~websocket & ~u %s" % path)
+        self.assertEqual(full["state"], "complete", full["error"])
+
     def test_zz_verify_counts_message_bytes(self):
         """After the other tests: `reel verify` finds every WebSocket flow
         whole (message payloads count as the flow's stored bytes; it used
