@@ -413,6 +413,10 @@ void reel__fins_delivered(conn_t *c);
 void reel__fins_undelivered(conn_t *c, const char *why);
 void reel__record_server_conn(conn_t *c);
 void reel__finish_tflow(conn_t *c, const char *error);
+/* c->tflow's end as of now, as reel__finish_tflow would write it without
+ * error (an Upgrade's: its upgrade_fin), taken from c (c->tflow NULL
+ * after); NULL when c has none. */
+reel_fin_t *reel__tflow_fin_take(conn_t *c);
 void reel__fail_exchange(conn_t *c, int status, const char *reason);
 void reel__record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme, const char *host,
                           int port, const char *target);
@@ -493,6 +497,11 @@ bool reel__h2front_fin(conn_t *lane_conn, reel_fin_t *f);
  * sent; the lane is let go. false (the flow left to the caller, to end
  * now) when nothing is left to send. */
 bool reel__h2front_ws_end(conn_t *lane_conn);
+/* The same for a lane's tunnel (a plain CONNECT stream, RFC 9113 8.5)
+ * over without error: the stream takes lane_conn->tflow and ends it once
+ * its last DATA has gone out, or with the bytes not sent. false (the
+ * flow left to the caller) when nothing is left to send. */
+bool reel__h2front_tunnel_end(conn_t *lane_conn);
 
 /* ---- h2up.c ---- */
 /* A bottom filter for an upstream peer whose requests go as streams of

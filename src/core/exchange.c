@@ -386,6 +386,18 @@ void reel__record_server_conn(conn_t *c) {
     reel_capture_server_conn(c->ex.flow, &sc);
 }
 
+/* A raw tunnel flow's timings (dns, connect: its upstream's) and server
+ * address ("" when not connected), as of now. */
+static void tflow_facts(conn_t *c, reel_capture_timings_t *t, char *addr, size_t n) {
+    peer_t *up = c->up;
+    *t = (reel_capture_timings_t){-1, -1, -1, -1, -1, -1, -1};
+    if (up && up->t_dns0) {
+        t->dns_us = reel__span_us(up->t_dns0, up->t_dns1);
+        t->connect_us = reel__span_us(up->t_dns1, up->t_connected);
+    }
+    reel_strcpy_to(addr, n, up && up->connected ? up->addr : "");
+}
+
 /* The same for the raw tunnel flow. */
 void reel__finish_tflow(conn_t *c, const char *error) {
     if (c->tflow == NULL)
@@ -398,18 +410,30 @@ void reel__finish_tflow(conn_t *c, const char *error) {
             STAT_ADD(c->p, errors, 1);
         return;
     }
-    peer_t *up = c->up;
-    reel_capture_timings_t t = {-1, -1, -1, -1, -1, -1, -1};
-    if (up && up->t_dns0) {
-        t.dns_us = reel__span_us(up->t_dns0, up->t_dns1);
-        t.connect_us = reel__span_us(up->t_dns1, up->t_connected);
-    }
-    reel_capture_end_t e = {
-        .error = error, .timings = &t, .server_addr = up && up->connected ? up->addr : NULL};
+    reel_capture_timings_t t;
+    char addr[64];
+    tflow_facts(c, &t, addr, sizeof addr);
+    reel_capture_end_t e = {.error = error, .timings = &t, .server_addr = addr[0] ? addr : NULL};
     reel_capture_finish(c->tflow, &e);
     c->tflow = NULL;
     if (error)
         STAT_ADD(c->p, errors, 1);
+}
+
+reel_fin_t *reel__tflow_fin_take(conn_t *c) {
+    if (c->tflow == NULL)
+        return NULL;
+    if (c->upgrade_fin) {
+        reel_fin_t *f = c->upgrade_fin;
+        c->upgrade_fin = NULL;
+        c->tflow = NULL;
+        return f;
+    }
+    reel_fin_t *f = reel_calloc(1, sizeof *f);
+    f->flow = c->tflow;
+    tflow_facts(c, &f->t, f->server_addr, sizeof f->server_addr);
+    c->tflow = NULL;
+    return f;
 }
 
 /* ---- responses made by the proxy ---- */

@@ -34,9 +34,10 @@
  * a stream beyond the concurrency limit, refused once its head came) is
  * a flow too, ended with that reset and why, or with the GOAWAY that was
  * reel's answer instead; a request that had gone to a lane is cut there.
- * A WebSocket's flow, like a response's, ends complete only once the
- * stream's last DATA went out: one over while the client's window still
- * holds its last frames back waits for them in its stream.
+ * A WebSocket's flow, or a CONNECT tunnel's, like a response's, ends
+ * complete only once the stream's last DATA went out: one over while the
+ * client's window still holds its last bytes back waits for them in its
+ * stream.
  * So is a stream the client opened after reel's GOAWAY, which reel
  * ignores unanswered: its flow says so (nghttp2 hands over no head of
  * it, only its id).
@@ -93,6 +94,7 @@ struct h2s {
     bool ws, connect, tunnel; /* tunnel: ws or connect */
     bool raw_open, eof_pending;
     bool tunnel_ended; /* END_STREAM sent: the origin half-closed a CONNECT's tunnel */
+    bool ws_fin;       /* fin (below) is a WebSocket's */
     /* Its flow, once the response is whole (taken from the lane, which is
      * free for another stream then), or once its WebSocket is over with
      * frames still to send (reel__h2front_ws_end; the lane goes): ended
@@ -475,21 +477,29 @@ bool reel__h2front_fin(conn_t *in, reel_fin_t *f) {
     return true;
 }
 
-bool reel__h2front_ws_end(conn_t *in) {
+/* The stream of lane conn in whose WebSocket or tunnel is over without
+ * error, once the lane's remaining output went into it, if it still holds
+ * bytes for the client; NULL (nothing to wait for) otherwise. */
+static h2s_t *tunnel_over(conn_t *in) {
     lane_t *l = in->lane;
     h2front_t *fr = l ? l->fr : NULL;
     h2s_t *s = fr && l->s && l->s->sid == in->lane_stream ? l->s : NULL;
-    if (s == NULL || !s->ws || s->fin || in->ex.flow == NULL || l->want_close)
-        return false;
-    /* the server's last frames the lane holds (its stream's queue was
+    if (s == NULL || !s->tunnel || s->fin || l->want_close)
+        return NULL;
+    /* the server's last bytes the lane holds (its stream's queue was
      * full) go to the stream now: the lane goes, the stream stays */
     lane_pump_upto(l, SIZE_MAX);
     if (l->fr != fr || l->s != s || l->out.len || reel_h2_stream_queued(fr->h2, s->sid) == 0)
-        return false; /* nothing left to send: the flow ends now */
-    /* Waits as a whole response does (stream_settle, stream_end_fin): the
-     * stream ends after its frames; what the client still sends goes
-     * nowhere (acknowledged, dropped: read_frames), as after the lane. */
-    s->fin = reel__fin_take(in);
+        return NULL; /* nothing left to send: the flow ends now */
+    return s;
+}
+
+/* Stream s (tunnel_over) takes f and waits as a whole response does
+ * (stream_settle, stream_end_fin): the stream ends after its frames; what
+ * the client still sends goes nowhere (acknowledged, dropped:
+ * read_frames), as after the lane. */
+static void tunnel_wait(h2front_t *fr, h2s_t *s, reel_fin_t *f) {
+    s->fin = f;
     if (!s->tunnel_ended) {
         s->tunnel_ended = true;
         reel_h2_submit_data(fr->h2, s->sid, NULL, 0, true);
@@ -502,6 +512,26 @@ bool reel__h2front_ws_end(conn_t *in) {
     s->eof_pending = false;
     stream_unlane(s);
     flush_output(fr); /* may settle it at once */
+}
+
+bool reel__h2front_ws_end(conn_t *in) {
+    if (in->ex.flow == NULL)
+        return false;
+    h2s_t *s = tunnel_over(in);
+    if (s == NULL)
+        return false;
+    s->ws_fin = true; /* (a WebSocket in a CONNECT stream's tunnel too) */
+    tunnel_wait(in->lane->fr, s, reel__fin_take(in));
+    return true;
+}
+
+bool reel__h2front_tunnel_end(conn_t *in) {
+    if (in->tflow == NULL)
+        return false;
+    h2s_t *s = tunnel_over(in);
+    if (s == NULL)
+        return false;
+    tunnel_wait(in->lane->fr, s, reel__tflow_fin_take(in));
     return true;
 }
 
@@ -907,15 +937,18 @@ static void dispatch(h2front_t *fr) {
 static void stream_end_fin(h2front_t *fr, h2s_t *s, const char *why, const char *who,
                            size_t unsent) {
     reel_fin_t *f = s->fin;
-    bool ws = s->ws;
+    bool ws = s->ws || s->ws_fin, tunnel = s->tunnel;
     s->fin = NULL;
     stream_free(fr, s);
     char *msg = NULL;
     if (unsent) {
-        msg =
-            reel_asprintf("%s before %s received the whole %s: the last %zu bytes of the %s "
-                          "were not sent",
-                          why, who, ws ? "WebSocket" : "response", unsent, ws ? "stream" : "body");
+        msg = reel_asprintf("%s before %s received the whole %s: the last %zu bytes of the %s "
+                            "were not sent",
+                            why, who,
+                            ws       ? "WebSocket"
+                            : tunnel ? "tunnel"
+                                     : "response",
+                            unsent, tunnel ? "stream" : "body");
         STAT_ADD(fr->c->p, errors, 1);
     }
     reel__fin_end(f, msg);

@@ -171,7 +171,9 @@ static void tunnel_end(conn_t *c) {
         reel__finish_tflow(c, why);
         free(why);
         c->tunnel_failed = true;
-    } else {
+    } else if (!c->lane || !reel__h2front_tunnel_end(c)) {
+        /* (a lane's CONNECT stream may still hold bytes for its client:
+         * the flow ends once they are sent, as for a WebSocket) */
         reel__finish_tflow(c, NULL);
     }
 }
@@ -244,9 +246,12 @@ void reel__tunnel_forward(conn_t *c) {
         /* The server closed: so does the client's connection, after a TLS
          * close_notify when reel speaks TLS to it (wss, intercepted
          * tunnels; it used to stay open until the client gave up). */
-        tunnel_end(c);
+        /* close_notify before the flow's end: it goes the way of the
+         * server's last bytes (a lane's stream may take them, and the
+         * flow, in tunnel_end) */
         if (reel_stack_has_tls(&cl->st))
-            reel_stack_end(&cl->st); /* close_notify */
+            reel_stack_end(&cl->st);
+        tunnel_end(c);
         c->client.close_when_flushed = true;
         if (reel__peer_queued(cl) == 0)
             reel__conn_close(c);

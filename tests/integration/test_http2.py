@@ -1190,6 +1190,85 @@ class Http2Test(unittest.TestCase):
                          "the connection to the origin failed: connection reset by peer")
         self.assertEqual(rows[sids["fin"]]["state"], "complete", rows[sids["fin"]])
 
+    def test_h2c_connect_tunnel_not_delivered_is_an_error(self):
+        # A plain CONNECT stream's tunnel whose origin sent 200,000 bytes
+        # and closed, then the client ended its side too, without opening
+        # its stream's window beyond 65,535 bytes: the rest waits in reel's
+        # queue for the stream, and the tunnel flow waits with it; a client
+        # that then goes leaves it an error saying how much was not sent.
+        # It used to end complete once both sides had ended. A client that
+        # reads it all gets a complete flow.
+        big = b"\x00" + os.urandom(199999)
+
+        def origin():
+            ls = socket.socket()
+            ls.bind(("127.0.0.1", 0))
+            ls.listen(1)
+            ls.settimeout(10)
+
+            def serve():
+                s, _ = ls.accept()
+                s.recv(100)
+                s.sendall(big)
+                s.shutdown(socket.SHUT_WR)
+                s.settimeout(10)
+                try:
+                    while s.recv(100):
+                        pass
+                except OSError:
+                    pass
+                s.close()
+                ls.close()
+            threading.Thread(target=serve, daemon=True).start()
+            return "127.0.0.1:%d" % ls.getsockname()[1]
+
+        for stall in (True, False):
+            auth = origin()
+            c = H2C(self.reel.port, auto_ack=not stall, validate=False)
+            sid = self.connect_stream(c, auth)
+            self.assertEqual(hdr(c.streams[sid]["headers"], ":status"), "200")
+            c.streams[sid]["stalled"] = stall
+            c.conn.send_data(sid, b"\x00\x01not-http")
+            c.flush()
+            c.wait(lambda: len(c.streams[sid]["data"]) >= (65535 if stall else len(big)))
+            time.sleep(0.5)  # the origin's FIN has reached reel by now
+            c.conn.end_stream(sid)  # the client's side of the tunnel ends too
+            c.flush()
+
+            def rows():
+                return [r for r in self.reel.flows() if r["method"] == "CONNECT" and
+                        r["stream_id"] == sid and r["url"] == "tcp://%s/" % auth]
+            if stall:
+                deadline = time.time() + 1.5
+                while time.time() < deadline:
+                    try:
+                        c.pump(0.2)
+                    except socket.timeout:
+                        pass
+                got = len(c.streams[sid]["data"])
+                self.assertEqual(got, 65535)
+                # both sides ended, the client has not had it all
+                self.assertEqual([r["state"] for r in rows()], ["open"], rows())
+                c.close()
+            else:
+                c.wait(lambda: c.done(sid))
+                self.assertTrue(c.streams[sid]["ended"])
+                self.assertEqual(c.streams[sid]["data"], big)
+                c.close()
+            deadline = time.time() + 10
+            while not rows() or rows()[0]["state"] == "open":
+                self.assertLess(time.time(), deadline, rows())
+                time.sleep(0.1)
+            f = rows()[0]
+            if stall:
+                self.assertEqual(f["state"], "error", f)
+                self.assertEqual(
+                    f["error"], "the client closed the HTTP/2 connection before the client "
+                    "received the whole tunnel: the last %d bytes of the stream were not sent"
+                    % (len(big) - got))
+            else:
+                self.assertEqual(f["state"], "complete", f.get("error"))
+
     def test_h2c_connect_intercepted_tls(self):
         # TLS inside a CONNECT stream: intercepted with reel's CA, as for
         # an HTTP/1.1 CONNECT; the request inside is recorded
