@@ -60,8 +60,18 @@ static void ev_ready(void *ud) {
     peer_t *pe = ud;
     if (pe->role == P_UPSTREAM) {
         conn_t *c = pe->c; /* pe may be gone after: a probe became a session */
-        if (pe->https)
-            pe->t_ready = reel__now_us();
+        if (pe->https) {
+            /* the handshake's end as its filter stamped it, which
+             * ServerConn's ssl_us counts to: a stamp of its own here, a
+             * moment later, made the flow's ssl 1 us longer than its
+             * connection's (a stream of a session already up, with no
+             * t_connected, is ready now) */
+            reel_stack_info_t info;
+            reel_stack_info(&pe->st, &info);
+            pe->t_ready = pe->t_connected && info.setup_tls_done >= pe->t_connected
+                              ? info.setup_tls_done
+                              : reel__now_us();
+        }
         reel__upstream_ready(pe);
         reel__conn_arm(c);
     } else {
