@@ -28,6 +28,8 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "base/wsclose.h"
+
 #define SCRATCH 4096
 /* message buffers larger than this are released after their event */
 #define KEEP_STORAGE (64 * 1024)
@@ -143,12 +145,6 @@ static bool utf8_feed(utf8_t *u, const uint8_t *p, size_t n) {
 static bool utf8_valid(const uint8_t *p, size_t n) {
     utf8_t u = {0, 0x80, 0xbf};
     return utf8_feed(&u, p, n) && u.need == 0;
-}
-
-/* Close codes an endpoint may send (RFC 6455 7.4, IANA registry). */
-static bool close_code_ok(unsigned code) {
-    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
-           (code >= 3000 && code <= 4999);
 }
 
 /* ---- errors ---- */
@@ -406,7 +402,7 @@ static reel_rc end_frame(reel_ws_t *w, reel_ws_event_t *ev, bool *have_ev) {
             ev->close_reason = (const char *)w->ctl + w->ctl_len;
             if (w->ctl_len >= 2) {
                 ev->close_code = (uint16_t)(w->ctl[0] << 8 | w->ctl[1]);
-                if (!close_code_ok(ev->close_code))
+                if (!reel_ws_close_code_ok(ev->close_code))
                     return fail(w, REEL_WS_CLOSE_PROTOCOL, "invalid close code");
                 if (!utf8_valid(w->ctl + 2, w->ctl_len - 2))
                     return fail(w, REEL_WS_CLOSE_INVALID_DATA, "invalid UTF-8 in a close reason");
@@ -874,7 +870,7 @@ reel_rc reel_ws_write_close(reel_buf_t *out, uint16_t code, const char *reason,
     size_t n = 0;
     if (code) {
         size_t rlen = reason ? strlen(reason) : 0;
-        if (!close_code_ok(code) || rlen > REEL_WS_MAX_CONTROL - 2 ||
+        if (!reel_ws_close_code_ok(code) || rlen > REEL_WS_MAX_CONTROL - 2 ||
             !utf8_valid((const uint8_t *)reason, rlen))
             return REEL_INVALID;
         p[n++] = (uint8_t)(code >> 8);

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "base/mem.h"
+#include "base/wsclose.h"
 #include "session/userdata.h"
 
 uint64_t reel__har_max_file_size = REEL_HAR_MAX_FILE_SIZE;
@@ -1154,6 +1155,10 @@ static reel_rc check_message(const vctx_t *v, json_t *m, const char *list, size_
     if (defl != NULL && !json_is_null(defl) && !json_is_boolean(defl))
         return fail(v, f, "not a boolean but %s", type_name(defl));
     out->compressed = ws && json_is_true(defl);
+    if (out->compressed && out->opcode >= 8) /* RFC 7692 6.1: never a control frame */
+        return fail(v, f,
+                    "true on a control message (close, ping, pong), which is never sent "
+                    "compressed");
     size_t nb;
     if (out->opcode == 1 && !out->base64 && out->truncated &&
         cut_text_bytes(out->data, out->len, &nb)) {
@@ -1192,6 +1197,13 @@ static reel_rc check_message(const vctx_t *v, json_t *m, const char *list, size_
         out->close_code = out->bytes >= 2    ? (uint32_t)(p[0] << 8 | p[1])
                           : out->length == 0 ? 1005 /* no status code (RFC 6455 7.1.5) */
                                              : 0;   /* cut off by body_limit: not known */
+        if (out->bytes >= 2 && !reel_ws_close_code_ok(out->close_code)) {
+            snprintf(f, sizeof f, "%s[%zu].data", list, i);
+            return fail(v, f,
+                        "close code %u, which no endpoint sends (RFC 6455 7.4): reel's codec "
+                        "fails a connection that sends it",
+                        out->close_code);
+        }
     }
     return REEL_OK;
 }
@@ -1978,7 +1990,11 @@ static uint64_t record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
     char werr[512];
     const char *why = e->error_text ? e->error_text : e->ws_error;
     if (e->error == NULL && e->ws_error != NULL) {
-        snprintf(werr, sizeof werr, "the browser reported a WebSocket error: %s", e->ws_error);
+        if (e->ws_error[0])
+            snprintf(werr, sizeof werr, "the browser reported a WebSocket error: %s", e->ws_error);
+        else
+            snprintf(werr, sizeof werr,
+                     "the browser reported a WebSocket error (without a reason)");
         fe.error = werr;
     }
 

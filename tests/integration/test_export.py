@@ -508,8 +508,11 @@ class ExportWebSocket(unittest.TestCase):
                 {"type": "send", "time": 1767323050.25, "opcode": 1, "data": "hi"},
                 {"type": "error", "time": 1767323050.5, "opcode": -1,
                  "data": "Could not decode a text frame as UTF-8."},
-                {"type": "error", "time": 1767323050.75, "opcode": -1, "data": "later"}])]}}
-        (a, b) = self.imported(doc, "chrome")
+                {"type": "error", "time": 1767323050.75, "opcode": -1, "data": "later"}]),
+            self.chrome_entry([
+                {"type": "error", "time": 1767323051.5, "opcode": -1, "data": ""}])]}}
+        (a, b, c) = self.imported(doc, "chrome")
+        self.assertEqual(c["error"], "the browser reported a WebSocket error (without a reason)")
         got = [(m["time_us"], m["from_client"], m["opcode"], m["type"],
                 base64.b64decode(m["data_b64"]), m["length"], m["truncated"], m["compressed"])
                for m in a["messages"]]
@@ -527,7 +530,7 @@ class ExportWebSocket(unittest.TestCase):
                          "the browser reported a WebSocket error: "
                          "Could not decode a text frame as UTF-8.")
         flows = json.loads(self.reel.cli("flows", "chrome", "--json", "~websocket").stdout)
-        self.assertEqual(len(flows), 2)
+        self.assertEqual(len(flows), 3)
 
     def test_malformed_messages_are_refused(self):
         doc = self.har()
@@ -555,6 +558,11 @@ class ExportWebSocket(unittest.TestCase):
              b"has at most 125"),
             ((10, "data"), "AA==",
              b"_webSocketMessages[10].data: 1 byte: a close message has none or at least"),
+            # what reel's codec refuses on the wire, a file cannot record
+            ((10, "data"), base64.b64encode(struct.pack("!H", 999)).decode(),
+             b"_webSocketMessages[10].data: close code 999, which no endpoint sends"),
+            ((8, "compressed"), True,
+             b"_webSocketMessages[8].compressed: true on a control message"),
             ((), "both",
              b"_webSocketMessages: WebSocket messages beside _reel.messages"),
         ]
