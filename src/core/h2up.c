@@ -481,15 +481,23 @@ static void sess_event(h2sess_t *s, const reel_codec_event_t *ev) {
             break;
         }
         s->error = reel_asprintf("the origin sent GOAWAY (error code 0x%x)", ev->error_code);
+        /* why, if it cannot be sent again (the exchange retries it once,
+         * on a new connection, when it can): the error of such a flow
+         * named no GOAWAY, only a connection closed without an answer */
+        char *unprocessed = reel_asprintf(
+            "the origin sent GOAWAY %s (0x%x) with last stream %u, before it processed the "
+            "request (RFC 9113 6.8)",
+            reel_h2_error_name(ev->error_code), ev->error_code, (unsigned)ev->last_stream);
         for (ulane_t *k = s->lanes; k; k = k->next) {
             if (k->sid > ev->last_stream && !k->resp_end && k->in.len == 0) {
                 /* not processed by the origin (RFC 9113 6.8): sent again */
                 lane_unbind(k);
-                ulane_end(k, NULL);
+                ulane_end(k, unprocessed);
             } else if (k->sid == 0) {
                 ulane_end(k, NULL); /* idle: its next request goes elsewhere */
             }
         }
+        free(unprocessed);
         break;
     }
     default:

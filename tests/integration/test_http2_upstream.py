@@ -41,6 +41,7 @@ class H2Origin:
     /t/refuse-once  the first time: GOAWAY NO_ERROR that leaves the stream
                   unprocessed (last stream id below it), then the close;
                   after that 200 "second try"
+    /t/refuse-always  GOAWAY NO_ERROR that leaves the stream unprocessed, every time
     /t/goaway-error 200, 3000 bytes, then GOAWAY INTERNAL_ERROR and the close
     /t/bad-window 200, 3000 bytes, then a WINDOW_UPDATE of 0 on the
                   connection (RFC 9113 6.9: a connection error, which reel
@@ -259,6 +260,12 @@ class H2Origin:
             return "close"
         elif path == "/t/refuse-once":
             self._answer(conn, sid, 200, b"second try")
+        elif path == "/t/refuse-always":
+            conn.close_connection(h2.errors.ErrorCodes.NO_ERROR, last_stream_id=max(sid - 2, 0))
+            s.sendall(conn.data_to_send())
+            time.sleep(0.2)
+            self._closed()
+            return "close"
         elif path == "/t/goaway-error":
             conn.send_headers(sid, [(":status", "200"), ("content-length", "100000")])
             conn.send_data(sid, b"g" * 3000)
@@ -477,6 +484,12 @@ class Http2UpstreamTest(unittest.TestCase):
         self.assertIsNone(f.get("error"))
         self.assertEqual(body(f, "response"), b"second try")
         self.assertTrue(f["server_conn"]["retried"], f["server_conn"])
+        # refused again on the new connection: the 502 and the flow name the
+        # GOAWAY (they said "upstream closed the connection without responding")
+        self.assertEqual(self.curl_h2(self.url("/t/refuse-always")), "2 502\n")
+        f = self.flows_for("/t/refuse-always")[0]
+        self.assertRegex(f["error"], r"^the origin sent GOAWAY NO_ERROR \(0x0\) with last stream "
+                                     r"\d+, before it processed the request \(RFC 9113 6\.8\)$")
         # a GOAWAY with an error cuts the stream it was answering: the
         # flow's error names it
         r = subprocess.run(["curl", "-sS", "--max-time", "30", "-x", self.reel.proxy, "--cacert",
