@@ -28,6 +28,17 @@ import h2.events
 from proxyenv import SANITIZED, TMPBASE, Origin, Reel, body, curl, main, stop_class
 
 
+def pump_for(c, seconds):
+    """Reads and answers what the client connection c gets for seconds
+    (without opening any window beyond what its streams allow)."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            c.pump(0.2)
+        except socket.timeout:
+            pass
+
+
 class EchoOrigin:
     """A threaded HTTP/1.1 origin on 127.0.0.1:
     POST /echo     reads the body (chunked or not) and its trailers, answers
@@ -1055,12 +1066,7 @@ class Http2Test(unittest.TestCase):
                 time.sleep(0.5)  # the rest of it waits in reel by now
                 c.send_body(sid, ws_masked(8, b"\x03\xe8"), False)
                 if stall:
-                    deadline = time.time() + 2
-                    while time.time() < deadline:
-                        try:
-                            c.pump(0.2)
-                        except socket.timeout:
-                            pass
+                    pump_for(c, 2)
                     got = len(c.streams[sid]["data"])
                     self.assertEqual(got, 65535)
                     # the server is done, the client has not had it all
@@ -1239,12 +1245,7 @@ class Http2Test(unittest.TestCase):
                 return [r for r in self.reel.flows() if r["method"] == "CONNECT" and
                         r["stream_id"] == sid and r["url"] == "tcp://%s/" % auth]
             if stall:
-                deadline = time.time() + 1.5
-                while time.time() < deadline:
-                    try:
-                        c.pump(0.2)
-                    except socket.timeout:
-                        pass
+                pump_for(c, 1.5)
                 got = len(c.streams[sid]["data"])
                 self.assertEqual(got, 65535)
                 # both sides ended, the client has not had it all
