@@ -118,6 +118,21 @@ struct reel_h2 {
      * HEADERS of every new stream after it, without a callback */
     bool goaway_sent;
     uint32_t goaway_last;
+    /* Server: reel's own walk over the frames it feeds nghttp2 (the
+     * preface's bytes, then each frame's header and payload), kept in step
+     * across reads, so that it can tell the HEADERS of the rest of a read
+     * that nghttp2 dropped: once reel terminates the session
+     * (refuse_over_limit), nghttp2 ignores all it has not yet read and
+     * calls nothing for it (its iframe state NGHTTP2_IB_IGN_ALL,
+     * nghttp2_session_mem_recv returning the whole length). walk_skip:
+     * bytes of the preface or of a frame's payload still to pass;
+     * walk_hd: a frame header as far as it came. terminated: reel's
+     * terminate_session2 call, and term_last its last stream id. */
+    size_t walk_skip;
+    uint8_t walk_hd[9];
+    size_t walk_have;
+    bool terminated;
+    uint32_t term_last;
 };
 
 static const reel_codec_ops_t h2_ops;
@@ -439,6 +454,8 @@ static void refuse_over_limit(reel_h2_t *h, stream_t *st) {
             h->fatal = "HTTP/2 protocol error (request HEADERS: max concurrent streams "
                        "exceeded), GOAWAY sent";
         nghttp2_session_terminate_session2(h->s, h->last_accepted, NGHTTP2_PROTOCOL_ERROR);
+        h->terminated = true; /* the rest of this read: see walk */
+        h->term_last = (uint32_t)h->last_accepted;
     }
     if (!st->headless)
         h->over_limit_heads++;
@@ -722,17 +739,57 @@ static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *f, int lib_
  * decoded, for HPACK's sake, without on_header). The client sent a
  * request reel never answered: reported as a stream reel refused, as far
  * as it is known, its id (the head is not). */
-static void refuse_after_goaway(reel_h2_t *h, int32_t id) {
+static void refuse_after_goaway(reel_h2_t *h, int32_t id, uint32_t last, const char *why) {
     h->max_peer_stream = id;
     stream_t *st = stream_new(h, id); /* for refuse() only: nghttp2 has no such stream */
-    event_t *e =
-        refuse(h, st, REEL_H2_REFUSED_STREAM,
-               reel_asprintf("nghttp2 ignores such a stream's HEADERS and hands over none of its "
-                             "head"),
-               true);
+    event_t *e = refuse(h, st, REEL_H2_REFUSED_STREAM, reel_asprintf("%s", why), true);
     e->after_goaway = true;
-    e->last_stream = h->goaway_last;
+    e->last_stream = last;
     stream_free(h, st);
+}
+
+/* Server: the bytes nghttp2 took in one nghttp2_session_mem_recv, walked
+ * frame by frame (see walk_skip). scan: reel terminated the session while
+ * nghttp2 read them, and nghttp2 dropped what followed the frame that made
+ * it (a client that ignores the concurrency limit sends stream after
+ * stream in one write): each new request stream whose HEADERS begin
+ * there is a stream opened after reel's GOAWAY, as on_begin_frame reports
+ * those nghttp2 does read. A new stream's HEADERS that nghttp2 did read
+ * raised max_peer_stream (on_begin_headers, refuse_unopened,
+ * refuse_after_goaway), and stream ids only grow, so the ids above it are
+ * exactly the dropped ones. Only this read's bytes are scanned (h2_feed
+ * walks no later read): nghttp2 reads nothing after them either, and the
+ * connection is over. */
+static void walk(reel_h2_t *h, const uint8_t *p, size_t len, bool scan) {
+    while (len) {
+        if (h->walk_skip) {
+            size_t k = len < h->walk_skip ? len : h->walk_skip;
+            h->walk_skip -= k;
+            p += k;
+            len -= k;
+            continue;
+        }
+        size_t k = sizeof h->walk_hd - h->walk_have;
+        if (k > len)
+            k = len;
+        memcpy(h->walk_hd + h->walk_have, p, k);
+        h->walk_have += k;
+        p += k;
+        len -= k;
+        if (h->walk_have < sizeof h->walk_hd)
+            break;
+        h->walk_have = 0;
+        const uint8_t *hd = h->walk_hd;
+        h->walk_skip = (size_t)hd[0] << 16 | (size_t)hd[1] << 8 | hd[2];
+        int32_t id = (int32_t)(((uint32_t)hd[5] << 24 | (uint32_t)hd[6] << 16 |
+                                (uint32_t)hd[7] << 8 | hd[8]) &
+                               0x7fffffff);
+        if (scan && hd[3] == NGHTTP2_HEADERS && (id & 1) && id > h->max_peer_stream)
+            refuse_after_goaway(h, id, h->term_last,
+                                "it came in the read in which reel sent that GOAWAY, after the "
+                                "frame that made reel send it; nghttp2 reads nothing after that "
+                                "frame and hands over none of its head");
+    }
 }
 
 /* Every frame: what nghttp2 has queued to send, for on_invalid_frame.
@@ -745,7 +802,9 @@ static int on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, void *
     h->queued_at_frame = nghttp2_session_get_outbound_queue_size(s);
     if (hd->type == NGHTTP2_HEADERS && h->role == REEL_H2_SERVER && h->goaway_sent &&
         (hd->stream_id & 1) && hd->stream_id > h->max_peer_stream) {
-        refuse_after_goaway(h, hd->stream_id);
+        refuse_after_goaway(h, hd->stream_id, h->goaway_last,
+                            "nghttp2 ignores such a stream's HEADERS and hands over none of its "
+                            "head");
         return 0;
     }
     if (hd->type != NGHTTP2_DATA || h->role != REEL_H2_SERVER)
@@ -1016,6 +1075,7 @@ static reel_rc h2_feed(reel_codec_t *c, const uint8_t *buf, size_t len, size_t *
         return REEL_INVALID;
     }
     if (len) {
+        bool was_terminated = h->terminated;
         ssize_t n = nghttp2_session_mem_recv(h->s, buf, len);
         if (n < 0) {
             h->dead = true;
@@ -1030,6 +1090,8 @@ static reel_rc h2_feed(reel_codec_t *c, const uint8_t *buf, size_t len, size_t *
             return REEL_INVALID;
         }
         *consumed = (size_t)n;
+        if (h->role == REEL_H2_SERVER && !was_terminated)
+            walk(h, buf, (size_t)n, h->terminated);
         end_refused(h);
     }
     return pop(h, ev);
@@ -1107,6 +1169,7 @@ reel_codec_t *reel_h2_codec_new(reel_h2_role role, const reel_h2_opts_t *opts) {
         nghttp2_option_set_stream_reset_rate_limit(opt, h->o.max_resets_per_sec,
                                                    h->o.max_resets_per_sec);
         nghttp2_session_server_new2(&h->s, cb, h, opt);
+        h->walk_skip = NGHTTP2_CLIENT_MAGIC_LEN; /* the client's preface comes first */
     } else {
         nghttp2_session_client_new2(&h->s, cb, h, opt);
     }

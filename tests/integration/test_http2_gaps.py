@@ -14,7 +14,9 @@ to `reel record` (prior-knowledge h2c):
   SETTINGS) or with GOAWAY (after), with the request the client sent
   (nghttp2 refused it before reel saw its head: no method, no URL);
 - a stream the client opens after reel's GOAWAY (reel shutting down),
-  which reel ignores unanswered, is a flow saying so; it left none.
+  which reel ignores unanswered, is a flow saying so; it left none. So is
+  each stream sent in the same write after the one over the acknowledged
+  limit (nghttp2 drops the rest of that read unread).
 """
 import base64
 import hashlib
@@ -291,6 +293,47 @@ class Http2GapsTest(unittest.TestCase):
         self.assert_request(f, "/slow?over-acked-100", row)
         self.assertIsNone(f["response"])
         self.assertFalse([r for r in self.echo.requests if r[1] == "/slow?over-acked-100"])
+
+    def test_streams_after_the_goaway_in_the_same_write_are_flows(self):
+        # 104 streams in one write once the limit was acknowledged: the
+        # 101st makes reel send GOAWAY, and nghttp2 reads nothing of the
+        # write after it (not even the frame starts on_begin_frame reports
+        # after a GOAWAY at shutdown). The last 3 requests reached reel and
+        # left no flow at all.
+        c = H2C(self.reel.port)
+        try:
+            c.wait(lambda: c.conn.remote_settings.max_concurrent_streams == 100)
+            c.conn.remote_settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = 1000
+            c.conn.remote_settings.acknowledge()
+            sids = self.open_streams(c, 104, "same-write")  # one sendall
+            got = read_until_closed(c.s)
+        finally:
+            c.close()
+        g = goaway_of(got)
+        self.assertIsNotNone(g, got)
+        self.assertEqual(g[:2], (sids[99], 1))  # PROTOCOL_ERROR
+        conn = self.reel.wait_flows(1, "~u same-write-0", timeout=10)[0]["client_conn"]
+        deadline = time.time() + 10
+        while True:
+            rows = self.reel.flows("~conn %d" % conn)
+            if len(rows) >= 104 or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertEqual(sorted(r["stream_id"] for r in rows), sids)
+        f = self.stream_flow(conn, sids[100])
+        self.assertTrue(f["error"].startswith("reel closed the HTTP/2 connection with GOAWAY "
+                                              "PROTOCOL_ERROR (0x1)"), f)
+        for sid in sids[101:]:
+            f = self.stream_flow(conn, sid)
+            self.assertEqual(f["state"], "error", f)
+            self.assertEqual(f["error"], "reel refused the HTTP/2 stream: the client opened it "
+                             "after reel's GOAWAY (last_stream_id %d), and reel ignored it and "
+                             "never answered (RFC 9113 6.8; the client may send it again on a new "
+                             "connection); it came in the read in which reel sent that GOAWAY, "
+                             "after the frame that made reel send it; nghttp2 reads nothing after "
+                             "that frame and hands over none of its head" % sids[99])
+            self.assertEqual(f["request"]["http_version"], "HTTP/2.0")
+            self.assertIsNone(f["response"])
 
 
 class StreamAfterGoawayTest(unittest.TestCase):

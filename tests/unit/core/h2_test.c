@@ -760,6 +760,50 @@ static void test_stream_after_goaway(void **state) {
     reel_buf_free(&in);
 }
 
+/* A client past the acknowledged limit sends more streams in the same
+ * read: reel's GOAWAY for the first over it makes nghttp2 drop the rest of
+ * the read unread (no callback at all), and the later streams are
+ * reported as opened after that GOAWAY, found by reel's own walk over the
+ * frames. The read is split at every byte before the refused stream's
+ * HEADERS end, so that the walk must keep its place across reads. */
+static void test_streams_after_goaway_in_one_read(void **state) {
+    (void)state;
+    static const char *const get[] = {":method", "GET",   ":scheme", "http", ":authority",
+                                      "a.test",  ":path", "/l",      NULL};
+    static const uint8_t ping[8] = {0};
+    reel_h2_opts_t o = {.max_concurrent_streams = 2};
+    reel_buf_t in;
+    reel_buf_init(&in, 0);
+    reel_buf_puts(&in, REEL_H2_PREFACE);
+    frame(&in, NGHTTP2_SETTINGS, 0, 0, NULL, 0);
+    frame(&in, NGHTTP2_SETTINGS, NGHTTP2_FLAG_ACK, 0, NULL, 0);
+    nghttp2_hd_deflater *d;
+    assert_int_equal(nghttp2_hd_deflate_new(&d, 4096), 0);
+    for (uint32_t sid = 1; sid <= 5; sid += 2)
+        raw_headers(&in, d, sid, get, NGHTTP2_FLAG_END_STREAM);
+    size_t refused_end = in.len;
+    frame(&in, NGHTTP2_PING, 0, 0, ping, sizeof ping); /* a payload to step over */
+    raw_headers(&in, d, 7, get, NGHTTP2_FLAG_END_STREAM);
+    raw_headers(&in, d, 9, get, NGHTTP2_FLAG_END_STREAM);
+    nghttp2_hd_deflate_del(d);
+    for (size_t split = 0; split < refused_end; split++) {
+        side_t sv;
+        side_init(&sv, REEL_H2_SERVER, &o);
+        feed(&sv, in.data, split);
+        feed(&sv, in.data + split, in.len - split);
+        const char *t = trace(&sv);
+        assert_non_null(strstr(t, "reset 5 1\nrefused 5 GET http a.test:80 /l 0\n"
+                                  "reset 7 7\nrefused 7   :0  0\n"
+                                  "reset 9 7\nrefused 9   :0  0\n"));
+        assert_true(sv.last_after_goaway);
+        assert_int_equal(sv.last_stream, 3);
+        assert_non_null(strstr(sv.last_reason, "in the read in which reel sent that GOAWAY"));
+        assert_true(sends_frame(&sv, NGHTTP2_GOAWAY, 0));
+        side_free(&sv);
+    }
+    reel_buf_free(&in);
+}
+
 static void test_bad_preface(void **state) {
     (void)state;
     side_t sv;
@@ -787,6 +831,7 @@ int main(void) {
         cmocka_unit_test(test_stream_frame_closing_the_connection),
         cmocka_unit_test(test_streams_beyond_the_limit),
         cmocka_unit_test(test_stream_after_goaway),
+        cmocka_unit_test(test_streams_after_goaway_in_one_read),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
