@@ -1378,10 +1378,10 @@ static void note_cuts(reel_session_t *s) {
         note(s,
              "spool segment %08u.zst was cut short at offset %llu: the %lld byte%s after it, "
              "which the index had seen, are gone (known damage); %lld flow%s that had records "
-             "there lost them (marked damaged, with an error), %lld flow%s that were only there "
-             "are gone",
+             "there lost them (marked damaged, with an error), %lld flow%s that %s only there "
+             "%s gone",
              seg, (unsigned long long)off, len, len == 1 ? "" : "s", had, had == 1 ? "" : "s", gone,
-             gone == 1 ? "" : "s");
+             gone == 1 ? "" : "s", gone == 1 ? "was" : "were", gone == 1 ? "is" : "are");
     }
     sqlite3_finalize(st);
 }
@@ -1551,9 +1551,10 @@ static reel_rc lost_errors(reel_session_t *s, const segrange *missing, size_t nm
     gone = ids_text(s->db, "SELECT id FROM temp.gap_gone ORDER BY id", &ids);
     note(s,
          "spool %s %s missing: %lld flow%s that had records there lost them (marked with an "
-         "error), %lld flow%s that were only there are gone%s%s",
+         "error), %lld flow%s that %s only there %s gone%s%s",
          (const char *)names.data, nmissing == 1 && missing[0].count == 1 ? "is" : "are", marked,
-         marked == 1 ? "" : "s", gone, gone == 1 ? "" : "s", gone ? ": ids " : "",
+         marked == 1 ? "" : "s", gone, gone == 1 ? "" : "s", gone == 1 ? "was" : "were",
+         gone == 1 ? "is" : "are", gone ? (gone == 1 ? ": id " : ": ids ") : "",
          gone ? (const char *)ids.data : "");
     reel_buf_free(&ids);
     reel_buf_free(&names);

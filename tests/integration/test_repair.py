@@ -497,7 +497,7 @@ class Repair(unittest.TestCase):
         err = v.stderr.decode()
         self.assertIn("spool segment %08d.zst was cut short at offset %d" % (seg, cut), err)
         self.assertRegex(err, r"%d flows? that had records there lost them \(marked damaged, "
-                              r"with an error\), %d flows? that were only there are gone"
+                              r"with an error\), %d flows? that (?:was|were) only there (?:is|are) gone"
                          % (len(hit), len(only)))
         self.assertIn(b"segment %08d.zst: known cut short at offset %d" % (seg, cut), v.stdout)
         for fid in hit:
@@ -619,7 +619,7 @@ class Repair(unittest.TestCase):
             self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
             m = re.search(r"spool segment 00000003\.zst is missing: (\d+) flows? that had "
                           r"records there lost them \(marked with an error\), (\d+) flows? "
-                          r"that were only there are gone: ids ([0-9, -]+)", out)
+                          r"that (?:was|were) only there (?:is|are) gone: ids? ([0-9, -]+)", out)
             self.assertTrue(m, out)
             self.assertEqual(self.id_runs(m.group(3)), only, out)
             self.assertEqual(int(m.group(2)), len(only))
