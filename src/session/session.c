@@ -1637,7 +1637,10 @@ static reel_rc dmg_begin(reel_session_t *s, reel_err_t *err) {
                            "DELETE FROM temp.dmg_open;"
                            "CREATE TEMP TABLE IF NOT EXISTS dmg_unv(flow_id INTEGER, segment "
                            "INTEGER, offset INTEGER, why TEXT);"
-                           "DELETE FROM temp.dmg_unv;",
+                           "DELETE FROM temp.dmg_unv;"
+                           "CREATE TEMP TABLE IF NOT EXISTS dmg_err(id INTEGER PRIMARY KEY, "
+                           "msg TEXT);"
+                           "DELETE FROM temp.dmg_err;",
                            err);
 }
 
@@ -1740,6 +1743,65 @@ static reel_rc dmg_row(sqlite3_stmt *ins, uint64_t id, int dir, uint64_t off, in
     return REEL_OK;
 }
 
+/* A flow that lost its start record or a head to damage is not what its
+ * state says: without them it has no URL, method or status of its own,
+ * and a `complete` that lists nothing reads as whole. As for a missing
+ * segment (lost_errors), it gets an error naming what it lost and where
+ * (with its body losses), kept in temp.dmg_err until dmg_errors, after
+ * mark_interrupted, whose end record would set the error of an open flow
+ * again. A flow that lost only body bytes or its end keeps its state: its
+ * flow_damage rows say it, and mark_interrupted ends an open one. */
+static void dmg_error(reel_session_t *s, uint64_t id, const flow_facts *f, const dmg_hit *h) {
+    const char *parts[5];
+    size_t n = 0;
+    if (!f->has_start)
+        parts[n++] = "its start record";
+    if (f->complete && f->http && !f->has_req_head) {
+        parts[n] = n ? "request head" : "its request head";
+        n++;
+    }
+    if (f->complete && f->http && !f->has_resp_head) {
+        parts[n] = n ? "response head" : "its response head";
+        n++;
+    }
+    if (n == 0)
+        return;
+    for (int d = 0; d < 2; d++) {
+        int exact;
+        if (f->stored[d] < body_expected(f, d, &exact))
+            parts[n++] = d ? "response body bytes" : "request body bytes";
+    }
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    reel_buf_puts(&b, "records lost: ");
+    for (size_t i = 0; i < n; i++)
+        reel_buf_printf(&b, "%s%s", i == 0 ? "" : i + 1 == n ? " and " : ", ", parts[i]);
+    reel_buf_printf(&b, ", with the damaged spool bytes at offset %llu of segment %08u.zst",
+                    (unsigned long long)h->off, h->seg);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO temp.dmg_err(id, msg) VALUES(?, ?)", -1,
+                           &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+        sqlite3_bind_text(st, 2, (const char *)b.data, (int)b.len, SQLITE_TRANSIENT);
+        sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+    reel_buf_free(&b);
+}
+
+/* After mark_interrupted: the flows dmg_error noted get their error, before
+ * any the spool gave them, and a complete one the state `error`, as a flow
+ * that lost records in a missing segment does. */
+static reel_rc dmg_errors(reel_session_t *s, reel_err_t *err) {
+    return reel_index_exec(s->db,
+                           "UPDATE flows SET state = CASE state WHEN 'complete' THEN 'error' "
+                           "ELSE state END, error = (SELECT msg FROM temp.dmg_err e WHERE e.id "
+                           "= flows.id) || coalesce('; ' || error, '') WHERE id IN (SELECT id "
+                           "FROM temp.dmg_err);"
+                           "DELETE FROM temp.dmg_err;",
+                           err);
+}
+
 /* Records what flow id lost, given the damaged ranges that touched it
  * (hits, in spool order). Returns REEL_OK with *marked set if it is
  * damaged. */
@@ -1790,6 +1852,8 @@ static reel_rc dmg_flow(reel_session_t *s, sqlite3_stmt *facts_q, sqlite3_stmt *
         rc = dmg_row(ins, id, 2, 0, -1,
                      "its end record may have been lost (the flow may have finished)", last,
                      err);
+    if (rc == REEL_OK)
+        dmg_error(s, id, &f, first);
     *marked = rc == REEL_OK;
     return rc;
 }
@@ -1913,7 +1977,7 @@ out:
  * A rebuild empties the derived tables in one transaction and fills them
  * again from the spool in many. Everything it must know from the old index
  * is saved in that same transaction, in tables that outlive a crash of the
- * process: rebuild_keep (the rows of flows with user data), rebuild_lost
+ * process: rebuild_keep (the old rows of every flow), rebuild_lost
  * (flows that lost records in a missing segment or past a cut), the damage
  * rows of the missing segments and of the cuts, and meta `rebuilding`
  * ("PID MAX_FLOW_ID", set just before). The last
@@ -2121,6 +2185,61 @@ static reel_rc keep_vanished(reel_session_t *s, reel_err_t *err) {
              "%lld flow%s that %s only in damaged spool bytes lost all %s records: kept in the "
              "index as the old index had %s, marked damaged: id%s %s",
              n, n == 1 ? "" : "s", n == 1 ? "was" : "were", n == 1 ? "its" : "their",
+             n == 1 ? "it" : "them", n == 1 ? "" : "s", (const char *)ids.data);
+    reel_buf_free(&ids);
+    return REEL_OK;
+}
+
+/* After the rebuild has marked what each flow lost: a flow whose start
+ * record is gone (to a damaged frame, a missing segment) would show no
+ * URL, method, start or status, though the old index knew them, and the
+ * report would not say what was kept. It takes the old index's row
+ * (rebuild_keep) where the spool says nothing: a NULL column, and uuid,
+ * start_us and kind, which without a start record hold '', 0 and the
+ * default 'http'. What the spool still says (its end, a surviving head,
+ * its body sizes) stays, as do the state, error and marks this rebuild
+ * gave it. A later repair, which finds the start gone again, takes the
+ * same row from the index this one leaves. */
+static reel_rc keep_lost_starts(reel_session_t *s, reel_err_t *err) {
+    sqlite3_stmt *st = NULL;
+    reel_buf_t set;
+    reel_buf_init(&set, 0);
+    reel_buf_puts(&set, "start_us = CASE flows.start_us WHEN 0 THEN k.start_us ELSE "
+                        "flows.start_us END, kind = CASE flows.kind WHEN 'http' THEN k.kind "
+                        "ELSE flows.kind END");
+    /* nullable columns both tables have (one saved by an older reel may
+     * lack some), but those this rebuild decides */
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT name FROM pragma_table_info('flows') WHERE NOT \"notnull\" AND "
+                           "name NOT IN ('error', 'id') AND name IN (SELECT name FROM "
+                           "pragma_table_info('rebuild_keep'))",
+                           -1, &st, NULL) == SQLITE_OK)
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            const char *c = (const char *)sqlite3_column_text(st, 0);
+            reel_buf_printf(&set, ", \"%s\" = coalesce(flows.\"%s\", k.\"%s\")", c, c, c);
+        }
+    sqlite3_finalize(st);
+    char *sql = reel_asprintf(
+        "CREATE TEMP TABLE IF NOT EXISTS lost_start(id INTEGER PRIMARY KEY);"
+        "DELETE FROM temp.lost_start;"
+        "INSERT INTO temp.lost_start SELECT f.id FROM flows f JOIN main.rebuild_keep k ON k.id = "
+        "f.id WHERE f.uuid = '' AND k.uuid != '';"
+        "UPDATE flows SET %s, uuid = k.uuid FROM main.rebuild_keep k WHERE k.id = flows.id AND "
+        "flows.id IN (SELECT id FROM temp.lost_start);",
+        (const char *)set.data);
+    reel_buf_free(&set);
+    reel_rc rc = reel_index_exec(s->db, sql, err);
+    free(sql);
+    if (rc != REEL_OK)
+        return rc;
+    reel_buf_t ids;
+    reel_buf_init(&ids, 0);
+    long long n = ids_text(s->db, "SELECT id FROM temp.lost_start ORDER BY id", &ids);
+    if (n)
+        note(s,
+             "%lld flow%s whose start record %s lost %s what the old index knew of %s (URL, "
+             "start, status) where the spool says nothing: id%s %s",
+             n, n == 1 ? "" : "s", n == 1 ? "was" : "were", n == 1 ? "keeps" : "keep",
              n == 1 ? "it" : "them", n == 1 ? "" : "s", (const char *)ids.data);
     reel_buf_free(&ids);
     return REEL_OK;
@@ -2354,6 +2473,10 @@ static reel_rc rebuild(reel_session_t *s, reel_err_t *err) {
         rc = lost_errors(s, missing, nmissing, err);
     if (rc == REEL_OK)
         rc = mark_interrupted(s, err);
+    if (rc == REEL_OK)
+        rc = dmg_errors(s, err);
+    if (rc == REEL_OK) /* after everything that tells a lost start by uuid '' */
+        rc = keep_lost_starts(s, err);
     if (rc == REEL_OK && reel_index_max_flow_id(s->db) < old_max) {
         /* Flows that are gone keep their ids: a new flow must not inherit
          * their annotations, tags and marks. */
@@ -2542,6 +2665,8 @@ static reel_rc recover(reel_session_t *s, reel_err_t *err) {
         rc = dmg_finish(s, err);
     if (rc == REEL_OK)
         rc = mark_interrupted(s, err);
+    if (rc == REEL_OK)
+        rc = dmg_errors(s, err);
 out:
     reel_indexer_free(ix);
     free(segs);

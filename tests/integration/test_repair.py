@@ -297,8 +297,17 @@ class Repair(unittest.TestCase):
             reel.wait_flows(2)
         finally:
             self.assertEqual(reel.stop(), 0)
+        before = json.loads(self.cli(reel, "flows", "nostart", "--json", "~id 1").stdout)[0]
         spool = os.path.join(reel.env["REEL_HOME"], "nostart", "spool")
         os.unlink(os.path.join(spool, "00000001.zst"))
+        self.cli(reel, "repair", "nostart")
+        # the old index knew its start and URL: the row keeps them
+        row = json.loads(self.cli(reel, "flows", "nostart", "--json", "~id 1").stdout)[0]
+        self.assertEqual((row["start_us"], row["url"]), (before["start_us"], before["url"]))
+        self.assertIn("records lost", row["error"])
+        # without it, the spool alone does not know the start
+        for name in glob.glob(os.path.join(reel.env["REEL_HOME"], "nostart", "session.db*")):
+            os.unlink(name)
         self.cli(reel, "repair", "nostart")
         fl = json.loads(self.cli(reel, "flow", "nostart", "1", "--json").stdout)
         self.assertTrue(fl["damage"], fl)
@@ -701,6 +710,61 @@ class Repair(unittest.TestCase):
                 self.assertIn("none of its records are left in the spool",
                               json.loads(j.stdout)["read_error"])
             v = self.cli(reel, "verify", "frame", check=False)
+            self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+
+    def test_start_lost_in_a_damaged_frame(self):
+        """The frame holding a 1 MiB flow's start record and heads damaged,
+        the later frames with the rest of its body whole: repair left the
+        flow `complete`, without an error, `!` or URL (start 0, no method
+        or status), though the old index knew them; its flow_damage rows
+        alone said what it had lost. Now it is marked damaged with an
+        error naming what it lost, and it keeps what the old index knew
+        where the spool says nothing."""
+        reel = Reel(self.root, "start", "segment_size=1MiB")
+        try:
+            curl(reel, "-o", "/dev/null",
+                 *[self.origin.url("/file1m?%d" % i if i % 2 else "/100b?%d" % i)
+                   for i in range(9)])
+            reel.wait_flows(9)
+        finally:
+            self.assertEqual(reel.stop(), 0)
+        home = reel.env["REEL_HOME"]
+        of, _ = self.frames_of(home, "start")
+        before = {f["id"]: f for f in reel.flows()}
+        # a 1 MiB flow in the middle: its first frame holds its start and
+        # heads, later ones the rest of its body
+        big = sorted(fid for fid, fr in of.items() if len(set(fr)) > 2)
+        fid = big[len(big) // 2]
+        seg, off = min(of[fid])
+        db = os.path.join(home, "start", "session.db")
+
+        def uuid():
+            c = sqlite3.connect("file:%s?mode=ro" % db, uri=True)
+            u = c.execute("SELECT uuid FROM flows WHERE id = ?", (fid,)).fetchone()[0]
+            c.close()
+            return u
+        known = uuid()
+        with open(os.path.join(home, "start", "spool", "%08d.zst" % seg), "r+b") as f:
+            f.seek(off + 20)
+            f.write(b"\xff" * 16)
+        for _ in range(2):  # a second repair, without the start again, keeps it
+            out = self.cli(reel, "repair", "start").stdout.decode()
+            fl = {f["id"]: f for f in reel.flows()}[fid]
+            self.assertIn(fid, {f["id"] for f in reel.flows("~damaged")}, out)
+            self.assertEqual(fl["state"], "error", out)
+            self.assertIsNotNone(fl["error"], out)
+            self.assertIn("records lost: its start record", fl["error"])
+            self.assertIn("%08d.zst" % seg, fl["error"])
+            # what the old index knew, where the spool says nothing
+            for k in ("url", "method", "status", "start_us", "client_addr", "kind"):
+                self.assertEqual(fl[k], before[fid][k], k)
+            self.assertIn("1 flow whose start record was lost keeps what the old index knew of "
+                          "it (URL, start, status) where the spool says nothing: id %d" % fid, out)
+            self.assertEqual(uuid(), known)  # in the index; `reel flow` reads the spool
+            j = reel.flow(fid)
+            self.assertTrue(any("its start record was lost" in d["reason"]
+                                for d in j["damage"]), j["damage"])
+            v = self.cli(reel, "verify", "start", check=False)
             self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
 
 
