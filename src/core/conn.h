@@ -388,8 +388,11 @@ void reel__upstream_failed(peer_t *up, const char *why);
 bool reel__upstream_for(conn_t *c, bool https, const char *host, int port, const char *sni);
 /* Whether reel__upstream_for with these would keep c->up (no side effect):
  * a flow starts before its connection is asked for, so that the set-up
- * falls inside it, and names a kept connection's address at its start. */
+ * falls inside it, and names a kept connection's address at its start.
+ * When it would not, reel__upstream_open does the rest of
+ * reel__upstream_for without deciding again. */
 bool reel__upstream_would_reuse(conn_t *c, bool https, const char *host, int port, const char *sni);
+bool reel__upstream_open(conn_t *c, bool https, const char *host, int port, const char *sni);
 
 /* ---- exchange.c ---- */
 int64_t reel__now_us(void);

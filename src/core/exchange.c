@@ -1048,9 +1048,9 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
      * timings and its ServerConn say them (started after, the flow began
      * a moment into the set-up: a few hundred µs under sanitizers) */
     const char *sni = c->in_tunnel ? c->tunnel_sni : NULL;
-    start_flow(c, h, https, host, port, path,
-               reel__upstream_would_reuse(c, https, host, port, sni));
-    bool reused = reel__upstream_for(c, https, host, port, sni);
+    bool keep = reel__upstream_would_reuse(c, https, host, port, sni);
+    start_flow(c, h, https, host, port, path, keep);
+    bool reused = keep || reel__upstream_open(c, https, host, port, sni);
     if (c->state == C_DONE) { /* it failed at once (a TLS client it could not make): a 502 */
         free(host);
         free(path);

@@ -480,14 +480,30 @@ bool reel__upstream_would_reuse(conn_t *c, bool https, const char *host, int por
                          other_sni(sni, host));
 }
 
+static bool upstream_open(conn_t *c, bool h2, bool https, const char *host, int port,
+                          const char *sni, const char *other);
+
 /* Makes sure c->up goes to (https, host, port), reusing it when it does.
  * Returns true when it reused the connection. */
 bool reel__upstream_for(conn_t *c, bool https, const char *host, int port, const char *sni) {
-    reel_proxy_t *p = c->p;
     bool h2 = upstream_h2(c, https, host, port, sni);
     const char *other = other_sni(sni, host);
     if (upstream_fits(c, h2, https, host, port, other))
         return true;
+    return upstream_open(c, h2, https, host, port, sni, other);
+}
+
+bool reel__upstream_open(conn_t *c, bool https, const char *host, int port, const char *sni) {
+    return upstream_open(c, upstream_h2(c, https, host, port, sni), https, host, port, sni,
+                         other_sni(sni, host));
+}
+
+/* c->up closed, and a new one to (https, host, port) opened, over HTTP/2
+ * when h2 (a stream of a session to it if there is one). Returns true when
+ * that session was in use already (the request may be sent again). */
+static bool upstream_open(conn_t *c, bool h2, bool https, const char *host, int port,
+                          const char *sni, const char *other) {
+    reel_proxy_t *p = c->p;
     reel__upstream_close(c);
     peer_t *up = reel_calloc(1, sizeof *up);
     reel__peer_init(up, c, P_UPSTREAM);
