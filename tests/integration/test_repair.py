@@ -33,6 +33,22 @@ from proxyenv import REEL, TMPBASE, Origin, Reel, body, curl, main
 SIZE = 20_000_000
 
 
+def block_holding(fr, at):
+    """The offset in zstd frame fr of the header of the block that holds
+    byte `at` (or of its last block), walking the frame header and the
+    block headers (RFC 8878 3.1.1, 3.1.1.2)."""
+    fhd = fr[4]
+    single = fhd >> 5 & 1
+    pos = (5 + (0 if single else 1) + (0, 1, 2, 4)[fhd & 3] +
+           ((1 if single else 0), 2, 4, 8)[fhd >> 6])
+    while True:
+        h = int.from_bytes(fr[pos:pos + 3], "little")
+        size = 1 if h >> 1 & 3 == 1 else h >> 3
+        if pos + 3 + size > at or h & 1:
+            return pos
+        pos += 3 + size
+
+
 class Repair(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -76,17 +92,7 @@ class Repair(unittest.TestCase):
         seg = os.path.join(home, session, "spool", "00000001.zst")
         with open(seg, "r+b") as f:
             f.seek(off)
-            fr = f.read(clen)
-            fhd = fr[4]
-            single = fhd >> 5 & 1
-            pos = (5 + (0 if single else 1) + (0, 1, 2, 4)[fhd & 3] +
-                   ((1 if single else 0), 2, 4, 8)[fhd >> 6])
-            while True:  # RFC 8878 3.1.1.2: to the block that holds the middle
-                h = int.from_bytes(fr[pos:pos + 3], "little")
-                size = 1 if h >> 1 & 3 == 1 else h >> 3
-                if pos + 3 + size > clen // 2 or h & 1:
-                    break
-                pos += 3 + size
+            pos = block_holding(f.read(clen), clen // 2)
             f.seek(off + pos + (0 if header else 100))
             f.write(b"\xff\xff\xff" if header else b"\xa5" * 8)
 
@@ -668,17 +674,7 @@ class Repair(unittest.TestCase):
         path = os.path.join(home, "frame", "spool", "%08d.zst" % seg)
         with open(path, "r+b") as f:
             f.seek(off)
-            fr = f.read(clen)
-            fhd = fr[4]
-            single = fhd >> 5 & 1
-            pos = (5 + (0 if single else 1) + (0, 1, 2, 4)[fhd & 3] +
-                   ((1 if single else 0), 2, 4, 8)[fhd >> 6])
-            while True:  # to the block that holds a third of the frame
-                h = int.from_bytes(fr[pos:pos + 3], "little")
-                size = 1 if h >> 1 & 3 == 1 else h >> 3
-                if pos + 3 + size > clen // 3 or h & 1:
-                    break
-                pos += 3 + size
+            pos = block_holding(f.read(clen), clen // 3)  # a third of the frame
             f.seek(off + pos)
             f.write(b"\xff\xff\xff")
         for _ in range(2):
