@@ -3,6 +3,7 @@ HTTPS with a private CA, on ephemeral 127.0.0.1 ports, stopped by PID), a
 `reel record` process and the CLI pointed at the same homes, and helpers.
 Imported by tests/integration/test_*.py (not a test itself)."""
 import base64
+import contextlib
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import socket
 import subprocess
 import tempfile
 import sys
+import threading
 import time
 import unittest
 
@@ -230,6 +232,48 @@ def wait_config_applied(logtext, cli, session, timeout=10):
         if time.time() > deadline:
             raise AssertionError("proxy did not apply config change %d: %s" % (latest, logtext()))
         time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def ws_echo_server():
+    """A WebSocket echo origin (python3-websockets, no compression) on
+    127.0.0.1, in a thread of its own; yields its port. After the closing
+    handshake the server closes the connection."""
+    import asyncio
+    import websockets
+
+    async def echo(ws, path=None):
+        try:
+            async for m in ws:
+                await ws.send(m)
+        except websockets.ConnectionClosed:
+            pass
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    box = {}
+
+    def serve():
+        asyncio.set_event_loop(loop)
+
+        async def start():
+            box["srv"] = await websockets.serve(echo, "127.0.0.1", 0, compression=None,
+                                                max_size=None)
+            box["port"] = box["srv"].sockets[0].getsockname()[1]
+        loop.run_until_complete(start())
+        started.set()
+        loop.run_forever()
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    started.wait(10)
+    try:
+        yield box["port"]
+    finally:
+        async def stop():
+            box["srv"].close()
+            await box["srv"].wait_closed()
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        t.join(10)
 
 
 # Raw sockets to the proxy, for what real clients will not send.

@@ -7,7 +7,6 @@ be a flow marked HTTP/2.0 whose bodies are the bytes that passed; resets,
 trailers and interim answers must reach the other side and the record.
 """
 import base64
-import contextlib
 import hashlib
 import json
 import os
@@ -25,7 +24,7 @@ import h2.config
 import h2.connection
 import h2.events
 
-from proxyenv import SANITIZED, TMPBASE, Origin, Reel, body, curl, main, stop_class
+from proxyenv import SANITIZED, TMPBASE, Origin, Reel, body, curl, main, stop_class, ws_echo_server
 
 
 def pump_for(c, seconds):
@@ -224,48 +223,6 @@ class H2C:
 
     def close(self):
         self.s.close()
-
-
-@contextlib.contextmanager
-def ws_echo_server():
-    """A WebSocket echo origin (python3-websockets, no compression) on
-    127.0.0.1, in a thread of its own; yields its port. After the closing
-    handshake the server closes the connection."""
-    import asyncio
-    import websockets
-
-    async def echo(ws, path=None):
-        try:
-            async for m in ws:
-                await ws.send(m)
-        except websockets.ConnectionClosed:
-            pass
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-    box = {}
-
-    def serve():
-        asyncio.set_event_loop(loop)
-
-        async def start():
-            box["srv"] = await websockets.serve(echo, "127.0.0.1", 0, compression=None,
-                                                max_size=None)
-            box["port"] = box["srv"].sockets[0].getsockname()[1]
-        loop.run_until_complete(start())
-        started.set()
-        loop.run_forever()
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    started.wait(10)
-    try:
-        yield box["port"]
-    finally:
-        async def stop():
-            box["srv"].close()
-            await box["srv"].wait_closed()
-        asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        t.join(10)
 
 
 def ws_masked(op, payload, key=b"\x01\x02\x03\x04"):

@@ -7,7 +7,6 @@ truncated, with the sizes the wire had, exactly as the captured ones do,
 and `reel replay` must refuse to send the partial request body as if it
 were whole, as it does for the captured flow.
 """
-import asyncio
 import base64
 import json
 import os
@@ -18,7 +17,8 @@ import threading
 import time
 import unittest
 
-from proxyenv import REEL, TMPBASE, Origin, Reel, body, curl, free_port, main, raw, run, stop_class
+from proxyenv import (REEL, TMPBASE, Origin, Reel, body, curl, free_port, main, raw, run,
+                      stop_class, ws_echo_server)
 
 LIMIT = 1024
 
@@ -144,35 +144,22 @@ class H2WebSocketRoundTrip(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="reel-har-h2ws-", dir=TMPBASE)
+        cls.reel = Reel(cls.root, "h2ws")
+        with ws_echo_server() as port:
+            cls.capture(port)
+        cls.captured = cls.reel.wait_flows(1, "~websocket", timeout=10)
+        assert len(cls.captured) == 1, cls.captured
+        cls.har = os.path.join(cls.root, "h2ws.har")
+        cls.reel.cli("export", "h2ws", "--format", "har", "-o", cls.har)
+        cls.reel.cli("import", cls.har, "--into", "back")
+
+    @classmethod
+    def capture(cls, port):
+        """One WebSocket over an h2c stream through reel to port."""
         import h2.config
         import h2.connection
         import h2.events
-        import websockets
-        cls.root = tempfile.mkdtemp(prefix="reel-har-h2ws-", dir=TMPBASE)
-        cls.reel = Reel(cls.root, "h2ws")
-
-        async def echo(ws, path=None):
-            try:
-                async for m in ws:
-                    await ws.send(m)
-            except websockets.ConnectionClosed:
-                pass
-        loop = asyncio.new_event_loop()
-        started = threading.Event()
-        box = {}
-
-        def serve():
-            asyncio.set_event_loop(loop)
-
-            async def start():
-                box["srv"] = await websockets.serve(echo, "127.0.0.1", 0, compression=None)
-                box["port"] = box["srv"].sockets[0].getsockname()[1]
-            loop.run_until_complete(start())
-            started.set()
-            loop.run_forever()
-        t = threading.Thread(target=serve, daemon=True)
-        t.start()
-        started.wait(10)
         s = socket.create_connection(("127.0.0.1", cls.reel.port), 10)
         try:
             c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
@@ -199,7 +186,7 @@ class H2WebSocketRoundTrip(unittest.TestCase):
             sid = c.get_next_available_stream_id()
             c.send_headers(sid, [(":method", "CONNECT"), (":protocol", "websocket"),
                                  (":scheme", "http"), (":path", "/chat"),
-                                 (":authority", "127.0.0.1:%d" % box["port"]),
+                                 (":authority", "127.0.0.1:%d" % port),
                                  ("sec-websocket-version", "13")])
             key, msg = b"\x01\x02\x03\x04", b"hello over h2"
             c.send_data(sid, b"\x81" + bytes([0x80 | len(msg)]) + key +
@@ -212,18 +199,6 @@ class H2WebSocketRoundTrip(unittest.TestCase):
             pump_until(lambda: got["ended"])
         finally:
             s.close()
-
-            async def stop():
-                box["srv"].close()
-                await box["srv"].wait_closed()
-            asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
-            loop.call_soon_threadsafe(loop.stop)
-            t.join(10)
-        cls.captured = cls.reel.wait_flows(1, "~websocket", timeout=10)
-        assert len(cls.captured) == 1, cls.captured
-        cls.har = os.path.join(cls.root, "h2ws.har")
-        cls.reel.cli("export", "h2ws", "--format", "har", "-o", cls.har)
-        cls.reel.cli("import", cls.har, "--into", "back")
 
     @classmethod
     def tearDownClass(cls):
