@@ -33,6 +33,10 @@ void reel__client_tls_failed(conn_t *c, const char *error) {
 
 void reel__client_error_ends_flows(conn_t *c, const char *error) {
     char *why = reel_asprintf("client connection error: %s", error);
+    /* a raw tunnel with bytes still queued for the client ends with them
+     * (one with none goes on: the client's end may be half a close) */
+    if (reel__peer_queued(&c->client) > 0)
+        reel__tflow_when_delivered(c);
     reel__fins_undelivered(c, why); /* its queue will not be sent */
     reel__finish_flow(c, why);
     free(why);
@@ -250,7 +254,9 @@ void reel__conn_close(conn_t *c) {
     if (c->client.close_when_flushed && !c->p->shutting_down &&
         reel__peer_queued(&c->client) == 0 && reel__peer_notify_first(&c->client))
         return;
-    /* (ended normally if nothing of theirs was left to send) */
+    /* (ended normally if nothing of theirs was left to send; a raw
+     * tunnel's too) */
+    reel__tflow_when_delivered(c);
     reel__fins_undelivered(c,
                            c->p->shutting_down ? "proxy shut down" : "the connection was closed");
     reel__finish_flow(c, c->p->shutting_down ? "proxy shut down before the flow ended"

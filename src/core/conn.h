@@ -420,6 +420,12 @@ void reel__finish_tflow(conn_t *c, const char *error);
  * error (an Upgrade's: its upgrade_fin), taken from c (c->tflow NULL
  * after); NULL when c has none. */
 reel_fin_t *reel__tflow_fin_take(conn_t *c);
+/* c->tflow (HTTP/1; a lane's waits in its stream, reel__h2front_tunnel_end)
+ * is over without error: it ends normally now if the client's queue is
+ * empty, else it waits in c->fins as a response does, complete once the
+ * queue empties, an error naming the bytes still queued if the client
+ * goes first. */
+void reel__tflow_when_delivered(conn_t *c);
 void reel__fail_exchange(conn_t *c, int status, const char *reason);
 void reel__record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme, const char *host,
                           int port, const char *target);

@@ -232,6 +232,7 @@ struct reel_fin {
     int64_t request_end_us, response_start_us;
     uint64_t response_excess;
     bool websocket;       /* a WebSocket's end: what the client lacks is of its stream */
+    bool tunnel;          /* a raw tunnel's (reel__tflow_when_delivered): the same */
     char server_addr[64]; /* "" when not known */
 };
 
@@ -270,6 +271,7 @@ static void fin_fill(conn_t *c, reel_fin_t *f) {
     f->response_start_us = c->ex.resp_first_us;
     f->response_excess = c->ex.resp_excess;
     f->websocket = c->websocket;
+    f->tunnel = false; /* (reel__tflow_when_delivered sets it) */
     reel_strcpy_to(f->server_addr, sizeof f->server_addr, up ? up->addr : "");
     c->ex.flow = NULL;
 }
@@ -332,7 +334,11 @@ void reel__fins_undelivered(conn_t *c, const char *why) {
         c->fins = f->next;
         char *msg = reel_asprintf("%s before the client received the whole %s (%zu bytes of the "
                                   "connection's output were still queued in reel)",
-                                  why, f->websocket ? "WebSocket" : "response", queued);
+                                  why,
+                                  f->websocket ? "WebSocket"
+                                  : f->tunnel  ? "tunnel"
+                                               : "response",
+                                  queued);
         reel__fin_end(f, msg);
         free(msg);
         STAT_ADD(c->p, errors, 1);
@@ -434,6 +440,22 @@ reel_fin_t *reel__tflow_fin_take(conn_t *c) {
     tflow_facts(c, &f->t, f->server_addr, sizeof f->server_addr);
     c->tflow = NULL;
     return f;
+}
+
+void reel__tflow_when_delivered(conn_t *c) {
+    if (c->tflow == NULL || c->lane)
+        return;
+    if (reel__peer_queued(&c->client) == 0) {
+        reel__fins_delivered(c); /* older ones first */
+        reel__finish_tflow(c, NULL);
+        return;
+    }
+    reel_fin_t *f = reel__tflow_fin_take(c);
+    f->tunnel = true;
+    reel_fin_t **tail = &c->fins;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = f;
 }
 
 /* ---- responses made by the proxy ---- */

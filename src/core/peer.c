@@ -30,7 +30,7 @@ static void ev_eof(void *ud, const char *error) {
     pe->eof = true;
     if (error && pe->error == NULL)
         pe->error = reel_strdup(error); /* upstream: why a response is cut short */
-    if (error && pe->role == P_CLIENT && (c->ex.flow || c->fins))
+    if (error && pe->role == P_CLIENT && (c->ex.flow || c->fins || c->tflow))
         reel__client_error_ends_flows(c, error);
 }
 

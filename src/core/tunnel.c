@@ -171,7 +171,22 @@ static void tunnel_end(conn_t *c) {
         reel__finish_tflow(c, why);
         free(why);
         c->tunnel_failed = true;
-    } else if (!c->lane || !reel__h2front_tunnel_end(c)) {
+    } else if (c->up && reel__peer_queued(c->up) > 0) {
+        /* what the client sent last is still queued for a server that has
+         * ended its side: the connection to it closes with them unsent */
+        char *why = reel_asprintf("the server closed the connection before it received the whole "
+                                  "tunnel (%zu bytes of the connection's output were still "
+                                  "queued in reel)",
+                                  reel__peer_queued(c->up));
+        reel__finish_tflow(c, why);
+        free(why);
+    } else if (!c->lane) {
+        /* The server's last bytes may still be queued for the client: the
+         * flow ends complete once they are sent, or with how many were not
+         * if the client goes first, as a WebSocket's does
+         * (core/exchange.c) */
+        reel__tflow_when_delivered(c);
+    } else if (!reel__h2front_tunnel_end(c)) {
         /* (a lane's CONNECT stream may still hold bytes for its client:
          * the flow ends once they are sent, as for a WebSocket) */
         reel__finish_tflow(c, NULL);

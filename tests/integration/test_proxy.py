@@ -349,6 +349,180 @@ class ProxyTest(unittest.TestCase):
         self.assertEqual(messages(full, False), b"echo:\x00\x01binary hello")
         self.assertTrue(all(m["type"] == "tcp" for m in full["messages"]), full["messages"])
 
+    def raw_tunnel(self, port, rcvbuf=None, first=b"\x00\x01not-http"):
+        """A client of a raw CONNECT tunnel (its first bytes neither TLS
+        nor HTTP) to 127.0.0.1:port, its receive buffer set before its
+        connect (its window stays small) when rcvbuf is given."""
+        s = socket.socket()
+        if rcvbuf:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        s.settimeout(10)
+        s.connect(("127.0.0.1", self.reel.port))
+        s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % port)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(1)
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+        if first:
+            s.sendall(first)
+        return s
+
+    def tunnel_rows(self, port):
+        return [x for x in self.reel.flows("~u tcp://127.0.0.1:%d" % port)
+                if x["kind"] == "tunnel"]
+
+    def tunnel_end(self, port, timeout=10):
+        """The tunnel flow to port once it has ended, None if it has not
+        within timeout."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            rows = self.tunnel_rows(port)
+            if rows and rows[0]["state"] != "open":
+                return rows[0]
+            time.sleep(0.05)
+        return None
+
+    @staticmethod
+    def tcp_origin(serve, rcvbuf=None):
+        """A raw TCP origin on 127.0.0.1 running serve(sock) for one
+        connection in a thread; returns its port."""
+        ls = socket.socket()
+        if rcvbuf:
+            ls.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(1)
+        ls.settimeout(10)
+
+        def run_it():
+            try:
+                s, _ = ls.accept()
+                s.settimeout(10)
+                serve(s)
+                s.close()
+            except OSError:
+                pass
+            ls.close()
+        threading.Thread(target=run_it, daemon=True).start()
+        return ls.getsockname()[1]
+
+    def test_raw_tunnel_not_delivered_is_an_error(self):
+        """A raw CONNECT tunnel ends complete only once the client was
+        given the origin's last bytes: one whose origin sent a burst and
+        closed while the client stopped reading is an error saying how
+        many bytes were still queued in reel when the client goes. It used
+        to end complete. (As in test_websocket's undelivered test, the
+        burst must be larger than the socket buffers, whose size the
+        system decides, and small enough for reel to read the origin's end
+        behind it (its queue stops reading near 1 MiB): sizes are tried in
+        steps until one is both.)"""
+        def burst_and_close(size):
+            def serve(s):
+                s.recv(100)
+                s.sendall(bytes(size))
+            return serve
+
+        def all_read(port, size):
+            # reel has read (and recorded) the whole burst: the origin's
+            # end is right behind it
+            deadline = time.time() + 3
+            while time.time() < deadline:
+                rows = self.tunnel_rows(port)
+                if rows and rows[0]["response_body_size"] == size:
+                    return True
+                time.sleep(0.05)
+            return False
+
+        found = None
+        for step in range(1, 25):
+            size = step * (256 << 10)
+            port = self.tcp_origin(burst_and_close(size))
+            s = self.raw_tunnel(port, rcvbuf=4096)
+            s.recv(1000)  # a little
+            if not all_read(port, size):  # too big: reel's queue stopped it first
+                s.close()
+                break
+            time.sleep(0.3)
+            # the origin's end was passed on; the client has not closed
+            self.assertEqual(self.tunnel_rows(port)[0]["state"], "open")
+            s.close()  # unread bytes: a reset
+            row = self.tunnel_end(port)
+            self.assertIsNotNone(row)
+            # complete with nothing left in reel (the kernel took it all)
+            # is right: a bigger burst is tried
+            if row["state"] == "complete":
+                continue
+            found = row
+            break
+        self.assertIsNotNone(found, "no burst size left bytes in reel's queue after the "
+                             "origin's end (the flow always ended complete?)")
+        self.assertEqual(found["state"], "error")
+        self.assertRegex(found["error"], r"^client connection error: .* before the client "
+                         r"received the whole tunnel \(\d+ bytes of the connection's output "
+                         r"were still queued in reel\)$")
+        unsent = int(found["error"].split("(")[1].split()[0])
+        self.assertGreater(unsent, 0)
+        self.assertLessEqual(unsent, size)
+        # the same with a client that reads it all: complete
+        port = self.tcp_origin(burst_and_close(size))
+        s = self.raw_tunnel(port, rcvbuf=4096)
+        got, how = read_all(s)
+        self.assertEqual((len(got), how), (size, "eof"))
+        s.close()
+        row = self.tunnel_end(port)
+        self.assertEqual(row["state"], "complete", row["error"])
+
+    def test_raw_tunnel_not_delivered_to_the_server_is_an_error(self):
+        """The other way: an origin that ended its side at once and does
+        not read, a client that sends a burst and ends its side. The
+        tunnel is over once reel has read the client's end; what is still
+        queued for the origin then is not sent (its connection closes),
+        and the flow is an error saying how much. It used to end
+        complete. Burst sizes are tried in steps as above."""
+        release = []
+
+        def half_closed(s):
+            s.shutdown(socket.SHUT_WR)
+            ev = threading.Event()
+            release.append(ev)
+            ev.wait(10)
+
+        found = None
+        for step in range(1, 25):
+            size = step * (256 << 10)
+            port = self.tcp_origin(half_closed, rcvbuf=4096)
+            s = self.raw_tunnel(port, first=None)
+            burst = b"\x00\x01" + bytes(size - 2)
+
+            def send(s=s, burst=burst):
+                try:
+                    s.sendall(burst)
+                    s.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+            t = threading.Thread(target=send, daemon=True)
+            t.start()
+            row = self.tunnel_end(port, timeout=3)
+            for ev in release:
+                ev.set()
+            s.close()
+            t.join(10)
+            if row is None:  # too big: reel's queue stopped it before the client's end
+                break
+            self.assertEqual(self.tunnel_rows(port)[0]["request_body_size"], size)
+            if row["state"] == "complete":  # the kernel took it all
+                continue
+            found = row
+            break
+        self.assertIsNotNone(found, "no burst size left bytes in reel's queue for the origin "
+                             "(the flow always ended complete?)")
+        self.assertEqual(found["state"], "error")
+        self.assertRegex(found["error"], r"^the server closed the connection before it received "
+                         r"the whole tunnel \(\d+ bytes of the connection's output "
+                         r"were still queued in reel\)$")
+        unsent = int(found["error"].split("(")[1].split()[0])
+        self.assertGreater(unsent, 0)
+        self.assertLessEqual(unsent, size)
+
     def test_hot_config(self):
         o, r = self.origin, self.reel
         r.set_config("set", "body_limit", "100")
