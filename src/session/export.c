@@ -1102,6 +1102,11 @@ static json_t *har_entry(const flow_t *f) {
                 json_object_set_new(jm, "truncated", json_true());
                 json_object_set_new(jm, "length", json_integer((json_int_t)m->length));
             }
+            /* a close body_limit cut before its code's two bytes: the
+             * record has the code all the same (not Chromium's: reel
+             * import reads it back) */
+            if (m->opcode == 8 && m->truncated && m->data.len < 2 && m->close_code != 0)
+                json_object_set_new(jm, "closeCode", json_integer((json_int_t)m->close_code));
             json_array_append_new(msgs, jm);
         }
         json_object_set_new(e, "_webSocketMessages", msgs);

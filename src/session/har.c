@@ -1064,8 +1064,9 @@ static size_t latin1_bytes(const char *s, size_t n, uint8_t *out) {
  * the others (Chromium's DevTools protocol gives them so, and reel export
  * writes them so), a control frame's at most 125 bytes, a
  * close's none or at least the two of its code, which becomes its
- * close_code (1005 without one, as reel's codec records it; 0 when
- * body_limit cut the code off). Chromium also writes {"type": "error",
+ * close_code (1005 without one, as reel's codec records it; when
+ * body_limit cut the code off, reel export's "closeCode", else 0:
+ * unknown). Chromium also writes {"type": "error",
  * "data": "<why>"} (opcode -1) where the connection failed: *out is then
  * not a message, and out->error is set, data its text. */
 static reel_rc check_message(const vctx_t *v, json_t *m, const char *list, size_t i, int ws,
@@ -1204,6 +1205,27 @@ static reel_rc check_message(const vctx_t *v, json_t *m, const char *list, size_
                         "fails a connection that sends it",
                         out->close_code);
         }
+    }
+    /* reel export's code of a close body_limit cut before its two bytes
+     * (the record has it, from the frame as it passed) */
+    snprintf(f, sizeof f, "%s[%zu].closeCode", list, i);
+    json_t *cc = opt(v, m, "closeCode", f, JSON_INTEGER, "an integer", &bad);
+    if (bad)
+        return REEL_INVALID;
+    if (cc != NULL) {
+        json_int_t code = json_integer_value(cc);
+        if (out->opcode != 8)
+            return fail(v, f, "on a message that is not a close (opcode 8)");
+        if (out->bytes >= 2 || !out->truncated)
+            return fail(v, f,
+                        "on a close whose data is not cut before its code (the code is the "
+                        "data's first two bytes, or 1005 without them)");
+        if (code < 0 || code > 0xffff || !reel_ws_close_code_ok((uint32_t)code))
+            return fail(v, f,
+                        "%lld, which no endpoint sends (RFC 6455 7.4): reel's codec fails a "
+                        "connection that sends it",
+                        (long long)code);
+        out->close_code = (uint32_t)code;
     }
     return REEL_OK;
 }

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import struct
 import tempfile
 import threading
 import time
@@ -222,6 +223,104 @@ class H2WebSocketRoundTrip(unittest.TestCase):
         # found as a WebSocket, as the captured flow is
         self.assertEqual([f["id"] for f in json.loads(
             self.reel.cli("flows", "back", "--json", "~websocket").stdout)], [back[0]["id"]])
+
+
+class WebSocketCloseCutRoundTrip(unittest.TestCase):
+    """A WebSocket's close whose payload body_limit cut before its two
+    bytes of code (body_limit 1: a close 4001 "bye" keeps one byte) still
+    has its code in the record (reel's codec read the frame whole); the
+    HAR says it ("closeCode") and reel import reads it back. It used to
+    come back 0, unknown."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="reel-har-wsclose-", dir=TMPBASE)
+        cls.reel = Reel(cls.root, "wsclose", "body_limit=1")
+        with ws_echo_server() as port:
+            cls.capture(port)
+        cls.captured = cls.reel.wait_flows(1, "~websocket", timeout=10)
+        assert len(cls.captured) == 1, cls.captured
+        cls.har = os.path.join(cls.root, "wsclose.har")
+        cls.reel.cli("export", "wsclose", "--format", "har", "-o", cls.har)
+        cls.reel.cli("import", cls.har, "--into", "back")
+
+    @classmethod
+    def capture(cls, port):
+        """A text message and a close 4001 "bye" through reel, echoed."""
+        def frame(op, payload):
+            key = b"\x01\x02\x03\x04"
+            return (bytes([0x80 | op, 0x80 | len(payload)]) + key +
+                    bytes(b ^ key[i % 4] for i, b in enumerate(payload)))
+        s = socket.create_connection(("127.0.0.1", cls.reel.port), 10)
+        try:
+            s.sendall(b"GET http://127.0.0.1:%d/chat HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                      b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      b"Sec-WebSocket-Version: 13\r\n\r\n" % port)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += s.recv(1)
+            assert head.startswith(b"HTTP/1.1 101"), head
+            s.sendall(frame(1, b"hello"))
+            echo = b""
+            while len(echo) < 7:  # the echo (2 + 5 bytes) before the close
+                echo += s.recv(7 - len(echo))
+            s.sendall(frame(8, struct.pack("!H", 4001) + b"bye"))
+            while s.recv(65536):  # the server's Close, its end
+                pass
+        finally:
+            s.close()
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.reel.stop()
+        assert code == 0, "reel record exited %d on SIGINT: %s" % (code, cls.reel.log())
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def closes(self, session, fid):
+        full = json.loads(self.reel.cli("flow", session, str(fid), "--json").stdout)
+        return [(m["from_client"], m["close_code"], m["length"], m["truncated"],
+                 base64.b64decode(m["data_b64"])) for m in full["messages"]
+                if m["type"] == "close"]
+
+    def test_close_code_comes_back(self):
+        cap = self.closes("wsclose", self.captured[0]["id"])
+        self.assertEqual(cap, [(True, 4001, 5, True, b"\x0f"), (False, 4001, 5, True, b"\x0f")])
+        with open(self.har, encoding="utf-8") as f:
+            doc = json.load(f)
+        wsm = doc["log"]["entries"][0]["_webSocketMessages"]
+        self.assertEqual([(m["opcode"], m.get("closeCode")) for m in wsm],
+                         [(1, None), (1, None), (8, 4001), (8, 4001)])
+        (back,) = json.loads(self.reel.cli("flows", "back", "--json").stdout)
+        self.assertEqual(self.closes("back", back["id"]), cap)
+
+    def test_a_close_code_that_does_not_fit_is_refused(self):
+        with open(self.har, encoding="utf-8") as f:
+            doc = json.load(f)
+        # the messages: 0 text, 1 its echo, 2 the client's close
+        cases = [
+            (0, 4001, b"_webSocketMessages[0].closeCode: on a message that is not a close"),
+            (2, "4001", b"_webSocketMessages[2].closeCode: not an integer but a string"),
+            (2, 999, b"_webSocketMessages[2].closeCode: 999, which no endpoint sends"),
+            (2, "whole", b"_webSocketMessages[2].closeCode: on a close whose data is not cut "
+             b"before its code"),
+        ]
+        for i, value, message in cases:
+            with self.subTest(message=message):
+                bad = json.loads(json.dumps(doc))
+                m = bad["log"]["entries"][0]["_webSocketMessages"][i]
+                if value == "whole":
+                    m["data"] = base64.b64encode(struct.pack("!H", 4001) + b"bye").decode()
+                    del m["truncated"], m["length"]
+                    m["closeCode"] = 4001
+                else:
+                    m["closeCode"] = value
+                p = os.path.join(self.root, "bad.har")
+                with open(p, "w", encoding="utf-8") as f:
+                    json.dump(bad, f)
+                r = self.reel.cli("import", p, "--into", "bad", check=False)
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertIn(b"bad.har: entries[0]." + message, r.stderr)
 
 
 class HarVersions(unittest.TestCase):
