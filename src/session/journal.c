@@ -268,6 +268,11 @@ static reel_rc journal_values(jstate *j, sqlite3_value **v, reel_err_t *err) {
         ue.value_set = sqlite3_value_type(v[6]) != SQLITE_NULL;
         ue.actor = arg_bytes(v[7]);
         break;
+    case REEL__USER_EDIT__OP__SEGMENT_DROPPED:
+        ue.reason = arg_bytes(v[4]);
+        ue.flows = (uint64_t)sqlite3_value_int64(v[5]);
+        ue.size = (uint64_t)sqlite3_value_int64(v[6]);
+        break;
     default:
         break;
     }
@@ -278,8 +283,8 @@ static reel_rc journal_values(jstate *j, sqlite3_value **v, reel_err_t *err) {
 
 /* reel_journal(op, flow_id, time_us, id, a, b, c, d): one change, from
  * the triggers below (a..d by op: ANNOTATE text; TAG/UNTAG tag; CONFIG_SET
- * key, value; CONFIG_UNSET key; CONFIG_HISTORY key, old, new, actor). A
- * NULL time is now. */
+ * key, value; CONFIG_UNSET key; CONFIG_HISTORY key, old, new, actor;
+ * SEGMENT_DROPPED reason, flows, size). A NULL time is now. */
 static void fn_journal(sqlite3_context *ctx, int argc, sqlite3_value **v) {
     jstate *j = sqlite3_user_data(ctx);
     (void)argc;
@@ -328,6 +333,18 @@ static const char triggers[] =
     "SELECT reel_journal(9, 0, new.time_us, new.id, new.key, new.old_value, new.new_value, "
     "new.actor); END;";
 
+/* Retention's drops (ops 10-13), in their own statement: see attach. */
+static const char drop_triggers[] =
+    "CREATE TEMP TRIGGER IF NOT EXISTS reel_j_ret_i AFTER INSERT ON main.retention BEGIN "
+    "SELECT reel_journal(10, 0, new.time_us, new.segment, new.reason, new.flows, new.bytes, "
+    "NULL); END;"
+    "CREATE TEMP TRIGGER IF NOT EXISTS reel_j_ret_d AFTER DELETE ON main.retention BEGIN "
+    "SELECT reel_journal(11, 0, NULL, old.segment, NULL, NULL, NULL, NULL); END;"
+    "CREATE TEMP TRIGGER IF NOT EXISTS reel_j_rf_i AFTER INSERT ON main.retired_flows BEGIN "
+    "SELECT reel_journal(12, new.flow_id, NULL, 0, NULL, NULL, NULL, NULL); END;"
+    "CREATE TEMP TRIGGER IF NOT EXISTS reel_j_rf_d AFTER DELETE ON main.retired_flows BEGIN "
+    "SELECT reel_journal(13, old.flow_id, NULL, 0, NULL, NULL, NULL, NULL); END;";
+
 /* The user data db holds, as the changes (reel_journal()'s arguments)
  * that make it. */
 static const char *const snapshot_q[] = {
@@ -339,12 +356,17 @@ static const char *const snapshot_q[] = {
     "SELECT 5, flow_id, created_us, 0, NULL, NULL, NULL, NULL FROM marks",
 };
 
+/* Likewise the drops of retention and compact. */
+static const char *const drops_q[] = {
+    "SELECT 10, 0, time_us, segment, reason, flows, bytes, NULL FROM retention ORDER BY segment",
+    "SELECT 12, flow_id, NULL, 0, NULL, NULL, NULL, NULL FROM retired_flows",
+};
+
 /* Appends, as changes, all the user data db holds: the journal of an index
  * made before there was one starts with it. */
-static reel_rc snapshot(sqlite3 *db, reel_err_t *err) {
+static reel_rc snapshot(sqlite3 *db, const char *const *q, size_t nq, reel_err_t *err) {
     reel_rc rc = REEL_OK;
-    const char *const *q = snapshot_q;
-    for (size_t i = 0; rc == REEL_OK && i < sizeof snapshot_q / sizeof *snapshot_q; i++) {
+    for (size_t i = 0; rc == REEL_OK && i < nq; i++) {
         char *sql = reel_asprintf("WITH s(op, f, t, i, a, b, c, d) AS (%s) SELECT "
                                   "reel_journal(op, f, t, i, a, b, c, d) FROM s",
                                   q[i]);
@@ -379,23 +401,36 @@ reel_rc reel_journal_attach(sqlite3 *db, const char *path, reel_err_t *err) {
     sqlite3_rollback_hook(db, rollback_hook, j);
     if ((rc = reel_index_exec(db, triggers, err)) != REEL_OK)
         return rc;
+    /* An index of a schema before retention has no drops to journal; its
+     * migration (on a writable open) adds the tables and their triggers
+     * come with the next attach. */
+    int drops = sqlite3_exec(db, drop_triggers, NULL, NULL, NULL) == SQLITE_OK;
     char *v = reel_index_meta_get(db, "journal");
-    if (v) {
-        free(v);
+    char *vd = drops ? reel_index_meta_get(db, "journal_drops") : reel_strdup("1");
+    int done = v && vd;
+    free(v);
+    free(vd);
+    if (done)
         return REEL_OK;
-    }
     /* An index from before the journal: its user data goes in first, once
      * (the transaction makes a second process wait, and it then finds the
-     * key set). */
+     * key set). Likewise the drops of an index from before they were
+     * journaled (`journal_drops`). */
     if ((rc = reel_index_exec(db, "BEGIN IMMEDIATE", err)) != REEL_OK)
         return rc;
     v = reel_index_meta_get(db, "journal");
-    if (v == NULL && (rc = snapshot(db, err)) == REEL_OK)
+    if (v == NULL &&
+        (rc = snapshot(db, snapshot_q, sizeof snapshot_q / sizeof *snapshot_q, err)) == REEL_OK)
         rc = reel_index_meta_set(db, "journal", "1", err);
     free(v);
+    vd = drops ? reel_index_meta_get(db, "journal_drops") : reel_strdup("1");
+    if (rc == REEL_OK && vd == NULL &&
+        (rc = snapshot(db, drops_q, sizeof drops_q / sizeof *drops_q, err)) == REEL_OK)
+        rc = reel_index_meta_set(db, "journal_drops", "1", err);
+    free(vd);
     if (rc == REEL_OK && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
         rc = reel_err_set(err, REEL_IO, "cannot start the journal %s: %s", path,
-                          sqlite3_errmsg(db));
+                          reel_journal_errmsg(db));
     if (rc != REEL_OK)
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     return rc;
@@ -434,7 +469,22 @@ static reel_rc walk(int fd, reel_spool_frame_cb cb, void *ctx, reel_journal_stat
     return rc;
 }
 
-enum { S_ANN_DEL, S_ANN, S_TAG, S_UNTAG, S_MARK, S_UNMARK, S_SET, S_UNSET, S_HIST, S_N };
+enum {
+    S_ANN_DEL,
+    S_ANN,
+    S_TAG,
+    S_UNTAG,
+    S_MARK,
+    S_UNMARK,
+    S_SET,
+    S_UNSET,
+    S_HIST,
+    S_DROP,
+    S_KEEP,
+    S_RETIRE,
+    S_UNRETIRE,
+    S_N
+};
 
 typedef struct {
     sqlite3 *db;
@@ -511,6 +561,22 @@ static int apply(replay_ctx *c, const Reel__Record *r) {
         bind_bytes(st[S_HIST], 5, e->value, e->value_set);
         bind_bytes(st[S_HIST], 6, e->actor, 1);
         return run(c, S_HIST);
+    case REEL__USER_EDIT__OP__SEGMENT_DROPPED:
+        sqlite3_bind_int64(st[S_DROP], 1, e->id);
+        sqlite3_bind_int64(st[S_DROP], 2, r->time_us);
+        sqlite3_bind_int64(st[S_DROP], 3, (sqlite3_int64)e->flows);
+        sqlite3_bind_int64(st[S_DROP], 4, (sqlite3_int64)e->size);
+        bind_bytes(st[S_DROP], 5, e->reason, 1);
+        return run(c, S_DROP);
+    case REEL__USER_EDIT__OP__SEGMENT_KEPT:
+        sqlite3_bind_int64(st[S_KEEP], 1, e->id);
+        return run(c, S_KEEP);
+    case REEL__USER_EDIT__OP__FLOW_RETIRED:
+    case REEL__USER_EDIT__OP__FLOW_UNRETIRED: {
+        int k = e->op == REEL__USER_EDIT__OP__FLOW_RETIRED ? S_RETIRE : S_UNRETIRE;
+        sqlite3_bind_int64(st[k], 1, fid);
+        return run(c, k);
+    }
     default:
         return 0; /* an op this build does not know: skipped */
     }
@@ -529,7 +595,11 @@ static int replay_frame_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *
         int stop = 0;
         if (r && r->event_case == REEL__RECORD__EVENT_EDIT) {
             stop = apply(c, r);
-            c->stats->records++;
+            if (r->edit->op >= REEL__USER_EDIT__OP__SEGMENT_DROPPED &&
+                r->edit->op <= REEL__USER_EDIT__OP__FLOW_UNRETIRED)
+                c->stats->drops++;
+            else
+                c->stats->records++;
         }
         reel__record__free_unpacked(r, NULL);
         if (stop)
@@ -552,6 +622,11 @@ reel_rc reel_journal_replay(sqlite3 *db, const char *path, reel_journal_stats_t 
         [S_UNSET] = "DELETE FROM config_overlay WHERE key = ?1",
         [S_HIST] = "INSERT OR REPLACE INTO config_history(id, time_us, key, old_value, "
                    "new_value, actor) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+        [S_DROP] = "INSERT OR REPLACE INTO retention(segment, time_us, flows, bytes, reason) "
+                   "VALUES(?1, ?2, ?3, ?4, ?5)",
+        [S_KEEP] = "DELETE FROM retention WHERE segment = ?1",
+        [S_RETIRE] = "INSERT OR IGNORE INTO retired_flows(flow_id) VALUES(?1)",
+        [S_UNRETIRE] = "DELETE FROM retired_flows WHERE flow_id = ?1",
     };
     memset(st, 0, sizeof *st);
     replay_ctx c = {.db = db, .stats = st, .err = err, .rc = REEL_OK};
@@ -792,9 +867,11 @@ reel_rc reel_journal_write_from(sqlite3 *db, const char *path, const char *aside
     }
     if ((rc = reel_index_exec(db, "BEGIN", err)) != REEL_OK)
         goto out;
-    for (size_t i = 0; rc == REEL_OK && i < sizeof snapshot_q / sizeof *snapshot_q; i++) {
+    size_t nuser = sizeof snapshot_q / sizeof *snapshot_q;
+    for (size_t i = 0; rc == REEL_OK && i < nuser + sizeof drops_q / sizeof *drops_q; i++) {
         sqlite3_stmt *st = NULL;
-        if ((rc = reel_index_prepare(db, snapshot_q[i], &st, err)) != REEL_OK)
+        if ((rc = reel_index_prepare(db, i < nuser ? snapshot_q[i] : drops_q[i - nuser], &st,
+                                     err)) != REEL_OK)
             break;
         int step;
         while (rc == REEL_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {

@@ -27,11 +27,13 @@
 #define REEL_JOURNAL_NAME "journal.zst"
 
 /** Journals from now on every change db makes to annotations, tags, marks,
- * config_overlay and config_history into the journal at path (borrowed;
- * copied). If db's meta has no `journal` key (an index made by an older
- * reel, whose user data was never journaled), first appends what db holds
- * now, and sets it. Returns REEL_DB if the triggers cannot be made, or the
- * error of that first append (journaling is attached all the same). */
+ * config_overlay and config_history, and to retention and retired_flows
+ * (the drops of retention and compact), into the journal at path
+ * (borrowed; copied). If db's meta has no `journal` key (an index made by
+ * an older reel, whose user data was never journaled), first appends what
+ * db holds now, and sets it; likewise its drops without `journal_drops`.
+ * Returns REEL_DB if the triggers cannot be made, or the error of that
+ * first append (journaling is attached all the same). */
 reel_rc reel_journal_attach(sqlite3 *db, const char *path, reel_err_t *err);
 
 /** Whether the last statement on db failed because its commit could not
@@ -48,17 +50,19 @@ const char *reel_journal_errmsg(sqlite3 *db);
 typedef struct {
     uint64_t frames;     /* valid frames */
     uint64_t records;    /* edit records applied (replay) or read (check) */
+    uint64_t drops;      /* replay: drop records applied (not in records) */
     uint64_t bad_ranges; /* damaged byte ranges skipped */
     uint64_t bad_bytes;
     uint64_t bad_off;    /* offset of the first damaged range */
     char reason[200];    /* what was wrong there */
 } reel_journal_stats_t;
 
-/** Applies the journal at path to db's user-data tables, oldest change
- * first, in one transaction; flows.marked follows the marks. Damaged frames
- * are skipped (counted in *st). A missing journal applies nothing. db's own
- * journaling, if attached, is off meanwhile: nothing is journaled twice.
- * Returns REEL_IO if the file cannot be read, REEL_DB on SQLite errors. */
+/** Applies the journal at path to db's user-data tables (and retention,
+ * retired_flows), oldest change first, in one transaction; flows.marked
+ * follows the marks. Damaged frames are skipped (counted in *st). A
+ * missing journal applies nothing. db's own journaling, if attached, is
+ * off meanwhile: nothing is journaled twice. Returns REEL_IO if the file
+ * cannot be read, REEL_DB on SQLite errors. */
 reel_rc reel_journal_replay(sqlite3 *db, const char *path, reel_journal_stats_t *st,
                             reel_err_t *err);
 
@@ -94,8 +98,9 @@ extern const char *const reel_journal_what[5];
 reel_rc reel_journal_compare(sqlite3 *db, const char *path, reel_journal_diff_t *d,
                              reel_err_t *err);
 
-/** Writes the journal at path anew from the user data db holds now (as
- * the changes that make it, as the first journal of an older index does);
+/** Writes the journal at path anew from the user data and drops db holds
+ * now (as the changes that make it, as the first journal of an older index
+ * does);
  * the old file, if any, is kept as `aside` (hard link). Writers wait on the
  * old journal's lock meanwhile and then append to the new one. */
 reel_rc reel_journal_write_from(sqlite3 *db, const char *path, const char *aside, reel_err_t *err);

@@ -66,6 +66,7 @@
 #include "base/thread.h"
 #include "flow.pb-c.h"
 #include "session/index.h"
+#include "session/journal.h"
 #include "session/pbhead.h"
 #include "session/spool.h"
 
@@ -1871,7 +1872,11 @@ static void *maint_main(void *arg) {
     reel_err_t err;
     reel_err_clear(&err);
     char *dbpath = reel_asprintf("%s/session.db", reel_session_path(r->session));
-    if (reel_index_open(dbpath, 0, &db, &err) != REEL_OK) {
+    /* Its drops go into the journal as they commit, so that an index
+     * rebuilt without session.db still knows them (docs/format.md, 6a). */
+    char *jpath = reel_asprintf("%s/" REEL_JOURNAL_NAME, reel_session_spool_dir(r->session));
+    if (reel_index_open(dbpath, 0, &db, &err) != REEL_OK ||
+        reel_journal_attach(db, jpath, &err) != REEL_OK) {
         char msg[REEL_ERR_MSG_MAX];
         snprintf(msg, sizeof msg, "retention is off for this run: %s", reel_err_str(&err));
         warn(r, msg);
@@ -1879,6 +1884,7 @@ static void *maint_main(void *arg) {
         db = NULL;
     }
     free(dbpath);
+    free(jpath);
     int64_t every = (int64_t)(r->opts.maint_ms ? r->opts.maint_ms : 1000) * 1000000;
     int64_t next = 0; /* run once at the start */
     uint32_t *segs = NULL;

@@ -19,6 +19,7 @@
 
 #include "base/mem.h"
 #include "session/index.h"
+#include "session/journal.h"
 #include "session/spool.h"
 
 /* Flows whose index rows one transaction deletes. */
@@ -66,6 +67,8 @@ static seginfo *list_segs(const char *dir, size_t *count) {
     return v;
 }
 
+static void sync_dir(const char *dir);
+
 static char *seg_path(const char *dir, uint32_t n) {
     char name[16];
     reel_spool_segment_name(n, name);
@@ -73,7 +76,8 @@ static char *seg_path(const char *dir, uint32_t n) {
 }
 
 static reel_rc db_fail(sqlite3 *db, reel_err_t *err, const char *what) {
-    reel_rc rc = reel_err_set(err, REEL_DB, "retention: %s: %s", what, sqlite3_errmsg(db));
+    /* A commit the journal refused reads as "constraint failed" in SQLite. */
+    reel_rc rc = reel_err_set(err, REEL_DB, "retention: %s: %s", what, reel_journal_errmsg(db));
     if (!sqlite3_get_autocommit(db))
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     return rc;
@@ -301,6 +305,60 @@ reel_rc reel_retention_finish(sqlite3 *db, const char *spool_dir, reel_err_t *er
         if (present || query_n(db, "SELECT count(*) FROM frames WHERE segment = ?1", todo[i]) > 0)
             rc = purge(db, spool_dir, todo[i], NULL, err);
     }
+    free(todo);
+    return rc;
+}
+
+reel_rc reel_retention_settle(sqlite3 *db, const char *spool_dir, int before_rebuild,
+                              reel_retention_settled_t *out, reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    sqlite3_stmt *st = NULL;
+    uint32_t *todo = NULL;
+    size_t n = 0, cap = 0;
+    if (sqlite3_prepare_v2(db,
+                           before_rebuild ? "SELECT segment FROM retention WHERE reason = 'compact'"
+                                          : "SELECT segment FROM retention WHERE reason != "
+                                            "'compact'",
+                           -1, &st, NULL) != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return REEL_OK; /* an older schema: nothing was ever dropped */
+    }
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if (n == cap)
+            todo = reel_realloc(todo, (cap = cap ? cap * 2 : 8) * sizeof *todo);
+        todo[n++] = (uint32_t)sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    for (size_t i = 0; rc == REEL_OK && i < n; i++) {
+        char *p = seg_path(spool_dir, todo[i]);
+        struct stat sb;
+        int present = stat(p, &sb) == 0;
+        if (present && before_rebuild) {
+            if (unlink(p) != 0 && errno != ENOENT)
+                rc = reel_err_errno(err, REEL_IO, errno, "removing compacted segment %08u.zst",
+                                    todo[i]);
+            else {
+                out->compacted++;
+                out->bytes += (uint64_t)sb.st_size;
+            }
+        } else if (present && pinned(db, todo[i])) {
+            /* The user has kept one of its flows since: retention would
+             * not drop it now either. */
+            if (!exec_n(db, "DELETE FROM retention WHERE segment = ?1", todo[i]))
+                rc = db_fail(db, err, "unlisting a kept segment");
+            else
+                out->kept++;
+        } else if (present) {
+            rc = purge(db, spool_dir, todo[i], NULL, err);
+            if (rc == REEL_OK) {
+                out->dropped++;
+                out->bytes += (uint64_t)sb.st_size;
+            }
+        }
+        free(p);
+    }
+    if (rc == REEL_OK && out->compacted)
+        sync_dir(spool_dir);
     free(todo);
     return rc;
 }

@@ -63,6 +63,26 @@ reel_rc reel_retention_run(sqlite3 *db, const char *spool_dir, uint32_t below,
  * rows and the file. Called by recovery before it looks at the spool. */
 reel_rc reel_retention_finish(sqlite3 *db, const char *spool_dir, reel_err_t *err);
 
+/** What reel_retention_settle did. */
+typedef struct {
+    unsigned compacted; /* files of compacted segments deleted */
+    unsigned dropped;   /* retention's drops finished (rows and file) */
+    unsigned kept;      /* segments unlisted instead: a flow in them has user data */
+    uint64_t bytes;     /* size of the files deleted */
+} reel_retention_settled_t;
+
+/** For repair, around its rebuild: every segment `retention` lists whose
+ * file is still there (the drop was in the journal, or listed, when the
+ * process died before the file went; session.db may be lost since). With
+ * before_rebuild, the ones compact listed lose their file (their records
+ * are in compact's new segments, and would be indexed twice); otherwise
+ * retention's are dropped as retention does (rows, then file), unless a
+ * flow with records in one has annotations, tags or a mark (as it may
+ * since, if the drop never reached the index): that one is kept, its
+ * `retention` row deleted. Adds to *out. Returns REEL_DB / REEL_IO. */
+reel_rc reel_retention_settle(sqlite3 *db, const char *spool_dir, int before_rebuild,
+                              reel_retention_settled_t *out, reel_err_t *err);
+
 /** Removes the new segments a `reel compact` that died left under their
  * temporary names (spool/.compact-NNNNNNNN): never part of the spool,
  * only taking room. Called by recovery, with the session's lock held (a

@@ -178,6 +178,7 @@ static void give_all(const reel_session_t *s) {
 
 static int index_sound(reel_session_t *s);
 static reel_rc replay_journal(reel_session_t *s, sqlite3 *db, reel_err_t *err);
+static reel_rc settle_drops(reel_session_t *s, int before_rebuild, reel_err_t *err);
 static long rebuild_pid(sqlite3 *db, uint64_t *max);
 static void note(reel_session_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void note(reel_session_t *s, const char *fmt, ...) {
@@ -2632,15 +2633,20 @@ static reel_rc recover(reel_session_t *s, reel_err_t *err) {
                 "from the spool's journal");
     }
     if (need_rebuild) {
-        rc = rebuild(s, err);
+        /* The journal first, as repair does: the rebuild must know which
+         * segments retention dropped, and which flows have user data. */
+        if (s->index_lost && (rc = replay_journal(s, s->db, err)) == REEL_OK)
+            rc = settle_drops(s, 1, err);
+        if (rc == REEL_OK)
+            rc = rebuild(s, err);
+        if (rc == REEL_OK && s->index_lost)
+            rc = settle_drops(s, 0, err);
         if (rc == REEL_OK && s->index_lost)
             rc = reel_index_exec(s->db,
                                  "UPDATE meta SET value = (SELECT min(start_us) FROM flows "
                                  "WHERE start_us > 0) WHERE key = 'created_us' AND EXISTS "
                                  "(SELECT 1 FROM flows WHERE start_us > 0)",
                                  err);
-        if (rc == REEL_OK && s->index_lost)
-            rc = replay_journal(s, s->db, err);
         goto out;
     }
     if ((rc = dmg_begin(s, err)) == REEL_OK)
@@ -2726,6 +2732,27 @@ static reel_rc replay_journal(reel_session_t *s, sqlite3 *db, reel_err_t *err) {
     free(jp);
     if (rc != REEL_OK)
         return rc;
+    if (st.drops) {
+        long long segs = 0, compacted = 0, retired = 0;
+        sqlite3_stmt *c = NULL;
+        if (sqlite3_prepare_v2(db,
+                               "SELECT (SELECT count(*) FROM retention), (SELECT count(*) FROM "
+                               "retention WHERE reason = 'compact'), (SELECT count(*) FROM "
+                               "retired_flows)",
+                               -1, &c, NULL) == SQLITE_OK &&
+            sqlite3_step(c) == SQLITE_ROW) {
+            segs = sqlite3_column_int64(c, 0);
+            compacted = sqlite3_column_int64(c, 1);
+            retired = sqlite3_column_int64(c, 2);
+        }
+        sqlite3_finalize(c);
+        note(s,
+             "from spool/" REEL_JOURNAL_NAME ": %lld segment%s dropped on purpose (%lld by "
+             "retention, %lld replaced by compact), and %lld flow%s retention dropped that left "
+             "records in kept segments",
+             segs, segs == 1 ? "" : "s", segs - compacted, compacted, retired,
+             retired == 1 ? "" : "s");
+    }
     if (st.records == 0 && st.bad_ranges == 0)
         return REEL_OK;
     long long n[5] = {0};
@@ -2752,6 +2779,30 @@ static reel_rc replay_journal(reel_session_t *s, sqlite3 *db, reel_err_t *err) {
              (unsigned long long)st.bad_bytes, st.bad_bytes == 1 ? "" : "s", st.reason,
              (unsigned long long)st.bad_off);
     return REEL_OK;
+}
+
+/* A segment listed in `retention` whose file is still there: its drop
+ * was journaled or listed, and the process died before the file went
+ * (reel_retention_settle). Notes what it did. */
+static reel_rc settle_drops(reel_session_t *s, int before_rebuild, reel_err_t *err) {
+    reel_retention_settled_t r = {0};
+    reel_rc rc = reel_retention_settle(s->db, s->spool_dir, before_rebuild, &r, err);
+    if (r.compacted)
+        note(s,
+             "removed %u old segment%s (%llu bytes) that a compact had replaced and listed, but "
+             "not yet deleted when it stopped",
+             r.compacted, r.compacted == 1 ? "" : "s", (unsigned long long)r.bytes);
+    if (r.dropped)
+        note(s,
+             "finished %u drop%s by retention that stopped before the segment file was deleted "
+             "(%llu bytes)",
+             r.dropped, r.dropped == 1 ? "" : "s", (unsigned long long)r.bytes);
+    if (r.kept)
+        note(s,
+             "kept %u segment%s retention was dropping when it stopped: a flow in %s has "
+             "annotations, tags or a mark now",
+             r.kept, r.kept == 1 ? "" : "s", r.kept == 1 ? "it" : "them");
+    return rc;
 }
 
 /* Why this user cannot write session s (owned: the first path found not
@@ -3361,7 +3412,8 @@ static reel_rc replace_index(reel_session_t *s, int *created_lost, reel_err_t *e
     snprintf(now, sizeof now, "%lld", (long long)reel_now_us());
     if ((rc = reel_index_meta_set(nd, "name", s->name, err)) != REEL_OK ||
         (rc = reel_index_meta_set(nd, "format", "reel-session 1", err)) != REEL_OK ||
-        (rc = reel_index_meta_set(nd, "journal", "1", err)) != REEL_OK)
+        (rc = reel_index_meta_set(nd, "journal", "1", err)) != REEL_OK ||
+        (rc = reel_index_meta_set(nd, "journal_drops", "1", err)) != REEL_OK)
         goto out;
     struct stat dst;
     int db_exists = stat(dbpath, &dst) == 0;
@@ -3517,7 +3569,11 @@ reel_rc reel_session_repair(reel_session_t *s, char **report, reel_err_t *err) {
     if (rc == REEL_OK)
         rc = undo_import(s, err);
     if (rc == REEL_OK)
+        rc = settle_drops(s, 1, err);
+    if (rc == REEL_OK)
         rc = rebuild(s, err);
+    if (rc == REEL_OK)
+        rc = settle_drops(s, 0, err);
     if (rc == REEL_OK)
         rc = rewrite_journal(s, err);
     if (rc == REEL_OK && missing) {

@@ -5,13 +5,16 @@ tagged flow and a marked flow keep their segments; on_segment_closed copies
 every closed segment (and a failing hook is only logged); `reel show` says
 what was dropped; verify is clean; `reel compact` keeps every flow.
 Retention also keeps the spool bounded while traffic goes on, not only
-once it stops.
+once it stops. Its drops are in the journal: with session.db lost, `reel
+repair` lists them again (not missing, no flow damaged), finishes a drop
+whose segment file was left, and so for compact's.
 """
 import glob
 import http.client
 import json
 import os
 import shutil
+import sqlite3
 import tempfile
 import threading
 import time
@@ -179,6 +182,108 @@ class RetentionTest(unittest.TestCase):
         self.assertLessEqual(max(samples), 4 * mib + 1.5 * rate * mib,
                              "spool reached %.1f MiB; %s" % (max(samples) / mib, shown))
         self.assertIn("retention dropped", reel.log())
+        shutil.rmtree(root, ignore_errors=True)
+
+    def test_drops_survive_lost_index(self):
+        # Retention's drops lived in session.db only: without it, repair
+        # reported the dropped segments missing, marked the flows that had
+        # records there and in a kept segment damaged ("records lost"), and
+        # `reel show` forgot what retention dropped.
+        os.makedirs(TMPBASE, exist_ok=True)
+        root = tempfile.mkdtemp(prefix="retention-journal.", dir=TMPBASE)
+        origin = Origin(os.path.join(root, "origin"))
+        ship = os.path.join(root, "ship")
+        os.makedirs(ship)
+        hook = os.path.join(root, "hook.sh")
+        with open(hook, "w") as f:
+            f.write("#!/bin/sh\ncp \"$1\" %s/\n" % ship)
+        os.chmod(hook, 0o700)
+        reel = Reel(root, "ret", "segment_size=1m", "retention_max_bytes=3m",
+                    "on_segment_closed=" + hook)
+        try:
+            for i in range(10):
+                curl(reel, "-o", "/dev/null", origin.url("/file1m") + "?n=%d" % i)
+            reel.wait_flows(4, timeout=10)
+            deadline = time.time() + 10
+            while time.time() < deadline:
+                ret = json.loads(reel.cli("show", "ret", "--json").stdout)["retention"]
+                if ret["dropped_segments"] >= 4:
+                    break
+                time.sleep(0.1)
+        finally:
+            code = reel.stop()
+            origin.stop()
+        self.assertEqual(code, 0, reel.log())
+        sdir = os.path.join(root, "home", "ret")
+        spool = os.path.join(sdir, "spool")
+
+        def tables():
+            db = sqlite3.connect(os.path.join(sdir, "session.db"))
+            try:
+                return (db.execute("SELECT segment, time_us, flows, bytes, reason FROM retention "
+                                   "ORDER BY segment").fetchall(),
+                        db.execute("SELECT flow_id FROM retired_flows ORDER BY 1").fetchall())
+            finally:
+                db.close()
+
+        def state():
+            flows = [(f["id"], f["state"], f["damaged"], f["error"]) for f in reel.flows()]
+            show = json.loads(reel.cli("show", "ret", "--json").stdout)
+            text = [ln for ln in reel.cli("show", "ret").stdout.decode().splitlines()
+                    if "dropped" in ln]
+            return flows, show["retention"], text, tables()
+
+        def lose_index():
+            for f in glob.glob(os.path.join(sdir, "session.db*")):
+                os.unlink(f)
+            return reel.cli("repair", "ret").stdout.decode()
+
+        def clean(out):
+            self.assertNotRegex(out, r"\.zst (is|are) missing")
+            self.assertNotIn("records lost", out)
+            self.assertNotIn("damaged", out)
+            self.assertEqual(state(), before)
+            v = reel.cli("verify", "ret", check=False)
+            self.assertEqual(v.returncode, 0, (v.stdout + v.stderr).decode())
+            self.assertNotIn(b"known damage", v.stdout + v.stderr)
+
+        before = state()
+        rows, retired = before[3]
+        self.assertGreaterEqual(len(rows), 4)
+        self.assertTrue(retired, "no flow straddled a dropped segment: the test checks less")
+        self.assertTrue(before[2], "reel show says nothing about retention")
+        self.assertTrue(all(not damaged for _, _, damaged, _ in before[0]), before[0])
+        out = lose_index()
+        self.assertIn("dropped on purpose (%d by retention, 0 replaced by compact)" % len(rows),
+                      out)
+        clean(out)
+        # A drop whose file was not deleted yet (killed after the drop's
+        # journal record and before the unlink), with session.db lost
+        # meanwhile: repair finishes it.
+        last = rows[-1][0]
+        shutil.copy(os.path.join(ship, "%08d.zst" % last), spool)
+        out = lose_index()
+        self.assertIn("finished 1 drop by retention", out)
+        self.assertFalse(os.path.exists(os.path.join(spool, "%08d.zst" % last)))
+        clean(out)
+        # compact lists the segments it replaced: the same from the journal
+        ids = [f[0] for f in before[0]]
+        reel.cli("compact", "ret")
+        before = state()
+        self.assertEqual([f[0] for f in before[0]], ids)
+        self.assertIn("compact", [r[4] for r in before[3][0]])
+        out = lose_index()
+        clean(out)
+        # A compact killed after it listed the old segments and before it
+        # deleted them, session.db lost since: the old one goes before the
+        # rebuild (its records are in the new segments too).
+        old = [r[0] for r in before[3][0] if r[4] == "compact"
+               and os.path.exists(os.path.join(ship, "%08d.zst" % r[0]))][0]
+        shutil.copy(os.path.join(ship, "%08d.zst" % old), spool)
+        out = lose_index()
+        self.assertIn("removed 1 old segment", out)
+        self.assertFalse(os.path.exists(os.path.join(spool, "%08d.zst" % old)))
+        clean(out)
         shutil.rmtree(root, ignore_errors=True)
 
 
