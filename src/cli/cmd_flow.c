@@ -94,7 +94,25 @@ typedef struct {
     char *replay_session; /* ... of that session (owned; NULL: this one) */
     uint64_t *replays;    /* flows of this session that re-sent it (owned) */
     size_t nreplays;
+    /* What the start record said, as the index has it: repair keeps the
+     * old index's when the record was lost (owned; NULL: none). */
+    char *uuid, *source, *client_addr, *server_addr;
+    long long client_conn, stream_id; /* 0: none */
 } row_t;
+
+static void row_free(row_t *r) {
+    free(r->error);
+    free(r->replay_session);
+    free(r->replays);
+    free(r->uuid);
+    free(r->source);
+    free(r->client_addr);
+    free(r->server_addr);
+}
+
+static char *dup_set(const char *v) {
+    return v && v[0] ? reel_strdup(v) : NULL;
+}
 
 static void row_load(reel_session_t *s, unsigned long long id, row_t *r) {
     memset(r, 0, sizeof *r);
@@ -124,6 +142,12 @@ static void row_load(reel_session_t *s, unsigned long long id, row_t *r) {
     r->replay_of = f.replay_of == REEL_QUERY_NULL ? 0 : f.replay_of;
     if (f.replay_session)
         r->replay_session = reel_strdup(f.replay_session);
+    r->uuid = dup_set(f.uuid);
+    r->source = dup_set(f.source);
+    r->client_addr = dup_set(f.client_addr);
+    r->server_addr = dup_set(f.server_addr);
+    r->client_conn = f.client_conn == REEL_QUERY_NULL ? 0 : f.client_conn;
+    r->stream_id = f.stream_id == REEL_QUERY_NULL ? 0 : f.stream_id;
     reel_query_flow_clear(&f);
     uint64_t of = 0;
     char *of_session = NULL;
@@ -1501,6 +1525,15 @@ static int run_json(reel_cli_t *cli, reel_session_t *s, unsigned long long id, i
     }
     json_t *o = json_object();
     json_object_set_new(o, "id", json_integer((json_int_t)id));
+    if (j.start == NULL && row->found)
+        /* Its start record was lost: what the index knows of it (repair
+         * kept the old index's), as reel flows --json shows it. */
+        j.start = json_pack(
+            "{s:o, s:s, s:o, s:o, s:o, s:o, s:o}", "uuid", str_json(row->uuid, 1), "kind", "http",
+            "source", str_json(row->source, 1), "client_addr", str_json(row->client_addr, 1),
+            "server_addr", str_json(row->server_addr, 1), "client_conn",
+            row->client_conn ? json_integer(row->client_conn) : json_null(), "stream_id",
+            row->stream_id ? json_integer(row->stream_id) : json_null());
     static const char *const start_keys[] = {"uuid",        "kind",        "source",
                                              "state",       "client_addr", "server_addr",
                                              "client_conn", "stream_id"};
@@ -1704,9 +1737,7 @@ int reel_cmd_flow(reel_cli_t *cli, int argc, char **argv) {
         rc = run_view(cli, s, id, raw, headers_only, view, proto, pmsg, &row);
 out:
     reel_proto_free(proto);
-    free(row.error);
-    free(row.replay_session);
-    free(row.replays);
+    row_free(&row);
     reel_session_close(s);
     return rc;
 }

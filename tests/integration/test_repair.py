@@ -304,6 +304,8 @@ class Repair(unittest.TestCase):
         finally:
             self.assertEqual(reel.stop(), 0)
         before = json.loads(self.cli(reel, "flows", "nostart", "--json", "~id 1").stdout)[0]
+        uuid_before = json.loads(self.cli(reel, "flow", "nostart", "1", "--json").stdout)["uuid"]
+        self.assertTrue(uuid_before)
         spool = os.path.join(reel.env["REEL_HOME"], "nostart", "spool")
         os.unlink(os.path.join(spool, "00000001.zst"))
         self.cli(reel, "repair", "nostart")
@@ -311,6 +313,12 @@ class Repair(unittest.TestCase):
         row = json.loads(self.cli(reel, "flows", "nostart", "--json", "~id 1").stdout)[0]
         self.assertEqual((row["start_us"], row["url"]), (before["start_us"], before["url"]))
         self.assertIn("records lost", row["error"])
+        # and reel flow, which reads the spool, says what the index knows
+        # of the start record's fields instead of null (the uuid was null)
+        fl = json.loads(self.cli(reel, "flow", "nostart", "1", "--json").stdout)
+        self.assertEqual(fl["uuid"], uuid_before)
+        self.assertEqual((fl["client_addr"], fl["client_conn"], fl["start_us"]),
+                         (row["client_addr"], row["client_conn"], row["start_us"]))
         # without it, the spool alone does not know the start
         for name in glob.glob(os.path.join(reel.env["REEL_HOME"], "nostart", "session.db*")):
             os.unlink(name)
