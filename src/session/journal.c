@@ -669,6 +669,16 @@ typedef struct {
     size_t ngood, cap;
 } check_ctx;
 
+/* Whether the edit record p (len bytes) is a drop of retention or compact. */
+static int is_drop(const uint8_t *p, size_t len) {
+    Reel__Record *r = reel__record__unpack(NULL, len, p);
+    int drop = r && r->event_case == REEL__RECORD__EVENT_EDIT &&
+               r->edit->op >= REEL__USER_EDIT__OP__SEGMENT_DROPPED &&
+               r->edit->op <= REEL__USER_EDIT__OP__FLOW_UNRETIRED;
+    reel__record__free_unpacked(r, NULL);
+    return drop;
+}
+
 static int check_frame_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *raw, size_t rlen) {
     check_ctx *c = ctx;
     c->stats->frames++;
@@ -680,6 +690,8 @@ static int check_frame_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *r
         reel_spool_peek_t pk;
         if (!reel_spool_peek_record(p, len, &pk) || pk.event != 17)
             ok = 0;
+        else if (is_drop(p, len))
+            c->stats->drops++;
         else
             c->stats->records++;
     }

@@ -50,7 +50,7 @@ const char *reel_journal_errmsg(sqlite3 *db);
 typedef struct {
     uint64_t frames;     /* valid frames */
     uint64_t records;    /* edit records applied (replay) or read (check) */
-    uint64_t drops;      /* replay: drop records applied (not in records) */
+    uint64_t drops;      /* of those, drops of retention and compact (not in records) */
     uint64_t bad_ranges; /* damaged byte ranges skipped */
     uint64_t bad_bytes;
     uint64_t bad_off;    /* offset of the first damaged range */

@@ -281,10 +281,12 @@ reel_rc reel_retention_finish(sqlite3 *db, const char *spool_dir, reel_err_t *er
     reel_rc rc = REEL_OK;
     sqlite3_stmt *st = NULL;
     uint32_t *todo = NULL;
+    uint8_t *compacted = NULL;
     size_t n = 0, cap = 0;
     /* Only the newest drops can be unfinished: drops go oldest first, one at a time. */
     if (sqlite3_prepare_v2(db,
-                           "SELECT segment FROM retention r WHERE EXISTS (SELECT 1 FROM frames f "
+                           "SELECT segment, reason = 'compact' FROM retention r WHERE EXISTS "
+                           "(SELECT 1 FROM frames f "
                            "WHERE f.segment = r.segment) OR r.segment >= (SELECT max(segment) - 2 "
                            "FROM retention WHERE reason != 'compact')",
                            -1, &st, NULL) != SQLITE_OK) {
@@ -293,19 +295,36 @@ reel_rc reel_retention_finish(sqlite3 *db, const char *spool_dir, reel_err_t *er
     }
     while (sqlite3_step(st) == SQLITE_ROW) {
         uint32_t seg = (uint32_t)sqlite3_column_int64(st, 0);
-        if (n == cap)
-            todo = reel_realloc(todo, (cap = cap ? cap * 2 : 8) * sizeof *todo);
+        if (n == cap) {
+            cap = cap ? cap * 2 : 8;
+            todo = reel_realloc(todo, cap * sizeof *todo);
+            compacted = reel_realloc(compacted, cap);
+        }
+        compacted[n] = (uint8_t)sqlite3_column_int(st, 1);
         todo[n++] = seg;
     }
     sqlite3_finalize(st);
     for (size_t i = 0; rc == REEL_OK && i < n; i++) {
         char *p = seg_path(spool_dir, todo[i]);
         int present = access(p, F_OK) == 0;
-        free(p);
-        if (present || query_n(db, "SELECT count(*) FROM frames WHERE segment = ?1", todo[i]) > 0)
+        if (compacted[i]) {
+            /* A compact that died after listing it: the index is still the
+             * old spool's, and the rebuild compact began is done again
+             * next (meta `rebuilding`). Its flows' rows must not be purged
+             * here: one with records in another old segment would go into
+             * retired_flows, and that rebuild would then drop it from the
+             * new segments, which hold it whole. */
+            if (present && unlink(p) != 0 && errno != ENOENT)
+                rc = reel_err_errno(err, REEL_IO, errno, "removing compacted segment %08u.zst",
+                                    todo[i]);
+        } else if (present ||
+                   query_n(db, "SELECT count(*) FROM frames WHERE segment = ?1", todo[i]) > 0) {
             rc = purge(db, spool_dir, todo[i], NULL, err);
+        }
+        free(p);
     }
     free(todo);
+    free(compacted);
     return rc;
 }
 

@@ -60,7 +60,9 @@ reel_rc reel_retention_run(sqlite3 *db, const char *spool_dir, uint32_t below,
 
 /** Finishes drops a crash interrupted: for every segment in `retention`
  * whose frames are still indexed or whose file still exists, deletes the
- * rows and the file. Called by recovery before it looks at the spool. */
+ * rows and the file; of one compact listed, only the file (the rebuild
+ * compact began, which recovery does again, replaces the rows). Called by
+ * recovery before it looks at the spool. */
 reel_rc reel_retention_finish(sqlite3 *db, const char *spool_dir, reel_err_t *err);
 
 /** What reel_retention_settle did. */

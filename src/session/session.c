@@ -4069,9 +4069,10 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
                     (unsigned long long)js.bad_bytes, js.bad_bytes == 1 ? "" : "s",
                     (unsigned long long)js.bad_ranges, js.bad_ranges == 1 ? "" : "s",
                     (unsigned long long)js.bad_off, js.reason);
-        else if (js.records)
-            reel_buf_printf(&rep, "spool/" REEL_JOURNAL_NAME ": %llu user-data change%s\n",
-                            (unsigned long long)js.records, js.records == 1 ? "" : "s");
+        else if (js.records || js.drops)
+            reel_buf_printf(&rep, "spool/" REEL_JOURNAL_NAME ": %llu user-data change%s%s\n",
+                            (unsigned long long)js.records, js.records == 1 ? "" : "s",
+                            js.drops ? ", and the segments retention or compact dropped" : "");
         /* The index keeps its user data in the journal: a journal that is
          * missing or lacks some (deleted, or deleted and begun again by a
          * later change) would lose it to a rebuild. */
