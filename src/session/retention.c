@@ -286,9 +286,8 @@ reel_rc reel_retention_finish(sqlite3 *db, const char *spool_dir, reel_err_t *er
     /* Only the newest drops can be unfinished: drops go oldest first, one at a time. */
     if (sqlite3_prepare_v2(db,
                            "SELECT segment, reason = 'compact' FROM retention r WHERE EXISTS "
-                           "(SELECT 1 FROM frames f "
-                           "WHERE f.segment = r.segment) OR r.segment >= (SELECT max(segment) - 2 "
-                           "FROM retention WHERE reason != 'compact')",
+                           "(SELECT 1 FROM frames f WHERE f.segment = r.segment) OR r.segment >= "
+                           "(SELECT max(segment) - 2 FROM retention WHERE reason != 'compact')",
                            -1, &st, NULL) != SQLITE_OK) {
         sqlite3_finalize(st);
         return REEL_OK; /* an older schema: nothing was ever dropped */
