@@ -247,6 +247,9 @@ struct conn {
     const reel_field_t *lane_fields;
     size_t lane_nfields;
     uint32_t lane_stream; /* the stream it serves (0: none) */
+    /* when that stream's HEADERS came (0: none): its flow starts then,
+     * and the time it waited for this lane is in its `blocked` */
+    int64_t lane_came_us;
     /* proxy-local number of the client connection, recorded with its flows
      * (a lane has its HTTP/2 connection's) */
     uint64_t id;

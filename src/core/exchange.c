@@ -187,10 +187,18 @@ static void exchange_timings(conn_t *c, const upstream_facts_t *up, int64_t end_
      * before that is cut there, or the phases would add up to more than
      * the flow's duration */
     int64_t from = c->ex.flow_start_us > c->ex.head_us ? c->ex.flow_start_us : c->ex.head_us;
+    /* a lane's flow starts when its HTTP/2 stream's HEADERS came, before
+     * the lane read its head: the time between (the stream waited for a
+     * lane, every one busy) is blocked, HAR's wait for a connection, so
+     * that the phases still add up to the flow's duration */
+    int64_t queued =
+        c->ex.flow_start_us && c->ex.flow_start_us < from ? from - c->ex.flow_start_us : 0;
+    if (queued)
+        t->blocked_us = queued;
 #define AFTER(x) ((x) && (x) < from ? from : (x))
     int64_t ready = from;
     if (up && up->fresh && (up->dns0 == 0 || up->dns0 >= c->ex.head_us)) {
-        t->blocked_us = reel__span_us(from, AFTER(up->dns0));
+        t->blocked_us = queued + reel__span_us(from, AFTER(up->dns0));
         t->dns_us = reel__span_us(AFTER(up->dns0), AFTER(up->dns1));
         t->connect_us = reel__span_us(AFTER(up->dns1), AFTER(up->connected));
         if (up->https)
@@ -623,6 +631,8 @@ void reel__record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme
     int64_t start = c->ex.head_started && c->ex.head_started <= ms
                         ? now - (int64_t)(ms - c->ex.head_started) * 1000
                         : now;
+    if (c->lane_came_us && c->lane_came_us < start)
+        start = c->lane_came_us; /* its HTTP/2 stream's HEADERS came then (start_flow) */
     c->ex.flow = reel_capture_start_at(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr, NULL, c->id,
                                        c->lane_stream, start);
     STAT_ADD(c->p, flows, 1);
@@ -778,11 +788,13 @@ static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const cha
                        const char *target, bool keeps_up) {
     /* started at the recorder's "now", read with its id given, so that ids
      * follow start times across workers; its phases start there too
-     * (exchange_timings). keeps_up: the request goes on c->up, whose
-     * address is then known at the start */
-    c->ex.flow = reel_capture_start_on(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr,
+     * (exchange_timings). A lane's flow starts when its stream's HEADERS
+     * came (which may have waited for a lane): its id can come after
+     * those of flows that started later. keeps_up: the request goes on
+     * c->up, whose address is then known at the start */
+    c->ex.flow = reel_capture_start_at(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr,
                                        keeps_up && c->up->connected ? c->up->addr : NULL, c->id,
-                                       c->lane_stream);
+                                       c->lane_stream, c->lane_came_us);
     c->ex.flow_start_us = reel_capture_start_us(c->ex.flow);
     STAT_ADD(c->p, flows, 1);
     c->ex.req_end_us = c->ex.resp_first_us = 0;
@@ -924,7 +936,10 @@ static void keep_connect_head(conn_t *c, const reel_msg_head_t *m) {
         bytes += m->fields[i].name_len + m->fields[i].value_len;
     reel_connect_head_t *k = reel_malloc(sizeof *k + m->nfields * sizeof k->fields[0] + bytes);
     reel_strcpy_to(k->version, sizeof k->version, m->version ? m->version : "HTTP/1.1");
-    k->head_us = c->ex.head_us;
+    /* a lane's CONNECT came as its stream's HEADERS, maybe long before
+     * the lane was free to read it */
+    k->head_us =
+        c->lane_came_us && c->lane_came_us < c->ex.head_us ? c->lane_came_us : c->ex.head_us;
     k->answered_us = 0;
     k->nfields = m->nfields;
     char *at = (char *)&k->fields[m->nfields];

@@ -19,7 +19,8 @@
  * client connection reuses a handful of origin connections, as a browser's
  * HTTP/1.1 pool would), until the lane's own idle timeout closes it; a
  * client connection has at most MAX_LANES, and streams beyond wait, oldest
- * first, for a lane to finish.
+ * first, for a lane to finish. A stream's flow starts when its HEADERS came
+ * (h2s_t.came_us, handed to the lane): the wait is in its `blocked`.
  * A lane whose origin speaks h2 sends its requests as streams of the
  * proxy's shared HTTP/2 session to that origin (core/h2up.c).
  *
@@ -72,6 +73,9 @@ struct h2s {
     h2s_t *next;
     uint32_t sid;
     lane_t *lane; /* serving it; NULL: waiting for one, or done */
+    /* when its HEADERS came: its flow's start, however long it then
+     * waited for a lane (the wait is in the flow's `blocked`) */
+    int64_t came_us;
     /* the client's head, kept for the lane's record */
     reel_field_t *fields;
     size_t nfields;
@@ -157,6 +161,7 @@ static void stream_unlane(h2s_t *s) {
             s->lane->inner->lane_fields = NULL;
             s->lane->inner->lane_nfields = 0;
             s->lane->inner->lane_stream = 0;
+            s->lane->inner->lane_came_us = 0;
         }
         s->lane = NULL;
     }
@@ -186,6 +191,7 @@ static h2s_t *stream_new(h2front_t *fr, uint32_t sid, const reel_msg_head_t *h) 
     reel__connect_head_drop(fr->c);
     h2s_t *s = reel_calloc(1, sizeof *s);
     s->sid = sid;
+    s->came_us = reel__now_us();
     reel_buf_init(&s->req, 0);
     size_t total = strlen(h->method) + strlen(h->scheme) + strlen(h->host) + strlen(h->path) + 4;
     for (size_t i = 0; i < h->nfields; i++)
@@ -708,8 +714,9 @@ static lane_t *lane_new(h2front_t *fr) {
     l->timer.data = l;
     reel_strcpy_to(l->remote, sizeof l->remote, c->client_addr);
     /* at the tail: dispatch() walks the lanes in this order, so requests
-     * given lanes in one pass start (get their flow ids and start times)
-     * and go to the origin in the order the client sent them */
+     * given lanes in one pass start (get their flow ids; their start
+     * times are their HEADERS') and go to the origin in the order the
+     * client sent them */
     lane_t **tail = &fr->lanes;
     while (*tail)
         tail = &(*tail)->next;
@@ -750,6 +757,7 @@ static void assign_lanes(h2front_t *fr) {
         l->inner->lane_fields = s->fields;
         l->inner->lane_nfields = s->nfields;
         l->inner->lane_stream = s->sid;
+        l->inner->lane_came_us = s->came_us;
         reel_h1_expect_response(reel_h1_codec_parser(l->resp), strcmp(s->method, "HEAD") == 0,
                                 s->connect);
     }
@@ -984,13 +992,16 @@ static char *reset_reason(const reel_codec_event_t *ev) {
  * reached a lane): the request as far as it was known and, as its error,
  * the reset reel answered and why, as an HTTP/1.1 request refused with
  * 400 is recorded (exchange.c's reel__record_rejected). */
-static void record_refused(h2front_t *fr, uint32_t sid, const reel_msg_head_t *head,
-                           const uint8_t *body, size_t nbody, const reel_msg_head_t *answer,
-                           const char *answer_body, const char *why) {
+static void record_refused(h2front_t *fr, uint32_t sid, int64_t came_us,
+                           const reel_msg_head_t *head, const uint8_t *body, size_t nbody,
+                           const reel_msg_head_t *answer, const char *answer_body,
+                           const char *why) {
     conn_t *c = fr->c;
     reel__connect_head_drop(c); /* its tunnel's flows are its streams (stream_new) */
-    reel_capture_flow_t *f =
-        reel_capture_start_on(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr, NULL, c->id, sid);
+    /* started when its HEADERS came (came_us; 0: now), as a lane's flow
+     * is (exchange.c's start_flow) */
+    reel_capture_flow_t *f = reel_capture_start_at(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr,
+                                                   NULL, c->id, sid, came_us);
     STAT_ADD(c->p, flows, 1);
     reel_msg_head_t m = *head;
     if (m.host[0] == '\0' && c->in_tunnel && c->tunnel_host) {
@@ -1024,7 +1035,7 @@ static void record_stream(h2front_t *fr, const h2s_t *s, const uint8_t *body, si
                          .version = "HTTP/2.0",
                          .fields = s->fields,
                          .nfields = s->nfields};
-    record_refused(fr, s->sid, &m, body, nbody, NULL, NULL, why);
+    record_refused(fr, s->sid, s->came_us, &m, body, nbody, NULL, NULL, why);
 }
 
 /* record_refused for a head as the codec gives it, where an extended
@@ -1035,7 +1046,7 @@ static void record_refused_head(h2front_t *fr, uint32_t sid, const reel_msg_head
                                 const char *why) {
     conn_t *c = fr->c;
     if (strcmp(h->method, "CONNECT") != 0 || h->scheme[0] == '\0') {
-        record_refused(fr, sid, h, NULL, 0, answer, answer_body, why);
+        record_refused(fr, sid, 0, h, NULL, 0, answer, answer_body, why);
         return;
     }
     reel_field_t *fields = reel_calloc(h->nfields + 1, sizeof *fields);
@@ -1046,7 +1057,7 @@ static void record_refused_head(h2front_t *fr, uint32_t sid, const reel_msg_head
     m.scheme = c->in_tunnel && c->tunnel_tls ? "https" : "http";
     m.fields = fields;
     m.nfields = h->nfields + 1;
-    record_refused(fr, sid, &m, NULL, 0, answer, answer_body, why);
+    record_refused(fr, sid, 0, &m, NULL, 0, answer, answer_body, why);
     free(fields);
 }
 

@@ -621,6 +621,71 @@ class Http2Test(unittest.TestCase):
         self.assertEqual(body(post, "request"), b"q" * 100)
         self.assertFalse([r for r in self.echo.requests if r[1].startswith("/queued")])
 
+    def test_h2c_request_waiting_for_a_lane_starts_at_its_headers(self):
+        # 16 slow requests (1.5 s each) take every lane; 3 more, sent in
+        # the same write, wait 1.5 s for one. Their flows start when their
+        # HEADERS came, not when a lane read them, and the wait is in
+        # their `blocked`, so that the phases add up to the exchange: the
+        # lane wait used to be in no field (start late, blocked only the
+        # origin connection's set-up)
+        c = H2C(self.reel.port)
+        try:
+            sids = []
+            for i in range(19):
+                sid = c.conn.get_next_available_stream_id()
+                c.conn.send_headers(sid, [(":method", "GET"), (":scheme", "http"),
+                                          (":authority", self.auth),
+                                          (":path", "/slow?lanewait-%d" % i)], end_stream=True)
+                c.streams[sid] = {"headers": None, "info": [], "data": b"", "trailers": None,
+                                  "reset": None, "ended": False}
+                sids.append(sid)
+            sent = time.time()
+            c.flush()
+            c.wait(lambda: all(c.done(s) for s in sids))
+            self.assertTrue(all(c.streams[s]["data"] == b"slow" for s in sids))
+        finally:
+            c.close()
+        fs = self.reel.wait_flows(19, "~u lanewait-", timeout=10)
+        self.assertEqual(len(fs), 19)
+        by_id = sorted(fs, key=lambda f: f["id"])
+        # ids and start times follow the order of the streams
+        self.assertEqual([f["url"].rsplit("-", 1)[1] for f in by_id], [str(i) for i in range(19)])
+        starts = [f["start_us"] for f in by_id]
+        self.assertEqual(starts, sorted(starts))
+        slack = 1.0 if SANITIZED else 0.4
+        for f in by_id:
+            fl = self.reel.flow(f["id"])
+            self.assertEqual(fl["state"], "complete", fl)
+            t = fl["timings"]
+            waited = int(f["url"].rsplit("-", 1)[1]) >= 16
+            # every flow, the waiting ones too, started when its HEADERS came
+            self.assertLess(abs(f["start_us"] / 1e6 - sent), slack, (f, sent))
+            if waited:
+                # it waited 1.5 s for a lane, then 1.5 s for the origin
+                self.assertGreater(t["blocked_us"], 1.2e6, t)
+                self.assertGreater(f["end_us"] - f["start_us"], 2.7e6, f)
+            else:
+                self.assertLess(max(t["blocked_us"], 0), 0.5e6, t)
+            # HAR: the phases, none negative but the -1s, add up to the
+            # exchange, which ends when the origin's response did (the
+            # flow's end, when the client had it, comes a moment later)
+            total = sum(v for v in t.values() if v != -1)
+            self.assertTrue(all(v >= 0 or v == -1 for v in t.values()), t)
+            self.assertLessEqual(total, f["end_us"] - f["start_us"], (t, f))
+            self.assertGreater(total, f["end_us"] - f["start_us"] - slack * 1e6, (t, f))
+        # and in the HAR export: blocked carries the wait, time their sum
+        har = json.loads(self.reel.cli("export", self.reel.session, "~u lanewait-").stdout)
+        entries = har["log"]["entries"]
+        self.assertEqual(len(entries), 19)
+        for e in entries:
+            tm = e["timings"]
+            self.assertTrue(all(v >= 0 or (k in ("blocked", "dns", "connect", "ssl") and v == -1)
+                                for k, v in tm.items() if k != "comment"), tm)
+            parts = sum(v for k, v in tm.items() if k not in ("ssl", "comment") and v != -1)
+            self.assertAlmostEqual(e["time"], parts, delta=0.01)
+            if e["request"]["url"].rsplit("-", 1)[1] in ("16", "17", "18"):
+                self.assertGreater(tm["blocked"], 1200, tm)
+
     def test_h2c_stalled_reader_does_not_stall_others(self):
         n = 8 << 20
         c = H2C(self.reel.port, auto_ack=False)
