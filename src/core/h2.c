@@ -117,22 +117,41 @@ struct reel_h2 {
     /* a GOAWAY reel sent, and its last stream id: nghttp2 ignores the
      * HEADERS of every new stream after it, without a callback */
     bool goaway_sent;
-    uint32_t goaway_last;
+    uint32_t goaway_last, goaway_code;
     /* Server: reel's own walk over the frames it feeds nghttp2 (the
      * preface's bytes, then each frame's header and payload), kept in step
-     * across reads, so that it can tell the HEADERS of the rest of a read
-     * that nghttp2 dropped: once reel terminates the session
-     * (refuse_over_limit), nghttp2 ignores all it has not yet read and
-     * calls nothing for it (its iframe state NGHTTP2_IB_IGN_ALL,
-     * nghttp2_session_mem_recv returning the whole length). walk_skip:
-     * bytes of the preface or of a frame's payload still to pass;
-     * walk_hd: a frame header as far as it came. terminated: reel's
-     * terminate_session2 call, and term_last its last stream id. */
+     * across reads, so that it can tell the frames nghttp2 dropped unread.
+     * Once the session is terminated (a GOAWAY with an error: reel's
+     * refuse_over_limit, or nghttp2's own for a connection error, which
+     * for some errors calls nothing at all), nghttp2 ignores all it has
+     * not yet read and calls nothing for it (its iframe state
+     * NGHTTP2_IB_IGN_ALL, nghttp2_session_mem_recv returning the whole
+     * length), now and in every later read. walk_skip: bytes of the
+     * preface or of a frame's payload still to pass; walk_hd: a frame
+     * header as far as it came; walk_type, walk_flags, walk_id: the frame
+     * being passed (walk_type 0xff: the preface); walk_block: the stream
+     * whose header block is open (no END_HEADERS yet), which only its
+     * CONTINUATION frames may continue. hd_begun: HEADERS frames nghttp2
+     * began (on_begin_frame), hd_walked: those the walk passed; see
+     * walk_headers. block_id: a header block nghttp2 began
+     * (on_begin_headers) and has not finished or refused. */
     size_t walk_skip;
     uint8_t walk_hd[9];
     size_t walk_have;
-    bool terminated;
-    uint32_t term_last;
+    uint8_t walk_type, walk_flags;
+    int32_t walk_id, walk_block;
+    uint8_t walk_frames; /* frames walked, up to 2: the first must be SETTINGS */
+    uint64_t hd_begun, hd_walked;
+    int32_t block_id;
+    /* The session is terminated (see walk_skip): term_code and term_last
+     * its GOAWAY's, term_why what ended it ("" if unknown). term_before:
+     * so, and that GOAWAY sent, before the current read. after_goaway_n:
+     * streams reported as opened after reel's GOAWAY (at most
+     * max_concurrent_streams). */
+    bool terminated, term_before;
+    uint32_t term_code, term_last;
+    char term_why[200];
+    uint32_t after_goaway_n;
 };
 
 static const reel_codec_ops_t h2_ops;
@@ -406,6 +425,8 @@ static uint32_t code_of(int lib_error) {
  * Returns the event (queued). */
 static event_t *refuse(reel_h2_t *h, stream_t *st, uint32_t code, char *why, bool with_head) {
     st->reset_reported = true;
+    if (h->block_id == st->id)
+        h->block_id = 0; /* its block is accounted for: see walk_frame_end */
     event_t *e = ev_push(h, REEL_CODEC_EV_RESET, (uint32_t)st->id);
     e->code = code;
     e->local = true;
@@ -419,6 +440,32 @@ static event_t *refuse(reel_h2_t *h, stream_t *st, uint32_t code, char *why, boo
     }
     ev_done(h, e);
     return e;
+}
+
+/* The session is terminated: nghttp2 reads nothing more (see walk_skip).
+ * The first cause known wins: code and last stream of its GOAWAY, why
+ * (NULL with code 0: not known yet) what ended it. */
+static void term(reel_h2_t *h, uint32_t code, uint32_t last, const char *why) {
+    if (h->terminated && (h->term_code || h->term_why[0]))
+        return;
+    h->terminated = true;
+    h->term_code = code;
+    h->term_last = last;
+    snprintf(h->term_why, sizeof h->term_why, "%s", why ? why : "");
+}
+
+/* A header block nghttp2 began and neither finished nor refused
+ * (block_id) when the session ended: if it was a request's head, that
+ * stream is reported refused with the session's GOAWAY, with the fields
+ * that had decoded and why (static). */
+static void refuse_open_block(reel_h2_t *h, const char *why) {
+    stream_t *st = h->block_id ? stream_of(h, h->block_id) : NULL;
+    h->block_id = 0;
+    if (st == NULL || st->reset_reported || st->got_final || st->in_trailers || st->headless)
+        return;
+    refuse(h, st, h->term_code ? h->term_code : REEL_H2_PROTOCOL_ERROR,
+           reel_asprintf("%s; the request is as far as its header block had decoded", why), true)
+        ->goaway = true;
 }
 
 /* A request stream beyond max_concurrent_streams whose head has come
@@ -454,8 +501,8 @@ static void refuse_over_limit(reel_h2_t *h, stream_t *st) {
             h->fatal = "HTTP/2 protocol error (request HEADERS: max concurrent streams "
                        "exceeded), GOAWAY sent";
         nghttp2_session_terminate_session2(h->s, h->last_accepted, NGHTTP2_PROTOCOL_ERROR);
-        h->terminated = true; /* the rest of this read: see walk */
-        h->term_last = (uint32_t)h->last_accepted;
+        term(h, REEL_H2_PROTOCOL_ERROR, (uint32_t)h->last_accepted,
+             "the client opened more streams than SETTINGS_MAX_CONCURRENT_STREAMS allows");
     }
     if (!st->headless)
         h->over_limit_heads++;
@@ -490,6 +537,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
             h->last_accepted = f->hd.stream_id;
         }
     }
+    h->block_id = f->hd.stream_id; /* see walk_frame_end */
     hc_free(&st->in);
     hc_init(&st->in);
     /* after a 1xx nghttp2 files the final response under HCAT_HEADERS
@@ -576,6 +624,8 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
     stream_t *st = stream_of(h, id);
     switch (f->hd.type) {
     case NGHTTP2_HEADERS: {
+        if (h->block_id == id)
+            h->block_id = 0; /* it decoded: see walk_frame_end */
         if (st == NULL || st->too_big || st->reset_reported)
             return 0;
         if (st->over_limit) {
@@ -704,6 +754,13 @@ static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *f, int lib_
     bool conn = nghttp2_session_get_outbound_queue_size(s) <= h->queued_at_frame;
     int32_t id = f->hd.stream_id;
     stream_t *st = stream_of(h, id);
+    if (f->hd.type == NGHTTP2_HEADERS && h->block_id == id)
+        h->block_id = 0; /* refused, not lost: see walk_frame_end */
+    if (conn) {          /* nghttp2 terminates the session next: see walk */
+        char *why = conn_refusal(f, lib_error);
+        term(h, code_of(lib_error), (uint32_t)nghttp2_session_get_last_proc_stream_id(s), why);
+        free(why);
+    }
     if (st == NULL) {
         if (h->role == REEL_H2_SERVER && f->hd.type == NGHTTP2_HEADERS &&
             f->headers.cat == NGHTTP2_HCAT_REQUEST && (id & 1) && id > h->max_peer_stream)
@@ -733,40 +790,170 @@ static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *f, int lib_
 }
 
 /* A new stream's HEADERS after reel sent GOAWAY: nghttp2 ignores them
- * (RFC 9113 6.8) and calls nothing for them but this (its
+ * (RFC 9113 6.8) and calls nothing for them but on_begin_frame (its
  * nghttp2_session_on_request_headers_received returns
  * NGHTTP2_ERR_IGN_HEADER_BLOCK before on_begin_headers, and the block is
- * decoded, for HPACK's sake, without on_header). The client sent a
- * request reel never answered: reported as a stream reel refused, as far
- * as it is known, its id (the head is not). */
-static void refuse_after_goaway(reel_h2_t *h, int32_t id, uint32_t last, const char *why) {
+ * decoded, for HPACK's sake, without on_header); once the GOAWAY
+ * terminated the session, not even that (see walk_skip). The client sent
+ * a request reel never answered: reported as a stream reel refused, as
+ * far as it is known, its id (the head is not). why: taken. At most
+ * max_concurrent_streams of them per connection: a client sending HEADERS
+ * frames of 9 bytes after the GOAWAY must not make reel record a flow for
+ * each. */
+static void refuse_after_goaway(reel_h2_t *h, int32_t id, uint32_t last, char *why) {
     h->max_peer_stream = id;
+    if (h->after_goaway_n >= h->o.max_concurrent_streams) {
+        free(why);
+        return;
+    }
+    h->after_goaway_n++;
     stream_t *st = stream_new(h, id); /* for refuse() only: nghttp2 has no such stream */
-    event_t *e = refuse(h, st, REEL_H2_REFUSED_STREAM, reel_asprintf("%s", why), true);
+    event_t *e = refuse(h, st, REEL_H2_REFUSED_STREAM, why, true);
     e->after_goaway = true;
     e->last_stream = last;
     stream_free(h, st);
 }
 
-/* Server: the bytes nghttp2 took in one nghttp2_session_mem_recv, walked
- * frame by frame (see walk_skip). scan: reel terminated the session while
- * nghttp2 read them, and nghttp2 dropped what followed the frame that made
- * it (a client that ignores the concurrency limit sends stream after
- * stream in one write): each new request stream whose HEADERS begin
- * there is a stream opened after reel's GOAWAY, as on_begin_frame reports
- * those nghttp2 does read. A new stream's HEADERS that nghttp2 did read
- * raised max_peer_stream (on_begin_headers, refuse_unopened,
+/* The GOAWAY that terminated the session, for a reason: "reel's GOAWAY
+ * was PROTOCOL_ERROR (0x1): why" (owned by b). */
+static void put_term(const reel_h2_t *h, reel_buf_t *b) {
+    if (h->term_code == 0 && h->term_why[0] == '\0') {
+        reel_buf_puts(b, "reel's GOAWAY ended the connection for an earlier frame");
+        return;
+    }
+    reel_buf_printf(b, "reel's GOAWAY was %s (0x%x)", reel_h2_error_name(h->term_code),
+                    h->term_code);
+    if (h->term_why[0])
+        reel_buf_printf(b, ": %s", h->term_why);
+}
+
+/* Why nghttp2 refuses the frame whose header the walk has just read
+ * before any callback (nghttp2_session_mem_recv's checks at
+ * NGHTTP2_IB_READ_FIRST_SETTINGS, _READ_HEAD and _EXPECT_CONTINUATION,
+ * which terminate the session), with its GOAWAY's code; NULL if it does
+ * not. Only the checks that leave a HEADERS frame unbegun: see
+ * walk_headers. */
+static const char *frame_refusal(const reel_h2_t *h, size_t len, uint32_t *code) {
+    uint8_t t = h->walk_type, fl = h->walk_flags;
+    *code = REEL_H2_PROTOCOL_ERROR;
+    if (h->walk_block)
+        return t == NGHTTP2_CONTINUATION && h->walk_id == h->walk_block
+                   ? NULL
+                   : "it came inside another stream's header block, which only that stream's "
+                     "CONTINUATION frames may continue (RFC 9113 6.10)";
+    if (h->walk_frames == 1)
+        return "it came before the client's SETTINGS, which must be its first frame (RFC 9113 "
+               "3.4)";
+    if (t != NGHTTP2_HEADERS)
+        return NULL;
+    /* reel leaves SETTINGS_MAX_FRAME_SIZE at its initial 16384 */
+    if (len > 16384) {
+        *code = NGHTTP2_FRAME_SIZE_ERROR;
+        return "its HEADERS frame is longer than SETTINGS_MAX_FRAME_SIZE (16384 bytes)";
+    }
+    if ((fl & NGHTTP2_FLAG_PADDED) && len < 1)
+        return "its HEADERS frame has the PADDED flag and no room for the pad length";
+    if (!(fl & NGHTTP2_FLAG_PADDED) && (fl & NGHTTP2_FLAG_PRIORITY) && len < 5) {
+        *code = NGHTTP2_FRAME_SIZE_ERROR;
+        return "its HEADERS frame has the PRIORITY flag and no room for the priority";
+    }
+    return NULL;
+}
+
+/* A HEADERS frame header the walk has just read, len bytes of payload.
+ * nghttp2 calls on_begin_frame for every HEADERS frame it reads (before
+ * session_process_headers_frame) except one it refuses at its header
+ * (frame_refusal) and every one after the session was terminated; and
+ * the walk reads the same headers nghttp2 read, in the same order, after
+ * it. So once the walk has read more HEADERS frames than nghttp2 began,
+ * this one and all after it went unread: a frame nghttp2 refused, or a
+ * stream opened after reel's GOAWAY. A new stream's HEADERS that nghttp2
+ * did read raised max_peer_stream (on_begin_headers, refuse_unopened,
  * refuse_after_goaway), and stream ids only grow, so the ids above it are
- * exactly the dropped ones. Only this read's bytes are scanned (h2_feed
- * walks no later read): nghttp2 reads nothing after them either, and the
- * connection is over. */
-static void walk(reel_h2_t *h, const uint8_t *p, size_t len, bool scan) {
+ * exactly the streams nothing reported. */
+static void walk_headers(reel_h2_t *h, size_t len) {
+    int32_t id = h->walk_id;
+    if (++h->hd_walked <= h->hd_begun)
+        return;
+    bool fresh = (id & 1) && id > h->max_peer_stream;
+    uint32_t code;
+    const char *refusal = h->terminated ? NULL : frame_refusal(h, len, &code);
+    if (refusal) {
+        /* this frame ended the session */
+        uint32_t last = (uint32_t)nghttp2_session_get_last_proc_stream_id(h->s);
+        term(h, code, last, refusal);
+        if (h->walk_block)
+            refuse_open_block(h, "its header block was cut short by another frame (RFC 9113 6.10)");
+        if (!fresh)
+            return;
+        h->max_peer_stream = id;
+        stream_t *st = stream_new(h, id); /* for refuse() only: nghttp2 has no such stream */
+        refuse(h, st, code, reel_asprintf("%s; nghttp2 read none of its head", refusal), true)
+            ->goaway = true;
+        stream_free(h, st);
+        return;
+    }
+    if (!h->terminated) { /* by a frame whose end nghttp2 told nothing of */
+        term(h, 0, (uint32_t)nghttp2_session_get_last_proc_stream_id(h->s), NULL);
+        refuse_open_block(h, "reel ended the connection while its header block was being read");
+    }
+    if (!fresh)
+        return;
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    put_term(h, &b);
+    reel_buf_puts(&b, h->term_before
+                          ? "; the stream came after reel had sent that GOAWAY (reel reads on for "
+                            "a while only to record such streams): nghttp2 reads nothing after a "
+                            "GOAWAY with an error, so none of its head was decoded"
+                          : "; the stream came after the frame that made reel send that GOAWAY, "
+                            "and nghttp2 reads nothing after that frame: none of its head was "
+                            "decoded");
+    reel_buf_append(&b, "", 1);
+    refuse_after_goaway(h, id, h->term_last, (char *)b.data); /* takes the malloc'd bytes */
+}
+
+/* The walk has passed the whole payload of the frame it read last. A
+ * header block nghttp2 began, whose last frame it has now read, and that
+ * it neither finished (on_frame_recv) nor refused (on_invalid_frame,
+ * refuse): it failed to decode, nghttp2 sent GOAWAY COMPRESSION_ERROR
+ * and reads nothing more (inflate_header_block calls nothing). */
+static void walk_frame_end(reel_h2_t *h) {
+    if ((h->walk_type != NGHTTP2_HEADERS && h->walk_type != NGHTTP2_CONTINUATION) ||
+        !(h->walk_flags & NGHTTP2_FLAG_END_HEADERS) || h->block_id != h->walk_id || h->terminated)
+        return;
+    term(h, NGHTTP2_COMPRESSION_ERROR, (uint32_t)nghttp2_session_get_last_proc_stream_id(h->s),
+         "a header block did not decode (HPACK)");
+    refuse_open_block(h, "its header block did not decode (HPACK)");
+}
+
+/* A frame other than a HEADERS inside a header block (the walk's
+ * walk_block): nghttp2 ends the session there, calling nothing. */
+static void walk_cut(reel_h2_t *h) {
+    h->walk_block = 0;
+    if (h->terminated)
+        return;
+    term(h, REEL_H2_PROTOCOL_ERROR, (uint32_t)nghttp2_session_get_last_proc_stream_id(h->s),
+         "a frame came inside a header block, which only its stream's CONTINUATION frames may "
+         "continue (RFC 9113 6.10)");
+    refuse_open_block(h, "its header block was cut short by another frame (RFC 9113 6.10)");
+}
+
+/* Server: the bytes nghttp2 took in one nghttp2_session_mem_recv, walked
+ * frame by frame (see walk_skip): after it, so that what nghttp2 read of
+ * them has been reported. Every read is walked, those after the session
+ * ended too: the client may open streams in them, and they are on the
+ * record as streams reel refused (the caller reads on for a while after
+ * a GOAWAY with an error, for them). */
+static void walk(reel_h2_t *h, const uint8_t *p, size_t len) {
     while (len) {
         if (h->walk_skip) {
             size_t k = len < h->walk_skip ? len : h->walk_skip;
             h->walk_skip -= k;
             p += k;
             len -= k;
+            if (h->walk_skip == 0)
+                walk_frame_end(h);
             continue;
         }
         size_t k = sizeof h->walk_hd - h->walk_have;
@@ -780,15 +967,24 @@ static void walk(reel_h2_t *h, const uint8_t *p, size_t len, bool scan) {
             break;
         h->walk_have = 0;
         const uint8_t *hd = h->walk_hd;
-        h->walk_skip = (size_t)hd[0] << 16 | (size_t)hd[1] << 8 | hd[2];
-        int32_t id = (int32_t)(((uint32_t)hd[5] << 24 | (uint32_t)hd[6] << 16 |
+        size_t n = (size_t)hd[0] << 16 | (size_t)hd[1] << 8 | hd[2];
+        h->walk_type = hd[3];
+        h->walk_flags = hd[4];
+        h->walk_id = (int32_t)(((uint32_t)hd[5] << 24 | (uint32_t)hd[6] << 16 |
                                 (uint32_t)hd[7] << 8 | hd[8]) &
                                0x7fffffff);
-        if (scan && hd[3] == NGHTTP2_HEADERS && (id & 1) && id > h->max_peer_stream)
-            refuse_after_goaway(h, id, h->term_last,
-                                "it came in the read in which reel sent that GOAWAY, after the "
-                                "frame that made reel send it; nghttp2 reads nothing after that "
-                                "frame and hands over none of its head");
+        if (h->walk_frames < 2)
+            h->walk_frames++;
+        if (h->walk_type == NGHTTP2_HEADERS)
+            walk_headers(h, n);
+        if (h->walk_type == NGHTTP2_HEADERS || h->walk_type == NGHTTP2_PUSH_PROMISE ||
+            h->walk_type == NGHTTP2_CONTINUATION)
+            h->walk_block = h->walk_flags & NGHTTP2_FLAG_END_HEADERS ? 0 : h->walk_id;
+        else if (h->walk_block)
+            walk_cut(h);
+        h->walk_skip = n;
+        if (n == 0)
+            walk_frame_end(h);
     }
 }
 
@@ -800,11 +996,14 @@ static void walk(reel_h2_t *h, const uint8_t *p, size_t len, bool scan) {
 static int on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, void *ud) {
     reel_h2_t *h = ud;
     h->queued_at_frame = nghttp2_session_get_outbound_queue_size(s);
+    if (hd->type == NGHTTP2_HEADERS && h->role == REEL_H2_SERVER)
+        h->hd_begun++; /* see walk_headers */
     if (hd->type == NGHTTP2_HEADERS && h->role == REEL_H2_SERVER && h->goaway_sent &&
         (hd->stream_id & 1) && hd->stream_id > h->max_peer_stream) {
         refuse_after_goaway(h, hd->stream_id, h->goaway_last,
-                            "nghttp2 ignores such a stream's HEADERS and hands over none of its "
-                            "head");
+                            reel_asprintf("reel's GOAWAY was %s (0x%x); nghttp2 ignores such a "
+                                          "stream's HEADERS and hands over none of its head",
+                                          reel_h2_error_name(h->goaway_code), h->goaway_code));
         return 0;
     }
     if (hd->type != NGHTTP2_DATA || h->role != REEL_H2_SERVER)
@@ -894,6 +1093,7 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
     if (f->hd.type == NGHTTP2_GOAWAY) {
         h->goaway_sent = true;
         h->goaway_last = (uint32_t)f->goaway.last_stream_id;
+        h->goaway_code = f->goaway.error_code;
     }
     if (f->hd.type == NGHTTP2_GOAWAY && f->goaway.error_code != NGHTTP2_NO_ERROR &&
         !h->goaway_reported) {
@@ -922,6 +1122,17 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
         e->reason = h->fatal;
         e->local = true;
         ev_done(h, e);
+        /* nghttp2 reads nothing more: see walk (a cause found earlier,
+         * in other words, wins) */
+        char why[101] = "";
+        if (f->goaway.opaque_data_len)
+            snprintf(why, sizeof why, "%.*s",
+                     (int)(f->goaway.opaque_data_len < 100 ? f->goaway.opaque_data_len : 100),
+                     (const char *)f->goaway.opaque_data);
+        term(h, f->goaway.error_code, (uint32_t)f->goaway.last_stream_id,
+             f->goaway.error_code == NGHTTP2_ENHANCE_YOUR_CALM || h->rapid_reset
+                 ? "the client reset streams faster than max_resets_per_sec"
+                 : why);
     }
     return 0;
 }
@@ -1075,7 +1286,7 @@ static reel_rc h2_feed(reel_codec_t *c, const uint8_t *buf, size_t len, size_t *
         return REEL_INVALID;
     }
     if (len) {
-        bool was_terminated = h->terminated;
+        h->term_before = h->terminated && h->goaway_sent; /* for the words: walk_headers */
         ssize_t n = nghttp2_session_mem_recv(h->s, buf, len);
         if (n < 0) {
             h->dead = true;
@@ -1090,8 +1301,8 @@ static reel_rc h2_feed(reel_codec_t *c, const uint8_t *buf, size_t len, size_t *
             return REEL_INVALID;
         }
         *consumed = (size_t)n;
-        if (h->role == REEL_H2_SERVER && !was_terminated)
-            walk(h, buf, (size_t)n, h->terminated);
+        if (h->role == REEL_H2_SERVER)
+            walk(h, buf, (size_t)n);
         end_refused(h);
     }
     return pop(h, ev);
@@ -1170,6 +1381,7 @@ reel_codec_t *reel_h2_codec_new(reel_h2_role role, const reel_h2_opts_t *opts) {
                                                    h->o.max_resets_per_sec);
         nghttp2_session_server_new2(&h->s, cb, h, opt);
         h->walk_skip = NGHTTP2_CLIENT_MAGIC_LEN; /* the client's preface comes first */
+        h->walk_type = 0xff;                     /* (not a frame) */
     } else {
         nghttp2_session_client_new2(&h->s, cb, h, opt);
     }

@@ -33,7 +33,14 @@
  * SETTINGS, GOAWAY PROTOCOL_ERROR after. A new stream's HEADERS after
  * reel sent GOAWAY, which nghttp2 ignores with no callback but the
  * frame's beginning, is a RESET marked after_goaway (nothing sent, an
- * empty head: nghttp2 hands none of it over). When
+ * empty head: nghttp2 hands none of it over; the reason names the
+ * GOAWAY's code); so is one after a GOAWAY that terminated the session
+ * (reel's or nghttp2's, for an error), in that read or any later one,
+ * which nghttp2 drops without any callback: the codec finds its HEADERS
+ * by walking the frames itself (at most max_concurrent_streams such
+ * streams per connection). A stream whose HEADERS nghttp2 refused at the
+ * frame header, or whose header block did not decode (COMPRESSION_ERROR),
+ * is a RESET marked goaway, with the fields that had decoded. When
  * nghttp2 answered the stream's frame with GOAWAY rather than RST_STREAM
  * (a WINDOW_UPDATE of 0, say), the RESET is marked goaway too. A
  * WebSocket extended CONNECT with END_STREAM on its HEADERS is reset

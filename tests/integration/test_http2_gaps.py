@@ -16,7 +16,9 @@ to `reel record` (prior-knowledge h2c):
 - a stream the client opens after reel's GOAWAY (reel shutting down),
   which reel ignores unanswered, is a flow saying so; it left none. So is
   each stream sent in the same write after the one over the acknowledged
-  limit (nghttp2 drops the rest of that read unread).
+  limit (nghttp2 drops the rest of that read unread), each stream after a
+  header block that does not decode (COMPRESSION_ERROR; that block's
+  stream too).
 """
 import base64
 import hashlib
@@ -329,11 +331,61 @@ class Http2GapsTest(unittest.TestCase):
             self.assertEqual(f["error"], "reel refused the HTTP/2 stream: the client opened it "
                              "after reel's GOAWAY (last_stream_id %d), and reel ignored it and "
                              "never answered (RFC 9113 6.8; the client may send it again on a new "
-                             "connection); it came in the read in which reel sent that GOAWAY, "
-                             "after the frame that made reel send it; nghttp2 reads nothing after "
-                             "that frame and hands over none of its head" % sids[99])
+                             "connection); reel's GOAWAY was PROTOCOL_ERROR (0x1): the client "
+                             "opened more streams than SETTINGS_MAX_CONCURRENT_STREAMS allows; "
+                             "the stream came after the frame that made reel send that GOAWAY, "
+                             "and nghttp2 reads nothing after that frame: none of its head was "
+                             "decoded" % sids[99])
             self.assertEqual(f["request"]["http_version"], "HTTP/2.0")
             self.assertIsNone(f["response"])
+
+    def late_flows(self, conn, sids, culprit):
+        """The flows of streams sids on conn, each refused as opened after
+        reel's GOAWAY, once the flow of stream culprit is there."""
+        self.stream_flow(conn, culprit)
+        fs = [self.stream_flow(conn, sid) for sid in sids]
+        for f in fs:
+            self.assertEqual(f["state"], "error", f)
+            self.assertTrue(f["error"].startswith(
+                "reel refused the HTTP/2 stream: the client opened it after reel's GOAWAY "
+                "(last_stream_id %d), and reel ignored it and never answered" % culprit), f)
+            self.assertEqual(f["request"]["http_version"], "HTTP/2.0")
+            self.assertIsNone(f["response"])
+        return fs
+
+    def test_streams_after_a_header_block_that_does_not_decode_are_flows(self):
+        # a header block that does not decode (HPACK) makes nghttp2 send
+        # GOAWAY COMPRESSION_ERROR and read nothing more: the stream of
+        # that block and the two sent after it in the same write left no
+        # flow.
+        c = H2C(self.reel.port)
+        try:
+            sid = c.request("GET", self.auth, "/slow?bad-hpack-first")
+            time.sleep(0.3)  # reached reel
+            bad = b"\xff" * 7  # an index past any table
+            data = len(bad).to_bytes(3, "big") + b"\x01\x05" + struct.pack(">I", sid + 2) + bad
+            for n, s in enumerate((sid + 4, sid + 6)):
+                block = c.conn.encoder.encode([(":method", "GET"), (":scheme", "http"),
+                                               (":authority", self.auth),
+                                               (":path", "/bad-hpack-after-%d" % n)])
+                data += len(block).to_bytes(3, "big") + b"\x01\x05" + struct.pack(">I", s) + block
+            c.s.sendall(data)
+            got = read_until_closed(c.s)
+        finally:
+            c.close()
+        self.assertEqual(goaway_of(got)[:2], (sid + 2, 9))  # COMPRESSION_ERROR
+        conn = self.reel.wait_flows(1, "~u bad-hpack-first", timeout=10)[0]["client_conn"]
+        f = self.stream_flow(conn, sid + 2)
+        self.assertEqual(f["state"], "error", f)
+        self.assertEqual(f["error"], "reel closed the HTTP/2 connection with GOAWAY "
+                         "COMPRESSION_ERROR (0x9) for a frame on this stream: its header block "
+                         "did not decode (HPACK); the request is as far as its header block had "
+                         "decoded")
+        for f in self.late_flows(conn, (sid + 4, sid + 6), sid + 2):
+            self.assertIn("reel's GOAWAY was COMPRESSION_ERROR (0x9): a header block did not "
+                          "decode (HPACK); the stream came after the frame that made reel send "
+                          "that GOAWAY", f["error"])
+        self.assertFalse([r for r in self.echo.requests if r[1].startswith("/bad-hpack-after")])
 
 
 class StreamAfterGoawayTest(unittest.TestCase):
@@ -390,8 +442,8 @@ class StreamAfterGoawayTest(unittest.TestCase):
             self.assertEqual(f["error"], "reel refused the HTTP/2 stream: the client opened it "
                              "after reel's GOAWAY (last_stream_id %d), and reel ignored it and "
                              "never answered (RFC 9113 6.8; the client may send it again on a new "
-                             "connection); nghttp2 ignores such a stream's HEADERS and hands over "
-                             "none of its head" % first)
+                             "connection); reel's GOAWAY was NO_ERROR (0x0); nghttp2 ignores such "
+                             "a stream's HEADERS and hands over none of its head" % first)
             self.assertEqual(f["request"]["http_version"], "HTTP/2.0")
             self.assertIsNone(f["response"])
             self.assertFalse([r for r in echo.requests if r[1] == "/after-goaway"])

@@ -797,11 +797,152 @@ static void test_streams_after_goaway_in_one_read(void **state) {
                                   "reset 9 7\nrefused 9   :0  0\n"));
         assert_true(sv.last_after_goaway);
         assert_int_equal(sv.last_stream, 3);
-        assert_non_null(strstr(sv.last_reason, "in the read in which reel sent that GOAWAY"));
+        assert_non_null(strstr(sv.last_reason, "after the frame that made reel send that GOAWAY"));
         assert_true(sends_frame(&sv, NGHTTP2_GOAWAY, 0));
         side_free(&sv);
     }
     reel_buf_free(&in);
+}
+
+/* A header block that does not decode (HPACK) makes nghttp2 send GOAWAY
+ * COMPRESSION_ERROR and read nothing more, calling nothing for the block
+ * nor for the rest of the read: the block's stream is refused with that
+ * GOAWAY, and each stream after it as opened after reel's GOAWAY. Split at
+ * every byte: the walk finds the block's end in whichever read has it. */
+static void test_streams_after_a_block_that_does_not_decode(void **state) {
+    (void)state;
+    static const char *const get[] = {":method", "GET",   ":scheme", "http", ":authority",
+                                      "a.test",  ":path", "/h",      NULL};
+    static const uint8_t bad[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}; /* index 2^35 */
+    reel_buf_t in;
+    reel_buf_init(&in, 0);
+    reel_buf_puts(&in, REEL_H2_PREFACE);
+    frame(&in, NGHTTP2_SETTINGS, 0, 0, NULL, 0);
+    nghttp2_hd_deflater *d;
+    assert_int_equal(nghttp2_hd_deflate_new(&d, 4096), 0);
+    raw_headers(&in, d, 1, get, 0);
+    frame(&in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 3, bad,
+          sizeof bad);
+    raw_headers(&in, d, 5, get, NGHTTP2_FLAG_END_STREAM);
+    raw_headers(&in, d, 7, get, NGHTTP2_FLAG_END_STREAM);
+    nghttp2_hd_deflate_del(d);
+    for (size_t split = 0; split <= in.len; split++) {
+        side_t sv;
+        side_init(&sv, REEL_H2_SERVER, NULL);
+        feed(&sv, in.data, split);
+        feed(&sv, in.data + split, in.len - split);
+        const char *t = trace(&sv);
+        assert_non_null(strstr(t, "reset 3 9\nrefused 3   :0  0\n"
+                                  "reset 5 7\nrefused 5   :0  0\n"
+                                  "reset 7 7\nrefused 7   :0  0\n"));
+        assert_true(sv.last_after_goaway);
+        assert_int_equal(sv.last_stream, 3);
+        assert_non_null(strstr(sv.last_reason, "reel's GOAWAY was COMPRESSION_ERROR (0x9): a "
+                                               "header block did not decode (HPACK); the stream "
+                                               "came after the frame that made reel send"));
+        assert_true(sends_frame(&sv, NGHTTP2_GOAWAY, 0));
+        side_free(&sv);
+    }
+    reel_buf_free(&in);
+}
+
+/* After reel's GOAWAY for a connection error has gone out, nghttp2 reads
+ * nothing: streams in later reads are reported as opened after it, with
+ * its code and cause. */
+static void test_streams_after_an_error_goaway_in_a_later_read(void **state) {
+    (void)state;
+    static const char *const get[] = {":method", "GET",   ":scheme", "http", ":authority",
+                                      "a.test",  ":path", "/w",      NULL};
+    reel_buf_t in;
+    reel_buf_init(&in, 0);
+    reel_buf_puts(&in, REEL_H2_PREFACE);
+    frame(&in, NGHTTP2_SETTINGS, 0, 0, NULL, 0);
+    nghttp2_hd_deflater *d;
+    assert_int_equal(nghttp2_hd_deflate_new(&d, 4096), 0);
+    raw_headers(&in, d, 1, get, 0);
+    static const uint8_t zero[4] = {0};
+    frame(&in, NGHTTP2_WINDOW_UPDATE, 0, 1, zero, sizeof zero);
+    side_t sv;
+    side_init(&sv, REEL_H2_SERVER, NULL);
+    feed(&sv, in.data, in.len);
+    assert_true(sends_frame(&sv, NGHTTP2_GOAWAY, 0));
+    feed(&sv, NULL, 0); /* the GOAWAY, an event once sent */
+    reel_buf_reset(&in);
+    raw_headers(&in, d, 3, get, NGHTTP2_FLAG_END_STREAM);
+    static const uint8_t ping[8] = {0};
+    frame(&in, NGHTTP2_PING, 0, 0, ping, sizeof ping);
+    raw_headers(&in, d, 5, get, NGHTTP2_FLAG_END_STREAM);
+    raw_headers(&in, d, 5, get, NGHTTP2_FLAG_END_STREAM); /* not a new stream: nothing */
+    nghttp2_hd_deflate_del(d);
+    feed(&sv, in.data, 7);
+    feed(&sv, in.data + 7, in.len - 7);
+    assert_non_null(strstr(trace(&sv), "goaway 1 1\nreset 3 7\nrefused 3   :0  0\n"
+                                       "reset 5 7\nrefused 5   :0  0\n"));
+    assert_null(strstr(strstr(trace(&sv), "reset 5 7"), "reset 5 7\nrefused 5   :0  0\nreset"));
+    assert_true(sv.last_after_goaway);
+    assert_int_equal(sv.last_stream, 1);
+    assert_non_null(strstr(sv.last_reason,
+                           "reel's GOAWAY was PROTOCOL_ERROR (0x1): a WINDOW_UPDATE with an "
+                           "increment of 0 (RFC 9113 6.9); the stream came after reel had sent "
+                           "that GOAWAY (reel reads on for a while only to record such streams)"));
+    assert_false(sends_frame(&sv, NGHTTP2_RST_STREAM, 3));
+    side_free(&sv);
+    reel_buf_free(&in);
+}
+
+/* HEADERS frames nghttp2 refuses at their frame header, calling nothing
+ * (too short for the PRIORITY flag; one inside another stream's header
+ * block): the stream is refused with the GOAWAY, and the streams after it
+ * as opened after it. */
+static void test_headers_refused_at_the_frame_header(void **state) {
+    (void)state;
+    static const char *const get[] = {":method", "GET",   ":scheme", "http", ":authority",
+                                      "a.test",  ":path", "/p",      NULL};
+    for (int cut = 0; cut < 2; cut++) {
+        reel_buf_t in;
+        reel_buf_init(&in, 0);
+        reel_buf_puts(&in, REEL_H2_PREFACE);
+        frame(&in, NGHTTP2_SETTINGS, 0, 0, NULL, 0);
+        nghttp2_hd_deflater *d;
+        assert_int_equal(nghttp2_hd_deflate_new(&d, 4096), 0);
+        if (cut) { /* stream 1's block never ends: HEADERS 3 cuts it */
+            reel_buf_t b;
+            reel_buf_init(&b, 0);
+            raw_headers(&b, d, 1, get, 0);
+            b.data[4] = 0; /* no END_HEADERS */
+            reel_buf_append(&in, b.data, b.len);
+            reel_buf_free(&b);
+            raw_headers(&in, d, 3, get, NGHTTP2_FLAG_END_STREAM);
+        } else {
+            raw_headers(&in, d, 1, get, 0);
+            static const uint8_t two[2] = {0};
+            frame(&in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_PRIORITY, 3, two,
+                  sizeof two);
+        }
+        raw_headers(&in, d, 5, get, NGHTTP2_FLAG_END_STREAM);
+        nghttp2_hd_deflate_del(d);
+        for (size_t split = 0; split <= in.len; split++) {
+            side_t sv;
+            side_init(&sv, REEL_H2_SERVER, NULL);
+            feed(&sv, in.data, split);
+            feed(&sv, in.data + split, in.len - split);
+            const char *t = trace(&sv);
+            if (cut)
+                assert_non_null(strstr(t, "reset 1 1\nrefused 1 GET http a.test:80 /p 0\n"
+                                          "reset 3 1\nrefused 3   :0  0\n"
+                                          "reset 5 7\nrefused 5   :0  0\n"));
+            else
+                assert_non_null(strstr(t, "head 1 GET http a.test:80 /p\n"
+                                          "reset 3 6\nrefused 3   :0  0\n"
+                                          "reset 5 7\nrefused 5   :0  0\n"));
+            assert_true(sv.last_after_goaway);
+            assert_int_equal(sv.last_stream, 1);
+            assert_non_null(strstr(sv.last_reason, cut ? "inside another stream's header block"
+                                                       : "no room for the priority"));
+            side_free(&sv);
+        }
+        reel_buf_free(&in);
+    }
 }
 
 static void test_bad_preface(void **state) {
@@ -832,6 +973,9 @@ int main(void) {
         cmocka_unit_test(test_streams_beyond_the_limit),
         cmocka_unit_test(test_stream_after_goaway),
         cmocka_unit_test(test_streams_after_goaway_in_one_read),
+        cmocka_unit_test(test_streams_after_a_block_that_does_not_decode),
+        cmocka_unit_test(test_streams_after_an_error_goaway_in_a_later_read),
+        cmocka_unit_test(test_headers_refused_at_the_frame_header),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
