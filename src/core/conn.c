@@ -169,8 +169,11 @@ void reel__peer_read_done(peer_t *pe) {
     conn_t *c = pe->c;
     reel__conn_touch(c);
     pe->progress = c->last_activity;
-    if (c->state == C_LINGER)
+    if (c->state == C_LINGER) {
+        if (pe->role == P_CLIENT && c->h2)
+            reel__h2front_linger(c);
         return;
+    }
     if (pe->role == P_CLIENT) {
         reel__conn_process(c);
     } else if (c->state == C_RAW) {

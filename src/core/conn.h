@@ -119,7 +119,8 @@ typedef enum {
     C_LINGER,    /* error answered and sent: our side half-closed, the
                     client's bytes read and dropped until it closes (RFC
                     9112 9.6), so that a client still sending gets the
-                    answer instead of a reset */
+                    answer instead of a reset (HTTP/2: after reel's GOAWAY
+                    for an error, its bytes go to the codec first) */
 } conn_state;
 
 /* One request and its response (HTTP/1: one at a time per connection;
@@ -492,6 +493,10 @@ void reel__h2front_process(conn_t *c);
 bool reel__h2front_busy(const conn_t *c);
 void reel__h2front_written(conn_t *c);
 void reel__h2front_eof(conn_t *c);
+/* C_LINGER after reel's GOAWAY with an error: the client's bytes in
+ * c->client.in go to the codec, which reports the streams they open (then
+ * recorded as refused), and are dropped. */
+void reel__h2front_linger(conn_t *c);
 void reel__h2front_drain(conn_t *c);
 void reel__h2front_free(conn_t *c);
 /* Writes what a batch held back (reel__batch_end). */

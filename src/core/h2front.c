@@ -1332,9 +1332,15 @@ void reel__h2front_process(conn_t *c) {
         flush_output(fr); /* the GOAWAY nghttp2 queued */
         c->state = C_DONE;
         c->client.close_when_flushed = true;
+        /* once the GOAWAY is out, read on for a while (C_LINGER, as
+         * after an HTTP/1 error answer): streams the client opens
+         * before it has read the GOAWAY are on the record, and a close
+         * with its bytes unread would reset the connection, which can
+         * destroy the GOAWAY before the client reads it */
+        c->linger = !c->p->shutting_down;
         reel__peer_read_stop(cl);
         if (reel__peer_queued(cl) == 0)
-            reel__conn_close(c);
+            reel__conn_close_flushed(c);
         return;
     }
     if ((fr->goaway && fr->streams == NULL) || !reel_h2_alive(fr->h2)) {
@@ -1350,9 +1356,11 @@ void reel__h2front_written(conn_t *c) {
     if (fr == NULL)
         return;
     kick(fr);
-    /* after GOAWAY (either way) the connection ends with its last stream */
+    /* after GOAWAY (either way) the connection ends with its last stream
+     * (once flushed, a close planned already is close_if_flushed's: it
+     * may linger) */
     if (fr->goaway && fr->streams == NULL && reel__peer_queued(&c->client) == 0 &&
-        !c->client.closing)
+        !c->client.closing && !c->client.close_when_flushed)
         reel__conn_close(c);
 }
 
@@ -1360,6 +1368,12 @@ void reel__h2front_eof(conn_t *c) {
     if (c->h2)
         front_fail_all(c->h2, "the client closed the HTTP/2 connection");
     reel__conn_close(c);
+}
+
+void reel__h2front_linger(conn_t *c) {
+    if (c->h2)
+        free(read_frames(c->h2, true)); /* the connection is over already */
+    reel_buf_reset(&c->client.in);
 }
 
 void reel__h2front_drain(conn_t *c) {

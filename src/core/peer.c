@@ -15,7 +15,7 @@ static void peer_free_bufs(peer_t *pe);
 
 static void ev_data(void *ud, const uint8_t *d, size_t n) {
     peer_t *pe = ud;
-    if (pe->c->state == C_LINGER)
+    if (pe->c->state == C_LINGER && pe->c->h2 == NULL)
         return; /* dropped unread; the client's close ends the connection */
     reel_buf_append(&pe->in, d, n);
 }

@@ -18,7 +18,9 @@ to `reel record` (prior-knowledge h2c):
   each stream sent in the same write after the one over the acknowledged
   limit (nghttp2 drops the rest of that read unread), each stream after a
   header block that does not decode (COMPRESSION_ERROR; that block's
-  stream too).
+  stream too), and each stream the client opens in a later write, after
+  reel's GOAWAY for a protocol error (reel closed the connection at once,
+  its bytes unread).
 """
 import base64
 import hashlib
@@ -352,6 +354,44 @@ class Http2GapsTest(unittest.TestCase):
             self.assertEqual(f["request"]["http_version"], "HTTP/2.0")
             self.assertIsNone(f["response"])
         return fs
+
+    def test_streams_in_a_later_write_after_a_protocol_error_goaway_are_flows(self):
+        # reel answers a WINDOW_UPDATE of 0 with GOAWAY PROTOCOL_ERROR; a
+        # client that has not read it yet opens more streams. reel used to
+        # close the connection once the GOAWAY was out, their bytes unread
+        # (nothing recorded; the close reset the connection); now it reads
+        # on for a while (as after an HTTP/1 error answer) and records them.
+        c = H2C(self.reel.port)
+        try:
+            sid = c.request("GET", self.auth, "/slow?later-write-culprit")
+            time.sleep(0.3)  # reached reel
+            c.s.sendall(b"\x00\x00\x04\x08\x00" + struct.pack(">I", sid) + b"\x00\x00\x00\x00")
+            got = b""
+            c.s.settimeout(10)
+            while goaway_of(got) is None:
+                d = c.s.recv(65536)
+                self.assertTrue(d, "reel closed before its GOAWAY")
+                got += d
+            self.assertEqual(goaway_of(got)[:2], (sid, 1))
+            # python-h2 sends nothing after a GOAWAY: HEADERS by hand, from
+            # its HPACK encoder, in a write of their own
+            late = [sid + 2, sid + 4]
+            data = b""
+            for n, s in enumerate(late):
+                block = c.conn.encoder.encode([(":method", "GET"), (":scheme", "http"),
+                                               (":authority", self.auth),
+                                               (":path", "/later-write-%d" % n)])
+                data += len(block).to_bytes(3, "big") + b"\x01\x05" + struct.pack(">I", s) + block
+            c.s.sendall(data)
+            read_until_closed(c.s)
+        finally:
+            c.close()
+        conn = self.reel.wait_flows(1, "~u later-write-culprit", timeout=10)[0]["client_conn"]
+        for f in self.late_flows(conn, late, sid):
+            self.assertIn("reel's GOAWAY was PROTOCOL_ERROR (0x1): a WINDOW_UPDATE with an "
+                          "increment of 0 (RFC 9113 6.9); the stream came after reel had sent "
+                          "that GOAWAY", f["error"])
+        self.assertFalse([r for r in self.echo.requests if r[1].startswith("/later-write-")])
 
     def test_streams_after_a_header_block_that_does_not_decode_are_flows(self):
         # a header block that does not decode (HPACK) makes nghttp2 send
