@@ -162,6 +162,52 @@ class ValgrindShutdown(unittest.TestCase):
         s2.close()
         self.assert_clean(code)
 
+    def test_h2_linger_after_goaway_and_tunnel_waiting_at_ctrl_c(self):
+        # an h2 connection reel answered with GOAWAY PROTOCOL_ERROR (a
+        # WINDOW_UPDATE of 0) lingers, reading on to record the streams the
+        # client opens after it; one such stream later, then Ctrl-C while
+        # it lingers. Beside it, a raw tunnel (neither TLS nor HTTP) whose
+        # origin sent 3 MiB and closed: its flow waits for the bytes still
+        # queued for a client that does not read.
+        import struct
+        import threading
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+
+        def burst():
+            a, _ = srv.accept()
+            a.recv(100)
+            a.sendall(b"\x01" * (3 << 20))
+            a.close()
+        th = threading.Thread(target=burst, daemon=True)
+        th.start()
+        s, c = self.h2c()
+        self.h2_wait_end(s, c, self.h2_get(s, c, "/100b"))
+        s.sendall(struct.pack(">I", 4)[1:] + b"\x08\x00" + struct.pack(">I", 0) +
+                  struct.pack(">I", 0))
+        time.sleep(0.5)
+        self.h2_get(s, c, "/100b")
+        t = socket.socket()
+        t.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        t.connect(("127.0.0.1", self.port))
+        t.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % srv.getsockname()[1])
+        self.assertIn(b"200", t.recv(100))
+        t.sendall(b"\x00\x01\x02 not http")
+        th.join(30)
+        time.sleep(1.0)
+        self.proc.send_signal(signal.SIGINT)
+        code = self.proc.wait(120)
+        s.close()
+        t.close()
+        srv.close()
+        self.assert_clean(code)
+        # the paths this test is for were taken
+        out = subprocess.run([REEL, "flows", "vg"], env=self.env, capture_output=True,
+                             text=True).stdout
+        self.assertIn("after reel's GOAWAY", out)
+        self.assertIn("before the client received the whole tunnel", out)
+
     def h2_tunnel(self, port=None):
         import h2.config
         import h2.connection
