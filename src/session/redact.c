@@ -298,9 +298,92 @@ static void unescape(const char *s, size_t n, reel_buf_t *b) {
     }
 }
 
-int reel_redact_urlencoded(const reel_redact_t *r, const char *s, size_t n, reel_redacted_t *out) {
-    reel_buf_t b, key;
-    reel_buf_init(&b, 0);
+/* How deep a URL inside a URL's query or fragment is followed, each
+ * percent-decoding on the way counting as one level too: real redirects
+ * nest two or three deep, and a hostile value could nest or re-encode
+ * without end (a value past the limit keeps the rules for text). */
+#define URL_DEPTH 8
+
+static int url(const reel_redact_t *r, const char *s, size_t n, int depth, reel_buf_t *b);
+
+/* s[0..n) into b; the rules for text over it. 1 if they replaced something. */
+static int text_into(const reel_redact_t *r, const char *s, size_t n, reel_buf_t *b) {
+    reel_redacted_t t;
+    if (reel_redact_text(r, s, n, &t)) {
+        put(b, t.data, t.len);
+        free(t.data);
+        return 1;
+    }
+    put(b, s, n);
+    return 0;
+}
+
+/* Percent-encoded copy of s[0..n) into b (reset first): every byte but
+ * RFC 3986's unreserved ones, as encodeURIComponent does, so that the
+ * copy is one value wherever it stands in a query or fragment. */
+static void escape(const char *s, size_t n, reel_buf_t *b) {
+    static const char hex[] = "0123456789ABCDEF";
+    reel_buf_reset(b);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (alpha(c) || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~') {
+            put(b, &s[i], 1);
+        } else {
+            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
+            put(b, e, 3);
+        }
+    }
+}
+
+/* A value of a query or fragment that is itself a URL (a redirect_uri,
+ * a next=), as it stands or percent-encoded once or more: that URL
+ * redacted, encoded again as often as it was decoded, into b. 1 if it
+ * had something to replace (b untouched otherwise). */
+static int nested_url(const reel_redact_t *r, const char *v, size_t n, int depth, reel_buf_t *b) {
+    if (n == 0)
+        return 0;
+    reel_buf_t cur, next;
+    reel_buf_init(&cur, 0);
+    reel_buf_init(&next, 0);
+    put(&cur, v, n);
+    int layers = 0, changed = 0;
+    while (depth + layers < URL_DEPTH) {
+        /* The first form that has a query, fragment or userinfo is the
+         * URL: its own values are decoded further by the recursion, so
+         * each byte is read once per level, not once per way down. */
+        if (memchr(cur.data, '?', cur.len) || memchr(cur.data, '#', cur.len) ||
+            memchr(cur.data, '@', cur.len)) {
+            reel_buf_reset(&next);
+            changed = url(r, (const char *)cur.data, cur.len, depth + layers + 1, &next);
+            break;
+        }
+        unescape((const char *)cur.data, cur.len, &next);
+        if (next.len == cur.len && memcmp(next.data, cur.data, cur.len) == 0)
+            break; /* nothing left to decode */
+        reel_buf_t t = cur;
+        cur = next;
+        next = t;
+        layers++;
+    }
+    if (changed) {
+        for (int k = 0; k < layers; k++) {
+            escape((const char *)next.data, next.len, &cur);
+            reel_buf_t t = cur;
+            cur = next;
+            next = t;
+        }
+        put(b, next.data, next.len);
+    }
+    reel_buf_free(&cur);
+    reel_buf_free(&next);
+    return changed;
+}
+
+/* "k=v&k2=v2" (a query, a fragment, a form) into b: the value of every
+ * secret key replaced, a value that is a URL redacted as one, and the
+ * rules for text over the rest. 1 if something was replaced. */
+static int pairs(const reel_redact_t *r, const char *s, size_t n, int depth, reel_buf_t *b) {
+    reel_buf_t key;
     reel_buf_init(&key, 0);
     int changed = 0;
     size_t i = 0;
@@ -311,24 +394,31 @@ int reel_redact_urlencoded(const reel_redact_t *r, const char *s, size_t n, reel
         const char *eq = memchr(s + i, '=', end - i);
         size_t klen = eq ? (size_t)(eq - (s + i)) : end - i;
         unescape(s + i, klen, &key);
-        reel_redacted_t t;
         if (eq != NULL && reel_redact_key_matches(r, (const char *)key.data, key.len)) {
-            put(&b, s + i, klen + 1);
-            put(&b, REEL_REDACT_MARKER, strlen(REEL_REDACT_MARKER));
+            put(b, s + i, klen + 1);
+            put(b, REEL_REDACT_MARKER, strlen(REEL_REDACT_MARKER));
             changed = 1;
-        } else if (reel_redact_text(r, s + i, end - i, &t)) {
-            put(&b, t.data, t.len);
-            free(t.data);
-            changed = 1;
+        } else if (eq != NULL) {
+            put(b, s + i, klen + 1);
+            if (nested_url(r, eq + 1, (size_t)(s + end - eq - 1), depth, b))
+                changed = 1;
+            else
+                changed |= text_into(r, eq + 1, (size_t)(s + end - eq - 1), b);
         } else {
-            put(&b, s + i, end - i);
+            changed |= text_into(r, s + i, end - i, b);
         }
         if (end < n)
-            put(&b, "&", 1);
+            put(b, "&", 1);
         i = end + 1;
     }
     reel_buf_free(&key);
-    if (!changed) {
+    return changed;
+}
+
+int reel_redact_urlencoded(const reel_redact_t *r, const char *s, size_t n, reel_redacted_t *out) {
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    if (!pairs(r, s, n, 0, &b)) {
         reel_buf_free(&b);
         return 0;
     }
@@ -336,19 +426,79 @@ int reel_redact_urlencoded(const reel_redact_t *r, const char *s, size_t n, reel
     return 1;
 }
 
-int reel_redact_target(const reel_redact_t *r, const char *s, size_t n, reel_redacted_t *out) {
-    const char *q = memchr(s, '?', n);
-    if (q == NULL)
-        return reel_redact_text(r, s, n, out);
-    size_t pre = (size_t)(q - s) + 1;
-    reel_redacted_t t;
-    if (!reel_redact_urlencoded(r, q + 1, n - pre, &t))
+/* The password of the userinfo of the URL s[0..n) (no query or fragment):
+ * scheme://user:password@host, //user:password@host or, with
+ * authority_form (a request target: CONNECT's), user:password@host:port.
+ * The authority ends at the first '/', and its userinfo at its last '@',
+ * as browsers read it, so that an '@' in the password hides nothing.
+ * 1 and [*from, *to) if there is one. */
+static int password_at(const char *s, size_t n, int authority_form, size_t *from, size_t *to) {
+    size_t a = 0, i = 0;
+    while (i < n && (alpha((unsigned char)s[i]) ||
+                     (i > 0 && ((s[i] >= '0' && s[i] <= '9') || strchr("+-.", s[i]) != NULL))))
+        i++;
+    if (i > 0 && n - i >= 3 && memcmp(s + i, "://", 3) == 0)
+        a = i + 3;
+    else if (n >= 2 && s[0] == '/' && s[1] == '/')
+        a = 2;
+    else if (!authority_form || (n > 0 && s[0] == '/'))
         return 0;
+    size_t e = a;
+    while (e < n && s[e] != '/')
+        e++;
+    size_t at = e;
+    while (at > a && s[at - 1] != '@')
+        at--;
+    if (at == a)
+        return 0; /* no '@' */
+    const char *colon = memchr(s + a, ':', at - 1 - a);
+    if (colon == NULL || (size_t)(colon - s) + 1 == at - 1)
+        return 0; /* no password, or an empty one */
+    *from = (size_t)(colon - s) + 1;
+    *to = at - 1;
+    return 1;
+}
+
+/* The URL s[0..n) into b: the password of its userinfo, its query as
+ * pairs(), and its fragment too (the OAuth implicit flow answers
+ * "#access_token=..."; a client-side route "#/cb?token=..." has its query
+ * after the '?'), the rules for text over the rest. 1 if something was
+ * replaced. */
+static int url(const reel_redact_t *r, const char *s, size_t n, int depth, reel_buf_t *b) {
+    const char *h = memchr(s, '#', n);
+    size_t hash = h ? (size_t)(h - s) : n;
+    const char *q = memchr(s, '?', hash);
+    size_t query = q ? (size_t)(q - s) : hash, from, to;
+    int changed = 0;
+    if (password_at(s, query, depth == 0, &from, &to)) {
+        text_into(r, s, from, b);
+        put(b, REEL_REDACT_MARKER, strlen(REEL_REDACT_MARKER));
+        text_into(r, s + to, query - to, b);
+        changed = 1;
+    } else {
+        changed |= text_into(r, s, query, b);
+    }
+    if (query < hash) {
+        put(b, "?", 1);
+        changed |= pairs(r, s + query + 1, hash - query - 1, depth, b);
+    }
+    if (hash < n) {
+        const char *f = s + hash + 1, *fq = memchr(f, '?', n - hash - 1);
+        size_t pre = fq ? (size_t)(fq - f) + 1 : 0;
+        put(b, "#", 1);
+        changed |= text_into(r, f, pre, b);
+        changed |= pairs(r, f + pre, n - hash - 1 - pre, depth, b);
+    }
+    return changed;
+}
+
+int reel_redact_target(const reel_redact_t *r, const char *s, size_t n, reel_redacted_t *out) {
     reel_buf_t b;
     reel_buf_init(&b, 0);
-    put(&b, s, pre);
-    put(&b, t.data, t.len);
-    free(t.data);
+    if (!url(r, s, n, 0, &b)) {
+        reel_buf_free(&b);
+        return 0;
+    }
     take(&b, out);
     return 1;
 }

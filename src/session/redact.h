@@ -10,7 +10,8 @@
  *   Set-Cookie: the cookie's value, attributes kept ("sid=REDACTED; Path=/");
  * - any other header whose name contains a key word (X-Api-Key,
  *   X-Auth-Token, X-CSRF-Token): its whole value;
- * - Location, Content-Location and Referer: the URL's query, as a request's;
+ * - Location, Content-Location and Referer: the URL, as a request's
+ *   target (reel_redact_target);
  * - in every other header value and every text body: bearer tokens
  *   ("Bearer xyz") and JSON Web Tokens ("eyJ...x.y.z");
  * - query parameters and application/x-www-form-urlencoded fields with a
@@ -66,11 +67,17 @@ int reel_redact_header(const reel_redact_t *r, const char *name, size_t name_len
                        size_t value_len, reel_redacted_t *out);
 
 /** An urlencoded list "k=v&k2=v2" (a query string without '?', or a form
- * body): values of secret keys replaced, and bearer tokens and JWTs in the
- * others. Returns 1 and fills *out when something was replaced, else 0. */
+ * body): values of secret keys replaced, a value that is a URL (as it
+ * stands or percent-encoded, any number of times up to a fixed depth)
+ * redacted as reel_redact_target does and encoded again, and bearer
+ * tokens and JWTs in the others. Returns 1 and fills *out when something
+ * was replaced, else 0. */
 int reel_redact_urlencoded(const reel_redact_t *r, const char *s, size_t n, reel_redacted_t *out);
 
-/** A request target "/path?query": the query redacted as above. */
+/** A URL or request target ("/path?query#fragment", "scheme://user:pw@
+ * host/...", "user:pw@host:port"): the userinfo's password, the query as
+ * above, and the fragment as a query too (after its '?' when it has
+ * one). Returns 1 and fills *out when something was replaced, else 0. */
 int reel_redact_target(const reel_redact_t *r, const char *s, size_t n, reel_redacted_t *out);
 
 /** A body: JSON (an object or array, whatever its Content-Type; one cut

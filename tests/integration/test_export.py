@@ -18,7 +18,7 @@ import tempfile
 import threading
 import unittest
 
-from proxyenv import TMPBASE, Origin, Reel, connect, curl, main, read_all, stop_class
+from proxyenv import TMPBASE, Origin, Reel, connect, curl, main, raw, read_all, stop_class
 
 SECRET = "SECRETTOKEN123"
 COOKIE = "COOKIEVALUE456"
@@ -1055,6 +1055,132 @@ class RecordedAndImported(unittest.TestCase):
                           'the login sent {"password": "REDACTED"}'])
         self.assertTrue(e["_reel"]["redacted"])
         self.assertNotIn(SECRET, e["comment"])
+
+
+class RedirectHandler(http.server.BaseHTTPRequestHandler):
+    """An origin whose answers carry secrets in URLs: a 302 of the OAuth
+    implicit flow (the token in the Location's fragment), and a
+    Content-Location with one in a nested URL; POSTs echoed."""
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        if self.path.startswith("/implicit"):
+            self.send_response(302)
+            self.send_header("Location", "https://client.test/cb#access_token=IMPLICITSECRET"
+                             "&token_type=bearer")
+        else:
+            self.send_response(200)
+            self.send_header("Content-Location", "/cb?next=https%3A%2F%2Fc.test%2F%23id_token%3D"
+                             "CLOCSECRET")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def do_POST(self):
+        data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+
+# Each secret reel recorded from LeakedSecrets' traffic, and what must
+# stand in its place in every redacted export.
+URL_SECRETS = {
+    "IMPLICITSECRET": b"#access_token=REDACTED&token_type=REDACTED",
+    "NESTEDQSECRET": b"redirect_uri=https%3A%2F%2Fc.test%2Fcb%3Ftoken%3DREDACTED",
+    "DOUBLESECRET": b"r=https%253A%252F%252Fc.test%252Fcb%253Faccess_token%253DREDACTED",
+    "RAWNESTSECRET": b"next=/cb?token=REDACTED",
+    "CLOCSECRET": b"next=https%3A%2F%2Fc.test%2F%23id_token%3DREDACTED",
+    "REFFRAGSECRET": b"#/cb?state=1&access_token=REDACTED",
+    "REFUSERSECRET": b"http://ref:REDACTED@x.test/",
+    "USERINFOSECRET": b"http://user:REDACTED@127.0.0.1:",
+    "TARGETFRAGSECRET": b"/frag#id_token=REDACTED",
+}
+
+
+class LeakedSecrets(unittest.TestCase):
+    """Secrets that redacted exports once let through, sent through reel
+    by curl and a raw socket to a Python origin: tokens in URL fragments
+    (OAuth's implicit flow) and in URLs nested in a query, and a URL's
+    userinfo password."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="reel-export-leaks-", dir=TMPBASE)
+        cls.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RedirectHandler)
+        cls.thread = threading.Thread(target=cls.srv.serve_forever, daemon=True)
+        cls.thread.start()
+        cls.port = cls.srv.server_address[1]
+        base = "http://127.0.0.1:%d" % cls.port
+        cls.reel = Reel(cls.root, "leaks")
+        n = 0
+        for url, extra in [
+                (base + "/implicit", []),
+                (base + "/nested?redirect_uri=https%3A%2F%2Fc.test%2Fcb%3Ftoken%3DNESTEDQSECRET"
+                 "&r=https%253A%252F%252Fc.test%252Fcb%253Faccess_token%253DDOUBLESECRET"
+                 "&next=/cb?token=RAWNESTSECRET",
+                 ["-H", "Referer: http://x.test/p#/cb?state=1&access_token=REFFRAGSECRET"]),
+                (base + "/ref", ["-H", "Referer: http://ref:REFUSERSECRET@x.test/"])]:
+            r = curl(cls.reel, "-o", "/dev/null", "-w", "%{http_code}", *extra, url)
+            assert r.stdout in (b"200", b"302"), r.stdout
+            n += 1
+        # reel refuses userinfo in a target (400) and records the request
+        out = raw(cls.reel.port, b"GET http://user:USERINFOSECRET@127.0.0.1:%d/ui HTTP/1.1\r\n"
+                  b"Host: 127.0.0.1:%d\r\nConnection: close\r\n\r\n" % (cls.port, cls.port))
+        assert out.startswith(b"HTTP/1.1 400"), out[:100]
+        out = raw(cls.reel.port, b"GET /frag#id_token=TARGETFRAGSECRET HTTP/1.1\r\n"
+                  b"Host: 127.0.0.1:%d\r\nConnection: close\r\n\r\n" % cls.port)
+        assert out.startswith(b"HTTP/1.1 "), out[:100]
+        cls.flows = cls.reel.wait_flows(n + 2)
+        assert len(cls.flows) == n + 2, cls.flows
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.reel.stop()
+        cls.srv.shutdown()
+        cls.srv.server_close()
+        cls.thread.join(10)
+        if code != 0:
+            print(cls.reel.log())
+        assert code == 0, "reel record exited %d on SIGINT" % code
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def check(self, secrets):
+        for fmt in ("har", "ndjson", "raw", "curl"):
+            plain = self.reel.cli("export", "leaks", "--format", fmt).stdout
+            red = self.reel.cli("export", "leaks", "--format", fmt, "--redact").stdout
+            for secret, stands in secrets.items():
+                with self.subTest(fmt=fmt, secret=secret):
+                    if secret.encode() not in plain:
+                        # HAR and curl skip the refused requests, curl has
+                        # no responses; ndjson and raw have everything
+                        self.assertIn(fmt, ("har", "curl"), secret)
+                        continue
+                    at = red.find(secret.encode())
+                    self.assertEqual(at, -1, red[max(at - 200, 0):at + 50])
+                    if fmt == "raw":
+                        self.assertIn(stands, red)
+                    elif fmt == "ndjson":
+                        self.assertIn(json.dumps(stands.decode())[1:-1].encode(), red)
+
+    def test_url_secrets(self):
+        self.check(URL_SECRETS)
+        har = json.loads(self.reel.cli("export", "leaks", "--redact").stdout)
+        e = next(e for e in har["log"]["entries"] if e["response"]["status"] == 302)
+        self.assertEqual(e["response"]["redirectURL"],
+                         "https://client.test/cb#access_token=REDACTED&token_type=REDACTED")
+        nd = [json.loads(line) for line in
+              self.reel.cli("export", "leaks", "--format", "ndjson", "--redact").stdout.splitlines()]
+        ui = next(f for f in nd if "/ui" in f["request"]["target"])
+        self.assertEqual(ui["request"]["target"],
+                         "http://user:REDACTED@127.0.0.1:%d/ui" % self.port)
+        self.assertNotIn("USERINFOSECRET", json.dumps(ui))
+
 
 
 if __name__ == "__main__":

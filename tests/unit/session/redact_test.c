@@ -1,0 +1,148 @@
+/* Tests for src/session/redact.c: URLs (the query, the fragment, URLs
+ * nested in a value as they are or percent-encoded, the userinfo's
+ * password, hostile nesting). The rules export applies in every format are tested
+ * through export in export_test.c. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/mem.h"
+#include "session/redact.h"
+
+typedef struct {
+    const char *in, *out; /* out NULL: nothing to replace */
+} case_t;
+
+static void check(const char *what, int got, const reel_redacted_t *t, const case_t *c) {
+    if (c->out == NULL) {
+        if (got)
+            fail_msg("%s %s: replaced, as %s", what, c->in, t->data);
+        return;
+    }
+    if (!got)
+        fail_msg("%s %s: nothing replaced, want %s", what, c->in, c->out);
+    if (strcmp(t->data, c->out) != 0 || t->len != strlen(c->out))
+        fail_msg("%s %s:\n got %s\nwant %s", what, c->in, t->data, c->out);
+}
+
+static void test_url_fragment_nested_userinfo(void **state) {
+    (void)state;
+    static const case_t urls[] = {
+        /* the fragment as a query: OAuth's implicit flow, a client route */
+        {"https://client.test/cb#access_token=IMPLICITSECRET&token_type=bearer",
+         "https://client.test/cb#access_token=REDACTED&token_type=REDACTED"},
+        {"/cb#state=1&id_token=x", "/cb#state=1&id_token=REDACTED"},
+        {"/a?x=1#token=y", "/a?x=1#token=REDACTED"},
+        {"/p#/cb?state=1&access_token=x", "/p#/cb?state=1&access_token=REDACTED"},
+        {"/page#section-2", NULL},
+        {"/a?password=1#b?x", "/a?password=REDACTED#b?x"},
+        /* a URL in a value: percent-encoded once, twice, or as it is */
+        {"/?redirect_uri=https%3A%2F%2Fc.test%2Fcb%3Ftoken%3DNESTEDQSECRET",
+         "/?redirect_uri=https%3A%2F%2Fc.test%2Fcb%3Ftoken%3DREDACTED"},
+        {"/?r=https%253A%252F%252Fc.test%252Fcb%253Faccess_token%253Dx&n=1",
+         "/?r=https%253A%252F%252Fc.test%252Fcb%253Faccess_token%253DREDACTED&n=1"},
+        {"/a?next=/cb?token=x", "/a?next=/cb?token=REDACTED"},
+        {"/cb?next=https%3A%2F%2Fc.test%2F%23id_token%3Dx",
+         "/cb?next=https%3A%2F%2Fc.test%2F%23id_token%3DREDACTED"},
+        {"/a?u=https%3A%2F%2Fc.test%2Fa%20b%3Fx%3D1%26token%3Dz",
+         "/a?u=https%3A%2F%2Fc.test%2Fa%20b%3Fx%3D1%26token%3DREDACTED"},
+        {"/a#u=%2Fp+q%3Ftoken%3Dz", "/a#u=%2Fp%20q%3Ftoken%3DREDACTED"},
+        /* a URL in a URL in a URL (a login's return through a relay) */
+        {"/l?r=%2Fb%3Fr%3D%252Fc%253Ftoken%253Dx", "/l?r=%2Fb%3Fr%3D%252Fc%253Ftoken%253DREDACTED"},
+        {"/a?u=https%3A%2F%2Fc.test%2Fcb%3Fx%3D1", NULL},
+        {"/a?email=a%40b.test&q=%3F", NULL},
+        /* the userinfo's password, wherever the URL stands */
+        {"http://user:USERINFOSECRET@127.0.0.1:8080/ui", "http://user:REDACTED@127.0.0.1:8080/ui"},
+        {"http://u:p@ss@h/?a=1", "http://u:REDACTED@h/?a=1"},
+        {"//u:p@h/x", "//u:REDACTED@h/x"},
+        {"u:p@h:443", "u:REDACTED@h:443"}, /* CONNECT's authority form */
+        {"http://user@h/", NULL},
+        {"http://u:@h/", NULL},
+        {"http://h/a@b:c", NULL},
+        {"/path/u:p@x", NULL},
+        {"/a?u=http%3A%2F%2Fa%3Ab%40c%2F", "/a?u=http%3A%2F%2Fa%3AREDACTED%40c%2F"},
+        {"/a?u=http://a:b@c/", "/a?u=http://a:REDACTED@c/"},
+    };
+    reel_redact_t *r = reel_redact_new();
+    reel_redacted_t t;
+    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+        int got = reel_redact_target(r, urls[i].in, strlen(urls[i].in), &t);
+        check("target", got, &t, &urls[i]);
+        if (got)
+            free(t.data);
+    }
+    /* Referer and Location are URLs too */
+    const char *loc = "https://client.test/cb#access_token=S&x=1";
+    assert_true(reel_redact_header(r, "Location", 8, loc, strlen(loc), &t));
+    assert_string_equal(t.data, "https://client.test/cb#access_token=REDACTED&x=1");
+    free(t.data);
+    const char *ref = "http://u:S@x.test/";
+    assert_true(reel_redact_header(r, "referer", 7, ref, strlen(ref), &t));
+    assert_string_equal(t.data, "http://u:REDACTED@x.test/");
+    free(t.data);
+    reel_redact_free(r);
+}
+
+/* The value v percent-encoded (every byte but letters and digits). */
+static char *enc(const char *v) {
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    for (const char *p = v; *p; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9'))
+            reel_buf_append(&b, p, 1);
+        else
+            reel_buf_printf(&b, "%%%02X", (unsigned char)*p);
+    }
+    reel_buf_append(&b, "", 1);
+    return (char *)b.data;
+}
+
+/* A hostile URL nested, or encoded, far past any real one: the scan
+ * stays bounded (each level at most once per byte) and ends. */
+static void test_url_hostile_depth(void **state) {
+    (void)state;
+    reel_redact_t *r = reel_redact_new();
+    reel_redacted_t t;
+    /* 200 URLs each in the query of the next */
+    char *u = reel_strdup("/z?token=x");
+    for (int i = 0; i < 200; i++) {
+        char *e = enc(u);
+        free(u);
+        u = reel_asprintf("/a?r=%s", e);
+        free(e);
+        if (strlen(u) > (1u << 20))
+            break; /* each level triples it: that is enough */
+    }
+    clock_t start = clock();
+    if (reel_redact_target(r, u, strlen(u), &t))
+        free(t.data);
+    free(u);
+    /* a value of many pairs, each encoded as often as it can be */
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    for (int i = 0; i < 20000; i++)
+        reel_buf_puts(&b, "v=%252525252525252525253F%26&w=%3F%3F%3F@%40#&");
+    if (reel_redact_target(r, (const char *)b.data, b.len, &t))
+        free(t.data);
+    reel_buf_free(&b);
+    double s = (double)(clock() - start) / CLOCKS_PER_SEC;
+    if (s > 5)
+        fail_msg("hostile URLs took %.1f s", s);
+    reel_redact_free(r);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_url_fragment_nested_userinfo),
+        cmocka_unit_test(test_url_hostile_depth),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
