@@ -736,49 +736,93 @@ static int json_redact(jscan_t *j) {
     return ok;
 }
 
+/* Passes the single-quoted string at j->i (Python's repr, JavaScript):
+ * to the next quote no backslash escapes; its content, each escaped
+ * character as itself, into key when key is not NULL. 0: none (no
+ * closing quote before the line's end), j->i where it stopped. */
+static int sqstring(jscan_t *j, reel_buf_t *key) {
+    if (j->i >= j->n || j->s[j->i] != '\'')
+        return 0;
+    j->i++;
+    while (j->i < j->n && j->s[j->i] != '\n' && j->s[j->i] != '\r') {
+        char c = j->s[j->i];
+        if (c == '\'') {
+            j->i++;
+            return 1;
+        }
+        if (c == '\\') {
+            if (j->i + 1 >= j->n)
+                break;
+            c = j->s[++j->i];
+        }
+        if (key)
+            put(key, &c, 1);
+        j->i++;
+    }
+    return 0;
+}
+
+/* A string in double quotes (jstring) or single quotes (sqstring). */
+static int qstring(jscan_t *j, reel_buf_t *key) {
+    return j->i < j->n && j->s[j->i] == '\'' ? sqstring(j, key) : jstring(j, key);
+}
+
 /* Text that is not JSON but may quote some (a body with a syntax error, a
  * note a user wrote): the value after every quoted secret key and a colon
- * ("password": "x", "token":1, "auth": {...}) replaced, found by a lexical
- * scan that needs no valid document around it, and the rules for text
- * over the rest. A string value ends at its closing quote or, unclosed,
- * at the line's end (JSON strings hold no raw newline); an object or array
- * at its matching bracket (or the end); anything else at the next comma,
- * bracket or white space. */
+ * ("password": "x", 'token': 1, "auth": {...}) replaced, found by a
+ * lexical scan that needs no valid document around it, and the rules for
+ * text over the rest. Keys and strings are in double or single quotes
+ * (Python's dict repr, JavaScript). A string value ends at its closing
+ * quote or, unclosed, at the line's end (JSON strings hold no raw
+ * newline); an object or array at its matching bracket (or the end);
+ * anything else at the next comma, bracket or white space. */
 static int quoted_pairs(const reel_redact_t *r, const char *s, size_t n, reel_redacted_t *out) {
     reel_buf_t b, key;
     reel_buf_init(&b, 0);
     reel_buf_init(&key, 0);
     jscan_t j = {.r = r, .s = s, .n = n};
-    size_t run = 0;
+    size_t run = 0, apostrophes = 0;
     int changed = 0;
     while (j.i < n) {
-        if (s[j.i] != '"') {
+        char quote = s[j.i];
+        if ((quote != '"' && quote != '\'') || (quote == '\'' && j.i < apostrophes)) {
             j.i++;
             continue;
         }
         size_t from = j.i;
         reel_buf_reset(&key);
-        if (!jstring(&j, &key)) {
-            /* not a whole string: on past what it had (a scan from the
-             * next quote could read the same bytes again, for every
-             * escaped quote in them) */
-            if (j.i <= from)
+        if (!qstring(&j, &key)) {
+            if (quote == '\'') {
+                /* an apostrophe (it's): on from the next byte, as double
+                 * quotes may follow on the line; every single quote up to
+                 * where this scan stopped was escaped for it and would
+                 * stop there too, so none of them starts a string */
+                apostrophes = j.i;
                 j.i = from + 1;
+            } else if (j.i <= from) {
+                /* not a whole string: on past what it had (a scan from
+                 * the next quote could read the same bytes again, for
+                 * every escaped quote in them) */
+                j.i = from + 1;
+            }
             continue;
         }
         size_t after = j.i;
         jws(&j);
         if (j.i >= n || s[j.i] != ':' ||
             !reel_redact_key_matches(r, (const char *)key.data, key.len)) {
-            j.i = after; /* a value, or a key of no secret: maybe the next key */
+            /* a value, or a key of no secret: maybe the next key. A single
+             * quote may have been an apostrophe ("don't 'token': x"), so
+             * the one that closed this string may open the next. */
+            j.i = quote == '\'' ? after - 1 : after;
             continue;
         }
         j.i++;
         while (j.i < n && (s[j.i] == ' ' || s[j.i] == '\t'))
             j.i++;
         size_t v = j.i, end = v;
-        if (v < n && s[v] == '"') {
-            if (jstring(&j, NULL)) {
+        if (v < n && (s[v] == '"' || s[v] == '\'')) {
+            if (qstring(&j, NULL)) {
                 end = j.i;
             } else {
                 end = v + 1;
@@ -790,9 +834,9 @@ static int quoted_pairs(const reel_redact_t *r, const char *s, size_t n, reel_re
             size_t depth = 0;
             end = v;
             while (end < n) {
-                if (s[end] == '"') {
+                if (s[end] == '"' || s[end] == '\'') {
                     j.i = end;
-                    if (!jstring(&j, NULL)) {
+                    if (!qstring(&j, NULL)) {
                         end = n;
                         break;
                     }
@@ -815,8 +859,12 @@ static int quoted_pairs(const reel_redact_t *r, const char *s, size_t n, reel_re
             j.i = v;
             continue;
         }
+        /* the marker in the value's own quotes, so the text keeps its syntax */
+        const char *q = s[v] == '\'' ? "'" : "\"";
         put(&b, s + run, v - run);
-        put(&b, "\"" REEL_REDACT_MARKER "\"", strlen(REEL_REDACT_MARKER) + 2);
+        put(&b, q, 1);
+        put(&b, REEL_REDACT_MARKER, strlen(REEL_REDACT_MARKER));
+        put(&b, q, 1);
         run = end;
         j.i = end;
         changed = 1;

@@ -17,8 +17,8 @@
  * - query parameters and application/x-www-form-urlencoded fields with a
  *   secret key; JSON bodies: the value (of any type) of every secret key,
  *   at any depth, the rest byte for byte (a body cut short: as far as it
- *   goes); one with a syntax error: the value after each quoted secret key
- *   and a colon, then the rules for text;
+ *   goes); one with a syntax error: the value after each secret key in
+ *   double or single quotes and a colon, then the rules for text;
  * - annotations (reel_redact_note): the same as a JSON body with a syntax
  *   error.
  * Default key words: password passwd pwd token secret apikey api_key api-key

@@ -1101,13 +1101,18 @@ URL_SECRETS = {
     "USERINFOSECRET": b"http://user:REDACTED@127.0.0.1:",
     "TARGETFRAGSECRET": b"/frag#id_token=REDACTED",
 }
+BODY_SECRETS = {
+    "SQ4SECRET": b"{'api_key': 'REDACTED', 'ok': 1}",
+    "DQ5SECRET": b'{"api_key": "REDACTED", \'ok\': 1}',
+    "SQVSECRET": b"{\"token\": 'REDACTED', 'password': \"REDACTED\"}",
+}
 
 
 class LeakedSecrets(unittest.TestCase):
     """Secrets that redacted exports once let through, sent through reel
     by curl and a raw socket to a Python origin: tokens in URL fragments
-    (OAuth's implicit flow) and in URLs nested in a query, and a URL's
-    userinfo password."""
+    (OAuth's implicit flow) and in URLs nested in a query, single-quoted
+    keys of a body that is not JSON, and a URL's userinfo password."""
 
     @classmethod
     def setUpClass(cls):
@@ -1128,6 +1133,11 @@ class LeakedSecrets(unittest.TestCase):
                 (base + "/ref", ["-H", "Referer: http://ref:REFUSERSECRET@x.test/"])]:
             r = curl(cls.reel, "-o", "/dev/null", "-w", "%{http_code}", *extra, url)
             assert r.stdout in (b"200", b"302"), r.stdout
+            n += 1
+        for body in (b"{'api_key': 'SQ4SECRET', 'ok': 1}", b'{"api_key": "DQ5SECRET", \'ok\': 1}',
+                     b"{\"token\": 'two SQVSECRET', 'password': \"SQVSECRET\"}"):
+            curl(cls.reel, "-H", "Content-Type: application/json", "--data-binary", "@-",
+                 base + "/json", input=body)
             n += 1
         # reel refuses userinfo in a target (400) and records the request
         out = raw(cls.reel.port, b"GET http://user:USERINFOSECRET@127.0.0.1:%d/ui HTTP/1.1\r\n"
@@ -1181,6 +1191,8 @@ class LeakedSecrets(unittest.TestCase):
                          "http://user:REDACTED@127.0.0.1:%d/ui" % self.port)
         self.assertNotIn("USERINFOSECRET", json.dumps(ui))
 
+    def test_body_secrets(self):
+        self.check(BODY_SECRETS)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 /* Tests for src/session/redact.c: URLs (the query, the fragment, URLs
  * nested in a value as they are or percent-encoded, the userinfo's
- * password, hostile nesting). The rules export applies in every format are tested
+ * password, hostile nesting) and bodies that are not JSON with keys in
+ * single quotes. The rules export applies in every format are tested
  * through export in export_test.c. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -139,10 +140,61 @@ static void test_url_hostile_depth(void **state) {
     reel_redact_free(r);
 }
 
+static void test_single_quotes(void **state) {
+    (void)state;
+    static const case_t bodies[] = {
+        {"{'api_key': 'SQ4SECRET', 'ok': 1}", "{'api_key': 'REDACTED', 'ok': 1}"},
+        {"{\"api_key\": \"DQSECRET\", 'ok': 1}", "{\"api_key\": \"REDACTED\", 'ok': 1}"},
+        {"{\"token\": 'two words', 'password': \"y\"}",
+         "{\"token\": 'REDACTED', 'password': \"REDACTED\"}"},
+        {"{'user': 'bob', 'password': 'hunter2'}", "{'user': 'bob', 'password': 'REDACTED'}"},
+        {"{'a': 'say \"token\": 1', 'token': 'x'}",
+         "{'a': 'say \"token\": 1', 'token': 'REDACTED'}"},
+        {"{'session': {'id': 'a}b'}, 'n': 1}", "{'session': \"REDACTED\", 'n': 1}"},
+        {"{'api\\'s key': 'x\\'y', 'n': 'it\\'s'}", "{'api\\'s key': 'REDACTED', 'n': 'it\\'s'}"},
+        {"{'token': 'unclosed\n, 'n': 1}", "{'token': 'REDACTED'\n, 'n': 1}"},
+        {"{'secret': 7}", "{'secret': \"REDACTED\"}"},
+        /* apostrophes that open no string leave the keys after them found */
+        {"{'user': 1, \"api_key\" : \"k\" \"n\": 2}",
+         "{'user': 1, \"api_key\" : \"REDACTED\" \"n\": 2}"},
+        {"{\"n\": it's, \"token\": 1}", "{\"n\": it's, \"token\": \"REDACTED\"}"},
+        {"{'monkey': 'x', 'it': 'don't'}", NULL},
+    };
+    reel_redact_t *r = reel_redact_new();
+    reel_redacted_t t;
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        const char *in = bodies[i].in;
+        int got = reel_redact_body(r, "application/json", (const uint8_t *)in, strlen(in), &t);
+        check("body", got, &t, &bodies[i]);
+        if (got)
+            free(t.data);
+    }
+    /* a note in prose: "don't" opens no string before the key */
+    const char *note = "don't send 'token': abc again";
+    assert_true(reel_redact_note(r, note, strlen(note), &t));
+    assert_string_equal(t.data, "don't send 'token': \"REDACTED\" again");
+    free(t.data);
+    /* many escaped single quotes on one line: read once, not once each */
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    reel_buf_puts(&b, "{'");
+    for (int i = 0; i < 200000; i++)
+        reel_buf_puts(&b, "\\'\"");
+    clock_t start = clock();
+    if (reel_redact_body(r, NULL, b.data, b.len, &t))
+        free(t.data);
+    double s = (double)(clock() - start) / CLOCKS_PER_SEC;
+    if (s > 5)
+        fail_msg("escaped quotes took %.1f s", s);
+    reel_buf_free(&b);
+    reel_redact_free(r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_url_fragment_nested_userinfo),
         cmocka_unit_test(test_url_hostile_depth),
+        cmocka_unit_test(test_single_quotes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
