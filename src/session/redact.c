@@ -165,6 +165,14 @@ static size_t jwt_at(const char *s, size_t n) {
     return dots == 2 && i > 12 ? i : 0;
 }
 
+/* Whether s[0..n) is the marker itself: a value redacted already, which
+ * a second pass (a URL inside a URL, an export of an import of a redacted
+ * export) must leave as it is and not count as a replacement, so that
+ * redacting is a fixed point (tests/fuzz/fuzz_redact.c checks it). */
+static int is_marker(const char *s, size_t n) {
+    return n == sizeof REEL_REDACT_MARKER - 1 && memcmp(s, REEL_REDACT_MARKER, n) == 0;
+}
+
 int reel_redact_text(const reel_redact_t *r, const char *s, size_t n, reel_redacted_t *out) {
     reel_buf_t b;
     reel_buf_init(&b, 0);
@@ -181,9 +189,10 @@ int reel_redact_text(const reel_redact_t *r, const char *s, size_t n, reel_redac
             while (j < n && (s[j] == ' ' || s[j] == '\t'))
                 j++;
             size_t t = j;
-            while (t < n && token68((unsigned char)s[t]))
-                t++;
-            while (t < n && s[t] == '=')
+            /* token68 and its '=' padding (RFC 7235 2.1), and on past a
+             * '=' in the middle: what follows is still the credential, and
+             * a cut there would leave its rest readable */
+            while (t < n && (token68((unsigned char)s[t]) || s[t] == '='))
                 t++;
             if (t > j) {
                 keep = j - i;
@@ -192,6 +201,10 @@ int reel_redact_text(const reel_redact_t *r, const char *s, size_t n, reel_redac
         }
         if (len == 0) {
             i++;
+            continue;
+        }
+        if (is_marker(s + i + keep, len - keep)) {
+            i += len; /* redacted already: nothing to replace */
             continue;
         }
         put(&b, s + run, i + keep - run);
@@ -338,8 +351,14 @@ static void escape(const char *s, size_t n, reel_buf_t *b) {
 /* A value of a query or fragment that is itself a URL (a redirect_uri,
  * a next=), as it stands or percent-encoded once or more: that URL
  * redacted, encoded again as often as it was decoded, into b. 1 if it
- * had something to replace (b untouched otherwise). */
-static int nested_url(const reel_redact_t *r, const char *v, size_t n, int depth, reel_buf_t *b) {
+ * had something to replace (b untouched otherwise); *is_url says whether
+ * it was a URL at all: one with nothing to replace is left as it is, not
+ * given the rules for text whole, which would read its query's
+ * delimiters as part of a token and redact again what one pass had cut
+ * (redacting is a fixed point: tests/fuzz/fuzz_redact.c). */
+static int nested_url(const reel_redact_t *r, const char *v, size_t n, int depth, reel_buf_t *b,
+                      int *is_url) {
+    *is_url = 0;
     if (n == 0)
         return 0;
     reel_buf_t cur, next;
@@ -355,6 +374,7 @@ static int nested_url(const reel_redact_t *r, const char *v, size_t n, int depth
             memchr(cur.data, '@', cur.len)) {
             reel_buf_reset(&next);
             changed = url(r, (const char *)cur.data, cur.len, depth + layers + 1, &next);
+            *is_url = 1;
             break;
         }
         unescape((const char *)cur.data, cur.len, &next);
@@ -397,11 +417,18 @@ static int pairs(const reel_redact_t *r, const char *s, size_t n, int depth, ree
         if (eq != NULL && reel_redact_key_matches(r, (const char *)key.data, key.len)) {
             put(b, s + i, klen + 1);
             put(b, REEL_REDACT_MARKER, strlen(REEL_REDACT_MARKER));
-            changed = 1;
-        } else if (eq != NULL) {
-            put(b, s + i, klen + 1);
-            if (nested_url(r, eq + 1, (size_t)(s + end - eq - 1), depth, b))
+            if (!is_marker(eq + 1, (size_t)(s + end - eq - 1)))
                 changed = 1;
+        } else if (eq != NULL) {
+            /* the rules for text over the key too: a bearer token may
+             * stand anywhere in what a client put in a query */
+            changed |= text_into(r, s + i, klen, b);
+            put(b, "=", 1);
+            int is_url = 0;
+            if (nested_url(r, eq + 1, (size_t)(s + end - eq - 1), depth, b, &is_url))
+                changed = 1;
+            else if (is_url)
+                put(b, eq + 1, (size_t)(s + end - eq - 1));
             else
                 changed |= text_into(r, eq + 1, (size_t)(s + end - eq - 1), b);
         } else {
@@ -722,7 +749,7 @@ static int json_redact(jscan_t *j) {
          * ended is replaced to the end, and a string it ended gets the
          * rules for text. */
         reel_redacted_t t;
-        if (skipping) {
+        if (skipping && skip_from < j->n) { /* (a cut before any of it: none to hide) */
             static const char marker[] = "\"" REEL_REDACT_MARKER;
             jreplace(j, skip_from, marker, sizeof marker - 1, j->n);
         } else if (reel_redact_text(j->r, j->s + j->run, j->n - j->run, &t)) {

@@ -190,11 +190,61 @@ static void test_single_quotes(void **state) {
     reel_redact_free(r);
 }
 
+/* What the fuzzer (tests/fuzz/fuzz_redact.c) found when it ran each
+ * output through again: cases one pass left readable or marked twice. */
+static void test_found_by_fuzzing(void **state) {
+    (void)state;
+    reel_redact_t *r = reel_redact_new();
+    reel_redacted_t t;
+    /* a bearer token with an '=' inside: all of it (the rest was left) */
+    static const case_t texts[] = {
+        {"Bearer x9=http2Fsecret rest", "Bearer REDACTED rest"},
+        {"Bearer abc== next", "Bearer REDACTED next"},
+        /* the marker itself is nothing to replace */
+        {"Authorization was Bearer REDACTED", NULL},
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        int got = reel_redact_text(r, texts[i].in, strlen(texts[i].in), &t);
+        check("text", got, &t, &texts[i]);
+        if (got)
+            free(t.data);
+    }
+    static const case_t lists[] = {
+        /* a bearer token in a key of a nested URL's query */
+        {"u=https://c.test/cb?Bearer abc=1&password=2",
+         "u=https://c.test/cb?Bearer REDACTED=1&password=REDACTED"},
+        /* a value redacted already: not a replacement (so a URL holding
+         * it is not encoded again) */
+        {"password=REDACTED", NULL},
+        {"u=https%3A%2F%2Fc.test%2F%3Ftoken%3DREDACTED", NULL},
+    };
+    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
+        int got = reel_redact_urlencoded(r, lists[i].in, strlen(lists[i].in), &t);
+        check("urlencoded", got, &t, &lists[i]);
+        if (got)
+            free(t.data);
+    }
+    /* JSON cut right after a secret's key: no value came, none to hide */
+    static const case_t cut[] = {
+        {"{\"a\": [0, {\"token\":", NULL},
+        {"{\"a\": [0, {\"token\": \"ab", "{\"a\": [0, {\"token\": \"REDACTED"},
+    };
+    for (size_t i = 0; i < sizeof cut / sizeof cut[0]; i++) {
+        int got = reel_redact_body(r, "application/json", (const uint8_t *)cut[i].in,
+                                   strlen(cut[i].in), &t);
+        check("cut body", got, &t, &cut[i]);
+        if (got)
+            free(t.data);
+    }
+    reel_redact_free(r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_url_fragment_nested_userinfo),
         cmocka_unit_test(test_url_hostile_depth),
         cmocka_unit_test(test_single_quotes),
+        cmocka_unit_test(test_found_by_fuzzing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
