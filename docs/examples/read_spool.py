@@ -243,8 +243,13 @@ def flow_json(flow_id, recs, replayed_as=()):
             end_facts(e)
     for i, d in enumerate(("request", "response")):
         if f[d] is not None:
+            # a body stored decoded (a HAR import) may be longer than it
+            # was on the wire, still encoded: the end record's size stands
+            size = max(sizes[i] if sizes else 0, len(body[d]))
+            if sizes and decoded[d]:
+                size = sizes[i]
             f[d] = dict(f[d], body_b64=base64.b64encode(bytes(body[d])).decode(),
-                        body_size=max(sizes[i] if sizes else 0, len(body[d])),
+                        body_size=size,
                         body_truncated=truncated[i], body_decoded=decoded[d],
                         body_dropped=dropped[i])
     if f["response"] is not None:

@@ -1459,7 +1459,9 @@ static void json_finish_dir(jview_t *j, int dir, const row_t *row) {
     else
         json_object_set_new(o, "body_b64", b64_json(b->data, b->len));
     uint64_t size = j->have_sizes ? j->size[dir] : row->found ? row->size[dir] : 0;
-    if (size < j->seen[dir])
+    /* the stored bytes count as seen on the wire but for a body stored
+     * decoded (a HAR import), whose end record has the wire's size */
+    if (size < j->seen[dir] && !(j->decoded[dir] && j->have_sizes))
         size = j->seen[dir];
     json_object_set_new(o, "body_size", json_integer((json_int_t)size));
     json_object_set_new(o, "body_truncated",

@@ -491,7 +491,7 @@ static const char *partial_why(const load_ctx *c, int d, uint64_t stored) {
                                        : "capture fell behind the disk";
     if (c->truncated[d])
         return c->har ? "the HAR it was imported from held no more" : "body_limit cut it";
-    if (missing)
+    if (missing && !c->decoded[d]) /* decoded: shorter than the encoded wire's */
         return "fewer bytes were stored than its end record counts";
     return NULL;
 }

@@ -322,6 +322,10 @@ struct reel_rflow {
      * (request, response), and its size on the wire (0: not known) */
     int cut[2];
     uint64_t wire[2];
+    /* reel_recorder_body_wire_size: the body was given decoded, and its
+     * size on the wire is exact[] (which may be fewer bytes than given) */
+    int has_exact[2];
+    uint64_t exact[2];
     uint64_t dropped;     /* records other than body chunks not queued (hard cap) */
     int body_admit[2];    /* request, response body: 0 not begun, 1 stored, -1 shed */
     int64_t body_time_us; /* explicit time of the last head (imports); 0 = use now */
@@ -2435,9 +2439,18 @@ void reel_recorder_body_truncated(reel_rflow_t *f, bool response, uint64_t wire_
         f->wire[response] = wire_size;
 }
 
+void reel_recorder_body_wire_size(reel_rflow_t *f, bool response, uint64_t wire_size) {
+    f->has_exact[response] = 1;
+    f->exact[response] = wire_size;
+}
+
 /* A body's size on the wire: the bytes given, or more when the caller
- * said so (reel_recorder_body_truncated). */
+ * said so (reel_recorder_body_truncated); the caller's size when the
+ * bytes given were decoded (reel_recorder_body_wire_size), since then
+ * they count no bytes of the wire. */
 static uint64_t body_size(const reel_rflow_t *f, int response) {
+    if (f->has_exact[response])
+        return f->exact[response];
     uint64_t seen = response ? f->resp_seen : f->req_seen;
     return f->wire[response] > seen ? f->wire[response] : seen;
 }

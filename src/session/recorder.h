@@ -269,6 +269,15 @@ void reel_recorder_response_body(reel_rflow_t *f, const void *data, size_t len);
  * the flow ends. */
 void reel_recorder_body_truncated(reel_rflow_t *f, bool response, uint64_t wire_size);
 
+/** The request's (response false) or the response's body was given to
+ * reel_recorder_request_body / response_body decoded (its head says
+ * body_decoded: a HAR import), and had wire_size bytes on the wire, still
+ * content-encoded: fewer or more than the bytes given. The flow's end
+ * counts wire_size as the body's size, in place of the bytes given or a
+ * size reel_recorder_body_truncated gave; whether the body was cut is
+ * said as before. Call before the flow ends. */
+void reel_recorder_body_wire_size(reel_rflow_t *f, bool response, uint64_t wire_size);
+
 /** Ends the flow normally and frees f. timings may be NULL; time_us 0 = now;
  * request_end_us/response_start_us 0 = unknown. */
 void reel_recorder_flow_end(reel_rflow_t *f, const reel_timings_t *timings, int64_t time_us,

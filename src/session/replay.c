@@ -173,7 +173,10 @@ reel_rc reel_replay_load(reel_session_t *s, uint64_t id, reel_replay_req_t *out,
         why = "its recording stopped before it ended (its request body may not be whole)";
     else if (!c.ended)
         why = "it is still open (its request body may not be whole yet)";
-    else if (c.truncated || c.dropped || c.lost || c.wire_size > out->body.len)
+    /* a body stored decoded (a HAR import) may be shorter than it was on
+     * the wire, still encoded: only its truncated flag says it is cut */
+    else if (c.truncated || c.dropped || c.lost ||
+             (c.wire_size > out->body.len && !out->body_decoded))
         why = not_whole(&c, cut, sizeof cut);
     if (why && out->why_not == NULL)
         out->why_not = reel_strdup(why);

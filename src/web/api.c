@@ -550,6 +550,9 @@ static void body_facts(const reel_query_flow_t *f, json_t *detail) {
             continue;
         json_int_t stored = json_integer_value(json_object_get(o, "body_stored"));
         json_t *size = json_object_get(o, "body_size");
+        /* a body stored decoded (a HAR import) may have had fewer bytes on
+         * the wire, still encoded, than are stored: its end record says */
+        int exact = size != NULL && json_is_true(json_object_get(o, "body_decoded"));
         if (size == NULL) { /* no end record yet */
             json_object_set_new(o, "body_size", json_integer(isize[dir] > 0 ? isize[dir] : 0));
             json_object_set_new(o, "body_truncated", json_boolean(itrunc[dir]));
@@ -557,7 +560,7 @@ static void body_facts(const reel_query_flow_t *f, json_t *detail) {
         } else if (itrunc[dir]) {
             json_object_set_new(o, "body_truncated", json_true());
         }
-        if (json_integer_value(json_object_get(o, "body_size")) < stored)
+        if (!exact && json_integer_value(json_object_get(o, "body_size")) < stored)
             json_object_set_new(o, "body_size", json_integer(stored));
     }
 }
