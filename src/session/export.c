@@ -97,7 +97,7 @@ typedef struct {
     /* prepared */
     reel_buf_t decoded[2];
     int use_decoded[2];  /* body[] is decoded[], else stored[] */
-    int unencoded[2];    /* decode_body removed a Content-Encoding: ... */
+    int unencoded[2];    /* decode_body removed a Content-Encoding, or found it removed: ... */
     size_t plain_len[2]; /* ... and this is the body's length without it */
     char *decode_error[2];
     int rewritten[2]; /* redaction changed the body: raw/curl write body[] decoded */
@@ -469,9 +469,18 @@ static int dec_sink(void *ctx, const uint8_t *data, size_t len) {
 }
 
 static void decode_body(flow_t *f, int d) {
-    char *enc = f->body_decoded[d] ? NULL : encoding_of(f, d);
+    char *enc = encoding_of(f, d);
     if (enc == NULL)
         return;
+    if (f->body_decoded[d]) {
+        /* stored without its Content-Encoding (reel import of a HAR): the
+         * plain length is the stored one, and HAR's compression (plain
+         * less the size on the wire) goes back as it came */
+        f->unencoded[d] = 1;
+        f->plain_len[d] = f->stored[d].len;
+        free(enc);
+        return;
+    }
     reel_err_t err;
     reel_err_clear(&err);
     reel_decoder_t *dec = NULL;

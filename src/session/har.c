@@ -582,9 +582,11 @@ typedef struct {
      * "_reel": {"request_truncated": true, ...} as reel export writes for
      * a body cut by body_limit; the bodySize of each (bytes on the wire,
      * -1 unknown) and the response's content.size (its decoded length),
-     * compared with the bytes given when the flow is recorded. */
+     * compared with the bytes given when the flow is recorded, and its
+     * content.compression (bytes the Content-Encoding saved, -1 unknown):
+     * with them the size on the wire of a body given decoded. */
     int cut[2];
-    int64_t body_size[2], content_size;
+    int64_t body_size[2], content_size, compression;
     /* The rest of what reel export writes under _reel (reel_info and
      * har_reel_extras in export.c), borrowed from the document: the
      * flow's error (NULL: it ended normally), whether reel sent the
@@ -1518,6 +1520,8 @@ static reel_rc entry_parse(const vctx_t *v, json_t *entry, entry_t *e) {
         e->body_size[d] = json_is_integer(bs[d]) ? (int64_t)json_integer_value(bs[d]) : -1;
     j = json_object_get(content, "size");
     e->content_size = json_is_integer(j) ? (int64_t)json_integer_value(j) : -1;
+    j = json_object_get(content, "compression");
+    e->compression = json_is_integer(j) ? (int64_t)json_integer_value(j) : -1;
     return REEL_OK;
 bad:
     entry_free(e);
@@ -1820,8 +1824,17 @@ static uint64_t feed(reel_rflow_t *f, void (*fn)(reel_rflow_t *, const void *, s
     return total;
 }
 
-/* A body of `given` bytes (headers: its head's) that was longer when it
- * was captured: reel export said it was cut (_reel.*_truncated), or its
+/* What the body of `given` bytes (headers: its head's) was on the wire.
+ *
+ * Its size: a body with a Content-Encoding is given decoded (HAR bodies
+ * are; the head says body_decoded), so the bytes given are not the
+ * wire's: its size is bodySize (HAR 1.2: the bytes on the wire), else,
+ * for a response, content.size less content.compression, else (the HAR
+ * gives neither) the bytes given. A body without one is given as it was
+ * on the wire and is at least as long as given (bodySize counts a
+ * browser's chunked framing too, which reel does not count).
+ *
+ * Whether it was cut: reel export said so (_reel.*_truncated), or its
  * bodySize is larger (compared only without a Content-Encoding or a
  * Transfer-Encoding: bodySize then counts the encoded bytes, or a
  * browser's the chunked framing, and the body is decoded), or the
@@ -1830,16 +1843,25 @@ static uint64_t feed(reel_rflow_t *f, void (*fn)(reel_rflow_t *, const void *, s
  * entries). The flow then says the body was truncated, as a capture's
  * body_limit cut does, and a replay refuses to send it as if it were
  * whole. */
-static void mark_cut(reel_rflow_t *f, const entry_t *e, int response, json_t *headers,
-                     uint64_t given) {
+static void body_facts(reel_rflow_t *f, const entry_t *e, int response, json_t *headers,
+                       uint64_t given) {
     int64_t bs = e->body_size[response];
     uint64_t wire = bs > 0 ? (uint64_t)bs : 0;
-    int same = !coded(headers, "content-encoding") && !coded(headers, "transfer-encoding");
+    int encoded = coded(headers, "content-encoding");
+    int same = !encoded && !coded(headers, "transfer-encoding");
     int cut = e->cut[response] || (same && wire > given);
     if (response && e->content_size > 0 && given > 0 && (uint64_t)e->content_size > given) {
         cut = 1;
         if ((uint64_t)e->content_size > wire)
             wire = (uint64_t)e->content_size;
+    }
+    if (encoded) {
+        int64_t w = bs;
+        if (w < 0 && response && e->content_size >= 0 && e->compression >= 0 &&
+            e->compression <= e->content_size && !cut)
+            w = e->content_size - e->compression;
+        if (w >= 0)
+            reel_recorder_body_wire_size(f, response, (uint64_t)w);
     }
     if (cut)
         reel_recorder_body_truncated(f, response, wire);
@@ -1992,7 +2014,7 @@ static uint64_t record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
     free(hs);
     reel_buf_free(&owned);
     uint64_t given = feed(f, reel_recorder_request_body, &e->req_body, scratch);
-    mark_cut(f, e, 0, e->req_headers, given);
+    body_facts(f, e, 0, e->req_headers, given);
     record_trailers(f, e, 0);
     if (e->has_conn) {
         reel_server_conn_t sc = {.conn_id = e->conn_id,
@@ -2045,7 +2067,7 @@ static uint64_t record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
     free(hs);
     reel_buf_free(&owned);
     given = feed(f, reel_recorder_response_body, &e->resp_body, scratch);
-    mark_cut(f, e, 1, e->resp_headers, given);
+    body_facts(f, e, 1, e->resp_headers, given);
     record_trailers(f, e, 1);
     record_messages(f, e);
     reel_recorder_flow_finish(f, &fe); /* FlowError when _reel has an error */

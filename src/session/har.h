@@ -31,6 +31,10 @@
  *   compared under a Content-Encoding or Transfer-Encoding: bodySize then
  *   counts encoded bytes or chunk framing) or a content.size larger than
  *   the part of the response text given;
+ * - a body under a Content-Encoding, given decoded, has its size on the
+ *   wire (reel_recorder_body_wire_size) from bodySize when it is >= 0,
+ *   else content.size - content.compression (a response), else the bytes
+ *   given; other bodies are their bytes, as captured;
  * - status 0 (browser: blocked or failed) ends the flow with the error
  *   "no response (HAR status 0)" plus ": <_error>" when the entry has one;
  * - _webSocketMessages (Chromium's, and reel export's for a WebSocket)

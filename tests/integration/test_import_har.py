@@ -8,15 +8,20 @@ and `reel replay` must refuse to send the partial request body as if it
 were whole, as it does for the captured flow.
 """
 import base64
+import gzip
+import http.server
 import json
 import os
 import shutil
+import signal
 import socket
 import struct
 import tempfile
 import threading
 import time
 import unittest
+
+import brotli
 
 from proxyenv import (REEL, TMPBASE, Origin, Reel, body, curl, free_port, main, raw, run,
                       stop_class, ws_echo_server)
@@ -609,6 +614,225 @@ class ReelExtrasRoundTrip(unittest.TestCase):
             self.assertEqual(b["_reel"]["source"], "har-import")
             for k in ("serverIPAddress", "connection", "comment"):
                 self.assertEqual(b.get(k), a.get(k), k)
+
+
+class BrOrigin:
+    """An HTTP/1.1 origin on an ephemeral port answering every request with
+    a brotli-compressed text (Content-Encoding: br; nginx has no brotli),
+    its request body read and dropped."""
+
+    TEXT = b"brotli text of the origin, said twice. " * 3
+
+    def __init__(self):
+        body = brotli.compress(self.TEXT)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def answer(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Encoding", "br")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = answer
+
+            def log_message(self, *args):
+                pass
+
+        self.wire = len(body)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class EncodedSizesRoundTrip(unittest.TestCase):
+    """A content-encoded body keeps its size on the wire through export
+    and import: HAR's bodySize is the bytes on the wire, content.size the
+    decoded length and content.compression the difference (HAR 1.2). reel
+    import stores the decoded text the HAR holds (body_decoded) but counts
+    bodySize as the body's size, so `reel flows`, `reel flow --json` and
+    `~size` give the captured flow's sizes, and exporting the imported
+    flows again writes the same three numbers. Captured: nginx gzipping a
+    large and a small text, a gzip request body, an origin answering in
+    brotli to a brotli request body."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="reel-har-sizes-", dir=TMPBASE)
+        cls.origin = Origin(os.path.join(cls.root, "origin"))
+        cls.br = BrOrigin()
+        with open(os.path.join(cls.origin.www, "small.txt"), "wb") as f:
+            f.write(b"small text, gzipped\n" * 6)  # 120 bytes: over gzip_min_length
+        cls.reel = Reel(cls.root, "cap")
+        gz = ["-H", "Accept-Encoding: gzip", "-o", "/dev/null"]
+        curl(cls.reel, *gz, cls.origin.url("/text.txt"))
+        curl(cls.reel, *gz, cls.origin.url("/small.txt"))
+        cls.sent = {}
+        for name, data in (("gzip", gzip.compress(b'{"user": "alice"}')),
+                           ("br", brotli.compress(b'{"user": "bob", "n": 2}'))):
+            path = os.path.join(cls.root, name + ".body")
+            with open(path, "wb") as f:
+                f.write(data)
+            url = (cls.origin.url("/echo") if name == "gzip" else
+                   "http://127.0.0.1:%d/post" % cls.br.port)
+            curl(cls.reel, "-o", "/dev/null", "-H", "Content-Encoding: " + name,
+                 "-H", "Content-Type: application/json", "--data-binary", "@" + path, url)
+            cls.sent[name] = len(data)
+        cls.captured = cls.reel.wait_flows(4)
+        assert len(cls.captured) == 4, cls.captured
+        cls.har = os.path.join(cls.root, "full.har")
+        cls.reel.cli("export", "cap", "-o", cls.har)
+        cls.reel.cli("import", cls.har, "--into", "imp")
+        cls.har2 = os.path.join(cls.root, "imp.har")
+        cls.reel.cli("export", "imp", "-o", cls.har2)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.br.stop()
+        stop_class(cls)
+
+    def entries(self, path):
+        with open(path) as f:
+            return json.load(f)["log"]["entries"]
+
+    @staticmethod
+    def sizes(e):
+        c = e["response"]["content"]
+        return (e["request"]["bodySize"], e["response"]["bodySize"], c["size"],
+                c.get("compression"))
+
+    def test_the_captures_are_encoded(self):
+        got = {e["request"]["url"]: self.sizes(e) for e in self.entries(self.har)}
+        text = got[self.origin.url("/text.txt")]
+        self.assertLess(text[1], 10000)  # nginx gzipped 189 KiB of text
+        self.assertEqual(text[2], os.path.getsize(os.path.join(self.origin.www, "text.txt")))
+        self.assertEqual(text[3], text[2] - text[1])
+        small = got[self.origin.url("/small.txt")]
+        self.assertEqual(small[2], 120)
+        self.assertLess(small[1], 120)
+        self.assertEqual(small[3], 120 - small[1])
+        self.assertEqual(got[self.origin.url("/echo")][0], self.sent["gzip"])
+        br = got["http://127.0.0.1:%d/post" % self.br.port]
+        self.assertEqual(br[0], self.sent["br"])
+        self.assertEqual(br[1:], (self.br.wire, len(BrOrigin.TEXT),
+                                  len(BrOrigin.TEXT) - self.br.wire))
+
+    def test_export_again_writes_the_same_sizes(self):
+        first, second = self.entries(self.har), self.entries(self.har2)
+        self.assertEqual([e["request"]["url"] for e in second],
+                         [e["request"]["url"] for e in first])
+        for a, b in zip(first, second):
+            self.assertEqual(self.sizes(b), self.sizes(a), a["request"]["url"])
+            self.assertEqual(b["response"]["content"].get("text"),
+                             a["response"]["content"].get("text"))
+            self.assertEqual(b["request"].get("postData"), a["request"].get("postData"))
+
+    def test_the_imported_flows_have_the_wire_sizes(self):
+        imp = json.loads(self.reel.cli("flows", "imp", "--json").stdout)
+        self.assertEqual(len(imp), 4)
+        for c, i in zip(self.captured, imp):
+            for k in ("request_body_size", "response_body_size"):
+                self.assertEqual(i[k], c[k], (k, c["url"]))
+            for side in ("request", "response"):
+                cf = json.loads(self.reel.cli("flow", "cap", str(c["id"]), "--json").stdout)
+                fi = json.loads(self.reel.cli("flow", "imp", str(i["id"]), "--json").stdout)
+                self.assertEqual(fi[side]["body_size"], cf[side]["body_size"], (side, c["url"]))
+                self.assertFalse(fi[side]["body_truncated"], (side, c["url"]))
+        # the list shows the same sizes, and ~size finds the same flows
+        self.assertEqual(self.reel.cli("flows", "imp").stdout.count(b"189"), 0)
+        for f in ("~size <10k", "~size >100"):
+            want = [c["url"] for c in self.reel.flows(f)]
+            got = [i["url"] for i in json.loads(self.reel.cli("flows", "imp", "--json",
+                                                              f).stdout)]
+            self.assertEqual(got, want, f)
+
+    def test_replay_sends_the_decoded_request_body(self):
+        # stored decoded and shorter or longer than the wire's: still whole
+        imp = json.loads(self.reel.cli("flows", "imp", "--json", "~m POST").stdout)
+        self.assertEqual(len(imp), 2)
+        for i in imp:
+            r = self.reel.cli("replay", "imp", str(i["id"]), "--into", "rep", check=False)
+            self.assertNotIn(b"not stored whole", r.stdout + r.stderr)
+
+    def test_diff_takes_the_decoded_request_body_as_whole(self):
+        imp = json.loads(self.reel.cli("flows", "imp", "--json", "~m POST").stdout)
+        r = self.reel.cli("diff", "imp:%d" % imp[0]["id"], "imp:%d" % imp[1]["id"], check=False)
+        self.assertNotIn(b"not stored whole", r.stdout + r.stderr)
+        self.assertIn(b"request", r.stdout)
+
+    def test_the_web_detail_has_the_wire_sizes(self):
+        from test_web_api import Client, start_web
+        proc, port, _, token = start_web(self.reel.env)
+        try:
+            c = Client(port, token)
+            imp = json.loads(self.reel.cli("flows", "imp", "--json").stdout)
+            for cap, i in zip(self.captured, imp):
+                d = c.json("GET", "/api/sessions/imp/flows/%d" % i["id"])
+                self.assertEqual((d["request"]["body_size"], d["response"]["body_size"]),
+                                 (cap["request_body_size"], cap["response_body_size"]),
+                                 cap["url"])
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(10)
+            proc.stdout.close()
+            proc.stderr.close()
+
+    def import_entry(self, name, resp_headers, content, body_size, req=None):
+        entry = {"startedDateTime": "2026-01-02T03:04:05.000Z", "time": 1,
+                 "request": {"method": "GET", "url": "https://example.test/" + name,
+                             "httpVersion": "http/2.0", "headers": [], "queryString": [],
+                             "cookies": [], "headersSize": -1, "bodySize": 0},
+                 "response": {"status": 200, "statusText": "", "httpVersion": "http/2.0",
+                              "headers": resp_headers, "cookies": [], "content": content,
+                              "redirectURL": "", "headersSize": -1, "bodySize": body_size},
+                 "cache": {}, "timings": {"send": 0, "wait": 1, "receive": 0}}
+        if req:
+            entry["request"].update(req)
+        path = os.path.join(self.root, name + ".har")
+        with open(path, "w") as f:
+            json.dump({"log": {"version": "1.2", "creator": {"name": "WebInspector",
+                                                             "version": "537.36"},
+                               "entries": [entry]}}, f)
+        self.reel.cli("import", path, "--into", name)
+        flows = json.loads(self.reel.cli("flows", name, "--json").stdout)
+        out = os.path.join(self.root, name + ".out.har")
+        self.reel.cli("export", name, "-o", out)
+        return flows[0], self.entries(out)[0]
+
+    def test_a_browser_entry(self):
+        # as Chromium writes a brotli response: bodySize the wire's, no
+        # compression member
+        text = "hello, world!!!"
+        hs = [{"name": "content-encoding", "value": "br"},
+              {"name": "content-type", "value": "text/plain"}]
+        flow, again = self.import_entry(
+            "chrome", hs, {"size": 15, "mimeType": "text/plain", "text": text}, 10,
+            req={"method": "POST", "bodySize": 7,
+                 "headers": [{"name": "content-encoding", "value": "gzip"}],
+                 "postData": {"mimeType": "text/plain", "text": "a=b"}})
+        self.assertEqual((flow["request_body_size"], flow["response_body_size"]), (7, 10))
+        self.assertEqual(self.sizes(again), (7, 10, 15, 5))
+        self.assertEqual(again["response"]["content"]["text"], text)
+        # no bodySize: content.size less compression
+        flow, again = self.import_entry(
+            "nobodysize", hs, {"size": 15, "compression": 4, "mimeType": "text/plain",
+                               "text": text}, -1)
+        self.assertEqual(flow["response_body_size"], 11)
+        self.assertEqual(self.sizes(again), (0, 11, 15, 4))
+        # neither: the bytes stored, as before
+        flow, again = self.import_entry(
+            "nosizes", hs, {"size": 15, "mimeType": "text/plain", "text": text}, -1)
+        self.assertEqual(flow["response_body_size"], 15)
+        self.assertEqual(self.sizes(again), (0, 15, 15, None))
 
 
 class NotUtf8RoundTrip(unittest.TestCase):

@@ -805,6 +805,9 @@ static const struct {
     /* the bytes of the WebSocket messages each way, which the index's
      * sizes count, as a capture's */
     uint64_t msg_bytes[2];
+    /* the response body's size on the wire when the body is given decoded
+     * (under a Content-Encoding: the entry's bodySize); 0: resp_body_len */
+    uint64_t resp_wire;
 } expect[] = {
     {"GET",
      "https",
@@ -835,7 +838,8 @@ static const struct {
      /* Chromium's connect, 35.5 ms, holds its ssl (HAR 1.2): reel's
       * connect is TCP alone */
      {2500, 10250, 15500, 200, 30000, 6673, 20000},
-     {0, 0}},
+     {0, 0},
+     127}, /* bodySize: gzip, 196 bytes decoded, 61 saved */
     {"POST",
      "https",
      "example.test",
@@ -860,7 +864,8 @@ static const struct {
      T0 + 239000,
      T0 + 241500,
      {750, -1, -1, 250, 38000, 2500, -1},
-     {0, 0}},
+     {0, 0},
+     0},
     {"GET",
      "https",
      "example.test",
@@ -884,7 +889,8 @@ static const struct {
      T0 + 261000,
      T0 + 262000,
      {1000, -1, -1, 500, 9500, 1000, -1},
-     {0, 0}},
+     {0, 0},
+     0},
     {"GET",
      "http",
      "example.test",
@@ -909,7 +915,8 @@ static const struct {
      T0 + 273750,
      T0 + 275250,
      {500, 1000, 8000, 250, 9000, 1500, -1},
-     {0, 0}},
+     {0, 0},
+     0},
     {"POST",
      "https",
      "2001:db8::1",
@@ -932,7 +939,8 @@ static const struct {
      T0 + 1016500,
      T0 + 1017000,
      {500, 500, 3000, 500, 5000, 500, 5000},
-     {0, 0}}, /* connect 8 ms, ssl 5 of them */
+     {0, 0},
+     0}, /* connect 8 ms, ssl 5 of them */
     {"GET",
      "https",
      "ads.example.test",
@@ -955,7 +963,8 @@ static const struct {
      0,
      0,
      {0},
-     {0, 0}},
+     {0, 0},
+     0},
     {"GET",
      "https",
      "example.test",
@@ -980,7 +989,8 @@ static const struct {
      T0 + 1101000 + 29000,
      T0 + 1130000,
      {500, -1, -1, 500, 29000, -1, -1},
-     {5, 2}}, /* "hello", "hi" */
+     {5, 2},
+     0}, /* "hello", "hi" */
 };
 
 static void test_import_chromium(void **state) {
@@ -1039,7 +1049,8 @@ static void test_import_chromium(void **state) {
         assert_int_equal(sqlite3_column_int64(q, 16),
                          strlen(expect[i].req_body) + expect[i].msg_bytes[0]);
         assert_int_equal(sqlite3_column_int64(q, 17),
-                         expect[i].resp_body_len + expect[i].msg_bytes[1]);
+                         (expect[i].resp_wire ? expect[i].resp_wire : expect[i].resp_body_len) +
+                             expect[i].msg_bytes[1]);
 
         flow_t f;
         flow_read(s, i + 1, &f);
@@ -1344,7 +1355,8 @@ static char *cut_entry(const char *req, const char *resp_headers, int resp_body_
  * than the body (without a Content-Encoding or Transfer-Encoding: with
  * one bodySize counts encoded bytes or chunk framing) or a content.size
  * larger than the part of the response given. A body given whole stays
- * whole. */
+ * whole. A body given decoded (under a Content-Encoding) is as long on
+ * the wire as bodySize says, else content.size - compression. */
 static void test_import_truncated_bodies(void **state) {
     reel_session_t *s = open_session("cut");
     const char *const gz = "[{\"name\":\"Content-Encoding\",\"value\":\"gzip\"}]";
@@ -1368,14 +1380,24 @@ static void test_import_truncated_bodies(void **state) {
         {hello, "[]", 100, abc, "", 0, 1, 5, 100},
         {",\"bodySize\":8,\"postData\":{\"mimeType\":\"text/plain\",\"text\":\"hello\"}", "[]", 3,
          abc, "", 1, 0, 8, 3},
-        /* gzip: bodySize counts encoded bytes, the body is decoded */
+        /* gzip: bodySize counts encoded bytes, the body is decoded: not
+         * cut, and its size is bodySize, the wire's */
         {hello, gz, 90, "{\"size\":3,\"mimeType\":\"text/plain\",\"text\":\"abc\"}", "", 0, 0, 5,
-         3},
+         90},
+        /* ... without bodySize: content.size less compression */
+        {hello, gz, -1,
+         "{\"size\":3,\"compression\":1,\"mimeType\":\"text/plain\",\"text\":\"abc\"}", "", 0, 0, 5,
+         2},
+        /* ... with neither: the bytes given */
+        {hello, gz, -1, abc, "", 0, 0, 5, 3},
         /* chunked: a browser's bodySize may count the chunks' framing */
         {hello, "[{\"name\":\"Transfer-Encoding\",\"value\":\"chunked\"}]", 13, abc, "", 0, 0, 5,
          3},
-        /* content.size larger than the text given */
-        {hello, gz, 2, "{\"size\":500,\"mimeType\":\"text/plain\",\"text\":\"abc\"}", "", 0, 1, 5,
+        /* content.size larger than the text given: cut, at bodySize on
+         * the wire (encoded), or content.size without one */
+        {hello, gz, 40, "{\"size\":500,\"mimeType\":\"text/plain\",\"text\":\"abc\"}", "", 0, 1, 5,
+         40},
+        {hello, gz, -1, "{\"size\":500,\"mimeType\":\"text/plain\",\"text\":\"abc\"}", "", 0, 1, 5,
          500},
         /* no text at all (a browser that left it out): nothing said cut */
         {hello, "[]", 0, "{\"size\":500,\"mimeType\":\"text/plain\"}", "", 0, 0, 5, 0},
