@@ -348,6 +348,9 @@ typedef struct {
     int ended, interrupted, har;
     uint64_t wire[2], dropped[2], lost[2];
     int truncated[2];
+    /* switched protocols (a 101, or messages recorded): the end record's
+     * sizes, dropped and lost bytes count the messages after the switch */
+    int upgraded;
 } load_ctx;
 
 static void take_headers(reel_diff_dir_t *d, Reel__Header **h, size_t n) {
@@ -407,6 +410,8 @@ static int load_cb(void *ctx, const Reel__Record *rec) {
     case REEL__RECORD__EVENT_RESPONSE_HEAD: {
         const Reel__ResponseHead *h = rec->response_head;
         f->status = h->status;
+        if (h->status == 101)
+            c->upgraded = 1;
         set_str(&f->reason, bin_str(h->reason));
         take_headers(&f->dir[1], h->headers, h->n_headers);
         c->decoded[1] = h->body_decoded;
@@ -424,6 +429,9 @@ static int load_cb(void *ctx, const Reel__Record *rec) {
         }
         break;
     }
+    case REEL__RECORD__EVENT_MESSAGE:
+        c->upgraded = 1;
+        break;
     case REEL__RECORD__EVENT_ERROR: {
         const Reel__FlowError *e = rec->error;
         set_str(&f->error, reel_strdup(e->message ? e->message : ""));
@@ -479,6 +487,13 @@ static int body_sink(void *ctx, const uint8_t *data, size_t len) {
  * record (as replay judges a request body, session/replay.c): the cause
  * the records give, or NULL when whole. */
 static const char *partial_why(const load_ctx *c, int d, uint64_t stored) {
+    /* An upgrade's handshake bodies ended before the switch, and the
+     * records' counts mix in the messages' bytes (not compared, see
+     * docs/replay.md): only the body's own truncated flag speaks for it. */
+    if (c->upgraded)
+        return c->truncated[d]
+                   ? (c->har ? "the HAR it was imported from held no more" : "body_limit cut it")
+                   : NULL;
     if (c->interrupted)
         return "its recording stopped before the flow ended";
     if (!c->ended)
@@ -626,7 +641,10 @@ reel_rc reel_diff_flow_load(reel_session_t *s, uint64_t id, reel_diff_flow_t *ou
     if (rc == REEL_OK)
         for (int d = 0; d < 2; d++) {
             reel_diff_dir_t *x = &out->dir[d];
-            x->wire_size = c.wire[d] > x->body_size ? c.wire[d] : x->body_size;
+            /* an upgrade's wire sizes count its messages: its bodies' are
+             * not known past what was stored (export's HAR says 0 too) */
+            uint64_t wire = c.upgraded ? 0 : c.wire[d];
+            x->wire_size = wire > x->body_size ? wire : x->body_size;
             x->partial_why = x->present ? partial_why(&c, d, x->body_size) : NULL;
             x->partial = x->partial_why != NULL;
             finish_dir(x, &c.stored[d], c.decoded[d]);

@@ -9,11 +9,12 @@ import os
 import pty
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import unittest
 
-from proxyenv import REEL, TMPBASE, Origin, Reel, curl, main, run
+from proxyenv import REEL, TMPBASE, Origin, Reel, curl, main, run, ws_echo_server
 
 
 def entry(url, reqh, status, text, resph, body):
@@ -238,6 +239,80 @@ class NotWhole(unittest.TestCase):
         b = j["request"]["body"]
         self.assertEqual((b["size_a"], b["size_b"], b["stored_a"], b["stored_b"], b["partial_a"]),
                          (15, 15, 15, 10, None))
+
+
+class WebSocket(unittest.TestCase):
+    """WebSocket flows, whose end records count their messages' bytes:
+    their messages are not compared, and the handshakes' bodies (none) are
+    whole. A flow against itself used to be "not known to be the same"
+    (0 of 75 bytes stored)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="reel-diffws-", dir=TMPBASE)
+        cls.reel = Reel(cls.root, "ws")
+        try:
+            with ws_echo_server() as port:
+                cls.capture(port, b"hello there, one")
+                cls.capture(port, b"something else, a longer message")
+            flows = cls.reel.wait_flows(2, "~websocket", timeout=10)
+            assert len(flows) == 2, flows
+        finally:
+            code = cls.reel.stop()
+        assert code == 0, cls.reel.log()
+
+    @classmethod
+    def capture(cls, port, text):
+        """One text message through reel, echoed, then a close."""
+        def frame(op, payload):
+            key = b"\x01\x02\x03\x04"
+            return (bytes([0x80 | op, 0x80 | len(payload)]) + key +
+                    bytes(b ^ key[i % 4] for i, b in enumerate(payload)))
+        s = socket.create_connection(("127.0.0.1", cls.reel.port), 10)
+        try:
+            s.sendall(b"GET http://127.0.0.1:%d/chat HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                      b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      b"Sec-WebSocket-Version: 13\r\n\r\n" % port)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += s.recv(1)
+            assert head.startswith(b"HTTP/1.1 101"), head
+            s.sendall(frame(1, text))
+            echo = b""
+            while len(echo) < 2 + len(text):
+                echo += s.recv(2 + len(text) - len(echo))
+            s.sendall(frame(8, b"\x03\xe8"))
+            while s.recv(65536):  # the server's Close, its end
+                pass
+        finally:
+            s.close()
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def diff(self, *args):
+        r = self.reel.cli("diff", *args)
+        return r.stdout.decode(), json.loads(self.reel.cli("diff", *args, "--json").stdout)
+
+    def test_against_itself(self):
+        out, j = self.diff("ws", "1", "1")
+        self.assertTrue(out.endswith("\nno differences\n"), out)
+        self.assertNotIn("body", out)
+        self.assertTrue(j["same"], j)
+        self.assertEqual((j["changes"], j["unknown"]), ([], []))
+        for side in ("request", "response"):
+            b = j[side]["body"]
+            self.assertEqual((b["same"], b["size_a"], b["partial_a"]), (True, 0, None), b)
+
+    def test_two_flows_differ_only_in_handshakes(self):
+        out, j = self.diff("ws", "1", "2")
+        self.assertNotIn("body", out)
+        self.assertNotIn("not known", out)
+        self.assertEqual(j["unknown"], [])
+        self.assertNotIn("request.body", j["changes"])
+        self.assertNotIn("response.body", j["changes"])
 
 
 if __name__ == "__main__":
