@@ -1428,6 +1428,85 @@ static void raw_body(FILE *out, const flow_t *f, int d) {
     }
 }
 
+/* Adds the field name: value to the head of direction d: before its
+ * fields when first, else after them. */
+static void hdr_add(flow_t *f, int d, const char *name, const char *value, int first) {
+    f->hdr[d] = reel_realloc(f->hdr[d], (f->nhdr[d] + 1) * sizeof *f->hdr[d]);
+    hdr_t *h = &f->hdr[d][f->nhdr[d]];
+    if (first) {
+        memmove(f->hdr[d] + 1, f->hdr[d], f->nhdr[d] * sizeof *f->hdr[d]);
+        h = &f->hdr[d][0];
+    }
+    f->nhdr[d]++;
+    h->name = reel_strdup(name);
+    h->nlen = strlen(name);
+    h->value = reel_strdup(value);
+    h->vlen = strlen(value);
+}
+
+/* Sets every Content-Length of direction d to n, or adds one. */
+static void hdr_set_length(flow_t *f, int d, size_t n) {
+    char num[32];
+    int k = snprintf(num, sizeof num, "%zu", n);
+    int found = 0;
+    for (size_t i = 0; i < f->nhdr[d]; i++) {
+        hdr_t *h = &f->hdr[d][i];
+        if (ieq(h->name, h->nlen, "content-length")) {
+            hdr_set_value(h, num, (size_t)k);
+            found = 1;
+        }
+    }
+    if (!found)
+        hdr_add(f, d, "Content-Length", num, 0);
+}
+
+/* Makes each head of f frame the body raw writes, so that a raw export is
+ * a sequence of messages an HTTP/1.1 parser reads one after the other:
+ * a body not stored whole (body_limit, capture falling behind, the export
+ * cap) says so in an X-Reel-Body-Cut field and, unless chunked (written
+ * as one chunk of what was stored), has the Content-Length of the bytes
+ * written, not the wire's, which would take the next flow's head for
+ * body; a body with no framing at all (an imported one) gets a
+ * Content-Length; an HTTP/1 request in origin form without a Host (an
+ * imported one) gets the Host its URL names (RFC 9112 3.2). */
+static void raw_heads(flow_t *f) {
+    if (f->tunnel)
+        return;
+    /* an upgrade's end record counts its messages' bytes in its sizes, and
+     * a body stored decoded was counted encoded: neither compares */
+    int sizes = f->ended && !is_upgrade(f);
+    for (int d = 0; d < 2; d++) {
+        if (!f->have_head[d])
+            continue;
+        size_t n;
+        wire_body(f, d, &n);
+        size_t stored = f->stored[d].len;
+        int known = sizes && !f->body_decoded[d] && f->wire_size[d] > stored;
+        if (f->cut[d] || f->truncated[d] || known) {
+            char *why = known ? reel_asprintf("%zu of %llu bytes stored", stored,
+                                              (unsigned long long)f->wire_size[d])
+                              : reel_asprintf("%zu bytes stored, not all", stored);
+            hdr_add(f, d, "X-Reel-Body-Cut", why, 0);
+            free(why);
+            if (!chunked(f, d))
+                hdr_set_length(f, d, n);
+        } else if (n > 0 && !chunked(f, d) && hdr_get(f, d, "content-length") == NULL) {
+            hdr_set_length(f, d, n);
+        }
+    }
+    if (f->have_head[REQ] && strncmp(f->version[REQ], "HTTP/1", 6) == 0 && !f->absolute_form &&
+        f->host && f->host[0] && f->target && f->target[0] && hdr_get(f, REQ, "host") == NULL) {
+        uint32_t def = f->scheme && strcmp(f->scheme, "https") == 0 ? 443 : 80;
+        int v6 = strchr(f->host, ':') != NULL;
+        char port[16] = "";
+        if (f->port && f->port != def)
+            snprintf(port, sizeof port, ":%u", (unsigned)f->port);
+        char *host = reel_asprintf("%s%s%s%s", v6 ? "[" : "", f->host, v6 ? "]" : "", port);
+        hdr_add(f, REQ, "Host", host, 1);
+        free(host);
+    }
+}
+
 static void write_raw(FILE *out, const flow_t *f) {
     if (f->have_head[REQ]) {
         /* An HTTP/2 request names its scheme and authority in pseudo-header
@@ -1754,6 +1833,7 @@ reel_rc reel_export(reel_session_t *s, FILE *out, const reel_export_opts_t *o,
                 break;
             case REEL_EXPORT_RAW:
                 wire_heads(&f);
+                raw_heads(&f);
                 write_raw(out, &f);
                 break;
             case REEL_EXPORT_NDJSON:

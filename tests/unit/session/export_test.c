@@ -900,13 +900,15 @@ static void test_interim_trailers_truncated(void **state) {
     assert_memory_equal(raw, want1, n);
     free(raw);
     raw = export_str(s, REEL_EXPORT_RAW, 0, "~id 2", &n);
+    /* (a Content-Length of the body's bytes: HTTP/2 framed it, raw must) */
     static const char want2[] =
-        "POST https://api.example.test/up HTTP/2.0\r\nContent-Type: text/plain\r\n\r\n"
+        "POST https://api.example.test/up HTTP/2.0\r\nContent-Type: text/plain\r\n"
+        "Content-Length: 5\r\n\r\n"
         "hello"
         "X-Req-Sum: rs1\r\nX-Secret-Token: SECRET_TRAILER1\r\n\r\n"
         "HTTP/2.0 100 Continue\r\n\r\n"
         "HTTP/2.0 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\n\r\n"
-        "HTTP/2.0 200 OK\r\nContent-Type: text/plain\r\n\r\nworld"
+        "HTTP/2.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nworld"
         "X-Checksum: sha1-abc\r\n\r\n";
     if (n != sizeof want2 - 1 || memcmp(raw, want2, n) != 0)
         fail_msg("raw HTTP/2 flow:\n%.*s", (int)n, raw);
