@@ -35,7 +35,10 @@
  *   stored: still content-encoded; re-chunked when the head says chunked,
  *   trailers in the last chunk; a body stored decoded, as reel import
  *   stores a HAR's, with Content-Encoding left out and Content-Length
- *   corrected), 1xx heads before the final one. An
+ *   corrected; a body not stored whole with an X-Reel-Body-Cut field and
+ *   the Content-Length of the bytes written; a Content-Length for a body
+ *   with no framing, a Host from the URL for an HTTP/1 request without
+ *   one), 1xx heads before the final one. An
  *   HTTP/2 head's pseudo-header fields are in its request line (absolute
  *   URL; ws:// or wss:// for :protocol websocket), never field lines.
  * - ndjson: one JSON object per line and flow, bodies decoded, as text
