@@ -1363,9 +1363,14 @@ static reel_rc write_curl(FILE *out, const flow_t *f, const reel_export_opts_t *
     reel_rc rc = REEL_OK;
     if (n > 0) {
         if (o->body_dir != NULL) {
+            /* From stdin, redirected from the file: the shell refuses a
+             * file it cannot open and curl does not run, where curl's
+             * @FILE only warns (silent under -s) and sends an empty body.
+             * body_dir is absolute (reel_export): the script runs from
+             * any directory. */
             char *path = NULL;
             rc = write_body_file(o->body_dir, f->id, "request", p, n, &path, err);
-            fputs(" \\\n  --data-binary @", out);
+            fputs(" \\\n  --data-binary @- < ", out);
             sqs(out, path);
             free(path);
         } else if (piped) {
@@ -1746,6 +1751,8 @@ reel_rc reel_export(reel_session_t *s, FILE *out, const reel_export_opts_t *o,
     uint64_t total = 0;
     int64_t first_us = 0;
     int entries = 0;
+    char *abs_dir = NULL;
+    reel_export_opts_t curl_opts;
     if (stats == NULL)
         stats = &local;
     memset(stats, 0, sizeof *stats);
@@ -1756,6 +1763,17 @@ reel_rc reel_export(reel_session_t *s, FILE *out, const reel_export_opts_t *o,
     if (o->body_dir != NULL && mkdir(o->body_dir, 0700) != 0 && errno != EEXIST) {
         rc = reel_err_errno(err, REEL_IO, errno, "%s", o->body_dir);
         goto out;
+    }
+    /* curl commands name body files by absolute path, to run from any
+     * directory (ndjson's body_file names them as DIR was given) */
+    if (o->body_dir != NULL && o->format == REEL_EXPORT_CURL) {
+        if ((abs_dir = realpath(o->body_dir, NULL)) == NULL) {
+            rc = reel_err_errno(err, REEL_IO, errno, "%s", o->body_dir);
+            goto out;
+        }
+        curl_opts = *o;
+        curl_opts.body_dir = abs_dir;
+        o = &curl_opts;
     }
     sql = reel_asprintf("SELECT count(*), min(start_us) FROM flows WHERE %s", reel_filter_sql(flt));
     if ((rc = prepare(db, sql, &count, err)) != REEL_OK)
@@ -1862,6 +1880,7 @@ reel_rc reel_export(reel_session_t *s, FILE *out, const reel_export_opts_t *o,
     if (fflush(out) != 0 || ferror(out))
         rc = reel_err_errno(err, REEL_IO, errno ? errno : EIO, "writing the export");
 out:
+    free(abs_dir);
     free(sql);
     sqlite3_finalize(ids);
     sqlite3_finalize(count);

@@ -27,7 +27,7 @@
  *   and the hop-by-hop fields reel replay leaves out, the fields curl
  *   would add that the request lacked removed with -H 'Name:',
  *   exact URL, body inline, printf-piped when it holds NUL bytes or
- *   passes 64 KiB, or --data-binary @FILE); request trailers,
+ *   passes 64 KiB, or --data-binary @- < /ABS/FILE); request trailers,
  *   which curl cannot send, named in a comment line. An HTTP/2 WebSocket
  *   (extended CONNECT with :protocol, RFC 8441), which curl cannot send
  *   either, gets a comment line and its HTTP/1.1 handshake (GET Upgrade).
@@ -78,7 +78,8 @@ typedef struct {
     reel_export_format format;
     const char *filter;          /* filter expression (filter.h); NULL: every flow */
     const reel_redact_t *redact; /* NULL: no redaction (borrowed) */
-    /* curl and ndjson: write bodies as files here (created if missing),
+    /* curl and ndjson: write bodies as files here (created if missing; curl
+     * commands name them by absolute path),
      * named <flow id>.request / <flow id>.response; NULL: inline. */
     const char *body_dir;
     const char *creator_version; /* HAR log.creator.version; NULL: "0" */

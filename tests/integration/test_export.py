@@ -18,7 +18,7 @@ import tempfile
 import threading
 import unittest
 
-from proxyenv import TMPBASE, Origin, Reel, connect, curl, main, raw, read_all, stop_class
+from proxyenv import REEL, TMPBASE, Origin, Reel, connect, curl, main, raw, read_all, stop_class
 
 SECRET = "SECRETTOKEN123"
 COOKIE = "COOKIEVALUE456"
@@ -679,6 +679,40 @@ class ExportBodies(unittest.TestCase):
                     self.assertEqual(r.stdout, BODIES[path], block)
         self.assertIn("--data-raw '@/etc/hostname'", out)
         self.assertNotIn("printf '-", out)
+
+    def test_curl_bodies_from_anywhere(self):
+        # --bodies with a relative DIR: the script runs from any directory
+        # (its commands named DIR relative to the export's, and curl sent an
+        # empty body from elsewhere), and a body file gone fails loudly
+        # rather than sending an empty body
+        work = os.path.join(self.root, "work")
+        os.makedirs(os.path.join(work, "out"), exist_ok=True)
+        env = dict(self.reel.env)
+        r = subprocess.run([REEL, "export", "bodies", "--format", "curl", "--bodies", "b",
+                            "-o", "out/x.curl", "~u /dash-nul"], cwd=work, env=env,
+                           capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        script = os.path.join(work, "out", "x.curl")
+        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+        shells = [sh for sh in ("bash", "dash") if shutil.which(sh)]
+        for sh in shells:
+            with self.subTest(shell=sh):
+                del self.echo.received[:]
+                r = subprocess.run([sh, script], capture_output=True, env=env, timeout=30,
+                                   cwd=self.root)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(self.echo.received, [("/dash-nul", BODIES["/dash-nul"])])
+        with open(script, "rb") as f:  # the file by its absolute path
+            self.assertIn(b" < '%s/b/" % os.path.realpath(work).encode(), f.read())
+        for name in os.listdir(os.path.join(work, "b")):
+            os.unlink(os.path.join(work, "b", name))
+        for sh in shells:
+            with self.subTest(shell=sh, missing=True):
+                del self.echo.received[:]
+                r = subprocess.run([sh, script], capture_output=True, env=env, timeout=30)
+                self.assertNotEqual(r.returncode, 0)
+                self.assertIn(b".request", r.stderr)
+                self.assertEqual(self.echo.received, [])
 
     def test_raw_tunnel_names_authority(self):
         tun = [f for f in self.flows if f["kind"] == "tunnel"]
