@@ -341,8 +341,12 @@ int reel_cli_flow_exists(reel_cli_t *cli, reel_session_t *s, unsigned long long 
 }
 
 void reel_cli_no_match(reel_cli_t *cli, const char *session, const char *filter) {
+    /* the filter as typed, escaped as a filter parse error quotes it:
+     * always, stderr being a terminal even when stdout is a pipe */
+    char *shown = reel_cli_escaped(filter, strlen(filter), REEL_CLI_ESC);
     fprintf(stderr, "%s %s: no flow of session '%s' matches '%s'", cli->prog, cli->cmd, session,
-            filter);
+            shown);
+    free(shown);
     /* "4" is a URL regex like any bare word; a user who typed it most
      * likely meant flow 4, as `reel flow SESSION 4` takes it */
     const char *end = filter + strspn(filter, "0123456789");

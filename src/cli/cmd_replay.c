@@ -372,7 +372,9 @@ int reel_cmd_replay(reel_cli_t *cli, int argc, char **argv) {
         goto out;
     }
     if (nids == 0) {
-        exit_code = reel_cli_fail(cli, "no flow of session '%s' matches '%s'", sname, what);
+        char *shown = reel_cli_escaped(what, strlen(what), REEL_CLI_ESC); /* as typed */
+        exit_code = reel_cli_fail(cli, "no flow of session '%s' matches '%s'", sname, shown);
+        free(shown);
         goto out;
     }
     const char *ca = reel_config_get(cfg, "upstream_trusted_ca", NULL);

@@ -160,6 +160,18 @@ class Terminal(unittest.TestCase):
         self.assertIn(b"seen \\x1b]0;pwned\\x07\\x1b[2J here", out)
         self.assertIn(note.encode(), self.cli("annotate", "tty", str(self.tunnel4)).stdout)
 
+    def test_typed_filter_escaped_in_no_match(self):
+        # a filter that matches nothing is quoted back: its control bytes
+        # used to reach the terminal raw (retitling the window)
+        filt = "~u \x1b]0;pwn\x07x"
+        for cmd in (["flows", "tty", filt], ["export", "tty", filt],
+                    ["replay", "tty", filt, "--into", "tty-again"]):
+            with self.subTest(cmd=cmd[0]):
+                out, code = on_tty(cmd, self.env)
+                self.assertNotIn(b"\x1b", out)
+                self.assertNotIn(b"\x07", out)
+                self.assertIn(b"matches '~u \\x1b]0;pwn\\x07x'", out)
+
     def test_flows_fit_the_terminal(self):
         har = os.path.join(self.root, "urls.har")
 
