@@ -10,6 +10,7 @@ import gzip
 import json
 import os
 import pty
+import re
 import select
 import subprocess
 import sys
@@ -61,11 +62,12 @@ class Search(unittest.TestCase):
              "zstd")
         post("form", b"user=deltaword&x=1", "application/x-www-form-urlencoded")
         post("plain", b"just alphaword again", "text/plain")
+        post("chunks", b"".join(b"chunk %d needle " % i for i in range(20)), "text/plain")
         curl(cls.reel, "--compressed", "-o", "/dev/null", cls.origin.url("/page.txt"))
         curl(cls.reel, "-o", "/dev/null", cls.origin.url("/blob.bin"))
         curl(cls.reel, "--compressed", "-o", "/dev/null", cls.origin.url("/big.txt"))
-        flows = cls.reel.wait_flows(8)
-        assert len(flows) == 8, flows
+        flows = cls.reel.wait_flows(9)
+        assert len(flows) == 9, flows
         for f in flows:
             cls.ids[f["url"].rsplit("?", 1)[-1].rsplit("/", 1)[-1]] = f["id"]
 
@@ -125,6 +127,19 @@ class Search(unittest.TestCase):
         self.assertIn(b"no flow has that", r.stderr)
         self.assertEqual(json.loads(self.reel.cli("search", "--json", "s", "headword").stdout)[0]
                          ["id"], self.ids["big.txt"])
+
+    def test_a_match_the_snippet_cuts_is_not_highlighted(self):
+        # the snippet's window (24 trigrams) ends inside the last match: it
+        # used to be highlighted as a word of its own, "chunk 1 [[nee]]..."
+        for words in (["needle"], ["NEEDLE"], ["chunk", "needle"]):
+            with self.subTest(words=words):
+                r = self.reel.cli("search", "s", *words)
+                line = r.stdout.decode().splitlines()[1]
+                self.assertTrue(line.endswith("..."), line)
+                spans = re.findall(r"\[\[(.*?)\]\]", line)
+                self.assertIn("needle", spans, line)
+                for sp in spans:
+                    self.assertIn(sp, ("needle", "chunk"), line)
 
     def test_flows_recorded_with_the_index_off_are_counted(self):
         har = os.path.join(self.root, "one.har")
@@ -191,7 +206,7 @@ class Search(unittest.TestCase):
         out, tty = self.run_pty(["flows", "--json", "s", "~b 'zeta.ord'"])
         self.assertEqual([f["id"] for f in json.loads(out)], [self.ids["blob.bin"]])
         self.assertIn(b"reel: searching the spool: ", tty)
-        self.assertRegex(tty, rb"\d+/8 flows, \d+/s, [\d.]+ MB/s")
+        self.assertRegex(tty, rb"\d+/9 flows, \d+/s, [\d.]+ MB/s")
         self.assertTrue(tty.endswith(b"\r\x1b[K"), tty[-40:])  # the line is cleared at the end
         env = dict(self.reel.env, REEL_PROGRESS_DELAY_MS="0")
         r = proxyenv.run([REEL, "flows", "--json", "s", "~b 'zeta.ord'"], env=env)
