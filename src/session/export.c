@@ -1465,6 +1465,23 @@ static void hdr_set_length(flow_t *f, int d, size_t n) {
         hdr_add(f, d, "Content-Length", num, 0);
 }
 
+/* Whether the Content-Length of direction d promises more than the n
+ * bytes raw writes of a body that has one (not a response to HEAD, nor a
+ * 1xx, 204 or 304); sets *wire to it. */
+static int says_more(const flow_t *f, int d, size_t n, unsigned long long *wire) {
+    const hdr_t *h = hdr_get(f, d, "content-length");
+    if (h == NULL || (d == RESP && ((f->method && strcmp(f->method, "HEAD") == 0) ||
+                                    f->status < 200 || f->status == 204 || f->status == 304)))
+        return 0;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(h->value, &end, 10);
+    if (end == h->value || *end != '\0' || errno != 0 || h->value[0] == '-')
+        return 0;
+    *wire = v;
+    return v > n;
+}
+
 /* Makes each head of f frame the body raw writes, so that a raw export is
  * a sequence of messages an HTTP/1.1 parser reads one after the other:
  * a body not stored whole (body_limit, capture falling behind, the export
@@ -1484,6 +1501,7 @@ static void raw_heads(flow_t *f) {
         if (!f->have_head[d])
             continue;
         size_t n;
+        unsigned long long wire = 0;
         wire_body(f, d, &n);
         size_t stored = f->stored[d].len;
         int known = sizes && !f->body_decoded[d] && f->wire_size[d] > stored;
@@ -1495,6 +1513,13 @@ static void raw_heads(flow_t *f) {
             free(why);
             if (!chunked(f, d))
                 hdr_set_length(f, d, n);
+        } else if (!chunked(f, d) && says_more(f, d, n, &wire)) {
+            /* a flow still open, or its recording cut off: no end record
+             * says so, its Content-Length does */
+            char *why = reel_asprintf("%zu of %llu bytes stored", stored, wire);
+            hdr_add(f, d, "X-Reel-Body-Cut", why, 0);
+            free(why);
+            hdr_set_length(f, d, n);
         } else if (n > 0 && !chunked(f, d) && hdr_get(f, d, "content-length") == NULL) {
             hdr_set_length(f, d, n);
         }

@@ -16,6 +16,7 @@ import struct
 import subprocess
 import tempfile
 import threading
+import time
 import unittest
 
 from proxyenv import REEL, TMPBASE, Origin, Reel, connect, curl, main, raw, read_all, stop_class
@@ -807,6 +808,31 @@ class ExportSends(unittest.TestCase):
         self.assertFalse(self.reel.cli("export", "sends", "--format", "curl", "~u /nohost").stdout)
         raw = self.reel.cli("export", "sends", "--format", "raw", "~u /nohost").stdout
         self.assertTrue(raw.startswith(b"GET /nohost HTTP/1.1\r\n"), raw)  # raw keeps it
+
+    def test_raw_of_an_open_flow(self):
+        # a request body still arriving: no end record says it is cut, its
+        # Content-Length does; raw used to keep 10 with 5 bytes after it
+        # (an origin that never reads: the echo origin would answer late)
+        origin = socket.socket()
+        origin.bind(("127.0.0.1", 0))
+        origin.listen(1)
+        port = origin.getsockname()[1]
+        s = connect(self.reel.port)
+        try:
+            s.sendall(b"POST http://127.0.0.1:%d/open HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                      b"Content-Length: 10\r\n\r\nhello" % (port, port))
+            deadline = time.time() + 10
+            raw = b""
+            while not raw.endswith(b"hello") and time.time() < deadline:
+                time.sleep(0.1)
+                raw = self.reel.cli("export", "sends", "--format", "raw", "~u /open").stdout
+            head, _, rest = raw.partition(b"\r\n\r\n")
+            self.assertIn(b"\r\nContent-Length: 5\r\n", head + b"\r\n", raw)
+            self.assertIn(b"\r\nX-Reel-Body-Cut: 5 of 10 bytes stored", head, raw)
+            self.assertEqual(rest, b"hello")
+        finally:
+            s.close()
+            origin.close()
 
     def test_no_fields_the_origin_never_got(self):
         # A client that sent no Accept nor User-Agent, its proxy credentials
