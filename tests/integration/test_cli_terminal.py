@@ -18,7 +18,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from proxyenv import REEL, TMPBASE, Reel, main, run  # noqa: E402
+from proxyenv import REEL, TMPBASE, Reel, main  # noqa: E402
 
 # What the far end of a tunnel sends: retitle the window, clear the screen,
 # and a C1 CSI (U+009B) that some terminals obey too.

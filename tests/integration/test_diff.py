@@ -10,7 +10,6 @@ import pty
 import re
 import shutil
 import socket
-import subprocess
 import tempfile
 import unittest
 

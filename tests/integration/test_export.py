@@ -1137,7 +1137,7 @@ class RedirectHandler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(b"ok")
 
     def do_POST(self):
-        data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", "2")

@@ -181,7 +181,7 @@ class H2Origin:
             op, n = b[0] & 0x0F, b[1] & 0x7F
             if len(b) < 6 + n:
                 return
-            mask, payload = b[2:6], bytes(x ^ b[2 + i % 4] for i, x in enumerate(b[6:6 + n]))
+            payload = bytes(x ^ b[2 + i % 4] for i, x in enumerate(b[6:6 + n]))
             st["ws"] = b[6 + n:]
             st.setdefault("messages", []).append((op, payload))
             if op == 8:

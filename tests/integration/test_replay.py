@@ -6,7 +6,6 @@ hold the same responses (bodies as they came, still gzip), link to the flows
 they replay (flows.replay_of, kept by repair), and failures (a refused
 connection, an untrusted certificate) are recorded as the new flows' errors.
 """
-import base64
 import gzip
 import json
 import os
@@ -16,7 +15,7 @@ import sqlite3
 import tempfile
 import unittest
 
-from proxyenv import TMPBASE, Origin, Reel, body, curl, free_port, main, run
+from proxyenv import TMPBASE, Origin, Reel, body, curl, free_port, main
 
 
 class Replay(unittest.TestCase):

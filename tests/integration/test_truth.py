@@ -12,7 +12,6 @@ import base64
 import os
 import re
 import socket
-import subprocess
 import tempfile
 import threading
 import time
@@ -129,7 +128,7 @@ class TruthTest(unittest.TestCase):
             self.assertEqual(self.one("~u " + q)["state"], "complete")
 
     def test_generated_responses_are_recorded(self):
-        o, r = self.origin, self.reel
+        r = self.reel
         dead = free_port()
         res = curl(r, "-o", "-", "-w", "\n%{http_code}", "http://127.0.0.1:%d/gone" % dead,
                    check=False)

@@ -19,7 +19,6 @@ import os
 import struct
 import threading
 import time
-import unittest
 
 import test_websocket_stress as t
 from proxyenv import Reel, main
