@@ -278,6 +278,36 @@ def ws_echo_server():
 
 # Raw sockets to the proxy, for what real clients will not send.
 
+def ws_echo_through(proxy_port, origin_port, text, close):
+    """One masked text message through the proxy on proxy_port to the
+    echo origin on origin_port (ws_echo_server), its echo read, then a
+    Close with the payload close (bytes: a code and maybe a reason) and
+    the server's Close read to the end of the connection."""
+    def frame(op, payload):
+        key = b"\x01\x02\x03\x04"
+        return (bytes([0x80 | op, 0x80 | len(payload)]) + key +
+                bytes(b ^ key[i % 4] for i, b in enumerate(payload)))
+    s = socket.create_connection(("127.0.0.1", proxy_port), 10)
+    try:
+        s.sendall(b"GET http://127.0.0.1:%d/chat HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                  b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  b"Sec-WebSocket-Version: 13\r\n\r\n" % origin_port)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        s.sendall(frame(1, text))
+        echo = b""
+        while len(echo) < 2 + len(text):  # the echo before the close
+            echo += s.recv(2 + len(text) - len(echo))
+        s.sendall(frame(8, close))
+        while s.recv(65536):  # the server's Close, its end
+            pass
+    finally:
+        s.close()
+
+
 def connect(port, timeout=10):
     s = socket.create_connection(("127.0.0.1", port), timeout)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

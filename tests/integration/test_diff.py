@@ -9,11 +9,10 @@ import os
 import pty
 import re
 import shutil
-import socket
 import tempfile
 import unittest
 
-from proxyenv import REEL, TMPBASE, Origin, Reel, curl, main, run, ws_echo_server
+from proxyenv import REEL, TMPBASE, Origin, Reel, curl, main, run, ws_echo_server, ws_echo_through
 
 
 def entry(url, reqh, status, text, resph, body):
@@ -263,29 +262,7 @@ class WebSocket(unittest.TestCase):
     @classmethod
     def capture(cls, port, text):
         """One text message through reel, echoed, then a close."""
-        def frame(op, payload):
-            key = b"\x01\x02\x03\x04"
-            return (bytes([0x80 | op, 0x80 | len(payload)]) + key +
-                    bytes(b ^ key[i % 4] for i, b in enumerate(payload)))
-        s = socket.create_connection(("127.0.0.1", cls.reel.port), 10)
-        try:
-            s.sendall(b"GET http://127.0.0.1:%d/chat HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                      b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                      b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                      b"Sec-WebSocket-Version: 13\r\n\r\n" % port)
-            head = b""
-            while b"\r\n\r\n" not in head:
-                head += s.recv(1)
-            assert head.startswith(b"HTTP/1.1 101"), head
-            s.sendall(frame(1, text))
-            echo = b""
-            while len(echo) < 2 + len(text):
-                echo += s.recv(2 + len(text) - len(echo))
-            s.sendall(frame(8, b"\x03\xe8"))
-            while s.recv(65536):  # the server's Close, its end
-                pass
-        finally:
-            s.close()
+        ws_echo_through(cls.reel.port, port, text, b"\x03\xe8")
 
     @classmethod
     def tearDownClass(cls):

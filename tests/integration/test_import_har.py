@@ -24,7 +24,7 @@ import unittest
 import brotli
 
 from proxyenv import (REEL, TMPBASE, Origin, Reel, body, curl, free_port, main, raw, run,
-                      stop_class, ws_echo_server)
+                      stop_class, ws_echo_server, ws_echo_through)
 
 LIMIT = 1024
 
@@ -252,29 +252,7 @@ class WebSocketCloseCutRoundTrip(unittest.TestCase):
     @classmethod
     def capture(cls, port):
         """A text message and a close 4001 "bye" through reel, echoed."""
-        def frame(op, payload):
-            key = b"\x01\x02\x03\x04"
-            return (bytes([0x80 | op, 0x80 | len(payload)]) + key +
-                    bytes(b ^ key[i % 4] for i, b in enumerate(payload)))
-        s = socket.create_connection(("127.0.0.1", cls.reel.port), 10)
-        try:
-            s.sendall(b"GET http://127.0.0.1:%d/chat HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                      b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                      b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                      b"Sec-WebSocket-Version: 13\r\n\r\n" % port)
-            head = b""
-            while b"\r\n\r\n" not in head:
-                head += s.recv(1)
-            assert head.startswith(b"HTTP/1.1 101"), head
-            s.sendall(frame(1, b"hello"))
-            echo = b""
-            while len(echo) < 7:  # the echo (2 + 5 bytes) before the close
-                echo += s.recv(7 - len(echo))
-            s.sendall(frame(8, struct.pack("!H", 4001) + b"bye"))
-            while s.recv(65536):  # the server's Close, its end
-                pass
-        finally:
-            s.close()
+        ws_echo_through(cls.reel.port, port, b"hello", struct.pack("!H", 4001) + b"bye")
 
     @classmethod
     def tearDownClass(cls):
