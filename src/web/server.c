@@ -1077,6 +1077,17 @@ static void conn_process(conn_t *c) {
         case REEL_H1_EV_HEAD:
             c->head = ev.head;
             c->have_head = 1;
+            if (ev.head.upgrade) {
+                /* Refused here, at the head: the parser reports UPGRADE only
+                 * after END, by which time the request had been answered
+                 * (and a write done) and a second answer followed */
+                reel__web_resp_t rs;
+                memset(&rs, 0, sizeof rs);
+                reel__web_error(&rs, 400, "no upgrades or CONNECT here");
+                conn_respond(c, &rs, 0);
+                resp_free(&rs);
+                return;
+            }
             if (ev.head.content_length > (int64_t)REEL_WEB_BODY_MAX) {
                 too_big(c);
                 return;
@@ -1093,14 +1104,10 @@ static void conn_process(conn_t *c) {
             uv_timer_again(&c->timer);
             request_end(c);
             break;
-        case REEL_H1_EV_UPGRADE: {
-            reel__web_resp_t rs;
-            memset(&rs, 0, sizeof rs);
-            reel__web_error(&rs, 400, "no upgrades or CONNECT here");
-            conn_respond(c, &rs, 0);
-            resp_free(&rs);
+        case REEL_H1_EV_UPGRADE:
+            /* not reached: a head asking to leave HTTP is refused above */
+            c->close_after = 1;
             return;
-        }
         default:
             break;
         }

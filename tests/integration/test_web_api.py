@@ -133,6 +133,43 @@ class WebApi(unittest.TestCase):
         st, _, _ = self.c.req("GET", "/app.js", token=False)
         self.assertEqual(st, 401)
 
+    def test_upgrade_is_one_400_that_does_nothing(self):
+        """A request asking to leave HTTP (Upgrade, CONNECT) gets exactly one
+        answer, a 400, and is not carried out (it was answered, the write
+        done, and a 400 followed)."""
+        body = b'{"ids": [2], "mark": true}'
+        for extra in ("Connection: Upgrade\r\nUpgrade: websocket\r\n",
+                      "Connection: keep-alive, Upgrade\r\nUpgrade: h2c\r\n"):
+            s = socket.create_connection(("127.0.0.1", self.port), 10)
+            s.sendall(("POST /api/sessions/s1/marks HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                       "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+                       "Content-Length: %d\r\n%s\r\n"
+                       % (self.port, self.token, len(body), extra)).encode() + body)
+            resp = b""
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                resp += d
+            s.close()
+            self.assertTrue(resp.startswith(b"HTTP/1.1 400 "), resp)
+            self.assertEqual(resp.count(b"HTTP/1.1 "), 1, resp)
+            self.assertIn(b"no upgrades or CONNECT here", resp)
+            self.assertEqual(self.flows_where("~marked"), [], extra)
+        s = socket.create_connection(("127.0.0.1", self.port), 10)
+        s.sendall(("CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                   "Authorization: Bearer %s\r\n\r\n"
+                   % (self.port, self.port, self.token)).encode())
+        resp = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            resp += d
+        s.close()
+        self.assertTrue(resp.startswith(b"HTTP/1.1 400 "), resp)
+        self.assertEqual(resp.count(b"HTTP/1.1 "), 1, resp)
+
     def test_host_and_origin(self):
         st, _, data = self.c.req("GET", "/api/sessions", host="evil.example:%d" % self.port)
         self.assertEqual(st, 403)
