@@ -33,8 +33,34 @@ class ApiError extends Error {
   }
 }
 
+// The access token (docs/web.md, "Security model"). The URL reel printed
+// carries it once, as ?token=: it is kept in this tab's sessionStorage,
+// which belongs to this origin alone (its port included, unlike a cookie,
+// which the browser would send to every server on the host), and taken out
+// of the address bar and history. API requests send it as
+// Authorization: Bearer; only the requests a browser makes without our
+// headers (the event stream, an image body, a download) carry it in their
+// URL (withToken), and only those endpoints accept it there.
+const TOKEN_KEY = 'reel_token';
+const token = (() => {
+  const u = new URL(location.href);
+  const t = u.searchParams.get('token');
+  if (t === null) {
+    try { return sessionStorage.getItem(TOKEN_KEY) || ''; } catch (e) { return ''; }
+  }
+  try { sessionStorage.setItem(TOKEN_KEY, t); } catch (e) { /* this page load still has it */ }
+  u.searchParams.delete('token');
+  history.replaceState(history.state, '', u.pathname + u.search + u.hash);
+  return t;
+})();
+
+function withToken(url) {
+  return url + (url.includes('?') ? '&' : '?') + 'token=' + encodeURIComponent(token);
+}
+
 async function api(path, opts = {}) {
-  const init = { method: opts.method || 'GET', headers: {}, credentials: 'same-origin' };
+  // no cookies: nothing but the header authorizes
+  const init = { method: opts.method || 'GET', headers: { Authorization: 'Bearer ' + token }, credentials: 'omit' };
   if (opts.body !== undefined) {
     init.body = JSON.stringify(opts.body);
     init.headers['Content-Type'] = 'application/json';
@@ -748,7 +774,7 @@ function exportUrl(fmt) {
   let q = 'format=' + fmt;
   if (state.checked.size) q += '&ids=' + [...state.checked].sort((a, b) => a - b).join(',');
   else q += '&filter=' + enc(state.filter);
-  return sessPath(state.session) + '/export?' + q;
+  return withToken(sessPath(state.session) + '/export?' + q);
 }
 
 function download(url) {
@@ -767,7 +793,7 @@ function showFlows() {
 // ---------------------------------------------------------------- live
 
 function startEvents() {
-  const es = new EventSource(sessPath(state.session) + '/events');
+  const es = new EventSource(withToken(sessPath(state.session) + '/events'));
   state.events = es;
   es.addEventListener('flow', (ev) => {
     let row;
@@ -881,7 +907,7 @@ function bodySection(id, dir, head, row) {
     try {
       const b = await api(base + '?view=' + sel.value + '&offset=' + offset);
       if (b.image && sel.value === 'auto') {
-        out.replaceChildren(el('img', { src: base + '/raw?inline=1', alt: dir + ' body image', class: 'img' }));
+        out.replaceChildren(el('img', { src: withToken(base + '/raw?inline=1'), alt: dir + ' body image', class: 'img' }));
         return;
       }
       const bits = [];
@@ -912,8 +938,8 @@ function bodySection(id, dir, head, row) {
   box.append(el('div', { class: 'body-bar' },
     el('span', { text: 'Body ' + fmtSize(size) }),
     el('label', {}, 'View ', sel),
-    el('a', { href: base + '/raw', download: '', text: 'Download' }),
-    el('a', { href: base + '/raw?decoded=0', download: '', text: 'Download as stored' })), out);
+    el('a', { href: withToken(base + '/raw'), download: '', text: 'Download' }),
+    el('a', { href: withToken(base + '/raw?decoded=0'), download: '', text: 'Download as stored' })), out);
   // what of the body was never stored: body_limit's cut, bytes capture shed
   if (head && head.body_truncated) {
     box.append(el('p', { class: 'note cut', role: 'note', text: 'cut by body_limit: ' + fmtSize(head.body_stored) +
@@ -1057,7 +1083,7 @@ function renderDetail(d, id) {
       } catch (e) { status(e.message, true); }
     } }));
   }
-  actions.append(el('a', { href: sessPath(state.session) + '/export?format=har&ids=' + id, download: '', text: 'HAR' }));
+  actions.append(el('a', { href: withToken(sessPath(state.session) + '/export?format=har&ids=' + id), download: '', text: 'HAR' }));
   const diffForm = el('form', { class: 'inline' }, el('label', { for: 'diff-with', text: 'Diff with flow' }),
     el('input', { id: 'diff-with', name: 'with', inputmode: 'numeric', size: 6, autocomplete: 'off' }),
     el('button', { type: 'submit', text: 'Diff' }));
@@ -1367,6 +1393,10 @@ async function start() {
   wire();
   // a session named in the address: its list is asked for at once, beside
   // the brief list of sessions
+  if (!token) {
+    status('no access token: open the URL that reel printed (it carries the token)', true);
+    return;
+  }
   const named = !!location.hash;
   if (named) route();
   try { await loadInfo(true); } catch (e) { status(e.message, true); return; }

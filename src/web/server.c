@@ -26,7 +26,11 @@
 #define HEAD_MAX (16 * 1024)
 #define TICK_MS 500
 #define STREAM_CHUNK (256 * 1024)
-#define COOKIE "reel_token"
+/* The cookie versions before this one set for the token. Cookies are not
+ * separated by port (RFC 6265 8.5): the browser sent it to every server on
+ * the host. It no longer authorizes anything, and a page load that still
+ * carries it is answered with its expiry. */
+#define OLD_COOKIE "reel_token"
 /* How long a replay child may run before it is killed (504); the
  * environment's REEL_WEB_REPLAY_TIMEOUT (seconds) overrides it. */
 #define REPLAY_TIMEOUT_MS (120 * 1000)
@@ -888,33 +892,73 @@ static int host_ok(reel_web_t *w, const char *host) {
     return 0;
 }
 
-/* The token the request carries, from the cookie or the Authorization
- * header: 1 if it is ours. */
-static int authorized(reel_web_t *w, conn_t *c) {
+/* Splits an /api/ path into its segments, percent-decoded as api.c
+ * decodes them (so "%63onfig" is "config" here too). Returns how many (the
+ * segments owned by the caller), or -1 when there are more than max or one
+ * is empty or decodes to a NUL (api.c answers 404 then). */
+static int api_segments(const char *path, char **seg, int max) {
+    int n = 0;
+    const char *p = path + 5; /* after "/api/" */
+    while (*p) {
+        const char *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+        char *s = n < max ? reel__web_unescape(p, len) : NULL;
+        if (s == NULL || s[0] == '\0') {
+            free(s);
+            while (n > 0)
+                free(seg[--n]);
+            return -1;
+        }
+        seg[n++] = s;
+        p = slash ? slash + 1 : p + len;
+    }
+    return n;
+}
+
+/* 1 for the requests a browser makes without the page's script adding
+ * headers, which therefore carry the token as ?token=: the event stream
+ * (EventSource), a body's bytes (an <img> of an image, a download) and an
+ * export (a download). Only GETs, so a token in such a URL changes nothing
+ * by itself. */
+static int takes_query_token(const char *method, char **seg, int n) {
+    if (strcmp(method, "GET") != 0 || n < 3 || strcmp(seg[0], "sessions") != 0)
+        return 0;
+    if (n == 3)
+        return strcmp(seg[2], "events") == 0 || strcmp(seg[2], "export") == 0;
+    return n == 7 && strcmp(seg[2], "flows") == 0 && strcmp(seg[4], "body") == 0 &&
+           strcmp(seg[6], "raw") == 0;
+}
+
+/* 1 if the request carries our token in `Authorization: Bearer`. A cookie
+ * does not count (OLD_COOKIE). */
+static int bearer_ok(reel_web_t *w, conn_t *c) {
     int ok = 0;
     char *auth = hdr(c, "authorization");
     if (auth && strncasecmp(auth, "Bearer ", 7) == 0)
         ok = token_eq(w->token, auth + 7, strlen(auth + 7));
     free(auth);
-    if (ok)
-        return 1;
-    for (size_t i = 0; i < c->head.nheaders && !ok; i++) {
+    return ok;
+}
+
+/* 1 if the request carries a cookie named OLD_COOKIE. */
+static int has_old_cookie(conn_t *c) {
+    size_t cl = strlen(OLD_COOKIE);
+    for (size_t i = 0; i < c->head.nheaders; i++) {
         const reel_h1_header_t *f = &c->head.headers[i];
         if (f->name_len != 6 || strncasecmp(f->name, "cookie", 6) != 0)
             continue;
         const char *p = f->value, *end = f->value + f->value_len;
-        while (p < end && !ok) {
+        while (p < end) {
             while (p < end && (*p == ' ' || *p == ';'))
                 p++;
             const char *semi = memchr(p, ';', (size_t)(end - p));
             const char *e = semi ? semi : end;
-            size_t cl = strlen(COOKIE);
-            if ((size_t)(e - p) > cl && strncmp(p, COOKIE, cl) == 0 && p[cl] == '=')
-                ok = token_eq(w->token, p + cl + 1, (size_t)(e - p - (ptrdiff_t)cl - 1));
+            if ((size_t)(e - p) > cl && strncmp(p, OLD_COOKIE, cl) == 0 && p[cl] == '=')
+                return 1;
             p = e;
         }
     }
-    return ok;
+    return 0;
 }
 
 static int is_write(const char *m) {
@@ -966,47 +1010,54 @@ static int handle(conn_t *c, reel__web_resp_t *rs) {
                         (int)(nul_len > 64 ? 64 : nul_len), nul);
         goto out;
     }
-    char *tok = strcmp(target, "/") == 0 ? reel__web_param(query, "token") : NULL;
-    if (tok) {
-        if (!token_eq(w->token, tok, strlen(tok))) {
-            free(tok);
-            reel__web_error(rs, 401, "wrong token: open the URL reel printed");
-            goto out;
-        }
-        free(tok);
-        rs->status = 302;
-        rs->headers = reel_asprintf("Location: /\r\nSet-Cookie: " COOKIE
-                                    "=%s; Path=/; HttpOnly; SameSite=Strict\r\n",
-                                    w->token);
-        goto out;
-    }
-    if (!authorized(w, c)) {
-        if (strncmp(target, "/api/", 5) == 0) {
+    if (strncmp(target, "/api/", 5) == 0) {
+        char *seg[8];
+        int nseg = api_segments(target, seg, 8);
+        int by_query = nseg > 0 && takes_query_token(method, seg, nseg);
+        char *tok = reel__web_param(query, "token");
+        int ok = bearer_ok(w, c);
+        if (tok && !by_query) {
+            /* a URL is kept in history, logs and captures: only the
+             * requests that cannot send a header may carry it there */
+            reel__web_error(rs, 400,
+                            "the token is not taken from the query here: send "
+                            "Authorization: Bearer TOKEN");
+        } else if (!ok && !(tok && token_eq(w->token, tok, strlen(tok)))) {
             reel__web_error(rs, 401,
                             "missing or wrong token: open the URL reel printed, or "
                             "send Authorization: Bearer TOKEN");
+        } else if (w->ctx.read_only && is_write(method)) {
+            reel__web_error(rs, 403, "read-only: this server was started with --read-only");
         } else {
-            rs->status = 401;
-            rs->type = "text/html; charset=utf-8";
-            reel_buf_puts(&rs->body,
-                          "<!doctype html><title>reel</title><p>Open the URL that "
-                          "<code>reel web</code> printed (it carries the access token).\n");
+            reel__web_req_t rq = {.method = method,
+                                  .path = target,
+                                  .query = query,
+                                  .body = c->body.data,
+                                  .body_len = c->body.len};
+            handed = reel__web_api_long(&rq) && walk_start(c, &rq);
+            if (!handed)
+                reel__web_api(&w->ctx, &rq, rs);
         }
+        free(tok);
+        for (int i = 0; i < nseg; i++)
+            free(seg[i]);
         goto out;
     }
-    if (strncmp(target, "/api/", 5) == 0) {
-        if (w->ctx.read_only && is_write(method)) {
-            reel__web_error(rs, 403, "read-only: this server was started with --read-only");
-            goto out;
-        }
-        reel__web_req_t rq = {.method = method,
-                              .path = target,
-                              .query = query,
-                              .body = c->body.data,
-                              .body_len = c->body.len};
-        handed = reel__web_api_long(&rq) && walk_start(c, &rq);
-        if (!handed)
-            reel__web_api(&w->ctx, &rq, rs);
+    /* The pages (the front end's own files, the same for everyone) need no
+     * token: app.js takes it from the address (?token=, the URL reel
+     * printed) into the tab's sessionStorage and sends it with each API
+     * request, so a reload, which has no ?token= any more, works. */
+    if (has_old_cookie(c))
+        rs->headers = reel_strdup("Set-Cookie: " OLD_COOKIE
+                                  "=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict\r\n");
+    char *tok = strcmp(target, "/") == 0 ? reel__web_param(query, "token") : NULL;
+    int bad_tok = tok && !token_eq(w->token, tok, strlen(tok));
+    free(tok);
+    if (bad_tok) {
+        rs->status = 401;
+        rs->type = "text/html; charset=utf-8";
+        reel_buf_puts(&rs->body, "<!doctype html><title>reel</title><p>Wrong token: open the URL "
+                                 "that <code>reel web</code> printed.\n");
         goto out;
     }
     const reel_web_asset_t *a = asset_find(target);

@@ -37,6 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 from proxyenv import REEL, TMPBASE, Origin, Reel, curl, run  # noqa: E402
+from test_browser_har import png  # noqa: E402
 from test_browser_websocket import CHROMIUM, install_playwright  # noqa: E402
 
 TOKEN = "f00dfeedf00dfeedf00dfeedf00dfeed"
@@ -114,17 +115,22 @@ class BrowserWebTest(unittest.TestCase):
                  "Content-Type: application/json", origin.url("/echo"))
             curl(r, "http://127.0.0.1:1/refused", check=False)
             asyncio.run(websocket_flow(proxy))
+            with open(os.path.join(origin.www, "img.png"), "wb") as f:
+                f.write(png(37, 11))
+            curl(r, origin.url("/img.png"))
             flows = []
             for _ in range(100):
                 flows = json.loads(run([REEL, "flows", "b1", "--json"], env=env).stdout)
-                if len(flows) >= 4 and all(f["state"] != "open" for f in flows):
+                if len(flows) >= 5 and all(f["state"] != "open" for f in flows):
                     break
                 time.sleep(0.1)
             post = [f["id"] for f in flows if f["method"] == "POST"][0]
             ws = [f["id"] for f in flows if f["kind"] == "websocket"][0]
             err = [f["id"] for f in flows if f["error"]][0]
+            image = [f["id"] for f in flows if f["url"].endswith("/img.png")][0]
             cfg = {"url": url, "proxy": r.proxy, "live_url": origin.url("/100b?live=1"),
-                   "out_dir": out_dir, "ids": {"post": post, "ws": ws, "error": err}}
+                   "out_dir": out_dir,
+                   "ids": {"post": post, "ws": ws, "error": err, "image": image}}
             t0 = time.time()
             res = subprocess.run(["node", os.path.join(HERE, "web_ui.cjs"), json.dumps(cfg)],
                                  env=dict(env, NODE_PATH=modules), capture_output=True,
@@ -139,7 +145,18 @@ class BrowserWebTest(unittest.TestCase):
                 self.assertTrue(f.startswith("400 ") and ("%26%20(" in f or f.endswith("/config")), f)
             self.assertEqual(sum(f.endswith("/config") for f in seen["failed"]), 1, seen["failed"])
             self.assertEqual(seen["cookie_url"].split("#")[0], url.split("?")[0])  # token stripped
-            self.assertEqual(len(seen["rows"]), 4)
+            self.assertEqual(len(seen["rows"]), 5)
+            # the token: in the tab, never in a cookie
+            self.assertEqual(seen["cookies"], [])
+            self.assertEqual(seen["stored_token"], TOKEN)
+            self.assertEqual(seen["image_size"], [37, 11])
+            self.assertEqual(seen["download_len"], len(png(37, 11)))
+            self.assertEqual(seen["har_entries"], 1)
+            self.assertEqual(seen["reloaded_rows"], 5)
+            # the cookie older versions set opens nothing, and is expired
+            self.assertIn("no access token", seen["cookie_status"])
+            self.assertEqual((seen["cookie_rows"], seen["cookie_api"]), (0, []))
+            self.assertEqual(seen["cookies_after"], [])
             self.assertIn("/100b", seen["rows"][0])
             self.assertTrue(seen["filter_focused"])
             self.assertEqual(seen["filtered"], [str(post)])

@@ -1,7 +1,7 @@
 // Drives the `reel web` UI in Debian's headless chromium for
 // test_browser_web.py and prints what it saw as JSON on stdout.
 //   NODE_PATH=<deps>/node_modules node web_ui.cjs CONFIG_JSON
-// CONFIG_JSON: {url, session, proxy, live_url, out_dir, ids: {post, ws, error}}.
+// CONFIG_JSON: {url, session, proxy, live_url, out_dir, ids: {post, ws, error, image}}.
 // playwright-core drives /usr/bin/chromium; it never downloads a browser.
 "use strict";
 const { chromium } = require("playwright-core");
@@ -43,6 +43,10 @@ async function main() {
     step("open");
     await page.goto(cfg.url);
     res.cookie_url = page.url();
+    // the token is the tab's (sessionStorage, this origin's alone), never a
+    // cookie, which the browser would send to every server on the host
+    res.cookies = (await ctx.cookies()).map((c) => c.name + "=" + c.value);
+    res.stored_token = await page.evaluate(() => sessionStorage.getItem("reel_token"));
     await page.waitForSelector(".row[data-id]", { timeout: T });
     res.rows = await page.$$eval(".row[data-id]", (rs) => rs.map((r) => r.innerText));
     res.count_text = await page.textContent("#count");
@@ -119,6 +123,36 @@ async function main() {
     await page.waitForSelector("#detail .error[role=alert]", { timeout: T });
     res.error_text = await page.textContent("#detail .error[role=alert]");
 
+    step("image body");
+    // an <img> and a download cannot send the header: their URLs carry the
+    // token, which only these endpoints take from the query
+    await page.evaluate((id) => { location.hash = location.hash.replace(/\/flow\/\d+$/, "") + "/flow/" + id; }, cfg.ids.image);
+    await page.waitForFunction(() => {
+      const i = document.querySelector('section[aria-label="response"] img.img');
+      return i && i.complete && i.naturalWidth > 0;
+    }, null, { timeout: T });
+    res.image_size = await page.$eval('section[aria-label="response"] img.img', (i) => [i.naturalWidth, i.naturalHeight]);
+    step("download");
+    const fs = require("fs");
+    const fetchDownload = async (sel) => {
+      const [d] = await Promise.all([page.waitForEvent("download", { timeout: T }), page.click(sel)]);
+      const f = await d.path();
+      return f ? fs.readFileSync(f) : null;
+    };
+    const body = await fetchDownload('section[aria-label="response"] a:text-is("Download")');
+    res.download_len = body ? body.length : -1;
+    const har = await fetchDownload('#detail a:text-is("HAR")');
+    res.har_entries = har ? JSON.parse(har.toString()).log.entries.length : -1;
+    step("reload");
+    // a reload has no ?token= in the address: the tab's copy serves
+    await page.reload();
+    await page.waitForFunction((id) => {
+      const h = document.querySelector("#detail h2");
+      return h && h.textContent === "Flow " + id;
+    }, cfg.ids.image, { timeout: T });
+    await page.waitForSelector('section[aria-label="response"] img.img', { timeout: T });
+    res.reloaded_rows = await page.$$eval(".row[data-id]", (rs) => rs.length);
+
     step("config");
     await page.click("#nav-config");
     await page.waitForSelector("#cfg-body_limit", { timeout: T });
@@ -179,6 +213,24 @@ async function main() {
     res.replay_id = m ? Number(m[1]) : null;
     await page.waitForSelector(`.row[data-id="${res.replay_id}"]`, { timeout: T });
     res.replay_row = await page.innerText(`.row[data-id="${res.replay_id}"]`);
+
+    step("old cookie");
+    // a browser that still holds the cookie an older reel set: it opens
+    // nothing, and the page load expires it
+    const ctx2 = await browser.newContext();
+    const base = new URL(cfg.url);
+    await ctx2.addCookies([{ name: "reel_token", value: new URLSearchParams(base.search).get("token"),
+      url: base.origin + "/", httpOnly: true, sameSite: "Strict" }]);
+    const p2 = await ctx2.newPage();
+    const apiStatus = [];
+    p2.on("response", (r) => { if (r.url().includes("/api/")) apiStatus.push(r.status()); });
+    await p2.goto(base.origin + "/");
+    await p2.waitForFunction(() => /access token/.test(document.getElementById("status").textContent), null, { timeout: T });
+    res.cookie_status = await p2.textContent("#status");
+    res.cookie_rows = await p2.$$eval(".row[data-id]", (rs) => rs.length);
+    res.cookie_api = apiStatus;
+    res.cookies_after = (await ctx2.cookies()).map((c) => c.name);
+    await ctx2.close();
   } finally {
     res.errors = errors;
     process.stdout.write(JSON.stringify(res) + "\n");

@@ -100,24 +100,82 @@ class WebApi(unittest.TestCase):
         assert code == 0, "reel web exited %d: %s" % (code, cls.proc.stderr.read())
         proxyenv.shutil.rmtree(cls.root, ignore_errors=True)
 
-    def test_token_cookie_and_redirect(self):
-        st, h, _ = self.c.req("GET", "/?token=" + self.token, token=False)
-        self.assertEqual(st, 302)
-        self.assertEqual(h["location"], "/")
-        cookie = h["set-cookie"]
-        self.assertIn("HttpOnly", cookie)
-        self.assertIn("SameSite=Strict", cookie)
-        value = cookie.split(";")[0]
-        st, h, data = self.c.req("GET", "/", token=False, headers={"Cookie": value})
+    def test_token_page_sets_no_cookie(self):
+        """The printed URL serves the page: no redirect, no Set-Cookie (a
+        cookie goes to every server on the host, whatever its port); the
+        page keeps the token in the tab itself and sends it as a header."""
+        st, h, data = self.c.req("GET", "/?token=" + self.token, token=False)
         self.assertEqual(st, 200)
         self.assertIn(b"<html", data.lower())
+        self.assertNotIn("set-cookie", h)
         self.assertIn("default-src 'self'", h["content-security-policy"])
         self.assertIn("frame-ancestors 'none'", h["content-security-policy"])
         self.assertEqual(h["x-content-type-options"], "nosniff")
-        self.assertEqual(h["referrer-policy"], "no-referrer")
         self.assertNotIn("access-control-allow-origin", h)
-        st, _, _ = self.c.req("GET", "/api/sessions", token=False, headers={"Cookie": value})
+        # the front end's files are the same for everyone: served without
+        # the token (a reload has no ?token= any more)
+        for path in ("/", "/app.js", "/style.css"):
+            st, h, _ = self.c.req("GET", path, token=False)
+            self.assertEqual(st, 200, path)
+            self.assertNotIn("set-cookie", h)
+        # every answer tells the browser to send no Referer, so no URL that
+        # carries the token (an image, a download) leaks that way
+        for path, tok in (("/", False), ("/api/sessions", True), ("/api/nothing", True),
+                          ("/api/sessions/s1/flows/1/body/response/raw?token=" + self.token,
+                           False)):
+            st, h, _ = self.c.req("GET", path, token=tok)
+            self.assertEqual(h["referrer-policy"], "no-referrer", path)
+
+    def test_cookie_no_longer_authorizes(self):
+        """The cookie older versions set no longer authorizes anything, and a
+        page load that carries it is answered with its expiry."""
+        cookie = {"Cookie": "reel_token=" + self.token}
+        for path in ("/api/sessions", "/api/sessions/s1/flows/1/body/response/raw",
+                     "/api/sessions/s1/events"):
+            st, _, _ = self.c.req("GET", path, token=False, headers=cookie)
+            self.assertEqual(st, 401, path)
+        st, _, _ = self.c.req("POST", "/api/sessions/s1/marks", {"ids": [1]}, token=False,
+                              headers=cookie)
+        self.assertEqual(st, 401)
+        self.assertEqual(self.flows_where("~marked"), [])
+        st, h, _ = self.c.req("GET", "/", token=False, headers={"Cookie": "a=1; reel_token=x"})
         self.assertEqual(st, 200)
+        self.assertRegex(h["set-cookie"], r"^reel_token=; Path=/; Max-Age=0")
+        self.assertNotIn(self.token, h["set-cookie"])
+
+    def test_token_in_the_query(self):
+        """Only the requests a browser makes without script headers (the event
+        stream, a body's bytes, an export) take the token from the query;
+        anywhere else a token there is refused, even beside a good header."""
+        t = "token=" + self.token
+        for path in ("/api/sessions/s1/flows/1/body/response/raw?" + t,
+                     "/api/sessions/s1/flows/1/body/response/raw?inline=1&" + t,
+                     "/api/sessions/s1/export?format=ndjson&ids=1&" + t):
+            st, _, data = self.c.req("GET", path, token=False)
+            self.assertEqual(st, 200, path)
+            self.assertTrue(data, path)
+        s = socket.create_connection(("127.0.0.1", self.port), 10)
+        s.sendall(("GET /api/sessions/s1/events?%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
+                   % (t, self.port)).encode())
+        head = s.recv(4096)
+        s.close()
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+        self.assertIn(b"text/event-stream", head)
+        st, _, _ = self.c.req("GET", "/api/sessions/s1/flows/1/body/response/raw?token=" +
+                              "f" * 32, token=False)
+        self.assertEqual(st, 401)
+        for method, path, body in (("GET", "/api/sessions?" + t, None),
+                                   ("GET", "/api/sessions/s1/flows?" + t, None),
+                                   ("GET", "/api/sessions/s1/flows/1?" + t, None),
+                                   ("GET", "/api/sessions/s1/flows/1/body/response?" + t, None),
+                                   ("POST", "/api/sessions/s1/marks?" + t, {"ids": [1]}),
+                                   ("POST", "/api/sessions/s1/flows/1/body/response/raw?" + t,
+                                    None)):
+            for header in (False, True):
+                st, _, data = self.c.req(method, path, body, token=header)
+                self.assertEqual(st, 400, (path, header))
+                self.assertIn("not taken from the query", json.loads(data)["error"])
+        self.assertEqual(self.flows_where("~marked"), [])
 
     def test_bad_tokens(self):
         st, _, data = self.c.req("GET", "/api/sessions", token=False)
@@ -129,8 +187,6 @@ class WebApi(unittest.TestCase):
                               headers={"Cookie": "reel_token=" + self.token[:-1]})
         self.assertEqual(st, 401)
         st, _, _ = self.c.req("GET", "/?token=" + "0" * 32, token=False)
-        self.assertEqual(st, 401)
-        st, _, _ = self.c.req("GET", "/app.js", token=False)
         self.assertEqual(st, 401)
 
     def test_upgrade_is_one_400_that_does_nothing(self):
