@@ -556,6 +556,36 @@ class WebApi(unittest.TestCase):
         for name in ("zstd_level", "http2"):
             self.c.json("POST", "/api/sessions/s1/config", {"name": name, "value": None})
 
+    def test_config_refuses_commands(self):
+        """on_segment_closed runs a shell command: the web API neither sets
+        nor unsets it (a token that leaked would run programs); `reel config`
+        on the command line does."""
+        marker = os.path.join(self.root, "pwned")
+        for path in ("/api/sessions/s1/config", "/api/sessions/s1/%63onfig"):
+            for value in ("touch " + marker, None, ""):
+                st, _, data = self.c.req("POST", path,
+                                         {"name": "on_segment_closed", "value": value})
+                self.assertEqual(st, 403, (path, value))
+                err = json.loads(data)["error"]
+                self.assertIn("on_segment_closed runs a command", err)
+                self.assertIn("reel config s1 set on_segment_closed", err)
+        cfg = self.c.json("GET", "/api/sessions/s1/config")
+        (o,) = [o for o in cfg["options"] if o["name"] == "on_segment_closed"]
+        self.assertEqual((o["value"], o["layer"]), ("", "default"))
+        run([REEL, "config", "s1", "set", "on_segment_closed", "true"], env=self.env)
+        try:
+            st, _, _ = self.c.req("POST", "/api/sessions/s1/config",
+                                  {"name": "on_segment_closed", "value": None})
+            self.assertEqual(st, 403)
+            out = run([REEL, "config", "s1", "get", "on_segment_closed"], env=self.env)
+            self.assertIn("true", out.stdout.decode())
+        finally:
+            run([REEL, "config", "s1", "unset", "on_segment_closed"], env=self.env)
+        self.assertFalse(os.path.exists(marker))
+        # the other options are still the web UI's to change
+        self.c.json("POST", "/api/sessions/s1/config", {"name": "idle_timeout", "value": 301})
+        self.c.json("POST", "/api/sessions/s1/config", {"name": "idle_timeout", "value": None})
+
     def test_config_checks_the_ca_file(self):
         """upstream_trusted_ca is checked as `reel config set` checks it: a
         readable file of PEM certificates, stored as an absolute path (it
