@@ -37,8 +37,7 @@ void reel__client_error_ends_flows(conn_t *c, const char *error) {
      * (one with none goes on: the client's end may be half a close) */
     if (reel__peer_queued(&c->client) > 0)
         reel__tflow_when_delivered(c);
-    reel__fins_undelivered(c, why); /* its queue will not be sent */
-    reel__finish_flow(c, why);
+    reel__client_gone_ends_exchange(c, why); /* its queue will not be sent */
     free(why);
 }
 

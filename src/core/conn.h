@@ -418,6 +418,12 @@ void reel__fins_delivered(conn_t *c);
 /* c's client will not take the rest: its waiting flows end with why (and
  * how many bytes were still queued). */
 void reel__fins_undelivered(conn_t *c, const char *why);
+/* c's client connection broke (why: "client connection error: ..."): its
+ * waiting flows (reel__fins_undelivered) and the exchange's end with why,
+ * saying how many bytes were still queued when part of the response was,
+ * and the requests pipelined behind the exchange, which reel read and
+ * never sent, are recorded as not answered. */
+void reel__client_gone_ends_exchange(conn_t *c, const char *why);
 void reel__record_server_conn(conn_t *c);
 void reel__finish_tflow(conn_t *c, const char *error);
 /* c->tflow's end as of now, as reel__finish_tflow would write it without

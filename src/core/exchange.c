@@ -331,6 +331,15 @@ void reel__fins_delivered(conn_t *c) {
     }
 }
 
+/* why, and that the client went with queued bytes of the connection's
+ * output (what: "response", "tunnel", ...) not yet sent: one wording for
+ * a flow over on the origin's side and the exchange's own. Returns owned. */
+static char *undelivered_why(const char *why, const char *what, size_t queued) {
+    return reel_asprintf("%s before the client received the whole %s (%zu bytes of the "
+                         "connection's output were still queued in reel)",
+                         why, what, queued);
+}
+
 void reel__fins_undelivered(conn_t *c, const char *why) {
     if (c->fins && reel__peer_queued(&c->client) == 0) {
         reel__fins_delivered(c); /* nothing of theirs was left to send */
@@ -340,16 +349,37 @@ void reel__fins_undelivered(conn_t *c, const char *why) {
     while (c->fins) {
         reel_fin_t *f = c->fins;
         c->fins = f->next;
-        char *msg = reel_asprintf("%s before the client received the whole %s (%zu bytes of the "
-                                  "connection's output were still queued in reel)",
-                                  why,
-                                  f->websocket ? "WebSocket"
-                                  : f->tunnel  ? "tunnel"
-                                               : "response",
-                                  queued);
+        char *msg = undelivered_why(why,
+                                    f->websocket ? "WebSocket"
+                                    : f->tunnel  ? "tunnel"
+                                                 : "response",
+                                    queued);
         reel__fin_end(f, msg);
         free(msg);
         STAT_ADD(c->p, errors, 1);
+    }
+}
+
+void reel__client_gone_ends_exchange(conn_t *c, const char *why) {
+    size_t queued = reel__peer_queued(&c->client);
+    bool waiting = c->state == C_WAIT_RESP && c->ex.flow && c->ex.req_done && !c->ex.upgrade;
+    reel__fins_undelivered(c, why); /* older ones first */
+    if (c->ex.flow && c->ex.resp_head_sent && queued > 0 && !c->lane && c->state != C_RAW) {
+        /* part of its response was still queued, as for one over on the
+         * origin's side: the same words (docs/format.md) */
+        char *msg = undelivered_why(why, "response", queued);
+        reel__finish_flow(c, msg);
+        free(msg);
+    } else {
+        reel__finish_flow(c, why);
+    }
+    if (waiting) {
+        /* the requests pipelined behind it: read, never sent, and never
+         * to be (no byte more reaches this client) */
+        char *msg = reel_asprintf(
+            "the client connection ended before reel sent it to the origin (%s)", why);
+        record_unanswered(c, msg);
+        free(msg);
     }
 }
 
@@ -746,6 +776,10 @@ static void record_unanswered(conn_t *c, const char *why) {
     }
     free(msg);
     reel_codec_free(pc);
+    /* they are flows now: a later end of the connection (the client's
+     * error while the answer before them drains) must not record them
+     * again, and nothing else reads them in C_DONE */
+    reel_buf_reset(&cl->in);
 }
 
 /* Refuses a request whose head was read whole: c->reqc stands right after

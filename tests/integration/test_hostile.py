@@ -1162,9 +1162,50 @@ class BadUpstreamsTest(unittest.TestCase):
                 f = self.reel.wait_flows(1, "~u %s$" % re.escape(path), timeout=10)
                 self.assertTrue(f and f[-1]["state"] == "error", (tls, f, self.reel.flows()[-3:]))
                 self.assertTrue(f[-1]["error"].startswith("client connection error: "), f[-1])
+                if not tls:  # its queue in reel was full: the documented words say so
+                    self.assertRegex(f[-1]["error"], r" before the client received the whole "
+                                     r"response \(\d+ bytes of the connection's output were "
+                                     r"still queued in reel\)$")
                 self.assertTrue(gone.wait(10), "reel kept its connection to the origin")
             finally:
                 up.stop()
+
+    def test_requests_queued_behind_a_client_gone_are_recorded(self):
+        # two GETs pipelined in one write; the client closes before the
+        # first one's answer comes (a large body, a second later), so
+        # reel's write to it fails. The second request was read and never
+        # sent: it is a flow saying so, as the requests behind a response
+        # that ends the connection are (it used to have no flow at all).
+        def slow(up, c):
+            data = b""
+            while b"\r\n\r\n" not in data:
+                d = c.recv(65536)
+                if not d:
+                    return
+                data += d
+            up.received.append(data.split(b"\r\n\r\n", 1)[0].split()[1])
+            time.sleep(1)
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 8000000\r\n\r\n" + b"z" * 8000000)
+        up = Upstream(slow)
+        try:
+            s = connect(self.reel.port)
+            s.sendall(b"".join(b"GET http://127.0.0.1:%d/gone-pipelined-%d HTTP/1.1\r\n"
+                               b"Host: a\r\n\r\n" % (up.port, i) for i in (1, 2)))
+            time.sleep(0.3)
+            s.close()
+            first = self.reel.wait_flows(1, "~u /gone-pipelined-1$", timeout=10)
+            second = self.reel.wait_flows(1, "~u /gone-pipelined-2$", timeout=10)
+        finally:
+            up.stop()
+        self.assertEqual(up.received, [b"/gone-pipelined-1"])
+        self.assertEqual(first[-1]["state"], "error", first)
+        self.assertTrue(first[-1]["error"].startswith("client connection error: "), first)
+        self.assertEqual(len(second), 1, second)
+        f = second[0]
+        self.assertEqual((f["state"], f["status"], f["method"]), ("error", None, "GET"), f)
+        self.assertEqual(f["client_conn"], first[-1]["client_conn"])
+        self.assertRegex(f["error"], r"^not answered: the client connection ended before reel "
+                         r"sent it to the origin \(client connection error: .+\)$")
 
     def test_bytes_past_the_end_of_a_response_are_recorded_not_passed_on(self):
         # an origin whose Content-Length is shorter than what it sends, and
