@@ -985,14 +985,19 @@ static void server_conn_line(view_t *v, const Reel__ServerConn *sc) {
     message_close(v);
     summary(v);
     gap(v);
-    note(v, "~ connection #%llu to %s%s%s%s%s%s%s%s%s%s%s", (unsigned long long)sc->conn_id,
-         sc->address, sc->tls_version[0] ? ", " : "", sc->tls_version, sc->cipher[0] ? " " : "",
-         sc->cipher, sc->alpn[0] ? ", ALPN " : "", sc->alpn, sc->sni[0] ? ", SNI " : "", sc->sni,
+    note(v, "~ connection #%llu%s%s%s%s%s%s%s%s%s%s%s%s", (unsigned long long)sc->conn_id,
+         sc->address[0] ? " to " : "", sc->address, sc->tls_version[0] ? ", " : "", sc->tls_version,
+         sc->cipher[0] ? " " : "", sc->cipher, sc->alpn[0] ? ", ALPN " : "", sc->alpn,
+         sc->sni[0] ? ", SNI " : "", sc->sni,
          sc->unverified ? ", certificate NOT verified (upstream_cert_verify was off)" : "",
-         sc->retried  ? " (the request was sent again on this new connection: the kept-alive "
-                        "one closed before answering)"
-         : sc->reused ? " (kept alive from an earlier flow)"
-                      : "");
+         /* no address: a retry's connection that never connected */
+         sc->retried && !sc->address[0]
+             ? " (reel opened it to send the request again: the kept-alive one closed before "
+               "answering; it could not connect)"
+         : sc->retried ? " (the request was sent again on this new connection: the kept-alive "
+                         "one closed before answering)"
+         : sc->reused  ? " (kept alive from an earlier flow)"
+                       : "");
     if (sc->verify_error[0]) /* a handshake the check of the certificate ended */
         note(v, "~ certificate verify FAILED: %s; %s", sc->verify_error,
              sc->peer_cert[0] ? sc->peer_cert : "the certificate could not be read");

@@ -269,7 +269,9 @@ static void note_upstream(conn_t *c, peer_t *up) {
 
 /* Takes c->ex.flow (non-NULL) into f, its timings and times as of now. */
 static void fin_fill(conn_t *c, reel_fin_t *f) {
-    if (c->ex.flow_upstream && c->up)
+    /* a retry's connection that never got ready carried nothing: the
+     * timings and address stay those of the reused one, which did */
+    if (c->ex.flow_upstream && c->up && !(c->ex.retried && c->up->t_ready == 0))
         note_upstream(c, c->up);
     const upstream_facts_t *up = c->ex.flow_upstream && c->ex.upf.known ? &c->ex.upf : NULL;
     f->next = NULL;

@@ -359,7 +359,8 @@ reel_capture_conn_t reel__conn_facts(const peer_t *up, const reel_stack_info_t *
  * recorded as the flow's ServerConn all the same: the address reel
  * reached, the TLS the server had chosen, its certificate and why the
  * check refused it, beside the error that ends the flow. Other failures
- * leave none (the connection never was). A stream of an HTTP/2 session
+ * leave none (the connection never was), but for a retry's
+ * (record_unmade_retry). A stream of an HTTP/2 session
  * (core/h2up.c) is never connected when the session's TLS fails: its
  * up-lane says what the session reached, address included. */
 static void record_refused_conn(peer_t *up) {
@@ -385,6 +386,26 @@ static void record_refused_conn(peer_t *up) {
     reel_capture_server_conn(f, &sc);
 }
 
+/* The new connection of a keep-alive retry that never connected (its
+ * DNS lookup or TCP connect failed) is the flow's last ServerConn all the
+ * same, retried, with no address and connect_us -1: without it the flow's
+ * last word on its connection would be the reused one, as if the request
+ * had not been retried. One whose handshake failed the certificate check
+ * has its record already (record_refused_conn). */
+static void record_unmade_retry(peer_t *up) {
+    conn_t *c = up->c;
+    if (up->connected || c->ex.conn_recorded || !c->ex.flow_upstream)
+        return;
+    reel_stack_info_t info;
+    reel_stack_info(&up->st, &info);
+    reel_capture_conn_t sc = reel__conn_facts(up, &info);
+    sc.address = sc.sni = sc.alpn = sc.tls_version = sc.cipher = ""; /* none was reached */
+    sc.connect_us = sc.ssl_us = -1;
+    sc.retried = true;
+    c->ex.conn_recorded = true;
+    reel_capture_server_conn(c->ex.flow, &sc);
+}
+
 void reel__upstream_failed(peer_t *up, const char *why) {
     conn_t *c = up->c;
     if (c->up != up)
@@ -407,6 +428,17 @@ void reel__upstream_failed(peer_t *up, const char *why) {
             c->tunnel_failed = true;
             reel__conn_close(c);
         }
+        return;
+    }
+    if (c->ex.retried && c->ex.flow && c->ex.upf.known) {
+        /* the request went out on the reused connection before this one
+         * was made to send it again: the flow says both */
+        record_unmade_retry(up);
+        char *both = reel_asprintf("the kept-alive connection #%llu closed without answering, "
+                                   "and retrying on a new connection failed: %s",
+                                   (unsigned long long)c->ex.upf.id, why);
+        reel__fail_exchange(c, 502, both);
+        free(both);
         return;
     }
     reel__fail_exchange(c, 502, why);

@@ -922,6 +922,65 @@ class BadUpstreamsTest(unittest.TestCase):
         self.assertIn("without responding", self.flow_error("/post-second"))
         self.assertIn("without responding", self.flow_error("/del-second"))
 
+    def test_a_retry_that_cannot_connect_says_both_attempts(self):
+        # the origin answers r1 on a kept-alive connection, reads r2 and
+        # goes away: the connection closes unanswered and the port then
+        # refuses. reel sent r2 on the reused connection and retried on a
+        # new one, which failed; the flow says all of it (it used to say
+        # only "cannot connect", its record naming the reused connection
+        # as if the request had never been retried nor sent)
+        r = self.reel
+
+        def once(up, c):
+            up.read_head(c)
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+            up.read_head(c)
+            # the port refuses from now on (shutdown first: the accept
+            # thread's accept() would keep it listening a while)
+            up.srv.shutdown(socket.SHUT_RDWR)
+            up.srv.close()
+
+        up = Upstream(once)
+        base = b"http://127.0.0.1:%d" % up.port
+        try:
+            s = connect(r.port)
+            s.sendall(b"GET " + base + b"/retryfail-first HTTP/1.1\r\nHost: a\r\n\r\n")
+            out = b""
+            while not out.endswith(b"first"):
+                out += s.recv(65536)
+            s.sendall(b"GET " + base + b"/retryfail-second HTTP/1.1\r\nHost: a\r\n\r\n")
+            out, _ = read_all(s)
+            s.close()
+        finally:
+            up.stop()
+        self.assertEqual(len(up.received), 2, up.received)  # r2 reached the origin
+        self.assertTrue(out.startswith(b"HTTP/1.1 502 "), out[:200])
+        first = r.flow(r.wait_flows(1, "~u /retryfail-first$")[-1]["id"])
+        f = r.flow(r.wait_flows(1, "~u /retryfail-second$")[-1]["id"])
+        old = first["server_conn"]["conn_id"]
+        self.assertEqual(f["state"], "error", f)
+        self.assertRegex(f["error"], r"^the kept-alive connection #%d closed without answering, "
+                         r"and retrying on a new connection failed: cannot connect .*refused"
+                         % old)
+        self.assertIn(f["error"].encode(), out)  # the client's 502 says it too
+        # the last ServerConn: the new connection, made for the retry, never
+        # connected
+        sc = f["server_conn"]
+        self.assertTrue(sc["retried"], sc)
+        self.assertFalse(sc["reused"], sc)
+        self.assertNotEqual(sc["conn_id"], old, sc)
+        self.assertEqual((sc["address"], sc["connect_us"]), ("", -1), sc)
+        # the timings are the attempt that sent it, on the reused connection
+        self.assertGreaterEqual(f["timings"]["send_us"], 0, f["timings"])
+        self.assertEqual(f["server_addr"], first["server_addr"])
+        shown = r.cli("flow", r.session, str(f["id"])).stdout.decode()
+        self.assertIn("~ connection #%d to " % old, shown)
+        self.assertIn("(kept alive from an earlier flow)", shown)
+        self.assertIn("~ connection #%d (reel opened it to send the request again: the "
+                      "kept-alive one closed before answering; it could not connect)"
+                      % sc["conn_id"], shown)
+        self.assertNotIn("sent again on this new connection", shown)
+
     def tls_serve(self, c, after_handshake):
         """A TLS server on memory BIOs, so that it can send part of a record."""
         inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
