@@ -1264,19 +1264,10 @@ function renderDetail(d, id) {
           .filter(([, v]) => typeof v === 'number' && v >= 0).map(([n, v]) => `${n} ${fmtDur(v)}`)
           .concat([`begun ${fmtTime(sc.opened_us)}`]).join(', ')
       : null;
-    for (const [k, v] of [
-             [ 'address', sc.address ], [ 'TLS', sc.tls_version ], [ 'certificate', cert ],
-             [ 'SNI', sc.sni ], [ 'ALPN', sc.alpn ], [ 'cipher', sc.cipher ],
-             [ 'reused', sc.reused ? 'yes' : 'no' ],
-             [
-                 'retried', sc.retried
-                                ? (sc.address ? 'yes' : 'yes: the new connection could not be made')
-                                : 'no'
-             ],
-             [ 'set up', setup ], [ 'client', r.client_addr ]]) {
-        if (v === null || v === undefined)
-            continue;
-        dl.append(el('dt', {text : k}), el('dd', {text : v}));
+    for (const [k, v] of [['address', sc.address], ['TLS', sc.tls_version], ['certificate', cert], ['SNI', sc.sni], ['ALPN', sc.alpn], ['cipher', sc.cipher],
+      ['reused', sc.reused ? 'yes' : 'no'], ['retried', sc.retried ? (sc.address ? 'yes' : 'yes: the new connection could not be made') : 'no'], ['set up', setup], ['client', r.client_addr]]) {
+      if (v === null || v === undefined) continue;
+      dl.append(el('dt', { text: k }), el('dd', { text: v }));
     }
     parts.push(el('section', { 'aria-label': 'Upstream connection' }, el('h3', { text: 'Upstream connection' }), dl));
   }
