@@ -148,6 +148,10 @@ typedef struct {
     uint32_t server_sid; /* ... on the upstream side (0: not sent) */
     reel_capture_flow_t *flow;
     bool resp_head_sent, req_done, resp_done;
+    /* the final response said the origin closes after it (Connection:
+     * close, HTTP/1.0 without keep-alive): a request body still coming
+     * has nowhere to go once it is whole (reel__resp_process) */
+    bool resp_close;
     bool upgrade;                 /* request asked for an Upgrade */
     bool ws_requested;            /* ... to WebSocket */
     reel_ws_deflate_t ws_deflate; /* what the server's 101 accepted */

@@ -1046,7 +1046,7 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
     c->ex.head_started = c->ex.resp_head_started = 0;
     c->ex.interims = 0;
     c->ex.resp_excess = 0;
-    c->ex.resp_head_sent = c->ex.req_done = c->ex.resp_done = false;
+    c->ex.resp_head_sent = c->ex.req_done = c->ex.resp_done = c->ex.resp_close = false;
     c->client_close = !h->keep_alive;
     c->ex.upgrade = h->upgrade && !h->is_connect;
     c->ex.ws_requested = c->ex.upgrade && reel__has_token(h, "upgrade", "websocket");
@@ -1274,6 +1274,28 @@ static void exchange_done(conn_t *c, bool upstream_reusable) {
     reel__conn_touch(c);
 }
 
+/* The final response is whole while the request body is not, and the
+ * origin will not read the rest (it said Connection: close, or closed): the
+ * exchange is over. Its flow is complete once the client has the response
+ * (RFC 9110 10.1.1 lets a client that had a final answer stop sending; the
+ * record's request body is what came, its request_end_us 0), and the client
+ * gets the end of the connection, lingering as after reel's own error
+ * answers so that its unread upload does not reset the response away.
+ * Waiting for the rest of the body left a client that reads the answer
+ * before sending more hanging until idle_timeout, its flow then an error
+ * of the client's. */
+static void early_answer_ends(conn_t *c) {
+    reel__finish_when_delivered(c);
+    c->state = C_DONE;
+    c->linger = true;
+    reel__upstream_close(c);
+    c->client.close_when_flushed = true;
+    if (reel__peer_queued(&c->client) == 0)
+        reel__conn_close_flushed(c);
+    else
+        reel__peer_read_stop(&c->client);
+}
+
 /* Ends the exchange once both the request and the response are complete:
  * an origin may answer before it has read the whole request body (nginx
  * does for a `return`), and the rest of the body still has to be passed on
@@ -1383,7 +1405,7 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
     }
     bool eof_framed = h->framing == REEL_H1_BODY_EOF;
     if (eof_framed || !h->keep_alive)
-        c->client_close = true;
+        c->client_close = c->ex.resp_close = true;
     reel_buf_t out;
     reel_buf_init(&out, 0);
     if (!write_head(&out, h, false, NULL, c->ex.upgrade && h->status == 101,
@@ -1484,6 +1506,11 @@ void reel__resp_process(conn_t *c) {
                                             : "upstream closed the connection without responding");
                     return;
                 }
+                if (c->ex.resp_done && !c->ex.req_done && !c->ex.upgrade && !c->lane &&
+                    c->state == C_REQ_BODY) {
+                    early_answer_ends(c);
+                    return;
+                }
                 reel__upstream_close(c);
             }
             break;
@@ -1523,6 +1550,10 @@ void reel__resp_process(conn_t *c) {
                  * nothing, never reach the client, and the connection is
                  * not used again (below). The flow says how many came. */
                 c->ex.resp_excess = up->in.len;
+            }
+            if (!c->ex.req_done && c->ex.resp_close && !c->ex.upgrade && !c->lane) {
+                early_answer_ends(c);
+                return;
             }
             maybe_finish(c);
             return;

@@ -460,6 +460,72 @@ class TruthTest(unittest.TestCase):
         shown = self.reel.cli("flow", self.reel.session, str(f["id"])).stdout.decode()
         self.assertIn("server: 127.0.0.1:%d" % port, shown)
 
+    def test_final_answer_to_expect_100_continue_is_complete(self):
+        # curl sends Expect: 100-continue with a 3 MB body; the origin
+        # answers 413 at once (keeping the connection, or closing it).
+        # curl reads the 413, sends no body and closes, as RFC 9110 10.1.1
+        # allows: the exchange is complete, its request body 0 bytes (it
+        # was recorded as the client closing during the request).
+        big = os.path.join(self.root, "big3m")
+        with open(big, "wb") as fh:
+            fh.write(b"b" * 3000000)
+        for close in (False, True):
+            def answer_413(conn, head, close=close):
+                conn.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n" +
+                             (b"Connection: close\r\n" if close else b"") + b"\r\nbig\n")
+                if not close:
+                    while conn.recv(65536):
+                        pass
+            port, t = self.raw_origin(answer_413)
+            name = "xc-413-" + ("close" if close else "keep")
+            r = curl(self.reel, "-o", "/dev/null", "-w", "%{http_code}", "--data-binary",
+                     "@" + big, "http://127.0.0.1:%d/%s" % (port, name))
+            self.assertEqual(r.stdout, b"413", r)
+            t.join(10)
+            f = self.one("~u :%d/%s$" % (port, name))
+            self.assertEqual((f["state"], f["status"]), ("complete", 413), f)
+            full = self.reel.flow(f["id"])
+            self.assertIn(b"100-continue", repr(full["request"]["headers"]).encode())
+            self.assertEqual(full["request"]["body_size"], 0, full["request"])
+            self.assertIsNone(full["request_end_us"], full)  # the request never ended
+
+    def test_early_answer_with_close_ends_the_connection(self):
+        # The client announces 3 MB, sends 100 KB and reads; the origin
+        # answers 413 at once, with Connection: close or without, and
+        # closes. The client gets the 413 and then the end of the
+        # connection (it used to wait until it gave up, the flow an error
+        # "client closed the connection during the request" whose receive
+        # ran until then).
+        for say_close in (True, False):
+            def early_413(conn, head, say_close=say_close):
+                conn.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n" +
+                             (b"Connection: close\r\n" if say_close else b"") + b"\r\nbig\n")
+                time.sleep(0.05)
+            port, t = self.raw_origin(early_413)
+            name = "earlyclose" if say_close else "earlygone"
+            s = connect(self.reel.port, timeout=6)
+            t0 = time.time()
+            s.sendall(b"POST http://127.0.0.1:%d/%s HTTP/1.1\r\nHost: a\r\n"
+                      b"Content-Length: 3000000\r\n\r\n" % (port, name.encode()) +
+                      b"a" * 100000)
+            out, how = read_all(s)
+            took = time.time() - t0
+            s.close()
+            t.join(10)
+            self.assertTrue(out.startswith(b"HTTP/1.1 413 "), out)
+            self.assertTrue(out.endswith(b"\r\n\r\nbig\n"), out)
+            if say_close:
+                self.assertIn(b"\r\nConnection: close\r\n", out)
+            self.assertEqual(how, "eof", (name, how, took))
+            self.assertLess(took, 3, name)
+            f = self.one("~u :%d/%s$" % (port, name))
+            self.assertEqual((f["state"], f["status"]), ("complete", 413), f)
+            full = self.reel.flow(f["id"])
+            self.assertLessEqual(full["request"]["body_size"], 100000, full["request"])
+            self.assertIsNone(full["request_end_us"], full)
+            # receive ends with the origin, not when the client went
+            self.assertLess(full["timings"]["receive_us"], 1000000, full["timings"])
+
     def test_tunnel_flow_shows_its_host(self):
         # a tunnel that is not TLS nor HTTP: recorded raw; shown with host:port
         srv = socket.socket()
