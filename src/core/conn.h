@@ -152,6 +152,7 @@ typedef struct {
      * close, HTTP/1.0 without keep-alive): a request body still coming
      * has nowhere to go once it is whole (reel__resp_process) */
     bool resp_close;
+    bool client_h10;              /* the request came as HTTP/1.0: no 1xx for it (RFC 9110 15.2) */
     bool upgrade;                 /* request asked for an Upgrade */
     bool ws_requested;            /* ... to WebSocket */
     reel_ws_deflate_t ws_deflate; /* what the server's 101 accepted */

@@ -1047,6 +1047,7 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
     c->ex.interims = 0;
     c->ex.resp_excess = 0;
     c->ex.resp_head_sent = c->ex.req_done = c->ex.resp_done = c->ex.resp_close = false;
+    c->ex.client_h10 = !c->lane && h->version_major == 1 && h->version_minor == 0;
     c->client_close = !h->keep_alive;
     c->ex.upgrade = h->upgrade && !h->is_connect;
     c->ex.ws_requested = c->ex.upgrade && reel__has_token(h, "upgrade", "websocket");
@@ -1372,10 +1373,14 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
         return;
     }
     if (h->interim) {
-        /* 100 Continue, 103 Early Hints: passed on and recorded */
+        /* 100 Continue, 103 Early Hints: recorded as the origin sent them,
+         * passed on unless the client spoke HTTP/1.0, which has no 1xx
+         * (RFC 9110 15.2: a server must not send it one) */
         if (c->ex.flow)
             reel_capture_interim(c->ex.flow, &rs);
         free(h2fields);
+        if (c->ex.client_h10)
+            return;
         reel_buf_t out;
         reel_buf_init(&out, 0);
         if (write_head(&out, h, false, NULL, false, false))

@@ -526,6 +526,29 @@ class TruthTest(unittest.TestCase):
             # receive ends with the origin, not when the client went
             self.assertLess(full["timings"]["receive_us"], 1000000, full["timings"])
 
+    def test_http10_client_gets_no_interim_responses(self):
+        # RFC 9110 15.2: no 1xx to an HTTP/1.0 client. The origin's 103 and
+        # 100 are recorded as it sent them; only an HTTP/1.1 client gets them.
+        def hints(conn, head):
+            conn.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
+                         b"HTTP/1.1 100 Continue\r\n\r\n"
+                         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        for ver in ("1.0", "1.1"):
+            port, t = self.raw_origin(hints)
+            name = "hints-http" + ver
+            out = raw(self.reel.port, b"GET http://127.0.0.1:%d/%s HTTP/%s\r\nHost: a\r\n\r\n"
+                      % (port, name.encode(), ver.encode()))
+            t.join(10)
+            if ver == "1.0":
+                self.assertTrue(out.startswith(b"HTTP/1.1 200 OK\r\n"), out)
+            else:
+                self.assertTrue(out.startswith(b"HTTP/1.1 103 Early Hints\r\n"), out)
+            self.assertTrue(out.endswith(b"\r\n\r\nok"), out)
+            f = self.one("~u :%d/%s$" % (port, name))
+            self.assertEqual((f["state"], f["status"]), ("complete", 200), f)
+            full = self.reel.flow(f["id"])
+            self.assertEqual([i["status"] for i in full["interim"] or []], [103, 100], full)
+
     def test_tunnel_flow_shows_its_host(self):
         # a tunnel that is not TLS nor HTTP: recorded raw; shown with host:port
         srv = socket.socket()
