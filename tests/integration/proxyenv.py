@@ -274,6 +274,8 @@ def ws_echo_server():
         asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         t.join(10)
+        if not t.is_alive():
+            loop.close()
 
 
 # Raw sockets to the proxy, for what real clients will not send.

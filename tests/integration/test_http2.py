@@ -977,7 +977,8 @@ class Http2Test(unittest.TestCase):
             with open("/proc/%d/status" % self.reel.proc.pid) as f:
                 peak = max(peak, int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1)))
             time.sleep(0.05)
-        self.assertEqual(out.stdout.read().decode(), "2 %d" % size)
+        with out.stdout:
+            self.assertEqual(out.stdout.read().decode(), "2 %d" % size)
         if not SANITIZED:
             self.assertLess(peak, 80 * 1024, "reel's RSS reached %d KiB" % peak)
         f = self.flows_for("/big")[0]
