@@ -263,8 +263,13 @@ void reel__conn_close_flushed(conn_t *c) {
 void reel__conn_close(conn_t *c) {
     if (c->client.closing)
         return;
+    /* A body read until the close and passed on that way, not whole (the
+     * origin's reset or TLS error, a timeout, a shutdown): a clean close would tell the client it
+     * has it all (RFC 9112 9.8), a reset tells it not. (An HTTP/2 client's stream is reset by its
+     * lane: core/h2front.c.) */
+    bool cut = c->ex.resp_until_close && c->ex.resp_head_sent && !c->ex.resp_done;
     /* a close planned once the client had its answer: a close_notify first */
-    if (c->client.close_when_flushed && !c->p->shutting_down &&
+    if (!cut && c->client.close_when_flushed && !c->p->shutting_down &&
         reel__peer_queued(&c->client) == 0 && reel__peer_notify_first(&c->client))
         return;
     /* (ended normally if nothing of theirs was left to send; a raw
@@ -279,7 +284,10 @@ void reel__conn_close(conn_t *c) {
     c->state = C_DONE;
     client_release(c); /* no longer counts against its client's limit */
     reel__upstream_close(c);
-    reel__peer_close(&c->client);
+    if (cut)
+        reel__peer_reset(&c->client);
+    else
+        reel__peer_close(&c->client);
     if (c->timer_open) {
         c->timer_open = false;
         uv_close((uv_handle_t *)&c->timer, on_close_timer);

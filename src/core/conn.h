@@ -153,6 +153,7 @@ typedef struct {
      * has nowhere to go once it is whole (reel__resp_process) */
     bool resp_close;
     bool client_h10;              /* the request came as HTTP/1.0: no 1xx for it (RFC 9110 15.2) */
+    bool resp_until_close;        /* the response's body ends at the origin's close */
     bool upgrade;                 /* request asked for an Upgrade */
     bool ws_requested;            /* ... to WebSocket */
     reel_ws_deflate_t ws_deflate; /* what the server's 101 accepted */
@@ -365,6 +366,9 @@ struct reel_proxy {
 /* ---- peer.c ---- */
 void reel__peer_init(peer_t *pe, conn_t *c, peer_role role);
 void reel__peer_close(peer_t *pe);
+/* Closes as reel__peer_close does, with a TCP reset: the peer learns the
+ * connection broke (reel_stack_abort). */
+void reel__peer_reset(peer_t *pe);
 /* Over TLS, the close_notify that goes before a planned close (RFC 8446
  * 6.1: without it the end of a body delimited by the close looks like a
  * cut to the peer; wget gave up "non-properly terminated"). Sent once;

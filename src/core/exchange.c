@@ -1047,6 +1047,7 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
     c->ex.interims = 0;
     c->ex.resp_excess = 0;
     c->ex.resp_head_sent = c->ex.req_done = c->ex.resp_done = c->ex.resp_close = false;
+    c->ex.resp_until_close = false;
     c->ex.client_h10 = !c->lane && h->version_major == 1 && h->version_minor == 0;
     c->client_close = !h->keep_alive;
     c->ex.upgrade = h->upgrade && !h->is_connect;
@@ -1409,6 +1410,7 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
         reel_buf_free(&ext);
     }
     bool eof_framed = h->framing == REEL_H1_BODY_EOF;
+    c->ex.resp_until_close = eof_framed;
     if (eof_framed || !h->keep_alive)
         c->client_close = c->ex.resp_close = true;
     reel_buf_t out;

@@ -97,6 +97,12 @@ void reel_stack_close(reel_stack_t *st) {
         st->bottom->ops->close(st->bottom);
 }
 
+void reel_stack_abort(reel_stack_t *st) {
+    if (!st->closing)
+        st->reset = true;
+    reel_stack_close(st);
+}
+
 void reel_stack_closed_once(reel_stack_t *st, bool *done) {
     if (*done)
         return;

@@ -113,6 +113,7 @@ struct reel_stack {
     const reel_stack_events_t *ev;
     void *ud;
     bool closing, failed;
+    bool reset; /* closing with a TCP reset (reel_stack_abort) */
 };
 
 /** Sets up an empty stack reporting to ev/ud (both borrowed; must outlive
@@ -142,6 +143,10 @@ void reel_stack_end(reel_stack_t *st);
 void reel_stack_end_transport(reel_stack_t *st);
 /** Closes the stack: no more events but `closed`. Idempotent. */
 void reel_stack_close(reel_stack_t *st);
+/** Closes the stack as reel_stack_close does, but tells the peer the
+ * connection broke: a TCP reset (no FIN, no close_notify), bytes not yet
+ * sent dropped. A bottom without a socket closes as usual. */
+void reel_stack_abort(reel_stack_t *st);
 bool reel_stack_has_tls(const reel_stack_t *st);
 
 /* For filters. */

@@ -215,6 +215,14 @@ void reel__peer_close(peer_t *pe) {
     reel_stack_close(&pe->st);
 }
 
+void reel__peer_reset(peer_t *pe) {
+    if (pe->closing)
+        return;
+    send_corked(pe);
+    pe->closing = true;
+    reel_stack_abort(&pe->st);
+}
+
 bool reel__peer_ready(const peer_t *pe) {
     return pe->open && reel_stack_open(&pe->st);
 }

@@ -416,7 +416,11 @@ static void tcp_close(reel_filter_t *f) {
         t->reading = false;
     }
     if (t->h) {
-        handle_close(t->h);
+        /* (uv_tcp_close_reset refuses a socket with a shutdown under way:
+         * its FIN is queued, and a plain close follows it) */
+        if (!(t->f.st->reset && t->connected &&
+              uv_tcp_close_reset(&t->h->tcp, on_handle_closed) == 0))
+            handle_close(t->h);
         t->h = NULL;
     }
     if (t->resolving)

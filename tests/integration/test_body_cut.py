@@ -1,0 +1,175 @@
+"""A response body read until the origin closes (no Content-Length, not
+chunked) is whole only if the close is a clean one (RFC 9112 9.8). One
+that ends on a reset cuts it short: the flow ends as cut short, and reel
+resets the client connection, since a clean close toward the client would
+tell it that it has the whole body. Origins are raw Python sockets;
+clients, raw sockets and Python ssl."""
+import os
+import shutil
+import socket
+import ssl
+import struct
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from proxyenv import TMPBASE, Reel, connect, main, read_all  # noqa: E402
+from test_tls_tcp import certs, read_until  # noqa: E402
+
+
+class OneShot:
+    """An origin on 127.0.0.1 for one connection, in a thread: it reads a
+    request head, sends `answer`, then ends as `end` says: "notify"
+    (close_notify, then close), "close" (a bare close: under TLS without
+    close_notify) or "reset" (SO_LINGER 0: a TCP reset)."""
+
+    def __init__(self, answer, end, cert=None):
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(1)
+        self.srv.settimeout(15)
+        self.port = self.srv.getsockname()[1]
+        ctx = None
+        if cert:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*cert)
+            ctx.set_alpn_protocols(["http/1.1"])
+
+        def run_once():
+            raw, _ = self.srv.accept()
+            raw.settimeout(15)
+            c = ctx.wrap_socket(raw, server_side=True) if ctx else raw
+            read_until(c, b"\r\n\r\n")
+            c.sendall(answer)
+            time.sleep(0.3)  # the answer is relayed before the end comes
+            if end == "notify":
+                c.unwrap().close()
+                return
+            if end == "reset":
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            else:  # (SSLSocket.shutdown would not do: it drops the TLS first)
+                socket.socket.shutdown(c, socket.SHUT_RDWR)
+            c.close()
+
+        self.thread = threading.Thread(target=run_once, daemon=True)
+        self.thread.start()
+
+    def join(self):
+        self.thread.join(20)
+        self.srv.close()
+
+
+def read_tls(s):
+    """Everything until the end; returns (bytes, how it ended): "notify"
+    (close_notify), "no close_notify" (a bare TCP close) or "reset"."""
+    out = b""
+    try:
+        while True:
+            d = s.recv(65536)
+            if not d:
+                return out, "notify"
+            out += d
+    except ConnectionResetError:
+        return out, "reset"
+    except ssl.SSLError as e:  # SSLEOFError, or UNEXPECTED_EOF_WHILE_READING
+        if isinstance(e, ssl.SSLEOFError) or "UNEXPECTED_EOF" in str(e):
+            return out, "no close_notify"
+        raise
+
+
+class BodyCutTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        os.makedirs(TMPBASE, exist_ok=True)
+        cls.root = tempfile.mkdtemp(prefix="bodycut.", dir=TMPBASE)
+        cls.ca, cls.leaf, _ = certs(cls.root)
+        cls.reel = Reel(cls.root, "cut", "upstream_trusted_ca=" + cls.ca)
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.reel.stop()
+        if code != 0:
+            print(cls.reel.log(), file=sys.stderr)
+        shutil.rmtree(cls.root, ignore_errors=True)
+        assert code == 0, "reel record exited %d on SIGINT" % code
+
+    def flow(self, port):
+        fl = self.reel.wait_flows(1, "~u 127.0.0.1:%d" % port, timeout=10)
+        self.assertEqual(len(fl), 1, fl)
+        self.assertNotEqual(fl[0]["state"], "open", fl)
+        return fl[0]
+
+    def https_get(self, o):
+        """GET over TLS through a CONNECT to reel (ragged EOFs raise):
+        (bytes, how the connection ended)."""
+        s = connect(self.reel.port)
+        s.settimeout(15)
+        s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (o.port, o.port))
+        self.assertTrue(read_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 200"))
+        ctx = ssl.create_default_context(cafile=self.reel.ca)
+        ctx.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+        c = ctx.wrap_socket(s, server_hostname="127.0.0.1", suppress_ragged_eofs=False)
+        c.sendall(b"GET /cut HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % o.port)
+        try:
+            return read_tls(c)
+        finally:
+            c.close()
+            o.join()
+
+    def http_get(self, o):
+        """GET http:// through reel: (bytes, how the connection ended)."""
+        s = connect(self.reel.port, timeout=15)
+        s.sendall(b"GET http://127.0.0.1:%d/cut HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
+                  % (o.port, o.port))
+        try:
+            return read_all(s)
+        finally:
+            s.close()
+            o.join()
+
+    def test_http_close_delimited_reset(self):
+        """A reset in the middle of a body read until the close: the
+        client gets the bytes that came, then a reset, not a clean end."""
+        o = OneShot(b"HTTP/1.1 200 OK\r\n\r\npartial-close-delimited", "reset")
+        got, end = self.http_get(o)
+        self.assertTrue(got.endswith(b"\r\n\r\npartial-close-delimited"), got)
+        self.assertEqual(end, "reset", got)
+        f = self.flow(o.port)
+        self.assertEqual(f["state"], "error", f)
+        self.assertIn("response cut short", f["error"], f)
+
+    def test_http_close_delimited_fin(self):
+        """The same body ended by a FIN is whole, and reel's end is a FIN."""
+        o = OneShot(b"HTTP/1.1 200 OK\r\n\r\nwhole-close-delimited", "close")
+        got, end = self.http_get(o)
+        self.assertTrue(got.endswith(b"\r\n\r\nwhole-close-delimited"), got)
+        self.assertEqual(end, "eof", got)
+        self.assertEqual(self.flow(o.port)["state"], "complete")
+
+    def test_http_chunked_reset(self):
+        """A chunked body cut by a reset: the client's close (as before)
+        comes without the last chunk, which tells it."""
+        o = OneShot(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nparti\r\n", "reset")
+        got, end = self.http_get(o)
+        self.assertTrue(got.endswith(b"\r\n\r\n5\r\nparti\r\n"), got)
+        self.assertIn(end, ("eof", "reset"), got)
+        f = self.flow(o.port)
+        self.assertEqual(f["state"], "error", f)
+
+    def test_tls_close_delimited_reset(self):
+        """A reset under TLS: cut short, and the TLS client gets no
+        close_notify."""
+        o = OneShot(b"HTTP/1.0 200 OK\r\n\r\nbody-until-close", "reset", self.leaf)
+        got, end = self.https_get(o)
+        self.assertTrue(got.startswith(b"HTTP/1.0 200 OK\r\n"), got)
+        self.assertNotEqual(end, "notify", got)
+        f = self.flow(o.port)
+        self.assertEqual(f["state"], "error", f)
+        self.assertIn("response cut short", f["error"], f)
+
+
+if __name__ == "__main__":
+    main()
