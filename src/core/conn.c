@@ -264,9 +264,10 @@ void reel__conn_close(conn_t *c) {
     if (c->client.closing)
         return;
     /* A body read until the close and passed on that way, not whole (the
-     * origin's reset or TLS error, a timeout, a shutdown): a clean close would tell the client it
-     * has it all (RFC 9112 9.8), a reset tells it not. (An HTTP/2 client's stream is reset by its
-     * lane: core/h2front.c.) */
+     * origin's reset or TLS close without close_notify, a timeout, a
+     * shutdown): a clean close would tell the client it has it all (RFC
+     * 9112 9.8), a reset tells it not. (An HTTP/2 client's stream is
+     * reset by its lane: core/h2front.c.) */
     bool cut = c->ex.resp_until_close && c->ex.resp_head_sent && !c->ex.resp_done;
     /* a close planned once the client had its answer: a close_notify first */
     if (!cut && c->client.close_when_flushed && !c->p->shutting_down &&

@@ -1445,6 +1445,20 @@ static void retry_on_new_upstream(conn_t *c) {
     free(sni);
 }
 
+/* RFC 9112 9.8: a body delimited by the close "is complete only if a
+ * valid closure alert has been received"; core/tls.c passes a bare TCP
+ * close up as an end, since a body its framing delimits is whole without
+ * one (many servers skip it). */
+#define TLS_CUT_SHORT                                                                              \
+    "the origin closed the TLS connection without close_notify: the body may be cut short (RFC "   \
+    "9112 9.8)"
+
+static bool tls_no_close_notify(peer_t *up) {
+    reel_stack_info_t info;
+    reel_stack_info(&up->st, &info);
+    return info.tls_no_close_notify;
+}
+
 void reel__resp_process(conn_t *c) {
     peer_t *up = c->up;
     if (up && up->in.len && (c->state == C_HEAD || (c->ex.resp_done && !c->ex.upgrade))) {
@@ -1534,10 +1548,12 @@ void reel__resp_process(conn_t *c) {
             reel_buf_consume(&up->in, consumed);
             break;
         case REEL_H1_EV_END:
-            if (at_eof && up->error) {
+            if (at_eof && (up->error || tls_no_close_notify(up))) {
                 /* a body read until the close, and the connection ended
-                 * on an error (a TLS error, a reset): cut short, not whole */
-                char *why = reel_asprintf("response cut short: %s", up->error);
+                 * on an error (a TLS error, a reset) or, over TLS, without
+                 * close_notify: cut short, not whole (RFC 9112 9.8) */
+                char *why = up->error ? reel_asprintf("response cut short: %s", up->error)
+                                      : reel_strdup(TLS_CUT_SHORT);
                 reel__finish_flow(c, why);
                 free(why);
                 reel__conn_close(c);

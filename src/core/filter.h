@@ -50,6 +50,10 @@ typedef struct {
     bool tls;                            /* a TLS filter is in the stack */
     bool tls_done;                       /* ... and its handshake is done */
     bool tls_resumed;
+    /* the peer's TLS stream has ended without its close_notify (a bare
+     * TCP close, or an error): what was read until the close may be cut
+     * short (RFC 9112 9.8) */
+    bool tls_no_close_notify;
     const char *alpn, *sni, *tls_version, *cipher;
     /* TLS toward an origin whose certificate failed the check (tls_done
      * false): why, and its certificate's facts; alpn, tls_version and

@@ -692,7 +692,10 @@ reel_rc reel_tls_read_plain(reel_tls_t *t, uint8_t *out, size_t cap, size_t *n, 
     case SSL_ERROR_SSL:
     case SSL_ERROR_SYSCALL: {
         /* Network EOF without close_notify after the handshake: a truncated
-         * but common end of stream (many servers skip close_notify). */
+         * but common end of stream (many servers skip close_notify), told
+         * from a close_notify by reel_tls_peer_closed (OpenSSL 3 says
+         * UNEXPECTED_EOF_WHILE_READING: SSL_OP_IGNORE_UNEXPECTED_EOF is
+         * off, which would make it look like one). */
         unsigned long le = ERR_peek_last_error();
         bool eof = le == 0 || ERR_GET_REASON(le) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
         if (t->done && t->eof_fed && eof) {

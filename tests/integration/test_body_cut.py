@@ -1,9 +1,11 @@
 """A response body read until the origin closes (no Content-Length, not
-chunked) is whole only if the close is a clean one (RFC 9112 9.8). One
-that ends on a reset cuts it short: the flow ends as cut short, and reel
-resets the client connection, since a clean close toward the client would
-tell it that it has the whole body. Origins are raw Python sockets;
-clients, raw sockets and Python ssl."""
+chunked) is whole only if the close is a clean one (RFC 9112 9.8): over
+TLS, the origin's close_notify; over TCP, its FIN. Any other end (a bare
+TCP close under TLS, a reset) cuts it short: the flow ends as cut short,
+and reel resets the client connection, since a clean close toward the
+client would tell it that it has the whole body. Responses whose framing
+says where they end stay whole without close_notify (many servers skip
+it). Origins are raw Python sockets; clients, raw sockets and Python ssl."""
 import os
 import shutil
 import socket
@@ -18,6 +20,8 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from proxyenv import TMPBASE, Reel, connect, main, read_all  # noqa: E402
 from test_tls_tcp import certs, read_until  # noqa: E402
+
+CUT_TLS = "the origin closed the TLS connection without close_notify"
 
 
 class OneShot:
@@ -129,6 +133,47 @@ class BodyCutTest(unittest.TestCase):
         finally:
             s.close()
             o.join()
+
+    def test_tls_close_delimited_without_close_notify(self):
+        """The body ends at a bare TCP close under TLS: cut short, and
+        the client sees no close_notify of reel's either (a reset)."""
+        o = OneShot(b"HTTP/1.0 200 OK\r\n\r\nbody-until-close", "close", self.leaf)
+        got, end = self.https_get(o)
+        self.assertTrue(got.startswith(b"HTTP/1.0 200 OK\r\n"), got)
+        self.assertNotEqual(end, "notify", got)
+        f = self.flow(o.port)
+        self.assertEqual(f["state"], "error", f)
+        self.assertIn(CUT_TLS, f["error"], f)
+        self.assertIn("RFC 9112 9.8", f["error"], f)
+
+    def test_tls_close_delimited_with_close_notify(self):
+        """The same body ended by close_notify is whole, and so is the
+        client's (reel's close_notify)."""
+        o = OneShot(b"HTTP/1.0 200 OK\r\n\r\nbody-until-close", "notify", self.leaf)
+        got, end = self.https_get(o)
+        self.assertTrue(got.endswith(b"\r\n\r\nbody-until-close"), got)
+        self.assertEqual(end, "notify", got)
+        f = self.flow(o.port)
+        self.assertEqual(f["state"], "complete", f)
+
+    def test_tls_content_length_without_close_notify(self):
+        """A body its Content-Length delimits is whole without close_notify."""
+        o = OneShot(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nwhole",
+                    "close", self.leaf)
+        got, end = self.https_get(o)
+        self.assertTrue(got.endswith(b"\r\n\r\nwhole"), got)
+        self.assertEqual(end, "notify", got)
+        f = self.flow(o.port)
+        self.assertEqual(f["state"], "complete", f)
+
+    def test_tls_chunked_without_close_notify(self):
+        """So is a chunked body with its last chunk."""
+        o = OneShot(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                    b"5\r\nwhole\r\n0\r\n\r\n", "close", self.leaf)
+        got, end = self.https_get(o)
+        self.assertTrue(got.endswith(b"5\r\nwhole\r\n0\r\n\r\n"), got)
+        self.assertEqual(end, "notify", got)
+        self.assertEqual(self.flow(o.port)["state"], "complete")
 
     def test_http_close_delimited_reset(self):
         """A reset in the middle of a body read until the close: the
