@@ -27,8 +27,10 @@
 #define BODY_PAGE ((size_t)1024 * 1024)
 /* Ids an export or write of a selection may name. */
 #define IDS_MAX 10000
-/* Flows an event stream watches for changes. */
+/* Flows an event stream watches for changes by id; open flows beyond them
+ * are found again by a walk over their id range, SCAN_PAGE rows a tick. */
 #define PEND_MAX 256
+#define SCAN_PAGE 200
 
 typedef struct {
     const reel__web_ctx_t *w;
@@ -1460,13 +1462,80 @@ static void sse_event(reel_buf_t *out, const reel_query_flow_t *f) {
     json_decref(j);
 }
 
-static void pend_add(reel__web_sse_t *e, int64_t id, uint64_t sig) {
-    if (e->npend >= PEND_MAX)
-        return;
+/* Tracks flow id, sent while open. Beyond PEND_MAX the id only widens the
+ * range the overflow walk covers, so memory stays bounded however many
+ * flows are open at once; returns 0 then. */
+static int pend_add(reel__web_sse_t *e, int64_t id, uint64_t sig) {
+    if (e->npend >= PEND_MAX) {
+        if (e->ovf_hi == 0 || id < e->ovf_lo)
+            e->ovf_lo = id;
+        if (id > e->ovf_hi)
+            e->ovf_hi = id;
+        return 0;
+    }
     e->pend = reel_realloc(e->pend, (e->npend + 1) * sizeof *e->pend);
     e->sig = reel_realloc(e->sig, (e->npend + 1) * sizeof *e->sig);
     e->pend[e->npend] = id;
     e->sig[e->npend++] = sig;
+    return 1;
+}
+
+static int pend_has(const reel__web_sse_t *e, int64_t id) {
+    for (size_t i = 0; i < e->npend; i++)
+        if (e->pend[i] == id)
+            return 1;
+    return 0;
+}
+
+/* One step of the walk over the flows pend had no room for: up to
+ * SCAN_PAGE rows of ovf_lo..ovf_hi by id (one index seek). Their signatures
+ * were not kept, so each one that is no longer open is sent again, and one
+ * still open is sent and tracked once pend has room; the rest make up the
+ * next walk's range. A flow in the range that was never open, or was
+ * tracked, may be sent once more: the UI takes a row again as an update. */
+static void ovf_walk(reel_session_t *s, reel__web_sse_t *e, reel_buf_t *out, reel_err_t *err) {
+    if (e->ovf_hi == 0)
+        return;
+    if (e->scan_at < e->ovf_lo - 1)
+        e->scan_at = e->ovf_lo - 1;
+    reel_query_opts_t q = {.sort = REEL_QUERY_SORT_ID, .limit = SCAN_PAGE, .after_id = e->scan_at};
+    reel_query_page_t page = {0};
+    if (reel_query_flows(s, &q, &page, err) != REEL_OK) {
+        reel_query_page_free(&page);
+        return;
+    }
+    int done = !page.more;
+    for (size_t i = 0; i < page.n; i++) {
+        const reel_query_flow_t *f = &page.rows[i];
+        if (f->id > e->ovf_hi) {
+            done = 1;
+            break;
+        }
+        e->scan_at = f->id;
+        if (f->state && strcmp(f->state, "open") == 0) {
+            if (pend_has(e, f->id))
+                continue;
+            if (e->npend < PEND_MAX) {
+                sse_event(out, f);
+                pend_add(e, f->id, row_sig(f));
+                continue;
+            }
+            if (e->next_hi == 0)
+                e->next_lo = f->id;
+            e->next_hi = f->id;
+        } else {
+            sse_event(out, f);
+        }
+    }
+    if (e->scan_at >= e->ovf_hi)
+        done = 1;
+    reel_query_page_free(&page);
+    if (done) {
+        e->ovf_lo = e->next_lo;
+        e->ovf_hi = e->next_hi;
+        e->next_lo = e->next_hi = 0;
+        e->scan_at = 0;
+    }
 }
 
 int reel__web_sse_tick(const reel__web_ctx_t *w, reel__web_sse_t *e, reel_buf_t *out) {
@@ -1497,6 +1566,7 @@ int reel__web_sse_tick(const reel__web_ctx_t *w, reel__web_sse_t *e, reel_buf_t 
         }
         i++;
     }
+    ovf_walk(s, e, out, &err);
     reel_query_opts_t q = {.sort = REEL_QUERY_SORT_ID, .limit = 200, .after_id = e->last_id};
     reel_query_page_t page = {0};
     if (reel_query_flows(s, &q, &page, &err) == REEL_OK) {

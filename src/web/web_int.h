@@ -48,6 +48,11 @@ typedef struct {
     int64_t *pend;   /* flows sent while open (state may still change), with sig */
     uint64_t *sig;
     size_t npend;
+    /* Flows sent while open that did not fit in pend lie in ovf_lo..ovf_hi
+     * (0: none); a walk over that range (scan_at: the last id walked) sends
+     * them again, and collects those still open and untracked in
+     * next_lo..next_hi, the range of the next walk. */
+    int64_t ovf_lo, ovf_hi, scan_at, next_lo, next_hi;
     int64_t ticks;
 } reel__web_sse_t;
 

@@ -1370,5 +1370,88 @@ class WebConfigOfARunningProxy(unittest.TestCase):
             proxyenv.shutil.rmtree(root, ignore_errors=True)
 
 
+class WebLiveManyOpen(unittest.TestCase):
+    """docs/web.md: an event stream sends a flow again when a flow it sent
+    open changes. It watched at most 256 open flows by id and dropped the
+    rest, so with 300 requests open at once 44 stayed open in the UI."""
+
+    N = 300
+
+    def test_every_open_flow_gets_its_final_event(self):
+        import http.server
+        import socketserver
+        root = tempfile.mkdtemp(prefix="reel-webmany-", dir=TMPBASE)
+        env = dict(os.environ, REEL_HOME=root + "/home", XDG_DATA_HOME=root + "/data",
+                   XDG_CONFIG_HOME=root + "/config", REEL_WEB_TOKEN=TOKEN)
+        release = threading.Event()
+
+        class Held(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                release.wait(60)
+                self.send_response(200)
+                self.send_header("Content-Length", "3")
+                self.end_headers()
+                self.wfile.write(b"ok\n")
+
+            def log_message(self, *a):
+                pass
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+            request_queue_size = 1024
+
+        origin = Server(("127.0.0.1", 0), Held)
+        threading.Thread(target=origin.serve_forever, daemon=True).start()
+        p, log, proxy, web = start_record_web(root, env, "many")
+        socks = []
+        try:
+            ev = http.client.HTTPConnection("127.0.0.1", web, timeout=30)
+            ev.request("GET", "/api/sessions/many/events", headers={
+                "Host": "127.0.0.1:%d" % web, "Authorization": "Bearer " + TOKEN})
+            events = ev.getresponse()
+            self.assertEqual(events.status, 200)
+            for i in range(self.N):
+                s = socket.create_connection(("127.0.0.1", proxy), 10)
+                s.sendall(b"GET http://127.0.0.1:%d/held/%d HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                          b"Connection: close\r\n\r\n" % (origin.server_address[1], i))
+                socks.append(s)
+            state = {}
+
+            def read_until(done, what):
+                deadline = time.time() + 60
+                while not done():
+                    self.assertLess(time.time(), deadline, "%s: %d flows, %s" % (
+                        what, len(state), sorted(set(state.values()))))
+                    line = events.fp.readline().decode()
+                    if line.startswith("data: "):
+                        row = json.loads(line[6:])
+                        state[row["id"]] = row["state"]
+
+            read_until(lambda: len(state) == self.N and set(state.values()) == {"open"},
+                       "all open")
+            release.set()
+            for s in socks:
+                s.settimeout(30)
+                while s.recv(4096):
+                    pass
+            read_until(lambda: len(state) == self.N and "open" not in state.values(),
+                       "all complete")
+            self.assertEqual(set(state.values()), {"complete"})
+            ev.close()
+        finally:
+            release.set()
+            for s in socks:
+                s.close()
+            p.send_signal(signal.SIGINT)
+            code = p.wait(15)
+            log.close()
+            origin.shutdown()
+            origin.server_close()
+            proxyenv.shutil.rmtree(root, ignore_errors=True)
+        self.assertEqual(code, 0)
+
+
 if __name__ == "__main__":
     proxyenv.main()
