@@ -915,15 +915,21 @@ function bodySection(id, dir, head, row) {
       if (b.read_error) bits.push(b.read_error);
       bits.push('shown as ' + b.shown + (b.content_type ? ' (' + b.content_type + ')' : ''));
       // A body longer than a part (1 MiB) comes in parts: each says which
-      // bytes it holds and whether more follow. The view ends every part
-      // that has more after it with "(cut: the view shows the first N bytes
-      // of the body)", which only the first part is: left out here.
+      // bytes it holds and whether more follow. The view ends a part with
+      // a note saying the same ("(cut: the view shows bytes N to M of the
+      // body)"): left out here. A part of text ends on a character
+      // boundary, so it may hold a few bytes less than asked for.
       let text = b.text;
+      offset = b.offset;
       part++;
       if (offset > 0 || b.more) {
-        if (b.more) text = text.replace(/\(cut: the view shows the first \d+ bytes of the body\)\n?$/, '');
-        bits.push('part ' + part + ': bytes ' + offset + ' to ' + (offset + b.length - 1) +
-          (b.more ? ', more follows' : b.truncated ? ', the last stored (body_limit cut the rest)' : ', the end of the body'));
+          text = text.replace(
+              /\((cut: )?the view shows (the first \d+ bytes|bytes \d+ to \d+) of the body(, to its end)?\)\n?$/,
+              '');
+          bits.push('part ' + part + ': bytes ' + offset + ' to ' + (offset + b.length - 1) +
+                    (b.more        ? ', more follows'
+                     : b.truncated ? ', the last stored (body_limit cut the rest)'
+                                   : ', the end of the body'));
       }
       out.querySelector('.more')?.remove();
       out.append(el('p', { class: 'note part', text: bits.join('; ') }),

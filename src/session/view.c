@@ -1518,6 +1518,22 @@ reel_view_kind reel_view_render(reel_view_kind kind, const char *content_type, c
 reel_view_kind reel_view_render_schema(reel_view_kind kind, const char *content_type,
                                        const uint8_t *p, size_t n, int cut, int flags,
                                        const reel_view_schema_t *schema, FILE *out) {
+    return reel_view_render_part(kind, content_type, p, n, 0, cut, flags, schema, out);
+}
+
+/* The body's own hex dump: numbered from where the part starts in the body,
+ * so an address is the same whichever part shows it. */
+static void hex_at(w_t *w, const uint8_t *p, size_t n, uint64_t offset) {
+    reel_hexdump_t h;
+    reel_hexdump_init(&h, w->f);
+    h.offset = offset;
+    reel_hexdump_feed(&h, p, n);
+    reel_hexdump_finish(&h);
+}
+
+reel_view_kind reel_view_render_part(reel_view_kind kind, const char *content_type,
+                                     const uint8_t *p, size_t n, uint64_t offset, int cut,
+                                     int flags, const reel_view_schema_t *schema, FILE *out) {
     w_t w = {.f = out, .flags = flags};
     const reel_proto_t *proto = schema ? schema->proto : NULL;
     int msg = proto && schema->message >= 0 && (size_t)schema->message < proto->n_messages
@@ -1576,7 +1592,7 @@ reel_view_kind reel_view_render_schema(reel_view_kind kind, const char *content_
         break;
     default:
         kind = REEL_VIEW_HEX;
-        hex(&w, p, n);
+        hex_at(&w, p, n, offset);
         break;
     }
     if (rc < 0) {
@@ -1594,10 +1610,13 @@ reel_view_kind reel_view_render_schema(reel_view_kind kind, const char *content_
                 fputc('\n', out);
         } else {
             kind = REEL_VIEW_HEX;
-            hex(&w, p, n);
+            hex_at(&w, p, n, offset);
         }
     }
-    if (cut)
+    if (offset > 0 && n > 0)
+        fprintf(out, "(%sthe view shows bytes %" PRIu64 " to %" PRIu64 " of the body%s)\n",
+                cut ? "cut: " : "", offset, offset + n - (n > 0), cut ? "" : ", to its end");
+    else if (cut)
         fprintf(out, "(cut: the view shows the first %zu bytes of the body)\n", n);
     return kind;
 }

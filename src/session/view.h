@@ -82,4 +82,12 @@ reel_view_kind reel_view_render_schema(reel_view_kind kind, const char *content_
                                        const uint8_t *p, size_t n, int cut, int flags,
                                        const reel_view_schema_t *schema, FILE *out);
 
+/** reel_view_render_schema for the part of a body that starts at byte
+ * offset of it: the hex dump numbers its lines from offset, and for
+ * offset > 0 the closing note names the bytes shown ("bytes 1048576 to
+ * 2097151 of the body"). */
+reel_view_kind reel_view_render_part(reel_view_kind kind, const char *content_type,
+                                     const uint8_t *p, size_t n, uint64_t offset, int cut,
+                                     int flags, const reel_view_schema_t *schema, FILE *out);
+
 #endif

@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "session/config.h"
+#include "session/decode.h"
 #include "session/diff.h"
 #include "session/export.h"
 #include "session/flowread.h"
@@ -649,6 +650,46 @@ static int slice_sink(void *ctx, const uint8_t *p, size_t n) {
     return 0;
 }
 
+/* Bytes of the UTF-8 sequence lead byte c starts (2..4); 0 for a
+ * continuation byte, 1 for any other. */
+static size_t utf8_lead(uint8_t c) {
+    if ((c & 0xc0) == 0x80)
+        return 0;
+    return c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+}
+
+/* Where a part of text starts and ends in b[0..n), b holding pre bytes
+ * before the offset asked for: a character the offset splits is taken
+ * whole (the start moves back to its lead byte), one the end splits is
+ * left to the next part (the end moves back before it, when the body goes
+ * on), so no part starts or ends in half a character and the next part,
+ * asked for at offset + length, starts on the character after. */
+static void text_edges(const uint8_t *b, size_t n, size_t pre, size_t want, int more, size_t *start,
+                       size_t *end) {
+    size_t st = pre;
+    for (size_t j = 1; j <= pre && utf8_lead(b[pre]) == 0; j++) {
+        size_t k = utf8_lead(b[pre - j]);
+        if (k == 0)
+            continue;
+        if (k > j)
+            st = pre - j;
+        break;
+    }
+    size_t en = n - st > want ? st + want : n;
+    if (more || en < n) {
+        for (size_t j = 1; j <= 3 && j < en - st; j++) {
+            size_t k = utf8_lead(b[en - j]);
+            if (k == 0)
+                continue;
+            if (k > j)
+                en -= j;
+            break;
+        }
+    }
+    *start = st;
+    *end = en;
+}
+
 static void api_body(call_t *c, reel_session_t *s, int64_t id, int dir) {
     int64_t off, len;
     char *vname = reel__web_param(c->rq->query, "view");
@@ -666,8 +707,10 @@ static void api_body(call_t *c, reel_session_t *s, int64_t id, int dir) {
     if (int_param(c, "offset", 0, 0, INT64_MAX / 2, &off) != 0 ||
         int_param(c, "length", (int64_t)BODY_PAGE, 1, (int64_t)BODY_PAGE, &len) != 0)
         goto out;
-    sl.skip = (uint64_t)off;
-    sl.want = (uint64_t)len;
+    /* the 3 bytes before the offset too: the lead of a character it splits */
+    size_t pre = off < 3 ? (size_t)off : 3;
+    sl.skip = (uint64_t)off - pre;
+    sl.want = (uint64_t)len + pre;
     reel_buf_init(&sl.buf, 0);
     reel_err_t err;
     reel_err_clear(&err);
@@ -676,11 +719,27 @@ static void api_body(call_t *c, reel_session_t *s, int64_t id, int dir) {
         send_err(c->rs, &err);
         goto out;
     }
+    /* a part of text cut on character boundaries (else a character split at
+     * an edge made the part look binary); the hex view shows the bytes
+     * asked for */
+    size_t st = pre, en = sl.buf.len;
+    if (sl.buf.len <= pre) /* the body ends before the offset */
+        st = en;
+    else if (kind != REEL_VIEW_HEX) {
+        size_t ts, te;
+        text_edges(sl.buf.data, sl.buf.len, pre, (size_t)len, sl.more, &ts, &te);
+        size_t sample = te - ts < 4096 ? te - ts : 4096;
+        if (te > ts && reel_looks_text(sl.buf.data + ts, sample))
+            st = ts, en = te;
+    }
+    int more = sl.more || en < sl.buf.len;
+    if (sl.buf.len > pre)
+        off = off - (int64_t)pre + (int64_t)st;
     FILE *f = open_memstream(&text, &tlen);
     reel_view_kind shown = REEL_VIEW_RAW;
     if (f) {
-        shown = reel_view_render((reel_view_kind)kind, info.content_type, sl.buf.data, sl.buf.len,
-                                 sl.more, REEL_VIEW_TERM, f);
+        shown = reel_view_render_part((reel_view_kind)kind, info.content_type, sl.buf.data + st,
+                                      en - st, (uint64_t)off, more, REEL_VIEW_TERM, NULL, f);
         fclose(f);
     }
     json_t *t = text ? json_stringn(text, tlen) : NULL;
@@ -689,9 +748,9 @@ static void api_body(call_t *c, reel_session_t *s, int64_t id, int dir) {
         json_pack("{s:s, s:s, s:o, s:I, s:I, s:b, s:o, s:b, s:b, s:o, s:o}", "view",
                   reel_view_name((reel_view_kind)kind), "shown", reel_view_name(shown),
                   "content_type", info.content_type ? json_string(info.content_type) : json_null(),
-                  "offset", (json_int_t)off, "length", (json_int_t)sl.buf.len, "more", sl.more,
-                  "text", t ? t : json_string("(not shown: the view's output is not UTF-8)"),
-                  "image", image, "decoded", info.decoded, "decode_error",
+                  "offset", (json_int_t)off, "length", (json_int_t)(en - st), "more", more, "text",
+                  t ? t : json_string("(not shown: the view's output is not UTF-8)"), "image",
+                  image, "decoded", info.decoded, "decode_error",
                   info.decode_error[0] ? json_string(info.decode_error) : json_null(), "read_error",
                   rc == REEL_OK ? json_null() : json_string(reel_err_str(&err)));
     /* body_limit cut the stored body (the index row, as in the detail): no

@@ -1453,5 +1453,71 @@ class WebLiveManyOpen(unittest.TestCase):
         self.assertEqual(code, 0)
 
 
+class WebBodyParts(unittest.TestCase):
+    """A body of 1.8 MB of UTF-8 text in parts of 1 MiB: each part ends and
+    starts on a character (a split one made the part after the first look
+    binary, shown as hex), the hex view numbers its lines from where the
+    part starts in the body, and a part's closing note names its bytes (it
+    said "the first N bytes" for every part)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="reel-webparts-", dir=TMPBASE)
+        cls.origin = Origin(cls.root)
+        cls.reel = Reel(cls.root, "parts")
+        # 298 bytes a line: byte 1048576 is the third of a 3-byte character
+        cls.body = ("\u20ac" * 99 + "\n").encode() * 6100
+        path = os.path.join(cls.root, "euro.txt")
+        with open(path, "wb") as f:
+            f.write(cls.body)
+        curl(cls.reel, "--data-binary", "@" + path, "-H", "Content-Type: text/plain; charset=utf-8",
+             cls.origin.url("/echo"))
+        cls.reel.wait_flows(1)
+        cls.reel.stop()
+        cls.proc, port, _, token = start_web(cls.reel.env)
+        cls.c = Client(port, token)
+        cls.base = "/api/sessions/parts/flows/1/body/request"
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proc.send_signal(signal.SIGINT)
+        code = cls.proc.wait(10)
+        cls.proc.stdout.close()
+        cls.proc.stderr.close()
+        cls.origin.stop()
+        assert code == 0, "reel web exited %d" % code
+        proxyenv.shutil.rmtree(cls.root, ignore_errors=True)
+
+    def test_text_parts_end_on_characters(self):
+        first = self.c.json("GET", self.base)
+        self.assertEqual((first["shown"], first["offset"], first["more"]), ("raw", 0, True))
+        self.assertEqual(first["length"], 1048574)  # before the character byte 1048576 splits
+        self.assertTrue(first["text"].endswith(
+            "(cut: the view shows the first 1048574 bytes of the body)\n"), first["text"][-80:])
+        # the next part, as the UI asks for it, and one asked for mid-character
+        for asked in (first["offset"] + first["length"], 1048576):
+            p = self.c.json("GET", self.base + "?offset=%d" % asked)
+            self.assertEqual((p["shown"], p["offset"], p["more"]), ("raw", 1048574, False), asked)
+            self.assertEqual(p["length"], len(self.body) - 1048574)
+            self.assertTrue(p["text"].startswith("\u20ac\u20ac"), p["text"][:20])
+            self.assertTrue(p["text"].endswith(
+                "(the view shows bytes 1048574 to %d of the body, to its end)\n"
+                % (len(self.body) - 1)), p["text"][-80:])
+            self.assertNotIn("\\x", p["text"])
+        mid = self.c.json("GET", self.base + "?offset=1048574&length=1001")
+        self.assertEqual((mid["shown"], mid["more"]), ("raw", True))
+        self.assertEqual(mid["length"], 1000)  # 1001 would split the character at 1049574
+        self.assertTrue(mid["text"].endswith(
+            "(cut: the view shows bytes 1048574 to 1049573 of the body)\n"), mid["text"][-80:])
+
+    def test_hex_addresses_are_offsets_in_the_body(self):
+        h = self.c.json("GET", self.base + "?offset=1048560&length=32&view=hex")
+        self.assertEqual((h["shown"], h["offset"], h["length"]), ("hex", 1048560, 32))
+        lines = h["text"].splitlines()
+        self.assertTrue(lines[0].startswith("000ffff0  "), lines)
+        self.assertTrue(lines[1].startswith("00100000  "), lines)
+        self.assertEqual(lines[2], "(cut: the view shows bytes 1048560 to 1048591 of the body)")
+
+
 if __name__ == "__main__":
     proxyenv.main()

@@ -456,6 +456,30 @@ static void test_random(void **state) {
     }
 }
 
+/* A part from byte 1048560 of a body: hex addresses from there, and the
+ * note names the bytes shown, not "the first N" (the web API's parts). */
+static void test_part(void **state) {
+    (void)state;
+    static const uint8_t b[20] = "0123456789abcdefghij";
+    out_t o = {0};
+    FILE *f = open_memstream(&o.text, &o.len);
+    assert_non_null(f);
+    o.shown = reel_view_render_part(REEL_VIEW_HEX, NULL, b, sizeof b, 1048560, 1, 0, NULL, f);
+    fclose(f);
+    assert_int_equal(o.shown, REEL_VIEW_HEX);
+    has(&o, "000ffff0  30 31");
+    has(&o, "00100000  67 68 69 6a");
+    has(&o, "(cut: the view shows bytes 1048560 to 1048579 of the body)\n");
+    hasnt(&o, "first");
+    free(o.text);
+    f = open_memstream(&o.text, &o.len);
+    assert_non_null(f);
+    o.shown = reel_view_render_part(REEL_VIEW_RAW, NULL, b, sizeof b, 7, 0, 0, NULL, f);
+    fclose(f);
+    has(&o, "(the view shows bytes 7 to 26 of the body, to its end)\n");
+    free(o.text);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_names),          cmocka_unit_test(test_pick),
@@ -464,7 +488,7 @@ int main(void) {
         cmocka_unit_test(test_multipart),      cmocka_unit_test(test_protobuf),
         cmocka_unit_test(test_grpc),           cmocka_unit_test(test_image),
         cmocka_unit_test(test_raw_hex_escape), cmocka_unit_test(test_msgpack),
-        cmocka_unit_test(test_random),
+        cmocka_unit_test(test_random),         cmocka_unit_test(test_part),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
