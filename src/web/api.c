@@ -176,7 +176,22 @@ static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static json_t *session_json(const reel__web_ctx_t *w, const char *name, reel_session_t *s) {
+/* What `reel ls` shows as the session's size, measured as it does: before
+ * the session is opened, since opening it makes SQLite create the index's
+ * -shm (32 KiB) when no one else has it open. */
+static unsigned long long session_bytes(const reel__web_ctx_t *w, const char *name) {
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (reel_session_name_check(name, &err) != REEL_OK || !allowed(w, name))
+        return 0;
+    char *dir = reel_asprintf("%s/%s", w->home, name);
+    unsigned long long n = reel_session_dir_bytes(dir);
+    free(dir);
+    return n;
+}
+
+static json_t *session_json(const reel__web_ctx_t *w, const char *name, reel_session_t *s,
+                            unsigned long long bytes) {
     reel_err_t err;
     reel_err_clear(&err);
     reel_query_summary_t sum;
@@ -188,9 +203,7 @@ static json_t *session_json(const reel__web_ctx_t *w, const char *name, reel_ses
     long pid = reel_session_recorder_pid(s);
     json_object_set_new(o, "flows", json_integer(sum.flows));
     json_object_set_new(o, "errors", json_integer(sum.errors));
-    char *dir = reel_asprintf("%s/%s", w->home, name);
-    json_object_set_new(o, "size", json_integer((json_int_t)reel_session_dir_bytes(dir)));
-    free(dir);
+    json_object_set_new(o, "size", json_integer((json_int_t)bytes));
     json_object_set_new(o, "created_us", json_integer(sum.created_us));
     json_object_set_new(o, "first_us", sum.first_us ? json_integer(sum.first_us) : json_null());
     json_object_set_new(o, "last_us", sum.last_us ? json_integer(sum.last_us) : json_null());
@@ -242,12 +255,13 @@ static void api_sessions(call_t *c) {
         reel_err_t err;
         reel_err_clear(&err);
         reel_session_t *s = NULL;
+        unsigned long long bytes = session_bytes(w, names[i]);
         if (reel_session_open(w->home, names[i], REEL_OPEN_READ, &s, &err) != REEL_OK) {
             json_t *o = json_pack("{s:s, s:s}", "name", names[i], "error", reel_err_str(&err));
             if (o)
                 json_array_append_new(arr, o);
         } else {
-            json_array_append_new(arr, session_json(w, names[i], s));
+            json_array_append_new(arr, session_json(w, names[i], s, bytes));
         }
         reel_session_close(s);
         free(names[i]);
@@ -259,10 +273,11 @@ static void api_sessions(call_t *c) {
 }
 
 static void api_session(call_t *c, const char *name) {
+    unsigned long long bytes = session_bytes(c->w, name);
     reel_session_t *s = open_session(c, name, 0);
     if (s == NULL)
         return;
-    send_json(c->rs, 200, session_json(c->w, name, s));
+    send_json(c->rs, 200, session_json(c->w, name, s, bytes));
     reel_session_close(s);
 }
 

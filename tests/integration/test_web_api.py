@@ -335,6 +335,16 @@ class WebApi(unittest.TestCase):
             for k, v in a.items():
                 self.assertEqual(b[k], v, k)
 
+    def test_idle_session_size_is_reel_ls_size(self):
+        """An idle session's size is what `reel ls` shows: the web measured
+        it with the session open, counting the 32 KiB -shm its own SQLite
+        connection had just made."""
+        ls = {x["session"]: x["bytes"] for x in json.loads(
+            run([REEL, "ls", "--json"], env=self.env).stdout)}
+        web = {x["name"]: x["size"] for x in self.c.json("GET", "/api/sessions")["sessions"]}
+        self.assertEqual(web, ls)
+        self.assertEqual(self.c.json("GET", "/api/sessions/s1")["size"], ls["s1"])
+
     def test_errors(self):
         st, _, data = self.c.req("GET", "/api/sessions/s1/flows?filter=~c%20200%20%26%20(")
         self.assertEqual(st, 400)
