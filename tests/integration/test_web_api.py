@@ -345,6 +345,18 @@ class WebApi(unittest.TestCase):
         self.assertEqual(web, ls)
         self.assertEqual(self.c.json("GET", "/api/sessions/s1")["size"], ls["s1"])
 
+    def test_unknown_filter_lists_every_operator(self):
+        """The unknown-operator error's "known:" list names every operator
+        `reel flows --help` does (it left out ~conn)."""
+        st, _, data = self.c.req("GET", "/api/sessions/s1/flows?filter=~zz")
+        self.assertEqual(st, 400)
+        err = json.loads(data)["error"]
+        known = set(re.search(r"\(known: ([^)]*)\)", err).group(1).split())
+        helptext = run([REEL, "flows", "--help"], env=self.env).stdout.decode()
+        ops = set(re.findall(r"~[a-z0-9]+", helptext.split("FILTER", 1)[1]))
+        self.assertIn("~conn", ops)
+        self.assertEqual(ops - known, set(), err)
+
     def test_errors(self):
         st, _, data = self.c.req("GET", "/api/sessions/s1/flows?filter=~c%20200%20%26%20(")
         self.assertEqual(st, 400)
