@@ -705,6 +705,15 @@ static void text_edges(const uint8_t *b, size_t n, size_t pre, size_t want, int 
     *end = en;
 }
 
+/* Whether raw?inline=1 serves a body of Content-Type ct as itself: images
+ * only, never SVG (a document that may run script), and only a type that
+ * is safe to repeat in the header. The rest downloads, so recorded HTML
+ * never runs under this origin. */
+static int inline_image(const char *ct) {
+    return ct && strncmp(ct, "image/", 6) == 0 && strstr(ct, "svg") == NULL &&
+           strspn(ct, "abcdefghijklmnopqrstuvwxyz0123456789/.+-; =") == strlen(ct);
+}
+
 static void api_body(call_t *c, reel_session_t *s, int64_t id, int dir) {
     int64_t off, len;
     char *vname = reel__web_param(c->rq->query, "view");
@@ -758,7 +767,8 @@ static void api_body(call_t *c, reel_session_t *s, int64_t id, int dir) {
         fclose(f);
     }
     json_t *t = text ? json_stringn(text, tlen) : NULL;
-    int image = info.content_type && strncmp(info.content_type, "image/", 6) == 0;
+    /* what the UI shows as an image: what raw?inline=1 serves as one */
+    int image = inline_image(info.content_type);
     json_t *o =
         json_pack("{s:s, s:s, s:o, s:I, s:I, s:b, s:o, s:b, s:b, s:o, s:o}", "view",
                   reel_view_name((reel_view_kind)kind), "shown", reel_view_name(shown),
@@ -815,10 +825,7 @@ static void api_raw(call_t *c, reel_session_t *s, int64_t id, int dir) {
         goto out;
     }
     const char *ct = info.content_type;
-    /* Images the page shows inline (never SVG: it is a document); the
-     * rest downloads, so recorded HTML never runs under this origin. */
-    int image = inl && ct && strncmp(ct, "image/", 6) == 0 && strstr(ct, "svg") == NULL &&
-                strspn(ct, "abcdefghijklmnopqrstuvwxyz0123456789/.+-; =") == strlen(ct);
+    int image = inl && inline_image(ct);
     c->rs->status = 200;
     if (image) {
         /* rs->type is borrowed until the response is written, which

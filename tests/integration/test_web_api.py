@@ -1494,7 +1494,11 @@ class WebBodyParts(unittest.TestCase):
             f.write(cls.body)
         curl(cls.reel, "--data-binary", "@" + path, "-H", "Content-Type: text/plain; charset=utf-8",
              cls.origin.url("/echo"))
-        cls.reel.wait_flows(1)
+        curl(cls.reel, "--data-binary", '<svg xmlns="http://www.w3.org/2000/svg"/>', "-H",
+             "Content-Type: image/svg+xml", cls.origin.url("/echo"))
+        curl(cls.reel, "--data-binary", "\x89PNG\r\n\x1a\n", "-H", "Content-Type: image/png",
+             cls.origin.url("/echo"))
+        cls.reel.wait_flows(3)
         cls.reel.stop()
         cls.proc, port, _, token = start_web(cls.reel.env)
         cls.c = Client(port, token)
@@ -1531,6 +1535,18 @@ class WebBodyParts(unittest.TestCase):
         self.assertEqual(mid["length"], 1000)  # 1001 would split the character at 1049574
         self.assertTrue(mid["text"].endswith(
             "(cut: the view shows bytes 1048574 to 1049573 of the body)\n"), mid["text"][-80:])
+
+    def test_image_only_when_served_inline(self):
+        """"image" says the UI may show the body as an image from
+        raw?inline=1: an SVG body said true, but is served as an attachment
+        (never inline: it may run script)."""
+        for fid, image in ((2, False), (3, True)):
+            b = self.c.json("GET", "/api/sessions/parts/flows/%d/body/request" % fid)
+            self.assertEqual(b["image"], image, b)
+            st, h, _ = self.c.req("GET", "/api/sessions/parts/flows/%d/body/request/raw?inline=1"
+                                  % fid)
+            self.assertEqual(st, 200)
+            self.assertEqual("content-disposition" not in h, image, h)
 
     def test_hex_addresses_are_offsets_in_the_body(self):
         h = self.c.json("GET", self.base + "?offset=1048560&length=32&view=hex")
