@@ -1535,10 +1535,14 @@ static uint64_t row_sig(const reel_query_flow_t *f) {
     return h;
 }
 
-static void sse_event(reel_buf_t *out, const reel_query_flow_t *f) {
+/* A flow's row; its id: line is the highest new flow's id sent so far, so
+ * a browser reconnecting with it as Last-Event-ID gets the flows after it
+ * (as with after=). */
+static void sse_event(reel_buf_t *out, const reel__web_sse_t *e, const reel_query_flow_t *f) {
     json_t *j = row_json(f);
     char *s = json_dumps(j, JSON_COMPACT);
-    reel_buf_printf(out, "event: flow\ndata: %s\n\n", s ? s : "{}");
+    reel_buf_printf(out, "event: flow\nid: %lld\ndata: %s\n\n", (long long)e->last_id,
+                    s ? s : "{}");
     free(s);
     json_decref(j);
 }
@@ -1597,7 +1601,7 @@ static void ovf_walk(reel_session_t *s, reel__web_sse_t *e, reel_buf_t *out, ree
             if (pend_has(e, f->id))
                 continue;
             if (e->npend < PEND_MAX) {
-                sse_event(out, f);
+                sse_event(out, e, f);
                 pend_add(e, f->id, row_sig(f));
                 continue;
             }
@@ -1605,7 +1609,7 @@ static void ovf_walk(reel_session_t *s, reel__web_sse_t *e, reel_buf_t *out, ree
                 e->next_lo = f->id;
             e->next_hi = f->id;
         } else {
-            sse_event(out, f);
+            sse_event(out, e, f);
         }
     }
     if (e->scan_at >= e->ovf_hi)
@@ -1623,6 +1627,12 @@ int reel__web_sse_tick(const reel__web_ctx_t *w, reel__web_sse_t *e, reel_buf_t 
     reel_err_t err;
     reel_err_clear(&err);
     reel_session_t *s = NULL;
+    if (!e->id_sent) {
+        /* where the stream starts, before any flow: a reconnect before the
+         * first event then goes on from there, not from the reconnect */
+        reel_buf_printf(out, "id: %lld\n\n", (long long)e->last_id);
+        e->id_sent = 1;
+    }
     if (reel_session_open(w->home, e->session, REEL_OPEN_READ, &s, &err) != REEL_OK)
         return err.code == REEL_NOTFOUND ? -1 : 0;
     /* flows seen open: send them again when they changed */
@@ -1636,7 +1646,7 @@ int reel__web_sse_tick(const reel__web_ctx_t *w, reel__web_sse_t *e, reel_buf_t 
         }
         uint64_t sig = row_sig(&f);
         if (sig != e->sig[i])
-            sse_event(out, &f);
+            sse_event(out, e, &f);
         e->sig[i] = sig;
         int open = f.state && strcmp(f.state, "open") == 0;
         reel_query_flow_clear(&f);
@@ -1653,8 +1663,8 @@ int reel__web_sse_tick(const reel__web_ctx_t *w, reel__web_sse_t *e, reel_buf_t 
     if (reel_query_flows(s, &q, &page, &err) == REEL_OK) {
         for (size_t i = 0; i < page.n; i++) {
             const reel_query_flow_t *f = &page.rows[i];
-            sse_event(out, f);
             e->last_id = f->id;
+            sse_event(out, e, f);
             if (f->state && strcmp(f->state, "open") == 0)
                 pend_add(e, f->id, row_sig(f));
         }
@@ -1677,6 +1687,12 @@ static void api_events(call_t *c, reel_session_t *s, const char *name) {
     int64_t after;
     if (int_param(c, "after", -1, -1, INT64_MAX, &after) != 0)
         return;
+    /* A browser reconnecting sends the last id: line it got, the highest
+     * new flow's id, so the flows recorded while it was away come first.
+     * Not one of ours (digits): the stream starts as asked. */
+    const char *le = c->rq->last_event_id;
+    if (le && *le && strlen(le) <= 18 && strspn(le, "0123456789") == strlen(le))
+        after = strtoll(le, NULL, 10);
     if (after < 0) { /* from now on */
         reel_query_opts_t last = {.sort = REEL_QUERY_SORT_ID, .desc = 1, .limit = 1};
         reel_query_page_t page = {0};

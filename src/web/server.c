@@ -1063,14 +1063,17 @@ static int handle(conn_t *c, reel__web_resp_t *rs) {
                                 "`reel config %s set %s ...` on the command line",
                                 key, seg[1], key);
             } else {
+                char *leid = hdr(c, "last-event-id");
                 reel__web_req_t rq = {.method = method,
                                       .path = target,
                                       .query = query,
                                       .body = c->body.data,
-                                      .body_len = c->body.len};
+                                      .body_len = c->body.len,
+                                      .last_event_id = leid};
                 handed = reel__web_api_long(&rq) && walk_start(c, &rq);
                 if (!handed)
                     reel__web_api(&w->ctx, &rq, rs);
+                free(leid);
             }
         }
         free(tok);

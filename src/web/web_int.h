@@ -39,6 +39,9 @@ typedef struct {
      * away, the server stops): an export stops writing at its next flow.
      * NULL: never. */
     const atomic_int *cancel;
+    /* The Last-Event-ID header (an event stream the browser reconnects);
+     * NULL: none. */
+    const char *last_event_id;
 } reel__web_req_t;
 
 /** Live updates of one Server-Sent Events stream. */
@@ -53,6 +56,7 @@ typedef struct {
      * them again, and collects those still open and untracked in
      * next_lo..next_hi, the range of the next walk. */
     int64_t ovf_lo, ovf_hi, scan_at, next_lo, next_hi;
+    int id_sent; /* the stream's starting point went out as an id: line */
     int64_t ticks;
 } reel__web_sse_t;
 

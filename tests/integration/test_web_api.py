@@ -357,6 +357,47 @@ class WebApi(unittest.TestCase):
         self.assertIn("~conn", ops)
         self.assertEqual(ops - known, set(), err)
 
+    def events(self, path, headers=None, want=1):
+        """The first `want` events of an event stream: [(id, flow id)],
+        flow id None for an event of only an id: line."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        h = {"Host": "127.0.0.1:%d" % self.port, "Authorization": "Bearer " + self.token}
+        h.update(headers or {})
+        conn.request("GET", path, headers=h)
+        r = conn.getresponse()
+        self.assertEqual(r.status, 200)
+        got, ev = [], {}
+        while len(got) < want:
+            line = r.fp.readline().decode().rstrip("\n")
+            if line.startswith("id: "):
+                ev["id"] = int(line[4:])
+            elif line.startswith("data: "):
+                ev["flow"] = json.loads(line[6:])["id"]
+            elif line == "" and ev:
+                got.append((ev.get("id"), ev.get("flow")))
+                ev = {}
+        conn.close()
+        return got
+
+    def test_events_ids_and_last_event_id(self):
+        """Events carry id: lines (the highest new flow's id sent), and a
+        reconnect's Last-Event-ID goes on from there, as after= does: the
+        flows recorded while the browser was away come first (they showed
+        only when another flow arrived)."""
+        base = "/api/sessions/s1/events"
+        # from now on: the stream says where it starts
+        self.assertEqual(self.events(base), [(4, None)])
+        self.assertEqual(self.events(base + "?after=2", want=3),
+                         [(2, None), (3, 3), (4, 4)])
+        self.assertEqual(self.events(base, {"Last-Event-ID": "2"}, want=3),
+                         [(2, None), (3, 3), (4, 4)])
+        # the reconnect's id beats the address's after=
+        self.assertEqual(self.events(base + "?after=1", {"Last-Event-ID": "3"}, want=2),
+                         [(3, None), (4, 4)])
+        # not one of ours: as if there were none
+        self.assertEqual(self.events(base + "?after=3", {"Last-Event-ID": "x"}, want=2),
+                         [(3, None), (4, 4)])
+
     def test_errors(self):
         st, _, data = self.c.req("GET", "/api/sessions/s1/flows?filter=~c%20200%20%26%20(")
         self.assertEqual(st, 400)
