@@ -621,7 +621,14 @@ function loadFailed(gen, e) {
   state.loading = null;
   state.stalled = true; // no retry loop: the next reset or live event tries again
   if (noSession(e)) sessionMissing();
-  else if (e.status === 400) showFilterError(e); else status(e.message, true);
+  else if (e.status === 400) showFilterError(e); else { status(e.message, true); state.loadError = e.message; }
+}
+
+// A page came after one failed: its error ("Failed to fetch") is no longer
+// true, unless something else has been said since.
+function loadOk() {
+  if (state.loadError && $('status').textContent === state.loadError) status('');
+  state.loadError = null;
 }
 
 // The API's answer for a session that does not exist (a name typed or
@@ -651,6 +658,7 @@ function loadAfter(force) {
     if (gen !== state.gen) return;
     state.loading = null;
     state.stalled = false;
+    loadOk();
     state.atEnd = !p.more;
     let dropped = 0;
     if (p.rows.length) {
@@ -684,6 +692,7 @@ function loadBefore(force) {
     if (gen !== state.gen) return;
     state.loading = null;
     state.stalled = false;
+    loadOk();
     state.atStart = !p.more;
     const added = p.rows.length;
     if (added) {

@@ -349,7 +349,8 @@ class BrowserWebTest(unittest.TestCase):
         that the browser does not retry; a body of three parts labels each
         part with its bytes (not "the first N bytes" for every part); Escape
         in the Go to box leaves it for the list, a second one closes the
-        flow."""
+        flow; a page of new flows that failed leaves its error in the status
+        bar only until the next one comes (it stayed)."""
         why = missing_tools()
         if why:
             print("skipped: %s not installed" % why)
@@ -392,7 +393,21 @@ class BrowserWebTest(unittest.TestCase):
             script = os.path.join(root, "more.cjs")
             with open(script, "w") as f:
                 f.write(MORE_JS)
-            res = subprocess.run(["node", script, url], env=dict(env, NODE_PATH=modules),
+            # one more flow each, imported while the page shows the list
+            more = []
+            for k in (2, 3):
+                with open(har) as f:
+                    h = json.load(f)
+                e = h["log"]["entries"][0]
+                e["request"]["url"] = "http://long.test/more%d" % k
+                e["response"]["content"] = {"size": 2, "mimeType": "text/plain", "text": "ok"}
+                e["response"]["bodySize"] = 2
+                more.append(os.path.join(root, "more%d.har" % k))
+                with open(more[-1], "w") as f:
+                    json.dump(h, f)
+            res = subprocess.run(["node", script, url],
+                                 env=dict(env, NODE_PATH=modules, REEL_BIN=REEL,
+                                          REEL_MORE_HARS=":".join(more)),
                                  capture_output=True, timeout=120)
             self.assertEqual(res.returncode, 0, res.stderr.decode()[-3000:])
             seen = json.loads(res.stdout.decode().strip().split("\n")[-1])
@@ -422,6 +437,9 @@ class BrowserWebTest(unittest.TestCase):
         self.assertEqual(seen["after_escape_focus"], "table")  # left the box...
         self.assertTrue(seen["after_escape_open"])             # ...the flow still open
         self.assertFalse(seen["after_second_escape_open"])     # the second Escape closed it
+        # a page that failed, then one that came: the failure's message went
+        self.assertTrue(seen["fetch_failed_status"], seen)
+        self.assertEqual(seen["after_retry_status"], "")
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -518,6 +536,20 @@ const { chromium } = require("playwright-core");
     await page.keyboard.press("Escape");
     await page.waitForTimeout(200);
     res.after_second_escape_open = await page.evaluate(() => /\/flow\/1$/.test(location.hash));
+
+    // the page of new flows fails (the network), then the next one comes:
+    // the status bar no longer says it failed
+    const { execFileSync } = require("child_process");
+    const [har2, har3] = process.env.REEL_MORE_HARS.split(":");
+    const flows = (u) => u.href.includes("/api/sessions/long/flows?");
+    await page.route(flows, (r) => r.abort("failed"));
+    execFileSync(process.env.REEL_BIN, ["import", har2, "--into", "long"]);
+    await page.waitForFunction(() => document.getElementById("status").classList.contains("error"));
+    res.fetch_failed_status = await page.textContent("#status");
+    await page.unroute(flows);
+    execFileSync(process.env.REEL_BIN, ["import", har3, "--into", "long"]);
+    await page.waitForSelector('.row[data-id="3"]');
+    res.after_retry_status = await page.textContent("#status");
   } catch (e) {
     res.errors.push("driver: " + e);
   } finally {
