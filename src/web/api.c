@@ -29,9 +29,15 @@
 /* Ids an export or write of a selection may name. */
 #define IDS_MAX 10000
 /* Flows an event stream watches for changes by id; open flows beyond them
- * are found again by a walk over their id range, SCAN_PAGE rows a tick. */
+ * are found again by a walk over their id range, SCAN_PAGE rows a tick (a
+ * flow of the range that has ended is sent if it ended after the walk
+ * before began, less the slack of the index behind the recorder). */
 #define PEND_MAX 256
 #define SCAN_PAGE 200
+#define WALK_SLACK_US ((int64_t)10 * 1000 * 1000)
+/* A walk starts at most this often: a flow that ended is sent again by the
+ * walks of the WALK_SLACK_US after its end, so at most about 6 times. */
+#define WALK_EVERY_US ((int64_t)2 * 1000 * 1000)
 
 typedef struct {
     const reel__web_ctx_t *w;
@@ -1552,6 +1558,8 @@ static void sse_event(reel_buf_t *out, const reel__web_sse_t *e, const reel_quer
  * flows are open at once; returns 0 then. */
 static int pend_add(reel__web_sse_t *e, int64_t id, uint64_t sig) {
     if (e->npend >= PEND_MAX) {
+        if (e->ovf_hi == 0 && e->walk_us == 0)
+            e->walk_prev_us = reel_now_us();
         if (e->ovf_hi == 0 || id < e->ovf_lo)
             e->ovf_lo = id;
         if (id > e->ovf_hi)
@@ -1574,15 +1582,21 @@ static int pend_has(const reel__web_sse_t *e, int64_t id) {
 
 /* One step of the walk over the flows pend had no room for: up to
  * SCAN_PAGE rows of ovf_lo..ovf_hi by id (one index seek). Their signatures
- * were not kept, so each one that is no longer open is sent again, and one
- * still open is sent and tracked once pend has room; the rest make up the
- * next walk's range. A flow in the range that was never open, or was
- * tracked, may be sent once more: the UI takes a row again as an update. */
+ * were not kept, so one that has ended since the walk before started (less
+ * WALK_SLACK_US: the index shows an end a little after it happened) is
+ * sent again, and one still open is sent and tracked once pend has room;
+ * the rest make up the next walk's range. A flow may so be sent a few
+ * times more than it changed: the UI takes a row again as an update. */
 static void ovf_walk(reel_session_t *s, reel__web_sse_t *e, reel_buf_t *out, reel_err_t *err) {
     if (e->ovf_hi == 0)
         return;
-    if (e->scan_at < e->ovf_lo - 1)
+    if (e->walk_us == 0) {
+        int64_t now = reel_now_us();
+        if (now - e->walk_prev_us < WALK_EVERY_US)
+            return;
+        e->walk_us = now;
         e->scan_at = e->ovf_lo - 1;
+    }
     reel_query_opts_t q = {.sort = REEL_QUERY_SORT_ID, .limit = SCAN_PAGE, .after_id = e->scan_at};
     reel_query_page_t page = {0};
     if (reel_query_flows(s, &q, &page, err) != REEL_OK) {
@@ -1608,7 +1622,7 @@ static void ovf_walk(reel_session_t *s, reel__web_sse_t *e, reel_buf_t *out, ree
             if (e->next_hi == 0)
                 e->next_lo = f->id;
             e->next_hi = f->id;
-        } else {
+        } else if (f->end_us == REEL_QUERY_NULL || f->end_us >= e->walk_prev_us - WALK_SLACK_US) {
             sse_event(out, e, f);
         }
     }
@@ -1619,7 +1633,8 @@ static void ovf_walk(reel_session_t *s, reel__web_sse_t *e, reel_buf_t *out, ree
         e->ovf_lo = e->next_lo;
         e->ovf_hi = e->next_hi;
         e->next_lo = e->next_hi = 0;
-        e->scan_at = 0;
+        e->walk_prev_us = e->walk_us;
+        e->walk_us = 0;
     }
 }
 

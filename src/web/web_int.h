@@ -56,6 +56,10 @@ typedef struct {
      * them again, and collects those still open and untracked in
      * next_lo..next_hi, the range of the next walk. */
     int64_t ovf_lo, ovf_hi, scan_at, next_lo, next_hi;
+    /* When the walk under way started (0: none under way), and when the
+     * one before it did (or the overflow began): a flow of the range that
+     * ended before that was sent ended already. */
+    int64_t walk_us, walk_prev_us;
     int id_sent; /* the stream's starting point went out as an id: line */
     int64_t ticks;
 } reel__web_sse_t;
