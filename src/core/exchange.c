@@ -586,6 +586,20 @@ const char *reel__status_text(int status) {
     return "";
 }
 
+/* The exchange is over and so is the connection: the upstream closes
+ * now, the client once its answer has left (reading paused meanwhile),
+ * then lingers (C_LINGER) to drain what it still sends if linger. */
+static void close_after_answer(conn_t *c, bool linger) {
+    c->state = C_DONE;
+    c->linger = linger;
+    reel__upstream_close(c);
+    c->client.close_when_flushed = true;
+    if (reel__peer_queued(&c->client) == 0)
+        reel__conn_close_flushed(c);
+    else
+        reel__peer_read_stop(&c->client);
+}
+
 /* Answers the client with an error and closes it. The flow (the caller
  * starts one if the request never got that far) records the response reel
  * sent, marked as generated, and ends with the error. */
@@ -643,14 +657,7 @@ void reel__fail_exchange(conn_t *c, int status, const char *reason) {
     if (msg.len)
         reel__peer_write(&c->client, msg.data, msg.len);
     reel_buf_free(&msg);
-    c->state = C_DONE;
-    c->linger = c->ex.resp_head_sent && status > 0;
-    reel__upstream_close(c);
-    c->client.close_when_flushed = true;
-    if (reel__peer_queued(&c->client) == 0)
-        reel__conn_close_flushed(c);
-    else
-        reel__peer_read_stop(&c->client);
+    close_after_answer(c, c->ex.resp_head_sent && status > 0);
 }
 
 /* Records a flow for a request refused before it was forwarded. */
@@ -1288,14 +1295,7 @@ static void exchange_done(conn_t *c, bool upstream_reusable) {
  * of the client's. */
 static void early_answer_ends(conn_t *c) {
     reel__finish_when_delivered(c);
-    c->state = C_DONE;
-    c->linger = true;
-    reel__upstream_close(c);
-    c->client.close_when_flushed = true;
-    if (reel__peer_queued(&c->client) == 0)
-        reel__conn_close_flushed(c);
-    else
-        reel__peer_read_stop(&c->client);
+    close_after_answer(c, true);
 }
 
 /* Ends the exchange once both the request and the response are complete:

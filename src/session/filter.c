@@ -454,7 +454,8 @@ static const op_t OPS[] = {
 
 #define KNOWN_OPS                                                                                  \
     "~d ~u ~m ~c ~h ~hq ~hs ~b ~bq ~bs ~t ~tq ~ts ~src ~dst ~e ~s ~q ~comment ~marked ~all "       \
-    "~http ~http2 ~h2 ~websocket ~tcp ~conn ~tag ~id ~since ~until ~size ~damaged ~replay ~replayq"
+    "~http ~http2 ~h2 ~websocket ~tcp ~conn ~tag ~id ~since ~until ~size ~damaged ~replay "        \
+    "~replayq"
 
 /* Checks what follows argument token a (a word, a quoted string or, if
  * code, a status code): whitespace, ')' or the end, and after a quoted

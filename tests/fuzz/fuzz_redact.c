@@ -33,8 +33,8 @@
 
 static const char *const types[] = {NULL, "application/json", "application/x-www-form-urlencoded",
                                     "text/plain"};
-static const char *const headers[] = {"Location", "Authorization", "Cookie",  "Set-Cookie",
-                                      "X-Api-Key", "Referer",      "X-Fuzz", "Content-Location"};
+static const char *const headers[] = {"Location",  "Authorization", "Cookie", "Set-Cookie",
+                                      "X-Api-Key", "Referer",       "X-Fuzz", "Content-Location"};
 
 static int redact(const reel_redact_t *r, uint8_t c, const char *s, size_t n, reel_redacted_t *o) {
     switch (c & 7) {

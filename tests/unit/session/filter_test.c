@@ -22,7 +22,8 @@ static sqlite3 *db;
 /* The operators an unknown one's message lists. */
 #define KNOWN                                                                                      \
     "~d ~u ~m ~c ~h ~hq ~hs ~b ~bq ~bs ~t ~tq ~ts ~src ~dst ~e ~s ~q ~comment ~marked ~all "       \
-    "~http ~http2 ~h2 ~websocket ~tcp ~conn ~tag ~id ~since ~until ~size ~damaged ~replay ~replayq"
+    "~http ~http2 ~h2 ~websocket ~tcp ~conn ~tag ~id ~since ~until ~size ~damaged ~replay "        \
+    "~replayq"
 
 static void exec(const char *sql) {
     char *msg = NULL;
