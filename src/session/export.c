@@ -988,17 +988,22 @@ static json_t *har_entry(const flow_t *f) {
     char started[40];
     iso_time(f->start_us, started);
     char *url = flow_url(f, ws);
+    /* the query ends at the fragment, if any, and a '?' after a '#' is
+     * the fragment's (RFC 3986 3.4, 3.5) */
     const char *q = f->target ? strchr(f->target, '?') : NULL;
+    const char *hash = f->target ? strchr(f->target, '#') : NULL;
+    if (q && hash && hash < q)
+        q = NULL;
+    size_t qlen = q ? (hash ? (size_t)(hash - q - 1) : strlen(q + 1)) : 0;
 
     json_t *req = json_pack("{s:o}", "method", str_json(f->method));
     set_text(req, "url", url, strlen(url));
     free(url);
-    json_object_update_new(req, json_pack("{s:o, s:o, s:o, s:o, s:i, s:I}", "httpVersion",
-                                          str_json(f->version[REQ]), "cookies", har_cookies(f, REQ),
-                                          "headers", har_headers(f, REQ), "queryString",
-                                          q ? har_pairs(q + 1, strlen(q + 1)) : json_array(),
-                                          "headersSize", -1, "bodySize",
-                                          up ? (json_int_t)0 : (json_int_t)f->wire_size[REQ]));
+    json_object_update_new(
+        req, json_pack("{s:o, s:o, s:o, s:o, s:i, s:I}", "httpVersion", str_json(f->version[REQ]),
+                       "cookies", har_cookies(f, REQ), "headers", har_headers(f, REQ),
+                       "queryString", q ? har_pairs(q + 1, qlen) : json_array(), "headersSize", -1,
+                       "bodySize", up ? (json_int_t)0 : (json_int_t)f->wire_size[REQ]));
     size_t rn = body_len(f, REQ);
     if (rn > 0) {
         const hdr_t *ct = hdr_get(f, REQ, "content-type");

@@ -1840,7 +1840,8 @@ static uint64_t feed(reel_rflow_t *f, void (*fn)(reel_rflow_t *, const void *, s
  * browser's the chunked framing, and the body is decoded), or the
  * response's content.size is (a decoded length, like the body; only when
  * part of the body is there: browsers leave the text out of some
- * entries). The flow then says the body was truncated, as a capture's
+ * entries), or it has a Content-Encoding, none of it is given and its
+ * size on the wire is not 0. The flow then says the body was truncated, as a capture's
  * body_limit cut does, and a replay refuses to send it as if it were
  * whole. */
 static void body_facts(reel_rflow_t *f, const entry_t *e, int response, json_t *headers,
@@ -1862,6 +1863,11 @@ static void body_facts(reel_rflow_t *f, const entry_t *e, int response, json_t *
             w = e->content_size - e->compression;
         if (w >= 0)
             reel_recorder_body_wire_size(f, response, (uint64_t)w);
+        /* none of it given (browsers leave the text out of some entries),
+         * some of it on the wire: what is stored is cut, as for a body
+         * without a Content-Encoding */
+        if (w > 0 && given == 0)
+            cut = 1;
     }
     if (cut)
         reel_recorder_body_truncated(f, response, wire);

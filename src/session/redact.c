@@ -845,8 +845,7 @@ static int quoted_pairs(const reel_redact_t *r, const char *s, size_t n, reel_re
             continue;
         }
         j.i++;
-        while (j.i < n && (s[j.i] == ' ' || s[j.i] == '\t'))
-            j.i++;
+        jws(&j); /* newlines too, as before the colon: '"token":\n "x"' */
         size_t v = j.i, end = v;
         if (v < n && (s[v] == '"' || s[v] == '\'')) {
             if (qstring(&j, NULL)) {

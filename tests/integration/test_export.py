@@ -1360,5 +1360,29 @@ class ExportRawCut(unittest.TestCase):
                          [("POST /b?q=1 HTTP/1.1", b"abc"), ("HTTP/1.1 200 OK", b"ok")])
 
 
+class QueryString(unittest.TestCase):
+    """HAR's queryString is the query alone: it ends at the fragment, and a
+    '?' inside the fragment is not a query (RFC 3986 3.4, 3.5)."""
+
+    def test_fragment_is_not_in_query_string(self):
+        root = tempfile.mkdtemp(prefix="reel-export-qs-", dir=TMPBASE)
+        origin = Origin(root)
+        reel = Reel(root, "qs")
+        try:
+            for target in (b"/100b?q=1&password=p#access_token=a&state=1", b"/100b#/route?token=x"):
+                out = raw(reel.port, b"GET http://127.0.0.1:%d%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                          b"Connection: close\r\n\r\n" % (origin.http_port, target))
+                self.assertTrue(out.startswith(b"HTTP/1.1 "), out)
+            reel.wait_flows(2)
+            har = json.loads(reel.cli("export", "qs").stdout)
+            got = [[(q["name"], q["value"]) for q in e["request"]["queryString"]]
+                   for e in har["log"]["entries"]]
+            self.assertEqual(got, [[("q", "1"), ("password", "p")], []])
+        finally:
+            reel.stop()
+            origin.stop()
+            shutil.rmtree(root, ignore_errors=True)
+
+
 if __name__ == "__main__":
     main()

@@ -224,6 +224,18 @@ static void test_found_by_fuzzing(void **state) {
         if (got)
             free(t.data);
     }
+    /* a value on the line after its key's colon, in JSON with a syntax
+     * error (found by a tester: the scan skipped only spaces and tabs) */
+    static const case_t broken[] = {
+        {"{\"token\":\n \"SEC60\",}", "{\"token\":\n \"REDACTED\",}"},
+        {"{'token':\n'SEC38'}x", "{'token':\n'REDACTED'}x"},
+    };
+    for (size_t i = 0; i < sizeof broken / sizeof broken[0]; i++) {
+        int got = reel_redact_note(r, broken[i].in, strlen(broken[i].in), &t);
+        check("note", got, &t, &broken[i]);
+        if (got)
+            free(t.data);
+    }
     /* JSON cut right after a secret's key: no value came, none to hide */
     static const case_t cut[] = {
         {"{\"a\": [0, {\"token\":", NULL},
