@@ -251,6 +251,59 @@ static void cookies(const char *s, size_t n, int set_cookie, reel_buf_t *b) {
     }
 }
 
+static int text_into(const reel_redact_t *r, const char *s, size_t n, reel_buf_t *b);
+
+/* The URLs a Link value holds ("<URL>; rel=preload, <URL2>; ...", RFC
+ * 8288) or a Refresh value ("0; url=URL") redacted as reel_redact_target
+ * does, and the rules for text over the rest. 1 if something was
+ * replaced. */
+static int header_urls(const reel_redact_t *r, const char *s, size_t n, int refresh,
+                       reel_redacted_t *out) {
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    int changed = 0;
+    size_t run = 0, i = 0;
+    while (i < n) {
+        size_t from = 0, to = 0;
+        if (!refresh && s[i] == '<') {
+            const char *gt = memchr(s + i + 1, '>', n - i - 1);
+            if (gt != NULL) {
+                from = i + 1;
+                to = (size_t)(gt - s);
+            }
+        } else if (refresh && n - i >= 4 && ieq(s + i, 4, "url=") &&
+                   (i == 0 || s[i - 1] == ';' || s[i - 1] == ' ' || s[i - 1] == '\t')) {
+            from = i + 4;
+            if (from < n && (s[from] == '\'' || s[from] == '"'))
+                from++;
+            to = from;
+            while (to < n && s[to] != '\'' && s[to] != '"')
+                to++;
+        }
+        if (to <= from) {
+            i++;
+            continue;
+        }
+        reel_redacted_t t;
+        changed |= text_into(r, s + run, from - run, &b);
+        if (reel_redact_target(r, s + from, to - from, &t)) {
+            put(&b, t.data, t.len);
+            free(t.data);
+            changed = 1;
+        } else {
+            put(&b, s + from, to - from);
+        }
+        i = run = to;
+    }
+    changed |= text_into(r, s + run, n - run, &b);
+    if (!changed) {
+        reel_buf_free(&b);
+        return 0;
+    }
+    take(&b, out);
+    return 1;
+}
+
 int reel_redact_header(const reel_redact_t *r, const char *name, size_t name_len, const char *value,
                        size_t value_len, reel_redacted_t *out) {
     reel_buf_t b;
@@ -277,6 +330,9 @@ int reel_redact_header(const reel_redact_t *r, const char *name, size_t name_len
             /* a URL: its query's secret parameters, as in a request's */
             reel_buf_free(&b);
             return reel_redact_target(r, value, value_len, out);
+        } else if (ieq(name, name_len, "link") || ieq(name, name_len, "refresh")) {
+            reel_buf_free(&b);
+            return header_urls(r, value, value_len, ieq(name, name_len, "refresh"), out);
         } else {
             reel_buf_free(&b);
             return reel_redact_text(r, value, value_len, out);

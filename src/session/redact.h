@@ -11,7 +11,8 @@
  * - any other header whose name contains a key word (X-Api-Key,
  *   X-Auth-Token, X-CSRF-Token): its whole value;
  * - Location, Content-Location and Referer: the URL, as a request's
- *   target (reel_redact_target);
+ *   target (reel_redact_target); so each <URL> of Link and the url= of
+ *   Refresh;
  * - in every other header value and every text body: bearer tokens
  *   ("Bearer xyz") and JSON Web Tokens ("eyJ...x.y.z");
  * - query parameters and application/x-www-form-urlencoded fields with a

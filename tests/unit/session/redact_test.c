@@ -236,6 +236,28 @@ static void test_found_by_fuzzing(void **state) {
         if (got)
             free(t.data);
     }
+    /* URLs in Link and Refresh (found by a tester) */
+    static const struct {
+        const char *name;
+        case_t c;
+    } hdrs[] = {
+        {"Link",
+         {"<https://c.test/a?token=S1>; rel=preload, </b?x=1>; rel=next",
+          "<https://c.test/a?token=REDACTED>; rel=preload, </b?x=1>; rel=next"}},
+        {"Link", {"<https://c.test/a>; rel=preload", NULL}},
+        {"Refresh", {"0; url=/cb?access_token=S2&n=1", "0; url=/cb?access_token=REDACTED&n=1"}},
+        {"Refresh",
+         {"5; URL='https://c.test/#id_token=S3'", "5; URL='https://c.test/#id_token=REDACTED'"}},
+        {"Refresh", {"5", NULL}},
+    };
+    for (size_t i = 0; i < sizeof hdrs / sizeof hdrs[0]; i++) {
+        const case_t *c = &hdrs[i].c;
+        int got =
+            reel_redact_header(r, hdrs[i].name, strlen(hdrs[i].name), c->in, strlen(c->in), &t);
+        check(hdrs[i].name, got, &t, c);
+        if (got)
+            free(t.data);
+    }
     /* JSON cut right after a secret's key: no value came, none to hide */
     static const case_t cut[] = {
         {"{\"a\": [0, {\"token\":", NULL},
