@@ -9,7 +9,8 @@
  *                  3-4: no Content-Type, application/json,
  *                  application/x-www-form-urlencoded, text/plain), a
  *                  header value (Location, Authorization, Cookie,
- *                  Set-Cookie or X-Api-Key by bits 3-5), a note, free text
+ *                  Set-Cookie, X-Api-Key, Refresh, X-Fuzz or Link by
+ *                  bits 3-5), a note, free text
  *        bit 6     an extra key word ("fuzzkey") and header (X-Fuzz)
  * Checks, besides memory safety (every call gets a heap buffer of exactly
  * the text's bytes) and libFuzzer's time limit per input (linear scans):
@@ -34,7 +35,7 @@
 static const char *const types[] = {NULL, "application/json", "application/x-www-form-urlencoded",
                                     "text/plain"};
 static const char *const headers[] = {"Location",  "Authorization", "Cookie", "Set-Cookie",
-                                      "X-Api-Key", "Referer",       "X-Fuzz", "Content-Location"};
+                                      "X-Api-Key", "Refresh",       "X-Fuzz", "Link"};
 
 static int redact(const reel_redact_t *r, uint8_t c, const char *s, size_t n, reel_redacted_t *o) {
     switch (c & 7) {
