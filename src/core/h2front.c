@@ -599,6 +599,34 @@ static void lane_unlink(lane_t *l) {
         }
 }
 
+/* A body without Content-Length or chunked framing ends at the close (RFC
+ * 9112 6.3): a clean close of the lane conn ends the response whole,
+ * END_STREAM. A cut one (the origin's reset, TLS without close_notify: the
+ * conn aborts, reel_stack_abort) leaves the stream to be reset. */
+static void lane_end_at_close(lane_t *l) {
+    h2front_t *fr = l->fr;
+    h2s_t *s = l->s;
+    if (fr == NULL || s == NULL || l->f.st->reset || !s->resp_started || s->resp_end || s->raw_open)
+        return;
+    /* the rest of the body, whatever the client's window (one event a call:
+     * the lane is closing) */
+    for (size_t was = SIZE_MAX; l->fr && l->s && l->out.len && l->out.len < was;) {
+        was = l->out.len;
+        lane_pump_upto(l, SIZE_MAX);
+    }
+    s = l->s;
+    if (l->fr == NULL || s == NULL || s->resp_end || l->out.len)
+        return;
+    reel_codec_event_t ev;
+    if (reel_codec_feed_eof(l->resp, &ev) != REEL_OK || ev.type != REEL_CODEC_EV_END)
+        return; /* a body its framing says is not whole yet */
+    reel_h2_submit_data(fr->h2, s->sid, NULL, 0, true);
+    s->resp_end = true;
+    if (s->req_sent)
+        stream_complete(fr, s); /* its flow ends once the client has the DATA */
+    flush_output(fr);
+}
+
 static void lane_close(reel_filter_t *f) {
     lane_t *l = (lane_t *)f;
     if (l->want_close)
@@ -606,6 +634,7 @@ static void lane_close(reel_filter_t *f) {
     l->want_close = true;
     l->reading = false;
     h2front_t *fr = l->fr;
+    lane_end_at_close(l);
     lane_detach_unfinished(l, "the connection to the origin ended before the response");
     lane_unlink(l);
     l->fr = NULL;

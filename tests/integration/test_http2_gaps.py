@@ -38,6 +38,7 @@ import h2.events
 import h2.settings
 
 from proxyenv import TMPBASE, Reel, main
+from test_body_cut import OneShot
 from test_http2 import H2C, EchoOrigin
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -492,6 +493,64 @@ class StreamAfterGoawayTest(unittest.TestCase):
                 reel.stop()
             echo.stop()
             shutil.rmtree(root, ignore_errors=True)
+
+
+class CloseDelimitedTest(unittest.TestCase):
+    """An HTTP/1 origin's body without Content-Length or chunked framing
+    ends at its close (RFC 9112 6.3). To an HTTP/2 client the end is
+    END_STREAM when that close is clean (a FIN), RST_STREAM when it is a
+    reset: the stream used to be reset either way, its flow an error."""
+
+    @classmethod
+    def setUpClass(cls):
+        os.makedirs(TMPBASE, exist_ok=True)
+        cls.root = tempfile.mkdtemp(dir=TMPBASE)
+        cls.reel = Reel(cls.root, "h2eof")
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.reel.stop()
+        if code != 0:
+            print(cls.reel.log())
+        shutil.rmtree(cls.root, ignore_errors=True)
+        assert code == 0, "reel record exited %d on SIGINT" % code
+
+    def get(self, answer, end, path):
+        o = OneShot(answer, end)
+        c = H2C(self.reel.port)
+        try:
+            sid = c.request("GET", "127.0.0.1:%d" % o.port, path)
+            c.wait(lambda: c.done(sid))
+            st = c.streams[sid]
+        finally:
+            c.close()
+            o.join()
+        fs = self.reel.wait_flows(1, "~u %s" % path, timeout=5)
+        self.assertEqual(len(fs), 1, fs)
+        deadline = time.time() + 5
+        while fs[0]["state"] == "open" and time.time() < deadline:
+            time.sleep(0.1)
+            fs = self.reel.flows("~u %s" % path)
+        return st, self.reel.flow(fs[0]["id"])
+
+    def test_clean_close_ends_the_stream(self):
+        # (the last: more than the client's window, still queued at the close)
+        for head, path, n in ((b"HTTP/1.1 200 OK\r\nContent-Type: x\r\n\r\n", "/eof-11", 5000),
+                              (b"HTTP/1.0 200 OK\r\n\r\n", "/eof-10", 5000),
+                              (b"HTTP/1.1 200 OK\r\n\r\n", "/eof-big", 300000)):
+            st, f = self.get(head + b"x" * n, "close", path)
+            self.assertEqual(st["data"], b"x" * n, path)
+            self.assertTrue(st["ended"], (path, st["reset"]))
+            self.assertIsNone(st["reset"], path)
+            self.assertEqual(f["state"], "complete", f)
+
+    def test_reset_resets_the_stream(self):
+        st, f = self.get(b"HTTP/1.1 200 OK\r\nContent-Type: x\r\n\r\n" + b"x" * 5000, "reset",
+                         "/eof-reset")
+        self.assertEqual(st["data"], b"x" * 5000)
+        self.assertFalse(st["ended"])
+        self.assertEqual(st["reset"], 2)  # INTERNAL_ERROR
+        self.assertEqual(f["state"], "error", f)
 
 
 if __name__ == "__main__":
