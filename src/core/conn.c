@@ -138,6 +138,19 @@ void reel__conn_process(conn_t *c) {
         reel__begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false, true);
         return;
     }
+    reel__conn_client_ended(c);
+}
+
+/* The client half-closed and every byte it sent has been taken (or it
+ * speaks HTTP/2): act on its end for the state the connection is in. Also
+ * called when a response ends with the client's pipelined requests all
+ * read, since no read comes after the client's end to bring us back here:
+ * without it a client that pipelined and half-closed got its answers and
+ * then nothing, the connection left open. */
+void reel__conn_client_ended(conn_t *c) {
+    peer_t *cl = &c->client;
+    if (cl->closing || c->state == C_DONE)
+        return;
     if (cl->eof && (cl->in.len == 0 || c->state == C_H2)) {
         if (c->state == C_H2) {
             reel__h2front_eof(c);

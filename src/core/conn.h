@@ -481,6 +481,7 @@ void reel__alpn_note(reel_proxy_t *p, const char *host, int port, const char *sn
 /* ---- conn.c ---- */
 void reel__upstream_ready(peer_t *up);
 void reel__conn_process(conn_t *c);
+void reel__conn_client_ended(conn_t *c);
 void reel__peer_read_done(peer_t *pe);
 void reel__client_tls_failed(conn_t *c, const char *why);
 /* The client's connection broke (error: why): the flows in flight end

@@ -1310,6 +1310,9 @@ static void maybe_finish(conn_t *c) {
     exchange_done(c, up && !up->eof && up->in.len == 0);
     if (c->state == C_HEAD && c->client.in.len)
         reel__req_process(c);
+    /* a client that half-closed behind its pipelined requests */
+    if (c->client.eof && !c->client.error)
+        reel__conn_client_ended(c);
 }
 
 static void resp_head(conn_t *c, const reel_h1_head_t *h) {

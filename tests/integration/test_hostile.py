@@ -224,6 +224,27 @@ class HostileClientsTest(unittest.TestCase):
         self.assertEqual((f["kind"], f["state"]), ("tunnel", "complete"), f)
         self.assertLess(f["duration_us"], 2500000, f)
 
+    def test_pipelined_requests_then_a_half_close_get_the_end(self):
+        # requests pipelined in one write, then the end of the client's
+        # side: the client gets every answer and then the end of the
+        # connection. With the requests still in reel's buffer at the end
+        # it used to get the answers and then nothing, reel's side of the
+        # connection left open for minutes (a single request got the end).
+        o = self.origin
+        for n in (1, 2, 3):
+            s = connect(self.reel.port, 10)
+            s.settimeout(5)
+            t0 = time.time()
+            s.sendall(b"".join(b"GET %s HTTP/1.1\r\nHost: a\r\n\r\n"
+                               % o.url("/100b?halfclose%d=%d" % (n, i)).encode() for i in range(n)))
+            s.shutdown(socket.SHUT_WR)
+            out, how = read_all(s)
+            s.close()
+            self.assertEqual((how, out.count(b"HTTP/1.1 200 OK")), ("eof", n), (n, out[-200:]))
+            self.assertLess(time.time() - t0, 3, n)
+            fs = self.reel.wait_flows(n, "~u halfclose%d=" % n)
+            self.assertEqual([f["state"] for f in fs], ["complete"] * n, fs)
+
     def test_pipelined_requests_reel_will_not_answer_are_recorded(self):
         # behind a request reel answers 502 (nothing listens there), and
         # behind one whose answer closes the connection (the client's own
