@@ -1456,6 +1456,19 @@ static void retry_on_new_upstream(conn_t *c) {
     "the origin closed the TLS connection without close_notify: the body may be cut short (RFC "   \
     "9112 9.8)"
 
+/* A response passed on in part and then cut short (why): its flow ends
+ * with why, and the connection with a reset. The requests the client
+ * pipelined behind it were read and will never be answered: flows saying
+ * so, as behind a response that ends the connection cleanly (they used to
+ * leave no flow at all). */
+static void response_cut(conn_t *c, const char *why) {
+    reel__finish_flow(c, why);
+    char *msg = reel_asprintf("the response to the request before was cut short (%s)", why);
+    record_unanswered(c, msg);
+    free(msg);
+    reel__conn_close(c);
+}
+
 static bool tls_no_close_notify(peer_t *up) {
     reel_stack_info_t info;
     reel_stack_info(&up->st, &info);
@@ -1507,9 +1520,8 @@ void reel__resp_process(conn_t *c) {
                                             REEL_HOSTPORT(up->host, up->port),
                                             ev.error_reason ? ev.error_reason : "malformed");
             if (c->ex.resp_head_sent) {
-                reel__finish_flow(c, why);
+                response_cut(c, why);
                 free(why);
-                reel__conn_close(c);
                 return;
             }
             reel__fail_exchange(c, 502, why);
@@ -1557,9 +1569,8 @@ void reel__resp_process(conn_t *c) {
                  * close_notify: cut short, not whole (RFC 9112 9.8) */
                 char *why = up->error ? reel_asprintf("response cut short: %s", up->error)
                                       : reel_strdup(TLS_CUT_SHORT);
-                reel__finish_flow(c, why);
+                response_cut(c, why);
                 free(why);
-                reel__conn_close(c);
                 return;
             }
             if (c->ex.flow && ev.ntrailers)

@@ -1287,6 +1287,43 @@ class BadUpstreamsTest(unittest.TestCase):
         self.assertRegex(f["error"], r"^not answered: the client connection ended before reel "
                          r"sent it to the origin \(client connection error: .+\)$")
 
+    def test_requests_queued_behind_a_response_cut_short_are_recorded(self):
+        # two GETs pipelined in one write; the origin answers the first
+        # with part of a body (read until the close, or shorter than its
+        # Content-Length) and then a reset. The second was read and never
+        # sent: a flow saying so, as behind a response that ends the
+        # connection cleanly (it used to have no flow at all).
+        for name, head in (("cutclose", b"HTTP/1.1 200 OK\r\nContent-Type: x\r\n\r\n"),
+                           ("cutcl", b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n")):
+            def cut(up, c, head=head):
+                up.read_head(c)
+                c.sendall(head + b"x" * 1000)
+                time.sleep(0.3)
+                reset(c)
+            up = Upstream(cut)
+            try:
+                s = connect(self.reel.port)
+                s.settimeout(10)
+                s.sendall(b"".join(b"GET http://127.0.0.1:%d/%s-%d HTTP/1.1\r\n"
+                                   b"Host: a\r\n\r\n" % (up.port, name.encode(), i)
+                                   for i in (1, 2)))
+                out, how = read_all(s)
+                s.close()
+                first = self.reel.wait_flows(1, "~u /%s-1$" % name, timeout=10)
+                second = self.reel.wait_flows(1, "~u /%s-2$" % name, timeout=10)
+            finally:
+                up.stop()
+            # (a short Content-Length body says itself that it is cut)
+            self.assertEqual(how, "reset" if name == "cutclose" else how, (name, out[-100:]))
+            self.assertEqual(len(up.received), 1, up.received)
+            self.assertEqual(first[-1]["state"], "error", first)
+            self.assertEqual(len(second), 1, (name, second))
+            f = second[0]
+            self.assertEqual((f["state"], f["status"], f["method"]), ("error", None, "GET"), f)
+            self.assertEqual(f["client_conn"], first[-1]["client_conn"])
+            self.assertRegex(f["error"], r"^not answered: the response to the request before "
+                             r"was cut short \(%s\)$" % re.escape(first[-1]["error"]))
+
     def test_bytes_past_the_end_of_a_response_are_recorded_not_passed_on(self):
         # an origin whose Content-Length is shorter than what it sends, and
         # one that sends a body after its answer to a HEAD: the client gets
