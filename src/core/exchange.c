@@ -1462,7 +1462,21 @@ static void retry_on_new_upstream(conn_t *c) {
  * so, as behind a response that ends the connection cleanly (they used to
  * leave no flow at all). */
 static void response_cut(conn_t *c, const char *why) {
-    reel__finish_flow(c, why);
+    /* reel__conn_close resets the client, and a reset drops what is
+     * still queued for it, in reel and in its socket: the record says how
+     * much the client may never get (that is not the cut, which the reset
+     * tells the client, but reel's; delivering it first, then the reset,
+     * would need the reset held until the socket's queue was acked) */
+    size_t queued = c->lane ? 0 : reel__peer_queued(&c->client) + reel_stack_unsent(&c->client.st);
+    if (c->ex.resp_until_close && !c->lane && queued > 0) {
+        char *msg = reel_asprintf("%s (%zu bytes of the connection's output were still queued "
+                                  "in reel)",
+                                  why, queued);
+        reel__finish_flow(c, msg);
+        free(msg);
+    } else {
+        reel__finish_flow(c, why);
+    }
     char *msg = reel_asprintf("the response to the request before was cut short (%s)", why);
     record_unanswered(c, msg);
     free(msg);

@@ -86,6 +86,10 @@ typedef struct {
     /* Bottom only: bytes that came and were not read yet (the kernel's,
      * for a socket); may be NULL (0). */
     size_t (*unread)(const reel_filter_t *f);
+    /* Bottom only: bytes handed to the wire that the peer has not
+     * acknowledged yet (the kernel's, for a socket: a reset drops them);
+     * may be NULL (0). */
+    size_t (*unsent)(const reel_filter_t *f);
     /* Adds what this layer knows. */
     void (*info)(const reel_filter_t *f, reel_stack_info_t *out);
     /* Bottom only: close the I/O; call reel_stack_closed_by_bottom once
@@ -137,6 +141,8 @@ void reel_stack_send(reel_stack_t *st, const void *data, size_t len);
 size_t reel_stack_queued(const reel_stack_t *st);
 /** Bytes that came to the stack's bottom and were not read yet. */
 size_t reel_stack_unread(const reel_stack_t *st);
+/** Bytes passed to the stack's bottom the peer has not acknowledged yet. */
+size_t reel_stack_unsent(const reel_stack_t *st);
 bool reel_stack_open(const reel_stack_t *st);
 void reel_stack_set_reading(reel_stack_t *st, bool on);
 void reel_stack_info(const reel_stack_t *st, reel_stack_info_t *out);

@@ -445,6 +445,17 @@ static size_t tcp_unread(const reel_filter_t *f) {
     return (size_t)n;
 }
 
+static size_t tcp_unsent(const reel_filter_t *f) {
+    const tcp_filter_t *t = (const tcp_filter_t *)f;
+    uv_os_fd_t fd;
+    int n = 0;
+    /* TIOCOUTQ is Linux's SIOCOUTQ on a TCP socket: sent, not yet acked */
+    if (t->closing || t->h == NULL || uv_fileno((const uv_handle_t *)&t->h->tcp, &fd) != 0 ||
+        ioctl(fd, TIOCOUTQ, &n) != 0 || n < 0)
+        return 0;
+    return (size_t)n;
+}
+
 static const reel_filter_ops_t tcp_ops = {
     .name = "tcp",
     .open = tcp_open,
@@ -454,6 +465,7 @@ static const reel_filter_ops_t tcp_ops = {
     .is_open = tcp_is_open,
     .set_reading = tcp_set_reading,
     .unread = tcp_unread,
+    .unsent = tcp_unsent,
     .info = tcp_info,
     .close = tcp_close,
     .destroy = tcp_destroy,
