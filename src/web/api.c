@@ -1400,11 +1400,27 @@ static void config_changed(call_t *c, reel_session_t *s, const char *key, const 
     reel_config_free(cfg);
 }
 
+/* Options the web API may neither set nor unset: on_segment_closed runs a
+ * shell command (as this user, at every segment close), so a token that
+ * leaked would be code execution. Only `reel config` on the command line
+ * changes them. No other option runs a program or writes a file: the one
+ * path among them, upstream_trusted_ca, is only read, and must hold PEM
+ * certificates. */
+static const char *const CLI_ONLY_OPTIONS[] = {"on_segment_closed", NULL};
+
 static void api_config_set(call_t *c, reel_session_t *s) {
     const char *key = json_string_value(json_object_get(c->in, "name"));
     json_t *jv = json_object_get(c->in, "value");
     reel_err_t err;
     reel_err_clear(&err);
+    for (int i = 0; key && CLI_ONLY_OPTIONS[i]; i++)
+        if (strcmp(key, CLI_ONLY_OPTIONS[i]) == 0) {
+            reel__web_error(c->rs, 403,
+                            "%s runs a command, so the web UI cannot change it: use "
+                            "`reel config %s set %s ...` on the command line",
+                            key, reel_session_name(s), key);
+            return;
+        }
     if (key == NULL || jv == NULL) {
         /* no "value" at all is not an unset: null says that */
         reel__web_error(c->rs, 400, "expected {\"name\": KEY, \"value\": VALUE or null}");

@@ -961,32 +961,6 @@ static int has_old_cookie(conn_t *c) {
     return 0;
 }
 
-/* Options the web API may neither set nor unset: on_segment_closed runs a
- * shell command (as this user, at every segment close), so a token that
- * leaked would be code execution. Only `reel config` on the command line
- * changes them. No other option runs a program or writes a file: the one
- * path among them, upstream_trusted_ca, is only read, and must hold PEM
- * certificates. */
-static const char *const CLI_ONLY_OPTIONS[] = {"on_segment_closed", NULL};
-
-/* The option a write to .../config names when the web API may not change
- * it (a CLI_ONLY_OPTIONS entry, static), else NULL. The body is parsed as
- * api.c parses it, so both read the same name. */
-static const char *cli_only_option(const char *method, char **seg, int n, const uint8_t *body,
-                                   size_t body_len) {
-    if (strcmp(method, "GET") == 0 || n != 3 || strcmp(seg[0], "sessions") != 0 ||
-        strcmp(seg[2], "config") != 0 || body_len == 0)
-        return NULL;
-    json_t *in = json_loadb((const char *)body, body_len, 0, NULL);
-    const char *name = json_string_value(json_object_get(in, "name"));
-    const char *found = NULL;
-    for (int i = 0; name && CLI_ONLY_OPTIONS[i] && !found; i++)
-        if (strcmp(name, CLI_ONLY_OPTIONS[i]) == 0)
-            found = CLI_ONLY_OPTIONS[i];
-    json_decref(in);
-    return found;
-}
-
 static int is_write(const char *m) {
     return strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0;
 }
@@ -1055,26 +1029,17 @@ static int handle(conn_t *c, reel__web_resp_t *rs) {
         } else if (w->ctx.read_only && is_write(method)) {
             reel__web_error(rs, 403, "read-only: this server was started with --read-only");
         } else {
-            const char *key =
-                nseg > 0 ? cli_only_option(method, seg, nseg, c->body.data, c->body.len) : NULL;
-            if (key) {
-                reel__web_error(rs, 403,
-                                "%s runs a command, so the web UI cannot change it: use "
-                                "`reel config %s set %s ...` on the command line",
-                                key, seg[1], key);
-            } else {
-                char *leid = hdr(c, "last-event-id");
-                reel__web_req_t rq = {.method = method,
-                                      .path = target,
-                                      .query = query,
-                                      .body = c->body.data,
-                                      .body_len = c->body.len,
-                                      .last_event_id = leid};
-                handed = reel__web_api_long(&rq) && walk_start(c, &rq);
-                if (!handed)
-                    reel__web_api(&w->ctx, &rq, rs);
-                free(leid);
-            }
+            char *leid = hdr(c, "last-event-id");
+            reel__web_req_t rq = {.method = method,
+                                  .path = target,
+                                  .query = query,
+                                  .body = c->body.data,
+                                  .body_len = c->body.len,
+                                  .last_event_id = leid};
+            handed = reel__web_api_long(&rq) && walk_start(c, &rq);
+            if (!handed)
+                reel__web_api(&w->ctx, &rq, rs);
+            free(leid);
         }
         free(tok);
         for (int i = 0; i < nseg; i++)
