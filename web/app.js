@@ -38,9 +38,9 @@ class ApiError extends Error {
 // which belongs to this origin alone (its port included, unlike a cookie,
 // which the browser would send to every server on the host), and taken out
 // of the address bar and history. API requests send it as
-// Authorization: Bearer; only the requests a browser makes without our
-// headers (the event stream, an image body, a download) carry it in their
-// URL (withToken), and only those endpoints accept it there.
+// Authorization: Bearer, and it never goes into a URL: the requests a
+// browser makes without our headers (the event stream, an image body, a
+// download) carry a ticket instead (withTicket).
 const TOKEN_KEY = 'reel_token';
 const token = (() => {
   const u = new URL(location.href);
@@ -54,8 +54,14 @@ const token = (() => {
   return t;
 })();
 
-function withToken(url) {
-  return url + (url.includes('?') ? '&' : '?') + 'token=' + encodeURIComponent(token);
+// url with ?ticket=: a ticket asked for just now, which the server takes
+// for this path only, once, within a minute (the event stream's also for
+// the browser's own reconnects of that stream), so what the browser keeps
+// of the URL (history, the downloads list) opens nothing afterwards.
+async function withTicket(url) {
+  const q = url.indexOf('?');
+  const t = await api('/api/tickets', { method: 'POST', body: { path: q < 0 ? url : url.slice(0, q) } });
+  return url + (q < 0 ? '?' : '&') + 'ticket=' + encodeURIComponent(t.ticket);
 }
 
 async function api(path, opts = {}) {
@@ -783,14 +789,23 @@ function exportUrl(fmt) {
   let q = 'format=' + fmt;
   if (state.checked.size) q += '&ids=' + [...state.checked].sort((a, b) => a - b).join(',');
   else q += '&filter=' + enc(state.filter);
-  return withToken(sessPath(state.session) + '/export?' + q);
+  return sessPath(state.session) + '/export?' + q;
 }
 
-function download(url) {
-  const a = el('a', { href: url, download: '' });
-  document.body.append(a);
-  a.click();
-  a.remove();
+// Downloads url (a body's bytes, an export) with a ticket of its own.
+async function download(url) {
+  try {
+    const a = el('a', { href: await withTicket(url), download: '' });
+    document.body.append(a);
+    a.click();
+    a.remove();
+  } catch (e) { status(e.message, true); }
+}
+
+// A link that downloads url: the href shows where it leads, a click asks
+// for a ticket and downloads with it.
+function downloadLink(url, text) {
+  return el('a', { href: url, download: '', text, onclick: (ev) => { ev.preventDefault(); download(url); } });
 }
 
 function showFlows() {
@@ -801,8 +816,22 @@ function showFlows() {
 
 // ---------------------------------------------------------------- live
 
-function startEvents() {
-  const es = new EventSource(withToken(sessPath(state.session) + '/events'));
+// The stream's ticket serves the browser's own reconnects too (with
+// Last-Event-ID, so that no flow is missed), for a minute after each drop.
+async function startEvents() {
+  // stands for the stream until it is open: setSession and sessionMissing
+  // close it, and then no stream is opened
+  const pending = { close() {} };
+  state.events = pending;
+  let url;
+  try {
+    url = await withTicket(sessPath(state.session) + '/events');
+  } catch (e) {
+    if (state.events === pending) { state.events = null; status('live updates stopped: ' + e.message, true); }
+    return;
+  }
+  if (state.events !== pending) return;
+  const es = new EventSource(url);
   state.events = es;
   es.addEventListener('flow', (ev) => {
     let row;
@@ -916,7 +945,7 @@ function bodySection(id, dir, head, row) {
     try {
       const b = await api(base + '?view=' + sel.value + '&offset=' + offset);
       if (b.image && sel.value === 'auto') {
-        out.replaceChildren(el('img', { src: withToken(base + '/raw?inline=1'), alt: dir + ' body image', class: 'img' }));
+        out.replaceChildren(el('img', { src: await withTicket(base + '/raw?inline=1'), alt: dir + ' body image', class: 'img' }));
         return;
       }
       const bits = [];
@@ -953,8 +982,8 @@ function bodySection(id, dir, head, row) {
   box.append(el('div', { class: 'body-bar' },
     el('span', { text: 'Body ' + fmtSize(size) }),
     el('label', {}, 'View ', sel),
-    el('a', { href: withToken(base + '/raw'), download: '', text: 'Download' }),
-    el('a', { href: withToken(base + '/raw?decoded=0'), download: '', text: 'Download as stored' })), out);
+    downloadLink(base + '/raw', 'Download'),
+    downloadLink(base + '/raw?decoded=0', 'Download as stored')), out);
   // what of the body was never stored: body_limit's cut, bytes capture shed
   if (head && head.body_truncated) {
     box.append(el('p', { class: 'note cut', role: 'note', text: 'cut by body_limit: ' + fmtSize(head.body_stored) +
@@ -1098,7 +1127,7 @@ function renderDetail(d, id) {
       } catch (e) { status(e.message, true); }
     } }));
   }
-  actions.append(el('a', { href: withToken(sessPath(state.session) + '/export?format=har&ids=' + id), download: '', text: 'HAR' }));
+  actions.append(downloadLink(sessPath(state.session) + '/export?format=har&ids=' + id, 'HAR'));
   const diffForm = el('form', { class: 'inline' }, el('label', { for: 'diff-with', text: 'Diff with flow' }),
     el('input', { id: 'diff-with', name: 'with', inputmode: 'numeric', size: 6, autocomplete: 'off' }),
     el('button', { type: 'submit', text: 'Diff' }));

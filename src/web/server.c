@@ -50,11 +50,35 @@
 /* Their nice value: on a busy machine the proxy's threads come first, and
  * an export takes longer instead. */
 #define WALK_NICE 10
+/* Tickets (POST /api/tickets): what the requests a browser makes without
+ * the page's headers (the event stream, a body's raw bytes, an export)
+ * carry in their URL instead of the token, which a URL would leak
+ * (history, downloads list, copy and paste). Each is bound to one path,
+ * valid for TICKET_TTL_MS (the environment's REEL_WEB_TICKET_TTL, seconds,
+ * overrides it), and at most TICKET_MAX exist: the table neither grows
+ * nor holds dead ones for long. */
+#define TICKET_TTL_MS (60 * 1000)
+#define TICKET_MAX 128
 
 typedef struct conn conn_t;
 typedef struct replay replay_t;
 typedef struct live_replay live_replay_t;
 typedef struct walk walk_t;
+
+/* One ticket. A download's or an image's is taken by its one request. The
+ * event stream's is held by the stream while it is open (no second one may
+ * use it meanwhile) and may be used again until TICKET_TTL_MS after it
+ * closed: the browser reconnects an EventSource by itself, to the same URL,
+ * sending Last-Event-ID so that no flow is lost, and no script runs
+ * in between that could ask for a new ticket. */
+typedef struct {
+    char id[33]; /* "": a free slot */
+    char *segs;  /* the path's segments, percent-decoded, each NUL-terminated */
+    size_t segs_len;
+    int stream;          /* for /api/sessions/S/events: reused by its reconnects */
+    int in_use;          /* a stream holds it: it does not expire meanwhile */
+    uint64_t expires_ms; /* uv_now */
+} ticket_t;
 
 struct reel_web {
     uv_loop_t *loop;
@@ -66,6 +90,8 @@ struct reel_web {
     size_t nsessions;
     char *live;
     char token[33];
+    ticket_t tickets[TICKET_MAX];
+    int ticket_ttl_ms;
     char *url;
     char *hosts[4]; /* Host values accepted */
     int port;
@@ -109,6 +135,7 @@ struct conn {
     int writes;           /* writes in flight */
     FILE *stream;         /* a body being streamed */
     reel__web_sse_t *sse; /* the connection is an event stream */
+    char sse_ticket[33];  /* ... opened with this ticket, held until it closes ("": none) */
     int64_t sse_idle;
     replay_t *replay;           /* the request waits for this replay child */
     live_replay_t *live_replay; /* ... or for this replay into the live session */
@@ -281,6 +308,125 @@ static int token_eq(const char *a, const char *b, size_t blen) {
     return diff == 0;
 }
 
+/* ---- tickets ---- */
+
+/* Packs segments as ticket_t.segs holds them: each NUL-terminated. */
+static char *segs_pack(char *const *seg, int n, size_t *len) {
+    size_t l = 0;
+    for (int i = 0; i < n; i++)
+        l += strlen(seg[i]) + 1;
+    char *p = reel_malloc(l ? l : 1);
+    size_t k = 0;
+    for (int i = 0; i < n; i++) {
+        size_t sl = strlen(seg[i]) + 1;
+        memcpy(p + k, seg[i], sl);
+        k += sl;
+    }
+    *len = l;
+    return p;
+}
+
+static void ticket_clear(ticket_t *t) {
+    free(t->segs);
+    memset(t, 0, sizeof *t);
+}
+
+/* Frees the tickets that expired (those held by a stream do not). */
+static void tickets_sweep(reel_web_t *w) {
+    uint64_t now = uv_now(w->loop);
+    for (int i = 0; i < TICKET_MAX; i++) {
+        ticket_t *t = &w->tickets[i];
+        if (t->id[0] && !t->in_use && t->expires_ms <= now)
+            ticket_clear(t);
+    }
+}
+
+/* Makes a ticket for the path of segments seg[0..n) (the API path without
+ * "/api/"), into id (33 bytes). -1 when no random bytes could be had, -2
+ * when the table is full of tickets held by open streams. A full table
+ * otherwise loses the ticket nearest its expiry: one that will not be used
+ * any more, most likely. */
+static int ticket_mint(reel_web_t *w, char *const *seg, int n, int stream, char *id) {
+    tickets_sweep(w);
+    ticket_t *slot = NULL;
+    for (int i = 0; i < TICKET_MAX && slot == NULL; i++)
+        if (w->tickets[i].id[0] == '\0')
+            slot = &w->tickets[i];
+    for (int i = 0; i < TICKET_MAX && slot == NULL; i++) {
+        ticket_t *t = &w->tickets[i];
+        if (t->in_use)
+            continue;
+        for (int k = i; k < TICKET_MAX; k++) {
+            ticket_t *u = &w->tickets[k];
+            if (!u->in_use && u->expires_ms < t->expires_ms)
+                t = u;
+        }
+        slot = t;
+    }
+    if (slot == NULL)
+        return -2;
+    unsigned char r[16];
+    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
+        return -1;
+    ticket_clear(slot);
+    for (int i = 0; i < 16; i++)
+        snprintf(slot->id + 2 * i, 3, "%02x", r[i]);
+    slot->segs = segs_pack(seg, n, &slot->segs_len);
+    slot->stream = stream;
+    slot->expires_ms = uv_now(w->loop) + (uint64_t)w->ticket_ttl_ms;
+    memcpy(id, slot->id, sizeof slot->id);
+    return 0;
+}
+
+/* Takes ticket id for a request of the path seg[0..n): 1 when it is good
+ * for that path and neither expired nor held by an open stream, and then
+ * uses it up (a stream's ticket is held instead: *stream set to 1, to be
+ * given back with ticket_release); else 0, and the ticket is left as it
+ * was. The id is compared with every slot's, each in constant time. */
+static int ticket_take(reel_web_t *w, const char *id, char *const *seg, int n, int *stream) {
+    *stream = 0;
+    tickets_sweep(w);
+    ticket_t *hit = NULL;
+    size_t idl = strlen(id);
+    for (int i = 0; i < TICKET_MAX; i++) {
+        ticket_t *t = &w->tickets[i];
+        int eq = token_eq(t->id, id, idl);
+        if (t->id[0] && eq)
+            hit = t;
+    }
+    if (hit == NULL || hit->in_use)
+        return 0;
+    size_t len;
+    char *segs = segs_pack(seg, n, &len);
+    int same = len == hit->segs_len && memcmp(segs, hit->segs, len) == 0;
+    free(segs);
+    if (!same)
+        return 0;
+    if (hit->stream) {
+        hit->in_use = 1;
+        *stream = 1;
+    } else {
+        ticket_clear(hit);
+    }
+    return 1;
+}
+
+/* Gives back the stream ticket id (NULL or "": none) that ticket_take
+ * handed out: its stream closed, or was not opened after all. A reconnect
+ * may use it until TICKET_TTL_MS from now. */
+static void ticket_release(reel_web_t *w, char *id) {
+    if (id == NULL || id[0] == '\0')
+        return;
+    for (int i = 0; i < TICKET_MAX; i++) {
+        ticket_t *t = &w->tickets[i];
+        if (t->in_use && strcmp(t->id, id) == 0) {
+            t->in_use = 0;
+            t->expires_ms = uv_now(w->loop) + (uint64_t)w->ticket_ttl_ms;
+        }
+    }
+    id[0] = '\0';
+}
+
 /* The value of header name in the current head as an owned string, NULL
  * if absent. */
 static char *hdr(conn_t *c, const char *name) {
@@ -308,6 +454,7 @@ static void handle_closed(uv_handle_t *h) {
     if (c->stream)
         fclose(c->stream);
     reel__web_sse_free(c->sse);
+    ticket_release(w, c->sse_ticket);
     if (c->replay)
         c->replay->c = NULL;
     if (c->live_replay)
@@ -916,11 +1063,11 @@ static int api_segments(const char *path, char **seg, int max) {
 }
 
 /* 1 for the requests a browser makes without the page's script adding
- * headers, which therefore carry the token as ?token=: the event stream
- * (EventSource), a body's bytes (an <img> of an image, a download) and an
- * export (a download). Only GETs, so a token in such a URL changes nothing
- * by itself. */
-static int takes_query_token(const char *method, char **seg, int n) {
+ * headers, which therefore carry a ticket as ?ticket= (POST /api/tickets):
+ * the event stream (EventSource), a body's bytes (an <img> of an image, a
+ * download) and an export (a download). Only GETs, so a ticket in such a
+ * URL changes nothing by itself. */
+static int takes_ticket(const char *method, char *const *seg, int n) {
     if (strcmp(method, "GET") != 0 || n < 3 || strcmp(seg[0], "sessions") != 0)
         return 0;
     if (n == 3)
@@ -963,6 +1110,53 @@ static int has_old_cookie(conn_t *c) {
 
 static int is_write(const char *m) {
     return strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0;
+}
+
+/* POST /api/tickets {"path": P}: a ticket for a GET of P (no query), one
+ * of the paths takes_ticket names, answered {"ticket", "expires_in"}. */
+static void tickets_post(reel_web_t *w, conn_t *c, const char *method, reel__web_resp_t *rs) {
+    char *seg[8];
+    int n = -1;
+    json_t *j = NULL;
+    if (strcmp(method, "POST") != 0) {
+        reel__web_error(rs, 405, "method not allowed: POST {\"path\": ...} makes a ticket");
+        goto out;
+    }
+    j = json_loadb((const char *)c->body.data, c->body.len, 0, NULL);
+    const char *path = json_string_value(json_object_get(j, "path"));
+    if (path == NULL) {
+        reel__web_error(rs, 400, "body must be {\"path\": \"/api/sessions/S/...\"}");
+        goto out;
+    }
+    if (strncmp(path, "/api/", 5) != 0 || strchr(path, '?') ||
+        (n = api_segments(path, seg, 8)) < 0 || !takes_ticket("GET", seg, n)) {
+        reel__web_error(rs, 400,
+                        "a ticket is only for the event stream (/api/sessions/S/events), a "
+                        "body's bytes (/api/sessions/S/flows/ID/body/request|response/raw) "
+                        "and an export (/api/sessions/S/export), given without a query: "
+                        "not '%.200s'",
+                        path);
+        goto out;
+    }
+    char id[33];
+    int rc = ticket_mint(w, seg, n, n == 3 && strcmp(seg[2], "events") == 0, id);
+    if (rc == -2) {
+        reel__web_error(rs, 503, "%d event streams hold a ticket each: no room for another",
+                        TICKET_MAX);
+    } else if (rc < 0) {
+        reel__web_error(rs, 500, "no random bytes for a ticket");
+    } else {
+        json_t *a = json_pack("{s:s,s:i}", "ticket", id, "expires_in", w->ticket_ttl_ms / 1000);
+        char *txt = json_dumps(a, JSON_COMPACT);
+        rs->status = 200;
+        reel_buf_puts(&rs->body, txt);
+        free(txt);
+        json_decref(a);
+    }
+out:
+    for (int i = 0; i < n; i++)
+        free(seg[i]);
+    json_decref(j);
 }
 
 /* Answers the request into rs; 1 instead when a walk thread took it
@@ -1013,19 +1207,35 @@ static int handle(conn_t *c, reel__web_resp_t *rs) {
     if (strncmp(target, "/api/", 5) == 0) {
         char *seg[8];
         int nseg = api_segments(target, seg, 8);
-        int by_query = nseg > 0 && takes_query_token(method, seg, nseg);
+        int by_ticket = nseg > 0 && takes_ticket(method, seg, nseg);
         char *tok = reel__web_param(query, "token");
-        int ok = bearer_ok(w, c);
-        if (tok && !by_query) {
-            /* a URL is kept in history, logs and captures: only the
-             * requests that cannot send a header may carry it there */
+        char *ticket = reel__web_param(query, "ticket");
+        int ok = bearer_ok(w, c), stream = 0;
+        if (tok) {
+            /* a URL is kept in history, the downloads list, logs and
+             * captures: the token that opens everything is never in one */
             reel__web_error(rs, 400,
-                            "the token is not taken from the query here: send "
-                            "Authorization: Bearer TOKEN");
-        } else if (!ok && !(tok && token_eq(w->token, tok, strlen(tok)))) {
+                            "the token is not taken from the query: send "
+                            "Authorization: Bearer TOKEN (the event stream, raw bodies and "
+                            "exports take ?ticket= from POST /api/tickets)");
+        } else if (ticket && !by_ticket) {
+            reel__web_error(rs, 400,
+                            "a ticket is only taken by the event stream, raw bodies and "
+                            "exports: send Authorization: Bearer TOKEN");
+        } else if (nseg == 1 && strcmp(seg[0], "tickets") == 0) {
+            /* not refused by --read-only: a ticket only reads */
+            if (ok)
+                tickets_post(w, c, method, rs);
+            else
+                reel__web_error(rs, 401,
+                                "missing or wrong token: open the URL reel printed, or "
+                                "send Authorization: Bearer TOKEN");
+        } else if (!ok && !(ticket && ticket_take(w, ticket, seg, nseg, &stream))) {
             reel__web_error(rs, 401,
-                            "missing or wrong token: open the URL reel printed, or "
-                            "send Authorization: Bearer TOKEN");
+                            ticket ? "ticket used up, expired or for another path: ask "
+                                     "POST /api/tickets for a new one"
+                                   : "missing or wrong token: open the URL reel printed, or "
+                                     "send Authorization: Bearer TOKEN");
         } else if (w->ctx.read_only && is_write(method)) {
             reel__web_error(rs, 403, "read-only: this server was started with --read-only");
         } else {
@@ -1041,6 +1251,13 @@ static int handle(conn_t *c, reel__web_resp_t *rs) {
                 reel__web_api(&w->ctx, &rq, rs);
             free(leid);
         }
+        if (stream) { /* the stream holds its ticket while it is open */
+            if (!handed && rs->sse)
+                memcpy(c->sse_ticket, ticket, sizeof c->sse_ticket);
+            else
+                ticket_release(w, ticket);
+        }
+        free(ticket);
         free(tok);
         for (int i = 0; i < nseg; i++)
             free(seg[i]);
@@ -1307,6 +1524,15 @@ reel_rc reel_web_start(uv_loop_t *loop, const reel_web_opts_t *o, reel_web_t **o
         if (errno == 0 && *end == '\0' && v > 0 && v <= 86400)
             w->replay_timeout_ms = (int)v * 1000;
     }
+    w->ticket_ttl_ms = TICKET_TTL_MS;
+    const char *tt = getenv("REEL_WEB_TICKET_TTL");
+    if (tt && tt[0]) {
+        char *end = NULL;
+        errno = 0;
+        long v = strtol(tt, &end, 10);
+        if (errno == 0 && *end == '\0' && v > 0 && v <= 3600)
+            w->ticket_ttl_ms = (int)v * 1000;
+    }
     w->ctx = (reel__web_ctx_t){.home = w->home,
                                .read_only = o->read_only,
                                .sessions = w->sessions,
@@ -1438,5 +1664,7 @@ void reel_web_free(reel_web_t *w) {
     free(w->url);
     for (int i = 0; i < 4; i++)
         free(w->hosts[i]);
+    for (int i = 0; i < TICKET_MAX; i++)
+        ticket_clear(&w->tickets[i]);
     free(w);
 }

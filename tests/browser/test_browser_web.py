@@ -149,6 +149,14 @@ class BrowserWebTest(unittest.TestCase):
             # the token: in the tab, never in a cookie
             self.assertEqual(seen["cookies"], [])
             self.assertEqual(seen["stored_token"], TOKEN)
+            # ... and in no URL but the printed one: the event stream, the
+            # image, the downloads carry tickets
+            self.assertEqual([u for u in seen["urls"] if TOKEN in u], [url])
+            for pat in (r"/api/sessions/b1/events\?ticket=[0-9a-f]{32}$",
+                        r"/body/response/raw\?inline=1&ticket=[0-9a-f]{32}$",
+                        r"/body/response/raw\?ticket=[0-9a-f]{32}$",
+                        r"/export\?format=har&ids=\d+&ticket=[0-9a-f]{32}$"):
+                self.assertTrue(any(re.search(pat, u) for u in seen["urls"]), (pat, seen["urls"]))
             self.assertEqual(seen["image_size"], [37, 11])
             self.assertEqual(seen["download_len"], len(png(37, 11)))
             self.assertEqual(seen["har_entries"], 1)

@@ -29,6 +29,10 @@ async function main() {
       if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) errors.push("console: " + m.text());
     });
     res.failed = [];
+    // every URL the page asks for: none but the printed one may hold the token
+    res.urls = [];
+    page.on("request", (r) => res.urls.push(r.url()));
+    page.on("download", (d) => res.urls.push(d.url()));
     page.on("response", (r) => { if (r.status() >= 400) res.failed.push(r.status() + " " + r.url()); });
     const step = (s) => { res.steps.push(s); process.stderr.write("step: " + s + "\n"); };
     // a view renders empty: record it (the test fails on it)
@@ -124,8 +128,8 @@ async function main() {
     res.error_text = await page.textContent("#detail .error[role=alert]");
 
     step("image body");
-    // an <img> and a download cannot send the header: their URLs carry the
-    // token, which only these endpoints take from the query
+    // an <img> and a download cannot send the header: their URLs carry a
+    // ticket, asked for just before, never the token
     await page.evaluate((id) => { location.hash = location.hash.replace(/\/flow\/\d+$/, "") + "/flow/" + id; }, cfg.ids.image);
     await page.waitForFunction(() => {
       const i = document.querySelector('section[aria-label="response"] img.img');

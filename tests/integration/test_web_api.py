@@ -121,7 +121,7 @@ class WebApi(unittest.TestCase):
         # every answer tells the browser to send no Referer, so no URL that
         # carries the token (an image, a download) leaks that way
         for path, tok in (("/", False), ("/api/sessions", True), ("/api/nothing", True),
-                          ("/api/sessions/s1/flows/1/body/response/raw?token=" + self.token,
+                          ("/api/sessions/s1/flows/1/body/response/raw?ticket=" + "f" * 32,
                            False)):
             st, h, _ = self.c.req("GET", path, token=tok)
             self.assertEqual(h["referrer-policy"], "no-referrer", path)
@@ -143,31 +143,25 @@ class WebApi(unittest.TestCase):
         self.assertRegex(h["set-cookie"], r"^reel_token=; Path=/; Max-Age=0")
         self.assertNotIn(self.token, h["set-cookie"])
 
-    def test_token_in_the_query(self):
-        """Only the requests a browser makes without script headers (the event
-        stream, a body's bytes, an export) take the token from the query;
-        anywhere else a token there is refused, even beside a good header."""
+    def test_token_never_in_the_query(self):
+        """The token is taken from no URL (a browser keeps them: history, the
+        downloads list): ?token= is refused everywhere, even where a browser
+        cannot send the header (the event stream, a body's bytes, an
+        export: they take a ticket) and even beside a good header."""
         t = "token=" + self.token
-        for path in ("/api/sessions/s1/flows/1/body/response/raw?" + t,
-                     "/api/sessions/s1/flows/1/body/response/raw?inline=1&" + t,
-                     "/api/sessions/s1/export?format=ndjson&ids=1&" + t):
-            st, _, data = self.c.req("GET", path, token=False)
-            self.assertEqual(st, 200, path)
-            self.assertTrue(data, path)
-        s = socket.create_connection(("127.0.0.1", self.port), 10)
-        s.sendall(("GET /api/sessions/s1/events?%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
-                   % (t, self.port)).encode())
-        head = s.recv(4096)
-        s.close()
-        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
-        self.assertIn(b"text/event-stream", head)
-        st, _, _ = self.c.req("GET", "/api/sessions/s1/flows/1/body/response/raw?token=" +
-                              "f" * 32, token=False)
-        self.assertEqual(st, 401)
         for method, path, body in (("GET", "/api/sessions?" + t, None),
                                    ("GET", "/api/sessions/s1/flows?" + t, None),
                                    ("GET", "/api/sessions/s1/flows/1?" + t, None),
                                    ("GET", "/api/sessions/s1/flows/1/body/response?" + t, None),
+                                   ("GET", "/api/sessions/s1/flows/1/body/response/raw?" + t,
+                                    None),
+                                   ("GET", "/api/sessions/s1/flows/1/body/response/raw?"
+                                    "inline=1&" + t, None),
+                                   ("GET", "/api/sessions/s1/export?format=ndjson&ids=1&" + t,
+                                    None),
+                                   ("GET", "/api/sessions/s1/events?" + t, None),
+                                   ("POST", "/api/tickets?" + t,
+                                    {"path": "/api/sessions/s1/export"}),
                                    ("POST", "/api/sessions/s1/marks?" + t, {"ids": [1]}),
                                    ("POST", "/api/sessions/s1/flows/1/body/response/raw?" + t,
                                     None)):
@@ -176,6 +170,107 @@ class WebApi(unittest.TestCase):
                 self.assertEqual(st, 400, (path, header))
                 self.assertIn("not taken from the query", json.loads(data)["error"])
         self.assertEqual(self.flows_where("~marked"), [])
+
+    def ticket(self, path, client=None):
+        t = (client or self.c).json("POST", "/api/tickets", {"path": path})
+        self.assertRegex(t["ticket"], r"^[0-9a-f]{32}$")
+        return t
+
+    def test_ticket_serves_its_path_once(self):
+        """A ticket (POST /api/tickets, with the token) opens the one path
+        it was made for, once, whatever the query; another path, a second
+        use, a made-up ticket are 401, and a ticket on an API request that
+        takes none is a 400."""
+        raw = "/api/sessions/s1/flows/1/body/response/raw"
+        t = self.ticket(raw)
+        self.assertEqual(t["expires_in"], 60)
+        want = self.c.req("GET", raw)[2]
+        self.assertTrue(want)
+        for other in ("/api/sessions/s1/flows/2/body/response/raw",
+                      "/api/sessions/s1/flows/1/body/request/raw",
+                      "/api/sessions/tunnels/flows/1/body/response/raw",
+                      "/api/sessions/s1/export"):
+            st, _, data = self.c.req("GET", other + "?ticket=" + t["ticket"], token=False)
+            self.assertEqual(st, 401, other)
+            self.assertIn("ticket", json.loads(data)["error"])
+        # ... which left it good for its own path
+        st, _, data = self.c.req("GET", raw + "?inline=1&ticket=" + t["ticket"], token=False)
+        self.assertEqual((st, data), (200, want))
+        st, _, _ = self.c.req("GET", raw + "?ticket=" + t["ticket"], token=False)
+        self.assertEqual(st, 401)  # used up
+        st, _, _ = self.c.req("GET", raw + "?ticket=" + "f" * 32, token=False)
+        self.assertEqual(st, 401)
+        st, _, _ = self.c.req("GET", raw + "?ticket=", token=False)
+        self.assertEqual(st, 401)
+        # the path is compared decoded, as it is routed
+        t = self.ticket("/api/sessions/%731/export")
+        st, _, data = self.c.req("GET", "/api/sessions/s1/export?format=ndjson&ids=2&ticket=" +
+                                 t["ticket"], token=False)
+        self.assertEqual(st, 200)
+        self.assertEqual(json.loads(data.splitlines()[0])["id"], 2)
+        # only the requests that cannot send a header take one
+        t = self.ticket(raw)
+        for method, path in (("GET", "/api/sessions/s1/flows/1/body/response"),
+                             ("GET", "/api/sessions/s1/flows"),
+                             ("POST", raw)):
+            for header in (False, True):
+                st, _, data = self.c.req(method, path + "?ticket=" + t["ticket"], token=header)
+                self.assertEqual(st, 400, (path, header))
+                self.assertIn("ticket is only taken", json.loads(data)["error"])
+
+    def test_ticket_requests(self):
+        """Making a ticket takes the token, a POST, and one of the paths
+        that take tickets, given without a query."""
+        st, _, _ = self.c.req("POST", "/api/tickets", {"path": "/api/sessions/s1/export"},
+                              token=False)
+        self.assertEqual(st, 401)
+        st, _, _ = self.c.req("POST", "/api/tickets", {"path": "/api/sessions/s1/export"},
+                              token="f" * 32)
+        self.assertEqual(st, 401)
+        st, _, _ = self.c.req("GET", "/api/tickets")
+        self.assertEqual(st, 405)
+        for body in ({"path": "/api/sessions/s1/flows/1"}, {"path": "/api/sessions"},
+                     {"path": "/api/tickets"}, {"path": "/api/sessions/s1/export?format=har"},
+                     {"path": "api/sessions/s1/export"}, {"path": "/api/sessions/s1/export/x"},
+                     {"path": 1}, {}, b"not json"):
+            st, _, data = self.c.req("POST", "/api/tickets", body)
+            self.assertEqual(st, 400, body)
+            self.assertIn("error", json.loads(data))
+
+    def open_events(self, query):
+        s = socket.create_connection(("127.0.0.1", self.port), 10)
+        s.sendall(("GET /api/sessions/s1/events?%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
+                   % (query, self.port)).encode())
+        head = s.recv(4096)
+        return s, head
+
+    def test_event_stream_ticket_serves_its_reconnects(self):
+        """The event stream's ticket is held by the stream while it is open
+        (no other connection may use it meanwhile) and serves the browser's
+        reconnects of it after: the browser reconnects to the same URL by
+        itself."""
+        t = self.ticket("/api/sessions/s1/events")["ticket"]
+        s, head = self.open_events("ticket=" + t)
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+        self.assertIn(b"text/event-stream", head)
+        s2, head2 = self.open_events("ticket=" + t)
+        s2.close()
+        self.assertTrue(head2.startswith(b"HTTP/1.1 401"), head2)
+        s.close()
+        deadline = time.time() + 5
+        while True:  # the server sees the close at its next read
+            s, head = self.open_events("after=2&ticket=" + t)
+            s.close()
+            if head.startswith(b"HTTP/1.1 200") or time.time() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+        # a stream that was not opened (no such session) gives it back too
+        t = self.ticket("/api/sessions/nosuch/events")["ticket"]
+        st, _, _ = self.c.req("GET", "/api/sessions/nosuch/events?ticket=" + t, token=False)
+        self.assertEqual(st, 404)
+        st, _, _ = self.c.req("GET", "/api/sessions/nosuch/events?ticket=" + t, token=False)
+        self.assertEqual(st, 404)
 
     def test_bad_tokens(self):
         st, _, data = self.c.req("GET", "/api/sessions", token=False)
@@ -688,6 +783,45 @@ class WebApi(unittest.TestCase):
         self.assertEqual(len(data.strip().split(b"\n")), 1)
         st, _, _ = self.c.req("GET", "/api/sessions/s1/export?format=zip")
         self.assertEqual(st, 400)
+
+    def test_tickets_expire_and_are_bounded(self):
+        """A ticket lapses after REEL_WEB_TICKET_TTL (60 s by default) unused,
+        the event stream's that long after its stream closed; at most 128
+        are kept (a full table loses the one nearest its expiry). Made on a
+        --read-only server too: a ticket only reads."""
+        p, port, _, tok = start_web(dict(self.env, REEL_WEB_TICKET_TTL="1"), "--read-only")
+        try:
+            c = Client(port, tok)
+            raw = "/api/sessions/s1/flows/1/body/response/raw"
+            t = self.ticket(raw, c)
+            self.assertEqual(t["expires_in"], 1)
+            ev = self.ticket("/api/sessions/s1/events", c)["ticket"]
+            s = socket.create_connection(("127.0.0.1", port), 10)
+            s.sendall(("GET /api/sessions/s1/events?ticket=%s HTTP/1.1\r\n"
+                       "Host: 127.0.0.1:%d\r\n\r\n" % (ev, port)).encode())
+            self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 200"))
+            time.sleep(1.5)
+            st, _, _ = c.req("GET", raw + "?ticket=" + t["ticket"], token=False)
+            self.assertEqual(st, 401)  # expired
+            # ... while the open stream's held on
+            t2 = self.ticket("/api/sessions/s1/events", c)["ticket"]
+            s.close()
+            time.sleep(1.5)
+            for x in (ev, t2):
+                st, _, _ = c.req("GET", "/api/sessions/s1/events?ticket=" + x, token=False)
+                self.assertEqual(st, 401)
+            # the 129th ticket pushes out the first, the nearest its end
+            ts = [self.ticket(raw, c)["ticket"] for _ in range(129)]
+            st, _, _ = c.req("GET", raw + "?ticket=" + ts[0], token=False)
+            self.assertEqual(st, 401)
+            for x in (ts[1], ts[-1]):
+                st, _, _ = c.req("GET", raw + "?ticket=" + x, token=False)
+                self.assertEqual(st, 200)
+        finally:
+            p.send_signal(signal.SIGTERM)
+            self.assertEqual(p.wait(10), 0)
+            p.stdout.close()
+            p.stderr.close()
 
     def test_read_only_and_rename_delete(self):
         run([REEL, "new", "tmpsess"], env=self.env)
