@@ -680,11 +680,15 @@ static size_t utf8_lead(uint8_t c) {
 }
 
 /* Where a part of text starts and ends in b[0..n), b holding pre bytes
- * before the offset asked for: a character the offset splits is taken
- * whole (the start moves back to its lead byte), one the end splits is
- * left to the next part (the end moves back before it, when the body goes
- * on), so no part starts or ends in half a character and the next part,
- * asked for at offset + length, starts on the character after. */
+ * before the offset asked for and up to 3 after the want asked for: a
+ * character the offset splits is taken whole (the start moves back to its
+ * lead byte), one the end splits is left to the next part (the end moves
+ * back before it, when the body goes on), so no part starts or ends in
+ * half a character and the next part, asked for at offset + length, starts
+ * on the character after. A want shorter than the part's first character
+ * gets that whole character (the bytes after want): moved back, the end
+ * would leave the part empty, and the next part would start where this
+ * one did, again and again. */
 static void text_edges(const uint8_t *b, size_t n, size_t pre, size_t want, int more, size_t *start,
                        size_t *end) {
     size_t st = pre;
@@ -698,12 +702,14 @@ static void text_edges(const uint8_t *b, size_t n, size_t pre, size_t want, int 
     }
     size_t en = n - st > want ? st + want : n;
     if (more || en < n) {
-        for (size_t j = 1; j <= 3 && j < en - st; j++) {
+        for (size_t j = 1; j <= 3 && j <= en - st; j++) {
             size_t k = utf8_lead(b[en - j]);
             if (k == 0)
                 continue;
-            if (k > j)
+            if (k > j && en - j > st)
                 en -= j;
+            else if (k > j)
+                en = st + k < n ? st + k : n;
             break;
         }
     }
@@ -737,10 +743,11 @@ static void api_body(call_t *c, reel_session_t *s, int64_t id, int dir) {
     if (int_param(c, "offset", 0, 0, INT64_MAX / 2, &off) != 0 ||
         int_param(c, "length", (int64_t)BODY_PAGE, 1, (int64_t)BODY_PAGE, &len) != 0)
         goto out;
-    /* the 3 bytes before the offset too: the lead of a character it splits */
+    /* the 3 bytes before the offset too: the lead of a character it splits;
+     * and 3 after the length: the rest of a character longer than it */
     size_t pre = off < 3 ? (size_t)off : 3;
     sl.skip = (uint64_t)off - pre;
-    sl.want = (uint64_t)len + pre;
+    sl.want = (uint64_t)len + pre + 3;
     reel_buf_init(&sl.buf, 0);
     reel_err_t err;
     reel_err_clear(&err);
@@ -753,8 +760,10 @@ static void api_body(call_t *c, reel_session_t *s, int64_t id, int dir) {
      * an edge made the part look binary); the hex view shows the bytes
      * asked for */
     size_t st = pre, en = sl.buf.len;
+    if (en > pre && en - pre > (size_t)len) /* the 3 bytes after the length: text_edges's */
+        en = pre + (size_t)len;
     if (sl.buf.len <= pre) /* the body ends before the offset */
-        st = en;
+        st = en = sl.buf.len;
     else if (kind != REEL_VIEW_HEX) {
         size_t ts, te;
         text_edges(sl.buf.data, sl.buf.len, pre, (size_t)len, sl.more, &ts, &te);

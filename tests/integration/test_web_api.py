@@ -1731,6 +1731,37 @@ class WebBodyParts(unittest.TestCase):
         self.assertTrue(mid["text"].endswith(
             "(cut: the view shows bytes 1048574 to 1049573 of the body)\n"), mid["text"][-80:])
 
+    def test_part_shorter_than_a_character_holds_it_whole(self):
+        """A length shorter than the character at the offset gets that whole
+        character (it cut inside it, and the next part, from offset + length,
+        was the same part again: paging never got on), and paging by the
+        answer's offset + length walks the text character by character."""
+        chars = self.body[:596].decode()  # two lines: "\u20ac" * 99 + "\n"
+        for length in (1, 2):
+            off = 0
+            for ch in chars:
+                p = self.c.json("GET", self.base + "?offset=%d&length=%d" % (off, length))
+                n = len(ch.encode())
+                self.assertEqual((p["offset"], p["length"], p["more"], p["shown"]),
+                                 (off, n, True, "raw"), (off, length))
+                self.assertTrue(p["text"].startswith(ch), (off, length, p["text"]))
+                self.assertIn("(cut: the view shows ", p["text"])
+                off = p["offset"] + p["length"]
+            self.assertEqual(off, len(chars.encode()))
+        # asked for inside a character: that character, from its start
+        for at in (1, 2):
+            p = self.c.json("GET", self.base + "?offset=%d&length=1" % at)
+            self.assertEqual((p["offset"], p["length"]), (0, 3), at)
+        # the last character of the body, asked for in its middle
+        end = len(self.body)
+        p = self.c.json("GET", self.base + "?offset=%d&length=1" % (end - 2))
+        self.assertEqual((p["offset"], p["length"], p["more"]), (end - 4, 3, True))
+        p = self.c.json("GET", self.base + "?offset=%d&length=1" % (end - 1))
+        self.assertEqual((p["offset"], p["length"], p["more"]), (end - 1, 1, False))
+        # the hex view shows exactly the bytes asked for
+        h = self.c.json("GET", self.base + "?offset=1&length=1&view=hex")
+        self.assertEqual((h["shown"], h["offset"], h["length"]), ("hex", 1, 1))
+
     def test_image_only_when_served_inline(self):
         """"image" says the UI may show the body as an image from
         raw?inline=1: an SVG body said true, but is served as an attachment
