@@ -885,6 +885,20 @@ static const char *opcode_name(uint32_t op) {
     return n ? n : "other";
 }
 
+/* Whether the client had not sent its whole request when the flow ended:
+ * the final response came first (an origin's early 413, a final answer to
+ * Expect: 100-continue) and the request never ended, which the record says
+ * with a request_end_us of 0 (docs/format.md). The request body then holds
+ * the bytes that came, and a HAR reader would take it, and its bodySize,
+ * for the whole request. Not for a flow whose end is not known (still
+ * open, or interrupted: its run ended first), nor for a handshake or a
+ * tunnel, whose request has no body. */
+static int request_unfinished(const flow_t *f) {
+    return f->have_head[REQ] && f->have_head[RESP] && f->req_end_us == 0 && f->end_us != 0 &&
+           !f->tunnel && !is_upgrade(f) && f->state != NULL &&
+           strcmp(f->state, "interrupted") != 0 && strcmp(f->state, "open") != 0;
+}
+
 static json_t *reel_info(const flow_t *f) {
     json_t *r =
         json_pack("{s:I, s:o, s:o, s:o, s:b, s:O, s:O}", "id", (json_int_t)f->id, "uuid",
@@ -914,6 +928,8 @@ static json_t *reel_info(const flow_t *f) {
             json_object_set_new(r, d == REQ ? "request_decode_error" : "response_decode_error",
                                 str_json(f->decode_error[d]));
     }
+    if (request_unfinished(f))
+        json_object_set_new(r, "request_unfinished", json_true());
     if (f->msgs_cut)
         json_object_set_new(r, "messages_truncated", json_true());
     if (f->redacted)
@@ -948,6 +964,21 @@ static char *comment_text(const flow_t *f) {
             reel_buf_printf(&b, "%s body incomplete (%s)", d == REQ ? "request" : "response",
                             f->cut[d] ? "cut by reel export" : "cut by body_limit when recorded");
         }
+    }
+    if (request_unfinished(f)) {
+        if (b.len)
+            reel_buf_puts(&b, "\n");
+        reel_buf_printf(&b,
+                        "request unfinished: the response came before the client had sent the "
+                        "whole request (bodySize counts the %llu bytes that came",
+                        (unsigned long long)f->wire_size[REQ]);
+        const hdr_t *cl = hdr_get(f, REQ, "content-length");
+        /* digits alone: the comment is a JSON string, and bytes that are
+         * not UTF-8 would make it invalid */
+        if (cl != NULL && cl->vlen > 0 && cl->vlen < 20 &&
+            strspn(cl->value, "0123456789") >= cl->vlen)
+            reel_buf_printf(&b, " of the Content-Length's %.*s", (int)cl->vlen, cl->value);
+        reel_buf_puts(&b, ")");
     }
     char *s = reel_strndup(b.data ? (const char *)b.data : "", b.len);
     reel_buf_free(&b);

@@ -578,6 +578,10 @@ typedef struct {
      * and timings do not give back (reel's phases leave gaps) */
     int reel_times;
     int64_t duration_us, req_end_off_us, resp_start_off_us;
+    /* reel export's _reel.request_unfinished: the response came before the
+     * client had sent the whole request, which never ended (recorded with
+     * no request end, whatever the times say) */
+    int unfinished;
     /* Bodies cut before they were written to the HAR (request, response):
      * "_reel": {"request_truncated": true, ...} as reel export writes for
      * a body cut by body_limit; the bodySize of each (bytes on the wire,
@@ -1249,6 +1253,10 @@ static reel_rc check_reel(const vctx_t *v, json_t *entry, entry_t *e) {
         return fail(v, "_reel.response_excess", "not a count of bytes but %s",
                     json_is_integer(excess) ? "a negative number" : type_name(excess));
     e->response_excess = excess ? (uint64_t)json_integer_value(excess) : 0;
+    json_t *unfinished = json_object_get(rx, "request_unfinished");
+    if (unfinished && !json_is_null(unfinished) && !json_is_boolean(unfinished))
+        return fail(v, "_reel.request_unfinished", "not a boolean but %s", type_name(unfinished));
+    e->unfinished = json_is_true(unfinished);
     json_t *dur = json_object_get(rx, "duration_ms");
     e->reel_times = dur != NULL && !json_is_null(dur);
     e->connect_has_ssl = e->reel_times;
@@ -1998,6 +2006,8 @@ static uint64_t record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
         end = e->start_us + e->total_us;
     else
         end = (req_end ? req_end : e->start_us) + known(t->wait_us) + known(t->receive_us);
+    if (e->unfinished)
+        req_end = 0; /* the request never ended, whatever its phases say */
 
     size_t n;
     reel_buf_t owned;

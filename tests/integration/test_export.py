@@ -1117,6 +1117,111 @@ class RecordedAndImported(unittest.TestCase):
         self.assertNotIn(SECRET, e["comment"])
 
 
+class EarlyAnswer(unittest.TestCase):
+    """An upload the origin answered before it ended: curl POSTs 20 MB
+    (without Expect) to a python origin that answers 413 with Connection:
+    close after the head and closes, and curl stops sending (nginx, whose
+    lingering close reads the rest, would get it all). The flow holds the
+    bytes that came and no request end; the HAR says so (its bodySize
+    alone read as the whole request), and reel import of it keeps the
+    request unfinished."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="reel-export-early-", dir=TMPBASE)
+        cls.origin = Origin(cls.root)
+        cls.reel = Reel(cls.root, "ea")
+        big = os.path.join(cls.root, "big3m")
+        with open(big, "wb") as f:
+            f.write(b"u" * 20000000)
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        srv.settimeout(10)
+
+        def early_413():
+            conn, _ = srv.accept()
+            conn.settimeout(10)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(1)
+            conn.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n"
+                         b"Connection: close\r\n\r\nbig\n")
+            time.sleep(0.05)
+            conn.close()
+            srv.close()
+        t = threading.Thread(target=early_413)
+        t.start()
+        r = curl(cls.reel, "-o", "/dev/null", "-w", "%{http_code}", "-H", "Expect:",
+                 "--data-binary", "@" + big, "http://127.0.0.1:%d/up" % srv.getsockname()[1],
+                 check=False)
+        t.join(10)
+        assert r.stdout == b"413", r
+        curl(cls.reel, "-o", "/dev/null", "--data-binary", "whole", cls.origin.url("/echo"))
+        cls.flows = cls.reel.wait_flows(2)
+        code = cls.reel.stop()  # the imports below need no proxy
+        assert code == 0, cls.reel.log()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.origin.stop()
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def har(self, session, filt):
+        (e,) = json.loads(self.reel.cli("export", session, filt).stdout)["log"]["entries"]
+        return e
+
+    def imported(self, entry, name):
+        """entry imported alone into session name; its flow (reel flow --json)."""
+        path = os.path.join(self.root, name + ".har")
+        with open(path, "w") as f:
+            json.dump({"log": {"version": "1.2", "creator": {"name": "t", "version": "1"},
+                               "entries": [entry]}}, f)
+        self.reel.cli("import", path, "--into", name)
+        return json.loads(self.reel.cli("flow", name, "1", "--json").stdout)
+
+    def test_har_says_the_upload_never_ended(self):
+        (f,) = [x for x in self.flows if x["status"] == 413]
+        full = self.reel.flow(f["id"])
+        sent = full["request"]["body_size"]
+        self.assertLess(sent, 20000000)
+        self.assertIsNone(full["request_end_us"])
+        e = self.har("ea", "~c 413")
+        self.assertEqual(e["request"]["bodySize"], sent)
+        self.assertIs(e["_reel"].get("request_unfinished"), True, e["_reel"])
+        self.assertIn("request unfinished: the response came before the client had sent the "
+                      "whole request (bodySize counts the %d bytes that came of the "
+                      "Content-Length's 20000000)" % sent, e["comment"])
+        self.assertNotIn("request_truncated", e["_reel"])  # every byte that came is there
+        # a whole upload says nothing of the kind
+        w = self.har("ea", "~u /echo$")
+        self.assertNotIn("request_unfinished", w["_reel"])
+        self.assertNotIn("comment", w)
+
+    def test_import_keeps_the_request_unfinished(self):
+        e = self.har("ea", "~c 413")
+        back = self.imported(e, "ea-back")
+        self.assertIsNone(back["request_end_us"])
+        self.assertEqual(back["request"]["body_size"], e["request"]["bodySize"])
+        self.assertFalse(back["request"]["body_truncated"])
+        again = self.har("ea-back", "~c 413")
+        self.assertIs(again["_reel"].get("request_unfinished"), True, again["_reel"])
+        self.assertEqual(again["comment"], e["comment"])
+        # the mark wins over times that say the request ended: without
+        # reel's own times, the phases would give it an end
+        bare = json.loads(json.dumps(e))
+        for k in ("duration_ms", "request_end_ms", "response_start_ms"):
+            del bare["_reel"][k]
+        self.assertIsNone(self.imported(bare, "ea-bare")["request_end_us"])
+        del bare["_reel"]["request_unfinished"]
+        self.assertIsNotNone(self.imported(bare, "ea-ended")["request_end_us"])
+        bad = json.loads(json.dumps(e))
+        bad["_reel"]["request_unfinished"] = "yes"
+        refused(self, {"log": {"version": "1.2", "creator": {"name": "t", "version": "1"}}},
+                self.har("ea", "~u /echo$"), bad,
+                b"_reel.request_unfinished: not a boolean but a string")
+
+
 class RedirectHandler(http.server.BaseHTTPRequestHandler):
     """An origin whose answers carry secrets in URLs: a 302 of the OAuth
     implicit flow (the token in the Location's fragment), and a
