@@ -127,6 +127,24 @@ static bool relay_dir(conn_t *c, int dir) {
     return true;
 }
 
+/* Why a tunnel whose origin's connection failed (a reset) ends, owned:
+ * the error, and how many of the bytes reel relayed from the client the
+ * origin never acknowledged, which the failure dropped: those still queued
+ * in reel for its connection and those its socket had sent unacknowledged
+ * (TIOCOUTQ, which still counts them after the reset: asked before reel
+ * closes the socket). Bytes the origin's kernel acknowledged but the origin
+ * never read cannot be seen. Over TLS they count TLS records. */
+static char *origin_failed(conn_t *c) {
+    peer_t *up = c->up;
+    size_t queued = reel__peer_queued(up), unsent = reel_stack_unsent(&up->st);
+    if (queued + unsent == 0)
+        return reel_asprintf("the connection to the origin failed: %s", up->error);
+    return reel_asprintf("the connection to the origin failed: %s (%zu of the bytes relayed "
+                         "from the client were not delivered: %zu still queued in reel, %zu in "
+                         "the socket not acknowledged by the origin)",
+                         up->error, queued + unsent, queued, unsent);
+}
+
 /* Both sides closed: the tunnel's flow (or the WebSocket flow) ends; a
  * WebSocket cut in the middle of a frame or message ends with that error,
  * and so does one a side ended without a Close frame (RFC 6455 7.1.5:
@@ -167,7 +185,7 @@ static void tunnel_end(conn_t *c) {
             reel__finish_flow(c, NULL);
         reel__tunnel_codecs_free(c);
     } else if (c->up && c->up->error) { /* the origin's end was a failure (a reset) */
-        char *why = reel_asprintf("the connection to the origin failed: %s", c->up->error);
+        char *why = origin_failed(c);
         reel__finish_tflow(c, why);
         free(why);
         c->tunnel_failed = true;
@@ -235,7 +253,7 @@ void reel__tunnel_forward(conn_t *c) {
          * ends with that error and its client is cut, not half-closed as
          * by a clean end (a lane's CONNECT stream is reset with
          * CONNECT_ERROR, RFC 9113 8.5) */
-        char *why = reel_asprintf("the connection to the origin failed: %s", up->error);
+        char *why = origin_failed(c);
         reel__finish_tflow(c, why);
         free(why);
         c->tunnel_failed = true;

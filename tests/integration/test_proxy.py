@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import stat
+import struct
 import socket
 import ssl
 import sys
@@ -522,6 +523,59 @@ class ProxyTest(unittest.TestCase):
         unsent = int(found["error"].split("(")[1].split()[0])
         self.assertGreater(unsent, 0)
         self.assertLessEqual(unsent, size)
+
+    def test_raw_tunnel_origin_reset_says_what_it_never_got(self):
+        """An origin that accepts a raw tunnel, never reads (a small
+        receive buffer) and resets its connection (SO_LINGER 0) once the
+        client has sent a few MB: the flow's error says how many of the
+        client's bytes were not delivered, those still queued in reel and
+        those in the socket that the origin never acknowledged. It used
+        to say only that the connection to the origin failed."""
+        go = threading.Event()
+
+        def never_read_then_reset(s):
+            go.wait(10)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        port = self.tcp_origin(never_read_then_reset, rcvbuf=4096)
+        s = self.raw_tunnel(port, first=None)
+        burst = b"\x00\x01" + bytes((4 << 20) - 2)
+
+        def send():
+            try:
+                s.sendall(burst)
+            except OSError:
+                pass
+        t = threading.Thread(target=send, daemon=True)
+        t.start()
+        # reel has read, relayed and recorded what it could: its queue for
+        # the origin is full and it stopped reading the client
+        last, deadline = -1, time.time() + 10
+        while time.time() < deadline:
+            time.sleep(0.3)
+            rows = self.tunnel_rows(port)
+            got = rows[0]["request_body_size"] if rows else 0
+            if got > (1 << 20) and got == last:
+                break
+            last = got
+        go.set()  # the origin closes with SO_LINGER 0: a reset
+        row = self.tunnel_end(port)
+        s.close()
+        t.join(10)
+        self.assertIsNotNone(row)
+        self.assertEqual(row["state"], "error")
+        m = re.match(r"^the connection to the origin failed: connection reset by peer \((\d+) "
+                     r"of the bytes relayed from the client were not delivered: (\d+) still "
+                     r"queued in reel, (\d+) in the socket not acknowledged by the origin\)$",
+                     row["error"])
+        self.assertIsNotNone(m, row["error"])
+        total, queued, unsent = (int(x) for x in m.groups())
+        self.assertEqual(total, queued + unsent)
+        self.assertGreater(queued, 0)
+        self.assertGreater(unsent, 0)
+        # of what reel relayed (and recorded), the origin's kernel took
+        # no more than its small window: the rest is counted
+        self.assertLessEqual(total, row["request_body_size"])
+        self.assertGreater(total, row["request_body_size"] - (512 << 10), (total, row))
 
     def test_hot_config(self):
         o, r = self.origin, self.reel
