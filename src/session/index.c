@@ -1035,17 +1035,19 @@ static void set_url(frow *r, const Reel__RequestHead *h) {
 }
 
 /* What FlowEnd and FlowError both say (same field names) into a row. */
-#define APPLY_END_FACTS(r, e)                                                                     \
-    do {                                                                                        \
-        if ((e)->request_end_us)                                                                \
-            (r)->i[I_REQ_END] = (e)->request_end_us;                                            \
-        if ((e)->response_start_us)                                                             \
-            (r)->i[I_RESP_START] = (e)->response_start_us;                                      \
-        (r)->i[I_REQ_DROPPED] = (int64_t)(e)->request_body_dropped;                             \
-        (r)->i[I_RESP_DROPPED] = (int64_t)(e)->response_body_dropped;                           \
-        if ((e)->server_addr && (e)->server_addr[0])                                            \
-            set_cstr((r), C_SERVER, (e)->server_addr);                                          \
-        (r)->finished = 1;                                                                      \
+/* The request's end is the end record's, 0 included: 0 says the request
+ * never ended (an early answer came first; docs/format.md), which the
+ * stand-in that the response head set for an open flow must not hide. */
+#define APPLY_END_FACTS(r, e)                                                                      \
+    do {                                                                                           \
+        (r)->i[I_REQ_END] = (e)->request_end_us ? (e)->request_end_us : NUL64;                     \
+        if ((e)->response_start_us)                                                                \
+            (r)->i[I_RESP_START] = (e)->response_start_us;                                         \
+        (r)->i[I_REQ_DROPPED] = (int64_t)(e)->request_body_dropped;                                \
+        (r)->i[I_RESP_DROPPED] = (int64_t)(e)->response_body_dropped;                              \
+        if ((e)->server_addr && (e)->server_addr[0])                                               \
+            set_cstr((r), C_SERVER, (e)->server_addr);                                             \
+        (r)->finished = 1;                                                                         \
     } while (0)
 
 static void apply(frow *r, const Reel__Record *rec) {

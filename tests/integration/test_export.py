@@ -1186,6 +1186,9 @@ class EarlyAnswer(unittest.TestCase):
         sent = full["request"]["body_size"]
         self.assertLess(sent, 20000000)
         self.assertIsNone(full["request_end_us"])
+        # the index says so too (the response head's time stood in for the
+        # request's end while the flow was open)
+        self.assertIsNone(f["request_end_us"], f)
         e = self.har("ea", "~c 413")
         self.assertEqual(e["request"]["bodySize"], sent)
         self.assertIs(e["_reel"].get("request_unfinished"), True, e["_reel"])
