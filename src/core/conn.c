@@ -291,8 +291,10 @@ void reel__conn_close(conn_t *c) {
     reel__tflow_when_delivered(c);
     reel__fins_undelivered(c,
                            c->p->shutting_down ? "proxy shut down" : "the connection was closed");
-    reel__finish_flow(c, c->p->shutting_down ? "proxy shut down before the flow ended"
-                                             : "connection closed before the flow ended");
+    /* (and the requests pipelined behind it, at a shutdown's end of grace
+     * among others) */
+    reel__exchange_ends_cut(c, c->p->shutting_down ? "proxy shut down before the flow ended"
+                                                   : "connection closed before the flow ended");
     reel__finish_tflow(c, NULL);
     reel__h2front_free(c); /* its lanes close too */
     c->state = C_DONE;
@@ -346,8 +348,7 @@ static void upstream_timed_out(conn_t *c) {
                                               "(upstream_timeout)",
                             REEL_HOSTPORT(up->host, up->port), secs);
     if (c->ex.resp_head_sent) {
-        reel__finish_flow(c, why);
-        reel__conn_close(c);
+        reel__exchange_cut(c, why);
     } else {
         reel__fail_exchange(c, 504, why);
     }
@@ -474,8 +475,7 @@ static void on_conn_timer(uv_timer_t *t) {
                                        "idle_timeout");
             return;
         }
-        reel__finish_flow(c, "idle timeout");
-        reel__conn_close(c);
+        reel__exchange_cut(c, "idle timeout");
         return;
     }
     reel__conn_arm_at(c, true);

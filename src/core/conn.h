@@ -433,6 +433,18 @@ void reel__fins_undelivered(conn_t *c, const char *why);
  * and the requests pipelined behind the exchange, which reel read and
  * never sent, are recorded as not answered. */
 void reel__client_gone_ends_exchange(conn_t *c, const char *why);
+/* c's exchange ends before its response did (why: the origin cut it, a
+ * timeout, reel's shutdown): its flow ends with why (saying how many
+ * bytes were still queued for the client when a body read until the close
+ * was being relayed: the reset that follows drops them), and the requests
+ * the client pipelined behind it, read and never sent, are flows ending
+ * `not answered: the response to the request before was cut short (why)`
+ * (or `the request before got no response (why)` when no response head
+ * was passed on). The connection is left as it is. */
+void reel__exchange_ends_cut(conn_t *c, const char *why);
+/* reel__exchange_ends_cut, then the connection closes (reel__conn_close)
+ * with a reset if a body read until the close was being relayed. */
+void reel__exchange_cut(conn_t *c, const char *why);
 void reel__record_server_conn(conn_t *c);
 void reel__finish_tflow(conn_t *c, const char *error);
 /* c->tflow's end as of now, as reel__finish_tflow would write it without

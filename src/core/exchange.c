@@ -11,6 +11,7 @@ static int split_absolute(const char *t, size_t n, bool *https, char **host, int
 static void request_msg(const reel_h1_head_t *h, const char *scheme, const char *host, int port,
                         const char *path, char ver[16], reel_msg_head_t *m);
 static void record_unanswered(conn_t *c, const char *why);
+static bool awaits_response(const conn_t *c);
 static void exchange_timings(conn_t *c, const upstream_facts_t *up, int64_t end_us,
                              reel_capture_timings_t *t);
 static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,
@@ -364,7 +365,7 @@ void reel__fins_undelivered(conn_t *c, const char *why) {
 
 void reel__client_gone_ends_exchange(conn_t *c, const char *why) {
     size_t queued = reel__peer_queued(&c->client);
-    bool waiting = c->state == C_WAIT_RESP && c->ex.flow && c->ex.req_done && !c->ex.upgrade;
+    bool waiting = awaits_response(c);
     reel__fins_undelivered(c, why); /* older ones first */
     if (c->ex.flow && c->ex.resp_head_sent && queued > 0 && !c->lane && c->state != C_RAW) {
         /* part of its response was still queued, as for one over on the
@@ -1456,19 +1457,41 @@ static void retry_on_new_upstream(conn_t *c) {
     "the origin closed the TLS connection without close_notify: the body may be cut short (RFC "   \
     "9112 9.8)"
 
-/* A response passed on in part and then cut short (why): its flow ends
- * with why, and the connection with a reset. The requests the client
- * pipelined behind it were read and will never be answered: flows saying
- * so, as behind a response that ends the connection cleanly (they used to
- * leave no flow at all). */
-static void response_cut(conn_t *c, const char *why) {
-    /* reel__conn_close resets the client, and a reset drops what is
-     * still queued for it, in reel and in its socket: the record says how
-     * much the client may never get (that is not the cut, which the reset
-     * tells the client, but reel's; delivering it first, then the reset,
-     * would need the reset held until the socket's queue was acked) */
-    size_t queued = c->lane ? 0 : reel__peer_queued(&c->client) + reel_stack_unsent(&c->client.st);
-    if (c->ex.resp_until_close && !c->lane && queued > 0) {
+/* Whether the exchange waits for its response with the request read
+ * whole: what the client sent since is requests pipelined behind it. */
+static bool awaits_response(const conn_t *c) {
+    return c->state == C_WAIT_RESP && c->ex.flow && c->ex.req_done && !c->ex.upgrade && !c->lane;
+}
+
+/* The requests the client pipelined behind an exchange that ends before
+ * its response did (why): read, never sent, and never to be (they used to
+ * leave no flow at all). Before the exchange's flow ends. */
+static void record_behind_cut(conn_t *c, const char *why) {
+    if (!awaits_response(c))
+        return;
+    char *msg = c->ex.resp_head_sent
+                    ? reel_asprintf("the response to the request before was cut short (%s)", why)
+                    : reel_asprintf("the request before got no response (%s)", why);
+    record_unanswered(c, msg);
+    free(msg);
+}
+
+/* Bytes of the connection's output the client has not taken: reel's
+ * queue and its socket's unacknowledged bytes. */
+static size_t client_unsent(conn_t *c) {
+    return c->lane ? 0 : reel__peer_queued(&c->client) + reel_stack_unsent(&c->client.st);
+}
+
+void reel__exchange_ends_cut(conn_t *c, const char *why) {
+    record_behind_cut(c, why);
+    /* reel__conn_close resets the client when a body read until the
+     * close was being relayed, and a reset drops what is still queued
+     * for it, in reel and in its socket: the record says how much the
+     * client may never get (that is not the cut, which the reset tells
+     * the client, but reel's) */
+    size_t queued = client_unsent(c);
+    if (c->ex.resp_until_close && c->ex.resp_head_sent && !c->lane && c->state != C_RAW &&
+        queued > 0) {
         char *msg = reel_asprintf("%s (%zu bytes of the connection's output were still queued "
                                   "in reel)",
                                   why, queued);
@@ -1477,9 +1500,10 @@ static void response_cut(conn_t *c, const char *why) {
     } else {
         reel__finish_flow(c, why);
     }
-    char *msg = reel_asprintf("the response to the request before was cut short (%s)", why);
-    record_unanswered(c, msg);
-    free(msg);
+}
+
+void reel__exchange_cut(conn_t *c, const char *why) {
+    reel__exchange_ends_cut(c, why);
     reel__conn_close(c);
 }
 
@@ -1534,7 +1558,7 @@ void reel__resp_process(conn_t *c) {
                                             REEL_HOSTPORT(up->host, up->port),
                                             ev.error_reason ? ev.error_reason : "malformed");
             if (c->ex.resp_head_sent) {
-                response_cut(c, why);
+                reel__exchange_cut(c, why);
                 free(why);
                 return;
             }
@@ -1583,7 +1607,7 @@ void reel__resp_process(conn_t *c) {
                  * close_notify: cut short, not whole (RFC 9112 9.8) */
                 char *why = up->error ? reel_asprintf("response cut short: %s", up->error)
                                       : reel_strdup(TLS_CUT_SHORT);
-                response_cut(c, why);
+                reel__exchange_cut(c, why);
                 free(why);
                 return;
             }

@@ -17,6 +17,7 @@ import os
 import re
 import select
 import shutil
+import signal
 import socket
 import ssl
 import struct
@@ -1324,6 +1325,41 @@ class BadUpstreamsTest(unittest.TestCase):
             self.assertRegex(f["error"], r"^not answered: the response to the request before "
                              r"was cut short \(.+\)$")
 
+    def test_requests_queued_behind_a_response_timed_out_are_recorded(self):
+        # three GETs pipelined in one write; the origin answers the first
+        # with a head and part of its body, then stalls past
+        # upstream_timeout (2 s). The two behind it were read and never
+        # sent: flows saying so and why, as behind a response the origin
+        # cuts (a timeout used to leave them no flow at all)
+        def stall(up, c):
+            up.read_head(c)
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + b"x" * 1000)
+            up.closing.wait(6)
+        up = Upstream(stall)
+        try:
+            s = connect(self.reel.port)
+            s.settimeout(10)
+            s.sendall(b"".join(b"GET http://127.0.0.1:%d/stalled-%d HTTP/1.1\r\n"
+                               b"Host: a\r\n\r\n" % (up.port, i) for i in (1, 2, 3)))
+            out, how = read_all(s)
+            s.close()
+            first = self.reel.wait_flows(1, "~u /stalled-1$", timeout=10)
+            behind = self.reel.wait_flows(2, "~u /stalled-[23]$", timeout=10)
+        finally:
+            up.stop()
+        self.assertEqual(len(up.received), 1, up.received)
+        self.assertTrue(out.startswith(b"HTTP/1.1 200 OK\r\n"), out[:100])
+        self.assertEqual(first[-1]["state"], "error", first)
+        self.assertRegex(first[-1]["error"], r"stalled for 2s in the middle of the response "
+                         r"\(upstream_timeout\)$")
+        self.assertEqual(sorted(f["url"][-10:] for f in behind), ["/stalled-2", "/stalled-3"],
+                         behind)
+        for f in behind:
+            self.assertEqual((f["state"], f["status"], f["method"]), ("error", None, "GET"), f)
+            self.assertEqual(f["client_conn"], first[-1]["client_conn"])
+            self.assertEqual(f["error"], "not answered: the response to the request before was "
+                             "cut short (%s)" % first[-1]["error"])
+
     def test_a_cut_response_says_what_a_slow_client_never_got(self):
         # a body read until the close, megabytes of it, then the origin's
         # reset, for a client that reads slowly: reel resets the client
@@ -1457,6 +1493,61 @@ class BadUpstreamsTest(unittest.TestCase):
         self.assertIn(b"TLS handshake", out)
         self.assertTrue(1.5 < secs < 5, secs)
         self.assertIn("upstream_timeout", self.flow_error("/tls-silent"))
+
+
+class ShutdownBehindTest(unittest.TestCase):
+    """reel record of its own, stopped in the test with SIGINT while
+    responses run past its 3 s of grace."""
+
+    def test_requests_queued_behind_a_response_at_shutdown_are_recorded(self):
+        # two connections, each with two GETs pipelined in one write: one
+        # origin sent a head and part of a body and then stalls, the other
+        # answers nothing. SIGINT: reel gives them 3 s, then closes them;
+        # the requests behind were read and never sent, and are flows
+        # saying so and why (they used to leave no flow at all)
+        os.makedirs(TMPBASE, exist_ok=True)
+        root = tempfile.mkdtemp(prefix="shutbehind.", dir=TMPBASE)
+        reel = Reel(root, "shutbehind")
+
+        def stall(up, c):
+            head = up.read_head(c)
+            if b"/partial-" in head:
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + b"x" * 1000)
+            up.closing.wait(10)
+        up = Upstream(stall)
+        socks = []
+        try:
+            for name in (b"partial", b"silent"):
+                s = connect(reel.port)
+                s.sendall(b"".join(b"GET http://127.0.0.1:%d/%s-%d HTTP/1.1\r\n"
+                                   b"Host: a\r\n\r\n" % (up.port, name, i) for i in (1, 2)))
+                socks.append(s)
+            deadline = time.time() + 10
+            while len(up.received) < 2 and time.time() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.3)  # the partial answer reached the client
+            reel.proc.send_signal(signal.SIGINT)
+            self.assertEqual(reel.stop(), 0, reel.log())
+            for s in socks:
+                s.close()
+            flows = {f["url"].rsplit("/", 1)[1]: f for f in reel.flows()}
+        finally:
+            up.stop()
+            if reel.proc.poll() is None:
+                reel.stop()
+        shutil.rmtree(root, ignore_errors=True)
+        self.assertEqual(sorted(flows), ["partial-1", "partial-2", "silent-1", "silent-2"], flows)
+        for name in ("partial", "silent"):
+            first, second = flows[name + "-1"], flows[name + "-2"]
+            self.assertEqual((first["state"], first["error"]),
+                             ("error", "proxy shut down before the flow ended"), first)
+            self.assertEqual((second["state"], second["status"], second["method"]),
+                             ("error", None, "GET"), second)
+            self.assertEqual(second["client_conn"], first["client_conn"])
+            self.assertEqual(second["error"], "not answered: %s (proxy shut down before the flow "
+                             "ended)" % ("the response to the request before was cut short"
+                                         if name == "partial" else
+                                         "the request before got no response"), second)
 
 
 if __name__ == "__main__":
