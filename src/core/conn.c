@@ -231,6 +231,9 @@ static void conn_free(conn_t *c) {
     reel_codec_free(c->reqc);
     reel_codec_free(c->respc);
     reel_buf_free(&c->ex.retry_head);
+    if (c->cut_fin) /* (reel__conn_close ends it first: not expected) */
+        reel__fin_end(c->cut_fin, c->cut_why);
+    free(c->cut_why);
     free(c->tunnel_host);
     free(c->tunnel_sni);
     free(c->connect_head);
@@ -282,6 +285,8 @@ void reel__conn_close(conn_t *c) {
      * 9112 9.8), a reset tells it not. (An HTTP/2 client's stream is
      * reset by its lane: core/h2front.c.) */
     bool cut = c->ex.resp_until_close && c->ex.resp_head_sent && !c->ex.resp_done;
+    /* a cut response whose last bytes were on their way to the client */
+    reel__cut_end(c, NULL);
     /* a close planned once the client had its answer: a close_notify first */
     if (!cut && c->client.close_when_flushed && !c->p->shutting_down &&
         reel__peer_queued(&c->client) == 0 && reel__peer_notify_first(&c->client))
@@ -372,6 +377,8 @@ static uint64_t conn_deadline(conn_t *c) {
     reel_proxy_t *p = c->p;
     if (c->state == C_LINGER)
         return earlier(c->linger_start + LINGER_TOTAL_MS, c->last_activity + LINGER_IDLE_MS);
+    if (c->cut_fin) /* reel__exchange_cut: a look at the client's queue */
+        return earlier(c->cut_until, uv_now(p->loop) + CUT_POLL_MS);
     /* a WebSocket may stay quiet for hours: no idle timeout */
     uint64_t d = c->websocket || reel__h2front_busy(c) ? UINT64_MAX
                                                         : c->last_activity + p->idle_timeout_ms;
@@ -411,6 +418,10 @@ static void on_conn_timer(uv_timer_t *t) {
     reel_proxy_t *p = c->p;
     uint64_t now = uv_now(p->loop);
     c->timer_due = 0;
+    if (c->cut_fin) {
+        reel__cut_poll(c);
+        return;
+    }
     if (c->state == C_LINGER) {
         if (now >= c->linger_start + LINGER_TOTAL_MS || now >= c->last_activity + LINGER_IDLE_MS) {
             reel__conn_close(c);

@@ -49,6 +49,11 @@
 #define SNIFF_WAIT_MS 3000
 #define LINGER_TOTAL_MS 30000 /* nginx's lingering_time */
 #define LINGER_IDLE_MS 5000   /* nginx's lingering_timeout */
+/* A body read until the close and cut (reel__exchange_cut): how long what
+ * is still queued for the client gets to reach it before the reset, and
+ * how often the socket's send queue is looked at meanwhile. */
+#define CUT_DELIVER_MS 10000
+#define CUT_POLL_MS 25
 
 typedef struct conn conn_t;
 /* A flow whose response reel has read whole, waiting for the client to
@@ -265,6 +270,15 @@ struct conn {
      * with an error if the connection goes first (a lane's go to its
      * HTTP/2 stream instead, core/h2front.c). */
     reel_fin_t *fins;
+    /* A body read until the close was cut while bytes were still queued
+     * for the client (reel__exchange_cut): the flow's end, held until
+     * they reached it (or CUT_DELIVER_MS passed, or it went), then the
+     * reset; why it was cut (owned), how many bytes were queued then and
+     * at the last look, and the loop time the wait ends. */
+    reel_fin_t *cut_fin;
+    char *cut_why;
+    size_t cut_queued, cut_left;
+    uint64_t cut_until;
 };
 
 /* Open connections from one client address (a hash table shared by the
@@ -443,8 +457,19 @@ void reel__client_gone_ends_exchange(conn_t *c, const char *why);
  * was passed on). The connection is left as it is. */
 void reel__exchange_ends_cut(conn_t *c, const char *why);
 /* reel__exchange_ends_cut, then the connection closes (reel__conn_close)
- * with a reset if a body read until the close was being relayed. */
+ * with a reset if a body read until the close was being relayed. When
+ * bytes of it are still queued for the client (in reel or unacknowledged
+ * in its socket), they go first: reading from the client stops, the flow's
+ * end waits in c->cut_fin, and c's timer looks at the queue every
+ * CUT_POLL_MS (reel__cut_poll) for CUT_DELIVER_MS at most. */
 void reel__exchange_cut(conn_t *c, const char *why);
+/* c->cut_fin's wait: closes c once the client has every byte, has reset
+ * the connection, or the wait is over; else re-arms the timer. */
+void reel__cut_poll(conn_t *c);
+/* Writes c->cut_fin's end, if c has one, saying whether the queued bytes
+ * reached the client before the reset (client_why: the client connection
+ * broke first, "client connection error: ..."; else NULL). */
+void reel__cut_end(conn_t *c, const char *client_why);
 void reel__record_server_conn(conn_t *c);
 void reel__finish_tflow(conn_t *c, const char *error);
 /* c->tflow's end as of now, as reel__finish_tflow would write it without

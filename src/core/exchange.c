@@ -12,6 +12,7 @@ static void request_msg(const reel_h1_head_t *h, const char *scheme, const char 
                         const char *path, char ver[16], reel_msg_head_t *m);
 static void record_unanswered(conn_t *c, const char *why);
 static bool awaits_response(const conn_t *c);
+static char *undelivered_why(const char *why, const char *what, size_t queued);
 static void exchange_timings(conn_t *c, const upstream_facts_t *up, int64_t end_us,
                              reel_capture_timings_t *t);
 static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,
@@ -364,6 +365,7 @@ void reel__fins_undelivered(conn_t *c, const char *why) {
 }
 
 void reel__client_gone_ends_exchange(conn_t *c, const char *why) {
+    reel__cut_end(c, why); /* a cut response's, waiting for its bytes to reach the client */
     size_t queued = reel__peer_queued(&c->client);
     bool waiting = awaits_response(c);
     reel__fins_undelivered(c, why); /* older ones first */
@@ -1487,8 +1489,8 @@ void reel__exchange_ends_cut(conn_t *c, const char *why) {
     /* reel__conn_close resets the client when a body read until the
      * close was being relayed, and a reset drops what is still queued
      * for it, in reel and in its socket: the record says how much the
-     * client may never get (that is not the cut, which the reset tells
-     * the client, but reel's) */
+     * client may never get (reel__exchange_cut delivers it first when it
+     * can; a shutdown, a client gone do not wait) */
     size_t queued = client_unsent(c);
     if (c->ex.resp_until_close && c->ex.resp_head_sent && !c->lane && c->state != C_RAW &&
         queued > 0) {
@@ -1503,8 +1505,77 @@ void reel__exchange_ends_cut(conn_t *c, const char *why) {
 }
 
 void reel__exchange_cut(conn_t *c, const char *why) {
-    reel__exchange_ends_cut(c, why);
-    reel__conn_close(c);
+    size_t queued = client_unsent(c);
+    /* The reset (reel__conn_close) drops what the client has not taken,
+     * which the origin did send: a slow reader lost megabytes of it. So
+     * the reset waits for them to reach it, reading from the client
+     * stopped (what it sends now answers nothing); the socket's queue
+     * must empty too, as uv_tcp_close_reset drops its unacknowledged
+     * bytes. The flow's end waits with them, as any response's does for
+     * its last byte (reel__finish_when_delivered): it says whether they
+     * arrived. A shutdown closes at once. */
+    if (queued == 0 || c->ex.flow == NULL || c->lane || c->state == C_RAW ||
+        !c->ex.resp_until_close || !c->ex.resp_head_sent || c->ex.resp_done || c->client.closing ||
+        c->client.error || c->p->shutting_down || c->cut_fin) {
+        reel__exchange_ends_cut(c, why);
+        reel__conn_close(c);
+        return;
+    }
+    record_behind_cut(c, why);
+    c->cut_fin = reel__fin_take(c);
+    c->cut_why = reel_strdup(why);
+    c->cut_queued = c->cut_left = queued;
+    /* (an idle_timeout set shorter bounds the wait too) */
+    c->cut_until =
+        uv_now(c->p->loop) +
+        (c->p->idle_timeout_ms < CUT_DELIVER_MS ? c->p->idle_timeout_ms : CUT_DELIVER_MS);
+    c->state = C_DONE;
+    reel__upstream_close(c);
+    reel__peer_read_stop(&c->client);
+    reel__conn_arm_at(c, true);
+}
+
+void reel__cut_poll(conn_t *c) {
+    size_t left = client_unsent(c);
+    bool broken = reel_stack_broken(&c->client.st);
+    if (left > 0 && !broken && uv_now(c->p->loop) < c->cut_until) {
+        c->cut_left = left;
+        reel__conn_arm_at(c, true);
+        return;
+    }
+    reel__conn_close(c); /* writes the end (reel__cut_end), then the reset */
+}
+
+void reel__cut_end(conn_t *c, const char *client_why) {
+    if (c->cut_fin == NULL)
+        return;
+    size_t left = client_unsent(c);
+    bool broken = reel_stack_broken(&c->client.st);
+    char *msg;
+    if (client_why || broken) {
+        /* what was still queued went with the connection: as much as at
+         * the last look */
+        char *both = reel_asprintf("%s; then %s", c->cut_why,
+                                   client_why ? client_why : "the client reset the connection");
+        msg = undelivered_why(both, "response", left > c->cut_left ? left : c->cut_left);
+        free(both);
+    } else if (left == 0) {
+        msg = reel_asprintf("%s (the %zu bytes of the connection's output still queued in reel "
+                            "then reached the client before reel reset the connection)",
+                            c->cut_why, c->cut_queued);
+    } else {
+        msg = reel_asprintf("%s (%zu bytes of the connection's output were still queued in reel "
+                            "%s, when reel reset the connection)",
+                            c->cut_why, left,
+                            c->p->shutting_down ? "at the proxy's shutdown"
+                                                : "after waiting for the client to take them");
+    }
+    reel__fin_end(c->cut_fin, msg);
+    STAT_ADD(c->p, errors, 1);
+    free(msg);
+    c->cut_fin = NULL;
+    free(c->cut_why);
+    c->cut_why = NULL;
 }
 
 static bool tls_no_close_notify(peer_t *up) {

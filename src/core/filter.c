@@ -56,6 +56,11 @@ size_t reel_stack_unsent(const reel_stack_t *st) {
     return b && b->ops->unsent ? b->ops->unsent(b) : 0;
 }
 
+bool reel_stack_broken(const reel_stack_t *st) {
+    const reel_filter_t *b = st->bottom;
+    return b && b->ops->broken && b->ops->broken(b);
+}
+
 bool reel_stack_open(const reel_stack_t *st) {
     return st->top && !st->closing && st->top->ops->is_open(st->top);
 }

@@ -90,6 +90,10 @@ typedef struct {
      * acknowledged yet (the kernel's, for a socket: a reset drops them);
      * may be NULL (0). */
     size_t (*unsent)(const reel_filter_t *f);
+    /* Bottom only: the peer reset the connection (the kernel's state, for
+     * a socket: what was unsent is dropped, and unsent says 0); may be
+     * NULL (false). */
+    bool (*broken)(const reel_filter_t *f);
     /* Adds what this layer knows. */
     void (*info)(const reel_filter_t *f, reel_stack_info_t *out);
     /* Bottom only: close the I/O; call reel_stack_closed_by_bottom once
@@ -143,6 +147,8 @@ size_t reel_stack_queued(const reel_stack_t *st);
 size_t reel_stack_unread(const reel_stack_t *st);
 /** Bytes passed to the stack's bottom the peer has not acknowledged yet. */
 size_t reel_stack_unsent(const reel_stack_t *st);
+/** Whether the peer reset the stack's bottom connection (see `broken`). */
+bool reel_stack_broken(const reel_stack_t *st);
 bool reel_stack_open(const reel_stack_t *st);
 void reel_stack_set_reading(reel_stack_t *st, bool on);
 void reel_stack_info(const reel_stack_t *st, reel_stack_info_t *out);

@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/tcp.h>
 #include <sys/ioctl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -456,6 +457,19 @@ static size_t tcp_unsent(const reel_filter_t *f) {
     return (size_t)n;
 }
 
+static bool tcp_broken(const reel_filter_t *f) {
+    const tcp_filter_t *t = (const tcp_filter_t *)f;
+    uv_os_fd_t fd;
+    struct tcp_info ti;
+    socklen_t n = sizeof ti;
+    /* a reset from the peer takes the socket to CLOSE at once (reel
+     * closes it only through the filter, which sets closing first) */
+    if (t->closing || t->h == NULL || uv_fileno((const uv_handle_t *)&t->h->tcp, &fd) != 0 ||
+        getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &n) != 0)
+        return false;
+    return ti.tcpi_state == TCP_CLOSE;
+}
+
 static const reel_filter_ops_t tcp_ops = {
     .name = "tcp",
     .open = tcp_open,
@@ -466,6 +480,7 @@ static const reel_filter_ops_t tcp_ops = {
     .set_reading = tcp_set_reading,
     .unread = tcp_unread,
     .unsent = tcp_unsent,
+    .broken = tcp_broken,
     .info = tcp_info,
     .close = tcp_close,
     .destroy = tcp_destroy,

@@ -1360,53 +1360,115 @@ class BadUpstreamsTest(unittest.TestCase):
             self.assertEqual(f["error"], "not answered: the response to the request before was "
                              "cut short (%s)" % first[-1]["error"])
 
-    def test_a_cut_response_says_what_a_slow_client_never_got(self):
-        # a body read until the close, megabytes of it, then the origin's
-        # reset, for a client that reads slowly: reel resets the client
-        # (the body was not whole), which drops what was still queued for
-        # it in reel and in its socket; the flow's error says how much (it
-        # said nothing of it, and docs/format.md that the client saw the
-        # cut)
-        size = 4 << 20
-
+    def slow_cut(self, path, pace, size=4 << 20, hold=0):
+        """A body read until the close, size bytes of it, then the origin's
+        reset (hold seconds later), for a client with a small receive
+        buffer that reads 4 KiB every pace seconds (None: it reads nothing
+        for 12 s, then all). Returns (body bytes the client got, how its
+        connection ended, the flow)."""
         def cut(up, c):
             up.read_head(c)
             c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: x\r\n\r\n" + b"y" * size)
+            time.sleep(hold)
             reset(c)
         up = Upstream(cut)
         try:
             s = socket.socket()
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            s.settimeout(20)
+            s.settimeout(30)
             s.connect(("127.0.0.1", self.reel.port))
-            s.sendall(b"GET http://127.0.0.1:%d/slow-cut HTTP/1.1\r\nHost: a\r\n\r\n" % up.port)
-            got, how = 0, "eof"
+            s.sendall(b"GET http://127.0.0.1:%d%s HTTP/1.1\r\nHost: a\r\n\r\n"
+                      % (up.port, path.encode()))
+            if pace is None:
+                time.sleep(12)
+            out, how = b"", "eof"
             try:
                 while True:
                     d = s.recv(4096)
                     if not d:
                         break
-                    got += len(d)
-                    time.sleep(0.002)
+                    out += d
+                    if pace:
+                        time.sleep(pace)
             except ConnectionResetError:
                 how = "reset"
             s.close()
-            f = self.reel.wait_flows(1, "~u /slow-cut$ & ~e", timeout=10)
+            f = self.reel.wait_flows(1, "~u %s$ & ~e" % re.escape(path), timeout=15)
         finally:
             up.stop()
         self.assertTrue(f, self.reel.flows()[-3:])
-        self.assertEqual(f[-1]["state"], "error", f)
-        m = re.search(r"^response cut short: .+ \((\d+) bytes of the connection's output were "
-                      r"still queued in reel\)$", f[-1]["error"])
-        self.assertTrue(m, f[-1])
-        # (what the origin's reset dropped before reel read it is not in
-        # the records: the body is what reel read)
+        self.assertTrue(out.startswith(b"HTTP/1.1 200 OK\r\n"), out[:100])
+        return len(out.split(b"\r\n\r\n", 1)[1]), how, f[-1]
+
+    def test_a_cut_response_reaches_a_slow_client_before_the_reset(self):
+        # a body read until the close, megabytes of it, then the origin's
+        # reset, for a client that reads slowly: reel resets the client
+        # (the body was not whole), once it has every byte the origin sent
+        # (the reset used to drop what was still queued for it, in reel
+        # and in its socket, and the flow only said how much)
+        got, how, f = self.slow_cut("/slow-cut", 0.002)
+        self.assertEqual(f["state"], "error", f)
+        m = re.search(r"^response cut short: .+ \(the (\d+) bytes of the connection's output "
+                      r"still queued in reel then reached the client before reel reset the "
+                      r"connection\)$", f["error"])
+        self.assertTrue(m, f)
+        self.assertGreater(int(m.group(1)), 65536, f)
+        # every byte reel read of the body (the origin's reset may drop
+        # some before reel read them), then the reset
+        self.assertEqual(got, f["response_body_size"], f)
         self.assertEqual(how, "reset")
+
+    def test_a_cut_response_a_client_does_not_take_is_reset_in_the_end(self):
+        # the same for a client that reads nothing: reel waits 10 s for it
+        # to take the bytes, then resets the connection, and the flow says
+        # how many bytes it never got. (Less than reel queues before it
+        # stops reading the origin, and the reset once reel has read it
+        # all: else the origin would still be sending when the client
+        # starts reading, 12 s later.)
+        got, how, f = self.slow_cut("/stuck-cut", None, 768 << 10, 0.5)
+        self.assertEqual(f["state"], "error", f)
+        m = re.search(r"^response cut short: .+ \((\d+) bytes of the connection's output were "
+                      r"still queued in reel after waiting for the client to take them, when "
+                      r"reel reset the connection\)$", f["error"])
+        self.assertTrue(m, f)
+        self.assertEqual(how, "reset")
+        self.assertGreater(int(m.group(1)), 65536, f)
         # (bytes in flight count as queued until acknowledged: a few of
         # them may have reached the client)
-        self.assertGreater(int(m.group(1)), 65536, f[-1])
-        self.assertLessEqual(got + int(m.group(1)), f[-1]["response_body_size"] + 65536,
-                             (got, f[-1]))
+        self.assertLessEqual(got + int(m.group(1)), f["response_body_size"] + 65536 + 100,
+                             (got, f))
+        self.assertLess(got, f["response_body_size"], f)
+
+    def test_a_cut_response_a_client_resets_while_reel_delivers_it(self):
+        # the client resets its connection while reel still delivers the
+        # cut body to it: the flow says so, and how much it never got
+        size = 768 << 10
+
+        def cut(up, c):
+            up.read_head(c)
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: x\r\n\r\n" + b"y" * size)
+            time.sleep(0.5)
+            reset(c)
+        up = Upstream(cut)
+        try:
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.settimeout(10)
+            s.connect(("127.0.0.1", self.reel.port))
+            s.sendall(b"GET http://127.0.0.1:%d/gone-cut HTTP/1.1\r\nHost: a\r\n\r\n" % up.port)
+            time.sleep(1)  # the cut came, the body waits for the client
+            got = 0
+            while got < 65536:
+                got += len(s.recv(4096))
+            reset(s)
+            f = self.reel.wait_flows(1, "~u /gone-cut$ & ~e", timeout=5)
+        finally:
+            up.stop()
+        self.assertTrue(f, self.reel.flows()[-3:])
+        self.assertRegex(f[-1]["error"], r"^response cut short: .+; then (client connection "
+                         r"error: .+|the client reset the connection) before the client received "
+                         r"the whole response \(\d+ bytes of the connection's output were still "
+                         r"queued in reel\)$")
 
     def test_bytes_past_the_end_of_a_response_are_recorded_not_passed_on(self):
         # an origin whose Content-Length is shorter than what it sends, and
@@ -1527,6 +1589,7 @@ class ShutdownBehindTest(unittest.TestCase):
                 time.sleep(0.05)
             time.sleep(0.3)  # the partial answer reached the client
             reel.proc.send_signal(signal.SIGINT)
+            reel.proc.wait(30)  # it exits once grace is over: no second signal
             self.assertEqual(reel.stop(), 0, reel.log())
             for s in socks:
                 s.close()

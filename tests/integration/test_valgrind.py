@@ -114,6 +114,78 @@ class ValgrindShutdown(unittest.TestCase):
             s.close()
         self.assert_clean(code)
 
+    def test_cut_response_delivered_then_reset_and_waiting_at_ctrl_c(self):
+        # a body read until the close, then the origin's reset: reel
+        # delivers what it still had queued for the client, then resets it
+        # (SO_LINGER 0), its flow's end held meanwhile. One client reads it
+        # all and sees the reset; the other reads nothing, so its
+        # connection still waits at Ctrl-C, which ends it at once.
+        import struct
+        import threading
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(8)
+        srv.settimeout(60)
+
+        def serve():
+            for _ in range(2):
+                try:
+                    c, _ = srv.accept()
+                except OSError:
+                    return
+                c.settimeout(60)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    d = c.recv(65536)
+                    if not d:
+                        break
+                    data += d
+                try:
+                    # less than reel queues before it stops reading the
+                    # origin: all read before the reset, which then comes
+                    # as one (a reset that finds bytes unread can end the
+                    # read as a clean end on loopback)
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: x\r\n\r\n" + b"y" * (512 << 10))
+                    time.sleep(1)
+                except OSError:
+                    pass
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                c.close()
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        port = srv.getsockname()[1]
+        try:
+            def client(path):
+                s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                s.settimeout(60)
+                s.connect(("127.0.0.1", self.port))
+                s.sendall(b"GET http://127.0.0.1:%d%s HTTP/1.1\r\nHost: a\r\n\r\n"
+                          % (port, path))
+                return s
+            reader = client(b"/cut-read")
+            time.sleep(2.5)  # the cut comes while the body waits for it
+            got, how = 0, "eof"
+            try:
+                while True:
+                    d = reader.recv(65536)
+                    if not d:
+                        break
+                    got += len(d)
+            except ConnectionResetError:
+                how = "reset"
+            reader.close()
+            self.assertEqual(how, "reset")
+            stuck = client(b"/cut-stuck")
+            time.sleep(2.5)  # the origin's whole body and its reset reached reel
+            self.proc.send_signal(signal.SIGINT)
+            code = self.proc.wait(120)
+            stuck.close()
+        finally:
+            srv.close()
+            t.join(10)
+        self.assert_clean(code)
+
     def h2c(self):
         import h2.config
         import h2.connection
