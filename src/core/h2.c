@@ -1668,6 +1668,11 @@ size_t reel_h2_stream_queued(const reel_h2_t *h, uint32_t stream) {
     return st ? st->out.len : 0;
 }
 
+bool reel_h2_stream_end_sent(const reel_h2_t *h, uint32_t stream) {
+    /* 1: half-closed (local) or closed; -1: no such stream any more */
+    return nghttp2_session_get_stream_local_close(h->s, (int32_t)stream) != 0;
+}
+
 size_t reel_h2_stream_take_sent(reel_h2_t *h, uint32_t stream) {
     stream_t *st = stream_of(h, (int32_t)stream);
     if (st == NULL)

@@ -136,6 +136,11 @@ void reel_h2_consume(reel_h2_t *h, uint32_t stream, size_t n);
 reel_rc reel_h2_take_output(reel_h2_t *h, reel_buf_t *out);
 /** Submitted DATA of stream not yet handed to take_output. */
 size_t reel_h2_stream_queued(const reel_h2_t *h, uint32_t stream);
+/** Whether this side's END_STREAM of stream went out in a take_output
+ * (true too once the stream is closed and gone). An empty last DATA frame
+ * waits for the peer's window like any other, so an empty queue alone
+ * does not say it. */
+bool reel_h2_stream_end_sent(const reel_h2_t *h, uint32_t stream);
 /** Bytes of stream's submitted DATA that went out since the last call
  * (what the other side may now consume). */
 size_t reel_h2_stream_take_sent(reel_h2_t *h, uint32_t stream);

@@ -38,7 +38,9 @@
  * A WebSocket's flow, or a CONNECT tunnel's, like a response's, ends
  * complete only once the stream's last DATA went out: one over while the
  * client's window still holds its last bytes back waits for them in its
- * stream.
+ * stream. A response whole before the client ended its request body (an
+ * early 413) cuts the stream (stream_cut): the flow complete, the body as
+ * far as it went, RST_STREAM NO_ERROR after the response (RFC 9113 8.1).
  * So is a stream the client opened after reel's GOAWAY, which reel
  * ignores unanswered: its flow says so (nghttp2 hands over no head of
  * it, only its id).
@@ -89,6 +91,12 @@ struct h2s {
     bool req_sent;     /* ... and everything went into the lane */
     bool resp_started; /* a final response head went to the client */
     bool resp_end;
+    /* The response went whole while the client was still sending the
+     * body (an early 413): the lane is let go, the body's DATA is
+     * dropped, and once the response's END_STREAM has gone out the stream
+     * is reset with NO_ERROR (RFC 9113 8.1) so that the client stops
+     * sending, unless its own END_STREAM came meanwhile (stream_cut). */
+    bool req_cut;
     /* RFC 8441: an extended CONNECT for a WebSocket, sent to the lane as an
      * HTTP/1.1 Upgrade; once the origin switched (101, answered 200 here)
      * DATA carries the frames both ways as they are. A plain CONNECT
@@ -119,6 +127,9 @@ struct lane {
     reel_buf_t out;     /* ... not parsed yet */
     uv_timer_t timer;   /* deferred events */
     bool reading, want_close, closed;
+    /* its conn was left in the middle of a request body (stream_cut):
+     * closed on the timer, with its origin connection, never reused */
+    bool cut;
     char remote[64];
 };
 
@@ -135,6 +146,7 @@ struct h2front {
     bool again;       /* ... and a lane freed up meanwhile */
     bool failing;     /* every stream is being ended: no new lanes */
     bool flush_queued; /* its output waits for the end of a batch */
+    bool resets_queued; /* stream_settle submitted a RST_STREAM: flush again */
 };
 
 static void kick(h2front_t *fr);
@@ -423,15 +435,23 @@ static void lane_info(const reel_filter_t *f, reel_stack_info_t *out) {
 /* A stream that only waits, its lane free, for the codec to send the
  * rest of a whole response before its flow ends (stream_settle). */
 static bool stream_waits_for_client(const h2s_t *s) {
-    return s->lane == NULL && s->resp_end && s->fin;
+    return s->lane == NULL && s->resp_end && (s->fin || s->req_cut);
 }
 
 /* A stream whose response has gone whole to the codec: its flow ends
  * once the codec has sent the last of its DATA (then it goes); false
  * while it waits. */
 static bool stream_settle(h2front_t *fr, h2s_t *s) {
-    if (s->fin && reel_h2_stream_queued(fr->h2, s->sid) > 0)
+    if ((s->fin || s->req_cut) && reel_h2_stream_queued(fr->h2, s->sid) > 0)
         return false;
+    if (s->req_cut && !reel_h2_stream_end_sent(fr->h2, s->sid))
+        return false; /* the empty last DATA waits for the client's window */
+    if (s->req_cut && !s->req_end) {
+        /* after the END_STREAM, never before it: nghttp2 sends RST_STREAM
+         * ahead of queued DATA and would drop the response's end */
+        reel_h2_reset(fr->h2, s->sid, REEL_H2_NO_ERROR);
+        fr->resets_queued = true;
+    }
     reel_fin_t *f = s->fin;
     s->fin = NULL;
     stream_free(fr, s);
@@ -465,6 +485,54 @@ static bool stream_complete(h2front_t *fr, h2s_t *s) {
     stream_unlane(s);
     stream_settle(fr, s);
     return true;
+}
+
+/* The stream's response went whole to the codec while the client had not
+ * ended its request body (RFC 9113 8.1: a server may answer before the
+ * request is complete, an early 413 say, then tells the client to stop
+ * sending with RST_STREAM NO_ERROR). Waiting for the rest, as the lane's
+ * HTTP/1.1 exchange would, left the stream, its lane and the flow open
+ * for as long as the client went on uploading (or forever, when it waits
+ * for window the lane no longer gives), the flow then the client's error.
+ * Now the flow is taken from the lane's conn as it stands: complete once
+ * the response's END_STREAM has gone out (stream_settle), its request
+ * body what the lane passed on and its request_end_us 0, as an HTTP/1.1
+ * early answer's (exchange.c's early_answer_ends). The body bytes the
+ * lane has not taken are acknowledged and dropped, so is every DATA
+ * that still comes (read_frames), and the lane's conn, stopped in the
+ * middle of a request body, is closed with its origin connection (its
+ * timer: this runs inside that conn's write) rather than kept. */
+static void stream_cut(h2front_t *fr, h2s_t *s) {
+    lane_t *l = s->lane;
+    conn_t *in = l ? l->inner : NULL;
+    if (s->fin == NULL && in && in->ex.flow && in->lane_stream == s->sid)
+        s->fin = reel__fin_take(in);
+    if (s->req_body)
+        reel_h2_consume(fr->h2, s->sid, s->req_body);
+    s->req_body = 0;
+    reel_buf_reset(&s->req);
+    s->req_cut = true;
+    if (l) {
+        l->cut = true;
+        lane_later(l);
+    }
+    stream_unlane(s);
+}
+
+/* The stream's response went whole to the codec: it completes (true: its
+ * lane is free), is cut (stream_cut: its lane goes) when the client is
+ * still sending the body, or waits (false) for the lane to take the rest
+ * of a body the client has ended, or for the END_STREAM of one the lane
+ * has whole (its length reached: the client may end the stream with an
+ * empty DATA frame after the answer). */
+static bool stream_answered(h2front_t *fr, h2s_t *s) {
+    if (s->req_sent)
+        return stream_complete(fr, s);
+    conn_t *in = s->lane ? s->lane->inner : NULL;
+    bool whole = in && in->lane_stream == s->sid && in->ex.req_done;
+    if (!s->req_end && !s->tunnel && !whole)
+        stream_cut(fr, s);
+    return false;
 }
 
 bool reel__h2front_fin(conn_t *in, reel_fin_t *f) {
@@ -622,8 +690,7 @@ static void lane_end_at_close(lane_t *l) {
         return; /* a body its framing says is not whole yet */
     reel_h2_submit_data(fr->h2, s->sid, NULL, 0, true);
     s->resp_end = true;
-    if (s->req_sent)
-        stream_complete(fr, s); /* its flow ends once the client has the DATA */
+    stream_answered(fr, s); /* its flow ends once the client has the DATA */
     flush_output(fr);
 }
 
@@ -677,7 +744,12 @@ static void lane_deliver(lane_t *l) {
     if (fr == NULL || s == NULL || !l->reading || l->want_close)
         return;
     bool eof = s->tunnel && s->eof_pending && s->raw_open;
-    if (s->req.len == 0 && !eof)
+    /* an END_STREAM alone (an empty DATA frame after a body the lane had
+     * whole: its content-length) ends the request too; it used to leave
+     * the stream, its flow and its lane waiting until the connection
+     * ended */
+    bool end_only = s->req_end && !s->req_sent && !s->tunnel;
+    if (s->req.len == 0 && !eof && !end_only)
         return;
     s->eof_pending = s->eof_pending && !eof;
     reel_buf_t b = s->req;
@@ -693,12 +765,13 @@ static void lane_deliver(lane_t *l) {
     }
     /* the lane conn may answer, close or pause inside: s may be gone (its
      * conn ends the flow with the request's end, reel__h2front_fin) */
-    if (b.len)
-        reel_filter_up(&l->f, b.data, b.len);
+    size_t n = b.len;
+    if (n)
+        reel_filter_up(&l->f, b.data, n);
     reel_buf_free(&b);
     if (eof && !l->want_close)
         reel_filter_up_eof(&l->f, NULL); /* the client's side of the WebSocket ended */
-    if (!l->want_close)
+    if (!l->want_close && (n || eof))
         reel_filter_read_done(&l->f);
     if (idle && !l->want_close && l->fr && l->s && l->s->sid == sid && !stream_complete(fr, l->s))
         idle = false;
@@ -715,6 +788,10 @@ static void on_lane_timer(uv_timer_t *t) {
     if (l->f.st->closing)
         return;
     h2front_t *fr = l->fr;
+    if (l->cut && l->inner) {
+        reel__conn_close(l->inner); /* (lane_close then lets the front go on) */
+        return;
+    }
     if (l->inner && l->inner->state == C_LINGER) {
         reel_filter_up_eof(&l->f, NULL); /* nobody is left to read: the lane ends */
         return;
@@ -771,8 +848,9 @@ static void assign_lanes(h2front_t *fr) {
             continue;
         lane_t *l = NULL;
         for (lane_t *k = fr->lanes; k; k = k->next)
-            if (k->s == NULL && !k->want_close && k->inner && k->inner->state == C_HEAD &&
-                k->inner->ex.flow == NULL && k->inner->client.in.len == 0) {
+            if (k->s == NULL && !k->want_close && !k->cut && k->inner &&
+                k->inner->state == C_HEAD && k->inner->ex.flow == NULL &&
+                k->inner->client.in.len == 0) {
                 l = k;
                 break;
             }
@@ -877,9 +955,10 @@ static void lane_pump_upto(lane_t *l, size_t high) {
                 reel_h2_submit_data(fr->h2, s->sid, NULL, 0, true);
             s->resp_end = true;
             /* the lane is idle again once the request is whole too (an
-             * origin may answer before it read the body: the rest still
-             * goes to the lane, as it would on HTTP/1.1) */
-            if (s->req_sent && stream_complete(fr, s))
+             * origin may answer before it read the body: the rest of one
+             * the client has ended still goes to the lane, as it would on
+             * HTTP/1.1; one it is still sending is cut, stream_cut) */
+            if (stream_answered(fr, s))
                 freed = true;
             break;
         default:
@@ -903,15 +982,18 @@ static void lane_pump_upto(lane_t *l, size_t high) {
 
 static void flush_output(h2front_t *fr) {
     peer_t *cl = &fr->c->client;
-    if (cl->closing || reel__peer_queued(cl) >= HIGH_WATER)
-        return;
-    reel_buf_t out;
-    reel_buf_init(&out, 0);
-    reel_h2_take_output(fr->h2, &out);
-    if (out.len)
-        reel__peer_write(cl, out.data, out.len);
-    reel_buf_free(&out);
-    settle_streams(fr);
+    do { /* again for the RST_STREAMs of streams settled after their END */
+        if (cl->closing || reel__peer_queued(cl) >= HIGH_WATER)
+            return;
+        fr->resets_queued = false;
+        reel_buf_t out;
+        reel_buf_init(&out, 0);
+        reel_h2_take_output(fr->h2, &out);
+        if (out.len)
+            reel__peer_write(cl, out.data, out.len);
+        reel_buf_free(&out);
+        settle_streams(fr);
+    } while (fr->resets_queued);
 }
 
 /* What the connection holds: the codec's frames and queued DATA, request
@@ -1122,7 +1204,7 @@ static void stream_reset(h2front_t *fr, h2s_t *s, const reel_codec_event_t *ev) 
     /* a request the client cancelled while it waited for a lane (every
      * lane busy): reel had it whole, head and body as far as they came, and
      * it never went on; it is a flow all the same, ended by the reset */
-    bool waiting = !ev->local && !flow && l == NULL && s->head_built && !s->tunnel;
+    bool waiting = !ev->local && !flow && l == NULL && s->head_built && !s->tunnel && !s->resp_end;
     if ((ev->local || waiting) && !s->chunked && !s->tunnel && (!s->req_end || waiting) &&
         s->req_body <= s->req.len) {
         nbody = s->req_body;
@@ -1255,7 +1337,7 @@ static char *read_frames(h2front_t *fr, bool input) {
                 stream_new(fr, ev.stream, &ev.head);
             break;
         case REEL_CODEC_EV_DATA:
-            if (s == NULL || s->req_end) {
+            if (s == NULL || s->req_end || s->req_cut) { /* cut: answered already */
                 reel_h2_consume(fr->h2, ev.stream, ev.len);
                 break;
             }
@@ -1276,6 +1358,10 @@ static char *read_frames(h2front_t *fr, bool input) {
         case REEL_CODEC_EV_END:
             if (s == NULL || s->req_end)
                 break;
+            if (s->req_cut) {
+                s->req_end = true; /* no RST_STREAM needed: the stream is closed */
+                break;
+            }
             if (!s->head_built)
                 build_head(fr, s, false);
             if (s->tunnel) {

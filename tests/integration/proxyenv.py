@@ -108,6 +108,9 @@ http {{
     ssl_certificate_key {r}/server.key;
     root {r}/www;
     location = /echo {{ client_max_body_size 100m; return 200 "posted\\n"; }}
+    # answers once it has read the whole body (nginx buffers a proxied
+    # request's body first), where /echo answers before it
+    location = /upload {{ client_max_body_size 100m; proxy_pass http://127.0.0.1:{hp}/echo; }}
     location = /nocontent {{ return 204; }}
   }}
 }}
