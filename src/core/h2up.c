@@ -419,10 +419,20 @@ static void sess_event(h2sess_t *s, const reel_codec_event_t *ev) {
             break;
         if (l->resp_end) {
             /* answered already (an origin that stops reading a body it no
-             * longer needs resets with NO_ERROR): the rest of the body is
-             * dropped */
+             * longer needs resets with NO_ERROR, RFC 9113 8.1): the rest of
+             * the body is dropped, and a conn still sending one gets the
+             * end of its upstream after the response, as from an HTTP/1.1
+             * origin that answered early and closed: its exchange ends
+             * then (exchange.c's early_answer_ends; an HTTP/2 client's
+             * stream was cut at the response's end, core/h2front.c's
+             * stream_cut) rather than wait for a body nobody reads. */
+            bool unfinished = !l->req_end;
             l->req_end = true;
             lane_unbind(l);
+            if (unfinished) {
+                ulane_end(l, NULL);
+                lane_pending(s, l);
+            }
             break;
         }
         if (ev->error_code == REEL_H2_REFUSED_STREAM && l->in.len == 0) {
@@ -1066,10 +1076,18 @@ static void ulane_deliver(ulane_t *l) {
         }
         if (l->want_close)
             return;
-        if (!l->eof_pending)
-            reel_filter_read_done(&l->f);
+        reel_filter_read_done(&l->f);
+        if (l->eof_pending && !l->want_close) {
+            /* the end in a read of its own, as a socket's FIN comes: the
+             * exchange stops at a response's end without looking for the
+             * upstream's (an origin's reset after an early answer, given
+             * in the same read, went unseen and the exchange waited for
+             * the rest of a body nobody reads) */
+            ulane_later(l);
+        }
+        return;
     }
-    if (l->eof_pending && !l->want_close && l->in.len == 0) {
+    if (l->eof_pending && !l->want_close) {
         l->eof_pending = false;
         char *why = l->eof_error;
         l->eof_error = NULL;

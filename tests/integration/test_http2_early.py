@@ -14,7 +14,8 @@ stream, its lane and the flow stayed open.
 
 The origins: an HTTP/1.1 one that answers 413 and closes, one that answers
 200 and reads on (nginx's way with a body it discards), and an h2c one
-(h2c_upstreams) that answers 413 and resets the stream with NO_ERROR."""
+(h2c_upstreams) that answers 413 and resets the stream with NO_ERROR,
+which an HTTP/1.1 client sees as the origin's close after its answer."""
 import os
 import shutil
 import socket
@@ -250,6 +251,36 @@ class EarlyAnswerTest(unittest.TestCase):
         self.assertEqual((row["state"], row["status"]), ("complete", 200), row)
         self.assertEqual(f["request"]["body_size"], 10)
         self.assertIsNotNone(f["request_end_us"], f)
+
+    def test_h2_origin_reset_ends_an_http1_clients_exchange(self):
+        # an HTTP/1.1 client through the same h2c origin: the origin's
+        # reset after its answer is, to the exchange, an HTTP/1.1
+        # origin's close after an early answer (it used to wait for the
+        # whole body, which nobody read any more)
+        s = socket.create_connection(("127.0.0.1", self.reel.port), 10)
+        t0 = time.time()
+        s.sendall(b"POST http://localhost:%d/eh1 HTTP/1.1\r\nHost: localhost:%d\r\n"
+                  b"Content-Length: %d\r\n\r\n" % (self.h2c.port, self.h2c.port, ANNOUNCED) +
+                  b"a" * 100000)
+        out = b""
+        s.settimeout(6)
+        try:
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                out += d
+        except (socket.timeout, ConnectionResetError):
+            pass
+        took = time.time() - t0
+        s.close()
+        self.assertTrue(out.startswith(b"HTTP/1.1 413 "), out)
+        self.assertTrue(out.endswith(b"\r\n\r\nbig\n"), out)
+        self.assertLess(took, 3)
+        row, f = self.the_flow("/eh1")
+        self.assertEqual((row["state"], row["status"]), ("complete", 413), row)
+        self.assertIsNone(f["request_end_us"], f)
+        self.assertLessEqual(f["request"]["body_size"], 100000, f["request"])
 
 
 if __name__ == "__main__":
