@@ -455,18 +455,41 @@ static int nested_url(const reel_redact_t *r, const char *v, size_t n, int depth
     return changed;
 }
 
-/* "k=v&k2=v2" (a query, a fragment, a form) into b: the value of every
- * secret key replaced, a value that is a URL redacted as one, and the
- * rules for text over the rest. 1 if something was replaced. */
-static int pairs(const reel_redact_t *r, const char *s, size_t n, int depth, reel_buf_t *b) {
+/* The end of the pair that starts at s[i] in s[0..n): the next '&' or,
+ * with semi, the next ';' that a "name=" follows (a query split as
+ * "a=1;token=x", as HTML 4 recommended and Java servers accept). A ';'
+ * followed by no '=' before the pair's end is taken for a part of the
+ * value ("token=ab;cd"): a cut there would leave the rest of a secret
+ * readable. */
+static size_t pair_end(const char *s, size_t n, size_t i, int semi) {
+    size_t end = i;
+    while (end < n && s[end] != '&') {
+        if (semi && s[end] == ';') {
+            size_t k = end + 1;
+            while (k < n && s[k] != '&' && s[k] != ';' && s[k] != '=')
+                k++;
+            if (k < n && s[k] == '=')
+                break;
+            end = k; /* no name= after it: on to the next ';' or '&' */
+            continue;
+        }
+        end++;
+    }
+    return end;
+}
+
+/* "k=v&k2=v2" (a query, a fragment, a form; a query's and a fragment's
+ * also split at ';', see pair_end) into b: the value of every secret key
+ * replaced, a value that is a URL redacted as one, and the rules for text
+ * over the rest. 1 if something was replaced. */
+static int pairs(const reel_redact_t *r, const char *s, size_t n, int depth, int semi,
+                 reel_buf_t *b) {
     reel_buf_t key;
     reel_buf_init(&key, 0);
     int changed = 0;
     size_t i = 0;
     while (i <= n) {
-        size_t end = i;
-        while (end < n && s[end] != '&')
-            end++;
+        size_t end = pair_end(s, n, i, semi);
         const char *eq = memchr(s + i, '=', end - i);
         size_t klen = eq ? (size_t)(eq - (s + i)) : end - i;
         unescape(s + i, klen, &key);
@@ -491,7 +514,7 @@ static int pairs(const reel_redact_t *r, const char *s, size_t n, int depth, ree
             changed |= text_into(r, s + i, end - i, b);
         }
         if (end < n)
-            put(b, "&", 1);
+            put(b, &s[end], 1);
         i = end + 1;
     }
     reel_buf_free(&key);
@@ -501,7 +524,9 @@ static int pairs(const reel_redact_t *r, const char *s, size_t n, int depth, ree
 int reel_redact_urlencoded(const reel_redact_t *r, const char *s, size_t n, reel_redacted_t *out) {
     reel_buf_t b;
     reel_buf_init(&b, 0);
-    if (!pairs(r, s, n, 0, &b)) {
+    /* a form: split at '&' only, as browsers write and read it (they
+     * encode a ';' in a value) */
+    if (!pairs(r, s, n, 0, 0, &b)) {
         reel_buf_free(&b);
         return 0;
     }
@@ -542,35 +567,103 @@ static int password_at(const char *s, size_t n, int authority_form, size_t *from
     return 1;
 }
 
-/* The URL s[0..n) into b: the password of its userinfo, its query as
- * pairs(), and its fragment too (the OAuth implicit flow answers
- * "#access_token=..."; a client-side route "#/cb?token=..." has its query
- * after the '?'), the rules for text over the rest. 1 if something was
+/* Where the path of the URL s[0..n) (no query or fragment) starts: after
+ * the authority of scheme://authority or //authority (a ';' there is the
+ * userinfo's, as in imap://user;AUTH=*@host), else at 0. */
+static size_t path_from(const char *s, size_t n) {
+    size_t i = 0;
+    while (i < n && (alpha((unsigned char)s[i]) ||
+                     (i > 0 && ((s[i] >= '0' && s[i] <= '9') || strchr("+-.", s[i]) != NULL))))
+        i++;
+    if (i > 0 && n - i >= 3 && memcmp(s + i, "://", 3) == 0)
+        i += 3;
+    else if (n >= 2 && s[0] == '/' && s[1] == '/')
+        i = 2;
+    else
+        return 0;
+    const char *slash = memchr(s + i, '/', n - i);
+    return slash ? (size_t)(slash - s) : n;
+}
+
+/* A path s[0..n) into b: the value of every path parameter with a secret
+ * name replaced ("/shop;jsessionid=x/item", RFC 3986 3.3's ";name=value"
+ * after a segment, as Java servers put the session in a URL), the rules
+ * for text over the rest. A value ends at the next ';' or '/'. 1 if
+ * something was replaced. */
+static int path_into(const reel_redact_t *r, const char *s, size_t n, reel_buf_t *b) {
+    reel_buf_t key;
+    reel_buf_init(&key, 0);
+    int changed = 0;
+    size_t run = 0, i = 0;
+    while (i < n) {
+        if (s[i] != ';') {
+            i++;
+            continue;
+        }
+        size_t k = i + 1;
+        while (k < n && s[k] != '=' && s[k] != ';' && s[k] != '/')
+            k++;
+        if (k >= n || s[k] != '=') {
+            i = k;
+            continue;
+        }
+        size_t v = k + 1, e = v;
+        while (e < n && s[e] != ';' && s[e] != '/')
+            e++;
+        unescape(s + i + 1, k - i - 1, &key);
+        if (reel_redact_key_matches(r, (const char *)key.data, key.len)) {
+            changed |= text_into(r, s + run, v - run, b);
+            put(b, REEL_REDACT_MARKER, strlen(REEL_REDACT_MARKER));
+            if (!is_marker(s + v, e - v))
+                changed = 1;
+            run = e;
+        }
+        i = e;
+    }
+    changed |= text_into(r, s + run, n - run, b);
+    reel_buf_free(&key);
+    return changed;
+}
+
+/* The URL s[0..n) into b: the password of its userinfo, its path
+ * parameters (path_into), its query as pairs(), and its fragment too (the
+ * OAuth implicit flow answers "#access_token=..."; a client-side route
+ * "#/cb?token=..." has its query after the '?', unless what comes before
+ * it has a '=' too), the rules for text over the rest. 1 if something was
  * replaced. */
 static int url(const reel_redact_t *r, const char *s, size_t n, int depth, reel_buf_t *b) {
     const char *h = memchr(s, '#', n);
     size_t hash = h ? (size_t)(h - s) : n;
     const char *q = memchr(s, '?', hash);
-    size_t query = q ? (size_t)(q - s) : hash, from, to;
+    size_t query = q ? (size_t)(q - s) : hash, from, to, path = path_from(s, query);
     int changed = 0;
     if (password_at(s, query, depth == 0, &from, &to)) {
-        text_into(r, s, from, b);
+        changed |= text_into(r, s, from, b);
         put(b, REEL_REDACT_MARKER, strlen(REEL_REDACT_MARKER));
-        text_into(r, s + to, query - to, b);
-        changed = 1;
+        /* one redacted already is no new replacement */
+        if (!is_marker(s + from, to - from))
+            changed = 1;
+        if (path < to)
+            path = to; /* a CONNECT target's user:password@host:port */
+        changed |= text_into(r, s + to, path - to, b);
     } else {
-        changed |= text_into(r, s, query, b);
+        changed |= text_into(r, s, path, b);
     }
+    changed |= path_into(r, s + path, query - path, b);
     if (query < hash) {
         put(b, "?", 1);
-        changed |= pairs(r, s + query + 1, hash - query - 1, depth, b);
+        changed |= pairs(r, s + query + 1, hash - query - 1, depth, 1, b);
     }
     if (hash < n) {
         const char *f = s + hash + 1, *fq = memchr(f, '?', n - hash - 1);
         size_t pre = fq ? (size_t)(fq - f) + 1 : 0;
+        /* pairs before the '?' make it one of a value
+         * ("#access_token=x&state=/p?y"), not a route's query */
+        if (pre > 0 && memchr(f, '=', pre) != NULL)
+            pre = 0;
         put(b, "#", 1);
         changed |= text_into(r, f, pre, b);
-        changed |= pairs(r, f + pre, n - hash - 1 - pre, depth, b);
+        changed |= pairs(r, f + pre, n - hash - 1 - pre, depth, 1, b);
     }
     return changed;
 }
@@ -583,6 +676,304 @@ int reel_redact_target(const reel_redact_t *r, const char *s, size_t n, reel_red
         return 0;
     }
     take(&b, out);
+    return 1;
+}
+
+/* ---- URLs in text ------------------------------------------------------ */
+
+/* Text as read for its URLs: JSON's escapes decoded (a JSON string value,
+ * JSON quoted in text, a script's "https:\/\/..."), every other byte as
+ * it is, and for each decoded byte the offset of the escape or byte it
+ * came from, so that a URL found in the decoded text can be put back in
+ * place of the bytes that held it. */
+typedef struct {
+    const uint8_t *data; /* the decoded bytes: the input itself when it has no '\\' */
+    size_t len;
+    reel_buf_t d; /* the decoded bytes when there are escapes */
+    size_t *off;  /* then off[k]: where d[k]'s unit starts in the input; off[len]: n */
+    size_t cap;   /* of off */
+} decoded_t;
+
+/* Where the unit of decoded byte k starts in the input (k == len: its end). */
+static size_t raw_at(const decoded_t *x, size_t k) {
+    return x->off ? x->off[k] : k;
+}
+
+static void dec_put(decoded_t *x, const char *p, size_t len, size_t from) {
+    if (x->cap < x->d.len + len + 1) {
+        x->cap = (x->d.len + len + 1) * 2;
+        x->off = reel_realloc(x->off, x->cap * sizeof *x->off);
+    }
+    for (size_t k = 0; k < len; k++)
+        x->off[x->d.len + k] = from;
+    put(&x->d, p, len);
+}
+
+static int hex4(const char *s, size_t n, size_t i) {
+    int v = 0;
+    for (size_t k = 0; k < 4; k++) {
+        int h = i + k < n ? hexval((unsigned char)s[i + k]) : -1;
+        if (h < 0)
+            return -1;
+        v = v * 16 + h;
+    }
+    return v;
+}
+
+/* Decodes s[0..n) into x: \" \\ \/ \b \f \n \r \t and \uXXXX (a
+ * surrogate pair as one character, in UTF-8); a lone surrogate becomes
+ * a control byte, which no URL holds; a backslash that starts no escape
+ * stays as it is. */
+static void decode(const char *s, size_t n, decoded_t *x) {
+    reel_buf_init(&x->d, 0);
+    x->off = NULL;
+    x->cap = 0;
+    x->data = (const uint8_t *)s;
+    x->len = n;
+    if (memchr(s, '\\', n) == NULL)
+        return; /* nothing to decode: no copy, no offsets (a big text body) */
+    size_t i = 0;
+    while (i < n) {
+        const char *esc = i + 1 < n && s[i] == '\\' ? strchr("\"\\/bfnrt", s[i + 1]) : NULL;
+        if (esc != NULL && s[i + 1] != '\0') {
+            dec_put(x, &"\"\\/\b\f\n\r\t"[esc - "\"\\/bfnrt"], 1, i);
+            i += 2;
+            continue;
+        }
+        int v = i + 1 < n && s[i] == '\\' && s[i + 1] == 'u' ? hex4(s, n, i + 2) : -1;
+        if (v < 0) {
+            dec_put(x, &s[i], 1, i);
+            i++;
+            continue;
+        }
+        size_t len = 6;
+        unsigned cp = (unsigned)v;
+        if (cp >= 0xd800 && cp < 0xdc00 && i + 11 < n + 0 && s[i + 6] == '\\' && s[i + 7] == 'u') {
+            int lo = hex4(s, n, i + 8);
+            if (lo >= 0xdc00 && lo < 0xe000) {
+                cp = 0x10000 + ((cp - 0xd800) << 10) + ((unsigned)lo - 0xdc00);
+                len = 12;
+            }
+        }
+        char u[4];
+        size_t ul;
+        if (cp >= 0xd800 && cp < 0xe000) {
+            u[0] = 1;
+            ul = 1;
+        } else if (cp < 0x80) {
+            u[0] = (char)cp;
+            ul = 1;
+        } else if (cp < 0x800) {
+            u[0] = (char)(0xc0 | (cp >> 6));
+            u[1] = (char)(0x80 | (cp & 0x3f));
+            ul = 2;
+        } else if (cp < 0x10000) {
+            u[0] = (char)(0xe0 | (cp >> 12));
+            u[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+            u[2] = (char)(0x80 | (cp & 0x3f));
+            ul = 3;
+        } else {
+            u[0] = (char)(0xf0 | (cp >> 18));
+            u[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+            u[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+            u[3] = (char)(0x80 | (cp & 0x3f));
+            ul = 4;
+        }
+        dec_put(x, u, ul, i);
+        i += len;
+    }
+    if (x->cap < x->d.len + 1) {
+        x->cap = x->d.len + 1;
+        x->off = reel_realloc(x->off, x->cap * sizeof *x->off);
+    }
+    x->off[x->d.len] = n;
+    x->data = x->d.data;
+    x->len = x->d.len;
+}
+
+/* Whether k is where a unit of x starts (or its end): not inside the
+ * bytes of one escape. */
+static int unit_start(const decoded_t *x, size_t k) {
+    return k == 0 || k >= x->len || raw_at(x, k) != raw_at(x, k - 1);
+}
+
+/* A byte that ends a URL in text: white space and controls, quotes and
+ * angle brackets (what HTML, JSON, Markdown and prose put around one). */
+static int url_stop(int c) {
+    return c <= 0x20 || c == 0x7f || c == '"' || c == '\'' || c == '<' || c == '>' || c == '`';
+}
+
+static int scheme_char(int c) {
+    return alpha(c) || (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.';
+}
+
+/* The length of "://", ":\/\/" (JSON quoted twice) or "%3A%2F%2F" (a URL
+ * percent-encoded, as a form or a state= carries it) at s[i..n), 0 if
+ * none. */
+static size_t scheme_sep(const char *s, size_t n, size_t i) {
+    if (n - i >= 3 && memcmp(s + i, "://", 3) == 0)
+        return 3;
+    if (n - i >= 5 && memcmp(s + i, ":\\/\\/", 5) == 0)
+        return 5;
+    if (n - i >= 9 && s[i] == '%' && s[i + 1] == '3' && lc((unsigned char)s[i + 2]) == 'a' &&
+        s[i + 3] == '%' && s[i + 4] == '2' && lc((unsigned char)s[i + 5]) == 'f' &&
+        s[i + 6] == '%' && s[i + 7] == '2' && lc((unsigned char)s[i + 8]) == 'f')
+        return 9;
+    return 0;
+}
+
+/* The end of the URL that starts at s[from] in s[0..n): the next byte
+ * url_stop() names, less the punctuation that prose puts after a URL
+ * (".,:;!?" and closing brackets: "(see https://x/?a=1)."), so that a
+ * sentence's full stop is not taken for a part of a secret. Brackets are
+ * cut whether or not the URL opened them: a secret's value replaced
+ * could take the one that matched with it, and a second pass would
+ * then read the URL to a different end (redacting is a fixed point). */
+static size_t url_end(const char *s, size_t n, size_t from) {
+    size_t e = from;
+    while (e < n && !url_stop((unsigned char)s[e]))
+        e++;
+    while (e > from && strchr(".,:;!?)]", s[e - 1]) != NULL)
+        e--;
+    return e;
+}
+
+/* The URL d[from..to) of text whose raw form is s, redacted as a value
+ * of a query is (nested_url: as it stands or percent-encoded); when that
+ * replaced something, the raw bytes that held the part it changed are
+ * replaced in b by that part of the result, each ASCII character escaped
+ * as the URL had escaped it ("\/", "\u0026"), so that JSON stays JSON
+ * and its escaping as it was. The raw bytes before the URL from *run on
+ * go into b first, under the rules for text. 1 if something was
+ * replaced. */
+static int url_in_text(const reel_redact_t *r, const char *s, const decoded_t *x, size_t from,
+                       size_t to, size_t *run, reel_buf_t *b) {
+    const uint8_t *d = x->data;
+    reel_buf_t o;
+    reel_buf_init(&o, 0);
+    int is_url = 0;
+    if (!nested_url(r, (const char *)d + from, to - from, 0, &o, &is_url)) {
+        reel_buf_free(&o);
+        return 0;
+    }
+    /* the part that changed: between the common head and tail */
+    size_t len = to - from, olen = o.len, head = 0, tail = 0;
+    while (head < len && head < olen && d[from + head] == o.data[head])
+        head++;
+    while (tail < len - head && tail < olen - head && d[to - 1 - tail] == o.data[olen - 1 - tail])
+        tail++;
+    if (head == len && head == olen) {
+        reel_buf_free(&o);
+        return 0; /* the same after all */
+    }
+    while (!unit_start(x, from + head)) /* whole escapes only */
+        head--;
+    while (!unit_start(x, to - tail))
+        tail--;
+    /* how the URL wrote each ASCII character it escaped */
+    const char *style[128] = {0};
+    size_t style_len[128] = {0};
+    for (size_t k = from; k < to; k++) {
+        unsigned char c = (unsigned char)d[k];
+        size_t unit = raw_at(x, k + 1) - raw_at(x, k); /* an ASCII one is one byte */
+        if (c < 128 && unit > 1 && style[c] == NULL) {
+            style[c] = s + raw_at(x, k);
+            style_len[c] = unit;
+        }
+    }
+    size_t raw_from = raw_at(x, from + head), raw_to = raw_at(x, to - tail);
+    text_into(r, s + *run, raw_from - *run, b);
+    for (size_t k = head; k < olen - tail; k++) {
+        unsigned char c = o.data[k];
+        if (c < 128 && style[c] != NULL) {
+            put(b, style[c], style_len[c]);
+        } else if (c < 0x20 || c == '"' || c == '\\') {
+            /* none of these is in a URL, nor put there: JSON's escape
+             * all the same, should one be */
+            char e[6] = {
+                '\\', 'u', '0', '0', "0123456789abcdef"[c >> 4], "0123456789abcdef"[c & 15]};
+            put(b, e, 6);
+        } else {
+            put(b, &o.data[k], 1);
+        }
+    }
+    *run = raw_to;
+    reel_buf_free(&o);
+    return 1;
+}
+
+/* Text s[0..n) into b (a JSON string value as it stands between its
+ * quotes, a text body, a note): the URLs in it redacted as a query's
+ * value that is a URL is, and the rules for text over the rest. A URL is
+ * one with a scheme ("https://", also as "https:\/\/" and percent-encoded
+ * "https%3A%2F%2F"); one that starts with '/', '?' or '#' right after a
+ * quote (href="/cb?token=x", JSON quoted in text); or the whole text when
+ * it is one word that starts so (a JSON value "/cb?token=x"). It ends at
+ * white space, a quote or an angle bracket (url_end). 1 if something was
+ * replaced. */
+static int urls_in_text(const reel_redact_t *r, const char *s, size_t n, reel_buf_t *b) {
+    /* no URL without one of these (a timestamp's ':' is no reason to
+     * decode a string) */
+    int any = n > 0 && (s[0] == '?' || s[0] == '#');
+    for (const char *c = "/%\"'\\"; *c && !any; c++)
+        any = memchr(s, *c, n) != NULL;
+    if (!any)
+        return text_into(r, s, n, b);
+    decoded_t x;
+    decode(s, n, &x);
+    const char *d = (const char *)x.data;
+    size_t dn = x.len, run = 0, i = 0;
+    int changed = 0;
+    if (dn > 0 && (d[0] == '/' || d[0] == '?' || d[0] == '#')) {
+        size_t e = 0;
+        while (e < dn && !url_stop((unsigned char)d[e]))
+            e++;
+        if (e == dn) {
+            changed |= url_in_text(r, s, &x, 0, url_end(d, dn, 0), &run, b);
+            i = dn;
+        }
+    }
+    size_t floor = 0; /* a scheme starts after the previous URL */
+    while (i < dn) {
+        if ((d[i] == '/' || d[i] == '?' || d[i] == '#') && i > floor &&
+            (d[i - 1] == '"' || d[i - 1] == '\'')) {
+            /* a relative URL in quotes: JSON quoted in text or in a
+             * string, an HTML attribute (href="/cb?token=x") */
+            size_t end = url_end(d, dn, i);
+            if (end > i + 1) {
+                changed |= url_in_text(r, s, &x, i, end, &run, b);
+                i = floor = end;
+                continue;
+            }
+        }
+        size_t sep = d[i] == ':' || d[i] == '%' ? scheme_sep(d, dn, i) : 0;
+        if (sep == 0) {
+            i++;
+            continue;
+        }
+        size_t from = i;
+        while (from > floor && scheme_char((unsigned char)d[from - 1]))
+            from--;
+        while (from < i && !alpha((unsigned char)d[from]))
+            from++;
+        if (from == i) {
+            i += sep;
+            continue;
+        }
+        size_t end = url_end(d, dn, from);
+        if (end <= i + sep) {
+            i += sep;
+            continue;
+        }
+        changed |= url_in_text(r, s, &x, from, end, &run, b);
+        i = floor = end;
+    }
+    if (changed)
+        text_into(r, s + run, n - run, b);
+    reel_buf_free(&x.d);
+    free(x.off);
+    if (!changed)
+        return text_into(r, s, n, b);
     return 1;
 }
 
@@ -740,10 +1131,12 @@ static int json_redact(jscan_t *j) {
                 size_t from = j->i;
                 if (!jstring(j, NULL))
                     break;
-                reel_redacted_t t;
-                if (!skipping && reel_redact_text(j->r, j->s + from + 1, j->i - from - 2, &t)) {
-                    jreplace(j, from + 1, t.data, t.len, j->i - 1);
-                    free(t.data);
+                if (!skipping) {
+                    reel_buf_t t;
+                    reel_buf_init(&t, 0);
+                    if (urls_in_text(j->r, j->s + from + 1, j->i - from - 2, &t))
+                        jreplace(j, from + 1, (const char *)t.data, t.len, j->i - 1);
+                    reel_buf_free(&t);
                 }
             } else if (!jscalar(j)) {
                 break;
@@ -772,7 +1165,10 @@ static int json_redact(jscan_t *j) {
         /* AFTER a value */
         if (skipping && stack.len == skip_depth) {
             static const char marker[] = "\"" REEL_REDACT_MARKER "\"";
-            jreplace(j, skip_from, marker, sizeof marker - 1, j->i);
+            /* one redacted already is no replacement (see is_marker) */
+            if (j->i - skip_from != sizeof marker - 1 ||
+                memcmp(j->s + skip_from, marker, sizeof marker - 1) != 0)
+                jreplace(j, skip_from, marker, sizeof marker - 1, j->i);
             skipping = 0;
         }
         jws(j);
@@ -803,15 +1199,18 @@ static int json_redact(jscan_t *j) {
         /* Cut short (body_limit, a HAR of a cut body): what came was JSON
          * so far, and is redacted as such; a secret's value that the cut
          * ended is replaced to the end, and a string it ended gets the
-         * rules for text. */
-        reel_redacted_t t;
+         * rules for text, its URLs too. */
+        reel_buf_t t;
+        reel_buf_init(&t, 0);
+        static const char marker[] = "\"" REEL_REDACT_MARKER;
         if (skipping && skip_from < j->n) { /* (a cut before any of it: none to hide) */
-            static const char marker[] = "\"" REEL_REDACT_MARKER;
-            jreplace(j, skip_from, marker, sizeof marker - 1, j->n);
-        } else if (reel_redact_text(j->r, j->s + j->run, j->n - j->run, &t)) {
-            jreplace(j, j->run, t.data, t.len, j->n);
-            free(t.data);
+            if (j->n - skip_from != sizeof marker - 1 ||
+                memcmp(j->s + skip_from, marker, sizeof marker - 1) != 0)
+                jreplace(j, skip_from, marker, sizeof marker - 1, j->n);
+        } else if (urls_in_text(j->r, j->s + j->run, j->n - j->run, &t)) {
+            jreplace(j, j->run, (const char *)t.data, t.len, j->n);
         }
+        reel_buf_free(&t);
         ok = 1;
     }
     reel_buf_free(&stack);
@@ -947,18 +1346,22 @@ static int quoted_pairs(const reel_redact_t *r, const char *s, size_t n, reel_re
         put(&b, q, 1);
         put(&b, REEL_REDACT_MARKER, strlen(REEL_REDACT_MARKER));
         put(&b, q, 1);
+        if (end - v != strlen(REEL_REDACT_MARKER) + 2 || s[end - 1] != *q ||
+            !is_marker(s + v + 1, end - v - 2))
+            changed = 1; /* not one redacted already */
         run = end;
         j.i = end;
-        changed = 1;
     }
     reel_buf_free(&key);
     put(&b, s + run, n - run);
-    reel_redacted_t t;
-    if (reel_redact_text(r, (const char *)b.data, b.len, &t)) {
+    reel_buf_t t;
+    reel_buf_init(&t, 0);
+    if (urls_in_text(r, (const char *)b.data, b.len, &t)) {
         reel_buf_free(&b);
-        *out = t;
+        take(&t, out);
         return 1;
     }
+    reel_buf_free(&t);
     if (!changed) {
         reel_buf_free(&b);
         return 0;
@@ -1009,5 +1412,12 @@ int reel_redact_body(const reel_redact_t *r, const char *content_type, const uin
         if (ci_prefix(content_type, "application/x-www-form-urlencoded"))
             return reel_redact_urlencoded(r, (const char *)body, n, out);
     }
-    return reel_redact_text(r, (const char *)body, n, out);
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    if (!urls_in_text(r, (const char *)body, n, &b)) {
+        reel_buf_free(&b);
+        return 0;
+    }
+    take(&b, out);
+    return 1;
 }

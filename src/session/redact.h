@@ -15,8 +15,12 @@
  *   Refresh;
  * - in every other header value and every text body: bearer tokens
  *   ("Bearer xyz") and JSON Web Tokens ("eyJ...x.y.z");
- * - query parameters and application/x-www-form-urlencoded fields with a
- *   secret key; JSON bodies: the value (of any type) of every secret key,
+ * - query parameters (split at '&' and at a ';' a "name=" follows), path
+ *   parameters (";jsessionid=x") and application/x-www-form-urlencoded
+ *   fields (split at '&' only) with a secret key;
+ * - URLs in bodies and notes (in JSON string values, JSON escapes read
+ *   and written back as they were, and in text): as a request's target;
+ * - JSON bodies: the value (of any type) of every secret key,
  *   at any depth, the rest byte for byte (a body cut short: as far as it
  *   goes); one with a syntax error: the value after each secret key in
  *   double or single quotes and a colon, then the rules for text;
@@ -67,37 +71,41 @@ typedef struct {
 int reel_redact_header(const reel_redact_t *r, const char *name, size_t name_len, const char *value,
                        size_t value_len, reel_redacted_t *out);
 
-/** An urlencoded list "k=v&k2=v2" (a query string without '?', or a form
- * body): values of secret keys replaced, a value that is a URL (as it
- * stands or percent-encoded, any number of times up to a fixed depth)
- * redacted as reel_redact_target does and encoded again, and bearer
- * tokens and JWTs in the others. Returns 1 and fills *out when something
+/** An urlencoded list "k=v&k2=v2" (a form body; split at '&' only, as
+ * browsers write forms): values of secret keys replaced, a value that is
+ * a URL (as it stands or percent-encoded, any number of times up to a
+ * fixed depth) redacted as reel_redact_target does and encoded again,
+ * and bearer tokens and JWTs in the others. Returns 1 and fills *out when something
  * was replaced, else 0. */
 int reel_redact_urlencoded(const reel_redact_t *r, const char *s, size_t n, reel_redacted_t *out);
 
 /** A URL or request target ("/path?query#fragment", "scheme://user:pw@
- * host/...", "user:pw@host:port"): the userinfo's password, the query as
- * above, and the fragment as a query too (after its '?' when it has
- * one). Returns 1 and fills *out when something was replaced, else 0. */
+ * host/...", "user:pw@host:port"): the userinfo's password, secret path
+ * parameters (";jsessionid=x"), the query as above but split at a ';'
+ * too when a "name=" follows it, and the fragment as a query too (after
+ * its '?' when it has one and no '=' comes before that). Returns 1 and
+ * fills *out when something was replaced, else 0. */
 int reel_redact_target(const reel_redact_t *r, const char *s, size_t n, reel_redacted_t *out);
 
 /** A body: JSON (an object or array, whatever its Content-Type; one cut
- * short as far as it goes) has the values of its secret keys replaced and
- * the rest as it was; one that starts so but has a syntax error is
- * redacted as reel_redact_note does; a form
+ * short as far as it goes) has the values of its secret keys replaced,
+ * the URLs in its other strings redacted as reel_redact_target does (the
+ * string's JSON escapes kept), and the rest as it was; one that starts so
+ * but has a syntax error is redacted as reel_redact_note does; a form
  * (content_type application/x-www-form-urlencoded) as
- * reel_redact_urlencoded; other text has its bearer tokens and JWTs
- * replaced. content_type may be NULL. Returns 1 and fills *out when
- * something was replaced, else 0. */
+ * reel_redact_urlencoded; other text has its URLs, bearer tokens and
+ * JWTs redacted. content_type may be NULL. Returns 1 and fills *out when
+ * something was replaced (a value that is the marker already is not),
+ * else 0. */
 int reel_redact_body(const reel_redact_t *r, const char *content_type, const uint8_t *body,
                      size_t n, reel_redacted_t *out);
 
 /** Text a user wrote (an annotation), which may quote headers or JSON:
  * the value after every quoted secret key and a colon ("password": "x",
- * found without needing valid JSON around it) replaced, and the rules for
- * text over the rest. A JSON body with a syntax error gets the same from
- * reel_redact_body. Returns 1 and fills *out when something was
- * replaced, else 0. */
+ * found without needing valid JSON around it) replaced, the URLs in it
+ * redacted as in a text body, and the rules for text over the rest. A
+ * JSON body with a syntax error gets the same from reel_redact_body.
+ * Returns 1 and fills *out when something was replaced, else 0. */
 int reel_redact_note(const reel_redact_t *r, const char *s, size_t n, reel_redacted_t *out);
 
 /** Free text: bearer tokens and JWTs replaced. Returns 1 and fills *out

@@ -1268,11 +1268,17 @@ URL_SECRETS = {
     "REFUSERSECRET": b"http://ref:REDACTED@x.test/",
     "USERINFOSECRET": b"http://user:REDACTED@127.0.0.1:",
     "TARGETFRAGSECRET": b"/frag#id_token=REDACTED",
+    "PATHPARAMSECRET": b"/semi;jsessionid=REDACTED?a=1;token=REDACTED",
+    "SEMIQSECRET": b"/semi;jsessionid=REDACTED?a=1;token=REDACTED",
 }
 BODY_SECRETS = {
     "SQ4SECRET": b"{'api_key': 'REDACTED', 'ok': 1}",
     "DQ5SECRET": b'{"api_key": "REDACTED", \'ok\': 1}',
     "SQVSECRET": b"{\"token\": 'REDACTED', 'password': \"REDACTED\"}",
+    # URLs in bodies, their JSON escapes kept
+    "JSONURLSECRET": b'"https://api.example/cb?access_token=REDACTED&x=1"',
+    "ESCURLSECRET": b'"https:\\/\\/a.example\\/?x=1\\u0026token=REDACTED"',
+    "HTMLURLSECRET": b'<a href="/cb?x=1&amp;token=REDACTED">x</a>',
 }
 
 
@@ -1280,7 +1286,8 @@ class LeakedSecrets(unittest.TestCase):
     """Secrets that redacted exports once let through, sent through reel
     by curl and a raw socket to a Python origin: tokens in URL fragments
     (OAuth's implicit flow) and in URLs nested in a query, single-quoted
-    keys of a body that is not JSON, and a URL's userinfo password."""
+    keys of a body that is not JSON, a URL's userinfo password, ';'
+    parameters of a query and a path, and URLs in JSON and HTML bodies."""
 
     @classmethod
     def setUpClass(cls):
@@ -1298,15 +1305,21 @@ class LeakedSecrets(unittest.TestCase):
                  "&r=https%253A%252F%252Fc.test%252Fcb%253Faccess_token%253DDOUBLESECRET"
                  "&next=/cb?token=RAWNESTSECRET",
                  ["-H", "Referer: http://x.test/p#/cb?state=1&access_token=REFFRAGSECRET"]),
-                (base + "/ref", ["-H", "Referer: http://ref:REFUSERSECRET@x.test/"])]:
+                (base + "/ref", ["-H", "Referer: http://ref:REFUSERSECRET@x.test/"]),
+                (base + "/semi;jsessionid=PATHPARAMSECRET?a=1;token=SEMIQSECRET", [])]:
             r = curl(cls.reel, "-o", "/dev/null", "-w", "%{http_code}", *extra, url)
             assert r.stdout in (b"200", b"302"), r.stdout
             n += 1
         for body in (b"{'api_key': 'SQ4SECRET', 'ok': 1}", b'{"api_key": "DQ5SECRET", \'ok\': 1}',
-                     b"{\"token\": 'two SQVSECRET', 'password': \"SQVSECRET\"}"):
+                     b"{\"token\": 'two SQVSECRET', 'password': \"SQVSECRET\"}",
+                     b'{"next": "https://api.example/cb?access_token=JSONURLSECRET&x=1",'
+                     b' "r": "https:\\/\\/a.example\\/?x=1\\u0026token=ESCURLSECRET"}'):
             curl(cls.reel, "-H", "Content-Type: application/json", "--data-binary", "@-",
                  base + "/json", input=body)
             n += 1
+        curl(cls.reel, "-H", "Content-Type: text/html", "--data-binary", "@-", base + "/html",
+             input=b'<a href="/cb?x=1&amp;token=HTMLURLSECRET">x</a>')
+        n += 1
         # reel refuses userinfo in a target (400) and records the request
         out = raw(cls.reel.port, b"GET http://user:USERINFOSECRET@127.0.0.1:%d/ui HTTP/1.1\r\n"
                   b"Host: 127.0.0.1:%d\r\nConnection: close\r\n\r\n" % (cls.port, cls.port))

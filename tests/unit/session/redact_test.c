@@ -1,8 +1,8 @@
 /* Tests for src/session/redact.c: URLs (the query, the fragment, URLs
  * nested in a value as they are or percent-encoded, the userinfo's
- * password, hostile nesting) and bodies that are not JSON with keys in
- * single quotes. The rules export applies in every format are tested
- * through export in export_test.c. */
+ * password, hostile nesting, ';' parameters), URLs in bodies, and bodies
+ * that are not JSON with keys in single quotes. The rules export
+ * applies in every format are tested through export in export_test.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -273,12 +273,161 @@ static void test_found_by_fuzzing(void **state) {
     reel_redact_free(r);
 }
 
+/* Query parameters split at ';' as at '&', and path parameters
+ * (";jsessionid=" of Java servers). */
+static void test_semicolon_params(void **state) {
+    (void)state;
+    static const case_t urls[] = {
+        {"/path?a=1;token=SEMISECRET", "/path?a=1;token=REDACTED"},
+        {"/path?token=S;a=1&b=2", "/path?token=REDACTED;a=1&b=2"},
+        {"/a?x=1;y;token=s", "/a?x=1;y;token=REDACTED"},
+        /* a ';' with no name= after it is a part of the value */
+        {"/a?token=ab;cd&x=1", "/a?token=REDACTED&x=1"},
+        {"/a#a=1;access_token=s", "/a#a=1;access_token=REDACTED"},
+        {"/a?next=%2Fcb%3Fx%3D1%3Btoken%3Ds", "/a?next=%2Fcb%3Fx%3D1%3Btoken%3DREDACTED"},
+        /* path parameters */
+        {"/shop;jsessionid=PATHSECRET?x=1", "/shop;jsessionid=REDACTED?x=1"},
+        {"/a;jsessionid=S/b;v=1;JSESSIONID=T;flag/c",
+         "/a;jsessionid=REDACTED/b;v=1;JSESSIONID=REDACTED;flag/c"},
+        {"https://h.test/x;jsessionid=S", "https://h.test/x;jsessionid=REDACTED"},
+        {"http://u:p@h.test/a;session=1", "http://u:REDACTED@h.test/a;session=REDACTED"},
+        {"/a;v=1;lang=en/b?q=1;r=2", NULL},
+        /* a ';' in the authority is the userinfo's (RFC 5092) */
+        {"imap://u;AUTH=*@h.test/", NULL},
+        /* redacted already: no replacement, so nothing is counted twice */
+        {"/a;jsessionid=REDACTED?token=REDACTED;b=1", NULL},
+        {"http://u:REDACTED@h.test/", NULL},
+    };
+    reel_redact_t *r = reel_redact_new();
+    reel_redacted_t t;
+    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+        int got = reel_redact_target(r, urls[i].in, strlen(urls[i].in), &t);
+        check("target", got, &t, &urls[i]);
+        if (got)
+            free(t.data);
+    }
+    /* a form is split at '&' only, as browsers write it */
+    const char *form = "a=1;token=x&b=2";
+    assert_false(reel_redact_urlencoded(r, form, strlen(form), &t));
+    reel_redact_free(r);
+}
+
+/* URLs in JSON string values, in JSON with a syntax error, in text bodies
+ * and notes: their query's secrets, the JSON and its escaping kept. */
+static void test_urls_in_bodies(void **state) {
+    (void)state;
+    static const struct {
+        const char *type;
+        case_t c;
+    } bodies[] = {
+        {"application/json",
+         {"{\"next\": \"https://api.example/cb?access_token=JSONURLSECRET&x=1\"}",
+          "{\"next\": \"https://api.example/cb?access_token=REDACTED&x=1\"}"}},
+        /* escaped slashes (PHP, JavaScript) and Go's \u0026 stay so */
+        {NULL,
+         {"{\"redirect\":\"https:\\/\\/a.example\\/?token=ESCSECRET&b=1\"}",
+          "{\"redirect\":\"https:\\/\\/a.example\\/?token=REDACTED&b=1\"}"}},
+        {NULL,
+         {"{\"u\":\"https://a.test/?x=1\\u0026token=S1\\u0026password=S2\\u0026y=2\"}",
+          "{\"u\":\"https://a.test/"
+          "?x=1\\u0026token=REDACTED\\u0026password=REDACTED\\u0026y=2\"}"}},
+        /* in prose, a sentence's punctuation after it kept */
+        {NULL,
+         {"[\"see https://a.test/?token=S. Or (https://b.test/?token=T)\"]",
+          "[\"see https://a.test/?token=REDACTED. Or (https://b.test/?token=REDACTED)\"]"}},
+        /* a relative URL as the whole value; one percent-encoded */
+        {NULL, {"{\"n\":\"/cb?token=S&a=1\"}", "{\"n\":\"/cb?token=REDACTED&a=1\"}"}},
+        {NULL,
+         {"{\"s\":\"https%3A%2F%2Fa.test%2F%3Ftoken%3DS\"}",
+          "{\"s\":\"https%3A%2F%2Fa.test%2F%3Ftoken%3DREDACTED\"}"}},
+        /* JSON in a JSON string, and quoted twice */
+        {NULL,
+         {"{\"p\":\"{\\\"u\\\":\\\"https://a.test/?token=X\\\"}\"}",
+          "{\"p\":\"{\\\"u\\\":\\\"https://a.test/?token=REDACTED\\\"}\"}"}},
+        {NULL,
+         {"{\"p\":\"{\\\"u\\\":\\\"https:\\\\\\/\\\\\\/a\\\\\\/?token=X\\\"}\"}",
+          "{\"p\":\"{\\\"u\\\":\\\"https:\\\\\\/\\\\\\/a\\\\\\/?token=REDACTED\\\"}\"}"}},
+        /* characters escaped as \u: as they were */
+        {NULL,
+         {"{\"s\":\"caf\\u00e9 https://a.test/\\u00e9?token=S\\u00e9&x=\\ud83d\\ude00\"}",
+          "{\"s\":\"caf\\u00e9 https://a.test/\\u00e9?token=REDACTED&x=\\ud83d\\ude00\"}"}},
+        {NULL,
+         {"{\"u\":\"see https://u:pw@a.test/\"}", "{\"u\":\"see https://u:REDACTED@a.test/\"}"}},
+        {NULL,
+         {"{\"u\":\"/shop;jsessionid=S?a=1;token=T\"}",
+          "{\"u\":\"/shop;jsessionid=REDACTED?a=1;token=REDACTED\"}"}},
+        /* cut short inside the URL */
+        {NULL, {"{\"x\": \"https://a.test/?token=CUT", "{\"x\": \"https://a.test/?token=REDACTED"}},
+        /* a syntax error: URLs in the quoted strings all the same */
+        {NULL,
+         {"{\"x\": \"https://a.test/?token=S\", \"r\": \"/cb?password=P\",}",
+          "{\"x\": \"https://a.test/?token=REDACTED\", \"r\": \"/cb?password=REDACTED\",}"}},
+        /* text bodies: HTML, a script's escaped URL */
+        {"text/html",
+         {"<a href=\"https://a.test/?x=1&amp;token=S\">x</a> <a href='/cb?token=T'>y</a>",
+          "<a href=\"https://a.test/?x=1&amp;token=REDACTED\">x</a> <a "
+          "href='/cb?token=REDACTED'>y</a>"}},
+        {"text/html",
+         {"var u = \"https:\\/\\/a\\/?token=S\";", "var u = \"https:\\/\\/a\\/?token=REDACTED\";"}},
+        {"text/plain", {"/cb?token=S", "/cb?token=REDACTED"}},
+        /* innocent text: no URL, a URL with nothing secret, one redacted */
+        {NULL,
+         {"{\"a\": \"time: 10:30, ratio 1:2, mailto:x@y\", \"b\": \"/path/only?q=1\", \"c\": "
+          "\"https://a.test/?monkey=1#x\"}",
+          NULL}},
+        {NULL,
+         {"{\"n\":\"/cb?token=REDACTED&a=1\", \"m\": \"https:\\/\\/a\\/?token=REDACTED\"}", NULL}},
+        {"text/plain", {"see https://a.test/?token=REDACTED. ok", NULL}},
+        {"text/plain", {"a://b c:\\/\\/ %3A%2F%2F https:// ://x", NULL}},
+        /* values redacted already are no replacement */
+        {NULL, {"{\"token\":\"REDACTED\"}", NULL}},
+        {NULL, {"{\"token\": \"REDACTED", NULL}},
+        {NULL, {"{'token': 'REDACTED', \"x\": 1,}", NULL}},
+        /* the fragment's pairs before a '?' in it */
+        {NULL,
+         {"{\"u\":\"https://c.test/#access_token=S&state=/p?y=1\"}",
+          "{\"u\":\"https://c.test/#access_token=REDACTED&state=/p?y=1\"}"}},
+    };
+    reel_redact_t *r = reel_redact_new();
+    reel_redacted_t t;
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        const case_t *c = &bodies[i].c;
+        int got = reel_redact_body(r, bodies[i].type, (const uint8_t *)c->in, strlen(c->in), &t);
+        check("body", got, &t, c);
+        if (got)
+            free(t.data);
+    }
+    /* a note: the same */
+    const char *note = "the callback was https://a.test/cb?code=1&access_token=NOTESECRET, see";
+    assert_true(reel_redact_note(r, note, strlen(note), &t));
+    assert_string_equal(t.data,
+                        "the callback was https://a.test/cb?code=1&access_token=REDACTED, see");
+    free(t.data);
+    /* a long run of closing brackets and URLs: linear */
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    reel_buf_puts(&b, "{\"a\":\"");
+    for (int i = 0; i < 20000; i++)
+        reel_buf_puts(&b, "x://a/?token=1))]]...\\/");
+    reel_buf_puts(&b, "\"}");
+    clock_t start = clock();
+    if (reel_redact_body(r, NULL, b.data, b.len, &t))
+        free(t.data);
+    double sec = (double)(clock() - start) / CLOCKS_PER_SEC;
+    if (sec > 5)
+        fail_msg("many URLs took %.1f s", sec);
+    reel_buf_free(&b);
+    reel_redact_free(r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_url_fragment_nested_userinfo),
         cmocka_unit_test(test_url_hostile_depth),
         cmocka_unit_test(test_single_quotes),
         cmocka_unit_test(test_found_by_fuzzing),
+        cmocka_unit_test(test_semicolon_params),
+        cmocka_unit_test(test_urls_in_bodies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
