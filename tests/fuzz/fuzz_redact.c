@@ -12,21 +12,32 @@
  *                  Set-Cookie, X-Api-Key, Refresh, X-Fuzz or Link by
  *                  bits 3-5), a note, free text
  *        bit 6     an extra key word ("fuzzkey") and header (X-Fuzz)
+ *        bit 7     planted: the text is the parts of a body or note that
+ *                  holds a URL with a secret (see plant() below)
  * Checks, besides memory safety (every call gets a heap buffer of exactly
  * the text's bytes) and libFuzzer's time limit per input (linear scans):
  * - an output is NUL-terminated at its length;
- * - (no fixed-point check: a second pass over the output can read it
- *   differently on garbage input, a token holding '/' or '=' replaced
- *   moving where it sees a URL's authority or a pair's end, a JWT's
- *   minimum length met by the marker; the inputs where it found real
+ * - something said replaced changed the text: a value redacted already
+ *   ("token=REDACTED", "\"token\": \"REDACTED\"") is no replacement,
+ *   else an export of a redacted export would count it again (header
+ *   values whose whole value is replaced are the exception: they are
+ *   written as the marker whatever they held);
+ * - (no fixed-point check on any input: a second pass over the output can
+ *   read it differently on garbage input, a token holding '/' or '='
+ *   replaced moving where it sees a URL's authority or a pair's end, a
+ *   JWT's minimum length met by the marker; the inputs where it found real
  *   gaps, a bearer token cut at an inner '=', a bearer token in a nested
  *   query's key, a URL value given the rules for text whole, are kept
  *   in regress/redact-*)
+ * - planted: the secret is gone, a JSON body is still JSON that has it
+ *   nowhere (escaped or not), and a second pass finds nothing to replace;
  * - an output is at most a bounded multiple of the input (re-encoding a
  *   nested URL may escape every byte, three times). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "base/mem.h"
 #include "fuzz_util.h"
@@ -58,6 +69,131 @@ static int redact(const reel_redact_t *r, uint8_t c, const char *s, size_t n, re
     }
 }
 
+/* ---- planted secrets ---- */
+
+#define CANARY "CANARY" /* upper case: no byte of the parts below makes it */
+
+/* The byte p as a character of a URL: lower case letters, digits and the
+ * punctuation URLs hold, so that neither a bearer token nor a JWT (which
+ * need a space or upper case) nor a quote ends or hides the URL by
+ * accident; with space, for prose around it. */
+static char url_char(uint8_t p, int space) {
+    static const char set[] = "abcdefghijklmnopqrstuvwxyz0123456789/?#&=;%:@.-_~+,!()[]$* ";
+    return set[p % (sizeof set - 1 - (space ? 0 : 1))];
+}
+
+static void put_char(reel_buf_t *b, char c, uint8_t style) {
+    /* JSON's ways to write a character: "\/" (PHP, JavaScript), "\u0026"
+     * (Go escapes & < >), "\u003A" for the delimiters */
+    if (c == '/' && (style & 8))
+        reel_buf_puts(b, "\\/");
+    else if ((style & 16) && strchr("&=?", c) != NULL)
+        reel_buf_printf(b, "\\u%04x", (unsigned)c);
+    else if ((style & 32) && strchr(";#:", c) != NULL)
+        reel_buf_printf(b, "\\u%04X", (unsigned)c);
+    else
+        reel_buf_append(b, &c, 1);
+}
+
+/* A body or note planted with a secret in a URL, from the text's parts
+ * (split at 0xff bytes: prose before, path, query, what follows the
+ * secret in the URL, prose after) and a style byte (its first): bits 0-1
+ * a JSON body {"v": "<prose> <URL> <prose>"}, a text/plain body, a form
+ * v=<all of it percent-encoded>, a note in JSON with a syntax error; bit
+ * 2 a URL "/path?..." alone instead of "https://h.test/path?..." in
+ * prose; bits 3-5 JSON escapes (put_char), "\/" in a text body too. The
+ * URL's query ends in "&token=CANARY" and what follows. *kind: 0 JSON,
+ * 1 text, 2 form, 3 note. */
+static void plant(const uint8_t *t, size_t n, reel_buf_t *b, int *kind) {
+    uint8_t style = n > 0 ? t[0] : 0;
+    reel_buf_t part[5];
+    for (int k = 0; k < 5; k++)
+        reel_buf_init(&part[k], 0);
+    int k = 0;
+    for (size_t i = 1; i < n; i++) {
+        if (t[i] == 0xff && k < 4) {
+            k++;
+            continue;
+        }
+        char c = url_char(t[i], k == 0 || k == 4);
+        reel_buf_append(&part[k], &c, 1);
+    }
+    *kind = style & 3;
+    int alone = (style & 4) != 0;
+    reel_buf_t v; /* the text the URL is in, unescaped */
+    reel_buf_init(&v, 0);
+    if (!alone) {
+        reel_buf_append(&v, part[0].data, part[0].len);
+        reel_buf_puts(&v, " https://h.test");
+    }
+    reel_buf_puts(&v, "/");
+    reel_buf_append(&v, part[1].data, part[1].len);
+    reel_buf_puts(&v, "?");
+    reel_buf_append(&v, part[2].data, part[2].len);
+    reel_buf_puts(&v, "&token=" CANARY);
+    reel_buf_append(&v, part[3].data, part[3].len);
+    if (!alone) {
+        reel_buf_puts(&v, " ");
+        reel_buf_append(&v, part[4].data, part[4].len);
+    }
+    if (*kind == 2) {
+        reel_buf_puts(b, "v=");
+        for (size_t i = 0; i < v.len; i++)
+            reel_buf_printf(b, "%%%02X", v.data[i]);
+    } else {
+        if (*kind != 1)
+            reel_buf_puts(b, "{\"v\": \"");
+        for (size_t i = 0; i < v.len; i++)
+            put_char(b, (char)v.data[i], *kind == 1 ? style & 8 : style);
+        if (*kind != 1)
+            reel_buf_puts(b, *kind == 0 ? "\"}" : "\",}");
+    }
+    reel_buf_free(&v);
+    for (k = 0; k < 5; k++)
+        reel_buf_free(&part[k]);
+}
+
+static int redact_planted(const reel_redact_t *r, int kind, const char *s, size_t n,
+                          reel_redacted_t *o) {
+    static const char *const ct[] = {"application/json", "text/plain",
+                                     "application/x-www-form-urlencoded"};
+    if (kind == 3)
+        return reel_redact_note(r, s, n, o);
+    return reel_redact_body(r, ct[kind], (const uint8_t *)s, n, o);
+}
+
+static void check_planted(const reel_redact_t *r, const uint8_t *t, size_t n) {
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    int kind;
+    plant(t, n, &b, &kind);
+    const char *in = (const char *)b.data;
+    reel_redacted_t o = {0}, o2 = {0};
+    json_error_t err;
+    if (kind == 0) {
+        json_t *doc = json_loadb(in, b.len, 0, &err);
+        FUZZ_CHECK(doc != NULL, "planted JSON does not parse: %s: %.*s", err.text, (int)b.len, in);
+        json_decref(doc);
+    }
+    FUZZ_CHECK(redact_planted(r, kind, in, b.len, &o), "nothing replaced in %.*s", (int)b.len, in);
+    FUZZ_CHECK(strstr(o.data, CANARY) == NULL, "the secret stayed:\n in  %.*s\n out %s", (int)b.len,
+               in, o.data);
+    if (kind == 0) {
+        json_t *doc = json_loadb(o.data, o.len, 0, &err);
+        FUZZ_CHECK(doc != NULL, "redacted JSON does not parse (%s):\n in  %.*s\n out %s", err.text,
+                   (int)b.len, in, o.data);
+        const char *v = json_string_value(json_object_get(doc, "v"));
+        FUZZ_CHECK(v != NULL && strstr(v, CANARY) == NULL, "the secret stayed, escaped: %s",
+                   o.data);
+        json_decref(doc);
+    }
+    int again = redact_planted(r, kind, o.data, o.len, &o2);
+    FUZZ_CHECK(!again, "a second pass replaced more:\n in  %.*s\n out %s\n out2 %s", (int)b.len, in,
+               o.data, o2.data);
+    free(o.data);
+    reel_buf_free(&b);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1 || size > 64 * 1024)
         return 0;
@@ -70,10 +206,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         reel_redact_add_key(r, "fuzzkey");
         reel_redact_add_header(r, "X-Fuzz");
     }
+    if (c & 0x80) {
+        check_planted(r, data + 1, n);
+        reel_redact_free(r);
+        free(text);
+        return 0;
+    }
     reel_redacted_t o1 = {0};
     if (redact(r, c, text, n, &o1)) {
         FUZZ_CHECK(o1.data != NULL && o1.data[o1.len] == '\0', "output not NUL-terminated");
         FUZZ_CHECK(o1.len <= 9 * n + 64, "output %zu bytes from %zu", o1.len, n);
+        /* headers written as the marker whatever they held: Authorization,
+         * Cookie, Set-Cookie, X-Api-Key, X-Fuzz when it is listed */
+        int h = (c >> 3) & 7;
+        int whole = (c & 7) == 4 && ((h >= 1 && h <= 4) || (h == 6 && (c & 0x40)));
+        FUZZ_CHECK(whole || o1.len != n || memcmp(o1.data, text, n) != 0,
+                   "said replaced, but the same: %.*s", (int)n, text);
         free(o1.data);
     }
     reel_redact_free(r);
