@@ -683,29 +683,53 @@ int reel_redact_target(const reel_redact_t *r, const char *s, size_t n, reel_red
 
 /* Text as read for its URLs: JSON's escapes decoded (a JSON string value,
  * JSON quoted in text, a script's "https:\/\/..."), every other byte as
- * it is, and for each decoded byte the offset of the escape or byte it
- * came from, so that a URL found in the decoded text can be put back in
- * place of the bytes that held it. */
+ * it is, and where each escape was, so that a URL found in the decoded
+ * text can be put back in place of the bytes that held it. One entry per
+ * escape, not an offset per byte: a 64 MiB text body with a backslash in
+ * it took 8 to 16 bytes per byte of it that way. */
+typedef struct {
+    uint32_t dec, raw; /* where the escape's decoded bytes start, and the escape */
+    uint8_t dlen, rlen;
+} escape_t;
+
 typedef struct {
     const uint8_t *data; /* the decoded bytes: the input itself when it has no '\\' */
     size_t len;
-    reel_buf_t d; /* the decoded bytes when there are escapes */
-    size_t *off;  /* then off[k]: where d[k]'s unit starts in the input; off[len]: n */
-    size_t cap;   /* of off */
+    reel_buf_t d;  /* the decoded bytes when there are escapes */
+    escape_t *esc; /* the escapes, in order */
+    size_t nesc, cap;
 } decoded_t;
 
-/* Where the unit of decoded byte k starts in the input (k == len: its end). */
+/* Where the unit of decoded byte k starts in the input (k == len: its
+ * end): the bytes between escapes are the input's one for one. */
 static size_t raw_at(const decoded_t *x, size_t k) {
-    return x->off ? x->off[k] : k;
+    size_t lo = 0, hi = x->nesc; /* the escapes before lo start at or before k */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (x->esc[mid].dec <= k)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0)
+        return k;
+    const escape_t *e = &x->esc[lo - 1];
+    if (k < (size_t)e->dec + e->dlen)
+        return e->raw;
+    return (size_t)e->raw + e->rlen + (k - e->dec - e->dlen);
 }
 
-static void dec_put(decoded_t *x, const char *p, size_t len, size_t from) {
-    if (x->cap < x->d.len + len + 1) {
-        x->cap = (x->d.len + len + 1) * 2;
-        x->off = reel_realloc(x->off, x->cap * sizeof *x->off);
+/* Decoded bytes p[0..len) of the escape of rlen bytes at from; a byte
+ * that is no escape with rlen 0. */
+static void dec_put(decoded_t *x, const char *p, size_t len, size_t from, size_t rlen) {
+    if (rlen) {
+        if (x->nesc == x->cap) {
+            x->cap = x->cap ? x->cap * 2 : 64;
+            x->esc = reel_realloc(x->esc, x->cap * sizeof *x->esc);
+        }
+        x->esc[x->nesc++] =
+            (escape_t){(uint32_t)x->d.len, (uint32_t)from, (uint8_t)len, (uint8_t)rlen};
     }
-    for (size_t k = 0; k < len; k++)
-        x->off[x->d.len + k] = from;
     put(&x->d, p, len);
 }
 
@@ -726,23 +750,25 @@ static int hex4(const char *s, size_t n, size_t i) {
  * stays as it is. */
 static void decode(const char *s, size_t n, decoded_t *x) {
     reel_buf_init(&x->d, 0);
-    x->off = NULL;
-    x->cap = 0;
+    x->esc = NULL;
+    x->nesc = x->cap = 0;
     x->data = (const uint8_t *)s;
     x->len = n;
-    if (memchr(s, '\\', n) == NULL)
-        return; /* nothing to decode: no copy, no offsets (a big text body) */
+    /* nothing to decode: no copy (a big text body); past 4 GiB, which no
+     * body held in memory reaches, escape_t's offsets would not hold */
+    if (memchr(s, '\\', n) == NULL || n >= UINT32_MAX)
+        return;
     size_t i = 0;
     while (i < n) {
         const char *esc = i + 1 < n && s[i] == '\\' ? strchr("\"\\/bfnrt", s[i + 1]) : NULL;
         if (esc != NULL && s[i + 1] != '\0') {
-            dec_put(x, &"\"\\/\b\f\n\r\t"[esc - "\"\\/bfnrt"], 1, i);
+            dec_put(x, &"\"\\/\b\f\n\r\t"[esc - "\"\\/bfnrt"], 1, i, 2);
             i += 2;
             continue;
         }
         int v = i + 1 < n && s[i] == '\\' && s[i + 1] == 'u' ? hex4(s, n, i + 2) : -1;
         if (v < 0) {
-            dec_put(x, &s[i], 1, i);
+            dec_put(x, &s[i], 1, i, 0);
             i++;
             continue;
         }
@@ -779,14 +805,9 @@ static void decode(const char *s, size_t n, decoded_t *x) {
             u[3] = (char)(0x80 | (cp & 0x3f));
             ul = 4;
         }
-        dec_put(x, u, ul, i);
+        dec_put(x, u, ul, i, len);
         i += len;
     }
-    if (x->cap < x->d.len + 1) {
-        x->cap = x->d.len + 1;
-        x->off = reel_realloc(x->off, x->cap * sizeof *x->off);
-    }
-    x->off[x->d.len] = n;
     x->data = x->d.data;
     x->len = x->d.len;
 }
@@ -971,7 +992,7 @@ static int urls_in_text(const reel_redact_t *r, const char *s, size_t n, reel_bu
     if (changed)
         text_into(r, s + run, n - run, b);
     reel_buf_free(&x.d);
-    free(x.off);
+    free(x.esc);
     if (!changed)
         return text_into(r, s, n, b);
     return 1;
