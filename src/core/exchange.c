@@ -876,7 +876,7 @@ static bool check_auth(conn_t *c, const reel_h1_head_t *h) {
 static bool write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, const char *target,
                        bool keep_upgrade, bool add_close) {
     size_t n = h->nheaders;
-    reel_h1_header_t *hs = reel_malloc((n + 2) * sizeof *hs);
+    reel_h1_header_t *hs = reel_malloc((n + 3) * sizeof *hs); /* + what is added below */
     size_t k = 0;
     reel_h1_hop_t hop;
     reel_h1_hop_init(&hop, h->headers, n);
@@ -897,6 +897,18 @@ static bool write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, c
     }
     if (add_close)
         hs[k++] = (reel_h1_header_t){"Connection", 10, "close", 5};
+    if (request && !keep_upgrade && reel__has_token(h, "te", "trailers")) {
+        /* TE is hop-by-hop, but its "trailers" speaks for the client too
+         * (RFC 9110 10.1.4), and reel relays trailers: gRPC servers refuse
+         * a request without it. Only that member goes on (reel decodes no
+         * other transfer coding), named in Connection as RFC 9110 7.6.1
+         * asks of HTTP/1.1; toward HTTP/2 (core/h2up.c) Connection is
+         * dropped and "te: trailers", the one TE RFC 9113 8.2.2 allows,
+         * stays. Not on an Upgrade, which keeps the client's Connection:
+         * its answer is the switch. */
+        hs[k++] = (reel_h1_header_t){"TE", 2, "trailers", 8};
+        hs[k++] = (reel_h1_header_t){"Connection", 10, "TE", 2};
+    }
     if (request && h->target_form == REEL_H1_TARGET_ABSOLUTE) {
         /* RFC 9112 3.2.2: a proxy forwarding an absolute-form request
          * makes Host from its target, not from the client's Host (which

@@ -836,12 +836,13 @@ class ExportSends(unittest.TestCase):
 
     def test_no_fields_the_origin_never_got(self):
         # A client that sent no Accept nor User-Agent, its proxy credentials
-        # and hop-by-hop fields (for reel, which did not pass them on)
+        # and hop-by-hop fields (for reel, which did not pass them on; a TE
+        # naming "trailers" it would, as TE: trailers)
         s = connect(self.reel.port)
         s.sendall(b"POST http://127.0.0.1:%d/hop HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
                   b"Proxy-Authorization: Basic dXNlcjpwcm94eXNlY3JldA==\r\n"
                   b"Proxy-Connection: keep-alive\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\n"
-                  b"Keep-Alive: timeout=5\r\nTE: trailers\r\nX-Kept: yes\r\n"
+                  b"Keep-Alive: timeout=5\r\nTE: gzip\r\nX-Kept: yes\r\n"
                   b"Content-Length: 5\r\n\r\nhello" % (self.port, self.port))
         got, _ = read_all(s)
         s.close()

@@ -1,0 +1,187 @@
+#!/usr/bin/python3
+"""What reel changes in a message's head when it translates between
+HTTP/2 and HTTP/1.1, checked at both ends (what the origin got, what the
+client got) and in the record:
+
+- `te: trailers` goes on in every direction: as `te: trailers` to an
+  HTTP/2 origin (RFC 9113 8.2.2, gRPC servers refuse a request without
+  it), as `TE: trailers` named in Connection to an HTTP/1.1 origin (TE is
+  hop-by-hop: RFC 9110 7.6.1, 10.1.4), whatever else the client's TE
+  listed dropped. reel used to drop it every time.
+"""
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import threading
+import unittest
+
+from proxyenv import TMPBASE, Origin, Reel, main, raw, stop_class
+from test_http2 import H2C, hdr
+from test_http2_upstream import H2Origin, tunnel_h2
+
+
+class RawOrigin:
+    """An HTTP/1.1 origin on 127.0.0.1 that keeps every request head it
+    reads (request line, [(name, value)] as sent) and answers by path:
+    /trailers 200 chunked "hello" with trailers x-t, x-u
+    anything else 200 "ok"
+    (a query is the test's tag: the path alone chooses)"""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.requests = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        f = c.makefile("rb")
+        try:
+            while True:
+                line = f.readline()
+                if not line:
+                    return
+                fields = []
+                while True:
+                    h = f.readline()
+                    if h in (b"\r\n", b""):
+                        break
+                    k, v = h.decode().split(":", 1)
+                    fields.append((k.strip(), v.strip()))
+                self.requests.append((line.decode().rstrip("\r\n"), fields))
+                target = line.split()[1].split(b"?")[0]
+                if target == b"/trailers":
+                    c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                              b"Trailer: x-t\r\n\r\n5\r\nhello\r\n0\r\nx-t: tv\r\nx-u: uv\r\n\r\n")
+                else:
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        except (OSError, ValueError):
+            pass
+        finally:
+            c.close()
+
+    def request(self, part):
+        """The head of the one request whose request line holds part."""
+        got = [r for r in self.requests if part in r[0]]
+        assert len(got) == 1, (part, self.requests)
+        return got[0]
+
+    def stop(self):
+        self.sock.close()
+
+
+def values(fields, name):
+    return [v for k, v in fields if k.lower() == name.lower()]
+
+
+class Http2FieldsTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="h2fields-", dir=TMPBASE)
+        cls.origin = Origin(cls.root, h2=True)  # certificates for the h2 origin
+        cls.h1 = RawOrigin()
+        cls.h2 = H2Origin(os.path.join(cls.root, "server.pem"),
+                          os.path.join(cls.root, "server.key"))
+        cls.h2c = H2Origin()  # plain: h2c_upstreams names it
+        cls.reel = Reel(cls.root, "h2fields", "upstream_trusted_ca=" + cls.origin.ca,
+                        "h2c_upstreams=127.0.0.1:%d" % cls.h2c.port)
+        cls.a1 = "127.0.0.1:%d" % cls.h1.port
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.h1.stop()
+        cls.h2.stop()
+        cls.h2c.stop()
+        stop_class(cls)
+
+    def flow(self, filt):
+        fs = self.reel.wait_flows(1, filt, timeout=10)
+        self.assertEqual(len(fs), 1, fs)
+        return self.reel.flow(fs[0]["id"])
+
+    def h2c_get(self, method, authority, path, extra=()):
+        c = H2C(self.reel.port)
+        try:
+            sid = c.request(method, authority, path, extra=list(extra))
+            c.wait(lambda: c.done(sid))
+            return c.streams[sid]
+        finally:
+            c.close()
+
+    def test_te_trailers_h2_client_to_h1_origin(self):
+        st = self.h2c_get("POST", self.a1, "/trailers?te-h2h1", [("te", "trailers")])
+        self.assertIsNone(st["reset"])
+        self.assertEqual(st["data"], b"hello")
+        self.assertEqual(hdr(st["trailers"], "x-t"), "tv")
+        _, fields = self.h1.request("te-h2h1")
+        self.assertEqual(values(fields, "te"), ["trailers"])
+        self.assertIn("TE", [t.strip() for v in values(fields, "connection") for t in v.split(",")])
+        # the record says what the client sent
+        f = self.flow("~u te-h2h1")
+        self.assertIn(["te", "trailers"], f["request"]["headers"])
+        # without it, none is made up
+        self.h2c_get("GET", self.a1, "/x?te-none")
+        _, fields = self.h1.request("te-none")
+        self.assertEqual(values(fields, "te"), [])
+
+    def test_te_trailers_h1_client_to_h1_origin(self):
+        # "trailers" is the client's word to reel and to the origin alike;
+        # the codings reel would have to decode are not passed on
+        out = raw(self.reel.port,
+                  b"GET http://%s/trailers?te-h1h1 HTTP/1.1\r\nHost: %s\r\n"
+                  b"TE: gzip;q=0.5, trailers\r\nConnection: TE, close\r\n\r\n" %
+                  (self.a1.encode(), self.a1.encode()))
+        self.assertIn(b"x-t: tv", out)
+        _, fields = self.h1.request("te-h1h1")
+        self.assertEqual(values(fields, "TE"), ["trailers"])
+        self.assertEqual(values(fields, "Connection"), ["TE"])
+        raw(self.reel.port, b"GET http://%s/x?te-h1gz HTTP/1.1\r\nHost: %s\r\nTE: gzip\r\n"
+            b"Connection: close\r\n\r\n" % (self.a1.encode(), self.a1.encode()))
+        _, fields = self.h1.request("te-h1gz")
+        self.assertEqual(values(fields, "te"), [])
+
+    def test_te_trailers_h2_client_to_h2_origin(self):
+        # the origin's ALPN first (a probe), then the session
+        subprocess.run(["curl", "-sS", "-o", "/dev/null", "--max-time", "30", "-x",
+                        self.reel.proxy, "--cacert", self.reel.ca, "--http2",
+                        "https://localhost:%d/t/plain?warm" % self.h2.port], check=True)
+        c = tunnel_h2(self.reel, self.h2.port)
+        try:
+            auth = "localhost:%d" % self.h2.port
+            sid = c.request("POST", auth, "/t/echo", body=b"\x00\x00\x00\x00\x02hi", end=False,
+                            extra=[("te", "trailers"), ("content-type", "application/grpc")])
+            c.conn.send_headers(sid, [("x-req-trailer", "1")], end_stream=True)
+            c.flush()
+            c.wait(lambda: c.done(sid))
+            self.assertIsNone(c.streams[sid]["reset"])
+            self.assertEqual(json.loads(c.streams[sid]["data"])["trailers"],
+                             [["x-req-trailer", "1"]])
+        finally:
+            c.close()
+        req = [r for r in self.h2.requests if r["headers"].get(":path") == "/t/echo"][-1]
+        self.assertIn(("te", "trailers"), req["fields"])
+        self.assertNotIn("connection", req["headers"])
+
+    def test_te_trailers_h1_client_to_h2_origin(self):
+        out = raw(self.reel.port,
+                  b"GET http://127.0.0.1:%d/t/plain?te-h1h2 HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                  b"TE: trailers\r\nConnection: TE, close\r\n\r\n" % (self.h2c.port, self.h2c.port))
+        self.assertTrue(out.startswith(b"HTTP/1.1 200"), out)
+        req = [r for r in self.h2c.requests if r["headers"].get(":path") == "/t/plain?te-h1h2"][0]
+        self.assertIn(("te", "trailers"), req["fields"])
+        self.assertNotIn("connection", req["headers"])
+
+
+if __name__ == "__main__":
+    main()
