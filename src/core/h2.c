@@ -1524,7 +1524,20 @@ reel_rc reel_h2_submit_response(reel_h2_t *h, uint32_t stream, const reel_msg_he
     char status[8];
     snprintf(status, sizeof status, "%u", head->status);
     nvs_add(&v, ":status", 7, status, strlen(status), false);
-    nvs_fields(&v, head->fields, head->nfields);
+    /* An HTTP/1.1 origin may put a Content-Length on a 204 (or a 1xx),
+     * which RFC 9110 8.6 forbids and an h2 client takes as a malformed
+     * response (nghttp2 resets the stream unless it says 0, python-h2
+     * counts the body against it): it goes no further. A 304's or a HEAD
+     * answer's describes the representation, as HTTP/2 allows (RFC 9113
+     * 8.1.1), and stays. The record keeps the origin's head. */
+    bool no_length = head->status == 204 || (head->status >= 100 && head->status < 200);
+    for (size_t i = 0; i < head->nfields; i++) {
+        const reel_field_t *f = &head->fields[i];
+        if (skip_field(f) ||
+            (no_length && f->name_len == 14 && strncasecmp(f->name, "content-length", 14) == 0))
+            continue;
+        nvs_add(&v, f->name, f->name_len, f->value, f->value_len, true);
+    }
     nvs_fix(&v);
     int rv;
     if (head->status >= 100 && head->status < 200) {

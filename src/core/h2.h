@@ -111,8 +111,9 @@ reel_h2_t *reel_h2_codec_h2(reel_codec_t *c);
  * fields); end: no body follows. *stream gets its id. */
 reel_rc reel_h2_submit_request(reel_h2_t *h, const reel_msg_head_t *head, bool end,
                                uint32_t *stream, reel_err_t *err);
-/** Server: answers stream with head (status, fields); an interim (1xx)
- * head may come before the final one. */
+/** Server: answers stream with head (status, fields; connection-specific
+ * ones are left out, and so is a Content-Length of a 1xx or 204); an
+ * interim (1xx) head may come before the final one. */
 reel_rc reel_h2_submit_response(reel_h2_t *h, uint32_t stream, const reel_msg_head_t *head,
                                 bool end, reel_err_t *err);
 /** Body bytes for stream (copied; sent as the peer's windows allow); end:

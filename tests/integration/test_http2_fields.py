@@ -7,7 +7,11 @@ client got) and in the record:
   HTTP/2 origin (RFC 9113 8.2.2, gRPC servers refuse a request without
   it), as `TE: trailers` named in Connection to an HTTP/1.1 origin (TE is
   hop-by-hop: RFC 9110 7.6.1, 10.1.4), whatever else the client's TE
-  listed dropped. reel used to drop it every time.
+  listed dropped. reel used to drop it every time;
+- an HTTP/1.1 origin's 204 (or 1xx) with a Content-Length reaches an
+  HTTP/2 client without it (RFC 9110 8.6; curl failed the stream with
+  PROTOCOL_ERROR, python-h2 with InvalidBodyLengthError), a 304's and a
+  HEAD answer's stay; the record keeps what the origin sent.
 """
 import json
 import os
@@ -25,6 +29,9 @@ from test_http2_upstream import H2Origin, tunnel_h2
 class RawOrigin:
     """An HTTP/1.1 origin on 127.0.0.1 that keeps every request head it
     reads (request line, [(name, value)] as sent) and answers by path:
+    /nocl204  204 with Content-Length: 5 (which RFC 9110 8.6 forbids)
+    /cl304    304 with Content-Length: 5 (the representation's length)
+    /head     200 with Content-Length: 1234 and no body (for HEAD)
     /trailers 200 chunked "hello" with trailers x-t, x-u
     anything else 200 "ok"
     (a query is the test's tag: the path alone chooses)"""
@@ -61,7 +68,14 @@ class RawOrigin:
                     fields.append((k.strip(), v.strip()))
                 self.requests.append((line.decode().rstrip("\r\n"), fields))
                 target = line.split()[1].split(b"?")[0]
-                if target == b"/trailers":
+                if target == b"/nocl204":
+                    c.sendall(b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n")
+                elif target == b"/cl304":
+                    c.sendall(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n"
+                              b"ETag: \"x\"\r\n\r\n")
+                elif target == b"/head":
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n")
+                elif target == b"/trailers":
                     c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
                               b"Trailer: x-t\r\n\r\n5\r\nhello\r\n0\r\nx-t: tv\r\nx-u: uv\r\n\r\n")
                 else:
@@ -118,6 +132,8 @@ class Http2FieldsTest(unittest.TestCase):
             return c.streams[sid]
         finally:
             c.close()
+
+    # ---- te: trailers ----
 
     def test_te_trailers_h2_client_to_h1_origin(self):
         st = self.h2c_get("POST", self.a1, "/trailers?te-h2h1", [("te", "trailers")])
@@ -181,6 +197,36 @@ class Http2FieldsTest(unittest.TestCase):
         req = [r for r in self.h2c.requests if r["headers"].get(":path") == "/t/plain?te-h1h2"][0]
         self.assertIn(("te", "trailers"), req["fields"])
         self.assertNotIn("connection", req["headers"])
+
+    # ---- Content-Length where HTTP/2 allows none ----
+
+    def test_204_with_content_length_from_h1_origin(self):
+        st = self.h2c_get("GET", self.a1, "/nocl204")  # python-h2 checks the length
+        self.assertIsNone(st["reset"])
+        self.assertTrue(st["ended"])
+        self.assertEqual(hdr(st["headers"], ":status"), "204")
+        self.assertIsNone(hdr(st["headers"], "content-length"))
+        r = subprocess.run(["curl", "-sS", "--max-time", "30", "--http2-prior-knowledge",
+                            "-o", "/dev/null", "-w", "%{http_code}",
+                            "http://127.0.0.1:%d/nocl204" % self.reel.port,
+                            "-H", "Host: " + self.a1], capture_output=True)
+        self.assertEqual((r.returncode, r.stdout), (0, b"204"), r.stderr)
+        # the record: the origin's head as it came, and nothing lost
+        f = self.flow("~u /nocl204 ~h user-agent")
+        self.assertIsNone(f.get("error"), f)
+        self.assertEqual(f["response"]["status"], 204)
+        self.assertIn(["Content-Length", "5"], f["response"]["headers"])
+
+    def test_304_and_head_keep_their_content_length(self):
+        # nghttp2 (curl) takes either: the length of the representation
+        for args, path, want in (([], "/cl304", "5"), (["-I"], "/head", "1234")):
+            r = subprocess.run(["curl", "-sS", "--max-time", "30", "--http2-prior-knowledge",
+                                "-D", "-", "-o", "/dev/null"] + args +
+                               ["http://127.0.0.1:%d%s" % (self.reel.port, path),
+                                "-H", "Host: " + self.a1], capture_output=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            head = r.stdout.decode().lower()
+            self.assertIn("content-length: %s\r\n" % want, head)
 
 
 if __name__ == "__main__":
