@@ -115,6 +115,17 @@ static int split_absolute(const char *t, size_t n, bool *https, char **host, int
     return 0;
 }
 
+/* True when the absolute URL t has nothing after its authority: no path,
+ * not even "/", and no query. */
+static bool bare_authority(const char *t, size_t n) {
+    const char *a = memmem(t, n, "://", 3);
+    if (a == NULL)
+        return false;
+    a += 3;
+    return memchr(a, '/', n - (size_t)(a - t)) == NULL &&
+           memchr(a, '?', n - (size_t)(a - t)) == NULL;
+}
+
 bool reel__host_ignored(reel_proxy_t *p, const char *host, int port) {
     if (p->nignore == 0)
         return false;
@@ -1095,6 +1106,13 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
             reel__record_refused(c, h, "http", NULL, 0, NULL);
             refuse_request(c, 400, "cannot parse the absolute URL of the request");
             return;
+        }
+        if (strcmp(h->method, "OPTIONS") == 0 && bare_authority(h->target, h->target_len)) {
+            /* RFC 9112 3.2.4: the last proxy sends such an OPTIONS to the
+             * origin as "OPTIONS *" (an HTTP/2 client's ":path *" comes
+             * so from core/h2front.c), a question about the server */
+            free(path);
+            path = reel_strdup("*");
         }
         if (c->in_tunnel) {
             /* Inside a tunnel the request goes where the tunnel goes, as

@@ -323,7 +323,11 @@ static void build_head(h2front_t *fr, h2s_t *s, bool body_follows) {
             reel_buf_puts(b, "://");
             reel_buf_append(b, authority, alen);
         }
-        reel_buf_puts(b, s->path);
+        /* OPTIONS's ":path *" (RFC 9113 8.3.1) in absolute form is the
+         * URL with no path at all (RFC 9112 3.2.4): exchange.c sends the
+         * origin "*" again */
+        if (c->in_tunnel || strcmp(s->path, "*") != 0)
+            reel_buf_puts(b, s->path);
     }
     reel_buf_puts(b, " HTTP/1.1\r\nHost: ");
     reel_buf_append(b, authority, alen);

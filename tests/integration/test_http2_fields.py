@@ -11,7 +11,11 @@ client got) and in the record:
 - an HTTP/1.1 origin's 204 (or 1xx) with a Content-Length reaches an
   HTTP/2 client without it (RFC 9110 8.6; curl failed the stream with
   PROTOCOL_ERROR, python-h2 with InvalidBodyLengthError), a 304's and a
-  HEAD answer's stay; the record keeps what the origin sent.
+  HEAD answer's stay; the record keeps what the origin sent;
+- OPTIONS with `:path *` (RFC 9113 8.3.1) goes to an HTTP/1.1 origin as
+  `OPTIONS * HTTP/1.1` and to an HTTP/2 one as `:path *`, recorded with
+  the target `*`; reel used to answer it 400. An HTTP/1.1 client's
+  `OPTIONS http://host:port HTTP/1.1` (RFC 9112 3.2.4) goes as `*` too.
 """
 import json
 import os
@@ -124,6 +128,12 @@ class Http2FieldsTest(unittest.TestCase):
         self.assertEqual(len(fs), 1, fs)
         return self.reel.flow(fs[0]["id"])
 
+    def warm_h2(self):
+        """reel learns the h2 origin's ALPN (a probe), then uses h2 to it."""
+        subprocess.run(["curl", "-sS", "-o", "/dev/null", "--max-time", "30", "-x",
+                        self.reel.proxy, "--cacert", self.reel.ca, "--http2",
+                        "https://localhost:%d/t/plain?warm" % self.h2.port], check=True)
+
     def h2c_get(self, method, authority, path, extra=()):
         c = H2C(self.reel.port)
         try:
@@ -168,10 +178,7 @@ class Http2FieldsTest(unittest.TestCase):
         self.assertEqual(values(fields, "te"), [])
 
     def test_te_trailers_h2_client_to_h2_origin(self):
-        # the origin's ALPN first (a probe), then the session
-        subprocess.run(["curl", "-sS", "-o", "/dev/null", "--max-time", "30", "-x",
-                        self.reel.proxy, "--cacert", self.reel.ca, "--http2",
-                        "https://localhost:%d/t/plain?warm" % self.h2.port], check=True)
+        self.warm_h2()
         c = tunnel_h2(self.reel, self.h2.port)
         try:
             auth = "localhost:%d" % self.h2.port
@@ -227,6 +234,60 @@ class Http2FieldsTest(unittest.TestCase):
             self.assertEqual(r.returncode, 0, r.stderr)
             head = r.stdout.decode().lower()
             self.assertIn("content-length: %s\r\n" % want, head)
+
+    # ---- OPTIONS * ----
+
+    def test_options_asterisk_h2_client_to_h1_origin(self):
+        st = self.h2c_get("OPTIONS", self.a1, "*", [("x-ask", "asterisk-h1")])
+        self.assertEqual(hdr(st["headers"], ":status"), "200")
+        self.assertEqual(st["data"], b"ok")
+        line, fields = [r for r in self.h1.requests
+                        if ("x-ask", "asterisk-h1") in r[1]][0]
+        self.assertEqual(line, "OPTIONS * HTTP/1.1")
+        self.assertEqual(values(fields, "Host"), [self.a1])
+        f = self.flow("~h asterisk-h1")
+        self.assertIsNone(f.get("error"), f)
+        self.assertEqual((f["request"]["method"], f["request"]["target"]), ("OPTIONS", "*"))
+        # listed, filtered and exported as the origin's URL (curl's words)
+        self.assertEqual(self.reel.flows("~h asterisk-h1")[0]["url"], "http://" + self.a1)
+        self.assertEqual(len(self.reel.flows("~u '^http://%s$' ~h asterisk-h1" % self.a1)), 1)
+        har = json.loads(self.reel.cli("export", self.reel.session, "--format", "har",
+                                       "~h asterisk-h1").stdout)
+        self.assertEqual(har["log"]["entries"][0]["request"]["url"], "http://" + self.a1)
+
+    def test_options_asterisk_h2_client_to_h2_origin(self):
+        # h2c to reel as a proxy, and h2 inside an intercepted tunnel
+        auth = "127.0.0.1:%d" % self.h2c.port
+        st = self.h2c_get("OPTIONS", auth, "*", [("x-ask", "asterisk-h2c")])
+        self.assertIsNone(st["reset"])
+        self.warm_h2()
+        c = tunnel_h2(self.reel, self.h2.port)
+        try:
+            sid = c.request("OPTIONS", "localhost:%d" % self.h2.port, "*",
+                            extra=[("x-ask", "asterisk-h2")])
+            c.wait(lambda: c.done(sid))
+            self.assertIsNone(c.streams[sid]["reset"])
+        finally:
+            c.close()
+        for origin, tag in ((self.h2c, "asterisk-h2c"), (self.h2, "asterisk-h2")):
+            req = [r for r in origin.requests if ("x-ask", tag) in r["fields"]][0]
+            self.assertEqual(req["headers"][":path"], "*")
+            self.assertEqual(req["headers"][":method"], "OPTIONS")
+            f = self.flow("~h %s$" % tag)
+            self.assertEqual(f["request"]["target"], "*")
+
+    def test_options_absolute_url_without_path_from_h1_client(self):
+        out = raw(self.reel.port, b"OPTIONS http://%s HTTP/1.1\r\nHost: %s\r\nX-Ask: abs-h1\r\n"
+                  b"Connection: close\r\n\r\n" % (self.a1.encode(), self.a1.encode()))
+        self.assertTrue(out.startswith(b"HTTP/1.1 200"), out)
+        line, _ = [r for r in self.h1.requests if ("X-Ask", "abs-h1") in r[1]][0]
+        self.assertEqual(line, "OPTIONS * HTTP/1.1")
+        self.assertEqual(self.flow("~h abs-h1")["request"]["target"], "*")
+        # a path, even "/", is a resource's: kept
+        raw(self.reel.port, b"OPTIONS http://%s/ HTTP/1.1\r\nHost: %s\r\nX-Ask: slash-h1\r\n"
+            b"Connection: close\r\n\r\n" % (self.a1.encode(), self.a1.encode()))
+        line, _ = [r for r in self.h1.requests if ("X-Ask", "slash-h1") in r[1]][0]
+        self.assertEqual(line, "OPTIONS / HTTP/1.1")
 
 
 if __name__ == "__main__":
