@@ -201,7 +201,9 @@ static char *req_url(const reel_replay_req_t *r) {
                     r->host ? r->host : "", v6 ? "]" : "");
     if (!def)
         reel_buf_printf(&b, ":%u", port);
-    reel_buf_puts(&b, r->target && r->target[0] ? r->target : "/");
+    /* OPTIONS *: the URL of the server itself, as reel flows shows it */
+    if (!(r->target && strcmp(r->target, "*") == 0))
+        reel_buf_puts(&b, r->target && r->target[0] ? r->target : "/");
     reel_buf_append(&b, "", 1);
     return (char *)b.data;
 }

@@ -959,27 +959,7 @@ static bool write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, c
 }
 
 bool reel__has_token(const reel_h1_head_t *h, const char *field, const char *token) {
-    size_t tl = strlen(token);
-    for (size_t i = 0; i < h->nheaders; i++) {
-        const reel_h1_header_t *f = &h->headers[i];
-        if (strlen(field) != f->name_len || strncasecmp(f->name, field, f->name_len) != 0)
-            continue;
-        const char *v = f->value, *end = f->value + f->value_len;
-        while (v < end) {
-            while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
-                v++;
-            const char *e = v;
-            while (e < end && *e != ',')
-                e++;
-            const char *t = e;
-            while (t > v && (t[-1] == ' ' || t[-1] == '\t'))
-                t--;
-            if ((size_t)(t - v) == tl && strncasecmp(v, token, tl) == 0)
-                return true;
-            v = e;
-        }
-    }
-    return false;
+    return reel_h1_has_token(h->headers, h->nheaders, field, token);
 }
 
 /* Idempotent methods (RFC 9110 9.2.2). */

@@ -1858,3 +1858,27 @@ reel_rc reel_h1_write_last_chunk(reel_buf_t *out, const reel_h1_header_t *traile
     }
     return rc;
 }
+
+bool reel_h1_has_token(const reel_h1_header_t *hs, size_t n, const char *field, const char *token) {
+    size_t tl = strlen(token);
+    for (size_t i = 0; i < n; i++) {
+        const reel_h1_header_t *f = &hs[i];
+        if (strlen(field) != f->name_len || strncasecmp(f->name, field, f->name_len) != 0)
+            continue;
+        const char *v = f->value, *end = f->value + f->value_len;
+        while (v < end) {
+            while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
+                v++;
+            const char *e = v;
+            while (e < end && *e != ',')
+                e++;
+            const char *t = e;
+            while (t > v && (t[-1] == ' ' || t[-1] == '\t'))
+                t--;
+            if ((size_t)(t - v) == tl && strncasecmp(v, token, tl) == 0)
+                return true;
+            v = e;
+        }
+    }
+    return false;
+}

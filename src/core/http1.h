@@ -285,4 +285,8 @@ reel_rc reel_h1_append_status_line(reel_buf_t *out, int status, const char *reas
 reel_rc reel_h1_write_last_chunk(reel_buf_t *out, const reel_h1_header_t *trailers,
                                  size_t ntrailers);
 
+/** Whether a comma-separated field `field` (any of its lines in hs[0..n))
+ * holds `token`, both compared without case. */
+bool reel_h1_has_token(const reel_h1_header_t *hs, size_t n, const char *field, const char *token);
+
 #endif

@@ -332,7 +332,7 @@ static int ieq(const char *a, size_t alen, const char *b) {
  * Fields point into r and into hostbuf/clbuf. */
 static reel_h1_header_t *send_headers(const reel_replay_req_t *r, size_t *n, char hostbuf[300],
                                       char clbuf[32]) {
-    reel_h1_header_t *v = reel_calloc(r->n_headers + 2, sizeof *v);
+    reel_h1_header_t *v = reel_calloc(r->n_headers + 4, sizeof *v); /* + those added below */
     const reel_h1_header_t *rh = (const reel_h1_header_t *)(const void *)r->headers;
     size_t k = 0;
     int host = 0, length = 0;
@@ -374,6 +374,12 @@ static reel_h1_header_t *send_headers(const reel_replay_req_t *r, size_t *n, cha
     if (length || r->body.len) {
         snprintf(clbuf, 32, "%zu", r->body.len);
         v[k++] = (reel_h1_header_t){"Content-Length", 14, clbuf, strlen(clbuf)};
+    }
+    /* TE's "trailers" goes on as the proxy sends it (exchange.c
+     * write_head): gRPC servers refuse a request without it */
+    if (reel_h1_has_token(rh, r->n_headers, "te", "trailers")) {
+        v[k++] = (reel_h1_header_t){"TE", 2, "trailers", 8};
+        v[k++] = (reel_h1_header_t){"Connection", 10, "TE", 2};
     }
     *n = k;
     return v;

@@ -1227,6 +1227,23 @@ static void comment_bytes(FILE *out, const char *s, size_t n) {
     }
 }
 
+/* Whether the comma-separated list v[0..n) holds token, without case. */
+static int lists_token(const char *v, size_t n, const char *token) {
+    size_t tl = strlen(token), pos = 0;
+    while (pos <= n) {
+        size_t end = pos;
+        while (end < n && v[end] != ',')
+            end++;
+        const char *opt = v + pos;
+        size_t olen = end - pos;
+        trim(&opt, &olen);
+        if (olen == tl && strncasecmp(opt, token, tl) == 0)
+            return 1;
+        pos = end + 1;
+    }
+    return 0;
+}
+
 /* Whether a request field is hop-by-hop (RFC 9110 7.6.1): for the next
  * hop only, which was reel; reel replay leaves these out
  * (core/replay_send.c send_headers by reel_h1_hop), and a command sending
@@ -1344,6 +1361,8 @@ static reel_rc write_curl(FILE *out, const flow_t *f, const reel_export_opts_t *
         fputs(" -X ", out);
         sqs(out, ws_h1 ? "GET" : f->method);
     }
+    if (f->target && strcmp(f->target, "*") == 0)
+        fputs(" --request-target '*'", out); /* OPTIONS *: the URL alone would ask for / */
     fputc(' ', out);
     sqs(out, url);
     free(url);
@@ -1353,11 +1372,19 @@ static reel_rc write_curl(FILE *out, const flow_t *f, const reel_export_opts_t *
         sqs(out, key);
         free(key);
     }
-    int up = is_upgrade(f);
+    int up = is_upgrade(f), te_trailers = 0;
     for (size_t i = 0; i < f->nhdr[REQ]; i++) {
         const hdr_t *h = &f->hdr[REQ][i];
         if (ieq(h->name, h->nlen, "content-length"))
             continue;
+        if (!up && !te_trailers && ieq(h->name, h->nlen, "te") &&
+            lists_token(h->value, h->vlen, "trailers")) {
+            /* what reel sent on (core/exchange.c write_head): gRPC servers
+             * refuse a request without it */
+            fputs(" \\\n  -H 'TE: trailers' \\\n  -H 'Connection: TE'", out);
+            te_trailers = 1;
+            continue;
+        }
         if (hop_by_hop(f, h)) {
             /* but an upgrade's (a WebSocket's) command is its handshake,
              * which needs them, and curl sends a body chunked when told so */

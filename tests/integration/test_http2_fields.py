@@ -176,6 +176,19 @@ class Http2FieldsTest(unittest.TestCase):
             b"Connection: close\r\n\r\n" % (self.a1.encode(), self.a1.encode()))
         _, fields = self.h1.request("te-h1gz")
         self.assertEqual(values(fields, "te"), [])
+        # reel replay and the curl export send it as reel did
+        f = self.flow("~u te-h1h1")
+        self.reel.cli("replay", self.reel.session, str(f["id"]), "--into", "te-replay")
+        cmd = self.reel.cli("export", self.reel.session, "--format", "curl",
+                            "~u te-h1h1").stdout.decode()
+        self.assertIn("-H 'TE: trailers'", cmd)
+        subprocess.run(["bash", "-c", cmd], check=True, capture_output=True, timeout=30)
+        again = [r[1] for r in self.h1.requests if "te-h1h1" in r[0]]
+        self.assertEqual(len(again), 3, self.h1.requests)
+        for fields in again[1:]:
+            self.assertEqual(values(fields, "TE"), ["trailers"], fields)
+            self.assertIn("TE", [t.strip() for v in values(fields, "Connection")
+                                 for t in v.split(",")], fields)
 
     def test_te_trailers_h2_client_to_h2_origin(self):
         self.warm_h2()
@@ -254,6 +267,12 @@ class Http2FieldsTest(unittest.TestCase):
         har = json.loads(self.reel.cli("export", self.reel.session, "--format", "har",
                                        "~h asterisk-h1").stdout)
         self.assertEqual(har["log"]["entries"][0]["request"]["url"], "http://" + self.a1)
+        # the curl export asks for * too (the URL alone would ask for /)
+        cmd = self.reel.cli("export", self.reel.session, "--format", "curl",
+                            "~h asterisk-h1").stdout.decode()
+        subprocess.run(["bash", "-c", cmd], check=True, capture_output=True, timeout=30)
+        lines = [r[0] for r in self.h1.requests if ("x-ask", "asterisk-h1") in r[1]]
+        self.assertEqual(lines, ["OPTIONS * HTTP/1.1"] * 2)
 
     def test_options_asterisk_h2_client_to_h2_origin(self):
         # h2c to reel as a proxy, and h2 inside an intercepted tunnel
