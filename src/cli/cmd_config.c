@@ -8,24 +8,6 @@
 #include "session/index.h"
 #include "session/query.h"
 
-/* Options a running proxy applies within a second of a change: the ones
- * reel_proxy_configure (src/core/proxy.c) and reel_recorder_set_limits,
- * called from the config timer of src/cli/cmd_record.c, take. Every other
- * option is read once, when the proxy starts. */
-static const char *const hot_options[] = {
-    "body_limit",   "capture",      "ignore_hosts",  "upstream_cert_verify", "proxyauth", "http2", "h2c_upstreams",
-    "idle_timeout", "head_timeout", "max_head_size", "upstream_timeout",
-    "retention_max_bytes", "retention_max_age", "retention_max_flows", "on_segment_closed",
-    NULL,
-};
-
-static int is_hot(const char *name) {
-    for (const char *const *h = hot_options; *h; h++)
-        if (strcmp(*h, name) == 0)
-            return 1;
-    return 0;
-}
-
 /* Appends text to b as lines indented by `indent`, broken at spaces so that
  * they stay within `width` columns where the words allow. */
 static void put_wrapped(reel_buf_t *b, const char *text, int indent, int width) {
@@ -86,7 +68,7 @@ static char *build_usage(void) {
         reel_buf_printf(&b, "  %-21s %s", o->name, what);
         free(what);
         reel_buf_printf(&b, "; default %s%s\n", o->def[0] ? o->def : "\"\"",
-                        is_hot(o->name) ? "" : "; at start");
+                        reel_option_is_hot(o->name) ? "" : "; at start");
         put_wrapped(&b, o->help, 24, 79);
     }
     return (char *)b.data;
@@ -258,10 +240,10 @@ static char *running_value(reel_session_t *s, const char *key) {
 static const char *applies(reel_session_t *s, const char *key, long *pid, char **cli_value) {
     *pid = reel_session_recorder_pid(s);
     char *v = *pid ? running_value(s, key) : NULL;
-    const char *when = *pid == 0     ? "next start"
-                       : v           ? "when the proxy stops"
-                       : is_hot(key) ? "now"
-                                     : "next start";
+    const char *when = *pid == 0                 ? "next start"
+                       : v                       ? "when the proxy stops"
+                       : reel_option_is_hot(key) ? "now"
+                                                 : "next start";
     if (cli_value)
         *cli_value = v;
     else

@@ -122,12 +122,53 @@ static void save_ignored(daemon_t *r) {
         r->ignored_written = ps.ignored;
 }
 
+/* Says what the overlay changes after history entry `seen` did: each
+ * key the proxy applied, with the value now in force (from whichever
+ * layer), and each one it reads only when it starts. */
+static void log_changes(daemon_t *r, long long seen, const reel_config_t *c) {
+    sqlite3_stmt *st = NULL;
+    reel_buf_t now, later;
+    reel_buf_init(&now, 0);
+    reel_buf_init(&later, 0);
+    if (sqlite3_prepare_v2(reel_session_db(r->o->session),
+                           "SELECT DISTINCT key FROM config_history WHERE id > ? ORDER BY key", -1,
+                           &st, NULL) == SQLITE_OK &&
+        sqlite3_bind_int64(st, 1, seen) == SQLITE_OK) {
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            const char *k = (const char *)sqlite3_column_text(st, 0);
+            if (k == NULL)
+                continue;
+            const char *val = reel_option_find(k) ? reel_config_get(c, k, NULL) : NULL;
+            if (val != NULL && reel_option_is_hot(k) && strcmp(k, "proxyauth") == 0)
+                /* credentials: not in a log */
+                reel_buf_printf(&now, "%s%s %s", now.len ? ", " : "", k,
+                                val[0] ? "set" : "off");
+            else if (val != NULL && reel_option_is_hot(k))
+                reel_buf_printf(&now, "%s%s=%s", now.len ? ", " : "", k, val);
+            else
+                reel_buf_printf(&later, "%s%s", later.len ? ", " : "", k);
+        }
+    }
+    sqlite3_finalize(st);
+    if (now.len)
+        fprintf(stderr, "reel: applied config change %lld: %.*s\n", r->config_seen, (int)now.len,
+                (const char *)now.data);
+    if (later.len)
+        fprintf(stderr, "reel: config change %lld to %.*s applies at the next start\n",
+                r->config_seen, (int)later.len, (const char *)later.data);
+    if (!now.len && !later.len)
+        fprintf(stderr, "reel: applied config change %lld\n", r->config_seen);
+    reel_buf_free(&now);
+    reel_buf_free(&later);
+}
+
 static void on_config_timer(uv_timer_t *t) {
     daemon_t *r = t->data;
     save_ignored(r);
     long long v = config_version(r);
     if (v < 0 || v == r->config_seen)
         return;
+    long long seen = r->config_seen;
     r->config_seen = v;
     reel_err_t berr;
     reel_err_clear(&berr);
@@ -150,11 +191,7 @@ static void on_config_timer(uv_timer_t *t) {
         reel_recorder_set_limits(r->rec, o.body_limit, o.capture);
         reel_recorder_set_retention(r->rec, &o.retention, o.on_segment_closed);
         reel_web_live_upstream(r->web, ps.upstream_cert_verify, (int)ps.upstream_timeout_s);
-        fprintf(stderr,
-                "reel: applied config change %lld (capture=%s, body_limit=%s, "
-                "upstream_cert_verify=%s)\n",
-                v, reel_config_get(c, "capture", NULL), reel_config_get(c, "body_limit", NULL),
-                reel_config_get(c, "upstream_cert_verify", NULL));
+        log_changes(r, seen, c);
     }
     reel_config_free(c);
 }

@@ -1353,3 +1353,25 @@ void reel_config_apply_running(reel_config_t *c, sqlite3 *db, int recording) {
     }
     free(listen);
 }
+
+/* Options a running proxy applies within a second of a change: the ones
+ * reel_proxy_configure (src/core/proxy.c) and reel_recorder_set_limits,
+ * called from the config timer of src/daemon/daemon.c, take. Every other
+ * option is read once, when the proxy starts. */
+static const char *const hot_options[] = {
+    "body_limit",        "capture",
+    "ignore_hosts",      "upstream_cert_verify",
+    "proxyauth",         "http2",
+    "h2c_upstreams",     "idle_timeout",
+    "head_timeout",      "max_head_size",
+    "upstream_timeout",  "retention_max_bytes",
+    "retention_max_age", "retention_max_flows",
+    "on_segment_closed", NULL,
+};
+
+int reel_option_is_hot(const char *name) {
+    for (const char *const *h = hot_options; *h; h++)
+        if (strcmp(*h, name) == 0)
+            return 1;
+    return 0;
+}

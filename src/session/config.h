@@ -59,6 +59,10 @@ const reel_option_t *reel_options(void);
 /** Finds an option by name (exact, case-sensitive); NULL if unknown. */
 const reel_option_t *reel_option_find(const char *name);
 
+/** Whether a running proxy applies a change of option name within a
+ * second (1), or reads it only when it starts (0). */
+int reel_option_is_hot(const char *name);
+
 /** Like reel_option_find, but an unknown name also sets REEL_NOTFOUND in err
  * with the message reel_config_validate gives (near matches or every name). */
 const reel_option_t *reel_option_lookup(const char *name, reel_err_t *err);

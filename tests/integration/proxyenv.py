@@ -231,7 +231,7 @@ def wait_config_applied(logtext, cli, session, timeout=10):
     for this one. cli(*args) runs the reel CLI and returns its stdout."""
     latest = max(c["id"] for c in json.loads(cli("config", "--json", session, "history")))
     deadline = time.time() + timeout
-    while not any(int(n) >= latest for n in re.findall(r"applied config change (\d+)", logtext())):
+    while not any(int(n) >= latest for n in re.findall(r"config change (\d+)", logtext())):
         if time.time() > deadline:
             raise AssertionError("proxy did not apply config change %d: %s" % (latest, logtext()))
         time.sleep(0.05)

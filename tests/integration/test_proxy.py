@@ -608,7 +608,18 @@ class ProxyTest(unittest.TestCase):
         # relayed, not recorded (test_truth checks the count in `reel show`)
         time.sleep(0.3)
         self.assertEqual([x for x in r.flows("~u localhost") if x["kind"] == "tunnel"], [])
-        self.assertIn("applied config change", r.log())
+        # the log names what changed: a hot option with the value in force,
+        # one read at start as such, credentials never
+        self.assertRegex(r.log(), r"applied config change \d+: capture=on\n")
+        r.set_config("set", "segment_size", "8MiB")
+        r.set_config("set", "proxyauth", "u:secret-pw")
+        r.set_config("unset", "proxyauth")
+        r.set_config("unset", "segment_size")
+        log = r.log()
+        self.assertRegex(log, r"config change \d+ to segment_size applies at the next start\n")
+        self.assertRegex(log, r"applied config change \d+: proxyauth set\n")
+        self.assertRegex(log, r"applied config change \d+: proxyauth off\n")
+        self.assertNotIn("secret-pw", log)
 
     def test_body_limit_mark_kept_when_the_client_gives_up(self):
         """A client that gives up mid-body ends the flow in an error: the
