@@ -112,6 +112,7 @@ struct reel_h2 {
     uint32_t open_requests;
     int32_t last_accepted;
     bool settings_acked;
+    bool peer_settings; /* the peer's own SETTINGS came (not an ACK of reel's) */
     size_t over_limit_heads;
     bool settings_unpatched;
     /* a GOAWAY reel sent, and its last stream id: nghttp2 ignores the
@@ -678,6 +679,8 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
         /* reel sends one SETTINGS frame: this acknowledges its limit */
         if (f->hd.flags & NGHTTP2_FLAG_ACK)
             h->settings_acked = true;
+        else
+            h->peer_settings = true;
         break;
     case NGHTTP2_GOAWAY: {
         event_t *e = ev_push(h, REEL_CODEC_EV_GOAWAY, 0);
@@ -1701,6 +1704,10 @@ size_t reel_h2_memory(const reel_h2_t *h) {
 
 bool reel_h2_peer_connect_protocol(const reel_h2_t *h) {
     return nghttp2_session_get_remote_settings(h->s, NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL) == 1;
+}
+
+bool reel_h2_peer_settings_seen(const reel_h2_t *h) {
+    return h->peer_settings;
 }
 
 bool reel_h2_alive(const reel_h2_t *h) {

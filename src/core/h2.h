@@ -150,6 +150,9 @@ size_t reel_h2_memory(const reel_h2_t *h);
 /** The peer's SETTINGS allow extended CONNECT (RFC 8441 3): a client
  * may send WebSockets as streams. False until its SETTINGS came. */
 bool reel_h2_peer_connect_protocol(const reel_h2_t *h);
+/** The peer's first SETTINGS came: what they allow is known (extended
+ * CONNECT among them). */
+bool reel_h2_peer_settings_seen(const reel_h2_t *h);
 /** False once the connection is over (GOAWAY both ways, or a fatal error)
  * and nothing is left to send. */
 bool reel_h2_alive(const reel_h2_t *h);

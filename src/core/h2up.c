@@ -31,7 +31,10 @@
  * record leaves them out and says 200, core/exchange.c), and from then on
  * the WebSocket frames go as the stream's DATA both ways. Any other
  * Upgrade, or a WebSocket to an origin whose h2 does not allow it, goes
- * over HTTP/1.1.
+ * over HTTP/1.1, but to an h2c origin, which speaks nothing else: every
+ * WebSocket to it comes here, one that comes before the origin's SETTINGS
+ * waits for them (hold_request), one they do not allow ends the up-lane
+ * with why (the conn's 502).
  *
  * Streams beyond the origin's SETTINGS_MAX_CONCURRENT_STREAMS wait in
  * nghttp2's queue for one to close. Stream ids are the session's own; the
@@ -104,6 +107,12 @@ struct ulane {
     bool raw_resp; /* the stream's DATA goes to the conn as is (after the 101) */
     unsigned synth; /* fields the 101 got from reel, at its end (core/exchange.c) */
     char *ws_key;   /* the conn's Sec-WebSocket-Key */
+    /* a WebSocket's request that came before the origin's SETTINGS said
+     * whether it may be a stream: its head (written as HTTP/1.1 again)
+     * and every byte after it, fed again once they came
+     * (sess_release_held) */
+    reel_buf_t held;
+    bool holding;
     /* responses for the conn, waiting until it reads */
     reel_buf_t in;
     size_t in_data;    /* DATA bytes in `in`, acknowledged once delivered... */
@@ -137,6 +146,7 @@ struct h2sess {
      * per-event lookup and the per-read passes must not walk them all) */
     ulane_t *bysid[64];
     size_t nsending; /* up-lanes with request DATA maybe queued */
+    size_t nholding; /* up-lanes holding a WebSocket's request (ulane_t.held) */
     ulane_t *pend;   /* up-lanes that got response bytes in this read */
     size_t in_held;  /* response bytes its up-lanes hold for their conns */
     bool ready, dead, goaway, closing, processing;
@@ -158,6 +168,7 @@ static void sess_kick(h2sess_t *s);
 static void ulane_later(ulane_t *l);
 static void ulane_deliver(ulane_t *l);
 static void lane_unbind(ulane_t *l);
+static void ulane_send(reel_filter_t *f, const uint8_t *data, size_t len);
 
 /* ---- the up-lane's response side: what goes to the conn ---- */
 
@@ -333,6 +344,8 @@ static void sess_detach(h2sess_t *s, ulane_t *l) {
         reel_h2_reset(s->h2, l->sid, REEL_H2_CANCEL); /* its conn is gone */
     if (l->in_data && !s->dead)
         reel_h2_consume(s->h2, l->data_sid, l->in_data); /* the connection's window */
+    if (l->holding)
+        s->nholding--;
     l->in_data = 0;
     s->in_held -= l->in.len;
     l->s = NULL;
@@ -532,6 +545,24 @@ static char *sess_read_events(h2sess_t *s) {
     }
 }
 
+/* The origin's SETTINGS came: the WebSocket requests that waited for
+ * them go on (as streams if they allow extended CONNECT, else refused). */
+static void sess_release_held(h2sess_t *s) {
+    if (s->nholding == 0 || !reel_h2_peer_settings_seen(s->h2))
+        return;
+    for (ulane_t *l = s->lanes, *next; l; l = next) {
+        next = l->next;
+        if (!l->holding)
+            continue;
+        l->holding = false;
+        s->nholding--;
+        reel_buf_t b = l->held;
+        reel_buf_init(&l->held, 0);
+        ulane_send(&l->f, b.data, b.len);
+        reel_buf_free(&b);
+    }
+}
+
 static void sess_process(h2sess_t *s) {
     if (s->processing || s->closing)
         return;
@@ -552,6 +583,7 @@ static void sess_process(h2sess_t *s) {
         free(fatal);
         return;
     }
+    sess_release_held(s);
     /* responses to the conns (which may write their next requests); what
      * they write to their clients and to this session goes in one write
      * each at the end */
@@ -846,12 +878,33 @@ static void ulane_raw(ulane_t *l, const uint8_t *data, size_t len) {
     }
 }
 
+/* A WebSocket's request before the origin's SETTINGS: whether it may be
+ * a stream (RFC 8441 3) is not known yet, and an origin reel speaks h2c
+ * to must not get it as HTTP/1.1. Its head and what follows wait in
+ * `held`; the request codec starts over for when they are fed again. */
+static void hold_request(ulane_t *l, const reel_h1_head_t *hd, const uint8_t *rest, size_t n) {
+    reel_buf_reset(&l->held);
+    if (reel_h1_write_request_head(&l->held, hd) != REEL_OK) {
+        ulane_end(l, "reel could not read the request it was to send over HTTP/2");
+        return;
+    }
+    reel_buf_append(&l->held, rest, n);
+    reel_codec_free(l->req);
+    l->req = reel_h1_codec_new(REEL_H1_REQUEST, NULL);
+    l->holding = true;
+    l->s->nholding++;
+}
+
 /* The conn's request bytes: each request becomes a stream. */
 static void ulane_send(reel_filter_t *f, const uint8_t *data, size_t len) {
     ulane_t *l = (ulane_t *)f;
     h2sess_t *s = l->s;
     if (l->want_close || s == NULL || s->dead)
         return;
+    if (l->holding) { /* until the origin's SETTINGS (hold_request) */
+        reel_buf_append(&l->held, data, len);
+        return;
+    }
     size_t off = 0;
     if (l->raw_req) { /* a WebSocket's frames, after its Upgrade */
         ulane_raw(l, data, len);
@@ -873,6 +926,11 @@ static void ulane_send(reel_filter_t *f, const uint8_t *data, size_t len) {
         const reel_h1_event_t *h = &ev.h1;
         if (ev.type == REEL_CODEC_EV_HEAD) {
             const reel_h1_head_t *hd = &h->head;
+            bool ws = hd->upgrade && reel__has_token(hd, "upgrade", "websocket");
+            if (ws && !reel_h2_peer_settings_seen(s->h2)) {
+                hold_request(l, hd, data + off, len - off);
+                return;
+            }
             /* :authority from Host (the client's words), else the origin;
              * the target is in origin form (core/exchange.c writes it so) */
             const reel_h1_header_t *hh = reel_h1_find_header(hd->headers, hd->nheaders, "host");
@@ -896,8 +954,7 @@ static void ulane_send(reel_filter_t *f, const uint8_t *data, size_t len) {
             l->req_end = l->resp_end = false;
             bool end = hd->framing == REEL_H1_BODY_NONE;
             reel_field_t *kept = NULL;
-            l->ws = hd->upgrade && reel__has_token(hd, "upgrade", "websocket") &&
-                    reel_h2_peer_connect_protocol(s->h2);
+            l->ws = ws && reel_h2_peer_connect_protocol(s->h2);
             free(l->ws_key);
             l->ws_key = NULL;
             if (l->ws) {
@@ -918,6 +975,14 @@ static void ulane_send(reel_filter_t *f, const uint8_t *data, size_t len) {
                 m.fields = kept;
                 m.nfields = n;
                 end = false;
+            } else if (ws) {
+                /* an origin reel reaches only over HTTP/2 (h2c_upstreams):
+                 * never an HTTP/1.1 Upgrade to it; the conn answers 502 */
+                free(host);
+                ulane_end(l, "the origin's HTTP/2 does not allow WebSockets: its SETTINGS have no "
+                             "SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441), and reel reaches it "
+                             "over HTTP/2 only");
+                break;
             } else if (hd->upgrade) {
                 free(host);
                 ulane_end(l, "reel sends an Upgrade over HTTP/2 only for a WebSocket to an origin "
@@ -975,7 +1040,7 @@ flush:
 static size_t ulane_queued(const reel_filter_t *f) {
     const ulane_t *l = (const ulane_t *)f;
     if (l->s == NULL || l->sid == 0)
-        return 0;
+        return l->held.len; /* the conn stops reading its client meanwhile */
     return reel_h2_stream_queued(l->s->h2, l->sid);
 }
 
@@ -1020,6 +1085,7 @@ static void on_ulane_timer_closed(uv_handle_t *h) {
     ulane_t *l = h->data;
     free(l->ws_key);
     reel_codec_free(l->req);
+    reel_buf_free(&l->held);
     reel_buf_free(&l->in);
     free(l->eof_error);
     free(l->host);
@@ -1157,6 +1223,7 @@ reel_filter_t *reel__h2up_filter(reel_proxy_t *p, bool https, const char *host, 
     l->port = port;
     l->req = reel_h1_codec_new(REEL_H1_REQUEST, NULL);
     reel_buf_init(&l->in, 0);
+    reel_buf_init(&l->held, 0);
     uv_timer_init(p->loop, &l->timer);
     l->timer.data = l;
     if (s) {

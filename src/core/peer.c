@@ -483,13 +483,16 @@ static bool h2c_listed(const reel_proxy_t *p, const char *host, int port) {
  * client gets HTTP/1.1) when the origin chose h2 when last offered it, and
  * h2c to a plain origin configured so for every client; an Upgrade stays
  * HTTP/1.1 but for a WebSocket to an origin whose session allows it as a
- * stream (RFC 8441); a TLS tunnel or a raw one (not HTTP: core/tunnel.c)
- * never */
+ * stream (RFC 8441), which to an h2c origin it always goes as: that origin
+ * speaks nothing else, and its up-lane waits for the SETTINGS that say
+ * whether it may (core/h2up.c: if not, a 502 saying so; before, a session
+ * not up yet sent it an HTTP/1.1 Upgrade, which it could only refuse); a
+ * TLS tunnel or a raw one (not HTTP: core/tunnel.c) never */
 static bool upstream_h2(conn_t *c, bool https, const char *host, int port, const char *sni) {
     reel_proxy_t *p = c->p;
     return p->http2 &&
            (!c->ex.upgrade ||
-            (c->ex.ws_requested && reel__h2up_ws_ok(p, https, host, port, sni))) &&
+            (c->ex.ws_requested && (!https || reel__h2up_ws_ok(p, https, host, port, sni)))) &&
            c->state != C_PROBE && c->state != C_RAW && !c->tls_tunnel &&
            (https ? c->lane && reel__alpn_seen(p, host, port, sni) == 1
                   : h2c_listed(p, host, port));
