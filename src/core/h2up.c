@@ -34,7 +34,8 @@
  * over HTTP/1.1, but to an h2c origin, which speaks nothing else: every
  * WebSocket to it comes here, one that comes before the origin's SETTINGS
  * waits for them (hold_request), one they do not allow ends the up-lane
- * with why (the conn's 502).
+ * with why (the conn's 502). The conn's end of a WebSocket stream (its
+ * client's, after the Close frames) is END_STREAM (ulane_shutdown).
  *
  * Streams beyond the origin's SETTINGS_MAX_CONCURRENT_STREAMS wait in
  * nghttp2's queue for one to close. Stream ids are the session's own; the
@@ -1044,6 +1045,19 @@ static size_t ulane_queued(const reel_filter_t *f) {
     return reel_h2_stream_queued(l->s->h2, l->sid);
 }
 
+/* The conn's side of a WebSocket stream ended (its client's FIN after
+ * the Close frames, core/tunnel.c): END_STREAM, which RFC 8441 6 makes
+ * the FIN's equivalent. A request's own end is its codec's. */
+static void ulane_shutdown(reel_filter_t *f) {
+    ulane_t *l = (ulane_t *)f;
+    h2sess_t *s = l->s;
+    if (!l->raw_req || l->req_end || s == NULL || s->dead || l->sid == 0)
+        return;
+    reel_h2_submit_data(s->h2, l->sid, NULL, 0, true);
+    l->req_end = true;
+    sess_flush(s);
+}
+
 static bool ulane_is_open(const reel_filter_t *f) {
     const ulane_t *l = (const ulane_t *)f;
     return l->connected && !l->want_close && !f->st->closing;
@@ -1199,7 +1213,9 @@ static const reel_filter_ops_t ulane_ops = {
     .name = "h2-upstream",
     .open = ulane_open,
     .send = ulane_send,
-    /* no .shutdown: a stream's end is its request's; the session stays */
+    /* a stream's end is its request's (but a WebSocket's: ulane_shutdown);
+     * the session stays */
+    .shutdown = ulane_shutdown,
     .queued = ulane_queued,
     .is_open = ulane_is_open,
     .set_reading = ulane_set_reading,

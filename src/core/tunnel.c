@@ -211,6 +211,38 @@ static void tunnel_end(conn_t *c) {
     }
 }
 
+/* Whether the client's side of a WebSocket ended where it may: after its
+ * Close frame, not inside a frame. */
+static bool ws_client_closed_cleanly(conn_t *c) {
+    reel_ws_t *w = reel_ws_codec_ws(c->tun[0]);
+    return reel_ws_close_seen(w) && !reel_ws_mid_frame(w);
+}
+
+/* The client of a WebSocket that is a stream of an HTTP/2 session to its
+ * origin (core/h2up.c) ended its connection without its Close frame, or
+ * inside a frame: the WebSocket is over (RFC 6455 7.1.5: abnormal
+ * closure), the flow ends now with that error, and the up-lane leaves its
+ * session, which resets the stream (CANCEL). A socket to an HTTP/1.1
+ * origin gets the client's FIN, and the origin's close ends the flow
+ * (tunnel_end); a stream's END_STREAM is that FIN (RFC 8441 6), which
+ * reel sends after a Close (the half-close below) but which an origin
+ * need not answer: the flow stayed open, the client's socket in
+ * CLOSE-WAIT, until reel stopped or the origin went. */
+static void ws_client_gone(conn_t *c) {
+    reel_codec_event_t ev;
+    const char *why =
+        reel_codec_feed_eof(c->tun[0], &ev) != REEL_OK
+            ? "the client closed the connection in the middle of a WebSocket frame"
+            : "the client closed the connection without a WebSocket Close frame (1006, abnormal "
+              "closure)";
+    reel__finish_flow(c, why);
+    reel__tunnel_codecs_free(c);
+    c->client.close_when_flushed = true;
+    reel__upstream_close(c);
+    if (reel__peer_queued(&c->client) == 0)
+        reel__conn_close(c);
+}
+
 void reel__tunnel_forward(conn_t *c) {
     peer_t *cl = &c->client, *up = c->up;
     if (up == NULL)
@@ -229,6 +261,11 @@ void reel__tunnel_forward(conn_t *c) {
         reel__upstream_close(c);
         if (reel__peer_queued(cl) == 0)
             reel__conn_close(c);
+        return;
+    }
+    if (c->websocket && up->h2 && cl->eof && cl->in.len == 0 && !up->eof &&
+        !c->client.close_when_flushed && !ws_client_closed_cleanly(c)) {
+        ws_client_gone(c);
         return;
     }
     /* TLS to the origin (a TLS tunnel, or an upgrade or a WebSocket inside

@@ -2,12 +2,16 @@
 """An HTTP/1.1 client's WebSocket to an origin reel speaks h2c to
 (h2c_upstreams): it goes as an RFC 8441 extended CONNECT stream of the
 shared session (core/h2up.c), the client gets its 101. These tests cover
-its start before the session is up:
+the ends of such a WebSocket and its start before the session is up:
 
 - before the origin's SETTINGS came, reel sent it an HTTP/1.1 Upgrade (the
   origin, which speaks only HTTP/2, refused the preface: a 502 "invalid
   HTTP version"); now the request waits for them, and an origin whose
-  SETTINGS do not allow extended CONNECT gets nothing (502 saying so).
+  SETTINGS do not allow extended CONNECT gets nothing (502 saying so);
+- a client that went without its Close frame (or inside a frame) was never
+  noticed: the flow stayed open and the stream too; now the flow ends at
+  once with the error and the stream is reset (CANCEL), and a client's
+  end after its Close is passed on as END_STREAM.
 
 The origin is a python3-h2 h2c server that answers every extended CONNECT
 with 200 and echoes each message; ws-bye answers the first message with a
@@ -215,6 +219,58 @@ class H2cWebSocketTest(unittest.TestCase):
             self.assertIn("SETTINGS_ENABLE_CONNECT_PROTOCOL", f["error"])
         self.assertEqual(self.plain.not_h2, 0)
         self.assertEqual(self.plain.requests, [])
+
+    def client_leaves(self, path, send, why):
+        s, status, rest = self.handshake(self.origin, path)
+        self.assertTrue(status.startswith(b"HTTP/1.1 101 "), status)
+        s.sendall(frame(1, b"one"))
+        rest = self.read_n(s, rest, 4)
+        s.sendall(send)
+        s.shutdown(socket.SHUT_WR)  # the client's FIN; reel's close comes back
+        t0 = time.time()
+        s.settimeout(5)
+        self.read_n(s, b"", 1 << 20)
+        self.assertLess(time.time() - t0, 3)
+        s.close()
+        (f,) = self.flow(path)
+        self.assertEqual(f["state"], "error")
+        self.assertEqual(f["error"], why)
+        deadline = time.time() + 5
+        while time.time() < deadline and (path, 8) not in self.origin.resets:
+            time.sleep(0.05)
+        self.assertIn((path, 8), self.origin.resets)  # RST_STREAM CANCEL
+        return rest
+
+    def test_c_client_gone_without_its_close(self):
+        self.client_leaves("/ws-gone", b"", "the client closed the connection without a "
+                           "WebSocket Close frame (1006, abnormal closure)")
+
+    def test_d_client_gone_inside_a_frame(self):
+        self.client_leaves("/ws-cut", frame(1, b"x" * 100)[:40],
+                           "the client closed the connection in the middle of a WebSocket frame")
+
+    def test_e_client_gone_without_answering_the_servers_close(self):
+        rest = self.client_leaves("/ws-bye", b"", "the client closed the connection without a "
+                                  "WebSocket Close frame (1006, abnormal closure)")
+        self.assertEqual(rest, b"\x88\x02\x03\xe9")
+
+    def test_f_client_end_after_its_close_is_the_streams_end(self):
+        # the origin answers the Close but waits for the stream's end
+        # (RFC 8441 6: END_STREAM is the TCP FIN), which reel now sends for
+        # the client's FIN: the flow ends complete, nothing reset
+        s, status, rest = self.handshake(self.origin, "/ws-noend")
+        self.assertTrue(status.startswith(b"HTTP/1.1 101 "), status)
+        s.sendall(frame(8, b"\x03\xe8"))
+        rest = self.read_n(s, rest, 4)
+        self.assertEqual(rest, b"\x88\x02\x03\xe8")
+        s.shutdown(socket.SHUT_WR)
+        s.settimeout(5)
+        self.assertEqual(self.read_n(s, b"", 1 << 20), b"")
+        s.close()
+        (f,) = self.flow("/ws-noend")
+        self.assertEqual(f["state"], "complete", f.get("error"))
+        self.assertIn("/ws-noend", self.origin.ended)
+        self.assertNotIn("/ws-noend", [p for p, _ in self.origin.resets])
 
 
 if __name__ == "__main__":
