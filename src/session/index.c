@@ -538,6 +538,11 @@ typedef struct frow {
     /* its request was an RFC 8441 extended CONNECT for a WebSocket (a 2xx
      * answer makes it one, as a 101 does an HTTP/1.1 upgrade) */
     int ws_connect;
+    /* its request was an HTTP/1.1 WebSocket handshake (Upgrade naming
+     * websocket): an HTTP/2 origin's 2xx to it is the switch too, the
+     * extended CONNECT reel made of it (core/h2up.c) answered, which the
+     * record keeps as the origin's 200 (the client got a 101) */
+    int ws_upgrade;
     /* A FlowError's records_lost and body bytes lost (request, response),
      * the body bytes stored before them, and when it was recorded:
      * flow_damage rows to write with the row (write_lost) */
@@ -1089,6 +1094,9 @@ static void apply(frow *r, const Reel__Record *rec) {
         const ProtobufCBinaryData *proto = reel_index_header(h->headers, h->n_headers, ":protocol");
         r->ws_connect = is_connect(&h->method) && proto && proto->len == 9 &&
                         strncasecmp((const char *)proto->data, "websocket", 9) == 0;
+        r->ws_upgrade =
+            !is_connect(&h->method) &&
+            reel_index_upgrade_is_websocket(reel_index_header(h->headers, h->n_headers, "upgrade"));
         break;
     }
     case REEL__RECORD__EVENT_REQUEST_BODY:
@@ -1106,12 +1114,16 @@ static void apply(frow *r, const Reel__Record *rec) {
         const ProtobufCBinaryData *ct = reel_index_header(h->headers, h->n_headers, "content-type");
         set_str(r, C_RESP_CT, ct ? (const char *)ct->data : NULL, ct ? ct->len : 0);
         /* a flow whose upgrade to WebSocket succeeded is a WebSocket flow
-         * from its 101 (an HTTP/2 extended CONNECT's 2xx), whether or not a
+         * from its 101 (an HTTP/2 extended CONNECT's 2xx, also one reel
+         * made of an HTTP/1.1 client's handshake), whether or not a
          * message follows */
+        int ok2xx = h->status >= 200 && h->status < 300;
         if (r->s[C_KIND] && strcmp(r->s[C_KIND], "http") == 0 &&
             ((h->status == 101 && reel_index_upgrade_is_websocket(
                                       reel_index_header(h->headers, h->n_headers, "upgrade"))) ||
-             (r->ws_connect && h->status >= 200 && h->status < 300)))
+             (r->ws_connect && ok2xx) ||
+             (r->ws_upgrade && ok2xx && h->http_version &&
+              strcmp(h->http_version, "HTTP/2.0") == 0)))
             set_cstr(r, C_KIND, "websocket");
         break;
     }
@@ -1379,12 +1391,11 @@ static char *arena_str(reel_indexer_t *ix, const reel_pbwire_field_t *f) {
 
 /* Reads a Record whose event is a request or response head into *h without
  * unpacking it: the fields apply() uses, the last occurrence of each as
- * protobuf-c keeps it, and of the headers only the first content-type (the
- * one apply() looks up). Unpacking a head allocated and initialised every
- * header: a third of the indexer's unpacking per small flow. Only with the
- * body index off (on, it reads every header). Returns 0 for any other
- * record, or one that unpacking would refuse (the caller then unpacks it,
- * and fails as before; not checked when trusted: the recorder's own
+ * protobuf-c keeps it, and of the headers only the first content-type and
+ * the Upgrade or :protocol (the ones apply() looks up). Unpacking a head allocated and initialised
+ * every header: a third of the indexer's unpacking per small flow. Only with the body index off
+ * (on, it reads every header). Returns 0 for any other record, or one that unpacking would refuse
+ * (the caller then unpacks it, and fails as before; not checked when trusted: the recorder's own
  * frames, reel_indexer_add_own_frame); call arena_reset first. */
 static int head_in_place(reel_indexer_t *ix, const uint8_t *p, size_t len,
                          const reel_spool_peek_t *peek, head_t *h, int trusted) {
@@ -1412,9 +1423,13 @@ static int head_in_place(reel_indexer_t *ix, const uint8_t *p, size_t len,
     while (reel_pbwire_next(p + pk.ev_off, pk.ev_len, &pos, &f)) {
         if (f.tag == hdr_tag) {
             /* the method and status come first (lower field numbers): most
-             * heads need no more than their content-type */
-            int want_up = !have_up && (req ? h->rq.method.len == 0 || is_connect(&h->rq.method)
-                                           : h->rs.status == 0 || h->rs.status == 101);
+             * heads need no more than their content-type; a CONNECT its
+             * :protocol, a GET its Upgrade (a WebSocket handshake, which
+             * an HTTP/2 origin's 2xx answers: apply), a 101 its Upgrade */
+            int any = h->rq.method.len == 0, connect = is_connect(&h->rq.method),
+                get = h->rq.method.len == 3 && memcmp(h->rq.method.data, "GET", 3) == 0;
+            int want_up = !have_up &&
+                          (req ? any || connect || get : h->rs.status == 0 || h->rs.status == 101);
             if (have_ct && !want_up)
                 continue;
             ProtobufCBinaryData name = {0}, value = {0};
@@ -1430,9 +1445,13 @@ static int head_in_place(reel_indexer_t *ix, const uint8_t *p, size_t len,
                 h->ct.name = name;
                 h->ct.value = value;
                 have_ct = 1;
-            } else if (want_up && (req ? name.len == 9 && memcmp(name.data, ":protocol", 9) == 0
-                                       : name.len == 7 && strncasecmp((const char *)name.data,
-                                                                      "upgrade", 7) == 0)) {
+                continue;
+            }
+            int is_protocol = name.len == 9 && memcmp(name.data, ":protocol", 9) == 0;
+            int is_upgrade =
+                name.len == 7 && strncasecmp((const char *)name.data, "upgrade", 7) == 0;
+            if (want_up && (req ? ((any || connect) && is_protocol) || ((any || get) && is_upgrade)
+                                : is_upgrade)) {
                 h->up.name = name;
                 h->up.value = value;
                 have_up = 1;

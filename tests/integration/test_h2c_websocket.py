@@ -11,7 +11,9 @@ the ends of such a WebSocket and its start before the session is up:
 - a client that went without its Close frame (or inside a frame) was never
   noticed: the flow stayed open and the stream too; now the flow ends at
   once with the error and the stream is reset (CANCEL), and a client's
-  end after its Close is passed on as END_STREAM.
+  end after its Close is passed on as END_STREAM;
+- a WebSocket that recorded no message was indexed as an http flow (its
+  record keeps the origin's 200); it is a websocket flow now.
 
 The origin is a python3-h2 h2c server that answers every extended CONNECT
 with 200 and echoes each message; ws-bye answers the first message with a
@@ -271,6 +273,22 @@ class H2cWebSocketTest(unittest.TestCase):
         self.assertEqual(f["state"], "complete", f.get("error"))
         self.assertIn("/ws-noend", self.origin.ended)
         self.assertNotIn("/ws-noend", [p for p, _ in self.origin.resets])
+
+    def test_g_websocket_without_a_message_is_a_websocket_flow(self):
+        # the first frame is invalid (unmasked): reel closes it with 1002
+        # and no message is recorded; the record keeps the origin's 200 over
+        # HTTP/2 (the client got a 101), and the flow is a WebSocket's
+        s, status, rest = self.handshake(self.origin, "/ws-bad")
+        self.assertTrue(status.startswith(b"HTTP/1.1 101 "), status)
+        s.sendall(b"\x81\x03abc")
+        self.assertEqual(self.read_n(s, rest, 4)[:4], b"\x88\x1e\x03\xea")
+        s.close()
+        (f,) = self.flow("/ws-bad")
+        self.assertEqual((f["response"]["status"], f["response"]["http_version"]),
+                         (200, "HTTP/2.0"))
+        self.assertFalse(f.get("messages"))
+        self.assertEqual(f["kind"], "websocket")
+        self.assertEqual(len(self.reel.flows("~websocket & ~u /ws-bad$")), 1)
 
 
 if __name__ == "__main__":

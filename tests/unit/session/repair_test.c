@@ -590,6 +590,75 @@ static void test_h2_websocket_kind_before_a_message(void **state) {
     free(home);
 }
 
+/* Records an HTTP/1.1 client's GET (a WebSocket handshake when `ws`)
+ * answered `status` over `version`, as core/exchange.c records one that
+ * went to an HTTP/2 origin as an extended CONNECT: the request as the
+ * client sent it, the origin's answer as it came; it ends with an error
+ * before any message. Returns its id. */
+static uint64_t record_h1_websocket(reel_recorder_t *r, bool ws, unsigned status,
+                                    const char *version) {
+    reel_rflow_t *f = reel_recorder_flow_start(r, NULL);
+    uint64_t id = reel_rflow_id(f);
+    const reel_header_t q[] = {{"Host", 4, "example.com", 11},
+                               {"Content-Type", 12, "text/plain", 10},
+                               {"Upgrade", 7, "websocket", 9},
+                               {"Connection", 10, "Upgrade", 7}};
+    reel_request_head_t rq = {.method = "GET",
+                              .scheme = "http",
+                              .host = "example.com",
+                              .port = 80,
+                              .target = "/chat",
+                              .http_version = "HTTP/1.1",
+                              .headers = q,
+                              .n_headers = ws ? 4 : 2};
+    reel_recorder_request_head(f, &rq);
+    reel_response_head_t rs = {.status = status, .http_version = version};
+    reel_recorder_response_head(f, &rs);
+    reel_recorder_flow_error(f, "the client sent an invalid WebSocket frame", 0);
+    return id;
+}
+
+/* An HTTP/1.1 client's WebSocket that reel sent to an HTTP/2 origin as an
+ * extended CONNECT: the record keeps the origin's 200 (the client got a
+ * 101), and the flow is kind websocket from it, before any message, live
+ * and after the index is rebuilt; it was http, and ~websocket missed it.
+ * A 200 over HTTP/1.1 (an origin that did not switch) and a plain GET's
+ * 200 over HTTP/2 stay http. */
+static void test_h1_websocket_to_h2_origin_kind(void **state) {
+    (void)state;
+    char *home = reel_test_tmpdir("repair-h1h2ws");
+    reel_session_t *s = open_rec(home);
+    reel_recorder_opts_t o;
+    reel_recorder_opts_default(&o);
+    o.capture = REEL_CAPTURE_LOSSLESS;
+    o.fsync = REEL_FSYNC_NEVER;
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_recorder_t *r = NULL;
+    if (reel_recorder_open(s, &o, &r, &err) != REEL_OK)
+        fail_msg("recorder: %s", reel_err_str(&err));
+    uint64_t ok = record_h1_websocket(r, true, 200, "HTTP/2.0");
+    uint64_t h1 = record_h1_websocket(r, true, 200, "HTTP/1.1");
+    uint64_t plain = record_h1_websocket(r, false, 200, "HTTP/2.0");
+    uint64_t refused = record_h1_websocket(r, true, 403, "HTTP/2.0");
+    assert_int_equal(reel_recorder_close(r, &err), REEL_OK);
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass)
+            repair(s, NULL);
+        assert_int_equal(
+            q1(s, "SELECT kind = 'websocket' FROM flows WHERE id = %llu", (unsigned long long)ok),
+            1);
+        uint64_t others[] = {h1, plain, refused};
+        for (size_t i = 0; i < 3; i++)
+            assert_int_equal(q1(s, "SELECT kind = 'http' FROM flows WHERE id = %llu",
+                                (unsigned long long)others[i]),
+                             1);
+    }
+    reel_session_close(s);
+    reel_test_rm_rf(home);
+    free(home);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hole_in_large_body),
@@ -599,6 +668,7 @@ int main(void) {
         cmocka_unit_test(test_damaged_journal),
         cmocka_unit_test(test_remove_without_db),
         cmocka_unit_test(test_h2_websocket_kind_before_a_message),
+        cmocka_unit_test(test_h1_websocket_to_h2_origin_kind),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
