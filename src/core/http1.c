@@ -1494,6 +1494,12 @@ reel_rc reel_h1_feed_eof(reel_h1_t *p, reel_h1_event_t *ev) {
     reel_rc rc = drive(p, NULL, 0, &consumed, ev);
     if (rc != REEL_NEED_MORE)
         return rc;
+    /* inside a chunked body, before a chunk-size line, drive gives llhttp
+     * nothing, and llhttp still paused at the event before (the head)
+     * takes any end for a clean one: a response cut right after its head
+     * ended as if whole and empty */
+    if (p->ck_line && llhttp_get_errno(&p->ll) == HPE_PAUSED)
+        llhttp_resume(&p->ll);
     llhttp_errno_t e = llhttp_finish(&p->ll);
     if (e == HPE_OK || e == HPE_PAUSED) {
         p->st = ST_CLOSED;

@@ -53,6 +53,13 @@ class H2Origin:
                   connection and never closes it: it reads until reel
                   closes it (RFC 9113 5.4.1), noting what came and when
     /t/slow?ms    200 after ms milliseconds (other streams go on)
+    /t/rst-head   HEADERS 200 (no length), then 0.2 s later RST_STREAM
+                  INTERNAL_ERROR
+    /t/rst-with-head  HEADERS 200 and RST_STREAM INTERNAL_ERROR in one write
+    /t/cl-short   content-length 10, "12345" and END_STREAM (malformed:
+                  RFC 9113 8.1.1, reel resets the stream)
+    /t/upper      a 200 with an upper-case field name (malformed), END_STREAM
+    /t/refuse     RST_STREAM REFUSED_STREAM: not processed (RFC 9113 8.7)
     CONNECT :protocol websocket (RFC 8441; SETTINGS_ENABLE_CONNECT_PROTOCOL
                   is offered): /t/ws answers 200 and echoes every WebSocket
                   message, a close with a close and the stream's end;
@@ -291,6 +298,28 @@ class H2Origin:
                           sid.to_bytes(4, "big") + block)
             self._closed()
             return "stay"
+        elif path in ("/t/rst-head", "/t/rst-with-head", "/t/cl-short", "/t/upper"):
+            # frames by hand: python3-h2 refuses to send what is malformed
+            # (its encoder, shared, keeps HPACK in step)
+            def frame(ftype, flags, payload):
+                return (len(payload).to_bytes(3, "big") + bytes([ftype, flags]) +
+                        sid.to_bytes(4, "big") + payload)
+            rst = frame(3, 0, (2).to_bytes(4, "big"))  # INTERNAL_ERROR
+            s.sendall(conn.data_to_send())
+            if path == "/t/rst-head":
+                s.sendall(frame(1, 4, conn.encoder.encode([(":status", "200")])))
+                time.sleep(0.2)
+                s.sendall(rst)
+            elif path == "/t/rst-with-head":
+                s.sendall(frame(1, 4, conn.encoder.encode([(":status", "200")])) + rst)
+            elif path == "/t/cl-short":
+                s.sendall(frame(1, 4, conn.encoder.encode([(":status", "200"),
+                                                           ("content-length", "10")])) +
+                          frame(0, 1, b"12345"))
+            else:
+                s.sendall(frame(1, 5, conn.encoder.encode([(":status", "200"), ("X-Upper", "1")])))
+        elif path.startswith("/t/refuse?") or path == "/t/refuse":
+            conn.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
         elif path.startswith("/t/slow?"):
             due.append((time.time() + int(path.split("?")[1]) / 1000.0, sid,
                         ("slow %s" % path).encode()))
@@ -464,6 +493,30 @@ class Http2UpstreamTest(unittest.TestCase):
         f = self.flows_for("/t/reset")[0]
         self.assertIn("the origin reset the HTTP/2 stream (error code 0x2", f["error"])
         self.assertEqual(len(body(f, "response")), 5000)
+
+    def test_d2_origin_reset_right_after_its_head_reaches_the_client(self):
+        # the reset in a read of its own after the HEADERS, or in the same
+        # one: the client's stream used to get the head and then nothing
+        # (its flow ended 4-16 s later, when the client gave up, as "the
+        # client closed the HTTP/2 connection"), since the end right after
+        # a chunked head was taken for a clean one
+        self.curl_h2(self.url("/t/plain?warm"))
+        c = tunnel_h2(self.reel, self.origin.port)
+        try:
+            t0 = time.time()
+            late = c.request("GET", self.auth, "/t/rst-head")
+            same = c.request("GET", self.auth, "/t/rst-with-head")
+            c.wait(lambda: c.done(late) and c.done(same), timeout=5)
+            self.assertLess(time.time() - t0, 2)
+            for sid in (late, same):
+                self.assertEqual(hdr(c.streams[sid]["headers"], ":status"), "200")
+                self.assertIsNotNone(c.streams[sid]["reset"], sid)
+                self.assertFalse(c.streams[sid]["ended"], sid)
+        finally:
+            c.close()
+        for path in ("/t/rst-head", "/t/rst-with-head"):
+            f = self.flows_for(path, timeout=3)[0]
+            self.assertIn("the origin reset the HTTP/2 stream (error code 0x2", f["error"])
 
     def test_e_goaway_moves_later_requests_to_a_new_connection(self):
         self.curl_h2(self.url("/t/plain?warm"))
@@ -707,6 +760,22 @@ class Http2UpstreamTest(unittest.TestCase):
             if i:
                 self.assertEqual(t["connect_us"], -1, f)
             self.assertEqual(f["response"]["reason"], "", f)
+
+    def test_hc_http1_client_is_cut_when_an_h2c_origin_resets_after_its_head(self):
+        # an HTTP/1.1 client to an h2c origin (after test_h, which counts the
+        # h2c origin's flows): curl waited for its -m, the flow for
+        # upstream_timeout
+        for path in ("/t/rst-head", "/t/rst-with-head"):
+            t0 = time.time()
+            r = subprocess.run(["curl", "-sS", "-m", "6", "-x", self.reel.proxy, "-o", "/dev/null",
+                                "http://localhost:%d%s" % (self.h2c.port, path)],
+                               capture_output=True)
+            self.assertLess(time.time() - t0, 3, path)
+            self.assertNotIn(r.returncode, (0, 28), (path, r))  # cut, not whole, not timed out
+            fs = self.reel.wait_flows(1, "~u 'localhost:%d%s$'" % (self.h2c.port, path), timeout=3)
+            self.assertEqual(len(fs), 1, fs)
+            f = self.reel.flow(fs[0]["id"])
+            self.assertIn("the origin reset the HTTP/2 stream (error code 0x2", f["error"])
 
     def ws_stream(self, c, path):
         """An extended CONNECT (RFC 8441) for a WebSocket at path, once

@@ -443,6 +443,19 @@ static void test_response_cut_short(void **state) {
           "BODY hel\n"
           "ERR 502 response cut short\n");
     check(&RESP_EOF, "HTTP/1.1 200 OK\r\nContent-Le", "ERR 502 response cut short\n");
+    /* the end right after a head: llhttp, still paused at the head, took
+     * the end for a whole message (an HTTP/2 origin's RST_STREAM right
+     * after its HEADERS, core/h2up.c, was a response complete and empty) */
+    check(&RESP_EOF, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+          "HEAD 200 'OK' HTTP/1.1 [Transfer-Encoding: chunked] fr=2 cl=-1 chunked ka\n"
+          "ERR 502 response cut short\n");
+    check(&RESP_EOF, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+          "HEAD 200 'OK' HTTP/1.1 [Transfer-Encoding: chunked] fr=2 cl=-1 chunked ka\n"
+          "BODY hello\n"
+          "ERR 502 response cut short\n");
+    check(&RESP_EOF, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n",
+          "HEAD 200 'OK' HTTP/1.1 [Content-Length: 10] fr=1 cl=10 ka\n"
+          "ERR 502 response cut short\n");
 }
 
 static void test_connect_response(void **state) {
