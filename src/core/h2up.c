@@ -571,10 +571,13 @@ static void sess_process(h2sess_t *s) {
     char *fatal = sess_read_events(s);
     reel__h2_memory_seen(s->p, reel_h2_memory(s->h2) + s->in_held);
     sess_flush(s);
-    if (fatal == NULL && !s->cut && !reel_h2_alive(s->h2)) {
-        /* the GOAWAY nghttp2 queued for what the origin broke is an event
-         * once it went out (in the flush just above): read now, not when
-         * the origin next speaks, which it may never do */
+    if (fatal == NULL && !s->cut) {
+        /* the GOAWAY nghttp2 queued for what the origin broke, and the
+         * RST_STREAM it sent of its own for a stream's malformed response
+         * (a body longer or shorter than its content-length), are events
+         * once they went out (in the flush just above): read now, not when
+         * the origin next speaks, which it may never do (the stream's
+         * conn waited, its client with the head and no end) */
         fatal = sess_read_events(s);
     }
     s->processing = false;

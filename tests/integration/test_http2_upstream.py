@@ -518,6 +518,26 @@ class Http2UpstreamTest(unittest.TestCase):
             f = self.flows_for(path, timeout=3)[0]
             self.assertIn("the origin reset the HTTP/2 stream (error code 0x2", f["error"])
 
+    def test_d3_body_short_of_its_length_is_cut_at_once(self):
+        # nghttp2 resets the stream of its own (no callback): that RST_STREAM
+        # is an event once it went out, and was read only at the origin's
+        # next frame, the client waiting with the head and 5 bytes
+        self.curl_h2(self.url("/t/plain?warm"))
+        c = tunnel_h2(self.reel, self.origin.port)
+        try:
+            t0 = time.time()
+            sid = c.request("GET", self.auth, "/t/cl-short")
+            c.wait(lambda: c.done(sid), timeout=5)
+            self.assertLess(time.time() - t0, 2)
+            self.assertIsNotNone(c.streams[sid]["reset"])
+            self.assertEqual(c.streams[sid]["data"], b"12345")
+        finally:
+            c.close()
+        f = self.flows_for("/t/cl-short", timeout=3)[0]
+        self.assertIn("reel reset the origin's HTTP/2 stream with RST_STREAM PROTOCOL_ERROR",
+                      f["error"])
+        self.assertEqual(body(f, "response"), b"12345")
+
     def test_e_goaway_moves_later_requests_to_a_new_connection(self):
         self.curl_h2(self.url("/t/plain?warm"))
         out = self.curl_h2(self.url("/t/goaway"), self.url("/t/plain?after-goaway"))
