@@ -592,6 +592,10 @@ bool reel__h2up_ws_ok(reel_proxy_t *p, bool https, const char *host, int port, c
 /* How many fields at the end of up's last response head reel added (the
  * 101 an extended CONNECT's 200 became: core/h2up.c); 0 for any other. */
 unsigned reel__h2up_synthesized(const peer_t *up);
+/* Whether up's request may be sent again if it ended unanswered: false for
+ * an HTTP/2 stream the origin had (reset other than REFUSED_STREAM, a
+ * malformed answer reel reset: RFC 9113 8.7); true for any other. */
+bool reel__h2up_may_retry(const peer_t *up);
 void reel__h2up_flush_deferred(struct h2sess *s);
 
 /* ---- proxy.c ---- */

@@ -1650,7 +1650,8 @@ void reel__resp_process(conn_t *c) {
         if (ev.type == REEL_H1_EV_NONE) {
             /* clean EOF between responses */
             if (up->eof) {
-                if (c->ex.flow && !c->ex.resp_head_sent && c->ex.retry_head.len && !c->ex.retried) {
+                if (c->ex.flow && !c->ex.resp_head_sent && c->ex.retry_head.len && !c->ex.retried &&
+                    reel__h2up_may_retry(up)) {
                     retry_on_new_upstream(c);
                     return;
                 }

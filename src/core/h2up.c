@@ -121,6 +121,10 @@ struct ulane {
     bool eof_pending;
     bool ended; /* its end was given (eof_pending, maybe delivered): once */
     char *eof_error;
+    /* the stream ended after the origin had the request (a RST_STREAM
+     * other than REFUSED_STREAM, a malformed response reel reset): the
+     * conn must not send it again, RFC 9113 8.7 (reel__h2up_may_retry) */
+    bool processed;
     bool reading, connected, want_close, closed;
     uv_timer_t timer;       /* deferred events */
     reel_stack_info_t info; /* the session's, kept for after it is gone */
@@ -473,6 +477,12 @@ static void sess_event(h2sess_t *s, const reel_codec_event_t *ev) {
                                     ev->error_code, ev->error_reason ? ": " : "",
                                     ev->error_reason ? ev->error_reason : "");
             lane_unbind(l);
+            /* the origin had the request, and may have acted on it: also
+             * when reel reset its malformed answer, which the conn, seeing
+             * no response, used to send again (RFC 9113 8.7); unless an
+             * end before this one said otherwise (the first end wins) */
+            if (!l->ended)
+                l->processed = true;
             ulane_end(l, why);
             lane_pending(s, l);
             free(why);
@@ -1287,6 +1297,11 @@ bool reel__h2up_ws_ok(reel_proxy_t *p, bool https, const char *host, int port, c
         }
     free(key);
     return ok;
+}
+
+bool reel__h2up_may_retry(const peer_t *up) {
+    const reel_filter_t *f = up->st.bottom;
+    return !(up->h2 && f && f->ops == &ulane_ops && ((const ulane_t *)f)->processed);
 }
 
 unsigned reel__h2up_synthesized(const peer_t *up) {

@@ -538,6 +538,21 @@ class Http2UpstreamTest(unittest.TestCase):
                       f["error"])
         self.assertEqual(body(f, "response"), b"12345")
 
+    def test_d4_malformed_answer_is_not_sent_again(self):
+        # the origin answered (malformed: reel resets the stream): the GET
+        # used to go to the origin a second time on the shared connection,
+        # as if unanswered, with one flow saying nothing of it
+        self.curl_h2(self.url("/t/plain?warm"))
+        before = sum(1 for r in self.origin.requests if r["headers"][":path"] == "/t/upper")
+        self.assertEqual(self.curl_h2(self.url("/t/upper")), "2 502\n")
+        f = self.flows_for("/t/upper")[0]
+        self.assertIn("reel reset the origin's HTTP/2 stream with RST_STREAM PROTOCOL_ERROR",
+                      f["error"])
+        self.assertIn("upper-case", f["error"])
+        time.sleep(0.3)
+        sent = sum(1 for r in self.origin.requests if r["headers"][":path"] == "/t/upper") - before
+        self.assertEqual(sent, 1)
+
     def test_e_goaway_moves_later_requests_to_a_new_connection(self):
         self.curl_h2(self.url("/t/plain?warm"))
         out = self.curl_h2(self.url("/t/goaway"), self.url("/t/plain?after-goaway"))
