@@ -1656,10 +1656,16 @@ void reel__resp_process(conn_t *c) {
                     return;
                 }
                 if (c->ex.flow && !c->ex.resp_head_sent) {
-                    reel__fail_exchange(c, 502,
-                                        up->error
-                                            ? up->error
-                                            : "upstream closed the connection without responding");
+                    const char *why =
+                        up->error ? up->error : "upstream closed the connection without responding";
+                    /* the request went out twice: the record says so */
+                    char *both = c->ex.retried ? reel_asprintf("%s (retried once: the first "
+                                                               "attempt, on a kept-alive "
+                                                               "connection, went unanswered too)",
+                                                               why)
+                                               : NULL;
+                    reel__fail_exchange(c, 502, both ? both : why);
+                    free(both);
                     return;
                 }
                 if (c->ex.resp_done && !c->ex.req_done && !c->ex.upgrade && !c->lane &&

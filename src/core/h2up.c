@@ -453,9 +453,13 @@ static void sess_event(h2sess_t *s, const reel_codec_event_t *ev) {
             }
             break;
         }
-        if (ev->error_code == REEL_H2_REFUSED_STREAM && l->in.len == 0) {
+        if (!ev->local && ev->error_code == REEL_H2_REFUSED_STREAM && l->in.len == 0) {
+            /* not processed: the conn may send it again; if it does not
+             * (a body, a first try that was not on a kept-alive stream,
+             * a second refusal), its 502 says why */
             lane_unbind(l);
-            ulane_end(l, NULL); /* not processed: the conn may send it again */
+            ulane_end(l, "the origin refused the HTTP/2 stream with RST_STREAM REFUSED_STREAM "
+                         "(0x7): it did not process the request (RFC 9113 8.7)");
             lane_pending(s, l);
             break;
         }

@@ -553,6 +553,35 @@ class Http2UpstreamTest(unittest.TestCase):
         sent = sum(1 for r in self.origin.requests if r["headers"][":path"] == "/t/upper") - before
         self.assertEqual(sent, 1)
 
+    def test_d5_refused_stream_says_so(self):
+        # RST_STREAM REFUSED_STREAM: the 502 said "upstream closed the
+        # connection without responding" (the connection was open) and
+        # named no code. A GET on the kept-alive connection is sent once
+        # more (RFC 9113 8.7), and the record says so; a POST is not.
+        self.curl_h2(self.url("/t/plain?warm"))
+        n0 = sum(1 for r in self.origin.requests if r["headers"][":path"] == "/t/refuse")
+        self.assertEqual(self.curl_h2(self.url("/t/refuse")), "2 502\n")
+        f = self.flows_for("/t/refuse$")[0]
+        self.assertIn("the origin refused the HTTP/2 stream with RST_STREAM REFUSED_STREAM (0x7)",
+                      f["error"])
+        self.assertIn("retried once", f["error"])
+        self.assertTrue(f["server_conn"]["retried"], f["server_conn"])
+        self.assertIn(b"REFUSED_STREAM", body(f, "response"))
+        time.sleep(0.3)
+        n1 = sum(1 for r in self.origin.requests if r["headers"][":path"] == "/t/refuse")
+        self.assertEqual(n1 - n0, 2)
+        r = subprocess.run(["curl", "-sS", "--max-time", "10", "-x", self.reel.proxy, "--cacert",
+                            self.reel.ca, "--http2", "-d", "body", "-w", "%{http_code}",
+                            self.url("/t/refuse?post")], capture_output=True, check=True)
+        self.assertTrue(r.stdout.endswith(b"502"), r.stdout)
+        self.assertIn(b"REFUSED_STREAM", r.stdout)
+        f = self.flows_for("/t/refuse?post")[0]
+        self.assertIn("REFUSED_STREAM (0x7)", f["error"])
+        self.assertNotIn("retried", f["error"])
+        time.sleep(0.3)
+        self.assertEqual(
+            sum(1 for r in self.origin.requests if r["headers"][":path"] == "/t/refuse?post"), 1)
+
     def test_e_goaway_moves_later_requests_to_a_new_connection(self):
         self.curl_h2(self.url("/t/plain?warm"))
         out = self.curl_h2(self.url("/t/goaway"), self.url("/t/plain?after-goaway"))
@@ -577,7 +606,8 @@ class Http2UpstreamTest(unittest.TestCase):
         self.assertEqual(self.curl_h2(self.url("/t/refuse-always")), "2 502\n")
         f = self.flows_for("/t/refuse-always")[0]
         self.assertRegex(f["error"], r"^the origin sent GOAWAY NO_ERROR \(0x0\) with last stream "
-                                     r"\d+, before it processed the request \(RFC 9113 6\.8\)$")
+                                     r"\d+, before it processed the request \(RFC 9113 6\.8\) "
+                                     r"\(retried once: ")
         # a GOAWAY with an error cuts the stream it was answering: the
         # flow's error names it
         r = subprocess.run(["curl", "-sS", "--max-time", "30", "-x", self.reel.proxy, "--cacert",
