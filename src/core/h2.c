@@ -68,11 +68,13 @@ typedef struct stream {
      * beyond max_concurrent_streams, refused once its head has come
      * (headless: too many such heads are queued to keep this one's) */
     bool counted, over_limit, headless;
-    /* Server role: the request's content-length (-1: none, or a CONNECT)
-     * and the DATA bytes received, to tell why nghttp2 refuses a body
-     * (it resets such a stream without a callback) */
+    /* Server role: the request's content-length (-1: none, or a CONNECT);
+     * client role: the final response's (-1: none, or to a HEAD, or a 204
+     * or 304); and the DATA bytes received, to tell why nghttp2 refuses a
+     * body (it resets such a stream without a callback) */
     int64_t clen;
     uint64_t recv;
+    bool head_req; /* client role: the request is a HEAD */
 } stream_t;
 
 #define BUCKETS 64
@@ -660,6 +662,9 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
             if (h->role == REEL_H2_SERVER && cl &&
                 !(strcmp(method, "CONNECT") == 0 && !e->head.protocol))
                 st->clen = (int64_t)strtoll(cl, NULL, 10);
+            else if (h->role == REEL_H2_CLIENT && cl && status && st->got_final && !st->head_req &&
+                     strcmp(status, "204") != 0 && strcmp(status, "304") != 0)
+                st->clen = (int64_t)strtoll(cl, NULL, 10);
         }
         hc_init(&st->in);
         ev_done(h, e);
@@ -1009,17 +1014,18 @@ static int on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, void *
                                           reel_h2_error_name(h->goaway_code), h->goaway_code));
         return 0;
     }
-    if (hd->type != NGHTTP2_DATA || h->role != REEL_H2_SERVER)
+    if (hd->type != NGHTTP2_DATA)
         return 0;
     stream_t *st = stream_of(h, hd->stream_id);
     if (st == NULL || st->reset_reported || st->clen < 0)
         return 0;
-    if (hd->flags & NGHTTP2_FLAG_END_STREAM)
+    if (h->role == REEL_H2_SERVER && (hd->flags & NGHTTP2_FLAG_END_STREAM))
         h->end_check = st->end_check = true;
     if (!(hd->flags & NGHTTP2_FLAG_PADDED) && st->recv + hd->length > (uint64_t)st->clen)
         refuse(h, st, REEL_H2_PROTOCOL_ERROR,
-               reel_asprintf("the request body is longer than its content-length (%lld bytes; "
+               reel_asprintf("the %s body is longer than its content-length (%lld bytes; "
                              "%llu and then a DATA frame of %zu)",
+                             h->role == REEL_H2_SERVER ? "request" : "response",
                              (long long)st->clen, (unsigned long long)st->recv, hd->length),
                false);
     return 0;
@@ -1086,12 +1092,19 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
     if (st && !st->reset_reported && !st->caller_reset) {
         /* one nghttp2 sent of its own with no callback before (a padded
          * DATA frame over content-length): reported late rather than not */
-        refuse(h, st, f->rst_stream.error_code,
-               reel_asprintf("reel reset the stream: %s",
-                             st->clen >= 0 && st->recv > (uint64_t)st->clen
-                                 ? "the request body is longer than its content-length"
-                                 : "the peer broke HTTP/2 on it"),
-               false);
+        const char *what = h->role == REEL_H2_SERVER ? "request" : "response";
+        char *why = st->clen >= 0 && st->recv > (uint64_t)st->clen
+                        ? reel_asprintf("reel reset the stream: the %s body is longer than its "
+                                        "content-length (%lld bytes; %llu received)",
+                                        what, (long long)st->clen, (unsigned long long)st->recv)
+                    /* (a request's short body is end_refused's) */
+                    : st->clen >= 0 && st->recv < (uint64_t)st->clen && h->role == REEL_H2_CLIENT &&
+                            nghttp2_session_get_stream_remote_close(h->s, st->id) == 1
+                        ? reel_asprintf("reel reset the stream: the response body ended after %llu "
+                                        "bytes, short of its content-length (%lld bytes)",
+                                        (unsigned long long)st->recv, (long long)st->clen)
+                        : reel_asprintf("reel reset the stream: the peer broke HTTP/2 on it");
+        refuse(h, st, f->rst_stream.error_code, why, false);
     }
     if (f->hd.type == NGHTTP2_GOAWAY) {
         h->goaway_sent = true;
@@ -1516,6 +1529,7 @@ reel_rc reel_h2_submit_request(reel_h2_t *h, const reel_msg_head_t *head, bool e
                             nghttp2_strerror(id));
     stream_t *st = stream_new(h, id);
     st->end = end;
+    st->head_req = strcmp(head->method, "HEAD") == 0;
     *stream = (uint32_t)id;
     return REEL_OK;
 }

@@ -58,6 +58,7 @@ class H2Origin:
     /t/rst-with-head  HEADERS 200 and RST_STREAM INTERNAL_ERROR in one write
     /t/cl-short   content-length 10, "12345" and END_STREAM (malformed:
                   RFC 9113 8.1.1, reel resets the stream)
+    /t/cl-long    content-length 3, "1234567890" and END_STREAM (malformed)
     /t/upper      a 200 with an upper-case field name (malformed), END_STREAM
     /t/refuse     RST_STREAM REFUSED_STREAM: not processed (RFC 9113 8.7)
     CONNECT :protocol websocket (RFC 8441; SETTINGS_ENABLE_CONNECT_PROTOCOL
@@ -298,7 +299,8 @@ class H2Origin:
                           sid.to_bytes(4, "big") + block)
             self._closed()
             return "stay"
-        elif path in ("/t/rst-head", "/t/rst-with-head", "/t/cl-short", "/t/upper"):
+        elif path.split("?")[0] in ("/t/rst-head", "/t/rst-with-head", "/t/cl-short", "/t/cl-long",
+                                    "/t/upper"):
             # frames by hand: python3-h2 refuses to send what is malformed
             # (its encoder, shared, keeps HPACK in step)
             def frame(ftype, flags, payload):
@@ -312,10 +314,14 @@ class H2Origin:
                 s.sendall(rst)
             elif path == "/t/rst-with-head":
                 s.sendall(frame(1, 4, conn.encoder.encode([(":status", "200")])) + rst)
-            elif path == "/t/cl-short":
+            elif path.startswith("/t/cl-short"):
                 s.sendall(frame(1, 4, conn.encoder.encode([(":status", "200"),
                                                            ("content-length", "10")])) +
                           frame(0, 1, b"12345"))
+            elif path == "/t/cl-long":
+                s.sendall(frame(1, 4, conn.encoder.encode([(":status", "200"),
+                                                           ("content-length", "3")])) +
+                          frame(0, 1, b"1234567890"))
             else:
                 s.sendall(frame(1, 5, conn.encoder.encode([(":status", "200"), ("X-Upper", "1")])))
         elif path.startswith("/t/refuse?") or path == "/t/refuse":
@@ -533,10 +539,27 @@ class Http2UpstreamTest(unittest.TestCase):
             self.assertEqual(c.streams[sid]["data"], b"12345")
         finally:
             c.close()
-        f = self.flows_for("/t/cl-short", timeout=3)[0]
+        f = self.flows_for("/t/cl-short$", timeout=3)[0]
         self.assertIn("reel reset the origin's HTTP/2 stream with RST_STREAM PROTOCOL_ERROR",
                       f["error"])
         self.assertEqual(body(f, "response"), b"12345")
+
+    def test_d3b_body_not_its_length_is_named(self):
+        # the reset named no reason: "the peer broke HTTP/2 on it"
+        self.curl_h2(self.url("/t/plain?warm"))
+        c = tunnel_h2(self.reel, self.origin.port)
+        try:
+            short = c.request("GET", self.auth, "/t/cl-short?named")
+            long_ = c.request("GET", self.auth, "/t/cl-long")
+            c.wait(lambda: c.done(short) and c.done(long_), timeout=5)
+        finally:
+            c.close()
+        f = self.flows_for("/t/cl-short?named", timeout=3)[0]
+        self.assertIn("the response body ended after 5 bytes, short of its content-length "
+                      "(10 bytes)", f["error"])
+        f = self.flows_for("/t/cl-long", timeout=3)[0]
+        self.assertIn("the response body is longer than its content-length (3 bytes",
+                      f["error"])
 
     def test_d4_malformed_answer_is_not_sent_again(self):
         # the origin answered (malformed: reel resets the stream): the GET
