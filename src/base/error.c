@@ -1,8 +1,10 @@
 #include "base/error.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 const char *reel_rc_name(reel_rc rc) {
     switch (rc) {
@@ -41,7 +43,15 @@ __attribute__((format(printf, 4, 0))) static reel_rc err_vset(reel_err_t *err, r
     err->code = rc;
     int n = vsnprintf(err->msg, sizeof err->msg, fmt, ap);
     if (errnum != 0 && n >= 0 && (size_t)n < sizeof err->msg)
-        snprintf(err->msg + n, sizeof err->msg - (size_t)n, ": %s", strerror(errnum));
+        n += snprintf(err->msg + n, sizeof err->msg - (size_t)n, ": %s", strerror(errnum));
+    /* "File too large" alone reads as a fault of the file; mostly it is
+     * the process's file-size limit, which the message then names. */
+    struct rlimit rl;
+    if (errnum == EFBIG && n >= 0 && (size_t)n < sizeof err->msg &&
+        getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        snprintf(err->msg + n, sizeof err->msg - (size_t)n,
+                 " (the file-size limit, ulimit -f, is %llu bytes)",
+                 (unsigned long long)rl.rlim_cur);
     return rc;
 }
 

@@ -55,6 +55,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
@@ -305,6 +306,7 @@ struct reel_recorder {
     int disk_failed; /* capture stopped by a disk error */
     int seg_gone;    /* ... because the segment was deleted: for good */
     int announced;   /* "capture stopped" was said for this outage */
+    uint64_t fsize_need; /* stopped by the file-size limit: the size it must allow */
     int64_t retry_ns, outage_ns;
     char fail_reason[REEL_ERR_MSG_MAX];
     uint64_t out_records, out_lost_flows; /* dropped during this outage */
@@ -792,6 +794,11 @@ static void block_write(reel_recorder_t *r, reel_buf_t *raw, const reel_buf_t *f
         if (ftruncate(r->seg_fd, (off_t)off) != 0) {
             /* recovery moves a partial frame aside on the next open */
         }
+        /* EFBIG: past the process's file-size limit (SIGXFSZ is ignored,
+         * main.c). Free space does not lift it: writable_again waits until
+         * the limit admits the frame that failed. */
+        if (e == EFBIG)
+            r->fsize_need = off + frame->len;
         rc = reel_err_errno(&err, REEL_IO, e, "writing spool segment %08u.zst", r->segment);
         goto fail;
     }
@@ -974,7 +981,8 @@ static void take(reel_recorder_t *r, const uint8_t *data, size_t len) {
 }
 
 /* Whether the spool can be written again: the segment still exists, the
- * file system is writable with room to spare, and a test file of
+ * file system is writable with room to spare, a file-size limit that
+ * stopped capture admits the frame that failed, and a test file of
  * PROBE_BYTES can be written and synced. */
 static int writable_again(reel_recorder_t *r) {
     struct stat st;
@@ -988,6 +996,13 @@ static int writable_again(reel_recorder_t *r) {
     struct statvfs vfs;
     if (fstatvfs(r->seg_fd, &vfs) != 0 || (vfs.f_flag & ST_RDONLY) ||
         (uint64_t)vfs.f_bavail * vfs.f_frsize < RESUME_MIN_FREE)
+        return 0;
+    /* The probe would pass under the limit (it is a small new file), and
+     * capture would stop again at its next frame, every retry_ms: only
+     * raising the limit (prlimit --pid) lets it resume. */
+    struct rlimit rl;
+    if (r->fsize_need && getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        rl.rlim_cur < r->fsize_need)
         return 0;
     char *p = reel_asprintf("%s/.probe", reel_session_spool_dir(r->session));
     int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -1014,6 +1029,7 @@ static void try_resume(reel_recorder_t *r) {
     if (!writable_again(r))
         return;
     r->disk_failed = 0;
+    r->fsize_need = 0;
     pthread_mutex_lock(&r->mu);
     r->capture_stopped = 0;
     pthread_mutex_unlock(&r->mu);

@@ -1,0 +1,158 @@
+#!/usr/bin/python3
+"""A file-size limit (ulimit -f, RLIMIT_FSIZE, systemd's LimitFSIZE=) under
+the proxy and under the commands that write a session.
+
+A write past the limit sends SIGXFSZ, which kills a process that does not
+ignore it: the proxy stopped forwarding (curl got no answer) and left a
+torn frame at the limit. reel ignores it, so the write fails with EFBIG,
+which is handled as a full disk is: capture stops, traffic goes on, the
+segment is cut back to its last whole frame, and the message names the
+limit. The limit is set on the running proxy with prlimit(2), as
+`prlimit --pid` does, and raised again the same way. Needs no root.
+"""
+import os
+import resource
+import shutil
+import subprocess
+import tempfile
+import time
+import unittest
+
+from proxyenv import REEL, TMPBASE, Origin, Reel, body, curl, main, run
+
+LIMIT = 3000000
+
+
+def wait_for(pred, timeout, what, reel=None):
+    deadline = time.time() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.time() > deadline:
+            raise AssertionError("timed out waiting for %s%s" % (
+                what, "; reel said:\n" + reel.log() if reel else ""))
+        time.sleep(0.1)
+
+
+def fsize(limit):
+    """A preexec_fn that lowers the soft file-size limit of the child."""
+    def set_limit():
+        hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    return set_limit
+
+
+class FileSizeLimitTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        os.makedirs(TMPBASE, exist_ok=True)
+        cls.root = tempfile.mkdtemp(prefix="filelimit.", dir=TMPBASE)
+        cls.origin = Origin(os.path.join(cls.root, "origin"))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.origin.stop()
+        if os.environ.get("REEL_TEST_KEEP") != "1":
+            shutil.rmtree(cls.root, ignore_errors=True)
+
+    def setUp(self):
+        self.reels = []
+        self.dir = tempfile.mkdtemp(prefix=self.id().split(".")[-1] + ".", dir=self.root)
+
+    def tearDown(self):
+        for r in self.reels:
+            if r.proc.poll() is None:
+                r.proc.kill()
+                r.proc.wait(10)
+            if not r.errlog.closed:
+                r.errlog.close()
+
+    def start(self, session):
+        r = Reel(self.dir, session, "upstream_trusted_ca=" + self.origin.ca)
+        self.reels.append(r)
+        return r
+
+    def set_limit(self, r, soft):
+        hard = resource.prlimit(r.proc.pid, resource.RLIMIT_FSIZE)[1]
+        resource.prlimit(r.proc.pid, resource.RLIMIT_FSIZE, (soft, hard))
+
+    def segment(self, r, session):
+        return os.path.join(r.env["REEL_HOME"], session, "spool", "00000001.zst")
+
+    def test_limit_stops_capture_not_traffic(self):
+        r = self.start("fsz")
+        o = self.origin
+        self.set_limit(r, LIMIT)
+        # 1 MiB of random bytes each: the third or fourth frame crosses the
+        # limit. Every one is answered, byte for byte.
+        for i in range(5):
+            got = curl(r, o.url("/file1m?n=%d" % i)).stdout
+            self.assertEqual(got, o.file1m, "response %d through the proxy" % i)
+        wait_for(lambda: "capture stopped" in r.log(), 10, "the capture-stopped warning", r)
+        time.sleep(1.5)  # the writer retries every second: it must not resume and stop again
+        self.assertEqual(curl(r, o.url("/100b?during")).stdout, b"x" * 99 + b"\n")
+        log = r.log()
+        self.assertEqual(log.count("capture stopped"), 1, log)
+        self.assertIn("capture stopped: writing spool segment 00000001.zst: File too large "
+                      "(the file-size limit, ulimit -f, is %d bytes); traffic is still "
+                      "forwarded" % LIMIT, log)
+        self.assertNotIn("capture resumed", log)
+        # Cut back to the last whole frame: nothing torn for the next open
+        # to move aside, and the session checks out while the proxy runs.
+        self.assertLessEqual(os.path.getsize(self.segment(r, "fsz")), LIMIT)
+        v = r.cli("verify", "fsz", check=False)
+        self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+
+        # The limit raised under it (prlimit --pid): capture resumes.
+        self.set_limit(r, resource.RLIM_INFINITY)
+        wait_for(lambda: "capture resumed" in r.log(), 10, "the capture-resumed message", r)
+        self.assertEqual(curl(r, o.url("/file1m?after")).stdout, o.file1m)
+        after = r.wait_flows(1, "~u after")
+        self.assertEqual(len(after), 1)
+        self.assertEqual(body(r.flow(after[0]["id"]), "response"), o.file1m)
+        first = r.wait_flows(1, "~u n=0")
+        self.assertEqual(body(r.flow(first[0]["id"]), "response"), o.file1m)
+
+        code = r.stop()
+        log = r.log()
+        self.assertEqual(code, 1, log)  # records were lost: an error status, but a clean exit
+        self.assertIn("capture was stopped during this run", log)
+        v = run([REEL, "verify", "fsz"], env=r.env, check=False)
+        self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+        self.assertNotIn(b"torn", v.stderr)  # nothing was left half-written
+
+    def test_commands_that_write_fail_cleanly(self):
+        r = self.start("src")
+        o = self.origin
+        for i in range(3):
+            curl(r, "-o", os.devnull, o.url("/file1m?n=%d" % i))
+        r.wait_flows(3)
+        self.assertEqual(r.stop(), 0, r.log())
+        env = r.env
+        before = run([REEL, "flows", "src", "--json"], env=env).stdout
+        har = os.path.join(self.dir, "src.har")
+        run([REEL, "export", "src", "--format", "har", "-o", har], env=env)
+
+        # compact writes new segments: it stops at the limit, and the
+        # session is as it was
+        res = run([REEL, "compact", "src"], env=env, check=False, preexec_fn=fsize(500000))
+        self.assertEqual(res.returncode, 1, res.stderr)
+        self.assertIn(b"File too large (the file-size limit, ulimit -f, is 500000 bytes)",
+                      res.stderr)
+        self.assertEqual(run([REEL, "flows", "src", "--json"], env=env).stdout, before)
+        v = run([REEL, "verify", "src"], env=env, check=False)
+        self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+
+        # import writes through the recorder: it undoes what it wrote
+        res = run([REEL, "import", har, "--into", "imp"], env=env, check=False,
+                  preexec_fn=fsize(400000))
+        self.assertEqual(res.returncode, 1, res.stderr)
+        self.assertIn(b"File too large (the file-size limit, ulimit -f, is 400000 bytes)",
+                      res.stderr)
+        self.assertIn(b"nothing was imported", res.stderr)
+        self.assertFalse(os.path.exists(os.path.join(env["REEL_HOME"], "imp")))
+
+
+if __name__ == "__main__":
+    main()
