@@ -40,6 +40,57 @@ static reel_rc db_rc(int sqlite_rc) {
     return c == SQLITE_CORRUPT || c == SQLITE_NOTADB ? REEL_CORRUPT : REEL_DB;
 }
 
+/* The errno behind db's last error src, which SQLite keeps for I/O errors
+ * and files it could not open ("disk I/O error" alone does not say that
+ * the disk is full); 0 if there is none. */
+static int db_errno(sqlite3 *db, int src) {
+    int c = src & 0xff;
+    return db && (c == SQLITE_IOERR || c == SQLITE_CANTOPEN) ? sqlite3_system_errno(db) : 0;
+}
+
+/* "session.db: " and db's last error, with its errno if SQLite kept one. */
+static reel_rc db_fail(reel_err_t *err, reel_rc rc, sqlite3 *db) {
+    return reel_err_errno(err, rc, db_errno(db, sqlite3_extended_errcode(db)), "session.db: %s",
+                          sqlite3_errmsg(db));
+}
+
+/* Whether SQLite's error src on opening or reading an index came from
+ * around the file rather than from its bytes: a full file system (in
+ * particular, no room to make session.db-shm or -wal beside it), a
+ * file-size limit, an I/O error, a file it could not open. The index may
+ * well be whole, so it must not be called damaged, nor a rebuild advised:
+ * that would write more to a full disk and fix nothing. A short read is
+ * a file shorter than its header says: that is damage. */
+static int env_failure(int src) {
+    int c = src & 0xff;
+    if (src == SQLITE_IOERR_SHORT_READ)
+        return 0;
+    return c == SQLITE_FULL || c == SQLITE_IOERR || c == SQLITE_CANTOPEN || c == SQLITE_NOLFS ||
+           c == SQLITE_NOMEM;
+}
+
+/* The error for an index that could not be opened or read for a reason
+ * env_failure accepts: names the cause and what to do about it. */
+static reel_rc env_error(reel_err_t *err, sqlite3 *db, const char *path, int src) {
+    int e = db_errno(db, src);
+    const char *todo = "an error of the file system, not damage found in the index: check the "
+                       "disk (dmesg) and try again";
+    if ((src & 0xff) == SQLITE_FULL || e == ENOSPC || e == EDQUOT)
+        todo = "a full file system, not damage to the index: free some space and try again";
+    else if (e == EFBIG)
+        todo = "the file-size limit, not damage to the index: raise it and try again";
+    else if (e == EACCES || e == EPERM || e == EROFS)
+        todo = "a file system or permissions that keep reel from writing beside it, not damage "
+               "to the index: copy the session somewhere writable, or fix its permissions";
+    else if ((src & 0xff) == SQLITE_NOMEM || e == ENOMEM)
+        todo = "a lack of memory, not damage to the index: try again";
+    reel_err_t why;
+    reel_err_clear(&why);
+    reel_err_errno(&why, REEL_IO, e, "cannot open %s (%s)", path,
+                   db ? sqlite3_errmsg(db) : sqlite3_errstr(src));
+    return reel_err_set(err, REEL_IO, "%s; that is %s", reel_err_str(&why), todo);
+}
+
 reel_rc reel_index_exec(sqlite3 *db, const char *sql, reel_err_t *err) {
     char *msg = NULL;
     int src = sqlite3_exec(db, sql, NULL, NULL, &msg);
@@ -48,8 +99,8 @@ reel_rc reel_index_exec(sqlite3 *db, const char *sql, reel_err_t *err) {
         return reel_err_set(err, REEL_IO, "%s", reel_journal_errmsg(db));
     }
     if (src != SQLITE_OK) {
-        reel_rc rc =
-            reel_err_set(err, db_rc(src), "session.db: %s", msg ? msg : sqlite3_errmsg(db));
+        reel_rc rc = reel_err_errno(err, db_rc(src), db_errno(db, sqlite3_extended_errcode(db)),
+                                    "session.db: %s", msg ? msg : sqlite3_errmsg(db));
         sqlite3_free(msg);
         return rc;
     }
@@ -59,7 +110,7 @@ reel_rc reel_index_exec(sqlite3 *db, const char *sql, reel_err_t *err) {
 reel_rc reel_index_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, reel_err_t *err) {
     int src = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
     if (src != SQLITE_OK)
-        return reel_err_set(err, db_rc(src), "session.db: %s", sqlite3_errmsg(db));
+        return db_fail(err, db_rc(src), db);
     return REEL_OK;
 }
 
@@ -75,6 +126,8 @@ static int user_version(sqlite3 *db) {
 
 static reel_rc migrate(sqlite3 *db, reel_err_t *err) {
     int v = user_version(db);
+    if (v < 0 && env_failure(sqlite3_extended_errcode(db)))
+        return env_error(err, db, sqlite3_db_filename(db, "main"), sqlite3_extended_errcode(db));
     if (v < 0)
         return reel_err_set(err, REEL_CORRUPT, "%s is damaged or not an SQLite database (%s)",
                             sqlite3_db_filename(db, "main"), sqlite3_errmsg(db));
@@ -217,7 +270,11 @@ reel_rc reel_index_open(const char *path, int how, sqlite3 **out, reel_err_t *er
         }
         close(fd);
     }
-    if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
+    int osrc = sqlite3_open_v2(path, &db, flags, NULL);
+    if (osrc != SQLITE_OK && !create && env_failure(osrc)) {
+        rc = env_error(err, db, path, osrc);
+        goto out;
+    } else if (osrc != SQLITE_OK) {
         rc = reel_err_set(err, create ? REEL_DB : REEL_CORRUPT, "cannot open %s: %s", path,
                           db ? sqlite3_errmsg(db) : "out of memory");
         goto out;
@@ -268,6 +325,12 @@ reel_rc reel_index_open(const char *path, int how, sqlite3 **out, reel_err_t *er
                               "and needs to create session.db-wal and -shm beside it; copy the "
                               "session somewhere writable, or fix its permissions",
                               path, sqlite3_errmsg(db));
+            goto out;
+        }
+        /* Switching to WAL, or reading through it, makes session.db-shm
+         * (and -wal) beside the file: on a full disk that fails first. */
+        if (env_failure(sqlite3_extended_errcode(db))) {
+            rc = env_error(err, db, path, sqlite3_extended_errcode(db));
             goto out;
         }
         rc = reel_err_set(err, REEL_CORRUPT, "%s is damaged or not an SQLite database (%s)", path,
@@ -372,7 +435,7 @@ reel_rc reel_index_open_readonly(const char *path, int live, sqlite3 **out, char
     }
     if (db == NULL) {
         int code = src & 0xff;
-        int io = code == SQLITE_CANTOPEN || code == SQLITE_PERM;
+        int io = code == SQLITE_CANTOPEN || code == SQLITE_PERM || env_failure(src);
         rc = reel_err_set(err, io ? REEL_IO : REEL_CORRUPT, "cannot read %s: %s", path,
                           sqlite3_errstr(src));
         goto out;
@@ -380,6 +443,10 @@ reel_rc reel_index_open_readonly(const char *path, int live, sqlite3 **out, char
     sqlite3_extended_result_codes(db, 1);
     sqlite3_busy_timeout(db, 10000);
     int v = user_version(db);
+    if (v < 0 && env_failure(sqlite3_extended_errcode(db))) {
+        rc = env_error(err, db, path, sqlite3_extended_errcode(db));
+        goto out;
+    }
     if (v < 0) {
         rc = reel_err_set(err, REEL_CORRUPT, "%s is damaged or not an SQLite database (%s)", path,
                           sqlite3_errmsg(db));
@@ -460,7 +527,7 @@ reel_rc reel_index_meta_set(sqlite3 *db, const char *key, const char *value, ree
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE)
-        rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
+        rc = db_fail(err, REEL_DB, db);
     sqlite3_finalize(st);
     return rc;
 }
@@ -1230,7 +1297,7 @@ static reel_rc write_lost(reel_indexer_t *ix, frow *r, reel_err_t *err) {
                            -1, &ins, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(ix->db, "UPDATE flows SET damaged = 1 WHERE id = ?", -1, &upd, NULL) !=
             SQLITE_OK) {
-        rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(ix->db));
+        rc = db_fail(err, REEL_DB, ix->db);
         goto out;
     }
     for (int d = 0; d < 3 && rc == REEL_OK; d++) {
@@ -1247,12 +1314,12 @@ static reel_rc write_lost(reel_indexer_t *ix, frow *r, reel_err_t *err) {
         sqlite3_bind_text(ins, 5, d < 2 ? why : text, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int64(ins, 6, r->lost_us);
         if (sqlite3_step(ins) != SQLITE_DONE)
-            rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(ix->db));
+            rc = db_fail(err, REEL_DB, ix->db);
         sqlite3_reset(ins);
     }
     sqlite3_bind_int64(upd, 1, (sqlite3_int64)r->id);
     if (rc == REEL_OK && sqlite3_step(upd) != SQLITE_DONE)
-        rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(ix->db));
+        rc = db_fail(err, REEL_DB, ix->db);
 out:
     sqlite3_finalize(ins);
     sqlite3_finalize(upd);
@@ -1339,7 +1406,7 @@ static reel_rc write_links(reel_indexer_t *ix, uint32_t segment, uint64_t off, r
     reel_rc rc = run_batches(ix, ix->link, LINK_ROWS, 4, ix->nlinks, bind_links, &c, &at);
     ix->nlinks = 0;
     if (rc != REEL_OK)
-        return reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(ix->db));
+        return db_fail(err, REEL_DB, ix->db);
     return REEL_OK;
 }
 
@@ -1756,7 +1823,7 @@ static reel_rc add_frame(reel_indexer_t *ix, uint32_t segment, uint64_t off, siz
     int s = sqlite3_step(ix->frame);
     sqlite3_reset(ix->frame);
     if (s != SQLITE_DONE)
-        return reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(ix->db));
+        return db_fail(err, REEL_DB, ix->db);
     return REEL_OK;
 }
 

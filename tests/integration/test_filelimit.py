@@ -9,6 +9,13 @@ which is handled as a full disk is: capture stops, traffic goes on, the
 segment is cut back to its last whole frame, and the message names the
 limit. The limit is set on the running proxy with prlimit(2), as
 `prlimit --pid` does, and raised again the same way. Needs no root.
+
+Reading a session needs session.db-shm (and -wal) beside session.db. When
+SQLite cannot make them, on a full file system or under a file-size limit,
+the read commands said the index was "damaged or not an SQLite database"
+and advised `reel repair`, though nothing was wrong with it. They must
+name the cause instead. A limit of 0 bytes on the reader needs no root; a
+full tmpfs needs root (CAP_SYS_ADMIN) to mount and is skipped without it.
 """
 import os
 import resource
@@ -152,6 +159,99 @@ class FileSizeLimitTest(unittest.TestCase):
                       res.stderr)
         self.assertIn(b"nothing was imported", res.stderr)
         self.assertFalse(os.path.exists(os.path.join(env["REEL_HOME"], "imp")))
+
+
+READERS = [["flows", "s"], ["show", "s"], ["ls"], ["verify", "s"], ["tag", "s", "1", "t"],
+           ["annotate", "s", "1", "note"]]
+
+
+class ReadsOutOfSpaceTest(unittest.TestCase):
+    """Commands on a session whose session.db-shm cannot be made."""
+
+    @classmethod
+    def setUpClass(cls):
+        os.makedirs(TMPBASE, exist_ok=True)
+        cls.root = tempfile.mkdtemp(prefix="outofspace.", dir=TMPBASE)
+        cls.origin = Origin(os.path.join(cls.root, "origin"))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.origin.stop()
+        if os.environ.get("REEL_TEST_KEEP") != "1":
+            shutil.rmtree(cls.root, ignore_errors=True)
+
+    def setUp(self):
+        self.mounts = []
+        self.reels = []
+        self.dir = tempfile.mkdtemp(prefix=self.id().split(".")[-1] + ".", dir=self.root)
+
+    def tearDown(self):
+        for r in self.reels:
+            if r.proc.poll() is None:
+                r.proc.kill()
+                r.proc.wait(10)
+            if not r.errlog.closed:
+                r.errlog.close()
+        for m in reversed(self.mounts):
+            if subprocess.run(["umount", m], capture_output=True).returncode != 0:
+                subprocess.run(["umount", "-l", m], capture_output=True)
+
+    def record(self, home):
+        """Session s with three flows under home, the proxy stopped.
+        Returns (env, its flows as JSON)."""
+        r = Reel(self.dir, "s", "upstream_trusted_ca=" + self.origin.ca, home=home)
+        self.reels.append(r)
+        for i in range(3):
+            curl(r, "-o", os.devnull, self.origin.url("/100b?n=%d" % i))
+        r.wait_flows(3)
+        self.assertEqual(r.stop(), 0, r.log())
+        return r.env, run([REEL, "flows", "s", "--json"], env=r.env).stdout
+
+    def check_readers(self, env, cause, todo, preexec_fn=None):
+        for cmd in READERS:
+            res = run([REEL] + cmd, env=env, check=False, preexec_fn=preexec_fn)
+            what = "reel %s: %s %s" % (" ".join(cmd), res.stdout, res.stderr)
+            self.assertEqual(res.returncode, 1, what)
+            out = res.stdout + res.stderr
+            self.assertIn(cause, out, what)
+            self.assertIn(todo, out, what)
+            self.assertIn(b"not damage to the index", out, what)
+            self.assertNotIn(b"damaged", out, what)
+            self.assertNotIn(b"reel repair", out, what)
+
+    def check_reads_back(self, env, flows):
+        self.assertEqual(run([REEL, "flows", "s", "--json"], env=env).stdout, flows)
+        v = run([REEL, "verify", "s"], env=env, check=False)
+        self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+        run([REEL, "tag", "s", "1", "t"], env=env)
+
+    def test_file_size_limit_on_the_reader(self):
+        env, flows = self.record(os.path.join(self.dir, "home"))
+        self.check_readers(env, b"(disk I/O error): File too large (the file-size limit, "
+                           b"ulimit -f, is 0 bytes)", b"raise it and try again", fsize(0))
+        self.check_reads_back(env, flows)
+
+    def test_full_file_system(self):
+        mnt = tempfile.mkdtemp(prefix="tmpfs.", dir=self.dir)
+        res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d,mode=0700" % (8 << 20),
+                              "tmpfs", mnt], capture_output=True, text=True)
+        if res.returncode != 0:
+            raise unittest.SkipTest("cannot mount a tmpfs (needs root or CAP_SYS_ADMIN): "
+                                    + res.stderr.strip())
+        self.mounts.append(mnt)
+        env, flows = self.record(os.path.join(mnt, "home"))
+        filler = os.path.join(mnt, "filler")
+        with open(filler, "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * (1 << 16))
+                    f.flush()
+            except OSError:
+                pass
+        self.check_readers(env, b"(disk I/O error): No space left on device",
+                           b"free some space and try again")
+        os.unlink(filler)
+        self.check_reads_back(env, flows)
 
 
 if __name__ == "__main__":
