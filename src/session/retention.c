@@ -245,8 +245,24 @@ reel_rc reel_retention_run(sqlite3 *db, const char *spool_dir, uint32_t below,
     size_t nseg = 0;
     seginfo *segs = list_segs(spool_dir, &nseg);
     uint64_t total = 0;
-    for (size_t i = 0; i < nseg; i++)
+    for (size_t i = 0; i < nseg; i++) {
         total += segs[i].size;
+        int64_t ahead = segs[i].mtime_us - now_us;
+        if (ahead > 1000000 && segs[i].n < below) {
+            if (out->future++ == 0)
+                out->future_seg = segs[i].n;
+            if (ahead / 1000000 > out->future_s)
+                out->future_s = ahead / 1000000;
+        }
+    }
+    /* A segment was last written before the next one was begun: its age
+     * is at least that of every later one. Taken so, a segment dated after
+     * later ones (the clock was set back while it was written, or it was
+     * touched) no longer holds back the older ones behind it, which age
+     * retention, stopping at the first segment too young, never reached. */
+    for (size_t i = nseg; i-- > 1;)
+        if (segs[i - 1].mtime_us > segs[i].mtime_us)
+            segs[i - 1].mtime_us = segs[i].mtime_us;
     sqlite3_int64 nflows = lim->max_flows ? query_n(db, "SELECT count(*) FROM flows", 0)
                                           : 0;
     for (size_t i = 0; i < nseg && segs[i].n < below; i++) {
@@ -420,6 +436,14 @@ static char *tmp_path(const char *dir, uint32_t n) {
     return reel_asprintf("%s/.compact-%08u", dir, n);
 }
 
+/* Adds text to err's message (first error wins: reel_err_set would not). */
+static void err_append(reel_err_t *err, const char *text) {
+    if (err == NULL)
+        return;
+    size_t len = strlen(err->msg);
+    snprintf(err->msg + len, sizeof err->msg - len, "%s", text);
+}
+
 static reel_rc c_frame_out(compact_ctx *c) {
     if (c->block.len == 0)
         return REEL_OK;
@@ -429,7 +453,8 @@ static reel_rc c_frame_out(compact_ctx *c) {
     reel_buf_reset(&c->block);
     if (c->fd >= 0 && c->out_size > 0 && c->out_size + c->frame.len > c->segment_size) {
         if (fdatasync(c->fd) != 0)
-            return reel_err_errno(c->err, REEL_IO, errno, "compact: syncing");
+            return reel_err_errno(c->err, REEL_IO, errno, "compact: syncing %s/.compact-%08u",
+                                  c->dir, c->next_n);
         close(c->fd);
         c->fd = -1;
         c->next_n++;
@@ -442,7 +467,8 @@ static reel_rc c_frame_out(compact_ctx *c) {
             reel_session_give(c->session_dir, c->fd, p); /* root compacting another's */
         free(p);
         if (c->fd < 0)
-            return reel_err_errno(c->err, REEL_IO, e, "compact: creating a segment");
+            return reel_err_errno(c->err, REEL_IO, e, "compact: creating %s/.compact-%08u", c->dir,
+                                  c->next_n);
         c->out_size = 0;
     }
     const uint8_t *q = c->frame.data;
@@ -452,7 +478,8 @@ static reel_rc c_frame_out(compact_ctx *c) {
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
-            return reel_err_errno(c->err, REEL_IO, errno, "compact: writing");
+            return reel_err_errno(c->err, REEL_IO, w < 0 ? errno : ENOSPC,
+                                  "compact: writing %s/.compact-%08u", c->dir, c->next_n);
         q += w;
         left -= (size_t)w;
     }
@@ -589,7 +616,8 @@ reel_rc reel_retention_compact(reel_session_t *s, uint64_t segment_size, char **
     if (rc == REEL_OK)
         rc = c_frame_out(&c);
     if (rc == REEL_OK && c.fd >= 0 && fdatasync(c.fd) != 0)
-        rc = reel_err_errno(err, REEL_IO, errno, "compact: syncing");
+        rc =
+            reel_err_errno(err, REEL_IO, errno, "compact: syncing %s/.compact-%08u", dir, c.next_n);
     if (c.fd >= 0)
         close(c.fd);
     c.fd = -1;
@@ -611,6 +639,10 @@ reel_rc reel_retention_compact(reel_session_t *s, uint64_t segment_size, char **
             unlink(p);
             free(p);
         }
+        /* The old segments and the index have not been touched yet: say
+         * so, or a full disk reads as a half-done compact. */
+        err_append(err, "; nothing was changed (the new segments written so far were deleted, "
+                        "the spool and the index are as they were)");
         goto out;
     }
     began = 1;

@@ -22,7 +22,8 @@
 /** Limits; 0 = no limit. */
 typedef struct {
     uint64_t max_bytes;  /* bytes of all segment files together */
-    int64_t max_age_s;   /* a closed segment whose last write is older goes */
+    int64_t max_age_s;   /* a closed segment whose last write (or any later
+                            segment's, if earlier) is older goes */
     uint64_t max_flows;  /* flows in the index */
 } reel_retention_limits_t;
 
@@ -31,6 +32,12 @@ typedef struct {
     uint32_t segments;
     uint64_t flows, bytes;
     uint32_t kept; /* segments over a limit kept for open or user-data flows */
+    /* Closed segments whose last write is dated over a second after now_us
+     * (the clock was set back, or the file touched), the oldest of them,
+     * and how far ahead the furthest is. Their age is taken as that of the
+     * newer segments after them (docs/format.md, section 6a). */
+    uint32_t future, future_seg;
+    int64_t future_s;
 } reel_retention_result_t;
 
 /** Called around each write transaction of reel_retention_run: take()

@@ -5,7 +5,9 @@
  * not damage); `reel compact` removes the leftovers; on_segment_closed runs
  * for every closed segment and its failure is only a warning. */
 #include <dirent.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -400,11 +403,109 @@ static void test_journaled_drop_without_commit(void **state) {
     free(home);
 }
 
+static void set_mtime(const char *home, const char *name, uint32_t n, time_t t) {
+    char seg[16];
+    reel_spool_segment_name(n, seg);
+    char *p = reel_asprintf("%s/%s/spool/%s", home, name, seg);
+    struct timespec ts[2] = {{t, 0}, {t, 0}};
+    assert_int_equal(utimensat(AT_FDCWD, p, ts, 0), 0);
+    free(p);
+}
+
+/* Age retention with a segment dated in the future (the clock was set back
+ * after it was written): it used to stop there, the first segment too
+ * young, and drop none of the old ones after it. A segment is as old as
+ * any later one, so all go, and the future date is reported. */
+static void test_max_age_past_a_future_segment(void **state) {
+    (void)state;
+    char *home = reel_test_tmpdir("reel-ret");
+    env_t e = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    reel_buf_init(&e.warnings, 0);
+    reel_session_t *s = open_session(home, "a", REEL_OPEN_CREATE | REEL_OPEN_RECORD);
+    reel_recorder_t *r = start(s, &e, NULL, NULL);
+    reel_err_t err;
+    reel_err_clear(&err);
+    uint64_t id;
+    for (int i = 0; i < 75; i++)
+        flow(r, 64 << 10, 1, &id); /* ~5 segments */
+    assert_int_equal(reel_recorder_close(r, &err), REEL_OK);
+    assert_true(seg_exists(home, "a", 5));
+    long long nseg = q1(s, "SELECT max(segment) FROM frames");
+    set_mtime(home, "a", 1, 1893456000); /* 2030-01-01 */
+    for (uint32_t n = 2; n <= (uint32_t)nseg; n++)
+        set_mtime(home, "a", n, 1577836800); /* 2020-01-01 */
+    reel_retention_limits_t lim = {.max_age_s = 60};
+    reel_retention_result_t res;
+    int64_t now = (int64_t)1700000000 * 1000000; /* 2023 */
+    assert_int_equal(reel_retention_run(reel_session_db(s), reel_session_spool_dir(s), UINT32_MAX,
+                                        &lim, now, NULL, &res, &err),
+                     REEL_OK);
+    assert_int_equal(res.segments, nseg);
+    assert_int_equal(res.future, 1);
+    assert_int_equal(res.future_seg, 1);
+    assert_true(res.future_s > 6 * 365 * 86400LL);
+    assert_false(seg_exists(home, "a", 1));
+    assert_false(seg_exists(home, "a", 2));
+    assert_int_equal(q1(s, "SELECT count(*) FROM flows"), 0);
+    assert_int_equal(q1(s, "SELECT count(*) FROM retention WHERE reason = 'max_age'"), nseg);
+    reel_session_close(s);
+    reel_buf_free(&e.warnings);
+    reel_test_rm_rf(home);
+    free(home);
+}
+
+/* Compact that cannot write its new segments (a full disk; here a file
+ * size limit) names the file and says nothing changed, and nothing did. */
+static void test_compact_write_fails(void **state) {
+    (void)state;
+    char *home = reel_test_tmpdir("reel-ret");
+    env_t e = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    reel_buf_init(&e.warnings, 0);
+    reel_session_t *s = open_session(home, "c", REEL_OPEN_CREATE | REEL_OPEN_RECORD);
+    reel_recorder_t *r = start(s, &e, NULL, NULL);
+    reel_err_t err;
+    reel_err_clear(&err);
+    uint64_t id;
+    for (int i = 0; i < 40; i++)
+        flow(r, 64 << 10, 1, &id);
+    assert_int_equal(reel_recorder_close(r, &err), REEL_OK);
+    long long flows = q1(s, "SELECT count(*) FROM flows");
+    struct rlimit old, lim = {256 << 10, 256 << 10};
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    void (*was)(int) = signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    char *rep = NULL;
+    reel_rc rc = reel_retention_compact(s, 1u << 20, &rep, &err);
+    setrlimit(RLIMIT_FSIZE, &old);
+    signal(SIGXFSZ, was);
+    assert_int_equal(rc, REEL_IO);
+    const char *msg = reel_err_str(&err);
+    if (!strstr(msg, "compact: writing ") || !strstr(msg, "/spool/.compact-000000") ||
+        !strstr(msg, "File too large; nothing was changed"))
+        fail_msg("message: %s", msg);
+    free(rep);
+    DIR *d = opendir(reel_session_spool_dir(s));
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        if (strncmp(de->d_name, ".compact-", 9) == 0)
+            fail_msg("left %s", de->d_name);
+    closedir(d);
+    assert_int_equal(q1(s, "SELECT count(*) FROM flows"), flows);
+    assert_int_equal(q1(s, "SELECT count(*) FROM retention"), 0);
+    assert_verify(s);
+    reel_session_close(s);
+    reel_buf_free(&e.warnings);
+    reel_test_rm_rf(home);
+    free(home);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_max_bytes_keeps_open_and_tagged),
         cmocka_unit_test(test_hook_and_max_flows),
         cmocka_unit_test(test_journaled_drop_without_commit),
+        cmocka_unit_test(test_max_age_past_a_future_segment),
+        cmocka_unit_test(test_compact_write_fails),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
