@@ -45,6 +45,8 @@ static const char usage[] =
     "                  by absolute path)\n"
     "\n"
     "A progress line (flows, rate, time left) goes to stderr when it is a terminal.\n"
+    "Flows that retention drops while the export runs (it listed them before)\n"
+    "are left out, and their number said on stderr.\n"
     "Flows: reel flows --help. Formats in detail: docs/export.md.\n"
     "Example: reel export mysession -o bug.har --redact '~d api.example.com'\n";
 
@@ -179,6 +181,12 @@ int reel_cmd_export(reel_cli_t *cli, int argc, char **argv) {
         if (erc != REEL_OK)
             unlink(tmp);
     }
+    if (st.dropped)
+        /* said even when the export failed later: it explains a short one */
+        fprintf(stderr,
+                "reel export: %llu %s dropped by retention while the export ran (the session "
+                "is being recorded with a retention limit): not written\n",
+                (unsigned long long)st.dropped, st.dropped == 1 ? "flow was" : "flows were");
     if (erc != REEL_OK) {
         rc = reel_cli_fail(cli, "%s", reel_err_str(&err));
         goto out;

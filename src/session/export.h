@@ -92,12 +92,16 @@ typedef struct {
     uint64_t skipped; /* flows with nothing to write in this format (tunnels,
                          TCP or TLS, in HAR and curl; flows without a
                          request head) */
+    uint64_t dropped; /* flows retention dropped while the export ran (after
+                         it had listed them): not written */
 } reel_export_stats_t;
 
 /** Writes the flows of s that match o->filter to out (borrowed), in id
  * order. Returns REEL_INVALID / REEL_LIMIT for a bad filter, REEL_DB,
  * REEL_CORRUPT (a flow's records cannot be read), REEL_IO (out or a body
- * file cannot be written), with a message. stats (may be NULL) is filled
+ * file cannot be written, or the session was removed meanwhile), with a
+ * message. A flow retention drops after the export listed it is left out
+ * and counted in stats->dropped, not an error. stats (may be NULL) is filled
  * even on error. */
 reel_rc reel_export(reel_session_t *s, FILE *out, const reel_export_opts_t *o,
                     reel_export_stats_t *stats, reel_err_t *err);

@@ -108,6 +108,39 @@ static sqlite3_int64 query_n(sqlite3 *db, const char *sql, sqlite3_int64 n) {
     return v;
 }
 
+/* For tests of the readers that run beside a drop (verify, export): with
+ * REEL_TEST_RETENTION_HOLD=PATH, a drop waits at `stage` ("rows": some
+ * flows' rows gone, its frames not; "file": every row gone, the file not)
+ * while PATH holds that word, for at most 60 s, and meanwhile PATH.held
+ * says "SEGMENT STAGE". */
+static int hold_says(const char *path, const char *stage) {
+    char buf[16] = "";
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    buf[strcspn(buf, "\n")] = '\0';
+    return strcmp(buf, stage) == 0;
+}
+
+static void test_hold(uint32_t n, const char *stage) {
+    const char *path = getenv("REEL_TEST_RETENTION_HOLD");
+    if (path == NULL || path[0] == '\0' || !hold_says(path, stage))
+        return;
+    char *held = reel_asprintf("%s.held", path);
+    FILE *f = fopen(held, "w");
+    if (f) {
+        fprintf(f, "%u %s\n", n, stage);
+        fclose(f);
+    }
+    for (int i = 0; i < 6000 && hold_says(path, stage); i++)
+        usleep(10000);
+    unlink(held);
+    free(held);
+}
+
 static void lock_take(const reel_retention_lock_t *lk) {
     if (lk)
         lk->take(lk->ctx);
@@ -168,7 +201,10 @@ static reel_rc purge(sqlite3 *db, const char *dir, uint32_t n, const reel_retent
         lock_give(lk);
         if (rc != REEL_OK)
             return rc;
+        if (more)
+            test_hold(n, "rows");
     }
+    test_hold(n, "file");
     char *p = seg_path(dir, n);
     int gone = unlink(p) == 0 || errno == ENOENT;
     int e = errno;
@@ -628,6 +664,10 @@ reel_rc reel_retention_compact(reel_session_t *s, uint64_t segment_size, char **
             unlink(p);
             free(p);
         }
+        /* The old segments and the index have not been touched yet: say
+         * so, or a full disk reads as a half-done compact. */
+        err_append(err, "; nothing was changed (the new segments written so far were deleted, "
+                        "the spool and the index are as they were)");
         goto out;
     }
     /* From here until the index is rebuilt from the new segments, it does
@@ -639,10 +679,6 @@ reel_rc reel_retention_compact(reel_session_t *s, uint64_t segment_size, char **
             unlink(p);
             free(p);
         }
-        /* The old segments and the index have not been touched yet: say
-         * so, or a full disk reads as a half-done compact. */
-        err_append(err, "; nothing was changed (the new segments written so far were deleted, "
-                        "the spool and the index are as they were)");
         goto out;
     }
     began = 1;

@@ -324,6 +324,27 @@ int reel_session_open_segment(const reel_session_t *s, uint32_t n) {
     return fd;
 }
 
+reel_segment_gone_t reel_session_segment_gone(const reel_session_t *s, uint32_t n) {
+    struct stat st;
+    if (stat(s->path, &st) != 0 && errno == ENOENT)
+        return REEL_SEGMENT_REMOVED; /* reel rm renames the directory away first */
+    char *dbpath = reel_asprintf("%s/session.db", s->path);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *q = NULL;
+    int dropped = 0;
+    if (sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_busy_timeout(db, 2000) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "SELECT 1 FROM retention WHERE segment = ?1", -1, &q, NULL) ==
+            SQLITE_OK) {
+        sqlite3_bind_int64(q, 1, n);
+        dropped = sqlite3_step(q) == SQLITE_ROW;
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    free(dbpath);
+    return dropped ? REEL_SEGMENT_DROPPED : REEL_SEGMENT_MISSING;
+}
+
 /* Segment numbers present in spool/, sorted. */
 static uint32_t *list_segments(const reel_session_t *s, size_t *count) {
     *count = 0;
@@ -3612,7 +3633,49 @@ typedef struct {
      * says the scan of this segment reached that point. */
     uint64_t live_end;
     int live_stopped;
+    /* Segments not checked, sorted: dropped on purpose (listed in
+     * `retention`, in the snapshot or since). A drop deletes a segment's
+     * flow rows, then its frame rows, then the file, in separate
+     * transactions (docs/format.md, section 6a): mid-drop, the snapshot
+     * can hold frames whose flows are gone, and a file can go while this
+     * runs. Flows with records in them are not checked either. */
+    uint32_t *skip;
+    size_t nskip, capskip;
+    uint64_t dropped_meanwhile; /* of those, dropped after the snapshot */
 } verify_ctx;
+
+static void skip_add(verify_ctx *v, uint32_t seg) {
+    size_t i = v->nskip;
+    while (i > 0 && v->skip[i - 1] >= seg) {
+        if (v->skip[i - 1] == seg)
+            return;
+        i--;
+    }
+    if (v->nskip == v->capskip)
+        v->skip =
+            reel_realloc(v->skip, (v->capskip = v->capskip ? v->capskip * 2 : 8) * sizeof *v->skip);
+    memmove(v->skip + i + 1, v->skip + i, (v->nskip - i) * sizeof *v->skip);
+    v->skip[i] = seg;
+    v->nskip++;
+}
+
+/* Whether a skipped segment lies in first .. last. */
+static int skipped_in(const verify_ctx *v, uint32_t first, uint32_t last) {
+    for (size_t i = 0; i < v->nskip; i++)
+        if (v->skip[i] >= first && v->skip[i] <= last)
+            return 1;
+    return 0;
+}
+
+/* A segment the snapshot knows, found gone: dropped by retention since
+ * (skipped, not a problem) or not. */
+static int dropped_since(verify_ctx *v, uint32_t seg) {
+    if (reel_session_segment_gone(v->s, seg) != REEL_SEGMENT_DROPPED)
+        return 0;
+    skip_add(v, seg);
+    v->dropped_meanwhile++;
+    return 1;
+}
 
 static void problem(verify_ctx *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void problem(verify_ctx *v, const char *fmt, ...) {
@@ -3730,7 +3793,7 @@ static void verify_flows(verify_ctx *v, const uint32_t *segs, const uint64_t *sc
                 b = m;
         }
         if (a == nseg || segs[a] != hseg || (hi & ((1ull << 40) - 1)) >= scanned[a] ||
-            id > v->max_id)
+            id > v->max_id || skipped_in(v, (uint32_t)(lo >> 40), hseg))
             continue;
         flow_facts f;
         facts_load(st, 4, &f);
@@ -3817,6 +3880,15 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
     reel_buf_init(&rep, 0);
     verify_ctx v = {.s = s, .report = &rep};
     sqlite3_stmt *dmg = NULL, *idx_frames = NULL;
+    /* A live recorder's index moves on while this runs: every query reads
+     * one snapshot of it, taken before the spool is read (the spool is
+     * always ahead of the index), and the spool is checked up to it.
+     * Segments are listed after it: every one it indexes is then there,
+     * unless retention has dropped it since. */
+    reel_err_t snap_err;
+    reel_err_clear(&snap_err);
+    int snapshot = s->live && reel_index_exec(s->db, "BEGIN; SELECT count(*) FROM frames",
+                                              &snap_err) == REEL_OK;
     size_t nseg = 0;
     uint32_t *segs = list_segments(s, &nseg);
     uint64_t *scanned = reel_calloc(nseg + 1, sizeof *scanned);
@@ -3824,13 +3896,6 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
     if (v.max_id > (1u << 28))
         v.max_id = 1u << 28; /* ids above are not checked for holes */
     v.stored = reel_calloc(v.max_id + 1, sizeof *v.stored);
-    /* A live recorder's index moves on while this runs: every query reads
-     * one snapshot of it, taken before the spool is read (the spool is
-     * always ahead of the index), and the spool is checked up to it. */
-    reel_err_t snap_err;
-    reel_err_clear(&snap_err);
-    int snapshot = s->live && reel_index_exec(s->db, "BEGIN; SELECT count(*) FROM frames",
-                                              &snap_err) == REEL_OK;
     if ((rc = reel_index_prepare(s->db,
                                  "SELECT clen, rlen FROM frames WHERE segment = ? AND offset = ?",
                                  &v.frame_q, err)) != REEL_OK ||
@@ -3846,9 +3911,15 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
         goto out;
     /* Spool to index: every frame checks out and is indexed. */
     for (size_t i = 0; i < nseg; i++) {
+        if (reel_retention_is_retired(s->db, segs[i])) {
+            skip_add(&v, segs[i]); /* its drop is under way, or a crash stopped it */
+            continue;
+        }
         int fd = reel_session_open_segment(s, segs[i]);
         if (fd < 0) {
-            problem(&v, "segment %08u.zst: cannot open: %s", segs[i], strerror(errno));
+            int e = errno;
+            if (e != ENOENT || !dropped_since(&v, segs[i]))
+                problem(&v, "segment %08u.zst: cannot open: %s", segs[i], strerror(e));
             continue;
         }
         struct stat sst;
@@ -3941,10 +4012,14 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
     while (sqlite3_step(idx_frames) == SQLITE_ROW) {
         uint32_t seg = (uint32_t)sqlite3_column_int64(idx_frames, 0);
         long long n = sqlite3_column_int64(idx_frames, 1);
+        if (skipped_in(&v, seg, seg))
+            continue;
         if (has_segment(segs, nseg, seg)) {
             indexed += (uint64_t)n;
             continue;
         }
+        if (s->live && dropped_since(&v, seg))
+            continue;
         problem(&v,
                 "segment %08u.zst is missing: the index lists %lld frame%s of it, holding "
                 "records of %lld flow%s that cannot be read in full",
@@ -3976,6 +4051,9 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
         for (size_t i = 0; i < nseg; i++) {
             uint32_t lo = prev + 1, hi = segs[i]; /* the gap before segs[i]: [lo, hi) */
             prev = segs[i];
+            /* Dropped since the snapshot, oldest first: not a gap. */
+            while (s->live && lo < hi && hi - lo <= 64 && dropped_since(&v, lo))
+                lo++;
             for (size_t k = 0; k < nknown && lo < hi; k++) {
                 uint64_t kend = (uint64_t)known[k].first + known[k].count;
                 if (kend <= lo || known[k].first >= hi)
@@ -4101,6 +4179,12 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
     if (s->live)
         reel_buf_puts(&rep, "the session is being recorded: checked as far as its index had "
                             "got when this began (the frames written since are not)\n");
+    if (v.nskip)
+        reel_buf_printf(&rep, "%zu segment%s not checked: dropped by retention (%s)\n", v.nskip,
+                        v.nskip == 1 ? "" : "s",
+                        v.dropped_meanwhile ? "while this ran"
+                                            : "listed as dropped, the drop "
+                                              "not finished yet");
     reel_buf_printf(&rep, "%zu segment%s, %llu frames checked, %llu problem%s\n", nseg,
                     nseg == 1 ? "" : "s", (unsigned long long)v.frames,
                     (unsigned long long)v.problems, v.problems == 1 ? "" : "s");
@@ -4115,6 +4199,7 @@ out:
     sqlite3_finalize(idx_frames);
     free(segs);
     free(scanned);
+    free(v.skip);
     free(v.stored);
     *report = (char *)rep.data;
     if (*report == NULL)
@@ -4133,9 +4218,20 @@ reel_rc reel_session_remove(const char *home, const char *name, reel_err_t *err)
     if (rc != REEL_OK)
         return rc;
     char *path = reel_strdup(reel_session_path(s));
-    /* Hold the lock while deleting so no recorder starts meanwhile. */
-    if (nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS) != 0)
-        rc = reel_err_errno(err, REEL_IO, errno, "removing %s", path);
+    /* Out of the way under a hidden name first (reel ls skips those), in
+     * one step: a reader of the session (an export) then finds the whole
+     * directory gone and says so, where deleting in place would have it
+     * find one segment after another missing, as if damaged. The lock
+     * (held while deleting, so no recorder starts meanwhile) goes along:
+     * it is held on an open file. */
+    const char *slash = strrchr(path, '/');
+    char *aside = slash ? reel_asprintf("%.*s/.%s.removing-%ld", (int)(slash - path), path,
+                                        slash + 1, (long)getpid())
+                        : reel_asprintf(".%s.removing-%ld", path, (long)getpid());
+    const char *victim = rename(path, aside) == 0 ? aside : path;
+    if (nftw(victim, rm_cb, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        rc = reel_err_errno(err, REEL_IO, errno, "removing %s", victim);
+    free(aside);
     reel_session_close(s);
     free(path);
     return rc;

@@ -96,6 +96,19 @@ void reel_session_give(const char *session_dir, int fd, const char *path);
 /** Opens segment n of s's spool for reading; returns the fd or -1 (errno). */
 int reel_session_open_segment(const reel_session_t *s, uint32_t n);
 
+/** Why a segment the index lists could not be opened (ENOENT). */
+typedef enum {
+    REEL_SEGMENT_MISSING, /* lost: damage ('reel verify' lists it) */
+    REEL_SEGMENT_DROPPED, /* retention or compact has dropped it since */
+    REEL_SEGMENT_REMOVED, /* the session has been deleted ('reel rm') */
+} reel_segment_gone_t;
+
+/** Why segment n of s, listed by the index as a reader's transaction sees
+ * it, is not there: looks at the session directory and at `retention` as
+ * committed now, through a connection of its own (s's may be inside a
+ * read transaction that began before the drop). */
+reel_segment_gone_t reel_session_segment_gone(const reel_session_t *s, uint32_t n);
+
 /** Rebuilds the index (flows, frames) from the spool, keeping annotations,
  * tags, marks and the config overlay. Corrupt frames are skipped and
  * recorded in the damage table, and so are missing segments; flows that
@@ -115,7 +128,9 @@ reel_rc reel_session_repair(reel_session_t *s, char **report, reel_err_t *err);
  * but does not fail), REEL_CORRUPT otherwise. */
 reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err);
 
-/** Deletes the session directory. Refuses (REEL_LOCKED) while recording. */
+/** Deletes the session directory: renames it to a hidden name first, so
+ * that a reader still in it finds the whole session gone (not a segment
+ * missing), then deletes that. Refuses (REEL_LOCKED) while recording. */
 reel_rc reel_session_remove(const char *home, const char *name, reel_err_t *err);
 
 /* Internal, for reel compact (retention.c) and the rebuild: */

@@ -190,11 +190,27 @@ static reel_rc reader_frame(reel_store_reader_t *r, uint64_t id, uint32_t seg, u
             close(r->fd);
         r->fd = reel_session_open_segment(r->s, seg);
         r->fd_seg = seg;
-        if (r->fd < 0 && errno == ENOENT)
+        /* The index this reads (one transaction) may be older than the
+         * spool directory: a segment gone since is not always damage. */
+        if (r->fd < 0 && errno == ENOENT) {
+            switch (reel_session_segment_gone(r->s, seg)) {
+            case REEL_SEGMENT_DROPPED:
+                return reel_err_set(err, REEL_NOTFOUND,
+                                    "flow %llu was dropped by retention while this read it (its "
+                                    "records in spool segment %08u.zst are gone)",
+                                    (unsigned long long)id, seg);
+            case REEL_SEGMENT_REMOVED:
+                return reel_err_set(err, REEL_IO,
+                                    "session '%s' was removed ('reel rm') while this read it",
+                                    reel_session_name(r->s));
+            case REEL_SEGMENT_MISSING:
+                break;
+            }
             return reel_err_set(err, REEL_CORRUPT,
                                 "flow %llu has records in spool segment %08u.zst, which is "
                                 "missing ('reel verify %s' lists what is lost)",
                                 (unsigned long long)id, seg, reel_session_name(r->s));
+        }
         if (r->fd < 0)
             return reel_err_errno(err, REEL_IO, errno, "opening spool segment %08u.zst", seg);
     }

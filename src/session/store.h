@@ -20,7 +20,9 @@ const char *reel_store_opcode_name(uint32_t op);
  * time (memory stays bounded by the frame size, whatever the body size).
  * Returns REEL_NOTFOUND if the flow is not in the index, REEL_CORRUPT if a
  * frame of it fails its checksum, holds an undecodable record of it, or
- * its segment is missing (records before it were delivered). To read many
+ * its segment is missing (records before it were delivered), and as
+ * reel_store_reader_flow() for a segment dropped or a session removed
+ * while it reads. To read many
  * flows, use a reel_store_reader_t (below), which keeps frames. */
 reel_rc reel_store_read_flow(reel_session_t *s, uint64_t id, reel_record_cb cb, void *ctx,
                              reel_err_t *err);
@@ -45,7 +47,10 @@ reel_session_t *reel_store_reader_session(const reel_store_reader_t *r);
 
 /** reel_store_read_flow() through r's frames: the same records to cb, the
  * same errors (REEL_NOTFOUND, REEL_CORRUPT after the records before the
- * damage, REEL_IO), and REEL_DB if the index cannot be read. A frame that
+ * damage, REEL_IO), and REEL_DB if the index cannot be read. The index
+ * may be read in a transaction older than the spool: a flow whose segment
+ * retention has dropped since is REEL_NOTFOUND (after the records before
+ * it), and a session `reel rm` has deleted since is REEL_IO. A frame that
  * fails to decode is not kept: the next flow in it reports it again. cb
  * must not use r. */
 reel_rc reel_store_reader_flow(reel_store_reader_t *r, uint64_t id, reel_record_cb cb, void *ctx,
