@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -4211,10 +4212,55 @@ static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *
     return remove(path);
 }
 
+/* Finishes removals that were cut short (a reel rm killed while it
+ * deleted): the hidden ".NAME.removing-PID" directories in home whose
+ * lock nobody holds, which reel ls does not list and which would
+ * otherwise keep their disk space for good. Returns how many were of
+ * the session `name`. */
+static int finish_removals(const char *home, const char *name) {
+    DIR *d = opendir(home);
+    if (d == NULL)
+        return 0;
+    int mine = 0;
+    size_t nl = strlen(name);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *r = e->d_name[0] == '.' ? strstr(e->d_name, ".removing-") : NULL;
+        if (r == NULL || r == e->d_name || strspn(r + 10, "0123456789") != strlen(r + 10) ||
+            r[10] == '\0')
+            continue;
+        char *dir = reel_asprintf("%s/%s", home, e->d_name);
+        char *lp = reel_asprintf("%s/lock", dir);
+        int fd = open(lp, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        struct stat st;
+        /* a lock someone holds: that rm is still at work; with its lock
+         * file deleted already, its pid tells (one reused since only
+         * leaves the directory for a later rm) */
+        long pid = strtol(r + 10, NULL, 10);
+        int idle = fd >= 0 ? flock(fd, LOCK_EX | LOCK_NB) == 0
+                           : lstat(dir, &st) == 0 && S_ISDIR(st.st_mode) && pid > 0 &&
+                                 kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+        if (idle && nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS) == 0 &&
+            (size_t)(r - e->d_name - 1) == nl && strncmp(e->d_name + 1, name, nl) == 0)
+            mine++;
+        if (fd >= 0)
+            close(fd);
+        free(lp);
+        free(dir);
+    }
+    closedir(d);
+    return mine;
+}
+
 reel_rc reel_session_remove(const char *home, const char *name, reel_err_t *err) {
     reel_session_t *s = NULL;
+    int finished = finish_removals(home, name);
     /* No recovery, and a damaged or missing session.db is no obstacle. */
     reel_rc rc = reel_session_open(home, name, REEL_OPEN_RECORD | REEL_OPEN_REPAIR, &s, err);
+    if (rc == REEL_NOTFOUND && finished) {
+        reel_err_clear(err); /* its removal, cut short before, is now done */
+        return REEL_OK;
+    }
     if (rc != REEL_OK)
         return rc;
     char *path = reel_strdup(reel_session_path(s));

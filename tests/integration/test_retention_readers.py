@@ -11,9 +11,11 @@ transaction and then reads them, failed with "flow N has records in spool
 segment S, which is missing" when retention dropped S meanwhile, and said
 the same when `reel rm` deleted the session under it.
 """
+import fcntl
 import http.client
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -158,6 +160,34 @@ class RetentionReadersTest(unittest.TestCase):
         self.assertEqual(p.returncode, 1, err)
         self.assertIn("session 'gone' was removed ('reel rm') while this read it", err)
         self.assertNotIn("missing", err)
+        self.reel = None
+
+    def test_a_removal_cut_short_is_finished(self):
+        # a reel rm killed after it moved the session aside: the hidden
+        # directory (not listed) is deleted by the next rm, of it or any
+        self.reel = Reel(self.root, "cut", "segment_size=1m")
+        curl(self.reel, "-o", "/dev/null", self.origin.url("/file1m"))
+        self.reel.wait_flows(1, timeout=10)
+        self.assertEqual(self.reel.stop(), 0)
+        self.reel.cli("new", "other")
+        home = self.root + "/home"
+        dead = subprocess.Popen(["true"])
+        dead.wait()  # a pid nobody has now
+        os.rename(home + "/cut", home + "/.cut.removing-%d" % dead.pid)
+        shutil.copytree(home + "/other", home + "/.x.removing-%d" % dead.pid)
+        os.unlink(home + "/.x.removing-%d/lock" % dead.pid)  # deleted already
+        self.assertNotIn("cut", self.reel.cli("ls").stdout.decode())
+        r = self.reel.cli("rm", "--yes", "cut")
+        self.assertIn(b"deleted session 'cut'", r.stdout)
+        self.assertEqual(sorted(os.listdir(home)), ["other"])
+        # a removal still at work (its lock held) is left to it
+        busy = home + "/.y.removing-1"
+        shutil.copytree(home + "/other", busy)
+        with open(busy + "/lock", "r+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            r = self.reel.cli("rm", "--yes", "nosuch", check=False)
+            self.assertEqual(r.returncode, 1)
+            self.assertTrue(os.path.isdir(busy))
         self.reel = None
 
 
