@@ -1909,6 +1909,7 @@ static void *maint_main(void *arg) {
     int64_t next = 0; /* run once at the start */
     uint32_t *segs = NULL;
     reel_retention_lock_t lock = {maint_take, maint_give, r};
+    uint32_t future_told = 0; /* the oldest future-dated segment last warned of */
     pthread_mutex_lock(&r->mu);
     for (;;) {
         while (!r->maint_stop && r->nclosed == 0 && reel_mono_ns() < next)
@@ -1949,6 +1950,19 @@ static void *maint_main(void *arg) {
                      "what and why",
                      res.segments, res.segments == 1 ? "" : "s", (unsigned long long)res.bytes,
                      (unsigned long long)res.flows);
+            warn(r, msg);
+        }
+        if (rrc == REEL_OK && db && !stop && res.future && res.future_seg != future_told) {
+            /* once per oldest such segment, not every second */
+            future_told = res.future_seg;
+            char msg[REEL_ERR_MSG_MAX];
+            snprintf(msg, sizeof msg,
+                     "retention: %u spool segment%s dated in the future (%08u.zst the oldest, "
+                     "up to %lld s ahead: the clock was set back?); %s taken to be as old as "
+                     "the segments after %s",
+                     res.future, res.future == 1 ? " is" : "s are", res.future_seg,
+                     (long long)res.future_s, res.future == 1 ? "it is" : "they are",
+                     res.future == 1 ? "it" : "them");
             warn(r, msg);
         }
         next = reel_mono_ns() + every;

@@ -185,6 +185,44 @@ class RetentionTest(unittest.TestCase):
         self.assertIn("retention dropped", reel.log())
         shutil.rmtree(root, ignore_errors=True)
 
+    def test_age_past_a_segment_dated_in_the_future(self):
+        # A segment whose file is dated ahead of the clock (set back while
+        # it was written) held age retention back from every older one
+        # behind it, and nothing said so: now they go, and the log says why.
+        os.makedirs(TMPBASE, exist_ok=True)
+        root = tempfile.mkdtemp(prefix="retention-future.", dir=TMPBASE)
+        origin = Origin(os.path.join(root, "origin"))
+        try:
+            reel = Reel(root, "ret", "segment_size=1m")
+            try:
+                for i in range(5):
+                    curl(reel, "-o", "/dev/null", origin.url("/file1m") + "?n=%d" % i)
+                reel.wait_flows(5, timeout=10)
+            finally:
+                self.assertEqual(reel.stop(), 0, reel.log())
+            segs = sorted(glob.glob(root + "/home/ret/spool/[0-9]*.zst"))
+            self.assertGreaterEqual(len(segs), 4, segs)
+            old, ahead = time.time() - 10 * 86400, time.time() + 5 * 365 * 86400
+            os.utime(segs[0], (ahead, ahead))
+            for p in segs[1:-1]:
+                os.utime(p, (old, old))
+            reel = Reel(root, "ret", "retention_max_age=60", resume=True)
+            try:
+                deadline = time.time() + 10
+                while "retention dropped" not in reel.log() and time.time() < deadline:
+                    time.sleep(0.1)
+            finally:
+                self.assertEqual(reel.stop(), 0, reel.log())
+            log = reel.log()
+            self.assertRegex(log, r"retention: 1 spool segment is dated in the future "
+                                  r"\(00000001\.zst the oldest, up to \d+ s ahead")
+            self.assertEqual(log.count("dated in the future"), 1, log)  # once, not every run
+            self.assertFalse(os.path.exists(segs[0]))
+            self.assertFalse(os.path.exists(segs[1]))
+        finally:
+            origin.stop()
+            shutil.rmtree(root, ignore_errors=True)
+
     def test_drops_survive_lost_index(self):
         # Retention's drops lived in session.db only: without it, repair
         # reported the dropped segments missing, marked the flows that had
