@@ -5,9 +5,11 @@
 #include "core/hostport.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netdb.h>
 #include <netinet/tcp.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,11 +133,31 @@ static void on_alloc(uv_handle_t *hd, size_t suggested, uv_buf_t *buf) {
     buf->len = h->t->readbuf_len;
 }
 
+/* What a read at libuv's end of the stream would have said. libuv says
+ * UV_EOF without reading when epoll's hang-up comes after a short read
+ * (uv__stream_io), and a reset hangs up too: a reset that came while
+ * bytes waited unread in the socket passed for a clean end, and a body
+ * read until the close for whole. A peek asks the kernel as a read
+ * would: 0 after the peer's FIN, the error (ECONNRESET) after a reset
+ * without one. */
+static ssize_t eof_status(tcp_filter_t *t) {
+    uv_os_fd_t fd;
+    char b;
+    if (uv_fileno((const uv_handle_t *)&t->h->tcp, &fd) == 0) {
+        ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            return uv_translate_sys_error(errno);
+    }
+    return UV_EOF;
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     tcp_handle_t *h = s->data;
     tcp_filter_t *t = h->t;
     if (nread == 0 || t->closing)
         return;
+    if (nread == UV_EOF)
+        nread = eof_status(t);
     if (nread < 0) {
         uv_read_stop(s);
         t->reading = false;

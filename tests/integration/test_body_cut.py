@@ -28,9 +28,10 @@ class OneShot:
     """An origin on 127.0.0.1 for one connection, in a thread: it reads a
     request head, sends `answer`, then ends as `end` says: "notify"
     (close_notify, then close), "close" (a bare close: under TLS without
-    close_notify) or "reset" (SO_LINGER 0: a TCP reset)."""
+    close_notify) or "reset" (SO_LINGER 0: a TCP reset); or hands the
+    connection to `handler`, which does all that itself."""
 
-    def __init__(self, answer, end, cert=None):
+    def __init__(self, answer, end, cert=None, handler=None):
         self.srv = socket.socket()
         self.srv.bind(("127.0.0.1", 0))
         self.srv.listen(1)
@@ -46,6 +47,9 @@ class OneShot:
             raw, _ = self.srv.accept()
             raw.settimeout(15)
             c = ctx.wrap_socket(raw, server_side=True) if ctx else raw
+            if handler:
+                handler(c)
+                return
             read_until(c, b"\r\n\r\n")
             c.sendall(answer)
             time.sleep(0.3)  # the answer is relayed before the end comes
@@ -185,6 +189,66 @@ class BodyCutTest(unittest.TestCase):
         f = self.flow(o.port)
         self.assertEqual(f["state"], "error", f)
         self.assertIn("response cut short", f["error"], f)
+
+    def cut_with_bytes_unread(self, cert):
+        """A body read until the close, as much of 2 MiB as the buffers
+        take, then the origin's reset, while the client waits 1.5 s before
+        it reads: (flow, how the client's connection ended)."""
+        def fill_then_reset(c):
+            read_until(c, b"\r\n\r\n")
+            c.settimeout(0.05)
+            out = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + b"y" * (2 << 20)
+            n, t0 = 0, time.time()
+            while n < len(out) and time.time() - t0 < 0.5:  # what fits in the buffers
+                try:
+                    n += c.send(out[n:n + 65536])
+                except socket.timeout:
+                    pass
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()  # (an SSLSocket too: no close_notify)
+        o = OneShot(None, None, cert, handler=fill_then_reset)
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(15)
+        s.connect(("127.0.0.1", self.reel.port))
+        req = b"GET /cut HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % o.port
+        if cert:
+            s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
+                      % (o.port, o.port))
+            self.assertTrue(read_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 200"))
+            ctx = ssl.create_default_context(cafile=self.reel.ca)
+            ctx.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+            s = ctx.wrap_socket(s, server_hostname="127.0.0.1", suppress_ragged_eofs=False)
+        else:
+            req = req.replace(b"/cut", b"http://127.0.0.1:%d/cut" % o.port)
+        s.sendall(req)
+        time.sleep(1.5)  # the reset comes, reel's socket still holds bytes
+        try:
+            got, end = read_tls(s) if cert else read_all(s)
+        finally:
+            s.close()
+            o.join()
+        self.assertTrue(got.startswith(b"HTTP/1.1 200 OK\r\n"), got[:100])
+        return self.flow(o.port), end
+
+    def test_http_close_delimited_reset_with_bytes_unread(self):
+        """The reset comes while bytes wait unread in reel's socket: once
+        reel has read them, the body is cut short all the same. (libuv
+        said a clean end there, when epoll woke it with the reset's
+        hang-up after its last short read, and the flow was complete.)"""
+        f, end = self.cut_with_bytes_unread(None)
+        self.assertEqual(f["state"], "error", f)
+        self.assertIn("response cut short: connection reset by peer", f["error"], f)
+        self.assertEqual(end, "reset")
+
+    def test_tls_close_delimited_reset_with_bytes_unread(self):
+        """The same under TLS: cut short by the reset (it was cut short
+        before too, by the close without close_notify libuv's clean end
+        seemed to be)."""
+        f, end = self.cut_with_bytes_unread(self.leaf)
+        self.assertEqual(f["state"], "error", f)
+        self.assertIn("response cut short: connection reset by peer", f["error"], f)
+        self.assertNotEqual(end, "notify")
 
     def test_http_close_delimited_fin(self):
         """The same body ended by a FIN is whole, and reel's end is a FIN."""
