@@ -33,6 +33,7 @@ struct tcp_filter {
     tcp_handle_t *h; /* the current socket */
     int handles;     /* sockets not yet closed, old attempts included */
     bool resolving, connected, want_read, reading, eof, closing, shut, reported;
+    bool send_reset; /* a send was told of the peer's reset (see eof_status) */
     size_t wpending;
     uint8_t *readbuf;
     size_t readbuf_len;
@@ -139,7 +140,9 @@ static void on_alloc(uv_handle_t *hd, size_t suggested, uv_buf_t *buf) {
  * bytes waited unread in the socket passed for a clean end, and a body
  * read until the close for whole. A peek asks the kernel as a read
  * would: 0 after the peer's FIN, the error (ECONNRESET) after a reset
- * without one. */
+ * without one. The kernel tells a reset once, though, to the first call
+ * that asks: when a send took it, reads say a clean end too, so the send
+ * remembers it. */
 static ssize_t eof_status(tcp_filter_t *t) {
     uv_os_fd_t fd;
     char b;
@@ -148,7 +151,7 @@ static ssize_t eof_status(tcp_filter_t *t) {
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
             return uv_translate_sys_error(errno);
     }
-    return UV_EOF;
+    return t->send_reset ? UV_ECONNRESET : UV_EOF;
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -196,7 +199,8 @@ static void tcp_set_reading(reel_filter_t *f, bool on) {
  * above), a failure. Ignoring it left a peer whose output could never
  * drain waiting, paused, for the idle timeout. */
 static void write_failed(tcp_filter_t *t, int status) {
-    const char *why = uv_strerror(status);
+    /* (the EPIPE of the sends after one that took the reset says less) */
+    const char *why = uv_strerror(status == UV_EPIPE && t->send_reset ? UV_ECONNRESET : status);
     if (!t->eof) {
         t->eof = true;
         apply_reading(t); /* stops it */
@@ -231,6 +235,8 @@ static void tcp_send(reel_filter_t *f, const uint8_t *data, size_t len) {
          * malloc per read were most of the cost of relaying a body). */
         uv_buf_t b0 = uv_buf_init((char *)data, (unsigned)len);
         int n = uv_try_write((uv_stream_t *)&t->h->tcp, &b0, 1);
+        if (n == UV_ECONNRESET)
+            t->send_reset = true; /* (not EPIPE: a reset after a FIN cuts nothing) */
         if (n > 0) {
             data += n;
             len -= (size_t)n;

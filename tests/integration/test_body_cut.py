@@ -8,6 +8,7 @@ says where they end stay whole without close_notify (many servers skip
 it). Origins are raw Python sockets; clients, raw sockets and Python ssl."""
 import os
 import shutil
+import signal
 import socket
 import ssl
 import struct
@@ -249,6 +250,43 @@ class BodyCutTest(unittest.TestCase):
         self.assertEqual(f["state"], "error", f)
         self.assertIn("response cut short: connection reset by peer", f["error"], f)
         self.assertNotEqual(end, "notify")
+
+    def test_http_close_delimited_reset_a_send_saw_first(self):
+        """The kernel reports a reset once: here to reel's send of the
+        upload, which comes first (reel stopped until both the upload's
+        bytes and the reset wait). The read after it says a clean end,
+        and the body is cut short all the same."""
+        go = threading.Event()
+
+        def answer_then_reset(c):
+            read_until(c, b"\r\n\r\n")
+            c.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\npartial")
+            go.wait(10)
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+        o = OneShot(None, None, handler=answer_then_reset)
+        s = connect(self.reel.port, timeout=15)
+        s.sendall(b"POST http://127.0.0.1:%d/cut HTTP/1.1\r\nHost: a\r\n"
+                  b"Content-Length: 1000000\r\n\r\n" % o.port + b"u" * 1000)
+        self.assertTrue(read_until(s, b"partial").endswith(b"partial"))
+        pid = self.reel.proc.pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            s.sendall(b"u" * 1000)  # ready first: reel relays it first
+            time.sleep(0.2)
+            go.set()
+            o.join()
+            time.sleep(0.2)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        try:
+            got, end = read_all(s)
+        finally:
+            s.close()
+        f = self.flow(o.port)
+        self.assertEqual(f["state"], "error", f)
+        self.assertIn("response cut short: connection reset by peer", f["error"], f)
+        self.assertEqual(end, "reset", got)
 
     def test_http_close_delimited_fin(self):
         """The same body ended by a FIN is whole, and reel's end is a FIN."""
