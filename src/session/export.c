@@ -1227,9 +1227,10 @@ static void comment_bytes(FILE *out, const char *s, size_t n) {
     }
 }
 
-/* Whether the comma-separated list v[0..n) holds token, without case. */
-static int lists_token(const char *v, size_t n, const char *token) {
-    size_t tl = strlen(token), pos = 0;
+/* Whether the comma-separated list v[0..n) holds token[0..tl), without
+ * case (an empty token never). */
+static int lists_token(const char *v, size_t n, const char *token, size_t tl) {
+    size_t pos = 0;
     while (pos <= n) {
         size_t end = pos;
         while (end < n && v[end] != ',')
@@ -1237,7 +1238,7 @@ static int lists_token(const char *v, size_t n, const char *token) {
         const char *opt = v + pos;
         size_t olen = end - pos;
         trim(&opt, &olen);
-        if (olen == tl && strncasecmp(opt, token, tl) == 0)
+        if (olen && olen == tl && strncasecmp(opt, token, tl) == 0)
             return 1;
         pos = end + 1;
     }
@@ -1265,20 +1266,8 @@ static int hop_by_hop(const flow_t *f, const hdr_t *h) {
             return 1;
     for (size_t i = 0; i < f->nhdr[REQ]; i++) {
         const hdr_t *c = &f->hdr[REQ][i];
-        if (!ieq(c->name, c->nlen, "connection"))
-            continue;
-        size_t pos = 0;
-        while (pos <= c->vlen) {
-            size_t end = pos;
-            while (end < c->vlen && c->value[end] != ',')
-                end++;
-            const char *opt = c->value + pos;
-            size_t olen = end - pos;
-            trim(&opt, &olen);
-            if (olen && olen == h->nlen && strncasecmp(opt, h->name, olen) == 0)
-                return 1;
-            pos = end + 1;
-        }
+        if (ieq(c->name, c->nlen, "connection") && lists_token(c->value, c->vlen, h->name, h->nlen))
+            return 1;
     }
     return 0;
 }
@@ -1378,7 +1367,7 @@ static reel_rc write_curl(FILE *out, const flow_t *f, const reel_export_opts_t *
         if (ieq(h->name, h->nlen, "content-length"))
             continue;
         if (!up && !te_trailers && ieq(h->name, h->nlen, "te") &&
-            lists_token(h->value, h->vlen, "trailers")) {
+            lists_token(h->value, h->vlen, "trailers", 8)) {
             /* what reel sent on (core/exchange.c write_head): gRPC servers
              * refuse a request without it */
             fputs(" \\\n  -H 'TE: trailers' \\\n  -H 'Connection: TE'", out);
