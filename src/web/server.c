@@ -1478,6 +1478,18 @@ static int is_loopback(const char *host) {
            strcmp(host, "::1") == 0 || strncmp(host, "127.", 4) == 0;
 }
 
+/* Milliseconds from the environment's name, in whole seconds from 1 to
+ * max (for tests); def when it is unset or not such a number. */
+static int env_seconds(const char *name, long max, int def) {
+    const char *v = getenv(name);
+    if (v == NULL || v[0] == '\0')
+        return def;
+    char *end = NULL;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    return errno == 0 && *end == '\0' && n > 0 && n <= max ? (int)n * 1000 : def;
+}
+
 reel_rc reel_web_start(uv_loop_t *loop, const reel_web_opts_t *o, reel_web_t **out,
                        reel_err_t *err) {
     reel_rc rc = REEL_OK;
@@ -1515,24 +1527,8 @@ reel_rc reel_web_start(uv_loop_t *loop, const reel_web_opts_t *o, reel_web_t **o
         w->live_verify = o->live_verify;
         w->live_timeout_s = o->live_timeout_s > 0 ? o->live_timeout_s : 60;
     }
-    w->replay_timeout_ms = REPLAY_TIMEOUT_MS;
-    const char *rt = getenv("REEL_WEB_REPLAY_TIMEOUT");
-    if (rt && rt[0]) {
-        char *end = NULL;
-        errno = 0;
-        long v = strtol(rt, &end, 10);
-        if (errno == 0 && *end == '\0' && v > 0 && v <= 86400)
-            w->replay_timeout_ms = (int)v * 1000;
-    }
-    w->ticket_ttl_ms = TICKET_TTL_MS;
-    const char *tt = getenv("REEL_WEB_TICKET_TTL");
-    if (tt && tt[0]) {
-        char *end = NULL;
-        errno = 0;
-        long v = strtol(tt, &end, 10);
-        if (errno == 0 && *end == '\0' && v > 0 && v <= 3600)
-            w->ticket_ttl_ms = (int)v * 1000;
-    }
+    w->replay_timeout_ms = env_seconds("REEL_WEB_REPLAY_TIMEOUT", 86400, REPLAY_TIMEOUT_MS);
+    w->ticket_ttl_ms = env_seconds("REEL_WEB_TICKET_TTL", 3600, TICKET_TTL_MS);
     w->ctx = (reel__web_ctx_t){.home = w->home,
                                .read_only = o->read_only,
                                .sessions = w->sessions,
