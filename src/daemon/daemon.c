@@ -122,13 +122,18 @@ static void save_ignored(daemon_t *r) {
         r->ignored_written = ps.ignored;
 }
 
-/* Says what the overlay changes after history entry `seen` did: each
- * key the proxy applied, with the value now in force (from whichever
- * layer), and each one it reads only when it starts. */
+/* Says what the overlay changes after history entry `seen` did, as `reel
+ * config set` tells it (cmd_config.c say_applies): each key the proxy
+ * applied, with the value now in force; each one its command line set,
+ * which keeps that value until it stops; each one read only when it
+ * starts. redact_* are read by reel export, not by the proxy: not named.
+ * Values that may hold credentials (proxyauth, on_segment_closed's
+ * command) are said to be set or off, never shown. */
 static void log_changes(daemon_t *r, long long seen, const reel_config_t *c) {
     sqlite3_stmt *st = NULL;
-    reel_buf_t now, later;
+    reel_buf_t now, cli, later;
     reel_buf_init(&now, 0);
+    reel_buf_init(&cli, 0);
     reel_buf_init(&later, 0);
     if (sqlite3_prepare_v2(reel_session_db(r->o->session),
                            "SELECT DISTINCT key FROM config_history WHERE id > ? ORDER BY key", -1,
@@ -136,13 +141,15 @@ static void log_changes(daemon_t *r, long long seen, const reel_config_t *c) {
         sqlite3_bind_int64(st, 1, seen) == SQLITE_OK) {
         while (sqlite3_step(st) == SQLITE_ROW) {
             const char *k = (const char *)sqlite3_column_text(st, 0);
-            if (k == NULL)
+            if (k == NULL || strncmp(k, "redact_", 7) == 0)
                 continue;
-            const char *val = reel_option_find(k) ? reel_config_get(c, k, NULL) : NULL;
-            if (val != NULL && reel_option_is_hot(k) && strcmp(k, "proxyauth") == 0)
-                /* credentials: not in a log */
-                reel_buf_printf(&now, "%s%s %s", now.len ? ", " : "", k,
-                                val[0] ? "set" : "off");
+            reel_layer layer = REEL_LAYER_DEFAULT;
+            const char *val = reel_option_find(k) ? reel_config_get(c, k, &layer) : NULL;
+            int secret = strcmp(k, "proxyauth") == 0 || strcmp(k, "on_segment_closed") == 0;
+            if (val != NULL && layer == REEL_LAYER_CLI)
+                reel_buf_printf(&cli, "%s%s", cli.len ? ", " : "", k);
+            else if (val != NULL && reel_option_is_hot(k) && secret)
+                reel_buf_printf(&now, "%s%s %s", now.len ? ", " : "", k, val[0] ? "set" : "off");
             else if (val != NULL && reel_option_is_hot(k))
                 reel_buf_printf(&now, "%s%s=%s", now.len ? ", " : "", k, val);
             else
@@ -153,12 +160,18 @@ static void log_changes(daemon_t *r, long long seen, const reel_config_t *c) {
     if (now.len)
         fprintf(stderr, "reel: applied config change %lld: %.*s\n", r->config_seen, (int)now.len,
                 (const char *)now.data);
+    if (cli.len)
+        fprintf(stderr,
+                "reel: config change %lld to %.*s: the command line's value (--set, --listen) "
+                "stays in force until the proxy stops\n",
+                r->config_seen, (int)cli.len, (const char *)cli.data);
     if (later.len)
         fprintf(stderr, "reel: config change %lld to %.*s applies at the next start\n",
                 r->config_seen, (int)later.len, (const char *)later.data);
-    if (!now.len && !later.len)
-        fprintf(stderr, "reel: applied config change %lld\n", r->config_seen);
+    if (!now.len && !cli.len && !later.len)
+        fprintf(stderr, "reel: config change %lld: nothing the proxy reads\n", r->config_seen);
     reel_buf_free(&now);
+    reel_buf_free(&cli);
     reel_buf_free(&later);
 }
 

@@ -620,6 +620,21 @@ class ProxyTest(unittest.TestCase):
         self.assertRegex(log, r"applied config change \d+: proxyauth set\n")
         self.assertRegex(log, r"applied config change \d+: proxyauth off\n")
         self.assertNotIn("secret-pw", log)
+        # read by reel export, not the proxy; a command (which may hold a
+        # credential) not shown; the command line's value stays
+        r.set_config("set", "redact_keys", "zzz")
+        r.set_config("set", "on_segment_closed", "/bin/true --pw=hook-secret")
+        r.set_config("unset", "on_segment_closed")
+        r.set_config("set", "upstream_trusted_ca", self.origin.ca)
+        r.set_config("unset", "redact_keys")
+        r.set_config("unset", "upstream_trusted_ca")
+        log = r.log()
+        self.assertRegex(log, r"config change \d+: nothing the proxy reads\n")
+        self.assertNotIn("redact_keys", log)
+        self.assertRegex(log, r"applied config change \d+: on_segment_closed set\n")
+        self.assertNotIn("hook-secret", log)
+        self.assertRegex(log, r"config change \d+ to upstream_trusted_ca: the command line's "
+                              r"value \(--set, --listen\) stays in force until the proxy stops")
 
     def test_body_limit_mark_kept_when_the_client_gives_up(self):
         """A client that gives up mid-body ends the flow in an error: the
