@@ -1992,6 +1992,12 @@ static uint64_t record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
     if (e->reel_times) { /* the flow's own, as reel recorded them */
         if (e->req_end_off_us >= 0)
             req_end = e->start_us + e->req_end_off_us;
+        else if (!e->unfinished && e->has_timings)
+            /* not said, and not said to be unfinished: no request end
+             * would read as one that never came (export's
+             * request_unfinished), so the phases give it */
+            req_end = e->start_us + known(tm.blocked_us) + known(tm.dns_us) + known(tm.connect_us) +
+                      known(tm.ssl_us) + known(tm.send_us);
         if (e->resp_start_off_us >= 0)
             resp_start = e->start_us + e->resp_start_off_us;
     } else if (e->has_timings) { /* the phases one after the other */

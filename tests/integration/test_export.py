@@ -1219,6 +1219,14 @@ class EarlyAnswer(unittest.TestCase):
         self.assertIsNone(self.imported(bare, "ea-bare")["request_end_us"])
         del bare["_reel"]["request_unfinished"]
         self.assertIsNotNone(self.imported(bare, "ea-ended")["request_end_us"])
+        # reel's own times without a request end, and not said to be
+        # unfinished: the phases give the end (a re-export must not call
+        # the request unfinished)
+        kept = json.loads(json.dumps(e))
+        kept["_reel"]["request_unfinished"] = False
+        kept["_reel"]["request_end_ms"] = -1
+        self.assertIsNotNone(self.imported(kept, "ea-kept")["request_end_us"])
+        self.assertNotIn("request_unfinished", self.har("ea-kept", "~c 413")["_reel"])
         bad = json.loads(json.dumps(e))
         bad["_reel"]["request_unfinished"] = "yes"
         refused(self, {"log": {"version": "1.2", "creator": {"name": "t", "version": "1"}}},
