@@ -237,6 +237,7 @@ typedef struct {
     char *host;     /* owned, no brackets */
     uint32_t port;
     char *target; /* owned, origin form */
+    int no_path;  /* nothing after the authority: OPTIONS of it is OPTIONS * */
 } url_t;
 
 /* Parses an absolute http(s)/ws(s) URL. Returns NULL or why not. */
@@ -327,6 +328,7 @@ static const char *parse_url(const char *s, size_t n, url_t *u) {
         t1++;
     if (t0 == t1) {
         u->target = reel_strdup("/");
+        u->no_path = 1;
     } else if (s[t0] == '?') { /* "?q" -> "/?q" */
         u->target = reel_malloc(t1 - t0 + 2);
         u->target[0] = '/';
@@ -2018,20 +2020,24 @@ static uint64_t record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
     size_t n;
     reel_buf_t owned;
     reel_header_t *hs = to_headers(e->req_headers, strcmp(e->method, "CONNECT") == 0, &n, &owned);
-    reel_request_head_t rh = {.method = e->method,
-                              .scheme = e->url.scheme,
-                              .host = e->url.host,
-                              .port = e->url.port,
-                              .target = e->url.target,
-                              .http_version = e->req_version,
-                              .headers = hs,
-                              .n_headers = n,
-                              /* postData, as content, is the body without its
-                                 Content-Encoding (browsers and reel export
-                                 write it so) */
-                              .body_decoded = coded(e->req_headers, "content-encoding"),
-                              .absolute_form = e->absolute_form,
-                              .time_us = e->start_us};
+    reel_request_head_t rh = {
+        .method = e->method,
+        .scheme = e->url.scheme,
+        .host = e->url.host,
+        .port = e->url.port,
+        /* RFC 9112 3.2.4: an OPTIONS of the server
+           itself (reel export writes its URL without
+           a path) is for "*" */
+        .target = strcmp(e->method, "OPTIONS") == 0 && e->url.no_path ? "*" : e->url.target,
+        .http_version = e->req_version,
+        .headers = hs,
+        .n_headers = n,
+        /* postData, as content, is the body without its
+           Content-Encoding (browsers and reel export
+           write it so) */
+        .body_decoded = coded(e->req_headers, "content-encoding"),
+        .absolute_form = e->absolute_form,
+        .time_us = e->start_us};
     reel_recorder_request_head(f, &rh);
     free(hs);
     reel_buf_free(&owned);

@@ -267,6 +267,13 @@ class Http2FieldsTest(unittest.TestCase):
         har = json.loads(self.reel.cli("export", self.reel.session, "--format", "har",
                                        "~h asterisk-h1").stdout)
         self.assertEqual(har["log"]["entries"][0]["request"]["url"], "http://" + self.a1)
+        # and the HAR's URL without a path is OPTIONS * again when imported
+        path = os.path.join(self.root, "asterisk.har")
+        with open(path, "w") as f:
+            json.dump(har, f)
+        self.reel.cli("import", path, "--into", "asterisk-back")
+        back = json.loads(self.reel.cli("flow", "asterisk-back", "1", "--json").stdout)
+        self.assertEqual((back["request"]["method"], back["request"]["target"]), ("OPTIONS", "*"))
         # the curl export asks for * too (the URL alone would ask for /)
         cmd = self.reel.cli("export", self.reel.session, "--format", "curl",
                             "~h asterisk-h1").stdout.decode()
