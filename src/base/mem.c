@@ -159,3 +159,25 @@ char *reel_base64(const void *data, size_t n, size_t *out_len) {
         *out_len = o;
     return s;
 }
+
+char *reel_shell_word(const char *s) {
+    if (s[0] && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                          "0123456789/._-+,:@%") == strlen(s))
+        return reel_strdup(s);
+    size_t n = 2;
+    for (const char *c = s; *c; c++)
+        n += *c == '\'' ? 4 : 1;
+    char *w = reel_malloc(n + 1), *o = w;
+    *o++ = '\'';
+    for (const char *c = s; *c; c++) {
+        if (*c == '\'') {
+            memcpy(o, "'\\''", 4);
+            o += 4;
+        } else {
+            *o++ = *c;
+        }
+    }
+    *o++ = '\'';
+    *o = '\0';
+    return w;
+}

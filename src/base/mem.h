@@ -30,6 +30,12 @@ void reel_strcpy_to(char *dst, size_t n, const char *s);
 /** printf into a new string; aborts on failure. */
 char *reel_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/** s as one shell word, for commands printed to be pasted: unchanged when
+ * it holds only characters no POSIX shell treats specially (letters,
+ * digits and /._-+,:@%), else in single quotes, each ' in it written
+ * '\''. Returns an owned string. */
+char *reel_shell_word(const char *s);
+
 /** Growable byte buffer with a hard maximum size. Always NUL-terminated
  * after its len bytes (the terminator is not counted), so text can be used
  * as a C string. Zero-initialize, or use reel_buf_init. */

@@ -1,6 +1,8 @@
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "base/mem.h"
 #include "cli/cli.h"
 #include "core/ca.h"
 
@@ -38,9 +40,11 @@ int reel_cmd_ca(reel_cli_t *cli, int argc, char **argv) {
     free(dir);
     if (rc != REEL_OK)
         return reel_cli_fail(cli, "%s", reel_err_str(&err));
-    const char *warning = reel_ca_warning(ca);
-    if (warning)
-        fprintf(stderr, "reel: WARNING: %s\n", warning);
+    for (const char *w = reel_ca_warning(ca); w && *w;) {
+        size_t n = strcspn(w, "\n");
+        fprintf(stderr, "reel: WARNING: %.*s\n", (int)n, w);
+        w += n + (w[n] == '\n');
+    }
     const char *path = reel_ca_cert_path(ca);
     if (path_only && cli->json) {
         reel_cli_json_out(json_pack("{s:s}", "path", path));
@@ -53,6 +57,7 @@ int reel_cmd_ca(reel_cli_t *cli, int argc, char **argv) {
     } else {
         if (reel_ca_created(ca))
             printf("created a new CA for this user\n\n");
+        char *word = reel_shell_word(path);
         printf("certificate  %s\n"
                "SHA-256      %s\n"
                "\n"
@@ -68,7 +73,8 @@ int reel_cmd_ca(reel_cli_t *cli, int argc, char **argv) {
                "Anyone holding the key next to it can intercept what those clients send:\n"
                "keep it private, and remove the CA from clients you stop testing with.\n"
                "\n%s",
-               path, reel_ca_fingerprint(ca), path, path, path, path, reel_ca_pem(ca));
+               path, reel_ca_fingerprint(ca), word, word, word, word, reel_ca_pem(ca));
+        free(word);
     }
     reel_ca_free(ca);
     return REEL_EXIT_OK;

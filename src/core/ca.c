@@ -30,6 +30,8 @@
 #define LEAF_VALID_DAYS 365
 #define PEM_FILE_MAX (64 * 1024)
 #define CN_MAX 64
+#define EXPIRY_WARN_DAYS 30
+#define HOST_SHOWN_MAX 80 /* of a refused host, in its error */
 
 typedef struct leaf {
     char *host; /* normalized: lowercase, no brackets */
@@ -45,8 +47,9 @@ struct reel_ca {
     char *key_path;
     char *pem;
     char fingerprint[32 * 3];
-    char *warning;
+    char *warning; /* lines joined by '\n' */
     bool created;
+    bool expired; /* at open: no leaf can be minted */
     X509 *cert;
     EVP_PKEY *key;
     EVP_PKEY *leaf_key;
@@ -75,6 +78,18 @@ static const char *ossl_reason(void) {
 static reel_rc ossl_fail(reel_err_t *err, reel_rc rc, const char *msg) {
     const char *reason = ossl_reason();
     return reel_err_set(err, rc, "%s: %s", msg, reason);
+}
+
+/* Adds a line to ca->warning. */
+static void add_warning(reel_ca_t *ca, char *line) {
+    if (ca->warning == NULL) {
+        ca->warning = line;
+        return;
+    }
+    char *both = reel_asprintf("%s\n%s", ca->warning, line);
+    free(ca->warning);
+    free(line);
+    ca->warning = both;
 }
 
 /* ---- files -------------------------------------------------------------- */
@@ -299,10 +314,10 @@ static reel_rc load_key(reel_ca_t *ca, reel_err_t *err) {
         goto out;
     }
     if (mode & 077) {
-        free(ca->warning);
-        ca->warning = reel_asprintf("CA key %s has mode %04o, should be 0600 "
-                                    "(run: chmod 600 '%s')",
-                                    ca->key_path, (unsigned)mode, ca->key_path);
+        char *word = reel_shell_word(ca->key_path);
+        add_warning(ca, reel_asprintf("CA key %s has mode %04o, should be 0600 (run: chmod 600 %s)",
+                                      ca->key_path, (unsigned)mode, word));
+        free(word);
     }
 out:
     OPENSSL_cleanse(buf.data, buf.len);
@@ -436,6 +451,37 @@ static reel_rc make_fingerprint(reel_ca_t *ca) {
     return REEL_OK;
 }
 
+/* "2026-01-31" for t, into out. */
+static void day_of(const ASN1_TIME *t, char *out, size_t n) {
+    struct tm tm;
+    if (ASN1_TIME_to_tm(t, &tm) != 1 || strftime(out, n, "%Y-%m-%d", &tm) == 0)
+        snprintf(out, n, "?");
+}
+
+/* An expired CA can only mint leaves that no client accepts (and a leaf
+ * clamped to its end would end before it begins): it is flagged, minting
+ * refuses, and the warning says how to get a new one. One about to expire
+ * is only warned about. */
+static void check_expiry(reel_ca_t *ca) {
+    const ASN1_TIME *end = X509_get0_notAfter(ca->cert);
+    char day[32];
+    day_of(end, day, sizeof day);
+    int days = 0, secs = 0;
+    if (X509_cmp_current_time(end) <= 0) {
+        ca->expired = true;
+        add_warning(ca, reel_asprintf("the reel CA %s expired on %s: HTTPS cannot be intercepted "
+                                      "(reel makes no certificate with it); move it and its key "
+                                      "%s away to create a new CA, then trust the new one",
+                                      ca->cert_path, day, ca->key_path));
+    } else if (ASN1_TIME_diff(&days, &secs, NULL, end) == 1 && days < EXPIRY_WARN_DAYS) {
+        add_warning(ca,
+                    reel_asprintf("the reel CA %s expires on %s (in %d day%s): then HTTPS "
+                                  "cannot be intercepted; move it and its key %s away to "
+                                  "create a new CA, then trust the new one",
+                                  ca->cert_path, day, days, days == 1 ? "" : "s", ca->key_path));
+    }
+}
+
 reel_rc reel_ca_open(const char *dir, reel_ca_t **out, reel_err_t *err) {
     reel_rc rc = REEL_OK;
     int dfd = -1;
@@ -475,6 +521,7 @@ reel_rc reel_ca_open(const char *dir, reel_ca_t **out, reel_err_t *err) {
     }
     if (rc != REEL_OK)
         goto out;
+    check_expiry(ca);
     ca->leaf_key = EVP_EC_gen("P-256");
     if (ca->leaf_key == NULL) {
         rc = ossl_fail(err, REEL_ERROR, "cannot generate the leaf key");
@@ -618,16 +665,23 @@ void reel_ca_cache_stats(const reel_ca_t *ca, size_t *minted, size_t *hits) {
 
 /* Normalizes host into a new string (lowercase, IPv6 brackets removed) and
  * tells whether it is an IP literal (ip/iplen get its bytes). NULL if it is
- * not a usable name. */
-static char *normalize_host(const char *host, unsigned char ip[16], int *iplen) {
+ * not a usable name, *why then saying what is wrong with it (static). */
+static char *normalize_host(const char *host, unsigned char ip[16], int *iplen, const char **why) {
     size_t n = strlen(host);
     *iplen = 0;
     if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
         host++;
         n -= 2;
     }
-    if (n == 0 || n > REEL_CA_HOST_MAX)
+    if (n == 0) {
+        *why = "empty name";
         return NULL;
+    }
+    /* an absolute name may carry one more byte, its final dot */
+    if (n > REEL_CA_HOST_MAX + (host[n - 1] == '.')) {
+        *why = "name over 253 bytes";
+        return NULL;
+    }
     char *h = reel_strndup(host, n);
     if (inet_pton(AF_INET, h, ip) == 1) {
         *iplen = 4;
@@ -646,23 +700,46 @@ static char *normalize_host(const char *host, unsigned char ip[16], int *iplen) 
             *c = (char)(*c - 'A' + 'a');
         else if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-' || *c == '.' ||
                    *c == '_')) {
+            *why = *c == '*' ? "a wildcard is not a host"
+                             : "characters other than letters, digits, '-', '.' and '_'";
             free(h);
             return NULL;
         }
         /* no empty label, none over 63 bytes (RFC 1035 2.3.4): no origin
          * has a certificate for such a name, and a dNSName must not hold
          * one (RFC 5280 4.2.1.6) */
-        label = *c == '.' ? (label == 0 ? 64 : 0) : label + 1;
+        if (*c == '.' && label == 0) {
+            *why = "empty label";
+            free(h);
+            return NULL;
+        }
+        label = *c == '.' ? 0 : label + 1;
         if (label > 63) {
+            *why = "label over 63 bytes";
             free(h);
             return NULL;
         }
     }
     if (label == 0) { /* ended on a dot: an empty last label */
+        *why = "empty label";
         free(h);
         return NULL;
     }
     return h;
+}
+
+/* host as an error shows it: at most HOST_SHOWN_MAX bytes, then "...";
+ * bytes that are not printable ASCII as '?', so that the message stays
+ * one line. */
+static void show_host(const char *host, char *out, size_t n) {
+    size_t len = strlen(host), k = 0;
+    for (; k < len && k < HOST_SHOWN_MAX && k + 4 < n; k++)
+        out[k] = host[k] > ' ' && host[k] < 0x7f ? host[k] : '?';
+    if (k < len && k + 4 <= n) {
+        memcpy(out + k, "...", 3);
+        k += 3;
+    }
+    out[k] = '\0';
 }
 
 static bool add_san(X509 *x, const char *host, const unsigned char *ip, int iplen, bool critical) {
@@ -696,7 +773,10 @@ out:
     return ok;
 }
 
-static X509 *mint_leaf(reel_ca_t *ca, const char *host, const unsigned char *ip, int iplen) {
+/* NULL on failure, *expired telling that it is the CA's end (else
+ * OpenSSL's error queue says why). */
+static X509 *mint_leaf(reel_ca_t *ca, const char *host, const unsigned char *ip, int iplen,
+                       bool *expired) {
     X509 *x = X509_new();
     X509_NAME *name = X509_NAME_new();
     /* A CN holds at most 64 characters (RFC 5280's ub-common-name): a
@@ -709,6 +789,13 @@ static X509 *mint_leaf(reel_ca_t *ca, const char *host, const unsigned char *ip,
     const ASN1_TIME *ca_end = X509_get0_notAfter(ca->cert);
     if (ASN1_TIME_compare(X509_get0_notAfter(x), ca_end) > 0 && X509_set1_notAfter(x, ca_end) != 1)
         goto fail;
+    /* a CA that expired after open (reel_ca_open flags one already
+     * expired) would give a leaf that ends before it begins */
+    if (ASN1_TIME_compare(X509_get0_notAfter(x), X509_get0_notBefore(x)) <= 0 ||
+        X509_cmp_current_time(X509_get0_notAfter(x)) <= 0) {
+        *expired = true;
+        goto fail;
+    }
     if ((cn && X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)host,
                                           -1, -1, 0) != 1) ||
         X509_set_subject_name(x, name) != 1 ||
@@ -733,15 +820,32 @@ fail:
     return NULL;
 }
 
+static reel_rc expired_fail(reel_ca_t *ca, reel_err_t *err) {
+    char day[32];
+    day_of(X509_get0_notAfter(ca->cert), day, sizeof day);
+    return reel_err_set(err, REEL_INVALID,
+                        "cannot make a certificate: the reel CA %s expired on %s "
+                        "(move it and its key away to create a new one)",
+                        ca->cert_path, day);
+}
+
 reel_rc reel_ca_leaf(reel_ca_t *ca, const char *host, X509 **cert_out, reel_err_t *err) {
     reel_rc rc = REEL_OK;
     unsigned char ip[16];
     int iplen = 0;
     *cert_out = NULL;
-    char *h = host ? normalize_host(host, ip, &iplen) : NULL;
-    if (h == NULL)
-        return reel_err_set(err, REEL_INVALID, "cannot make a certificate for host \"%.*s\"", 64,
-                            host ? host : "");
+    const char *why = "no host";
+    char *h = host ? normalize_host(host, ip, &iplen, &why) : NULL;
+    if (h == NULL) {
+        char shown[HOST_SHOWN_MAX + 8];
+        show_host(host ? host : "", shown, sizeof shown);
+        return reel_err_set(err, REEL_INVALID, "cannot make a certificate for host \"%s\": %s",
+                            shown, why);
+    }
+    if (ca->expired) {
+        free(h);
+        return expired_fail(ca, err);
+    }
     uint64_t hv = hash_str(h);
     pthread_mutex_lock(&ca->mu);
     leaf_t *e = cache_find(ca, h, hv);
@@ -754,10 +858,12 @@ reel_rc reel_ca_leaf(reel_ca_t *ca, const char *host, X509 **cert_out, reel_err_
         free(h);
         goto out;
     }
-    X509 *x = mint_leaf(ca, h, ip, iplen);
+    bool expired = false;
+    X509 *x = mint_leaf(ca, h, ip, iplen, &expired);
     if (x == NULL) {
         free(h);
-        rc = ossl_fail(err, REEL_ERROR, "cannot mint a leaf certificate");
+        rc = expired ? expired_fail(ca, err)
+                     : ossl_fail(err, REEL_ERROR, "cannot mint a leaf certificate");
         goto out;
     }
     ca->minted++;

@@ -60,9 +60,11 @@ void reel_ca_free(reel_ca_t *ca);
 /** True if this reel_ca_open created the CA files (first use). */
 bool reel_ca_created(const reel_ca_t *ca);
 
-/** A warning about the CA files found on open (e.g. "CA key ... has mode
- * 0644, should be 0600: run chmod 600 ..."), or NULL when there is none.
- * Valid until reel_ca_free. */
+/** Warnings about the CA found on open, one per line ('\n' between them,
+ * none at the end): a key file with loose mode ("CA key ... has mode 0644,
+ * should be 0600 ..."), a CA that has expired (reel_ca_leaf then refuses
+ * every host) or expires within 30 days. NULL when there is none. Valid
+ * until reel_ca_free. */
 const char *reel_ca_warning(const reel_ca_t *ca);
 
 /** Path of the CA certificate file; valid until reel_ca_free. */
@@ -88,14 +90,17 @@ EVP_PKEY *reel_ca_leaf_key(const reel_ca_t *ca);
 /** Returns in *cert_out a leaf certificate for host, signed by the CA:
  * SAN DNS:host, or IP:addr when host is an IPv4 or IPv6 literal (brackets
  * around IPv6 are accepted), CN host (first 64 characters), random serial,
- * valid from one day ago for one year (never past the CA's own expiry),
+ * valid from one day ago for one year (never past the CA's own expiry:
+ * with a CA that has expired it makes none, see below),
  * extendedKeyUsage serverAuth, basicConstraints CA:FALSE, keyUsage
  * digitalSignature, authorityKeyIdentifier, SHA-256 signature. Its key is
  * reel_ca_leaf_key. Host names are matched case-insensitively; the cache
  * keeps the most recently used leaves. The caller owns one reference
- * (X509_free). Returns REEL_INVALID for an empty, too long or malformed host
- * (characters outside letters, digits, '-', '.', '_'), REEL_ERROR if
- * OpenSSL fails; err filled, *cert_out NULL. */
+ * (X509_free). Returns REEL_INVALID for an empty, too long (name over 253
+ * bytes, label over 63) or malformed host (characters outside letters,
+ * digits, '-', '.', '_'; empty labels), the message showing the host (cut
+ * with "..." past 80 bytes) and the reason; REEL_INVALID too when the CA
+ * has expired; REEL_ERROR if OpenSSL fails; err filled, *cert_out NULL. */
 reel_rc reel_ca_leaf(reel_ca_t *ca, const char *host, X509 **cert_out, reel_err_t *err);
 
 /** Sets the leaf cache capacity (>= 1), evicting the least recently used

@@ -279,8 +279,11 @@ reel_rc reel_daemon_run(const reel_daemon_opts_t *o, int *served, reel_err_t *er
         rc = reel_err_set(err, e.code, "CA: %s", reel_err_str(&e));
         goto out;
     }
-    if (reel_ca_warning(ca))
-        fprintf(stderr, "reel: WARNING: %s\n", reel_ca_warning(ca));
+    for (const char *w = reel_ca_warning(ca); w && *w;) {
+        size_t n = strcspn(w, "\n");
+        fprintf(stderr, "reel: WARNING: %.*s\n", (int)n, w);
+        w += n + (w[n] == '\n');
+    }
     reel_recorder_opts_t ro;
     recorder_opts(cfg, &ro);
     /* client connection numbers go on from the session's earlier runs, so

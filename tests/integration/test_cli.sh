@@ -365,6 +365,44 @@ run 0 "$REEL" ca && has "$out" "BEGIN CERTIFICATE" "ca prints the PEM"
 has "$out" "--cacert $TMP/data/reel/reel-ca.pem" "ca explains curl"
 chmod 644 "$TMP/data/reel/reel-ca-key.pem"
 run 0 "$REEL" ca --path && has "$err" "should be 0600" "loose CA key warns"
+# the commands to paste name the path as one shell word, whatever it holds
+QD="$TMP/my data/it's"
+XDG_DATA_HOME="$QD" run 0 "$REEL" ca && has "$out" "--cacert '$TMP/my data/it'\\''s/reel/reel-ca.pem' -x" "ca quotes a path for the shell"
+word=$(printf '%s\n' "$out" | sed -n 's/^ *curl *curl --cacert \(.*\) -x http.*/\1/p')
+eval "set -- $word"
+[ $# = 1 ] && [ "$1" = "$QD/reel/reel-ca.pem" ] && [ -f "$1" ] && ok || bad "the pasted --cacert path is not the CA file: $word"
+XDG_DATA_HOME="$QD" run 0 "$REEL" ca && has "$out" "-n reel -i '$TMP/my data/it'\\''s/reel/reel-ca.pem'" "ca quotes the certutil path"
+run 0 "$REEL" ca && has "$out" "--cacert $TMP/data/reel/reel-ca.pem -x" "a plain path is left unquoted"
+# an expired CA (or one about to expire) is warned about by ca and record
+EXP="$TMP/expired"
+mkdir -p "$EXP/reel"
+/usr/bin/python3 - "$EXP/reel" <<'PY'
+import datetime, os, sys
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+key = ec.generate_private_key(ec.SECP256R1())
+name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "reel CA")])
+now = datetime.datetime.now(datetime.timezone.utc)
+cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=400))
+        .not_valid_after(now - datetime.timedelta(days=3))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256()))
+fd = os.open(sys.argv[1] + "/reel-ca-key.pem", os.O_WRONLY | os.O_CREAT, 0o600)
+os.write(fd, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                               serialization.NoEncryption()))
+os.close(fd)
+open(sys.argv[1] + "/reel-ca.pem", "wb").write(cert.public_bytes(serialization.Encoding.PEM))
+PY
+XDG_DATA_HOME="$EXP" run 0 "$REEL" ca --path && has "$err" "reel: WARNING: the reel CA $EXP/reel/reel-ca.pem expired on " "ca: an expired CA warns"
+XDG_DATA_HOME="$EXP" "$REEL" record --listen 127.0.0.1:0 expca </dev/null >/dev/null 2>"$TMP/expca.err" &
+exp_pid=$!
+for _ in $(seq 50); do grep -q "proxy listening" "$TMP/expca.err" && break; sleep 0.1; done
+kill -INT "$exp_pid"; wait "$exp_pid" || bad "record with an expired CA: $(cat "$TMP/expca.err")"
+has "$(cat "$TMP/expca.err")" "reel: WARNING: the reel CA $EXP/reel/reel-ca.pem expired on " "record: an expired CA warns"
 
 # --- a session.db this user cannot write: said so, not called damaged ---
 RO=$(mktemp -d /tmp/reel-ro.XXXXXX)

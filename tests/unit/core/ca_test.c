@@ -21,6 +21,7 @@
 #include "unit/testutil.h"
 
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -581,6 +582,41 @@ static void test_leaf_invalid(void **state) {
     assert_int_equal(reel_ca_leaf(fx->ca, NULL, &x, &err), REEL_INVALID);
 }
 
+/* The error shows the host (cut with "..." when long, one line) and says
+ * what is wrong with it. */
+static void test_leaf_invalid_reasons(void **state) {
+    fixture_t *fx = *state;
+    char longhost[300];
+    memset(longhost, 'a', sizeof longhost - 1);
+    longhost[sizeof longhost - 1] = '\0';
+    char longlabel[80];
+    memset(longlabel, 'b', 64);
+    snprintf(longlabel + 64, sizeof longlabel - 64, ".test");
+    char longshown[128];
+    snprintf(longshown, sizeof longshown, "\"%.80s...\": name over 253 bytes", longhost);
+    char labelshown[120];
+    snprintf(labelshown, sizeof labelshown, "\"%s\": label over 63 bytes", longlabel);
+    const struct {
+        const char *host, *msg;
+    } cases[] = {
+        {longlabel, labelshown},
+        {longhost, longshown},
+        {"", "\"\": empty name"},
+        {"a..b", "\"a..b\": empty label"},
+        {"example.com..", "\"example.com..\": empty label"},
+        {"*.example.com", "\"*.example.com\": a wildcard is not a host"},
+        {"x\ny", "\"x?y\": characters other than letters, digits"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        reel_err_t err;
+        reel_err_clear(&err);
+        X509 *x = NULL;
+        assert_int_equal(reel_ca_leaf(fx->ca, cases[i].host, &x, &err), REEL_INVALID);
+        if (strstr(err.msg, cases[i].msg) == NULL)
+            fail_msg("host %zu: \"%s\" lacks \"%s\"", i, err.msg, cases[i].msg);
+    }
+}
+
 static void test_lru(void **state) {
     (void)state;
     char *dir = tmp_dir();
@@ -645,6 +681,107 @@ static void test_lru(void **state) {
     free(dir);
 }
 
+/* Writes a CA (certificate and key) valid from from_days to to_days
+ * around now into dir, as reel_ca_open finds it. */
+static void write_ca(const char *dir, int from_days, int to_days) {
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    assert_non_null(key);
+    assert_non_null(x);
+    X509_set_version(x, X509_VERSION_3);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 7);
+    X509_gmtime_adj(X509_getm_notBefore(x), (long)from_days * 86400);
+    X509_gmtime_adj(X509_getm_notAfter(x), (long)to_days * 86400);
+    X509_NAME *name = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)"old CA", -1, -1,
+                               0);
+    X509_set_issuer_name(x, name);
+    X509_set_pubkey(x, key);
+    X509V3_CTX ctx;
+    X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
+    X509_EXTENSION *ext =
+        X509V3_EXT_nconf_nid(NULL, &ctx, NID_basic_constraints, "critical,CA:TRUE");
+    X509_add_ext(x, ext, -1);
+    X509_EXTENSION_free(ext);
+    assert_true(X509_sign(x, key, EVP_sha256()) > 0);
+    char *cp = reel_asprintf("%s/%s", dir, REEL_CA_CERT_FILE);
+    char *kp = reel_asprintf("%s/%s", dir, REEL_CA_KEY_FILE);
+    FILE *f = fopen(kp, "w");
+    assert_non_null(f);
+    fchmod(fileno(f), 0600);
+    PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
+    fclose(f);
+    f = fopen(cp, "w");
+    assert_non_null(f);
+    PEM_write_X509(f, x);
+    fclose(f);
+    free(cp);
+    free(kp);
+    X509_free(x);
+    EVP_PKEY_free(key);
+}
+
+/* An expired CA: a warning that says so, and no leaf (one clamped to the
+ * CA's end would end before it begins). */
+static void test_expired_ca(void **state) {
+    (void)state;
+    char *dir = tmp_dir();
+    write_ca(dir, -400, -2);
+    reel_ca_t *ca = open_ok(dir);
+    const char *w = reel_ca_warning(ca);
+    assert_non_null(w);
+    assert_non_null(strstr(w, "expired on 20"));
+    assert_non_null(strstr(w, "move it and its key"));
+    reel_err_t err;
+    reel_err_clear(&err);
+    X509 *x = (X509 *)1;
+    assert_int_equal(reel_ca_leaf(ca, "example.com", &x, &err), REEL_INVALID);
+    assert_null(x);
+    assert_non_null(strstr(err.msg, "cannot make a certificate: the reel CA "));
+    assert_non_null(strstr(err.msg, " expired on 20"));
+    reel_ca_free(ca);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* A CA that expires within 30 days: a warning, and leaves that end with it
+ * (and after they begin). */
+static void test_expiring_ca(void **state) {
+    (void)state;
+    char *dir = tmp_dir();
+    write_ca(dir, -400, 10);
+    reel_ca_t *ca = open_ok(dir);
+    const char *w = reel_ca_warning(ca);
+    assert_non_null(w);
+    assert_non_null(strstr(w, "expires on 20"));
+    assert_true(strstr(w, "(in 9 days)") || strstr(w, "(in 10 days)"));
+    X509 *x = leaf_ok(ca, "example.com");
+    assert_int_equal(ASN1_TIME_compare(X509_get0_notAfter(x), X509_get0_notAfter(reel_ca_cert(ca))),
+                     0);
+    assert_true(ASN1_TIME_compare(X509_get0_notBefore(x), X509_get0_notAfter(x)) < 0);
+    X509_free(x);
+    reel_ca_free(ca);
+    /* with a loose key mode too: one warning a line */
+    char *kp = reel_asprintf("%s/%s", dir, REEL_CA_KEY_FILE);
+    assert_int_equal(chmod(kp, 0644), 0);
+    free(kp);
+    ca = open_ok(dir);
+    w = reel_ca_warning(ca);
+    assert_non_null(strstr(w, "has mode 0644"));
+    assert_non_null(strstr(w, "\nthe reel CA "));
+    reel_ca_free(ca);
+    /* a CA good for longer: no warning */
+    rm_rf(dir);
+    free(dir);
+    dir = tmp_dir();
+    write_ca(dir, -1, 60);
+    ca = open_ok(dir);
+    assert_null(reel_ca_warning(ca));
+    reel_ca_free(ca);
+    rm_rf(dir);
+    free(dir);
+}
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -692,6 +829,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_leaf_ip, setup_ca, teardown_ca),
         cmocka_unit_test_setup_teardown(test_leaf_long_name, setup_ca, teardown_ca),
         cmocka_unit_test_setup_teardown(test_leaf_invalid, setup_ca, teardown_ca),
+        cmocka_unit_test_setup_teardown(test_leaf_invalid_reasons, setup_ca, teardown_ca),
+        cmocka_unit_test(test_expired_ca),
+        cmocka_unit_test(test_expiring_ca),
         cmocka_unit_test(test_lru),
         cmocka_unit_test(test_mint_time),
     };
