@@ -2,10 +2,14 @@
 #include "core/tls.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -51,6 +55,7 @@ struct reel_tls {
     bool peer_closed;
     bool ended;              /* end of stream reported */
     bool closed_sent;        /* our close_notify queued */
+    bool cert_requested;     /* client: the origin sent a CertificateRequest */
     char *fallback_host;     /* server role */
     char *cert_host;         /* server: host of the leaf; client: opts.host */
     char *sni;               /* server: received; client: sent */
@@ -59,8 +64,8 @@ struct reel_tls {
     char *alpn_mirror;       /* server: the one protocol it may choose (NULL: HTTP's) */
     char *session_key;       /* client: cache key ("!" first when insecure) */
     char cb_err[ERRMSG_MAX]; /* set by the SNI callback */
-    char cert_facts[400];    /* what the origin's certificate that failed the check says */
-    char peer_facts[400];    /* ... and its own (leaf) certificate, for ServerConn.peer_cert */
+    char cert_facts[600];    /* what the origin's certificate says, and where its chain failed */
+    char peer_facts[400];    /* what its own (leaf) certificate says, for ServerConn.peer_cert */
     const char *verify_error; /* client: why the check failed (static), NULL: it did not */
     char errmsg[ERRMSG_MAX]; /* the failure, repeated on later calls */
 };
@@ -284,6 +289,29 @@ bool reel_tls_ctx_share_tickets(reel_tls_ctx_t *to, const reel_tls_ctx_t *from) 
     return ok;
 }
 
+/* 0 if path opens for reading and is not a directory, else the errno. */
+static int unreadable(const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    struct stat st;
+    int e = fstat(fd, &st) != 0 ? errno : S_ISDIR(st.st_mode) ? EISDIR : 0;
+    close(fd);
+    return e;
+}
+
+/* The origin asked for a client certificate (CertificateRequest). reel has
+ * none to give: it goes on without one, and only notes the request, so
+ * that the origin refusing it can be explained. */
+static int client_cert_cb(SSL *ssl, X509 **x509, EVP_PKEY **pkey) {
+    (void)x509;
+    (void)pkey;
+    reel_tls_t *t = SSL_get_app_data(ssl);
+    if (t)
+        t->cert_requested = true;
+    return 0;
+}
+
 reel_rc reel_tls_ctx_new_client(const char *extra_ca_file, bool no_system_store,
                                 reel_tls_ctx_t **out, reel_err_t *err) {
     *out = NULL;
@@ -298,6 +326,13 @@ reel_rc reel_tls_ctx_new_client(const char *extra_ca_file, bool no_system_store,
         const char *reason = ossl_reason();
         return reel_err_set(err, REEL_ERROR, "cannot load the system trust store: %s", reason);
     }
+    /* OpenSSL names only its library ("system lib") when the file cannot
+     * be opened: the file is looked at first, for the errno's words */
+    int e = extra_ca_file ? unreadable(extra_ca_file) : 0;
+    if (e) {
+        SSL_CTX_free(c);
+        return reel_err_errno(err, REEL_IO, e, "cannot load trusted CA file %s", extra_ca_file);
+    }
     if (extra_ca_file && SSL_CTX_load_verify_file(c, extra_ca_file) != 1) {
         SSL_CTX_free(c);
         const char *reason = ossl_reason();
@@ -305,6 +340,7 @@ reel_rc reel_tls_ctx_new_client(const char *extra_ca_file, bool no_system_store,
                             reason);
     }
     SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_client_cert_cb(c, client_cert_cb);
     SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(c, new_session_cb);
     reel_tls_ctx_t *ctx = reel_calloc(1, sizeof *ctx);
@@ -431,21 +467,47 @@ static void cert_facts(X509 *x, char *out, size_t n) {
              from, to);
 }
 
-/* OpenSSL's verdict on each certificate of the origin's chain, unchanged;
- * of the first that fails, what it says is kept for the error, and what
- * the origin's own certificate says for the flow's ServerConn (the peer
- * certificate is not kept by a handshake that failed). Only on failure:
- * a check that passes costs nothing more. */
+/* The CN of name, into out ("?" without one). */
+static void cn_of(X509_NAME *name, char *out, int n) {
+    if (X509_NAME_get_text_by_NID(name, NID_commonName, out, n) < 0)
+        snprintf(out, (size_t)n, "?");
+}
+
+/* OpenSSL's verdict on each certificate of the origin's chain, unchanged.
+ * At the first that fails, what the origin's own (leaf) certificate says
+ * is kept for the flow's ServerConn (the peer certificate is not kept by
+ * a handshake that failed) and for the error, which adds where the chain
+ * failed when it is not at the leaf: the error and the recorded
+ * certificate then describe the same certificate. Only on failure: a
+ * check that passes costs nothing more. */
 static int verify_note(int ok, X509_STORE_CTX *ctx) {
     SSL *ssl = X509_STORE_CTX_get_ex_data(ctx, SSL_get_ex_data_X509_STORE_CTX_idx());
     reel_tls_t *t = ssl ? SSL_get_app_data(ssl) : NULL;
     if (!ok && t && t->cert_facts[0] == '\0') {
         X509 *bad = X509_STORE_CTX_get_current_cert(ctx), *leaf = X509_STORE_CTX_get0_cert(ctx);
-        cert_facts(bad, t->cert_facts, sizeof t->cert_facts);
-        if (leaf == bad)
-            memcpy(t->peer_facts, t->cert_facts, sizeof t->peer_facts);
-        else
-            cert_facts(leaf, t->peer_facts, sizeof t->peer_facts);
+        cert_facts(leaf ? leaf : bad, t->peer_facts, sizeof t->peer_facts);
+        if (leaf == NULL || bad == NULL || leaf == bad) {
+            memcpy(t->cert_facts, t->peer_facts, sizeof t->cert_facts);
+            return ok;
+        }
+        char issuer[80], top[80];
+        cn_of(X509_get_issuer_name(leaf), issuer, sizeof issuer);
+        int e = X509_STORE_CTX_get_error(ctx);
+        if (e == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN || e == X509_V_ERR_CERT_UNTRUSTED) {
+            cn_of(X509_get_subject_name(bad), top, sizeof top); /* the root it sent */
+            snprintf(t->cert_facts, sizeof t->cert_facts, "%s; %s chains to %s, not trusted",
+                     t->peer_facts, issuer, top);
+        } else if (e == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
+                   e == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT) {
+            cn_of(X509_get_issuer_name(bad), top, sizeof top); /* a root it did not send */
+            snprintf(t->cert_facts, sizeof t->cert_facts,
+                     "%s; %s chains to %s, which is not trusted", t->peer_facts, issuer, top);
+        } else {
+            char facts[300];
+            cert_facts(bad, facts, sizeof facts);
+            snprintf(t->cert_facts, sizeof t->cert_facts, "%s; in its chain, %.180s", t->peer_facts,
+                     facts);
+        }
     }
     return ok;
 }
@@ -618,7 +680,7 @@ static reel_rc fail(reel_tls_t *t, int ssl_err, reel_err_t *err) {
     } else if (!t->server && !t->insecure && v != X509_V_OK &&
                rcode == SSL_R_CERTIFICATE_VERIFY_FAILED) {
         t->verify_error = X509_verify_cert_error_string(v);
-        snprintf(t->errmsg, sizeof t->errmsg, "upstream certificate verify failed: %s%s%s%s",
+        snprintf(t->errmsg, sizeof t->errmsg, "upstream certificate verify failed: %s%s%.420s%s",
                  t->verify_error, t->cert_facts[0] ? " (" : "", t->cert_facts,
                  t->cert_facts[0] ? ")" : "");
         /* what the server had chosen before the check ended it, for the
@@ -630,9 +692,17 @@ static reel_rc fail(reel_tls_t *t, int ssl_err, reel_err_t *err) {
             t->alpn = reel_strndup((const char *)p, pn);
     } else if (reason) {
         const char *hint = "";
-        if (t->server &&
-            (rcode == SSL_R_TLSV1_ALERT_UNKNOWN_CA || rcode == SSL_R_SSLV3_ALERT_BAD_CERTIFICATE ||
-             rcode == SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN))
+        if (!t->server && t->cert_requested &&
+            (rcode == SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE ||
+             rcode == SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED ||
+             rcode == SSL_R_SSLV3_ALERT_BAD_CERTIFICATE ||
+             rcode == SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN ||
+             rcode == SSL_R_TLSV1_ALERT_ACCESS_DENIED || rcode == SSL_R_TLSV1_ALERT_UNKNOWN_CA))
+            hint = ": the origin asked for a client certificate, which reel does not have: put "
+                   "the host in ignore_hosts to pass it through untouched";
+        else if (t->server && (rcode == SSL_R_TLSV1_ALERT_UNKNOWN_CA ||
+                               rcode == SSL_R_SSLV3_ALERT_BAD_CERTIFICATE ||
+                               rcode == SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN))
             hint = " (does the client trust the reel CA?)";
         snprintf(t->errmsg, sizeof t->errmsg, "%s TLS %s failed: %s%s", who,
                  t->done ? "connection" : "handshake", reason, hint);

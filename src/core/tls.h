@@ -64,8 +64,9 @@ bool reel_tls_ctx_share_tickets(reel_tls_ctx_t *to, const reel_tls_ctx_t *from);
 /** Makes the client-role context: trusts the system store (unless
  * no_system_store) plus, when extra_ca_file is not NULL, the PEM
  * certificates in that file (upstream_trusted_ca). Returns REEL_OK and an
- * owned context in *out; REEL_IO when extra_ca_file cannot be loaded,
- * REEL_ERROR otherwise, with err filled. */
+ * owned context in *out; REEL_IO when extra_ca_file cannot be loaded
+ * (the system's reason when it cannot be opened, "No such file or
+ * directory"), REEL_ERROR otherwise, with err filled. */
 reel_rc reel_tls_ctx_new_client(const char *extra_ca_file, bool no_system_store,
                                 reel_tls_ctx_t **out, reel_err_t *err);
 
@@ -132,7 +133,11 @@ void reel_tls_feed_eof(reel_tls_t *t);
  * is complete (and on every later call), REEL_NEED_MORE when it waits for
  * the peer, or REEL_ERROR with err filled: for the client role a
  * certificate problem reads "upstream certificate verify failed: <OpenSSL
- * reason>" (e.g. "self-signed certificate", "hostname mismatch"). After an
+ * reason> (<the origin's own certificate, as reel_tls_verify_error gives
+ * it>[; where its chain failed])" (e.g. "self-signed certificate",
+ * "hostname mismatch"); when the origin had asked for a client
+ * certificate (reel never has one) and then ends the connection with an
+ * alert, here or at the first read (TLS 1.3), the error says so. After an
  * error the connection is dead; take and send its pending alert. */
 reel_rc reel_tls_handshake(reel_tls_t *t, reel_err_t *err);
 

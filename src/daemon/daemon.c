@@ -408,12 +408,15 @@ out:
                 rc = e2.code;
         }
         unsigned long long kept = st.flows - st.lost_flows;
-        if (st.lost_flows)
+        /* a run that never started (the proxy could not, e.g. an unreadable
+         * upstream_trusted_ca) has nothing to sum up: its error is what
+         * matters, and a summary printed first would bury it */
+        if (*served && st.lost_flows)
             fprintf(stderr,
                     "reel: session '%s': %llu flow%s recorded in this run, %llu more not recorded "
                     "(capture had stopped before their records reached the disk)\n",
                     o->name, kept, kept == 1 ? "" : "s", (unsigned long long)st.lost_flows);
-        else
+        else if (*served)
             fprintf(stderr, "reel: session '%s': %llu flow%s recorded in this run\n", o->name,
                     (unsigned long long)st.flows, st.flows == 1 ? "" : "s");
     }

@@ -403,6 +403,9 @@ exp_pid=$!
 for _ in $(seq 50); do grep -q "proxy listening" "$TMP/expca.err" && break; sleep 0.1; done
 kill -INT "$exp_pid"; wait "$exp_pid" || bad "record with an expired CA: $(cat "$TMP/expca.err")"
 has "$(cat "$TMP/expca.err")" "reel: WARNING: the reel CA $EXP/reel/reel-ca.pem expired on " "record: an expired CA warns"
+# a proxy that cannot start prints why, and no run summary before it
+run 1 "$REEL" record --set upstream_trusted_ca=/nonexistent.pem --listen 127.0.0.1:0 cafail </dev/null && has "$err" "cannot load trusted CA file /nonexistent.pem: No such file or directory" "record: a missing trusted CA file"
+case "$err" in *"recorded in this run"*) bad "a failed start printed a run summary: $err" ;; *) ok ;; esac
 
 # --- a session.db this user cannot write: said so, not called damaged ---
 RO=$(mktemp -d /tmp/reel-ro.XXXXXX)

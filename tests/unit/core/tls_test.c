@@ -2,7 +2,8 @@
  * talk through memory only. Handshake fed whole and byte by byte, plaintext
  * both ways in odd-sized pieces, close_notify and bare EOF, SNI and fallback
  * host, ALPN, verification failures (untrusted CA, self-signed, hostname and
- * IP mismatch), verification off, bounded buffers, garbage input. Prints the
+ * IP mismatch, a chain to an untrusted root), an origin that requires a
+ * client certificate, verification off, bounded buffers, garbage input. Prints the
  * in-memory handshake rate (not asserted). */
 #include <ftw.h>
 #include <setjmp.h>
@@ -636,6 +637,120 @@ static void test_hostname_mismatch(void **state) {
     reel_tls_free(s);
 }
 
+/* A certificate for cn (also its DNS SAN unless is_ca), signed by
+ * issuer/ikey (self-signed when issuer is NULL); its new key in *key. */
+static X509 *make_cert(const char *cn, bool is_ca, X509 *issuer, EVP_PKEY *ikey, EVP_PKEY **key) {
+    *key = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    assert_non_null(*key);
+    assert_non_null(x);
+    X509_set_version(x, X509_VERSION_3);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), (long)(uintptr_t)x & 0x7fffffff);
+    X509_gmtime_adj(X509_getm_notBefore(x), -86400);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400 * 30);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_UTF8,
+                               (const unsigned char *)cn, -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(issuer ? issuer : x));
+    X509_set_pubkey(x, *key);
+    X509V3_CTX ctx;
+    X509V3_set_ctx(&ctx, issuer ? issuer : x, x, NULL, NULL, 0);
+    char san[128];
+    snprintf(san, sizeof san, "DNS:%s", cn);
+    X509_EXTENSION *ext = X509V3_EXT_nconf_nid(NULL, &ctx, NID_basic_constraints,
+                                               is_ca ? "critical,CA:TRUE" : "CA:FALSE");
+    X509_add_ext(x, ext, -1);
+    X509_EXTENSION_free(ext);
+    if (!is_ca) {
+        ext = X509V3_EXT_nconf_nid(NULL, &ctx, NID_subject_alt_name, san);
+        X509_add_ext(x, ext, -1);
+        X509_EXTENSION_free(ext);
+    }
+    assert_true(X509_sign(x, issuer ? ikey : *key, EVP_sha256()) > 0);
+    return x;
+}
+
+/* An origin whose leaf is issued by an intermediate under a root the client
+ * does not trust: the error describes the origin's leaf (as the flow's
+ * ServerConn does) and says where the chain fails. */
+static void test_verify_chain_untrusted_root(void **state) {
+    (void)state;
+    EVP_PKEY *rk, *ik, *lk;
+    X509 *root = make_cert("Test Root", true, NULL, NULL, &rk);
+    X509 *inter = make_cert("Test Intermediate", true, root, rk, &ik);
+    X509 *leaf = make_cert("chain.test", false, inter, ik, &lk);
+    for (int with_root = 0; with_root < 2; with_root++) {
+        raw_t r = raw_server(leaf, lk);
+        assert_int_equal(SSL_add1_chain_cert(r.ssl, inter), 1);
+        if (with_root)
+            assert_int_equal(SSL_add1_chain_cert(r.ssl, root), 1);
+        reel_tls_t *c = client_new(FX->client, "chain.test", false, NULL);
+        reel_err_t err;
+        reel_err_clear(&err);
+        assert_int_equal(raw_handshake(&r, c, &err), REEL_ERROR);
+        const char *cert = NULL;
+        assert_non_null(reel_tls_verify_error(c, &cert));
+        assert_non_null(cert);
+        assert_non_null(strstr(cert, "certificate for chain.test, by Test Intermediate, valid "));
+        assert_non_null(
+            strstr(err.msg, "(certificate for chain.test, by Test Intermediate, valid "));
+        assert_non_null(strstr(err.msg, with_root ? "; Test Intermediate chains to Test Root, "
+                                                    "not trusted)"
+                                                  : "; Test Intermediate chains to Test Root, "
+                                                    "which is not trusted)"));
+        assert_non_null(strstr(err.msg, with_root ? "self-signed certificate in certificate chain"
+                                                  : "unable to get local issuer certificate"));
+        reel_tls_free(c);
+        raw_free(&r);
+    }
+    X509_free(leaf);
+    X509_free(inter);
+    X509_free(root);
+    EVP_PKEY_free(lk);
+    EVP_PKEY_free(ik);
+    EVP_PKEY_free(rk);
+}
+
+/* An origin that requires a client certificate (mutual TLS): reel has none
+ * to give, and the error says that the origin asked for one. TLS 1.2 ends
+ * the handshake; TLS 1.3 lets the client finish its side first, and the
+ * alert comes with the first read. */
+static void test_client_cert_required(void **state) {
+    (void)state;
+    X509 *leaf = NULL;
+    reel_err_t err;
+    reel_err_clear(&err);
+    assert_int_equal(reel_ca_leaf(FX->ca, "mtls.test", &leaf, &err), REEL_OK);
+    for (int v13 = 0; v13 < 2; v13++) {
+        raw_t r = raw_server(leaf, reel_ca_leaf_key(FX->ca));
+        SSL_set_verify(r.ssl, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+        SSL_set_max_proto_version(r.ssl, v13 ? TLS1_3_VERSION : TLS1_2_VERSION);
+        reel_tls_t *c = client_new(FX->client, "mtls.test", false, NULL);
+        reel_err_clear(&err);
+        reel_rc rc = raw_handshake(&r, c, &err);
+        if (v13) {
+            assert_int_equal(rc, REEL_OK);
+            uint8_t buf[64];
+            size_t n = 0;
+            rc = reel_tls_read_plain(c, buf, sizeof buf, &n, &err);
+        }
+        assert_int_equal(rc, REEL_ERROR);
+        assert_non_null(strstr(err.msg, v13 ? "certificate required" : "handshake failure"));
+        assert_non_null(strstr(err.msg, ": the origin asked for a client certificate, which reel "
+                                        "does not have: put the host in ignore_hosts"));
+        reel_tls_free(c);
+        raw_free(&r);
+    }
+    /* a failure without a certificate request gets no such hint */
+    raw_t r = raw_server(leaf, reel_ca_leaf_key(FX->ca));
+    reel_tls_t *c = client_new(FX->untrusting, "mtls.test", false, NULL);
+    reel_err_clear(&err);
+    assert_int_equal(raw_handshake(&r, c, &err), REEL_ERROR);
+    assert_null(strstr(err.msg, "client certificate"));
+    reel_tls_free(c);
+    raw_free(&r);
+    X509_free(leaf);
+}
+
 /* One connection of a resumption test: handshake, then a response from the
  * server so the client reads the TLS 1.3 tickets that follow the handshake.
  * Returns whether the handshake resumed a session. */
@@ -750,8 +865,14 @@ static void test_client_ctx(void **state) {
     ctx = NULL;
     assert_int_equal(reel_tls_ctx_new_client(missing, true, &ctx, &err), REEL_IO);
     assert_null(ctx);
+    /* the reason is the system's, not OpenSSL's library name */
     assert_non_null(strstr(err.msg, "cannot load trusted CA file"));
+    assert_non_null(strstr(err.msg, "nope.pem: No such file or directory"));
     free(missing);
+    reel_err_clear(&err);
+    assert_int_equal(reel_tls_ctx_new_client(FX->dir, true, &ctx, &err), REEL_IO);
+    assert_null(ctx);
+    assert_non_null(strstr(err.msg, "Is a directory"));
 
     /* Wrong role, no host. */
     reel_tls_t *t = NULL;
@@ -951,6 +1072,8 @@ int main(void) {
         cmocka_unit_test(test_verify_off),
         cmocka_unit_test(test_verify_self_signed),
         cmocka_unit_test(test_hostname_mismatch),
+        cmocka_unit_test(test_verify_chain_untrusted_root),
+        cmocka_unit_test(test_client_cert_required),
         cmocka_unit_test(test_client_ctx),
         cmocka_unit_test(test_session_resumption),
         cmocka_unit_test(test_resumption_tls12_unclean_close),
