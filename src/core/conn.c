@@ -130,6 +130,14 @@ void reel__conn_process(conn_t *c) {
     }
     if (c->state == C_DONE)
         return;
+    if (cl->eof && c->state == C_SNIFF && reel__sniff_hello_started(c)) {
+        /* it closed with a part of a ClientHello: nothing can be verified
+         * or intercepted, and its bytes are not passed on (relayed, they
+         * would start a TLS handshake reel never saw) */
+        tunnel_abandoned(c, "the client closed the connection during its TLS ClientHello");
+        reel__conn_close(c);
+        return;
+    }
     if (cl->eof && c->state == C_SNIFF && cl->in.len > 0 && !c->tunnel_tls) {
         /* The client sent bytes that do not say yet what the tunnel
          * carries, then ended its side: it says nothing more, so the
@@ -389,7 +397,9 @@ static uint64_t conn_deadline(conn_t *c) {
     if ((c->state == C_REQ_BODY || c->state == C_WAIT_RESP) && !c->ex.resp_head_sent &&
         c->ex.resp_head_started)
         d = earlier(d, c->ex.resp_head_started + p->head_timeout_ms);
-    if (c->state == C_SNIFF)
+    if (c->state == C_SNIFF && c->sniff_bytes_at)
+        d = earlier(d, c->sniff_bytes_at + p->head_timeout_ms);
+    else if (c->state == C_SNIFF)
         d = earlier(d, c->sniff_started + SNIFF_WAIT_MS);
     if (c->state == C_PROBE && c->up)
         d = earlier(d, c->up->progress + p->upstream_timeout_ms);
@@ -458,8 +468,27 @@ static void on_conn_timer(uv_timer_t *t) {
         reel__conn_arm(c);
         return;
     }
-    if (c->state == C_SNIFF && now - c->sniff_started >= SNIFF_WAIT_MS && c->sniff_grace < 200 &&
-        reel_stack_unread(&c->client.st) > 0) {
+    if (c->state == C_SNIFF && c->sniff_bytes_at && now - c->sniff_bytes_at >= p->head_timeout_ms) {
+        if (reel__sniff_hello_started(c)) {
+            /* never relayed raw: that would pass on TLS reel neither
+             * intercepted nor verified, only because the client was slow */
+            char *why = reel_asprintf("the client did not finish its TLS ClientHello within %us "
+                                      "(head_timeout): %zu bytes of it came",
+                                      (unsigned)(p->head_timeout_ms / 1000), c->client.in.len);
+            tunnel_abandoned(c, why);
+            free(why);
+            reel__conn_close(c);
+            return;
+        }
+        /* bytes that are not TLS and that still say nothing after this
+         * long: some other protocol, relayed raw */
+        reel__begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false, true);
+        reel__conn_arm(c);
+        return;
+    }
+    /* (a client that sent bytes is not silent: the clock above is its) */
+    if (c->state == C_SNIFF && !c->sniff_bytes_at && now - c->sniff_started >= SNIFF_WAIT_MS &&
+        c->sniff_grace < 200 && reel_stack_unread(&c->client.st) > 0) {
         /* Not silent: its bytes wait in the kernel, which a long turn of
          * the loop (a burst of new connections, each minting a leaf) has
          * not read yet. Deciding on the clock alone relayed such TLS raw,
@@ -470,7 +499,7 @@ static void on_conn_timer(uv_timer_t *t) {
         reel__conn_arm(c);
         return;
     }
-    if (c->state == C_SNIFF && now - c->sniff_started >= SNIFF_WAIT_MS) {
+    if (c->state == C_SNIFF && !c->sniff_bytes_at && now - c->sniff_started >= SNIFF_WAIT_MS) {
         /* The client is silent: maybe a server-speaks-first protocol. */
         reel__begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false, true);
         reel__conn_arm(c);

@@ -46,7 +46,7 @@
 #define LOW_WATER (256u << 10)
 #define CORK_MAX (16u << 10)
 #define CLIENT_IN_MAX (4u << 20) /* pipelined bytes held while a response runs */
-#define SNIFF_WAIT_MS 3000
+#define SNIFF_WAIT_MS 3000       /* a CONNECT's client silent this long: the server speaks first */
 #define LINGER_TOTAL_MS 30000 /* nginx's lingering_time */
 #define LINGER_IDLE_MS 5000   /* nginx's lingering_timeout */
 /* A body read until the close and cut (reel__exchange_cut): how long what
@@ -205,6 +205,10 @@ struct conn {
     char *tunnel_sni;
     uint64_t sniff_started;
     unsigned sniff_grace; /* times the sniff deadline found bytes unread (conn.c) */
+    /* C_SNIFF before any TLS: when the client's first bytes came (0: none
+     * yet). From then on the client is not silent: sniffing waits for
+     * what it needs up to head_timeout, not SNIFF_WAIT_MS (conn.c). */
+    uint64_t sniff_bytes_at;
     /* The CONNECT reel accepted, as its client sent it, for the tunnel's
      * flow (NULL: none, or already recorded): owned, freed once that
      * flow's request is recorded or the tunnel turns out to carry HTTP. */
@@ -510,6 +514,9 @@ void reel__tunnel_flow(conn_t *c, const char *host, int port, bool answered);
 void reel__begin_raw_tunnel(conn_t *c, const char *host, int port, bool reply_200, bool record);
 void reel__start_upgraded_tunnel(conn_t *c);
 void reel__sniff_process(conn_t *c);
+/* Whether the client, still sniffed and not yet in TLS, has sent the start
+ * of a TLS ClientHello but not all of it. */
+bool reel__sniff_hello_started(conn_t *c);
 void reel__probe_done(conn_t *c, const char *alpn);
 /* What an origin chose when offered h2: 1 h2, 0 not, -1 not known. */
 int reel__alpn_seen(const reel_proxy_t *p, const char *host, int port, const char *sni);

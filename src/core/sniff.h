@@ -20,9 +20,11 @@
  * server speaks first (SMTP, POP3, FTP greetings; an SSH server banner) sends
  * nothing from the client side, so the caller sees no bytes -- NEED_MORE
  * forever. The caller must therefore apply a timeout (a second or two) while
- * sniffing and, when it expires with the answer still NEED_MORE, treat the
+ * the client is silent and, when it expires with no bytes seen, treat the
  * tunnel as REEL_SNIFF_OTHER and start relaying, so the server's greeting
- * gets through. */
+ * gets through. A client that has sent bytes is not silent: NEED_MORE then
+ * means the rest is on its way (a ClientHello split across reads), and
+ * relaying it raw on the clock would pass on TLS nobody intercepted. */
 #ifndef REEL_CORE_SNIFF_H
 #define REEL_CORE_SNIFF_H
 

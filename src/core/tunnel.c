@@ -448,6 +448,7 @@ void reel__alpn_note(reel_proxy_t *p, const char *host, int port, const char *sn
 static void start_client_tls(conn_t *c, reel_tls_t *tls, conn_state state) {
     peer_t *cl = &c->client;
     c->state = state;
+    c->sniff_bytes_at = 0; /* (sniffing inside TLS has its handshake's clock) */
     if (state == C_SNIFF)
         c->sniff_started = uv_now(c->p->loop);
     if (state != C_RAW)
@@ -578,6 +579,17 @@ static void sniff_inside_tls(conn_t *c) {
         begin_tls_tunnel(c, "");
 }
 
+bool reel__sniff_hello_started(conn_t *c) {
+    peer_t *cl = &c->client;
+    if (c->state != C_SNIFF || reel_stack_has_tls(&cl->st) || cl->in.len == 0 ||
+        cl->in.data[0] != 22)
+        return false;
+    /* a TLS prefix that reel__sniff_process could not act on yet: its
+     * ClientHello is not whole */
+    reel_sniff_kind k = reel_sniff(cl->in.data, cl->in.len);
+    return k == REEL_SNIFF_NEED_MORE || k == REEL_SNIFF_TLS;
+}
+
 /* After CONNECT 200: decide what the client speaks. */
 void reel__sniff_process(conn_t *c) {
     peer_t *cl = &c->client;
@@ -585,6 +597,8 @@ void reel__sniff_process(conn_t *c) {
         sniff_inside_tls(c);
         return;
     }
+    if (cl->in.len && c->sniff_bytes_at == 0)
+        c->sniff_bytes_at = uv_now(c->p->loop);
     reel_sniff_kind k = reel_sniff(cl->in.data, cl->in.len);
     if (k == REEL_SNIFF_NEED_MORE)
         return;

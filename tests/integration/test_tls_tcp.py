@@ -638,5 +638,172 @@ class TlsTcpTest(unittest.TestCase):
             self.assertTrue(got.endswith(b"x" * 5000 if close_delimited else b"body"), got[-50:])
 
 
+class SilentOrigin:
+    """A TCP listener on 127.0.0.1 that accepts and never says anything
+    (holding what it accepted until closed): accepted counts them."""
+
+    def __init__(self):
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(8)
+        self.port = self.srv.getsockname()[1]
+        self.held = []
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            self.held.append(c)
+
+    def close(self):
+        self.srv.close()
+        for c in self.held:
+            c.close()
+
+
+class SlowClientTest(unittest.TestCase):
+    """Clients slow to send their ClientHello, with a short head_timeout
+    (5 s)."""
+
+    @classmethod
+    def setUpClass(cls):
+        os.makedirs(TMPBASE, exist_ok=True)
+        cls.root = tempfile.mkdtemp(prefix="slowhello.", dir=TMPBASE)
+        cls.ca, cls.leaf, _ = certs(cls.root)
+        cls.reel = Reel(cls.root, "main", "upstream_trusted_ca=" + cls.ca, "head_timeout=5",
+                        "upstream_timeout=2")
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.reel.stop()
+        if code != 0:
+            print(cls.reel.log(), file=sys.stderr)
+        shutil.rmtree(cls.root, ignore_errors=True)
+        assert code == 0, "reel record exited %d on SIGINT" % code
+
+    def connect_tunnel(self, port):
+        s = connect(self.reel.port)
+        s.settimeout(15)
+        s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost:%d\r\n\r\n" % (port, port))
+        self.assertTrue(read_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 200"))
+        return s
+
+    def hello(self, alpn=("http/1.1",)):
+        """A TLS client over memory buffers trusting reel's CA only, and
+        its ClientHello: (sslobject, incoming, outgoing, hello bytes)."""
+        ctx = ssl.create_default_context(cafile=self.reel.ca)
+        ctx.set_alpn_protocols(list(alpn))
+        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        o = ctx.wrap_bio(inc, out, server_hostname="localhost")
+        with self.assertRaises(ssl.SSLWantReadError):
+            o.do_handshake()
+        return o, inc, out, out.read()
+
+    def pump(self, s, o, inc, out, step):
+        """Runs step() (a handshake, a read) on o until it is done,
+        exchanging its records over s; returns what step returned."""
+        while True:
+            try:
+                r = step()
+                x = out.read()
+                if x:
+                    s.sendall(x)
+                return r
+            except ssl.SSLWantReadError:
+                x = out.read()
+                if x:
+                    s.sendall(x)
+                d = s.recv(65536)
+                if not d:
+                    raise ConnectionError("closed")
+                inc.write(d)
+
+    def wait_tunnel_row(self, port):
+        fl = []
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            fl = self.reel.wait_flows(1, "~u localhost:%d" % port, timeout=10)
+            if fl and fl[0]["state"] != "open":
+                break
+            time.sleep(0.1)
+        self.assertEqual(len(fl), 1, fl)
+        return fl[0]
+
+    def test_slow_hello_is_intercepted(self):
+        """The first 5 bytes of the ClientHello, 3.5 s of nothing, then the
+        rest: the client is not silent, so it is intercepted (reel's
+        certificate, an https flow), not relayed raw after 3 s to finish
+        its handshake with the origin unverified and unrecorded."""
+        o = KeepAliveOrigin(self.leaf)
+        try:
+            s = self.connect_tunnel(o.port)
+            tls, inc, out, hello = self.hello()
+            s.sendall(hello[:5])
+            time.sleep(3.5)
+            s.sendall(hello[5:])
+            self.pump(s, tls, inc, out, tls.do_handshake)  # verified against reel's CA
+            issuer = dict(x[0] for x in tls.getpeercert()["issuer"])
+            self.assertNotEqual(issuer.get("commonName"), "reel tls-tcp test CA", issuer)
+            tls.write(b"GET /slow HTTP/1.1\r\nHost: localhost:%d\r\nConnection: close\r\n\r\n"
+                      % o.port)
+            resp = self.pump(s, tls, inc, out, lambda: tls.read(65536))
+            self.assertTrue(resp.startswith(b"HTTP/1.1 200"), resp)
+            s.close()
+        finally:
+            o.close()
+        fl = self.reel.wait_flows(1, "~u https://localhost:%d/slow" % o.port, timeout=10)
+        self.assertEqual(len(fl), 1, self.reel.flows())
+        self.assertEqual(fl[0]["status"], 200, fl)
+        self.assertEqual(self.reel.flows("~u tcp://localhost:%d" % o.port), [])
+
+    def test_unfinished_hello_ends_the_tunnel(self):
+        """A ClientHello that never ends: after head_timeout the tunnel
+        ends, its flow saying why; nothing reached the origin."""
+        o = SilentOrigin()
+        try:
+            s = self.connect_tunnel(o.port)
+            _, _, _, hello = self.hello()
+            t0 = time.time()
+            s.sendall(hello[:5])
+            self.assertEqual(read_until(s, b"never"), b"")  # reel closes
+            took = time.time() - t0
+            self.assertGreater(took, 4.5)
+            self.assertLess(took, 8)
+            s.close()
+            row = self.wait_tunnel_row(o.port)
+            self.assertEqual(row["kind"], "tunnel", row)
+            self.assertIn("did not finish its TLS ClientHello within 5s", row["error"] or "", row)
+            self.assertIn("5 bytes", row["error"], row)
+            self.assertEqual(o.held, [])  # never connected
+        finally:
+            o.close()
+
+    def test_close_during_hello_is_an_error(self):
+        """A part of a ClientHello, then the client's close: an error
+        flow, and those bytes are not sent on to the origin."""
+        o = SilentOrigin()
+        try:
+            s = self.connect_tunnel(o.port)
+            _, _, _, hello = self.hello()
+            s.sendall(hello[:40])
+            time.sleep(0.3)
+            s.shutdown(socket.SHUT_WR)
+            self.assertEqual(read_until(s, b"never"), b"")
+            s.close()
+            row = self.wait_tunnel_row(o.port)
+            self.assertEqual(row["kind"], "tunnel", row)
+            self.assertIn("closed the connection during its TLS ClientHello", row["error"] or "",
+                          row)
+            full = self.reel.flow(row["id"])
+            self.assertEqual(messages(full, True), hello[:40])  # what came, recorded
+            time.sleep(0.5)
+            self.assertEqual(o.held, [])
+        finally:
+            o.close()
+
+
 if __name__ == "__main__":
     main()
