@@ -9,6 +9,7 @@
 static void conn_free(conn_t *c);
 static void on_close_timer(uv_handle_t *h);
 static bool upstream_owes(const conn_t *c);
+static char *setup_timed_out(const conn_t *c, const peer_t *up);
 static void upstream_timed_out(conn_t *c);
 static uint64_t earlier(uint64_t a, uint64_t b);
 static uint64_t conn_deadline(conn_t *c);
@@ -245,6 +246,7 @@ static void conn_free(conn_t *c) {
     free(c->tunnel_host);
     free(c->tunnel_sni);
     free(c->connect_head);
+    free(c->probe_error);
     free(c);
     STAT_SUB(p, active_connections, 1);
     if (p->shutting_down && p->conns == NULL)
@@ -335,20 +337,26 @@ static bool upstream_owes(const conn_t *c) {
            c->ex.resp_head_sent;
 }
 
+/* Why an upstream connection not ready yet timed out (returns owned). */
+static char *setup_timed_out(const conn_t *c, const peer_t *up) {
+    unsigned secs = (unsigned)(c->p->upstream_timeout_ms / 1000);
+    if (!up->connected)
+        return reel_asprintf("cannot connect to " REEL_HOSTPORT_FMT
+                             ": no answer within %us (upstream_timeout)",
+                             REEL_HOSTPORT(up->host, up->port), secs);
+    return reel_asprintf("TLS handshake with " REEL_HOSTPORT_FMT
+                         " not done within %us (upstream_timeout)",
+                         REEL_HOSTPORT(up->host, up->port), secs);
+}
+
 /* upstream_timeout expired: 504 while no response head was passed on,
  * else the client connection is cut (its response cannot be completed). */
 static void upstream_timed_out(conn_t *c) {
     peer_t *up = c->up;
     unsigned secs = (unsigned)(c->p->upstream_timeout_ms / 1000);
     char *why;
-    if (!up->connected)
-        why = reel_asprintf("cannot connect to " REEL_HOSTPORT_FMT
-                            ": no answer within %us (upstream_timeout)",
-                            REEL_HOSTPORT(up->host, up->port), secs);
-    else if (!reel__peer_ready(up))
-        why = reel_asprintf("TLS handshake with " REEL_HOSTPORT_FMT
-                            " not done within %us (upstream_timeout)",
-                            REEL_HOSTPORT(up->host, up->port), secs);
+    if (!reel__peer_ready(up))
+        why = setup_timed_out(c, up);
     else if (!c->ex.resp_head_sent && c->ex.resp_head_started)
         why = reel_asprintf(REEL_HOSTPORT_FMT " stalled for %us in the middle of the response head "
                                               "(upstream_timeout)",
@@ -463,7 +471,13 @@ static void on_conn_timer(uv_timer_t *t) {
         return;
     }
     if (c->state == C_PROBE && c->up && now - c->up->progress >= p->upstream_timeout_ms) {
-        reel__upstream_close(c); /* the origin is silent: no h2 for this client */
+        /* the origin is silent: no h2 for this client, and its first
+         * request is answered with this at once rather than waiting for
+         * the same origin as long again (core/exchange.c) */
+        free(c->probe_error);
+        c->probe_error = setup_timed_out(c, c->up);
+        c->probe_status = 504;
+        reel__upstream_close(c);
         reel__probe_done(c, NULL);
         reel__conn_arm(c);
         return;

@@ -244,6 +244,13 @@ struct conn {
     bool tunnel_reply; /* answer the CONNECT with 200 once the upstream is connected */
     reel_tls_t *probe_tls; /* C_PROBE: the client's TLS, not started yet (also a TLS
                               tunnel's whose ALPN waits for the origin's choice) */
+    /* The ALPN probe failed (timed out, refused, an error): why, owned,
+     * and the answer (504 or 502) the client's first request to that
+     * origin gets at once instead of a second wait; its flow starts when
+     * the probe did (exchange.c). NULL: no failure to tell. */
+    char *probe_error;
+    int probe_status;
+    int64_t probe_started_us;
     /* A TLS tunnel: TLS carrying something other than HTTP, relayed as a
      * tunnel flow (scheme "tls") over TLS on both legs (core/tunnel.c). */
     bool tls_tunnel;

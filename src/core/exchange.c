@@ -16,7 +16,7 @@ static char *undelivered_why(const char *why, const char *what, size_t queued);
 static void exchange_timings(conn_t *c, const upstream_facts_t *up, int64_t end_us,
                              reel_capture_timings_t *t);
 static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,
-                       const char *target, bool keeps_up);
+                       const char *target, bool keeps_up, int64_t since_us);
 static bool check_auth(conn_t *c, const reel_h1_head_t *h);
 static bool write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, const char *target,
                        bool keep_upgrade, bool add_close);
@@ -842,16 +842,17 @@ static void refuse_request(conn_t *c, int status, const char *reason) {
 /* ---- recording helpers ---- */
 
 static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,
-                       const char *target, bool keeps_up) {
+                       const char *target, bool keeps_up, int64_t since_us) {
     /* started at the recorder's "now", read with its id given, so that ids
      * follow start times across workers; its phases start there too
      * (exchange_timings). A lane's flow starts when its stream's HEADERS
      * came (which may have waited for a lane): its id can come after
      * those of flows that started later. keeps_up: the request goes on
-     * c->up, whose address is then known at the start */
+     * c->up, whose address is then known at the start; since_us: it
+     * started earlier, blocked (the ALPN probe it waited for) */
     c->ex.flow = reel_capture_start_at(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr,
                                        keeps_up && c->up->connected ? c->up->addr : NULL, c->id,
-                                       c->lane_stream, c->lane_came_us);
+                                       c->lane_stream, since_us ? since_us : c->lane_came_us);
     c->ex.flow_start_us = reel_capture_start_us(c->ex.flow);
     STAT_ADD(c->p, flows, 1);
     c->ex.req_end_us = c->ex.resp_first_us = 0;
@@ -1144,8 +1145,28 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
      * timings and its ServerConn say them (started after, the flow began
      * a moment into the set-up: a few hundred µs under sanitizers) */
     const char *sni = c->in_tunnel ? c->tunnel_sni : NULL;
+    /* The ALPN probe to this origin failed while the client's handshake
+     * waited for it (core/tunnel.c): its first request gets that answer
+     * at once, its flow starting when the probe did (that wait is its
+     * blocked time), instead of a second connection and a second wait
+     * for the same origin that no flow would explain. */
+    char *probe_error = c->probe_error;
+    c->probe_error = NULL;
+    if (probe_error &&
+        !(https && c->in_tunnel && port == c->tunnel_port && strcmp(host, c->tunnel_host) == 0)) {
+        free(probe_error); /* a request to another origin */
+        probe_error = NULL;
+    }
+    if (probe_error) {
+        start_flow(c, h, https, host, port, path, false, c->probe_started_us);
+        reel__fail_exchange(c, c->probe_status, probe_error);
+        free(probe_error);
+        free(host);
+        free(path);
+        return;
+    }
     bool keep = reel__upstream_would_reuse(c, https, host, port, sni);
-    start_flow(c, h, https, host, port, path, keep);
+    start_flow(c, h, https, host, port, path, keep, 0);
     bool reused = keep || reel__upstream_open(c, https, host, port, sni);
     if (c->state == C_DONE) { /* it failed at once (a TLS client it could not make): a 502 */
         free(host);

@@ -421,7 +421,16 @@ void reel__upstream_failed(peer_t *up, const char *why) {
     record_refused_conn(up);
     if (c->state == C_PROBE) {
         /* the origin cannot say: the client is offered HTTP/1.1 only, and
-         * its request gets the 502 with the reason when it is sent */
+         * its first request gets the 502 with the reason at once
+         * (core/exchange.c). Not for a certificate refused: that request's
+         * own connection then records what the origin showed. */
+        reel_stack_info_t info;
+        reel_stack_info(&up->st, &info);
+        if (info.verify_error == NULL) {
+            free(c->probe_error);
+            c->probe_error = reel_strdup(why);
+            c->probe_status = 502;
+        }
         reel__upstream_close(c);
         reel__probe_done(c, NULL);
         return;

@@ -654,6 +654,7 @@ void reel__sniff_process(conn_t *c) {
             if (seen < 0) {
                 c->state = C_PROBE;
                 c->probe_tls = tls;
+                c->probe_started_us = reel__now_us();
                 reel__peer_read_stop(cl);
                 reel__upstream_for(c, true, c->tunnel_host, c->tunnel_port, c->tunnel_sni);
                 return;

@@ -665,8 +665,9 @@ class SilentOrigin:
 
 
 class SlowClientTest(unittest.TestCase):
-    """Clients slow to send their ClientHello, with a short head_timeout
-    (5 s)."""
+    """Clients slow to send their ClientHello, and an origin that says
+    nothing to the ALPN probe, with short timeouts (head_timeout 5 s,
+    upstream_timeout 2 s)."""
 
     @classmethod
     def setUpClass(cls):
@@ -801,6 +802,43 @@ class SlowClientTest(unittest.TestCase):
             self.assertEqual(messages(full, True), hello[:40])  # what came, recorded
             time.sleep(0.5)
             self.assertEqual(o.held, [])
+        finally:
+            o.close()
+
+    def test_silent_origin_to_alpn_probe_waits_once(self):
+        """A client offering h2 to an origin that is silent during TLS:
+        reel's probe of the origin's ALPN holds the client's handshake for
+        upstream_timeout; its request is then answered 504 at once (it
+        used to wait upstream_timeout again on a new connection), its flow
+        starting when the probe did, that wait its blocked time."""
+        o = SilentOrigin()
+        try:
+            t0 = time.time()
+            s = self.connect_tunnel(o.port)
+            tls, inc, out, hello = self.hello(alpn=("h2", "http/1.1"))
+            s.sendall(hello)
+            self.pump(s, tls, inc, out, tls.do_handshake)
+            self.assertEqual(tls.selected_alpn_protocol(), "http/1.1")
+            t1 = time.time()
+            self.assertGreater(t1 - t0, 1.8)
+            tls.write(b"GET /probe HTTP/1.1\r\nHost: localhost:%d\r\n\r\n" % o.port)
+            resp = self.pump(s, tls, inc, out, lambda: tls.read(65536))
+            self.assertTrue(resp.startswith(b"HTTP/1.1 504"), resp)
+            self.assertIn(b"TLS handshake with localhost:%d not done within 2s" % o.port, resp)
+            self.assertLess(time.time() - t1, 1.0)
+            s.close()
+            fl = self.reel.wait_flows(1, "~u https://localhost:%d/probe" % o.port, timeout=10)
+            self.assertEqual(len(fl), 1, fl)
+            full = self.reel.flow(fl[0]["id"])
+            self.assertEqual(full["response"]["status"], 504, full)
+            self.assertIn("not done within 2s", full["error"] or "", full)
+            self.assertLess(full["start_us"], t0 * 1e6 + 500000, full)
+            self.assertGreater(full["end_us"] - full["start_us"], 1800000, full)
+            t = full["timings"]
+            self.assertGreater(t["blocked_us"], 1800000, t)  # the probe's wait
+            phases = sum(v for v in t.values() if v > 0)
+            self.assertLessEqual(phases, full["end_us"] - full["start_us"] + 1000, full)
+            self.assertEqual(len(o.held), 1)  # the probe's connection only
         finally:
             o.close()
 
