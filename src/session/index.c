@@ -1108,8 +1108,7 @@ static void set_url(frow *r, const Reel__RequestHead *h) {
 
 /* What FlowEnd and FlowError both say (same field names) into a row. */
 /* The request's end is the end record's, 0 included: 0 says the request
- * never ended (an early answer came first; docs/format.md), which the
- * stand-in that the response head set for an open flow must not hide. */
+ * never ended (an early answer came first; docs/format.md). */
 #define APPLY_END_FACTS(r, e)                                                                      \
     do {                                                                                           \
         (r)->i[I_REQ_END] = (e)->request_end_us ? (e)->request_end_us : NUL64;                     \
@@ -1176,8 +1175,8 @@ static void apply(frow *r, const Reel__Record *rec) {
         set_str(r, C_REASON, (const char *)h->reason.data, h->reason.len);
         if (r->i[I_RESP_START] == NUL64)
             r->i[I_RESP_START] = rec->time_us;
-        if (r->i[I_REQ_END] == NUL64)
-            r->i[I_REQ_END] = rec->time_us;
+        /* the request's end is the end record's alone: a response head
+         * can come before it (an early answer while the upload goes on) */
         const ProtobufCBinaryData *ct = reel_index_header(h->headers, h->n_headers, "content-type");
         set_str(r, C_RESP_CT, ct ? (const char *)ct->data : NULL, ct ? ct->len : 0);
         /* a flow whose upgrade to WebSocket succeeded is a WebSocket flow
