@@ -373,7 +373,7 @@ static void unescape(const char *s, size_t n, reel_buf_t *b) {
  * without end (a value past the limit keeps the rules for text). */
 #define URL_DEPTH 8
 
-static int url(const reel_redact_t *r, const char *s, size_t n, int depth, reel_buf_t *b);
+static int url(const reel_redact_t *r, const char *s, size_t n, int depth, int text, reel_buf_t *b);
 
 /* s[0..n) into b; the rules for text over it. 1 if they replaced something. */
 static int text_into(const reel_redact_t *r, const char *s, size_t n, reel_buf_t *b) {
@@ -404,6 +404,55 @@ static void escape(const char *s, size_t n, reel_buf_t *b) {
     }
 }
 
+/* Whether s[0..n) holds a path parameter, a ';' after a '/' with a name
+ * and a '=' after it before the next '/' or ';' ("/shop;jsessionid=x", read by
+ * path_into): a value with one is a URL as much as one with a query
+ * ("next=/shop;jsessionid=x", percent-encoded or not), and a Java
+ * server's session goes there without any '?'. */
+static int has_path_param(const char *s, size_t n) {
+    for (const char *p = memchr(s, ';', n); p != NULL;
+         p = memchr(p + 1, ';', (size_t)(s + n - p - 1))) {
+        size_t from = (size_t)(p - s) + 1, k = from;
+        while (k < n && s[k] != '=' && s[k] != ';' && s[k] != '/')
+            k++;
+        /* after a path: "a=1;b=2" is a form's value, not a URL */
+        if (k < n && s[k] == '=' && k > from && memchr(s, '/', from) != NULL)
+            return 1;
+    }
+    return 0;
+}
+
+/* How much of the secret value s[0..n) of a URL in text is the value:
+ * the longest head of it up to its first ')' or ']' that closes no bracket
+ * opened in it, that closes every bracket it opens. url_end reads a URL's
+ * end by its brackets: the value replaced with one that some bracket
+ * outside it matched ("https://h/p_(a?token=x)y"), or with one that is
+ * left open ("?token=a[b&c]d"), a second pass would read the URL to
+ * another end and replace more (redacting is a fixed point), and the text
+ * after the value would not stay as it was. The rest of such a secret
+ * stays. */
+static size_t value_len(const char *s, size_t n) {
+    size_t paren = 0, bracket = 0, whole = 0; /* s[0..whole) closes all it opens */
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '(') {
+            paren++;
+        } else if (s[i] == '[') {
+            bracket++;
+        } else if (s[i] == ')') {
+            if (paren == 0)
+                break;
+            paren--;
+        } else if (s[i] == ']') {
+            if (bracket == 0)
+                break;
+            bracket--;
+        }
+        if (paren == 0 && bracket == 0)
+            whole = i + 1;
+    }
+    return whole;
+}
+
 /* A value of a query or fragment that is itself a URL (a redirect_uri,
  * a next=), as it stands or percent-encoded once or more: that URL
  * redacted, encoded again as often as it was decoded, into b. 1 if it
@@ -412,8 +461,8 @@ static void escape(const char *s, size_t n, reel_buf_t *b) {
  * given the rules for text whole, which would read its query's
  * delimiters as part of a token and redact again what one pass had cut
  * (redacting is a fixed point: tests/fuzz/fuzz_redact.c). */
-static int nested_url(const reel_redact_t *r, const char *v, size_t n, int depth, reel_buf_t *b,
-                      int *is_url) {
+static int nested_url(const reel_redact_t *r, const char *v, size_t n, int depth, int text,
+                      reel_buf_t *b, int *is_url) {
     *is_url = 0;
     if (n == 0)
         return 0;
@@ -423,13 +472,14 @@ static int nested_url(const reel_redact_t *r, const char *v, size_t n, int depth
     put(&cur, v, n);
     int layers = 0, changed = 0;
     while (depth + layers < URL_DEPTH) {
-        /* The first form that has a query, fragment or userinfo is the
-         * URL: its own values are decoded further by the recursion, so
-         * each byte is read once per level, not once per way down. */
+        /* The first form that has a query, fragment, userinfo or path
+         * parameter is the URL: its own values are decoded further by the
+         * recursion, so each byte is read once per level, not once per
+         * way down. */
         if (memchr(cur.data, '?', cur.len) || memchr(cur.data, '#', cur.len) ||
-            memchr(cur.data, '@', cur.len)) {
+            memchr(cur.data, '@', cur.len) || has_path_param((const char *)cur.data, cur.len)) {
             reel_buf_reset(&next);
-            changed = url(r, (const char *)cur.data, cur.len, depth + layers + 1, &next);
+            changed = url(r, (const char *)cur.data, cur.len, depth + layers + 1, text, &next);
             *is_url = 1;
             break;
         }
@@ -480,9 +530,10 @@ static size_t pair_end(const char *s, size_t n, size_t i, int semi) {
 
 /* "k=v&k2=v2" (a query, a fragment, a form; a query's and a fragment's
  * also split at ';', see pair_end) into b: the value of every secret key
- * replaced, a value that is a URL redacted as one, and the rules for text
- * over the rest. 1 if something was replaced. */
-static int pairs(const reel_redact_t *r, const char *s, size_t n, int depth, int semi,
+ * replaced (with text, of a URL found in text, up to value_len), a value
+ * that is a URL redacted as one, and the rules for text over the rest. 1
+ * if something was replaced. */
+static int pairs(const reel_redact_t *r, const char *s, size_t n, int depth, int semi, int text,
                  reel_buf_t *b) {
     reel_buf_t key;
     reel_buf_init(&key, 0);
@@ -494,17 +545,19 @@ static int pairs(const reel_redact_t *r, const char *s, size_t n, int depth, int
         size_t klen = eq ? (size_t)(eq - (s + i)) : end - i;
         unescape(s + i, klen, &key);
         if (eq != NULL && reel_redact_key_matches(r, (const char *)key.data, key.len)) {
+            size_t vn = (size_t)(s + end - eq - 1), vlen = text ? value_len(eq + 1, vn) : vn;
             put(b, s + i, klen + 1);
             put(b, REEL_REDACT_MARKER, strlen(REEL_REDACT_MARKER));
-            if (!is_marker(eq + 1, (size_t)(s + end - eq - 1)))
+            if (!is_marker(eq + 1, vlen))
                 changed = 1;
+            put(b, eq + 1 + vlen, vn - vlen);
         } else if (eq != NULL) {
             /* the rules for text over the key too: a bearer token may
              * stand anywhere in what a client put in a query */
             changed |= text_into(r, s + i, klen, b);
             put(b, "=", 1);
             int is_url = 0;
-            if (nested_url(r, eq + 1, (size_t)(s + end - eq - 1), depth, b, &is_url))
+            if (nested_url(r, eq + 1, (size_t)(s + end - eq - 1), depth, text, b, &is_url))
                 changed = 1;
             else if (is_url)
                 put(b, eq + 1, (size_t)(s + end - eq - 1));
@@ -526,7 +579,7 @@ int reel_redact_urlencoded(const reel_redact_t *r, const char *s, size_t n, reel
     reel_buf_init(&b, 0);
     /* a form: split at '&' only, as browsers write and read it (they
      * encode a ';' in a value) */
-    if (!pairs(r, s, n, 0, 0, &b)) {
+    if (!pairs(r, s, n, 0, 0, 0, &b)) {
         reel_buf_free(&b);
         return 0;
     }
@@ -588,9 +641,9 @@ static size_t path_from(const char *s, size_t n) {
 /* A path s[0..n) into b: the value of every path parameter with a secret
  * name replaced ("/shop;jsessionid=x/item", RFC 3986 3.3's ";name=value"
  * after a segment, as Java servers put the session in a URL), the rules
- * for text over the rest. A value ends at the next ';' or '/'. 1 if
- * something was replaced. */
-static int path_into(const reel_redact_t *r, const char *s, size_t n, reel_buf_t *b) {
+ * for text over the rest. A value ends at the next ';' or '/' (with text,
+ * also where value_len says). 1 if something was replaced. */
+static int path_into(const reel_redact_t *r, const char *s, size_t n, int text, reel_buf_t *b) {
     reel_buf_t key;
     reel_buf_init(&key, 0);
     int changed = 0;
@@ -610,6 +663,8 @@ static int path_into(const reel_redact_t *r, const char *s, size_t n, reel_buf_t
         size_t v = k + 1, e = v;
         while (e < n && s[e] != ';' && s[e] != '/')
             e++;
+        if (text)
+            e = v + value_len(s + v, e - v);
         unescape(s + i + 1, k - i - 1, &key);
         if (reel_redact_key_matches(r, (const char *)key.data, key.len)) {
             changed |= text_into(r, s + run, v - run, b);
@@ -629,9 +684,11 @@ static int path_into(const reel_redact_t *r, const char *s, size_t n, reel_buf_t
  * parameters (path_into), its query as pairs(), and its fragment too (the
  * OAuth implicit flow answers "#access_token=..."; a client-side route
  * "#/cb?token=..." has its query after the '?', unless what comes before
- * it has a '=' too), the rules for text over the rest. 1 if something was
- * replaced. */
-static int url(const reel_redact_t *r, const char *s, size_t n, int depth, reel_buf_t *b) {
+ * it has a '=' too), the rules for text over the rest. text: the URL was
+ * found in text (url_end), not given whole by a header or request line.
+ * 1 if something was replaced. */
+static int url(const reel_redact_t *r, const char *s, size_t n, int depth, int text,
+               reel_buf_t *b) {
     const char *h = memchr(s, '#', n);
     size_t hash = h ? (size_t)(h - s) : n;
     const char *q = memchr(s, '?', hash);
@@ -649,10 +706,10 @@ static int url(const reel_redact_t *r, const char *s, size_t n, int depth, reel_
     } else {
         changed |= text_into(r, s, path, b);
     }
-    changed |= path_into(r, s + path, query - path, b);
+    changed |= path_into(r, s + path, query - path, text, b);
     if (query < hash) {
         put(b, "?", 1);
-        changed |= pairs(r, s + query + 1, hash - query - 1, depth, 1, b);
+        changed |= pairs(r, s + query + 1, hash - query - 1, depth, 1, text, b);
     }
     if (hash < n) {
         const char *f = s + hash + 1, *fq = memchr(f, '?', n - hash - 1);
@@ -663,7 +720,7 @@ static int url(const reel_redact_t *r, const char *s, size_t n, int depth, reel_
             pre = 0;
         put(b, "#", 1);
         changed |= text_into(r, f, pre, b);
-        changed |= pairs(r, f + pre, n - hash - 1 - pre, depth, 1, b);
+        changed |= pairs(r, f + pre, n - hash - 1 - pre, depth, 1, text, b);
     }
     return changed;
 }
@@ -671,7 +728,7 @@ static int url(const reel_redact_t *r, const char *s, size_t n, int depth, reel_
 int reel_redact_target(const reel_redact_t *r, const char *s, size_t n, reel_redacted_t *out) {
     reel_buf_t b;
     reel_buf_init(&b, 0);
-    if (!url(r, s, n, 0, &b)) {
+    if (!url(r, s, n, 0, 0, &b)) {
         reel_buf_free(&b);
         return 0;
     }
@@ -818,10 +875,21 @@ static int unit_start(const decoded_t *x, size_t k) {
     return k == 0 || k >= x->len || raw_at(x, k) != raw_at(x, k - 1);
 }
 
-/* A byte that ends a URL in text: white space and controls, quotes and
- * angle brackets (what HTML, JSON, Markdown and prose put around one). */
-static int url_stop(int c) {
-    return c <= 0x20 || c == 0x7f || c == '"' || c == '\'' || c == '<' || c == '>' || c == '`';
+/* Whether s[i] (of s[0..n), decoded text) ends a URL in text: white
+ * space and controls, quotes, angle brackets and backticks (what HTML,
+ * JSON, Markdown, scripts and prose put around one), and the rest of the
+ * ASCII bytes RFC 3986 never allows unencoded: '{' '}' '|' '^' and a
+ * backslash that starts no JSON escape (one that does is JSON quoted
+ * twice, "https:\\/\\/..."), and a template's "${" (its '$' no part of
+ * the value before it). CSS's "url(...);}" ends the URL so, not the
+ * secret's value. */
+static int url_stop(const char *s, size_t n, size_t i) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '\\')
+        return i + 1 >= n || s[i + 1] == '\0' || strchr("\"\\/bfnrtu", s[i + 1]) == NULL;
+    if (c == '$')
+        return i + 1 < n && s[i + 1] == '{';
+    return c <= 0x20 || c == 0x7f || strchr("\"'<>`{}|^", c) != NULL;
 }
 
 static int scheme_char(int c) {
@@ -844,17 +912,26 @@ static size_t scheme_sep(const char *s, size_t n, size_t i) {
 }
 
 /* The end of the URL that starts at s[from] in s[0..n): the next byte
- * url_stop() names, less the punctuation that prose puts after a URL
- * (".,:;!?" and closing brackets: "(see https://x/?a=1)."), so that a
- * sentence's full stop is not taken for a part of a secret. Brackets are
- * cut whether or not the URL opened them: a secret's value replaced
- * could take the one that matched with it, and a second pass would
- * then read the URL to a different end (redacting is a fixed point). */
+ * url_stop() names or the first ')' or ']' that no '(' or '[' in the URL
+ * opened, as GitHub's autolinker reads one: "[log](https://x/?a=1)**b**"
+ * and "url(https://x/a.png?a=1);}" end at the ')', while a Wikipedia
+ * URL keeps its "_(film)". Then less the punctuation that prose puts
+ * after a URL (".,:;!?": "see https://x/?a=1."), so that a sentence's
+ * full stop is not taken for a part of a secret. A secret's value does
+ * not take a bracket that one before it opened (value_len). */
 static size_t url_end(const char *s, size_t n, size_t from) {
-    size_t e = from;
-    while (e < n && !url_stop((unsigned char)s[e]))
-        e++;
-    while (e > from && strchr(".,:;!?)]", s[e - 1]) != NULL)
+    size_t e = from, paren = 0, bracket = 0;
+    for (; e < n && !url_stop(s, n, e); e++) {
+        if (s[e] == '(')
+            paren++;
+        else if (s[e] == '[')
+            bracket++;
+        else if (s[e] == ')' && paren-- == 0)
+            break;
+        else if (s[e] == ']' && bracket-- == 0)
+            break;
+    }
+    while (e > from && strchr(".,:;!?", s[e - 1]) != NULL)
         e--;
     return e;
 }
@@ -873,7 +950,7 @@ static int url_in_text(const reel_redact_t *r, const char *s, const decoded_t *x
     reel_buf_t o;
     reel_buf_init(&o, 0);
     int is_url = 0;
-    if (!nested_url(r, (const char *)d + from, to - from, 0, &o, &is_url)) {
+    if (!nested_url(r, (const char *)d + from, to - from, 0, 1, &o, &is_url)) {
         reel_buf_free(&o);
         return 0;
     }
@@ -928,15 +1005,16 @@ static int url_in_text(const reel_redact_t *r, const char *s, const decoded_t *x
  * value that is a URL is, and the rules for text over the rest. A URL is
  * one with a scheme ("https://", also as "https:\/\/" and percent-encoded
  * "https%3A%2F%2F"); one that starts with '/', '?' or '#' right after a
- * quote (href="/cb?token=x", JSON quoted in text); or the whole text when
- * it is one word that starts so (a JSON value "/cb?token=x"). It ends at
- * white space, a quote or an angle bracket (url_end). 1 if something was
+ * quote or backtick (href="/cb?token=x", JSON quoted in text, a template
+ * string); or the whole text when it is one word that starts so (a JSON
+ * value "/cb?token=x"). It ends where url_end says: white space, a quote,
+ * a bracket it did not open, a byte no URL holds. 1 if something was
  * replaced. */
 static int urls_in_text(const reel_redact_t *r, const char *s, size_t n, reel_buf_t *b) {
     /* no URL without one of these (a timestamp's ':' is no reason to
      * decode a string) */
     int any = n > 0 && (s[0] == '?' || s[0] == '#');
-    for (const char *c = "/%\"'\\"; *c && !any; c++)
+    for (const char *c = "/%\"'`\\"; *c && !any; c++)
         any = memchr(s, *c, n) != NULL;
     if (!any)
         return text_into(r, s, n, b);
@@ -947,7 +1025,7 @@ static int urls_in_text(const reel_redact_t *r, const char *s, size_t n, reel_bu
     int changed = 0;
     if (dn > 0 && (d[0] == '/' || d[0] == '?' || d[0] == '#')) {
         size_t e = 0;
-        while (e < dn && !url_stop((unsigned char)d[e]))
+        while (e < dn && !url_stop(d, dn, e))
             e++;
         if (e == dn) {
             changed |= url_in_text(r, s, &x, 0, url_end(d, dn, 0), &run, b);
@@ -957,9 +1035,10 @@ static int urls_in_text(const reel_redact_t *r, const char *s, size_t n, reel_bu
     size_t floor = 0; /* a scheme starts after the previous URL */
     while (i < dn) {
         if ((d[i] == '/' || d[i] == '?' || d[i] == '#') && i > floor &&
-            (d[i - 1] == '"' || d[i - 1] == '\'')) {
+            (d[i - 1] == '"' || d[i - 1] == '\'' || d[i - 1] == '`')) {
             /* a relative URL in quotes: JSON quoted in text or in a
-             * string, an HTML attribute (href="/cb?token=x") */
+             * string, an HTML attribute (href="/cb?token=x"), a script's
+             * template string (fetch(`/api?token=${t}`)) */
             size_t end = url_end(d, dn, i);
             if (end > i + 1) {
                 changed |= url_in_text(r, s, &x, i, end, &run, b);

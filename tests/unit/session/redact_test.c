@@ -420,6 +420,94 @@ static void test_urls_in_bodies(void **state) {
     reel_redact_free(r);
 }
 
+/* The text around a URL in a body or note: it ends where CSS, Markdown, a
+ * template string or a bracket it did not open ends it, so that only the
+ * secret's value is replaced and the text after it stays byte for byte;
+ * path parameters and template strings count as URLs. */
+static void test_text_around_urls(void **state) {
+    (void)state;
+    static const struct {
+        const char *type;
+        case_t c;
+    } bodies[] = {
+        {"text/css",
+         {"a{background:url(https://cdn.test/a.png?signature=abc);}b{color:red}",
+          "a{background:url(https://cdn.test/a.png?signature=REDACTED);}b{color:red}"}},
+        {"text/markdown",
+         {"[log](https://ci.test/log?token=abc)**bold** and more",
+          "[log](https://ci.test/log?token=REDACTED)**bold** and more"}},
+        {"text/plain",
+         {"see [x](https://h.test/a?token=S]x) ok",
+          "see [x](https://h.test/a?token=REDACTED]x) ok"}},
+        /* brackets the URL opened are its own (a Wikipedia title) */
+        {"text/plain",
+         {"(https://en.test/wiki/A_(b)?token=S).", "(https://en.test/wiki/A_(b)?token=REDACTED)."}},
+        {"text/plain",
+         {"https://h.test/?q=(a)&token=S)x", "https://h.test/?q=(a)&token=REDACTED)x"}},
+        /* a bracket opened before the secret's value is not the value's */
+        {"text/plain", {"https://h.test/p_(a?token=S)y", "https://h.test/p_(a?token=REDACTED)y"}},
+        {"text/plain",
+         {"https://h.test/p_(a;jsessionid=S)y", "https://h.test/p_(a;jsessionid=REDACTED)y"}},
+        /* nor one it leaves open: its closer outside would end the URL
+         * elsewhere once the value is gone */
+        {"text/plain",
+         {"https://h.test/?token=a[b;x=1]c d", "https://h.test/?token=REDACTED[b;x=1]c d"}},
+        {"text/plain", {"https://h.test/?token=a(b)c", "https://h.test/?token=REDACTED"}},
+        /* bytes no URL holds unencoded end it */
+        {"text/plain",
+         {"https://h.test/?token=S{x}|y^z\\q w", "https://h.test/?token=REDACTED{x}|y^z\\q w"}},
+        {"application/javascript",
+         {"fetch(`/api?token=SEC23`).then(f); g(`https://h.test/?token=T${v}`)",
+          "fetch(`/api?token=REDACTED`).then(f); g(`https://h.test/?token=REDACTED${v}`)"}},
+        /* path parameters with no '?' after them */
+        {"text/html",
+         {"<a href=\"/shop;jsessionid=SECRET1\">x</a>",
+          "<a href=\"/shop;jsessionid=REDACTED\">x</a>"}},
+        {"application/json",
+         {"{\"next\":\"/shop;jsessionid=SECRET3\",\"u\":\"https://h.test/x;jsessionid=SECRET4\"}",
+          "{\"next\":\"/shop;jsessionid=REDACTED\",\"u\":\"https://h.test/"
+          "x;jsessionid=REDACTED\"}"}},
+        {"application/json", {"{\"a\":\"x;y=1\",\"b\":\"/p;q\"}", NULL}},
+        /* redacted already: a second pass replaces nothing */
+        {"text/css", {"a{background:url(https://cdn.test/a.png?signature=REDACTED);}", NULL}},
+        {"text/plain", {"https://h.test/p_(a?token=REDACTED)y", NULL}},
+    };
+    reel_redact_t *r = reel_redact_new();
+    reel_redacted_t t;
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        const case_t *c = &bodies[i].c;
+        int got = reel_redact_body(r, bodies[i].type, (const uint8_t *)c->in, strlen(c->in), &t);
+        check("body", got, &t, c);
+        if (got)
+            free(t.data);
+    }
+    static const case_t notes[] = {
+        {"url(https://h.test/i?token=X)}}", "url(https://h.test/i?token=REDACTED)}}"},
+        {"went to \"/x;jsessionid=ANNSEC2\" twice", "went to \"/x;jsessionid=REDACTED\" twice"},
+    };
+    for (size_t i = 0; i < sizeof notes / sizeof notes[0]; i++) {
+        int got = reel_redact_note(r, notes[i].in, strlen(notes[i].in), &t);
+        check("note", got, &t, &notes[i]);
+        if (got)
+            free(t.data);
+    }
+    /* a nested URL in a request target whose secret is a path parameter */
+    static const case_t targets[] = {
+        {"/l?next=https%3A%2F%2Fh.test%2Fshop%3Bjsessionid%3DNSEC2&a=1",
+         "/l?next=https%3A%2F%2Fh.test%2Fshop%3Bjsessionid%3DREDACTED&a=1"},
+        {"/l?next=%2Fshop%3Bjsessionid%3DNSEC1", "/l?next=%2Fshop%3Bjsessionid%3DREDACTED"},
+        /* a header's or target's URL is whole: its brackets are its own */
+        {"/a?token=ab)cd", "/a?token=REDACTED"},
+    };
+    for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
+        int got = reel_redact_target(r, targets[i].in, strlen(targets[i].in), &t);
+        check("target", got, &t, &targets[i]);
+        if (got)
+            free(t.data);
+    }
+    reel_redact_free(r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_url_fragment_nested_userinfo),
@@ -428,6 +516,7 @@ int main(void) {
         cmocka_unit_test(test_found_by_fuzzing),
         cmocka_unit_test(test_semicolon_params),
         cmocka_unit_test(test_urls_in_bodies),
+        cmocka_unit_test(test_text_around_urls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
