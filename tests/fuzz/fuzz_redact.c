@@ -30,7 +30,9 @@
  *   query's key, a URL value given the rules for text whole, are kept
  *   in regress/redact-*)
  * - planted: the secret is gone, a JSON body is still JSON that has it
- *   nowhere (escaped or not), and a second pass finds nothing to replace;
+ *   nowhere (escaped or not), the text after a URL in CSS, a Markdown
+ *   link or a template string is as it was, byte for byte, and a second
+ *   pass finds nothing to replace;
  * - an output is at most a bounded multiple of the input (re-encoding a
  *   nested URL may escape every byte, three times). */
 #include <stdint.h>
@@ -95,6 +97,15 @@ static void put_char(reel_buf_t *b, char c, uint8_t style) {
         reel_buf_append(b, &c, 1);
 }
 
+/* Text that a URL stands in, before it and after it: CSS, a Markdown
+ * link, a script's template string (a relative URL after its backtick).
+ * What follows the URL must come out byte for byte. */
+static const char *const wraps[][2] = {
+    {"a{background:url(https://h.test/", ");}b{color:red}"},
+    {"[log](https://h.test/", ")**bold** and more"},
+    {"fetch(`/api/", "`).then(r=>r.json())"},
+};
+
 /* A body or note planted with a secret in a URL, from the text's parts
  * (split at 0xff bytes: prose before, path, query, what follows the
  * secret in the URL, prose after) and a style byte (its first): bits 0-1
@@ -102,10 +113,17 @@ static void put_char(reel_buf_t *b, char c, uint8_t style) {
  * v=<all of it percent-encoded>, a note in JSON with a syntax error; bit
  * 2 a URL "/path?..." alone instead of "https://h.test/path?..." in
  * prose; bits 3-5 JSON escapes (put_char), "\/" in a text body too. The
- * URL's query ends in "&token=CANARY" and what follows. *kind: 0 JSON,
- * 1 text, 2 form, 3 note. */
-static void plant(const uint8_t *t, size_t n, reel_buf_t *b, int *kind) {
+ * URL's query ends in "&token=CANARY" and what follows; the path and
+ * the query before it hold no ')' or ']', which would end the URL before
+ * the secret (url_end in redact.c). Bits 6-7, when
+ * not 0, put the URL in wraps[] instead of prose (no prose after it, no
+ * bracket opened in the URL, so that the wrap's closes it) and bit 2 then
+ * puts the secret in a path parameter ";jsessionid=CANARY" with no query
+ * before it. *kind: 0 JSON, 1 text, 2 form, 3 note; *tail: the text after
+ * the URL as written, or NULL. */
+static void plant(const uint8_t *t, size_t n, reel_buf_t *b, int *kind, reel_buf_t *tail) {
     uint8_t style = n > 0 ? t[0] : 0;
+    int wrap = style >> 6;
     reel_buf_t part[5];
     for (int k = 0; k < 5; k++)
         reel_buf_init(&part[k], 0);
@@ -116,25 +134,58 @@ static void plant(const uint8_t *t, size_t n, reel_buf_t *b, int *kind) {
             continue;
         }
         char c = url_char(t[i], k == 0 || k == 4);
+        /* a closing bracket before the secret ends the URL there (one
+         * no '(' in it opened); in a wrap, an opening one would take the
+         * wrap's closing one into the URL */
+        if ((k == 1 || k == 2) && (c == ')' || c == ']'))
+            c = '_';
+        if (wrap && k >= 1 && k <= 3 && (c == '(' || c == '['))
+            c = '_';
         reel_buf_append(&part[k], &c, 1);
     }
     *kind = style & 3;
     int alone = (style & 4) != 0;
     reel_buf_t v; /* the text the URL is in, unescaped */
     reel_buf_init(&v, 0);
-    if (!alone) {
+    size_t tail_at = 0;
+    if (wrap) {
+        reel_buf_append(&v, part[0].data, part[0].len);
+        reel_buf_puts(&v, " ");
+        reel_buf_puts(&v, wraps[wrap - 1][0]);
+        reel_buf_append(&v, part[1].data, part[1].len);
+        if (alone) {
+            reel_buf_puts(&v, ";jsessionid=" CANARY);
+        } else {
+            reel_buf_puts(&v, "?");
+            reel_buf_append(&v, part[2].data, part[2].len);
+            reel_buf_puts(&v, "&token=" CANARY);
+        }
+        reel_buf_append(&v, part[3].data, part[3].len);
+        tail_at = v.len;
+        reel_buf_puts(&v, wraps[wrap - 1][1]);
+    } else if (!alone) {
         reel_buf_append(&v, part[0].data, part[0].len);
         reel_buf_puts(&v, " https://h.test");
     }
-    reel_buf_puts(&v, "/");
-    reel_buf_append(&v, part[1].data, part[1].len);
-    reel_buf_puts(&v, "?");
-    reel_buf_append(&v, part[2].data, part[2].len);
-    reel_buf_puts(&v, "&token=" CANARY);
-    reel_buf_append(&v, part[3].data, part[3].len);
-    if (!alone) {
+    if (!wrap) {
+        reel_buf_puts(&v, "/");
+        reel_buf_append(&v, part[1].data, part[1].len);
+        reel_buf_puts(&v, "?");
+        reel_buf_append(&v, part[2].data, part[2].len);
+        reel_buf_puts(&v, "&token=" CANARY);
+        reel_buf_append(&v, part[3].data, part[3].len);
+    }
+    if (!alone && !wrap) {
         reel_buf_puts(&v, " ");
         reel_buf_append(&v, part[4].data, part[4].len);
+    }
+    /* a form's value is one value, read as a URL whole when it has a
+     * query: what follows the secret in it is the secret's */
+    if (wrap && *kind != 2) {
+        for (size_t i = tail_at; i < v.len; i++)
+            put_char(tail, (char)v.data[i], *kind == 1 ? style & 8 : style);
+        if (*kind != 1)
+            reel_buf_puts(tail, *kind == 0 ? "\"}" : "\",}");
     }
     if (*kind == 2) {
         reel_buf_puts(b, "v=");
@@ -165,8 +216,10 @@ static int redact_planted(const reel_redact_t *r, int kind, const char *s, size_
 static void check_planted(const reel_redact_t *r, const uint8_t *t, size_t n) {
     reel_buf_t b;
     reel_buf_init(&b, 0);
+    reel_buf_t tail;
+    reel_buf_init(&tail, 0);
     int kind;
-    plant(t, n, &b, &kind);
+    plant(t, n, &b, &kind, &tail);
     const char *in = (const char *)b.data;
     reel_redacted_t o = {0}, o2 = {0};
     json_error_t err;
@@ -187,11 +240,16 @@ static void check_planted(const reel_redact_t *r, const uint8_t *t, size_t n) {
                    o.data);
         json_decref(doc);
     }
+    FUZZ_CHECK(tail.len == 0 || (o.len >= tail.len &&
+                                 memcmp(o.data + o.len - tail.len, tail.data, tail.len) == 0),
+               "the text after the URL is not as it was (%.*s):\n in  %.*s\n out %s", (int)tail.len,
+               (const char *)tail.data, (int)b.len, in, o.data);
     int again = redact_planted(r, kind, o.data, o.len, &o2);
     FUZZ_CHECK(!again, "a second pass replaced more:\n in  %.*s\n out %s\n out2 %s", (int)b.len, in,
                o.data, o2.data);
     free(o.data);
     reel_buf_free(&b);
+    reel_buf_free(&tail);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
