@@ -586,6 +586,11 @@ bool reel__h2front_ws_end(conn_t *lane_conn);
  * its last DATA has gone out, or with the bytes not sent. false (the
  * flow left to the caller) when nothing is left to send. */
 bool reel__h2front_tunnel_end(conn_t *lane_conn);
+/* A lane's response read until the close, whole (the origin's clean
+ * end), while its client is still sending the request body: the stream
+ * gets the rest of the body and its END_STREAM, then RST_STREAM NO_ERROR,
+ * and takes the flow, complete (as an early answer with a length is). */
+void reel__h2front_closed_answer(conn_t *lane_conn);
 
 /* ---- h2up.c ---- */
 /* A bottom filter for an upstream peer whose requests go as streams of

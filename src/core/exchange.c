@@ -1740,6 +1740,15 @@ void reel__resp_process(conn_t *c) {
                 early_answer_ends(c);
                 return;
             }
+            if (!c->ex.req_done && c->ex.resp_until_close && !c->ex.upgrade && c->lane) {
+                /* the lane's HTTP/1.1 parser ends such a body only at the
+                 * lane's close, which waited for the request body
+                 * (maybe_finish): the client, still sending, never had its
+                 * END_STREAM nor a reset, its flow ended as its error. The
+                 * stream ends it now and takes the flow (its lane conn is
+                 * closed then, stream_cut), as when the length said so. */
+                reel__h2front_closed_answer(c);
+            }
             maybe_finish(c);
             return;
         case REEL_H1_EV_UPGRADE:

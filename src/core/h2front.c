@@ -674,7 +674,9 @@ static void lane_unlink(lane_t *l) {
 /* A body without Content-Length or chunked framing ends at the close (RFC
  * 9112 6.3): a clean close of the lane conn ends the response whole,
  * END_STREAM. A cut one (the origin's reset, TLS without close_notify: the
- * conn aborts, reel_stack_abort) leaves the stream to be reset. */
+ * conn aborts, reel_stack_abort) leaves the stream to be reset. So does
+ * the origin's clean close while the exchange still passes on a request
+ * body (reel__h2front_closed_answer): the lane would close only after it. */
 static void lane_end_at_close(lane_t *l) {
     h2front_t *fr = l->fr;
     h2s_t *s = l->s;
@@ -696,6 +698,12 @@ static void lane_end_at_close(lane_t *l) {
     s->resp_end = true;
     stream_answered(fr, s); /* its flow ends once the client has the DATA */
     flush_output(fr);
+}
+
+void reel__h2front_closed_answer(conn_t *in) {
+    lane_t *l = in->lane;
+    if (l && l->fr && l->s && l->s->sid == in->lane_stream)
+        lane_end_at_close(l);
 }
 
 static void lane_close(reel_filter_t *f) {

@@ -19,6 +19,7 @@ which an HTTP/1.1 client sees as the origin's close after its answer."""
 import os
 import shutil
 import socket
+import struct
 import sys
 import tempfile
 import threading
@@ -69,7 +70,21 @@ class EarlyH1Origin:
                     return
                 data += d
             c.sendall(self.answer)
-            if self.end == "close":
+            if self.end == "fin":
+                # a body read until the close, whole: FIN, then the
+                # upload is read on for a while (a lingering close)
+                c.shutdown(socket.SHUT_WR)
+                c.settimeout(1)
+                try:
+                    while c.recv(65536):
+                        pass
+                except OSError:
+                    pass
+            elif self.end == "reset":
+                # ... cut short: the connection reset, no FIN
+                time.sleep(0.2)
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            elif self.end == "close":
                 time.sleep(0.05)
                 c.shutdown(socket.SHUT_RDWR)
             else:
@@ -154,13 +169,16 @@ class EarlyAnswerTest(unittest.TestCase):
                                  b"Connection: close\r\n\r\nbig\n", "close")
         cls.o200 = EarlyH1Origin(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n", "read")
         cls.whole = EarlyH1Origin(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n", "read", 10)
+        untilclose = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n0123456789"
+        cls.ofin = EarlyH1Origin(untilclose, "fin")
+        cls.orst = EarlyH1Origin(untilclose, "reset")
         cls.h2c = EarlyH2cOrigin()
         cls.reel = Reel(cls.root, "h2early", "h2c_upstreams=localhost:%d" % cls.h2c.port)
 
     @classmethod
     def tearDownClass(cls):
         code = cls.reel.stop()
-        for o in (cls.o413, cls.o200, cls.whole, cls.h2c):
+        for o in (cls.o413, cls.o200, cls.whole, cls.ofin, cls.orst, cls.h2c):
             o.stop()
         if code != 0:
             print(cls.reel.log())
@@ -218,6 +236,30 @@ class EarlyAnswerTest(unittest.TestCase):
 
     def test_h1_origin_answers_200_and_reads_on(self):
         self.check_h2_client("127.0.0.1:%d" % self.o200.port, "/e200", b"200", b"ok\n")
+
+    def test_h1_origin_answers_until_its_close(self):
+        # a body read until the close (no length, no chunks) ends at the
+        # origin's FIN: whole, so END_STREAM then RST_STREAM NO_ERROR.
+        # The lane's parser used to end it only at the lane's close, which
+        # waited for the rest of the upload: the client saw neither, and
+        # the flow ended as the client's error when it gave up.
+        self.check_h2_client("127.0.0.1:%d" % self.ofin.port, "/efin", b"200", b"0123456789")
+
+    def test_h1_origin_cuts_a_body_until_its_close(self):
+        # the same body ended by a reset, no FIN: cut short, not whole;
+        # the stream is reset with an error and so is the flow
+        c = H2C(self.reel.port)
+        try:
+            sid, st, took = self.early_post(c, "127.0.0.1:%d" % self.orst.port, "/ecut")
+        finally:
+            c.close()
+        self.assertEqual(st["data"], b"0123456789")
+        self.assertFalse(st["ended"], st)
+        self.assertNotIn(st["reset"], (None, 0), st)
+        self.assertLess(took, 3)
+        row, f = self.the_flow("/ecut")
+        self.assertEqual(row["state"], "error", row)
+        self.assertIn("cut short", f["error"])
 
     def test_h2_origin_answers_and_resets_no_error(self):
         self.check_h2_client("localhost:%d" % self.h2c.port, "/eh2", b"413", b"big\n")
