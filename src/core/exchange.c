@@ -1537,6 +1537,22 @@ void reel__exchange_ends_cut(conn_t *c, const char *why) {
 }
 
 void reel__exchange_cut(conn_t *c, const char *why) {
+    if (c->lane && c->ex.flow && c->ex.resp_head_sent && c->state != C_RAW &&
+        reel__peer_queued(&c->client) > 0) {
+        /* A lane's stream is reset (RST_STREAM INTERNAL_ERROR, by its
+         * close: core/h2front.c), which drops the response bytes still
+         * waiting for the client's window, in the lane and in its stream:
+         * a slow reader lost a megabyte of them, and the record did not
+         * say. It says how many (they are not delivered first: the
+         * client's window, not reel, decides when they could go). */
+        char *msg = reel_asprintf("%s (%zu bytes of the response were still queued in reel for "
+                                  "the HTTP/2 stream, not sent, when reel reset the stream)",
+                                  why, reel__peer_queued(&c->client));
+        reel__exchange_ends_cut(c, msg);
+        free(msg);
+        reel__conn_close(c);
+        return;
+    }
     size_t queued = client_unsent(c);
     /* The reset (reel__conn_close) drops what the client has not taken,
      * which the origin did send: a slow reader lost megabytes of it. So

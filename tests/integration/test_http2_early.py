@@ -17,6 +17,7 @@ The origins: an HTTP/1.1 one that answers 413 and closes, one that answers
 (h2c_upstreams) that answers 413 and resets the stream with NO_ERROR,
 which an HTTP/1.1 client sees as the origin's close after its answer."""
 import os
+import re
 import shutil
 import socket
 import struct
@@ -82,6 +83,18 @@ class EarlyH1Origin:
                     pass
             elif self.end == "reset":
                 # ... cut short: the connection reset, no FIN
+                time.sleep(0.2)
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            elif self.end == "flood":
+                # a body read until the close, more of it than the client
+                # takes, cut short by a reset after 0.5 s
+                c.settimeout(0.05)
+                body, k, t0 = b"x" * 2000000, 0, time.time()
+                while k < len(body) and time.time() - t0 < 0.5:
+                    try:
+                        k += c.send(body[k:k + 65536])
+                    except socket.timeout:
+                        pass
                 time.sleep(0.2)
                 c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             elif self.end == "close":
@@ -172,13 +185,14 @@ class EarlyAnswerTest(unittest.TestCase):
         untilclose = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n0123456789"
         cls.ofin = EarlyH1Origin(untilclose, "fin")
         cls.orst = EarlyH1Origin(untilclose, "reset")
+        cls.oflood = EarlyH1Origin(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", "flood")
         cls.h2c = EarlyH2cOrigin()
         cls.reel = Reel(cls.root, "h2early", "h2c_upstreams=localhost:%d" % cls.h2c.port)
 
     @classmethod
     def tearDownClass(cls):
         code = cls.reel.stop()
-        for o in (cls.o413, cls.o200, cls.whole, cls.ofin, cls.orst, cls.h2c):
+        for o in (cls.o413, cls.o200, cls.whole, cls.ofin, cls.orst, cls.oflood, cls.h2c):
             o.stop()
         if code != 0:
             print(cls.reel.log())
@@ -260,6 +274,30 @@ class EarlyAnswerTest(unittest.TestCase):
         row, f = self.the_flow("/ecut")
         self.assertEqual(row["state"], "error", row)
         self.assertIn("cut short", f["error"])
+
+    def test_cut_body_says_what_the_stream_never_got(self):
+        # a slow reader's stream of a body read until the close, which the
+        # origin cuts: reel resets the stream (INTERNAL_ERROR), dropping
+        # what it still held for it, a megabyte; the flow's error says
+        # how many bytes, as an HTTP/1.1 client's says of its connection
+        c = H2C(self.reel.port)
+        try:
+            sid = c.request("GET", "127.0.0.1:%d" % self.oflood.port, "/eflood")
+            st = c.streams[sid]
+            time.sleep(1.5)  # reading nothing: the window holds the rest
+            c.wait(lambda: st["reset"] is not None, timeout=6)
+        finally:
+            c.close()
+        self.assertEqual(st["reset"], 2, st)  # INTERNAL_ERROR
+        row, f = self.the_flow("/eflood")
+        self.assertEqual(row["state"], "error", row)
+        m = re.search(r"\((\d+) bytes of the response were still queued in reel for the "
+                      r"HTTP/2 stream, not sent, when reel reset the stream\)$", f["error"])
+        self.assertIsNotNone(m, f["error"])
+        self.assertTrue(f["error"].startswith("response cut short: "), f["error"])
+        self.assertGreater(int(m.group(1)), 0)
+        self.assertEqual(int(m.group(1)) + len(st["data"]), row["response_body_size"],
+                         (f["error"], len(st["data"]), row))
 
     def test_h2_origin_answers_and_resets_no_error(self):
         self.check_h2_client("localhost:%d" % self.h2c.port, "/eh2", b"413", b"big\n")
