@@ -1091,8 +1091,8 @@ static void stream_end_fin(h2front_t *fr, h2s_t *s, const char *why, const char 
  * offence for the connection's, with GOAWAY (owned). */
 static char *reset_reason(const reel_codec_event_t *ev) {
     if (!ev->local)
-        return reel_asprintf("the client reset the HTTP/2 stream (error code 0x%x)",
-                             ev->error_code);
+        return reel_asprintf("the client reset the HTTP/2 stream (error code 0x%x %s)",
+                             ev->error_code, reel_h2_error_name(ev->error_code));
     if (ev->after_goaway)
         return reel_asprintf("reel refused the HTTP/2 stream: the client opened it after reel's "
                              "GOAWAY (last_stream_id %u), and reel ignored it and never answered "
@@ -1409,10 +1409,11 @@ static char *read_frames(h2front_t *fr, bool input) {
             if (ev.error_code != REEL_H2_NO_ERROR && fatal == NULL) {
                 /* sent by the client (it says reel erred) or by reel (the
                  * client broke the protocol): either way the end */
-                fatal = ev.local ? reel_asprintf("the client broke HTTP/2: %s (error code 0x%x)",
-                                                 ev.error_reason, ev.error_code)
-                                 : reel_asprintf("the client sent GOAWAY with error code 0x%x",
-                                                 ev.error_code);
+                fatal = ev.local ? reel_asprintf("the client broke HTTP/2: %s (error code 0x%x %s)",
+                                                 ev.error_reason, ev.error_code,
+                                                 reel_h2_error_name(ev.error_code))
+                                 : reel_asprintf("the client sent GOAWAY with error code 0x%x %s",
+                                                 ev.error_code, reel_h2_error_name(ev.error_code));
             }
             break;
         default:

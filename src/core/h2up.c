@@ -477,9 +477,8 @@ static void sess_event(h2sess_t *s, const reel_codec_event_t *ev) {
                                     "(0x%x): %s",
                                     reel_h2_error_name(ev->error_code), ev->error_code,
                                     ev->error_reason ? ev->error_reason : "")
-                    : reel_asprintf("the origin reset the HTTP/2 stream (error code 0x%x%s%s)",
-                                    ev->error_code, ev->error_reason ? ": " : "",
-                                    ev->error_reason ? ev->error_reason : "");
+                    : reel_asprintf("the origin reset the HTTP/2 stream (error code 0x%x %s)",
+                                    ev->error_code, reel_h2_error_name(ev->error_code));
             lane_unbind(l);
             /* the origin had the request, and may have acted on it: also
              * when reel reset its malformed answer, which the conn, seeing
@@ -518,7 +517,8 @@ static void sess_event(h2sess_t *s, const reel_codec_event_t *ev) {
             }
             break;
         }
-        s->error = reel_asprintf("the origin sent GOAWAY (error code 0x%x)", ev->error_code);
+        s->error = reel_asprintf("the origin sent GOAWAY (error code 0x%x %s)", ev->error_code,
+                                 reel_h2_error_name(ev->error_code));
         /* why, if it cannot be sent again (the exchange retries it once,
          * on a new connection, when it can): the error of such a flow
          * named no GOAWAY, only a connection closed without an answer */

@@ -617,7 +617,7 @@ class Http2Test(unittest.TestCase):
         self.assertEqual(sorted(f["request"]["url"].rsplit("?", 1)[1] for f in fs), ["1", "2", "3"])
         for f in fs:
             self.assertEqual(f["state"], "error", f)
-            self.assertEqual(f["error"], "the client reset the HTTP/2 stream (error code 0x8)")
+            self.assertEqual(f["error"], "the client reset the HTTP/2 stream (error code 0x8 CANCEL)")
             self.assertIsNone(f["response"])
             self.assertEqual(f["request"]["http_version"], "HTTP/2.0")
         [post] = [f for f in fs if f["request"]["method"] == "POST"]
@@ -757,7 +757,7 @@ class Http2Test(unittest.TestCase):
         f = self.flows_for("/bytes.%d$" % n)[0]
         self.assertEqual(f["state"], "error", f)
         self.assertEqual(f["response"]["body_size"], n)  # all of it came from the origin
-        self.assertIn("reset the HTTP/2 stream (error code 0x8) before it received the whole "
+        self.assertIn("reset the HTTP/2 stream (error code 0x8 CANCEL) before it received the whole "
                       "response: the last %d bytes of the body were not sent" % (n - got),
                       f["error"])
         g = self.flows_for("/bytes.%d$" % (n + 1))[0]

@@ -497,7 +497,7 @@ class Http2UpstreamTest(unittest.TestCase):
         finally:
             c.close()
         f = self.flows_for("/t/reset")[0]
-        self.assertIn("the origin reset the HTTP/2 stream (error code 0x2", f["error"])
+        self.assertIn("the origin reset the HTTP/2 stream (error code 0x2 INTERNAL_ERROR)", f["error"])
         self.assertEqual(len(body(f, "response")), 5000)
 
     def test_d2_origin_reset_right_after_its_head_reaches_the_client(self):
@@ -522,7 +522,7 @@ class Http2UpstreamTest(unittest.TestCase):
             c.close()
         for path in ("/t/rst-head", "/t/rst-with-head"):
             f = self.flows_for(path, timeout=3)[0]
-            self.assertIn("the origin reset the HTTP/2 stream (error code 0x2", f["error"])
+            self.assertIn("the origin reset the HTTP/2 stream (error code 0x2 INTERNAL_ERROR)", f["error"])
 
     def test_d3_body_short_of_its_length_is_cut_at_once(self):
         # nghttp2 resets the stream of its own (no callback): that RST_STREAM
@@ -638,7 +638,7 @@ class Http2UpstreamTest(unittest.TestCase):
                             self.url("/t/goaway-error")], capture_output=True)
         self.assertNotEqual(r.returncode, 0)  # the client saw its stream cut
         f = self.flows_for("/t/goaway-error")[0]
-        self.assertIn("GOAWAY (error code 0x2)", f["error"])
+        self.assertIn("GOAWAY (error code 0x2 INTERNAL_ERROR)", f["error"])
         self.assertEqual(len(body(f, "response")), 3000)
 
     def test_e3_goaway_reel_sends_the_origin_is_reels_in_the_record(self):
@@ -863,7 +863,7 @@ class Http2UpstreamTest(unittest.TestCase):
             fs = self.reel.wait_flows(1, "~u 'localhost:%d%s$'" % (self.h2c.port, path), timeout=3)
             self.assertEqual(len(fs), 1, fs)
             f = self.reel.flow(fs[0]["id"])
-            self.assertIn("the origin reset the HTTP/2 stream (error code 0x2", f["error"])
+            self.assertIn("the origin reset the HTTP/2 stream (error code 0x2 INTERNAL_ERROR)", f["error"])
 
     def ws_stream(self, c, path):
         """An extended CONNECT (RFC 8441) for a WebSocket at path, once
