@@ -687,7 +687,7 @@ class HostileClientsTest(unittest.TestCase):
         for conn in (b"Content-Length", b"close, content-length"):
             out = raw(r.port, b"POST " + o.url("/echo?framing-conn-cl").encode() +
                       b" HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: %s\r\n\r\n"
-                      % (len(sm), conn) + sm)
+                      % (len(sm), conn) + sm, timeout=3)  # (kept alive: 3 s of nothing ends it)
             # the length went with the body: one request, one answer
             self.assertTrue(out.startswith(b"HTTP/1.1 200 "), out[:200])
             self.assertEqual(out.count(b"HTTP/1.1 "), 1, out)
@@ -759,9 +759,10 @@ class BadUpstreamsTest(unittest.TestCase):
     def tearDownClass(cls):
         stop_class(cls)
 
-    def fetch(self, url, https=False, port=None):
+    def fetch(self, url, https=False, port=None, timeout=20):
         """GET url through the proxy with a raw client; returns (response
-        bytes, how it ended, seconds)."""
+        bytes, how it ended, seconds). timeout: how long it waits for the
+        next byte (a response kept alive ends by it)."""
         r = self.reel
         t0 = time.time()
         s = connect(r.port, 20)
@@ -772,7 +773,7 @@ class BadUpstreamsTest(unittest.TestCase):
             s.sendall(b"GET " + url.encode() + b" HTTP/1.1\r\nHost: localhost\r\n\r\n")
         else:
             s.sendall(b"GET " + url.encode() + b" HTTP/1.1\r\nHost: a\r\n\r\n")
-        s.settimeout(20)
+        s.settimeout(timeout)
         try:
             out, how = read_all(s)
         except ssl.SSLError as e:
@@ -786,12 +787,12 @@ class BadUpstreamsTest(unittest.TestCase):
         self.assertEqual(f[-1]["state"], "error", f[-1])
         return f[-1]["error"]
 
-    def with_upstream(self, handler, path, tls=False):
+    def with_upstream(self, handler, path, tls=False, timeout=20):
         up = Upstream(handler)
         try:
             if tls:
-                return self.fetch(path, True, up.port) + (up,)
-            return self.fetch("http://127.0.0.1:%d%s" % (up.port, path)) + (up,)
+                return self.fetch(path, True, up.port, timeout) + (up,)
+            return self.fetch("http://127.0.0.1:%d%s" % (up.port, path), timeout=timeout) + (up,)
         finally:
             up.stop()
 
@@ -1142,7 +1143,8 @@ class BadUpstreamsTest(unittest.TestCase):
             up.read_head(c)
             c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: Content-Length\r\n\r\nhello")
             up.closing.wait(2)
-        out, how, secs, _ = self.with_upstream(conn_cl, "/conn-cl")
+        # (kept alive: the client stops waiting 3 s after the body)
+        out, how, secs, _ = self.with_upstream(conn_cl, "/conn-cl", timeout=3)
         head, _, rest = out.partition(b"\r\n\r\n")
         self.assertIn(b"Content-Length: 5", head, out)
         self.assertEqual(rest, b"hello")
@@ -1360,12 +1362,12 @@ class BadUpstreamsTest(unittest.TestCase):
             self.assertEqual(f["error"], "not answered: the response to the request before was "
                              "cut short (%s)" % first[-1]["error"])
 
-    def slow_cut(self, path, pace, size=4 << 20, hold=0):
+    def slow_cut(self, path, pace, size=4 << 20, hold=0, idle=12):
         """A body read until the close, size bytes of it, then the origin's
         reset (hold seconds later), for a client with a small receive
         buffer that reads 4 KiB every pace seconds (None: it reads nothing
-        for 12 s, then all). Returns (body bytes the client got, how its
-        connection ended, the flow)."""
+        for idle seconds, then all). Returns (body bytes the client got,
+        how its connection ended, the flow)."""
         def cut(up, c):
             up.read_head(c)
             c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: x\r\n\r\n" + b"y" * size)
@@ -1380,7 +1382,7 @@ class BadUpstreamsTest(unittest.TestCase):
             s.sendall(b"GET http://127.0.0.1:%d%s HTTP/1.1\r\nHost: a\r\n\r\n"
                       % (up.port, path.encode()))
             if pace is None:
-                time.sleep(12)
+                time.sleep(idle)
             out, how = b"", "eof"
             try:
                 while True:
@@ -1420,12 +1422,16 @@ class BadUpstreamsTest(unittest.TestCase):
 
     def test_a_cut_response_a_client_does_not_take_is_reset_in_the_end(self):
         # the same for a client that reads nothing: reel waits 10 s for it
-        # to take the bytes, then resets the connection, and the flow says
-        # how many bytes it never got. (Less than reel queues before it
-        # stops reading the origin, and the reset once reel has read it
-        # all: else the origin would still be sending when the client
-        # starts reading, 12 s later.)
-        got, how, f = self.slow_cut("/stuck-cut", None, 768 << 10, 0.5)
+        # to take the bytes (here idle_timeout's 2 s, which bounds it too),
+        # then resets the connection, and the flow says how many bytes it
+        # never got. (Less than reel queues before it stops reading the
+        # origin, and the reset once reel has read it all: else the origin
+        # would still be sending when the client starts reading, 4 s later.)
+        self.reel.set_config("set", "idle_timeout", "2")
+        try:
+            got, how, f = self.slow_cut("/stuck-cut", None, 768 << 10, 0.5, idle=4)
+        finally:
+            self.reel.set_config("unset", "idle_timeout")
         self.assertEqual(f["state"], "error", f)
         m = re.search(r"^response cut short: .+ \((\d+) bytes of the connection's output were "
                       r"still queued in reel after waiting for the client to take them, when "
