@@ -176,12 +176,7 @@ void reel__conn_client_ended(conn_t *c) {
              * final answer to Expect: 100-continue), and the client ended
              * the connection without the rest, as RFC 9110 10.1.1 allows:
              * the exchange is complete once the client has the response. */
-            reel__finish_when_delivered(c);
-            c->state = C_DONE;
-            cl->close_when_flushed = true;
-            reel__peer_read_stop(cl);
-            if (reel__peer_queued(cl) == 0)
-                reel__conn_close(c);
+            reel__early_answer_ends(c); /* (no lingering: the client has ended) */
         } else if (c->state == C_REQ_BODY) {
             reel__finish_flow(c, "client closed the connection during the request");
             reel__conn_close(c);

@@ -533,6 +533,10 @@ void reel__alpn_note(reel_proxy_t *p, const char *host, int port, const char *sn
 void reel__upstream_ready(peer_t *up);
 void reel__conn_process(conn_t *c);
 void reel__conn_client_ended(conn_t *c);
+/* The final response is whole, the request body is not and will not be
+ * (the origin closes, or the client ended): the flow ends once the client
+ * has the response, and the connection closes after it (core/exchange.c). */
+void reel__early_answer_ends(conn_t *c);
 void reel__peer_read_done(peer_t *pe);
 void reel__client_tls_failed(conn_t *c, const char *why);
 /* The client's connection broke (error: why): the flows in flight end

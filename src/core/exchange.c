@@ -1328,7 +1328,7 @@ static void exchange_done(conn_t *c, bool upstream_reusable) {
  * Waiting for the rest of the body left a client that reads the answer
  * before sending more hanging until idle_timeout, its flow then an error
  * of the client's. */
-static void early_answer_ends(conn_t *c) {
+void reel__early_answer_ends(conn_t *c) {
     reel__finish_when_delivered(c);
     close_after_answer(c, true);
 }
@@ -1708,7 +1708,7 @@ void reel__resp_process(conn_t *c) {
                 }
                 if (c->ex.resp_done && !c->ex.req_done && !c->ex.upgrade && !c->lane &&
                     c->state == C_REQ_BODY) {
-                    early_answer_ends(c);
+                    reel__early_answer_ends(c);
                     return;
                 }
                 reel__upstream_close(c);
@@ -1753,7 +1753,7 @@ void reel__resp_process(conn_t *c) {
                 c->ex.resp_excess = up->in.len;
             }
             if (!c->ex.req_done && c->ex.resp_close && !c->ex.upgrade && !c->lane) {
-                early_answer_ends(c);
+                reel__early_answer_ends(c);
                 return;
             }
             if (!c->ex.req_done && c->ex.resp_until_close && !c->ex.upgrade && c->lane) {

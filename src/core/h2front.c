@@ -501,7 +501,7 @@ static bool stream_complete(h2front_t *fr, h2s_t *s) {
  * Now the flow is taken from the lane's conn as it stands: complete once
  * the response's END_STREAM has gone out (stream_settle), its request
  * body what the lane passed on and its request_end_us 0, as an HTTP/1.1
- * early answer's (exchange.c's early_answer_ends). The body bytes the
+ * early answer's (exchange.c's reel__early_answer_ends). The body bytes the
  * lane has not taken are acknowledged and dropped, so is every DATA
  * that still comes (read_frames), and the lane's conn, stopped in the
  * middle of a request body, is closed with its origin connection (its

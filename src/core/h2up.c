@@ -441,7 +441,7 @@ static void sess_event(h2sess_t *s, const reel_codec_event_t *ev) {
              * the body is dropped, and a conn still sending one gets the
              * end of its upstream after the response, as from an HTTP/1.1
              * origin that answered early and closed: its exchange ends
-             * then (exchange.c's early_answer_ends; an HTTP/2 client's
+             * then (exchange.c's reel__early_answer_ends; an HTTP/2 client's
              * stream was cut at the response's end, core/h2front.c's
              * stream_cut) rather than wait for a body nobody reads. */
             bool unfinished = !l->req_end;
