@@ -399,6 +399,25 @@ static const char *head_rule(const hcollect_t *c, bool end_stream) {
 #undef HAS
 }
 
+/* Why nghttp2 refused a response head, or either side's trailers
+ * (NGHTTP2_ERR_HTTP_MESSAGING: RFC 9113 8.1 and 8.3.2), from what was
+ * collected; NULL when none of these applies. in_trailers: the block came
+ * after the final head. */
+static const char *other_rule(const hcollect_t *c, reel_h2_role role, bool in_trailers,
+                              bool end_stream) {
+    if (in_trailers)
+        return end_stream ? NULL : "trailers without END_STREAM (RFC 9113 8.1)";
+    if (role == REEL_H2_SERVER)
+        return NULL; /* a request head: head_rule's */
+    if (c->status == 0)
+        return "the response has no :status (RFC 9113 8.3.2)";
+    const char *status = (const char *)c->strs.data + c->status - 1;
+    if (status[0] == '1' && end_stream)
+        return "an interim (1xx) response with END_STREAM: no final response can follow "
+               "(RFC 9113 8.1)";
+    return NULL;
+}
+
 /* The HTTP/2 error code nghttp2 resets a stream with for lib_error. */
 static uint32_t code_of(int lib_error) {
     switch (lib_error) {
@@ -790,6 +809,10 @@ static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *f, int lib_
                !st->got_final &&
                (rule = head_rule(&st->in, (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0))) {
         why = reel_asprintf("malformed HTTP/2 request: %s", rule);
+    } else if (lib_error == NGHTTP2_ERR_HTTP_MESSAGING && headers &&
+               (rule = other_rule(&st->in, h->role, st->in_trailers,
+                                  (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0))) {
+        why = reel_asprintf("malformed HTTP/2 %s: %s", what, rule);
     } else {
         why = reel_asprintf("malformed HTTP/2 %s: %s", what, nghttp2_strerror(lib_error));
     }
@@ -1017,6 +1040,16 @@ static int on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, void *
     if (hd->type != NGHTTP2_DATA)
         return 0;
     stream_t *st = stream_of(h, hd->stream_id);
+    if (st && !st->reset_reported && !st->caller_reset && h->role == REEL_H2_CLIENT &&
+        !st->got_final && (hd->length > 0 || (hd->flags & NGHTTP2_FLAG_END_STREAM))) {
+        /* refused the same way, with no callback (RFC 9113 8.1; an empty
+         * frame without END_STREAM passes) */
+        refuse(h, st, REEL_H2_PROTOCOL_ERROR,
+               reel_asprintf("malformed HTTP/2 response: DATA before its final head "
+                             "(RFC 9113 8.1)"),
+               false);
+        return 0;
+    }
     if (st == NULL || st->reset_reported || st->clen < 0)
         return 0;
     if (h->role == REEL_H2_SERVER && (hd->flags & NGHTTP2_FLAG_END_STREAM))

@@ -300,7 +300,8 @@ class H2Origin:
             self._closed()
             return "stay"
         elif path.split("?")[0] in ("/t/rst-head", "/t/rst-with-head", "/t/cl-short", "/t/cl-long",
-                                    "/t/upper"):
+                                    "/t/upper", "/t/no-status", "/t/interim-end",
+                                    "/t/open-trailers", "/t/data-first"):
             # frames by hand: python3-h2 refuses to send what is malformed
             # (its encoder, shared, keeps HPACK in step)
             def frame(ftype, flags, payload):
@@ -322,6 +323,16 @@ class H2Origin:
                 s.sendall(frame(1, 4, conn.encoder.encode([(":status", "200"),
                                                            ("content-length", "3")])) +
                           frame(0, 1, b"1234567890"))
+            elif path == "/t/no-status":
+                s.sendall(frame(1, 5, conn.encoder.encode([("x-no", "status")])))
+            elif path == "/t/interim-end":
+                s.sendall(frame(1, 5, conn.encoder.encode([(":status", "103")])))
+            elif path == "/t/open-trailers":
+                s.sendall(frame(1, 4, conn.encoder.encode([(":status", "200")])) +
+                          frame(0, 0, b"abc") + frame(1, 4, conn.encoder.encode([("x-t", "1")])))
+            elif path == "/t/data-first":
+                s.sendall(frame(1, 4, conn.encoder.encode([(":status", "103")])) +
+                          frame(0, 1, b"abc"))
             else:
                 s.sendall(frame(1, 5, conn.encoder.encode([(":status", "200"), ("X-Upper", "1")])))
         elif path.startswith("/t/refuse?") or path == "/t/refuse":
@@ -544,6 +555,13 @@ class Http2UpstreamTest(unittest.TestCase):
                       f["error"])
         self.assertEqual(body(f, "response"), b"12345")
 
+    def curl_h2_any(self, url):
+        """curl_h2 for one URL, whatever curl's exit status."""
+        return subprocess.run(["curl", "-sS", "--max-time", "30", "-x", self.reel.proxy,
+                               "--cacert", self.reel.ca, "--http2", "-w",
+                               "%{http_version} %{http_code}\\n", "-o", "/dev/null", url],
+                              capture_output=True).stdout.decode()
+
     def test_d3b_body_not_its_length_is_named(self):
         # the reset named no reason: "the peer broke HTTP/2 on it"
         self.curl_h2(self.url("/t/plain?warm"))
@@ -575,6 +593,22 @@ class Http2UpstreamTest(unittest.TestCase):
         time.sleep(0.3)
         sent = sum(1 for r in self.origin.requests if r["headers"][":path"] == "/t/upper") - before
         self.assertEqual(sent, 1)
+
+    def test_d4b_malformed_answer_is_named(self):
+        # these used to say only nghttp2's "Violation in HTTP messaging rule"
+        self.curl_h2(self.url("/t/plain?warm"))
+        want = {"/t/no-status": "the response has no :status (RFC 9113 8.3.2)",
+                "/t/interim-end": "an interim (1xx) response with END_STREAM",
+                "/t/open-trailers": "malformed HTTP/2 response: trailers without END_STREAM",
+                "/t/data-first": "DATA before its final head (RFC 9113 8.1)"}
+        for path, words in want.items():
+            with self.subTest(path=path):
+                out = self.curl_h2_any(self.url(path))
+                f = self.flows_for(path)[0]
+                self.assertIn(words, f["error"])
+                self.assertNotIn("Violation", f["error"])
+                if path != "/t/open-trailers":  # its head went on: 200, then a reset
+                    self.assertEqual(out, "2 502\n")
 
     def test_d5_refused_stream_says_so(self):
         # RST_STREAM REFUSED_STREAM: the 502 said "upstream closed the
