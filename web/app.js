@@ -1309,7 +1309,8 @@ function renderDetail(d, id) {
           .concat([`begun ${fmtTime(sc.opened_us)}`]).join(', ')
       : null;
     for (const [k, v] of [['address', sc.address], ['TLS', sc.tls_version], ['certificate', cert], ['SNI', sc.sni], ['ALPN', sc.alpn], ['cipher', sc.cipher],
-      ['reused', sc.reused ? 'yes' : 'no'], ['retried', sc.retried ? (sc.address ? 'yes' : 'yes: the new connection could not be made') : 'no'], ['set up', setup], ['client', r.client_addr]]) {
+      ['reused', sc.reused ? 'yes' : 'no'], ['retried', sc.retried ? (!sc.address ? 'yes: the new connection could not be made'
+        : r.scheme === 'https' && sc.ssl_us < 0 ? 'yes: the new connection\'s TLS handshake failed' : 'yes') : 'no'], ['set up', setup], ['client', r.client_addr]]) {
       if (v === null || v === undefined) continue;
       dl.append(el('dt', { text: k }), el('dd', { text: v }));
     }

@@ -271,6 +271,7 @@ struct view {
     row_t *row;
     int summary_done;
     int tunnel;
+    int https; /* the request's scheme */
     char *source;
     uint64_t client_conn; /* FlowStart's */
     uint32_t stream_id;
@@ -684,6 +685,7 @@ static void print_headers(view_t *v, char c, Reel__Header **h, size_t n) {
 
 static void request_head(view_t *v, const Reel__RequestHead *h) {
     dir_t *d = &v->d[REQ];
+    v->https = h->scheme && strcmp(h->scheme, "https") == 0;
     summary(v);
     gap(v);
     fputs("> ", v->out);
@@ -994,6 +996,10 @@ static void server_conn_line(view_t *v, const Reel__ServerConn *sc) {
          sc->retried && !sc->address[0]
              ? " (reel opened it to send the request again: the kept-alive one closed before "
                "answering; it could not connect)"
+         /* an address but no handshake: that TLS failed, nothing was sent */
+         : sc->retried && v->https && sc->ssl_us < 0
+             ? " (reel opened it to send the request again: the kept-alive one closed before "
+               "answering; its TLS handshake failed)"
          : sc->retried ? " (the request was sent again on this new connection: the kept-alive "
                          "one closed before answering)"
          : sc->reused  ? " (kept alive from an earlier flow)"

@@ -394,21 +394,25 @@ static void record_refused_conn(peer_t *up) {
     reel_capture_server_conn(f, &sc);
 }
 
-/* The new connection of a keep-alive retry that never connected (its
- * DNS lookup or TCP connect failed) is the flow's last ServerConn all the
- * same, retried, with no address and connect_us -1: without it the flow's
+/* The new connection of a keep-alive retry that failed before it could
+ * send (its DNS lookup or TCP connect failed: no address, connect_us -1;
+ * or its TLS handshake did: the address it reached, ssl_us -1) is the
+ * flow's last ServerConn all the same, retried: without it the flow's
  * last word on its connection would be the reused one, as if the request
  * had not been retried. One whose handshake failed the certificate check
  * has its record already (record_refused_conn). */
 static void record_unmade_retry(peer_t *up) {
     conn_t *c = up->c;
-    if (up->connected || c->ex.conn_recorded || !c->ex.flow_upstream)
+    if (c->ex.conn_recorded || !c->ex.flow_upstream)
         return;
     reel_stack_info_t info;
     reel_stack_info(&up->st, &info);
     reel_capture_conn_t sc = reel__conn_facts(up, &info);
-    sc.address = sc.sni = sc.alpn = sc.tls_version = sc.cipher = ""; /* none was reached */
-    sc.connect_us = sc.ssl_us = -1;
+    if (!up->connected) {
+        sc.address = sc.sni = sc.alpn = sc.tls_version = sc.cipher = ""; /* none was reached */
+        sc.connect_us = -1;
+    }
+    sc.ssl_us = -1;
     sc.retried = true;
     c->ex.conn_recorded = true;
     reel_capture_server_conn(c->ex.flow, &sc);

@@ -1004,6 +1004,63 @@ class BadUpstreamsTest(unittest.TestCase):
                       % sc["conn_id"], shown)
         self.assertNotIn("sent again on this new connection", shown)
 
+    def test_a_retry_whose_handshake_fails_says_so(self):
+        # as above, over TLS: the new connection connects and its handshake
+        # fails. Its record was missing (only one that never connected got
+        # one), so the flow's last ServerConn was the kept-alive connection,
+        # as if the request had not been retried
+        r = self.reel
+        n = [0]
+
+        def serve(up, c):
+            n[0] += 1
+            if n[0] > 1:
+                c.recv(65536)  # the retry's ClientHello: no TLS here now
+                return
+            c = self.tls.wrap_socket(c, server_side=True)
+            up.read_head(c)
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+            up.read_head(c)
+
+        up = Upstream(serve)
+        try:
+            s = connect(r.port, 20)
+            s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % up.port)
+            self.assertTrue(s.recv(1000).startswith(b"HTTP/1.1 200"))
+            s = ssl.create_default_context(cafile=r.ca).wrap_socket(s, server_hostname="localhost")
+            s.sendall(b"GET /tlsretry-first HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            out = b""
+            while not out.endswith(b"first"):
+                out += s.recv(65536)
+            s.sendall(b"GET /tlsretry-second HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            out = b""
+            while b"\r\n\r\n" not in out:
+                d = s.recv(65536)
+                if not d:
+                    break
+                out += d
+            s.close()
+        finally:
+            up.stop()
+        self.assertTrue(out.startswith(b"HTTP/1.1 502 "), out[:200])
+        first = r.flow(r.wait_flows(1, "~u /tlsretry-first$")[-1]["id"])
+        f = r.flow(r.wait_flows(1, "~u /tlsretry-second$")[-1]["id"])
+        old = first["server_conn"]["conn_id"]
+        self.assertRegex(f["error"], r"^the kept-alive connection #%d closed without answering, "
+                         r"and retrying on a new connection failed: .*TLS" % old)
+        sc = f["server_conn"]
+        self.assertTrue(sc["retried"], sc)
+        self.assertNotEqual(sc["conn_id"], old, sc)
+        # it connected (the address reel reached), and its handshake failed
+        self.assertEqual(sc["address"], "127.0.0.1:%d" % up.port, sc)
+        self.assertGreaterEqual(sc["connect_us"], 0, sc)
+        self.assertEqual(sc["ssl_us"], -1, sc)
+        shown = r.cli("flow", r.session, str(f["id"])).stdout.decode()
+        self.assertIn("~ connection #%d " % sc["conn_id"], shown)
+        self.assertIn("(reel opened it to send the request again: the kept-alive one closed "
+                      "before answering; its TLS handshake failed)", shown)
+        self.assertNotIn("sent again on this new connection", shown)
+
     def tls_serve(self, c, after_handshake):
         """A TLS server on memory BIOs, so that it can send part of a record."""
         inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
