@@ -1161,10 +1161,11 @@ static void ulane_deliver(ulane_t *l) {
         l->in_data = 0;
         h2sess_t *s = l->s;
         uint32_t sid = l->data_sid;
+        size_t held = b.len; /* (reel_buf_free zeroes b.len) */
         reel_filter_up(&l->f, b.data, b.len);
         reel_buf_free(&b);
         if (s)
-            s->in_held -= b.len;
+            s->in_held -= held;
         if (data && s && !s->closing && !s->dead) {
             /* the origin may send that much more (also if the conn let
              * go of the up-lane meanwhile: the connection's window) */
