@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -144,14 +145,30 @@ int reel_cmd_export(reel_cli_t *cli, int argc, char **argv) {
     int rc = REEL_EXIT_OK;
     reel_redact_t *r = NULL;
     FILE *out = stdout;
-    char *tmp = NULL;
+    char *tmp = NULL, *target = NULL; /* written, then renamed to */
     if (redact) {
         r = reel_redact_new();
         config_rules(s, r);
     }
-    if (output != NULL && strcmp(output, "-") != 0) {
-        /* write beside it and rename at the end: no half export under its name */
-        tmp = reel_asprintf("%s.part", output);
+    struct stat sb;
+    if (output != NULL && strcmp(output, "-") != 0 && stat(output, &sb) == 0 &&
+        !S_ISREG(sb.st_mode)) {
+        /* a device or a FIFO (-o /dev/null, a pipe) is written to as it
+         * is: the rename below would replace it with a file (run as root,
+         * /dev/null itself) */
+        out = fopen(output, "wb");
+        if (out == NULL) {
+            rc = reel_cli_fail(cli, "%s: %s", output, strerror(errno));
+            out = stdout;
+            goto out;
+        }
+    } else if (output != NULL && strcmp(output, "-") != 0) {
+        /* write beside it and rename at the end: no half export under its
+         * name; beside the file a symbolic link names, which stays a link */
+        target = realpath(output, NULL);
+        if (target == NULL)
+            target = reel_strdup(output);
+        tmp = reel_asprintf("%s.part", target);
         out = fopen(tmp, "wb");
         if (out == NULL) {
             rc = reel_cli_fail(cli, "%s: %s", tmp, strerror(errno));
@@ -174,11 +191,11 @@ int reel_cmd_export(reel_cli_t *cli, int argc, char **argv) {
     reel_progress_clear(&pr);
     if (out != stdout) {
         if (fclose(out) != 0 && erc == REEL_OK)
-            erc = reel_err_errno(&err, REEL_IO, errno, "%s", tmp);
+            erc = reel_err_errno(&err, REEL_IO, errno, "%s", tmp ? tmp : output);
         out = stdout;
-        if (erc == REEL_OK && rename(tmp, output) != 0)
-            erc = reel_err_errno(&err, REEL_IO, errno, "renaming %s to %s", tmp, output);
-        if (erc != REEL_OK)
+        if (tmp && erc == REEL_OK && rename(tmp, target) != 0)
+            erc = reel_err_errno(&err, REEL_IO, errno, "renaming %s to %s", tmp, target);
+        if (tmp && erc != REEL_OK)
             unlink(tmp);
     }
     if (st.dropped)
@@ -214,6 +231,7 @@ out:
     if (out != stdout)
         fclose(out);
     free(tmp);
+    free(target);
     reel_redact_free(r);
     reel_session_close(s);
     return rc;

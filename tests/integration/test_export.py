@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import struct
 import subprocess
 import tempfile
@@ -175,6 +176,36 @@ class Export(unittest.TestCase):
         self.assertNotIn(b"TENANT789", red)
         self.assertNotIn(b"alice", red)
         self.assertNotIn(SECRET.encode(), red)
+
+    def test_output_that_is_not_a_file(self):
+        # -o FILE writes FILE.part and renames it over FILE: over a FIFO
+        # (or, run as root, /dev/null itself, which then became a file)
+        # the rename replaced it, and a reader of the FIFO waited for ever
+        fifo = os.path.join(self.root, "out.fifo")
+        os.mkfifo(fifo)
+        got = []
+
+        def read():
+            with open(fifo, "rb") as f:
+                got.append(f.read())
+        t = threading.Thread(target=read, daemon=True)
+        t.start()
+        r = self.reel.cli("export", "exp", "--format", "ndjson", "-o", fifo, check=False)
+        t.join(20)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(stat.S_ISFIFO(os.lstat(fifo).st_mode))
+        self.assertEqual(len(got), 1)
+        self.assertEqual(got[0], self.export("--format", "ndjson").stdout)
+        self.assertFalse(os.path.exists(fifo + ".part"))
+        # a symbolic link stays one: the file it names gets the export
+        real = os.path.join(self.root, "real.ndjson")
+        link = os.path.join(self.root, "link.ndjson")
+        open(real, "w").close()
+        os.symlink(real, link)
+        self.export("--format", "ndjson", "-o", link)
+        self.assertTrue(os.path.islink(link))
+        with open(real, "rb") as f:
+            self.assertEqual(f.read(), got[0])
 
     def test_bad_usage(self):
         r = self.reel.cli("export", "exp", "--format", "xml", check=False)
