@@ -1293,12 +1293,15 @@ function renderDetail(d, id) {
   if (d.server_conn) {
     const sc = d.server_conn;
     const dl = el('dl', { class: 'kv' });
-    // a certificate nothing checked (upstream_cert_verify was off) is said
-    // (not the reverse: a session older than the field cannot tell)
-    // and one that failed the check, with what it said
-    const cert = sc.unverified     ? 'NOT verified (upstream_cert_verify was off)'
-                 : sc.verify_error ? `verify FAILED: ${sc.verify_error}; ${
-                                         sc.peer_cert || 'the certificate could not be read'}`
+    // a certificate not enforced (upstream_cert_verify was off) is said
+    // (not the reverse: a session older than the field cannot tell), with
+    // what the check found if it would have failed, and one that failed
+    // the check, with what it said
+    const facts = sc.verify_error
+      ? `${sc.verify_error}; ${sc.peer_cert || 'the certificate could not be read'}` : '';
+    const cert = sc.unverified     ? 'NOT verified (upstream_cert_verify was off)' +
+                                       (facts ? `; it would have FAILED: ${facts}` : '')
+                 : sc.verify_error ? `verify FAILED: ${facts}`
                                    : null;
     // what setting the connection up took, said for every flow on it (its
     // timings count it only for the flow it was opened for); not known in

@@ -1004,7 +1004,11 @@ static void server_conn_line(view_t *v, const Reel__ServerConn *sc) {
                          "one closed before answering)"
          : sc->reused  ? " (kept alive from an earlier flow)"
                        : "");
-    if (sc->verify_error[0]) /* a handshake the check of the certificate ended */
+    if (sc->verify_error[0] && sc->unverified) /* found by a check that ended nothing */
+        note(v, "~ certificate would have FAILED verification (reel went on): %s; %s",
+             sc->verify_error,
+             sc->peer_cert[0] ? sc->peer_cert : "the certificate could not be read");
+    else if (sc->verify_error[0]) /* a handshake the check of the certificate ended */
         note(v, "~ certificate verify FAILED: %s; %s", sc->verify_error,
              sc->peer_cert[0] ? sc->peer_cert : "the certificate could not be read");
     conn_setup_line(v, sc);

@@ -94,8 +94,10 @@ typedef struct {
     bool reused;             /* kept alive from an earlier flow */
     bool retried;            /* the request went out again on this new connection */
     bool unverified;         /* TLS made with upstream_cert_verify off */
-    const char *verify_error; /* the certificate failed the check: why (NULL: it did not) */
-    const char *peer_cert;    /* ... and the facts of the origin's own certificate */
+    /* the certificate failed the check: why (NULL: it did not); with
+     * unverified, the check found it so and the connection went on */
+    const char *verify_error;
+    const char *peer_cert; /* ... and the facts of the origin's own certificate */
     /* How the connection was set up: when its DNS lookup began (wall
      * clock µs; 0: not known, the three others then ignored), and how
      * long its DNS, TCP connect and TLS handshake took (µs, -1: did not

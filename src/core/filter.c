@@ -77,6 +77,7 @@ void reel_stack_info(const reel_stack_t *st, reel_stack_info_t *out) {
     out->tls = out->tls_done = out->tls_resumed = out->tls_no_close_notify = false;
     out->alpn = out->sni = out->tls_version = out->cipher = NULL;
     out->verify_error = out->peer_cert = NULL;
+    out->unchecked_error = out->unchecked_cert = NULL;
     for (const reel_filter_t *f = st->bottom; f; f = f->above)
         if (f->ops->info)
             f->ops->info(f, out);

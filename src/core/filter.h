@@ -59,6 +59,10 @@ typedef struct {
      * false): why, and its certificate's facts; alpn, tls_version and
      * cipher then say what the server had chosen */
     const char *verify_error, *peer_cert;
+    /* TLS toward an origin made with verification off (tls_done): what
+     * the check found, which did not end it, and its certificate's facts
+     * (NULL: the certificate passed) */
+    const char *unchecked_error, *unchecked_cert;
 } reel_stack_info_t;
 
 typedef struct {

@@ -132,6 +132,9 @@ struct ulane {
     /* the session's TLS refused the origin's certificate: why, and what
      * the origin's own certificate says ("": it did not) */
     char verify_error[128], peer_cert[400];
+    /* ... or, made with verification off, what the check found (its
+     * certificate's facts then in peer_cert) */
+    char unchecked_error[128];
 };
 
 struct h2sess {
@@ -376,8 +379,10 @@ static void lane_copy_info(ulane_t *l, const reel_stack_info_t *i) {
     reel_strcpy_to(l->cipher, sizeof l->cipher, i->cipher ? i->cipher : "");
     reel_strcpy_to(l->sni, sizeof l->sni, i->sni ? i->sni : "");
     reel_strcpy_to(l->verify_error, sizeof l->verify_error, i->verify_error ? i->verify_error : "");
-    snprintf(l->peer_cert, sizeof l->peer_cert, "%s",
-             i->verify_error && i->peer_cert ? i->peer_cert : "");
+    reel_strcpy_to(l->unchecked_error, sizeof l->unchecked_error,
+                   i->unchecked_error ? i->unchecked_error : "");
+    const char *cert = i->verify_error ? i->peer_cert : i->unchecked_cert;
+    snprintf(l->peer_cert, sizeof l->peer_cert, "%s", cert ? cert : "");
 }
 
 /* The session is over: every up-lane gets its end, with why. One whose
@@ -1110,6 +1115,8 @@ static void ulane_info(const reel_filter_t *f, reel_stack_info_t *out) {
     out->sni = l->sni[0] ? l->sni : NULL;
     out->verify_error = l->verify_error[0] ? l->verify_error : NULL;
     out->peer_cert = l->verify_error[0] ? l->peer_cert : NULL;
+    out->unchecked_error = l->unchecked_error[0] ? l->unchecked_error : NULL;
+    out->unchecked_cert = l->unchecked_error[0] ? l->peer_cert : NULL;
 }
 
 static void on_ulane_timer_closed(uv_handle_t *h) {

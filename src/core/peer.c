@@ -348,14 +348,17 @@ reel_capture_conn_t reel__conn_facts(const peer_t *up, const reel_stack_info_t *
      * (the ALPN probe, core/tunnel.c) and a stream of a shared HTTP/2
      * session, whose flows' timings have none of it */
     int64_t dns0 = info->setup_dns0, dns1 = info->setup_dns1, conn = info->setup_connected;
+    /* the check refused the certificate, or (unverified) would have */
+    const char *bad = info->verify_error ? info->verify_error : info->unchecked_error;
+    const char *cert = info->verify_error ? info->peer_cert : info->unchecked_cert;
     return (reel_capture_conn_t){.conn_id = up->id,
                                  .address = up->addr,
                                  .sni = info->sni, /* as sent: none to an IP address */
                                  .alpn = info->alpn,
                                  .tls_version = info->tls_version,
                                  .cipher = info->cipher,
-                                 .verify_error = info->verify_error,
-                                 .peer_cert = info->peer_cert,
+                                 .verify_error = bad,
+                                 .peer_cert = cert,
                                  .opened_us = dns0,
                                  .dns_us = reel__span_us(dns0, dns1),
                                  .connect_us = reel__span_us(dns1, conn),

@@ -67,6 +67,9 @@ struct reel_tls {
     char cert_facts[600];    /* what the origin's certificate says, and where its chain failed */
     char peer_facts[400];    /* what its own (leaf) certificate says, for ServerConn.peer_cert */
     const char *verify_error; /* client: why the check failed (static), NULL: it did not */
+    /* client, insecure: what the check found, which did not end the
+     * handshake (static), NULL: nothing; set when the handshake is done */
+    const char *unchecked_error;
     char errmsg[ERRMSG_MAX]; /* the failure, repeated on later calls */
 };
 
@@ -561,10 +564,10 @@ reel_rc reel_tls_new_client(reel_tls_ctx_t *ctx, const reel_tls_client_opts_t *o
                           opts->host, reason);
         goto out;
     }
-    if (opts->insecure)
-        SSL_set_verify(t->ssl, SSL_VERIFY_NONE, NULL);
-    else
-        SSL_set_verify(t->ssl, SSL_VERIFY_PEER, verify_note);
+    /* Off, the chain and the host name are checked all the same (OpenSSL
+     * always does; SSL_VERIFY_NONE only lets the handshake go on): the
+     * flow records what the check found (reel_tls_unchecked_error) */
+    SSL_set_verify(t->ssl, opts->insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, verify_note);
     if (opts->session_key) {
         /* a session made without verification never serves a verified
          * connection */
@@ -662,6 +665,15 @@ static void note_done(reel_tls_t *t) {
     SSL_get0_alpn_selected(t->ssl, &p, &n);
     if (p && n)
         t->alpn = reel_strndup((const char *)p, n);
+    long v = t->server || !t->insecure ? X509_V_OK : SSL_get_verify_result(t->ssl);
+    if (v != X509_V_OK) {
+        /* OpenSSL checked the chain and the name all the same (a resumed
+         * session keeps the result of the handshake that made it, and its
+         * certificate, but verify_note was not called for it) */
+        t->unchecked_error = X509_verify_cert_error_string(v);
+        if (t->peer_facts[0] == '\0')
+            cert_facts(SSL_get0_peer_certificate(t->ssl), t->peer_facts, sizeof t->peer_facts);
+    }
 }
 
 /* Records the failure of an SSL call into t->errmsg and err. */
@@ -864,6 +876,12 @@ const char *reel_tls_verify_error(const reel_tls_t *t, const char **cert) {
     if (t->verify_error && cert)
         *cert = t->peer_facts;
     return t->verify_error;
+}
+
+const char *reel_tls_unchecked_error(const reel_tls_t *t, const char **cert) {
+    if (t->unchecked_error && cert)
+        *cert = t->peer_facts;
+    return t->unchecked_error;
 }
 
 bool reel_tls_resumed(const reel_tls_t *t) {

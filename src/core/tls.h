@@ -209,6 +209,17 @@ const char *reel_tls_cipher(const reel_tls_t *t);
  * as after a completed handshake. */
 const char *reel_tls_verify_error(const reel_tls_t *t, const char **cert);
 
+/** Client role, made with verification off (opts.insecure), once the
+ * handshake is done: what the check of the origin's certificate found,
+ * which did not end the handshake (OpenSSL's text for its first failure,
+ * as reel_tls_verify_error would give it with verification on: chain,
+ * dates and host name; static storage), or NULL when the certificate
+ * passed (and always with verification on, or before the handshake is
+ * done). Then *cert (if cert is not NULL) is set as reel_tls_verify_error
+ * sets it. A resumed session reports the result of the handshake that
+ * made it. */
+const char *reel_tls_unchecked_error(const reel_tls_t *t, const char **cert);
+
 /** True when the handshake resumed a cached session (client role: see
  * reel_tls_client_opts_t.session_key). */
 bool reel_tls_resumed(const reel_tls_t *t);

@@ -1081,13 +1081,19 @@ class VerifyTurnedBackOn(unittest.TestCase):
 
         self.assertEqual(get(b"/100b?h1=1"), b"200")
         self.assertEqual(self.curl_h2("/100b?h2=1"), "200 2")  # an HTTP/2 session, unverified
-        # the record says nothing checked those origins' certificate
+        # the record says nothing enforced the check of those origins'
+        # certificate, and what the check found (reel does not trust it)
         for q in ("h1=1", "h2=1"):
             [f] = self.reel.wait_flows(1, "~u %s" % q)
             sc = self.reel.flow(f["id"])["server_conn"]
             self.assertTrue(sc["unverified"], sc)
+            self.assertEqual(sc["verify_error"], "unable to get local issuer certificate", sc)
+            self.assertTrue(sc["peer_cert"].startswith("certificate for localhost, 127.0.0.1, by "
+                                                       "reel test origin CA, valid "), sc)
             text = self.reel.cli("flow", self.reel.session, str(f["id"]), "--headers-only").stdout
             self.assertIn(b"certificate NOT verified (upstream_cert_verify was off)", text)
+            self.assertIn(b"~ certificate would have FAILED verification (reel went on): unable to "
+                          b"get local issuer certificate; certificate for localhost", text)
         self.reel.set_config("set", "upstream_cert_verify", "true")
         self.assertEqual(get(b"/100b?h1=2"), b"502")
         t.close()

@@ -268,6 +268,7 @@ static void test_handshake_and_data(void **state) {
     assert_string_equal(reel_tls_version(s), "TLSv1.3");
     assert_non_null(reel_tls_cipher(c));
     assert_int_equal(reel_tls_verify_result(c), X509_V_OK);
+    assert_null(reel_tls_unchecked_error(c, NULL)); /* verified, and it passed */
     X509 *peer = reel_tls_peer_cert(c);
     assert_non_null(peer);
     char *san = san_of(peer);
@@ -505,8 +506,13 @@ static void test_verify_off(void **state) {
     reel_tls_t *s = server_new(NULL);
     reel_tls_t *c = client_new(FX->untrusting, "example.com", true, NULL);
     handshake_ok(c, s);
-    /* The result is still known, for recording. */
+    /* The result is still known, for recording, with the certificate. */
     assert_int_equal(reel_tls_verify_result(c), X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY);
+    const char *cert = NULL;
+    assert_string_equal(reel_tls_unchecked_error(c, &cert),
+                        "unable to get local issuer certificate");
+    assert_non_null(strstr(cert, "certificate for example.com, by "));
+    assert_null(reel_tls_verify_error(c, NULL)); /* it ended nothing */
     transfer(c, s, 1000, 0);
     reel_tls_free(c);
     reel_tls_free(s);
@@ -622,6 +628,9 @@ static void test_hostname_mismatch(void **state) {
     c = client_new(FX->client, "wanted.test", true, NULL);
     assert_int_equal(raw_handshake(&r, c, &err), REEL_OK);
     assert_int_equal(reel_tls_verify_result(c), X509_V_ERR_HOSTNAME_MISMATCH);
+    const char *cert = NULL;
+    assert_string_equal(reel_tls_unchecked_error(c, &cert), "hostname mismatch");
+    assert_non_null(strstr(cert, "certificate for other.test, by reel CA, valid 20"));
     reel_tls_free(c);
     raw_free(&r);
     X509_free(leaf);

@@ -1,0 +1,166 @@
+"""What a flow's record says about TLS on either leg when nothing else
+would say it. With upstream_cert_verify off, reel still lets OpenSSL check
+the origin's certificate (chain, dates, host name) and records what the
+check found in the flow's ServerConn (verify_error, peer_cert, beside
+unverified), as Burp and mitmproxy show it; before, the record said only
+that nothing was checked. Origins are Python ssl servers; the client is
+curl."""
+import os
+import shutil
+import socket
+import ssl
+import sys
+import tempfile
+import threading
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from proxyenv import TMPBASE, Reel, curl, main, run  # noqa: E402
+
+EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+
+def make_ca(root, name):
+    run(["openssl", "req", "-x509"] + EC + ["-keyout", "%s/%s.key" % (root, name), "-out",
+        "%s/%s.pem" % (root, name), "-days", "2", "-subj", "/CN=reel %s" % name,
+        "-addext", "basicConstraints=critical,CA:TRUE"])
+    return "%s/%s.pem" % (root, name)
+
+
+def make_leaf(root, name, ca, san):
+    """A leaf for san ("DNS:localhost,...") signed by CA ca (a make_ca name),
+    or self-signed when ca is None: (cert, key)."""
+    cert, key = "%s/%s.pem" % (root, name), "%s/%s.key" % (root, name)
+    if ca is None:
+        run(["openssl", "req", "-x509"] + EC + ["-keyout", key, "-out", cert, "-days", "2",
+            "-subj", "/CN=localhost", "-addext", "subjectAltName=" + san])
+        return cert, key
+    run(["openssl", "req"] + EC + ["-keyout", key, "-out", root + "/leaf.csr", "-subj", "/CN=x"])
+    with open(root + "/ext.cnf", "w") as f:
+        f.write("subjectAltName=%s\nextendedKeyUsage=serverAuth\n" % san)
+    run(["openssl", "x509", "-req", "-in", root + "/leaf.csr", "-CA", "%s/%s.pem" % (root, ca),
+         "-CAkey", "%s/%s.key" % (root, ca), "-set_serial", str(len(os.listdir(root))),
+         "-out", cert, "-days", "2", "-extfile", root + "/ext.cnf"])
+    return cert, key
+
+
+class Origin:
+    """An HTTPS origin on 127.0.0.1 answering each request "ok" and closing
+    (Connection: close), so that each request has a connection of its own
+    (the second one resuming the first's TLS session); counts connections."""
+
+    def __init__(self, cert):
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(*cert)
+        self.ctx.set_alpn_protocols(["http/1.1"])
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(8)
+        self.port = self.srv.getsockname()[1]
+        self.connections = 0
+        self.resumed = []
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                raw, _ = self.srv.accept()
+            except OSError:
+                return
+            self.connections += 1
+            try:
+                raw.settimeout(10)
+                with self.ctx.wrap_socket(raw, server_side=True) as c:
+                    self.resumed.append(c.session_reused)
+                    got = b""
+                    while b"\r\n\r\n" not in got:
+                        d = c.recv(65536)
+                        if not d:
+                            break
+                        got += d
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            except (OSError, ssl.SSLError):
+                pass
+
+    def close(self):
+        self.srv.close()
+
+
+class TlsRecordTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="tlsrec.", dir=TMPBASE)
+        r = cls.root
+        cls.ca = make_ca(r, "trusted-ca")
+        make_ca(r, "unknown-ca")
+        cls.good = make_leaf(r, "good", "trusted-ca", "DNS:localhost,IP:127.0.0.1")
+        cls.other_name = make_leaf(r, "other-name", "trusted-ca", "DNS:other.example")
+        cls.unknown_ca = make_leaf(r, "unknown-ca-leaf", "unknown-ca", "DNS:localhost")
+        cls.self_signed = make_leaf(r, "self", None, "DNS:localhost")
+        # reel trusts the test CA (a good certificate passes the check)
+        # but enforces nothing
+        # one worker: its TLS session cache serves every connection
+        cls.reel = Reel(r, "main", "upstream_trusted_ca=" + cls.ca, "upstream_cert_verify=false",
+                        "workers=1")
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.reel.stop()
+        if code != 0:
+            print(cls.reel.log(), file=sys.stderr)
+        shutil.rmtree(cls.root, ignore_errors=True)
+        assert code == 0, "reel record exited %d on SIGINT" % code
+
+    def flows(self, port, n):
+        fl = self.reel.wait_flows(n, "~u localhost:%d" % port, timeout=10)
+        self.assertEqual(len(fl), n, fl)
+        return fl
+
+    def get(self, port):
+        """A request through reel to localhost:port, answered "ok"."""
+        r = curl(self.reel, "https://localhost:%d/x" % port)
+        self.assertEqual(r.stdout, b"ok")
+
+    def test_unverified_connection_records_what_the_check_found(self):
+        cases = [(self.self_signed, "self-signed certificate", "certificate for localhost, by "),
+                 (self.other_name, "hostname mismatch", "certificate for other.example, by "),
+                 (self.unknown_ca, "unable to get local issuer certificate",
+                  "certificate for localhost, by reel unknown-ca, valid ")]
+        for cert, error, facts in cases:
+            o = Origin(cert)
+            try:
+                self.get(o.port)
+                self.get(o.port)  # a connection of its own, its TLS session resumed
+                fl = self.flows(o.port, 2)
+            finally:
+                o.close()
+            self.assertEqual(o.connections, 2)
+            for f in fl:
+                self.assertIsNone(f["error"], f)
+                sc = self.reel.flow(f["id"])["server_conn"]
+                self.assertTrue(sc["unverified"], sc)
+                self.assertEqual(sc["verify_error"], error, (error, sc))
+                self.assertTrue((sc["peer_cert"] or "").startswith(facts), (facts, sc))
+                text = self.reel.cli("flow", "main", str(f["id"]), "--headers-only").stdout
+                self.assertIn(("~ certificate would have FAILED verification (reel went on): %s; %s"
+                               % (error, facts)).encode(), text)
+            # the second connection was a resumed session, whose result is
+            # that of the handshake that made it
+            self.assertEqual(o.resumed, [False, True], error)
+        # a certificate that passes the check: no error
+        o = Origin(self.good)
+        try:
+            self.get(o.port)
+            [f] = self.flows(o.port, 1)
+        finally:
+            o.close()
+        sc = self.reel.flow(f["id"])["server_conn"]
+        self.assertTrue(sc["unverified"], sc)
+        self.assertIsNone(sc["verify_error"], sc)
+        self.assertIsNone(sc["peer_cert"], sc)
+        text = self.reel.cli("flow", "main", str(f["id"]), "--headers-only").stdout
+        self.assertNotIn(b"FAILED", text)
+
+
+if __name__ == "__main__":
+    main()
