@@ -121,9 +121,10 @@ void reel__conn_process(conn_t *c) {
         /* the client connection broke (a reset, a write that failed, not
          * a half-close): nothing more reaches the client, so there is no
          * response to wait for (ev_eof ended the flow with why) */
-        if (c->state == C_SNIFF) {
+        if (c->state == C_SNIFF || (c->state == C_HEAD && c->ex.flow == NULL)) {
             char *why = reel_asprintf("client connection error: %s", cl->error);
-            tunnel_abandoned(c, why);
+            if (!reel__tls_client_left(c, why) && c->state == C_SNIFF)
+                tunnel_abandoned(c, why);
             free(why);
         }
         reel__conn_close(c);
@@ -170,6 +171,7 @@ void reel__conn_client_ended(conn_t *c) {
             cl->close_when_flushed = true;
             reel__peer_read_stop(cl);
         } else if (c->state == C_HEAD && c->ex.flow == NULL) {
+            reel__tls_client_left(c, NULL);
             reel__conn_close(c);
         } else if (c->state == C_REQ_BODY && c->ex.resp_done && !c->ex.upgrade) {
             /* The final response came before the body (an early 413, a
@@ -181,7 +183,7 @@ void reel__conn_client_ended(conn_t *c) {
             reel__finish_flow(c, "client closed the connection during the request");
             reel__conn_close(c);
         } else if (c->state == C_SNIFF || c->state == C_PROBE) {
-            if (c->state == C_SNIFF)
+            if (c->state == C_SNIFF && !reel__tls_client_left(c, NULL))
                 tunnel_abandoned(c, NULL);
             reel__conn_close(c);
         } else if (c->state == C_WAIT_RESP) {

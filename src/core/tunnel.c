@@ -548,6 +548,32 @@ static bool tls_tunnel_ready(conn_t *c) {
     return true;
 }
 
+bool reel__tls_client_left(conn_t *c, const char *error) {
+    peer_t *cl = &c->client;
+    /* connect_head is dropped at the first request head inside (and by a
+     * lane, whose CONNECT stream records its own end) */
+    if (!c->in_tunnel || !c->tunnel_tls || c->connect_head == NULL || c->tflow ||
+        c->tunnel_host == NULL || cl->in.len > 0)
+        return false;
+    reel_stack_info_t info;
+    reel_stack_info(&cl->st, &info);
+    if (!info.tls_done)
+        return false;     /* a handshake that failed says so (reel__client_tls_failed) */
+    c->tls_tunnel = true; /* a tls:// flow: TLS is all the client spoke */
+    reel__tunnel_flow(c, c->tunnel_host, c->tunnel_port, true);
+    const char *v = info.tls_version ? info.tls_version : "TLS",
+               *sni = info.sni ? info.sni : "none", *alpn = info.alpn ? info.alpn : "none";
+    char *why = error ? reel_asprintf("%s, after the client's TLS handshake with reel (%s, SNI %s, "
+                                      "ALPN %s), before it sent a request",
+                                      error, v, sni, alpn)
+                      : reel_asprintf("the client closed the connection after its TLS handshake "
+                                      "with reel (%s, SNI %s, ALPN %s), before sending a request",
+                                      v, sni, alpn);
+    reel__finish_tflow(c, why);
+    free(why);
+    return true;
+}
+
 /* What the client sends inside its TLS is served as HTTP (HTTPS), as
  * reel__conn_process serves C_HEAD. */
 static void serve_https(conn_t *c) {

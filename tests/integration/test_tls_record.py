@@ -3,19 +3,23 @@ would say it. With upstream_cert_verify off, reel still lets OpenSSL check
 the origin's certificate (chain, dates, host name) and records what the
 check found in the flow's ServerConn (verify_error, peer_cert, beside
 unverified), as Burp and mitmproxy show it; before, the record said only
-that nothing was checked. Origins are Python ssl servers; the client is
-curl."""
+that nothing was checked. And a client that completes its TLS handshake
+with reel inside a CONNECT tunnel, then closes without a request, is a
+tls:// flow whose error says so; before, it was a tcp:// flow with no
+error, or (ALPN http/1.1) no flow at all. Origins are Python ssl servers;
+clients are curl, openssl s_client and Python ssl sockets."""
 import os
 import shutil
 import socket
 import ssl
+import subprocess
 import sys
 import tempfile
 import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from proxyenv import TMPBASE, Reel, curl, main, run  # noqa: E402
+from proxyenv import TMPBASE, Reel, connect, curl, main, run  # noqa: E402
 
 EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
 
@@ -160,6 +164,53 @@ class TlsRecordTest(unittest.TestCase):
         self.assertIsNone(sc["peer_cert"], sc)
         text = self.reel.cli("flow", "main", str(f["id"]), "--headers-only").stdout
         self.assertNotIn(b"FAILED", text)
+
+    def left_after_handshake(self, port, alpn, reset_too=False):
+        """The flow of a client that closed after its handshake with reel
+        (reset_too: or reset the connection) offering alpn."""
+        [f] = self.flows(port, 1)
+        self.assertEqual(f["kind"], "tunnel", f)
+        self.assertEqual(f["url"], "tls://localhost:%d/" % port, f)
+        tls = "TLS handshake with reel (TLSv1.3, SNI localhost, ALPN %s)" % alpn
+        if reset_too and f["error"].startswith("client connection error: "):
+            self.assertTrue(f["error"].endswith(", after the client's %s, before it sent a request"
+                                                % tls), f)
+        else:
+            self.assertEqual(f["error"], "the client closed the connection after its %s, before "
+                             "sending a request" % tls, f)
+        full = self.reel.flow(f["id"])
+        self.assertEqual(full["request"]["method"], "CONNECT", full)
+        self.assertEqual(full["response"]["status"], 200, full)
+
+    def test_client_that_closes_after_its_handshake(self):
+        """openssl s_client (which offers ALPN http/1.1, or none) and a
+        Python client (no ALPN, no close_notify) complete their handshakes
+        with reel and close without a request."""
+        for alpn in (["-alpn", "http/1.1"], []):
+            o = Origin(self.good)
+            try:
+                # (stdin an empty pipe: s_client then closes after its handshake)
+                r = subprocess.run(
+                    ["openssl", "s_client", "-proxy", "127.0.0.1:%d" % self.reel.port, "-connect",
+                     "localhost:%d" % o.port, "-servername", "localhost", "-CAfile", self.reel.ca,
+                     "-verify_return_error"] + alpn, input=b"", capture_output=True, timeout=10)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.left_after_handshake(o.port, alpn[1] if alpn else "none")
+            finally:
+                o.close()
+        o = Origin(self.good)
+        try:
+            s = connect(self.reel.port)
+            s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % o.port)
+            self.assertTrue(s.recv(1000).startswith(b"HTTP/1.1 200"))
+            t = ssl.create_default_context(cafile=self.reel.ca).wrap_socket(
+                s, server_hostname="localhost")
+            # no close_notify (Python's close does not unwrap), and a reset
+            # if reel's session tickets came unread
+            t.close()
+            self.left_after_handshake(o.port, "none", reset_too=True)
+        finally:
+            o.close()
 
 
 if __name__ == "__main__":
