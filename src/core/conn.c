@@ -163,6 +163,7 @@ void reel__conn_client_ended(conn_t *c) {
         return;
     if (cl->eof && (cl->in.len == 0 || c->state == C_H2)) {
         if (c->state == C_H2) {
+            reel__tls_client_left(c, NULL);
             reel__h2front_eof(c);
         } else if (c->state == C_HEAD && c->ex.flow == NULL && reel__peer_queued(cl) > 0) {
             /* half-closed after its last request: the rest of the answer

@@ -526,11 +526,12 @@ void reel__sniff_process(conn_t *c);
 bool reel__sniff_hello_started(conn_t *c);
 void reel__probe_done(conn_t *c, const char *alpn);
 /* The client of an intercepted tunnel ended (error: its connection broke,
- * why; NULL: it closed) after its TLS handshake with reel, before a byte
- * of a request: without a request there is no flow to say so, so the
- * tunnel's own does (scheme tls), its error (error, or that it closed)
- * naming the client's TLS version, SNI and ALPN. Returns whether it recorded that (false: not
- * such a tunnel, or a request has begun, or its handshake is not done). */
+ * why; NULL: it closed) after its TLS handshake with reel, before its
+ * first request (HTTP/2: its first stream): with no request there is no
+ * flow to say so, so the tunnel's own does (scheme tls), its error (error,
+ * or that it closed) naming the client's TLS version, SNI and ALPN.
+ * Returns whether it recorded that (false: not such a tunnel, a request
+ * has begun, or its handshake is not done). */
 bool reel__tls_client_left(conn_t *c, const char *error);
 /* What an origin chose when offered h2: 1 h2, 0 not, -1 not known. */
 int reel__alpn_seen(const reel_proxy_t *p, const char *host, int port, const char *sni);

@@ -550,10 +550,13 @@ static bool tls_tunnel_ready(conn_t *c) {
 
 bool reel__tls_client_left(conn_t *c, const char *error) {
     peer_t *cl = &c->client;
-    /* connect_head is dropped at the first request head inside (and by a
-     * lane, whose CONNECT stream records its own end) */
+    /* connect_head is dropped at the first request head inside, an
+     * HTTP/2 client's first stream (and by a lane, whose CONNECT stream
+     * records its own end); bytes short of a request are the tunnel's
+     * own to record (tunnel_abandoned), but an HTTP/2 client's preface
+     * and settings, which h2front has read */
     if (!c->in_tunnel || !c->tunnel_tls || c->connect_head == NULL || c->tflow ||
-        c->tunnel_host == NULL || cl->in.len > 0)
+        c->tunnel_host == NULL || (cl->in.len > 0 && c->state != C_H2))
         return false;
     reel_stack_info_t info;
     reel_stack_info(&cl->st, &info);

@@ -53,10 +53,10 @@ class Origin:
     (Connection: close), so that each request has a connection of its own
     (the second one resuming the first's TLS session); counts connections."""
 
-    def __init__(self, cert):
+    def __init__(self, cert, alpn=("http/1.1",)):
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(*cert)
-        self.ctx.set_alpn_protocols(["http/1.1"])
+        self.ctx.set_alpn_protocols(list(alpn))
         self.srv = socket.socket()
         self.srv.bind(("127.0.0.1", 0))
         self.srv.listen(8)
@@ -183,11 +183,12 @@ class TlsRecordTest(unittest.TestCase):
         self.assertEqual(full["response"]["status"], 200, full)
 
     def test_client_that_closes_after_its_handshake(self):
-        """openssl s_client (which offers ALPN http/1.1, or none) and a
+        """openssl s_client (which offers ALPN http/1.1, none, or h2) and a
         Python client (no ALPN, no close_notify) complete their handshakes
         with reel and close without a request."""
-        for alpn in (["-alpn", "http/1.1"], []):
-            o = Origin(self.good)
+        # (h2: chosen for the client as the origin chose it for reel's probe)
+        for alpn in (["-alpn", "http/1.1"], [], ["-alpn", "h2"]):
+            o = Origin(self.good, alpn=["h2", "http/1.1"] if "h2" in alpn else ["http/1.1"])
             try:
                 # (stdin an empty pipe: s_client then closes after its handshake)
                 r = subprocess.run(
