@@ -396,6 +396,7 @@ static uint64_t conn_deadline(conn_t *c) {
     /* a WebSocket may stay quiet for hours: no idle timeout */
     uint64_t d = c->websocket || reel__h2front_busy(c) ? UINT64_MAX
                                                         : c->last_activity + p->idle_timeout_ms;
+    d = earlier(d, reel__h2front_cut_due(c)); /* a cut stream's last bytes' wait */
     if (c->state == C_HEAD && c->ex.head_started)
         d = earlier(d, c->ex.head_started + p->head_timeout_ms);
     if (upstream_owes(c))
@@ -516,6 +517,11 @@ static void on_conn_timer(uv_timer_t *t) {
         reel__begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false, true);
         reel__conn_arm(c);
         return;
+    }
+    if (reel__h2front_cut_due(c) <= now) {
+        reel__h2front_cut_expire(c);
+        if (c->client.closing)
+            return;
     }
     if (!c->websocket && !reel__h2front_busy(c) && now - c->last_activity >= p->idle_timeout_ms) {
         reel_stack_info_t info;

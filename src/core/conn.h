@@ -603,6 +603,21 @@ bool reel__h2front_tunnel_end(conn_t *lane_conn);
  * gets the rest of the body and its END_STREAM, then RST_STREAM NO_ERROR,
  * and takes the flow, complete (as an early answer with a length is). */
 void reel__h2front_closed_answer(conn_t *lane_conn);
+/* A lane's response cut short (reel__exchange_cut; why: how): the stream
+ * takes the flow (lane_conn->ex.flow) and the bytes the lane and the
+ * stream hold for the client go out first, as an HTTP/1 client's do;
+ * then RST_STREAM INTERNAL_ERROR, and the flow ends saying whether they
+ * were sent. A client whose window stays shut gets the reset after
+ * CUT_DELIVER_MS (or a shorter idle_timeout), the flow saying how many
+ * bytes it never got. Returns true when the stream waits so (the caller
+ * closes the lane's conn); false, the flow left to the caller, when
+ * there is nothing to send or no stream to wait in. */
+bool reel__h2front_cut(conn_t *lane_conn, const char *why);
+/* When the earliest of c's cut streams (reel__h2front_cut) is due to be
+ * reset; UINT64_MAX when none is. */
+uint64_t reel__h2front_cut_due(const conn_t *c);
+/* Resets c's cut streams whose wait is over, ending their flows. */
+void reel__h2front_cut_expire(conn_t *c);
 
 /* ---- h2up.c ---- */
 /* A bottom filter for an upstream peer whose requests go as streams of

@@ -1538,13 +1538,21 @@ void reel__exchange_ends_cut(conn_t *c, const char *why) {
 
 void reel__exchange_cut(conn_t *c, const char *why) {
     if (c->lane && c->ex.flow && c->ex.resp_head_sent && c->state != C_RAW &&
+        reel__peer_queued(&c->client) > 0 && reel__h2front_cut(c, why)) {
+        /* A lane's stream: the reset (RST_STREAM INTERNAL_ERROR) waits
+         * in the stream, with the flow, for the response bytes reel held
+         * for the client's window, as an HTTP/1 client's waits for its
+         * queue (below); the reset at once dropped them, a megabyte for a
+         * slow reader. The lane's conn goes now. */
+        reel__conn_close(c);
+        return;
+    }
+    if (c->lane && c->ex.flow && c->ex.resp_head_sent && c->state != C_RAW &&
         reel__peer_queued(&c->client) > 0) {
-        /* A lane's stream is reset (RST_STREAM INTERNAL_ERROR, by its
-         * close: core/h2front.c), which drops the response bytes still
-         * waiting for the client's window, in the lane and in its stream:
-         * a slow reader lost a megabyte of them, and the record did not
-         * say. It says how many (they are not delivered first: the
-         * client's window, not reel, decides when they could go). */
+        /* A lane's stream reset at once (at a shutdown: RST_STREAM
+         * INTERNAL_ERROR, by the lane's close, core/h2front.c) drops the
+         * response bytes still waiting for the client's window, in the
+         * lane and in its stream: the record says how many. */
         char *msg = reel_asprintf("%s (%zu bytes of the response were still queued in reel for "
                                   "the HTTP/2 stream, not sent, when reel reset the stream)",
                                   why, reel__peer_queued(&c->client));

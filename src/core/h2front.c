@@ -29,7 +29,9 @@
  * headers but an extended CONNECT's :protocol, recorded as CONNECT); the
  * response with the origin's version (HTTP/2.0 over a session), or
  * HTTP/2.0 when reel answered itself. A stream the client resets ends its flow with that
- * error, a stream the lane could not finish is reset (INTERNAL_ERROR). A
+ * error, a stream the lane could not finish is reset (INTERNAL_ERROR; one
+ * whose origin cut the body short, once what reel held for it went out:
+ * reel__h2front_cut). A
  * stream reel resets because the client broke HTTP/2 on it (the codec's
  * local RESET: a malformed request, a body against its content-length,
  * a stream beyond the concurrency limit, refused once its head came) is
@@ -113,6 +115,13 @@ struct h2s {
      * when the codec has sent the last of the stream's DATA, or with an
      * error if the client resets the stream or the connection goes first. */
     reel_fin_t *fin;
+    /* The origin cut the response short (reel__h2front_cut): fin waits
+     * here for the DATA reel held for the stream to go out, then the
+     * stream is reset (INTERNAL_ERROR), by cut_until at the latest. Why it
+     * was cut (owned), and how many bytes the stream held then. */
+    char *cut_why;
+    size_t cut_held;
+    uint64_t cut_until;
     reel_buf_t req;  /* HTTP/1.1 bytes for the lane */
     size_t req_body; /* DATA bytes in req (consumed once delivered) */
 };
@@ -190,6 +199,7 @@ static void stream_free(h2front_t *fr, h2s_t *s) {
         reel__fin_end(s->fin, "the HTTP/2 stream ended before its response was sent whole");
         STAT_ADD(fr->c->p, errors, 1);
     }
+    free(s->cut_why);
     free(s->fields);
     free(s->store);
     reel_buf_free(&s->req);
@@ -448,6 +458,23 @@ static bool stream_waits_for_client(const h2s_t *s) {
 static bool stream_settle(h2front_t *fr, h2s_t *s) {
     if ((s->fin || s->req_cut) && reel_h2_stream_queued(fr->h2, s->sid) > 0)
         return false;
+    if (s->cut_why) {
+        /* a cut response's last held bytes went out: now the reset that
+         * says it is not whole (nghttp2 would have sent it ahead of them) */
+        reel_h2_reset(fr->h2, s->sid, REEL_H2_INTERNAL_ERROR);
+        fr->resets_queued = true;
+        char *msg = reel_asprintf("%s (the %zu bytes of the response still queued in reel for "
+                                  "the HTTP/2 stream were then sent to the client before reel "
+                                  "reset the stream)",
+                                  s->cut_why, s->cut_held);
+        reel_fin_t *f = s->fin;
+        s->fin = NULL;
+        stream_free(fr, s);
+        reel__fin_end(f, msg);
+        STAT_ADD(fr->c->p, errors, 1);
+        free(msg);
+        return true;
+    }
     if (s->req_cut && !reel_h2_stream_end_sent(fr->h2, s->sid))
         return false; /* the empty last DATA waits for the client's window */
     if (s->req_cut && !s->req_end) {
@@ -704,6 +731,83 @@ void reel__h2front_closed_answer(conn_t *in) {
     lane_t *l = in->lane;
     if (l && l->fr && l->s && l->s->sid == in->lane_stream)
         lane_end_at_close(l);
+}
+
+bool reel__h2front_cut(conn_t *in, const char *why) {
+    lane_t *l = in->lane;
+    h2front_t *fr = l ? l->fr : NULL;
+    h2s_t *s = fr && l->s && l->s->sid == in->lane_stream ? l->s : NULL;
+    if (s == NULL || s->tunnel || s->fin || !s->resp_started || s->resp_end || l->want_close ||
+        in->ex.flow == NULL || fr->failing || fr->c->client.closing || fr->c->p->shutting_down)
+        return false;
+    /* the body bytes the lane still holds go to the stream first, whatever
+     * the client's window (lane_end_at_close's loop): the stream's queue
+     * is what waits for the client */
+    for (size_t was = SIZE_MAX; l->fr == fr && l->s == s && l->out.len && l->out.len < was;) {
+        was = l->out.len;
+        lane_pump_upto(l, SIZE_MAX);
+    }
+    if (l->fr != fr || l->s != s || s->resp_end || l->want_close || in->ex.flow == NULL)
+        return false; /* the lane's parser ended it meanwhile */
+    size_t held = reel_h2_stream_queued(fr->h2, s->sid);
+    if (held == 0)
+        return false; /* nothing to wait for: reset at once */
+    s->fin = reel__fin_take(in);
+    s->cut_why = reel_strdup(why);
+    s->cut_held = held;
+    /* bounded as an HTTP/1 client's cut is (reel__exchange_cut): a client
+     * whose window stays shut does not hold the stream forever */
+    reel_proxy_t *p = fr->c->p;
+    s->cut_until = uv_now(p->loop) +
+                   (p->idle_timeout_ms < CUT_DELIVER_MS ? p->idle_timeout_ms : CUT_DELIVER_MS);
+    /* what the client still sends on it goes nowhere (acknowledged and
+     * dropped, read_frames), as after an early answer */
+    if (s->req_body)
+        reel_h2_consume(fr->h2, s->sid, s->req_body);
+    s->req_body = 0;
+    reel_buf_reset(&s->req);
+    s->resp_end = true; /* no lane again: the origin's side is over */
+    stream_unlane(s);
+    reel__conn_arm(fr->c);
+    return true;
+}
+
+uint64_t reel__h2front_cut_due(const conn_t *c) {
+    uint64_t due = UINT64_MAX;
+    if (c->h2)
+        for (const h2s_t *s = c->h2->streams; s; s = s->next)
+            if (s->cut_why && s->cut_until < due)
+                due = s->cut_until;
+    return due;
+}
+
+void reel__h2front_cut_expire(conn_t *c) {
+    h2front_t *fr = c->h2;
+    if (fr == NULL)
+        return;
+    uint64_t now = uv_now(c->p->loop);
+    bool reset = false;
+    for (h2s_t *s = fr->streams, *next; s; s = next) {
+        next = s->next;
+        if (s->cut_why == NULL || now < s->cut_until)
+            continue;
+        /* the client kept its window shut: the reset drops the rest */
+        size_t left = reel_h2_stream_queued(fr->h2, s->sid);
+        reel_h2_reset(fr->h2, s->sid, REEL_H2_INTERNAL_ERROR);
+        reset = true;
+        char *msg = reel_asprintf("%s (%zu of the %zu bytes of the response queued in reel for "
+                                  "the HTTP/2 stream were still not sent after waiting for the "
+                                  "client to take them, when reel reset the stream)",
+                                  s->cut_why, left, s->cut_held);
+        reel_fin_t *f = s->fin;
+        s->fin = NULL;
+        stream_free(fr, s);
+        reel__fin_end(f, msg);
+        STAT_ADD(c->p, errors, 1);
+        free(msg);
+    }
+    if (reset)
+        reel__h2front_written(c); /* the RST_STREAMs out; the last stream after GOAWAY closes */
 }
 
 static void lane_close(reel_filter_t *f) {
@@ -1069,10 +1173,19 @@ static void stream_end_fin(h2front_t *fr, h2s_t *s, const char *why, const char 
                            size_t unsent) {
     reel_fin_t *f = s->fin;
     bool ws = s->ws || s->ws_fin, tunnel = s->tunnel;
+    char *cut = s->cut_why;
+    s->cut_why = NULL;
     s->fin = NULL;
     stream_free(fr, s);
     char *msg = NULL;
-    if (unsent) {
+    if (cut) {
+        /* cut short by the origin, while reel still sent what it held */
+        msg = reel_asprintf("%s; then %s before %s received the whole response (%zu bytes of the "
+                            "response were still queued in reel for the HTTP/2 stream, not sent)",
+                            cut, why, who, unsent);
+        STAT_ADD(fr->c->p, errors, 1);
+        free(cut);
+    } else if (unsent) {
         msg = reel_asprintf("%s before %s received the whole %s: the last %zu bytes of the %s "
                             "were not sent",
                             why, who,
@@ -1314,7 +1427,7 @@ bool reel__h2front_busy(const conn_t *c) {
     if (c->h2 == NULL)
         return false;
     for (const h2s_t *s = c->h2->streams; s; s = s->next)
-        if (!stream_waits_for_client(s))
+        if (!stream_waits_for_client(s) || s->cut_why) /* a cut one: its own deadline */
             return true;
     return false;
 }
@@ -1349,7 +1462,7 @@ static char *read_frames(h2front_t *fr, bool input) {
                 stream_new(fr, ev.stream, &ev.head);
             break;
         case REEL_CODEC_EV_DATA:
-            if (s == NULL || s->req_end || s->req_cut) { /* cut: answered already */
+            if (s == NULL || s->req_end || s->req_cut || s->cut_why) { /* answered already */
                 reel_h2_consume(fr->h2, ev.stream, ev.len);
                 break;
             }
@@ -1370,8 +1483,8 @@ static char *read_frames(h2front_t *fr, bool input) {
         case REEL_CODEC_EV_END:
             if (s == NULL || s->req_end)
                 break;
-            if (s->req_cut) {
-                s->req_end = true; /* no RST_STREAM needed: the stream is closed */
+            if (s->req_cut || s->cut_why) {
+                s->req_end = true; /* (req_cut: no RST_STREAM needed, the stream is closed) */
                 break;
             }
             if (!s->head_built)

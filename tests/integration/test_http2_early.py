@@ -38,6 +38,7 @@ from test_http2 import H2C  # noqa: E402
 
 ANNOUNCED = 3000000  # the request's content-length
 SENT = 60000  # what the client sends of it (within the initial window)
+CUT_SENT = 200000  # what the origin sends of a body it then cuts
 
 
 class EarlyH1Origin:
@@ -186,13 +187,20 @@ class EarlyAnswerTest(unittest.TestCase):
         cls.ofin = EarlyH1Origin(untilclose, "fin")
         cls.orst = EarlyH1Origin(untilclose, "reset")
         cls.oflood = EarlyH1Origin(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", "flood")
+        # a body short of its Content-Length, then the origin's FIN
+        cls.oshort = EarlyH1Origin(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" +
+                                   b"s" * CUT_SENT, "close")
+        # a body read until the close, cut by a reset
+        cls.ostuck = EarlyH1Origin(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" +
+                                   b"z" * CUT_SENT, "reset")
         cls.h2c = EarlyH2cOrigin()
         cls.reel = Reel(cls.root, "h2early", "h2c_upstreams=localhost:%d" % cls.h2c.port)
 
     @classmethod
     def tearDownClass(cls):
         code = cls.reel.stop()
-        for o in (cls.o413, cls.o200, cls.whole, cls.ofin, cls.orst, cls.oflood, cls.h2c):
+        for o in (cls.o413, cls.o200, cls.whole, cls.ofin, cls.orst, cls.oflood, cls.oshort,
+                  cls.ostuck, cls.h2c):
             o.stop()
         if code != 0:
             print(cls.reel.log())
@@ -275,11 +283,12 @@ class EarlyAnswerTest(unittest.TestCase):
         self.assertEqual(row["state"], "error", row)
         self.assertIn("cut short", f["error"])
 
-    def test_cut_body_says_what_the_stream_never_got(self):
+    def test_cut_body_reaches_a_slow_reader_before_the_reset(self):
         # a slow reader's stream of a body read until the close, which the
-        # origin cuts: reel resets the stream (INTERNAL_ERROR), dropping
-        # what it still held for it, a megabyte; the flow's error says
-        # how many bytes, as an HTTP/1.1 client's says of its connection
+        # origin cuts: reel sends the stream what it still held for it, a
+        # megabyte, then resets it (INTERNAL_ERROR), as it delivers an
+        # HTTP/1.1 client's before resetting its connection. The reset
+        # used to go at once, dropping those bytes (the flow said how many)
         c = H2C(self.reel.port)
         try:
             sid = c.request("GET", "127.0.0.1:%d" % self.oflood.port, "/eflood")
@@ -289,15 +298,91 @@ class EarlyAnswerTest(unittest.TestCase):
         finally:
             c.close()
         self.assertEqual(st["reset"], 2, st)  # INTERNAL_ERROR
+        self.assertFalse(st["ended"], st)
         row, f = self.the_flow("/eflood")
         self.assertEqual(row["state"], "error", row)
-        m = re.search(r"\((\d+) bytes of the response were still queued in reel for the "
-                      r"HTTP/2 stream, not sent, when reel reset the stream\)$", f["error"])
+        m = re.search(r"\(the (\d+) bytes of the response still queued in reel for the HTTP/2 "
+                      r"stream were then sent to the client before reel reset the stream\)$",
+                      f["error"])
         self.assertIsNotNone(m, f["error"])
         self.assertTrue(f["error"].startswith("response cut short: "), f["error"])
-        self.assertGreater(int(m.group(1)), 0)
-        self.assertEqual(int(m.group(1)) + len(st["data"]), row["response_body_size"],
-                         (f["error"], len(st["data"]), row))
+        self.assertGreater(int(m.group(1)), 65536)
+        # every byte reel read of the body, then the reset
+        self.assertEqual(len(st["data"]), row["response_body_size"], (f["error"], row))
+
+    def test_body_short_of_its_length_reaches_a_slow_reader_before_the_reset(self):
+        # the origin closes short of its Content-Length while the client
+        # (its window full) has not taken the body: every byte the origin
+        # sent reaches the client, then RST_STREAM INTERNAL_ERROR
+        c = H2C(self.reel.port)
+        try:
+            sid = c.request("GET", "127.0.0.1:%d" % self.oshort.port, "/eshort")
+            st = c.streams[sid]
+            time.sleep(0.6)  # reading nothing meanwhile: the cut comes
+            c.wait(lambda: st["reset"] is not None, timeout=6)
+        finally:
+            c.close()
+        self.assertEqual((st["reset"], st["ended"]), (2, False), st)
+        self.assertEqual(st["data"], b"s" * CUT_SENT)
+        row, f = self.the_flow("/eshort")
+        self.assertEqual((row["state"], row["response_body_size"]), ("error", CUT_SENT), row)
+        m = re.search(r"\(the (\d+) bytes of the response still queued in reel for the HTTP/2 "
+                      r"stream were then sent to the client before reel reset the stream\)$",
+                      f["error"])
+        self.assertIsNotNone(m, f["error"])
+        # at most the stream's first window (65535) went before the cut
+        self.assertGreaterEqual(int(m.group(1)), CUT_SENT - 65535, f["error"])
+
+    def test_cut_body_a_client_never_takes_is_reset_in_the_end(self):
+        # the client's window stays shut: reel waits for it as for an
+        # HTTP/1.1 client, 10 s or idle_timeout (2 s here), then resets
+        # the stream, and the flow says how many bytes it never got
+        self.reel.set_config("set", "idle_timeout", "2")
+        c = H2C(self.reel.port)
+        try:
+            c.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+            c.flush()
+            t0 = time.time()
+            sid = c.request("GET", "127.0.0.1:%d" % self.ostuck.port, "/estuck")
+            st = c.streams[sid]
+            time.sleep(1)
+            # the flow's end waits with the stream (the cut came at 0.2 s)
+            during = self.reel.flows("~u /estuck$")
+            c.wait(lambda: st["reset"] is not None, timeout=6)
+            took = time.time() - t0
+        finally:
+            c.close()
+            self.reel.set_config("unset", "idle_timeout")
+        self.assertEqual((st["reset"], st["data"]), (2, b""), st)
+        self.assertGreater(took, 1.8)  # the origin's reset came after 0.2 s
+        self.assertLess(took, 4)
+        row, f = self.the_flow("/estuck")
+        self.assertEqual((row["state"], row["response_body_size"]), ("error", CUT_SENT), row)
+        self.assertRegex(f["error"], r"^response cut short: .+ \(%d of the %d bytes of the "
+                         r"response queued in reel for the HTTP/2 stream were still not sent "
+                         r"after waiting for the client to take them, when reel reset the "
+                         r"stream\)$" % (CUT_SENT, CUT_SENT))
+        self.assertEqual([x["state"] for x in during], ["open"], during)
+
+    def test_cut_body_the_client_resets_while_reel_holds_it(self):
+        # the client resets the stream while reel waits to send it the cut
+        # body: the flow says both, and how many bytes it never got
+        c = H2C(self.reel.port)
+        try:
+            c.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+            c.flush()
+            sid = c.request("GET", "127.0.0.1:%d" % self.ostuck.port, "/egone")
+            time.sleep(0.6)  # the cut came at 0.2 s
+            c.conn.reset_stream(sid, 8)  # CANCEL
+            c.flush()
+            row, f = self.the_flow("/egone")
+        finally:
+            c.close()
+        self.assertEqual((row["state"], row["response_body_size"]), ("error", CUT_SENT), row)
+        self.assertRegex(f["error"], r"^response cut short: .+; then the client reset the "
+                         r"HTTP/2 stream \(error code 0x8 CANCEL\) before it received the whole "
+                         r"response \(%d bytes of the response were still queued in reel for the "
+                         r"HTTP/2 stream, not sent\)$" % CUT_SENT)
 
     def test_h2_origin_answers_and_resets_no_error(self):
         self.check_h2_client("localhost:%d" % self.h2c.port, "/eh2", b"413", b"big\n")
