@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -1597,6 +1598,10 @@ typedef struct {
     int64_t size[2], dropped[2];
     int truncated[2];
     uint64_t stored[2]; /* body bytes the spool holds */
+    /* The body is stored without the Content-Encoding its head names (a
+     * HAR import): its size, the wire's, says nothing of how many bytes
+     * are stored. */
+    int decoded[2];
 } flow_facts;
 
 /* The columns facts_load reads, in its order. An interrupted flow is not
@@ -1626,8 +1631,15 @@ static void facts_load(sqlite3_stmt *st, int col, flow_facts *f) {
 
 /* The most body bytes of direction d (0 request, 1 response) the spool
  * should hold; *exact when it must hold exactly that many (a complete flow
- * whose body body_limit did not cut, or an empty body). */
+ * whose body body_limit did not cut, or an empty body). A body stored
+ * decoded can be shorter than its size on the wire without being cut
+ * (docs/format.md): no length is recorded for it to be held to, so a
+ * loss of its chunks shows only in the records around them. */
 static uint64_t body_expected(const flow_facts *f, int d, int *exact) {
+    if (f->decoded[d]) {
+        *exact = 0;
+        return 0;
+    }
     int64_t e = f->size[d] - f->dropped[d];
     if (e < 0)
         e = 0;
@@ -1705,24 +1717,55 @@ static void dmg_unverified(reel_session_t *s, uint32_t seg, uint64_t off, const 
     sqlite3_finalize(st);
 }
 
+/* What the spool holds of one flow's bodies, per direction. */
 typedef struct {
     uint64_t stored[2];
+    uint8_t decoded[2]; /* as flow_facts.decoded */
 } stored_ctx;
 
+/* Whether a head with body_decoded set names a Content-Encoding other
+ * than identity: only then is its stored body not the wire's (a HAR
+ * import's response head says body_decoded whatever the headers say). */
+static int decoded_body(protobuf_c_boolean body_decoded, Reel__Header *const *h, size_t n) {
+    if (!body_decoded)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        const ProtobufCBinaryData *nm = &h[i]->name, *v = &h[i]->value;
+        if (nm->len != 16 || strncasecmp((const char *)nm->data, "content-encoding", 16) != 0)
+            continue;
+        size_t a = 0, b = v->len;
+        while (a < b && (v->data[a] == ' ' || v->data[a] == '\t'))
+            a++;
+        while (b > a && (v->data[b - 1] == ' ' || v->data[b - 1] == '\t'))
+            b--;
+        if (b > a && !(b - a == 8 && strncasecmp((const char *)v->data + a, "identity", 8) == 0))
+            return 1;
+    }
+    return 0;
+}
+
 /* Stored bytes of each direction: bodies, and the payloads of WebSocket
- * and TCP messages, which a flow's sizes count too. */
-static void count_stored(const Reel__Record *rec, uint64_t stored[2]) {
+ * and TCP messages, which a flow's sizes count too; and whether a body is
+ * stored decoded. */
+static void count_stored(const Reel__Record *rec, stored_ctx *c) {
     if (rec->event_case == REEL__RECORD__EVENT_REQUEST_BODY)
-        stored[0] += rec->request_body->data.len;
+        c->stored[0] += rec->request_body->data.len;
     else if (rec->event_case == REEL__RECORD__EVENT_RESPONSE_BODY)
-        stored[1] += rec->response_body->data.len;
+        c->stored[1] += rec->response_body->data.len;
     else if (rec->event_case == REEL__RECORD__EVENT_MESSAGE)
-        stored[rec->message->from_client ? 0 : 1] += rec->message->data.len;
+        c->stored[rec->message->from_client ? 0 : 1] += rec->message->data.len;
+    else if (rec->event_case == REEL__RECORD__EVENT_REQUEST_HEAD)
+        c->decoded[0] =
+            (uint8_t)decoded_body(rec->request_head->body_decoded, rec->request_head->headers,
+                                  rec->request_head->n_headers);
+    else if (rec->event_case == REEL__RECORD__EVENT_RESPONSE_HEAD)
+        c->decoded[1] =
+            (uint8_t)decoded_body(rec->response_head->body_decoded, rec->response_head->headers,
+                                  rec->response_head->n_headers);
 }
 
 static int stored_cb(void *ctx, const Reel__Record *rec) {
-    stored_ctx *c = ctx;
-    count_stored(rec, c->stored);
+    count_stored(rec, ctx);
     return 0;
 }
 
@@ -1840,12 +1883,14 @@ static reel_rc dmg_flow(reel_session_t *s, sqlite3_stmt *facts_q, sqlite3_stmt *
     sqlite3_reset(facts_q);
     if (step != SQLITE_ROW)
         return REEL_OK; /* gone with the range */
-    stored_ctx sc = {{0, 0}};
+    stored_ctx sc = {{0, 0}, {0, 0}};
     reel_err_t e2;
     reel_err_clear(&e2);
     reel_store_read_flow(s, id, stored_cb, &sc, &e2);
-    f.stored[0] = sc.stored[0];
-    f.stored[1] = sc.stored[1];
+    for (int d = 0; d < 2; d++) {
+        f.stored[d] = sc.stored[d];
+        f.decoded[d] = sc.decoded[d];
+    }
     if (flow_intact(&f))
         return REEL_OK;
     const dmg_hit *first = &hits[0], *last = &hits[nhits - 1];
@@ -3646,9 +3691,9 @@ typedef struct {
     sqlite3_stmt *frame_q, *ff_q;
     reel_buf_t *report;
     uint64_t frames, problems;
-    /* Body bytes the spool holds per flow id (request, response), for
-     * flows 1 .. max_id (the index knows no others). */
-    uint64_t (*stored)[2];
+    /* What the spool holds of each flow's bodies, for flows 1 .. max_id
+     * (the index knows no others). */
+    stored_ctx *stored;
     uint64_t max_id;
     uint64_t seg_end; /* end of the last valid frame of this segment */
     /* A session another process records into: the spool past what the
@@ -3742,7 +3787,7 @@ static int verify_frame_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *
             problem(v, "segment %08u.zst: frame at offset %llu: record %zu does not decode",
                     v->segment, (unsigned long long)off, k);
         } else if (r->flow_id && r->flow_id <= v->max_id) {
-            count_stored(r, v->stored[r->flow_id]);
+            count_stored(r, &v->stored[r->flow_id]);
         }
         if (r && r->flow_id && r->flow_id != last) {
             last = r->flow_id;
@@ -3820,8 +3865,10 @@ static void verify_flows(verify_ctx *v, const uint32_t *segs, const uint64_t *sc
             continue;
         flow_facts f;
         facts_load(st, 4, &f);
-        f.stored[0] = v->stored[id][0];
-        f.stored[1] = v->stored[id][1];
+        for (int d = 0; d < 2; d++) {
+            f.stored[d] = v->stored[id].stored[d];
+            f.decoded[d] = v->stored[id].decoded[d];
+        }
         char what[300] = "";
         for (int d = 0; d < 2 && !what[0]; d++) {
             int exact;
