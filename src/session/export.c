@@ -101,6 +101,7 @@ typedef struct {
     size_t plain_len[2]; /* ... and this is the body's length without it */
     char *decode_error[2];
     int rewritten[2]; /* redaction changed the body: raw/curl write body[] decoded */
+    int wire_encoded[2]; /* ... and it was cut and encoded: wire_size is still the encoded one's */
     int redacted;
 } flow_t;
 
@@ -528,6 +529,12 @@ static int redact_fields(const reel_redact_t *r, hdr_t *h, size_t n) {
 
 static json_t *str_json(const char *s);
 
+/* A size that counted n bytes that redaction made m: the same less n plus
+ * m (the bytes not stored, past a cut, are as they were), else m. */
+static uint64_t resized(uint64_t size, size_t n, size_t m) {
+    return size >= n ? size - n + m : m;
+}
+
 static void redact_flow(flow_t *f, const reel_redact_t *r) {
     reel_redacted_t t;
     for (int d = 0; d < 2; d++) {
@@ -551,6 +558,20 @@ static void redact_flow(flow_t *f, const reel_redact_t *r) {
             continue;
         const hdr_t *ct = hdr_get(f, d, "content-type");
         if (reel_redact_body(r, ct ? ct->value : NULL, p, n, &t)) {
+            /* The body is written as redacted and decoded: its size on
+             * the wire (HAR bodySize, NDJSON body_size, raw's cut
+             * field) is that of the bytes written, as its Content-Length
+             * is, or a reader takes it for cut; with no Content-Encoding
+             * left nothing was saved (HAR compression). A cut body that
+             * was encoded keeps the wire's size: what it decodes to whole
+             * is not known. */
+            if (!f->cut[d] && !f->truncated[d])
+                f->wire_size[d] = t.len;
+            else if (!f->unencoded[d])
+                f->wire_size[d] = resized(f->wire_size[d], n, t.len);
+            else
+                f->wire_encoded[d] = 1;
+            f->unencoded[d] = 0;
             set_decoded(f, d, &t);
             f->rewritten[d] = 1;
             f->redacted = 1;
@@ -563,6 +584,11 @@ static void redact_flow(flow_t *f, const reel_redact_t *r) {
         if (m->opcode > 2 || m->data.len == 0 || !reel_looks_text(p, m->data.len))
             continue;
         if (reel_redact_body(r, NULL, p, m->data.len, &t)) {
+            /* the payload's length, and the flow's sizes that count it
+             * (an upgrade's), are the redacted one's */
+            int dm = m->from_client ? REQ : RESP;
+            f->wire_size[dm] = resized(f->wire_size[dm], m->data.len, t.len);
+            m->length = resized(m->length, m->data.len, t.len);
             reel_buf_reset(&m->data);
             reel_buf_append(&m->data, t.data, t.len);
             free(t.data);
@@ -1065,9 +1091,9 @@ static json_t *har_entry(const flow_t *f) {
     }
     /* HAR 1.2: size, the decoded length, is "bigger when the content has
      * been compressed", compression the "number of bytes saved": known for
-     * a body reel decoded whole (a redacted one's size is that of the
-     * redacted text, its compression still the encoding's); absent for a
-     * body with no Content-Encoding, which saved nothing, and for a cut one */
+     * a body reel decoded whole; absent for a body with no
+     * Content-Encoding, which saved nothing (nor one redaction rewrote,
+     * written without it), and for a cut one */
     size_t plain = f->plain_len[RESP];
     if (f->unencoded[RESP] && !f->cut[RESP] && !f->truncated[RESP] && plain > f->wire_size[RESP])
         json_object_set_new(content, "compression",
@@ -1555,8 +1581,10 @@ static void raw_heads(flow_t *f) {
         size_t n;
         unsigned long long wire = 0;
         wire_body(f, d, &n);
-        size_t stored = f->stored[d].len;
-        int known = sizes && !f->body_decoded[d] && f->wire_size[d] > stored;
+        /* a body redaction rewrote is written as redacted, and its size
+         * made the redacted one's (redact_flow) */
+        size_t stored = f->rewritten[d] ? n : f->stored[d].len;
+        int known = sizes && !f->body_decoded[d] && !f->wire_encoded[d] && f->wire_size[d] > stored;
         if (f->cut[d] || f->truncated[d] || known) {
             char *why = known ? reel_asprintf("%zu of %llu bytes stored", stored,
                                               (unsigned long long)f->wire_size[d])
