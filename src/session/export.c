@@ -64,7 +64,8 @@ typedef struct {
     char *uuid, *source, *client_addr, *server_addr, *state, *error, *kind;
     int marked;
     json_t *tags;        /* array of strings */
-    json_t *annotations; /* array of {text, time_us} */
+    json_t *annotations; /* array of {text, time, _reel.text_b64 when not UTF-8} */
+    reel_buf_t *notes;   /* the bytes of each annotation's text, in that order */
     int tunnel;
     int have_head[2];
     char *method, *scheme, *host, *target, *version[2], *reason;
@@ -135,6 +136,9 @@ static void flow_free(flow_t *f) {
     free(f->error);
     free(f->kind);
     json_decref(f->tags);
+    for (size_t i = 0; i < json_array_size(f->annotations) && f->notes; i++)
+        reel_buf_free(&f->notes[i]);
+    free(f->notes);
     json_decref(f->annotations);
     free(f->method);
     free(f->scheme);
@@ -528,6 +532,7 @@ static int redact_fields(const reel_redact_t *r, hdr_t *h, size_t n) {
 }
 
 static json_t *str_json(const char *s);
+static void note_text(json_t *a, const reel_buf_t *b);
 
 /* A size that counted n bytes that redaction made m: the same less n plus
  * m (the bytes not stored, past a cut, are as they were), else m. */
@@ -605,11 +610,12 @@ static void redact_flow(flow_t *f, const reel_redact_t *r) {
     size_t i;
     json_t *a;
     json_array_foreach(f->annotations, i, a) {
-        json_t *text = json_object_get(a, "text");
-        if (json_is_string(text) &&
-            reel_redact_note(r, json_string_value(text), json_string_length(text), &t)) {
-            json_object_set_new(a, "text", str_json(t.data));
+        reel_buf_t *b = &f->notes[i];
+        if (reel_redact_note(r, b->data ? (const char *)b->data : "", b->len, &t)) {
+            reel_buf_reset(b);
+            reel_buf_append(b, t.data, t.len);
             free(t.data);
+            note_text(a, b);
             f->redacted = 1;
         }
     }
@@ -659,6 +665,14 @@ static void set_text(json_t *obj, const char *key, const char *p, size_t n) {
     char k[32];
     snprintf(k, sizeof k, "%s_b64", key);
     json_object_set_new(rx, k, b64_json((const uint8_t *)(p ? p : ""), n));
+}
+
+/* An annotation's text b, in its object a: as set_text writes a
+ * header's value, so that bytes that are not UTF-8 come back as they were
+ * (reel import reads _reel.text_b64). */
+static void note_text(json_t *a, const reel_buf_t *b) {
+    json_object_del(a, "_reel");
+    set_text(a, "text", b->data ? (const char *)b->data : "", b->len);
 }
 
 /* Moves obj's _reel, if any, after its other members, where readers of
@@ -1809,12 +1823,20 @@ static void load_row(stmts_t *q, flow_t *f) {
     f->annotations = json_array();
     sqlite3_reset(q->notes);
     sqlite3_bind_int64(q->notes, 1, (sqlite3_int64)f->id);
+    size_t cap = 0;
     while (sqlite3_step(q->notes) == SQLITE_ROW) {
+        size_t n = json_array_size(f->annotations);
+        if (n == cap)
+            f->notes = reel_realloc(f->notes, (cap = cap ? cap * 2 : 4) * sizeof *f->notes);
+        reel_buf_init(&f->notes[n], 0);
+        const void *p = sqlite3_column_blob(q->notes, 0);
+        reel_buf_append(&f->notes[n], p ? p : "", (size_t)sqlite3_column_bytes(q->notes, 0));
         char t[40];
         iso_time(sqlite3_column_int64(q->notes, 1), t);
-        json_array_append_new(
-            f->annotations,
-            json_pack("{s:o, s:s}", "text", str_json(col_text(q->notes, 0)), "time", t));
+        json_t *a = json_pack("{s:s, s:s}", "text", "", "time", t);
+        note_text(a, &f->notes[n]);
+        reel_last(a);
+        json_array_append_new(f->annotations, a);
     }
     sqlite3_reset(q->notes);
 }

@@ -471,10 +471,16 @@ static const char *not_a_name(const char *p, size_t n) {
     return NULL;
 }
 
+/* Why an annotation's bytes p[0..n) cannot be one (exact_bytes's holds). */
+static const char *has_nul(const char *p, size_t n) {
+    return memchr(p, '\0', n) ? "contains a NUL byte" : NULL;
+}
+
 /* The bytes reel export wrote beside a string that is not UTF-8: member
- * KEY of obj (a header, the request, the response, a 1xx answer), text
- * str, has obj._reel.KEY_b64 (docs/export.md). Sets *out to them (owned,
- * NUL-terminated, *n bytes), or to NULL when there are none, or when str
+ * KEY of obj (a header, the request, the response, a 1xx answer, an
+ * annotation), text str, has obj._reel.KEY_b64 (docs/export.md). Sets
+ * *out to them (owned, NUL-terminated, *n bytes), or to NULL when there
+ * are none, or when str
  * is no longer what export writes for them: the text was edited after the
  * export, and the edit wins over the stale bytes. v is NULL on the second
  * pass, validated already; on the first, a KEY_b64 that is not a string
@@ -1351,6 +1357,12 @@ static reel_rc check_reel(const vctx_t *v, json_t *entry, entry_t *e) {
             return REEL_INVALID;
         if (strlen(json_string_value(t)) != json_string_length(t))
             return fail(v, f, "contains a NUL byte");
+        char *bytes;
+        size_t nb;
+        snprintf(f, sizeof f, "_reel.annotations[%zu]", i);
+        if (exact_bytes(v, x, "text", t, f, has_nul, &bytes, &nb) != REEL_OK)
+            return REEL_INVALID;
+        free(bytes);
         int64_t us;
         snprintf(f, sizeof f, "_reel.annotations[%zu].time", i);
         if (reel_time(v, x, f, &us) != REEL_OK)
@@ -2173,9 +2185,14 @@ reel_rc reel_har_apply_user_data(sqlite3 *db, const reel_har_t *h, reel_har_stat
             json_t *text = json_object_get(x, "text"), *time = json_object_get(x, "time");
             int64_t us = now;
             parse_iso8601(json_string_value(time), json_string_length(time), &us);
+            /* the bytes reel export wrote beside a text that is not UTF-8 */
+            char *bytes;
+            size_t nb;
+            exact_bytes(NULL, x, "text", text, "", has_nul, &bytes, &nb);
             if (rc == REEL_OK)
-                rc = reel_userdata_note(&u, id, us, json_string_value(text),
-                                        json_string_length(text), err);
+                rc = reel_userdata_note(&u, id, us, bytes ? bytes : json_string_value(text),
+                                        bytes ? nb : json_string_length(text), err);
+            free(bytes);
         }
         json_array_foreach(json_object_get(rx, "tags"), k, x) {
             if (rc == REEL_OK)

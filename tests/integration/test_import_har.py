@@ -864,6 +864,9 @@ class NotUtf8RoundTrip(unittest.TestCase):
         assert got.startswith(b"HTTP/1.1 200 O\xffK\r\n"), got
         t.join(10)
         cls.captured = [cls.wait_flow("cap", i) for i in (1, 2)]
+        # a note is the user's bytes, UTF-8 or not
+        cls.reel.cli("annotate", "cap", "1", b"caf\xe9 note")
+        cls.reel.cli("annotate", "cap", "1", "caf\u00e9 in UTF-8")
         cls.har = os.path.join(cls.root, "cap.har")
         cls.reel.cli("export", "cap", "-o", cls.har)
         cls.reel.cli("import", cls.har, "--into", "back")
@@ -930,6 +933,32 @@ class NotUtf8RoundTrip(unittest.TestCase):
                 self.assertEqual(imp["request"][k], cap["request"][k], k)
             self.assertEqual(imp["response"]["reason"], cap["response"]["reason"])
             self.assertEqual(body(imp, "response"), body(cap, "response"))
+
+    def test_annotations_come_back_byte_for_byte(self):
+        with open(self.har, encoding="utf-8") as f:
+            notes = json.load(f)["log"]["entries"][0]["_reel"]["annotations"]
+        self.assertEqual([(n["text"], n.get("_reel")) for n in notes],
+                         [("caf\xe9 note",
+                           {"text_b64": base64.b64encode(b"caf\xe9 note").decode()}),
+                          ("caf\u00e9 in UTF-8", None)])
+        # the same filter finds the flow before and after the round trip
+        for session in ("cap", "back"):
+            got = self.reel.cli("flows", session, "--json", b'~comment "caf\xe9 "').stdout
+            self.assertEqual([r["id"] for r in json.loads(got)], [1], session)
+        again = json.loads(self.reel.cli("export", "back").stdout)["log"]["entries"][0]
+        self.assertEqual(again["_reel"]["annotations"][0]["_reel"], notes[0]["_reel"])
+        # a text_b64 that no note can hold is refused, as a header's is
+        with open(self.har, encoding="utf-8") as f:
+            doc = json.load(f)
+        doc["log"]["entries"][0]["_reel"]["annotations"][0]["_reel"]["text_b64"] = (
+            base64.b64encode(b"a\0b").decode())
+        p = os.path.join(self.root, "nul.har")
+        with open(p, "w", encoding="utf-8") as f:
+            json.dump(doc, f)
+        r = self.reel.cli("import", p, "--into", "nul", check=False)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(b"entries[0]._reel.annotations[0]._reel.text_b64: contains a NUL byte",
+                      r.stderr)
 
     def test_bytes_a_header_cannot_hold_are_refused_even_when_edited(self):
         # the string edited (no longer the _b64's Latin-1 reading) wins
