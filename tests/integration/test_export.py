@@ -277,6 +277,21 @@ class ExportRedactedSizes(unittest.TestCase):
         self.assertIn(b"REDACTED", out)
         self.assertNotIn(b"X-Reel-Body-Cut", out)
 
+    def test_a_redacted_message_has_its_redacted_length(self):
+        msg = '{"token": "%s"}' % SECRET
+        doc = {"log": {"version": "1.2", "creator": {"name": "t", "version": "1"},
+                       "entries": [ExportWebSocket.chrome_entry(None, [
+                           {"type": "send", "time": 1767323045.5, "opcode": 1, "data": msg}])]}}
+        path = os.path.join(self.root, "ws.har")
+        with open(path, "w") as f:
+            json.dump(doc, f)
+        self.reel.cli("import", path, "--into", "wsred")
+        o = json.loads(self.reel.cli("export", "wsred", "--format", "ndjson", "--redact").stdout)
+        m = o["messages"][0]
+        data = base64.b64decode(m["data_b64"]) if "data_b64" in m else m["data"].encode()
+        self.assertEqual(data, b'{"token": "REDACTED"}')
+        self.assertEqual((m["length"], m["truncated"]), (len(data), False))
+
 
 class ExportUpgrade(unittest.TestCase):
     """An upgrade to a protocol that is not WebSocket (a 101 to `Upgrade:
