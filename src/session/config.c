@@ -29,6 +29,7 @@
 #include "session/index.h"
 #include "session/journal.h"
 #include "session/session.h"
+#include "session/spool.h"
 
 /* Largest user file read, in bytes. */
 #define USER_FILE_MAX (1u << 20)
@@ -118,8 +119,13 @@ static const reel_option_t options[] = {
      NULL, 1, 86400, NULL},
     {"head_timeout", REEL_OPT_INT, "30",
      "seconds allowed to receive a complete request or response head", NULL, 1, 3600, NULL},
-    {"max_head_size", REEL_OPT_SIZE, "65536", "largest request or response head accepted", NULL,
-     KIB, MIB, NULL},
+    /* at most REEL_SPOOL_HEAD_MAX: a head is recorded as one spool record,
+     * and a larger one could not be (spool.h) */
+    {"max_head_size", REEL_OPT_SIZE, "65536",
+     "largest request head (or request trailer section) accepted, in bytes on the wire; a "
+     "larger one is answered 431. At most 248 KiB, so that every head accepted fits in one "
+     "spool record (response heads are held to 64 KiB: 502 beyond)",
+     NULL, KIB, REEL_SPOOL_HEAD_MAX, NULL},
     {"upstream_timeout", REEL_OPT_INT, "60",
      "seconds an upstream server may take to connect, to read the request or to send the next "
      "bytes of its response; then 504, or the client connection is cut once the response has "

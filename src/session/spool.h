@@ -26,6 +26,16 @@
 #define REEL_SPOOL_BLOCK_MAX (1024u * 1024u)
 /** Largest record (encoded) a writer produces; body chunks are split below it. */
 #define REEL_SPOOL_RECORD_MAX (512u * 1024u)
+/** Largest max_head_size (config): every head reel accepts is recorded as
+ * one record, never split, so it must fit in REEL_SPOOL_RECORD_MAX with
+ * its framing. A request head's record holds the head's bytes (less its
+ * spaces, colons and CRLFs) plus its host once more (taken from the Host
+ * field, the absolute target or the CONNECT before it, each inside a head
+ * of at most this size) plus at most 12 bytes of protobuf framing per field
+ * (200 at most) and a few dozen for the record's own: under twice this
+ * size plus 8 KiB. Response heads (64 KiB) and HTTP/2 header lists (64
+ * KiB) are held far below it. */
+#define REEL_SPOOL_HEAD_MAX (REEL_SPOOL_RECORD_MAX / 2u - 8192u)
 /** Body bytes per body-chunk record. */
 #define REEL_SPOOL_CHUNK 16384u
 /** Largest compressed frame a reader accepts. */

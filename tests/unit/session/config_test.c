@@ -175,7 +175,7 @@ static void test_table(void **state) {
         {"listen_port", "integer 0..65535"},
         {"segment_size", "size 1 MiB..4 GiB"},
         {"body_limit", "size 0..4 EiB"},
-        {"max_head_size", "size 1 KiB..1 MiB"},
+        {"max_head_size", "size 1 KiB..248 KiB"},
         {"capture", "on|off|lossless"},
         {"upstream_cert_verify", "true|false"},
         {"listen_host", "text"},
@@ -257,14 +257,14 @@ static void test_size(void **state) {
     expect_canon("segment_size", "4g", "4294967296");
     expect_canon("segment_size", "1m", "1048576");
     expect_canon("max_head_size", "1k", "1024");
-    expect_canon("max_head_size", " 1 MiB ", "1048576");
+    expect_canon("max_head_size", " 248 KiB ", "253952");
     expect_msg("segment_size", "512k", REEL_INVALID,
                "invalid value '512k' for segment_size: expected a size in bytes from 1048576 "
                "(1 MiB) to 4294967296 (4 GiB); suffixes k, m, g, t, p, e (1024-based) are "
                "accepted");
     expect_msg("max_head_size", "-1", REEL_INVALID,
                "invalid value '-1' for max_head_size: a size cannot be negative; expected a "
-               "size in bytes from 1024 (1 KiB) to 1048576 (1 MiB); suffixes k, m, g, t, p, e "
+               "size in bytes from 1024 (1 KiB) to 253952 (248 KiB); suffixes k, m, g, t, p, e "
                "(1024-based) are accepted");
     expect_msg("body_limit", " -5", REEL_INVALID,
                "invalid value ' -5' for body_limit: a size cannot be negative; expected a size "
@@ -290,6 +290,9 @@ static void test_size(void **state) {
     bad("segment_size", "5g", REEL_INVALID);
     bad("segment_size", "4294967297", REEL_INVALID);
     bad("max_head_size", "1023", REEL_INVALID);
+    /* a head over 248 KiB might not fit in one spool record (spool.h) */
+    bad("max_head_size", "253953", REEL_INVALID);
+    bad("max_head_size", "1m", REEL_INVALID);
 }
 
 static void test_enum(void **state) {
