@@ -329,6 +329,11 @@ struct reel_rflow {
     int has_exact[2];
     uint64_t exact[2];
     uint64_t dropped;     /* records other than body chunks not queued (hard cap) */
+    /* the first record of the flow too large for the spool (its event's
+     * field number, 0: none, and its encoded size): the flow records
+     * nothing after it and ends with an error saying so */
+    unsigned big_event;
+    size_t big_len;
     int body_admit[2];    /* request, response body: 0 not begun, 1 stored, -1 shed */
     int64_t body_time_us; /* explicit time of the last head (imports); 0 = use now */
     /* WebSocket / TCP messages per direction: payload bytes seen, and bytes
@@ -1672,9 +1677,69 @@ static void queue_locked(reel_recorder_t *r, size_t len) {
     }
 }
 
+/* What a record with event field number ev holds, for messages. */
+static const char *event_name(unsigned ev) {
+    switch (ev) {
+    case 11:
+        return "request head";
+    case 13:
+        return "response head";
+    case 20:
+        return "informational (1xx) head";
+    case 21:
+        return "trailer section";
+    case 18:
+        return "upstream connection record";
+    default:
+        return "record";
+    }
+}
+
+/* p is larger than the spool takes in one record (REEL_SPOOL_RECORD_MAX:
+ * readers refuse longer ones as corrupt) and was not queued. Heads, the
+ * only records of unbounded size that are not split, are bounded below it
+ * by max_head_size; this catches what gets past that (an import, a record
+ * type nobody bounded). The flow is not left to look whole without it:
+ * like a flow whose head found no room it records nothing more and ends
+ * with an error, one that also marks it damaged (records_lost). */
+static void too_large(reel_recorder_t *r, reel_rflow_t *f, const pending *p) {
+    uint64_t fid = 0;
+    unsigned ev = 0;
+    peek_record(p->data, p->len, &fid, &ev);
+    char msg[256];
+    if (f) {
+        if (f->big_event == 0) {
+            f->big_event = ev ? ev : 1;
+            f->big_len = p->len;
+        }
+        f->dropped++;
+        snprintf(msg, sizeof msg,
+                 "flow %llu: its %s takes %zu bytes as a record, more than a spool record may "
+                 "hold (%u): not recorded, nor anything of the flow after it; the flow ends "
+                 "with an error and is marked damaged",
+                 (unsigned long long)f->id, event_name(ev), p->len, REEL_SPOOL_RECORD_MAX);
+    } else {
+        /* an end: its fields are bounded, so this is a bug; the flow is
+         * left open, and the next recovery ends it as interrupted */
+        snprintf(msg, sizeof msg,
+                 "internal error: flow %llu: its end takes %zu bytes as a record, more than a "
+                 "spool record may hold (%u); not recorded",
+                 (unsigned long long)fid, p->len, REEL_SPOOL_RECORD_MAX);
+    }
+    pthread_mutex_lock(&r->mu);
+    r->stats.dropped_records++;
+    pthread_mutex_unlock(&r->mu);
+    warn(r, msg);
+}
+
 /* Queues p, an encoded record (enqueue() says how), and frees it. */
 static int enqueue_item(reel_recorder_t *r, reel_rflow_t *f, pending *p, int kind) {
     size_t len = p->len;
+    if (len > REEL_SPOOL_RECORD_MAX) {
+        too_large(r, f, p);
+        pending_free(p);
+        return 0;
+    }
     pthread_mutex_lock(&r->mu);
     int full = queue_full(r, len, kind);
     if (full && r->capture == REEL_CAPTURE_LOSSLESS) {
@@ -2447,6 +2512,12 @@ void reel_recorder_server_conn(reel_rflow_t *f, const reel_server_conn_t *sc) {
     enqueue(f->rec, f, &rec, Q_SMALL);
 }
 
+size_t reel_rflow_too_large(const reel_rflow_t *f, const char **what) {
+    if (what)
+        *what = f->big_event ? event_name(f->big_event) : NULL;
+    return f->big_event ? f->big_len : 0;
+}
+
 uint64_t reel_rflow_body_limit(const reel_rflow_t *f) {
     return f->id ? f->limit : 0;
 }
@@ -2532,6 +2603,11 @@ static void end_with_error(reel_rflow_t *f, const char *message, const reel_flow
     Reel__Timings tm = REEL__TIMINGS__INIT;
     fe.message = (char *)message;
     FILL_END_FACTS(fe, f, e, tm);
+    /* a record too large to store is lost for good, not shed for lack
+     * of room: the index marks the flow damaged, so ~damaged and verify
+     * name it */
+    if (f->big_event)
+        fe.records_lost = f->dropped;
     Reel__Record rec = REEL__RECORD__INIT;
     rec.flow_id = f->id;
     rec.time_us = now_or(e->time_us);
@@ -2558,14 +2634,24 @@ void reel_recorder_flow_finish(reel_rflow_t *f, const reel_flow_end_t *e) {
         e = &none;
     if (f->id)
         count_dropped_bodies(f);
+    char big[256] = "";
+    if (f->big_event)
+        snprintf(big, sizeof big,
+                 "its %s took %zu bytes as a record, more than a spool record may hold (%u): it "
+                 "was not recorded, nor anything of the flow after it",
+                 event_name(f->big_event), f->big_len, REEL_SPOOL_RECORD_MAX);
     if (f->id && e->error) {
         char msg[REEL_ERR_MSG_MAX];
-        if (f->dropped)
+        if (f->big_event)
+            snprintf(msg, sizeof msg, "%s (and %s)", e->error, big);
+        else if (f->dropped)
             snprintf(msg, sizeof msg, "%s (and capture fell behind: %llu records not recorded)",
                      e->error, (unsigned long long)f->dropped);
         else
             snprintf(msg, sizeof msg, "%s", e->error);
         end_with_error(f, msg, e);
+    } else if (f->id && f->big_event) {
+        end_with_error(f, big, e);
     } else if (f->id && f->dropped) {
         /* A start or head did not fit even in the part of the capture
          * buffer kept for them: the flow's record has a hole, say so. */

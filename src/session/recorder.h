@@ -13,7 +13,11 @@
  * stored prefix and the flow ends normally, with the bytes left out in
  * request_body_dropped / response_body_dropped (and *_truncated). Only if
  * even heads do not fit does a flow lose records and end with an error.
- * The warning callback reports each case once.
+ * The warning callback reports each case once. A record larger than the
+ * spool takes (REEL_SPOOL_RECORD_MAX; heads are split nowhere, and bounded
+ * below it by max_head_size) is not queued: its flow records nothing more,
+ * ends with an error that marks it damaged, and the callback says so each
+ * time.
  *
  * When writing the spool fails (disk full, read-only file system, I/O
  * error) capture stops: records are dropped, the warning callback says so
@@ -240,6 +244,13 @@ typedef struct {
 
 /** Records the upstream connection a flow's request went out on. */
 void reel_recorder_server_conn(reel_rflow_t *f, const reel_server_conn_t *sc);
+
+/** A record of f was larger than the spool takes in one
+ * (REEL_SPOOL_RECORD_MAX): returns its encoded size and sets *what (may be
+ * NULL) to what it held ("request head", ...; static); 0 if none was. The
+ * flow then records nothing more and its end is an error that marks it
+ * damaged. An importer asks before it ends the flow, to refuse the entry. */
+size_t reel_rflow_too_large(const reel_rflow_t *f, const char **what);
 
 /** Bytes of a body or message this flow stores (its body_limit); 0 when
  * capture was off at its start. */

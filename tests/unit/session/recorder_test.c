@@ -1172,6 +1172,79 @@ static void test_segment_deleted(void **state) {
     free(home);
 }
 
+/* A record larger than the spool takes in one (a head of 600 KB: the
+ * proxy's max_head_size keeps them out, an import may not) is not dropped
+ * in silence: the recorder says so, the flow records nothing after it and
+ * ends with an error that marks it damaged (verify passes, and ~damaged
+ * finds it), reel_rflow_too_large tells an importer, and the flows around
+ * it are whole. Before, block_add dropped the record with "internal
+ * error" and the flow looked whole without its request. */
+static void test_record_too_large_marks_the_flow(void **state) {
+    (void)state;
+    char *home = reel_test_tmpdir("recorder");
+    env_t e;
+    env_init(&e);
+    reel_session_t *s = open_session(home, "big", REEL_OPEN_CREATE | REEL_OPEN_RECORD);
+    reel_recorder_t *r = start(s, &e);
+    uint64_t before = whole_flow(r, "/before", 1000);
+
+    size_t n = 600000;
+    char *target = reel_malloc(n + 1);
+    target[0] = '/';
+    memset(target + 1, 'x', n - 1);
+    target[n] = '\0';
+    reel_rflow_t *f = begin(r, target);
+    uint64_t big = reel_rflow_id(f);
+    const char *what = NULL;
+    assert_true(reel_rflow_too_large(f, &what) > n);
+    assert_string_equal(what, "request head");
+    respond(f, 0, 1000, 1); /* not recorded: nothing after the lost head */
+    reel_recorder_flow_end(f, NULL, 0, 0, 0);
+    free(target);
+
+    /* one just under the limit is whole */
+    target = reel_malloc(REEL_SPOOL_RECORD_MAX - 200);
+    memset(target, 'y', REEL_SPOOL_RECORD_MAX - 201);
+    target[0] = '/';
+    target[REEL_SPOOL_RECORD_MAX - 201] = '\0';
+    f = begin(r, target);
+    uint64_t fits = reel_rflow_id(f);
+    assert_int_equal(reel_rflow_too_large(f, NULL), 0);
+    respond(f, 0, 1000, 1);
+    reel_recorder_flow_end(f, NULL, 0, 0, 0);
+    free(target);
+    uint64_t after = whole_flow(r, "/after", 1000);
+
+    reel_err_t err;
+    reel_err_clear(&err);
+    assert_int_equal(reel_recorder_close(r, &err), REEL_OK);
+    assert_int_equal(warned(&e, "request head takes"), 1);
+    assert_int_equal(warned(&e, "internal error"), 0);
+    assert_complete(s, before, 1000);
+    assert_complete(s, fits, 1000);
+    assert_complete(s, after, 1000);
+    seen_t c = read_flow(s, big);
+    assert_int_equal(c.start, 1);
+    assert_int_equal(c.rq_head, 0);
+    assert_int_equal(c.rs_head, 0);
+    assert_int_equal(c.resp, 0);
+    assert_int_equal(c.end, 0);
+    assert_int_equal(c.error, 1);
+    assert_int_equal(c.records_lost, 1);
+    assert_non_null(strstr(c.message, "its request head took"));
+    assert_int_equal(c.resp_size, 1000); /* seen on the wire, as sizes are */
+    char st[32], rows[256];
+    assert_true(flow_in_index(s, big, st, sizeof st));
+    assert_string_equal(st, "error");
+    assert_int_equal(flow_damage(s, big, rows, sizeof rows), 1);
+    assert_int_equal(flow_damage(s, fits, rows, sizeof rows), 0);
+    assert_verify(s);
+    reel_session_close(s);
+    env_free(&e);
+    reel_test_rm_rf(home);
+    free(home);
+}
+
 /* A new row is marked when a mark for its id is already there (marks are
  * kept apart from flows, for rebuilds), whether or not the marks table was
  * empty when the recorder's transaction began (index.c looks marks up
@@ -1376,6 +1449,7 @@ int main(void) {
         cmocka_unit_test(test_index_commit_fails_then_catches_up),
         cmocka_unit_test(test_index_behind_at_close),
         cmocka_unit_test(test_segment_deleted),
+        cmocka_unit_test(test_record_too_large_marks_the_flow),
         cmocka_unit_test(test_behind_sheds_bodies_keeps_heads_and_ends),
         cmocka_unit_test(test_behind_memory_bounded),
         cmocka_unit_test(test_burst_within_budget_recorded_whole),
