@@ -16,6 +16,7 @@
 
 #include "base/mem.h"
 #include "base/wsclose.h"
+#include "session/spool.h"
 #include "session/userdata.h"
 
 uint64_t reel__har_max_file_size = REEL_HAR_MAX_FILE_SIZE;
@@ -1974,9 +1975,30 @@ static void record_messages(reel_rflow_t *f, const entry_t *e) {
     }
 }
 
-/* Records entry e; returns the flow's id. */
-static uint64_t record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
-                       reel_har_stats_t *stats) {
+/* Whether every record of f fit in the spool: a head (a URL, a header)
+ * too large for one record cannot be stored, and the entry is refused
+ * (the import is undone) rather than imported without it. */
+static reel_rc stored_whole(reel_rflow_t *f, const vctx_t *v) {
+    const char *what;
+    size_t n = reel_rflow_too_large(f, &what);
+    if (n == 0)
+        return REEL_OK;
+    /* the heads come from request and response, the rest (1xx heads,
+     * trailers) from _reel */
+    const char *member = strcmp(what, "request head") == 0    ? "request"
+                         : strcmp(what, "response head") == 0 ? "response"
+                                                              : "_reel";
+    return fail(v, member,
+                "its %s would take %zu bytes as a record, more than a spool record may hold "
+                "(%u bytes): reel cannot store it",
+                what, n, REEL_SPOOL_RECORD_MAX);
+}
+
+/* Records entry e, and sets *id to the flow's id. Returns REEL_INVALID
+ * (in v's error) for an entry that could not be stored whole. */
+static reel_rc record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
+                      reel_har_stats_t *stats, const vctx_t *v, uint64_t *idp) {
+    reel_rc rc;
     char addr[HAR_ADDR_MAX + 16];
     reel_flow_info_t info = {.kind = REEL_FLOW_HTTP,
                              .source = "har-import",
@@ -1992,6 +2014,7 @@ static uint64_t record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
     }
     reel_rflow_t *f = reel_recorder_flow_start(rec, &info);
     uint64_t id = reel_rflow_id(f);
+    *idp = id;
     if (stats->first_id == 0)
         stats->first_id = id;
     stats->last_id = id;
@@ -2087,11 +2110,12 @@ static uint64_t record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
         snprintf(msg, sizeof msg, "no response (HAR status 0)%s%s", why ? ": " : "",
                  why ? why : "");
         record_messages(f, e);
+        rc = stored_whole(f, v);
         if (e->error) /* reel's own, as it was recorded */
             reel_recorder_flow_finish(f, &fe);
         else
             reel_recorder_flow_error(f, msg, end);
-        return id;
+        return rc;
     }
     record_interim(f, e);
     hs = to_headers(e->resp_headers, 0, &n, &owned);
@@ -2110,8 +2134,9 @@ static uint64_t record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
     body_facts(f, e, 1, e->resp_headers, given);
     record_trailers(f, e, 1);
     record_messages(f, e);
+    rc = stored_whole(f, v);
     reel_recorder_flow_finish(f, &fe); /* FlowError when _reel has an error */
-    return id;
+    return rc;
 }
 
 reel_rc reel_har_record(reel_recorder_t *rec, reel_har_t *h, reel_har_stats_t *stats,
@@ -2140,8 +2165,10 @@ reel_rc reel_har_record(reel_recorder_t *rec, reel_har_t *h, reel_har_stats_t *s
         if (e.url.skip)
             stats->skipped++;
         else
-            h->ids[v.idx] = record(rec, &e, scratch, stats);
+            rc = record(rec, &e, scratch, stats, &v, &h->ids[v.idx]);
         entry_free(&e);
+        if (rc != REEL_OK)
+            goto out;
         if (h->progress)
             h->progress(h->progress_ctx, v.idx + 1, json_array_size(h->entries));
     }

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "base/mem.h"
+#include "session/spool.h"
 #include "session/tnetstring.h"
 #include "session/userdata.h"
 
@@ -737,7 +738,12 @@ static int64_t span_us(int64_t a, int64_t b) {
     return a && b && b >= a ? b - a : -1;
 }
 
-static void record(reel_recorder_t *rec, mflow_t *f, reel_mitm_stats_t *st) {
+/* Records flow f (the file's flow number idx); returns REEL_INVALID, in
+ * err, if a record of it was too large for the spool (a head, a URL): the
+ * flow is refused (the import is undone) rather than imported without it. */
+static reel_rc record(reel_recorder_t *rec, mflow_t *f, reel_mitm_stats_t *st, const char *name,
+                      size_t idx, reel_err_t *err) {
+    reel_rc rc = REEL_OK;
     reel_flow_info_t info = {.kind = f->tcp ? REEL_FLOW_TUNNEL : REEL_FLOW_HTTP,
                              .client_addr = f->client_addr[0] ? f->client_addr : NULL,
                              .server_addr = f->server_addr[0] ? f->server_addr : NULL,
@@ -829,7 +835,16 @@ static void record(reel_recorder_t *rec, mflow_t *f, reel_mitm_stats_t *st) {
                          .request_end_us = f->req_end_us,
                          .response_start_us = f->has_resp ? f->resp_start_us : 0,
                          .server_addr = f->server_addr[0] ? f->server_addr : NULL};
+    const char *what;
+    size_t big = reel_rflow_too_large(rf, &what);
+    if (big)
+        rc =
+            reel_err_set(err, REEL_INVALID,
+                         "%s: flow %zu: its %s would take %zu bytes as a record, more than a spool "
+                         "record may hold (%u bytes): reel cannot store it",
+                         name, idx, what, big, REEL_SPOOL_RECORD_MAX);
     reel_recorder_flow_finish(rf, &e);
+    return rc;
 }
 
 reel_rc reel_mitm_record(reel_recorder_t *rec, reel_mitm_t *m, reel_mitm_stats_t *stats,
@@ -842,10 +857,13 @@ reel_rc reel_mitm_record(reel_recorder_t *rec, reel_mitm_t *m, reel_mitm_stats_t
         if (m->stop && *m->stop)
             return reel_err_set(err, REEL_INTERRUPTED, "interrupted after %zu of %zu flows", i,
                                 m->n);
-        if (m->flows[i].http)
-            record(rec, &m->flows[i], stats);
-        else
+        if (m->flows[i].http) {
+            reel_rc rc = record(rec, &m->flows[i], stats, m->name, i + 1, err);
+            if (rc != REEL_OK)
+                return rc;
+        } else {
             stats->skipped++;
+        }
         if (m->progress)
             m->progress(m->progress_ctx, i + 1, m->n);
     }

@@ -7,12 +7,14 @@ KiB. max_head_size used to go up to 1 MiB: a request head of 600 KB went to
 the origin and back to the client, while its record was dropped ("record
 too large for a block; dropped" on stderr) and the flow had no method, URL
 or headers, with verify passing. Now max_head_size stops at 248 KiB, which
-every head fits in.
+every head fits in, and `reel import` refuses an entry whose head does not
+fit instead of importing the flow without it.
 
 A raw-socket origin (nginx refuses heads over 32 KiB) answers each request
 with "ok" and, when the request asks with X-Resp-Pad, a response field of
 that many bytes.
 """
+import json
 import os
 import re
 import shutil
@@ -22,7 +24,7 @@ import tempfile
 import threading
 import unittest
 
-from proxyenv import TMPBASE, Reel, main, raw
+from proxyenv import REEL, TMPBASE, Reel, main, raw, run
 
 FIELD = 60000  # each big field: under Python's and curl's own line limits
 
@@ -181,6 +183,92 @@ class BigHeads(unittest.TestCase):
         self.assertEqual(f["method"], "GET")
         self.assert_clean()
         self.reel.cli("verify", "big")
+
+
+class BigImports(unittest.TestCase):
+    """`reel import` of an entry whose head cannot be one record: refused,
+    naming the entry, exit status non-zero, nothing imported (before the
+    fix: "imported 1 flow", rc 0, and the flow had no request)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="bigimport.", dir=TMPBASE)
+        cls.env = dict(os.environ, REEL_HOME=cls.root + "/home", XDG_DATA_HOME=cls.root + "/data",
+                       XDG_CONFIG_HOME=cls.root + "/config")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def reel(self, *args, check=True):
+        return run([REEL] + list(args), env=self.env, check=check)
+
+    def har(self, name, url_pad=0, req_field=0, resp_field=0, entries=1):
+        def entry(i):
+            return {
+                "startedDateTime": "2026-01-01T00:00:0%d.000Z" % i, "time": 1,
+                "request": {"method": "GET", "url": "http://a.test/%d/%s" % (i, "x" * url_pad),
+                            "httpVersion": "HTTP/1.1",
+                            "headers": [{"name": "Host", "value": "a.test"}] +
+                            ([{"name": "X-H", "value": "v" * req_field}] if req_field else []),
+                            "queryString": [], "cookies": [], "headersSize": -1, "bodySize": 0},
+                "response": {"status": 200, "statusText": "OK", "httpVersion": "HTTP/1.1",
+                             "headers": [{"name": "X-R", "value": "r" * resp_field}]
+                             if resp_field else [],
+                             "cookies": [], "content": {"size": 2, "mimeType": "text/plain",
+                                                        "text": "hi"},
+                             "redirectURL": "", "headersSize": -1, "bodySize": 2},
+                "cache": {}, "timings": {"send": 0, "wait": 0, "receive": 0}}
+        path = os.path.join(self.root, name)
+        with open(path, "w") as f:
+            json.dump({"log": {"version": "1.2", "creator": {"name": "t", "version": "1"},
+                               "entries": [entry(i) for i in range(entries)]}}, f)
+        return path
+
+    def refused(self, path, session, member, what):
+        r = self.reel("import", path, "--into", session, check=False)
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        err = r.stderr.decode()
+        self.assertIn(member, err)
+        self.assertIn("its %s would take" % what, err)
+        self.assertIn("nothing was imported", err)
+        self.assertFalse(os.path.exists(os.path.join(self.root, "home", session)), session)
+
+    def test_url_too_large(self):
+        self.refused(self.har("url.har", url_pad=600000), "big-url", "entries[0].request", "request head")
+
+    def test_request_field_too_large(self):
+        self.refused(self.har("req.har", req_field=600000), "big-req", "entries[0].request",
+                     "request head")
+
+    def test_response_field_too_large(self):
+        self.refused(self.har("resp.har", resp_field=600000), "big-resp", "entries[0].response",
+                     "response head")
+
+    def test_all_or_nothing_into_a_session_with_flows(self):
+        """The second entry is refused: the first is removed again, and the
+        flows the session had stay."""
+        self.reel("import", self.har("ok.har"), "--into", "keep")
+        path = self.har("two.har", entries=2)
+        with open(path) as f:
+            doc = json.load(f)
+        doc["log"]["entries"][1]["request"]["url"] += "y" * 600000
+        with open(path, "w") as f:
+            json.dump(doc, f)
+        r = self.reel("import", path, "--into", "keep", check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn(b"entries[1].request", r.stderr)
+        self.assertEqual(len(json.loads(self.reel("flows", "keep", "--json").stdout)), 1)
+        self.reel("verify", "keep")
+
+    def test_large_head_that_fits_is_imported_whole(self):
+        path = self.har("fits.har", url_pad=400000)
+        self.reel("import", path, "--into", "fits")
+        flows = json.loads(self.reel("flows", "fits", "--json").stdout)
+        self.assertEqual(len(flows), 1)
+        fl = json.loads(self.reel("flow", "fits", str(flows[0]["id"]), "--json").stdout)
+        self.assertEqual(len(fl["request"]["url"]), len("http://a.test/0/") + 400000)
+        self.assertEqual(fl["response"]["status"], 200)
 
 
 if __name__ == "__main__":

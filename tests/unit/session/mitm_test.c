@@ -508,6 +508,48 @@ static void test_tcp_over_tls(void **state) {
     parse_bad(buf, len, REEL_INVALID, "client_conn.tls: not a boolean but bytes");
 }
 
+/* A flow whose request head cannot be one spool record (a 600 KB path) is
+ * refused, naming it, rather than recorded without its request (which
+ * reel_mitm_record did, returning REEL_OK). */
+static void test_head_too_large(void **state) {
+    (void)state;
+    size_t n = 600000;
+    char *path = reel_malloc(n + 1);
+    path[0] = '/';
+    memset(path + 1, 'p', n - 1);
+    path[n] = '\0';
+    str_t big = D(9, "version", I(21), "type", U("http"), "id",
+                  U("0b7e9c1e-0000-4000-8000-000000000002"), "error", N(), "client_conn", D(0),
+                  "server_conn", D(0), "timestamp_created", F(1700000000.125), "request",
+                  D(12, "host", U("example.com"), "port", I(443), "method", S("GET"), "scheme",
+                    S("https"), "authority", S("example.com"), "path", S(path), "http_version",
+                    S("HTTP/1.1"), "headers", L(0), "content", S(""), "trailers", N(),
+                    "timestamp_start", F(1700000000.25), "timestamp_end", F(1700000000.5)),
+                  "response", N());
+    free(path);
+    size_t len;
+    uint8_t *buf = file_of(&len, 2, flow_v21(), big);
+    reel_mitm_t *m = parse_ok(buf, len);
+    reel_session_t *s = NULL;
+    reel_err_t err;
+    reel_err_clear(&err);
+    assert_int_equal(reel_session_open(tmp, "big", REEL_OPEN_CREATE | REEL_OPEN_RECORD, &s, &err),
+                     REEL_OK);
+    reel_recorder_opts_t o;
+    reel_recorder_opts_default(&o);
+    o.capture = REEL_CAPTURE_LOSSLESS;
+    o.fsync = REEL_FSYNC_NEVER;
+    reel_recorder_t *rec = NULL;
+    assert_int_equal(reel_recorder_open(s, &o, &rec, &err), REEL_OK);
+    reel_mitm_stats_t st;
+    assert_int_equal(reel_mitm_record(rec, m, &st, &err), REEL_INVALID);
+    if (strstr(reel_err_str(&err), "t.mitm: flow 2: its request head would take") == NULL)
+        fail_msg("%s", reel_err_str(&err));
+    reel_recorder_close(rec, NULL);
+    reel_session_close(s);
+    reel_mitm_free(m);
+}
+
 static void test_empty(void **state) {
     (void)state;
     reel_mitm_t *m = parse_ok(reel_malloc(1), 0);
@@ -608,7 +650,7 @@ int main(void) {
         cmocka_unit_test(test_record_versions), cmocka_unit_test(test_empty),
         cmocka_unit_test(test_versions),        cmocka_unit_test(test_shapes),
         cmocka_unit_test(test_every_cut),       cmocka_unit_test(test_damage),
-        cmocka_unit_test(test_tcp_over_tls),
+        cmocka_unit_test(test_tcp_over_tls),    cmocka_unit_test(test_head_too_large),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
