@@ -842,7 +842,7 @@ static json_t *har_cookies(const flow_t *f, int d) {
                                   text_json(val, vlen));
                     json_array_append_new(a, c);
                 }
-                if (c == NULL)
+                if (c == NULL && d != REQ)
                     break; /* a Set-Cookie without name=value */
             } else if (ieq(part, klen, "path")) {
                 json_object_set_new(c, "path", text_json(val, vlen));

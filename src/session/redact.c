@@ -225,7 +225,10 @@ int reel_redact_text(const reel_redact_t *r, const char *s, size_t n, reel_redac
 /* ---- headers ------------------------------------------------------------ */
 
 /* "a=1; b=2" -> "a=REDACTED; b=REDACTED"; with set_cookie only the first
- * pair (the rest are attributes). */
+ * pair (the rest are attributes). A pair without '=' is a value with no
+ * name, as browsers read it (RFC 6265bis, 5.6 and 5.7: "SID" alone is
+ * the cookie named "" whose value is "SID"), so it is replaced whole, its
+ * surrounding blanks kept. */
 static void cookies(const char *s, size_t n, int set_cookie, reel_buf_t *b) {
     size_t i = 0;
     int first = 1;
@@ -235,11 +238,20 @@ static void cookies(const char *s, size_t n, int set_cookie, reel_buf_t *b) {
             end++;
         if (first || !set_cookie) {
             const char *eq = memchr(s + i, '=', end - i);
+            size_t from = i, to = end;
+            while (from < to && (s[from] == ' ' || s[from] == '\t'))
+                from++;
+            while (to > from && (s[to - 1] == ' ' || s[to - 1] == '\t'))
+                to--;
             if (eq != NULL) {
                 put(b, s + i, (size_t)(eq - s) + 1 - i);
                 put(b, REEL_REDACT_MARKER, strlen(REEL_REDACT_MARKER));
+            } else if (to > from) {
+                put(b, s + i, from - i);
+                put(b, REEL_REDACT_MARKER, strlen(REEL_REDACT_MARKER));
+                put(b, s + to, end - to);
             } else {
-                put(b, s + i, end - i);
+                put(b, s + i, end - i); /* an empty pair: "a=1;; b=2" */
             }
         } else {
             put(b, s + i, end - i);

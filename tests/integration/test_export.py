@@ -1347,7 +1347,10 @@ class RedirectHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):
-        if self.path.startswith("/implicit"):
+        if self.path.startswith("/cookie"):
+            self.send_response(200)
+            self.send_header("Set-Cookie", "SCNOEQSECRET; Path=/; HttpOnly")
+        elif self.path.startswith("/implicit"):
             self.send_response(302)
             self.send_header("Location", "https://client.test/cb#access_token=IMPLICITSECRET"
                              "&token_type=bearer")
@@ -1386,6 +1389,11 @@ URL_SECRETS = {
     "PATHPARAMSECRET": b"/semi;jsessionid=REDACTED?a=1;token=REDACTED",
     "SEMIQSECRET": b"/semi;jsessionid=REDACTED?a=1;token=REDACTED",
 }
+# A cookie without '=' is a value (RFC 6265bis 5.6: the name is "")
+COOKIE_SECRETS = {
+    "CNOEQSECRET": b"REDACTED; sid=REDACTED",
+    "SCNOEQSECRET": b"REDACTED; Path=/; HttpOnly",
+}
 BODY_SECRETS = {
     "SQ4SECRET": b"{'api_key': 'REDACTED', 'ok': 1}",
     "DQ5SECRET": b'{"api_key": "REDACTED", \'ok\': 1}',
@@ -1421,7 +1429,8 @@ class LeakedSecrets(unittest.TestCase):
                  "&next=/cb?token=RAWNESTSECRET",
                  ["-H", "Referer: http://x.test/p#/cb?state=1&access_token=REFFRAGSECRET"]),
                 (base + "/ref", ["-H", "Referer: http://ref:REFUSERSECRET@x.test/"]),
-                (base + "/semi;jsessionid=PATHPARAMSECRET?a=1;token=SEMIQSECRET", [])]:
+                (base + "/semi;jsessionid=PATHPARAMSECRET?a=1;token=SEMIQSECRET", []),
+                (base + "/cookie", ["-H", "Cookie: CNOEQSECRET; sid=CSIDSECRET"])]:
             r = curl(cls.reel, "-o", "/dev/null", "-w", "%{http_code}", *extra, url)
             assert r.stdout in (b"200", b"302"), r.stdout
             n += 1
@@ -1489,6 +1498,19 @@ class LeakedSecrets(unittest.TestCase):
 
     def test_body_secrets(self):
         self.check(BODY_SECRETS)
+
+    def test_cookie_secrets(self):
+        self.check(dict(COOKIE_SECRETS, CSIDSECRET=b"sid=REDACTED"))
+        har = json.loads(self.reel.cli("export", "leaks", "--redact").stdout)
+        e = next(e for e in har["log"]["entries"] if e["request"]["url"].endswith("/cookie"))
+        heads = {h["name"].lower(): h["value"] for h in e["request"]["headers"]}
+        self.assertEqual(heads["cookie"], "REDACTED; sid=REDACTED")
+        heads = {h["name"].lower(): h["value"] for h in e["response"]["headers"]}
+        self.assertEqual(heads["set-cookie"], "REDACTED; Path=/; HttpOnly")
+        # the cookies arrays are read from the redacted headers: the
+        # nameless cookies are not listed there (HAR names every cookie)
+        self.assertEqual(e["request"]["cookies"], [{"name": "sid", "value": "REDACTED"}])
+        self.assertEqual(e["response"]["cookies"], [])
 
 
 def parse_raw(t, data):

@@ -508,6 +508,46 @@ static void test_text_around_urls(void **state) {
     reel_redact_free(r);
 }
 
+/* Every cookie's value, a nameless one too: browsers read a pair without
+ * '=' as the value of the cookie named "" (RFC 6265bis 5.6, 5.7), so
+ * "SID" alone is a secret like "sid=SID". In Set-Cookie only the first
+ * pair is the cookie; the attributes after it stay. */
+static void test_cookies(void **state) {
+    (void)state;
+    reel_redact_t *r = reel_redact_new();
+    reel_redacted_t t;
+    static const case_t cookie[] = {
+        {"sid=abc", "sid=REDACTED"},
+        {"SECRETNOEQ1; sid=abc", "REDACTED; sid=REDACTED"},
+        {"sid=abc; SECRETNOEQ2", "sid=REDACTED; REDACTED"},
+        {"a=1;  SECRET NOEQ3 \t; b=2", "a=REDACTED;  REDACTED \t; b=REDACTED"},
+        {"a=1;; b=", "a=REDACTED;; b=REDACTED"},
+        {"SECRETALONE", "REDACTED"},
+    };
+    static const case_t set_cookie[] = {
+        {"SECRETSCNOEQ; Path=/", "REDACTED; Path=/"},
+        {"SECRETSCNOEQ2; Path=/; Domain=a.test; HttpOnly; Secure; SameSite=Lax",
+         "REDACTED; Path=/; Domain=a.test; HttpOnly; Secure; SameSite=Lax"},
+        {"id=1; Expires=Wed, 21 Oct 2026 07:28:00 GMT; Secure",
+         "id=REDACTED; Expires=Wed, 21 Oct 2026 07:28:00 GMT; Secure"},
+        {" SECRETSC3", " REDACTED"},
+    };
+    for (size_t i = 0; i < sizeof cookie / sizeof cookie[0]; i++) {
+        int got = reel_redact_header(r, "Cookie", 6, cookie[i].in, strlen(cookie[i].in), &t);
+        check("Cookie", got, &t, &cookie[i]);
+        if (got)
+            free(t.data);
+    }
+    for (size_t i = 0; i < sizeof set_cookie / sizeof set_cookie[0]; i++) {
+        int got =
+            reel_redact_header(r, "set-cookie", 10, set_cookie[i].in, strlen(set_cookie[i].in), &t);
+        check("Set-Cookie", got, &t, &set_cookie[i]);
+        if (got)
+            free(t.data);
+    }
+    reel_redact_free(r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_url_fragment_nested_userinfo),
@@ -517,6 +557,7 @@ int main(void) {
         cmocka_unit_test(test_semicolon_params),
         cmocka_unit_test(test_urls_in_bodies),
         cmocka_unit_test(test_text_around_urls),
+        cmocka_unit_test(test_cookies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
