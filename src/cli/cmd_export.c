@@ -47,7 +47,9 @@ static const char usage[] =
     "\n"
     "A progress line (flows, rate, time left) goes to stderr when it is a terminal.\n"
     "Flows that retention drops while the export runs (it listed them before)\n"
-    "are left out, and their number said on stderr.\n"
+    "are left out, and their number said on stderr; so are damaged flows ('reel\n"
+    "repair' marked them) that lost all their records, or but in ndjson their\n"
+    "request head: the export goes on without them (exit 0), naming the first.\n"
     "Flows: reel flows --help. Formats in detail: docs/export.md.\n"
     "Example: reel export mysession -o bug.har --redact '~d api.example.com'\n";
 
@@ -199,16 +201,31 @@ int reel_cmd_export(reel_cli_t *cli, int argc, char **argv) {
             unlink(tmp);
     }
     if (st.dropped)
-        /* said even when the export failed later: it explains a short one */
+        /* said even when the export failed later: it explains a short one;
+         * counted only when the retention table lists the segment gone */
         fprintf(stderr,
                 "reel export: %llu %s dropped by retention while the export ran (the session "
                 "is being recorded with a retention limit): not written\n",
                 (unsigned long long)st.dropped, st.dropped == 1 ? "flow was" : "flows were");
+    if (st.damaged == 1)
+        fprintf(stderr,
+                "reel export: flow %llu not written: damaged, it lost %s records "
+                "('reel flow %s %llu' says what)\n",
+                (unsigned long long)st.damaged_first,
+                fmt != REEL_EXPORT_NDJSON ? "its request head or all its" : "all its", name,
+                (unsigned long long)st.damaged_first);
+    else if (st.damaged > 1)
+        fprintf(stderr,
+                "reel export: %llu flows not written (the first: flow %llu): damaged, they lost "
+                "%s records ('reel flows %s ~damaged' lists the damaged flows, 'reel flow' says "
+                "what one lost)\n",
+                (unsigned long long)st.damaged, (unsigned long long)st.damaged_first,
+                fmt != REEL_EXPORT_NDJSON ? "their request heads or all their" : "all their", name);
     if (erc != REEL_OK) {
         rc = reel_cli_fail(cli, "%s", reel_err_str(&err));
         goto out;
     }
-    if (st.flows == 0 && st.skipped == 0 && filter != NULL)
+    if (st.flows == 0 && st.skipped == 0 && st.damaged == 0 && filter != NULL)
         reel_cli_no_match(cli, name, filter);
     if (output != NULL && strcmp(output, "-") != 0) {
         fprintf(stderr, "exported %llu %s to %s", (unsigned long long)st.flows,

@@ -1865,6 +1865,22 @@ static void write_har_start(FILE *out, reel_session_t *s, const reel_export_opts
     json_decref(page);
 }
 
+/* *known: 1 if reel repair marked flow id damaged (part of its record is
+ * known lost: flow_damage), else 0. REEL_DB if the index cannot say. */
+static reel_rc known_damage(reel_session_t *s, uint64_t id, int *known, reel_err_t *err) {
+    reel_store_damage_t *d = NULL;
+    size_t n = 0;
+    reel_rc rc = reel_store_flow_damage(s, id, &d, &n, err);
+    free(d);
+    *known = rc == REEL_OK && n > 0;
+    return rc;
+}
+
+static void count_damaged(reel_export_stats_t *stats, uint64_t id) {
+    if (stats->damaged++ == 0)
+        stats->damaged_first = id;
+}
+
 reel_rc reel_export(reel_session_t *s, FILE *out, const reel_export_opts_t *o,
                     reel_export_stats_t *stats, reel_err_t *err) {
     reel_rc rc = REEL_OK;
@@ -1958,12 +1974,28 @@ reel_rc reel_export(reel_session_t *s, FILE *out, const reel_export_opts_t *o,
         else
             free(uuid);
         if (rc == REEL_NOTFOUND) {
-            /* The flows were listed in one read transaction; retention has
-             * dropped this one's segment since (a drop on purpose, not
-             * damage): it is left out, and counted. */
-            flow_free(&f);
-            stats->dropped++;
+            /* The flows were listed in one read transaction: either
+             * retention has dropped this one's segment since (a drop on
+             * purpose, not damage), or the index lists no records of it
+             * (reel repair kept its row after damage took them all). Both
+             * are left out and counted apart; a flow without records and
+             * without known damage is damage no repair has seen. */
+            int known = 0;
             rc = REEL_OK;
+            if (!reel_store_reader_dropped(rd) &&
+                (rc = known_damage(s, f.id, &known, err)) == REEL_OK && !known)
+                rc = reel_err_set(err, REEL_CORRUPT,
+                                  "flow %llu: the index has no spool records of it, nor damage "
+                                  "that says why ('reel verify %s')",
+                                  (unsigned long long)f.id, reel_session_name(s));
+            uint64_t id = f.id;
+            flow_free(&f);
+            if (rc != REEL_OK)
+                goto out;
+            if (known)
+                count_damaged(stats, id);
+            else
+                stats->dropped++;
             continue;
         }
         if (rc != REEL_OK) {
@@ -1976,7 +2008,17 @@ reel_rc reel_export(reel_session_t *s, FILE *out, const reel_export_opts_t *o,
          * could not parse) has none of its own, and a HAR with a relative
          * or broken one could not be imported back */
         int usable = f.have_head[REQ] && !f.tunnel && f.host && f.host[0];
-        if (!usable && (o->format == REEL_EXPORT_HAR || o->format == REEL_EXPORT_CURL)) {
+        int known = 0;
+        int tunnel = f.tunnel || (f.kind && strcmp(f.kind, "tunnel") == 0); /* no head */
+        if (o->format != REEL_EXPORT_NDJSON && !f.have_head[REQ] && !tunnel &&
+            (rc = known_damage(s, f.id, &known, err)) != REEL_OK) {
+            flow_free(&f);
+            goto out;
+        }
+        if (known) { /* its request head was lost, not never sent: nothing to write but
+                      * in ndjson, which has the index's row and error */
+            count_damaged(stats, f.id);
+        } else if (!usable && (o->format == REEL_EXPORT_HAR || o->format == REEL_EXPORT_CURL)) {
             stats->skipped++;
         } else {
             for (int d = 0; d < 2; d++)

@@ -94,6 +94,10 @@ typedef struct {
                          request head) */
     uint64_t dropped; /* flows retention dropped while the export ran (after
                          it had listed them): not written */
+    uint64_t damaged; /* flows reel repair marked damaged that lost what an
+                         entry needs: all their records, or (all formats but
+                         NDJSON) the request head: not written */
+    uint64_t damaged_first; /* the first of them (0: none) */
 } reel_export_stats_t;
 
 /** Writes the flows of s that match o->filter to out (borrowed), in id
@@ -101,7 +105,10 @@ typedef struct {
  * REEL_CORRUPT (a flow's records cannot be read), REEL_IO (out or a body
  * file cannot be written, or the session was removed meanwhile), with a
  * message. A flow retention drops after the export listed it is left out
- * and counted in stats->dropped, not an error. stats (may be NULL) is filled
+ * and counted in stats->dropped, not an error; a flow known damaged (reel
+ * repair marked it) that lost what its entry needs is left out and counted
+ * in stats->damaged; a listed flow the index has no records of, and no
+ * damage, is REEL_CORRUPT. stats (may be NULL) is filled
  * even on error. */
 reel_rc reel_export(reel_session_t *s, FILE *out, const reel_export_opts_t *o,
                     reel_export_stats_t *stats, reel_err_t *err);

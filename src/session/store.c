@@ -80,6 +80,7 @@ struct reel_store_reader {
     uint64_t queries;          /* statements run to find frames */
     unsigned plan_version;     /* SQLITE_FCNTL_DATA_VERSION it was read at */
     uint64_t last_id;          /* the flow read last (0: none yet) */
+    bool dropped;              /* the last flow's read met a segment retention dropped */
     reel_buf_t comp;           /* scratch: a compressed frame */
     int fd;                    /* -1: none */
     uint32_t fd_seg;
@@ -135,6 +136,10 @@ uint64_t reel_store_reader_frames_read(const reel_store_reader_t *r) {
 
 uint64_t reel_store_reader_queries(const reel_store_reader_t *r) {
     return r->queries;
+}
+
+bool reel_store_reader_dropped(const reel_store_reader_t *r) {
+    return r->dropped;
 }
 
 void reel_store_reader_set_plan_rows(reel_store_reader_t *r, size_t rows) {
@@ -195,6 +200,7 @@ static reel_rc reader_frame(reel_store_reader_t *r, uint64_t id, uint32_t seg, u
         if (r->fd < 0 && errno == ENOENT) {
             switch (reel_session_segment_gone(r->s, seg)) {
             case REEL_SEGMENT_DROPPED:
+                r->dropped = true;
                 return reel_err_set(err, REEL_NOTFOUND,
                                     "flow %llu was dropped by retention while this read it (its "
                                     "records in spool segment %08u.zst are gone)",
@@ -389,6 +395,7 @@ reel_rc reel_store_reader_flow_raw(reel_store_reader_t *r, uint64_t id, reel_rec
     bool next = r->last_id != 0 && id > r->last_id && id - r->last_id <= 2;
     unsigned v;
     r->last_id = id;
+    r->dropped = false;
     bool planned = plan_find(r, id, &a, &b);
     if (!planned && next && plan_current(r, &v)) {
         if ((rc = plan_fill(r, id, err)) != REEL_OK)

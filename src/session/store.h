@@ -2,6 +2,7 @@
 #ifndef REEL_SESSION_STORE_H
 #define REEL_SESSION_STORE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "base/error.h"
@@ -72,6 +73,14 @@ typedef int (*reel_record_raw_cb)(void *ctx, const uint8_t *rec, size_t len);
  * index query for many flows instead of one each. cb must not use r. */
 reel_rc reel_store_reader_flow_raw(reel_store_reader_t *r, uint64_t id, reel_record_raw_cb cb,
                                    void *ctx, reel_err_t *err);
+
+/** true if the last flow r read ended in REEL_NOTFOUND because retention
+ * dropped a segment of its records after the index was read (the retention
+ * table lists the segment); false for every other end, among them the
+ * REEL_NOTFOUND of a flow the index lists no records of (one `reel repair`
+ * kept for its annotations, tags or mark though all its records were lost:
+ * known damage, not retention). */
+bool reel_store_reader_dropped(const reel_store_reader_t *r);
 
 /** Frames r has decompressed so far (tests, benchmarks). */
 uint64_t reel_store_reader_frames_read(const reel_store_reader_t *r);

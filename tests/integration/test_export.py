@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import stat
 import struct
 import subprocess
@@ -1511,6 +1512,80 @@ class LeakedSecrets(unittest.TestCase):
         # nameless cookies are not listed there (HAR names every cookie)
         self.assertEqual(e["request"]["cookies"], [{"name": "sid", "value": "REDACTED"}])
         self.assertEqual(e["response"]["cookies"], [])
+
+
+class ExportDamage(unittest.TestCase):
+    """Flows damage took the records of: export said "1 flow was dropped by
+    retention while the export ran (the session is being recorded with a
+    retention limit)", then "no flow ... matches", exit 0, for a flow whose
+    records a segment cut short had lost (no retention set, nothing
+    recording): every NOTFOUND of a flow's read was taken for retention.
+    Now a flow known damaged is named as damage, and a flow without records
+    and without known damage fails the export."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="reel-export-damage-", dir=TMPBASE)
+        cls.origin = Origin(cls.root)
+        cls.reel = Reel(cls.root, "dmg")
+        # one flow indexed before the next is sent: their records are in
+        # different frames
+        curl(cls.reel, "-o", "/dev/null", cls.origin.url("/100b?first"))
+        cls.reel.wait_flows(1)
+        curl(cls.reel, "-o", "/dev/null", cls.origin.url("/100b?second"))
+        cls.reel.wait_flows(2)
+        assert cls.reel.stop() == 0
+        cls.home = cls.reel.env["REEL_HOME"]
+        # a tag: repair keeps the row of a flow that lost all its records
+        cls.reel.cli("tag", "dmg", "2", "keep")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.origin.stop()
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def copy(self, name):
+        shutil.copytree(os.path.join(self.home, "dmg"), os.path.join(self.home, name))
+        return os.path.join(self.home, name)
+
+    def test_flow_that_lost_its_records_is_named_as_damage(self):
+        d = self.copy("cut")
+        with sqlite3.connect(os.path.join(d, "session.db")) as db:
+            seg, off = db.execute("SELECT segment, min(offset) FROM flow_frames WHERE "
+                                  "flow_id = 2").fetchone()
+            self.assertEqual(db.execute("SELECT count(*) FROM flow_frames WHERE flow_id = 1 "
+                                        "AND (segment, offset) >= (?, ?)", (seg, off))
+                             .fetchone()[0], 0)
+        db.close()
+        os.truncate(os.path.join(d, "spool", "%08d.zst" % seg), off)
+        self.reel.cli("verify", "cut")
+        self.assertIn(b"/100b?second", self.reel.cli("flows", "cut", "~damaged").stdout)
+        for fmt in ("har", "curl", "raw", "ndjson"):
+            for filt in (["~id 2"], []):
+                with self.subTest(fmt=fmt, filt=filt):
+                    r = self.reel.cli("export", "cut", "--format", fmt, *filt)
+                    err = r.stderr.decode()
+                    self.assertNotIn("retention", err)
+                    self.assertNotIn("matches", err)
+                    self.assertIn("reel export: flow 2 not written: damaged, it lost ", err)
+                    self.assertIn("'reel flow cut 2' says what", err)
+                    self.assertEqual(b"/100b?first" in r.stdout, not filt, r.stdout)
+                    self.assertNotIn(b"/100b?second", r.stdout)
+        r = self.reel.cli("export", "cut", "-o", os.path.join(self.root, "cut.har"))
+        self.assertIn(b"exported 1 flow to ", r.stderr)
+        self.assertIn(b"flow 2 not written: damaged", r.stderr)
+
+    def test_flow_without_records_nor_damage_fails(self):
+        d = self.copy("norec")
+        with sqlite3.connect(os.path.join(d, "session.db")) as db:
+            db.execute("DELETE FROM flow_frames WHERE flow_id = 2")
+        db.close()
+        for filt in (["~id 2"], []):
+            r = self.reel.cli("export", "norec", *filt, check=False)
+            self.assertEqual(r.returncode, 1, r.stderr)
+            err = r.stderr.decode()
+            self.assertNotIn("retention", err)
+            self.assertIn("flow 2: the index has no spool records of it, nor damage", err)
 
 
 def parse_raw(t, data):
