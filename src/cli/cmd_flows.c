@@ -297,6 +297,14 @@ int reel_cmd_flows(reel_cli_t *cli, int argc, char **argv) {
     if (reel_query_flows_each(s, &q, list_row, &l, &err) != REEL_OK) {
         json_decref(l.json);
         rc = reel_cli_query_fail(cli, s, &err);
+        /* rows are printed as the index yields them: those before the
+         * failure (a regex that ran into PCRE2's match limit on a later
+         * flow) are out already, and must not pass for the whole answer */
+        if (l.json == NULL && l.rows > 0)
+            fprintf(stderr,
+                    "%s %s: the listing above is incomplete: it stopped at that error (%zu %s "
+                    "listed before it)\n",
+                    cli->prog, cli->cmd, l.rows, l.rows == 1 ? "flow" : "flows");
         goto out;
     }
     if (l.json)

@@ -2063,7 +2063,9 @@ reel_rc reel_export(reel_session_t *s, FILE *out, const reel_export_opts_t *o,
             o->progress(o->progress_ctx, done, total);
     }
     if (step != SQLITE_DONE) {
-        rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
+        rc = reel_filter_regexp_error(sqlite3_errmsg(db))
+                 ? reel_err_set(err, REEL_LIMIT, "%s", sqlite3_errmsg(db))
+                 : reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
         goto out;
     }
     if (o->format == REEL_EXPORT_HAR)

@@ -1013,6 +1013,32 @@ static const char *field_column(field_t fld) {
     return "NULL";
 }
 
+/* What a regex term of field fld matches, as an SQL string literal for
+ * regexp()'s third argument: it names the term in the error of a regex
+ * that fails on a flow (sql_regexp). */
+static const char *field_label(field_t fld) {
+    switch (fld) {
+    case F_HOST:
+        return "'a host regex (~d)'";
+    case F_URL:
+        return "'a URL regex (~u)'";
+    case F_METHOD:
+        return "'a method regex (~m)'";
+    case F_REQ_CTYPE:
+        return "'a request content type regex (~tq)'";
+    case F_RESP_CTYPE:
+        return "'a response content type regex (~ts)'";
+    case F_SRC:
+        return "'a client address regex (~src)'";
+    case F_DST:
+        return "'a server address regex (~dst)'";
+    case F_HEADERS:
+    case F_BODY:
+        break;
+    }
+    return "'a regex'";
+}
+
 /* SQL precedence levels, loosest first. */
 enum { P_OR = 1, P_AND, P_NOT, P_CMP, P_PRIMARY };
 
@@ -1105,18 +1131,20 @@ static reel_rc emit(part_t *pt, reel_buf_t *b, const node_t *n, int need, bool e
     switch (n->kind) {
     case N_REGEX:
         add_text_param(pt, n->value, n->vlen);
-        rc = reel_buf_printf(b, "regexp(?, %s)", field_column(n->field));
+        rc = reel_buf_printf(b, "regexp(?, %s, %s, flows.id)", field_column(n->field),
+                             field_label(n->field));
         break;
     case N_CTYPE:
         add_text_param(pt, n->value, n->vlen);
         add_text_param(pt, n->value, n->vlen);
-        rc = reel_buf_puts(b, "(regexp(?, flows.request_content_type) OR "
-                              "regexp(?, flows.response_content_type))");
+        rc = reel_buf_puts(b, "(regexp(?, flows.request_content_type, 'a content type regex "
+                              "(~t)', flows.id) OR regexp(?, flows.response_content_type, "
+                              "'a content type regex (~t)', flows.id))");
         break;
     case N_COMMENT:
         add_text_param(pt, n->value, n->vlen);
         rc = reel_buf_puts(b, "EXISTS (SELECT 1 FROM annotations a WHERE a.flow_id = flows.id "
-                              "AND regexp(?, a.text))");
+                              "AND regexp(?, a.text, 'a note regex (~comment)', a.flow_id))");
         break;
     case N_CODE:
         add_int_param(pt, n->num);
@@ -1962,6 +1990,16 @@ static reel_rc cache_prepare(const reel_filter_t *f, reel_session_t *s, reel_err
 
 /* The exact SQL's verdict on row id, the spool terms bound to e's
  * verdicts. REEL_DB on failure. */
+/* The failure of a statement running a filter's SQL on db: a regex that
+ * failed on a flow (REEL_LIMIT, its message as regexp() wrote it) or
+ * REEL_DB. */
+static reel_rc sql_err(sqlite3 *db, reel_err_t *err) {
+    const char *msg = sqlite3_errmsg(db);
+    if (reel_filter_regexp_error(msg))
+        return reel_err_set(err, REEL_LIMIT, "%s", msg);
+    return reel_err_set(err, REEL_DB, "filter: %s", msg);
+}
+
 static reel_rc exact_verdict(const reel_filter_t *f, reel_session_t *s, const eval_t *e,
                              uint64_t id, int *match, reel_err_t *err) {
     pass_cache_t *c = f->cache;
@@ -1993,7 +2031,7 @@ static reel_rc exact_verdict(const reel_filter_t *f, reel_session_t *s, const ev
     else if (step == SQLITE_DONE)
         *match = 0;
     else
-        rc = reel_err_set(err, REEL_DB, "filter: %s", sqlite3_errmsg(db));
+        rc = sql_err(db, err);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     return rc;
@@ -2095,7 +2133,7 @@ reel_rc reel_filter_ids(const reel_filter_t *f, reel_session_t *s, int64_t **out
         ids[cnt++] = id;
     }
     if (step != SQLITE_DONE)
-        rc = reel_err_set(err, REEL_DB, "filter: %s", sqlite3_errmsg(db));
+        rc = sql_err(db, err);
 out:
     sqlite3_finalize(st);
     free(sql);
@@ -2190,8 +2228,36 @@ static void rx_cache_free(void *p) {
     free(c);
 }
 
+/* Where the messages of sql_regexp start: reel_filter_regexp_error
+ * tells them from SQLite's own. */
+#define RX_ERR "filter: "
+
+/* The error of a match that failed (m, a PCRE2 error code) into ctx,
+ * naming the term and the flow when the call names them: regexp(pattern,
+ * text, 'a URL regex (~u)', flows.id), as the filter's SQL calls it. */
+static void rx_fail(sqlite3_context *ctx, int argc, sqlite3_value **argv, int m) {
+    PCRE2_UCHAR msg[256];
+    if (pcre2_get_error_message(m, msg, sizeof msg) < 0)
+        snprintf((char *)msg, sizeof msg, "error %d", m);
+    const unsigned char *what = argc >= 4 ? sqlite3_value_text(argv[2]) : NULL;
+    char *e;
+    if (what == NULL)
+        e = reel_asprintf(RX_ERR "regexp: %s", (const char *)msg);
+    else if (m == PCRE2_ERROR_MATCHLIMIT)
+        e = reel_asprintf(RX_ERR "%s ran into PCRE2's match limit (flow %lld)", what,
+                          (long long)sqlite3_value_int64(argv[3]));
+    else
+        e = reel_asprintf(RX_ERR "%s failed on flow %lld: %s", what,
+                          (long long)sqlite3_value_int64(argv[3]), (const char *)msg);
+    sqlite3_result_error(ctx, e, -1);
+    free(e);
+}
+
+bool reel_filter_regexp_error(const char *msg) {
+    return msg != NULL && strncmp(msg, RX_ERR, strlen(RX_ERR)) == 0;
+}
+
 static void sql_regexp(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
-    (void)argc;
     if (sqlite3_value_type(argv[0]) == SQLITE_NULL || sqlite3_value_type(argv[1]) == SQLITE_NULL) {
         sqlite3_result_int(ctx, 0);
         return;
@@ -2212,7 +2278,7 @@ static void sql_regexp(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
             PCRE2_UCHAR msg[256];
             if (pcre2_get_error_message(code, msg, sizeof msg) < 0)
                 snprintf((char *)msg, sizeof msg, "error %d", code);
-            char *e = reel_asprintf("regexp: bad pattern at offset %zu: %s", (size_t)off,
+            char *e = reel_asprintf(RX_ERR "regexp: bad pattern at offset %zu: %s", (size_t)off,
                                     (const char *)msg);
             sqlite3_result_error(ctx, e, -1);
             free(e);
@@ -2242,12 +2308,7 @@ static void sql_regexp(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     if (m >= 0 || m == PCRE2_ERROR_NOMATCH) {
         sqlite3_result_int(ctx, m >= 0);
     } else {
-        PCRE2_UCHAR msg[256];
-        if (pcre2_get_error_message(m, msg, sizeof msg) < 0)
-            snprintf((char *)msg, sizeof msg, "error %d", m);
-        char *e = reel_asprintf("regexp: %s", (const char *)msg);
-        sqlite3_result_error(ctx, e, -1);
-        free(e);
+        rx_fail(ctx, argc, argv, m);
     }
     /* Last: SQLite may free c at once (when argument 0 is not a constant). */
     if (fresh)
@@ -2261,6 +2322,9 @@ reel_rc reel_filter_register(sqlite3 *db, reel_err_t *err) {
 #endif
     int src =
         sqlite3_create_function_v2(db, "regexp", 2, flags, NULL, sql_regexp, NULL, NULL, NULL);
+    if (src == SQLITE_OK) /* regexp(pattern, text, term, flow id): the filter's SQL */
+        src =
+            sqlite3_create_function_v2(db, "regexp", 4, flags, NULL, sql_regexp, NULL, NULL, NULL);
     if (src != SQLITE_OK)
         return reel_err_set(err, REEL_DB, "filter: registering regexp(): %s", sqlite3_errmsg(db));
     return REEL_OK;

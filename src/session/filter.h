@@ -40,6 +40,7 @@
 #define REEL_SESSION_FILTER_H
 
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "base/error.h"
@@ -113,9 +114,17 @@ reel_rc reel_filter_parse_time(const char *s, int64_t *out);
 
 /** Registers regexp(pattern, text) on db (PCRE2, caseless, bytes, JIT where
  * available, a constant pattern compiled once per statement), which also
- * serves "text REGEXP pattern". NULL pattern or text gives 0; a bad pattern
- * or a match past PCRE2's limits is an SQL error. Returns REEL_DB if SQLite
+ * serves "text REGEXP pattern", and regexp(pattern, text, term, flow id),
+ * which the filter's SQL calls: term ('a URL regex (~u)') and flow id name
+ * what failed in the error. NULL pattern or text gives 0; a bad pattern or
+ * a match past PCRE2's limits is an SQL error. Returns REEL_DB if SQLite
  * refuses. Called by reel_index_open. */
 reel_rc reel_filter_register(sqlite3 *db, reel_err_t *err);
+
+/** true if msg, the error message of a statement (sqlite3_errmsg), is one
+ * regexp() raised for a filter's term: a regex that failed on a flow,
+ * "filter: a URL regex (~u) ran into PCRE2's match limit (flow 14)". Such
+ * a message is whole: report it as REEL_LIMIT, without "session.db: ". */
+bool reel_filter_regexp_error(const char *msg);
 
 #endif

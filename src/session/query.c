@@ -15,11 +15,14 @@
 /* ---- errors ---- */
 
 /* The last SQLite error of db as REEL_CORRUPT (the file is damaged) or
- * REEL_DB, "session.db: <message>". */
+ * REEL_DB, "session.db: <message>"; a filter's regex that failed on a flow
+ * as REEL_LIMIT, its message as it is. */
 static reel_rc db_err(sqlite3 *db, reel_err_t *err) {
     int c = sqlite3_errcode(db) & 0xff;
     if (reel_journal_failed(db)) /* not SQLite's "constraint failed" */
         return reel_err_set(err, REEL_IO, "%s", reel_journal_errmsg(db));
+    if (reel_filter_regexp_error(sqlite3_errmsg(db))) /* a filter's regex, not the index */
+        return reel_err_set(err, REEL_LIMIT, "%s", sqlite3_errmsg(db));
     return reel_err_set(err, c == SQLITE_CORRUPT || c == SQLITE_NOTADB ? REEL_CORRUPT : REEL_DB,
                         "session.db: %s", sqlite3_errmsg(db));
 }

@@ -239,6 +239,58 @@ class Filters(unittest.TestCase):
         self.assertIn("~since expects a time at column 8", err)
 
 
+class RegexLimit(unittest.TestCase):
+    """A regex of the index's terms that runs into PCRE2's match limit on
+    one flow (catastrophic backtracking on a long URL) said only
+    "session.db: regexp: match limit exceeded", after the rows before it:
+    neither the term nor the flow, nor that the listing was incomplete.
+    Now it names both, as the body terms' error does."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="reel-filters-rx-", dir=TMPBASE)
+        cls.env = dict(os.environ, REEL_HOME=os.path.join(cls.root, "home"),
+                       XDG_CONFIG_HOME=os.path.join(cls.root, "cfg"))
+        flows = gen_flows()[:3]
+        flows[0]["url"] = "http://www.test/head"  # matches "(a|aa)+[^a]$"
+        flows[1]["url"] = "http://%s.test/long?%s" % ("a" * 60, "a" * 3000)
+        har = os.path.join(cls.root, "rx.har")
+        with open(har, "w") as fh:
+            json.dump(har_of(flows), fh)
+        subprocess.run([REEL, "import", har, "--into", "rx"], env=cls.env, check=True,
+                       capture_output=True, timeout=60)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def run_reel(self, *args):
+        p = subprocess.run([REEL] + list(args), env=self.env, capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(p.returncode, 1, (args, p.stdout, p.stderr))
+        return p.stdout, p.stderr
+
+    def test_term_and_flow_are_named(self):
+        rx = '"(a|aa)+[^a]$"'
+        out, err = self.run_reel("flows", "rx", "~u " + rx)
+        self.assertIn("/head", out)  # flow 1, listed before flow 2 failed
+        self.assertEqual(err, "reel flows: filter: a URL regex (~u) ran into PCRE2's match "
+                              "limit (flow 2)\nreel flows: the listing above is incomplete: it "
+                              "stopped at that error (1 flow listed before it)\n")
+        # a bare word is a URL regex too; JSON prints nothing before
+        out, err = self.run_reel("flows", "--json", "rx", rx)
+        self.assertEqual((out, err), ("", "reel flows: filter: a URL regex (~u) ran into "
+                                          "PCRE2's match limit (flow 2)\n"))
+        for args, term in [(["export", "rx", "~d '(a|aa)+[^a]$'"], "a host regex (~d)"),
+                           (["tag", "rx", "--filter", "~u " + rx, "t"], "a URL regex (~u)"),
+                           (["flows", "rx", "~m GET & ~u " + rx], "a URL regex (~u)")]:
+            with self.subTest(args=args):
+                out, err = self.run_reel(*args)
+                self.assertIn("reel %s: filter: %s ran into PCRE2's match limit (flow 2)\n"
+                              % (args[0], term), err)
+                self.assertNotIn("session.db", err)
+
+
 class BodiesAsShown(unittest.TestCase):
     """Through the real proxy, from an origin whose Content-Encoding lies or
     breaks off: body filters search what `reel flow` shows (the stored bytes

@@ -809,7 +809,9 @@ static void test_sql_and_bind(void **state) {
     (void)state;
     reel_filter_t *f = NULL;
     assert_int_equal(reel_filter_compile("~d some.host & ~c 500", &f, NULL), REEL_OK);
-    assert_string_equal(reel_filter_sql(f), "(regexp(?, flows.host) AND flows.status IS ?)");
+    assert_string_equal(
+        reel_filter_sql(f),
+        "(regexp(?, flows.host, 'a host regex (~d)', flows.id) AND flows.status IS ?)");
     /* The status index drives the query. */
     char *sql =
         reel_asprintf("EXPLAIN QUERY PLAN SELECT id FROM flows WHERE %s", reel_filter_sql(f));
@@ -840,19 +842,23 @@ static void test_sql_and_bind(void **state) {
     /* A bare word is ~u; negations are pushed down to the atoms. */
     assert_int_equal(reel_filter_compile("!(a+ | ~tag x) ~marked", &f, NULL), REEL_OK);
     assert_string_equal(reel_filter_sql(f),
-                        "(NOT regexp(?, flows.url) AND NOT EXISTS (SELECT 1 FROM tags t WHERE "
+                        "(NOT regexp(?, flows.url, 'a URL regex (~u)', flows.id) AND NOT EXISTS "
+                        "(SELECT 1 FROM tags t WHERE "
                         "t.flow_id = flows.id AND t.tag = ?) AND flows.marked = 1)");
     reel_filter_free(f);
     /* Negation normal form, and parentheses only where SQL needs them. */
     assert_int_equal(reel_filter_compile("!(~d ab | ~marked & !~c 1) | ~m x", &f, NULL), REEL_OK);
-    assert_string_equal(reel_filter_sql(f), "((NOT flows.marked = 1 OR flows.status IS ?) AND NOT "
-                                            "regexp(?, flows.host) OR regexp(?, flows.method))");
+    assert_string_equal(reel_filter_sql(f),
+                        "((NOT flows.marked = 1 OR flows.status IS ?) AND NOT "
+                        "regexp(?, flows.host, 'a host regex (~d)', flows.id) OR regexp(?, "
+                        "flows.method, 'a method regex (~m)', flows.id))");
     reel_filter_free(f);
     /* The most deeply nested operand goes first (SQLite's parser stack). */
     const char *deep = "~marked & (~c 500 | ~m post & (~c 3 | ~c 401))";
     assert_int_equal(reel_filter_compile(deep, &f, NULL), REEL_OK);
     assert_string_equal(reel_filter_sql(f),
-                        "(((flows.status IS ? OR flows.status IS ?) AND regexp(?, flows.method) OR "
+                        "(((flows.status IS ? OR flows.status IS ?) AND regexp(?, flows.method, 'a "
+                        "method regex (~m)', flows.id) OR "
                         "flows.status IS ?) AND flows.marked = 1)");
     assert_string_equal(ids(deep), "2,5"); /* parameters follow the new order */
     reel_filter_free(f);
@@ -899,7 +905,7 @@ static void test_regexp_function(void **state) {
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT regexp('a(', 'x')", -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ERROR);
     assert_string_equal(sqlite3_errmsg(db),
-                        "regexp: bad pattern at offset 2: missing closing parenthesis");
+                        "filter: regexp: bad pattern at offset 2: missing closing parenthesis");
     sqlite3_finalize(st);
     /* Catastrophic backtracking hits PCRE2's limit: an error, not a hang. */
     char subject[64];
@@ -907,6 +913,15 @@ static void test_regexp_function(void **state) {
     subject[sizeof subject - 2] = '!';
     subject[sizeof subject - 1] = '\0';
     assert_int_equal(scalar(q, "^(a|a)*$", -1, subject, -1), -100 - SQLITE_ERROR);
+    assert_true(reel_filter_regexp_error(sqlite3_errmsg(db)));
+    /* as the filter's SQL calls it, the error names the term and the flow */
+    assert_int_equal(
+        scalar("SELECT regexp(?1, ?2, 'a URL regex (~u)', 7)", "^(a|a)*$", -1, subject, -1),
+        -100 - SQLITE_ERROR);
+    assert_string_equal(sqlite3_errmsg(db),
+                        "filter: a URL regex (~u) ran into PCRE2's match limit (flow 7)");
+    assert_true(reel_filter_regexp_error(sqlite3_errmsg(db)));
+    assert_false(reel_filter_regexp_error("no such table: flows"));
 }
 
 /* Whatever compiles must prepare and run; whatever fails must say why. */
