@@ -570,7 +570,10 @@ bool reel__tls_client_left(conn_t *c, const char *error) {
                                       "ALPN %s), before it sent a request",
                                       error, v, sni, alpn)
                       : reel_asprintf("the client closed the connection after its TLS handshake "
-                                      "with reel (%s, SNI %s, ALPN %s), before sending a request",
+                                      "with reel (%s, SNI %s, ALPN %s), before sending a request "
+                                      "(a connection opened ahead and not used, as browsers do, "
+                                      "or a client that refused reel's certificate after the "
+                                      "handshake, as certificate pinning does)",
                                       v, sni, alpn);
     reel__finish_tflow(c, why);
     free(why);
