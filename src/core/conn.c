@@ -533,6 +533,11 @@ static void on_conn_timer(uv_timer_t *t) {
                                        "idle_timeout");
             return;
         }
+        /* one that finished it and sent no request is a tls:// flow, as
+         * when it closes (left no flow at all) */
+        if (c->ex.flow == NULL)
+            reel__tls_client_left(c, "the client sent no request within idle_timeout: reel "
+                                     "closed the connection");
         reel__exchange_cut(c, "idle timeout");
         return;
     }

@@ -215,6 +215,36 @@ class TlsRecordTest(unittest.TestCase):
         finally:
             o.close()
 
+    def test_client_that_stays_idle_after_its_handshake(self):
+        """One that completes its handshake and sends nothing until reel's
+        idle_timeout closes the connection (a browser's preconnection that
+        is never used) left no flow at all."""
+        reel = Reel(self.root, "idle", "upstream_trusted_ca=" + self.ca, "idle_timeout=1")
+        o = Origin(self.good)
+        try:
+            s = connect(reel.port)
+            s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % o.port)
+            self.assertTrue(s.recv(1000).startswith(b"HTTP/1.1 200"))
+            t = ssl.create_default_context(cafile=reel.ca).wrap_socket(
+                s, server_hostname="localhost")
+            t.settimeout(10)
+            try:
+                while t.recv(1000):  # reel's session tickets, then its close
+                    pass
+            except (ssl.SSLError, OSError):
+                pass
+            t.close()
+            fl = reel.wait_flows(1, "~u localhost:%d" % o.port, timeout=10)
+            self.assertEqual(len(fl), 1, fl)
+            self.assertEqual(fl[0]["url"], "tls://localhost:%d/" % o.port, fl)
+            self.assertEqual(fl[0]["error"], "the client sent no request within idle_timeout: "
+                             "reel closed the connection, after the client's TLS handshake with "
+                             "reel (TLSv1.3, SNI localhost, ALPN none), before it sent a request",
+                             fl)
+        finally:
+            o.close()
+            self.assertEqual(reel.stop(), 0, reel.log())
+
 
 if __name__ == "__main__":
     main()
