@@ -22,6 +22,10 @@
 #include "session/view.h"
 #include "web/web_int.h"
 
+#ifndef REEL_VERSION /* CMakeLists.txt defines it: the project's version */
+#define REEL_VERSION "0.0.0"
+#endif
+
 /* Most message data put into one flow's detail. */
 #define MSG_DATA_MAX ((size_t)4 * 1024 * 1024)
 /* Default and largest slice of a body one request renders. */
@@ -169,6 +173,8 @@ static json_t *row_json(const reel_query_flow_t *f) {
     json_object_set_new(o, "host", reel_json_text(f->host));
     json_object_set_new(o, "path", reel_json_text(f->path));
     json_object_set_new(o, "scheme", reel_json_text(f->scheme));
+    json_object_set_new(o, "port",
+                        f->port == REEL_QUERY_NULL ? json_null() : json_integer(f->port));
     json_object_set_new(o, "http_version", reel_json_text(f->http_version));
     json_object_set_new(o, "annotations", json_integer(f->annotations));
     json_object_set_new(o, "protocol", json_string(protocol(f)));
@@ -273,9 +279,12 @@ static void api_sessions(call_t *c) {
         free(names[i]);
     }
     free(names);
+    /* rename: refused (403) by a server given SESSION names, which shows
+     * only those: the renamed session would vanish from it */
     send_json(c->rs, 200,
-              json_pack("{s:o, s:b, s:o}", "sessions", arr, "read_only", w->read_only, "live",
-                        w->live ? json_string(w->live) : json_null()));
+              json_pack("{s:o, s:b, s:o, s:b}", "sessions", arr, "read_only", w->read_only, "live",
+                        w->live ? json_string(w->live) : json_null(), "can_rename",
+                        !w->read_only && w->nsessions == 0));
 }
 
 static void api_session(call_t *c, const char *name) {
@@ -1225,6 +1234,11 @@ static void api_note(call_t *c, reel_session_t *s, int64_t id, const char *narg)
         send_json(c->rs, 200, json_pack("{s:I}", "note", (json_int_t)note));
 }
 
+static int cmp_id(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
 /* {"ids": [...]} or {"filter": "..."} from the body into t (both: 400);
  * ids owned by *ids. -1 after sending the error. */
 static int target(call_t *c, reel_query_target_t *t, int64_t **ids) {
@@ -1251,8 +1265,14 @@ static int target(call_t *c, reel_query_target_t *t, int64_t **ids) {
             }
             (*ids)[i] = json_integer_value(v);
         }
+        /* each flow once: [1, 1, 1] is one flow, and "matched" counts flows */
+        qsort(*ids, n, sizeof **ids, cmp_id);
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            if (k == 0 || (*ids)[k - 1] != (*ids)[i])
+                (*ids)[k++] = (*ids)[i];
         t->ids = *ids;
-        t->n = n;
+        t->n = k;
         return 0;
     }
     if (!json_is_string(f)) {
@@ -1404,6 +1424,15 @@ static void config_changed(call_t *c, reel_session_t *s, const char *key, const 
         json_t *jn = json_string(note);
         json_object_set_new(o, "note", jn ? jn : json_string("the running proxy keeps its value"));
         free(note);
+    } else if (pid && strncmp(key, "redact_", 7) != 0 && !reel_option_is_hot(key)) {
+        /* as `reel config S set` says it (redact_*: read by reel export, not
+         * by the proxy, so nothing waits for a start) */
+        char *note = reel_asprintf("%s applies at the next start: the proxy recording into '%s' "
+                                   "(pid %ld) keeps its current value until then",
+                                   key, reel_session_name(s), pid);
+        json_t *jn = json_string(note);
+        json_object_set_new(o, "note", jn ? jn : json_string("applies at the next start"));
+        free(note);
     }
     send_json(c->rs, 200, o);
     reel_config_free(cfg);
@@ -1502,17 +1531,17 @@ static void api_export(call_t *c, reel_session_t *s) {
         reel__web_error(c->rs, 400, "give ids or filter, not both");
         goto out;
     }
-    if (ids && ids[0]) { /* a selection: "~id 3 | ~id 7 ..." */
-        size_t n = 0;
-        for (char *p = ids; *p; n++) {
-            char *end;
+    if (ids) { /* a selection: "~id 3 | ~id 7 ..."; ids= (none) is no selection: 400 */
+        char *p = ids, *end = NULL;
+        for (size_t n = 0;; n++, p = end + 1) {
             long long v = strtoll(p, &end, 10);
             if (end == p || v <= 0 || (*end && *end != ',') || n >= IDS_MAX) {
-                reel__web_error(c->rs, 400, "ids: up to %d comma-separated flow ids", IDS_MAX);
+                reel__web_error(c->rs, 400, "ids: 1 to %d comma-separated flow ids", IDS_MAX);
                 goto out;
             }
             reel_buf_printf(&fb, "%s~id %lld", n ? " | " : "", v);
-            p = *end ? end + 1 : end;
+            if (*end == '\0')
+                break;
         }
     } else if (filter) {
         reel_buf_puts(&fb, filter);
@@ -1523,7 +1552,7 @@ static void api_export(call_t *c, reel_session_t *s) {
     }
     reel_export_opts_t o = {.format = (reel_export_format)format,
                             .filter = fb.len ? (const char *)fb.data : NULL,
-                            .creator_version = "reel web"};
+                            .creator_version = REEL_VERSION};
     reel_export_stats_t st;
     reel_err_t err;
     reel_err_clear(&err);

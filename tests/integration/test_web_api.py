@@ -607,6 +607,19 @@ class WebApi(unittest.TestCase):
         self.assertEqual([x["id"] for x in f], [3])
         self.c.json("POST", "/api/sessions/s1/marks", {"ids": [3], "mark": False})
 
+    def test_repeated_ids_count_once(self):
+        """"matched" counts flows: an id given three times is one flow (it
+        said 3), for tags and marks alike."""
+        try:
+            r = self.c.json("POST", "/api/sessions/s1/tags", {"ids": [1, 1, 1], "tags": ["dup", "dup"]})
+            self.assertEqual((r["matched"], r["changed"]), (1, 1))
+            r = self.c.json("POST", "/api/sessions/s1/marks", {"ids": [2, 1, 2, 1], "mark": True})
+            self.assertEqual((r["matched"], r["changed"]), (2, 2))
+            self.assertEqual(self.flows_where("~tag dup"), [1])
+        finally:
+            self.c.json("POST", "/api/sessions/s1/tags", {"ids": [1], "tags": ["dup"], "remove": True})
+            self.c.json("POST", "/api/sessions/s1/marks", {"ids": [1, 2], "mark": False})
+
     def flows_where(self, flt):
         return [x["id"] for x in json.loads(
             run([REEL, "flows", "s1", "--json", flt], env=self.env).stdout)]
@@ -783,6 +796,16 @@ class WebApi(unittest.TestCase):
         self.assertEqual(len(data.strip().split(b"\n")), 1)
         st, _, _ = self.c.req("GET", "/api/sessions/s1/export?format=zip")
         self.assertEqual(st, 400)
+        # the HAR names reel's version, as `reel export` writes it (it said "reel web")
+        cli = json.loads(run([REEL, "export", "--format", "har", "s1", "~id 1"], env=self.env).stdout)
+        self.assertEqual(har["log"]["creator"], cli["log"]["creator"])
+        self.assertRegex(har["log"]["creator"]["version"], r"^\d+\.\d+\.\d+")
+        # an empty or broken selection is a 400, never the whole session
+        # (ids= exported every flow)
+        for ids in ("", "1,", ",1", "1,,2", "0", "a"):
+            st, _, data = self.c.req("GET", "/api/sessions/s1/export?format=ndjson&ids=" + ids)
+            self.assertEqual(st, 400, ids)
+            self.assertIn("comma-separated flow ids", json.loads(data)["error"])
 
     def test_tickets_expire_and_are_bounded(self):
         """A ticket lapses after REEL_WEB_TICKET_TTL (60 s by default) unused,
@@ -843,6 +866,21 @@ class WebApi(unittest.TestCase):
                 self.assertIn("read-only", json.loads(data)["error"])
             st, _, _ = ro.req("DELETE", "/api/sessions/s1/flows/1/notes/1")
             self.assertEqual(st, 403)
+        finally:
+            p.send_signal(signal.SIGTERM)
+            self.assertEqual(p.wait(10), 0)
+            p.stdout.close()
+            p.stderr.close()
+        # a server given SESSION names refuses a rename (the session would
+        # vanish from it), and says so up front: the page offers no Rename
+        self.assertTrue(self.c.json("GET", "/api/sessions")["can_rename"])
+        p, port, _, tok = start_web(self.env, "s1", "tmpsess")
+        try:
+            given = Client(port, tok)
+            self.assertFalse(given.json("GET", "/api/sessions")["can_rename"])
+            st, _, data = given.req("POST", "/api/sessions/tmpsess/rename", {"name": "tmp3"})
+            self.assertEqual(st, 403)
+            self.assertIn("only the sessions it was given", json.loads(data)["error"])
         finally:
             p.send_signal(signal.SIGTERM)
             self.assertEqual(p.wait(10), 0)
@@ -1565,6 +1603,16 @@ class WebConfigOfARunningProxy(unittest.TestCase):
             self.assertNotIn("note", r)
             r = c.json("POST", "/api/sessions/cfg/config", {"name": "body_limit", "value": None})
             self.assertEqual((r["value"], r["layer"]), (None, "default"))
+            # an option the proxy reads only when it starts: the answer says
+            # so, as `reel config S set` does (it said nothing), set or unset
+            for v in ("3", None):
+                r = c.json("POST", "/api/sessions/cfg/config", {"name": "zstd_level", "value": v})
+                self.assertIn("zstd_level applies at the next start: the proxy recording into "
+                              "'cfg' (pid %d) keeps its current value" % r["recording_pid"], r["note"])
+            # ... and redact_* (read by reel export) has nothing to wait for
+            r = c.json("POST", "/api/sessions/cfg/config",
+                       {"name": "redact_headers", "value": "x-secret"})
+            self.assertNotIn("note", r)
         finally:
             p.send_signal(signal.SIGINT)
             self.assertEqual(p.wait(15), 0)
