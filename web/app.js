@@ -149,6 +149,7 @@ const state = {
   ends: null,       // the list's first and last sort values (listEnds), for the slider
   dragging: false,  // the position slider is held
   missing: false,   // the API answered 404 for the session: nothing more is asked of it
+  listError: false, // the list's first page failed (bad filter, stale token): no count shown
 };
 
 // ---------------------------------------------------------------- routing
@@ -184,6 +185,10 @@ function setSession(name) {
   state.selected = -1;
   state.missing = false;
   if (state.events) { state.events.close(); state.events = null; }
+  // the old session's list requests and pending refresh are dropped: left
+  // for the sessions page, they asked for /api/sessions/null/... (404)
+  newQuery();
+  if (state.refreshTimer) { clearTimeout(state.refreshTimer); state.refreshTimer = null; }
   $('session-name').textContent = name || '';
   for (const id of ['nav-flows', 'nav-config']) $(id).hidden = !name;
   if (name) {
@@ -246,8 +251,10 @@ async function showSessions() {
           showSessions();
         } catch (e) { status(e.message, true); }
       });
+      // a server given SESSION names refuses a rename (the session would
+      // vanish from it): not offered
       actions.append(
-        el('button', { type: 'button', text: 'Rename…', onclick: () => { renameForm.hidden = !renameForm.hidden; } }),
+        info.can_rename ? el('button', { type: 'button', text: 'Rename…', onclick: () => { renameForm.hidden = !renameForm.hidden; } }) : null,
         el('button', { type: 'button', text: 'Delete…', onclick: () => { delForm.hidden = !delForm.hidden; } }),
         renameForm, delForm);
     }
@@ -288,7 +295,7 @@ function cellText(c, r) {
     case 'id': return r.id;
     case 'time': return fmtTime(r.start_us).slice(11);
     case 'method': return r.method || (r.kind === 'tunnel' ? r.protocol : '');
-    case 'host': return r.host || '';
+    case 'host': return hostPort(r);
     case 'path': return r.path || '';
     case 'status': return r.error && r.status === null ? 'error' : (r.status ?? '');
     case 'type': return shortType(r.response_content_type);
@@ -301,6 +308,16 @@ function cellText(c, r) {
     case 'notes': return r.annotations || '';
     default: return '';
   }
+}
+
+// The Host column: host:port when the port is not the scheme's own (two
+// servers on one address looked the same), as mitmweb shows it.
+const DEFAULT_PORT = { http: 80, https: 443, ws: 80, wss: 443, tls: 443 };
+
+function hostPort(r) {
+  const h = r.host || '';
+  if (!h || r.port === null || r.port === undefined || DEFAULT_PORT[r.scheme] === r.port) return h;
+  return (h.includes(':') ? '[' + h + ']' : h) + ':' + r.port;
 }
 
 function buildHeader() {
@@ -368,7 +385,7 @@ function setRows() {
 }
 
 function countText() {
-  if (state.missing) return '';
+  if (state.missing || state.listError) return '';
   if (state.count === null) {
     const n = state.rows.length;
     return state.atStart && state.atEnd ? (n === 1 ? '1 flow' : n.toLocaleString() + ' flows') : '';
@@ -403,6 +420,7 @@ async function resetList(last) {
   state.loading = null;
   state.stalled = false;
   state.count = null;
+  state.listError = false;
   state.selected = -1;
   // asked before the page is touched: setting scrollTop lays the page out
   // (the first time, tens of ms), while the answer is on its way
@@ -420,6 +438,7 @@ async function resetList(last) {
     setRows();
   } catch (e) {
     if (gen !== state.gen) return;
+    state.listError = true; // no rows because of the error: not "0 flows"
     if (noSession(e)) sessionMissing();
     else if (e.status === 400) showFilterError(e); else status(e.message, true);
     layout();
@@ -511,7 +530,7 @@ async function jumpTo(cursor, sel) {
   newQuery();
   const gen = state.gen;
   Object.assign(state, { pages: [], rows: [], atStart: false, atEnd: false, loading: null,
-    stalled: false, selected: -1 });
+    stalled: false, selected: -1, listError: false });
   let p;
   try {
     p = await fetchPage(cursor, true);
@@ -557,7 +576,8 @@ async function jumpToPosition(v) {
 }
 
 // "Go to" flow n: its row (by ~id, whatever the filter), then the list from
-// just before it; told when the filter leaves it out.
+// just before it, and the flow opened; told when the filter leaves it out
+// (the list shows where it would be, the detail shows it).
 async function goToFlow(n) {
   let r;
   try {
@@ -567,7 +587,8 @@ async function goToFlow(n) {
   if (!row) { status('there is no flow ' + n, true); return; }
   await jumpTo(cursorBefore(row), n);
   if (!state.rows.some((x) => x.id === n)) status('flow ' + n + ' does not match the filter: the list shows where it would be');
-  else { status(''); location.hash = '#/s/' + enc(state.session) + '/flow/' + n; }
+  else status('');
+  location.hash = '#/s/' + enc(state.session) + '/flow/' + n;
 }
 
 // Keeps the slider where the first row shown is (once the ends are known).
@@ -583,16 +604,30 @@ function showPosition() {
   pos.value = Math.round(Math.min(1, Math.max(0, f)) * POS_MAX);
 }
 
+// The API's column is 1-based in the filter's UTF-8 bytes: the characters
+// before it, as code points (one caret cell each) and as the UTF-16 index
+// the input's selection takes, and the UTF-16 length of the character there.
+function filterColumn(f, col) {
+  let bytes = 0, cells = 0, index = 0;
+  for (const ch of f) {
+    if (bytes >= col - 1) return { cells, index, len: ch.length };
+    bytes += new TextEncoder().encode(ch).length;
+    cells++;
+    index += ch.length;
+  }
+  return { cells, index, len: 1 }; // at the end of the filter
+}
+
 function showFilterError(e) {
   const box = $('filter-error');
   box.replaceChildren();
   if (e.body && e.body.column) {
-    const col = e.body.column;
     const f = state.filter;
+    const at = filterColumn(f, e.body.column);
     box.append(el('div', { class: 'mono' }, f),
-      el('div', { class: 'mono caret', text: ' '.repeat(Math.max(0, col - 1)) + '^' }));
+      el('div', { class: 'mono caret', text: ' '.repeat(at.cells) + '^' }));
     $('filter').focus();
-    try { $('filter').setSelectionRange(col - 1, col); } catch (x) { /* ignore */ }
+    try { $('filter').setSelectionRange(at.index, at.index + at.len); } catch (x) { /* ignore */ }
   }
   box.append(el('div', { text: e.message }));
   box.hidden = false;
@@ -1349,15 +1384,18 @@ async function showConfig() {
       err.textContent = '';
       try {
         const r = await api(sessPath(state.session) + '/config', { method: 'POST', body: { name: o.name, value } });
-        if (o.layer === 'cli') {
+        // what GET now shows: an unset falls back to the user file's value,
+        // not always the default
+        input.value = r.effective;
+        layer.textContent = r.layer;
+        layer.className = 'layer ' + r.layer;
+        if (r.layer === 'cli') {
           // the running proxy's --set (or listen address) beats the overlay until it stops
-          status(o.name + (r.value === null ? ' unset' : ' = ' + r.value) + ' in the overlay; the proxy keeps ' + o.value + ' (its command line) until it stops');
-          input.value = o.value;
+          status(o.name + (r.value === null ? ' unset' : ' = ' + r.value) + ' in the overlay; the proxy keeps ' + r.effective + ' (its command line) until it stops');
           return;
         }
-        input.value = r.value ?? o.default;
-        layer.textContent = r.value === null ? 'default' : 'session';
-        status(o.name + (r.value === null ? ' unset' : ' = ' + r.value));
+        // an option the running proxy reads only when it starts says so
+        status(o.name + (r.value === null ? ' unset' : ' = ' + r.value) + (r.note ? '; ' + r.note : ''));
       } catch (e) { err.textContent = e.message; input.setAttribute('aria-invalid', 'true'); }
     };
     const form = el('form', { class: 'inline' }, el('label', { for: 'cfg-' + o.name, class: 'sr', text: o.name }), input,

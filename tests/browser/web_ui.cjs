@@ -72,6 +72,15 @@ async function main() {
     await page.waitForSelector("#filter-error:not([hidden])", { timeout: T });
     res.filter_error = await page.textContent("#filter-error");
     res.filter_caret = await page.$$eval("#filter-error .caret", (c) => c.map((x) => x.textContent));
+    // no rows because of the error: no count either (it said "0 flows")
+    res.filter_error_count = await page.textContent("#count");
+    // the API's column counts UTF-8 bytes: the caret and the selection are
+    // on the character there, not one right of it per 2-byte "é"
+    await page.fill("#filter", "~u café ~c x");
+    await page.keyboard.press("Enter");
+    await page.waitForFunction(() => /~c expects/.test(document.getElementById("filter-error").textContent), null, { timeout: T });
+    res.utf8_caret = await page.textContent("#filter-error .caret");
+    res.utf8_selection = await page.$eval("#filter", (f) => [f.selectionStart, f.selectionEnd]);
     await page.fill("#filter", "");
     await page.keyboard.press("Enter");
     await page.waitForFunction((n) => document.querySelectorAll(".row[data-id]").length >= n,
@@ -178,6 +187,22 @@ async function main() {
     await page.waitForFunction(() => document.getElementById("status").textContent.includes("listen_port ="), null, { timeout: T });
     res.listen_status = await page.textContent("#status");
     res.listen_after = await page.inputValue("#cfg-listen_port");
+    // Unset falls back to the user file's value (config.yaml has
+    // upstream_timeout: 61), which the row then shows with its layer
+    await page.fill("#cfg-upstream_timeout", "70");
+    await page.press("#cfg-upstream_timeout", "Enter");
+    await page.waitForFunction(() => document.getElementById("status").textContent.includes("upstream_timeout = 70"), null, { timeout: T });
+    const utRow = (sel) => page.$eval("#cfg-upstream_timeout", (i, s) => i.closest("tr").querySelector(s).textContent, sel);
+    res.set_layer = await utRow("td.layer");
+    await page.$eval("#cfg-upstream_timeout", (i) => i.closest("tr").querySelector("button:not([type=submit])").click());
+    await page.waitForFunction(() => document.getElementById("status").textContent.includes("upstream_timeout unset"), null, { timeout: T });
+    res.unset_value = await page.inputValue("#cfg-upstream_timeout");
+    res.unset_layer = await utRow("td.layer");
+    // an option the proxy reads only when it starts says so
+    await page.fill("#cfg-zstd_level", "3");
+    await page.press("#cfg-zstd_level", "Enter");
+    await page.waitForFunction(() => document.getElementById("status").textContent.includes("zstd_level = 3"), null, { timeout: T });
+    res.zstd_status = await page.textContent("#status");
 
     step("sessions");
     await page.click("#nav-sessions");
