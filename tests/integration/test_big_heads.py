@@ -19,12 +19,11 @@ import os
 import re
 import shutil
 import socket
-import sys
 import tempfile
 import threading
 import unittest
 
-from proxyenv import REEL, TMPBASE, Reel, main, raw, run
+from proxyenv import REEL, TMPBASE, Reel, main, raw, run, stop_class
 
 FIELD = 60000  # each big field: under Python's and curl's own line limits
 
@@ -89,12 +88,7 @@ class BigHeads(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        code = cls.reel.stop()
-        cls.origin.stop()
-        if code != 0:
-            print(cls.reel.log(), file=sys.stderr)
-        assert code == 0, "reel record exited %d on SIGINT" % code
-        shutil.rmtree(cls.root, ignore_errors=True)
+        stop_class(cls)
 
     def one_flow(self, path):
         flows = self.reel.wait_flows(1, "~u %s$" % path)
