@@ -25,6 +25,7 @@ import subprocess
 import tempfile
 import time
 import unittest
+import uuid
 
 from proxyenv import REEL, TMPBASE, main, run
 
@@ -278,16 +279,20 @@ class ImportInterrupted(unittest.TestCase):
                      for _ in range(ENTRY_BODY * 4))
 
         def make_mitm(size):
+            # One test flow written over and over, what tflow() would make
+            # different (its three ids, each a uuid4) made anew for each: a
+            # tflow() per flow was a third of this test's time
             with open(self.big, "wb") as f:
                 w = mio.FlowWriter(f)
+                fl = tflow.tflow(resp=True)
+                fl.request.host = "big.test"
                 for i in range(size):
-                    fl = tflow.tflow(resp=True)
-                    fl.request.host = "big.test"
+                    fl.id, fl.client_conn.id, fl.server_conn.id = (str(uuid.uuid4())
+                                                                   for _ in range(3))
                     fl.request.path = "/item/%d" % i
                     fl.response.content = pool[(i * 7919) % (ENTRY_BODY * 3):][:ENTRY_BODY]
-                    if i % 100 == 0:
-                        fl.comment = "note %d" % i
-                        fl.marked = ":default:"
+                    fl.comment = "note %d" % i if i % 100 == 0 else ""
+                    fl.marked = ":default:" if i % 100 == 0 else ""
                     w.add(fl)
             self.n = size
         self.big = os.path.join(self.root, "big.mitm")  # this test's own, not the class's
