@@ -189,9 +189,15 @@ class Interrupted(unittest.TestCase):
 
     def test_compact_killed(self):
         name = "ck"
-        self.copy(name)
-        hit = self.kill_when(["compact", name], name, self.index_gone)
-        self.assertTrue(hit, "compact ended before its rebuild was seen")
+        # the window (a rebuild of 1,200 flows) is short: a loaded machine
+        # can let compact finish unseen (once in CI-like runs), so it is
+        # tried again on a fresh copy, up to three times
+        for _ in range(3):
+            self.copy(name)
+            hit = self.kill_when(["compact", name], name, self.index_gone)
+            if hit:
+                break
+        self.assertTrue(hit, "compact ended before its rebuild was seen, three times")
         self.check_whole(name, True)
 
     def test_readers_during_repair(self):
