@@ -1147,8 +1147,17 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
     if (f->hd.type == NGHTTP2_GOAWAY && f->goaway.error_code != NGHTTP2_NO_ERROR &&
         !h->goaway_reported) {
         h->goaway_reported = true;
-        /* nghttp2 puts its reason in the GOAWAY's debug data */
-        if (f->goaway.opaque_data_len)
+        /* nghttp2 puts its reason in the GOAWAY's debug data; that of a
+         * response's DATA before its head, which nghttp2 takes for the
+         * connection's error (a stream reel opened is not "opened" to it
+         * until a head came), in the words of the rule it broke */
+        static const char not_opened[] = "DATA: stream not opened";
+        if (h->role == REEL_H2_CLIENT && f->goaway.opaque_data_len == sizeof not_opened - 1 &&
+            memcmp(f->goaway.opaque_data, not_opened, sizeof not_opened - 1) == 0)
+            snprintf(h->errbuf, sizeof h->errbuf,
+                     "HTTP/2 protocol error (a response's DATA before its head (RFC 9113 8.1)), "
+                     "GOAWAY sent");
+        else if (f->goaway.opaque_data_len)
             snprintf(h->errbuf, sizeof h->errbuf, "HTTP/2 protocol error (%.*s), GOAWAY sent",
                      (int)(f->goaway.opaque_data_len < 100 ? f->goaway.opaque_data_len : 100),
                      (const char *)f->goaway.opaque_data);

@@ -517,6 +517,12 @@ static void sess_event(h2sess_t *s, const reel_codec_event_t *ev) {
                  * goes elsewhere); else cut short by the GOAWAY */
                 bool cut_short = k->sid && !k->resp_end;
                 lane_unbind(k);
+                /* the origin may have processed it (nothing says it did
+                 * not, as a GOAWAY of its own would): never sent again,
+                 * RFC 9113 8.7 (a GET answered with DATA before its head
+                 * went to the origin twice) */
+                if (cut_short && !k->ended)
+                    k->processed = true;
                 ulane_end(k, cut_short ? s->error : NULL);
                 lane_pending(s, k);
             }

@@ -301,7 +301,7 @@ class H2Origin:
             return "stay"
         elif path.split("?")[0] in ("/t/rst-head", "/t/rst-with-head", "/t/cl-short", "/t/cl-long",
                                     "/t/upper", "/t/no-status", "/t/interim-end",
-                                    "/t/open-trailers", "/t/data-first"):
+                                    "/t/open-trailers", "/t/data-first", "/t/data-no-head"):
             # frames by hand: python3-h2 refuses to send what is malformed
             # (its encoder, shared, keeps HPACK in step)
             def frame(ftype, flags, payload):
@@ -330,6 +330,8 @@ class H2Origin:
             elif path == "/t/open-trailers":
                 s.sendall(frame(1, 4, conn.encoder.encode([(":status", "200")])) +
                           frame(0, 0, b"abc") + frame(1, 4, conn.encoder.encode([("x-t", "1")])))
+            elif path == "/t/data-no-head":
+                s.sendall(frame(0, 0, b"hello"))
             elif path == "/t/data-first":
                 s.sendall(frame(1, 4, conn.encoder.encode([(":status", "103")])) +
                           frame(0, 1, b"abc"))
@@ -609,6 +611,22 @@ class Http2UpstreamTest(unittest.TestCase):
                 self.assertNotIn("Violation", f["error"])
                 if path != "/t/open-trailers":  # its head went on: 200, then a reset
                     self.assertEqual(out, "2 502\n")
+
+    def test_d4c_data_before_any_head_is_not_sent_again(self):
+        # nghttp2 takes a response's DATA before any HEADERS for an error of
+        # the whole connection: reel's GOAWAY ended the stream, and the GET
+        # went to the origin again on a new connection, as if unanswered,
+        # its error in nghttp2's words ("DATA: stream not opened")
+        self.curl_h2(self.url("/t/plain?warm"))
+        before = sum(1 for r in self.origin.requests if r["headers"][":path"] == "/t/data-no-head")
+        self.assertEqual(self.curl_h2_any(self.url("/t/data-no-head")), "2 502\n")
+        f = self.flows_for("/t/data-no-head")[0]
+        self.assertIn("a response's DATA before its head (RFC 9113 8.1)", f["error"])
+        self.assertNotIn("retried", f["error"])
+        time.sleep(0.3)
+        sent = sum(1 for r in self.origin.requests
+                   if r["headers"][":path"] == "/t/data-no-head") - before
+        self.assertEqual(sent, 1)
 
     def test_d5_refused_stream_says_so(self):
         # RST_STREAM REFUSED_STREAM: the 502 said "upstream closed the
