@@ -83,6 +83,22 @@ static void config_rules(reel_session_t *s, reel_redact_t *r) {
     reel_config_free(c);
 }
 
+/* Where -o FILE is written when realpath cannot say (FILE, or the path a
+ * symbolic link names that does not exist yet, which is made, as a
+ * shell's > makes it, rather than the link replaced); malloc'd. */
+static char *link_target(const char *output) {
+    char buf[4096];
+    ssize_t n = readlink(output, buf, sizeof buf - 1);
+    if (n <= 0 || (size_t)n >= sizeof buf - 1)
+        return reel_strdup(output);
+    buf[n] = '\0';
+    if (buf[0] == '/')
+        return reel_strdup(buf);
+    const char *slash = strrchr(output, '/');
+    if (slash == NULL)
+        return reel_strdup(buf);
+    return reel_asprintf("%.*s/%s", (int)(slash - output), output, buf);
+}
 int reel_cmd_export(reel_cli_t *cli, int argc, char **argv) {
     enum { OPT_REDACT = 0x2001, OPT_BODIES };
     static const struct option opts[] = {{"format", required_argument, NULL, 'f'},
@@ -169,7 +185,7 @@ int reel_cmd_export(reel_cli_t *cli, int argc, char **argv) {
          * name; beside the file a symbolic link names, which stays a link */
         target = realpath(output, NULL);
         if (target == NULL)
-            target = reel_strdup(output);
+            target = link_target(output);
         tmp = reel_asprintf("%s.part", target);
         out = fopen(tmp, "wb");
         if (out == NULL) {

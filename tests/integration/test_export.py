@@ -207,6 +207,15 @@ class Export(unittest.TestCase):
         self.assertTrue(os.path.islink(link))
         with open(real, "rb") as f:
             self.assertEqual(f.read(), got[0])
+        # also one that names a file not made yet (relative to the link's
+        # directory), as a shell's > makes it: the link was replaced
+        os.makedirs(os.path.join(self.root, "sub"))
+        dangling = os.path.join(self.root, "dangling.ndjson")
+        os.symlink("sub/made.ndjson", dangling)
+        self.export("--format", "ndjson", "-o", dangling)
+        self.assertTrue(os.path.islink(dangling))
+        with open(os.path.join(self.root, "sub", "made.ndjson"), "rb") as f:
+            self.assertEqual(f.read(), got[0])
 
     def test_bad_usage(self):
         r = self.reel.cli("export", "exp", "--format", "xml", check=False)
