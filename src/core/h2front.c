@@ -1178,17 +1178,24 @@ static void stream_end_fin(h2front_t *fr, h2s_t *s, const char *why, const char 
     s->fin = NULL;
     stream_free(fr, s);
     char *msg = NULL;
+    /* "proxy shut down before the flow ended" says "before" once: the
+     * clause below says what the flow's end was before */
+    static const char ended[] = " before the flow ended";
+    size_t wl = strlen(why);
+    if (wl > sizeof ended - 1 && strcmp(why + wl - (sizeof ended - 1), ended) == 0)
+        wl -= sizeof ended - 1;
     if (cut) {
         /* cut short by the origin, while reel still sent what it held */
-        msg = reel_asprintf("%s; then %s before %s received the whole response (%zu bytes of the "
-                            "response were still queued in reel for the HTTP/2 stream, not sent)",
-                            cut, why, who, unsent);
+        msg = reel_asprintf("%s; then %.*s before %s received the whole response (%zu bytes of "
+                            "the response were still queued in reel for the HTTP/2 stream, not "
+                            "sent)",
+                            cut, (int)wl, why, who, unsent);
         STAT_ADD(fr->c->p, errors, 1);
         free(cut);
     } else if (unsent) {
-        msg = reel_asprintf("%s before %s received the whole %s: the last %zu bytes of the %s "
+        msg = reel_asprintf("%.*s before %s received the whole %s: the last %zu bytes of the %s "
                             "were not sent",
-                            why, who,
+                            (int)wl, why, who,
                             ws       ? "WebSocket"
                             : tunnel ? "tunnel"
                                      : "response",

@@ -384,6 +384,29 @@ class EarlyAnswerTest(unittest.TestCase):
                          r"response \(%d bytes of the response were still queued in reel for the "
                          r"HTTP/2 stream, not sent\)$" % CUT_SENT)
 
+    def test_shutdown_while_reel_holds_a_response(self):
+        # reel stops while it holds what a client with a shut window has
+        # not taken: the flows say so once ("proxy shut down before the
+        # flow ended before the client received..." said "before" twice)
+        reel = Reel(self.root, "h2stop")
+        c = H2C(reel.port)
+        try:
+            c.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+            c.flush()
+            c.request("GET", "127.0.0.1:%d" % self.o200.port, "/swhole")
+            c.request("GET", "127.0.0.1:%d" % self.ostuck.port, "/scut")
+            time.sleep(0.6)  # the answer came, and the cut at 0.2 s
+        finally:
+            self.assertEqual(reel.stop(), 0, reel.log())
+            c.close()
+        f = {x["url"].rsplit("/", 1)[1]: x for x in reel.flows()}
+        self.assertEqual(f["swhole"]["error"], "proxy shut down before the client received the "
+                         "whole response: the last 3 bytes of the body were not sent")
+        self.assertRegex(f["scut"]["error"], r"^response cut short: .+; then proxy shut down "
+                         r"before the client received the whole response \(%d bytes of the "
+                         r"response were still queued in reel for the HTTP/2 stream, not sent\)$"
+                         % CUT_SENT)
+
     def test_h2_origin_answers_and_resets_no_error(self):
         self.check_h2_client("localhost:%d" % self.h2c.port, "/eh2", b"413", b"big\n")
         f = self.the_flow("/eh2")[1]
