@@ -123,7 +123,8 @@ void reel__conn_process(conn_t *c) {
          * response to wait for (ev_eof ended the flow with why) */
         if (c->state == C_SNIFF || (c->state == C_HEAD && c->ex.flow == NULL)) {
             char *why = reel_asprintf("client connection error: %s", cl->error);
-            if (!reel__tls_client_left(c, why) && c->state == C_SNIFF)
+            if (!reel__head_abandoned(c, why) && !reel__tls_client_left(c, why) &&
+                c->state == C_SNIFF)
                 tunnel_abandoned(c, why);
             free(why);
         }
@@ -172,7 +173,8 @@ void reel__conn_client_ended(conn_t *c) {
             cl->close_when_flushed = true;
             reel__peer_read_stop(cl);
         } else if (c->state == C_HEAD && c->ex.flow == NULL) {
-            reel__tls_client_left(c, NULL);
+            if (!reel__head_abandoned(c, NULL))
+                reel__tls_client_left(c, NULL);
             reel__conn_close(c);
         } else if (c->state == C_REQ_BODY && c->ex.resp_done && !c->ex.upgrade) {
             /* The final response came before the body (an early 413, a

@@ -497,6 +497,10 @@ void reel__fail_exchange(conn_t *c, int status, const char *reason);
 void reel__record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme, const char *host,
                           int port, const char *target);
 void reel__record_rejected(conn_t *c);
+/* A client that left (error: how, NULL for a close) in the middle of a
+ * request head: what came of it is a flow, ended with why; false if
+ * nothing of a head had come (then nothing is recorded). */
+bool reel__head_abandoned(conn_t *c, const char *error);
 /* Frees c->connect_head (NULL after); fine when there is none. */
 void reel__connect_head_drop(conn_t *c);
 void reel__req_process(conn_t *c);

@@ -703,6 +703,23 @@ void reel__record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme
 /* Records a flow for a request that failed before its head was complete
  * (a 400 or 431 from the parser, a head timeout), with what the parser
  * had of it: method, target (maybe cut short) and the fields read so far. */
+bool reel__head_abandoned(conn_t *c, const char *error) {
+    reel_h1_head_t ph;
+    if (c->state != C_HEAD || c->ex.flow || !c->ex.head_started ||
+        !reel_h1_partial_head(reel_h1_codec_parser(c->reqc), &ph) || ph.method_len == 0)
+        return false; /* nothing but blank lines came, or a whole head */
+    reel__record_rejected(c);
+    char *why = error ? reel_asprintf("%s before its request head was complete (nothing was sent "
+                                      "on: reel forwards a head once it is whole)",
+                                      error)
+                      : reel_strdup("the client closed the connection before its request head "
+                                    "was complete (nothing was sent on: reel forwards a head "
+                                    "once it is whole)");
+    reel__fail_exchange(c, 0, why);
+    free(why);
+    return true;
+}
+
 void reel__record_rejected(conn_t *c) {
     reel_h1_head_t ph;
     if (!reel_h1_partial_head(reel_h1_codec_parser(c->reqc), &ph)) {

@@ -188,6 +188,44 @@ class HostileClientsTest(unittest.TestCase):
         self.assertEqual(f["state"], "error", f)
         self.assertIn("did not finish its TLS handshake within idle_timeout", f["error"])
 
+    def test_request_heads_abandoned_midway_are_recorded(self):
+        # a client that leaves in the middle of a request head (closes, or
+        # resets) left no flow at all, or, inside intercepted TLS, one
+        # saying it sent no request: what came of the head is the flow
+        r = self.reel
+        s = connect(r.port, 10)
+        s.sendall(b"GET http://127.0.0.1:9/abandoned-closed HT")
+        time.sleep(0.2)
+        s.close()
+        s = connect(r.port, 10)
+        s.sendall(b"POST http://127.0.0.1:9/abandoned-reset HTTP/1.1\r\nHost: a\r\nX-A: 1")
+        time.sleep(0.2)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+        s = connect(r.port, 10)
+        s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                  % self.origin.https_port)
+        self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 200"))
+        t = ssl.create_default_context(cafile=r.ca).wrap_socket(s, server_hostname="localhost")
+        t.sendall(b"GET /abandoned-tls HT")
+        time.sleep(0.2)
+        t.close()
+        closed = "the client closed the connection before its request head was complete"
+        for path, method, error in (("/abandoned-closed", "GET", closed),
+                                    ("/abandoned-reset", "POST", "client connection error: "),
+                                    ("/abandoned-tls", "GET", None)):
+            fl = r.wait_flows(1, "~u %s$" % path)
+            self.assertEqual(len(fl), 1, (path, r.flows()[-3:]))
+            f = r.flow(fl[0]["id"])
+            self.assertEqual((f["state"], f["request"]["method"]), ("error", method), f)
+            self.assertIn("before its request head was complete (nothing was sent on", f["error"])
+            if error:
+                self.assertTrue(f["error"].startswith(error), f["error"])
+        # the fields as far as they came
+        self.assertEqual(r.flow(r.wait_flows(1, "~u /abandoned-reset$")[0]["id"])["request"]
+                         ["headers"], [["Host", "a"], ["X-A", "1"]])
+        self.assertEqual(self.origin_saw("abandoned"), [])
+
     def test_undecided_bytes_then_a_half_close_go_raw_at_once(self):
         # two bytes that do not say what the tunnel carries, then the end of
         # the client's side: nothing more will come, so the tunnel is a raw
