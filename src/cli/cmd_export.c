@@ -83,22 +83,28 @@ static void config_rules(reel_session_t *s, reel_redact_t *r) {
     reel_config_free(c);
 }
 
-/* Where -o FILE is written when realpath cannot say (FILE, or the path a
- * symbolic link names that does not exist yet, which is made, as a
- * shell's > makes it, rather than the link replaced); malloc'd. */
+/* Where -o FILE is written when realpath cannot say (FILE, or the path
+ * the last of a chain of symbolic links names, which does not exist yet
+ * and is made, as a shell's > makes it, rather than a link replaced);
+ * malloc'd. */
 static char *link_target(const char *output) {
+    char *cur = reel_strdup(output);
     char buf[4096];
-    ssize_t n = readlink(output, buf, sizeof buf - 1);
-    if (n <= 0 || (size_t)n >= sizeof buf - 1)
-        return reel_strdup(output);
-    buf[n] = '\0';
-    if (buf[0] == '/')
-        return reel_strdup(buf);
-    const char *slash = strrchr(output, '/');
-    if (slash == NULL)
-        return reel_strdup(buf);
-    return reel_asprintf("%.*s/%s", (int)(slash - output), output, buf);
+    for (int hops = 0; hops < 40; hops++) { /* (40: the kernel's own bound) */
+        ssize_t n = readlink(cur, buf, sizeof buf - 1);
+        if (n <= 0 || (size_t)n >= sizeof buf - 1)
+            break; /* not a link (or one too long to follow): the file */
+        buf[n] = '\0';
+        const char *slash = strrchr(cur, '/');
+        char *next = buf[0] == '/' || slash == NULL
+                         ? reel_strdup(buf)
+                         : reel_asprintf("%.*s/%s", (int)(slash - cur), cur, buf);
+        free(cur);
+        cur = next;
+    }
+    return cur;
 }
+
 int reel_cmd_export(reel_cli_t *cli, int argc, char **argv) {
     enum { OPT_REDACT = 0x2001, OPT_BODIES };
     static const struct option opts[] = {{"format", required_argument, NULL, 'f'},

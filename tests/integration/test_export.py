@@ -216,6 +216,16 @@ class Export(unittest.TestCase):
         self.assertTrue(os.path.islink(dangling))
         with open(os.path.join(self.root, "sub", "made.ndjson"), "rb") as f:
             self.assertEqual(f.read(), got[0])
+        # and a chain of links: each stays one, the last one's file is made
+        chain = os.path.join(self.root, "chain.ndjson")
+        os.symlink("mid.ndjson", chain)
+        os.symlink(os.path.join(self.root, "sub", "final.ndjson"),
+                   os.path.join(self.root, "mid.ndjson"))
+        self.export("--format", "ndjson", "-o", chain)
+        self.assertTrue(os.path.islink(chain))
+        self.assertTrue(os.path.islink(os.path.join(self.root, "mid.ndjson")))
+        with open(os.path.join(self.root, "sub", "final.ndjson"), "rb") as f:
+            self.assertEqual(f.read(), got[0])
 
     def test_bad_usage(self):
         r = self.reel.cli("export", "exp", "--format", "xml", check=False)
