@@ -118,12 +118,23 @@ static reel_sniff_kind sniff_http(const uint8_t *buf, size_t len) {
     return REEL_SNIFF_HTTP;
 }
 
+/* Empty lines a request line may follow (RFC 9112 2.2: a server SHOULD
+ * ignore at least one; reel's HTTP/1 parser ignores them, as it does on a
+ * proxy connection): up to this many bytes of CR and LF. */
+#define LEADING_EOL_MAX 8
+
 reel_sniff_kind reel_sniff(const uint8_t *buf, size_t len) {
     if (len == 0)
         return REEL_SNIFF_NEED_MORE;
     if (buf[0] == 22) /* not a tchar, so never an HTTP method */
         return sniff_tls(buf, len);
-    return sniff_http(buf, len);
+    size_t eol = 0;
+    while (eol < len && (buf[eol] == '\r' || buf[eol] == '\n'))
+        if (++eol > LEADING_EOL_MAX)
+            return REEL_SNIFF_OTHER;
+    if (eol == len)
+        return REEL_SNIFF_NEED_MORE;
+    return sniff_http(buf + eol, len - eol);
 }
 
 const char *reel_sniff_kind_name(reel_sniff_kind k) {

@@ -226,6 +226,34 @@ class HostileClientsTest(unittest.TestCase):
                          ["headers"], [["Host", "a"], ["X-A", "1"]])
         self.assertEqual(self.origin_saw("abandoned"), [])
 
+    def test_request_after_an_empty_line_inside_tls_is_https(self):
+        # RFC 9112 2.2: a request line may follow empty lines. Inside TLS
+        # without ALPN such a request was relayed raw (a tls:// tunnel),
+        # the origin answering a request no flow recorded
+        r = self.reel
+        s = connect(r.port, 10)
+        s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                  % self.origin.https_port)
+        self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 200"))
+        t = ssl.create_default_context(cafile=r.ca).wrap_socket(s, server_hostname="localhost")
+        t.sendall(b"\r\nGET /100b?crlf-first HTTP/1.1\r\nHost: localhost\r\n"
+                  b"Connection: close\r\n\r\n")
+        got = b""
+        t.settimeout(10)
+        try:
+            while True:
+                d = t.recv(65536)
+                if not d:
+                    break
+                got += d
+        except (ssl.SSLError, OSError):
+            pass
+        t.close()
+        self.assertTrue(got.startswith(b"HTTP/1.1 200"), got[:200])
+        fl = r.wait_flows(1, "~u crlf-first$")
+        self.assertEqual(len(fl), 1, r.flows()[-3:])
+        self.assertEqual((fl[0]["kind"], fl[0]["method"], fl[0]["status"]), ("http", "GET", 200))
+
     def test_undecided_bytes_then_a_half_close_go_raw_at_once(self):
         # two bytes that do not say what the tunnel carries, then the end of
         # the client's side: nothing more will come, so the tunnel is a raw

@@ -335,8 +335,12 @@ static void test_sniff_http(void **state) {
     check_sniff_str("M-SEARCH * HTTP/1.1\r\n", REEL_SNIFF_HTTP);
     check_sniff_str("BASELINE-CONTROL /a HTTP/1.1\r\n", REEL_SNIFF_HTTP);
     check_sniff_str("GETX /caf\xc3\xa9 HTTP/1.1\r\n", REEL_SNIFF_HTTP);
+    /* after empty lines (RFC 9112 2.2: at least one is ignored) */
+    check_sniff_str("\r\nGET / HTTP/1.1\r\n", REEL_SNIFF_HTTP);
+    check_sniff_str("\n\r\n\r\nPOST /x HTTP/1.1\r\n", REEL_SNIFF_HTTP);
     /* not yet sure */
-    const char *pending[] = {"G", "GE", "GET", "GETX", "FOO /", "FOO /x", "FOO /x HTTP/1", "P"};
+    const char *pending[] = {"G", "GE", "GET",  "GETX",      "FOO /", "FOO /x", "FOO /x HTTP/1",
+                             "P", "\r", "\r\n", "\r\n\r\nGE"};
     for (size_t i = 0; i < sizeof pending / sizeof pending[0]; i++)
         assert_int_equal(reel_sniff((const uint8_t *)pending[i], strlen(pending[i])),
                          REEL_SNIFF_NEED_MORE);
@@ -349,7 +353,9 @@ static void test_sniff_other(void **state) {
     check_sniff_str("SSH-2.0-Go\r\n", REEL_SNIFF_OTHER);
     check_sniff_str("FOO / HTTP/2.0\r\n", REEL_SNIFF_OTHER);
     check_sniff_str("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", REEL_SNIFF_OTHER);
-    check_sniff_str("\r\nGET / HTTP/1.1\r\n", REEL_SNIFF_OTHER);
+    /* more empty lines than a request line may follow */
+    check_sniff_str("\r\n\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\n", REEL_SNIFF_OTHER);
+    check_sniff_str("\r\n\x16\x03\x01", REEL_SNIFF_OTHER);
     check_sniff_str(" GET / HTTP/1.1\r\n", REEL_SNIFF_OTHER);
     check_sniff_str("GET\t/ HTTP/1.1\r\n", REEL_SNIFF_OTHER);
     check_sniff_str("FOO  / HTTP/1.1\r\n", REEL_SNIFF_OTHER); /* empty target */
