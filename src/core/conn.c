@@ -337,6 +337,14 @@ static bool upstream_owes(const conn_t *c) {
            c->ex.resp_head_sent;
 }
 
+/* A connection whose request waits on the origin (not on a client that
+ * stopped reading) is not idle: upstream_timeout, not idle_timeout, ends
+ * that wait, with the client's 504. A shorter idle_timeout used to cut
+ * it first: a bare close, and a flow saying only "idle timeout". */
+static bool waits_on_origin(const conn_t *c) {
+    return upstream_owes(c) && !c->up->paused;
+}
+
 /* Why an upstream connection not ready yet timed out (returns owned). */
 static char *setup_timed_out(const conn_t *c, const peer_t *up) {
     unsigned secs = (unsigned)(c->p->upstream_timeout_ms / 1000);
@@ -396,8 +404,9 @@ static uint64_t conn_deadline(conn_t *c) {
     if (c->cut_fin) /* reel__exchange_cut: a look at the client's queue */
         return earlier(c->cut_until, uv_now(p->loop) + CUT_POLL_MS);
     /* a WebSocket may stay quiet for hours: no idle timeout */
-    uint64_t d = c->websocket || reel__h2front_busy(c) ? UINT64_MAX
-                                                        : c->last_activity + p->idle_timeout_ms;
+    uint64_t d = c->websocket || reel__h2front_busy(c) || waits_on_origin(c)
+                     ? UINT64_MAX
+                     : c->last_activity + p->idle_timeout_ms;
     d = earlier(d, reel__h2front_cut_due(c)); /* a cut stream's last bytes' wait */
     if (c->state == C_HEAD && c->ex.head_started)
         d = earlier(d, c->ex.head_started + p->head_timeout_ms);
@@ -525,7 +534,8 @@ static void on_conn_timer(uv_timer_t *t) {
         if (c->client.closing)
             return;
     }
-    if (!c->websocket && !reel__h2front_busy(c) && now - c->last_activity >= p->idle_timeout_ms) {
+    if (!c->websocket && !reel__h2front_busy(c) && !waits_on_origin(c) &&
+        now - c->last_activity >= p->idle_timeout_ms) {
         reel_stack_info_t info;
         reel_stack_info(&c->client.st, &info);
         if (info.tls && !info.tls_done && c->ex.flow == NULL) {

@@ -872,6 +872,23 @@ class BadUpstreamsTest(unittest.TestCase):
         self.assertTrue(1.5 < secs < 5, secs)
         self.assertIn("upstream_timeout", self.flow_error("/stall-head"))
 
+    def test_idle_timeout_does_not_cut_a_wait_on_the_origin(self):
+        # idle_timeout shorter than upstream_timeout: a request waiting on
+        # a silent origin was cut at idle_timeout, the client getting a
+        # bare close and the flow saying only "idle timeout"
+        def stall(up, c):
+            up.read_head(c)
+            up.closing.wait(30)
+        self.reel.set_config("set", "idle_timeout", "1")
+        try:
+            out, how, secs, _ = self.with_upstream(stall, "/stall-idle")
+        finally:
+            self.reel.set_config("unset", "idle_timeout")
+        self.assertTrue(out.startswith(b"HTTP/1.1 504 "), (out[:100], how))
+        self.assertIn(b"sent no response for 2s (upstream_timeout)", out)
+        self.assertTrue(1.5 < secs < 5, secs)
+        self.assertIn("upstream_timeout", self.flow_error("/stall-idle"))
+
     def test_stall_inside_the_head_is_a_504(self):
         def partial(up, c):
             up.read_head(c)
