@@ -700,9 +700,6 @@ void reel__record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme
     reel_capture_request(c->ex.flow, &m);
 }
 
-/* Records a flow for a request that failed before its head was complete
- * (a 400 or 431 from the parser, a head timeout), with what the parser
- * had of it: method, target (maybe cut short) and the fields read so far. */
 bool reel__head_abandoned(conn_t *c, const char *error) {
     reel_h1_head_t ph;
     if (c->state != C_HEAD || c->ex.flow || !c->ex.head_started ||
@@ -720,6 +717,9 @@ bool reel__head_abandoned(conn_t *c, const char *error) {
     return true;
 }
 
+/* Records a flow for a request that failed before its head was complete
+ * (a 400 or 431 from the parser, a head timeout), with what the parser
+ * had of it: method, target (maybe cut short) and the fields read so far. */
 void reel__record_rejected(conn_t *c) {
     reel_h1_head_t ph;
     if (!reel_h1_partial_head(reel_h1_codec_parser(c->reqc), &ph)) {
@@ -1555,26 +1555,22 @@ void reel__exchange_ends_cut(conn_t *c, const char *why) {
 
 void reel__exchange_cut(conn_t *c, const char *why) {
     if (c->lane && c->ex.flow && c->ex.resp_head_sent && c->state != C_RAW &&
-        reel__peer_queued(&c->client) > 0 && reel__h2front_cut(c, why)) {
+        reel__peer_queued(&c->client) > 0) {
         /* A lane's stream: the reset (RST_STREAM INTERNAL_ERROR) waits
          * in the stream, with the flow, for the response bytes reel held
          * for the client's window, as an HTTP/1 client's waits for its
          * queue (below); the reset at once dropped them, a megabyte for a
-         * slow reader. The lane's conn goes now. */
-        reel__conn_close(c);
-        return;
-    }
-    if (c->lane && c->ex.flow && c->ex.resp_head_sent && c->state != C_RAW &&
-        reel__peer_queued(&c->client) > 0) {
-        /* A lane's stream reset at once (at a shutdown: RST_STREAM
-         * INTERNAL_ERROR, by the lane's close, core/h2front.c) drops the
-         * response bytes still waiting for the client's window, in the
-         * lane and in its stream: the record says how many. */
-        char *msg = reel_asprintf("%s (%zu bytes of the response were still queued in reel for "
-                                  "the HTTP/2 stream, not sent, when reel reset the stream)",
-                                  why, reel__peer_queued(&c->client));
-        reel__exchange_ends_cut(c, msg);
-        free(msg);
+         * slow reader. The lane's conn goes now. Reset at once (at a
+         * shutdown: by the lane's close, core/h2front.c), the record
+         * says how many bytes it dropped, in the lane and in its stream. */
+        if (!reel__h2front_cut(c, why)) {
+            char *msg = reel_asprintf("%s (%zu bytes of the response were still queued in reel "
+                                      "for the HTTP/2 stream, not sent, when reel reset the "
+                                      "stream)",
+                                      why, reel__peer_queued(&c->client));
+            reel__exchange_ends_cut(c, msg);
+            free(msg);
+        }
         reel__conn_close(c);
         return;
     }

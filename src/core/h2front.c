@@ -452,6 +452,19 @@ static bool stream_waits_for_client(const h2s_t *s) {
     return s->lane == NULL && s->resp_end && (s->fin || s->req_cut);
 }
 
+/* The end of a cut stream's wait (reel__h2front_cut): RST_STREAM
+ * INTERNAL_ERROR, and its flow ends with msg (taken), which says what of
+ * the response reached the client. */
+static void cut_reset(h2front_t *fr, h2s_t *s, char *msg) {
+    reel_h2_reset(fr->h2, s->sid, REEL_H2_INTERNAL_ERROR);
+    reel_fin_t *f = s->fin;
+    s->fin = NULL;
+    stream_free(fr, s);
+    reel__fin_end(f, msg);
+    STAT_ADD(fr->c->p, errors, 1);
+    free(msg);
+}
+
 /* A stream whose response has gone whole to the codec: its flow ends
  * once the codec has sent the last of its DATA (then it goes); false
  * while it waits. */
@@ -461,18 +474,12 @@ static bool stream_settle(h2front_t *fr, h2s_t *s) {
     if (s->cut_why) {
         /* a cut response's last held bytes went out: now the reset that
          * says it is not whole (nghttp2 would have sent it ahead of them) */
-        reel_h2_reset(fr->h2, s->sid, REEL_H2_INTERNAL_ERROR);
         fr->resets_queued = true;
-        char *msg = reel_asprintf("%s (the %zu bytes of the response still queued in reel for "
-                                  "the HTTP/2 stream were then sent to the client before reel "
-                                  "reset the stream)",
-                                  s->cut_why, s->cut_held);
-        reel_fin_t *f = s->fin;
-        s->fin = NULL;
-        stream_free(fr, s);
-        reel__fin_end(f, msg);
-        STAT_ADD(fr->c->p, errors, 1);
-        free(msg);
+        cut_reset(fr, s,
+                  reel_asprintf("%s (the %zu bytes of the response still queued in reel for the "
+                                "HTTP/2 stream were then sent to the client before reel reset "
+                                "the stream)",
+                                s->cut_why, s->cut_held));
         return true;
     }
     if (s->req_cut && !reel_h2_stream_end_sent(fr->h2, s->sid))
@@ -792,19 +799,12 @@ void reel__h2front_cut_expire(conn_t *c) {
         if (s->cut_why == NULL || now < s->cut_until)
             continue;
         /* the client kept its window shut: the reset drops the rest */
-        size_t left = reel_h2_stream_queued(fr->h2, s->sid);
-        reel_h2_reset(fr->h2, s->sid, REEL_H2_INTERNAL_ERROR);
         reset = true;
-        char *msg = reel_asprintf("%s (%zu of the %zu bytes of the response queued in reel for "
-                                  "the HTTP/2 stream were still not sent after waiting for the "
-                                  "client to take them, when reel reset the stream)",
-                                  s->cut_why, left, s->cut_held);
-        reel_fin_t *f = s->fin;
-        s->fin = NULL;
-        stream_free(fr, s);
-        reel__fin_end(f, msg);
-        STAT_ADD(c->p, errors, 1);
-        free(msg);
+        cut_reset(fr, s,
+                  reel_asprintf("%s (%zu of the %zu bytes of the response queued in reel for the "
+                                "HTTP/2 stream were still not sent after waiting for the client "
+                                "to take them, when reel reset the stream)",
+                                s->cut_why, reel_h2_stream_queued(fr->h2, s->sid), s->cut_held));
     }
     if (reset)
         reel__h2front_written(c); /* the RST_STREAMs out; the last stream after GOAWAY closes */
