@@ -83,10 +83,9 @@ static void config_rules(reel_session_t *s, reel_redact_t *r) {
     reel_config_free(c);
 }
 
-/* Where -o FILE is written when realpath cannot say (FILE, or the path
- * the last of a chain of symbolic links names, which does not exist yet
- * and is made, as a shell's > makes it, rather than a link replaced);
- * malloc'd. */
+/* Where -o FILE is written: FILE, or the path the last of a chain of
+ * symbolic links names (made if it does not exist yet, as a shell's >
+ * makes it, rather than a link replaced); malloc'd. */
 static char *link_target(const char *output) {
     char *cur = reel_strdup(output);
     char buf[4096];
@@ -189,9 +188,7 @@ int reel_cmd_export(reel_cli_t *cli, int argc, char **argv) {
     } else if (output != NULL && strcmp(output, "-") != 0) {
         /* write beside it and rename at the end: no half export under its
          * name; beside the file a symbolic link names, which stays a link */
-        target = realpath(output, NULL);
-        if (target == NULL)
-            target = link_target(output);
+        target = link_target(output);
         tmp = reel_asprintf("%s.part", target);
         out = fopen(tmp, "wb");
         if (out == NULL) {
