@@ -80,6 +80,14 @@ static int ieq(const char *a, size_t alen, const char *b) {
     return 1;
 }
 
+int reel_coding_is_identity(const char *value, size_t n) {
+    while (n && (*value == ' ' || *value == '\t'))
+        value++, n--;
+    while (n && (value[n - 1] == ' ' || value[n - 1] == '\t'))
+        n--;
+    return n == 0 || ieq(value, n, "identity");
+}
+
 /* Copies a peer-supplied token into out for an error message: printable
  * ASCII only, at most 64 bytes. */
 static void safe_token(const char *s, size_t n, char out[static 72]) {

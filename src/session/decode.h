@@ -20,6 +20,11 @@ typedef struct reel_decoder reel_decoder_t;
  * was running returns REEL_ERROR. */
 typedef int (*reel_sink_fn)(void *ctx, const uint8_t *data, size_t len);
 
+/** Whether one Content-Encoding (or Transfer-Encoding) field value of n
+ * bytes leaves the body as it is: empty or "identity" (any case), spaces
+ * and tabs around it allowed. */
+int reel_coding_is_identity(const char *value, size_t n);
+
 /** Creates a decoder for a Content-Encoding header value: a comma-separated
  * list, names case-insensitive, whitespace and empty elements tolerated
  * (NULL, "" and "identity" pass through). Unknown codings: REEL_UNSUPPORTED

@@ -16,6 +16,7 @@
 
 #include "base/mem.h"
 #include "base/wsclose.h"
+#include "session/decode.h"
 #include "session/spool.h"
 #include "session/userdata.h"
 
@@ -1757,12 +1758,7 @@ static int coded(json_t *arr, const char *field) {
         if (strcasecmp(json_string_value(name), field) != 0)
             continue;
         const char *val = json_string_value(json_object_get(h, "value"));
-        size_t n = strlen(val);
-        while (n && (val[n - 1] == ' ' || val[n - 1] == '\t'))
-            n--;
-        while (n && (*val == ' ' || *val == '\t'))
-            val++, n--;
-        if (n && !(n == 8 && strncasecmp(val, "identity", 8) == 0))
+        if (!reel_coding_is_identity(val, strlen(val)))
             return 1;
     }
     return 0;

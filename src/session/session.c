@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "base/mem.h"
+#include "session/decode.h"
 #include "session/importtx.h"
 #include "session/index.h"
 #include "session/journal.h"
@@ -1731,14 +1732,8 @@ static int decoded_body(protobuf_c_boolean body_decoded, Reel__Header *const *h,
         return 0;
     for (size_t i = 0; i < n; i++) {
         const ProtobufCBinaryData *nm = &h[i]->name, *v = &h[i]->value;
-        if (nm->len != 16 || strncasecmp((const char *)nm->data, "content-encoding", 16) != 0)
-            continue;
-        size_t a = 0, b = v->len;
-        while (a < b && (v->data[a] == ' ' || v->data[a] == '\t'))
-            a++;
-        while (b > a && (v->data[b - 1] == ' ' || v->data[b - 1] == '\t'))
-            b--;
-        if (b > a && !(b - a == 8 && strncasecmp((const char *)v->data + a, "identity", 8) == 0))
+        if (nm->len == 16 && strncasecmp((const char *)nm->data, "content-encoding", 16) == 0 &&
+            !reel_coding_is_identity((const char *)v->data, v->len))
             return 1;
     }
     return 0;
