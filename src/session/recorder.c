@@ -1680,15 +1680,15 @@ static void queue_locked(reel_recorder_t *r, size_t len) {
 /* What a record with event field number ev holds, for messages. */
 static const char *event_name(unsigned ev) {
     switch (ev) {
-    case 11:
+    case REEL__RECORD__EVENT_REQUEST_HEAD:
         return "request head";
-    case 13:
+    case REEL__RECORD__EVENT_RESPONSE_HEAD:
         return "response head";
-    case 20:
+    case REEL__RECORD__EVENT_INTERIM:
         return "informational (1xx) head";
-    case 21:
+    case REEL__RECORD__EVENT_TRAILERS:
         return "trailer section";
-    case 18:
+    case REEL__RECORD__EVENT_SERVER_CONN:
         return "upstream connection record";
     default:
         return "record";
