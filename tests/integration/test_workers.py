@@ -217,6 +217,12 @@ class WorkersShutdown(unittest.TestCase):
         reel = Reel(root, "stop", "workers=3")
         try:
             self.assertIn("3 workers", reel.log())
+            # each worker names its thread once it runs, which may come
+            # after that line (an ASan build beside two other tests)
+            deadline = time.monotonic() + 10
+            while ("reel-worker2" not in worker_threads(reel.proc.pid) and
+                   time.monotonic() < deadline):
+                time.sleep(0.05)
             names = worker_threads(reel.proc.pid)
             self.assertIn("reel-worker2", names)
             # 12 slow downloads (curl reads 1 MiB at 700 KiB/s), spread over
