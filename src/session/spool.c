@@ -105,8 +105,10 @@ reel_rc reel_spool_frame_size(const uint8_t *buf, size_t len, size_t *frame_len)
     return REEL_OK;
 }
 
-reel_rc reel_spool_frame_decode(const uint8_t *frame, size_t len, reel_buf_t *out,
-                                reel_err_t *err) {
+/* reel_spool_frame_decode with the decompression context d (one made for
+ * the call if NULL). */
+static reel_rc frame_decode_with(ZSTD_DCtx *d, const uint8_t *frame, size_t len, reel_buf_t *out,
+                                 reel_err_t *err) {
     unsigned long long csize = ZSTD_getFrameContentSize(frame, len);
     if (csize == ZSTD_CONTENTSIZE_ERROR || csize == ZSTD_CONTENTSIZE_UNKNOWN ||
         csize > REEL_SPOOL_BLOCK_MAX)
@@ -117,7 +119,8 @@ reel_rc reel_spool_frame_decode(const uint8_t *frame, size_t len, reel_buf_t *ou
     reel_buf_reset(out);
     if (reel_buf_reserve(out, (size_t)csize) != REEL_OK)
         return reel_err_set(err, REEL_LIMIT, "frame too large");
-    size_t n = ZSTD_decompress(out->data, (size_t)csize, frame, len);
+    size_t n = d ? ZSTD_decompressDCtx(d, out->data, (size_t)csize, frame, len)
+                 : ZSTD_decompress(out->data, (size_t)csize, frame, len);
     if (ZSTD_isError(n))
         return reel_err_set(err, REEL_CORRUPT, "%s", ZSTD_getErrorName(n));
     if (n != csize)
@@ -125,6 +128,11 @@ reel_rc reel_spool_frame_decode(const uint8_t *frame, size_t len, reel_buf_t *ou
     out->len = n;
     out->data[n] = 0;
     return REEL_OK;
+}
+
+reel_rc reel_spool_frame_decode(const uint8_t *frame, size_t len, reel_buf_t *out,
+                                reel_err_t *err) {
+    return frame_decode_with(NULL, frame, len, out, err);
 }
 
 void reel_spool_skip_header(uint64_t total, uint8_t hdr[static 8]) {
@@ -557,82 +565,124 @@ static reel_rc read_window(int fd, uint64_t off, uint64_t file_size, size_t want
     return REEL_OK;
 }
 
+/* Where a scan reads: the window of the file it holds, read once per
+ * several frames (reading FRAME_MAX per frame copied 16 times the spool). */
+typedef struct {
+    int fd;
+    uint64_t file_size;
+    uint64_t wbase; /* file offset of win.data[0] */
+    reel_buf_t win;
+} walker_t;
+
+/* Finds the frame at off: REEL_OK with its bytes in *at[0..*fl) (valid
+ * until the next call). Where no frame is, returns REEL_NOTFOUND with
+ * out's torn, skip_len and reason set; or a read error. */
+static reel_rc walk_frame(walker_t *w, uint64_t off, const uint8_t **at_out, size_t *fl_out,
+                          reel_spool_scan_t *out, reel_err_t *err) {
+    /* A frame is at most REEL_SPOOL_FRAME_MAX bytes: it is judged on the
+     * FRAME_MAX bytes from its start (or what is left of the file). */
+    uint64_t need =
+        w->file_size - off < REEL_SPOOL_FRAME_MAX ? w->file_size - off : REEL_SPOOL_FRAME_MAX;
+    if (off < w->wbase || off + need > w->wbase + w->win.len) {
+        reel_rc rc = read_window(w->fd, off, w->file_size, SCAN_WINDOW, &w->win, err);
+        if (rc != REEL_OK)
+            return rc;
+        w->wbase = off;
+    }
+    const uint8_t *at = w->win.data + (off - w->wbase);
+    size_t avail = (size_t)(w->wbase + w->win.len - off);
+    size_t fl = 0;
+    reel_rc frc = reel_spool_frame_size(at, avail < need ? avail : (size_t)need, &fl);
+    if (frc == REEL_NEED_MORE) {
+        out->torn = 1;
+        snprintf(out->reason, sizeof out->reason, "frame cut short by the end of the file");
+        return REEL_NOTFOUND;
+    }
+    if (frc != REEL_OK) {
+        uint64_t sk = skippable_len(at, avail, w->file_size - off);
+        if (sk) {
+            /* Damage set aside by recovery or repair: the reason is the
+             * text at the start of its content, up to a NUL. */
+            size_t tl = (size_t)(sk - REEL_SPOOL_SKIP_HDR);
+            if (tl > avail - REEL_SPOOL_SKIP_HDR)
+                tl = avail - REEL_SPOOL_SKIP_HDR;
+            const uint8_t *t = at + REEL_SPOOL_SKIP_HDR;
+            size_t k = 0;
+            while (k < tl && k < 150 && t[k] >= 0x20 && t[k] < 0x7f)
+                k++;
+            out->skip_len = sk;
+            snprintf(out->reason, sizeof out->reason, "set aside: %.*s", (int)k, (const char *)t);
+            return REEL_NOTFOUND;
+        }
+        snprintf(out->reason, sizeof out->reason, "no valid frame header");
+        return REEL_NOTFOUND;
+    }
+    *at_out = at;
+    *fl_out = fl;
+    return REEL_OK;
+}
+
+/* Decodes the frame at[0..fl) into raw with d and checks that every record
+ * in it parses (a block with garbage inside is corrupt even if zstd was
+ * happy: a reel bug or a forged frame). 0 if it is sound; else reason says
+ * why. */
+static int frame_check(ZSTD_DCtx *d, const uint8_t *at, size_t fl, reel_buf_t *raw,
+                       char reason[static 200]) {
+    reel_err_t e2;
+    reel_err_clear(&e2);
+    if (frame_decode_with(d, at, fl, raw, &e2) != REEL_OK) {
+        snprintf(reason, 200, "%s", reel_err_str(&e2));
+        return -1;
+    }
+    size_t pos = 0, rl = 0;
+    const uint8_t *r = NULL;
+    reel_rc brc;
+    while ((brc = reel_spool_block_next(raw->data, raw->len, &pos, &r, &rl)) == REEL_OK)
+        ;
+    if (brc != REEL_NOTFOUND) {
+        snprintf(reason, 200, "bad record length inside the block");
+        return -1;
+    }
+    return 0;
+}
+
+/* The start of a scan from start: the file's size, out cleared. */
+static reel_rc walk_begin(walker_t *w, int fd, uint64_t start, reel_spool_scan_t *out,
+                          reel_err_t *err) {
+    memset(out, 0, sizeof *out);
+    *w = (walker_t){.fd = fd, .wbase = start};
+    reel_buf_init(&w->win, 0);
+    off_t end = lseek(fd, 0, SEEK_END);
+    if (end < 0)
+        return reel_err_errno(err, REEL_IO, errno, "seeking segment");
+    w->file_size = out->file_size = (uint64_t)end;
+    out->good_end = start;
+    return REEL_OK;
+}
+
 reel_rc reel_spool_scan(int fd, uint64_t start, reel_spool_frame_cb cb, void *ctx,
                         reel_spool_scan_t *out, reel_err_t *err) {
-    reel_rc rc = REEL_OK;
-    reel_buf_t win, raw;
-    reel_buf_init(&win, 0);
+    walker_t w;
+    reel_buf_t raw;
     reel_buf_init(&raw, 0);
-    memset(out, 0, sizeof *out);
-    off_t end = lseek(fd, 0, SEEK_END);
-    if (end < 0) {
-        rc = reel_err_errno(err, REEL_IO, errno, "seeking segment");
+    ZSTD_DCtx *d = ZSTD_createDCtx();
+    reel_rc rc = d ? walk_begin(&w, fd, start, out, err)
+                   : reel_err_set(err, REEL_NOMEM, "zstd: out of memory");
+    if (rc != REEL_OK)
         goto out;
-    }
-    out->file_size = (uint64_t)end;
     uint64_t off = start;
-    out->good_end = start;
-    uint64_t wbase = start; /* file offset of win.data[0] */
     while (off < out->file_size) {
-        /* A frame is at most REEL_SPOOL_FRAME_MAX bytes: it is judged on
-         * the FRAME_MAX bytes from its start (or what is left of the file).
-         * The window holds several frames, read once each (reading
-         * FRAME_MAX per frame copied 16 times the spool). */
-        uint64_t need = out->file_size - off < REEL_SPOOL_FRAME_MAX ? out->file_size - off
-                                                                    : REEL_SPOOL_FRAME_MAX;
-        if (off < wbase || off + need > wbase + win.len) {
-            rc = read_window(fd, off, out->file_size, SCAN_WINDOW, &win, err);
-            if (rc != REEL_OK)
-                goto out;
-            wbase = off;
-        }
-        const uint8_t *at = win.data + (off - wbase);
-        size_t avail = (size_t)(wbase + win.len - off);
+        const uint8_t *at = NULL;
         size_t fl = 0;
-        reel_rc frc = reel_spool_frame_size(at, avail < need ? avail : (size_t)need, &fl);
-        if (frc == REEL_NEED_MORE) {
-            out->torn = 1;
-            snprintf(out->reason, sizeof out->reason, "frame cut short by the end of the file");
+        rc = walk_frame(&w, off, &at, &fl, out, err);
+        if (rc == REEL_NOTFOUND)
+            rc = REEL_OK;
+        if (rc != REEL_OK || at == NULL)
             break;
-        }
-        if (frc != REEL_OK) {
-            uint64_t sk = skippable_len(at, avail, out->file_size - off);
-            if (sk) {
-                /* Damage set aside by recovery or repair: the reason is the
-                 * text at the start of its content, up to a NUL. */
-                size_t tl = (size_t)(sk - REEL_SPOOL_SKIP_HDR);
-                if (tl > avail - REEL_SPOOL_SKIP_HDR)
-                    tl = avail - REEL_SPOOL_SKIP_HDR;
-                const uint8_t *t = at + REEL_SPOOL_SKIP_HDR;
-                size_t k = 0;
-                while (k < tl && k < 150 && t[k] >= 0x20 && t[k] < 0x7f)
-                    k++;
-                out->skip_len = sk;
-                snprintf(out->reason, sizeof out->reason, "set aside: %.*s", (int)k,
-                         (const char *)t);
-                break;
-            }
-            snprintf(out->reason, sizeof out->reason, "no valid frame header");
-            break;
-        }
-        reel_err_t e2;
-        reel_err_clear(&e2);
-        if (reel_spool_frame_decode(at, fl, &raw, &e2) != REEL_OK) {
-            snprintf(out->reason, sizeof out->reason, "%s", reel_err_str(&e2));
+        if (frame_check(d, at, fl, &raw, out->reason) != 0) {
             /* A torn write can leave a syntactically complete frame whose
              * checksum fails only if it is the very last thing in the file. */
             out->torn = off + fl == out->file_size;
-            break;
-        }
-        /* Every record must parse; a block with garbage inside is corrupt
-         * even if zstd was happy (a reel bug or a forged frame). */
-        size_t pos = 0, rl = 0;
-        const uint8_t *r = NULL;
-        reel_rc brc;
-        while ((brc = reel_spool_block_next(raw.data, raw.len, &pos, &r, &rl)) == REEL_OK)
-            ;
-        if (brc != REEL_NOTFOUND) {
-            snprintf(out->reason, sizeof out->reason, "bad record length inside the block");
             break;
         }
         int stop = cb && cb(ctx, off, fl, raw.data, raw.len);
@@ -643,76 +693,213 @@ reel_rc reel_spool_scan(int fd, uint64_t start, reel_spool_frame_cb cb, void *ct
     }
     out->bad_off = off;
 out:
-    reel_buf_free(&win);
+    if (d)
+        reel_buf_free(&w.win);
+    ZSTD_freeDCtx(d);
     reel_buf_free(&raw);
     return rc;
 }
 
-/* ---- read-ahead scan ---- */
+/* ---- read-ahead scan ----
+ *
+ * The walk (reading the file, finding each frame) runs on a helper thread
+ * that decodes frames too; with a second core, a second helper decodes
+ * every other frame, the frames' order kept: the callback sees them one
+ * by one, in the file's order, on the caller's thread, and sees what a
+ * plain scan would have seen (a frame that fails ends the scan there,
+ * whichever thread found it). Decompression is most of a scan's work
+ * (2.4 GB of records from 570 MB of spool, about 2 s of one core), and
+ * the callback (the rebuild's indexing) less than that. */
 
-/* Decoded frames the helper may hold before it waits (each up to
- * REEL_SPOOL_BLOCK_MAX, typically 256 KiB). */
-#define AHEAD_MAX 4
+/* Frames the helpers may hold found but not yet taken by the callback
+ * (each up to REEL_SPOOL_BLOCK_MAX of records, typically 256 KiB). */
+#define AHEAD_MAX 32
 
 typedef struct ahead_item {
-    struct ahead_item *next;
+    struct ahead_item *next, *next_job;
     uint64_t off;
     size_t clen;
+    reel_buf_t comp; /* the frame's bytes, for the second decoder */
     reel_buf_t raw;
+    int state;             /* AHEAD_PENDING, AHEAD_OK, AHEAD_BAD, AHEAD_END */
+    reel_spool_scan_t end; /* AHEAD_END: where and why the walk ended;
+                              AHEAD_BAD: reason only */
 } ahead_item;
+
+enum { AHEAD_PENDING, AHEAD_OK, AHEAD_BAD, AHEAD_END };
 
 typedef struct {
     int fd;
     uint64_t start;
     pthread_mutex_t mu;
-    pthread_cond_t cv_item, cv_space;
-    ahead_item *head, *tail;
-    unsigned n;
-    int done, stop;
-    reel_spool_scan_t out;
+    pthread_cond_t cv_item, cv_space, cv_job;
+    ahead_item *head, *tail;      /* found, in the file's order */
+    ahead_item *jobs, *jobs_tail; /* for the second decoder */
+    ahead_item *spare;            /* taken, kept for their buffers */
+    unsigned n;                   /* found and not taken */
+    int second;                   /* a second decoder runs */
+    uint64_t file_size;           /* set by the walker before it queues anything */
+    int walked, stop;
     reel_rc rc;
     reel_err_t err;
 } ahead_t;
 
-/* Helper thread: queues a copy of each frame, waiting while AHEAD_MAX are
- * queued; stops when the consumer has stopped. */
-static int ahead_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *raw, size_t rlen) {
-    ahead_t *a = ctx;
-    ahead_item *it = reel_malloc(sizeof *it);
-    it->next = NULL;
-    it->off = off;
-    it->clen = clen;
-    reel_buf_init(&it->raw, 0);
-    reel_buf_append(&it->raw, raw, rlen);
+static ahead_item *ahead_new_item(ahead_t *a) {
+    pthread_mutex_lock(&a->mu);
+    ahead_item *it = a->spare;
+    if (it)
+        a->spare = it->next;
+    pthread_mutex_unlock(&a->mu);
+    if (it == NULL) {
+        it = reel_calloc(1, sizeof *it);
+        reel_buf_init(&it->comp, 0);
+        reel_buf_init(&it->raw, 0);
+    }
+    it->next = it->next_job = NULL;
+    it->state = AHEAD_PENDING;
+    return it;
+}
+
+static void ahead_free_list(ahead_item *it) {
+    while (it) {
+        ahead_item *nx = it->next;
+        reel_buf_free(&it->comp);
+        reel_buf_free(&it->raw);
+        free(it);
+        it = nx;
+    }
+}
+
+/* Queues it after the frames found before it, waiting while AHEAD_MAX are
+ * queued; 0 if the scan was stopped (it is then the caller's). */
+static int ahead_push(ahead_t *a, ahead_item *it, int job) {
     pthread_mutex_lock(&a->mu);
     while (a->n >= AHEAD_MAX && !a->stop)
         pthread_cond_wait(&a->cv_space, &a->mu);
-    int stop = a->stop;
-    if (!stop) {
+    int ok = !a->stop;
+    if (ok) {
         if (a->tail)
             a->tail->next = it;
         else
             a->head = it;
         a->tail = it;
         a->n++;
-        pthread_cond_signal(&a->cv_item);
+        if (job) {
+            if (a->jobs_tail)
+                a->jobs_tail->next_job = it;
+            else
+                a->jobs = it;
+            a->jobs_tail = it;
+            pthread_cond_signal(&a->cv_job);
+        }
+        if (it->state != AHEAD_PENDING)
+            pthread_cond_signal(&a->cv_item);
     }
     pthread_mutex_unlock(&a->mu);
-    if (stop) {
-        reel_buf_free(&it->raw);
-        free(it);
-    }
-    return stop;
+    return ok;
 }
 
-static void *ahead_main(void *arg) {
-    ahead_t *a = arg;
-    reel_err_clear(&a->err);
-    a->rc = reel_spool_scan(a->fd, a->start, ahead_cb, a, &a->out, &a->err);
+static void ahead_done(ahead_t *a, ahead_item *it, int state) {
     pthread_mutex_lock(&a->mu);
-    a->done = 1;
+    it->state = state;
     pthread_cond_signal(&a->cv_item);
     pthread_mutex_unlock(&a->mu);
+}
+
+/* The walker: finds each frame, decodes it or (every other one, with a
+ * second decoder) hands it over, and ends the queue with where and why
+ * the walk ended. */
+static void *ahead_main(void *arg) {
+    ahead_t *a = arg;
+    reel_thread_name("reel-scan");
+    reel_err_clear(&a->err);
+    walker_t w;
+    ZSTD_DCtx *d = ZSTD_createDCtx();
+    ahead_item *end = ahead_new_item(a);
+    end->state = AHEAD_END;
+    reel_rc rc = d ? walk_begin(&w, a->fd, a->start, &end->end, &a->err)
+                   : reel_err_set(&a->err, REEL_NOMEM, "zstd: out of memory");
+    a->file_size = end->end.file_size;
+    uint64_t off = a->start, k = 0;
+    int stopped = 0;
+    while (rc == REEL_OK && off < end->end.file_size) {
+        const uint8_t *at = NULL;
+        size_t fl = 0;
+        rc = walk_frame(&w, off, &at, &fl, &end->end, &a->err);
+        if (rc != REEL_OK)
+            break;
+        ahead_item *it = ahead_new_item(a);
+        it->off = off;
+        it->clen = fl;
+        if (a->second && k++ % 2 == 1) {
+            reel_buf_reset(&it->comp);
+            reel_buf_append(&it->comp, at, fl);
+            if (!ahead_push(a, it, 1)) {
+                ahead_free_list(it);
+                stopped = 1;
+                break;
+            }
+        } else {
+            if (!ahead_push(a, it, 0)) {
+                ahead_free_list(it);
+                stopped = 1;
+                break;
+            }
+            /* it is the consumer's to take only once its state is set;
+             * the records of a frame that fails are not looked at, and
+             * the walk ends there: nothing after it is seen */
+            int bad = frame_check(d, at, fl, &it->raw, it->end.reason) != 0;
+            ahead_done(a, it, bad ? AHEAD_BAD : AHEAD_OK);
+            if (bad) {
+                stopped = 1;
+                break;
+            }
+        }
+        off += fl;
+    }
+    if (rc == REEL_NOTFOUND)
+        rc = REEL_OK;
+    a->rc = rc;
+    end->end.bad_off = end->end.good_end = off;
+    if (stopped || !ahead_push(a, end, 0))
+        ahead_free_list(end);
+    pthread_mutex_lock(&a->mu);
+    a->walked = 1;
+    pthread_cond_broadcast(&a->cv_job);
+    pthread_cond_signal(&a->cv_item);
+    pthread_mutex_unlock(&a->mu);
+    if (d)
+        reel_buf_free(&w.win);
+    ZSTD_freeDCtx(d);
+    return NULL;
+}
+
+/* The second decoder: the frames handed over, in turn. */
+static void *ahead_decoder(void *arg) {
+    ahead_t *a = arg;
+    reel_thread_name("reel-scan2");
+    ZSTD_DCtx *d = ZSTD_createDCtx();
+    for (;;) {
+        pthread_mutex_lock(&a->mu);
+        while (a->jobs == NULL && !a->walked && !a->stop)
+            pthread_cond_wait(&a->cv_job, &a->mu);
+        ahead_item *it = a->stop ? NULL : a->jobs;
+        if (it) {
+            a->jobs = it->next_job;
+            if (a->jobs == NULL)
+                a->jobs_tail = NULL;
+        }
+        pthread_mutex_unlock(&a->mu);
+        if (it == NULL)
+            break;
+        int bad = d == NULL;
+        if (bad)
+            snprintf(it->end.reason, sizeof it->end.reason, "zstd: out of memory");
+        else
+            bad = frame_check(d, it->comp.data, it->comp.len, &it->raw, it->end.reason) != 0;
+        ahead_done(a, it, bad ? AHEAD_BAD : AHEAD_OK);
+    }
+    ZSTD_freeDCtx(d);
     return NULL;
 }
 
@@ -721,21 +908,32 @@ reel_rc reel_spool_scan_ahead(int fd, uint64_t start, reel_spool_frame_cb cb, vo
     if (cb == NULL)
         return reel_spool_scan(fd, start, cb, ctx, out, err);
     ahead_t a = {.fd = fd, .start = start};
-    pthread_t th;
+    pthread_t th, th2;
     pthread_mutex_init(&a.mu, NULL);
     pthread_cond_init(&a.cv_item, NULL);
     pthread_cond_init(&a.cv_space, NULL);
+    pthread_cond_init(&a.cv_job, NULL);
+    a.second =
+        sysconf(_SC_NPROCESSORS_ONLN) > 1 && pthread_create(&th2, NULL, ahead_decoder, &a) == 0;
     if (pthread_create(&th, NULL, ahead_main, &a) != 0) {
+        if (a.second) {
+            pthread_mutex_lock(&a.mu);
+            a.walked = 1;
+            pthread_cond_broadcast(&a.cv_job);
+            pthread_mutex_unlock(&a.mu);
+            pthread_join(th2, NULL);
+        }
         pthread_mutex_destroy(&a.mu);
         pthread_cond_destroy(&a.cv_item);
         pthread_cond_destroy(&a.cv_space);
+        pthread_cond_destroy(&a.cv_job);
         return reel_spool_scan(fd, start, cb, ctx, out, err);
     }
-    int stopped = 0;
-    uint64_t stop_end = 0;
+    int stopped = 0, ended = 0;
+    memset(out, 0, sizeof *out);
     for (;;) {
         pthread_mutex_lock(&a.mu);
-        while (a.head == NULL && !a.done)
+        while ((a.head == NULL && !a.walked) || (a.head && a.head->state == AHEAD_PENDING))
             pthread_cond_wait(&a.cv_item, &a.mu);
         ahead_item *it = a.head;
         if (it) {
@@ -747,31 +945,53 @@ reel_rc reel_spool_scan_ahead(int fd, uint64_t start, reel_spool_frame_cb cb, vo
         }
         pthread_mutex_unlock(&a.mu);
         if (it == NULL)
-            break; /* the helper is done and everything it found was seen */
-        if (!stopped && cb(ctx, it->off, it->clen, it->raw.data, it->raw.len)) {
-            /* As reel_spool_scan: the run ends after this frame. The
-             * helper stops at its next frame; what it queued is dropped. */
+            break; /* stopped by a read error: a.rc says */
+        if (it->state == AHEAD_END) {
+            *out = it->end;
+            ended = 1;
+        } else if (it->state == AHEAD_BAD) {
+            /* as reel_spool_scan: the run ends before the frame */
+            out->file_size = a.file_size;
+            out->good_end = out->bad_off = it->off;
+            /* a torn write can leave a syntactically complete frame whose
+             * checksum fails only if it is the very last thing in the file */
+            out->torn = it->off + it->clen == a.file_size;
+            snprintf(out->reason, sizeof out->reason, "%s", it->end.reason);
+            ended = 1;
+        } else if (cb(ctx, it->off, it->clen, it->raw.data, it->raw.len)) {
+            /* As reel_spool_scan: the run ends after this frame. */
             stopped = 1;
-            stop_end = it->off + it->clen;
-            pthread_mutex_lock(&a.mu);
-            a.stop = 1;
-            pthread_cond_signal(&a.cv_space);
-            pthread_mutex_unlock(&a.mu);
+            out->good_end = out->bad_off = it->off + it->clen;
+            ended = 1;
         }
-        reel_buf_free(&it->raw);
-        free(it);
+        pthread_mutex_lock(&a.mu);
+        it->next = a.spare;
+        a.spare = it;
+        if (ended) {
+            a.stop = 1;
+            pthread_cond_broadcast(&a.cv_space);
+            pthread_cond_broadcast(&a.cv_job);
+        }
+        pthread_mutex_unlock(&a.mu);
+        if (ended)
+            break;
     }
     pthread_join(th, NULL);
+    if (a.second)
+        pthread_join(th2, NULL);
+    ahead_free_list(a.head);
+    ahead_free_list(a.spare);
     pthread_mutex_destroy(&a.mu);
     pthread_cond_destroy(&a.cv_item);
     pthread_cond_destroy(&a.cv_space);
+    pthread_cond_destroy(&a.cv_job);
     if (stopped) {
+        uint64_t end = out->good_end;
         memset(out, 0, sizeof *out);
-        out->file_size = a.out.file_size;
-        out->good_end = out->bad_off = stop_end;
+        out->file_size = a.file_size;
+        out->good_end = out->bad_off = end;
         return REEL_OK;
     }
-    *out = a.out;
     if (a.rc != REEL_OK && err)
         *err = a.err;
     return a.rc;
