@@ -301,6 +301,11 @@ void reel__conn_close(conn_t *c) {
     if (!cut && c->client.close_when_flushed && !c->p->shutting_down &&
         reel__peer_queued(&c->client) == 0 && reel__peer_notify_first(&c->client))
         return;
+    /* a relayed tunnel neither side had ended: reel's shutdown ended it,
+     * and its record says so (it said "complete") */
+    if (c->p->shutting_down && c->state == C_RAW && c->tflow && !c->websocket && !c->lane &&
+        !(c->client.eof && c->up && c->up->eof))
+        reel__finish_tflow(c, "proxy shut down before the tunnel ended: reel closed it");
     /* (ended normally if nothing of theirs was left to send; a raw
      * tunnel's too) */
     reel__tflow_when_delivered(c);
@@ -460,8 +465,13 @@ static void on_conn_timer(uv_timer_t *t) {
     }
     if (c->state == C_HEAD && c->ex.head_started &&
         now - c->ex.head_started >= p->head_timeout_ms) {
+        char *cut = reel__head_cut_note(c);
+        char *why = reel_asprintf("request head not received in time (head_timeout)%s%.*s",
+                                  cut[0] ? ": " : "", (int)(cut[0] ? strlen(cut) - 2 : 0), cut);
         reel__record_rejected(c);
-        reel__fail_exchange(c, 408, "request head not received in time (head_timeout)");
+        reel__fail_exchange(c, 408, why);
+        free(why);
+        free(cut);
         return;
     }
     /* A stalled upstream first: when a head stalls, both timeouts may have
@@ -550,6 +560,15 @@ static void on_conn_timer(uv_timer_t *t) {
         if (c->ex.flow == NULL)
             reel__tls_client_left(c, "the client sent no request within idle_timeout: reel "
                                      "closed the connection");
+        if (c->state == C_RAW && c->tflow) {
+            /* a relayed tunnel that went quiet: reel ended it, neither
+             * side did, and its record says so (its end was "complete") */
+            char *why = reel_asprintf("idle timeout: no byte came from either side for %llu s "
+                                      "(idle_timeout), and reel closed the tunnel",
+                                      (unsigned long long)(p->idle_timeout_ms / 1000));
+            reel__finish_tflow(c, why);
+            free(why);
+        }
         reel__exchange_cut(c, "idle timeout");
         return;
     }

@@ -501,6 +501,11 @@ void reel__record_rejected(conn_t *c);
  * request head: what came of it is a flow, ended with why; false if
  * nothing of a head had come (then nothing is recorded). */
 bool reel__head_abandoned(conn_t *c, const char *error);
+/* Where the request head being read stopped, when that was inside one of
+ * its elements, as words that end in "; " for an error message: "it ended
+ * in the value of field X, which the record gives as far as it came; ";
+ * "" when it stopped at a line's end. Owned by the caller. */
+char *reel__head_cut_note(conn_t *c);
 /* Frees c->connect_head (NULL after); fine when there is none. */
 void reel__connect_head_drop(conn_t *c);
 void reel__req_process(conn_t *c);

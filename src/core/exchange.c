@@ -700,20 +700,36 @@ void reel__record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme
     reel_capture_request(c->ex.flow, &m);
 }
 
+char *reel__head_cut_note(conn_t *c) {
+    const char *name = NULL;
+    size_t name_len = 0;
+    const char *where = reel_h1_partial_cut(reel_h1_codec_parser(c->reqc), &name, &name_len);
+    if (where == NULL)
+        return reel_strdup("");
+    if (name)
+        return reel_asprintf("it ended in the value of field %.*s, which the record gives as far "
+                             "as it came; ",
+                             (int)(name_len > 100 ? 100 : name_len), name);
+    if (strcmp(where, "in the name of a field") == 0)
+        return reel_asprintf("it ended %s, which the record leaves out; ", where);
+    if (strcmp(where, "in its request line") == 0)
+        return reel_asprintf("it ended %s, after the target; ", where);
+    return reel_asprintf("it ended %s, which the record gives as far as it came; ", where);
+}
+
 bool reel__head_abandoned(conn_t *c, const char *error) {
     reel_h1_head_t ph;
     if (c->state != C_HEAD || c->ex.flow || !c->ex.head_started ||
         !reel_h1_partial_head(reel_h1_codec_parser(c->reqc), &ph) || ph.method_len == 0)
         return false; /* nothing but blank lines came, or a whole head */
+    char *cut = reel__head_cut_note(c);
     reel__record_rejected(c);
-    char *why = error ? reel_asprintf("%s before its request head was complete (nothing was sent "
-                                      "on: reel forwards a head once it is whole)",
-                                      error)
-                      : reel_strdup("the client closed the connection before its request head "
-                                    "was complete (nothing was sent on: reel forwards a head "
-                                    "once it is whole)");
+    char *why = reel_asprintf("%s before its request head was complete (%snothing was sent on: "
+                              "reel forwards a head once it is whole)",
+                              error ? error : "the client closed the connection", cut);
     reel__fail_exchange(c, 0, why);
     free(why);
+    free(cut);
     return true;
 }
 

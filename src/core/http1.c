@@ -1528,6 +1528,13 @@ reel_rc reel_h1_expect_response(reel_h1_t *p, bool method_is_head, bool method_i
 
 bool reel_h1_partial_head(reel_h1_t *p, reel_h1_head_t *out) {
     memset(out, 0, sizeof(*out));
+    if (p->side == REEL_H1_REQUEST && p->at_start && p->ext_len && !p->in_head) {
+        /* the first bytes of a method, which start_line holds until a
+         * byte that is not a token's says it is whole */
+        out->method = p->ext_method;
+        out->method_len = p->ext_len;
+        return true;
+    }
     if (!p->in_head)
         return false;
     section_t *s = &p->head;
@@ -1562,6 +1569,33 @@ bool reel_h1_partial_head(reel_h1_t *p, reel_h1_head_t *out) {
     out->headers = hs;
     out->nheaders = s->n;
     return true;
+}
+
+const char *reel_h1_partial_cut(reel_h1_t *p, const char **name, size_t *name_len) {
+    *name = NULL;
+    *name_len = 0;
+    if (p->side == REEL_H1_REQUEST && p->at_start && p->ext_len && !p->in_head)
+        return "in its method";
+    if (!p->in_head)
+        return NULL;
+    section_t *s = &p->head;
+    if (!p->have_method)
+        return p->elem_open && s->n == 0 ? "in its method" : NULL;
+    if (s->n == 0 && !p->have_target)
+        return "in its request target";
+    if (!p->sc_started) /* the raw scan has not seen its line's end */
+        return "in its request line";
+    if (p->sc_line_len == 0)
+        return NULL; /* at a line's start (llhttp ends a value at the next line's first byte) */
+    if (p->elem_open && !p->in_value)
+        return "in the name of a field";
+    if (s->n > 0) { /* in the value of the last field (maybe before its first byte) */
+        const reel_h1_header_t *hs = section_fields(s);
+        *name = hs[s->n - 1].name;
+        *name_len = hs[s->n - 1].name_len;
+        return "in the value of a field";
+    }
+    return NULL;
 }
 
 reel_rc reel_h1_upgrade_refused(reel_h1_t *p) {

@@ -192,6 +192,16 @@ reel_rc reel_h1_expect_response(reel_h1_t *p, bool method_is_head, bool method_i
  * (out zeroed) when no head is in progress. Valid until the next call on p. */
 bool reel_h1_partial_head(reel_h1_t *p, reel_h1_head_t *out);
 
+/** Where the bytes of a request head reel_h1_partial_head gives stopped,
+ * when they stopped inside an element of it, whose last bytes may then be
+ * missing from what it gives: "in its method", "in its request target",
+ * "in its request line" (after the target: the version, or its line's
+ * end), "in the name of a field" (the field is not given), or "in the
+ * value of a field" (*name, *name_len: which; its value is given as far
+ * as it came). NULL when they stopped at the end of a line, or no head is
+ * in progress. Valid until the next call on p. */
+const char *reel_h1_partial_cut(reel_h1_t *p, const char **name, size_t *name_len);
+
 /** Request parsers only, after an error that refused a head read whole
  * whose framing is sound: a missing or duplicate Host (the bytes still say
  * where the request ends, though it is not one to forward). Sets

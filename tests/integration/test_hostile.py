@@ -188,6 +188,40 @@ class HostileClientsTest(unittest.TestCase):
         self.assertEqual(f["state"], "error", f)
         self.assertIn("did not finish its TLS handshake within idle_timeout", f["error"])
 
+    def test_a_quiet_tunnel_cut_by_idle_timeout_says_so(self):
+        # a relayed tunnel in which nothing moved for idle_timeout: reel
+        # closed both sides, and the flow said "complete", as if one of
+        # them had ended it
+        r = self.reel
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        port = srv.getsockname()[1]
+        held = []
+        threading.Thread(target=lambda: held.append(srv.accept()[0]), daemon=True).start()
+        r.set_config("set", "idle_timeout", "2")
+        try:
+            s = connect(r.port, 10)
+            s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n"
+                      % port)
+            self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 200"))
+            s.sendall(b"\x01\x02quiet-tunnel")
+            s.settimeout(10)
+            t0 = time.time()
+            self.assertEqual(s.recv(100), b"")  # reel's close
+            self.assertTrue(1.5 < time.time() - t0 < 6, time.time() - t0)
+            s.close()
+        finally:
+            r.set_config("unset", "idle_timeout")
+            for c in held:
+                c.close()
+            srv.close()
+        fl = r.wait_flows(1, "~u :%d/?$" % port)
+        self.assertEqual(len(fl), 1, r.flows()[-3:])
+        self.assertEqual((fl[0]["kind"], fl[0]["state"], fl[0]["error"]),
+                         ("tunnel", "error", "idle timeout: no byte came from either side for 2 s "
+                          "(idle_timeout), and reel closed the tunnel"), fl[0])
+
     def test_request_heads_abandoned_midway_are_recorded(self):
         # a client that leaves in the middle of a request head (closes, or
         # resets) left no flow at all, or, inside intercepted TLS, one
@@ -210,20 +244,44 @@ class HostileClientsTest(unittest.TestCase):
         t.sendall(b"GET /abandoned-tls HT")
         time.sleep(0.2)
         t.close()
+        # whole lines, only the blank line that ends a head missing
+        s = connect(r.port, 10)
+        s.sendall(b"GET http://127.0.0.1:9/abandoned-lines HTTP/1.1\r\nHost: a\r\n")
+        time.sleep(0.2)
+        s.close()
+        # the first bytes of a method (any token is one, so reel waits for
+        # the rest): no flow at all said the client had come
+        s = connect(r.port, 10)
+        s.sendall(b"PURG")
+        time.sleep(0.2)
+        s.close()
         closed = "the client closed the connection before its request head was complete"
-        for path, method, error in (("/abandoned-closed", "GET", closed),
-                                    ("/abandoned-reset", "POST", "client connection error: "),
-                                    ("/abandoned-tls", "GET", None)):
+        line = "it ended in its request line, after the target; "
+        value = "it ended in the value of field X-A, which the record gives as far as it came; "
+        for path, method, error, cut in (("/abandoned-closed", "GET", closed, line),
+                                         ("/abandoned-reset", "POST", "client connection error: ",
+                                          value),
+                                         ("/abandoned-tls", "GET", None, line),
+                                         ("/abandoned-lines", "GET", closed, "")):
             fl = r.wait_flows(1, "~u %s$" % path)
             self.assertEqual(len(fl), 1, (path, r.flows()[-3:]))
             f = r.flow(fl[0]["id"])
             self.assertEqual((f["state"], f["request"]["method"]), ("error", method), f)
-            self.assertIn("before its request head was complete (nothing was sent on", f["error"])
+            # where the head stopped, when that was inside a line: the
+            # record's last element may be cut short, and says so
+            self.assertIn("before its request head was complete (%snothing was sent on" % cut,
+                          f["error"])
             if error:
                 self.assertTrue(f["error"].startswith(error), f["error"])
         # the fields as far as they came
         self.assertEqual(r.flow(r.wait_flows(1, "~u /abandoned-reset$")[0]["id"])["request"]
                          ["headers"], [["Host", "a"], ["X-A", "1"]])
+        fl = [f for f in r.flows() if f["method"] == "PURG"]
+        self.assertEqual(len(fl), 1, r.flows()[-3:])
+        self.assertEqual(fl[0]["state"], "error", fl[0])
+        self.assertEqual(fl[0]["error"], closed + " (it ended in its method, which the record "
+                         "gives as far as it came; nothing was sent on: reel forwards a head once "
+                         "it is whole)")
         self.assertEqual(self.origin_saw("abandoned"), [])
 
     def test_request_after_an_empty_line_inside_tls_is_https(self):
@@ -1730,6 +1788,13 @@ class ShutdownBehindTest(unittest.TestCase):
                 s.sendall(b"".join(b"GET http://127.0.0.1:%d/%s-%d HTTP/1.1\r\n"
                                    b"Host: a\r\n\r\n" % (up.port, name, i) for i in (1, 2)))
                 socks.append(s)
+            # and a relayed tunnel neither side ended: its flow said
+            # "complete" when the shutdown closed it
+            s = connect(reel.port)
+            s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: a\r\n\r\n" % up.port)
+            self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 200"))
+            s.sendall(b"\x01\x02raw")
+            socks.append(s)
             deadline = time.time() + 10
             while len(up.received) < 2 and time.time() < deadline:
                 time.sleep(0.05)
@@ -1739,13 +1804,17 @@ class ShutdownBehindTest(unittest.TestCase):
             self.assertEqual(reel.stop(), 0, reel.log())
             for s in socks:
                 s.close()
-            flows = {f["url"].rsplit("/", 1)[1]: f for f in reel.flows()}
+            flows = {f["url"].rsplit("/", 1)[1]: f for f in reel.flows() if f["kind"] == "http"}
+            tunnels = [f for f in reel.flows() if f["kind"] == "tunnel"]
         finally:
             up.stop()
             if reel.proc.poll() is None:
                 reel.stop()
         shutil.rmtree(root, ignore_errors=True)
         self.assertEqual(sorted(flows), ["partial-1", "partial-2", "silent-1", "silent-2"], flows)
+        self.assertEqual([(f["state"], f["error"]) for f in tunnels],
+                         [("error", "proxy shut down before the tunnel ended: reel closed it")],
+                         tunnels)
         for name in ("partial", "silent"):
             first, second = flows[name + "-1"], flows[name + "-2"]
             self.assertEqual((first["state"], first["error"]),

@@ -963,6 +963,64 @@ static void test_partial_head(void **state) {
                   "POST|/s|1.1 [Host: h] [Content-Length: 1] [Transfer-Encoding: ]");
 }
 
+/* Where a head that stopped coming stopped (reel_h1_partial_cut): inside
+ * which element, or at a line's end; each prefix fed in one piece and
+ * byte by byte. */
+static void check_cut(const char *in, const char *want_where, const char *want_name,
+                      const char *want_method) {
+    for (int bytewise = 0; bytewise < 2; bytewise++) {
+        reel_h1_t *p = reel_h1_new(REEL_H1_REQUEST, NULL);
+        size_t n = strlen(in);
+        for (size_t off = 0; off < n;) {
+            size_t len = bytewise ? 1 : n - off, consumed = 0;
+            reel_h1_event_t ev;
+            assert_int_equal(reel_h1_feed(p, (const uint8_t *)in + off, len, &consumed, &ev),
+                             REEL_NEED_MORE);
+            off += consumed;
+        }
+        const char *name = NULL;
+        size_t name_len = 0;
+        const char *where = reel_h1_partial_cut(p, &name, &name_len);
+        if (want_where == NULL) {
+            if (where != NULL)
+                fail_msg("'%s': got '%s', want none", in, where);
+        } else {
+            if (where == NULL || strcmp(where, want_where) != 0)
+                fail_msg("'%s': got '%s', want '%s'", in, where ? where : "(none)", want_where);
+        }
+        if (want_name) {
+            assert_non_null(name);
+            assert_int_equal(name_len, strlen(want_name));
+            assert_memory_equal(name, want_name, name_len);
+        } else {
+            assert_null(name);
+        }
+        reel_h1_head_t h;
+        assert_true(reel_h1_partial_head(p, &h));
+        assert_int_equal(h.method_len, strlen(want_method));
+        assert_memory_equal(h.method, want_method, h.method_len);
+        reel_h1_free(p);
+    }
+}
+
+static void test_partial_cut(void **state) {
+    (void)state;
+    check_cut("GE", "in its method", NULL, "GE");
+    check_cut("PURG", "in its method", NULL, "PURG");
+    check_cut("\r\nGET", "in its method", NULL, "GET");
+    check_cut("GET ", "in its request target", NULL, "GET");
+    check_cut("GET /a", "in its request target", NULL, "GET");
+    check_cut("GET /a HTTP/1.", "in its request line", NULL, "GET");
+    check_cut("GET /a HTTP/1.1\r", "in its request line", NULL, "GET");
+    check_cut("GET /a HTTP/1.1\r\n", NULL, NULL, "GET");
+    check_cut("GET /a HTTP/1.1\r\nHo", "in the name of a field", NULL, "GET");
+    check_cut("GET /a HTTP/1.1\r\nHost:", "in the value of a field", "Host", "GET");
+    check_cut("GET /a HTTP/1.1\r\nHost: abc", "in the value of a field", "Host", "GET");
+    check_cut("GET /a HTTP/1.1\r\nHost: abc\r\nX-Y: 1", "in the value of a field", "X-Y", "GET");
+    check_cut("GET /a HTTP/1.1\r\nHost: abc\r\n", NULL, NULL, "GET");
+    check_cut("GET /a HTTP/1.1\r\nHost: abc\r\nX-Y: 1\r\n", NULL, NULL, "GET");
+}
+
 /* A target llhttp refuses stops it before the target is stored and before
  * a field is read: the record gets the target as sent and the fields in
  * the input read so far, as for a refused field value. Fed whole, the
@@ -1273,6 +1331,7 @@ int main(void) {
         cmocka_unit_test(test_extension_methods),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_partial_head),
+        cmocka_unit_test(test_partial_cut),
         cmocka_unit_test(test_partial_head_bad_target),
         cmocka_unit_test(test_default_head_limit),
         cmocka_unit_test(test_response_errors),
