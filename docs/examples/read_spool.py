@@ -121,7 +121,7 @@ def flow_json(flow_id, recs, replayed_as=()):
     replayed_as: the ids of the flows of the session that replay it (their
     start records' replay_of names it)."""
     f = dict.fromkeys(("id", "uuid", "kind", "source", "state", "client_addr", "server_addr",
-                       "client_conn", "stream_id", "start_us", "end_us", "request_end_us", "response_start_us",
+                       "client_conn", "stream_id", "client_tls", "start_us", "end_us", "request_end_us", "response_start_us",
                        "error", "request", "response", "timings", "server_conn", "messages",
                        "replay_of", "interim", "request_trailers", "response_trailers"))
     f.update(id=flow_id, state="open", replayed_as=sorted(replayed_as))  # "open": no end yet
@@ -153,6 +153,11 @@ def flow_json(flow_id, recs, replayed_as=()):
                      source=s.source or None, client_addr=s.client_addr or None,
                      server_addr=s.server_addr or None, start_us=r.time_us,
                      client_conn=s.client_conn or None, stream_id=s.stream_id or None)  # 0: none
+            if s.HasField("client_tls"):  # inside intercepted TLS: the client's with reel
+                t = s.client_tls
+                f["client_tls"] = {"sni": t.sni or None, "alpn": t.alpn or None,
+                                   "tls_version": t.tls_version or None,
+                                   "cipher": t.cipher or None, "resumed": t.resumed}
             if s.HasField("replay_of") and s.replay_of.flow_id:  # made by `reel replay`
                 f["replay_of"] = s.replay_of.flow_id
                 if s.replay_of.session:

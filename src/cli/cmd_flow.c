@@ -1024,6 +1024,12 @@ static int view_record(void *ctx, const Reel__Record *rec) {
         v->client_conn = rec->start->client_conn;
         v->stream_id = rec->start->stream_id;
         summary(v);
+        if (rec->start->client_tls) {
+            const Reel__ClientTls *t = rec->start->client_tls;
+            note(v, "~ client TLS: %s%s%s%s%s%s%s%s", t->tls_version, t->cipher[0] ? " " : "",
+                 t->cipher, t->alpn[0] ? ", ALPN " : "", t->alpn, t->sni[0] ? ", SNI " : ", no SNI",
+                 t->sni, t->resumed ? ", resumed session" : "");
+        }
         break;
     case REEL__RECORD__EVENT_REQUEST_HEAD:
         request_head(v, rec->request_head);
@@ -1353,6 +1359,7 @@ static int json_record(void *ctx, const Reel__Record *rec) {
             str_json(s->server_addr, 1), "client_conn",
             s->client_conn ? json_integer((json_int_t)s->client_conn) : json_null(), "stream_id",
             s->stream_id ? json_integer((json_int_t)s->stream_id) : json_null());
+        json_object_set_new(j->start, "client_tls", reel_json_client_tls(s->client_tls));
         j->start_us = rec->time_us;
         j->has_start = 1;
         break;
@@ -1553,7 +1560,7 @@ static int run_json(reel_cli_t *cli, reel_session_t *s, unsigned long long id, i
             row->stream_id ? json_integer(row->stream_id) : json_null());
     static const char *const start_keys[] = {"uuid",        "kind",        "source",
                                              "state",       "client_addr", "server_addr",
-                                             "client_conn", "stream_id"};
+                                             "client_conn", "stream_id",   "client_tls"};
     for (size_t k = 0; k < sizeof start_keys / sizeof *start_keys; k++) {
         json_t *val = j.start ? json_object_get(j.start, start_keys[k]) : NULL;
         if (strcmp(start_keys[k], "state") == 0)

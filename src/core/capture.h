@@ -48,6 +48,22 @@ reel_capture_flow_t *reel_capture_start(reel_recorder_t *rec, reel_capture_kind 
 reel_capture_flow_t *reel_capture_start_on(reel_recorder_t *rec, reel_capture_kind kind,
                                            const char *client_addr, const char *server_addr,
                                            uint64_t client_conn, uint32_t stream_id);
+/** The client's TLS with reel, for a flow inside an intercepted TLS
+ * connection whose handshake is done (each string may be NULL). */
+typedef struct {
+    const char *sni;         /* from the client's ClientHello */
+    const char *alpn;        /* chosen by ALPN */
+    const char *tls_version; /* "TLSv1.3", ... */
+    const char *cipher;
+    bool resumed; /* the client resumed an earlier TLS session */
+} reel_capture_tls_t;
+
+/** The same, started at time_us (0: now), with the client's TLS (NULL:
+ * none, or not known). */
+reel_capture_flow_t *reel_capture_start_tls(reel_recorder_t *rec, reel_capture_kind kind,
+                                            const char *client_addr, const char *server_addr,
+                                            uint64_t client_conn, uint32_t stream_id,
+                                            int64_t time_us, const reel_capture_tls_t *tls);
 /** The same, started at time_us (0: now). */
 reel_capture_flow_t *reel_capture_start_at(reel_recorder_t *rec, reel_capture_kind kind,
                                            const char *client_addr, const char *server_addr,

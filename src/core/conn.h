@@ -506,6 +506,13 @@ bool reel__head_abandoned(conn_t *c, const char *error);
  * in the value of field X, which the record gives as far as it came; ";
  * "" when it stopped at a line's end. Owned by the caller. */
 char *reel__head_cut_note(conn_t *c);
+/* The client's TLS with reel for a flow c starts (a lane's: its HTTP/2
+ * connection's), in *out; NULL when the client's connection is not TLS
+ * or its handshake is not done. */
+const reel_capture_tls_t *reel__client_tls(conn_t *c, reel_capture_tls_t *out);
+/* The HTTP/2 client connection a lane serves (NULL: not a lane, or its
+ * connection is gone). */
+conn_t *reel__h2front_conn(conn_t *lane_conn);
 /* Frees c->connect_head (NULL after); fine when there is none. */
 void reel__connect_head_drop(conn_t *c);
 void reel__req_process(conn_t *c);

@@ -686,8 +686,9 @@ void reel__record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme
                         : now;
     if (c->lane_came_us && c->lane_came_us < start)
         start = c->lane_came_us; /* its HTTP/2 stream's HEADERS came then (start_flow) */
-    c->ex.flow = reel_capture_start_at(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr, NULL, c->id,
-                                       c->lane_stream, start);
+    reel_capture_tls_t tls;
+    c->ex.flow = reel_capture_start_tls(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr, NULL, c->id,
+                                        c->lane_stream, start, reel__client_tls(c, &tls));
     STAT_ADD(c->p, flows, 1);
     c->ex.head_us = c->ex.flow_start_us = start;
     c->ex.req_end_us = c->ex.resp_first_us = 0;
@@ -698,6 +699,22 @@ void reel__record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme
     request_msg(h, scheme, host, port, target, ver, &m);
     lane_request(c, &m);
     reel_capture_request(c->ex.flow, &m);
+}
+
+const reel_capture_tls_t *reel__client_tls(conn_t *c, reel_capture_tls_t *out) {
+    conn_t *front = c->lane ? reel__h2front_conn(c) : c;
+    if (front == NULL)
+        return NULL;
+    reel_stack_info_t info;
+    reel_stack_info(&front->client.st, &info);
+    if (!info.tls || !info.tls_done)
+        return NULL;
+    *out = (reel_capture_tls_t){.sni = info.sni,
+                                .alpn = info.alpn,
+                                .tls_version = info.tls_version,
+                                .cipher = info.cipher,
+                                .resumed = info.tls_resumed};
+    return out;
 }
 
 char *reel__head_cut_note(conn_t *c) {
@@ -808,7 +825,9 @@ static void record_unanswered(conn_t *c, const char *why) {
                 host = reel_strdup(c->tunnel_host);
                 port = c->tunnel_port;
             }
-            f = reel_capture_start_on(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr, NULL, c->id, 0);
+            reel_capture_tls_t tls;
+            f = reel_capture_start_tls(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr, NULL, c->id, 0,
+                                       0, reel__client_tls(c, &tls));
             STAT_ADD(c->p, flows, 1);
             char ver[16];
             reel_msg_head_t m;
@@ -883,9 +902,11 @@ static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const cha
      * those of flows that started later. keeps_up: the request goes on
      * c->up, whose address is then known at the start; since_us: it
      * started earlier, blocked (the ALPN probe it waited for) */
-    c->ex.flow = reel_capture_start_at(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr,
-                                       keeps_up && c->up->connected ? c->up->addr : NULL, c->id,
-                                       c->lane_stream, since_us ? since_us : c->lane_came_us);
+    reel_capture_tls_t tls;
+    c->ex.flow = reel_capture_start_tls(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr,
+                                        keeps_up && c->up->connected ? c->up->addr : NULL, c->id,
+                                        c->lane_stream, since_us ? since_us : c->lane_came_us,
+                                        reel__client_tls(c, &tls));
     c->ex.flow_start_us = reel_capture_start_us(c->ex.flow);
     STAT_ADD(c->p, flows, 1);
     c->ex.req_end_us = c->ex.resp_first_us = 0;

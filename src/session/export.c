@@ -16,6 +16,7 @@
 #include "base/mem.h"
 #include "session/decode.h"
 #include "session/filter.h"
+#include "session/flowread.h"
 #include "session/har.h"
 #include "session/index.h"
 #include "session/store.h"
@@ -88,6 +89,7 @@ typedef struct {
     int has_timings;
     int64_t t[7]; /* blocked dns connect send wait receive ssl, us */
     char *conn_addr, *alpn, *tls_version;
+    json_t *client_tls; /* the start record's, NULL: none */
     uint64_t conn_id;
     int conn_reused;
     msg_t *msgs;
@@ -148,6 +150,7 @@ static void flow_free(flow_t *f) {
     free(f->conn_addr);
     free(f->alpn);
     free(f->tls_version);
+    json_decref(f->client_tls);
     for (size_t i = 0; i < f->ninterim; i++) {
         free(f->interim[i].reason);
         free(f->interim[i].version);
@@ -224,6 +227,9 @@ static int on_record(void *ctx, const Reel__Record *rec) {
         f->tunnel = rec->start->kind == REEL__FLOW_KIND__FLOW_KIND_TUNNEL;
         if (!f->uuid)
             f->uuid = reel_strdup(rec->start->uuid);
+        json_decref(f->client_tls);
+        f->client_tls =
+            rec->start->client_tls ? reel_json_client_tls(rec->start->client_tls) : NULL;
         break;
     case REEL__RECORD__EVENT_REQUEST_HEAD: {
         const Reel__RequestHead *h = rec->request_head;
@@ -960,6 +966,8 @@ static json_t *reel_info(const flow_t *f) {
         json_object_set_new(r, "tls_version", str_json(f->tls_version));
     if (f->alpn && f->alpn[0])
         json_object_set_new(r, "alpn", str_json(f->alpn));
+    if (f->client_tls)
+        json_object_set(r, "client_tls", f->client_tls);
     for (int d = 0; d < 2; d++) {
         const char *key = d == REQ ? "request_truncated" : "response_truncated";
         if (f->truncated[d] || f->cut[d])

@@ -137,6 +137,15 @@ static json_t *timings_json(const Reel__Timings *t) {
                      "receive_us", (json_int_t)t->receive_us, "ssl_us", (json_int_t)t->ssl_us);
 }
 
+json_t *reel_json_client_tls(const Reel__ClientTls *t) {
+    if (t == NULL)
+        return json_null();
+    return json_pack("{s:o, s:o, s:o, s:o, s:b}", "sni", reel_json_text(t->sni[0] ? t->sni : NULL),
+                     "alpn", reel_json_text(t->alpn[0] ? t->alpn : NULL), "tls_version",
+                     reel_json_text(t->tls_version[0] ? t->tls_version : NULL), "cipher",
+                     reel_json_text(t->cipher[0] ? t->cipher : NULL), "resumed", t->resumed);
+}
+
 void reel_json_conn_setup(json_t *o, const Reel__ServerConn *sc) {
     int known = sc->opened_us != 0;
     json_object_set_new(o, "opened_us",
@@ -156,6 +165,9 @@ static void end_facts(detail_t *d, const Reel__Timings *t, int64_t req_end, int6
 static int detail_record(void *ctx, const Reel__Record *rec) {
     detail_t *d = ctx;
     switch (rec->event_case) {
+    case REEL__RECORD__EVENT_START:
+        json_object_set_new(d->o, "client_tls", reel_json_client_tls(rec->start->client_tls));
+        break;
     case REEL__RECORD__EVENT_REQUEST_HEAD: {
         const Reel__RequestHead *h = rec->request_head;
         reel_buf_t url;
@@ -285,8 +297,8 @@ reel_rc reel_flowread_detail(reel_session_t *s, int64_t id, size_t msg_data_max,
     reel_rc rc = REEL_OK;
     detail_t d = {.msg_max = msg_data_max};
     *out = NULL;
-    d.o = json_pack("{s:n, s:n, s:n, s:n, s:n, s:n, s:n}", "request", "response", "timings",
-                    "server_conn", "error", "request_end_us", "response_start_us");
+    d.o = json_pack("{s:n, s:n, s:n, s:n, s:n, s:n, s:n, s:n}", "request", "response", "timings",
+                    "server_conn", "client_tls", "error", "request_end_us", "response_start_us");
     d.messages = json_array();
     reel_buf_init(&d.data, 0);
     reel_err_t e;

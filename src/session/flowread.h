@@ -36,6 +36,11 @@ json_t *reel_json_text(const char *s);
 /** Bytes in base64, as a JSON string. */
 json_t *reel_json_b64(const void *p, size_t n);
 
+/** A FlowStart's client_tls as JSON: {sni, alpn, tls_version, cipher
+ * (each null when empty), resumed}; null for NULL (no TLS with the
+ * client, or not recorded). */
+json_t *reel_json_client_tls(const Reel__ClientTls *t);
+
 /** A ServerConn's set-up into object o: opened_us (null: not known),
  * dns_us, connect_us, ssl_us (-1: did not happen or not known, as in
  * timings; all -1 when opened_us is not known, the record holding nothing
@@ -43,7 +48,7 @@ json_t *reel_json_b64(const void *p, size_t n);
 void reel_json_conn_setup(json_t *o, const Reel__ServerConn *sc);
 
 /** Flow id's detail into *out: {"request": head|null, "response": head|null,
- * "timings", "server_conn", "messages" (each with data_b64 while the total
+ * "timings", "server_conn", "client_tls", "messages" (each with data_b64 while the total
  * stays within msg_data_max bytes, then data_omitted; the first
  * REEL_FLOWREAD_MESSAGES_MAX of them), "messages_omitted", "error",
  * "request_end_us", "response_start_us", "damage", "read_error"}. A head is

@@ -616,6 +616,9 @@ typedef struct {
     const char *client_addr, *server_addr, *tls_version, *alpn;
     uint64_t conn_id;
     int has_conn; /* reel export's entry names an origin connection */
+    /* _reel.client_tls: the client's TLS with reel (has_client_tls) */
+    int has_client_tls, client_tls_resumed;
+    const char *client_tls[4]; /* sni, alpn, tls_version, cipher; NULL: none */
     json_t *interim, *trailers[2];
     /* _reel.messages: the TCP messages of an upgrade to a protocol other
      * than WebSocket, or _webSocketMessages: a WebSocket's messages, in
@@ -1281,6 +1284,28 @@ static reel_rc check_reel(const vctx_t *v, json_t *entry, entry_t *e) {
         reel_string(v, rx, "tls_version", 1, &e->tls_version) != REEL_OK ||
         reel_string(v, rx, "alpn", 1, &e->alpn) != REEL_OK)
         return REEL_INVALID;
+    int tbad = 0;
+    json_t *ct = opt(v, rx, "client_tls", "_reel.client_tls", JSON_OBJECT, "an object", &tbad);
+    if (tbad)
+        return REEL_INVALID;
+    if (ct) {
+        static const char *const keys[4] = {"sni", "alpn", "tls_version", "cipher"};
+        for (int k = 0; k < 4; k++) {
+            char tf[64];
+            snprintf(tf, sizeof tf, "_reel.client_tls.%s", keys[k]);
+            json_t *t = opt(v, ct, keys[k], tf, JSON_STRING, "a string", &tbad);
+            if (tbad)
+                return REEL_INVALID;
+            if (t && strlen(json_string_value(t)) != json_string_length(t))
+                return fail(v, tf, "contains a NUL byte");
+            e->client_tls[k] = t ? json_string_value(t) : NULL;
+        }
+        json_t *res = json_object_get(ct, "resumed");
+        if (res && !json_is_null(res) && !json_is_boolean(res))
+            return fail(v, "_reel.client_tls.resumed", "not a boolean but %s", type_name(res));
+        e->client_tls_resumed = json_is_true(res);
+        e->has_client_tls = 1;
+    }
     json_t *conn = json_object_get(entry, "connection");
     if (json_is_string(conn) && json_string_length(conn) > 0 && json_string_length(conn) < 20 &&
         strspn(json_string_value(conn), "0123456789") == json_string_length(conn))
@@ -1999,7 +2024,13 @@ static reel_rc record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
     reel_flow_info_t info = {.kind = REEL_FLOW_HTTP,
                              .source = "har-import",
                              .time_us = e->start_us,
-                             .client_addr = e->client_addr};
+                             .client_addr = e->client_addr,
+                             .tls = e->has_client_tls,
+                             .tls_resumed = e->client_tls_resumed,
+                             .tls_sni = e->client_tls[0],
+                             .tls_alpn = e->client_tls[1],
+                             .tls_version = e->client_tls[2],
+                             .tls_cipher = e->client_tls[3]};
     if (e->server_addr != NULL) {
         info.server_addr = e->server_addr; /* reel's own, with its port */
     } else if (e->server_ip != NULL) {

@@ -209,11 +209,17 @@ static size_t replay_of_len(const Reel__ReplayOf *r) {
     return uint_size(1, r->flow_id) + str_size(2, r->session) + str_size(3, r->uuid);
 }
 
+static size_t client_tls_len(const Reel__ClientTls *t) {
+    return str_size(1, t->sni) + str_size(2, t->alpn) + str_size(3, t->tls_version) +
+           str_size(4, t->cipher) + uint_size(5, t->resumed != 0);
+}
+
 static size_t start_len(const Reel__FlowStart *s) {
     return str_size(1, s->uuid) + uint_size(2, i64((int32_t)s->kind)) +
            str_size(3, s->client_addr) + str_size(4, s->server_addr) + str_size(5, s->source) +
            (s->replay_of ? msg_size(6, replay_of_len(s->replay_of)) : 0) +
-           uint_size(7, s->client_conn) + uint_size(8, s->stream_id);
+           uint_size(7, s->client_conn) + uint_size(8, s->stream_id) +
+           (s->client_tls ? msg_size(9, client_tls_len(s->client_tls)) : 0);
 }
 
 static uint8_t *put_start(uint8_t *p, const Reel__FlowStart *s) {
@@ -230,7 +236,17 @@ static uint8_t *put_start(uint8_t *p, const Reel__FlowStart *s) {
         p = put_str(p, 3, r->uuid);
     }
     p = put_uint(p, 7, s->client_conn);
-    return put_uint(p, 8, s->stream_id);
+    p = put_uint(p, 8, s->stream_id);
+    if (s->client_tls) {
+        const Reel__ClientTls *t = s->client_tls;
+        p = put_msg_head(p, 9, client_tls_len(t));
+        p = put_str(p, 1, t->sni);
+        p = put_str(p, 2, t->alpn);
+        p = put_str(p, 3, t->tls_version);
+        p = put_str(p, 4, t->cipher);
+        p = put_uint(p, 5, t->resumed != 0);
+    }
+    return p;
 }
 
 static size_t timings_len(const Reel__Timings *t) {

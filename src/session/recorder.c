@@ -2241,6 +2241,15 @@ reel_rflow_t *reel_recorder_flow_start(reel_recorder_t *r, const reel_flow_info_
     st.source = (char *)(info && info->source ? info->source : "proxy");
     st.client_conn = info ? info->client_conn : 0;
     st.stream_id = info ? info->stream_id : 0;
+    Reel__ClientTls ct = REEL__CLIENT_TLS__INIT;
+    if (info && info->tls) {
+        ct.sni = (char *)(info->tls_sni ? info->tls_sni : "");
+        ct.alpn = (char *)(info->tls_alpn ? info->tls_alpn : "");
+        ct.tls_version = (char *)(info->tls_version ? info->tls_version : "");
+        ct.cipher = (char *)(info->tls_cipher ? info->tls_cipher : "");
+        ct.resumed = info->tls_resumed;
+        st.client_tls = &ct;
+    }
     Reel__ReplayOf ro = REEL__REPLAY_OF__INIT;
     if (info && info->replay_of) {
         ro.flow_id = info->replay_of;

@@ -145,6 +145,10 @@ typedef struct {
      * stream id (0: none) it came on */
     uint64_t client_conn;
     uint32_t stream_id;
+    /* the client's TLS with reel (FlowStart.client_tls; tls false: none):
+     * each string may be NULL */
+    bool tls, tls_resumed;
+    const char *tls_sni, *tls_alpn, *tls_version, *tls_cipher;
 } reel_flow_info_t;
 
 typedef struct {

@@ -8,6 +8,7 @@ with reel inside a CONNECT tunnel, then closes without a request, is a
 tls:// flow whose error says so; before, it was a tcp:// flow with no
 error, or (ALPN http/1.1) no flow at all. Origins are Python ssl servers;
 clients are curl, openssl s_client and Python ssl sockets."""
+import json
 import os
 import shutil
 import socket
@@ -164,6 +165,53 @@ class TlsRecordTest(unittest.TestCase):
         self.assertIsNone(sc["peer_cert"], sc)
         text = self.reel.cli("flow", "main", str(f["id"]), "--headers-only").stdout
         self.assertNotIn(b"FAILED", text)
+
+    def test_every_flow_says_the_clients_tls(self):
+        """The TLS between the client and reel (version, cipher, SNI, ALPN,
+        resumed) is in each flow's start record: before, only the error of
+        a client that left before its request said it."""
+        o = Origin(self.good)
+        ctx = ssl.create_default_context(cafile=self.reel.ca)
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2  # (a session to resume at once)
+        ctx.set_alpn_protocols(["http/1.1"])
+        session = None
+        try:
+            for i in range(2):
+                s = connect(self.reel.port)
+                s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % o.port)
+                self.assertTrue(s.recv(1000).startswith(b"HTTP/1.1 200"))
+                t = ctx.wrap_socket(s, server_hostname="localhost", session=session)
+                t.sendall(b"GET /tls%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % i)
+                got = b""
+                while not got.endswith(b"ok"):
+                    d = t.recv(1000)
+                    if not d:
+                        break
+                    got += d
+                self.assertTrue(got.startswith(b"HTTP/1.1 200"), got)
+                self.assertEqual(t.session_reused, i == 1)
+                session = t.session
+                t.close()
+            r = curl(self.reel, "--http1.1", "https://localhost:%d/tls-curl" % o.port)
+            self.assertEqual(r.stdout, b"ok")
+        finally:
+            o.close()
+        for path, version, resumed in (("/tls0", "TLSv1.2", False), ("/tls1", "TLSv1.2", True),
+                                       ("/tls-curl", None, False)):
+            [f] = self.reel.wait_flows(1, "~u %s$" % path)
+            tls = self.reel.flow(f["id"])["client_tls"]
+            self.assertEqual((tls["sni"], tls["alpn"], tls["resumed"]),
+                             ("localhost", "http/1.1", resumed), tls)
+            self.assertEqual(tls["tls_version"], version or tls["tls_version"], tls)
+            self.assertTrue(tls["tls_version"].startswith("TLSv1."), tls)
+            self.assertTrue(tls["cipher"], tls)
+            text = self.reel.cli("flow", "main", str(f["id"]), "--headers-only").stdout.decode()
+            self.assertIn("~ client TLS: %s %s, ALPN http/1.1, SNI localhost%s"
+                          % (tls["tls_version"], tls["cipher"],
+                             ", resumed session" if resumed else ""), text)
+        # NDJSON (and HAR's _reel) carry it
+        out = self.reel.cli("export", "main", "~u /tls0$", "--format", "ndjson").stdout
+        self.assertEqual(json.loads(out)["client_tls"]["sni"], "localhost")
 
     def left_after_handshake(self, port, alpn, reset_too=False):
         """The flow of a client that closed after its handshake with reel

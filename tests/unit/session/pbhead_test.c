@@ -277,12 +277,13 @@ static void test_small_records(void **state) {
     assert_int_equal(reel_pbrec_size(&other), 0);
     assert_int_equal(reel_pbrec_write(NULL, &other), 0);
     for (int round = 0; round < 3000; round++) {
-        char *own[14] = {NULL};
+        char *own[18] = {NULL};
         Reel__Record rec = REEL__RECORD__INIT;
         rec.flow_id = rand_u64();
         rec.time_us = rand_i64();
         Reel__FlowStart st = REEL__FLOW_START__INIT;
         Reel__ReplayOf ro = REEL__REPLAY_OF__INIT;
+        Reel__ClientTls ct = REEL__CLIENT_TLS__INIT;
         Reel__FlowEnd en = REEL__FLOW_END__INIT;
         Reel__Timings tm = REEL__TIMINGS__INIT;
         Reel__ServerConn sc = REEL__SERVER_CONN__INIT;
@@ -302,6 +303,14 @@ static void test_small_records(void **state) {
             }
             st.client_conn = rand_u64();
             st.stream_id = (uint32_t)rand_u64();
+            if (next() % 2) {
+                ct.sni = rand_field(&own[14]);
+                ct.alpn = rand_field(&own[15]);
+                ct.tls_version = rand_field(&own[16]);
+                ct.cipher = rand_field(&own[17]);
+                ct.resumed = (protobuf_c_boolean)(next() % 2);
+                st.client_tls = &ct;
+            }
             rec.event_case = REEL__RECORD__EVENT_START;
             rec.start = &st;
             break;
