@@ -1354,6 +1354,17 @@ function renderDetail(d, id) {
     }
     parts.push(el('section', { 'aria-label': 'Upstream connection' }, el('h3', { text: 'Upstream connection' }), dl));
   }
+  if (d.client_tls) {
+    // the TLS between the client and reel (an intercepted connection)
+    const ct = d.client_tls;
+    const dl = el('dl', { class: 'kv' });
+    for (const [k, v] of [['TLS', ct.tls_version], ['cipher', ct.cipher], ['SNI', ct.sni || 'none'], ['ALPN', ct.alpn || 'none'],
+      ['resumed', ct.resumed ? 'yes' : 'no']]) {
+      if (typeof v !== 'string') continue;
+      dl.append(el('dt', { text: k }), el('dd', { text: v }));
+    }
+    parts.push(el('section', { 'aria-label': 'Client TLS' }, el('h3', { text: 'Client TLS' }), dl));
+  }
   pane.replaceChildren(...parts);
   pane.setAttribute('aria-labelledby', 'detail-h');
 }

@@ -92,7 +92,7 @@ class BrowserWebTest(unittest.TestCase):
         # a user config file's value, for the config page's Unset
         os.makedirs(root + "/config/reel")
         with open(root + "/config/reel/config.yaml", "w") as f:
-            f.write("upstream_timeout: 61\n")
+            f.write("upstream_timeout: 61\nupstream_trusted_ca: %s\n" % origin.ca)
         log = open(os.path.join(root, "reel.log"), "w+")
         proc = subprocess.Popen([REEL, "record", "--listen", "127.0.0.1:0", "--web=127.0.0.1:0",
                                  "b1"], env=env, stdout=subprocess.DEVNULL, stderr=log)
@@ -122,19 +122,22 @@ class BrowserWebTest(unittest.TestCase):
             with open(os.path.join(origin.www, "img.png"), "wb") as f:
                 f.write(png(37, 11))
             curl(r, origin.url("/img.png"))
+            curl(r, "--http1.1", origin.url("/100b?tls=1", https=True))
             flows = []
             for _ in range(100):
                 flows = json.loads(run([REEL, "flows", "b1", "--json"], env=env).stdout)
-                if len(flows) >= 5 and all(f["state"] != "open" for f in flows):
+                if len(flows) >= 6 and all(f["state"] != "open" for f in flows):
                     break
                 time.sleep(0.1)
             post = [f["id"] for f in flows if f["method"] == "POST"][0]
             ws = [f["id"] for f in flows if f["kind"] == "websocket"][0]
             err = [f["id"] for f in flows if f["error"]][0]
             image = [f["id"] for f in flows if f["url"].endswith("/img.png")][0]
+            https = [f["id"] for f in flows if f["url"].endswith("?tls=1")][0]
             cfg = {"url": url, "proxy": r.proxy, "live_url": origin.url("/100b?live=1"),
                    "out_dir": out_dir,
-                   "ids": {"post": post, "ws": ws, "error": err, "image": image}}
+                   "ids": {"post": post, "ws": ws, "error": err, "image": image,
+                           "https": https}}
             t0 = time.time()
             res = subprocess.run(["node", os.path.join(HERE, "web_ui.cjs"), json.dumps(cfg)],
                                  env=dict(env, NODE_PATH=modules), capture_output=True,
@@ -150,7 +153,7 @@ class BrowserWebTest(unittest.TestCase):
                                                           or f.endswith("/config")), f)
             self.assertEqual(sum(f.endswith("/config") for f in seen["failed"]), 1, seen["failed"])
             self.assertEqual(seen["cookie_url"].split("#")[0], url.split("?")[0])  # token stripped
-            self.assertEqual(len(seen["rows"]), 5)
+            self.assertEqual(len(seen["rows"]), 6)
             # the token: in the tab, never in a cookie
             self.assertEqual(seen["cookies"], [])
             self.assertEqual(seen["stored_token"], TOKEN)
@@ -165,7 +168,10 @@ class BrowserWebTest(unittest.TestCase):
             self.assertEqual(seen["image_size"], [37, 11])
             self.assertEqual(seen["download_len"], len(png(37, 11)))
             self.assertEqual(seen["har_entries"], 1)
-            self.assertEqual(seen["reloaded_rows"], 5)
+            self.assertEqual(seen["reloaded_rows"], 6)
+            # the client's TLS with reel, in a section of its own
+            self.assertRegex(seen["client_tls"], r"^TLS\s*TLSv1\.[23]\s*cipher\s*\S+\s*SNI\s*localhost"
+                             r"\s*ALPN\s*http/1\.1\s*resumed\s*no$")
             # the cookie older versions set opens nothing, and is expired
             self.assertIn("no access token", seen["cookie_status"])
             self.assertEqual((seen["cookie_rows"], seen["cookie_api"]), (0, []))

@@ -136,6 +136,11 @@ async function main() {
     await page.waitForSelector("#detail .error[role=alert]", { timeout: T });
     res.error_text = await page.textContent("#detail .error[role=alert]");
 
+    step("https flow");
+    await page.evaluate((id) => { location.hash = location.hash.replace(/\/flow\/\d+$/, "") + "/flow/" + id; }, cfg.ids.https);
+    await page.waitForSelector('section[aria-label="Client TLS"] dl', { timeout: T });
+    res.client_tls = (await page.textContent('section[aria-label="Client TLS"] dl')).trim();
+
     step("image body");
     // an <img> and a download cannot send the header: their URLs carry a
     // ticket, asked for just before, never the token
