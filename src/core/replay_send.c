@@ -524,23 +524,37 @@ reel_rc reel_replay_send(const reel_replay_req_t *r, const reel_replay_send_opts
         int64_t ts = now_us();
         reel_tls_client_opts_t to = {.host = r->host, .insecure = !o->verify};
         c.phase = "during the TLS handshake";
-        if ((rc = reel_tls_new_client(o->tls, &to, &c.tls, &err)) != REEL_OK ||
-            (rc = tls_handshake(&c, &err)) != REEL_OK)
-            goto out;
-        t.ssl_us = now_us() - ts;
+        if ((rc = reel_tls_new_client(o->tls, &to, &c.tls, &err)) == REEL_OK)
+            rc = tls_handshake(&c, &err);
+        if (rc == REEL_OK)
+            t.ssl_us = now_us() - ts;
     }
+    /* What the certificate's check found, as the proxy records it: the
+     * failure that ended the handshake, or (verification off) the one
+     * that would have; and the origin's certificate then. */
+    const char *cert = NULL;
+    const char *verr = c.tls == NULL   ? NULL
+                       : rc != REEL_OK ? reel_tls_verify_error(c.tls, &cert)
+                                       : reel_tls_unchecked_error(c.tls, &cert);
+    if (rc != REEL_OK && verr == NULL)
+        goto out; /* no TLS got as far as the check: the error says what happened */
     reel_server_conn_t sc = {.conn_id = out->id,
                              .address = server,
                              .sni = c.tls ? reel_tls_sni(c.tls) : NULL,
                              .alpn = c.tls ? reel_tls_alpn(c.tls) : NULL,
                              .tls_version = c.tls ? reel_tls_version(c.tls) : NULL,
                              .cipher = c.tls ? reel_tls_cipher(c.tls) : NULL,
+                             .unverified = c.tls && !o->verify,
+                             .verify_error = verr,
+                             .peer_cert = verr ? cert : NULL,
                              /* a connection of its own, set up for it */
                              .opened_us = t0,
                              .dns_us = t.dns_us,
                              .connect_us = t.connect_us,
                              .ssl_us = t.ssl_us};
     reel_recorder_server_conn(x.f, &sc);
+    if (rc != REEL_OK)
+        goto out;
 
     reel_h1_head_t h = {.method = r->method,
                         .method_len = strlen(r->method),

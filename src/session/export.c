@@ -89,6 +89,11 @@ typedef struct {
     int has_timings;
     int64_t t[7]; /* blocked dns connect send wait receive ssl, us */
     char *conn_addr, *alpn, *tls_version;
+    /* the server connection's certificate check: made with verification
+     * off, and what the check found (NULL: it passed) with the origin's
+     * certificate then */
+    int unverified;
+    char *verify_error, *peer_cert;
     json_t *client_tls; /* the start record's, NULL: none */
     uint64_t conn_id;
     int conn_reused;
@@ -150,6 +155,8 @@ static void flow_free(flow_t *f) {
     free(f->conn_addr);
     free(f->alpn);
     free(f->tls_version);
+    free(f->verify_error);
+    free(f->peer_cert);
     json_decref(f->client_tls);
     for (size_t i = 0; i < f->ninterim; i++) {
         free(f->interim[i].reason);
@@ -322,6 +329,12 @@ static int on_record(void *ctx, const Reel__Record *rec) {
         f->conn_addr = reel_strdup(c->address ? c->address : "");
         f->alpn = reel_strdup(c->alpn ? c->alpn : "");
         f->tls_version = reel_strdup(c->tls_version ? c->tls_version : "");
+        free(f->verify_error);
+        free(f->peer_cert);
+        f->unverified = c->unverified;
+        f->verify_error =
+            c->verify_error && c->verify_error[0] ? reel_strdup(c->verify_error) : NULL;
+        f->peer_cert = c->peer_cert && c->peer_cert[0] ? reel_strdup(c->peer_cert) : NULL;
         f->conn_id = c->conn_id;
         f->conn_reused = c->reused;
         break;
@@ -966,6 +979,12 @@ static json_t *reel_info(const flow_t *f) {
         json_object_set_new(r, "tls_version", str_json(f->tls_version));
     if (f->alpn && f->alpn[0])
         json_object_set_new(r, "alpn", str_json(f->alpn));
+    if (f->unverified)
+        json_object_set_new(r, "unverified", json_true());
+    if (f->verify_error)
+        json_object_set_new(r, "verify_error", str_json(f->verify_error));
+    if (f->peer_cert)
+        json_object_set_new(r, "peer_cert", str_json(f->peer_cert));
     if (f->client_tls)
         json_object_set(r, "client_tls", f->client_tls);
     for (int d = 0; d < 2; d++) {

@@ -616,6 +616,9 @@ typedef struct {
     const char *client_addr, *server_addr, *tls_version, *alpn;
     uint64_t conn_id;
     int has_conn; /* reel export's entry names an origin connection */
+    /* ... its certificate check: _reel.unverified, verify_error, peer_cert */
+    int unverified;
+    const char *verify_error, *peer_cert;
     /* _reel.client_tls: the client's TLS with reel (has_client_tls) */
     int has_client_tls, client_tls_resumed;
     const char *client_tls[4]; /* sni, alpn, tls_version, cipher; NULL: none */
@@ -1282,8 +1285,14 @@ static reel_rc check_reel(const vctx_t *v, json_t *entry, entry_t *e) {
         reel_string(v, rx, "client_addr", 1, &e->client_addr) != REEL_OK ||
         reel_string(v, rx, "server_addr", 1, &e->server_addr) != REEL_OK ||
         reel_string(v, rx, "tls_version", 1, &e->tls_version) != REEL_OK ||
-        reel_string(v, rx, "alpn", 1, &e->alpn) != REEL_OK)
+        reel_string(v, rx, "alpn", 1, &e->alpn) != REEL_OK ||
+        reel_string(v, rx, "verify_error", 0, &e->verify_error) != REEL_OK ||
+        reel_string(v, rx, "peer_cert", 0, &e->peer_cert) != REEL_OK)
         return REEL_INVALID;
+    json_t *unv = json_object_get(rx, "unverified");
+    if (unv && !json_is_null(unv) && !json_is_boolean(unv))
+        return fail(v, "_reel.unverified", "not a boolean but %s", type_name(unv));
+    e->unverified = json_is_true(unv);
     int tbad = 0;
     json_t *ct = opt(v, rx, "client_tls", "_reel.client_tls", JSON_OBJECT, "an object", &tbad);
     if (tbad)
@@ -1310,7 +1319,7 @@ static reel_rc check_reel(const vctx_t *v, json_t *entry, entry_t *e) {
     if (json_is_string(conn) && json_string_length(conn) > 0 && json_string_length(conn) < 20 &&
         strspn(json_string_value(conn), "0123456789") == json_string_length(conn))
         e->conn_id = strtoull(json_string_value(conn), NULL, 10);
-    e->has_conn = e->conn_id || e->tls_version || e->alpn;
+    e->has_conn = e->conn_id || e->tls_version || e->alpn || e->unverified || e->verify_error;
     int bad = 0;
     char f[96];
     size_t i;
@@ -2110,7 +2119,10 @@ static reel_rc record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
         reel_server_conn_t sc = {.conn_id = e->conn_id,
                                  .address = e->server_addr,
                                  .alpn = e->alpn,
-                                 .tls_version = e->tls_version};
+                                 .tls_version = e->tls_version,
+                                 .unverified = e->unverified,
+                                 .verify_error = e->verify_error,
+                                 .peer_cert = e->verify_error ? e->peer_cert : NULL};
         reel_recorder_server_conn(f, &sc);
     }
     reel_flow_end_t fe = {.error = e->error,

@@ -241,9 +241,35 @@ class Replay(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("certificate verify failed", out["replays"][0]["error"])
         self.assertIn("certificate verify failed", self.rows("tls")[out["replays"][0]["id"]][4])
+        # the record says what the check found, as the proxy's does: the
+        # handshake it ended, then one made with verification off (the
+        # replay's server_conn said neither)
+        sc = self.flow("tls", out["replays"][0]["id"])["server_conn"]
+        self.assertEqual((sc["unverified"], sc["verify_error"], sc["ssl_us"]),
+                         (False, "unable to get local issuer certificate", -1), sc)
+        self.assertTrue(sc["peer_cert"].startswith("certificate for "), sc)
         r, out = self.replay("rp", str(src), "--into", "tls", "--set", "upstream_trusted_ca=",
                              "--set", "upstream_cert_verify=false")
         self.assertEqual(out["replays"][0]["status"], 200)
+        sc = self.flow("tls", out["replays"][0]["id"])["server_conn"]
+        self.assertEqual((sc["unverified"], sc["verify_error"]),
+                         (True, "unable to get local issuer certificate"), sc)
+        self.assertTrue(sc["peer_cert"].startswith("certificate for "), sc)
+        text = self.cli("flow", "tls", str(out["replays"][0]["id"]), "--headers-only").stdout
+        self.assertIn(b"certificate NOT verified", text)
+        self.assertIn(b"~ certificate would have FAILED verification (reel went on): unable to get "
+                      b"local issuer certificate", text)
+        # HAR's _reel carries it, and an import of that HAR keeps it
+        har = os.path.join(self.root, "unverified.har")
+        self.cli("export", "tls", "~id %d" % out["replays"][0]["id"], "-o", har)
+        with open(har) as fh:
+            rx = json.load(fh)["log"]["entries"][0]["_reel"]
+        self.assertEqual((rx["unverified"], rx["verify_error"], rx["peer_cert"]),
+                         (True, sc["verify_error"], sc["peer_cert"]), rx)
+        self.cli("import", har, "--into", "tls-har")
+        back = self.flow("tls-har", 1)["server_conn"]
+        self.assertEqual((back["unverified"], back["verify_error"], back["peer_cert"]),
+                         (True, sc["verify_error"], sc["peer_cert"]), back)
 
     def test_body_not_stored_whole_is_skipped(self):
         r, out = self.replay("cut", "1", check=False)
