@@ -45,6 +45,9 @@ typedef struct {
     char client_addr[ADDR_MAX], server_addr[ADDR_MAX];
     int has_sconn;
     char *sni, *alpn, *tls_version, *cipher;
+    /* client_conn's TLS with mitmproxy (has_ctls: it has a tls_version) */
+    int has_ctls;
+    char *c_sni, *c_alpn, *c_tls_version, *c_cipher;
 
     char *method, *scheme, *host, *target, *req_version;
     uint32_t port;
@@ -161,6 +164,14 @@ static reel_rc get_cstr(const vctx_t *v, const reel_tns_t *d, const char *key, c
         return fail(v, REEL_INVALID, field, "contains a NUL byte");
     *out = reel_strndup((const char *)s.p, s.n);
     return REEL_OK;
+}
+
+/* d[key] as a C string when it is text without a NUL, else NULL. */
+static char *opt_text(const reel_tns_t *d, const char *key) {
+    const reel_tns_t *t = reel_tns_get(d, key);
+    if (t == NULL || !reel_tns_is_text(t) || memchr(t->data, '\0', t->len) != NULL)
+        return NULL;
+    return reel_strndup((const char *)t->data, t->len);
 }
 
 static reel_rc get_int(const vctx_t *v, const reel_tns_t *d, const char *key, const char *field,
@@ -295,6 +306,10 @@ static void mflow_free(mflow_t *f) {
     free(f->alpn);
     free(f->tls_version);
     free(f->cipher);
+    free(f->c_sni);
+    free(f->c_alpn);
+    free(f->c_tls_version);
+    free(f->c_cipher);
     free(f->method);
     free(f->scheme);
     free(f->host);
@@ -324,6 +339,18 @@ static reel_rc conv_conns(const vctx_t *v, const reel_tns_t *flow, mflow_t *f) {
         a = reel_tns_get(cc, "peername");
         TRY(get_addr(v, a ? a : reel_tns_get(cc, "address"), "client_conn.peername",
                      f->client_addr));
+        /* its TLS with mitmproxy, as reel records a client's with reel
+         * (FlowStart.client_tls); 19 renamed alpn_proto_negotiated ->
+         * alpn and cipher_name -> cipher */
+        /* (facts only: a value of another type, as older versions wrote
+         * some, is left out rather than refusing the file) */
+        f->c_tls_version = opt_text(cc, "tls_version");
+        if (f->c_tls_version && f->c_tls_version[0]) {
+            f->has_ctls = 1;
+            f->c_sni = opt_text(cc, "sni");
+            f->c_alpn = opt_text(cc, reel_tns_get(cc, "alpn") ? "alpn" : "alpn_proto_negotiated");
+            f->c_cipher = opt_text(cc, reel_tns_get(cc, "cipher") ? "cipher" : "cipher_name");
+        }
     }
     if (sc) {
         /* 19 renamed ip_address -> peername; address is where it was meant to go */
@@ -748,7 +775,12 @@ static reel_rc record(reel_recorder_t *rec, mflow_t *f, reel_mitm_stats_t *st, c
                              .client_addr = f->client_addr[0] ? f->client_addr : NULL,
                              .server_addr = f->server_addr[0] ? f->server_addr : NULL,
                              .source = "mitm-import",
-                             .time_us = f->created_us};
+                             .time_us = f->created_us,
+                             .tls = f->has_ctls,
+                             .tls_sni = f->c_sni,
+                             .tls_alpn = f->c_alpn,
+                             .tls_version = f->c_tls_version,
+                             .tls_cipher = f->c_cipher};
     reel_rflow_t *rf = reel_recorder_flow_start(rec, &info);
     f->id = reel_rflow_id(rf);
     if (st->first_id == 0)

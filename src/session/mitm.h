@@ -23,6 +23,9 @@
  *   from server_conn peername;
  * - ServerConn when server_conn has a peername: its address, sni, alpn,
  *   tls_version, cipher;
+ * - FlowStart.client_tls when client_conn has a tls_version: its sni,
+ *   alpn (alpn_proto_negotiated before 19), tls_version, cipher (values
+ *   of another type left out);
  * - request head: method, scheme, host, port, target = path (authority
  *   for CONNECT), http_version, headers in order, body_decoded 0: content
  *   is the body as on the wire (Content-Encoding not removed; chunked

@@ -385,6 +385,13 @@ http {{
             self.assertEqual(body(f["response"]), fh.read())
         self.assertEqual(f["server_conn"]["sni"], "localhost")
         self.assertTrue(f["server_conn"]["tls_version"].startswith("TLS"))
+        # the client's TLS with mitmproxy, as reel records a client's own
+        [m] = [m for m in self.flows_mitm if m.type == "http" and m.request.url == self.h2_url("/100b")]
+        ct = f["client_tls"]
+        self.assertEqual((ct["tls_version"], ct["sni"], ct["alpn"], ct["cipher"]),
+                         (m.client_conn.tls_version, "localhost", "h2", m.client_conn.cipher), ct)
+        self.assertTrue(ct["tls_version"].startswith("TLS"), ct)
+        self.assertIsNone(self.flow("all", by_url[("GET", o.url("/missing"))]["id"])["client_tls"])
 
     def test_tcp(self):
         got = self.imported("all")
