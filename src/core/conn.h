@@ -254,6 +254,9 @@ struct conn {
     /* A TLS tunnel: TLS carrying something other than HTTP, relayed as a
      * tunnel flow (scheme "tls") over TLS on both legs (core/tunnel.c). */
     bool tls_tunnel;
+    /* a TLS filter is on the client's stack (start_client_tls): flows
+     * look for the client's TLS facts only then */
+    bool client_tls;
     bool tls_conn_recorded; /* its ServerConn record is written */
     bool tls_client_ended;  /* the client's close_notify passed on to the origin */
     /* ALPN the next reel__upstream_for offers an https origin

@@ -703,8 +703,8 @@ void reel__record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme
 
 const reel_capture_tls_t *reel__client_tls(conn_t *c, reel_capture_tls_t *out) {
     conn_t *front = c->lane ? reel__h2front_conn(c) : c;
-    if (front == NULL)
-        return NULL;
+    if (front == NULL || !front->client_tls)
+        return NULL; /* (plain HTTP: no walk of the stack) */
     reel_stack_info_t info;
     reel_stack_info(&front->client.st, &info);
     if (!info.tls || !info.tls_done)

@@ -457,6 +457,7 @@ static void start_client_tls(conn_t *c, reel_tls_t *tls, conn_state state) {
     reel_buf_t hello = cl->in;
     reel_buf_init(&cl->in, 0);
     reel_stack_push(&cl->st, reel_tls_filter_new(tls), hello.data, hello.len);
+    c->client_tls = true;
     reel_buf_free(&hello);
 }
 

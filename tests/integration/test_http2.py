@@ -280,6 +280,10 @@ class Http2Test(unittest.TestCase):
             self.assertIsNone(f.get("error"))
             names = [h[0] if isinstance(h, list) else h["name"] for h in f["request"]["headers"]]
             self.assertNotIn("host", [n.lower() for n in names])  # :authority, not Host
+            # each stream's flow has its connection's TLS with the client
+            ct = f["client_tls"]
+            self.assertEqual((ct["alpn"], ct["sni"]), ("h2", "localhost"), ct)
+            self.assertTrue(ct["tls_version"].startswith("TLSv1."), ct)
         # one client connection, two streams on it
         self.assertEqual(big["client_conn"], small["client_conn"])
         self.assertGreater(big["client_conn"], 0)
