@@ -465,9 +465,9 @@ static void on_conn_timer(uv_timer_t *t) {
     }
     if (c->state == C_HEAD && c->ex.head_started &&
         now - c->ex.head_started >= p->head_timeout_ms) {
-        char *cut = reel__head_cut_note(c);
-        char *why = reel_asprintf("request head not received in time (head_timeout)%s%.*s",
-                                  cut[0] ? ": " : "", (int)(cut[0] ? strlen(cut) - 2 : 0), cut);
+        char *cut = reel__head_cut_note(c, true);
+        char *why = reel_asprintf("request head not received in time (head_timeout)%s%s",
+                                  cut[0] ? ": " : "", cut);
         reel__record_rejected(c);
         reel__fail_exchange(c, 408, why);
         free(why);

@@ -505,10 +505,12 @@ void reel__record_rejected(conn_t *c);
  * nothing of a head had come (then nothing is recorded). */
 bool reel__head_abandoned(conn_t *c, const char *error);
 /* Where the request head being read stopped, when that was inside one of
- * its elements, as words that end in "; " for an error message: "it ended
+ * its elements, as words that end in "; " for a flow's error: "it ended
  * in the value of field X, which the record gives as far as it came; ";
- * "" when it stopped at a line's end. Owned by the caller. */
-char *reel__head_cut_note(conn_t *c);
+ * for_client: only where ("it ended in the value of field X"), for an
+ * answer the client reads too; "" when it stopped at a line's end. Owned
+ * by the caller. */
+char *reel__head_cut_note(conn_t *c, bool for_client);
 /* The client's TLS with reel for a flow c starts (a lane's: its HTTP/2
  * connection's), in *out; NULL when the client's connection is not TLS
  * or its handshake is not done. */

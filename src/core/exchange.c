@@ -717,16 +717,20 @@ const reel_capture_tls_t *reel__client_tls(conn_t *c, reel_capture_tls_t *out) {
     return out;
 }
 
-char *reel__head_cut_note(conn_t *c) {
+char *reel__head_cut_note(conn_t *c, bool for_client) {
     const char *name = NULL;
     size_t name_len = 0;
     const char *where = reel_h1_partial_cut(reel_h1_codec_parser(c->reqc), &name, &name_len);
     if (where == NULL)
         return reel_strdup("");
+    int n = (int)(name_len > 100 ? 100 : name_len);
+    if (for_client) /* (the record's part is for its reader alone) */
+        return name ? reel_asprintf("it ended in the value of field %.*s", n, name)
+                    : reel_asprintf("it ended %s", where);
     if (name)
         return reel_asprintf("it ended in the value of field %.*s, which the record gives as far "
                              "as it came; ",
-                             (int)(name_len > 100 ? 100 : name_len), name);
+                             n, name);
     if (strcmp(where, "in the name of a field") == 0)
         return reel_asprintf("it ended %s, which the record leaves out; ", where);
     if (strcmp(where, "in its request line") == 0)
@@ -739,7 +743,7 @@ bool reel__head_abandoned(conn_t *c, const char *error) {
     if (c->state != C_HEAD || c->ex.flow || !c->ex.head_started ||
         !reel_h1_partial_head(reel_h1_codec_parser(c->reqc), &ph) || ph.method_len == 0)
         return false; /* nothing but blank lines came, or a whole head */
-    char *cut = reel__head_cut_note(c);
+    char *cut = reel__head_cut_note(c, false);
     reel__record_rejected(c);
     char *why = reel_asprintf("%s before its request head was complete (%snothing was sent on: "
                               "reel forwards a head once it is whole)",
