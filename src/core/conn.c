@@ -301,11 +301,21 @@ void reel__conn_close(conn_t *c) {
     if (!cut && c->client.close_when_flushed && !c->p->shutting_down &&
         reel__peer_queued(&c->client) == 0 && reel__peer_notify_first(&c->client))
         return;
-    /* a relayed tunnel neither side had ended: reel's shutdown ended it,
-     * and its record says so (it said "complete") */
+    /* a relayed tunnel whose origin had not ended it: reel's shutdown
+     * ended it, and its record says so (it said "complete"); one the
+     * origin ended waits for its last bytes to reach the client, and
+     * says whether they did, below */
     if (c->p->shutting_down && c->state == C_RAW && c->tflow && !c->websocket && !c->lane &&
-        !(c->client.eof && c->up && c->up->eof))
-        reel__finish_tflow(c, "proxy shut down before the tunnel ended: reel closed it");
+        c->up && !c->up->eof) {
+        size_t queued = reel__peer_queued(&c->client);
+        char *why = queued ? reel_asprintf("proxy shut down before the tunnel ended: reel closed "
+                                           "it (%zu bytes of the connection's output were still "
+                                           "queued in reel)",
+                                           queued)
+                           : reel_strdup("proxy shut down before the tunnel ended: reel closed it");
+        reel__finish_tflow(c, why);
+        free(why);
+    }
     /* (ended normally if nothing of theirs was left to send; a raw
      * tunnel's too) */
     reel__tflow_when_delivered(c);
