@@ -16,7 +16,9 @@
  * zero-length calls included), each piece in its own heap buffer so a span
  * kept across feeds shows up under ASan. The same bytes fed whole and cut
  * into pieces must give the same event trace (the unit tests' rule), and
- * every event must keep its documented shape.
+ * every event must keep its documented shape. At every NEED_MORE a request
+ * parser is asked what a record of the head so far would hold
+ * (reel_h1_partial_cut, reel_h1_partial_head: probe_partial).
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -77,6 +79,40 @@ static void fmt_head(reel_buf_t *t, const reel_h1_head_t *h, reel_h1_side side) 
                     h->is_head ? " head" : "", h->interim ? " interim" : "");
 }
 
+/* What a request head that stopped here gives a record (reel_h1_partial_cut,
+ * then reel_h1_partial_head, in the order reel calls them): every byte they
+ * point at is read (ASan), and the field partial_cut names is the last one
+ * partial_head gives. */
+static void probe_partial(reel_h1_t *p) {
+    const char *name = NULL;
+    size_t name_len = 0;
+    const char *where = reel_h1_partial_cut(p, &name, &name_len);
+    reel_h1_head_t h;
+    bool any = reel_h1_partial_head(p, &h);
+    FUZZ_CHECK(where == NULL || any, "partial_cut says '%s' with no partial head", where);
+    volatile unsigned sum = 0;
+    if (any) {
+        for (size_t i = 0; i < h.method_len; i++)
+            sum += (unsigned char)h.method[i];
+        for (size_t i = 0; i < h.target_len; i++)
+            sum += (unsigned char)h.target[i];
+        for (size_t k = 0; k < h.nheaders; k++) {
+            for (size_t i = 0; i < h.headers[k].name_len; i++)
+                sum += (unsigned char)h.headers[k].name[i];
+            for (size_t i = 0; i < h.headers[k].value_len; i++)
+                sum += (unsigned char)h.headers[k].value[i];
+        }
+    }
+    if (name) {
+        FUZZ_CHECK(any && h.nheaders > 0 && h.headers[h.nheaders - 1].name == name &&
+                       h.headers[h.nheaders - 1].name_len == name_len,
+                   "partial_cut names a field that is not the last one partial_head gives");
+        FUZZ_CHECK(where && strcmp(where, "in the value of a field") == 0, "a name with '%s'",
+                   where ? where : "(none)");
+    }
+    (void)sum;
+}
+
 /* Runs the parser over in[0..len) cut into pieces by the generator seeded
  * with seed (max_piece 0: one piece). Returns the trace (owned; it may hold
  * NULs: *tlen is its length). */
@@ -116,6 +152,8 @@ static char *run(const opts_t *o, const uint8_t *in, size_t len, size_t max_piec
             if (rc == REEL_NEED_MORE) {
                 FUZZ_CHECK(used == n - off, "NEED_MORE consumed %zu of %zu", used, n - off);
                 FUZZ_CHECK(ev.type == REEL_H1_EV_NONE, "NEED_MORE with event %d", (int)ev.type);
+                if (o->side == REEL_H1_REQUEST)
+                    probe_partial(p);
                 break;
             }
             if (rc != REEL_OK) {
