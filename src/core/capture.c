@@ -16,10 +16,10 @@ static const reel_header_t *fields(const reel_msg_head_t *h) {
     return (const reel_header_t *)(const void *)h->fields;
 }
 
-reel_capture_flow_t *reel_capture_start_tls(reel_recorder_t *rec, reel_capture_kind kind,
-                                            const char *client_addr, const char *server_addr,
-                                            uint64_t client_conn, uint32_t stream_id,
-                                            int64_t time_us, const reel_capture_tls_t *tls) {
+reel_capture_flow_t *reel_capture_start(reel_recorder_t *rec, reel_capture_kind kind,
+                                        const char *client_addr, const char *server_addr,
+                                        uint64_t client_conn, uint32_t stream_id, int64_t time_us,
+                                        const reel_capture_tls_t *tls) {
     reel_flow_info_t info = {.kind =
                                  kind == REEL_CAPTURE_TUNNEL ? REEL_FLOW_TUNNEL : REEL_FLOW_HTTP,
                              .client_addr = client_addr,
@@ -36,25 +36,6 @@ reel_capture_flow_t *reel_capture_start_tls(reel_recorder_t *rec, reel_capture_k
         info.tls_resumed = tls->resumed;
     }
     return reel_recorder_flow_start(rec, &info);
-}
-
-reel_capture_flow_t *reel_capture_start_at(reel_recorder_t *rec, reel_capture_kind kind,
-                                           const char *client_addr, const char *server_addr,
-                                           uint64_t client_conn, uint32_t stream_id,
-                                           int64_t time_us) {
-    return reel_capture_start_tls(rec, kind, client_addr, server_addr, client_conn, stream_id,
-                                  time_us, NULL);
-}
-
-reel_capture_flow_t *reel_capture_start_on(reel_recorder_t *rec, reel_capture_kind kind,
-                                           const char *client_addr, const char *server_addr,
-                                           uint64_t client_conn, uint32_t stream_id) {
-    return reel_capture_start_at(rec, kind, client_addr, server_addr, client_conn, stream_id, 0);
-}
-
-reel_capture_flow_t *reel_capture_start(reel_recorder_t *rec, reel_capture_kind kind,
-                                        const char *client_addr, const char *server_addr) {
-    return reel_capture_start_on(rec, kind, client_addr, server_addr, 0, 0);
 }
 
 void reel_capture_interim(reel_capture_flow_t *f, const reel_msg_head_t *h) {

@@ -39,15 +39,6 @@ typedef struct {
     uint64_t response_excess;              /* bytes past the response's end, not passed on */
 } reel_capture_end_t;
 
-/** Starts a flow; never NULL (with capture off it records nothing).
- * client_addr/server_addr may be NULL. */
-reel_capture_flow_t *reel_capture_start(reel_recorder_t *rec, reel_capture_kind kind,
-                                        const char *client_addr, const char *server_addr);
-/** The same, naming the client connection (proxy-local number) and the
- * HTTP/2 stream (0: none) the flow came on. */
-reel_capture_flow_t *reel_capture_start_on(reel_recorder_t *rec, reel_capture_kind kind,
-                                           const char *client_addr, const char *server_addr,
-                                           uint64_t client_conn, uint32_t stream_id);
 /** The client's TLS with reel, for a flow inside an intercepted TLS
  * connection whose handshake is done (each string may be NULL). */
 typedef struct {
@@ -58,17 +49,15 @@ typedef struct {
     bool resumed; /* the client resumed an earlier TLS session */
 } reel_capture_tls_t;
 
-/** The same, started at time_us (0: now), with the client's TLS (NULL:
- * none, or not known). */
-reel_capture_flow_t *reel_capture_start_tls(reel_recorder_t *rec, reel_capture_kind kind,
-                                            const char *client_addr, const char *server_addr,
-                                            uint64_t client_conn, uint32_t stream_id,
-                                            int64_t time_us, const reel_capture_tls_t *tls);
-/** The same, started at time_us (0: now). */
-reel_capture_flow_t *reel_capture_start_at(reel_recorder_t *rec, reel_capture_kind kind,
-                                           const char *client_addr, const char *server_addr,
-                                           uint64_t client_conn, uint32_t stream_id,
-                                           int64_t time_us);
+/** Starts a flow; never NULL (with capture off it records nothing).
+ * client_addr/server_addr may be NULL; client_conn: the client connection
+ * (proxy-local number) and stream_id its HTTP/2 stream (0: none) the flow
+ * came on; time_us 0: now; tls: the client's TLS (NULL: none, or not
+ * known). */
+reel_capture_flow_t *reel_capture_start(reel_recorder_t *rec, reel_capture_kind kind,
+                                        const char *client_addr, const char *server_addr,
+                                        uint64_t client_conn, uint32_t stream_id, int64_t time_us,
+                                        const reel_capture_tls_t *tls);
 
 /** An informational (1xx, not 101) head before the final response. */
 void reel_capture_interim(reel_capture_flow_t *f, const reel_msg_head_t *h);

@@ -307,12 +307,13 @@ void reel__conn_close(conn_t *c) {
      * says whether they did, below */
     if (c->p->shutting_down && c->state == C_RAW && c->tflow && !c->websocket && !c->lane &&
         c->up && !c->up->eof) {
-        size_t queued = reel__peer_queued(&c->client);
-        char *why = queued ? reel_asprintf("proxy shut down before the tunnel ended: reel closed "
-                                           "it (%zu bytes of the connection's output were still "
-                                           "queued in reel)",
-                                           queued)
-                           : reel_strdup("proxy shut down before the tunnel ended: reel closed it");
+        char queued[96] = "";
+        if (reel__peer_queued(&c->client))
+            snprintf(queued, sizeof queued,
+                     " (%zu bytes of the connection's output were still queued in reel)",
+                     reel__peer_queued(&c->client));
+        char *why =
+            reel_asprintf("proxy shut down before the tunnel ended: reel closed it%s", queued);
         reel__finish_tflow(c, why);
         free(why);
     }

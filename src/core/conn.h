@@ -511,10 +511,11 @@ bool reel__head_abandoned(conn_t *c, const char *error);
  * answer the client reads too; "" when it stopped at a line's end. Owned
  * by the caller. */
 char *reel__head_cut_note(conn_t *c, bool for_client);
-/* The client's TLS with reel for a flow c starts (a lane's: its HTTP/2
- * connection's), in *out; NULL when the client's connection is not TLS
- * or its handshake is not done. */
-const reel_capture_tls_t *reel__client_tls(conn_t *c, reel_capture_tls_t *out);
+/* Starts a flow of c's client (its address, connection number and TLS
+ * with reel: a lane's HTTP/2 connection's), reel_capture_start's other
+ * arguments as given. */
+reel_capture_flow_t *reel__flow_start(conn_t *c, reel_capture_kind kind, const char *server_addr,
+                                      uint32_t stream_id, int64_t time_us);
 /* The HTTP/2 client connection a lane serves (NULL: not a lane, or its
  * connection is gone). */
 conn_t *reel__h2front_conn(conn_t *lane_conn);

@@ -675,33 +675,10 @@ void reel__fail_exchange(conn_t *c, int status, const char *reason) {
 }
 
 /* Records a flow for a request refused before it was forwarded. */
-void reel__record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme, const char *host,
-                          int port, const char *target) {
-    /* it starts when its head began to come (a 408's, head_timeout
-     * before), when that was in an earlier read */
-    int64_t now = reel__now_us();
-    uint64_t ms = uv_now(c->p->loop);
-    int64_t start = c->ex.head_started && c->ex.head_started <= ms
-                        ? now - (int64_t)(ms - c->ex.head_started) * 1000
-                        : now;
-    if (c->lane_came_us && c->lane_came_us < start)
-        start = c->lane_came_us; /* its HTTP/2 stream's HEADERS came then (start_flow) */
-    reel_capture_tls_t tls;
-    c->ex.flow = reel_capture_start_tls(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr, NULL, c->id,
-                                        c->lane_stream, start, reel__client_tls(c, &tls));
-    STAT_ADD(c->p, flows, 1);
-    c->ex.head_us = c->ex.flow_start_us = start;
-    c->ex.req_end_us = c->ex.resp_first_us = 0;
-    c->ex.flow_upstream = false;
-    c->ex.upf.known = false;
-    char ver[16];
-    reel_msg_head_t m;
-    request_msg(h, scheme, host, port, target, ver, &m);
-    lane_request(c, &m);
-    reel_capture_request(c->ex.flow, &m);
-}
-
-const reel_capture_tls_t *reel__client_tls(conn_t *c, reel_capture_tls_t *out) {
+/* The client's TLS with reel for a flow c starts (a lane's: its HTTP/2
+ * connection's), in *out; NULL when the client's connection is not TLS or
+ * its handshake is not done. */
+static const reel_capture_tls_t *client_tls(conn_t *c, reel_capture_tls_t *out) {
     conn_t *front = c->lane ? reel__h2front_conn(c) : c;
     if (front == NULL || !front->client_tls)
         return NULL; /* (plain HTTP: no walk of the stack) */
@@ -715,6 +692,37 @@ const reel_capture_tls_t *reel__client_tls(conn_t *c, reel_capture_tls_t *out) {
                                 .cipher = info.cipher,
                                 .resumed = info.tls_resumed};
     return out;
+}
+
+reel_capture_flow_t *reel__flow_start(conn_t *c, reel_capture_kind kind, const char *server_addr,
+                                      uint32_t stream_id, int64_t time_us) {
+    reel_capture_tls_t tls;
+    return reel_capture_start(c->p->rec, kind, c->client_addr, server_addr, c->id, stream_id,
+                              time_us, client_tls(c, &tls));
+}
+
+void reel__record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme, const char *host,
+                          int port, const char *target) {
+    /* it starts when its head began to come (a 408's, head_timeout
+     * before), when that was in an earlier read */
+    int64_t now = reel__now_us();
+    uint64_t ms = uv_now(c->p->loop);
+    int64_t start = c->ex.head_started && c->ex.head_started <= ms
+                        ? now - (int64_t)(ms - c->ex.head_started) * 1000
+                        : now;
+    if (c->lane_came_us && c->lane_came_us < start)
+        start = c->lane_came_us; /* its HTTP/2 stream's HEADERS came then (start_flow) */
+    c->ex.flow = reel__flow_start(c, REEL_CAPTURE_HTTP, NULL, c->lane_stream, start);
+    STAT_ADD(c->p, flows, 1);
+    c->ex.head_us = c->ex.flow_start_us = start;
+    c->ex.req_end_us = c->ex.resp_first_us = 0;
+    c->ex.flow_upstream = false;
+    c->ex.upf.known = false;
+    char ver[16];
+    reel_msg_head_t m;
+    request_msg(h, scheme, host, port, target, ver, &m);
+    lane_request(c, &m);
+    reel_capture_request(c->ex.flow, &m);
 }
 
 char *reel__head_cut_note(conn_t *c, bool for_client) {
@@ -829,9 +837,7 @@ static void record_unanswered(conn_t *c, const char *why) {
                 host = reel_strdup(c->tunnel_host);
                 port = c->tunnel_port;
             }
-            reel_capture_tls_t tls;
-            f = reel_capture_start_tls(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr, NULL, c->id, 0,
-                                       0, reel__client_tls(c, &tls));
+            f = reel__flow_start(c, REEL_CAPTURE_HTTP, NULL, 0, 0);
             STAT_ADD(c->p, flows, 1);
             char ver[16];
             reel_msg_head_t m;
@@ -906,11 +912,9 @@ static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const cha
      * those of flows that started later. keeps_up: the request goes on
      * c->up, whose address is then known at the start; since_us: it
      * started earlier, blocked (the ALPN probe it waited for) */
-    reel_capture_tls_t tls;
-    c->ex.flow = reel_capture_start_tls(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr,
-                                        keeps_up && c->up->connected ? c->up->addr : NULL, c->id,
-                                        c->lane_stream, since_us ? since_us : c->lane_came_us,
-                                        reel__client_tls(c, &tls));
+    c->ex.flow =
+        reel__flow_start(c, REEL_CAPTURE_HTTP, keeps_up && c->up->connected ? c->up->addr : NULL,
+                         c->lane_stream, since_us ? since_us : c->lane_came_us);
     c->ex.flow_start_us = reel_capture_start_us(c->ex.flow);
     STAT_ADD(c->p, flows, 1);
     c->ex.req_end_us = c->ex.resp_first_us = 0;

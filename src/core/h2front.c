@@ -1243,10 +1243,7 @@ static void record_refused(h2front_t *fr, uint32_t sid, int64_t came_us,
     reel__connect_head_drop(c); /* its tunnel's flows are its streams (stream_new) */
     /* started when its HEADERS came (came_us; 0: now), as a lane's flow
      * is (exchange.c's start_flow) */
-    reel_capture_tls_t tls;
-    reel_capture_flow_t *f =
-        reel_capture_start_tls(c->p->rec, REEL_CAPTURE_HTTP, c->client_addr, NULL, c->id, sid,
-                               came_us, reel__client_tls(c, &tls));
+    reel_capture_flow_t *f = reel__flow_start(c, REEL_CAPTURE_HTTP, NULL, sid, came_us);
     STAT_ADD(c->p, flows, 1);
     reel_msg_head_t m = *head;
     if (m.host[0] == '\0' && c->in_tunnel && c->tunnel_host) {

@@ -335,9 +335,7 @@ void reel__tunnel_flow(conn_t *c, const char *host, int port, bool answered) {
     const reel_connect_head_t *k = c->connect_head;
     int64_t t0 = k ? k->head_us : 0;
     /* a lane's tunnel is its CONNECT stream's */
-    reel_capture_tls_t tls;
-    c->tflow = reel_capture_start_tls(c->p->rec, REEL_CAPTURE_TUNNEL, c->client_addr, NULL, c->id,
-                                      c->lane ? c->lane_stream : 0, t0, reel__client_tls(c, &tls));
+    c->tflow = reel__flow_start(c, REEL_CAPTURE_TUNNEL, NULL, c->lane ? c->lane_stream : 0, t0);
     STAT_ADD(c->p, flows, 1);
     reel_msg_head_t rq = {.method = "CONNECT",
                           .scheme = c->tls_tunnel ? "tls" : "tcp",

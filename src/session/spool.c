@@ -831,20 +831,17 @@ static void *ahead_main(void *arg) {
         ahead_item *it = ahead_new_item(a);
         it->off = off;
         it->clen = fl;
-        if (a->second && k++ % 2 == 1) {
+        int job = a->second && k++ % 2 == 1; /* the second decoder's */
+        if (job) {
             reel_buf_reset(&it->comp);
             reel_buf_append(&it->comp, at, fl);
-            if (!ahead_push(a, it, 1)) {
-                ahead_free_list(it);
-                stopped = 1;
-                break;
-            }
-        } else {
-            if (!ahead_push(a, it, 0)) {
-                ahead_free_list(it);
-                stopped = 1;
-                break;
-            }
+        }
+        if (!ahead_push(a, it, job)) {
+            ahead_free_list(it);
+            stopped = 1;
+            break;
+        }
+        if (!job) {
             /* it is the consumer's to take only once its state is set;
              * the records of a frame that fails are not looked at, and
              * the walk ends there: nothing after it is seen */
@@ -960,9 +957,9 @@ reel_rc reel_spool_scan_ahead(int fd, uint64_t start, reel_spool_frame_cb cb, vo
             ended = 1;
         } else if (cb(ctx, it->off, it->clen, it->raw.data, it->raw.len)) {
             /* As reel_spool_scan: the run ends after this frame. */
-            stopped = 1;
+            out->file_size = a.file_size;
             out->good_end = out->bad_off = it->off + it->clen;
-            ended = 1;
+            stopped = ended = 1;
         }
         pthread_mutex_lock(&a.mu);
         it->next = a.spare;
@@ -985,13 +982,8 @@ reel_rc reel_spool_scan_ahead(int fd, uint64_t start, reel_spool_frame_cb cb, vo
     pthread_cond_destroy(&a.cv_item);
     pthread_cond_destroy(&a.cv_space);
     pthread_cond_destroy(&a.cv_job);
-    if (stopped) {
-        uint64_t end = out->good_end;
-        memset(out, 0, sizeof *out);
-        out->file_size = a.file_size;
-        out->good_end = out->bad_off = end;
-        return REEL_OK;
-    }
+    if (stopped)
+        return REEL_OK; /* (whatever the walker met after that frame) */
     if (a.rc != REEL_OK && err)
         *err = a.err;
     return a.rc;
