@@ -534,12 +534,25 @@ class ReelExtrasRoundTrip(unittest.TestCase):
             (("response_excess",), -1,
              b"entries[2]._reel.response_excess: not a count of bytes but a negative number"),
             (("duration_ms",), "5", b"entries[0]._reel.duration_ms: not a number but a string"),
+            # the client's TLS and the server certificate's check (entry 0
+            # is HTTPS through reel)
+            (("client_tls",), 5, b"entries[0]._reel.client_tls: not an object but a number"),
+            (("client_tls", "sni"), 5,
+             b"entries[0]._reel.client_tls.sni: not a string but a number"),
+            (("client_tls", "cipher"), "a\u0000b",
+             b"entries[0]._reel.client_tls.cipher: contains a NUL byte"),
+            (("client_tls", "resumed"), "yes",
+             b"entries[0]._reel.client_tls.resumed: not a boolean but a string"),
+            (("unverified",), 1, b"entries[0]._reel.unverified: not a boolean but a number"),
+            (("verify_error",), 5, b"entries[0]._reel.verify_error: not a string but a number"),
         ]
         for path, value, message in cases:
             bad = json.loads(json.dumps(doc))
             entry = bad["log"]["entries"][{"interim": 2, "tags": 0, "error": 1,
                                            "response_trailers": 2,
-                                           "response_excess": 2, "duration_ms": 0}[path[0]]]
+                                           "response_excess": 2, "duration_ms": 0,
+                                           "client_tls": 0, "unverified": 0,
+                                           "verify_error": 0}[path[0]]]
             obj = entry["_reel"]
             for k in path[:-1]:
                 obj = obj[k]
