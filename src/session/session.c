@@ -2499,6 +2499,23 @@ static void give_back_pages(reel_session_t *s) {
         sqlite3_exec(s->db, "VACUUM", NULL, NULL, NULL);
 }
 
+/* PRAGMA secure_delete: sets it to FAST when to is negative, else back to
+ * `to` (0 OFF, 1 ON, 2 FAST); returns what it was before (-1 if it cannot
+ * be read). */
+static int rebuild_secure_delete(sqlite3 *db, int to) {
+    sqlite3_stmt *st = NULL;
+    int was = -1;
+    static const char *const names[] = {"OFF", "ON", "FAST"};
+    char sql[40];
+    snprintf(sql, sizeof sql, "PRAGMA secure_delete = %s", names[to >= 0 && to < 3 ? to : 2]);
+    if (sqlite3_prepare_v2(db, "PRAGMA secure_delete", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        was = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_exec(db, sql, NULL, NULL, NULL);
+    return was;
+}
+
 static reel_rc rebuild(reel_session_t *s, reel_err_t *err) {
     reel_rc rc = REEL_OK;
     reel_indexer_t *ix = NULL;
@@ -2507,7 +2524,7 @@ static reel_rc rebuild(reel_session_t *s, reel_err_t *err) {
     segrange *missing = NULL;
     segcut *cuts = NULL;
     uint64_t frames = 0, old_max = 0;
-    int cleared = 0, fresh = 0, excluded = 0;
+    int cleared = 0, fresh = 0, excluded = 0, secure_delete = -1;
     /* rebuild_lost is made and dropped with the emptying of the derived
      * tables and the end of the rebuild: if it is there, a rebuild died
      * between the two, and the index holds only part of the spool. */
@@ -2525,6 +2542,16 @@ static reel_rc rebuild(reel_session_t *s, reel_err_t *err) {
         (rc = reel__session_readers_exclude(s, err)) != REEL_OK)
         goto out;
     excluded = 1;
+    /* Everything a rebuild deletes or drops was made from the spool and is
+     * made from it again (the old rows of flows, the links, the body text),
+     * or is kept (rebuild_keep's rows of flows with user data or without
+     * records): none of it is data the session does not still hold. SQLite
+     * built with SECURE_DELETE (Debian's) writes zeros over every page a
+     * drop frees, which was a tenth of a repair's time (the old flows
+     * table is as large as the new one), so the rebuild frees pages
+     * without it (FAST: deleted cells are still zeroed in the pages that
+     * are written anyway) and VACUUM then gives the pages back. */
+    secure_delete = rebuild_secure_delete(s->db, -1);
     if ((rc = dmg_begin(s, err)) != REEL_OK)
         goto out;
     if ((rc = rebuild_clear(s, resumed, missing, nmissing, cuts, ncut, err)) != REEL_OK)
@@ -2590,6 +2617,8 @@ static reel_rc rebuild(reel_session_t *s, reel_err_t *err) {
 out:
     if (rc != REEL_OK && !cleared && fresh) /* nothing was emptied: the index is as it was */
         sqlite3_exec(s->db, "DELETE FROM meta WHERE key = '" REBUILD_KEY "'", NULL, NULL, NULL);
+    if (secure_delete >= 0)
+        rebuild_secure_delete(s->db, secure_delete);
     if (excluded)
         reel__session_readers_allow(s);
     reel_indexer_free(ix);

@@ -534,6 +534,30 @@ static void test_remove_without_db(void **state) {
     free(home);
 }
 
+/* A rebuild frees the old index's pages without secure_delete's zeros
+ * (everything it drops is made again from the spool) and gives the
+ * connection back with the secure_delete it had, whichever it was. */
+static void test_rebuild_gives_secure_delete_back(void **state) {
+    (void)state;
+    char *home = reel_test_tmpdir("repair");
+    build(home, 1000);
+    static const char *const set[] = {"ON", "OFF", "FAST"};
+    for (int was = 0; was < 3; was++) {
+        reel_session_t *s = open_flags(home, REEL_OPEN_REPAIR);
+        char *sql = reel_asprintf("PRAGMA secure_delete = %s", set[was]);
+        assert_int_equal(sqlite3_exec(reel_session_db(s), sql, NULL, NULL, NULL), SQLITE_OK);
+        free(sql);
+        long long want = q1(s, "PRAGMA secure_delete");
+        assert_int_equal(want, was == 0 ? 1 : was == 1 ? 0 : 2);
+        repair(s, NULL);
+        assert_int_equal(q1(s, "PRAGMA secure_delete"), want);
+        assert_int_equal(q1(s, "SELECT count(*) FROM flows WHERE state = 'complete'"), 3);
+        reel_session_close(s);
+    }
+    reel_test_rm_rf(home);
+    free(home);
+}
+
 /* Records an RFC 8441 WebSocket as core/h2front.c does (CONNECT, its first
  * field ':protocol: websocket') answered `status`, that ends with an error
  * before any message; returns its id. */
@@ -667,6 +691,7 @@ int main(void) {
         cmocka_unit_test(test_journal_starts_with_old_user_data),
         cmocka_unit_test(test_damaged_journal),
         cmocka_unit_test(test_remove_without_db),
+        cmocka_unit_test(test_rebuild_gives_secure_delete_back),
         cmocka_unit_test(test_h2_websocket_kind_before_a_message),
         cmocka_unit_test(test_h1_websocket_to_h2_origin_kind),
     };
