@@ -578,9 +578,9 @@ static void redact_flow(flow_t *f, const reel_redact_t *r) {
     for (int d = 0; d < 2; d++) {
         const uint8_t *p = body_data(f, d);
         size_t n = body_len(f, d);
-        if (n == 0 || !reel_looks_text(p, n))
-            continue;
         const hdr_t *ct = hdr_get(f, d, "content-type");
+        if (!reel_redact_reads(ct ? ct->value : NULL, p, n))
+            continue;
         if (reel_redact_body(r, ct ? ct->value : NULL, p, n, &t)) {
             /* The body is written as redacted and decoded: its size on
              * the wire (HAR bodySize, NDJSON body_size, raw's cut

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/mem.h"
+#include "session/decode.h"
 
 struct reel_redact {
     char **headers; /* lowercase */
@@ -1494,8 +1495,9 @@ static int ci_prefix(const char *s, const char *lower) {
     return 1;
 }
 
-int reel_redact_body(const reel_redact_t *r, const char *content_type, const uint8_t *body,
-                     size_t n, reel_redacted_t *out) {
+/* A body other than multipart: see reel_redact_body. */
+static int plain_body(const reel_redact_t *r, const char *content_type, const uint8_t *body,
+                      size_t n, reel_redacted_t *out) {
     /* a UTF-8 byte order mark may come first (RFC 8259 8.1: ignored) */
     size_t bom = n >= 3 && memcmp(body, "\xef\xbb\xbf", 3) == 0 ? 3 : 0, i = bom;
     while (i < n && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
@@ -1532,4 +1534,256 @@ int reel_redact_body(const reel_redact_t *r, const char *content_type, const uin
     }
     take(&b, out);
     return 1;
+}
+
+/* ---- multipart bodies (RFC 2046 5.1.1, RFC 7578) ------------------------ */
+
+/* How deep a multipart body inside a part of one is followed (a form's
+ * multipart/mixed of files, RFC 2388; a batch of batches): past it, a
+ * part is left as it is. */
+#define MULTIPART_DEPTH 8
+
+/* Whether content_type (NUL-terminated, may be NULL) is multipart/... */
+static int is_multipart(const char *content_type) {
+    if (content_type == NULL)
+        return 0;
+    while (*content_type == ' ' || *content_type == '\t')
+        content_type++;
+    return ci_prefix(content_type, "multipart/");
+}
+
+/* The parameter `name` (lower case) of a header value that has some
+ * ("multipart/form-data; boundary=x", "form-data; name=\"a\""): its value
+ * into v (reset first), a quoted string's backslash escapes read. 1 if
+ * found. */
+static int param(const char *s, size_t n, const char *name, reel_buf_t *v) {
+    const char *semi = memchr(s, ';', n);
+    size_t i = semi ? (size_t)(semi - s) + 1 : n;
+    while (i < n) {
+        while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == ';'))
+            i++;
+        size_t k = i;
+        while (k < n && s[k] != '=' && s[k] != ';')
+            k++;
+        size_t kend = k;
+        while (kend > i && (s[kend - 1] == ' ' || s[kend - 1] == '\t'))
+            kend--;
+        if (k >= n || s[k] == ';') {
+            i = k;
+            continue;
+        }
+        int match = ieq(s + i, kend - i, name);
+        if (match)
+            reel_buf_reset(v);
+        k++;
+        while (k < n && (s[k] == ' ' || s[k] == '\t'))
+            k++;
+        if (k < n && s[k] == '"') {
+            for (k++; k < n && s[k] != '"'; k++) {
+                if (s[k] == '\\' && k + 1 < n)
+                    k++;
+                if (match)
+                    put(v, &s[k], 1);
+            }
+            k += k < n; /* the closing quote */
+        } else {
+            size_t e = k;
+            while (e < n && s[e] != ';' && s[e] != ' ' && s[e] != '\t')
+                e++;
+            if (match)
+                put(v, s + k, e - k);
+            k = e;
+        }
+        if (match)
+            return 1;
+        i = k;
+    }
+    return 0;
+}
+
+/* The end of the line that starts at s[i] (the index of its '\n', n if
+ * it has none), and in *next where the next line starts. */
+static size_t line_end(const char *s, size_t n, size_t i, size_t *next) {
+    const char *nl = memchr(s + i, '\n', n - i);
+    size_t e = nl ? (size_t)(nl - s) : n;
+    *next = nl ? e + 1 : n;
+    return e > i && s[e - 1] == '\r' ? e - 1 : e;
+}
+
+static int body_into(const reel_redact_t *r, const char *content_type, const char *s, size_t n,
+                     int depth, reel_buf_t *b);
+
+/* The header fields of a part, s[from..to), into b: each value redacted
+ * as a header's; the name= of its Content-Disposition into name and its
+ * Content-Type into type (NUL-terminated; both reset first). 1 if a value
+ * was replaced. */
+static int part_fields(const reel_redact_t *r, const char *s, size_t from, size_t to,
+                       reel_buf_t *name, reel_buf_t *type, reel_buf_t *b) {
+    int changed = 0;
+    size_t run = from;
+    reel_buf_reset(name);
+    reel_buf_reset(type);
+    for (size_t i = from, next; i < to; i = next) {
+        size_t e = line_end(s, to, i, &next);
+        const char *colon = memchr(s + i, ':', e - i);
+        if (colon == NULL)
+            continue;
+        size_t nlen = (size_t)(colon - (s + i)), v = (size_t)(colon - s) + 1;
+        while (v < e && (s[v] == ' ' || s[v] == '\t'))
+            v++;
+        if (ieq(s + i, nlen, "content-disposition"))
+            param(s + v, e - v, "name", name);
+        else if (ieq(s + i, nlen, "content-type"))
+            put(type, s + v, e - v);
+        reel_redacted_t t;
+        if (reel_redact_header(r, s + i, nlen, s + v, e - v, &t)) {
+            /* a header replaced whole is the marker whatever it held: a
+             * value that was the marker already is no replacement here */
+            if (t.len != e - v || memcmp(t.data, s + v, t.len) != 0) {
+                put(b, s + run, v - run);
+                put(b, t.data, t.len);
+                run = e;
+                changed = 1;
+            }
+            free(t.data);
+        }
+    }
+    put(b, s + run, to - run);
+    put(type, "", 1);
+    return changed;
+}
+
+/* A multipart body s[0..n) whose Content-Type is content_type, into b:
+ * each part's header fields as a header's, the content of a part whose
+ * name (a form's field) holds a key word replaced whole, and the
+ * content of the others redacted as a body of the part's own
+ * Content-Type (none: as a body without one; binary content is left as
+ * it is). The preamble, the delimiters and the epilogue stay byte for
+ * byte. A body cut short is redacted as far as it goes, a secret's
+ * content the cut ended replaced to the end. Returns 1 if something was
+ * replaced, 0 if not, -1 (b untouched) if s is not one: no boundary, or
+ * no delimiter line that has it. */
+static int multipart(const reel_redact_t *r, const char *content_type, const char *s, size_t n,
+                     int depth, reel_buf_t *b) {
+    reel_buf_t bd, needle, name, type;
+    reel_buf_init(&bd, 0);
+    /* RFC 2046 allows 70 bytes; a longer one is still sought */
+    if (!param(content_type, strlen(content_type), "boundary", &bd) || bd.len == 0 ||
+        bd.len > 200) {
+        reel_buf_free(&bd);
+        return -1;
+    }
+    /* a delimiter is "--" and the boundary at the start of a line; the
+     * first may start the body */
+    reel_buf_init(&needle, 0);
+    put(&needle, "\n--", 3);
+    put(&needle, bd.data, bd.len);
+    reel_buf_free(&bd);
+    const char *nd = (const char *)needle.data;
+    size_t nn = needle.len, d;
+    const char *hit;
+    if (n >= nn - 1 && memcmp(s, nd + 1, nn - 1) == 0)
+        d = 0;
+    else if ((hit = memmem(s, n, nd, nn)) != NULL)
+        d = (size_t)(hit - s) + 1;
+    else {
+        reel_buf_free(&needle);
+        return -1;
+    }
+    reel_buf_init(&name, 0);
+    reel_buf_init(&type, 0);
+    int changed = 0;
+    size_t run = 0; /* first byte of s not yet in b */
+    while (d < n) {
+        size_t i = d + nn - 1, hs, cs = n, ce = n, next = n;
+        if (i + 2 <= n && s[i] == '-' && s[i + 1] == '-')
+            break; /* the close delimiter: the epilogue follows */
+        while (i < n && (s[i] == ' ' || s[i] == '\t'))
+            i++;
+        i += i < n && s[i] == '\r';
+        if (i >= n || s[i] != '\n')
+            break; /* not a delimiter line, or cut in it */
+        hs = i + 1;
+        /* the header fields end at the first empty line */
+        for (size_t k = hs, nx; k < n; k = nx) {
+            if (line_end(s, n, k, &nx) == k && nx > k) {
+                cs = nx;
+                break;
+            }
+            if (nx >= n)
+                break; /* cut in the fields: no content */
+        }
+        if (cs < n && (hit = memmem(s + cs, n - cs, nd, nn)) != NULL) {
+            ce = (size_t)(hit - s);
+            next = ce + 1;
+            ce -= ce > cs && s[ce - 1] == '\r';
+        }
+        put(b, s + run, hs - run);
+        /* the fields up to the empty line, which stays as it is */
+        size_t fe = n;
+        if (cs < n) {
+            fe = cs - 1;
+            fe -= fe > hs && s[fe - 1] == '\r';
+        }
+        changed |= part_fields(r, s, hs, fe, &name, &type, b);
+        run = fe;
+        if (cs < n) {
+            put(b, s + run, cs - run);
+            run = cs;
+            if (name.len > 0 && reel_redact_key_matches(r, (const char *)name.data, name.len)) {
+                put(b, REEL_REDACT_MARKER, strlen(REEL_REDACT_MARKER));
+                if (!is_marker(s + cs, ce - cs))
+                    changed = 1;
+            } else {
+                const char *ct = type.len > 1 ? (const char *)type.data : NULL;
+                changed |= body_into(r, ct, s + cs, ce - cs, depth + 1, b);
+            }
+            run = ce;
+        }
+        d = next;
+    }
+    put(b, s + run, n - run);
+    reel_buf_free(&name);
+    reel_buf_free(&type);
+    reel_buf_free(&needle);
+    return changed;
+}
+
+/* s[0..n), a body or a part of one, redacted into b (as it is when
+ * nothing is replaced); 1 if something was. */
+static int body_into(const reel_redact_t *r, const char *content_type, const char *s, size_t n,
+                     int depth, reel_buf_t *b) {
+    if (is_multipart(content_type) && depth < MULTIPART_DEPTH) {
+        int c = multipart(r, content_type, s, n, depth, b);
+        if (c >= 0)
+            return c;
+    }
+    reel_redacted_t t;
+    if (n > 0 && reel_looks_text((const uint8_t *)s, n) &&
+        plain_body(r, content_type, (const uint8_t *)s, n, &t)) {
+        put(b, t.data, t.len);
+        free(t.data);
+        return 1;
+    }
+    put(b, s, n);
+    return 0;
+}
+
+int reel_redact_reads(const char *content_type, const uint8_t *body, size_t n) {
+    return n > 0 && (is_multipart(content_type) || reel_looks_text(body, n));
+}
+
+int reel_redact_body(const reel_redact_t *r, const char *content_type, const uint8_t *body,
+                     size_t n, reel_redacted_t *out) {
+    if (!is_multipart(content_type))
+        return plain_body(r, content_type, body, n, out);
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    int c = multipart(r, content_type, (const char *)body, n, 0, &b);
+    if (c > 0) {
+        take(&b, out);
+        return 1;
+    }
+    reel_buf_free(&b);
+    return c < 0 && reel_looks_text(body, n) ? plain_body(r, content_type, body, n, out) : 0;
 }

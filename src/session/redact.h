@@ -25,7 +25,10 @@
  *   goes); one with a syntax error: the value after each secret key in
  *   double or single quotes and a colon, then the rules for text;
  * - annotations (reel_redact_note): the same as a JSON body with a syntax
- *   error.
+ *   error;
+ * - multipart bodies (a form's multipart/form-data, multipart/mixed):
+ *   the content of a part whose name holds a key word, whole; the
+ *   other parts by the rules for their own Content-Type.
  * Default key words: password passwd pwd token secret apikey api_key api-key
  * auth session credential signature private_key access_key; and "key" as a
  * word of its own (key, X-Key, keyId; not monkey or keyboard).
@@ -93,12 +96,22 @@ int reel_redact_target(const reel_redact_t *r, const char *s, size_t n, reel_red
  * string's JSON escapes kept), and the rest as it was; one that starts so
  * but has a syntax error is redacted as reel_redact_note does; a form
  * (content_type application/x-www-form-urlencoded) as
- * reel_redact_urlencoded; other text has its URLs, bearer tokens and
- * JWTs redacted. content_type may be NULL. Returns 1 and fills *out when
+ * reel_redact_urlencoded; multipart (content_type multipart/... with
+ * its boundary): each part's header fields as a header's, the content of
+ * a part whose name (a form field's) holds a key word replaced whole, the
+ * others' content by these rules for the part's Content-Type (binary
+ * content left as it is), preamble, delimiters and epilogue byte for
+ * byte; other text has its URLs, bearer tokens and JWTs redacted.
+ * content_type may be NULL. Returns 1 and fills *out when
  * something was replaced (a value that is the marker already is not),
  * else 0. */
 int reel_redact_body(const reel_redact_t *r, const char *content_type, const uint8_t *body,
                      size_t n, reel_redacted_t *out);
+
+/** Whether reel_redact_body reads a body of this Content-Type
+ * (NUL-terminated, may be NULL) and bytes: text, or multipart (whose
+ * text parts it reads, whatever the others hold). */
+int reel_redact_reads(const char *content_type, const uint8_t *body, size_t n);
 
 /** Text a user wrote (an annotation), which may quote headers or JSON:
  * the value after every quoted secret key and a colon ("password": "x",

@@ -5,9 +5,11 @@
  *
  * Input: 1 control byte, then the text.
  *   c[0] bits 0-2  what the text is: a request target or URL, an
- *                  urlencoded list, a body (JSON, form or text by bits
- *                  3-4: no Content-Type, application/json,
- *                  application/x-www-form-urlencoded, text/plain), a
+ *                  urlencoded list, a body (its Content-Type by bits
+ *                  3-5: none, application/json,
+ *                  application/x-www-form-urlencoded, text/plain, or
+ *                  multipart with a boundary "b", "b c", an empty one
+ *                  or none), a
  *                  header value (Location, Authorization, Cookie,
  *                  Set-Cookie, X-Api-Key, Refresh, X-Fuzz or Link by
  *                  bits 3-5), a note, free text
@@ -45,8 +47,14 @@
 #include "fuzz_util.h"
 #include "session/redact.h"
 
-static const char *const types[] = {NULL, "application/json", "application/x-www-form-urlencoded",
-                                    "text/plain"};
+static const char *const types[] = {NULL,
+                                    "application/json",
+                                    "application/x-www-form-urlencoded",
+                                    "text/plain",
+                                    "multipart/form-data; boundary=b",
+                                    "multipart/mixed; boundary=\"b c\"",
+                                    "multipart/form-data; boundary=",
+                                    "multipart/related"};
 static const char *const headers[] = {"Location",  "Authorization", "Cookie", "Set-Cookie",
                                       "X-Api-Key", "Refresh",       "X-Fuzz", "Link"};
 
@@ -58,7 +66,7 @@ static int redact(const reel_redact_t *r, uint8_t c, const char *s, size_t n, re
         return reel_redact_urlencoded(r, s, n, o);
     case 2:
     case 3:
-        return reel_redact_body(r, types[(c >> 3) & 3], (const uint8_t *)s, n, o);
+        return reel_redact_body(r, types[(c >> 3) & 7], (const uint8_t *)s, n, o);
     case 4: {
         const char *h = headers[(c >> 3) & 7];
         return reel_redact_header(r, h, strlen(h), s, n, o);

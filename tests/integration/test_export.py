@@ -238,6 +238,67 @@ class Export(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
 
 
+class ExportRedactMultipart(unittest.TestCase):
+    """A multipart form (curl -F: a password field, a JSON part and a
+    binary file) exported with --redact: the secrets are gone, the file's
+    bytes and the other field are as they were, in every format, and the
+    request's sizes are the redacted body's. Before, a binary part made
+    the whole body binary, and redaction left every secret in it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="reel-export-mp-", dir=TMPBASE)
+        cls.origin = Origin(cls.root)
+        cls.blob = bytes(range(256)) * 8
+        blob = os.path.join(cls.root, "blob.bin")
+        with open(blob, "wb") as f:
+            f.write(cls.blob)
+        cls.reel = Reel(cls.root, "mp")
+        curl(cls.reel, "-o", "/dev/null", "-F", "user=alice", "-F", "password=" + SECRET,
+             "-F", "upload=@%s;type=application/octet-stream" % blob,
+             "-F", 'meta={"api_key": "%s", "n": 1};type=application/json' % COOKIE,
+             cls.origin.url("/echo"))
+        assert len(cls.reel.wait_flows(1)) == 1
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_class(cls)
+
+    def check_body(self, b, plain):
+        if plain:
+            self.assertIn(SECRET.encode(), b)
+            self.assertIn(COOKIE.encode(), b)
+            return
+        self.assertNotIn(SECRET.encode(), b)
+        self.assertNotIn(COOKIE.encode(), b)
+        self.assertIn(b"\r\n\r\nREDACTED\r\n--", b)
+        self.assertIn(b'{"api_key": "REDACTED", "n": 1}', b)
+        self.assertIn(b"\r\n\r\nalice\r\n--", b)
+        self.assertIn(b"\r\n\r\n" + self.blob + b"\r\n--", b)
+
+    def test_ndjson_har_raw_curl(self):
+        for plain in (True, False):
+            red = () if plain else ("--redact",)
+            o = json.loads(self.reel.cli("export", "mp", "--format", "ndjson", *red).stdout)
+            b = base64.b64decode(o["request"]["body_b64"])
+            self.check_body(b, plain)
+            self.assertEqual(o["request"]["body_size"], len(b))
+            e = json.loads(self.reel.cli("export", "mp", *red).stdout)["log"]["entries"][0]
+            pd = e["request"]["postData"]
+            self.assertEqual(pd["encoding"], "base64")
+            b = base64.b64decode(pd["text"])
+            self.check_body(b, plain)
+            self.assertEqual(e["request"]["bodySize"], len(b))
+            self.assertTrue(pd["mimeType"].startswith("multipart/form-data; boundary="))
+            out = self.reel.cli("export", "mp", "--format", "raw", *red).stdout
+            head, _, rest = out.partition(b"\r\n\r\n")
+            self.assertIn(b"\r\nContent-Length: %d\r\n" % len(b), head + b"\r\n")
+            self.assertTrue(rest.startswith(b), rest[:200])
+            out = self.reel.cli("export", "mp", "--format", "curl", *red).stdout
+            self.assertEqual(SECRET.encode() in out, plain)
+            self.assertEqual(COOKIE.encode() in out, plain)
+
+
 class ExportRedactedSizes(unittest.TestCase):
     """A body --redact rewrote is written with the redacted bytes' size in
     every format, as its Content-Length is: HAR's bodySize kept the size

@@ -548,6 +548,144 @@ static void test_cookies(void **state) {
     reel_redact_free(r);
 }
 
+/* multipart bodies: a form's fields by their name, the other parts by
+ * their own Content-Type, the rest byte for byte */
+static void test_multipart(void **state) {
+    (void)state;
+    static const struct {
+        const char *type;
+        case_t c;
+    } bodies[] = {
+        {"multipart/form-data; boundary=XyZ",
+         {"--XyZ\r\nContent-Disposition: form-data; name=\"user\"\r\n\r\nalice\r\n--XyZ\r\n"
+          "Content-Disposition: form-data; name=\"password\"\r\n\r\nhunter2\r\n--XyZ--\r\n",
+          "--XyZ\r\nContent-Disposition: form-data; name=\"user\"\r\n\r\nalice\r\n--XyZ\r\n"
+          "Content-Disposition: form-data; name=\"password\"\r\n\r\nREDACTED\r\n--XyZ--\r\n"}},
+        /* a quoted boundary, parameters in another order and case, a
+         * preamble and an epilogue, padding after a delimiter */
+        {"Multipart/Form-Data; charset=utf-8; BOUNDARY=\"a b'c\"",
+         {"preamble token=1\r\n--a b'c  \r\ncontent-disposition: form-data; filename=\"x\"; "
+          "NAME=api_key\r\n\r\nK1\r\n--a b'c\r\nContent-Disposition: form-data; name=\"n\"\r\n"
+          "\r\nv\r\n--a b'c--\r\nepilogue password=2",
+          "preamble token=1\r\n--a b'c  \r\ncontent-disposition: form-data; filename=\"x\"; "
+          "NAME=api_key\r\n\r\nREDACTED\r\n--a b'c\r\nContent-Disposition: form-data; "
+          "name=\"n\"\r\n\r\nv\r\n--a b'c--\r\nepilogue password=2"}},
+        /* a part's own Content-Type: JSON, a form; no Content-Type: JSON
+         * found by its first byte (GraphQL's multipart requests), a URL */
+        {"multipart/form-data; boundary=b",
+         {"--b\r\nContent-Disposition: form-data; name=\"meta\"\r\nContent-Type: "
+          "application/json\r\n\r\n{\"token\": \"S\", \"a\": [1, 2]}\r\n--b\r\n"
+          "Content-Disposition: form-data; name=\"f\"\r\nContent-Type: "
+          "application/x-www-form-urlencoded\r\n\r\na=1&secret=T\r\n--b\r\n"
+          "Content-Disposition: form-data; name=\"operations\"\r\n\r\n{\"variables\": "
+          "{\"password\": \"P\"}}\r\n--b\r\nContent-Disposition: form-data; name=\"next\"\r\n\r\n"
+          "https://a.test/cb?code=1&access_token=U\r\n--b--\r\n",
+          "--b\r\nContent-Disposition: form-data; name=\"meta\"\r\nContent-Type: "
+          "application/json\r\n\r\n{\"token\": \"REDACTED\", \"a\": [1, 2]}\r\n--b\r\n"
+          "Content-Disposition: form-data; name=\"f\"\r\nContent-Type: "
+          "application/x-www-form-urlencoded\r\n\r\na=1&secret=REDACTED\r\n--b\r\n"
+          "Content-Disposition: form-data; name=\"operations\"\r\n\r\n{\"variables\": "
+          "{\"password\": \"REDACTED\"}}\r\n--b\r\nContent-Disposition: form-data; "
+          "name=\"next\"\r\n\r\nhttps://a.test/cb?code=1&access_token=REDACTED\r\n--b--\r\n"}},
+        /* a part's header fields as a request's */
+        {"multipart/mixed; boundary=batch_1",
+         {"--batch_1\r\nAuthorization: Bearer abc.def\r\nX-Api-Key: K\r\n\r\nGET /x HTTP/1.1\r\n"
+          "--batch_1--",
+          "--batch_1\r\nAuthorization: Bearer REDACTED\r\nX-Api-Key: REDACTED\r\n\r\nGET /x "
+          "HTTP/1.1\r\n--batch_1--"}},
+        /* lines ended by LF alone; a part without header fields; the
+         * boundary inside a line is no delimiter */
+        {"multipart/form-data; boundary=q",
+         {"--q\n\nx --q y\n--q\nContent-Disposition: form-data; name=pwd\n\nP --q\n--q--\n",
+          "--q\n\nx --q y\n--q\nContent-Disposition: form-data; name=pwd\n\nREDACTED\n--q--\n"}},
+        /* a form in a form (RFC 2388's files), to any depth */
+        {"multipart/form-data; boundary=outer",
+         {"--outer\r\nContent-Disposition: form-data; name=\"files\"\r\nContent-Type: "
+          "multipart/mixed; boundary=inner\r\n\r\n--inner\r\nContent-Disposition: file; "
+          "name=\"session\"\r\n\r\nS\r\n--inner--\r\n--outer--\r\n",
+          "--outer\r\nContent-Disposition: form-data; name=\"files\"\r\nContent-Type: "
+          "multipart/mixed; boundary=inner\r\n\r\n--inner\r\nContent-Disposition: file; "
+          "name=\"session\"\r\n\r\nREDACTED\r\n--inner--\r\n--outer--\r\n"}},
+        /* cut short (body_limit): a secret to the end, fields as far as
+         * they go */
+        {"multipart/form-data; boundary=z",
+         {"--z\r\nContent-Disposition: form-data; name=\"token\"\r\n\r\nCUT SHORT",
+          "--z\r\nContent-Disposition: form-data; name=\"token\"\r\n\r\nREDACTED"}},
+        {"multipart/form-data; boundary=z",
+         {"--z\r\nAuthorization: Basic dXNlcjpwYXNz", "--z\r\nAuthorization: Basic REDACTED"}},
+        /* key words as elsewhere: keyId is one, monkey is not */
+        {"multipart/form-data; boundary=z",
+         {"--z\r\nContent-Disposition: form-data; name=keyId\r\n\r\nk\r\n--z\r\n"
+          "Content-Disposition: form-data; name=monkey\r\n\r\nm\r\n--z--",
+          "--z\r\nContent-Disposition: form-data; name=keyId\r\n\r\nREDACTED\r\n--z\r\n"
+          "Content-Disposition: form-data; name=monkey\r\n\r\nm\r\n--z--"}},
+        /* no boundary, or none in the body: the rules for text */
+        {"multipart/form-data",
+         {"see https://a.test/?token=S", "see https://a.test/?token=REDACTED"}},
+        {"multipart/form-data; boundary=nothere",
+         {"--other\r\n\r\nhttps://a.test/?token=S",
+          "--other\r\n\r\nhttps://a.test/?token=REDACTED"}},
+        /* nothing to replace: a redacted one, one without secrets */
+        {"multipart/form-data; boundary=z",
+         {"--z\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\nREDACTED\r\n--z--\r\n",
+          NULL}},
+        {"multipart/form-data; boundary=z",
+         {"--z\r\nContent-Disposition: form-data; name=\"q\"\r\n\r\nhello\r\n--z--\r\n", NULL}},
+        {"multipart/mixed; boundary=z",
+         {"--z\r\nAuthorization: Bearer REDACTED\r\n\r\nx\r\n--z--", NULL}},
+    };
+    reel_redact_t *r = reel_redact_new();
+    reel_redacted_t t;
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        const case_t *c = &bodies[i].c;
+        int got = reel_redact_body(r, bodies[i].type, (const uint8_t *)c->in, strlen(c->in), &t);
+        check("multipart", got, &t, c);
+        if (got)
+            free(t.data);
+    }
+    /* A file of every byte value beside a field: the file as it was, the
+     * field redacted; reel_redact_reads takes such a body, not the file
+     * alone. */
+    reel_buf_t in, want;
+    reel_buf_init(&in, 0);
+    reel_buf_init(&want, 0);
+    uint8_t bin[256];
+    for (int i = 0; i < 256; i++)
+        bin[i] = (uint8_t)i;
+    const char *head =
+        "--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.bin\"\r\n"
+        "Content-Type: application/octet-stream\r\n\r\n";
+    const char *tail_in = "\r\n--B\r\nContent-Disposition: form-data; name=\"passwd\"\r\n\r\nP\r\n"
+                          "--B--\r\n";
+    const char *tail_want = "\r\n--B\r\nContent-Disposition: form-data; name=\"passwd\"\r\n\r\n"
+                            "REDACTED\r\n--B--\r\n";
+    reel_buf_puts(&in, head);
+    reel_buf_append(&in, bin, sizeof bin);
+    reel_buf_puts(&in, tail_in);
+    reel_buf_puts(&want, head);
+    reel_buf_append(&want, bin, sizeof bin);
+    reel_buf_puts(&want, tail_want);
+    const char *mp = "multipart/form-data; boundary=B";
+    assert_true(reel_redact_reads(mp, in.data, in.len));
+    assert_false(reel_redact_reads("application/octet-stream", bin, sizeof bin));
+    assert_false(reel_redact_reads(mp, in.data, 0));
+    assert_true(reel_redact_body(r, mp, in.data, in.len, &t));
+    assert_int_equal(t.len, want.len);
+    assert_memory_equal(t.data, want.data, want.len);
+    free(t.data);
+    /* a thousand parts, and a part that is only a delimiter's start */
+    reel_buf_reset(&in);
+    for (int i = 0; i < 1000; i++)
+        reel_buf_puts(&in, "--B\r\nContent-Disposition: form-data; name=\"token\"\r\n\r\nT\r\n");
+    reel_buf_puts(&in, "--B");
+    assert_true(reel_redact_body(r, mp, in.data, in.len, &t));
+    assert_null(memmem(t.data, t.len, "\r\n\r\nT\r\n", 7));
+    free(t.data);
+    reel_buf_free(&in);
+    reel_buf_free(&want);
+    reel_redact_free(r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_url_fragment_nested_userinfo),
@@ -556,6 +694,7 @@ int main(void) {
         cmocka_unit_test(test_found_by_fuzzing),
         cmocka_unit_test(test_semicolon_params),
         cmocka_unit_test(test_urls_in_bodies),
+        cmocka_unit_test(test_multipart),
         cmocka_unit_test(test_text_around_urls),
         cmocka_unit_test(test_cookies),
     };
