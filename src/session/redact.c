@@ -1495,6 +1495,226 @@ static int ci_prefix(const char *s, const char *lower) {
     return 1;
 }
 
+/* ---- markup: XML and HTML ------------------------------------------------ */
+
+enum { MARKUP_NONE, MARKUP_XML, MARKUP_HTML };
+
+static int space(int c) {
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f';
+}
+
+/* s[0..n) starts with lower (lower case), in any case. */
+static int starts_ci(const char *s, size_t n, const char *lower) {
+    size_t k = strlen(lower);
+    return n >= k && ieq(s, k, lower);
+}
+
+/* Whether a body is XML (a Content-Type text/xml, application/xml or any
+ * +xml: SOAP, Atom, SVG; or an XML declaration first), HTML (text/html,
+ * or a document that starts so), or neither. s[i..n) is the body after a
+ * byte order mark and white space. */
+static int markup_kind(const char *content_type, const char *s, size_t i, size_t n) {
+    if (content_type != NULL) {
+        while (*content_type == ' ' || *content_type == '\t')
+            content_type++;
+        size_t k = strcspn(content_type, "; \t");
+        if ((k >= 4 &&
+             (ieq(content_type + k - 4, 4, "/xml") || ieq(content_type + k - 4, 4, "+xml"))))
+            return MARKUP_XML;
+        if (ci_prefix(content_type, "text/html") || ci_prefix(content_type, "application/xhtml"))
+            return MARKUP_HTML;
+    }
+    if (starts_ci(s + i, n - i, "<?xml"))
+        return MARKUP_XML;
+    if (starts_ci(s + i, n - i, "<!doctype html") || starts_ci(s + i, n - i, "<html"))
+        return MARKUP_HTML;
+    return MARKUP_NONE;
+}
+
+/* Whether the qualified name s[0..n) ("wsse:Password", "api-key") is a
+ * secret: its local part, after any prefix, holds a key word. */
+static int name_secret(const reel_redact_t *r, const char *s, size_t n) {
+    const char *colon = n ? memrchr(s, ':', n) : NULL;
+    if (colon != NULL) {
+        n -= (size_t)(colon - s) + 1;
+        s = colon + 1;
+    }
+    return n > 0 && reel_redact_key_matches(r, s, n);
+}
+
+static int tag_name_char(int c) {
+    return alpha(c) || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == ':' || c == '.' ||
+           c >= 0x80;
+}
+
+/* An attribute of a start tag: its name s[n0..n1) (empty for a stray
+ * byte), its value s[v0..v1) without its quotes (v0 == v1: none or
+ * empty). */
+typedef struct {
+    size_t n0, n1, v0, v1;
+} mattr_t;
+
+/* The attribute at s[*i..n), *i moved past it; 0 (*i at the '>' or n)
+ * at the end of the tag. */
+static int next_attr(const char *s, size_t n, size_t *i, mattr_t *a) {
+    size_t k = *i;
+    while (k < n && (space((unsigned char)s[k]) || s[k] == '/'))
+        k++;
+    if (k >= n || s[k] == '>') {
+        *i = k;
+        return 0;
+    }
+    a->n0 = k;
+    while (k < n && !space((unsigned char)s[k]) && s[k] != '=' && s[k] != '>' && s[k] != '/')
+        k++;
+    a->n1 = k;
+    a->v0 = a->v1 = k;
+    if (k == a->n0) { /* a stray '=' or quote: passed over */
+        *i = k + 1;
+        return 1;
+    }
+    size_t j = k;
+    while (j < n && space((unsigned char)s[j]))
+        j++;
+    if (j < n && s[j] == '=') {
+        j++;
+        while (j < n && space((unsigned char)s[j]))
+            j++;
+        if (j < n && (s[j] == '"' || s[j] == '\'')) {
+            const char *q = memchr(s + j + 1, s[j], n - j - 1);
+            a->v0 = j + 1;
+            a->v1 = q ? (size_t)(q - s) : n;
+            k = q ? a->v1 + 1 : n;
+        } else { /* HTML's unquoted value */
+            a->v0 = j;
+            while (j < n && !space((unsigned char)s[j]) && s[j] != '>')
+                j++;
+            a->v1 = k = j;
+        }
+    }
+    *i = k;
+    return 1;
+}
+
+/* Where the first `what` (no NUL in it) starts in s[from..n), n if
+ * nowhere; ci: in any case (what in lower case). */
+static size_t find(const char *s, size_t n, size_t from, const char *what, int ci) {
+    size_t k = strlen(what);
+    for (size_t i = from; i + k <= n; i++)
+        if (ci ? lc((unsigned char)s[i]) == (unsigned char)what[0] && ieq(s + i, k, what)
+               : s[i] == what[0] && memcmp(s + i, what, k) == 0)
+            return i;
+    return n;
+}
+
+/* s[from..to) replaced by the marker in b (s[*run..from) copied first). */
+static void mreplace(const char *s, size_t *run, size_t from, size_t to, reel_buf_t *b,
+                     int *changed) {
+    put(b, s + *run, from - *run);
+    put(b, REEL_REDACT_MARKER, strlen(REEL_REDACT_MARKER));
+    if (!is_marker(s + from, to - from))
+        *changed = 1;
+    *run = to;
+}
+
+/* XML or HTML s[0..n) into b, its secrets replaced and everything else
+ * byte for byte: the value of an attribute whose name holds a key word
+ * (api_key="x", data-token="x"; not name= nor key=, which name a value
+ * as a JSON key does); the value= and content= of an element
+ * that names a secret (<input name="password" value="x">, <meta
+ * name="csrf-token" content="x">, <entry key="db.password" value="x">)
+ * or is a password field (type="password"); and in XML the text and
+ * CDATA inside an element whose name holds a key word or that names one,
+ * at any depth (<wsse:Password>x</wsse:Password>, a UsernameToken's
+ * every text), each text replaced whole but for the white space around
+ * it. Comments, declarations and processing instructions are passed
+ * over, and so is what an HTML script or style holds; a document cut
+ * short is redacted as far as it goes. 1 if something was replaced. */
+static int markup(const reel_redact_t *r, int xml, const char *s, size_t n, reel_buf_t *b) {
+    size_t i = 0, run = 0, depth = 0, secret_at = 0; /* depth of the outer secret element */
+    int changed = 0;
+    while (i < n) {
+        const char *lt = memchr(s + i, '<', n - i);
+        size_t t = lt ? (size_t)(lt - s) : n;
+        if (secret_at) { /* a text inside a secret element */
+            size_t a = i, z = t;
+            while (a < z && space((unsigned char)s[a]))
+                a++;
+            while (z > a && space((unsigned char)s[z - 1]))
+                z--;
+            if (z > a)
+                mreplace(s, &run, a, z, b, &changed);
+        }
+        if (lt == NULL)
+            break;
+        i = t;
+        if (starts_ci(s + i, n - i, "<!--")) {
+            size_t e = find(s, n, i + 4, "-->", 0);
+            i = e < n ? e + 3 : n;
+            continue;
+        }
+        if (starts_ci(s + i, n - i, "<![cdata[")) {
+            size_t e = find(s, n, i + 9, "]]>", 0);
+            if (secret_at && e > i + 9)
+                mreplace(s, &run, i + 9, e, b, &changed);
+            i = e < n ? e + 3 : n;
+            continue;
+        }
+        if (i + 1 < n && (s[i + 1] == '?' || s[i + 1] == '!' || s[i + 1] == '/')) {
+            size_t e = find(s, n, i + 1, s[i + 1] == '?' ? "?>" : ">", 0);
+            if (s[i + 1] == '/' && xml && depth > 0) {
+                if (depth == secret_at)
+                    secret_at = 0;
+                depth--;
+            }
+            i = e < n ? e + (s[i + 1] == '?' ? 2 : 1) : n;
+            continue;
+        }
+        size_t k = i + 1;
+        if (k >= n || !(alpha((unsigned char)s[k]) || s[k] == '_' || s[k] == ':')) {
+            i++; /* "a < b": no tag */
+            continue;
+        }
+        while (k < n && tag_name_char((unsigned char)s[k]))
+            k++;
+        size_t name0 = i + 1, name1 = k, j = k;
+        mattr_t a;
+        int names_secret = 0;
+        while (next_attr(s, n, &j, &a)) {
+            const char *an = s + a.n0, *v = s + a.v0;
+            size_t anl = a.n1 - a.n0, vl = a.v1 - a.v0;
+            if (((ieq(an, anl, "name") || ieq(an, anl, "key")) && name_secret(r, v, vl)) ||
+                (ieq(an, anl, "type") && ieq(v, vl, "password")))
+                names_secret = 1;
+        }
+        size_t end = j; /* the '>', or n */
+        j = k;
+        while (next_attr(s, n, &j, &a)) {
+            const char *an = s + a.n0;
+            size_t anl = a.n1 - a.n0;
+            /* name= and key= name a value, as a JSON key does: they stay */
+            if (a.v1 > a.v0 && !ieq(an, anl, "name") && !ieq(an, anl, "key") &&
+                (name_secret(r, an, anl) ||
+                 (names_secret && (ieq(an, anl, "value") || ieq(an, anl, "content")))))
+                mreplace(s, &run, a.v0, a.v1, b, &changed);
+        }
+        i = end < n ? end + 1 : n;
+        if (end >= n || s[end - 1] == '/')
+            continue; /* cut short, or an empty element */
+        if (xml) {
+            depth++;
+            if (!secret_at && (names_secret || name_secret(r, s + name0, name1 - name0)))
+                secret_at = depth;
+        } else if (ieq(s + name0, name1 - name0, "script") ||
+                   ieq(s + name0, name1 - name0, "style")) {
+            /* raw text: its '<' start no tag, up to its end tag */
+            i = find(s, n, i, name1 - name0 == 6 ? "</script" : "</style", 1);
+        }
+    }
+    put(b, s + run, n - run);
+    return changed;
+}
+
 /* A body other than multipart: see reel_redact_body. */
 static int plain_body(const reel_redact_t *r, const char *content_type, const uint8_t *body,
                       size_t n, reel_redacted_t *out) {
@@ -1526,9 +1746,22 @@ static int plain_body(const reel_redact_t *r, const char *content_type, const ui
         if (ci_prefix(content_type, "application/x-www-form-urlencoded"))
             return reel_redact_urlencoded(r, (const char *)body, n, out);
     }
-    reel_buf_t b;
+    /* markup: its secrets first, then the rules for text over it all
+     * (URLs in attributes and text, bearer tokens, JWTs) */
+    reel_buf_t b, m;
     reel_buf_init(&b, 0);
-    if (!urls_in_text(r, (const char *)body, n, &b)) {
+    reel_buf_init(&m, 0);
+    const char *text = (const char *)body;
+    size_t tn = n;
+    int kind = markup_kind(content_type, text, i, n), changed = 0;
+    if (kind != MARKUP_NONE && markup(r, kind == MARKUP_XML, text, n, &m)) {
+        text = (const char *)m.data;
+        tn = m.len;
+        changed = 1;
+    }
+    changed |= urls_in_text(r, text, tn, &b);
+    reel_buf_free(&m);
+    if (!changed) {
         reel_buf_free(&b);
         return 0;
     }

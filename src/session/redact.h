@@ -29,6 +29,11 @@
  * - multipart bodies (a form's multipart/form-data, multipart/mixed):
  *   the content of a part whose name holds a key word, whole; the
  *   other parts by the rules for their own Content-Type.
+ * - XML and HTML bodies: the value of an attribute whose name holds a
+ *   key word, the value= and content= of an element whose name= or key=
+ *   names a secret (or a password field), and in XML every text inside
+ *   an element whose name holds a key word or that names one; then the
+ *   rules for text.
  * Default key words: password passwd pwd token secret apikey api_key api-key
  * auth session credential signature private_key access_key; and "key" as a
  * word of its own (key, X-Key, keyId; not monkey or keyboard).
@@ -101,7 +106,9 @@ int reel_redact_target(const reel_redact_t *r, const char *s, size_t n, reel_red
  * a part whose name (a form field's) holds a key word replaced whole, the
  * others' content by these rules for the part's Content-Type (binary
  * content left as it is), preamble, delimiters and epilogue byte for
- * byte; other text has its URLs, bearer tokens and JWTs redacted.
+ * byte; XML and HTML (by content_type, or by how the body starts) their
+ * secrets as the rules above say, then as text; other text has its
+ * URLs, bearer tokens and JWTs redacted.
  * content_type may be NULL. Returns 1 and fills *out when
  * something was replaced (a value that is the marker already is not),
  * else 0. */

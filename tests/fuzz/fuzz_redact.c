@@ -8,8 +8,8 @@
  *                  urlencoded list, a body (its Content-Type by bits
  *                  3-5: none, application/json,
  *                  application/x-www-form-urlencoded, text/plain, or
- *                  multipart with a boundary "b", "b c", an empty one
- *                  or none), a
+ *                  multipart with a boundary "b" or "b c", text/xml,
+ *                  text/html), a
  *                  header value (Location, Authorization, Cookie,
  *                  Set-Cookie, X-Api-Key, Refresh, X-Fuzz or Link by
  *                  bits 3-5), a note, free text
@@ -53,8 +53,8 @@ static const char *const types[] = {NULL,
                                     "text/plain",
                                     "multipart/form-data; boundary=b",
                                     "multipart/mixed; boundary=\"b c\"",
-                                    "multipart/form-data; boundary=",
-                                    "multipart/related"};
+                                    "text/xml",
+                                    "text/html"};
 static const char *const headers[] = {"Location",  "Authorization", "Cookie", "Set-Cookie",
                                       "X-Api-Key", "Refresh",       "X-Fuzz", "Link"};
 

@@ -243,7 +243,9 @@ class ExportRedactMultipart(unittest.TestCase):
     binary file) exported with --redact: the secrets are gone, the file's
     bytes and the other field are as they were, in every format, and the
     request's sizes are the redacted body's. Before, a binary part made
-    the whole body binary, and redaction left every secret in it."""
+    the whole body binary, and redaction left every secret in it. Then
+    markup: a SOAP request's WS-Security password and an HTML page's
+    CSRF tokens, which the rules for text left as they were."""
 
     @classmethod
     def setUpClass(cls):
@@ -258,7 +260,20 @@ class ExportRedactMultipart(unittest.TestCase):
              "-F", "upload=@%s;type=application/octet-stream" % blob,
              "-F", 'meta={"api_key": "%s", "n": 1};type=application/json' % COOKIE,
              cls.origin.url("/echo"))
-        assert len(cls.reel.wait_flows(1)) == 1
+        cls.soap = ('<?xml version="1.0"?>\n<s:Envelope xmlns:s="http://www.w3.org/2003/05/'
+                    'soap-envelope"><s:Header><wsse:Security><wsse:UsernameToken><wsse:Username>'
+                    'bob</wsse:Username><wsse:Password>%s</wsse:Password></wsse:UsernameToken>'
+                    '</wsse:Security></s:Header><s:Body><GetQuote><Symbol>ACME</Symbol>'
+                    '</GetQuote></s:Body></s:Envelope>' % SECRET)
+        curl(cls.reel, "-o", "/dev/null", "-H", "Content-Type: application/soap+xml",
+             "--data-binary", cls.soap, cls.origin.url("/echo"))
+        with open(os.path.join(cls.origin.www, "login.html"), "w") as f:
+            f.write('<!DOCTYPE html><html><head><meta name="csrf-token" content="%s"></head>'
+                    '<body><form method="post"><input type="hidden" name="authenticity_token" '
+                    'value="%s"><input name="user" value="alice"></form></body></html>\n'
+                    % (SECRET, COOKIE))
+        curl(cls.reel, "-o", "/dev/null", cls.origin.url("/login.html"))
+        assert len(cls.reel.wait_flows(3)) == 3
 
     @classmethod
     def tearDownClass(cls):
@@ -279,24 +294,44 @@ class ExportRedactMultipart(unittest.TestCase):
     def test_ndjson_har_raw_curl(self):
         for plain in (True, False):
             red = () if plain else ("--redact",)
-            o = json.loads(self.reel.cli("export", "mp", "--format", "ndjson", *red).stdout)
+            o = json.loads(self.reel.cli("export", "mp", "--format", "ndjson", *red,
+                                         "~id 1").stdout)
             b = base64.b64decode(o["request"]["body_b64"])
             self.check_body(b, plain)
             self.assertEqual(o["request"]["body_size"], len(b))
             e = json.loads(self.reel.cli("export", "mp", *red).stdout)["log"]["entries"][0]
+            self.assertIn("multipart", e["request"]["postData"]["mimeType"])
             pd = e["request"]["postData"]
             self.assertEqual(pd["encoding"], "base64")
             b = base64.b64decode(pd["text"])
             self.check_body(b, plain)
             self.assertEqual(e["request"]["bodySize"], len(b))
             self.assertTrue(pd["mimeType"].startswith("multipart/form-data; boundary="))
-            out = self.reel.cli("export", "mp", "--format", "raw", *red).stdout
+            out = self.reel.cli("export", "mp", "--format", "raw", *red, "~id 1").stdout
             head, _, rest = out.partition(b"\r\n\r\n")
             self.assertIn(b"\r\nContent-Length: %d\r\n" % len(b), head + b"\r\n")
             self.assertTrue(rest.startswith(b), rest[:200])
-            out = self.reel.cli("export", "mp", "--format", "curl", *red).stdout
+            out = self.reel.cli("export", "mp", "--format", "curl", *red, "~id 1").stdout
             self.assertEqual(SECRET.encode() in out, plain)
             self.assertEqual(COOKIE.encode() in out, plain)
+
+    def test_soap_and_html(self):
+        lines = self.reel.cli("export", "mp", "--format", "ndjson", "--redact",
+                              "! ~id 1").stdout.splitlines()
+        soap, html = [json.loads(x) for x in lines]
+        want = self.soap.replace(SECRET, "REDACTED").replace(">bob<", ">REDACTED<")
+        self.assertEqual(soap["request"]["body"], want)
+        self.assertIn("<Symbol>ACME</Symbol>", want)
+        page = html["response"]["body"]
+        self.assertNotIn(SECRET, page)
+        self.assertNotIn(COOKIE, page)
+        self.assertIn('content="REDACTED"', page)
+        self.assertIn('name="authenticity_token" value="REDACTED"', page)
+        self.assertIn('name="user" value="alice"', page)
+        for fmt in ("har", "raw", "curl"):
+            out = self.reel.cli("export", "mp", "--format", fmt, "--redact", "! ~id 1").stdout
+            self.assertNotIn(SECRET.encode(), out, fmt)
+            self.assertNotIn(COOKIE.encode(), out, fmt)
 
 
 class ExportRedactedSizes(unittest.TestCase):

@@ -686,6 +686,101 @@ static void test_multipart(void **state) {
     reel_redact_free(r);
 }
 
+/* XML and HTML: what names a secret, its value replaced, the rest byte
+ * for byte */
+static void test_markup(void **state) {
+    (void)state;
+    static const struct {
+        const char *type;
+        case_t c;
+    } bodies[] = {
+        /* SOAP's WS-Security: every text inside UsernameToken (a key word) */
+        {"application/soap+xml; charset=utf-8",
+         {"<?xml version=\"1.0\"?>\n<s:Envelope xmlns:s=\"urn:s\"><s:Header><wsse:Security>"
+          "<wsse:UsernameToken><wsse:Username>bob</wsse:Username><wsse:Password "
+          "Type=\"urn:x#PasswordText\">hunter2</wsse:Password></wsse:UsernameToken>"
+          "</wsse:Security></s:Header><s:Body><q><symbol>ACME</symbol></q></s:Body></s:Envelope>",
+          "<?xml version=\"1.0\"?>\n<s:Envelope xmlns:s=\"urn:s\"><s:Header><wsse:Security>"
+          "<wsse:UsernameToken><wsse:Username>REDACTED</wsse:Username><wsse:Password "
+          "Type=\"urn:x#PasswordText\">REDACTED</wsse:Password></wsse:UsernameToken>"
+          "</wsse:Security></s:Header><s:Body><q><symbol>ACME</symbol></q></s:Body>"
+          "</s:Envelope>"}},
+        /* attributes; an empty one stays; white space around a text */
+        {"text/xml",
+         {"<u name=\"bob\" api_key=\"K1\" password='' x:token='T'/>\n<password>\n  pw 1\n"
+          "</password><n>1</n>",
+          "<u name=\"bob\" api_key=\"REDACTED\" password='' x:token='REDACTED'/>\n<password>\n  "
+          "REDACTED\n</password><n>1</n>"}},
+        /* CDATA; an element that names a secret (a Java properties file,
+         * a .NET config); a comment and a declaration passed over */
+        {"application/xml",
+         {"<!DOCTYPE p><!-- <password>c</password> --><p><entry key=\"db.password\">"
+          "<![CDATA[s3]]></entry><entry key=\"db.user\">u</entry><add key=\"ApiKey\" "
+          "value=\"V\"/><secret><![CDATA[x<y]]></secret></p>",
+          "<!DOCTYPE p><!-- <password>c</password> --><p><entry key=\"db.password\">"
+          "<![CDATA[REDACTED]]></entry><entry key=\"db.user\">u</entry><add key=\"ApiKey\" "
+          "value=\"REDACTED\"/><secret><![CDATA[REDACTED]]></secret></p>"}},
+        /* found by its declaration; cut short in a secret */
+        {NULL,
+         {"<?xml version=\"1.0\"?><a><b>1</b><token>abc", "<?xml version=\"1.0\"?><a><b>1</b>"
+                                                          "<token>REDACTED"}},
+        /* a '<' that starts no tag; the URL rules after */
+        {"text/xml",
+         {"<r><pwd>a < b</pwd><u>https://a.test/?token=S</u></r>",
+          "<r><pwd>REDACTED < REDACTED</pwd><u>https://a.test/?token=REDACTED</u></r>"}},
+        /* HTML: a form's hidden token and password, a meta's token, a data
+         * attribute, unquoted values; what a script holds is passed over */
+        {"text/html; charset=utf-8",
+         {"<meta name=\"csrf-token\" content=\"C1\"><form><input type=\"hidden\" "
+          "name=\"authenticity_token\" value=\"T1\"><input name=\"user\" value=\"bob\"><INPUT "
+          "TYPE=password NAME=pw VALUE=P1></form><div data-api-key='K'>x</div><script>if (a<b) "
+          "{}</script><input value=V2 name=token>",
+          "<meta name=\"csrf-token\" content=\"REDACTED\"><form><input type=\"hidden\" "
+          "name=\"authenticity_token\" value=\"REDACTED\"><input name=\"user\" "
+          "value=\"bob\"><INPUT "
+          "TYPE=password NAME=pw VALUE=REDACTED></form><div data-api-key='REDACTED'>x</div>"
+          "<script>if (a<b) {}</script><input value=REDACTED name=token>"}},
+        /* in HTML, an element's text is no secret */
+        {"text/html", {"<p class=password>hunter2</p>", NULL}},
+        /* found by its start: HTML without a Content-Type */
+        {NULL,
+         {"<!DOCTYPE html><input name=password value=x>", "<!DOCTYPE html><input "
+                                                          "name=password value=REDACTED>"}},
+        /* not markup: the rules for text only */
+        {"text/plain", {"<password>x</password>", NULL}},
+        /* redacted already */
+        {"text/xml", {"<password>REDACTED</password><a token=\"REDACTED\"/>", NULL}},
+    };
+    reel_redact_t *r = reel_redact_new();
+    reel_redacted_t t;
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        const case_t *c = &bodies[i].c;
+        int got = reel_redact_body(r, bodies[i].type, (const uint8_t *)c->in, strlen(c->in), &t);
+        check("markup", got, &t, c);
+        if (got)
+            free(t.data);
+    }
+    /* hostile: unclosed comments, tags and quotes, deep nesting: linear */
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    reel_buf_puts(&b, "<?xml?>");
+    for (int i = 0; i < 50000; i++)
+        reel_buf_puts(&b, "<password a='<!--<![CDATA[\"");
+    clock_t start = clock();
+    if (reel_redact_body(r, "text/xml", b.data, b.len, &t))
+        free(t.data);
+    reel_buf_reset(&b);
+    for (int i = 0; i < 50000; i++)
+        reel_buf_puts(&b, "<token><");
+    if (reel_redact_body(r, "text/html", b.data, b.len, &t))
+        free(t.data);
+    double sec = (double)(clock() - start) / CLOCKS_PER_SEC;
+    if (sec > 5)
+        fail_msg("hostile markup took %.1f s", sec);
+    reel_buf_free(&b);
+    reel_redact_free(r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_url_fragment_nested_userinfo),
@@ -695,6 +790,7 @@ int main(void) {
         cmocka_unit_test(test_semicolon_params),
         cmocka_unit_test(test_urls_in_bodies),
         cmocka_unit_test(test_multipart),
+        cmocka_unit_test(test_markup),
         cmocka_unit_test(test_text_around_urls),
         cmocka_unit_test(test_cookies),
     };
