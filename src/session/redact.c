@@ -1715,6 +1715,46 @@ static int markup(const reel_redact_t *r, int xml, const char *s, size_t n, reel
     return changed;
 }
 
+/* The end of the line that starts at s[i] (the index of its '\n', n if
+ * it has none), and in *next where the next line starts. */
+static size_t line_end(const char *s, size_t n, size_t i, size_t *next) {
+    const char *nl = memchr(s + i, '\n', n - i);
+    size_t e = nl ? (size_t)(nl - s) : n;
+    *next = nl ? e + 1 : n;
+    return e > i && s[e - 1] == '\r' ? e - 1 : e;
+}
+
+static int plain_body(const reel_redact_t *r, const char *content_type, const uint8_t *body,
+                      size_t n, reel_redacted_t *out);
+
+/* text/event-stream (server-sent events, as streaming APIs send them):
+ * the value of each data: line as a body of its own, so that the JSON
+ * of an event has its secrets replaced as a JSON body's; the other lines
+ * (event:, id:, comments) by the rules for text. Lines end at LF or
+ * CRLF, kept as they were. 1 if something was replaced. */
+static int event_stream(const reel_redact_t *r, const char *s, size_t n, reel_buf_t *b) {
+    int changed = 0;
+    for (size_t i = 0, next; i < n; i = next) {
+        size_t e = line_end(s, n, i, &next), v = i;
+        if (e - i >= 5 && memcmp(s + i, "data:", 5) == 0) {
+            v = i + 5 + (e > i + 5 && s[i + 5] == ' ');
+            put(b, s + i, v - i);
+            reel_redacted_t t;
+            if (e > v && plain_body(r, NULL, (const uint8_t *)s + v, e - v, &t)) {
+                put(b, t.data, t.len);
+                free(t.data);
+                changed = 1;
+            } else {
+                put(b, s + v, e - v);
+            }
+        } else {
+            changed |= urls_in_text(r, s + i, e - i, b);
+        }
+        put(b, s + e, next - e);
+    }
+    return changed;
+}
+
 /* A body other than multipart: see reel_redact_body. */
 static int plain_body(const reel_redact_t *r, const char *content_type, const uint8_t *body,
                       size_t n, reel_redacted_t *out) {
@@ -1745,6 +1785,16 @@ static int plain_body(const reel_redact_t *r, const char *content_type, const ui
             content_type++;
         if (ci_prefix(content_type, "application/x-www-form-urlencoded"))
             return reel_redact_urlencoded(r, (const char *)body, n, out);
+        if (ci_prefix(content_type, "text/event-stream")) {
+            reel_buf_t b;
+            reel_buf_init(&b, 0);
+            if (!event_stream(r, (const char *)body, n, &b)) {
+                reel_buf_free(&b);
+                return 0;
+            }
+            take(&b, out);
+            return 1;
+        }
     }
     /* markup: its secrets first, then the rules for text over it all
      * (URLs in attributes and text, bearer tokens, JWTs) */
@@ -1832,15 +1882,6 @@ static int param(const char *s, size_t n, const char *name, reel_buf_t *v) {
         i = k;
     }
     return 0;
-}
-
-/* The end of the line that starts at s[i] (the index of its '\n', n if
- * it has none), and in *next where the next line starts. */
-static size_t line_end(const char *s, size_t n, size_t i, size_t *next) {
-    const char *nl = memchr(s + i, '\n', n - i);
-    size_t e = nl ? (size_t)(nl - s) : n;
-    *next = nl ? e + 1 : n;
-    return e > i && s[e - 1] == '\r' ? e - 1 : e;
 }
 
 static int body_into(const reel_redact_t *r, const char *content_type, const char *s, size_t n,

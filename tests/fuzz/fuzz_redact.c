@@ -7,7 +7,7 @@
  *   c[0] bits 0-2  what the text is: a request target or URL, an
  *                  urlencoded list, a body (its Content-Type by bits
  *                  3-5: none, application/json,
- *                  application/x-www-form-urlencoded, text/plain, or
+ *                  application/x-www-form-urlencoded, text/event-stream,
  *                  multipart with a boundary "b" or "b c", text/xml,
  *                  text/html), a
  *                  header value (Location, Authorization, Cookie,
@@ -50,7 +50,7 @@
 static const char *const types[] = {NULL,
                                     "application/json",
                                     "application/x-www-form-urlencoded",
-                                    "text/plain",
+                                    "text/event-stream",
                                     "multipart/form-data; boundary=b",
                                     "multipart/mixed; boundary=\"b c\"",
                                     "text/xml",

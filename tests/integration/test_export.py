@@ -245,7 +245,8 @@ class ExportRedactMultipart(unittest.TestCase):
     request's sizes are the redacted body's. Before, a binary part made
     the whole body binary, and redaction left every secret in it. Then
     markup: a SOAP request's WS-Security password and an HTML page's
-    CSRF tokens, which the rules for text left as they were."""
+    CSRF tokens, and the JSON of server-sent events, which the rules for
+    text left as they were."""
 
     @classmethod
     def setUpClass(cls):
@@ -273,7 +274,12 @@ class ExportRedactMultipart(unittest.TestCase):
                     'value="%s"><input name="user" value="alice"></form></body></html>\n'
                     % (SECRET, COOKIE))
         curl(cls.reel, "-o", "/dev/null", cls.origin.url("/login.html"))
-        assert len(cls.reel.wait_flows(3)) == 3
+        cls.events = ('event: session\ndata: {"user": "alice", "token": "%s"}\n\n'
+                      ': keep-alive\ndata: {"n": 1, "api_key": "%s"}\n\n' % (SECRET, COOKIE))
+        with open(os.path.join(cls.origin.www, "events.sse"), "w") as f:
+            f.write(cls.events)
+        curl(cls.reel, "-o", "/dev/null", cls.origin.url("/events.sse"))
+        assert len(cls.reel.wait_flows(4)) == 4
 
     @classmethod
     def tearDownClass(cls):
@@ -317,7 +323,7 @@ class ExportRedactMultipart(unittest.TestCase):
 
     def test_soap_and_html(self):
         lines = self.reel.cli("export", "mp", "--format", "ndjson", "--redact",
-                              "! ~id 1").stdout.splitlines()
+                              "~id 2-3").stdout.splitlines()
         soap, html = [json.loads(x) for x in lines]
         want = self.soap.replace(SECRET, "REDACTED").replace(">bob<", ">REDACTED<")
         self.assertEqual(soap["request"]["body"], want)
@@ -332,6 +338,12 @@ class ExportRedactMultipart(unittest.TestCase):
             out = self.reel.cli("export", "mp", "--format", fmt, "--redact", "! ~id 1").stdout
             self.assertNotIn(SECRET.encode(), out, fmt)
             self.assertNotIn(COOKIE.encode(), out, fmt)
+
+    def test_event_stream(self):
+        o = json.loads(self.reel.cli("export", "mp", "--format", "ndjson", "--redact",
+                                     "~id 4").stdout)
+        self.assertEqual(o["response"]["body"],
+                         self.events.replace(SECRET, "REDACTED").replace(COOKIE, "REDACTED"))
 
 
 class ExportRedactedSizes(unittest.TestCase):

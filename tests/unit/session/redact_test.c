@@ -687,7 +687,7 @@ static void test_multipart(void **state) {
 }
 
 /* XML and HTML: what names a secret, its value replaced, the rest byte
- * for byte */
+ * for byte; and server-sent events */
 static void test_markup(void **state) {
     (void)state;
     static const struct {
@@ -750,6 +750,19 @@ static void test_markup(void **state) {
         {"text/plain", {"<password>x</password>", NULL}},
         /* redacted already */
         {"text/xml", {"<password>REDACTED</password><a token=\"REDACTED\"/>", NULL}},
+        /* server-sent events: each data: line's JSON as JSON, the rest as
+         * text; LF or CRLF kept */
+        {"text/event-stream; charset=utf-8",
+         {"event: login\ndata: {\"token\": \"S\", \"n\": [1]}\n\n: note https://a.test/?token=T\n"
+          "data:{\"user\":{\"password\":\"P\"}}\r\nid: 7\r\n\r\ndata: see "
+          "https://a.test/?secret=U\ndata\ndata: {\"token\": \"cut",
+          "event: login\ndata: {\"token\": \"REDACTED\", \"n\": [1]}\n\n: note "
+          "https://a.test/?token=REDACTED\ndata:{\"user\":{\"password\":\"REDACTED\"}}\r\nid: "
+          "7\r\n\r\ndata: see https://a.test/?secret=REDACTED\ndata\ndata: {\"token\": "
+          "\"REDACTED"}},
+        {"text/event-stream", {"data: {\"token\": \"REDACTED\"}\n\ndata: {\"a\": 1}\n\n", NULL}},
+        /* the same as text/plain: no JSON is read in it */
+        {"text/plain", {"data: {\"token\": \"S\"}", NULL}},
     };
     reel_redact_t *r = reel_redact_new();
     reel_redacted_t t;
