@@ -1878,6 +1878,8 @@ static void bind_rows(sqlite3_stmt *st, size_t first, size_t count, void *ctx) {
  * to 16 rows: plain inserts for rows the table does not have, upserts for
  * the others. */
 static reel_rc write_rows(reel_indexer_t *ix, frow **rows, size_t n, reel_err_t *err) {
+    if (n == 0) /* rows may then be NULL, and NULL + 0 is undefined in C */
+        return REEL_OK;
     size_t nnew = 0;
     for (size_t i = 0; i < n; i++)
         if (!rows[i]->in_db) {
