@@ -1724,6 +1724,90 @@ static size_t line_end(const char *s, size_t n, size_t i, size_t *next) {
     return e > i && s[e - 1] == '\r' ? e - 1 : e;
 }
 
+/* ---- YAML and properties ------------------------------------------------ */
+
+/* Whether content_type (may be NULL) is YAML or a Java properties file
+ * (a configuration server's answer: Spring Cloud Config serves both). */
+static int config_type(const char *content_type) {
+    static const char *const types[] = {"application/yaml",
+                                        "application/x-yaml",
+                                        "text/yaml",
+                                        "text/x-yaml",
+                                        "text/x-java-properties",
+                                        "text/x-properties",
+                                        "application/x-java-properties"};
+    if (content_type == NULL)
+        return 0;
+    while (*content_type == ' ' || *content_type == '\t')
+        content_type++;
+    size_t k = strcspn(content_type, "; \t");
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        if (ieq(content_type, k, types[i]))
+            return 1;
+    return 0;
+}
+
+/* YAML or properties s[0..n) into b: the value of every `key: value` or
+ * `key=value` line whose key holds a key word replaced, the rest byte for
+ * byte. A secret key with no value on its line (YAML's nested mapping,
+ * or a block scalar `|` / `>`) has every more indented line after it
+ * replaced too, each line's value where it has a key, else its text.
+ * Comments (# or !) stay. 1 if something was replaced. */
+static int config_lines(const reel_redact_t *r, const char *s, size_t n, reel_buf_t *b) {
+    size_t run = 0;
+    long under = -1; /* the indent of a secret key whose value is its block */
+    int changed = 0;
+    for (size_t i = 0, next; i < n; i = next) {
+        size_t e = line_end(s, n, i, &next), k = i;
+        while (k < e && (s[k] == ' ' || s[k] == '\t'))
+            k++;
+        long indent = (long)(k - i);
+        if (k == e || s[k] == '#' || s[k] == '!')
+            continue; /* blank, or a comment: a block goes on past it */
+        if (under >= 0 && indent <= under)
+            under = -1;
+        while (k + 1 < e && s[k] == '-' && s[k + 1] == ' ') /* a YAML list item */
+            for (k += 2; k < e && s[k] == ' '; k++)
+                ;
+        if (k >= e)
+            continue; /* "- " alone */
+        /* the key ends at the first '=' or ": " (or ':' ending the line) */
+        size_t sep = k;
+        char q = s[k] == '"' || s[k] == '\'' ? s[k] : 0;
+        if (q) {
+            const char *c = memchr(s + k + 1, q, e - k - 1);
+            sep = c ? (size_t)(c - s) + 1 : e;
+        }
+        while (sep < e && s[sep] != '=' &&
+               !(s[sep] == ':' && (sep + 1 == e || s[sep + 1] == ' ' || s[sep + 1] == '\t')))
+            sep++;
+        size_t v = sep < e ? sep + 1 : e, ve = e;
+        while (v < ve && (s[v] == ' ' || s[v] == '\t'))
+            v++;
+        while (ve > v && (s[ve - 1] == ' ' || s[ve - 1] == '\t'))
+            ve--;
+        if (under >= 0) { /* inside a secret's block: every value */
+            size_t from = sep < e ? v : k;
+            if (ve > from)
+                mreplace(s, &run, from, ve, b, &changed);
+            continue;
+        }
+        if (sep >= e)
+            continue;
+        size_t k0 = k + (q != 0), k1 = sep;
+        while (k1 > k0 && (s[k1 - 1] == ' ' || s[k1 - 1] == '\t' || (q && s[k1 - 1] == q)))
+            k1--;
+        if (k1 == k0 || !reel_redact_key_matches(r, s + k0, k1 - k0))
+            continue;
+        if (v == ve || ((s[v] == '|' || s[v] == '>') && ve - v <= 3))
+            under = indent; /* its value is the block below */
+        else
+            mreplace(s, &run, v, ve, b, &changed);
+    }
+    put(b, s + run, n - run);
+    return changed;
+}
+
 static int plain_body(const reel_redact_t *r, const char *content_type, const uint8_t *body,
                       size_t n, reel_redacted_t *out);
 
@@ -1796,15 +1880,16 @@ static int plain_body(const reel_redact_t *r, const char *content_type, const ui
             return 1;
         }
     }
-    /* markup: its secrets first, then the rules for text over it all
-     * (URLs in attributes and text, bearer tokens, JWTs) */
+    /* markup, YAML, properties: their secrets first, then the rules for
+     * text over it all (URLs in attributes and text, bearer tokens, JWTs) */
     reel_buf_t b, m;
     reel_buf_init(&b, 0);
     reel_buf_init(&m, 0);
     const char *text = (const char *)body;
     size_t tn = n;
     int kind = markup_kind(content_type, text, i, n), changed = 0;
-    if (kind != MARKUP_NONE && markup(r, kind == MARKUP_XML, text, n, &m)) {
+    if ((kind != MARKUP_NONE && markup(r, kind == MARKUP_XML, text, n, &m)) ||
+        (kind == MARKUP_NONE && config_type(content_type) && config_lines(r, text, n, &m))) {
         text = (const char *)m.data;
         tn = m.len;
         changed = 1;

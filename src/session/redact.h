@@ -36,6 +36,9 @@
  *   rules for text.
  * - server-sent events (text/event-stream): each data: line's value as a
  *   body of its own (its JSON as JSON), the other lines as text.
+ * - YAML and Java properties (by content type): the value of each
+ *   key: value / key=value line with a secret key, and every more
+ *   indented line under a secret key with no value on its line.
  * Default key words: password passwd pwd token secret apikey api_key api-key
  * auth session credential signature private_key access_key; and "key" as a
  * word of its own (key, X-Key, keyId; not monkey or keyboard).
@@ -109,8 +112,9 @@ int reel_redact_target(const reel_redact_t *r, const char *s, size_t n, reel_red
  * others' content by these rules for the part's Content-Type (binary
  * content left as it is), preamble, delimiters and epilogue byte for
  * byte; XML and HTML (by content_type, or by how the body starts) their
- * secrets as the rules above say, then as text; text/event-stream each
- * data: line's value as a body; other text has its URLs, bearer tokens
+ * secrets as the rules above say, then as text; YAML and properties
+ * likewise; text/event-stream each data: line's value as a body; other
+ * text has its URLs, bearer tokens
  * and JWTs redacted.
  * content_type may be NULL. Returns 1 and fills *out when
  * something was replaced (a value that is the marker already is not),

@@ -9,7 +9,9 @@
  *                  3-5: none, application/json,
  *                  application/x-www-form-urlencoded, text/event-stream,
  *                  multipart with a boundary "b" or "b c", text/xml,
- *                  text/html), a
+ *                  text/html; for the second body kind YAML, properties,
+ *                  SOAP, text/plain, multipart with an empty boundary,
+ *                  "b c", NDJSON, text/html), a
  *                  header value (Location, Authorization, Cookie,
  *                  Set-Cookie, X-Api-Key, Refresh, X-Fuzz or Link by
  *                  bits 3-5), a note, free text
@@ -55,6 +57,15 @@ static const char *const types[] = {NULL,
                                     "multipart/mixed; boundary=\"b c\"",
                                     "text/xml",
                                     "text/html"};
+/* the bodies of c[0] & 7 == 3 (5 and 7 as above) */
+static const char *const types3[] = {"application/x-yaml",
+                                     "text/x-java-properties",
+                                     "application/soap+xml",
+                                     "text/plain",
+                                     "multipart/form-data; boundary=",
+                                     "multipart/mixed; boundary=\"b c\"",
+                                     "application/x-ndjson",
+                                     "text/html"};
 static const char *const headers[] = {"Location",  "Authorization", "Cookie", "Set-Cookie",
                                       "X-Api-Key", "Refresh",       "X-Fuzz", "Link"};
 
@@ -66,7 +77,8 @@ static int redact(const reel_redact_t *r, uint8_t c, const char *s, size_t n, re
         return reel_redact_urlencoded(r, s, n, o);
     case 2:
     case 3:
-        return reel_redact_body(r, types[(c >> 3) & 7], (const uint8_t *)s, n, o);
+        return reel_redact_body(r, ((c & 7) == 2 ? types : types3)[(c >> 3) & 7],
+                                (const uint8_t *)s, n, o);
     case 4: {
         const char *h = headers[(c >> 3) & 7];
         return reel_redact_header(r, h, strlen(h), s, n, o);

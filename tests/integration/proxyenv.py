@@ -98,7 +98,7 @@ http {{
   client_body_temp_path {r}/tmp/body; proxy_temp_path {r}/tmp/proxy;
   fastcgi_temp_path {r}/tmp/fcgi; uwsgi_temp_path {r}/tmp/uwsgi; scgi_temp_path {r}/tmp/scgi;
   types {{ text/plain txt; text/html html; text/css css; application/json json; image/png png;
-           text/event-stream sse; }}
+           text/event-stream sse; application/x-yaml yml; }}
   default_type application/octet-stream;
   gzip on; gzip_types text/plain; gzip_min_length 100;
   keepalive_requests 10000;

@@ -245,8 +245,8 @@ class ExportRedactMultipart(unittest.TestCase):
     request's sizes are the redacted body's. Before, a binary part made
     the whole body binary, and redaction left every secret in it. Then
     markup: a SOAP request's WS-Security password and an HTML page's
-    CSRF tokens, and the JSON of server-sent events, which the rules for
-    text left as they were."""
+    CSRF tokens, the JSON of server-sent events and a YAML configuration,
+    which the rules for text left as they were."""
 
     @classmethod
     def setUpClass(cls):
@@ -279,7 +279,12 @@ class ExportRedactMultipart(unittest.TestCase):
         with open(os.path.join(cls.origin.www, "events.sse"), "w") as f:
             f.write(cls.events)
         curl(cls.reel, "-o", "/dev/null", cls.origin.url("/events.sse"))
-        assert len(cls.reel.wait_flows(4)) == 4
+        cls.yaml = ("spring:\n  datasource:\n    username: app\n    password: %s\n"
+                    "    url: jdbc:postgresql://db/app\n" % SECRET)
+        with open(os.path.join(cls.origin.www, "app.yml"), "w") as f:
+            f.write(cls.yaml)
+        curl(cls.reel, "-o", "/dev/null", cls.origin.url("/app.yml"))
+        assert len(cls.reel.wait_flows(5)) == 5
 
     @classmethod
     def tearDownClass(cls):
@@ -338,6 +343,11 @@ class ExportRedactMultipart(unittest.TestCase):
             out = self.reel.cli("export", "mp", "--format", fmt, "--redact", "! ~id 1").stdout
             self.assertNotIn(SECRET.encode(), out, fmt)
             self.assertNotIn(COOKIE.encode(), out, fmt)
+
+    def test_yaml(self):
+        o = json.loads(self.reel.cli("export", "mp", "--format", "ndjson", "--redact",
+                                     "~id 5").stdout)
+        self.assertEqual(o["response"]["body"], self.yaml.replace(SECRET, "REDACTED"))
 
     def test_event_stream(self):
         o = json.loads(self.reel.cli("export", "mp", "--format", "ndjson", "--redact",

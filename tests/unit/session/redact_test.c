@@ -687,7 +687,7 @@ static void test_multipart(void **state) {
 }
 
 /* XML and HTML: what names a secret, its value replaced, the rest byte
- * for byte; and server-sent events */
+ * for byte; server-sent events; YAML and properties */
 static void test_markup(void **state) {
     (void)state;
     static const struct {
@@ -761,6 +761,22 @@ static void test_markup(void **state) {
           "7\r\n\r\ndata: see https://a.test/?secret=REDACTED\ndata\ndata: {\"token\": "
           "\"REDACTED"}},
         {"text/event-stream", {"data: {\"token\": \"REDACTED\"}\n\ndata: {\"a\": 1}\n\n", NULL}},
+        /* YAML and properties (a configuration server's answers): the
+         * value of a secret key, a secret's block below it */
+        {"application/x-yaml",
+         {"spring:\n  datasource:\n    url: jdbc:x://db/app?ssl=1\n    username: app\n"
+          "    password: 'hunter2'   \n  mail: {host: m}\n\"api_key\": K1\nlist:\n  - token: T1\n"
+          "  - name: x\ncredentials:\n  user: bob\n\n  # c: d\n  pass: P\nprivate_key: |\n"
+          "  -----BEGIN-----\n  AAAA\nafter: 1 # password: no\nsecret:\n",
+          "spring:\n  datasource:\n    url: jdbc:x://db/app?ssl=1\n    username: app\n"
+          "    password: REDACTED   \n  mail: {host: m}\n\"api_key\": REDACTED\nlist:\n  - token: "
+          "REDACTED\n  - name: x\ncredentials:\n  user: REDACTED\n\n  # c: d\n  pass: "
+          "REDACTED\nprivate_key: |\n  REDACTED\n  REDACTED\nafter: 1 # password: no\nsecret:\n"}},
+        {"text/x-java-properties; charset=ISO-8859-1",
+         {"# db\r\ndb.url=jdbc:x://h/d\r\ndb.password = s3\r\napi.key: k\r\nother=1\r\n",
+          "# db\r\ndb.url=jdbc:x://h/d\r\ndb.password = REDACTED\r\napi.key: REDACTED\r\n"
+          "other=1\r\n"}},
+        {"text/yaml", {"password: REDACTED\ntoken:\n  REDACTED\n", NULL}},
         /* the same as text/plain: no JSON is read in it */
         {"text/plain", {"data: {\"token\": \"S\"}", NULL}},
     };
