@@ -174,6 +174,97 @@ static int is_marker(const char *s, size_t n) {
     return n == sizeof REEL_REDACT_MARKER - 1 && memcmp(s, REEL_REDACT_MARKER, n) == 0;
 }
 
+/* Where the first `what` (no NUL in it) starts in s[from..n), n if
+ * nowhere; ci: in any case (what in lower case). */
+static size_t find(const char *s, size_t n, size_t from, const char *what, int ci) {
+    size_t k = strlen(what);
+    for (size_t i = from; i + k <= n; i++)
+        if (ci ? lc((unsigned char)s[i]) == (unsigned char)what[0] && ieq(s + i, k, what)
+               : s[i] == what[0] && memcmp(s + i, what, k) == 0)
+            return i;
+    return n;
+}
+
+/* Tokens that say what they are by a prefix their issuer gives them (as
+ * secret scanners find them): the prefix, the least and most length of
+ * what follows it, and whether that may hold '-' and '_' (else letters
+ * and digits only; upper: upper case letters and digits only). */
+static const struct {
+    const char *prefix;
+    unsigned char min, max, dash, upper;
+} known_tokens[] = {
+    {"ghp_", 36, 255, 0, 0}, /* GitHub */
+    {"gho_", 36, 255, 0, 0},        {"ghu_", 36, 255, 0, 0},
+    {"ghs_", 36, 255, 0, 0},        {"ghr_", 36, 255, 0, 0},
+    {"github_pat_", 22, 255, 1, 0}, {"glpat-", 20, 255, 1, 0}, /* GitLab */
+    {"xoxb-", 10, 255, 1, 0},                                  /* Slack */
+    {"xoxp-", 10, 255, 1, 0},       {"xoxa-", 10, 255, 1, 0},
+    {"xoxr-", 10, 255, 1, 0},       {"xoxs-", 10, 255, 1, 0},
+    {"xoxe-", 10, 255, 1, 0},       {"sk_live_", 16, 255, 0, 0}, /* Stripe */
+    {"sk_test_", 16, 255, 0, 0},    {"rk_live_", 16, 255, 0, 0},
+    {"rk_test_", 16, 255, 0, 0},    {"whsec_", 16, 255, 0, 0},
+    {"AKIA", 16, 16, 0, 1},                                 /* AWS access key ids */
+    {"ASIA", 16, 16, 0, 1},         {"AIza", 35, 35, 1, 0}, /* Google API keys */
+    {"sk-", 20, 255, 1, 0}, /* OpenAI, Anthropic (sk-ant-, sk-proj-) */
+    {"npm_", 36, 36, 0, 0},         {"hf_", 30, 255, 0, 0},   /* Hugging Face */
+    {"pypi-", 50, 255, 1, 0},       {"shpat_", 32, 32, 0, 0}, /* Shopify */
+    {"shpss_", 32, 32, 0, 0},
+};
+
+static int token_char(int c) {
+    return b64url(c);
+}
+
+/* At s[0..n), where the text before it ends a word: the length of the
+ * prefix of a known token in *keep and the token's whole length, 0 if
+ * none. The prefix stays (it says what kind of token it was, and is no
+ * secret); a token redacted already ("ghp_REDACTED") is too short to be
+ * one. */
+static size_t known_token_at(const char *s, size_t n, size_t *keep) {
+    for (size_t k = 0; k < sizeof known_tokens / sizeof known_tokens[0]; k++) {
+        size_t pl = strlen(known_tokens[k].prefix);
+        if (n <= pl || memcmp(s, known_tokens[k].prefix, pl) != 0)
+            continue;
+        size_t i = pl;
+        while (i < n && token_char((unsigned char)s[i]) &&
+               (known_tokens[k].dash || (s[i] != '-' && s[i] != '_')) &&
+               (!known_tokens[k].upper || !lower((unsigned char)s[i])))
+            i++;
+        size_t len = i - pl;
+        if (len < known_tokens[k].min || len > known_tokens[k].max ||
+            (i < n && token_char((unsigned char)s[i])))
+            continue;
+        *keep = pl;
+        return i;
+    }
+    return 0;
+}
+
+/* A PEM private key's block at s[0..n) ("-----BEGIN RSA PRIVATE
+ * KEY-----"): the length of its BEGIN line in *keep, and how far its
+ * base64 goes (to its END line, or the end of s; *keep when it has
+ * none); 0 if s starts no such block. */
+static size_t pem_key_at(const char *s, size_t n, size_t *keep) {
+    static const char begin[] = "-----BEGIN ", end[] = "PRIVATE KEY-----";
+    size_t bl = sizeof begin - 1, el = sizeof end - 1;
+    if (n < bl + el || memcmp(s, begin, bl) != 0)
+        return 0;
+    size_t i = bl;
+    while (i < n && i < bl + 40 && ((s[i] >= 'A' && s[i] <= 'Z') || s[i] == ' ') &&
+           !(n - i >= el && memcmp(s + i, end, el) == 0))
+        i++;
+    if (n - i < el || memcmp(s + i, end, el) != 0)
+        return 0;
+    size_t from = i + el, e = find(s, n, from, "-----END ", 0);
+    /* the line ending before the END line stays (LF, CRLF or JSON's \n) */
+    while (e > from && (s[e - 1] == '\n' || s[e - 1] == '\r'))
+        e--;
+    if (e >= from + 2 && s[e - 2] == '\\' && s[e - 1] == 'n')
+        e -= 2;
+    *keep = from;
+    return e;
+}
+
 int reel_redact_text(const reel_redact_t *r, const char *s, size_t n, reel_redacted_t *out) {
     reel_buf_t b;
     reel_buf_init(&b, 0);
@@ -184,6 +275,17 @@ int reel_redact_text(const reel_redact_t *r, const char *s, size_t n, reel_redac
         size_t len = 0, keep = 0;
         if (!b64url(prev) && (len = jwt_at(s + i, n - i)) > 0) {
             keep = 0;
+        } else if (!b64url(prev) && (len = known_token_at(s + i, n - i, &keep)) > 0) {
+            /* keep: its prefix */
+        } else if (s[i] == '-' && (len = pem_key_at(s + i, n - i, &keep)) > 0) {
+            /* keep: its BEGIN line; the key's lines are replaced */
+            size_t k = keep;
+            while (k < len && (s[i + k] == '\r' || s[i + k] == '\n' ||
+                               (s[i + k] == '\\' && k + 1 < len && s[i + k + 1] == 'n')))
+                k += s[i + k] == '\\' ? 2 : 1;
+            keep = k;
+            if (len <= keep)
+                len = 0;
         } else if (!b64url(prev) && n - i > 7 && lc((unsigned char)s[i]) == 'b' &&
                    ieq(s + i, 6, "bearer") && (s[i + 6] == ' ' || s[i + 6] == '\t')) {
             size_t j = i + 6;
@@ -1594,17 +1696,6 @@ static int next_attr(const char *s, size_t n, size_t *i, mattr_t *a) {
     }
     *i = k;
     return 1;
-}
-
-/* Where the first `what` (no NUL in it) starts in s[from..n), n if
- * nowhere; ci: in any case (what in lower case). */
-static size_t find(const char *s, size_t n, size_t from, const char *what, int ci) {
-    size_t k = strlen(what);
-    for (size_t i = from; i + k <= n; i++)
-        if (ci ? lc((unsigned char)s[i]) == (unsigned char)what[0] && ieq(s + i, k, what)
-               : s[i] == what[0] && memcmp(s + i, what, k) == 0)
-            return i;
-    return n;
 }
 
 /* s[from..to) replaced by the marker in b (s[*run..from) copied first). */

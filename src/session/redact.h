@@ -14,7 +14,9 @@
  *   target (reel_redact_target); so each <URL> of Link and the url= of
  *   Refresh;
  * - in every other header value and every text body: bearer tokens
- *   ("Bearer xyz") and JSON Web Tokens ("eyJ...x.y.z");
+ *   ("Bearer xyz"), JSON Web Tokens ("eyJ...x.y.z"), tokens known by
+ *   their issuer's prefix ("ghp_", "xoxb-", "sk_live_", "AKIA", ...: the
+ *   prefix kept) and a PEM private key's lines;
  * - query parameters (split at '&' and at a ';' a "name=" follows), path
  *   parameters (";jsessionid=x") and application/x-www-form-urlencoded
  *   fields (split at '&' only) with a secret key;
@@ -135,7 +137,8 @@ int reel_redact_reads(const char *content_type, const uint8_t *body, size_t n);
  * Returns 1 and fills *out when something was replaced, else 0. */
 int reel_redact_note(const reel_redact_t *r, const char *s, size_t n, reel_redacted_t *out);
 
-/** Free text: bearer tokens and JWTs replaced. Returns 1 and fills *out
+/** Free text: bearer tokens, JWTs, tokens known by their prefix and PEM
+ * private keys replaced. Returns 1 and fills *out
  * when something was replaced, else 0. */
 int reel_redact_text(const reel_redact_t *r, const char *s, size_t n, reel_redacted_t *out);
 

@@ -246,7 +246,8 @@ class ExportRedactMultipart(unittest.TestCase):
     the whole body binary, and redaction left every secret in it. Then
     markup: a SOAP request's WS-Security password and an HTML page's
     CSRF tokens, the JSON of server-sent events and a YAML configuration,
-    which the rules for text left as they were."""
+    which the rules for text left as they were; and tokens known by their
+    prefix, in a URL's path and a header."""
 
     @classmethod
     def setUpClass(cls):
@@ -284,7 +285,11 @@ class ExportRedactMultipart(unittest.TestCase):
         with open(os.path.join(cls.origin.www, "app.yml"), "w") as f:
             f.write(cls.yaml)
         curl(cls.reel, "-o", "/dev/null", cls.origin.url("/app.yml"))
-        assert len(cls.reel.wait_flows(5)) == 5
+        cls.gh = "ghp_" + "0123456789abcdefghij" + "ABCDEFGHIJ012345"
+        cls.slack = "xoxb-1234567890-" + SECRET
+        curl(cls.reel, "-o", "/dev/null", "-H", "X-Deploy: token " + cls.gh,
+             cls.origin.url("/hooks/%s/x" % cls.slack))
+        assert len(cls.reel.wait_flows(6)) == 6
 
     @classmethod
     def tearDownClass(cls):
@@ -348,6 +353,17 @@ class ExportRedactMultipart(unittest.TestCase):
         o = json.loads(self.reel.cli("export", "mp", "--format", "ndjson", "--redact",
                                      "~id 5").stdout)
         self.assertEqual(o["response"]["body"], self.yaml.replace(SECRET, "REDACTED"))
+
+    def test_known_tokens(self):
+        for fmt in ("ndjson", "har", "raw", "curl"):
+            plain = self.reel.cli("export", "mp", "--format", fmt, "~id 6").stdout
+            self.assertIn(self.gh.encode(), plain, fmt)
+            self.assertIn(self.slack.encode(), plain, fmt)
+            out = self.reel.cli("export", "mp", "--format", fmt, "--redact", "~id 6").stdout
+            self.assertNotIn(self.gh.encode(), out, fmt)
+            self.assertNotIn(SECRET.encode(), out, fmt)
+            self.assertIn(b"/hooks/xoxb-REDACTED/x", out, fmt)
+            self.assertIn(b"token ghp_REDACTED", out, fmt)
 
     def test_event_stream(self):
         o = json.loads(self.reel.cli("export", "mp", "--format", "ndjson", "--redact",

@@ -548,6 +548,63 @@ static void test_cookies(void **state) {
     reel_redact_free(r);
 }
 
+/* Tokens known by their prefix, anywhere the rules for text go (header
+ * values, bodies, URL paths, messages, notes): the prefix stays, what
+ * follows is replaced; and a PEM private key's lines */
+static void test_known_tokens(void **state) {
+    (void)state;
+    static const case_t texts[] = {
+        {"token ghp_0123456789abcdefghijABCDEFGHIJ012345 and", "token ghp_REDACTED and"},
+        {"github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz", "github_pat_REDACTED"},
+        {"glpat-abcdefghij0123456789", "glpat-REDACTED"},
+        {"Slack: xoxb-1234567890-0987654321-AbCdEfGhIjKlMnOp.", "Slack: xoxb-REDACTED."},
+        {"key=sk_live_51H8abcdefghijKLMNOP&x=1", "key=sk_live_REDACTED&x=1"},
+        {"aws AKIAIOSFODNN7EXAMPLE,", "aws AKIAREDACTED,"},
+        {"AIzaSyA-0123456789abcdefghijklmnopqrstu", "AIzaREDACTED"},
+        {"\"sk-proj-abcDEF0123456789_xyzXYZ-0123\"", "\"sk-REDACTED\""},
+        {"npm_abcdefghijklmnopqrstuvwxyz0123456789", "npm_REDACTED"},
+        {"/bot/hf_abcdefghijklmnopqrstuvwxyzABCD/x", "/bot/hf_REDACTED/x"},
+        /* a PEM private key: its lines, between its BEGIN and END lines
+         * (LF, CRLF, JSON's \n); one cut short to the end */
+        {"-----BEGIN RSA PRIVATE KEY-----\nMIIEow\nAAAA==\n-----END RSA PRIVATE KEY-----\n",
+         "-----BEGIN RSA PRIVATE KEY-----\nREDACTED\n-----END RSA PRIVATE KEY-----\n"},
+        {"k: -----BEGIN PRIVATE KEY-----\\nMIIE\\nBBB\\n-----END PRIVATE KEY-----\\n",
+         "k: -----BEGIN PRIVATE KEY-----\\nREDACTED\\n-----END PRIVATE KEY-----\\n"},
+        {"-----BEGIN EC PRIVATE KEY-----\r\nMHcC", "-----BEGIN EC PRIVATE KEY-----\r\nREDACTED"},
+        /* not tokens: inside a word, too short, another alphabet; public
+         * keys and certificates; redacted already */
+        {"task-0123456789abcdefghijklmnop mask_live_0123456789abcdef", NULL},
+        {"ghp_short sk-short AKIAIOSFODNN7EXAMPLEX AKIAiosfodnn7example", NULL},
+        {"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----", NULL},
+        {"-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----", NULL},
+        {"ghp_REDACTED sk-REDACTED AKIAREDACTED", NULL},
+        {"-----BEGIN PRIVATE KEY-----\nREDACTED\n-----END PRIVATE KEY-----", NULL},
+        {"-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----", NULL},
+    };
+    reel_redact_t *r = reel_redact_new();
+    reel_redacted_t t;
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        int got = reel_redact_text(r, texts[i].in, strlen(texts[i].in), &t);
+        check("text", got, &t, &texts[i]);
+        if (got)
+            free(t.data);
+    }
+    /* in a URL's path, a header's value and a JSON body too */
+    const char *u = "/services/ghp_0123456789abcdefghijABCDEFGHIJ012345/x?a=1";
+    assert_true(reel_redact_target(r, u, strlen(u), &t));
+    assert_string_equal(t.data, "/services/ghp_REDACTED/x?a=1");
+    free(t.data);
+    const char *h = "token xoxp-0123456789-abcdef";
+    assert_true(reel_redact_header(r, "X-Forwarded-Slack", 17, h, strlen(h), &t));
+    assert_string_equal(t.data, "token xoxp-REDACTED");
+    free(t.data);
+    const char *j = "{\"msg\": \"use sk_test_0123456789abcdefXYZ now\"}";
+    assert_true(reel_redact_body(r, "application/json", (const uint8_t *)j, strlen(j), &t));
+    assert_string_equal(t.data, "{\"msg\": \"use sk_test_REDACTED now\"}");
+    free(t.data);
+    reel_redact_free(r);
+}
+
 /* multipart bodies: a form's fields by their name, the other parts by
  * their own Content-Type, the rest byte for byte */
 static void test_multipart(void **state) {
@@ -818,6 +875,7 @@ int main(void) {
         cmocka_unit_test(test_found_by_fuzzing),
         cmocka_unit_test(test_semicolon_params),
         cmocka_unit_test(test_urls_in_bodies),
+        cmocka_unit_test(test_known_tokens),
         cmocka_unit_test(test_multipart),
         cmocka_unit_test(test_markup),
         cmocka_unit_test(test_text_around_urls),
