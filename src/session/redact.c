@@ -174,6 +174,20 @@ static int is_marker(const char *s, size_t n) {
     return n == sizeof REEL_REDACT_MARKER - 1 && memcmp(s, REEL_REDACT_MARKER, n) == 0;
 }
 
+static int space(int c) {
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f';
+}
+
+/* s[from..to) replaced by the marker in b (s[*run..from) copied first). */
+static void mreplace(const char *s, size_t *run, size_t from, size_t to, reel_buf_t *b,
+                     int *changed) {
+    put(b, s + *run, from - *run);
+    put(b, REEL_REDACT_MARKER, strlen(REEL_REDACT_MARKER));
+    if (!is_marker(s + from, to - from))
+        *changed = 1;
+    *run = to;
+}
+
 /* Where the first `what` (no NUL in it) starts in s[from..n), n if
  * nowhere; ci: in any case (what in lower case). */
 static size_t find(const char *s, size_t n, size_t from, const char *what, int ci) {
@@ -1310,6 +1324,144 @@ static void jreplace(jscan_t *j, size_t to, const char *with, size_t wlen, size_
     j->changed = 1;
 }
 
+/* ---- GraphQL ------------------------------------------------------------ */
+
+/* A GraphQL document's secrets: the value of every argument, or field of
+ * an input object in one, whose name holds a key word
+ * (login(password: "x"), createKey(input: {apiKey: "x"})). Names before a
+ * ':' outside parentheses are aliases, not arguments, and stay. A
+ * string's content is replaced (its quotes stay), any other value whole
+ * (a number, an enum, a list or an object: REDACTED, a valid enum value);
+ * a variable ($pw) stays, its value being in "variables" by another name.
+ * Each span is given to cb in order. */
+typedef void (*gql_span_fn)(void *ctx, size_t from, size_t to);
+
+static int gql_name_char(int c) {
+    return alpha(c) || (c >= '0' && c <= '9') || c == '_';
+}
+
+/* The end of the GraphQL string at s[i] ('"', or '"""' for a block
+ * string): past its closing quote(s), or n; *c0 and *c1 its content. */
+static size_t gql_string(const char *s, size_t n, size_t i, size_t *c0, size_t *c1) {
+    if (n - i >= 3 && memcmp(s + i, "\"\"\"", 3) == 0) {
+        size_t k = i + 3;
+        *c0 = k;
+        while (k < n && !(n - k >= 3 && memcmp(s + k, "\"\"\"", 3) == 0))
+            k += s[k] == '\\' && n - k >= 4 && memcmp(s + k + 1, "\"\"\"", 3) == 0 ? 4 : 1;
+        *c1 = k < n ? k : n;
+        return k < n ? k + 3 : n;
+    }
+    size_t k = i + 1;
+    *c0 = k;
+    while (k < n && s[k] != '"' && s[k] != '\n')
+        k += s[k] == '\\' && k + 1 < n ? 2 : 1;
+    *c1 = k < n ? k : n;
+    return k < n && s[k] == '"' ? k + 1 : k;
+}
+
+static void gql_secrets(const reel_redact_t *r, const char *s, size_t n, gql_span_fn cb,
+                        void *ctx) {
+    size_t i = 0, parens = 0, c0, c1;
+    while (i < n) {
+        char c = s[i];
+        if (c == '#') {
+            const char *nl = memchr(s + i, '\n', n - i);
+            i = nl ? (size_t)(nl - s) + 1 : n;
+        } else if (c == '"') {
+            i = gql_string(s, n, i, &c0, &c1);
+        } else if (c == '(') {
+            parens++;
+            i++;
+        } else if (c == ')') {
+            parens -= parens > 0;
+            i++;
+        } else if (alpha((unsigned char)c) || c == '_') {
+            size_t k0 = i;
+            while (i < n && gql_name_char((unsigned char)s[i]))
+                i++;
+            size_t k1 = i, v = i;
+            while (v < n && (space((unsigned char)s[v]) || s[v] == ','))
+                v++;
+            if (parens == 0 || v >= n || s[v] != ':' ||
+                !reel_redact_key_matches(r, s + k0, k1 - k0))
+                continue;
+            for (v++; v < n && (space((unsigned char)s[v]) || s[v] == ','); v++)
+                ;
+            if (v >= n || s[v] == '$')
+                continue;
+            if (s[v] == '"') {
+                i = gql_string(s, n, v, &c0, &c1);
+                cb(ctx, c0, c1);
+                continue;
+            }
+            size_t e = v;
+            if (s[v] == '[' || s[v] == '{') { /* to its matching bracket */
+                size_t depth = 0;
+                while (e < n) {
+                    if (s[e] == '"') {
+                        e = gql_string(s, n, e, &c0, &c1);
+                        continue;
+                    }
+                    depth += s[e] == '[' || s[e] == '{';
+                    if ((s[e] == ']' || s[e] == '}') && --depth == 0) {
+                        e++;
+                        break;
+                    }
+                    e++;
+                }
+            } else {
+                while (e < n && (gql_name_char((unsigned char)s[e]) || s[e] == '-' || s[e] == '+' ||
+                                 s[e] == '.'))
+                    e++;
+            }
+            if (e > v)
+                cb(ctx, v, e);
+            i = e > v ? e : v + 1;
+        } else {
+            i++;
+        }
+    }
+}
+
+/* gql_secrets' spans of a document given as text s[0..n), or of the
+ * decoded text of a JSON string whose raw content that is (x), replaced
+ * by the marker into b. */
+typedef struct {
+    const char *s;
+    const decoded_t *x; /* NULL: the spans are s's own */
+    size_t run;
+    reel_buf_t *b;
+    int changed;
+} gql_out_t;
+
+static void gql_replace(void *ctx, size_t from, size_t to) {
+    gql_out_t *o = ctx;
+    if (o->x != NULL) {
+        from = raw_at(o->x, from);
+        to = raw_at(o->x, to);
+    }
+    if (from < o->run)
+        return;
+    mreplace(o->s, &o->run, from, to, o->b, &o->changed);
+}
+
+/* A GraphQL document s[0..n) (raw: not in a JSON string) into b. */
+static int graphql_into(const reel_redact_t *r, const char *s, size_t n, int json, reel_buf_t *b) {
+    decoded_t x;
+    gql_out_t o = {.s = s, .x = NULL, .b = b};
+    if (json) {
+        decode(s, n, &x);
+        o.x = &x;
+        gql_secrets(r, (const char *)x.data, x.len, gql_replace, &o);
+        reel_buf_free(&x.d);
+        free(x.esc);
+    } else {
+        gql_secrets(r, s, n, gql_replace, &o);
+    }
+    put(b, s + o.run, n - o.run);
+    return o.changed;
+}
+
 /* Scans the whole document: every value of a key holding a key word
  * becomes "REDACTED" (whatever its type), every other string has its
  * bearer tokens and JWTs replaced. Iterative (a stack of the open
@@ -1347,10 +1499,25 @@ static int json_redact(jscan_t *j) {
                 if (!jstring(j, NULL))
                     break;
                 if (!skipping) {
-                    reel_buf_t t;
+                    /* GraphQL over HTTP: {"query": "mutation { login(password:
+                     * \"x\") }"}, its arguments first, then the text rules */
+                    reel_buf_t g, t;
+                    reel_buf_init(&g, 0);
                     reel_buf_init(&t, 0);
-                    if (urls_in_text(j->r, j->s + from + 1, j->i - from - 2, &t))
+                    const char *v = j->s + from + 1;
+                    size_t vn = j->i - from - 2;
+                    int changed = 0;
+                    if (stack.len && stack.data[stack.len - 1] == '{' &&
+                        ieq((const char *)key.data, key.len, "query") &&
+                        graphql_into(j->r, v, vn, 1, &g)) {
+                        v = (const char *)g.data;
+                        vn = g.len;
+                        changed = 1;
+                    }
+                    changed |= urls_in_text(j->r, v, vn, &t);
+                    if (changed)
                         jreplace(j, from + 1, (const char *)t.data, t.len, j->i - 1);
+                    reel_buf_free(&g);
                     reel_buf_free(&t);
                 }
             } else if (!jscalar(j)) {
@@ -1601,10 +1768,6 @@ static int ci_prefix(const char *s, const char *lower) {
 
 enum { MARKUP_NONE, MARKUP_XML, MARKUP_HTML };
 
-static int space(int c) {
-    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f';
-}
-
 /* s[0..n) starts with lower (lower case), in any case. */
 static int starts_ci(const char *s, size_t n, const char *lower) {
     size_t k = strlen(lower);
@@ -1696,16 +1859,6 @@ static int next_attr(const char *s, size_t n, size_t *i, mattr_t *a) {
     }
     *i = k;
     return 1;
-}
-
-/* s[from..to) replaced by the marker in b (s[*run..from) copied first). */
-static void mreplace(const char *s, size_t *run, size_t from, size_t to, reel_buf_t *b,
-                     int *changed) {
-    put(b, s + *run, from - *run);
-    put(b, REEL_REDACT_MARKER, strlen(REEL_REDACT_MARKER));
-    if (!is_marker(s + from, to - from))
-        *changed = 1;
-    *run = to;
 }
 
 /* XML or HTML s[0..n) into b, its secrets replaced and everything else
@@ -1971,8 +2124,8 @@ static int plain_body(const reel_redact_t *r, const char *content_type, const ui
             return 1;
         }
     }
-    /* markup, YAML, properties: their secrets first, then the rules for
-     * text over it all (URLs in attributes and text, bearer tokens, JWTs) */
+    /* markup, YAML, properties, GraphQL: their secrets first, then the
+     * rules for text over it all (URLs, bearer tokens, JWTs, ...) */
     reel_buf_t b, m;
     reel_buf_init(&b, 0);
     reel_buf_init(&m, 0);
@@ -1980,7 +2133,10 @@ static int plain_body(const reel_redact_t *r, const char *content_type, const ui
     size_t tn = n;
     int kind = markup_kind(content_type, text, i, n), changed = 0;
     if ((kind != MARKUP_NONE && markup(r, kind == MARKUP_XML, text, n, &m)) ||
-        (kind == MARKUP_NONE && config_type(content_type) && config_lines(r, text, n, &m))) {
+        (kind == MARKUP_NONE && config_type(content_type) && config_lines(r, text, n, &m)) ||
+        (kind == MARKUP_NONE && content_type != NULL &&
+         ieq(content_type, strcspn(content_type, "; \t"), "application/graphql") &&
+         graphql_into(r, text, n, 0, &m))) {
         text = (const char *)m.data;
         tn = m.len;
         changed = 1;

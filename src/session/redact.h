@@ -41,6 +41,8 @@
  * - YAML and Java properties (by content type): the value of each
  *   key: value / key=value line with a secret key, and every more
  *   indented line under a secret key with no value on its line.
+ * - GraphQL (a JSON body's "query" string, an application/graphql
+ *   body): the value of every argument whose name holds a key word.
  * Default key words: password passwd pwd token secret apikey api_key api-key
  * auth session credential signature private_key access_key; and "key" as a
  * word of its own (key, X-Key, keyId; not monkey or keyboard).

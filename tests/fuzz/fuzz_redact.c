@@ -10,7 +10,7 @@
  *                  application/x-www-form-urlencoded, text/event-stream,
  *                  multipart with a boundary "b" or "b c", text/xml,
  *                  text/html; for the second body kind YAML, properties,
- *                  SOAP, text/plain, multipart with an empty boundary,
+ *                  SOAP, GraphQL, multipart with an empty boundary,
  *                  "b c", NDJSON, text/html), a
  *                  header value (Location, Authorization, Cookie,
  *                  Set-Cookie, X-Api-Key, Refresh, X-Fuzz or Link by
@@ -61,7 +61,7 @@ static const char *const types[] = {NULL,
 static const char *const types3[] = {"application/x-yaml",
                                      "text/x-java-properties",
                                      "application/soap+xml",
-                                     "text/plain",
+                                     "application/graphql",
                                      "multipart/form-data; boundary=",
                                      "multipart/mixed; boundary=\"b c\"",
                                      "application/x-ndjson",

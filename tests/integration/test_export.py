@@ -246,8 +246,8 @@ class ExportRedactMultipart(unittest.TestCase):
     the whole body binary, and redaction left every secret in it. Then
     markup: a SOAP request's WS-Security password and an HTML page's
     CSRF tokens, the JSON of server-sent events and a YAML configuration,
-    which the rules for text left as they were; and tokens known by their
-    prefix, in a URL's path and a header."""
+    which the rules for text left as they were; tokens known by their
+    prefix, in a URL's path and a header; a GraphQL login's password."""
 
     @classmethod
     def setUpClass(cls):
@@ -289,7 +289,11 @@ class ExportRedactMultipart(unittest.TestCase):
         cls.slack = "xoxb-1234567890-" + SECRET
         curl(cls.reel, "-o", "/dev/null", "-H", "X-Deploy: token " + cls.gh,
              cls.origin.url("/hooks/%s/x" % cls.slack))
-        assert len(cls.reel.wait_flows(6)) == 6
+        cls.gql = json.dumps({"query": 'mutation { login(user: "alice", password: "%s") '
+                                       '{ session { id } } }' % SECRET, "variables": {}})
+        curl(cls.reel, "-o", "/dev/null", "-H", "Content-Type: application/json",
+             "--data-binary", cls.gql, cls.origin.url("/echo"))
+        assert len(cls.reel.wait_flows(7)) == 7
 
     @classmethod
     def tearDownClass(cls):
@@ -364,6 +368,12 @@ class ExportRedactMultipart(unittest.TestCase):
             self.assertNotIn(SECRET.encode(), out, fmt)
             self.assertIn(b"/hooks/xoxb-REDACTED/x", out, fmt)
             self.assertIn(b"token ghp_REDACTED", out, fmt)
+
+    def test_graphql(self):
+        o = json.loads(self.reel.cli("export", "mp", "--format", "ndjson", "--redact",
+                                     "~id 7").stdout)
+        self.assertEqual(o["request"]["body"], self.gql.replace(SECRET, "REDACTED"))
+        self.assertIn('user: \\"alice\\"', o["request"]["body"])
 
     def test_event_stream(self):
         o = json.loads(self.reel.cli("export", "mp", "--format", "ndjson", "--redact",

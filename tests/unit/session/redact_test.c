@@ -605,6 +605,51 @@ static void test_known_tokens(void **state) {
     reel_redact_free(r);
 }
 
+/* GraphQL: the arguments that hold a key word, in a JSON body's "query"
+ * and in an application/graphql body */
+static void test_graphql(void **state) {
+    (void)state;
+    static const struct {
+        const char *type;
+        case_t c;
+    } bodies[] = {
+        {"application/json",
+         {"{\"query\":\"mutation { login(email: \\\"a@b.c\\\", password: \\\"hunter2\\\") { token "
+          "} }\",\"variables\":{}}",
+          "{\"query\":\"mutation { login(email: \\\"a@b.c\\\", password: \\\"REDACTED\\\") { "
+          "token } }\",\"variables\":{}}"}},
+        /* an alias stays; a number, an input object's field, a list, a
+         * block string; an escaped quote inside a string; a comment */
+        {NULL,
+         {"[{\"query\": \"{ token: createToken(secret: 42, input: {apiKey: \\\"k\\\\\\\"q\\\", n: "
+          "1}, tokens: [\\\"a\\\", \\\"b\\\"], pwd: \\\"\\\"\\\"x\\ny\\\"\\\"\\\") { id } # "
+          "password: \\\"c\\\"\\n}\"}]",
+          "[{\"query\": \"{ token: createToken(secret: REDACTED, input: {apiKey: "
+          "\\\"REDACTED\\\", n: 1}, tokens: REDACTED, pwd: \\\"\\\"\\\"REDACTED\\\"\\\"\\\") { id "
+          "} "
+          "# password: \\\"c\\\"\\n}\"}]"}},
+        {"application/graphql; charset=utf-8",
+         {"mutation {\n  login(password: \"x\", remember: true) { session }\n}\n",
+          "mutation {\n  login(password: \"REDACTED\", remember: true) { session }\n}\n"}},
+        /* a variable stays (its value is in "variables", by its own name);
+         * redacted already; "query" under another key, or not GraphQL */
+        {NULL, {"{\"query\": \"query($pw: String) { login(password: $pw) { id } }\"}", NULL}},
+        {NULL, {"{\"query\": \"{ login(password: \\\"REDACTED\\\") }\"}", NULL}},
+        {NULL, {"{\"q\": \"{ login(password: \\\"x\\\") }\"}", NULL}},
+        {"text/plain", {"mutation { login(password: \"x\") }", NULL}},
+    };
+    reel_redact_t *r = reel_redact_new();
+    reel_redacted_t t;
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        const case_t *c = &bodies[i].c;
+        int got = reel_redact_body(r, bodies[i].type, (const uint8_t *)c->in, strlen(c->in), &t);
+        check("graphql", got, &t, c);
+        if (got)
+            free(t.data);
+    }
+    reel_redact_free(r);
+}
+
 /* multipart bodies: a form's fields by their name, the other parts by
  * their own Content-Type, the rest byte for byte */
 static void test_multipart(void **state) {
@@ -877,6 +922,7 @@ int main(void) {
         cmocka_unit_test(test_urls_in_bodies),
         cmocka_unit_test(test_known_tokens),
         cmocka_unit_test(test_multipart),
+        cmocka_unit_test(test_graphql),
         cmocka_unit_test(test_markup),
         cmocka_unit_test(test_text_around_urls),
         cmocka_unit_test(test_cookies),
