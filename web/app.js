@@ -820,11 +820,18 @@ function openSelected() {
   if (r) location.hash = '#/s/' + enc(state.session) + '/flow/' + r.id;
 }
 
+// "&redact=1" when the list's "Redact secrets" box is ticked (it is at
+// first, as Chrome's DevTools export a sanitized HAR unless told: an
+// export is usually made to be shared).
+function redactParam() {
+  return $('export-redact').checked ? '&redact=1' : '';
+}
+
 function exportUrl(fmt) {
   let q = 'format=' + fmt;
   if (state.checked.size) q += '&ids=' + [...state.checked].sort((a, b) => a - b).join(',');
   else q += '&filter=' + enc(state.filter);
-  return sessPath(state.session) + '/export?' + q;
+  return sessPath(state.session) + '/export?' + q + redactParam();
 }
 
 // Downloads url (a body's bytes, an export) with a ticket of its own.
@@ -1162,7 +1169,10 @@ function renderDetail(d, id) {
       } catch (e) { status(e.message, true); }
     } }));
   }
-  actions.append(downloadLink(sessPath(state.session) + '/export?format=har&ids=' + id, 'HAR'));
+  // redacted or not as the list's box says when it is clicked
+  const har = () => sessPath(state.session) + '/export?format=har&ids=' + id + redactParam();
+  actions.append(el('a', { href: har(), download: '', text: 'HAR',
+    onclick: (ev) => { ev.preventDefault(); download(har()); } }));
   const diffForm = el('form', { class: 'inline' }, el('label', { for: 'diff-with', text: 'Diff with flow' }),
     el('input', { id: 'diff-with', name: 'with', inputmode: 'numeric', size: 6, autocomplete: 'off' }),
     el('button', { type: 'submit', text: 'Diff' }));

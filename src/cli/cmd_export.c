@@ -57,32 +57,6 @@ static void progress(void *ctx, uint64_t done, uint64_t total) {
     reel_progress_set(ctx, done, total);
 }
 
-/* Adds the redaction rules of the config (user file, then the session's
- * overlay) to r. */
-static void config_rules(reel_session_t *s, reel_redact_t *r) {
-    static const char *const opts[2] = {"redact_headers", "redact_keys"};
-    reel_err_t err;
-    reel_err_clear(&err);
-    reel_config_t *c = reel_config_new();
-    if (reel_config_load_user(c, NULL, &err) != REEL_OK)
-        fprintf(stderr, "reel export: %s\n", reel_err_str(&err));
-    reel_config_load_overlay(c, reel_session_db(s), NULL, &err);
-    for (int k = 0; k < 2; k++) {
-        if (reel_option_find(opts[k]) == NULL)
-            continue;
-        size_t n = 0;
-        char **items = reel_config_get_list(c, opts[k], &n);
-        for (size_t i = 0; i < n; i++) {
-            if (k == 0)
-                reel_redact_add_header(r, items[i]);
-            else
-                reel_redact_add_key(r, items[i]);
-        }
-        free(items);
-    }
-    reel_config_free(c);
-}
-
 /* Where -o FILE is written: FILE, or the path the last of a chain of
  * symbolic links names (made if it does not exist yet, as a shell's >
  * makes it, rather than a link replaced); malloc'd. */
@@ -170,8 +144,11 @@ int reel_cmd_export(reel_cli_t *cli, int argc, char **argv) {
     FILE *out = stdout;
     char *tmp = NULL, *target = NULL; /* written, then renamed to */
     if (redact) {
-        r = reel_redact_new();
-        config_rules(s, r);
+        char *warning = NULL;
+        r = reel_export_redact_rules(s, &warning);
+        if (warning)
+            fprintf(stderr, "reel export: %s\n", warning);
+        free(warning);
     }
     struct stat sb;
     if (output != NULL && strcmp(output, "-") != 0 && stat(output, &sb) == 0 &&

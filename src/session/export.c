@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "base/mem.h"
+#include "session/config.h"
 #include "session/decode.h"
 #include "session/filter.h"
 #include "session/flowread.h"
@@ -22,6 +23,33 @@
 #include "session/store.h"
 
 enum { REQ = 0, RESP = 1 };
+
+reel_redact_t *reel_export_redact_rules(reel_session_t *s, char **warning) {
+    static const char *const opts[2] = {"redact_headers", "redact_keys"};
+    reel_redact_t *r = reel_redact_new();
+    reel_err_t err;
+    reel_err_clear(&err);
+    *warning = NULL;
+    reel_config_t *c = reel_config_new();
+    if (reel_config_load_user(c, NULL, &err) != REEL_OK)
+        *warning = reel_strdup(reel_err_str(&err));
+    reel_config_load_overlay(c, reel_session_db(s), NULL, &err);
+    for (int k = 0; k < 2; k++) {
+        if (reel_option_find(opts[k]) == NULL)
+            continue;
+        size_t n = 0;
+        char **items = reel_config_get_list(c, opts[k], &n);
+        for (size_t i = 0; i < n; i++) {
+            if (k == 0)
+                reel_redact_add_header(r, items[i]);
+            else
+                reel_redact_add_key(r, items[i]);
+        }
+        free(items);
+    }
+    reel_config_free(c);
+    return r;
+}
 
 int reel_export_format_parse(const char *name) {
     static const char *const names[] = {"har", "curl", "raw", "ndjson"};

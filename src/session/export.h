@@ -71,6 +71,13 @@ typedef enum {
 /** Parses "har", "curl", "raw", "ndjson"; -1 if unknown. */
 int reel_export_format_parse(const char *name);
 
+/** The redaction rules an export of s uses: the defaults (redact.h), and
+ * the redact_headers and redact_keys of the user's config file and of s's
+ * overlay. Returns owned (reel_redact_free); a config file that cannot be
+ * read leaves its rules out and says why in *warning (owned, free(); NULL
+ * when none). */
+reel_redact_t *reel_export_redact_rules(reel_session_t *s, char **warning);
+
 /** Called after each flow: done of total flows. */
 typedef void (*reel_export_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 

@@ -1519,6 +1519,8 @@ static void api_export(call_t *c, reel_session_t *s) {
     char *fmt = reel__web_param(c->rq->query, "format");
     char *filter = reel__web_param(c->rq->query, "filter");
     char *ids = reel__web_param(c->rq->query, "ids");
+    char *redact = reel__web_param(c->rq->query, "redact");
+    reel_redact_t *rules = NULL;
     reel_buf_t fb;
     reel_buf_init(&fb, 0);
     FILE *f = NULL;
@@ -1526,6 +1528,18 @@ static void api_export(call_t *c, reel_session_t *s) {
     if (format != REEL_EXPORT_HAR && format != REEL_EXPORT_NDJSON) {
         reel__web_error(c->rs, 400, "format must be har or ndjson");
         goto out;
+    }
+    if (redact && strcmp(redact, "0") != 0 && strcmp(redact, "1") != 0) {
+        reel__web_error(c->rs, 400, "redact must be 0 or 1");
+        goto out;
+    }
+    if (redact && strcmp(redact, "1") == 0) { /* as reel export --redact */
+        char *warning = NULL;
+        rules = reel_export_redact_rules(s, &warning);
+        if (warning) /* the defaults and the session's rules still apply */
+            fprintf(stderr, "reel web: export of '%s' with --redact: %s\n", reel_session_name(s),
+                    warning);
+        free(warning);
     }
     if (ids && filter) { /* as tags and marks refuse it (target) */
         reel__web_error(c->rs, 400, "give ids or filter, not both");
@@ -1552,6 +1566,7 @@ static void api_export(call_t *c, reel_session_t *s) {
     }
     reel_export_opts_t o = {.format = (reel_export_format)format,
                             .filter = fb.len ? (const char *)fb.data : NULL,
+                            .redact = rules,
                             .creator_version = REEL_VERSION};
     reel_export_stats_t st;
     reel_err_t err;
@@ -1577,9 +1592,11 @@ out:
     if (f)
         fclose(f);
     reel_buf_free(&fb);
+    reel_redact_free(rules);
     free(fmt);
     free(filter);
     free(ids);
+    free(redact);
 }
 
 /* ---- live updates ---- */

@@ -807,6 +807,30 @@ class WebApi(unittest.TestCase):
             self.assertEqual(st, 400, ids)
             self.assertIn("comma-separated flow ids", json.loads(data)["error"])
 
+    def test_export_redacted(self):
+        """redact=1 redacts as reel export --redact does, with the rules of
+        the session's overlay too (the UI's "Redact secrets" box)."""
+        path = "/api/sessions/s1/export?format=ndjson&ids=3"
+        self.assertEqual(self.c.req("GET", path + "&redact=1")[0], 200)
+        st, _, data = self.c.req("POST", "/api/sessions/s1/config",
+                                 {"name": "redact_keys", "value": "a"})
+        self.assertEqual(st, 200, data)
+        try:
+            for q, want in (("", '{"a": [1, 2]}'), ("&redact=0", '{"a": [1, 2]}'),
+                            ("&redact=1", '{"a": "REDACTED"}')):
+                st, _, data = self.c.req("GET", path + q)
+                self.assertEqual(st, 200, data)
+                self.assertEqual(json.loads(data)["request"]["body"], want, q)
+            cli = run([REEL, "export", "--format", "ndjson", "--redact", "s1", "~id 3"],
+                      env=self.env).stdout
+            self.assertEqual(self.c.req("GET", path + "&redact=1")[2], cli)
+        finally:
+            self.c.req("POST", "/api/sessions/s1/config", {"name": "redact_keys", "value": None})
+        for bad in ("2", "yes", ""):
+            st, _, data = self.c.req("GET", path + "&redact=" + bad)
+            self.assertEqual(st, 400, bad)
+            self.assertEqual(json.loads(data)["error"], "redact must be 0 or 1")
+
     def test_tickets_expire_and_are_bounded(self):
         """A ticket lapses after REEL_WEB_TICKET_TTL (60 s by default) unused,
         the event stream's that long after its stream closed; at most 128
