@@ -34,6 +34,23 @@ static void check(const char *what, int got, const reel_redacted_t *t, const cas
         fail_msg("%s %s:\n got %s\nwant %s", what, c->in, t->data, c->out);
 }
 
+/* A body of Content-Type type (NULL: none) and what it must become. */
+typedef struct {
+    const char *type;
+    case_t c;
+} body_case_t;
+
+static void check_bodies(const reel_redact_t *r, const char *what, const body_case_t *b, size_t n) {
+    reel_redacted_t t;
+    for (size_t i = 0; i < n; i++) {
+        const case_t *c = &b[i].c;
+        int got = reel_redact_body(r, b[i].type, (const uint8_t *)c->in, strlen(c->in), &t);
+        check(what, got, &t, c);
+        if (got)
+            free(t.data);
+    }
+}
+
 static void test_url_fragment_nested_userinfo(void **state) {
     (void)state;
     static const case_t urls[] = {
@@ -316,10 +333,7 @@ static void test_semicolon_params(void **state) {
  * and notes: their query's secrets, the JSON and its escaping kept. */
 static void test_urls_in_bodies(void **state) {
     (void)state;
-    static const struct {
-        const char *type;
-        case_t c;
-    } bodies[] = {
+    static const body_case_t bodies[] = {
         {"application/json",
          {"{\"next\": \"https://api.example/cb?access_token=JSONURLSECRET&x=1\"}",
           "{\"next\": \"https://api.example/cb?access_token=REDACTED&x=1\"}"}},
@@ -390,13 +404,7 @@ static void test_urls_in_bodies(void **state) {
     };
     reel_redact_t *r = reel_redact_new();
     reel_redacted_t t;
-    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
-        const case_t *c = &bodies[i].c;
-        int got = reel_redact_body(r, bodies[i].type, (const uint8_t *)c->in, strlen(c->in), &t);
-        check("body", got, &t, c);
-        if (got)
-            free(t.data);
-    }
+    check_bodies(r, "body", bodies, sizeof bodies / sizeof bodies[0]);
     /* a note: the same */
     const char *note = "the callback was https://a.test/cb?code=1&access_token=NOTESECRET, see";
     assert_true(reel_redact_note(r, note, strlen(note), &t));
@@ -426,10 +434,7 @@ static void test_urls_in_bodies(void **state) {
  * path parameters and template strings count as URLs. */
 static void test_text_around_urls(void **state) {
     (void)state;
-    static const struct {
-        const char *type;
-        case_t c;
-    } bodies[] = {
+    static const body_case_t bodies[] = {
         {"text/css",
          {"a{background:url(https://cdn.test/a.png?signature=abc);}b{color:red}",
           "a{background:url(https://cdn.test/a.png?signature=REDACTED);}b{color:red}"}},
@@ -474,13 +479,7 @@ static void test_text_around_urls(void **state) {
     };
     reel_redact_t *r = reel_redact_new();
     reel_redacted_t t;
-    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
-        const case_t *c = &bodies[i].c;
-        int got = reel_redact_body(r, bodies[i].type, (const uint8_t *)c->in, strlen(c->in), &t);
-        check("body", got, &t, c);
-        if (got)
-            free(t.data);
-    }
+    check_bodies(r, "body", bodies, sizeof bodies / sizeof bodies[0]);
     static const case_t notes[] = {
         {"url(https://h.test/i?token=X)}}", "url(https://h.test/i?token=REDACTED)}}"},
         {"went to \"/x;jsessionid=ANNSEC2\" twice", "went to \"/x;jsessionid=REDACTED\" twice"},
@@ -609,10 +608,7 @@ static void test_known_tokens(void **state) {
  * and in an application/graphql body */
 static void test_graphql(void **state) {
     (void)state;
-    static const struct {
-        const char *type;
-        case_t c;
-    } bodies[] = {
+    static const body_case_t bodies[] = {
         {"application/json",
          {"{\"query\":\"mutation { login(email: \\\"a@b.c\\\", password: \\\"hunter2\\\") { token "
           "} }\",\"variables\":{}}",
@@ -639,14 +635,7 @@ static void test_graphql(void **state) {
         {"text/plain", {"mutation { login(password: \"x\") }", NULL}},
     };
     reel_redact_t *r = reel_redact_new();
-    reel_redacted_t t;
-    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
-        const case_t *c = &bodies[i].c;
-        int got = reel_redact_body(r, bodies[i].type, (const uint8_t *)c->in, strlen(c->in), &t);
-        check("graphql", got, &t, c);
-        if (got)
-            free(t.data);
-    }
+    check_bodies(r, "graphql", bodies, sizeof bodies / sizeof bodies[0]);
     reel_redact_free(r);
 }
 
@@ -654,10 +643,7 @@ static void test_graphql(void **state) {
  * their own Content-Type, the rest byte for byte */
 static void test_multipart(void **state) {
     (void)state;
-    static const struct {
-        const char *type;
-        case_t c;
-    } bodies[] = {
+    static const body_case_t bodies[] = {
         {"multipart/form-data; boundary=XyZ",
          {"--XyZ\r\nContent-Disposition: form-data; name=\"user\"\r\n\r\nalice\r\n--XyZ\r\n"
           "Content-Disposition: form-data; name=\"password\"\r\n\r\nhunter2\r\n--XyZ--\r\n",
@@ -738,13 +724,7 @@ static void test_multipart(void **state) {
     };
     reel_redact_t *r = reel_redact_new();
     reel_redacted_t t;
-    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
-        const case_t *c = &bodies[i].c;
-        int got = reel_redact_body(r, bodies[i].type, (const uint8_t *)c->in, strlen(c->in), &t);
-        check("multipart", got, &t, c);
-        if (got)
-            free(t.data);
-    }
+    check_bodies(r, "multipart", bodies, sizeof bodies / sizeof bodies[0]);
     /* A file of every byte value beside a field: the file as it was, the
      * field redacted; reel_redact_reads takes such a body, not the file
      * alone. */
@@ -792,10 +772,7 @@ static void test_multipart(void **state) {
  * for byte; server-sent events; YAML and properties */
 static void test_markup(void **state) {
     (void)state;
-    static const struct {
-        const char *type;
-        case_t c;
-    } bodies[] = {
+    static const body_case_t bodies[] = {
         /* SOAP's WS-Security: every text inside UsernameToken (a key word) */
         {"application/soap+xml; charset=utf-8",
          {"<?xml version=\"1.0\"?>\n<s:Envelope xmlns:s=\"urn:s\"><s:Header><wsse:Security>"
@@ -884,13 +861,7 @@ static void test_markup(void **state) {
     };
     reel_redact_t *r = reel_redact_new();
     reel_redacted_t t;
-    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
-        const case_t *c = &bodies[i].c;
-        int got = reel_redact_body(r, bodies[i].type, (const uint8_t *)c->in, strlen(c->in), &t);
-        check("markup", got, &t, c);
-        if (got)
-            free(t.data);
-    }
+    check_bodies(r, "markup", bodies, sizeof bodies / sizeof bodies[0]);
     /* hostile: unclosed comments, tags and quotes, deep nesting: linear */
     reel_buf_t b;
     reel_buf_init(&b, 0);
