@@ -35,6 +35,17 @@ int reel_index_schema_version(void) {
 }
 
 /* REEL_CORRUPT when SQLite says the file is damaged, else REEL_DB. */
+/* Before any SQLite call of the process (sqlite3_config must come before
+ * sqlite3_initialize, which the first open runs): no memory statistics.
+ * Debian's SQLite is built without its lookaside allocator, so every
+ * statement step mallocs, and with the statistics on each malloc and free
+ * also takes a process-wide mutex to count bytes that reel never reads.
+ * A constructor, so that every program linking the index (reel, the
+ * benchmarks, the tests) runs SQLite alike. */
+__attribute__((constructor)) static void sqlite_setup(void) {
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 static reel_rc db_rc(int sqlite_rc) {
     int c = sqlite_rc & 0xff;
     return c == SQLITE_CORRUPT || c == SQLITE_NOTADB ? REEL_CORRUPT : REEL_DB;
