@@ -1991,12 +1991,69 @@ static int config_type(const char *content_type) {
     return 0;
 }
 
+/* A YAML flow mapping on one line, s[from..to) after its '{' ({user: a,
+ * password: b}): the value of each secret key replaced through run and
+ * b, and the flow mappings in the others' values, to any depth. Returns
+ * where it ended (its '}', or to). */
+static size_t flow_pairs(const reel_redact_t *r, const char *s, size_t from, size_t to, size_t *run,
+                         reel_buf_t *b, int *changed) {
+    size_t i = from;
+    while (i < to && s[i] != '}') {
+        while (i < to && (s[i] == ' ' || s[i] == '\t' || s[i] == ','))
+            i++;
+        size_t k0 = i;
+        char q = i < to && (s[i] == '"' || s[i] == '\'') ? s[i] : 0;
+        if (q) {
+            const char *c = memchr(s + i + 1, q, to - i - 1);
+            i = c ? (size_t)(c - s) + 1 : to;
+        }
+        while (i < to && s[i] != ':' && s[i] != ',' && s[i] != '}')
+            i++;
+        if (i >= to || s[i] != ':')
+            continue; /* a key without a value: on at its ',' or '}' */
+        size_t k1 = i++;
+        k0 += q != 0;
+        while (k1 > k0 && (s[k1 - 1] == ' ' || s[k1 - 1] == '\t' || (q && s[k1 - 1] == q)))
+            k1--;
+        while (i < to && (s[i] == ' ' || s[i] == '\t'))
+            i++;
+        int secret = k1 > k0 && reel_redact_key_matches(r, s + k0, k1 - k0);
+        if (!secret && i < to && s[i] == '{') {
+            i = flow_pairs(r, s, i + 1, to, run, b, changed);
+            i += i < to; /* its '}' */
+            continue;
+        }
+        size_t v0 = i, depth = 0;
+        while (i < to) {
+            if (s[i] == '"' || s[i] == '\'') {
+                const char *c = memchr(s + i + 1, s[i], to - i - 1);
+                i = c ? (size_t)(c - s) + 1 : to;
+                continue;
+            }
+            if (s[i] == '[' || s[i] == '{')
+                depth++;
+            else if ((s[i] == ']' || s[i] == '}') && depth-- == 0)
+                break;
+            else if (s[i] == ',' && depth == 0)
+                break;
+            i++;
+        }
+        size_t v1 = i;
+        while (v1 > v0 && (s[v1 - 1] == ' ' || s[v1 - 1] == '\t'))
+            v1--;
+        if (secret && v1 > v0)
+            mreplace(s, run, v0, v1, b, changed);
+    }
+    return i;
+}
+
 /* YAML or properties s[0..n) into b: the value of every `key: value` or
  * `key=value` line whose key holds a key word replaced, the rest byte for
  * byte. A secret key with no value on its line (YAML's nested mapping,
  * or a block scalar `|` / `>`) has every more indented line after it
- * replaced too, each line's value where it has a key, else its text.
- * Comments (# or !) stay. 1 if something was replaced. */
+ * replaced too, each line's value where it has a key, else its text; in
+ * a flow mapping on one line ({user: a, password: b}) the values of its
+ * secret keys. Comments (# or !) stay. 1 if something was replaced. */
 static int config_lines(const reel_redact_t *r, const char *s, size_t n, reel_buf_t *b) {
     size_t run = 0;
     long under = -1; /* the indent of a secret key whose value is its block */
@@ -2015,6 +2072,10 @@ static int config_lines(const reel_redact_t *r, const char *s, size_t n, reel_bu
                 ;
         if (k >= e)
             continue; /* "- " alone */
+        if (s[k] == '{' && under < 0) { /* a list item that is a flow mapping */
+            flow_pairs(r, s, k + 1, e, &run, b, &changed);
+            continue;
+        }
         /* the key ends at the first '=' or ": " (or ':' ending the line) */
         size_t sep = k;
         char q = s[k] == '"' || s[k] == '\'' ? s[k] : 0;
@@ -2041,8 +2102,11 @@ static int config_lines(const reel_redact_t *r, const char *s, size_t n, reel_bu
         size_t k0 = k + (q != 0), k1 = sep;
         while (k1 > k0 && (s[k1 - 1] == ' ' || s[k1 - 1] == '\t' || (q && s[k1 - 1] == q)))
             k1--;
-        if (k1 == k0 || !reel_redact_key_matches(r, s + k0, k1 - k0))
+        if (k1 == k0 || !reel_redact_key_matches(r, s + k0, k1 - k0)) {
+            if (v < ve && s[v] == '{') /* a flow mapping: {user: a, password: b} */
+                flow_pairs(r, s, v + 1, ve, &run, b, &changed);
             continue;
+        }
         if (v == ve || ((s[v] == '|' || s[v] == '>') && ve - v <= 3))
             under = indent; /* its value is the block below */
         else
@@ -2057,7 +2121,9 @@ static int plain_body(const reel_redact_t *r, const char *content_type, const ui
 
 /* text/event-stream (server-sent events, as streaming APIs send them):
  * the value of each data: line as a body of its own, so that the JSON
- * of an event has its secrets replaced as a JSON body's; the other lines
+ * of an event has its secrets replaced as a JSON body's (a value that
+ * does not start as JSON, as reel_redact_note: the lines of JSON printed
+ * over several data: lines have their "key": value pairs); the other lines
  * (event:, id:, comments) by the rules for text. Lines end at LF or
  * CRLF, kept as they were. 1 if something was replaced. */
 static int event_stream(const reel_redact_t *r, const char *s, size_t n, reel_buf_t *b) {
@@ -2068,7 +2134,11 @@ static int event_stream(const reel_redact_t *r, const char *s, size_t n, reel_bu
             v = i + 5 + (e > i + 5 && s[i + 5] == ' ');
             put(b, s + i, v - i);
             reel_redacted_t t;
-            if (e > v && plain_body(r, NULL, (const uint8_t *)s + v, e - v, &t)) {
+            /* a line of JSON printed over several data: lines ("token":
+             * "x" alone) gets the rules of a note: its quoted pairs */
+            int json = e > v && (s[v] == '{' || s[v] == '[');
+            if (e > v && (json ? plain_body(r, NULL, (const uint8_t *)s + v, e - v, &t)
+                               : quoted_pairs(r, s + v, e - v, &t))) {
                 put(b, t.data, t.len);
                 free(t.data);
                 changed = 1;

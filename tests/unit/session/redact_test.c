@@ -840,6 +840,10 @@ static void test_markup(void **state) {
           "7\r\n\r\ndata: see https://a.test/?secret=REDACTED\ndata\ndata: {\"token\": "
           "\"REDACTED"}},
         {"text/event-stream", {"data: {\"token\": \"REDACTED\"}\n\ndata: {\"a\": 1}\n\n", NULL}},
+        /* JSON printed over several data: lines */
+        {"text/event-stream",
+         {"data: {\ndata:   \"token\": \"abc\",\ndata:   \"n\": 1\ndata: }\n\n",
+          "data: {\ndata:   \"token\": \"REDACTED\",\ndata:   \"n\": 1\ndata: }\n\n"}},
         /* YAML and properties (a configuration server's answers): the
          * value of a secret key, a secret's block below it */
         {"application/x-yaml",
@@ -855,6 +859,12 @@ static void test_markup(void **state) {
          {"# db\r\ndb.url=jdbc:x://h/d\r\ndb.password = s3\r\napi.key: k\r\nother=1\r\n",
           "# db\r\ndb.url=jdbc:x://h/d\r\ndb.password = REDACTED\r\napi.key: REDACTED\r\n"
           "other=1\r\n"}},
+        /* flow mappings on one line, nested; a list in one stays whole */
+        {"application/yaml",
+         {"db: {user: a, password: \"p, q\", opts: {x: 1, api_key: k}, tags: [a, b]}\n"
+          "- {'token': t}\n",
+          "db: {user: a, password: REDACTED, opts: {x: 1, api_key: REDACTED}, tags: [a, b]}\n"
+          "- {'token': REDACTED}\n"}},
         {"text/yaml", {"password: REDACTED\ntoken:\n  REDACTED\n", NULL}},
         /* the same as text/plain: no JSON is read in it */
         {"text/plain", {"data: {\"token\": \"S\"}", NULL}},
