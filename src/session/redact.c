@@ -109,6 +109,21 @@ static int key_word(const char *s, size_t n) {
     return 0;
 }
 
+/* Whether the "auth" at s[i..] of s[0..n) begins "author", "authored",
+ * "authority" and the like: a writer or a domain, which APIs name on every
+ * object (GitHub's commits, Atom feeds, OAuth's authority URL), and no
+ * secret; "authorization", "authorize" and "authorisation" still are. */
+static int auth_not_secret(const char *s, size_t n, size_t i) {
+    static const char *const secret_after[] = {"iz", "is"};
+    if (n - i < 6 || lc((unsigned char)s[i + 4]) != 'o' || lc((unsigned char)s[i + 5]) != 'r')
+        return 0;
+    for (size_t k = 0; k < N(secret_after); k++)
+        if (n - i >= 8 && lc((unsigned char)s[i + 6]) == secret_after[k][0] &&
+            lc((unsigned char)s[i + 7]) == secret_after[k][1])
+            return 0;
+    return 1;
+}
+
 int reel_redact_key_matches(const reel_redact_t *r, const char *key, size_t n) {
     if (key_word(key, n))
         return 1;
@@ -118,7 +133,8 @@ int reel_redact_key_matches(const reel_redact_t *r, const char *key, size_t n) {
             size_t j = 0;
             while (j < wl && lc((unsigned char)key[i + j]) == (unsigned char)r->keys[k][j])
                 j++;
-            if (j == wl)
+            if (j == wl && !(k < N(default_keys) && strcmp(r->keys[k], "auth") == 0 &&
+                             auth_not_secret(key, n, i)))
                 return 1;
         }
     }

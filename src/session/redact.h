@@ -44,8 +44,10 @@
  * - GraphQL (a JSON body's "query" string, an application/graphql
  *   body): the value of every argument whose name holds a key word.
  * Default key words: password passwd pwd token secret apikey api_key api-key
- * auth session credential signature private_key access_key; and "key" as a
- * word of its own (key, X-Key, keyId; not monkey or keyboard).
+ * auth session credential signature private_key access_key ("auth" not
+ * where it begins author, authored, authority; authorization and
+ * authorize are); and "key" as a word of its own (key, X-Key, keyId; not
+ * monkey or keyboard).
  *
  * Everything here is pure: bytes in, owned bytes out. */
 #ifndef REEL_SESSION_REDACT_H

@@ -639,6 +639,36 @@ static void test_graphql(void **state) {
     reel_redact_free(r);
 }
 
+/* "auth" names a secret, but not a writer or a domain: author, authored,
+ * authority (GitHub's commits, Atom feeds, OAuth's authority URL) */
+static void test_auth_not_author(void **state) {
+    (void)state;
+    reel_redact_t *r = reel_redact_new();
+    static const char *const secret[] = {"auth",          "Authorization", "authorize_code",
+                                         "authorisation", "x-auth-token",  "oauth",
+                                         "auth_or",       "authorKey",     "author_token"};
+    static const char *const not_secret[] = {"author",   "authors",   "Author",       "authored_at",
+                                             "coauthor", "authority", "commit_author"};
+    for (size_t i = 0; i < sizeof secret / sizeof secret[0]; i++)
+        if (!reel_redact_key_matches(r, secret[i], strlen(secret[i])))
+            fail_msg("%s: not a secret's name", secret[i]);
+    for (size_t i = 0; i < sizeof not_secret / sizeof not_secret[0]; i++)
+        if (reel_redact_key_matches(r, not_secret[i], strlen(not_secret[i])))
+            fail_msg("%s: taken for a secret's name", not_secret[i]);
+    static const body_case_t bodies[] = {
+        {"application/json",
+         {"{\"author\": {\"name\": \"a\"}, \"auth\": \"x\", \"authority\": "
+          "\"https://login.test/\"}",
+          "{\"author\": {\"name\": \"a\"}, \"auth\": \"REDACTED\", \"authority\": "
+          "\"https://login.test/\"}"}},
+    };
+    check_bodies(r, "auth", bodies, sizeof bodies / sizeof bodies[0]);
+    /* one the user names is matched as it is written, author too */
+    reel_redact_add_key(r, "auth");
+    assert_true(reel_redact_key_matches(r, "author", 6));
+    reel_redact_free(r);
+}
+
 /* multipart bodies: a form's fields by their name, the other parts by
  * their own Content-Type, the rest byte for byte */
 static void test_multipart(void **state) {
@@ -902,6 +932,7 @@ int main(void) {
         cmocka_unit_test(test_semicolon_params),
         cmocka_unit_test(test_urls_in_bodies),
         cmocka_unit_test(test_known_tokens),
+        cmocka_unit_test(test_auth_not_author),
         cmocka_unit_test(test_multipart),
         cmocka_unit_test(test_graphql),
         cmocka_unit_test(test_markup),
