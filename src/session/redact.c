@@ -2345,6 +2345,36 @@ static int part_fields(const reel_redact_t *r, const char *s, size_t from, size_
     return changed;
 }
 
+/* Whether what follows a boundary at s[i] makes its line a delimiter:
+ * "--" (the close delimiter), or blanks and the line's end (or the end of
+ * a body cut short). A line that only begins with the boundary is
+ * content. */
+static int delimiter_end(const char *s, size_t n, size_t i) {
+    if (i + 2 <= n && s[i] == '-' && s[i + 1] == '-')
+        return 1;
+    while (i < n && (s[i] == ' ' || s[i] == '\t'))
+        i++;
+    i += i < n && s[i] == '\r';
+    return i >= n || s[i] == '\n';
+}
+
+/* The next delimiter line at or after s[from] (the index of its "--"), n
+ * if none; nd[0..nn) is "\n--" and the boundary, and at from 0 the body
+ * may start with a delimiter. */
+static size_t next_delimiter(const char *s, size_t n, size_t from, const char *nd, size_t nn) {
+    if (from == 0 && n >= nn - 1 && memcmp(s, nd + 1, nn - 1) == 0 && delimiter_end(s, n, nn - 1))
+        return 0;
+    while (from < n) {
+        const char *hit = memmem(s + from, n - from, nd, nn);
+        if (hit == NULL)
+            return n;
+        from = (size_t)(hit - s) + 1;
+        if (delimiter_end(s, n, from + nn - 1))
+            return from;
+    }
+    return n;
+}
+
 /* A multipart body s[0..n) whose Content-Type is content_type, into b:
  * each part's header fields as a header's, the content of a part whose
  * name (a form's field) holds a key word replaced whole, and the
@@ -2372,13 +2402,8 @@ static int multipart(const reel_redact_t *r, const char *content_type, const cha
     put(&needle, bd.data, bd.len);
     reel_buf_free(&bd);
     const char *nd = (const char *)needle.data;
-    size_t nn = needle.len, d;
-    const char *hit;
-    if (n >= nn - 1 && memcmp(s, nd + 1, nn - 1) == 0)
-        d = 0;
-    else if ((hit = memmem(s, n, nd, nn)) != NULL)
-        d = (size_t)(hit - s) + 1;
-    else {
+    size_t nn = needle.len, d = next_delimiter(s, n, 0, nd, nn);
+    if (d >= n) {
         reel_buf_free(&needle);
         return -1;
     }
@@ -2405,9 +2430,8 @@ static int multipart(const reel_redact_t *r, const char *content_type, const cha
             if (nx >= n)
                 break; /* cut in the fields: no content */
         }
-        if (cs < n && (hit = memmem(s + cs, n - cs, nd, nn)) != NULL) {
-            ce = (size_t)(hit - s);
-            next = ce + 1;
+        if (cs < n && (next = next_delimiter(s, n, cs, nd, nn)) < n) {
+            ce = next - 1; /* the '\n' before its "--" */
             ce -= ce > cs && s[ce - 1] == '\r';
         }
         put(b, s + run, hs - run);

@@ -716,6 +716,13 @@ static void test_multipart(void **state) {
         {"multipart/form-data; boundary=q",
          {"--q\n\nx --q y\n--q\nContent-Disposition: form-data; name=pwd\n\nP --q\n--q--\n",
           "--q\n\nx --q y\n--q\nContent-Disposition: form-data; name=pwd\n\nREDACTED\n--q--\n"}},
+        /* a line that only begins with the boundary is content, and the
+         * parts after it are still read */
+        {"multipart/form-data; boundary=b",
+         {"--b\r\nContent-Disposition: form-data; name=\"n\"\r\n\r\nx\r\n--bc\r\n--b-x\r\ny\r\n"
+          "--b\r\nContent-Disposition: form-data; name=\"token\"\r\n\r\nT\r\n--b--",
+          "--b\r\nContent-Disposition: form-data; name=\"n\"\r\n\r\nx\r\n--bc\r\n--b-x\r\ny\r\n"
+          "--b\r\nContent-Disposition: form-data; name=\"token\"\r\n\r\nREDACTED\r\n--b--"}},
         /* a form in a form (RFC 2388's files), to any depth */
         {"multipart/form-data; boundary=outer",
          {"--outer\r\nContent-Disposition: form-data; name=\"files\"\r\nContent-Type: "
