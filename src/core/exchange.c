@@ -674,7 +674,6 @@ void reel__fail_exchange(conn_t *c, int status, const char *reason) {
     close_after_answer(c, c->ex.resp_head_sent && status > 0);
 }
 
-/* Records a flow for a request refused before it was forwarded. */
 /* The client's TLS with reel for a flow c starts (a lane's: its HTTP/2
  * connection's), in *out; NULL when the client's connection is not TLS or
  * its handshake is not done. */
@@ -701,6 +700,7 @@ reel_capture_flow_t *reel__flow_start(conn_t *c, reel_capture_kind kind, const c
                               time_us, client_tls(c, &tls));
 }
 
+/* Records a flow for a request refused before it was forwarded. */
 void reel__record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme, const char *host,
                           int port, const char *target) {
     /* it starts when its head began to come (a 408's, head_timeout

@@ -34,7 +34,6 @@ int reel_index_schema_version(void) {
     return (int)reel__schema_migration_count;
 }
 
-/* REEL_CORRUPT when SQLite says the file is damaged, else REEL_DB. */
 /* Before any SQLite call of the process (sqlite3_config must come before
  * sqlite3_initialize, which the first open runs): no memory statistics.
  * Debian's SQLite is built without its lookaside allocator, so every
@@ -46,6 +45,7 @@ __attribute__((constructor)) static void sqlite_setup(void) {
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
+/* REEL_CORRUPT when SQLite says the file is damaged, else REEL_DB. */
 static reel_rc db_rc(int sqlite_rc) {
     int c = sqlite_rc & 0xff;
     return c == SQLITE_CORRUPT || c == SQLITE_NOTADB ? REEL_CORRUPT : REEL_DB;

@@ -241,10 +241,6 @@ static const struct {
     {"shpss_", 32, 32, 0, 0},
 };
 
-static int token_char(int c) {
-    return b64url(c);
-}
-
 /* At s[0..n), where the text before it ends a word: the length of the
  * prefix of a known token in *keep and the token's whole length, 0 if
  * none. The prefix stays (it says what kind of token it was, and is no
@@ -256,13 +252,13 @@ static size_t known_token_at(const char *s, size_t n, size_t *keep) {
         if (n <= pl || memcmp(s, known_tokens[k].prefix, pl) != 0)
             continue;
         size_t i = pl;
-        while (i < n && token_char((unsigned char)s[i]) &&
+        while (i < n && b64url((unsigned char)s[i]) &&
                (known_tokens[k].dash || (s[i] != '-' && s[i] != '_')) &&
                (!known_tokens[k].upper || !lower((unsigned char)s[i])))
             i++;
         size_t len = i - pl;
         if (len < known_tokens[k].min || len > known_tokens[k].max ||
-            (i < n && token_char((unsigned char)s[i])))
+            (i < n && b64url((unsigned char)s[i])))
             continue;
         *keep = pl;
         return i;
@@ -1340,6 +1336,16 @@ static void jreplace(jscan_t *j, size_t to, const char *with, size_t wlen, size_
     j->changed = 1;
 }
 
+/* The media type of content_type (may be NULL): *ct moved past leading
+ * blanks, and the type's length before its parameters; 0 for none. */
+static size_t media_type(const char **ct) {
+    if (*ct == NULL)
+        return 0;
+    while (**ct == ' ' || **ct == '\t')
+        (*ct)++;
+    return strcspn(*ct, "; \t");
+}
+
 /* ---- GraphQL ------------------------------------------------------------ */
 
 /* A GraphQL document's secrets: the value of every argument, or field of
@@ -1459,6 +1465,12 @@ static void gql_replace(void *ctx, size_t from, size_t to) {
     if (from < o->run)
         return;
     mreplace(o->s, &o->run, from, to, o->b, &o->changed);
+}
+
+/* Whether content_type (may be NULL) is application/graphql. */
+static int is_graphql(const char *content_type) {
+    size_t k = media_type(&content_type);
+    return k > 0 && ieq(content_type, k, "application/graphql");
 }
 
 /* A GraphQL document s[0..n) (raw: not in a JSON string) into b. */
@@ -1795,16 +1807,12 @@ static int starts_ci(const char *s, size_t n, const char *lower) {
  * or a document that starts so), or neither. s[i..n) is the body after a
  * byte order mark and white space. */
 static int markup_kind(const char *content_type, const char *s, size_t i, size_t n) {
-    if (content_type != NULL) {
-        while (*content_type == ' ' || *content_type == '\t')
-            content_type++;
-        size_t k = strcspn(content_type, "; \t");
-        if ((k >= 4 &&
-             (ieq(content_type + k - 4, 4, "/xml") || ieq(content_type + k - 4, 4, "+xml"))))
-            return MARKUP_XML;
-        if (ci_prefix(content_type, "text/html") || ci_prefix(content_type, "application/xhtml"))
-            return MARKUP_HTML;
-    }
+    size_t k = media_type(&content_type);
+    if (k >= 4 && (ieq(content_type + k - 4, 4, "/xml") || ieq(content_type + k - 4, 4, "+xml")))
+        return MARKUP_XML;
+    if (k > 0 &&
+        (ci_prefix(content_type, "text/html") || ci_prefix(content_type, "application/xhtml")))
+        return MARKUP_HTML;
     if (starts_ci(s + i, n - i, "<?xml"))
         return MARKUP_XML;
     if (starts_ci(s + i, n - i, "<!doctype html") || starts_ci(s + i, n - i, "<html"))
@@ -1996,12 +2004,8 @@ static int config_type(const char *content_type) {
                                         "text/x-java-properties",
                                         "text/x-properties",
                                         "application/x-java-properties"};
-    if (content_type == NULL)
-        return 0;
-    while (*content_type == ' ' || *content_type == '\t')
-        content_type++;
-    size_t k = strcspn(content_type, "; \t");
-    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+    size_t k = media_type(&content_type);
+    for (size_t i = 0; k > 0 && i < sizeof types / sizeof types[0]; i++)
         if (ieq(content_type, k, types[i]))
             return 1;
     return 0;
@@ -2220,9 +2224,7 @@ static int plain_body(const reel_redact_t *r, const char *content_type, const ui
     int kind = markup_kind(content_type, text, i, n), changed = 0;
     if ((kind != MARKUP_NONE && markup(r, kind == MARKUP_XML, text, n, &m)) ||
         (kind == MARKUP_NONE && config_type(content_type) && config_lines(r, text, n, &m)) ||
-        (kind == MARKUP_NONE && content_type != NULL &&
-         ieq(content_type, strcspn(content_type, "; \t"), "application/graphql") &&
-         graphql_into(r, text, n, 0, &m))) {
+        (kind == MARKUP_NONE && is_graphql(content_type) && graphql_into(r, text, n, 0, &m))) {
         text = (const char *)m.data;
         tn = m.len;
         changed = 1;
@@ -2246,11 +2248,7 @@ static int plain_body(const reel_redact_t *r, const char *content_type, const ui
 
 /* Whether content_type (NUL-terminated, may be NULL) is multipart/... */
 static int is_multipart(const char *content_type) {
-    if (content_type == NULL)
-        return 0;
-    while (*content_type == ' ' || *content_type == '\t')
-        content_type++;
-    return ci_prefix(content_type, "multipart/");
+    return media_type(&content_type) > 0 && ci_prefix(content_type, "multipart/");
 }
 
 /* The parameter `name` (lower case) of a header value that has some

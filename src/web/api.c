@@ -1533,14 +1533,6 @@ static void api_export(call_t *c, reel_session_t *s) {
         reel__web_error(c->rs, 400, "redact must be 0 or 1");
         goto out;
     }
-    if (redact && strcmp(redact, "1") == 0) { /* as reel export --redact */
-        char *warning = NULL;
-        rules = reel_export_redact_rules(s, &warning);
-        if (warning) /* the defaults and the session's rules still apply */
-            fprintf(stderr, "reel web: export of '%s' with --redact: %s\n", reel_session_name(s),
-                    warning);
-        free(warning);
-    }
     if (ids && filter) { /* as tags and marks refuse it (target) */
         reel__web_error(c->rs, 400, "give ids or filter, not both");
         goto out;
@@ -1559,6 +1551,14 @@ static void api_export(call_t *c, reel_session_t *s) {
         }
     } else if (filter) {
         reel_buf_puts(&fb, filter);
+    }
+    if (redact && strcmp(redact, "1") == 0) { /* as reel export --redact */
+        char *warning = NULL;
+        rules = reel_export_redact_rules(s, &warning);
+        if (warning) /* the defaults and the session's rules still apply */
+            fprintf(stderr, "reel web: export of '%s' with --redact: %s\n", reel_session_name(s),
+                    warning);
+        free(warning);
     }
     if ((f = tmpfile()) == NULL) {
         reel__web_error(c->rs, 500, "tmpfile: %s", strerror(errno));
