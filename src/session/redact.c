@@ -1233,6 +1233,10 @@ typedef struct {
     size_t run;   /* first input byte not yet copied to b */
     reel_buf_t b; /* the output so far */
     int changed;
+    /* the variables that GraphQL queries in the document give for
+     * secrets, each name followed by a NUL (gql_json_variables); NULL
+     * for none */
+    const reel_buf_t *gql_vars;
 } jscan_t;
 
 static void jws(jscan_t *j) {
@@ -1350,13 +1354,15 @@ static size_t media_type(const char **ct) {
 
 /* A GraphQL document's secrets: the value of every argument, or field of
  * an input object in one, whose name holds a key word
- * (login(password: "x"), createKey(input: {apiKey: "x"})). Names before a
- * ':' outside parentheses are aliases, not arguments, and stay. A
+ * (login(password: "x"), createKey(input: {apiKey: "x"})), and the
+ * default value of a variable so named ($password: String = "x"). Names
+ * before a ':' outside parentheses are aliases, not arguments, and stay. A
  * string's content is replaced (its quotes stay), any other value whole
- * (a number, an enum, a list or an object: REDACTED, a valid enum value);
- * a variable ($pw) stays, its value being in "variables" by another name.
- * Each span is given to cb in order. */
-typedef void (*gql_span_fn)(void *ctx, size_t from, size_t to);
+ * (a number, an enum, a list or an object: REDACTED, a valid enum value).
+ * A variable given for a secret (password: $p) stays, and its name goes
+ * to cb as a span with variable set: its value is in the request's
+ * "variables" under that name. Each span is given to cb in order. */
+typedef void (*gql_span_fn)(void *ctx, size_t from, size_t to, int variable);
 
 static int gql_name_char(int c) {
     return alpha(c) || (c >= '0' && c <= '9') || c == '_';
@@ -1381,6 +1387,56 @@ static size_t gql_string(const char *s, size_t n, size_t i, size_t *c0, size_t *
     return k < n && s[k] == '"' ? k + 1 : k;
 }
 
+static size_t gql_space(const char *s, size_t n, size_t i) {
+    while (i < n && (space((unsigned char)s[i]) || s[i] == ','))
+        i++;
+    return i;
+}
+
+static size_t gql_name_end(const char *s, size_t n, size_t i) {
+    while (i < n && gql_name_char((unsigned char)s[i]))
+        i++;
+    return i;
+}
+
+/* The value at s[v] (v < n) of a secret, other than a string or a
+ * variable: given whole to cb, and each variable in it (a list or an
+ * object of them) by its name. Returns where the value ends. */
+static size_t gql_value(const char *s, size_t n, size_t v, gql_span_fn cb, void *ctx) {
+    size_t e = v, c0, c1;
+    if (s[v] == '[' || s[v] == '{') { /* to its matching bracket */
+        size_t depth = 0;
+        while (e < n) {
+            if (s[e] == '"') {
+                e = gql_string(s, n, e, &c0, &c1);
+                continue;
+            }
+            depth += s[e] == '[' || s[e] == '{';
+            if ((s[e] == ']' || s[e] == '}') && --depth == 0) {
+                e++;
+                break;
+            }
+            e++;
+        }
+    } else {
+        while (e < n &&
+               (gql_name_char((unsigned char)s[e]) || s[e] == '-' || s[e] == '+' || s[e] == '.'))
+            e++;
+    }
+    if (e > v)
+        cb(ctx, v, e, 0);
+    for (size_t k = v; k < e; k++) {
+        if (s[k] == '"') {
+            k = gql_string(s, n, k, &c0, &c1) - 1;
+        } else if (s[k] == '$') {
+            size_t k1 = gql_name_end(s, n, k + 1);
+            if (k1 > k + 1)
+                cb(ctx, k + 1, k1, 1);
+        }
+    }
+    return e;
+}
+
 static void gql_secrets(const reel_redact_t *r, const char *s, size_t n, gql_span_fn cb,
                         void *ctx) {
     size_t i = 0, parens = 0, c0, c1;
@@ -1399,45 +1455,40 @@ static void gql_secrets(const reel_redact_t *r, const char *s, size_t n, gql_spa
             i++;
         } else if (alpha((unsigned char)c) || c == '_') {
             size_t k0 = i;
-            while (i < n && gql_name_char((unsigned char)s[i]))
-                i++;
-            size_t k1 = i, v = i;
-            while (v < n && (space((unsigned char)s[v]) || s[v] == ','))
-                v++;
-            if (parens == 0 || v >= n || s[v] != ':' ||
-                !reel_redact_key_matches(r, s + k0, k1 - k0))
+            i = gql_name_end(s, n, i);
+            size_t k1 = i, v = gql_space(s, n, i);
+            if (parens == 0 || v >= n || s[v] != ':')
                 continue;
-            for (v++; v < n && (space((unsigned char)s[v]) || s[v] == ','); v++)
-                ;
-            if (v >= n || s[v] == '$')
+            int secret = reel_redact_key_matches(r, s + k0, k1 - k0);
+            if (k0 > 0 && s[k0 - 1] == '$') {
+                /* a variable's definition: its type stays, and a default
+                 * value of a secret's is one */
+                for (v++;
+                     v < n && (gql_name_char((unsigned char)s[v]) || space((unsigned char)s[v]) ||
+                               s[v] == '!' || s[v] == '[' || s[v] == ']' || s[v] == ',');
+                     v++)
+                    ;
+                i = v;
+                if (!secret || v >= n || s[v] != '=')
+                    continue;
+            } else if (!secret) {
                 continue;
+            }
+            v = gql_space(s, n, v + 1);
+            if (v >= n)
+                continue;
+            if (s[v] == '$') {
+                i = gql_name_end(s, n, v + 1);
+                if (i > v + 1)
+                    cb(ctx, v + 1, i, 1);
+                continue;
+            }
             if (s[v] == '"') {
                 i = gql_string(s, n, v, &c0, &c1);
-                cb(ctx, c0, c1);
+                cb(ctx, c0, c1, 0);
                 continue;
             }
-            size_t e = v;
-            if (s[v] == '[' || s[v] == '{') { /* to its matching bracket */
-                size_t depth = 0;
-                while (e < n) {
-                    if (s[e] == '"') {
-                        e = gql_string(s, n, e, &c0, &c1);
-                        continue;
-                    }
-                    depth += s[e] == '[' || s[e] == '{';
-                    if ((s[e] == ']' || s[e] == '}') && --depth == 0) {
-                        e++;
-                        break;
-                    }
-                    e++;
-                }
-            } else {
-                while (e < n && (gql_name_char((unsigned char)s[e]) || s[e] == '-' || s[e] == '+' ||
-                                 s[e] == '.'))
-                    e++;
-            }
-            if (e > v)
-                cb(ctx, v, e);
+            size_t e = gql_value(s, n, v, cb, ctx);
             i = e > v ? e : v + 1;
         } else {
             i++;
@@ -1456,8 +1507,10 @@ typedef struct {
     int changed;
 } gql_out_t;
 
-static void gql_replace(void *ctx, size_t from, size_t to) {
+static void gql_replace(void *ctx, size_t from, size_t to, int variable) {
     gql_out_t *o = ctx;
+    if (variable)
+        return;
     if (o->x != NULL) {
         from = raw_at(o->x, from);
         to = raw_at(o->x, to);
@@ -1490,6 +1543,62 @@ static int graphql_into(const reel_redact_t *r, const char *s, size_t n, int jso
     return o.changed;
 }
 
+/* gql_secrets' variables, each name followed by a NUL, into names. */
+typedef struct {
+    const char *s;
+    reel_buf_t *names;
+} gql_vars_t;
+
+static void gql_var(void *ctx, size_t from, size_t to, int variable) {
+    gql_vars_t *v = ctx;
+    if (variable) {
+        put(v->names, v->s + from, to - from);
+        put(v->names, "", 1);
+    }
+}
+
+/* The variables that the "query" strings of the JSON document s[0..n)
+ * give for secrets (login(password: $p)) into names, each followed by a
+ * NUL: their values in "variables" are secrets whatever their names. A
+ * "query" key is looked for as bytes, wherever it is: one that is no key
+ * of a GraphQL request can at worst hide a value that was no secret. */
+static void gql_json_variables(const reel_redact_t *r, const char *s, size_t n, reel_buf_t *names) {
+    const char *q;
+    for (size_t from = 0; (q = memchr(s + from, '"', n - from)) != NULL;) {
+        jscan_t j = {.r = r, .s = s, .n = n, .i = (size_t)(q - s) + 7};
+        from = (size_t)(q - s) + 1;
+        if (j.i > n || !ieq(q + 1, 5, "query") || q[6] != '"')
+            continue;
+        jws(&j);
+        if (j.i >= n || s[j.i] != ':')
+            continue;
+        j.i++;
+        jws(&j);
+        size_t v = j.i;
+        if (!jstring(&j, NULL))
+            continue;
+        decoded_t x;
+        decode(s + v + 1, j.i - v - 2, &x);
+        gql_vars_t c = {(const char *)x.data, names};
+        gql_secrets(r, (const char *)x.data, x.len, gql_var, &c);
+        reel_buf_free(&x.d);
+        free(x.esc);
+        from = j.i;
+    }
+}
+
+/* Whether names (gql_json_variables) holds k[0..kn). */
+static int gql_var_named(const reel_buf_t *names, const char *k, size_t kn) {
+    for (size_t i = 0; names != NULL && i < names->len;) {
+        const char *name = (const char *)names->data + i;
+        size_t len = strlen(name);
+        if (len == kn && memcmp(name, k, kn) == 0)
+            return 1;
+        i += len + 1;
+    }
+    return 0;
+}
+
 /* Scans the whole document: every value of a key holding a key word
  * becomes "REDACTED" (whatever its type), every other string has its
  * bearer tokens and JWTs replaced. Iterative (a stack of the open
@@ -1500,7 +1609,10 @@ static int json_redact(jscan_t *j) {
     reel_buf_init(&stack, 0); /* '{' or '[' per open container */
     reel_buf_init(&key, 0);
     size_t skip_depth = 0, skip_from = 0;
-    int skipping = 0, ok = 0;
+    /* the depth of the "variables" object the scan is in (0: none), and
+     * whether the value coming is that of a "variables" key */
+    size_t vars_depth = 0;
+    int skipping = 0, ok = 0, vars_next = 0;
     enum { VALUE, KEY, AFTER } want = VALUE;
     jws(j);
     for (;;) {
@@ -1511,10 +1623,14 @@ static int json_redact(jscan_t *j) {
             char c = j->s[j->i];
             if (c == '{' || c == '[') {
                 put(&stack, &c, 1);
+                if (vars_next && c == '{')
+                    vars_depth = stack.len;
+                vars_next = 0;
                 j->i++;
                 jws(j);
                 if (j->i < j->n && j->s[j->i] == (c == '{' ? '}' : ']')) {
                     stack.len--;
+                    vars_depth = stack.len < vars_depth ? 0 : vars_depth;
                     j->i++;
                     want = AFTER;
                 } else {
@@ -1551,6 +1667,7 @@ static int json_redact(jscan_t *j) {
             } else if (!jscalar(j)) {
                 break;
             }
+            vars_next = 0;
             want = AFTER;
             continue;
         }
@@ -1564,11 +1681,16 @@ static int json_redact(jscan_t *j) {
                 break;
             j->i++;
             jws(j);
-            if (!skipping && reel_redact_key_matches(j->r, (const char *)key.data, key.len)) {
+            const char *k = (const char *)key.data;
+            if (!skipping && (reel_redact_key_matches(j->r, k, key.len) ||
+                              (vars_depth != 0 && stack.len == vars_depth &&
+                               gql_var_named(j->gql_vars, k, key.len)))) {
                 skipping = 1;
                 skip_depth = stack.len;
                 skip_from = j->i;
             }
+            vars_next = !skipping && j->gql_vars != NULL && j->gql_vars->len != 0 &&
+                        ieq(k, key.len, "variables");
             want = VALUE;
             continue;
         }
@@ -1601,6 +1723,7 @@ static int json_redact(jscan_t *j) {
         } else if (c == (top == '{' ? '}' : ']')) {
             j->i++;
             stack.len--;
+            vars_depth = stack.len < vars_depth ? 0 : vars_depth;
         } else {
             break;
         }
@@ -2181,9 +2304,14 @@ static int plain_body(const reel_redact_t *r, const char *content_type, const ui
     while (i < n && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
         i++;
     if (i < n && (body[i] == '{' || body[i] == '[')) {
-        jscan_t j = {.r = r, .s = (const char *)body, .n = n, .i = bom};
+        reel_buf_t vars;
+        reel_buf_init(&vars, 0);
+        gql_json_variables(r, (const char *)body, n, &vars);
+        jscan_t j = {.r = r, .s = (const char *)body, .n = n, .i = bom, .gql_vars = &vars};
         reel_buf_init(&j.b, 0);
-        if (json_redact(&j)) {
+        int json = json_redact(&j);
+        reel_buf_free(&vars);
+        if (json) {
             if (j.changed) {
                 put(&j.b, j.s + j.run, n - j.run);
                 take(&j.b, out);

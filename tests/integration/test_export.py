@@ -247,7 +247,8 @@ class ExportRedactMultipart(unittest.TestCase):
     markup: a SOAP request's WS-Security password and an HTML page's
     CSRF tokens, the JSON of server-sent events and a YAML configuration,
     which the rules for text left as they were; tokens known by their
-    prefix, in a URL's path and a header; a GraphQL login's password."""
+    prefix, in a URL's path and a header; a GraphQL login's passwords, one
+    in the query and one in its variables."""
 
     @classmethod
     def setUpClass(cls):
@@ -289,8 +290,13 @@ class ExportRedactMultipart(unittest.TestCase):
         cls.slack = "xoxb-1234567890-" + SECRET
         curl(cls.reel, "-o", "/dev/null", "-H", "X-Deploy: token " + cls.gh,
              cls.origin.url("/hooks/%s/x" % cls.slack))
-        cls.gql = json.dumps({"query": 'mutation { login(user: "alice", password: "%s") '
-                                       '{ session { id } } }' % SECRET, "variables": {}})
+        # as Apollo sends it: the secret in "variables", by a name that
+        # says nothing (password: $pw), and one written in the query
+        cls.gql = json.dumps({"operationName": "Login",
+                              "query": 'mutation Login($pw: String!) { a: login(user: "alice", '
+                                       'password: $pw) { session { id } } b: login(user: "bob", '
+                                       'password: "%s") { session { id } } }' % SECRET,
+                              "variables": {"pw": COOKIE}})
         curl(cls.reel, "-o", "/dev/null", "-H", "Content-Type: application/json",
              "--data-binary", cls.gql, cls.origin.url("/echo"))
         assert len(cls.reel.wait_flows(7)) == 7
@@ -372,8 +378,9 @@ class ExportRedactMultipart(unittest.TestCase):
     def test_graphql(self):
         o = json.loads(self.reel.cli("export", "mp", "--format", "ndjson", "--redact",
                                      "~id 7").stdout)
-        self.assertEqual(o["request"]["body"], self.gql.replace(SECRET, "REDACTED"))
-        self.assertIn('user: \\"alice\\"', o["request"]["body"])
+        self.assertEqual(o["request"]["body"],
+                         self.gql.replace(SECRET, "REDACTED").replace(COOKIE, "REDACTED"))
+        self.assertIn('user: \\"alice\\", password: $pw', o["request"]["body"])
 
     def test_event_stream(self):
         o = json.loads(self.reel.cli("export", "mp", "--format", "ndjson", "--redact",

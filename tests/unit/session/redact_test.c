@@ -633,6 +633,26 @@ static void test_graphql(void **state) {
         {NULL, {"{\"query\": \"{ login(password: \\\"REDACTED\\\") }\"}", NULL}},
         {NULL, {"{\"q\": \"{ login(password: \\\"x\\\") }\"}", NULL}},
         {"text/plain", {"mutation { login(password: \"x\") }", NULL}},
+        /* a variable given for a secret: its value in "variables", which
+         * may come first; one of that name deeper in it stays */
+        {"application/json",
+         {"{\"query\":\"mutation($p: String!, $u: String) { login(password: $p, user: $u) { id "
+          "} }\",\"variables\":{\"p\":\"hunter2\",\"u\":\"alice\",\"x\":{\"p\":1}}}",
+          "{\"query\":\"mutation($p: String!, $u: String) { login(password: $p, user: $u) { id "
+          "} }\",\"variables\":{\"p\":\"REDACTED\",\"u\":\"alice\",\"x\":{\"p\":1}}}"}},
+        {NULL,
+         {"{\"variables\": {\"a\": [1], \"b\": {\"n\": 2}, \"c\": 3}, \"Query\": "
+          "\"query($a: [Int], $b: In) { f(tokens: [$a], input: {secret: $b}) }\"}",
+          "{\"variables\": {\"a\": \"REDACTED\", \"b\": \"REDACTED\", \"c\": 3}, "
+          "\"Query\": \"query($a: [Int], $b: In) { f(tokens: REDACTED, input: {secret: $b}) "
+          "}\"}"}},
+        /* a variable named for a secret: its type stays, its default
+         * value goes */
+        {"application/graphql",
+         {"query($password: String! = \"hunter2\", $n: Int = 1) { login(password: $password) }",
+          "query($password: String! = \"REDACTED\", $n: Int = 1) { login(password: $password) "
+          "}"}},
+        {"application/graphql", {"query($password: String) { login(password: $password) }", NULL}},
     };
     reel_redact_t *r = reel_redact_new();
     check_bodies(r, "graphql", bodies, sizeof bodies / sizeof bodies[0]);
