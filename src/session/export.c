@@ -1612,13 +1612,21 @@ static void hdr_set_length(flow_t *f, int d, size_t n) {
         hdr_add(f, d, "Content-Length", num, 0);
 }
 
+/* Whether direction d of f is a response that has no body whatever its
+ * fields say (RFC 9112 6.3): one to HEAD, a 1xx, 204 or 304, a 2xx to
+ * CONNECT. */
+static int bodiless(const flow_t *f, int d) {
+    return d == RESP && ((f->method && (strcmp(f->method, "HEAD") == 0 ||
+                                        (strcmp(f->method, "CONNECT") == 0 && f->status < 300))) ||
+                         f->status < 200 || f->status == 204 || f->status == 304);
+}
+
 /* Whether the Content-Length of direction d promises more than the n
- * bytes raw writes of a body that has one (not a response to HEAD, nor a
- * 1xx, 204 or 304); sets *wire to it. */
+ * bytes raw writes of a body that has one (not bodiless); sets *wire to
+ * it. */
 static int says_more(const flow_t *f, int d, size_t n, unsigned long long *wire) {
     const hdr_t *h = hdr_get(f, d, "content-length");
-    if (h == NULL || (d == RESP && ((f->method && strcmp(f->method, "HEAD") == 0) ||
-                                    f->status < 200 || f->status == 204 || f->status == 304)))
+    if (h == NULL || bodiless(f, d))
         return 0;
     char *end = NULL;
     errno = 0;
@@ -1635,8 +1643,9 @@ static int says_more(const flow_t *f, int d, size_t n, unsigned long long *wire)
  * cap) says so in an X-Reel-Body-Cut field and, unless chunked (written
  * as one chunk of what was stored), has the Content-Length of the bytes
  * written, not the wire's, which would take the next flow's head for
- * body; a body with no framing at all (an imported one) gets a
- * Content-Length; an HTTP/1 request in origin form without a Host (an
+ * body; a body with no framing at all (an imported one, a response
+ * that ran to the close) gets a Content-Length, an empty response's 0;
+ * an HTTP/1 request in origin form without a Host (an
  * imported one) gets the Host its URL names (RFC 9112 3.2). */
 static void raw_heads(flow_t *f) {
     if (f->tunnel)
@@ -1669,7 +1678,10 @@ static void raw_heads(flow_t *f) {
             hdr_add(f, d, "X-Reel-Body-Cut", why, 0);
             free(why);
             hdr_set_length(f, d, n);
-        } else if (n > 0 && !chunked(f, d) && hdr_get(f, d, "content-length") == NULL) {
+        } else if ((n > 0 || (d == RESP && !bodiless(f, d))) && !chunked(f, d) &&
+                   hdr_get(f, d, "content-length") == NULL) {
+            /* an empty response too: without a length it would run to the
+             * end of the file (RFC 9112 6.3), taking the next flow along */
             hdr_set_length(f, d, n);
         }
     }

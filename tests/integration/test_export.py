@@ -1760,9 +1760,12 @@ class ExportDamage(unittest.TestCase):
 
 def parse_raw(t, data):
     """The messages of a raw export, read as an HTTP/1.1 parser reads them
-    (Content-Length or chunked framing, else no body): a list of
-    (start line, [(name, value)], body). t fails on anything else."""
+    (RFC 9112 6.3: Content-Length or chunked framing, else no body for a
+    request, and for a response that has none by rule; any other response
+    runs to the end): a list of (start line, [(name, value)], body). t
+    fails on anything else."""
     out = []
+    method = None
     while data:
         head, sep, data = data.partition(b"\r\n\r\n")
         t.assertTrue(sep, head[:200])
@@ -1781,9 +1784,17 @@ def parse_raw(t, data):
                 body, data = body + data[:n], data[n:]
                 t.assertTrue(data.startswith(b"\r\n"), data[:40])
                 data = data[2:]
-        else:
-            n = int(names.get("content-length", "0"))
+        elif "content-length" in names:
+            n = int(names["content-length"])
             body, data = data[:n], data[n:]
+        elif lines[0].startswith("HTTP/") and not (
+                method in ("HEAD", "CONNECT") or lines[0].split(" ")[1][0] == "1" or
+                lines[0].split(" ")[1] in ("204", "304")):
+            body, data = data, b""  # to the end of the file
+        else:
+            body = b""
+        if not lines[0].startswith("HTTP/"):
+            method = lines[0].split(" ")[0]
         if out and not lines[0].startswith("HTTP/"):  # a request line
             t.assertTrue(out[-1][0].startswith("HTTP/"), (out[-1][0], lines[0]))
         out.append((lines[0], fields, body))
@@ -1795,7 +1806,8 @@ class ExportRawCut(unittest.TestCase):
     a body body_limit cut says so and is framed by the bytes written (it
     used to keep the wire's Content-Length, so the next flow's request
     line was read as body); an imported request gets the Host its URL
-    names and a Content-Length for its body."""
+    names and a Content-Length for its body, an empty response a
+    Content-Length: 0."""
 
     @classmethod
     def setUpClass(cls):
@@ -1826,6 +1838,22 @@ class ExportRawCut(unittest.TestCase):
             json.dump({"log": {"version": "1.2", "creator": {"name": "t", "version": "1"},
                                "entries": [entry]}}, f)
         cls.reel.cli("import", path, "--into", "imp")
+        # empty responses with no framing: a redirect, a 204, an answer
+        # to HEAD, then a 200 that must not be read as the first one's body
+        def empty(method, status, headers, text=""):
+            e = json.loads(json.dumps(entry))
+            e["request"].update(method=method, bodySize=0, url="http://imported.test/%d" % status)
+            del e["request"]["postData"]
+            e["response"].update(status=status, statusText="X", headers=headers, bodySize=len(text),
+                                 content={"size": len(text), "mimeType": "", "text": text})
+            return e
+        path = os.path.join(cls.root, "empty.har")
+        with open(path, "w") as f:
+            json.dump({"log": {"version": "1.2", "creator": {"name": "t", "version": "1"},
+                               "entries": [empty("GET", 301, [{"name": "Location", "value": "/"}]),
+                                           empty("GET", 204, []), empty("HEAD", 200, []),
+                                           empty("GET", 200, [], "hi")]}}, f)
+        cls.reel.cli("import", path, "--into", "empty")
 
     @classmethod
     def tearDownClass(cls):
@@ -1853,6 +1881,18 @@ class ExportRawCut(unittest.TestCase):
         for whole in (msgs[0], msgs[3], msgs[4], msgs[5]):
             self.assertNotIn("X-Reel-Body-Cut", dict(whole[1]))
         self.assertEqual(msgs[5][2], b"x" * 99 + b"\n")
+
+    def test_empty_responses_are_framed(self):
+        """An empty response without a Content-Length runs to the end of
+        the file (RFC 9112 6.3): it gets Content-Length: 0, unless it has
+        no body by rule (204, an answer to HEAD). It used to get none, and
+        a parser read every flow after it as its body."""
+        msgs = parse_raw(self, self.reel.cli("export", "empty", "--format", "raw").stdout)
+        self.assertEqual([(m[0], dict(m[1]).get("Content-Length"), m[2]) for m in msgs],
+                         [("GET /301 HTTP/1.1", None, b""), ("HTTP/1.1 301 X", "0", b""),
+                          ("GET /204 HTTP/1.1", None, b""), ("HTTP/1.1 204 X", None, b""),
+                          ("HEAD /200 HTTP/1.1", None, b""), ("HTTP/1.1 200 X", None, b""),
+                          ("GET /200 HTTP/1.1", None, b""), ("HTTP/1.1 200 X", "2", b"hi")])
 
     def test_imported_request_is_http11(self):
         raw = self.reel.cli("export", "imp", "--format", "raw").stdout
