@@ -242,8 +242,11 @@ typedef struct {
     int no_path;  /* nothing after the authority: OPTIONS of it is OPTIONS * */
 } url_t;
 
-/* Parses an absolute http(s)/ws(s) URL. Returns NULL or why not. */
-static const char *parse_url(const char *s, size_t n, url_t *u) {
+/* Parses an absolute http(s)/ws(s) URL; its fragment is no part of the
+ * target unless fragment (the target as reel recorded it: a client may
+ * send one, and reel export writes what it sent). Returns NULL or why
+ * not. */
+static const char *parse_url(const char *s, size_t n, int fragment, url_t *u) {
     static const char *const not_abs = "not an absolute http(s) URL";
     memset(u, 0, sizeof *u);
     if (strlen(s) != n)
@@ -326,12 +329,12 @@ static const char *parse_url(const char *s, size_t n, url_t *u) {
     }
 
     size_t t0 = auth_end, t1 = t0;
-    while (t1 < n && s[t1] != '#')
+    while (t1 < n && (fragment || s[t1] != '#'))
         t1++;
     if (t0 == t1) {
         u->target = reel_strdup("/");
         u->no_path = 1;
-    } else if (s[t0] == '?') { /* "?q" -> "/?q" */
+    } else if (s[t0] == '?' || s[t0] == '#') { /* "?q" -> "/?q" */
         u->target = reel_malloc(t1 - t0 + 2);
         u->target[0] = '/';
         memcpy(u->target + 1, s + t0, t1 - t0);
@@ -1499,8 +1502,11 @@ static reel_rc entry_parse(const vctx_t *v, json_t *entry, entry_t *e) {
     size_t ul;
     if (exact_bytes(v, req, "url", j, "request", not_a_url, &ub, &ul) != REEL_OK)
         return REEL_INVALID;
-    const char *why = ub ? parse_url(ub, ul, &e->url)
-                         : parse_url(json_string_value(j), json_string_length(j), &e->url);
+    /* an entry of reel export's (it has _reel) keeps its fragment: its
+     * client sent it so, where a browser's request never holds one */
+    int reels = json_is_object(json_object_get(entry, "_reel"));
+    const char *why = ub ? parse_url(ub, ul, reels, &e->url)
+                         : parse_url(json_string_value(j), json_string_length(j), reels, &e->url);
     const char *uf = ub ? "request._reel.url_b64" : "request.url";
     free(ub);
     if (why != NULL)

@@ -1905,7 +1905,9 @@ class ExportRawCut(unittest.TestCase):
 
 class QueryString(unittest.TestCase):
     """HAR's queryString is the query alone: it ends at the fragment, and a
-    '?' inside the fragment is not a query (RFC 3986 3.4, 3.5)."""
+    '?' inside the fragment is not a query (RFC 3986 3.4, 3.5). reel
+    import keeps a fragment its client sent in an entry of reel's, and
+    cuts it from a browser's."""
 
     def test_fragment_is_not_in_query_string(self):
         root = tempfile.mkdtemp(prefix="reel-export-qs-", dir=TMPBASE)
@@ -1921,6 +1923,26 @@ class QueryString(unittest.TestCase):
             got = [[(q["name"], q["value"]) for q in e["request"]["queryString"]]
                    for e in har["log"]["entries"]]
             self.assertEqual(got, [[("q", "1"), ("password", "p")], []])
+            # imported again, the targets keep the fragments their client
+            # sent (they were cut at the '#')
+            path = os.path.join(root, "qs.har")
+            with open(path, "w") as f:
+                json.dump(har, f)
+            reel.cli("import", path, "--into", "qs2")
+            def targets(name):
+                msgs = parse_raw(self, reel.cli("export", name, "--format", "raw").stdout)
+                return [m[0].split(" ")[1] for m in msgs if m[0].startswith("GET ")]
+            self.assertEqual(targets("qs2"), ["http://127.0.0.1:%d/100b?q=1&password=p#access_token"
+                                              "=a&state=1" % origin.http_port,
+                                              "http://127.0.0.1:%d/100b#/route?token=x"
+                                              % origin.http_port])
+            # a HAR of a browser's (no _reel): a URL's fragment was never sent
+            for e in har["log"]["entries"]:
+                del e["_reel"]
+            with open(path, "w") as f:
+                json.dump(har, f)
+            reel.cli("import", path, "--into", "qs3")
+            self.assertEqual(targets("qs3"), ["/100b?q=1&password=p", "/100b"])
         finally:
             reel.stop()
             origin.stop()
