@@ -1790,15 +1790,20 @@ static reel_rc write_ndjson(FILE *out, const flow_t *f, const reel_export_opts_t
     if (f->have_head[REQ]) {
         char *url = flow_url(f, 0);
         json_t *req =
-            json_pack("{s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:o}", "method", str_json(f->method),
-                      "scheme", str_json(f->scheme), "host", str_json(f->host), "port",
-                      (json_int_t)f->port, "target", str_json(f->target), "url", str_json(url),
-                      "http_version", str_json(f->version[REQ]), "headers", nd_headers(f, REQ));
+            json_pack("{s:o, s:o, s:o, s:I}", "method", str_json(f->method), "scheme",
+                      str_json(f->scheme), "host", str_json(f->host), "port", (json_int_t)f->port);
+        /* a target that is not UTF-8: its bytes in _reel.target_b64 and
+         * url_b64, as HAR has them and NDJSON has a header's */
+        set_text(req, "target", f->target, f->target ? strlen(f->target) : 0);
+        set_text(req, "url", url, strlen(url));
         free(url);
+        json_object_set_new(req, "http_version", str_json(f->version[REQ]));
+        json_object_set_new(req, "headers", nd_headers(f, REQ));
         json_object_set_new(req, "absolute_form", json_boolean(f->absolute_form));
         rc = nd_body(req, f, REQ, o, err);
         if (f->has_trailers[REQ])
             json_object_set_new(req, "trailers", fields_json(f->trailer[REQ], f->ntrailer[REQ]));
+        reel_last(req);
         json_object_set_new(j, "request", req);
     }
     if (f->ninterim) {
@@ -1814,12 +1819,14 @@ static reel_rc write_ndjson(FILE *out, const flow_t *f, const reel_export_opts_t
         json_object_set_new(j, "interim", a);
     }
     if (f->have_head[RESP] && rc == REEL_OK) {
-        json_t *resp = json_pack("{s:i, s:o, s:o, s:o}", "status", (int)f->status, "reason",
-                                 str_json(f->reason), "http_version", str_json(f->version[RESP]),
-                                 "headers", nd_headers(f, RESP));
+        json_t *resp = json_pack("{s:i}", "status", (int)f->status);
+        set_text(resp, "reason", f->reason, f->reason ? strlen(f->reason) : 0);
+        json_object_set_new(resp, "http_version", str_json(f->version[RESP]));
+        json_object_set_new(resp, "headers", nd_headers(f, RESP));
         rc = nd_body(resp, f, RESP, o, err);
         if (f->has_trailers[RESP])
             json_object_set_new(resp, "trailers", fields_json(f->trailer[RESP], f->ntrailer[RESP]));
+        reel_last(resp);
         json_object_set_new(j, "response", resp);
     }
     if (f->has_timings) {

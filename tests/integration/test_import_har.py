@@ -942,6 +942,19 @@ class NotUtf8RoundTrip(unittest.TestCase):
                          b"http://127.0.0.1:%d/100b?q=\xff\xfe" % self.origin.http_port)
         self.assertEqual(entries[1]["response"]["_reel"], {"statusText_b64": "T/9L"})
 
+    def test_the_ndjson_has_text_and_bytes(self):
+        # the URL, target and reason had their Latin-1 reading alone (a
+        # header had its bytes too), not to be told from UTF-8 text
+        lines = self.reel.cli("export", "cap", "--format", "ndjson").stdout.splitlines()
+        req, resp = json.loads(lines[0])["request"], json.loads(lines[1])["response"]
+        self.assertEqual(req["target"], "/100b?q=\xff\xfe")
+        self.assertEqual(base64.b64decode(req["_reel"]["target_b64"]), b"/100b?q=\xff\xfe")
+        self.assertEqual(base64.b64decode(req["_reel"]["url_b64"]),
+                         b"http://127.0.0.1:%d/100b?q=\xff\xfe" % self.origin.http_port)
+        self.assertEqual(list(req)[-1], "_reel")
+        self.assertEqual(resp["_reel"], {"reason_b64": "T/9L"})
+        self.assertNotIn("_reel", json.loads(lines[1])["request"])
+
     def test_imported_heads_are_the_captured_bytes(self):
         for fid, cap in zip((1, 2), self.captured):
             imp = self.wait_flow("back", fid)
