@@ -1237,6 +1237,16 @@ typedef struct {
      * secrets, each name followed by a NUL (gql_json_variables); NULL
      * for none */
     const reel_buf_t *gql_vars;
+    /* A document inside a JSON string of another (json_in_string): s is
+     * the string's content decoded (x), raw its content as it stands, and
+     * b gets raw's bytes, the replacements escaped for the string;
+     * raw_run is the first byte of raw not yet copied. depth counts the
+     * strings around the document. */
+    const decoded_t *x;
+    const char *raw;
+    size_t rawn, raw_run;
+    int depth;
+    int cut; /* the document ended cut short (json_redact) */
 } jscan_t;
 
 static void jws(jscan_t *j) {
@@ -1331,11 +1341,54 @@ static int jscalar(jscan_t *j) {
     return 1;
 }
 
+/* p[0..n) as the content of a JSON string: '"', '\\' and controls
+ * escaped, every other byte as it is. */
+static void jescape(const char *p, size_t n, reel_buf_t *b) {
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        const char *e = c == '"'    ? "\\\""
+                        : c == '\\' ? "\\\\"
+                        : c == '\n' ? "\\n"
+                        : c == '\r' ? "\\r"
+                        : c == '\t' ? "\\t"
+                                    : NULL;
+        char u[8];
+        if (e == NULL && c < 0x20) {
+            snprintf(u, sizeof u, "\\u%04x", c);
+            e = u;
+        }
+        if (e != NULL)
+            put(b, e, strlen(e));
+        else
+            put(b, &p[i], 1);
+    }
+}
+
 /* Copies the input up to `to`, then `with` in place of what follows up to
- * `resume`. */
+ * `resume`. In a document inside a string, the raw bytes that held them,
+ * and of `with` what differs from the text it replaces, escaped: the rest
+ * keeps the string's own escapes (a URL's "\\/" in a string that a string
+ * holds stays so), cut where a character begins, since one escape can
+ * hold the bytes of one character. */
 static void jreplace(jscan_t *j, size_t to, const char *with, size_t wlen, size_t resume) {
-    put(&j->b, j->s + j->run, to - j->run);
-    put(&j->b, with, wlen);
+    if (j->x != NULL) {
+        const uint8_t *d = (const uint8_t *)j->s;
+        size_t len = resume - to, p = 0, q = 0;
+        while (p < len && p < wlen && d[to + p] == (uint8_t)with[p])
+            p++;
+        while (p > 0 && to + p < j->n && (d[to + p] & 0xc0) == 0x80)
+            p--;
+        while (q < len - p && q < wlen - p && d[resume - 1 - q] == (uint8_t)with[wlen - 1 - q])
+            q++;
+        while (q > 0 && (d[resume - q] & 0xc0) == 0x80)
+            q--;
+        put(&j->b, j->raw + j->raw_run, raw_at(j->x, to + p) - j->raw_run);
+        jescape(with + p, wlen - p - q, &j->b);
+        j->raw_run = raw_at(j->x, resume - q);
+    } else {
+        put(&j->b, j->s + j->run, to - j->run);
+        put(&j->b, with, wlen);
+    }
     j->run = resume;
     j->changed = 1;
 }
@@ -1604,6 +1657,8 @@ static int gql_var_named(const reel_buf_t *names, const char *k, size_t kn) {
  * bearer tokens and JWTs replaced. Iterative (a stack of the open
  * containers), so no depth is too deep. 0: not JSON (a syntax error;
  * a document cut short is JSON as far as it goes). */
+static int json_in_string(const jscan_t *j, const char *v, size_t vn, reel_buf_t *t);
+
 static int json_redact(jscan_t *j) {
     reel_buf_t stack, key;
     reel_buf_init(&stack, 0); /* '{' or '[' per open container */
@@ -1642,14 +1697,21 @@ static int json_redact(jscan_t *j) {
                 size_t from = j->i;
                 if (!jstring(j, NULL))
                     break;
-                if (!skipping) {
+                const char *v = j->s + from + 1;
+                size_t vn = j->i - from - 2;
+                reel_buf_t t;
+                reel_buf_init(&t, 0);
+                /* JSON in a string ({"body": "{\"apiKey\": \"x\"}"}, as
+                 * AWS's events and many logs carry it): redacted as JSON,
+                 * its strings by the rules for text */
+                int nested = skipping ? -1 : json_in_string(j, v, vn, &t);
+                if (nested > 0)
+                    jreplace(j, from + 1, (const char *)t.data, t.len, j->i - 1);
+                if (nested < 0 && !skipping) {
                     /* GraphQL over HTTP: {"query": "mutation { login(password:
                      * \"x\") }"}, its arguments first, then the text rules */
-                    reel_buf_t g, t;
+                    reel_buf_t g;
                     reel_buf_init(&g, 0);
-                    reel_buf_init(&t, 0);
-                    const char *v = j->s + from + 1;
-                    size_t vn = j->i - from - 2;
                     int changed = 0;
                     if (stack.len && stack.data[stack.len - 1] == '{' &&
                         ieq((const char *)key.data, key.len, "query") &&
@@ -1662,8 +1724,8 @@ static int json_redact(jscan_t *j) {
                     if (changed)
                         jreplace(j, from + 1, (const char *)t.data, t.len, j->i - 1);
                     reel_buf_free(&g);
-                    reel_buf_free(&t);
                 }
+                reel_buf_free(&t);
             } else if (!jscalar(j)) {
                 break;
             }
@@ -1736,6 +1798,7 @@ static int json_redact(jscan_t *j) {
         reel_buf_t t;
         reel_buf_init(&t, 0);
         static const char marker[] = "\"" REEL_REDACT_MARKER;
+        j->cut = 1;
         if (skipping && skip_from < j->n) { /* (a cut before any of it: none to hide) */
             if (j->n - skip_from != sizeof marker - 1 ||
                 memcmp(j->s + skip_from, marker, sizeof marker - 1) != 0)
@@ -1749,6 +1812,67 @@ static int json_redact(jscan_t *j) {
     reel_buf_free(&stack);
     reel_buf_free(&key);
     return ok;
+}
+
+/* The JSON document of j (r, s, n, i set; x and raw too for one inside
+ * a string) redacted: 1 with the result in b, 0 (nothing replaced) or -1
+ * (not JSON: a syntax error, or cut short inside a string) with b
+ * empty. */
+static int json_doc(jscan_t *j, reel_buf_t *b) {
+    reel_buf_t vars;
+    reel_buf_init(&vars, 0);
+    gql_json_variables(j->r, j->s, j->n, &vars);
+    j->gql_vars = &vars;
+    reel_buf_init(&j->b, 0);
+    int json = json_redact(j) && !(j->x != NULL && j->cut);
+    reel_buf_free(&vars);
+    j->gql_vars = NULL;
+    if (json && j->changed) {
+        if (j->x != NULL)
+            put(&j->b, j->raw + j->raw_run, j->rawn - j->raw_run);
+        else
+            put(&j->b, j->s + j->run, j->n - j->run);
+        *b = j->b;
+        return 1;
+    }
+    reel_buf_free(&j->b);
+    reel_buf_init(b, 0);
+    return json ? 0 : -1;
+}
+
+/* How many strings deep a document inside a string is read: each level
+ * decodes its text once more. */
+#define JSON_NEST_MAX 4
+
+/* The content v[0..vn) of a string of the document j scans (as it stands,
+ * escaped), when its text is a JSON object or array: that document
+ * redacted as json_doc does, the result as the string's content in t. */
+static int json_in_string(const jscan_t *j, const char *v, size_t vn, reel_buf_t *t) {
+    size_t k = 0;
+    for (;;) { /* white space, escaped or not, before the document */
+        if (k < vn && (v[k] == ' ' || v[k] == '\t'))
+            k++;
+        else if (vn - k >= 2 && v[k] == '\\' &&
+                 (v[k + 1] == 'n' || v[k + 1] == 'r' || v[k + 1] == 't'))
+            k += 2;
+        else
+            break;
+    }
+    if (j->depth >= JSON_NEST_MAX || k >= vn || (v[k] != '{' && v[k] != '['))
+        return -1;
+    decoded_t x;
+    decode(v, vn, &x);
+    jscan_t in = {.r = j->r,
+                  .s = (const char *)x.data,
+                  .n = x.len,
+                  .x = &x,
+                  .raw = v,
+                  .rawn = vn,
+                  .depth = j->depth + 1};
+    int rc = json_doc(&in, t);
+    reel_buf_free(&x.d);
+    free(x.esc);
+    return rc;
 }
 
 /* Passes the single-quoted string at j->i (Python's repr, JavaScript):
@@ -2304,26 +2428,17 @@ static int plain_body(const reel_redact_t *r, const char *content_type, const ui
     while (i < n && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
         i++;
     if (i < n && (body[i] == '{' || body[i] == '[')) {
-        reel_buf_t vars;
-        reel_buf_init(&vars, 0);
-        gql_json_variables(r, (const char *)body, n, &vars);
-        jscan_t j = {.r = r, .s = (const char *)body, .n = n, .i = bom, .gql_vars = &vars};
-        reel_buf_init(&j.b, 0);
-        int json = json_redact(&j);
-        reel_buf_free(&vars);
-        if (json) {
-            if (j.changed) {
-                put(&j.b, j.s + j.run, n - j.run);
-                take(&j.b, out);
-            } else {
-                reel_buf_free(&j.b);
-            }
-            return j.changed;
+        jscan_t j = {.r = r, .s = (const char *)body, .n = n, .i = bom};
+        reel_buf_t b;
+        int json = json_doc(&j, &b);
+        if (json >= 0) {
+            if (json > 0)
+                take(&b, out);
+            return json;
         }
         /* Not JSON after all (a syntax error): its quoted "key": value
          * pairs still have their secrets replaced, so that one bad byte
          * does not export every secret of the body in the clear. */
-        reel_buf_free(&j.b);
         return quoted_pairs(r, (const char *)body, n, out);
     }
     if (content_type != NULL) {

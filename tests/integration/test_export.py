@@ -248,7 +248,7 @@ class ExportRedactMultipart(unittest.TestCase):
     CSRF tokens, the JSON of server-sent events and a YAML configuration,
     which the rules for text left as they were; tokens known by their
     prefix, in a URL's path and a header; a GraphQL login's passwords, one
-    in the query and one in its variables."""
+    in the query and one in its variables; JSON inside a JSON string."""
 
     @classmethod
     def setUpClass(cls):
@@ -299,7 +299,12 @@ class ExportRedactMultipart(unittest.TestCase):
                               "variables": {"pw": COOKIE}})
         curl(cls.reel, "-o", "/dev/null", "-H", "Content-Type: application/json",
              "--data-binary", cls.gql, cls.origin.url("/echo"))
-        assert len(cls.reel.wait_flows(7)) == 7
+        # an SQS event as a Lambda gets it: JSON in the string "body"
+        cls.sqs = json.dumps({"Records": [{"messageId": "m1", "body": json.dumps(
+            {"user": "alice", "password": SECRET, "note": "caf\u00e9"})}]})
+        curl(cls.reel, "-o", "/dev/null", "-H", "Content-Type: application/json",
+             "--data-binary", cls.sqs, cls.origin.url("/echo"))
+        assert len(cls.reel.wait_flows(8)) == 8
 
     @classmethod
     def tearDownClass(cls):
@@ -381,6 +386,12 @@ class ExportRedactMultipart(unittest.TestCase):
         self.assertEqual(o["request"]["body"],
                          self.gql.replace(SECRET, "REDACTED").replace(COOKIE, "REDACTED"))
         self.assertIn('user: \\"alice\\", password: $pw', o["request"]["body"])
+
+    def test_json_in_a_string(self):
+        o = json.loads(self.reel.cli("export", "mp", "--format", "ndjson", "--redact",
+                                     "~id 8").stdout)
+        self.assertEqual(o["request"]["body"], self.sqs.replace(SECRET, "REDACTED"))
+        self.assertIn('\\"note\\": \\"caf\\\\u00e9\\"', o["request"]["body"])
 
     def test_event_stream(self):
         o = json.loads(self.reel.cli("export", "mp", "--format", "ndjson", "--redact",

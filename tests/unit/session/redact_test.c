@@ -46,8 +46,15 @@ static void check_bodies(const reel_redact_t *r, const char *what, const body_ca
         const case_t *c = &b[i].c;
         int got = reel_redact_body(r, b[i].type, (const uint8_t *)c->in, strlen(c->in), &t);
         check(what, got, &t, c);
-        if (got)
+        if (got) {
+            /* redacting is a fixed point: the result has nothing left */
+            reel_redacted_t again;
+            if (reel_redact_body(r, b[i].type, (const uint8_t *)t.data, t.len, &again)) {
+                fail_msg("%s %s: redacted again, as %s", what, t.data, again.data);
+                free(again.data);
+            }
             free(t.data);
+        }
     }
 }
 
@@ -659,6 +666,39 @@ static void test_graphql(void **state) {
     reel_redact_free(r);
 }
 
+/* JSON inside a JSON string, as AWS's events (a Lambda's "body", an SNS
+ * "Message" in an SQS body), logs and WebSocket messages carry it: read
+ * as JSON, up to 4 strings deep; the string keeps its own escapes */
+static void test_json_in_strings(void **state) {
+    (void)state;
+    static const body_case_t bodies[] = {
+        {"application/json",
+         {"{\"body\": \"{\\\"apiKey\\\": \\\"k1\\\", \\\"n\\\": 1}\", \"isBase64Encoded\": false}",
+          "{\"body\": \"{\\\"apiKey\\\": \\\"REDACTED\\\", \\\"n\\\": 1}\", \"isBase64Encoded\": "
+          "false}"}},
+        /* two strings deep, an escape of a character and white space
+         * before the document kept as they were */
+        {NULL,
+         {"[{\"Message\":\"\\n "
+          "{\\\"d\\\":\\\"{\\\\\\\"password\\\\\\\":\\\\\\\"p\\\\\\\"}\\\",\\\"c\\\":"
+          "\\\"caf\\\\u00e9\\\"}\"}]",
+          "[{\"Message\":\"\\n "
+          "{\\\"d\\\":\\\"{\\\\\\\"password\\\\\\\":\\\\\\\"REDACTED\\\\\\\"}\\\","
+          "\\\"c\\\":\\\"caf\\\\u00e9\\\"}\"}]"}},
+        /* a secret's value that is an object in the string: whole */
+        {NULL,
+         {"{\"m\":\"{\\\"auth\\\":{\\\"u\\\":1}}\"}",
+          "{\"m\":\"{\\\"auth\\\":\\\"REDACTED\\\"}\"}"}},
+        /* text that only begins like JSON, and a document cut short in
+         * its string: the rules for text */
+        {NULL, {"{\"t\":\"{not json} password=x\"}", NULL}},
+        {NULL, {"{\"t\":\"[\\\"password\\\", \\\"x\\\"\"}", NULL}},
+    };
+    reel_redact_t *r = reel_redact_new();
+    check_bodies(r, "json in strings", bodies, sizeof bodies / sizeof bodies[0]);
+    reel_redact_free(r);
+}
+
 /* "auth" names a secret, but not a writer or a domain: author, authored,
  * authority (GitHub's commits, Atom feeds, OAuth's authority URL) */
 static void test_auth_not_author(void **state) {
@@ -962,6 +1002,7 @@ int main(void) {
         cmocka_unit_test(test_auth_not_author),
         cmocka_unit_test(test_multipart),
         cmocka_unit_test(test_graphql),
+        cmocka_unit_test(test_json_in_strings),
         cmocka_unit_test(test_markup),
         cmocka_unit_test(test_text_around_urls),
         cmocka_unit_test(test_cookies),
