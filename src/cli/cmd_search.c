@@ -3,7 +3,6 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include "base/mem.h"
@@ -33,84 +32,18 @@ static const char usage[] =
     "indexes the latter, 'reel flows SESSION \"~b REGEX\"' reads everything.\n"
     "More: docs/filters.md, \"Indexed body search\".\n";
 
-/* Markers snippet() puts around a match; bytes no indexed text holds. */
+/* Markers reel_snippet() puts around a match; bytes no indexed text
+ * holds. */
 #define MARK_ON "\x01"
 #define MARK_OFF "\x02"
 
-/* The ellipsis snippet() puts where it cut the text (reel_query_search). */
-#define CUT_MARK "..."
-
-/* Whether span[0..n) is a proper prefix, case folded, of the n2 bytes at s
- * and not all of them. */
-static bool proper_prefix(const char *span, size_t n, const char *s, size_t n2) {
-    return n < n2 && strncasecmp(span, s, n) == 0;
-}
-
-/* Whether a highlighted span[0..n) is what is left of a longer match (the
- * same word highlighted whole elsewhere in the snippet, or a word or
- * phrase of the query) and of none of the same length. */
-static bool span_is_cut(const char *span, size_t n, const char *snip, char *const *words,
-                        size_t nwords) {
-    bool longer = false;
-    for (const char *p = snip; (p = strchr(p, MARK_ON[0])) != NULL;) {
-        const char *end = strchr(++p, MARK_OFF[0]);
-        if (end == NULL)
-            break;
-        size_t m = (size_t)(end - p);
-        if (p != span) {
-            if (m == n && strncasecmp(p, span, n) == 0)
-                return false;
-            longer |= proper_prefix(span, n, p, m);
-        }
-        p = end;
-    }
-    for (size_t i = 0; i < nwords; i++) {
-        /* each word of an argument, without FTS5's quotes, parentheses and
-         * side prefixes ("user id", req:token) */
-        const char *w = words[i];
-        for (int whole = 1; whole >= 0; whole--) {
-            const char *q = w;
-            while (*q) {
-                q += strspn(q, whole ? "\"( " : "\"() ");
-                if (strncasecmp(q, "req:", 4) == 0)
-                    q += 4;
-                else if (strncasecmp(q, "resp:", 5) == 0)
-                    q += 5;
-                size_t m = strcspn(q, whole ? "\")" : "\"() ");
-                while (whole && m && q[m - 1] == ' ')
-                    m--;
-                if (m == n && strncasecmp(q, span, n) == 0)
-                    return false;
-                longer |= proper_prefix(span, n, q, m);
-                q += m;
-                if (*q)
-                    q++;
-            }
-        }
-    }
-    return longer;
-}
-
 /* Writes one side's snippet on a line of its own: control bytes as spaces,
- * the match in bold on a terminal, in [[...]] elsewhere. For --json,
- * returns it without markers (owned) instead. snippet() counts its window
- * in trigrams, so the window may end inside the last match: what is left
- * of it (the "nee" of needle) is not highlighted, as if it were a match of
- * its own. */
-static char *snippet_text(const char *s, bool tty, bool json, char *const *words, size_t nwords) {
-    const char *cut_on = NULL; /* the markers of a cut last match, skipped */
-    const char *last = strrchr(s, MARK_ON[0]);
-    if (last != NULL) {
-        const char *end = strchr(last, MARK_OFF[0]);
-        if (end != NULL && strcmp(end + 1, CUT_MARK) == 0 &&
-            span_is_cut(last + 1, (size_t)(end - last - 1), s, words, nwords))
-            cut_on = last;
-    }
+ * the matches in bold on a terminal, in [[...]] elsewhere. For --json,
+ * returns it without markers (owned) instead. */
+static char *snippet_text(const char *s, bool tty, bool json) {
     reel_buf_t b;
     reel_buf_init(&b, 0);
     for (const char *p = s; *p; p++) {
-        if (cut_on != NULL && p >= cut_on && (*p == MARK_ON[0] || *p == MARK_OFF[0]))
-            continue;
         if (*p == MARK_ON[0])
             reel_buf_puts(&b, json ? "" : tty ? "\033[1m" : "[[");
         else if (*p == MARK_OFF[0])
@@ -148,8 +81,6 @@ typedef struct {
     json_t *arr; /* --json */
     bool tty;
     long long n;
-    char *const *words; /* the query's arguments */
-    size_t nwords;
 } search_ctx_t;
 
 /* Prints (or adds to the JSON array) one hit. */
@@ -158,8 +89,7 @@ static int print_hit(void *ctx, const reel_query_hit_t *h) {
     sc->n++;
     /* The side whose snippet shows a match (the request's first). */
     int side = h->snippet[0] && strchr(h->snippet[0], MARK_ON[0]) ? 0 : 1;
-    char *text = snippet_text(h->snippet[side] ? h->snippet[side] : "", sc->tty, sc->arr != NULL,
-                              sc->words, sc->nwords);
+    char *text = snippet_text(h->snippet[side] ? h->snippet[side] : "", sc->tty, sc->arr != NULL);
     if (sc->arr) {
         json_t *o =
             json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)h->id, "url", h->url ? h->url : "",
@@ -215,10 +145,7 @@ int reel_cmd_search(reel_cli_t *cli, int argc, char **argv) {
         free(q);
         return REEL_EXIT_ERROR;
     }
-    search_ctx_t sc = {.arr = cli->json ? json_array() : NULL,
-                       .tty = isatty(STDOUT_FILENO),
-                       .words = argv + optind + 1,
-                       .nwords = (size_t)(argc - optind - 1)};
+    search_ctx_t sc = {.arr = cli->json ? json_array() : NULL, .tty = isatty(STDOUT_FILENO)};
     int rc = REEL_EXIT_OK;
     reel_rc qrc = reel_query_search(s, q, limit, MARK_ON, MARK_OFF, print_hit, &sc, &err);
     if (qrc == REEL_INVALID) {

@@ -657,3 +657,119 @@ reel_rc reel_bodyindex_search_query(const char *const *words, size_t n, char **o
     *out = (char *)b.data;
     return REEL_OK;
 }
+
+/* ---- reel_snippet() ------------------------------------------------------ */
+
+/* The byte offsets of the tokens from..to-1 of a text, read as FTS5
+ * tokenizes it; next counts the tokens read so far. */
+typedef struct {
+    int from, to, next;
+    int *start, *end;
+} snip_tokens_t;
+
+static int snip_token(void *ctx, int flags, const char *tok, int ntok, int start, int end) {
+    (void)tok;
+    (void)ntok;
+    snip_tokens_t *t = ctx;
+    if (flags & FTS5_TOKEN_COLOCATED) /* a synonym: the position of the token before */
+        return SQLITE_OK;
+    int i = t->next++;
+    if (i >= t->to)
+        return SQLITE_DONE; /* no need to read on */
+    if (i >= t->from) {
+        t->start[i - t->from] = start;
+        t->end[i - t->from] = end;
+    }
+    return SQLITE_OK;
+}
+
+static void reel_snippet(const Fts5ExtensionApi *api, Fts5Context *fts, sqlite3_context *ctx,
+                         int argc, sqlite3_value **argv) {
+    if (argc != 5) {
+        sqlite3_result_error(ctx, "reel_snippet: wants 5 arguments after the table", -1);
+        return;
+    }
+    int col = sqlite3_value_int(argv[0]), ntok = sqlite3_value_int(argv[4]);
+    const char *on = (const char *)sqlite3_value_text(argv[1]);
+    const char *off = (const char *)sqlite3_value_text(argv[2]);
+    const char *ell = (const char *)sqlite3_value_text(argv[3]);
+    on = on ? on : "";
+    off = off ? off : "";
+    ell = ell ? ell : "";
+    ntok = ntok < 1 ? 1 : ntok > 1024 ? 1024 : ntok;
+    const char *text = NULL;
+    int n = 0, ninst = 0, rc = api->xColumnText(fts, col, &text, &n);
+    if (rc == SQLITE_OK)
+        rc = api->xInstCount(fts, &ninst);
+    if (rc != SQLITE_OK) {
+        sqlite3_result_error_code(ctx, rc);
+        return;
+    }
+    /* the window: from a quarter of it before the first match on, and on
+     * to the end of the last match that begins in it */
+    int first = -1, ph, c, o;
+    for (int i = 0; i < ninst; i++)
+        if (api->xInst(fts, i, &ph, &c, &o) == SQLITE_OK && c == col && (first < 0 || o < first))
+            first = o;
+    int from = first > ntok / 4 ? first - ntok / 4 : 0, to = from + ntok;
+    for (int i = 0; i < ninst; i++)
+        if (api->xInst(fts, i, &ph, &c, &o) == SQLITE_OK && c == col && o >= from &&
+            o < from + ntok && o + api->xPhraseSize(fts, ph) > to)
+            to = o + api->xPhraseSize(fts, ph);
+    snip_tokens_t t = {.from = from, .to = to};
+    t.start = reel_calloc((size_t)(to - from), sizeof *t.start);
+    t.end = reel_calloc((size_t)(to - from), sizeof *t.end);
+    rc = text && n > 0 ? api->xTokenize(fts, text, n, &t, snip_token) : SQLITE_OK;
+    int got = (t.next < to ? t.next : to) - from; /* tokens of the window the text has */
+    if (rc != SQLITE_OK && rc != SQLITE_DONE) {
+        sqlite3_result_error_code(ctx, rc);
+    } else if (got <= 0) { /* no token (shorter than a trigram): the text */
+        sqlite3_result_text(ctx, text ? text : "", text ? n : 0, SQLITE_TRANSIENT);
+    } else {
+        int wb = t.start[0], we = t.end[got - 1];
+        for (int k = 1; k < got; k++) /* tokens need not come in order of bytes */
+            we = t.end[k] > we ? t.end[k] : we;
+        char *lit = reel_calloc((size_t)(we - wb), 1); /* which bytes are a match's */
+        for (int i = 0; i < ninst; i++) {
+            if (api->xInst(fts, i, &ph, &c, &o) != SQLITE_OK || c != col || o < from ||
+                o - from >= got)
+                continue;
+            int last = o + api->xPhraseSize(fts, ph) - 1 - from;
+            last = last >= got ? got - 1 : last;
+            for (int b = t.start[o - from]; b < t.end[last] && b < we; b++)
+                if (b >= wb)
+                    lit[b - wb] = 1;
+        }
+        reel_buf_t out;
+        reel_buf_init(&out, 0);
+        if (wb > 0)
+            reel_buf_puts(&out, ell);
+        for (int b = wb; b < we; b++) {
+            if (lit[b - wb] && (b == wb || !lit[b - wb - 1]))
+                reel_buf_puts(&out, on);
+            reel_buf_append(&out, text + b, 1);
+            if (lit[b - wb] && (b + 1 == we || !lit[b - wb + 1]))
+                reel_buf_puts(&out, off);
+        }
+        if (we < n)
+            reel_buf_puts(&out, ell);
+        sqlite3_result_text(ctx, out.data ? (const char *)out.data : "", (int)out.len,
+                            SQLITE_TRANSIENT);
+        reel_buf_free(&out);
+        free(lit);
+    }
+    free(t.start);
+    free(t.end);
+}
+
+void reel_bodyindex_register(sqlite3 *db) {
+    fts5_api *api = NULL;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT fts5(?1)", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_pointer(st, 1, (void *)&api, "fts5_api_ptr", NULL);
+        sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+    if (api != NULL && api->iVersion >= 2)
+        api->xCreateFunction(api, "reel_snippet", NULL, reel_snippet, NULL);
+}

@@ -352,6 +352,7 @@ reel_rc reel_index_open(const char *path, int how, sqlite3 **out, reel_err_t *er
     if (rc != REEL_OK)
         goto out;
     rc = reel_filter_register(db, err);
+    reel_bodyindex_register(db);
 out:
     if (rc != REEL_OK) {
         sqlite3_close(db);
@@ -499,6 +500,7 @@ reel_rc reel_index_open_readonly(const char *path, int live, sqlite3 **out, char
                         v, reel_index_schema_version());
     }
     rc = reel_filter_register(db, err);
+    reel_bodyindex_register(db);
 out:
     free(walpath);
     if (rc != REEL_OK) {

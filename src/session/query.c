@@ -1276,8 +1276,8 @@ reel_rc reel_query_search(reel_session_t *s, const char *q, int64_t limit, const
     sqlite3_stmt *st = NULL;
     reel_rc rc = prepare(db,
                          "SELECT f.id, f.method, f.url, f.status, "
-                         "snippet(body_fts, 0, ?3, ?4, '...', 24), "
-                         "snippet(body_fts, 1, ?3, ?4, '...', 24) "
+                         "reel_snippet(body_fts, 0, ?3, ?4, '...', 24), "
+                         "reel_snippet(body_fts, 1, ?3, ?4, '...', 24) "
                          "FROM body_fts JOIN flows f ON f.id = body_fts.rowid "
                          "WHERE body_fts MATCH ?1 ORDER BY f.id LIMIT ?2",
                          &st, err);
