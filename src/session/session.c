@@ -3040,10 +3040,16 @@ out:
     return rc;
 }
 
+/* nftw's callback that deletes a tree, depth first. */
+static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    return remove(path);
+}
+
 reel_rc reel_session_open(const char *home, const char *name, int flags, reel_session_t **out,
                           reel_err_t *err) {
     reel_rc rc = REEL_OK;
     reel_session_t *s = NULL;
+    int created = 0; /* this call made the session's directory */
     *out = NULL;
     if ((rc = reel_session_name_check(name, err)) != REEL_OK)
         return rc;
@@ -3071,7 +3077,6 @@ reel_rc reel_session_open(const char *home, const char *name, int flags, reel_se
     }
     if (exists)
         s->readonly = unwritable(s, dbpath, lockpath);
-    int created = 0;
     if (!exists) {
         if (mkdir_p(home, 0700) != 0) {
             rc = reel_err_errno(err, REEL_IO, errno, "cannot create %s", home);
@@ -3285,8 +3290,16 @@ out:
     free(dbpath);
     free(lockpath);
     if (rc != REEL_OK) {
+        /* A session this call began and could not finish (a full disk:
+         * an empty session.db) goes again, or every later command would
+         * list it as damaged and refuse its name as taken. Only what
+         * this call made is in it. */
+        char *path = created ? reel_strdup(s->path) : NULL;
         reel_session_close(s);
         s = NULL;
+        if (path != NULL)
+            nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+        free(path);
     }
     *out = s;
     return rc;
@@ -4299,10 +4312,6 @@ out:
     if (*report == NULL)
         *report = reel_strdup("");
     return rc;
-}
-
-static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    return remove(path);
 }
 
 /* Finishes removals that were cut short (a reel rm killed while it

@@ -17,6 +17,7 @@ and advised `reel repair`, though nothing was wrong with it. They must
 name the cause instead. A limit of 0 bytes on the reader needs no root; a
 full tmpfs needs root (CAP_SYS_ADMIN) to mount and is skipped without it.
 """
+import json
 import os
 import resource
 import shutil
@@ -159,6 +160,29 @@ class FileSizeLimitTest(unittest.TestCase):
                       res.stderr)
         self.assertIn(b"nothing was imported", res.stderr)
         self.assertFalse(os.path.exists(os.path.join(env["REEL_HOME"], "imp")))
+
+    def test_a_session_that_cannot_be_made_is_not_left(self):
+        """new, record and import --into a new session, with no room for
+        its session.db, used to leave the session's directory with an
+        empty session.db: reel ls then failed on it as damaged, and the
+        name was taken."""
+        env = dict(os.environ, REEL_HOME=os.path.join(self.dir, "home"),
+                   XDG_CONFIG_HOME=os.path.join(self.dir, "config"))
+        har = os.path.join(self.dir, "one.har")
+        with open(har, "w") as f:
+            json.dump({"log": {"version": "1.2", "creator": {"name": "t", "version": "1"},
+                               "entries": []}}, f)
+        for args in (["new", "n"], ["record", "--listen", "127.0.0.1:0", "r"],
+                     ["import", har, "--into", "i"]):
+            with self.subTest(args=args[0]):
+                res = run([REEL] + args, env=env, check=False, preexec_fn=fsize(0))
+                self.assertEqual(res.returncode, 1, res.stderr)
+                self.assertIn(b"File too large (the file-size limit, ulimit -f, is 0 bytes)",
+                              res.stderr)
+                self.assertEqual(os.listdir(env["REEL_HOME"]), [])
+        ls = run([REEL, "ls"], env=env)
+        self.assertIn(b"no sessions", ls.stdout)
+        run([REEL, "new", "n"], env=env)  # the name is free
 
 
 READERS = [["flows", "s"], ["show", "s"], ["ls"], ["verify", "s"], ["tag", "s", "1", "t"],
