@@ -34,7 +34,8 @@ static const char usage[] =
     "                  curl: one runnable curl command per flow.\n"
     "                  raw: requests and responses as on the wire.\n"
     "                  ndjson: one JSON object per line and flow (for DuckDB, jq...)\n"
-    "  -o, --output FILE  write to FILE (default: stdout)\n"
+    "  -o, --output FILE  write to FILE (default: stdout); not inside a session\n"
+    "                  directory, whose files it could replace\n"
     "  --redact        replace secrets with REDACTED: Authorization and\n"
     "                  Proxy-Authorization credentials, Cookie and Set-Cookie values,\n"
     "                  bearer tokens and JWTs, headers, query parameters, form fields\n"
@@ -76,6 +77,40 @@ static char *link_target(const char *output) {
         cur = next;
     }
     return cur;
+}
+
+/* The session directory (one with a session.db and a spool/) that holds
+ * path, or its directory when path is not there yet; NULL for none.
+ * Malloc'd. An export written there could take the name of a segment,
+ * the index or the journal, and replace it. */
+static char *session_around(const char *path) {
+    char *real = realpath(path, NULL);
+    if (real == NULL) {
+        const char *slash = strrchr(path, '/');
+        char *dir = slash == NULL   ? reel_strdup(".")
+                    : slash == path ? reel_strdup("/")
+                                    : reel_asprintf("%.*s", (int)(slash - path), path);
+        real = realpath(dir, NULL);
+        free(dir);
+        if (real == NULL)
+            return NULL; /* no such directory: fopen will say so */
+    }
+    for (;;) {
+        char *db = reel_asprintf("%s/session.db", real), *spool = reel_asprintf("%s/spool", real);
+        struct stat a, b;
+        int session =
+            stat(db, &a) == 0 && S_ISREG(a.st_mode) && stat(spool, &b) == 0 && S_ISDIR(b.st_mode);
+        free(db);
+        free(spool);
+        if (session)
+            return real;
+        char *slash = strrchr(real, '/');
+        if (slash == NULL || slash == real) {
+            free(real);
+            return NULL;
+        }
+        *slash = '\0';
+    }
 }
 
 int reel_cmd_export(reel_cli_t *cli, int argc, char **argv) {
@@ -134,6 +169,20 @@ int reel_cmd_export(reel_cli_t *cli, int argc, char **argv) {
         if (reel_filter_compile(filter, &f, &err) != REEL_OK)
             return reel_cli_fail(cli, "%s", reel_err_str(&err));
         reel_filter_free(f);
+    }
+
+    const char *dests[2][2] = {{"-o", output && strcmp(output, "-") != 0 ? output : NULL},
+                               {"--bodies", bodies}};
+    for (int k = 0; k < 2; k++) {
+        char *in = dests[k][1] ? session_around(dests[k][1]) : NULL;
+        if (in != NULL) {
+            int frc = reel_cli_fail(cli,
+                                    "%s %s is inside the session directory %s, whose files it "
+                                    "could replace; write the export outside it",
+                                    dests[k][0], dests[k][1], in);
+            free(in);
+            return frc;
+        }
     }
 
     reel_session_t *s = reel_cli_open(cli, name, REEL_OPEN_READ);

@@ -1905,6 +1905,34 @@ class ExportRawCut(unittest.TestCase):
                           ("HEAD /200 HTTP/1.1", None, b""), ("HTTP/1.1 200 X", None, b""),
                           ("GET /200 HTTP/1.1", None, b""), ("HTTP/1.1 200 X", "2", b"hi")])
 
+    def test_output_inside_a_session_is_refused(self):
+        """-o (or --bodies) inside a session's directory could replace a
+        segment, session.db or the journal with the export: it was
+        renamed over a segment, and recovery then dropped its flows."""
+        home = self.reel.env["REEL_HOME"]
+        seg = os.path.join(home, "cut", "spool", "00000001.zst")
+        with open(seg, "rb") as f:
+            before = f.read()
+        for args in (["-o", seg], ["-o", os.path.join(home, "imp", "session.db")],
+                     ["-o", os.path.join(home, "cut", "spool", "new.har")],
+                     ["--format", "ndjson", "--bodies", os.path.join(home, "cut", "b")]):
+            with self.subTest(args=args):
+                r = self.reel.cli("export", "cut", *args, check=False)
+                self.assertEqual(r.returncode, 1, r.stderr)
+                where = os.path.realpath(os.path.join(home, "imp" if "imp" in args[1] else "cut"))
+                self.assertIn(("reel export: %s %s is inside the session directory %s, whose files "
+                               "it could replace; write the export outside it"
+                               % (args[-2], args[-1], where)).encode(), r.stderr)
+        with open(seg, "rb") as f:
+            self.assertEqual(f.read(), before)
+        self.assertFalse(os.path.exists(os.path.join(home, "cut", "b")))
+        self.reel.cli("verify", "imp")
+        # beside the sessions (not in one) is fine
+        out = os.path.join(home, "cut.har")
+        self.reel.cli("export", "cut", "-o", out)
+        self.assertTrue(os.path.getsize(out) > 0)
+        os.unlink(out)
+
     def test_imported_request_is_http11(self):
         raw = self.reel.cli("export", "imp", "--format", "raw").stdout
         self.assertTrue(raw.startswith(b"POST /b?q=1 HTTP/1.1\r\nHost: imported.test:8080\r\n"
