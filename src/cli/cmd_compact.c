@@ -17,7 +17,8 @@ static const char usage[] =
     "as retired and deleted, and the index is rebuilt from the new ones.\n"
     "Annotations, tags, marks and the config overlay are kept. Refused while\n"
     "a proxy is recording into the session, and on a spool with known damage\n"
-    "('reel verify'; run 'reel repair' first).\n";
+    "('reel verify' lists it), which stays on record after a repair, until\n"
+    "retention drops the segments that hold it.\n";
 
 int reel_cmd_compact(reel_cli_t *cli, int argc, char **argv) {
     int arc = reel_cli_simple_args(cli, argc, argv, usage, 1, 1, "expected one SESSION");

@@ -617,7 +617,10 @@ reel_rc reel_retention_compact(reel_session_t *s, uint64_t segment_size, char **
     if (query_n(db, "SELECT count(*) FROM damage", 0) > 0) {
         rc = reel_err_set(err, REEL_INVALID,
                           "the spool has known damage ('reel verify' lists it): compact keeps "
-                          "only what reads whole, so it refuses to run on a damaged spool");
+                          "only what reads whole, and would drop the damaged bytes with the "
+                          "record of what they held, so it refuses to run on a damaged spool; "
+                          "a repair does not clear that record, but retention dropping the "
+                          "segments that hold the damage does");
         goto out;
     }
     uint64_t old_total = 0;

@@ -243,6 +243,12 @@ class Repair(unittest.TestCase):
                          [])
         v = self.cli(reel, "verify", "hole")
         self.assertIn(b"flow 1: known damage: response body bytes", v.stdout)
+        # compact still refuses: the damage stays on record after a repair
+        # (its message told the user to repair first, which changed nothing)
+        c = self.cli(reel, "compact", "hole", check=False)
+        self.assertEqual(c.returncode, 1)
+        self.assertIn(b"refuses to run on a damaged spool; a repair does not clear that record, "
+                      b"but retention dropping the segments that hold the damage does", c.stderr)
         ids = [f["id"] for f in json.loads(self.cli(reel, "flows", "hole", "--json",
                                                     "~damaged").stdout)]
         self.assertEqual(ids, [1])
