@@ -3117,7 +3117,7 @@ reel_rc reel_session_open(const char *home, const char *name, int flags, reel_se
         rc = open_readonly(s, dbpath, lockpath, err);
         goto out;
     }
-    if (s->readonly) {
+    if (s->readonly && !(flags & REEL_OPEN_REMOVE)) {
         rc = reel_err_set(err, REEL_IO,
                           "session '%s' cannot be written by this user (%s), and this command "
                           "writes to it; copy it to a writable directory (cp -r) and use "
@@ -3125,12 +3125,14 @@ reel_rc reel_session_open(const char *home, const char *name, int flags, reel_se
                           name, s->readonly);
         goto out;
     }
-    if (mkdir(s->spool_dir, 0700) != 0 && errno != EEXIST) {
+    if (!(flags & REEL_OPEN_REMOVE) && mkdir(s->spool_dir, 0700) != 0 && errno != EEXIST) {
         rc = reel_err_errno(err, REEL_IO, errno, "cannot create %s", s->spool_dir);
         goto out;
     }
     give_all(s);
     s->lock_fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (s->lock_fd < 0 && (flags & REEL_OPEN_REMOVE)) /* flock needs no write access */
+        s->lock_fd = open(lockpath, O_RDONLY | O_CLOEXEC);
     /* Root opening another user's session makes the lock file theirs, as
      * SQLite does for the -wal and -shm files: a root-owned lock would keep
      * the owner to read-only opening. */
@@ -3172,6 +3174,8 @@ reel_rc reel_session_open(const char *home, const char *name, int flags, reel_se
             goto out;
         }
     }
+    if (flags & REEL_OPEN_REMOVE)
+        goto out; /* the lock is all a removal needs */
     {
         reel_err_t dberr;
         reel_err_clear(&dberr);
@@ -4358,7 +4362,8 @@ reel_rc reel_session_remove(const char *home, const char *name, reel_err_t *err)
     reel_session_t *s = NULL;
     int finished = finish_removals(home, name);
     /* No recovery, and a damaged or missing session.db is no obstacle. */
-    reel_rc rc = reel_session_open(home, name, REEL_OPEN_RECORD | REEL_OPEN_REPAIR, &s, err);
+    reel_rc rc = reel_session_open(home, name,
+                                   REEL_OPEN_RECORD | REEL_OPEN_REPAIR | REEL_OPEN_REMOVE, &s, err);
     if (rc == REEL_NOTFOUND && finished) {
         reel_err_clear(err); /* its removal, cut short before, is now done */
         return REEL_OK;

@@ -27,6 +27,9 @@ enum {
                                   when session.db is unreadable (repair replaces it) */
     REEL_OPEN_READ = 1 << 4,   /* a read command: a session this user cannot write opens
                                   read-only (see reel_session_open) instead of failing */
+    REEL_OPEN_REMOVE = 1 << 5, /* for reel_session_remove: the lock alone, no index,
+                                  whatever this user can write in the session (removing
+                                  needs its directory's permissions, not its files') */
 };
 
 /** Resolves the sessions root: override if non-NULL and non-empty, else

@@ -123,6 +123,25 @@ class ReadOnly(unittest.TestCase):
         self.assertIn(b"copy it to a writable directory", w.stderr)
         self.assertEqual(snapshot(home), before)
 
+    def test_rm_of_a_session_whose_files_are_read_only(self):
+        """Removing needs the session's directory writable, not its files:
+        nobody's own session with a session.db at 0400 is removed. rm used
+        to refuse, saying to copy the session elsewhere first."""
+        home = self.copy("rm")
+        subprocess.run(["chown", "-R", "nobody:nogroup", home], check=True)
+        os.chmod(os.path.join(home, "s", "session.db"), 0o400)
+        w = self.reel("nobody", home, "annotate", "s", "1", "x", check=False)
+        self.assertIn(b"cannot be written by this user", w.stderr)
+        self.reel("nobody", home, "rm", "--yes", "s")
+        self.assertEqual(os.listdir(home), [])
+        # a directory this user cannot write still refuses, naming why
+        home = self.copy("rm2")
+        chmod_ro(home)
+        r = self.reel("nobody", home, "rm", "--yes", "s", check=False)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(b"Permission denied", r.stderr)
+        self.assertTrue(os.path.exists(os.path.join(home, "s", "session.db")))
+
     def test_recovery_skipped_with_note(self):
         home = os.path.join(self.root, "stale")
         self.reel("root", home, "import", "--into", "s", HAR)
