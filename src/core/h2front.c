@@ -124,6 +124,11 @@ struct h2s {
     uint64_t cut_until;
     reel_buf_t req;  /* HTTP/1.1 bytes for the lane */
     size_t req_body; /* DATA bytes in req (consumed once delivered) */
+    /* A tunnel's DATA before its answer opened it (raw_open): it goes to
+     * the lane once open (tunnel_open), and nowhere if the answer was a
+     * refusal (a 404 to a WebSocket), where the lane took it for its next
+     * request (and recorded a 400 reel never sent). */
+    reel_buf_t early;
 };
 
 struct lane {
@@ -203,6 +208,7 @@ static void stream_free(h2front_t *fr, h2s_t *s) {
     free(s->fields);
     free(s->store);
     reel_buf_free(&s->req);
+    reel_buf_free(&s->early);
     free(s);
 }
 
@@ -215,6 +221,7 @@ static h2s_t *stream_new(h2front_t *fr, uint32_t sid, const reel_msg_head_t *h) 
     s->sid = sid;
     s->came_us = reel__now_us();
     reel_buf_init(&s->req, 0);
+    reel_buf_init(&s->early, 0);
     size_t total = strlen(h->method) + strlen(h->scheme) + strlen(h->host) + strlen(h->path) + 4;
     for (size_t i = 0; i < h->nfields; i++)
         total += h->fields[i].name_len + h->fields[i].value_len + 2;
@@ -545,10 +552,11 @@ static void stream_cut(h2front_t *fr, h2s_t *s) {
     conn_t *in = l ? l->inner : NULL;
     if (s->fin == NULL && in && in->ex.flow && in->lane_stream == s->sid)
         s->fin = reel__fin_take(in);
-    if (s->req_body)
-        reel_h2_consume(fr->h2, s->sid, s->req_body);
+    if (s->req_body + s->early.len)
+        reel_h2_consume(fr->h2, s->sid, s->req_body + s->early.len);
     s->req_body = 0;
     reel_buf_reset(&s->req);
+    reel_buf_reset(&s->early);
     s->req_cut = true;
     if (l) {
         l->cut = true;
@@ -568,7 +576,11 @@ static bool stream_answered(h2front_t *fr, h2s_t *s) {
         return stream_complete(fr, s);
     conn_t *in = s->lane ? s->lane->inner : NULL;
     bool whole = in && in->lane_stream == s->sid && in->ex.req_done;
-    if (!s->req_end && !s->tunnel && !whole)
+    /* a WebSocket or CONNECT whose answer opened nothing (a 404, a 502):
+     * what its client sends after is a tunnel's bytes with no tunnel,
+     * which the lane would read as its next request (and answer 400) */
+    bool refused = s->tunnel && !s->raw_open;
+    if (!s->req_end && (refused || (!s->tunnel && !whole)))
         stream_cut(fr, s);
     return false;
 }
@@ -925,6 +937,19 @@ static void lane_later(lane_t *l) {
     uv_timer_start(&l->timer, on_lane_timer, 0, 0);
 }
 
+/* Stream s's answer opened its tunnel: the DATA that came before goes
+ * to its lane l (after this write of the lane's, which is the answer). */
+static void tunnel_open(lane_t *l, h2s_t *s) {
+    s->raw_open = true;
+    if (s->early.len == 0)
+        return;
+    reel_buf_append(&s->req, s->early.data, s->early.len);
+    s->req_body += s->early.len;
+    reel_buf_free(&s->early);
+    reel_buf_init(&s->early, 0);
+    lane_later(l);
+}
+
 static lane_t *lane_new(h2front_t *fr) {
     conn_t *c = fr->c;
     lane_t *l = reel_calloc(1, sizeof *l);
@@ -1034,7 +1059,7 @@ static void lane_pump_upto(lane_t *l, size_t high) {
                                   .fields = h->headers,
                                   .nfields = h->nheaders};
             if (s->connect && !h->interim && h->status >= 200 && h->status < 300)
-                s->raw_open = true; /* the tunnel is up: bytes both ways */
+                tunnel_open(l, s); /* the tunnel is up: bytes both ways */
             if (h->status == 101) {
                 if (!s->ws)
                     break; /* no Upgrade is ever sent otherwise */
@@ -1046,7 +1071,7 @@ static void lane_pump_upto(lane_t *l, size_t high) {
                     if (!field_is(&h->headers[i], "sec-websocket-accept"))
                         kept[n++] = h->headers[i];
                 rs = (reel_msg_head_t){.status = 200, .fields = kept, .nfields = n};
-                s->raw_open = true;
+                tunnel_open(l, s);
             }
             reel_rc src = reel_h2_submit_response(fr->h2, s->sid, &rs, false, &err);
             free(kept);
@@ -1479,6 +1504,10 @@ static char *read_frames(h2front_t *fr, bool input) {
             }
             if (!s->head_built)
                 build_head(fr, s, true);
+            if (s->tunnel && !s->raw_open) { /* held until the answer opens it */
+                reel_buf_append(&s->early, ev.data, ev.len);
+                break;
+            }
             if (s->tunnel) { /* frames or tunnel bytes, as they are */
                 reel_buf_append(&s->req, ev.data, ev.len);
                 s->req_body += ev.len;

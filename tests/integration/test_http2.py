@@ -547,6 +547,41 @@ class Http2Test(unittest.TestCase):
         self.assertEqual((f["state"], f["response"]["status"]), ("error", 502))
         self.assertIn("answered 200 to the WebSocket request instead of 101", f["error"])
 
+    def test_h2c_websocket_refused_then_data_is_no_request(self):
+        # the origin answers the WebSocket with a 404, and the client had
+        # sent a frame already: the frame went to the lane as its next
+        # request, and a 400 reel never sent was recorded as a second flow
+        # of the stream
+        before = len(self.reel.flows())
+        c = H2C(self.reel.port)
+        try:
+            c.wait(lambda: c.conn.remote_settings.enable_connect_protocol == 1)
+            sid = c.conn.get_next_available_stream_id()
+            c.conn.send_headers(sid, [(":method", "CONNECT"), (":protocol", "websocket"),
+                                      (":scheme", "http"), (":path", "/nosuch-ws"),
+                                      (":authority", "127.0.0.1:%d" % self.origin.http_port),
+                                      ("sec-websocket-version", "13")])
+            c.streams[sid] = {"headers": None, "info": [], "data": b"", "trailers": None,
+                              "reset": None, "ended": False}
+            c.conn.send_data(sid, ws_masked(1, b"hello"))  # with the head: before the answer
+            c.flush()
+            # the stream is reset with NO_ERROR after the answer: stop sending
+            c.wait(lambda: c.streams[sid]["reset"] is not None)
+            self.assertEqual(hdr(c.streams[sid]["headers"], ":status"), "404")
+            self.assertEqual(c.streams[sid]["reset"], 0)
+            self.assertTrue(c.streams[sid]["ended"])
+            # the connection goes on
+            sid2 = c.request("GET", self.auth, "/100b")
+            c.wait(lambda: c.done(sid2))
+            self.assertEqual(hdr(c.streams[sid2]["headers"], ":status"), "200")
+        finally:
+            c.close()
+        [f] = self.flows_for("/nosuch-ws")
+        self.assertEqual((f["state"], f["response"]["status"]), ("complete", 404))
+        time.sleep(0.5)
+        flows = self.reel.flows()
+        self.assertEqual(len(flows) - before, 2, flows[before:])
+
     def test_h2c_extended_connect_for_another_protocol_is_a_501(self):
         # :protocol connect-udp (RFC 9298) or any other but websocket: reel
         # carries none, and used to give the client a 200 and a TCP tunnel
