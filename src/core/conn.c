@@ -74,7 +74,7 @@ void reel__upstream_ready(peer_t *up) {
  * bytes): no flow inside says it happened, so the tunnel's own does, with
  * what came (nothing, or bytes that were not yet a whole request or
  * ClientHello) and why: NULL for a close. */
-static void tunnel_abandoned(conn_t *c, const char *why) {
+void reel__tunnel_abandoned(conn_t *c, const char *why) {
     peer_t *cl = &c->client;
     if (c->tflow || c->tunnel_host == NULL)
         return;
@@ -125,7 +125,7 @@ void reel__conn_process(conn_t *c) {
             char *why = reel_asprintf("client connection error: %s", cl->error);
             if (!reel__head_abandoned(c, why) && !reel__tls_client_left(c, why) &&
                 c->state == C_SNIFF)
-                tunnel_abandoned(c, why);
+                reel__tunnel_abandoned(c, why);
             free(why);
         }
         reel__conn_close(c);
@@ -137,7 +137,7 @@ void reel__conn_process(conn_t *c) {
         /* it closed with a part of a ClientHello: nothing can be verified
          * or intercepted, and its bytes are not passed on (relayed, they
          * would start a TLS handshake reel never saw) */
-        tunnel_abandoned(c, "the client closed the connection during its TLS ClientHello");
+        reel__tunnel_abandoned(c, "the client closed the connection during its TLS ClientHello");
         reel__conn_close(c);
         return;
     }
@@ -187,7 +187,7 @@ void reel__conn_client_ended(conn_t *c) {
             reel__conn_close(c);
         } else if (c->state == C_SNIFF || c->state == C_PROBE) {
             if (c->state == C_SNIFF && !reel__tls_client_left(c, NULL))
-                tunnel_abandoned(c, NULL);
+                reel__tunnel_abandoned(c, NULL);
             reel__conn_close(c);
         } else if (c->state == C_WAIT_RESP) {
             /* Let the response finish (the client may have half-closed). */
@@ -520,7 +520,7 @@ static void on_conn_timer(uv_timer_t *t) {
             char *why = reel_asprintf("the client did not finish its TLS ClientHello within %us "
                                       "(head_timeout): %zu bytes of it came",
                                       (unsigned)(p->head_timeout_ms / 1000), c->client.in.len);
-            tunnel_abandoned(c, why);
+            reel__tunnel_abandoned(c, why);
             free(why);
             reel__conn_close(c);
             return;

@@ -276,6 +276,11 @@ struct conn {
     /* when that stream's HEADERS came (0: none): its flow starts then,
      * and the time it waited for this lane is in its `blocked` */
     int64_t lane_came_us;
+    /* Its stream is a CONNECT tunnel (RFC 9113 8.5), accepted: what comes
+     * now is the tunnel's bytes, and a request in them is recorded as any
+     * tunnel's (its own version, start and client TLS), not as the
+     * stream's HEADERS. */
+    bool lane_tunnel;
     /* proxy-local number of the client connection, recorded with its flows
      * (a lane has its HTTP/2 connection's) */
     uint64_t id;
@@ -555,6 +560,10 @@ void reel__probe_done(conn_t *c, const char *alpn);
  * Returns whether it recorded that (false: not such a tunnel, a request
  * has begun, or its handshake is not done). */
 bool reel__tls_client_left(conn_t *c, const char *error);
+/* A tunnel reel answered 200 that ended before it was known what it
+ * carries: its own flow, with the bytes that came and why (NULL: a
+ * close); nothing if a flow says it already (conn.c). */
+void reel__tunnel_abandoned(conn_t *c, const char *why);
 /* What an origin chose when offered h2: 1 h2, 0 not, -1 not known. */
 int reel__alpn_seen(const reel_proxy_t *p, const char *host, int port, const char *sni);
 void reel__alpn_note(reel_proxy_t *p, const char *host, int port, const char *sni, bool h2);

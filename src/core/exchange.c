@@ -161,7 +161,7 @@ static void request_msg(const reel_h1_head_t *h, const char *scheme, const char 
 /* A lane of an HTTP/2 connection (core/h2front.c) records what its client
  * sent: version HTTP/2.0 and the client's own fields. */
 static void lane_request(const conn_t *c, reel_msg_head_t *m) {
-    if (c->lane == NULL)
+    if (c->lane == NULL || c->lane_tunnel)
         return;
     m->version = "HTTP/2.0";
     m->absolute_form = false; /* :scheme and :authority, no target form */
@@ -647,11 +647,12 @@ void reel__fail_exchange(conn_t *c, int status, const char *reason) {
                 {"content-length", 14, hs[1].value, hs[1].value_len},
                 {"proxy-authenticate", 18, hs[3].value, hs[3].value_len},
             };
+            bool stream = c->lane && !c->lane_tunnel; /* (in a tunnel: HTTP/1.1 bytes) */
             reel_msg_head_t rs = {.status = (uint32_t)status,
-                                  .reason = c->lane ? "" : reel__status_text(status),
-                                  .version = c->lane ? "HTTP/2.0" : "HTTP/1.1",
-                                  .fields = c->lane ? h2 : hs,
-                                  .nfields = c->lane ? (status == 407 ? 3 : 2) : nh};
+                                  .reason = stream ? "" : reel__status_text(status),
+                                  .version = stream ? "HTTP/2.0" : "HTTP/1.1",
+                                  .fields = stream ? h2 : hs,
+                                  .nfields = stream ? (status == 407 ? 3 : 2) : nh};
             reel_capture_response(c->ex.flow, &rs, true, now);
             reel_capture_body(c->ex.flow, true, body, strlen(body));
         }
@@ -678,7 +679,7 @@ void reel__fail_exchange(conn_t *c, int status, const char *reason) {
  * connection's), in *out; NULL when the client's connection is not TLS or
  * its handshake is not done. */
 static const reel_capture_tls_t *client_tls(conn_t *c, reel_capture_tls_t *out) {
-    conn_t *front = c->lane ? reel__h2front_conn(c) : c;
+    conn_t *front = c->lane && !c->lane_tunnel ? reel__h2front_conn(c) : c;
     if (front == NULL || !front->client_tls)
         return NULL; /* (plain HTTP: no walk of the stack) */
     reel_stack_info_t info;
@@ -1104,6 +1105,10 @@ static void handle_connect(conn_t *c, const reel_h1_head_t *h) {
     request_msg(h, "tcp", host, port, "", ver, &m);
     lane_request(c, &m);
     keep_connect_head(c, &m);
+    if (c->lane) { /* from here on its stream carries the tunnel's bytes */
+        c->lane_tunnel = true;
+        c->lane_came_us = 0;
+    }
     static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
     reel__peer_write(&c->client, ok, sizeof ok - 1);
     c->connect_head->answered_us = reel__now_us();

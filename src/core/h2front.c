@@ -1376,6 +1376,8 @@ static void stream_reset(h2front_t *fr, h2s_t *s, const reel_codec_event_t *ev) 
     } else if (in) {
         if (unsent) /* a tunnel's exchanges waiting for its DATA to go */
             reel__fins_undelivered(in, why);
+        if (in->state == C_SNIFF) /* a CONNECT whose bytes said nothing yet */
+            reel__tunnel_abandoned(in, why);
         stream_free(fr, s);
         reel__finish_flow(in, why);
         reel__conn_close(in);
@@ -1406,6 +1408,8 @@ static void front_fail_all(h2front_t *fr, const char *why) {
             record_stream(fr, s, whole ? s->req.data + s->req.len - s->req_body : NULL,
                           whole ? s->req_body : 0, why);
         }
+        if (in && in->state == C_SNIFF) /* a CONNECT whose bytes said nothing yet */
+            reel__tunnel_abandoned(in, why);
         stream_free(fr, s);
         if (in) {
             reel__finish_flow(in, why);

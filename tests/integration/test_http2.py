@@ -1175,6 +1175,8 @@ class Http2Test(unittest.TestCase):
         try:
             sid = self.connect_stream(c, self.auth)
             self.assertEqual(hdr(c.streams[sid]["headers"], ":status"), "200")
+            time.sleep(0.5)
+            sent = time.time()
             c.conn.send_data(sid, b"GET /in-h2-tunnel HTTP/1.1\r\nHost: %s\r\n\r\n" %
                              self.auth.encode())
             c.flush()
@@ -1202,6 +1204,43 @@ class Http2Test(unittest.TestCase):
         self.assertEqual(f["response"]["status"], 200)
         self.assertEqual(f["stream_id"], sid)
         self.assertIsNone(f.get("error"))
+        # the request inside is the tunnel's, not the stream's HEADERS: its
+        # own version, and it starts when it came (it was HTTP/2.0, and
+        # started at the CONNECT)
+        self.assertEqual(f["request"]["http_version"], "HTTP/1.1")
+        self.assertGreaterEqual(f["start_us"], int((sent - 0.05) * 1e6))
+
+    def test_h2c_connect_left_before_its_bytes_said_anything(self):
+        # a CONNECT stream whose first bytes do not say yet what they are
+        # (nor TLS nor an HTTP request line), then the client leaves: the
+        # tunnel is recorded with them, as over HTTP/1.1 (no flow at all)
+        for leave in ("reset", "close"):
+            with self.subTest(leave=leave):
+                ls = socket.socket()
+                ls.bind(("127.0.0.1", 0))
+                authority = "127.0.0.1:%d" % ls.getsockname()[1]
+                c = H2C(self.reel.port, validate=False)
+                try:
+                    sid = self.connect_stream(c, authority)
+                    self.assertEqual(hdr(c.streams[sid]["headers"], ":status"), "200")
+                    c.conn.send_data(sid, b"hello raw")
+                    c.flush()
+                    time.sleep(0.3)
+                    if leave == "reset":
+                        c.conn.reset_stream(sid, 8)  # CANCEL
+                        c.flush()
+                        time.sleep(0.3)
+                finally:
+                    c.close()
+                    ls.close()
+                [f] = self.reel.wait_flows(1, "~u 'tcp://%s'" % authority, timeout=10)
+                f = self.reel.flow(f["id"])
+                self.assertEqual(f["state"], "error", f)
+                self.assertEqual(f["stream_id"], sid)
+                self.assertIn("CANCEL" if leave == "reset" else
+                              "the client closed the HTTP/2 connection", f["error"])
+                self.assertEqual([(m["from_client"], base64.b64decode(m["data_b64"]))
+                                  for m in f["messages"]], [(True, b"hello raw")])
 
     def test_h2c_connect_origin_failure_is_connect_error(self):
         # RFC 9113 8.5: a TCP connection to the origin that fails (refused,
@@ -1387,6 +1426,11 @@ class Http2Test(unittest.TestCase):
         f = self.flows_for("/100b?h2connect")[0]
         self.assertEqual(f["request"]["scheme"] if "scheme" in f["request"] else "https", "https")
         self.assertEqual(body(f, "response"), b"x" * 99 + b"\n")
+        # the request inside is the tunnel's: HTTP/1.1 in the client's TLS
+        # with reel (they were HTTP/2.0, with no client TLS)
+        self.assertEqual(f["request"]["http_version"], "HTTP/1.1")
+        self.assertEqual((f["client_tls"]["sni"], f["client_tls"]["alpn"]),
+                         ("localhost", "http/1.1"))
 
     def test_http2_off(self):
         self.reel.set_config("set", "http2", "false")
