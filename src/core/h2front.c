@@ -686,9 +686,10 @@ static void lane_detach_unfinished(lane_t *l, const char *why) {
     h2s_t *s = l->s;
     if (fr == NULL || s == NULL)
         return;
-    if (s->raw_open && s->connect && l->inner && l->inner->tunnel_failed) {
-        /* RFC 9113 8.5: the TCP connection to the origin failed (refused,
-         * reset): a stream error CONNECT_ERROR, not a clean end */
+    if (s->raw_open && l->inner && l->inner->tunnel_failed) {
+        /* RFC 9113 8.5 (and RFC 8441 5 for a WebSocket): the TCP connection
+         * to the origin failed (refused, reset): a stream error
+         * CONNECT_ERROR, not a clean end */
         reel_h2_reset(fr->h2, s->sid, REEL_H2_CONNECT_ERROR);
     } else if (s->raw_open) {
         if (!s->tunnel_ended) /* the tunnel or WebSocket ended */

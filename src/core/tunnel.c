@@ -164,14 +164,26 @@ static void tunnel_end(conn_t *c) {
                 dropped[d] =
                     ev.ws.close_code == REEL_WS_CLOSE_ABNORMAL && (c->ws_eof_first & (d ? 2 : 1));
         }
-        if (why == NULL && dropped[0] && dropped[1])
+        char *failed = NULL;
+        if (why == NULL && dropped[1] && c->up && c->up->error) {
+            /* the origin's connection failed (a reset), not closed: so it
+             * says, and a lane's stream is reset with CONNECT_ERROR (RFC
+             * 8441 5, RFC 9113 8.5), not ended as by a close */
+            char *o = origin_failed(c);
+            why = failed = reel_asprintf("%s, without a WebSocket Close frame (1006, abnormal "
+                                         "closure)",
+                                         o);
+            free(o);
+            c->tunnel_failed = true;
+        } else if (why == NULL && dropped[0] && dropped[1]) {
             why = "the client and the server closed the connection without a WebSocket Close "
                   "frame (1006, abnormal closure)";
-        else if (why == NULL && (dropped[0] || dropped[1]))
+        } else if (why == NULL && (dropped[0] || dropped[1])) {
             why = dropped[1] ? "the server closed the connection without a WebSocket Close frame "
                                "(1006, abnormal closure)"
                              : "the client closed the connection without a WebSocket Close frame "
                                "(1006, abnormal closure)";
+        }
         /* The server's last frames may still be queued for the client: the
          * flow ends complete once they are sent, as a response's does, or
          * with how many bytes were not if the client goes first (HTTP/1:
@@ -183,6 +195,7 @@ static void tunnel_end(conn_t *c) {
             reel__finish_when_delivered(c);
         else if (!reel__h2front_ws_end(c))
             reel__finish_flow(c, NULL);
+        free(failed);
         reel__tunnel_codecs_free(c);
     } else if (c->up && c->up->error) { /* the origin's end was a failure (a reset) */
         char *why = origin_failed(c);

@@ -547,6 +547,57 @@ class Http2Test(unittest.TestCase):
         self.assertEqual((f["state"], f["response"]["status"]), ("error", 502))
         self.assertIn("answered 200 to the WebSocket request instead of 101", f["error"])
 
+    def test_h2c_websocket_origin_reset_is_connect_error(self):
+        # RFC 8441 5 / RFC 9113 8.5: the origin's TCP reset ends the stream
+        # with RST_STREAM CONNECT_ERROR (it was a clean END_STREAM), and the
+        # flow says the connection failed, not that it closed
+        ls = socket.socket()
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(1)
+        ls.settimeout(10)
+
+        def origin():
+            a, _ = ls.accept()
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += a.recv(4096)
+            key = re.search(rb"(?i)sec-websocket-key: *(\S+)", head).group(1)
+            accept = base64.b64encode(hashlib.sha1(
+                key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+            a.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                      b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept +
+                      b"\r\n\r\n\x81\x02hi")
+            time.sleep(0.3)
+            a.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            a.close()
+        t = threading.Thread(target=origin, daemon=True)
+        t.start()
+        authority = "127.0.0.1:%d" % ls.getsockname()[1]
+        c = H2C(self.reel.port)
+        try:
+            c.wait(lambda: c.conn.remote_settings.enable_connect_protocol == 1)
+            sid = c.conn.get_next_available_stream_id()
+            c.conn.send_headers(sid, [(":method", "CONNECT"), (":protocol", "websocket"),
+                                      (":scheme", "http"), (":path", "/rst"),
+                                      (":authority", authority), ("sec-websocket-version", "13")])
+            c.streams[sid] = {"headers": None, "info": [], "data": b"", "trailers": None,
+                              "reset": None, "ended": False}
+            c.flush()
+            c.wait(lambda: c.done(sid))
+            self.assertEqual(hdr(c.streams[sid]["headers"], ":status"), "200")
+            self.assertEqual(c.streams[sid]["data"], b"\x81\x02hi")
+            self.assertEqual(c.streams[sid]["reset"], 0xa)  # CONNECT_ERROR
+            self.assertFalse(c.streams[sid]["ended"])
+        finally:
+            c.close()
+            t.join(10)
+            ls.close()
+        [f] = self.reel.wait_flows(1, "~websocket & ~u /rst", timeout=10)
+        f = self.reel.flow(f["id"])
+        self.assertEqual(f["state"], "error")
+        self.assertRegex(f["error"], r"^the connection to the origin failed: .*reset.*, without a "
+                         r"WebSocket Close frame \(1006, abnormal closure\)$")
+
     def test_h2c_websocket_refused_then_data_is_no_request(self):
         # the origin answers the WebSocket with a 404, and the client had
         # sent a frame already: the frame went to the lane as its next
