@@ -654,9 +654,20 @@ void reel__h2front_cut_expire(conn_t *c);
 /* A bottom filter for an upstream peer whose requests go as streams of
  * the proxy's HTTP/2 session to the origin (a new one if none is usable):
  * *conn_id gets the session's number, *flows_before the streams it has
- * carried so far. */
+ * carried so far. to_stream: the conn answers an HTTP/2 client's stream
+ * (a lane), which takes trailers after any body (REEL_LANE_LENGTH). */
 reel_filter_t *reel__h2up_filter(reel_proxy_t *p, bool https, const char *host, int port,
-                                 const char *sni, uint64_t *conn_id, int *flows_before);
+                                 const char *sni, bool to_stream, uint64_t *conn_id,
+                                 int *flows_before);
+/* An HTTP/2 origin's response with a content-length goes to a lane's conn
+ * chunked all the same, its trailers on the last chunk (HTTP/2 allows
+ * them after any body, HTTP/1.1 only after a chunked one), its
+ * content-length under this name: the record (core/exchange.c) and the
+ * client's stream (core/h2front.c) give it its own back. In capitals, so
+ * that no HTTP/2 peer's field (lower case, RFC 9113 8.2.1) is taken for
+ * it. */
+#define REEL_LANE_LENGTH "X-Reel-Content-Length"
+bool reel__is_lane_length(const reel_field_t *f);
 /* The probe connection to an origin that chose h2 (core/tunnel.c) becomes
  * its session: st (open, TLS done) and the bytes read so far move over;
  * the caller forgets both. */

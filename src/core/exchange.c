@@ -158,6 +158,11 @@ static void request_msg(const reel_h1_head_t *h, const char *scheme, const char 
                            .absolute_form = h && h->target_form == REEL_H1_TARGET_ABSOLUTE};
 }
 
+bool reel__is_lane_length(const reel_field_t *f) {
+    return f->name_len == sizeof REEL_LANE_LENGTH - 1 &&
+           memcmp(f->name, REEL_LANE_LENGTH, sizeof REEL_LANE_LENGTH - 1) == 0;
+}
+
 /* A lane of an HTTP/2 connection (core/h2front.c) records what its client
  * sent: version HTTP/2.0 and the client's own fields. */
 static void lane_request(const conn_t *c, reel_msg_head_t *m) {
@@ -1460,10 +1465,17 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
             upto = synth <= upto ? upto - synth : 0;
             rs.status = 200;
         }
-        for (size_t i = 0; i < upto; i++)
-            if (!(h->headers[i].name_len == 17 &&
-                  strncasecmp(h->headers[i].name, "transfer-encoding", 17) == 0))
-                h2fields[n++] = h->headers[i];
+        for (size_t i = 0; i < upto; i++) {
+            if (h->headers[i].name_len == 17 &&
+                strncasecmp(h->headers[i].name, "transfer-encoding", 17) == 0)
+                continue;
+            h2fields[n] = h->headers[i];
+            if (reel__is_lane_length(&h2fields[n])) { /* the origin's content-length */
+                h2fields[n].name = "content-length";
+                h2fields[n].name_len = 14;
+            }
+            n++;
+        }
         rs.version = "HTTP/2.0";
         rs.reason = "";
         rs.fields = h2fields;

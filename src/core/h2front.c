@@ -1061,6 +1061,17 @@ static void lane_pump_upto(lane_t *l, size_t high) {
                                   .nfields = h->nheaders};
             if (s->connect && !h->interim && h->status >= 200 && h->status < 300)
                 tunnel_open(l, s); /* the tunnel is up: bytes both ways */
+            for (size_t i = 0; h->status != 101 && i < h->nheaders && !kept; i++) {
+                if (!reel__is_lane_length(&h->headers[i]))
+                    continue;
+                /* an HTTP/2 origin's content-length, its body chunked for
+                 * the trailers that may follow (core/h2up.c) */
+                kept = reel_calloc(h->nheaders, sizeof *kept);
+                memcpy(kept, h->headers, h->nheaders * sizeof *kept);
+                kept[i].name = "content-length";
+                kept[i].name_len = 14;
+                rs.fields = kept;
+            }
             if (h->status == 101) {
                 if (!s->ws)
                     break; /* no Upgrade is ever sent otherwise */

@@ -101,7 +101,8 @@ struct ulane {
     bool req_end;  /* the request's end was submitted */
     bool resp_end; /* the response's end was seen */
     bool is_head;
-    bool chunked; /* the response body goes to the conn chunked */
+    bool chunked;   /* the response body goes to the conn chunked */
+    bool to_stream; /* the conn answers an HTTP/2 client's stream (REEL_LANE_LENGTH) */
     /* a WebSocket as an extended CONNECT stream (RFC 8441) */
     bool ws;       /* the stream is one */
     bool raw_req;  /* the conn's bytes go as DATA, unparsed (after its Upgrade) */
@@ -189,9 +190,16 @@ static void ulane_end(ulane_t *l, const char *error) {
         ulane_later(l);
 }
 
-static void write_fields(reel_buf_t *b, const reel_field_t *fs, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        reel_h1_append_field(b, fs[i].name, fs[i].name_len, fs[i].value, fs[i].value_len);
+/* The fields as HTTP/1.1 lines; a content-length under REEL_LANE_LENGTH
+ * when length_renamed. */
+static void write_fields(reel_buf_t *b, const reel_field_t *fs, size_t n, bool length_renamed) {
+    for (size_t i = 0; i < n; i++) {
+        bool len = length_renamed && fs[i].name_len == 14 &&
+                   strncasecmp(fs[i].name, "content-length", 14) == 0;
+        reel_h1_append_field(b, len ? REEL_LANE_LENGTH : fs[i].name,
+                             len ? sizeof REEL_LANE_LENGTH - 1 : fs[i].name_len, fs[i].value,
+                             fs[i].value_len);
+    }
 }
 
 /* Sec-WebSocket-Accept for key (RFC 6455 4.2.2), owned. */
@@ -224,7 +232,7 @@ static bool ws_head(ulane_t *l, const reel_msg_head_t *h) {
         return false;
     }
     reel_buf_puts(&l->in, "HTTP/1.1 101 Switching Protocols\r\n");
-    write_fields(&l->in, h->fields, h->nfields);
+    write_fields(&l->in, h->fields, h->nfields, false);
     reel_buf_puts(&l->in, "Upgrade: websocket\r\nConnection: Upgrade\r\n");
     l->synth = 2;
     if (l->ws_key && !reel_h1_find_header(h->fields, h->nfields, "sec-websocket-accept")) {
@@ -246,15 +254,15 @@ static void on_head(ulane_t *l, const reel_msg_head_t *h) {
     /* a :status outside 100..999 (nghttp2 lets through three digits)
      * writes no status line, and the lane's parser refuses the answer */
     reel_h1_append_status_line(&l->in, (int)st, reason, strlen(reason));
-    write_fields(&l->in, h->fields, h->nfields);
-    if (st >= 200) {
-        bool has_length = reel_h1_find_header(h->fields, h->nfields, "content-length") != NULL;
-        /* the conn parses this framing; the record leaves it out (it is
-         * reel's: HTTP/2 has no Transfer-Encoding) */
-        l->chunked = !has_length && !l->is_head && st != 204 && st != 304;
-        if (l->chunked)
-            reel_buf_puts(&l->in, "Transfer-Encoding: chunked\r\n");
-    }
+    bool has_length = reel_h1_find_header(h->fields, h->nfields, "content-length") != NULL;
+    bool body = st >= 200 && !l->is_head && st != 204 && st != 304;
+    /* the conn parses this framing; the record leaves it out (it is
+     * reel's: HTTP/2 has no Transfer-Encoding). Toward a stream, chunked
+     * whatever the length, so that trailers after it have a place */
+    l->chunked = body && (!has_length || l->to_stream);
+    write_fields(&l->in, h->fields, h->nfields, body && has_length && l->chunked);
+    if (l->chunked)
+        reel_buf_puts(&l->in, "Transfer-Encoding: chunked\r\n");
     reel_buf_puts(&l->in, "\r\n");
 }
 
@@ -283,7 +291,8 @@ static void on_end(ulane_t *l, const reel_field_t *trailers, size_t n) {
     }
     if (l->chunked)
         reel_h1_write_last_chunk(&l->in, trailers, n);
-    /* else trailers after a content-length body have no HTTP/1.1 form */
+    /* else trailers after a content-length body have no HTTP/1.1 form (an
+     * HTTP/1.1 client's conn: toward a stream it is chunked) */
     l->resp_end = true;
     if (l->req_end)
         lane_unbind(l); /* the stream is done: the next request opens another */
@@ -1256,7 +1265,8 @@ static const reel_filter_ops_t ulane_ops = {
 };
 
 reel_filter_t *reel__h2up_filter(reel_proxy_t *p, bool https, const char *host, int port,
-                                 const char *sni, uint64_t *conn_id, int *flows_before) {
+                                 const char *sni, bool to_stream, uint64_t *conn_id,
+                                 int *flows_before) {
     char *key = sess_key(p, https, host, port, sni);
     h2sess_t *s = NULL;
     for (h2sess_t *k = p->h2up; k && s == NULL; k = k->next)
@@ -1266,6 +1276,7 @@ reel_filter_t *reel__h2up_filter(reel_proxy_t *p, bool https, const char *host, 
     ulane_t *l = reel_calloc(1, sizeof *l);
     l->f.ops = &ulane_ops;
     l->https = https;
+    l->to_stream = to_stream;
     l->host = reel_strdup(host);
     l->port = port;
     l->req = reel_h1_codec_new(REEL_H1_REQUEST, NULL);

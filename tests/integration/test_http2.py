@@ -450,6 +450,64 @@ class Http2Test(unittest.TestCase):
         names = [h[0].lower() for h in f["response_trailers"]]
         self.assertEqual(names, ["x-body-sha256", "x-count"])
 
+    def test_trailers_after_a_content_length_body(self):
+        # HTTP/2 allows trailers after a body with a content-length (gRPC
+        # servers and nginx's add_trailer send them): from an HTTP/2 origin
+        # to an HTTP/2 client they were dropped, and the record had none.
+        # (curl first: reel learns that the origin speaks h2)
+        out = subprocess.run(
+            ["curl", "-sS", "--max-time", "30", "-x", self.reel.proxy, "--cacert", self.reel.ca,
+             "--http2", "-o", "/dev/null", "-w", "%{http_version}",
+             self.origin.url("/trailer?first", https=True)], capture_output=True, timeout=60)
+        self.assertEqual(out.stdout, b"2", out.stderr)
+        raw = socket.create_connection(("127.0.0.1", self.reel.port), 10)
+        authority = "localhost:%d" % self.origin.https_port
+        raw.sendall(b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % ((authority.encode(),) * 2))
+        got = b""
+        while b"\r\n\r\n" not in got:
+            got += raw.recv(4096)
+        self.assertTrue(got.startswith(b"HTTP/1.1 200"), got)
+        ctx = ssl.create_default_context(cafile=self.reel.ca)
+        ctx.set_alpn_protocols(["h2"])
+        tls = ctx.wrap_socket(raw, server_hostname="localhost")
+        self.assertEqual(tls.selected_alpn_protocol(), "h2")
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        conn.send_headers(1, [(":method", "GET"), (":scheme", "https"), (":authority", authority),
+                              (":path", "/trailer")], end_stream=True)
+        tls.sendall(conn.data_to_send())
+        st = {"headers": None, "data": b"", "trailers": None, "ended": False}
+        try:
+            while not st["ended"]:
+                d = tls.recv(65536)
+                self.assertTrue(d, "reel closed the connection")
+                for ev in conn.receive_data(d):
+                    if isinstance(ev, h2.events.ResponseReceived):
+                        st["headers"] = ev.headers
+                    elif isinstance(ev, h2.events.DataReceived):
+                        st["data"] += ev.data
+                        conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                    elif isinstance(ev, h2.events.TrailersReceived):
+                        st["trailers"] = ev.headers
+                    elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
+                        st["ended"] = True
+                tls.sendall(conn.data_to_send())
+        finally:
+            tls.close()
+        self.assertEqual(hdr(st["headers"], ":status"), "200")
+        self.assertEqual(hdr(st["headers"], "content-length"), "100", st["headers"])
+        self.assertEqual([k for k, v in st["headers"] if b"reel" in k.lower()], [])
+        self.assertEqual(st["data"], b"x" * 99 + b"\n")
+        self.assertEqual(st["trailers"], [(b"x-trail", b"yes")])
+        f = self.flows_for("/trailer$")[0]
+        self.assertEqual(f["response"]["http_version"], "HTTP/2.0")
+        self.assertEqual(body(f, "response"), b"x" * 99 + b"\n")
+        self.assertEqual([v for n, v in f["response"]["headers"] if n == "content-length"],
+                         ["100"])
+        self.assertEqual([n for n, v in f["response"]["headers"]
+                          if "transfer" in n.lower() or "reel" in n.lower()], [])
+        self.assertEqual(f["response_trailers"], [["x-trail", "yes"]])
+
     def test_h2c_early_hints(self):
         c = H2C(self.reel.port)
         try:
