@@ -1,6 +1,8 @@
 /* reel config SESSION list|get|set|unset|history: a session's config overlay. */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "base/mem.h"
 #include "cli/cli.h"
@@ -130,18 +132,60 @@ static json_t *option_json(const reel_config_t *cfg, const reel_option_t *o) {
                      reel_layer_name(layer), "help", o->help, "valid", 1);
 }
 
+/* The options that the proxy recording into s (pid, 0: none) applies at
+ * its next start and whose overlay changed since it started (its lock
+ * file's time: it writes its pid there then): it runs with their values
+ * from before, where list shows the new ones. pending[i] for the i-th of
+ * reel_options(); returns how many. */
+static size_t pending_options(reel_session_t *s, long pid, bool *pending) {
+    size_t n = 0;
+    char *lock = reel_asprintf("%s/lock", reel_session_path(s));
+    struct stat st;
+    int64_t started = pid && stat(lock, &st) == 0
+                          ? (int64_t)st.st_mtim.tv_sec * 1000000 + st.st_mtim.tv_nsec / 1000
+                          : 0;
+    free(lock);
+    reel_query_change_t *rows = NULL;
+    size_t nrows = 0;
+    reel_err_t err;
+    reel_err_clear(&err);
+    if (started == 0 || reel_query_history(s, &rows, &nrows, &err) != REEL_OK)
+        return 0;
+    for (size_t i = 0; i < nrows; i++) {
+        if (rows[i].time_us <= started || rows[i].key == NULL || reel_option_is_hot(rows[i].key))
+            continue;
+        size_t k = 0;
+        for (const reel_option_t *o = reel_options(); o->name; o++, k++)
+            if (strcmp(o->name, rows[i].key) == 0 && !pending[k]) {
+                pending[k] = true;
+                n++;
+            }
+    }
+    reel_query_history_free(rows, nrows);
+    return n;
+}
+
 static int cmd_list(reel_cli_t *cli, reel_session_t *s) {
     sqlite3 *db = reel_session_db(s);
     reel_config_t *cfg = effective(cli, db);
     if (cfg == NULL)
         return REEL_EXIT_ERROR;
     apply_running(s, cfg);
+    size_t nopts = 0;
+    while (reel_options()[nopts].name)
+        nopts++;
+    bool *pending = reel_calloc(nopts ? nopts : 1, sizeof *pending);
+    long pid = reel_session_recorder_pid(s);
+    size_t npending = pending_options(s, pid, pending);
     json_t *arr = json_array();
     if (!cli->json)
         printf("%-21s %-16s %-8s %s\n", "OPTION", "VALUE", "LAYER", "HELP");
     for (const reel_option_t *o = reel_options(); o->name; o++) {
         if (cli->json) {
-            json_array_append_new(arr, option_json(cfg, o));
+            json_t *j = option_json(cfg, o);
+            if (pending[o - reel_options()])
+                json_object_set_new(j, "applies", json_string("next start"));
+            json_array_append_new(arr, j);
             continue;
         }
         reel_layer layer;
@@ -151,6 +195,16 @@ static int cmd_list(reel_cli_t *cli, reel_session_t *s) {
         size_t w = v[0] ? strlen(v) : 2;
         printf("%*s %-8s %s\n", w < 16 ? (int)(16 - w) : 0, "", reel_layer_name(layer), o->help);
     }
+    if (npending && !cli->json) {
+        printf("\nchanged since the proxy recording into '%s' (pid %ld) started, which keeps its "
+               "values from before until it next starts ('reel resume %s' after stopping it):",
+               reel_session_name(s), pid, reel_session_name(s));
+        for (size_t k = 0; k < nopts; k++)
+            if (pending[k])
+                printf(" %s", reel_options()[k].name);
+        printf("\n");
+    }
+    free(pending);
     /* Overlay rows this build refuses (another version wrote them): the
      * proxy skips them too, so say so next to the effective values. */
     int rc = REEL_EXIT_OK, bad = 0;
@@ -216,8 +270,6 @@ static int cmd_get(reel_cli_t *cli, reel_session_t *s, const char *key) {
     return rc;
 }
 
-/* When a proxy records into s, tells whether it applies a change to key
- * now or at its next start. */
 /* The value the proxy recording into the session runs key with when its
  * command line set it (layer cli, which beats the overlay until it
  * stops), or NULL. Owned. */

@@ -233,6 +233,16 @@ class Terminal(unittest.TestCase):
         self.assertIn("fsync applies at the next start", out)
         got = json.loads(self.cli("config", "tty", "--json", "set", "segment_size", "2m").stdout)
         self.assertEqual(got["applies"], "next start")
+        # list shows the values set, and says which the proxy does not run
+        # with yet (it showed segment_size 2097152 as if in force)
+        out = self.cli("config", "tty", "list").stdout.decode()
+        self.assertRegex(out, r"\nchanged since the proxy recording into 'tty' \(pid %d\) "
+                         r"started, which keeps its values from before until it next starts "
+                         r"\('reel resume tty' after stopping it\): fsync segment_size\n"
+                         % self.reel.proc.pid)
+        rows = {o["name"]: o for o in json.loads(self.cli("config", "tty", "list", "--json").stdout)}
+        self.assertEqual([rows[k].get("applies") for k in ("segment_size", "fsync", "capture")],
+                         ["next start", "next start", None])
         out = self.cli("config", "tty", "set", "capture", "on").stdout.decode()
         self.assertIn("applies it within a second", out)
         self.assertNotIn("next start", out)
