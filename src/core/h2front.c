@@ -1007,6 +1007,7 @@ static void assign_lanes(h2front_t *fr) {
         l->inner->lane_nfields = s->nfields;
         l->inner->lane_stream = s->sid;
         l->inner->lane_came_us = s->came_us;
+        l->inner->lane_tunnel = false; /* (its conn, when it served a tunnel, closed with it) */
         reel_h1_expect_response(reel_h1_codec_parser(l->resp), strcmp(s->method, "HEAD") == 0,
                                 s->connect);
     }
