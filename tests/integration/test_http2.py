@@ -142,8 +142,9 @@ class EchoOrigin:
 class H2C:
     """A prior-knowledge h2c client (python3-h2) on a socket to the proxy."""
 
-    def __init__(self, port, auto_ack=True, validate=True):
-        self.s = socket.create_connection(("127.0.0.1", port), 10)
+    def __init__(self, port, auto_ack=True, validate=True, sock=None):
+        # sock: a connection made already (TLS through a CONNECT), else port's
+        self.s = sock or socket.create_connection(("127.0.0.1", port), 10)
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(
             client_side=True, validate_outbound_headers=validate,
             normalize_outbound_headers=validate))
@@ -157,13 +158,32 @@ class H2C:
         if d:
             self.s.sendall(d)
 
-    def request(self, method, authority, path, body=None, end=True, extra=()):
-        sid = self.conn.get_next_available_stream_id()
-        hs = [(":method", method), (":scheme", "http"), (":authority", authority),
-              (":path", path)] + list(extra)
-        self.conn.send_headers(sid, hs, end_stream=end and body is None)
+    def track(self, sid):
+        """Keeps what comes on stream sid in self.streams[sid]."""
         self.streams[sid] = {"headers": None, "info": [], "data": b"", "trailers": None,
                              "reset": None, "ended": False}
+
+    def ext_connect(self, authority, path, protocol="websocket", flush=True):
+        """An extended CONNECT stream (RFC 8441), once the server's SETTINGS
+        allow it; its id."""
+        self.wait(lambda: self.conn.remote_settings.enable_connect_protocol == 1)
+        sid = self.conn.get_next_available_stream_id()
+        self.conn.send_headers(sid, [(":method", "CONNECT"), (":protocol", protocol),
+                                     (":scheme", "http"), (":path", path),
+                                     (":authority", authority)] +
+                               ([("sec-websocket-version", "13")] if protocol == "websocket"
+                                else []))
+        self.track(sid)
+        if flush:
+            self.flush()
+        return sid
+
+    def request(self, method, authority, path, body=None, end=True, extra=(), scheme="http"):
+        sid = self.conn.get_next_available_stream_id()
+        hs = [(":method", method), (":scheme", scheme), (":authority", authority),
+              (":path", path)] + list(extra)
+        self.conn.send_headers(sid, hs, end_stream=end and body is None)
+        self.track(sid)
         if body is not None:
             self.send_body(sid, body, end)
         self.flush()
@@ -223,6 +243,15 @@ class H2C:
 
     def close(self):
         self.s.close()
+
+
+def listener():
+    """A socket listening on 127.0.0.1 (an origin of a test's own)."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(1)
+    ls.settimeout(10)
+    return ls
 
 
 def ws_masked(op, payload, key=b"\x01\x02\x03\x04"):
@@ -471,29 +500,13 @@ class Http2Test(unittest.TestCase):
         ctx.set_alpn_protocols(["h2"])
         tls = ctx.wrap_socket(raw, server_hostname="localhost")
         self.assertEqual(tls.selected_alpn_protocol(), "h2")
-        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-        conn.initiate_connection()
-        conn.send_headers(1, [(":method", "GET"), (":scheme", "https"), (":authority", authority),
-                              (":path", "/trailer")], end_stream=True)
-        tls.sendall(conn.data_to_send())
-        st = {"headers": None, "data": b"", "trailers": None, "ended": False}
+        c = H2C(None, sock=tls)
         try:
-            while not st["ended"]:
-                d = tls.recv(65536)
-                self.assertTrue(d, "reel closed the connection")
-                for ev in conn.receive_data(d):
-                    if isinstance(ev, h2.events.ResponseReceived):
-                        st["headers"] = ev.headers
-                    elif isinstance(ev, h2.events.DataReceived):
-                        st["data"] += ev.data
-                        conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-                    elif isinstance(ev, h2.events.TrailersReceived):
-                        st["trailers"] = ev.headers
-                    elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
-                        st["ended"] = True
-                tls.sendall(conn.data_to_send())
+            sid = c.request("GET", authority, "/trailer", scheme="https")
+            c.wait(lambda: c.done(sid))
         finally:
-            tls.close()
+            c.close()
+        st = c.streams[sid]
         self.assertEqual(hdr(st["headers"], ":status"), "200")
         self.assertEqual(hdr(st["headers"], "content-length"), "100", st["headers"])
         self.assertEqual([k for k, v in st["headers"] if b"reel" in k.lower()], [])
@@ -587,15 +600,7 @@ class Http2Test(unittest.TestCase):
         # that serves the resource (200) instead of 101 did not open it
         c = H2C(self.reel.port)
         try:
-            c.wait(lambda: c.conn.remote_settings.enable_connect_protocol == 1)
-            sid = c.conn.get_next_available_stream_id()
-            c.conn.send_headers(sid, [(":method", "CONNECT"), (":protocol", "websocket"),
-                                      (":scheme", "http"), (":path", "/noswitch"),
-                                      (":authority", self.auth),
-                                      ("sec-websocket-version", "13")])
-            c.streams[sid] = {"headers": None, "info": [], "data": b"", "trailers": None,
-                              "reset": None, "ended": False}
-            c.flush()
+            sid = c.ext_connect(self.auth, "/noswitch")
             c.wait(lambda: c.done(sid))
             self.assertEqual(hdr(c.streams[sid]["headers"], ":status"), "502")
             self.assertIn(b"instead of 101", c.streams[sid]["data"])
@@ -609,10 +614,7 @@ class Http2Test(unittest.TestCase):
         # RFC 8441 5 / RFC 9113 8.5: the origin's TCP reset ends the stream
         # with RST_STREAM CONNECT_ERROR (it was a clean END_STREAM), and the
         # flow says the connection failed, not that it closed
-        ls = socket.socket()
-        ls.bind(("127.0.0.1", 0))
-        ls.listen(1)
-        ls.settimeout(10)
+        ls = listener()
 
         def origin():
             a, _ = ls.accept()
@@ -633,14 +635,7 @@ class Http2Test(unittest.TestCase):
         authority = "127.0.0.1:%d" % ls.getsockname()[1]
         c = H2C(self.reel.port)
         try:
-            c.wait(lambda: c.conn.remote_settings.enable_connect_protocol == 1)
-            sid = c.conn.get_next_available_stream_id()
-            c.conn.send_headers(sid, [(":method", "CONNECT"), (":protocol", "websocket"),
-                                      (":scheme", "http"), (":path", "/rst"),
-                                      (":authority", authority), ("sec-websocket-version", "13")])
-            c.streams[sid] = {"headers": None, "info": [], "data": b"", "trailers": None,
-                              "reset": None, "ended": False}
-            c.flush()
+            sid = c.ext_connect(authority, "/rst")
             c.wait(lambda: c.done(sid))
             self.assertEqual(hdr(c.streams[sid]["headers"], ":status"), "200")
             self.assertEqual(c.streams[sid]["data"], b"\x81\x02hi")
@@ -664,14 +659,7 @@ class Http2Test(unittest.TestCase):
         before = len(self.reel.flows())
         c = H2C(self.reel.port)
         try:
-            c.wait(lambda: c.conn.remote_settings.enable_connect_protocol == 1)
-            sid = c.conn.get_next_available_stream_id()
-            c.conn.send_headers(sid, [(":method", "CONNECT"), (":protocol", "websocket"),
-                                      (":scheme", "http"), (":path", "/nosuch-ws"),
-                                      (":authority", "127.0.0.1:%d" % self.origin.http_port),
-                                      ("sec-websocket-version", "13")])
-            c.streams[sid] = {"headers": None, "info": [], "data": b"", "trailers": None,
-                              "reset": None, "ended": False}
+            sid = c.ext_connect("127.0.0.1:%d" % self.origin.http_port, "/nosuch-ws", flush=False)
             c.conn.send_data(sid, ws_masked(1, b"hello"))  # with the head: before the answer
             c.flush()
             # the stream is reset with NO_ERROR after the answer: stop sending
@@ -696,14 +684,7 @@ class Http2Test(unittest.TestCase):
         # carries none, and used to give the client a 200 and a TCP tunnel
         c = H2C(self.reel.port)
         try:
-            c.wait(lambda: c.conn.remote_settings.enable_connect_protocol == 1)
-            sid = c.conn.get_next_available_stream_id()
-            c.conn.send_headers(sid, [(":method", "CONNECT"), (":protocol", "connect-udp"),
-                                      (":scheme", "http"), (":path", "/udp-proto"),
-                                      (":authority", self.auth)])
-            c.streams[sid] = {"headers": None, "info": [], "data": b"", "trailers": None,
-                              "reset": None, "ended": False}
-            c.flush()
+            sid = c.ext_connect(self.auth, "/udp-proto", protocol="connect-udp")
             c.wait(lambda: c.done(sid))
             self.assertEqual(hdr(c.streams[sid]["headers"], ":status"), "501")
             self.assertIn(b"connect-udp", c.streams[sid]["data"])
@@ -787,8 +768,7 @@ class Http2Test(unittest.TestCase):
                 c.conn.send_headers(sid, [(":method", "GET"), (":scheme", "http"),
                                           (":authority", self.auth),
                                           (":path", "/slow?lanewait-%d" % i)], end_stream=True)
-                c.streams[sid] = {"headers": None, "info": [], "data": b"", "trailers": None,
-                                  "reset": None, "ended": False}
+                c.track(sid)
                 sids.append(sid)
             sent = time.time()
             c.flush()
@@ -971,8 +951,7 @@ class Http2Test(unittest.TestCase):
             c.conn.send_headers(nopath, [(":method", "GET"), (":scheme", "http"),
                                          (":authority", self.auth), ("x-case", "h2-bad-nopath")],
                                 end_stream=True)
-            c.streams[nopath] = {"headers": None, "info": [], "data": b"", "trailers": None,
-                                 "reset": None, "ended": False}
+            c.track(nopath)
             c.flush()
             conn = c.request("GET", self.auth, "/h2-bad-conn", extra=[("connection", "close")])
             c.wait(lambda: all(c.done(s) for s in (upper, nopath, conn)))
@@ -1011,10 +990,7 @@ class Http2Test(unittest.TestCase):
         # content-length 10, then "abc" and END_STREAM, after the request
         # went to the origin: reel resets the stream at once, the flow ends
         # then with that reset and why, and the origin's request is cut
-        ls = socket.socket()
-        ls.bind(("127.0.0.1", 0))
-        ls.listen(1)
-        ls.settimeout(10)
+        ls = listener()
         got = {}
 
         def origin():
@@ -1160,16 +1136,8 @@ class Http2Test(unittest.TestCase):
         with ws_echo_server() as port:
             box["port"] = port
             c = H2C(self.reel.port)
-            # the server's SETTINGS must allow extended CONNECT first
-            c.wait(lambda: c.conn.remote_settings.enable_connect_protocol == 1)
-            sid = c.conn.get_next_available_stream_id()
-            c.conn.send_headers(sid, [(":method", "CONNECT"), (":protocol", "websocket"),
-                                      (":scheme", "http"), (":path", "/chat"),
-                                      (":authority", "127.0.0.1:%d" % box["port"]),
-                                      ("sec-websocket-version", "13")])
-            c.streams[sid] = {"headers": None, "info": [], "data": b"", "trailers": None,
-                              "reset": None, "ended": False}
-            c.flush()
+            # (the server's SETTINGS must allow extended CONNECT first)
+            sid = c.ext_connect("127.0.0.1:%d" % box["port"], "/chat")
             c.wait(lambda: c.streams[sid]["headers"] is not None)
             self.assertEqual(hdr(c.streams[sid]["headers"], ":status"), "200")
             key = b"\x01\x02\x03\x04"
@@ -1204,15 +1172,7 @@ class Http2Test(unittest.TestCase):
         self.assertIn((True, 8), texts)
 
     def ws_stream(self, c, port, path):
-        c.wait(lambda: c.conn.remote_settings.enable_connect_protocol == 1)
-        sid = c.conn.get_next_available_stream_id()
-        c.conn.send_headers(sid, [(":method", "CONNECT"), (":protocol", "websocket"),
-                                  (":scheme", "http"), (":path", path),
-                                  (":authority", "127.0.0.1:%d" % port),
-                                  ("sec-websocket-version", "13")])
-        c.streams[sid] = {"headers": None, "info": [], "data": b"", "trailers": None,
-                          "reset": None, "ended": False}
-        c.flush()
+        sid = c.ext_connect("127.0.0.1:%d" % port, path)
         c.wait(lambda: c.streams[sid]["headers"] is not None)
         self.assertEqual(hdr(c.streams[sid]["headers"], ":status"), "200")
         return sid
@@ -1270,8 +1230,7 @@ class Http2Test(unittest.TestCase):
     def connect_stream(self, c, authority):
         sid = c.conn.get_next_available_stream_id()
         c.conn.send_headers(sid, [(":method", "CONNECT"), (":authority", authority)])
-        c.streams[sid] = {"headers": None, "info": [], "data": b"", "trailers": None,
-                          "reset": None, "ended": False}
+        c.track(sid)
         c.flush()
         c.wait(lambda: c.streams[sid]["headers"] is not None or c.done(sid))
         return sid
@@ -1357,10 +1316,7 @@ class Http2Test(unittest.TestCase):
         # clean one (FIN) with END_STREAM. reel answers 200 before it
         # connects (it looks at the first bytes), so the 200 stays
         def origin(mode):
-            ls = socket.socket()
-            ls.bind(("127.0.0.1", 0))
-            ls.listen(1)
-            ls.settimeout(10)
+            ls = listener()
 
             def serve():
                 s, _ = ls.accept()
@@ -1420,10 +1376,7 @@ class Http2Test(unittest.TestCase):
         big = b"\x00" + os.urandom(199999)
 
         def origin():
-            ls = socket.socket()
-            ls.bind(("127.0.0.1", 0))
-            ls.listen(1)
-            ls.settimeout(10)
+            ls = listener()
 
             def serve():
                 s, _ = ls.accept()
