@@ -1992,11 +1992,14 @@ reel_rc reel_export(reel_session_t *s, FILE *out, const reel_export_opts_t *o,
         curl_opts.body_dir = abs_dir;
         o = &curl_opts;
     }
-    sql = reel_asprintf("SELECT count(*), min(start_us) FROM flows WHERE %s", reel_filter_sql(flt));
+    const char *only = o->ids_json ? " AND id IN (SELECT value FROM json_each(:ids))" : "";
+    sql = reel_asprintf("SELECT count(*), min(start_us) FROM flows WHERE (%s)%s",
+                        reel_filter_sql(flt), only);
     if ((rc = prepare(db, sql, &count, err)) != REEL_OK)
         goto out;
     free(sql);
-    sql = reel_asprintf("SELECT id FROM flows WHERE %s ORDER BY id", reel_filter_sql(flt));
+    sql =
+        reel_asprintf("SELECT id FROM flows WHERE (%s)%s ORDER BY id", reel_filter_sql(flt), only);
     if ((rc = prepare(db, sql, &ids, err)) != REEL_OK ||
         (rc = prepare(db,
                       "SELECT start_us, end_us, state, source, client_addr, server_addr, marked, "
@@ -2009,6 +2012,12 @@ reel_rc reel_export(reel_session_t *s, FILE *out, const reel_export_opts_t *o,
         goto out;
     reel_filter_bind(flt, count, 1);
     reel_filter_bind(flt, ids, 1);
+    if (o->ids_json) {
+        sqlite3_bind_text(count, sqlite3_bind_parameter_index(count, ":ids"), o->ids_json, -1,
+                          SQLITE_STATIC);
+        sqlite3_bind_text(ids, sqlite3_bind_parameter_index(ids, ":ids"), o->ids_json, -1,
+                          SQLITE_STATIC);
+    }
     if (sqlite3_step(count) == SQLITE_ROW) {
         total = (uint64_t)sqlite3_column_int64(count, 0);
         first_us = sqlite3_column_int64(count, 1);

@@ -84,6 +84,10 @@ typedef void (*reel_export_progress_fn)(void *ctx, uint64_t done, uint64_t total
 typedef struct {
     reel_export_format format;
     const char *filter;          /* filter expression (filter.h); NULL: every flow */
+    /* A JSON array of flow ids: only these flows (and of them, those the
+     * filter takes); NULL: no such list. A selection of any size, where a
+     * filter of "~id N | ..." stops at the filter's limit of terms. */
+    const char *ids_json;
     const reel_redact_t *redact; /* NULL: no redaction (borrowed) */
     /* curl and ndjson: write bodies as files here (created if missing; curl
      * commands name them by absolute path),

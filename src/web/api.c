@@ -1521,8 +1521,9 @@ static void api_export(call_t *c, reel_session_t *s) {
     char *ids = reel__web_param(c->rq->query, "ids");
     char *redact = reel__web_param(c->rq->query, "redact");
     reel_redact_t *rules = NULL;
-    reel_buf_t fb;
+    reel_buf_t fb, idb;
     reel_buf_init(&fb, 0);
+    reel_buf_init(&idb, 0);
     FILE *f = NULL;
     int format = reel_export_format_parse(fmt ? fmt : "har");
     if (format != REEL_EXPORT_HAR && format != REEL_EXPORT_NDJSON) {
@@ -1537,18 +1538,30 @@ static void api_export(call_t *c, reel_session_t *s) {
         reel__web_error(c->rs, 400, "give ids or filter, not both");
         goto out;
     }
-    if (ids) { /* a selection: "~id 3 | ~id 7 ..."; ids= (none) is no selection: 400 */
+    if (ids) { /* a selection, as a JSON array; ids= (none) is no selection: 400 */
         char *p = ids, *end = NULL;
-        for (size_t n = 0;; n++, p = end + 1) {
-            long long v = strtoll(p, &end, 10);
-            if (end == p || v <= 0 || (*end && *end != ',') || n >= IDS_MAX) {
-                reel__web_error(c->rs, 400, "ids: 1 to %d comma-separated flow ids", IDS_MAX);
+        size_t n = 0;
+        reel_buf_puts(&idb, "[");
+        for (;; p = end + 1) {
+            long long lo = strtoll(p, &end, 10), hi = lo;
+            if (end != p && *end == '-') { /* a range N-M */
+                char *q = end + 1;
+                hi = strtoll(q, &end, 10);
+                if (end == q)
+                    hi = 0;
+            }
+            if (end == p || lo <= 0 || hi < lo || (*end && *end != ',') ||
+                (unsigned long long)(hi - lo) >= IDS_MAX - n) {
+                reel__web_error(c->rs, 400, "ids: 1 to %d comma-separated flow ids or ranges N-M",
+                                IDS_MAX);
                 goto out;
             }
-            reel_buf_printf(&fb, "%s~id %lld", n ? " | " : "", v);
+            for (long long v = lo; v <= hi; v++, n++)
+                reel_buf_printf(&idb, "%s%lld", n ? "," : "", v);
             if (*end == '\0')
                 break;
         }
+        reel_buf_append(&idb, "]", 2); /* (with its NUL) */
     } else if (filter) {
         reel_buf_puts(&fb, filter);
     }
@@ -1566,6 +1579,7 @@ static void api_export(call_t *c, reel_session_t *s) {
     }
     reel_export_opts_t o = {.format = (reel_export_format)format,
                             .filter = fb.len ? (const char *)fb.data : NULL,
+                            .ids_json = idb.len ? (const char *)idb.data : NULL,
                             .redact = rules,
                             .creator_version = REEL_VERSION};
     reel_export_stats_t st;
@@ -1592,6 +1606,7 @@ out:
     if (f)
         fclose(f);
     reel_buf_free(&fb);
+    reel_buf_free(&idb);
     reel_redact_free(rules);
     free(fmt);
     free(filter);
