@@ -1062,8 +1062,9 @@ reel_rc reel_query_tag(reel_session_t *s, const reel_query_target_t *t, const ch
                  add ? "INSERT OR IGNORE INTO tags(flow_id, tag) VALUES(?, ?)"
                      : "DELETE FROM tags WHERE flow_id = ? AND tag = ?",
                  &st, err);
-    size_t changed = 0;
+    size_t changed = 0, flows = 0;
     for (size_t k = 0; k < n && rc == REEL_OK; k++) {
+        size_t before = changed;
         for (size_t i = 0; i < ntags && rc == REEL_OK; i++) {
             sqlite3_bind_int64(st, 1, ids[k]);
             sqlite3_bind_text(st, 2, tags[i], -1, SQLITE_STATIC);
@@ -1073,12 +1074,14 @@ reel_rc reel_query_tag(reel_session_t *s, const reel_query_target_t *t, const ch
                 changed += (size_t)sqlite3_changes(db);
             sqlite3_reset(st);
         }
+        flows += changed > before;
     }
     sqlite3_finalize(st);
     rc = end(db, rc, err);
     if (rc == REEL_OK) {
         res->matched = n;
         res->changed = changed;
+        res->flows_changed = flows;
     }
 out:
     free(owned);

@@ -255,6 +255,7 @@ typedef struct {
 typedef struct {
     size_t matched;    /* flows targeted (ids given, or flows the filter matched) */
     size_t changed;    /* rows added or removed (tags a flow did not have, ...) */
+    size_t flows_changed; /* reel_query_tag: flows that gained or lost a tag */
     int64_t last_note; /* reel_query_annotate: number of the last note added */
 } reel_query_result_t;
 
@@ -263,7 +264,8 @@ reel_rc reel_query_annotate(reel_session_t *s, const reel_query_target_t *t, con
                             reel_query_result_t *res, reel_err_t *err);
 
 /** Adds (add != 0) or removes tags[0..ntags) on every target; changed
- * counts (flow, tag) pairs added or removed. A tag added must pass
+ * counts (flow, tag) pairs added or removed, flows_changed the flows among
+ * them. A tag added must pass
  * reel_session_tag_check; one removed need only be 1-128 bytes (an older
  * reel may have stored it). REEL_INVALID otherwise, before any change. */
 reel_rc reel_query_tag(reel_session_t *s, const reel_query_target_t *t, const char *const *tags,

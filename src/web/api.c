@@ -1323,10 +1323,10 @@ static void api_tags(call_t *c, reel_session_t *s) {
     reel_err_clear(&err);
     if (reel_query_tag(s, &t, tags, n, add, &res, &err) != REEL_OK)
         send_err(c->rs, &err);
-    else
+    else /* flows, as for marks (docs/web.md): not (flow, tag) pairs */
         send_json(c->rs, 200,
                   json_pack("{s:I, s:I}", "matched", (json_int_t)res.matched, "changed",
-                            (json_int_t)res.changed));
+                            (json_int_t)res.flows_changed));
 out:
     free(ids);
     free(tags);

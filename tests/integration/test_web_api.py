@@ -595,6 +595,13 @@ class WebApi(unittest.TestCase):
         self.c.json("POST", "/api/sessions/s1/flows/1/notes", {"text": ""}, status=400)
         r = self.c.json("POST", "/api/sessions/s1/tags", {"ids": [1, 2], "tags": ["webtag"]})
         self.assertEqual(r["changed"], 2)
+        # "changed" counts flows, not (flow, tag) pairs (it said 4 here)
+        r = self.c.json("POST", "/api/sessions/s1/tags",
+                        {"ids": [1, 2, 2], "tags": ["webtag", "webtag2", "webtag3"]})
+        self.assertEqual((r["matched"], r["changed"]), (2, 2))
+        r = self.c.json("POST", "/api/sessions/s1/tags",
+                        {"ids": [1, 2], "tags": ["webtag2", "webtag3"], "remove": True})
+        self.assertEqual((r["matched"], r["changed"]), (2, 2))
         self.c.json("POST", "/api/sessions/s1/tags", {"ids": [1], "tags": ["bad tag!"]}, status=400)
         self.c.json("POST", "/api/sessions/s1/tags", {"ids": [999], "tags": ["x"]}, status=404)
         f = json.loads(run([REEL, "flows", "s1", "--json", "~tag webtag"], env=self.env).stdout)
