@@ -661,6 +661,26 @@ typedef struct {
     int more;
 } slice_t;
 
+/* reel_flowread_body; and when decoding gave nothing at all (a coding
+ * that fails at its first byte: "gzip" over bytes that are not gzip), the
+ * body as stored instead, as reel flow shows it, info keeping why
+ * (decode_error, decoded 0). It showed an empty body, and raw downloaded
+ * an empty file. (Nothing reached sink the first time.) */
+static reel_rc body_or_stored(reel_session_t *s, int64_t id, int dir, int decode, reel_sink_fn sink,
+                              void *ctx, reel_flowread_body_t *info, reel_err_t *err) {
+    reel_rc rc = reel_flowread_body(s, id, dir, decode, sink, ctx, info, err);
+    if (rc == REEL_NOTFOUND || !decode || info->decode_error[0] == '\0' || info->total != 0)
+        return rc;
+    char why[sizeof info->decode_error];
+    memcpy(why, info->decode_error, sizeof why);
+    reel_flowread_body_clear(info);
+    memset(info, 0, sizeof *info);
+    rc = reel_flowread_body(s, id, dir, 0, sink, ctx, info, err);
+    memcpy(info->decode_error, why, sizeof why);
+    info->decoded = 0;
+    return rc;
+}
+
 static int slice_sink(void *ctx, const uint8_t *p, size_t n) {
     slice_t *sl = ctx;
     if (sl->skip >= n) {
@@ -760,7 +780,7 @@ static void api_body(call_t *c, reel_session_t *s, int64_t id, int dir) {
     reel_buf_init(&sl.buf, 0);
     reel_err_t err;
     reel_err_clear(&err);
-    reel_rc rc = reel_flowread_body(s, id, dir, 1, slice_sink, &sl, &info, &err);
+    reel_rc rc = body_or_stored(s, id, dir, 1, slice_sink, &sl, &info, &err);
     if (rc == REEL_NOTFOUND) {
         send_err(c->rs, &err);
         goto out;
@@ -843,7 +863,7 @@ static void api_raw(call_t *c, reel_session_t *s, int64_t id, int dir) {
     }
     reel_err_t err;
     reel_err_clear(&err);
-    reel_rc rc = reel_flowread_body(s, id, dir, decoded, file_sink, f, &info, &err);
+    reel_rc rc = body_or_stored(s, id, dir, decoded, file_sink, f, &info, &err);
     if (rc == REEL_NOTFOUND) {
         send_err(c->rs, &err);
         goto out;

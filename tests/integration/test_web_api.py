@@ -2,6 +2,7 @@
 security checks (token, Host, Origin, read-only), errors, and live updates
 by Server-Sent Events while curl goes through the recording proxy to nginx."""
 import http.client
+import gzip
 import json
 import os
 import re
@@ -1072,6 +1073,55 @@ class WebDiffNotWhole(unittest.TestCase):
         d = self.diff(1, 1)
         self.assertIsNone(d["same"])
         self.assertEqual(d["changes"], 0)
+
+
+class WebBodyNotDecodable(unittest.TestCase):
+    """A body whose Content-Encoding fails at its first byte ("gzip" over
+    bytes that are not) is shown and downloaded as stored, with why, as
+    reel flow shows it; the body endpoint gave an empty text and raw an
+    empty 200."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="reel-webdec-", dir=TMPBASE)
+        cls.origin = o = Origin(cls.root)
+        reel = Reel(cls.root, "dec")
+        try:
+            curl(reel, "-H", "Content-Encoding: gzip", "-H", "Content-Type: text/plain",
+                 "--data-binary", "not gzip at all", o.url("/echo"))
+            gz = gzip.compress(b"half of it " * 200)
+            half = os.path.join(cls.root, "half.gz")
+            with open(half, "wb") as f:
+                f.write(gz[:len(gz) // 2])
+            curl(reel, "-H", "Content-Encoding: gzip", "-H", "Content-Type: text/plain",
+                 "--data-binary", "@" + half, o.url("/echo"))
+            reel.wait_flows(2)
+        finally:
+            code = reel.stop()
+        assert code == 0, reel.log()
+        cls.proc, cls.port, _, cls.token = start_web(reel.env)
+        cls.c = Client(cls.port, cls.token)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proc.send_signal(signal.SIGINT)
+        code = cls.proc.wait(10)
+        cls.proc.stdout.close()
+        cls.proc.stderr.close()
+        cls.origin.stop()
+        assert code == 0, "reel web exited %d" % code
+        proxyenv.shutil.rmtree(cls.root, ignore_errors=True)
+
+    def test_as_stored_with_why(self):
+        b = self.c.json("GET", "/api/sessions/dec/flows/1/body/request")
+        self.assertEqual((b["text"], b["length"], b["decoded"]), ("not gzip at all\n", 15, False))
+        self.assertIn("gzip", b["decode_error"])
+        st, _, data = self.c.req("GET", "/api/sessions/dec/flows/1/body/request/raw")
+        self.assertEqual((st, data), (200, b"not gzip at all"))
+        # a stream cut short still gives what it decoded
+        b = self.c.json("GET", "/api/sessions/dec/flows/2/body/request")
+        self.assertTrue(b["text"].startswith("half of it"), b["text"][:40])
+        self.assertTrue(b["decode_error"])
 
 
 class WebReplay(unittest.TestCase):
