@@ -4361,6 +4361,39 @@ static int finish_removals(const char *home, const char *name) {
     return mine;
 }
 
+/* The first directory under a tree that this user may not empty (no
+ * write or search permission), for removable(). nftw has no context. */
+static char unremovable[PATH_MAX];
+
+static int removable_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb;
+    (void)ftw;
+    if ((flag == FTW_D || flag == FTW_DNR) && access(path, W_OK | X_OK | R_OK) != 0) {
+        snprintf(unremovable, sizeof unremovable, "%s", path);
+        return 1;
+    }
+    return 0;
+}
+
+/* Whether every directory of the session at path (and home, which its
+ * name goes out of) lets this user delete what it holds: else a removal
+ * would stop half way, having deleted some of its files (session.db)
+ * and kept others (the segments of a spool/ it may not write), where
+ * nothing finds them again. */
+static reel_rc removable(const char *home, const char *path, const char *name, reel_err_t *err) {
+    unremovable[0] = '\0';
+    if (access(home, W_OK | X_OK) != 0)
+        snprintf(unremovable, sizeof unremovable, "%s", home);
+    else if (nftw(path, removable_cb, 16, FTW_PHYS) < 0)
+        return reel_err_errno(err, REEL_IO, errno, "reading %s", path);
+    if (unremovable[0] == '\0')
+        return REEL_OK;
+    return reel_err_set(err, REEL_IO,
+                        "session '%s' cannot be removed by this user: %s is not writable (%s), "
+                        "and nothing was removed",
+                        name, unremovable, strerror(EACCES));
+}
+
 reel_rc reel_session_remove(const char *home, const char *name, reel_err_t *err) {
     reel_session_t *s = NULL;
     int finished = finish_removals(home, name);
@@ -4371,8 +4404,12 @@ reel_rc reel_session_remove(const char *home, const char *name, reel_err_t *err)
         reel_err_clear(err); /* its removal, cut short before, is now done */
         return REEL_OK;
     }
-    if (rc != REEL_OK)
+    if (rc == REEL_OK)
+        rc = removable(home, reel_session_path(s), name, err);
+    if (rc != REEL_OK) {
+        reel_session_close(s);
         return rc;
+    }
     char *path = reel_strdup(reel_session_path(s));
     /* Out of the way under a hidden name first (reel ls skips those), in
      * one step: a reader of the session (an export) then finds the whole

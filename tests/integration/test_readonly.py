@@ -141,6 +141,23 @@ class ReadOnly(unittest.TestCase):
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn(b"Permission denied", r.stderr)
         self.assertTrue(os.path.exists(os.path.join(home, "s", "session.db")))
+        # and so does a spool/ it cannot empty, before it removes anything
+        # (session.db and lock went, the segments stayed under a hidden name
+        # that nothing lists)
+        home = self.copy("rm3")
+        subprocess.run(["chown", "-R", "nobody:nogroup", home], check=True)
+        spool = os.path.join(home, "s", "spool")
+        os.chmod(spool, 0o500)
+        before = snapshot(home)
+        try:
+            r = self.reel("nobody", home, "rm", "--yes", "s", check=False)
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn(("session 's' cannot be removed by this user: %s is not writable "
+                           "(Permission denied), and nothing was removed" % spool).encode(),
+                          r.stderr)
+            self.assertEqual(snapshot(home), before)
+        finally:
+            os.chmod(spool, 0o700)
 
     def test_recovery_skipped_with_note(self):
         home = os.path.join(self.root, "stale")
