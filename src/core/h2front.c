@@ -1062,7 +1062,10 @@ static void lane_pump_upto(lane_t *l, size_t high) {
                                   .nfields = h->nheaders};
             if (s->connect && !h->interim && h->status >= 200 && h->status < 300)
                 tunnel_open(l, s); /* the tunnel is up: bytes both ways */
-            for (size_t i = 0; h->status != 101 && i < h->nheaders && !kept; i++) {
+            /* (only from an up-lane: an HTTP/1.1 origin may send a field
+             * of that name, which is then its own) */
+            bool from_h2 = l->inner && l->inner->up && l->inner->up->h2;
+            for (size_t i = 0; from_h2 && h->status != 101 && i < h->nheaders && !kept; i++) {
                 if (!reel__is_lane_length(&h->headers[i]))
                     continue;
                 /* an HTTP/2 origin's content-length, its body chunked for

@@ -521,6 +521,35 @@ class Http2Test(unittest.TestCase):
                           if "transfer" in n.lower() or "reel" in n.lower()], [])
         self.assertEqual(f["response_trailers"], [["x-trail", "yes"]])
 
+    def test_an_origins_own_x_reel_content_length_is_its_own(self):
+        # the name reel gives an HTTP/2 origin's content-length on its way
+        # to the client's stream: from an HTTP/1.1 origin it is that
+        # origin's field, passed on as it is (it became a second
+        # content-length, and the client refused the response)
+        ls = listener()
+
+        def origin():
+            a, _ = ls.accept()
+            a.recv(65536)
+            a.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n"
+                      b"X-Reel-Content-Length: 999\r\n\r\nyes")
+            time.sleep(0.5)
+            a.close()
+        t = threading.Thread(target=origin, daemon=True)
+        t.start()
+        c = H2C(self.reel.port)
+        try:
+            sid = c.request("GET", "127.0.0.1:%d" % ls.getsockname()[1], "/own-field")
+            c.wait(lambda: c.done(sid))
+            st = c.streams[sid]
+            self.assertEqual([(k, v) for k, v in st["headers"] if b"length" in k],
+                             [(b"content-length", b"3"), (b"x-reel-content-length", b"999")])
+            self.assertEqual(st["data"], b"yes")
+        finally:
+            c.close()
+            t.join(10)
+            ls.close()
+
     def test_h2c_early_hints(self):
         c = H2C(self.reel.port)
         try:
