@@ -1739,7 +1739,11 @@ static void write_raw(FILE *out, const flow_t *f) {
         fprintf(out, "%s %u %s\r\n", f->version[RESP][0] ? f->version[RESP] : "HTTP/1.1",
                 (unsigned)f->status, f->reason);
         raw_head_lines(out, f, RESP);
-        raw_body(out, f, RESP);
+        /* no body, whatever its fields (a HEAD answer's Transfer-Encoding:
+         * chunked got a last chunk, which a parser read as the next
+         * request line) */
+        if (!bodiless(f, RESP))
+            raw_body(out, f, RESP);
     }
     for (size_t i = 0; i < f->nmsgs; i++) /* WebSocket messages, TCP bytes: the payloads */
         if (f->msgs[i].data.len)
