@@ -174,7 +174,11 @@ int reel_cmd_export(reel_cli_t *cli, int argc, char **argv) {
     const char *dests[2][2] = {{"-o", output && strcmp(output, "-") != 0 ? output : NULL},
                                {"--bodies", bodies}};
     for (int k = 0; k < 2; k++) {
-        char *in = dests[k][1] ? session_around(dests[k][1]) : NULL;
+        /* where it ends up: a symbolic link is followed, even one whose
+         * file does not exist yet (-o makes it) */
+        char *to = dests[k][1] ? link_target(dests[k][1]) : NULL;
+        char *in = to ? session_around(to) : NULL;
+        free(to);
         if (in != NULL) {
             int frc = reel_cli_fail(cli,
                                     "%s %s is inside the session directory %s, whose files it "

@@ -1920,8 +1920,11 @@ class ExportRawCut(unittest.TestCase):
         seg = os.path.join(home, "cut", "spool", "00000001.zst")
         with open(seg, "rb") as f:
             before = f.read()
+        # a symbolic link to a file not there yet, which -o would make
+        dangling = os.path.join(self.root, "dangling.har")
+        os.symlink(os.path.join(home, "cut", "spool", "00000009.zst"), dangling)
         for args in (["-o", seg], ["-o", os.path.join(home, "imp", "session.db")],
-                     ["-o", os.path.join(home, "cut", "spool", "new.har")],
+                     ["-o", os.path.join(home, "cut", "spool", "new.har")], ["-o", dangling],
                      ["--format", "ndjson", "--bodies", os.path.join(home, "cut", "b")]):
             with self.subTest(args=args):
                 r = self.reel.cli("export", "cut", *args, check=False)
@@ -1933,6 +1936,8 @@ class ExportRawCut(unittest.TestCase):
         with open(seg, "rb") as f:
             self.assertEqual(f.read(), before)
         self.assertFalse(os.path.exists(os.path.join(home, "cut", "b")))
+        self.assertFalse(os.path.exists(os.path.join(home, "cut", "spool", "00000009.zst")))
+        os.unlink(dangling)
         self.reel.cli("verify", "imp")
         # beside the sessions (not in one) is fine
         out = os.path.join(home, "cut.har")
