@@ -7,8 +7,9 @@
 
 #include "base/mem.h"
 #include "cli/cli.h"
-#include "session/query.h"
 #include "session/bodyindex.h"
+#include "session/flowread.h"
+#include "session/query.h"
 
 static const char usage[] =
     "usage: reel search [--home DIR] [--json] [--limit N] SESSION WORDS...\n"
@@ -57,6 +58,31 @@ static char *snippet_text(const char *s, bool tty, bool json) {
     return (char *)b.data;
 }
 
+/* s with each byte that is no part of a valid UTF-8 character as U+FFFD:
+ * a snippet may end inside a character that body_index_max cut. Owned. */
+static char *utf8_clean(const char *s) {
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t n = *p < 0x80                  ? 1
+                   : *p >= 0xc2 && *p <= 0xdf ? 2
+                   : *p >= 0xe0 && *p <= 0xef ? 3
+                   : *p >= 0xf0 && *p <= 0xf4 ? 4
+                                              : 0;
+        size_t k = 1;
+        while (k < n && (p[k] & 0xc0) == 0x80)
+            k++;
+        /* no overlong form, no surrogate, nothing past U+10FFFF */
+        bool ok = n && k == n && !(n == 3 && *p == 0xe0 && p[1] < 0xa0) &&
+                  !(n == 3 && *p == 0xed && p[1] > 0x9f) &&
+                  !(n == 4 && *p == 0xf0 && p[1] < 0x90) && !(n == 4 && *p == 0xf4 && p[1] > 0x8f);
+        reel_buf_append(&b, ok ? (const char *)p : "\xef\xbf\xbd", ok ? n : 3);
+        p += ok ? n : 1;
+    }
+    reel_buf_append(&b, "", 1);
+    return (char *)b.data;
+}
+
 /* Prints text escaped (captured bytes), keeping the bold markers this
  * file put in. */
 static void put_snippet(const char *text) {
@@ -91,10 +117,14 @@ static int print_hit(void *ctx, const reel_query_hit_t *h) {
     int side = h->snippet[0] && strchr(h->snippet[0], MARK_ON[0]) ? 0 : 1;
     char *text = snippet_text(h->snippet[side] ? h->snippet[side] : "", sc->tty, sc->arr != NULL);
     if (sc->arr) {
-        json_t *o =
-            json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)h->id, "url", h->url ? h->url : "",
-                      "side", side ? "response" : "request", "snippet", text);
-        json_object_set_new(o, "method", h->method ? json_string(h->method) : json_null());
+        /* (json_pack refuses a string that is not UTF-8: the hit was left
+         * out of the array, whose other hits said nothing of it) */
+        char *clean = utf8_clean(text);
+        json_t *o = json_pack("{s:I, s:o, s:s, s:s}", "id", (json_int_t)h->id, "url",
+                              reel_json_text(h->url ? h->url : ""), "side",
+                              side ? "response" : "request", "snippet", clean);
+        free(clean);
+        json_object_set_new(o, "method", reel_json_text(h->method));
         json_object_set_new(o, "status",
                             h->status != REEL_QUERY_NULL ? json_integer(h->status) : json_null());
         json_array_append_new(sc->arr, o);

@@ -723,13 +723,12 @@ static void reel_snippet(const Fts5ExtensionApi *api, Fts5Context *fts, sqlite3_
     int got = (t.next < to ? t.next : to) - from; /* tokens of the window the text has */
     if (rc != SQLITE_OK && rc != SQLITE_DONE) {
         sqlite3_result_error_code(ctx, rc);
-    } else if (got <= 0) { /* no token (shorter than a trigram): the text */
-        sqlite3_result_text(ctx, text ? text : "", text ? n : 0, SQLITE_TRANSIENT);
     } else {
-        int wb = t.start[0], we = t.end[got - 1];
+        /* no token (a text shorter than a trigram): the text, no match */
+        int wb = got > 0 ? t.start[0] : 0, we = got > 0 ? t.end[got - 1] : n;
         for (int k = 1; k < got; k++) /* tokens need not come in order of bytes */
             we = t.end[k] > we ? t.end[k] : we;
-        char *lit = reel_calloc((size_t)(we - wb), 1); /* which bytes are a match's */
+        char *lit = reel_calloc((size_t)(we - wb) + 1, 1); /* which bytes are a match's */
         for (int i = 0; i < ninst; i++) {
             if (api->xInst(fts, i, &ph, &c, &o) != SQLITE_OK || c != col || o < from ||
                 o - from >= got)
@@ -747,7 +746,10 @@ static void reel_snippet(const Fts5ExtensionApi *api, Fts5Context *fts, sqlite3_
         for (int b = wb; b < we; b++) {
             if (lit[b - wb] && (b == wb || !lit[b - wb - 1]))
                 reel_buf_puts(&out, on);
-            reel_buf_append(&out, text + b, 1);
+            /* control bytes as spaces: the markers are control bytes
+             * (reel search's \x01 and \x02), which a body may hold */
+            char ch = (unsigned char)text[b] < 0x20 || text[b] == 0x7f ? ' ' : text[b];
+            reel_buf_append(&out, &ch, 1);
             if (lit[b - wb] && (b + 1 == we || !lit[b - wb + 1]))
                 reel_buf_puts(&out, off);
         }

@@ -97,7 +97,8 @@ reel_rc reel_bodyindex_search_query(const char *const *words, size_t n, char **o
 /** Registers the FTS5 function reel_snippet(body_fts, COLUMN, ON, OFF,
  * ELLIPSIS, TOKENS) on db: the text of COLUMN around its first match,
  * about TOKENS tokens, each match in it whole between ON and OFF,
- * ELLIPSIS where the text goes on. FTS5's snippet() scores every match
+ * ELLIPSIS where the text goes on, its control bytes as spaces (so that
+ * markers that are control bytes are the only ones). FTS5's snippet() scores every match
  * against every other, so a body with tens of thousands of matches took
  * seconds, and `reel search` minutes; this reads each match once. Does
  * nothing where SQLite has no FTS5 (nor has the index its body_fts). */

@@ -169,28 +169,52 @@ class Search(unittest.TestCase):
             self.assertIn("indexes %s, and 'reel flows off \"~b WORD\"' searches %s without"
                           % (("it", "it") if n == 1 else ("them", "them")), err)
 
+    def import_one(self, name, index_max, resp, req=None):
+        """A new session name, its body index at index_max, with one flow
+        imported: resp (and req) as its text bodies."""
+        def content(text):
+            return {"mimeType": "text/plain", "text": text, "size": len(text.encode())}
+        entry = {"startedDateTime": "2026-12-03T10:00:00.000Z", "time": 1,
+                 "request": {"method": "POST" if req else "GET", "url": "http://a.test/" + name,
+                             "httpVersion": "HTTP/1.1", "headers": [], "queryString": [],
+                             "cookies": [], "headersSize": -1, "bodySize": -1},
+                 "response": {"status": 200, "statusText": "OK", "httpVersion": "HTTP/1.1",
+                              "headers": [], "cookies": [], "redirectURL": "", "headersSize": -1,
+                              "bodySize": -1, "content": content(resp)},
+                 "cache": {}, "timings": {"send": 0, "wait": 1, "receive": 0}}
+        if req:
+            entry["request"]["postData"] = content(req)
+        har = os.path.join(self.root, name + ".har")
+        with open(har, "w") as f:
+            json.dump({"log": {"version": "1.2", "creator": {"name": "t", "version": "1"},
+                               "entries": [entry]}}, f)
+        self.reel.cli("new", name)
+        self.reel.cli("config", name, "set", "body_index_max", index_max)
+        self.reel.cli("import", har, "--into", name)
+
+    def test_snippets_of_cut_characters_and_control_bytes(self):
+        # body_index_max cuts a character in two: --json left the hit out
+        # (its snippet was not UTF-8), and said nothing
+        self.import_one("cutchar", "20", "qwertyneedle \u65e5\u672c\u8a9e\u65e5\u672c")
+        hits = json.loads(self.reel.cli("search", "--json", "cutchar", "qwertyneedle").stdout)
+        self.assertEqual(len(hits), 1, hits)
+        self.assertTrue(hits[0]["snippet"].startswith("qwertyneedle \u65e5\u672c"),
+                        hits[0]["snippet"])
+        self.assertIn("\ufffd", hits[0]["snippet"])
+        # the markers of a match are control bytes, which a body may hold:
+        # a \x01 in the request was taken for a match there
+        self.import_one("ctl", "1m", "the answer holds qwertyneedle here",
+                        req="hello \x01 world \x02 " + "this is a long request body " * 10)
+        out = self.reel.cli("search", "ctl", "qwertyneedle").stdout.decode().splitlines()
+        self.assertRegex(out[1], r"^\s+response> \.\.\.holds \[\[qwertyneedle\]\] here$")
+        hit = json.loads(self.reel.cli("search", "--json", "ctl", "qwertyneedle").stdout)[0]
+        self.assertEqual((hit["side"], hit["snippet"]), ("response", "...holds qwertyneedle here"))
+
     def test_many_matches_in_one_body(self):
         """FTS5's snippet() scored every match against every other: a body
         of 32,000 "x" searched for "xxx" took 7 s, 100,000 minutes. The
         snippet now reads each match once."""
-        body = "x" * 100000 + " needle"
-        har = os.path.join(self.root, "many.har")
-        with open(har, "w") as f:
-            json.dump({"log": {"version": "1.2", "creator": {"name": "t", "version": "1"},
-                               "entries": [{
-                "startedDateTime": "2026-12-03T10:00:00.000Z", "time": 1,
-                "request": {"method": "GET", "url": "http://a.test/many", "httpVersion": "HTTP/1.1",
-                            "headers": [], "queryString": [], "cookies": [], "headersSize": -1,
-                            "bodySize": 0},
-                "response": {"status": 200, "statusText": "OK", "httpVersion": "HTTP/1.1",
-                             "headers": [], "cookies": [], "redirectURL": "", "headersSize": -1,
-                             "bodySize": len(body),
-                             "content": {"size": len(body), "mimeType": "text/plain",
-                                         "text": body}},
-                "cache": {}, "timings": {"send": 0, "wait": 1, "receive": 0}}]}}, f)
-        self.reel.cli("new", "many")
-        self.reel.cli("config", "many", "set", "body_index_max", "1m")
-        self.reel.cli("import", har, "--into", "many")
+        self.import_one("many", "1m", "x" * 100000 + " needle")
         # (a hang guard, not a timing: the old snippet took minutes here)
         r = proxyenv.run([REEL, "search", "many", "xxx"], env=self.reel.env, timeout=30)
         lines = r.stdout.decode().splitlines()
