@@ -1658,6 +1658,7 @@ static int gql_var_named(const reel_buf_t *names, const char *k, size_t kn) {
  * containers), so no depth is too deep. 0: not JSON (a syntax error;
  * a document cut short is JSON as far as it goes). */
 static int json_in_string(const jscan_t *j, const char *v, size_t vn, reel_buf_t *t);
+static int quoted_pairs(const reel_redact_t *r, const char *s, size_t n, reel_redacted_t *out);
 
 static int json_redact(jscan_t *j) {
     reel_buf_t stack, key;
@@ -1870,6 +1871,20 @@ static int json_in_string(const jscan_t *j, const char *v, size_t vn, reel_buf_t
                   .rawn = vn,
                   .depth = j->depth + 1};
     int rc = json_doc(&in, t);
+    reel_redacted_t q;
+    if (rc < 0 && quoted_pairs(j->r, in.s, in.n, &q)) {
+        /* not JSON after all (a control byte in a string, a lone
+         * surrogate's \ud800 decoded): its quoted pairs, as a body's with
+         * a syntax error, so that one bad escape does not export every
+         * secret of it; what changed goes back escaped (jreplace) */
+        reel_buf_init(&in.b, 0);
+        in.raw_run = 0;
+        jreplace(&in, 0, q.data, q.len, in.n);
+        put(&in.b, v + in.raw_run, vn - in.raw_run);
+        *t = in.b;
+        free(q.data);
+        rc = 1;
+    }
     reel_buf_free(&x.d);
     free(x.esc);
     return rc;

@@ -689,6 +689,11 @@ static void test_json_in_strings(void **state) {
         {NULL,
          {"{\"m\":\"{\\\"auth\\\":{\\\"u\\\":1}}\"}",
           "{\"m\":\"{\\\"auth\\\":\\\"REDACTED\\\"}\"}"}},
+        /* not JSON once decoded (a lone surrogate's escape becomes a
+         * control byte): its quoted pairs all the same, the rest as it was */
+        {NULL,
+         {"{\"body\":\"{\\\"token\\\":\\\"SECRET_A\\\",\\\"lone\\\":\\\"\\ud800\\\"}\"}",
+          "{\"body\":\"{\\\"token\\\":\\\"REDACTED\\\",\\\"lone\\\":\\\"\\ud800\\\"}\"}"}},
         /* text that only begins like JSON, and a document cut short in
          * its string: the rules for text */
         {NULL, {"{\"t\":\"{not json} password=x\"}", NULL}},
