@@ -392,10 +392,22 @@ static int view_xml(w_t *w, const uint8_t *p, size_t n, int html) {
     }
     xmlChar *mem = NULL;
     int len = 0;
-    if (html)
-        htmlDocDumpMemoryFormat(doc, &mem, &len, 1);
-    else
+    if (html) {
+        /* written back in UTF-8, the text as it came: htmlDocDumpMemory
+         * writes through libxml2's "HTML" encoder unless an old-style
+         * <meta http-equiv> names a charset, and that made every
+         * non-ASCII character an entity (&eacute;, &#20013;) */
+        xmlOutputBufferPtr out = xmlAllocOutputBuffer(NULL);
+        if (out != NULL) {
+            htmlDocContentDumpFormatOutput(out, doc, NULL, 1);
+            xmlOutputBufferFlush(out);
+            len = (int)xmlOutputBufferGetSize(out);
+            mem = xmlStrndup(xmlOutputBufferGetContent(out), len);
+            xmlOutputBufferClose(out);
+        }
+    } else {
         xmlDocDumpFormatMemoryEnc(doc, &mem, &len, "UTF-8", 1);
+    }
     xmlFreeDoc(doc);
     if (mem == NULL)
         return fail(w, "libxml2 could not write the document back");

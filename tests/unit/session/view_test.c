@@ -170,8 +170,19 @@ static void test_xml_html(void **state) {
     has(&o, "[31m"); /* libxml2 drops the ESC; none reaches the terminal */
     assert_null(strchr(o.text, '\033'));
     free(o.text);
+    /* text as it came, not as entities (Caf&eacute; &#20013;), and
+     * markup in it still escaped */
+    const char *u = "<html><head><meta charset=\"utf-8\"><title>Caf\xc3\xa9 \xe4\xb8\xad</title>"
+                    "</head><body><p>\xf0\x9f\x98\x80 a&lt;b</p></body></html>";
+    o = render(REEL_VIEW_HTML, "text/html; charset=utf-8", u, strlen(u), 0, 0);
+    assert_int_equal(o.shown, REEL_VIEW_HTML);
+    has(&o, "<title>Caf\xc3\xa9 \xe4\xb8\xad</title>");
+    has(&o, "<p>\xf0\x9f\x98\x80 a&lt;b</p>");
+    hasnt(&o, "&eacute;");
+    free(o.text);
     torture(REEL_VIEW_XML, NULL, (const uint8_t *)x, strlen(x));
     torture(REEL_VIEW_HTML, NULL, (const uint8_t *)h, strlen(h));
+    torture(REEL_VIEW_HTML, NULL, (const uint8_t *)u, strlen(u));
 }
 
 static void test_code(void **state) {
