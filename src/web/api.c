@@ -85,9 +85,7 @@ static void send_err(reel__web_resp_t *rs, const reel_err_t *err) {
         break;
     }
     const char *msg = reel_err_str(err);
-    json_t *j = json_pack("{s:s}", "error", msg);
-    if (j == NULL)
-        j = json_pack("{s:s}", "error", "error (message not UTF-8)");
+    json_t *j = json_pack("{s:o}", "error", reel__web_message(msg));
     const char *col = strstr(msg, "at column ");
     if (col) {
         long n = strtol(col + 10, NULL, 10);

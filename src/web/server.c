@@ -222,6 +222,27 @@ static uint8_t *buf_take(reel_buf_t *b) {
     return p;
 }
 
+json_t *reel__web_message(const char *msg) {
+    json_t *j = json_string(msg);
+    if (j != NULL)
+        return j;
+    /* not UTF-8 (it quotes a parameter's bytes): those bytes as \xNN, as
+     * a filter's errors write them, so the message still names them; it
+     * was the word "error" alone */
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    for (const unsigned char *p = (const unsigned char *)msg; *p; p++) {
+        if (*p < 0x80)
+            reel_buf_append(&b, p, 1);
+        else
+            reel_buf_printf(&b, "\\x%02x", *p);
+    }
+    reel_buf_append(&b, "", 1);
+    j = json_string((const char *)b.data);
+    reel_buf_free(&b);
+    return j;
+}
+
 void reel__web_error(reel__web_resp_t *rs, int status, const char *fmt, ...) {
     char msg[1024];
     va_list ap;
@@ -231,9 +252,7 @@ void reel__web_error(reel__web_resp_t *rs, int status, const char *fmt, ...) {
     rs->status = status;
     rs->type = NULL;
     reel_buf_reset(&rs->body);
-    json_t *j = json_pack("{s:s}", "error", msg);
-    if (j == NULL) /* not UTF-8 */
-        j = json_pack("{s:s}", "error", "error");
+    json_t *j = json_pack("{s:o}", "error", reel__web_message(msg));
     char *s = json_dumps(j, JSON_COMPACT);
     reel_buf_puts(&rs->body, s);
     free(s);

@@ -5,6 +5,7 @@
 #define REEL_WEB_WEB_INT_H
 
 #include <stdatomic.h>
+#include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -131,6 +132,9 @@ void reel__web_replay_answer(reel__web_resp_t *rs, int exit_status, const char *
  * out. */
 void reel__web_replay_live_answer(reel__web_resp_t *rs, const char *session, int64_t of,
                                   uint64_t id, uint32_t status, const char *error, int timed_out);
+
+/** msg as a JSON string; bytes of it that are not UTF-8 as \xNN. */
+json_t *reel__web_message(const char *msg);
 
 /** Sets rs to a JSON error {"error": msg} with status. */
 void reel__web_error(reel__web_resp_t *rs, int status, const char *fmt, ...)

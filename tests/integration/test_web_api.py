@@ -687,6 +687,14 @@ class WebApi(unittest.TestCase):
         self.assertIn("'token'", json.loads(data)["error"])
         # the same without the NUL still works
         self.assertEqual(self.c.json("GET", "/api/sessions/s1/count?filter=~c%20404")["count"], 0)
+        # a parameter's bytes that are not UTF-8 are named as \xNN (the
+        # message was the word "error" alone)
+        for path, st, want in (("/api/sessions/%ff%fe", 404, "\\xff\\xfe"),
+                               ("/api/sessions/s1/flows/%ff", 400, "\\xff"),
+                               ("/api/sessions/s1/flows?limit=%ff", 400, "\\xff")):
+            got, _, data = self.c.req("GET", path)
+            self.assertEqual(got, st, path)
+            self.assertIn(want, json.loads(data)["error"], path)
 
     def test_status_reasons(self):
         for line, extra, want in (
