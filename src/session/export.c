@@ -1301,6 +1301,26 @@ static const uint8_t *wire_body(const flow_t *f, int d, size_t *n) {
     return f->stored[d].data ? f->stored[d].data : (const uint8_t *)"";
 }
 
+/* How much of the body of direction d was stored, when not all of it
+ * was (body_limit, capture falling behind, the export cap): "1000 of 2000
+ * bytes stored", or "1000 bytes stored, not all" when the size on the
+ * wire is not known; NULL for a body stored whole. Owned. */
+static char *body_cut(const flow_t *f, int d) {
+    size_t n;
+    wire_body(f, d, &n);
+    /* a body redaction rewrote is written as redacted, and its size
+     * made the redacted one's (redact_flow) */
+    size_t stored = f->rewritten[d] ? n : f->stored[d].len;
+    /* an upgrade's end record counts its messages' bytes in its sizes, and
+     * a body stored decoded was counted encoded: neither compares */
+    int known = f->ended && !is_upgrade(f) && !f->body_decoded[d] && !f->wire_encoded[d] &&
+                f->wire_size[d] > stored;
+    if (known)
+        return reel_asprintf("%zu of %llu bytes stored", stored,
+                             (unsigned long long)f->wire_size[d]);
+    return f->cut[d] || f->truncated[d] ? reel_asprintf("%zu bytes stored, not all", stored) : NULL;
+}
+
 /* raw and curl write a body stored decoded (reel import of a HAR, which
  * holds bodies without their Content-Encoding, keeps the header) as it is:
  * decoded, so its head must say so, as a body redaction rewrote does. */
@@ -1403,6 +1423,11 @@ static reel_rc write_curl(FILE *out, const flow_t *f, const reel_export_opts_t *
     if (ws_h1)
         n = 0; /* a handshake has no body (what followed is the messages) */
     int piped = n > 0 && o->body_dir == NULL && (n > CURL_INLINE_MAX || memchr(p, '\0', n) != NULL);
+    char *cut = ws_h1 ? NULL : body_cut(f, REQ);
+    if (cut) { /* what is sent is what was stored: said, as raw's X-Reel-Body-Cut says it */
+        fprintf(out, "# not sent whole: the request body was not stored whole (%s)\n", cut);
+        free(cut);
+    }
     if (f->ntrailer[REQ]) {
         /* curl's command line cannot send trailer fields: said, not dropped */
         fputs("# not sent: curl cannot send the request's trailer fields (", out);
@@ -1650,23 +1675,15 @@ static int says_more(const flow_t *f, int d, size_t n, unsigned long long *wire)
 static void raw_heads(flow_t *f) {
     if (f->tunnel)
         return;
-    /* an upgrade's end record counts its messages' bytes in its sizes, and
-     * a body stored decoded was counted encoded: neither compares */
-    int sizes = f->ended && !is_upgrade(f);
     for (int d = 0; d < 2; d++) {
         if (!f->have_head[d])
             continue;
         size_t n;
         unsigned long long wire = 0;
         wire_body(f, d, &n);
-        /* a body redaction rewrote is written as redacted, and its size
-         * made the redacted one's (redact_flow) */
         size_t stored = f->rewritten[d] ? n : f->stored[d].len;
-        int known = sizes && !f->body_decoded[d] && !f->wire_encoded[d] && f->wire_size[d] > stored;
-        if (f->cut[d] || f->truncated[d] || known) {
-            char *why = known ? reel_asprintf("%zu of %llu bytes stored", stored,
-                                              (unsigned long long)f->wire_size[d])
-                              : reel_asprintf("%zu bytes stored, not all", stored);
+        char *why = body_cut(f, d);
+        if (why) {
             hdr_add(f, d, "X-Reel-Body-Cut", why, 0);
             free(why);
             if (!chunked(f, d))
@@ -1674,7 +1691,7 @@ static void raw_heads(flow_t *f) {
         } else if (!chunked(f, d) && says_more(f, d, n, &wire)) {
             /* a flow still open, or its recording cut off: no end record
              * says so, its Content-Length does */
-            char *why = reel_asprintf("%zu of %llu bytes stored", stored, wire);
+            why = reel_asprintf("%zu of %llu bytes stored", stored, wire);
             hdr_add(f, d, "X-Reel-Body-Cut", why, 0);
             free(why);
             hdr_set_length(f, d, n);

@@ -1898,6 +1898,15 @@ class ExportRawCut(unittest.TestCase):
             self.assertNotIn("X-Reel-Body-Cut", dict(whole[1]))
         self.assertEqual(msgs[5][2], b"x" * 99 + b"\n")
 
+    def test_curl_says_a_body_was_cut(self):
+        # the command sends the 1000 bytes stored of a 5000-byte body: it
+        # said nothing of it, where raw says X-Reel-Body-Cut
+        out = self.reel.cli("export", "cut", "--format", "curl", "~id 2").stdout.decode()
+        self.assertIn("# not sent whole: the request body was not stored whole (1000 of 5000 "
+                      "bytes stored)\n", out)
+        out = self.reel.cli("export", "cut", "--format", "curl", "~id 3").stdout.decode()
+        self.assertNotIn("not sent whole", out)
+
     def test_empty_responses_are_framed(self):
         """An empty response without a Content-Length runs to the end of
         the file (RFC 9112 6.3): it gets Content-Length: 0, unless it has
