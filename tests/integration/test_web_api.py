@@ -38,6 +38,18 @@ def start_web(env, *args):
     raise AssertionError("reel web did not start: %s %s" % (line, p.stderr.read()))
 
 
+def stop_web(cls):
+    """Stops a test class's reel web (cls.proc) and origin, and removes its
+    folder."""
+    cls.proc.send_signal(signal.SIGINT)
+    code = cls.proc.wait(10)
+    cls.proc.stdout.close()
+    cls.proc.stderr.close()
+    cls.origin.stop()
+    assert code == 0, "reel web exited %d" % code
+    proxyenv.shutil.rmtree(cls.root, ignore_errors=True)
+
+
 class Client:
     def __init__(self, port, token):
         self.port, self.token = port, token
@@ -1034,13 +1046,7 @@ class WebDiffNotWhole(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.proc.send_signal(signal.SIGINT)
-        code = cls.proc.wait(10)
-        cls.proc.stdout.close()
-        cls.proc.stderr.close()
-        cls.origin.stop()
-        assert code == 0, "reel web exited %d" % code
-        proxyenv.shutil.rmtree(cls.root, ignore_errors=True)
+        stop_web(cls)
 
     def diff(self, a, b):
         return self.c.json("GET", "/api/sessions/d1/flows/%d/diff?with=%d" % (a, b))
@@ -1112,13 +1118,7 @@ class WebBodyNotDecodable(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.proc.send_signal(signal.SIGINT)
-        code = cls.proc.wait(10)
-        cls.proc.stdout.close()
-        cls.proc.stderr.close()
-        cls.origin.stop()
-        assert code == 0, "reel web exited %d" % code
-        proxyenv.shutil.rmtree(cls.root, ignore_errors=True)
+        stop_web(cls)
 
     def test_as_stored_with_why(self):
         b = self.c.json("GET", "/api/sessions/dec/flows/1/body/request")
@@ -1848,13 +1848,7 @@ class WebBodyParts(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.proc.send_signal(signal.SIGINT)
-        code = cls.proc.wait(10)
-        cls.proc.stdout.close()
-        cls.proc.stderr.close()
-        cls.origin.stop()
-        assert code == 0, "reel web exited %d" % code
-        proxyenv.shutil.rmtree(cls.root, ignore_errors=True)
+        stop_web(cls)
 
     def test_text_parts_end_on_characters(self):
         first = self.c.json("GET", self.base)
