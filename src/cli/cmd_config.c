@@ -2,7 +2,6 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "base/mem.h"
 #include "cli/cli.h"
@@ -132,19 +131,13 @@ static json_t *option_json(const reel_config_t *cfg, const reel_option_t *o) {
                      reel_layer_name(layer), "help", o->help, "valid", 1);
 }
 
-/* The options that the proxy recording into s (pid, 0: none) applies at
- * its next start and whose overlay changed since it started (its lock
- * file's time: it writes its pid there then): it runs with their values
+/* The options that the proxy recording into s applies at its next start
+ * and whose overlay changed since it started: it runs with their values
  * from before, where list shows the new ones. pending[i] for the i-th of
  * reel_options(); returns how many. */
-static size_t pending_options(reel_session_t *s, long pid, bool *pending) {
+static size_t pending_options(reel_session_t *s, bool *pending) {
     size_t n = 0;
-    char *lock = reel_asprintf("%s/lock", reel_session_path(s));
-    struct stat st;
-    int64_t started = pid && stat(lock, &st) == 0
-                          ? (int64_t)st.st_mtim.tv_sec * 1000000 + st.st_mtim.tv_nsec / 1000
-                          : 0;
-    free(lock);
+    int64_t started = reel_session_recorder_since(s);
     reel_query_change_t *rows = NULL;
     size_t nrows = 0;
     reel_err_t err;
@@ -176,7 +169,7 @@ static int cmd_list(reel_cli_t *cli, reel_session_t *s) {
         nopts++;
     bool *pending = reel_calloc(nopts ? nopts : 1, sizeof *pending);
     long pid = reel_session_recorder_pid(s);
-    size_t npending = pending_options(s, pid, pending);
+    size_t npending = pending_options(s, pending);
     json_t *arr = json_array();
     if (!cli->json)
         printf("%-21s %-16s %-8s %s\n", "OPTION", "VALUE", "LAYER", "HELP");

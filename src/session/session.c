@@ -318,6 +318,17 @@ long reel_session_recorder_pid(reel_session_t *s) {
     return pid;
 }
 
+int64_t reel_session_recorder_since(reel_session_t *s) {
+    if (reel_session_recorder_pid(s) == 0)
+        return 0;
+    char *lp = reel_asprintf("%s/lock", s->path);
+    struct stat st;
+    int64_t us =
+        stat(lp, &st) == 0 ? (int64_t)st.st_mtim.tv_sec * 1000000 + st.st_mtim.tv_nsec / 1000 : 0;
+    free(lp);
+    return us;
+}
+
 int reel_session_open_segment(const reel_session_t *s, uint32_t n) {
     char name[16];
     reel_spool_segment_name(n, name);
@@ -4362,8 +4373,9 @@ static int finish_removals(const char *home, const char *name) {
 }
 
 /* The first directory under a tree that this user may not empty (no
- * write or search permission), for removable(). nftw has no context. */
-static char unremovable[PATH_MAX];
+ * write or search permission), for removable(). nftw has no context, and
+ * the web server removes sessions on threads of its own. */
+static __thread char unremovable[PATH_MAX];
 
 static int removable_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
     (void)sb;

@@ -80,6 +80,11 @@ int reel_session_is_recording(const reel_session_t *s);
 /** PID of the process recording into the session, 0 if none. */
 long reel_session_recorder_pid(reel_session_t *s);
 
+/** When the process recording into the session started (microseconds
+ * since the epoch: it writes its pid into the lock file then), 0 if none
+ * records. */
+int64_t reel_session_recorder_since(reel_session_t *s);
+
 /** Why the session was opened read-only (the path not writable, and why),
  * or NULL if it was opened for writing; borrowed. */
 const char *reel_session_readonly(const reel_session_t *s);
