@@ -1873,7 +1873,8 @@ static reel_rc write_ndjson(FILE *out, const flow_t *f, const reel_export_opts_t
         }
         json_object_set_new(j, "messages", msgs);
     }
-    if (json_dumpf(j, out, JSON_COMPACT) != 0 && rc == REEL_OK)
+    /* 16 digits, as HAR entries are written (reel_export) */
+    if (json_dumpf(j, out, JSON_COMPACT | JSON_REAL_PRECISION(16)) != 0 && rc == REEL_OK)
         rc = reel_err_set(err, REEL_IO, "writing the export failed");
     fputc('\n', out);
     json_decref(j);

@@ -1251,6 +1251,8 @@ static void test_har_timings(void **state) {
     assert_non_null(o);
     assert_true(num(json_object_get(o, "timings"), "connect_ms") == 3.0);
     assert_true(num(o, "duration_ms") == 45.041);
+    /* written as HAR writes it, not as 45.040999999999997 */
+    assert_non_null(strstr(nd, "\"duration_ms\":45.041,"));
     json_decref(o);
     free(nd);
     json_decref(root2);
