@@ -1967,7 +1967,7 @@ void reel__web_api(const reel__web_ctx_t *w, const reel__web_req_t *rq, reel__we
     while (*p && c.nseg < sizeof c.seg / sizeof *c.seg) {
         const char *slash = strchr(p, '/');
         size_t len = slash ? (size_t)(slash - p) : strlen(p);
-        char *seg = reel__web_unescape(p, len);
+        char *seg = reel__web_unescape(p, len, 0);
         if (seg == NULL || seg[0] == '\0') {
             free(seg);
             reel__web_error(rs, 404, "no such API");

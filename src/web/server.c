@@ -266,12 +266,12 @@ static int hexval(int c) {
     return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-char *reel__web_unescape(const char *s, size_t n) {
+char *reel__web_unescape(const char *s, size_t n, int form) {
     char *o = reel_malloc(n + 1);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         int ch = (unsigned char)s[i];
-        if (ch == '+') {
+        if (ch == '+' && form) {
             ch = ' ';
         } else if (ch == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
             ch = hexval(s[i + 1]) * 16 + hexval(s[i + 2]);
@@ -294,7 +294,7 @@ char *reel__web_param(const char *query, const char *name) {
         const char *amp = strchr(p, '&');
         size_t len = amp ? (size_t)(amp - p) : strlen(p);
         if (len >= nl && strncmp(p, name, nl) == 0 && (len == nl || p[nl] == '='))
-            return len == nl ? reel_strdup("") : reel__web_unescape(p + nl + 1, len - nl - 1);
+            return len == nl ? reel_strdup("") : reel__web_unescape(p + nl + 1, len - nl - 1, 1);
         p = amp ? amp + 1 : NULL;
     }
     return NULL;
@@ -307,7 +307,7 @@ const char *reel__web_query_nul(const char *query, size_t *name_len) {
         size_t len = amp ? (size_t)(amp - p) : strlen(p);
         const char *eq = memchr(p, '=', len);
         if (eq) {
-            char *v = reel__web_unescape(eq + 1, len - (size_t)(eq + 1 - p));
+            char *v = reel__web_unescape(eq + 1, len - (size_t)(eq + 1 - p), 1);
             if (v == NULL) {
                 *name_len = (size_t)(eq - p);
                 return p;
@@ -1068,7 +1068,7 @@ static int api_segments(const char *path, char **seg, int max) {
     while (*p) {
         const char *slash = strchr(p, '/');
         size_t len = slash ? (size_t)(slash - p) : strlen(p);
-        char *s = n < max ? reel__web_unescape(p, len) : NULL;
+        char *s = n < max ? reel__web_unescape(p, len, 0) : NULL;
         if (s == NULL || s[0] == '\0') {
             free(s);
             while (n > 0)

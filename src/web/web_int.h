@@ -149,7 +149,8 @@ char *reel__web_param(const char *query, const char *name);
  * *name_len bytes, raw), or NULL when there is none. */
 const char *reel__web_query_nul(const char *query, size_t *name_len);
 
-/** Percent-decodes s[0..n) ('+' is a space); NULL if it decodes to a NUL. */
-char *reel__web_unescape(const char *s, size_t n);
+/** Percent-decodes s[0..n); NULL if it decodes to a NUL. In a query
+ * (`form`), '+' is a space (HTML's form encoding); in a path it is '+'. */
+char *reel__web_unescape(const char *s, size_t n, int form);
 
 #endif

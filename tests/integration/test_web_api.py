@@ -523,6 +523,10 @@ class WebApi(unittest.TestCase):
                 st, _, data = self.c.req("GET", "/api/sessions/s1/flows/" + bad + tail)
                 self.assertEqual(st, 400, bad + tail)
                 self.assertIn("invalid flow id", json.loads(data)["error"], bad + tail)
+        # a '+' in a path is a '+' (a space only in a query's form encoding)
+        st, _, data = self.c.req("GET", "/api/sessions/s1/flows/+1")
+        self.assertEqual(json.loads(data)["error"],
+                         "invalid flow id '+1': a flow id is digits only, 1 and up")
         for bad in ("%201", "+1", "0"):
             st, _, data = self.c.req("GET", "/api/sessions/s1/flows/1/diff?with=" + bad)
             self.assertEqual(st, 400, bad)

@@ -91,8 +91,11 @@ static void test_params(void **state) {
     free(v);
     assert_null(reel__web_param("ab=1", "a"));
     assert_null(reel__web_param("a=%00", "a")); /* a NUL is refused */
-    v = reel__web_unescape("%zz%4", 5);         /* bad escapes stay as they are */
+    v = reel__web_unescape("%zz%4", 5, 1);      /* bad escapes stay as they are */
     assert_string_equal(v, "%zz%4");
+    free(v);
+    v = reel__web_unescape("a+b%2B", 6, 0); /* a path's '+' is itself */
+    assert_string_equal(v, "a+b+");
     free(v);
 }
 
