@@ -25,7 +25,9 @@
 typedef struct {
     const reel_daemon_opts_t *o;
     uv_loop_t loop;
-    uv_signal_t sigint, sigterm;
+    /* SIGHUP too: the terminal that ran it closed (or a supervisor's
+     * stop), which must not lose what is in flight or leave the pid file */
+    uv_signal_t sigint, sigterm, sighup;
     uv_timer_t config_timer;
     reel_recorder_t *rec;
     reel_proxy_t *proxy;
@@ -229,7 +231,9 @@ static void on_signal(uv_signal_t *s, int signum) {
     r->stopping = 1;
     reel_service_notify("STOPPING=1");
     fprintf(stderr, "\nreel: %s: finishing in-flight flows (signal again to exit now)\n",
-            signum == SIGINT ? "interrupted" : "terminated");
+            signum == SIGINT   ? "interrupted"
+            : signum == SIGHUP ? "hung up"
+                               : "terminated");
     uv_timer_stop(&r->config_timer);
     reel_web_stop(r->web);
     reel_proxy_shutdown(r->proxy, 3000, on_shutdown_done, r);
@@ -302,13 +306,14 @@ reel_rc reel_daemon_run(const reel_daemon_opts_t *o, int *served, reel_err_t *er
     if (rc != REEL_OK)
         goto out;
     signal(SIGPIPE, SIG_IGN);
-    uv_signal_init(&r.loop, &r.sigint);
-    uv_signal_init(&r.loop, &r.sigterm);
-    r.sigint.data = r.sigterm.data = &r;
-    uv_signal_start(&r.sigint, on_signal, SIGINT);
-    uv_signal_start(&r.sigterm, on_signal, SIGTERM);
-    uv_unref((uv_handle_t *)&r.sigint);
-    uv_unref((uv_handle_t *)&r.sigterm);
+    uv_signal_t *sigs[] = {&r.sigint, &r.sigterm, &r.sighup};
+    const int signums[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < 3; i++) {
+        uv_signal_init(&r.loop, sigs[i]);
+        sigs[i]->data = &r;
+        uv_signal_start(sigs[i], on_signal, signums[i]);
+        uv_unref((uv_handle_t *)sigs[i]);
+    }
     r.config_seen = config_version(&r);
     char *ign = reel_index_meta_get(reel_session_db(o->session), "ignored_connections");
     r.ignored_base = ign ? strtoull(ign, NULL, 10) : 0;

@@ -3,9 +3,9 @@
  *
  * It builds the effective configuration from the four layers (defaults <
  * user file < session overlay < the caller's KEY=VALUE assignments),
- * opens the CA and the recorder, starts the proxy, and runs until SIGINT or
- * SIGTERM (a second signal exits at once). While it runs, a timer watches
- * the overlay's history and re-applies the hot options within a second of
+ * opens the CA and the recorder, starts the proxy, and runs until SIGINT,
+ * SIGTERM or SIGHUP (a second signal exits at once). While it runs, a timer
+ * watches the overlay's history and re-applies the hot options within a second of
  * `reel config SESSION set ...`, and keeps meta `ignored_connections`. It
  * writes the pid file and tells systemd it is ready once it listens.
  *

@@ -177,6 +177,30 @@ class ServiceTest(unittest.TestCase):
         self.assertEqual(flows[0]["response_body_size"], len(SLOW_BODY))
         run([REEL, "verify", "svc"], env=self.env)
 
+    def test_sighup_stops_as_sigterm_does(self):
+        # the terminal that ran it closed: SIGHUP killed it outright, the
+        # flow in flight cut, nothing flushed and the pid file left
+        pidfile = os.path.join(self.root, "reel3.pid")
+        proc, log = self.start("--pidfile", pidfile, "svc3")
+        self.wait_pidfile(proc, pidfile)
+        port = self.listen_port(log)
+        Handler.started.clear()
+        url = "http://127.0.0.1:%d/slow" % self.origin.server_address[1]
+        curl = subprocess.Popen(["curl", "-sS", "--max-time", "20", "-x",
+                                 "http://127.0.0.1:%d" % port, url],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.procs.append(curl)
+        self.assertTrue(Handler.started.wait(10), "request did not reach the origin")
+        proc.send_signal(signal.SIGHUP)
+        out, err = curl.communicate(timeout=20)
+        self.assertEqual((curl.returncode, out), (0, SLOW_BODY), err)
+        self.assertEqual(proc.wait(20), 0)
+        self.assertFalse(os.path.exists(pidfile), "pid file left behind")
+        log.seek(0)
+        self.assertIn("reel: hung up: finishing in-flight flows", log.read())
+        flows = json.loads(run([REEL, "flows", "svc3", "--json"], env=self.env).stdout)
+        self.assertEqual([(f["state"], f["status"]) for f in flows], [("complete", 200)])
+
     def test_second_signal_removes_the_pidfile(self):
         # the second signal exits at once, without the orderly stop; the
         # pid file goes all the same (it was left with the dead pid in it)
