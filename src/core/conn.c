@@ -247,6 +247,7 @@ static void conn_free(conn_t *c) {
     free(c->tunnel_sni);
     free(c->connect_head);
     free(c->probe_error);
+    free(c->probe_sni);
     free(c);
     STAT_SUB(p, active_connections, 1);
     if (p->shutting_down && p->conns == NULL)
@@ -505,9 +506,7 @@ static void on_conn_timer(uv_timer_t *t) {
         /* the origin is silent: no h2 for this client, and its first
          * request is answered with this at once rather than waiting for
          * the same origin as long again (core/exchange.c) */
-        free(c->probe_error);
-        c->probe_error = setup_timed_out(c, c->up);
-        c->probe_status = 504;
+        reel__probe_failed(c, 504, setup_timed_out(c, c->up));
         reel__upstream_close(c);
         reel__probe_done(c, NULL);
         reel__conn_arm(c);

@@ -251,6 +251,11 @@ struct conn {
     char *probe_error;
     int probe_status;
     int64_t probe_started_us;
+    /* ... and the connection it made, when it reached the origin (known;
+     * its TLS handshake then failed or stalled): that flow's ServerConn
+     * and server address, with the SNI it sent (owned) */
+    upstream_facts_t probe_upf;
+    char *probe_sni;
     /* A TLS tunnel: TLS carrying something other than HTTP, relayed as a
      * tunnel flow (scheme "tls") over TLS on both legs (core/tunnel.c). */
     bool tls_tunnel;
@@ -552,6 +557,12 @@ void reel__sniff_process(conn_t *c);
  * of a TLS ClientHello but not all of it. */
 bool reel__sniff_hello_started(conn_t *c);
 void reel__probe_done(conn_t *c, const char *alpn);
+/* The ALPN probe on c->up failed: keeps why (owned) and status for the
+ * client's first request, with the connection's facts (reel__probe_conn) */
+void reel__probe_failed(conn_t *c, int status, char *why);
+/* Records on c->ex.flow the connection of a failed probe that reached the
+ * origin (the flow's ServerConn and address), if there was one. */
+void reel__probe_conn(conn_t *c);
 /* The client of an intercepted tunnel ended (error: its connection broke,
  * why; NULL: it closed) after its TLS handshake with reel, before its
  * first request (HTTP/2: its first stream): with no request there is no

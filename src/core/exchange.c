@@ -1228,9 +1228,11 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
         !(https && c->in_tunnel && port == c->tunnel_port && strcmp(host, c->tunnel_host) == 0)) {
         free(probe_error); /* a request to another origin */
         probe_error = NULL;
+        memset(&c->probe_upf, 0, sizeof c->probe_upf);
     }
     if (probe_error) {
         start_flow(c, h, https, host, port, path, false, c->probe_started_us);
+        reel__probe_conn(c);
         reel__fail_exchange(c, c->probe_status, probe_error);
         free(probe_error);
         free(host);

@@ -54,6 +54,8 @@ typedef struct {
      * TCP close, or an error): what was read until the close may be cut
      * short (RFC 9112 9.8) */
     bool tls_no_close_notify;
+    /* sni: the name sent (toward an origin) or received (from a client),
+     * also before the handshake is done; the others once it is */
     const char *alpn, *sni, *tls_version, *cipher;
     /* TLS toward an origin whose certificate failed the check (tls_done
      * false): why, and its certificate's facts; alpn, tls_version and

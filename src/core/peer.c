@@ -369,16 +369,19 @@ reel_capture_conn_t reel__conn_facts(const peer_t *up, const reel_stack_info_t *
 /* A connection that failed the check of the origin's certificate is
  * recorded as the flow's ServerConn all the same: the address reel
  * reached, the TLS the server had chosen, its certificate and why the
- * check refused it, beside the error that ends the flow. Other failures
- * leave none (the connection never was), but for a retry's
- * (record_unmade_retry). A stream of an HTTP/2 session
+ * check refused it, beside the error that ends the flow. So is one whose
+ * TLS handshake failed after the connect: the address, the SNI sent, no
+ * TLS (ssl_us -1). Other failures leave none (the connection never was),
+ * but for a retry's (record_unmade_retry). A stream of an HTTP/2 session
  * (core/h2up.c) is never connected when the session's TLS fails: its
  * up-lane says what the session reached, address included. */
 static void record_refused_conn(peer_t *up) {
     conn_t *c = up->c;
     reel_stack_info_t info;
     reel_stack_info(&up->st, &info);
-    if (info.verify_error == NULL || (!up->connected && !up->h2))
+    bool refused = info.verify_error != NULL && (up->connected || up->h2);
+    bool no_tls = info.verify_error == NULL && up->connected && info.tls && !info.tls_done;
+    if (!refused && !no_tls)
         return;
     reel_capture_flow_t *f = NULL;
     if (c->state == C_RAW && c->tflow && !c->tls_conn_recorded) {
@@ -421,6 +424,47 @@ static void record_unmade_retry(peer_t *up) {
     reel_capture_server_conn(c->ex.flow, &sc);
 }
 
+void reel__probe_failed(conn_t *c, int status, char *why) {
+    free(c->probe_error);
+    c->probe_error = why;
+    c->probe_status = status;
+    free(c->probe_sni);
+    c->probe_sni = NULL;
+    memset(&c->probe_upf, 0, sizeof c->probe_upf);
+    peer_t *up = c->up;
+    if (up == NULL || !up->connected)
+        return;
+    reel_stack_info_t info;
+    reel_stack_info(&up->st, &info);
+    c->probe_upf = (upstream_facts_t){.known = true,
+                                      .id = up->id,
+                                      .https = up->https,
+                                      .dns0 = up->t_dns0,
+                                      .dns1 = up->t_dns1,
+                                      .connected = up->t_connected};
+    reel_strcpy_to(c->probe_upf.addr, sizeof c->probe_upf.addr, up->addr);
+    c->probe_sni = reel_strdup(info.sni ? info.sni : "");
+}
+
+void reel__probe_conn(conn_t *c) {
+    const upstream_facts_t *u = &c->probe_upf;
+    if (!u->known || c->ex.flow == NULL)
+        return;
+    /* the address it reached and how long that took; no TLS was made */
+    reel_capture_conn_t sc = {.conn_id = u->id,
+                              .address = u->addr,
+                              .sni = c->probe_sni,
+                              .opened_us = u->dns0,
+                              .dns_us = reel__span_us(u->dns0, u->dns1),
+                              .connect_us = reel__span_us(u->dns1, u->connected),
+                              .ssl_us = -1};
+    reel_capture_server_conn(c->ex.flow, &sc);
+    c->ex.conn_recorded = true;
+    c->ex.upf = *u; /* its end's server address */
+    c->ex.flow_upstream = true;
+    memset(&c->probe_upf, 0, sizeof c->probe_upf);
+}
+
 void reel__upstream_failed(peer_t *up, const char *why) {
     conn_t *c = up->c;
     if (c->up != up)
@@ -433,11 +477,8 @@ void reel__upstream_failed(peer_t *up, const char *why) {
          * own connection then records what the origin showed. */
         reel_stack_info_t info;
         reel_stack_info(&up->st, &info);
-        if (info.verify_error == NULL) {
-            free(c->probe_error);
-            c->probe_error = reel_strdup(why);
-            c->probe_status = 502;
-        }
+        if (info.verify_error == NULL)
+            reel__probe_failed(c, 502, reel_strdup(why));
         reel__upstream_close(c);
         reel__probe_done(c, NULL);
         return;

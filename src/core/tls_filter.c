@@ -162,13 +162,13 @@ static void tls_info(const reel_filter_t *f, reel_stack_info_t *out) {
     out->tls = true;
     out->tls_done = reel_tls_handshake_done(t->tls);
     out->setup_tls_done = t->t_done;
+    out->sni = reel_tls_sni(t->tls); /* known before the handshake ends (or fails) */
     if (!out->tls_done) {
         out->verify_error = reel_tls_verify_error(t->tls, &out->peer_cert);
         if (out->verify_error == NULL)
             return;
     }
     out->alpn = reel_tls_alpn(t->tls);
-    out->sni = reel_tls_sni(t->tls);
     out->tls_version = reel_tls_version(t->tls);
     out->cipher = reel_tls_cipher(t->tls);
     out->tls_resumed = reel_tls_resumed(t->tls);

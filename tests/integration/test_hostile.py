@@ -1203,6 +1203,49 @@ class BadUpstreamsTest(unittest.TestCase):
                       "before answering; its TLS handshake failed)", shown)
         self.assertNotIn("sent again on this new connection", shown)
 
+    def test_an_origin_reached_whose_tls_fails_is_the_flows_server(self):
+        # The origin is reached and its TLS handshake fails (not TLS there):
+        # the 502's flow says which address reel reached, the SNI it sent,
+        # and that no TLS was made. A client offering h2 makes reel probe
+        # the origin's ALPN first: that flow had no server at all (~dst
+        # did not find it); one without ALPN had no ServerConn.
+        r = self.reel
+
+        def serve(up, c):
+            c.recv(65536)  # the ClientHello
+            c.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+        for alpn in (None, ["h2", "http/1.1"]):
+            up = Upstream(serve)
+            try:
+                s = connect(r.port, 20)
+                s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % up.port)
+                self.assertTrue(s.recv(1000).startswith(b"HTTP/1.1 200"))
+                ctx = ssl.create_default_context(cafile=r.ca)
+                if alpn:
+                    ctx.set_alpn_protocols(alpn)
+                s = ctx.wrap_socket(s, server_hostname="localhost")
+                self.assertEqual(s.selected_alpn_protocol(), "http/1.1" if alpn else None)
+                s.sendall(b"GET /origin-tls-fails HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                out = s.recv(65536)
+                s.close()
+            finally:
+                up.stop()
+            self.assertTrue(out.startswith(b"HTTP/1.1 502 "), out[:200])
+            row = r.wait_flows(1, "~u /origin-tls-fails$ & ~dst :%d$" % up.port)[-1]
+            self.assertEqual(row["server_addr"], "127.0.0.1:%d" % up.port, row)
+            f = r.flow(row["id"])
+            self.assertIn("TLS handshake failed", f["error"])
+            sc = f["server_conn"]
+            self.assertEqual(sc["address"], "127.0.0.1:%d" % up.port, sc)
+            self.assertEqual(sc["sni"], "localhost", sc)
+            self.assertGreaterEqual(sc["connect_us"], 0, sc)
+            self.assertEqual(sc["ssl_us"], -1, sc)
+            self.assertIsNone(sc["tls_version"], sc)
+            self.assertEqual(f["timings"]["send_us"], -1, f["timings"])  # nothing was sent
+            shown = r.cli("flow", r.session, str(row["id"])).stdout.decode()
+            self.assertIn("~ server: 127.0.0.1:%d" % up.port, shown)
+
     def tls_serve(self, c, after_handshake):
         """A TLS server on memory BIOs, so that it can send part of a record."""
         inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
