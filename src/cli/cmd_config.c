@@ -131,12 +131,16 @@ static json_t *option_json(const reel_config_t *cfg, const reel_option_t *o) {
                      reel_layer_name(layer), "help", o->help, "valid", 1);
 }
 
+static bool same_value(const char *a, const char *b) {
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
 /* The options that the proxy recording into s applies at its next start
- * and whose overlay changed since it started: it runs with their values
- * from before, where list shows the new ones. pending[i] for the i-th of
- * reel_options(); returns how many. */
+ * and whose overlay value differs from the one it had when the proxy
+ * started: it runs with that one, where list shows the new one (a value
+ * set and set back is not). pending[i] for the i-th of reel_options();
+ * returns how many. */
 static size_t pending_options(reel_session_t *s, bool *pending) {
-    size_t n = 0;
     int64_t started = reel_session_recorder_since(s);
     reel_query_change_t *rows = NULL;
     size_t nrows = 0;
@@ -144,18 +148,51 @@ static size_t pending_options(reel_session_t *s, bool *pending) {
     reel_err_clear(&err);
     if (started == 0 || reel_query_history(s, &rows, &nrows, &err) != REEL_OK)
         return 0;
+    size_t nopts = 0;
+    while (reel_options()[nopts].name)
+        nopts++;
+    /* the value at the start: the old value of the first change after it;
+     * the value now: the new value of the last (rows oldest first) */
+    const char **then = reel_calloc(nopts ? nopts : 1, sizeof *then);
+    const char **now = reel_calloc(nopts ? nopts : 1, sizeof *now);
+    bool *seen = reel_calloc(nopts ? nopts : 1, sizeof *seen);
     for (size_t i = 0; i < nrows; i++) {
         if (rows[i].time_us <= started || rows[i].key == NULL || reel_option_is_hot(rows[i].key))
             continue;
-        size_t k = 0;
-        for (const reel_option_t *o = reel_options(); o->name; o++, k++)
-            if (strcmp(o->name, rows[i].key) == 0 && !pending[k]) {
-                pending[k] = true;
-                n++;
+        for (size_t k = 0; k < nopts; k++)
+            if (strcmp(reel_options()[k].name, rows[i].key) == 0) {
+                if (!seen[k])
+                    then[k] = rows[i].old_value;
+                seen[k] = true;
+                now[k] = rows[i].new_value;
             }
     }
+    size_t n = 0;
+    for (size_t k = 0; k < nopts; k++)
+        if (seen[k] && !same_value(then[k], now[k])) {
+            pending[k] = true;
+            n++;
+        }
+    free(then);
+    free(now);
+    free(seen);
     reel_query_history_free(rows, nrows);
     return n;
+}
+
+/* Whether the proxy recording into s runs with another value of key than
+ * the overlay now holds (pending_options). */
+static bool pending_option(reel_session_t *s, const char *key) {
+    size_t nopts = 0;
+    while (reel_options()[nopts].name)
+        nopts++;
+    bool *pending = reel_calloc(nopts ? nopts : 1, sizeof *pending), out = false;
+    pending_options(s, pending);
+    for (size_t k = 0; k < nopts; k++)
+        if (pending[k] && strcmp(reel_options()[k].name, key) == 0)
+            out = true;
+    free(pending);
+    return out;
 }
 
 static int cmd_list(reel_cli_t *cli, reel_session_t *s) {
@@ -316,6 +353,10 @@ static void say_applies(reel_session_t *s, const char *key) {
     else if (strcmp(when, "now") == 0)
         printf("the proxy recording into '%s' (pid %ld) applies it within a second\n",
                reel_session_name(s), pid);
+    else if (pid && !pending_option(s, key))
+        printf("%s applies at the next start: the proxy recording into '%s' (pid %ld) runs with "
+               "this value already (its value when it started)\n",
+               key, reel_session_name(s), pid);
     else if (pid)
         printf("%s applies at the next start: the proxy recording into '%s' (pid %ld) keeps "
                "its current value until then ('reel resume %s' after stopping it)\n",

@@ -246,8 +246,16 @@ class Terminal(unittest.TestCase):
         out = self.cli("config", "tty", "set", "capture", "on").stdout.decode()
         self.assertIn("applies it within a second", out)
         self.assertNotIn("next start", out)
+        # set back to its value when the proxy started: no longer named
         out = self.cli("config", "tty", "unset", "fsync").stdout.decode()
-        self.assertIn("fsync applies at the next start", out)
+        self.assertIn("fsync applies at the next start: the proxy recording into 'tty' (pid %d) "
+                      "runs with this value already (its value when it started)"
+                      % self.reel.proc.pid, out)
+        out = self.cli("config", "tty", "list").stdout.decode()
+        self.assertRegex(out, r"\(\'reel resume tty\' after stopping it\): segment_size\n")
+        rows = {o["name"]: o for o in json.loads(self.cli("config", "tty", "list", "--json").stdout)}
+        self.assertEqual([rows[k].get("applies") for k in ("segment_size", "fsync")],
+                         ["next start", None])
         self.cli("config", "tty", "unset", "segment_size")
         self.cli("config", "tty", "unset", "capture")
         # the port the proxy was given with --listen 127.0.0.1:0, at layer cli
