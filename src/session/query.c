@@ -843,6 +843,47 @@ static reel_rc end(sqlite3 *db, reel_rc rc, reel_err_t *err) {
     return rc;
 }
 
+/* Begins the write transaction of user data on the flows ids[0..*n) of
+ * target t (target_ids; owned: its array, for a filter), then checks them
+ * again inside it. A flow whose segment retention listed as dropped since
+ * (its rows go soon after, reel_retention_run, which checks in its own
+ * transaction that no flow there has user data) gets none: it would
+ * outlive the flow, and `reel tag` said it tagged a flow about to go. A
+ * flow named by id is then an error, as if it were gone already; one that
+ * a filter matched is left out (*n shrinks). */
+static reel_rc begin_live(reel_session_t *s, const reel_query_target_t *t, const int64_t *ids,
+                          int64_t *owned, size_t *n, reel_err_t *err) {
+    sqlite3 *db = reel_session_db(s);
+    sqlite3_stmt *st = NULL;
+    reel_rc rc = begin(db, err);
+    if (rc == REEL_OK)
+        rc = prepare(db,
+                     "SELECT 1 FROM flows f WHERE f.id = ?1 AND NOT EXISTS (SELECT 1 FROM "
+                     "flow_frames ff JOIN retention r ON r.segment = ff.segment WHERE "
+                     "ff.flow_id = ?1)",
+                     &st, err);
+    size_t k = 0;
+    for (size_t i = 0; i < *n && rc == REEL_OK; i++) {
+        sqlite3_bind_int64(st, 1, ids[i]);
+        int step = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (step == SQLITE_ROW) {
+            if (owned)
+                owned[k++] = ids[i];
+        } else if (step != SQLITE_DONE) {
+            rc = db_err(db, err);
+        } else if (t->ids) {
+            rc = no_flow(s, ids[i], err);
+        }
+    }
+    sqlite3_finalize(st);
+    if (rc != REEL_OK)
+        return end(db, rc, err);
+    if (owned)
+        *n = k;
+    return REEL_OK;
+}
+
 /* The ids of target t, ascending for a filter, as given otherwise (each
  * checked to exist). *owned is the array to free(). */
 static reel_rc target_ids(reel_session_t *s, const reel_query_target_t *t, const int64_t **ids,
@@ -888,7 +929,7 @@ reel_rc reel_query_annotate(reel_session_t *s, const reel_query_target_t *t, con
     sqlite3_stmt *st = NULL;
     if ((rc = target_ids(s, t, &ids, &n, &owned, err)) != REEL_OK)
         goto out;
-    if ((rc = begin(db, err)) != REEL_OK)
+    if ((rc = begin_live(s, t, ids, owned, &n, err)) != REEL_OK)
         goto out;
     rc =
         prepare(db, "INSERT INTO annotations(flow_id, created_us, text) VALUES(?, ?, ?)", &st, err);
@@ -1056,7 +1097,7 @@ reel_rc reel_query_tag(reel_session_t *s, const reel_query_target_t *t, const ch
     sqlite3_stmt *st = NULL;
     if ((rc = target_ids(s, t, &ids, &n, &owned, err)) != REEL_OK)
         goto out;
-    if ((rc = begin(db, err)) != REEL_OK)
+    if ((rc = begin_live(s, t, ids, owned, &n, err)) != REEL_OK)
         goto out;
     rc = prepare(db,
                  add ? "INSERT OR IGNORE INTO tags(flow_id, tag) VALUES(?, ?)"
@@ -1139,7 +1180,7 @@ reel_rc reel_query_mark(reel_session_t *s, const reel_query_target_t *t, int mar
     reel_rc rc = target_ids(s, t, &ids, &n, &owned, err);
     if (rc != REEL_OK)
         goto out;
-    if ((rc = begin(db, err)) != REEL_OK)
+    if ((rc = begin_live(s, t, ids, owned, &n, err)) != REEL_OK)
         goto out;
     /* marks is the user data repair keeps; flows.marked mirrors it for
      * filters */

@@ -225,12 +225,22 @@ static int pinned(sqlite3 *db, uint32_t n) {
                    n) == 1;
 }
 
-/* The transaction that lists segment sg in `retention`; *flows: its flows. */
+/* The transaction that lists segment sg in `retention`; *flows: its flows.
+ * *kept: it was not, a flow there being open or having user data (checked
+ * in the transaction: a tag written between a check before it and the
+ * drop was lost with its flow; user data writers check in theirs that the
+ * flow's segment is not listed, reel_query_tag and the others). */
 static reel_rc record_drop(sqlite3 *db, const seginfo *sg, const char *reason, int64_t now_us,
-                           uint64_t *flows, reel_err_t *err) {
+                           uint64_t *flows, int *kept, reel_err_t *err) {
     sqlite3_stmt *st = NULL;
+    *kept = 0;
     if (reel_index_exec(db, "BEGIN IMMEDIATE", err) != REEL_OK)
         return db_fail(db, err, "begin");
+    if (pinned(db, sg->n)) {
+        *kept = 1;
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return REEL_OK;
+    }
     /* Dropped flows keep their ids: a new flow never gets a dropped one's. */
     if (reel_index_exec(db,
                         "INSERT OR REPLACE INTO meta(key, value) SELECT 'max_flow_id', "
@@ -261,12 +271,13 @@ static reel_rc record_drop(sqlite3 *db, const seginfo *sg, const char *reason, i
 
 static reel_rc drop_segment(sqlite3 *db, const char *dir, const seginfo *sg, const char *reason,
                             int64_t now_us, const reel_retention_lock_t *lk, uint64_t *flows,
-                            reel_err_t *err) {
+                            int *kept, reel_err_t *err) {
     lock_take(lk);
-    reel_rc rc = record_drop(db, sg, reason, now_us, flows, err);
+    reel_rc rc = record_drop(db, sg, reason, now_us, flows, kept, err);
     lock_give(lk);
-    if (rc != REEL_OK)
+    if (rc != REEL_OK || *kept)
         return rc;
+    test_hold(sg->n, "listed");
     return purge(db, dir, sg->n, lk, err);
 }
 
@@ -311,13 +322,15 @@ reel_rc reel_retention_run(sqlite3 *db, const char *spool_dir, uint32_t below,
             reason = "max_age";
         else
             break;
-        if (pinned(db, segs[i].n)) {
+        uint64_t f = 0;
+        int kept = 0;
+        if ((rc = drop_segment(db, spool_dir, &segs[i], reason, now_us, lock, &f, &kept, err)) !=
+            REEL_OK)
+            goto out;
+        if (kept) {
             out->kept++;
             continue;
         }
-        uint64_t f = 0;
-        if ((rc = drop_segment(db, spool_dir, &segs[i], reason, now_us, lock, &f, err)) != REEL_OK)
-            goto out;
         total -= segs[i].size;
         nflows -= (sqlite3_int64)f;
         out->segments++;

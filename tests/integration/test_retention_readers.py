@@ -113,6 +113,41 @@ class RetentionReadersTest(unittest.TestCase):
                            env=dict(os.environ, REEL_HOME=self.root + "/home"))
         self.assertEqual(v.returncode, 0, (v.stdout + v.stderr).decode())
 
+    def test_user_data_for_a_flow_being_dropped(self):
+        # Retention has listed a segment as dropped, and its flows' rows are
+        # still there: a tag, note or mark for one of them is refused, as
+        # for a flow gone. `reel tag` said it had tagged it, and the tag
+        # outlived the flow (retention had checked for user data first).
+        hp = os.path.join(self.root, "hold")
+        hold(hp, "listed")
+        os.environ["REEL_TEST_RETENTION_HOLD"] = hp
+        try:
+            self.reel = Reel(self.root, "ud", "segment_size=1m", "retention_max_flows=30")
+        finally:
+            del os.environ["REEL_TEST_RETENTION_HOLD"]
+        post(self.reel, self.origin.url("/echo"), 60)
+        wait_file(hp + ".held", "listed")
+        first = min(f["id"] for f in json.loads(self.reel.cli("flows", "ud", "--json").stdout))
+        for args in (["tag", "ud", str(first), "keep"], ["annotate", "ud", str(first), "a note"],
+                     ["mark", "ud", str(first)]):
+            r = self.reel.cli(*args, check=False)
+            self.assertEqual((r.returncode, r.stderr.decode()),
+                             (1, "reel %s: no flow %d in session 'ud'\n" % (args[0], first)))
+        r = self.reel.cli("tag", "ud", "--json", "--filter", "~id %d" % first, "keep")
+        self.assertEqual(json.loads(r.stdout), {"matched": 0, "added": 0})
+        os.unlink(hp)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            show = json.loads(self.reel.cli("show", "ud", "--json").stdout)
+            if show["retention"]["dropped_flows"] > 0:
+                break
+            time.sleep(0.1)
+        self.assertEqual(self.reel.cli("flows", "ud", "~tag keep | ~marked").stdout, b"")
+        show = json.loads(self.reel.cli("show", "ud", "--json").stdout)
+        self.assertGreater(show["retention"]["dropped_flows"], 0, show)
+        out = self.reel.cli("show", "ud").stdout.decode()
+        self.assertIn("0 annotations, 0 tagged flows, 0 marked", out)
+
     def start_blocked_export(self, name, fmt):
         """An export whose output nobody reads yet: it lists the flows, then
         blocks writing the first ones (a 1 MiB body is more than a pipe
