@@ -196,6 +196,24 @@ void reel__conn_client_ended(conn_t *c) {
     }
 }
 
+void reel__conn_shutdown_ends(conn_t *c) {
+    static const char why[] = "the proxy shut down";
+    if (c->lane || c->client.closing)
+        return; /* (an HTTP/2 stream's lane: its front ends it) */
+    if (c->state == C_HEAD && c->ex.flow == NULL) {
+        if (!reel__head_abandoned(c, why))
+            reel__tls_client_left(c, why);
+    } else if (c->state == C_SNIFF && reel__sniff_hello_started(c)) {
+        reel__tunnel_abandoned(c, "the proxy shut down during the client's TLS ClientHello");
+    } else if (c->state == C_SNIFF && !reel__tls_client_left(c, why)) {
+        reel__tunnel_abandoned(c, c->client.in.len
+                                      ? "the proxy shut down before the tunnel's first bytes "
+                                        "said what it carries (they were not passed on)"
+                                      : "the proxy shut down before the client sent anything "
+                                        "in the tunnel");
+    }
+}
+
 /* After the bytes (and maybe the end) of one read reached pe->in. */
 void reel__peer_read_done(peer_t *pe) {
     conn_t *c = pe->c;
@@ -434,7 +452,7 @@ static uint64_t conn_deadline(conn_t *c) {
         d = earlier(d, c->ex.resp_head_started + p->head_timeout_ms);
     if (c->state == C_SNIFF && c->sniff_bytes_at)
         d = earlier(d, c->sniff_bytes_at + p->head_timeout_ms);
-    else if (c->state == C_SNIFF)
+    else if (c->state == C_SNIFF && !p->shutting_down) /* (no new tunnel then) */
         d = earlier(d, c->sniff_started + SNIFF_WAIT_MS);
     if (c->state == C_PROBE && c->up)
         d = earlier(d, c->up->progress + p->upstream_timeout_ms);
@@ -543,8 +561,11 @@ static void on_conn_timer(uv_timer_t *t) {
         reel__conn_arm(c);
         return;
     }
-    if (c->state == C_SNIFF && !c->sniff_bytes_at && now - c->sniff_started >= SNIFF_WAIT_MS) {
-        /* The client is silent: maybe a server-speaks-first protocol. */
+    if (c->state == C_SNIFF && !c->sniff_bytes_at && now - c->sniff_started >= SNIFF_WAIT_MS &&
+        !p->shutting_down) {
+        /* The client is silent: maybe a server-speaks-first protocol (not
+         * relayed once the proxy shuts down: its grace is for flows under
+         * way, and the tunnel's flow says the shutdown ended it). */
         reel__begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false, true);
         reel__conn_arm(c);
         return;

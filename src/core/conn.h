@@ -583,6 +583,9 @@ void reel__alpn_note(reel_proxy_t *p, const char *host, int port, const char *sn
 void reel__upstream_ready(peer_t *up);
 void reel__conn_process(conn_t *c);
 void reel__conn_client_ended(conn_t *c);
+/* The proxy's shutdown closes c: a request head, ClientHello or tunnel it
+ * was still reading gets its flow, as when the client leaves. */
+void reel__conn_shutdown_ends(conn_t *c);
 /* The final response is whole, the request body is not and will not be
  * (the origin closes, or the client ended): the flow ends once the client
  * has the response, and the connection closes after it (core/exchange.c). */

@@ -406,8 +406,10 @@ void reel__shutdown_finish(reel_proxy_t *p) {
 
 static void on_grace(uv_timer_t *t) {
     reel_proxy_t *p = t->data;
-    for (conn_t *c = p->conns; c; c = c->next)
+    for (conn_t *c = p->conns; c; c = c->next) {
+        reel__conn_shutdown_ends(c);
         reel__conn_close(c);
+    }
 }
 
 static void shutdown_one(reel_proxy_t *p, uint64_t grace_ms, void (*done)(void *ctx), void *ctx) {
@@ -423,9 +425,10 @@ static void shutdown_one(reel_proxy_t *p, uint64_t grace_ms, void (*done)(void *
     for (conn_t *c = p->conns; c; c = next) {
         next = c->next;
         c->draining = true;
-        if (c->state == C_HEAD && c->client.in.len == 0 && c->ex.flow == NULL)
+        if (c->state == C_HEAD && c->client.in.len == 0 && c->ex.flow == NULL) {
+            reel__conn_shutdown_ends(c); /* (a TLS tunnel with no request yet) */
             reel__conn_close(c);
-        else if (c->state == C_H2)
+        } else if (c->state == C_H2)
             reel__h2front_drain(c); /* GOAWAY: streams running may finish */
     }
     reel__h2up_shutdown(p);

@@ -1872,5 +1872,62 @@ class ShutdownBehindTest(unittest.TestCase):
                                          "the request before got no response"), second)
 
 
+    def test_heads_and_tunnels_still_coming_at_shutdown_are_recorded(self):
+        # SIGINT while clients are part-way through a request head (plain,
+        # and inside an intercepted TLS tunnel), a ClientHello, or have sent
+        # nothing through a tunnel or after their TLS handshake: each is
+        # recorded as when the client leaves, the shutdown as why (they
+        # left no flow)
+        os.makedirs(TMPBASE, exist_ok=True)
+        root = tempfile.mkdtemp(prefix="shutheads.", dir=TMPBASE)
+        # (a silent tunnel is taken for one whose server speaks first after
+        # a while: not within the 3 s of grace)
+        reel = Reel(root, "shutheads", "head_timeout=20")
+        socks = []
+        try:
+            s = connect(reel.port)
+            s.sendall(b"GET http://127.0.0.1:9/plain-head HTTP/1.1\r\nHost: a\r\nX-A: 1")
+            socks.append(s)
+            for what in (b"hello", b"nothing", b"tls-head", b"tls-idle"):
+                s = connect(reel.port)
+                s.sendall(b"CONNECT %s.test:443 HTTP/1.1\r\nHost: a\r\n\r\n" % what)
+                self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 200"))
+                if what == b"hello":
+                    s.sendall(b"\x16\x03\x01")
+                elif what.startswith(b"tls-"):
+                    s = ssl.create_default_context(cafile=reel.ca).wrap_socket(
+                        s, server_hostname=what.decode() + ".test")
+                    if what == b"tls-head":
+                        s.sendall(b"GET /tls-head HTTP/1.1\r\nHost: a\r\nX-B: 2")
+                socks.append(s)
+            time.sleep(0.3)
+            reel.proc.send_signal(signal.SIGINT)
+            reel.proc.wait(30)
+            self.assertEqual(reel.stop(), 0, reel.log())
+            flows = reel.flows()
+        finally:
+            for s in socks:
+                s.close()
+            if reel.proc.poll() is None:
+                reel.stop()
+        shutil.rmtree(root, ignore_errors=True)
+        got = {f["url"]: (f["kind"], f["error"]) for f in flows}
+        cut = ("(it ended in the value of field %s, which the record gives as far as it came; "
+               "nothing was sent on: reel forwards a head once it is whole)")
+        self.assertEqual(got, {
+            "http://127.0.0.1:9/plain-head": (
+                "http", "the proxy shut down before its request head was complete " + cut % "X-A"),
+            "https://tls-head.test/tls-head": (
+                "http", "the proxy shut down before its request head was complete " + cut % "X-B"),
+            "tcp://hello.test:443/": (
+                "tunnel", "the proxy shut down during the client's TLS ClientHello"),
+            "tcp://nothing.test:443/": (
+                "tunnel", "the proxy shut down before the client sent anything in the tunnel"),
+            "tls://tls-idle.test:443/": (
+                "tunnel", "the proxy shut down, after the client's TLS handshake with reel "
+                "(TLSv1.3, SNI tls-idle.test, ALPN none), before it sent a request"),
+        }, flows)
+
+
 if __name__ == "__main__":
     main()
