@@ -971,7 +971,14 @@ static bool write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, c
         bool upgrade =
             keep_upgrade && ((f->name_len == 7 && strncasecmp(f->name, "upgrade", 7) == 0) ||
                              (f->name_len == 10 && strncasecmp(f->name, "connection", 10) == 0));
-        if (!framing && !upgrade && reel_h1_hop(&hop, f->name, f->name_len))
+        /* An Upgrade keeps the client's Connection, and with it the fields
+         * it names, which are the upgrade's own (h2c's HTTP2-Settings,
+         * RFC 7540 3.2: it was dropped while Connection still named it);
+         * not those that are hop-by-hop whatever Connection says
+         * (Proxy-Authorization, Keep-Alive) */
+        bool hop_field = keep_upgrade ? reel_h1_is_hop_by_hop(f->name, f->name_len, NULL, 0)
+                                      : reel_h1_hop(&hop, f->name, f->name_len);
+        if (!framing && !upgrade && hop_field)
             continue;
         hs[k++] = *f;
     }

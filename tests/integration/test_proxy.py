@@ -258,11 +258,13 @@ class ProxyTest(unittest.TestCase):
         srv.listen(8)
         eport = srv.getsockname()[1]
 
+        heads = []
+
         def serve(upgrade):
             c, _ = srv.accept()
             c.settimeout(10)
             if upgrade:
-                read_until(c, b"\r\n\r\n")
+                heads.append(read_until(c, b"\r\n\r\n"))
                 c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x-echo\r\n"
                           b"Connection: Upgrade\r\n\r\n")
             d = c.recv(65536)
@@ -275,9 +277,18 @@ class ProxyTest(unittest.TestCase):
         # second flow shown as a CONNECT the client never sent.
         t = threading.Thread(target=serve, args=(True,))
         t.start()
+        # The fields its Connection names go with it, as h2c's
+        # HTTP2-Settings must (RFC 7540 3.2); those hop-by-hop
+        # whatever Connection says do not
         s = connect(b"GET http://127.0.0.1:%d/ws HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                    b"Upgrade: x-echo\r\nConnection: Upgrade\r\n\r\n" % eport)
+                    b"Upgrade: x-echo\r\nConnection: Upgrade, X-Echo-Settings, "
+                    b"Proxy-Authorization, Keep-Alive\r\nX-Echo-Settings: AAMA\r\n"
+                    b"Proxy-Authorization: Basic YTpi\r\nKeep-Alive: 5\r\n\r\n" % eport)
         self.assertTrue(read_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 101"))
+        self.assertEqual(heads[0].split(b"\r\n")[1:],
+                         [b"Host: 127.0.0.1:%d" % eport, b"Upgrade: x-echo",
+                          b"Connection: Upgrade, X-Echo-Settings, Proxy-Authorization, Keep-Alive",
+                          b"X-Echo-Settings: AAMA", b"", b""])
         s.sendall(b"\x81\x04ping")
         self.assertEqual(read_until(s, b"ping"), b"echo:\x81\x04ping")
         s.close()
