@@ -111,6 +111,23 @@ reel_rc reel_buf_puts(reel_buf_t *b, const char *s) {
     return reel_buf_append(b, s, strlen(s));
 }
 
+void reel_buf_put_quoted(reel_buf_t *b, const void *p, size_t n, size_t max) {
+    const unsigned char *s = p;
+    reel_buf_puts(b, "\"");
+    for (size_t i = 0; i < n && i < max; i++) {
+        unsigned char ch = s[i];
+        if (ch == '\r')
+            reel_buf_puts(b, "\\r");
+        else if (ch == '\n')
+            reel_buf_puts(b, "\\n");
+        else if (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\')
+            reel_buf_printf(b, "\\x%02x", ch);
+        else
+            reel_buf_append(b, s + i, 1);
+    }
+    reel_buf_puts(b, n > max ? "...\"" : "\"");
+}
+
 reel_rc reel_buf_printf(reel_buf_t *b, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);

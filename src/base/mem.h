@@ -60,6 +60,10 @@ reel_rc reel_buf_append(reel_buf_t *b, const void *p, size_t n);
 reel_rc reel_buf_puts(reel_buf_t *b, const char *s);
 /** Appends printf output. */
 reel_rc reel_buf_printf(reel_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/** Appends at most max of p[0..n) in double quotes, what is not printable
+ * ASCII escaped (\r, \n, \xNN; '"' and '\\' as \x22, \x5c), "..." before
+ * the closing quote when cut. */
+void reel_buf_put_quoted(reel_buf_t *b, const void *p, size_t n, size_t max);
 /** Removes the first n bytes (n <= len). */
 void reel_buf_consume(reel_buf_t *b, size_t n);
 

@@ -27,6 +27,7 @@ static void exchange_done(conn_t *c, bool upstream_reusable);
 static void maybe_finish(conn_t *c);
 static void resp_head(conn_t *c, const reel_h1_head_t *h);
 static void retry_on_new_upstream(conn_t *c);
+static void fail_noted(conn_t *c, int status, const char *reason, const char *note);
 
 /* ---- small helpers ---- */
 
@@ -623,6 +624,12 @@ static void close_after_answer(conn_t *c, bool linger) {
  * starts one if the request never got that far) records the response reel
  * sent, marked as generated, and ends with the error. */
 void reel__fail_exchange(conn_t *c, int status, const char *reason) {
+    fail_noted(c, status, reason, NULL);
+}
+
+/* reel__fail_exchange, with a note (NULL: none) after the reason in the
+ * flow's error, not in the answer. */
+static void fail_noted(conn_t *c, int status, const char *reason, const char *note) {
     reel_buf_t msg;
     reel_buf_init(&msg, 0);
     if (!c->ex.resp_head_sent && status > 0 && !c->client.closing) {
@@ -666,7 +673,9 @@ void reel__fail_exchange(conn_t *c, int status, const char *reason) {
     /* The flow ends, with its error, before the answer goes: a lane's
      * stream (core/h2front.c) that sees its response whole takes the
      * conn's flow at once and would end it without either. */
-    reel__finish_flow(c, reason);
+    char *noted = note ? reel_asprintf("%s %s", reason, note) : NULL;
+    reel__finish_flow(c, noted ? noted : reason);
+    free(noted);
     if (status > 0 && msg.len) {
         char *why = reel_asprintf("reel closed the connection after its %d answer to the "
                                   "request before",
@@ -729,6 +738,32 @@ void reel__record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme
     request_msg(h, scheme, host, port, target, ver, &m);
     lane_request(c, &m);
     reel_capture_request(c->ex.flow, &m);
+}
+
+/* The bytes of a head the parser refused, for its flow's error: p[0..n)
+ * up to the head's end (its blank line) or all that was read, at most
+ * HEAD_QUOTE_MAX of them, quoted; `whole`: p starts where the head did,
+ * else an earlier read had its start. The record's head holds what the
+ * parser took of it, up to the field at fault; these are the evidence of
+ * the rest (a second Content-Length's value, the fields after a bad
+ * line), and for a response the only record of the origin's head. */
+#define HEAD_QUOTE_MAX 1024
+static char *head_as_it_came(const char *what, const uint8_t *p, size_t n, bool whole) {
+    size_t end = n;
+    for (size_t i = 0; i + 1 < n; i++)
+        if (p[i] == '\n' &&
+            (p[i + 1] == '\n' || (p[i + 1] == '\r' && i + 2 < n && p[i + 2] == '\n'))) {
+            end = i + (p[i + 1] == '\n' ? 2 : 3);
+            break;
+        }
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    reel_buf_printf(
+        &b,
+        whole ? "(%s as it came: " : "(the end of %s as it came, its start read before: ", what);
+    reel_buf_put_quoted(&b, p, end, HEAD_QUOTE_MAX);
+    reel_buf_puts(&b, ")");
+    return (char *)b.data;
 }
 
 char *reel__head_cut_note(conn_t *c, bool for_client) {
@@ -1323,7 +1358,13 @@ void reel__req_process(conn_t *c) {
                 return;
             }
             c->ex.req_done = false; /* not the exchange before's: nothing follows it */
-            reel__fail_exchange(c, status, why);
+            reel_h1_head_t ph;
+            char *raw = c->state == C_HEAD && hp && reel_h1_partial_head(hp, &ph)
+                            ? head_as_it_came("the request head", cl->in.data, cl->in.len,
+                                              c->ex.head_started == 0)
+                            : NULL;
+            fail_noted(c, status, why, raw);
+            free(raw);
             return;
         }
         switch (ev.type) {
@@ -1773,7 +1814,14 @@ void reel__resp_process(conn_t *c) {
                 free(why);
                 return;
             }
-            reel__fail_exchange(c, 502, why);
+            reel_h1_t *hp = reel_h1_codec_parser(c->respc);
+            reel_h1_head_t ph;
+            char *raw = !(up->eof && up->error) && up->in.len && hp && reel_h1_partial_head(hp, &ph)
+                            ? head_as_it_came("the origin's response head", up->in.data, up->in.len,
+                                              c->ex.resp_head_started == 0)
+                            : NULL;
+            fail_noted(c, 502, why, raw);
+            free(raw);
             free(why);
             return;
         }

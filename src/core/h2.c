@@ -302,19 +302,7 @@ static const char *hc_find(const hcollect_t *c, const char *name) {
 /* Appends n bytes of p to b, quoted, what is not printable escaped (a
  * refused field may hold CR, LF or NUL), at most 80 of them. */
 static void put_quoted(reel_buf_t *b, const char *p, size_t n) {
-    reel_buf_puts(b, "\"");
-    for (size_t i = 0; i < n && i < 80; i++) {
-        unsigned char ch = (unsigned char)p[i];
-        if (ch == '\r')
-            reel_buf_puts(b, "\\r");
-        else if (ch == '\n')
-            reel_buf_puts(b, "\\n");
-        else if (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\')
-            reel_buf_printf(b, "\\x%02x", ch);
-        else
-            reel_buf_append(b, p + i, 1);
-    }
-    reel_buf_puts(b, n > 80 ? "...\"" : "\"");
+    reel_buf_put_quoted(b, p, n, 80);
 }
 
 /* Why a field was refused (NGHTTP2_ERR_HTTP_HEADER), the rule it broke

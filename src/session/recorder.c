@@ -2650,15 +2650,15 @@ void reel_recorder_flow_finish(reel_rflow_t *f, const reel_flow_end_t *e) {
                  "was not recorded, nor anything of the flow after it",
                  event_name(f->big_event), f->big_len, REEL_SPOOL_RECORD_MAX);
     if (f->id && e->error) {
-        char msg[REEL_ERR_MSG_MAX];
-        if (f->big_event)
-            snprintf(msg, sizeof msg, "%s (and %s)", e->error, big);
-        else if (f->dropped)
-            snprintf(msg, sizeof msg, "%s (and capture fell behind: %llu records not recorded)",
-                     e->error, (unsigned long long)f->dropped);
-        else
-            snprintf(msg, sizeof msg, "%s", e->error);
-        end_with_error(f, msg, e);
+        /* (whole: a long one, a refused head's bytes, kept its end, what
+         * capture dropped, when it was cut at 511 bytes) */
+        char *msg = f->big_event ? reel_asprintf("%s (and %s)", e->error, big)
+                    : f->dropped ? reel_asprintf("%s (and capture fell behind: %llu records not "
+                                                 "recorded)",
+                                                 e->error, (unsigned long long)f->dropped)
+                                 : NULL;
+        end_with_error(f, msg ? msg : e->error, e);
+        free(msg);
     } else if (f->id && f->big_event) {
         end_with_error(f, big, e);
     } else if (f->id && f->dropped) {

@@ -793,8 +793,22 @@ class HostileClientsTest(unittest.TestCase):
         # The tunnel's flow knows where it was going even though its head failed.
         errs = [f for f in self.errors("both Transfer-Encoding and Content-Length")]
         full = r.flow(errs[-1]["id"])
-        self.assertEqual(full["error"], "both Transfer-Encoding and Content-Length")
+        self.assertEqual(full["error"], 'both Transfer-Encoding and Content-Length (the request '
+                         'head as it came: "POST /echo?smuggle=tls HTTP/1.1\\r\\nHost: localhost'
+                         '\\r\\nContent-Length: 4\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n")')
         self.assertEqual(full["state"], "error")
+        # each with the head as it came: a second Content-Length's value
+        # was recorded empty, and the fields after the one at fault were
+        # not recorded at all
+        dup = r.flow(self.errors("duplicate Content-Length")[-2]["id"])
+        self.assertEqual(dup["error"], 'duplicate Content-Length (the request head as it came: "'
+                         'POST %s HTTP/1.1\\r\\nHost: a\\r\\nContent-Length: 5\\r\\n'
+                         'Content-Length: 6\\r\\n\\r\\n")' % o.url("/echo?smuggle=dup-cl"))
+        # raw export: no body came, whatever the head declares ("0 of 5
+        # bytes stored" read as if 5 had been on the wire)
+        out = r.cli("export", r.session, "--format", "raw", "~id %d" % dup["id"]).stdout
+        self.assertIn(b"\r\nX-Reel-Body-Cut: 0 bytes recorded of the 5 the head declares: the flow "
+                      b"ended before the rest\r\n", out)
 
     def test_a_head_reel_cannot_forward_never_lets_its_body_through(self):
         """Two smuggling vectors a tester found: a TAB or form feed in the
@@ -834,7 +848,8 @@ class HostileClientsTest(unittest.TestCase):
             flows = r.wait_flows(1, "~hq '^X-Mark: %s$'" % mark)
             self.assertEqual(len(flows), 1, mark)
             req = r.flow(flows[0]["id"])["request"]
-            self.assertEqual(flows[0]["error"], "invalid request target", mark)
+            self.assertTrue(flows[0]["error"].startswith(
+                "invalid request target (the request head as it came: \"GET "), flows[0]["error"])
             self.assertEqual((req["method"], req["http_version"], req["headers"]),
                              ("GET", "HTTP/1.1", [["Host", "a"], ["X-Mark", mark]]), mark)
             if mark == "bt-abs":
@@ -866,6 +881,18 @@ class HostileClientsTest(unittest.TestCase):
                              ("GET", url % name, "/af-%s?q=1" % name, True), name)
             shown = r.cli("flow", r.session, str(flows[0]["id"])).stdout.decode()
             self.assertIn("> GET %s HTTP/1.1" % (url % name), shown)
+        # A head the parser refused has its bytes, as they came, in its
+        # error: its record stops at the field at fault, and gave no word
+        # of what it was or of the fields after it
+        errs = {name: r.wait_flows(1, "~u /af-%s" % name)[0]["error"] for name, _, _ in cases}
+        line = "GET %s HTTP/1.1\\r\\n" % (url % "%s")
+        self.assertEqual(errs["fold"], 'obs-fold in header (the request head as it came: "'
+                         + line % "fold" + 'Host: a\\r\\nX-A: b\\r\\n c\\r\\n\\r\\n")')
+        self.assertEqual(errs["ctl"], 'invalid character in header value (the request head as it came: "'
+                         + line % "ctl" + 'Host: a\\r\\nX-A: a\\x01b\\r\\n\\r\\n")')
+        self.assertRegex(errs["big"], r'^header section too large \(the request head as it '
+                         r'came: "GET .*X-Big: a{900,}\.\.\."\)$')
+        self.assertNotIn("as it came", errs["timeout"])  # not refused: what came is recorded
 
 
 class BadUpstreamsTest(unittest.TestCase):
@@ -1406,11 +1433,14 @@ class BadUpstreamsTest(unittest.TestCase):
             self.with_upstream(answer, path)
             self.assertIn(why, self.flow_error(path))
         # a request's: the client is told why, and so is the record
+        port = free_port()
         out = raw(self.reel.port, b"GET http://127.0.0.1:%d/badreqname HTTP/1.1\r\nHost: a\r\n"
-                  b"Bad Name: x\r\n\r\n" % free_port())
+                  b"Bad Name: x\r\n\r\n" % port)
         self.assertTrue(out.startswith(b"HTTP/1.1 400 "), out)
         self.assertIn(b"invalid character in header name", out)
-        self.assertEqual(self.flow_error("/badreqname"), "invalid character in header name")
+        self.assertEqual(self.flow_error("/badreqname"), 'invalid character in header name (the '
+                         'request head as it came: "GET http://127.0.0.1:%d/badreqname HTTP/1.1'
+                         '\\r\\nHost: a\\r\\nBad Name: x\\r\\n\\r\\n")' % port)
 
     def test_unasked_101_is_a_502(self):
         # a 101 to a request without Upgrade is not passed on (the client

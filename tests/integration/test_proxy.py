@@ -173,7 +173,10 @@ class ProxyTest(unittest.TestCase):
         srv.close()
         self.assertTrue(res.stdout.endswith(b"502"), res.stdout)
         f = self.last_flow("~u :%d/g" % gport)
-        self.assertIn("invalid response", f["error"])
+        # with the origin's head as it came, which nothing else records
+        self.assertRegex(f["error"], r'^invalid response from 127\.0\.0\.1:%d: .* \(the '
+                         r'origin\'s response head as it came: "THIS IS NOT HTTP\\r\\n\\r\\n"\)$'
+                         % gport)
 
         def raw(data, close_early=False):
             s = socket.create_connection(("127.0.0.1", r.port), 5)
