@@ -1690,8 +1690,13 @@ static void raw_heads(flow_t *f) {
                 hdr_set_length(f, d, n);
         } else if (!chunked(f, d) && says_more(f, d, n, &wire)) {
             /* a flow still open, or its recording cut off: no end record
-             * says so, its Content-Length does */
-            why = reel_asprintf("%zu of %llu bytes stored", stored, wire);
+             * says so, its Content-Length does; or one that ended with
+             * less than that (reel refused the head, say): its end record
+             * says how much came */
+            why = f->ended ? reel_asprintf("%zu bytes recorded of the %llu the head declares: the "
+                                           "flow ended before the rest",
+                                           stored, wire)
+                           : reel_asprintf("%zu of %llu bytes stored", stored, wire);
             hdr_add(f, d, "X-Reel-Body-Cut", why, 0);
             free(why);
             hdr_set_length(f, d, n);
