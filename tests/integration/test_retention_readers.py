@@ -79,15 +79,22 @@ class RetentionReadersTest(unittest.TestCase):
         self.assertEqual(v.returncode, 0, "%s:\n%s" % (what, (v.stdout + v.stderr).decode()))
         return v.stdout.decode()
 
-    def test_verify_during_a_drop(self):
+    def held_drops(self, stage, name):
+        """reel record NAME dropping segments of 30 flows, held at stage
+        (REEL_TEST_RETENTION_HOLD), and 60 flows through it; the hold
+        file's path."""
         hp = os.path.join(self.root, "hold")
-        hold(hp, "rows")
+        hold(hp, stage)
         os.environ["REEL_TEST_RETENTION_HOLD"] = hp
         try:
-            self.reel = Reel(self.root, "vr", "segment_size=1m", "retention_max_flows=30")
+            self.reel = Reel(self.root, name, "segment_size=1m", "retention_max_flows=30")
         finally:
             del os.environ["REEL_TEST_RETENTION_HOLD"]
         post(self.reel, self.origin.url("/echo"), 60)
+        return hp
+
+    def test_verify_during_a_drop(self):
+        hp = self.held_drops("rows", "vr")
         # Held after the flows' rows went, before the frames' rows.
         seg = wait_file(hp + ".held", "rows").split()[0]
         out = self.verify_ok("vr", "verify with segment %s's flow rows gone" % seg)
@@ -118,14 +125,7 @@ class RetentionReadersTest(unittest.TestCase):
         # still there: a tag, note or mark for one of them is refused, as
         # for a flow gone. `reel tag` said it had tagged it, and the tag
         # outlived the flow (retention had checked for user data first).
-        hp = os.path.join(self.root, "hold")
-        hold(hp, "listed")
-        os.environ["REEL_TEST_RETENTION_HOLD"] = hp
-        try:
-            self.reel = Reel(self.root, "ud", "segment_size=1m", "retention_max_flows=30")
-        finally:
-            del os.environ["REEL_TEST_RETENTION_HOLD"]
-        post(self.reel, self.origin.url("/echo"), 60)
+        hp = self.held_drops("listed", "ud")
         wait_file(hp + ".held", "listed")
         first = min(f["id"] for f in json.loads(self.reel.cli("flows", "ud", "--json").stdout))
         for args in (["tag", "ud", str(first), "keep"], ["annotate", "ud", str(first), "a note"],

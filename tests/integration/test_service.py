@@ -177,11 +177,10 @@ class ServiceTest(unittest.TestCase):
         self.assertEqual(flows[0]["response_body_size"], len(SLOW_BODY))
         run([REEL, "verify", "svc"], env=self.env)
 
-    def test_sighup_stops_as_sigterm_does(self):
-        # the terminal that ran it closed: SIGHUP killed it outright, the
-        # flow in flight cut, nothing flushed and the pid file left
-        pidfile = os.path.join(self.root, "reel3.pid")
-        proc, log = self.start("--pidfile", pidfile, "svc3")
+    def slow_request_in_flight(self, pidfile, session):
+        """reel record SESSION with pidfile, and curl's /slow through it once
+        the origin has it: (reel's process, its log, curl's process)."""
+        proc, log = self.start("--pidfile", pidfile, session)
         self.wait_pidfile(proc, pidfile)
         port = self.listen_port(log)
         Handler.started.clear()
@@ -191,6 +190,13 @@ class ServiceTest(unittest.TestCase):
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.procs.append(curl)
         self.assertTrue(Handler.started.wait(10), "request did not reach the origin")
+        return proc, log, curl
+
+    def test_sighup_stops_as_sigterm_does(self):
+        # the terminal that ran it closed: SIGHUP killed it outright, the
+        # flow in flight cut, nothing flushed and the pid file left
+        pidfile = os.path.join(self.root, "reel3.pid")
+        proc, log, curl = self.slow_request_in_flight(pidfile, "svc3")
         proc.send_signal(signal.SIGHUP)
         out, err = curl.communicate(timeout=20)
         self.assertEqual((curl.returncode, out), (0, SLOW_BODY), err)
@@ -205,16 +211,7 @@ class ServiceTest(unittest.TestCase):
         # the second signal exits at once, without the orderly stop; the
         # pid file goes all the same (it was left with the dead pid in it)
         pidfile = os.path.join(self.root, "reel2.pid")
-        proc, log = self.start("--pidfile", pidfile, "svc2")
-        self.wait_pidfile(proc, pidfile)
-        port = self.listen_port(log)
-        Handler.started.clear()
-        url = "http://127.0.0.1:%d/slow" % self.origin.server_address[1]
-        curl = subprocess.Popen(["curl", "-sS", "--max-time", "20", "-x",
-                                 "http://127.0.0.1:%d" % port, url],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.procs.append(curl)
-        self.assertTrue(Handler.started.wait(10), "request did not reach the origin")
+        proc, log, curl = self.slow_request_in_flight(pidfile, "svc2")
         proc.send_signal(signal.SIGINT)  # a flow in flight: it waits for it
         time.sleep(0.3)
         self.assertIsNone(proc.poll())
