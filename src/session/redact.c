@@ -669,6 +669,25 @@ static size_t pair_end(const char *s, size_t n, size_t i, int semi) {
     return end;
 }
 
+/* s[0..n) percent-encoded into b: what is not unreserved (RFC 3986 2.3)
+ * as %XX. */
+static void pct_encode(const uint8_t *s, size_t n, reel_buf_t *b) {
+    for (size_t i = 0; i < n; i++) {
+        if (alpha(s[i]) || (s[i] >= '0' && s[i] <= '9') || strchr("-._~", s[i]) != NULL) {
+            put(b, &s[i], 1);
+        } else {
+            char e[4];
+            snprintf(e, sizeof e, "%%%02X", s[i]);
+            put(b, e, 3);
+        }
+    }
+}
+
+static int param_doc(const reel_redact_t *r, const reel_buf_t *key, const char *v, size_t vn,
+                     const reel_buf_t *vars, reel_buf_t *b);
+static void pairs_gql_vars(const reel_redact_t *r, const char *s, size_t n, int semi,
+                           reel_buf_t *vars);
+
 /* "k=v&k2=v2" (a query, a fragment, a form; a query's and a fragment's
  * also split at ';', see pair_end) into b: the value of every secret key
  * replaced (with text, of a URL found in text, up to value_len), a value
@@ -676,8 +695,10 @@ static size_t pair_end(const char *s, size_t n, size_t i, int semi) {
  * if something was replaced. */
 static int pairs(const reel_redact_t *r, const char *s, size_t n, int depth, int semi, int text,
                  reel_buf_t *b) {
-    reel_buf_t key;
+    reel_buf_t key, vars;
     reel_buf_init(&key, 0);
+    reel_buf_init(&vars, 0);
+    pairs_gql_vars(r, s, n, semi, &vars);
     int changed = 0;
     size_t i = 0;
     while (i <= n) {
@@ -698,7 +719,9 @@ static int pairs(const reel_redact_t *r, const char *s, size_t n, int depth, int
             changed |= text_into(r, s + i, klen, b);
             put(b, "=", 1);
             int is_url = 0;
-            if (nested_url(r, eq + 1, (size_t)(s + end - eq - 1), depth, text, b, &is_url))
+            if (param_doc(r, &key, eq + 1, (size_t)(s + end - eq - 1), &vars, b))
+                changed = 1;
+            else if (nested_url(r, eq + 1, (size_t)(s + end - eq - 1), depth, text, b, &is_url))
                 changed = 1;
             else if (is_url)
                 put(b, eq + 1, (size_t)(s + end - eq - 1));
@@ -712,6 +735,7 @@ static int pairs(const reel_redact_t *r, const char *s, size_t n, int depth, int
         i = end + 1;
     }
     reel_buf_free(&key);
+    reel_buf_free(&vars);
     return changed;
 }
 
@@ -1247,6 +1271,9 @@ typedef struct {
     size_t rawn, raw_run;
     int depth;
     int cut; /* the document ended cut short (json_redact) */
+    /* the document is a GraphQL request's "variables" object itself (a
+     * GET's variables= parameter): gql_vars name secrets at its top */
+    int vars_top;
 } jscan_t;
 
 static void jws(jscan_t *j) {
@@ -1668,7 +1695,7 @@ static int json_redact(jscan_t *j) {
     /* the depth of the "variables" object the scan is in (0: none), and
      * whether the value coming is that of a "variables" key */
     size_t vars_depth = 0;
-    int skipping = 0, ok = 0, vars_next = 0;
+    int skipping = 0, ok = 0, vars_next = j->vars_top;
     enum { VALUE, KEY, AFTER } want = VALUE;
     jws(j);
     for (;;) {
@@ -1822,6 +1849,8 @@ static int json_redact(jscan_t *j) {
 static int json_doc(jscan_t *j, reel_buf_t *b) {
     reel_buf_t vars;
     reel_buf_init(&vars, 0);
+    if (j->gql_vars != NULL) /* found outside the document (a GET's query=) */
+        put(&vars, j->gql_vars->data, j->gql_vars->len);
     gql_json_variables(j->r, j->s, j->n, &vars);
     j->gql_vars = &vars;
     reel_buf_init(&j->b, 0);
@@ -1888,6 +1917,91 @@ static int json_in_string(const jscan_t *j, const char *v, size_t vn, reel_buf_t
     reel_buf_free(&x.d);
     free(x.esc);
     return rc;
+}
+
+/* ---- GraphQL and JSON in a URL's query or a form ---------------------- */
+
+/* Whether a query= value d[0..n) (decoded) reads as a GraphQL document:
+ * an operation or a selection set, as GraphQL over HTTP's GET sends it. */
+static int gql_doc(const char *d, size_t n) {
+    size_t i = gql_space(d, n, 0);
+    static const char *const ops[] = {"query", "mutation", "subscription", "fragment"};
+    if (i < n && d[i] == '{')
+        return 1;
+    for (size_t k = 0; k < sizeof ops / sizeof *ops; k++) {
+        size_t l = strlen(ops[k]);
+        if (n - i > l && memcmp(d + i, ops[k], l) == 0 && !gql_name_char((unsigned char)d[i + l]))
+            return 1;
+    }
+    return 0;
+}
+
+/* The variables that a GraphQL query= pair of s[0..n) gives for secrets
+ * (login(password: $p)) into vars, as gql_json_variables finds them in a
+ * JSON request: a GET's variables= holds their values. */
+static void pairs_gql_vars(const reel_redact_t *r, const char *s, size_t n, int semi,
+                           reel_buf_t *vars) {
+    reel_buf_t d;
+    reel_buf_init(&d, 0);
+    for (size_t i = 0; i <= n;) {
+        size_t end = pair_end(s, n, i, semi);
+        if (end - i > 6 && ieq(s + i, 6, "query=")) {
+            unescape(s + i + 6, end - i - 6, &d);
+            if (gql_doc((const char *)d.data, d.len)) {
+                gql_vars_t c = {(const char *)d.data, vars};
+                gql_secrets(r, (const char *)d.data, d.len, gql_var, &c);
+            }
+        }
+        i = end + 1;
+    }
+    reel_buf_free(&d);
+}
+
+/* The value v[0..vn) of the pair named key (decoded), when it holds a
+ * document: GraphQL in query= (a GET's request), else a JSON object or
+ * array (a GET's variables=, a filter or state some APIs put in a
+ * query), redacted as a body of that kind (a JSON one with a syntax
+ * error by its quoted pairs), its variables named in vars being secrets
+ * in variables=. 1 if something was replaced, the value written into b
+ * percent-encoded again (what is not unreserved as %XX); 0 with nothing
+ * written. */
+static int param_doc(const reel_redact_t *r, const reel_buf_t *key, const char *v, size_t vn,
+                     const reel_buf_t *vars, reel_buf_t *b) {
+    if (memchr(v, '%', vn) == NULL && memchr(v, '{', vn) == NULL && memchr(v, '[', vn) == NULL)
+        return 0; /* the common case: nothing encoded, no document */
+    reel_buf_t d, out;
+    reel_buf_init(&d, 0);
+    reel_buf_init(&out, 0);
+    unescape(v, vn, &d);
+    const char *s = (const char *)d.data;
+    size_t i = 0;
+    while (i < d.len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n'))
+        i++;
+    int rc = 0;
+    if (ieq((const char *)key->data, key->len, "query") && gql_doc(s, d.len)) {
+        rc = graphql_into(r, s, d.len, 0, &out);
+    } else if (i < d.len && (s[i] == '{' || s[i] == '[')) {
+        jscan_t j = {.r = r,
+                     .s = s,
+                     .n = d.len,
+                     .gql_vars = vars,
+                     .vars_top =
+                         vars->len != 0 && ieq((const char *)key->data, key->len, "variables")};
+        rc = json_doc(&j, &out);
+        reel_redacted_t q;
+        if (rc < 0 && quoted_pairs(r, s, d.len, &q)) {
+            reel_buf_free(&out);
+            reel_buf_init(&out, 0);
+            put(&out, q.data, q.len);
+            free(q.data);
+            rc = 1;
+        }
+    }
+    if (rc == 1)
+        pct_encode(out.data, out.len, b);
+    reel_buf_free(&d);
+    reel_buf_free(&out);
+    return rc == 1;
 }
 
 /* Passes the single-quoted string at j->i (Python's repr, JavaScript):

@@ -666,6 +666,51 @@ static void test_graphql(void **state) {
     reel_redact_free(r);
 }
 
+/* GraphQL over HTTP's GET, and JSON in a query parameter: their secrets,
+ * percent-encoded again; a variable a query= gives for a secret is one in
+ * variables= whatever its name (they passed through whole) */
+static void test_documents_in_queries(void **state) {
+    (void)state;
+    static const case_t urls[] = {
+        {"/graphql?query=mutation%7Blogin(password%3A%22hunter2%22)%7Bid%7D%7D",
+         "/graphql?query=mutation%7Blogin%28password%3A%22REDACTED%22%29%7Bid%7D%7D"},
+        {"/graphql?query=query(%24p%3AString)%7Blogin(password%3A%24p)%7D"
+         "&variables=%7B%22p%22%3A%22hunter2%22%2C%22u%22%3A%22al%22%7D",
+         "/graphql?query=query(%24p%3AString)%7Blogin(password%3A%24p)%7D"
+         "&variables=%7B%22p%22%3A%22REDACTED%22%2C%22u%22%3A%22al%22%7D"},
+        /* JSON in any parameter, unencoded braces too; by its key words */
+        {"/s?filter={\"api_key\":\"k1\",\"n\":1}&x=1",
+         "/s?filter=%7B%22api_key%22%3A%22REDACTED%22%2C%22n%22%3A1%7D&x=1"},
+        {"/s?state=%7B%22token%22%3A%22t%22", "/s?state=%7B%22token%22%3A%22REDACTED%22"},
+        /* with a syntax error: its quoted pairs */
+        {"/s?d=%7B%22password%22%3A%22p%22%2C%7D", "/s?d=%7B%22password%22%3A%22REDACTED%22%2C%7D"},
+        /* nothing to replace: byte for byte; not GraphQL, not JSON */
+        {"/graphql?query=%7Bme%7Bid%7D%7D&variables=%7B%7D", NULL},
+        {"/search?query=shoes&q=%7Bbrace", NULL},
+        {"/s?filter=%7B%22n%22%3A1%7D", NULL},
+    };
+    reel_redact_t *r = reel_redact_new();
+    reel_redacted_t t;
+    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+        int got = reel_redact_target(r, urls[i].in, strlen(urls[i].in), &t);
+        check("target", got, &t, &urls[i]);
+        if (!got)
+            continue;
+        reel_redacted_t again; /* a fixed point */
+        if (reel_redact_target(r, t.data, t.len, &again))
+            fail_msg("%s: redacted again: %.*s", t.data, (int)again.len, again.data);
+        free(t.data);
+    }
+    /* a form POST of a GraphQL request the same */
+    const char *form = "query=mutation+%7Blogin%28password%3A+%22x%22%29%7D";
+    assert_true(reel_redact_urlencoded(r, form, strlen(form), &t));
+    assert_true(t.len == strlen("query=mutation%20%7Blogin%28password%3A%20%22REDACTED%22%29%7D") &&
+                memcmp(t.data, "query=mutation%20%7Blogin%28password%3A%20%22REDACTED%22%29%7D",
+                       t.len) == 0);
+    free(t.data);
+    reel_redact_free(r);
+}
+
 /* JSON inside a JSON string, as AWS's events (a Lambda's "body", an SNS
  * "Message" in an SQS body), logs and WebSocket messages carry it: read
  * as JSON, up to 4 strings deep; the string keeps its own escapes */
@@ -1007,6 +1052,7 @@ int main(void) {
         cmocka_unit_test(test_auth_not_author),
         cmocka_unit_test(test_multipart),
         cmocka_unit_test(test_graphql),
+        cmocka_unit_test(test_documents_in_queries),
         cmocka_unit_test(test_json_in_strings),
         cmocka_unit_test(test_markup),
         cmocka_unit_test(test_text_around_urls),
