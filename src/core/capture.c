@@ -104,6 +104,13 @@ void reel_capture_message(reel_capture_flow_t *f, bool from_client, uint32_t opc
     reel_recorder_message(f, &m);
 }
 
+void reel_capture_message_at(reel_capture_flow_t *f, bool from_client, const void *data, size_t len,
+                             int64_t time_us) {
+    reel_message_t m = {
+        .from_client = from_client, .data = data, .len = len, .length = len, .time_us = time_us};
+    reel_recorder_message(f, &m);
+}
+
 void reel_capture_server_conn(reel_capture_flow_t *f, const reel_capture_conn_t *sc) {
     reel_server_conn_t r = {.conn_id = sc->conn_id,
                             .address = sc->address,

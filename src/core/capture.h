@@ -87,6 +87,9 @@ void reel_capture_body(reel_capture_flow_t *f, bool response, const void *data, 
 void reel_capture_message(reel_capture_flow_t *f, bool from_client, uint32_t opcode,
                           const void *data, size_t len, uint64_t length, bool truncated,
                           bool compressed, uint32_t close_code);
+/** The same, for a message that passed at time_us (wall clock µs), not now. */
+void reel_capture_message_at(reel_capture_flow_t *f, bool from_client, const void *data, size_t len,
+                             int64_t time_us);
 
 /** The upstream connection a flow's request went out on. */
 typedef struct {

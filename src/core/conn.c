@@ -79,9 +79,8 @@ void reel__tunnel_abandoned(conn_t *c, const char *why) {
     if (c->tflow || c->tunnel_host == NULL)
         return;
     reel__tunnel_flow(c, c->tunnel_host, c->tunnel_port, true);
-    if (cl->in.len)
-        reel_capture_message(c->tflow, true, 0, cl->in.data, cl->in.len, cl->in.len, false, false,
-                             0);
+    if (cl->in.len) /* stamped when they came, not now */
+        reel_capture_message_at(c->tflow, true, cl->in.data, cl->in.len, c->sniff_bytes_us);
     reel__finish_tflow(c, why);
 }
 

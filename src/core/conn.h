@@ -209,6 +209,7 @@ struct conn {
      * yet). From then on the client is not silent: sniffing waits for
      * what it needs up to head_timeout, not SNIFF_WAIT_MS (conn.c). */
     uint64_t sniff_bytes_at;
+    int64_t sniff_bytes_us; /* ... the same, wall clock µs (0: not known) */
     /* The CONNECT reel accepted, as its client sent it, for the tunnel's
      * flow (NULL: none, or already recorded): owned, freed once that
      * flow's request is recorded or the tunnel turns out to carry HTTP. */

@@ -461,6 +461,7 @@ static void start_client_tls(conn_t *c, reel_tls_t *tls, conn_state state) {
     peer_t *cl = &c->client;
     c->state = state;
     c->sniff_bytes_at = 0; /* (sniffing inside TLS has its handshake's clock) */
+    c->sniff_bytes_us = 0;
     if (state == C_SNIFF)
         c->sniff_started = uv_now(c->p->loop);
     if (state != C_RAW)
@@ -642,8 +643,10 @@ void reel__sniff_process(conn_t *c) {
         sniff_inside_tls(c);
         return;
     }
-    if (cl->in.len && c->sniff_bytes_at == 0)
+    if (cl->in.len && c->sniff_bytes_at == 0) {
         c->sniff_bytes_at = uv_now(c->p->loop);
+        c->sniff_bytes_us = reel__now_us();
+    }
     reel_sniff_kind k = reel_sniff(cl->in.data, cl->in.len);
     if (k == REEL_SNIFF_NEED_MORE)
         return;

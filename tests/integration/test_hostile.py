@@ -183,7 +183,10 @@ class HostileClientsTest(unittest.TestCase):
         f = [v for k, v in flows.items() if ":%d" % reset in k][0]
         self.assertEqual(f["state"], "error", f)
         self.assertTrue(f["error"].startswith("client connection error: "), f)
-        self.assertEqual(base64.b64decode(r.flow(f["id"])["messages"][0]["data_b64"]), b"\x16\x03")
+        m = r.flow(f["id"])["messages"][0]
+        self.assertEqual(base64.b64decode(m["data_b64"]), b"\x16\x03")
+        # stamped when they came, 0.2 s before the reset (it was the reset's time)
+        self.assertLess(m["time_us"], f["end_us"] - 150000, (m, f))
         f = [v for k, v in flows.items() if ":%d" % stalled in k][0]
         self.assertEqual(f["state"], "error", f)
         self.assertIn("did not finish its TLS handshake within idle_timeout", f["error"])
