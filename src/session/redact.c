@@ -718,9 +718,11 @@ static int pairs(const reel_redact_t *r, const char *s, size_t n, int depth, int
              * stand anywhere in what a client put in a query */
             changed |= text_into(r, s + i, klen, b);
             put(b, "=", 1);
-            int is_url = 0;
-            if (param_doc(r, &key, eq + 1, (size_t)(s + end - eq - 1), &vars, b))
+            int is_url = 0, doc = param_doc(r, &key, eq + 1, (size_t)(s + end - eq - 1), &vars, b);
+            if (doc == 1)
                 changed = 1;
+            else if (doc == 0) /* (its strings had the rules for text) */
+                put(b, eq + 1, (size_t)(s + end - eq - 1));
             else if (nested_url(r, eq + 1, (size_t)(s + end - eq - 1), depth, text, b, &is_url))
                 changed = 1;
             else if (is_url)
@@ -1963,12 +1965,14 @@ static void pairs_gql_vars(const reel_redact_t *r, const char *s, size_t n, int 
  * query), redacted as a body of that kind (a JSON one with a syntax
  * error by its quoted pairs), its variables named in vars being secrets
  * in variables=. 1 if something was replaced, the value written into b
- * percent-encoded again (what is not unreserved as %XX); 0 with nothing
- * written. */
+ * percent-encoded again (what is not unreserved as %XX); 0 for a document
+ * with nothing to replace, -1 for none (nothing written either way: the
+ * rules for text over the encoded value would find what these did not,
+ * and a second pass over the output more than the first). */
 static int param_doc(const reel_redact_t *r, const reel_buf_t *key, const char *v, size_t vn,
                      const reel_buf_t *vars, reel_buf_t *b) {
     if (memchr(v, '%', vn) == NULL && memchr(v, '{', vn) == NULL && memchr(v, '[', vn) == NULL)
-        return 0; /* the common case: nothing encoded, no document */
+        return -1; /* the common case: nothing encoded, no document */
     reel_buf_t d, out;
     reel_buf_init(&d, 0);
     reel_buf_init(&out, 0);
@@ -1977,7 +1981,7 @@ static int param_doc(const reel_redact_t *r, const reel_buf_t *key, const char *
     size_t i = 0;
     while (i < d.len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n'))
         i++;
-    int rc = 0;
+    int rc = -1;
     if (ieq((const char *)key->data, key->len, "query") && gql_doc(s, d.len)) {
         rc = graphql_into(r, s, d.len, 0, &out);
     } else if (i < d.len && (s[i] == '{' || s[i] == '[')) {
@@ -1989,19 +1993,21 @@ static int param_doc(const reel_redact_t *r, const reel_buf_t *key, const char *
                          vars->len != 0 && ieq((const char *)key->data, key->len, "variables")};
         rc = json_doc(&j, &out);
         reel_redacted_t q;
-        if (rc < 0 && quoted_pairs(r, s, d.len, &q)) {
-            reel_buf_free(&out);
-            reel_buf_init(&out, 0);
-            put(&out, q.data, q.len);
-            free(q.data);
-            rc = 1;
+        if (rc < 0) {
+            rc = quoted_pairs(r, s, d.len, &q);
+            if (rc) {
+                reel_buf_free(&out);
+                reel_buf_init(&out, 0);
+                put(&out, q.data, q.len);
+                free(q.data);
+            }
         }
     }
     if (rc == 1)
         pct_encode(out.data, out.len, b);
     reel_buf_free(&d);
     reel_buf_free(&out);
-    return rc == 1;
+    return rc;
 }
 
 /* Passes the single-quoted string at j->i (Python's repr, JavaScript):
