@@ -1050,15 +1050,24 @@ static void api_diff(call_t *c, reel_session_t *s, int64_t id) {
                 reel_diff_free(&bl);
             }
         }
-        for (int i = 0; i < 2; i++) {
+        for (int i = 0; i < 2; i++) { /* as reel diff says them (cmd_diff.c) */
             const reel_diff_dir_t *z = i ? y : x;
-            if (!z->partial)
-                continue;
-            char why[256];
-            reel_diff_partial_str(z, why, sizeof why);
-            char *note = reel_asprintf("%s: %s body %s", i ? "b" : "a", dirs[dir], why);
-            json_array_append_new(notes, json_string(note));
-            free(note);
+            char *note[3] = {NULL, NULL, NULL};
+            if (z->partial) {
+                char why[256];
+                reel_diff_partial_str(z, why, sizeof why);
+                note[0] = reel_asprintf("%s: %s body %s", i ? "b" : "a", dirs[dir], why);
+            }
+            if (z->decode_error) /* compared as stored */
+                note[1] = reel_asprintf("%s: %s body not decoded: %s", i ? "b" : "a", dirs[dir],
+                                        z->decode_error);
+            if (z->body_cut)
+                note[2] = reel_asprintf("%s: %s body cut at 16 MiB", i ? "b" : "a", dirs[dir]);
+            for (int k = 0; k < 3; k++)
+                if (note[k]) {
+                    json_array_append_new(notes, reel__web_message(note[k]));
+                    free(note[k]);
+                }
         }
         reel_diff_body_free(&bd);
     }

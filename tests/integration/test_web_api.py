@@ -1104,6 +1104,7 @@ class WebBodyNotDecodable(unittest.TestCase):
         cls.root = tempfile.mkdtemp(prefix="reel-webdec-", dir=TMPBASE)
         cls.origin = o = Origin(cls.root)
         reel = Reel(cls.root, "dec")
+        cls.env = reel.env
         try:
             curl(reel, "-H", "Content-Encoding: gzip", "-H", "Content-Type: text/plain",
                  "--data-binary", "not gzip at all", o.url("/echo"))
@@ -1134,6 +1135,17 @@ class WebBodyNotDecodable(unittest.TestCase):
         b = self.c.json("GET", "/api/sessions/dec/flows/2/body/request")
         self.assertTrue(b["text"].startswith("half of it"), b["text"][:40])
         self.assertTrue(b["decode_error"])
+
+    def test_diff_says_what_was_not_decoded(self):
+        # as reel diff says it: the web diff left the notes out
+        d = self.c.json("GET", "/api/sessions/dec/flows/1/diff?with=2")
+        notes = [n for n in d["notes"] if " body not decoded: " in n]
+        self.assertEqual([n[:29] for n in notes], ["a: request body not decoded: ",
+                                                   "b: request body not decoded: "], d["notes"])
+        cli = subprocess.run([REEL, "diff", "dec", "1", "2"], env=self.env,
+                             capture_output=True).stdout.decode()
+        for side, n in zip(("---", "+++"), notes):
+            self.assertIn("(%s: not decoded: %s)" % (side, n[29:]), cli)
 
 
 class WebReplay(unittest.TestCase):
