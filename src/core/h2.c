@@ -45,6 +45,7 @@ typedef struct event {
     reel_buf_t data;
     hcollect_t head; /* HEAD and END (trailers) */
     bool has_head;
+    char *host; /* HEAD without :authority: a copy of its Host, split (owned) */
 } event_t;
 
 typedef struct stream {
@@ -234,6 +235,7 @@ static void ev_free(event_t *e) {
     if (e == NULL)
         return;
     free(e->why);
+    free(e->host);
     reel_buf_free(&e->data);
     hc_free(&e->head);
     free(e);
@@ -1265,12 +1267,16 @@ static void fill_event(reel_h2_t *h, event_t *e, reel_codec_event_t *ev) {
     /* host and port from :authority, else Host */
     const char *auth = c->authority ? base + c->authority - 1 : NULL;
     for (size_t i = 0; auth == NULL && i < c->n; i++)
-        if (fl[i].name_len == 4 && memcmp(fl[i].name, "host", 4) == 0)
-            auth = fl[i].value;
+        if (fl[i].name_len == 4 && memcmp(fl[i].name, "host", 4) == 0) {
+            /* a copy: the field is recorded as it came (split in place,
+             * its ':' became a NUL in the record) */
+            free(e->host);
+            auth = e->host = reel_strndup(fl[i].value, fl[i].value_len);
+        }
     hd->host = "";
     hd->port = 0;
     if (auth) {
-        /* split in place: the strings are ours */
+        /* split in place: :authority is no field, and Host a copy */
         char *a = (char *)auth;
         char *colon = NULL;
         if (a[0] == '[') {

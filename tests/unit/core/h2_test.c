@@ -542,6 +542,24 @@ static void test_malformed_request_refused(void **state) {
     }
 }
 
+/* Host in place of :authority (RFC 9113 8.3.1) gives the request's host
+ * and port, and stays the field it came as (split in place, its ':' was
+ * a NUL in the record) */
+static void test_host_without_authority(void **state) {
+    (void)state;
+    static const char *const nv[] = {":method", "GET",  ":scheme",     "http", ":path",
+                                     "/h",      "host", "a.test:8080", NULL};
+    side_t sv;
+    side_init(&sv, REEL_H2_SERVER, NULL);
+    reel_buf_t in;
+    reel_buf_init(&in, 0);
+    raw_request(&in, nv, NGHTTP2_FLAG_END_STREAM);
+    feed(&sv, in.data, in.len);
+    assert_non_null(strstr(trace(&sv), "head 1 GET http a.test:8080 /h host=a.test:8080\n"));
+    reel_buf_free(&in);
+    side_free(&sv);
+}
+
 /* A body that contradicts its content-length: nghttp2 resets the stream
  * without a callback; the codec tells, with the lengths, whether the
  * DATA comes at once or split at any byte. */
@@ -967,6 +985,7 @@ int main(void) {
         cmocka_unit_test(test_rapid_reset),
         cmocka_unit_test(test_bad_preface),
         cmocka_unit_test(test_malformed_request_refused),
+        cmocka_unit_test(test_host_without_authority),
         cmocka_unit_test(test_body_against_content_length),
         cmocka_unit_test(test_websocket_connect_ended_at_once),
         cmocka_unit_test(test_stream_frame_closing_the_connection),
