@@ -37,9 +37,10 @@ static const char record_usage[] =
     "                      same loop, showing flows live; prints its URL ('reel web\n"
     "                      --help')\n"
     "\n"
-    "Ctrl-C, SIGTERM or SIGHUP stops accepting, lets in-flight flows finish for\n"
-    "a few seconds, flushes the session and exits; a second one exits at once\n"
-    "(the session stays readable). 'reel resume SESSION' continues recording later.\n";
+    "Ctrl-C, SIGTERM or SIGHUP (unless ignored, as nohup does) stops accepting,\n"
+    "lets in-flight flows finish for a few seconds, flushes the session and\n"
+    "exits; a second one exits at once (the session stays readable). 'reel\n"
+    "resume SESSION' continues recording later.\n";
 
 static const char resume_usage[] =
     "usage: reel resume [--home DIR] [--listen HOST:PORT] [--set KEY=VALUE]...\n"

@@ -308,10 +308,15 @@ reel_rc reel_daemon_run(const reel_daemon_opts_t *o, int *served, reel_err_t *er
     signal(SIGPIPE, SIG_IGN);
     uv_signal_t *sigs[] = {&r.sigint, &r.sigterm, &r.sighup};
     const int signums[] = {SIGINT, SIGTERM, SIGHUP};
+    /* SIGHUP ignored (nohup, a supervisor): it stays so, and the proxy
+     * outlives the terminal that started it */
+    struct sigaction hup;
+    size_t nsigs = sigaction(SIGHUP, NULL, &hup) == 0 && hup.sa_handler == SIG_IGN ? 2 : 3;
     for (size_t i = 0; i < 3; i++) {
         uv_signal_init(&r.loop, sigs[i]);
         sigs[i]->data = &r;
-        uv_signal_start(sigs[i], on_signal, signums[i]);
+        if (i < nsigs)
+            uv_signal_start(sigs[i], on_signal, signums[i]);
         uv_unref((uv_handle_t *)sigs[i]);
     }
     r.config_seen = config_version(&r);

@@ -104,13 +104,15 @@ class ServiceTest(unittest.TestCase):
         self.origin.server_close()
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def start(self, *args, notify=None):
+    def start(self, *args, notify=None, nohup=False):
         env = dict(self.env)
         if notify:
             env["NOTIFY_SOCKET"] = notify
         log = open(os.path.join(self.root, "reel.log"), "w+")
         p = subprocess.Popen([REEL, "record", "--listen", "127.0.0.1:0"] + list(args), env=env,
-                             stdout=subprocess.DEVNULL, stderr=log)
+                             stdout=subprocess.DEVNULL, stderr=log,
+                             preexec_fn=(lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+                             if nohup else None)
         self.procs.append(p)
         self.logs.append(log)
         return p, log
@@ -206,6 +208,23 @@ class ServiceTest(unittest.TestCase):
         self.assertIn("reel: hung up: finishing in-flight flows", log.read())
         flows = json.loads(run([REEL, "flows", "svc3", "--json"], env=self.env).stdout)
         self.assertEqual([(f["state"], f["status"]) for f in flows], [("complete", 200)])
+
+    def test_sighup_ignored_as_nohup_does_stays_ignored(self):
+        # nohup reel record: the terminal's SIGHUP must not stop it (its
+        # handler took the place of the ignored disposition)
+        pidfile = os.path.join(self.root, "reel4.pid")
+        proc, log = self.start("--pidfile", pidfile, "svc4", nohup=True)
+        self.wait_pidfile(proc, pidfile)
+        port = self.listen_port(log)
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        self.assertIsNone(proc.poll(), "SIGHUP stopped it")
+        url = "http://127.0.0.1:%d/" % self.origin.server_address[1]
+        res = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-x",
+                              "http://127.0.0.1:%d" % port, url], capture_output=True, timeout=20)
+        self.assertEqual(res.stdout, b"200", res.stderr)
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(20), 0)
 
     def test_second_signal_removes_the_pidfile(self):
         # the second signal exits at once, without the orderly stop; the
