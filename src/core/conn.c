@@ -379,6 +379,12 @@ static bool waits_on_origin(const conn_t *c) {
     return upstream_owes(c) && !c->up->paused;
 }
 
+/* A tunnel whose upstream connection is not set up yet (its connect, or
+ * a TLS tunnel's handshake with the origin): upstream_timeout ends that. */
+static bool tunnel_setting_up(const conn_t *c) {
+    return c->state == C_RAW && c->up && !c->up->closing && !reel__peer_ready(c->up);
+}
+
 /* Why an upstream connection not ready yet timed out (returns owned). */
 static char *setup_timed_out(const conn_t *c, const peer_t *up) {
     unsigned secs = (unsigned)(c->p->upstream_timeout_ms / 1000);
@@ -397,9 +403,10 @@ static void upstream_timed_out(conn_t *c) {
     peer_t *up = c->up;
     unsigned secs = (unsigned)(c->p->upstream_timeout_ms / 1000);
     char *why;
-    if (!reel__peer_ready(up))
+    if (!reel__peer_ready(up)) {
         why = setup_timed_out(c, up);
-    else if (!c->ex.resp_head_sent && c->ex.resp_head_started)
+        reel__upstream_record_failed(up); /* one reached: its ServerConn */
+    } else if (!c->ex.resp_head_sent && c->ex.resp_head_started)
         why = reel_asprintf(REEL_HOSTPORT_FMT " stalled for %us in the middle of the response head "
                                               "(upstream_timeout)",
                             REEL_HOSTPORT(up->host, up->port), secs);
@@ -453,7 +460,7 @@ static uint64_t conn_deadline(conn_t *c) {
         d = earlier(d, c->sniff_bytes_at + p->head_timeout_ms);
     else if (c->state == C_SNIFF && !p->shutting_down) /* (no new tunnel then) */
         d = earlier(d, c->sniff_started + SNIFF_WAIT_MS);
-    if (c->state == C_PROBE && c->up)
+    if ((c->state == C_PROBE && c->up) || tunnel_setting_up(c))
         d = earlier(d, c->up->progress + p->upstream_timeout_ms);
     return d;
 }
@@ -517,6 +524,14 @@ static void on_conn_timer(uv_timer_t *t) {
     if ((c->state == C_REQ_BODY || c->state == C_WAIT_RESP) && !c->ex.resp_head_sent &&
         c->ex.resp_head_started && now - c->ex.resp_head_started >= p->head_timeout_ms) {
         reel__fail_exchange(c, 504, "response head not received in time (head_timeout)");
+        return;
+    }
+    if (tunnel_setting_up(c) && now - c->up->progress >= p->upstream_timeout_ms) {
+        /* a tunnel's origin that never finished its connect or TLS
+         * handshake: it waited until the origin itself closed */
+        char *why = setup_timed_out(c, c->up);
+        reel__upstream_failed(c->up, why);
+        free(why);
         return;
     }
     if (c->state == C_PROBE && c->up && now - c->up->progress >= p->upstream_timeout_ms) {

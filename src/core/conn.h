@@ -437,6 +437,10 @@ void reel__peer_update_reading(peer_t *pe);
 void reel__upstream_close(conn_t *c);
 void reel__peer_forget(peer_t *pe);
 void reel__upstream_failed(peer_t *up, const char *why);
+/* up failed to set up (a timeout): its flow's ServerConn when it reached
+ * the origin and its TLS handshake did not end (peer.c's
+ * record_refused_conn); nothing otherwise */
+void reel__upstream_record_failed(peer_t *up);
 bool reel__upstream_for(conn_t *c, bool https, const char *host, int port, const char *sni);
 /* Whether reel__upstream_for with these would keep c->up (no side effect):
  * a flow starts before its connection is asked for, so that the set-up

@@ -465,6 +465,10 @@ void reel__probe_conn(conn_t *c) {
     memset(&c->probe_upf, 0, sizeof c->probe_upf);
 }
 
+void reel__upstream_record_failed(peer_t *up) {
+    record_refused_conn(up);
+}
+
 void reel__upstream_failed(peer_t *up, const char *why) {
     conn_t *c = up->c;
     if (c->up != up)

@@ -1836,6 +1836,38 @@ class BadUpstreamsTest(unittest.TestCase):
         self.assertIn(b"TLS handshake", out)
         self.assertTrue(1.5 < secs < 5, secs)
         self.assertIn("upstream_timeout", self.flow_error("/tls-silent"))
+        # the origin it reached is its server (it had none)
+        f = self.reel.flow(self.reel.wait_flows(1, "~u /tls-silent$")[-1]["id"])
+        self.assertEqual((f["server_conn"]["sni"], f["server_conn"]["ssl_us"]), ("localhost", -1),
+                         f["server_conn"])
+
+    def test_a_tls_tunnel_to_a_silent_origin_ends_at_upstream_timeout(self):
+        # TLS that is not HTTP (ALPN mqtt) is relayed as a TLS tunnel: to
+        # an origin that never finished its handshake it waited until the
+        # origin closed, the client's handshake held as long
+        r = self.reel
+        up = Upstream(lambda up, c: up.closing.wait(30))
+        try:
+            s = connect(r.port, 20)
+            s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % up.port)
+            self.assertTrue(s.recv(1000).startswith(b"HTTP/1.1 200"))
+            ctx = ssl.create_default_context(cafile=r.ca)
+            ctx.set_alpn_protocols(["mqtt"])
+            t0 = time.time()
+            try:
+                s = ctx.wrap_socket(s, server_hostname="localhost")
+                s.settimeout(20)
+                s.recv(100)
+            except (OSError, ssl.SSLError):
+                pass
+            secs = time.time() - t0
+            s.close()
+        finally:
+            up.stop()
+        self.assertTrue(secs < 6, secs)
+        f = r.wait_flows(1, "~u ^tls://localhost:%d/$" % up.port)[-1]
+        self.assertEqual(f["error"], "TLS handshake with localhost:%d not done within 2s "
+                         "(upstream_timeout)" % up.port, f)
 
 
 class ShutdownBehindTest(unittest.TestCase):
