@@ -202,6 +202,8 @@ void reel__conn_shutdown_ends(conn_t *c) {
     if (c->state == C_HEAD && c->ex.flow == NULL) {
         if (!reel__head_abandoned(c, why))
             reel__tls_client_left(c, why);
+    } else if (c->state == C_H2) {
+        reel__tls_client_left(c, why); /* an HTTP/2 client that opened no stream */
     } else if (c->state == C_SNIFF && reel__sniff_hello_started(c)) {
         reel__tunnel_abandoned(c, "the proxy shut down during the client's TLS ClientHello");
     } else if (c->state == C_SNIFF && !reel__tls_client_left(c, why)) {

@@ -428,8 +428,10 @@ static void shutdown_one(reel_proxy_t *p, uint64_t grace_ms, void (*done)(void *
         if (c->state == C_HEAD && c->client.in.len == 0 && c->ex.flow == NULL) {
             reel__conn_shutdown_ends(c); /* (a TLS tunnel with no request yet) */
             reel__conn_close(c);
-        } else if (c->state == C_H2)
-            reel__h2front_drain(c); /* GOAWAY: streams running may finish */
+        } else if (c->state == C_H2) {
+            reel__conn_shutdown_ends(c); /* (a client that opened no stream) */
+            reel__h2front_drain(c);      /* GOAWAY: streams running may finish */
+        }
     }
     reel__h2up_shutdown(p);
     if (p->conns == NULL) {

@@ -1942,7 +1942,7 @@ class ShutdownBehindTest(unittest.TestCase):
         # and inside an intercepted TLS tunnel), a ClientHello, or have sent
         # nothing through a tunnel or after their TLS handshake: each is
         # recorded as when the client leaves, the shutdown as why (they
-        # left no flow)
+        # left no flow); an HTTP/2 client that opened no stream too
         os.makedirs(TMPBASE, exist_ok=True)
         root = tempfile.mkdtemp(prefix="shutheads.", dir=TMPBASE)
         # (a silent tunnel is taken for one whose server speaks first after
@@ -1953,17 +1953,21 @@ class ShutdownBehindTest(unittest.TestCase):
             s = connect(reel.port)
             s.sendall(b"GET http://127.0.0.1:9/plain-head HTTP/1.1\r\nHost: a\r\nX-A: 1")
             socks.append(s)
-            for what in (b"hello", b"nothing", b"tls-head", b"tls-idle"):
+            for what in (b"hello", b"nothing", b"tls-head", b"tls-idle", b"h2-idle"):
                 s = connect(reel.port)
                 s.sendall(b"CONNECT %s.test:443 HTTP/1.1\r\nHost: a\r\n\r\n" % what)
                 self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 200"))
                 if what == b"hello":
                     s.sendall(b"\x16\x03\x01")
-                elif what.startswith(b"tls-"):
-                    s = ssl.create_default_context(cafile=reel.ca).wrap_socket(
-                        s, server_hostname=what.decode() + ".test")
+                elif what != b"nothing":
+                    ctx = ssl.create_default_context(cafile=reel.ca)
+                    if what == b"h2-idle":  # its preface and SETTINGS, then nothing
+                        ctx.set_alpn_protocols(["h2"])  # (not agreed: no origin to ask)
+                    s = ctx.wrap_socket(s, server_hostname=what.decode() + ".test")
                     if what == b"tls-head":
                         s.sendall(b"GET /tls-head HTTP/1.1\r\nHost: a\r\nX-B: 2")
+                    elif what == b"h2-idle":
+                        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
                 socks.append(s)
             time.sleep(0.3)
             reel.proc.send_signal(signal.SIGINT)
@@ -1991,6 +1995,9 @@ class ShutdownBehindTest(unittest.TestCase):
             "tls://tls-idle.test:443/": (
                 "tunnel", "the proxy shut down, after the client's TLS handshake with reel "
                 "(TLSv1.3, SNI tls-idle.test, ALPN none), before it sent a request"),
+            "tls://h2-idle.test:443/": (
+                "tunnel", "the proxy shut down, after the client's TLS handshake with reel "
+                "(TLSv1.3, SNI h2-idle.test, ALPN none), before it sent a request"),
         }, flows)
 
 
