@@ -167,12 +167,21 @@ static size_t pending_options(reel_session_t *s, bool *pending) {
                 now[k] = rows[i].new_value;
             }
     }
+    /* an unset overlay value is the one below it (the user's file, the
+     * default): setting that value, or unsetting it, is no change */
+    reel_config_t *below = reel_config_new();
+    reel_config_load_user(below, NULL, &err);
     size_t n = 0;
-    for (size_t k = 0; k < nopts; k++)
-        if (seen[k] && !same_value(then[k], now[k])) {
+    for (size_t k = 0; k < nopts; k++) {
+        if (!seen[k])
+            continue;
+        const char *base = reel_config_get(below, reel_options()[k].name, NULL);
+        if (!same_value(then[k] ? then[k] : base, now[k] ? now[k] : base)) {
             pending[k] = true;
             n++;
         }
+    }
+    reel_config_free(below);
     free(then);
     free(now);
     free(seen);

@@ -256,6 +256,12 @@ class Terminal(unittest.TestCase):
         rows = {o["name"]: o for o in json.loads(self.cli("config", "tty", "list", "--json").stdout)}
         self.assertEqual([rows[k].get("applies") for k in ("segment_size", "fsync")],
                          ["next start", None])
+        # set to the value it had unset (the default): no change either
+        out = self.cli("config", "tty", "set", "zstd_level", "2").stdout.decode()
+        self.assertIn("runs with this value already", out)
+        self.assertNotIn("zstd_level", self.cli("config", "tty", "list").stdout.decode()
+                         .rsplit("\n\n", 1)[-1])
+        self.cli("config", "tty", "unset", "zstd_level")
         self.cli("config", "tty", "unset", "segment_size")
         self.cli("config", "tty", "unset", "capture")
         # the port the proxy was given with --listen 127.0.0.1:0, at layer cli
