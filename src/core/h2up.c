@@ -101,6 +101,14 @@ struct ulane {
     bool req_end;  /* the request's end was submitted */
     bool resp_end; /* the response's end was seen */
     bool is_head;
+    /* the final response has no content by rule (to HEAD, a 204, a 304;
+     * RFC 9113 8.1.1): its head is held (in `in`, from held_at) until the
+     * stream's end, as DATA on it makes it malformed, which a proxy must
+     * not forward: nghttp2 resets the stream then, and the conn gets that
+     * error instead (its flow a 502 saying why), not the head */
+    bool hold;
+    size_t held_at;
+    unsigned held_status;
     bool chunked;   /* the response body goes to the conn chunked */
     bool to_stream; /* the conn answers an HTTP/2 client's stream (REEL_LANE_LENGTH) */
     /* a WebSocket as an extended CONNECT stream (RFC 8441) */
@@ -182,6 +190,7 @@ static void ulane_send(reel_filter_t *f, const uint8_t *data, size_t len);
 /* ---- the up-lane's response side: what goes to the conn ---- */
 
 static void ulane_end(ulane_t *l, const char *error) {
+    l->hold = false;
     if (l->ended) /* the first end says why; a lane is never used after it */
         return;
     l->ended = l->eof_pending = true;
@@ -250,6 +259,9 @@ static void on_head(ulane_t *l, const reel_msg_head_t *h) {
     if (l->ws && ws_head(l, h))
         return;
     unsigned st = h->status;
+    l->hold = st >= 200 && (l->is_head || st == 204 || st == 304);
+    l->held_at = l->in.len;
+    l->held_status = st;
     const char *reason = reel__status_text((int)st);
     /* a :status outside 100..999 (nghttp2 lets through three digits)
      * writes no status line, and the lane's parser refuses the answer */
@@ -294,6 +306,7 @@ static void on_end(ulane_t *l, const reel_field_t *trailers, size_t n) {
     /* else trailers after a content-length body have no HTTP/1.1 form (an
      * HTTP/1.1 client's conn: toward a stream it is chunked) */
     l->resp_end = true;
+    l->hold = false;
     if (l->req_end)
         lane_unbind(l); /* the stream is done: the next request opens another */
 }
@@ -436,7 +449,6 @@ static void sess_event(h2sess_t *s, const reel_codec_event_t *ev) {
             break;
         }
         size_t before = l->in.len;
-        lane_pending(s, l);
         if (ev->type == REEL_CODEC_EV_HEAD)
             on_head(l, &ev->head);
         else if (ev->type == REEL_CODEC_EV_DATA)
@@ -444,6 +456,8 @@ static void sess_event(h2sess_t *s, const reel_codec_event_t *ev) {
         else
             on_end(l, ev->trailers, ev->ntrailers);
         s->in_held += l->in.len - before;
+        if (!l->hold)
+            lane_pending(s, l);
         break;
     }
     case REEL_CODEC_EV_RESET:
@@ -467,6 +481,20 @@ static void sess_event(h2sess_t *s, const reel_codec_event_t *ev) {
             }
             break;
         }
+        char *held = NULL;
+        if (l->hold) {
+            /* a head with no content by rule, and then DATA (nghttp2's
+             * reset, malformed) or another reset: not passed on */
+            s->in_held -= l->in.len - l->held_at;
+            l->in.len = l->held_at;
+            l->hold = false;
+            if (ev->local && ev->error_code == REEL_H2_PROTOCOL_ERROR)
+                held = reel_asprintf("the origin's %u response to %s came with content, which it "
+                                     "may not have (RFC 9113 8.1.1): reel reset the HTTP/2 stream "
+                                     "with RST_STREAM PROTOCOL_ERROR (0x1) and passed the response "
+                                     "on to no one",
+                                     l->held_status, l->is_head ? "HEAD" : "the request");
+        }
         if (!ev->local && ev->error_code == REEL_H2_REFUSED_STREAM && l->in.len == 0) {
             /* not processed: the conn may send it again; if it does not
              * (a body, a first try that was not on a kept-alive stream,
@@ -481,7 +509,8 @@ static void sess_event(h2sess_t *s, const reel_codec_event_t *ev) {
             /* local: reel reset it (or, goaway, closed the connection for
              * it), the origin having broken HTTP/2 on it */
             char *why =
-                ev->local && ev->goaway
+                held ? held
+                : ev->local && ev->goaway
                     ? reel_asprintf("reel closed the HTTP/2 connection to the origin with GOAWAY "
                                     "%s (0x%x) for a frame on this stream: %s",
                                     reel_h2_error_name(ev->error_code), ev->error_code,
@@ -1174,7 +1203,7 @@ static void ulane_connect(ulane_t *l) {
 
 /* Hands the conn what came for it, if it reads. */
 static void ulane_deliver(ulane_t *l) {
-    if (l->want_close || !l->reading || l->f.st->closing)
+    if (l->want_close || !l->reading || l->f.st->closing || l->hold)
         return;
     if (l->in.len) {
         reel_buf_t b = l->in;

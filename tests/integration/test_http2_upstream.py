@@ -61,6 +61,8 @@ class H2Origin:
     /t/cl-long    content-length 3, "1234567890" and END_STREAM (malformed)
     /t/upper      a 200 with an upper-case field name (malformed), END_STREAM
     /t/refuse     RST_STREAM REFUSED_STREAM: not processed (RFC 9113 8.7)
+    /t/204-data   HEADERS 204, then 0.2 s later DATA "oops" with END_STREAM (content
+                  where there is none by rule, RFC 9113 8.1.1)
     CONNECT :protocol websocket (RFC 8441; SETTINGS_ENABLE_CONNECT_PROTOCOL
                   is offered): /t/ws answers 200 and echoes every WebSocket
                   message, a close with a close and the stream's end;
@@ -301,7 +303,8 @@ class H2Origin:
             return "stay"
         elif path.split("?")[0] in ("/t/rst-head", "/t/rst-with-head", "/t/cl-short", "/t/cl-long",
                                     "/t/upper", "/t/no-status", "/t/interim-end",
-                                    "/t/open-trailers", "/t/data-first", "/t/data-no-head"):
+                                    "/t/open-trailers", "/t/data-first", "/t/data-no-head",
+                                    "/t/204-data"):
             # frames by hand: python3-h2 refuses to send what is malformed
             # (its encoder, shared, keeps HPACK in step)
             def frame(ftype, flags, payload):
@@ -332,6 +335,10 @@ class H2Origin:
                           frame(0, 0, b"abc") + frame(1, 4, conn.encoder.encode([("x-t", "1")])))
             elif path == "/t/data-no-head":
                 s.sendall(frame(0, 0, b"hello"))
+            elif path.split("?")[0] == "/t/204-data":
+                s.sendall(frame(1, 4, conn.encoder.encode([(":status", "204")])))
+                time.sleep(0.2)
+                s.sendall(frame(0, 1, b"oops"))
             elif path == "/t/data-first":
                 s.sendall(frame(1, 4, conn.encoder.encode([(":status", "103")])) +
                           frame(0, 1, b"abc"))
@@ -556,6 +563,27 @@ class Http2UpstreamTest(unittest.TestCase):
         self.assertIn("reel reset the origin's HTTP/2 stream with RST_STREAM PROTOCOL_ERROR",
                       f["error"])
         self.assertEqual(body(f, "response"), b"12345")
+
+    def test_d3_content_on_a_204_is_not_passed_on(self):
+        # DATA on a response that has none by rule makes it malformed (RFC
+        # 9113 8.1.1), which a proxy must not forward: nghttp2 resets the
+        # stream, and the client gets reel's 502 saying why. It got the 204,
+        # and the flow said complete, as if no DATA had come
+        self.curl_h2(self.url("/t/plain?warm"))
+        # an HTTP/1.1 client to the h2c origin, an HTTP/2 client to the TLS one
+        for client, q, url in (("1.1", "h1", "http://localhost:%d" % self.h2c.port),
+                               ("2", "h2", self.url(""))):
+            out = subprocess.run(["curl", "-sS", "--max-time", "30", "-x", self.reel.proxy,
+                                  "--cacert", self.reel.ca, "--http" + client, "-w",
+                                  "%{http_code} %{size_download}", "-o", "/dev/null",
+                                  url + "/t/204-data?" + q], capture_output=True)
+            self.assertTrue(out.stdout.startswith(b"502 "), out)
+            f = self.flows_for("/t/204-data?" + q)[0]
+            self.assertEqual(f["error"], "the origin's 204 response to the request came with "
+                             "content, which it may not have (RFC 9113 8.1.1): reel reset the "
+                             "HTTP/2 stream with RST_STREAM PROTOCOL_ERROR (0x1) and passed the "
+                             "response on to no one", f)
+            self.assertTrue(f["response"]["generated"], f["response"])
 
     def curl_h2_any(self, url):
         """curl_h2 for one URL, whatever curl's exit status."""
