@@ -178,6 +178,7 @@ typedef struct {
      * connection if a reused one closes before answering (empty: may not). */
     reel_buf_t retry_head;
     bool retry_is_head, retried;
+    bool retry_unprocessed_only; /* ... only if the origin said it did not process it */
 } exchange_t;
 
 struct conn {
@@ -699,6 +700,9 @@ bool reel__h2up_ws_ok(reel_proxy_t *p, bool https, const char *host, int port, c
 /* How many fields at the end of up's last response head reel added (the
  * 101 an extended CONNECT's 200 became: core/h2up.c); 0 for any other. */
 unsigned reel__h2up_synthesized(const peer_t *up);
+/* up is an up-lane whose stream the origin said it did not process (a
+ * GOAWAY's last stream below it, REFUSED_STREAM; RFC 9113 8.7) */
+bool reel__h2up_unprocessed(const peer_t *up);
 /* Whether up's request may be sent again if it ended unanswered: false for
  * an HTTP/2 stream the origin had (reset other than REFUSED_STREAM, a
  * malformed answer reel reset: RFC 9113 8.7); true for any other. */

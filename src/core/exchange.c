@@ -1309,7 +1309,12 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
      * once more on a new connection, as RFC 9112 9.3.1 allows. */
     reel_buf_reset(&c->ex.retry_head);
     c->ex.retry_is_head = h->is_head;
-    if (reused && !c->ex.upgrade && retryable_method(h->method) &&
+    /* Toward HTTP/2 also on a new connection, but only if the origin says
+     * it did not process it (RFC 9113 8.7: a GOAWAY whose last stream is
+     * below it, REFUSED_STREAM), which a first stream's GOAWAY can say
+     * too: it was a 502 then, though "not processed". */
+    c->ex.retry_unprocessed_only = !reused;
+    if ((reused || c->up->h2) && !c->ex.upgrade && retryable_method(h->method) &&
         (h->framing == REEL_H1_BODY_NONE ||
          (h->framing == REEL_H1_BODY_LENGTH && h->content_length == 0)))
         reel_buf_append(&c->ex.retry_head, out.data, out.len);
@@ -1830,7 +1835,8 @@ void reel__resp_process(conn_t *c) {
             /* clean EOF between responses */
             if (up->eof) {
                 if (c->ex.flow && !c->ex.resp_head_sent && c->ex.retry_head.len && !c->ex.retried &&
-                    reel__h2up_may_retry(up)) {
+                    reel__h2up_may_retry(up) &&
+                    (!c->ex.retry_unprocessed_only || reel__h2up_unprocessed(up))) {
                     retry_on_new_upstream(c);
                     return;
                 }

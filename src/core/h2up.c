@@ -134,6 +134,10 @@ struct ulane {
      * other than REFUSED_STREAM, a malformed response reel reset): the
      * conn must not send it again, RFC 9113 8.7 (reel__h2up_may_retry) */
     bool processed;
+    /* ... or the origin said it did not process it (a GOAWAY's last stream
+     * below it, REFUSED_STREAM): sent again also on a new connection
+     * (reel__h2up_unprocessed) */
+    bool unprocessed;
     bool reading, connected, want_close, closed;
     uv_timer_t timer;       /* deferred events */
     reel_stack_info_t info; /* the session's, kept for after it is gone */
@@ -497,9 +501,11 @@ static void sess_event(h2sess_t *s, const reel_codec_event_t *ev) {
         }
         if (!ev->local && ev->error_code == REEL_H2_REFUSED_STREAM && l->in.len == 0) {
             /* not processed: the conn may send it again; if it does not
-             * (a body, a first try that was not on a kept-alive stream,
-             * a second refusal), its 502 says why */
+             * (a body, a method not idempotent, a second refusal), its 502
+             * says why */
             lane_unbind(l);
+            if (!l->ended)
+                l->unprocessed = true;
             ulane_end(l, "the origin refused the HTTP/2 stream with RST_STREAM REFUSED_STREAM "
                          "(0x7): it did not process the request (RFC 9113 8.7)");
             lane_pending(s, l);
@@ -579,6 +585,8 @@ static void sess_event(h2sess_t *s, const reel_codec_event_t *ev) {
             if (k->sid > ev->last_stream && !k->resp_end && k->in.len == 0) {
                 /* not processed by the origin (RFC 9113 6.8): sent again */
                 lane_unbind(k);
+                if (!k->ended)
+                    k->unprocessed = true;
                 ulane_end(k, unprocessed);
             } else if (k->sid == 0) {
                 ulane_end(k, NULL); /* idle: its next request goes elsewhere */
@@ -1360,6 +1368,11 @@ bool reel__h2up_ws_ok(reel_proxy_t *p, bool https, const char *host, int port, c
 bool reel__h2up_may_retry(const peer_t *up) {
     const reel_filter_t *f = up->st.bottom;
     return !(up->h2 && f && f->ops == &ulane_ops && ((const ulane_t *)f)->processed);
+}
+
+bool reel__h2up_unprocessed(const peer_t *up) {
+    const reel_filter_t *f = up->st.bottom;
+    return up->h2 && f && f->ops == &ulane_ops && ((const ulane_t *)f)->unprocessed;
 }
 
 unsigned reel__h2up_synthesized(const peer_t *up) {

@@ -721,6 +721,25 @@ class Http2UpstreamTest(unittest.TestCase):
         self.assertIn("GOAWAY (error code 0x2 INTERNAL_ERROR)", f["error"])
         self.assertEqual(len(body(f, "response")), 3000)
 
+    def test_e2_goaway_on_the_first_stream_of_a_new_connection(self):
+        # the same on a connection made for the request: it was a 502
+        # "before it processed the request", not sent again (a new
+        # connection was taken for one that could not be)
+        fresh = H2Origin(os.path.join(self.root, "server.pem"),
+                         os.path.join(self.root, "server.key"))
+        try:
+            # the first asks the origin's ALPN, then its first h2 stream
+            url = "https://localhost:%d/t/refuse-once" % fresh.port
+            out = subprocess.run(["curl", "-sS", "--max-time", "30", "-x", self.reel.proxy,
+                                  "--cacert", self.reel.ca, "--http2", "-o", "-", url],
+                                 capture_output=True)
+            self.assertEqual(out.stdout, b"second try", out)
+        finally:
+            fresh.stop()
+        f = self.flows_for(":%d/t/refuse-once" % fresh.port)[0]
+        self.assertIsNone(f.get("error"))
+        self.assertTrue(f["server_conn"]["retried"], f["server_conn"])
+
     def test_e3_goaway_reel_sends_the_origin_is_reels_in_the_record(self):
         # an origin that breaks HTTP/2 for the whole connection gets
         # reel's GOAWAY; the flow cut by it said "the origin sent GOAWAY"
