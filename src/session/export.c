@@ -794,6 +794,23 @@ static char *flow_url(const flow_t *f, int ws) {
                          host, v6 ? "]" : "", port, target);
 }
 
+/* Whether the value of Host field h names the authority of f's URL (its
+ * host, with its port unless that is the scheme's default): an HTTP/2
+ * request may carry one that does not, beside :authority, which is what
+ * reel forwarded (RFC 9113 8.3.1). */
+static int host_names_url(const flow_t *f, const hdr_t *h) {
+    const char *scheme = f->scheme ? f->scheme : "http";
+    uint32_t def = strcmp(scheme, "https") == 0 ? 443 : 80;
+    int v6 = strchr(f->host, ':') != NULL;
+    char *a = reel_asprintf("%s%s%s", v6 ? "[" : "", f->host, v6 ? "]" : "");
+    char *b = reel_asprintf("%s:%u", a, (unsigned)f->port);
+    int same = (f->port == def && strlen(a) == h->vlen && strncasecmp(h->value, a, h->vlen) == 0) ||
+               (strlen(b) == h->vlen && strncasecmp(h->value, b, h->vlen) == 0);
+    free(a);
+    free(b);
+    return same;
+}
+
 /* ---- HAR ---------------------------------------------------------------- */
 
 /* Fields as HAR writes headers: [{name, value}], with _reel.name_b64 or
@@ -1729,10 +1746,13 @@ static void write_raw(FILE *out, const flow_t *f) {
          * scheme, ws:// or wss://, as HAR writes a WebSocket's URL. */
         int ws = ext_websocket(f);
         /* ... and a request the client sent in absolute form keeps it */
-        int absolute = ((strncmp(f->version[REQ], "HTTP/2", 6) == 0 &&
-                         (hdr_get(f, REQ, "host") == NULL || ws)) ||
-                        f->absolute_form) &&
-                       f->host && f->host[0];
+        /* (a Host that names another authority than :authority did: that
+         * is not where it went) */
+        const hdr_t *hh = hdr_get(f, REQ, "host");
+        int absolute = f->host && f->host[0] &&
+                       ((strncmp(f->version[REQ], "HTTP/2", 6) == 0 &&
+                         (hh == NULL || ws || !host_names_url(f, hh))) ||
+                        f->absolute_form);
         char *url = absolute ? flow_url(f, ws) : NULL;
         /* A tunnel's head has no target: the request line names the
          * authority it was opened to (CONNECT host:port), as reel flow does. */

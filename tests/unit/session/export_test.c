@@ -1193,6 +1193,43 @@ static json_t *one_entry(reel_session_t *s, json_t **root) {
     return json_array_get(entries, 0);
 }
 
+/* raw: an HTTP/2 request whose Host names the authority of its URL keeps
+ * its target's origin form; one whose Host names another (beside
+ * :authority, which reel forwarded) takes the absolute form, or the
+ * export named the wrong server */
+static void test_raw_h2_host(void **state) {
+    (void)state;
+    reel_session_t *s = open_session("rawh2host");
+    reel_recorder_t *rec = recorder(s);
+    static const char *const hosts[] = {"api.example.test", "api.example.test:443",
+                                        "evil.example.test"};
+    for (int i = 0; i < 3; i++) {
+        reel_flow_info_t info = {.kind = REEL_FLOW_HTTP, .time_us = T0 + i};
+        reel_rflow_t *f = reel_recorder_flow_start(rec, &info);
+        const reel_header_t q[] = {{"host", 4, hosts[i], strlen(hosts[i])}};
+        reel_request_head_t rh = {.method = "GET",
+                                  .scheme = "https",
+                                  .host = "api.example.test",
+                                  .port = 443,
+                                  .target = "/h",
+                                  .http_version = "HTTP/2.0",
+                                  .headers = q,
+                                  .n_headers = 1,
+                                  .time_us = T0 + i};
+        reel_recorder_request_head(f, &rh);
+        reel_recorder_flow_end(f, NULL, T0 + i + 1, 0, 0);
+    }
+    close_recorder(rec);
+    size_t n;
+    char *raw = export_str(s, REEL_EXPORT_RAW, 0, NULL, &n);
+    assert_non_null(strstr(raw, "GET /h HTTP/2.0\r\nhost: api.example.test\r\n"));
+    assert_non_null(strstr(raw, "GET /h HTTP/2.0\r\nhost: api.example.test:443\r\n"));
+    assert_non_null(
+        strstr(raw, "GET https://api.example.test/h HTTP/2.0\r\nhost: evil.example.test\r\n"));
+    free(raw);
+    reel_session_close(s);
+}
+
 static void test_har_timings(void **state) {
     /* an HTTPS flow on a new connection: every phase, TLS 4 ms of it; its
      * own duration (45.041 ms) is not the phases' sum (29.6 ms) */
@@ -1619,6 +1656,7 @@ int main(void) {
         cmocka_unit_test(test_decoded_bodies_on_the_wire),
         cmocka_unit_test(test_curl_sends_what_was_recorded),
         cmocka_unit_test(test_har_timings),
+        cmocka_unit_test(test_raw_h2_host),
         cmocka_unit_test(test_har_compression),
         cmocka_unit_test(test_har_redirect_url_redacted),
         cmocka_unit_test(test_har_bytes_not_utf8),
