@@ -177,6 +177,11 @@ typedef struct {
     /* The head of a request that may be sent again on a new upstream
      * connection if a reused one closes before answering (empty: may not). */
     reel_buf_t retry_head;
+    /* The bytes of the head being read (request, then response) that
+     * earlier reads brought, at most HEAD_QUOTE_MAX: with what is left in
+     * the buffer, a refused head's bytes as they came (exchange.c's
+     * head_as_it_came). Only a head split across reads copies any. */
+    reel_buf_t head_raw;
     bool retry_is_head, retried;
     bool retry_unprocessed_only; /* ... only if the origin said it did not process it */
 } exchange_t;

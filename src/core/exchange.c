@@ -748,12 +748,19 @@ void reel__record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme
  * the rest (a second Content-Length's value, the fields after a bad
  * line), and for a response the only record of the origin's head. */
 #define HEAD_QUOTE_MAX 1024
-static char *head_as_it_came(const char *what, const uint8_t *p, size_t n, bool whole) {
-    size_t end = n;
-    for (size_t i = 0; i + 1 < n; i++)
-        if (p[i] == '\n' &&
-            (p[i + 1] == '\n' || (p[i + 1] == '\r' && i + 2 < n && p[i + 2] == '\n'))) {
-            end = i + (p[i + 1] == '\n' ? 2 : 3);
+static char *head_as_it_came(conn_t *c, const char *what, const uint8_t *p, size_t n, bool whole) {
+    reel_buf_t all;
+    reel_buf_init(&all, 0);
+    reel_buf_append(&all, c->ex.head_raw.data, c->ex.head_raw.len);
+    reel_buf_append(&all, p, n);
+    /* the earlier reads' bytes are all there unless the cap cut them */
+    whole = whole || c->ex.head_raw.len < HEAD_QUOTE_MAX;
+    const uint8_t *q = all.data;
+    size_t end = all.len;
+    for (size_t i = 0; i + 1 < all.len; i++)
+        if (q[i] == '\n' &&
+            (q[i + 1] == '\n' || (q[i + 1] == '\r' && i + 2 < all.len && q[i + 2] == '\n'))) {
+            end = i + (q[i + 1] == '\n' ? 2 : 3);
             break;
         }
     reel_buf_t b;
@@ -761,9 +768,17 @@ static char *head_as_it_came(const char *what, const uint8_t *p, size_t n, bool 
     reel_buf_printf(
         &b,
         whole ? "(%s as it came: " : "(the end of %s as it came, its start read before: ", what);
-    reel_buf_put_quoted(&b, p, end, HEAD_QUOTE_MAX);
+    reel_buf_put_quoted(&b, q, end, HEAD_QUOTE_MAX);
     reel_buf_puts(&b, ")");
+    reel_buf_free(&all);
     return (char *)b.data;
+}
+
+/* Keeps the n head bytes at p that a read brought and the parser took
+ * without finishing the head, up to HEAD_QUOTE_MAX (head_as_it_came). */
+static void head_raw_keep(conn_t *c, const uint8_t *p, size_t n) {
+    size_t room = c->ex.head_raw.len < HEAD_QUOTE_MAX ? HEAD_QUOTE_MAX - c->ex.head_raw.len : 0;
+    reel_buf_append(&c->ex.head_raw, p, n < room ? n : room);
 }
 
 char *reel__head_cut_note(conn_t *c, bool for_client) {
@@ -1341,6 +1356,8 @@ void reel__req_process(conn_t *c) {
         if (rc == REEL_NEED_MORE) {
             if (c->state == C_HEAD && cl->in.len && c->ex.head_started == 0)
                 c->ex.head_started = uv_now(c->p->loop);
+            if (c->state == C_HEAD)
+                head_raw_keep(c, cl->in.data, consumed);
             /* Body framing the parser took without an event (a chunk-size
              * line or CRLF cut by a read) is passed on like the data; head
              * bytes are not, the head is re-serialized. */
@@ -1366,7 +1383,7 @@ void reel__req_process(conn_t *c) {
             c->ex.req_done = false; /* not the exchange before's: nothing follows it */
             reel_h1_head_t ph;
             char *raw = c->state == C_HEAD && hp && reel_h1_partial_head(hp, &ph)
-                            ? head_as_it_came("the request head", cl->in.data, cl->in.len,
+                            ? head_as_it_came(c, "the request head", cl->in.data, cl->in.len,
                                               c->ex.head_started == 0)
                             : NULL;
             fail_noted(c, status, why, raw);
@@ -1379,6 +1396,7 @@ void reel__req_process(conn_t *c) {
              * the head bytes first, so that a tunnel started by this head
              * (CONNECT) only ever sees what follows it. */
             reel_buf_consume(&cl->in, consumed);
+            reel_buf_reset(&c->ex.head_raw); /* (whole: the response's next) */
             request_head(c, &ev.head);
             if (c->state == C_SNIFF || c->state == C_RAW || c->state == C_DONE)
                 return;
@@ -1804,6 +1822,8 @@ void reel__resp_process(conn_t *c) {
                 reel__peer_write(&c->client, up->in.data, consumed); /* framing, as above */
             else if (!c->ex.resp_head_sent && consumed && c->ex.resp_head_started == 0)
                 c->ex.resp_head_started = uv_now(c->p->loop);
+            if (!c->ex.resp_head_sent)
+                head_raw_keep(c, up->in.data, consumed);
             reel_buf_consume(&up->in, consumed);
             break;
         }
@@ -1823,8 +1843,8 @@ void reel__resp_process(conn_t *c) {
             reel_h1_t *hp = reel_h1_codec_parser(c->respc);
             reel_h1_head_t ph;
             char *raw = !(up->eof && up->error) && up->in.len && hp && reel_h1_partial_head(hp, &ph)
-                            ? head_as_it_came("the origin's response head", up->in.data, up->in.len,
-                                              c->ex.resp_head_started == 0)
+                            ? head_as_it_came(c, "the origin's response head", up->in.data,
+                                              up->in.len, c->ex.resp_head_started == 0)
                             : NULL;
             fail_noted(c, 502, why, raw);
             free(raw);
@@ -1864,6 +1884,7 @@ void reel__resp_process(conn_t *c) {
         }
         switch (ev.type) {
         case REEL_H1_EV_HEAD:
+            reel_buf_reset(&c->ex.head_raw);
             resp_head(c, &ev.head);
             reel_buf_consume(&up->in, consumed);
             break;
