@@ -740,21 +740,20 @@ void reel__record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme
     reel_capture_request(c->ex.flow, &m);
 }
 
-/* The bytes of a head the parser refused, for its flow's error: p[0..n)
- * up to the head's end (its blank line) or all that was read, at most
- * HEAD_QUOTE_MAX of them, quoted; `whole`: p starts where the head did,
- * else an earlier read had its start. The record's head holds what the
- * parser took of it, up to the field at fault; these are the evidence of
- * the rest (a second Content-Length's value, the fields after a bad
- * line), and for a response the only record of the origin's head. */
+/* The bytes of a head the parser refused, for its flow's error: those of
+ * earlier reads (c->ex.head_raw), then p[0..n), up to the head's end (its
+ * blank line) or all that was read, at most HEAD_QUOTE_MAX of them,
+ * quoted. The record's head holds what the parser took of it, up to the
+ * field at fault; these are the evidence of the rest (a second
+ * Content-Length's value, the fields after a bad line), and for a
+ * response the only record of the origin's head. */
 #define HEAD_QUOTE_MAX 1024
-static char *head_as_it_came(conn_t *c, const char *what, const uint8_t *p, size_t n, bool whole) {
+static char *head_as_it_came(conn_t *c, const char *what, const uint8_t *p, size_t n) {
     reel_buf_t all;
     reel_buf_init(&all, 0);
     reel_buf_append(&all, c->ex.head_raw.data, c->ex.head_raw.len);
     reel_buf_append(&all, p, n);
-    /* the earlier reads' bytes are all there unless the cap cut them */
-    whole = whole || c->ex.head_raw.len < HEAD_QUOTE_MAX;
+    /* (head_raw at its cap: the quote is as long, and says it is cut) */
     const uint8_t *q = all.data;
     size_t end = all.len;
     for (size_t i = 0; i + 1 < all.len; i++)
@@ -765,9 +764,7 @@ static char *head_as_it_came(conn_t *c, const char *what, const uint8_t *p, size
         }
     reel_buf_t b;
     reel_buf_init(&b, 0);
-    reel_buf_printf(
-        &b,
-        whole ? "(%s as it came: " : "(the end of %s as it came, its start read before: ", what);
+    reel_buf_printf(&b, "(%s as it came: ", what);
     reel_buf_put_quoted(&b, q, end, HEAD_QUOTE_MAX);
     reel_buf_puts(&b, ")");
     reel_buf_free(&all);
@@ -1383,8 +1380,7 @@ void reel__req_process(conn_t *c) {
             c->ex.req_done = false; /* not the exchange before's: nothing follows it */
             reel_h1_head_t ph;
             char *raw = c->state == C_HEAD && hp && reel_h1_partial_head(hp, &ph)
-                            ? head_as_it_came(c, "the request head", cl->in.data, cl->in.len,
-                                              c->ex.head_started == 0)
+                            ? head_as_it_came(c, "the request head", cl->in.data, cl->in.len)
                             : NULL;
             fail_noted(c, status, why, raw);
             free(raw);
@@ -1842,10 +1838,10 @@ void reel__resp_process(conn_t *c) {
             }
             reel_h1_t *hp = reel_h1_codec_parser(c->respc);
             reel_h1_head_t ph;
-            char *raw = !(up->eof && up->error) && up->in.len && hp && reel_h1_partial_head(hp, &ph)
-                            ? head_as_it_came(c, "the origin's response head", up->in.data,
-                                              up->in.len, c->ex.resp_head_started == 0)
-                            : NULL;
+            char *raw =
+                !(up->eof && up->error) && up->in.len && hp && reel_h1_partial_head(hp, &ph)
+                    ? head_as_it_came(c, "the origin's response head", up->in.data, up->in.len)
+                    : NULL;
             fail_noted(c, 502, why, raw);
             free(raw);
             free(why);
