@@ -477,7 +477,17 @@ static reel_rc move_aside(reel_session_t *s, uint32_t n, uint64_t off, const cha
         goto out;
     }
     buf = reel_malloc(1 << 16);
-    for (uint64_t pos = off;;) {
+    off_t size = lseek(in, 0, SEEK_END);
+    for (uint64_t pos = off; size >= 0 && pos < (uint64_t)size;) {
+        /* holes stay holes: a sparse tail (a file extended by truncate)
+         * was copied whole, as many bytes of zeros on the disk */
+        off_t data = lseek(in, (off_t)pos, SEEK_DATA);
+        if (data < 0 && errno == ENXIO)
+            break;
+        if (data > (off_t)pos) {
+            pos = (uint64_t)data;
+            continue;
+        }
         ssize_t r = pread(in, buf, 1 << 16, (off_t)pos);
         if (r < 0) {
             rc = reel_err_errno(err, REEL_IO, errno, "reading %s", seg);
@@ -485,11 +495,15 @@ static reel_rc move_aside(reel_session_t *s, uint32_t n, uint64_t off, const cha
         }
         if (r == 0)
             break;
-        if (write(out, buf, (size_t)r) != r) {
+        if (pwrite(out, buf, (size_t)r, (off_t)(pos - off)) != r) {
             rc = reel_err_errno(err, REEL_IO, errno, "writing %s", dst);
             goto out;
         }
         pos += (uint64_t)r;
+    }
+    if (size < 0 || ftruncate(out, size - (off_t)off) != 0) {
+        rc = reel_err_errno(err, REEL_IO, errno, "writing %s", dst);
+        goto out;
     }
     if (fsync(out) != 0 || ftruncate(in, (off_t)off) != 0 || fsync(in) != 0) {
         rc = reel_err_errno(err, REEL_IO, errno, "truncating %s", seg);

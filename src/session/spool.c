@@ -1002,6 +1002,15 @@ reel_rc reel_spool_resync(int fd, uint64_t from, uint64_t *next, reel_err_t *err
     uint64_t size = (uint64_t)end;
     const size_t step = 1u << 20;
     for (uint64_t base = from; base < size; base += step) {
+        /* a hole holds no frame: a sparse tail (a file extended by
+         * truncate, say) was read, and scanned, a byte at a time */
+        off_t data = lseek(fd, (off_t)base, SEEK_DATA);
+        if (data < 0 && errno == ENXIO)
+            break; /* nothing but a hole to the end */
+        if (data > (off_t)base + (off_t)step) {
+            base = (uint64_t)data - step; /* (the loop adds step) */
+            continue;
+        }
         reel_rc r = read_window(fd, base, size, step + 3, &win, err);
         if (r != REEL_OK) {
             rc = r;
