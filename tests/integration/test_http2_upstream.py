@@ -700,7 +700,7 @@ class Http2UpstreamTest(unittest.TestCase):
         # a stream the origin did not process (above GOAWAY's last stream
         # id) is sent again on a new connection, and says so
         self.assertEqual(self.curl_h2(self.url("/t/refuse-once")), "2 200\n")
-        f = self.flows_for("/t/refuse-once")[0]
+        f = self.flows_for(":%d/t/refuse-once" % self.origin.port)[0]
         self.assertIsNone(f.get("error"))
         self.assertEqual(body(f, "response"), b"second try")
         self.assertTrue(f["server_conn"]["retried"], f["server_conn"])
