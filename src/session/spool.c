@@ -558,9 +558,17 @@ static reel_rc read_window(int fd, uint64_t off, uint64_t file_size, size_t want
     if (reel_buf_reserve(win, n) != REEL_OK)
         return reel_err_set(err, REEL_LIMIT, "window too large");
     size_t got = 0;
-    if (pread_full(fd, win->data, n, off, &got) != REEL_OK)
-        return reel_err_errno(err, REEL_IO, errno, "reading segment at offset %llu",
-                              (unsigned long long)off);
+    if (pread_full(fd, win->data, n, off, &got) != REEL_OK) {
+        /* named: the callers have only the descriptor ("reading segment
+         * at offset 0: Is a directory" said neither which nor where) */
+        int e = errno;
+        char link[32], path[512];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        ssize_t pl = readlink(link, path, sizeof path - 1);
+        path[pl > 0 ? pl : 0] = '\0';
+        return reel_err_errno(err, REEL_IO, e, "reading %s at offset %llu",
+                              pl > 0 ? path : "segment", (unsigned long long)off);
+    }
     win->len = got;
     return REEL_OK;
 }

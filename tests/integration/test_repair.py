@@ -534,6 +534,16 @@ class Repair(unittest.TestCase):
                                "entries": [entry]}}, f)
         subprocess.run([REEL, "import", har, "--into", "s"], env=env, capture_output=True,
                        check=True, timeout=60)
+        subprocess.run([REEL, "import", har, "--into", "dir"], env=env, capture_output=True,
+                       check=True, timeout=60)
+        # a segment that is a directory: the error names which
+        seg = os.path.join(env["REEL_HOME"], "dir", "spool", "00000001.zst")
+        os.unlink(seg)
+        os.mkdir(seg)
+        show = subprocess.run([REEL, "show", "dir"], env=env, capture_output=True, timeout=60)
+        self.assertEqual(show.returncode, 1)
+        self.assertRegex(show.stderr.decode(), r"^reel show: reading %s at offset \d+: Is a "
+                         r"directory\n$" % re.escape(seg))
         seg = os.path.join(env["REEL_HOME"], "s", "spool", "00000001.zst")
         size = os.path.getsize(seg)
         os.truncate(seg, size + (1 << 30))  # 1 GiB of hole
