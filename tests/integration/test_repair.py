@@ -513,7 +513,7 @@ class Repair(unittest.TestCase):
         # The segment is a valid zstd stream again (the mark is skipped).
         self.assertEqual(subprocess.run(["zstd", "-tq", seg]).returncode, 0)
 
-    def test_sparse_tail(self):
+    def test_sparse_tail_and_a_segment_that_is_a_directory(self):
         """A segment extended by a hole (truncate -s): recovery read and
         scanned it a byte at a time (20 GB took minutes), and copied it aside
         as as many zeros on the disk. Now it skips the hole, and the copy
