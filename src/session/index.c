@@ -95,6 +95,9 @@ static reel_rc env_error(reel_err_t *err, sqlite3 *db, const char *path, int src
                "to the index: copy the session somewhere writable, or fix its permissions";
     else if ((src & 0xff) == SQLITE_NOMEM || e == ENOMEM)
         todo = "a lack of memory, not damage to the index: try again";
+    else if (e == EISDIR)
+        todo = "a directory where the index should be, no file system error: remove or rename "
+               "it, and 'reel repair' makes the index again from the spool";
     reel_err_t why;
     reel_err_clear(&why);
     reel_err_errno(&why, REEL_IO, e, "cannot open %s (%s)", path,

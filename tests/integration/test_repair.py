@@ -513,7 +513,7 @@ class Repair(unittest.TestCase):
         # The segment is a valid zstd stream again (the mark is skipped).
         self.assertEqual(subprocess.run(["zstd", "-tq", seg]).returncode, 0)
 
-    def test_sparse_tail_and_a_segment_that_is_a_directory(self):
+    def test_sparse_tail_and_directories_for_files(self):
         """A segment extended by a hole (truncate -s): recovery read and
         scanned it a byte at a time (20 GB took minutes), and copied it aside
         as as many zeros on the disk. Now it skips the hole, and the copy
@@ -544,6 +544,17 @@ class Repair(unittest.TestCase):
         self.assertEqual(show.returncode, 1)
         self.assertRegex(show.stderr.decode(), r"^reel show: reading %s at offset \d+: Is a "
                          r"directory\n$" % re.escape(seg))
+        # and a session.db that is one: not "an error of the file system"
+        subprocess.run([REEL, "import", har, "--into", "dbdir"], env=env, capture_output=True,
+                       check=True, timeout=60)
+        db = os.path.join(env["REEL_HOME"], "dbdir", "session.db")
+        for p in glob.glob(db + "*"):
+            os.unlink(p)
+        os.mkdir(db)
+        show = subprocess.run([REEL, "show", "dbdir"], env=env, capture_output=True, timeout=60)
+        self.assertEqual(show.returncode, 1)
+        self.assertIn("Is a directory; that is a directory where the index should be, no file "
+                      "system error", show.stderr.decode())
         seg = os.path.join(env["REEL_HOME"], "s", "spool", "00000001.zst")
         size = os.path.getsize(seg)
         os.truncate(seg, size + (1 << 30))  # 1 GiB of hole
