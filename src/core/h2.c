@@ -629,6 +629,19 @@ static bool ws_ended_at_once(const reel_h2_t *h, const stream_t *st, const nghtt
            strcmp((const char *)c->strs.data + c->protocol - 1, "websocket") == 0;
 }
 
+/* Whether authorities a and b name the same server: equal but for case
+ * and a port that is the scheme's default ("a.test" is "a.test:443" in
+ * https). */
+static bool same_authority(const char *a, const char *b, const char *scheme) {
+    const char *def = strcmp(scheme, "http") == 0 ? ":80" : ":443";
+    size_t la = strlen(a), lb = strlen(b), ld = strlen(def);
+    if (la > ld && strcmp(a + la - ld, def) == 0)
+        la -= ld;
+    if (lb > ld && strcmp(b + lb - ld, def) == 0)
+        lb -= ld;
+    return la == lb && strncasecmp(a, b, la) == 0;
+}
+
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
     reel_h2_t *h = ud;
     (void)s;
@@ -653,6 +666,27 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
                                  "with END_STREAM on its HEADERS: the client could never send a "
                                  "frame (RFC 8441 5)"),
                    true);
+            nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, id, NGHTTP2_PROTOCOL_ERROR);
+            return 0;
+        }
+        const char *host = h->role == REEL_H2_SERVER && !st->in_trailers && st->in.authority
+                               ? hc_find(&st->in, "host")
+                               : NULL;
+        const char *auth = host ? (const char *)st->in.strs.data + st->in.authority - 1 : NULL;
+        if (host && !same_authority(
+                        host, auth,
+                        st->in.scheme ? (const char *)st->in.strs.data + st->in.scheme - 1 : "")) {
+            /* RFC 9113 8.3.1: a request whose Host names another server
+             * than its :authority is malformed (reel forwarded :authority,
+             * and the record showed a Host that had not gone anywhere) */
+            reel_buf_t why;
+            reel_buf_init(&why, 0);
+            reel_buf_puts(&why, "malformed HTTP/2 request: its host field ");
+            put_quoted(&why, host, strlen(host));
+            reel_buf_puts(&why, " names another server than its :authority ");
+            put_quoted(&why, auth, strlen(auth));
+            reel_buf_puts(&why, " (RFC 9113 8.3.1)");
+            refuse(h, st, REEL_H2_PROTOCOL_ERROR, (char *)why.data, true);
             nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, id, NGHTTP2_PROTOCOL_ERROR);
             return 0;
         }

@@ -507,10 +507,16 @@ static void test_malformed_request_refused(void **state) {
     static const char *const conn[] = {":method",    "GET",    ":scheme", "http",
                                        ":authority", "a.test", ":path",   "/c",
                                        "connection", "close",  NULL};
+    static const char *const host[] = {":method",    "GET",    ":scheme", "http",
+                                       ":authority", "a.test", ":path",   "/h",
+                                       "host",       "b.test", NULL};
     struct {
         const char *const *nv;
         const char *refused, *why;
     } cases[] = {
+        {host, "refused 1 GET http a.test:80 /h 1\n",
+         "its host field \"b.test\" names another server than its :authority \"a.test\" (RFC "
+         "9113 8.3.1)"},
         {no_path, "refused 1 GET http a.test:80  0\n", "the request has no :path"},
         {upper, "refused 1 GET http a.test:80 /u 1\n",
          "an upper-case field name (RFC 9113 8.2.1): \"X-Upper\": \"1\""},
@@ -549,6 +555,10 @@ static void test_host_without_authority(void **state) {
     (void)state;
     static const char *const nv[] = {":method", "GET",  ":scheme",     "http", ":path",
                                      "/h",      "host", "a.test:8080", NULL};
+    /* and beside an :authority that names the same server */
+    static const char *const both[] = {":method",    "GET",        ":scheme", "https",
+                                       ":authority", "A.test",     ":path",   "/b",
+                                       "host",       "a.test:443", NULL};
     side_t sv;
     side_init(&sv, REEL_H2_SERVER, NULL);
     reel_buf_t in;
@@ -556,6 +566,13 @@ static void test_host_without_authority(void **state) {
     raw_request(&in, nv, NGHTTP2_FLAG_END_STREAM);
     feed(&sv, in.data, in.len);
     assert_non_null(strstr(trace(&sv), "head 1 GET http a.test:8080 /h host=a.test:8080\n"));
+    reel_buf_free(&in);
+    side_free(&sv);
+    side_init(&sv, REEL_H2_SERVER, NULL);
+    reel_buf_init(&in, 0);
+    raw_request(&in, both, NGHTTP2_FLAG_END_STREAM);
+    feed(&sv, in.data, in.len);
+    assert_non_null(strstr(trace(&sv), "head 1 GET https A.test:443 /b host=a.test:443\n"));
     reel_buf_free(&in);
     side_free(&sv);
 }
