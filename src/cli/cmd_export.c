@@ -270,6 +270,16 @@ int reel_cmd_export(reel_cli_t *cli, int argc, char **argv) {
                 "what one lost)\n",
                 (unsigned long long)st.damaged, (unsigned long long)st.damaged_first,
                 fmt != REEL_EXPORT_NDJSON ? "their request heads or all their" : "all their", name);
+    if (st.userdata_unread)
+        /* damage in those tables, which the rest does not need: written
+         * without them, and said (they came out as none, exit 0 and no
+         * word: a note lost from an export nobody was told of) */
+        fprintf(stderr,
+                "reel export: the tags and notes of %llu %s could not be read (the first: flow "
+                "%llu: %s): written without them; session.db is damaged ('reel verify %s' says "
+                "where)\n",
+                (unsigned long long)st.userdata_unread, st.userdata_unread == 1 ? "flow" : "flows",
+                (unsigned long long)st.userdata_unread_first, st.userdata_why, name);
     if (erc != REEL_OK) {
         rc = reel_cli_fail(cli, "%s", reel_err_str(&err));
         goto out;

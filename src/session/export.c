@@ -1910,7 +1910,21 @@ static reel_rc write_ndjson(FILE *out, const flow_t *f, const reel_export_opts_t
 
 typedef struct {
     sqlite3_stmt *row, *tags, *notes;
+    reel_export_stats_t *stats; /* (user data that did not read) */
 } stmts_t;
+
+/* A read of f's tags or notes that ended in an error (damage in those
+ * tables, which the rest of the export does not need): counted, the first
+ * said why, the export going on without them (they came out as none). */
+static void userdata_unread(stmts_t *q, const flow_t *f, int step) {
+    if (step == SQLITE_DONE || q->stats == NULL)
+        return;
+    if (q->stats->userdata_unread++ == 0) {
+        q->stats->userdata_unread_first = f->id;
+        snprintf(q->stats->userdata_why, sizeof q->stats->userdata_why, "%s",
+                 sqlite3_errmsg(sqlite3_db_handle(q->tags)));
+    }
+}
 
 static const char *col_text(sqlite3_stmt *st, int i) {
     const unsigned char *t = sqlite3_column_text(st, i);
@@ -1938,14 +1952,16 @@ static void load_row(stmts_t *q, flow_t *f) {
     f->tags = json_array();
     sqlite3_reset(q->tags);
     sqlite3_bind_int64(q->tags, 1, (sqlite3_int64)f->id);
-    while (sqlite3_step(q->tags) == SQLITE_ROW)
+    int step;
+    while ((step = sqlite3_step(q->tags)) == SQLITE_ROW)
         json_array_append_new(f->tags, str_json(col_text(q->tags, 0)));
+    int tags_step = step;
     sqlite3_reset(q->tags);
     f->annotations = json_array();
     sqlite3_reset(q->notes);
     sqlite3_bind_int64(q->notes, 1, (sqlite3_int64)f->id);
     size_t cap = 0;
-    while (sqlite3_step(q->notes) == SQLITE_ROW) {
+    while ((step = sqlite3_step(q->notes)) == SQLITE_ROW) {
         size_t n = json_array_size(f->annotations);
         if (n == cap)
             f->notes = reel_realloc(f->notes, (cap = cap ? cap * 2 : 4) * sizeof *f->notes);
@@ -1959,6 +1975,7 @@ static void load_row(stmts_t *q, flow_t *f) {
         reel_last(a);
         json_array_append_new(f->annotations, a);
     }
+    userdata_unread(q, f, tags_step != SQLITE_DONE ? tags_step : step);
     sqlite3_reset(q->notes);
 }
 
@@ -2010,7 +2027,7 @@ reel_rc reel_export(reel_session_t *s, FILE *out, const reel_export_opts_t *o,
     reel_store_reader_t *rd = NULL; /* flows go in id order: they share frames */
     sqlite3 *db = reel_session_db(s);
     sqlite3_stmt *ids = NULL, *count = NULL;
-    stmts_t q = {0};
+    stmts_t q = {.stats = stats};
     char *sql = NULL;
     uint64_t total = 0;
     int64_t first_us = 0;

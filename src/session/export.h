@@ -109,6 +109,10 @@ typedef struct {
                          entry needs: all their records, or (all formats but
                          NDJSON) the request head: not written */
     uint64_t damaged_first; /* the first of them (0: none) */
+    /* flows whose tags or notes did not read (session.db damaged in those
+     * tables): written without them; the first, and SQLite's reason */
+    uint64_t userdata_unread, userdata_unread_first;
+    char userdata_why[160];
 } reel_export_stats_t;
 
 /** Writes the flows of s that match o->filter to out (borrowed), in id

@@ -569,6 +569,47 @@ class Repair(unittest.TestCase):
         self.assertEqual(st.st_size, 1 << 30)
         self.assertLess(st.st_blocks * 512, 1 << 20, "the hole was written out")
 
+    def test_export_says_user_data_it_could_not_read(self):
+        """A bad page in the annotations table: export wrote every flow
+        without its notes, exit 0 and no word."""
+        env = dict(os.environ, REEL_HOME=os.path.join(self.root, "udbad"))
+        har = os.path.join(self.root, "udbad.har")
+        entries = [{"startedDateTime": "2024-01-01T00:00:0%d.000Z" % i, "time": 1,
+                    "request": {"method": "GET", "url": "http://example.com/%d" % i,
+                                "httpVersion": "HTTP/1.1", "headers": [], "queryString": [],
+                                "cookies": [], "headersSize": -1, "bodySize": 0},
+                    "response": {"status": 200, "statusText": "OK", "httpVersion": "HTTP/1.1",
+                                 "headers": [], "cookies": [], "redirectURL": "",
+                                 "headersSize": -1, "bodySize": 0,
+                                 "content": {"size": 0, "mimeType": "text/plain"}},
+                    "cache": {}, "timings": {"send": 0, "wait": 1, "receive": 0}}
+                   for i in range(2)]
+        with open(har, "w") as f:
+            json.dump({"log": {"version": "1.2", "creator": {"name": "t", "version": "1"},
+                               "entries": entries}}, f)
+
+        def run(*args):
+            return subprocess.run([REEL] + list(args), env=env, capture_output=True, timeout=60)
+        self.assertEqual(run("import", har, "--into", "u").returncode, 0)
+        self.assertEqual(run("annotate", "u", "1", "a note").returncode, 0)
+        db = os.path.join(env["REEL_HOME"], "u", "session.db")
+        c = sqlite3.connect(db)
+        c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page = c.execute("PRAGMA page_size").fetchone()[0]
+        root = c.execute("SELECT rootpage FROM sqlite_master WHERE name = 'annotations'"
+                         ).fetchone()[0]
+        c.close()
+        with open(db, "r+b") as f:
+            f.seek(page * (root - 1))
+            f.write(b"\xff" * page)
+        out = run("export", "u", "--format", "ndjson")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(len(out.stdout.splitlines()), 2)  # every flow, without them
+        self.assertIn("reel export: the tags and notes of 1 flow could not be read (the first: "
+                      "flow 1: database disk image is malformed): written without them; "
+                      "session.db is damaged ('reel verify u' says where)\n",
+                      out.stderr.decode())
+
     def record_segments(self, session):
         """A session of 40 flows in 9 or so segments of 1 MiB: a 1 MiB
         download every 5th request, 100 bytes otherwise."""
