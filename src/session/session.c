@@ -3517,7 +3517,13 @@ static int salvage(reel_session_t *s, sqlite3 *nd, const char *oldpath) {
         } else {
             reel_buf_printf(&lost, "%s%s (%s)", lost.len ? ", " : "", parts[i].table,
                             sqlite3_errmsg(nd));
-            sqlite3_exec(nd, "ROLLBACK TO salvage; RELEASE salvage", NULL, NULL, NULL);
+            /* each on its own: a ROLLBACK TO that fails (a table that does
+             * not read, SQLITE_CORRUPT) left the transaction open, and the
+             * journal's replay then could not begin its own */
+            sqlite3_exec(nd, "ROLLBACK TO salvage", NULL, NULL, NULL);
+            sqlite3_exec(nd, "RELEASE salvage", NULL, NULL, NULL);
+            if (!sqlite3_get_autocommit(nd))
+                sqlite3_exec(nd, "ROLLBACK", NULL, NULL, NULL); /* (this part's alone) */
         }
     }
     if (attached)

@@ -571,7 +571,8 @@ class Repair(unittest.TestCase):
 
     def test_export_says_user_data_it_could_not_read(self):
         """A bad page in the annotations table: export wrote every flow
-        without its notes, exit 0 and no word."""
+        without its notes, exit 0 and no word; repair could not make the
+        index again."""
         env = dict(os.environ, REEL_HOME=os.path.join(self.root, "udbad"))
         har = os.path.join(self.root, "udbad.har")
         entries = [{"startedDateTime": "2024-01-01T00:00:0%d.000Z" % i, "time": 1,
@@ -609,6 +610,16 @@ class Repair(unittest.TestCase):
                       "flow 1: database disk image is malformed): written without them; "
                       "session.db is damaged ('reel verify u' says where)\n",
                       out.stderr.decode())
+        # and repair makes it whole again, the note from the journal: it
+        # stopped at "database disk image is malformed", session.db.new left
+        rep = run("repair", "u")
+        self.assertEqual(rep.returncode, 0, rep.stderr)
+        self.assertIn("could not read from the old index (the journal has them, if it is "
+                      "whole): annotations", rep.stdout.decode())
+        self.assertFalse(os.path.exists(db + ".new"))
+        nd = json.loads(run("export", "u", "--format", "ndjson").stdout.splitlines()[0])
+        self.assertEqual([a["text"] for a in nd["annotations"]], ["a note"])
+        self.assertEqual(run("verify", "u").returncode, 0)
 
     def record_segments(self, session):
         """A session of 40 flows in 9 or so segments of 1 MiB: a 1 MiB
