@@ -621,6 +621,54 @@ class Repair(unittest.TestCase):
         self.assertEqual([a["text"] for a in nd["annotations"]], ["a note"])
         self.assertEqual(run("verify", "u").returncode, 0)
 
+    def test_user_data_only_the_journal_has(self):
+        """An index older than its journal (restored from a copy, or the
+        end of its WAL lost to a power cut): the notes, tags and marks made
+        since, acknowledged, were only in the journal. verify said
+        consistent, and repair wrote the journal anew from the index,
+        throwing them away."""
+        env = dict(os.environ, REEL_HOME=os.path.join(self.root, "jonly"))
+        har = os.path.join(self.root, "jonly.har")
+        entries = [{"startedDateTime": "2024-01-01T00:00:0%d.000Z" % i, "time": 1,
+                    "request": {"method": "GET", "url": "http://example.com/%d" % i,
+                                "httpVersion": "HTTP/1.1", "headers": [], "queryString": [],
+                                "cookies": [], "headersSize": -1, "bodySize": 0},
+                    "response": {"status": 200, "statusText": "OK", "httpVersion": "HTTP/1.1",
+                                 "headers": [], "cookies": [], "redirectURL": "",
+                                 "headersSize": -1, "bodySize": 0,
+                                 "content": {"size": 0, "mimeType": "text/plain"}},
+                    "cache": {}, "timings": {"send": 0, "wait": 1, "receive": 0}}
+                   for i in range(3)]
+        with open(har, "w") as f:
+            json.dump({"log": {"version": "1.2", "creator": {"name": "t", "version": "1"},
+                               "entries": entries}}, f)
+
+        def run(*args):
+            return subprocess.run([REEL] + list(args), env=env, capture_output=True, timeout=60)
+        self.assertEqual(run("import", har, "--into", "j").returncode, 0)
+        db = os.path.join(env["REEL_HOME"], "j", "session.db")
+        c = sqlite3.connect(db)
+        c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        c.close()
+        shutil.copy(db, db + ".old")
+        for args in (("annotate", "j", "1", "late note"), ("tag", "j", "2", "keep"),
+                     ("mark", "j", "3")):
+            self.assertEqual(run(*args).returncode, 0)
+        for p in glob.glob(db + "*"):
+            if not p.endswith(".old"):
+                os.unlink(p)
+        os.rename(db + ".old", db)
+        v = run("verify", "j")
+        self.assertEqual(v.returncode, 1, v.stdout)
+        self.assertIn("spool/journal.zst holds 1 annotation, 1 tag, 1 mark that the index does "
+                      "not have", (v.stdout + v.stderr).decode())
+        rep = run("repair", "j")
+        self.assertEqual(rep.returncode, 0, rep.stderr)
+        self.assertIn("applied to the index", rep.stdout.decode())
+        self.assertIn("user data   1 annotation, 1 tagged flow, 1 marked",
+                      run("show", "j").stdout.decode())
+        self.assertEqual(run("verify", "j").returncode, 0)
+
     def record_segments(self, session):
         """A session of 40 flows in 9 or so segments of 1 MiB: a 1 MiB
         download every 5th request, 100 bytes otherwise."""
