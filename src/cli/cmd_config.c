@@ -131,6 +131,13 @@ static json_t *option_json(const reel_config_t *cfg, const reel_option_t *o) {
                      reel_layer_name(layer), "help", o->help, "valid", 1);
 }
 
+static size_t options_count(void) {
+    size_t n = 0;
+    while (reel_options()[n].name)
+        n++;
+    return n;
+}
+
 static bool same_value(const char *a, const char *b) {
     return a == b || (a && b && strcmp(a, b) == 0);
 }
@@ -148,9 +155,7 @@ static size_t pending_options(reel_session_t *s, bool *pending) {
     reel_err_clear(&err);
     if (started == 0 || reel_query_history(s, &rows, &nrows, &err) != REEL_OK)
         return 0;
-    size_t nopts = 0;
-    while (reel_options()[nopts].name)
-        nopts++;
+    size_t nopts = options_count();
     /* the value at the start: the old value of the first change after it;
      * the value now: the new value of the last (rows oldest first) */
     const char **then = reel_calloc(nopts ? nopts : 1, sizeof *then);
@@ -192,9 +197,7 @@ static size_t pending_options(reel_session_t *s, bool *pending) {
 /* Whether the proxy recording into s runs with another value of key than
  * the overlay now holds (pending_options). */
 static bool pending_option(reel_session_t *s, const char *key) {
-    size_t nopts = 0;
-    while (reel_options()[nopts].name)
-        nopts++;
+    size_t nopts = options_count();
     bool *pending = reel_calloc(nopts ? nopts : 1, sizeof *pending), out = false;
     pending_options(s, pending);
     for (size_t k = 0; k < nopts; k++)
@@ -210,9 +213,7 @@ static int cmd_list(reel_cli_t *cli, reel_session_t *s) {
     if (cfg == NULL)
         return REEL_EXIT_ERROR;
     apply_running(s, cfg);
-    size_t nopts = 0;
-    while (reel_options()[nopts].name)
-        nopts++;
+    size_t nopts = options_count();
     bool *pending = reel_calloc(nopts ? nopts : 1, sizeof *pending);
     long pid = reel_session_recorder_pid(s);
     size_t npending = pending_options(s, pending);

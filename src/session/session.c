@@ -3397,24 +3397,34 @@ static int journal_kept(sqlite3 *db) {
 /* A journal that is missing, or lacks user data the index holds (deleted,
  * or deleted and begun again by a later change), is written anew from the
  * index, so a rebuild gets it all back; says what. */
+/* Compares the journal at jp with s's index (*d), and totals the rows
+ * the journal lacks and those it has over; 0 (and noted) if it could not. */
+static int journal_diff(reel_session_t *s, const char *jp, reel_journal_diff_t *d,
+                        uint64_t *lacking, uint64_t *extra) {
+    reel_err_t e2;
+    reel_err_clear(&e2);
+    if (reel_journal_compare(s->db, jp, d, &e2) != REEL_OK) {
+        note(s, "spool/" REEL_JOURNAL_NAME " could not be compared with the index: %s",
+             reel_err_str(&e2));
+        return 0;
+    }
+    *lacking = *extra = 0;
+    for (int k = 0; k < 5; k++) {
+        *lacking += d->lacking[k];
+        *extra += d->extra[k];
+    }
+    return 1;
+}
+
 static reel_rc rewrite_journal(reel_session_t *s, reel_err_t *err) {
     if (!journal_kept(s->db))
         return REEL_OK;
     char *jp = journal_path(s);
     reel_journal_diff_t d;
-    reel_err_t e2;
-    reel_err_clear(&e2);
     reel_rc rc = REEL_OK;
-    uint64_t lacking = 0, extra = 0;
-    if (reel_journal_compare(s->db, jp, &d, &e2) != REEL_OK) {
-        note(s, "spool/" REEL_JOURNAL_NAME " could not be compared with the index: %s",
-             reel_err_str(&e2));
+    uint64_t lacking, extra;
+    if (!journal_diff(s, jp, &d, &lacking, &extra))
         goto out;
-    }
-    for (int k = 0; k < 5; k++) {
-        lacking += d.lacking[k];
-        extra += d.extra[k];
-    }
     if (extra) {
         /* Changes the journal has and the index lacks were acknowledged
          * (the journal is synced before the index commits; docs/format.md
@@ -3435,18 +3445,8 @@ static reel_rc rewrite_journal(reel_session_t *s, reel_err_t *err) {
                  "its journal): applied to the index",
                  (const char *)x.data);
         reel_buf_free(&x);
-        if (rc != REEL_OK)
+        if (rc != REEL_OK || !journal_diff(s, jp, &d, &lacking, &extra))
             goto out;
-        if (reel_journal_compare(s->db, jp, &d, &e2) != REEL_OK) {
-            note(s, "spool/" REEL_JOURNAL_NAME " could not be compared with the index: %s",
-                 reel_err_str(&e2));
-            goto out;
-        }
-        lacking = extra = 0;
-        for (int k = 0; k < 5; k++) {
-            lacking += d.lacking[k];
-            extra += d.extra[k];
-        }
     }
     if (lacking == 0 && extra == 0)
         goto out;

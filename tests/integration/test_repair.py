@@ -513,29 +513,39 @@ class Repair(unittest.TestCase):
         # The segment is a valid zstd stream again (the mark is skipped).
         self.assertEqual(subprocess.run(["zstd", "-tq", seg]).returncode, 0)
 
+    def imported(self, home, sessions, n):
+        """Sessions of n GETs answered by an empty 200, imported from a HAR,
+        in a REEL_HOME of their own: its environment, and a run(*args) of
+        reel there."""
+        env = dict(os.environ, REEL_HOME=os.path.join(self.root, home))
+        har = os.path.join(self.root, home + ".har")
+        entries = [{"startedDateTime": "2024-01-01T00:00:0%d.000Z" % i, "time": 1,
+                    "request": {"method": "GET", "url": "http://example.com/%d" % i,
+                                "httpVersion": "HTTP/1.1", "headers": [], "queryString": [],
+                                "cookies": [], "headersSize": -1, "bodySize": 0},
+                    "response": {"status": 200, "statusText": "OK", "httpVersion": "HTTP/1.1",
+                                 "headers": [], "cookies": [], "redirectURL": "",
+                                 "headersSize": -1, "bodySize": 0,
+                                 "content": {"size": 0, "mimeType": "text/plain"}},
+                    "cache": {}, "timings": {"send": 0, "wait": 1, "receive": 0}}
+                   for i in range(n)]
+        with open(har, "w") as f:
+            json.dump({"log": {"version": "1.2", "creator": {"name": "t", "version": "1"},
+                               "entries": entries}}, f)
+
+        def run(*args):
+            return subprocess.run([REEL] + list(args), env=env, capture_output=True, timeout=60)
+        for name in sessions:
+            r = run("import", har, "--into", name)
+            self.assertEqual(r.returncode, 0, r.stderr)
+        return env, run
+
     def test_sparse_tail_and_directories_for_files(self):
         """A segment extended by a hole (truncate -s): recovery read and
         scanned it a byte at a time (20 GB took minutes), and copied it aside
         as as many zeros on the disk. Now it skips the hole, and the copy
         in recovered/ is sparse too."""
-        env = dict(os.environ, REEL_HOME=os.path.join(self.root, "sparse"))
-        har = os.path.join(self.root, "sparse.har")
-        entry = {"startedDateTime": "2024-01-01T00:00:00.000Z", "time": 1,
-                 "request": {"method": "GET", "url": "http://example.com/s",
-                             "httpVersion": "HTTP/1.1", "headers": [], "queryString": [],
-                             "cookies": [], "headersSize": -1, "bodySize": 0},
-                 "response": {"status": 200, "statusText": "OK", "httpVersion": "HTTP/1.1",
-                              "headers": [], "cookies": [], "redirectURL": "",
-                              "headersSize": -1, "bodySize": 0,
-                              "content": {"size": 0, "mimeType": "text/plain"}},
-                 "cache": {}, "timings": {"send": 0, "wait": 1, "receive": 0}}
-        with open(har, "w") as f:
-            json.dump({"log": {"version": "1.2", "creator": {"name": "t", "version": "1"},
-                               "entries": [entry]}}, f)
-        subprocess.run([REEL, "import", har, "--into", "s"], env=env, capture_output=True,
-                       check=True, timeout=60)
-        subprocess.run([REEL, "import", har, "--into", "dir"], env=env, capture_output=True,
-                       check=True, timeout=60)
+        env, _ = self.imported("sparse", ("s", "dir", "dbdir"), 1)
         # a segment that is a directory: the error names which
         seg = os.path.join(env["REEL_HOME"], "dir", "spool", "00000001.zst")
         os.unlink(seg)
@@ -545,8 +555,6 @@ class Repair(unittest.TestCase):
         self.assertRegex(show.stderr.decode(), r"^reel show: reading %s at offset \d+: Is a "
                          r"directory\n$" % re.escape(seg))
         # and a session.db that is one: not "an error of the file system"
-        subprocess.run([REEL, "import", har, "--into", "dbdir"], env=env, capture_output=True,
-                       check=True, timeout=60)
         db = os.path.join(env["REEL_HOME"], "dbdir", "session.db")
         for p in glob.glob(db + "*"):
             os.unlink(p)
@@ -573,25 +581,7 @@ class Repair(unittest.TestCase):
         """A bad page in the annotations table: export wrote every flow
         without its notes, exit 0 and no word; repair could not make the
         index again."""
-        env = dict(os.environ, REEL_HOME=os.path.join(self.root, "udbad"))
-        har = os.path.join(self.root, "udbad.har")
-        entries = [{"startedDateTime": "2024-01-01T00:00:0%d.000Z" % i, "time": 1,
-                    "request": {"method": "GET", "url": "http://example.com/%d" % i,
-                                "httpVersion": "HTTP/1.1", "headers": [], "queryString": [],
-                                "cookies": [], "headersSize": -1, "bodySize": 0},
-                    "response": {"status": 200, "statusText": "OK", "httpVersion": "HTTP/1.1",
-                                 "headers": [], "cookies": [], "redirectURL": "",
-                                 "headersSize": -1, "bodySize": 0,
-                                 "content": {"size": 0, "mimeType": "text/plain"}},
-                    "cache": {}, "timings": {"send": 0, "wait": 1, "receive": 0}}
-                   for i in range(2)]
-        with open(har, "w") as f:
-            json.dump({"log": {"version": "1.2", "creator": {"name": "t", "version": "1"},
-                               "entries": entries}}, f)
-
-        def run(*args):
-            return subprocess.run([REEL] + list(args), env=env, capture_output=True, timeout=60)
-        self.assertEqual(run("import", har, "--into", "u").returncode, 0)
+        env, run = self.imported("udbad", ("u",), 2)
         self.assertEqual(run("annotate", "u", "1", "a note").returncode, 0)
         db = os.path.join(env["REEL_HOME"], "u", "session.db")
         c = sqlite3.connect(db)
@@ -627,25 +617,7 @@ class Repair(unittest.TestCase):
         since, acknowledged, were only in the journal. verify said
         consistent, and repair wrote the journal anew from the index,
         throwing them away."""
-        env = dict(os.environ, REEL_HOME=os.path.join(self.root, "jonly"))
-        har = os.path.join(self.root, "jonly.har")
-        entries = [{"startedDateTime": "2024-01-01T00:00:0%d.000Z" % i, "time": 1,
-                    "request": {"method": "GET", "url": "http://example.com/%d" % i,
-                                "httpVersion": "HTTP/1.1", "headers": [], "queryString": [],
-                                "cookies": [], "headersSize": -1, "bodySize": 0},
-                    "response": {"status": 200, "statusText": "OK", "httpVersion": "HTTP/1.1",
-                                 "headers": [], "cookies": [], "redirectURL": "",
-                                 "headersSize": -1, "bodySize": 0,
-                                 "content": {"size": 0, "mimeType": "text/plain"}},
-                    "cache": {}, "timings": {"send": 0, "wait": 1, "receive": 0}}
-                   for i in range(3)]
-        with open(har, "w") as f:
-            json.dump({"log": {"version": "1.2", "creator": {"name": "t", "version": "1"},
-                               "entries": entries}}, f)
-
-        def run(*args):
-            return subprocess.run([REEL] + list(args), env=env, capture_output=True, timeout=60)
-        self.assertEqual(run("import", har, "--into", "j").returncode, 0)
+        env, run = self.imported("jonly", ("j",), 3)
         db = os.path.join(env["REEL_HOME"], "j", "session.db")
         c = sqlite3.connect(db)
         c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
