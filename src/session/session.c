@@ -955,6 +955,93 @@ static int64_t last_record_us(reel_session_t *s) {
     return t > 0 ? t : reel_now_us();
 }
 
+/* Whether s->db is another session's index: the start record of the
+ * newest flow the spool and the index both have (searched in the last
+ * frames the index lists) names another UUID than the flow's row. A
+ * session.db copied over from another session would otherwise be taken
+ * for this spool's: recovery would "salvage" the spool where the other
+ * index's frames end, and user data would go with the wrong flows.
+ * Returns what differs (owned), or NULL when they agree or nothing tells
+ * (frames that do not read, flows with no row). */
+static char *foreign_index(reel_session_t *s) {
+    char *why = NULL;
+    sqlite3_stmt *fq = NULL, *uq = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT segment, offset, clen FROM frames ORDER BY segment DESC, "
+                           "offset DESC LIMIT 16",
+                           -1, &fq, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db, "SELECT uuid FROM flows WHERE id = ?", -1, &uq, NULL) !=
+            SQLITE_OK) {
+        sqlite3_finalize(fq);
+        return NULL; /* a damaged index says so elsewhere */
+    }
+    reel_buf_t comp, raw;
+    reel_buf_init(&comp, 0);
+    reel_buf_init(&raw, 0);
+    int fd = -1, decided = 0;
+    uint32_t fd_seg = UINT32_MAX;
+    while (!decided && sqlite3_step(fq) == SQLITE_ROW) {
+        uint32_t seg = (uint32_t)sqlite3_column_int64(fq, 0);
+        if (seg != fd_seg) {
+            if (fd >= 0)
+                close(fd);
+            fd = reel_session_open_segment(s, seg);
+            fd_seg = seg;
+        }
+        uint64_t off = (uint64_t)sqlite3_column_int64(fq, 1);
+        size_t clen = (size_t)sqlite3_column_int64(fq, 2), fl = 0;
+        reel_err_t e2;
+        reel_err_clear(&e2);
+        if (fd < 0)
+            continue;
+        if (reel_spool_read_frame(fd, off, clen, &comp, &raw, &e2) != REEL_OK) {
+            /* Another index's frame lengths: the spool's own frame there
+             * tells as well. */
+            ssize_t got;
+            if (reel_buf_reserve(&comp, REEL_SPOOL_FRAME_MAX) != REEL_OK ||
+                (got = pread(fd, comp.data, REEL_SPOOL_FRAME_MAX, (off_t)off)) <= 0 ||
+                reel_spool_frame_size(comp.data, (size_t)got, &fl) != REEL_OK || fl == clen)
+                continue;
+            reel_err_clear(&e2);
+            if (reel_spool_read_frame(fd, off, fl, &comp, &raw, &e2) != REEL_OK)
+                continue;
+        }
+        size_t pos = 0, rl = 0;
+        const uint8_t *r = NULL;
+        while (!decided && reel_spool_block_next(raw.data, raw.len, &pos, &r, &rl) == REEL_OK) {
+            reel_spool_peek_t pk;
+            if (!reel_spool_peek_record(r, rl, &pk) || pk.event != REEL__RECORD__EVENT_START)
+                continue;
+            Reel__FlowStart *fs = reel__flow_start__unpack(NULL, pk.ev_len, r + pk.ev_off);
+            if (fs == NULL)
+                continue;
+            sqlite3_reset(uq);
+            sqlite3_bind_int64(uq, 1, (sqlite3_int64)pk.flow_id);
+            if (sqlite3_step(uq) == SQLITE_ROW) {
+                const char *u = (const char *)sqlite3_column_text(uq, 0);
+                decided = 1;
+                if (u && strcmp(u, fs->uuid) != 0) {
+                    char name[16];
+                    reel_spool_segment_name(seg, name);
+                    why = reel_asprintf("session.db is not this session's index: flow %llu's "
+                                        "UUID there is %.40s, and its start record in "
+                                        "spool/%s says %.40s (a session.db copied from another "
+                                        "session?)",
+                                        (unsigned long long)pk.flow_id, u, name, fs->uuid);
+                }
+            }
+            reel__flow_start__free_unpacked(fs, NULL);
+        }
+    }
+    if (fd >= 0)
+        close(fd);
+    reel_buf_free(&comp);
+    reel_buf_free(&raw);
+    sqlite3_finalize(fq);
+    sqlite3_finalize(uq);
+    return why;
+}
+
 /* Appends the records of block (whole records) to the end of segment n as
  * frames, synced; *at: where they start. A failed write is cut back off. */
 static reel_rc append_records(reel_session_t *s, uint32_t n, const reel_buf_t *block, uint64_t *at,
@@ -3279,6 +3366,18 @@ reel_rc reel_session_open(const char *home, const char *name, int flags, reel_se
     }
     if (have_lock) {
         if (!(flags & REEL_OPEN_REPAIR)) {
+            /* Before anything acts on what the index says about the
+             * spool (an import's undo, retention's drops, recovery). */
+            char *foreign = s->index_lost ? NULL : foreign_index(s);
+            if (foreign) {
+                rc = reel_err_set(err, REEL_CORRUPT,
+                                  "session '%s': %s; 'reel repair %s' makes a new index from "
+                                  "the spool (and the annotations, tags, marks and config from "
+                                  "its journal), keeping this one in recovered/",
+                                  name, foreign, name);
+                free(foreign);
+                goto out;
+            }
             reel_err_t rerr;
             reel_err_clear(&rerr);
             if ((rc = undo_import(s, &rerr)) != REEL_OK) {
@@ -3580,13 +3679,13 @@ static int salvage(reel_session_t *s, sqlite3 *nd, const char *oldpath) {
  * *created_lost: the old file gave no created_us (missing, empty, or not
  * readable that far): the new index holds the repair's time until the
  * caller sets the first flow's start, as for a missing file. */
-static reel_rc replace_index(reel_session_t *s, int *created_lost, reel_err_t *err) {
+static reel_rc replace_index(reel_session_t *s, int foreign, int *created_lost, reel_err_t *err) {
     reel_rc rc = REEL_OK;
     char *dbpath = reel_asprintf("%s/session.db", s->path);
     char *newpath = reel_asprintf("%s/session.db.new", s->path);
     char *dir = reel_asprintf("%s/recovered", s->path);
-    char *aside =
-        reel_asprintf("%s/session.db.%lld.damaged", dir, (long long)(reel_now_us() / 1000));
+    char *aside = reel_asprintf("%s/session.db.%lld.%s", dir, (long long)(reel_now_us() / 1000),
+                                foreign ? "foreign" : "damaged");
     static const char *const sfx[] = {"", "-wal", "-shm", "-journal"};
     sqlite3 *nd = NULL;
     note(s, "%s", s->db_damage ? s->db_damage : "session.db is damaged");
@@ -3611,7 +3710,9 @@ static reel_rc replace_index(reel_session_t *s, int *created_lost, reel_err_t *e
         goto out;
     struct stat dst;
     int db_exists = stat(dbpath, &dst) == 0;
-    int read_old = db_exists && salvage(s, nd, dbpath); /* ATTACH would make the file */
+    /* (ATTACH would make the file.) Another session's index has no user
+     * data of this one's flows: the journal has them all. */
+    int read_old = db_exists && !foreign && salvage(s, nd, dbpath);
     /* created_us is the old file's when salvage read it, else set below. */
     char *old_created = reel_index_meta_get(nd, "created_us");
     *created_lost = old_created == NULL;
@@ -3627,9 +3728,11 @@ static reel_rc replace_index(reel_session_t *s, int *created_lost, reel_err_t *e
             note(s,
                  "spool/" REEL_JOURNAL_NAME " is missing%s: annotations, tags, marks and "
                  "config changes %scould not be restored, and are lost",
-                 db_exists ? " and the old index could not be read in full"
-                           : " and there is no old index",
-                 db_exists ? "that did not read from the old index " : "the session had ");
+                 foreign     ? " and the old index is another session's"
+                 : db_exists ? " and the old index could not be read in full"
+                             : " and there is no old index",
+                 db_exists && !foreign ? "that did not read from the old index "
+                                       : "the session had ");
         free(jp);
     }
     /* Then everything the journal says (salvaged rows come back the same). */
@@ -3669,8 +3772,8 @@ static reel_rc replace_index(reel_session_t *s, int *created_lost, reel_err_t *e
         goto out;
     }
     if (db_exists)
-        note(s, "moved the damaged index aside to %s and made a new one",
-             aside + strlen(s->path) + 1);
+        note(s, "moved the %s aside to %s and made a new one",
+             foreign ? "other session's index" : "damaged index", aside + strlen(s->path) + 1);
     else
         note(s, "made a new index");
     int dfd = open(s->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -3758,8 +3861,14 @@ reel_rc reel_session_repair(reel_session_t *s, char **report, reel_err_t *err) {
     reel_buf_reset(&s->note);
     reel_rc rc = repair_journal(s, err);
     int missing = s->db_missing; /* no old file: created_us is not known */
-    if (rc == REEL_OK && (s->db == NULL || !index_sound(s)))
-        rc = replace_index(s, &missing, err);
+    char *foreign = NULL;
+    int sound = rc == REEL_OK && s->db && index_sound(s);
+    if (sound && (foreign = foreign_index(s)) != NULL) {
+        free(s->db_damage);
+        s->db_damage = foreign;
+    }
+    if (rc == REEL_OK && (!sound || foreign))
+        rc = replace_index(s, foreign != NULL, &missing, err);
     if (rc == REEL_OK)
         rc = undo_import(s, err);
     if (rc == REEL_OK)

@@ -641,6 +641,54 @@ class Repair(unittest.TestCase):
                       run("show", "j").stdout.decode())
         self.assertEqual(run("verify", "j").returncode, 0)
 
+    def test_session_db_of_another_session(self):
+        """A session.db copied over from another session: the first command
+        took it for this spool's index, "salvaged" the spool where the
+        other index's frames ended (rewriting this session's bytes), and
+        its flows showed the other session's rows and notes; repair kept
+        the other session's notes and tags on this one's flows."""
+        env, run = self.imported("foreign", ("a", "b"), 3)
+        self.assertEqual(run("import", os.path.join(self.root, "foreign.har"), "--into",
+                             "a").returncode, 0)  # a's spool goes on past b's frames
+        self.assertEqual(run("annotate", "a", "1", "a's note").returncode, 0)
+        self.assertEqual(run("annotate", "b", "2", "b's note").returncode, 0)
+        self.assertEqual(run("tag", "b", "3", "btag").returncode, 0)
+        home = env["REEL_HOME"]
+        seg = os.path.join(home, "a", "spool", "00000001.zst")
+        with open(seg, "rb") as f:
+            before = f.read()
+        db = os.path.join(home, "a", "session.db")
+        for p in glob.glob(db + "*"):
+            os.unlink(p)
+        c = sqlite3.connect(os.path.join(home, "b", "session.db"))
+        c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        c.close()
+        shutil.copy(os.path.join(home, "b", "session.db"), db)
+        for args in (("flows", "a"), ("verify", "a")):
+            r = run(*args)
+            self.assertEqual(r.returncode, 1, r.stdout)
+            self.assertRegex(r.stderr.decode(),
+                             r"^reel %s: session 'a': session\.db is not this session's index: "
+                             r"flow 1's UUID there is [0-9a-f-]{36}, and its start record in "
+                             r"spool/00000001\.zst says [0-9a-f-]{36} \(a session\.db copied "
+                             r"from another session\?\); 'reel repair a' makes a new index from "
+                             r"the spool \(and the annotations, tags, marks and config from its "
+                             r"journal\), keeping this one in recovered/\n$" % args[0])
+        with open(seg, "rb") as f:
+            self.assertEqual(f.read(), before, "the spool was rewritten")
+        rep = run("repair", "a")
+        self.assertEqual(rep.returncode, 0, rep.stderr)
+        self.assertRegex(rep.stdout.decode(), r"moved the other session's index aside to "
+                         r"recovered/session\.db\.\d+\.foreign and made a new one")
+        with open(seg, "rb") as f:
+            self.assertEqual(f.read(), before, "the spool was rewritten")
+        nd = [json.loads(x) for x in run("export", "a", "--format", "ndjson").stdout.splitlines()]
+        self.assertEqual(len(nd), 6)
+        self.assertEqual([[a["text"] for a in f["annotations"]] for f in nd],
+                         [["a's note"], [], [], [], [], []])
+        self.assertEqual([f["tags"] for f in nd], [[]] * 6)
+        self.assertEqual(run("verify", "a").returncode, 0)
+
     def record_segments(self, session):
         """A session of 40 flows in 9 or so segments of 1 MiB: a 1 MiB
         download every 5th request, 100 bytes otherwise."""
