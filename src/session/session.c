@@ -181,6 +181,7 @@ static void give_all(const reel_session_t *s) {
 
 static int index_sound(reel_session_t *s);
 static reel_rc replay_journal(reel_session_t *s, sqlite3 *db, reel_err_t *err);
+static void journal_catch_up(reel_session_t *s);
 static reel_rc settle_drops(reel_session_t *s, int before_rebuild, reel_err_t *err);
 static long rebuild_pid(sqlite3 *db, uint64_t *max);
 static void note(reel_session_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -2899,6 +2900,8 @@ static reel_rc recover(reel_session_t *s, reel_err_t *err) {
     if (rc == REEL_OK)
         rc = dmg_errors(s, err);
 out:
+    if (rc == REEL_OK)
+        journal_catch_up(s);
     reel_indexer_free(ix);
     free(segs);
     return rc;
@@ -3515,6 +3518,74 @@ static int journal_diff(reel_session_t *s, const char *jp, reel_journal_diff_t *
     return 1;
 }
 
+/* Replays the journal at jp into s's index, which lacks the rows counted
+ * in extra; says so. */
+static reel_rc apply_extras(reel_session_t *s, const char *jp, const uint64_t extra[5],
+                            reel_err_t *err) {
+    reel_buf_t x;
+    reel_buf_init(&x, 0);
+    ud_counts(&x, extra);
+    reel_journal_stats_t st;
+    reel_rc rc = reel_journal_replay(s->db, jp, &st, err);
+    if (rc == REEL_OK)
+        note(s,
+             "spool/" REEL_JOURNAL_NAME " held %s that the index did not have (changes whose "
+             "commit to the index did not reach the disk, or an index older than its journal): "
+             "applied to the index",
+             (const char *)x.data);
+    reel_buf_free(&x);
+    return rc;
+}
+
+/* Changes the journal has and the index lacks were acknowledged (the
+ * journal is synced before the index commits): an index whose last
+ * commits did not reach the disk (the end of its WAL lost to a power
+ * cut), or one restored from an older copy. Recovery applies them, so
+ * that the session does not run without them until a repair; the
+ * journal's length when last compared (meta journal_seen) spares the
+ * comparison while nothing was added. The comparison runs in a write
+ * transaction, so that no other writer's change is in the journal and
+ * not yet in the index; the replay after it gives the same rows again. */
+static void journal_catch_up(reel_session_t *s) {
+    if (!journal_kept(s->db))
+        return;
+    char *jp = journal_path(s);
+    struct stat jst;
+    char *seen = NULL;
+    reel_err_t e2;
+    reel_err_clear(&e2);
+    if (stat(jp, &jst) != 0) /* missing: verify and repair say so */
+        goto out;
+    char len[32];
+    snprintf(len, sizeof len, "%lld", (long long)jst.st_size);
+    if ((seen = reel_index_meta_get(s->db, "journal_seen")) != NULL && strcmp(seen, len) == 0)
+        goto out;
+    reel_rc rc = reel_index_exec(s->db, "BEGIN IMMEDIATE", &e2);
+    if (rc != REEL_OK)
+        goto fail;
+    reel_journal_diff_t d;
+    uint64_t lacking = 0, extra = 0;
+    /* (journal_diff notes why it could not compare: a damaged table) */
+    int compared = stat(jp, &jst) == 0 && journal_diff(s, jp, &d, &lacking, &extra);
+    snprintf(len, sizeof len, "%lld", (long long)jst.st_size);
+    if (compared && extra == 0) /* else set by the next open, once applied */
+        rc = reel_index_meta_set(s->db, "journal_seen", len, &e2);
+    if (rc == REEL_OK)
+        rc = reel_index_exec(s->db, "COMMIT", &e2);
+    if (rc != REEL_OK)
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    else if (compared && extra)
+        rc = apply_extras(s, jp, d.extra, &e2);
+fail:
+    /* Not a reason to refuse the session: verify and repair tell more. */
+    if (rc != REEL_OK)
+        note(s, "spool/" REEL_JOURNAL_NAME " could not be checked against the index: %s",
+             reel_err_str(&e2));
+out:
+    free(seen);
+    free(jp);
+}
+
 static reel_rc rewrite_journal(reel_session_t *s, reel_err_t *err) {
     if (!journal_kept(s->db))
         return REEL_OK;
@@ -3525,26 +3596,11 @@ static reel_rc rewrite_journal(reel_session_t *s, reel_err_t *err) {
     if (!journal_diff(s, jp, &d, &lacking, &extra))
         goto out;
     if (extra) {
-        /* Changes the journal has and the index lacks were acknowledged
-         * (the journal is synced before the index commits; docs/format.md
-         * section 2): an index whose last commits did not reach the disk
-         * (the end of its WAL lost to a power cut), or one restored from
-         * an older copy. They go into the index, as a replay of the whole
-         * journal gives the same rows again; they were thrown away with
+        /* As at an open (journal_catch_up): a replay of the whole journal
+         * gives the same rows again. Before, they were thrown away with
          * the journal, which was written anew from the index. */
-        reel_buf_t x;
-        reel_buf_init(&x, 0);
-        ud_counts(&x, d.extra);
-        reel_journal_stats_t st;
-        rc = reel_journal_replay(s->db, jp, &st, err);
-        if (rc == REEL_OK)
-            note(s,
-                 "spool/" REEL_JOURNAL_NAME " held %s that the index did not have (changes "
-                 "whose commit to the index did not reach the disk, or an index older than "
-                 "its journal): applied to the index",
-                 (const char *)x.data);
-        reel_buf_free(&x);
-        if (rc != REEL_OK || !journal_diff(s, jp, &d, &lacking, &extra))
+        if ((rc = apply_extras(s, jp, d.extra, err)) != REEL_OK ||
+            !journal_diff(s, jp, &d, &lacking, &extra))
             goto out;
     }
     if (lacking == 0 && extra == 0)

@@ -616,7 +616,8 @@ class Repair(unittest.TestCase):
         end of its WAL lost to a power cut): the notes, tags and marks made
         since, acknowledged, were only in the journal. verify said
         consistent, and repair wrote the journal anew from the index,
-        throwing them away."""
+        throwing them away; then only repair applied them, and the session
+        ran without them until one."""
         env, run = self.imported("jonly", ("j",), 3)
         db = os.path.join(env["REEL_HOME"], "j", "session.db")
         c = sqlite3.connect(db)
@@ -626,20 +627,36 @@ class Repair(unittest.TestCase):
         for args in (("annotate", "j", "1", "late note"), ("tag", "j", "2", "keep"),
                      ("mark", "j", "3")):
             self.assertEqual(run(*args).returncode, 0)
-        for p in glob.glob(db + "*"):
-            if not p.endswith(".old"):
-                os.unlink(p)
-        os.rename(db + ".old", db)
-        v = run("verify", "j")
-        self.assertEqual(v.returncode, 1, v.stdout)
-        self.assertIn("spool/journal.zst holds 1 annotation, 1 tag, 1 mark that the index does "
-                      "not have", (v.stdout + v.stderr).decode())
+        def restore():
+            for p in glob.glob(db + "*"):
+                if not p.endswith(".old"):
+                    os.unlink(p)
+            shutil.copy(db + ".old", db)
+        restore()
         rep = run("repair", "j")
         self.assertEqual(rep.returncode, 0, rep.stderr)
-        self.assertIn("applied to the index", rep.stdout.decode())
+        self.assertIn("spool/journal.zst held 1 annotation, 1 tag, 1 mark that the index did not "
+                      "have (changes whose commit to the index did not reach the disk, or an "
+                      "index older than its journal): applied to the index", rep.stdout.decode())
         self.assertIn("user data   1 annotation, 1 tagged flow, 1 marked",
                       run("show", "j").stdout.decode())
         self.assertEqual(run("verify", "j").returncode, 0)
+        # And without a repair: the next open applies them (the session
+        # ran without them until a repair), once.
+        restore()
+        fl = run("flows", "j", "~marked")
+        self.assertEqual(fl.returncode, 0, fl.stderr)
+        self.assertRegex(fl.stdout.decode(), r"^ +3\* .*\n$")
+        self.assertEqual(fl.stderr.decode(),
+                         "reel: session 'j': spool/journal.zst held 1 annotation, 1 tag, 1 mark "
+                         "that the index did not have (changes whose commit to the index did not "
+                         "reach the disk, or an index older than its journal): applied to the "
+                         "index\n")
+        for cmd in (("show", "j"), ("verify", "j")):
+            r = run(*cmd)
+            self.assertEqual((r.returncode, r.stderr), (0, b""), cmd)
+        self.assertIn("user data   1 annotation, 1 tagged flow, 1 marked",
+                      run("show", "j").stdout.decode())
 
     def test_session_db_of_another_session(self):
         """A session.db copied over from another session: the first command
