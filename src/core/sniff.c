@@ -275,6 +275,13 @@ static const char *parse_sni(rd_t *r, size_t end, reel_clienthello_t *out) {
         sni_invalid(out, "more than one host_name in server_name");
         return NULL;
     }
+    /* A name in its absolute form ("example.com.") is the same name, and
+     * the CA mints its leaf for it without the dot: the origin must be
+     * checked against that name too, or a client's trailing dot would get
+     * a leaf for a name no origin was verified for (RFC 6066 3 sends
+     * none; clients that do mean the name without it). */
+    if (!too_long && name_len > 1 && name[name_len - 1] == '.')
+        name_len--;
     const char *why =
         too_long ? "host name longer than 253 bytes" : hostname_problem(name, name_len);
     if (why) {

@@ -293,6 +293,35 @@ class TlsRecordTest(unittest.TestCase):
             o.close()
             self.assertEqual(reel.stop(), 0, reel.log())
 
+    def test_trailing_dot_in_sni_is_checked_against_the_origin(self):
+        """A client's SNI with a trailing dot ("evil.example."): the sniffer
+        took it for no host name, so the origin was checked against the
+        CONNECT host, while the CA minted a leaf for "evil.example", which
+        the client then trusted: reel vouched for a name no origin had been
+        checked for. Now the origin is checked against the name without
+        its dot."""
+        reel = Reel(self.root, "dot", "upstream_trusted_ca=" + self.ca)
+        o = Origin(self.good)  # localhost, 127.0.0.1
+        try:
+            for sni, status in (("evil.example.", b"HTTP/1.1 502"), ("localhost.", b"HTTP/1.1 200")):
+                r = subprocess.run(
+                    ["openssl", "s_client", "-quiet", "-proxy", "127.0.0.1:%d" % reel.port,
+                     "-connect", "127.0.0.1:%d" % o.port, "-servername", sni,
+                     "-verify_hostname", sni.rstrip("."), "-verify_return_error", "-CAfile",
+                     reel.ca, "-alpn", "http/1.1"],
+                    input=b"GET /dot HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                    % sni.rstrip(".").encode(), capture_output=True, timeout=30)
+                self.assertTrue(r.stdout.startswith(status), (sni, r.stdout, r.stderr))
+            fl = reel.wait_flows(2, "~u /dot", timeout=10)
+            self.assertEqual(len(fl), 2, fl)
+            self.assertEqual(fl[0]["status"], 502, fl)
+            self.assertIn("hostname mismatch", fl[0]["error"], fl)
+            self.assertEqual(reel.flow(fl[0]["id"])["server_conn"]["sni"], "evil.example", fl)
+            self.assertEqual((fl[1]["status"], fl[1]["error"]), (200, None), fl)
+        finally:
+            o.close()
+            self.assertEqual(reel.stop(), 0, reel.log())
+
 
 if __name__ == "__main__":
     main()

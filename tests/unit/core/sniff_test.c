@@ -613,7 +613,19 @@ static void test_hello_sni(void **state) {
     sni_case("a-b.c0", 6, REEL_CH_SNI_OK, NULL);
     sni_case("localhost", 9, REEL_CH_SNI_OK, NULL);
     sni_case("", 0, REEL_CH_SNI_INVALID, "empty host name");
-    sni_case("example.com.", 12, REEL_CH_SNI_INVALID, "empty label in host name");
+    /* the absolute form is the same name, without its dot (the CA's leaf
+     * is for that name, so the origin must be checked against it) */
+    {
+        reel_buf_t d = {0};
+        sni_data(&d, "example.com.", 12);
+        reel_clienthello_t h;
+        parse_one_ext(0, &d, REEL_OK, &h);
+        assert_int_equal(h.sni_status, REEL_CH_SNI_OK);
+        assert_string_equal(h.sni, "example.com");
+        reel_buf_free(&d);
+    }
+    sni_case("example.com..", 13, REEL_CH_SNI_INVALID, "empty label in host name");
+    sni_case(".", 1, REEL_CH_SNI_INVALID, "empty label in host name");
     sni_case(".example.com", 12, REEL_CH_SNI_INVALID, "empty label in host name");
     sni_case("a..b", 4, REEL_CH_SNI_INVALID, "empty label in host name");
     sni_case("my_host.example", 15, REEL_CH_SNI_OK, NULL);
