@@ -1190,6 +1190,7 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
     c->ex.resp_excess = 0;
     c->ex.resp_head_sent = c->ex.req_done = c->ex.resp_done = c->ex.resp_close = false;
     c->ex.resp_until_close = false;
+    c->ex.resp_dechunk = false;
     c->ex.client_h10 = !c->lane && h->version_major == 1 && h->version_minor == 0;
     c->client_close = !h->keep_alive;
     c->ex.upgrade = h->upgrade && !h->is_connect;
@@ -1598,12 +1599,36 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
     }
     bool eof_framed = h->framing == REEL_H1_BODY_EOF;
     c->ex.resp_until_close = eof_framed;
-    if (eof_framed || !h->keep_alive)
+    /* An HTTP/1.0 client knows no chunked coding (RFC 9112 6.1: a server
+     * must not send it Transfer-Encoding): it would keep the chunk-size
+     * lines as body bytes. It gets the body alone, ended by the close, and
+     * no trailers; so does one of an HTTP/2 origin, whose body reel made
+     * chunked (core/h2up.c). */
+    reel_h1_head_t plain;
+    reel_h1_header_t *kept = NULL;
+    c->ex.resp_dechunk = c->ex.client_h10 && h->framing == REEL_H1_BODY_CHUNKED;
+    if (c->ex.resp_dechunk) {
+        plain = *h;
+        kept = reel_malloc((h->nheaders ? h->nheaders : 1) * sizeof *kept);
+        plain.nheaders = 0;
+        for (size_t i = 0; i < h->nheaders; i++) {
+            const reel_h1_header_t *f = &h->headers[i];
+            if ((f->name_len == 17 && strncasecmp(f->name, "transfer-encoding", 17) == 0) ||
+                (f->name_len == 7 && strncasecmp(f->name, "trailer", 7) == 0))
+                continue;
+            kept[plain.nheaders++] = *f;
+        }
+        plain.headers = kept;
+        h = &plain;
+    }
+    if (eof_framed || !h->keep_alive || c->ex.resp_dechunk)
         c->client_close = c->ex.resp_close = true;
     reel_buf_t out;
     reel_buf_init(&out, 0);
-    if (!write_head(&out, h, false, NULL, c->ex.upgrade && h->status == 101,
-                    c->client_close && !(c->ex.upgrade && h->status == 101))) {
+    bool written = write_head(&out, h, false, NULL, c->ex.upgrade && h->status == 101,
+                              c->client_close && !(c->ex.upgrade && h->status == 101));
+    free(kept);
+    if (!written) {
         reel_buf_free(&out);
         reel__fail_exchange(c, 502, "the origin's response head cannot be forwarded as it is");
         return;
@@ -1814,7 +1839,7 @@ void reel__resp_process(conn_t *c) {
         if (rc == REEL_OK && cev.type == REEL_CODEC_EV_HEAD)
             c->ex.server_sid = cev.stream;
         if (rc == REEL_NEED_MORE) {
-            if (c->ex.resp_head_sent && !c->ex.resp_done)
+            if (c->ex.resp_head_sent && !c->ex.resp_done && !c->ex.resp_dechunk)
                 reel__peer_write(&c->client, up->in.data, consumed); /* framing, as above */
             else if (!c->ex.resp_head_sent && consumed && c->ex.resp_head_started == 0)
                 c->ex.resp_head_started = uv_now(c->p->loop);
@@ -1887,7 +1912,10 @@ void reel__resp_process(conn_t *c) {
         case REEL_H1_EV_BODY:
             if (c->ex.flow)
                 reel_capture_body(c->ex.flow, true, ev.data, ev.len);
-            reel__peer_write(&c->client, up->in.data, consumed);
+            if (c->ex.resp_dechunk)
+                reel__peer_write(&c->client, ev.data, ev.len);
+            else
+                reel__peer_write(&c->client, up->in.data, consumed);
             reel_buf_consume(&up->in, consumed);
             break;
         case REEL_H1_EV_END:
@@ -1903,7 +1931,8 @@ void reel__resp_process(conn_t *c) {
             }
             if (c->ex.flow && ev.ntrailers)
                 reel_capture_trailers(c->ex.flow, true, ev.trailers, ev.ntrailers);
-            reel__peer_write(&c->client, up->in.data, consumed);
+            if (!c->ex.resp_dechunk) /* (the last chunk and the trailers) */
+                reel__peer_write(&c->client, up->in.data, consumed);
             reel_buf_consume(&up->in, consumed);
             c->ex.resp_done = true;
             if (c->ex.upgrade && c->ex.req_done)

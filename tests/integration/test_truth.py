@@ -564,6 +564,47 @@ class TruthTest(unittest.TestCase):
             full = self.reel.flow(f["id"])
             self.assertEqual([i["status"] for i in full["interim"] or []], [103, 100], full)
 
+    def test_http10_client_gets_no_chunked_coding(self):
+        # RFC 9112 6.1: no Transfer-Encoding to an HTTP/1.0 client, which
+        # would keep the chunk-size lines as body bytes. The origin answers
+        # chunked with a trailer (as an HTTP/2 origin's answer is made
+        # chunked by reel): the 1.0 client gets the body alone, ended by the
+        # close; the record keeps what the origin sent.
+        def chunked(conn, head):
+            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n"
+                         b"\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 42\r\n\r\n")
+        for ver in ("1.0", "1.1"):
+            port, t = self.raw_origin(chunked)
+            name = "chunked-http" + ver
+            s = connect(self.reel.port)
+            s.sendall(b"GET http://127.0.0.1:%d/%s HTTP/%s\r\nHost: a\r\n"
+                      b"Connection: keep-alive\r\n\r\n" % (port, name.encode(), ver.encode()))
+            out, how = b"", "eof"
+            while not out.endswith(b"X-Sum: 42\r\n\r\n"):  # (the 1.1 one stays open)
+                d = s.recv(65536)
+                if not d:
+                    break
+                out += d
+            else:
+                how = "open"
+            s.close()
+            t.join(10)
+            head, _, body = out.partition(b"\r\n\r\n")
+            if ver == "1.0":
+                self.assertEqual(how, "eof", out)
+                self.assertNotIn(b"Transfer-Encoding", head)
+                self.assertNotIn(b"Trailer", head)
+                self.assertIn(b"\r\nConnection: close", head)
+                self.assertEqual(body, b"hello world")
+            else:
+                self.assertIn(b"\r\nTransfer-Encoding: chunked", head)
+                self.assertTrue(body.startswith(b"5;ext=1\r\nhello\r\n"), body)
+            f = self.one("~u :%d/%s$" % (port, name))
+            self.assertEqual((f["state"], f["status"]), ("complete", 200), f)
+            full = self.reel.flow(f["id"])
+            self.assertEqual(full["response_trailers"], [["X-Sum", "42"]], full)
+            self.assertEqual(full["response"]["body_size"], 11, full["response"])
+
     def test_tunnel_flow_shows_its_host(self):
         # a tunnel that is not TLS nor HTTP: recorded raw; shown with host:port
         srv = socket.socket()
