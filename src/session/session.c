@@ -1860,8 +1860,14 @@ static void count_stored(const Reel__Record *rec, stored_ctx *c) {
         c->stored[0] += rec->request_body->data.len;
     else if (rec->event_case == REEL__RECORD__EVENT_RESPONSE_BODY)
         c->stored[1] += rec->response_body->data.len;
-    else if (rec->event_case == REEL__RECORD__EVENT_MESSAGE)
-        c->stored[rec->message->from_client ? 0 : 1] += rec->message->data.len;
+    else if (rec->event_case == REEL__RECORD__EVENT_MESSAGE) {
+        /* A payload body_limit cut counts whole, once (its first record;
+         * the others repeat its length): the bytes it lacks were never
+         * to be stored, as a cut body's (truncated) are not. */
+        const Reel__Message *m = rec->message;
+        c->stored[m->from_client ? 0 : 1] +=
+            !m->truncated ? m->data.len : m->continued ? 0 : m->length;
+    }
     else if (rec->event_case == REEL__RECORD__EVENT_REQUEST_HEAD)
         c->decoded[0] =
             (uint8_t)decoded_body(rec->request_head->body_decoded, rec->request_head->headers,
