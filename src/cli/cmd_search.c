@@ -144,6 +144,21 @@ static int print_hit(void *ctx, const reel_query_hit_t *h) {
     return 0;
 }
 
+/* The error err (with how to write a query, if hint), the control
+ * characters of the words it quotes escaped whatever stdout is (README:
+ * messages that quote what was typed escape them always). */
+static int search_fail(reel_cli_t *cli, const reel_err_t *err, int hint) {
+    const char *m = reel_err_str(err);
+    char *esc = reel_cli_escaped(m, strlen(m), REEL_CLI_ESC);
+    int rc = reel_cli_fail(cli, "%s%s", esc,
+                           hint ? " (plain words are searched as they are; in FTS5 syntax quote "
+                                  "a phrase with \"...\", join with AND, OR, NOT, and name a "
+                                  "side with req: or resp:)"
+                                : "");
+    free(esc);
+    return rc;
+}
+
 int reel_cmd_search(reel_cli_t *cli, int argc, char **argv) {
     static const struct option opts[] = {
         {"limit", required_argument, NULL, 'n'}, REEL_CLI_COMMON_OPTS, {0}};
@@ -169,7 +184,7 @@ int reel_cmd_search(reel_cli_t *cli, int argc, char **argv) {
     char *q = NULL;
     if (reel_bodyindex_search_query((const char *const *)argv + optind + 1,
                                     (size_t)(argc - optind - 1), &q, &err) != REEL_OK)
-        return reel_cli_fail(cli, "%s", reel_err_str(&err));
+        return search_fail(cli, &err, 0);
     reel_session_t *s = reel_cli_open(cli, argv[optind], REEL_OPEN_READ);
     if (s == NULL) {
         free(q);
@@ -179,11 +194,7 @@ int reel_cmd_search(reel_cli_t *cli, int argc, char **argv) {
     int rc = REEL_EXIT_OK;
     reel_rc qrc = reel_query_search(s, q, limit, MARK_ON, MARK_OFF, print_hit, &sc, &err);
     if (qrc == REEL_INVALID) {
-        rc = reel_cli_fail(cli,
-                           "%s (plain words are searched as they are; in FTS5 syntax quote a "
-                           "phrase with \"...\", join with AND, OR, NOT, and name a side with "
-                           "req: or resp:)",
-                           reel_err_str(&err));
+        rc = search_fail(cli, &err, 1);
         json_decref(sc.arr);
         goto out;
     }

@@ -620,6 +620,64 @@ static int fts_syntax(const char *w) {
            strncmp(w, "-resp:", 6) == 0 || strncmp(w, "{", 1) == 0;
 }
 
+/* Characters (UTF-8) of s[0..n): the trigram tokenizer counts those. */
+static size_t utf8_chars(const char *s, size_t n) {
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++)
+        c += ((unsigned char)s[i] & 0xc0) != 0x80;
+    return c;
+}
+
+/* The first string of FTS5 query text w that the trigram index cannot
+ * find, being under 3 characters (a quoted phrase as a whole, or a bare
+ * term; not the operators, a column name before ':', NEAR's distance),
+ * in *at / *len; 0 if there is none. FTS5 finds nothing for such a
+ * string, which read as "no flow has that". */
+static int fts_short_string(const char *w, const char **at, size_t *len) {
+    static const char syntax[] = " \t\"(){}:*^+,-";
+    int braces = 0; /* inside {col1 col2}: column names */
+    for (const char *p = w; *p;) {
+        if (*p == '"') {
+            const char *q = ++p;
+            while (*q && !(q[0] == '"' && q[1] != '"'))
+                q += q[0] == '"' ? 2 : 1;
+            size_t quotes = 0; /* each "" is one '"' */
+            for (const char *x = p; x < q; x++)
+                quotes += *x == '"';
+            if (utf8_chars(p, (size_t)(q - p)) - quotes / 2 < 3) {
+                *at = p;
+                *len = (size_t)(q - p);
+                return 1;
+            }
+            p = *q ? q + 1 : q;
+            continue;
+        }
+        if (strchr(syntax, *p)) {
+            braces = *p == '{' ? 1 : *p == '}' ? 0 : braces;
+            p++;
+            continue;
+        }
+        const char *q = p;
+        while (*q && !strchr(syntax, *q))
+            q++;
+        size_t n = (size_t)(q - p);
+        int op = (n == 3 && (strncmp(p, "AND", 3) == 0 || strncmp(p, "NOT", 3) == 0)) ||
+                 (n == 2 && strncmp(p, "OR", 2) == 0) || (n == 4 && strncmp(p, "NEAR", 4) == 0);
+        int column = *q == ':' || braces;
+        const char *before = p;
+        while (before > w && (before[-1] == ' ' || before[-1] == '\t'))
+            before--;
+        int distance = before > w && before[-1] == ',' && strspn(p, "0123456789") == n;
+        if (!op && !column && !distance && utf8_chars(p, n) < 3) {
+            *at = p;
+            *len = n;
+            return 1;
+        }
+        p = q;
+    }
+    return 0;
+}
+
 reel_rc reel_bodyindex_search_query(const char *const *words, size_t n, char **out,
                                     reel_err_t *err) {
     *out = NULL;
@@ -637,12 +695,22 @@ reel_rc reel_bodyindex_search_query(const char *const *words, size_t n, char **o
          * one the shell's quotes made of several: `"user id" OR x` arrives
          * as `user id`, `OR`, `x`) is a phrase, checked as without syntax:
          * as it was, `id` in it matched nearly every flow. */
+        const char *at;
+        size_t alen;
         if (raw && fts_syntax(words[i])) {
+            if (fts_short_string(words[i], &at, &alen)) {
+                reel_buf_free(&b);
+                return reel_err_set(err, REEL_INVALID,
+                                    "'%.*s' in '%s' is too short: the body index finds strings "
+                                    "of 3 characters or more (reel flows SESSION '~b REGEX' "
+                                    "reads the spool instead)",
+                                    (int)alen, at, words[i]);
+            }
             reel_buf_puts(&b, words[i]);
             continue;
         }
         size_t len = strlen(words[i]);
-        if (len < 3) {
+        if (utf8_chars(words[i], len) < 3) {
             reel_buf_free(&b);
             return reel_err_set(err, REEL_INVALID,
                                 "'%s' is too short: the body index finds strings of 3 characters "

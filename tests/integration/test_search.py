@@ -231,6 +231,15 @@ class Search(unittest.TestCase):
         r = self.reel.cli("search", "s", "ab", check=False)
         self.assertEqual(r.returncode, 1)
         self.assertIn(b"'ab' is too short", r.stderr)
+        # the words a message quotes have their control characters escaped
+        r = self.reel.cli("search", "s", "(\x1b]0;title\x07", check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertTrue(r.stderr.startswith(b"reel search: bad query (\\x1b]0;title\\x07: "),
+                        r.stderr)
+        r = self.reel.cli("search", "s", "req:\x1b]", check=False)
+        self.assertEqual(r.stderr, b"reel search: '\\x1b]' in 'req:\\x1b]' is too short: the "
+                         b"body index finds strings of 3 characters or more (reel flows SESSION "
+                         b"'~b REGEX' reads the spool instead)\n")
         r = self.reel.cli("search", "s", check=False)
         self.assertEqual(r.returncode, 2)
         r = self.reel.cli("search", "nosuch", "word", check=False)

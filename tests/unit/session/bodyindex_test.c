@@ -463,6 +463,48 @@ static void test_plain_and_queries(void **state) {
     assert_int_equal(reel_bodyindex_search_query(w3, 2, &q, &err), REEL_INVALID);
     assert_null(q);
     assert_non_null(strstr(reel_err_str(&err), "'ab' is too short"));
+    reel_err_clear(&err);
+    /* characters, not bytes (the trigram tokenizer counts characters): '日本'
+     * is 6 bytes and found nothing, said as "no flow has that" */
+    const char *w6[] = {"\xe6\x97\xa5\xe6\x9c\xac"};
+    assert_int_equal(reel_bodyindex_search_query(w6, 1, &q, &err), REEL_INVALID);
+    assert_non_null(strstr(reel_err_str(&err), "' is too short"));
+    reel_err_clear(&err);
+    const char *w7[] = {"\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e"};
+    assert_int_equal(reel_bodyindex_search_query(w7, 1, &q, &err), REEL_OK);
+    free(q);
+    /* and the strings of FTS5 syntax: a term after a column, a quoted
+     * phrase as a whole; not operators, columns or NEAR's distance */
+    static const struct {
+        const char *w, *short_one;
+    } fts[] = {
+        {"req:pa", "'pa' in 'req:pa'"},
+        {"\"ab\"", "'ab' in '\"ab\"'"},
+        {"NEAR(pa grant)", "'pa' in"},
+        {"{req resp}: xy", "'xy' in"},
+        {"\"a\"\"\"", "'a\"\"' in"},
+        {"\"a\"\"b\"", NULL},
+        {"req:token", NULL},
+        {"\"ab cd\"", NULL},
+        {"NEAR(password grant, 10)", NULL},
+        {"{req resp}: token", NULL},
+        {"-resp:token", NULL},
+        {"(token OR secret) NOT req:abc", NULL},
+    };
+    for (size_t i = 0; i < sizeof fts / sizeof fts[0]; i++) {
+        const char *w[] = {fts[i].w};
+        reel_err_clear(&err);
+        reel_rc rc = reel_bodyindex_search_query(w, 1, &q, &err);
+        if (fts[i].short_one == NULL) {
+            if (rc != REEL_OK)
+                fail_msg("%s: %s", fts[i].w, reel_err_str(&err));
+            free(q);
+        } else {
+            assert_int_equal(rc, REEL_INVALID);
+            if (strstr(reel_err_str(&err), fts[i].short_one) == NULL)
+                fail_msg("%s: %s", fts[i].w, reel_err_str(&err));
+        }
+    }
 }
 
 /* Dropping flows (retention) takes them out of the index. */
