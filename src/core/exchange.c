@@ -220,8 +220,13 @@ static void exchange_timings(conn_t *c, const upstream_facts_t *up, int64_t end_
         t->blocked_us = queued + reel__span_us(from, AFTER(up->dns0));
         t->dns_us = reel__span_us(AFTER(up->dns0), AFTER(up->dns1));
         t->connect_us = reel__span_us(AFTER(up->dns1), AFTER(up->connected));
-        if (up->https)
-            t->ssl_us = reel__span_us(AFTER(up->connected), AFTER(up->ready));
+        /* a handshake that failed (no ready) took until reel's answer or
+         * the end: counted, or the phases fell short of the duration */
+        if (up->https && up->connected)
+            t->ssl_us = reel__span_us(AFTER(up->connected), up->ready ? AFTER(up->ready)
+                                                            : c->ex.resp_first_us
+                                                                ? AFTER(c->ex.resp_first_us)
+                                                                : end_us);
     }
 #undef AFTER
     if (up && up->ready > ready)
@@ -460,6 +465,10 @@ static void tflow_facts(conn_t *c, reel_capture_timings_t *t, char *addr, size_t
     if (up && up->t_dns0) {
         t->dns_us = reel__span_us(up->t_dns0, up->t_dns1);
         t->connect_us = reel__span_us(up->t_dns1, up->t_connected);
+        /* a TLS tunnel's origin handshake, as its server_conn says (up to
+         * now if it did not finish) */
+        if (up->https && up->t_connected)
+            t->ssl_us = reel__span_us(up->t_connected, up->t_ready ? up->t_ready : reel__now_us());
     }
     reel_strcpy_to(addr, n, up && up->connected ? up->addr : "");
 }

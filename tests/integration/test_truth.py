@@ -442,6 +442,40 @@ class TruthTest(unittest.TestCase):
             self.assertEqual(tm["wait_us"], 0, tm)
             self.assertIsNotNone(f["request_end_us"], f)
 
+    def test_timings_of_a_failed_tls_handshake_add_up(self):
+        # The origin takes the ClientHello and closes 0.5 s later: the
+        # handshake's time was left out of the phases (ssl -1), which then
+        # added up to a millisecond of a 500 ms flow (HAR's time too)
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        srv.settimeout(10)
+        port = srv.getsockname()[1]
+
+        def stall():
+            try:
+                c, _ = srv.accept()
+                c.recv(65536)
+                time.sleep(0.5)
+                c.close()
+            finally:
+                srv.close()
+        t = threading.Thread(target=stall)
+        t.start()
+        r = curl(self.reel, "--http1.1", "https://127.0.0.1:%d/tlsfail" % port, check=False)
+        t.join(10)
+        self.assertEqual(r.stdout, b"reel: upstream TLS handshake failed: unexpected eof while "
+                         b"reading\n")
+        f = self.one("~u :%d/tlsfail$" % port)
+        self.assertEqual(f["status"], 502, f)
+        tm = self.reel.flow(f["id"])["timings"]
+        total = sum(tm[k] for k in ("blocked_us", "dns_us", "connect_us", "ssl_us", "send_us",
+                                    "wait_us", "receive_us") if tm[k] > 0)
+        duration = f["end_us"] - f["start_us"]
+        self.assertGreater(duration, 450000, f)
+        self.assertGreater(tm["ssl_us"], 450000, tm)
+        self.assertLess(abs(total - duration), 20000, (tm, duration))
+
     def test_origin_gone_before_the_flow_ends_keeps_its_address(self):
         # The origin answers 413 with Connection: close at once and closes
         # while the client still sends its body: the flow ends after the
