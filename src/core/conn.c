@@ -140,12 +140,14 @@ void reel__conn_process(conn_t *c) {
         reel__conn_close(c);
         return;
     }
-    if (cl->eof && c->state == C_SNIFF && cl->in.len > 0 && !c->tunnel_tls) {
+    if (cl->eof && c->state == C_SNIFF && cl->in.len > 0 &&
+        (!c->tunnel_tls || reel_stack_has_tls(&cl->st))) {
         /* The client sent bytes that do not say yet what the tunnel
          * carries, then ended its side: it says nothing more, so the
-         * tunnel is a raw one now, its bytes and its end passed on (a
-         * protocol may half-close after its request), not 3 s later. */
-        reel__begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false, true);
+         * tunnel is a raw one now (inside its TLS, a TLS one), its bytes
+         * and its end passed on (a protocol may half-close after its
+         * request), not 3 s later. */
+        reel__sniff_client_ended(c);
         return;
     }
     reel__conn_client_ended(c);

@@ -566,6 +566,10 @@ void reel__tunnel_flow(conn_t *c, const char *host, int port, bool answered);
 void reel__begin_raw_tunnel(conn_t *c, const char *host, int port, bool reply_200, bool record);
 void reel__start_upgraded_tunnel(conn_t *c);
 void reel__sniff_process(conn_t *c);
+/* The client ended its side while its first bytes (of the tunnel, or inside
+ * the TLS reel intercepts) did not say yet what the tunnel carries: a raw
+ * or TLS tunnel that relays them and the end. */
+void reel__sniff_client_ended(conn_t *c);
 /* Whether the client, still sniffed and not yet in TLS, has sent the start
  * of a TLS ClientHello but not all of it. */
 bool reel__sniff_hello_started(conn_t *c);

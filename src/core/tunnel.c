@@ -625,6 +625,17 @@ static void sniff_inside_tls(conn_t *c) {
         begin_tls_tunnel(c, "");
 }
 
+void reel__sniff_client_ended(conn_t *c) {
+    /* As at the sniffer's timeout, but now: no byte more comes to say. Not
+     * TLS, a raw tunnel; inside TLS, a TLS one (its bytes would otherwise
+     * wait for the timeout and then for head_timeout as an HTTP head, and
+     * the flow would say reel answered a 408 to a client long gone) */
+    if (reel_stack_has_tls(&c->client.st))
+        begin_tls_tunnel(c, "");
+    else
+        reel__begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false, true);
+}
+
 bool reel__sniff_hello_started(conn_t *c) {
     peer_t *cl = &c->client;
     if (c->state != C_SNIFF || reel_stack_has_tls(&cl->st) || cl->in.len == 0 ||

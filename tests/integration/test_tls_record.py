@@ -8,6 +8,7 @@ with reel inside a CONNECT tunnel, then closes without a request, is a
 tls:// flow whose error says so; before, it was a tcp:// flow with no
 error, or (ALPN http/1.1) no flow at all. Origins are Python ssl servers;
 clients are curl, openssl s_client and Python ssl sockets."""
+import base64
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -292,6 +294,51 @@ class TlsRecordTest(unittest.TestCase):
         finally:
             o.close()
             self.assertEqual(reel.stop(), 0, reel.log())
+
+    def test_client_that_ends_before_its_bytes_say_what_they_are(self):
+        """Inside its TLS (no ALPN), a client sends "GE", then close_notify
+        and its FIN: reel waited 3 s for more, took it for an HTTP head,
+        waited head_timeout for the rest and recorded a 408 it answered to
+        a client long gone. Now the end decides at once, as outside TLS: a
+        TLS tunnel that relays the bytes and the end. Its timings have the
+        origin's handshake (ssl), as its server_conn does."""
+        o = Origin(self.good)
+        try:
+            s = connect(self.reel.port)
+            s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % o.port)
+            self.assertTrue(s.recv(1000).startswith(b"HTTP/1.1 200"))
+            inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+            t = ssl.create_default_context(cafile=self.reel.ca).wrap_bio(
+                inc, out, server_hostname="localhost")
+            while True:
+                try:
+                    t.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    s.sendall(out.read())
+                    inc.write(s.recv(65536))
+            t.write(b"GE")
+            try:
+                t.unwrap()
+            except ssl.SSLWantReadError:
+                pass
+            s.sendall(out.read())
+            s.shutdown(socket.SHUT_WR)
+            t0 = time.time()
+            s.settimeout(10)
+            while s.recv(65536):
+                pass
+            self.assertLess(time.time() - t0, 2)
+            s.close()
+            [f] = self.flows(o.port, 1)
+        finally:
+            o.close()
+        self.assertEqual((f["url"], f["state"], f["error"]),
+                         ("tls://localhost:%d/" % o.port, "complete", None), f)
+        full = self.reel.flow(f["id"])
+        self.assertEqual([base64.b64decode(m["data_b64"]) for m in full["messages"]
+                          if m["from_client"]], [b"GE"], full["messages"])
+        self.assertGreaterEqual(full["timings"]["ssl_us"], 0, full["timings"])
 
     def test_trailing_dot_in_sni_is_checked_against_the_origin(self):
         """A client's SNI with a trailing dot ("evil.example."): the sniffer
