@@ -1865,6 +1865,14 @@ void reel__resp_process(conn_t *c) {
                             : reel_asprintf("invalid response from " REEL_HOSTPORT_FMT ": %s",
                                             REEL_HOSTPORT(up->host, up->port),
                                             ev.error_reason ? ev.error_reason : "malformed");
+            if (c->ex.resp_head_sent && up->eof && up->error && !up->h2) {
+                /* a reset in the middle of a body its framing delimits:
+                 * the origin's, said as for a body read until the close
+                 * (a bare "connection reset by peer" named no side) */
+                char *cut = reel_asprintf("response cut short: %s", why);
+                free(why);
+                why = cut;
+            }
             if (c->ex.resp_head_sent) {
                 reel__exchange_cut(c, why);
                 free(why);

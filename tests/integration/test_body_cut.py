@@ -315,6 +315,18 @@ class BodyCutTest(unittest.TestCase):
         self.assertIn(end, ("eof", "reset"), got)
         f = self.flow(o.port)
         self.assertEqual(f["state"], "error", f)
+        # the origin's reset, said as for a body read until the close (a
+        # bare "connection reset by peer" named no side)
+        self.assertEqual(f["error"], "response cut short: connection reset by peer", f)
+
+    def test_http_content_length_reset(self):
+        """The same for a body whose Content-Length it does not reach."""
+        o = OneShot(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 300, "reset")
+        got, end = self.http_get(o)
+        self.assertTrue(got.endswith(b"x" * 300), got)
+        f = self.flow(o.port)
+        self.assertEqual((f["state"], f["error"]),
+                         ("error", "response cut short: connection reset by peer"), f)
 
     def test_tls_close_delimited_reset(self):
         """A reset under TLS: cut short, and the TLS client gets no
