@@ -570,6 +570,9 @@ void reel__sniff_process(conn_t *c);
  * the TLS reel intercepts) did not say yet what the tunnel carries: a raw
  * or TLS tunnel that relays them and the end. */
 void reel__sniff_client_ended(conn_t *c);
+/* Why a tunnel ends whose origin's connection failed with error (owned):
+ * said so, with the bytes relayed from the client it never acknowledged. */
+char *reel__tunnel_origin_failed(conn_t *c, const char *error);
 /* Whether the client, still sniffed and not yet in TLS, has sent the start
  * of a TLS ClientHello but not all of it. */
 bool reel__sniff_hello_started(conn_t *c);

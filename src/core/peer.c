@@ -490,7 +490,11 @@ void reel__upstream_failed(peer_t *up, const char *why) {
     if (c->state == C_RAW) {
         /* A tunnel: a 502 if the CONNECT is still unanswered (an reel__host_ignored
          * host is connected before the 200), else the client is cut. */
-        reel__finish_tflow(c, why);
+        /* once it carries bytes, the origin's side named (a write that
+         * met its reset after its FIN said only "broken pipe") */
+        char *said = c->ex.resp_head_sent ? reel__tunnel_origin_failed(c, why) : NULL;
+        reel__finish_tflow(c, said ? said : why);
+        free(said);
         if (!c->ex.resp_head_sent) {
             reel__fail_exchange(c, 502, why);
         } else {

@@ -134,15 +134,19 @@ static bool relay_dir(conn_t *c, int dir) {
  * (TIOCOUTQ, which still counts them after the reset: asked before reel
  * closes the socket). Bytes the origin's kernel acknowledged but the origin
  * never read cannot be seen. Over TLS they count TLS records. */
-static char *origin_failed(conn_t *c) {
+char *reel__tunnel_origin_failed(conn_t *c, const char *error) {
     peer_t *up = c->up;
     size_t queued = reel__peer_queued(up), unsent = reel_stack_unsent(&up->st);
     if (queued + unsent == 0)
-        return reel_asprintf("the connection to the origin failed: %s", up->error);
+        return reel_asprintf("the connection to the origin failed: %s", error);
     return reel_asprintf("the connection to the origin failed: %s (%zu of the bytes relayed "
                          "from the client were not delivered: %zu still queued in reel, %zu in "
                          "the socket not acknowledged by the origin)",
-                         up->error, queued + unsent, queued, unsent);
+                         error, queued + unsent, queued, unsent);
+}
+
+static char *origin_failed(conn_t *c) {
+    return reel__tunnel_origin_failed(c, c->up->error);
 }
 
 /* Both sides closed: the tunnel's flow (or the WebSocket flow) ends; a

@@ -391,6 +391,38 @@ class TlsTcpTest(unittest.TestCase):
         v = reel.cli("verify", "cut", check=False)
         self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
 
+    def test_origin_that_resets_after_its_end_is_named(self):
+        """The origin answers, closes with the client's bytes unread (its
+        kernel resets), and the client sends on: a write met the reset,
+        and the flow said only "broken pipe", naming no side."""
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        srv.settimeout(15)
+        port = srv.getsockname()[1]
+        s = connect(self.reel.port)
+        s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: x\r\n\r\n" % port)
+        self.assertTrue(read_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 200"))
+        s.sendall(b"\x00start")
+        o, _ = srv.accept()
+        o.settimeout(15)
+        o.recv(100)
+        o.sendall(b"bye")
+        self.assertEqual(read_until(s, b"bye"), b"bye")
+        o.close()
+        srv.close()
+        try:
+            for i in range(10):
+                time.sleep(0.1)
+                s.sendall(b"more %d" % i)
+        except OSError:
+            pass
+        s.close()
+        fl = self.reel.wait_flows(1, "~u tcp://localhost:%d" % port, timeout=10)
+        self.assertEqual(len(fl), 1, fl)
+        self.assertEqual(fl[0]["state"], "error", fl)
+        self.assertTrue(fl[0]["error"].startswith("the connection to the origin failed: "), fl)
+
     def test_plain_tunnel_origin_reset_is_the_flows_error(self):
         """A raw TCP tunnel whose origin resets its connection: the flow
         ends with that error (it used to end complete, as after a FIN) and
