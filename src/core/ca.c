@@ -365,6 +365,17 @@ static reel_rc load_ca(reel_ca_t *ca, reel_err_t *err) {
                           ca->key_path, ca->cert_path);
         goto out;
     }
+    if (X509_check_ca(ca->cert) == 0) {
+        /* its leaves would be refused by every client ("invalid CA
+         * certificate"), each flow's error then suggesting that the client
+         * does not trust a CA it does trust */
+        rc = reel_err_set(err, REEL_CORRUPT,
+                          "%s is not a CA certificate (no basicConstraints CA:TRUE, or its key "
+                          "usage lacks keyCertSign): it cannot sign the leaf certificates; "
+                          "move %s and %s away and reel makes a new CA",
+                          ca->cert_path, ca->cert_path, ca->key_path);
+        goto out;
+    }
 out:
     reel_buf_free(&buf);
     if (rc != REEL_OK) {

@@ -683,7 +683,7 @@ static void test_lru(void **state) {
 
 /* Writes a CA (certificate and key) valid from from_days to to_days
  * around now into dir, as reel_ca_open finds it. */
-static void write_ca(const char *dir, int from_days, int to_days) {
+static void write_ca_bc(const char *dir, int from_days, int to_days, const char *bc) {
     EVP_PKEY *key = EVP_EC_gen("P-256");
     X509 *x = X509_new();
     assert_non_null(key);
@@ -699,8 +699,7 @@ static void write_ca(const char *dir, int from_days, int to_days) {
     X509_set_pubkey(x, key);
     X509V3_CTX ctx;
     X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
-    X509_EXTENSION *ext =
-        X509V3_EXT_nconf_nid(NULL, &ctx, NID_basic_constraints, "critical,CA:TRUE");
+    X509_EXTENSION *ext = X509V3_EXT_nconf_nid(NULL, &ctx, NID_basic_constraints, bc);
     X509_add_ext(x, ext, -1);
     X509_EXTENSION_free(ext);
     assert_true(X509_sign(x, key, EVP_sha256()) > 0);
@@ -719,6 +718,26 @@ static void write_ca(const char *dir, int from_days, int to_days) {
     free(kp);
     X509_free(x);
     EVP_PKEY_free(key);
+}
+
+static void write_ca(const char *dir, int from_days, int to_days) {
+    write_ca_bc(dir, from_days, to_days, "critical,CA:TRUE");
+}
+
+/* A certificate that is not a CA's (CA:FALSE) with its key: refused at
+ * open. It was taken, and every client then refused its leaves. */
+static void test_not_a_ca(void **state) {
+    (void)state;
+    char *dir = tmp_dir();
+    write_ca_bc(dir, -1, 30, "critical,CA:FALSE");
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_ca_t *c = NULL;
+    assert_int_equal(reel_ca_open(dir, &c, &err), REEL_CORRUPT);
+    assert_null(c);
+    assert_non_null(strstr(err.msg, "is not a CA certificate (no basicConstraints CA:TRUE"));
+    rm_rf(dir);
+    free(dir);
 }
 
 /* An expired CA: a warning that says so, and no leaf (one clamped to the
@@ -831,6 +850,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_leaf_invalid, setup_ca, teardown_ca),
         cmocka_unit_test_setup_teardown(test_leaf_invalid_reasons, setup_ca, teardown_ca),
         cmocka_unit_test(test_expired_ca),
+        cmocka_unit_test(test_not_a_ca),
         cmocka_unit_test(test_expiring_ca),
         cmocka_unit_test(test_lru),
         cmocka_unit_test(test_mint_time),
