@@ -75,6 +75,7 @@ typedef struct stream {
      * body (it resets such a stream without a callback) */
     int64_t clen;
     uint64_t recv;
+    size_t padded_len; /* the last DATA frame's length when it was padded, else 0 */
     bool head_req; /* client role: the request is a HEAD */
 } stream_t;
 
@@ -589,6 +590,7 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
     if (st == NULL)
         return 0;
     st->recv += len;
+    st->padded_len = 0; /* (its bytes came: not refused) */
     event_t *e = ev_push(h, REEL_CODEC_EV_DATA, (uint32_t)id);
     reel_buf_append(&e->data, data, len);
     ev_done(h, e);
@@ -1078,6 +1080,9 @@ static int on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, void *
         return 0;
     if (h->role == REEL_H2_SERVER && (hd->flags & NGHTTP2_FLAG_END_STREAM))
         h->end_check = st->end_check = true;
+    /* a padded frame's data length is known only once its bytes come: its
+     * length, padding included, says the most it can add */
+    st->padded_len = hd->flags & NGHTTP2_FLAG_PADDED ? hd->length : 0;
     if (!(hd->flags & NGHTTP2_FLAG_PADDED) && st->recv + hd->length > (uint64_t)st->clen)
         refuse(h, st, REEL_H2_PROTOCOL_ERROR,
                reel_asprintf("the %s body is longer than its content-length (%lld bytes; "
@@ -1150,17 +1155,26 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
         /* one nghttp2 sent of its own with no callback before (a padded
          * DATA frame over content-length): reported late rather than not */
         const char *what = h->role == REEL_H2_SERVER ? "request" : "response";
-        char *why = st->clen >= 0 && st->recv > (uint64_t)st->clen
-                        ? reel_asprintf("reel reset the stream: the %s body is longer than its "
-                                        "content-length (%lld bytes; %llu received)",
-                                        what, (long long)st->clen, (unsigned long long)st->recv)
-                    /* (a request's short body is end_refused's) */
-                    : st->clen >= 0 && st->recv < (uint64_t)st->clen && h->role == REEL_H2_CLIENT &&
-                            nghttp2_session_get_stream_remote_close(h->s, st->id) == 1
-                        ? reel_asprintf("reel reset the stream: the response body ended after %llu "
-                                        "bytes, short of its content-length (%lld bytes)",
-                                        (unsigned long long)st->recv, (long long)st->clen)
-                        : reel_asprintf("reel reset the stream: the peer broke HTTP/2 on it");
+        /* (what reel did, the callers' prefix says: "reel reset ...") */
+        char *why =
+            st->clen >= 0 && st->recv > (uint64_t)st->clen
+                ? reel_asprintf("the %s body is longer than its content-length (%lld "
+                                "bytes; %llu received)",
+                                what, (long long)st->clen, (unsigned long long)st->recv)
+            : st->clen >= 0 && st->padded_len && st->recv + st->padded_len - 1 > (uint64_t)st->clen
+                ? reel_asprintf("the %s body is longer than its content-length (%lld "
+                                "bytes; %llu and then a padded DATA frame of %zu bytes, "
+                                "its padding included)",
+                                what, (long long)st->clen, (unsigned long long)st->recv,
+                                st->padded_len)
+            /* (a request's short body is end_refused's) */
+            : st->clen >= 0 && st->recv < (uint64_t)st->clen && h->role == REEL_H2_CLIENT &&
+                    nghttp2_session_get_stream_remote_close(h->s, st->id) == 1
+                ? reel_asprintf("the response body ended after %llu bytes, short of its "
+                                "content-length (%lld bytes)",
+                                (unsigned long long)st->recv, (long long)st->clen)
+                : reel_asprintf("the peer broke HTTP/2 on it (nghttp2 reset the stream "
+                                "and said no more)");
         refuse(h, st, f->rst_stream.error_code, why, false);
     }
     if (f->hd.type == NGHTTP2_GOAWAY) {

@@ -1625,8 +1625,21 @@ void reel__h2front_process(conn_t *c) {
      * stream's queue go on (a socket write that completes at once reports
      * no `written`) */
     kick(fr);
-    if (fatal == NULL && !reel_h2_alive(fr->h2))
+    if (fatal == NULL && !reel_h2_alive(fr->h2)) {
         fatal = read_frames(fr, false); /* the GOAWAY reel just sent is an event now */
+    } else if (fatal == NULL) {
+        /* so is an RST_STREAM nghttp2 sent of its own accord (a padded
+         * DATA frame over content-length, seen only when it goes out):
+         * its stream ends now, not at the client's next frame */
+        fatal = read_frames(fr, false);
+        reel__batch_begin(c->p);
+        dispatch(fr);
+        reel__batch_end(c->p);
+        if (c->client.closing || c->h2 != fr) {
+            free(fatal);
+            return;
+        }
+    }
     if (fatal) {
         front_fail_all(fr, fatal);
         free(fatal);

@@ -157,6 +157,38 @@ class Http2GapsTest(unittest.TestCase):
         self.assertEqual(len(rows), 1, rows)
         return self.reel.flow(rows[0]["id"])
 
+    def test_padded_data_over_content_length_ends_at_once(self):
+        # nghttp2 resets a stream whose padded DATA frame goes past its
+        # content-length before the frame's bytes come, with no callback:
+        # the flow ended only at the client's next frame (its duration the
+        # client's silence), its error saying "the peer broke HTTP/2"
+        c = H2C(self.reel.port)
+        try:
+            sid = c.conn.get_next_available_stream_id()
+            c.conn.send_headers(sid, [(":method", "POST"), (":scheme", "http"),
+                                      (":authority", self.auth), (":path", "/padded-over"),
+                                      ("content-length", "10")])
+            new_stream(c, sid)
+            c.conn.send_data(sid, b"abcde", pad_length=100)
+            c.conn.send_data(sid, b"0123456789", end_stream=True, pad_length=20)
+            c.flush()
+            t0 = time.time()
+            rows = []  # the client reads and sends nothing meanwhile
+            while time.time() - t0 < 3 and not rows:
+                rows = [r for r in self.reel.flows("~u /padded-over") if r["state"] != "open"]
+                time.sleep(0.05)
+            self.assertLess(time.time() - t0, 3)
+            c.wait(lambda: c.done(sid), timeout=5)
+            self.assertEqual(c.streams[sid]["reset"], 1)  # PROTOCOL_ERROR
+        finally:
+            c.close()
+        self.assertEqual(len(rows), 1, rows)
+        self.assertEqual(rows[0]["error"], "reel reset the HTTP/2 stream with RST_STREAM "
+                         "PROTOCOL_ERROR (0x1): the request body is longer than its "
+                         "content-length (10 bytes; 5 and then a padded DATA frame of 31 bytes, "
+                         "its padding included)", rows)
+        self.assertLess(rows[0]["duration_us"], 1000000, rows)
+
     def test_websocket_connect_with_end_stream_is_reset(self):
         # RFC 8441 5: the stream of an extended CONNECT carries the
         # WebSocket's frames both ways; with END_STREAM on its HEADERS the

@@ -302,7 +302,7 @@ class H2Origin:
             self._closed()
             return "stay"
         elif path.split("?")[0] in ("/t/rst-head", "/t/rst-with-head", "/t/cl-short", "/t/cl-long",
-                                    "/t/upper", "/t/no-status", "/t/interim-end",
+                                    "/t/cl-long-padded", "/t/upper", "/t/no-status", "/t/interim-end",
                                     "/t/open-trailers", "/t/data-first", "/t/data-no-head",
                                     "/t/204-data"):
             # frames by hand: python3-h2 refuses to send what is malformed
@@ -326,6 +326,11 @@ class H2Origin:
                 s.sendall(frame(1, 4, conn.encoder.encode([(":status", "200"),
                                                            ("content-length", "3")])) +
                           frame(0, 1, b"1234567890"))
+            elif path == "/t/cl-long-padded":  # 5 bytes then 10, each padded (PADDED 0x8)
+                s.sendall(frame(1, 4, conn.encoder.encode([(":status", "200"),
+                                                           ("content-length", "10")])) +
+                          frame(0, 8, bytes([100]) + b"abcde" + bytes(100)) +
+                          frame(0, 9, bytes([20]) + b"0123456789" + bytes(20)))
             elif path == "/t/no-status":
                 s.sendall(frame(1, 5, conn.encoder.encode([("x-no", "status")])))
             elif path == "/t/interim-end":
@@ -603,11 +608,26 @@ class Http2UpstreamTest(unittest.TestCase):
         finally:
             c.close()
         f = self.flows_for("/t/cl-short?named", timeout=3)[0]
-        self.assertIn("the response body ended after 5 bytes, short of its content-length "
-                      "(10 bytes)", f["error"])
+        # (said once: "reel reset the stream:" came twice)
+        self.assertEqual(f["error"], "reel reset the origin's HTTP/2 stream with RST_STREAM "
+                         "PROTOCOL_ERROR (0x1): the response body ended after 5 bytes, short of "
+                         "its content-length (10 bytes)", f)
         f = self.flows_for("/t/cl-long", timeout=3)[0]
         self.assertIn("the response body is longer than its content-length (3 bytes",
                       f["error"])
+        # a padded frame over it: nghttp2 resets the stream before its
+        # bytes come, and the reason was "the peer broke HTTP/2 on it"
+        c = tunnel_h2(self.reel, self.origin.port)
+        try:
+            padded = c.request("GET", self.auth, "/t/cl-long-padded")
+            c.wait(lambda: c.done(padded), timeout=5)
+        finally:
+            c.close()
+        f = self.flows_for("/t/cl-long-padded", timeout=3)[0]
+        self.assertEqual(f["error"], "reel reset the origin's HTTP/2 stream with RST_STREAM "
+                         "PROTOCOL_ERROR (0x1): the response body is longer than its "
+                         "content-length (10 bytes; 5 and then a padded DATA frame of 31 bytes, "
+                         "its padding included)", f)
 
     def test_d4_malformed_answer_is_not_sent_again(self):
         # the origin answered (malformed: reel resets the stream): the GET
