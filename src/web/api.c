@@ -56,6 +56,12 @@ static void send_json(reel__web_resp_t *rs, int status, json_t *j) {
     rs->status = status;
     rs->type = NULL;
     reel_buf_reset(&rs->body);
+    if (j == NULL) { /* a json_pack that failed (a value that is not UTF-8): not 200 "null" */
+        rs->status = 500;
+        reel_buf_puts(&rs->body, "{\"error\":\"reel could not build the answer (a value in it "
+                                 "is not UTF-8)\"}");
+        return;
+    }
     char *s = json_dumps(j, JSON_COMPACT);
     reel_buf_puts(&rs->body, s ? s : "null");
     free(s);
@@ -801,11 +807,21 @@ static void api_body(call_t *c, reel_session_t *s, int64_t id, int dir) {
     int more = sl.more || en < sl.buf.len;
     if (sl.buf.len > pre)
         off = off - (int64_t)pre + (int64_t)st;
+    /* body_limit cut the stored body (the index row, as in the detail): no
+     * more is stored past the last part, which is not the body's end */
+    reel_query_flow_t qf;
+    memset(&qf, 0, sizeof qf);
+    reel_err_t qerr;
+    reel_err_clear(&qerr);
+    int cut = 0;
+    if (reel_query_flow(s, id, &qf, &qerr) == REEL_OK)
+        cut = dir ? qf.response_truncated : qf.request_truncated;
+    reel_query_flow_clear(&qf);
     FILE *f = open_memstream(&text, &tlen);
     reel_view_kind shown = REEL_VIEW_RAW;
     if (f) {
         shown = reel_view_render_part((reel_view_kind)kind, info.content_type, sl.buf.data + st,
-                                      en - st, (uint64_t)off, more, REEL_VIEW_TERM, NULL, f);
+                                      en - st, (uint64_t)off, more || cut, REEL_VIEW_TERM, NULL, f);
         fclose(f);
     }
     json_t *t = text ? json_stringn(text, tlen) : NULL;
@@ -814,21 +830,12 @@ static void api_body(call_t *c, reel_session_t *s, int64_t id, int dir) {
     json_t *o =
         json_pack("{s:s, s:s, s:o, s:I, s:I, s:b, s:o, s:b, s:b, s:o, s:o}", "view",
                   reel_view_name((reel_view_kind)kind), "shown", reel_view_name(shown),
-                  "content_type", info.content_type ? json_string(info.content_type) : json_null(),
+                  "content_type", reel_json_text(info.content_type), /* (any bytes) */
                   "offset", (json_int_t)off, "length", (json_int_t)(en - st), "more", more, "text",
                   t ? t : json_string("(not shown: the view's output is not UTF-8)"), "image",
                   image, "decoded", info.decoded, "decode_error",
-                  info.decode_error[0] ? json_string(info.decode_error) : json_null(), "read_error",
-                  rc == REEL_OK ? json_null() : json_string(reel_err_str(&err)));
-    /* body_limit cut the stored body (the index row, as in the detail): no
-     * more is stored past the last part */
-    reel_query_flow_t qf;
-    memset(&qf, 0, sizeof qf);
-    reel_err_clear(&err);
-    int cut = 0;
-    if (reel_query_flow(s, id, &qf, &err) == REEL_OK)
-        cut = dir ? qf.response_truncated : qf.request_truncated;
-    reel_query_flow_clear(&qf);
+                  info.decode_error[0] ? reel_json_text(info.decode_error) : json_null(),
+                  "read_error", rc == REEL_OK ? json_null() : reel_json_text(reel_err_str(&err)));
     json_object_set_new(o, "truncated", json_boolean(cut));
     send_json(c->rs, 200, o);
 out:
@@ -1252,7 +1259,7 @@ static void api_note(call_t *c, reel_session_t *s, int64_t id, const char *narg)
         }
         rc = reel_query_note_edit(s, id, note, text, &err);
     } else {
-        reel__web_error(c->rs, 405, "PUT or DELETE a note");
+        reel__web_not_allowed(c->rs, "PUT, DELETE", "PUT or DELETE a note");
         return;
     }
     if (rc != REEL_OK)
@@ -1570,6 +1577,7 @@ static void api_export(call_t *c, reel_session_t *s) {
         size_t n = 0;
         reel_buf_puts(&idb, "[");
         for (;; p = end + 1) {
+            errno = 0;
             long long lo = strtoll(p, &end, 10), hi = lo;
             if (end != p && *end == '-') { /* a range N-M */
                 char *q = end + 1;
@@ -1577,14 +1585,18 @@ static void api_export(call_t *c, reel_session_t *s) {
                 if (end == q)
                     hi = 0;
             }
-            if (end == p || lo <= 0 || hi < lo || (*end && *end != ',') ||
+            /* (an id past INT64_MAX, clamped to it by strtoll, is none) */
+            if (end == p || errno == ERANGE || lo <= 0 || hi < lo || (*end && *end != ',') ||
                 (unsigned long long)(hi - lo) >= IDS_MAX - n) {
                 reel__web_error(c->rs, 400, "ids: 1 to %d comma-separated flow ids or ranges N-M",
                                 IDS_MAX);
                 goto out;
             }
-            for (long long v = lo; v <= hi; v++, n++)
-                reel_buf_printf(&idb, "%s%lld", n ? "," : "", v);
+            for (long long v = lo;; v++) { /* (v <= hi never fails at INT64_MAX) */
+                reel_buf_printf(&idb, "%s%lld", n++ ? "," : "", v);
+                if (v == hi)
+                    break;
+            }
             if (*end == '\0')
                 break;
         }
@@ -1875,9 +1887,12 @@ int reel__web_api_long(const reel__web_req_t *rq) {
 }
 
 static int method_is(call_t *c, const char *m) {
-    if (strcmp(c->rq->method, m) == 0)
-        return 1;
-    reel__web_error(c->rs, 405, "use %s here", m);
+    int get = strcmp(m, "GET") == 0;
+    if (strcmp(c->rq->method, m) == 0 || (get && strcmp(c->rq->method, "HEAD") == 0))
+        return 1; /* (a HEAD is answered as its GET, without the content: server.c) */
+    char msg[32];
+    snprintf(msg, sizeof msg, "use %s here", m);
+    reel__web_not_allowed(c->rs, get ? "GET, HEAD" : m, msg);
     return 0;
 }
 

@@ -132,6 +132,7 @@ struct conn {
     reel_buf_t body;
     int closing, handles;
     int close_after;      /* close once the writes are done */
+    int head_only;        /* the request is a HEAD: its answer goes without content */
     int writes;           /* writes in flight */
     FILE *stream;         /* a body being streamed */
     reel__web_sse_t *sse; /* the connection is an event stream */
@@ -257,6 +258,13 @@ void reel__web_error(reel__web_resp_t *rs, int status, const char *fmt, ...) {
     reel_buf_puts(&rs->body, s);
     free(s);
     json_decref(j);
+}
+
+void reel__web_not_allowed(reel__web_resp_t *rs, const char *allow, const char *msg) {
+    reel__web_error(rs, 405, "%s", msg);
+    char *h = reel_asprintf("%sAllow: %s\r\n", rs->headers ? rs->headers : "", allow);
+    free(rs->headers);
+    rs->headers = h;
 }
 
 static int hexval(int c) {
@@ -612,7 +620,10 @@ static const char *status_text(int s) {
 static void conn_respond(conn_t *c, reel__web_resp_t *rs, int keep_alive) {
     reel_buf_t h;
     reel_buf_init(&h, 0);
-    if (!keep_alive)
+    /* (an event stream ends only with the connection: closing it once its
+     * head was written ended a stream asked for with Connection: close, or
+     * over HTTP/1.0, before its first event) */
+    if (!keep_alive && !rs->sse)
         c->close_after = 1;
     reel_buf_printf(&h, "HTTP/1.1 %d %s\r\n", rs->status, status_text(rs->status));
     reel_buf_printf(&h, "Content-Type: %s\r\n", rs->type ? rs->type : "application/json");
@@ -626,8 +637,20 @@ static void conn_respond(conn_t *c, reel__web_resp_t *rs, int keep_alive) {
                       "Cache-Control: no-store\r\n");
     if (rs->headers)
         reel_buf_puts(&h, rs->headers);
-    if (rs->sse) {
-        reel_buf_puts(&h, "Connection: keep-alive\r\n\r\nretry: 2000\n\n");
+    if (c->head_only) { /* RFC 9110 9.3.2: the head a GET would have, no content */
+        long len = 0;
+        if (rs->file && fseek(rs->file, 0, SEEK_END) == 0)
+            len = ftell(rs->file);
+        reel_buf_printf(&h, "Content-Length: %ld\r\n%s\r\n",
+                        rs->file  ? (len < 0 ? 0 : len)
+                        : rs->sse ? 0
+                                  : (long)rs->body.len,
+                        keep_alive ? "" : "Connection: close\r\n");
+        size_t n = h.len;
+        conn_write(c, (char *)buf_take(&h), n, NULL, 0);
+    } else if (rs->sse) {
+        reel_buf_puts(&h, keep_alive ? "Connection: keep-alive\r\n\r\nretry: 2000\n\n"
+                                     : "Connection: close\r\n\r\nretry: 2000\n\n");
         c->sse = rs->sse;
         rs->sse = NULL;
         uv_timer_stop(&c->timer);
@@ -1138,7 +1161,8 @@ static void tickets_post(reel_web_t *w, conn_t *c, const char *method, reel__web
     int n = -1;
     json_t *j = NULL;
     if (strcmp(method, "POST") != 0) {
-        reel__web_error(rs, 405, "method not allowed: POST {\"path\": ...} makes a ticket");
+        reel__web_not_allowed(rs, "POST",
+                              "method not allowed: POST {\"path\": ...} makes a ticket");
         goto out;
     }
     j = json_loadb((const char *)c->body.data, c->body.len, 0, NULL);
@@ -1300,8 +1324,12 @@ static int handle(conn_t *c, reel__web_resp_t *rs) {
         goto out;
     }
     const reel_web_asset_t *a = asset_find(target);
-    if (a == NULL || strcmp(method, "GET") != 0) {
-        reel__web_error(rs, a ? 405 : 404, a ? "method not allowed" : "no such page");
+    if (a == NULL) {
+        reel__web_error(rs, 404, "no such page");
+        goto out;
+    }
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        reel__web_not_allowed(rs, "GET, HEAD", "method not allowed");
         goto out;
     }
     rs->status = 200;
@@ -1322,6 +1350,7 @@ static void request_end(conn_t *c) {
     reel_buf_init(&rs.body, 0);
     rs.status = 200;
     int keep = c->head.keep_alive && !c->w->stopped;
+    c->head_only = c->head.method_len == 4 && memcmp(c->head.method, "HEAD", 4) == 0;
     int waits = handle(c, &rs)      ? 1
                 : rs.replay_req     ? live_replay_start(c, &rs, keep) == 0
                 : rs.replay_session ? replay_start(c, &rs, keep) == 0

@@ -139,6 +139,9 @@ json_t *reel__web_message(const char *msg);
 /** Sets rs to a JSON error {"error": msg} with status. */
 void reel__web_error(reel__web_resp_t *rs, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* A 405: the error, and the Allow header naming the methods (RFC 9110
+ * 15.5.6: a 405 must carry one). */
+void reel__web_not_allowed(reel__web_resp_t *rs, const char *allow, const char *msg);
 
 /** Value of query parameter name, percent-decoded, owned; NULL if absent,
  * and also when it decodes to a NUL: the server refuses such a query (400,

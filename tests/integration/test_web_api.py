@@ -17,7 +17,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import proxyenv  # noqa: E402
-from proxyenv import REEL, TMPBASE, Origin, Reel, curl, run  # noqa: E402
+from proxyenv import REEL, TMPBASE, Origin, Reel, curl, read_all, run  # noqa: E402
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 
@@ -284,6 +284,49 @@ class WebApi(unittest.TestCase):
         self.assertEqual(st, 404)
         st, _, _ = self.c.req("GET", "/api/sessions/nosuch/events?ticket=" + t, token=False)
         self.assertEqual(st, 404)
+
+    def test_event_stream_with_connection_close(self):
+        """An event stream asked for with Connection: close (or over
+        HTTP/1.0): the connection was closed once the head was written,
+        no event sent, the head saying keep-alive."""
+        for version, extra in (("1.1", "Connection: close\r\n"), ("1.0", "")):
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+            s.sendall(("GET /api/sessions/s1/events?after=0 HTTP/%s\r\nHost: 127.0.0.1:%d\r\n"
+                       "Authorization: Bearer %s\r\n%s\r\n"
+                       % (version, self.port, self.token, extra)).encode())
+            got = b""
+            deadline = time.time() + 5
+            while b"\ndata: " not in got and time.time() < deadline:
+                d = s.recv(65536)
+                if not d:
+                    break
+                got += d
+            s.close()
+            self.assertIn(b"\r\nConnection: close\r\n", got, version)
+            self.assertIn(b"\ndata: ", got, version)
+
+    def test_head_and_405(self):
+        """HEAD: the head its GET would have, no content (RFC 9110 9.3.2);
+        it got a 405 with a JSON body, which a client reusing the
+        connection read as the start of the next answer. A 405 names the
+        methods in Allow (RFC 9110 15.5.6)."""
+        for path, token in (("/", False), ("/api/sessions", True)):
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+            auth = "Authorization: Bearer %s\r\n" % self.token if token else ""
+            s.sendall(("HEAD %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%sConnection: close\r\n\r\n"
+                       % (path, self.port, auth)).encode())
+            got, how = read_all(s)
+            s.close()
+            self.assertEqual(how, "eof", got)
+            self.assertTrue(got.startswith(b"HTTP/1.1 200"), got[:300])
+            self.assertTrue(got.endswith(b"\r\n\r\n"), got[-100:])  # no content
+            self.assertGreater(int(re.search(rb"Content-Length: (\d+)", got).group(1)), 0)
+        for method, path, allow in (("PUT", "/api/sessions", "GET, HEAD"),
+                                    ("DELETE", "/", "GET, HEAD"),
+                                    ("GET", "/api/tickets", "POST")):
+            st, h, data = self.c.req(method, path)
+            self.assertEqual(st, 405, (method, path, data))
+            self.assertEqual(h.get("allow"), allow, (method, path, h))
 
     def test_bad_tokens(self):
         st, _, data = self.c.req("GET", "/api/sessions", token=False)
@@ -848,6 +891,15 @@ class WebApi(unittest.TestCase):
                          [json.loads(l)["id"] for l in every.splitlines()])
         st, _, data = self.c.req("GET", "/api/sessions/s1/export?format=ndjson&ids=2-3")
         self.assertEqual([json.loads(l)["id"] for l in data.splitlines()], [2, 3])
+        # the largest id: the loop over a range never ended there (v <= hi
+        # holds for every v), growing the list until the process died; and
+        # an id past it, which strtoll clamps to it
+        for ids in ("9223372036854775807", "9223372036854775806-9223372036854775807"):
+            st, _, data = self.c.req("GET", "/api/sessions/s1/export?format=ndjson&ids=" + ids)
+            self.assertEqual((st, data), (200, b""), ids)
+        st, _, data = self.c.req("GET", "/api/sessions/s1/export?format=ndjson&ids="
+                                 "99999999999999999999")
+        self.assertEqual(st, 400, data)
 
     def test_export_redacted(self):
         """redact=1 redacts as reel export --redact does, with the rules of
@@ -1169,7 +1221,10 @@ class WebReplay(unittest.TestCase):
         # a client that gives up mid-body: an error flow with a body cut
         curl(reel, "--limit-rate", "1M", "--max-time", "0.5", "-o", os.devnull,
              cls.origin.url("/big"), check=False)
-        assert len(reel.wait_flows(5)) == 5
+        # a Content-Type that is not UTF-8 (Latin-1)
+        curl(reel, "--data-binary", "hello", "-H", b"Content-Type: text/plain; name=caf\xe9",
+             cls.origin.url("/echo"))
+        assert len(reel.wait_flows(6)) == 6
         assert reel.stop() == 0, reel.log()
         cls.env = reel.env
         cls.proc, cls.port, _, cls.token = start_web(cls.env)
@@ -1219,6 +1274,12 @@ class WebReplay(unittest.TestCase):
                 self.assertEqual(d[k], cli[k], k)
             b = self.c.json("GET", "/api/sessions/rp/flows/%d/body/%s" % (fid, dirn))
             self.assertEqual((b["length"], b["more"], b["truncated"]), (4, False, True))
+            self.assertTrue(b["text"].endswith("(cut: the view shows the first 4 bytes of the "
+                                               "body)\n"), b["text"])
+            # the last part of a cut body is not "to its end"
+            b = self.c.json("GET", "/api/sessions/rp/flows/%d/body/%s?offset=2" % (fid, dirn))
+            self.assertTrue(b["text"].endswith("(cut: the view shows bytes 2 to 3 of the body)\n"),
+                            b["text"])
         # the request of flow 1 (no body) is not cut
         d = self.c.json("GET", "/api/sessions/rp/flows/1")["request"]
         self.assertEqual((d["body_stored"], d["body_size"], d["body_truncated"]), (0, 0, False))
@@ -1228,6 +1289,15 @@ class WebReplay(unittest.TestCase):
         self.assertEqual((d["response"]["body_stored"], d["response"]["body_truncated"]), (4, True))
         self.assertGreater(d["response"]["body_size"], 4)
         self.assertEqual(d["response"]["body_size"], self.flow(5)["response"]["body_size"])
+
+    def test_body_of_a_content_type_not_utf8(self):
+        """A Content-Type with a Latin-1 byte: the body's answer was 200
+        "null" (json_pack failed on the string), the UI showed no body."""
+        st, _, data = self.c.req("GET", "/api/sessions/rp/flows/6/body/request")
+        self.assertEqual(st, 200, data)
+        b = json.loads(data)
+        self.assertTrue(b["text"].startswith("hell"), b)
+        self.assertIsNotNone(b["content_type"], b)
 
     def test_session_another_proxy_records(self):
         """A session another process records: 409, saying what can be done
