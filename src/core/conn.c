@@ -191,8 +191,11 @@ void reel__conn_client_ended(conn_t *c) {
                 reel__tunnel_abandoned(c, NULL);
             reel__conn_close(c);
         } else if (c->state == C_WAIT_RESP) {
-            /* Let the response finish (the client may have half-closed). */
+            /* Let the response finish (the client may have half-closed);
+             * when it does not come, the flow says when the client ended */
             c->client_close = true;
+            if (c->ex.client_ended_us == 0)
+                c->ex.client_ended_us = reel__now_us();
         }
     }
 }

@@ -159,6 +159,7 @@ typedef struct {
     bool resp_close;
     bool client_h10;              /* the request came as HTTP/1.0: no 1xx for it (RFC 9110 15.2) */
     bool resp_until_close;        /* the response's body ends at the origin's close */
+    int64_t client_ended_us;      /* the client ended its side while waiting for the response */
     bool resp_dechunk;            /* a chunked response to an HTTP/1.0 client: sent to it
                                      as the body alone, ended by the close (RFC 9112 6.1) */
     bool upgrade;                 /* request asked for an Upgrade */

@@ -682,9 +682,21 @@ static void fail_noted(conn_t *c, int status, const char *reason, const char *no
     /* The flow ends, with its error, before the answer goes: a lane's
      * stream (core/h2front.c) that sees its response whole takes the
      * conn's flow at once and would end it without either. */
-    char *noted = note ? reel_asprintf("%s %s", reason, note) : NULL;
+    /* A client that ended its side while it waited (a half-close, or
+     * gone: which cannot be told) may never read reel's answer: the flow
+     * says when it ended, not only that reel answered */
+    char *gone = status > 0 && c->ex.client_ended_us
+                     ? reel_asprintf("; the client had ended its side of the connection %.1f s "
+                                     "before, while it waited for the response (it may have "
+                                     "left: reel's answer may have reached no one)",
+                                     (double)(reel__now_us() - c->ex.client_ended_us) / 1e6)
+                     : NULL;
+    char *noted = note || gone ? reel_asprintf("%s%s%s%s", reason, note ? " " : "",
+                                               note ? note : "", gone ? gone : "")
+                               : NULL;
     reel__finish_flow(c, noted ? noted : reason);
     free(noted);
+    free(gone);
     if (status > 0 && msg.len) {
         char *why = reel_asprintf("reel closed the connection after its %d answer to the "
                                   "request before",
@@ -1200,6 +1212,7 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
     c->ex.resp_head_sent = c->ex.req_done = c->ex.resp_done = c->ex.resp_close = false;
     c->ex.resp_until_close = false;
     c->ex.resp_dechunk = false;
+    c->ex.client_ended_us = 0;
     c->ex.client_h10 = !c->lane && h->version_major == 1 && h->version_minor == 0;
     c->client_close = !h->keep_alive;
     c->ex.upgrade = h->upgrade && !h->is_connect;

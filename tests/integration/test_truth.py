@@ -442,6 +442,34 @@ class TruthTest(unittest.TestCase):
             self.assertEqual(tm["wait_us"], 0, tm)
             self.assertIsNotNone(f["request_end_us"], f)
 
+    def test_client_that_ends_its_side_while_waiting(self):
+        # The client ends its side while the origin says nothing: a
+        # half-close, or a client gone (curl --max-time), which reel cannot
+        # tell apart; it waits on, as for a half-close. The flow said reel
+        # answered 504 and no more, as if someone had read it.
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        port = srv.getsockname()[1]
+        reel = Reel(self.root, "ended", "upstream_timeout=1")
+        try:
+            s = connect(reel.port)
+            s.sendall(b"GET http://127.0.0.1:%d/ended HTTP/1.1\r\nHost: a\r\n\r\n" % port)
+            time.sleep(0.3)
+            s.shutdown(socket.SHUT_WR)
+            out, how = read_all(s)
+            s.close()
+            self.assertTrue(out.startswith(b"HTTP/1.1 504"), out)  # (a half-close reads it)
+            fl = reel.wait_flows(1, "~u /ended", timeout=5)
+            self.assertEqual(len(fl), 1, fl)
+            self.assertRegex(fl[0]["error"], r"^127\.0\.0\.1:%d sent no response for 1s "
+                             r"\(upstream_timeout\); the client had ended its side of the "
+                             r"connection 0\.\d s before, while it waited for the response \(it "
+                             r"may have left: reel's answer may have reached no one\)$" % port)
+        finally:
+            srv.close()
+            self.assertEqual(reel.stop(), 0, reel.log())
+
     def test_timings_of_a_failed_tls_handshake_add_up(self):
         # The origin takes the ClientHello and closes 0.5 s later: the
         # handshake's time was left out of the phases (ssl -1), which then
