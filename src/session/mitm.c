@@ -609,8 +609,14 @@ static reel_rc conv_flow(const vctx_t *v, const reel_tns_t *flow, mflow_t *f) {
         TRY(conv_request(v, req, f));
         if (resp)
             TRY(conv_response(v, resp, f));
+    } else if ((type.n == 3 && memcmp(type.p, "udp", 3) == 0) ||
+               (type.n == 3 && memcmp(type.p, "dns", 3) == 0)) {
+        return REEL_OK; /* skipped, and counted as such */
     } else {
-        return REEL_OK; /* udp, dns: skipped */
+        return fail(v, REEL_INVALID, "type",
+                    "'%.*s', not a flow type of mitmproxy's (http, tcp, "
+                    "udp, dns)",
+                    (int)(type.n > 32 ? 32 : type.n), type.p);
     }
     TRY(get_dict(v, flow, "error", "error", 1, &err));
     if (err) {
@@ -640,10 +646,11 @@ out:
 /* ---- loading ------------------------------------------------------------ */
 
 int reel_mitm_sniff(const uint8_t *buf, size_t len) {
-    size_t i = 0;
-    while (i < len && i <= REEL_TNS_MAX_DIGITS && buf[i] >= '0' && buf[i] <= '9')
-        i++;
-    return i > 0 && i < len && buf[i] == ':';
+    /* A length digit, as the docs say: JSON (HAR) never starts with one
+     * that could be a HAR. A prefix too long, or without its ':', is then
+     * the loader's to name ("length prefix longer than 12 digits"), not a
+     * JSON parser's ("too big integer"). */
+    return len > 0 && buf[0] >= '0' && buf[0] <= '9';
 }
 
 void reel_mitm_free(reel_mitm_t *m) {

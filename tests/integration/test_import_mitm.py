@@ -476,6 +476,20 @@ http {{
         self.assert_refused(path, "v99.mitm: flow 1 (byte 0): flow format version 99 is not "
                             "supported (reel reads 12 to 21)")
 
+    def test_unknown_type_and_long_prefix(self):
+        """A flow whose type is none of mitmproxy's was "skipped" as a
+        UDP/DNS flow (exit 0); a length prefix of more digits than a
+        tnetstring allows got a JSON parser's "too big integer"."""
+        with open(self.file, "rb") as f:
+            data = f.read()
+        t = b"4:type;4:http;"
+        self.assertIn(t, data)
+        path = self.damaged_copy("weird.mitm", data.replace(t, b"4:type;4:wxyz;", 1))
+        self.assert_refused(path, "weird.mitm: flow 1 (byte 0): type: 'wxyz', not a flow type "
+                            "of mitmproxy's (http, tcp, udp, dns)")
+        path = self.damaged_copy("long.mitm", b"99999999999999999999999:x")
+        self.assert_refused(path, "long.mitm", "length prefix longer than 12 digits")
+
     def test_format_option(self):
         r = self.reel("import", "--format", "har", self.file, "--into", "h", check=False)
         self.assertNotEqual(r.returncode, 0)
