@@ -202,6 +202,20 @@ static void write_failed(tcp_filter_t *t, int status) {
     /* (the EPIPE of the sends after one that took the reset says less) */
     const char *why = uv_strerror(status == UV_EPIPE && t->send_reset ? UV_ECONNRESET : status);
     if (!t->eof) {
+        /* What the peer sent before its reset is still in the socket: it
+         * may say why (a TLS alert: an origin that wants a client
+         * certificate). Read first, as a read would have; then the end. */
+        uv_os_fd_t fd;
+        if (t->want_read && t->connected && uv_fileno((const uv_handle_t *)&t->h->tcp, &fd) == 0) {
+            for (int i = 0; i < 16 && !t->closing && !t->eof; i++) {
+                ssize_t n = recv(fd, t->readbuf, t->readbuf_len, MSG_DONTWAIT);
+                if (n <= 0)
+                    break;
+                reel_filter_up(&t->f, t->readbuf, (size_t)n);
+            }
+        }
+        if (t->closing || t->eof)
+            return;
         t->eof = true;
         apply_reading(t); /* stops it */
         reel_filter_up_eof(&t->f, why);

@@ -52,6 +52,7 @@ struct reel_tls {
     bool done;
     bool failed;
     bool eof_fed;
+    char eof_error[64]; /* the connection below broke with this ("": a clean end) */
     bool peer_closed;
     bool ended;              /* end of stream reported */
     bool closed_sent;        /* our close_notify queued */
@@ -632,6 +633,12 @@ void reel_tls_feed_eof(reel_tls_t *t) {
     BIO_set_mem_eof_return(t->rbio, 0);
 }
 
+void reel_tls_feed_eof_error(reel_tls_t *t, const char *error) {
+    reel_tls_feed_eof(t);
+    if (error)
+        snprintf(t->eof_error, sizeof t->eof_error, "%s", error);
+}
+
 reel_rc reel_tls_take_cipher(reel_tls_t *t, reel_buf_t *out) {
     size_t pending = BIO_ctrl_pending(t->wbio);
     if (pending == 0)
@@ -702,6 +709,11 @@ static reel_rc fail(reel_tls_t *t, int ssl_err, reel_err_t *err) {
         SSL_get0_alpn_selected(t->ssl, &p, &pn);
         if (p && pn && t->alpn == NULL)
             t->alpn = reel_strndup((const char *)p, pn);
+    } else if (t->eof_error[0] &&
+               (rcode == SSL_R_UNEXPECTED_EOF_WHILE_READING || ssl_err == SSL_ERROR_SYSCALL)) {
+        /* a reset, not a close: OpenSSL says only that the input ended */
+        snprintf(t->errmsg, sizeof t->errmsg, "%s TLS %s failed: %s", who,
+                 t->done ? "connection" : "handshake", t->eof_error);
     } else if (reason) {
         const char *hint = "";
         if (!t->server && t->cert_requested &&

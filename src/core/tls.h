@@ -128,6 +128,10 @@ reel_rc reel_tls_feed_cipher(reel_tls_t *t, const uint8_t *buf, size_t len, size
  * bytes are used up, reads report end of stream (see reel_tls_read_plain)
  * and a handshake in progress fails. */
 void reel_tls_feed_eof(reel_tls_t *t);
+/** The same, the connection below having broken with error (a reset): a
+ * handshake it cuts fails saying that rather than OpenSSL's "unexpected eof
+ * while reading", which reads as a close. */
+void reel_tls_feed_eof_error(reel_tls_t *t, const char *error);
 
 /** Runs the handshake as far as the fed bytes allow. Returns REEL_OK once it
  * is complete (and on every later call), REEL_NEED_MORE when it waits for

@@ -12,6 +12,7 @@ typedef struct {
     bool open;         /* handshake done and reported */
     int64_t t_done;    /* when it was done (wall clock µs; 0: not yet) */
     bool eof_sent;
+    bool eof_error; /* ... with an error of the TLS (an alert): it said why the stream ended */
     /* what the transport below said of its end (a reset), while the end
      * is passed up: a TLS stream without close_notify ends on it */
     const char *below_error;
@@ -77,6 +78,7 @@ static void pump(tls_filter_t *t) {
              * or an error, which the layers above must know of: a body
              * read until the close is cut short by it, not complete */
             t->eof_sent = true;
+            t->eof_error = rc != REEL_OK;
             const char *why = rc != REEL_OK                  ? reel_err_str(&err)
                               : reel_tls_peer_closed(t->tls) ? NULL /* close_notify: whole */
                                                              : t->below_error;
@@ -105,12 +107,14 @@ static void tls_recv_eof(reel_filter_t *f, const char *error) {
     if (t->eof_sent) {
         /* the TLS stream had ended (close_notify), then the connection
          * broke (a reset, a write that failed): what is still to be sent
-         * cannot go, which the layers above must hear */
-        if (error && !gone(t))
+         * cannot go, which the layers above must hear; not when the TLS
+         * had ended with an error of its own (an alert: an origin that
+         * wants a client certificate, then resets), which said why */
+        if (error && !gone(t) && !t->eof_error)
             reel_filter_fail(f, error);
         return;
     }
-    reel_tls_feed_eof(t->tls);
+    reel_tls_feed_eof_error(t->tls, error);
     t->below_error = error;
     pump(t);
     t->below_error = NULL;

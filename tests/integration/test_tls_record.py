@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import tempfile
@@ -339,6 +340,66 @@ class TlsRecordTest(unittest.TestCase):
         self.assertEqual([base64.b64decode(m["data_b64"]) for m in full["messages"]
                           if m["from_client"]], [b"GE"], full["messages"])
         self.assertGreaterEqual(full["timings"]["ssl_us"], 0, full["timings"])
+
+    def test_origin_that_wants_a_client_certificate(self):
+        """A TLS 1.3 origin that wants a client certificate sends its alert
+        and closes, reel's request unread: its kernel resets. When reel's
+        write took the reset first, it stopped reading, the alert left
+        unread, and the flow said only "connection reset by peer"
+        (3 times in 10)."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*self.good)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(self.ca)
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(16)
+        port = srv.getsockname()[1]
+
+        def serve():
+            while True:
+                try:
+                    raw, _ = srv.accept()
+                except OSError:
+                    return
+                try:
+                    raw.settimeout(5)
+                    ctx.wrap_socket(raw, server_side=True).recv(100)
+                except (OSError, ssl.SSLError):
+                    pass
+                raw.close()
+        threading.Thread(target=serve, daemon=True).start()
+        try:
+            for i in range(8):
+                r = curl(self.reel, "--http1.1", "https://localhost:%d/mtls%d" % (port, i),
+                         check=False)
+                self.assertIn(b"the origin asked for a client certificate", r.stdout,
+                              (i, r.stdout))
+        finally:
+            srv.close()
+
+    def test_reset_during_the_origins_handshake(self):
+        """An origin that resets during the TLS handshake: OpenSSL says only
+        "unexpected eof while reading", which reads as a close."""
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        srv.settimeout(10)
+        port = srv.getsockname()[1]
+
+        def reset():
+            c, _ = srv.accept()
+            c.recv(65536)
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+        t = threading.Thread(target=reset)
+        t.start()
+        r = curl(self.reel, "--http1.1", "https://localhost:%d/rst" % port, check=False)
+        t.join(10)
+        srv.close()
+        self.assertEqual(r.stdout, b"reel: upstream TLS handshake failed: connection reset by "
+                         b"peer\n")
 
     def test_trailing_dot_in_sni_is_checked_against_the_origin(self):
         """A client's SNI with a trailing dot ("evil.example."): the sniffer
