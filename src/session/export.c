@@ -1143,10 +1143,13 @@ static json_t *har_entry(const flow_t *f) {
     set_text(req, "url", url, strlen(url));
     free(url);
     json_object_update_new(
-        req, json_pack("{s:o, s:o, s:o, s:o, s:i, s:I}", "httpVersion", str_json(f->version[REQ]),
-                       "cookies", har_cookies(f, REQ), "headers", har_headers(f, REQ),
-                       "queryString", q ? har_pairs(q + 1, qlen) : json_array(), "headersSize", -1,
-                       "bodySize", up ? (json_int_t)0 : (json_int_t)f->wire_size[REQ]));
+        req,
+        json_pack("{s:o, s:o, s:o, s:o, s:i, s:I}", "httpVersion", str_json(f->version[REQ]),
+                  "cookies", har_cookies(f, REQ), "headers", har_headers(f, REQ), "queryString",
+                  q ? har_pairs(q + 1, qlen) : json_array(), "headersSize", -1, "bodySize",
+                  up          ? (json_int_t)0
+                  : !f->ended ? (json_int_t)-1 /* (still open: its size is not known yet) */
+                              : (json_int_t)f->wire_size[REQ]));
     size_t rn = body_len(f, REQ);
     if (rn > 0) {
         const hdr_t *ct = hdr_get(f, REQ, "content-type");
@@ -1192,9 +1195,9 @@ static json_t *har_entry(const flow_t *f) {
         str_json(f->version[RESP] ? f->version[RESP] : f->version[REQ]), "cookies",
         har_cookies(f, RESP), "headers", har_headers(f, RESP), "content", content, "redirectURL",
         loc ? text_json(loc->value, loc->vlen) : json_string(""), "headersSize", -1, "bodySize",
-        !f->have_head[RESP] ? (json_int_t)-1
-        : up                ? (json_int_t)0
-                            : (json_int_t)f->wire_size[RESP]);
+        !f->have_head[RESP] || (!f->ended && !up) ? (json_int_t)-1
+        : up                                      ? (json_int_t)0
+                                                  : (json_int_t)f->wire_size[RESP]);
     if (!f->have_head[RESP]) {
         /* what reel import made of a HAR status 0 goes back as it came */
         static const char pre[] = "no response (HAR status 0)";
@@ -1330,8 +1333,12 @@ static char *body_cut(const flow_t *f, int d) {
     size_t stored = f->rewritten[d] ? n : f->stored[d].len;
     /* an upgrade's end record counts its messages' bytes in its sizes, and
      * a body stored decoded was counted encoded: neither compares */
-    int known = f->ended && !is_upgrade(f) && !f->body_decoded[d] && !f->wire_encoded[d] &&
-                f->wire_size[d] > stored;
+    const hdr_t *ce = hdr_get(f, d, "content-encoding");
+    /* (an import stores a HAR's responses as decoded: without a coding,
+     * decoded is the wire's bytes, whose size compares) */
+    int decoded = f->body_decoded[d] && ce && !reel_coding_is_identity(ce->value, ce->vlen);
+    int known =
+        f->ended && !is_upgrade(f) && !decoded && !f->wire_encoded[d] && f->wire_size[d] > stored;
     if (known)
         return reel_asprintf("%zu of %llu bytes stored", stored,
                              (unsigned long long)f->wire_size[d]);
@@ -1542,8 +1549,12 @@ static reel_rc write_curl(FILE *out, const flow_t *f, const reel_export_opts_t *
      * 1 KiB (1 MiB in newer curl versions); never over HTTP/1.0. */
     static const char *const added[] = {"accept", "user-agent", "content-type", "expect"};
     static const char *const removal[] = {"Accept:", "User-Agent:", "Content-Type:", "Expect:"};
+    /* An empty body its request said (Content-Length: 0, as RFC 9110 8.6
+     * has a POST send): curl counts a body only when given one */
+    int empty_cl =
+        n == 0 && strcmp(f->method, "HEAD") != 0 && hdr_get(f, REQ, "content-length") != NULL;
     for (int k = 0; k < 4; k++) {
-        if (hdr_get(f, REQ, added[k]) != NULL || (k == 2 && n == 0) ||
+        if (hdr_get(f, REQ, added[k]) != NULL || (k == 2 && n == 0 && !empty_cl) ||
             (k == 3 && (n <= 1024 || strcmp(v, "HTTP/1.0") == 0)))
             continue;
         fputs(" \\\n  -H ", out);
@@ -1569,6 +1580,8 @@ static reel_rc write_curl(FILE *out, const flow_t *f, const reel_export_opts_t *
             fputs(" \\\n  --data-raw ", out);
             sq(out, (const char *)p, n);
         }
+    } else if (empty_cl) {
+        fputs(" \\\n  --data-raw ''", out);
     }
     fputc('\n', out);
     return rc;

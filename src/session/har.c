@@ -1292,6 +1292,14 @@ static reel_rc check_reel(const vctx_t *v, json_t *entry, entry_t *e) {
         reel_string(v, rx, "verify_error", 0, &e->verify_error) != REEL_OK ||
         reel_string(v, rx, "peer_cert", 0, &e->peer_cert) != REEL_OK)
         return REEL_INVALID;
+    /* A flow exported while it was still open (reel export of a session
+     * being recorded) is not a whole exchange: it comes back an error
+     * that says so, not complete with half its body */
+    json_t *state = json_object_get(rx, "state");
+    if (state && !json_is_null(state) && !json_is_string(state))
+        return fail(v, "_reel.state", "not a string but %s", type_name(state));
+    if (e->error == NULL && json_is_string(state) && strcmp(json_string_value(state), "open") == 0)
+        e->error = "the flow was still open when it was exported: it holds what had come by then";
     json_t *unv = json_object_get(rx, "unverified");
     if (unv && !json_is_null(unv) && !json_is_boolean(unv))
         return fail(v, "_reel.unverified", "not a boolean but %s", type_name(unv));

@@ -913,6 +913,7 @@ class ExportBodies(unittest.TestCase):
         cls.root = tempfile.mkdtemp(prefix="reel-export-bodies-", dir=TMPBASE)
         cls.echo = http.server.ThreadingHTTPServer(("127.0.0.1", 0), EchoHandler)
         cls.echo.received = []
+        cls.echo.heads = []
         cls.echo_thread = threading.Thread(target=cls.echo.serve_forever, daemon=True)
         cls.echo_thread.start()
         cls.port = cls.echo.server_address[1]
@@ -966,6 +967,10 @@ class ExportBodies(unittest.TestCase):
                     self.assertEqual(r.stderr, b"", block)
                     self.assertEqual(self.echo.received, [(path, BODIES[path])], block)
                     self.assertEqual(r.stdout, BODIES[path], block)
+                    # Content-Length: 0 as recorded: with no body option
+                    # curl sent none (RFC 9110 8.6: a POST sends it)
+                    self.assertIn(("Content-Length", str(len(BODIES[path]))),
+                                  self.echo.heads[-1], block)
         self.assertIn("--data-raw '@/etc/hostname'", out)
         self.assertNotIn("printf '-", out)
 
@@ -1897,6 +1902,16 @@ class ExportRawCut(unittest.TestCase):
         for whole in (msgs[0], msgs[3], msgs[4], msgs[5]):
             self.assertNotIn("X-Reel-Body-Cut", dict(whole[1]))
         self.assertEqual(msgs[5][2], b"x" * 99 + b"\n")
+
+    def test_cut_body_of_an_imported_flow_keeps_its_size(self):
+        # an import stores a HAR's responses decoded: without a coding that
+        # is the wire's bytes, and the size is known (it said "not all")
+        har = os.path.join(self.root, "cut.har")
+        self.reel.cli("export", "cut", "--format", "har", "-o", har)
+        self.reel.cli("import", har, "--into", "cutimp")
+        msgs = parse_raw(self, self.reel.cli("export", "cutimp", "--format", "raw").stdout)
+        text = os.path.getsize(os.path.join(self.origin.www, "text.txt"))
+        self.assertEqual(dict(msgs[1][1])["X-Reel-Body-Cut"], "1000 of %d bytes stored" % text)
 
     def test_curl_says_a_body_was_cut(self):
         # the command sends the 1000 bytes stored of a 5000-byte body: it

@@ -348,6 +348,22 @@ class HarVersions(unittest.TestCase):
                          b"supported (reel reads HAR 1.x: 1.1 and 1.2)\n" % p.encode())
         self.assertFalse(os.path.exists(os.path.join(self.root, "home", "future")))
 
+    def test_a_flow_exported_while_open(self):
+        """A flow reel exported while it was still open (a session being
+        recorded): it came back complete, with half its body under the
+        full Content-Length, and nothing said."""
+        p = self.har("open.har", ["HTTP/1.1"])
+        with open(p) as f:
+            doc = json.load(f)
+        doc["log"]["entries"][0]["_reel"] = {"state": "open"}
+        with open(p, "w") as f:
+            json.dump(doc, f)
+        self.cli("import", p, "--into", "open")
+        [f] = json.loads(self.cli("flows", "open", "--json").stdout)
+        self.assertEqual((f["state"], f["error"]),
+                         ("error", "the flow was still open when it was exported: it holds what "
+                          "had come by then"), f)
+
     def test_impossible_http_version(self):
         p = self.har("http9.har", ["HTTP/1.1", "HTTP/9"])
         r = self.cli("import", p, "--into", "http9", check=False)
