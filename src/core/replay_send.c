@@ -371,7 +371,10 @@ static reel_h1_header_t *send_headers(const reel_replay_req_t *r, size_t *n, cha
         v[0] = (reel_h1_header_t){"Host", 4, hostbuf, strlen(hostbuf)};
         k++;
     }
-    if (length || r->body.len) {
+    if (r->n_trailers) {
+        /* trailer fields have a place only in the chunked coding */
+        v[k++] = (reel_h1_header_t){"Transfer-Encoding", 17, "chunked", 7};
+    } else if (length || r->body.len) {
         snprintf(clbuf, 32, "%zu", r->body.len);
         v[k++] = (reel_h1_header_t){"Content-Length", 14, clbuf, strlen(clbuf)};
     }
@@ -391,6 +394,7 @@ typedef struct {
     reel_rflow_t *f;
     reel_replay_result_t *out;
     int64_t resp_start;
+    uint64_t excess; /* bytes the origin sent past its response's end */
 } exch_t;
 
 /* Reads and records the response. */
@@ -424,6 +428,15 @@ static reel_rc read_response(exch_t *x, sconn_t *c, int is_head, reel_timings_t 
                     reel_err_set(err, REEL_IO, "upstream closed the connection without a response");
                 goto out;
             }
+            if (f == REEL_OK && ev.type == REEL_H1_EV_END && c->tls &&
+                !reel_tls_peer_closed(c->tls)) {
+                /* a body read until the close is whole only with its close
+                 * (RFC 9112 9.8), as the proxy says (core/exchange.c) */
+                rc = reel_err_set(err, REEL_IO,
+                                  "the origin closed the TLS connection without close_notify: the "
+                                  "body may be cut short (RFC 9112 9.8)");
+                goto out;
+            }
         } else {
             off += used;
         }
@@ -437,9 +450,6 @@ static reel_rc read_response(exch_t *x, sconn_t *c, int is_head, reel_timings_t 
             goto out;
         }
         if (ev.type == REEL_H1_EV_HEAD) {
-            if (ev.head.interim)
-                continue;
-            c->phase = "reading the response body";
             char version[16];
             snprintf(version, sizeof version, "HTTP/%d.%d", ev.head.version_major,
                      ev.head.version_minor);
@@ -450,6 +460,12 @@ static reel_rc read_response(exch_t *x, sconn_t *c, int is_head, reel_timings_t 
                                        .headers =
                                            (const reel_header_t *)(const void *)ev.head.headers,
                                        .n_headers = ev.head.nheaders};
+            if (ev.head.interim) { /* 100, 103: recorded as the proxy records them */
+                reel_recorder_interim(x->f, &rs);
+                free(reason);
+                continue;
+            }
+            c->phase = "reading the response body";
             x->resp_start = first ? first : now_us();
             reel_recorder_response_head(x->f, &rs);
             x->out->status = rs.status;
@@ -458,6 +474,12 @@ static reel_rc read_response(exch_t *x, sconn_t *c, int is_head, reel_timings_t 
         } else if (ev.type == REEL_H1_EV_BODY) {
             reel_recorder_response_body(x->f, ev.data, ev.len);
         } else if (ev.type == REEL_H1_EV_END || ev.type == REEL_H1_EV_UPGRADE) {
+            if (ev.type == REEL_H1_EV_END && ev.ntrailers)
+                reel_recorder_trailers(x->f, true, (const reel_header_t *)(const void *)ev.trailers,
+                                       ev.ntrailers);
+            /* bytes past the response's end, as the proxy counts them */
+            if (ev.type == REEL_H1_EV_END)
+                x->excess = have > off ? have - off : 0;
             break;
         }
     }
@@ -517,6 +539,8 @@ reel_rc reel_replay_send(const reel_replay_req_t *r, const reel_replay_send_opts
     reel_recorder_request_head(x.f, &rq);
     if (r->body.len)
         reel_recorder_request_body(x.f, r->body.data, r->body.len);
+    if (r->n_trailers)
+        reel_recorder_trailers(x.f, false, r->trailers, r->n_trailers);
     if (rc != REEL_OK)
         goto out;
 
@@ -572,9 +596,33 @@ reel_rc reel_replay_send(const reel_replay_req_t *r, const reel_replay_send_opts
     }
     int64_t ts = now_us();
     c.phase = "sending the request";
-    if ((rc = conn_write(&c, head.data, head.len, &err)) != REEL_OK ||
-        (r->body.len && (rc = conn_write(&c, r->body.data, r->body.len, &err)) != REEL_OK))
+    if (r->n_trailers) { /* the body as one chunk, then the trailer fields */
+        if (r->body.len)
+            reel_buf_printf(&head, "%zx\r\n", r->body.len);
+        reel_buf_t tail;
+        reel_buf_init(&tail, 0);
+        if (r->body.len)
+            reel_buf_puts(&tail, "\r\n");
+        reel_buf_puts(&tail, "0\r\n");
+        for (size_t i = 0; i < r->n_trailers; i++) {
+            reel_buf_append(&tail, r->trailers[i].name, r->trailers[i].name_len);
+            reel_buf_puts(&tail, ": ");
+            reel_buf_append(&tail, r->trailers[i].value, r->trailers[i].value_len);
+            reel_buf_puts(&tail, "\r\n");
+        }
+        reel_buf_puts(&tail, "\r\n");
+        rc = conn_write(&c, head.data, head.len, &err);
+        if (rc == REEL_OK && r->body.len)
+            rc = conn_write(&c, r->body.data, r->body.len, &err);
+        if (rc == REEL_OK)
+            rc = conn_write(&c, tail.data, tail.len, &err);
+        reel_buf_free(&tail);
+        if (rc != REEL_OK)
+            goto out;
+    } else if ((rc = conn_write(&c, head.data, head.len, &err)) != REEL_OK ||
+               (r->body.len && (rc = conn_write(&c, r->body.data, r->body.len, &err)) != REEL_OK)) {
         goto out;
+    }
     sent = now_us();
     t.send_us = sent - ts;
     rc = read_response(&x, &c, strcmp(r->method, "HEAD") == 0, &t, sent, &err);
@@ -583,7 +631,8 @@ out:;
                           .timings = &t,
                           .request_end_us = sent,
                           .response_start_us = x.resp_start,
-                          .server_addr = server[0] ? server : NULL};
+                          .server_addr = server[0] ? server : NULL,
+                          .response_excess = x.excess};
     reel_recorder_flow_finish(x.f, &fe);
     if (rc != REEL_OK) {
         out->error = reel_strdup(reel_err_str(&err));

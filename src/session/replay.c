@@ -67,6 +67,25 @@ static void take_head(load_ctx *c, const Reel__RequestHead *h) {
         r->why_not = reel_strdup("its request head holds a NUL byte");
 }
 
+static void free_headers(reel_header_t *h, size_t n) {
+    for (size_t k = 0; k < n; k++) {
+        free((char *)h[k].name);
+        free((char *)h[k].value);
+    }
+    free(h);
+}
+
+/* Fields as reel_header_t, strings owned (a NUL byte cut there). */
+static reel_header_t *copy_headers(Reel__Header *const *h, size_t n) {
+    reel_header_t *v = reel_calloc(n ? n : 1, sizeof *v);
+    for (size_t k = 0; k < n; k++) {
+        char *nm = reel_strndup((const char *)h[k]->name.data, h[k]->name.len);
+        char *val = reel_strndup((const char *)h[k]->value.data, h[k]->value.len);
+        v[k] = (reel_header_t){nm, strlen(nm), val, strlen(val)};
+    }
+    return v;
+}
+
 static int load_cb(void *ctx, const Reel__Record *rec) {
     load_ctx *c = ctx;
     reel_replay_req_t *r = c->r;
@@ -88,6 +107,13 @@ static int load_cb(void *ctx, const Reel__Record *rec) {
         break;
     case REEL__RECORD__EVENT_MESSAGE:
         c->websocket = 1;
+        break;
+    case REEL__RECORD__EVENT_TRAILERS:
+        if (!rec->trailers->response) {
+            free_headers(r->trailers, r->n_trailers);
+            r->n_trailers = rec->trailers->n_headers;
+            r->trailers = copy_headers(rec->trailers->headers, rec->trailers->n_headers);
+        }
         break;
     case REEL__RECORD__EVENT_END:
         c->ended = 1;
@@ -197,6 +223,7 @@ void reel_replay_req_free(reel_replay_req_t *r) {
         free((char *)r->headers[k].value);
     }
     free(r->headers);
+    free_headers(r->trailers, r->n_trailers);
     reel_buf_free(&r->body);
     free(r->why_not);
     memset(r, 0, sizeof *r);

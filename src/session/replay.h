@@ -37,6 +37,8 @@ typedef struct {
     int absolute_form; /* the client sent an absolute-form target: Host was made from
                           host and port, not taken from headers */
     reel_buf_t body;  /* the stored request body */
+    reel_header_t *trailers; /* the request's trailer fields, as recorded (owned) */
+    size_t n_trailers;
     /* NULL when the request can be sent again; else an owned sentence
      * saying why not (a tunnel or WebSocket flow, no request head, a body
      * not stored whole, a flow still open, ...). */

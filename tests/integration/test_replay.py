@@ -12,7 +12,10 @@ import os
 import shutil
 import socket
 import sqlite3
+import ssl
+import subprocess
 import tempfile
+import threading
 import unittest
 
 from proxyenv import TMPBASE, Origin, Reel, body, curl, free_port, main
@@ -361,6 +364,119 @@ class Replay(unittest.TestCase):
         self.assertIn(b"no flow 999", r.stderr)
         r = self.cli("replay", "rp", "1", "--concurrency", "0", check=False)
         self.assertEqual(r.returncode, 2)
+
+
+class RawOrigin:
+    """HTTP/1.1 on 127.0.0.1, one answer per connection, by path: what
+    nginx does not send (trailers, a 103, bytes past the end, a TLS close
+    without close_notify); keeps each request's bytes."""
+    ANSWERS = {
+        b"/chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n"
+                     b"0\r\nX-Checksum: abc\r\n\r\n",
+        b"/early": b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n"
+                   b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        b"/excess": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA",
+        b"/trailers": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        b"/close": b"HTTP/1.1 200 OK\r\n\r\nuntil the close",
+    }
+
+    def __init__(self, ctx=None):
+        self.ctx = ctx
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(16)
+        self.port = self.srv.getsockname()[1]
+        self.requests = []
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                raw, _ = self.srv.accept()
+            except OSError:
+                return
+            try:
+                raw.settimeout(5)
+                c = self.ctx.wrap_socket(raw, server_side=True) if self.ctx else raw
+                got = b""
+                while b"\r\n\r\n" not in got or (b"Transfer-Encoding: chunked" in got and not
+                                                      got.endswith(b"\r\n\r\n0\r\n\r\n") and
+                                                      not got.endswith(b"X-Req: t1\r\n\r\n")):
+                    d = c.recv(65536)
+                    if not d:
+                        break
+                    got += d
+                self.requests.append(got)
+                path = got.split(b" ")[1].split(b"?")[0] if b" " in got else b""
+                c.sendall(self.ANSWERS.get(path, b"HTTP/1.1 404 X\r\nContent-Length: 0\r\n\r\n"))
+                c.close()  # (under TLS: no close_notify; raw was detached into c)
+            except (OSError, ssl.SSLError):
+                raw.close()
+
+    def close(self):
+        self.srv.close()
+
+
+class ReplayKeeps(unittest.TestCase):
+    """A replay records what the origin did as the proxy does: its 1xx,
+    trailers, the bytes past the response's end, a body read until a TLS
+    close without close_notify as cut short; and sends the request's
+    trailer fields (they were dropped, and all of those were lost, the new
+    flows complete as if nothing had been)."""
+
+    def test_replay_records_what_the_proxy_records(self):
+        root = tempfile.mkdtemp(prefix="reel-replay-keeps-", dir=TMPBASE)
+        key, cert = os.path.join(root, "k.pem"), os.path.join(root, "c.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                        "-days", "2", "-subj", "/CN=localhost", "-addext",
+                        "subjectAltName=DNS:localhost"], check=True, capture_output=True)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        plain, tls = RawOrigin(), RawOrigin(ctx)
+        reel = Reel(root, "src", "upstream_trusted_ca=" + cert)
+        try:
+            for path in ("/chunked", "/early", "/excess"):
+                curl(reel, "http://127.0.0.1:%d%s" % (plain.port, path))
+            s = socket.create_connection(("127.0.0.1", reel.port), timeout=10)
+            s.sendall(b"POST http://127.0.0.1:%d/trailers HTTP/1.1\r\nHost: x\r\n"
+                      b"Transfer-Encoding: chunked\r\nTrailer: X-Req\r\n\r\n"
+                      b"3\r\nabc\r\n0\r\nX-Req: t1\r\n\r\n" % plain.port)
+            self.assertTrue(s.recv(1000).startswith(b"HTTP/1.1 200"))
+            s.close()
+            curl(reel, "https://localhost:%d/close" % tls.port, check=False)
+            assert len(reel.wait_flows(5)) == 5
+        finally:
+            self.assertEqual(reel.stop(), 0, reel.log())
+        try:
+            src = {f["url"].rsplit("/", 1)[1]: f for f in reel.flows()}
+            self.assertEqual(src["close"]["state"], "error", src["close"])
+            plain.requests.clear()
+            reel.cli("config", "src", "set", "upstream_trusted_ca", cert)  # (replay reads it)
+            reel.cli("replay", "src", "1-5", "--into", "dst", check=False)
+            dst = {f["url"].rsplit("/", 1)[1]: f["id"] for f in
+                   json.loads(reel.cli("flows", "dst", "--json").stdout)}
+
+            def full(name):
+                return json.loads(reel.cli("flow", "dst", str(dst[name]), "--json").stdout)
+            self.assertEqual(full("chunked")["response_trailers"], [["X-Checksum", "abc"]])
+            self.assertEqual([i["status"] for i in full("early")["interim"]], [103])
+            nd = json.loads(reel.cli("export", "dst", "~id %d" % dst["excess"], "--format",
+                                     "ndjson").stdout)
+            self.assertEqual(nd["response_excess"], 5, nd)
+            c = full("close")
+            self.assertEqual(c["state"], "error", c)
+            self.assertEqual(c["error"], "the origin closed the TLS connection without "
+                             "close_notify: the body may be cut short (RFC 9112 9.8)")
+            # the request's trailer fields went again, chunked, and are on record
+            [sent] = [r for r in plain.requests if b"/trailers" in r]
+            self.assertIn(b"\r\nTransfer-Encoding: chunked\r\n", sent)
+            self.assertTrue(sent.endswith(b"3\r\nabc\r\n0\r\nX-Req: t1\r\n\r\n"), sent)
+            self.assertEqual(full("trailers")["request_trailers"], [["X-Req", "t1"]])
+        finally:
+            plain.close()
+            tls.close()
+            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
