@@ -492,7 +492,9 @@ void reel__upstream_failed(peer_t *up, const char *why) {
          * host is connected before the 200), else the client is cut. */
         /* once it carries bytes, the origin's side named (a write that
          * met its reset after its FIN said only "broken pipe") */
-        char *said = c->ex.resp_head_sent ? reel__tunnel_origin_failed(c, why) : NULL;
+        char *said = c->ex.resp_head_sent && reel__peer_ready(up)
+                         ? reel__tunnel_origin_failed(c, why)
+                         : NULL; /* (a set-up that failed says so itself) */
         reel__finish_tflow(c, said ? said : why);
         free(said);
         if (!c->ex.resp_head_sent) {
