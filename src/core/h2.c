@@ -1808,6 +1808,10 @@ bool reel_h2_peer_settings_seen(const reel_h2_t *h) {
     return h->peer_settings;
 }
 
+bool reel_h2_has_events(const reel_h2_t *h) {
+    return h->head != NULL;
+}
+
 bool reel_h2_alive(const reel_h2_t *h) {
     return !h->dead && (nghttp2_session_want_read(h->s) || nghttp2_session_want_write(h->s));
 }

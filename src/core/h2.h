@@ -157,6 +157,10 @@ bool reel_h2_peer_settings_seen(const reel_h2_t *h);
  * and nothing is left to send. */
 bool reel_h2_alive(const reel_h2_t *h);
 
+/** Whether events wait to be handed out (reel_codec_feed with no input
+ * gives them): also those output made (a reset nghttp2 sent of its own). */
+bool reel_h2_has_events(const reel_h2_t *h);
+
 /** The client connection preface (24 bytes): how a prior-knowledge h2c
  * client starts. */
 #define REEL_H2_PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"

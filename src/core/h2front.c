@@ -1627,7 +1627,7 @@ void reel__h2front_process(conn_t *c) {
     kick(fr);
     if (fatal == NULL && !reel_h2_alive(fr->h2)) {
         fatal = read_frames(fr, false); /* the GOAWAY reel just sent is an event now */
-    } else if (fatal == NULL) {
+    } else if (fatal == NULL && reel_h2_has_events(fr->h2)) {
         /* so is an RST_STREAM nghttp2 sent of its own accord (a padded
          * DATA frame over content-length, seen only when it goes out):
          * its stream ends now, not at the client's next frame */
