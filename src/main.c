@@ -1,4 +1,7 @@
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 
@@ -10,5 +13,14 @@ int main(int argc, char **argv) {
      * which every command handles like a full disk (docs/reliability.md).
      * Here, before any command runs, so no entry point can miss it. */
     signal(SIGXFSZ, SIG_IGN);
+    /* A standard descriptor left closed (reel ... >&-) would be the next
+     * file opened: a session's lock file got the command's output, its
+     * recorder's PID overwritten. Such a one is /dev/null. */
+    for (int fd = 0; fd <= 2; fd++)
+        if (fcntl(fd, F_GETFD) == -1 && errno == EBADF) {
+            int n = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+            if (n >= 0 && n != fd) /* (cannot be: the lowest free is fd) */
+                close(n);
+        }
     return reel_cli_main(argc, argv);
 }

@@ -37,7 +37,8 @@ char *reel_strdup(const char *s) {
 
 char *reel_strndup(const char *s, size_t n) {
     char *p = reel_malloc(n + 1);
-    memcpy(p, s, n);
+    if (n) /* (protobuf-c's empty bytes have NULL data: memcpy may not take it) */
+        memcpy(p, s, n);
     p[n] = '\0';
     return p;
 }

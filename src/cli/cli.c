@@ -111,6 +111,14 @@ int reel_cli_main(int argc, char **argv) {
         int rc = check_home(NULL, cli.home_opt);
         if (rc >= 0)
             return rc;
+    } else if (getenv("REEL_HOME") && getenv("REEL_HOME")[0]) {
+        /* the same for REEL_HOME: a file read as a home without sessions */
+        struct stat st;
+        const char *h = getenv("REEL_HOME");
+        if (stat(h, &st) == 0 && !S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "reel: REEL_HOME %s: not a directory\n", h);
+            return REEL_EXIT_ERROR;
+        }
     }
     const char *name = argv[i];
     for (const reel_cmd_t *c = commands; c->name; c++) {
@@ -122,6 +130,16 @@ int reel_cli_main(int argc, char **argv) {
             char *name0 = argv[i], *prog = reel_asprintf("reel %s", c->name);
             argv[i] = prog;
             int rc = c->fn(&cli, argc - i, argv + i);
+            /* Output that did not reach stdout (a full disk): exit 0 with
+             * an empty file misled scripts (commands that said so clear
+             * the error). A closed stdout is /dev/null (main.c). */
+            errno = 0;
+            int flushed = fflush(stdout) == 0;
+            if (!flushed || ferror(stdout)) {
+                fprintf(stderr, "reel %s: writing standard output: %s\n", c->name,
+                        !flushed && errno ? strerror(errno) : "a write failed");
+                rc = REEL_EXIT_ERROR;
+            }
             argv[i] = name0;
             free(prog);
             free(cli.home);

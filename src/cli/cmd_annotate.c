@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "session/flowread.h"
 #include "session/filter.h"
 #include "session/query.h"
 
@@ -102,8 +103,8 @@ int reel_cmd_annotate(reel_cli_t *cli, int argc, char **argv) {
         else if (!cli->json)
             printf("deleted note %lld of flow %llu\n", del, id);
         else
-            reel_cli_json_out(json_pack("{s:I, s:I}", "flow", (json_int_t)id, "deleted",
-                                        (json_int_t)del));
+            reel_cli_json_out(
+                json_pack("{s:I, s:I}", "flow", (json_int_t)id, "deleted", (json_int_t)del));
     } else if (text) {
         int64_t one = (int64_t)id;
         reel_query_target_t t = {.ids = &one, .n = 1};
@@ -111,8 +112,8 @@ int reel_cmd_annotate(reel_cli_t *cli, int argc, char **argv) {
         if (reel_query_annotate(s, &t, text, &res, &err) != REEL_OK)
             rc = reel_cli_query_fail(cli, s, &err);
         else if (cli->json)
-            reel_cli_json_out(json_pack("{s:I, s:I}", "flow", (json_int_t)id, "note",
-                                        (json_int_t)res.last_note));
+            reel_cli_json_out(
+                json_pack("{s:I, s:I}", "flow", (json_int_t)id, "note", (json_int_t)res.last_note));
         else
             printf("added note %lld to flow %llu\n", (long long)res.last_note, id);
     } else {
@@ -127,8 +128,10 @@ int reel_cmd_annotate(reel_cli_t *cli, int argc, char **argv) {
             long long nid = notes[i].id, t = notes[i].created_us;
             const char *txt = notes[i].text;
             if (cli->json) {
-                json_array_append_new(arr, json_pack("{s:I, s:I, s:s}", "note", (json_int_t)nid,
-                                                     "created_us", (json_int_t)t, "text", txt));
+                /* (text that is not UTF-8 as {"b64": ...}: s:s dropped the note) */
+                json_array_append_new(arr, json_pack("{s:I, s:I, s:o}", "note", (json_int_t)nid,
+                                                     "created_us", (json_int_t)t, "text",
+                                                     reel_json_text(txt)));
             } else {
                 char ts[32];
                 reel_cli_time(t, ts);

@@ -5,6 +5,7 @@
 
 #include "base/mem.h"
 #include "cli/cli.h"
+#include "session/flowread.h"
 #include "session/config.h"
 #include "session/index.h"
 #include "session/query.h"
@@ -84,22 +85,6 @@ static void put_value(const char *v) {
         reel_cli_put(v);
 }
 
-/* JSON string of v (null for NULL); bytes that are not UTF-8 become '?'. */
-static json_t *jstr(const char *v) {
-    if (v == NULL)
-        return json_null();
-    json_t *j = json_string(v);
-    if (j != NULL)
-        return j;
-    char *copy = reel_strdup(v);
-    for (char *p = copy; *p; p++)
-        if ((unsigned char)*p >= 0x80)
-            *p = '?';
-    j = json_string(copy);
-    free(copy);
-    return j;
-}
-
 /* Effective config of the session without the cli layer. The user file's
  * errors are warnings here: the overlay is what this command is about. */
 static reel_config_t *effective(reel_cli_t *cli, sqlite3 *db) {
@@ -127,8 +112,8 @@ static void apply_running(reel_session_t *s, reel_config_t *cfg) {
 static json_t *option_json(const reel_config_t *cfg, const reel_option_t *o) {
     reel_layer layer;
     const char *v = reel_config_get(cfg, o->name, &layer);
-    return json_pack("{s:s, s:o, s:s, s:s, s:b}", "name", o->name, "value", jstr(v), "layer",
-                     reel_layer_name(layer), "help", o->help, "valid", 1);
+    return json_pack("{s:s, s:o, s:s, s:s, s:b}", "name", o->name, "value", reel_json_text(v),
+                     "layer", reel_layer_name(layer), "help", o->help, "valid", 1);
 }
 
 static size_t options_count(void) {
@@ -266,9 +251,10 @@ static int cmd_list(reel_cli_t *cli, reel_session_t *s) {
             continue;
         }
         if (cli->json) {
-            json_array_append_new(arr, json_pack("{s:o, s:o, s:s, s:b, s:o}", "name", jstr(key),
-                                                 "value", jstr(val), "layer", "session", "valid", 0,
-                                                 "error", jstr(reel_err_str(&err))));
+            json_array_append_new(arr, json_pack("{s:o, s:o, s:s, s:b, s:o}", "name",
+                                                 reel_json_text(key), "value", reel_json_text(val),
+                                                 "layer", "session", "valid", 0, "error",
+                                                 reel_json_text(reel_err_str(&err))));
             continue;
         }
         if (bad++ == 0)
@@ -387,8 +373,9 @@ static int cmd_set(reel_cli_t *cli, reel_session_t *s, const char *key, const ch
     }
     if (cli->json) {
         long pid;
-        reel_cli_json_out(json_pack("{s:s, s:o, s:s, s:s}", "name", key, "value", jstr(canon),
-                                    "layer", "session", "applies", applies(s, key, &pid, NULL)));
+        reel_cli_json_out(json_pack("{s:s, s:o, s:s, s:s}", "name", key, "value",
+                                    reel_json_text(canon), "layer", "session", "applies",
+                                    applies(s, key, &pid, NULL)));
     } else {
         printf("%s = ", key);
         put_value(canon);
@@ -407,7 +394,8 @@ static int cmd_unset(reel_cli_t *cli, reel_session_t *s, const char *key) {
         return reel_cli_fail(cli, "%s", reel_err_str(&err));
     if (reel_option_find(key) == NULL) { /* an ignored row of another version */
         if (cli->json)
-            reel_cli_json_out(json_pack("{s:o, s:n, s:n}", "name", jstr(key), "value", "layer"));
+            reel_cli_json_out(
+                json_pack("{s:o, s:n, s:n}", "name", reel_json_text(key), "value", "layer"));
         else
             printf("unset %s in the session overlay\n", key);
         return REEL_EXIT_OK;
@@ -419,8 +407,8 @@ static int cmd_unset(reel_cli_t *cli, reel_session_t *s, const char *key) {
     const char *v = reel_config_get(cfg, key, &layer);
     if (cli->json) {
         long pid;
-        reel_cli_json_out(json_pack("{s:s, s:o, s:s, s:s}", "name", key, "value", jstr(v), "layer",
-                                    reel_layer_name(layer), "applies",
+        reel_cli_json_out(json_pack("{s:s, s:o, s:s, s:s}", "name", key, "value", reel_json_text(v),
+                                    "layer", reel_layer_name(layer), "applies",
                                     applies(s, key, &pid, NULL)));
     } else {
         printf("unset %s in the session overlay; now %s = ", key, key);
@@ -447,11 +435,11 @@ static int cmd_history(reel_cli_t *cli, reel_session_t *s) {
         char ts[32];
         reel_cli_time(t, ts);
         if (cli->json) {
-            json_array_append_new(arr,
-                                  json_pack("{s:I, s:I, s:s, s:o, s:o, s:o, s:o}", "id",
-                                            (json_int_t)id, "time_us", (json_int_t)t, "time", ts,
-                                            "key", jstr(key ? key : ""), "old", jstr(old), "new",
-                                            jstr(newv), "actor", jstr(actor ? actor : "")));
+            json_array_append_new(arr, json_pack("{s:I, s:I, s:s, s:o, s:o, s:o, s:o}", "id",
+                                                 (json_int_t)id, "time_us", (json_int_t)t, "time",
+                                                 ts, "key", reel_json_text(key ? key : ""), "old",
+                                                 reel_json_text(old), "new", reel_json_text(newv),
+                                                 "actor", reel_json_text(actor ? actor : "")));
             continue;
         }
         printf("%s  ", ts);

@@ -8,6 +8,7 @@
 
 #include "base/mem.h"
 #include "cli/cli.h"
+#include "session/flowread.h"
 #include "session/diff.h"
 
 static const char usage[] =
@@ -47,19 +48,6 @@ static void col(const out_t *o, const char *code) {
 /* Recorded text: escaped on a terminal. */
 static void put(const char *s) {
     reel_cli_put(s ? s : "");
-}
-
-/* A JSON string of recorded text (escaped when it is not UTF-8). */
-static json_t *jstr(const char *s) {
-    if (s == NULL)
-        return json_null();
-    json_t *j = json_string(s);
-    if (j == NULL) {
-        char *e = reel_cli_escaped(s, strlen(s), REEL_CLI_ESC);
-        j = json_string(e);
-        free(e);
-    }
-    return j;
 }
 
 static char *join(char **v, size_t n) {
@@ -189,18 +177,18 @@ static json_t *side_json(const char *session, const reel_diff_flow_t *f) {
     json_t *o = json_object();
     json_object_set_new(o, "session", json_string(session));
     json_object_set_new(o, "id", json_integer((json_int_t)f->id));
-    json_object_set_new(o, "method", jstr(f->method));
-    json_object_set_new(o, "url", jstr(f->url));
+    json_object_set_new(o, "method", reel_json_text(f->method));
+    json_object_set_new(o, "url", reel_json_text(f->url));
     json_object_set_new(o, "status", f->status ? json_integer(f->status) : json_null());
-    json_object_set_new(o, "reason", f->status ? jstr(f->reason) : json_null());
-    json_object_set_new(o, "error", jstr(f->error));
+    json_object_set_new(o, "reason", f->status ? reel_json_text(f->reason) : json_null());
+    json_object_set_new(o, "error", reel_json_text(f->error));
     return o;
 }
 
 static json_t *values_json(char **v, size_t n) {
     json_t *a = json_array();
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(a, jstr(v[i]));
+        json_array_append_new(a, reel_json_text(v[i]));
     return a;
 }
 
@@ -211,14 +199,16 @@ static json_t *dir_json(const reel_diff_flow_t *fa, const reel_diff_flow_t *fb, 
         const reel_diff_header_t *h = &d->hdr[i];
         if (h->na == 0) {
             for (size_t k = 0; k < h->nb; k++)
-                json_array_append_new(added, json_pack("[o, o]", jstr(h->name), jstr(h->b[k])));
+                json_array_append_new(
+                    added, json_pack("[o, o]", reel_json_text(h->name), reel_json_text(h->b[k])));
         } else if (h->nb == 0) {
             for (size_t k = 0; k < h->na; k++)
-                json_array_append_new(removed, json_pack("[o, o]", jstr(h->name), jstr(h->a[k])));
+                json_array_append_new(
+                    removed, json_pack("[o, o]", reel_json_text(h->name), reel_json_text(h->a[k])));
         } else {
-            json_array_append_new(changed, json_pack("{s:o, s:o, s:o}", "name", jstr(h->name), "a",
-                                                     values_json(h->a, h->na), "b",
-                                                     values_json(h->b, h->nb)));
+            json_array_append_new(
+                changed, json_pack("{s:o, s:o, s:o}", "name", reel_json_text(h->name), "a",
+                                   values_json(h->a, h->na), "b", values_json(h->b, h->nb)));
         }
     }
     const reel_diff_dir_t *a = &fa->dir[dir], *b = &fb->dir[dir];
@@ -250,8 +240,8 @@ static json_t *dir_json(const reel_diff_flow_t *fa, const reel_diff_flow_t *fb, 
     json_object_set_new(body, "diff", text ? text : json_null());
     json_object_set_new(body, "cut", json_boolean(a->body_cut || b->body_cut || d->lines.cut));
     json_object_set_new(body, "rough", json_boolean(d->lines.rough));
-    json_object_set_new(body, "decode_error_a", jstr(a->decode_error));
-    json_object_set_new(body, "decode_error_b", jstr(b->decode_error));
+    json_object_set_new(body, "decode_error_a", reel_json_text(a->decode_error));
+    json_object_set_new(body, "decode_error_b", reel_json_text(b->decode_error));
     return json_pack("{s:b, s:b, s:{s:o, s:o, s:o}, s:o}", "present_a", a->present, "present_b",
                      b->present, "headers", "added", added, "removed", removed, "changed", changed,
                      "body", body);

@@ -113,6 +113,12 @@ static char *session_around(const char *path) {
     }
 }
 
+/* fopencookie's write: the bytes through the terminal's escaping. */
+static ssize_t esc_cookie_write(void *cookie, const char *buf, size_t n) {
+    reel_cli_esc_write(cookie, stdout, buf, n);
+    return ferror(stdout) ? -1 : (ssize_t)n;
+}
+
 int reel_cmd_export(reel_cli_t *cli, int argc, char **argv) {
     enum { OPT_REDACT = 0x2001, OPT_BODIES };
     static const struct option opts[] = {{"format", required_argument, NULL, 'f'},
@@ -227,6 +233,17 @@ int reel_cmd_export(reel_cli_t *cli, int argc, char **argv) {
             goto out;
         }
     }
+    /* On a terminal, raw and curl (a server's bytes as they came) are
+     * escaped as every command's output is there: an escape sequence in a
+     * header would work the terminal (HAR and NDJSON escape in JSON). */
+    reel_cli_esc_t esc = {.flags = REEL_CLI_ESC | REEL_CLI_ESC_LINES};
+    FILE *tty = NULL;
+    if (out == stdout && reel_cli_escaping() &&
+        (fmt == REEL_EXPORT_RAW || fmt == REEL_EXPORT_CURL)) {
+        cookie_io_functions_t io = {.write = esc_cookie_write};
+        if ((tty = fopencookie(&esc, "w", io)) != NULL)
+            out = tty;
+    }
     reel_progress_t pr;
     reel_progress_init(&pr, "reel export", "flows", 0);
     reel_export_opts_t eo = {.format = (reel_export_format)fmt,
@@ -240,6 +257,11 @@ int reel_cmd_export(reel_cli_t *cli, int argc, char **argv) {
     reel_err_clear(&err);
     reel_rc erc = reel_export(s, out, &eo, &st, &err);
     reel_progress_clear(&pr);
+    if (tty) {
+        fclose(tty); /* (its writes went to stdout as they came) */
+        reel_cli_esc_end(&esc, stdout);
+        out = stdout;
+    }
     if (out != stdout) {
         if (fclose(out) != 0 && erc == REEL_OK)
             erc = reel_err_errno(&err, REEL_IO, errno, "%s", tmp ? tmp : output);

@@ -1173,9 +1173,10 @@ static int run_view(reel_cli_t *cli, reel_session_t *s, unsigned long long id, i
     close_body(&v, &v.d[RESP]);
     print_damage(v.out, s, id);
     int exit_code = REEL_EXIT_OK;
-    if (fflush(v.out) != 0 || ferror(v.out))
+    if (fflush(v.out) != 0 || ferror(v.out)) {
         exit_code = reel_cli_fail(cli, "writing the flow: %s", strerror(errno));
-    else if (rc == REEL_NOTFOUND) /* the index has it: repair kept its row */
+        clearerr(v.out);            /* (said: not again at the exit) */
+    } else if (rc == REEL_NOTFOUND) /* the index has it: repair kept its row */
         exit_code = reel_cli_fail(cli,
                                   "flow %lld: none of its records are left in the spool; the "
                                   "index keeps what it knew of it, and its damage says why",

@@ -18,6 +18,7 @@
 #include "cli/cli.h"
 #include "core/replay_send.h"
 #include "core/tls.h"
+#include "session/flowread.h"
 #include "session/config.h"
 #include "session/recorder.h"
 #include "session/replay.h"
@@ -107,17 +108,6 @@ static void run_job(run_t *run, job_t *job) {
 
 /* ---- output, in job order ---- */
 
-/* A JSON string of recorded text; escaped when it is not UTF-8. */
-static json_t *jstr(const char *s) {
-    json_t *j = json_string(s);
-    if (j == NULL) {
-        char *e = reel_cli_escaped(s, strlen(s), REEL_CLI_ESC);
-        j = json_string(e);
-        free(e);
-    }
-    return j;
-}
-
 /* Prints the results that are complete and next in order. Under mu. */
 static void print_ready(run_t *run) {
     while (run->next_print < run->loaded && run->jobs[run->next_print]->done) {
@@ -125,9 +115,9 @@ static void print_ready(run_t *run) {
         if (j->skipped) {
             run->skipped++;
             if (run->cli->json) {
-                json_array_append_new(
-                    run->jskipped,
-                    json_pack("{s:I, s:o}", "of", (json_int_t)j->req.id, "why", jstr(j->error)));
+                json_array_append_new(run->jskipped,
+                                      json_pack("{s:I, s:o}", "of", (json_int_t)j->req.id, "why",
+                                                reel_json_text(j->error)));
             } else {
                 printf("#%llu skipped: ", (unsigned long long)j->req.id);
                 reel_cli_put(j->error);
@@ -140,10 +130,10 @@ static void print_ready(run_t *run) {
                 run->ok++;
             if (run->cli->json) {
                 json_t *o = json_pack("{s:I, s:I, s:o, s:o}", "of", (json_int_t)j->req.id, "id",
-                                      (json_int_t)j->new_id, "method", jstr(j->req.method), "url",
-                                      jstr(j->url));
+                                      (json_int_t)j->new_id, "method",
+                                      reel_json_text(j->req.method), "url", reel_json_text(j->url));
                 json_object_set_new(o, "status", j->status ? json_integer(j->status) : json_null());
-                json_object_set_new(o, "error", j->error ? jstr(j->error) : json_null());
+                json_object_set_new(o, "error", j->error ? reel_json_text(j->error) : json_null());
                 json_array_append_new(run->jreplays, o);
             } else {
                 printf("#%llu -> #%llu ", (unsigned long long)j->req.id,

@@ -444,6 +444,50 @@ run 0 "$REEL" show busy && ok || bad "a failed resume must keep the session"
 kill "$busy_pid"; wait "$busy_pid" 2>/dev/null
 "$REEL" rm --yes busy >/dev/null 2>&1
 
+# --- stdout closed, or on a full disk ---
+# closed, it was the next file opened: the session's lock file got the
+# listing (a recorder's PID with it); now /dev/null
+: >"$REEL_HOME/demo/lock"
+"$REEL" flows demo >&- 2>"$TMP/closed.err" && ok || bad "flows with stdout closed: $(cat "$TMP/closed.err")"
+[ ! -s "$REEL_HOME/demo/lock" ] && ok || bad "flows with stdout closed wrote into the lock file: $(head -c 200 "$REEL_HOME/demo/lock")"
+# a write that failed: exit 0 with nothing written misled scripts
+for args in "ls --json" "show demo --json" "flows demo" "flows demo --json"; do
+  # shellcheck disable=SC2086
+  "$REEL" $args >/dev/full 2>"$TMP/full.err"; code=$?
+  [ "$code" = 1 ] && ok || bad "'$args' on /dev/full exited $code"
+  has "$(cat "$TMP/full.err")" "writing standard output: No space left on device" "'$args' on /dev/full"
+done
+# REEL_HOME naming a file is refused, as --home FILE is
+run 1 env REEL_HOME=/etc/hostname "$REEL" ls && has "$err" "REEL_HOME /etc/hostname: not a directory" "REEL_HOME a file"
+# an empty field value (protobuf's empty bytes have no data: under UBSan,
+# a null pointer passed to memcpy, and flow and diff exited 1)
+/usr/bin/python3 - "$TMP/empty.har" <<'PY'
+import json, sys
+e = {"startedDateTime": "2026-01-02T03:04:05.000Z", "time": 1,
+     "request": {"method": "POST", "url": "http://example.test/e", "httpVersion": "HTTP/1.1",
+                 "headers": [{"name": "X-Empty", "value": ""}, {"name": "Content-Type", "value": ""}],
+                 "queryString": [], "cookies": [], "headersSize": -1, "bodySize": 3,
+                 "postData": {"mimeType": "", "text": "abc"}},
+     "response": {"status": 200, "statusText": "OK", "httpVersion": "HTTP/1.1",
+                  "headers": [{"name": "Content-Encoding", "value": ""}], "cookies": [],
+                  "content": {"size": 2, "mimeType": "", "text": "ok"}, "redirectURL": "",
+                  "headersSize": -1, "bodySize": 2},
+     "cache": {}, "timings": {"send": 0, "wait": 1, "receive": 0}}
+json.dump({"log": {"version": "1.2", "creator": {"name": "t", "version": "1"}, "entries": [e, e]}},
+          open(sys.argv[1], "w"))
+PY
+run 0 "$REEL" import "$TMP/empty.har" --into empty
+run 0 "$REEL" flow empty 1 && has "$out" "X-Empty" "flow with an empty field value"
+run 0 "$REEL" diff empty 1 2 --json
+run 0 "$REEL" rm --yes empty
+# a note that is not UTF-8 is listed by --json as {"b64": ...} (it was dropped)
+run 0 "$REEL" annotate demo 3 "$(printf 'caf\xe9')"
+run 0 "$REEL" annotate demo 3 --json && has "$out" '"b64": "Y2Fm6Q=="' "annotate --json of a note that is not UTF-8"
+# config's --json as the others: {"b64": ...}, not '?' for each byte
+run 0 "$REEL" config demo set proxyauth "$(printf 'u\xff:p')"
+run 0 "$REEL" config demo get proxyauth --json && has "$out" '"b64": "df86cA=="' "config get --json of a value that is not UTF-8"
+run 0 "$REEL" config demo unset proxyauth
+
 # --- rm ---
 run 1 "$REEL" rm demo </dev/null && has "$err" "pass --yes" "rm without a terminal"
 [ -d "$REEL_HOME/demo" ] && ok || bad "rm without --yes deleted the session"

@@ -151,6 +151,25 @@ class Terminal(unittest.TestCase):
         # into a pipe: the bytes as recorded
         self.assertIn(HOSTILE, self.cli("flow", "tty", str(self.tunnel4)).stdout)
 
+    def test_raw_and_curl_exports_escaped_on_a_terminal(self):
+        # a request header holding an escape sequence (the request is
+        # recorded whatever the origin does: a closed port, reel's 502)
+        s = socket.create_connection(("127.0.0.1", self.reel.port), timeout=10)
+        s.sendall(b"GET http://127.0.0.1:1/evil HTTP/1.1\r\nHost: x\r\n"
+                  b"X-Evil: a\x1b]0;pwned\x07b\r\n\r\n")
+        while s.recv(4096):
+            pass
+        s.close()
+        self.reel.wait_flows(1, "~u /evil")
+        for fmt in ("raw", "curl"):
+            out, code = on_tty(["export", "tty", "--format", fmt, "~u /evil"], self.env)
+            self.assertEqual(code, 0, out)
+            self.assertNotIn(b"\x1b", out, fmt)
+            self.assertIn(b"a\\x1b]0;pwned\\x07b", out, fmt)
+            # into a pipe: the bytes as recorded
+            piped = self.cli("export", "tty", "--format", fmt, "~u /evil").stdout
+            self.assertIn(b"a\x1b]0;pwned\x07b", piped, fmt)
+
     def test_notes_escaped_on_a_terminal(self):
         note = "seen \x1b]0;pwned\x07\x1b[2J here"
         self.cli("annotate", "tty", str(self.tunnel4), note)
