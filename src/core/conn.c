@@ -78,6 +78,10 @@ void reel__tunnel_abandoned(conn_t *c, const char *why) {
     peer_t *cl = &c->client;
     if (c->tflow || c->tunnel_host == NULL)
         return;
+    /* inside the TLS reel intercepted, what came was decrypted: a tls://
+     * flow, as the client spoke (it was a tcp:// one) */
+    if (c->tunnel_tls && reel_stack_has_tls(&cl->st))
+        c->tls_tunnel = true;
     reel__tunnel_flow(c, c->tunnel_host, c->tunnel_port, true);
     if (cl->in.len) /* stamped when they came, not now */
         reel_capture_message_at(c->tflow, true, cl->in.data, cl->in.len, c->sniff_bytes_us);

@@ -340,7 +340,10 @@ static reel_h1_header_t *send_headers(const reel_replay_req_t *r, size_t *n, cha
     reel_h1_hop_init(&hop, rh, r->n_headers);
     for (size_t i = 0; i < r->n_headers; i++) {
         const reel_header_t *h = &r->headers[i];
-        if (reel_h1_hop(&hop, h->name, h->name_len))
+        /* Trailer names the trailer fields sent after the body: with them
+         * it goes on, as the proxy sends it (exchange.c write_head) */
+        if (reel_h1_hop(&hop, h->name, h->name_len) &&
+            !(r->n_trailers && ieq(h->name, h->name_len, "trailer")))
             continue;
         if (ieq(h->name, h->name_len, "content-length")) {
             length = 1;

@@ -73,7 +73,7 @@ static void head_extra(json_t *o, Reel__Header **h, size_t n, int decoded) {
     char *ct = header_get(h, n, "content-type");
     char *ce = header_get(h, n, "content-encoding");
     json_object_set_new(o, "content_type", reel_json_text(ct)); /* (any bytes) */
-    json_object_set_new(o, "content_encoding", ce ? json_string(ce) : json_null());
+    json_object_set_new(o, "content_encoding", reel_json_text(ce)); /* (any bytes) */
     json_object_set_new(o, "body_decoded", json_boolean(decoded));
     free(ct);
     free(ce);

@@ -613,10 +613,16 @@ static reel_rc conv_flow(const vctx_t *v, const reel_tns_t *flow, mflow_t *f) {
                (type.n == 3 && memcmp(type.p, "dns", 3) == 0)) {
         return REEL_OK; /* skipped, and counted as such */
     } else {
-        return fail(v, REEL_INVALID, "type",
-                    "'%.*s', not a flow type of mitmproxy's (http, tcp, "
-                    "udp, dns)",
-                    (int)(type.n > 32 ? 32 : type.n), type.p);
+        /* (quoted: the file's bytes, not to work a terminal) */
+        reel_buf_t q;
+        reel_buf_init(&q, 0);
+        reel_buf_put_quoted(&q, type.p, type.n, 32);
+        reel_buf_append(&q, "", 1);
+        reel_rc bad =
+            fail(v, REEL_INVALID, "type",
+                 "%s, not a flow type of mitmproxy's (http, tcp, udp, dns)", (const char *)q.data);
+        reel_buf_free(&q);
+        return bad;
     }
     TRY(get_dict(v, flow, "error", "error", 1, &err));
     if (err) {

@@ -1628,6 +1628,8 @@ reel_view_kind reel_view_render_part(reel_view_kind kind, const char *content_ty
     if (offset > 0 && n > 0)
         fprintf(out, "(%sthe view shows bytes %" PRIu64 " to %" PRIu64 " of the body%s)\n",
                 cut ? "cut: " : "", offset, offset + n - (n > 0), cut ? "" : ", to its end");
+    else if (cut && offset > 0) /* (asked past what is stored) */
+        fprintf(out, "(cut: no byte of the body is stored from byte %" PRIu64 " on)\n", offset);
     else if (cut)
         fprintf(out, "(cut: the view shows the first %zu bytes of the body)\n", n);
     return kind;

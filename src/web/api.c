@@ -1914,7 +1914,8 @@ static void route_session(call_t *c) {
             api_delete(c, name);
         return;
     }
-    int write = strcmp(c->rq->method, "GET") != 0;
+    /* (a HEAD reads, as its GET does) */
+    int write = strcmp(c->rq->method, "GET") != 0 && strcmp(c->rq->method, "HEAD") != 0;
     reel_session_t *s = NULL;
     int64_t id = 0;
     if (c->nseg == 3 && strcmp(what, "flows") == 0) {
@@ -1940,8 +1941,10 @@ static void route_session(call_t *c) {
             return;
         if (!write)
             api_config_get(c, s);
-        else if (method_is(c, "POST"))
+        else if (strcmp(c->rq->method, "POST") == 0)
             api_config_set(c, s);
+        else
+            reel__web_not_allowed(c->rs, "GET, HEAD, POST", "use GET or POST here");
     } else if (c->nseg >= 4 && strcmp(what, "flows") == 0) {
         if (flow_id(c, c->seg[3], &id) != 0 || (s = open_session(c, name, write)) == NULL)
             return;

@@ -641,11 +641,13 @@ static void conn_respond(conn_t *c, reel__web_resp_t *rs, int keep_alive) {
         long len = 0;
         if (rs->file && fseek(rs->file, 0, SEEK_END) == 0)
             len = ftell(rs->file);
-        reel_buf_printf(&h, "Content-Length: %ld\r\n%s\r\n",
-                        rs->file  ? (len < 0 ? 0 : len)
-                        : rs->sse ? 0
-                                  : (long)rs->body.len,
-                        keep_alive ? "" : "Connection: close\r\n");
+        /* (an event stream has no length: its GET ends with the connection) */
+        if (!rs->sse)
+            reel_buf_printf(&h, "Content-Length: %ld\r\n",
+                            rs->file ? (len < 0 ? 0 : len) : (long)rs->body.len);
+        else
+            c->close_after = 1;
+        reel_buf_puts(&h, keep_alive && !rs->sse ? "\r\n" : "Connection: close\r\n\r\n");
         size_t n = h.len;
         conn_write(c, (char *)buf_take(&h), n, NULL, 0);
     } else if (rs->sse) {

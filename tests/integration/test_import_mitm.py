@@ -485,7 +485,7 @@ http {{
         t = b"4:type;4:http;"
         self.assertIn(t, data)
         path = self.damaged_copy("weird.mitm", data.replace(t, b"4:type;4:wxyz;", 1))
-        self.assert_refused(path, "weird.mitm: flow 1 (byte 0): type: 'wxyz', not a flow type "
+        self.assert_refused(path, 'weird.mitm: flow 1 (byte 0): type: "wxyz", not a flow type '
                             "of mitmproxy's (http, tcp, udp, dns)")
         path = self.damaged_copy("long.mitm", b"99999999999999999999999:x")
         self.assert_refused(path, "long.mitm", "length prefix longer than 12 digits")

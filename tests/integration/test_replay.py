@@ -471,6 +471,7 @@ class ReplayKeeps(unittest.TestCase):
             # the request's trailer fields went again, chunked, and are on record
             [sent] = [r for r in plain.requests if b"/trailers" in r]
             self.assertIn(b"\r\nTransfer-Encoding: chunked\r\n", sent)
+            self.assertIn(b"\r\nTrailer: X-Req\r\n", sent)  # (end to end: the proxy keeps it)
             self.assertTrue(sent.endswith(b"3\r\nabc\r\n0\r\nX-Req: t1\r\n\r\n"), sent)
             self.assertEqual(full("trailers")["request_trailers"], [["X-Req", "t1"]])
         finally:

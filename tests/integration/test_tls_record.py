@@ -401,6 +401,25 @@ class TlsRecordTest(unittest.TestCase):
         self.assertEqual(r.stdout, b"reel: upstream TLS handshake failed: connection reset by "
                          b"peer\n")
 
+    def test_client_that_resets_inside_its_tls(self):
+        """Inside its TLS (no ALPN) a client sends "GE" and resets: the
+        flow was a tcp:// one, its decrypted bytes taken for raw TCP."""
+        o = Origin(self.good)
+        try:
+            s = connect(self.reel.port)
+            s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % o.port)
+            self.assertTrue(s.recv(1000).startswith(b"HTTP/1.1 200"))
+            t = ssl.create_default_context(cafile=self.reel.ca).wrap_socket(
+                s, server_hostname="localhost")
+            t.sendall(b"GE")
+            time.sleep(0.2)
+            t.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            t.close()
+            [f] = self.flows(o.port, 1)
+        finally:
+            o.close()
+        self.assertEqual(f["url"], "tls://localhost:%d/" % o.port, f)
+
     def test_trailing_dot_in_sni_is_checked_against_the_origin(self):
         """A client's SNI with a trailing dot ("evil.example."): the sniffer
         took it for no host name, so the origin was checked against the

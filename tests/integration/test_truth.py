@@ -666,6 +666,15 @@ class TruthTest(unittest.TestCase):
             full = self.reel.flow(f["id"])
             self.assertEqual(full["response_trailers"], [["X-Sum", "42"]], full)
             self.assertEqual(full["response"]["body_size"], 11, full["response"])
+        # nor the fields of a chunked answer to HEAD, which has no body
+        port, t = self.raw_origin(lambda conn, head: conn.sendall(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n"))
+        out = raw(self.reel.port, b"HEAD http://127.0.0.1:%d/head10 HTTP/1.0\r\nHost: a\r\n\r\n"
+                  % port)
+        t.join(10)
+        self.assertTrue(out.startswith(b"HTTP/1.1 200 OK\r\n"), out)
+        self.assertNotIn(b"Transfer-Encoding", out)
+        self.assertNotIn(b"Trailer", out)
 
     def test_tunnel_flow_shows_its_host(self):
         # a tunnel that is not TLS nor HTTP: recorded raw; shown with host:port

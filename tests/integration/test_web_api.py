@@ -321,7 +321,15 @@ class WebApi(unittest.TestCase):
             self.assertTrue(got.startswith(b"HTTP/1.1 200"), got[:300])
             self.assertTrue(got.endswith(b"\r\n\r\n"), got[-100:])  # no content
             self.assertGreater(int(re.search(rb"Content-Length: (\d+)", got).group(1)), 0)
-        for method, path, allow in (("PUT", "/api/sessions", "GET, HEAD"),
+        # a HEAD reads, as its GET does (config took it for a write)
+        st, h, _ = self.c.req("HEAD", "/api/sessions/s1/config")
+        self.assertEqual(st, 200, h)
+        # an event stream has no length
+        st, h, _ = self.c.req("HEAD", "/api/sessions/s1/events")
+        self.assertEqual(st, 200, h)
+        self.assertNotIn("content-length", h)
+        for method, path, allow in (("PUT", "/api/sessions/s1/config", "GET, HEAD, POST"),
+                                    ("PUT", "/api/sessions", "GET, HEAD"),
                                     ("DELETE", "/", "GET, HEAD"),
                                     ("GET", "/api/tickets", "POST")):
             st, h, data = self.c.req(method, path)
@@ -1223,7 +1231,7 @@ class WebReplay(unittest.TestCase):
              cls.origin.url("/big"), check=False)
         # a Content-Type that is not UTF-8 (Latin-1)
         curl(reel, "--data-binary", "hello", "-H", b"Content-Type: text/plain; name=caf\xe9",
-             cls.origin.url("/echo"))
+             "-H", b"Content-Encoding: g\xffzip", cls.origin.url("/echo"))
         assert len(reel.wait_flows(6)) == 6
         assert reel.stop() == 0, reel.log()
         cls.env = reel.env
@@ -1280,6 +1288,10 @@ class WebReplay(unittest.TestCase):
             b = self.c.json("GET", "/api/sessions/rp/flows/%d/body/%s?offset=2" % (fid, dirn))
             self.assertTrue(b["text"].endswith("(cut: the view shows bytes 2 to 3 of the body)\n"),
                             b["text"])
+            # past what is stored: not "the first 0 bytes"
+            b = self.c.json("GET", "/api/sessions/rp/flows/%d/body/%s?offset=6" % (fid, dirn))
+            self.assertTrue(b["text"].endswith("(cut: no byte of the body is stored from byte 6 "
+                                               "on)\n"), b["text"])
         # the request of flow 1 (no body) is not cut
         d = self.c.json("GET", "/api/sessions/rp/flows/1")["request"]
         self.assertEqual((d["body_stored"], d["body_size"], d["body_truncated"]), (0, 0, False))
@@ -1298,6 +1310,9 @@ class WebReplay(unittest.TestCase):
         b = json.loads(data)
         self.assertTrue(b["text"].startswith("hell"), b)
         self.assertIsNotNone(b["content_type"], b)
+        # the detail's content_encoding too (the key was left out)
+        d = self.c.json("GET", "/api/sessions/rp/flows/6")["request"]
+        self.assertEqual(d["content_encoding"], {"b64": "Z/96aXA="}, d)
 
     def test_session_another_proxy_records(self):
         """A session another process records: 409, saying what can be done
