@@ -1223,7 +1223,10 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
     reel__connect_head_drop(c);
     if (h->is_connect) {
         if (c->in_tunnel) {
-            reel__record_refused(c, h, "https", c->tunnel_host, c->tunnel_port, NULL);
+            /* (to the tunnel's origin, as the client's bytes there went;
+             * no path: an authority-form target made one of the URL) */
+            reel__record_refused(c, h, c->tunnel_tls ? "https" : "http", c->tunnel_host,
+                                 c->tunnel_port, "");
             refuse_request(c, 400, "CONNECT inside a CONNECT tunnel");
             return;
         }

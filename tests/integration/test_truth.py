@@ -676,6 +676,24 @@ class TruthTest(unittest.TestCase):
         self.assertNotIn(b"Transfer-Encoding", out)
         self.assertNotIn(b"Trailer", out)
 
+    def test_connect_inside_a_plain_tunnel(self):
+        # refused (400) and recorded, its URL the tunnel's origin: it was
+        # "https://HOST:PORTHOST:PORT", the authority form taken for a path
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        port = srv.getsockname()[1]
+        s = connect(self.reel.port)
+        s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % port)
+        self.assertTrue(s.recv(100).startswith(b"HTTP/1.1 200"))
+        s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % port)
+        out, _ = read_all(s)
+        s.close()
+        srv.close()
+        self.assertTrue(out.startswith(b"HTTP/1.1 400"), out)
+        fl = [f for f in self.reel.wait_flows(1, "~u 127.0.0.1:%d" % port) if f["status"] == 400]
+        self.assertEqual([f["url"] for f in fl], ["http://127.0.0.1:%d/" % port], fl)
+
     def test_tunnel_flow_shows_its_host(self):
         # a tunnel that is not TLS nor HTTP: recorded raw; shown with host:port
         srv = socket.socket()
