@@ -426,27 +426,11 @@ static void lane_shutdown(reel_filter_t *f) {
     lane_later(l);
 }
 
-/* What one client connection may hold of its streams' responses, all of
- * them (README: 1 MiB a stream and 16 MiB a connection): past it every
- * lane's conn is told its queue is full and stops reading its origin, as
- * for one stream past HIGH_WATER. Without it a client that opened 100
- * streams and read none made reel hold 100 MiB for it. */
-#define FRONT_HIGH_WATER (16u << 20)
-
-static size_t front_held(const h2front_t *fr) {
-    size_t n = reel_h2_memory(fr->h2);
-    for (const lane_t *l = fr->lanes; l; l = l->next)
-        n += l->out.len;
-    return n;
-}
-
 static size_t lane_queued(const reel_filter_t *f) {
     const lane_t *l = (const lane_t *)f;
     size_t q = l->out.len;
     if (l->fr && l->s)
         q += reel_h2_stream_queued(l->fr->h2, l->s->sid);
-    if (l->fr && q < HIGH_WATER && front_held(l->fr) >= FRONT_HIGH_WATER)
-        q = HIGH_WATER; /* (the connection's share is full) */
     return q;
 }
 
@@ -1049,8 +1033,7 @@ static void lane_pump_upto(lane_t *l, size_t high) {
             reel_buf_reset(&l->out); /* nothing to answer: the lane spoke out of turn */
             break;
         }
-        if (reel_h2_stream_queued(fr->h2, s->sid) >= high ||
-            reel_h2_memory(fr->h2) >= FRONT_HIGH_WATER)
+        if (reel_h2_stream_queued(fr->h2, s->sid) >= high)
             break; /* the client's window or socket is full: wait */
         size_t used = 0;
         reel_codec_event_t ev;

@@ -25,7 +25,6 @@ to `reel record` (prior-knowledge h2c):
 import base64
 import hashlib
 import os
-import re
 import shutil
 import signal
 import socket
@@ -35,8 +34,6 @@ import threading
 import time
 import unittest
 
-import h2.config
-import h2.connection
 import h2.events
 import h2.settings
 
@@ -586,61 +583,6 @@ class CloseDelimitedTest(unittest.TestCase):
         self.assertFalse(st["ended"])
         self.assertEqual(st["reset"], 2)  # INTERNAL_ERROR
         self.assertEqual(f["state"], "error", f)
-
-
-class StreamsThatReadNothing(unittest.TestCase):
-    """A client that opens 40 streams for 1 MB each with a window of 0 and
-    reads nothing: reel held 1 MiB for each stream, 40 MiB for the one
-    connection (100 MiB with 100 streams); README says 16 MiB a
-    connection."""
-
-    def test_a_connection_holds_16_mib_at_most(self):
-        import http.server
-        root = tempfile.mkdtemp(prefix="h2held.", dir=TMPBASE)
-        data = os.urandom(1000000)
-
-        class Big(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self):
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                try:
-                    self.wfile.write(data)
-                except OSError:
-                    pass
-
-            def log_message(self, *args):
-                pass
-        origin = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Big)
-        origin.handle_error = lambda *a: None  # (reel resets them at its stop)
-        threading.Thread(target=origin.serve_forever, daemon=True).start()
-        reel = Reel(root, "held", "workers=1")
-        try:
-            s = socket.create_connection(("127.0.0.1", reel.port), timeout=10)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
-            conn.local_settings = h2.settings.Settings(
-                client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
-            conn.initiate_connection()
-            for i in range(40):
-                conn.send_headers(1 + 2 * i, [(":method", "GET"), (":scheme", "http"),
-                                              (":authority", "127.0.0.1:%d" % origin.server_port),
-                                              (":path", "/big%d" % i)], end_stream=True)
-            s.sendall(conn.data_to_send())
-            time.sleep(3)  # the origin's answers come; none is read
-            s.close()
-        finally:
-            code = reel.stop()
-            log = reel.log()
-            origin.shutdown()
-            origin.server_close()
-            shutil.rmtree(root, ignore_errors=True)
-        self.assertEqual(code, 0, log)
-        m = re.search(r"the most one held at once: (\d+) KiB", log)
-        self.assertIsNotNone(m, log[-2000:])
-        self.assertLess(int(m.group(1)), 20 * 1024)
 
 
 if __name__ == "__main__":
