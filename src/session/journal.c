@@ -23,6 +23,12 @@ typedef struct {
     reel_buf_t frames; /* frames of the open transaction, compressed */
     reel_spool_enc_t *enc;
     int off; /* suspended (a replay must not journal again) */
+    /* The last commit's frames went into the journal, [from, to): until a
+     * statement after it runs, a rollback (the commit failed after the
+     * hook: the WAL could not be written, a full disk) takes them out
+     * again, or the next open would apply a change reported as not made */
+    int appended;
+    off_t appended_from, appended_to;
     /* Why the last commit the journal refused failed: SQLite reports such
      * a commit only as "constraint failed" (reel_journal_errmsg). */
     char fail[400];
@@ -155,13 +161,15 @@ static reel_rc write_all(int fd, const uint8_t *data, size_t len, const char *pa
     return REEL_OK;
 }
 
-static reel_rc append_frames(const char *path, const uint8_t *data, size_t len, reel_err_t *err) {
+static reel_rc append_frames(const char *path, const uint8_t *data, size_t len, off_t *from,
+                             reel_err_t *err) {
     int created = 0;
     int fd = open_locked(path, &created, err);
     if (fd < 0)
         return REEL_IO;
     struct stat st;
     off_t size = fstat(fd, &st) == 0 ? st.st_size : 0;
+    *from = size;
     reel_rc rc = write_all(fd, data, len, path, err);
     if (rc == REEL_OK && fdatasync(fd) != 0)
         rc = reel_err_errno(err, REEL_IO, errno, "syncing %s", path);
@@ -186,9 +194,16 @@ static int commit_hook(void *p) {
     reel_err_t err;
     reel_err_clear(&err);
     reel_rc rc = flush_block(j, &err);
+    off_t from = 0;
+    size_t len = j->frames.len;
     if (rc == REEL_OK)
-        rc = append_frames(j->path, j->frames.data, j->frames.len, &err);
+        rc = append_frames(j->path, j->frames.data, len, &from, &err);
     drop_pending(j);
+    if (rc == REEL_OK) {
+        j->appended = 1;
+        j->appended_from = from;
+        j->appended_to = from + (off_t)len;
+    }
     if (rc != REEL_OK) {
         /* SQLite reports a refused commit only as "constraint failed":
          * the cause is kept for reel_journal_errmsg, which every error
@@ -223,7 +238,31 @@ const char *reel_journal_errmsg(sqlite3 *db) {
 }
 
 static void rollback_hook(void *p) {
-    drop_pending(p);
+    jstate *j = p;
+    drop_pending(j);
+    if (!j->appended)
+        return;
+    /* The commit the hook journaled failed after it: its frames go, as
+     * the change did. SQLite still holds the write lock, under which
+     * every append is made: they are the journal's last bytes. */
+    j->appended = 0;
+    int fd = open(j->path, O_WRONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size == j->appended_to &&
+        ftruncate(fd, j->appended_from) == 0)
+        fdatasync(fd);
+    if (fd >= 0)
+        close(fd);
+}
+
+/* A statement begins: the commit before it, if the hook journaled one,
+ * succeeded (a failed one is rolled back before any other statement). */
+static int trace_stmt(unsigned type, void *p, void *stmt, void *x) {
+    (void)type;
+    (void)stmt;
+    (void)x;
+    ((jstate *)p)->appended = 0;
+    return 0;
 }
 
 static ProtobufCBinaryData arg_bytes(sqlite3_value *v) {
@@ -399,6 +438,7 @@ reel_rc reel_journal_attach(sqlite3 *db, const char *path, reel_err_t *err) {
         return reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
     sqlite3_commit_hook(db, commit_hook, j);
     sqlite3_rollback_hook(db, rollback_hook, j);
+    sqlite3_trace_v2(db, SQLITE_TRACE_STMT, trace_stmt, j);
     if ((rc = reel_index_exec(db, triggers, err)) != REEL_OK)
         return rc;
     /* An index of a schema before retention has no drops to journal; its

@@ -375,6 +375,45 @@ class FaultTest(unittest.TestCase):
         notes = json.loads(run([REEL, "annotate", "ud", "1", "--json"], env=env).stdout)
         self.assertEqual(len(notes), 1 + made["annotate"], "a refused note was kept")
 
+    def test_index_full_user_data_not_made_is_not_made(self):
+        """session.db's file system is full, the spool's is not: the
+        journal took the change (it is written as the commit begins), then
+        the index's commit failed and the command said the change was not
+        made. The next open found it in the journal and applied it, and a
+        retry made it twice."""
+        mnt = self.mount_tmpfs(8 << 20)
+        home = os.path.join(mnt, "home")
+        env = dict(os.environ, REEL_HOME=home, XDG_DATA_HOME=self.dir + "/data",
+                   XDG_CONFIG_HOME=self.dir + "/config")
+        run([REEL, "new", "uf"], env=env)
+        spool = os.path.join(home, "uf", "spool")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d,mode=0700" % (4 << 20), "tmpfs",
+                            spool], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.mounts.append(spool)
+        r = self.start("uf", home=home, resume=True)
+        self.get(r, "/100b?full", b"x" * 99 + b"\n")
+        self.assertEqual(len(r.wait_flows(1)), 1)
+        code, log = self.stop(r)
+        self.assertEqual(code, 0, log)
+        filler = self.fill(mnt, leave=64 << 10)
+        failed = 0
+        for i in range(200):  # until the index's file system refuses one
+            res = run([REEL, "annotate", "uf", "1", "note %d " % i + "x" * 3000], env=env,
+                      check=False)
+            self.assert_not_crashed(res, "annotate")
+            if res.returncode != 0:
+                self.assertIn("database or disk is full", res.stderr.decode())
+                failed = i
+                break
+        self.assertTrue(failed, "no annotate failed on a full index")
+        os.unlink(filler)
+        notes = json.loads(run([REEL, "annotate", "uf", "1", "--json"], env=env).stdout)
+        self.assertEqual([n["text"] for n in notes],
+                         ["note %d " % k + "x" * 3000 for k in range(failed)])
+        v = run([REEL, "verify", "uf"], env=env, check=False)
+        self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+
     # ---- read-only file system, deleted session ----
 
     def mount_ext4(self, size):
