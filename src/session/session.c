@@ -4231,10 +4231,33 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
      * always ahead of the index), and the spool is checked up to it.
      * Segments are listed after it: every one it indexes is then there,
      * unless retention has dropped it since. */
+    /* Also without a recorder: a CLI command, or a recorder started
+     * meanwhile (this gave the lock back after recovery), may write while
+     * this runs; frames indexed after the segments were listed looked like
+     * missing segments. The journal's length before it: a change made while
+     * this runs is not held against the index (see below). */
     reel_err_t snap_err;
     reel_err_clear(&snap_err);
-    int snapshot = s->live && reel_index_exec(s->db, "BEGIN; SELECT count(*) FROM frames",
-                                              &snap_err) == REEL_OK;
+    /* Its length taken with the write lock held: every frame appended
+     * before it is then committed to the index too (they are appended in
+     * the commit, under that lock), so a frame this snapshot lacks came
+     * after, and the length differs at the end. Without the lock (a
+     * read-only session, a writer holding it), not compared: -2. */
+    char *jp0 = journal_path(s);
+    struct stat jst0;
+    long long jsize0 = -2;
+    if (!s->readonly && sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK) {
+        jsize0 = stat(jp0, &jst0) == 0 ? (long long)jst0.st_size : -1;
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    free(jp0);
+    int snapshot =
+        reel_index_exec(s->db, "BEGIN; SELECT count(*) FROM frames", &snap_err) == REEL_OK;
+    /* And the spool past that snapshot is a writer's, not a problem, as
+     * beside a recorder: this holds no lock that would keep one out (the
+     * open's recovery indexed all there was). */
+    int was_live = s->live;
+    s->live = 1;
     size_t nseg = 0;
     uint32_t *segs = list_segments(s, &nseg);
     uint64_t *scanned = reel_calloc(nseg + 1, sizeof *scanned);
@@ -4476,7 +4499,15 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
             char sql[128];
             snprintf(sql, sizeof sql, "INSERT INTO %s(%s, rank) VALUES('integrity-check', 1)",
                      fts[k], fts[k]);
-            if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+            if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK)
+                continue;
+            int code = sqlite3_errcode(s->db) & 0xff;
+            if (code == SQLITE_BUSY || code == SQLITE_LOCKED) /* another writer: not a mismatch */
+                reel_buf_printf(&rep,
+                                "session.db: %s not checked (%s: another process "
+                                "was writing)\n",
+                                fts[k], sqlite3_errmsg(s->db));
+            else
                 problem(&v, "session.db: %s does not match what it indexes (%s)", fts[k],
                         sqlite3_errmsg(s->db));
         }
@@ -4505,7 +4536,20 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
          * later change) would lose it to a rebuild. */
         reel_journal_diff_t jd;
         reel_err_clear(&e2);
-        if (journal_kept(s->db) && reel_journal_compare(s->db, jp, &jd, &e2) == REEL_OK) {
+        struct stat jst1;
+        /* (compared first, its length looked at after: a change made while
+         * the compare read it is in what it read) */
+        int compared = jsize0 != -2 && journal_kept(s->db) &&
+                       reel_journal_compare(s->db, jp, &jd, &e2) == REEL_OK;
+        long long jsize1 = stat(jp, &jst1) == 0 ? (long long)jst1.st_size : -1;
+        if (jsize0 == -2)
+            reel_buf_puts(&rep, "spool/" REEL_JOURNAL_NAME " not compared with the index (the "
+                                "index could not be held still for it: read-only, or another "
+                                "process writing)\n");
+        else if (jsize1 != jsize0)
+            reel_buf_puts(&rep, "spool/" REEL_JOURNAL_NAME " changed while this ran (a note, tag "
+                                "or config change made meanwhile): not compared with the index\n");
+        else if (compared) {
             reel_buf_t b;
             reel_buf_init(&b, 0);
             ud_counts(&b, jd.lacking);
@@ -4523,9 +4567,10 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
                         (const char *)b.data, s->name);
             reel_buf_reset(&b);
             ud_counts(&b, jd.extra);
-            /* (not while recorded: a change committed since this began is
-             * in the journal and not in what this reads of the index) */
-            if (b.len && !s->live)
+            /* (a change committed since this began would be in the journal
+             * and not in what this reads of the index: the journal's length
+             * did not change, above) */
+            if (b.len)
                 problem(&v,
                         "spool/" REEL_JOURNAL_NAME " holds %s that the index does not have "
                         "(changes whose commit to the index did not reach the disk, or an "
@@ -4535,7 +4580,7 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
         }
         free(jp);
     }
-    if (s->live)
+    if (was_live && reel_session_recorder_pid(s) > 0) /* (not a command's brief lock) */
         reel_buf_puts(&rep, "the session is being recorded: checked as far as its index had "
                             "got when this began (the frames written since are not)\n");
     if (v.nskip)
@@ -4550,6 +4595,7 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
     if (v.problems)
         rc = REEL_CORRUPT;
 out:
+    s->live = was_live;
     if (snapshot)
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
     sqlite3_finalize(v.frame_q);

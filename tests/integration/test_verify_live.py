@@ -70,6 +70,37 @@ class VerifyLiveTest(unittest.TestCase):
             self.assertIn("the session is being recorded", r.stdout + r.stderr)
             self.assertIn("0 problems", r.stdout + r.stderr)
 
+    def test_verify_while_config_changes(self):
+        """`reel config set` in a loop beside verify, while recording and
+        on a session at rest: an FTS check that met another writer's lock
+        was "annotation_fts does not match what it indexes (database is
+        locked)", a change made meanwhile "journal.zst lacks 1 overlay
+        key", and a command's brief lock "the session is being recorded"."""
+        env = self.reel.env
+        subprocess.run([REEL, "new", "rest"], env=env, check=True, capture_output=True)
+        for session in ("live", "rest"):
+            stop = threading.Event()
+
+            def changes():
+                i = 0
+                while not stop.is_set():
+                    i += 1
+                    subprocess.run([REEL, "config", session, "set", "body_limit", str(1000 + i)],
+                                   env=env, capture_output=True, timeout=60)
+
+            t = threading.Thread(target=changes)
+            t.start()
+            try:
+                runs = [subprocess.run([REEL, "verify", session], env=env, capture_output=True,
+                                       text=True, timeout=60) for _ in range(6)]
+            finally:
+                stop.set()
+                t.join(60)
+            for r in runs:
+                self.assertEqual(r.returncode, 0, (session, r.stdout + r.stderr))
+                if session == "rest":
+                    self.assertNotIn("being recorded", r.stdout)
+
 
 if __name__ == "__main__":
     main()
