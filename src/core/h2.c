@@ -1388,6 +1388,21 @@ static reel_rc h2_feed(reel_codec_t *c, const uint8_t *buf, size_t len, size_t *
     if (len) {
         h->term_before = h->terminated && h->goaway_sent; /* for the words: walk_headers */
         ssize_t n = nghttp2_session_mem_recv(h->s, buf, len);
+        if (n == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS) {
+            /* a header block split over more CONTINUATION frames than
+             * max_continuations (a CONTINUATION flood, CVE-2024-27316's
+             * kind): nghttp2 stops with no GOAWAY and no callback, so the
+             * stream whose block was open is refused here, and recorded,
+             * and the GOAWAY is queued (RFC 9113 5.4.1) */
+            static const char why[] = "the client split a header block over more than "
+                                      "max_continuations CONTINUATION frames (a CONTINUATION "
+                                      "flood?): GOAWAY sent";
+            term(h, REEL_H2_ENHANCE_YOUR_CALM, (uint32_t)h->block_id, why);
+            nghttp2_submit_goaway(h->s, NGHTTP2_FLAG_NONE, h->max_peer_stream,
+                                  NGHTTP2_ENHANCE_YOUR_CALM, NULL, 0);
+            refuse_open_block(h, why);
+            h->fatal = why;
+        }
         if (n < 0) {
             h->dead = true;
             if (h->fatal == NULL)

@@ -189,6 +189,46 @@ class Http2GapsTest(unittest.TestCase):
                          "its padding included)", rows)
         self.assertLess(rows[0]["duration_us"], 1000000, rows)
 
+    def test_continuation_flood_is_recorded_and_goes_away(self):
+        # a header block split over more CONTINUATION frames than reel
+        # takes (8): nghttp2 stopped with no GOAWAY and no callback, and
+        # the request left no flow at all
+        import hpack
+        s = socket.create_connection(("127.0.0.1", self.reel.port), timeout=10)
+        preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+        def frame(t, flags, sid, payload=b""):
+            return (len(payload).to_bytes(3, "big") + bytes([t, flags]) + sid.to_bytes(4, "big") +
+                    payload)
+        block = hpack.Encoder().encode([(":method", "GET"), (":scheme", "http"),
+                                        (":authority", self.auth), (":path", "/cont-flood"),
+                                        ("x-pad", "p" * 600)])
+        k = (len(block) + 12) // 13
+        parts = [block[i:i + k] for i in range(0, len(block), k)]
+        data = preface + frame(4, 0, 0) + frame(1, 0, 1, parts[0])  # SETTINGS, HEADERS
+        for j, p in enumerate(parts[1:]):
+            data += frame(9, 4 if j == len(parts) - 2 else 0, 1, p)  # CONTINUATION
+        s.sendall(data)
+        got = b""
+        try:
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                got += d
+        except OSError:
+            pass
+        s.close()
+        types, pos = [], 0
+        while pos + 9 <= len(got):
+            n = int.from_bytes(got[pos:pos + 3], "big")
+            types.append(got[pos + 3])
+            pos += 9 + n
+        self.assertIn(7, types, got)  # GOAWAY
+        fs = self.reel.wait_flows(1, "~u /cont-flood", timeout=5)
+        self.assertEqual(len(fs), 1, fs)
+        self.assertIn("max_continuations CONTINUATION frames", fs[0]["error"], fs)
+
     def test_websocket_connect_with_end_stream_is_reset(self):
         # RFC 8441 5: the stream of an extended CONNECT carries the
         # WebSocket's frames both ways; with END_STREAM on its HEADERS the
