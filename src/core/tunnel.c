@@ -634,10 +634,27 @@ void reel__sniff_client_ended(conn_t *c) {
      * TLS, a raw tunnel; inside TLS, a TLS one (its bytes would otherwise
      * wait for the timeout and then for head_timeout as an HTTP head, and
      * the flow would say reel answered a 408 to a client long gone) */
-    if (reel_stack_has_tls(&c->client.st))
+    if (reel_stack_has_tls(&c->client.st)) {
+        reel_stack_info_t info;
+        reel_stack_info(&c->client.st, &info);
+        if (info.tls_no_close_notify) {
+            /* its TLS ended without close_notify: what came may be cut
+             * short, and nothing would vouch for the end passed on; its
+             * bytes are the flow's, not passed on (relayed, they were lost
+             * with the tunnel, the flow complete and empty) */
+            char *why = reel_asprintf("the client closed its TLS connection without close_notify "
+                                      "after %zu bytes that did not say what the tunnel carries "
+                                      "(they were not passed on)",
+                                      c->client.in.len);
+            reel__tunnel_abandoned(c, why);
+            free(why);
+            reel__conn_close(c);
+            return;
+        }
         begin_tls_tunnel(c, "");
-    else
+    } else {
         reel__begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false, true);
+    }
 }
 
 bool reel__sniff_hello_started(conn_t *c) {

@@ -401,6 +401,29 @@ class TlsRecordTest(unittest.TestCase):
         self.assertEqual(r.stdout, b"reel: upstream TLS handshake failed: connection reset by "
                          b"peer\n")
 
+    def test_client_that_ends_without_close_notify_before_its_bytes_say(self):
+        """The same without close_notify (its TCP close alone): the tunnel
+        was begun, the bytes lost with it, and the flow complete and
+        empty."""
+        o = Origin(self.good)
+        try:
+            s = connect(self.reel.port)
+            s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % o.port)
+            self.assertTrue(s.recv(1000).startswith(b"HTTP/1.1 200"))
+            t = ssl.create_default_context(cafile=self.reel.ca).wrap_socket(
+                s, server_hostname="localhost")
+            t.sendall(b"GE")
+            t.close()
+            [f] = self.flows(o.port, 1)
+        finally:
+            o.close()
+        self.assertEqual((f["url"], f["state"]), ("tls://localhost:%d/" % o.port, "error"), f)
+        # (its close a reset when reel's session tickets were left unread)
+        self.assertTrue("without close_notify after 2 bytes" in f["error"] or
+                        f["error"] == "client connection error: connection reset by peer", f)
+        full = self.reel.flow(f["id"])
+        self.assertEqual([base64.b64decode(m["data_b64"]) for m in full["messages"]], [b"GE"])
+
     def test_client_that_resets_inside_its_tls(self):
         """Inside its TLS (no ALPN) a client sends "GE" and resets: the
         flow was a tcp:// one, its decrypted bytes taken for raw TCP."""
