@@ -3402,6 +3402,12 @@ reel_rc reel_session_open(const char *home, const char *name, int flags, reel_se
                                       "from the spool (and the annotations, tags, marks and "
                                       "config from its journal)",
                                       reel_err_str(&rerr), name);
+                else if (s->db && (sqlite3_extended_errcode(s->db) & 0xff) == SQLITE_FULL)
+                    /* (recovery writes: a crashed session on a full disk) */
+                    rc = reel_err_set(err, rc,
+                                      "%s; that is a full file system, not damage to the index: "
+                                      "free some space and try again",
+                                      reel_err_str(&rerr));
                 else
                     rc = reel_err_set(err, rc, "%s", reel_err_str(&rerr));
                 goto out;
