@@ -1609,18 +1609,32 @@ void reel__h2front_flush_deferred(conn_t *c) {
         kick(fr); /* writes, and tells lanes their stream's queue shrank */
 }
 
-void reel__h2front_process(conn_t *c) {
-    h2front_t *fr = c->h2;
-    peer_t *cl = &c->client;
-    char *fatal = read_frames(fr, true);
-    note_memory(fr);
+/* Reads the codec's events (with the client's bytes if input) and hands
+ * them to lanes; the fatal error it met, owned, or NULL. *gone: the
+ * connection went meanwhile (then nothing is returned). */
+static char *read_and_dispatch(h2front_t *fr, bool input, bool *gone) {
+    conn_t *c = fr->c;
+    char *fatal = read_frames(fr, input);
+    if (input)
+        note_memory(fr);
     reel__batch_begin(c->p);
     dispatch(fr);
     reel__batch_end(c->p);
-    if (c->client.closing || c->h2 != fr) {
+    *gone = c->client.closing || c->h2 != fr;
+    if (*gone) {
         free(fatal);
-        return;
+        fatal = NULL;
     }
+    return fatal;
+}
+
+void reel__h2front_process(conn_t *c) {
+    h2front_t *fr = c->h2;
+    peer_t *cl = &c->client;
+    bool gone = false;
+    char *fatal = read_and_dispatch(fr, true, &gone);
+    if (gone)
+        return;
     /* WINDOW_UPDATEs may have let queued DATA go: lanes waiting on their
      * stream's queue go on (a socket write that completes at once reports
      * no `written`) */
@@ -1631,14 +1645,9 @@ void reel__h2front_process(conn_t *c) {
         /* so is an RST_STREAM nghttp2 sent of its own accord (a padded
          * DATA frame over content-length, seen only when it goes out):
          * its stream ends now, not at the client's next frame */
-        fatal = read_frames(fr, false);
-        reel__batch_begin(c->p);
-        dispatch(fr);
-        reel__batch_end(c->p);
-        if (c->client.closing || c->h2 != fr) {
-            free(fatal);
+        fatal = read_and_dispatch(fr, false, &gone);
+        if (gone)
             return;
-        }
     }
     if (fatal) {
         front_fail_all(fr, fatal);

@@ -401,17 +401,22 @@ class TlsRecordTest(unittest.TestCase):
         self.assertEqual(r.stdout, b"reel: upstream TLS handshake failed: connection reset by "
                          b"peer\n")
 
+    def tls_in_tunnel(self, port):
+        """A TLS connection with reel (no ALPN) inside a CONNECT to
+        localhost:port."""
+        s = connect(self.reel.port)
+        s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % port)
+        self.assertTrue(s.recv(1000).startswith(b"HTTP/1.1 200"))
+        return ssl.create_default_context(cafile=self.reel.ca).wrap_socket(
+            s, server_hostname="localhost")
+
     def test_client_that_ends_without_close_notify_before_its_bytes_say(self):
         """The same without close_notify (its TCP close alone): the tunnel
         was begun, the bytes lost with it, and the flow complete and
         empty."""
         o = Origin(self.good)
         try:
-            s = connect(self.reel.port)
-            s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % o.port)
-            self.assertTrue(s.recv(1000).startswith(b"HTTP/1.1 200"))
-            t = ssl.create_default_context(cafile=self.reel.ca).wrap_socket(
-                s, server_hostname="localhost")
+            t = self.tls_in_tunnel(o.port)
             t.sendall(b"GE")
             t.close()
             [f] = self.flows(o.port, 1)
@@ -429,11 +434,7 @@ class TlsRecordTest(unittest.TestCase):
         flow was a tcp:// one, its decrypted bytes taken for raw TCP."""
         o = Origin(self.good)
         try:
-            s = connect(self.reel.port)
-            s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % o.port)
-            self.assertTrue(s.recv(1000).startswith(b"HTTP/1.1 200"))
-            t = ssl.create_default_context(cafile=self.reel.ca).wrap_socket(
-                s, server_hostname="localhost")
+            t = self.tls_in_tunnel(o.port)
             t.sendall(b"GE")
             time.sleep(0.2)
             t.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
