@@ -397,6 +397,16 @@ static bool tunnel_setting_up(const conn_t *c) {
     return c->state == C_RAW && c->up && !c->up->closing && !reel__peer_ready(c->up);
 }
 
+/* The client's TLS handshake waits for the origin (its protocols asked
+ * first: C_PROBE, or a TLS tunnel mirroring a non-HTTP ALPN), its reading
+ * stopped: its end is seen only by looking (PEER_POLL_MS), not read. */
+#define PEER_POLL_MS 1000
+
+static bool handshake_waits(const conn_t *c) {
+    return !c->client.closing &&
+           (c->state == C_PROBE || (c->state == C_RAW && c->probe_tls != NULL));
+}
+
 /* Why an upstream connection not ready yet timed out (returns owned). */
 static char *setup_timed_out(const conn_t *c, const peer_t *up) {
     unsigned secs = (unsigned)(c->p->upstream_timeout_ms / 1000);
@@ -474,6 +484,8 @@ static uint64_t conn_deadline(conn_t *c) {
         d = earlier(d, c->sniff_started + SNIFF_WAIT_MS);
     if ((c->state == C_PROBE && c->up) || tunnel_setting_up(c))
         d = earlier(d, c->up->progress + p->upstream_timeout_ms);
+    if (handshake_waits(c))
+        d = earlier(d, uv_now(p->loop) + PEER_POLL_MS);
     return d;
 }
 
@@ -501,6 +513,21 @@ static void on_conn_timer(uv_timer_t *t) {
     c->timer_due = 0;
     if (c->cut_fin) {
         reel__cut_poll(c);
+        return;
+    }
+    if (handshake_waits(c) && reel_stack_peer_ended(&c->client.st)) {
+        /* it left (a timeout of its own) while the origin had not
+         * answered: said now, not at upstream_timeout as the origin's */
+        static const char why[] = "the client closed the connection while its TLS handshake "
+                                  "waited for the origin's (reel asks the origin which protocol "
+                                  "to offer it first)";
+        c->tls_tunnel = true; /* (a tls:// flow: TLS is what it began) */
+        if (c->tflow)
+            reel__finish_tflow(c, why);
+        else
+            reel__tunnel_abandoned(c, why);
+        reel__upstream_close(c);
+        reel__conn_close(c);
         return;
     }
     if (c->state == C_LINGER) {

@@ -61,6 +61,11 @@ bool reel_stack_broken(const reel_stack_t *st) {
     return b && b->ops->broken && b->ops->broken(b);
 }
 
+bool reel_stack_peer_ended(const reel_stack_t *st) {
+    const reel_filter_t *b = st->bottom;
+    return b && b->ops->peer_ended && b->ops->peer_ended(b);
+}
+
 bool reel_stack_open(const reel_stack_t *st) {
     return st->top && !st->closing && st->top->ops->is_open(st->top);
 }

@@ -100,6 +100,10 @@ typedef struct {
      * a socket: what was unsent is dropped, and unsent says 0); may be
      * NULL (false). */
     bool (*broken)(const reel_filter_t *f);
+    /* Bottom only: the peer ended its side or reset the connection (the
+     * kernel's state, for a socket), seen without reading; may be NULL
+     * (false). */
+    bool (*peer_ended)(const reel_filter_t *f);
     /* Adds what this layer knows. */
     void (*info)(const reel_filter_t *f, reel_stack_info_t *out);
     /* Bottom only: close the I/O; call reel_stack_closed_by_bottom once
@@ -155,6 +159,9 @@ size_t reel_stack_unread(const reel_stack_t *st);
 size_t reel_stack_unsent(const reel_stack_t *st);
 /** Whether the peer reset the stack's bottom connection (see `broken`). */
 bool reel_stack_broken(const reel_stack_t *st);
+/** Whether the peer ended or reset the stack's bottom connection, seen
+ * without reading from it (see `peer_ended`). */
+bool reel_stack_peer_ended(const reel_stack_t *st);
 bool reel_stack_open(const reel_stack_t *st);
 void reel_stack_set_reading(reel_stack_t *st, bool on);
 void reel_stack_info(const reel_stack_t *st, reel_stack_info_t *out);

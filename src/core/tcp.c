@@ -512,6 +512,18 @@ static bool tcp_broken(const reel_filter_t *f) {
     return ti.tcpi_state == TCP_CLOSE;
 }
 
+static bool tcp_peer_ended(const reel_filter_t *f) {
+    const tcp_filter_t *t = (const tcp_filter_t *)f;
+    uv_os_fd_t fd;
+    struct tcp_info ti;
+    socklen_t n = sizeof ti;
+    /* its FIN takes the socket to CLOSE_WAIT, a reset to CLOSE */
+    if (t->closing || t->h == NULL || uv_fileno((const uv_handle_t *)&t->h->tcp, &fd) != 0 ||
+        getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &n) != 0)
+        return false;
+    return ti.tcpi_state == TCP_CLOSE_WAIT || ti.tcpi_state == TCP_CLOSE;
+}
+
 static const reel_filter_ops_t tcp_ops = {
     .name = "tcp",
     .open = tcp_open,
@@ -523,6 +535,7 @@ static const reel_filter_ops_t tcp_ops = {
     .unread = tcp_unread,
     .unsent = tcp_unsent,
     .broken = tcp_broken,
+    .peer_ended = tcp_peer_ended,
     .info = tcp_info,
     .close = tcp_close,
     .destroy = tcp_destroy,

@@ -910,5 +910,49 @@ class SlowClientTest(unittest.TestCase):
             o.close()
 
 
+class ClientGoneDuringTheOriginsHandshake(unittest.TestCase):
+    """A client whose TLS handshake waits for the origin's (a non-HTTP
+    ALPN mirrored, or reel asking the origin whether it speaks h2) and
+    that gives up: its reading stopped, reel saw its end only at
+    upstream_timeout, the socket held meanwhile and the flow saying only
+    that the origin did not finish."""
+
+    def test_client_end_is_seen_while_the_origin_is_silent(self):
+        root = tempfile.mkdtemp(prefix="gone-hs.", dir=TMPBASE)
+        silent = SilentOrigin()
+        reel = Reel(root, "gone")
+        try:
+            for alpn in (["mqtt"], ["h2", "http/1.1"]):
+                s = connect(reel.port)
+                s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: x\r\n\r\n" % silent.port)
+                self.assertTrue(read_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 200"))
+                ctx = ssl.create_default_context(cafile=reel.ca)
+                ctx.set_alpn_protocols(alpn)
+                inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+                o = ctx.wrap_bio(inc, out, server_hostname="localhost")
+                with self.assertRaises(ssl.SSLWantReadError):
+                    o.do_handshake()
+                s.sendall(out.read())
+                time.sleep(0.5)
+                s.close()  # it gives up
+                t0 = time.time()
+                fl = []
+                while time.time() - t0 < 10:
+                    fl = [f for f in reel.flows("~u localhost:%d" % silent.port)
+                          if f["state"] != "open" and f["error"] and "client closed" in f["error"]]
+                    if len(fl) == (1 if alpn == ["mqtt"] else 2):
+                        break
+                    time.sleep(0.2)
+                self.assertLess(time.time() - t0, 10, (alpn, reel.flows()))
+                self.assertEqual(fl[-1]["error"], "the client closed the connection while its TLS "
+                                 "handshake waited for the origin's (reel asks the origin which "
+                                 "protocol to offer it first)", fl)
+                self.assertTrue(fl[-1]["url"].startswith("tls://"), fl)
+        finally:
+            silent.close()
+            self.assertEqual(reel.stop(), 0, reel.log())
+            shutil.rmtree(root, ignore_errors=True)
+
+
 if __name__ == "__main__":
     main()
