@@ -521,10 +521,9 @@ static void on_conn_timer(uv_timer_t *t) {
         static const char why[] = "the client closed the connection while its TLS handshake "
                                   "waited for the origin's (reel asks the origin which protocol "
                                   "to offer it first)";
-        c->tls_tunnel = true; /* (a tls:// flow: TLS is what it began) */
-        if (c->tflow)
+        if (c->tflow) /* (a TLS tunnel's: tls://) */
             reel__finish_tflow(c, why);
-        else
+        else /* the raw ClientHello is what came: tcp://, as for one cut */
             reel__tunnel_abandoned(c, why);
         reel__upstream_close(c);
         reel__conn_close(c);
