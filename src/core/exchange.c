@@ -1631,12 +1631,12 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
      * chunked (core/h2up.c). */
     reel_h1_head_t plain;
     reel_h1_header_t *kept = NULL;
-    c->ex.resp_dechunk = c->ex.client_h10 && h->framing == REEL_H1_BODY_CHUNKED;
     /* (nor the fields of a chunked answer to HEAD, or a 304, which has no
-     * body to decode) */
+     * body to decode: a chunked body has the field, so it decides) */
     bool te = c->ex.client_h10 && !c->ex.upgrade &&
               reel_h1_find_header(h->headers, h->nheaders, "transfer-encoding") != NULL;
-    if (c->ex.resp_dechunk || te) {
+    c->ex.resp_dechunk = te && h->framing == REEL_H1_BODY_CHUNKED;
+    if (te) {
         plain = *h;
         kept = reel_malloc((h->nheaders ? h->nheaders : 1) * sizeof *kept);
         plain.nheaders = 0;

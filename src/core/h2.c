@@ -1397,7 +1397,7 @@ static reel_rc h2_feed(reel_codec_t *c, const uint8_t *buf, size_t len, size_t *
             static const char why[] = "the client split a header block over more than "
                                       "max_continuations CONTINUATION frames (a CONTINUATION "
                                       "flood?): GOAWAY sent";
-            term(h, REEL_H2_ENHANCE_YOUR_CALM, (uint32_t)h->block_id, why);
+            term(h, REEL_H2_ENHANCE_YOUR_CALM, (uint32_t)h->max_peer_stream, why);
             nghttp2_submit_goaway(h->s, NGHTTP2_FLAG_NONE, h->max_peer_stream,
                                   NGHTTP2_ENHANCE_YOUR_CALM, NULL, 0);
             refuse_open_block(h, why);

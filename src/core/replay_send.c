@@ -600,20 +600,20 @@ reel_rc reel_replay_send(const reel_replay_req_t *r, const reel_replay_send_opts
     int64_t ts = now_us();
     c.phase = "sending the request";
     if (r->n_trailers) { /* the body as one chunk, then the trailer fields */
-        if (r->body.len)
-            reel_buf_printf(&head, "%zx\r\n", r->body.len);
+        char chunk[REEL_H1_CHUNK_HEADER_MAX];
+        reel_buf_append(&head, chunk, reel_h1_chunk_header(r->body.len, chunk));
         reel_buf_t tail;
         reel_buf_init(&tail, 0);
         if (r->body.len)
             reel_buf_puts(&tail, "\r\n");
-        reel_buf_puts(&tail, "0\r\n");
-        for (size_t i = 0; i < r->n_trailers; i++) {
-            reel_buf_append(&tail, r->trailers[i].name, r->trailers[i].name_len);
-            reel_buf_puts(&tail, ": ");
-            reel_buf_append(&tail, r->trailers[i].value, r->trailers[i].value_len);
-            reel_buf_puts(&tail, "\r\n");
+        if (reel_h1_write_last_chunk(&tail, (const reel_h1_header_t *)(const void *)r->trailers,
+                                     r->n_trailers) != REEL_OK) {
+            reel_buf_free(&tail);
+            rc = reel_err_set(&err, REEL_INVALID,
+                              "the recorded trailer fields cannot be sent as HTTP/1.1 (a bad "
+                              "name or value)");
+            goto out;
         }
-        reel_buf_puts(&tail, "\r\n");
         rc = conn_write(&c, head.data, head.len, &err);
         if (rc == REEL_OK && r->body.len)
             rc = conn_write(&c, r->body.data, r->body.len, &err);

@@ -499,29 +499,28 @@ static size_t tcp_unsent(const reel_filter_t *f) {
     return (size_t)n;
 }
 
-static bool tcp_broken(const reel_filter_t *f) {
-    const tcp_filter_t *t = (const tcp_filter_t *)f;
+/* The kernel's TCP state of the filter's socket (TCP_INFO), -1 if it
+ * cannot be asked (reel closes a socket only through the filter, which
+ * sets closing first). */
+static int tcp_state(const tcp_filter_t *t) {
     uv_os_fd_t fd;
     struct tcp_info ti;
     socklen_t n = sizeof ti;
-    /* a reset from the peer takes the socket to CLOSE at once (reel
-     * closes it only through the filter, which sets closing first) */
     if (t->closing || t->h == NULL || uv_fileno((const uv_handle_t *)&t->h->tcp, &fd) != 0 ||
         getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &n) != 0)
-        return false;
-    return ti.tcpi_state == TCP_CLOSE;
+        return -1;
+    return ti.tcpi_state;
+}
+
+static bool tcp_broken(const reel_filter_t *f) {
+    /* a reset from the peer takes the socket to CLOSE at once */
+    return tcp_state((const tcp_filter_t *)f) == TCP_CLOSE;
 }
 
 static bool tcp_peer_ended(const reel_filter_t *f) {
-    const tcp_filter_t *t = (const tcp_filter_t *)f;
-    uv_os_fd_t fd;
-    struct tcp_info ti;
-    socklen_t n = sizeof ti;
     /* its FIN takes the socket to CLOSE_WAIT, a reset to CLOSE */
-    if (t->closing || t->h == NULL || uv_fileno((const uv_handle_t *)&t->h->tcp, &fd) != 0 ||
-        getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &n) != 0)
-        return false;
-    return ti.tcpi_state == TCP_CLOSE_WAIT || ti.tcpi_state == TCP_CLOSE;
+    int st = tcp_state((const tcp_filter_t *)f);
+    return st == TCP_CLOSE_WAIT || st == TCP_CLOSE;
 }
 
 static const reel_filter_ops_t tcp_ops = {

@@ -3508,9 +3508,6 @@ static int journal_kept(sqlite3 *db) {
     return on;
 }
 
-/* A journal that is missing, or lacks user data the index holds (deleted,
- * or deleted and begun again by a later change), is written anew from the
- * index, so a rebuild gets it all back; says what. */
 /* Compares the journal at jp with s's index (*d), and totals the rows
  * the journal lacks and those it has over; 0 (and noted) if it could not. */
 static int journal_diff(reel_session_t *s, const char *jp, reel_journal_diff_t *d,
@@ -3598,6 +3595,9 @@ out:
     free(jp);
 }
 
+/* A journal that is missing, or lacks user data the index holds (deleted,
+ * or deleted and begun again by a later change), is written anew from the
+ * index, so a rebuild gets it all back; says what. */
 static reel_rc rewrite_journal(reel_session_t *s, reel_err_t *err) {
     if (!journal_kept(s->db))
         return REEL_OK;
@@ -4040,9 +4040,9 @@ static void problem(verify_ctx *v, const char *fmt, ...) {
 
 static int verify_frame_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *raw, size_t rlen) {
     verify_ctx *v = ctx;
-    if (v->s->live && off >= v->live_end) {
+    if (off >= v->live_end) {
         v->live_stopped = 1;
-        return 1; /* written, not indexed yet: the recorder's, not a problem */
+        return 1; /* written, not indexed yet: a writer's, not a problem */
     }
     v->frames++;
     v->seg_end = off + clen;
@@ -4261,9 +4261,8 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
         reel_index_exec(s->db, "BEGIN; SELECT count(*) FROM frames", &snap_err) == REEL_OK;
     /* And the spool past that snapshot is a writer's, not a problem, as
      * beside a recorder: this holds no lock that would keep one out (the
-     * open's recovery indexed all there was). */
-    int was_live = s->live;
-    s->live = 1;
+     * open's recovery indexed all there was), so every check below is the
+     * one made beside a recorder. */
     size_t nseg = 0;
     uint32_t *segs = list_segments(s, &nseg);
     uint64_t *scanned = reel_calloc(nseg + 1, sizeof *scanned);
@@ -4393,7 +4392,7 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
             indexed += (uint64_t)n;
             continue;
         }
-        if (s->live && dropped_since(&v, seg))
+        if (dropped_since(&v, seg))
             continue;
         problem(&v,
                 "segment %08u.zst is missing: the index lists %lld frame%s of it, holding "
@@ -4429,7 +4428,7 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
             /* Dropped since the snapshot, oldest first: not a gap. One
              * the snapshot lists as dropped was gone before this began
              * (known below), not "while this ran". */
-            while (s->live && lo < hi && hi - lo <= 64 && !reel_retention_is_retired(s->db, lo) &&
+            while (lo < hi && hi - lo <= 64 && !reel_retention_is_retired(s->db, lo) &&
                    dropped_since(&v, lo))
                 lo++;
             for (size_t k = 0; k < nknown && lo < hi; k++) {
@@ -4586,7 +4585,7 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
         }
         free(jp);
     }
-    if (was_live && reel_session_recorder_pid(s) > 0) /* (not a command's brief lock) */
+    if (s->live && reel_session_recorder_pid(s) > 0) /* (not a command's brief lock) */
         reel_buf_puts(&rep, "the session is being recorded: checked as far as its index had "
                             "got when this began (the frames written since are not)\n");
     if (v.nskip)
@@ -4601,7 +4600,6 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
     if (v.problems)
         rc = REEL_CORRUPT;
 out:
-    s->live = was_live;
     if (snapshot)
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
     sqlite3_finalize(v.frame_q);
