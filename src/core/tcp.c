@@ -488,26 +488,28 @@ static size_t tcp_unread(const reel_filter_t *f) {
     return (size_t)n;
 }
 
+/* The filter's socket, false if it cannot be asked (reel closes a
+ * socket only through the filter, which sets closing first). */
+static bool tcp_fd(const tcp_filter_t *t, uv_os_fd_t *fd) {
+    return !t->closing && t->h != NULL && uv_fileno((const uv_handle_t *)&t->h->tcp, fd) == 0;
+}
+
 static size_t tcp_unsent(const reel_filter_t *f) {
-    const tcp_filter_t *t = (const tcp_filter_t *)f;
     uv_os_fd_t fd;
     int n = 0;
     /* TIOCOUTQ is Linux's SIOCOUTQ on a TCP socket: sent, not yet acked */
-    if (t->closing || t->h == NULL || uv_fileno((const uv_handle_t *)&t->h->tcp, &fd) != 0 ||
-        ioctl(fd, TIOCOUTQ, &n) != 0 || n < 0)
+    if (!tcp_fd((const tcp_filter_t *)f, &fd) || ioctl(fd, TIOCOUTQ, &n) != 0 || n < 0)
         return 0;
     return (size_t)n;
 }
 
 /* The kernel's TCP state of the filter's socket (TCP_INFO), -1 if it
- * cannot be asked (reel closes a socket only through the filter, which
- * sets closing first). */
+ * cannot be asked. */
 static int tcp_state(const tcp_filter_t *t) {
     uv_os_fd_t fd;
     struct tcp_info ti;
     socklen_t n = sizeof ti;
-    if (t->closing || t->h == NULL || uv_fileno((const uv_handle_t *)&t->h->tcp, &fd) != 0 ||
-        getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &n) != 0)
+    if (!tcp_fd(t, &fd) || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &n) != 0)
         return -1;
     return ti.tcpi_state;
 }
