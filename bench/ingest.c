@@ -454,14 +454,21 @@ static void hdr(reel_header_t *v, size_t *n, const char *name, const char *value
     (*n)++;
 }
 
-#define REQ(name, value) hdr(f->req_h, &f->n_req, name, value, strlen(value))
+/* value once: an argument such as fetch_sites[rng_below(&r, 3)] must not
+ * draw twice (the pointer of one draw with the length of another put bytes
+ * past a string's end into the recorded heads) */
+static void hdrz(reel_header_t *v, size_t *n, const char *name, const char *value) {
+    hdr(v, n, name, value, strlen(value));
+}
+
+#define REQ(name, value) hdrz(f->req_h, &f->n_req, name, value)
 #define REQF(name, ...)                                                                            \
     do {                                                                                           \
         size_t l_;                                                                                 \
         const char *v_ = fa(f, &l_, __VA_ARGS__);                                                  \
         hdr(f->req_h, &f->n_req, name, v_, l_);                                                    \
     } while (0)
-#define RESP(name, value) hdr(f->resp_h, &f->n_resp, name, value, strlen(value))
+#define RESP(name, value) hdrz(f->resp_h, &f->n_resp, name, value)
 #define RESPF(name, ...)                                                                           \
     do {                                                                                           \
         size_t l_;                                                                                 \
