@@ -648,26 +648,34 @@ static const size_t LINK_ROWS[4] = {64, 16, 4, 1};
 static const size_t UPSERT_ROWS[3] = {16, 4, 1};
 #define ROW_PARAMS ((size_t)(1 + C_NSTR + I_NINT))
 
+/* The statements that write rows of flows come in four sets of three
+ * (UPSERT_ROWS rows each; bound[set * 3 + k]):
+ * - ROWS_UPSERT: upserts;
+ * - ROWS_UPSERT_UNMARKED: the same with marked = 0 for new rows, used in
+ *   transactions begun while the marks table was empty (marks_fixed:
+ *   nothing else on this connection adds marks, and no other connection
+ *   can while the transaction holds the write lock); the EXISTS on marks
+ *   per row was a twentieth of the indexer's instructions per flow;
+ * - ROWS_INSERT, ROWS_INSERT_UNMARKED: the same two as plain inserts, for
+ *   rows the table does not have yet (every row of a live capture, once):
+ *   an upsert may abort halfway through its rows, so SQLite kept a
+ *   statement journal for it (opened, truncated and closed per statement:
+ *   a twelfth of the indexer's instructions per flow), which INSERT OR
+ *   FAIL does not need. */
+enum { ROWS_UPSERT, ROWS_UPSERT_UNMARKED, ROWS_INSERT, ROWS_INSERT_UNMARKED };
+
 struct reel_indexer {
     sqlite3 *db;
-    sqlite3_stmt *upsert[3], *load, *frame; /* upsert[2]: one row */
-    /* The same upserts with marked = 0 for new rows, used in transactions
-     * begun while the marks table was empty (marks_fixed: nothing else on
-     * this connection adds marks, and no other connection can while the
-     * transaction holds the write lock); the EXISTS on marks per row was
-     * a twentieth of the indexer's instructions per flow. */
-    sqlite3_stmt *upsert_unmarked[3], *any_marks;
-    /* The same again as plain inserts, for rows the table does not have
-     * yet (every row of a live capture, once): an upsert may abort halfway
-     * through its rows, so SQLite kept a statement journal for it (opened,
-     * truncated and closed per statement: a twelfth of the indexer's
-     * instructions per flow), which INSERT OR FAIL does not need. */
-    sqlite3_stmt *insert[3], *insert_unmarked[3];
-    /* What each parameter of those twelve statements holds since its last
-     * bind (bindings outlive sqlite3_reset): an integer or NULL that did
-     * not change is not bound again. Most of a row's columns are the
-     * same as the last row's (status 200, sizes, zeros, NULLs), and a
-     * bind was a tenth of the thread's instructions. */
+    sqlite3_stmt *load, *frame, *any_marks;
+    /* The twelve statements that write rows (above). The one-row ones are
+     * prepared with the indexer, so that a schema they do not fit fails
+     * there; the others when first needed: compiling all twelve took a
+     * few milliseconds, most of what an indexer for a small session (an
+     * import, a recovery) cost. With each, what each of its parameters
+     * holds since its last bind (bindings outlive sqlite3_reset): an
+     * integer or NULL that did not change is not bound again. Most of a
+     * row's columns are the same as the last row's (status 200, sizes,
+     * zeros, NULLs), and a bind was a tenth of the thread's instructions. */
     struct bound {
         sqlite3_stmt *st;
         uint8_t *tag; /* per parameter: B_UNSET, B_NULL, B_INT, B_TEXT */
@@ -799,19 +807,66 @@ static char *build_load(void) {
     return (char *)b.data;
 }
 
-static reel_rc prepare_links(reel_indexer_t *ix, reel_err_t *err) {
-    reel_rc rc = REEL_OK;
-    for (size_t k = 0; k < 4 && rc == REEL_OK; k++) {
-        reel_buf_t b;
-        reel_buf_init(&b, 0);
-        reel_buf_puts(&b, "INSERT OR IGNORE INTO flow_frames(flow_id, segment, offset) VALUES");
-        for (size_t i = 0; i < LINK_ROWS[k]; i++)
-            reel_buf_printf(&b, "%s(?%zu, ?1, ?2)", i ? ", " : "", i + 3);
-        reel_buf_append(&b, "", 1);
-        rc = reel_index_prepare(ix->db, (const char *)b.data, &ix->link[k], err);
-        reel_buf_free(&b);
+/* link[k], unless it is prepared already. */
+static reel_rc prepare_link(reel_indexer_t *ix, size_t k, reel_err_t *err) {
+    if (ix->link[k])
+        return REEL_OK;
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    reel_buf_puts(&b, "INSERT OR IGNORE INTO flow_frames(flow_id, segment, offset) VALUES");
+    for (size_t i = 0; i < LINK_ROWS[k]; i++)
+        reel_buf_printf(&b, "%s(?%zu, ?1, ?2)", i ? ", " : "", i + 3);
+    reel_buf_append(&b, "", 1);
+    reel_rc rc = reel_index_prepare(ix->db, (const char *)b.data, &ix->link[k], err);
+    reel_buf_free(&b);
+    return rc;
+}
+
+/* bound[k]'s statement, unless it is prepared already. */
+static reel_rc prepare_rows(reel_indexer_t *ix, size_t k, reel_err_t *err) {
+    struct bound *b = &ix->bound[k];
+    if (b->st)
+        return REEL_OK;
+    size_t set = k / 3;
+    char *sql =
+        build_upsert(UPSERT_ROWS[k % 3], set == ROWS_UPSERT_UNMARKED || set == ROWS_INSERT_UNMARKED,
+                     set >= ROWS_INSERT);
+    reel_rc rc = reel_index_prepare(ix->db, sql, &b->st, err);
+    free(sql);
+    if (rc == REEL_OK) {
+        size_t nparams = UPSERT_ROWS[k % 3] * ROW_PARAMS + 1; /* from 1 */
+        b->tag = reel_calloc(nparams, 1);
+        b->val = reel_calloc(nparams, sizeof(int64_t));
     }
     return rc;
+}
+
+/* The statements of rows[k] rows each (nstmts sizes, largest first) that
+ * run_batches uses to write n: bit k of the result for rows[k]. */
+static unsigned batch_sizes(const size_t *rows, size_t nstmts, size_t n) {
+    unsigned used = 0;
+    for (size_t k = 0; k < nstmts; k++)
+        if (n >= rows[k]) {
+            used |= 1u << k;
+            n %= rows[k];
+        }
+    return used;
+}
+
+/* Into out[3], the statements of set that write n rows, prepared if they
+ * were not. */
+static reel_rc rows_stmts(reel_indexer_t *ix, size_t set, size_t n, sqlite3_stmt *out[3],
+                          reel_err_t *err) {
+    unsigned used = batch_sizes(UPSERT_ROWS, 3, n);
+    for (size_t k = 0; k < 3; k++) {
+        if (used & (1u << k)) {
+            reel_rc rc = prepare_rows(ix, set * 3 + k, err);
+            if (rc != REEL_OK)
+                return rc;
+        }
+        out[k] = ix->bound[set * 3 + k].st;
+    }
+    return REEL_OK;
 }
 
 reel_rc reel_indexer_new(sqlite3 *db, reel_indexer_t **out, reel_err_t *err) {
@@ -824,27 +879,18 @@ reel_rc reel_indexer_new(sqlite3 *db, reel_indexer_t **out, reel_err_t *err) {
     ix->pa = (ProtobufCAllocator){.alloc = arena_alloc, .free = arena_free, .allocator_data = ix};
     ix->known_max = reel_index_max_flow_id(db);
     char *load = build_load();
-    sqlite3_stmt **rows_stmts[4] = {ix->upsert, ix->upsert_unmarked, ix->insert,
-                                    ix->insert_unmarked};
-    for (size_t k = 0; k < 12 && rc == REEL_OK; k++) {
-        char *sql = build_upsert(UPSERT_ROWS[k % 3], k / 3 % 2, k >= 6);
-        rc = reel_index_prepare(db, sql, &rows_stmts[k / 3][k % 3], err);
-        free(sql);
-        size_t nparams = UPSERT_ROWS[k % 3] * ROW_PARAMS + 1; /* from 1 */
-        ix->bound[k] = (struct bound){rows_stmts[k / 3][k % 3], reel_calloc(nparams, 1),
-                                      reel_calloc(nparams, sizeof(int64_t))};
-    }
+    for (size_t set = 0; set < 4 && rc == REEL_OK; set++) /* the one-row ones */
+        rc = prepare_rows(ix, set * 3 + 2, err);
     if (rc == REEL_OK)
         rc = reel_index_prepare(db, "SELECT EXISTS(SELECT 1 FROM marks)", &ix->any_marks, err);
-    if (rc != REEL_OK ||
-        (rc = reel_index_prepare(db, load, &ix->load, err)) != REEL_OK ||
-        (rc = reel_index_prepare(db,
-                                 "INSERT OR REPLACE INTO frames(segment, offset, clen, rlen, nrecords) "
-                                 "VALUES(?, ?, ?, ?, ?)",
-                                 &ix->frame, err)) != REEL_OK ||
-        (rc = prepare_links(ix, err)) != REEL_OK ||
-        (rc = reel_bodyindex_new(db, reel_bodyindex_configured_max(db), &ix->bx, err)) !=
-            REEL_OK)
+    if (rc != REEL_OK || (rc = reel_index_prepare(db, load, &ix->load, err)) != REEL_OK ||
+        (rc = reel_index_prepare(
+             db,
+             "INSERT OR REPLACE INTO frames(segment, offset, clen, rlen, nrecords) "
+             "VALUES(?, ?, ?, ?, ?)",
+             &ix->frame, err)) != REEL_OK ||
+        (rc = prepare_link(ix, 3, err)) != REEL_OK ||
+        (rc = reel_bodyindex_new(db, reel_bodyindex_configured_max(db), &ix->bx, err)) != REEL_OK)
         goto out;
 out:
     free(load);
@@ -928,13 +974,8 @@ void reel_indexer_free(reel_indexer_t *ix) {
     free(ix->fin);
     arena_reset(ix);
     free(ix->arena);
-    for (size_t k = 0; k < 3; k++) {
-        sqlite3_finalize(ix->upsert[k]);
-        sqlite3_finalize(ix->upsert_unmarked[k]);
-        sqlite3_finalize(ix->insert[k]);
-        sqlite3_finalize(ix->insert_unmarked[k]);
-    }
     for (size_t k = 0; k < 12; k++) {
+        sqlite3_finalize(ix->bound[k].st);
         free(ix->bound[k].tag);
         free(ix->bound[k].val);
     }
@@ -1418,11 +1459,16 @@ static void bind_links(sqlite3_stmt *st, size_t first, size_t count, void *ctx) 
 static reel_rc write_links(reel_indexer_t *ix, uint32_t segment, uint64_t off, reel_err_t *err) {
     links_ctx c = {ix, segment, off};
     size_t at = 0;
-    reel_rc rc = run_batches(ix, ix->link, LINK_ROWS, 4, ix->nlinks, bind_links, &c, &at);
+    unsigned used = batch_sizes(LINK_ROWS, 4, ix->nlinks);
+    reel_rc rc = REEL_OK;
+    for (size_t k = 0; k < 4 && rc == REEL_OK; k++)
+        if (used & (1u << k))
+            rc = prepare_link(ix, k, err);
+    if (rc == REEL_OK &&
+        run_batches(ix, ix->link, LINK_ROWS, 4, ix->nlinks, bind_links, &c, &at) != REEL_OK)
+        rc = db_fail(err, REEL_DB, ix->db);
     ix->nlinks = 0;
-    if (rc != REEL_OK)
-        return db_fail(err, REEL_DB, ix->db);
-    return REEL_OK;
+    return rc;
 }
 
 /* Recognizes a Record whose event is request_body (12) or response_body
@@ -1903,23 +1949,30 @@ static reel_rc write_rows(reel_indexer_t *ix, frow **rows, size_t n, reel_err_t 
             rows[nnew++] = rows[i];
             rows[i] = t;
         }
-    sqlite3_stmt *const *ins = ix->no_marks ? ix->insert_unmarked : ix->insert;
-    sqlite3_stmt *const *ups = ix->no_marks ? ix->upsert_unmarked : ix->upsert;
+    size_t ups_set = ix->no_marks ? ROWS_UPSERT_UNMARKED : ROWS_UPSERT;
+    sqlite3_stmt *st[3];
     size_t at = 0;
     rows_ctx c = {ix, rows};
-    reel_rc rc = run_batches(ix, ins, UPSERT_ROWS, 3, nnew, bind_rows, &c, &at);
+    reel_rc rc = rows_stmts(ix, ix->no_marks ? ROWS_INSERT_UNMARKED : ROWS_INSERT, nnew, st, err);
+    if (rc != REEL_OK)
+        return rc;
+    rc = run_batches(ix, st, UPSERT_ROWS, 3, nnew, bind_rows, &c, &at);
     if (rc != REEL_OK && sqlite3_extended_errcode(ix->db) == SQLITE_CONSTRAINT_PRIMARYKEY) {
         /* A row we did not know of (another writer?): the rows from that
          * statement on go by upsert, which writes the same values again
          * over the ones the statement had inserted before it failed. */
         size_t from = at;
         c.rows = rows + from;
-        rc = run_batches(ix, ups, UPSERT_ROWS, 3, nnew - from, bind_rows, &c, &at);
+        if ((rc = rows_stmts(ix, ups_set, nnew - from, st, err)) != REEL_OK)
+            return rc;
+        rc = run_batches(ix, st, UPSERT_ROWS, 3, nnew - from, bind_rows, &c, &at);
         at += from;
     }
     if (rc == REEL_OK) {
         c.rows = rows + nnew;
-        rc = run_batches(ix, ups, UPSERT_ROWS, 3, n - nnew, bind_rows, &c, &at);
+        if ((rc = rows_stmts(ix, ups_set, n - nnew, st, err)) != REEL_OK)
+            return rc;
+        rc = run_batches(ix, st, UPSERT_ROWS, 3, n - nnew, bind_rows, &c, &at);
         at += nnew;
     }
     if (rc != REEL_OK)
