@@ -69,7 +69,14 @@ static const char usage[] =
     "                  recording)\n"
     "  --home DIR      sessions root (default $REEL_HOME, else the XDG data dir)\n"
     "  --json          print {session, imported, first_id, last_id, skipped,\n"
-    "                  annotated, marked} (HAR: also tagged)\n";
+    "                  annotated, marked} (HAR: also tagged); the ids are null\n"
+    "                  when nothing was imported\n";
+
+/* A first or last id for --json: null when no flow was imported (there is
+ * none; 0 is no flow id). */
+static json_t *import_id(uint64_t imported, uint64_t id) {
+    return imported ? json_integer((json_int_t)id) : json_null();
+}
 
 /* 1 when the file at path starts like a mitmproxy flow file; 0 otherwise
  * (HAR is JSON), also when it cannot be read (the loader then says why)
@@ -325,10 +332,10 @@ static int import_mitm(reel_cli_t *cli, const char *file, const char *into) {
     }
     if (cli->json) {
         rc = reel_cli_json_out(
-            json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "session", into, "imported",
-                      (json_int_t)st.flows, "first_id", (json_int_t)st.first_id, "last_id",
-                      (json_int_t)st.last_id, "skipped", (json_int_t)st.skipped, "annotated",
-                      (json_int_t)st.annotated, "marked", (json_int_t)st.marked));
+            json_pack("{s:s, s:I, s:o, s:o, s:I, s:I, s:I}", "session", into, "imported",
+                      (json_int_t)st.flows, "first_id", import_id(st.flows, st.first_id), "last_id",
+                      import_id(st.flows, st.last_id), "skipped", (json_int_t)st.skipped,
+                      "annotated", (json_int_t)st.annotated, "marked", (json_int_t)st.marked));
     } else {
         printf("imported %llu %s into %s", (unsigned long long)st.flows,
                st.flows == 1 ? "flow" : "flows", into);
@@ -407,12 +414,12 @@ int reel_cmd_import(reel_cli_t *cli, int argc, char **argv) {
         goto out;
     }
     if (cli->json) {
-        rc = reel_cli_json_out(json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "session",
-                                         into, "imported", (json_int_t)st.entries, "first_id",
-                                         (json_int_t)st.first_id, "last_id", (json_int_t)st.last_id,
-                                         "skipped", (json_int_t)st.skipped, "annotated",
-                                         (json_int_t)st.annotated, "tagged", (json_int_t)st.tagged,
-                                         "marked", (json_int_t)st.marked));
+        rc = reel_cli_json_out(
+            json_pack("{s:s, s:I, s:o, s:o, s:I, s:I, s:I, s:I}", "session", into, "imported",
+                      (json_int_t)st.entries, "first_id", import_id(st.entries, st.first_id),
+                      "last_id", import_id(st.entries, st.last_id), "skipped",
+                      (json_int_t)st.skipped, "annotated", (json_int_t)st.annotated, "tagged",
+                      (json_int_t)st.tagged, "marked", (json_int_t)st.marked));
     } else {
         printf("imported %llu %s into %s", (unsigned long long)st.entries,
                st.entries == 1 ? "flow" : "flows", into);

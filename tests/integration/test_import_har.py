@@ -364,6 +364,16 @@ class HarVersions(unittest.TestCase):
                          ("error", "the flow was still open when it was exported: it holds what "
                           "had come by then"), f)
 
+    def test_ids_of_an_import_of_nothing_are_null(self):
+        """--json of an import with no entries said first_id 0 and last_id
+        0, ids no flow has; one of two entries says them."""
+        out = json.loads(self.cli("import", self.har("none.har", []), "--into", "none",
+                                  "--json").stdout)
+        self.assertEqual((out["imported"], out["first_id"], out["last_id"]), (0, None, None), out)
+        out = json.loads(self.cli("import", self.har("two.har", ["HTTP/1.1", "HTTP/1.1"]),
+                                  "--into", "none", "--json").stdout)
+        self.assertEqual((out["imported"], out["first_id"], out["last_id"]), (2, 1, 2), out)
+
     def test_impossible_http_version(self):
         p = self.har("http9.har", ["HTTP/1.1", "HTTP/9"])
         r = self.cli("import", p, "--into", "http9", check=False)
