@@ -95,17 +95,22 @@ static void ws_fail(conn_t *c, int dir, const reel_ws_event_t *ev) {
 /* Moves what one side sent to the other (dir 0: client to server) while
  * the other can take it, recording it: WebSocket messages through the
  * codec (the bytes forwarded are exactly the bytes received), raw chunks
- * as TCP messages. Returns false when a protocol error closed the
- * connection. */
+ * as TCP messages. What the codec took goes on in one write, and leaves
+ * the input in one move, per call: a write and a move of the rest of the
+ * input per frame made a burst of 1-byte frames cost about 7 us each, a
+ * write(2) and a memmove of up to 64 KiB. Returns false when a protocol
+ * error closed the connection. */
 static bool relay_dir(conn_t *c, int dir) {
     peer_t *src = dir ? c->up : &c->client, *dst = dir ? &c->client : c->up;
     if (c->tun[dir] == NULL)
         c->tun[dir] = reel_tcp_codec_new();
-    while (src->in.len && reel__peer_queued(dst) < HIGH_WATER) {
+    size_t off = 0, queued = reel__peer_queued(dst);
+    reel_rc rc = REEL_OK;
+    reel_codec_event_t ev;
+    while (off < src->in.len && queued + off < HIGH_WATER) {
         size_t consumed = 0;
-        reel_codec_event_t ev;
-        reel_rc rc = reel_codec_feed(c->tun[dir], src->in.data, src->in.len, &consumed, &ev);
-        reel__peer_write(dst, src->in.data, consumed);
+        rc = reel_codec_feed(c->tun[dir], src->in.data + off, src->in.len - off, &consumed, &ev);
+        off += consumed;
         if (rc == REEL_OK && ev.type == REEL_CODEC_EV_MESSAGE) {
             const reel_ws_event_t *w = &ev.ws;
             if (c->websocket && c->ex.flow)
@@ -116,15 +121,16 @@ static bool relay_dir(conn_t *c, int dir) {
                 reel_capture_message(c->tflow, dir == 0, 0, ev.data, ev.len, ev.len, false, false,
                                      0);
         }
-        reel_buf_consume(&src->in, consumed);
-        if (rc == REEL_OK)
-            continue;
-        if (rc == REEL_NEED_MORE)
+        if (rc != REEL_OK)
             break;
-        ws_fail(c, dir, &ev.ws);
-        return false;
     }
-    return true;
+    if (off)
+        reel__peer_write(dst, src->in.data, off);
+    reel_buf_consume(&src->in, off);
+    if (rc == REEL_OK || rc == REEL_NEED_MORE)
+        return true;
+    ws_fail(c, dir, &ev.ws);
+    return false;
 }
 
 /* Why a tunnel whose origin's connection failed (a reset) ends, owned:

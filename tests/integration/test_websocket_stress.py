@@ -13,6 +13,7 @@ big transfers (not under sanitizers, which inflate it).
 """
 import base64
 import hashlib
+import shutil
 import os
 import socket
 import ssl
@@ -469,6 +470,79 @@ class WebSocketStressTest(unittest.TestCase):
         self.violation("utf8-frag", frame(1, b"caf\xc3", fin=False, mask=False) +
                        frame(0, b"\xa9 ok", fin=False, mask=False) +
                        frame(0, b"\xff", mask=False), 1007, "invalid UTF-8 in a text message")
+
+
+
+class TinyFramesBurstTest(unittest.TestCase):
+    """A client that sends a burst of tiny frames (300,000 frames of 1
+    byte, 2.1 MB in one go): reel passed each frame on with its own write
+    and moved the rest of its input after each, about 7 us a frame, and
+    the worker's loop was on the burst for 2 s, every other connection
+    waiting (libuv reads a socket up to 32 times, 2 MiB, while it has
+    bytes). A request from another client meanwhile waited as long; it is
+    answered at once now. One worker, so that both clients are on the same
+    loop."""
+
+    N = 300000
+
+    @classmethod
+    def setUpClass(cls):
+        os.makedirs(TMPBASE, exist_ok=True)
+        cls.root = tempfile.mkdtemp(prefix="ws-tiny.", dir=TMPBASE)
+        cls.server = RawServer()
+        cls.reel = Reel(cls.root, "tiny", "workers=1")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+        code = cls.reel.stop()
+        if code != 0:
+            print(cls.reel.log())
+        assert code == 0, "reel record exited %d on SIGINT" % code
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def test_other_connections_go_on_during_a_burst(self):
+        burst = frame(2, b"x", key=b"\x01\x02\x03\x04") * self.N
+        got = {"bytes": 0, "last": None}
+
+        def behaviour(s):
+            s.settimeout(60)
+            while got["bytes"] < len(burst):  # (reel sends them on as they came)
+                d = s.recv(1 << 20)
+                if not d:
+                    return
+                got["bytes"] += len(d)
+                got["last"] = time.monotonic()
+        self.server.behaviours[b"/tiny"] = behaviour
+        c = socket.create_connection(("127.0.0.1", self.reel.port), 10)
+        c.sendall(b"GET http://127.0.0.1:%d/tiny HTTP/1.1\r\nHost: localhost\r\n"
+                  b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: "
+                  b"dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n" %
+                  self.server.port)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += recv_exact(c, 1)
+        self.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
+        sender = threading.Thread(target=c.sendall, args=(burst,), daemon=True)
+        t0 = time.monotonic()
+        sender.start()
+        time.sleep(0.05)  # the burst is in reel's socket
+        o = socket.create_connection(("127.0.0.1", self.reel.port), 10)
+        asked = time.monotonic()
+        o.sendall(b"GET http://127.0.0.1:1/other HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n")
+        answer = recv_exact(o, 12)
+        answered = time.monotonic()
+        o.close()
+        self.assertEqual(answer, b"HTTP/1.1 502", answer)
+        sender.join(60)
+        deadline = time.monotonic() + 60
+        while got["bytes"] < len(burst) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        c.close()
+        self.assertEqual(got["bytes"], len(burst), self.server.errors)
+        took = got["last"] - t0
+        waited = answered - asked
+        self.assertLess(waited, 1.0, (waited, took))  # it was 2.1 s of 2.2
 
 
 if __name__ == "__main__":
