@@ -13,7 +13,6 @@ big transfers (not under sanitizers, which inflate it).
 """
 import base64
 import hashlib
-import shutil
 import os
 import socket
 import ssl
@@ -489,17 +488,12 @@ class TinyFramesBurstTest(unittest.TestCase):
     def setUpClass(cls):
         os.makedirs(TMPBASE, exist_ok=True)
         cls.root = tempfile.mkdtemp(prefix="ws-tiny.", dir=TMPBASE)
-        cls.server = RawServer()
+        cls.origin = RawServer()
         cls.reel = Reel(cls.root, "tiny", "workers=1")
 
     @classmethod
     def tearDownClass(cls):
-        cls.server.stop()
-        code = cls.reel.stop()
-        if code != 0:
-            print(cls.reel.log())
-        assert code == 0, "reel record exited %d on SIGINT" % code
-        shutil.rmtree(cls.root, ignore_errors=True)
+        stop_class(cls)
 
     def test_other_connections_go_on_during_a_burst(self):
         burst = frame(2, b"x", key=b"\x01\x02\x03\x04") * self.N
@@ -513,12 +507,12 @@ class TinyFramesBurstTest(unittest.TestCase):
                     return
                 got["bytes"] += len(d)
                 got["last"] = time.monotonic()
-        self.server.behaviours[b"/tiny"] = behaviour
+        self.origin.behaviours[b"/tiny"] = behaviour
         c = socket.create_connection(("127.0.0.1", self.reel.port), 10)
         c.sendall(b"GET http://127.0.0.1:%d/tiny HTTP/1.1\r\nHost: localhost\r\n"
                   b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: "
                   b"dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n" %
-                  self.server.port)
+                  self.origin.port)
         head = b""
         while b"\r\n\r\n" not in head:
             head += recv_exact(c, 1)
@@ -539,7 +533,7 @@ class TinyFramesBurstTest(unittest.TestCase):
         while got["bytes"] < len(burst) and time.monotonic() < deadline:
             time.sleep(0.05)
         c.close()
-        self.assertEqual(got["bytes"], len(burst), self.server.errors)
+        self.assertEqual(got["bytes"], len(burst), self.origin.errors)
         took = got["last"] - t0
         waited = answered - asked
         self.assertLess(waited, 1.0, (waited, took))  # it was 2.1 s of 2.2
