@@ -1280,6 +1280,21 @@ static void apply(frow *r, const Reel__Record *rec) {
         APPLY_END_FACTS(r, e);
         break;
     }
+    case REEL__RECORD__EVENT_GAP: {
+        /* records lost to a disk outage, the flow still running: damaged
+         * from here on (its damage written with this frame), its error
+         * until its end says more */
+        const Reel__CaptureGap *g = rec->gap;
+        if (r->s[C_ERROR] == NULL || r->s[C_ERROR][0] == '\0')
+            set_cstr(r, C_ERROR, g->message);
+        r->lost[0] = g->records_lost ? g->records_lost : 1;
+        r->lost[1] = g->request_body_lost;
+        r->lost[2] = g->response_body_lost;
+        r->lost_at[0] = r->i[I_REQ_SIZE];
+        r->lost_at[1] = r->i[I_RESP_SIZE];
+        r->lost_us = rec->time_us;
+        break;
+    }
     case REEL__RECORD__EVENT_ERROR: {
         const Reel__FlowError *e = rec->error;
         /* interrupted: recovery's end of a flow its run left open */
@@ -1320,9 +1335,10 @@ static void apply(frow *r, const Reel__Record *rec) {
 
 static reel_rc write_rows(reel_indexer_t *ix, frow **rows, size_t n, reel_err_t *err);
 
-/* Queues a row that a record finished, to be written after its frame. */
+/* Queues a row that a record finished, or one that lost records (its
+ * damage is written with it), to be written after its frame. */
 static void queue_finished(reel_indexer_t *ix, frow *row) {
-    if (!row->finished || row->queued)
+    if ((!row->finished && !row->lost[0]) || row->queued)
         return;
     if (ix->nfin == ix->capfin) {
         ix->capfin = ix->capfin ? ix->capfin * 2 : 64;
@@ -1340,14 +1356,21 @@ static void unqueue_finished(reel_indexer_t *ix) {
     ix->nfin = 0;
 }
 
-/* A flow whose FlowError says records were lost (row written): damaged,
- * with a flow_damage row for what was lost and one per body hole. Rare. */
+/* A flow whose FlowError or CaptureGap says records were lost (row
+ * written): damaged, with a flow_damage row for what was lost and one per
+ * body hole, in place of those an earlier CaptureGap of the flow wrote
+ * (its error record then says what was lost in all). Rare. */
 static reel_rc write_lost(reel_indexer_t *ix, frow *r, reel_err_t *err) {
     static const char why[] = "capture was stopped by a disk error while the flow ran";
     static const char *const dirs[3] = {"request", "response", "flow"};
-    sqlite3_stmt *ins = NULL, *upd = NULL;
+    sqlite3_stmt *ins = NULL, *upd = NULL, *del = NULL;
     reel_rc rc = REEL_OK;
     if (sqlite3_prepare_v2(ix->db,
+                           "DELETE FROM flow_damage WHERE flow_id = ?1 AND (reason = ?2 OR "
+                           "(direction = 'flow' AND reason LIKE '% of its records were not "
+                           "recorded: ' || ?2))",
+                           -1, &del, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(ix->db,
                            "INSERT INTO flow_damage(flow_id, direction, offset, length, reason, "
                            "found_us) VALUES(?, ?, ?, ?, ?, ?)",
                            -1, &ins, NULL) != SQLITE_OK ||
@@ -1356,6 +1379,10 @@ static reel_rc write_lost(reel_indexer_t *ix, frow *r, reel_err_t *err) {
         rc = db_fail(err, REEL_DB, ix->db);
         goto out;
     }
+    sqlite3_bind_int64(del, 1, (sqlite3_int64)r->id);
+    sqlite3_bind_text(del, 2, why, -1, SQLITE_STATIC);
+    if (sqlite3_step(del) != SQLITE_DONE)
+        rc = db_fail(err, REEL_DB, ix->db);
     for (int d = 0; d < 3 && rc == REEL_OK; d++) {
         char text[160];
         if (d < 2 && r->lost[1 + d] == 0)
@@ -1377,6 +1404,7 @@ static reel_rc write_lost(reel_indexer_t *ix, frow *r, reel_err_t *err) {
     if (rc == REEL_OK && sqlite3_step(upd) != SQLITE_DONE)
         rc = db_fail(err, REEL_DB, ix->db);
 out:
+    sqlite3_finalize(del);
     sqlite3_finalize(ins);
     sqlite3_finalize(upd);
     memset(r->lost, 0, sizeof r->lost);

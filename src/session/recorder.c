@@ -951,6 +951,35 @@ static int close_lost(reel_recorder_t *r, lostflow *l) {
     return 1;
 }
 
+/* Says in the spool, as capture resumes, that a flow still running lost
+ * records to the outage (its CaptureGap record): its error record, in
+ * place of its end, comes only when the flow ends, and a run killed before
+ * then left the flow looking merely cut off by the end of the recording,
+ * as if everything it did until then had been recorded. Returns 0 if
+ * capture stopped again. */
+static int write_gap(reel_recorder_t *r, lostflow *l) {
+    char msg[REEL_ERR_MSG_MAX + 200];
+    snprintf(msg, sizeof msg,
+             "capture was stopped while this flow was running (%s): %llu of its records were "
+             "not recorded, nor any after them",
+             r->fail_reason, (unsigned long long)l->dropped);
+    Reel__CaptureGap g = REEL__CAPTURE_GAP__INIT;
+    g.message = msg;
+    g.records_lost = l->dropped;
+    g.request_body_lost = l->body_lost[0];
+    g.response_body_lost = l->body_lost[1];
+    Reel__Record rec = REEL__RECORD__INIT;
+    rec.flow_id = l->id;
+    rec.time_us = reel_now_us();
+    rec.event_case = REEL__RECORD__EVENT_GAP;
+    rec.gap = &g;
+    size_t n = reel__record__get_packed_size(&rec);
+    reel_buf_reset(&r->scratch);
+    reel_buf_reserve(&r->scratch, n);
+    reel__record__pack(&rec, r->scratch.data);
+    return block_add(r, r->scratch.data, n);
+}
+
 /* A record of a flow in the lost map, with capture running: the flow's
  * records stay out (no holes); its last record becomes the error record. */
 static void take_lost(reel_recorder_t *r, lostflow *l, const uint8_t *data, size_t len,
@@ -1051,6 +1080,10 @@ static void try_resume(reel_recorder_t *r) {
             l = next;
         }
     }
+    for (size_t b = 0; b < r->lost_buckets && !r->disk_failed; b++)
+        for (lostflow *l = r->lost[b]; l && !r->disk_failed; l = l->next)
+            if (!l->start_lost && !l->final_seen)
+                write_gap(r, l);
     if (r->disk_failed || !r->announced)
         return;
     r->announced = 0;

@@ -911,6 +911,9 @@ static reel_rc scan_segment(reel_session_t *s, reel_indexer_t *ix, uint32_t n, u
 
 /* The error of a flow cut off by the end of the run that recorded it. */
 #define INTERRUPTED_MSG "recording stopped before the flow ended"
+/* how the recorder's CaptureGap and its error record in place of a flow's
+ * end begin (recorder.c) */
+#define GAP_MSG "capture was stopped while this flow was running"
 /* ... and of one whose end record may have been lost to damage (dmg_flow
  * says where): not known to have been cut off by the end of its run. */
 #define END_LOST_MSG                                                                               \
@@ -1119,15 +1122,20 @@ static reel_rc mark_interrupted(reel_session_t *s, reel_err_t *err) {
              "SELECT id, request_body_size, response_body_size, "
              "request_body_dropped, response_body_dropped, EXISTS(SELECT 1 "
              "FROM flow_damage d WHERE d.flow_id = f.id AND d.reason LIKE '" END_LOST_ROW
-             "%') FROM flows f WHERE state = 'open' ORDER BY id",
+             "%'), CASE WHEN error LIKE '" GAP_MSG "%' THEN error END FROM flows f WHERE "
+             "state = 'open' ORDER BY id",
              &st, err)) != REEL_OK)
         goto out;
     while (sqlite3_step(st) == SQLITE_ROW) {
         if (when == 0)
             when = last_record_us(s);
         int end_lost = sqlite3_column_int(st, 5);
+        /* a flow that lost records to a disk outage (its CaptureGap), and
+         * whose run ended before the flow did: both, and damaged still */
+        const char *gap = (const char *)sqlite3_column_text(st, 6);
+        char *msg = gap ? reel_asprintf("%s; then the %s", gap, INTERRUPTED_MSG) : NULL;
         Reel__FlowError fe = REEL__FLOW_ERROR__INIT;
-        fe.message = end_lost ? END_LOST_MSG : INTERRUPTED_MSG;
+        fe.message = msg ? msg : end_lost ? END_LOST_MSG : INTERRUPTED_MSG;
         fe.request_body_size = (uint64_t)sqlite3_column_int64(st, 1);
         fe.response_body_size = (uint64_t)sqlite3_column_int64(st, 2);
         fe.request_body_dropped = (uint64_t)sqlite3_column_int64(st, 3);
@@ -1143,6 +1151,7 @@ static reel_rc mark_interrupted(reel_session_t *s, reel_err_t *err) {
         reel__record__pack(&rec, packed);
         reel_spool_block_append(&block, packed, len);
         free(packed);
+        free(msg);
         n++;
         if (end_lost)
             lost++;

@@ -220,6 +220,10 @@ class FaultTest(unittest.TestCase):
         why = "capture was stopped by a disk error while the flow ran"
         self.assertIn({"direction": "request", "offset": len(stored),
                        "length": len(o.file1m) - len(stored), "reason": why}, sf_json["damage"])
+        # (one of each: the CaptureGap's rows, written as capture resumed,
+        # gave way to those of the error record that ended the flow)
+        self.assertEqual(sorted(d["direction"] for d in sf_json["damage"]), ["flow", "request"],
+                         sf_json["damage"])
         self.assertEqual([f["id"] for f in r.flows("~damaged")], [sf["id"]])
         self.get(r, "/file1m?after", o.file1m)
         self.get(r, "/100b?after", b"x" * 99 + b"\n")
@@ -254,6 +258,57 @@ class FaultTest(unittest.TestCase):
         self.assertEqual([f["id"] for f in self.flows_json(r.env, "full", "~damaged")], [sf["id"]])
         self.assertEqual(json.loads(run([REEL, "flow", "full", str(sf["id"]), "--json"],
                                         env=r.env).stdout)["damage"], sf_json["damage"])
+
+    def test_outage_then_kill_leaves_the_flow_damaged(self):
+        """A flow runs across a disk outage, capture resumes, and the process
+        is killed (-9) before the flow ends: the flow, whose records after
+        the first one lost were all left out, read as merely cut off by the
+        end of the recording (interrupted, not damaged, the request body a
+        clean-looking prefix). Its CaptureGap record says, as capture
+        resumes, what it lost: after the kill it is interrupted and damaged,
+        its error says both, and a repair finds the same in the spool."""
+        mnt = self.mount_tmpfs(16 << 20)
+        home = os.path.join(mnt, "home")
+        r = self.start("gap", home=home)
+        o = self.origin
+        slow = subprocess.Popen(["curl", "-sS", "--max-time", "90", "-x", r.proxy, "--limit-rate",
+                                 "50k", "-o", os.devnull, "--data-binary",
+                                 "@" + os.path.join(o.www, "file1m"), o.url("/echo?slow")])
+        self.procs.append(slow)
+        wait_for(lambda: r.flows("~u slow"), 10, "the slow flow to start", r)
+        time.sleep(0.5)  # some of its body is recorded
+        filler = self.fill(mnt)
+        self.get(r, "/file1m?during", o.file1m)  # a write that fails
+        wait_for(lambda: "capture stopped" in r.log(), 10, "the capture-stopped warning", r)
+        time.sleep(1.5)  # records of the slow flow are dropped meanwhile
+        os.unlink(filler)
+        wait_for(lambda: "capture resumed" in r.log(), 10, "the capture-resumed message", r)
+        self.assertIn("1 flows in progress are marked with an error", r.log())
+        time.sleep(0.5)  # the CaptureGap's frame is written and indexed
+        self.assertIsNone(slow.poll(), "the slow upload ended before the kill")
+        r.proc.kill()
+        r.proc.wait(10)
+        sf = self.flows_json(r.env, "gap", "~u slow")[0]  # (recovery on open)
+        self.assertEqual(sf["state"], "interrupted", sf)
+        self.assertTrue(sf["damaged"], sf)
+        self.assertRegex(sf["error"], r"^capture was stopped while this flow was running \(.*No "
+                         r"space left on device.*\): [1-9][0-9]* of its records were not "
+                         r"recorded, nor any after them; then the recording stopped before the "
+                         r"flow ended$")
+        detail = json.loads(self.flow_json(r.env, "gap", sf["id"]).stdout)
+        stored = len(body(detail, "request"))
+        holes = [d for d in detail["damage"] if d["direction"] == "request"]
+        self.assertEqual(len(holes), 1, detail["damage"])
+        self.assertEqual(holes[0]["offset"], stored, detail["damage"])
+        self.assertGreater(holes[0]["length"], 0, detail["damage"])
+        run([REEL, "repair", "gap"], env=r.env)
+        again = self.flows_json(r.env, "gap", "~u slow")[0]
+        self.assertEqual({k: again[k] for k in ("state", "damaged", "error")},
+                         {k: sf[k] for k in ("state", "damaged", "error")})
+        self.assertEqual(json.loads(self.flow_json(r.env, "gap", sf["id"]).stdout)["damage"],
+                         detail["damage"])
+        v = run([REEL, "verify", "gap"], env=r.env, check=False)
+        self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
 
     def test_resume_after_stop_with_full_disk(self):
         mnt = self.mount_tmpfs(12 << 20)
