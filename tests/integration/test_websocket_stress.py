@@ -536,7 +536,10 @@ class TinyFramesBurstTest(unittest.TestCase):
         self.assertEqual(got["bytes"], len(burst), self.origin.errors)
         took = got["last"] - t0
         waited = answered - asked
-        self.assertLess(waited, 1.0, (waited, took))  # it was 2.1 s of 2.2
+        # It was 2.1 s of 2.2 (RelWithDebInfo). libuv may still take the
+        # whole burst in one go (2 MiB): about 0.1 s now, 0.35 s under the
+        # sanitizers, where the old relay would take several seconds.
+        self.assertLess(waited, 3.0 if SANITIZED else 1.0, (waited, took))
 
 
 if __name__ == "__main__":
