@@ -910,6 +910,15 @@ static int block_add(reel_recorder_t *r, const uint8_t *data, size_t len) {
     return 1;
 }
 
+/* A record the writer makes itself, packed into the block (block_add). */
+static int block_add_record(reel_recorder_t *r, const Reel__Record *rec) {
+    size_t n = reel__record__get_packed_size(rec);
+    reel_buf_reset(&r->scratch);
+    reel_buf_reserve(&r->scratch, n);
+    reel__record__pack(rec, r->scratch.data);
+    return block_add(r, r->scratch.data, n);
+}
+
 /* Writes the error record that ends a flow which lost records, in place of
  * its end. Returns 0 if capture stopped meanwhile (the flow stays in the
  * lost map, to be closed at the next resume). */
@@ -941,11 +950,7 @@ static int close_lost(reel_recorder_t *r, lostflow *l) {
     rec.time_us = l->final_us ? l->final_us : reel_now_us();
     rec.event_case = REEL__RECORD__EVENT_ERROR;
     rec.error = &fe;
-    size_t n = reel__record__get_packed_size(&rec);
-    reel_buf_reset(&r->scratch);
-    reel_buf_reserve(&r->scratch, n);
-    reel__record__pack(&rec, r->scratch.data);
-    if (!block_add(r, r->scratch.data, n))
+    if (!block_add_record(r, &rec))
         return 0;
     lost_remove(r, l);
     return 1;
@@ -973,11 +978,7 @@ static int write_gap(reel_recorder_t *r, lostflow *l) {
     rec.time_us = reel_now_us();
     rec.event_case = REEL__RECORD__EVENT_GAP;
     rec.gap = &g;
-    size_t n = reel__record__get_packed_size(&rec);
-    reel_buf_reset(&r->scratch);
-    reel_buf_reserve(&r->scratch, n);
-    reel__record__pack(&rec, r->scratch.data);
-    return block_add(r, r->scratch.data, n);
+    return block_add_record(r, &rec);
 }
 
 /* A record of a flow in the lost map, with capture running: the flow's
