@@ -41,6 +41,11 @@ struct reel_session {
     int index_lost;  /* session.db had no tables: made anew, to rebuild */
     char *readonly;  /* why this user cannot write the session (opened read-only), owned */
     int rdlocked;    /* holds the readers' lock shared (readers_lock) */
+    /* A rebuild's scan (prune_keep): the old rows of flows the scan found
+     * again are dropped from rebuild_keep as it goes, those above
+     * pruned_to next. */
+    int pruning;
+    uint64_t pruned_to;
     int live;        /* another process records into it (its index grows) */
     int excl;        /* holds it exclusively: nesting of reel__session_readers_exclude */
 };
@@ -396,6 +401,7 @@ static int has_segment(const uint32_t *segs, size_t nseg, uint32_t n) {
 
 /* Indexing frames found by a scan, committing every few hundred frames. */
 typedef struct {
+    reel_session_t *s;
     reel_indexer_t *ix;
     uint32_t segment;
     unsigned pending;
@@ -409,9 +415,43 @@ typedef struct {
     reel_rc rc;
 } scan_ctx;
 
+/* In a rebuild's scan, at the start of each of its transactions: the old
+ * rows (rebuild_keep) of the flows the transactions before wrote again
+ * with their start record are dropped. Only the flows the scan does not
+ * find again (keep_user_flows, keep_vanished) or finds without their start
+ * (keep_lost_starts) need their old row, and the pages freed take the new
+ * rows, as the scan goes: kept to the end, the old rows made session.db
+ * twice the size of its index, and the VACUUM that gave the pages back
+ * was a sixth of a repair (0.6 s of 3.8 for 200,000 flows). A flow
+ * written again later than its id's turn (open across transactions) keeps
+ * its old row to the end; it is dropped with the table. */
+static reel_rc prune_keep(reel_session_t *s, reel_err_t *err) {
+    sqlite3_stmt *st = NULL;
+    reel_rc rc = reel_index_prepare(s->db,
+                                    "DELETE FROM rebuild_keep WHERE id > ?1 AND id IN (SELECT id "
+                                    "FROM flows WHERE id > ?1 AND uuid != '')",
+                                    &st, err);
+    if (rc != REEL_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)s->pruned_to);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(s->db));
+    sqlite3_finalize(st);
+    st = NULL;
+    /* (not reel_index_max_flow_id: meta's max_flow_id is the old index's) */
+    if (rc == REEL_OK &&
+        (rc = reel_index_prepare(s->db, "SELECT max(id) FROM flows", &st, err)) == REEL_OK &&
+        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_INTEGER)
+        s->pruned_to = (uint64_t)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return rc;
+}
+
 static int index_frame_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *raw, size_t rlen) {
     scan_ctx *c = ctx;
     if (c->pending == 0 && (c->rc = reel_indexer_begin(c->ix, c->err)) != REEL_OK)
+        return 1;
+    if (c->pending == 0 && c->s->pruning && (c->rc = prune_keep(c->s, c->err)) != REEL_OK)
         return 1;
     c->rc = reel_indexer_add_frame(c->ix, c->segment, off, clen, raw, rlen, c->err);
     if (c->rc == REEL_CORRUPT) {
@@ -1253,7 +1293,7 @@ static reel_rc scan_segment(reel_session_t *s, reel_indexer_t *ix, uint32_t n, u
         return reel_err_errno(err, REEL_IO, errno, "opening spool segment %u", n);
     char name[16];
     reel_spool_segment_name(n, name);
-    scan_ctx c = {.ix = ix, .segment = n, .stop_at = UINT64_MAX, .err = err};
+    scan_ctx c = {.s = s, .ix = ix, .segment = n, .stop_at = UINT64_MAX, .err = err};
     uint64_t salvaged_at = UINT64_MAX; /* salvage a range once */
     size_t ncut = 0, k = 0;
     uint64_t(*cut)[2] = cuts ? segment_cuts(s->db, n, &ncut) : NULL;
@@ -2687,8 +2727,11 @@ static reel_rc rebuild(reel_session_t *s, reel_err_t *err) {
     cleared = 1;
     if ((rc = reel_indexer_new(s->db, &ix, err)) == REEL_OK)
         reel_indexer_bulk(ix);
+    s->pruning = 1;
+    s->pruned_to = 0;
     for (size_t i = 0; rc == REEL_OK && i < nseg; i++)
         rc = scan_segment(s, ix, segs[i], 0, i + 1 == nseg, 1, &frames, err);
+    s->pruning = 0;
     if (rc == REEL_OK)
         rc = keep_user_flows(s, err);
     if (rc == REEL_OK)
