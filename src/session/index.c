@@ -841,32 +841,15 @@ static reel_rc prepare_rows(reel_indexer_t *ix, size_t k, reel_err_t *err) {
     return rc;
 }
 
-/* The statements of rows[k] rows each (nstmts sizes, largest first) that
- * run_batches uses to write n: bit k of the result for rows[k]. */
-static unsigned batch_sizes(const size_t *rows, size_t nstmts, size_t n) {
-    unsigned used = 0;
-    for (size_t k = 0; k < nstmts; k++)
-        if (n >= rows[k]) {
-            used |= 1u << k;
-            n %= rows[k];
-        }
-    return used;
+/* The statement of set's k-th size that writes rows (run_batches' get). */
+static sqlite3_stmt *row_stmt(reel_indexer_t *ix, size_t set, size_t k, reel_err_t *err) {
+    return prepare_rows(ix, set * 3 + k, err) == REEL_OK ? ix->bound[set * 3 + k].st : NULL;
 }
 
-/* Into out[3], the statements of set that write n rows, prepared if they
- * were not. */
-static reel_rc rows_stmts(reel_indexer_t *ix, size_t set, size_t n, sqlite3_stmt *out[3],
-                          reel_err_t *err) {
-    unsigned used = batch_sizes(UPSERT_ROWS, 3, n);
-    for (size_t k = 0; k < 3; k++) {
-        if (used & (1u << k)) {
-            reel_rc rc = prepare_rows(ix, set * 3 + k, err);
-            if (rc != REEL_OK)
-                return rc;
-        }
-        out[k] = ix->bound[set * 3 + k].st;
-    }
-    return REEL_OK;
+/* ... and the one of the k-th size that links flows to a frame. */
+static sqlite3_stmt *link_stmt(reel_indexer_t *ix, size_t set, size_t k, reel_err_t *err) {
+    (void)set;
+    return prepare_link(ix, k, err) == REEL_OK ? ix->link[k] : NULL;
 }
 
 reel_rc reel_indexer_new(sqlite3 *db, reel_indexer_t **out, reel_err_t *err) {
@@ -1446,18 +1429,28 @@ static void link_frame(reel_indexer_t *ix, frow *row, uint64_t fid, uint32_t seg
 /* Binds items [first, first + count) of a batch to st. */
 typedef void (*bind_batch_fn)(sqlite3_stmt *st, size_t first, size_t count, void *ctx);
 
-/* Runs n items through stmts[k], statements of rows[k] rows each (rows
- * descending, the last 1): as many of the largest as fit, then smaller.
- * Returns REEL_OK, or REEL_DB with *at the first item of the batch that
- * failed. */
-static reel_rc run_batches(reel_indexer_t *ix, sqlite3_stmt *const *stmts, const size_t *rows,
-                           size_t nstmts, size_t n, bind_batch_fn bind, void *ctx, size_t *at) {
+/* Runs n items through the statements of set that get gives (row_stmt,
+ * link_stmt: prepared when first used), the k-th of rows[k] rows each
+ * (rows descending, the last 1): as many of the largest as fit, then
+ * smaller. Returns REEL_OK, or REEL_DB with *at the first item of the
+ * batch that failed (err set if its statement could not be prepared). */
+static reel_rc run_batches(reel_indexer_t *ix,
+                           sqlite3_stmt *(*get)(reel_indexer_t *, size_t, size_t, reel_err_t *),
+                           size_t set, const size_t *rows, size_t nstmts, size_t n,
+                           bind_batch_fn bind, void *ctx, size_t *at, reel_err_t *err) {
     size_t done = 0;
     for (size_t k = 0; k < nstmts; k++) {
+        if (n - done < rows[k])
+            continue;
+        sqlite3_stmt *st = get(ix, set, k, err);
+        if (st == NULL) {
+            *at = done;
+            return REEL_DB;
+        }
         while (n - done >= rows[k]) {
-            bind(stmts[k], done, rows[k], ctx);
-            int s = sqlite3_step(stmts[k]);
-            sqlite3_reset(stmts[k]);
+            bind(st, done, rows[k], ctx);
+            int s = sqlite3_step(st);
+            sqlite3_reset(st);
             if (s != SQLITE_DONE) {
                 *at = done;
                 return REEL_DB;
@@ -1487,16 +1480,11 @@ static void bind_links(sqlite3_stmt *st, size_t first, size_t count, void *ctx) 
 static reel_rc write_links(reel_indexer_t *ix, uint32_t segment, uint64_t off, reel_err_t *err) {
     links_ctx c = {ix, segment, off};
     size_t at = 0;
-    unsigned used = batch_sizes(LINK_ROWS, 4, ix->nlinks);
-    reel_rc rc = REEL_OK;
-    for (size_t k = 0; k < 4 && rc == REEL_OK; k++)
-        if (used & (1u << k))
-            rc = prepare_link(ix, k, err);
-    if (rc == REEL_OK &&
-        run_batches(ix, ix->link, LINK_ROWS, 4, ix->nlinks, bind_links, &c, &at) != REEL_OK)
-        rc = db_fail(err, REEL_DB, ix->db);
+    reel_rc rc = run_batches(ix, link_stmt, 0, LINK_ROWS, 4, ix->nlinks, bind_links, &c, &at, err);
     ix->nlinks = 0;
-    return rc;
+    if (rc != REEL_OK)
+        return db_fail(err, REEL_DB, ix->db);
+    return REEL_OK;
 }
 
 /* Recognizes a Record whose event is request_body (12) or response_body
@@ -1977,30 +1965,24 @@ static reel_rc write_rows(reel_indexer_t *ix, frow **rows, size_t n, reel_err_t 
             rows[nnew++] = rows[i];
             rows[i] = t;
         }
+    size_t ins_set = ix->no_marks ? ROWS_INSERT_UNMARKED : ROWS_INSERT;
     size_t ups_set = ix->no_marks ? ROWS_UPSERT_UNMARKED : ROWS_UPSERT;
-    sqlite3_stmt *st[3];
     size_t at = 0;
     rows_ctx c = {ix, rows};
-    reel_rc rc = rows_stmts(ix, ix->no_marks ? ROWS_INSERT_UNMARKED : ROWS_INSERT, nnew, st, err);
-    if (rc != REEL_OK)
-        return rc;
-    rc = run_batches(ix, st, UPSERT_ROWS, 3, nnew, bind_rows, &c, &at);
+    reel_rc rc = run_batches(ix, row_stmt, ins_set, UPSERT_ROWS, 3, nnew, bind_rows, &c, &at, err);
     if (rc != REEL_OK && sqlite3_extended_errcode(ix->db) == SQLITE_CONSTRAINT_PRIMARYKEY) {
         /* A row we did not know of (another writer?): the rows from that
          * statement on go by upsert, which writes the same values again
          * over the ones the statement had inserted before it failed. */
         size_t from = at;
         c.rows = rows + from;
-        if ((rc = rows_stmts(ix, ups_set, nnew - from, st, err)) != REEL_OK)
-            return rc;
-        rc = run_batches(ix, st, UPSERT_ROWS, 3, nnew - from, bind_rows, &c, &at);
+        rc = run_batches(ix, row_stmt, ups_set, UPSERT_ROWS, 3, nnew - from, bind_rows, &c, &at,
+                         err);
         at += from;
     }
     if (rc == REEL_OK) {
         c.rows = rows + nnew;
-        if ((rc = rows_stmts(ix, ups_set, n - nnew, st, err)) != REEL_OK)
-            return rc;
-        rc = run_batches(ix, st, UPSERT_ROWS, 3, n - nnew, bind_rows, &c, &at);
+        rc = run_batches(ix, row_stmt, ups_set, UPSERT_ROWS, 3, n - nnew, bind_rows, &c, &at, err);
         at += nnew;
     }
     if (rc != REEL_OK)
