@@ -117,6 +117,27 @@ class FaultTest(unittest.TestCase):
                 pass
         return path
 
+    def split_session(self, name, spool_size, path):
+        """A session on a tmpfs of 8 MiB whose spool/ is a tmpfs of its own
+        (spool_size), with one flow (path) recorded: each file system can
+        then be filled apart. Returns (mount, home, env, spool)."""
+        mnt = self.mount_tmpfs(8 << 20)
+        home = os.path.join(mnt, "home")
+        env = dict(os.environ, REEL_HOME=home, XDG_DATA_HOME=self.dir + "/data",
+                   XDG_CONFIG_HOME=self.dir + "/config")
+        run([REEL, "new", name], env=env)
+        spool = os.path.join(home, name, "spool")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d,mode=0700" % spool_size,
+                            "tmpfs", spool], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.mounts.append(spool)
+        r = self.start(name, home=home, resume=True)
+        self.get(r, path, b"x" * 99 + b"\n")
+        self.assertEqual(len(r.wait_flows(1)), 1)
+        code, log = self.stop(r)
+        self.assertEqual(code, 0, log)
+        return mnt, home, env, spool
+
     def get(self, r, path, expect):
         """Fetches path through the proxy and checks the bytes."""
         got = curl(r, self.origin.url(path)).stdout
@@ -393,21 +414,7 @@ class FaultTest(unittest.TestCase):
         a config change cannot be journaled, and the commit is refused.
         The error must say why (no space writing journal.zst), once, not
         SQLite's "constraint failed" that the refused commit reads as."""
-        mnt = self.mount_tmpfs(8 << 20)
-        home = os.path.join(mnt, "home")
-        env = dict(os.environ, REEL_HOME=home, XDG_DATA_HOME=self.dir + "/data",
-                   XDG_CONFIG_HOME=self.dir + "/config")
-        run([REEL, "new", "ud"], env=env)
-        spool = os.path.join(home, "ud", "spool")
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d,mode=0700" % (1 << 20), "tmpfs",
-                            spool], capture_output=True, text=True)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.mounts.append(spool)
-        r = self.start("ud", home=home, resume=True)
-        self.get(r, "/100b?note", b"x" * 99 + b"\n")
-        self.assertEqual(len(r.wait_flows(1)), 1)
-        code, log = self.stop(r)
-        self.assertEqual(code, 0, log)
+        _, _, env, spool = self.split_session("ud", 1 << 20, "/100b?note")
         run([REEL, "annotate", "ud", "1", "a note that fits"], env=env)
         self.fill(spool)
         # The journal's last page may still hold a change or two: the next
@@ -436,21 +443,7 @@ class FaultTest(unittest.TestCase):
         the index's commit failed and the command said the change was not
         made. The next open found it in the journal and applied it, and a
         retry made it twice."""
-        mnt = self.mount_tmpfs(8 << 20)
-        home = os.path.join(mnt, "home")
-        env = dict(os.environ, REEL_HOME=home, XDG_DATA_HOME=self.dir + "/data",
-                   XDG_CONFIG_HOME=self.dir + "/config")
-        run([REEL, "new", "uf"], env=env)
-        spool = os.path.join(home, "uf", "spool")
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d,mode=0700" % (4 << 20), "tmpfs",
-                            spool], capture_output=True, text=True)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.mounts.append(spool)
-        r = self.start("uf", home=home, resume=True)
-        self.get(r, "/100b?full", b"x" * 99 + b"\n")
-        self.assertEqual(len(r.wait_flows(1)), 1)
-        code, log = self.stop(r)
-        self.assertEqual(code, 0, log)
+        mnt, _, env, _ = self.split_session("uf", 4 << 20, "/100b?full")
         filler = self.fill(mnt, leave=64 << 10)
         failed = 0
         for i in range(200):  # until the index's file system refuses one

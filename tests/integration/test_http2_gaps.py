@@ -209,15 +209,7 @@ class Http2GapsTest(unittest.TestCase):
         for j, p in enumerate(parts[1:]):
             data += frame(9, 4 if j == len(parts) - 2 else 0, 1, p)  # CONTINUATION
         s.sendall(data)
-        got = b""
-        try:
-            while True:
-                d = s.recv(65536)
-                if not d:
-                    break
-                got += d
-        except OSError:
-            pass
+        got = read_until_closed(s)
         s.close()
         types, pos = [], 0
         while pos + 9 <= len(got):
