@@ -1491,16 +1491,21 @@ static void range_name(reel_buf_t *b, segrange r) {
 /* In the transaction that empties the derived tables: remembers (in
  * rebuild_lost, which outlives a crash of the rebuild) the flows that have
  * records in a missing segment, by the index's own links and by the marks
- * an earlier repair left, so they can be marked again once rebuilt. */
-static reel_rc remember_lost(reel_session_t *s, const segrange *missing, size_t nmissing,
-                             reel_err_t *err) {
-    reel_rc rc = reel_index_exec(
-        s->db,
-        "CREATE TABLE rebuild_lost(id INTEGER PRIMARY KEY, msg TEXT NOT NULL, mark INTEGER NOT "
-        "NULL DEFAULT 1);"
-        "INSERT OR IGNORE INTO rebuild_lost(id, msg) SELECT id, substr(error, 1, "
-        "instr(error || ';', ';') - 1) FROM flows WHERE error LIKE '" LOST_PREFIX "%';",
-        err);
+ * an earlier repair left, so they can be marked again once rebuilt. A
+ * rebuild that starts again (`resumed`) has the table already; a segment
+ * lost since the one before it began is known by the links that one made
+ * again before it died. */
+static reel_rc remember_lost(reel_session_t *s, int resumed, const segrange *missing,
+                             size_t nmissing, reel_err_t *err) {
+    reel_rc rc = REEL_OK;
+    if (!resumed)
+        rc = reel_index_exec(s->db,
+                             "CREATE TABLE rebuild_lost(id INTEGER PRIMARY KEY, msg TEXT NOT "
+                             "NULL, mark INTEGER NOT NULL DEFAULT 1);"
+                             "INSERT OR IGNORE INTO rebuild_lost(id, msg) SELECT id, substr(error, "
+                             "1, instr(error || ';', ';') - 1) FROM flows WHERE error LIKE "
+                             "'" LOST_PREFIX "%';",
+                             err);
     for (size_t i = 0; rc == REEL_OK && i < nmissing; i++) {
         sqlite3_stmt *st = NULL;
         rc = reel_index_prepare(
@@ -2502,6 +2507,25 @@ static segcut *find_cuts(reel_session_t *s, const uint32_t *segs, size_t nseg, s
     return v;
 }
 
+/* A rebuild that starts again after one died: the one before dropped the
+ * old rows (rebuild_keep) of the flows it had written again (prune_keep),
+ * which the scan finds again unless the spool changed since (a segment
+ * lost, more damage). Their rows as that rebuild wrote them, from the
+ * same records, go back into rebuild_keep, so that such a flow is kept,
+ * or dropped, as by a rebuild that never died. */
+static reel_rc keep_found_again(reel_session_t *s, reel_err_t *err) {
+    char *cols = shared_columns(s->db, "rebuild_keep");
+    if (cols == NULL)
+        return reel_err_set(err, REEL_DB, "session.db: rebuild_keep has no columns of flows");
+    char *sql = reel_asprintf("INSERT INTO main.rebuild_keep(%s) SELECT %s FROM flows WHERE uuid "
+                              "!= '' AND id NOT IN (SELECT id FROM main.rebuild_keep)",
+                              cols, cols);
+    reel_rc rc = reel_index_exec(s->db, sql, err);
+    free(sql);
+    free(cols);
+    return rc;
+}
+
 /* The transaction that empties the derived tables. Bulk load: the indexes
  * and triggers the schema puts on flows are dropped, and made again from
  * the schema's own definitions once the rows are in (much faster than
@@ -2548,8 +2572,10 @@ static reel_rc rebuild_clear(reel_session_t *s, int resumed, const segrange *mis
         if (rc == REEL_OK && flows_sql == NULL)
             rc = reel_err_set(err, REEL_DB, "session.db: the definition of flows cannot be read");
     }
-    if (rc == REEL_OK && !resumed)
-        rc = remember_lost(s, missing, nmissing, err);
+    if (rc == REEL_OK && resumed)
+        rc = keep_found_again(s, err);
+    if (rc == REEL_OK)
+        rc = remember_lost(s, resumed, missing, nmissing, err);
     /* A segment cut short lost the records the index had seen past the
      * cut: the flows that had records in the frames after it, by the
      * index's own links, are marked. A frame the cut goes through is

@@ -275,6 +275,71 @@ class Interrupted(unittest.TestCase):
                     p.wait(30)
         self.assertEqual(len(json.loads(self.run_cli("flows", name, "--json").stdout)), N)
 
+    def test_segment_lost_after_a_killed_repair(self):
+        """A repair killed once its scan is past the second segment, and
+        that segment then lost (deleted) before the next command finishes
+        the rebuild. A flow whose records were all there but which has user
+        data (an annotation) keeps its row, marked damaged, as the old
+        index had it. The rebuild drops the old rows of the flows it has
+        found again as it goes (so that session.db does not double), and
+        the one that finished the killed one no longer had them: the
+        annotated flow dropped out of the index without a word. Now the
+        outcome is that of a repair of the same spool that was never
+        killed."""
+        seg2 = os.path.join("spool", "00000002.zst")
+        db = sqlite3.connect("file:%s?mode=ro" % os.path.join(self.home, "base", "session.db"),
+                             uri=True)
+        try:
+            (only2,) = db.execute(
+                "SELECT min(flow_id) FROM flow_frames GROUP BY flow_id HAVING min(segment) = 2 "
+                "AND max(segment) = 2 ORDER BY 1 LIMIT 1").fetchone()
+        finally:
+            db.close()
+        self.assertIsNotNone(only2)
+
+        def lose_segment_2(name):
+            os.unlink(os.path.join(self.home, name, seg2))
+
+        def outcome(name, r=None):
+            r = r or self.run_cli("flows", name, "--json")
+            flows = {f["id"]: f for f in json.loads(r.stdout)}
+            damaged = {f["id"] for f in json.loads(
+                self.run_cli("flows", name, "--json", "~damaged").stdout)}
+            return flows, damaged
+
+        # what a repair that is not killed makes of the spool without it
+        self.copy("lost-ref")
+        self.run_cli("annotate", "lost-ref", str(only2), "only in segment 2")
+        lose_segment_2("lost-ref")
+        self.run_cli("repair", "lost-ref")
+        want, want_damaged = outcome("lost-ref")
+        self.assertIn(only2, want)
+        self.assertIn(only2, want_damaged)
+        self.assertLess(len(want), N)  # the others of segment 2 are gone
+
+        def row_dropped(db):  # the old row of the annotated flow is gone
+            return (self.index_gone(db) and db.execute(
+                "SELECT count(*) FROM rebuild_keep WHERE id = ?", (only2,)).fetchone()[0] == 0)
+
+        name = "lost"
+        for _ in range(3):
+            path = self.copy(name)
+            self.run_cli("annotate", name, str(only2), "only in segment 2")
+            if self.kill_when(["repair", name], name, row_dropped):
+                break
+        else:
+            self.fail("repair ended before its scan was seen past flow %d, three times" % only2)
+        lose_segment_2(name)
+        r = self.run_cli("flows", name, "--json")
+        self.assertIn(b"stopped before it had rebuilt the index", r.stderr)
+        got, damaged = outcome(name, r)
+        self.assertEqual(sorted(set(want) ^ set(got)), [])
+        self.maxDiff = None
+        self.assertEqual({i: (got[i], want[i]) for i in got if got[i] != want[i]}, {})
+        self.assertEqual(damaged, want_damaged)
+        note = json.loads(self.run_cli("annotate", name, str(only2), "--json").stdout)
+        self.assertEqual([a["text"] for a in note], ["only in segment 2"])
+
     def test_indexes_lost_earlier(self):
         """A session an older reel left without them (its repair was
         killed): the next command rebuilds the index and makes them."""
