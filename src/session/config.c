@@ -1240,8 +1240,10 @@ reel_rc reel_overlay_set(sqlite3 *db, const char *key, const char *value, const 
         goto out;
     if (actor == NULL)
         actor = own_actor = reel_config_actor();
-    if ((rc = exec(db, "BEGIN IMMEDIATE", err, "setting a config option")) != REEL_OK)
+    if (reel_index_begin_write(db) != SQLITE_OK) {
+        rc = db_fail(db, err, "setting a config option");
         goto out;
+    }
     in_txn = 1;
     if ((rc = overlay_get(db, key, &old, err)) != REEL_OK)
         goto out;
@@ -1276,8 +1278,10 @@ reel_rc reel_overlay_unset(sqlite3 *db, const char *key, const char *actor, reel
     reel_rc rc = REEL_OK;
     if (actor == NULL)
         actor = own_actor = reel_config_actor();
-    if ((rc = exec(db, "BEGIN IMMEDIATE", err, "unsetting a config option")) != REEL_OK)
+    if (reel_index_begin_write(db) != SQLITE_OK) {
+        rc = db_fail(db, err, "unsetting a config option");
         goto out;
+    }
     in_txn = 1;
     if ((rc = overlay_get(db, key, &old, err)) != REEL_OK)
         goto out;

@@ -16,8 +16,10 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "base/mem.h"
 #include "base/pace.h"
 #include "flow.pb-c.h"
@@ -103,6 +105,80 @@ static reel_rc env_error(reel_err_t *err, sqlite3 *db, const char *path, int src
     reel_err_errno(&why, REEL_IO, e, "cannot open %s (%s)", path,
                    db ? sqlite3_errmsg(db) : sqlite3_errstr(src));
     return reel_err_set(err, REEL_IO, "%s; that is %s", reel_err_str(&why), todo);
+}
+
+/* ---- a writer beside a recorder ---- */
+
+static pthread_mutex_t writers_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct writer_fd {
+    sqlite3 *db;
+    int fd;
+} * writers;
+static size_t nwriters;
+
+void reel_index_writer_signal(sqlite3 *db, int lock_fd) {
+    pthread_mutex_lock(&writers_mu);
+    size_t i = 0;
+    while (i < nwriters && writers[i].db != db)
+        i++;
+    if (lock_fd < 0) {
+        if (i < nwriters)
+            writers[i] = writers[--nwriters];
+        if (nwriters == 0) {
+            free(writers);
+            writers = NULL;
+        }
+    } else if (i < nwriters) {
+        writers[i].fd = lock_fd;
+    } else {
+        writers = reel_realloc(writers, (nwriters + 1) * sizeof *writers);
+        writers[nwriters++] = (struct writer_fd){db, lock_fd};
+    }
+    pthread_mutex_unlock(&writers_mu);
+}
+
+static int writer_fd_of(sqlite3 *db) {
+    int fd = -1;
+    pthread_mutex_lock(&writers_mu);
+    for (size_t i = 0; i < nwriters; i++)
+        if (writers[i].db == db)
+            fd = writers[i].fd;
+    pthread_mutex_unlock(&writers_mu);
+    return fd;
+}
+
+static int writer_lock(int fd, int cmd, short type) {
+    struct flock fl = {
+        .l_type = type, .l_whence = SEEK_SET, .l_start = REEL_INDEX_WRITER_BYTE, .l_len = 1};
+    int rc = fcntl(fd, cmd, &fl);
+    return cmd == F_OFD_GETLK ? (rc == 0 && fl.l_type != F_UNLCK) : rc == 0;
+}
+
+int reel_index_writer_waiting(int lock_fd) {
+    return lock_fd >= 0 && writer_lock(lock_fd, F_OFD_GETLK, F_RDLCK);
+}
+
+int reel_index_begin_write(sqlite3 *db) {
+    int fd = writer_fd_of(db);
+    if (fd < 0)
+        return sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    /* Tried every millisecond, not with SQLite's growing sleeps: the
+     * recorder lets go of the lock for a moment only. Another writer may
+     * hold the byte already; it says the same. */
+    sqlite3_busy_timeout(db, 0);
+    int64_t until = reel_mono_ns() + 10 * 1000000000LL;
+    int said = 0, src;
+    while (((src = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL)) & 0xff) == SQLITE_BUSY &&
+           reel_mono_ns() < until) {
+        if (!said)
+            said = writer_lock(fd, F_OFD_SETLK, F_WRLCK);
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    if (said)
+        writer_lock(fd, F_OFD_SETLK, F_UNLCK);
+    sqlite3_busy_timeout(db, 10000);
+    return src;
 }
 
 reel_rc reel_index_exec(sqlite3 *db, const char *sql, reel_err_t *err) {

@@ -77,6 +77,33 @@ reel_rc reel_index_exec(sqlite3 *db, const char *sql, reel_err_t *err);
  * as for reel_index_exec). */
 reel_rc reel_index_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, reel_err_t *err);
 
+/* ---- a writer beside a recorder (docs/format.md, section 5) ----
+ *
+ * A live recorder's index thread holds session.db's write lock nearly all
+ * the time under load, committing and beginning again at once, and SQLite's
+ * own busy handler (which sleeps 1 to 100 ms between tries) seldom found it
+ * free: `reel tag` took seconds and could fail "database is locked". So a
+ * process that writes beside a recorder says so with an open file
+ * description lock on one byte of the session's lock file
+ * (REEL_INDEX_WRITER_BYTE, past the readers' lock) while it waits, and the
+ * recorder commits at its next batch end and begins its next transaction
+ * only once the writer has the lock (or REEL_INDEX_WRITER_YIELD_MS have
+ * passed). */
+#define REEL_INDEX_WRITER_BYTE ((off_t)1 << 40)
+#define REEL_INDEX_WRITER_YIELD_MS 250
+
+/** Makes the write transactions of db (reel_index_begin_write) say that
+ * they wait on lock_fd, the session's lock file opened for writing; a
+ * negative lock_fd forgets db. */
+void reel_index_writer_signal(sqlite3 *db, int lock_fd);
+/** BEGIN IMMEDIATE on db, waiting up to 10 s for the write lock, and
+ * saying so while it waits if db was given a lock file. Returns SQLite's
+ * result code. */
+int reel_index_begin_write(sqlite3 *db);
+/** Whether another process waits to write (see above), by the session's
+ * lock file. */
+int reel_index_writer_waiting(int lock_fd);
+
 /** Reads meta value for key into an owned string (NULL if absent). */
 char *reel_index_meta_get(sqlite3 *db, const char *key);
 reel_rc reel_index_meta_set(sqlite3 *db, const char *key, const char *value, reel_err_t *err);

@@ -829,7 +829,7 @@ reel_rc reel_query_summary(reel_session_t *s, reel_query_summary_t *out, reel_er
 /* ---- writes ---- */
 
 static reel_rc begin(sqlite3 *db, reel_err_t *err) {
-    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+    if (reel_index_begin_write(db) != SQLITE_OK)
         return db_err(db, err);
     return REEL_OK;
 }

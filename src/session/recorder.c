@@ -240,6 +240,7 @@ struct reel_recorder {
 
     /* index thread only */
     int in_tx;       /* a transaction is open */
+    int writer_stuck; /* a writer kept ix_begin waiting its whole turn */
     uint32_t tx_seg; /* first frame of the open transaction */
     uint64_t tx_off;
     int ix_behind;    /* indexing paused: catch up from ix_from */
@@ -1140,6 +1141,16 @@ static void ix_closed(reel_recorder_t *r) {
     pthread_mutex_unlock(&r->mu);
 }
 
+/* Whether a writer of another process waits for session.db's write lock
+ * (index.h). One that kept ix_begin waiting its whole turn (a process
+ * stopped while it waited) is not waited for again until it lets go. */
+static int writer_waits(reel_recorder_t *r) {
+    int w = reel_index_writer_waiting(reel__session_lock_fd(r->session));
+    if (!w)
+        r->writer_stuck = 0;
+    return w && !r->writer_stuck;
+}
+
 /* Begins the index thread's transaction. Under steady load the index
  * thread holds session.db's write lock from a batch's first frame to the
  * commit at a batch end, that is nearly all the time, and retention, on
@@ -1151,6 +1162,16 @@ static void ix_closed(reel_recorder_t *r) {
  * end (index_main) and begins no transaction during retention's turn
  * (maint_writing). */
 static reel_rc ix_begin(reel_recorder_t *r, reel_err_t *err) {
+    /* Another process waits to write (reel tag, config, the web UI): it
+     * takes the lock before this transaction does (index.h says why). */
+    if (writer_waits(r)) {
+        int64_t until = reel_mono_ns() + REEL_INDEX_WRITER_YIELD_MS * 1000000LL;
+        int fd = reel__session_lock_fd(r->session);
+        do {
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+        } while ((r->writer_stuck = reel_index_writer_waiting(fd)) && reel_mono_ns() < until);
+    }
     pthread_mutex_lock(&r->mu);
     r->ix_gate_waiting = 1;
     while (r->maint_writing)
@@ -1464,8 +1485,10 @@ static void *index_main(void *arg) {
             r->due_off = j->off;
             if (r->due_last_seq < j->last_seq)
                 r->due_last_seq = j->last_seq;
+            /* (a writer of another process waits for the lock: now) */
+            int writer = writer_waits(r);
             pthread_mutex_lock(&r->mu);
-            int now = r->flushers > 0 || r->maint_wants || r->ix_behind ||
+            int now = r->flushers > 0 || r->maint_wants || r->ix_behind || writer ||
                       reel_mono_ns() - r->last_commit_ns >= COMMIT_EVERY_NS;
             pthread_mutex_unlock(&r->mu);
             if (now)

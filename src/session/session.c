@@ -224,13 +224,15 @@ static reel_rc take_lock(reel_session_t *s, int wait_ms) {
 }
 
 /* The readers' lock (docs/format.md, section 5): an open file description
- * lock on the whole of the lock file, which is independent of its flock.
+ * lock on the lock file (its first REEL_INDEX_WRITER_BYTE bytes; the byte
+ * after them says a writer waits), which is independent of its flock.
  * A process that reads the index without holding the session's lock holds
  * it shared until it closes the session; a rebuild of the index holds it
  * exclusively, taking it once the readers that have it are done, so that
  * no reader sees an index that is half rebuilt. Returns fcntl's. */
 static int readers_lock(int fd, short type) {
-    struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+    struct flock fl = {
+        .l_type = type, .l_whence = SEEK_SET, .l_start = 0, .l_len = REEL_INDEX_WRITER_BYTE};
     return fcntl(fd, F_OFD_SETLK, &fl);
 }
 
@@ -261,6 +263,10 @@ reel_rc reel__session_readers_exclude(reel_session_t *s, reel_err_t *err) {
         struct timespec ts = {0, 50 * 1000000};
         nanosleep(&ts, NULL);
     }
+}
+
+int reel__session_lock_fd(const reel_session_t *s) {
+    return s->lock_fd;
 }
 
 void reel__session_readers_allow(reel_session_t *s) {
@@ -3522,6 +3528,9 @@ out:
             nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
         free(path);
     }
+    /* A recorder may be live, or start while this process has it open. */
+    if (s != NULL && !s->recording && s->db != NULL && s->lock_fd >= 0)
+        reel_index_writer_signal(s->db, s->lock_fd);
     *out = s;
     return rc;
 }
@@ -3529,8 +3538,10 @@ out:
 void reel_session_close(reel_session_t *s) {
     if (s == NULL)
         return;
-    if (s->db)
+    if (s->db) {
+        reel_index_writer_signal(s->db, -1);
         sqlite3_close_v2(s->db);
+    }
     if (s->lock_fd >= 0 && s->readonly == NULL)
         give_all(s);
     if (s->lock_fd >= 0) {
@@ -3889,6 +3900,7 @@ static reel_rc replace_index(reel_session_t *s, int foreign, int *created_lost, 
         goto out;
     }
     nd = NULL;
+    reel_index_writer_signal(s->db, -1);
     sqlite3_close_v2(s->db);
     s->db = NULL;
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
@@ -3929,6 +3941,8 @@ static reel_rc replace_index(reel_session_t *s, int foreign, int *created_lost, 
     }
     if ((rc = reel_index_open(dbpath, 0, &s->db, err)) == REEL_OK)
         rc = attach_journal(s, err);
+    if (rc == REEL_OK && !s->recording && s->lock_fd >= 0)
+        reel_index_writer_signal(s->db, s->lock_fd);
 out:
     if (nd)
         sqlite3_close(nd);

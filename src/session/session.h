@@ -149,6 +149,9 @@ reel_rc reel_session_remove(const char *home, const char *name, reel_err_t *err)
 reel_rc reel__session_readers_exclude(reel_session_t *s, reel_err_t *err);
 /** Undoes one reel__session_readers_exclude. */
 void reel__session_readers_allow(reel_session_t *s);
+/** The session's lock file (-1 if it has none), for the recorder to see
+ * a writer wait (reel_index_writer_waiting). */
+int reel__session_lock_fd(const reel_session_t *s);
 /** Before a change that leaves the index out of step with the spool until
  * a rebuild (reel compact deleting segments): sets meta `rebuilding`, so
  * that readers stay away and the next open rebuilds if this process dies,

@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include "session/index.h"
 #include "session/journal.h"
 
 /* A commit the journal refused (no space for it, say) names the journal's
@@ -23,7 +24,7 @@ static reel_rc step(const reel_userdata_t *u, sqlite3_stmt *st, reel_err_t *err)
 reel_rc reel_userdata_begin(reel_userdata_t *u, sqlite3 *db, reel_err_t *err) {
     memset(u, 0, sizeof *u);
     u->db = db;
-    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+    if (reel_index_begin_write(db) != SQLITE_OK)
         return db_error(u, err);
     u->began = 1;
     if (sqlite3_prepare_v2(db, "INSERT INTO annotations(flow_id, created_us, text) VALUES(?, ?, ?)",
