@@ -161,7 +161,9 @@ typedef struct {
     bool resp_until_close;        /* the response's body ends at the origin's close */
     int64_t client_ended_us;      /* the client ended its side while waiting for the response */
     bool resp_dechunk;            /* a chunked response to an HTTP/1.0 client: sent to it
-                                     as the body alone, ended by the close (RFC 9112 6.1) */
+                                     as the body alone, ended by the close (RFC 9112 6.1);
+                                     or an HTTP/2 origin's with a content-length, to an
+                                     HTTP/1.1 client: framed by that length */
     bool upgrade;                 /* request asked for an Upgrade */
     bool ws_requested;            /* ... to WebSocket */
     reel_ws_deflate_t ws_deflate; /* what the server's 101 accepted */
@@ -288,6 +290,12 @@ struct conn {
     const reel_field_t *lane_fields;
     size_t lane_nfields;
     uint32_t lane_stream; /* the stream it serves (0: none) */
+    /* Trailers the stream's client sent after a body with a
+     * content-length (borrowed from the stream): its HTTP/1.1 request,
+     * framed by that length, cannot carry them, so they are recorded at
+     * the request's end and not passed on (core/h2front.c). */
+    const reel_field_t *lane_trailers;
+    size_t lane_ntrailers;
     /* when that stream's HEADERS came (0: none): its flow starts then,
      * and the time it waited for this lane is in its `blocked` */
     int64_t lane_came_us;
@@ -469,6 +477,8 @@ void reel__finish_flow(conn_t *c, const char *error);
 reel_fin_t *reel__fin_take(conn_t *c);
 /* Writes f's end (why NULL: normally, else the error why) and frees f. */
 void reel__fin_end(reel_fin_t *f, const char *why);
+/* Records trailers on f's flow before its end (f may be NULL). */
+void reel__fin_trailers(reel_fin_t *f, bool response, const reel_field_t *fl, size_t n);
 /* c->ex.flow is over on the origin's side: it ends normally now if the
  * client's queue is empty, else once it empties (reel__fins_delivered), or
  * with an error if the client goes first (reel__fins_undelivered); a

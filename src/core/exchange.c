@@ -342,6 +342,11 @@ reel_fin_t *reel__fin_take(conn_t *c) {
     return f;
 }
 
+void reel__fin_trailers(reel_fin_t *f, bool response, const reel_field_t *fl, size_t n) {
+    if (f)
+        reel_capture_trailers(f->flow, response, fl, n);
+}
+
 void reel__fin_end(reel_fin_t *f, const char *why) {
     if (f == NULL)
         return;
@@ -1433,6 +1438,8 @@ void reel__req_process(conn_t *c) {
         case REEL_H1_EV_END:
             if (c->ex.flow && ev.ntrailers)
                 reel_capture_trailers(c->ex.flow, false, ev.trailers, ev.ntrailers);
+            else if (c->ex.flow && c->lane_ntrailers) /* (not passed on: core/h2front.c) */
+                reel_capture_trailers(c->ex.flow, false, c->lane_trailers, c->lane_ntrailers);
             if (c->up)
                 reel__peer_write(c->up, cl->in.data, consumed);
             reel_buf_consume(&cl->in, consumed);
@@ -1635,22 +1642,36 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
      * body to decode: a chunked body has the field, so it decides) */
     bool te = c->ex.client_h10 && !c->ex.upgrade &&
               reel_h1_find_header(h->headers, h->nheaders, "transfer-encoding") != NULL;
-    c->ex.resp_dechunk = te && h->framing == REEL_H1_BODY_CHUNKED;
-    if (te) {
+    /* An HTTP/2 origin's body with a content-length came chunked all the
+     * same, the length under REEL_LANE_LENGTH (core/h2up.c), so that the
+     * record has trailers after it; an HTTP/1.1 client gets it as the
+     * origin framed it, by the length, de-chunked, and not the trailers,
+     * which HTTP/1.1 has no place for there. (A lane's client, a stream,
+     * takes them: core/h2front.c gives the length its name.) */
+    bool lane_len = false;
+    for (size_t i = 0; !c->lane && c->up && c->up->h2 && i < h->nheaders && !lane_len; i++)
+        lane_len = reel__is_lane_length(&h->headers[i]);
+    c->ex.resp_dechunk = (te || lane_len) && h->framing == REEL_H1_BODY_CHUNKED;
+    if (te || lane_len) {
         plain = *h;
         kept = reel_malloc((h->nheaders ? h->nheaders : 1) * sizeof *kept);
         plain.nheaders = 0;
         for (size_t i = 0; i < h->nheaders; i++) {
             const reel_h1_header_t *f = &h->headers[i];
             if ((f->name_len == 17 && strncasecmp(f->name, "transfer-encoding", 17) == 0) ||
-                (f->name_len == 7 && strncasecmp(f->name, "trailer", 7) == 0))
+                (te && f->name_len == 7 && strncasecmp(f->name, "trailer", 7) == 0))
                 continue;
-            kept[plain.nheaders++] = *f;
+            kept[plain.nheaders] = *f;
+            if (reel__is_lane_length(f)) {
+                kept[plain.nheaders].name = "content-length";
+                kept[plain.nheaders].name_len = 14;
+            }
+            plain.nheaders++;
         }
         plain.headers = kept;
         h = &plain;
     }
-    if (eof_framed || !h->keep_alive || c->ex.resp_dechunk)
+    if (eof_framed || !h->keep_alive || (te && c->ex.resp_dechunk))
         c->client_close = c->ex.resp_close = true;
     reel_buf_t out;
     reel_buf_init(&out, 0);

@@ -122,6 +122,11 @@ struct h2s {
     char *cut_why;
     size_t cut_held;
     uint64_t cut_until;
+    /* trailers after a body framed by its content-length (one allocation:
+     * the fields, then their strings), for the record alone
+     * (stream_trailers) */
+    reel_field_t *trailers;
+    size_t ntrailers;
     reel_buf_t req;  /* HTTP/1.1 bytes for the lane */
     size_t req_body; /* DATA bytes in req (consumed once delivered) */
     /* A tunnel's DATA before its answer opened it (raw_open): it goes to
@@ -188,6 +193,8 @@ static void stream_unlane(h2s_t *s) {
             s->lane->inner->lane_nfields = 0;
             s->lane->inner->lane_stream = 0;
             s->lane->inner->lane_came_us = 0;
+            s->lane->inner->lane_trailers = NULL;
+            s->lane->inner->lane_ntrailers = 0;
         }
         s->lane = NULL;
     }
@@ -205,11 +212,46 @@ static void stream_free(h2front_t *fr, h2s_t *s) {
         STAT_ADD(fr->c->p, errors, 1);
     }
     free(s->cut_why);
+    free(s->trailers);
     free(s->fields);
     free(s->store);
     reel_buf_free(&s->req);
     reel_buf_free(&s->early);
     free(s);
+}
+
+/* Trailers after a body with a content-length (HTTP/2 allows them after
+ * any body): the stream's HTTP/1.1 request, framed by that length, has no
+ * place for them, so they do not reach the origin, but the record has
+ * them. They were missing from it. The lane's exchange records them at
+ * the request's end (lane_trailers), or at once if the lane has read the
+ * whole request already, which it may have before the client's END. */
+static void stream_trailers(h2s_t *s, const reel_field_t *f, size_t n) {
+    size_t total = n * sizeof *f;
+    for (size_t i = 0; i < n; i++)
+        total += f[i].name_len + f[i].value_len;
+    free(s->trailers);
+    s->trailers = reel_malloc(total);
+    s->ntrailers = n;
+    char *at = (char *)(s->trailers + n);
+    for (size_t i = 0; i < n; i++) {
+        s->trailers[i] = f[i];
+        s->trailers[i].name = memcpy(at, f[i].name, f[i].name_len);
+        at += f[i].name_len;
+        s->trailers[i].value = memcpy(at, f[i].value, f[i].value_len);
+        at += f[i].value_len;
+    }
+    conn_t *in = s->lane ? s->lane->inner : NULL;
+    if (s->fin) /* the response is whole: its flow waits for this END */
+        reel__fin_trailers(s->fin, false, s->trailers, n);
+    else if (in == NULL || in->lane_stream != s->sid)
+        return; /* (the lane that takes the stream gets them) */
+    else if (in->ex.flow && in->ex.req_done)
+        reel_capture_trailers(in->ex.flow, false, s->trailers, n);
+    else { /* (the exchange's request end, to come, records them) */
+        in->lane_trailers = s->trailers;
+        in->lane_ntrailers = n;
+    }
 }
 
 /* A copy of the client's head (the event's strings are the codec's). */
@@ -1007,6 +1049,8 @@ static void assign_lanes(h2front_t *fr) {
         l->inner->lane_nfields = s->nfields;
         l->inner->lane_stream = s->sid;
         l->inner->lane_came_us = s->came_us;
+        l->inner->lane_trailers = s->trailers;
+        l->inner->lane_ntrailers = s->ntrailers;
         l->inner->lane_tunnel = false; /* (its conn, when it served a tunnel, closed with it) */
         reel_h1_expect_response(reel_h1_codec_parser(l->resp), strcmp(s->method, "HEAD") == 0,
                                 s->connect);
@@ -1553,6 +1597,8 @@ static char *read_frames(h2front_t *fr, bool input) {
                 s->eof_pending = true; /* the client ended its side of the tunnel */
                 break;
             }
+            if (!s->chunked && ev.ntrailers)
+                stream_trailers(s, ev.trailers, ev.ntrailers);
             if (s->chunked) {
                 reel_buf_puts(&s->req, "0\r\n");
                 for (size_t i = 0; i < ev.ntrailers; i++) {

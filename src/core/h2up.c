@@ -273,10 +273,13 @@ static void on_head(ulane_t *l, const reel_msg_head_t *h) {
     bool has_length = reel_h1_find_header(h->fields, h->nfields, "content-length") != NULL;
     bool body = st >= 200 && !l->is_head && st != 204 && st != 304;
     /* the conn parses this framing; the record leaves it out (it is
-     * reel's: HTTP/2 has no Transfer-Encoding). Toward a stream, chunked
-     * whatever the length, so that trailers after it have a place */
-    l->chunked = body && (!has_length || l->to_stream);
-    write_fields(&l->in, h->fields, h->nfields, body && has_length && l->chunked);
+     * reel's: HTTP/2 has no Transfer-Encoding). Chunked whatever the
+     * length, so that trailers after it have a place: the conn's record
+     * has them, and its client, when it is a stream (to_stream); an
+     * HTTP/1.1 client gets the body framed by the length, without them
+     * (core/exchange.c, resp_head) */
+    l->chunked = body;
+    write_fields(&l->in, h->fields, h->nfields, body && has_length);
     if (l->chunked)
         reel_buf_puts(&l->in, "Transfer-Encoding: chunked\r\n");
     reel_buf_puts(&l->in, "\r\n");
@@ -307,8 +310,6 @@ static void on_end(ulane_t *l, const reel_field_t *trailers, size_t n) {
     }
     if (l->chunked)
         reel_h1_write_last_chunk(&l->in, trailers, n);
-    /* else trailers after a content-length body have no HTTP/1.1 form (an
-     * HTTP/1.1 client's conn: toward a stream it is chunked) */
     l->resp_end = true;
     l->hold = false;
     if (l->req_end)

@@ -479,6 +479,40 @@ class Http2Test(unittest.TestCase):
         names = [h[0].lower() for h in f["response_trailers"]]
         self.assertEqual(names, ["x-body-sha256", "x-count"])
 
+    def test_request_trailers_after_a_content_length_body(self):
+        # HTTP/2 allows a request's trailers after a body with a
+        # content-length too. Its HTTP/1.1 form toward the origin is framed
+        # by that length and has no place for them: they do not reach the
+        # origin, but they were missing from the record as well. Three
+        # streams one after another on one connection (its lane serves
+        # each in turn), bodies small and large.
+        c = H2C(self.reel.port)
+        sizes = [5, 70000, 0]
+        try:
+            for k, n in enumerate(sizes):
+                data = os.urandom(n)
+                sid = c.request("POST", self.auth, "/echo", body=data, end=False,
+                                extra=[("content-length", str(n)), ("x-cltrail", str(k))])
+                c.conn.send_headers(sid, [("x-req-trailer", "t%d" % k), ("x-more", "yes")],
+                                    end_stream=True)
+                c.flush()
+                c.wait(lambda: c.done(sid))
+                st = c.streams[sid]
+                self.assertEqual(hdr(st["headers"], ":status"), "200", st)
+                got = json.loads(st["data"])
+                self.assertEqual((got["len"], got["te"], got["trailers"]), (n, "", []), got)
+        finally:
+            c.close()
+        fs = [self.reel.flow(f["id"]) for f in
+              self.reel.wait_flows(3, "~h x-cltrail", timeout=10)]
+        self.assertEqual(len(fs), 3)
+        for k, f in enumerate(sorted(fs, key=lambda f: f["id"])):
+            self.assertEqual(f["request_trailers"], [["x-req-trailer", "t%d" % k], ["x-more", "yes"]],
+                             f)
+            self.assertEqual([v for n, v in f["request"]["headers"] if n == "content-length"],
+                             [str(sizes[k])])
+            self.assertEqual(f["state"], "complete")
+
     def test_trailers_after_a_content_length_body(self):
         # HTTP/2 allows trailers after a body with a content-length (gRPC
         # servers and nginx's add_trailer send them): from an HTTP/2 origin

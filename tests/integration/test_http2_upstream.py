@@ -7,6 +7,7 @@ nginx origin's certificate, so that its behaviour at the frame level is
 the test's to choose; clients are curl --http2 and python3-h2 through a
 CONNECT tunnel."""
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -34,6 +35,7 @@ class H2Origin:
     connection, answering by path:
     /t/plain?..   200 with content-length, "plain <path>"
     /t/trailers   200 without length, "abc", trailers grpc-status: 0
+    /t/cl-trailers 200 with content-length 3, "abc", trailers x-trail: yes
     /t/hints      103 (link), then 200 "hinted"
     /t/echo       reads body and trailers; JSON {len, sha256, trailers}
     /t/reset      200, 5000 bytes, then RST_STREAM INTERNAL_ERROR
@@ -240,6 +242,10 @@ class H2Origin:
             conn.send_data(sid, b"abc")
             conn.send_headers(sid, [("grpc-status", "0"), ("grpc-message", "fine")],
                               end_stream=True)
+        elif path.startswith("/t/cl-trailers"):
+            conn.send_headers(sid, [(":status", "200"), ("content-length", "3")])
+            conn.send_data(sid, b"abc")
+            conn.send_headers(sid, [("x-trail", "yes")], end_stream=True)
         elif path == "/t/hints":
             conn.send_headers(sid, [(":status", "103"), ("link", "</style.css>; rel=preload")])
             self._answer(conn, sid, 200, b"hinted")
@@ -905,7 +911,7 @@ class Http2UpstreamTest(unittest.TestCase):
         self.assertTrue(resp.startswith(b"HTTP/1.1 200 OK\r\n"), resp)
         self.assertIn(b"\r\n3\r\nabc\r\n0\r\ngrpc-status: 0\r\n", resp)
         fs = [self.reel.flow(x["id"]) for x in self.reel.wait_flows(
-            2, "~u 'localhost:%d/t/'" % self.h2c.port, timeout=10)]
+            2, "~u 'localhost:%d/t/(echo|trailers)$'" % self.h2c.port, timeout=10)]
         echo = [x for x in fs if x["request"]["target"].endswith("/t/echo")][0]
         self.assertEqual(echo["request"]["http_version"], "HTTP/1.1")
         self.assertEqual(echo["response"]["http_version"], "HTTP/2.0")
@@ -928,6 +934,35 @@ class Http2UpstreamTest(unittest.TestCase):
         for f in self.flows_for("/t/plain?h2c", 4):
             self.assertEqual(f["request"]["http_version"], "HTTP/2.0")
             self.assertEqual(f["response"]["http_version"], "HTTP/2.0")
+
+    def test_h2_trailers_after_a_content_length_body_to_an_http1_client(self):
+        # An HTTP/1.1 client of an h2c origin that sends trailers after a
+        # body with a content-length (HTTP/2 allows them there): HTTP/1.1
+        # has no place for them after a body framed by its length, so the
+        # client gets the body as the origin framed it, without them; but
+        # they were missing from the record as well. Twice on one
+        # connection: the framing leaves it usable.
+        base = "http://localhost:%d" % self.h2c.port
+        c = http.client.HTTPConnection("127.0.0.1", self.reel.port, timeout=20)
+        try:
+            for i in range(2):
+                c.request("GET", base + "/t/cl-trailers?%d" % i)
+                r = c.getresponse()
+                self.assertEqual(r.status, 200)
+                self.assertEqual(r.read(), b"abc")
+                hs = [(k.lower(), v) for k, v in r.getheaders()]
+                self.assertIn(("content-length", "3"), hs)
+                self.assertEqual([k for k, v in hs if k in ("transfer-encoding", "trailer") or
+                                  "reel" in k], [])
+        finally:
+            c.close()
+        fs = self.flows_for("/t/cl-trailers?", 2)
+        for f in fs:
+            self.assertEqual(f["state"], "complete", f)
+            self.assertEqual(f["response"]["http_version"], "HTTP/2.0")
+            self.assertEqual([h for h in f["response"]["headers"]], [["content-length", "3"]])
+            self.assertEqual(f["response_trailers"], [["x-trail", "yes"]])
+            self.assertEqual(body(f, "response"), b"abc")
 
     def test_k_raw_tunnel_to_an_h2c_origin(self):
         # a CONNECT tunnel reel relays raw (prior-knowledge h2c inside, not
