@@ -1686,7 +1686,8 @@ static int gql_var_named(const reel_buf_t *names, const char *k, size_t kn) {
  * bearer tokens and JWTs replaced. Iterative (a stack of the open
  * containers), so no depth is too deep. 0: not JSON (a syntax error;
  * a document cut short is JSON as far as it goes). */
-static int json_in_string(const jscan_t *j, const char *v, size_t vn, reel_buf_t *t);
+static int json_in_string(const jscan_t *j, const char *v, size_t vn, const reel_buf_t *vars,
+                          reel_buf_t *t);
 static int quoted_pairs(const reel_redact_t *r, const char *s, size_t n, reel_redacted_t *out);
 
 static int json_redact(jscan_t *j) {
@@ -1733,8 +1734,10 @@ static int json_redact(jscan_t *j) {
                 reel_buf_init(&t, 0);
                 /* JSON in a string ({"body": "{\"apiKey\": \"x\"}"}, as
                  * AWS's events and many logs carry it): redacted as JSON,
-                 * its strings by the rules for text */
-                int nested = skipping ? -1 : json_in_string(j, v, vn, &t);
+                 * its strings by the rules for text; a GraphQL request's
+                 * "variables" sent so, as the object would be */
+                int nested =
+                    skipping ? -1 : json_in_string(j, v, vn, vars_next ? j->gql_vars : NULL, &t);
                 if (nested > 0)
                     jreplace(j, from + 1, (const char *)t.data, t.len, j->i - 1);
                 if (nested < 0 && !skipping) {
@@ -1879,7 +1882,8 @@ static int json_doc(jscan_t *j, reel_buf_t *b) {
 /* The content v[0..vn) of a string of the document j scans (as it stands,
  * escaped), when its text is a JSON object or array: that document
  * redacted as json_doc does, the result as the string's content in t. */
-static int json_in_string(const jscan_t *j, const char *v, size_t vn, reel_buf_t *t) {
+static int json_in_string(const jscan_t *j, const char *v, size_t vn, const reel_buf_t *vars,
+                          reel_buf_t *t) {
     size_t k = 0;
     for (;;) { /* white space, escaped or not, before the document */
         if (k < vn && (v[k] == ' ' || v[k] == '\t'))
@@ -1900,7 +1904,9 @@ static int json_in_string(const jscan_t *j, const char *v, size_t vn, reel_buf_t
                   .x = &x,
                   .raw = v,
                   .rawn = vn,
-                  .depth = j->depth + 1};
+                  .depth = j->depth + 1,
+                  .gql_vars = vars,
+                  .vars_top = vars != NULL};
     int rc = json_doc(&in, t);
     reel_redacted_t q;
     if (rc < 0 && quoted_pairs(j->r, in.s, in.n, &q)) {
@@ -2277,10 +2283,14 @@ static int next_attr(const char *s, size_t n, size_t *i, mattr_t *a) {
  * CDATA inside an element whose name holds a key word or that names one,
  * at any depth (<wsse:Password>x</wsse:Password>, a UsernameToken's
  * every text), each text replaced whole but for the white space around
- * it. Comments, declarations and processing instructions are passed
- * over, and so is what an HTML script or style holds; a document cut
- * short is redacted as far as it goes. 1 if something was replaced. */
-static int markup(const reel_redact_t *r, int xml, const char *s, size_t n, reel_buf_t *b) {
+ * it. A comment's content is read as markup of its own (commented out);
+ * declarations and processing instructions are passed over, and so is
+ * what an HTML script or style holds; a document cut short is redacted
+ * as far as it goes. 1 if something was replaced. in_comment: s is a
+ * comment's content, where "<!--" is text (one level: no recursion that
+ * a hostile body of "<!--<!--..." could make as deep as it is long). */
+static int markup_in(const reel_redact_t *r, int xml, const char *s, size_t n, reel_buf_t *b,
+                     int in_comment) {
     size_t i = 0, run = 0, depth = 0, secret_at = 0; /* depth of the outer secret element */
     int changed = 0;
     while (i < n) {
@@ -2298,8 +2308,23 @@ static int markup(const reel_redact_t *r, int xml, const char *s, size_t n, reel
         if (lt == NULL)
             break;
         i = t;
+        if (in_comment && starts_ci(s + i, n - i, "<!--")) {
+            i += 4;
+            continue;
+        }
         if (starts_ci(s + i, n - i, "<!--")) {
+            /* what a comment holds is markup commented out, often (a
+             * config's <!-- <password>old</password> -->): read as such */
             size_t e = find(s, n, i + 4, "-->", 0);
+            reel_buf_t c;
+            reel_buf_init(&c, 0);
+            if (e > i + 4 && markup_in(r, xml, s + i + 4, e - i - 4, &c, 1)) {
+                put(b, s + run, i + 4 - run);
+                put(b, c.data, c.len);
+                run = e;
+                changed = 1;
+            }
+            reel_buf_free(&c);
             i = e < n ? e + 3 : n;
             continue;
         }
@@ -2363,6 +2388,10 @@ static int markup(const reel_redact_t *r, int xml, const char *s, size_t n, reel
     }
     put(b, s + run, n - run);
     return changed;
+}
+
+static int markup(const reel_redact_t *r, int xml, const char *s, size_t n, reel_buf_t *b) {
+    return markup_in(r, xml, s, n, b, 0);
 }
 
 /* The end of the line that starts at s[i] (the index of its '\n', n if
@@ -2681,6 +2710,42 @@ static int param(const char *s, size_t n, const char *name, reel_buf_t *v) {
 static int body_into(const reel_redact_t *r, const char *content_type, const char *s, size_t n,
                      int depth, reel_buf_t *b);
 
+/* The name of a part, from its Content-Disposition s[0..n) into name:
+ * name=, or name*= (RFC 8187: charset'language'percent-encoded, which
+ * RFC 7578 4.2 says not to send but some clients do) when there is no
+ * name= or when it is the one that names a secret. */
+static void disposition_name(const reel_redact_t *r, const char *s, size_t n, reel_buf_t *name) {
+    reel_buf_t ext;
+    reel_buf_init(&ext, 0);
+    int plain = param(s, n, "name", name);
+    if (param(s, n, "name*", &ext)) {
+        const char *q1 = memchr(ext.data, '\'', ext.len);
+        const char *q2 =
+            q1 ? memchr(q1 + 1, '\'', ext.len - (size_t)(q1 + 1 - (char *)ext.data)) : NULL;
+        size_t at = q2 ? (size_t)(q2 + 1 - (char *)ext.data) : 0;
+        reel_buf_t dec;
+        reel_buf_init(&dec, 0);
+        for (size_t k = at; k < ext.len; k++) {
+            int hi, lo;
+            if (ext.data[k] == '%' && k + 2 < ext.len && (hi = hexval(ext.data[k + 1])) >= 0 &&
+                (lo = hexval(ext.data[k + 2])) >= 0) {
+                char c = (char)(hi << 4 | lo);
+                put(&dec, &c, 1);
+                k += 2;
+            } else {
+                put(&dec, &ext.data[k], 1);
+            }
+        }
+        if (!plain || (!reel_redact_key_matches(r, (const char *)name->data, name->len) &&
+                       reel_redact_key_matches(r, (const char *)dec.data, dec.len))) {
+            reel_buf_reset(name);
+            put(name, dec.data, dec.len);
+        }
+        reel_buf_free(&dec);
+    }
+    reel_buf_free(&ext);
+}
+
 /* The header fields of a part, s[from..to), into b: each value redacted
  * as a header's; the name= of its Content-Disposition into name and its
  * Content-Type into type (NUL-terminated; both reset first). 1 if a value
@@ -2700,7 +2765,7 @@ static int part_fields(const reel_redact_t *r, const char *s, size_t from, size_
         while (v < e && (s[v] == ' ' || s[v] == '\t'))
             v++;
         if (ieq(s + i, nlen, "content-disposition"))
-            param(s + v, e - v, "name", name);
+            disposition_name(r, s + v, e - v, name);
         else if (ieq(s + i, nlen, "content-type"))
             put(type, s + v, e - v);
         reel_redacted_t t;

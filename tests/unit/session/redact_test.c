@@ -653,6 +653,15 @@ static void test_graphql(void **state) {
           "{\"variables\": {\"a\": \"REDACTED\", \"b\": \"REDACTED\", \"c\": 3}, "
           "\"Query\": \"query($a: [Int], $b: In) { f(tokens: REDACTED, input: {secret: $b}) "
           "}\"}"}},
+        /* "variables" sent as a string of JSON (some clients do): the
+         * secret variable in it as in an object; a key word's value too */
+        {"application/json",
+         {"{\"query\":\"mutation($p: String!, $u: String) { login(password: $p, user: $u) { id "
+          "} }\",\"variables\":\"{\\\"p\\\":\\\"hunter2\\\",\\\"u\\\":\\\"alice\\\","
+          "\\\"token\\\":\\\"t\\\"}\"}",
+          "{\"query\":\"mutation($p: String!, $u: String) { login(password: $p, user: $u) { id "
+          "} }\",\"variables\":\"{\\\"p\\\":\\\"REDACTED\\\",\\\"u\\\":\\\"alice\\\","
+          "\\\"token\\\":\\\"REDACTED\\\"}\"}"}},
         /* a variable named for a secret: its type stays, its default
          * value goes */
         {"application/graphql",
@@ -815,6 +824,17 @@ static void test_multipart(void **state) {
           "Content-Disposition: form-data; name=\"operations\"\r\n\r\n{\"variables\": "
           "{\"password\": \"REDACTED\"}}\r\n--b\r\nContent-Disposition: form-data; "
           "name=\"next\"\r\n\r\nhttps://a.test/cb?code=1&access_token=REDACTED\r\n--b--\r\n"}},
+        /* name*= (RFC 8187), alone or beside a name= that names no
+         * secret; a filename*= is no name */
+        {"multipart/form-data; boundary=b",
+         {"--b\r\nContent-Disposition: form-data; name*=UTF-8''pass%77ord\r\n\r\nhunter2\r\n"
+          "--b\r\nContent-Disposition: form-data; name=\"x\"; name*=utf-8'en'api%5Fkey\r\n\r\n"
+          "K\r\n--b\r\nContent-Disposition: form-data; name=\"f\"; filename*=UTF-8''token\r\n"
+          "\r\nv\r\n--b--\r\n",
+          "--b\r\nContent-Disposition: form-data; name*=UTF-8''pass%77ord\r\n\r\nREDACTED\r\n"
+          "--b\r\nContent-Disposition: form-data; name=\"x\"; name*=utf-8'en'api%5Fkey\r\n\r\n"
+          "REDACTED\r\n--b\r\nContent-Disposition: form-data; name=\"f\"; "
+          "filename*=UTF-8''token\r\n\r\nv\r\n--b--\r\n"}},
         /* a part's header fields as a request's */
         {"multipart/mixed; boundary=batch_1",
          {"--batch_1\r\nAuthorization: Bearer abc.def\r\nX-Api-Key: K\r\n\r\nGET /x HTTP/1.1\r\n"
@@ -938,12 +958,16 @@ static void test_markup(void **state) {
           "<u name=\"bob\" api_key=\"REDACTED\" password='' x:token='REDACTED'/>\n<password>\n  "
           "REDACTED\n</password><n>1</n>"}},
         /* CDATA; an element that names a secret (a Java properties file,
-         * a .NET config); a comment and a declaration passed over */
+         * a .NET config); a declaration passed over; markup commented out
+         * read as markup (it was passed over, its secrets with it), a
+         * comment without any kept */
         {"application/xml",
-         {"<!DOCTYPE p><!-- <password>c</password> --><p><entry key=\"db.password\">"
+         {"<!DOCTYPE p><!-- <password>c</password> --><p><!-- x --><!----><entry "
+          "key=\"db.password\">"
           "<![CDATA[s3]]></entry><entry key=\"db.user\">u</entry><add key=\"ApiKey\" "
           "value=\"V\"/><secret><![CDATA[x<y]]></secret></p>",
-          "<!DOCTYPE p><!-- <password>c</password> --><p><entry key=\"db.password\">"
+          "<!DOCTYPE p><!-- <password>REDACTED</password> --><p><!-- x --><!----><entry "
+          "key=\"db.password\">"
           "<![CDATA[REDACTED]]></entry><entry key=\"db.user\">u</entry><add key=\"ApiKey\" "
           "value=\"REDACTED\"/><secret><![CDATA[REDACTED]]></secret></p>"}},
         /* found by its declaration; cut short in a secret */
@@ -1033,6 +1057,18 @@ static void test_markup(void **state) {
         reel_buf_puts(&b, "<token><");
     if (reel_redact_body(r, "text/html", b.data, b.len, &t))
         free(t.data);
+    /* comments in a comment, as deep as the body is long: a comment's
+     * markup is read one level deep (a recursion per "<!--" ran out of
+     * stack), and what it comments out is still redacted */
+    reel_buf_reset(&b);
+    reel_buf_puts(&b, "<a>");
+    for (int i = 0; i < 200000; i++)
+        reel_buf_puts(&b, "<!--");
+    reel_buf_puts(&b, "<password>x</password>");
+    assert_true(reel_redact_body(r, "text/xml", b.data, b.len, &t));
+    assert_int_equal(t.len, b.len + strlen("REDACTED") - 1);
+    assert_non_null(strstr(t.data, "<!--<password>REDACTED</password>"));
+    free(t.data);
     double sec = (double)(clock() - start) / CLOCKS_PER_SEC;
     if (sec > 5)
         fail_msg("hostile markup took %.1f s", sec);
