@@ -1368,11 +1368,13 @@ static int json_record(void *ctx, const Reel__Record *rec) {
     case REEL__RECORD__EVENT_REQUEST_HEAD: {
         const Reel__RequestHead *h = rec->request_head;
         json_decref(j->dir[REQ]);
-        j->dir[REQ] = json_pack(
-            "{s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:o}", "method", pbytes_json(h->method), "scheme",
-            str_json(h->scheme, 1), "host", pbytes_json(h->host), "port", (json_int_t)h->port,
-            "target", pbytes_json(h->target), "url", url_json(h), "http_version",
-            str_json(h->http_version, 1), "headers", headers_json(h->headers, h->n_headers));
+        j->dir[REQ] = json_pack("{s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:o}", "method",
+                                /* none parsed: null, as the flows list (the index) has it */
+                                h->method.len ? pbytes_json(h->method) : json_null(), "scheme",
+                                str_json(h->scheme, 1), "host", pbytes_json(h->host), "port",
+                                (json_int_t)h->port, "target", pbytes_json(h->target), "url",
+                                url_json(h), "http_version", str_json(h->http_version, 1),
+                                "headers", headers_json(h->headers, h->n_headers));
         json_object_set_new(j->dir[REQ], "absolute_form", json_boolean(h->absolute_form));
         j->decoded[REQ] = h->body_decoded;
         break;

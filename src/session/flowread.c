@@ -174,8 +174,9 @@ static int detail_record(void *ctx, const Reel__Record *rec) {
         reel_buf_init(&url, 0);
         reel_index_url(h, &url);
         json_t *o =
-            json_pack("{s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:o}", "method", pbytes_json(h->method),
-                      "scheme", str_json(h->scheme), "host", pbytes_json(h->host), "port",
+            json_pack("{s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:o}", "method",
+                      h->method.len ? pbytes_json(h->method) : json_null(), "scheme",
+                      str_json(h->scheme), "host", pbytes_json(h->host), "port",
                       (json_int_t)h->port, "target", pbytes_json(h->target), "url",
                       bytes_json(url.data, url.len), "http_version", str_json(h->http_version),
                       "headers", headers_json(h->headers, h->n_headers, h->body_decoded));

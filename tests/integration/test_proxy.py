@@ -211,6 +211,13 @@ class ProxyTest(unittest.TestCase):
         errors = [x for x in r.flows() if x["state"] == "error"]
         self.assertTrue(any("header section too large" in (x["error"] or "") for x in errors))
         self.assertTrue(any("invalid method" in (x["error"] or "") for x in errors))
+        # no method parsed: null in the list and in the flow alike (the
+        # flow said "")
+        self.assertTrue(raw(b"\x01\x02 /nomethod HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400 "))
+        time.sleep(0.3)
+        f = max(r.flows(), key=lambda x: x["id"])
+        self.assertIn("invalid method", f["error"])
+        self.assertEqual((f["method"], r.flow(f["id"])["request"]["method"]), (None, None))
         # a URL reel could not parse is recorded as the client sent it, not
         # with a scheme and host made up around it ("http://http://...")
         bad = raw(b"GET http://127.0.0.1:99999/badport HTTP/1.1\r\nHost: a\r\n\r\n")
