@@ -384,6 +384,15 @@ static uint32_t *list_segments(const reel_session_t *s, size_t *count) {
         uint32_t n;
         if (!reel_spool_segment_parse(e->d_name, &n))
             continue;
+        /* a directory (anything but a file) of that name holds no
+         * segment: the segment is missing, and said so, rather than
+         * every command stopping at reading it */
+        struct stat st;
+        if (e->d_type != DT_REG &&
+            (e->d_type != DT_UNKNOWN && e->d_type != DT_LNK
+                 ? 1
+                 : fstatat(dirfd(d), e->d_name, &st, 0) != 0 || !S_ISREG(st.st_mode)))
+            continue;
         if (*count == cap)
             v = reel_realloc(v, (cap *= 2) * sizeof *v);
         v[(*count)++] = n;
@@ -396,6 +405,21 @@ static uint32_t *list_segments(const reel_session_t *s, size_t *count) {
             v[j - 1] = t;
         }
     return v;
+}
+
+/* For the message that segment n is missing: "" when nothing has its
+ * name, else what does, which list_segments passed over. */
+static const char *segment_in_place(const reel_session_t *s, uint32_t n) {
+    char name[16];
+    reel_spool_segment_name(n, name);
+    struct stat st;
+    char *p = reel_asprintf("%s/%s", s->spool_dir, name);
+    int there = stat(p, &st) == 0;
+    free(p);
+    if (!there || S_ISREG(st.st_mode))
+        return "";
+    return S_ISDIR(st.st_mode) ? " (a directory has its name)"
+                               : " (something not a file has its name)";
 }
 
 static int has_segment(const uint32_t *segs, size_t nseg, uint32_t n) {
@@ -2933,10 +2957,10 @@ static reel_rc recover(reel_session_t *s, reel_err_t *err) {
             uint32_t n = (uint32_t)sqlite3_column_int64(st, 0);
             if (!has_segment(segs, nseg, n))
                 note(s,
-                     "spool segment %08u.zst is missing: the index lists %lld frames of it, "
+                     "spool segment %08u.zst is missing%s: the index lists %lld frames of it, "
                      "whose flows cannot be read in full ('reel repair %s' drops them from the "
                      "index)",
-                     n, sqlite3_column_int64(st, 1), s->name);
+                     n, segment_in_place(s, n), sqlite3_column_int64(st, 1), s->name);
         }
         sqlite3_finalize(st);
         if (rc != REEL_OK)
@@ -4487,9 +4511,10 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
         if (dropped_since(&v, seg))
             continue;
         problem(&v,
-                "segment %08u.zst is missing: the index lists %lld frame%s of it, holding "
+                "segment %08u.zst is missing%s: the index lists %lld frame%s of it, holding "
                 "records of %lld flow%s that cannot be read in full",
-                seg, n, n == 1 ? "" : "s", sqlite3_column_int64(idx_frames, 2),
+                seg, segment_in_place(s, seg), n, n == 1 ? "" : "s",
+                sqlite3_column_int64(idx_frames, 2),
                 sqlite3_column_int64(idx_frames, 2) == 1 ? "" : "s");
     }
     {

@@ -546,14 +546,26 @@ class Repair(unittest.TestCase):
         as as many zeros on the disk. Now it skips the hole, and the copy
         in recovered/ is sparse too."""
         env, _ = self.imported("sparse", ("s", "dir", "dbdir"), 1)
-        # a segment that is a directory: the error names which
+        # a directory with a segment's name holds no segment: the segment
+        # is missing, and every command says what has its name (each
+        # stopped at "reading .../00000001.zst at offset 0: Is a
+        # directory", repair too)
         seg = os.path.join(env["REEL_HOME"], "dir", "spool", "00000001.zst")
         os.unlink(seg)
         os.mkdir(seg)
+        missing = "spool segment 00000001.zst is missing (a directory has its name)"
         show = subprocess.run([REEL, "show", "dir"], env=env, capture_output=True, timeout=60)
-        self.assertEqual(show.returncode, 1)
-        self.assertRegex(show.stderr.decode(), r"^reel show: reading %s at offset \d+: Is a "
-                         r"directory\n$" % re.escape(seg))
+        self.assertEqual(show.returncode, 0, show.stderr)
+        self.assertIn(missing, show.stderr.decode())
+        verify = subprocess.run([REEL, "verify", "dir"], env=env, capture_output=True, timeout=60)
+        self.assertEqual(verify.returncode, 1)
+        self.assertIn("segment 00000001.zst is missing (a directory has its name)",
+                      (verify.stdout + verify.stderr).decode())
+        repair = subprocess.run([REEL, "repair", "dir"], env=env, capture_output=True, timeout=60)
+        self.assertEqual(repair.returncode, 0, repair.stderr)
+        self.assertEqual(subprocess.run([REEL, "verify", "dir"], env=env, capture_output=True,
+                                        timeout=60).returncode, 0)
+        self.assertTrue(os.path.isdir(seg))  # left as it is: not reel's to remove
         # and a session.db that is one: not "an error of the file system"
         db = os.path.join(env["REEL_HOME"], "dbdir", "session.db")
         for p in glob.glob(db + "*"):
