@@ -379,7 +379,10 @@ int reel_cmd_import(reel_cli_t *cli, int argc, char **argv) {
     if (optind >= argc)
         return reel_cli_usage(cli, "missing FILE");
     if (argc - optind > 1)
-        return reel_cli_usage(cli, "unexpected argument '%s'", argv[optind + 1]);
+        return reel_cli_usage(cli,
+                              "unexpected argument '%s' (one FILE; the session it goes into is "
+                              "named by --into: reel import FILE --into SESSION)",
+                              argv[optind + 1]);
     if (into == NULL)
         return reel_cli_usage(cli, "missing --into SESSION");
     if (format && strcmp(format, "har") != 0 && strcmp(format, "mitm") != 0)

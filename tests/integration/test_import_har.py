@@ -374,6 +374,15 @@ class HarVersions(unittest.TestCase):
                                   "--into", "none", "--json").stdout)
         self.assertEqual((out["imported"], out["first_id"], out["last_id"]), (2, 1, 2), out)
 
+    def test_session_given_as_a_second_argument(self):
+        """`reel import SESSION FILE`, the order other commands take: the
+        error named the file as an unexpected argument and no more."""
+        p = self.har("order.har", ["HTTP/1.1"])
+        r = self.cli("import", "order", p, check=False)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(("unexpected argument '%s' (one FILE; the session it goes into is named "
+                       "by --into: reel import FILE --into SESSION)" % p).encode(), r.stderr)
+
     def test_impossible_http_version(self):
         p = self.har("http9.har", ["HTTP/1.1", "HTTP/9"])
         r = self.cli("import", p, "--into", "http9", check=False)
