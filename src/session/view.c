@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
 #include <libxml/HTMLparser.h>
 #include <libxml/HTMLtree.h>
 #include <libxml/parser.h>
@@ -19,6 +18,7 @@
 #include <msgpack.h>
 #include <zlib.h>
 
+#include "base/mem.h"
 #include "session/decode.h"
 
 /** Levels of nesting shown as indentation; deeper levels stay at this one,
@@ -283,79 +283,295 @@ static void json_str(w_t *w, const char *s, size_t n) {
     fputc('"', w->f);
 }
 
-static void json_put(w_t *w, json_t *j, int depth) {
-    switch (json_typeof(j)) {
-    case JSON_OBJECT: {
-        if (json_object_size(j) == 0) {
-            fputs("{}", w->f);
-            break;
-        }
-        fputs("{\n", w->f);
-        size_t left = json_object_size(j);
-        const char *key;
-        json_t *val;
-        json_object_foreach(j, key, val) {
-            indent(w, depth + 1);
-            col(w, "34");
-            json_str(w, key, strlen(key));
-            col_off(w);
-            fputs(": ", w->f);
-            json_put(w, val, depth + 1);
-            fputs(--left ? ",\n" : "\n", w->f);
-        }
-        indent(w, depth);
-        fputc('}', w->f);
-        break;
+/* A JSON document read by hand (RFC 8259) rather than through jansson:
+ * the view shows what was sent. jansson printed 0.1 as
+ * 0.10000000000000001 and 1e2 as 100.0, kept one of two values of a key
+ * given twice, and refused integers beyond 64 bits (the body was then
+ * "not JSON"). Numbers are shown as written, every key as often as it
+ * comes, strings decoded (escapes read, then written as json_str does).
+ * One pass checks (w NULL), a second one prints, so that a document that
+ * turns out not to be JSON prints nothing of itself. */
+#define JSON_DEPTH_MAX 2048
+
+typedef struct {
+    const uint8_t *p;
+    size_t n, i;
+    reel_buf_t s;    /* the string last read, decoded */
+    const char *why; /* what went wrong, at i */
+} jtext_t;
+
+static void jws(jtext_t *x) {
+    while (x->i < x->n &&
+           (x->p[x->i] == ' ' || x->p[x->i] == '\t' || x->p[x->i] == '\n' || x->p[x->i] == '\r'))
+        x->i++;
+}
+
+static int jfail(jtext_t *x, const char *why) {
+    x->why = why;
+    return -1;
+}
+
+static int hex4(const uint8_t *p, uint32_t *v) {
+    *v = 0;
+    for (int k = 0; k < 4; k++) {
+        int c = p[k], d = c >= '0' && c <= '9'   ? c - '0'
+                          : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                          : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                                 : -1;
+        if (d < 0)
+            return 0;
+        *v = *v << 4 | (uint32_t)d;
     }
-    case JSON_ARRAY: {
-        size_t n = json_array_size(j);
-        if (n == 0) {
-            fputs("[]", w->f);
-            break;
-        }
-        fputs("[\n", w->f);
-        for (size_t i = 0; i < n; i++) {
-            indent(w, depth + 1);
-            json_put(w, json_array_get(j, i), depth + 1);
-            fputs(i + 1 < n ? ",\n" : "\n", w->f);
-        }
-        indent(w, depth);
-        fputc(']', w->f);
-        break;
+    return 1;
+}
+
+static void put_utf8(reel_buf_t *b, uint32_t cp) {
+    uint8_t u[4];
+    size_t k;
+    if (cp < 0x80) {
+        u[0] = (uint8_t)cp;
+        k = 1;
+    } else if (cp < 0x800) {
+        u[0] = (uint8_t)(0xc0 | cp >> 6);
+        u[1] = (uint8_t)(0x80 | (cp & 0x3f));
+        k = 2;
+    } else if (cp < 0x10000) {
+        u[0] = (uint8_t)(0xe0 | cp >> 12);
+        u[1] = (uint8_t)(0x80 | (cp >> 6 & 0x3f));
+        u[2] = (uint8_t)(0x80 | (cp & 0x3f));
+        k = 3;
+    } else {
+        u[0] = (uint8_t)(0xf0 | cp >> 18);
+        u[1] = (uint8_t)(0x80 | (cp >> 12 & 0x3f));
+        u[2] = (uint8_t)(0x80 | (cp >> 6 & 0x3f));
+        u[3] = (uint8_t)(0x80 | (cp & 0x3f));
+        k = 4;
     }
-    case JSON_STRING:
-        col(w, "32");
-        json_str(w, json_string_value(j), json_string_length(j));
-        col_off(w);
-        break;
-    case JSON_INTEGER:
-    case JSON_REAL: {
-        char *s = json_dumps(j, JSON_ENCODE_ANY);
-        col(w, "36");
-        fputs(s ? s : "?", w->f);
-        col_off(w);
-        free(s);
-        break;
-    }
-    case JSON_TRUE:
-    case JSON_FALSE:
-    case JSON_NULL:
-        col(w, "35");
-        fputs(json_is_true(j) ? "true" : json_is_false(j) ? "false" : "null", w->f);
-        col_off(w);
-        break;
+    reel_buf_append(b, u, k);
+}
+
+/* The string at x->i (its opening quote) into x->s, decoded. */
+static int jstring(jtext_t *x) {
+    reel_buf_reset(&x->s);
+    x->i++;
+    for (;;) {
+        size_t run = x->i;
+        while (x->i < x->n && x->p[x->i] >= 0x20 && x->p[x->i] < 0x80 && x->p[x->i] != '"' &&
+               x->p[x->i] != '\\')
+            x->i++;
+        reel_buf_append(&x->s, x->p + run, x->i - run);
+        if (x->i >= x->n)
+            return jfail(x, "the text ends inside a string");
+        uint8_t c = x->p[x->i];
+        if (c == '"') {
+            x->i++;
+            return 0;
+        }
+        if (c < 0x20)
+            return jfail(x, "a control character inside a string");
+        if (c >= 0x80) {
+            size_t k = utf8_len(x->p + x->i, x->n - x->i);
+            if (k == 0)
+                return jfail(x, "invalid UTF-8 inside a string");
+            reel_buf_append(&x->s, x->p + x->i, k);
+            x->i += k;
+            continue;
+        }
+        /* a backslash */
+        if (x->i + 1 >= x->n)
+            return jfail(x, "the text ends inside a string");
+        uint8_t e = x->p[x->i + 1];
+        static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+        const char *at = e ? strchr(from, e) : NULL;
+        if (at) {
+            reel_buf_append(&x->s, &to[at - from], 1);
+            x->i += 2;
+            continue;
+        }
+        uint32_t cp, lo;
+        if (e != 'u' || x->n - x->i < 6 || !hex4(x->p + x->i + 2, &cp))
+            return jfail(x, "an invalid escape inside a string");
+        x->i += 6;
+        if (cp >= 0xd800 && cp <= 0xdbff) {
+            if (x->n - x->i < 6 || x->p[x->i] != '\\' || x->p[x->i + 1] != 'u' ||
+                !hex4(x->p + x->i + 2, &lo) || lo < 0xdc00 || lo > 0xdfff)
+                return jfail(x, "a \\u escape of a lone surrogate inside a string");
+            cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+            x->i += 6;
+        } else if (cp >= 0xdc00 && cp <= 0xdfff) {
+            return jfail(x, "a \\u escape of a lone surrogate inside a string");
+        }
+        put_utf8(&x->s, cp);
     }
 }
 
-static int view_json(w_t *w, const uint8_t *p, size_t n) {
-    json_error_t err;
-    json_t *j = json_loadb((const char *)p, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
-    if (j == NULL)
-        return fail(w, "not JSON: %s at line %d, column %d", err.text, err.line, err.column);
-    json_put(w, j, 0);
-    fputc('\n', w->f);
-    json_decref(j);
+/* The number at x->i: its length (0: none, x->why says why). */
+static size_t jnumber(jtext_t *x) {
+    size_t i = x->i;
+    const uint8_t *p = x->p;
+    if (i < x->n && p[i] == '-')
+        i++;
+    if (i < x->n && p[i] == '0') {
+        i++;
+    } else if (i < x->n && p[i] >= '1' && p[i] <= '9') {
+        while (i < x->n && p[i] >= '0' && p[i] <= '9')
+            i++;
+    } else {
+        jfail(x, "a value expected");
+        return 0;
+    }
+    if (i < x->n && p[i] == '.') {
+        size_t d = ++i;
+        while (i < x->n && p[i] >= '0' && p[i] <= '9')
+            i++;
+        if (i == d) {
+            x->i = i;
+            jfail(x, "digits expected after a decimal point");
+            return 0;
+        }
+    }
+    if (i < x->n && (p[i] == 'e' || p[i] == 'E')) {
+        i++;
+        if (i < x->n && (p[i] == '+' || p[i] == '-'))
+            i++;
+        size_t d = i;
+        while (i < x->n && p[i] >= '0' && p[i] <= '9')
+            i++;
+        if (i == d) {
+            x->i = i;
+            jfail(x, "digits expected in an exponent");
+            return 0;
+        }
+    }
+    return i - x->i;
+}
+
+/* The value at x->i, printed to w (NULL: only read). */
+static int jvalue(jtext_t *x, w_t *w, int depth) {
+    jws(x);
+    if (x->i >= x->n)
+        return jfail(x, "a value expected, the text ends");
+    if (depth > JSON_DEPTH_MAX)
+        return jfail(x, "nested too deeply");
+    uint8_t c = x->p[x->i];
+    if (c == '{' || c == '[') {
+        uint8_t close = c == '{' ? '}' : ']';
+        x->i++;
+        jws(x);
+        if (x->i < x->n && x->p[x->i] == close) {
+            x->i++;
+            if (w)
+                fputs(c == '{' ? "{}" : "[]", w->f);
+            return 0;
+        }
+        if (w)
+            fputs(c == '{' ? "{\n" : "[\n", w->f);
+        for (;;) {
+            jws(x);
+            if (w)
+                indent(w, depth + 1);
+            if (c == '{') {
+                if (x->i >= x->n || x->p[x->i] != '"')
+                    return jfail(x, "a key (a string) expected");
+                if (jstring(x) != 0)
+                    return -1;
+                if (w) {
+                    col(w, "34");
+                    json_str(w, (const char *)x->s.data, x->s.len);
+                    col_off(w);
+                    fputs(": ", w->f);
+                }
+                jws(x);
+                if (x->i >= x->n || x->p[x->i] != ':')
+                    return jfail(x, "':' expected after a key");
+                x->i++;
+            }
+            if (jvalue(x, w, depth + 1) != 0)
+                return -1;
+            jws(x);
+            if (x->i < x->n && x->p[x->i] == ',') {
+                x->i++;
+                if (w)
+                    fputs(",\n", w->f);
+                continue;
+            }
+            if (x->i < x->n && x->p[x->i] == close) {
+                x->i++;
+                if (w) {
+                    fputc('\n', w->f);
+                    indent(w, depth);
+                    fputc(close, w->f);
+                }
+                return 0;
+            }
+            return jfail(x, c == '{' ? "',' or '}' expected" : "',' or ']' expected");
+        }
+    }
+    if (c == '"') {
+        if (jstring(x) != 0)
+            return -1;
+        if (w) {
+            col(w, "32");
+            json_str(w, (const char *)x->s.data, x->s.len);
+            col_off(w);
+        }
+        return 0;
+    }
+    static const char *const lits[] = {"true", "false", "null"};
+    for (size_t k = 0; k < 3; k++) {
+        size_t l = strlen(lits[k]);
+        if (x->n - x->i >= l && memcmp(x->p + x->i, lits[k], l) == 0) {
+            if (w) {
+                col(w, "35");
+                fputs(lits[k], w->f);
+                col_off(w);
+            }
+            x->i += l;
+            return 0;
+        }
+    }
+    size_t l = jnumber(x);
+    if (l == 0)
+        return -1;
+    if (w) {
+        col(w, "36");
+        fwrite(x->p + x->i, 1, l, w->f);
+        col_off(w);
+    }
+    x->i += l;
     return 0;
+}
+
+/* The whole text: one value (of any kind), white space around it; a
+ * UTF-8 byte order mark before it is passed over (RFC 8259 8.1). */
+static int jdoc(jtext_t *x, w_t *w) {
+    x->i = x->n >= 3 && memcmp(x->p, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
+    if (jvalue(x, w, 0) != 0)
+        return -1;
+    jws(x);
+    return x->i < x->n ? jfail(x, "the end of the text expected after the value") : 0;
+}
+
+static int view_json(w_t *w, const uint8_t *p, size_t n) {
+    jtext_t x = {.p = p, .n = n};
+    reel_buf_init(&x.s, 0);
+    int rc = jdoc(&x, NULL);
+    if (rc != 0) {
+        size_t at = x.i < n ? x.i : n, line = 1, bol = 0;
+        for (size_t k = 0; k < at; k++)
+            if (p[k] == '\n') {
+                line++;
+                bol = k + 1;
+            }
+        rc = fail(w, "not JSON: %s%s at line %zu, column %zu", x.why,
+                  at >= n && strstr(x.why, "ends") == NULL ? ", but the text ends" : "", line,
+                  at - bol + 1);
+    } else {
+        jdoc(&x, w);
+        fputc('\n', w->f);
+    }
+    reel_buf_free(&x.s);
+    return rc;
 }
 
 /* ---- xml, html (libxml2: no network, no DTD loading, entities kept) ---- */

@@ -116,12 +116,47 @@ static void test_json(void **state) {
     o = render(REEL_VIEW_JSON, NULL, "{\"a\":1,", 7, 0, 0);
     assert_int_equal(o.shown, REEL_VIEW_HEX);
     has(&o, "(not JSON: ");
-    has(&o, "line 1, column 7; shown as hex)\n00000000  7b 22 61");
+    has(&o, "a key (a string) expected, but the text ends at line 1, column 8; shown as "
+            "hex)\n00000000  7b 22 61");
     free(o.text);
     o = render(REEL_VIEW_AUTO, "application/json", "{\"a\":1,", 7, 0, 0);
     assert_int_equal(o.shown, REEL_VIEW_RAW);
     has(&o, "shown as text)\n{\"a\":1,\n");
     free(o.text);
+    /* what was sent: numbers as written (jansson printed 0.1 as
+     * 0.10000000000000001, 1e2 as 100.0, and refused the 20-digit
+     * integer), a key given twice twice, escapes read, a byte order mark
+     * passed over; a value of any kind at the top */
+    const char *nums = "\xef\xbb\xbf{\"p\":0.1,\"e\":1E+2,\"big\":12345678901234567890,\"z\":-0.0,"
+                       "\"k\":1,\"k\":2,\"s\":\"\\u00e9\\ud83d\\ude00\\/\\u0000\"}";
+    o = render(REEL_VIEW_JSON, NULL, nums, strlen(nums), 0, 0);
+    assert_int_equal(o.shown, REEL_VIEW_JSON);
+    has(&o, "{\n  \"p\": 0.1,\n  \"e\": 1E+2,\n  \"big\": 12345678901234567890,\n  \"z\": -0.0,\n"
+            "  \"k\": 1,\n  \"k\": 2,\n  \"s\": \"\xc3\xa9\xf0\x9f\x98\x80/\\u0000\"\n}\n");
+    free(o.text);
+    o = render(REEL_VIEW_JSON, NULL, " 42 ", 4, 0, 0);
+    has(&o, "42\n");
+    free(o.text);
+    static const struct {
+        const char *in, *why;
+    } bad[] = {
+        {"[1,2", "',' or ']' expected, but the text ends at line 1, column 5"},
+        {"{\"a\" 1}", "':' expected after a key at line 1, column 6"},
+        {"[01]", "',' or ']' expected at line 1, column 3"},
+        {"[1.]", "digits expected after a decimal point at line 1, column 4"},
+        {"[\"\\ud800\"]", "a \\u escape of a lone surrogate inside a string"},
+        {"[\"a\tb\"]", "a control character inside a string at line 1, column 4"},
+        {"[\"\xff\"]", "invalid UTF-8 inside a string"},
+        {"[tru]", "a value expected at line 1, column 2"},
+        {"[1]\n x", "the end of the text expected after the value at line 2, column 2"},
+        {"{\"a\":\"b", "the text ends inside a string at line 1, column 8"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        o = render(REEL_VIEW_JSON, NULL, bad[k].in, strlen(bad[k].in), 0, 0);
+        assert_int_equal(o.shown, REEL_VIEW_HEX);
+        has(&o, bad[k].why);
+        free(o.text);
+    }
     /* the reason quotes content: escaped on a terminal */
     o = render(REEL_VIEW_JSON, NULL, "\033[2J", 4, 0, REEL_VIEW_TERM);
     assert_null(strchr(o.text, '\033'));
