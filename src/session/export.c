@@ -141,6 +141,62 @@ typedef struct {
     int redacted;
 } flow_t;
 
+/* Writes j compact, each real number in the shortest form that reads back
+ * as the same double (0.086, not 0.08599999999999999; a WebSocket
+ * message's time in seconds since the epoch still to the microsecond).
+ * jansson writes every real with one precision: 16 digits gave noise
+ * below 1 ms and 15 would cut the microseconds of a time since the
+ * epoch. So the text it writes at 17 (exact) is read again, strings
+ * passed over, and each number with a point or an exponent written
+ * shortest. 0, or -1 if j cannot be written. */
+static int dump_shortest(const json_t *j, FILE *out) {
+    char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+    if (s == NULL)
+        return -1;
+    size_t run = 0, i = 0;
+    while (s[i]) {
+        char c = s[i];
+        if (c == '"') { /* a string: to its closing quote, escapes passed over */
+            for (i++; s[i] && s[i] != '"'; i++)
+                if (s[i] == '\\' && s[i + 1])
+                    i++;
+            i += s[i] != '\0';
+            continue;
+        }
+        if (c != '-' && (c < '0' || c > '9')) {
+            i++;
+            continue;
+        }
+        size_t from = i;
+        int real = 0;
+        while (s[i] == '-' || s[i] == '+' || s[i] == '.' || s[i] == 'e' || s[i] == 'E' ||
+               (s[i] >= '0' && s[i] <= '9')) {
+            real |= s[i] == '.' || s[i] == 'e' || s[i] == 'E';
+            i++;
+        }
+        if (!real)
+            continue;
+        char *end = NULL;
+        double v = strtod(s + from, &end);
+        if (end != s + i)
+            continue; /* (not a number jansson wrote: left as it is) */
+        char num[40];
+        for (int prec = 1; prec <= 17; prec++) {
+            snprintf(num, sizeof num, "%.*g", prec, v);
+            if (strtod(num, NULL) == v)
+                break;
+        }
+        if (strpbrk(num, ".eE") == NULL) /* still a real: 2.0, not 2 */
+            strcat(num, ".0");
+        fwrite(s + run, 1, from - run, out);
+        fputs(num, out);
+        run = i;
+    }
+    fwrite(s + run, 1, i - run, out);
+    free(s);
+    return 0;
+}
+
 static const uint8_t *body_data(const flow_t *f, int d) {
     const reel_buf_t *b = f->use_decoded[d] ? &f->decoded[d] : &f->stored[d];
     return b->data ? b->data : (const uint8_t *)"";
@@ -1911,8 +1967,7 @@ static reel_rc write_ndjson(FILE *out, const flow_t *f, const reel_export_opts_t
         }
         json_object_set_new(j, "messages", msgs);
     }
-    /* 16 digits, as HAR entries are written (reel_export) */
-    if (json_dumpf(j, out, JSON_COMPACT | JSON_REAL_PRECISION(16)) != 0 && rc == REEL_OK)
+    if (dump_shortest(j, out) != 0 && rc == REEL_OK)
         rc = reel_err_set(err, REEL_IO, "writing the export failed");
     fputc('\n', out);
     json_decref(j);
@@ -2189,10 +2244,7 @@ reel_rc reel_export(reel_session_t *s, FILE *out, const reel_export_opts_t *o,
             case REEL_EXPORT_HAR: {
                 json_t *e = har_entry(&f);
                 fputs(entries++ ? ",\n" : "\n", out);
-                /* 16 digits: 0.608 ms, not 0.60799999999999998 (17), and a
-                 * WebSocket message's time in seconds since the epoch to
-                 * the microsecond (12 cut it to 10 ms) */
-                json_dumpf(e, out, JSON_COMPACT | JSON_REAL_PRECISION(16));
+                dump_shortest(e, out);
                 json_decref(e);
                 break;
             }

@@ -374,6 +374,26 @@ class HarVersions(unittest.TestCase):
                                   "--into", "none", "--json").stdout)
         self.assertEqual((out["imported"], out["first_id"], out["last_id"]), (2, 1, 2), out)
 
+    def test_times_below_a_millisecond_are_written_shortest(self):
+        """Exported times were written with 16 digits: 86 us as
+        0.08599999999999999 ms. Each real is now the shortest text that
+        reads back as the same number; a WebSocket message's time since
+        the epoch keeps its microseconds."""
+        p = self.har("short.har", ["HTTP/1.1"])
+        with open(p) as f:
+            har = json.load(f)
+        har["log"]["entries"][0]["timings"] = {"send": 0.086, "wait": 2.031, "receive": 0.608}
+        har["log"]["entries"][0]["time"] = 2.725
+        with open(p, "w") as f:
+            json.dump(har, f)
+        self.cli("import", p, "--into", "short")
+        out = self.cli("export", "short", "--format", "har").stdout.decode()
+        self.assertIn('"send":0.086,"wait":2.031,"receive":0.608', out)
+        self.assertIn('"time":2.725', out)
+        nd = self.cli("export", "short", "--format", "ndjson").stdout.decode()
+        self.assertIn('"send_ms":0.086', nd)
+        self.assertNotRegex(out + nd, r"\.\d{10}")
+
     def test_session_given_as_a_second_argument(self):
         """`reel import SESSION FILE`, the order other commands take: the
         error named the file as an unexpected argument and no more."""
