@@ -520,6 +520,10 @@ static reel_rc open_segment(reel_recorder_t *r, uint32_t n, reel_err_t *err) {
         if (fd >= 0)
             close(fd);
     } else {
+        /* root recording into another user's session: the segment is
+         * theirs from the start (a root process killed before its close
+         * gave it back left it unreadable to them) */
+        reel_session_give(reel_session_path(r->session), fd, p);
         /* Under mu: the sync thread takes a dup of seg_fd there. */
         pthread_mutex_lock(&r->mu);
         int old = r->seg_fd;

@@ -160,9 +160,10 @@ static void give(const reel_session_t *s, int fd, const char *path) {
 
 /* Root, done with (or opening) another user's session, gives that user
  * what root made in it and left root's: what reel_session_give is not
- * called for right where it is made (the recorder's segments, SQLite's
- * files), and what a root process killed half way, or an older reel,
- * left. The session directory, spool/ and recovered/, not deeper. */
+ * called for right where it is made (SQLite's files: SQLite gives -wal
+ * and -shm the owner of session.db), and what a root process killed half
+ * way, or an older reel, left. The session directory, spool/ and
+ * recovered/, not deeper. */
 static void give_all(const reel_session_t *s) {
     struct stat ds;
     if (geteuid() != 0 || stat(s->path, &ds) != 0 || ds.st_uid == 0)

@@ -26,6 +26,7 @@ import shutil
 import sqlite3
 import subprocess
 import tempfile
+import time
 import unittest
 
 from proxyenv import REEL, Origin, Reel, curl, main
@@ -336,6 +337,44 @@ class ReadOnly(unittest.TestCase):
         self.assertEqual(len(json.loads(r.stdout)), 7)
         self.reel("nobody", home, "annotate", "s", "2", "mine still")
         self.reel("nobody", home, "verify", "s")
+
+    def test_root_recording_killed_leaves_the_owner_in(self):
+        """Root recording into a session a service user owns, killed
+        (kill -9) before it could give back what it made: the spool
+        segments it had begun were root's, 0600, and the owner's next
+        command could not read them. Each is the owner's from the start."""
+        origin = Origin(os.path.join(self.root, "origin-killed"))
+        home = os.path.join(self.root, "killed")
+        reel = None
+        try:
+            self.reel("root", home, "new", "s")
+            subprocess.run(["chown", "-R", "nobody:nogroup", home], check=True)
+            nobody = os.lstat(home).st_uid
+            reel = Reel(self.root, "s", "segment_size=1MiB", resume=True, home=home)
+            for i in range(3):  # a segment rolled over or two
+                curl(reel, "-o", "/dev/null", origin.url("/file1m?%d" % i))
+            # (no command as root meanwhile: its open gives back what it
+            # finds root's, and hid this)
+            spool = os.path.join(home, "s", "spool")
+            deadline = time.time() + 20
+            while len(glob.glob(os.path.join(spool, "0*.zst"))) < 3 and time.time() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)  # the last flow's records reach the spool
+            segs = glob.glob(os.path.join(spool, "0*.zst"))
+            self.assertGreaterEqual(len(segs), 3)
+            reel.proc.kill()
+            reel.proc.wait(30)
+            for seg in segs:
+                self.assertEqual(os.stat(seg).st_uid, nobody, seg)
+            r = self.reel("nobody", home, "flows", "s", "--json")
+            self.assertEqual(len(json.loads(r.stdout)), 3)
+            self.reel("nobody", home, "flow", "s", "3", "--headers-only")
+        finally:
+            if reel and reel.proc.poll() is None:
+                reel.stop()
+            if reel:
+                reel.errlog.close()
+            origin.stop()
 
     def test_read_while_another_user_records(self):
         origin = Origin(os.path.join(self.root, "origin"))
