@@ -780,6 +780,7 @@ static void block_write(reel_recorder_t *r, reel_buf_t *raw, const reel_buf_t *f
         drop_block(r, raw);
         goto done;
     }
+again:
     if (r->seg_size > 0 && r->seg_size + frame->len > r->opts.segment_size) {
         /* A finished segment is synced before the next one starts. */
         if (r->opts.fsync != REEL_FSYNC_NEVER && (rc = sync_segment(r, &err)) != REEL_OK)
@@ -805,8 +806,23 @@ static void block_write(reel_recorder_t *r, reel_buf_t *raw, const reel_buf_t *f
             /* recovery moves a partial frame aside on the next open */
         }
         /* EFBIG: past the process's file-size limit (SIGXFSZ is ignored,
-         * main.c). Free space does not lift it: writable_again waits until
-         * the limit admits the frame that failed. */
+         * main.c), below segment_size: segments end at the limit from now
+         * on, and the frame goes at the start of the next one. Only a
+         * frame larger than the limit stops capture. Free space does not
+         * lift that: writable_again waits until the limit admits it. */
+        struct rlimit rl;
+        if (e == EFBIG && off > 0 && getrlimit(RLIMIT_FSIZE, &rl) == 0 &&
+            rl.rlim_cur != RLIM_INFINITY && frame->len <= rl.rlim_cur &&
+            rl.rlim_cur < r->opts.segment_size) {
+            r->opts.segment_size = rl.rlim_cur;
+            char msg[256];
+            snprintf(msg, sizeof msg,
+                     "the file-size limit (ulimit -f) of %llu bytes is below segment_size: "
+                     "spool segments end at it from %08u.zst on",
+                     (unsigned long long)rl.rlim_cur, r->segment);
+            warn(r, msg);
+            goto again;
+        }
         if (e == EFBIG)
             r->fsize_need = off + frame->len;
         rc = reel_err_errno(&err, REEL_IO, e, "writing spool segment %08u.zst", r->segment);
