@@ -353,14 +353,16 @@ class ReadOnly(unittest.TestCase):
             reel = Reel(self.root, "s", "segment_size=1MiB", resume=True, home=home)
             for i in range(3):  # a segment rolled over or two
                 curl(reel, "-o", "/dev/null", origin.url("/file1m?%d" % i))
-            # (no command as root meanwhile: its open gives back what it
-            # finds root's, and hid this)
-            spool = os.path.join(home, "s", "spool")
-            deadline = time.time() + 20
-            while len(glob.glob(os.path.join(spool, "0*.zst"))) < 3 and time.time() < deadline:
-                time.sleep(0.05)
-            time.sleep(0.5)  # the last flow's records reach the spool
-            segs = glob.glob(os.path.join(spool, "0*.zst"))
+            # the owner watches the flows end (no command as root meanwhile:
+            # its open gives back what it finds root's, and hid this)
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                r = self.reel("nobody", home, "flows", "s", "--json", check=False)
+                if r.returncode == 0 and [f["state"] for f in json.loads(r.stdout)] == \
+                        ["complete"] * 3:
+                    break
+                time.sleep(0.2)
+            segs = glob.glob(os.path.join(home, "s", "spool", "0*.zst"))
             self.assertGreaterEqual(len(segs), 3)
             reel.proc.kill()
             reel.proc.wait(30)
