@@ -15,7 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -53,12 +55,42 @@ static reel_rc db_rc(int sqlite_rc) {
     return c == SQLITE_CORRUPT || c == SQLITE_NOTADB ? REEL_CORRUPT : REEL_DB;
 }
 
+/* An I/O error for which SQLite kept no errno (it reads errno when it
+ * reports the error, after other calls may have reset it: a write past
+ * the file-size limit then says "disk I/O error" alone): EFBIG when a
+ * file of db's is within a few pages of the process's file-size limit,
+ * ENOSPC when its file system has no room left; else 0. */
+static int io_cause(sqlite3 *db) {
+    const char *path = sqlite3_db_filename(db, "main");
+    if (path == NULL || path[0] == '\0')
+        return 0;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        static const char *const sfx[] = {"", "-wal", "-journal"};
+        for (size_t i = 0; i < sizeof sfx / sizeof *sfx; i++) {
+            char *p = reel_asprintf("%s%s", path, sfx[i]);
+            struct stat st;
+            int near = stat(p, &st) == 0 && (uint64_t)st.st_size + 65536 > rl.rlim_cur;
+            free(p);
+            if (near)
+                return EFBIG;
+        }
+    }
+    struct statvfs vs;
+    if (statvfs(path, &vs) == 0 && (uint64_t)vs.f_bavail * vs.f_frsize < 65536)
+        return ENOSPC;
+    return 0;
+}
+
 /* The errno behind db's last error src, which SQLite keeps for I/O errors
  * and files it could not open ("disk I/O error" alone does not say that
- * the disk is full); 0 if there is none. */
+ * the disk is full), or io_cause's; 0 if there is none. */
 static int db_errno(sqlite3 *db, int src) {
     int c = src & 0xff;
-    return db && (c == SQLITE_IOERR || c == SQLITE_CANTOPEN) ? sqlite3_system_errno(db) : 0;
+    if (db == NULL || (c != SQLITE_IOERR && c != SQLITE_CANTOPEN))
+        return 0;
+    int e = sqlite3_system_errno(db);
+    return e != 0 || c != SQLITE_IOERR ? e : io_cause(db);
 }
 
 /* "session.db: " and db's last error, with its errno if SQLite kept one. */

@@ -197,6 +197,13 @@ class FileSizeLimitTest(unittest.TestCase):
                                             env=env).stdout)), 3)
         v = run([REEL, "verify", "imp"], env=env, check=False)
         self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+        # a limit that session.db itself meets: SQLite kept no errno for
+        # it, and the import said "session.db: disk I/O error" alone
+        res = run([REEL, "import", har, "--into", "tight"], env=env, check=False,
+                  preexec_fn=fsize(200000))
+        self.assertEqual(res.returncode, 1, res.stderr)
+        self.assertIn(b"session.db: disk I/O error: File too large (the file-size limit, "
+                      b"ulimit -f, is 200000 bytes)", res.stderr)
 
     def test_a_session_that_cannot_be_made_is_not_left(self):
         """new, record and import --into a new session, with no room for
