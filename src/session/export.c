@@ -2049,7 +2049,7 @@ static void load_row(stmts_t *q, flow_t *f) {
 
 static reel_rc prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, reel_err_t *err) {
     if (sqlite3_prepare_v2(db, sql, -1, st, NULL) != SQLITE_OK)
-        return reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
+        return reel_index_db_error(err, REEL_DB, db);
     return REEL_OK;
 }
 
@@ -2277,7 +2277,7 @@ reel_rc reel_export(reel_session_t *s, FILE *out, const reel_export_opts_t *o,
     if (step != SQLITE_DONE) {
         rc = reel_filter_regexp_error(sqlite3_errmsg(db))
                  ? reel_err_set(err, REEL_LIMIT, "%s", sqlite3_errmsg(db))
-                 : reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
+                 : reel_index_db_error(err, REEL_DB, db);
         goto out;
     }
     if (o->format == REEL_EXPORT_HAR)

@@ -262,7 +262,7 @@ static reel_rc run(sqlite3 *db, const char *sql, const reel_importtx_point_t *p,
     sqlite3_bind_int64(st, 2, (sqlite3_int64)p->segment);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)p->offset);
     if (sqlite3_step(st) != SQLITE_DONE)
-        rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
+        rc = reel_index_db_error(err, REEL_DB, db);
     else if (changes)
         *changes += (uint64_t)sqlite3_changes(db);
     sqlite3_finalize(st);

@@ -94,7 +94,7 @@ static int db_errno(sqlite3 *db, int src) {
 }
 
 /* "session.db: " and db's last error, with its errno if SQLite kept one. */
-static reel_rc db_fail(reel_err_t *err, reel_rc rc, sqlite3 *db) {
+reel_rc reel_index_db_error(reel_err_t *err, reel_rc rc, sqlite3 *db) {
     return reel_err_errno(err, rc, db_errno(db, sqlite3_extended_errcode(db)), "session.db: %s",
                           sqlite3_errmsg(db));
 }
@@ -232,7 +232,7 @@ reel_rc reel_index_exec(sqlite3 *db, const char *sql, reel_err_t *err) {
 reel_rc reel_index_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, reel_err_t *err) {
     int src = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
     if (src != SQLITE_OK)
-        return db_fail(err, db_rc(src), db);
+        return reel_index_db_error(err, db_rc(src), db);
     return REEL_OK;
 }
 
@@ -651,7 +651,7 @@ reel_rc reel_index_meta_set(sqlite3 *db, const char *key, const char *value, ree
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE)
-        rc = db_fail(err, REEL_DB, db);
+        rc = reel_index_db_error(err, REEL_DB, db);
     sqlite3_finalize(st);
     return rc;
 }
@@ -1467,13 +1467,13 @@ static reel_rc write_lost(reel_indexer_t *ix, frow *r, reel_err_t *err) {
                            -1, &ins, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(ix->db, "UPDATE flows SET damaged = 1 WHERE id = ?", -1, &upd, NULL) !=
             SQLITE_OK) {
-        rc = db_fail(err, REEL_DB, ix->db);
+        rc = reel_index_db_error(err, REEL_DB, ix->db);
         goto out;
     }
     sqlite3_bind_int64(del, 1, (sqlite3_int64)r->id);
     sqlite3_bind_text(del, 2, why, -1, SQLITE_STATIC);
     if (sqlite3_step(del) != SQLITE_DONE)
-        rc = db_fail(err, REEL_DB, ix->db);
+        rc = reel_index_db_error(err, REEL_DB, ix->db);
     for (int d = 0; d < 3 && rc == REEL_OK; d++) {
         char text[160];
         if (d < 2 && r->lost[1 + d] == 0)
@@ -1488,12 +1488,12 @@ static reel_rc write_lost(reel_indexer_t *ix, frow *r, reel_err_t *err) {
         sqlite3_bind_text(ins, 5, d < 2 ? why : text, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int64(ins, 6, r->lost_us);
         if (sqlite3_step(ins) != SQLITE_DONE)
-            rc = db_fail(err, REEL_DB, ix->db);
+            rc = reel_index_db_error(err, REEL_DB, ix->db);
         sqlite3_reset(ins);
     }
     sqlite3_bind_int64(upd, 1, (sqlite3_int64)r->id);
     if (rc == REEL_OK && sqlite3_step(upd) != SQLITE_DONE)
-        rc = db_fail(err, REEL_DB, ix->db);
+        rc = reel_index_db_error(err, REEL_DB, ix->db);
 out:
     sqlite3_finalize(del);
     sqlite3_finalize(ins);
@@ -1591,7 +1591,7 @@ static reel_rc write_links(reel_indexer_t *ix, uint32_t segment, uint64_t off, r
     reel_rc rc = run_batches(ix, link_stmt, 0, LINK_ROWS, 4, ix->nlinks, bind_links, &c, &at, err);
     ix->nlinks = 0;
     if (rc != REEL_OK)
-        return db_fail(err, REEL_DB, ix->db);
+        return reel_index_db_error(err, REEL_DB, ix->db);
     return REEL_OK;
 }
 
@@ -2008,7 +2008,7 @@ static reel_rc add_frame(reel_indexer_t *ix, uint32_t segment, uint64_t off, siz
     int s = sqlite3_step(ix->frame);
     sqlite3_reset(ix->frame);
     if (s != SQLITE_DONE)
-        return db_fail(err, REEL_DB, ix->db);
+        return reel_index_db_error(err, REEL_DB, ix->db);
     return REEL_OK;
 }
 

@@ -69,6 +69,11 @@ reel_rc reel_index_flows_objects_missing(sqlite3 *db, reel_buf_t *names, size_t 
  * error of the first CREATE that failed. */
 reel_rc reel_index_flows_objects_restore(sqlite3 *db, size_t *made, reel_err_t *err);
 
+/** Sets err to "session.db: " and db's last error, with the errno behind
+ * an I/O error (SQLite's, or the file-size limit or full file system the
+ * files' sizes and the free space show); returns rc. */
+reel_rc reel_index_db_error(reel_err_t *err, reel_rc rc, sqlite3 *db);
+
 /** Runs sql (no results). Returns REEL_CORRUPT if SQLite finds the file
  * damaged, REEL_DB on other errors. */
 reel_rc reel_index_exec(sqlite3 *db, const char *sql, reel_err_t *err);

@@ -432,10 +432,10 @@ reel_rc reel_journal_attach(sqlite3 *db, const char *path, reel_err_t *err) {
     /* The function owns j: SQLite frees it with the connection. */
     if (sqlite3_create_function_v2(db, "reel_journal", 8, SQLITE_UTF8, j, fn_journal, NULL, NULL,
                                    jstate_free) != SQLITE_OK)
-        return reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
+        return reel_index_db_error(err, REEL_DB, db);
     if (sqlite3_create_function_v2(db, "reel_journal_enable", 1, SQLITE_UTF8, j, fn_enable, NULL,
                                    NULL, NULL) != SQLITE_OK)
-        return reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
+        return reel_index_db_error(err, REEL_DB, db);
     sqlite3_commit_hook(db, commit_hook, j);
     sqlite3_rollback_hook(db, rollback_hook, j);
     sqlite3_trace_v2(db, SQLITE_TRACE_STMT, trace_stmt, j);
@@ -933,7 +933,7 @@ reel_rc reel_journal_write_from(sqlite3 *db, const char *path, const char *aside
             rc = journal_values(&j, v, err);
         }
         if (rc == REEL_OK && step != SQLITE_DONE)
-            rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
+            rc = reel_index_db_error(err, REEL_DB, db);
         sqlite3_finalize(st);
     }
     sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);

@@ -23,8 +23,8 @@ static reel_rc db_err(sqlite3 *db, reel_err_t *err) {
         return reel_err_set(err, REEL_IO, "%s", reel_journal_errmsg(db));
     if (reel_filter_regexp_error(sqlite3_errmsg(db))) /* a filter's regex, not the index */
         return reel_err_set(err, REEL_LIMIT, "%s", sqlite3_errmsg(db));
-    return reel_err_set(err, c == SQLITE_CORRUPT || c == SQLITE_NOTADB ? REEL_CORRUPT : REEL_DB,
-                        "session.db: %s", sqlite3_errmsg(db));
+    return reel_index_db_error(
+        err, c == SQLITE_CORRUPT || c == SQLITE_NOTADB ? REEL_CORRUPT : REEL_DB, db);
 }
 
 static reel_rc no_flow(reel_session_t *s, int64_t id, reel_err_t *err) {

@@ -261,7 +261,7 @@ reel_rc reel_replay_select(reel_session_t *s, const char *what, uint64_t **ids, 
         sqlite3_stmt *st = NULL;
         sqlite3 *db = reel_session_db(s);
         if (sqlite3_prepare_v2(db, "SELECT 1 FROM flows WHERE id = ?", -1, &st, NULL) != SQLITE_OK)
-            return reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
+            return reel_index_db_error(err, REEL_DB, db);
         sqlite3_bind_int64(st, 1, (sqlite3_int64)one);
         int step = sqlite3_step(st);
         sqlite3_finalize(st);
@@ -269,7 +269,7 @@ reel_rc reel_replay_select(reel_session_t *s, const char *what, uint64_t **ids, 
             return reel_err_set(err, REEL_NOTFOUND, "no flow %" PRIu64 " in session '%s'", one,
                                 reel_session_name(s));
         if (step != SQLITE_ROW)
-            return reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
+            return reel_index_db_error(err, REEL_DB, db);
         *ids = reel_malloc(sizeof **ids);
         (*ids)[0] = one;
         *n = 1;
@@ -349,7 +349,7 @@ reel_rc reel_replay_links(reel_session_t *s, uint64_t id, uint64_t *of, char **o
     if (step == SQLITE_DONE)
         goto out;
 db_error:
-    rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
+    rc = reel_index_db_error(err, REEL_DB, db);
 out:
     sqlite3_finalize(st);
     if (rc != REEL_OK) {

@@ -466,7 +466,7 @@ static reel_rc prune_keep(reel_session_t *s, reel_err_t *err) {
         return rc;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)s->pruned_to);
     if (sqlite3_step(st) != SQLITE_DONE)
-        rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(s->db));
+        rc = reel_index_db_error(err, REEL_DB, s->db);
     sqlite3_finalize(st);
     st = NULL;
     /* (not reel_index_max_flow_id: meta's max_flow_id is the old index's) */
@@ -1549,7 +1549,7 @@ static reel_rc remember_lost(reel_session_t *s, int resumed, const segrange *mis
             sqlite3_bind_int64(st, 1, missing[i].first);
             sqlite3_bind_int64(st, 2, (sqlite3_int64)missing[i].first + missing[i].count - 1);
             if (sqlite3_step(st) != SQLITE_DONE)
-                rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(s->db));
+                rc = reel_index_db_error(err, REEL_DB, s->db);
         }
         sqlite3_finalize(st);
     }
@@ -1651,7 +1651,7 @@ static reel_rc mark_lost(reel_session_t *s, const segrange *missing, size_t nmis
                 sqlite3_bind_int64(st, 1, lo);
                 sqlite3_bind_int64(st, 2, hi);
                 if (sqlite3_step(st) != SQLITE_DONE)
-                    rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(s->db));
+                    rc = reel_index_db_error(err, REEL_DB, s->db);
             }
             sqlite3_finalize(st);
         }
@@ -2174,7 +2174,7 @@ static reel_rc dmg_finish(reel_session_t *s, reel_err_t *err) {
             if (marked) {
                 sqlite3_bind_int64(upd, 1, (sqlite3_int64)cur);
                 if (sqlite3_step(upd) != SQLITE_DONE)
-                    rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(s->db));
+                    rc = reel_index_db_error(err, REEL_DB, s->db);
                 sqlite3_reset(upd);
                 nmarked++;
             }
@@ -2218,7 +2218,7 @@ static reel_rc dmg_finish(reel_session_t *s, reel_err_t *err) {
                          &h, err);
             sqlite3_bind_int64(upd, 1, (sqlite3_int64)id);
             if (rc == REEL_OK && sqlite3_step(upd) != SQLITE_DONE)
-                rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(s->db));
+                rc = reel_index_db_error(err, REEL_DB, s->db);
             if (rc == REEL_OK && sqlite3_changes(s->db) > 0)
                 nmarked++;
             sqlite3_reset(upd);
@@ -2628,7 +2628,7 @@ static reel_rc rebuild_clear(reel_session_t *s, int resumed, const segrange *mis
             sqlite3_bind_int64(st, 2, (sqlite3_int64)cuts[i].size);
             sqlite3_bind_text(st, 3, msg, -1, SQLITE_TRANSIENT);
             if (sqlite3_step(st) != SQLITE_DONE)
-                rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(s->db));
+                rc = reel_index_db_error(err, REEL_DB, s->db);
         }
         sqlite3_finalize(st);
     }
@@ -2672,7 +2672,7 @@ static reel_rc rebuild_clear(reel_session_t *s, int resumed, const segrange *mis
             sqlite3_bind_int64(st, 2, missing[i].count);
             sqlite3_bind_int64(st, 3, reel_now_us());
             if (sqlite3_step(st) != SQLITE_DONE)
-                rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(s->db));
+                rc = reel_index_db_error(err, REEL_DB, s->db);
         }
         sqlite3_finalize(st);
     }
@@ -2692,7 +2692,7 @@ static reel_rc rebuild_clear(reel_session_t *s, int resumed, const segrange *mis
             sqlite3_bind_int64(st, 3, (sqlite3_int64)(cuts[i].end - cuts[i].size));
             sqlite3_bind_int64(st, 4, reel_now_us());
             if (sqlite3_step(st) != SQLITE_DONE)
-                rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(s->db));
+                rc = reel_index_db_error(err, REEL_DB, s->db);
         }
         sqlite3_finalize(st);
     }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "base/mem.h"
+#include "session/index.h"
 #include "session/spool.h"
 
 const char *reel_store_opcode_name(uint32_t op) {
@@ -113,8 +114,7 @@ static reel_rc reader_new(reel_session_t *s, size_t nframes, reel_store_reader_t
                            "WHERE ff.flow_id >= ? AND ff.flow_id < ? "
                            "ORDER BY ff.flow_id, ff.segment, ff.offset LIMIT ?",
                            -1, &r->plan_st, NULL) != SQLITE_OK) {
-        reel_rc rc =
-            reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(reel_session_db(s)));
+        reel_rc rc = reel_index_db_error(err, REEL_DB, reel_session_db(s));
         reel_store_reader_free(r);
         return rc;
     }
@@ -373,7 +373,7 @@ static reel_rc plan_fill(reel_store_reader_t *r, uint64_t id, reel_err_t *err) {
     reel_rc rc = REEL_OK;
     if (step != SQLITE_DONE) {
         r->nplan = 0;
-        rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(reel_session_db(r->s)));
+        rc = reel_index_db_error(err, REEL_DB, reel_session_db(r->s));
     } else if (r->nplan == r->plan_rows_max) {
         /* cut at the row limit: the last flow's rows may go on */
         hi = r->plan[r->nplan - 1].flow_id;
@@ -430,7 +430,7 @@ reel_rc reel_store_reader_flow_raw(reel_store_reader_t *r, uint64_t id, reel_rec
             goto out;
     }
     if (!stop && step != SQLITE_DONE) {
-        rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(reel_session_db(r->s)));
+        rc = reel_index_db_error(err, REEL_DB, reel_session_db(r->s));
         goto out;
     }
     if (!any)
@@ -493,7 +493,7 @@ reel_rc reel_store_flow_damage(reel_session_t *s, uint64_t id, reel_store_damage
                            "SELECT direction, offset, length, reason FROM flow_damage WHERE "
                            "flow_id = ? ORDER BY rowid",
                            -1, &st, NULL) != SQLITE_OK) {
-        rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
+        rc = reel_index_db_error(err, REEL_DB, db);
         goto out;
     }
     sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
@@ -512,7 +512,7 @@ reel_rc reel_store_flow_damage(reel_session_t *s, uint64_t id, reel_store_damage
         snprintf(d->reason, sizeof d->reason, "%s", why ? why : "");
     }
     if (step != SQLITE_DONE)
-        rc = reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(db));
+        rc = reel_index_db_error(err, REEL_DB, db);
 out:
     sqlite3_finalize(st);
     return rc;

@@ -12,7 +12,7 @@
 static reel_rc db_error(const reel_userdata_t *u, reel_err_t *err) {
     if (reel_journal_failed(u->db))
         return reel_err_set(err, REEL_IO, "%s", reel_journal_errmsg(u->db));
-    return reel_err_set(err, REEL_DB, "session.db: %s", sqlite3_errmsg(u->db));
+    return reel_index_db_error(err, REEL_DB, u->db);
 }
 
 static reel_rc step(const reel_userdata_t *u, sqlite3_stmt *st, reel_err_t *err) {
