@@ -1646,10 +1646,11 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
      * same, the length under REEL_LANE_LENGTH (core/h2up.c), so that the
      * record has trailers after it; an HTTP/1.1 client gets it as the
      * origin framed it, by the length, de-chunked, and not the trailers,
-     * which HTTP/1.1 has no place for there. (A lane's client, a stream,
-     * takes them: core/h2front.c gives the length its name.) */
-    bool lane_len = false;
-    for (size_t i = 0; !c->lane && c->up && c->up->h2 && i < h->nheaders && !lane_len; i++)
+     * which HTTP/1.1 has no place for there; so does one inside a lane's
+     * CONNECT tunnel. (A lane's own client, a stream, takes them:
+     * core/h2front.c gives the length its name.) */
+    bool to_stream = c->lane && !c->lane_tunnel, lane_len = false;
+    for (size_t i = 0; !to_stream && c->up && c->up->h2 && i < h->nheaders && !lane_len; i++)
         lane_len = reel__is_lane_length(&h->headers[i]);
     c->ex.resp_dechunk = (te || lane_len) && h->framing == REEL_H1_BODY_CHUNKED;
     if (te || lane_len) {

@@ -956,13 +956,44 @@ class Http2UpstreamTest(unittest.TestCase):
                                   "reel" in k], [])
         finally:
             c.close()
-        fs = self.flows_for("/t/cl-trailers?", 2)
+        fs = self.flows_for("/t/cl-trailers?[01]$", 2)
         for f in fs:
             self.assertEqual(f["state"], "complete", f)
             self.assertEqual(f["response"]["http_version"], "HTTP/2.0")
             self.assertEqual([h for h in f["response"]["headers"]], [["content-length", "3"]])
             self.assertEqual(f["response_trailers"], [["x-trail", "yes"]])
             self.assertEqual(body(f, "response"), b"abc")
+
+    def test_h2_trailers_after_a_content_length_body_in_an_http2_connect(self):
+        # The same answer to an HTTP/1.1 client inside an HTTP/2 client's
+        # CONNECT stream: its lane carries the tunnel's bytes, not the
+        # stream's own request, so the body must come framed by its length
+        # there too, without reel's X-Reel-Content-Length
+        c = H2C(self.reel.port, validate=False)
+        try:
+            sid = c.conn.get_next_available_stream_id()
+            c.conn.send_headers(sid, [(":method", "CONNECT"),
+                                      (":authority", "localhost:%d" % self.h2c.port)])
+            c.track(sid)
+            c.flush()
+            c.wait(lambda: c.streams[sid]["headers"] is not None or c.done(sid))
+            self.assertEqual(hdr(c.streams[sid]["headers"], ":status"), "200")
+            c.conn.send_data(sid, b"GET /t/cl-trailers?in-connect HTTP/1.1\r\nHost: localhost:%d"
+                             b"\r\n\r\n" % self.h2c.port)
+            c.flush()
+            c.wait(lambda: c.streams[sid]["data"].endswith(b"\r\n\r\nabc") or c.done(sid))
+            got = c.streams[sid]["data"]
+        finally:
+            c.close()
+        head = got.split(b"\r\n\r\n", 1)[0].lower()
+        self.assertTrue(got.startswith(b"HTTP/1.1 200 OK\r\n"), got)
+        self.assertIn(b"\r\ncontent-length: 3", head)
+        self.assertNotIn(b"reel", head)
+        self.assertNotIn(b"transfer-encoding", head)
+        self.assertTrue(got.endswith(b"\r\n\r\nabc"), got)
+        f = self.flows_for("/t/cl-trailers?in-connect")[0]
+        self.assertEqual(f["response_trailers"], [["x-trail", "yes"]])
+        self.assertEqual(body(f, "response"), b"abc")
 
     def test_k_raw_tunnel_to_an_h2c_origin(self):
         # a CONNECT tunnel reel relays raw (prior-knowledge h2c inside, not
