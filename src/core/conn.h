@@ -699,16 +699,15 @@ void reel__h2front_cut_expire(conn_t *c);
 /* A bottom filter for an upstream peer whose requests go as streams of
  * the proxy's HTTP/2 session to the origin (a new one if none is usable):
  * *conn_id gets the session's number, *flows_before the streams it has
- * carried so far. to_stream: the conn answers an HTTP/2 client's stream
- * (a lane), which takes trailers after any body (REEL_LANE_LENGTH). */
+ * carried so far. */
 reel_filter_t *reel__h2up_filter(reel_proxy_t *p, bool https, const char *host, int port,
-                                 const char *sni, bool to_stream, uint64_t *conn_id,
-                                 int *flows_before);
-/* An HTTP/2 origin's response with a content-length goes to a lane's conn
+                                 const char *sni, uint64_t *conn_id, int *flows_before);
+/* An HTTP/2 origin's response with a content-length goes to the conn
  * chunked all the same, its trailers on the last chunk (HTTP/2 allows
  * them after any body, HTTP/1.1 only after a chunked one), its
- * content-length under this name: the record (core/exchange.c) and the
- * client's stream (core/h2front.c) give it its own back. In capitals, so
+ * content-length under this name: the record (core/exchange.c), an
+ * HTTP/1.1 client (exchange.c, de-chunked) and a lane's stream
+ * (core/h2front.c) give it its own back. In capitals, so
  * that no HTTP/2 peer's field (lower case, RFC 9113 8.2.1) is taken for
  * it. */
 #define REEL_LANE_LENGTH "X-Reel-Content-Length"

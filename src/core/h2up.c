@@ -109,8 +109,7 @@ struct ulane {
     bool hold;
     size_t held_at;
     unsigned held_status;
-    bool chunked;   /* the response body goes to the conn chunked */
-    bool to_stream; /* the conn answers an HTTP/2 client's stream (REEL_LANE_LENGTH) */
+    bool chunked; /* the response body goes to the conn chunked (REEL_LANE_LENGTH) */
     /* a WebSocket as an extended CONNECT stream (RFC 8441) */
     bool ws;       /* the stream is one */
     bool raw_req;  /* the conn's bytes go as DATA, unparsed (after its Upgrade) */
@@ -275,8 +274,8 @@ static void on_head(ulane_t *l, const reel_msg_head_t *h) {
     /* the conn parses this framing; the record leaves it out (it is
      * reel's: HTTP/2 has no Transfer-Encoding). Chunked whatever the
      * length, so that trailers after it have a place: the conn's record
-     * has them, and its client, when it is a stream (to_stream); an
-     * HTTP/1.1 client gets the body framed by the length, without them
+     * has them, and its client, when it is a stream (a lane); an HTTP/1.1
+     * client gets the body framed by the length, without them
      * (core/exchange.c, resp_head) */
     l->chunked = body;
     write_fields(&l->in, h->fields, h->nfields, body && has_length);
@@ -1303,8 +1302,7 @@ static const reel_filter_ops_t ulane_ops = {
 };
 
 reel_filter_t *reel__h2up_filter(reel_proxy_t *p, bool https, const char *host, int port,
-                                 const char *sni, bool to_stream, uint64_t *conn_id,
-                                 int *flows_before) {
+                                 const char *sni, uint64_t *conn_id, int *flows_before) {
     char *key = sess_key(p, https, host, port, sni);
     h2sess_t *s = NULL;
     for (h2sess_t *k = p->h2up; k && s == NULL; k = k->next)
@@ -1314,7 +1312,6 @@ reel_filter_t *reel__h2up_filter(reel_proxy_t *p, bool https, const char *host, 
     ulane_t *l = reel_calloc(1, sizeof *l);
     l->f.ops = &ulane_ops;
     l->https = https;
-    l->to_stream = to_stream;
     l->host = reel_strdup(host);
     l->port = port;
     l->req = reel_h1_codec_new(REEL_H1_REQUEST, NULL);

@@ -630,8 +630,7 @@ static bool upstream_open(conn_t *c, bool h2, bool https, const char *host, int 
     if (h2) {
         up->h2 = true;
         int before = 0; /* up->id: the session's number */
-        reel_filter_t *bottom = reel__h2up_filter(p, https, host, port, sni,
-                                                  c->lane && !c->lane_tunnel, &up->id, &before);
+        reel_filter_t *bottom = reel__h2up_filter(p, https, host, port, sni, &up->id, &before);
         up->flows = before;
         up->timings_used = before > 0; /* no dns, connect or TLS of its own */
         reel_stack_push(&up->st, bottom, NULL, 0);
