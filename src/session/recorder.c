@@ -945,9 +945,7 @@ static int block_add_record(reel_recorder_t *r, const Reel__Record *rec) {
  * lost map, to be closed at the next resume). */
 static int close_lost(reel_recorder_t *r, lostflow *l) {
     char msg[2 * REEL_ERR_MSG_MAX];
-    snprintf(msg, sizeof msg,
-             "%s%scapture was stopped while this flow was running (%s): %llu of its records "
-             "were not recorded",
+    snprintf(msg, sizeof msg, "%s%s" REEL_GAP_MSG " (%s): %llu of its records were not recorded",
              l->final_msg ? l->final_msg : "", l->final_msg ? "; " : "", r->fail_reason,
              (unsigned long long)l->dropped);
     Reel__FlowError fe = REEL__FLOW_ERROR__INIT;
@@ -986,8 +984,8 @@ static int close_lost(reel_recorder_t *r, lostflow *l) {
 static int write_gap(reel_recorder_t *r, lostflow *l) {
     char msg[REEL_ERR_MSG_MAX + 200];
     snprintf(msg, sizeof msg,
-             "capture was stopped while this flow was running (%s): %llu of its records were "
-             "not recorded, nor any after them",
+             REEL_GAP_MSG " (%s): %llu of its records were not recorded, nor any after "
+                          "them",
              r->fail_reason, (unsigned long long)l->dropped);
     Reel__CaptureGap g = REEL__CAPTURE_GAP__INIT;
     g.message = msg;

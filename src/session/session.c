@@ -266,6 +266,14 @@ reel_rc reel__session_readers_exclude(reel_session_t *s, reel_err_t *err) {
     }
 }
 
+/* The writes of a session this process does not record into say, while
+ * they wait, that they wait (index.h): a recorder may be live, or start
+ * while this process has it open. */
+static void writes_signal(reel_session_t *s) {
+    if (!s->recording && s->db != NULL && s->lock_fd >= 0)
+        reel_index_writer_signal(s->db, s->lock_fd);
+}
+
 int reel__session_lock_fd(const reel_session_t *s) {
     return s->lock_fd;
 }
@@ -373,6 +381,16 @@ reel_segment_gone_t reel_session_segment_gone(const reel_session_t *s, uint32_t 
 }
 
 /* Segment numbers present in spool/, sorted. */
+/* Whether entry e of directory d is a file, or a link to one. */
+static int regular_file(DIR *d, const struct dirent *e) {
+    if (e->d_type == DT_REG)
+        return 1;
+    if (e->d_type != DT_UNKNOWN && e->d_type != DT_LNK)
+        return 0;
+    struct stat st;
+    return fstatat(dirfd(d), e->d_name, &st, 0) == 0 && S_ISREG(st.st_mode);
+}
+
 static uint32_t *list_segments(const reel_session_t *s, size_t *count) {
     *count = 0;
     DIR *d = opendir(s->spool_dir);
@@ -388,11 +406,7 @@ static uint32_t *list_segments(const reel_session_t *s, size_t *count) {
         /* a directory (anything but a file) of that name holds no
          * segment: the segment is missing, and said so, rather than
          * every command stopping at reading it */
-        struct stat st;
-        if (e->d_type != DT_REG &&
-            (e->d_type != DT_UNKNOWN && e->d_type != DT_LNK
-                 ? 1
-                 : fstatat(dirfd(d), e->d_name, &st, 0) != 0 || !S_ISREG(st.st_mode)))
+        if (!regular_file(d, e))
             continue;
         if (*count == cap)
             v = reel_realloc(v, (cap *= 2) * sizeof *v);
@@ -982,9 +996,6 @@ static reel_rc scan_segment(reel_session_t *s, reel_indexer_t *ix, uint32_t n, u
 
 /* The error of a flow cut off by the end of the run that recorded it. */
 #define INTERRUPTED_MSG "recording stopped before the flow ended"
-/* how the recorder's CaptureGap and its error record in place of a flow's
- * end begin (recorder.c) */
-#define GAP_MSG "capture was stopped while this flow was running"
 /* ... and of one whose end record may have been lost to damage (dmg_flow
  * says where): not known to have been cut off by the end of its run. */
 #define END_LOST_MSG                                                                               \
@@ -1193,7 +1204,7 @@ static reel_rc mark_interrupted(reel_session_t *s, reel_err_t *err) {
              "SELECT id, request_body_size, response_body_size, "
              "request_body_dropped, response_body_dropped, EXISTS(SELECT 1 "
              "FROM flow_damage d WHERE d.flow_id = f.id AND d.reason LIKE '" END_LOST_ROW
-             "%'), CASE WHEN error LIKE '" GAP_MSG "%' THEN error END FROM flows f WHERE "
+             "%'), CASE WHEN error LIKE '" REEL_GAP_MSG "%' THEN error END FROM flows f WHERE "
              "state = 'open' ORDER BY id",
              &st, err)) != REEL_OK)
         goto out;
@@ -3553,9 +3564,8 @@ out:
             nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
         free(path);
     }
-    /* A recorder may be live, or start while this process has it open. */
-    if (s != NULL && !s->recording && s->db != NULL && s->lock_fd >= 0)
-        reel_index_writer_signal(s->db, s->lock_fd);
+    if (s != NULL)
+        writes_signal(s);
     *out = s;
     return rc;
 }
@@ -3966,8 +3976,8 @@ static reel_rc replace_index(reel_session_t *s, int foreign, int *created_lost, 
     }
     if ((rc = reel_index_open(dbpath, 0, &s->db, err)) == REEL_OK)
         rc = attach_journal(s, err);
-    if (rc == REEL_OK && !s->recording && s->lock_fd >= 0)
-        reel_index_writer_signal(s->db, s->lock_fd);
+    if (rc == REEL_OK)
+        writes_signal(s);
 out:
     if (nd)
         sqlite3_close(nd);

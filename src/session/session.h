@@ -141,6 +141,11 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err);
  * missing), then deletes that. Refuses (REEL_LOCKED) while recording. */
 reel_rc reel_session_remove(const char *home, const char *name, reel_err_t *err);
 
+/** How the error of a flow that lost records to a disk outage begins, in
+ * the recorder's CaptureGap and FlowError in place of its end; recovery
+ * finds such a flow by it. */
+#define REEL_GAP_MSG "capture was stopped while this flow was running"
+
 /* Internal, for reel compact (retention.c) and the rebuild: */
 
 /** Takes the readers' lock exclusively (docs/format.md, section 5),
