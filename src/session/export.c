@@ -146,40 +146,22 @@ typedef struct {
  * message's time in seconds since the epoch still to the microsecond).
  * jansson writes every real with one precision: 16 digits gave noise
  * below 1 ms and 15 would cut the microseconds of a time since the
- * epoch. So the text it writes at 17 (exact) is read again, strings
- * passed over, and each number with a point or an exponent written
- * shortest. 0, or -1 if j cannot be written. */
-static int dump_shortest(const json_t *j, FILE *out) {
-    char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
-    if (s == NULL)
-        return -1;
-    size_t run = 0, i = 0;
-    while (s[i]) {
-        char c = s[i];
-        if (c == '"') { /* a string: to its closing quote, escapes passed over */
-            for (i++; s[i] && s[i] != '"'; i++)
-                if (s[i] == '\\' && s[i + 1])
-                    i++;
-            i += s[i] != '\0';
-            continue;
-        }
-        if (c != '-' && (c < '0' || c > '9')) {
-            i++;
-            continue;
-        }
-        size_t from = i;
-        int real = 0;
-        while (s[i] == '-' || s[i] == '+' || s[i] == '.' || s[i] == 'e' || s[i] == 'E' ||
-               (s[i] >= '0' && s[i] <= '9')) {
-            real |= s[i] == '.' || s[i] == 'e' || s[i] == 'E';
-            i++;
-        }
-        if (!real)
-            continue;
-        char *end = NULL;
-        double v = strtod(s + from, &end);
-        if (end != s + i)
-            continue; /* (not a number jansson wrote: left as it is) */
+ * epoch. So the text it writes at 17 (exact) is read again as it streams
+ * out (json_dump_callback: an entry's base64 body is never held twice),
+ * strings passed over, and each number with a point or an exponent
+ * written shortest. 0, or -1 if j cannot be written. */
+typedef struct {
+    FILE *out;
+    int in_str, esc;
+    char num[48]; /* the number being read, outside strings */
+    size_t nnum;
+} shortest_t;
+
+static void shortest_num(shortest_t *w) {
+    w->num[w->nnum] = '\0';
+    char *end = NULL;
+    double v = strtod(w->num, &end);
+    if (strpbrk(w->num, ".eE") != NULL && end == w->num + w->nnum) {
         char num[40];
         for (int prec = 1; prec <= 17; prec++) {
             snprintf(num, sizeof num, "%.*g", prec, v);
@@ -188,13 +170,53 @@ static int dump_shortest(const json_t *j, FILE *out) {
         }
         if (strpbrk(num, ".eE") == NULL) /* still a real: 2.0, not 2 */
             strcat(num, ".0");
-        fwrite(s + run, 1, from - run, out);
-        fputs(num, out);
-        run = i;
+        fputs(num, w->out);
+    } else { /* an integer, or not a number jansson wrote: as it is */
+        fwrite(w->num, 1, w->nnum, w->out);
     }
-    fwrite(s + run, 1, i - run, out);
-    free(s);
+    w->nnum = 0;
+}
+
+static int shortest_cb(const char *buf, size_t size, void *data) {
+    shortest_t *w = data;
+    size_t run = 0;
+    for (size_t i = 0; i < size; i++) {
+        char c = buf[i];
+        if (w->in_str) {
+            if (w->esc)
+                w->esc = 0;
+            else if (c == '\\')
+                w->esc = 1;
+            else if (c == '"')
+                w->in_str = 0;
+            continue;
+        }
+        if (c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E' || (c >= '0' && c <= '9')) {
+            fwrite(buf + run, 1, i - run, w->out);
+            run = i + 1;
+            if (w->nnum + 1 == sizeof w->num)
+                shortest_num(w); /* (longer than any jansson writes) */
+            w->num[w->nnum++] = c;
+            continue;
+        }
+        if (w->nnum) {
+            fwrite(buf + run, 1, i - run, w->out);
+            run = i;
+            shortest_num(w);
+        }
+        w->in_str = c == '"';
+    }
+    fwrite(buf + run, 1, size - run, w->out);
     return 0;
+}
+
+static int dump_shortest(const json_t *j, FILE *out) {
+    shortest_t w = {.out = out};
+    int rc = json_dump_callback(j, shortest_cb, &w,
+                                JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+    if (w.nnum)
+        shortest_num(&w);
+    return rc;
 }
 
 static const uint8_t *body_data(const flow_t *f, int d) {
