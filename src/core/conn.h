@@ -475,6 +475,11 @@ void reel__finish_flow(conn_t *c, const char *error);
 /* c->ex.flow's end as of now (timings, times, server address), the flow
  * taken from c (c->ex.flow NULL after); NULL when c has none. */
 reel_fin_t *reel__fin_take(conn_t *c);
+/* The bytes of the names and values of n fields, and a copy of them to
+ * dst with their strings from at on (that many bytes): one allocation
+ * holds both (a CONNECT's head, a stream's trailers). */
+size_t reel__fields_bytes(const reel_field_t *f, size_t n);
+void reel__fields_copy(reel_field_t *dst, char *at, const reel_field_t *src, size_t n);
 /* Writes f's end (why NULL: normally, else the error why) and frees f. */
 void reel__fin_end(reel_fin_t *f, const char *why);
 /* Records trailers on f's flow before its end (f may be NULL). */

@@ -1125,13 +1125,34 @@ void reel__connect_head_drop(conn_t *c) {
     c->connect_head = NULL;
 }
 
+size_t reel__fields_bytes(const reel_field_t *f, size_t n) {
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        bytes += f[i].name_len + f[i].value_len;
+    return bytes;
+}
+
+void reel__fields_copy(reel_field_t *dst, char *at, const reel_field_t *src, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        const reel_field_t *f = &src[i];
+        if (f->name_len)
+            memcpy(at, f->name, f->name_len);
+        dst[i].name = at;
+        dst[i].name_len = f->name_len;
+        at += f->name_len;
+        if (f->value_len)
+            memcpy(at, f->value, f->value_len);
+        dst[i].value = at;
+        dst[i].value_len = f->value_len;
+        at += f->value_len;
+    }
+}
+
 /* Keeps the version and fields of the CONNECT m for its tunnel's flow
  * (c->connect_head, replacing any). The fields' bytes are copied: m's are
  * the parser's, gone with the next read. */
 static void keep_connect_head(conn_t *c, const reel_msg_head_t *m) {
-    size_t bytes = 0;
-    for (size_t i = 0; i < m->nfields; i++)
-        bytes += m->fields[i].name_len + m->fields[i].value_len;
+    size_t bytes = reel__fields_bytes(m->fields, m->nfields);
     reel_connect_head_t *k = reel_malloc(sizeof *k + m->nfields * sizeof k->fields[0] + bytes);
     reel_strcpy_to(k->version, sizeof k->version, m->version ? m->version : "HTTP/1.1");
     /* a lane's CONNECT came as its stream's HEADERS, maybe long before
@@ -1140,20 +1161,7 @@ static void keep_connect_head(conn_t *c, const reel_msg_head_t *m) {
         c->lane_came_us && c->lane_came_us < c->ex.head_us ? c->lane_came_us : c->ex.head_us;
     k->answered_us = 0;
     k->nfields = m->nfields;
-    char *at = (char *)&k->fields[m->nfields];
-    for (size_t i = 0; i < m->nfields; i++) {
-        const reel_field_t *f = &m->fields[i];
-        if (f->name_len)
-            memcpy(at, f->name, f->name_len);
-        k->fields[i].name = at;
-        k->fields[i].name_len = f->name_len;
-        at += f->name_len;
-        if (f->value_len)
-            memcpy(at, f->value, f->value_len);
-        k->fields[i].value = at;
-        k->fields[i].value_len = f->value_len;
-        at += f->value_len;
-    }
+    reel__fields_copy(k->fields, (char *)&k->fields[m->nfields], m->fields, m->nfields);
     reel__connect_head_drop(c);
     c->connect_head = k;
 }

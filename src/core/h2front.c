@@ -227,20 +227,10 @@ static void stream_free(h2front_t *fr, h2s_t *s) {
  * the request's end (lane_trailers), or at once if the lane has read the
  * whole request already, which it may have before the client's END. */
 static void stream_trailers(h2s_t *s, const reel_field_t *f, size_t n) {
-    size_t total = n * sizeof *f;
-    for (size_t i = 0; i < n; i++)
-        total += f[i].name_len + f[i].value_len;
     free(s->trailers);
-    s->trailers = reel_malloc(total);
+    s->trailers = reel_malloc(n * sizeof *f + reel__fields_bytes(f, n));
     s->ntrailers = n;
-    char *at = (char *)(s->trailers + n);
-    for (size_t i = 0; i < n; i++) {
-        s->trailers[i] = f[i];
-        s->trailers[i].name = memcpy(at, f[i].name, f[i].name_len);
-        at += f[i].name_len;
-        s->trailers[i].value = memcpy(at, f[i].value, f[i].value_len);
-        at += f[i].value_len;
-    }
+    reel__fields_copy(s->trailers, (char *)(s->trailers + n), f, n);
     conn_t *in = s->lane ? s->lane->inner : NULL;
     if (s->fin) /* the response is whole: its flow waits for this END */
         reel__fin_trailers(s->fin, false, s->trailers, n);
