@@ -2725,17 +2725,7 @@ static void disposition_name(const reel_redact_t *r, const char *s, size_t n, re
         size_t at = q2 ? (size_t)(q2 + 1 - (char *)ext.data) : 0;
         reel_buf_t dec;
         reel_buf_init(&dec, 0);
-        for (size_t k = at; k < ext.len; k++) {
-            int hi, lo;
-            if (ext.data[k] == '%' && k + 2 < ext.len && (hi = hexval(ext.data[k + 1])) >= 0 &&
-                (lo = hexval(ext.data[k + 2])) >= 0) {
-                char c = (char)(hi << 4 | lo);
-                put(&dec, &c, 1);
-                k += 2;
-            } else {
-                put(&dec, &ext.data[k], 1);
-            }
-        }
+        unescape((const char *)ext.data + at, ext.len - at, &dec);
         if (!plain || (!reel_redact_key_matches(r, (const char *)name->data, name->len) &&
                        reel_redact_key_matches(r, (const char *)dec.data, dec.len))) {
             reel_buf_reset(name);
