@@ -19,6 +19,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -91,40 +92,79 @@ class ImportMitm(unittest.TestCase):
         cls.tcp_port = cls.tcp.getsockname()[1]
 
         def tcp_echo():
-            try:
-                c, _ = cls.tcp.accept()
-            except OSError:
-                return
-            with c:
-                while True:
-                    d = c.recv(65536)
-                    if not d:
-                        break
-                    c.sendall(d)
+            while True:  # one connection at a time, one per capture
+                try:
+                    c, _ = cls.tcp.accept()
+                except OSError:
+                    return
+                with c:
+                    while True:
+                        d = c.recv(65536)
+                        if not d:
+                            break
+                        c.sendall(d)
         cls.tcp_thread = threading.Thread(target=tcp_echo, daemon=True)
         cls.tcp_thread.start()
 
-        cls.port = free_port()
-        confdir = os.path.join(cls.root, "mitmconf")
-        cls.mitm_log = open(os.path.join(cls.root, "mitmdump.log"), "w+")
-        cls.mitm = subprocess.Popen(
-            [MITMDUMP, "--listen-host", "127.0.0.1", "-p", str(cls.port), "-w", cls.file,
-             "-s", addon, "--set", "confdir=" + confdir,
-             "--set", "ssl_verify_upstream_trusted_ca=" + cls.origin.ca],
-            stdout=cls.mitm_log, stderr=subprocess.STDOUT, env=dict(os.environ, HOME=cls.root))
+        cls.addon = addon
+        cls.mitm = None
         try:
-            for _ in range(300):
-                try:
-                    socket.create_connection(("127.0.0.1", cls.port), 0.2).close()
+            # mitmdump's own capture, made again when its file lacks what the
+            # drive did. Once, in a CI sanitizer run beside other tests, the
+            # import of Debian's mitmdump 8.1 file had the first flow without
+            # its response, comment and mark; most likely mitmdump wrote it so
+            # (its save addon writes the flows whose response hook never ran
+            # at exit, and the addon's comment is set in that hook). Only what
+            # mitmproxy's own reader finds missing is made again, so an import
+            # that loses a response still fails the tests below.
+            for attempt in range(3):
+                cls.capture()
+                why = cls.capture_lacks()
+                if why is None:
                     break
-                except OSError:
-                    assert cls.mitm.poll() is None, "mitmdump exited: " + cls.log()
-                    time.sleep(0.05)
-            cls.mitm_ca = os.path.join(confdir, "mitmproxy-ca-cert.pem")
-            cls.drive()
+                sys.stderr.write("mitmdump's capture %d lacks %s\n" % (attempt + 1, why))
+            assert why is None, "mitmdump's capture lacks %s: %s" % (why, cls.log())
         except BaseException:
             cls.stop_all()
             raise
+
+    @classmethod
+    def capture(cls):
+        """Runs mitmdump -w on a fresh file through the drive, then stops it."""
+        if os.path.exists(cls.file):
+            os.unlink(cls.file)
+        cls.port = free_port()
+        confdir = os.path.join(cls.root, "mitmconf")
+        if getattr(cls, "mitm_log", None) is not None:
+            cls.mitm_log.close()
+        cls.mitm_log = open(os.path.join(cls.root, "mitmdump.log"), "w+")
+        cls.mitm = subprocess.Popen(
+            [MITMDUMP, "--listen-host", "127.0.0.1", "-p", str(cls.port), "-w", cls.file,
+             "-s", cls.addon, "--set", "confdir=" + confdir,
+             "--set", "ssl_verify_upstream_trusted_ca=" + cls.origin.ca],
+            stdout=cls.mitm_log, stderr=subprocess.STDOUT, env=dict(os.environ, HOME=cls.root))
+        for _ in range(300):
+            try:
+                socket.create_connection(("127.0.0.1", cls.port), 0.2).close()
+                break
+            except OSError:
+                assert cls.mitm.poll() is None, "mitmdump exited: " + cls.log()
+                time.sleep(0.05)
+        cls.mitm_ca = os.path.join(confdir, "mitmproxy-ca-cert.pem")
+        cls.drive()
+
+    @classmethod
+    def capture_lacks(cls):
+        """What of the drive mitmdump's file does not hold, or None."""
+        if len(cls.flows_mitm) != 7:
+            return "%d flows of 7" % len(cls.flows_mitm)
+        for m in cls.flows_mitm:
+            if m.type == "http" and m.websocket is None and m.response is None:
+                return "the response of " + m.request.url
+        noted = [m for m in cls.flows_mitm if m.type == "http" and "note=1" in m.request.path]
+        if len(noted) != 1 or noted[0].comment != "checked by mitmproxy" or not noted[0].marked:
+            return "the addon's comment and mark"
+        return None
 
     @classmethod
     def start_h2_origin(cls):
@@ -224,10 +264,8 @@ http {{
         # the WebSocket one) when it stops
         cls.wait_written(4)
         time.sleep(0.5)
-        cls.stop_all()
+        cls.stop_mitm()
         cls.flows_mitm = read_mitm(cls.file)
-        assert len(cls.flows_mitm) == 7, "mitmdump wrote %d flows: %s" % (len(cls.flows_mitm),
-                                                                          cls.log())
 
     @classmethod
     def wait_written(cls, n):
@@ -244,14 +282,18 @@ http {{
             time.sleep(0.1)
 
     @classmethod
-    def stop_all(cls):
-        if cls.mitm.poll() is None:
+    def stop_mitm(cls):
+        if cls.mitm is not None and cls.mitm.poll() is None:
             cls.mitm.send_signal(signal.SIGINT)
             try:
                 cls.mitm.wait(15)
             except subprocess.TimeoutExpired:
                 cls.mitm.kill()
                 cls.mitm.wait(5)
+
+    @classmethod
+    def stop_all(cls):
+        cls.stop_mitm()
         if getattr(cls, "ws_server", None) is not None:
             async def close():
                 cls.ws_server.close()
