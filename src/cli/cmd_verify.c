@@ -11,10 +11,15 @@ static const char usage[] =
     "not record (a body shorter than its end record says, say), the journal of\n"
     "user data (that it is there and holds all the annotations, tags, marks and\n"
     "config the index does), and runs SQLite's quick_check. Names each bad\n"
-    "frame by segment\n"
-    "and offset; lists known damage without failing. Exit 0 if the session is\n"
-    "consistent, 1 if not ('reel repair SESSION' rebuilds the index, skipping\n"
-    "damaged frames and marking the flows that lost records).\n";
+    "frame by segment and offset; lists known damage without failing. Exit 0\n"
+    "if the session is consistent, 1 if not ('reel repair SESSION' rebuilds\n"
+    "the index, skipping damaged frames and marking the flows that lost\n"
+    "records).\n"
+    "\n"
+    "Like every command that opens a writable session no recorder is running\n"
+    "on, it first indexes the frames a crash left unindexed and says so on\n"
+    "stderr; beside a running recorder, or on a session it cannot write, it\n"
+    "reads without writing.\n";
 
 int reel_cmd_verify(reel_cli_t *cli, int argc, char **argv) {
     int arc = reel_cli_simple_args(cli, argc, argv, usage, 1, 1, "expected one SESSION");
