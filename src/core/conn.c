@@ -236,6 +236,8 @@ void reel__peer_read_done(peer_t *pe) {
     }
     if (pe->role == P_CLIENT) {
         reel__conn_process(c);
+    } else if (c->state == C_SNIFF && pe->eager && c->up == pe) {
+        reel__sniff_origin_first(c, NULL); /* it spoke (or ended) before the client */
     } else if (c->state == C_RAW) {
         reel__tunnel_forward(c);
     } else {
@@ -481,7 +483,8 @@ static uint64_t conn_deadline(conn_t *c) {
     if (c->state == C_SNIFF && c->sniff_bytes_at)
         d = earlier(d, c->sniff_bytes_at + p->head_timeout_ms);
     else if (c->state == C_SNIFF && !p->shutting_down) /* (no new tunnel then) */
-        d = earlier(d, c->sniff_started + SNIFF_WAIT_MS);
+        d = earlier(d, c->sniff_started +
+                           (reel__sniff_may_connect_early(c) ? EAGER_CONNECT_MS : SNIFF_WAIT_MS));
     if ((c->state == C_PROBE && c->up) || tunnel_setting_up(c))
         d = earlier(d, c->up->progress + p->upstream_timeout_ms);
     if (handshake_waits(c))
@@ -619,6 +622,15 @@ static void on_conn_timer(uv_timer_t *t) {
          * relayed once the proxy shuts down: its grace is for flows under
          * way, and the tunnel's flow says the shutdown ended it). */
         reel__begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false, true);
+        reel__conn_arm(c);
+        return;
+    }
+    if (reel__sniff_may_connect_early(c) && now - c->sniff_started >= EAGER_CONNECT_MS) {
+        /* (bytes unread in the kernel: the client has spoken, they decide) */
+        if (reel_stack_unread(&c->client.st) == 0)
+            reel__sniff_connect_early(c);
+        else
+            c->eager_tried = true;
         reel__conn_arm(c);
         return;
     }

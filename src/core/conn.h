@@ -47,6 +47,11 @@
 #define CORK_MAX (16u << 10)
 #define CLIENT_IN_MAX (4u << 20) /* pipelined bytes held while a response runs */
 #define SNIFF_WAIT_MS 3000       /* a CONNECT's client silent this long: the server speaks first */
+/* A CONNECT's client silent this long: reel connects to its origin, so
+ * that a server that speaks first (SMTP, FTP, IMAP, MySQL) is heard at
+ * once rather than at SNIFF_WAIT_MS (core/tunnel.c). A client that speaks
+ * first does so one round trip after the 200, well before. */
+#define EAGER_CONNECT_MS 500
 #define LINGER_TOTAL_MS 30000 /* nginx's lingering_time */
 #define LINGER_IDLE_MS 5000   /* nginx's lingering_timeout */
 /* A body read until the close and cut (reel__exchange_cut): how long what
@@ -108,6 +113,7 @@ typedef struct peer {
     uint64_t id;       /* proxy-local number, for ServerConn records */
     int flows;         /* flows sent on it so far */
     bool h2;           /* a stream of a shared HTTP/2 session (core/h2up.c) */
+    bool eager;        /* opened while its CONNECT's client had said nothing (EAGER_CONNECT_MS) */
 } peer_t;
 
 typedef enum {
@@ -216,6 +222,7 @@ struct conn {
     char *tunnel_sni;
     uint64_t sniff_started;
     unsigned sniff_grace; /* times the sniff deadline found bytes unread (conn.c) */
+    bool eager_tried;     /* C_SNIFF: the origin was connected to early (EAGER_CONNECT_MS) */
     /* C_SNIFF before any TLS: when the client's first bytes came (0: none
      * yet). From then on the client is not silent: sniffing waits for
      * what it needs up to head_timeout, not SNIFF_WAIT_MS (conn.c). */
@@ -592,6 +599,13 @@ char *reel__tunnel_origin_failed(conn_t *c, const char *error);
 /* Whether the client, still sniffed and not yet in TLS, has sent the start
  * of a TLS ClientHello but not all of it. */
 bool reel__sniff_hello_started(conn_t *c);
+/* Whether a tunnel still sniffed may have its origin connected to before
+ * its client says anything (EAGER_CONNECT_MS), and doing so. */
+bool reel__sniff_may_connect_early(const conn_t *c);
+void reel__sniff_connect_early(conn_t *c);
+/* The origin connected to early spoke (or closed, or failed with why)
+ * before the client's bytes said what the tunnel carries. */
+void reel__sniff_origin_first(conn_t *c, const char *why);
 void reel__probe_done(conn_t *c, const char *alpn);
 /* The ALPN probe on c->up failed: keeps why (owned) and status for the
  * client's first request, with the connection's facts (reel__probe_conn) */

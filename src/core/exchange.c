@@ -1210,6 +1210,7 @@ static void handle_connect(conn_t *c, const reel_h1_head_t *h) {
     c->sniff_started = uv_now(c->p->loop);
     c->sniff_bytes_at = 0;
     c->sniff_bytes_us = 0;
+    c->eager_tried = false;
     /* Bytes after the CONNECT head belong to the tunnel. */
     reel_codec_free(c->reqc);
     reel_h1_limits_t lim = {.max_head_size = c->p->max_head_size};

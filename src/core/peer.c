@@ -474,6 +474,8 @@ void reel__upstream_failed(peer_t *up, const char *why) {
     if (c->up != up)
         return;
     record_refused_conn(up);
+    if (c->state == C_SNIFF && up->eager)
+        reel__sniff_origin_first(c, why); /* a raw tunnel now, ended below */
     if (c->state == C_PROBE) {
         /* the origin cannot say: the client is offered HTTP/1.1 only, and
          * its first request gets the 502 with the reason at once
@@ -560,7 +562,7 @@ static bool upstream_h2(conn_t *c, bool https, const char *host, int port, const
     return p->http2 &&
            (!c->ex.upgrade ||
             (c->ex.ws_requested && (!https || reel__h2up_ws_ok(p, https, host, port, sni)))) &&
-           c->state != C_PROBE && c->state != C_RAW && !c->tls_tunnel &&
+           c->state != C_PROBE && c->state != C_RAW && c->state != C_SNIFF && !c->tls_tunnel &&
            (https ? c->lane && reel__alpn_seen(p, host, port, sni) == 1
                   : h2c_listed(p, host, port));
 }
@@ -640,6 +642,7 @@ static bool upstream_open(conn_t *c, bool h2, bool https, const char *host, int 
         return before > 0; /* a connection in use: its request may be sent again */
     }
     up->id = __atomic_add_fetch(&p->shared->upstream_ids, 1, __ATOMIC_RELAXED);
+    up->eager = c->state == C_SNIFF; /* (reel__sniff_connect_early) */
     reel_filter_t *bottom = p->connect
                                 ? p->connect(p->connect_ctx, p, host, port)
                                 : reel_tcp_connect(p->loop, host, port, p->readbuf, READ_SIZE);

@@ -406,7 +406,10 @@ void reel__begin_raw_tunnel(conn_t *c, const char *host, int port, bool reply_20
     else
         reel__connect_head_drop(c); /* an ignored host: nothing recorded */
     c->tunnel_reply = reply_200;
-    reel__upstream_for(c, false, host, port, NULL);
+    if (c->up && c->up->eager && !c->up->closing)
+        c->up->eager = false; /* connected early: the tunnel's, with what it said and its end */
+    else
+        reel__upstream_for(c, false, host, port, NULL);
     if (c->state == C_RAW)
         reel__tunnel_forward(c);
 }
@@ -674,6 +677,48 @@ bool reel__sniff_hello_started(conn_t *c) {
     return k == REEL_SNIFF_NEED_MORE || k == REEL_SNIFF_TLS;
 }
 
+bool reel__sniff_may_connect_early(const conn_t *c) {
+    return c->state == C_SNIFF && !c->eager_tried && c->sniff_bytes_at == 0 &&
+           c->tunnel_host != NULL && !c->p->shutting_down && !reel_stack_has_tls(&c->client.st);
+}
+
+/* The client has said nothing EAGER_CONNECT_MS after its 200: reel
+ * connects to the origin meanwhile (plain TCP: core/peer.c marks it
+ * eager), as mitmproxy's eager connection strategy does. If the origin
+ * speaks (or closes) before the client does, it is a protocol whose server
+ * speaks first, and the tunnel is a raw one at once
+ * (reel__sniff_origin_first), with that connection; a client that speaks
+ * first decides as before: plain HTTP to that origin takes the
+ * connection, TLS closes it (reel's own TLS to the origin makes one of
+ * its own). Before, such a tunnel waited SNIFF_WAIT_MS for nothing. */
+void reel__sniff_connect_early(conn_t *c) {
+    c->eager_tried = true;
+    reel__upstream_open(c, false, c->tunnel_host, c->tunnel_port, NULL);
+}
+
+void reel__sniff_origin_first(conn_t *c, const char *why) {
+    peer_t *cl = &c->client;
+    if (why == NULL && reel__sniff_hello_started(c)) {
+        /* the client has begun a ClientHello, which is never relayed raw
+         * (conn.c): the origin's bytes wait, unread, for the rest of it */
+        reel__peer_read_stop(c->up);
+        return;
+    }
+    if (why == NULL) {
+        reel__begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false, true);
+        return;
+    }
+    /* the origin cannot be reached: whatever the client would have spoken,
+     * the tunnel ends, a raw one that failed (the caller ends its flow
+     * with why), with what the client sent so far, not passed on */
+    c->state = C_RAW;
+    reel__tunnel_flow(c, c->tunnel_host, c->tunnel_port, true);
+    if (cl->in.len) {
+        reel_capture_message_at(c->tflow, true, cl->in.data, cl->in.len, c->sniff_bytes_us);
+        reel_buf_consume(&cl->in, cl->in.len);
+    }
+}
+
 /* After CONNECT 200: decide what the client speaks. */
 void reel__sniff_process(conn_t *c) {
     peer_t *cl = &c->client;
@@ -712,6 +757,8 @@ void reel__sniff_process(conn_t *c) {
             reel__begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false, true);
             return;
         }
+        if (c->up && c->up->eager) /* (TLS to the origin goes on a connection of its own) */
+            reel__upstream_close(c);
         c->tunnel_tls = true;
         char alpn[REEL_CH_ALPN_LIST_MAX];
         reel_ch_alpn_kind offer =

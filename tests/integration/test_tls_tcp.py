@@ -318,18 +318,22 @@ class TlsTcpTest(unittest.TestCase):
                          b"* OK reel-test IMAP4rev1 ready\r\n* BYE logging out\r\n")
         self.check_started_at_connect(full, t0)
 
-    def check_started_at_connect(self, full, t0):
+    def check_started_at_connect(self, full, t0, waited_us=2900000):
         """The tunnel's flow, begun once reel stopped waiting for the
-        client (3 s), starts when its CONNECT came (its 200 is recorded
+        client (3 s; 0.5 s in plain TCP, reel then connecting to the origin
+        to hear it), starts when its CONNECT came (its 200 is recorded
         at the time reel sent it);
         its duration holds the wait (it used to start 3 s late)."""
         self.assertGreaterEqual(full["start_us"], t0, full)
         self.assertLess(full["start_us"] - t0, 1000000, full)
-        self.assertGreaterEqual(full["end_us"] - full["start_us"], 2900000, full)
+        self.assertGreaterEqual(full["end_us"] - full["start_us"], waited_us, full)
         self.assertTrue(full["response"]["generated"], full)
 
     def test_plain_server_speaks_first(self):
-        """The same without TLS: a raw TCP tunnel whose server greets."""
+        """The same without TLS: a raw TCP tunnel whose server greets. reel
+        connects to the origin once the client has said nothing for 0.5 s,
+        and its greeting makes the tunnel a raw one at once; it used to
+        wait 3 s for the client before it connected at all."""
         srv = socket.socket()
         srv.bind(("127.0.0.1", 0))
         srv.listen(1)
@@ -340,9 +344,14 @@ class TlsTcpTest(unittest.TestCase):
         s.settimeout(15)
         s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost:%d\r\n\r\n" % (port, port))
         self.assertTrue(read_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 200"))
-        o, _ = srv.accept()  # once reel stopped waiting for the client
+        answered = time.monotonic()
+        o, _ = srv.accept()  # once the client has been silent for 0.5 s
+        accepted = time.monotonic() - answered
         o.sendall(b"220 greeting\r\n")
         self.assertEqual(read_until(s, b"\r\n"), b"220 greeting\r\n")
+        greeted = time.monotonic() - answered
+        self.assertGreater(accepted, 0.4)
+        self.assertLess(greeted, 2.5)  # not the 3 s wait for a silent client
         s.close()
         o.close()
         srv.close()
@@ -354,7 +363,9 @@ class TlsTcpTest(unittest.TestCase):
         self.assertEqual(len(fl), 1, fl)
         full = self.reel.flow(fl[0]["id"])
         self.assertEqual(full["kind"], "tunnel", full)
-        self.check_started_at_connect(full, t0)
+        self.assertEqual(full["state"], "complete", full)
+        self.assertEqual(messages(full, False), b"220 greeting\r\n")
+        self.check_started_at_connect(full, t0, waited_us=450000)
 
     def test_messages_cut_by_body_limit_are_no_damage(self):
         """TCP messages body_limit cut: `reel verify` took the bytes not
@@ -871,6 +882,99 @@ class SlowClientTest(unittest.TestCase):
             self.assertEqual(o.held, [])
         finally:
             o.close()
+
+    def test_hello_after_the_origin_was_connected_early(self):
+        """1 s of silence, then a whole ClientHello: reel connected to the
+        origin at 0.5 s (to hear a server that speaks first); this one says
+        nothing, so the client's TLS is intercepted as ever, its request
+        going on reel's own TLS connection to the origin (the early one is
+        closed unused: the one cost of the early connect)."""
+        o = KeepAliveOrigin(self.leaf)
+        try:
+            s = self.connect_tunnel(o.port)
+            tls, inc, out, hello = self.hello()
+            time.sleep(1.0)
+            self.assertEqual(o.connections, 1)  # the early connect
+            s.sendall(hello)
+            self.pump(s, tls, inc, out, tls.do_handshake)  # verified against reel's CA
+            issuer = dict(x[0] for x in tls.getpeercert()["issuer"])
+            self.assertNotEqual(issuer.get("commonName"), "reel tls-tcp test CA", issuer)
+            tls.write(b"GET /late HTTP/1.1\r\nHost: localhost:%d\r\nConnection: close\r\n\r\n"
+                      % o.port)
+            resp = self.pump(s, tls, inc, out, lambda: tls.read(65536))
+            self.assertTrue(resp.startswith(b"HTTP/1.1 200"), resp)
+            s.close()
+        finally:
+            o.close()
+        fl = self.reel.wait_flows(1, "~u https://localhost:%d/late" % o.port, timeout=10)
+        self.assertEqual(len(fl), 1, self.reel.flows())
+        self.assertEqual(fl[0]["status"], 200, fl)
+        self.assertEqual(self.reel.flows("~u tcp://localhost:%d" % o.port), [])
+        self.assertEqual(o.connections, 2)
+
+    def test_plain_http_after_the_origin_was_connected_early(self):
+        """Plain HTTP in the tunnel after 1 s of silence goes on the
+        connection reel made early, and its flow says so truly: one
+        connection to the origin, made before the request came."""
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        srv.settimeout(15)
+        port = srv.getsockname()[1]
+        accepted = []
+
+        def serve():
+            try:
+                while True:
+                    c, _ = srv.accept()
+                    accepted.append(time.monotonic())
+                    c.settimeout(15)
+                    if read_until(c, b"\r\n\r\n"):
+                        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate")
+                    c.close()
+            except OSError:
+                pass
+        threading.Thread(target=serve, daemon=True).start()
+        try:
+            s = self.connect_tunnel(port)
+            time.sleep(1.0)
+            sent = time.monotonic()
+            s.sendall(b"GET /plain HTTP/1.1\r\nHost: localhost:%d\r\n\r\n" % port)
+            resp = read_until(s, b"late")
+            self.assertTrue(resp.startswith(b"HTTP/1.1 200"), resp)
+            s.close()
+        finally:
+            srv.close()
+        self.assertEqual(len(accepted), 1, accepted)
+        self.assertLess(accepted[0], sent)  # made before the request came
+        fl = self.reel.wait_flows(1, "~u http://localhost:%d/plain" % port, timeout=10)
+        self.assertEqual(len(fl), 1, self.reel.flows())
+        full = self.reel.flow(fl[0]["id"])
+        self.assertEqual(full["response"]["status"], 200, full)
+        sc = full["server_conn"]
+        self.assertTrue(sc and sc["address"].startswith("127.0.0.1:"), full)
+        self.assertTrue(all(v >= -1 for v in full["timings"].values()), full["timings"])
+        self.assertEqual(self.reel.flows("~u tcp://localhost:%d" % port), [])
+
+    def test_origin_refused_while_the_client_is_silent(self):
+        """An origin that refuses the early connect: the tunnel ends then,
+        about 0.5 s after its 200 (it used to be 3 s), a raw one that
+        failed, saying why."""
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        port = srv.getsockname()[1]
+        srv.close()  # nothing listens there
+        s = self.connect_tunnel(port)
+        t0 = time.monotonic()
+        self.assertEqual(read_until(s, b"never"), b"")  # reel closes
+        took = time.monotonic() - t0
+        self.assertGreater(took, 0.4)
+        self.assertLess(took, 2.5)
+        s.close()
+        row = self.wait_tunnel_row(port)
+        self.assertEqual((row["kind"], row["state"]), ("tunnel", "error"), row)
+        self.assertIn("cannot connect to localhost:%d" % port, row["error"] or "", row)
+        self.assertIn("refused", row["error"], row)
 
     def test_silent_origin_to_alpn_probe_waits_once(self):
         """A client offering h2 to an origin that is silent during TLS:
