@@ -238,6 +238,10 @@ void reel__peer_read_done(peer_t *pe) {
         reel__conn_process(c);
     } else if (c->state == C_SNIFF && pe->eager && c->up == pe) {
         reel__sniff_origin_first(c, NULL); /* it spoke (or ended) before the client */
+        if (c->state == C_SNIFF) { /* a ClientHello begun: its reading stays stopped */
+            reel__conn_arm(c);
+            return;
+        }
     } else if (c->state == C_RAW) {
         reel__tunnel_forward(c);
     } else {

@@ -956,6 +956,50 @@ class SlowClientTest(unittest.TestCase):
         self.assertTrue(all(v >= -1 for v in full["timings"].values()), full["timings"])
         self.assertEqual(self.reel.flows("~u tcp://localhost:%d" % port), [])
 
+    def test_origin_greeting_during_a_hello_is_not_relayed(self):
+        """The origin connected to early greets while the client has sent
+        only the start of its ClientHello: that is no server-first tunnel,
+        since a ClientHello is never relayed raw; the rest of it makes the
+        tunnel HTTPS, intercepted (its request gets reel's 502, the origin
+        not speaking TLS), and the greeting reaches no one."""
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        srv.settimeout(15)
+        port = srv.getsockname()[1]
+        try:
+            s = self.connect_tunnel(port)
+            tls, inc, out, hello = self.hello()
+            time.sleep(0.8)
+            s.sendall(hello[:5])
+            o, _ = srv.accept()  # the early connect, at 0.5 s
+            o.sendall(b"220 greeting\r\n")
+            time.sleep(0.3)
+
+            def refuse():  # reel's TLS connection for the request: no TLS here
+                try:
+                    srv.accept()[0].close()
+                except OSError:
+                    pass
+            threading.Thread(target=refuse, daemon=True).start()
+            s.sendall(hello[5:])
+            self.pump(s, tls, inc, out, tls.do_handshake)  # reel's certificate
+            issuer = dict(x[0] for x in tls.getpeercert()["issuer"])
+            self.assertNotEqual(issuer.get("commonName"), "reel tls-tcp test CA", issuer)
+            tls.write(b"GET /greeted HTTP/1.1\r\nHost: localhost:%d\r\nConnection: close\r\n\r\n"
+                      % port)
+            resp = self.pump(s, tls, inc, out, lambda: tls.read(65536))
+            self.assertTrue(resp.startswith(b"HTTP/1.1 502"), resp)
+            self.assertNotIn(b"220 greeting", resp)
+            s.close()
+            o.close()
+        finally:
+            srv.close()
+        fl = self.reel.wait_flows(1, "~u https://localhost:%d/greeted" % port, timeout=10)
+        self.assertEqual(len(fl), 1, self.reel.flows())
+        self.assertEqual(fl[0]["status"], 502, fl)
+        self.assertEqual(self.reel.flows("~u tcp://localhost:%d" % port), [])
+
     def test_origin_refused_while_the_client_is_silent(self):
         """An origin that refuses the early connect: the tunnel ends then,
         about 0.5 s after its 200 (it used to be 3 s), a raw one that
