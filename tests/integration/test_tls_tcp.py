@@ -587,6 +587,58 @@ class TlsTcpTest(unittest.TestCase):
         self.assertEqual(messages(full, True), b"\x00lane bytes")
         self.assertEqual(messages(full, False), b"echo:\x00lane bytes")
 
+    def test_server_speaks_first_in_http2_connect_stream(self):
+        """The early connect in an HTTP/2 client's CONNECT stream: a server
+        that greets is heard about 0.5 s after the stream's 200 (not 3 s),
+        and the tunnel is a tcp:// flow on that stream."""
+        from test_http2 import H2C, hdr  # python3-h2, as test_http2 uses
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        srv.settimeout(15)
+        port = srv.getsockname()[1]
+        greeted = threading.Event()
+
+        def greet():
+            try:
+                o, _ = srv.accept()
+            except OSError:
+                return
+            o.sendall(b"220 greeting\r\n")
+            greeted.wait(15)
+            o.close()
+        threading.Thread(target=greet, daemon=True).start()
+        c = H2C(self.reel.port, validate=False)
+        try:
+            sid = c.conn.get_next_available_stream_id()
+            c.conn.send_headers(sid, [(":method", "CONNECT"), (":authority", "localhost:%d" % port)])
+            c.streams[sid] = {"headers": None, "info": [], "data": b"", "trailers": None,
+                              "reset": None, "ended": False}
+            c.flush()
+            c.wait(lambda: c.streams[sid]["headers"] is not None or c.done(sid))
+            self.assertEqual(hdr(c.streams[sid]["headers"], ":status"), "200")
+            t0 = time.monotonic()
+            c.wait(lambda: b"\r\n" in c.streams[sid]["data"] or c.done(sid))
+            took = time.monotonic() - t0
+            self.assertEqual(c.streams[sid]["data"], b"220 greeting\r\n")
+            self.assertLess(took, 2.5)  # not the 3 s wait for a silent client
+            greeted.set()
+            c.wait(lambda: c.done(sid))  # the origin's close ends the stream
+        finally:
+            greeted.set()
+            c.close()
+            srv.close()
+        fl = self.reel.wait_flows(1, "~u tcp://localhost:%d" % port, timeout=10)
+        deadline = time.time() + 10
+        while fl and fl[0]["state"] == "open" and time.time() < deadline:
+            time.sleep(0.1)
+            fl = self.reel.wait_flows(1, "~u tcp://localhost:%d" % port, timeout=10)
+        self.assertEqual(len(fl), 1, fl)
+        self.assertEqual(fl[0]["stream_id"], sid, fl)
+        full = self.reel.flow(fl[0]["id"])
+        self.assertEqual(full["request"]["http_version"], "HTTP/2.0", full["request"])
+        self.assertEqual(messages(full, False), b"220 greeting\r\n")
+
     def test_https_without_alpn_is_http(self):
         """What HTTPS does is unchanged: a client offering no ALPN whose
         first bytes are an HTTP request is served as HTTP, also when they
