@@ -1,8 +1,12 @@
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/mem.h"
 #include "cli/cli.h"
 
 static const char usage[] =
@@ -44,7 +48,13 @@ int reel_cmd_rm(reel_cli_t *cli, int argc, char **argv) {
             free(shown);
             continue;
         }
-        if (!yes) {
+        /* nothing to confirm for a session that is not there: the removal
+         * says so (or finishes one cut short before) */
+        char *dir = reel_asprintf("%s/%s", reel_cli_home(cli), argv[i]);
+        struct stat st;
+        bool there = lstat(dir, &st) == 0 || errno != ENOENT;
+        free(dir);
+        if (!yes && there) {
             if (!isatty(STDIN_FILENO)) {
                 rc = reel_cli_fail(cli,
                                    "not deleting '%s' without confirmation: stdin is "

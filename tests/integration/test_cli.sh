@@ -490,6 +490,9 @@ run 0 "$REEL" config demo unset proxyauth
 
 # --- rm ---
 run 1 "$REEL" rm demo </dev/null && has "$err" "pass --yes" "rm without a terminal"
+# a session that is not there: said so, not asked about (it was "not
+# deleting 'nosuch' without confirmation ... pass --yes")
+run 1 "$REEL" rm nosuch </dev/null && has "$err" "no session 'nosuch'" "rm of no session"
 [ -d "$REEL_HOME/demo" ] && ok || bad "rm without --yes deleted the session"
 run 0 "$REEL" rm --yes demo && has "$out" "deleted session 'demo'" "rm --yes"
 [ ! -e "$REEL_HOME/demo" ] && ok || bad "rm --yes left the session"
