@@ -228,7 +228,11 @@ int reel_cmd_export(reel_cli_t *cli, int argc, char **argv) {
         tmp = reel_asprintf("%s.part", target);
         out = fopen(tmp, "wb");
         if (out == NULL) {
-            rc = reel_cli_fail(cli, "%s: %s", tmp, strerror(errno));
+            /* named as the user gave it: the .part beside it is reel's */
+            rc = reel_cli_fail(cli,
+                               "cannot write %s: %s (the export is written to %s, then "
+                               "renamed)",
+                               output, strerror(errno), tmp);
             out = stdout;
             goto out;
         }

@@ -118,7 +118,12 @@ int reel_cmd_web(reel_cli_t *cli, int argc, char **argv) {
     reel_err_t err;
     reel_err_clear(&err);
     if (reel_web_start(&loop, &o, &r.w, &err) != REEL_OK) {
-        exit_code = reel_cli_fail(cli, "%s", reel_err_str(&err));
+        /* "web: ..." names the part for reel record --web; here it is the
+         * command's own name */
+        const char *why = reel_err_str(&err);
+        if (strncmp(why, "web: ", 5) == 0)
+            why += 5;
+        exit_code = reel_cli_fail(cli, "%s", why);
     } else {
         signal(SIGPIPE, SIG_IGN);
         uv_signal_init(&loop, &r.sigint);

@@ -488,6 +488,12 @@ run 0 "$REEL" config demo set proxyauth "$(printf 'u\xff:p')"
 run 0 "$REEL" config demo get proxyauth --json && has "$out" '"b64": "df86cA=="' "config get --json of a value that is not UTF-8"
 run 0 "$REEL" config demo unset proxyauth
 
+# errors name what the user gave: the export's file (not reel's .part
+# beside it), and reel web's address once (it said "reel web: web: ...")
+run 1 "$REEL" export demo --format har -o "$TMP/no/such/dir/x.har" &&
+  has "$err" "cannot write $TMP/no/such/dir/x.har: No such file or directory" "export to a missing dir"
+run 1 "$REEL" web --listen 999.1.1.1:80 && has "$err" "reel web: '999.1.1.1' is not an IP address" "web --listen"
+
 # --- rm ---
 run 1 "$REEL" rm demo </dev/null && has "$err" "pass --yes" "rm without a terminal"
 # a session that is not there: said so, not asked about (it was "not
