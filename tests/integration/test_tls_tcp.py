@@ -217,6 +217,17 @@ class TlsTcpTest(unittest.TestCase):
         self.assertNotEqual(fl[0]["state"], "open", fl)
         return fl[0], self.reel.flow(fl[0]["id"])
 
+    def ended_tcp_flows(self, port):
+        """The tcp:// flows to localhost:port once the first has ended (one
+        expected)."""
+        fl = self.reel.wait_flows(1, "~u tcp://localhost:%d" % port, timeout=10)
+        deadline = time.time() + 10
+        while fl and fl[0]["state"] == "open" and time.time() < deadline:
+            time.sleep(0.1)
+            fl = self.reel.wait_flows(1, "~u tcp://localhost:%d" % port, timeout=10)
+        self.assertEqual(len(fl), 1, fl)
+        return fl
+
     def check_tls_flow(self, port, row, full, alpn=None):
         self.assertEqual(row["kind"], "tunnel", row)
         self.assertEqual(row["url"], "tls://localhost:%d/" % port, row)
@@ -355,12 +366,7 @@ class TlsTcpTest(unittest.TestCase):
         s.close()
         o.close()
         srv.close()
-        fl = self.reel.wait_flows(1, "~u tcp://localhost:%d" % port, timeout=10)
-        deadline = time.time() + 10
-        while fl and fl[0]["state"] == "open" and time.time() < deadline:
-            time.sleep(0.1)
-            fl = self.reel.wait_flows(1, "~u tcp://localhost:%d" % port, timeout=10)
-        self.assertEqual(len(fl), 1, fl)
+        fl = self.ended_tcp_flows(port)
         full = self.reel.flow(fl[0]["id"])
         self.assertEqual(full["kind"], "tunnel", full)
         self.assertEqual(full["state"], "complete", full)
@@ -628,12 +634,7 @@ class TlsTcpTest(unittest.TestCase):
             greeted.set()
             c.close()
             srv.close()
-        fl = self.reel.wait_flows(1, "~u tcp://localhost:%d" % port, timeout=10)
-        deadline = time.time() + 10
-        while fl and fl[0]["state"] == "open" and time.time() < deadline:
-            time.sleep(0.1)
-            fl = self.reel.wait_flows(1, "~u tcp://localhost:%d" % port, timeout=10)
-        self.assertEqual(len(fl), 1, fl)
+        fl = self.ended_tcp_flows(port)
         self.assertEqual(fl[0]["stream_id"], sid, fl)
         full = self.reel.flow(fl[0]["id"])
         self.assertEqual(full["request"]["http_version"], "HTTP/2.0", full["request"])
@@ -852,6 +853,25 @@ class SlowClientTest(unittest.TestCase):
                     raise ConnectionError("closed")
                 inc.write(d)
 
+    def get_intercepted(self, s, tls, inc, out, port, path):
+        """Ends the client's handshake, which must get reel's certificate
+        (intercepted, not relayed to the origin), then GETs path on it:
+        the response."""
+        self.pump(s, tls, inc, out, tls.do_handshake)  # verified against reel's CA
+        issuer = dict(x[0] for x in tls.getpeercert()["issuer"])
+        self.assertNotEqual(issuer.get("commonName"), "reel tls-tcp test CA", issuer)
+        tls.write(b"GET %s HTTP/1.1\r\nHost: localhost:%d\r\nConnection: close\r\n\r\n"
+                  % (path, port))
+        return self.pump(s, tls, inc, out, lambda: tls.read(65536))
+
+    def check_https_flow(self, port, path, status):
+        """The one https flow of path has status, and no tunnel flow went to port."""
+        fl = self.reel.wait_flows(1, "~u https://localhost:%d%s" % (port, path.decode()),
+                                  timeout=10)
+        self.assertEqual(len(fl), 1, self.reel.flows())
+        self.assertEqual(fl[0]["status"], status, fl)
+        self.assertEqual(self.reel.flows("~u tcp://localhost:%d" % port), [])
+
     def wait_tunnel_row(self, port):
         fl = []
         deadline = time.time() + 10
@@ -875,20 +895,12 @@ class SlowClientTest(unittest.TestCase):
             s.sendall(hello[:5])
             time.sleep(3.5)
             s.sendall(hello[5:])
-            self.pump(s, tls, inc, out, tls.do_handshake)  # verified against reel's CA
-            issuer = dict(x[0] for x in tls.getpeercert()["issuer"])
-            self.assertNotEqual(issuer.get("commonName"), "reel tls-tcp test CA", issuer)
-            tls.write(b"GET /slow HTTP/1.1\r\nHost: localhost:%d\r\nConnection: close\r\n\r\n"
-                      % o.port)
-            resp = self.pump(s, tls, inc, out, lambda: tls.read(65536))
+            resp = self.get_intercepted(s, tls, inc, out, o.port, b"/slow")
             self.assertTrue(resp.startswith(b"HTTP/1.1 200"), resp)
             s.close()
         finally:
             o.close()
-        fl = self.reel.wait_flows(1, "~u https://localhost:%d/slow" % o.port, timeout=10)
-        self.assertEqual(len(fl), 1, self.reel.flows())
-        self.assertEqual(fl[0]["status"], 200, fl)
-        self.assertEqual(self.reel.flows("~u tcp://localhost:%d" % o.port), [])
+        self.check_https_flow(o.port, b"/slow", 200)
 
     def test_unfinished_hello_ends_the_tunnel(self):
         """A ClientHello that never ends: after head_timeout the tunnel
@@ -948,20 +960,12 @@ class SlowClientTest(unittest.TestCase):
             time.sleep(1.0)
             self.assertEqual(o.connections, 1)  # the early connect
             s.sendall(hello)
-            self.pump(s, tls, inc, out, tls.do_handshake)  # verified against reel's CA
-            issuer = dict(x[0] for x in tls.getpeercert()["issuer"])
-            self.assertNotEqual(issuer.get("commonName"), "reel tls-tcp test CA", issuer)
-            tls.write(b"GET /late HTTP/1.1\r\nHost: localhost:%d\r\nConnection: close\r\n\r\n"
-                      % o.port)
-            resp = self.pump(s, tls, inc, out, lambda: tls.read(65536))
+            resp = self.get_intercepted(s, tls, inc, out, o.port, b"/late")
             self.assertTrue(resp.startswith(b"HTTP/1.1 200"), resp)
             s.close()
         finally:
             o.close()
-        fl = self.reel.wait_flows(1, "~u https://localhost:%d/late" % o.port, timeout=10)
-        self.assertEqual(len(fl), 1, self.reel.flows())
-        self.assertEqual(fl[0]["status"], 200, fl)
-        self.assertEqual(self.reel.flows("~u tcp://localhost:%d" % o.port), [])
+        self.check_https_flow(o.port, b"/late", 200)
         self.assertEqual(o.connections, 2)
 
     def test_plain_http_after_the_origin_was_connected_early(self):
@@ -1035,22 +1039,14 @@ class SlowClientTest(unittest.TestCase):
                     pass
             threading.Thread(target=refuse, daemon=True).start()
             s.sendall(hello[5:])
-            self.pump(s, tls, inc, out, tls.do_handshake)  # reel's certificate
-            issuer = dict(x[0] for x in tls.getpeercert()["issuer"])
-            self.assertNotEqual(issuer.get("commonName"), "reel tls-tcp test CA", issuer)
-            tls.write(b"GET /greeted HTTP/1.1\r\nHost: localhost:%d\r\nConnection: close\r\n\r\n"
-                      % port)
-            resp = self.pump(s, tls, inc, out, lambda: tls.read(65536))
+            resp = self.get_intercepted(s, tls, inc, out, port, b"/greeted")
             self.assertTrue(resp.startswith(b"HTTP/1.1 502"), resp)
             self.assertNotIn(b"220 greeting", resp)
             s.close()
             o.close()
         finally:
             srv.close()
-        fl = self.reel.wait_flows(1, "~u https://localhost:%d/greeted" % port, timeout=10)
-        self.assertEqual(len(fl), 1, self.reel.flows())
-        self.assertEqual(fl[0]["status"], 502, fl)
-        self.assertEqual(self.reel.flows("~u tcp://localhost:%d" % port), [])
+        self.check_https_flow(port, b"/greeted", 502)
 
     def test_origin_refused_while_the_client_is_silent(self):
         """An origin that refuses the early connect: the tunnel ends then,
