@@ -47,9 +47,10 @@
 #define CORK_MAX (16u << 10)
 #define CLIENT_IN_MAX (4u << 20) /* pipelined bytes held while a response runs */
 #define SNIFF_WAIT_MS 3000       /* a CONNECT's client silent this long: the server speaks first */
-/* A CONNECT's client silent this long: reel connects to its origin, so
- * that a server that speaks first (SMTP, FTP, IMAP, MySQL) is heard at
- * once rather than at SNIFF_WAIT_MS (core/tunnel.c). A client that speaks
+/* A CONNECT's client silent this long (after the 200, or inside its TLS
+ * after its handshake): reel connects to its origin, so that a server
+ * that speaks first (SMTP, FTP, IMAP, MySQL; IMAPS) is heard at once
+ * rather than at SNIFF_WAIT_MS (core/tunnel.c). A client that speaks
  * first does so one round trip after the 200, well before. */
 #define EAGER_CONNECT_MS 500
 #define LINGER_TOTAL_MS 30000 /* nginx's lingering_time */

@@ -473,9 +473,9 @@ void reel__upstream_failed(peer_t *up, const char *why) {
     conn_t *c = up->c;
     if (c->up != up)
         return;
-    record_refused_conn(up);
     if (c->state == C_SNIFF && up->eager)
-        reel__sniff_origin_first(c, why); /* a raw tunnel now, ended below */
+        reel__sniff_origin_first(c, why); /* a raw (TLS) tunnel now, ended below */
+    record_refused_conn(up);
     if (c->state == C_PROBE) {
         /* the origin cannot say: the client is offered HTTP/1.1 only, and
          * its first request gets the 502 with the reason at once

@@ -475,8 +475,10 @@ static void start_client_tls(conn_t *c, reel_tls_t *tls, conn_state state) {
     c->state = state;
     c->sniff_bytes_at = 0; /* (sniffing inside TLS has its handshake's clock) */
     c->sniff_bytes_us = 0;
-    if (state == C_SNIFF)
+    if (state == C_SNIFF) {
         c->sniff_started = uv_now(c->p->loop);
+        c->eager_tried = false; /* (inside its TLS: its own early connect) */
+    }
     if (state != C_RAW)
         c->ex.resp_head_sent = false; /* requests inside the tunnel get their own answers */
     reel_buf_t hello = cl->in;
@@ -526,8 +528,9 @@ void reel__probe_done(conn_t *c, const char *alpn) {
  * are not HTTP (the origin is connected first, offered the same list, and
  * the client is given what the origin chose); otherwise, when its offer
  * selects no HTTP protocol, by the first bytes the client sends inside
- * its TLS (not an HTTP/1 request line nor the HTTP/2 preface), or by its
- * silence for SNIFF_WAIT_MS (the server speaks first). */
+ * its TLS (not an HTTP/1 request line nor the HTTP/2 preface), or by the
+ * origin speaking first (connected to once the client has been silent
+ * for EAGER_CONNECT_MS; both silent for SNIFF_WAIT_MS, at that). */
 
 /* A TLS tunnel begins: its flow (the CONNECT, answered) and TLS to the
  * origin offering alpn (comma-separated, "": none). The client's TLS is
@@ -539,10 +542,14 @@ static void begin_tls_tunnel(conn_t *c, const char *alpn) {
      * ends the tunnel and its flow with the reason, no 502 */
     c->ex.resp_head_sent = true;
     reel__tunnel_flow(c, c->tunnel_host, c->tunnel_port, true);
-    reel__upstream_close(c);
-    c->upstream_alpn = alpn;
-    reel__upstream_for(c, true, c->tunnel_host, c->tunnel_port, c->tunnel_sni);
-    c->upstream_alpn = NULL;
+    if (c->up && c->up->eager && c->up->https && !c->up->closing) {
+        c->up->eager = false; /* connected early (reel__sniff_connect_early), offered no ALPN */
+    } else {
+        reel__upstream_close(c);
+        c->upstream_alpn = alpn;
+        reel__upstream_for(c, true, c->tunnel_host, c->tunnel_port, c->tunnel_sni);
+        c->upstream_alpn = NULL;
+    }
     if (c->state == C_RAW)
         reel__tunnel_forward(c);
 }
@@ -612,6 +619,8 @@ bool reel__tls_client_left(conn_t *c, const char *error) {
 static void serve_https(conn_t *c) {
     c->state = C_HEAD;
     if (c->ex.flow == NULL && c->lane == NULL && reel__h2front_start(c)) {
+        if (c->up && c->up->eager) /* (HTTP/2's streams have connections of their own) */
+            reel__upstream_close(c);
         if (c->state == C_H2)
             reel__h2front_process(c);
         return;
@@ -678,40 +687,62 @@ bool reel__sniff_hello_started(conn_t *c) {
 }
 
 bool reel__sniff_may_connect_early(const conn_t *c) {
-    return c->state == C_SNIFF && !c->eager_tried && c->sniff_bytes_at == 0 &&
-           c->tunnel_host != NULL && !c->p->shutting_down && !reel_stack_has_tls(&c->client.st);
+    if (c->state != C_SNIFF || c->eager_tried || c->sniff_bytes_at != 0 || c->tunnel_host == NULL ||
+        c->p->shutting_down || c->client.in.len)
+        return false;
+    if (!reel_stack_has_tls(&c->client.st))
+        return true;
+    reel_stack_info_t info; /* inside the client's TLS: once its handshake is done */
+    reel_stack_info(&c->client.st, &info);
+    return info.tls_done;
 }
 
-/* The client has said nothing EAGER_CONNECT_MS after its 200: reel
- * connects to the origin meanwhile (plain TCP: core/peer.c marks it
- * eager), as mitmproxy's eager connection strategy does. If the origin
+/* The client has said nothing EAGER_CONNECT_MS after its 200 (or after
+ * its TLS handshake with reel, offering no ALPN that says HTTP): reel
+ * connects to the origin meanwhile (core/peer.c marks the connection
+ * eager; TLS inside the client's TLS, offering no ALPN, as a TLS tunnel
+ * does), as mitmproxy's eager connection strategy does. If the origin
  * speaks (or closes) before the client does, it is a protocol whose server
- * speaks first, and the tunnel is a raw one at once
+ * speaks first (SMTP; IMAPS), and the tunnel is a raw (TLS) one at once
  * (reel__sniff_origin_first), with that connection; a client that speaks
- * first decides as before: plain HTTP to that origin takes the
- * connection, TLS closes it (reel's own TLS to the origin makes one of
- * its own). Before, such a tunnel waited SNIFF_WAIT_MS for nothing. */
+ * first decides as before: HTTP to that origin takes the connection, TLS
+ * closes it (reel's own TLS to the origin makes one of its own). Before,
+ * such a tunnel waited SNIFF_WAIT_MS for nothing. */
 void reel__sniff_connect_early(conn_t *c) {
     c->eager_tried = true;
-    reel__upstream_open(c, false, c->tunnel_host, c->tunnel_port, NULL);
+    if (reel_stack_has_tls(&c->client.st)) {
+        c->upstream_alpn = "";
+        reel__upstream_open(c, true, c->tunnel_host, c->tunnel_port, c->tunnel_sni);
+        c->upstream_alpn = NULL;
+    } else {
+        reel__upstream_open(c, false, c->tunnel_host, c->tunnel_port, NULL);
+    }
 }
 
 void reel__sniff_origin_first(conn_t *c, const char *why) {
     peer_t *cl = &c->client;
-    if (why == NULL && reel__sniff_hello_started(c)) {
+    bool in_tls = reel_stack_has_tls(&cl->st);
+    if (why == NULL && (reel__sniff_hello_started(c) || (in_tls && cl->in.len))) {
         /* the client has begun a ClientHello, which is never relayed raw
-         * (conn.c): the origin's bytes wait, unread, for the rest of it */
+         * (conn.c), or inside its TLS what may be the start of a request
+         * line: its bytes decide, the origin's wait, unread */
         reel__peer_read_stop(c->up);
         return;
     }
     if (why == NULL) {
-        reel__begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false, true);
+        if (in_tls)
+            begin_tls_tunnel(c, "");
+        else
+            reel__begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false, true);
         return;
     }
     /* the origin cannot be reached: whatever the client would have spoken,
-     * the tunnel ends, a raw one that failed (the caller ends its flow
-     * with why), with what the client sent so far, not passed on */
+     * the tunnel ends, a raw (TLS) one that failed (the caller records the
+     * connection and ends its flow with why), with what the client sent
+     * so far, not passed on */
     c->state = C_RAW;
+    c->tls_tunnel = in_tls;
+    c->ex.resp_head_sent = true; /* nothing in HTTP is said inside (begin_tls_tunnel) */
     reel__tunnel_flow(c, c->tunnel_host, c->tunnel_port, true);
     if (cl->in.len) {
         reel_capture_message_at(c->tflow, true, cl->in.data, cl->in.len, c->sniff_bytes_us);

@@ -310,11 +310,15 @@ class TlsTcpTest(unittest.TestCase):
 
     def test_server_speaks_first(self):
         """IMAPS-like: the client says nothing until it has the greeting,
-        which the origin sends once reel has waited for the client (3 s)."""
+        which the origin sends once reel has connected to it, 0.5 s after
+        the client's handshake with reel (it used to wait 3 s for the
+        client before it connected)."""
         o = Origin(self.leaf, greeter)
         t0 = int(time.time() * 1e6)
         c = self.tunnel(o.port)
+        shaken = time.monotonic()
         self.assertEqual(read_until(c, b"\r\n"), b"* OK reel-test IMAP4rev1 ready\r\n")
+        self.assertLess(time.monotonic() - shaken, 2.5)
         c.sendall(b"a1 LOGOUT\r\n")
         self.assertEqual(read_until(c, b"out\r\n"), b"* BYE logging out\r\n")
         self.assertEqual(c.recv(100), b"")  # the origin's close_notify, passed on
@@ -329,12 +333,37 @@ class TlsTcpTest(unittest.TestCase):
                          b"* OK reel-test IMAP4rev1 ready\r\n* BYE logging out\r\n")
         self.check_started_at_connect(full, t0)
 
-    def check_started_at_connect(self, full, t0, waited_us=2900000):
-        """The tunnel's flow, begun once reel stopped waiting for the
-        client (3 s; 0.5 s in plain TCP, reel then connecting to the origin
-        to hear it), starts when its CONNECT came (its 200 is recorded
-        at the time reel sent it);
-        its duration holds the wait (it used to start 3 s late)."""
+    def test_https_after_the_origin_was_connected_early(self):
+        """A client offering no ALPN that waits 1 s after its handshake
+        before its request: reel has connected to the origin meanwhile
+        (TLS, to hear a server that speaks first), and the request goes on
+        that connection, the origin seeing one."""
+        o = KeepAliveOrigin(self.leaf)
+        try:
+            c = self.tunnel(o.port)
+            time.sleep(1.0)
+            self.assertEqual(o.connections, 1)  # the early connect
+            c.sendall(b"GET /late HTTP/1.1\r\nHost: localhost:%d\r\nConnection: close\r\n\r\n"
+                      % o.port)
+            resp = read_until(c, b"ok")
+            self.assertTrue(resp.startswith(b"HTTP/1.1 200"), resp)
+            c.close()
+        finally:
+            o.close()
+        self.assertEqual(o.connections, 1)
+        fl = self.reel.wait_flows(1, "~u https://localhost:%d/late" % o.port, timeout=10)
+        self.assertEqual(len(fl), 1, self.reel.flows())
+        full = self.reel.flow(fl[0]["id"])
+        self.assertEqual(full["response"]["status"], 200, full)
+        sc = full["server_conn"]
+        self.assertTrue(sc and sc["tls_version"] and sc["sni"] == "localhost", full)
+        self.assertEqual(self.reel.flows("~u tls://localhost:%d" % o.port), [])
+
+    def check_started_at_connect(self, full, t0, waited_us=450000):
+        """The tunnel's flow, begun once reel heard the origin first (it
+        connects to it once the client has said nothing for 0.5 s), starts
+        when its CONNECT came (its 200 is recorded at the time reel sent
+        it); its duration holds the wait (it used to start late)."""
         self.assertGreaterEqual(full["start_us"], t0, full)
         self.assertLess(full["start_us"] - t0, 1000000, full)
         self.assertGreaterEqual(full["end_us"] - full["start_us"], waited_us, full)
@@ -371,7 +400,7 @@ class TlsTcpTest(unittest.TestCase):
         self.assertEqual(full["kind"], "tunnel", full)
         self.assertEqual(full["state"], "complete", full)
         self.assertEqual(messages(full, False), b"220 greeting\r\n")
-        self.check_started_at_connect(full, t0, waited_us=450000)
+        self.check_started_at_connect(full, t0)
 
     def test_messages_cut_by_body_limit_are_no_damage(self):
         """TCP messages body_limit cut: `reel verify` took the bytes not
@@ -485,6 +514,26 @@ class TlsTcpTest(unittest.TestCase):
         o.join()
         row, _ = self.flow(o.port)
         self.assertEqual(row["kind"], "tunnel", row)
+        self.assertEqual(row["url"], "tls://localhost:%d/" % o.port, row)
+        self.assertIn("certificate verify failed", row["error"] or "", row)
+        self.assertEqual(o.got, b"")
+        check_refused_conn(self, self.reel.flow(row["id"]), o.port)
+
+    def test_untrusted_origin_while_the_client_is_silent(self):
+        """The same when the client says nothing after its handshake: the
+        early connect to the origin (0.5 s) fails its check, which ends the
+        tunnel then, a TLS one, the flow saying why, with the connection."""
+        o = Origin(self.selfsigned, echo)
+        c = self.tunnel(o.port)
+        t0 = time.monotonic()
+        try:
+            self.assertEqual(c.recv(100), b"")
+        except (ConnectionResetError, ssl.SSLError):
+            pass
+        self.assertLess(time.monotonic() - t0, 2.5)
+        c.close()
+        o.join()
+        row, _ = self.flow(o.port)
         self.assertEqual(row["url"], "tls://localhost:%d/" % o.port, row)
         self.assertIn("certificate verify failed", row["error"] or "", row)
         self.assertEqual(o.got, b"")
