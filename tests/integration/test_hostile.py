@@ -1972,16 +1972,29 @@ class ShutdownBehindTest(unittest.TestCase):
         os.makedirs(TMPBASE, exist_ok=True)
         root = tempfile.mkdtemp(prefix="shutheads.", dir=TMPBASE)
         # (a silent tunnel is taken for one whose server speaks first after
-        # a while: not within the 3 s of grace)
+        # a while: not within the 3 s of grace; after 0.5 s reel connects
+        # to its origin to hear whether it does, so the silent ones go to
+        # listeners that accept and say nothing: a name that does not
+        # resolve would end such a tunnel then, before the SIGINT on a slow
+        # run)
         reel = Reel(root, "shutheads", "head_timeout=20")
         socks = []
+        quiet = {}
+        for what in (b"nothing", b"tls-idle"):
+            q = socket.socket()
+            q.bind(("127.0.0.1", 0))
+            q.listen(4)
+            quiet[what] = q
+        ports = {w: q.getsockname()[1] for w, q in quiet.items()}
         try:
             s = connect(reel.port)
             s.sendall(b"GET http://127.0.0.1:9/plain-head HTTP/1.1\r\nHost: a\r\nX-A: 1")
             socks.append(s)
             for what in (b"hello", b"nothing", b"tls-head", b"tls-idle", b"h2-idle"):
                 s = connect(reel.port)
-                s.sendall(b"CONNECT %s.test:443 HTTP/1.1\r\nHost: a\r\n\r\n" % what)
+                target = (b"localhost:%d" % ports[what] if what in ports
+                          else b"%s.test:443" % what)
+                s.sendall(b"CONNECT %s HTTP/1.1\r\nHost: a\r\n\r\n" % target)
                 self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 200"))
                 if what == b"hello":
                     s.sendall(b"\x16\x03\x01")
@@ -2003,10 +2016,13 @@ class ShutdownBehindTest(unittest.TestCase):
         finally:
             for s in socks:
                 s.close()
+            for q in quiet.values():
+                q.close()
             if reel.proc.poll() is None:
                 reel.stop()
         shutil.rmtree(root, ignore_errors=True)
         got = {f["url"]: (f["kind"], f["error"]) for f in flows}
+        nothing, tls_idle = ports[b"nothing"], ports[b"tls-idle"]
         cut = ("(it ended in the value of field %s, which the record gives as far as it came; "
                "nothing was sent on: reel forwards a head once it is whole)")
         self.assertEqual(got, {
@@ -2016,9 +2032,9 @@ class ShutdownBehindTest(unittest.TestCase):
                 "http", "the proxy shut down before its request head was complete " + cut % "X-B"),
             "tcp://hello.test:443/": (
                 "tunnel", "the proxy shut down during the client's TLS ClientHello"),
-            "tcp://nothing.test:443/": (
+            "tcp://localhost:%d/" % nothing: (
                 "tunnel", "the proxy shut down before the client sent anything in the tunnel"),
-            "tls://tls-idle.test:443/": (
+            "tls://localhost:%d/" % tls_idle: (
                 "tunnel", "the proxy shut down, after the client's TLS handshake with reel "
                 "(TLSv1.3, SNI tls-idle.test, ALPN none), before it sent a request"),
             "tls://h2-idle.test:443/": (
