@@ -18,6 +18,14 @@ static void serve_https(conn_t *c);
 
 /* ---- raw tunnels ---- */
 
+/* Whether c->up is the connection reel__sniff_connect_early made to host
+ * and port (TLS or not), still there for the tunnel to take. */
+static bool early_to(const conn_t *c, bool https, const char *host, int port) {
+    const peer_t *up = c->up;
+    return up && up->eager && !up->closing && up->https == https && up->port == port &&
+           strcasecmp(up->host, host) == 0;
+}
+
 void reel__tunnel_codecs_free(conn_t *c) {
     for (int d = 0; d < 2; d++) {
         reel_codec_free(c->tun[d]);
@@ -406,7 +414,7 @@ void reel__begin_raw_tunnel(conn_t *c, const char *host, int port, bool reply_20
     else
         reel__connect_head_drop(c); /* an ignored host: nothing recorded */
     c->tunnel_reply = reply_200;
-    if (c->up && c->up->eager && !c->up->closing)
+    if (early_to(c, false, host, port))
         c->up->eager = false; /* connected early: the tunnel's, with what it said and its end */
     else
         reel__upstream_for(c, false, host, port, NULL);
@@ -542,7 +550,7 @@ static void begin_tls_tunnel(conn_t *c, const char *alpn) {
      * ends the tunnel and its flow with the reason, no 502 */
     c->ex.resp_head_sent = true;
     reel__tunnel_flow(c, c->tunnel_host, c->tunnel_port, true);
-    if (c->up && c->up->eager && c->up->https && !c->up->closing) {
+    if (early_to(c, true, c->tunnel_host, c->tunnel_port)) {
         c->up->eager = false; /* connected early (reel__sniff_connect_early), offered no ALPN */
     } else {
         reel__upstream_close(c);
@@ -625,6 +633,8 @@ static void serve_https(conn_t *c) {
             reel__h2front_process(c);
         return;
     }
+    if (c->up) /* a connection made early is now the requests' (or closed by them) */
+        c->up->eager = false;
     reel__req_process(c);
 }
 
@@ -830,6 +840,8 @@ void reel__sniff_process(conn_t *c) {
     }
     if (k == REEL_SNIFF_HTTP) {
         c->tunnel_tls = false;
+        if (c->up) /* a connection made early is now the requests' (or closed by them) */
+            c->up->eager = false;
         c->state = C_HEAD;
         c->ex.resp_head_sent = false;
         reel__req_process(c);
