@@ -487,8 +487,8 @@ static uint64_t conn_deadline(conn_t *c) {
         d = earlier(d, c->ex.resp_head_started + p->head_timeout_ms);
     if (c->state == C_SNIFF && c->sniff_bytes_at)
         d = earlier(d, c->sniff_bytes_at + p->head_timeout_ms);
-    else if (c->state == C_SNIFF && !p->shutting_down) /* (no new tunnel then) */
-        d = earlier(d, c->sniff_started +
+    else if (c->state == C_SNIFF && !p->shutting_down && !reel__sniff_origin_silent(c))
+        d = earlier(d, c->sniff_started + /* (no new tunnel at shutdown) */
                            (reel__sniff_may_connect_early(c) ? EAGER_CONNECT_MS : SNIFF_WAIT_MS));
     if ((c->state == C_PROBE && c->up) || tunnel_setting_up(c))
         d = earlier(d, c->up->progress + p->upstream_timeout_ms);
@@ -622,10 +622,12 @@ static void on_conn_timer(uv_timer_t *t) {
         return;
     }
     if (c->state == C_SNIFF && !c->sniff_bytes_at && now - c->sniff_started >= SNIFF_WAIT_MS &&
-        !p->shutting_down) {
+        !p->shutting_down && !reel__sniff_origin_silent(c)) {
         /* The client is silent: maybe a server-speaks-first protocol (not
          * relayed once the proxy shuts down: its grace is for flows under
-         * way, and the tunnel's flow says the shutdown ended it). */
+         * way, and the tunnel's flow says the shutdown ended it). Not when
+         * the origin, connected to early, is silent too: then the client
+         * speaks first, whenever it does, and its bytes decide. */
         reel__begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false, true);
         reel__conn_arm(c);
         return;
@@ -657,9 +659,28 @@ static void on_conn_timer(uv_timer_t *t) {
         }
         /* one that finished it and sent no request is a tls:// flow, as
          * when it closes (left no flow at all) */
-        if (c->ex.flow == NULL)
-            reel__tls_client_left(c, "the client sent no request within idle_timeout: reel "
-                                     "closed the connection");
+        if (c->ex.flow == NULL &&
+            !reel__tls_client_left(c, "the client sent no request within idle_timeout: reel "
+                                      "closed the connection") &&
+            c->state == C_SNIFF) {
+            /* a tunnel still undecided: its client and origin (connected
+             * to early) both silent, or the client's bytes saying nothing
+             * yet (an idle_timeout below head_timeout): the tunnel's flow
+             * says so, with those bytes (it left none) */
+            unsigned long long secs = p->idle_timeout_ms / 1000;
+            char *why = c->client.in.len
+                            ? reel_asprintf("idle timeout: nothing came for %llu s (idle_timeout) "
+                                            "after the client's first %zu bytes, which did not say "
+                                            "what the tunnel carries (they were not passed on), "
+                                            "and reel closed the tunnel",
+                                            secs, c->client.in.len)
+                            : reel_asprintf("idle timeout: neither the client nor the origin sent "
+                                            "anything for %llu s (idle_timeout), and reel closed "
+                                            "the tunnel",
+                                            secs);
+            reel__tunnel_abandoned(c, why);
+            free(why);
+        }
         if (c->state == C_RAW && c->tflow) {
             /* a relayed tunnel that went quiet: reel ended it, neither
              * side did, and its record says so (its end was "complete") */

@@ -607,6 +607,10 @@ void reel__sniff_connect_early(conn_t *c);
 /* The origin connected to early spoke (or closed, or failed with why)
  * before the client's bytes said what the tunnel carries. */
 void reel__sniff_origin_first(conn_t *c, const char *why);
+/* Whether the origin connected to early is up (its TLS too) and has said
+ * nothing, and neither has the client: the client then speaks first, and
+ * no timer decides for it. */
+bool reel__sniff_origin_silent(const conn_t *c);
 void reel__probe_done(conn_t *c, const char *alpn);
 /* The ALPN probe on c->up failed: keeps why (owned) and status for the
  * client's first request, with the connection's facts (reel__probe_conn) */

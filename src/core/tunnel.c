@@ -729,6 +729,11 @@ void reel__sniff_connect_early(conn_t *c) {
     }
 }
 
+bool reel__sniff_origin_silent(const conn_t *c) {
+    return c->state == C_SNIFF && c->client.in.len == 0 && c->up && c->up->eager &&
+           !c->up->closing && !c->up->eof && reel__peer_ready(c->up);
+}
+
 void reel__sniff_origin_first(conn_t *c, const char *why) {
     peer_t *cl = &c->client;
     bool in_tls = reel_stack_has_tls(&cl->st);

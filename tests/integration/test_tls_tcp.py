@@ -359,6 +359,28 @@ class TlsTcpTest(unittest.TestCase):
         self.assertTrue(sc and sc["tls_version"] and sc["sni"] == "localhost", full)
         self.assertEqual(self.reel.flows("~u tls://localhost:%d" % o.port), [])
 
+    def test_https_after_a_long_silence(self):
+        """The same after 3.3 s: the origin, connected to early, said
+        nothing either, so no clock decides for the client; its request
+        is HTTPS (it used to be relayed as a TLS tunnel after 3 s, the
+        request unparsed)."""
+        o = KeepAliveOrigin(self.leaf)
+        try:
+            c = self.tunnel(o.port)
+            time.sleep(3.3)
+            c.sendall(b"GET /later HTTP/1.1\r\nHost: localhost:%d\r\nConnection: close\r\n\r\n"
+                      % o.port)
+            resp = read_until(c, b"ok")
+            self.assertTrue(resp.startswith(b"HTTP/1.1 200"), resp)
+            c.close()
+        finally:
+            o.close()
+        self.assertEqual(o.connections, 1)
+        fl = self.reel.wait_flows(1, "~u https://localhost:%d/later" % o.port, timeout=10)
+        self.assertEqual(len(fl), 1, self.reel.flows())
+        self.assertEqual(fl[0]["status"], 200, fl)
+        self.assertEqual(self.reel.flows("~u tls://localhost:%d" % o.port), [])
+
     def check_started_at_connect(self, full, t0, waited_us=450000):
         """The tunnel's flow, begun once reel heard the origin first (it
         connects to it once the client has said nothing for 0.5 s), starts
@@ -1061,6 +1083,41 @@ class SlowClientTest(unittest.TestCase):
         self.assertTrue(all(v >= -1 for v in full["timings"].values()), full["timings"])
         self.assertEqual(self.reel.flows("~u tcp://localhost:%d" % port), [])
 
+    def test_plain_http_after_a_long_silence(self):
+        """Plain HTTP after 3.3 s of silence on both sides: the origin,
+        connected to early, said nothing, so the client's bytes decide, not
+        a clock: HTTP, parsed and recorded (it used to be relayed as a raw
+        TCP tunnel after 3 s)."""
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        srv.settimeout(15)
+        port = srv.getsockname()[1]
+
+        def serve():
+            try:
+                c, _ = srv.accept()
+                c.settimeout(15)
+                if read_until(c, b"\r\n\r\n"):
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nlater")
+                c.close()
+            except OSError:
+                pass
+        threading.Thread(target=serve, daemon=True).start()
+        try:
+            s = self.connect_tunnel(port)
+            time.sleep(3.3)
+            s.sendall(b"GET /quiet HTTP/1.1\r\nHost: localhost:%d\r\n\r\n" % port)
+            resp = read_until(s, b"later")
+            self.assertTrue(resp.startswith(b"HTTP/1.1 200"), resp)
+            s.close()
+        finally:
+            srv.close()
+        fl = self.reel.wait_flows(1, "~u http://localhost:%d/quiet" % port, timeout=10)
+        self.assertEqual(len(fl), 1, self.reel.flows())
+        self.assertEqual(fl[0]["status"], 200, fl)
+        self.assertEqual(self.reel.flows("~u tcp://localhost:%d" % port), [])
+
     def test_origin_greeting_during_a_hello_is_not_relayed(self):
         """The origin connected to early greets while the client has sent
         only the start of its ClientHello: that is no server-first tunnel,
@@ -1153,6 +1210,51 @@ class SlowClientTest(unittest.TestCase):
             self.assertEqual(len(o.held), 1)  # the probe's connection only
         finally:
             o.close()
+
+
+class SilentTunnelIdleTest(unittest.TestCase):
+    """A tunnel still undecided at idle_timeout (1 s here), its client and
+    origin (connected to early) both silent, or the client's bytes saying
+    nothing yet: reel closes it, and its flow says so. It left no flow at
+    all when idle_timeout came first."""
+
+    def test_both_silent_until_idle_timeout(self):
+        os.makedirs(TMPBASE, exist_ok=True)
+        root = tempfile.mkdtemp(prefix="silentidle.", dir=TMPBASE)
+        reel = Reel(root, "main", "idle_timeout=1")
+        o = SilentOrigin()
+        try:
+            s = connect(reel.port)
+            s.settimeout(15)
+            s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: x\r\n\r\n" % o.port)
+            self.assertTrue(read_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 200"))
+            self.assertEqual(read_until(s, b"never"), b"")  # reel closes it
+            s.close()
+            self.assertEqual(len(o.held), 1)  # the early connect
+            fl = reel.wait_flows(1, "~u tcp://localhost:%d" % o.port, timeout=10)
+            self.assertEqual(len(fl), 1, fl)
+            self.assertEqual(fl[0]["error"], "idle timeout: neither the client nor the origin "
+                             "sent anything for 1 s (idle_timeout), and reel closed the tunnel", fl)
+            # a byte that says nothing yet, then silence (idle_timeout below
+            # head_timeout): it left no flow at all
+            s = connect(reel.port)
+            s.settimeout(15)
+            s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % o.port)
+            self.assertTrue(read_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 200"))
+            s.sendall(b"x")
+            self.assertEqual(read_until(s, b"never"), b"")
+            s.close()
+            fl = reel.wait_flows(1, "~u tcp://127.0.0.1:%d" % o.port, timeout=10)
+            self.assertEqual(len(fl), 1, fl)
+            self.assertEqual(fl[0]["error"], "idle timeout: nothing came for 1 s (idle_timeout) "
+                             "after the client's first 1 bytes, which did not say what the tunnel "
+                             "carries (they were not passed on), and reel closed the tunnel", fl)
+            self.assertEqual(messages(reel.flow(fl[0]["id"]), True), b"x")
+        finally:
+            o.close()
+            code = reel.stop()
+            shutil.rmtree(root, ignore_errors=True)
+        self.assertEqual(code, 0)
 
 
 class ClientGoneDuringTheOriginsHandshake(unittest.TestCase):
