@@ -338,48 +338,40 @@ class TlsTcpTest(unittest.TestCase):
         before its request: reel has connected to the origin meanwhile
         (TLS, to hear a server that speaks first), and the request goes on
         that connection, the origin seeing one."""
-        o = KeepAliveOrigin(self.leaf)
-        try:
-            c = self.tunnel(o.port)
-            time.sleep(1.0)
-            self.assertEqual(o.connections, 1)  # the early connect
-            c.sendall(b"GET /late HTTP/1.1\r\nHost: localhost:%d\r\nConnection: close\r\n\r\n"
-                      % o.port)
-            resp = read_until(c, b"ok")
-            self.assertTrue(resp.startswith(b"HTTP/1.1 200"), resp)
-            c.close()
-        finally:
-            o.close()
-        self.assertEqual(o.connections, 1)
-        fl = self.reel.wait_flows(1, "~u https://localhost:%d/late" % o.port, timeout=10)
-        self.assertEqual(len(fl), 1, self.reel.flows())
-        full = self.reel.flow(fl[0]["id"])
-        self.assertEqual(full["response"]["status"], 200, full)
+        full = self.https_after_silence(1.0, b"/late")
         sc = full["server_conn"]
         self.assertTrue(sc and sc["tls_version"] and sc["sni"] == "localhost", full)
-        self.assertEqual(self.reel.flows("~u tls://localhost:%d" % o.port), [])
 
     def test_https_after_a_long_silence(self):
         """The same after 3.3 s: the origin, connected to early, said
         nothing either, so no clock decides for the client; its request
         is HTTPS (it used to be relayed as a TLS tunnel after 3 s, the
         request unparsed)."""
+        self.https_after_silence(3.3, b"/later")
+
+    def https_after_silence(self, secs, path):
+        """A client offering no ALPN, silent for secs after its handshake,
+        then GET path: 200 over one connection to the origin (the early
+        one), an https flow and no tls:// one; that flow in full."""
         o = KeepAliveOrigin(self.leaf)
         try:
             c = self.tunnel(o.port)
-            time.sleep(3.3)
-            c.sendall(b"GET /later HTTP/1.1\r\nHost: localhost:%d\r\nConnection: close\r\n\r\n"
-                      % o.port)
+            time.sleep(secs)
+            self.assertEqual(o.connections, 1)  # the early connect
+            c.sendall(b"GET %s HTTP/1.1\r\nHost: localhost:%d\r\nConnection: close\r\n\r\n"
+                      % (path, o.port))
             resp = read_until(c, b"ok")
             self.assertTrue(resp.startswith(b"HTTP/1.1 200"), resp)
             c.close()
         finally:
             o.close()
         self.assertEqual(o.connections, 1)
-        fl = self.reel.wait_flows(1, "~u https://localhost:%d/later" % o.port, timeout=10)
+        fl = self.reel.wait_flows(1, "~u https://localhost:%d%s" % (o.port, path.decode()),
+                                  timeout=10)
         self.assertEqual(len(fl), 1, self.reel.flows())
         self.assertEqual(fl[0]["status"], 200, fl)
         self.assertEqual(self.reel.flows("~u tls://localhost:%d" % o.port), [])
+        return self.reel.flow(fl[0]["id"])
 
     def check_started_at_connect(self, full, t0, waited_us=450000):
         """The tunnel's flow, begun once reel heard the origin first (it
@@ -1043,6 +1035,24 @@ class SlowClientTest(unittest.TestCase):
         """Plain HTTP in the tunnel after 1 s of silence goes on the
         connection reel made early, and its flow says so truly: one
         connection to the origin, made before the request came."""
+        full, accepted, sent = self.plain_http_after_silence(1.0, b"/plain")
+        self.assertLess(accepted[0], sent)  # made before the request came
+        sc = full["server_conn"]
+        self.assertTrue(sc and sc["address"].startswith("127.0.0.1:"), full)
+        self.assertTrue(all(v >= -1 for v in full["timings"].values()), full["timings"])
+
+    def test_plain_http_after_a_long_silence(self):
+        """Plain HTTP after 3.3 s of silence on both sides: the origin,
+        connected to early, said nothing, so the client's bytes decide, not
+        a clock: HTTP, parsed and recorded (it used to be relayed as a raw
+        TCP tunnel after 3 s)."""
+        self.plain_http_after_silence(3.3, b"/quiet")
+
+    def plain_http_after_silence(self, secs, path):
+        """A plain tunnel silent for secs, then GET path to an origin that
+        answers it: 200 over one connection (the early one), an http flow
+        and no tcp:// one. The flow in full, the accept's and the
+        request's monotonic times."""
         srv = socket.socket()
         srv.bind(("127.0.0.1", 0))
         srv.listen(4)
@@ -1057,66 +1067,28 @@ class SlowClientTest(unittest.TestCase):
                     accepted.append(time.monotonic())
                     c.settimeout(15)
                     if read_until(c, b"\r\n\r\n"):
-                        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate")
+                        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nsaid")
                     c.close()
             except OSError:
                 pass
         threading.Thread(target=serve, daemon=True).start()
         try:
             s = self.connect_tunnel(port)
-            time.sleep(1.0)
+            time.sleep(secs)
             sent = time.monotonic()
-            s.sendall(b"GET /plain HTTP/1.1\r\nHost: localhost:%d\r\n\r\n" % port)
-            resp = read_until(s, b"late")
+            s.sendall(b"GET %s HTTP/1.1\r\nHost: localhost:%d\r\n\r\n" % (path, port))
+            resp = read_until(s, b"said")
             self.assertTrue(resp.startswith(b"HTTP/1.1 200"), resp)
             s.close()
         finally:
             srv.close()
         self.assertEqual(len(accepted), 1, accepted)
-        self.assertLess(accepted[0], sent)  # made before the request came
-        fl = self.reel.wait_flows(1, "~u http://localhost:%d/plain" % port, timeout=10)
-        self.assertEqual(len(fl), 1, self.reel.flows())
-        full = self.reel.flow(fl[0]["id"])
-        self.assertEqual(full["response"]["status"], 200, full)
-        sc = full["server_conn"]
-        self.assertTrue(sc and sc["address"].startswith("127.0.0.1:"), full)
-        self.assertTrue(all(v >= -1 for v in full["timings"].values()), full["timings"])
-        self.assertEqual(self.reel.flows("~u tcp://localhost:%d" % port), [])
-
-    def test_plain_http_after_a_long_silence(self):
-        """Plain HTTP after 3.3 s of silence on both sides: the origin,
-        connected to early, said nothing, so the client's bytes decide, not
-        a clock: HTTP, parsed and recorded (it used to be relayed as a raw
-        TCP tunnel after 3 s)."""
-        srv = socket.socket()
-        srv.bind(("127.0.0.1", 0))
-        srv.listen(4)
-        srv.settimeout(15)
-        port = srv.getsockname()[1]
-
-        def serve():
-            try:
-                c, _ = srv.accept()
-                c.settimeout(15)
-                if read_until(c, b"\r\n\r\n"):
-                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nlater")
-                c.close()
-            except OSError:
-                pass
-        threading.Thread(target=serve, daemon=True).start()
-        try:
-            s = self.connect_tunnel(port)
-            time.sleep(3.3)
-            s.sendall(b"GET /quiet HTTP/1.1\r\nHost: localhost:%d\r\n\r\n" % port)
-            resp = read_until(s, b"later")
-            self.assertTrue(resp.startswith(b"HTTP/1.1 200"), resp)
-            s.close()
-        finally:
-            srv.close()
-        fl = self.reel.wait_flows(1, "~u http://localhost:%d/quiet" % port, timeout=10)
+        fl = self.reel.wait_flows(1, "~u http://localhost:%d%s" % (port, path.decode()),
+                                  timeout=10)
         self.assertEqual(len(fl), 1, self.reel.flows())
         self.assertEqual(fl[0]["status"], 200, fl)
         self.assertEqual(self.reel.flows("~u tcp://localhost:%d" % port), [])
+        return self.reel.flow(fl[0]["id"]), accepted, sent
 
     def test_origin_greeting_during_a_hello_is_not_relayed(self):
         """The origin connected to early greets while the client has sent
