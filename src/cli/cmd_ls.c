@@ -13,6 +13,9 @@ static const char usage[] =
     "\n"
     "Lists the sessions under the sessions root with their flow count,\n"
     "size on disk, creation time and, if one is recording, its PID.\n"
+    "A session whose index another process is rebuilding (reel repair,\n"
+    "reel compact) is listed as busy, with who is at it and no counts;\n"
+    "that is not a failure.\n"
     "Exits 1 if a session could not be read: it is listed as damaged (its\n"
     "index is damaged or missing; 'reel repair' rebuilds it) or unreadable.\n";
 
@@ -62,19 +65,26 @@ int reel_cmd_ls(reel_cli_t *cli, int argc, char **argv) {
         reel_rc orc = reel_session_open(home, names[i], REEL_OPEN_READ, &s, &err);
         if (orc != REEL_OK) {
             /* Also a directory named against the rule (an older reel
-             * allowed more): listed, so that it can be renamed. */
+             * allowed more): listed, so that it can be renamed. Busy
+             * (REEL_LOCKED: a rebuild by another process holds it) is not
+             * a failure: the session is whole again when that is done. */
+            int busy = orc == REEL_LOCKED;
             char *shown = reel_cli_escaped(names[i], strlen(names[i]), REEL_CLI_ESC);
             if (cli->json) {
-                json_array_append_new(arr, json_pack("{s:s, s:s, s:b}", "session", shown, "error",
-                                                     reel_err_str(&err), "damaged",
-                                                     orc == REEL_CORRUPT));
+                json_array_append_new(arr, json_pack("{s:s, s:s, s:b, s:b}", "session", shown,
+                                                     "error", reel_err_str(&err), "damaged",
+                                                     orc == REEL_CORRUPT, "busy", busy));
             } else {
                 reel_cli_put(names[i]);
                 printf("%*s (%s: %s)\n", (int)(strlen(shown) < 32 ? 32 - strlen(shown) : 0), "",
-                       orc == REEL_CORRUPT ? "damaged" : "unreadable", reel_err_str(&err));
+                       busy                  ? "busy"
+                       : orc == REEL_CORRUPT ? "damaged"
+                                             : "unreadable",
+                       reel_err_str(&err));
             }
             free(shown);
-            unreadable++;
+            if (!busy)
+                unreadable++;
             continue;
         }
         /* what opening it recovered (a torn tail moved aside, a rebuilt

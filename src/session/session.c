@@ -298,7 +298,9 @@ static long rebuild_pid_at(const char *dbpath) {
 }
 
 /* A reader refused: the index is being rebuilt (busy: a rebuild holds the
- * readers' lock; else meta says one began), by pid when known. */
+ * readers' lock; else meta says one began), by pid when known. REEL_LOCKED
+ * while a process is at it (it passes: `reel ls` lists the session as busy),
+ * REEL_CORRUPT when one stopped half way and this user cannot finish it. */
 static reel_rc rebuilding_error(reel_session_t *s, long pid, int busy, reel_err_t *err) {
     char by[64] = "";
     if (pid > 0)
@@ -309,7 +311,8 @@ static reel_rc rebuilding_error(reel_session_t *s, long pid, int busy, reel_err_
                             "spool%s (reel repair, reel compact, or recovery on open), and reads "
                             "now would see part of it; try again when that is done",
                             s->name, by);
-    return reel_err_set(err, REEL_LOCKED,
+    /* nobody is at it: damage, until a user who can write repairs it */
+    return reel_err_set(err, REEL_CORRUPT,
                         "session '%s': its index was left half rebuilt by a repair or compact%s "
                         "that stopped before it was done; 'reel repair %s' by a user who can write "
                         "the session rebuilds it",

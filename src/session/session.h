@@ -47,9 +47,11 @@ reel_rc reel_session_name_check(const char *name, reel_err_t *err);
 reel_rc reel_session_tag_check(const char *tag, reel_err_t *err);
 
 /** Opens (or creates, per flags) session `name` under `home` (created 0700
- * when missing). Returns REEL_NOTFOUND, REEL_EXISTS, REEL_LOCKED (message
- * names the recorder's PID), REEL_CORRUPT (session.db is damaged, empty or
- * not a reel index; the message says so and names `reel repair`) or
+ * when missing). Returns REEL_NOTFOUND, REEL_EXISTS, REEL_LOCKED (another
+ * process is at it: a recorder, or a rebuild that readers must wait for; the
+ * message names its PID), REEL_CORRUPT (session.db is damaged, empty, not a
+ * reel index, or left half rebuilt; the message says so and names `reel
+ * repair`) or
  * REEL_DB with a message. With REEL_OPEN_REPAIR a damaged session.db is
  * not an error: reel_session_db() is then NULL until repair.
  *

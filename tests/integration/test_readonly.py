@@ -124,6 +124,27 @@ class ReadOnly(unittest.TestCase):
         self.assertIn(b"copy it to a writable directory", w.stderr)
         self.assertEqual(snapshot(home), before)
 
+    def test_half_rebuilt_copy_is_damaged_not_busy(self):
+        """A read-only copy of a session whose rebuild stopped half way
+        (meta `rebuilding` set, no process at it) cannot be finished by
+        this user: `reel ls` lists it as damaged and exits 1 (a rebuild a
+        live process is at is 'busy', exit 0: test_repair_interrupted)."""
+        home = self.copy("halfrebuilt")
+        db = sqlite3.connect(os.path.join(home, "s", "session.db"))
+        db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('rebuilding', '999999')")
+        db.commit()
+        db.close()
+        chmod_ro(home)
+        ls = self.reel("nobody", home, "ls", "--json", check=False)
+        self.assertEqual(ls.returncode, 1, ls.stderr)
+        entry = json.loads(ls.stdout)[0]
+        self.assertTrue(entry["damaged"], entry)
+        self.assertFalse(entry["busy"], entry)
+        self.assertIn("left half rebuilt", entry["error"])
+        show = self.reel("nobody", home, "show", "s", check=False)
+        self.assertEqual(show.returncode, 1)
+        self.assertIn(b"'reel repair s' by a user who can write the session", show.stderr)
+
     def test_rm_of_a_session_whose_files_are_read_only(self):
         """Removing needs the session's directory writable, not its files:
         nobody's own session with a session.db at 0400 is removed. rm used
