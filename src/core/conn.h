@@ -604,9 +604,9 @@ bool reel__sniff_hello_started(conn_t *c);
  * its client says anything (EAGER_CONNECT_MS), and doing so. */
 bool reel__sniff_may_connect_early(const conn_t *c);
 void reel__sniff_connect_early(conn_t *c);
-/* The origin connected to early spoke (or closed, or failed with why)
- * before the client's bytes said what the tunnel carries. */
-void reel__sniff_origin_first(conn_t *c, const char *why);
+/* The origin connected to early spoke (or closed) before the client's
+ * bytes said what the tunnel carries. */
+void reel__sniff_origin_first(conn_t *c);
 /* Whether the origin connected to early is up (its TLS too) and has said
  * nothing, and neither has the client: the client then speaks first, and
  * no timer decides for it. */

@@ -473,8 +473,17 @@ void reel__upstream_failed(peer_t *up, const char *why) {
     conn_t *c = up->c;
     if (c->up != up)
         return;
-    if (c->state == C_SNIFF && up->eager)
-        reel__sniff_origin_first(c, why); /* a raw (TLS) tunnel now, ended below */
+    if (c->state == C_SNIFF && up->eager) {
+        /* The early connect failed (core/tunnel.c): as though it had not
+         * been tried. The client's bytes decide, however late: a slow TLS
+         * client gets its 502 with the reason inside its TLS when its
+         * request's own connect fails (before, it was cut at once); its
+         * silence for SNIFF_WAIT_MS makes a raw (TLS) tunnel, whose own
+         * connect fails again, the flow saying why. */
+        reel__upstream_close(c);
+        reel__conn_arm(c);
+        return;
+    }
     record_refused_conn(up);
     if (c->state == C_PROBE) {
         /* the origin cannot say: the client is offered HTTP/1.1 only, and

@@ -717,7 +717,8 @@ bool reel__sniff_may_connect_early(const conn_t *c) {
  * (reel__sniff_origin_first), with that connection; a client that speaks
  * first decides as before: HTTP to that origin takes the connection, TLS
  * closes it (reel's own TLS to the origin makes one of its own). Before,
- * such a tunnel waited SNIFF_WAIT_MS for nothing. */
+ * such a tunnel waited SNIFF_WAIT_MS for nothing. An early connect that
+ * fails is closed and forgotten (core/peer.c's reel__upstream_failed). */
 void reel__sniff_connect_early(conn_t *c) {
     c->eager_tried = true;
     if (reel_stack_has_tls(&c->client.st)) {
@@ -734,35 +735,20 @@ bool reel__sniff_origin_silent(const conn_t *c) {
            !c->up->closing && !c->up->eof && reel__peer_ready(c->up);
 }
 
-void reel__sniff_origin_first(conn_t *c, const char *why) {
+void reel__sniff_origin_first(conn_t *c) {
     peer_t *cl = &c->client;
     bool in_tls = reel_stack_has_tls(&cl->st);
-    if (why == NULL && (reel__sniff_hello_started(c) || (in_tls && cl->in.len))) {
+    if (reel__sniff_hello_started(c) || (in_tls && cl->in.len)) {
         /* the client has begun a ClientHello, which is never relayed raw
          * (conn.c), or inside its TLS what may be the start of a request
          * line: its bytes decide, the origin's wait, unread */
         reel__peer_read_stop(c->up);
         return;
     }
-    if (why == NULL) {
-        if (in_tls)
-            begin_tls_tunnel(c, "");
-        else
-            reel__begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false, true);
-        return;
-    }
-    /* the origin cannot be reached: whatever the client would have spoken,
-     * the tunnel ends, a raw (TLS) one that failed (the caller records the
-     * connection and ends its flow with why), with what the client sent
-     * so far, not passed on */
-    c->state = C_RAW;
-    c->tls_tunnel = in_tls;
-    c->ex.resp_head_sent = true; /* nothing in HTTP is said inside (begin_tls_tunnel) */
-    reel__tunnel_flow(c, c->tunnel_host, c->tunnel_port, true);
-    if (cl->in.len) {
-        reel_capture_message_at(c->tflow, true, cl->in.data, cl->in.len, c->sniff_bytes_us);
-        reel_buf_consume(&cl->in, cl->in.len);
-    }
+    if (in_tls)
+        begin_tls_tunnel(c, "");
+    else
+        reel__begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false, true);
 }
 
 /* After CONNECT 200: decide what the client speaks. */
