@@ -236,6 +236,13 @@ void reel__peer_read_done(peer_t *pe) {
     }
     if (pe->role == P_CLIENT) {
         reel__conn_process(c);
+    } else if (pe->held && c->up == pe) {
+        /* the origin spoke (or closed) on the connection held for reel's
+         * TLS to it (core/tunnel.c) before reel began that TLS: it is not
+         * taken, and reel's TLS goes on one of its own */
+        reel__upstream_close(c);
+        reel__conn_arm(c);
+        return;
     } else if (c->state == C_SNIFF && pe->eager && c->up == pe) {
         if (pe->in.len || pe->eof)             /* (a read of TLS records alone brings nothing) */
             reel__sniff_origin_first(c);       /* it spoke (or ended) before the client */

@@ -115,6 +115,8 @@ typedef struct peer {
     int flows;         /* flows sent on it so far */
     bool h2;           /* a stream of a shared HTTP/2 session (core/h2up.c) */
     bool eager;        /* opened while its CONNECT's client had said nothing (EAGER_CONNECT_MS) */
+    bool held;         /* that plain connection, kept for reel's TLS to its origin: the client
+                        * spoke TLS (core/tunnel.c; core/peer.c's upstream_open takes it) */
 } peer_t;
 
 typedef enum {

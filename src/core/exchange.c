@@ -227,6 +227,15 @@ static void exchange_timings(conn_t *c, const upstream_facts_t *up, int64_t end_
                                                             : c->ex.resp_first_us
                                                                 ? AFTER(c->ex.resp_first_us)
                                                                 : end_us);
+    } else if (up && up->fresh && up->https && up->connected &&
+               (up->ready == 0 || up->ready > from)) {
+        /* connected before the flow, its TLS begun for it: the plain
+         * connection made early to a tunnel's origin, reel's TLS put on it
+         * when the client's request came (core/peer.c) */
+        t->ssl_us =
+            reel__span_us(AFTER(up->connected), up->ready             ? AFTER(up->ready)
+                                                : c->ex.resp_first_us ? AFTER(c->ex.resp_first_us)
+                                                                      : end_us);
     }
 #undef AFTER
     if (up && up->ready > ready)

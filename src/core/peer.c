@@ -473,6 +473,10 @@ void reel__upstream_failed(peer_t *up, const char *why) {
     conn_t *c = up->c;
     if (c->up != up)
         return;
+    if (up->held) { /* (its connect, still under way when the client spoke TLS) */
+        reel__upstream_close(c);
+        return;
+    }
     if (c->state == C_SNIFF && up->eager) {
         /* The early connect failed (core/tunnel.c): as though it had not
          * been tried. The client's bytes decide, however late: a slow TLS
@@ -619,12 +623,65 @@ bool reel__upstream_open(conn_t *c, bool https, const char *host, int port, cons
                          other_sni(sni, host));
 }
 
+/* Puts reel's TLS to up's origin on up (its TCP connected or under way).
+ * Returns false, up failed with the reason, when it cannot be made. */
+static bool push_client_tls(conn_t *c, peer_t *up) {
+    reel_proxy_t *p = c->p;
+    /* sessions are resumed per origin and name: later connections to it
+     * skip most of the handshake */
+    const char *name = up->sni ? up->sni : up->host;
+    char *origin = reel_asprintf("%s:%d %s", up->host, up->port, name);
+    reel_tls_client_opts_t o = {.host = name,
+                                .insecure = !p->verify_upstream,
+                                .session_key = origin,
+                                /* mirroring the client's offer (core/tunnel.c) */
+                                .alpn = c->state == C_PROBE ? "h2,http/1.1" : c->upstream_alpn};
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_tls_t *tls = NULL;
+    reel_rc trc = reel_tls_new_client(p->client_ctx, &o, &tls, &err);
+    free(origin);
+    if (trc != REEL_OK) {
+        reel__upstream_failed(up, reel_err_str(&err));
+        return false;
+    }
+    reel_stack_push(&up->st, reel_tls_filter_new(tls), NULL, 0);
+    return true;
+}
+
+/* The plain connection made early to a tunnel's origin and held when its
+ * client spoke TLS (core/tunnel.c): reel's TLS to that origin goes on it,
+ * so that the origin sees one connection, as with mitmproxy's eager
+ * strategy, not the early one and then another. Only to that host and
+ * port, while the origin has said nothing on it (conn.c drops it if it
+ * speaks or closes). Returns whether it did: c->up is then that
+ * connection, its TLS handshake begun (or to begin once connected). */
+static bool upstream_take_held(conn_t *c, const char *host, int port, const char *other) {
+    peer_t *up = c->up;
+    if (up == NULL || !up->held)
+        return false;
+    up->held = false;
+    if (up->closing || up->eof || up->in.len || up->port != port || strcasecmp(up->host, host) != 0)
+        return false;
+    up->https = true;
+    up->sni = other ? reel_strdup(other) : NULL;
+    up->insecure = !c->p->verify_upstream;
+    up->eager = c->state == C_SNIFF;   /* (as a new one: reel__sniff_connect_early in its TLS) */
+    up->progress = uv_now(c->p->loop); /* (upstream_timeout: its set-up goes on from here) */
+    reel_codec_free(c->respc);
+    c->respc = reel_h1_codec_new(REEL_H1_RESPONSE, NULL);
+    push_client_tls(c, up);
+    return true;
+}
+
 /* c->up closed, and a new one to (https, host, port) opened, over HTTP/2
  * when h2 (a stream of a session to it if there is one). Returns true when
  * that session was in use already (the request may be sent again). */
 static bool upstream_open(conn_t *c, bool h2, bool https, const char *host, int port,
                           const char *sni, const char *other) {
     reel_proxy_t *p = c->p;
+    if (https && !h2 && upstream_take_held(c, host, port, other))
+        return false;
     reel__upstream_close(c);
     peer_t *up = reel_calloc(1, sizeof *up);
     reel__peer_init(up, c, P_UPSTREAM);
@@ -658,27 +715,8 @@ static bool upstream_open(conn_t *c, bool h2, bool https, const char *host, int 
     reel_stack_push(&up->st, bottom, NULL, 0);
     up->open = true;
     c->handles++; /* until the stack reports `closed` */
-    if (https) {
-        /* sessions are resumed per origin and name: later connections to
-         * it skip most of the handshake */
-        const char *name = up->sni ? up->sni : up->host;
-        char *origin = reel_asprintf("%s:%d %s", up->host, up->port, name);
-        reel_tls_client_opts_t o = {.host = name,
-                                    .insecure = !p->verify_upstream,
-                                    .session_key = origin,
-                                    /* mirroring the client's offer (core/tunnel.c) */
-                                    .alpn = c->state == C_PROBE ? "h2,http/1.1" : c->upstream_alpn};
-        reel_err_t err;
-        reel_err_clear(&err);
-        reel_tls_t *tls = NULL;
-        reel_rc trc = reel_tls_new_client(p->client_ctx, &o, &tls, &err);
-        free(origin);
-        if (trc != REEL_OK) {
-            reel__upstream_failed(up, reel_err_str(&err));
-            return false;
-        }
-        reel_stack_push(&up->st, reel_tls_filter_new(tls), NULL, 0);
-    }
+    if (https && !push_client_tls(c, up))
+        return false;
     reel_stack_connect(&up->st);
     return false;
 }

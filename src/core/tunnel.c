@@ -715,8 +715,9 @@ bool reel__sniff_may_connect_early(const conn_t *c) {
  * speaks (or closes) before the client does, it is a protocol whose server
  * speaks first (SMTP; IMAPS), and the tunnel is a raw (TLS) one at once
  * (reel__sniff_origin_first), with that connection; a client that speaks
- * first decides as before: HTTP to that origin takes the connection, TLS
- * closes it (reel's own TLS to the origin makes one of its own). Before,
+ * first decides as before: HTTP to that origin takes the connection, and
+ * so does reel's own TLS to the origin when the client speaks TLS (held
+ * until then: core/peer.c's upstream_take_held). Before,
  * such a tunnel waited SNIFF_WAIT_MS for nothing. An early connect that
  * fails is closed and forgotten (core/peer.c's reel__upstream_failed). */
 void reel__sniff_connect_early(conn_t *c) {
@@ -789,8 +790,12 @@ void reel__sniff_process(conn_t *c) {
             reel__begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false, true);
             return;
         }
-        if (c->up && c->up->eager) /* (TLS to the origin goes on a connection of its own) */
-            reel__upstream_close(c);
+        if (c->up && c->up->eager) {
+            /* reel's TLS to the origin will go on it (core/peer.c's
+             * upstream_open), and nothing else: held */
+            c->up->eager = false;
+            c->up->held = true;
+        }
         c->tunnel_tls = true;
         char alpn[REEL_CH_ALPN_LIST_MAX];
         reel_ch_alpn_kind offer =
@@ -825,6 +830,8 @@ void reel__sniff_process(conn_t *c) {
                 return;
             }
             reel_tls_offer_h2(tls, seen == 1);
+            if (seen == 1 && c->up && c->up->held) /* (its streams have connections of their own) */
+                reel__upstream_close(c);
         }
         start_client_tls(c, tls, C_HEAD);
         return;

@@ -1051,9 +1051,11 @@ class SlowClientTest(unittest.TestCase):
     def test_hello_after_the_origin_was_connected_early(self):
         """1 s of silence, then a whole ClientHello: reel connected to the
         origin at 0.5 s (to hear a server that speaks first); this one says
-        nothing, so the client's TLS is intercepted as ever, its request
-        going on reel's own TLS connection to the origin (the early one is
-        closed unused: the one cost of the early connect)."""
+        nothing, so the client's TLS is intercepted as ever, and reel's own
+        TLS to the origin goes on that early connection: the origin sees one
+        connection, not two (before, the early one was closed unused). The
+        flow's timings count the handshake made for it, not the connect
+        made before it."""
         o = KeepAliveOrigin(self.leaf)
         try:
             s = self.connect_tunnel(o.port)
@@ -1068,6 +1070,75 @@ class SlowClientTest(unittest.TestCase):
         finally:
             o.close()
         self.check_https_flow(o.port, b"/late", 200)
+        self.assertEqual(o.connections, 1)
+        self.assertEqual(o.snis, ["localhost"])
+        fl = self.reel.flows("~u https://localhost:%d/late" % o.port)
+        full = self.reel.flow(fl[0]["id"])
+        t = full["timings"]
+        self.assertEqual((t["dns_us"], t["connect_us"]), (-1, -1), t)  # made before the flow
+        self.assertGreaterEqual(t["ssl_us"], 0, t)  # made for it
+        phases = sum(v for v in t.values() if v > 0)
+        self.assertLessEqual(phases, full["end_us"] - full["start_us"] + 1000, full)
+        sc = full["server_conn"]
+        self.assertEqual(sc["address"], "127.0.0.1:%d" % o.port, sc)
+        self.assertEqual(sc["sni"], "localhost", sc)
+        self.assertTrue(sc["tls_version"].startswith("TLSv1."), sc)
+
+    def test_h2_hello_after_the_origin_was_connected_early(self):
+        """The same with a client offering h2 to an origin reel has not
+        asked yet: reel asks it (ALPN) on the early connection, and the
+        request goes there too: one connection."""
+        o = KeepAliveOrigin(self.leaf)
+        try:
+            s = self.connect_tunnel(o.port)
+            tls, inc, out, hello = self.hello(alpn=("h2", "http/1.1"))
+            time.sleep(1.0)
+            wait_until(lambda: o.connections == 1)  # the early connect (at 0.5 s)
+            s.sendall(hello)
+            resp = self.get_intercepted(s, tls, inc, out, o.port, b"/h2late")
+            self.assertEqual(tls.selected_alpn_protocol(), "http/1.1")  # the origin's choice
+            self.assertTrue(resp.startswith(b"HTTP/1.1 200"), resp)
+            s.close()
+        finally:
+            o.close()
+        self.check_https_flow(o.port, b"/h2late", 200)
+        self.assertEqual(o.connections, 1)
+
+    def test_hello_after_the_early_connection_was_closed(self):
+        """The origin closes the early connection after the client's
+        ClientHello came and before its request did: reel does not put its
+        TLS on a connection that ended, and the request goes on a new one."""
+        o = KeepAliveOrigin(self.leaf)
+        first = threading.Event()
+        serve = o.serve
+
+        def serve_but_drop_the_first(raw):
+            if not first.is_set():  # the early connection: ended once told to
+                first.set()
+                dropped.wait(10)
+                raw.close()
+                return
+            serve(raw)
+        dropped = threading.Event()
+        o.serve = serve_but_drop_the_first
+        try:
+            s = self.connect_tunnel(o.port)
+            tls, inc, out, hello = self.hello()
+            time.sleep(1.0)
+            self.assertTrue(first.wait(5))  # the early connect (at 0.5 s)
+            s.sendall(hello)
+            self.pump(s, tls, inc, out, tls.do_handshake)
+            dropped.set()
+            time.sleep(0.5)
+            tls.write(b"GET /after HTTP/1.1\r\nHost: localhost:%d\r\nConnection: close\r\n\r\n"
+                      % o.port)
+            resp = self.pump(s, tls, inc, out, lambda: tls.read(65536))
+            self.assertTrue(resp.startswith(b"HTTP/1.1 200"), resp)
+            s.close()
+        finally:
+            dropped.set()
+            o.close()
+        self.check_https_flow(o.port, b"/after", 200)
         self.assertEqual(o.connections, 2)
 
     def test_plain_http_after_the_origin_was_connected_early(self):
