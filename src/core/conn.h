@@ -606,6 +606,11 @@ bool reel__sniff_hello_started(conn_t *c);
  * its client says anything (EAGER_CONNECT_MS), and doing so. */
 bool reel__sniff_may_connect_early(const conn_t *c);
 void reel__sniff_connect_early(conn_t *c);
+/* A TLS client for reel's connection to an origin (host:port, verified
+ * for sni, or host when NULL), offering alpn (NULL: http/1.1, "": none),
+ * its session resumed per origin and name. */
+reel_rc reel__origin_tls(reel_proxy_t *p, const char *host, int port, const char *sni,
+                         const char *alpn, reel_tls_t **out, reel_err_t *err);
 /* The origin connected to early spoke (or closed) before the client's
  * bytes said what the tunnel carries. */
 void reel__sniff_origin_first(conn_t *c);

@@ -917,18 +917,10 @@ static h2sess_t *sess_new(reel_proxy_t *p, char *key, bool https, const char *ho
                                 : reel_tcp_connect(p->loop, host, port, p->readbuf, READ_SIZE);
     reel_stack_push(&s->st, bottom, NULL, 0);
     if (https) {
-        const char *name = sni ? sni : host;
-        char *origin = reel_asprintf("%s:%d %s", host, port, name);
-        reel_tls_client_opts_t o = {.host = name,
-                                    .insecure = !p->verify_upstream,
-                                    .session_key = origin,
-                                    .alpn = "h2,http/1.1"};
         reel_err_t err;
         reel_err_clear(&err);
         reel_tls_t *tls = NULL;
-        reel_rc trc = reel_tls_new_client(p->client_ctx, &o, &tls, &err);
-        free(origin);
-        if (trc != REEL_OK) {
+        if (reel__origin_tls(p, host, port, sni, "h2,http/1.1", &tls, &err) != REEL_OK) {
             s->error = reel_strdup(reel_err_str(&err));
             s->dead = true;
             return s; /* its up-lane fails when it opens */

@@ -623,25 +623,29 @@ bool reel__upstream_open(conn_t *c, bool https, const char *host, int port, cons
                          other_sni(sni, host));
 }
 
+reel_rc reel__origin_tls(reel_proxy_t *p, const char *host, int port, const char *sni,
+                         const char *alpn, reel_tls_t **out, reel_err_t *err) {
+    /* sessions are resumed per origin and name: later connections to it
+     * skip most of the handshake */
+    const char *name = sni ? sni : host;
+    char *origin = reel_asprintf("%s:%d %s", host, port, name);
+    reel_tls_client_opts_t o = {
+        .host = name, .insecure = !p->verify_upstream, .session_key = origin, .alpn = alpn};
+    reel_rc rc = reel_tls_new_client(p->client_ctx, &o, out, err);
+    free(origin);
+    return rc;
+}
+
 /* Puts reel's TLS to up's origin on up (its TCP connected or under way).
  * Returns false, up failed with the reason, when it cannot be made. */
 static bool push_client_tls(conn_t *c, peer_t *up) {
-    reel_proxy_t *p = c->p;
-    /* sessions are resumed per origin and name: later connections to it
-     * skip most of the handshake */
-    const char *name = up->sni ? up->sni : up->host;
-    char *origin = reel_asprintf("%s:%d %s", up->host, up->port, name);
-    reel_tls_client_opts_t o = {.host = name,
-                                .insecure = !p->verify_upstream,
-                                .session_key = origin,
-                                /* mirroring the client's offer (core/tunnel.c) */
-                                .alpn = c->state == C_PROBE ? "h2,http/1.1" : c->upstream_alpn};
     reel_err_t err;
     reel_err_clear(&err);
     reel_tls_t *tls = NULL;
-    reel_rc trc = reel_tls_new_client(p->client_ctx, &o, &tls, &err);
-    free(origin);
-    if (trc != REEL_OK) {
+    /* ALPN mirroring the client's offer (core/tunnel.c) */
+    if (reel__origin_tls(c->p, up->host, up->port, up->sni,
+                         c->state == C_PROBE ? "h2,http/1.1" : c->upstream_alpn, &tls,
+                         &err) != REEL_OK) {
         reel__upstream_failed(up, reel_err_str(&err));
         return false;
     }

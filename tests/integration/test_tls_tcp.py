@@ -1054,6 +1054,28 @@ class SlowClientTest(unittest.TestCase):
         finally:
             o.close()
 
+    def hello_after_silence(self, path, alpn=("http/1.1",)):
+        """A ClientHello offering alpn 1 s after the 200, then GET path: 200
+        (HTTP/1.1, the origin's choice), the origin having seen one
+        connection (the early one, at 0.5 s), an https flow. The origin."""
+        o = KeepAliveOrigin(self.leaf)
+        try:
+            s = self.connect_tunnel(o.port)
+            tls, inc, out, hello = self.hello(alpn=alpn)
+            time.sleep(1.0)
+            wait_until(lambda: o.connections == 1)  # the early connect (at 0.5 s)
+            self.assertEqual(o.connections, 1)
+            s.sendall(hello)
+            resp = self.get_intercepted(s, tls, inc, out, o.port, path)
+            self.assertEqual(tls.selected_alpn_protocol(), "http/1.1")
+            self.assertTrue(resp.startswith(b"HTTP/1.1 200"), resp)
+            s.close()
+        finally:
+            o.close()
+        self.check_https_flow(o.port, path, 200)
+        self.assertEqual(o.connections, 1)
+        return o
+
     def test_hello_after_the_origin_was_connected_early(self):
         """1 s of silence, then a whole ClientHello: reel connected to the
         origin at 0.5 s (to hear a server that speaks first); this one says
@@ -1062,21 +1084,7 @@ class SlowClientTest(unittest.TestCase):
         connection, not two (before, the early one was closed unused). The
         flow's timings count the handshake made for it, not the connect
         made before it."""
-        o = KeepAliveOrigin(self.leaf)
-        try:
-            s = self.connect_tunnel(o.port)
-            tls, inc, out, hello = self.hello()
-            time.sleep(1.0)
-            wait_until(lambda: o.connections == 1)  # the early connect (at 0.5 s)
-            self.assertEqual(o.connections, 1)
-            s.sendall(hello)
-            resp = self.get_intercepted(s, tls, inc, out, o.port, b"/late")
-            self.assertTrue(resp.startswith(b"HTTP/1.1 200"), resp)
-            s.close()
-        finally:
-            o.close()
-        self.check_https_flow(o.port, b"/late", 200)
-        self.assertEqual(o.connections, 1)
+        o = self.hello_after_silence(b"/late")
         self.assertEqual(o.snis, ["localhost"])
         fl = self.reel.flows("~u https://localhost:%d/late" % o.port)
         full = self.reel.flow(fl[0]["id"])
@@ -1094,21 +1102,7 @@ class SlowClientTest(unittest.TestCase):
         """The same with a client offering h2 to an origin reel has not
         asked yet: reel asks it (ALPN) on the early connection, and the
         request goes there too: one connection."""
-        o = KeepAliveOrigin(self.leaf)
-        try:
-            s = self.connect_tunnel(o.port)
-            tls, inc, out, hello = self.hello(alpn=("h2", "http/1.1"))
-            time.sleep(1.0)
-            wait_until(lambda: o.connections == 1)  # the early connect (at 0.5 s)
-            s.sendall(hello)
-            resp = self.get_intercepted(s, tls, inc, out, o.port, b"/h2late")
-            self.assertEqual(tls.selected_alpn_protocol(), "http/1.1")  # the origin's choice
-            self.assertTrue(resp.startswith(b"HTTP/1.1 200"), resp)
-            s.close()
-        finally:
-            o.close()
-        self.check_https_flow(o.port, b"/h2late", 200)
-        self.assertEqual(o.connections, 1)
+        self.hello_after_silence(b"/h2late", alpn=("h2", "http/1.1"))
 
     def test_hello_after_the_early_connection_was_closed(self):
         """The origin closes the early connection after the client's
