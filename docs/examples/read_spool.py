@@ -130,10 +130,17 @@ def flow_json(flow_id, recs, replayed_as=()):
     sizes, truncated, dropped, excess = None, (False, False), (0, 0), 0
     msg_data = []  # the data of each message, joined from its continuation records
 
+    def client_tls(t):
+        return {"sni": t.sni or None, "alpn": t.alpn or None, "tls_version": t.tls_version or None,
+                "cipher": t.cipher or None, "resumed": t.resumed}
+
     def end_facts(e):
         """What an end or error record says besides sizes."""
         nonlocal dropped, excess
         excess = e.response_excess  # bytes past the response's end, not passed on
+        if f["client_tls"] is None and e.HasField("client_tls"):
+            # a TLS tunnel whose client's handshake came after its start
+            f["client_tls"] = client_tls(e.client_tls)
         f.update(request_end_us=e.request_end_us or None,
                  response_start_us=e.response_start_us or None)
         if e.server_addr:  # known once the origin was reached
@@ -154,10 +161,7 @@ def flow_json(flow_id, recs, replayed_as=()):
                      server_addr=s.server_addr or None, start_us=r.time_us,
                      client_conn=s.client_conn or None, stream_id=s.stream_id or None)  # 0: none
             if s.HasField("client_tls"):  # inside intercepted TLS: the client's with reel
-                t = s.client_tls
-                f["client_tls"] = {"sni": t.sni or None, "alpn": t.alpn or None,
-                                   "tls_version": t.tls_version or None,
-                                   "cipher": t.cipher or None, "resumed": t.resumed}
+                f["client_tls"] = client_tls(s.client_tls)
             if s.HasField("replay_of") and s.replay_of.flow_id:  # made by `reel replay`
                 f["replay_of"] = s.replay_of.flow_id
                 if s.replay_of.session:

@@ -275,6 +275,7 @@ struct view {
     char *source;
     uint64_t client_conn; /* FlowStart's */
     uint32_t stream_id;
+    int client_tls_shown; /* its "~ client TLS" line is out */
     int gap;     /* a blank line is due before the next section */
     int in_messages; /* message lines have begun */
     int msg_mode;    /* content of the message being shown: 0 none, 1 text, 2 hex, 3 --view */
@@ -1014,6 +1015,17 @@ static void server_conn_line(view_t *v, const Reel__ServerConn *sc) {
     conn_setup_line(v, sc);
 }
 
+/* "~ client TLS: ...", from the start record, else (a TLS tunnel whose
+ * client's handshake came after its flow began) from the end's. */
+static void client_tls_line(view_t *v, const Reel__ClientTls *t) {
+    if (t == NULL || v->client_tls_shown)
+        return;
+    v->client_tls_shown = 1;
+    note(v, "~ client TLS: %s%s%s%s%s%s%s%s", t->tls_version, t->cipher[0] ? " " : "", t->cipher,
+         t->alpn[0] ? ", ALPN " : "", t->alpn, t->sni[0] ? ", SNI " : ", no SNI", t->sni,
+         t->resumed ? ", resumed session" : "");
+}
+
 static int view_record(void *ctx, const Reel__Record *rec) {
     view_t *v = ctx;
     switch (rec->event_case) {
@@ -1024,12 +1036,7 @@ static int view_record(void *ctx, const Reel__Record *rec) {
         v->client_conn = rec->start->client_conn;
         v->stream_id = rec->start->stream_id;
         summary(v);
-        if (rec->start->client_tls) {
-            const Reel__ClientTls *t = rec->start->client_tls;
-            note(v, "~ client TLS: %s%s%s%s%s%s%s%s", t->tls_version, t->cipher[0] ? " " : "",
-                 t->cipher, t->alpn[0] ? ", ALPN " : "", t->alpn, t->sni[0] ? ", SNI " : ", no SNI",
-                 t->sni, t->resumed ? ", resumed session" : "");
-        }
+        client_tls_line(v, rec->start->client_tls);
         break;
     case REEL__RECORD__EVENT_REQUEST_HEAD:
         request_head(v, rec->request_head);
@@ -1068,6 +1075,7 @@ static int view_record(void *ctx, const Reel__Record *rec) {
         close_body(v, &v->d[REQ]);
         close_body(v, &v->d[RESP]);
         gap(v);
+        client_tls_line(v, rec->end->client_tls);
         print_end_facts(v, rec->end->timings, rec->end->server_addr, rec->end->request_body_dropped,
                         rec->end->response_body_dropped, rec->end->messages_dropped,
                         rec->end->response_excess);
@@ -1088,6 +1096,7 @@ static int view_record(void *ctx, const Reel__Record *rec) {
         fputs("! error: ", v->out);
         put_str(v, rec->error->message);
         fputc('\n', v->out);
+        client_tls_line(v, rec->error->client_tls);
         print_end_facts(v, rec->error->timings, rec->error->server_addr,
                         rec->error->request_body_dropped, rec->error->response_body_dropped,
                         rec->error->messages_dropped, rec->error->response_excess);
@@ -1344,6 +1353,13 @@ static void json_end_facts(jview_t *j, const Reel__Timings *t, int64_t request_e
     }
 }
 
+/* The client's TLS from the end record, when the start had none (a TLS
+ * tunnel whose client's handshake came after its flow began). */
+static void json_late_client_tls(jview_t *j, const Reel__ClientTls *t) {
+    if (t && j->start && json_is_null(json_object_get(j->start, "client_tls")))
+        json_object_set_new(j->start, "client_tls", reel_json_client_tls(t));
+}
+
 static int json_record(void *ctx, const Reel__Record *rec) {
     jview_t *j = ctx;
     switch (rec->event_case) {
@@ -1450,6 +1466,7 @@ static int json_record(void *ctx, const Reel__Record *rec) {
         json_end_facts(j, e->timings, e->request_end_us, e->response_start_us, e->server_addr,
                        e->request_body_dropped, e->response_body_dropped);
         j->excess = e->response_excess;
+        json_late_client_tls(j, e->client_tls);
         break;
     }
     case REEL__RECORD__EVENT_ERROR: {
@@ -1466,6 +1483,7 @@ static int json_record(void *ctx, const Reel__Record *rec) {
         json_end_facts(j, e->timings, e->request_end_us, e->response_start_us, e->server_addr,
                        e->request_body_dropped, e->response_body_dropped);
         j->excess = e->response_excess;
+        json_late_client_tls(j, e->client_tls);
         break;
     }
     default:

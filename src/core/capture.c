@@ -160,6 +160,14 @@ void reel_capture_finish(reel_capture_flow_t *f, const reel_capture_end_t *e) {
         fe.response_start_us = e->response_start_us;
         fe.server_addr = e->server_addr;
         fe.response_excess = e->response_excess;
+        if (e->client_tls) {
+            fe.tls = true;
+            fe.tls_sni = e->client_tls->sni;
+            fe.tls_alpn = e->client_tls->alpn;
+            fe.tls_version = e->client_tls->tls_version;
+            fe.tls_cipher = e->client_tls->cipher;
+            fe.tls_resumed = e->client_tls->resumed;
+        }
     }
     reel_recorder_flow_finish(f, &fe);
 }

@@ -29,16 +29,6 @@ typedef struct {
     int64_t blocked_us, dns_us, connect_us, ssl_us, send_us, wait_us, receive_us;
 } reel_capture_timings_t;
 
-/** How a flow ended; every field optional (0/NULL: unknown). */
-typedef struct {
-    const char *error;                     /* NULL: normally; else why it failed */
-    const reel_capture_timings_t *timings;
-    int64_t time_us;                       /* 0: now */
-    int64_t request_end_us, response_start_us;
-    const char *server_addr;               /* "ip:port" once an origin was reached */
-    uint64_t response_excess;              /* bytes past the response's end, not passed on */
-} reel_capture_end_t;
-
 /** The client's TLS with reel, for a flow inside an intercepted TLS
  * connection whose handshake is done (each string may be NULL). */
 typedef struct {
@@ -48,6 +38,19 @@ typedef struct {
     const char *cipher;
     bool resumed; /* the client resumed an earlier TLS session */
 } reel_capture_tls_t;
+
+/** How a flow ended; every field optional (0/NULL: unknown). */
+typedef struct {
+    const char *error; /* NULL: normally; else why it failed */
+    const reel_capture_timings_t *timings;
+    int64_t time_us; /* 0: now */
+    int64_t request_end_us, response_start_us;
+    const char *server_addr;  /* "ip:port" once an origin was reached */
+    uint64_t response_excess; /* bytes past the response's end, not passed on */
+    /* the client's TLS with reel, kept (FlowEnd.client_tls) when the
+     * flow's start did not have it: its handshake began after the flow */
+    const reel_capture_tls_t *client_tls;
+} reel_capture_end_t;
 
 /** Starts a flow; never NULL (with capture off it records nothing).
  * client_addr/server_addr may be NULL; client_conn: the client connection

@@ -28,6 +28,7 @@ static void maybe_finish(conn_t *c);
 static void resp_head(conn_t *c, const reel_h1_head_t *h);
 static void retry_on_new_upstream(conn_t *c);
 static void fail_noted(conn_t *c, int status, const char *reason, const char *note);
+static const reel_capture_tls_t *client_tls(conn_t *c, reel_capture_tls_t *out);
 
 /* ---- small helpers ---- */
 
@@ -275,6 +276,7 @@ struct reel_fin {
     bool websocket;       /* a WebSocket's end: what the client lacks is of its stream */
     bool tunnel;          /* a raw tunnel's (reel__tflow_when_delivered): the same */
     char server_addr[64]; /* "" when not known */
+    reel_capture_tls_t *ctls; /* a TLS tunnel's client TLS (tflow_client_tls), owned */
 };
 
 /* Notes in c->ex.upf what the flow's record needs of up, its upstream
@@ -327,7 +329,8 @@ static void fin_write(const reel_fin_t *f, const char *why) {
                             .request_end_us = f->request_end_us,
                             .response_start_us = f->response_start_us,
                             .server_addr = f->server_addr[0] ? f->server_addr : NULL,
-                            .response_excess = f->response_excess};
+                            .response_excess = f->response_excess,
+                            .client_tls = f->ctls};
     reel_capture_finish(f->flow, &e);
 }
 
@@ -338,6 +341,7 @@ void reel__finish_flow(conn_t *c, const char *error) {
         return;
     reel_fin_t f;
     fin_fill(c, &f);
+    f.ctls = NULL;
     fin_write(&f, error);
     if (error)
         STAT_ADD(c->p, errors, 1);
@@ -348,6 +352,7 @@ reel_fin_t *reel__fin_take(conn_t *c) {
         return NULL;
     reel_fin_t *f = reel_malloc(sizeof *f);
     fin_fill(c, f);
+    f->ctls = NULL;
     return f;
 }
 
@@ -360,6 +365,7 @@ void reel__fin_end(reel_fin_t *f, const char *why) {
     if (f == NULL)
         return;
     fin_write(f, why);
+    free(f->ctls);
     free(f);
 }
 
@@ -487,6 +493,29 @@ static void tflow_facts(conn_t *c, reel_capture_timings_t *t, char *addr, size_t
     reel_strcpy_to(addr, n, up && up->connected ? up->addr : "");
 }
 
+/* A TLS tunnel's client TLS with reel, copied (one allocation; NULL: not
+ * a TLS tunnel, or the client's handshake not done): for its end, which
+ * keeps it when the flow's start could not (begin_tls_tunnel with a
+ * mirrored ALPN starts the flow before the client's handshake). */
+static reel_capture_tls_t *tflow_client_tls(conn_t *c) {
+    reel_capture_tls_t now;
+    if (!c->tls_tunnel || client_tls(c, &now) == NULL)
+        return NULL;
+    const char *in[4] = {now.sni, now.alpn, now.tls_version, now.cipher};
+    size_t len[4], total = 0;
+    for (int i = 0; i < 4; i++)
+        total += len[i] = in[i] ? strlen(in[i]) + 1 : 0;
+    reel_capture_tls_t *t = reel_malloc(sizeof *t + total);
+    char *at = (char *)(t + 1);
+    const char **out[4] = {&t->sni, &t->alpn, &t->tls_version, &t->cipher};
+    for (int i = 0; i < 4; i++) {
+        *out[i] = in[i] ? memcpy(at, in[i], len[i]) : NULL;
+        at += len[i];
+    }
+    t->resumed = now.resumed;
+    return t;
+}
+
 /* The same for the raw tunnel flow. */
 void reel__finish_tflow(conn_t *c, const char *error) {
     if (c->tflow == NULL)
@@ -502,8 +531,11 @@ void reel__finish_tflow(conn_t *c, const char *error) {
     reel_capture_timings_t t;
     char addr[64];
     tflow_facts(c, &t, addr, sizeof addr);
-    reel_capture_end_t e = {.error = error, .timings = &t, .server_addr = addr[0] ? addr : NULL};
+    reel_capture_tls_t *ctls = tflow_client_tls(c);
+    reel_capture_end_t e = {
+        .error = error, .timings = &t, .server_addr = addr[0] ? addr : NULL, .client_tls = ctls};
     reel_capture_finish(c->tflow, &e);
+    free(ctls);
     c->tflow = NULL;
     if (error)
         STAT_ADD(c->p, errors, 1);
@@ -521,6 +553,7 @@ reel_fin_t *reel__tflow_fin_take(conn_t *c) {
     reel_fin_t *f = reel_calloc(1, sizeof *f);
     f->flow = c->tflow;
     tflow_facts(c, &f->t, f->server_addr, sizeof f->server_addr);
+    f->ctls = tflow_client_tls(c);
     c->tflow = NULL;
     return f;
 }

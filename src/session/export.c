@@ -333,6 +333,14 @@ static void end_facts(flow_t *f, const Reel__Timings *t, int64_t req_end, int64_
     f->ended = 1;
 }
 
+/* The client's TLS from a flow's end record, when its start had none
+ * (FlowEnd.client_tls: a TLS tunnel whose client's handshake came after
+ * its flow began). */
+static void late_client_tls(flow_t *f, const Reel__ClientTls *t) {
+    if (t && f->client_tls == NULL)
+        f->client_tls = reel_json_client_tls(t);
+}
+
 static int on_record(void *ctx, const Reel__Record *rec) {
     flow_t *f = ctx;
     switch (rec->event_case) {
@@ -412,6 +420,7 @@ static int on_record(void *ctx, const Reel__Record *rec) {
         f->truncated[RESP] = e->response_truncated;
         f->excess = e->response_excess;
         f->end_us = rec->time_us;
+        late_client_tls(f, e->client_tls);
         break;
     }
     case REEL__RECORD__EVENT_ERROR: {
@@ -425,6 +434,7 @@ static int on_record(void *ctx, const Reel__Record *rec) {
         f->truncated[RESP] = e->response_truncated;
         f->excess = e->response_excess;
         f->end_us = rec->time_us;
+        late_client_tls(f, e->client_tls);
         break;
     }
     case REEL__RECORD__EVENT_SERVER_CONN: {

@@ -162,6 +162,14 @@ static void end_facts(detail_t *d, const Reel__Timings *t, int64_t req_end, int6
                         resp_start ? json_integer(resp_start) : json_null());
 }
 
+/* The client's TLS from a flow's end record, when its start had none
+ * (FlowEnd.client_tls: a TLS tunnel whose client's handshake came after
+ * its flow began). */
+static void late_client_tls(detail_t *d, const Reel__ClientTls *t) {
+    if (t && json_is_null(json_object_get(d->o, "client_tls")))
+        json_object_set_new(d->o, "client_tls", reel_json_client_tls(t));
+}
+
 static int detail_record(void *ctx, const Reel__Record *rec) {
     detail_t *d = ctx;
     switch (rec->event_case) {
@@ -263,6 +271,7 @@ static int detail_record(void *ctx, const Reel__Record *rec) {
     case REEL__RECORD__EVENT_END: {
         const Reel__FlowEnd *e = rec->end;
         end_facts(d, e->timings, e->request_end_us, e->response_start_us);
+        late_client_tls(d, e->client_tls);
         d->have_end = 1;
         d->size[0] = e->request_body_size;
         d->size[1] = e->response_body_size;
@@ -276,6 +285,7 @@ static int detail_record(void *ctx, const Reel__Record *rec) {
     case REEL__RECORD__EVENT_ERROR: {
         const Reel__FlowError *e = rec->error;
         end_facts(d, e->timings, e->request_end_us, e->response_start_us);
+        late_client_tls(d, e->client_tls);
         json_object_set_new(d->o, "error", str_json(e->message));
         d->have_end = 1;
         d->size[0] = e->request_body_size;

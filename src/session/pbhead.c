@@ -214,6 +214,15 @@ static size_t client_tls_len(const Reel__ClientTls *t) {
            str_size(4, t->cipher) + uint_size(5, t->resumed != 0);
 }
 
+static uint8_t *put_client_tls(uint8_t *p, uint32_t field, const Reel__ClientTls *t) {
+    p = put_msg_head(p, field, client_tls_len(t));
+    p = put_str(p, 1, t->sni);
+    p = put_str(p, 2, t->alpn);
+    p = put_str(p, 3, t->tls_version);
+    p = put_str(p, 4, t->cipher);
+    return put_uint(p, 5, t->resumed != 0);
+}
+
 static size_t start_len(const Reel__FlowStart *s) {
     return str_size(1, s->uuid) + uint_size(2, i64((int32_t)s->kind)) +
            str_size(3, s->client_addr) + str_size(4, s->server_addr) + str_size(5, s->source) +
@@ -237,16 +246,7 @@ static uint8_t *put_start(uint8_t *p, const Reel__FlowStart *s) {
     }
     p = put_uint(p, 7, s->client_conn);
     p = put_uint(p, 8, s->stream_id);
-    if (s->client_tls) {
-        const Reel__ClientTls *t = s->client_tls;
-        p = put_msg_head(p, 9, client_tls_len(t));
-        p = put_str(p, 1, t->sni);
-        p = put_str(p, 2, t->alpn);
-        p = put_str(p, 3, t->tls_version);
-        p = put_str(p, 4, t->cipher);
-        p = put_uint(p, 5, t->resumed != 0);
-    }
-    return p;
+    return s->client_tls ? put_client_tls(p, 9, s->client_tls) : p;
 }
 
 static size_t timings_len(const Reel__Timings *t) {
@@ -263,7 +263,8 @@ static size_t end_len(const Reel__FlowEnd *e) {
            uint_size(6, i64(e->request_end_us)) + uint_size(7, i64(e->response_start_us)) +
            uint_size(8, e->request_body_dropped) + uint_size(9, e->response_body_dropped) +
            str_size(10, e->server_addr) + uint_size(11, e->messages_dropped) +
-           uint_size(12, e->response_excess);
+           uint_size(12, e->response_excess) +
+           (e->client_tls ? msg_size(13, client_tls_len(e->client_tls)) : 0);
 }
 
 static uint8_t *put_end(uint8_t *p, const Reel__FlowEnd *e) {
@@ -288,7 +289,8 @@ static uint8_t *put_end(uint8_t *p, const Reel__FlowEnd *e) {
     p = put_uint(p, 9, e->response_body_dropped);
     p = put_str(p, 10, e->server_addr);
     p = put_uint(p, 11, e->messages_dropped);
-    return put_uint(p, 12, e->response_excess);
+    p = put_uint(p, 12, e->response_excess);
+    return e->client_tls ? put_client_tls(p, 13, e->client_tls) : p;
 }
 
 static size_t server_conn_len(const Reel__ServerConn *c) {

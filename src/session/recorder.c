@@ -341,6 +341,7 @@ struct reel_rflow {
      * within body_limit that were shed */
     uint64_t msg_seen[2], msg_dropped[2];
     uint64_t msg_lost; /* messages not stored at all */
+    bool start_tls;    /* its start record has the client's TLS */
 };
 
 void reel_recorder_opts_default(reel_recorder_opts_t *o) {
@@ -2305,6 +2306,7 @@ void reel_recorder_position(reel_recorder_t *r, uint32_t *segment, uint64_t *off
 reel_rflow_t *reel_recorder_flow_start(reel_recorder_t *r, const reel_flow_info_t *info) {
     reel_rflow_t *f = reel_calloc(1, sizeof *f);
     f->rec = r;
+    f->start_tls = info && info->tls;
     char uuid[37];
     uuid4(uuid);
     Reel__FlowStart st = REEL__FLOW_START__INIT;
@@ -2659,12 +2661,28 @@ static uint64_t body_dropped(const reel_rflow_t *f, int response) {
     return kept > stored ? kept - stored : 0;
 }
 
+/* The client's TLS of e into ct, when the flow's start lacked it: ct, or
+ * NULL. */
+static Reel__ClientTls *end_client_tls(const reel_rflow_t *f, const reel_flow_end_t *e,
+                                       Reel__ClientTls *ct) {
+    if (f->start_tls || !e->tls)
+        return NULL;
+    ct->sni = (char *)(e->tls_sni ? e->tls_sni : "");
+    ct->alpn = (char *)(e->tls_alpn ? e->tls_alpn : "");
+    ct->tls_version = (char *)(e->tls_version ? e->tls_version : "");
+    ct->cipher = (char *)(e->tls_cipher ? e->tls_cipher : "");
+    ct->resumed = e->tls_resumed;
+    return ct;
+}
+
 /* What FlowEnd and FlowError both carry (their fields have the same
  * names): sizes, dropped bytes, whether a body was cut, times, server
- * address, timings (tm: the caller's storage for them). A flow that fails
- * after body_limit cut a body is as cut as one that ends well. */
-#define FILL_END_FACTS(fe, f, e, tm)                                                               \
+ * address, timings (tm: the caller's storage for them), the client's TLS
+ * when the start could not say it (ct: storage). A flow that fails after
+ * body_limit cut a body is as cut as one that ends well. */
+#define FILL_END_FACTS(fe, f, e, tm, ct)                                                           \
     do {                                                                                           \
+        (fe).client_tls = end_client_tls((f), (e), &(ct));                                         \
         (fe).request_body_size = body_size((f), 0) + (f)->msg_seen[0];                             \
         (fe).response_body_size = body_size((f), 1) + (f)->msg_seen[1];                            \
         (fe).request_body_dropped = body_dropped((f), 0) + (f)->msg_dropped[0];                    \
@@ -2685,8 +2703,9 @@ static uint64_t body_dropped(const reel_rflow_t *f, int response) {
 static void end_with_error(reel_rflow_t *f, const char *message, const reel_flow_end_t *e) {
     Reel__FlowError fe = REEL__FLOW_ERROR__INIT;
     Reel__Timings tm = REEL__TIMINGS__INIT;
+    Reel__ClientTls ct = REEL__CLIENT_TLS__INIT;
     fe.message = (char *)message;
-    FILL_END_FACTS(fe, f, e, tm);
+    FILL_END_FACTS(fe, f, e, tm, ct);
     /* a record too large to store is lost for good, not shed for lack
      * of room: the index marks the flow damaged, so ~damaged and verify
      * name it */
@@ -2747,7 +2766,8 @@ void reel_recorder_flow_finish(reel_rflow_t *f, const reel_flow_end_t *e) {
     } else if (f->id) {
         Reel__FlowEnd fe = REEL__FLOW_END__INIT;
         Reel__Timings tm = REEL__TIMINGS__INIT;
-        FILL_END_FACTS(fe, f, e, tm);
+        Reel__ClientTls ct = REEL__CLIENT_TLS__INIT;
+        FILL_END_FACTS(fe, f, e, tm, ct);
         Reel__Record rec = REEL__RECORD__INIT;
         rec.flow_id = f->id;
         rec.time_us = now_or(e->time_us);

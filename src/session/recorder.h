@@ -310,6 +310,11 @@ typedef struct {
     int64_t request_end_us, response_start_us;
     const char *server_addr; /* "ip:port" of the origin, if one was reached */
     uint64_t response_excess; /* bytes the origin sent past its response's end (FlowEnd) */
+    /* the client's TLS with reel, recorded in the end (client_tls) only
+     * when the flow's start did not have it (tls false: none, as in
+     * reel_flow_info_t) */
+    bool tls, tls_resumed;
+    const char *tls_sni, *tls_alpn, *tls_version, *tls_cipher;
 } reel_flow_end_t;
 
 /** Ends the flow (FlowEnd, or FlowError when e->error is set) and frees f.

@@ -6,11 +6,13 @@ Python ssl servers with a certificate from a private CA that reel is told
 to trust (upstream_trusted_ca); clients are Python ssl sockets trusting
 reel's CA."""
 import base64
+import json
 import os
 import shutil
 import socket
 import ssl
 import struct
+import subprocess
 import sys
 import tempfile
 import threading
@@ -20,6 +22,9 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import proxyenv  # noqa: E402
 from proxyenv import TMPBASE, Reel, connect, main, run  # noqa: E402
+
+SRC = os.environ.get("REEL_SOURCE_DIR",
+                     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def wait_until(pred, timeout=5.0):
@@ -246,12 +251,11 @@ class TlsTcpTest(unittest.TestCase):
         self.assertTrue(sc and sc["tls_version"], full)
         self.assertEqual(sc["sni"], "localhost")
         self.assertEqual(sc["alpn"], alpn)
-        # the client's side of it, with reel, too; not known yet when the
-        # flow of a mirrored ALPN begins (README: a limit)
+        # the client's side of it, with reel, too (for a mirrored ALPN, in
+        # the end record: its handshake came after the flow began)
         ct = full["client_tls"]
-        if alpn is None:
-            self.assertTrue(ct and ct["tls_version"], full)
-            self.assertEqual((ct["sni"], ct["alpn"]), ("localhost", None), ct)
+        self.assertTrue(ct and ct["tls_version"], full)
+        self.assertEqual((ct["sni"], ct["alpn"]), ("localhost", alpn), ct)
         self.assertTrue(all(m["type"] == "tcp" for m in full["messages"]), full["messages"])
 
     def test_alpn_other_mirrored(self):
@@ -270,6 +274,16 @@ class TlsTcpTest(unittest.TestCase):
         self.assertEqual(o.alpn, "x-echo")
         row, full = self.flow(o.port)
         self.check_tls_flow(o.port, row, full, alpn="x-echo")
+        # the client's TLS came in the flow's end record: a reader of the
+        # spool that follows docs/format.md finds it there too
+        script = os.path.join(SRC, "docs", "examples", "read_spool.py")
+        got = json.loads(subprocess.run(
+            ["/usr/bin/python3", script, os.path.join(self.reel.env["REEL_HOME"], "main"),
+             "--flow", str(row["id"]), "--json"], check=True, capture_output=True,
+            timeout=60).stdout)
+        self.assertEqual(got["client_tls"], full["client_tls"])
+        text = self.reel.cli("flow", "main", str(row["id"])).stdout.decode()
+        self.assertRegex(text, r"~ client TLS: TLSv1\.\d \S+, ALPN x-echo, SNI localhost")
         self.assertEqual(messages(full, True), b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3csecond")
         self.assertEqual(messages(full, False), b"echo:\x10\x0c\x00\x04MQTT\x04\x02\x00\x3cecho:second")
 

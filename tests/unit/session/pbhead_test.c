@@ -335,6 +335,15 @@ static void test_small_records(void **state) {
             en.response_body_dropped = rand_u64();
             en.server_addr = rand_field(&own[6]);
             en.messages_dropped = rand_u64();
+            en.response_excess = rand_u64();
+            if (next() % 2) { /* (a TLS tunnel's, whose start could not say it) */
+                ct.sni = rand_field(&own[14]);
+                ct.alpn = rand_field(&own[15]);
+                ct.tls_version = rand_field(&own[16]);
+                ct.cipher = rand_field(&own[17]);
+                ct.resumed = (protobuf_c_boolean)(next() % 2);
+                en.client_tls = &ct;
+            }
             rec.event_case = REEL__RECORD__EVENT_END;
             rec.end = &en;
             break;
