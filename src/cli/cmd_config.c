@@ -58,7 +58,8 @@ static char *build_usage(void) {
         "  list           every option: effective value, its layer, help (default)\n"
         "  get KEY        the effective value of KEY\n"
         "  set KEY VALUE  validate VALUE and store it in the session overlay (a file\n"
-        "                 must exist and is stored as an absolute path)\n"
+        "                 must exist and is stored as an absolute path); also\n"
+        "                 set KEY=VALUE, as 'reel record --set' takes it\n"
         "  unset KEY      remove KEY from the overlay (the user file or default applies)\n"
         "  history        every overlay change: time, key, old -> new, who\n"
         "\n"
@@ -472,6 +473,7 @@ int reel_cmd_config(reel_cli_t *cli, int argc, char **argv) {
     char *usage = build_usage();
     int rc = REEL_EXIT_OK, c;
     reel_session_t *s = NULL;
+    char *key_value = NULL, *split[4];
     while ((c = reel_cli_getopt(argc, argv, "h", opts)) != -1) {
         if ((rc = reel_cli_common_opt(cli, c, usage)) >= 0)
             goto out;
@@ -499,6 +501,18 @@ int reel_cmd_config(reel_cli_t *cli, int argc, char **argv) {
     if (k == sizeof subs / sizeof subs[0]) {
         rc = reel_cli_usage(cli, "unknown subcommand '%s' (list, get, set, unset, history)", sub);
         goto out;
+    }
+    if (k == 2 && nargs == 3 && strchr(args[2], '=') && args[2][0] != '=') {
+        /* set KEY=VALUE, as `reel record --set` takes it */
+        key_value = reel_strdup(args[2]);
+        char *eq = strchr(key_value, '=');
+        *eq = '\0';
+        split[0] = args[0];
+        split[1] = args[1];
+        split[2] = key_value;
+        split[3] = eq + 1;
+        args = split;
+        nargs = 4;
     }
     if (nargs > 1 && nargs - 2 != subs[k].nargs) {
         rc = reel_cli_usage(cli, "%s: expected SESSION %s%s", sub, sub, subs[k].args);
@@ -530,6 +544,7 @@ int reel_cmd_config(reel_cli_t *cli, int argc, char **argv) {
     }
 out:
     reel_session_close(s);
+    free(key_value);
     free(usage);
     return rc;
 }

@@ -109,6 +109,12 @@ got=$(printf '%s' "$out" | /usr/bin/python3 -c 'import json,sys; print([f["id"] 
 # --- config overlay ---
 run 0 "$REEL" config demo set body_limit 4MiB && has "$out" "4194304" "config set canonical"
 run 0 "$REEL" config demo get body_limit && has "$out" "4194304" "config get"
+# KEY=VALUE, as `reel record --set` takes it (before: "expected SESSION set KEY VALUE")
+run 0 "$REEL" config demo set body_limit=2MiB && has "$out" "2097152" "config set KEY=VALUE"
+run 0 "$REEL" config demo get body_limit && has "$out" "2097152" "config get after KEY=VALUE"
+run 1 "$REEL" config demo set body_limt=1 && has "$err" "did you mean: body_limit" "config KEY=VALUE near match"
+run 2 "$REEL" config demo set =1 && has "$err" "expected SESSION set KEY VALUE" "config set =VALUE"
+run 0 "$REEL" config demo set body_limit 4MiB
 run 0 "$REEL" config demo list && has "$out" "body_limit" "config list"
 run 0 "$REEL" config demo history && has "$out" "body_limit" "config history"
 run 1 "$REEL" config demo set body_limt 1 && has "$err" "did you mean: body_limit" "config near match"
