@@ -668,6 +668,7 @@ static bool upstream_take_held(conn_t *c, const char *host, int port, const char
     if (up->closing || up->eof || up->in.len || up->port != port || strcasecmp(up->host, host) != 0)
         return false;
     up->https = true;
+    free(up->sni);
     up->sni = other ? reel_strdup(other) : NULL;
     up->insecure = !c->p->verify_upstream;
     up->eager = c->state == C_SNIFF;   /* (as a new one: reel__sniff_connect_early in its TLS) */
