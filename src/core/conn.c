@@ -244,8 +244,17 @@ void reel__peer_read_done(peer_t *pe) {
         reel__conn_arm(c);
         return;
     } else if (c->state == C_SNIFF && pe->eager && c->up == pe) {
-        if (pe->in.len || pe->eof)             /* (a read of TLS records alone brings nothing) */
-            reel__sniff_origin_first(c);       /* it spoke (or ended) before the client */
+        if (pe->in.len) {                /* (a read of TLS records alone brings nothing) */
+            reel__sniff_origin_first(c); /* it spoke before the client */
+        } else if (pe->eof) {
+            /* it closed the early connection having said nothing (its idle
+             * timeout, a refusal): forgotten, as an early connect that
+             * failed (core/peer.c); the client's bytes decide, or its
+             * silence for SNIFF_WAIT_MS */
+            reel__upstream_close(c);
+            reel__conn_arm(c);
+            return;
+        }
         if (c->state == C_SNIFF) { /* a ClientHello begun: its reading stays stopped */
             reel__conn_arm(c);
             return;

@@ -712,14 +712,15 @@ bool reel__sniff_may_connect_early(const conn_t *c) {
  * connects to the origin meanwhile (core/peer.c marks the connection
  * eager; TLS inside the client's TLS, offering no ALPN, as a TLS tunnel
  * does), as mitmproxy's eager connection strategy does. If the origin
- * speaks (or closes) before the client does, it is a protocol whose server
+ * speaks before the client does, it is a protocol whose server
  * speaks first (SMTP; IMAPS), and the tunnel is a raw (TLS) one at once
  * (reel__sniff_origin_first), with that connection; a client that speaks
  * first decides as before: HTTP to that origin takes the connection, and
  * so does reel's own TLS to the origin when the client speaks TLS (held
  * until then: core/peer.c's upstream_take_held). Before,
  * such a tunnel waited SNIFF_WAIT_MS for nothing. An early connect that
- * fails is closed and forgotten (core/peer.c's reel__upstream_failed). */
+ * fails (core/peer.c's reel__upstream_failed), or that the origin closes
+ * having said nothing (conn.c), is closed and forgotten. */
 void reel__sniff_connect_early(conn_t *c) {
     c->eager_tried = true;
     if (reel_stack_has_tls(&c->client.st)) {

@@ -1165,6 +1165,14 @@ class SlowClientTest(unittest.TestCase):
         self.assertTrue(sc and sc["address"].startswith("127.0.0.1:"), full)
         self.assertTrue(all(v >= -1 for v in full["timings"].values()), full["timings"])
 
+    def test_plain_http_after_the_early_connection_was_closed(self):
+        """The origin closes the early connection at once, saying nothing
+        (as one does at its idle timeout): that is forgotten, as an early
+        connect that failed, and the client's request 1.5 s after the 200
+        goes on a new connection (before, the close made the tunnel a raw
+        one, which ended there, the client cut)."""
+        self.plain_http_after_silence(1.5, b"/dropped", drop_first=True)
+
     def test_plain_http_after_a_long_silence(self):
         """Plain HTTP after 3.3 s of silence on both sides: the origin,
         connected to early, said nothing, so the client's bytes decide, not
@@ -1172,11 +1180,13 @@ class SlowClientTest(unittest.TestCase):
         TCP tunnel after 3 s)."""
         self.plain_http_after_silence(3.3, b"/quiet")
 
-    def plain_http_after_silence(self, secs, path):
+    def plain_http_after_silence(self, secs, path, drop_first=False):
         """A plain tunnel silent for secs, then GET path to an origin that
         answers it: 200 over one connection (the early one), an http flow
         and no tcp:// one. The flow in full, the accept's and the
-        request's monotonic times."""
+        request's monotonic times. drop_first: the origin closes the first
+        connection it accepts at once, having said nothing (as at its idle
+        timeout), and the request goes on a second one."""
         srv = socket.socket()
         srv.bind(("127.0.0.1", 0))
         srv.listen(4)
@@ -1190,6 +1200,9 @@ class SlowClientTest(unittest.TestCase):
                     c, _ = srv.accept()
                     accepted.append(time.monotonic())
                     c.settimeout(15)
+                    if drop_first and len(accepted) == 1:
+                        c.close()
+                        continue
                     if read_until(c, b"\r\n\r\n"):
                         c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nsaid")
                     c.close()
@@ -1206,7 +1219,7 @@ class SlowClientTest(unittest.TestCase):
             s.close()
         finally:
             srv.close()
-        self.assertEqual(len(accepted), 1, accepted)
+        self.assertEqual(len(accepted), 2 if drop_first else 1, accepted)
         fl = self.reel.wait_flows(1, "~u http://localhost:%d%s" % (port, path.decode()),
                                   timeout=10)
         self.assertEqual(len(fl), 1, self.reel.flows())
