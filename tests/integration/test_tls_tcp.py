@@ -761,6 +761,69 @@ class TlsTcpTest(unittest.TestCase):
         self.assertEqual(full["request"]["http_version"], "HTTP/2.0", full["request"])
         self.assertEqual(messages(full, False), b"220 greeting\r\n")
 
+    def test_hello_after_silence_in_http2_connect_stream(self):
+        """An HTTP/2 client's CONNECT stream whose ClientHello comes 1 s
+        after the stream's 200: reel connected to the origin at 0.5 s, and
+        its own TLS to the origin goes on that connection (one connection
+        at the origin), the request an https flow."""
+        from test_http2 import H2C, hdr  # python3-h2, as test_http2 uses
+        o = KeepAliveOrigin(self.leaf)
+        c = H2C(self.reel.port, validate=False)
+        try:
+            sid = c.conn.get_next_available_stream_id()
+            c.conn.send_headers(sid, [(":method", "CONNECT"), (":authority", "localhost:%d" % o.port)])
+            c.streams[sid] = {"headers": None, "info": [], "data": b"", "trailers": None,
+                              "reset": None, "ended": False}
+            c.flush()
+            c.wait(lambda: c.streams[sid]["headers"] is not None or c.done(sid))
+            self.assertEqual(hdr(c.streams[sid]["headers"], ":status"), "200")
+            time.sleep(1.0)
+            wait_until(lambda: o.connections == 1)  # the early connect (at 0.5 s)
+            self.assertEqual(o.connections, 1)
+            ctx = ssl.create_default_context(cafile=self.reel.ca)
+            ctx.set_alpn_protocols(["http/1.1"])
+            inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+            tls = ctx.wrap_bio(inc, out, server_hostname="localhost")
+            seen = [0]
+
+            def pump():
+                d = out.read()
+                if d:
+                    c.conn.send_data(sid, d)
+                    c.flush()
+                data = c.streams[sid]["data"]
+                if len(data) > seen[0]:
+                    inc.write(data[seen[0]:])
+                    seen[0] = len(data)
+
+            def run(step):
+                while True:
+                    try:
+                        return step()
+                    except ssl.SSLWantReadError:
+                        pump()
+                        if not out.pending:
+                            c.pump()
+                            pump()
+            run(tls.do_handshake)
+            tls.write(b"GET /lane-late HTTP/1.1\r\nHost: localhost:%d\r\n\r\n" % o.port)
+            pump()
+            got = b""
+            while not got.endswith(b"ok"):
+                got += run(lambda: tls.read(65536))
+            self.assertTrue(got.startswith(b"HTTP/1.1 200"), got)
+            c.conn.end_stream(sid)
+            c.flush()
+            c.wait(lambda: c.done(sid))
+        finally:
+            c.close()
+            o.close()
+        fl = self.reel.wait_flows(1, "~u https://localhost:%d/lane-late" % o.port, timeout=10)
+        self.assertEqual([f["status"] for f in fl], [200], self.reel.flows())
+        self.assertEqual(fl[0]["stream_id"], sid, fl)  # the CONNECT stream it came on
+        self.assertEqual(self.reel.flows("~u tcp://localhost:%d" % o.port), [])
+        self.assertEqual(o.connections, 1)
+
     def test_https_without_alpn_is_http(self):
         """What HTTPS does is unchanged: a client offering no ALPN whose
         first bytes are an HTTP request is served as HTTP, also when they
