@@ -223,7 +223,7 @@ async function showSessions() {
   for (const s of info.sessions) {
     const link = el('a', { href: '#/s/' + enc(s.name), text: s.name });
     const span = s.first_us ? fmtTime(s.first_us) + ' – ' + fmtTime(s.last_us) : '';
-    const st = s.error ? 'unreadable: ' + s.error
+    const st = s.error ? (s.busy ? 'busy: ' : 'unreadable: ') + s.error
       : s.recording ? 'recording' + (s.pid ? ' (pid ' + s.pid + ')' : '') : 'idle';
     const actions = el('td', { class: 'actions' });
     if (!info.read_only) {

@@ -272,8 +272,11 @@ static void api_sessions(call_t *c) {
         reel_err_clear(&err);
         reel_session_t *s = NULL;
         unsigned long long bytes = session_bytes(w, names[i]);
-        if (reel_session_open(w->home, names[i], REEL_OPEN_READ, &s, &err) != REEL_OK) {
-            json_t *o = json_pack("{s:s, s:s}", "name", names[i], "error", reel_err_str(&err));
+        reel_rc orc = reel_session_open(w->home, names[i], REEL_OPEN_READ, &s, &err);
+        if (orc != REEL_OK) {
+            /* busy: another process rebuilds its index (as `reel ls` says) */
+            json_t *o = json_pack("{s:s, s:s, s:b}", "name", names[i], "error", reel_err_str(&err),
+                                  "busy", orc == REEL_LOCKED);
             if (o)
                 json_array_append_new(arr, o);
         } else {

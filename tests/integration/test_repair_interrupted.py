@@ -32,6 +32,7 @@ import time
 import unittest
 
 from proxyenv import REEL, TMPBASE, Origin, Reel, curl, main
+from test_web_api import Client, start_web
 
 N = 1200  # flows in the session
 
@@ -207,6 +208,7 @@ class Interrupted(unittest.TestCase):
         session as if it were whole, or says a flow does not exist."""
         name = "rd"
         self.copy(name)
+        web, web_port, _, token = start_web(self.env)  # the web UI's list too
         proc = subprocess.Popen([REEL, "repair", name], env=self.env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
         path = os.path.join(self.home, name, "session.db")
@@ -247,7 +249,14 @@ class Interrupted(unittest.TestCase):
                     self.assertNotIn("flows", entry[0], what)
                 else:
                     self.assertRegex(r.stdout.decode(), r"(?m)^%s +\(busy: " % name, what)
+            listed = Client(web_port, token).json("GET", "/api/sessions")["sessions"]
+            entry = [e for e in listed if e["name"] == name]
+            self.assertEqual(len(entry), 1, listed)
+            self.assertTrue(entry[0]["busy"], entry)
+            self.assertIn("is being repaired", entry[0]["error"], entry)
         finally:
+            web.send_signal(signal.SIGINT)
+            web.communicate(timeout=10)
             db.close()
             if stopped:
                 proc.send_signal(signal.SIGCONT)
