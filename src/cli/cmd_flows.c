@@ -46,6 +46,10 @@ static const char usage[] =
     "response_start_us, response_generated (reel sent the response itself),\n"
     "request_body_dropped/response_body_dropped (bytes not stored because capture\n"
     "fell behind), damaged, client_conn and stream_id (its HTTP/2 stream).\n"
+    "A proxy recording into SESSION has a flow listed here about 0.1 s after\n"
+    "the flow ended (its spool block is written within 100 ms, then indexed\n"
+    "at once; later while the disk is behind): a script that lists flows\n"
+    "right after its own requests should allow for that, or poll.\n"
     "Example: reel flows mysession '~d example.com & !~c 200'\n";
 
 /* Columns of a row besides the URL, tags and error: "%6lld%s %s %-7s %-3s " and
