@@ -245,6 +245,41 @@ class H2C:
         self.s.close()
 
 
+class StreamTLS:
+    """A TLS client (trusting ca, offering alpn) over HTTP/2 stream sid of
+    H2C c, as in a CONNECT stream: run(step) runs tls.do_handshake, a
+    read, ... on it until it no longer wants to read, exchanging records
+    as DATA frames; what step returned."""
+
+    def __init__(self, c, sid, ca, alpn, server_hostname="localhost"):
+        self.c, self.sid = c, sid
+        ctx = ssl.create_default_context(cafile=ca)
+        ctx.set_alpn_protocols(list(alpn))
+        self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = ctx.wrap_bio(self.inc, self.out, server_hostname=server_hostname)
+        self.seen = 0
+
+    def pump(self):
+        d = self.out.read()
+        if d:
+            self.c.conn.send_data(self.sid, d)
+            self.c.flush()
+        data = self.c.streams[self.sid]["data"]
+        if len(data) > self.seen:
+            self.inc.write(data[self.seen:])
+            self.seen = len(data)
+
+    def run(self, step):
+        while True:
+            try:
+                return step()
+            except ssl.SSLWantReadError:
+                self.pump()
+                if not self.out.pending:
+                    self.c.pump()
+                    self.pump()
+
+
 def listener():
     """A socket listening on 127.0.0.1 (an origin of a test's own)."""
     ls = socket.socket()
@@ -1509,42 +1544,16 @@ class Http2Test(unittest.TestCase):
         try:
             sid = self.connect_stream(c, "localhost:%d" % self.origin.https_port)
             self.assertEqual(hdr(c.streams[sid]["headers"], ":status"), "200")
-            ctx = ssl.create_default_context(cafile=self.reel.ca)
-            ctx.set_alpn_protocols(["http/1.1"])
-            inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-            tls = ctx.wrap_bio(inc, out, server_hostname="localhost")
-            seen = [0]
-
-            def pump():
-                d = out.read()
-                if d:
-                    c.conn.send_data(sid, d)
-                    c.flush()
-                data = c.streams[sid]["data"]
-                if len(data) > seen[0]:
-                    inc.write(data[seen[0]:])
-                    seen[0] = len(data)
-
-            while True:
-                try:
-                    tls.do_handshake()
-                    break
-                except ssl.SSLWantReadError:
-                    pump()
-                    if not out.pending:
-                        c.pump()
-                        pump()
-            tls.write(b"GET /100b?h2connect HTTP/1.1\r\nHost: localhost\r\n"
-                      b"Connection: close\r\n\r\n")
+            st = StreamTLS(c, sid, self.reel.ca, ["http/1.1"])
+            st.run(st.tls.do_handshake)
+            st.tls.write(b"GET /100b?h2connect HTTP/1.1\r\nHost: localhost\r\n"
+                         b"Connection: close\r\n\r\n")
             got = b""
             deadline = time.time() + 20
             while b"x" * 99 not in got and time.time() < deadline:
-                pump()
+                st.pump()
                 try:
-                    got += tls.read(65536)
-                except ssl.SSLWantReadError:
-                    c.pump()
-                    pump()
+                    got += st.run(lambda: st.tls.read(65536))
                 except ssl.SSLZeroReturnError:
                     break
             self.assertIn(b"HTTP/1.1 200", got)

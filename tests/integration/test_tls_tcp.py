@@ -650,7 +650,7 @@ class TlsTcpTest(unittest.TestCase):
     def test_in_http2_connect_stream(self):
         """An HTTP/2 client's CONNECT stream (RFC 9113 8.5) carrying TLS
         that is not HTTP is a TLS tunnel too, recorded on its stream."""
-        from test_http2 import H2C, hdr  # python3-h2, as test_http2 uses
+        from test_http2 import H2C, StreamTLS, hdr  # python3-h2, as test_http2 uses
         o = Origin(self.leaf, echo, alpn=["x-echo"])
         c = H2C(self.reel.port, validate=False)
         try:
@@ -662,41 +662,14 @@ class TlsTcpTest(unittest.TestCase):
             c.flush()
             c.wait(lambda: c.streams[sid]["headers"] is not None or c.done(sid))
             self.assertEqual(hdr(c.streams[sid]["headers"], ":status"), "200")
-            ctx = ssl.create_default_context(cafile=self.reel.ca)
-            ctx.set_alpn_protocols(["x-echo"])
-            inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-            tls = ctx.wrap_bio(inc, out, server_hostname="localhost")
-            seen = [0]
-
-            def pump():
-                d = out.read()
-                if d:
-                    c.conn.send_data(sid, d)
-                    c.flush()
-                data = c.streams[sid]["data"]
-                if len(data) > seen[0]:
-                    inc.write(data[seen[0]:])
-                    seen[0] = len(data)
-
-            while True:
-                try:
-                    tls.do_handshake()
-                    break
-                except ssl.SSLWantReadError:
-                    pump()
-                    if not out.pending:
-                        c.pump()
-                        pump()
-            self.assertEqual(tls.selected_alpn_protocol(), "x-echo")
-            tls.write(b"\x00lane bytes")
+            st = StreamTLS(c, sid, self.reel.ca, ["x-echo"])
+            st.run(st.tls.do_handshake)
+            self.assertEqual(st.tls.selected_alpn_protocol(), "x-echo")
+            st.tls.write(b"\x00lane bytes")
             got = b""
             while b"lane bytes" not in got:
-                pump()
-                try:
-                    got += tls.read(65536)
-                except ssl.SSLWantReadError:
-                    c.pump()
-                    pump()
+                st.pump()
+                got += st.run(lambda: st.tls.read(65536))
             self.assertEqual(got, b"echo:\x00lane bytes")
             c.conn.end_stream(sid)  # the client's end of the tunnel
             c.flush()
@@ -766,7 +739,7 @@ class TlsTcpTest(unittest.TestCase):
         after the stream's 200: reel connected to the origin at 0.5 s, and
         its own TLS to the origin goes on that connection (one connection
         at the origin), the request an https flow."""
-        from test_http2 import H2C, hdr  # python3-h2, as test_http2 uses
+        from test_http2 import H2C, StreamTLS, hdr  # python3-h2, as test_http2 uses
         o = KeepAliveOrigin(self.leaf)
         c = H2C(self.reel.port, validate=False)
         try:
@@ -780,37 +753,13 @@ class TlsTcpTest(unittest.TestCase):
             time.sleep(1.0)
             wait_until(lambda: o.connections == 1)  # the early connect (at 0.5 s)
             self.assertEqual(o.connections, 1)
-            ctx = ssl.create_default_context(cafile=self.reel.ca)
-            ctx.set_alpn_protocols(["http/1.1"])
-            inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-            tls = ctx.wrap_bio(inc, out, server_hostname="localhost")
-            seen = [0]
-
-            def pump():
-                d = out.read()
-                if d:
-                    c.conn.send_data(sid, d)
-                    c.flush()
-                data = c.streams[sid]["data"]
-                if len(data) > seen[0]:
-                    inc.write(data[seen[0]:])
-                    seen[0] = len(data)
-
-            def run(step):
-                while True:
-                    try:
-                        return step()
-                    except ssl.SSLWantReadError:
-                        pump()
-                        if not out.pending:
-                            c.pump()
-                            pump()
-            run(tls.do_handshake)
-            tls.write(b"GET /lane-late HTTP/1.1\r\nHost: localhost:%d\r\n\r\n" % o.port)
-            pump()
+            st = StreamTLS(c, sid, self.reel.ca, ["http/1.1"])
+            st.run(st.tls.do_handshake)
+            st.tls.write(b"GET /lane-late HTTP/1.1\r\nHost: localhost:%d\r\n\r\n" % o.port)
+            st.pump()
             got = b""
             while not got.endswith(b"ok"):
-                got += run(lambda: tls.read(65536))
+                got += st.run(lambda: st.tls.read(65536))
             self.assertTrue(got.startswith(b"HTTP/1.1 200"), got)
             c.conn.end_stream(sid)
             c.flush()

@@ -267,6 +267,16 @@ static char *rand_field(char **owned) {
     }
 }
 
+/* ct with random fields (their storage in own[0..3]); returns ct. */
+static Reel__ClientTls *rand_client_tls(Reel__ClientTls *ct, char **own) {
+    ct->sni = rand_field(&own[0]);
+    ct->alpn = rand_field(&own[1]);
+    ct->tls_version = rand_field(&own[2]);
+    ct->cipher = rand_field(&own[3]);
+    ct->resumed = (protobuf_c_boolean)(next() % 2);
+    return ct;
+}
+
 static void test_small_records(void **state) {
     (void)state;
     /* nothing else: the encoder leaves other events to protobuf-c */
@@ -303,14 +313,8 @@ static void test_small_records(void **state) {
             }
             st.client_conn = rand_u64();
             st.stream_id = (uint32_t)rand_u64();
-            if (next() % 2) {
-                ct.sni = rand_field(&own[14]);
-                ct.alpn = rand_field(&own[15]);
-                ct.tls_version = rand_field(&own[16]);
-                ct.cipher = rand_field(&own[17]);
-                ct.resumed = (protobuf_c_boolean)(next() % 2);
-                st.client_tls = &ct;
-            }
+            if (next() % 2)
+                st.client_tls = rand_client_tls(&ct, own + 14);
             rec.event_case = REEL__RECORD__EVENT_START;
             rec.start = &st;
             break;
@@ -336,14 +340,8 @@ static void test_small_records(void **state) {
             en.server_addr = rand_field(&own[6]);
             en.messages_dropped = rand_u64();
             en.response_excess = rand_u64();
-            if (next() % 2) { /* (a TLS tunnel's, whose start could not say it) */
-                ct.sni = rand_field(&own[14]);
-                ct.alpn = rand_field(&own[15]);
-                ct.tls_version = rand_field(&own[16]);
-                ct.cipher = rand_field(&own[17]);
-                ct.resumed = (protobuf_c_boolean)(next() % 2);
-                en.client_tls = &ct;
-            }
+            if (next() % 2) /* (a TLS tunnel's, whose start could not say it) */
+                en.client_tls = rand_client_tls(&ct, own + 14);
             rec.event_case = REEL__RECORD__EVENT_END;
             rec.end = &en;
             break;
