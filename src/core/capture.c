@@ -16,6 +16,18 @@ static const reel_header_t *fields(const reel_msg_head_t *h) {
     return (const reel_header_t *)(const void *)h->fields;
 }
 
+/* The client's TLS t into the recorder's reel_flow_info_t or
+ * reel_flow_end_t dst, whose fields have the same names. */
+#define PUT_CLIENT_TLS(dst, t)                                                                     \
+    do {                                                                                           \
+        (dst).tls = true;                                                                          \
+        (dst).tls_sni = (t)->sni;                                                                  \
+        (dst).tls_alpn = (t)->alpn;                                                                \
+        (dst).tls_version = (t)->tls_version;                                                      \
+        (dst).tls_cipher = (t)->cipher;                                                            \
+        (dst).tls_resumed = (t)->resumed;                                                          \
+    } while (0)
+
 reel_capture_flow_t *reel_capture_start(reel_recorder_t *rec, reel_capture_kind kind,
                                         const char *client_addr, const char *server_addr,
                                         uint64_t client_conn, uint32_t stream_id, int64_t time_us,
@@ -27,14 +39,8 @@ reel_capture_flow_t *reel_capture_start(reel_recorder_t *rec, reel_capture_kind 
                              .time_us = time_us,
                              .client_conn = client_conn,
                              .stream_id = stream_id};
-    if (tls) {
-        info.tls = true;
-        info.tls_sni = tls->sni;
-        info.tls_alpn = tls->alpn;
-        info.tls_version = tls->tls_version;
-        info.tls_cipher = tls->cipher;
-        info.tls_resumed = tls->resumed;
-    }
+    if (tls)
+        PUT_CLIENT_TLS(info, tls);
     return reel_recorder_flow_start(rec, &info);
 }
 
@@ -160,14 +166,8 @@ void reel_capture_finish(reel_capture_flow_t *f, const reel_capture_end_t *e) {
         fe.response_start_us = e->response_start_us;
         fe.server_addr = e->server_addr;
         fe.response_excess = e->response_excess;
-        if (e->client_tls) {
-            fe.tls = true;
-            fe.tls_sni = e->client_tls->sni;
-            fe.tls_alpn = e->client_tls->alpn;
-            fe.tls_version = e->client_tls->tls_version;
-            fe.tls_cipher = e->client_tls->cipher;
-            fe.tls_resumed = e->client_tls->resumed;
-        }
+        if (e->client_tls)
+            PUT_CLIENT_TLS(fe, e->client_tls);
     }
     reel_recorder_flow_finish(f, &fe);
 }

@@ -217,27 +217,23 @@ static void exchange_timings(conn_t *c, const upstream_facts_t *up, int64_t end_
         t->blocked_us = queued;
 #define AFTER(x) ((x) && (x) < from ? from : (x))
     int64_t ready = from;
-    if (up && up->fresh && (up->dns0 == 0 || up->dns0 >= c->ex.head_us)) {
+    bool set_up_for_it = up && up->fresh && (up->dns0 == 0 || up->dns0 >= c->ex.head_us);
+    if (set_up_for_it) {
         t->blocked_us = queued + reel__span_us(from, AFTER(up->dns0));
         t->dns_us = reel__span_us(AFTER(up->dns0), AFTER(up->dns1));
         t->connect_us = reel__span_us(AFTER(up->dns1), AFTER(up->connected));
-        /* a handshake that failed (no ready) took until reel's answer or
-         * the end: counted, or the phases fell short of the duration */
-        if (up->https && up->connected)
-            t->ssl_us = reel__span_us(AFTER(up->connected), up->ready ? AFTER(up->ready)
-                                                            : c->ex.resp_first_us
-                                                                ? AFTER(c->ex.resp_first_us)
-                                                                : end_us);
-    } else if (up && up->fresh && up->https && up->connected &&
-               (up->ready == 0 || up->ready > from)) {
-        /* connected before the flow, its TLS begun for it: the plain
-         * connection made early to a tunnel's origin, reel's TLS put on it
-         * when the client's request came (core/peer.c) */
+    }
+    /* its TLS handshake, when made for it: also one begun after the flow
+     * on a connection made before it (the plain connection made early to
+     * a tunnel's origin, reel's TLS put on it when the client's request
+     * came: core/peer.c). One that failed (no ready) took until reel's
+     * answer or the end: counted, or the phases fell short of the duration */
+    if (up && up->fresh && up->https && up->connected &&
+        (set_up_for_it || up->ready == 0 || up->ready > from))
         t->ssl_us =
             reel__span_us(AFTER(up->connected), up->ready             ? AFTER(up->ready)
                                                 : c->ex.resp_first_us ? AFTER(c->ex.resp_first_us)
                                                                       : end_us);
-    }
 #undef AFTER
     if (up && up->ready > ready)
         ready = up->ready;
@@ -494,9 +490,10 @@ static void tflow_facts(conn_t *c, reel_capture_timings_t *t, char *addr, size_t
 }
 
 /* A TLS tunnel's client TLS with reel, copied (one allocation; NULL: not
- * a TLS tunnel, or the client's handshake not done): for its end, which
- * keeps it when the flow's start could not (begin_tls_tunnel with a
- * mirrored ALPN starts the flow before the client's handshake). */
+ * a TLS tunnel, or the client's handshake not done): for its end written
+ * later (reel__tflow_fin_take), which keeps it when the flow's start could
+ * not (begin_tls_tunnel with a mirrored ALPN starts the flow before the
+ * client's handshake). */
 static reel_capture_tls_t *tflow_client_tls(conn_t *c) {
     reel_capture_tls_t now;
     if (!c->tls_tunnel || client_tls(c, &now) == NULL)
@@ -531,11 +528,12 @@ void reel__finish_tflow(conn_t *c, const char *error) {
     reel_capture_timings_t t;
     char addr[64];
     tflow_facts(c, &t, addr, sizeof addr);
-    reel_capture_tls_t *ctls = tflow_client_tls(c);
-    reel_capture_end_t e = {
-        .error = error, .timings = &t, .server_addr = addr[0] ? addr : NULL, .client_tls = ctls};
+    reel_capture_tls_t now; /* (written at once: the stack's own strings) */
+    reel_capture_end_t e = {.error = error,
+                            .timings = &t,
+                            .server_addr = addr[0] ? addr : NULL,
+                            .client_tls = c->tls_tunnel ? client_tls(c, &now) : NULL};
     reel_capture_finish(c->tflow, &e);
-    free(ctls);
     c->tflow = NULL;
     if (error)
         STAT_ADD(c->p, errors, 1);

@@ -473,17 +473,14 @@ void reel__upstream_failed(peer_t *up, const char *why) {
     conn_t *c = up->c;
     if (c->up != up)
         return;
-    if (up->held) { /* (its connect, still under way when the client spoke TLS) */
-        reel__upstream_close(c);
-        return;
-    }
-    if (c->state == C_SNIFF && up->eager) {
-        /* The early connect failed (core/tunnel.c): as though it had not
-         * been tried. The client's bytes decide, however late: a slow TLS
-         * client gets its 502 with the reason inside its TLS when its
-         * request's own connect fails (before, it was cut at once); its
-         * silence for SNIFF_WAIT_MS makes a raw (TLS) tunnel, whose own
-         * connect fails again, the flow saying why. */
+    if (up->held || (c->state == C_SNIFF && up->eager)) {
+        /* The early connect failed (core/tunnel.c; held: still under way
+         * when the client spoke TLS): as though it had not been tried.
+         * The client's bytes decide, however late: a slow TLS client gets
+         * its 502 with the reason inside its TLS when its request's own
+         * connect fails (before, it was cut at once); its silence for
+         * SNIFF_WAIT_MS makes a raw (TLS) tunnel, whose own connect fails
+         * again, the flow saying why. */
         reel__upstream_close(c);
         reel__conn_arm(c);
         return;

@@ -2303,6 +2303,17 @@ void reel_recorder_position(reel_recorder_t *r, uint32_t *segment, uint64_t *off
     pthread_mutex_unlock(&r->mu);
 }
 
+/* ct filled with the client's TLS (each string NULL: empty); ct. */
+static Reel__ClientTls *client_tls_pb(Reel__ClientTls *ct, const char *sni, const char *alpn,
+                                      const char *version, const char *cipher, bool resumed) {
+    ct->sni = (char *)(sni ? sni : "");
+    ct->alpn = (char *)(alpn ? alpn : "");
+    ct->tls_version = (char *)(version ? version : "");
+    ct->cipher = (char *)(cipher ? cipher : "");
+    ct->resumed = resumed;
+    return ct;
+}
+
 reel_rflow_t *reel_recorder_flow_start(reel_recorder_t *r, const reel_flow_info_t *info) {
     reel_rflow_t *f = reel_calloc(1, sizeof *f);
     f->rec = r;
@@ -2319,14 +2330,9 @@ reel_rflow_t *reel_recorder_flow_start(reel_recorder_t *r, const reel_flow_info_
     st.client_conn = info ? info->client_conn : 0;
     st.stream_id = info ? info->stream_id : 0;
     Reel__ClientTls ct = REEL__CLIENT_TLS__INIT;
-    if (info && info->tls) {
-        ct.sni = (char *)(info->tls_sni ? info->tls_sni : "");
-        ct.alpn = (char *)(info->tls_alpn ? info->tls_alpn : "");
-        ct.tls_version = (char *)(info->tls_version ? info->tls_version : "");
-        ct.cipher = (char *)(info->tls_cipher ? info->tls_cipher : "");
-        ct.resumed = info->tls_resumed;
-        st.client_tls = &ct;
-    }
+    if (info && info->tls)
+        st.client_tls = client_tls_pb(&ct, info->tls_sni, info->tls_alpn, info->tls_version,
+                                      info->tls_cipher, info->tls_resumed);
     Reel__ReplayOf ro = REEL__REPLAY_OF__INIT;
     if (info && info->replay_of) {
         ro.flow_id = info->replay_of;
@@ -2667,12 +2673,8 @@ static Reel__ClientTls *end_client_tls(const reel_rflow_t *f, const reel_flow_en
                                        Reel__ClientTls *ct) {
     if (f->start_tls || !e->tls)
         return NULL;
-    ct->sni = (char *)(e->tls_sni ? e->tls_sni : "");
-    ct->alpn = (char *)(e->tls_alpn ? e->tls_alpn : "");
-    ct->tls_version = (char *)(e->tls_version ? e->tls_version : "");
-    ct->cipher = (char *)(e->tls_cipher ? e->tls_cipher : "");
-    ct->resumed = e->tls_resumed;
-    return ct;
+    return client_tls_pb(ct, e->tls_sni, e->tls_alpn, e->tls_version, e->tls_cipher,
+                         e->tls_resumed);
 }
 
 /* What FlowEnd and FlowError both carry (their fields have the same
