@@ -495,13 +495,15 @@ static reel_rc prune_keep(reel_session_t *s, reel_err_t *err) {
     return rc;
 }
 
-static int index_frame_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *raw, size_t rlen) {
+static int index_frame_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *raw, size_t rlen,
+                          int vetted) {
     scan_ctx *c = ctx;
     if (c->pending == 0 && (c->rc = reel_indexer_begin(c->ix, c->err)) != REEL_OK)
         return 1;
     if (c->pending == 0 && c->s->pruning && (c->rc = prune_keep(c->s, c->err)) != REEL_OK)
         return 1;
-    c->rc = reel_indexer_add_frame(c->ix, c->segment, off, clen, raw, rlen, c->err);
+    c->rc = vetted ? reel_indexer_add_own_frame(c->ix, c->segment, off, clen, raw, rlen, c->err)
+                   : reel_indexer_add_frame(c->ix, c->segment, off, clen, raw, rlen, c->err);
     if (c->rc == REEL_CORRUPT) {
         /* Undecodable records in a frame with a good checksum: index what
          * the frame says and move on; verify will name it. */
@@ -1348,7 +1350,8 @@ static reel_rc scan_segment(reel_session_t *s, reel_indexer_t *ix, uint32_t n, u
         c.stop_at = k < ncut ? cut[k][0] : UINT64_MAX;
         c.stopped = 0;
         reel_spool_scan_t sc;
-        rc = reel_spool_scan_ahead(fd, pos, index_frame_cb, &c, &sc, err);
+        rc = reel_spool_scan_ahead_vet(fd, pos, index_frame_cb, reel_indexer_vet_frame, &c, &sc,
+                                       err);
         if (rc == REEL_OK)
             rc = scan_finish(&c);
         if (rc != REEL_OK)

@@ -730,6 +730,7 @@ typedef struct ahead_item {
     reel_buf_t comp; /* the frame's bytes, for the second decoder */
     reel_buf_t raw;
     int state;             /* AHEAD_PENDING, AHEAD_OK, AHEAD_BAD, AHEAD_END */
+    int vetted;            /* AHEAD_OK: what the vet function said of raw */
     reel_spool_scan_t end; /* AHEAD_END: where and why the walk ended;
                               AHEAD_BAD: reason only */
 } ahead_item;
@@ -746,6 +747,7 @@ typedef struct {
     ahead_item *spare;            /* taken, kept for their buffers */
     unsigned n;                   /* found and not taken */
     int second;                   /* a second decoder runs */
+    reel_spool_vet_fn vet;        /* run on each decoded frame by its decoder, or NULL */
     uint64_t file_size;           /* set by the walker before it queues anything */
     int walked, stop;
     reel_rc rc;
@@ -765,6 +767,7 @@ static ahead_item *ahead_new_item(ahead_t *a) {
     }
     it->next = it->next_job = NULL;
     it->state = AHEAD_PENDING;
+    it->vetted = 0;
     return it;
 }
 
@@ -808,6 +811,8 @@ static int ahead_push(ahead_t *a, ahead_item *it, int job) {
 }
 
 static void ahead_done(ahead_t *a, ahead_item *it, int state) {
+    if (state == AHEAD_OK && a->vet)
+        it->vetted = a->vet(it->raw.data, it->raw.len);
     pthread_mutex_lock(&a->mu);
     it->state = state;
     pthread_cond_signal(&a->cv_item);
@@ -908,11 +913,39 @@ static void *ahead_decoder(void *arg) {
     return NULL;
 }
 
+/* A plain frame callback called where a vetted one is: the scan without a
+ * vet function, or one that runs on the caller's thread alone. */
+typedef struct {
+    reel_spool_frame_cb cb;
+    reel_spool_vetted_cb vcb;
+    void *ctx;
+} unvetted_t;
+
+static int unvetted_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *raw, size_t rlen) {
+    unvetted_t *u = ctx;
+    return u->vcb(u->ctx, off, clen, raw, rlen, 0);
+}
+
+static int plain_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *raw, size_t rlen,
+                    int vetted) {
+    (void)vetted;
+    unvetted_t *u = ctx;
+    return u->cb(u->ctx, off, clen, raw, rlen);
+}
+
 reel_rc reel_spool_scan_ahead(int fd, uint64_t start, reel_spool_frame_cb cb, void *ctx,
                               reel_spool_scan_t *out, reel_err_t *err) {
     if (cb == NULL)
         return reel_spool_scan(fd, start, cb, ctx, out, err);
-    ahead_t a = {.fd = fd, .start = start};
+    unvetted_t u = {.cb = cb, .ctx = ctx};
+    return reel_spool_scan_ahead_vet(fd, start, plain_cb, NULL, &u, out, err);
+}
+
+reel_rc reel_spool_scan_ahead_vet(int fd, uint64_t start, reel_spool_vetted_cb cb,
+                                  reel_spool_vet_fn vet, void *ctx, reel_spool_scan_t *out,
+                                  reel_err_t *err) {
+    unvetted_t u = {.vcb = cb, .ctx = ctx};
+    ahead_t a = {.fd = fd, .start = start, .vet = vet};
     pthread_t th, th2;
     pthread_mutex_init(&a.mu, NULL);
     pthread_cond_init(&a.cv_item, NULL);
@@ -932,7 +965,7 @@ reel_rc reel_spool_scan_ahead(int fd, uint64_t start, reel_spool_frame_cb cb, vo
         pthread_cond_destroy(&a.cv_item);
         pthread_cond_destroy(&a.cv_space);
         pthread_cond_destroy(&a.cv_job);
-        return reel_spool_scan(fd, start, cb, ctx, out, err);
+        return reel_spool_scan(fd, start, unvetted_cb, &u, out, err);
     }
     int stopped = 0, ended = 0;
     memset(out, 0, sizeof *out);
@@ -963,7 +996,7 @@ reel_rc reel_spool_scan_ahead(int fd, uint64_t start, reel_spool_frame_cb cb, vo
             out->torn = it->off + it->clen == a.file_size;
             snprintf(out->reason, sizeof out->reason, "%s", it->end.reason);
             ended = 1;
-        } else if (cb(ctx, it->off, it->clen, it->raw.data, it->raw.len)) {
+        } else if (cb(ctx, it->off, it->clen, it->raw.data, it->raw.len, it->vetted)) {
             /* As reel_spool_scan: the run ends after this frame. */
             out->file_size = a.file_size;
             out->good_end = out->bad_off = it->off + it->clen;

@@ -224,6 +224,20 @@ reel_rc reel_spool_scan(int fd, uint64_t start, reel_spool_frame_cb cb, void *ct
 reel_rc reel_spool_scan_ahead(int fd, uint64_t start, reel_spool_frame_cb cb, void *ctx,
                               reel_spool_scan_t *out, reel_err_t *err);
 
+/** A check of a decoded frame's contents that reel_spool_scan_ahead_vet
+ * runs on the thread that decoded the frame; returns 1 or 0. */
+typedef int (*reel_spool_vet_fn)(const uint8_t *raw, size_t rlen);
+/** reel_spool_frame_cb with what vet said of the frame: 0 also when vet did
+ * not run (the scan fell back to the caller's thread alone). */
+typedef int (*reel_spool_vetted_cb)(void *ctx, uint64_t off, size_t clen, const uint8_t *raw,
+                                    size_t rlen, int vetted);
+/** reel_spool_scan_ahead, with vet run on each valid frame by the thread
+ * that decoded it, before cb sees it: work taken off the caller's thread,
+ * usually the slower of the two (a rebuild's indexing). */
+reel_rc reel_spool_scan_ahead_vet(int fd, uint64_t start, reel_spool_vetted_cb cb,
+                                  reel_spool_vet_fn vet, void *ctx, reel_spool_scan_t *out,
+                                  reel_err_t *err);
+
 /** Searches the segment for the next offset >= from where a valid frame
  * starts. Returns REEL_OK with *next set, REEL_NOTFOUND if none. */
 reel_rc reel_spool_resync(int fd, uint64_t from, uint64_t *next, reel_err_t *err);

@@ -963,6 +963,72 @@ class Repair(unittest.TestCase):
             v = self.cli(reel, "verify", "frame", check=False)
             self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
 
+    def test_invalid_head_in_a_sound_frame(self):
+        """A response head that protobuf-c refuses (its time_us given as
+        bytes) inside a frame whose checksum holds: a rebuild checks the
+        frame's records against the schema on the threads that decode it
+        and reads them in place only if all pass. This one does not, so
+        the frame is indexed record by record as before: the flow keeps
+        no status (the head is not taken) and verify names the record."""
+        import zstandard
+        reel = self.record("badhead", ["/100b?a", "/100b?b", "/100b?c"])
+        home = reel.env["REEL_HOME"]
+        fid = next(f["id"] for f in reel.flows() if f["url"].endswith("?b"))
+        self.assertIsNotNone(next(f for f in reel.flows() if f["id"] == fid)["status"])
+        of, _ = self.frames_of(home, "badhead")
+        db = sqlite3.connect(os.path.join(home, "badhead", "session.db"))
+        seg, off = of[fid][-1]
+        clen = db.execute("SELECT clen FROM frames WHERE segment = ? AND offset = ?",
+                          (seg, off)).fetchone()[0]
+        db.close()
+
+        def varint(n):
+            out = b""
+            while n >= 0x80:
+                out += bytes([n & 0x7F | 0x80])
+                n >>= 7
+            return out + bytes([n])
+
+        path = os.path.join(home, "badhead", "spool", "%08d.zst" % seg)
+        with open(path, "rb") as f:
+            whole = f.read()
+        raw = zstandard.ZstdDecompressor().decompress(whole[off:off + clen])
+        recs, pos = [], 0
+        while pos < len(raw):
+            n = shift = 0
+            while True:
+                b = raw[pos]
+                pos += 1
+                n |= (b & 0x7F) << shift
+                shift += 7
+                if b < 0x80:
+                    break
+            recs.append(raw[pos:pos + n])
+            pos += n
+        # field 1 (flow_id) first, then the event (13: response_head)
+        target = [i for i, r in enumerate(recs)
+                  if r.startswith(b"\x08" + varint(fid)) and b"\x6a" in r[:12]]
+        self.assertEqual(len(target), 1, recs)
+        recs[target[0]] += b"\x12\x00"  # time_us (a varint) as 0 bytes
+        block = b"".join(varint(len(r)) + r for r in recs)
+        frame = zstandard.ZstdCompressor(level=3, write_checksum=True,
+                                         write_content_size=True).compress(block)
+        with open(path, "wb") as f:
+            f.write(whole[:off] + frame + whole[off + clen:])
+        # no old index to compare the segment with (the frame's length
+        # changed, which it would take for a cut)
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(os.path.join(home, "badhead", "session.db" + suffix)):
+                os.unlink(os.path.join(home, "badhead", "session.db" + suffix))
+        for _ in range(2):
+            out = self.cli(reel, "repair", "badhead").stdout.decode()
+            flows = {f["id"]: f for f in reel.flows()}
+            self.assertIn(fid, flows, out)
+            self.assertIsNone(flows[fid]["status"], (out, flows[fid]))
+            v = self.cli(reel, "verify", "badhead", check=False)
+            self.assertNotEqual(v.returncode, 0, v.stdout)
+            self.assertIn(b"record %d does not decode" % target[0], v.stdout + v.stderr)
+
     def test_start_lost_in_a_damaged_frame(self):
         """The frame holding a 1 MiB flow's start record and heads damaged,
         the later frames with the rest of its body whole: repair left the
