@@ -1911,28 +1911,21 @@ static int small_in_place(reel_indexer_t *ix, const uint8_t *p, size_t len,
 static reel_rc add_frame(reel_indexer_t *ix, uint32_t segment, uint64_t off, size_t clen,
                          const uint8_t *raw, size_t rlen, int trusted, reel_err_t *err);
 
-int reel_indexer_vet_frame(const uint8_t *raw, size_t rlen) {
-    size_t pos = 0, len = 0;
+int reel_indexer_vet_frame(const uint8_t *raw, size_t rlen, char reason[static 200]) {
+    size_t pos = 0, len = 0, k = 0;
     const uint8_t *rec = NULL;
     reel_rc rc;
-    while ((rc = reel_spool_block_next(raw, rlen, &pos, &rec, &len)) == REEL_OK) {
-        reel_spool_peek_t pk;
-        if (!reel_spool_peek_record(rec, len, &pk))
-            continue; /* unpacked, and so checked, by the indexer */
-        switch (pk.event) {
-        case REEL__RECORD__EVENT_REQUEST_HEAD:
-        case REEL__RECORD__EVENT_RESPONSE_HEAD:
-        case REEL__RECORD__EVENT_START:
-        case REEL__RECORD__EVENT_END:
-        case REEL__RECORD__EVENT_SERVER_CONN: /* the ones read in place */
-            if (!reel_pbwire_check(&reel__record__descriptor, rec, len))
-                return 0;
-            break;
-        default:
-            break;
+    for (; (rc = reel_spool_block_next(raw, rlen, &pos, &rec, &len)) == REEL_OK; k++) {
+        if (!reel_pbwire_check(&reel__record__descriptor, rec, len)) {
+            snprintf(reason, 200, "record %zu does not unpack as a Record (the checksum held)", k);
+            return -1;
         }
     }
-    return rc == REEL_NOTFOUND;
+    if (rc != REEL_NOTFOUND) {
+        snprintf(reason, 200, "bad record length inside the block");
+        return -1;
+    }
+    return 0;
 }
 
 reel_rc reel_indexer_add_frame(reel_indexer_t *ix, uint32_t segment, uint64_t off, size_t clen,

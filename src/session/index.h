@@ -129,13 +129,13 @@ void reel_indexer_pace(reel_indexer_t *ix, int64_t ns);
  * recorder's own connection): a transaction begun while the marks table is
  * empty then writes new rows unmarked without looking for their marks. */
 void reel_indexer_marks_fixed(reel_indexer_t *ix);
-/** Checks against the schema every record of a decoded frame that the
- * indexer reads in place (heads, starts, ends, server connections), as
- * reel_indexer_add_frame would one by one; touches no indexer, so a thread
- * that decodes frames for another can run it (a rebuild's scan: the check
- * was a sixth of the indexing thread's instructions). Non-zero if every
- * such record is valid and the frame's records are framed whole. */
-int reel_indexer_vet_frame(const uint8_t *raw, size_t rlen);
+/** Checks every record of a decoded frame against the schema, as
+ * unpacking would (reel_pbwire_check): 0 if all pass, else -1 with the
+ * first that does not named in reason. Touches no indexer: a rebuild's
+ * scan runs it on the threads that decode (reel_spool_scan_ahead_vet),
+ * takes a frame it refuses for a damaged one, and indexes the others with
+ * reel_indexer_add_own_frame. */
+int reel_indexer_vet_frame(const uint8_t *raw, size_t rlen, char reason[static 200]);
 /** Begins a transaction. */
 reel_rc reel_indexer_begin(reel_indexer_t *ix, reel_err_t *err);
 /** Indexes one decoded frame at (segment, off) with its records. */

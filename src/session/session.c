@@ -495,18 +495,18 @@ static reel_rc prune_keep(reel_session_t *s, reel_err_t *err) {
     return rc;
 }
 
-static int index_frame_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *raw, size_t rlen,
-                          int vetted) {
+static int index_frame_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *raw, size_t rlen) {
     scan_ctx *c = ctx;
     if (c->pending == 0 && (c->rc = reel_indexer_begin(c->ix, c->err)) != REEL_OK)
         return 1;
     if (c->pending == 0 && c->s->pruning && (c->rc = prune_keep(c->s, c->err)) != REEL_OK)
         return 1;
-    c->rc = vetted ? reel_indexer_add_own_frame(c->ix, c->segment, off, clen, raw, rlen, c->err)
-                   : reel_indexer_add_frame(c->ix, c->segment, off, clen, raw, rlen, c->err);
+    /* every record of the frame unpacks (reel_indexer_vet_frame, on the
+     * scan's threads; a frame with one that does not is salvaged) */
+    c->rc = reel_indexer_add_own_frame(c->ix, c->segment, off, clen, raw, rlen, c->err);
     if (c->rc == REEL_CORRUPT) {
-        /* Undecodable records in a frame with a good checksum: index what
-         * the frame says and move on; verify will name it. */
+        /* (a record the vet passed and unpacking refused: index what the
+         * frame says and move on; verify will name it) */
         reel_err_clear(c->err);
         c->rc = REEL_OK;
     }
@@ -972,7 +972,7 @@ static reel_rc salvage_range(reel_session_t *s, uint32_t n, uint64_t off, uint64
     note(s,
          "segment %s: %s frame at offset %llu (%s): kept %zu whole record%s before the damage, "
          "rewritten as a new frame there%s (%s); %s",
-         name, tail ? "torn" : "damaged", (unsigned long long)off, reason, kept,
+         name, tail && !info.checked ? "torn" : "damaged", (unsigned long long)off, reason, kept,
          kept == 1 ? "" : "s", extra.len ? (const char *)extra.data : "",
          info.checked  ? "the frame's checksum held"
          : !unverified ? "unverified, as the file ends inside the frame, but as they were written"
@@ -980,7 +980,9 @@ static reel_rc salvage_range(reel_session_t *s, uint32_t n, uint64_t off, uint64
              ? "unverified: the frame's checksum failed, so their flows are marked damaged"
              : "unverified: a byte the damage changed may have decoded to others before "
                "zstd noticed, so their flows are marked damaged",
-         tail ? "the torn bytes are in recovered/" : "the original bytes are in recovered/");
+         !tail          ? "the original bytes are in recovered/"
+         : info.checked ? "the bytes from there to the end are in recovered/"
+                        : "the torn bytes are in recovered/");
     reel_buf_free(&extra);
 out:
     if (fd >= 0)

@@ -635,7 +635,7 @@ static reel_rc walk_frame(walker_t *w, uint64_t off, const uint8_t **at_out, siz
  * happy: a reel bug or a forged frame). 0 if it is sound; else reason says
  * why. */
 static int frame_check(ZSTD_DCtx *d, const uint8_t *at, size_t fl, reel_buf_t *raw,
-                       char reason[static 200]) {
+                       char reason[static 200], reel_spool_vet_fn vet) {
     reel_err_t e2;
     reel_err_clear(&e2);
     if (frame_decode_with(d, at, fl, raw, &e2) != REEL_OK) {
@@ -651,7 +651,7 @@ static int frame_check(ZSTD_DCtx *d, const uint8_t *at, size_t fl, reel_buf_t *r
         snprintf(reason, 200, "bad record length inside the block");
         return -1;
     }
-    return 0;
+    return vet ? vet(raw->data, raw->len, reason) : 0;
 }
 
 /* The start of a scan from start: the file's size, out cleared. */
@@ -668,8 +668,8 @@ static reel_rc walk_begin(walker_t *w, int fd, uint64_t start, reel_spool_scan_t
     return REEL_OK;
 }
 
-reel_rc reel_spool_scan(int fd, uint64_t start, reel_spool_frame_cb cb, void *ctx,
-                        reel_spool_scan_t *out, reel_err_t *err) {
+static reel_rc scan_vet(int fd, uint64_t start, reel_spool_frame_cb cb, reel_spool_vet_fn vet,
+                        void *ctx, reel_spool_scan_t *out, reel_err_t *err) {
     walker_t w;
     reel_buf_t raw;
     reel_buf_init(&raw, 0);
@@ -687,7 +687,7 @@ reel_rc reel_spool_scan(int fd, uint64_t start, reel_spool_frame_cb cb, void *ct
             rc = REEL_OK;
         if (rc != REEL_OK || at == NULL)
             break;
-        if (frame_check(d, at, fl, &raw, out->reason) != 0) {
+        if (frame_check(d, at, fl, &raw, out->reason, vet) != 0) {
             /* A torn write can leave a syntactically complete frame whose
              * checksum fails only if it is the very last thing in the file. */
             out->torn = off + fl == out->file_size;
@@ -706,6 +706,11 @@ out:
     ZSTD_freeDCtx(d);
     reel_buf_free(&raw);
     return rc;
+}
+
+reel_rc reel_spool_scan(int fd, uint64_t start, reel_spool_frame_cb cb, void *ctx,
+                        reel_spool_scan_t *out, reel_err_t *err) {
+    return scan_vet(fd, start, cb, NULL, ctx, out, err);
 }
 
 /* ---- read-ahead scan ----
@@ -730,7 +735,6 @@ typedef struct ahead_item {
     reel_buf_t comp; /* the frame's bytes, for the second decoder */
     reel_buf_t raw;
     int state;             /* AHEAD_PENDING, AHEAD_OK, AHEAD_BAD, AHEAD_END */
-    int vetted;            /* AHEAD_OK: what the vet function said of raw */
     reel_spool_scan_t end; /* AHEAD_END: where and why the walk ended;
                               AHEAD_BAD: reason only */
 } ahead_item;
@@ -747,7 +751,7 @@ typedef struct {
     ahead_item *spare;            /* taken, kept for their buffers */
     unsigned n;                   /* found and not taken */
     int second;                   /* a second decoder runs */
-    reel_spool_vet_fn vet;        /* run on each decoded frame by its decoder, or NULL */
+    reel_spool_vet_fn vet;        /* frame_check's, or NULL */
     uint64_t file_size;           /* set by the walker before it queues anything */
     int walked, stop;
     reel_rc rc;
@@ -767,7 +771,6 @@ static ahead_item *ahead_new_item(ahead_t *a) {
     }
     it->next = it->next_job = NULL;
     it->state = AHEAD_PENDING;
-    it->vetted = 0;
     return it;
 }
 
@@ -811,8 +814,6 @@ static int ahead_push(ahead_t *a, ahead_item *it, int job) {
 }
 
 static void ahead_done(ahead_t *a, ahead_item *it, int state) {
-    if (state == AHEAD_OK && a->vet)
-        it->vetted = a->vet(it->raw.data, it->raw.len);
     pthread_mutex_lock(&a->mu);
     it->state = state;
     pthread_cond_signal(&a->cv_item);
@@ -858,7 +859,7 @@ static void *ahead_main(void *arg) {
             /* it is the consumer's to take only once its state is set;
              * the records of a frame that fails are not looked at, and
              * the walk ends there: nothing after it is seen */
-            int bad = frame_check(d, at, fl, &it->raw, it->end.reason) != 0;
+            int bad = frame_check(d, at, fl, &it->raw, it->end.reason, a->vet) != 0;
             ahead_done(a, it, bad ? AHEAD_BAD : AHEAD_OK);
             if (bad) {
                 stopped = 1;
@@ -906,45 +907,24 @@ static void *ahead_decoder(void *arg) {
         if (bad)
             snprintf(it->end.reason, sizeof it->end.reason, "zstd: out of memory");
         else
-            bad = frame_check(d, it->comp.data, it->comp.len, &it->raw, it->end.reason) != 0;
+            bad =
+                frame_check(d, it->comp.data, it->comp.len, &it->raw, it->end.reason, a->vet) != 0;
         ahead_done(a, it, bad ? AHEAD_BAD : AHEAD_OK);
     }
     ZSTD_freeDCtx(d);
     return NULL;
 }
 
-/* A plain frame callback called where a vetted one is: the scan without a
- * vet function, or one that runs on the caller's thread alone. */
-typedef struct {
-    reel_spool_frame_cb cb;
-    reel_spool_vetted_cb vcb;
-    void *ctx;
-} unvetted_t;
-
-static int unvetted_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *raw, size_t rlen) {
-    unvetted_t *u = ctx;
-    return u->vcb(u->ctx, off, clen, raw, rlen, 0);
-}
-
-static int plain_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *raw, size_t rlen,
-                    int vetted) {
-    (void)vetted;
-    unvetted_t *u = ctx;
-    return u->cb(u->ctx, off, clen, raw, rlen);
-}
-
 reel_rc reel_spool_scan_ahead(int fd, uint64_t start, reel_spool_frame_cb cb, void *ctx,
                               reel_spool_scan_t *out, reel_err_t *err) {
-    if (cb == NULL)
-        return reel_spool_scan(fd, start, cb, ctx, out, err);
-    unvetted_t u = {.cb = cb, .ctx = ctx};
-    return reel_spool_scan_ahead_vet(fd, start, plain_cb, NULL, &u, out, err);
+    return reel_spool_scan_ahead_vet(fd, start, cb, NULL, ctx, out, err);
 }
 
-reel_rc reel_spool_scan_ahead_vet(int fd, uint64_t start, reel_spool_vetted_cb cb,
+reel_rc reel_spool_scan_ahead_vet(int fd, uint64_t start, reel_spool_frame_cb cb,
                                   reel_spool_vet_fn vet, void *ctx, reel_spool_scan_t *out,
                                   reel_err_t *err) {
-    unvetted_t u = {.vcb = cb, .ctx = ctx};
+    if (cb == NULL)
+        return scan_vet(fd, start, cb, vet, ctx, out, err);
     ahead_t a = {.fd = fd, .start = start, .vet = vet};
     pthread_t th, th2;
     pthread_mutex_init(&a.mu, NULL);
@@ -965,7 +945,7 @@ reel_rc reel_spool_scan_ahead_vet(int fd, uint64_t start, reel_spool_vetted_cb c
         pthread_cond_destroy(&a.cv_item);
         pthread_cond_destroy(&a.cv_space);
         pthread_cond_destroy(&a.cv_job);
-        return reel_spool_scan(fd, start, unvetted_cb, &u, out, err);
+        return scan_vet(fd, start, cb, vet, ctx, out, err);
     }
     int stopped = 0, ended = 0;
     memset(out, 0, sizeof *out);
@@ -996,7 +976,7 @@ reel_rc reel_spool_scan_ahead_vet(int fd, uint64_t start, reel_spool_vetted_cb c
             out->torn = it->off + it->clen == a.file_size;
             snprintf(out->reason, sizeof out->reason, "%s", it->end.reason);
             ended = 1;
-        } else if (cb(ctx, it->off, it->clen, it->raw.data, it->raw.len, it->vetted)) {
+        } else if (cb(ctx, it->off, it->clen, it->raw.data, it->raw.len)) {
             /* As reel_spool_scan: the run ends after this frame. */
             out->file_size = a.file_size;
             out->good_end = out->bad_off = it->off + it->clen;

@@ -224,17 +224,15 @@ reel_rc reel_spool_scan(int fd, uint64_t start, reel_spool_frame_cb cb, void *ct
 reel_rc reel_spool_scan_ahead(int fd, uint64_t start, reel_spool_frame_cb cb, void *ctx,
                               reel_spool_scan_t *out, reel_err_t *err);
 
-/** A check of a decoded frame's contents that reel_spool_scan_ahead_vet
- * runs on the thread that decoded the frame; returns 1 or 0. */
-typedef int (*reel_spool_vet_fn)(const uint8_t *raw, size_t rlen);
-/** reel_spool_frame_cb with what vet said of the frame: 0 also when vet did
- * not run (the scan fell back to the caller's thread alone). */
-typedef int (*reel_spool_vetted_cb)(void *ctx, uint64_t off, size_t clen, const uint8_t *raw,
-                                    size_t rlen, int vetted);
-/** reel_spool_scan_ahead, with vet run on each valid frame by the thread
- * that decoded it, before cb sees it: work taken off the caller's thread,
- * usually the slower of the two (a rebuild's indexing). */
-reel_rc reel_spool_scan_ahead_vet(int fd, uint64_t start, reel_spool_vetted_cb cb,
+/** A check of a decoded frame's records beyond their framing: 0 if the
+ * frame is good, else -1 with why in reason. */
+typedef int (*reel_spool_vet_fn)(const uint8_t *raw, size_t rlen, char reason[static 200]);
+/** reel_spool_scan_ahead, with vet run on each frame that decodes, by the
+ * thread that decoded it: a frame vet refuses is invalid, as one whose
+ * checksum fails (the scan ends before it, and reason says why). A rebuild
+ * and recovery take a frame with a record that does not unpack for a
+ * damaged one this way, and the check is off the indexing thread. */
+reel_rc reel_spool_scan_ahead_vet(int fd, uint64_t start, reel_spool_frame_cb cb,
                                   reel_spool_vet_fn vet, void *ctx, reel_spool_scan_t *out,
                                   reel_err_t *err);
 

@@ -965,11 +965,14 @@ class Repair(unittest.TestCase):
 
     def test_invalid_head_in_a_sound_frame(self):
         """A response head that protobuf-c refuses (its time_us given as
-        bytes) inside a frame whose checksum holds: a rebuild checks the
-        frame's records against the schema on the threads that decode it
-        and reads them in place only if all pass. This one does not, so
-        the frame is indexed record by record as before: the flow keeps
-        no status (the head is not taken) and verify names the record."""
+        bytes) inside a frame whose checksum holds. The rebuild indexed the
+        frame up to that record and said nothing: the flow was listed as
+        cut off by the end of the recording, the flow after it vanished
+        without a word, and verify failed after every repair. Now such a
+        frame is a damaged one (the check runs on the threads that decode
+        frames): the records before the bad one are kept in a new frame,
+        the rest set aside with a mark, the report names the record, the
+        flow is marked damaged with what it lost, and verify passes."""
         import zstandard
         reel = self.record("badhead", ["/100b?a", "/100b?b", "/100b?c"])
         home = reel.env["REEL_HOME"]
@@ -1025,9 +1028,12 @@ class Repair(unittest.TestCase):
             flows = {f["id"]: f for f in reel.flows()}
             self.assertIn(fid, flows, out)
             self.assertIsNone(flows[fid]["status"], (out, flows[fid]))
+            self.assertTrue(flows[fid]["damaged"], flows[fid])
+            self.assertIn("records lost", flows[fid]["error"])
             v = self.cli(reel, "verify", "badhead", check=False)
-            self.assertNotEqual(v.returncode, 0, v.stdout)
-            self.assertIn(b"record %d does not decode" % target[0], v.stdout + v.stderr)
+            self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+            self.assertIn(b"known damage", v.stdout)
+        self.assertTrue(glob.glob(os.path.join(home, "badhead", "recovered", "*")))
 
     def test_start_lost_in_a_damaged_frame(self):
         """The frame holding a 1 MiB flow's start record and heads damaged,

@@ -794,40 +794,40 @@ static void test_frame_links(void **state) {
     free(home);
 }
 
-/* reel_indexer_vet_frame passes a frame whose records the indexer reads in
- * place are all valid, and fails one with such a record that unpacking
- * would refuse, or with broken framing: a rebuild then indexes that frame
- * checking record by record, as before. */
+/* reel_indexer_vet_frame passes a frame whose records all unpack, and
+ * refuses one with a record that does not, naming it, or with broken
+ * framing: a rebuild takes such a frame for a damaged one. */
 static void test_vet_frame(void **state) {
     (void)state;
+    char why[200] = "";
     reel_buf_t block;
     reel_buf_init(&block, 0);
     for (uint64_t id = 1; id <= 20; id++)
         add_start(&block, id);
-    assert_int_equal(reel_indexer_vet_frame(block.data, block.len), 1);
-    assert_int_equal(reel_indexer_vet_frame(block.data, 0), 1);
+    assert_int_equal(reel_indexer_vet_frame(block.data, block.len, why), 0);
+    assert_int_equal(reel_indexer_vet_frame(block.data, 0, why), 0);
     /* a start whose uuid (a string) is given as a varint: it peeks as a
      * start, and protobuf-c refuses it */
     const uint8_t bad_start[] = {0x08, 0x15, (REEL__RECORD__EVENT_START << 3) | 2, 2, 0x08, 1};
     Reel__Record *u = reel__record__unpack(NULL, sizeof bad_start, bad_start);
     assert_null(u);
-    reel_spool_peek_t pk;
-    assert_int_equal(reel_spool_peek_record(bad_start, sizeof bad_start, &pk), 1);
-    assert_int_equal(pk.event, REEL__RECORD__EVENT_START);
     reel_buf_t bad;
     reel_buf_init(&bad, 0);
     reel_buf_append(&bad, block.data, block.len);
     assert_int_equal(reel_spool_block_append(&bad, bad_start, sizeof bad_start), REEL_OK);
     add_start(&bad, 22);
-    assert_int_equal(reel_indexer_vet_frame(bad.data, bad.len), 0);
-    /* a record that does not even peek is left to unpacking */
+    assert_int_equal(reel_indexer_vet_frame(bad.data, bad.len, why), -1);
+    assert_string_equal(why, "record 20 does not unpack as a Record (the checksum held)");
+    /* one that does not even peek */
     static const uint8_t junk[] = {0x08}; /* field 1 without its varint */
     reel_buf_reset(&bad);
     reel_buf_append(&bad, block.data, block.len);
     assert_int_equal(reel_spool_block_append(&bad, junk, sizeof junk), REEL_OK);
-    assert_int_equal(reel_indexer_vet_frame(bad.data, bad.len), 1);
+    assert_int_equal(reel_indexer_vet_frame(bad.data, bad.len, why), -1);
+    assert_string_equal(why, "record 20 does not unpack as a Record (the checksum held)");
     /* framing cut inside a record */
-    assert_int_equal(reel_indexer_vet_frame(block.data, block.len - 1), 0);
+    assert_int_equal(reel_indexer_vet_frame(block.data, block.len - 1, why), -1);
+    assert_string_equal(why, "bad record length inside the block");
     reel_buf_free(&bad);
     reel_buf_free(&block);
 }
