@@ -2719,13 +2719,14 @@ static void disposition_name(const reel_redact_t *r, const char *s, size_t n, re
     reel_buf_init(&ext, 0);
     int plain = param(s, n, "name", name);
     if (param(s, n, "name*", &ext)) {
-        const char *q1 = memchr(ext.data, '\'', ext.len);
-        const char *q2 =
-            q1 ? memchr(q1 + 1, '\'', ext.len - (size_t)(q1 + 1 - (char *)ext.data)) : NULL;
-        size_t at = q2 ? (size_t)(q2 + 1 - (char *)ext.data) : 0;
+        /* (name*="" leaves ext without a buffer: no bytes to look at) */
+        const char *e = ext.len ? (const char *)ext.data : "";
+        const char *q1 = memchr(e, '\'', ext.len);
+        const char *q2 = q1 ? memchr(q1 + 1, '\'', ext.len - (size_t)(q1 + 1 - e)) : NULL;
+        size_t at = q2 ? (size_t)(q2 + 1 - e) : 0;
         reel_buf_t dec;
         reel_buf_init(&dec, 0);
-        unescape((const char *)ext.data + at, ext.len - at, &dec);
+        unescape(e + at, ext.len - at, &dec);
         if (!plain || (!reel_redact_key_matches(r, (const char *)name->data, name->len) &&
                        reel_redact_key_matches(r, (const char *)dec.data, dec.len))) {
             reel_buf_reset(name);
