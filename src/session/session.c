@@ -712,13 +712,15 @@ static int mark_unverified(const char *reason) {
 /* Formats a mark's text into mark: the longest of its forms whose text and
  * NUL fit in `room` bytes (all of it if room is SIZE_MAX); the shortest is
  * the essential part a scan reads (MARK_ESSENTIAL). */
-static void mark_text(reel_buf_t *mark, const char *kind, size_t kept, int checked,
+static void mark_text(reel_buf_t *mark, const char *kind, size_t kept, int checked, size_t after,
                       const char *where, const char *rel, size_t room) {
     for (int form = 0; form < 3; form++) {
         reel_buf_reset(mark);
         reel_buf_printf(mark, MARK_ESSENTIAL, kind, kept, kept == 1 ? "" : "s");
         if (form < 2)
             reel_buf_printf(mark, " kept %sin the frame before", checked ? "" : "unverified ");
+        if (form < 2 && after)
+            reel_buf_printf(mark, ", %zu in the frame after", after);
         if (form < 1)
             reel_buf_printf(mark, "; %s in %s", where, rel);
         if (mark->len + 1 <= room)
@@ -846,11 +848,13 @@ static reel_rc salvage_range(reel_session_t *s, uint32_t n, uint64_t off, uint64
     char *dir = reel_asprintf("%s/recovered", s->path);
     char *dst = reel_asprintf("%s/%s.%llu.%s", dir, name, (unsigned long long)off,
                               tail ? "torn" : "damaged");
-    reel_buf_t comp, recs, frame, mark;
+    reel_buf_t comp, recs, frame, mark, after, aframe;
     reel_buf_init(&comp, 0);
     reel_buf_init(&recs, 0);
     reel_buf_init(&frame, 0);
     reel_buf_init(&mark, 0);
+    reel_buf_init(&after, 0);
+    reel_buf_init(&aframe, 0);
     size_t *ends = NULL;
     int fd = -1;
     *done = 0;
@@ -870,7 +874,12 @@ static reel_rc salvage_range(reel_session_t *s, uint32_t n, uint64_t off, uint64
     reel_spool_salvage_t info;
     if (reel_spool_salvage(comp.data, (size_t)got, &recs, &info) != REEL_OK)
         goto out;
-    if (info.records == 0 && tail)
+    /* The records after one that does not unpack (its frame's checksum
+     * held), apart: written as a frame of their own after the mark, if it
+     * fits (below). */
+    reel_buf_append(&after, recs.data + recs.len - info.after_len, info.after_len);
+    recs.len -= info.after_len;
+    if (info.records == 0 && info.after == 0 && tail)
         goto out; /* nothing to keep: moved aside whole, as a torn write always was */
     /* What stopped the decoding, and whether the records kept may hold
      * bytes the damage changed (mark_text). Cut short by the end of the
@@ -925,11 +934,47 @@ static reel_rc salvage_range(reel_session_t *s, uint32_t n, uint64_t off, uint64
             goto out;
     }
     size_t dropped = all - kept;
+    /* The records after the bad one, as a frame after the mark: the scan
+     * then finds the flows the bad record belonged to open at the mark
+     * (their records are on both sides of it) and marks what each lost,
+     * as for any damaged range. Only when nothing before it was dropped
+     * and the two frames and the mark fit where the old frame was;
+     * otherwise they stay in the bytes set aside, as before. */
+    size_t nafter = 0;
+    if (info.after && dropped == 0 && cut == 0) {
+        /* both frames compressed harder together, as salvage_fit does one */
+        static const struct { int level, whole; } tries[] = {{3, 0}, {19, 0}, {19, 1}};
+        reel_buf_t before;
+        reel_buf_init(&before, 0);
+        for (size_t t = 0; rc == REEL_OK && t < sizeof tries / sizeof *tries; t++) {
+            int again = kept && t > 0; /* the first try's is frame */
+            if (again && (rc = salvage_encode(recs.data, ends[kept - 1], tries[t].level,
+                                              tries[t].whole, &before, err)) != REEL_OK)
+                break;
+            if ((rc = salvage_encode(after.data, after.len, tries[t].level, tries[t].whole, &aframe,
+                                     err)) != REEL_OK)
+                break;
+            size_t blen = again ? before.len : frame.len;
+            if (tail || blen + mark_min_len(kind, kept) + aframe.len <= range) {
+                if (again) {
+                    reel_buf_reset(&frame);
+                    reel_buf_append(&frame, before.data, before.len);
+                }
+                nafter = info.after;
+                break;
+            }
+        }
+        reel_buf_free(&before);
+        if (rc != REEL_OK)
+            goto out;
+    }
+    if (nafter == 0)
+        reel_buf_reset(&aframe);
     /* The mark: header, the text and a NUL, as far as the space allows
      * (in place, the rest of the range's old bytes stay its content). */
-    mark_text(&mark, kind, kept, info.checked, where, rel,
-              tail ? SIZE_MAX : (size_t)(range - frame.len - REEL_SPOOL_SKIP_HDR));
-    uint64_t mark_len = tail ? REEL_SPOOL_SKIP_HDR + mark.len + 1 : range - frame.len;
+    mark_text(&mark, kind, kept, info.checked, nafter, where, rel,
+              tail ? SIZE_MAX : (size_t)(range - frame.len - aframe.len - REEL_SPOOL_SKIP_HDR));
+    uint64_t mark_len = tail ? REEL_SPOOL_SKIP_HDR + mark.len + 1 : range - frame.len - aframe.len;
     size_t text = mark.len + 1;
     if (REEL_SPOOL_SKIP_HDR + text > mark_len)
         text = (size_t)(mark_len - REEL_SPOOL_SKIP_HDR);
@@ -940,6 +985,8 @@ static reel_rc salvage_range(reel_session_t *s, uint32_t n, uint64_t off, uint64
     reel_buf_append(&wr, frame.data, frame.len);
     reel_buf_append(&wr, hdr, sizeof hdr);
     reel_buf_append(&wr, mark.data, text);
+    if (tail) /* appended after the mark */
+        reel_buf_append(&wr, aframe.data, aframe.len);
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
         rc = reel_err_errno(err, REEL_IO, errno, "creating %s", dir);
     give(s, -1, dir);
@@ -952,6 +999,13 @@ static reel_rc salvage_range(reel_session_t *s, uint32_t n, uint64_t off, uint64
     } else if (rc == REEL_OK) {
         rc = copy_range(s, seg, off, end, dst, err);
     }
+    /* In place, the frame after the mark goes first, at the end of the
+     * range: a crash before the rest leaves the old frame there, failing
+     * its checksum (salvaged again), and this one after it, valid. */
+    if (rc == REEL_OK && !tail && aframe.len &&
+        (pwrite(fd, aframe.data, aframe.len, (off_t)(end - aframe.len)) != (ssize_t)aframe.len ||
+         fdatasync(fd) != 0))
+        rc = reel_err_errno(err, REEL_IO, errno, "writing the salvaged records to %s", seg);
     if (rc == REEL_OK && (pwrite(fd, wr.data, wr.len, (off_t)off) != (ssize_t)wr.len ||
                           fdatasync(fd) != 0))
         rc = reel_err_errno(err, REEL_IO, errno, "writing the salvaged records to %s", seg);
@@ -969,6 +1023,14 @@ static reel_rc salvage_range(reel_session_t *s, uint32_t n, uint64_t off, uint64
                         "; the last one's body bytes cut short by %zu to leave room for "
                         "the mark",
                         cut);
+    if (nafter)
+        reel_buf_printf(&extra, "; the %zu whole record%s after it, as a new frame after the mark",
+                        nafter, nafter == 1 ? "" : "s");
+    else if (info.after)
+        reel_buf_printf(&extra,
+                        "; the %zu whole record%s after it did not fit with the mark and "
+                        "are only in recovered/",
+                        info.after, info.after == 1 ? "" : "s");
     note(s,
          "segment %s: %s frame at offset %llu (%s): kept %zu whole record%s before the damage, "
          "rewritten as a new frame there%s (%s); %s",
@@ -991,6 +1053,8 @@ out:
     reel_buf_free(&recs);
     reel_buf_free(&frame);
     reel_buf_free(&mark);
+    reel_buf_free(&after);
+    reel_buf_free(&aframe);
     free(ends);
     free(seg);
     free(dir);

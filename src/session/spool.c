@@ -483,18 +483,39 @@ reel_rc reel_spool_salvage(const uint8_t *buf, size_t len, reel_buf_t *out,
      * record that does not parse the framing itself is in doubt. */
     size_t pos = 0, keep = 0, rl = 0;
     const uint8_t *rec = NULL;
+    int bad = 0;
     while (reel_spool_block_next(out->data, got, &pos, &rec, &rl) == REEL_OK) {
         Reel__Record *r = reel__record__unpack(NULL, rl, rec);
         int ok = r != NULL && r->event_case != REEL__RECORD__EVENT__NOT_SET;
         reel__record__free_unpacked(r, NULL);
-        if (!ok)
+        if (!ok) {
+            bad = 1;
             break;
+        }
         keep = pos;
         info->records++;
     }
-    out->len = keep;
+    if (bad && done) {
+        /* The checksum held: the records after the one that does not
+         * unpack are as they were written, and the framing says where
+         * each is. Those up to the next that does not unpack follow the
+         * kept ones in out. */
+        size_t from = pos, end = pos;
+        while (reel_spool_block_next(out->data, got, &pos, &rec, &rl) == REEL_OK) {
+            Reel__Record *r = reel__record__unpack(NULL, rl, rec);
+            int ok = r != NULL && r->event_case != REEL__RECORD__EVENT__NOT_SET;
+            reel__record__free_unpacked(r, NULL);
+            if (!ok)
+                break;
+            end = pos;
+            info->after++;
+        }
+        memmove(out->data + keep, out->data + from, end - from);
+        info->after_len = end - from;
+    }
+    out->len = keep + info->after_len;
     info->complete = done && keep == (size_t)csize;
-    info->lost = (size_t)csize - keep;
+    info->lost = (size_t)csize - keep - info->after_len;
     snprintf(info->why, sizeof info->why, "%s", why);
     return REEL_OK;
 }

@@ -86,7 +86,11 @@ reel_rc reel_spool_frame_decode(const uint8_t *frame, size_t len, reel_buf_t *ou
 /** What reel_spool_salvage found. */
 typedef struct {
     size_t decoded;      /* content bytes zstd decoded before the damage */
-    size_t records;      /* whole records kept */
+    size_t records;      /* whole records kept, up to the damage */
+    size_t after;        /* checked only: whole records kept after the record
+                            that does not unpack (up to the next that does
+                            not), in out after the first `records` */
+    size_t after_len;    /* ... and their bytes at the end of out */
     size_t lost;         /* content bytes (of the frame's declared size) not kept */
     int complete;        /* the frame decoded whole: nothing was wrong with it */
     int bad_checksum;    /* it decoded whole but its checksum failed */

@@ -963,24 +963,18 @@ class Repair(unittest.TestCase):
             v = self.cli(reel, "verify", "frame", check=False)
             self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
 
-    def test_invalid_head_in_a_sound_frame(self):
-        """A response head that protobuf-c refuses (its time_us given as
-        bytes) inside a frame whose checksum holds. The rebuild indexed the
-        frame up to that record and said nothing: the flow was listed as
-        cut off by the end of the recording, the flow after it vanished
-        without a word, and verify failed after every repair. Now such a
-        frame is a damaged one (the check runs on the threads that decode
-        frames): the records before the bad one are kept in a new frame,
-        the rest set aside with a mark, the report names the record, the
-        flow is marked damaged with what it lost, and verify passes."""
+    def break_response_head(self, home, session, fid, level):
+        """Gives flow fid's response head a field protobuf-c refuses
+        (time_us, a varint, as 0 bytes) in the frame that holds it, which
+        is compressed again (zstd `level`, checksum good) and written in its
+        place. Returns (segment, offset of the frame, index of the record in
+        it, whether later frames follow it in the segment)."""
         import zstandard
-        reel = self.record("badhead", ["/100b?a", "/100b?b", "/100b?c"])
-        home = reel.env["REEL_HOME"]
-        fid = next(f["id"] for f in reel.flows() if f["url"].endswith("?b"))
-        self.assertIsNotNone(next(f for f in reel.flows() if f["id"] == fid)["status"])
-        of, _ = self.frames_of(home, "badhead")
-        db = sqlite3.connect(os.path.join(home, "badhead", "session.db"))
-        seg, off = of[fid][-1]
+        of, segs = self.frames_of(home, session)
+        db = sqlite3.connect(os.path.join(home, session, "session.db"))
+        seg, off = max(fr for fr in of[fid]
+                       if db.execute("SELECT count(*) FROM flow_frames WHERE flow_id = ? AND "
+                                     "segment = ? AND offset = ?", (fid,) + fr).fetchone()[0])
         clen = db.execute("SELECT clen FROM frames WHERE segment = ? AND offset = ?",
                           (seg, off)).fetchone()[0]
         db.close()
@@ -992,7 +986,7 @@ class Repair(unittest.TestCase):
                 n >>= 7
             return out + bytes([n])
 
-        path = os.path.join(home, "badhead", "spool", "%08d.zst" % seg)
+        path = os.path.join(home, session, "spool", "%08d.zst" % seg)
         with open(path, "rb") as f:
             whole = f.read()
         raw = zstandard.ZstdDecompressor().decompress(whole[off:off + clen])
@@ -1012,28 +1006,94 @@ class Repair(unittest.TestCase):
         target = [i for i, r in enumerate(recs)
                   if r.startswith(b"\x08" + varint(fid)) and b"\x6a" in r[:12]]
         self.assertEqual(len(target), 1, recs)
-        recs[target[0]] += b"\x12\x00"  # time_us (a varint) as 0 bytes
+        recs[target[0]] += b"\x12\x00"
         block = b"".join(varint(len(r)) + r for r in recs)
-        frame = zstandard.ZstdCompressor(level=3, write_checksum=True,
+        frame = zstandard.ZstdCompressor(level=level, write_checksum=True,
                                          write_content_size=True).compress(block)
         with open(path, "wb") as f:
             f.write(whole[:off] + frame + whole[off + clen:])
         # no old index to compare the segment with (the frame's length
         # changed, which it would take for a cut)
         for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(os.path.join(home, "badhead", "session.db" + suffix)):
-                os.unlink(os.path.join(home, "badhead", "session.db" + suffix))
+            if os.path.exists(os.path.join(home, session, "session.db" + suffix)):
+                os.unlink(os.path.join(home, session, "session.db" + suffix))
+        return seg, off, target[0], off + clen < len(whole)
+
+    def check_broken_head(self, reel, session, fid, nflows):
+        """After break_response_head: two repairs, each leaving every flow
+        listed, fid damaged with its response head named as lost, the
+        others whole, and verify passing."""
         for _ in range(2):
-            out = self.cli(reel, "repair", "badhead").stdout.decode()
+            out = self.cli(reel, "repair", session).stdout.decode()
             flows = {f["id"]: f for f in reel.flows()}
-            self.assertIn(fid, flows, out)
+            self.assertEqual(len(flows), nflows, out)
             self.assertIsNone(flows[fid]["status"], (out, flows[fid]))
             self.assertTrue(flows[fid]["damaged"], flows[fid])
-            self.assertIn("records lost", flows[fid]["error"])
-            v = self.cli(reel, "verify", "badhead", check=False)
+            self.assertEqual(flows[fid]["state"], "error", (out, flows[fid]))
+            self.assertIn("records lost: its response head", flows[fid]["error"])
+            for f in flows.values():
+                if f["id"] != fid:
+                    self.assertEqual((f["state"], f["status"], f["damaged"]),
+                                     ("complete", 200, False), (out, f))
+            v = self.cli(reel, "verify", session, check=False)
             self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
             self.assertIn(b"known damage", v.stdout)
-        self.assertTrue(glob.glob(os.path.join(home, "badhead", "recovered", "*")))
+        self.assertTrue(glob.glob(os.path.join(reel.env["REEL_HOME"], session, "recovered",
+                                               "*")))
+        return out
+
+    def test_invalid_head_in_a_sound_frame(self):
+        """A response head that protobuf-c refuses (its time_us given as
+        bytes) inside a frame whose checksum holds. The rebuild indexed the
+        frame up to that record and said nothing: the flow was listed as
+        cut off by the end of the recording, the flow after it vanished
+        without a word, and verify failed after every repair. Now such a
+        frame is a damaged one (the check runs on the threads that decode
+        frames): the records before the bad one are kept in a new frame,
+        those after it in another after the mark, the report names the
+        record, the flow is marked damaged with what it lost (its other
+        records are on both sides of the mark), and verify passes. Here
+        the frame is the segment's last."""
+        reel = self.record("badhead", ["/100b?a", "/100b?b", "/100b?c"])
+        home = reel.env["REEL_HOME"]
+        fid = next(f["id"] for f in reel.flows() if f["url"].endswith("?b"))
+        _, _, k, later = self.break_response_head(home, "badhead", fid, 3)
+        self.assertFalse(later)
+        out = self.check_broken_head(reel, "badhead", fid, 3)
+        self.assertIn("bad record: %d records kept in the frame before, " % k, out)
+
+    def test_invalid_head_in_a_frame_before_others(self):
+        """The same in a frame that other frames follow: the two frames and
+        the mark are written where the old frame was (compressed harder
+        than the old one, at zstd level 1, they leave room), and the frames
+        after it are read as before."""
+        rnd = random.Random(5)
+        words = ["%s%d" % (w, n) for w in ("alpha", "bravo", "delta", "kilo", "lima", "tango")
+                 for n in range(40)]
+        for i in range(12):  # text, each its own
+            with open(os.path.join(self.origin.www, "words-%d" % i), "w") as f:
+                f.write(" ".join(rnd.choice(words) for _ in range(400)))
+        paths = ["/words-%d" % i for i in range(12)]
+        reel = Reel(self.root, "badmid")
+        try:
+            for i, p in enumerate(paths):
+                curl(reel, "-o", "/dev/null", self.origin.url(p))
+                if i == 5:
+                    reel.wait_flows(6)
+                    time.sleep(0.5)  # the frame written: the rest in later ones
+            reel.wait_flows(len(paths))
+        finally:
+            self.assertEqual(reel.stop(), 0)
+        home = reel.env["REEL_HOME"]
+        of, segs = self.frames_of(home, "badmid")
+        first = (1, segs[1][0])
+        # the last flow whole in the first frame: what follows its response
+        # head there (its body and end) is short
+        fid = max(f for f, fr in of.items() if set(fr) == {first})
+        _, _, k, later = self.break_response_head(home, "badmid", fid, 1)
+        self.assertTrue(later)
+        out = self.check_broken_head(reel, "badmid", fid, len(paths))
+        self.assertIn("bad record: %d records kept in the frame before, " % k, out)
 
     def test_start_lost_in_a_damaged_frame(self):
         """The frame holding a 1 MiB flow's start record and heads damaged,

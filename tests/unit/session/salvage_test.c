@@ -776,6 +776,43 @@ static void test_salvage_prefix(void **state) {
     assert_int_equal(si.records, total);
     assert_int_equal(out.len, block.len);
     assert_int_equal(memcmp(out.data, block.data, out.len), 0);
+    /* A record that does not unpack put before record 400 and another
+     * before record 700, in a frame whose checksum holds: the 399 records
+     * before the first are kept, and the 300 between the two apart
+     * (`after`), as they were written; the rest not. */
+    reel_buf_t blk2;
+    reel_buf_init(&blk2, 0);
+    static const uint8_t junk[] = {0x08}; /* field 1 without its varint */
+    size_t pos = 0, rl = 0, k = 0, cut1 = 0, from2 = 0, cut2 = 0;
+    const uint8_t *rec = NULL;
+    while (reel_spool_block_next(block.data, block.len, &pos, &rec, &rl) == REEL_OK) {
+        if (++k == 400 || k == 700) {
+            if (k == 400)
+                cut1 = blk2.len;
+            else
+                cut2 = blk2.len;
+            assert_int_equal(reel_spool_block_append(&blk2, junk, sizeof junk), REEL_OK);
+            if (k == 400)
+                from2 = blk2.len;
+        }
+        assert_int_equal(reel_spool_block_append(&blk2, rec, rl), REEL_OK);
+    }
+    e = reel_spool_enc_new(3);
+    assert_int_equal(reel_spool_enc_frame(e, blk2.data, blk2.len, &frame, NULL), REEL_OK);
+    reel_spool_enc_free(e);
+    assert_int_equal(reel_spool_salvage(frame.data, frame.len, &out, &si), REEL_OK);
+    assert_false(si.complete);
+    assert_false(si.bad_checksum);
+    assert_false(si.bad_block);
+    assert_true(si.checked);
+    assert_int_equal(si.records, 399);
+    assert_int_equal(si.after, 300);
+    assert_int_equal(si.after_len, cut2 - from2);
+    assert_int_equal(out.len, cut1 + si.after_len);
+    assert_int_equal(memcmp(out.data, blk2.data, cut1), 0);
+    assert_int_equal(memcmp(out.data + cut1, blk2.data + from2, si.after_len), 0);
+    assert_int_equal(si.lost, blk2.len - out.len);
+    reel_buf_free(&blk2);
     reel_buf_free(&bad);
     reel_buf_free(&block);
     reel_buf_free(&frame);
