@@ -536,15 +536,31 @@ static reel_rc scan_finish(scan_ctx *c) {
     return c->rc;
 }
 
-/* Moves [off, EOF) of segment n aside into recovered/ and truncates. */
+/* The name in dir (recovered/) for bytes of segment `name` set aside at
+ * off: NAME.OFF.EXT, or NAME.OFF.K.EXT when that is taken. A file there is
+ * never overwritten: bytes set aside at the same offset before (a tail torn
+ * again after the segment grew back past it, a salvage that a crash cut
+ * short and that runs again on what it had begun to rewrite) keep theirs.
+ * The caller creates it with O_EXCL and frees the name. */
+static char *aside_name(const char *dir, const char *name, uint64_t off, const char *ext) {
+    char *p = reel_asprintf("%s/%s.%llu.%s", dir, name, (unsigned long long)off, ext);
+    for (unsigned k = 1; access(p, F_OK) == 0 && k < 10000; k++) {
+        free(p);
+        p = reel_asprintf("%s/%s.%llu.%u.%s", dir, name, (unsigned long long)off, k, ext);
+    }
+    return p;
+}
+
+/* Moves [off, EOF) of segment n aside into recovered/ (dst if given, else
+ * a name of its own) and truncates. */
 static reel_rc move_aside(reel_session_t *s, uint32_t n, uint64_t off, const char *reason,
-                          reel_err_t *err) {
+                          const char *want, reel_err_t *err) {
     reel_rc rc = REEL_OK;
     char name[16];
     reel_spool_segment_name(n, name);
     char *seg = reel_asprintf("%s/%s", s->spool_dir, name);
     char *dir = reel_asprintf("%s/recovered", s->path);
-    char *dst = reel_asprintf("%s/%s.%llu.torn", dir, name, (unsigned long long)off);
+    char *dst = want ? reel_strdup(want) : aside_name(dir, name, off, "torn");
     int in = -1, out = -1;
     uint8_t *buf = NULL;
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
@@ -553,14 +569,7 @@ static reel_rc move_aside(reel_session_t *s, uint32_t n, uint64_t off, const cha
     }
     give(s, -1, dir);
     in = open(seg, O_RDWR | O_CLOEXEC);
-    /* a name of its own: a tail torn at the same offset before (another
-     * crash, after the segment grew back past it) keeps its bytes */
     out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    for (unsigned k = 1; out < 0 && errno == EEXIST && k < 10000; k++) {
-        free(dst);
-        dst = reel_asprintf("%s/%s.%llu.%u.torn", dir, name, (unsigned long long)off, k);
-        out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    }
     if (out >= 0)
         give(s, out, dst);
     if (in < 0 || out < 0) {
@@ -616,12 +625,13 @@ out:
 
 /* ---- salvage: the whole records of a damaged or torn frame ---- */
 
-/* Copies [off, end) of the segment at path to dst (created 0600) and syncs it. */
+/* Copies [off, end) of the segment at path to dst (created 0600, a file
+ * that is not there: aside_name) and syncs it. */
 static reel_rc copy_range(const reel_session_t *s, const char *path, uint64_t off, uint64_t end,
                           const char *dst, reel_err_t *err) {
     reel_rc rc = REEL_OK;
     int in = open(path, O_RDONLY | O_CLOEXEC);
-    int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (out >= 0)
         give(s, out, dst);
     uint8_t *buf = reel_malloc(1 << 16);
@@ -846,8 +856,7 @@ static reel_rc salvage_range(reel_session_t *s, uint32_t n, uint64_t off, uint64
     reel_spool_segment_name(n, name);
     char *seg = reel_asprintf("%s/%s", s->spool_dir, name);
     char *dir = reel_asprintf("%s/recovered", s->path);
-    char *dst = reel_asprintf("%s/%s.%llu.%s", dir, name, (unsigned long long)off,
-                              tail ? "torn" : "damaged");
+    char *dst = aside_name(dir, name, off, tail ? "torn" : "damaged");
     reel_buf_t comp, recs, frame, mark, after, aframe;
     reel_buf_init(&comp, 0);
     reel_buf_init(&recs, 0);
@@ -993,7 +1002,7 @@ static reel_rc salvage_range(reel_session_t *s, uint32_t n, uint64_t off, uint64
     if (rc == REEL_OK && tail) {
         close(fd);
         fd = -1;
-        rc = move_aside(s, n, off, reason, err);
+        rc = move_aside(s, n, off, reason, dst, err);
         if (rc == REEL_OK && (fd = open(seg, O_RDWR | O_CLOEXEC)) < 0)
             rc = reel_err_errno(err, REEL_IO, errno, "opening %s", seg);
     } else if (rc == REEL_OK) {
@@ -1460,7 +1469,7 @@ static reel_rc scan_segment(reel_session_t *s, reel_indexer_t *ix, uint32_t n, u
             if (tail) {
                 close(fd);
                 fd = -1;
-                rc = move_aside(s, n, sc.bad_off, sc.reason, err);
+                rc = move_aside(s, n, sc.bad_off, sc.reason, NULL, err);
                 break;
             }
         }

@@ -1094,6 +1094,23 @@ class Repair(unittest.TestCase):
         self.assertTrue(later)
         out = self.check_broken_head(reel, "badmid", fid, len(paths))
         self.assertIn("bad record: %d records kept in the frame before, " % k, out)
+        # A second salvage at the same offset (another record of the new
+        # frame there broken) sets its bytes aside under a name of its own:
+        # the first copy, the original bytes, is not overwritten.
+        rec = os.path.join(home, "badmid", "recovered")
+        before = {n: open(os.path.join(rec, n), "rb").read() for n in os.listdir(rec)}
+        self.assertEqual(set(before), {"00000001.zst.0.damaged"})
+        other = min(f for f, fr in self.frames_of(home, "badmid")[0].items()
+                    if set(fr) == {first})
+        self.break_response_head(home, "badmid", other, 1)
+        out = self.cli(reel, "repair", "badmid").stdout.decode()
+        self.assertIn("00000001.zst.0.1.damaged", out)
+        for n, data in before.items():
+            with open(os.path.join(rec, n), "rb") as f:
+                self.assertEqual(f.read(), data, n)
+        self.assertEqual(set(os.listdir(rec)), set(before) | {"00000001.zst.0.1.damaged"})
+        self.assertEqual(len(reel.flows()), len(paths))
+        self.assertEqual(self.cli(reel, "verify", "badmid", check=False).returncode, 0)
 
     def test_start_lost_in_a_damaged_frame(self):
         """The frame holding a 1 MiB flow's start record and heads damaged,
