@@ -746,6 +746,12 @@ static uint64_t mark_min_len(const char *kind, size_t k) {
     return REEL_SPOOL_SKIP_HDR + (uint64_t)el + 1;
 }
 
+/* How a fresh frame is compressed, in the order tried while it leaves no
+ * room for the mark: level 3 in pieces as the writer makes them, 19, then
+ * 19 in one piece. */
+static const struct { int level, whole; } SALVAGE_TRIES[] = {{3, 0}, {19, 0}, {19, 1}};
+#define N_SALVAGE_TRIES (sizeof SALVAGE_TRIES / sizeof *SALVAGE_TRIES)
+
 /* The fresh frame of the first k salvaged records (ends[k - 1] bytes of
  * recs) into frame: at zstd level 3 in pieces as the writer makes them,
  * or, while that leaves no room, at 19, then at 19 in one piece (no
@@ -760,10 +766,9 @@ static reel_rc salvage_fit(const reel_buf_t *recs, const size_t *ends, size_t k,
     if (k == 0)
         return REEL_OK;
     uint64_t mark = mark_min_len(kind, k);
-    static const struct { int level, whole; } tries[] = {{3, 0}, {19, 0}, {19, 1}};
-    for (size_t t = 0; t < sizeof tries / sizeof *tries; t++) {
-        reel_rc rc =
-            salvage_encode(recs->data, ends[k - 1], tries[t].level, tries[t].whole, frame, err);
+    for (size_t t = 0; t < N_SALVAGE_TRIES; t++) {
+        reel_rc rc = salvage_encode(recs->data, ends[k - 1], SALVAGE_TRIES[t].level,
+                                    SALVAGE_TRIES[t].whole, frame, err);
         if (rc != REEL_OK)
             return rc;
         *fits = frame->len + mark <= range;
@@ -952,16 +957,15 @@ static reel_rc salvage_range(reel_session_t *s, uint32_t n, uint64_t off, uint64
     size_t nafter = 0;
     if (info.after && dropped == 0 && cut == 0) {
         /* both frames compressed harder together, as salvage_fit does one */
-        static const struct { int level, whole; } tries[] = {{3, 0}, {19, 0}, {19, 1}};
         reel_buf_t before;
         reel_buf_init(&before, 0);
-        for (size_t t = 0; rc == REEL_OK && t < sizeof tries / sizeof *tries; t++) {
+        for (size_t t = 0; rc == REEL_OK && t < N_SALVAGE_TRIES; t++) {
             int again = kept && t > 0; /* the first try's is frame */
-            if (again && (rc = salvage_encode(recs.data, ends[kept - 1], tries[t].level,
-                                              tries[t].whole, &before, err)) != REEL_OK)
+            if (again && (rc = salvage_encode(recs.data, ends[kept - 1], SALVAGE_TRIES[t].level,
+                                              SALVAGE_TRIES[t].whole, &before, err)) != REEL_OK)
                 break;
-            if ((rc = salvage_encode(after.data, after.len, tries[t].level, tries[t].whole, &aframe,
-                                     err)) != REEL_OK)
+            if ((rc = salvage_encode(after.data, after.len, SALVAGE_TRIES[t].level,
+                                     SALVAGE_TRIES[t].whole, &aframe, err)) != REEL_OK)
                 break;
             size_t blen = again ? before.len : frame.len;
             if (tail || blen + mark_min_len(kind, kept) + aframe.len <= range) {
