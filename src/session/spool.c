@@ -419,6 +419,15 @@ void reel_spool_async_free(reel_spool_async_t *a) {
     free(a);
 }
 
+/* Whether a salvaged record is one to keep: it unpacks, with an event
+ * (what a reader, the indexer, would refuse is not kept). */
+static int salvage_keeps(const uint8_t *rec, size_t len) {
+    Reel__Record *r = reel__record__unpack(NULL, len, rec);
+    int ok = r != NULL && r->event_case != REEL__RECORD__EVENT__NOT_SET;
+    reel__record__free_unpacked(r, NULL);
+    return ok;
+}
+
 reel_rc reel_spool_salvage(const uint8_t *buf, size_t len, reel_buf_t *out,
                            reel_spool_salvage_t *info) {
     memset(info, 0, sizeof *info);
@@ -485,10 +494,7 @@ reel_rc reel_spool_salvage(const uint8_t *buf, size_t len, reel_buf_t *out,
     const uint8_t *rec = NULL;
     int bad = 0;
     while (reel_spool_block_next(out->data, got, &pos, &rec, &rl) == REEL_OK) {
-        Reel__Record *r = reel__record__unpack(NULL, rl, rec);
-        int ok = r != NULL && r->event_case != REEL__RECORD__EVENT__NOT_SET;
-        reel__record__free_unpacked(r, NULL);
-        if (!ok) {
+        if (!salvage_keeps(rec, rl)) {
             bad = 1;
             break;
         }
@@ -501,12 +507,8 @@ reel_rc reel_spool_salvage(const uint8_t *buf, size_t len, reel_buf_t *out,
          * each is. Those up to the next that does not unpack follow the
          * kept ones in out. */
         size_t from = pos, end = pos;
-        while (reel_spool_block_next(out->data, got, &pos, &rec, &rl) == REEL_OK) {
-            Reel__Record *r = reel__record__unpack(NULL, rl, rec);
-            int ok = r != NULL && r->event_case != REEL__RECORD__EVENT__NOT_SET;
-            reel__record__free_unpacked(r, NULL);
-            if (!ok)
-                break;
+        while (reel_spool_block_next(out->data, got, &pos, &rec, &rl) == REEL_OK &&
+               salvage_keeps(rec, rl)) {
             end = pos;
             info->after++;
         }
