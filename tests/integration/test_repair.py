@@ -1019,12 +1019,17 @@ class Repair(unittest.TestCase):
                 os.unlink(os.path.join(home, session, "session.db" + suffix))
         return seg, off, target[0], off + clen < len(whole)
 
-    def check_broken_head(self, reel, session, fid, nflows):
-        """After break_response_head: two repairs, each leaving every flow
-        listed, fid damaged with its response head named as lost, the
-        others whole, and verify passing."""
-        for _ in range(2):
+    def check_broken_head(self, reel, session, fid, nflows, k):
+        """After break_response_head (record k of its frame): two repairs,
+        the first naming the record, each leaving every flow listed, fid
+        damaged with its response head named as lost, the others whole,
+        and verify passing."""
+        for rnd in range(2):
             out = self.cli(reel, "repair", session).stdout.decode()
+            if rnd == 0:
+                self.assertIn("segment 00000001.zst: damaged frame at offset 0 (record %d does "
+                              "not unpack as a Record (the checksum held)): kept %d whole "
+                              "records before the damage" % (k, k), out)
             flows = {f["id"]: f for f in reel.flows()}
             self.assertEqual(len(flows), nflows, out)
             self.assertIsNone(flows[fid]["status"], (out, flows[fid]))
@@ -1059,7 +1064,7 @@ class Repair(unittest.TestCase):
         fid = next(f["id"] for f in reel.flows() if f["url"].endswith("?b"))
         _, _, k, later = self.break_response_head(home, "badhead", fid, 3)
         self.assertFalse(later)
-        out = self.check_broken_head(reel, "badhead", fid, 3)
+        out = self.check_broken_head(reel, "badhead", fid, 3, k)
         self.assertIn("bad record: %d records kept in the frame before, " % k, out)
 
     def test_invalid_head_in_a_frame_before_others(self):
@@ -1092,7 +1097,7 @@ class Repair(unittest.TestCase):
         fid = max(f for f, fr in of.items() if set(fr) == {first})
         _, _, k, later = self.break_response_head(home, "badmid", fid, 1)
         self.assertTrue(later)
-        out = self.check_broken_head(reel, "badmid", fid, len(paths))
+        out = self.check_broken_head(reel, "badmid", fid, len(paths), k)
         self.assertIn("bad record: %d records kept in the frame before, " % k, out)
         # A second salvage at the same offset (another record of the new
         # frame there broken) sets its bytes aside under a name of its own:
