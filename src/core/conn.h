@@ -239,6 +239,7 @@ struct conn {
     exchange_t ex;
     uint32_t next_sid; /* stream id the next request gets (1, 2, ...) */
     bool client_close; /* close the client after this exchange */
+    bool spoke_http;   /* a whole request head came on the connection */
     /* Once the connection leaves HTTP (a tunnel, a 101): a codec per
      * direction (0: bytes from the client, 1: from the server), NULL
      * before. WebSocket codecs when `websocket` (the flow stays the

@@ -5,6 +5,7 @@
 
 #include "core/conn.h"
 #include "core/hostport.h"
+#include "core/sniff.h"
 
 static int split_absolute(const char *t, size_t n, bool *https, char **host, int *port,
                           char **path);
@@ -986,6 +987,59 @@ static void record_unanswered(conn_t *c, const char *why) {
     reel_buf_reset(&cl->in);
 }
 
+/* A client set for another kind of proxy (an https:// or a SOCKS one)
+ * began the connection in that protocol, not with an HTTP request: it is
+ * answered in its own protocol where that can say no (SOCKS), else with
+ * the 400 (TLS: the client sees a plain-text answer to its handshake), and
+ * its flow says what it spoke and what reel answered. Returns false for
+ * anything else (the parser's 400, as for any malformed request). */
+static bool wrong_proxy(conn_t *c) {
+    peer_t *cl = &c->client;
+    if (c->state != C_HEAD || c->spoke_http || c->in_tunnel || c->lane || c->client_tls ||
+        c->ex.flow || c->ex.head_raw.len || cl->closing)
+        return false;
+    reel_wrong_proxy kind = reel_sniff_wrong_proxy(cl->in.data, cl->in.len);
+    if (kind == REEL_WRONG_PROXY_NONE)
+        return false;
+    static const char advice[] = "reel is an HTTP proxy: set the client's proxy to "
+                                 "http://HOST:PORT, and HTTPS goes through it with CONNECT";
+    reel__record_rejected(c);
+    c->ex.req_done = false;
+    if (kind == REEL_WRONG_PROXY_TLS) {
+        reel_clienthello_t ch;
+        bool sni = reel_clienthello_parse(cl->in.data, cl->in.len, &ch) == REEL_OK &&
+                   ch.sni_status == REEL_CH_SNI_OK;
+        char *why = reel_asprintf("the client began a TLS handshake with the proxy itself (was "
+                                  "it set to an https:// proxy?); %s",
+                                  advice);
+        char *note = reel_asprintf("(a ClientHello%s%s)", sni ? " for " : "", sni ? ch.sni : "");
+        fail_noted(c, 400, why, note);
+        free(note);
+        free(why);
+        return true;
+    }
+    /* RFC 1928 3: method X'FF', no acceptable methods; SOCKS4: request
+     * rejected or failed (91) */
+    static const uint8_t no5[] = {5, 0xff}, no4[] = {0, 91, 0, 0, 0, 0, 0, 0};
+    bool v5 = kind == REEL_WRONG_PROXY_SOCKS5;
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    reel_buf_put_quoted(&b, cl->in.data, cl->in.len, HEAD_QUOTE_MAX);
+    char *why = reel_asprintf("the client spoke SOCKS%d, not HTTP (was it set to a SOCKS "
+                              "proxy?); %s",
+                              v5 ? 5 : 4, advice);
+    char *note = reel_asprintf("(it sent %.*s; reel answered %s and closed the connection)",
+                               (int)b.len, (const char *)b.data,
+                               v5 ? "that it takes none of its methods (05 FF)"
+                                  : "that the request is rejected (00 5B)");
+    reel__peer_write(cl, v5 ? no5 : no4, v5 ? sizeof no5 : sizeof no4);
+    fail_noted(c, 0, why, note);
+    free(note);
+    free(why);
+    reel_buf_free(&b);
+    return true;
+}
+
 /* Refuses a request whose head was read whole: c->reqc stands right after
  * it, at the start of the client's unread bytes. Its body, as far as it
  * came, is read into the refused flow (reel took those bytes off the
@@ -1444,6 +1498,8 @@ void reel__req_process(conn_t *c) {
             break;
         }
         if (rc != REEL_OK) {
+            if (wrong_proxy(c))
+                return;
             if (c->ex.flow == NULL)
                 reel__record_rejected(c);
             int status = ev.error_status ? ev.error_status : 400;
@@ -1472,6 +1528,7 @@ void reel__req_process(conn_t *c) {
              * the head bytes first, so that a tunnel started by this head
              * (CONNECT) only ever sees what follows it. */
             reel_buf_consume(&cl->in, consumed);
+            c->spoke_http = true;
             reel_buf_reset(&c->ex.head_raw); /* (whole: the response's next) */
             request_head(c, &ev.head);
             if (c->state == C_SNIFF || c->state == C_RAW || c->state == C_DONE)

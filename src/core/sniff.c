@@ -151,6 +151,31 @@ const char *reel_sniff_kind_name(reel_sniff_kind k) {
     return "unknown";
 }
 
+/* ---- clients set for another kind of proxy ---- */
+
+reel_wrong_proxy reel_sniff_wrong_proxy(const uint8_t *buf, size_t len) {
+    if (len >= 6 && buf[0] == 22)
+        return sniff_tls(buf, len) == REEL_SNIFF_TLS ? REEL_WRONG_PROXY_TLS : REEL_WRONG_PROXY_NONE;
+    if (len >= 3 && buf[0] == 5)
+        return buf[1] >= 1 && len == 2 + (size_t)buf[1] ? REEL_WRONG_PROXY_SOCKS5
+                                                        : REEL_WRONG_PROXY_NONE;
+    if (len < 9 || buf[0] != 4 || (buf[1] != 1 && buf[1] != 2))
+        return REEL_WRONG_PROXY_NONE;
+    /* 4 CMD PORT(2) IP(4) USERID NUL [HOST NUL when IP is 0.0.0.x, x != 0] */
+    const uint8_t *user_end = memchr(buf + 8, 0, len - 8);
+    if (user_end == NULL)
+        return REEL_WRONG_PROXY_NONE;
+    size_t end = (size_t)(user_end - buf) + 1;
+    bool socks4a = buf[4] == 0 && buf[5] == 0 && buf[6] == 0 && buf[7] != 0;
+    if (socks4a) {
+        const uint8_t *host_end = end < len ? memchr(buf + end, 0, len - end) : NULL;
+        if (host_end == NULL || host_end == buf + end)
+            return REEL_WRONG_PROXY_NONE;
+        end = (size_t)(host_end - buf) + 1;
+    }
+    return end == len ? REEL_WRONG_PROXY_SOCKS4 : REEL_WRONG_PROXY_NONE;
+}
+
 /* ---- ClientHello: the cursor over a fragmented handshake message ---- */
 
 #define TLS_RECORD_HEADER 5

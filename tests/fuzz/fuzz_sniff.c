@@ -12,7 +12,9 @@
  *   header's rules give (worked out here on their own from the names),
  *   the comma-separated list exactly for REEL_CH_ALPN_OTHER and empty
  *   otherwise; with a list smaller than the names need, no byte written
- *   past cap and no REEL_CH_ALPN_OTHER with a cut list. */
+ *   past cap and no REEL_CH_ALPN_OTHER with a cut list;
+ * - reel_sniff_wrong_proxy: TLS exactly where reel_sniff says TLS, SOCKS
+ *   only on bytes of that version's length. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,6 +155,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                    "prefix of %zu bytes says %s, all %zu bytes say %s", i,
                    reel_sniff_kind_name(pk), size, reel_sniff_kind_name(k));
     }
+
+    /* a client set for another kind of proxy: TLS exactly when the tunnel
+     * sniff says so (at 6 bytes or more), SOCKS only from its version */
+    reel_wrong_proxy w = reel_sniff_wrong_proxy(buf, size);
+    FUZZ_CHECK(w >= REEL_WRONG_PROXY_NONE && w <= REEL_WRONG_PROXY_SOCKS5, "wrong proxy %d", (int)w);
+    FUZZ_CHECK((w == REEL_WRONG_PROXY_TLS) == (size >= 6 && k == REEL_SNIFF_TLS),
+               "wrong proxy %d, sniff %s", (int)w, reel_sniff_kind_name(k));
+    FUZZ_CHECK(w != REEL_WRONG_PROXY_SOCKS5 || (buf[0] == 5 && size == 2 + (size_t)buf[1]),
+               "SOCKS5 of %zu bytes", size);
+    FUZZ_CHECK(w != REEL_WRONG_PROXY_SOCKS4 || (buf[0] == 4 && size >= 9 && buf[size - 1] == 0),
+               "SOCKS4 of %zu bytes", size);
 
     reel_clienthello_t ch;
     memset(&ch, 0xa5, sizeof ch); /* zeroed by the parser */

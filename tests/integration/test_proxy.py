@@ -234,6 +234,64 @@ class ProxyTest(unittest.TestCase):
         self.assertTrue(raw_out.startswith(b"GET http://127.0.0.1:99999/badport HTTP/1.1\r\n"),
                         raw_out[:80])
 
+    def test_clients_set_for_another_kind_of_proxy(self):
+        """A client set to an https:// or a SOCKS proxy: its own protocol
+        gets its own refusal where it has one (SOCKS), and the flow says
+        what the client spoke and what reel answered, not "invalid
+        method" with the bytes."""
+        o, r = self.origin, self.reel
+        port = "127.0.0.1:%d" % r.port
+        advice = ("reel is an HTTP proxy: set the client's proxy to http://HOST:PORT, and "
+                  "HTTPS goes through it with CONNECT")
+        socks = "the client spoke SOCKS%d, not HTTP (was it set to a SOCKS proxy?); " + advice
+        cases = [  # the proxy, the URL, what curl says, the flow's error (a regex)
+            ("socks5://" + port, o.url("/100b?socks5"), "No authentication method was acceptable",
+             re.escape(socks % 5 + ' (it sent "\\x05') + r'.*' + re.escape(
+                 '"; reel answered that it takes none of its methods (05 FF) and closed the '
+                 'connection)')),
+            ("socks4a://" + port, "http://localhost:%d/100b?socks4a" % o.http_port,
+             "request rejected or failed",
+             re.escape(socks % 4 + ' (it sent "\\x04\\x01') + r'.*' + re.escape(
+                 '\\x00localhost\\x00"; reel answered that the request is rejected (00 5B) '
+                 'and closed the connection)')),
+            ("https://" + port, o.url("/100b?https-proxy"), "wrong version number",
+             re.escape("the client began a TLS handshake with the proxy itself (was it set to an "
+                       "https:// proxy?); " + advice + " (a ClientHello)")),
+        ]
+        for proxy, url, says, why in cases:
+            before = max([f["id"] for f in r.flows()] or [0])
+            out = run(["curl", "-sS", "--max-time", "10", "--proxy-insecure", "-x", proxy, url],
+                      check=False)
+            self.assertNotEqual(out.returncode, 0, proxy)
+            self.assertIn(says.encode(), out.stderr, proxy)
+            new = [f for f in r.wait_flows(before + 1) if f["id"] > before]
+            self.assertEqual(len(new), 1, (proxy, new))
+            f = new[0]
+            self.assertEqual(f["state"], "error", f)
+            # only the TLS client got the 400 (it cannot read it: curl says
+            # "wrong version number"); the SOCKS ones got their refusal
+            self.assertEqual(f["status"], 400 if proxy.startswith("https") else None, f)
+            self.assertRegex(f["error"], "^" + why + "$")
+        # a second request on a connection that spoke HTTP is judged as a
+        # request (the parser's 400), whatever its first bytes
+        s = socket.create_connection(("127.0.0.1", r.port), 5)
+        s.sendall(b"GET " + o.url("/100b?then-socks").encode() + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+        s.settimeout(5)
+        got = b""
+        while b"\n\n" not in got.replace(b"\r", b""):
+            got += s.recv(4096)
+        s.sendall(b"\x05\x01\x00")
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            got += d
+        s.close()
+        self.assertIn(b"HTTP/1.1 400 ", got)
+        time.sleep(0.3)
+        f = max(r.flows(), key=lambda x: x["id"])
+        self.assertIn("invalid method", f["error"])
+
     def test_pipelining_upgrade_and_tunnels(self):
         o, r = self.origin, self.reel
 

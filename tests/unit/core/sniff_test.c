@@ -376,6 +376,40 @@ static void test_sniff_other(void **state) {
     reel_buf_free(&b);
 }
 
+#define WRONG(lit, want)                                                                           \
+    assert_int_equal(reel_sniff_wrong_proxy((const uint8_t *)(lit), sizeof(lit) - 1), (want))
+
+static void test_sniff_wrong_proxy(void **state) {
+    (void)state;
+    /* the bytes curl sends to a proxy given as https://, socks5://,
+     * socks4:// and socks4a:// */
+    WRONG("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", REEL_WRONG_PROXY_TLS);
+    WRONG("\x05\x02\x00\x01", REEL_WRONG_PROXY_SOCKS5);
+    WRONG("\x05\x01\x00", REEL_WRONG_PROXY_SOCKS5);
+    WRONG("\x04\x01\xca\x1b\x7f\x00\x00\x01\x00", REEL_WRONG_PROXY_SOCKS4);
+    WRONG("\x04\x01\x00\x50\x00\x00\x00\x01user\x00"
+          "example.com\x00",
+          REEL_WRONG_PROXY_SOCKS4);
+    /* cut short, or more than the client sends before it waits */
+    WRONG("\x16\x03\x01\x02\x00", REEL_WRONG_PROXY_NONE);
+    WRONG("\x16\x03\x01\x02\x00\x02", REEL_WRONG_PROXY_NONE); /* a ServerHello */
+    WRONG("\x05\x02\x00", REEL_WRONG_PROXY_NONE);
+    WRONG("\x05\x01\x00\x05", REEL_WRONG_PROXY_NONE);
+    WRONG("\x05\x00", REEL_WRONG_PROXY_NONE);
+    WRONG("\x05\x00\x00", REEL_WRONG_PROXY_NONE); /* no methods */
+    WRONG("\x04\x01\xca\x1b\x7f\x00\x00\x01", REEL_WRONG_PROXY_NONE);
+    WRONG("\x04\x01\xca\x1b\x7f\x00\x00\x01"
+          "ab",
+          REEL_WRONG_PROXY_NONE);
+    WRONG("\x04\x01\xca\x1b\x7f\x00\x00\x01\x00x", REEL_WRONG_PROXY_NONE);
+    WRONG("\x04\x03\xca\x1b\x7f\x00\x00\x01\x00", REEL_WRONG_PROXY_NONE);     /* no command 3 */
+    WRONG("\x04\x01\x00\x50\x00\x00\x00\x01\x00", REEL_WRONG_PROXY_NONE);     /* 4a, no host */
+    WRONG("\x04\x01\x00\x50\x00\x00\x00\x01\x00\x00", REEL_WRONG_PROXY_NONE); /* 4a, empty host */
+    WRONG("\x04\x01\x00\x50\x00\x00\x00\x01\x00host", REEL_WRONG_PROXY_NONE); /* 4a, host cut */
+    WRONG("GET / HTTP/1.1\r\n\r\n", REEL_WRONG_PROXY_NONE);
+    WRONG("", REEL_WRONG_PROXY_NONE);
+}
+
 static uint32_t rnd_state = 0x2545f491u;
 static uint32_t rnd(void) {
     rnd_state ^= rnd_state << 13;
@@ -1090,6 +1124,7 @@ int main(void) {
         cmocka_unit_test(test_sniff_tls_edges),
         cmocka_unit_test(test_sniff_http),
         cmocka_unit_test(test_sniff_other),
+        cmocka_unit_test(test_sniff_wrong_proxy),
         cmocka_unit_test(test_sniff_random),
         cmocka_unit_test(test_hello_openssl),
         cmocka_unit_test(test_hello_fragmented),
