@@ -288,6 +288,7 @@ struct view {
     reel_cli_esc_t msg_esc;
     reel_hexdump_t msg_hex;
     int current; /* direction printed last, -1 at first */
+    uint32_t resp_status; /* the final response's, 0 before it */
     int have_end;
     int read_failed; /* the spool could not be read to the flow's end */
     uint64_t end_size[2];
@@ -798,6 +799,7 @@ static void trailers_show(view_t *v, const Reel__Trailers *t) {
 static void response_head(view_t *v, const Reel__ResponseHead *h) {
     dir_t *d = &v->d[RESP];
     status_and_headers(v, h, h->generated ? "   [sent by reel, not by the server]" : "", 0);
+    v->resp_status = h->status;
     v->current = RESP;
     d->head = 1;
     d->decoded = h->body_decoded;
@@ -1079,6 +1081,17 @@ static int view_record(void *ctx, const Reel__Record *rec) {
         print_end_facts(v, rec->end->timings, rec->end->server_addr, rec->end->request_body_dropped,
                         rec->end->response_body_dropped, rec->end->messages_dropped,
                         rec->end->response_excess);
+        /* A complete flow whose request never ended (docs/format.md): the
+         * final response came first, an early 413 or an answer to Expect:
+         * 100-continue, and the exchange ended without the rest */
+        if (!v->tunnel && v->d[REQ].head && v->d[RESP].head && v->resp_status != 101 &&
+            rec->end->request_end_us == 0)
+            fprintf(v->out,
+                    "~ the request was not sent whole: the final response came before its body "
+                    "ended, and the exchange ended with %llu byte%s of it (RFC 9110 10.1.1 lets "
+                    "a client stop sending)\n",
+                    (unsigned long long)rec->end->request_body_size,
+                    rec->end->request_body_size == 1 ? "" : "s");
         break;
     case REEL__RECORD__EVENT_ERROR:
         message_close(v);

@@ -1495,6 +1495,19 @@ class EarlyAnswer(unittest.TestCase):
         self.assertNotIn("request_unfinished", w["_reel"])
         self.assertNotIn("comment", w)
 
+    def test_flow_says_the_upload_never_ended(self):
+        """reel flow's text says it too, with the bytes that came; a whole
+        upload, and the same flow imported back, as the record has them."""
+        (f,) = [x for x in self.flows if x["status"] == 413]
+        sent = self.reel.flow(f["id"])["request"]["body_size"]
+        text = self.reel.cli("flow", "--headers-only", "ea", str(f["id"])).stdout.decode()
+        self.assertIn("\n~ the request was not sent whole: the final response came before its "
+                      "body ended, and the exchange ended with %d bytes of it (RFC 9110 10.1.1 "
+                      "lets a client stop sending)\n" % sent, text)
+        w = self.reel.flows("~u /echo$")[0]
+        text = self.reel.cli("flow", "ea", str(w["id"])).stdout.decode()
+        self.assertNotIn("not sent whole", text)
+
     def test_import_keeps_the_request_unfinished(self):
         e = self.har("ea", "~c 413")
         back = self.imported(e, "ea-back")
