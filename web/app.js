@@ -1047,6 +1047,13 @@ function bodySection(id, dir, head, row) {
     box.append(el('p', { class: 'note cut', role: 'note', text: 'not stored in full: ' + fmtSize(head.body_stored) +
       ' of ' + fmtSize(head.body_size) + ' stored (capture fell behind the disk)' }));
   }
+  // a complete flow whose request never ended: the final response came
+  // first (an early 413, an answer to Expect: 100-continue; docs/format.md)
+  if (dir === 'request' && row && row.kind === 'http' && row.state === 'complete' &&
+      row.request_end_us == null && row.status != null && row.status !== 101) {
+    box.append(el('p', { class: 'note cut', role: 'note', text: 'not sent whole: the final response came ' +
+      'before the request body ended, and the exchange ended with ' + fmtSize(size) + ' of it' }));
+  }
   // bytes the origin sent past the end of its response (a Content-Length
   // shorter than what it sent): never passed on, but said
   if (head && head.body_excess > 0) {

@@ -374,6 +374,62 @@ class BrowserWebTest(unittest.TestCase):
         self.assertEqual(flow2["replay_of"], 1)
         shutil.rmtree(root, ignore_errors=True)
 
+    def test_request_not_sent_whole(self):
+        """A flow whose final response came before its request body ended
+        (nginx answers 404 to a chunked upload with Expect: 100-continue
+        without reading it, and curl sends none) says so under its request
+        body; a whole upload does not."""
+        why = missing_tools()
+        if why:
+            print("skipped: %s not installed" % why)
+            return
+        modules = install_playwright()
+        root = tempfile.mkdtemp(prefix="reel-bunfinished-", dir=TMPBASE)
+        origin = Origin(root)
+        reel = Reel(root, "uf")
+        up = os.path.join(root, "up.bin")
+        with open(up, "wb") as f:
+            f.write(b"u" * 300000)
+        curl(reel, "-o", "/dev/null", "-H", "Transfer-Encoding: chunked", "-H",
+             "Expect: 100-continue", "--data-binary", "@" + up, origin.url("/nowhere"))
+        curl(reel, "-o", "/dev/null", "--data-binary", "whole", origin.url("/echo"))
+        flows = reel.wait_flows(2)
+        self.assertEqual([(f["status"], f["request_end_us"] is None) for f in flows],
+                         [(404, True), (200, False)])
+        self.assertEqual(reel.stop(), 0)
+        env = dict(reel.env, REEL_WEB_TOKEN=TOKEN)
+        log = open(os.path.join(root, "web.log"), "w+")
+        proc = subprocess.Popen([REEL, "web", "--listen", "127.0.0.1:0", "uf"], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            url = None
+            for _ in range(200):
+                log.seek(0)
+                m = re.search(r"open (http://127\.0\.0\.1:\d+/\?token=\w+)", log.read())
+                if m:
+                    url = m.group(1)
+                    break
+                time.sleep(0.05)
+            log.seek(0)
+            self.assertIsNotNone(url, log.read())
+            script = os.path.join(root, "notes.cjs")
+            with open(script, "w") as f:
+                f.write(NOTES_JS)
+            res = subprocess.run(["node", script, url], env=dict(env, NODE_PATH=modules),
+                                 capture_output=True, timeout=120)
+            self.assertEqual(res.returncode, 0, res.stderr.decode()[-3000:])
+            seen = json.loads(res.stdout.decode().strip().split("\n")[-1])
+        finally:
+            proc.send_signal(2)
+            proc.wait(15)
+            log.close()
+            origin.stop()
+        self.assertEqual(seen["errors"], [])
+        self.assertIn("not sent whole: the final response came before the request body ended, "
+                      "and the exchange ended with 0 B of it", seen["1"])
+        self.assertFalse([n for n in seen["2"] if "not sent whole" in n], seen["2"])
+        shutil.rmtree(root, ignore_errors=True)
+
     def test_missing_session_parts_goto(self):
         """An unknown session in the address says it does not exist (the
         API's 404), with no flow count and no "retrying" of live updates
@@ -475,6 +531,36 @@ class BrowserWebTest(unittest.TestCase):
 
 
 # Replay from a flow's detail in chromium; prints what it saw as JSON.
+# The notes in the request and response sections of flows 1 and 2.
+NOTES_JS = r"""
+"use strict";
+const { chromium } = require("playwright-core");
+(async () => {
+  const browser = await chromium.launch({
+    executablePath: process.env.REEL_CHROMIUM || "/usr/bin/chromium", headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+  });
+  const res = { errors: [] };
+  try {
+    const page = await (await browser.newContext({ viewport: { width: 1400, height: 900 } })).newPage();
+    page.setDefaultTimeout(15000);
+    page.on("pageerror", (e) => res.errors.push(String(e)));
+    page.on("console", (m) => { if (m.type() === "error") res.errors.push(m.text()); });
+    await page.goto(process.argv[2]);
+    await page.waitForSelector('.row[data-id="2"]');
+    for (const id of ["1", "2"]) {
+      await page.evaluate((n) => { location.hash = "#/s/uf/flow/" + n; }, id);
+      await page.waitForFunction((n) => (document.getElementById("detail-h") || {}).textContent === "Flow " + n, id);
+      await page.waitForSelector("#detail .body-out > *"); // a body shown (its notes come with it)
+      res[id] = await page.$$eval("#detail .note", (ns) => ns.map((x) => x.innerText));
+    }
+  } finally {
+    await browser.close();
+  }
+  console.log(JSON.stringify(res));
+})();
+"""
+
 REPLAY_JS = r"""
 "use strict";
 const { chromium } = require("playwright-core");
