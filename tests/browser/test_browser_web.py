@@ -77,6 +77,38 @@ async def websocket_flow(proxy_port):
     await server.wait_closed()
 
 
+def drive_web(test, root, env, modules, sessions, js, node_env=None):
+    """`reel web` over sessions (every one when empty) on a free port, then
+    the playwright script js (source) run by node with its URL; returns
+    what the script printed last (JSON). The server is stopped after."""
+    log = open(os.path.join(root, "web.log"), "w+")
+    proc = subprocess.Popen([REEL, "web", "--listen", "127.0.0.1:0"] + sessions, env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = None
+        for _ in range(200):
+            log.seek(0)
+            m = re.search(r"open (http://127\.0\.0\.1:\d+/\?token=\w+)", log.read())
+            if m:
+                url = m.group(1)
+                break
+            time.sleep(0.05)
+        log.seek(0)
+        test.assertIsNotNone(url, log.read())
+        script = os.path.join(root, "drive.cjs")
+        with open(script, "w") as f:
+            f.write(js)
+        res = subprocess.run(["node", script, url],
+                             env=dict(env, NODE_PATH=modules, **(node_env or {})),
+                             capture_output=True, timeout=120)
+        test.assertEqual(res.returncode, 0, res.stderr.decode()[-3000:])
+        return json.loads(res.stdout.decode().strip().split("\n")[-1])
+    finally:
+        proc.send_signal(2)
+        proc.wait(15)
+        log.close()
+
+
 class BrowserWebTest(unittest.TestCase):
     def test_web_ui(self):
         why = missing_tools()
@@ -278,31 +310,7 @@ class BrowserWebTest(unittest.TestCase):
             json.dump({"log": {"version": "1.2", "creator": {"name": "t", "version": "1"},
                                "entries": entries}}, f)
         run([REEL, "import", har, "--into", "many"], env=env)
-        log = open(os.path.join(root, "web.log"), "w+")
-        proc = subprocess.Popen([REEL, "web", "--listen", "127.0.0.1:0", "many"], env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
-        try:
-            url = None
-            for _ in range(200):
-                log.seek(0)
-                m = re.search(r"open (http://127\.0\.0\.1:\d+/\?token=\w+)", log.read())
-                if m:
-                    url = m.group(1)
-                    break
-                time.sleep(0.05)
-            log.seek(0)
-            self.assertIsNotNone(url, log.read())
-            script = os.path.join(root, "paging.cjs")
-            with open(script, "w") as f:
-                f.write(PAGING_JS)
-            res = subprocess.run(["node", script, url], env=dict(env, NODE_PATH=modules),
-                                 capture_output=True, timeout=120)
-            self.assertEqual(res.returncode, 0, res.stderr.decode()[-3000:])
-            seen = json.loads(res.stdout.decode().strip().split("\n")[-1])
-        finally:
-            proc.send_signal(2)
-            proc.wait(15)
-            log.close()
+        seen = drive_web(self, root, env, modules, ["many"], PAGING_JS)
         self.assertEqual(seen["errors"], [])
         self.assertEqual(seen["failed"], [])
         self.assertEqual(seen["count"], "1,500 flows")
@@ -335,33 +343,11 @@ class BrowserWebTest(unittest.TestCase):
         assert len(reel.wait_flows(1)) == 1
         self.assertEqual(reel.stop(), 0)
         env = dict(reel.env, REEL_WEB_TOKEN=TOKEN)
-        log = open(os.path.join(root, "web.log"), "w+")
-        proc = subprocess.Popen([REEL, "web", "--listen", "127.0.0.1:0", "rp"], env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
         try:
-            url = None
-            for _ in range(200):
-                log.seek(0)
-                m = re.search(r"open (http://127\.0\.0\.1:\d+/\?token=\w+)", log.read())
-                if m:
-                    url = m.group(1)
-                    break
-                time.sleep(0.05)
-            log.seek(0)
-            self.assertIsNotNone(url, log.read())
-            script = os.path.join(root, "replay.cjs")
-            with open(script, "w") as f:
-                f.write(REPLAY_JS)
-            res = subprocess.run(["node", script, url], env=dict(env, NODE_PATH=modules),
-                                 capture_output=True, timeout=120)
-            self.assertEqual(res.returncode, 0, res.stderr.decode()[-3000:])
-            seen = json.loads(res.stdout.decode().strip().split("\n")[-1])
-            flow2 = json.loads(run([REEL, "flow", "rp", "2", "--json"], env=env).stdout)
+            seen = drive_web(self, root, env, modules, ["rp"], REPLAY_JS)
         finally:
-            proc.send_signal(2)
-            proc.wait(15)
-            log.close()
             origin.stop()
+        flow2 = json.loads(run([REEL, "flow", "rp", "2", "--json"], env=env).stdout)
         self.assertEqual(seen["errors"], [])
         self.assertEqual(seen["failed"], [])
         self.assertIn("Replayed as flow 2", seen["result"])
@@ -398,31 +384,9 @@ class BrowserWebTest(unittest.TestCase):
                          [(404, True), (200, False)])
         self.assertEqual(reel.stop(), 0)
         env = dict(reel.env, REEL_WEB_TOKEN=TOKEN)
-        log = open(os.path.join(root, "web.log"), "w+")
-        proc = subprocess.Popen([REEL, "web", "--listen", "127.0.0.1:0", "uf"], env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
         try:
-            url = None
-            for _ in range(200):
-                log.seek(0)
-                m = re.search(r"open (http://127\.0\.0\.1:\d+/\?token=\w+)", log.read())
-                if m:
-                    url = m.group(1)
-                    break
-                time.sleep(0.05)
-            log.seek(0)
-            self.assertIsNotNone(url, log.read())
-            script = os.path.join(root, "notes.cjs")
-            with open(script, "w") as f:
-                f.write(NOTES_JS)
-            res = subprocess.run(["node", script, url], env=dict(env, NODE_PATH=modules),
-                                 capture_output=True, timeout=120)
-            self.assertEqual(res.returncode, 0, res.stderr.decode()[-3000:])
-            seen = json.loads(res.stdout.decode().strip().split("\n")[-1])
+            seen = drive_web(self, root, env, modules, ["uf"], NOTES_JS)
         finally:
-            proc.send_signal(2)
-            proc.wait(15)
-            log.close()
             origin.stop()
         self.assertEqual(seen["errors"], [])
         self.assertIn("not sent whole: the final response came before the request body ended, "
@@ -463,45 +427,20 @@ class BrowserWebTest(unittest.TestCase):
                              "content": {"size": len(body), "mimeType": "text/plain", "text": body}},
                 "cache": {}, "timings": {"send": 0, "wait": 1, "receive": 0}}]}}, f)
         run([REEL, "import", har, "--into", "long"], env=env)
-        log = open(os.path.join(root, "web.log"), "w+")
-        proc = subprocess.Popen([REEL, "web", "--listen", "127.0.0.1:0"], env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
-        try:
-            url = None
-            for _ in range(200):
-                log.seek(0)
-                m = re.search(r"open (http://127\.0\.0\.1:\d+/\?token=\w+)", log.read())
-                if m:
-                    url = m.group(1)
-                    break
-                time.sleep(0.05)
-            log.seek(0)
-            self.assertIsNotNone(url, log.read())
-            script = os.path.join(root, "more.cjs")
-            with open(script, "w") as f:
-                f.write(MORE_JS)
-            # one more flow each, imported while the page shows the list
-            more = []
-            for k in (2, 3):
-                with open(har) as f:
-                    h = json.load(f)
-                e = h["log"]["entries"][0]
-                e["request"]["url"] = "http://long.test/more%d" % k
-                e["response"]["content"] = {"size": 2, "mimeType": "text/plain", "text": "ok"}
-                e["response"]["bodySize"] = 2
-                more.append(os.path.join(root, "more%d.har" % k))
-                with open(more[-1], "w") as f:
-                    json.dump(h, f)
-            res = subprocess.run(["node", script, url],
-                                 env=dict(env, NODE_PATH=modules, REEL_BIN=REEL,
-                                          REEL_MORE_HARS=":".join(more)),
-                                 capture_output=True, timeout=120)
-            self.assertEqual(res.returncode, 0, res.stderr.decode()[-3000:])
-            seen = json.loads(res.stdout.decode().strip().split("\n")[-1])
-        finally:
-            proc.send_signal(2)
-            proc.wait(15)
-            log.close()
+        # one more flow each, imported while the page shows the list
+        more = []
+        for k in (2, 3):
+            with open(har) as f:
+                h = json.load(f)
+            e = h["log"]["entries"][0]
+            e["request"]["url"] = "http://long.test/more%d" % k
+            e["response"]["content"] = {"size": 2, "mimeType": "text/plain", "text": "ok"}
+            e["response"]["bodySize"] = 2
+            more.append(os.path.join(root, "more%d.har" % k))
+            with open(more[-1], "w") as f:
+                json.dump(h, f)
+        seen = drive_web(self, root, env, modules, [], MORE_JS,
+                         {"REEL_BIN": REEL, "REEL_MORE_HARS": ":".join(more)})
         self.assertEqual(seen["errors"], [])
         # the only failures: the unknown session's
         self.assertTrue(seen["failed"], seen)
@@ -530,7 +469,6 @@ class BrowserWebTest(unittest.TestCase):
         shutil.rmtree(root, ignore_errors=True)
 
 
-# Replay from a flow's detail in chromium; prints what it saw as JSON.
 # The notes in the request and response sections of flows 1 and 2.
 NOTES_JS = r"""
 "use strict";
@@ -561,6 +499,7 @@ const { chromium } = require("playwright-core");
 })();
 """
 
+# Replay from a flow's detail in chromium; prints what it saw as JSON.
 REPLAY_JS = r"""
 "use strict";
 const { chromium } = require("playwright-core");
