@@ -317,16 +317,16 @@ int reel_cmd_export(reel_cli_t *cli, int argc, char **argv) {
                 st.flows == 1 ? "flow" : "flows", output);
         if (st.skipped)
             fprintf(stderr,
-                    " (skipped %llu: TCP tunnels, or requests refused before their host "
-                    "was known)",
+                    " (skipped %llu: TCP tunnels, refused SOCKS5 requests, or requests refused "
+                    "before their host was known)",
                     (unsigned long long)st.skipped);
         fputc('\n', stderr);
     } else if (st.skipped) {
         /* to stdout: say it there too, or a filter of TCP flows writes
          * nothing with exit 0 and no word of why */
         fprintf(stderr,
-                "reel export: skipped %llu %s: TCP tunnels, or requests refused before their "
-                "host was known (no URL to write)\n",
+                "reel export: skipped %llu %s: TCP tunnels, refused SOCKS5 requests, or "
+                "requests refused before their host was known (no URL to write)\n",
                 (unsigned long long)st.skipped, st.skipped == 1 ? "flow" : "flows");
     }
 out:

@@ -60,10 +60,9 @@ void reel__upstream_ready(peer_t *up) {
     }
     reel__record_server_conn(c);
     if (c->state == C_RAW && c->tunnel_reply) {
-        static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
         c->tunnel_reply = false;
         c->ex.resp_head_sent = true;
-        reel__peer_write(&c->client, ok, sizeof ok - 1);
+        reel__tunnel_answer(c);
     }
     if (c->state == C_RAW)
         reel__tunnel_forward(c);
@@ -95,6 +94,10 @@ void reel__conn_process(conn_t *c) {
         reel__sniff_process(c);
         break;
     case C_HEAD:
+        if (reel__socks_begin(c)) {
+            reel__socks_process(c);
+            break;
+        }
         if (c->ex.flow == NULL && c->lane == NULL && reel__h2front_start(c)) {
             if (c->state == C_H2)
                 reel__h2front_process(c);
@@ -112,6 +115,9 @@ void reel__conn_process(conn_t *c) {
     case C_RAW:
         reel__tunnel_forward(c);
         break;
+    case C_SOCKS:
+        reel__socks_process(c);
+        break;
     case C_H2:
         reel__h2front_process(c);
         break;
@@ -124,7 +130,11 @@ void reel__conn_process(conn_t *c) {
         /* the client connection broke (a reset, a write that failed, not
          * a half-close): nothing more reaches the client, so there is no
          * response to wait for (ev_eof ended the flow with why) */
-        if (c->state == C_SNIFF || (c->state == C_HEAD && c->ex.flow == NULL)) {
+        if (c->state == C_SOCKS) {
+            char *why = reel_asprintf("client connection error: %s", cl->error);
+            reel__socks_ended(c, why);
+            free(why);
+        } else if (c->state == C_SNIFF || (c->state == C_HEAD && c->ex.flow == NULL)) {
             char *why = reel_asprintf("client connection error: %s", cl->error);
             if (!reel__head_abandoned(c, why) && !reel__tls_client_left(c, why) &&
                 c->state == C_SNIFF)
@@ -181,6 +191,8 @@ void reel__conn_client_ended(conn_t *c) {
             if (!reel__head_abandoned(c, NULL))
                 reel__tls_client_left(c, NULL);
             reel__conn_close(c);
+        } else if (c->state == C_SOCKS) {
+            reel__socks_ended(c, NULL);
         } else if (c->state == C_REQ_BODY && c->ex.resp_done && !c->ex.upgrade) {
             /* The final response came before the body (an early 413, a
              * final answer to Expect: 100-continue), and the client ended
@@ -211,6 +223,8 @@ void reel__conn_shutdown_ends(conn_t *c) {
     if (c->state == C_HEAD && c->ex.flow == NULL) {
         if (!reel__head_abandoned(c, why))
             reel__tls_client_left(c, why);
+    } else if (c->state == C_SOCKS) {
+        reel__socks_ended(c, why);
     } else if (c->state == C_H2) {
         reel__tls_client_left(c, why); /* an HTTP/2 client that opened no stream */
     } else if (c->state == C_SNIFF && reel__sniff_hello_started(c)) {
@@ -494,7 +508,7 @@ static uint64_t conn_deadline(conn_t *c) {
                      ? UINT64_MAX
                      : c->last_activity + p->idle_timeout_ms;
     d = earlier(d, reel__h2front_cut_due(c)); /* a cut stream's last bytes' wait */
-    if (c->state == C_HEAD && c->ex.head_started)
+    if ((c->state == C_HEAD || c->state == C_SOCKS) && c->ex.head_started)
         d = earlier(d, c->ex.head_started + p->head_timeout_ms);
     if (upstream_owes(c))
         d = earlier(d, c->up->progress + p->upstream_timeout_ms);
@@ -559,6 +573,11 @@ static void on_conn_timer(uv_timer_t *t) {
             return;
         }
         reel__conn_arm_at(c, true);
+        return;
+    }
+    if (c->state == C_SOCKS && now - c->ex.head_started >= p->head_timeout_ms) {
+        reel__socks_ended(c, "the SOCKS5 negotiation did not end in time (head_timeout): it "
+                             "stopped");
         return;
     }
     if (c->state == C_HEAD && c->ex.head_started &&

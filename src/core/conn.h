@@ -130,6 +130,8 @@ typedef enum {
     C_DONE,      /* closing */
     C_H2,        /* the client speaks HTTP/2: streams served by lanes
                     (core/h2front.c) */
+    C_SOCKS,     /* the client speaks SOCKS5: its greeting, password or
+                    request being read (core/socks_front.c) */
     C_LINGER,    /* error answered and sent: our side half-closed, the
                     client's bytes read and dropped until it closes (RFC
                     9112 9.6), so that a client still sending gets the
@@ -240,6 +242,11 @@ struct conn {
     uint32_t next_sid; /* stream id the next request gets (1, 2, ...) */
     bool client_close; /* close the client after this exchange */
     bool spoke_http;   /* a whole request head came on the connection */
+    /* Its tunnel was asked for with SOCKS5, not CONNECT (answered in
+     * SOCKS5), and which of the client's messages comes next: 0 the
+     * greeting, 1 its username and password, 2 its request. */
+    bool socks;
+    uint8_t socks_phase;
     /* Once the connection leaves HTTP (a tunnel, a 101): a codec per
      * direction (0: bytes from the client, 1: from the server), NULL
      * before. WebSocket codecs when `websocket` (the flow stays the
@@ -549,7 +556,12 @@ void reel__tflow_when_delivered(conn_t *c);
 void reel__fail_exchange(conn_t *c, int status, const char *reason);
 void reel__record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme, const char *host,
                           int port, const char *target);
+/* reel__record_refused, with the request as the record gives it. */
+void reel__record_refused_msg(conn_t *c, reel_msg_head_t *m);
 void reel__record_rejected(conn_t *c);
+/* Opens the tunnel a client asked for (CONNECT, or SOCKS5: c->socks) to
+ * host (owned: taken) and port, m its request as the record gives it. */
+void reel__open_tunnel(conn_t *c, char *host, int port, reel_msg_head_t *m);
 /* A client that left (error: how, NULL for a close) in the middle of a
  * request head: what came of it is a flow, ended with why; false if
  * nothing of a head had come (then nothing is recorded). */
@@ -579,6 +591,22 @@ bool reel__has_token(const reel_h1_head_t *h, const char *field, const char *tok
 /* "host:port" or "[v6]:port" -> *host (allocated, no brackets) and *port
  * (def_port when absent); -1 when it is not a valid authority. */
 int reel__split_authority(const char *a, size_t n, char **host, int *port, int def_port);
+
+/* ---- socks_front.c ---- */
+/* A connection's first bytes are a SOCKS5 greeting: it is served as
+ * SOCKS5 from here on (state C_SOCKS; true), else false. */
+bool reel__socks_begin(conn_t *c);
+/* Reads the client's SOCKS5 messages, answering each. */
+void reel__socks_process(conn_t *c);
+/* The client's SOCKS5 negotiation ended before its request was served:
+ * why (the client closed, its error, head_timeout, the proxy's shutdown)
+ * ends its flow, and the connection. */
+void reel__socks_ended(conn_t *c, const char *why);
+/* The tunnel's answer to its client: CONNECT's 200, or SOCKS5's success. */
+void reel__tunnel_answer(conn_t *c);
+/* A tunnel to an ignored host could not be opened before its client was
+ * answered: a 502, or SOCKS5's reply for why (the flow is written). */
+void reel__tunnel_refuse(conn_t *c, const char *why);
 
 /* ---- tunnel.c ---- */
 void reel__tunnel_codecs_free(conn_t *c);

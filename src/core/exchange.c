@@ -785,6 +785,15 @@ reel_capture_flow_t *reel__flow_start(conn_t *c, reel_capture_kind kind, const c
 /* Records a flow for a request refused before it was forwarded. */
 void reel__record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme, const char *host,
                           int port, const char *target) {
+    char ver[16];
+    reel_msg_head_t m;
+    request_msg(h, scheme, host, port, target, ver, &m);
+    reel__record_refused_msg(c, &m);
+}
+
+/* reel__record_refused, with the request as the record gives it (a
+ * SOCKS5 request's, core/socks_front.c). */
+void reel__record_refused_msg(conn_t *c, reel_msg_head_t *m) {
     /* it starts when its head began to come (a 408's, head_timeout
      * before), when that was in an earlier read */
     int64_t now = reel__now_us();
@@ -800,11 +809,8 @@ void reel__record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme
     c->ex.req_end_us = c->ex.resp_first_us = 0;
     c->ex.flow_upstream = false;
     c->ex.upf.known = false;
-    char ver[16];
-    reel_msg_head_t m;
-    request_msg(h, scheme, host, port, target, ver, &m);
-    lane_request(c, &m);
-    reel_capture_request(c->ex.flow, &m);
+    lane_request(c, m);
+    reel_capture_request(c->ex.flow, m);
 }
 
 /* The bytes of a head the parser refused, for its flow's error: those of
@@ -987,12 +993,13 @@ static void record_unanswered(conn_t *c, const char *why) {
     reel_buf_reset(&cl->in);
 }
 
-/* A client set for another kind of proxy (an https:// or a SOCKS one)
- * began the connection in that protocol, not with an HTTP request: it is
- * answered in its own protocol where that can say no (SOCKS), else with
- * the 400 (TLS: the client sees a plain-text answer to its handshake), and
- * its flow says what it spoke and what reel answered. Returns false for
- * anything else (the parser's 400, as for any malformed request). */
+/* A client set for another kind of proxy (an https:// or a SOCKS4 one)
+ * began the connection in that protocol, not with an HTTP request (nor
+ * SOCKS5, served: core/socks_front.c): it is answered in its own protocol
+ * where that can say no (SOCKS4), else with the 400 (TLS: the client sees
+ * a plain-text answer to its handshake), and its flow says what it spoke
+ * and what reel answered. Returns false for anything else (the parser's
+ * 400, as for any malformed request). */
 static bool wrong_proxy(conn_t *c) {
     peer_t *cl = &c->client;
     if (c->state != C_HEAD || c->spoke_http || c->in_tunnel || c->lane || c->client_tls ||
@@ -1001,8 +1008,9 @@ static bool wrong_proxy(conn_t *c) {
     reel_wrong_proxy kind = reel_sniff_wrong_proxy(cl->in.data, cl->in.len);
     if (kind == REEL_WRONG_PROXY_NONE)
         return false;
-    static const char advice[] = "reel is an HTTP proxy: set the client's proxy to "
-                                 "http://HOST:PORT, and HTTPS goes through it with CONNECT";
+    static const char advice[] = "reel takes HTTP proxy requests (http://HOST:PORT, HTTPS "
+                                 "through it with CONNECT) and SOCKS5 (socks5://HOST:PORT) on "
+                                 "this port";
     reel__record_rejected(c);
     c->ex.req_done = false;
     if (kind == REEL_WRONG_PROXY_TLS) {
@@ -1018,21 +1026,18 @@ static bool wrong_proxy(conn_t *c) {
         free(why);
         return true;
     }
-    /* RFC 1928 3: method X'FF', no acceptable methods; SOCKS4: request
-     * rejected or failed (91) */
-    static const uint8_t no5[] = {5, 0xff}, no4[] = {0, 91, 0, 0, 0, 0, 0, 0};
-    bool v5 = kind == REEL_WRONG_PROXY_SOCKS5;
+    /* SOCKS4: request rejected or failed (91); SOCKS5 is served
+     * (core/socks_front.c) */
+    static const uint8_t no4[] = {0, 91, 0, 0, 0, 0, 0, 0};
     reel_buf_t b;
     reel_buf_init(&b, 0);
     reel_buf_put_quoted(&b, cl->in.data, cl->in.len, HEAD_QUOTE_MAX);
-    char *why = reel_asprintf("the client spoke SOCKS%d, not HTTP (was it set to a SOCKS "
-                              "proxy?); %s",
-                              v5 ? 5 : 4, advice);
-    char *note = reel_asprintf("(it sent %.*s; reel answered %s and closed the connection)",
-                               (int)b.len, (const char *)b.data,
-                               v5 ? "that it takes none of its methods (05 FF)"
-                                  : "that the request is rejected (00 5B)");
-    reel__peer_write(cl, v5 ? no5 : no4, v5 ? sizeof no5 : sizeof no4);
+    char *why =
+        reel_asprintf("the client spoke SOCKS4 (was it set to a SOCKS4 proxy?); %s", advice);
+    char *note = reel_asprintf("(it sent %.*s; reel answered that the request is rejected (00 "
+                               "5B) and closed the connection)",
+                               (int)b.len, (const char *)b.data);
+    reel__peer_write(cl, no4, sizeof no4);
     fail_noted(c, 0, why, note);
     free(note);
     free(why);
@@ -1275,6 +1280,19 @@ static void handle_connect(conn_t *c, const reel_h1_head_t *h) {
         free(host);
         return;
     }
+    /* what the client sent, for the tunnel's flow (a tunnel carrying HTTP
+     * records the requests inside instead) */
+    char ver[16];
+    reel_msg_head_t m;
+    request_msg(h, "tcp", host, port, "", ver, &m);
+    reel__open_tunnel(c, host, port, &m);
+}
+
+/* The tunnel a client asked for, to host (owned: taken) and port, with a
+ * CONNECT or a SOCKS5 request (c->socks), which m gives as the record
+ * has it: answered at once (200, or SOCKS5's success) and sniffed, or,
+ * to a host in ignore_hosts, relayed once its origin is connected. */
+void reel__open_tunnel(conn_t *c, char *host, int port, reel_msg_head_t *m) {
     free(c->tunnel_host);
     c->tunnel_host = host;
     c->tunnel_port = port;
@@ -1285,19 +1303,13 @@ static void handle_connect(conn_t *c, const reel_h1_head_t *h) {
         reel__begin_raw_tunnel(c, host, port, true, false);
         return;
     }
-    /* what the client sent, for the tunnel's flow (a tunnel carrying HTTP
-     * records the requests inside instead) */
-    char ver[16];
-    reel_msg_head_t m;
-    request_msg(h, "tcp", host, port, "", ver, &m);
-    lane_request(c, &m);
-    keep_connect_head(c, &m);
+    lane_request(c, m);
+    keep_connect_head(c, m);
     if (c->lane) { /* from here on its stream carries the tunnel's bytes */
         c->lane_tunnel = true;
         c->lane_came_us = 0;
     }
-    static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
-    reel__peer_write(&c->client, ok, sizeof ok - 1);
+    reel__tunnel_answer(c);
     c->connect_head->answered_us = reel__now_us();
     c->ex.resp_head_sent = true; /* the CONNECT's answer */
     c->state = C_SNIFF;

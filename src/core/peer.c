@@ -510,7 +510,7 @@ void reel__upstream_failed(peer_t *up, const char *why) {
         reel__finish_tflow(c, said ? said : why);
         free(said);
         if (!c->ex.resp_head_sent) {
-            reel__fail_exchange(c, 502, why);
+            reel__tunnel_refuse(c, why);
         } else {
             c->tunnel_failed = true;
             reel__conn_close(c);

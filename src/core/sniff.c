@@ -156,9 +156,6 @@ const char *reel_sniff_kind_name(reel_sniff_kind k) {
 reel_wrong_proxy reel_sniff_wrong_proxy(const uint8_t *buf, size_t len) {
     if (len >= 6 && buf[0] == 22)
         return sniff_tls(buf, len) == REEL_SNIFF_TLS ? REEL_WRONG_PROXY_TLS : REEL_WRONG_PROXY_NONE;
-    if (len >= 3 && buf[0] == 5)
-        return buf[1] >= 1 && len == 2 + (size_t)buf[1] ? REEL_WRONG_PROXY_SOCKS5
-                                                        : REEL_WRONG_PROXY_NONE;
     if (len < 9 || buf[0] != 4 || (buf[1] != 1 && buf[1] != 2))
         return REEL_WRONG_PROXY_NONE;
     /* 4 CMD PORT(2) IP(4) USERID NUL [HOST NUL when IP is 0.0.0.x, x != 0] */

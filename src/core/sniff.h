@@ -69,21 +69,19 @@ reel_sniff_kind reel_sniff(const uint8_t *buf, size_t len);
 const char *reel_sniff_kind_name(reel_sniff_kind k);
 
 /** What a client began with on the proxy's own port, when that was not an
- * HTTP request but what a client set for another kind of proxy speaks
- * first: the proxy answers it in its own protocol and says what it was. */
+ * HTTP request (nor SOCKS5, which the proxy serves: core/socks.h) but what
+ * a client set for another kind of proxy speaks first: the proxy answers
+ * it in its own protocol where it can and says what it was. */
 typedef enum {
     REEL_WRONG_PROXY_NONE = 0, /**< none of these (or not decided) */
     REEL_WRONG_PROXY_TLS,      /**< a TLS ClientHello: set to an https:// proxy */
     REEL_WRONG_PROXY_SOCKS4,   /**< a SOCKS4 or SOCKS4a request */
-    REEL_WRONG_PROXY_SOCKS5,   /**< a SOCKS5 greeting (its methods) */
 } reel_wrong_proxy;
 
 /** Classifies the first len bytes a client sent to the proxy (borrowed,
  * only read) when they are not HTTP. Rules, each on bytes a client sends
  * whole before it waits for an answer:
  * - TLS: as reel_sniff's (a handshake record starting a ClientHello).
- * - SOCKS5 (RFC 1928 3): version 5, 1 to 255 methods, no more bytes than
- *   the methods (a client waits for the method reply).
  * - SOCKS4 and 4a: version 4, command 1 (CONNECT) or 2 (BIND), a port
  *   and an address, then the user id ended by its NUL (4a: an address of
  *   0.0.0.x with x not 0, and a host name with its NUL after it), and

@@ -382,9 +382,12 @@ void reel__tunnel_flow(conn_t *c, const char *host, int port, bool answered) {
     if (answered) {
         /* what the client was told before reel knew what the tunnel
          * carries (or whether its host can be reached): part of the record */
+        /* (SOCKS5's success, reply 00, as a 200 of version SOCKS5) */
         reel_msg_head_t rs = {.status = 200,
-                              .reason = "Connection established",
-                              .version = c->lane ? "HTTP/2.0" : "HTTP/1.1"};
+                              .reason = c->socks ? "succeeded" : "Connection established",
+                              .version = c->socks  ? "SOCKS5"
+                                         : c->lane ? "HTTP/2.0"
+                                                   : "HTTP/1.1"};
         reel_capture_response(c->tflow, &rs, true, answered_us);
     }
 }

@@ -2253,8 +2253,10 @@ reel_rc reel_export(reel_session_t *s, FILE *out, const reel_export_opts_t *o,
         /* HAR and curl need an absolute URL: a request refused before its
          * host was known (no Host, a target that is not a URL, or one reel
          * could not parse) has none of its own, and a HAR with a relative
-         * or broken one could not be imported back */
-        int usable = f.have_head[REQ] && !f.tunnel && f.host && f.host[0];
+         * or broken one could not be imported back; nor has a SOCKS5
+         * request reel refused (tcp://), which is no HTTP request */
+        int usable = f.have_head[REQ] && !f.tunnel && f.host && f.host[0] &&
+                     !(f.scheme && (strcmp(f.scheme, "tcp") == 0 || strcmp(f.scheme, "tls") == 0));
         int known = 0;
         int tunnel = f.tunnel || (f.kind && strcmp(f.kind, "tunnel") == 0); /* no head */
         if (o->format != REEL_EXPORT_NDJSON && !f.have_head[REQ] && !tunnel &&

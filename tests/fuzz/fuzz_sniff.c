@@ -1,5 +1,6 @@
 /* libFuzzer harness: what speaks in a CONNECT tunnel and the TLS ClientHello
- * parser (src/core/sniff.h). The input is the first bytes a client sent.
+ * parser (src/core/sniff.h), and the SOCKS5 messages (src/core/socks.h).
+ * The input is the first bytes a client sent.
  *
  * Besides memory safety it checks what the header promises:
  * - reel_sniff: once an answer is given it does not change as bytes arrive
@@ -13,13 +14,17 @@
  *   the comma-separated list exactly for REEL_CH_ALPN_OTHER and empty
  *   otherwise; with a list smaller than the names need, no byte written
  *   past cap and no REEL_CH_ALPN_OTHER with a cut list;
- * - reel_sniff_wrong_proxy: TLS exactly where reel_sniff says TLS, SOCKS
- *   only on bytes of that version's length. */
+ * - reel_sniff_wrong_proxy: TLS exactly where reel_sniff says TLS, SOCKS4
+ *   only on bytes that can be one;
+ * - the SOCKS5 parsers (core/socks.h): what they say they used is within
+ *   the input, their strings end, a request they take has a host and a
+ *   port, one they refuse a reply code that says why. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/sniff.h"
+#include "core/socks.h"
 #include "fuzz_util.h"
 
 static void check_ch(const reel_clienthello_t *ch, reel_rc rc, size_t len) {
@@ -159,13 +164,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* a client set for another kind of proxy: TLS exactly when the tunnel
      * sniff says so (at 6 bytes or more), SOCKS only from its version */
     reel_wrong_proxy w = reel_sniff_wrong_proxy(buf, size);
-    FUZZ_CHECK(w >= REEL_WRONG_PROXY_NONE && w <= REEL_WRONG_PROXY_SOCKS5, "wrong proxy %d", (int)w);
+    FUZZ_CHECK(w >= REEL_WRONG_PROXY_NONE && w <= REEL_WRONG_PROXY_SOCKS4, "wrong proxy %d",
+               (int)w);
     FUZZ_CHECK((w == REEL_WRONG_PROXY_TLS) == (size >= 6 && k == REEL_SNIFF_TLS),
                "wrong proxy %d, sniff %s", (int)w, reel_sniff_kind_name(k));
-    FUZZ_CHECK(w != REEL_WRONG_PROXY_SOCKS5 || (buf[0] == 5 && size == 2 + (size_t)buf[1]),
-               "SOCKS5 of %zu bytes", size);
     FUZZ_CHECK(w != REEL_WRONG_PROXY_SOCKS4 || (buf[0] == 4 && size >= 9 && buf[size - 1] == 0),
                "SOCKS4 of %zu bytes", size);
+
+    /* the SOCKS5 messages (core/socks.h), each from the first byte */
+    size_t used;
+    bool none, userpass;
+    const char *why;
+    reel_rc sr = reel_socks5_greeting(buf, size, &used, &none, &userpass, &why);
+    FUZZ_CHECK(sr == REEL_OK ? used >= 3 && used <= size : used == 0, "greeting used %zu", used);
+    FUZZ_CHECK((sr == REEL_INVALID) == (why != NULL), "greeting rc %d", (int)sr);
+    char user[256], pass[256];
+    sr = reel_socks5_userpass(buf, size, &used, user, pass, &why);
+    FUZZ_CHECK(sr == REEL_OK ? used >= 3 && used <= size && user[0] != 0 : used == 0,
+               "userpass used %zu", used);
+    FUZZ_CHECK(strlen(user) < 256 && strlen(pass) < 256, "userpass strings");
+    reel_socks5_request_t rq;
+    uint8_t reply = 0xee;
+    sr = reel_socks5_request(buf, size, &used, &rq, &reply, &why);
+    FUZZ_CHECK(memchr(rq.host, 0, sizeof rq.host) != NULL, "request host not terminated");
+    if (sr == REEL_OK)
+        FUZZ_CHECK(used >= 10 && used <= size && rq.host[0] && rq.port > 0 && rq.port < 65536,
+                   "request used %zu port %d", used, rq.port);
+    if (sr == REEL_INVALID)
+        FUZZ_CHECK(why != NULL &&
+                       (reply == REEL_SOCKS5_FAILURE || reply == REEL_SOCKS5_BAD_ADDRESS),
+                   "request refused with reply %u", (unsigned)reply);
 
     reel_clienthello_t ch;
     memset(&ch, 0xa5, sizeof ch); /* zeroed by the parser */

@@ -1017,8 +1017,8 @@ class ExportBodies(unittest.TestCase):
         # curl has no command for it: nothing on stdout, and stderr says why
         r = self.reel.cli("export", "bodies", "--format", "curl", "~u tcp://")
         self.assertEqual(r.stdout, b"")
-        self.assertIn(b"reel export: skipped 1 flow: TCP tunnels, or requests refused before their "
-                      b"host was known (no URL to write)", r.stderr)
+        self.assertIn(b"reel export: skipped 1 flow: TCP tunnels, refused SOCKS5 requests, or "
+                      b"requests refused before their host was known (no URL to write)", r.stderr)
 
 
 def echo_server():

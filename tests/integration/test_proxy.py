@@ -235,23 +235,19 @@ class ProxyTest(unittest.TestCase):
                         raw_out[:80])
 
     def test_clients_set_for_another_kind_of_proxy(self):
-        """A client set to an https:// or a SOCKS proxy: its own protocol
-        gets its own refusal where it has one (SOCKS), and the flow says
-        what the client spoke and what reel answered, not "invalid
-        method" with the bytes."""
+        """A client set to an https:// or a SOCKS4 proxy (SOCKS5 is served:
+        test_socks.py): its own protocol gets its own refusal where it has
+        one (SOCKS4), and the flow says what the client spoke and what reel
+        answered, not "invalid method" with the bytes."""
         o, r = self.origin, self.reel
         port = "127.0.0.1:%d" % r.port
-        advice = ("reel is an HTTP proxy: set the client's proxy to http://HOST:PORT, and "
-                  "HTTPS goes through it with CONNECT")
-        socks = "the client spoke SOCKS%d, not HTTP (was it set to a SOCKS proxy?); " + advice
+        advice = ("reel takes HTTP proxy requests (http://HOST:PORT, HTTPS through it with "
+                  "CONNECT) and SOCKS5 (socks5://HOST:PORT) on this port")
         cases = [  # the proxy, the URL, what curl says, the flow's error (a regex)
-            ("socks5://" + port, o.url("/100b?socks5"), "No authentication method was acceptable",
-             re.escape(socks % 5 + ' (it sent "\\x05') + r'.*' + re.escape(
-                 '"; reel answered that it takes none of its methods (05 FF) and closed the '
-                 'connection)')),
             ("socks4a://" + port, "http://localhost:%d/100b?socks4a" % o.http_port,
              "request rejected or failed",
-             re.escape(socks % 4 + ' (it sent "\\x04\\x01') + r'.*' + re.escape(
+             re.escape("the client spoke SOCKS4 (was it set to a SOCKS4 proxy?); " + advice +
+                       ' (it sent "\\x04\\x01') + r'.*' + re.escape(
                  '\\x00localhost\\x00"; reel answered that the request is rejected (00 5B) '
                  'and closed the connection)')),
             ("https://" + port, o.url("/100b?https-proxy"), "wrong version number",
@@ -269,7 +265,7 @@ class ProxyTest(unittest.TestCase):
             f = new[0]
             self.assertEqual(f["state"], "error", f)
             # only the TLS client got the 400 (it cannot read it: curl says
-            # "wrong version number"); the SOCKS ones got their refusal
+            # "wrong version number"); the SOCKS4 one got its refusal
             self.assertEqual(f["status"], 400 if proxy.startswith("https") else None, f)
             self.assertRegex(f["error"], "^" + why + "$")
         # a second request on a connection that spoke HTTP is judged as a

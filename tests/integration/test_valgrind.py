@@ -107,12 +107,33 @@ class ValgrindShutdown(unittest.TestCase):
         self.assertIn(b"200", r.recv(4096))
         r.sendall(b"\x00\x01\x02 not http")
         socks.append(r)
+        # SOCKS5: a client in the middle of its greeting; one whose raw
+        # tunnel to the origin is open; one refused (BIND), closed by reel
+        socks.append(self.conn(b"\x05\x02\x00"))
+        v = self.conn(b"\x05\x01\x00")
+        self.assertEqual(v.recv(2), b"\x05\x00")
+        v.sendall(b"\x05\x01\x00\x01\x7f\x00\x00\x01" + o.http_port.to_bytes(2, "big"))
+        self.assertEqual(v.recv(10)[:2], b"\x05\x00")
+        v.sendall(b"\x00\x01\x02 not http either")
+        socks.append(v)
+        b = self.conn(b"\x05\x01\x00")
+        self.assertEqual(b.recv(2), b"\x05\x00")
+        b.sendall(b"\x05\x02\x00\x01\x7f\x00\x00\x01\x00\x50")
+        self.assertEqual(b.recv(10)[:2], b"\x05\x07")
+        socks.append(b)
         time.sleep(1.0)
         self.proc.send_signal(signal.SIGINT)
         code = self.proc.wait(120)
         for s in socks:
             s.close()
         self.assert_clean(code)
+        # the SOCKS5 client that never finished its greeting: a flow, ended
+        # by the shutdown
+        flows = json.loads(subprocess.run([REEL, "flows", "vg", "--json"], env=self.env,
+                                          capture_output=True, check=True).stdout)
+        self.assertTrue(any(f["error"] == "the proxy shut down during the SOCKS5 negotiation, "
+                            "before reel had its greeting whole" for f in flows),
+                        [f["error"] for f in flows])
 
     def test_cut_response_delivered_then_reset_and_waiting_at_ctrl_c(self):
         # a body read until the close, then the origin's reset: reel

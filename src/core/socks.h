@@ -1,0 +1,93 @@
+/* SOCKS5 (RFC 1928) as a proxy's server side reads it, with the
+ * username/password sub-negotiation (RFC 1929). Sans I/O: each function
+ * looks at the bytes a client sent, keeps no state, allocates nothing and
+ * never reads outside [buf, buf + len).
+ *
+ * A SOCKS5 client sends one message, then waits for the answer, three
+ * times at most:
+ *   greeting   VER=5 NMETHODS METHODS[NMETHODS]
+ *              answered VER=5 METHOD (0 no authentication, 2 username and
+ *              password, 0xFF none acceptable)
+ *   user/pass  VER=1 ULEN UNAME[ULEN] PLEN PASSWD[PLEN] (method 2 only)
+ *              answered VER=1 STATUS (0 success)
+ *   request    VER=5 CMD RSV=0 ATYP DST.ADDR DST.PORT
+ *              answered VER=5 REP RSV=0 ATYP BND.ADDR BND.PORT
+ * so the caller reads them one after the other, in its own record of
+ * which comes next, and answers each before it parses the next. */
+#ifndef REEL_CORE_SOCKS_H
+#define REEL_CORE_SOCKS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/error.h"
+
+/** Methods of the greeting (RFC 1928 3). */
+#define REEL_SOCKS5_NO_AUTH 0x00
+#define REEL_SOCKS5_USERPASS 0x02
+#define REEL_SOCKS5_NO_METHOD 0xFF
+
+/** Commands of the request (RFC 1928 4). */
+#define REEL_SOCKS5_CONNECT 1
+#define REEL_SOCKS5_BIND 2
+#define REEL_SOCKS5_UDP 3
+
+/** Replies (RFC 1928 6). */
+#define REEL_SOCKS5_OK 0x00
+#define REEL_SOCKS5_FAILURE 0x01
+#define REEL_SOCKS5_NET_UNREACHABLE 0x03
+#define REEL_SOCKS5_HOST_UNREACHABLE 0x04
+#define REEL_SOCKS5_REFUSED 0x05
+#define REEL_SOCKS5_TTL_EXPIRED 0x06
+#define REEL_SOCKS5_BAD_COMMAND 0x07
+#define REEL_SOCKS5_BAD_ADDRESS 0x08
+
+/** Room for a request's host: a domain name of up to 255 bytes, an IPv6
+ * address as text, and the NUL. */
+#define REEL_SOCKS5_HOST_MAX 256
+
+/** Parses the greeting at the start of buf. REEL_OK: *used bytes, and
+ * *no_auth / *userpass say whether the client offers those methods;
+ * REEL_NEED_MORE: a valid prefix; REEL_INVALID: not a SOCKS5 greeting
+ * (*why, a static string). */
+reel_rc reel_socks5_greeting(const uint8_t *buf, size_t len, size_t *used, bool *no_auth,
+                             bool *userpass, const char **why);
+
+/** Parses a username/password message (RFC 1929 2) at the start of buf
+ * into user and pass (each NUL-terminated, 256 bytes of room: a name or a
+ * password holding a NUL byte is REEL_INVALID, as is an empty name).
+ * Returns as reel_socks5_greeting does. */
+reel_rc reel_socks5_userpass(const uint8_t *buf, size_t len, size_t *used, char user[256],
+                             char pass[256], const char **why);
+
+/** A request (RFC 1928 4). */
+typedef struct {
+    uint8_t cmd;  /**< REEL_SOCKS5_CONNECT, _BIND, _UDP, or another value */
+    uint8_t atyp; /**< 1 IPv4, 3 a domain name, 4 IPv6 */
+    /** The destination as text: a dotted IPv4 address, the domain name as
+     * sent, or an IPv6 address as inet_ntop writes it (no brackets). */
+    char host[REEL_SOCKS5_HOST_MAX];
+    int port;
+} reel_socks5_request_t;
+
+/** Parses a request at the start of buf into *out. A domain name must be
+ * 1 to 255 bytes of visible ASCII other than '/', '@', '?', '#' and '['
+ * or ']' (it becomes a URL's host); port 0 is refused. REEL_INVALID says
+ * in *why what was wrong and *reply (when not NULL) the reply code that
+ * says it to the client: REEL_SOCKS5_BAD_ADDRESS for an address type or
+ * a name that cannot be used, REEL_SOCKS5_FAILURE otherwise. A command
+ * other than CONNECT is not an error here: the caller answers it. */
+reel_rc reel_socks5_request(const uint8_t *buf, size_t len, size_t *used,
+                            reel_socks5_request_t *out, uint8_t *reply, const char **why);
+
+/** Writes the 10-byte reply with code rep and the bound address 0.0.0.0:0
+ * (reel's own end of the connection to the origin is none of the
+ * client's business, and a relay has no other) into out. */
+void reel_socks5_reply(uint8_t out[10], uint8_t rep);
+
+/** A static description of a reply code ("succeeded", "connection
+ * refused", ...), as RFC 1928 6 names it; "unassigned" for the rest. */
+const char *reel_socks5_reply_name(uint8_t rep);
+
+#endif
