@@ -113,8 +113,9 @@ static const reel_option_t options[] = {
      "elsewhere), off the capture path; its failures are logged (empty = none)",
      NULL, 0, 0, NULL},
     {"proxyauth", REEL_OPT_STRING, "",
-     "\"user:pass\" clients must send as proxy authentication; empty = none", NULL, 0, 0,
-     check_proxyauth},
+     "\"user:pass\" clients must send as proxy authentication (HTTP Basic, or SOCKS5's "
+     "username and password); empty = none",
+     NULL, 0, 0, check_proxyauth},
     {"idle_timeout", REEL_OPT_INT, "300", "seconds a connection may stay idle before it is closed",
      NULL, 1, 86400, NULL},
     {"head_timeout", REEL_OPT_INT, "30",
