@@ -188,7 +188,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     sr = reel_socks5_request(buf, size, &used, &rq, &reply, &why);
     FUZZ_CHECK(memchr(rq.host, 0, sizeof rq.host) != NULL, "request host not terminated");
     if (sr == REEL_OK)
-        FUZZ_CHECK(used >= 10 && used <= size && rq.host[0] && rq.port > 0 && rq.port < 65536,
+        FUZZ_CHECK(used >= 8 && used <= size && rq.host[0] && rq.port > 0 && rq.port < 65536,
                    "request used %zu port %d", used, rq.port);
     if (sr == REEL_INVALID)
         FUZZ_CHECK(why != NULL &&
