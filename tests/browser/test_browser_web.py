@@ -372,7 +372,9 @@ class BrowserWebTest(unittest.TestCase):
         modules = install_playwright()
         root = tempfile.mkdtemp(prefix="reel-bunfinished-", dir=TMPBASE)
         origin = Origin(root)
+        self.addCleanup(origin.stop)
         reel = Reel(root, "uf")
+        self.addCleanup(reel.stop)  # (when an assertion fails before its stop below)
         up = os.path.join(root, "up.bin")
         with open(up, "wb") as f:
             f.write(b"u" * 300000)
@@ -384,10 +386,7 @@ class BrowserWebTest(unittest.TestCase):
                          [(404, True), (200, False)])
         self.assertEqual(reel.stop(), 0)
         env = dict(reel.env, REEL_WEB_TOKEN=TOKEN)
-        try:
-            seen = drive_web(self, root, env, modules, ["uf"], NOTES_JS)
-        finally:
-            origin.stop()
+        seen = drive_web(self, root, env, modules, ["uf"], NOTES_JS)
         self.assertEqual(seen["errors"], [])
         self.assertIn("not sent whole: the final response came before the request body ended, "
                       "and the exchange ended with 0 B of it", seen["1"])
