@@ -263,8 +263,11 @@ void reel__peer_read_done(peer_t *pe) {
         } else if (pe->eof) {
             /* it closed the early connection having said nothing (its idle
              * timeout, a refusal): forgotten, as an early connect that
-             * failed (core/peer.c); the client's bytes decide, or its
-             * silence for SNIFF_WAIT_MS */
+             * failed (core/peer.c), and it is no server that speaks first:
+             * the client's bytes decide, however late (its silence made a
+             * raw tunnel at SNIFF_WAIT_MS, so a slow client's ClientHello
+             * was relayed, not intercepted, and its HTTP not parsed) */
+            c->origin_closed_silent = true;
             reel__upstream_close(c);
             reel__conn_arm(c);
             return;
@@ -517,7 +520,8 @@ static uint64_t conn_deadline(conn_t *c) {
         d = earlier(d, c->ex.resp_head_started + p->head_timeout_ms);
     if (c->state == C_SNIFF && c->sniff_bytes_at)
         d = earlier(d, c->sniff_bytes_at + p->head_timeout_ms);
-    else if (c->state == C_SNIFF && !p->shutting_down && !reel__sniff_origin_silent(c))
+    else if (c->state == C_SNIFF && !p->shutting_down && !reel__sniff_origin_silent(c) &&
+             !c->origin_closed_silent)
         d = earlier(d, c->sniff_started + /* (no new tunnel at shutdown) */
                            (reel__sniff_may_connect_early(c) ? EAGER_CONNECT_MS : SNIFF_WAIT_MS));
     if ((c->state == C_PROBE && c->up) || tunnel_setting_up(c))
@@ -657,7 +661,7 @@ static void on_conn_timer(uv_timer_t *t) {
         return;
     }
     if (c->state == C_SNIFF && !c->sniff_bytes_at && now - c->sniff_started >= SNIFF_WAIT_MS &&
-        !p->shutting_down && !reel__sniff_origin_silent(c)) {
+        !p->shutting_down && !reel__sniff_origin_silent(c) && !c->origin_closed_silent) {
         /* The client is silent: maybe a server-speaks-first protocol (not
          * relayed once the proxy shuts down: its grace is for flows under
          * way, and the tunnel's flow says the shutdown ended it). Not when

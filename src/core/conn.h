@@ -227,6 +227,10 @@ struct conn {
     char *tunnel_sni;
     uint64_t sniff_started;
     unsigned sniff_grace; /* times the sniff deadline found bytes unread (conn.c) */
+    /* C_SNIFF: the origin closed the early connection having said nothing,
+     * so it is no server that speaks first: the client's silence does not
+     * make the tunnel a raw one (its bytes decide, however late) */
+    bool origin_closed_silent;
     bool eager_tried;     /* C_SNIFF: the origin was connected to early (EAGER_CONNECT_MS) */
     /* C_SNIFF before any TLS: when the client's first bytes came (0: none
      * yet). From then on the client is not silent: sniffing waits for

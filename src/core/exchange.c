@@ -1316,7 +1316,7 @@ void reel__open_tunnel(conn_t *c, char *host, int port, reel_msg_head_t *m) {
     c->sniff_started = uv_now(c->p->loop);
     c->sniff_bytes_at = 0;
     c->sniff_bytes_us = 0;
-    c->eager_tried = false;
+    c->eager_tried = c->origin_closed_silent = false;
     /* Bytes after the CONNECT head belong to the tunnel. */
     reel_codec_free(c->reqc);
     reel_h1_limits_t lim = {.max_head_size = c->p->max_head_size};

@@ -489,6 +489,7 @@ static void start_client_tls(conn_t *c, reel_tls_t *tls, conn_state state) {
     if (state == C_SNIFF) {
         c->sniff_started = uv_now(c->p->loop);
         c->eager_tried = false; /* (inside its TLS: its own early connect) */
+        c->origin_closed_silent = false;
     }
     if (state != C_RAW)
         c->ex.resp_head_sent = false; /* requests inside the tunnel get their own answers */

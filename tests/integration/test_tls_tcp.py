@@ -1185,6 +1185,14 @@ class SlowClientTest(unittest.TestCase):
         one, which ended there, the client cut)."""
         self.plain_http_after_silence(1.5, b"/dropped", drop_first=True)
 
+    def test_plain_http_long_after_the_early_connection_was_closed(self):
+        """The same 3.5 s after the 200: an origin that closed the early
+        connection having said nothing is no server that speaks first, so
+        the client's silence does not make the tunnel a raw one (it did at
+        3 s: the request was then relayed unparsed, as a TCP flow, and a
+        slow ClientHello relayed, not intercepted)."""
+        self.plain_http_after_silence(3.5, b"/dropped-long", drop_first=True)
+
     def test_plain_http_after_a_long_silence(self):
         """Plain HTTP after 3.3 s of silence on both sides: the origin,
         connected to early, said nothing, so the client's bytes decide, not
