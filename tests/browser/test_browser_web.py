@@ -77,6 +77,16 @@ async def websocket_flow(proxy_port):
     await server.wait_closed()
 
 
+def browser_modules():
+    """playwright-core's node_modules (installed once), or None with
+    "skipped: ..." printed when chromium, node or npm is missing."""
+    why = missing_tools()
+    if why:
+        print("skipped: %s not installed" % why)
+        return None
+    return install_playwright()
+
+
 def drive_web(test, root, env, modules, sessions, js, node_env=None):
     """`reel web` over sessions (every one when empty) on a free port, then
     the playwright script js (source) run by node with its URL; returns
@@ -111,11 +121,9 @@ def drive_web(test, root, env, modules, sessions, js, node_env=None):
 
 class BrowserWebTest(unittest.TestCase):
     def test_web_ui(self):
-        why = missing_tools()
-        if why:
-            print("skipped: %s not installed" % why)
+        modules = browser_modules()
+        if modules is None:
             return
-        modules = install_playwright()
         root = tempfile.mkdtemp(prefix="reel-bweb-", dir=TMPBASE)
         out_dir = os.environ.get("REEL_TEST_TMP") or root
         origin = Origin(root)
@@ -285,11 +293,9 @@ class BrowserWebTest(unittest.TestCase):
         """A list longer than the table's window (1000 rows): scrolling
         to the end and back loads pages by cursor, End and Home jump to
         either end, the window stays bounded, no request fails."""
-        why = missing_tools()
-        if why:
-            print("skipped: %s not installed" % why)
+        modules = browser_modules()
+        if modules is None:
             return
-        modules = install_playwright()
         root = tempfile.mkdtemp(prefix="reel-bpage-", dir=TMPBASE)
         env = dict(os.environ, REEL_HOME=root + "/home", XDG_DATA_HOME=root + "/data",
                    XDG_CONFIG_HOME=root + "/config", REEL_WEB_TOKEN=TOKEN)
@@ -331,11 +337,9 @@ class BrowserWebTest(unittest.TestCase):
         shutil.rmtree(root, ignore_errors=True)
 
     def test_replay(self):
-        why = missing_tools()
-        if why:
-            print("skipped: %s not installed" % why)
+        modules = browser_modules()
+        if modules is None:
             return
-        modules = install_playwright()
         root = tempfile.mkdtemp(prefix="reel-breplay-", dir=TMPBASE)
         origin = Origin(root)
         reel = Reel(root, "rp")
@@ -365,11 +369,9 @@ class BrowserWebTest(unittest.TestCase):
         (nginx answers 404 to a chunked upload with Expect: 100-continue
         without reading it, and curl sends none) says so under its request
         body; a whole upload does not."""
-        why = missing_tools()
-        if why:
-            print("skipped: %s not installed" % why)
+        modules = browser_modules()
+        if modules is None:
             return
-        modules = install_playwright()
         root = tempfile.mkdtemp(prefix="reel-bunfinished-", dir=TMPBASE)
         origin = Origin(root)
         self.addCleanup(origin.stop)
@@ -398,11 +400,9 @@ class BrowserWebTest(unittest.TestCase):
         """A raw tunnel's request line names its authority, as `reel flow`
         does: opened with an HTTP CONNECT, and with SOCKS5 (it said
         "CONNECT HTTP/1.1", the target of a CONNECT being empty)."""
-        why = missing_tools()
-        if why:
-            print("skipped: %s not installed" % why)
+        modules = browser_modules()
+        if modules is None:
             return
-        modules = install_playwright()
         root = tempfile.mkdtemp(prefix="reel-btunnel-", dir=TMPBASE)
         reel = Reel(root, "tn")
         self.addCleanup(reel.stop)
@@ -446,11 +446,9 @@ class BrowserWebTest(unittest.TestCase):
         in the Go to box leaves it for the list, a second one closes the
         flow; a page of new flows that failed leaves its error in the status
         bar only until the next one comes (it stayed)."""
-        why = missing_tools()
-        if why:
-            print("skipped: %s not installed" % why)
+        modules = browser_modules()
+        if modules is None:
             return
-        modules = install_playwright()
         root = tempfile.mkdtemp(prefix="reel-bmore-", dir=TMPBASE)
         env = dict(os.environ, REEL_HOME=root + "/home", XDG_DATA_HOME=root + "/data",
                    XDG_CONFIG_HOME=root + "/config", REEL_WEB_TOKEN=TOKEN)
