@@ -1380,7 +1380,9 @@ function renderDetail(d, id) {
           .filter(([, v]) => typeof v === 'number' && v >= 0).map(([n, v]) => `${n} ${fmtDur(v)}`)
           .concat([`begun ${fmtTime(sc.opened_us)}`]).join(', ')
       : null;
-    for (const [k, v] of [['address', sc.address], ['TLS', sc.tls_version], ['certificate', cert], ['SNI', sc.sni], ['ALPN', sc.alpn], ['cipher', sc.cipher],
+    // through an upstream proxy (upstream_proxy): address is the proxy's
+    const via = sc.via ? `the upstream proxy ${sc.via}, a CONNECT tunnel to the origin` : null;
+    for (const [k, v] of [['address', sc.address], ['through', via], ['TLS', sc.tls_version], ['certificate', cert], ['SNI', sc.sni], ['ALPN', sc.alpn], ['cipher', sc.cipher],
       ['reused', sc.reused ? 'yes' : 'no'], ['retried', sc.retried ? (!sc.address ? 'yes: the new connection could not be made'
         : r.scheme === 'https' && sc.ssl_us < 0 ? 'yes: the new connection\'s TLS handshake failed' : 'yes') : 'no'], ['set up', setup], ['client', r.client_addr]]) {
       if (v === null || v === undefined) continue;

@@ -208,7 +208,8 @@ def flow_json(flow_id, recs, replayed_as=()):
                                     alpn=c.alpn or None, tls_version=c.tls_version or None,
                                     cipher=c.cipher or None, reused=c.reused, retried=c.retried,
                                     unverified=c.unverified, verify_error=c.verify_error or None,
-                                    peer_cert=c.peer_cert or None)
+                                    peer_cert=c.peer_cert or None,
+                                    via=c.via or None)  # the upstream proxy, "host:port"
             # its set-up: opened_us 0 is "not known", and the three spans then too
             known = c.opened_us != 0
             f["server_conn"].update(opened_us=c.opened_us if known else None,

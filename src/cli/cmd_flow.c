@@ -990,10 +990,15 @@ static void server_conn_line(view_t *v, const Reel__ServerConn *sc) {
     message_close(v);
     summary(v);
     gap(v);
-    note(v, "~ connection #%llu%s%s%s%s%s%s%s%s%s%s%s%s", (unsigned long long)sc->conn_id,
-         sc->address[0] ? " to " : "", sc->address, sc->tls_version[0] ? ", " : "", sc->tls_version,
-         sc->cipher[0] ? " " : "", sc->cipher, sc->alpn[0] ? ", ALPN " : "", sc->alpn,
-         sc->sni[0] ? ", SNI " : "", sc->sni,
+    /* through an upstream proxy: its address, the name it was given when
+     * that is another, and the tunnel it opened */
+    bool via = sc->via[0] != '\0', named = via && strcmp(sc->via, sc->address) != 0;
+    note(v, "~ connection #%llu%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s", (unsigned long long)sc->conn_id,
+         sc->address[0] ? (via ? " to the upstream proxy " : " to ") : "", sc->address,
+         named ? " (" : "", named ? sc->via : "", named ? ")" : "",
+         via ? ", a CONNECT tunnel to the origin" : "", sc->tls_version[0] ? ", " : "",
+         sc->tls_version, sc->cipher[0] ? " " : "", sc->cipher, sc->alpn[0] ? ", ALPN " : "",
+         sc->alpn, sc->sni[0] ? ", SNI " : "", sc->sni,
          sc->unverified ? ", certificate NOT verified (upstream_cert_verify was off)" : "",
          /* no address: a retry's connection that never connected */
          sc->retried && !sc->address[0]
@@ -1451,6 +1456,7 @@ static int json_record(void *ctx, const Reel__Record *rec) {
             "reused", sc->reused, "retried", sc->retried, "unverified", sc->unverified);
         json_object_set_new(j->server_conn, "verify_error", str_json(sc->verify_error, 1));
         json_object_set_new(j->server_conn, "peer_cert", str_json(sc->peer_cert, 1));
+        json_object_set_new(j->server_conn, "via", str_json(sc->via, 1));
         reel_json_conn_setup(j->server_conn, sc);
         break;
     }

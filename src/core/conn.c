@@ -450,6 +450,19 @@ static bool handshake_waits(const conn_t *c) {
 /* Why an upstream connection not ready yet timed out (returns owned). */
 static char *setup_timed_out(const conn_t *c, const peer_t *up) {
     unsigned secs = (unsigned)(c->p->upstream_timeout_ms / 1000);
+    reel_stack_info_t info;
+    reel_stack_info(&up->st, &info);
+    bool to_proxy = up->connected || info.setup_connected; /* (a stream's: its session's) */
+    if (info.via && !to_proxy) {
+        char *none = reel_asprintf("no answer within %us (upstream_timeout)", secs);
+        char *why = reel__via_unreachable(info.via, none);
+        free(none);
+        return why;
+    }
+    if (info.via && !info.via_open)
+        return reel_asprintf("the upstream proxy %s did not answer CONNECT " REEL_HOSTPORT_FMT
+                             " within %us (upstream_timeout)",
+                             info.via, REEL_HOSTPORT(up->host, up->port), secs);
     if (!up->connected)
         return reel_asprintf("cannot connect to " REEL_HOSTPORT_FMT
                              ": no answer within %us (upstream_timeout)",

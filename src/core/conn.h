@@ -115,6 +115,7 @@ typedef struct peer {
     int flows;         /* flows sent on it so far */
     bool h2;           /* a stream of a shared HTTP/2 session (core/h2up.c) */
     bool eager;        /* opened while its CONNECT's client had said nothing (EAGER_CONNECT_MS) */
+    char *via;         /* upstream: the upstream proxy it was made through (NULL: none) */
     bool held;         /* that plain connection, kept for reel's TLS to its origin: the client
                         * spoke TLS (core/tunnel.c; core/peer.c's upstream_open takes it) */
 } peer_t;
@@ -389,6 +390,11 @@ struct reel_proxy {
     bool http2; /* offer h2 to clients (ALPN) and accept the h2c preface */
     char *h2c_upstreams; /* "host:port,..." spoken prior-knowledge h2c to, NULL: none */
     char *proxyauth_b64; /* expected Basic credentials, NULL when not required */
+    /* upstream_proxy: the HTTP proxy new connections to origins go through
+     * ("host:port" as given, and split), and the Basic credentials sent to
+     * it (NULL: none) */
+    char *upstream_proxy, *upstream_proxy_host, *upstream_proxy_b64;
+    int upstream_proxy_port;
     uint64_t idle_timeout_ms, head_timeout_ms, upstream_timeout_ms;
     size_t max_head_size;
     uint32_t max_client_conns;     /* per client address; 0: no limit */
@@ -595,6 +601,14 @@ bool reel__has_token(const reel_h1_head_t *h, const char *field, const char *tok
 /* "host:port" or "[v6]:port" -> *host (allocated, no brackets) and *port
  * (def_port when absent); -1 when it is not a valid authority. */
 int reel__split_authority(const char *a, size_t n, char **host, int *port, int def_port);
+
+/* The bottom of a new connection to host:port on st: TCP to it, or to the
+ * upstream proxy with an HTTP CONNECT filter above (upstream_proxy), or the
+ * tests' connector. */
+void reel__upstream_transport(reel_proxy_t *p, reel_stack_t *st, const char *host, int port);
+/* "the upstream proxy (upstream_proxy VIA) could not be reached: WHY"
+ * (owned). */
+char *reel__via_unreachable(const char *via, const char *why);
 
 /* ---- socks_front.c ---- */
 /* A connection's first bytes are a SOCKS5 greeting: it is served as

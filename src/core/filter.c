@@ -83,6 +83,8 @@ void reel_stack_info(const reel_stack_t *st, reel_stack_info_t *out) {
     out->alpn = out->sni = out->tls_version = out->cipher = NULL;
     out->verify_error = out->peer_cert = NULL;
     out->unchecked_error = out->unchecked_cert = NULL;
+    out->via = NULL;
+    out->via_open = false;
     for (const reel_filter_t *f = st->bottom; f; f = f->above)
         if (f->ops->info)
             f->ops->info(f, out);

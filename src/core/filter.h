@@ -65,6 +65,10 @@ typedef struct {
      * the check found, which did not end it, and its certificate's facts
      * (NULL: the certificate passed) */
     const char *unchecked_error, *unchecked_cert;
+    /* the upstream proxy the connection goes through ("host:port", its
+     * CONNECT filter's: core/connect_filter.h); NULL: none */
+    const char *via;
+    bool via_open; /* ... and it has answered the CONNECT with a 2xx */
 } reel_stack_info_t;
 
 typedef struct {

@@ -141,6 +141,7 @@ struct ulane {
     uv_timer_t timer;       /* deferred events */
     reel_stack_info_t info; /* the session's, kept for after it is gone */
     char remote[64], local[64], alpn[16], tls_version[32], cipher[64], sni[256];
+    char via[300]; /* the session's upstream proxy ("": none) */
     /* the session's TLS refused the origin's certificate: why, and what
      * the origin's own certificate says ("": it did not) */
     char verify_error[128], peer_cert[400];
@@ -404,6 +405,7 @@ static void lane_copy_info(ulane_t *l, const reel_stack_info_t *i) {
     reel_strcpy_to(l->tls_version, sizeof l->tls_version, i->tls_version ? i->tls_version : "");
     reel_strcpy_to(l->cipher, sizeof l->cipher, i->cipher ? i->cipher : "");
     reel_strcpy_to(l->sni, sizeof l->sni, i->sni ? i->sni : "");
+    reel_strcpy_to(l->via, sizeof l->via, i->via ? i->via : "");
     reel_strcpy_to(l->verify_error, sizeof l->verify_error, i->verify_error ? i->verify_error : "");
     reel_strcpy_to(l->unchecked_error, sizeof l->unchecked_error,
                    i->unchecked_error ? i->unchecked_error : "");
@@ -779,7 +781,13 @@ static void sess_ev_ready(void *ud) {
 }
 
 static void sess_ev_error(void *ud, const char *why) {
-    sess_fail(ud, why);
+    h2sess_t *s = ud;
+    reel_stack_info_t info;
+    reel_stack_info(&s->st, &info);
+    /* its upstream proxy could not be reached (as core/peer.c says it) */
+    char *proxied = info.via && info.t_connected == 0 ? reel__via_unreachable(info.via, why) : NULL;
+    sess_fail(s, proxied ? proxied : why);
+    free(proxied);
 }
 
 static void sess_ev_written(void *ud) {
@@ -876,11 +884,14 @@ static void on_idle(uv_timer_t *t) {
 
 /* A session's name among the proxy's: one made while upstream_cert_verify
  * was off ("https!") is never taken for a verified one once it is on
- * again, since nothing checked its origin's certificate. */
+ * again, since nothing checked its origin's certificate; nor one made
+ * through another upstream proxy (or none) than upstream_proxy names now. */
 static char *sess_key(const reel_proxy_t *p, bool https, const char *host, int port,
                       const char *sni) {
-    return reel_asprintf("%s%s %s:%d %s", https ? "https" : "http",
-                         https && !p->verify_upstream ? "!" : "", host, port, sni ? sni : host);
+    return reel_asprintf("%s%s %s:%d %s%s%s", https ? "https" : "http",
+                         https && !p->verify_upstream ? "!" : "", host, port, sni ? sni : host,
+                         p->upstream_proxy ? " via " : "",
+                         p->upstream_proxy ? p->upstream_proxy : "");
 }
 
 /* A session with no connection yet (in the proxy's list, its idle timer
@@ -912,10 +923,7 @@ static h2sess_t *sess_alloc(reel_proxy_t *p, char *key, bool https, const char *
 static h2sess_t *sess_new(reel_proxy_t *p, char *key, bool https, const char *host, int port,
                           const char *sni) {
     h2sess_t *s = sess_alloc(p, key, https, host, port, sni);
-    reel_filter_t *bottom = p->connect
-                                ? p->connect(p->connect_ctx, p, host, port)
-                                : reel_tcp_connect(p->loop, host, port, p->readbuf, READ_SIZE);
-    reel_stack_push(&s->st, bottom, NULL, 0);
+    reel__upstream_transport(p, &s->st, host, port);
     if (https) {
         reel_err_t err;
         reel_err_clear(&err);
@@ -1161,6 +1169,16 @@ static void ulane_info(const reel_filter_t *f, reel_stack_info_t *out) {
     out->peer_cert = l->verify_error[0] ? l->peer_cert : NULL;
     out->unchecked_error = l->unchecked_error[0] ? l->unchecked_error : NULL;
     out->unchecked_cert = l->unchecked_error[0] ? l->peer_cert : NULL;
+    out->via = l->via[0] ? l->via : NULL;
+    out->via_open = l->info.via_open;
+    if (out->via == NULL && l->s) { /* its session still setting up: what its stack says */
+        reel_stack_info_t si;
+        reel_stack_info(&l->s->st, &si);
+        out->via = si.via; /* (the session's filter's, valid while it is) */
+        out->via_open = si.via_open;
+        if (out->setup_connected == 0)
+            out->setup_connected = si.setup_connected; /* (to the proxy) */
+    }
 }
 
 static void on_ulane_timer_closed(uv_handle_t *h) {

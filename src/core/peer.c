@@ -5,6 +5,7 @@
  * and opening upstream connections. Part of the proxy; see core/conn.h. */
 
 #include "core/conn.h"
+#include "core/connect_filter.h"
 #include "core/tcp.h"
 #include "core/tls_filter.h"
 
@@ -86,7 +87,11 @@ static void ev_error(void *ud, const char *why) {
         reel_stack_info(&pe->st, &info);
         if (info.t_dns1)
             pe->t_dns1 = info.t_dns1;
-        reel__upstream_failed(pe, why);
+        /* its upstream proxy could not be reached: said so, not as
+         * though the origin were at the proxy's address */
+        char *proxied = info.via && !pe->connected ? reel__via_unreachable(info.via, why) : NULL;
+        reel__upstream_failed(pe, proxied ? proxied : why);
+        free(proxied);
     } else {
         reel_stack_info_t info;
         reel_stack_info(&pe->st, &info);
@@ -314,7 +319,8 @@ static void peer_free_bufs(peer_t *pe) {
     free(pe->host);
     free(pe->sni);
     free(pe->error);
-    pe->host = pe->sni = pe->error = NULL;
+    free(pe->via);
+    pe->host = pe->sni = pe->error = pe->via = NULL;
 }
 
 /* An upstream peer whose stack went elsewhere (reel__h2up_adopt): freed
@@ -359,6 +365,7 @@ reel_capture_conn_t reel__conn_facts(const peer_t *up, const reel_stack_info_t *
                                  .cipher = info->cipher,
                                  .verify_error = bad,
                                  .peer_cert = cert,
+                                 .via = info->via,
                                  .opened_us = dns0,
                                  .dns_us = reel__span_us(dns0, dns1),
                                  .connect_us = reel__span_us(dns1, conn),
@@ -589,8 +596,13 @@ static bool upstream_fits(conn_t *c, bool h2, bool https, const char *host, int 
      * host (every HTTPS request through a CONNECT to a name) never matched,
      * and each request of a kept-alive client connection paid a new TCP
      * and TLS handshake */
+    /* (nor one made through another upstream proxy, or none, than
+     * upstream_proxy names now) */
+    const char *now = c->p->upstream_proxy;
+    bool same_via = up && (up->h2 || (up->via == NULL && now == NULL) ||
+                           (up->via && now && strcmp(up->via, now) == 0));
     return up && !up->closing && !up->eof && up->h2 == h2 && up->https == https &&
-           up->port == port && (!up->insecure || !c->p->verify_upstream) &&
+           up->port == port && (!up->insecure || !c->p->verify_upstream) && same_via &&
            strcasecmp(up->host, host) == 0 &&
            ((other == NULL && up->sni == NULL) ||
             (other && up->sni && strcasecmp(other, up->sni) == 0));
@@ -604,6 +616,25 @@ bool reel__upstream_would_reuse(conn_t *c, bool https, const char *host, int por
 
 static bool upstream_open(conn_t *c, bool h2, bool https, const char *host, int port,
                           const char *sni, const char *other);
+
+char *reel__via_unreachable(const char *via, const char *why) {
+    return reel_asprintf("the upstream proxy (upstream_proxy %s) could not be reached: %s", via,
+                         why);
+}
+
+void reel__upstream_transport(reel_proxy_t *p, reel_stack_t *st, const char *host, int port) {
+    bool via = p->upstream_proxy_host != NULL && p->connect == NULL;
+    const char *to = via ? p->upstream_proxy_host : host;
+    int to_port = via ? p->upstream_proxy_port : port;
+    reel_filter_t *bottom = p->connect
+                                ? p->connect(p->connect_ctx, p, host, port)
+                                : reel_tcp_connect(p->loop, to, to_port, p->readbuf, READ_SIZE);
+    reel_stack_push(st, bottom, NULL, 0);
+    if (via)
+        reel_stack_push(
+            st, reel_connect_filter_new(p->upstream_proxy, host, port, p->upstream_proxy_b64), NULL,
+            0);
+}
 
 /* Makes sure c->up goes to (https, host, port), reusing it when it does.
  * Returns true when it reused the connection. */
@@ -711,10 +742,8 @@ static bool upstream_open(conn_t *c, bool h2, bool https, const char *host, int 
     }
     up->id = __atomic_add_fetch(&p->shared->upstream_ids, 1, __ATOMIC_RELAXED);
     up->eager = c->state == C_SNIFF; /* (reel__sniff_connect_early) */
-    reel_filter_t *bottom = p->connect
-                                ? p->connect(p->connect_ctx, p, host, port)
-                                : reel_tcp_connect(p->loop, host, port, p->readbuf, READ_SIZE);
-    reel_stack_push(&up->st, bottom, NULL, 0);
+    up->via = p->upstream_proxy && p->connect == NULL ? reel_strdup(p->upstream_proxy) : NULL;
+    reel__upstream_transport(p, &up->st, host, port);
     up->open = true;
     c->handles++; /* until the stack reports `closed` */
     if (https && !push_client_tls(c, up))

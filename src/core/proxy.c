@@ -63,7 +63,7 @@ struct proxy_group {
 /* Settings handed to another thread: a copy of every string. */
 struct owned_settings {
     reel_proxy_settings_t s;
-    char *strs[4];
+    char *strs[6];
     char **ignore;
 };
 
@@ -133,6 +133,33 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
     p->proxyauth_b64 = NULL;
     if (auth && auth[0])
         p->proxyauth_b64 = reel_base64(auth, strlen(auth), NULL);
+    /* new connections to origins go through it (those open stay as they are) */
+    free(p->upstream_proxy);
+    free(p->upstream_proxy_host);
+    free(p->upstream_proxy_b64);
+    p->upstream_proxy = p->upstream_proxy_host = p->upstream_proxy_b64 = NULL;
+    p->upstream_proxy_port = 0;
+    const char *via = cfg->upstream_proxy;
+    if (via && strncmp(via, "http://", 7) == 0)
+        via += 7;
+    if (via && via[0]) {
+        size_t len = strlen(via);
+        if (len && via[len - 1] == '/')
+            len--; /* "http://host:port/" */
+        if (reel__split_authority(via, len, &p->upstream_proxy_host, &p->upstream_proxy_port, -1) !=
+                0 ||
+            p->upstream_proxy_port <= 0 || p->upstream_proxy_port > 65535) {
+            free(p->upstream_proxy_host);
+            p->upstream_proxy_host = NULL;
+            return reel_err_set(err, REEL_INVALID,
+                                "upstream_proxy: expected host:port or http://host:port, not '%s'",
+                                cfg->upstream_proxy);
+        }
+        p->upstream_proxy = reel_strndup(via, len);
+        const char *a = cfg->upstream_proxyauth;
+        if (a && a[0])
+            p->upstream_proxy_b64 = reel_base64(a, strlen(a), NULL);
+    }
     return REEL_OK;
 }
 
@@ -298,6 +325,9 @@ out:
         free(p->ignore);
         free(p->proxyauth_b64);
         free(p->h2c_upstreams);
+        free(p->upstream_proxy);
+        free(p->upstream_proxy_host);
+        free(p->upstream_proxy_b64);
         if (p->shared == &p->own_shared)
             pthread_mutex_destroy(&p->own_shared.mu);
         if (!listener_closing)
@@ -468,6 +498,9 @@ static void free_one(reel_proxy_t *p) {
     free(p->ignore);
     free(p->proxyauth_b64);
     free(p->h2c_upstreams);
+    free(p->upstream_proxy);
+    free(p->upstream_proxy_host);
+    free(p->upstream_proxy_b64);
     free(p->flushq);
     if (p->shared == &p->own_shared) {
         struct proxy_shared *sh = &p->own_shared;
@@ -552,13 +585,16 @@ static void free_after_shutdown(void *ctx) {
 static struct owned_settings *settings_dup(const reel_proxy_settings_t *c) {
     struct owned_settings *o = reel_calloc(1, sizeof *o);
     o->s = *c;
-    const char *from[4] = {c->listen_host, c->upstream_trusted_ca, c->h2c_upstreams, c->proxyauth};
-    for (int i = 0; i < 4; i++)
+    const char *from[6] = {c->listen_host, c->upstream_trusted_ca, c->h2c_upstreams,
+                           c->proxyauth,   c->upstream_proxy,      c->upstream_proxyauth};
+    for (int i = 0; i < 6; i++)
         o->strs[i] = from[i] ? reel_strdup(from[i]) : NULL;
     o->s.listen_host = o->strs[0];
     o->s.upstream_trusted_ca = o->strs[1];
     o->s.h2c_upstreams = o->strs[2];
     o->s.proxyauth = o->strs[3];
+    o->s.upstream_proxy = o->strs[4];
+    o->s.upstream_proxyauth = o->strs[5];
     o->ignore = reel_calloc(c->n_ignore_hosts ? c->n_ignore_hosts : 1, sizeof *o->ignore);
     for (size_t i = 0; i < c->n_ignore_hosts; i++)
         o->ignore[i] = reel_strdup(c->ignore_hosts[i]);
@@ -569,7 +605,7 @@ static struct owned_settings *settings_dup(const reel_proxy_settings_t *c) {
 static void settings_free(struct owned_settings *o) {
     if (o == NULL)
         return;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 6; i++)
         free(o->strs[i]);
     for (size_t i = 0; i < o->s.n_ignore_hosts; i++)
         free(o->ignore[i]);

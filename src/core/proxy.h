@@ -39,6 +39,9 @@ typedef struct {
     size_t max_head_size;
     uint32_t max_client_conns; /* per client address; 0: no limit */
     const char *proxyauth;     /* "user:pass" clients must send; NULL or "": none */
+    /* "host:port" of an HTTP proxy reel's own connections to origins go
+     * through (CONNECT), and the "user:pass" it asks for; NULL or "": none */
+    const char *upstream_proxy, *upstream_proxyauth;
     uint64_t first_client_id;  /* start only: client connections are numbered after
                                 * it (the session's earlier runs took those) */
     unsigned workers;          /* start only: event loops accepting on the listen

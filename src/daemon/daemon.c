@@ -147,7 +147,8 @@ static void log_changes(daemon_t *r, long long seen, const reel_config_t *c) {
                 continue;
             reel_layer layer = REEL_LAYER_DEFAULT;
             const char *val = reel_option_find(k) ? reel_config_get(c, k, &layer) : NULL;
-            int secret = strcmp(k, "proxyauth") == 0 || strcmp(k, "on_segment_closed") == 0;
+            int secret = strcmp(k, "proxyauth") == 0 || strcmp(k, "upstream_proxyauth") == 0 ||
+                         strcmp(k, "on_segment_closed") == 0;
             if (val != NULL && layer == REEL_LAYER_CLI)
                 reel_buf_printf(&cli, "%s%s", cli.len ? ", " : "", k);
             else if (val != NULL && reel_option_is_hot(k) && secret)

@@ -21,6 +21,8 @@ char **reel_daemon_proxy_settings(const reel_config_t *cfg, reel_proxy_settings_
         .max_head_size = (size_t)reel_config_get_int(cfg, "max_head_size"),
         .max_client_conns = (uint32_t)reel_config_get_int(cfg, "max_client_conns"),
         .proxyauth = reel_config_get(cfg, "proxyauth", NULL),
+        .upstream_proxy = reel_config_get(cfg, "upstream_proxy", NULL),
+        .upstream_proxyauth = reel_config_get(cfg, "upstream_proxyauth", NULL),
         .workers = (unsigned)reel_config_get_int(cfg, "workers"),
     };
     if (s->workers == 0)

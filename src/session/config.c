@@ -39,6 +39,8 @@
 static reel_rc check_listen_host(const char *v, reel_err_t *err);
 static reel_rc check_regex(const char *v, reel_err_t *err);
 static reel_rc check_proxyauth(const char *v, reel_err_t *err);
+static reel_rc check_upstream_proxy(const char *v, reel_err_t *err);
+static reel_rc check_upstream_proxyauth(const char *v, reel_err_t *err);
 static reel_rc check_hostports(const char *v, reel_err_t *err);
 
 #define KIB INT64_C(1024)
@@ -116,6 +118,14 @@ static const reel_option_t options[] = {
      "\"user:pass\" clients must send as proxy authentication (HTTP Basic, or SOCKS5's "
      "username and password); empty = none",
      NULL, 0, 0, check_proxyauth},
+    {"upstream_proxy", REEL_OPT_STRING, "",
+     "an HTTP proxy (host:port or http://host:port) that reel's own connections to origins go "
+     "through: each is a tunnel the proxy opens with CONNECT; empty = none (direct)",
+     NULL, 0, 0, check_upstream_proxy},
+    {"upstream_proxyauth", REEL_OPT_STRING, "",
+     "\"user:pass\" reel sends to upstream_proxy as its proxy authentication (Basic); empty = "
+     "none",
+     NULL, 0, 0, check_upstream_proxyauth},
     {"idle_timeout", REEL_OPT_INT, "300", "seconds a connection may stay idle before it is closed",
      NULL, 1, 86400, NULL},
     {"head_timeout", REEL_OPT_INT, "30",
@@ -335,7 +345,7 @@ static reel_rc unknown_option(const char *name, reel_err_t *err) {
 static reel_rc bad_value(reel_err_t *err, const reel_option_t *o, const char *v, const char *what,
                          const char *detail) {
     char shown[SHOW_MAX + 8];
-    if (o->check == check_proxyauth)
+    if (o->check == check_proxyauth || o->check == check_upstream_proxyauth)
         return reel_err_set(err, REEL_INVALID, "invalid value for %s: %s%s", o->name, what,
                             detail ? detail : "");
     return reel_err_set(err, REEL_INVALID, "invalid value '%s' for %s: %s%s", show(v, shown),
@@ -438,10 +448,61 @@ static reel_rc check_regex(const char *v, reel_err_t *err) {
                         show(v, shown), (const char *)msg, (size_t)off);
 }
 
-static reel_rc check_proxyauth(const char *v, reel_err_t *err) {
+static reel_rc check_userpass(const char *name, const char *v, reel_err_t *err) {
     if (v[0] != '\0' && (strchr(v, ':') == NULL || v[0] == ':'))
         return reel_err_set(err, REEL_INVALID,
-                            "invalid value for proxyauth: expected \"user:pass\" or empty");
+                            "invalid value for %s: expected \"user:pass\" or empty", name);
+    return REEL_OK;
+}
+
+static reel_rc check_proxyauth(const char *v, reel_err_t *err) {
+    return check_userpass("proxyauth", v, err);
+}
+
+static reel_rc check_upstream_proxyauth(const char *v, reel_err_t *err) {
+    return check_userpass("upstream_proxyauth", v, err);
+}
+
+/* "host:port" or "http://host:port[/]", or empty; the port 1..65535. An
+ * https:// or socks proxy is refused by name: reel speaks to its upstream
+ * proxy in plain HTTP. */
+static reel_rc check_upstream_proxy(const char *v, reel_err_t *err) {
+    if (v[0] == '\0')
+        return REEL_OK;
+    const char *scheme_end = strstr(v, "://");
+    char shown[SHOW_MAX + 8];
+    if (scheme_end && strncmp(v, "http://", 7) != 0)
+        return reel_err_set(err, REEL_INVALID,
+                            "invalid value '%s' for upstream_proxy: only a plain HTTP proxy is "
+                            "supported (http://host:port), not %.*s",
+                            show(v, shown), (int)(scheme_end - v + 3), v);
+    const char *a = scheme_end ? v + 7 : v;
+    size_t n = strlen(a);
+    if (n && a[n - 1] == '/')
+        n--;
+    const char *colon = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (a[i] == ':')
+            colon = a + i;
+    const char *bad = n == 0 || colon == NULL || colon == a ? "expected host:port" : NULL;
+    long port = 0;
+    if (bad == NULL) {
+        for (const char *d = colon + 1; d < a + n; d++) {
+            if (*d < '0' || *d > '9' || port > 65535) {
+                bad = "the port is not a number";
+                break;
+            }
+            port = port * 10 + (*d - '0');
+        }
+        if (bad == NULL && (colon + 1 == a + n || port < 1 || port > 65535))
+            bad = "the port is not 1..65535";
+        for (const char *h = a; bad == NULL && h < colon; h++)
+            if ((unsigned char)*h <= ' ' || strchr("/@?#", *h))
+                bad = "a user or path is not taken (upstream_proxyauth holds the credentials)";
+    }
+    if (bad)
+        return reel_err_set(err, REEL_INVALID, "invalid value '%s' for upstream_proxy: %s",
+                            show(v, shown), bad);
     return REEL_OK;
 }
 
@@ -1374,6 +1435,7 @@ static const char *const hot_options[] = {
     "ignore_hosts",      "upstream_cert_verify",
     "proxyauth",         "http2",
     "h2c_upstreams",     "idle_timeout",
+    "upstream_proxy",    "upstream_proxyauth",
     "head_timeout",      "max_head_size",
     "upstream_timeout",  "retention_max_bytes",
     "retention_max_age", "retention_max_flows",

@@ -259,6 +259,7 @@ static int detail_record(void *ctx, const Reel__Record *rec) {
         json_t *o = json_object_get(d->o, "server_conn");
         json_object_set_new(o, "verify_error", str_json(sc->verify_error));
         json_object_set_new(o, "peer_cert", str_json(sc->peer_cert));
+        json_object_set_new(o, "via", str_json(sc->via));
         reel_json_conn_setup(o, sc);
         break;
     }

@@ -300,7 +300,7 @@ static size_t server_conn_len(const Reel__ServerConn *c) {
            uint_size(9, c->unverified != 0) + str_size(10, c->verify_error) +
            str_size(11, c->peer_cert) + uint_size(12, i64(c->opened_us)) +
            uint_size(13, i64(c->dns_us)) + uint_size(14, i64(c->connect_us)) +
-           uint_size(15, i64(c->ssl_us));
+           uint_size(15, i64(c->ssl_us)) + str_size(16, c->via);
 }
 
 static uint8_t *put_server_conn(uint8_t *p, const Reel__ServerConn *c) {
@@ -318,7 +318,8 @@ static uint8_t *put_server_conn(uint8_t *p, const Reel__ServerConn *c) {
     p = put_uint(p, 12, i64(c->opened_us));
     p = put_uint(p, 13, i64(c->dns_us));
     p = put_uint(p, 14, i64(c->connect_us));
-    return put_uint(p, 15, i64(c->ssl_us));
+    p = put_uint(p, 15, i64(c->ssl_us));
+    return put_str(p, 16, c->via);
 }
 
 /* The event's field number and length, or 0 for an event left to

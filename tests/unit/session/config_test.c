@@ -155,14 +155,15 @@ static void test_table(void **state) {
         for (const reel_option_t *p = o + 1; p->name; p++)
             assert_string_not_equal(o->name, p->name);
     }
-    assert_int_equal(n, 28);
+    assert_int_equal(n, 30);
     /* the names the proxy reads */
     const char *names[] = {
         "listen_host",          "listen_port",         "body_limit",       "ignore_hosts",
         "upstream_cert_verify", "upstream_trusted_ca", "capture",          "fsync", "http2",
         "fsync_interval_ms",    "segment_size",        "proxyauth",        "idle_timeout",
         "head_timeout",         "max_head_size",       "upstream_timeout", "capture_buffer",
-        "max_client_conns",     "workers",             "zstd_level"};
+        "max_client_conns",     "workers",             "zstd_level",       "upstream_proxy",
+        "upstream_proxyauth"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         assert_non_null(reel_option_find(names[i]));
     assert_null(reel_option_find("LISTEN_PORT"));
@@ -413,7 +414,8 @@ static void test_unknown(void **state) {
                "capture_buffer, "
                "fsync, fsync_interval_ms, segment_size, zstd_level, retention_max_bytes, "
                "retention_max_age, "
-               "retention_max_flows, on_segment_closed, proxyauth, idle_timeout, head_timeout, "
+               "retention_max_flows, on_segment_closed, proxyauth, upstream_proxy, "
+               "upstream_proxyauth, idle_timeout, head_timeout, "
                "max_head_size, upstream_timeout, workers, max_client_conns, "
                "redact_headers, redact_keys");
     const char *m = bad("", "1", REEL_NOTFOUND);
@@ -663,8 +665,8 @@ static void test_layers(void **state) {
         "upstream_cert_verify, http2, h2c_upstreams, upstream_trusted_ca, capture, capture_buffer, "
         "fsync, fsync_interval_ms, segment_size, zstd_level, retention_max_bytes, "
         "retention_max_age, "
-        "retention_max_flows, on_segment_closed, proxyauth, idle_timeout, "
-        "head_timeout, max_head_size, upstream_timeout, workers, max_client_conns, "
+        "retention_max_flows, on_segment_closed, proxyauth, upstream_proxy, upstream_proxyauth, "
+        "idle_timeout, head_timeout, max_head_size, upstream_timeout, workers, max_client_conns, "
         "redact_headers, redact_keys");
     free(warnings);
     expect_effective(c2, "capture", "on", REEL_LAYER_DEFAULT);

@@ -1,0 +1,25 @@
+/* The HTTP CONNECT filter: reel's connection to an origin through an
+ * upstream HTTP proxy (`upstream_proxy`), DESIGN.md's "http-connect"
+ * filter. Pushed right above the bottom, which connects to the proxy:
+ * once that connection is open it sends `CONNECT host:port` (with
+ * Proxy-Authorization when the proxy's URL names a user), reads the
+ * proxy's answer head, and opens for the layers above (reel's TLS to the
+ * origin, or HTTP) on a 2xx. Any other answer, an answer that is not
+ * HTTP, or the proxy's close before it, fails the stack with what the
+ * proxy said. After that it passes bytes through both ways. No socket:
+ * bytes from below and above only. */
+#ifndef REEL_CORE_CONNECT_FILTER_H
+#define REEL_CORE_CONNECT_FILTER_H
+
+#include "core/filter.h"
+
+/** Longest answer head from the proxy read; longer fails the stack. */
+#define REEL_CONNECT_HEAD_MAX (16 * 1024)
+
+/** A filter asking the proxy named proxy ("host:port", for the record and
+ * errors) for a tunnel to host:port; auth_b64 (may be NULL): base64 of
+ * "user:pass" for Basic proxy authentication. Strings are copied. */
+reel_filter_t *reel_connect_filter_new(const char *proxy, const char *host, int port,
+                                       const char *auth_b64);
+
+#endif

@@ -1,0 +1,214 @@
+#!/usr/bin/python3
+"""reel behind an upstream HTTP proxy (upstream_proxy, upstream_proxyauth).
+
+tinyproxy (Debian's) is the upstream proxy, nginx the origin, curl the
+client: HTTP and HTTPS (HTTP/1.1 and HTTP/2) go through a CONNECT tunnel
+the proxy opens, and each flow's connection names the proxy; a proxy that
+asks for a password gets upstream_proxyauth (407 without it, said in the
+flow's error); a proxy that cannot be reached, or that cannot reach the
+origin, is named in the 502. The options change while reel runs, and a
+value that is not an HTTP proxy's address is refused.
+"""
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+from proxyenv import TMPBASE, Origin, Reel, body, curl, free_port, main, stop_class
+
+TINYPROXY = shutil.which("tinyproxy") or "/usr/bin/tinyproxy"
+
+
+class Tinyproxy:
+    """tinyproxy in the foreground on a free 127.0.0.1 port (stopped by
+    PID), optionally asking for Basic credentials; every CONNECT it is
+    asked for is in its log."""
+
+    def __init__(self, root, name, auth=None):
+        self.port = free_port()
+        self.log = os.path.join(root, name + ".log")
+        conf = os.path.join(root, name + ".conf")
+        with open(conf, "w") as f:
+            f.write("Port %d\nListen 127.0.0.1\nTimeout 60\nLogFile \"%s\"\nLogLevel Info\n"
+                    "MaxClients 50\nAllow 127.0.0.1\n" % (self.port, self.log))
+            if auth:
+                f.write("BasicAuth %s %s\n" % auth)
+        self.proc = subprocess.Popen([TINYPROXY, "-d", "-c", conf], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        for _ in range(100):  # listening once a connection is accepted
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+
+    def connects(self):
+        try:
+            with open(self.log) as f:
+                return re.findall(r"Request \(file descriptor \d+\): CONNECT (\S+) HTTP/1\.1",
+                                  f.read())
+        except OSError:
+            return []
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+@unittest.skipUnless(os.access(TINYPROXY, os.X_OK), "tinyproxy is not installed")
+class UpstreamProxyTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        os.makedirs(TMPBASE, exist_ok=True)
+        cls.root = tempfile.mkdtemp(prefix="upstream-proxy.", dir=TMPBASE)
+        cls.origin = Origin(os.path.join(cls.root, "origin"), h2=True)
+        cls.open_proxy = Tinyproxy(cls.root, "open")
+        cls.auth_proxy = Tinyproxy(cls.root, "auth", auth=("ann", "s3cret"))
+        cls.reel = Reel(cls.root, "up", "upstream_trusted_ca=" + cls.origin.ca)
+        # in the session's overlay, not --set, so that the tests can change it
+        cls.reel.set_config("set", "upstream_proxy", "127.0.0.1:%d" % cls.open_proxy.port)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.open_proxy.stop()
+        cls.auth_proxy.stop()
+        stop_class(cls)
+
+    def last(self, path):
+        fl = self.reel.wait_flows(1, "~u %s$" % re.escape(path))
+        self.assertEqual(len(fl), 1, fl)
+        return fl[0], self.reel.flow(fl[0]["id"])
+
+    def set_config(self, key, value):
+        """Sets a key of the session's overlay; returns once the proxy has
+        applied it."""
+        self.reel.set_config("set", key, value)
+
+    def test_a_http_and_https_through_the_proxy(self):
+        o, r, tp = self.origin, self.reel, self.open_proxy
+        via = "127.0.0.1:%d" % tp.port
+        for args, path, https, version in (([], "/100b?plain", False, "HTTP/1.1"),
+                                           (["--http1.1"], "/text.txt?h1", True, "HTTP/1.1"),
+                                           (["--http2"], "/text.txt?h2", True, "HTTP/2.0")):
+            out = curl(r, *args, o.url(path, https=https))
+            row, full = self.last(path)
+            self.assertEqual((row["status"], row["state"]), (200, "complete"), row)
+            self.assertEqual(body(full, "response"), out.stdout)
+            sc = full["server_conn"]
+            self.assertEqual((sc["via"], sc["address"]), (via, via), sc)
+            self.assertEqual(full["response"]["http_version"], version)
+            if https:
+                self.assertEqual(sc["sni"], "localhost", sc)
+                self.assertTrue(sc["tls_version"].startswith("TLSv1."), sc)
+        port = {False: o.http_port, True: o.https_port}
+        connects = tp.connects()
+        self.assertIn("127.0.0.1:%d" % port[False], connects)
+        self.assertIn("localhost:%d" % port[True], connects)
+        text = r.cli("flow", "up", str(self.last("/100b?plain")[0]["id"])).stdout.decode()
+        self.assertRegex(text, r"~ connection #\d+ to the upstream proxy %s, a CONNECT tunnel to "
+                               r"the origin\n" % re.escape(via))
+
+    def test_b_proxy_that_cannot_reach_the_origin(self):
+        out = curl(self.reel, "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:1/gone",
+                   check=False)
+        self.assertEqual(out.stdout, b"502")
+        row, _ = self.last("/gone")
+        self.assertRegex(row["error"], r'^the upstream proxy 127\.0\.0\.1:%d answered "HTTP/1\.[01] '
+                                       r'5\d\d [^"]*" to CONNECT 127\.0\.0\.1:1$'
+                         % self.open_proxy.port)
+
+    def test_c_proxy_asking_for_a_password(self):
+        o, r = self.origin, self.reel
+        ap = self.auth_proxy
+        try:
+            self.set_config("upstream_proxy", "http://localhost:%d/" % ap.port)
+            out = curl(r, "-o", "/dev/null", "-w", "%{http_code}", o.url("/100b?noauth"),
+                       check=False)
+            self.assertEqual(out.stdout, b"502")
+            row, _ = self.last("/100b?noauth")
+            self.assertEqual(row["error"], 'the upstream proxy localhost:%d answered "HTTP/1.0 407 '
+                                           'Proxy Authentication Required" to CONNECT '
+                                           '127.0.0.1:%d' % (ap.port, o.http_port))
+            self.set_config("upstream_proxyauth", "ann:s3cret")
+            out = curl(r, o.url("/100b?auth"))
+            self.assertEqual(len(out.stdout), 100)
+            row, full = self.last("/100b?auth")
+            self.assertEqual(full["server_conn"]["via"], "localhost:%d" % ap.port)
+            text = r.cli("flow", "up", str(row["id"])).stdout.decode()
+            self.assertIn("to the upstream proxy 127.0.0.1:%d (localhost:%d), a CONNECT tunnel"
+                          % (ap.port, ap.port), text)
+            # the credentials are never echoed: not in the log of what was applied
+            self.assertNotIn("s3cret", r.log())
+            # a proxy that cannot be reached is named
+            self.set_config("upstream_proxy", "127.0.0.1:1")
+            out = curl(r, "-o", "/dev/null", "-w", "%{http_code}", o.url("/100b?noproxy"),
+                       check=False)
+            self.assertEqual(out.stdout, b"502")
+            row, _ = self.last("/100b?noproxy")
+            self.assertRegex(row["error"], r"^the upstream proxy \(upstream_proxy 127\.0\.0\.1:1\) "
+                                           r"could not be reached: cannot connect to 127\.0\.0\.1:1 .*"
+                                           r"connection refused$")
+        finally:
+            self.set_config("upstream_proxy", "127.0.0.1:%d" % self.open_proxy.port)
+            self.set_config("upstream_proxyauth", "")
+
+    def test_e_proxy_that_does_not_answer(self):
+        """A proxy that takes the connection and never answers the CONNECT:
+        504 at upstream_timeout, naming it (it said "TLS handshake ... not
+        done", of a plain HTTP request)."""
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        held = []
+        try:
+            self.set_config("upstream_timeout", "2")
+            self.set_config("upstream_proxy", "127.0.0.1:%d" % silent.getsockname()[1])
+            for path, https in (("/100b?silent", False), ("/100b?silent-tls", True)):
+                t0 = time.time()
+                out = curl(self.reel, "-o", "/dev/null", "-w", "%{http_code}",
+                           self.origin.url(path, https=https), check=False)
+                self.assertEqual(out.stdout, b"504")
+                self.assertLess(time.time() - t0, 10)
+                row, _ = self.last(path)
+                self.assertEqual(row["error"], "the upstream proxy 127.0.0.1:%d did not answer "
+                                 "CONNECT %s:%d within 2s (upstream_timeout)"
+                                 % (silent.getsockname()[1], "localhost" if https else "127.0.0.1",
+                                    self.origin.https_port if https else self.origin.http_port))
+                silent.settimeout(0.5)
+                try:
+                    held.append(silent.accept()[0])
+                except OSError:
+                    pass
+        finally:
+            self.set_config("upstream_proxy", "127.0.0.1:%d" % self.open_proxy.port)
+            self.reel.set_config("unset", "upstream_timeout")
+            for c in held:
+                c.close()
+            silent.close()
+
+    def test_d_values_that_are_no_http_proxy(self):
+        for value, why in (("https://p:3128", "only a plain HTTP proxy is supported "
+                                             "(http://host:port), not https://"),
+                           ("socks5://p:1080", "only a plain HTTP proxy is supported "
+                                               "(http://host:port), not socks5://"),
+                           ("ann:pw@p:3128", "a user or path is not taken (upstream_proxyauth "
+                                             "holds the credentials)"),
+                           ("p", "expected host:port"),
+                           ("p:99999", "the port is not 1..65535")):
+            out = self.reel.cli("config", "up", "set", "upstream_proxy", value, check=False)
+            self.assertNotEqual(out.returncode, 0, value)
+            self.assertIn(("invalid value '%s' for upstream_proxy: %s" % (value, why)).encode(),
+                          out.stderr)
+        out = self.reel.cli("config", "up", "set", "upstream_proxyauth", "nocolon", check=False)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn(b"invalid value for upstream_proxyauth: expected \"user:pass\" or empty",
+                      out.stderr)
+        self.assertNotIn(b"nocolon", out.stderr)
+
+
+if __name__ == "__main__":
+    main()
