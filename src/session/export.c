@@ -122,6 +122,7 @@ typedef struct {
      * certificate then */
     int unverified;
     char *verify_error, *peer_cert;
+    char *via;          /* the upstream proxy the server connection went through */
     json_t *client_tls; /* the start record's, NULL: none */
     uint64_t conn_id;
     int conn_reused;
@@ -263,6 +264,7 @@ static void flow_free(flow_t *f) {
     free(f->tls_version);
     free(f->verify_error);
     free(f->peer_cert);
+    free(f->via);
     json_decref(f->client_tls);
     for (size_t i = 0; i < f->ninterim; i++) {
         free(f->interim[i].reason);
@@ -451,6 +453,8 @@ static int on_record(void *ctx, const Reel__Record *rec) {
         f->verify_error =
             c->verify_error && c->verify_error[0] ? reel_strdup(c->verify_error) : NULL;
         f->peer_cert = c->peer_cert && c->peer_cert[0] ? reel_strdup(c->peer_cert) : NULL;
+        free(f->via);
+        f->via = c->via && c->via[0] ? reel_strdup(c->via) : NULL;
         f->conn_id = c->conn_id;
         f->conn_reused = c->reused;
         break;
@@ -1118,6 +1122,8 @@ static json_t *reel_info(const flow_t *f) {
         json_object_set_new(r, "verify_error", str_json(f->verify_error));
     if (f->peer_cert)
         json_object_set_new(r, "peer_cert", str_json(f->peer_cert));
+    if (f->via) /* server_addr (serverIPAddress) is then the proxy's */
+        json_object_set_new(r, "via", str_json(f->via));
     if (f->client_tls)
         json_object_set(r, "client_tls", f->client_tls);
     for (int d = 0; d < 2; d++) {

@@ -622,6 +622,7 @@ typedef struct {
     /* ... its certificate check: _reel.unverified, verify_error, peer_cert */
     int unverified;
     const char *verify_error, *peer_cert;
+    const char *via; /* _reel.via: the upstream proxy of that connection */
     /* _reel.client_tls: the client's TLS with reel (has_client_tls) */
     int has_client_tls, client_tls_resumed;
     const char *client_tls[4]; /* sni, alpn, tls_version, cipher; NULL: none */
@@ -1290,7 +1291,8 @@ static reel_rc check_reel(const vctx_t *v, json_t *entry, entry_t *e) {
         reel_string(v, rx, "tls_version", 1, &e->tls_version) != REEL_OK ||
         reel_string(v, rx, "alpn", 1, &e->alpn) != REEL_OK ||
         reel_string(v, rx, "verify_error", 0, &e->verify_error) != REEL_OK ||
-        reel_string(v, rx, "peer_cert", 0, &e->peer_cert) != REEL_OK)
+        reel_string(v, rx, "peer_cert", 0, &e->peer_cert) != REEL_OK ||
+        reel_string(v, rx, "via", 1, &e->via) != REEL_OK)
         return REEL_INVALID;
     /* A flow exported while it was still open (reel export of a session
      * being recorded) is not a whole exchange: it comes back an error
@@ -2136,7 +2138,8 @@ static reel_rc record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
                                  .tls_version = e->tls_version,
                                  .unverified = e->unverified,
                                  .verify_error = e->verify_error,
-                                 .peer_cert = e->verify_error ? e->peer_cert : NULL};
+                                 .peer_cert = e->verify_error ? e->peer_cert : NULL,
+                                 .via = e->via};
         reel_recorder_server_conn(f, &sc);
     }
     reel_flow_end_t fe = {.error = e->error,

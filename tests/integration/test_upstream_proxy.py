@@ -9,6 +9,7 @@ flow's error); a proxy that cannot be reached, or that cannot reach the
 origin, is named in the 502. The options change while reel runs, and a
 value that is not an HTTP proxy's address is refused.
 """
+import json
 import os
 import re
 import shutil
@@ -108,9 +109,20 @@ class UpstreamProxyTest(unittest.TestCase):
         connects = tp.connects()
         self.assertIn("127.0.0.1:%d" % port[False], connects)
         self.assertIn("localhost:%d" % port[True], connects)
-        text = r.cli("flow", "up", str(self.last("/100b?plain")[0]["id"])).stdout.decode()
+        fid = self.last("/100b?plain")[0]["id"]
+        text = r.cli("flow", "up", str(fid)).stdout.decode()
         self.assertRegex(text, r"~ connection #\d+ to the upstream proxy %s, a CONNECT tunnel to "
                                r"the origin\n" % re.escape(via))
+        # HAR says it too (its serverIPAddress is the proxy's), and an
+        # import of it keeps it
+        har = os.path.join(self.root, "via.har")
+        r.cli("export", "up", "~u /100b\\?plain$", "-o", har)
+        with open(har) as f:
+            (entry,) = json.load(f)["log"]["entries"]
+        self.assertEqual(entry["_reel"]["via"], via)
+        r.cli("import", har, "--into", "via-back")
+        back = json.loads(r.cli("flow", "via-back", "1", "--json").stdout)
+        self.assertEqual(back["server_conn"]["via"], via)
 
     def test_b_proxy_that_cannot_reach_the_origin(self):
         out = curl(self.reel, "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:1/gone",
