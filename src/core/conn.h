@@ -569,6 +569,10 @@ void reel__record_refused(conn_t *c, const reel_h1_head_t *h, const char *scheme
 /* reel__record_refused, with the request as the record gives it. */
 void reel__record_refused_msg(conn_t *c, reel_msg_head_t *m);
 void reel__record_rejected(conn_t *c);
+/* Whether the client's unread bytes are its connection's first (no
+ * request, tunnel or HTTP/2 before them, none taken by the parser yet):
+ * what a client set for another kind of proxy speaks first. */
+bool reel__at_connection_start(const conn_t *c);
 /* Opens the tunnel a client asked for (CONNECT, or SOCKS5: c->socks) to
  * host (owned: taken) and port, m its request as the record gives it. */
 void reel__open_tunnel(conn_t *c, char *host, int port, reel_msg_head_t *m);
@@ -604,8 +608,8 @@ int reel__split_authority(const char *a, size_t n, char **host, int *port, int d
 
 /* The bottom of a new connection to host:port on st: TCP to it, or to the
  * upstream proxy with an HTTP CONNECT filter above (upstream_proxy), or the
- * tests' connector. */
-void reel__upstream_transport(reel_proxy_t *p, reel_stack_t *st, const char *host, int port);
+ * tests' connector. Returns whether it goes through the upstream proxy. */
+bool reel__upstream_transport(reel_proxy_t *p, reel_stack_t *st, const char *host, int port);
 /* "the upstream proxy (upstream_proxy VIA) could not be reached: WHY"
  * (owned). */
 char *reel__via_unreachable(const char *via, const char *why);

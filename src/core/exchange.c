@@ -1000,10 +1000,15 @@ static void record_unanswered(conn_t *c, const char *why) {
  * a plain-text answer to its handshake), and its flow says what it spoke
  * and what reel answered. Returns false for anything else (the parser's
  * 400, as for any malformed request). */
+bool reel__at_connection_start(const conn_t *c) {
+    const peer_t *cl = &c->client;
+    return c->state == C_HEAD && !c->spoke_http && !c->in_tunnel && !c->lane && !c->client_tls &&
+           c->ex.flow == NULL && c->ex.head_raw.len == 0 && !cl->closing && cl->in.len > 0;
+}
+
 static bool wrong_proxy(conn_t *c) {
     peer_t *cl = &c->client;
-    if (c->state != C_HEAD || c->spoke_http || c->in_tunnel || c->lane || c->client_tls ||
-        c->ex.flow || c->ex.head_raw.len || cl->closing)
+    if (!reel__at_connection_start(c))
         return false;
     reel_wrong_proxy kind = reel_sniff_wrong_proxy(cl->in.data, cl->in.len);
     if (kind == REEL_WRONG_PROXY_NONE)

@@ -622,7 +622,7 @@ char *reel__via_unreachable(const char *via, const char *why) {
                          why);
 }
 
-void reel__upstream_transport(reel_proxy_t *p, reel_stack_t *st, const char *host, int port) {
+bool reel__upstream_transport(reel_proxy_t *p, reel_stack_t *st, const char *host, int port) {
     bool via = p->upstream_proxy_host != NULL && p->connect == NULL;
     const char *to = via ? p->upstream_proxy_host : host;
     int to_port = via ? p->upstream_proxy_port : port;
@@ -634,6 +634,7 @@ void reel__upstream_transport(reel_proxy_t *p, reel_stack_t *st, const char *hos
         reel_stack_push(
             st, reel_connect_filter_new(p->upstream_proxy, host, port, p->upstream_proxy_b64), NULL,
             0);
+    return via;
 }
 
 /* Makes sure c->up goes to (https, host, port), reusing it when it does.
@@ -742,8 +743,8 @@ static bool upstream_open(conn_t *c, bool h2, bool https, const char *host, int 
     }
     up->id = __atomic_add_fetch(&p->shared->upstream_ids, 1, __ATOMIC_RELAXED);
     up->eager = c->state == C_SNIFF; /* (reel__sniff_connect_early) */
-    up->via = p->upstream_proxy && p->connect == NULL ? reel_strdup(p->upstream_proxy) : NULL;
-    reel__upstream_transport(p, &up->st, host, port);
+    if (reel__upstream_transport(p, &up->st, host, port))
+        up->via = reel_strdup(p->upstream_proxy);
     up->open = true;
     c->handles++; /* until the stack reports `closed` */
     if (https && !push_client_tls(c, up))

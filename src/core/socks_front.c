@@ -39,9 +39,7 @@ static void refuse(conn_t *c, const uint8_t *reply, size_t n, reel_msg_head_t *m
 }
 
 bool reel__socks_begin(conn_t *c) {
-    peer_t *cl = &c->client;
-    if (c->state != C_HEAD || c->spoke_http || c->in_tunnel || c->lane || c->client_tls ||
-        c->ex.flow || c->ex.head_raw.len || cl->in.len == 0 || cl->in.data[0] != 5)
+    if (!reel__at_connection_start(c) || c->client.in.data[0] != 5)
         return false;
     c->state = C_SOCKS;
     c->socks = true;
