@@ -996,9 +996,11 @@ static void server_conn_line(view_t *v, const Reel__ServerConn *sc) {
     note(v, "~ connection #%llu%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s", (unsigned long long)sc->conn_id,
          sc->address[0] ? (via ? " to the upstream proxy " : " to ") : "", sc->address,
          named ? " (" : "", named ? sc->via : "", named ? ")" : "",
-         via ? ", a CONNECT tunnel to the origin" : "", sc->tls_version[0] ? ", " : "",
-         sc->tls_version, sc->cipher[0] ? " " : "", sc->cipher, sc->alpn[0] ? ", ALPN " : "",
-         sc->alpn, sc->sni[0] ? ", SNI " : "", sc->sni,
+         !via              ? ""
+         : sc->via_forward ? ", which the request went to as it came (absolute form, no CONNECT)"
+                           : ", a CONNECT tunnel to the origin",
+         sc->tls_version[0] ? ", " : "", sc->tls_version, sc->cipher[0] ? " " : "", sc->cipher,
+         sc->alpn[0] ? ", ALPN " : "", sc->alpn, sc->sni[0] ? ", SNI " : "", sc->sni,
          sc->unverified ? ", certificate NOT verified (upstream_cert_verify was off)" : "",
          /* no address: a retry's connection that never connected */
          sc->retried && !sc->address[0]
@@ -1457,6 +1459,7 @@ static int json_record(void *ctx, const Reel__Record *rec) {
         json_object_set_new(j->server_conn, "verify_error", str_json(sc->verify_error, 1));
         json_object_set_new(j->server_conn, "peer_cert", str_json(sc->peer_cert, 1));
         json_object_set_new(j->server_conn, "via", str_json(sc->via, 1));
+        json_object_set_new(j->server_conn, "via_forward", json_boolean(sc->via_forward));
         reel_json_conn_setup(j->server_conn, sc);
         break;
     }

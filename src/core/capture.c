@@ -130,6 +130,7 @@ void reel_capture_server_conn(reel_capture_flow_t *f, const reel_capture_conn_t 
                             .verify_error = sc->verify_error,
                             .peer_cert = sc->peer_cert,
                             .via = sc->via,
+                            .via_forward = sc->via_forward,
                             .opened_us = sc->opened_us,
                             .dns_us = sc->dns_us,
                             .connect_us = sc->connect_us,

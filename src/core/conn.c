@@ -317,6 +317,7 @@ static void conn_free(conn_t *c) {
     free(c->connect_head);
     free(c->probe_error);
     free(c->probe_sni);
+    free(c->probe_via);
     free(c);
     STAT_SUB(p, active_connections, 1);
     if (p->shutting_down && p->conns == NULL)
@@ -481,17 +482,20 @@ static void upstream_timed_out(conn_t *c) {
     if (!reel__peer_ready(up)) {
         why = setup_timed_out(c, up);
         reel__upstream_record_failed(up); /* one reached: its ServerConn */
-    } else if (!c->ex.resp_head_sent && c->ex.resp_head_started)
-        why = reel_asprintf(REEL_HOSTPORT_FMT " stalled for %us in the middle of the response head "
-                                              "(upstream_timeout)",
-                            REEL_HOSTPORT(up->host, up->port), secs);
-    else if (!c->ex.resp_head_sent)
-        why = reel_asprintf(REEL_HOSTPORT_FMT " sent no response for %us (upstream_timeout)",
-                            REEL_HOSTPORT(up->host, up->port), secs);
-    else
-        why = reel_asprintf(REEL_HOSTPORT_FMT " stalled for %us in the middle of the response "
-                                              "(upstream_timeout)",
-                            REEL_HOSTPORT(up->host, up->port), secs);
+    } else {
+        char *who = reel__upstream_name(up); /* the peer that went quiet */
+        if (!c->ex.resp_head_sent && c->ex.resp_head_started)
+            why = reel_asprintf("%s stalled for %us in the middle of the response head "
+                                "(upstream_timeout)",
+                                who, secs);
+        else if (!c->ex.resp_head_sent)
+            why = reel_asprintf("%s sent no response for %us (upstream_timeout)", who, secs);
+        else
+            why = reel_asprintf("%s stalled for %us in the middle of the response "
+                                "(upstream_timeout)",
+                                who, secs);
+        free(who);
+    }
     if (c->ex.resp_head_sent) {
         reel__exchange_cut(c, why);
     } else {

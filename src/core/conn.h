@@ -116,6 +116,7 @@ typedef struct peer {
     bool h2;           /* a stream of a shared HTTP/2 session (core/h2up.c) */
     bool eager;        /* opened while its CONNECT's client had said nothing (EAGER_CONNECT_MS) */
     char *via;         /* upstream: the upstream proxy it was made through (NULL: none) */
+    bool forward;      /* ... which its requests go to in absolute form, no tunnel */
     bool held;         /* that plain connection, kept for reel's TLS to its origin: the client
                         * spoke TLS (core/tunnel.c; core/peer.c's upstream_open takes it) */
 } peer_t;
@@ -288,9 +289,10 @@ struct conn {
     int64_t probe_started_us;
     /* ... and the connection it made, when it reached the origin (known;
      * its TLS handshake then failed or stalled): that flow's ServerConn
-     * and server address, with the SNI it sent (owned) */
+     * and server address, with the SNI it sent and the upstream proxy it
+     * went through (owned; NULL: none) */
     upstream_facts_t probe_upf;
-    char *probe_sni;
+    char *probe_sni, *probe_via;
     /* A TLS tunnel: TLS carrying something other than HTTP, relayed as a
      * tunnel flow (scheme "tls") over TLS on both legs (core/tunnel.c). */
     bool tls_tunnel;
@@ -607,9 +609,16 @@ bool reel__has_token(const reel_h1_head_t *h, const char *field, const char *tok
 int reel__split_authority(const char *a, size_t n, char **host, int *port, int def_port);
 
 /* The bottom of a new connection to host:port on st: TCP to it, or to the
- * upstream proxy with an HTTP CONNECT filter above (upstream_proxy), or the
- * tests' connector. Returns whether it goes through the upstream proxy. */
-bool reel__upstream_transport(reel_proxy_t *p, reel_stack_t *st, const char *host, int port);
+ * upstream proxy with an HTTP CONNECT filter above (upstream_proxy; with
+ * forward, one that asks for no tunnel: the requests go to the proxy in
+ * absolute form), or the tests' connector. Returns whether it goes
+ * through the upstream proxy. */
+bool reel__upstream_transport(reel_proxy_t *p, reel_stack_t *st, const char *host, int port,
+                              bool forward);
+/* Who answers on up, for errors (owned): "host:port", or "the upstream
+ * proxy VIA (forwarding to host:port)" when its requests go to that proxy
+ * in absolute form. */
+char *reel__upstream_name(const peer_t *up);
 /* "the upstream proxy (upstream_proxy VIA) could not be reached: WHY"
  * (owned). */
 char *reel__via_unreachable(const char *via, const char *why);

@@ -14,13 +14,15 @@ typedef struct {
     int port;
     reel_buf_t head; /* the proxy's answer so far */
     bool sent, open;
+    bool forward; /* no CONNECT: open with the connection to the proxy */
 } connect_filter_t;
 
 static const reel_filter_ops_t connect_ops;
 
 reel_filter_t *reel_connect_filter_new(const char *proxy, const char *host, int port,
-                                       const char *auth_b64) {
+                                       const char *auth_b64, bool forward) {
     connect_filter_t *c = reel_calloc(1, sizeof *c);
+    c->forward = forward;
     c->f.ops = &connect_ops;
     c->proxy = reel_strdup(proxy);
     c->host = reel_strdup(host);
@@ -33,6 +35,8 @@ reel_filter_t *reel_connect_filter_new(const char *proxy, const char *host, int 
 /* The connection to the proxy is up: the CONNECT goes, once. */
 static void connect_below_open(reel_filter_t *f) {
     connect_filter_t *c = (connect_filter_t *)f;
+    if (c->forward)
+        c->open = true;
     if (c->open) {
         reel_filter_up_open(f);
         return;
@@ -154,6 +158,7 @@ static void connect_info(const reel_filter_t *f, reel_stack_info_t *out) {
     const connect_filter_t *c = (const connect_filter_t *)f;
     out->via = c->proxy;
     out->via_open = c->open;
+    out->via_forward = c->forward;
 }
 
 static void connect_destroy(reel_filter_t *f) {

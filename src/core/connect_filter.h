@@ -7,7 +7,14 @@
  * origin, or HTTP) on a 2xx. Any other answer, an answer that is not
  * HTTP, or the proxy's close before it, fails the stack with what the
  * proxy said. After that it passes bytes through both ways. No socket:
- * bytes from below and above only. */
+ * bytes from below and above only.
+ *
+ * Forwarding (plain HTTP requests a client sent reel in absolute form):
+ * no CONNECT; the filter opens with the connection to the proxy and
+ * passes bytes through, and its part is to say in the stack's info that
+ * the connection is the proxy's (the request head above it names the
+ * origin, core/exchange.c). That is what squid and tinyproxy allow by
+ * default: CONNECT only to port 443. */
 #ifndef REEL_CORE_CONNECT_FILTER_H
 #define REEL_CORE_CONNECT_FILTER_H
 
@@ -18,8 +25,9 @@
 
 /** A filter asking the proxy named proxy ("host:port", for the record and
  * errors) for a tunnel to host:port; auth_b64 (may be NULL): base64 of
- * "user:pass" for Basic proxy authentication. Strings are copied. */
+ * "user:pass" for Basic proxy authentication. Strings are copied.
+ * forward: no tunnel; the requests above go to the proxy (see above). */
 reel_filter_t *reel_connect_filter_new(const char *proxy, const char *host, int port,
-                                       const char *auth_b64);
+                                       const char *auth_b64, bool forward);
 
 #endif

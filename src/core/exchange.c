@@ -20,7 +20,7 @@ static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const cha
                        const char *target, bool keeps_up, int64_t since_us);
 static bool check_auth(conn_t *c, const reel_h1_head_t *h);
 static bool write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, const char *target,
-                       bool keep_upgrade, bool add_close);
+                       bool keep_upgrade, bool add_close, const char *proxy_auth);
 static bool retryable_method(const char *m);
 static void handle_connect(conn_t *c, const reel_h1_head_t *h);
 static void request_head(conn_t *c, const reel_h1_head_t *h);
@@ -1129,11 +1129,13 @@ static bool check_auth(conn_t *c, const reel_h1_head_t *h) {
  * the framing fields, since the body is forwarded as received). */
 /* Writes h for the next hop into out. False when it cannot be written
  * (what the parser let through and the writer refuses): the caller must
- * not send the body then, or the body would go as a message of its own. */
+ * not send the body then, or the body would go as a message of its own.
+ * proxy_auth: a request to upstream_proxy in absolute form, which asks
+ * for these Basic credentials ("": none). */
 static bool write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, const char *target,
-                       bool keep_upgrade, bool add_close) {
+                       bool keep_upgrade, bool add_close, const char *proxy_auth) {
     size_t n = h->nheaders;
-    reel_h1_header_t *hs = reel_malloc((n + 3) * sizeof *hs); /* + what is added below */
+    reel_h1_header_t *hs = reel_malloc((n + 4) * sizeof *hs); /* + what is added below */
     size_t k = 0;
     reel_h1_hop_t hop;
     reel_h1_hop_init(&hop, h->headers, n);
@@ -1196,6 +1198,9 @@ static bool write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, c
         if (!found) /* an HTTP/1.0 request may have none */
             hs[k++] = (reel_h1_header_t){"Host", 4, a, al};
     }
+    char *basic = proxy_auth && proxy_auth[0] ? reel_asprintf("Basic %s", proxy_auth) : NULL;
+    if (basic)
+        hs[k++] = (reel_h1_header_t){"Proxy-Authorization", 19, basic, strlen(basic)};
     reel_h1_head_t o = *h;
     o.headers = hs;
     o.nheaders = k;
@@ -1208,6 +1213,7 @@ static bool write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, c
         rc = reel_h1_write_response_head(out, &o);
     }
     free(hs);
+    free(basic);
     return rc == REEL_OK;
 }
 
@@ -1458,7 +1464,13 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
     reel_h1_expect_response(reel_h1_codec_parser(c->respc), h->is_head, false);
     reel_buf_t out;
     reel_buf_init(&out, 0);
-    if (!write_head(&out, h, true, path, c->ex.upgrade, false)) {
+    /* to upstream_proxy as it came, in absolute form (core/peer.c's
+     * upstream_forward), asking for upstream_proxyauth's credentials */
+    char *proxied = c->up->forward ? reel_strndup(h->target, h->target_len) : NULL;
+    bool written = write_head(&out, h, true, proxied ? proxied : path, c->ex.upgrade, false,
+                              proxied ? c->p->upstream_proxy_b64 : NULL);
+    free(proxied);
+    if (!written) {
         reel_buf_free(&out);
         free(host);
         free(path);
@@ -1659,6 +1671,19 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
                             "for no upgrade");
         return;
     }
+    if (h->status == 407 && c->up && c->up->forward) {
+        /* upstream_proxy wants credentials it was not given (or others):
+         * its 407 asks for them with Proxy-Authenticate, which passed on
+         * would have the client ask its user for reel's; said as a
+         * CONNECT refused is (core/connect_filter.c) */
+        char *why = reel_asprintf("the upstream proxy %s answered \"HTTP/%d.%d 407 %s\" to the "
+                                  "request forwarded to it",
+                                  c->up->via, h->version_major, h->version_minor,
+                                  h->reason ? h->reason : "");
+        reel__fail_exchange(c, 502, why);
+        free(why);
+        return;
+    }
     if (c->lane && c->ex.ws_requested && !h->interim && h->status / 100 == 2) {
         /* An HTTP/2 client's WebSocket (RFC 8441) takes any 2xx as the
          * switch and would read the origin's body as frames: an origin that
@@ -1727,7 +1752,7 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
             return;
         reel_buf_t out;
         reel_buf_init(&out, 0);
-        if (write_head(&out, h, false, NULL, false, false))
+        if (write_head(&out, h, false, NULL, false, false, NULL))
             reel__peer_write(&c->client, out.data, out.len);
         else
             reel__fail_exchange(c, 502, "the origin's informational head cannot be forwarded");
@@ -1800,7 +1825,7 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
     reel_buf_t out;
     reel_buf_init(&out, 0);
     bool written = write_head(&out, h, false, NULL, c->ex.upgrade && h->status == 101,
-                              c->client_close && !(c->ex.upgrade && h->status == 101));
+                              c->client_close && !(c->ex.upgrade && h->status == 101), NULL);
     free(kept);
     if (!written) {
         reel_buf_free(&out);
@@ -2025,11 +2050,11 @@ void reel__resp_process(conn_t *c) {
         if (rc != REEL_OK) {
             /* cut short: by what the transport said if it said (an HTTP/2
              * stream reset, a TLS error), else by what the parser saw */
-            char *why = up->eof && up->error
-                            ? reel_strdup(up->error)
-                            : reel_asprintf("invalid response from " REEL_HOSTPORT_FMT ": %s",
-                                            REEL_HOSTPORT(up->host, up->port),
-                                            ev.error_reason ? ev.error_reason : "malformed");
+            char *who = up->eof && up->error ? NULL : reel__upstream_name(up);
+            char *why = who ? reel_asprintf("invalid response from %s: %s", who,
+                                            ev.error_reason ? ev.error_reason : "malformed")
+                            : reel_strdup(up->error);
+            free(who);
             if (c->ex.resp_head_sent && up->eof && up->error && !up->h2) {
                 /* a reset in the middle of a body its framing delimits:
                  * the origin's, said as for a body read until the close

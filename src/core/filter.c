@@ -84,6 +84,7 @@ void reel_stack_info(const reel_stack_t *st, reel_stack_info_t *out) {
     out->verify_error = out->peer_cert = NULL;
     out->unchecked_error = out->unchecked_cert = NULL;
     out->via = NULL;
+    out->via_forward = false;
     out->via_open = false;
     for (const reel_filter_t *f = st->bottom; f; f = f->above)
         if (f->ops->info)

@@ -68,7 +68,11 @@ typedef struct {
     /* the upstream proxy the connection goes through ("host:port", its
      * CONNECT filter's: core/connect_filter.h); NULL: none */
     const char *via;
-    bool via_open; /* ... and it has answered the CONNECT with a 2xx */
+    bool via_open; /* ... and it has answered the CONNECT with a 2xx (or, via_forward,
+                    * the connection to it is up) */
+    /* ... and the requests on it go to that proxy as they are, in
+     * absolute form, instead of through a CONNECT tunnel (plain HTTP) */
+    bool via_forward;
 } reel_stack_info_t;
 
 typedef struct {

@@ -923,7 +923,7 @@ static h2sess_t *sess_alloc(reel_proxy_t *p, char *key, bool https, const char *
 static h2sess_t *sess_new(reel_proxy_t *p, char *key, bool https, const char *host, int port,
                           const char *sni) {
     h2sess_t *s = sess_alloc(p, key, https, host, port, sni);
-    reel__upstream_transport(p, &s->st, host, port);
+    reel__upstream_transport(p, &s->st, host, port, false);
     if (https) {
         reel_err_t err;
         reel_err_clear(&err);

@@ -6,6 +6,7 @@
 
 #include "core/conn.h"
 #include "core/connect_filter.h"
+#include "core/hostport.h"
 #include "core/tcp.h"
 #include "core/tls_filter.h"
 
@@ -88,8 +89,12 @@ static void ev_error(void *ud, const char *why) {
         if (info.t_dns1)
             pe->t_dns1 = info.t_dns1;
         /* its upstream proxy could not be reached: said so, not as
-         * though the origin were at the proxy's address */
-        char *proxied = info.via && !pe->connected ? reel__via_unreachable(info.via, why) : NULL;
+         * though the origin were at the proxy's address (but not of one
+         * reached: a stream of an HTTP/2 session is never connected when
+         * its session's CONNECT fails, and its reason names the proxy) */
+        char *proxied = info.via && !pe->connected && !info.setup_connected
+                            ? reel__via_unreachable(info.via, why)
+                            : NULL;
         reel__upstream_failed(pe, proxied ? proxied : why);
         free(proxied);
     } else {
@@ -366,6 +371,7 @@ reel_capture_conn_t reel__conn_facts(const peer_t *up, const reel_stack_info_t *
                                  .verify_error = bad,
                                  .peer_cert = cert,
                                  .via = info->via,
+                                 .via_forward = info->via_forward,
                                  .opened_us = dns0,
                                  .dns_us = reel__span_us(dns0, dns1),
                                  .connect_us = reel__span_us(dns1, conn),
@@ -436,7 +442,8 @@ void reel__probe_failed(conn_t *c, int status, char *why) {
     c->probe_error = why;
     c->probe_status = status;
     free(c->probe_sni);
-    c->probe_sni = NULL;
+    free(c->probe_via);
+    c->probe_sni = c->probe_via = NULL;
     memset(&c->probe_upf, 0, sizeof c->probe_upf);
     peer_t *up = c->up;
     if (up == NULL || !up->connected)
@@ -451,6 +458,8 @@ void reel__probe_failed(conn_t *c, int status, char *why) {
                                       .connected = up->t_connected};
     reel_strcpy_to(c->probe_upf.addr, sizeof c->probe_upf.addr, up->addr);
     c->probe_sni = reel_strdup(info.sni ? info.sni : "");
+    /* (its address is then the proxy's: said so, as for any other) */
+    c->probe_via = info.via ? reel_strdup(info.via) : NULL;
 }
 
 void reel__probe_conn(conn_t *c) {
@@ -461,6 +470,7 @@ void reel__probe_conn(conn_t *c) {
     reel_capture_conn_t sc = {.conn_id = u->id,
                               .address = u->addr,
                               .sni = c->probe_sni,
+                              .via = c->probe_via,
                               .opened_us = u->dns0,
                               .dns_us = reel__span_us(u->dns0, u->dns1),
                               .connect_us = reel__span_us(u->dns1, u->connected),
@@ -584,6 +594,22 @@ static bool upstream_h2(conn_t *c, bool https, const char *host, int port, const
                   : h2c_listed(p, host, port));
 }
 
+/* Whether a request to a plain-HTTP origin goes to upstream_proxy as it
+ * came, in absolute form (RFC 9112 3.2.2), as a client set for that proxy
+ * would send it, rather than through a CONNECT tunnel: squid and
+ * tinyproxy allow CONNECT only to port 443 as installed. So the requests
+ * a client sent reel in absolute form; not those inside a CONNECT or
+ * SOCKS5 tunnel (the client asked for a tunnel), nor an Upgrade (a
+ * WebSocket's bytes after the switch: browsers ask their proxy for a
+ * tunnel for it too), nor HTTP/2 (h2c_upstreams: prior knowledge needs a
+ * tunnel) */
+static bool upstream_forward(const conn_t *c, bool https, bool h2) {
+    const reel_proxy_t *p = c->p;
+    return p->upstream_proxy_host != NULL && p->connect == NULL && !https && !h2 && !c->in_tunnel &&
+           c->lane == NULL && !c->ex.upgrade && c->state != C_PROBE && c->state != C_RAW &&
+           c->state != C_SNIFF;
+}
+
 /* sni as up->sni keeps it: only when it differs from the host */
 static const char *other_sni(const char *sni, const char *host) {
     return sni && strcasecmp(sni, host) != 0 ? sni : NULL;
@@ -603,7 +629,7 @@ static bool upstream_fits(conn_t *c, bool h2, bool https, const char *host, int 
                            (up->via && now && strcmp(up->via, now) == 0));
     return up && !up->closing && !up->eof && up->h2 == h2 && up->https == https &&
            up->port == port && (!up->insecure || !c->p->verify_upstream) && same_via &&
-           strcasecmp(up->host, host) == 0 &&
+           up->forward == upstream_forward(c, https, h2) && strcasecmp(up->host, host) == 0 &&
            ((other == NULL && up->sni == NULL) ||
             (other && up->sni && strcasecmp(other, up->sni) == 0));
 }
@@ -617,12 +643,20 @@ bool reel__upstream_would_reuse(conn_t *c, bool https, const char *host, int por
 static bool upstream_open(conn_t *c, bool h2, bool https, const char *host, int port,
                           const char *sni, const char *other);
 
+char *reel__upstream_name(const peer_t *up) {
+    if (up->forward)
+        return reel_asprintf("the upstream proxy %s (forwarding to " REEL_HOSTPORT_FMT ")", up->via,
+                             REEL_HOSTPORT(up->host, up->port));
+    return reel_asprintf(REEL_HOSTPORT_FMT, REEL_HOSTPORT(up->host, up->port));
+}
+
 char *reel__via_unreachable(const char *via, const char *why) {
     return reel_asprintf("the upstream proxy (upstream_proxy %s) could not be reached: %s", via,
                          why);
 }
 
-bool reel__upstream_transport(reel_proxy_t *p, reel_stack_t *st, const char *host, int port) {
+bool reel__upstream_transport(reel_proxy_t *p, reel_stack_t *st, const char *host, int port,
+                              bool forward) {
     bool via = p->upstream_proxy_host != NULL && p->connect == NULL;
     const char *to = via ? p->upstream_proxy_host : host;
     int to_port = via ? p->upstream_proxy_port : port;
@@ -632,8 +666,9 @@ bool reel__upstream_transport(reel_proxy_t *p, reel_stack_t *st, const char *hos
     reel_stack_push(st, bottom, NULL, 0);
     if (via)
         reel_stack_push(
-            st, reel_connect_filter_new(p->upstream_proxy, host, port, p->upstream_proxy_b64), NULL,
-            0);
+            st,
+            reel_connect_filter_new(p->upstream_proxy, host, port, p->upstream_proxy_b64, forward),
+            NULL, 0);
     return via;
 }
 
@@ -743,7 +778,8 @@ static bool upstream_open(conn_t *c, bool h2, bool https, const char *host, int 
     }
     up->id = __atomic_add_fetch(&p->shared->upstream_ids, 1, __ATOMIC_RELAXED);
     up->eager = c->state == C_SNIFF; /* (reel__sniff_connect_early) */
-    if (reel__upstream_transport(p, &up->st, host, port))
+    up->forward = upstream_forward(c, https, false);
+    if (reel__upstream_transport(p, &up->st, host, port, up->forward))
         up->via = reel_strdup(p->upstream_proxy);
     up->open = true;
     c->handles++; /* until the stack reports `closed` */

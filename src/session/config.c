@@ -120,7 +120,8 @@ static const reel_option_t options[] = {
      NULL, 0, 0, check_proxyauth},
     {"upstream_proxy", REEL_OPT_STRING, "",
      "an HTTP proxy (host:port or http://host:port) that reel's own connections to origins go "
-     "through: each is a tunnel the proxy opens with CONNECT; empty = none (direct)",
+     "through: plain-HTTP requests are sent to it as they came (absolute form), every other "
+     "connection is a tunnel it opens with CONNECT; empty = none (direct)",
      NULL, 0, 0, check_upstream_proxy},
     {"upstream_proxyauth", REEL_OPT_STRING, "",
      "\"user:pass\" reel sends to upstream_proxy as its proxy authentication (Basic); empty = "

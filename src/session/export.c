@@ -123,6 +123,7 @@ typedef struct {
     int unverified;
     char *verify_error, *peer_cert;
     char *via;          /* the upstream proxy the server connection went through */
+    int via_forward;    /* ... the request sent to it in absolute form (no CONNECT) */
     json_t *client_tls; /* the start record's, NULL: none */
     uint64_t conn_id;
     int conn_reused;
@@ -455,6 +456,7 @@ static int on_record(void *ctx, const Reel__Record *rec) {
         f->peer_cert = c->peer_cert && c->peer_cert[0] ? reel_strdup(c->peer_cert) : NULL;
         free(f->via);
         f->via = c->via && c->via[0] ? reel_strdup(c->via) : NULL;
+        f->via_forward = f->via && c->via_forward;
         f->conn_id = c->conn_id;
         f->conn_reused = c->reused;
         break;
@@ -1124,6 +1126,8 @@ static json_t *reel_info(const flow_t *f) {
         json_object_set_new(r, "peer_cert", str_json(f->peer_cert));
     if (f->via) /* server_addr (serverIPAddress) is then the proxy's */
         json_object_set_new(r, "via", str_json(f->via));
+    if (f->via_forward)
+        json_object_set_new(r, "via_forward", json_true());
     if (f->client_tls)
         json_object_set(r, "client_tls", f->client_tls);
     for (int d = 0; d < 2; d++) {

@@ -260,6 +260,7 @@ static int detail_record(void *ctx, const Reel__Record *rec) {
         json_object_set_new(o, "verify_error", str_json(sc->verify_error));
         json_object_set_new(o, "peer_cert", str_json(sc->peer_cert));
         json_object_set_new(o, "via", str_json(sc->via));
+        json_object_set_new(o, "via_forward", json_boolean(sc->via_forward));
         reel_json_conn_setup(o, sc);
         break;
     }

@@ -623,6 +623,7 @@ typedef struct {
     int unverified;
     const char *verify_error, *peer_cert;
     const char *via; /* _reel.via: the upstream proxy of that connection */
+    int via_forward; /* _reel.via_forward: ... the request sent to it in absolute form */
     /* _reel.client_tls: the client's TLS with reel (has_client_tls) */
     int has_client_tls, client_tls_resumed;
     const char *client_tls[4]; /* sni, alpn, tls_version, cipher; NULL: none */
@@ -1306,6 +1307,10 @@ static reel_rc check_reel(const vctx_t *v, json_t *entry, entry_t *e) {
     if (unv && !json_is_null(unv) && !json_is_boolean(unv))
         return fail(v, "_reel.unverified", "not a boolean but %s", type_name(unv));
     e->unverified = json_is_true(unv);
+    json_t *fwd = json_object_get(rx, "via_forward");
+    if (fwd && !json_is_null(fwd) && !json_is_boolean(fwd))
+        return fail(v, "_reel.via_forward", "not a boolean but %s", type_name(fwd));
+    e->via_forward = e->via && json_is_true(fwd);
     int tbad = 0;
     json_t *ct = opt(v, rx, "client_tls", "_reel.client_tls", JSON_OBJECT, "an object", &tbad);
     if (tbad)
@@ -2139,7 +2144,8 @@ static reel_rc record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
                                  .unverified = e->unverified,
                                  .verify_error = e->verify_error,
                                  .peer_cert = e->verify_error ? e->peer_cert : NULL,
-                                 .via = e->via};
+                                 .via = e->via,
+                                 .via_forward = e->via_forward};
         reel_recorder_server_conn(f, &sc);
     }
     reel_flow_end_t fe = {.error = e->error,

@@ -300,7 +300,8 @@ static size_t server_conn_len(const Reel__ServerConn *c) {
            uint_size(9, c->unverified != 0) + str_size(10, c->verify_error) +
            str_size(11, c->peer_cert) + uint_size(12, i64(c->opened_us)) +
            uint_size(13, i64(c->dns_us)) + uint_size(14, i64(c->connect_us)) +
-           uint_size(15, i64(c->ssl_us)) + str_size(16, c->via);
+           uint_size(15, i64(c->ssl_us)) + str_size(16, c->via) +
+           uint_size(17, c->via_forward != 0);
 }
 
 static uint8_t *put_server_conn(uint8_t *p, const Reel__ServerConn *c) {
@@ -319,7 +320,8 @@ static uint8_t *put_server_conn(uint8_t *p, const Reel__ServerConn *c) {
     p = put_uint(p, 13, i64(c->dns_us));
     p = put_uint(p, 14, i64(c->connect_us));
     p = put_uint(p, 15, i64(c->ssl_us));
-    return put_str(p, 16, c->via);
+    p = put_str(p, 16, c->via);
+    return put_uint(p, 17, c->via_forward != 0);
 }
 
 /* The event's field number and length, or 0 for an event left to

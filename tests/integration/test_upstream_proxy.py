@@ -2,12 +2,15 @@
 """reel behind an upstream HTTP proxy (upstream_proxy, upstream_proxyauth).
 
 tinyproxy (Debian's) is the upstream proxy, nginx the origin, curl the
-client: HTTP and HTTPS (HTTP/1.1 and HTTP/2) go through a CONNECT tunnel
-the proxy opens, and each flow's connection names the proxy; a proxy that
-asks for a password gets upstream_proxyauth (407 without it, said in the
-flow's error); a proxy that cannot be reached, or that cannot reach the
-origin, is named in the 502. The options change while reel runs, and a
-value that is not an HTTP proxy's address is refused.
+client: HTTPS (HTTP/1.1 and HTTP/2) goes through a CONNECT tunnel the
+proxy opens, plain HTTP to the proxy in absolute form as the client sent
+it (the proxy allows CONNECT only to the HTTPS port, as squid and
+tinyproxy do as installed), and each flow's connection names the proxy
+and which of the two it was; a proxy that asks for a password gets
+upstream_proxyauth (407 without it, said in the flow's error); a proxy
+that cannot be reached, or that cannot reach the origin, is named. The
+options change while reel runs, and a value that is not an HTTP proxy's
+address is refused.
 """
 import json
 import os
@@ -29,7 +32,7 @@ class Tinyproxy:
     PID), optionally asking for Basic credentials; every CONNECT it is
     asked for is in its log."""
 
-    def __init__(self, root, name, auth=None):
+    def __init__(self, root, name, auth=None, connect_ports=()):
         self.port = free_port()
         self.log = os.path.join(root, name + ".log")
         conf = os.path.join(root, name + ".conf")
@@ -38,6 +41,8 @@ class Tinyproxy:
                     "MaxClients 50\nAllow 127.0.0.1\n" % (self.port, self.log))
             if auth:
                 f.write("BasicAuth %s %s\n" % auth)
+            for port in connect_ports:  # CONNECT only to these (Debian's: 443, 563)
+                f.write("ConnectPort %d\n" % port)
         self.proc = subprocess.Popen([TINYPROXY, "-d", "-c", conf], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         for _ in range(100):  # listening once a connection is accepted
@@ -47,13 +52,17 @@ class Tinyproxy:
             except OSError:
                 time.sleep(0.05)
 
-    def connects(self):
+    def requests(self):
+        """(method, target) of every request it was sent"""
         try:
             with open(self.log) as f:
-                return re.findall(r"Request \(file descriptor \d+\): CONNECT (\S+) HTTP/1\.1",
+                return re.findall(r"Request \(file descriptor \d+\): (\S+) (\S+) HTTP/1\.1",
                                   f.read())
         except OSError:
             return []
+
+    def connects(self):
+        return [t for m, t in self.requests() if m == "CONNECT"]
 
     def stop(self):
         self.proc.terminate()
@@ -67,7 +76,7 @@ class UpstreamProxyTest(unittest.TestCase):
         os.makedirs(TMPBASE, exist_ok=True)
         cls.root = tempfile.mkdtemp(prefix="upstream-proxy.", dir=TMPBASE)
         cls.origin = Origin(os.path.join(cls.root, "origin"), h2=True)
-        cls.open_proxy = Tinyproxy(cls.root, "open")
+        cls.open_proxy = Tinyproxy(cls.root, "open", connect_ports=(cls.origin.https_port,))
         cls.auth_proxy = Tinyproxy(cls.root, "auth", auth=("ann", "s3cret"))
         cls.reel = Reel(cls.root, "up", "upstream_trusted_ca=" + cls.origin.ca)
         # in the session's overlay, not --set, so that the tests can change it
@@ -100,38 +109,62 @@ class UpstreamProxyTest(unittest.TestCase):
             self.assertEqual((row["status"], row["state"]), (200, "complete"), row)
             self.assertEqual(body(full, "response"), out.stdout)
             sc = full["server_conn"]
-            self.assertEqual((sc["via"], sc["address"]), (via, via), sc)
+            self.assertEqual((sc["via"], sc["address"], sc["via_forward"]), (via, via, not https),
+                             sc)
             self.assertEqual(full["response"]["http_version"], version)
             if https:
                 self.assertEqual(sc["sni"], "localhost", sc)
                 self.assertTrue(sc["tls_version"].startswith("TLSv1."), sc)
-        port = {False: o.http_port, True: o.https_port}
-        connects = tp.connects()
-        self.assertIn("127.0.0.1:%d" % port[False], connects)
-        self.assertIn("localhost:%d" % port[True], connects)
+        # the plain request went to the proxy as curl sent it to reel; the
+        # HTTPS ones through a tunnel
+        requests = tp.requests()
+        self.assertIn(("GET", o.url("/100b?plain")), requests)
+        self.assertEqual(tp.connects().count("localhost:%d" % o.https_port), 2, requests)
+        self.assertNotIn("127.0.0.1:%d" % o.http_port, tp.connects())
         fid = self.last("/100b?plain")[0]["id"]
         text = r.cli("flow", "up", str(fid)).stdout.decode()
+        self.assertRegex(text, r"~ connection #\d+ to the upstream proxy %s, which the request "
+                               r"went to as it came \(absolute form, no CONNECT\)\n"
+                               % re.escape(via))
+        fid = self.last("/text.txt?h1")[0]["id"]
+        text = r.cli("flow", "up", str(fid)).stdout.decode()
         self.assertRegex(text, r"~ connection #\d+ to the upstream proxy %s, a CONNECT tunnel to "
-                               r"the origin\n" % re.escape(via))
+                               r"the origin, TLSv1" % re.escape(via))
         # HAR says it too (its serverIPAddress is the proxy's), and an
         # import of it keeps it
         har = os.path.join(self.root, "via.har")
         r.cli("export", "up", "~u /100b\\?plain$", "-o", har)
         with open(har) as f:
             (entry,) = json.load(f)["log"]["entries"]
-        self.assertEqual(entry["_reel"]["via"], via)
+        self.assertEqual((entry["_reel"]["via"], entry["_reel"]["via_forward"]), (via, True))
         r.cli("import", har, "--into", "via-back")
         back = json.loads(r.cli("flow", "via-back", "1", "--json").stdout)
-        self.assertEqual(back["server_conn"]["via"], via)
+        self.assertEqual((back["server_conn"]["via"], back["server_conn"]["via_forward"]),
+                         (via, True))
 
     def test_b_proxy_that_cannot_reach_the_origin(self):
-        out = curl(self.reel, "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:1/gone",
-                   check=False)
+        """A forwarded request's answer is the proxy's own (a chained
+        proxy's error page, as the client would get it without reel); a
+        CONNECT it refuses is reel's 502, naming what it said."""
+        via = "127.0.0.1:%d" % self.open_proxy.port
+        out = curl(self.reel, "-w", "%{http_code}", "http://127.0.0.1:1/gone", check=False)
+        self.assertTrue(out.stdout.endswith(b"500"), out.stdout)  # tinyproxy's page
+        row, full = self.last("/gone")
+        self.assertEqual((row["status"], row["state"], row["response_generated"]),
+                         (500, "complete", False), row)
+        self.assertEqual(body(full, "response") + b"500", out.stdout)
+        sc = full["server_conn"]
+        self.assertEqual((sc["via"], sc["address"], sc["via_forward"]), (via, via, True), sc)
+        # a CONNECT it refuses (to a port it does not allow)
+        out = curl(self.reel, "-o", "/dev/null", "-w", "%{http_code}",
+                   "https://127.0.0.1:1/gone-tls", check=False)
         self.assertEqual(out.stdout, b"502")
-        row, _ = self.last("/gone")
-        self.assertRegex(row["error"], r'^the upstream proxy 127\.0\.0\.1:%d answered "HTTP/1\.[01] '
-                                       r'5\d\d [^"]*" to CONNECT 127\.0\.0\.1:1$'
-                         % self.open_proxy.port)
+        row, full = self.last("/gone-tls")
+        self.assertEqual((row["status"], row["response_generated"]), (502, True), row)
+        self.assertEqual(row["error"], 'the upstream proxy %s answered "HTTP/1.1 403 Access '
+                                       'violation" to CONNECT 127.0.0.1:1' % via)
+        sc = full["server_conn"]  # (it said so: the address is the proxy's)
+        self.assertEqual((sc["via"], sc["address"], sc["via_forward"]), (via, via, False), sc)
 
     def test_c_proxy_asking_for_a_password(self):
         o, r = self.origin, self.reel
@@ -143,16 +176,33 @@ class UpstreamProxyTest(unittest.TestCase):
             self.assertEqual(out.stdout, b"502")
             row, _ = self.last("/100b?noauth")
             self.assertEqual(row["error"], 'the upstream proxy localhost:%d answered "HTTP/1.0 407 '
-                                           'Proxy Authentication Required" to CONNECT '
-                                           '127.0.0.1:%d' % (ap.port, o.http_port))
+                                           'Proxy Authentication Required" to the request '
+                                           'forwarded to it' % ap.port)
+            self.assertTrue(row["response_generated"], row)
+            # and so to a CONNECT, for an HTTP/1.1 connection or an HTTP/2
+            # session (test_a: the origin chose h2 before), whose stream
+            # said it inside "could not be reached: ..."
+            for v in ("1.1", "2"):
+                out = curl(r, "--http" + v, "-o", "/dev/null", "-w", "%{http_code}",
+                           o.url("/100b?noauth-tls-" + v, https=True), check=False)
+                self.assertEqual(out.stdout, b"502")
+                row, _ = self.last("/100b?noauth-tls-" + v)
+                self.assertEqual(row["error"], 'the upstream proxy localhost:%d answered "HTTP/1.0 '
+                                               '407 Proxy Authentication Required" to CONNECT '
+                                               'localhost:%d' % (ap.port, o.https_port))
             self.set_config("upstream_proxyauth", "ann:s3cret")
             out = curl(r, o.url("/100b?auth"))
             self.assertEqual(len(out.stdout), 100)
             row, full = self.last("/100b?auth")
             self.assertEqual(full["server_conn"]["via"], "localhost:%d" % ap.port)
             text = r.cli("flow", "up", str(row["id"])).stdout.decode()
-            self.assertIn("to the upstream proxy 127.0.0.1:%d (localhost:%d), a CONNECT tunnel"
-                          % (ap.port, ap.port), text)
+            self.assertIn("to the upstream proxy 127.0.0.1:%d (localhost:%d), which the request "
+                          "went to as it came" % (ap.port, ap.port), text)
+            out = curl(r, o.url("/100b?auth-tls", https=True))
+            self.assertEqual(len(out.stdout), 100)
+            row, full = self.last("/100b?auth-tls")
+            self.assertEqual((full["server_conn"]["via"], full["server_conn"]["via_forward"]),
+                             ("localhost:%d" % ap.port, False))
             # the credentials are never echoed: not in the log of what was applied
             self.assertNotIn("s3cret", r.log())
             # a proxy that cannot be reached is named
@@ -169,9 +219,9 @@ class UpstreamProxyTest(unittest.TestCase):
             self.set_config("upstream_proxyauth", "")
 
     def test_e_proxy_that_does_not_answer(self):
-        """A proxy that takes the connection and never answers the CONNECT:
-        504 at upstream_timeout, naming it (it said "TLS handshake ... not
-        done", of a plain HTTP request)."""
+        """A proxy that takes the connection and never answers the CONNECT,
+        or the request forwarded to it: 504 at upstream_timeout, naming it
+        (it said "TLS handshake ... not done", of a plain HTTP request)."""
         silent = socket.socket()
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
@@ -186,10 +236,13 @@ class UpstreamProxyTest(unittest.TestCase):
                 self.assertEqual(out.stdout, b"504")
                 self.assertLess(time.time() - t0, 10)
                 row, _ = self.last(path)
+                port = silent.getsockname()[1]
                 self.assertEqual(row["error"], "the upstream proxy 127.0.0.1:%d did not answer "
-                                 "CONNECT %s:%d within 2s (upstream_timeout)"
-                                 % (silent.getsockname()[1], "localhost" if https else "127.0.0.1",
-                                    self.origin.https_port if https else self.origin.http_port))
+                                 "CONNECT localhost:%d within 2s (upstream_timeout)"
+                                 % (port, self.origin.https_port) if https else
+                                 "the upstream proxy 127.0.0.1:%d (forwarding to 127.0.0.1:%d) "
+                                 "sent no response for 2s (upstream_timeout)"
+                                 % (port, self.origin.http_port))
                 silent.settimeout(0.5)
                 try:
                     held.append(silent.accept()[0])

@@ -70,7 +70,8 @@ static reel_mempipe_t *start(uv_loop_t *loop, rig_t *r, const char *auth) {
     reel_mempipe_t *mp = reel_mempipe_new(loop, false, NULL);
     reel_stack_init(&r->st, &events, r);
     reel_stack_push(&r->st, reel_mempipe_filter(mp), NULL, 0);
-    reel_stack_push(&r->st, reel_connect_filter_new("proxy.test:3128", "example.com", 443, auth),
+    reel_stack_push(&r->st,
+                    reel_connect_filter_new("proxy.test:3128", "example.com", 443, auth, false),
                     NULL, 0);
     reel_stack_connect(&r->st);
     run(loop);
@@ -188,10 +189,58 @@ static void test_refusals(void **state) {
     reel_buf_free(&big);
 }
 
+/* Forwarding (absolute-form requests): no CONNECT; open as soon as the
+ * proxy's connection is, bytes passed through as they are both ways (an
+ * answer that looks like a refused CONNECT is the response above's), and
+ * the info says the proxy and the mode. */
+static void test_forward(void **state) {
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    rig_t r;
+    memset(&r, 0, sizeof r);
+    reel_buf_init(&r.data, 0);
+    reel_mempipe_t *mp = reel_mempipe_new(&loop, false, NULL);
+    reel_stack_init(&r.st, &events, &r);
+    reel_stack_push(&r.st, reel_mempipe_filter(mp), NULL, 0);
+    reel_stack_push(&r.st,
+                    reel_connect_filter_new("proxy.test:3128", "example.com", 80, "eA==", true),
+                    NULL, 0);
+    reel_stack_info_t info;
+    reel_stack_info(&r.st, &info);
+    assert_string_equal(info.via, "proxy.test:3128");
+    assert_true(info.via_forward);
+    assert_false(info.via_open);
+    reel_stack_connect(&r.st);
+    run(&loop);
+    reel_stack_set_reading(&r.st, true);
+    assert_int_equal(r.connected, 1);
+    assert_int_equal(r.ready, 1);
+    assert_true(reel_stack_open(&r.st));
+    reel_buf_t *sent = reel_mempipe_sent(mp);
+    assert_int_equal(sent->len, 0); /* nothing of its own */
+    static const char req[] = "GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n";
+    reel_stack_send(&r.st, req, sizeof req - 1);
+    assert_int_equal(sent->len, sizeof req - 1);
+    assert_memory_equal(sent->data, req, sizeof req - 1);
+    static const char answer[] = "HTTP/1.1 407 Proxy Authentication Required\r\n\r\n";
+    reel_mempipe_feed(mp, answer, sizeof answer - 1);
+    run(&loop);
+    assert_null(r.error);
+    assert_int_equal(r.data.len, sizeof answer - 1);
+    assert_memory_equal(r.data.data, answer, sizeof answer - 1);
+    reel_stack_info(&r.st, &info);
+    assert_true(info.via_open);
+    assert_true(info.via_forward);
+    finish(&loop, &r, mp);
+    uv_loop_close(&loop);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tunnel_opens_on_2xx),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_forward),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
