@@ -44,7 +44,10 @@ static const char usage[] =
     "\n"
     "Upstream settings come from SESSION's configuration (user file, then its\n"
     "overlay, then --set): upstream_cert_verify, upstream_trusted_ca,\n"
-    "upstream_timeout; body_limit bounds what is stored of each new body.\n"
+    "upstream_timeout, and upstream_proxy with upstream_proxyauth (an HTTPS\n"
+    "request then goes through a CONNECT tunnel the proxy opens, a plain-HTTP\n"
+    "one to the proxy in absolute form, as the proxy's own requests do);\n"
+    "body_limit bounds what is stored of each new body.\n"
     "The session recorded into must not be recording: replay refuses while a\n"
     "proxy records into it (use --into another session).\n"
     "\n"
@@ -391,7 +394,9 @@ int reel_cmd_replay(reel_cli_t *cli, int argc, char **argv) {
         .tls = tls,
         .verify = reel_config_get_bool(cfg, "upstream_cert_verify"),
         .timeout_ms = (int)reel_config_get_int(cfg, "upstream_timeout") * 1000,
-        .replay_session = same ? NULL : sname};
+        .replay_session = same ? NULL : sname,
+        .upstream_proxy = reel_config_get(cfg, "upstream_proxy", NULL),
+        .upstream_proxyauth = reel_config_get(cfg, "upstream_proxyauth", NULL)};
     run.jobs = reel_calloc(nids, sizeof *run.jobs);
     run.njobs = nids;
     run.jreplays = json_array();

@@ -46,18 +46,27 @@ static void connect_below_open(reel_filter_t *f) {
     c->sent = true;
     reel_buf_t b;
     reel_buf_init(&b, 0);
-    reel_buf_printf(&b, "CONNECT " REEL_HOSTPORT_FMT " HTTP/1.1\r\nHost: " REEL_HOSTPORT_FMT "\r\n",
-                    REEL_HOSTPORT(c->host, c->port), REEL_HOSTPORT(c->host, c->port));
-    if (c->auth)
-        reel_buf_printf(&b, "Proxy-Authorization: Basic %s\r\n", c->auth);
-    reel_buf_puts(&b, "\r\n");
+    reel_connect_request(&b, c->host, c->port, c->auth);
     reel_filter_down(f, b.data, b.len);
     reel_buf_free(&b);
 }
 
+void reel_connect_request(reel_buf_t *out, const char *host, int port, const char *auth_b64) {
+    reel_buf_printf(out,
+                    "CONNECT " REEL_HOSTPORT_FMT " HTTP/1.1\r\nHost: " REEL_HOSTPORT_FMT "\r\n",
+                    REEL_HOSTPORT(host, port), REEL_HOSTPORT(host, port));
+    if (auth_b64 && auth_b64[0])
+        reel_buf_printf(out, "Proxy-Authorization: Basic %s\r\n", auth_b64);
+    reel_buf_puts(out, "\r\n");
+}
+
+char *reel_connect_refused(const char *proxy, const char *what, const char *host, int port) {
+    return reel_asprintf("the upstream proxy %s %s CONNECT " REEL_HOSTPORT_FMT, proxy, what,
+                         REEL_HOSTPORT(host, port));
+}
+
 static void fail(connect_filter_t *c, const char *what) {
-    char *why = reel_asprintf("the upstream proxy %s %s CONNECT " REEL_HOSTPORT_FMT, c->proxy, what,
-                              REEL_HOSTPORT(c->host, c->port));
+    char *why = reel_connect_refused(c->proxy, what, c->host, c->port);
     reel_filter_fail(&c->f, why);
     free(why);
 }
@@ -72,23 +81,19 @@ static size_t head_end(const reel_buf_t *h) {
     return 0;
 }
 
-static void connect_recv(reel_filter_t *f, const uint8_t *data, size_t len) {
-    connect_filter_t *c = (connect_filter_t *)f;
-    if (c->open) {
-        reel_filter_up(f, data, len);
-        return;
-    }
-    reel_buf_append(&c->head, data, len);
-    size_t end = head_end(&c->head);
-    if (end == 0) {
-        if (c->head.len > REEL_CONNECT_HEAD_MAX)
-            fail(c, "sent an answer head over 16 KiB to");
-        return;
+reel_rc reel_connect_answer(const reel_buf_t *head, size_t *end, char **what) {
+    *what = NULL;
+    *end = head_end(head);
+    if (*end == 0) {
+        if (head->len <= REEL_CONNECT_HEAD_MAX)
+            return REEL_NEED_MORE;
+        *what = reel_strdup("sent an answer head over 16 KiB to");
+        return REEL_INVALID;
     }
     /* "HTTP/1.x NNN reason" */
-    const char *s = (const char *)c->head.data;
-    size_t line = 0;
-    while (line < end && s[line] != '\r' && s[line] != '\n')
+    const char *s = (const char *)head->data;
+    size_t line = 0, len = *end;
+    while (line < len && s[line] != '\r' && s[line] != '\n')
         line++;
     int status = 0;
     if (line >= 12 && memcmp(s, "HTTP/1.", 7) == 0 && s[8] == ' ' && s[9] >= '1' && s[9] <= '5' &&
@@ -102,8 +107,26 @@ static void connect_recv(reel_filter_t *f, const uint8_t *data, size_t len) {
         reel_buf_put_quoted(&q, s, line, 120);
         snprintf(quoted, sizeof quoted, "%.*s", (int)q.len, (const char *)q.data);
         reel_buf_free(&q);
-        char *what = status ? reel_asprintf("answered %s to", quoted)
-                            : reel_asprintf("answered what is no HTTP status line (%s) to", quoted);
+        *what = status ? reel_asprintf("answered %s to", quoted)
+                       : reel_asprintf("answered what is no HTTP status line (%s) to", quoted);
+        return REEL_INVALID;
+    }
+    return REEL_OK;
+}
+
+static void connect_recv(reel_filter_t *f, const uint8_t *data, size_t len) {
+    connect_filter_t *c = (connect_filter_t *)f;
+    if (c->open) {
+        reel_filter_up(f, data, len);
+        return;
+    }
+    reel_buf_append(&c->head, data, len);
+    size_t end;
+    char *what;
+    reel_rc rc = reel_connect_answer(&c->head, &end, &what);
+    if (rc == REEL_NEED_MORE)
+        return;
+    if (rc != REEL_OK) {
         fail(c, what);
         free(what);
         return;

@@ -18,6 +18,8 @@
 #ifndef REEL_CORE_CONNECT_FILTER_H
 #define REEL_CORE_CONNECT_FILTER_H
 
+#include "base/mem.h"
+#include "base/error.h"
 #include "core/filter.h"
 
 /** Longest answer head from the proxy read; longer fails the stack. */
@@ -29,5 +31,20 @@
  * forward: no tunnel; the requests above go to the proxy (see above). */
 reel_filter_t *reel_connect_filter_new(const char *proxy, const char *host, int port,
                                        const char *auth_b64, bool forward);
+
+/** Appends the CONNECT request for host:port to out (with Basic
+ * Proxy-Authorization when auth_b64 is set and not empty). */
+void reel_connect_request(reel_buf_t *out, const char *host, int port, const char *auth_b64);
+
+/** Reads the proxy's answer to a CONNECT, head being what came so far:
+ * REEL_NEED_MORE until its head is whole; REEL_OK for a 2xx, *end the
+ * head's length (what follows is the origin's); REEL_INVALID otherwise,
+ * with *what (owned) saying what the proxy did, to be put in
+ * reel_connect_refused ("answered \"HTTP/1.1 403 Forbidden\" to", "sent
+ * an answer head over 16 KiB to", ...). */
+reel_rc reel_connect_answer(const reel_buf_t *head, size_t *end, char **what);
+
+/** "the upstream proxy PROXY WHAT CONNECT HOST:PORT" (owned). */
+char *reel_connect_refused(const char *proxy, const char *what, const char *host, int port);
 
 #endif

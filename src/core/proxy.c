@@ -139,27 +139,35 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
     free(p->upstream_proxy_b64);
     p->upstream_proxy = p->upstream_proxy_host = p->upstream_proxy_b64 = NULL;
     p->upstream_proxy_port = 0;
-    const char *via = cfg->upstream_proxy;
+    reel_rc rc = reel_upstream_proxy_parse(cfg->upstream_proxy, cfg->upstream_proxyauth,
+                                           &p->upstream_proxy, &p->upstream_proxy_host,
+                                           &p->upstream_proxy_port, &p->upstream_proxy_b64, err);
+    return rc;
+}
+
+reel_rc reel_upstream_proxy_parse(const char *value, const char *auth, char **display, char **host,
+                                  int *port, char **auth_b64, reel_err_t *err) {
+    *display = *host = *auth_b64 = NULL;
+    *port = 0;
+    const char *via = value;
     if (via && strncmp(via, "http://", 7) == 0)
         via += 7;
-    if (via && via[0]) {
-        size_t len = strlen(via);
-        if (len && via[len - 1] == '/')
-            len--; /* "http://host:port/" */
-        if (reel__split_authority(via, len, &p->upstream_proxy_host, &p->upstream_proxy_port, -1) !=
-                0 ||
-            p->upstream_proxy_port <= 0 || p->upstream_proxy_port > 65535) {
-            free(p->upstream_proxy_host);
-            p->upstream_proxy_host = NULL;
-            return reel_err_set(err, REEL_INVALID,
-                                "upstream_proxy: expected host:port or http://host:port, not '%s'",
-                                cfg->upstream_proxy);
-        }
-        p->upstream_proxy = reel_strndup(via, len);
-        const char *a = cfg->upstream_proxyauth;
-        if (a && a[0])
-            p->upstream_proxy_b64 = reel_base64(a, strlen(a), NULL);
+    if (via == NULL || via[0] == '\0')
+        return REEL_OK;
+    size_t len = strlen(via);
+    if (len && via[len - 1] == '/')
+        len--; /* "http://host:port/" */
+    if (reel__split_authority(via, len, host, port, -1) != 0 || *port <= 0 || *port > 65535) {
+        free(*host);
+        *host = NULL;
+        *port = 0;
+        return reel_err_set(err, REEL_INVALID,
+                            "upstream_proxy: expected host:port or http://host:port, not '%s'",
+                            value);
     }
+    *display = reel_strndup(via, len);
+    if (auth && auth[0])
+        *auth_b64 = reel_base64(auth, strlen(auth), NULL);
     return REEL_OK;
 }
 

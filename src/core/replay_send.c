@@ -18,7 +18,10 @@
 #include <unistd.h>
 
 #include "base/mem.h"
+#include "core/connect_filter.h"
+#include "core/hostport.h"
 #include "core/http1.h"
+#include "core/proxy.h"
 
 #define READ_CHUNK 65536
 /* How often a wait looks at the cancel flag. */
@@ -318,6 +321,44 @@ static reel_rc dial(sconn_t *c, const char *host, uint32_t port, char server[64]
     return REEL_OK;
 }
 
+/* Asks the upstream proxy via (c connected to it) for a tunnel to
+ * host:port and reads its answer, a byte at a time: what follows the
+ * answer's head is the origin's, and this client reads nothing ahead. */
+static reel_rc proxy_connect(sconn_t *c, const char *via, const char *host, uint32_t port,
+                             const char *auth_b64, reel_err_t *err) {
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    reel_connect_request(&b, host, (int)port, auth_b64);
+    c->phase = "waiting for the upstream proxy's answer to CONNECT";
+    reel_rc rc = send_raw(c, b.data, b.len, err);
+    reel_buf_reset(&b);
+    while (rc == REEL_OK) {
+        uint8_t ch;
+        size_t n = 0;
+        if ((rc = recv_raw(c, &ch, 1, &n, err)) != REEL_OK)
+            break;
+        char *what = NULL;
+        size_t end;
+        reel_rc a = REEL_INVALID;
+        if (n == 0) {
+            what = reel_strdup("closed the connection (a clean close) before it answered");
+        } else {
+            reel_buf_append(&b, &ch, 1);
+            if ((a = reel_connect_answer(&b, &end, &what)) == REEL_NEED_MORE)
+                continue;
+        }
+        if (a != REEL_OK) {
+            char *why = reel_connect_refused(via, what, host, (int)port);
+            rc = reel_err_set(err, REEL_IO, "%s", why);
+            free(why);
+        }
+        free(what);
+        break;
+    }
+    reel_buf_free(&b);
+    return rc;
+}
+
 /* ---- the request as sent ---- */
 
 static int ieq(const char *a, size_t alen, const char *b) {
@@ -513,7 +554,22 @@ reel_rc reel_replay_send(const reel_replay_req_t *r, const reel_replay_send_opts
     int https = strcmp(r->scheme, "https") == 0;
     exch_t x = {.out = out};
 
-    reel_rc rc = dial(&c, r->host, port, server, client, &t.dns_us, &t.connect_us, &err);
+    /* through upstream_proxy as the proxy goes (core/peer.c): HTTPS in a
+     * CONNECT tunnel, plain HTTP to it in absolute form */
+    char *via = NULL, *proxy_host = NULL, *proxy_auth = NULL;
+    int proxy_port = 0;
+    reel_rc rc = reel_upstream_proxy_parse(o->upstream_proxy, o->upstream_proxyauth, &via,
+                                           &proxy_host, &proxy_port, &proxy_auth, &err);
+    if (rc == REEL_OK)
+        rc = dial(&c, via ? proxy_host : r->host, via ? (uint32_t)proxy_port : port, server, client,
+                  &t.dns_us, &t.connect_us, &err);
+    if (rc != REEL_OK && via && !c.stopped) {
+        char *why = reel_strdup(reel_err_str(&err));
+        reel_err_clear(&err); /* (the first error set stays otherwise) */
+        reel_err_set(&err, rc, "the upstream proxy (upstream_proxy %s) could not be reached: %s",
+                     via, why);
+        free(why);
+    }
     if (rc != REEL_OK)
         server[0] = '\0'; /* no origin was reached (the error names the address tried) */
 
@@ -526,6 +582,8 @@ reel_rc reel_replay_send(const reel_replay_req_t *r, const reel_replay_send_opts
                              .replay_session = o->replay_session,
                              .replay_uuid = r->uuid};
     char hostbuf[300], clbuf[32];
+    char *proxied = NULL, *basic = NULL; /* the target and field sent to upstream_proxy */
+    reel_h1_header_t *sent_hs = NULL;
     size_t nh = 0;
     reel_h1_header_t *hs = send_headers(r, &nh, hostbuf, clbuf);
     reel_request_head_t rq = {.method = r->method,
@@ -547,6 +605,8 @@ reel_rc reel_replay_send(const reel_replay_req_t *r, const reel_replay_send_opts
     if (rc != REEL_OK)
         goto out;
 
+    if (https && via && (rc = proxy_connect(&c, via, r->host, port, proxy_auth, &err)) != REEL_OK)
+        goto out;
     if (https) {
         int64_t ts = now_us();
         reel_tls_client_opts_t to = {.host = r->host, .insecure = !o->verify};
@@ -574,6 +634,8 @@ reel_rc reel_replay_send(const reel_replay_req_t *r, const reel_replay_send_opts
                              .unverified = c.tls && !o->verify,
                              .verify_error = verr,
                              .peer_cert = verr ? cert : NULL,
+                             .via = via,
+                             .via_forward = via && !https,
                              /* a connection of its own, set up for it */
                              .opened_us = t0,
                              .dns_us = t.dns_us,
@@ -591,6 +653,23 @@ reel_rc reel_replay_send(const reel_replay_req_t *r, const reel_replay_send_opts
                         .version_minor = 1,
                         .headers = hs,
                         .nheaders = nh};
+    if (via && !https) {
+        /* to the proxy in absolute form, with its credentials: only on
+         * the wire, the flow records the request as replayed */
+        bool asterisk = strcmp(h.target, "*") == 0; /* OPTIONS *: the authority alone */
+        proxied = reel_asprintf("http://" REEL_HOSTPORT_FMT "%s", REEL_HOSTPORT(r->host, port),
+                                asterisk ? "" : h.target);
+        h.target = proxied;
+        h.target_len = strlen(proxied);
+        if (proxy_auth) {
+            basic = reel_asprintf("Basic %s", proxy_auth);
+            sent_hs = reel_calloc(nh + 1, sizeof *sent_hs);
+            memcpy(sent_hs, hs, nh * sizeof *hs);
+            sent_hs[nh] = (reel_h1_header_t){"Proxy-Authorization", 19, basic, strlen(basic)};
+            h.headers = sent_hs;
+            h.nheaders = nh + 1;
+        }
+    }
     if ((rc = reel_h1_write_request_head(&head, &h)) != REEL_OK) {
         rc = reel_err_set(&err, rc,
                           "the recorded request head cannot be sent as HTTP/1.1 "
@@ -643,6 +722,12 @@ out:;
         out->cancelled = c.stopped == 2;
     }
     free(hs);
+    free(sent_hs);
+    free(basic);
+    free(proxied);
+    free(via);
+    free(proxy_host);
+    free(proxy_auth);
     reel_buf_free(&head);
     reel_buf_free(&c.cout);
     reel_tls_free(c.tls);

@@ -104,6 +104,7 @@ struct reel_web {
     reel_recorder_t *live_rec; /* borrowed; NULL: none (409) */
     reel_tls_ctx_t *live_tls;
     int live_verify, live_timeout_s;
+    char *live_upstream_proxy, *live_upstream_proxyauth; /* NULL: none */
     live_replay_t *live_replays; /* queued or running */
     int nlive_replays;
     /* long requests, answered on the walk threads */
@@ -180,6 +181,7 @@ struct live_replay {
     char *session;
     reel_replay_req_t *req; /* owned */
     reel_replay_send_opts_t opts;
+    char *upstream_proxy, *upstream_proxyauth; /* opts' (copies: the settings may change) */
     atomic_int cancel; /* reel_web_stop: stop at the next wait */
     reel_replay_result_t res;
 };
@@ -885,6 +887,8 @@ static void live_done(uv_work_t *req, int status) {
     reel_replay_req_free(j->req);
     free(j->req);
     free(j->session);
+    free(j->upstream_proxy);
+    free(j->upstream_proxyauth);
     free(j);
 }
 
@@ -908,12 +912,17 @@ static int live_replay_start(conn_t *c, reel__web_resp_t *rs, int keep_alive) {
     j->req = rs->replay_req;
     rs->replay_req = NULL;
     atomic_init(&j->cancel, 0);
+    j->upstream_proxy = w->live_upstream_proxy ? reel_strdup(w->live_upstream_proxy) : NULL;
+    j->upstream_proxyauth =
+        w->live_upstream_proxyauth ? reel_strdup(w->live_upstream_proxyauth) : NULL;
     j->opts = (reel_replay_send_opts_t){.rec = w->live_rec,
                                         .tls = w->live_tls,
                                         .verify = w->live_verify,
                                         .timeout_ms = w->live_timeout_s * 1000,
                                         .total_ms = w->replay_timeout_ms,
-                                        .cancel = &j->cancel};
+                                        .cancel = &j->cancel,
+                                        .upstream_proxy = j->upstream_proxy,
+                                        .upstream_proxyauth = j->upstream_proxyauth};
     j->work.data = j;
     int e = uv_queue_work(w->loop, &j->work, live_work, live_done);
     if (e != 0) {
@@ -1574,8 +1583,8 @@ reel_rc reel_web_start(uv_loop_t *loop, const reel_web_opts_t *o, reel_web_t **o
             goto fail;
         }
         w->live_rec = o->live_recorder;
-        w->live_verify = o->live_verify;
-        w->live_timeout_s = o->live_timeout_s > 0 ? o->live_timeout_s : 60;
+        reel_web_live_upstream(w, o->live_verify, o->live_timeout_s, o->live_upstream_proxy,
+                               o->live_upstream_proxyauth);
     }
     w->replay_timeout_ms = env_seconds("REEL_WEB_REPLAY_TIMEOUT", 86400, REPLAY_TIMEOUT_MS);
     w->ticket_ttl_ms = env_seconds("REEL_WEB_TICKET_TTL", 3600, TICKET_TTL_MS);
@@ -1647,11 +1656,18 @@ const char *reel_web_url(const reel_web_t *w) {
     return w->url;
 }
 
-void reel_web_live_upstream(reel_web_t *w, int verify, int timeout_s) {
+void reel_web_live_upstream(reel_web_t *w, int verify, int timeout_s, const char *upstream_proxy,
+                            const char *upstream_proxyauth) {
     if (w == NULL)
         return;
     w->live_verify = verify;
     w->live_timeout_s = timeout_s > 0 ? timeout_s : 60;
+    free(w->live_upstream_proxy);
+    free(w->live_upstream_proxyauth);
+    w->live_upstream_proxy =
+        upstream_proxy && upstream_proxy[0] ? reel_strdup(upstream_proxy) : NULL;
+    w->live_upstream_proxyauth =
+        upstream_proxyauth && upstream_proxyauth[0] ? reel_strdup(upstream_proxyauth) : NULL;
 }
 
 void reel_web_stop(reel_web_t *w) {
@@ -1707,6 +1723,8 @@ void reel_web_free(reel_web_t *w) {
     free(w->sessions);
     free(w->live);
     reel_tls_ctx_free(w->live_tls);
+    free(w->live_upstream_proxy);
+    free(w->live_upstream_proxyauth);
     free(w->url);
     for (int i = 0; i < 4; i++)
         free(w->hosts[i]);

@@ -1,6 +1,7 @@
 /* libFuzzer harness: what speaks in a CONNECT tunnel and the TLS ClientHello
- * parser (src/core/sniff.h), and the SOCKS5 messages (src/core/socks.h).
- * The input is the first bytes a client sent.
+ * parser (src/core/sniff.h), the SOCKS5 messages (src/core/socks.h), and
+ * an upstream proxy's answer to CONNECT (src/core/connect_filter.h). The
+ * input is the first bytes a client (or that proxy) sent.
  *
  * Besides memory safety it checks what the header promises:
  * - reel_sniff: once an answer is given it does not change as bytes arrive
@@ -18,11 +19,16 @@
  *   only on bytes that can be one;
  * - the SOCKS5 parsers (core/socks.h): what they say they used is within
  *   the input, their strings end, a request they take has a host and a
- *   port, one they refuse a reply code that says why. */
+ *   port, one they refuse a reply code that says why;
+ * - reel_connect_answer: a head taken ends within the input, after a 2xx
+ *   status line, and its bytes alone are taken the same; one refused says
+ *   why in a bounded text; one not whole yet is within the head limit. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/mem.h"
+#include "core/connect_filter.h"
 #include "core/sniff.h"
 #include "core/socks.h"
 #include "fuzz_util.h"
@@ -194,6 +200,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         FUZZ_CHECK(why != NULL &&
                        (reply == REEL_SOCKS5_FAILURE || reply == REEL_SOCKS5_BAD_ADDRESS),
                    "request refused with reply %u", (unsigned)reply);
+
+    /* an upstream proxy's answer to CONNECT */
+    reel_buf_t head;
+    reel_buf_init(&head, 0);
+    reel_buf_append(&head, buf, size);
+    size_t end = 0;
+    char *what = NULL;
+    reel_rc cr = reel_connect_answer(&head, &end, &what);
+    FUZZ_CHECK((cr == REEL_INVALID) == (what != NULL), "CONNECT answer rc %d", (int)cr);
+    FUZZ_CHECK(what == NULL || strlen(what) < 300, "CONNECT refusal of %zu chars", strlen(what));
+    if (cr == REEL_NEED_MORE)
+        FUZZ_CHECK(size <= REEL_CONNECT_HEAD_MAX, "NEED_MORE at %zu bytes", size);
+    if (cr == REEL_OK) {
+        FUZZ_CHECK(end >= 14 && end <= size && memcmp(buf, "HTTP/1.", 7) == 0 && buf[9] == '2',
+                   "CONNECT answer taken: end %zu", end);
+        reel_buf_t alone;
+        reel_buf_init(&alone, 0);
+        reel_buf_append(&alone, buf, end);
+        size_t end2 = 0;
+        char *what2 = NULL;
+        FUZZ_CHECK(reel_connect_answer(&alone, &end2, &what2) == REEL_OK && end2 == end,
+                   "its head alone: end %zu", end2);
+        free(what2);
+        reel_buf_free(&alone);
+    }
+    free(what);
+    reel_buf_free(&head);
 
     reel_clienthello_t ch;
     memset(&ch, 0xa5, sizeof ch); /* zeroed by the parser */

@@ -299,6 +299,13 @@ def sniff(out):
           capture_first_bytes(curl(["--http2-prior-knowledge", "http://127.0.0.1:PORT/"]),
                               want_tls=False))
     write(out, "sniff", "ssh-banner", b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n")
+    # upstream proxies' answers to CONNECT (core/connect_filter.h), as
+    # squid and tinyproxy send them
+    write(out, "sniff", "connect-answer-squid", b"HTTP/1.1 200 Connection established\r\n\r\n")
+    write(out, "sniff", "connect-answer-407",
+          b"HTTP/1.0 407 Proxy Authentication Required\r\nServer: tinyproxy/1.11.1\r\n"
+          b"Content-Type: text/html\r\nProxy-Authenticate: Basic realm=\"Tinyproxy\"\r\n"
+          b"Content-Length: 9\r\n\r\nno access")
 
 
 # ---- spool and index: a session written by reel ----

@@ -255,6 +255,63 @@ class UpstreamProxyTest(unittest.TestCase):
                 c.close()
             silent.close()
 
+    def test_f_replay_through_the_proxy(self):
+        """reel replay takes the session's upstream_proxy as the proxy does:
+        the plain request to it in absolute form, HTTPS in a tunnel;
+        upstream_proxyauth's credentials; a proxy that refuses or cannot be
+        reached is named in the replay's error."""
+        o, r, tp = self.origin, self.reel, self.open_proxy
+        via = "127.0.0.1:%d" % tp.port
+        curl(r, o.url("/100b?to-replay"))
+        curl(r, "--http1.1", o.url("/text.txt?to-replay", https=True))
+        plain = self.last("/100b?to-replay")[0]["id"]
+        tls = self.last("/text.txt?to-replay")[0]["id"]
+
+        def replay(*args, into="up-replays"):
+            out = r.cli("replay", "up", *args, "--into", into, "--json", "--set",
+                        "upstream_trusted_ca=" + o.ca, check=False)
+            self.assertTrue(out.stdout, out.stderr)
+            return out.returncode, json.loads(out.stdout)
+
+        before = len(tp.requests())
+        code, out = replay("~u to-replay")
+        self.assertEqual(code, 0, out)
+        for rep in out["replays"]:
+            self.assertEqual((rep["status"], rep["error"]), (200, None), rep)
+            f = json.loads(r.cli("flow", "up-replays", str(rep["id"]), "--json").stdout)
+            sc = f["server_conn"]
+            self.assertEqual((sc["via"], sc["address"], sc["via_forward"]),
+                             (via, via, rep["of"] == plain), sc)
+            # the record has the request as replayed, not the proxy's form
+            self.assertEqual(f["request"]["target"], "/100b?to-replay" if rep["of"] == plain
+                             else "/text.txt?to-replay")
+            self.assertNotIn("proxy-authorization",
+                             [h[0].lower() for h in f["request"]["headers"]])
+        new = tp.requests()[before:]
+        self.assertIn(("GET", o.url("/100b?to-replay")), new)
+        self.assertIn(("CONNECT", "localhost:%d" % o.https_port), new)
+        # a proxy asking for credentials: without, its 407 named; with, served
+        ap = "localhost:%d" % self.auth_proxy.port
+        code, out = replay("~u to-replay", "--set", "upstream_proxy=" + ap)
+        self.assertNotEqual(code, 0)
+        got = {rep["of"]: (rep["status"], rep["error"]) for rep in out["replays"]}
+        self.assertEqual(got[tls], (None, 'the upstream proxy %s answered "HTTP/1.0 407 Proxy '
+                                          'Authentication Required" to CONNECT localhost:%d'
+                                    % (ap, o.https_port)))
+        # the plain one: the proxy's answer, recorded as it came (no client
+        # here to be asked for credentials)
+        self.assertEqual(got[plain], (407, None))
+        code, out = replay("~u to-replay", "--set", "upstream_proxy=" + ap,
+                           "--set", "upstream_proxyauth=ann:s3cret")
+        self.assertEqual(code, 0, out)
+        self.assertEqual([rep["status"] for rep in out["replays"]], [200, 200])
+        # a proxy that cannot be reached
+        code, out = replay(str(plain), "--set", "upstream_proxy=127.0.0.1:1")
+        self.assertNotEqual(code, 0)
+        self.assertRegex(out["replays"][0]["error"],
+                         r"^the upstream proxy \(upstream_proxy 127\.0\.0\.1:1\) could not be "
+                         r"reached: connecting to 127\.0\.0\.1:1: Connection refused$")
+
     def test_d_values_that_are_no_http_proxy(self):
         for value, why in (("https://p:3128", "only a plain HTTP proxy is supported "
                                              "(http://host:port), not https://"),

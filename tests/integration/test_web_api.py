@@ -1515,6 +1515,47 @@ class WebLiveReplay(unittest.TestCase):
             time.sleep(0.1)
         self.assertEqual([web], before)
 
+    def test_replay_through_the_upstream_proxy(self):
+        """upstream_proxy and upstream_proxyauth, changed while the process
+        runs, apply to its replays as to its proxy: a plain request goes to
+        that proxy in absolute form with the credentials (a socket here
+        standing in for it, which answers itself)."""
+        fake = socket.socket()
+        fake.bind(("127.0.0.1", 0))
+        fake.listen(4)
+        got = []
+
+        def serve():
+            s, _ = fake.accept()
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            got.append(data)
+            s.sendall(b"HTTP/1.1 203 From The Proxy\r\nContent-Length: 2\r\n\r\nok")
+            s.close()
+
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        try:
+            self.set_config("upstream_proxy", "127.0.0.1:%d" % fake.getsockname()[1])
+            self.set_config("upstream_proxyauth", "ann:pw")
+            r = self.replay("100b")
+            self.assertEqual((r["status"], r["error"]), (203, None), r)
+            t.join(10)
+            head = got[0].decode()
+            self.assertTrue(head.startswith("GET %s HTTP/1.1\r\n" % self.origin.url("/100b")), head)
+            self.assertIn("\r\nProxy-Authorization: Basic YW5uOnB3\r\n", head)
+            sc = self.flow(r["id"])["server_conn"]
+            via = "127.0.0.1:%d" % fake.getsockname()[1]
+            self.assertEqual((sc["via"], sc["address"], sc["via_forward"]), (via, via, True), sc)
+        finally:
+            self.set_config("upstream_proxy", "")
+            self.set_config("upstream_proxyauth", "")
+            fake.close()
+
     def test_replay_records_into_the_live_session(self):
         of = self.ids["100b"]
         ev = http.client.HTTPConnection("127.0.0.1", self.c.port, timeout=10)
