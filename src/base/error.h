@@ -33,8 +33,10 @@ typedef enum {
 #undef REEL_ERR_ENUM
 } reel_rc;
 
-/** Size of the message buffer of an error context. */
-#define REEL_ERR_MSG_MAX 512
+/** Size of the message buffer of an error context (1 KiB: config's
+ * "unknown option" lists every option's name, over 512 bytes since
+ * upstream_no_proxy). */
+#define REEL_ERR_MSG_MAX 1024
 
 /** Error context: code and message of the first error reported into it. */
 typedef struct {

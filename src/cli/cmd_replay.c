@@ -44,8 +44,9 @@ static const char usage[] =
     "\n"
     "Upstream settings come from SESSION's configuration (user file, then its\n"
     "overlay, then --set): upstream_cert_verify, upstream_trusted_ca,\n"
-    "upstream_timeout, and upstream_proxy with upstream_proxyauth (an HTTPS\n"
-    "request then goes through a CONNECT tunnel the proxy opens, a plain-HTTP\n"
+    "upstream_timeout, and upstream_proxy with upstream_proxyauth and\n"
+    "upstream_no_proxy (an HTTPS request to a host upstream_no_proxy does not\n"
+    "name then goes through a CONNECT tunnel the proxy opens, a plain-HTTP\n"
     "one to the proxy in absolute form, as the proxy's own requests do);\n"
     "body_limit bounds what is stored of each new body.\n"
     "The session recorded into must not be recording: replay refuses while a\n"
@@ -396,7 +397,8 @@ int reel_cmd_replay(reel_cli_t *cli, int argc, char **argv) {
         .timeout_ms = (int)reel_config_get_int(cfg, "upstream_timeout") * 1000,
         .replay_session = same ? NULL : sname,
         .upstream_proxy = reel_config_get(cfg, "upstream_proxy", NULL),
-        .upstream_proxyauth = reel_config_get(cfg, "upstream_proxyauth", NULL)};
+        .upstream_proxyauth = reel_config_get(cfg, "upstream_proxyauth", NULL),
+        .upstream_no_proxy = reel_config_get(cfg, "upstream_no_proxy", NULL)};
     run.jobs = reel_calloc(nids, sizeof *run.jobs);
     run.njobs = nids;
     run.jreplays = json_array();

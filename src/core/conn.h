@@ -396,6 +396,7 @@ struct reel_proxy {
      * ("host:port" as given, and split), and the Basic credentials sent to
      * it (NULL: none) */
     char *upstream_proxy, *upstream_proxy_host, *upstream_proxy_b64;
+    char *upstream_no_proxy; /* the hosts reached directly all the same (NULL: none) */
     int upstream_proxy_port;
     uint64_t idle_timeout_ms, head_timeout_ms, upstream_timeout_ms;
     size_t max_head_size;
@@ -615,6 +616,10 @@ int reel__split_authority(const char *a, size_t n, char **host, int *port, int d
  * through the upstream proxy. */
 bool reel__upstream_transport(reel_proxy_t *p, reel_stack_t *st, const char *host, int port,
                               bool forward);
+/* The upstream proxy ("host:port") a new connection to host goes through
+ * now: upstream_proxy unless upstream_no_proxy names host; NULL: direct
+ * (or the tests' connector). */
+const char *reel__proxy_for(const reel_proxy_t *p, const char *host);
 /* Who answers on up, for errors (owned): "host:port", or "the upstream
  * proxy VIA (forwarding to host:port)" when its requests go to that proxy
  * in absolute form. */

@@ -885,13 +885,14 @@ static void on_idle(uv_timer_t *t) {
 /* A session's name among the proxy's: one made while upstream_cert_verify
  * was off ("https!") is never taken for a verified one once it is on
  * again, since nothing checked its origin's certificate; nor one made
- * through another upstream proxy (or none) than upstream_proxy names now. */
+ * through another upstream proxy (or none) than it would go through now
+ * (upstream_proxy, upstream_no_proxy). */
 static char *sess_key(const reel_proxy_t *p, bool https, const char *host, int port,
                       const char *sni) {
+    const char *via = reel__proxy_for(p, host);
     return reel_asprintf("%s%s %s:%d %s%s%s", https ? "https" : "http",
                          https && !p->verify_upstream ? "!" : "", host, port, sni ? sni : host,
-                         p->upstream_proxy ? " via " : "",
-                         p->upstream_proxy ? p->upstream_proxy : "");
+                         via ? " via " : "", via ? via : "");
 }
 
 /* A session with no connection yet (in the proxy's list, its idle timer

@@ -5,6 +5,7 @@
  * and opening upstream connections. Part of the proxy; see core/conn.h. */
 
 #include "core/conn.h"
+#include "base/noproxy.h"
 #include "core/connect_filter.h"
 #include "core/hostport.h"
 #include "core/tcp.h"
@@ -603,11 +604,10 @@ static bool upstream_h2(conn_t *c, bool https, const char *host, int port, const
  * WebSocket's bytes after the switch: browsers ask their proxy for a
  * tunnel for it too), nor HTTP/2 (h2c_upstreams: prior knowledge needs a
  * tunnel) */
-static bool upstream_forward(const conn_t *c, bool https, bool h2) {
+static bool upstream_forward(const conn_t *c, bool https, bool h2, const char *host) {
     const reel_proxy_t *p = c->p;
-    return p->upstream_proxy_host != NULL && p->connect == NULL && !https && !h2 && !c->in_tunnel &&
-           c->lane == NULL && !c->ex.upgrade && c->state != C_PROBE && c->state != C_RAW &&
-           c->state != C_SNIFF;
+    return reel__proxy_for(p, host) != NULL && !https && !h2 && !c->in_tunnel && c->lane == NULL &&
+           !c->ex.upgrade && c->state != C_PROBE && c->state != C_RAW && c->state != C_SNIFF;
 }
 
 /* sni as up->sni keeps it: only when it differs from the host */
@@ -624,12 +624,12 @@ static bool upstream_fits(conn_t *c, bool h2, bool https, const char *host, int 
      * and TLS handshake */
     /* (nor one made through another upstream proxy, or none, than
      * upstream_proxy names now) */
-    const char *now = c->p->upstream_proxy;
+    const char *now = reel__proxy_for(c->p, host);
     bool same_via = up && (up->h2 || (up->via == NULL && now == NULL) ||
                            (up->via && now && strcmp(up->via, now) == 0));
     return up && !up->closing && !up->eof && up->h2 == h2 && up->https == https &&
            up->port == port && (!up->insecure || !c->p->verify_upstream) && same_via &&
-           up->forward == upstream_forward(c, https, h2) && strcasecmp(up->host, host) == 0 &&
+           up->forward == upstream_forward(c, https, h2, host) && strcasecmp(up->host, host) == 0 &&
            ((other == NULL && up->sni == NULL) ||
             (other && up->sni && strcasecmp(other, up->sni) == 0));
 }
@@ -655,9 +655,16 @@ char *reel__via_unreachable(const char *via, const char *why) {
                          why);
 }
 
+const char *reel__proxy_for(const reel_proxy_t *p, const char *host) {
+    if (p->upstream_proxy_host == NULL || p->connect != NULL ||
+        reel_no_proxy_match(p->upstream_no_proxy, host))
+        return NULL;
+    return p->upstream_proxy;
+}
+
 bool reel__upstream_transport(reel_proxy_t *p, reel_stack_t *st, const char *host, int port,
                               bool forward) {
-    bool via = p->upstream_proxy_host != NULL && p->connect == NULL;
+    bool via = reel__proxy_for(p, host) != NULL;
     const char *to = via ? p->upstream_proxy_host : host;
     int to_port = via ? p->upstream_proxy_port : port;
     reel_filter_t *bottom = p->connect
@@ -778,7 +785,7 @@ static bool upstream_open(conn_t *c, bool h2, bool https, const char *host, int 
     }
     up->id = __atomic_add_fetch(&p->shared->upstream_ids, 1, __ATOMIC_RELAXED);
     up->eager = c->state == C_SNIFF; /* (reel__sniff_connect_early) */
-    up->forward = upstream_forward(c, https, false);
+    up->forward = upstream_forward(c, https, false, host);
     if (reel__upstream_transport(p, &up->st, host, port, up->forward))
         up->via = reel_strdup(p->upstream_proxy);
     up->open = true;

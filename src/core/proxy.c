@@ -63,7 +63,7 @@ struct proxy_group {
 /* Settings handed to another thread: a copy of every string. */
 struct owned_settings {
     reel_proxy_settings_t s;
-    char *strs[6];
+    char *strs[7];
     char **ignore;
 };
 
@@ -142,6 +142,10 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
     reel_rc rc = reel_upstream_proxy_parse(cfg->upstream_proxy, cfg->upstream_proxyauth,
                                            &p->upstream_proxy, &p->upstream_proxy_host,
                                            &p->upstream_proxy_port, &p->upstream_proxy_b64, err);
+    free(p->upstream_no_proxy);
+    p->upstream_no_proxy = cfg->upstream_no_proxy && cfg->upstream_no_proxy[0]
+                               ? reel_strdup(cfg->upstream_no_proxy)
+                               : NULL;
     return rc;
 }
 
@@ -336,6 +340,7 @@ out:
         free(p->upstream_proxy);
         free(p->upstream_proxy_host);
         free(p->upstream_proxy_b64);
+        free(p->upstream_no_proxy);
         if (p->shared == &p->own_shared)
             pthread_mutex_destroy(&p->own_shared.mu);
         if (!listener_closing)
@@ -509,6 +514,7 @@ static void free_one(reel_proxy_t *p) {
     free(p->upstream_proxy);
     free(p->upstream_proxy_host);
     free(p->upstream_proxy_b64);
+    free(p->upstream_no_proxy);
     free(p->flushq);
     if (p->shared == &p->own_shared) {
         struct proxy_shared *sh = &p->own_shared;
@@ -593,9 +599,10 @@ static void free_after_shutdown(void *ctx) {
 static struct owned_settings *settings_dup(const reel_proxy_settings_t *c) {
     struct owned_settings *o = reel_calloc(1, sizeof *o);
     o->s = *c;
-    const char *from[6] = {c->listen_host, c->upstream_trusted_ca, c->h2c_upstreams,
-                           c->proxyauth,   c->upstream_proxy,      c->upstream_proxyauth};
-    for (int i = 0; i < 6; i++)
+    const char *from[sizeof o->strs / sizeof *o->strs] = {
+        c->listen_host,    c->upstream_trusted_ca, c->h2c_upstreams,    c->proxyauth,
+        c->upstream_proxy, c->upstream_proxyauth,  c->upstream_no_proxy};
+    for (size_t i = 0; i < sizeof o->strs / sizeof *o->strs; i++)
         o->strs[i] = from[i] ? reel_strdup(from[i]) : NULL;
     o->s.listen_host = o->strs[0];
     o->s.upstream_trusted_ca = o->strs[1];
@@ -603,6 +610,7 @@ static struct owned_settings *settings_dup(const reel_proxy_settings_t *c) {
     o->s.proxyauth = o->strs[3];
     o->s.upstream_proxy = o->strs[4];
     o->s.upstream_proxyauth = o->strs[5];
+    o->s.upstream_no_proxy = o->strs[6];
     o->ignore = reel_calloc(c->n_ignore_hosts ? c->n_ignore_hosts : 1, sizeof *o->ignore);
     for (size_t i = 0; i < c->n_ignore_hosts; i++)
         o->ignore[i] = reel_strdup(c->ignore_hosts[i]);
@@ -613,7 +621,7 @@ static struct owned_settings *settings_dup(const reel_proxy_settings_t *c) {
 static void settings_free(struct owned_settings *o) {
     if (o == NULL)
         return;
-    for (int i = 0; i < 6; i++)
+    for (size_t i = 0; i < sizeof o->strs / sizeof *o->strs; i++)
         free(o->strs[i]);
     for (size_t i = 0; i < o->s.n_ignore_hosts; i++)
         free(o->ignore[i]);

@@ -42,6 +42,9 @@ typedef struct {
     /* "host:port" of an HTTP proxy reel's own connections to origins go
      * through (CONNECT), and the "user:pass" it asks for; NULL or "": none */
     const char *upstream_proxy, *upstream_proxyauth;
+    /* the hosts reached directly all the same (base/noproxy.h); NULL or
+     * "": none */
+    const char *upstream_no_proxy;
     uint64_t first_client_id;  /* start only: client connections are numbered after
                                 * it (the session's earlier runs took those) */
     unsigned workers;          /* start only: event loops accepting on the listen

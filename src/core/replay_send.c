@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "base/mem.h"
+#include "base/noproxy.h"
 #include "core/connect_filter.h"
 #include "core/hostport.h"
 #include "core/http1.h"
@@ -558,8 +559,9 @@ reel_rc reel_replay_send(const reel_replay_req_t *r, const reel_replay_send_opts
      * CONNECT tunnel, plain HTTP to it in absolute form */
     char *via = NULL, *proxy_host = NULL, *proxy_auth = NULL;
     int proxy_port = 0;
-    reel_rc rc = reel_upstream_proxy_parse(o->upstream_proxy, o->upstream_proxyauth, &via,
-                                           &proxy_host, &proxy_port, &proxy_auth, &err);
+    bool direct = reel_no_proxy_match(o->upstream_no_proxy, r->host);
+    reel_rc rc = reel_upstream_proxy_parse(direct ? NULL : o->upstream_proxy, o->upstream_proxyauth,
+                                           &via, &proxy_host, &proxy_port, &proxy_auth, &err);
     if (rc == REEL_OK)
         rc = dial(&c, via ? proxy_host : r->host, via ? (uint32_t)proxy_port : port, server, client,
                   &t.dns_us, &t.connect_us, &err);

@@ -39,10 +39,11 @@ typedef struct {
                                    (cancelled is set); NULL: never */
     const char *replay_session; /* the replayed flow's session when it is not the
                                    one recorded into; NULL: the same */
-    /* upstream_proxy and upstream_proxyauth as configured (NULL or "":
-     * none): the request goes through that HTTP proxy as the proxy's own
-     * do (HTTPS in a CONNECT tunnel, plain HTTP to it in absolute form) */
-    const char *upstream_proxy, *upstream_proxyauth;
+    /* upstream_proxy, upstream_proxyauth and upstream_no_proxy as
+     * configured (NULL or "": none): the request goes through that HTTP
+     * proxy as the proxy's own do (HTTPS in a CONNECT tunnel, plain HTTP
+     * to it in absolute form), unless upstream_no_proxy names its host */
+    const char *upstream_proxy, *upstream_proxyauth, *upstream_no_proxy;
 } reel_replay_send_opts_t;
 
 /** What became of one send. */

@@ -207,7 +207,7 @@ static void on_config_timer(uv_timer_t *t) {
         reel_recorder_set_limits(r->rec, o.body_limit, o.capture);
         reel_recorder_set_retention(r->rec, &o.retention, o.on_segment_closed);
         reel_web_live_upstream(r->web, ps.upstream_cert_verify, (int)ps.upstream_timeout_s,
-                               ps.upstream_proxy, ps.upstream_proxyauth);
+                               ps.upstream_proxy, ps.upstream_proxyauth, ps.upstream_no_proxy);
         log_changes(r, seen, c);
     }
     reel_config_free(c);
@@ -369,7 +369,8 @@ reel_rc reel_daemon_run(const reel_daemon_opts_t *o, int *served, reel_err_t *er
                               .live_verify = ps.upstream_cert_verify,
                               .live_timeout_s = (int)ps.upstream_timeout_s,
                               .live_upstream_proxy = ps.upstream_proxy,
-                              .live_upstream_proxyauth = ps.upstream_proxyauth};
+                              .live_upstream_proxyauth = ps.upstream_proxyauth,
+                              .live_upstream_no_proxy = ps.upstream_no_proxy};
         if (reel_web_start(&r.loop, &wo, &r.web, err) != REEL_OK) {
             rc = err->code;
             r.stopping = 1;

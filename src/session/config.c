@@ -26,6 +26,7 @@
 #include <pcre2.h>
 
 #include "base/mem.h"
+#include "base/noproxy.h"
 #include "session/index.h"
 #include "session/journal.h"
 #include "session/session.h"
@@ -41,6 +42,7 @@ static reel_rc check_regex(const char *v, reel_err_t *err);
 static reel_rc check_proxyauth(const char *v, reel_err_t *err);
 static reel_rc check_upstream_proxy(const char *v, reel_err_t *err);
 static reel_rc check_upstream_proxyauth(const char *v, reel_err_t *err);
+static reel_rc check_no_proxy(const char *v, reel_err_t *err);
 static reel_rc check_hostports(const char *v, reel_err_t *err);
 
 #define KIB INT64_C(1024)
@@ -127,6 +129,11 @@ static const reel_option_t options[] = {
      "\"user:pass\" reel sends to upstream_proxy as its proxy authentication (Basic); empty = "
      "none",
      NULL, 0, 0, check_upstream_proxyauth},
+    {"upstream_no_proxy", REEL_OPT_STRING, "",
+     "hosts reached directly although upstream_proxy is set, as curl's NO_PROXY names them "
+     "(comma-separated: a name, which covers the names under it; an address; a range such as "
+     "10.0.0.0/8; * for all); names are not resolved; empty = none",
+     NULL, 0, 0, check_no_proxy},
     {"idle_timeout", REEL_OPT_INT, "300", "seconds a connection may stay idle before it is closed",
      NULL, 1, 86400, NULL},
     {"head_timeout", REEL_OPT_INT, "30",
@@ -462,6 +469,15 @@ static reel_rc check_proxyauth(const char *v, reel_err_t *err) {
 
 static reel_rc check_upstream_proxyauth(const char *v, reel_err_t *err) {
     return check_userpass("upstream_proxyauth", v, err);
+}
+
+static reel_rc check_no_proxy(const char *v, reel_err_t *err) {
+    reel_err_t e;
+    reel_err_clear(&e);
+    if (reel_no_proxy_check(v, &e) != REEL_OK)
+        return reel_err_set(err, REEL_INVALID, "invalid value for upstream_no_proxy: %s",
+                            reel_err_str(&e));
+    return REEL_OK;
 }
 
 /* "host:port" or "http://host:port[/]", or empty; the port 1..65535. An
@@ -1432,15 +1448,25 @@ void reel_config_apply_running(reel_config_t *c, sqlite3 *db, int recording) {
  * called from the config timer of src/daemon/daemon.c, take. Every other
  * option is read once, when the proxy starts. */
 static const char *const hot_options[] = {
-    "body_limit",        "capture",
-    "ignore_hosts",      "upstream_cert_verify",
-    "proxyauth",         "http2",
-    "h2c_upstreams",     "idle_timeout",
-    "upstream_proxy",    "upstream_proxyauth",
-    "head_timeout",      "max_head_size",
-    "upstream_timeout",  "retention_max_bytes",
-    "retention_max_age", "retention_max_flows",
-    "on_segment_closed", NULL,
+    "body_limit",
+    "capture",
+    "ignore_hosts",
+    "upstream_cert_verify",
+    "proxyauth",
+    "http2",
+    "h2c_upstreams",
+    "idle_timeout",
+    "upstream_proxy",
+    "upstream_proxyauth",
+    "head_timeout",
+    "max_head_size",
+    "upstream_timeout",
+    "retention_max_bytes",
+    "retention_max_age",
+    "retention_max_flows",
+    "on_segment_closed",
+    "upstream_no_proxy",
+    NULL,
 };
 
 int reel_option_is_hot(const char *name) {

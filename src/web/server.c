@@ -104,7 +104,7 @@ struct reel_web {
     reel_recorder_t *live_rec; /* borrowed; NULL: none (409) */
     reel_tls_ctx_t *live_tls;
     int live_verify, live_timeout_s;
-    char *live_upstream_proxy, *live_upstream_proxyauth; /* NULL: none */
+    char *live_upstream_proxy, *live_upstream_proxyauth, *live_upstream_no_proxy; /* NULL: none */
     live_replay_t *live_replays; /* queued or running */
     int nlive_replays;
     /* long requests, answered on the walk threads */
@@ -181,7 +181,8 @@ struct live_replay {
     char *session;
     reel_replay_req_t *req; /* owned */
     reel_replay_send_opts_t opts;
-    char *upstream_proxy, *upstream_proxyauth; /* opts' (copies: the settings may change) */
+    /* opts' (copies: the settings may change) */
+    char *upstream_proxy, *upstream_proxyauth, *upstream_no_proxy;
     atomic_int cancel; /* reel_web_stop: stop at the next wait */
     reel_replay_result_t res;
 };
@@ -889,6 +890,7 @@ static void live_done(uv_work_t *req, int status) {
     free(j->session);
     free(j->upstream_proxy);
     free(j->upstream_proxyauth);
+    free(j->upstream_no_proxy);
     free(j);
 }
 
@@ -915,6 +917,8 @@ static int live_replay_start(conn_t *c, reel__web_resp_t *rs, int keep_alive) {
     j->upstream_proxy = w->live_upstream_proxy ? reel_strdup(w->live_upstream_proxy) : NULL;
     j->upstream_proxyauth =
         w->live_upstream_proxyauth ? reel_strdup(w->live_upstream_proxyauth) : NULL;
+    j->upstream_no_proxy =
+        w->live_upstream_no_proxy ? reel_strdup(w->live_upstream_no_proxy) : NULL;
     j->opts = (reel_replay_send_opts_t){.rec = w->live_rec,
                                         .tls = w->live_tls,
                                         .verify = w->live_verify,
@@ -922,7 +926,8 @@ static int live_replay_start(conn_t *c, reel__web_resp_t *rs, int keep_alive) {
                                         .total_ms = w->replay_timeout_ms,
                                         .cancel = &j->cancel,
                                         .upstream_proxy = j->upstream_proxy,
-                                        .upstream_proxyauth = j->upstream_proxyauth};
+                                        .upstream_proxyauth = j->upstream_proxyauth,
+                                        .upstream_no_proxy = j->upstream_no_proxy};
     j->work.data = j;
     int e = uv_queue_work(w->loop, &j->work, live_work, live_done);
     if (e != 0) {
@@ -1584,7 +1589,7 @@ reel_rc reel_web_start(uv_loop_t *loop, const reel_web_opts_t *o, reel_web_t **o
         }
         w->live_rec = o->live_recorder;
         reel_web_live_upstream(w, o->live_verify, o->live_timeout_s, o->live_upstream_proxy,
-                               o->live_upstream_proxyauth);
+                               o->live_upstream_proxyauth, o->live_upstream_no_proxy);
     }
     w->replay_timeout_ms = env_seconds("REEL_WEB_REPLAY_TIMEOUT", 86400, REPLAY_TIMEOUT_MS);
     w->ticket_ttl_ms = env_seconds("REEL_WEB_TICKET_TTL", 3600, TICKET_TTL_MS);
@@ -1657,7 +1662,7 @@ const char *reel_web_url(const reel_web_t *w) {
 }
 
 void reel_web_live_upstream(reel_web_t *w, int verify, int timeout_s, const char *upstream_proxy,
-                            const char *upstream_proxyauth) {
+                            const char *upstream_proxyauth, const char *upstream_no_proxy) {
     if (w == NULL)
         return;
     w->live_verify = verify;
@@ -1668,6 +1673,9 @@ void reel_web_live_upstream(reel_web_t *w, int verify, int timeout_s, const char
         upstream_proxy && upstream_proxy[0] ? reel_strdup(upstream_proxy) : NULL;
     w->live_upstream_proxyauth =
         upstream_proxyauth && upstream_proxyauth[0] ? reel_strdup(upstream_proxyauth) : NULL;
+    free(w->live_upstream_no_proxy);
+    w->live_upstream_no_proxy =
+        upstream_no_proxy && upstream_no_proxy[0] ? reel_strdup(upstream_no_proxy) : NULL;
 }
 
 void reel_web_stop(reel_web_t *w) {
@@ -1725,6 +1733,7 @@ void reel_web_free(reel_web_t *w) {
     reel_tls_ctx_free(w->live_tls);
     free(w->live_upstream_proxy);
     free(w->live_upstream_proxyauth);
+    free(w->live_upstream_no_proxy);
     free(w->url);
     for (int i = 0; i < 4; i++)
         free(w->hosts[i]);

@@ -48,8 +48,9 @@ typedef struct {
                                     NULL or "": none */
     int live_verify;             /* upstream_cert_verify */
     int live_timeout_s;          /* upstream_timeout (each wait); 0: 60 */
-    /* upstream_proxy and upstream_proxyauth (copied; NULL or "": none) */
-    const char *live_upstream_proxy, *live_upstream_proxyauth;
+    /* upstream_proxy, upstream_proxyauth and upstream_no_proxy (copied;
+     * NULL or "": none) */
+    const char *live_upstream_proxy, *live_upstream_proxyauth, *live_upstream_no_proxy;
 } reel_web_opts_t;
 
 typedef struct reel_web reel_web_t;
@@ -62,11 +63,11 @@ reel_rc reel_web_start(uv_loop_t *loop, const reel_web_opts_t *o, reel_web_t **o
 /** "http://HOST:PORT/?token=..." (borrowed, valid until free). */
 const char *reel_web_url(const reel_web_t *w);
 
-/** Changes upstream_cert_verify, upstream_timeout, upstream_proxy and
- * upstream_proxyauth (copied) for replays into the live session started
- * from now on (the daemon's hot configuration). */
+/** Changes upstream_cert_verify, upstream_timeout, upstream_proxy,
+ * upstream_proxyauth and upstream_no_proxy (copied) for replays into the
+ * live session started from now on (the daemon's hot configuration). */
 void reel_web_live_upstream(reel_web_t *w, int verify, int timeout_s, const char *upstream_proxy,
-                            const char *upstream_proxyauth);
+                            const char *upstream_proxyauth, const char *upstream_no_proxy);
 
 /** Closes the listener and every connection, and tells running replays
  * to stop (within 200 ms, but a name lookup in progress finishes first);

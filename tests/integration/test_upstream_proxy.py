@@ -312,6 +312,43 @@ class UpstreamProxyTest(unittest.TestCase):
                          r"^the upstream proxy \(upstream_proxy 127\.0\.0\.1:1\) could not be "
                          r"reached: connecting to 127\.0\.0\.1:1: Connection refused$")
 
+    def test_g_hosts_reached_directly(self):
+        """upstream_no_proxy: the hosts it names are reached directly, the
+        others through the proxy, changed while reel runs; reel replay
+        takes it too; a list with a bad entry is refused."""
+        o, r, tp = self.origin, self.reel, self.open_proxy
+        via = "127.0.0.1:%d" % tp.port
+        try:
+            # 127.0.0.1 by its range, localhost by name: both direct
+            self.set_config("upstream_no_proxy", "localhost, 127.0.0.0/8")
+            before = len(tp.requests())
+            curl(r, o.url("/100b?direct"))
+            curl(r, "--http2", o.url("/text.txt?direct-h2", https=True))
+            for path in ("/100b?direct", "/text.txt?direct-h2"):
+                sc = self.last(path)[1]["server_conn"]
+                self.assertEqual(sc["via"], None, sc)
+                self.assertNotEqual(sc["address"], via, sc)
+            self.assertEqual(tp.requests()[before:], [])
+            fid = self.last("/100b?direct")[0]["id"]
+            out = r.cli("replay", "up", str(fid), "--into", "up-direct", "--json")
+            (rep,) = json.loads(out.stdout)["replays"]
+            self.assertEqual(rep["status"], 200)
+            sc = json.loads(r.cli("flow", "up-direct", str(rep["id"]), "--json").stdout)[
+                "server_conn"]
+            self.assertEqual(sc["via"], None, sc)
+            self.assertEqual(tp.requests()[before:], [])
+            # another name: through the proxy again
+            self.set_config("upstream_no_proxy", ".example.test")
+            curl(r, o.url("/100b?proxied-again"))
+            self.assertEqual(self.last("/100b?proxied-again")[1]["server_conn"]["via"], via)
+            out = r.cli("config", "up", "set", "upstream_no_proxy", "ok.test, bad..test",
+                        check=False)
+            self.assertNotEqual(out.returncode, 0)
+            self.assertIn(b"invalid value for upstream_no_proxy: 'bad..test' is not a host name",
+                          out.stderr)
+        finally:
+            self.set_config("upstream_no_proxy", "")
+
     def test_d_values_that_are_no_http_proxy(self):
         for value, why in (("https://p:3128", "only a plain HTTP proxy is supported "
                                              "(http://host:port), not https://"),
