@@ -209,7 +209,10 @@ def flow_json(flow_id, recs, replayed_as=()):
                                     cipher=c.cipher or None, reused=c.reused, retried=c.retried,
                                     unverified=c.unverified, verify_error=c.verify_error or None,
                                     peer_cert=c.peer_cert or None,
-                                    via=c.via or None)  # the upstream proxy, "host:port"
+                                    # the upstream proxy ("host:port", or its
+                                    # socks5:// URL), and whether the request
+                                    # went to it in absolute form
+                                    via=c.via or None, via_forward=c.via_forward)
             # its set-up: opened_us 0 is "not known", and the three spans then too
             known = c.opened_us != 0
             f["server_conn"].update(opened_us=c.opened_us if known else None,
