@@ -998,7 +998,8 @@ static void server_conn_line(view_t *v, const Reel__ServerConn *sc) {
          named ? " (" : "", named ? sc->via : "", named ? ")" : "",
          !via              ? ""
          : sc->via_forward ? ", which the request went to as it came (absolute form, no CONNECT)"
-                           : ", a CONNECT tunnel to the origin",
+         : strncmp(sc->via, "socks5", 6) == 0 ? ", a SOCKS5 tunnel to the origin"
+                                              : ", a CONNECT tunnel to the origin",
          sc->tls_version[0] ? ", " : "", sc->tls_version, sc->cipher[0] ? " " : "", sc->cipher,
          sc->alpn[0] ? ", ALPN " : "", sc->alpn, sc->sni[0] ? ", SNI " : "", sc->sni,
          sc->unverified ? ", certificate NOT verified (upstream_cert_verify was off)" : "",

@@ -397,6 +397,8 @@ struct reel_proxy {
      * it (NULL: none) */
     char *upstream_proxy, *upstream_proxy_host, *upstream_proxy_b64;
     char *upstream_no_proxy; /* the hosts reached directly all the same (NULL: none) */
+    bool upstream_proxy_socks;     /* upstream_proxy is a SOCKS5 proxy (socks5://) */
+    char *upstream_proxy_userpass; /* ... and upstream_proxyauth's "user:pass" for it */
     int upstream_proxy_port;
     uint64_t idle_timeout_ms, head_timeout_ms, upstream_timeout_ms;
     size_t max_head_size;

@@ -1,4 +1,5 @@
-/* An HTTP CONNECT through an upstream proxy; see connect_filter.h. */
+/* A tunnel through an upstream proxy (HTTP CONNECT, or SOCKS5's); see
+ * connect_filter.h. */
 #include "core/connect_filter.h"
 
 #include <stdio.h>
@@ -7,6 +8,7 @@
 
 #include "base/mem.h"
 #include "core/hostport.h"
+#include "core/socks.h"
 
 typedef struct {
     reel_filter_t f;
@@ -15,6 +17,10 @@ typedef struct {
     reel_buf_t head; /* the proxy's answer so far */
     bool sent, open;
     bool forward; /* no CONNECT: open with the connection to the proxy */
+    /* a SOCKS5 proxy: its handshake, and upstream_proxyauth split */
+    bool socks;
+    reel_socks5_client_t sc;
+    char *user, *pass;
 } connect_filter_t;
 
 static const reel_filter_ops_t connect_ops;
@@ -32,6 +38,19 @@ reel_filter_t *reel_connect_filter_new(const char *proxy, const char *host, int 
     return &c->f;
 }
 
+reel_filter_t *reel_socks_filter_new(const char *proxy, const char *host, int port,
+                                     const char *userpass) {
+    connect_filter_t *c =
+        (connect_filter_t *)reel_connect_filter_new(proxy, host, port, NULL, false);
+    c->socks = true;
+    const char *colon = userpass ? strchr(userpass, ':') : NULL;
+    if (colon) {
+        c->user = reel_strndup(userpass, (size_t)(colon - userpass));
+        c->pass = reel_strdup(colon + 1);
+    }
+    return &c->f;
+}
+
 /* The connection to the proxy is up: the CONNECT goes, once. */
 static void connect_below_open(reel_filter_t *f) {
     connect_filter_t *c = (connect_filter_t *)f;
@@ -46,7 +65,10 @@ static void connect_below_open(reel_filter_t *f) {
     c->sent = true;
     reel_buf_t b;
     reel_buf_init(&b, 0);
-    reel_connect_request(&b, c->host, c->port, c->auth);
+    if (c->socks)
+        reel_socks5_client_start(&c->sc, c->host, c->port, c->user, c->pass, &b);
+    else
+        reel_connect_request(&b, c->host, c->port, c->auth);
     reel_filter_down(f, b.data, b.len);
     reel_buf_free(&b);
 }
@@ -123,7 +145,19 @@ static void connect_recv(reel_filter_t *f, const uint8_t *data, size_t len) {
     reel_buf_append(&c->head, data, len);
     size_t end;
     char *what;
-    reel_rc rc = reel_connect_answer(&c->head, &end, &what);
+    reel_rc rc;
+    if (c->socks) { /* what to send next, once each answer is whole */
+        reel_buf_t next;
+        reel_buf_init(&next, 0);
+        rc = reel_socks5_client_feed(&c->sc, c->head.data, c->head.len, &end, &next, &what);
+        if (next.len && rc != REEL_INVALID)
+            reel_filter_down(f, next.data, next.len);
+        reel_buf_free(&next);
+        if (rc == REEL_NEED_MORE)
+            reel_buf_consume(&c->head, end);
+    } else {
+        rc = reel_connect_answer(&c->head, &end, &what);
+    }
     if (rc == REEL_NEED_MORE)
         return;
     if (rc != REEL_OK) {
@@ -189,6 +223,8 @@ static void connect_destroy(reel_filter_t *f) {
     free(c->proxy);
     free(c->host);
     free(c->auth);
+    free(c->user);
+    free(c->pass);
     reel_buf_free(&c->head);
     free(c);
 }

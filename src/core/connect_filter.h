@@ -32,6 +32,16 @@
 reel_filter_t *reel_connect_filter_new(const char *proxy, const char *host, int port,
                                        const char *auth_b64, bool forward);
 
+/** The same through a SOCKS5 proxy (RFC 1928; proxy its URL, for the
+ * record and errors): its CONNECT for host:port, a name sent as a name
+ * for the proxy to resolve, with RFC 1929's username and password from
+ * userpass ("user:pass"; NULL: none offered) when the proxy asks. Its
+ * refusals read as the HTTP proxy's do: "the upstream proxy
+ * socks5://h:1080 answered 05 (connection refused) to CONNECT
+ * host:port". */
+reel_filter_t *reel_socks_filter_new(const char *proxy, const char *host, int port,
+                                     const char *userpass);
+
 /** Appends the CONNECT request for host:port to out (with Basic
  * Proxy-Authorization when auth_b64 is set and not empty). */
 void reel_connect_request(reel_buf_t *out, const char *host, int port, const char *auth_b64);

@@ -603,11 +603,12 @@ static bool upstream_h2(conn_t *c, bool https, const char *host, int port, const
  * SOCKS5 tunnel (the client asked for a tunnel), nor an Upgrade (a
  * WebSocket's bytes after the switch: browsers ask their proxy for a
  * tunnel for it too), nor HTTP/2 (h2c_upstreams: prior knowledge needs a
- * tunnel) */
+ * tunnel); and never through a SOCKS5 proxy, which knows only tunnels */
 static bool upstream_forward(const conn_t *c, bool https, bool h2, const char *host) {
     const reel_proxy_t *p = c->p;
-    return reel__proxy_for(p, host) != NULL && !https && !h2 && !c->in_tunnel && c->lane == NULL &&
-           !c->ex.upgrade && c->state != C_PROBE && c->state != C_RAW && c->state != C_SNIFF;
+    return reel__proxy_for(p, host) != NULL && !p->upstream_proxy_socks && !https && !h2 &&
+           !c->in_tunnel && c->lane == NULL && !c->ex.upgrade && c->state != C_PROBE &&
+           c->state != C_RAW && c->state != C_SNIFF;
 }
 
 /* sni as up->sni keeps it: only when it differs from the host */
@@ -671,7 +672,11 @@ bool reel__upstream_transport(reel_proxy_t *p, reel_stack_t *st, const char *hos
                                 ? p->connect(p->connect_ctx, p, host, port)
                                 : reel_tcp_connect(p->loop, to, to_port, p->readbuf, READ_SIZE);
     reel_stack_push(st, bottom, NULL, 0);
-    if (via)
+    if (via && p->upstream_proxy_socks)
+        reel_stack_push(
+            st, reel_socks_filter_new(p->upstream_proxy, host, port, p->upstream_proxy_userpass),
+            NULL, 0);
+    else if (via)
         reel_stack_push(
             st,
             reel_connect_filter_new(p->upstream_proxy, host, port, p->upstream_proxy_b64, forward),

@@ -139,9 +139,14 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
     free(p->upstream_proxy_b64);
     p->upstream_proxy = p->upstream_proxy_host = p->upstream_proxy_b64 = NULL;
     p->upstream_proxy_port = 0;
-    reel_rc rc = reel_upstream_proxy_parse(cfg->upstream_proxy, cfg->upstream_proxyauth,
-                                           &p->upstream_proxy, &p->upstream_proxy_host,
-                                           &p->upstream_proxy_port, &p->upstream_proxy_b64, err);
+    reel_rc rc = reel_upstream_proxy_parse(
+        cfg->upstream_proxy, cfg->upstream_proxyauth, &p->upstream_proxy, &p->upstream_proxy_host,
+        &p->upstream_proxy_port, &p->upstream_proxy_b64, &p->upstream_proxy_socks, err);
+    free(p->upstream_proxy_userpass);
+    p->upstream_proxy_userpass =
+        p->upstream_proxy_socks && cfg->upstream_proxyauth && cfg->upstream_proxyauth[0]
+            ? reel_strdup(cfg->upstream_proxyauth)
+            : NULL;
     free(p->upstream_no_proxy);
     p->upstream_no_proxy = cfg->upstream_no_proxy && cfg->upstream_no_proxy[0]
                                ? reel_strdup(cfg->upstream_no_proxy)
@@ -150,23 +155,33 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
 }
 
 reel_rc reel_upstream_proxy_parse(const char *value, const char *auth, char **display, char **host,
-                                  int *port, char **auth_b64, reel_err_t *err) {
+                                  int *port, char **auth_b64, bool *socks, reel_err_t *err) {
     *display = *host = *auth_b64 = NULL;
     *port = 0;
+    *socks = false;
     const char *via = value;
+    size_t scheme = 0; /* of a SOCKS proxy, kept in *display */
     if (via && strncmp(via, "http://", 7) == 0)
         via += 7;
+    else if (via && strncmp(via, "socks5://", 9) == 0)
+        scheme = 9;
+    else if (via && strncmp(via, "socks5h://", 10) == 0)
+        scheme = 10;
+    *socks = scheme != 0;
     if (via == NULL || via[0] == '\0')
         return REEL_OK;
     size_t len = strlen(via);
     if (len && via[len - 1] == '/')
         len--; /* "http://host:port/" */
-    if (reel__split_authority(via, len, host, port, -1) != 0 || *port <= 0 || *port > 65535) {
+    if (reel__split_authority(via + scheme, len - scheme, host, port, -1) != 0 || *port <= 0 ||
+        *port > 65535) {
         free(*host);
         *host = NULL;
         *port = 0;
+        *socks = false;
         return reel_err_set(err, REEL_INVALID,
-                            "upstream_proxy: expected host:port or http://host:port, not '%s'",
+                            "upstream_proxy: expected host:port, http://host:port or "
+                            "socks5://host:port, not '%s'",
                             value);
     }
     *display = reel_strndup(via, len);
@@ -341,6 +356,7 @@ out:
         free(p->upstream_proxy_host);
         free(p->upstream_proxy_b64);
         free(p->upstream_no_proxy);
+        free(p->upstream_proxy_userpass);
         if (p->shared == &p->own_shared)
             pthread_mutex_destroy(&p->own_shared.mu);
         if (!listener_closing)
@@ -515,6 +531,7 @@ static void free_one(reel_proxy_t *p) {
     free(p->upstream_proxy_host);
     free(p->upstream_proxy_b64);
     free(p->upstream_no_proxy);
+    free(p->upstream_proxy_userpass);
     free(p->flushq);
     if (p->shared == &p->own_shared) {
         struct proxy_shared *sh = &p->own_shared;

@@ -23,6 +23,7 @@
 #include "core/hostport.h"
 #include "core/http1.h"
 #include "core/proxy.h"
+#include "core/socks.h"
 
 #define READ_CHUNK 65536
 /* How often a wait looks at the cancel flag. */
@@ -323,30 +324,46 @@ static reel_rc dial(sconn_t *c, const char *host, uint32_t port, char server[64]
 }
 
 /* Asks the upstream proxy via (c connected to it) for a tunnel to
- * host:port and reads its answer, a byte at a time: what follows the
- * answer's head is the origin's, and this client reads nothing ahead. */
-static reel_rc proxy_connect(sconn_t *c, const char *via, const char *host, uint32_t port,
-                             const char *auth_b64, reel_err_t *err) {
-    reel_buf_t b;
-    reel_buf_init(&b, 0);
-    reel_connect_request(&b, host, (int)port, auth_b64);
+ * host:port, with HTTP's CONNECT (and auth_b64's Basic credentials) or
+ * SOCKS5's (and userpass's username and password, "user:pass", when the
+ * proxy asks), and reads its answers a byte at a time: what follows them
+ * is the origin's, and this client reads nothing ahead. */
+static reel_rc proxy_tunnel(sconn_t *c, const char *via, bool socks, const char *host,
+                            uint32_t port, const char *auth_b64, const char *userpass,
+                            reel_err_t *err) {
+    const char *colon = userpass ? strchr(userpass, ':') : NULL;
+    char *user = colon ? reel_strndup(userpass, (size_t)(colon - userpass)) : NULL;
+    reel_socks5_client_t s;
+    reel_buf_t out, in;
+    reel_buf_init(&out, 0);
+    reel_buf_init(&in, 0);
+    if (socks)
+        reel_socks5_client_start(&s, host, (int)port, user, colon ? colon + 1 : NULL, &out);
+    else
+        reel_connect_request(&out, host, (int)port, auth_b64);
     c->phase = "waiting for the upstream proxy's answer to CONNECT";
-    reel_rc rc = send_raw(c, b.data, b.len, err);
-    reel_buf_reset(&b);
+    reel_rc rc = send_raw(c, out.data, out.len, err);
     while (rc == REEL_OK) {
         uint8_t ch;
-        size_t n = 0;
+        size_t n = 0, used = 0;
         if ((rc = recv_raw(c, &ch, 1, &n, err)) != REEL_OK)
             break;
         char *what = NULL;
-        size_t end;
         reel_rc a = REEL_INVALID;
+        reel_buf_reset(&out);
         if (n == 0) {
             what = reel_strdup("closed the connection (a clean close) before it answered");
         } else {
-            reel_buf_append(&b, &ch, 1);
-            if ((a = reel_connect_answer(&b, &end, &what)) == REEL_NEED_MORE)
+            reel_buf_append(&in, &ch, 1);
+            a = socks ? reel_socks5_client_feed(&s, in.data, in.len, &used, &out, &what)
+                      : reel_connect_answer(&in, &used, &what);
+            if (a == REEL_NEED_MORE) {
+                if (socks) /* (a SOCKS5 answer is taken whole, the next awaited) */
+                    reel_buf_consume(&in, used);
+                if (out.len)
+                    rc = send_raw(c, out.data, out.len, err);
                 continue;
+            }
         }
         if (a != REEL_OK) {
             char *why = reel_connect_refused(via, what, host, (int)port);
@@ -356,7 +373,9 @@ static reel_rc proxy_connect(sconn_t *c, const char *via, const char *host, uint
         free(what);
         break;
     }
-    reel_buf_free(&b);
+    reel_buf_free(&out);
+    reel_buf_free(&in);
+    free(user);
     return rc;
 }
 
@@ -559,9 +578,10 @@ reel_rc reel_replay_send(const reel_replay_req_t *r, const reel_replay_send_opts
      * CONNECT tunnel, plain HTTP to it in absolute form */
     char *via = NULL, *proxy_host = NULL, *proxy_auth = NULL;
     int proxy_port = 0;
-    bool direct = reel_no_proxy_match(o->upstream_no_proxy, r->host);
-    reel_rc rc = reel_upstream_proxy_parse(direct ? NULL : o->upstream_proxy, o->upstream_proxyauth,
-                                           &via, &proxy_host, &proxy_port, &proxy_auth, &err);
+    bool direct = reel_no_proxy_match(o->upstream_no_proxy, r->host), socks = false;
+    reel_rc rc =
+        reel_upstream_proxy_parse(direct ? NULL : o->upstream_proxy, o->upstream_proxyauth, &via,
+                                  &proxy_host, &proxy_port, &proxy_auth, &socks, &err);
     if (rc == REEL_OK)
         rc = dial(&c, via ? proxy_host : r->host, via ? (uint32_t)proxy_port : port, server, client,
                   &t.dns_us, &t.connect_us, &err);
@@ -607,7 +627,10 @@ reel_rc reel_replay_send(const reel_replay_req_t *r, const reel_replay_send_opts
     if (rc != REEL_OK)
         goto out;
 
-    if (https && via && (rc = proxy_connect(&c, via, r->host, port, proxy_auth, &err)) != REEL_OK)
+    /* a tunnel for HTTPS, and for anything through a SOCKS5 proxy */
+    if ((https && via) || socks)
+        rc = proxy_tunnel(&c, via, socks, r->host, port, proxy_auth, o->upstream_proxyauth, &err);
+    if (rc != REEL_OK)
         goto out;
     if (https) {
         int64_t ts = now_us();
@@ -637,7 +660,7 @@ reel_rc reel_replay_send(const reel_replay_req_t *r, const reel_replay_send_opts
                              .verify_error = verr,
                              .peer_cert = verr ? cert : NULL,
                              .via = via,
-                             .via_forward = via && !https,
+                             .via_forward = via && !https && !socks,
                              /* a connection of its own, set up for it */
                              .opened_us = t0,
                              .dns_us = t.dns_us,
@@ -655,7 +678,7 @@ reel_rc reel_replay_send(const reel_replay_req_t *r, const reel_replay_send_opts
                         .version_minor = 1,
                         .headers = hs,
                         .nheaders = nh};
-    if (via && !https) {
+    if (via && !https && !socks) {
         /* to the proxy in absolute form, with its credentials: only on
          * the wire, the flow records the request as replayed */
         bool asterisk = strcmp(h.target, "*") == 0; /* OPTIONS *: the authority alone */

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "base/error.h"
+#include "base/mem.h"
 
 /** Methods of the greeting (RFC 1928 3). */
 #define REEL_SOCKS5_NO_AUTH 0x00
@@ -89,5 +90,60 @@ void reel_socks5_reply(uint8_t out[10], uint8_t rep);
 /** A static description of a reply code ("succeeded", "connection
  * refused", ...), as RFC 1928 6 names it; "unassigned" for the rest. */
 const char *reel_socks5_reply_name(uint8_t rep);
+
+/* ---- the client's side: reel's own connections through a SOCKS5
+ * upstream proxy (upstream_proxy socks5://host:port) ---- */
+
+/** Appends the greeting offering no authentication, and username and
+ * password too when userpass. */
+void reel_socks5_client_greeting(reel_buf_t *out, bool userpass);
+
+/** Appends the username/password message (RFC 1929). false, nothing
+ * appended, when user is empty or either is over 255 bytes. */
+bool reel_socks5_client_userpass(reel_buf_t *out, const char *user, const char *pass);
+
+/** Appends a CONNECT request for host:port: an IPv4 or IPv6 address as
+ * that address type, any other host as a domain name, which the proxy
+ * resolves. false, nothing appended, for a name over 255 bytes. */
+bool reel_socks5_client_connect(reel_buf_t *out, const char *host, int port);
+
+/** Reads a two-byte answer whose first byte is version (5: the method the
+ * proxy chose, answering the greeting; 1: the status of a username and
+ * password, 0 success). REEL_NEED_MORE; REEL_OK with *value, 2 bytes
+ * used; REEL_INVALID when the version is another (*why, static). */
+reel_rc reel_socks5_client_pair(const uint8_t *buf, size_t len, uint8_t version, uint8_t *value,
+                                const char **why);
+
+/** Reads the proxy's reply to CONNECT: REEL_NEED_MORE; REEL_OK with *used
+ * its bytes (what follows is the origin's) and *rep its code (0:
+ * succeeded, the tunnel is open); REEL_INVALID when it is no SOCKS5 reply
+ * (*why, static). */
+reel_rc reel_socks5_client_reply(const uint8_t *buf, size_t len, size_t *used, uint8_t *rep,
+                                 const char **why);
+
+/** The client's handshake, message by message: the greeting, the
+ * username and password when the proxy asks for them, then CONNECT. The
+ * strings are borrowed and must outlive it. */
+typedef struct {
+    int phase; /* 0: the greeting sent; 1: the username and password; 2:
+                * CONNECT; 3: the tunnel is open */
+    const char *host, *user, *pass;
+    int port;
+} reel_socks5_client_t;
+
+/** Starts a handshake for a tunnel to host:port (user NULL or "": offer
+ * no username and password) and appends the greeting to out. */
+void reel_socks5_client_start(reel_socks5_client_t *s, const char *host, int port, const char *user,
+                              const char *pass, reel_buf_t *out);
+
+/** Reads what the proxy sent, in[0..len) being all of it not yet used:
+ * *used bytes are taken, and what to send next is appended to out.
+ * REEL_NEED_MORE: its next answer is awaited; REEL_OK: the tunnel is open
+ * (the bytes after *used are the origin's); REEL_INVALID: the proxy
+ * refused or did not speak SOCKS5, *what (owned) saying so in the words
+ * reel_connect_refused puts before "CONNECT host:port" ("answered 05
+ * (connection refused) to"). */
+reel_rc reel_socks5_client_feed(reel_socks5_client_t *s, const uint8_t *in, size_t len,
+                                size_t *used, reel_buf_t *out, char **what);
 
 #endif

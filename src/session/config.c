@@ -121,13 +121,15 @@ static const reel_option_t options[] = {
      "username and password); empty = none",
      NULL, 0, 0, check_proxyauth},
     {"upstream_proxy", REEL_OPT_STRING, "",
-     "an HTTP proxy (host:port or http://host:port) that reel's own connections to origins go "
-     "through: plain-HTTP requests are sent to it as they came (absolute form), every other "
-     "connection is a tunnel it opens with CONNECT; empty = none (direct)",
+     "an HTTP proxy (host:port or http://host:port) or a SOCKS5 one (socks5://host:port) that "
+     "reel's own connections to origins go through: to an HTTP proxy plain-HTTP requests are "
+     "sent as they came (absolute form) and every other connection is a tunnel it opens with "
+     "CONNECT; through a SOCKS5 proxy every connection is a tunnel, the proxy resolving names "
+     "(socks5:// as socks5h://); empty = none (direct)",
      NULL, 0, 0, check_upstream_proxy},
     {"upstream_proxyauth", REEL_OPT_STRING, "",
-     "\"user:pass\" reel sends to upstream_proxy as its proxy authentication (Basic); empty = "
-     "none",
+     "\"user:pass\" reel sends to upstream_proxy as its proxy authentication (HTTP Basic, or "
+     "SOCKS5's username and password); empty = none",
      NULL, 0, 0, check_upstream_proxyauth},
     {"upstream_no_proxy", REEL_OPT_STRING, "",
      "hosts reached directly although upstream_proxy is set, as curl's NO_PROXY names them "
@@ -480,20 +482,23 @@ static reel_rc check_no_proxy(const char *v, reel_err_t *err) {
     return REEL_OK;
 }
 
-/* "host:port" or "http://host:port[/]", or empty; the port 1..65535. An
- * https:// or socks proxy is refused by name: reel speaks to its upstream
- * proxy in plain HTTP. */
+/* "host:port", "http://host:port[/]", "socks5://host:port[/]" or
+ * "socks5h://host:port[/]", or empty; the port 1..65535. An https:// or
+ * socks4 proxy is refused by name. */
 static reel_rc check_upstream_proxy(const char *v, reel_err_t *err) {
     if (v[0] == '\0')
         return REEL_OK;
     const char *scheme_end = strstr(v, "://");
     char shown[SHOW_MAX + 8];
-    if (scheme_end && strncmp(v, "http://", 7) != 0)
+    bool known = scheme_end && (strncmp(v, "http://", 7) == 0 || strncmp(v, "socks5://", 9) == 0 ||
+                                strncmp(v, "socks5h://", 10) == 0);
+    if (scheme_end && !known)
         return reel_err_set(err, REEL_INVALID,
-                            "invalid value '%s' for upstream_proxy: only a plain HTTP proxy is "
-                            "supported (http://host:port), not %.*s",
+                            "invalid value '%s' for upstream_proxy: only a plain HTTP proxy "
+                            "(http://host:port) or a SOCKS5 one (socks5://host:port) is "
+                            "supported, not %.*s",
                             show(v, shown), (int)(scheme_end - v + 3), v);
-    const char *a = scheme_end ? v + 7 : v;
+    const char *a = scheme_end ? scheme_end + 3 : v;
     size_t n = strlen(a);
     if (n && a[n - 1] == '/')
         n--;

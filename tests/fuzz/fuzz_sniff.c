@@ -22,7 +22,11 @@
  *   port, one they refuse a reply code that says why;
  * - reel_connect_answer: a head taken ends within the input, after a 2xx
  *   status line, and its bytes alone are taken the same; one refused says
- *   why in a bounded text; one not whole yet is within the head limit. */
+ *   why in a bounded text; one not whole yet is within the head limit;
+ * - reel_socks5_client_feed, the input as a SOCKS5 proxy's answers (with a
+ *   username and password, and without): what it takes is within the
+ *   input, a refusal says why, and the bytes it asks to send are the
+ *   messages of its phase. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,6 +231,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     free(what);
     reel_buf_free(&head);
+
+    /* the input as a SOCKS5 proxy's answers, fed as they would come: what
+     * is left after each message taken */
+    for (int auth = 0; auth < 2; auth++) {
+        reel_socks5_client_t sc;
+        reel_buf_t out;
+        reel_buf_init(&out, 0);
+        reel_socks5_client_start(&sc, "example.test", 443, auth ? "ann" : NULL, "pw", &out);
+        FUZZ_CHECK(out.len == (auth ? 4u : 3u), "greeting of %zu bytes", out.len);
+        size_t at = 0;
+        for (int round = 0; round < 4; round++) {
+            size_t took = 0;
+            char *refusal = NULL;
+            reel_buf_reset(&out);
+            reel_rc fr = reel_socks5_client_feed(&sc, buf + at, size - at, &took, &out, &refusal);
+            FUZZ_CHECK(took <= size - at, "SOCKS5 answers: took %zu of %zu", took, size - at);
+            FUZZ_CHECK((fr == REEL_INVALID) == (refusal != NULL), "SOCKS5 answers: rc %d", (int)fr);
+            FUZZ_CHECK(refusal == NULL || strlen(refusal) < 200, "SOCKS5 refusal of %zu chars",
+                       strlen(refusal));
+            FUZZ_CHECK(fr != REEL_OK || sc.phase == 3, "open in phase %d", sc.phase);
+            free(refusal);
+            at += took;
+            if (fr != REEL_NEED_MORE || took == 0)
+                break;
+        }
+        reel_buf_free(&out);
+    }
 
     reel_clienthello_t ch;
     memset(&ch, 0xa5, sizeof ch); /* zeroed by the parser */

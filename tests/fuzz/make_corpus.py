@@ -306,6 +306,11 @@ def sniff(out):
           b"HTTP/1.0 407 Proxy Authentication Required\r\nServer: tinyproxy/1.11.1\r\n"
           b"Content-Type: text/html\r\nProxy-Authenticate: Basic realm=\"Tinyproxy\"\r\n"
           b"Content-Length: 9\r\n\r\nno access")
+    # a SOCKS5 proxy's answers to reel (core/socks.h's client side): the
+    # method, then the reply to CONNECT; with a username and password
+    write(out, "sniff", "socks5-answers", b"\x05\x00\x05\x00\x00\x01\x7f\x00\x00\x01\x00\x50")
+    write(out, "sniff", "socks5-answers-auth",
+          b"\x05\x02\x01\x00\x05\x00\x00\x03\x04host\x01\xbb")
 
 
 # ---- spool and index: a session written by reel ----

@@ -25,6 +25,34 @@ import unittest
 from proxyenv import TMPBASE, Origin, Reel, body, curl, free_port, main, stop_class
 
 TINYPROXY = shutil.which("tinyproxy") or "/usr/bin/tinyproxy"
+MICROSOCKS = shutil.which("microsocks") or "/usr/bin/microsocks"
+
+
+def wait_listening(port):
+    """Returns once 127.0.0.1:port accepts a connection (5 s at most)."""
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+
+
+class Microsocks:
+    """microsocks (Debian's SOCKS5 server) on a free 127.0.0.1 port, stopped
+    by PID, optionally asking for a username and password."""
+
+    def __init__(self, auth=None):
+        self.port = free_port()
+        args = [MICROSOCKS, "-i", "127.0.0.1", "-p", str(self.port)]
+        if auth:
+            args += ["-u", auth[0], "-P", auth[1]]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_listening(self.port)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
 
 
 class Tinyproxy:
@@ -45,12 +73,7 @@ class Tinyproxy:
                 f.write("ConnectPort %d\n" % port)
         self.proc = subprocess.Popen([TINYPROXY, "-d", "-c", conf], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
-        for _ in range(100):  # listening once a connection is accepted
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_listening(self.port)
 
     def requests(self):
         """(method, target) of every request it was sent"""
@@ -69,18 +92,23 @@ class Tinyproxy:
         self.proc.wait(10)
 
 
-@unittest.skipUnless(os.access(TINYPROXY, os.X_OK), "tinyproxy is not installed")
-class UpstreamProxyTest(unittest.TestCase):
+class BehindAProxy(unittest.TestCase):
+    """The set-up of the classes below: an nginx origin (HTTP/2 too), two
+    upstream proxies of the class's kind (start_proxies: an open one, and
+    one asking for "ann" and "s3cret"), and reel recording into session
+    `session` with upstream_proxy naming the open one (in the session's
+    overlay, not --set, so that the tests can change it)."""
+
+    session = None  # set by each class below
+
     @classmethod
     def setUpClass(cls):
         os.makedirs(TMPBASE, exist_ok=True)
-        cls.root = tempfile.mkdtemp(prefix="upstream-proxy.", dir=TMPBASE)
+        cls.root = tempfile.mkdtemp(prefix="upstream-%s." % cls.session, dir=TMPBASE)
         cls.origin = Origin(os.path.join(cls.root, "origin"), h2=True)
-        cls.open_proxy = Tinyproxy(cls.root, "open", connect_ports=(cls.origin.https_port,))
-        cls.auth_proxy = Tinyproxy(cls.root, "auth", auth=("ann", "s3cret"))
-        cls.reel = Reel(cls.root, "up", "upstream_trusted_ca=" + cls.origin.ca)
-        # in the session's overlay, not --set, so that the tests can change it
-        cls.reel.set_config("set", "upstream_proxy", "127.0.0.1:%d" % cls.open_proxy.port)
+        cls.open_proxy, cls.auth_proxy, cls.via = cls.start_proxies()
+        cls.reel = Reel(cls.root, cls.session, "upstream_trusted_ca=" + cls.origin.ca)
+        cls.reel.set_config("set", "upstream_proxy", cls.via)
 
     @classmethod
     def tearDownClass(cls):
@@ -93,6 +121,37 @@ class UpstreamProxyTest(unittest.TestCase):
         self.assertEqual(len(fl), 1, fl)
         return fl[0], self.reel.flow(fl[0]["id"])
 
+    def error_of(self, url, path, *args, status=b"502"):
+        """curl through reel (args before url) gets status for url; returns
+        the error of the flow whose URL ends with path."""
+        out = curl(self.reel, *args, "-o", "/dev/null", "-w", "%{http_code}", url, check=False)
+        self.assertEqual(out.stdout, status)
+        return self.last(path)[0]["error"]
+
+    def each_way(self):
+        """curl through reel to the origin over plain HTTP, then HTTPS with
+        HTTP/1.1 and HTTP/2: each answered whole in the version asked for;
+        yields (https, its flow as reel flow --json has it)."""
+        for args, path, https, version in (([], "/100b?plain", False, "HTTP/1.1"),
+                                           (["--http1.1"], "/text.txt?h1", True, "HTTP/1.1"),
+                                           (["--http2"], "/text.txt?h2", True, "HTTP/2.0")):
+            out = curl(self.reel, *args, self.origin.url(path, https=https))
+            row, full = self.last(path)
+            self.assertEqual((row["status"], row["state"]), (200, "complete"), row)
+            self.assertEqual(body(full, "response"), out.stdout)
+            self.assertEqual(full["response"]["http_version"], version)
+            yield https, full
+
+
+@unittest.skipUnless(os.access(TINYPROXY, os.X_OK), "tinyproxy is not installed")
+class UpstreamProxyTest(BehindAProxy):
+    session = "up"
+
+    @classmethod
+    def start_proxies(cls):
+        tp = Tinyproxy(cls.root, "open", connect_ports=(cls.origin.https_port,))
+        return tp, Tinyproxy(cls.root, "auth", auth=("ann", "s3cret")), "127.0.0.1:%d" % tp.port
+
     def set_config(self, key, value):
         """Sets a key of the session's overlay; returns once the proxy has
         applied it."""
@@ -101,17 +160,10 @@ class UpstreamProxyTest(unittest.TestCase):
     def test_a_http_and_https_through_the_proxy(self):
         o, r, tp = self.origin, self.reel, self.open_proxy
         via = "127.0.0.1:%d" % tp.port
-        for args, path, https, version in (([], "/100b?plain", False, "HTTP/1.1"),
-                                           (["--http1.1"], "/text.txt?h1", True, "HTTP/1.1"),
-                                           (["--http2"], "/text.txt?h2", True, "HTTP/2.0")):
-            out = curl(r, *args, o.url(path, https=https))
-            row, full = self.last(path)
-            self.assertEqual((row["status"], row["state"]), (200, "complete"), row)
-            self.assertEqual(body(full, "response"), out.stdout)
+        for https, full in self.each_way():
             sc = full["server_conn"]
             self.assertEqual((sc["via"], sc["address"], sc["via_forward"]), (via, via, not https),
                              sc)
-            self.assertEqual(full["response"]["http_version"], version)
             if https:
                 self.assertEqual(sc["sni"], "localhost", sc)
                 self.assertTrue(sc["tls_version"].startswith("TLSv1."), sc)
@@ -171,25 +223,19 @@ class UpstreamProxyTest(unittest.TestCase):
         ap = self.auth_proxy
         try:
             self.set_config("upstream_proxy", "http://localhost:%d/" % ap.port)
-            out = curl(r, "-o", "/dev/null", "-w", "%{http_code}", o.url("/100b?noauth"),
-                       check=False)
-            self.assertEqual(out.stdout, b"502")
-            row, _ = self.last("/100b?noauth")
-            self.assertEqual(row["error"], 'the upstream proxy localhost:%d answered "HTTP/1.0 407 '
-                                           'Proxy Authentication Required" to the request '
-                                           'forwarded to it' % ap.port)
-            self.assertTrue(row["response_generated"], row)
+            self.assertEqual(self.error_of(o.url("/100b?noauth"), "/100b?noauth"),
+                             'the upstream proxy localhost:%d answered "HTTP/1.0 407 Proxy '
+                             'Authentication Required" to the request forwarded to it' % ap.port)
+            self.assertTrue(self.last("/100b?noauth")[0]["response_generated"])
             # and so to a CONNECT, for an HTTP/1.1 connection or an HTTP/2
             # session (test_a: the origin chose h2 before), whose stream
             # said it inside "could not be reached: ..."
             for v in ("1.1", "2"):
-                out = curl(r, "--http" + v, "-o", "/dev/null", "-w", "%{http_code}",
-                           o.url("/100b?noauth-tls-" + v, https=True), check=False)
-                self.assertEqual(out.stdout, b"502")
-                row, _ = self.last("/100b?noauth-tls-" + v)
-                self.assertEqual(row["error"], 'the upstream proxy localhost:%d answered "HTTP/1.0 '
-                                               '407 Proxy Authentication Required" to CONNECT '
-                                               'localhost:%d' % (ap.port, o.https_port))
+                path = "/100b?noauth-tls-" + v
+                self.assertEqual(self.error_of(o.url(path, https=True), path, "--http" + v),
+                                 'the upstream proxy localhost:%d answered "HTTP/1.0 407 Proxy '
+                                 'Authentication Required" to CONNECT localhost:%d'
+                                 % (ap.port, o.https_port))
             self.set_config("upstream_proxyauth", "ann:s3cret")
             out = curl(r, o.url("/100b?auth"))
             self.assertEqual(len(out.stdout), 100)
@@ -207,13 +253,9 @@ class UpstreamProxyTest(unittest.TestCase):
             self.assertNotIn("s3cret", r.log())
             # a proxy that cannot be reached is named
             self.set_config("upstream_proxy", "127.0.0.1:1")
-            out = curl(r, "-o", "/dev/null", "-w", "%{http_code}", o.url("/100b?noproxy"),
-                       check=False)
-            self.assertEqual(out.stdout, b"502")
-            row, _ = self.last("/100b?noproxy")
-            self.assertRegex(row["error"], r"^the upstream proxy \(upstream_proxy 127\.0\.0\.1:1\) "
-                                           r"could not be reached: cannot connect to 127\.0\.0\.1:1 .*"
-                                           r"connection refused$")
+            self.assertRegex(self.error_of(o.url("/100b?noproxy"), "/100b?noproxy"),
+                             r"^the upstream proxy \(upstream_proxy 127\.0\.0\.1:1\) could not be "
+                             r"reached: cannot connect to 127\.0\.0\.1:1 .*connection refused$")
         finally:
             self.set_config("upstream_proxy", "127.0.0.1:%d" % self.open_proxy.port)
             self.set_config("upstream_proxyauth", "")
@@ -350,10 +392,11 @@ class UpstreamProxyTest(unittest.TestCase):
             self.set_config("upstream_no_proxy", "")
 
     def test_d_values_that_are_no_http_proxy(self):
-        for value, why in (("https://p:3128", "only a plain HTTP proxy is supported "
-                                             "(http://host:port), not https://"),
-                           ("socks5://p:1080", "only a plain HTTP proxy is supported "
-                                               "(http://host:port), not socks5://"),
+        only = ("only a plain HTTP proxy (http://host:port) or a SOCKS5 one "
+                "(socks5://host:port) is supported, not ")
+        for value, why in (("https://p:3128", only + "https://"),
+                           ("socks4://p:1080", only + "socks4://"),
+                           ("socks5://p", "expected host:port"),
                            ("ann:pw@p:3128", "a user or path is not taken (upstream_proxyauth "
                                              "holds the credentials)"),
                            ("p", "expected host:port"),
@@ -367,6 +410,69 @@ class UpstreamProxyTest(unittest.TestCase):
         self.assertIn(b"invalid value for upstream_proxyauth: expected \"user:pass\" or empty",
                       out.stderr)
         self.assertNotIn(b"nocolon", out.stderr)
+
+
+@unittest.skipUnless(os.access(MICROSOCKS, os.X_OK), "microsocks is not installed")
+class SocksUpstreamTest(BehindAProxy):
+    """upstream_proxy socks5://: every connection reel makes to an origin is
+    a SOCKS5 tunnel (microsocks here), named so in the record; a proxy that
+    asks for a username and password gets upstream_proxyauth's; its
+    refusals are named in the flow's 502; reel replay goes the same way."""
+
+    session = "sk"
+
+    @classmethod
+    def start_proxies(cls):
+        ms = Microsocks()
+        return ms, Microsocks(auth=("ann", "s3cret")), "socks5://127.0.0.1:%d" % ms.port
+
+    def test_a_through_the_socks_proxy(self):
+        o, r = self.origin, self.reel
+        for _, full in self.each_way():
+            sc = full["server_conn"]
+            self.assertEqual((sc["via"], sc["address"], sc["via_forward"]),
+                             (self.via, "127.0.0.1:%d" % self.open_proxy.port, False), sc)
+        text = r.cli("flow", "sk", str(self.last("/100b?plain")[0]["id"])).stdout.decode()
+        self.assertIn("to the upstream proxy 127.0.0.1:%d (%s), a SOCKS5 tunnel to the origin\n"
+                      % (self.open_proxy.port, self.via), text)
+        # an origin the proxy cannot reach: its reply code, named
+        self.assertEqual(self.error_of("http://127.0.0.1:1/gone", "/gone"),
+                         "the upstream proxy %s answered 05 (connection refused) to CONNECT "
+                         "127.0.0.1:1" % self.via)
+        # reel replay goes the same way
+        out = r.cli("replay", "sk", "~u plain$ | ~u h1$", "--into", "sk-replays", "--json", "--set",
+                    "upstream_trusted_ca=" + o.ca)
+        reps = json.loads(out.stdout)["replays"]
+        self.assertEqual([x["status"] for x in reps], [200, 200], reps)
+        for rep in reps:
+            f = json.loads(r.cli("flow", "sk-replays", str(rep["id"]), "--json").stdout)
+            self.assertEqual((f["server_conn"]["via"], f["server_conn"]["via_forward"]),
+                             (self.via, False))
+
+    def test_b_username_and_password(self):
+        o, r = self.origin, self.reel
+        via = "socks5h://localhost:%d" % self.auth_proxy.port
+        try:
+            r.set_config("set", "upstream_proxy", via)
+            for path, https in (("/100b?noauth", False), ("/100b?noauth-tls", True)):
+                self.assertEqual(self.error_of(o.url(path, https=https), path, "--http1.1"),
+                                 "the upstream proxy %s asks for a username and password "
+                                 "(upstream_proxyauth) before CONNECT %s:%d"
+                                 % (via, "localhost" if https else "127.0.0.1",
+                                    o.https_port if https else o.http_port))
+            r.set_config("set", "upstream_proxyauth", "ann:wrong")
+            self.assertEqual(self.error_of(o.url("/100b?wrong"), "/100b?wrong"),
+                             "the upstream proxy %s refused upstream_proxyauth's username and "
+                             "password before CONNECT 127.0.0.1:%d"
+                             % (via, o.http_port))
+            r.set_config("set", "upstream_proxyauth", "ann:s3cret")
+            for path, https in (("/100b?auth", False), ("/100b?auth-tls", True)):
+                out = curl(r, o.url(path, https=https))
+                self.assertEqual(len(out.stdout), 100)
+                self.assertEqual(self.last(path)[1]["server_conn"]["via"], via)
+        finally:
+            r.set_config("set", "upstream_proxy", self.via)
+            r.set_config("set", "upstream_proxyauth", "")
 
 
 if __name__ == "__main__":

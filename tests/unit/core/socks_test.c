@@ -1,7 +1,9 @@
 /* Tests for src/core/socks.c: the SOCKS5 messages a client sends (RFC 1928,
  * RFC 1929), each read whole, as every prefix (in its own heap buffer of
  * exactly that size, so that ASan sees a read past len) and with bytes
- * after it; the reply reel writes. */
+ * after it; the reply reel writes; and the client's side (reel through a
+ * SOCKS5 upstream proxy): the messages it writes, and a proxy's answers
+ * fed whole and split at every byte. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -161,12 +163,146 @@ static void test_reply(void **state) {
     assert_string_equal(reel_socks5_reply_name(9), "unassigned");
 }
 
+static void test_client_messages(void **state) {
+    (void)state;
+    reel_buf_t b;
+    reel_buf_init(&b, 0);
+    reel_socks5_client_greeting(&b, false);
+    assert_int_equal(b.len, 3);
+    assert_memory_equal(b.data, "\x05\x01\x00", 3);
+    reel_buf_reset(&b);
+    reel_socks5_client_greeting(&b, true);
+    assert_memory_equal(b.data, "\x05\x02\x00\x02", 4);
+    reel_buf_reset(&b);
+    assert_true(reel_socks5_client_userpass(&b, "ann", "pw"));
+    assert_int_equal(b.len, 8);
+    assert_memory_equal(b.data,
+                        "\x01\x03"
+                        "ann"
+                        "\x02"
+                        "pw",
+                        8);
+    reel_buf_reset(&b);
+    assert_false(reel_socks5_client_userpass(&b, "", "pw"));
+    char big[300];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    assert_false(reel_socks5_client_userpass(&b, "ann", big));
+    assert_false(reel_socks5_client_connect(&b, big, 80));
+    assert_int_equal(b.len, 0);
+    /* each address type, and what the server side reads back */
+    static const char *const hosts[] = {"192.0.2.7", "2001:db8::1", "example.test"};
+    static const uint8_t atyps[] = {1, 4, 3};
+    for (int i = 0; i < 3; i++) {
+        reel_buf_reset(&b);
+        assert_true(reel_socks5_client_connect(&b, hosts[i], 8443));
+        reel_socks5_request_t rq;
+        size_t used;
+        uint8_t reply;
+        const char *why;
+        assert_int_equal(reel_socks5_request(b.data, b.len, &used, &rq, &reply, &why), REEL_OK);
+        assert_int_equal(used, b.len);
+        assert_int_equal(rq.atyp, atyps[i]);
+        assert_string_equal(rq.host, hosts[i]);
+        assert_int_equal(rq.port, 8443);
+    }
+    reel_buf_free(&b);
+}
+
+/* The proxy's answers fed to a handshake in pieces of `step` bytes (0:
+ * whole), as they would come: returns its last result, *what its words
+ * and *rest the bytes after the handshake; *sent what it asked to send
+ * after the greeting. */
+static reel_rc handshake(const char *user, const uint8_t *in, size_t n, size_t step, char **what,
+                         size_t *rest, reel_buf_t *sent) {
+    reel_socks5_client_t s;
+    reel_buf_t have;
+    reel_buf_init(&have, 0);
+    reel_buf_reset(sent);
+    reel_socks5_client_start(&s, "example.test", 443, user, "pw", sent);
+    reel_buf_reset(sent);
+    reel_rc rc = REEL_NEED_MORE;
+    size_t at = 0;
+    *what = NULL;
+    while (rc == REEL_NEED_MORE && at < n) {
+        size_t k = step && n - at > step ? step : n - at;
+        reel_buf_append(&have, in + at, k);
+        at += k;
+        size_t used;
+        rc = reel_socks5_client_feed(&s, have.data, have.len, &used, sent, what);
+        reel_buf_consume(&have, used);
+    }
+    *rest = have.len + (n - at);
+    reel_buf_free(&have);
+    return rc;
+}
+
+static void test_client_handshake(void **state) {
+    (void)state;
+    /* no authentication; a reply with a domain name; then the origin's */
+    static const uint8_t plain[] = "\x05\x00"
+                                   "\x05\x00\x00\x03\x04host\x01\xbb"
+                                   "ORIGIN";
+    /* username and password; a reply with an IPv6 address */
+    static const uint8_t auth[] = "\x05\x02"
+                                  "\x01\x00"
+                                  "\x05\x00\x00\x04"
+                                  "AAAAAAAAAAAAAAAA"
+                                  "\x00\x50";
+    reel_buf_t sent;
+    reel_buf_init(&sent, 0);
+    for (size_t step = 0; step < 8; step++) {
+        char *what;
+        size_t rest;
+        assert_int_equal(handshake(NULL, plain, sizeof plain - 1, step, &what, &rest, &sent),
+                         REEL_OK);
+        assert_null(what);
+        assert_int_equal(rest, 6);
+        assert_int_equal(sent.len, 7 + 12); /* the CONNECT for example.test:443 */
+        assert_int_equal(handshake("ann", auth, sizeof auth - 1, step, &what, &rest, &sent),
+                         REEL_OK);
+        assert_int_equal(rest, 0);
+        assert_int_equal(sent.len, 8 + 7 + 12); /* the password, then the CONNECT */
+    }
+#define IN(s) (const uint8_t *)(s), sizeof(s) - 1
+    static const struct {
+        const char *user;
+        const uint8_t *in;
+        size_t n;
+        const char *what;
+    } refused[] = {
+        {NULL, IN("\x05\x02"), "asks for a username and password (upstream_proxyauth) before"},
+        {NULL, IN("\x05\xff"), "asks for a username and password (upstream_proxyauth) before"},
+        {"ann", IN("\x05\xff"),
+         "accepted none of the methods reel offers (none, username and password) before"},
+        {"ann", IN("\x05\x02\x01\x01"),
+         "refused upstream_proxyauth's username and password before"},
+        {NULL, IN("\x05\x00\x05\x05\x00\x01\x00\x00\x00\x00\x00\x00"),
+         "answered 05 (connection refused) to"},
+        {NULL, IN("\x05\x00\x05\x00\x00\x09\x00"), "answered with an unknown address type to"},
+        {NULL, IN("HTTP/1.1 400"),
+         "answered the greeting with what is not SOCKS version 5, before"},
+        {NULL, IN("\x05\x00HTTP"), "answered what is not SOCKS version 5 to"},
+    };
+#undef IN
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        char *what;
+        size_t rest;
+        assert_int_equal(
+            handshake(refused[i].user, refused[i].in, refused[i].n, 0, &what, &rest, &sent),
+            REEL_INVALID);
+        assert_non_null(what);
+        assert_string_equal(what, refused[i].what);
+        free(what);
+    }
+    reel_buf_free(&sent);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_greeting),
-        cmocka_unit_test(test_userpass),
-        cmocka_unit_test(test_request),
-        cmocka_unit_test(test_reply),
+        cmocka_unit_test(test_greeting),        cmocka_unit_test(test_userpass),
+        cmocka_unit_test(test_request),         cmocka_unit_test(test_reply),
+        cmocka_unit_test(test_client_messages), cmocka_unit_test(test_client_handshake),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
