@@ -9,6 +9,7 @@
 #include "base/mem.h"
 #include "core/hostport.h"
 #include "core/socks.h"
+#include "session/session.h"
 
 typedef struct {
     reel_filter_t f;
@@ -17,6 +18,7 @@ typedef struct {
     reel_buf_t head; /* the proxy's answer so far */
     bool sent, open;
     bool forward; /* no CONNECT: open with the connection to the proxy */
+    int64_t opened_us; /* when the tunnel opened (wall clock; 0: not yet, or forward) */
     /* a SOCKS5 proxy: its handshake, and upstream_proxyauth split */
     bool socks;
     reel_socks5_client_t sc;
@@ -166,6 +168,7 @@ static void connect_recv(reel_filter_t *f, const uint8_t *data, size_t len) {
         return;
     }
     c->open = true;
+    c->opened_us = reel_now_us();
     /* bytes behind the head are the origin's first */
     reel_buf_t rest;
     reel_buf_init(&rest, 0);
@@ -216,6 +219,7 @@ static void connect_info(const reel_filter_t *f, reel_stack_info_t *out) {
     out->via = c->proxy;
     out->via_open = c->open;
     out->via_forward = c->forward;
+    out->setup_tunnel_open = c->opened_us;
 }
 
 static void connect_destroy(reel_filter_t *f) {

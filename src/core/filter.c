@@ -79,6 +79,7 @@ void reel_stack_info(const reel_stack_t *st, reel_stack_info_t *out) {
     out->local[0] = out->remote[0] = '\0';
     out->t_dns0 = out->t_dns1 = out->t_connected = 0;
     out->setup_dns0 = out->setup_dns1 = out->setup_connected = out->setup_tls_done = 0;
+    out->setup_tunnel_open = 0;
     out->tls = out->tls_done = out->tls_resumed = out->tls_no_close_notify = false;
     out->alpn = out->sni = out->tls_version = out->cipher = NULL;
     out->verify_error = out->peer_cert = NULL;

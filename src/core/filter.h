@@ -47,6 +47,11 @@ typedef struct {
      * t_dns0.. are those of the stream that opened the session only (the
      * times its flow counts). */
     int64_t setup_dns0, setup_dns1, setup_connected, setup_tls_done;
+    /* When the upstream proxy's tunnel opened (its 2xx to CONNECT, or
+     * SOCKS5's success; wall clock µs; 0: no tunnel, or not yet): the
+     * connection to the origin is made then, and the flow's `connect`
+     * counts to it, TLS after it (a stream's: its session's) */
+    int64_t setup_tunnel_open;
     bool tls;                            /* a TLS filter is in the stack */
     bool tls_done;                       /* ... and its handshake is done */
     bool tls_resumed;

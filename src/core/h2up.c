@@ -1159,6 +1159,7 @@ static void ulane_info(const reel_filter_t *f, reel_stack_info_t *out) {
     out->setup_dns1 = l->info.setup_dns1;
     out->setup_connected = l->info.setup_connected;
     out->setup_tls_done = l->info.setup_tls_done;
+    out->setup_tunnel_open = l->info.setup_tunnel_open;
     out->tls = l->https;
     out->tls_done = l->https && l->connected;
     out->tls_resumed = l->info.tls_resumed;
@@ -1179,6 +1180,8 @@ static void ulane_info(const reel_filter_t *f, reel_stack_info_t *out) {
         out->via_open = si.via_open;
         if (out->setup_connected == 0)
             out->setup_connected = si.setup_connected; /* (to the proxy) */
+        if (out->setup_tunnel_open == 0)
+            out->setup_tunnel_open = si.setup_tunnel_open;
     }
 }
 

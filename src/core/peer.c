@@ -63,16 +63,25 @@ static void ev_ready(void *ud) {
     peer_t *pe = ud;
     if (pe->role == P_UPSTREAM) {
         conn_t *c = pe->c; /* pe may be gone after: a probe became a session */
+        reel_stack_info_t tinfo;
+        reel_stack_info(&pe->st, &tinfo);
+        if (pe->t_connected && tinfo.setup_tunnel_open > pe->t_connected) {
+            /* through an upstream proxy, the origin is reached when its
+             * tunnel opens: the flow's `connect` counts to then, its TLS
+             * from then (the wait for the proxy's answer was in `ssl` for
+             * HTTPS, and in no phase for HTTP) */
+            pe->t_connected = tinfo.setup_tunnel_open;
+            if (!pe->https)
+                pe->t_ready = pe->t_connected;
+        }
         if (pe->https) {
             /* the handshake's end as its filter stamped it, which
              * ServerConn's ssl_us counts to: a stamp of its own here, a
              * moment later, made the flow's ssl 1 us longer than its
              * connection's (a stream of a session already up, with no
              * t_connected, is ready now) */
-            reel_stack_info_t info;
-            reel_stack_info(&pe->st, &info);
-            pe->t_ready = pe->t_connected && info.setup_tls_done >= pe->t_connected
-                              ? info.setup_tls_done
+            pe->t_ready = pe->t_connected && tinfo.setup_tls_done >= pe->t_connected
+                              ? tinfo.setup_tls_done
                               : reel__now_us();
         }
         reel__upstream_ready(pe);
@@ -360,6 +369,8 @@ reel_capture_conn_t reel__conn_facts(const peer_t *up, const reel_stack_info_t *
      * (the ALPN probe, core/tunnel.c) and a stream of a shared HTTP/2
      * session, whose flows' timings have none of it */
     int64_t dns0 = info->setup_dns0, dns1 = info->setup_dns1, conn = info->setup_connected;
+    if (conn && info->setup_tunnel_open > conn)
+        conn = info->setup_tunnel_open; /* the origin reached: the proxy's tunnel open */
     /* the check refused the certificate, or (unverified) would have */
     const char *bad = info->verify_error ? info->verify_error : info->unchecked_error;
     const char *cert = info->verify_error ? info->peer_cert : info->unchecked_cert;

@@ -19,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -390,6 +391,64 @@ class UpstreamProxyTest(BehindAProxy):
                           out.stderr)
         finally:
             self.set_config("upstream_no_proxy", "")
+
+    def test_h_timings_of_a_tunnel(self):
+        """Through a proxy slow to answer CONNECT (a relay here, 400 ms), the
+        flow's and its connection's `connect` count to the tunnel's opening
+        and `ssl` from it: the wait was counted as TLS."""
+        o = self.origin
+        lsn = socket.socket()
+        lsn.bind(("127.0.0.1", 0))
+        lsn.listen(4)
+        threads = []
+
+        def pipe(a, b):
+            try:
+                while True:
+                    d = a.recv(65536)
+                    if not d:
+                        break
+                    b.sendall(d)
+            except OSError:
+                pass
+            finally:
+                for s in (a, b):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+        def serve():
+            try:
+                c, _ = lsn.accept()
+            except OSError:
+                return
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += c.recv(4096)
+            time.sleep(0.4)
+            up = socket.create_connection(("127.0.0.1", o.https_port))
+            c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            for a, b in ((c, up), (up, c)):
+                t = threading.Thread(target=pipe, args=(a, b), daemon=True)
+                t.start()
+                threads.append(t)
+
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        try:
+            self.set_config("upstream_proxy", "127.0.0.1:%d" % lsn.getsockname()[1])
+            curl(self.reel, "--http1.1", o.url("/100b?slow-tunnel", https=True))
+            full = self.last("/100b?slow-tunnel")[1]
+            for part in (full["timings"], full["server_conn"]):
+                self.assertGreaterEqual(part["connect_us"], 400000, part)
+                self.assertLess(part["ssl_us"], 400000, part)
+                self.assertGreaterEqual(part["ssl_us"], 0, part)
+        finally:
+            self.set_config("upstream_proxy", self.via)
+            lsn.close()
+            for t in threads:
+                t.join(5)
 
     def test_d_values_that_are_no_http_proxy(self):
         only = ("only a plain HTTP proxy (http://host:port) or a SOCKS5 one "
