@@ -818,7 +818,10 @@ static void refuse_over_limit(conn_t *c) {
 /* A new client connection on `bottom` (owned from now; accepted by the
  * listener, or an in-memory pipe in tests). */
 conn_t *reel__conn_open(reel_proxy_t *p, reel_filter_t *bottom, const char *client_ip) {
-    return reel__conn_new(p, bottom, client_ip, true);
+    conn_t *c = reel__conn_new(p, bottom, client_ip, true);
+    if (p->reverse_host && c->state == C_HEAD && !c->client.closing)
+        reel__reverse_begin(c); /* (not one refused over max_client_conns) */
+    return c;
 }
 
 conn_t *reel__conn_new(reel_proxy_t *p, reel_filter_t *bottom, const char *client_ip,

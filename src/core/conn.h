@@ -224,6 +224,11 @@ struct conn {
     char client_addr[64];
     /* Inside a CONNECT tunnel: the origin every request goes to. */
     bool in_tunnel, tunnel_tls;
+    /* ... or reverse_to's, a connection of reel as a reverse proxy (as a
+     * tunnel no CONNECT asked for: nothing answered, no CONNECT
+     * recorded; its requests go to reverse_to's scheme, whatever the
+     * client speaks: reel__tunnel_https) */
+    bool reverse;
     char *tunnel_host;
     int tunnel_port;
     char *tunnel_sni;
@@ -399,6 +404,11 @@ struct reel_proxy {
     char *upstream_no_proxy; /* the hosts reached directly all the same (NULL: none) */
     bool upstream_proxy_socks;     /* upstream_proxy is a SOCKS5 proxy (socks5://) */
     char *upstream_proxy_userpass; /* ... and upstream_proxyauth's "user:pass" for it */
+    /* reverse_to: the origin every connection goes to (NULL: a forward
+     * proxy), and whether reel speaks TLS to it */
+    char *reverse_host;
+    int reverse_port;
+    bool reverse_https;
     int upstream_proxy_port;
     uint64_t idle_timeout_ms, head_timeout_ms, upstream_timeout_ms;
     size_t max_head_size;
@@ -618,6 +628,14 @@ int reel__split_authority(const char *a, size_t n, char **host, int *port, int d
  * through the upstream proxy. */
 bool reel__upstream_transport(reel_proxy_t *p, reel_stack_t *st, const char *host, int port,
                               bool forward);
+/* Whether the requests inside c's tunnel go to their origin over TLS: as
+ * the client spoke to reel inside its CONNECT, or as reverse_to says. */
+static inline bool reel__tunnel_https(const conn_t *c) {
+    return c->reverse ? c->p->reverse_https : c->tunnel_tls;
+}
+/* A new client connection of reel as a reverse proxy (reverse_to): a
+ * tunnel to that origin, sniffed as a CONNECT's is. */
+void reel__reverse_begin(conn_t *c);
 /* The upstream proxy ("host:port") a new connection to host goes through
  * now: upstream_proxy unless upstream_no_proxy names host; NULL: direct
  * (or the tests' connector). */

@@ -20,7 +20,7 @@ static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const cha
                        const char *target, bool keeps_up, int64_t since_us);
 static bool check_auth(conn_t *c, const reel_h1_head_t *h);
 static bool write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, const char *target,
-                       bool keep_upgrade, bool add_close, const char *proxy_auth);
+                       bool keep_upgrade, bool add_close, const char *proxy_auth, const char *host);
 static bool retryable_method(const char *m);
 static void handle_connect(conn_t *c, const reel_h1_head_t *h);
 static void request_head(conn_t *c, const reel_h1_head_t *h);
@@ -894,14 +894,14 @@ bool reel__head_abandoned(conn_t *c, const char *error) {
 void reel__record_rejected(conn_t *c) {
     reel_h1_head_t ph;
     if (!reel_h1_partial_head(reel_h1_codec_parser(c->reqc), &ph)) {
-        reel__record_refused(c, NULL, c->in_tunnel && c->tunnel_tls ? "https" : "http",
+        reel__record_refused(c, NULL, c->in_tunnel && reel__tunnel_https(c) ? "https" : "http",
                              c->in_tunnel ? c->tunnel_host : NULL,
                              c->in_tunnel ? c->tunnel_port : 0, "");
         return;
     }
     char *method = reel_strndup(ph.method ? ph.method : "", ph.method_len);
     char *target = reel_strndup(ph.target ? ph.target : "", ph.target_len);
-    bool https = c->in_tunnel && c->tunnel_tls;
+    bool https = c->in_tunnel && reel__tunnel_https(c);
     char *host = c->in_tunnel && c->tunnel_host ? reel_strdup(c->tunnel_host) : NULL;
     char *path = NULL;
     int port = c->in_tunnel ? c->tunnel_port : 0;
@@ -954,7 +954,7 @@ static void record_unanswered(conn_t *c, const char *why) {
         const reel_h1_event_t *e = &ev.h1;
         if (e->type == REEL_H1_EV_HEAD) {
             const reel_h1_head_t *h = &e->head;
-            bool https = c->in_tunnel && c->tunnel_tls;
+            bool https = c->in_tunnel && reel__tunnel_https(c);
             char *host = NULL, *path = NULL;
             int port = 0;
             if (h->target_form == REEL_H1_TARGET_ABSOLUTE)
@@ -1125,15 +1125,27 @@ static bool check_auth(conn_t *c, const reel_h1_head_t *h) {
     return strcmp(v, c->p->proxyauth_b64) == 0;
 }
 
+/* "host" or "host:port" as a Host field says it: the port left out when
+ * it is the scheme's own, an IPv6 address in brackets (owned). */
+static char *authority_of(bool https, const char *host, int port) {
+    bool v6 = strchr(host, ':') != NULL;
+    if (port == (https ? 443 : 80))
+        return reel_asprintf("%s%s%s", v6 ? "[" : "", host, v6 ? "]" : "");
+    return reel_asprintf(REEL_HOSTPORT_FMT, REEL_HOSTPORT(host, port));
+}
+
 /* Serializes h for the next hop with hop-by-hop fields removed (keeping
  * the framing fields, since the body is forwarded as received). */
 /* Writes h for the next hop into out. False when it cannot be written
  * (what the parser let through and the writer refuses): the caller must
  * not send the body then, or the body would go as a message of its own.
  * proxy_auth: a request to upstream_proxy in absolute form, which asks
- * for these Basic credentials ("": none). */
+ * for these Basic credentials ("": none). host: a request's Host, whatever
+ * the client's said (reverse_to's origin; NULL: the client's, or its
+ * absolute URL's). */
 static bool write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, const char *target,
-                       bool keep_upgrade, bool add_close, const char *proxy_auth) {
+                       bool keep_upgrade, bool add_close, const char *proxy_auth,
+                       const char *host) {
     size_t n = h->nheaders;
     reel_h1_header_t *hs = reel_malloc((n + 4) * sizeof *hs); /* + what is added below */
     size_t k = 0;
@@ -1175,18 +1187,21 @@ static bool write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, c
         hs[k++] = (reel_h1_header_t){"TE", 2, "trailers", 8};
         hs[k++] = (reel_h1_header_t){"Connection", 10, "TE", 2};
     }
-    if (request && h->target_form == REEL_H1_TARGET_ABSOLUTE) {
+    const char *a = host;
+    size_t al = host ? strlen(host) : 0;
+    if (request && host == NULL && h->target_form == REEL_H1_TARGET_ABSOLUTE) {
         /* RFC 9112 3.2.2: a proxy forwarding an absolute-form request
          * makes Host from its target, not from the client's Host (which
          * could name another virtual host of the origin than the URL the
          * flow records). The target's authority: after "://", up to the
          * path, query or fragment (userinfo was refused before). */
         const char *t = h->target, *end = t + h->target_len;
-        const char *a = memmem(t, h->target_len, "://", 3);
+        a = memmem(t, h->target_len, "://", 3);
         a = a ? a + 3 : t;
-        size_t al = 0;
         while (a + al < end && a[al] != '/' && a[al] != '?' && a[al] != '#')
             al++;
+    }
+    if (request && a) {
         bool found = false;
         for (size_t i = 0; i < k; i++)
             if (hs[i].name_len == 4 && strncasecmp(hs[i].name, "host", 4) == 0) {
@@ -1356,7 +1371,7 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
         if (c->in_tunnel) {
             /* (to the tunnel's origin, as the client's bytes there went;
              * no path: an authority-form target made one of the URL) */
-            reel__record_refused(c, h, c->tunnel_tls ? "https" : "http", c->tunnel_host,
+            reel__record_refused(c, h, reel__tunnel_https(c) ? "https" : "http", c->tunnel_host,
                                  c->tunnel_port, "");
             refuse_request(c, 400, "CONNECT inside a CONNECT tunnel");
             return;
@@ -1387,8 +1402,15 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
              * names the tunnel's own host and port is sent there. */
             bool same = strcasecmp(host, c->tunnel_host) == 0 && port == c->tunnel_port;
             bool url_https = https;
-            https = c->tunnel_tls;
-            if (!same) {
+            https = reel__tunnel_https(c);
+            if (!same && c->reverse) {
+                /* a reverse proxy's requests all go to reverse_to, as a
+                 * server takes its absolute-form ones (RFC 9112 3.2.2):
+                 * its path, reverse_to's origin */
+                free(host);
+                host = reel_strdup(c->tunnel_host);
+                port = c->tunnel_port;
+            } else if (!same) {
                 char *why = reel_asprintf(
                     "the absolute URL of a request inside the CONNECT tunnel to " REEL_HOSTPORT_FMT
                     " names another origin (" REEL_HOSTPORT_FMT ")",
@@ -1404,7 +1426,7 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
         }
     } else if (c->in_tunnel && (h->target_form == REEL_H1_TARGET_ORIGIN ||
                                 h->target_form == REEL_H1_TARGET_ASTERISK)) {
-        https = c->tunnel_tls;
+        https = reel__tunnel_https(c);
         host = reel_strdup(c->tunnel_host);
         port = c->tunnel_port;
         path = reel_strndup(h->target, h->target_len);
@@ -1467,8 +1489,12 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
     /* to upstream_proxy as it came, in absolute form (core/peer.c's
      * upstream_forward), asking for upstream_proxyauth's credentials */
     char *proxied = c->up->forward ? reel_strndup(h->target, h->target_len) : NULL;
+    /* reverse_to's origin as Host, as reverse proxies send it (the flow
+     * records the client's) */
+    char *reverse_host = c->reverse ? authority_of(https, c->tunnel_host, c->tunnel_port) : NULL;
     bool written = write_head(&out, h, true, proxied ? proxied : path, c->ex.upgrade, false,
-                              proxied ? c->p->upstream_proxy_b64 : NULL);
+                              proxied ? c->p->upstream_proxy_b64 : NULL, reverse_host);
+    free(reverse_host);
     free(proxied);
     if (!written) {
         reel_buf_free(&out);
@@ -1752,7 +1778,7 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
             return;
         reel_buf_t out;
         reel_buf_init(&out, 0);
-        if (write_head(&out, h, false, NULL, false, false, NULL))
+        if (write_head(&out, h, false, NULL, false, false, NULL, NULL))
             reel__peer_write(&c->client, out.data, out.len);
         else
             reel__fail_exchange(c, 502, "the origin's informational head cannot be forwarded");
@@ -1825,7 +1851,7 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
     reel_buf_t out;
     reel_buf_init(&out, 0);
     bool written = write_head(&out, h, false, NULL, c->ex.upgrade && h->status == 101,
-                              c->client_close && !(c->ex.upgrade && h->status == 101), NULL);
+                              c->client_close && !(c->ex.upgrade && h->status == 101), NULL, NULL);
     free(kept);
     if (!written) {
         reel_buf_free(&out);

@@ -276,7 +276,7 @@ static h2s_t *stream_new(h2front_t *fr, uint32_t sid, const reel_msg_head_t *h) 
         s->ws = true; /* the codec gives :protocol as the scheme */
         protocol = s->scheme;
         s->method = "GET"; /* the lane's HTTP/1.1 Upgrade; recorded as CONNECT */
-        s->scheme = fr->c->tunnel_tls ? "https" : "http";
+        s->scheme = reel__tunnel_https(fr->c) ? "https" : "http";
     } else if (strcmp(s->method, "CONNECT") == 0) {
         s->connect = true;
     }
@@ -1008,6 +1008,7 @@ static lane_t *lane_new(h2front_t *fr) {
     in->id = c->id;
     in->in_tunnel = c->in_tunnel;
     in->tunnel_tls = c->tunnel_tls;
+    in->reverse = c->reverse;
     in->tunnel_host = c->tunnel_host ? reel_strdup(c->tunnel_host) : NULL;
     in->tunnel_port = c->tunnel_port;
     in->tunnel_sni = c->tunnel_sni ? reel_strdup(c->tunnel_sni) : NULL;
@@ -1326,7 +1327,7 @@ static void record_refused(h2front_t *fr, uint32_t sid, int64_t came_us,
         m.port = (uint32_t)c->tunnel_port;
     }
     if (m.scheme[0] == '\0')
-        m.scheme = c->in_tunnel && c->tunnel_tls ? "https" : "http";
+        m.scheme = c->in_tunnel && reel__tunnel_https(c) ? "https" : "http";
     reel_capture_request(f, &m);
     if (nbody)
         reel_capture_body(f, false, body, nbody);
@@ -1371,7 +1372,7 @@ static void record_refused_head(h2front_t *fr, uint32_t sid, const reel_msg_head
     for (size_t i = 0; i < h->nfields; i++)
         fields[i + 1] = h->fields[i];
     reel_msg_head_t m = *h;
-    m.scheme = c->in_tunnel && c->tunnel_tls ? "https" : "http";
+    m.scheme = c->in_tunnel && reel__tunnel_https(c) ? "https" : "http";
     m.fields = fields;
     m.nfields = h->nfields + 1;
     record_refused(fr, sid, 0, &m, NULL, 0, answer, answer_body, why);

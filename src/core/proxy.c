@@ -63,7 +63,7 @@ struct proxy_group {
 /* Settings handed to another thread: a copy of every string. */
 struct owned_settings {
     reel_proxy_settings_t s;
-    char *strs[7];
+    char *strs[8];
     char **ignore;
 };
 
@@ -190,6 +190,25 @@ reel_rc reel_upstream_proxy_parse(const char *value, const char *auth, char **di
     return REEL_OK;
 }
 
+/* reverse_to ("http[s]://host[:port][/]"), read when the proxy starts. */
+static reel_rc reverse_parse(reel_proxy_t *p, const char *v, reel_err_t *err) {
+    if (v == NULL || v[0] == '\0')
+        return REEL_OK;
+    bool https = strncmp(v, "https://", 8) == 0;
+    const char *a = v + (https ? 8 : strncmp(v, "http://", 7) == 0 ? 7 : 0);
+    size_t n = strlen(a);
+    if (n && a[n - 1] == '/')
+        n--;
+    if (a == v ||
+        reel__split_authority(a, n, &p->reverse_host, &p->reverse_port, https ? 443 : 80) != 0)
+        return reel_err_set(err, REEL_INVALID,
+                            "reverse_to: expected http://host[:port] or https://host[:port], not "
+                            "'%s'",
+                            v);
+    p->reverse_https = https;
+    return REEL_OK;
+}
+
 static reel_rc configure_one(reel_proxy_t *p, const reel_proxy_settings_t *cfg, reel_err_t *err) {
     reel_rc rc = apply_config(p, cfg, err);
     if (rc == REEL_OK)
@@ -290,6 +309,8 @@ static reel_rc start_one(uv_loop_t *loop, const reel_proxy_settings_t *cfg, reel
     *out = NULL;
     if ((rc = apply_config(p, cfg, err)) != REEL_OK)
         goto out;
+    if ((rc = reverse_parse(p, cfg->reverse_to, err)) != REEL_OK)
+        goto out;
     const char *extra = cfg->upstream_trusted_ca;
     if ((rc = reel_tls_ctx_new_client(extra && extra[0] ? extra : NULL, false, &p->client_ctx,
                                       err)) != REEL_OK)
@@ -357,6 +378,7 @@ out:
         free(p->upstream_proxy_b64);
         free(p->upstream_no_proxy);
         free(p->upstream_proxy_userpass);
+        free(p->reverse_host);
         if (p->shared == &p->own_shared)
             pthread_mutex_destroy(&p->own_shared.mu);
         if (!listener_closing)
@@ -532,6 +554,7 @@ static void free_one(reel_proxy_t *p) {
     free(p->upstream_proxy_b64);
     free(p->upstream_no_proxy);
     free(p->upstream_proxy_userpass);
+    free(p->reverse_host);
     free(p->flushq);
     if (p->shared == &p->own_shared) {
         struct proxy_shared *sh = &p->own_shared;
@@ -617,8 +640,8 @@ static struct owned_settings *settings_dup(const reel_proxy_settings_t *c) {
     struct owned_settings *o = reel_calloc(1, sizeof *o);
     o->s = *c;
     const char *from[sizeof o->strs / sizeof *o->strs] = {
-        c->listen_host,    c->upstream_trusted_ca, c->h2c_upstreams,    c->proxyauth,
-        c->upstream_proxy, c->upstream_proxyauth,  c->upstream_no_proxy};
+        c->listen_host,    c->upstream_trusted_ca, c->h2c_upstreams,     c->proxyauth,
+        c->upstream_proxy, c->upstream_proxyauth,  c->upstream_no_proxy, c->reverse_to};
     for (size_t i = 0; i < sizeof o->strs / sizeof *o->strs; i++)
         o->strs[i] = from[i] ? reel_strdup(from[i]) : NULL;
     o->s.listen_host = o->strs[0];
@@ -628,6 +651,7 @@ static struct owned_settings *settings_dup(const reel_proxy_settings_t *c) {
     o->s.upstream_proxy = o->strs[4];
     o->s.upstream_proxyauth = o->strs[5];
     o->s.upstream_no_proxy = o->strs[6];
+    o->s.reverse_to = o->strs[7];
     o->ignore = reel_calloc(c->n_ignore_hosts ? c->n_ignore_hosts : 1, sizeof *o->ignore);
     for (size_t i = 0; i < c->n_ignore_hosts; i++)
         o->ignore[i] = reel_strdup(c->ignore_hosts[i]);

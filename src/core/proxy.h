@@ -45,6 +45,9 @@ typedef struct {
     /* the hosts reached directly all the same (base/noproxy.h); NULL or
      * "": none */
     const char *upstream_no_proxy;
+    /* start only: the origin reel is a reverse proxy for
+     * ("http[s]://host[:port]"); NULL or "": a forward proxy */
+    const char *reverse_to;
     uint64_t first_client_id;  /* start only: client connections are numbered after
                                 * it (the session's earlier runs took those) */
     unsigned workers;          /* start only: event loops accepting on the listen

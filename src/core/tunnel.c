@@ -373,13 +373,16 @@ void reel__tunnel_flow(conn_t *c, const char *host, int port, bool answered) {
                           .host = host,
                           .port = (uint32_t)port,
                           .path = "",
-                          .version = k ? k->version : "HTTP/1.1",
+                          /* (reel as a reverse proxy: no CONNECT came) */
+                          .version = k            ? k->version
+                                     : c->reverse ? "reverse"
+                                                  : "HTTP/1.1",
                           .fields = k ? k->fields : NULL,
                           .nfields = k ? k->nfields : 0};
     reel_capture_request_at(c->tflow, &rq, t0);
     int64_t answered_us = k ? k->answered_us : 0;
     reel__connect_head_drop(c); /* written: a long tunnel need not hold it */
-    if (answered) {
+    if (answered && !c->reverse) {
         /* what the client was told before reel knew what the tunnel
          * carries (or whether its host can be reached): part of the record */
         /* (SOCKS5's success, reply 00, as a 200 of version SOCKS5) */
@@ -757,6 +760,35 @@ void reel__sniff_origin_first(conn_t *c) {
         reel__begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false, true);
 }
 
+void reel__reverse_begin(conn_t *c) {
+    reel_proxy_t *p = c->p;
+    c->reverse = true;
+    c->in_tunnel = true;
+    free(c->tunnel_host);
+    c->tunnel_host = reel_strdup(p->reverse_host);
+    c->tunnel_port = p->reverse_port;
+    c->state = C_SNIFF;
+    c->sniff_started = uv_now(p->loop);
+    c->sniff_bytes_at = 0;
+    c->sniff_bytes_us = 0;
+    c->eager_tried = c->origin_closed_silent = false;
+    reel__conn_arm(c); /* the sniff's deadlines */
+}
+
+/* The name of reel's leaf for a client of reel as a reverse proxy that
+ * sends no SNI: the address it connected to (its client's view of reel),
+ * else reverse_to's host. Owned. */
+static char *reverse_leaf_name(conn_t *c) {
+    reel_stack_info_t info;
+    reel_stack_info(&c->client.st, &info);
+    const char *l = info.local, *colon = strrchr(l, ':');
+    if (colon == NULL || colon == l)
+        return reel_strdup(c->tunnel_host);
+    if (l[0] == '[' && colon[-1] == ']')
+        return reel_strndup(l + 1, (size_t)(colon - l - 2));
+    return reel_strndup(l, (size_t)(colon - l));
+}
+
 /* After CONNECT 200: decide what the client speaks. */
 void reel__sniff_process(conn_t *c) {
     peer_t *cl = &c->client;
@@ -787,11 +819,17 @@ void reel__sniff_process(conn_t *c) {
             return;
         }
         free(c->tunnel_sni);
-        c->tunnel_sni = sni ? reel_strdup(sni) : NULL;
+        /* (a reverse proxy's client names reel, not the origin: reel's
+         * TLS to the origin names reverse_to's host) */
+        c->tunnel_sni = sni && !c->reverse ? reel_strdup(sni) : NULL;
         reel_err_t err;
         reel_err_clear(&err);
         reel_tls_t *tls = NULL;
-        if (reel_tls_new_server(c->p->server_ctx, c->tunnel_host, &tls, &err) != REEL_OK) {
+        char *leaf = c->reverse ? reverse_leaf_name(c) : NULL;
+        reel_rc lrc =
+            reel_tls_new_server(c->p->server_ctx, leaf ? leaf : c->tunnel_host, &tls, &err);
+        free(leaf);
+        if (lrc != REEL_OK) {
             reel__begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false, true);
             return;
         }
@@ -805,6 +843,12 @@ void reel__sniff_process(conn_t *c) {
         char alpn[REEL_CH_ALPN_LIST_MAX];
         reel_ch_alpn_kind offer =
             rc == REEL_OK ? reel_clienthello_alpn(&ch, alpn, sizeof alpn) : REEL_CH_ALPN_HTTP;
+        /* reel as a reverse proxy for a plain-HTTP origin: no TLS on the
+         * other side to ask for its protocols, so HTTP/1.1, and any other
+         * ALPN sniffed inside the client's TLS */
+        bool plain_origin = c->reverse && !c->p->reverse_https;
+        if (plain_origin && offer == REEL_CH_ALPN_OTHER)
+            offer = REEL_CH_ALPN_UNKNOWN;
         if (offer == REEL_CH_ALPN_OTHER) {
             /* ALPN mirrored: the client's handshake waits for the origin's */
             c->probe_tls = tls;
@@ -819,7 +863,7 @@ void reel__sniff_process(conn_t *c) {
         bool wants_h2 = false;
         for (size_t i = 0; rc == REEL_OK && i < ch.alpn_count; i++)
             wants_h2 = wants_h2 || (ch.alpn_len[i] == 2 && memcmp(ch.alpn[i], "h2", 2) == 0);
-        if (c->p->http2 && wants_h2 && c->lane == NULL) {
+        if (c->p->http2 && wants_h2 && c->lane == NULL && !plain_origin) {
             /* (a lane, serving a CONNECT stream of an HTTP/2 client, speaks
              * HTTP/1.1 inside: its client is offered no h2) */
             /* ALPN mirrored: the client is offered h2 only if its origin

@@ -344,14 +344,27 @@ reel_rc reel_daemon_run(const reel_daemon_opts_t *o, int *served, reel_err_t *er
     json_decref(sets);
     reel_index_meta_set(reel_session_db(o->session), "cli_sets", js ? js : "[]", NULL);
     free(js);
-    fprintf(stderr,
-            "reel: recording into session '%s' (%s)\n"
-            "reel: proxy listening on http://%s%s%s:%d  (curl -x http://%s%s%s:%d ...)\n"
-            "reel: SOCKS5 clients use the same address (curl -x socks5h://%s%s%s:%d ...)\n"
-            "reel: HTTPS is intercepted with the CA in %s ('reel ca' shows how to trust it)\n",
-            o->name, reel_session_path(o->session), v6 ? "[" : "", lh, v6 ? "]" : "",
-            reel_proxy_port(r.proxy), v6 ? "[" : "", lh, v6 ? "]" : "", reel_proxy_port(r.proxy),
-            v6 ? "[" : "", lh, v6 ? "]" : "", reel_proxy_port(r.proxy), reel_ca_cert_path(ca));
+    const char *rev = ps.reverse_to && ps.reverse_to[0] ? ps.reverse_to : NULL;
+    if (rev) /* a reverse proxy: clients talk to it as to that origin */
+        fprintf(stderr,
+                "reel: recording into session '%s' (%s)\n"
+                "reel: reverse proxy for %s listening on http://%s%s%s:%d  (curl "
+                "http://%s%s%s:%d/...)\n"
+                "reel: TLS clients use the same address, with a certificate from the CA in %s "
+                "('reel ca' shows how to trust it)\n",
+                o->name, reel_session_path(o->session), rev, v6 ? "[" : "", lh, v6 ? "]" : "",
+                reel_proxy_port(r.proxy), v6 ? "[" : "", lh, v6 ? "]" : "",
+                reel_proxy_port(r.proxy), reel_ca_cert_path(ca));
+    else
+        fprintf(stderr,
+                "reel: recording into session '%s' (%s)\n"
+                "reel: proxy listening on http://%s%s%s:%d  (curl -x http://%s%s%s:%d ...)\n"
+                "reel: SOCKS5 clients use the same address (curl -x socks5h://%s%s%s:%d ...)\n"
+                "reel: HTTPS is intercepted with the CA in %s ('reel ca' shows how to trust it)\n",
+                o->name, reel_session_path(o->session), v6 ? "[" : "", lh, v6 ? "]" : "",
+                reel_proxy_port(r.proxy), v6 ? "[" : "", lh, v6 ? "]" : "",
+                reel_proxy_port(r.proxy), v6 ? "[" : "", lh, v6 ? "]" : "",
+                reel_proxy_port(r.proxy), reel_ca_cert_path(ca));
     if (ps.workers > 1)
         fprintf(stderr, "reel: %u workers (event loops, one per thread) share that address\n",
                 ps.workers);

@@ -43,6 +43,7 @@ static reel_rc check_proxyauth(const char *v, reel_err_t *err);
 static reel_rc check_upstream_proxy(const char *v, reel_err_t *err);
 static reel_rc check_upstream_proxyauth(const char *v, reel_err_t *err);
 static reel_rc check_no_proxy(const char *v, reel_err_t *err);
+static reel_rc check_reverse_to(const char *v, reel_err_t *err);
 static reel_rc check_hostports(const char *v, reel_err_t *err);
 
 #define KIB INT64_C(1024)
@@ -131,6 +132,12 @@ static const reel_option_t options[] = {
      "\"user:pass\" reel sends to upstream_proxy as its proxy authentication (HTTP Basic, or "
      "SOCKS5's username and password); empty = none",
      NULL, 0, 0, check_upstream_proxyauth},
+    {"reverse_to", REEL_OPT_STRING, "",
+     "an origin (http://host[:port] or https://host[:port]) reel is a reverse proxy for: every "
+     "request it receives goes there, whatever it names, and clients talk to reel as to that "
+     "server, in plain HTTP or TLS (a leaf certificate from reel's CA for the name they ask "
+     "for); empty = a forward proxy (the default)",
+     NULL, 0, 0, check_reverse_to},
     {"upstream_no_proxy", REEL_OPT_STRING, "",
      "hosts reached directly although upstream_proxy is set, as curl's NO_PROXY names them "
      "(comma-separated: a name, which covers the names under it; an address; a range such as "
@@ -471,6 +478,53 @@ static reel_rc check_proxyauth(const char *v, reel_err_t *err) {
 
 static reel_rc check_upstream_proxyauth(const char *v, reel_err_t *err) {
     return check_userpass("upstream_proxyauth", v, err);
+}
+
+/* "http://host[:port][/]" or "https://host[:port][/]", or empty. */
+static reel_rc check_reverse_to(const char *v, reel_err_t *err) {
+    if (v[0] == '\0')
+        return REEL_OK;
+    char shown[SHOW_MAX + 8];
+    size_t skip = strncmp(v, "http://", 7) == 0 ? 7 : strncmp(v, "https://", 8) == 0 ? 8 : 0;
+    const char *a = v + skip;
+    size_t n = strlen(a);
+    if (n && a[n - 1] == '/')
+        n--;
+    const char *bad = skip == 0 ? "expected http://host[:port] or https://host[:port]" : NULL;
+    if (bad == NULL && n == 0)
+        bad = "no host";
+    for (size_t i = 0; bad == NULL && i < n; i++)
+        if ((unsigned char)a[i] <= ' ' || strchr("/@?#", a[i]))
+            bad = "a path, user or query is not taken: only the origin (scheme, host, port)";
+    if (bad == NULL) {
+        /* the port, if any: after the last ':' outside an IPv6 literal's brackets */
+        const char *end = a + n, *colon = NULL;
+        for (const char *q = a; q < end; q++)
+            if (*q == ':')
+                colon = q;
+        if (a[0] == '[') {
+            const char *rb = memchr(a, ']', n);
+            if (rb == NULL)
+                bad = "an IPv6 address without its ']'";
+            else if (colon && colon < rb)
+                colon = NULL;
+        }
+        if (bad == NULL && colon) {
+            long port = 0;
+            for (const char *d = colon + 1; d < end && bad == NULL; d++) {
+                if (*d < '0' || *d > '9')
+                    bad = "the port is not a number";
+                else if ((port = port * 10 + (*d - '0')) > 65535)
+                    bad = "the port is not 1..65535";
+            }
+            if (bad == NULL && (colon + 1 == end || port < 1))
+                bad = "the port is not 1..65535";
+        }
+    }
+    if (bad)
+        return reel_err_set(err, REEL_INVALID, "invalid value '%s' for reverse_to: %s",
+                            show(v, shown), bad);
+    return REEL_OK;
 }
 
 static reel_rc check_no_proxy(const char *v, reel_err_t *err) {

@@ -113,6 +113,7 @@ http {{
     # request's body first), where /echo answers before it
     location = /upload {{ client_max_body_size 100m; proxy_pass http://127.0.0.1:{hp}/echo; }}
     location = /nocontent {{ return 204; }}
+    location = /host {{ default_type text/plain; return 200 "$http_host\n"; }}
     # a body with a Content-Length, then trailers (sent over HTTP/2 only)
     location = /trailer {{ alias {r}/www/100b; default_type text/plain;
                            add_trailer x-trail yes always; }}

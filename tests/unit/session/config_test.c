@@ -155,7 +155,7 @@ static void test_table(void **state) {
         for (const reel_option_t *p = o + 1; p->name; p++)
             assert_string_not_equal(o->name, p->name);
     }
-    assert_int_equal(n, 31);
+    assert_int_equal(n, 32);
     /* the names the proxy reads */
     const char *names[] = {
         "listen_host",          "listen_port",         "body_limit",       "ignore_hosts",
@@ -415,7 +415,7 @@ static void test_unknown(void **state) {
                "fsync, fsync_interval_ms, segment_size, zstd_level, retention_max_bytes, "
                "retention_max_age, "
                "retention_max_flows, on_segment_closed, proxyauth, upstream_proxy, "
-               "upstream_proxyauth, upstream_no_proxy, idle_timeout, head_timeout, "
+               "upstream_proxyauth, reverse_to, upstream_no_proxy, idle_timeout, head_timeout, "
                "max_head_size, upstream_timeout, workers, max_client_conns, "
                "redact_headers, redact_keys");
     const char *m = bad("", "1", REEL_NOTFOUND);
@@ -666,7 +666,8 @@ static void test_layers(void **state) {
         "fsync, fsync_interval_ms, segment_size, zstd_level, retention_max_bytes, "
         "retention_max_age, "
         "retention_max_flows, on_segment_closed, proxyauth, upstream_proxy, upstream_proxyauth, "
-        "upstream_no_proxy, idle_timeout, head_timeout, max_head_size, upstream_timeout, workers, "
+        "reverse_to, upstream_no_proxy, idle_timeout, head_timeout, max_head_size, "
+        "upstream_timeout, workers, "
         "max_client_conns, "
         "redact_headers, redact_keys");
     free(warnings);

@@ -1,0 +1,151 @@
+#!/usr/bin/python3
+"""reel as a reverse proxy (reverse_to): clients talk to reel as to the
+origin it names, in plain HTTP, TLS (a leaf from reel's CA for the name
+they asked for) or HTTP/2, and every request goes to that origin, over
+TLS or not as reverse_to says, with its Host; each flow records the
+origin's URL. nginx is the origin, curl the client.
+"""
+import json
+import os
+import re
+import socket
+import tempfile
+import unittest
+
+from proxyenv import TMPBASE, REEL, Origin, Reel, body, main, run, stop_class
+
+
+def fetch(reel, url, *args, check=True):
+    """curl to reel itself (no proxy), trusting reel's CA."""
+    return run(["curl", "-sS", "--max-time", "30", "--cacert", reel.ca] + list(args) + [url],
+               check=check)
+
+
+class ReverseHttpsOrigin(unittest.TestCase):
+    """reverse_to https://localhost:PORT: plain HTTP, TLS and HTTP/2 clients."""
+
+    @classmethod
+    def setUpClass(cls):
+        os.makedirs(TMPBASE, exist_ok=True)
+        cls.root = tempfile.mkdtemp(prefix="reverse.", dir=TMPBASE)
+        cls.origin = Origin(os.path.join(cls.root, "origin"), h2=True)
+        cls.target = "https://localhost:%d" % cls.origin.https_port
+        cls.reel = Reel(cls.root, "rv", "upstream_trusted_ca=" + cls.origin.ca,
+                        "reverse_to=" + cls.target)
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_class(cls)
+
+    def last(self, path):
+        fl = self.reel.wait_flows(1, "~u %s$" % re.escape(path))
+        self.assertEqual(len(fl), 1, fl)
+        return fl[0], self.reel.flow(fl[0]["id"])
+
+    def test_banner(self):
+        log = self.reel.log()
+        self.assertIn("reverse proxy for %s listening on http://127.0.0.1:%d"
+                      % (self.target, self.reel.port), log)
+
+    def test_plain_client(self):
+        r = self.reel
+        out = fetch(r, "http://127.0.0.1:%d/100b?plain" % r.port)
+        row, full = self.last("/100b?plain")
+        self.assertEqual((row["status"], row["state"]), (200, "complete"), row)
+        self.assertEqual(row["url"], self.target + "/100b?plain")
+        self.assertEqual(body(full, "response"), out.stdout)
+        # the flow records the client's Host; the origin got its own
+        req = dict((k.lower(), v) for k, v in full["request"]["headers"])
+        self.assertEqual(req["host"], "127.0.0.1:%d" % r.port)
+        self.assertEqual(full["server_conn"]["sni"], "localhost")
+        # the origin got reverse_to's Host, over HTTP/1.1 and HTTP/2 alike
+        for args in (["--http1.1"], ["--http2"]):
+            out = fetch(r, "https://localhost:%d/host" % r.port, *args)
+            self.assertEqual(out.stdout, b"localhost:%d\n" % self.origin.https_port)
+
+    def test_tls_and_http2_clients(self):
+        r = self.reel
+        for args, path, version in ((["--http1.1"], "/text.txt?tls-h1", "HTTP/1.1"),
+                                    (["--http2"], "/text.txt?tls-h2", "HTTP/2.0")):
+            out = fetch(r, "https://localhost:%d%s" % (r.port, path), *args)
+            row, full = self.last(path)
+            self.assertEqual((row["status"], row["state"]), (200, "complete"), row)
+            self.assertEqual(row["url"], self.target + path)
+            self.assertEqual(body(full, "response"), out.stdout)
+            self.assertEqual(full["request"]["http_version"], version)
+            self.assertEqual(full["client_tls"]["sni"], "localhost")
+
+    def test_tls_client_by_address(self):
+        """No SNI (an address): reel's leaf is for the address the client
+        connected to."""
+        r = self.reel
+        out = fetch(r, "https://127.0.0.1:%d/100b?by-ip" % r.port)
+        self.assertEqual(len(out.stdout), 100)
+        self.assertEqual(self.last("/100b?by-ip")[0]["status"], 200)
+
+    def test_absolute_form_goes_to_the_origin_too(self):
+        """A request naming another host in absolute form goes to
+        reverse_to all the same, its path kept."""
+        r = self.reel
+        s = socket.create_connection(("127.0.0.1", r.port), 10)
+        s.sendall(b"GET http://elsewhere.test/100b?absolute HTTP/1.1\r\nHost: elsewhere.test\r\n"
+                  b"Connection: close\r\n\r\n")
+        data = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            data += d
+        s.close()
+        self.assertTrue(data.startswith(b"HTTP/1.1 200"), data[:200])
+        row, _ = self.last("/100b?absolute")
+        self.assertEqual(row["url"], self.target + "/100b?absolute")
+
+
+class ReversePlainOrigin(unittest.TestCase):
+    """reverse_to http://127.0.0.1:PORT: a plain client, and a TLS one (offered
+    HTTP/1.1 only: nothing to mirror), both to a plain origin."""
+
+    @classmethod
+    def setUpClass(cls):
+        os.makedirs(TMPBASE, exist_ok=True)
+        cls.root = tempfile.mkdtemp(prefix="reverse-plain.", dir=TMPBASE)
+        cls.origin = Origin(os.path.join(cls.root, "origin"))
+        cls.target = "http://127.0.0.1:%d" % cls.origin.http_port
+        cls.reel = Reel(cls.root, "rp", "reverse_to=" + cls.target + "/")
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_class(cls)
+
+    def test_plain_and_tls_clients(self):
+        r = self.reel
+        for url, path in (("http://127.0.0.1:%d/100b?p" % r.port, "/100b?p"),
+                          ("https://localhost:%d/100b?t" % r.port, "/100b?t")):
+            out = fetch(r, url, "--http2" if url.startswith("https") else "--http1.1")
+            self.assertEqual(len(out.stdout), 100)
+            fl = r.wait_flows(1, "~u %s$" % re.escape(path))
+            self.assertEqual((fl[0]["status"], fl[0]["url"]), (200, self.target + path), fl)
+            full = r.flow(fl[0]["id"])
+            self.assertEqual(full["request"]["http_version"], "HTTP/1.1")
+            self.assertIsNone(full["server_conn"]["tls_version"])
+
+
+class ReverseBadValues(unittest.TestCase):
+    def test_refused(self):
+        root = tempfile.mkdtemp(prefix="reverse-bad.", dir=TMPBASE)
+        env = dict(os.environ, REEL_HOME=root + "/home", XDG_DATA_HOME=root + "/data",
+                   XDG_CONFIG_HOME=root + "/config")
+        for value, why in (("example.com", "expected http://host[:port] or https://host[:port]"),
+                           ("https://example.com/api", "a path, user or query is not taken"),
+                           ("http://example.com:0", "the port is not 1..65535"),
+                           ("ftp://example.com", "expected http://host[:port]")):
+            out = run([REEL, "record", "--listen", "127.0.0.1:0", "--set", "reverse_to=" + value,
+                       "bad"], env=env, check=False)
+            self.assertNotEqual(out.returncode, 0, value)
+            self.assertIn(("invalid value '%s' for reverse_to: %s" % (value, why)).encode(),
+                          out.stderr)
+
+
+if __name__ == "__main__":
+    main()
