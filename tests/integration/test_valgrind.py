@@ -6,9 +6,10 @@ memory libuv still holds (a handle freed before its close callback ran) is
 invisible to the sanitizer build. Definite leaks fail it too. Here `reel record` runs under memcheck
 with connections in every state at Ctrl-C: idle keep-alive, half a request
 head, a response being relayed from the origin, an intercepted TLS tunnel,
-a raw tunnel. Two workers (`workers`), so that the connections are on
-both loops and the second's thread ends with them. Any invalid read or
-write fails the test. Skipped in the
+a raw tunnel; tunnels through upstream proxies (SOCKS5 and HTTP) open or
+waiting on a silent one; reel as a reverse proxy. Two workers
+(`workers`), so that the connections are on both loops and the second's
+thread ends with them. Any invalid read or write fails the test. Skipped in the
 sanitizer build (ASan and valgrind do not mix).
 """
 import json
@@ -22,11 +23,13 @@ import tempfile
 import time
 import unittest
 
-from proxyenv import REEL, SANITIZED, TMPBASE, Origin, main, wait_config_applied
+from proxyenv import REEL, SANITIZED, TMPBASE, Origin, free_port, main, wait_config_applied
 
 
-@unittest.skipIf(SANITIZED, "ASan binaries do not run under valgrind")
-class ValgrindShutdown(unittest.TestCase):
+class ValgrindBase(unittest.TestCase):
+    """An nginx origin, homes of their own, and `reel record` under memcheck
+    (start, with the --set assignments each test needs)."""
+
     def setUp(self):
         os.makedirs(TMPBASE, exist_ok=True)
         self.root = tempfile.mkdtemp(prefix="valgrind.", dir=TMPBASE)
@@ -34,11 +37,16 @@ class ValgrindShutdown(unittest.TestCase):
         self.env = dict(os.environ, REEL_HOME=self.root + "/home",
                         XDG_DATA_HOME=self.root + "/data", XDG_CONFIG_HOME=self.root + "/config")
         self.log = open(os.path.join(self.root, "reel.log"), "w+")
+        self.proc = None
+
+    def start(self, *sets):
+        args = []
+        for s in ("upstream_trusted_ca=" + self.origin.ca,) + sets:
+            args += ["--set", s]
         self.proc = subprocess.Popen(
             ["valgrind", "-q", "--error-exitcode=99", "--leak-check=full",
              "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite",
-             REEL, "record", "--listen", "127.0.0.1:0", "--set",
-             "upstream_trusted_ca=" + self.origin.ca, "--set", "workers=2", "vg"],
+             REEL, "record", "--listen", "127.0.0.1:0"] + args + ["vg"],
             env=self.env, stdout=subprocess.DEVNULL, stderr=self.log)
         self.port = None
         for _ in range(600):
@@ -53,7 +61,7 @@ class ValgrindShutdown(unittest.TestCase):
         self.assertIsNotNone(self.port, self.output())
 
     def tearDown(self):
-        if self.proc.poll() is None:
+        if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
         self.origin.stop()
@@ -76,6 +84,13 @@ class ValgrindShutdown(unittest.TestCase):
         if data:
             s.sendall(data)
         return s
+
+
+@unittest.skipIf(SANITIZED, "ASan binaries do not run under valgrind")
+class ValgrindShutdown(ValgrindBase):
+    def setUp(self):
+        super().setUp()
+        self.start("workers=2")
 
     def test_ctrl_c_with_connections_in_every_state(self):
         o = self.origin
@@ -413,6 +428,95 @@ class ValgrindShutdown(unittest.TestCase):
         code = self.proc.wait(120)
         out = self.output()
         self.assertEqual(code, 0, out[-4000:])
+
+
+@unittest.skipIf(SANITIZED, "ASan binaries do not run under valgrind")
+class ValgrindProxyModes(ValgrindBase):
+    """The tunnels reel asks an upstream proxy for (SOCKS5's handshake and
+    HTTP's CONNECT, each waiting on a silent proxy, and open ones through
+    microsocks), and reel as a reverse proxy, at Ctrl-C."""
+
+    def silent(self):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(16)
+        return s
+
+    def test_upstream_tunnels_at_ctrl_c(self):
+        o = self.origin
+        ms_port = free_port()
+        ms = subprocess.Popen(["microsocks", "-i", "127.0.0.1", "-p", str(ms_port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        quiet = self.silent()
+        socks = []
+        try:
+            for _ in range(100):
+                try:
+                    socket.create_connection(("127.0.0.1", ms_port), 1).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            self.start("upstream_proxy=socks5://127.0.0.1:%d" % ms_port, "workers=1")
+            # through microsocks: a request answered (its tunnel kept
+            # alive), a TLS tunnel with one in it
+            s = self.conn(b"GET %s HTTP/1.1\r\nHost: a\r\n\r\n" % o.url("/100b").encode())
+            self.assertIn(b"200 OK", s.recv(4096))
+            socks.append(s)
+            t = self.conn(b"CONNECT localhost:%d HTTP/1.1\r\nHost: x\r\n\r\n" % o.https_port)
+            self.assertIn(b"200", t.recv(4096))
+            ctx = ssl.create_default_context(cafile=os.path.join(self.root, "data", "reel",
+                                                                 "reel-ca.pem"))
+            tls = ctx.wrap_socket(t, server_hostname="localhost")
+            tls.sendall(b"GET /100b HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            self.assertIn(b"200 OK", tls.recv(4096))
+            socks.append(tls)
+            # a SOCKS5 proxy that never answers the greeting, then an HTTP
+            # one that never answers CONNECT (or a forwarded request)
+            for via in ("socks5://127.0.0.1:%d" % quiet.getsockname()[1],
+                        "127.0.0.1:%d" % quiet.getsockname()[1]):
+                subprocess.run([REEL, "config", "vg", "set", "upstream_proxy", via],
+                               env=self.env, check=True, capture_output=True)
+                wait_config_applied(self.output, lambda *a: subprocess.run(
+                    [REEL] + list(a), env=self.env, capture_output=True).stdout, "vg")
+                socks.append(self.conn(b"GET %s HTTP/1.1\r\nHost: a\r\n\r\n"
+                                       % o.url("/100b?stuck").encode()))
+                socks.append(self.conn(b"GET %s HTTP/1.1\r\nHost: a\r\n\r\n"
+                                       % o.url("/100b?stuck-tls", https=True).encode()))
+            time.sleep(1.0)
+            self.proc.send_signal(signal.SIGINT)
+            code = self.proc.wait(120)
+        finally:
+            for s in socks:
+                s.close()
+            quiet.close()
+            ms.terminate()
+            ms.wait(10)
+        self.assert_clean(code)
+
+    def test_reverse_at_ctrl_c(self):
+        self.start("reverse_to=https://localhost:%d" % self.origin.https_port, "workers=2")
+        socks = []
+        # a plain client answered and kept alive; a TLS one with a request
+        # answered; one in the middle of its ClientHello; a raw one relayed;
+        # one silent (sniffing)
+        s = self.conn(b"GET /100b HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.assertIn(b"200 OK", s.recv(4096))
+        socks.append(s)
+        ctx = ssl.create_default_context(cafile=os.path.join(self.root, "data", "reel",
+                                                             "reel-ca.pem"))
+        tls = ctx.wrap_socket(self.conn(), server_hostname="localhost")
+        tls.sendall(b"GET /100b HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        self.assertIn(b"200 OK", tls.recv(4096))
+        socks.append(tls)
+        socks.append(self.conn(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"))
+        socks.append(self.conn(b"\x00\x01\x02 not http"))
+        socks.append(self.conn())
+        time.sleep(1.0)
+        self.proc.send_signal(signal.SIGINT)
+        code = self.proc.wait(120)
+        for s in socks:
+            s.close()
+        self.assert_clean(code)
 
 
 @unittest.skipIf(SANITIZED, "ASan binaries do not run under valgrind")
