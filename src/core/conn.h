@@ -394,6 +394,7 @@ struct reel_proxy {
     pcre2_code **ignore;
     size_t nignore;
     bool verify_upstream;
+    char *insecure_hosts; /* upstream_insecure_hosts (NULL: none) */
     bool http2; /* offer h2 to clients (ALPN) and accept the h2c preface */
     char *h2c_upstreams; /* "host:port,..." spoken prior-knowledge h2c to, NULL: none */
     char *proxyauth_b64; /* expected Basic credentials, NULL when not required */
@@ -628,6 +629,9 @@ int reel__split_authority(const char *a, size_t n, char **host, int *port, int d
  * through the upstream proxy. */
 bool reel__upstream_transport(reel_proxy_t *p, reel_stack_t *st, const char *host, int port,
                               bool forward);
+/* Whether reel checks the certificate of host's origin: upstream_cert_verify,
+ * unless upstream_insecure_hosts names host. */
+bool reel__verify_host(const reel_proxy_t *p, const char *host);
 /* Whether the requests inside c's tunnel go to their origin over TLS: as
  * the client spoke to reel inside its CONNECT, or as reverse_to says. */
 static inline bool reel__tunnel_https(const conn_t *c) {

@@ -891,8 +891,8 @@ static char *sess_key(const reel_proxy_t *p, bool https, const char *host, int p
                       const char *sni) {
     const char *via = reel__proxy_for(p, host);
     return reel_asprintf("%s%s %s:%d %s%s%s", https ? "https" : "http",
-                         https && !p->verify_upstream ? "!" : "", host, port, sni ? sni : host,
-                         via ? " via " : "", via ? via : "");
+                         https && !reel__verify_host(p, host) ? "!" : "", host, port,
+                         sni ? sni : host, via ? " via " : "", via ? via : "");
 }
 
 /* A session with no connection yet (in the proxy's list, its idle timer

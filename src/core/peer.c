@@ -640,7 +640,7 @@ static bool upstream_fits(conn_t *c, bool h2, bool https, const char *host, int 
     bool same_via = up && (up->h2 || (up->via == NULL && now == NULL) ||
                            (up->via && now && strcmp(up->via, now) == 0));
     return up && !up->closing && !up->eof && up->h2 == h2 && up->https == https &&
-           up->port == port && (!up->insecure || !c->p->verify_upstream) && same_via &&
+           up->port == port && (!up->insecure || !reel__verify_host(c->p, host)) && same_via &&
            up->forward == upstream_forward(c, https, h2, host) && strcasecmp(up->host, host) == 0 &&
            ((other == NULL && up->sni == NULL) ||
             (other && up->sni && strcasecmp(other, up->sni) == 0));
@@ -665,6 +665,10 @@ char *reel__upstream_name(const peer_t *up) {
 char *reel__via_unreachable(const char *via, const char *why) {
     return reel_asprintf("the upstream proxy (upstream_proxy %s) could not be reached: %s", via,
                          why);
+}
+
+bool reel__verify_host(const reel_proxy_t *p, const char *host) {
+    return p->verify_upstream && !reel_no_proxy_match(p->insecure_hosts, host);
 }
 
 const char *reel__proxy_for(const reel_proxy_t *p, const char *host) {
@@ -717,7 +721,7 @@ reel_rc reel__origin_tls(reel_proxy_t *p, const char *host, int port, const char
     const char *name = sni ? sni : host;
     char *origin = reel_asprintf("%s:%d %s", host, port, name);
     reel_tls_client_opts_t o = {
-        .host = name, .insecure = !p->verify_upstream, .session_key = origin, .alpn = alpn};
+        .host = name, .insecure = !reel__verify_host(p, host), .session_key = origin, .alpn = alpn};
     reel_rc rc = reel_tls_new_client(p->client_ctx, &o, out, err);
     free(origin);
     return rc;
@@ -757,7 +761,7 @@ static bool upstream_take_held(conn_t *c, const char *host, int port, const char
     up->https = true;
     free(up->sni);
     up->sni = other ? reel_strdup(other) : NULL;
-    up->insecure = !c->p->verify_upstream;
+    up->insecure = !reel__verify_host(c->p, host);
     up->eager = c->state == C_SNIFF;   /* (as a new one: reel__sniff_connect_early in its TLS) */
     up->progress = uv_now(c->p->loop); /* (upstream_timeout: its set-up goes on from here) */
     reel_codec_free(c->respc);
@@ -781,7 +785,7 @@ static bool upstream_open(conn_t *c, bool h2, bool https, const char *host, int 
     up->sni = other ? reel_strdup(other) : NULL;
     up->port = port;
     up->https = https;
-    up->insecure = https && !p->verify_upstream;
+    up->insecure = https && !reel__verify_host(p, host);
     up->progress = uv_now(p->loop);
     up->t_dns0 = reel__now_us();
     c->up = up;

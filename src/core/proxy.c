@@ -63,7 +63,7 @@ struct proxy_group {
 /* Settings handed to another thread: a copy of every string. */
 struct owned_settings {
     reel_proxy_settings_t s;
-    char *strs[8];
+    char *strs[9];
     char **ignore;
 };
 
@@ -151,6 +151,10 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
     p->upstream_no_proxy = cfg->upstream_no_proxy && cfg->upstream_no_proxy[0]
                                ? reel_strdup(cfg->upstream_no_proxy)
                                : NULL;
+    free(p->insecure_hosts);
+    p->insecure_hosts = cfg->upstream_insecure_hosts && cfg->upstream_insecure_hosts[0]
+                            ? reel_strdup(cfg->upstream_insecure_hosts)
+                            : NULL;
     return rc;
 }
 
@@ -379,6 +383,7 @@ out:
         free(p->upstream_no_proxy);
         free(p->upstream_proxy_userpass);
         free(p->reverse_host);
+        free(p->insecure_hosts);
         if (p->shared == &p->own_shared)
             pthread_mutex_destroy(&p->own_shared.mu);
         if (!listener_closing)
@@ -555,6 +560,7 @@ static void free_one(reel_proxy_t *p) {
     free(p->upstream_no_proxy);
     free(p->upstream_proxy_userpass);
     free(p->reverse_host);
+    free(p->insecure_hosts);
     free(p->flushq);
     if (p->shared == &p->own_shared) {
         struct proxy_shared *sh = &p->own_shared;
@@ -640,8 +646,9 @@ static struct owned_settings *settings_dup(const reel_proxy_settings_t *c) {
     struct owned_settings *o = reel_calloc(1, sizeof *o);
     o->s = *c;
     const char *from[sizeof o->strs / sizeof *o->strs] = {
-        c->listen_host,    c->upstream_trusted_ca, c->h2c_upstreams,     c->proxyauth,
-        c->upstream_proxy, c->upstream_proxyauth,  c->upstream_no_proxy, c->reverse_to};
+        c->listen_host,       c->upstream_trusted_ca, c->h2c_upstreams,
+        c->proxyauth,         c->upstream_proxy,      c->upstream_proxyauth,
+        c->upstream_no_proxy, c->reverse_to,          c->upstream_insecure_hosts};
     for (size_t i = 0; i < sizeof o->strs / sizeof *o->strs; i++)
         o->strs[i] = from[i] ? reel_strdup(from[i]) : NULL;
     o->s.listen_host = o->strs[0];
@@ -652,6 +659,7 @@ static struct owned_settings *settings_dup(const reel_proxy_settings_t *c) {
     o->s.upstream_proxyauth = o->strs[5];
     o->s.upstream_no_proxy = o->strs[6];
     o->s.reverse_to = o->strs[7];
+    o->s.upstream_insecure_hosts = o->strs[8];
     o->ignore = reel_calloc(c->n_ignore_hosts ? c->n_ignore_hosts : 1, sizeof *o->ignore);
     for (size_t i = 0; i < c->n_ignore_hosts; i++)
         o->ignore[i] = reel_strdup(c->ignore_hosts[i]);

@@ -45,6 +45,9 @@ typedef struct {
     /* the hosts reached directly all the same (base/noproxy.h); NULL or
      * "": none */
     const char *upstream_no_proxy;
+    /* origins whose certificates are not verified all the same
+     * (base/noproxy.h's list); NULL or "": none */
+    const char *upstream_insecure_hosts;
     /* start only: the origin reel is a reverse proxy for
      * ("http[s]://host[:port]"); NULL or "": a forward proxy */
     const char *reverse_to;

@@ -579,6 +579,8 @@ reel_rc reel_replay_send(const reel_replay_req_t *r, const reel_replay_send_opts
     char *via = NULL, *proxy_host = NULL, *proxy_auth = NULL;
     int proxy_port = 0;
     bool direct = reel_no_proxy_match(o->upstream_no_proxy, r->host), socks = false;
+    /* (upstream_insecure_hosts: this host's certificate not checked) */
+    bool verify = o->verify && !reel_no_proxy_match(o->upstream_insecure_hosts, r->host);
     reel_rc rc =
         reel_upstream_proxy_parse(direct ? NULL : o->upstream_proxy, o->upstream_proxyauth, &via,
                                   &proxy_host, &proxy_port, &proxy_auth, &socks, &err);
@@ -634,7 +636,7 @@ reel_rc reel_replay_send(const reel_replay_req_t *r, const reel_replay_send_opts
         goto out;
     if (https) {
         int64_t ts = now_us();
-        reel_tls_client_opts_t to = {.host = r->host, .insecure = !o->verify};
+        reel_tls_client_opts_t to = {.host = r->host, .insecure = !verify};
         c.phase = "during the TLS handshake";
         if ((rc = reel_tls_new_client(o->tls, &to, &c.tls, &err)) == REEL_OK)
             rc = tls_handshake(&c, &err);
@@ -656,7 +658,7 @@ reel_rc reel_replay_send(const reel_replay_req_t *r, const reel_replay_send_opts
                              .alpn = c.tls ? reel_tls_alpn(c.tls) : NULL,
                              .tls_version = c.tls ? reel_tls_version(c.tls) : NULL,
                              .cipher = c.tls ? reel_tls_cipher(c.tls) : NULL,
-                             .unverified = c.tls && !o->verify,
+                             .unverified = c.tls && !verify,
                              .verify_error = verr,
                              .peer_cert = verr ? cert : NULL,
                              .via = via,

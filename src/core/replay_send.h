@@ -44,6 +44,9 @@ typedef struct {
      * proxy as the proxy's own do (HTTPS in a CONNECT tunnel, plain HTTP
      * to it in absolute form), unless upstream_no_proxy names its host */
     const char *upstream_proxy, *upstream_proxyauth, *upstream_no_proxy;
+    /* upstream_insecure_hosts: the hosts whose certificates are not
+     * checked although verify is set (NULL or "": none) */
+    const char *upstream_insecure_hosts;
 } reel_replay_send_opts_t;
 
 /** What became of one send. */

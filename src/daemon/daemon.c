@@ -40,6 +40,17 @@ typedef struct {
     int stopping;
 } daemon_t;
 
+/* The upstream settings of the web UI's replays into the live session,
+ * the proxy's own (borrowed from ps). */
+static reel_web_upstream_t web_upstream(const reel_proxy_settings_t *ps) {
+    return (reel_web_upstream_t){.verify = ps->upstream_cert_verify,
+                                 .timeout_s = (int)ps->upstream_timeout_s,
+                                 .proxy = ps->upstream_proxy,
+                                 .proxyauth = ps->upstream_proxyauth,
+                                 .no_proxy = ps->upstream_no_proxy,
+                                 .insecure_hosts = ps->upstream_insecure_hosts};
+}
+
 static void warn_cb(void *ctx, const char *msg) {
     (void)ctx;
     fprintf(stderr, "reel: %s\n", msg);
@@ -206,8 +217,8 @@ static void on_config_timer(uv_timer_t *t) {
     } else {
         reel_recorder_set_limits(r->rec, o.body_limit, o.capture);
         reel_recorder_set_retention(r->rec, &o.retention, o.on_segment_closed);
-        reel_web_live_upstream(r->web, ps.upstream_cert_verify, (int)ps.upstream_timeout_s,
-                               ps.upstream_proxy, ps.upstream_proxyauth, ps.upstream_no_proxy);
+        reel_web_upstream_t wu = web_upstream(&ps);
+        reel_web_live_upstream(r->web, &wu);
         log_changes(r, seen, c);
     }
     reel_config_free(c);
@@ -379,11 +390,7 @@ reel_rc reel_daemon_run(const reel_daemon_opts_t *o, int *served, reel_err_t *er
                                * with the proxy's upstream settings */
                               .live_recorder = r.rec,
                               .live_trusted_ca = reel_config_get(cfg, "upstream_trusted_ca", NULL),
-                              .live_verify = ps.upstream_cert_verify,
-                              .live_timeout_s = (int)ps.upstream_timeout_s,
-                              .live_upstream_proxy = ps.upstream_proxy,
-                              .live_upstream_proxyauth = ps.upstream_proxyauth,
-                              .live_upstream_no_proxy = ps.upstream_no_proxy};
+                              .live_upstream = web_upstream(&ps)};
         if (reel_web_start(&r.loop, &wo, &r.web, err) != REEL_OK) {
             rc = err->code;
             r.stopping = 1;

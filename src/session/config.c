@@ -44,6 +44,7 @@ static reel_rc check_upstream_proxy(const char *v, reel_err_t *err);
 static reel_rc check_upstream_proxyauth(const char *v, reel_err_t *err);
 static reel_rc check_no_proxy(const char *v, reel_err_t *err);
 static reel_rc check_reverse_to(const char *v, reel_err_t *err);
+static reel_rc check_insecure_hosts(const char *v, reel_err_t *err);
 static reel_rc check_hostports(const char *v, reel_err_t *err);
 
 #define KIB INT64_C(1024)
@@ -69,6 +70,12 @@ static const reel_option_t options[] = {
      check_regex},
     {"upstream_cert_verify", REEL_OPT_BOOL, "true", "verify the certificates of upstream servers",
      NULL, 0, 0, NULL},
+    {"upstream_insecure_hosts", REEL_OPT_STRING, "",
+     "origins whose certificates reel does not verify although upstream_cert_verify is on, "
+     "named as upstream_no_proxy names hosts (comma-separated: a name, which covers the names "
+     "under it; an address; a range such as 10.0.0.0/8); their flows say unverified, and what "
+     "the check would have found; empty = none",
+     NULL, 0, 0, check_insecure_hosts},
     {"http2", REEL_OPT_BOOL, "true",
      "speak HTTP/2 with clients that offer it (ALPN h2 on intercepted TLS, the h2c "
      "prior-knowledge preface on plain HTTP), and with their origins when those choose h2 "
@@ -527,13 +534,20 @@ static reel_rc check_reverse_to(const char *v, reel_err_t *err) {
     return REEL_OK;
 }
 
-static reel_rc check_no_proxy(const char *v, reel_err_t *err) {
+static reel_rc check_host_list(const char *name, const char *v, reel_err_t *err) {
     reel_err_t e;
     reel_err_clear(&e);
     if (reel_no_proxy_check(v, &e) != REEL_OK)
-        return reel_err_set(err, REEL_INVALID, "invalid value for upstream_no_proxy: %s",
-                            reel_err_str(&e));
+        return reel_err_set(err, REEL_INVALID, "invalid value for %s: %s", name, reel_err_str(&e));
     return REEL_OK;
+}
+
+static reel_rc check_no_proxy(const char *v, reel_err_t *err) {
+    return check_host_list("upstream_no_proxy", v, err);
+}
+
+static reel_rc check_insecure_hosts(const char *v, reel_err_t *err) {
+    return check_host_list("upstream_insecure_hosts", v, err);
 }
 
 /* "host:port", "http://host:port[/]", "socks5://host:port[/]" or
@@ -1525,6 +1539,7 @@ static const char *const hot_options[] = {
     "retention_max_flows",
     "on_segment_closed",
     "upstream_no_proxy",
+    "upstream_insecure_hosts",
     NULL,
 };
 

@@ -104,7 +104,9 @@ struct reel_web {
     reel_recorder_t *live_rec; /* borrowed; NULL: none (409) */
     reel_tls_ctx_t *live_tls;
     int live_verify, live_timeout_s;
-    char *live_upstream_proxy, *live_upstream_proxyauth, *live_upstream_no_proxy; /* NULL: none */
+    /* upstream_proxy, upstream_proxyauth, upstream_no_proxy,
+     * upstream_insecure_hosts (NULL: none) */
+    char *live_str[4];
     live_replay_t *live_replays; /* queued or running */
     int nlive_replays;
     /* long requests, answered on the walk threads */
@@ -181,8 +183,7 @@ struct live_replay {
     char *session;
     reel_replay_req_t *req; /* owned */
     reel_replay_send_opts_t opts;
-    /* opts' (copies: the settings may change) */
-    char *upstream_proxy, *upstream_proxyauth, *upstream_no_proxy;
+    char *str[4];      /* opts' strings, as w->live_str (copies: the settings may change) */
     atomic_int cancel; /* reel_web_stop: stop at the next wait */
     reel_replay_result_t res;
 };
@@ -888,9 +889,8 @@ static void live_done(uv_work_t *req, int status) {
     reel_replay_req_free(j->req);
     free(j->req);
     free(j->session);
-    free(j->upstream_proxy);
-    free(j->upstream_proxyauth);
-    free(j->upstream_no_proxy);
+    for (int i = 0; i < 4; i++)
+        free(j->str[i]);
     free(j);
 }
 
@@ -914,20 +914,18 @@ static int live_replay_start(conn_t *c, reel__web_resp_t *rs, int keep_alive) {
     j->req = rs->replay_req;
     rs->replay_req = NULL;
     atomic_init(&j->cancel, 0);
-    j->upstream_proxy = w->live_upstream_proxy ? reel_strdup(w->live_upstream_proxy) : NULL;
-    j->upstream_proxyauth =
-        w->live_upstream_proxyauth ? reel_strdup(w->live_upstream_proxyauth) : NULL;
-    j->upstream_no_proxy =
-        w->live_upstream_no_proxy ? reel_strdup(w->live_upstream_no_proxy) : NULL;
+    for (int i = 0; i < 4; i++)
+        j->str[i] = w->live_str[i] ? reel_strdup(w->live_str[i]) : NULL;
     j->opts = (reel_replay_send_opts_t){.rec = w->live_rec,
                                         .tls = w->live_tls,
                                         .verify = w->live_verify,
                                         .timeout_ms = w->live_timeout_s * 1000,
                                         .total_ms = w->replay_timeout_ms,
                                         .cancel = &j->cancel,
-                                        .upstream_proxy = j->upstream_proxy,
-                                        .upstream_proxyauth = j->upstream_proxyauth,
-                                        .upstream_no_proxy = j->upstream_no_proxy};
+                                        .upstream_proxy = j->str[0],
+                                        .upstream_proxyauth = j->str[1],
+                                        .upstream_no_proxy = j->str[2],
+                                        .upstream_insecure_hosts = j->str[3]};
     j->work.data = j;
     int e = uv_queue_work(w->loop, &j->work, live_work, live_done);
     if (e != 0) {
@@ -1588,8 +1586,7 @@ reel_rc reel_web_start(uv_loop_t *loop, const reel_web_opts_t *o, reel_web_t **o
             goto fail;
         }
         w->live_rec = o->live_recorder;
-        reel_web_live_upstream(w, o->live_verify, o->live_timeout_s, o->live_upstream_proxy,
-                               o->live_upstream_proxyauth, o->live_upstream_no_proxy);
+        reel_web_live_upstream(w, &o->live_upstream);
     }
     w->replay_timeout_ms = env_seconds("REEL_WEB_REPLAY_TIMEOUT", 86400, REPLAY_TIMEOUT_MS);
     w->ticket_ttl_ms = env_seconds("REEL_WEB_TICKET_TTL", 3600, TICKET_TTL_MS);
@@ -1661,21 +1658,16 @@ const char *reel_web_url(const reel_web_t *w) {
     return w->url;
 }
 
-void reel_web_live_upstream(reel_web_t *w, int verify, int timeout_s, const char *upstream_proxy,
-                            const char *upstream_proxyauth, const char *upstream_no_proxy) {
+void reel_web_live_upstream(reel_web_t *w, const reel_web_upstream_t *u) {
     if (w == NULL)
         return;
-    w->live_verify = verify;
-    w->live_timeout_s = timeout_s > 0 ? timeout_s : 60;
-    free(w->live_upstream_proxy);
-    free(w->live_upstream_proxyauth);
-    w->live_upstream_proxy =
-        upstream_proxy && upstream_proxy[0] ? reel_strdup(upstream_proxy) : NULL;
-    w->live_upstream_proxyauth =
-        upstream_proxyauth && upstream_proxyauth[0] ? reel_strdup(upstream_proxyauth) : NULL;
-    free(w->live_upstream_no_proxy);
-    w->live_upstream_no_proxy =
-        upstream_no_proxy && upstream_no_proxy[0] ? reel_strdup(upstream_no_proxy) : NULL;
+    w->live_verify = u->verify;
+    w->live_timeout_s = u->timeout_s > 0 ? u->timeout_s : 60;
+    const char *from[4] = {u->proxy, u->proxyauth, u->no_proxy, u->insecure_hosts};
+    for (int i = 0; i < 4; i++) {
+        free(w->live_str[i]);
+        w->live_str[i] = from[i] && from[i][0] ? reel_strdup(from[i]) : NULL;
+    }
 }
 
 void reel_web_stop(reel_web_t *w) {
@@ -1731,9 +1723,8 @@ void reel_web_free(reel_web_t *w) {
     free(w->sessions);
     free(w->live);
     reel_tls_ctx_free(w->live_tls);
-    free(w->live_upstream_proxy);
-    free(w->live_upstream_proxyauth);
-    free(w->live_upstream_no_proxy);
+    for (int i = 0; i < 4; i++)
+        free(w->live_str[i]);
     free(w->url);
     for (int i = 0; i < 4; i++)
         free(w->hosts[i]);

@@ -29,6 +29,16 @@
 /** Default port of `reel web`. */
 #define REEL_WEB_DEFAULT_PORT 8081
 
+/** The upstream settings replays into the live session go by (the
+ * recording's). Strings copied when given; NULL or "": none. */
+typedef struct {
+    int verify;    /* upstream_cert_verify */
+    int timeout_s; /* upstream_timeout (each wait); 0: 60 */
+    /* upstream_proxy, upstream_proxyauth, upstream_no_proxy,
+     * upstream_insecure_hosts */
+    const char *proxy, *proxyauth, *no_proxy, *insecure_hosts;
+} reel_web_upstream_t;
+
 typedef struct {
     const char *home;      /* sessions root (borrowed) */
     const char *host;      /* listen host; NULL: 127.0.0.1 */
@@ -46,11 +56,7 @@ typedef struct {
     reel_recorder_t *live_recorder;
     const char *live_trusted_ca; /* upstream_trusted_ca for them (PEM file, copied);
                                     NULL or "": none */
-    int live_verify;             /* upstream_cert_verify */
-    int live_timeout_s;          /* upstream_timeout (each wait); 0: 60 */
-    /* upstream_proxy, upstream_proxyauth and upstream_no_proxy (copied;
-     * NULL or "": none) */
-    const char *live_upstream_proxy, *live_upstream_proxyauth, *live_upstream_no_proxy;
+    reel_web_upstream_t live_upstream; /* the other upstream settings for them */
 } reel_web_opts_t;
 
 typedef struct reel_web reel_web_t;
@@ -63,11 +69,9 @@ reel_rc reel_web_start(uv_loop_t *loop, const reel_web_opts_t *o, reel_web_t **o
 /** "http://HOST:PORT/?token=..." (borrowed, valid until free). */
 const char *reel_web_url(const reel_web_t *w);
 
-/** Changes upstream_cert_verify, upstream_timeout, upstream_proxy,
- * upstream_proxyauth and upstream_no_proxy (copied) for replays into the
- * live session started from now on (the daemon's hot configuration). */
-void reel_web_live_upstream(reel_web_t *w, int verify, int timeout_s, const char *upstream_proxy,
-                            const char *upstream_proxyauth, const char *upstream_no_proxy);
+/** Changes the upstream settings (copied) of replays into the live
+ * session started from now on (the daemon's hot configuration). */
+void reel_web_live_upstream(reel_web_t *w, const reel_web_upstream_t *u);
 
 /** Closes the listener and every connection, and tells running replays
  * to stop (within 200 ms, but a name lookup in progress finishes first);

@@ -169,6 +169,37 @@ class TlsRecordTest(unittest.TestCase):
         text = self.reel.cli("flow", "main", str(f["id"]), "--headers-only").stdout
         self.assertNotIn(b"FAILED", text)
 
+    def test_insecure_hosts_only(self):
+        """upstream_cert_verify on, upstream_insecure_hosts naming one host:
+        its origin's self-signed certificate is let through (the flow says
+        unverified, and what the check found), the same origin by another
+        name is refused, and a change while reel runs applies to the next
+        connection."""
+        reel = Reel(self.root, "strict", "workers=1")
+        o = Origin(self.self_signed)
+        try:
+            # (in the overlay: a --set value would stay in force)
+            reel.set_config("set", "upstream_insecure_hosts", ".localhost, 192.0.2.0/24")
+            r = curl(reel, "https://localhost:%d/x" % o.port)
+            self.assertEqual(r.stdout, b"ok")
+            [f] = reel.wait_flows(1, "~u localhost:%d" % o.port)
+            sc = reel.flow(f["id"])["server_conn"]
+            self.assertEqual((sc["unverified"], sc["verify_error"]),
+                             (True, "self-signed certificate"), sc)
+            r = curl(reel, "-o", "/dev/null", "-w", "%{http_code}",
+                     "https://127.0.0.1:%d/x" % o.port, check=False)
+            self.assertEqual(r.stdout, b"502")
+            [f] = reel.wait_flows(1, "~u 127.0.0.1:%d" % o.port)
+            self.assertIn("certificate verify failed", f["error"])
+            reel.set_config("set", "upstream_insecure_hosts", "")
+            r = curl(reel, "-o", "/dev/null", "-w", "%{http_code}",
+                     "https://localhost:%d/y" % o.port, check=False)
+            self.assertEqual(r.stdout, b"502")
+        finally:
+            o.close()
+            code = reel.stop()
+        self.assertEqual(code, 0, reel.log())
+
     def test_every_flow_says_the_clients_tls(self):
         """The TLS between the client and reel (version, cipher, SNI, ALPN,
         resumed) is in each flow's start record: before, only the error of
