@@ -171,7 +171,8 @@ def flow_json(flow_id, recs, replayed_as=()):
             f["request"] = dict(method=text(h.method), scheme=h.scheme or None,
                                 host=text(h.host), port=h.port, target=text(h.target),
                                 url=url(h), http_version=h.http_version or None,
-                                headers=headers(h.headers), absolute_form=h.absolute_form)
+                                headers=headers(h.headers), absolute_form=h.absolute_form,
+                                reverse=h.reverse)
             decoded["request"] = h.body_decoded
         elif ev == "response_head":
             h = r.response_head

@@ -720,6 +720,16 @@ static void request_head(view_t *v, const Reel__RequestHead *h) {
     }
     fputc('\n', v->out);
     print_headers(v, '>', h->headers, h->n_headers);
+    if (h->reverse) {
+        /* the Host above is the client's; the origin got its own */
+        int v6 = memchr(h->host.data, ':', h->host.len) != NULL;
+        unsigned def = v->https ? 443 : 80;
+        char port[16] = "";
+        if (h->port != def)
+            snprintf(port, sizeof port, ":%u", h->port);
+        note(v, "~ reel as a reverse proxy (reverse_to): the origin got Host: %s%.*s%s%s",
+             v6 ? "[" : "", (int)h->host.len, (const char *)h->host.data, v6 ? "]" : "", port);
+    }
     const uint8_t *q = h->target.len ? memchr(h->target.data, '?', h->target.len) : NULL;
     if (v->proto && !v->proto_fixed && h->target.len) {
         /* gRPC: the rpc the path names gives both bodies their messages */
@@ -1413,6 +1423,7 @@ static int json_record(void *ctx, const Reel__Record *rec) {
                                 url_json(h), "http_version", str_json(h->http_version, 1),
                                 "headers", headers_json(h->headers, h->n_headers));
         json_object_set_new(j->dir[REQ], "absolute_form", json_boolean(h->absolute_form));
+        json_object_set_new(j->dir[REQ], "reverse", json_boolean(h->reverse));
         j->decoded[REQ] = h->body_decoded;
         break;
     }

@@ -73,6 +73,7 @@ void reel_capture_request_at(reel_capture_flow_t *f, const reel_msg_head_t *h, i
                               .headers = fields(h),
                               .n_headers = h->nfields,
                               .absolute_form = h->absolute_form,
+                              .reverse = h->reverse,
                               .time_us = time_us};
     reel_recorder_request_head(f, &rq);
 }

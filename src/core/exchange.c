@@ -1108,6 +1108,7 @@ static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const cha
     reel_msg_head_t m;
     request_msg(h, https ? "https" : "http", host, port, target, ver, &m);
     lane_request(c, &m);
+    m.reverse = c->reverse;
     reel_capture_request(c->ex.flow, &m);
 }
 

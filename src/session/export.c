@@ -109,6 +109,7 @@ typedef struct {
     size_t ninterim;
     int body_decoded[2];
     int absolute_form;    /* the client's request line had an absolute-form target */
+    int reverse;          /* reel was a reverse proxy for its origin (RequestHead.reverse) */
     uint64_t excess;      /* bytes the origin sent past its response's end */
     reel_buf_t stored[2]; /* body as stored, capped */
     int cut[2];           /* stored body longer than the cap */
@@ -371,6 +372,7 @@ static int on_record(void *ctx, const Reel__Record *rec) {
         f->version[REQ] = reel_strdup(h->http_version ? h->http_version : "");
         f->body_decoded[REQ] = h->body_decoded;
         f->absolute_form = h->absolute_form;
+        f->reverse = h->reverse;
         take_headers(f, REQ, h->headers, h->n_headers);
         break;
     }
@@ -1112,6 +1114,8 @@ static json_t *reel_info(const flow_t *f) {
         json_object_set_new(r, "generated", json_true());
     if (f->absolute_form)
         json_object_set_new(r, "absolute_form", json_true());
+    if (f->reverse)
+        json_object_set_new(r, "reverse", json_true());
     if (f->excess)
         json_object_set_new(r, "response_excess", json_integer((json_int_t)f->excess));
     if (f->tls_version && f->tls_version[0])
@@ -1628,7 +1632,7 @@ static reel_rc write_curl(FILE *out, const flow_t *f, const reel_export_opts_t *
         }
         if (is_pseudo(h))
             continue; /* curl sends none: an HTTP/2 head's are in the URL and method */
-        if (f->absolute_form && ieq(h->name, h->nlen, "host"))
+        if ((f->absolute_form || f->reverse) && ieq(h->name, h->nlen, "host"))
             continue; /* the origin got Host from the URL (RFC 9112 3.2.2), as curl makes it */
         if (ws_h1 && (ieq(h->name, h->nlen, "upgrade") || ieq(h->name, h->nlen, "connection") ||
                       ieq(h->name, h->nlen, "sec-websocket-key")))
@@ -1957,6 +1961,7 @@ static reel_rc write_ndjson(FILE *out, const flow_t *f, const reel_export_opts_t
         json_object_set_new(req, "http_version", str_json(f->version[REQ]));
         json_object_set_new(req, "headers", nd_headers(f, REQ));
         json_object_set_new(req, "absolute_form", json_boolean(f->absolute_form));
+        json_object_set_new(req, "reverse", json_boolean(f->reverse));
         rc = nd_body(req, f, REQ, o, err);
         if (f->has_trailers[REQ])
             json_object_set_new(req, "trailers", fields_json(f->trailer[REQ], f->ntrailer[REQ]));

@@ -190,6 +190,7 @@ static int detail_record(void *ctx, const Reel__Record *rec) {
                       "headers", headers_json(h->headers, h->n_headers, h->body_decoded));
         reel_buf_free(&url);
         json_object_set_new(o, "absolute_form", json_boolean(h->absolute_form));
+        json_object_set_new(o, "reverse", json_boolean(h->reverse));
         head_extra(o, h->headers, h->n_headers, h->body_decoded);
         json_object_set_new(d->o, "request", o);
         break;

@@ -615,6 +615,7 @@ typedef struct {
     const char *error;
     int generated;
     int absolute_form;        /* the request came to reel in absolute form */
+    int reverse;              /* ... or to reel as a reverse proxy for its origin */
     uint64_t response_excess; /* bytes the origin sent past its response's end */
     const char *client_addr, *server_addr, *tls_version, *alpn;
     uint64_t conn_id;
@@ -1269,6 +1270,7 @@ static reel_rc check_reel(const vctx_t *v, json_t *entry, entry_t *e) {
     e->cut[1] = json_is_true(json_object_get(rx, "response_truncated"));
     e->generated = json_is_true(json_object_get(rx, "generated"));
     e->absolute_form = json_is_true(json_object_get(rx, "absolute_form"));
+    e->reverse = json_is_true(json_object_get(rx, "reverse"));
     json_t *excess = json_object_get(rx, "response_excess");
     if (excess && (!json_is_integer(excess) || json_integer_value(excess) < 0))
         return fail(v, "_reel.response_excess", "not a count of bytes but %s",
@@ -2129,6 +2131,7 @@ static reel_rc record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
            write it so) */
         .body_decoded = coded(e->req_headers, "content-encoding"),
         .absolute_form = e->absolute_form,
+        .reverse = e->reverse,
         .time_us = e->start_us};
     reel_recorder_request_head(f, &rh);
     free(hs);

@@ -23,7 +23,8 @@ enum {
     RQ_VERSION,
     RQ_HEADERS,
     RQ_DECODED,
-    RQ_ABSOLUTE
+    RQ_ABSOLUTE,
+    RQ_REVERSE
 };
 enum { RS_STATUS = 1, RS_REASON, RS_VERSION, RS_HEADERS, RS_DECODED, RS_GENERATED };
 
@@ -132,7 +133,7 @@ static size_t request_len(const reel_request_head_t *h) {
            bytes_size(RQ_TARGET, slen(h->target)) + bytes_size(RQ_VERSION, slen(h->http_version)) +
            headers_size(RQ_HEADERS, h->headers, h->n_headers) +
            uint_size(RQ_DECODED, h->body_decoded != 0) +
-           uint_size(RQ_ABSOLUTE, h->absolute_form != 0);
+           uint_size(RQ_ABSOLUTE, h->absolute_form != 0) + uint_size(RQ_REVERSE, h->reverse != 0);
 }
 
 size_t reel_pbhead_request_size(uint64_t flow_id, int64_t time_us, const reel_request_head_t *h) {
@@ -151,6 +152,7 @@ size_t reel_pbhead_request_write(uint8_t *out, uint64_t flow_id, int64_t time_us
     p = put_headers(p, RQ_HEADERS, h->headers, h->n_headers);
     p = put_uint(p, RQ_DECODED, h->body_decoded != 0);
     p = put_uint(p, RQ_ABSOLUTE, h->absolute_form != 0);
+    p = put_uint(p, RQ_REVERSE, h->reverse != 0);
     return (size_t)(p - out);
 }
 

@@ -162,6 +162,7 @@ typedef struct {
     size_t n_headers;
     int body_decoded;
     int absolute_form; /* the client's target was absolute-form (RequestHead.absolute_form) */
+    int reverse;       /* reel as a reverse proxy for host:port (RequestHead.reverse) */
     int64_t time_us;   /* 0 = now */
 } reel_request_head_t;
 

@@ -51,7 +51,8 @@ static void take_head(load_ctx *c, const Reel__RequestHead *h) {
     r->http_version = reel_strdup(h->http_version ? h->http_version : "");
     r->port = h->port;
     r->body_decoded = h->body_decoded;
-    r->absolute_form = h->absolute_form;
+    /* (a reverse proxy's request too: its origin got Host from its URL) */
+    r->absolute_form = h->absolute_form || h->reverse;
     r->n_headers = h->n_headers;
     r->headers = reel_calloc(h->n_headers ? h->n_headers : 1, sizeof *r->headers);
     int nul = r->method == NULL || r->host == NULL || r->target == NULL;

@@ -57,6 +57,21 @@ class ReverseHttpsOrigin(unittest.TestCase):
         # the flow records the client's Host; the origin got its own
         req = dict((k.lower(), v) for k, v in full["request"]["headers"])
         self.assertEqual(req["host"], "127.0.0.1:%d" % r.port)
+        self.assertTrue(full["request"]["reverse"])
+        text = r.cli("flow", "rv", str(row["id"])).stdout.decode()
+        self.assertIn("> Host: 127.0.0.1:%d\n" % r.port, text)
+        self.assertIn("\n~ reel as a reverse proxy (reverse_to): the origin got Host: localhost:%d\n"
+                      % self.origin.https_port, text)
+        # HAR says it, curl export sends the origin's Host (from the URL),
+        # and reel replay does too
+        har = json.loads(r.cli("export", "rv", str(row["id"]), "-o", "-").stdout)
+        self.assertTrue(har["log"]["entries"][0]["_reel"]["reverse"])
+        cmd = r.cli("export", "rv", str(row["id"]), "--format", "curl", "-o", "-").stdout.decode()
+        self.assertNotIn("127.0.0.1:%d" % r.port, cmd)
+        out = r.cli("replay", "rv", str(row["id"]), "--into", "rv-replays", "--json", "--set",
+                    "upstream_trusted_ca=" + self.origin.ca)
+        (rep,) = json.loads(out.stdout)["replays"]
+        self.assertEqual(rep["status"], 200, rep)
         self.assertEqual(full["server_conn"]["sni"], "localhost")
         # the origin got reverse_to's Host, over HTTP/1.1 and HTTP/2 alike
         for args in (["--http1.1"], ["--http2"]):

@@ -77,6 +77,8 @@ static void check_request(uint64_t id, int64_t t, const reel_request_head_t *h) 
     rh.n_headers = h->n_headers;
     rh.headers = pb_headers(h->headers, h->n_headers, store);
     rh.body_decoded = h->body_decoded != 0;
+    rh.absolute_form = h->absolute_form != 0;
+    rh.reverse = h->reverse != 0;
     Reel__Record rec = REEL__RECORD__INIT;
     rec.flow_id = id;
     rec.time_us = t;
@@ -207,7 +209,9 @@ static void test_random(void **state) {
                                   .http_version = ve,
                                   .headers = hs,
                                   .n_headers = n,
-                                  .body_decoded = (int)(next() % 2)};
+                                  .body_decoded = (int)(next() % 2),
+                                  .absolute_form = (int)(next() % 2),
+                                  .reverse = (int)(next() % 2)};
         check_request(id, t, &rq);
         reel_response_head_t rs = {.status = (uint32_t)(next() >> (next() % 64)),
                                    .reason = re,
