@@ -12,7 +12,7 @@ import socket
 import tempfile
 import unittest
 
-from proxyenv import TMPBASE, REEL, Origin, Reel, body, main, run, stop_class
+from proxyenv import TMPBASE, REEL, Origin, Reel, body, main, run, stop_class, ws_echo_server
 
 
 def fetch(reel, url, *args, check=True):
@@ -144,6 +144,33 @@ class ReversePlainOrigin(unittest.TestCase):
             full = r.flow(fl[0]["id"])
             self.assertEqual(full["request"]["http_version"], "HTTP/1.1")
             self.assertIsNone(full["server_conn"]["tls_version"])
+
+
+class ReverseWebSocket(unittest.TestCase):
+    def test_websocket_through_the_reverse_proxy(self):
+        """A WebSocket client of reel as a reverse proxy for a WebSocket
+        server (python3-websockets both): the echo comes back, and the flow
+        is a WebSocket one with its messages."""
+        import asyncio
+        import websockets
+        os.makedirs(TMPBASE, exist_ok=True)
+        root = tempfile.mkdtemp(prefix="reverse-ws.", dir=TMPBASE)
+        with ws_echo_server() as port:
+            reel = Reel(root, "rw", "reverse_to=http://127.0.0.1:%d" % port)
+            try:
+                async def talk():
+                    async with websockets.connect("ws://127.0.0.1:%d/chat" % reel.port,
+                                                  compression=None) as ws:
+                        await ws.send("hello")
+                        return await ws.recv()
+                self.assertEqual(asyncio.run(talk()), "hello")
+                fl = reel.wait_flows(1, "~websocket")
+                self.assertEqual(len(fl), 1, fl)
+                self.assertEqual(fl[0]["url"], "http://127.0.0.1:%d/chat" % port)  # (its Upgrade request)
+                self.assertGreaterEqual(fl[0]["messages"], 2, fl)
+            finally:
+                code = reel.stop()
+        self.assertEqual(code, 0, reel.log())
 
 
 class ReverseBadValues(unittest.TestCase):
