@@ -64,9 +64,12 @@ class ReverseHttpsOrigin(unittest.TestCase):
                       % self.origin.https_port, text)
         # HAR says it, curl export sends the origin's Host (from the URL),
         # and reel replay does too
-        har = json.loads(r.cli("export", "rv", str(row["id"]), "-o", "-").stdout)
-        self.assertTrue(har["log"]["entries"][0]["_reel"]["reverse"])
-        cmd = r.cli("export", "rv", str(row["id"]), "--format", "curl", "-o", "-").stdout.decode()
+        har = json.loads(r.cli("export", "rv", "~u /100b\\?plain$", "-o", "-").stdout)
+        (entry,) = har["log"]["entries"]
+        self.assertTrue(entry["_reel"]["reverse"])
+        cmd = r.cli("export", "rv", "~u /100b\\?plain$", "--format", "curl", "-o",
+                    "-").stdout.decode()
+        self.assertIn("/100b?plain", cmd)
         self.assertNotIn("127.0.0.1:%d" % r.port, cmd)
         out = r.cli("replay", "rv", str(row["id"]), "--into", "rv-replays", "--json", "--set",
                     "upstream_trusted_ca=" + self.origin.ca)
