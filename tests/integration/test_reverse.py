@@ -8,11 +8,15 @@ origin's URL. nginx is the origin, curl the client.
 import json
 import os
 import re
+import shutil
 import socket
+import subprocess
 import tempfile
+import time
 import unittest
 
-from proxyenv import TMPBASE, REEL, Origin, Reel, body, main, run, stop_class, ws_echo_server
+from proxyenv import (TMPBASE, REEL, Origin, Reel, body, free_port, main, run, stop_class,
+                      ws_echo_server)
 
 
 def fetch(reel, url, *args, check=True):
@@ -147,6 +151,42 @@ class ReversePlainOrigin(unittest.TestCase):
             full = r.flow(fl[0]["id"])
             self.assertEqual(full["request"]["http_version"], "HTTP/1.1")
             self.assertIsNone(full["server_conn"]["tls_version"])
+
+
+@unittest.skipUnless(shutil.which("microsocks"), "microsocks is not installed")
+class ReverseBehindAProxy(unittest.TestCase):
+    def test_reverse_to_through_upstream_proxy(self):
+        """reverse_to and upstream_proxy together: the origin reached through
+        the SOCKS5 proxy (microsocks), the flow saying both."""
+        os.makedirs(TMPBASE, exist_ok=True)
+        root = tempfile.mkdtemp(prefix="reverse-via.", dir=TMPBASE)
+        origin = Origin(os.path.join(root, "origin"))
+        port = free_port()
+        ms = subprocess.Popen(["microsocks", "-i", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        reel = None
+        try:
+            for _ in range(100):
+                try:
+                    socket.create_connection(("127.0.0.1", port), 1).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            via = "socks5://127.0.0.1:%d" % port
+            reel = Reel(root, "rvia", "reverse_to=https://localhost:%d" % origin.https_port,
+                        "upstream_trusted_ca=" + origin.ca, "upstream_proxy=" + via)
+            out = fetch(reel, "http://127.0.0.1:%d/100b?via" % reel.port)
+            self.assertEqual(len(out.stdout), 100)
+            fl = reel.wait_flows(1, "~u via$")
+            full = reel.flow(fl[0]["id"])
+            self.assertEqual((fl[0]["status"], full["server_conn"]["via"]), (200, via))
+            self.assertTrue(full["request"]["reverse"])
+        finally:
+            code = reel.stop() if reel else 0
+            ms.terminate()
+            ms.wait(10)
+            origin.stop()
+        self.assertEqual(code, 0, reel.log())
 
 
 class ReverseWebSocket(unittest.TestCase):
