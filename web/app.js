@@ -1384,7 +1384,9 @@ function renderDetail(d, id) {
     const via = !sc.via ? null
       : sc.via_forward ? `the upstream proxy ${sc.via}, which the request went to as it came (absolute form, no CONNECT)`
       : `the upstream proxy ${sc.via}, a ${sc.via.startsWith('socks5') ? 'SOCKS5' : 'CONNECT'} tunnel to the origin`;
-    for (const [k, v] of [['address', sc.address], ['through', via], ['TLS', sc.tls_version], ['certificate', cert], ['SNI', sc.sni], ['ALPN', sc.alpn], ['cipher', sc.cipher],
+    // map_remote sent the request to another URL than its client's
+    const mapped = d.request && typeof d.request.mapped_to === 'string' ? `${d.request.mapped_to} (map_remote)` : null;
+    for (const [k, v] of [['sent to', mapped], ['address', sc.address], ['through', via], ['TLS', sc.tls_version], ['certificate', cert], ['SNI', sc.sni], ['ALPN', sc.alpn], ['cipher', sc.cipher],
       ['reused', sc.reused ? 'yes' : 'no'], ['retried', sc.retried ? (!sc.address ? 'yes: the new connection could not be made'
         : r.scheme === 'https' && sc.ssl_us < 0 ? 'yes: the new connection\'s TLS handshake failed' : 'yes') : 'no'], ['set up', setup], ['client', r.client_addr]]) {
       if (v === null || v === undefined) continue;

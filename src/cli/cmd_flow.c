@@ -730,6 +730,8 @@ static void request_head(view_t *v, const Reel__RequestHead *h) {
         note(v, "~ reel as a reverse proxy (reverse_to): the origin got Host: %s%.*s%s%s",
              v6 ? "[" : "", (int)h->host.len, (const char *)h->host.data, v6 ? "]" : "", port);
     }
+    if (h->mapped_to && h->mapped_to[0])
+        note(v, "~ map_remote sent it to %s (Host from it)", h->mapped_to);
     const uint8_t *q = h->target.len ? memchr(h->target.data, '?', h->target.len) : NULL;
     if (v->proto && !v->proto_fixed && h->target.len) {
         /* gRPC: the rpc the path names gives both bodies their messages */
@@ -1424,6 +1426,7 @@ static int json_record(void *ctx, const Reel__Record *rec) {
                                 "headers", headers_json(h->headers, h->n_headers));
         json_object_set_new(j->dir[REQ], "absolute_form", json_boolean(h->absolute_form));
         json_object_set_new(j->dir[REQ], "reverse", json_boolean(h->reverse));
+        json_object_set_new(j->dir[REQ], "mapped_to", str_json(h->mapped_to, 1));
         j->decoded[REQ] = h->body_decoded;
         break;
     }

@@ -74,6 +74,7 @@ void reel_capture_request_at(reel_capture_flow_t *f, const reel_msg_head_t *h, i
                               .n_headers = h->nfields,
                               .absolute_form = h->absolute_form,
                               .reverse = h->reverse,
+                              .mapped_to = h->mapped_to,
                               .time_us = time_us};
     reel_recorder_request_head(f, &rq);
 }

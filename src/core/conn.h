@@ -32,6 +32,7 @@
 #include "core/sniff.h"
 #include "core/tls.h"
 #include "core/ws.h"
+#include "session/maprule.h"
 
 /* One read's room, a buffer per worker shared by all its sockets. 256 KiB
  * rather than 64: relaying 1 MiB bodies took a read, a parse and a write
@@ -395,6 +396,7 @@ struct reel_proxy {
     size_t nignore;
     bool verify_upstream;
     char *insecure_hosts; /* upstream_insecure_hosts (NULL: none) */
+    reel_map_rules_t *map_remote; /* map_remote (NULL: none) */
     bool http2; /* offer h2 to clients (ALPN) and accept the h2c preface */
     char *h2c_upstreams; /* "host:port,..." spoken prior-knowledge h2c to, NULL: none */
     char *proxyauth_b64; /* expected Basic credentials, NULL when not required */

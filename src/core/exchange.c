@@ -17,7 +17,7 @@ static char *undelivered_why(const char *why, const char *what, size_t queued);
 static void exchange_timings(conn_t *c, const upstream_facts_t *up, int64_t end_us,
                              reel_capture_timings_t *t);
 static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,
-                       const char *target, bool keeps_up, int64_t since_us);
+                       const char *target, bool keeps_up, int64_t since_us, const char *mapped_to);
 static bool check_auth(conn_t *c, const reel_h1_head_t *h);
 static bool write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, const char *target,
                        bool keep_upgrade, bool add_close, const char *proxy_auth, const char *host);
@@ -1087,7 +1087,7 @@ static void refuse_request(conn_t *c, int status, const char *reason) {
 /* ---- recording helpers ---- */
 
 static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,
-                       const char *target, bool keeps_up, int64_t since_us) {
+                       const char *target, bool keeps_up, int64_t since_us, const char *mapped_to) {
     /* started at the recorder's "now", read with its id given, so that ids
      * follow start times across workers; its phases start there too
      * (exchange_timings). A lane's flow starts when its stream's HEADERS
@@ -1109,6 +1109,7 @@ static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const cha
     request_msg(h, https ? "https" : "http", host, port, target, ver, &m);
     lane_request(c, &m);
     m.reverse = c->reverse;
+    m.mapped_to = mapped_to;
     reel_capture_request(c->ex.flow, &m);
 }
 
@@ -1133,6 +1134,39 @@ static char *authority_of(bool https, const char *host, int port) {
     if (port == (https ? 443 : 80))
         return reel_asprintf("%s%s%s", v6 ? "[" : "", host, v6 ? "]" : "");
     return reel_asprintf(REEL_HOSTPORT_FMT, REEL_HOSTPORT(host, port));
+}
+
+/* map_remote's rule for a request to https, host, port and path, if one
+ * matches: 1 with *mapped (the URL it made, owned) and the origin it names
+ * in *m_https, *m_host, *m_port and *m_path (owned); 0: none matches; -1:
+ * a rule matched but made nothing reel can send a request to, *why
+ * (owned) saying so. */
+static int map_request(const conn_t *c, bool https, const char *host, int port, const char *path,
+                       char **mapped, bool *m_https, char **m_host, int *m_port, char **m_path,
+                       char **why) {
+    *mapped = *m_host = *m_path = *why = NULL;
+    char *auth = authority_of(https, host, port);
+    char *url = reel_asprintf("%s://%s%s", https ? "https" : "http", auth, path);
+    free(auth);
+    reel_err_t err;
+    reel_err_clear(&err);
+    char *to = reel_map_rules_apply(c->p->map_remote, url, &err);
+    free(url);
+    if (to == NULL) {
+        if (err.code == REEL_OK)
+            return 0;
+        *why = reel_strdup(reel_err_str(&err));
+        return -1;
+    }
+    if (split_absolute(to, strlen(to), m_https, m_host, m_port, m_path) != 0) {
+        *why = reel_asprintf("map_remote made '%.200s' of the URL, which reel cannot send a "
+                             "request to",
+                             to);
+        free(to);
+        return -1;
+    }
+    *mapped = to;
+    return 1;
 }
 
 /* Serializes h for the next hop with hop-by-hop fields removed (keeping
@@ -1445,13 +1479,42 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
         free(path);
         return;
     }
+    /* map_remote: the request goes to another URL than its client's. The
+     * flow records the client's (c_*) and where it went (mapped_to); from
+     * here on https, host, port and path are the origin it goes to. */
+    char *mapped = NULL, *c_host = NULL, *c_path = NULL;
+    bool c_https = https;
+    int c_port = port;
+    if (c->p->map_remote && strcmp(path, "*") != 0) {
+        bool m_https = false;
+        char *m_host = NULL, *m_path = NULL, *why = NULL;
+        int m_port = 0;
+        int mr = map_request(c, https, host, port, path, &mapped, &m_https, &m_host, &m_port,
+                             &m_path, &why);
+        if (mr < 0) { /* recorded as the client sent it, answered with why */
+            start_flow(c, h, https, host, port, path, false, 0, NULL);
+            reel__fail_exchange(c, 502, why);
+            free(why);
+            free(host);
+            free(path);
+            return;
+        }
+        if (mr > 0) {
+            c_host = host;
+            c_path = path;
+            https = m_https;
+            host = m_host;
+            port = m_port;
+            path = m_path;
+        }
+    }
     /* An absolute "https://" URL sent in the clear goes to the origin
      * over TLS, like any https request. */
     /* The flow starts before its connection is asked for: a new one's
      * DNS lookup, connect and handshake then fall inside the flow, as its
      * timings and its ServerConn say them (started after, the flow began
      * a moment into the set-up: a few hundred µs under sanitizers) */
-    const char *sni = c->in_tunnel ? c->tunnel_sni : NULL;
+    const char *sni = c->in_tunnel && !mapped ? c->tunnel_sni : NULL;
     /* The ALPN probe to this origin failed while the client's handshake
      * waited for it (core/tunnel.c): its first request gets that answer
      * at once, its flow starting when the probe did (that wait is its
@@ -1466,20 +1529,28 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
         memset(&c->probe_upf, 0, sizeof c->probe_upf);
     }
     if (probe_error) {
-        start_flow(c, h, https, host, port, path, false, c->probe_started_us);
+        start_flow(c, h, mapped ? c_https : https, mapped ? c_host : host, mapped ? c_port : port,
+                   mapped ? c_path : path, false, c->probe_started_us, mapped);
         reel__probe_conn(c);
         reel__fail_exchange(c, c->probe_status, probe_error);
         free(probe_error);
         free(host);
         free(path);
+        free(c_host);
+        free(c_path);
+        free(mapped);
         return;
     }
     bool keep = reel__upstream_would_reuse(c, https, host, port, sni);
-    start_flow(c, h, https, host, port, path, keep, 0);
+    start_flow(c, h, mapped ? c_https : https, mapped ? c_host : host, mapped ? c_port : port,
+               mapped ? c_path : path, keep, 0, mapped);
     bool reused = keep || reel__upstream_open(c, https, host, port, sni);
     if (c->state == C_DONE) { /* it failed at once (a TLS client it could not make): a 502 */
         free(host);
         free(path);
+        free(c_host);
+        free(c_path);
+        free(mapped);
         return;
     }
     c->ex.retried = false;
@@ -1489,10 +1560,13 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
     reel_buf_init(&out, 0);
     /* to upstream_proxy as it came, in absolute form (core/peer.c's
      * upstream_forward), asking for upstream_proxyauth's credentials */
-    char *proxied = c->up->forward ? reel_strndup(h->target, h->target_len) : NULL;
-    /* reverse_to's origin as Host, as reverse proxies send it (the flow
-     * records the client's) */
-    char *reverse_host = c->reverse ? authority_of(https, c->tunnel_host, c->tunnel_port) : NULL;
+    char *proxied = !c->up->forward ? NULL
+                    : mapped        ? reel_strdup(mapped)
+                                    : reel_strndup(h->target, h->target_len);
+    /* the origin's Host when reel chose the origin: map_remote's, or
+     * reverse_to's, as reverse proxies send it (the flow records the
+     * client's) */
+    char *reverse_host = mapped || c->reverse ? authority_of(https, host, port) : NULL;
     bool written = write_head(&out, h, true, proxied ? proxied : path, c->ex.upgrade, false,
                               proxied ? c->p->upstream_proxy_b64 : NULL, reverse_host);
     free(reverse_host);
@@ -1501,6 +1575,9 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
         reel_buf_free(&out);
         free(host);
         free(path);
+        free(c_host);
+        free(c_path);
+        free(mapped);
         reel__fail_exchange(c, 400, "the request's head cannot be forwarded as it is");
         return;
     }
@@ -1523,6 +1600,9 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
     reel_buf_free(&out);
     free(host);
     free(path);
+    free(c_host);
+    free(c_path);
+    free(mapped);
     c->state = C_REQ_BODY;
 }
 

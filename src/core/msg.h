@@ -33,6 +33,7 @@ typedef struct {
     const char *protocol;  /* an extended CONNECT's :protocol (RFC 8441), else NULL */
     bool absolute_form;    /* HTTP/1 target sent in absolute form: Host went from host:port */
     bool reverse;          /* reel as a reverse proxy for host:port: Host went from them */
+    const char *mapped_to; /* map_remote sent the request to this URL instead (NULL: none) */
     /* response */
     uint32_t status;
     const char *reason;

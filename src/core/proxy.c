@@ -64,7 +64,7 @@ struct proxy_group {
 struct owned_settings {
     reel_proxy_settings_t s;
     char *strs[9];
-    char **ignore;
+    char **ignore, **map;
 };
 
 static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, reel_err_t *err);
@@ -94,6 +94,10 @@ static void free_workers(reel_proxy_t *p0);
 /* ---- public API ---- */
 
 static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, reel_err_t *err) {
+    /* map_remote first: a bad rule changes nothing */
+    reel_map_rules_t *map = NULL;
+    if (reel_map_rules_new(cfg->map_remote, cfg->n_map_remote, &map, err) != REEL_OK)
+        return REEL_INVALID;
     size_t n = cfg->n_ignore_hosts;
     pcre2_code **codes = reel_calloc(n ? n : 1, sizeof *codes);
     for (size_t i = 0; i < n; i++) {
@@ -109,6 +113,7 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
             for (size_t k = 0; k < i; k++)
                 pcre2_code_free(codes[k]);
             free(codes);
+            reel_map_rules_free(map);
             return REEL_INVALID;
         }
     }
@@ -117,6 +122,8 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
     free(p->ignore);
     p->ignore = codes;
     p->nignore = n;
+    reel_map_rules_free(p->map_remote);
+    p->map_remote = map;
     p->verify_upstream = cfg->upstream_cert_verify;
     p->http2 = cfg->http2;
     free(p->h2c_upstreams);
@@ -384,6 +391,7 @@ out:
         free(p->upstream_proxy_userpass);
         free(p->reverse_host);
         free(p->insecure_hosts);
+        reel_map_rules_free(p->map_remote);
         if (p->shared == &p->own_shared)
             pthread_mutex_destroy(&p->own_shared.mu);
         if (!listener_closing)
@@ -561,6 +569,7 @@ static void free_one(reel_proxy_t *p) {
     free(p->upstream_proxy_userpass);
     free(p->reverse_host);
     free(p->insecure_hosts);
+    reel_map_rules_free(p->map_remote);
     free(p->flushq);
     if (p->shared == &p->own_shared) {
         struct proxy_shared *sh = &p->own_shared;
@@ -664,6 +673,10 @@ static struct owned_settings *settings_dup(const reel_proxy_settings_t *c) {
     for (size_t i = 0; i < c->n_ignore_hosts; i++)
         o->ignore[i] = reel_strdup(c->ignore_hosts[i]);
     o->s.ignore_hosts = (const char *const *)o->ignore;
+    o->map = reel_calloc(c->n_map_remote ? c->n_map_remote : 1, sizeof *o->map);
+    for (size_t i = 0; i < c->n_map_remote; i++)
+        o->map[i] = reel_strdup(c->map_remote[i]);
+    o->s.map_remote = (const char *const *)o->map;
     return o;
 }
 
@@ -675,6 +688,9 @@ static void settings_free(struct owned_settings *o) {
     for (size_t i = 0; i < o->s.n_ignore_hosts; i++)
         free(o->ignore[i]);
     free(o->ignore);
+    for (size_t i = 0; i < o->s.n_map_remote; i++)
+        free(o->map[i]);
+    free(o->map);
     free(o);
 }
 

@@ -31,6 +31,8 @@ typedef struct {
     const char *upstream_trusted_ca; /* start only; PEM file, NULL or "": none */
     const char *const *ignore_hosts; /* regexes of "host:port" relayed unrecorded */
     size_t n_ignore_hosts;
+    const char *const *map_remote; /* session/maprule.h's rules */
+    size_t n_map_remote;
     bool upstream_cert_verify;
     bool http2; /* speak HTTP/2 to clients that offer it (ALPN h2, h2c preface)
                  * and to their origins that choose it */

@@ -209,9 +209,9 @@ static void on_config_timer(uv_timer_t *t) {
     reel_err_t err;
     reel_err_clear(&err);
     reel_proxy_settings_t ps;
-    char **ign = reel_daemon_proxy_settings(c, &ps);
+    void *lists = reel_daemon_proxy_settings(c, &ps);
     reel_rc prc = reel_proxy_configure(r->proxy, &ps, &err);
-    free(ign);
+    reel_daemon_proxy_settings_free(lists);
     if (prc != REEL_OK) {
         fprintf(stderr, "reel: overlay change not applied: %s\n", reel_err_str(&err));
     } else {
@@ -312,10 +312,10 @@ reel_rc reel_daemon_run(const reel_daemon_opts_t *o, int *served, reel_err_t *er
     uv_loop_init(&r.loop);
     loop_ready = 1;
     reel_proxy_settings_t ps;
-    char **ignore_list = reel_daemon_proxy_settings(cfg, &ps);
+    void *lists = reel_daemon_proxy_settings(cfg, &ps);
     ps.first_client_id = first_client_id;
     rc = reel_proxy_start(&r.loop, &ps, r.rec, ca, &r.proxy, err);
-    free(ignore_list);
+    reel_daemon_proxy_settings_free(lists);
     if (rc != REEL_OK)
         goto out;
     signal(SIGPIPE, SIG_IGN);

@@ -3,15 +3,27 @@
  * module: this is the one place that translates. */
 #include "daemon/proxy_settings.h"
 
-char **reel_daemon_proxy_settings(const reel_config_t *cfg, reel_proxy_settings_t *s) {
-    size_t n = 0;
-    char **list = reel_config_get_list(cfg, "ignore_hosts", &n);
+#include <stdlib.h>
+
+#include "base/mem.h"
+
+struct lists {
+    char **ignore, **map;
+};
+
+void *reel_daemon_proxy_settings(const reel_config_t *cfg, reel_proxy_settings_t *s) {
+    size_t n = 0, nmap = 0;
+    struct lists *own = reel_calloc(1, sizeof *own);
+    char **list = own->ignore = reel_config_get_list(cfg, "ignore_hosts", &n);
+    own->map = reel_config_get_list(cfg, "map_remote", &nmap);
     *s = (reel_proxy_settings_t){
         .listen_host = reel_config_get(cfg, "listen_host", NULL),
         .listen_port = (int)reel_config_get_int(cfg, "listen_port"),
         .upstream_trusted_ca = reel_config_get(cfg, "upstream_trusted_ca", NULL),
         .ignore_hosts = (const char *const *)list,
         .n_ignore_hosts = n,
+        .map_remote = (const char *const *)own->map,
+        .n_map_remote = nmap,
         .upstream_cert_verify = reel_config_get_bool(cfg, "upstream_cert_verify"),
         .http2 = reel_config_get_bool(cfg, "http2"),
         .h2c_upstreams = reel_config_get(cfg, "h2c_upstreams", NULL),
@@ -30,5 +42,14 @@ char **reel_daemon_proxy_settings(const reel_config_t *cfg, reel_proxy_settings_
     };
     if (s->workers == 0)
         s->workers = uv_available_parallelism(); /* one per core */
-    return list;
+    return own;
+}
+
+void reel_daemon_proxy_settings_free(void *owned) {
+    struct lists *own = owned;
+    if (own == NULL)
+        return;
+    free(own->ignore);
+    free(own->map);
+    free(own);
 }

@@ -5,9 +5,10 @@
 #include "core/proxy.h"
 #include "session/config.h"
 
-/** Proxy settings read from cfg. Returns owned storage behind
- * s->ignore_hosts (free() it once the proxy has taken the settings); the
- * other strings are borrowed from cfg. */
-char **reel_daemon_proxy_settings(const reel_config_t *cfg, reel_proxy_settings_t *s);
+/** Proxy settings read from cfg. Returns owned storage behind its lists
+ * (ignore_hosts, map_remote): reel_daemon_proxy_settings_free it once the
+ * proxy has taken the settings; the other strings are borrowed from cfg. */
+void *reel_daemon_proxy_settings(const reel_config_t *cfg, reel_proxy_settings_t *s);
+void reel_daemon_proxy_settings_free(void *owned);
 
 #endif

@@ -27,6 +27,7 @@
 
 #include "base/mem.h"
 #include "base/noproxy.h"
+#include "session/maprule.h"
 #include "session/index.h"
 #include "session/journal.h"
 #include "session/session.h"
@@ -45,6 +46,7 @@ static reel_rc check_upstream_proxyauth(const char *v, reel_err_t *err);
 static reel_rc check_no_proxy(const char *v, reel_err_t *err);
 static reel_rc check_reverse_to(const char *v, reel_err_t *err);
 static reel_rc check_insecure_hosts(const char *v, reel_err_t *err);
+static reel_rc check_map_rule(const char *v, reel_err_t *err);
 static reel_rc check_hostports(const char *v, reel_err_t *err);
 
 #define KIB INT64_C(1024)
@@ -175,6 +177,12 @@ static const reel_option_t options[] = {
      "open connections allowed from one client address; more are answered 429 and closed "
      "(0 = no limit)",
      NULL, 0, 1000000, NULL},
+    {"map_remote", REEL_OPT_LIST, "[]",
+     "rules sending requests to another URL than the one their client asked for, each "
+     "\"|regex|replacement\" (the first character separates; the first rule whose PCRE2 regex "
+     "matches the request's URL applies, $1 and ${name} in the replacement); the flow records "
+     "the client's URL and where reel sent it (mapped_to)",
+     NULL, 0, 0, check_map_rule},
     {"redact_headers", REEL_OPT_LIST, "[]",
      "reel export --redact: more header names whose whole value is replaced (beside "
      "Authorization, Cookie, ...)",
@@ -548,6 +556,10 @@ static reel_rc check_no_proxy(const char *v, reel_err_t *err) {
 
 static reel_rc check_insecure_hosts(const char *v, reel_err_t *err) {
     return check_host_list("upstream_insecure_hosts", v, err);
+}
+
+static reel_rc check_map_rule(const char *v, reel_err_t *err) {
+    return reel_map_rule_check(v, err);
 }
 
 /* "host:port", "http://host:port[/]", "socks5://host:port[/]" or
@@ -1540,6 +1552,7 @@ static const char *const hot_options[] = {
     "on_segment_closed",
     "upstream_no_proxy",
     "upstream_insecure_hosts",
+    "map_remote",
     NULL,
 };
 

@@ -110,6 +110,7 @@ typedef struct {
     int body_decoded[2];
     int absolute_form;    /* the client's request line had an absolute-form target */
     int reverse;          /* reel was a reverse proxy for its origin (RequestHead.reverse) */
+    char *mapped_to;      /* map_remote sent the request there (RequestHead.mapped_to) */
     uint64_t excess;      /* bytes the origin sent past its response's end */
     reel_buf_t stored[2]; /* body as stored, capped */
     int cut[2];           /* stored body longer than the cap */
@@ -266,6 +267,7 @@ static void flow_free(flow_t *f) {
     free(f->tls_version);
     free(f->verify_error);
     free(f->peer_cert);
+    free(f->mapped_to);
     free(f->via);
     json_decref(f->client_tls);
     for (size_t i = 0; i < f->ninterim; i++) {
@@ -373,6 +375,8 @@ static int on_record(void *ctx, const Reel__Record *rec) {
         f->body_decoded[REQ] = h->body_decoded;
         f->absolute_form = h->absolute_form;
         f->reverse = h->reverse;
+        free(f->mapped_to);
+        f->mapped_to = h->mapped_to && h->mapped_to[0] ? reel_strdup(h->mapped_to) : NULL;
         take_headers(f, REQ, h->headers, h->n_headers);
         break;
     }
@@ -1116,6 +1120,8 @@ static json_t *reel_info(const flow_t *f) {
         json_object_set_new(r, "absolute_form", json_true());
     if (f->reverse)
         json_object_set_new(r, "reverse", json_true());
+    if (f->mapped_to)
+        json_object_set_new(r, "mapped_to", str_json(f->mapped_to));
     if (f->excess)
         json_object_set_new(r, "response_excess", json_integer((json_int_t)f->excess));
     if (f->tls_version && f->tls_version[0])
@@ -1962,6 +1968,7 @@ static reel_rc write_ndjson(FILE *out, const flow_t *f, const reel_export_opts_t
         json_object_set_new(req, "headers", nd_headers(f, REQ));
         json_object_set_new(req, "absolute_form", json_boolean(f->absolute_form));
         json_object_set_new(req, "reverse", json_boolean(f->reverse));
+        json_object_set_new(req, "mapped_to", str_json(f->mapped_to));
         rc = nd_body(req, f, REQ, o, err);
         if (f->has_trailers[REQ])
             json_object_set_new(req, "trailers", fields_json(f->trailer[REQ], f->ntrailer[REQ]));

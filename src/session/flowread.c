@@ -191,6 +191,7 @@ static int detail_record(void *ctx, const Reel__Record *rec) {
         reel_buf_free(&url);
         json_object_set_new(o, "absolute_form", json_boolean(h->absolute_form));
         json_object_set_new(o, "reverse", json_boolean(h->reverse));
+        json_object_set_new(o, "mapped_to", str_json(h->mapped_to));
         head_extra(o, h->headers, h->n_headers, h->body_decoded);
         json_object_set_new(d->o, "request", o);
         break;

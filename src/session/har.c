@@ -616,6 +616,7 @@ typedef struct {
     int generated;
     int absolute_form;        /* the request came to reel in absolute form */
     int reverse;              /* ... or to reel as a reverse proxy for its origin */
+    const char *mapped_to;    /* _reel.mapped_to: where map_remote sent it */
     uint64_t response_excess; /* bytes the origin sent past its response's end */
     const char *client_addr, *server_addr, *tls_version, *alpn;
     uint64_t conn_id;
@@ -1295,7 +1296,8 @@ static reel_rc check_reel(const vctx_t *v, json_t *entry, entry_t *e) {
         reel_string(v, rx, "alpn", 1, &e->alpn) != REEL_OK ||
         reel_string(v, rx, "verify_error", 0, &e->verify_error) != REEL_OK ||
         reel_string(v, rx, "peer_cert", 0, &e->peer_cert) != REEL_OK ||
-        reel_string(v, rx, "via", 1, &e->via) != REEL_OK)
+        reel_string(v, rx, "via", 1, &e->via) != REEL_OK ||
+        reel_string(v, rx, "mapped_to", 1, &e->mapped_to) != REEL_OK)
         return REEL_INVALID;
     /* A flow exported while it was still open (reel export of a session
      * being recorded) is not a whole exchange: it comes back an error
@@ -2132,6 +2134,7 @@ static reel_rc record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
         .body_decoded = coded(e->req_headers, "content-encoding"),
         .absolute_form = e->absolute_form,
         .reverse = e->reverse,
+        .mapped_to = e->mapped_to,
         .time_us = e->start_us};
     reel_recorder_request_head(f, &rh);
     free(hs);

@@ -27,6 +27,47 @@ static char *bytes_str(ProtobufCBinaryData b) {
     return reel_strndup(b.len ? (const char *)b.data : "", b.len);
 }
 
+/* Points r at url ("http[s]://host[:port]/target", map_remote's): its
+ * scheme, host, port and target replace the recorded ones. 0 when url is
+ * not one (r unchanged). */
+static int use_url(reel_replay_req_t *r, const char *url) {
+    int https = strncmp(url, "https://", 8) == 0;
+    if (!https && strncmp(url, "http://", 7) != 0)
+        return 0;
+    const char *a = url + (https ? 8 : 7), *end = a + strcspn(a, "/?#");
+    const char *colon = NULL, *hs = a, *he = end;
+    if (*a == '[') {
+        const char *rb = memchr(a, ']', (size_t)(end - a));
+        if (rb == NULL)
+            return 0;
+        hs = a + 1;
+        he = rb;
+        colon = rb + 1 < end && rb[1] == ':' ? rb + 1 : NULL;
+    } else {
+        colon = memchr(a, ':', (size_t)(end - a));
+        he = colon ? colon : end;
+    }
+    long port = 0;
+    for (const char *d = colon ? colon + 1 : end; d < end; d++) {
+        if (*d < '0' || *d > '9' || (port = port * 10 + (*d - '0')) > 65535)
+            return 0;
+    }
+    if (he == hs)
+        return 0;
+    free(r->scheme);
+    free(r->host);
+    free(r->target);
+    r->scheme = reel_strdup(https ? "https" : "http");
+    r->host = reel_strndup(hs, (size_t)(he - hs));
+    r->port = (uint32_t)port;
+    r->target = reel_strdup(*end == '/' || *end == '?' ? end : "/");
+    if (*end == '?') { /* "?q" alone: the path "/" before it */
+        free(r->target);
+        r->target = reel_asprintf("/%s", end);
+    }
+    return 1;
+}
+
 static void take_head(load_ctx *c, const Reel__RequestHead *h) {
     reel_replay_req_t *r = c->r;
     c->has_head = 1;
@@ -53,6 +94,9 @@ static void take_head(load_ctx *c, const Reel__RequestHead *h) {
     r->body_decoded = h->body_decoded;
     /* (a reverse proxy's request too: its origin got Host from its URL) */
     r->absolute_form = h->absolute_form || h->reverse;
+    /* map_remote sent it elsewhere: sent there again, as it went */
+    if (h->mapped_to && h->mapped_to[0] && use_url(r, h->mapped_to))
+        r->absolute_form = 1;
     r->n_headers = h->n_headers;
     r->headers = reel_calloc(h->n_headers ? h->n_headers : 1, sizeof *r->headers);
     int nul = r->method == NULL || r->host == NULL || r->target == NULL;

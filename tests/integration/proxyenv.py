@@ -361,6 +361,14 @@ def body(flow, side):
     return base64.b64decode(b) if b else b""
 
 
+def only_flow(test, reel, path):
+    """(row, reel flow --json) of the one ended flow of reel's session whose
+    URL ends with path; test fails if there is not exactly one."""
+    fl = reel.wait_flows(1, "~u %s$" % re.escape(path))
+    test.assertEqual(len(fl), 1, fl)
+    return fl[0], reel.flow(fl[0]["id"])
+
+
 def stop_class(cls):
     """tearDownClass of a test class with cls.reel, cls.origin and cls.root:
     reel must exit 0 on SIGINT (its log is printed if not)."""

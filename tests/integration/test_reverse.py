@@ -15,8 +15,8 @@ import tempfile
 import time
 import unittest
 
-from proxyenv import (TMPBASE, REEL, Origin, Reel, body, free_port, main, run, stop_class,
-                      ws_echo_server)
+from proxyenv import (TMPBASE, REEL, Origin, Reel, body, free_port, main, only_flow, run,
+                      stop_class, ws_echo_server)
 
 
 def fetch(reel, url, *args, check=True):
@@ -42,9 +42,7 @@ class ReverseHttpsOrigin(unittest.TestCase):
         stop_class(cls)
 
     def last(self, path):
-        fl = self.reel.wait_flows(1, "~u %s$" % re.escape(path))
-        self.assertEqual(len(fl), 1, fl)
-        return fl[0], self.reel.flow(fl[0]["id"])
+        return only_flow(self, self.reel, path)
 
     def test_banner(self):
         log = self.reel.log()

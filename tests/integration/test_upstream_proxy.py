@@ -23,7 +23,8 @@ import threading
 import time
 import unittest
 
-from proxyenv import TMPBASE, Origin, Reel, body, curl, free_port, main, stop_class
+from proxyenv import (TMPBASE, Origin, Reel, body, curl, free_port, main, only_flow,
+                      stop_class)
 
 TINYPROXY = shutil.which("tinyproxy") or "/usr/bin/tinyproxy"
 MICROSOCKS = shutil.which("microsocks") or "/usr/bin/microsocks"
@@ -118,9 +119,7 @@ class BehindAProxy(unittest.TestCase):
         stop_class(cls)
 
     def last(self, path):
-        fl = self.reel.wait_flows(1, "~u %s$" % re.escape(path))
-        self.assertEqual(len(fl), 1, fl)
-        return fl[0], self.reel.flow(fl[0]["id"])
+        return only_flow(self, self.reel, path)
 
     def error_of(self, url, path, *args, status=b"502"):
         """curl through reel (args before url) gets status for url; returns

@@ -79,6 +79,7 @@ static void check_request(uint64_t id, int64_t t, const reel_request_head_t *h) 
     rh.body_decoded = h->body_decoded != 0;
     rh.absolute_form = h->absolute_form != 0;
     rh.reverse = h->reverse != 0;
+    rh.mapped_to = (char *)(h->mapped_to ? h->mapped_to : "");
     Reel__Record rec = REEL__RECORD__INIT;
     rec.flow_id = id;
     rec.time_us = t;
@@ -211,7 +212,8 @@ static void test_random(void **state) {
                                   .n_headers = n,
                                   .body_decoded = (int)(next() % 2),
                                   .absolute_form = (int)(next() % 2),
-                                  .reverse = (int)(next() % 2)};
+                                  .reverse = (int)(next() % 2),
+                                  .mapped_to = next() % 2 ? ta : NULL};
         check_request(id, t, &rq);
         reel_response_head_t rs = {.status = (uint32_t)(next() >> (next() % 64)),
                                    .reason = re,

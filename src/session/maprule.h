@@ -1,0 +1,40 @@
+/* map_remote: rules that send a request to another URL than the one its
+ * client asked for (Charles's Map Remote, mitmproxy's map_remote).
+ *
+ * A rule is SEP REGEX SEP REPLACEMENT, its first character the separator
+ * (any character that is not a letter or digit; "|" reads best), as in
+ *
+ *     |^https://api\.example\.com/|https://staging.example.com/
+ *     |^http://localhost:3000/v1/(.*)|http://localhost:4000/v2/$1
+ *
+ * REGEX is a PCRE2 pattern matched against the request's URL
+ * (scheme://host[:port]/path?query, the port only when it is not the
+ * scheme's own, an IPv6 address in brackets); every match is replaced by
+ * REPLACEMENT, with PCRE2's $1 and ${name}. The first rule whose pattern
+ * matches applies; the result must be an http:// or https:// URL. Pure:
+ * no I/O, safe to use from several threads at once. */
+#ifndef REEL_SESSION_MAPRULE_H
+#define REEL_SESSION_MAPRULE_H
+
+#include <stddef.h>
+
+#include "base/error.h"
+
+typedef struct reel_map_rules reel_map_rules_t;
+
+/** Compiles n rules. REEL_INVALID naming the first bad one (and why); *out
+ * NULL when n is 0. */
+reel_rc reel_map_rules_new(const char *const *rules, size_t n, reel_map_rules_t **out,
+                           reel_err_t *err);
+
+/** Checks one rule: REEL_OK or REEL_INVALID saying what is wrong. */
+reel_rc reel_map_rule_check(const char *rule, reel_err_t *err);
+
+/** The URL the first rule matching url makes of it (owned), NULL when none
+ * matches (m NULL: none). *err is set, and NULL returned, when a rule
+ * matched but its result is not an http(s) URL or could not be made. */
+char *reel_map_rules_apply(const reel_map_rules_t *m, const char *url, reel_err_t *err);
+
+void reel_map_rules_free(reel_map_rules_t *m);
+
+#endif
