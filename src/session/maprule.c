@@ -53,7 +53,9 @@ static pcre2_code *compile(const char *re, const char *rule, reel_err_t *err) {
     int code = 0;
     PCRE2_SIZE off = 0;
     pcre2_code *c =
-        pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED, PCRE2_UTF, &code, &off, NULL);
+        /* (a URL may hold bytes that are no UTF-8: matched, not an error) */
+        pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_MATCH_INVALID_UTF,
+                      &code, &off, NULL);
     if (c == NULL) {
         PCRE2_UCHAR msg[200];
         if (pcre2_get_error_message(code, msg, sizeof msg) < 0)

@@ -41,6 +41,10 @@ static void test_apply(void **state) {
     out = apply(rules, 3, "http://xx.test/x", NULL, 0);
     assert_string_equal(out, "http://yy.test/y");
     free(out);
+    /* a URL with bytes that are no UTF-8 is matched all the same */
+    out = apply(rules, 3, "https://api.example.com/\xff\xfe?x", NULL, 0);
+    assert_string_equal(out, "https://staging.example.com/\xff\xfe?x");
+    free(out);
     /* no rule matches: NULL, no error */
     char why[300] = "";
     assert_null(apply(rules, 3, "http://other.test/", why, sizeof why));
