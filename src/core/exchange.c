@@ -1408,7 +1408,10 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
              * no path: an authority-form target made one of the URL) */
             reel__record_refused(c, h, reel__tunnel_https(c) ? "https" : "http", c->tunnel_host,
                                  c->tunnel_port, "");
-            refuse_request(c, 400, "CONNECT inside a CONNECT tunnel");
+            refuse_request(c, 400,
+                           c->reverse ? "CONNECT to reel as a reverse proxy (reverse_to): it "
+                                        "takes requests for its origin only, not tunnels"
+                                      : "CONNECT inside a CONNECT tunnel");
             return;
         }
         handle_connect(c, h);

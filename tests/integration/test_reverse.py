@@ -121,6 +121,17 @@ class ReverseHttpsOrigin(unittest.TestCase):
         row, _ = self.last("/100b?absolute")
         self.assertEqual(row["url"], self.target + "/100b?absolute")
 
+    def test_connect_refused(self):
+        """A client set for a forward proxy, sending CONNECT: told what reel
+        is here."""
+        r = self.reel
+        out = run(["curl", "-sS", "--max-time", "10", "-x", "http://127.0.0.1:%d" % r.port,
+                   "--cacert", r.ca, "https://example.test/"], check=False)
+        self.assertNotEqual(out.returncode, 0)
+        fl = r.wait_flows(1, "~m CONNECT")
+        self.assertEqual(fl[0]["error"], "CONNECT to reel as a reverse proxy (reverse_to): it takes "
+                                         "requests for its origin only, not tunnels")
+
 
 class ReversePlainOrigin(unittest.TestCase):
     """reverse_to http://127.0.0.1:PORT: a plain client, and a TLS one (offered
