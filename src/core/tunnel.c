@@ -801,6 +801,20 @@ void reel__sniff_process(conn_t *c) {
         c->sniff_bytes_us = reel__now_us();
     }
     reel_sniff_kind k = reel_sniff(cl->in.data, cl->in.len);
+    /* HTTP/2 in the clear (prior knowledge), which reel_sniff calls no
+     * HTTP, from a client of reel as a reverse proxy for an HTTPS origin:
+     * served as HTTP/2 (core/h2front.c), its requests going to the origin
+     * over TLS. Elsewhere relayed raw, as before: inside a CONNECT tunnel
+     * (test_http2_upstream's h2c origin), or to a plain origin, which may
+     * know only h2c (gRPC) where reel would speak HTTP/1.1 to it */
+    if (c->reverse && c->p->reverse_https && c->p->http2 && cl->in.len && cl->in.data[0] == 'P') {
+        size_t pn = cl->in.len < REEL_H2_PREFACE_LEN ? cl->in.len : REEL_H2_PREFACE_LEN;
+        if (memcmp(cl->in.data, REEL_H2_PREFACE, pn) == 0) {
+            if (pn < REEL_H2_PREFACE_LEN)
+                return; /* the rest of it */
+            k = REEL_SNIFF_HTTP;
+        }
+    }
     if (k == REEL_SNIFF_NEED_MORE)
         return;
     if (k == REEL_SNIFF_TLS) {
@@ -887,10 +901,20 @@ void reel__sniff_process(conn_t *c) {
     }
     if (k == REEL_SNIFF_HTTP) {
         c->tunnel_tls = false;
-        if (c->up) /* a connection made early is now the requests' (or closed by them) */
-            c->up->eager = false;
         c->state = C_HEAD;
         c->ex.resp_head_sent = false;
+        /* HTTP/2 in the clear (prior knowledge, as h2c clients of reel as
+         * a reverse proxy speak), as reel__conn_process serves C_HEAD: it
+         * went to the HTTP/1 parser, which gave up on its preface */
+        if (c->ex.flow == NULL && c->lane == NULL && reel__h2front_start(c)) {
+            if (c->up && c->up->eager) /* (HTTP/2's streams have connections of their own) */
+                reel__upstream_close(c);
+            if (c->state == C_H2)
+                reel__h2front_process(c);
+            return;
+        }
+        if (c->up) /* a connection made early is now the requests' (or closed by them) */
+            c->up->eager = false;
         reel__req_process(c);
         return;
     }

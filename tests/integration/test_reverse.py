@@ -95,6 +95,15 @@ class ReverseHttpsOrigin(unittest.TestCase):
             self.assertEqual(full["request"]["http_version"], version)
             self.assertEqual(full["client_tls"]["sni"], "localhost")
 
+    def test_h2c_client(self):
+        """An HTTP/2 client in the clear (prior knowledge) of an HTTPS origin."""
+        r = self.reel
+        out = fetch(r, "http://127.0.0.1:%d/100b?h2c" % r.port, "--http2-prior-knowledge")
+        self.assertEqual(len(out.stdout), 100)
+        row, full = self.last("/100b?h2c")
+        self.assertEqual((row["status"], row["url"]), (200, self.target + "/100b?h2c"))
+        self.assertEqual(full["request"]["http_version"], "HTTP/2.0")
+
     def test_tls_client_by_address(self):
         """No SNI (an address): reel's leaf is for the address the client
         connected to."""
