@@ -8,6 +8,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base/mem.h"
+
 #define ENTRY_MAX 255 /* a DNS name's longest */
 
 typedef enum { E_BAD, E_ALL, E_NAME, E_ADDR } entry_kind;
@@ -124,35 +126,78 @@ static bool prefix_equal(const uint8_t *a, const uint8_t *b, int bits) {
     return (a[whole] & mask) == (b[whole] & mask);
 }
 
-static bool entry_matches(const char *s, size_t n, void *ud) {
-    const host_t *h = ud;
-    entry_t e;
-    switch (parse_entry(s, n, &e)) {
+static bool entry_matches(const entry_t *e, const host_t *h) {
+    switch (e->kind) {
     case E_ALL:
         return true;
     case E_ADDR:
-        return h->family == e.family && prefix_equal(h->addr, e.addr, e.prefix);
+        return h->family == e->family && prefix_equal(h->addr, e->addr, e->prefix);
     case E_NAME:
         if (h->family)
             return false;
-        if (h->host_len == e.name_len)
-            return strncasecmp(h->host, e.name, e.name_len) == 0;
-        return h->host_len > e.name_len && h->host[h->host_len - e.name_len - 1] == '.' &&
-               strncasecmp(h->host + h->host_len - e.name_len, e.name, e.name_len) == 0;
+        if (h->host_len == e->name_len)
+            return strncasecmp(h->host, e->name, e->name_len) == 0;
+        return h->host_len > e->name_len && h->host[h->host_len - e->name_len - 1] == '.' &&
+               strncasecmp(h->host + h->host_len - e->name_len, e->name, e->name_len) == 0;
     case E_BAD:
         break;
     }
     return false;
 }
 
-bool reel_no_proxy_match(const char *list, const char *host) {
-    if (list == NULL || list[0] == '\0' || host == NULL || host[0] == '\0')
+struct reel_host_list {
+    size_t n;
+    entry_t e[];
+};
+
+typedef struct {
+    reel_host_list_t *l;
+    size_t cap;
+} build_t;
+
+static bool collect(const char *s, size_t n, void *ud) {
+    build_t *b = ud;
+    entry_t e;
+    if (parse_entry(s, n, &e) == E_BAD)
+        return false; /* (the config check refused it) */
+    size_t have = b->l ? b->l->n : 0;
+    if (have == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 4;
+        b->l = reel_realloc(b->l, sizeof *b->l + b->cap * sizeof b->l->e[0]);
+    }
+    b->l->e[have] = e;
+    b->l->n = have + 1;
+    return false;
+}
+
+reel_host_list_t *reel_host_list_new(const char *list) {
+    build_t b = {NULL, 0};
+    each_entry(list, collect, &b);
+    return b.l;
+}
+
+bool reel_host_list_match(const reel_host_list_t *l, const char *host) {
+    if (l == NULL || host == NULL || host[0] == '\0')
         return false;
     host_t h = {.host = host, .host_len = strlen(host)};
     if (h.host[h.host_len - 1] == '.')
         h.host_len--;
     h.family = parse_addr(h.host, h.host_len, h.addr);
-    return each_entry(list, entry_matches, &h);
+    for (size_t i = 0; i < l->n; i++)
+        if (entry_matches(&l->e[i], &h))
+            return true;
+    return false;
+}
+
+void reel_host_list_free(reel_host_list_t *l) {
+    free(l);
+}
+
+bool reel_no_proxy_match(const char *list, const char *host) {
+    reel_host_list_t *l = reel_host_list_new(list);
+    bool m = reel_host_list_match(l, host);
+    reel_host_list_free(l);
+    return m;
 }
 
 typedef struct {

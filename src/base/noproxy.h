@@ -22,6 +22,15 @@
  * entries that are not valid (reel_no_proxy_check) match nothing. */
 bool reel_no_proxy_match(const char *list, const char *host);
 
+/** The list parsed once, for a matcher that runs on every request (NULL:
+ * no valid entry, which matches nothing; entries that are not valid are
+ * left out). */
+typedef struct reel_host_list reel_host_list_t;
+reel_host_list_t *reel_host_list_new(const char *list);
+/** reel_no_proxy_match against a parsed list (NULL: none). */
+bool reel_host_list_match(const reel_host_list_t *l, const char *host);
+void reel_host_list_free(reel_host_list_t *l);
+
 /** REEL_OK when every entry of list is one of the forms above;
  * REEL_INVALID naming the first that is not. */
 reel_rc reel_no_proxy_check(const char *list, reel_err_t *err);

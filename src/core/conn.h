@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "base/mem.h"
+#include "base/noproxy.h"
 #include "core/ca.h"
 #include "core/capture.h"
 #include "core/codec.h"
@@ -395,7 +396,7 @@ struct reel_proxy {
     pcre2_code **ignore;
     size_t nignore;
     bool verify_upstream;
-    char *insecure_hosts; /* upstream_insecure_hosts (NULL: none) */
+    reel_host_list_t *insecure_hosts; /* upstream_insecure_hosts (NULL: none) */
     reel_map_rules_t *map_remote; /* map_remote (NULL: none) */
     bool http2; /* offer h2 to clients (ALPN) and accept the h2c preface */
     char *h2c_upstreams; /* "host:port,..." spoken prior-knowledge h2c to, NULL: none */
@@ -404,7 +405,7 @@ struct reel_proxy {
      * ("host:port" as given, and split), and the Basic credentials sent to
      * it (NULL: none) */
     char *upstream_proxy, *upstream_proxy_host, *upstream_proxy_b64;
-    char *upstream_no_proxy; /* the hosts reached directly all the same (NULL: none) */
+    reel_host_list_t *upstream_no_proxy; /* the hosts reached directly all the same (NULL: none) */
     bool upstream_proxy_socks;     /* upstream_proxy is a SOCKS5 proxy (socks5://) */
     char *upstream_proxy_userpass; /* ... and upstream_proxyauth's "user:pass" for it */
     /* reverse_to: the origin every connection goes to (NULL: a forward
@@ -412,6 +413,7 @@ struct reel_proxy {
     char *reverse_host;
     int reverse_port;
     bool reverse_https;
+    char *reverse_authority; /* ... as its requests' Host says it */
     int upstream_proxy_port;
     uint64_t idle_timeout_ms, head_timeout_ms, upstream_timeout_ms;
     size_t max_head_size;
@@ -631,6 +633,9 @@ int reel__split_authority(const char *a, size_t n, char **host, int *port, int d
  * through the upstream proxy. */
 bool reel__upstream_transport(reel_proxy_t *p, reel_stack_t *st, const char *host, int port,
                               bool forward);
+/* "host" or "host:port" as a Host field says it: the port left out when
+ * it is the scheme's own, an IPv6 address in brackets (owned). */
+char *reel__authority(bool https, const char *host, int port);
 /* Whether reel checks the certificate of host's origin: upstream_cert_verify,
  * unless upstream_insecure_hosts names host. */
 bool reel__verify_host(const reel_proxy_t *p, const char *host);

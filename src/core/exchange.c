@@ -1127,9 +1127,7 @@ static bool check_auth(conn_t *c, const reel_h1_head_t *h) {
     return strcmp(v, c->p->proxyauth_b64) == 0;
 }
 
-/* "host" or "host:port" as a Host field says it: the port left out when
- * it is the scheme's own, an IPv6 address in brackets (owned). */
-static char *authority_of(bool https, const char *host, int port) {
+char *reel__authority(bool https, const char *host, int port) {
     bool v6 = strchr(host, ':') != NULL;
     if (port == (https ? 443 : 80))
         return reel_asprintf("%s%s%s", v6 ? "[" : "", host, v6 ? "]" : "");
@@ -1145,7 +1143,7 @@ static int map_request(const conn_t *c, bool https, const char *host, int port, 
                        char **mapped, bool *m_https, char **m_host, int *m_port, char **m_path,
                        char **why) {
     *mapped = *m_host = *m_path = *why = NULL;
-    char *auth = authority_of(https, host, port);
+    char *auth = reel__authority(https, host, port);
     char *url = reel_asprintf("%s://%s%s", https ? "https" : "http", auth, path);
     free(auth);
     reel_err_t err;
@@ -1569,10 +1567,13 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
     /* the origin's Host when reel chose the origin: map_remote's, or
      * reverse_to's, as reverse proxies send it (the flow records the
      * client's) */
-    char *reverse_host = mapped || c->reverse ? authority_of(https, host, port) : NULL;
+    char *mapped_host = mapped ? reel__authority(https, host, port) : NULL;
+    const char *reverse_host = mapped_host  ? mapped_host
+                               : c->reverse ? c->p->reverse_authority
+                                            : NULL;
     bool written = write_head(&out, h, true, proxied ? proxied : path, c->ex.upgrade, false,
                               proxied ? c->p->upstream_proxy_b64 : NULL, reverse_host);
-    free(reverse_host);
+    free(mapped_host);
     free(proxied);
     if (!written) {
         reel_buf_free(&out);

@@ -668,12 +668,12 @@ char *reel__via_unreachable(const char *via, const char *why) {
 }
 
 bool reel__verify_host(const reel_proxy_t *p, const char *host) {
-    return p->verify_upstream && !reel_no_proxy_match(p->insecure_hosts, host);
+    return p->verify_upstream && !reel_host_list_match(p->insecure_hosts, host);
 }
 
 const char *reel__proxy_for(const reel_proxy_t *p, const char *host) {
     if (p->upstream_proxy_host == NULL || p->connect != NULL ||
-        reel_no_proxy_match(p->upstream_no_proxy, host))
+        reel_host_list_match(p->upstream_no_proxy, host))
         return NULL;
     return p->upstream_proxy;
 }

@@ -154,14 +154,11 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
         p->upstream_proxy_socks && cfg->upstream_proxyauth && cfg->upstream_proxyauth[0]
             ? reel_strdup(cfg->upstream_proxyauth)
             : NULL;
-    free(p->upstream_no_proxy);
-    p->upstream_no_proxy = cfg->upstream_no_proxy && cfg->upstream_no_proxy[0]
-                               ? reel_strdup(cfg->upstream_no_proxy)
-                               : NULL;
-    free(p->insecure_hosts);
-    p->insecure_hosts = cfg->upstream_insecure_hosts && cfg->upstream_insecure_hosts[0]
-                            ? reel_strdup(cfg->upstream_insecure_hosts)
-                            : NULL;
+    /* parsed here, once: they are matched on every request */
+    reel_host_list_free(p->upstream_no_proxy);
+    p->upstream_no_proxy = reel_host_list_new(cfg->upstream_no_proxy);
+    reel_host_list_free(p->insecure_hosts);
+    p->insecure_hosts = reel_host_list_new(cfg->upstream_insecure_hosts);
     return rc;
 }
 
@@ -201,6 +198,24 @@ reel_rc reel_upstream_proxy_parse(const char *value, const char *auth, char **di
     return REEL_OK;
 }
 
+/* What apply_config and reverse_parse made of the settings. */
+static void free_settings(reel_proxy_t *p) {
+    for (size_t i = 0; i < p->nignore; i++)
+        pcre2_code_free(p->ignore[i]);
+    free(p->ignore);
+    free(p->proxyauth_b64);
+    free(p->h2c_upstreams);
+    free(p->upstream_proxy);
+    free(p->upstream_proxy_host);
+    free(p->upstream_proxy_b64);
+    reel_host_list_free(p->upstream_no_proxy);
+    free(p->upstream_proxy_userpass);
+    free(p->reverse_host);
+    free(p->reverse_authority);
+    reel_host_list_free(p->insecure_hosts);
+    reel_map_rules_free(p->map_remote);
+}
+
 /* reverse_to ("http[s]://host[:port][/]"), read when the proxy starts. */
 static reel_rc reverse_parse(reel_proxy_t *p, const char *v, reel_err_t *err) {
     if (v == NULL || v[0] == '\0')
@@ -217,6 +232,7 @@ static reel_rc reverse_parse(reel_proxy_t *p, const char *v, reel_err_t *err) {
                             "'%s'",
                             v);
     p->reverse_https = https;
+    p->reverse_authority = reel__authority(https, p->reverse_host, p->reverse_port);
     return REEL_OK;
 }
 
@@ -379,19 +395,7 @@ out:
     } else {
         reel_tls_ctx_free(p->client_ctx);
         reel_tls_ctx_free(p->server_ctx);
-        for (size_t i = 0; i < p->nignore; i++)
-            pcre2_code_free(p->ignore[i]);
-        free(p->ignore);
-        free(p->proxyauth_b64);
-        free(p->h2c_upstreams);
-        free(p->upstream_proxy);
-        free(p->upstream_proxy_host);
-        free(p->upstream_proxy_b64);
-        free(p->upstream_no_proxy);
-        free(p->upstream_proxy_userpass);
-        free(p->reverse_host);
-        free(p->insecure_hosts);
-        reel_map_rules_free(p->map_remote);
+        free_settings(p);
         if (p->shared == &p->own_shared)
             pthread_mutex_destroy(&p->own_shared.mu);
         if (!listener_closing)
@@ -557,19 +561,7 @@ void reel_proxy_free(reel_proxy_t *p) {
 static void free_one(reel_proxy_t *p) {
     reel_tls_ctx_free(p->client_ctx);
     reel_tls_ctx_free(p->server_ctx);
-    for (size_t i = 0; i < p->nignore; i++)
-        pcre2_code_free(p->ignore[i]);
-    free(p->ignore);
-    free(p->proxyauth_b64);
-    free(p->h2c_upstreams);
-    free(p->upstream_proxy);
-    free(p->upstream_proxy_host);
-    free(p->upstream_proxy_b64);
-    free(p->upstream_no_proxy);
-    free(p->upstream_proxy_userpass);
-    free(p->reverse_host);
-    free(p->insecure_hosts);
-    reel_map_rules_free(p->map_remote);
+    free_settings(p);
     free(p->flushq);
     if (p->shared == &p->own_shared) {
         struct proxy_shared *sh = &p->own_shared;

@@ -14,7 +14,7 @@ static void tunnel_end(conn_t *c);
 static bool tls_tunnel_ready(conn_t *c);
 static void begin_tls_tunnel(conn_t *c, const char *alpn);
 static void start_client_tls(conn_t *c, reel_tls_t *tls, conn_state state);
-static void serve_https(conn_t *c);
+static void serve_requests(conn_t *c);
 
 /* ---- raw tunnels ---- */
 
@@ -409,7 +409,7 @@ void reel__begin_raw_tunnel(conn_t *c, const char *host, int port, bool reply_20
         if (!info.tls_done)
             c->sniff_started = uv_now(c->p->loop); /* its handshake first */
         else if (c->client.in.len)
-            serve_https(c);
+            serve_requests(c);
         else
             begin_tls_tunnel(c, "");
         return;
@@ -629,9 +629,10 @@ bool reel__tls_client_left(conn_t *c, const char *error) {
     return true;
 }
 
-/* What the client sends inside its TLS is served as HTTP (HTTPS), as
- * reel__conn_process serves C_HEAD. */
-static void serve_https(conn_t *c) {
+/* What the client sends inside the tunnel (inside its TLS, or in the
+ * clear) is served as HTTP, as reel__conn_process serves C_HEAD: HTTP/2
+ * when it starts with the preface, else HTTP/1. */
+static void serve_requests(conn_t *c) {
     c->state = C_HEAD;
     if (c->ex.flow == NULL && c->lane == NULL && reel__h2front_start(c)) {
         if (c->up && c->up->eager) /* (HTTP/2's streams have connections of their own) */
@@ -659,7 +660,7 @@ static void sniff_inside_tls(conn_t *c) {
     if (k == REEL_SNIFF_NEED_MORE)
         return;
     if (k == REEL_SNIFF_HTTP)
-        serve_https(c);
+        serve_requests(c);
     else
         begin_tls_tunnel(c, "");
 }
@@ -901,21 +902,11 @@ void reel__sniff_process(conn_t *c) {
     }
     if (k == REEL_SNIFF_HTTP) {
         c->tunnel_tls = false;
-        c->state = C_HEAD;
         c->ex.resp_head_sent = false;
-        /* HTTP/2 in the clear (prior knowledge, as h2c clients of reel as
-         * a reverse proxy speak), as reel__conn_process serves C_HEAD: it
-         * went to the HTTP/1 parser, which gave up on its preface */
-        if (c->ex.flow == NULL && c->lane == NULL && reel__h2front_start(c)) {
-            if (c->up && c->up->eager) /* (HTTP/2's streams have connections of their own) */
-                reel__upstream_close(c);
-            if (c->state == C_H2)
-                reel__h2front_process(c);
-            return;
-        }
-        if (c->up) /* a connection made early is now the requests' (or closed by them) */
-            c->up->eager = false;
-        reel__req_process(c);
+        /* (HTTP/2 in the clear too, as h2c clients of reel as a reverse
+         * proxy speak it: it went to the HTTP/1 parser, which gave up on
+         * its preface) */
+        serve_requests(c);
         return;
     }
     reel__begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false, true);

@@ -233,20 +233,9 @@ static int host_char(int c) {
            (c != 0 && strchr("-._~%!$&'()*+,;=", c) != NULL);
 }
 
-typedef struct {
-    int skip;       /* not an HTTP URL: skip the entry */
-    char scheme[6]; /* "http" / "https" */
-    char *host;     /* owned, no brackets */
-    uint32_t port;
-    char *target; /* owned, origin form */
-    int no_path;  /* nothing after the authority: OPTIONS of it is OPTIONS * */
-} url_t;
+typedef reel_url_t url_t;
 
-/* Parses an absolute http(s)/ws(s) URL; its fragment is no part of the
- * target unless fragment (the target as reel recorded it: a client may
- * send one, and reel export writes what it sent). Returns NULL or why
- * not. */
-static const char *parse_url(const char *s, size_t n, int fragment, url_t *u) {
+const char *reel_url_parse(const char *s, size_t n, int fragment, reel_url_t *u) {
     static const char *const not_abs = "not an absolute http(s) URL";
     memset(u, 0, sizeof *u);
     if (strlen(s) != n)
@@ -346,7 +335,7 @@ static const char *parse_url(const char *s, size_t n, int fragment, url_t *u) {
     return NULL;
 }
 
-static void url_free(url_t *u) {
+void reel_url_free(reel_url_t *u) {
     free(u->host);
     free(u->target);
     u->host = u->target = NULL;
@@ -449,7 +438,7 @@ static const char *not_a_value(const char *p, size_t n) {
 }
 
 /* Why p[0..n) cannot be a request's URL whatever it says (a NUL, space
- * or control byte: parse_url's first checks), or NULL. */
+ * or control byte: reel_url_parse's first checks), or NULL. */
 static const char *not_a_url(const char *p, size_t n) {
     if (memchr(p, '\0', n))
         return "contains a NUL byte";
@@ -1474,7 +1463,7 @@ static reel_rc check_ws_messages(const vctx_t *v, json_t *entry, entry_t *e) {
 }
 
 static void entry_free(entry_t *e) {
-    url_free(&e->url);
+    reel_url_free(&e->url);
     free(e->msgs);
     e->msgs = NULL;
     e->nmsgs = 0;
@@ -1524,8 +1513,9 @@ static reel_rc entry_parse(const vctx_t *v, json_t *entry, entry_t *e) {
     /* an entry of reel export's (it has _reel) keeps its fragment: its
      * client sent it so, where a browser's request never holds one */
     int reels = json_is_object(json_object_get(entry, "_reel"));
-    const char *why = ub ? parse_url(ub, ul, reels, &e->url)
-                         : parse_url(json_string_value(j), json_string_length(j), reels, &e->url);
+    const char *why =
+        ub ? reel_url_parse(ub, ul, reels, &e->url)
+           : reel_url_parse(json_string_value(j), json_string_length(j), reels, &e->url);
     const char *uf = ub ? "request._reel.url_b64" : "request.url";
     free(ub);
     if (why != NULL)

@@ -161,6 +161,24 @@ reel_rc reel_har_check(const char *path, reel_err_t *err);
 reel_rc reel_har_import(reel_recorder_t *rec, const char *path, reel_har_stats_t *stats,
                         reel_err_t *err);
 
+/** An absolute http(s)/ws(s) URL's parts (ws -> http, wss -> https). */
+typedef struct {
+    int skip;       /* not an HTTP URL (data:, blob:, ...): skip the entry */
+    char scheme[6]; /* "http" / "https" */
+    char *host;     /* owned, no brackets */
+    uint32_t port;  /* the URL's, else the scheme's own */
+    char *target;   /* owned, origin form */
+    int no_path;    /* nothing after the authority: OPTIONS of it is OPTIONS * */
+} reel_url_t;
+
+/** Parses an absolute http(s)/ws(s) URL into *u (release with
+ * reel_url_free, also after an error); its fragment is no part of the
+ * target unless fragment (the target as reel recorded it: a client may
+ * send one, and reel export writes what it sent). Returns NULL or why not
+ * ("not an absolute http(s) URL", "bad port in URL", ...). */
+const char *reel_url_parse(const char *s, size_t n, int fragment, reel_url_t *u);
+void reel_url_free(reel_url_t *u);
+
 /** Size cap used by check/import; REEL_HAR_MAX_FILE_SIZE unless a test
  * lowers it. */
 extern uint64_t reel__har_max_file_size;

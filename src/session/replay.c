@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "session/filter.h"
+#include "session/har.h"
 #include "session/index.h"
 #include "session/store.h"
 
@@ -31,40 +32,18 @@ static char *bytes_str(ProtobufCBinaryData b) {
  * scheme, host, port and target replace the recorded ones. 0 when url is
  * not one (r unchanged). */
 static int use_url(reel_replay_req_t *r, const char *url) {
-    int https = strncmp(url, "https://", 8) == 0;
-    if (!https && strncmp(url, "http://", 7) != 0)
+    reel_url_t u;
+    if (reel_url_parse(url, strlen(url), 0, &u) != NULL || u.skip) {
+        reel_url_free(&u);
         return 0;
-    const char *a = url + (https ? 8 : 7), *end = a + strcspn(a, "/?#");
-    const char *colon = NULL, *hs = a, *he = end;
-    if (*a == '[') {
-        const char *rb = memchr(a, ']', (size_t)(end - a));
-        if (rb == NULL)
-            return 0;
-        hs = a + 1;
-        he = rb;
-        colon = rb + 1 < end && rb[1] == ':' ? rb + 1 : NULL;
-    } else {
-        colon = memchr(a, ':', (size_t)(end - a));
-        he = colon ? colon : end;
     }
-    long port = 0;
-    for (const char *d = colon ? colon + 1 : end; d < end; d++) {
-        if (*d < '0' || *d > '9' || (port = port * 10 + (*d - '0')) > 65535)
-            return 0;
-    }
-    if (he == hs)
-        return 0;
     free(r->scheme);
     free(r->host);
     free(r->target);
-    r->scheme = reel_strdup(https ? "https" : "http");
-    r->host = reel_strndup(hs, (size_t)(he - hs));
-    r->port = (uint32_t)port;
-    r->target = reel_strdup(*end == '/' || *end == '?' ? end : "/");
-    if (*end == '?') { /* "?q" alone: the path "/" before it */
-        free(r->target);
-        r->target = reel_asprintf("/%s", end);
-    }
+    r->scheme = reel_strdup(u.scheme);
+    r->host = u.host;
+    r->port = u.port;
+    r->target = u.target;
     return 1;
 }
 

@@ -361,6 +361,16 @@ def body(flow, side):
     return base64.b64decode(b) if b else b""
 
 
+def wait_listening(port):
+    """Returns once 127.0.0.1:port accepts a connection (5 s at most)."""
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+
+
 def only_flow(test, reel, path):
     """(row, reel flow --json) of the one ended flow of reel's session whose
     URL ends with path; test fails if there is not exactly one."""

@@ -16,7 +16,7 @@ import time
 import unittest
 
 from proxyenv import (TMPBASE, REEL, Origin, Reel, body, free_port, main, only_flow, run,
-                      stop_class, ws_echo_server)
+                      stop_class, wait_listening, ws_echo_server)
 
 
 def fetch(reel, url, *args, check=True):
@@ -184,12 +184,7 @@ class ReverseBehindAProxy(unittest.TestCase):
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         reel = None
         try:
-            for _ in range(100):
-                try:
-                    socket.create_connection(("127.0.0.1", port), 1).close()
-                    break
-                except OSError:
-                    time.sleep(0.05)
+            wait_listening(port)
             via = "socks5://127.0.0.1:%d" % port
             reel = Reel(root, "rvia", "reverse_to=https://localhost:%d" % origin.https_port,
                         "upstream_trusted_ca=" + origin.ca, "upstream_proxy=" + via)

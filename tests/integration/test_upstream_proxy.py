@@ -24,20 +24,10 @@ import time
 import unittest
 
 from proxyenv import (TMPBASE, Origin, Reel, body, curl, free_port, main, only_flow,
-                      stop_class)
+                      stop_class, wait_listening)
 
 TINYPROXY = shutil.which("tinyproxy") or "/usr/bin/tinyproxy"
 MICROSOCKS = shutil.which("microsocks") or "/usr/bin/microsocks"
-
-
-def wait_listening(port):
-    """Returns once 127.0.0.1:port accepts a connection (5 s at most)."""
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), 1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
 
 
 class Microsocks:

@@ -23,7 +23,8 @@ import tempfile
 import time
 import unittest
 
-from proxyenv import REEL, SANITIZED, TMPBASE, Origin, free_port, main, wait_config_applied
+from proxyenv import (REEL, SANITIZED, TMPBASE, Origin, free_port, main, wait_config_applied,
+                      wait_listening)
 
 
 class ValgrindBase(unittest.TestCase):
@@ -85,6 +86,22 @@ class ValgrindBase(unittest.TestCase):
             s.sendall(data)
         return s
 
+    def client_tls(self):
+        """A TLS client context trusting reel's CA."""
+        return ssl.create_default_context(cafile=os.path.join(self.root, "data", "reel",
+                                                              "reel-ca.pem"))
+
+    def tls_tunnel(self):
+        """An intercepted TLS tunnel to the origin with a request answered
+        in it, left open."""
+        t = self.conn(b"CONNECT localhost:%d HTTP/1.1\r\nHost: x\r\n\r\n"
+                      % self.origin.https_port)
+        self.assertIn(b"200", t.recv(4096))
+        tls = self.client_tls().wrap_socket(t, server_hostname="localhost")
+        tls.sendall(b"GET /100b HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        self.assertIn(b"200 OK", tls.recv(4096))
+        return tls
+
 
 @unittest.skipIf(SANITIZED, "ASan binaries do not run under valgrind")
 class ValgrindShutdown(ValgrindBase):
@@ -109,14 +126,7 @@ class ValgrindShutdown(ValgrindBase):
         # a large response being relayed to a client that does not read
         socks.append(self.conn(b"GET %s HTTP/1.1\r\nHost: a\r\n\r\n" % o.url("/big").encode()))
         # an intercepted TLS tunnel with a request in it
-        t = self.conn(b"CONNECT localhost:%d HTTP/1.1\r\nHost: x\r\n\r\n" % o.https_port)
-        self.assertIn(b"200", t.recv(4096))
-        ctx = ssl.create_default_context(cafile=os.path.join(self.root, "data", "reel",
-                                                             "reel-ca.pem"))
-        tls = ctx.wrap_socket(t, server_hostname="localhost")
-        tls.sendall(b"GET /100b HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        self.assertIn(b"200 OK", tls.recv(4096))
-        socks.append(tls)
+        socks.append(self.tls_tunnel())
         # a raw tunnel (not TLS, not HTTP) to the origin's port
         r = self.conn(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % o.http_port)
         self.assertIn(b"200", r.recv(4096))
@@ -450,26 +460,14 @@ class ValgrindProxyModes(ValgrindBase):
         quiet = self.silent()
         socks = []
         try:
-            for _ in range(100):
-                try:
-                    socket.create_connection(("127.0.0.1", ms_port), 1).close()
-                    break
-                except OSError:
-                    time.sleep(0.05)
+            wait_listening(ms_port)
             self.start("upstream_proxy=socks5://127.0.0.1:%d" % ms_port, "workers=1")
             # through microsocks: a request answered (its tunnel kept
             # alive), a TLS tunnel with one in it
             s = self.conn(b"GET %s HTTP/1.1\r\nHost: a\r\n\r\n" % o.url("/100b").encode())
             self.assertIn(b"200 OK", s.recv(4096))
             socks.append(s)
-            t = self.conn(b"CONNECT localhost:%d HTTP/1.1\r\nHost: x\r\n\r\n" % o.https_port)
-            self.assertIn(b"200", t.recv(4096))
-            ctx = ssl.create_default_context(cafile=os.path.join(self.root, "data", "reel",
-                                                                 "reel-ca.pem"))
-            tls = ctx.wrap_socket(t, server_hostname="localhost")
-            tls.sendall(b"GET /100b HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            self.assertIn(b"200 OK", tls.recv(4096))
-            socks.append(tls)
+            socks.append(self.tls_tunnel())
             # a SOCKS5 proxy that never answers the greeting, then an HTTP
             # one that never answers CONNECT (or a forwarded request)
             for via in ("socks5://127.0.0.1:%d" % quiet.getsockname()[1],
@@ -502,9 +500,7 @@ class ValgrindProxyModes(ValgrindBase):
         s = self.conn(b"GET /100b HTTP/1.1\r\nHost: a\r\n\r\n")
         self.assertIn(b"200 OK", s.recv(4096))
         socks.append(s)
-        ctx = ssl.create_default_context(cafile=os.path.join(self.root, "data", "reel",
-                                                             "reel-ca.pem"))
-        tls = ctx.wrap_socket(self.conn(), server_hostname="localhost")
+        tls = self.client_tls().wrap_socket(self.conn(), server_hostname="localhost")
         tls.sendall(b"GET /100b HTTP/1.1\r\nHost: localhost\r\n\r\n")
         self.assertIn(b"200 OK", tls.recv(4096))
         socks.append(tls)
