@@ -862,6 +862,52 @@ static void test_validate_set(void **state) {
     free(both);
 }
 
+/* The proxy-mode options: each refusal, word for word. */
+static void test_proxy_modes(void **state) {
+    (void)state;
+    static const struct {
+        const char *name, *value, *msg;
+    } cases[] = {
+        {"reverse_to", "example.com",
+         "invalid value 'example.com' for reverse_to: expected http://host[:port] or "
+         "https://host[:port]"},
+        {"reverse_to", "https://", "invalid value 'https://' for reverse_to: no host"},
+        {"reverse_to", "https://h/api",
+         "invalid value 'https://h/api' for reverse_to: a path, user or query is not taken: only "
+         "the origin (scheme, host, port)"},
+        {"reverse_to", "http://[::1:80",
+         "invalid value 'http://[::1:80' for reverse_to: an IPv6 address without its ']'"},
+        {"reverse_to", "http://h:8x",
+         "invalid value 'http://h:8x' for reverse_to: the port is not a number"},
+        {"reverse_to", "http://h:70000",
+         "invalid value 'http://h:70000' for reverse_to: the port is not 1..65535"},
+        {"reverse_to",
+         "http://h:", "invalid value 'http://h:' for reverse_to: the port is not 1..65535"},
+        {"upstream_insecure_hosts", "ok.test, 10.0.0.0/33",
+         "invalid value for upstream_insecure_hosts: '10.0.0.0/33' is not a host name, an address "
+         "or an address range (a.b.c.d/n)"},
+        {"upstream_no_proxy", "a..b",
+         "invalid value for upstream_no_proxy: 'a..b' is not a host name, an address or an "
+         "address range (a.b.c.d/n)"},
+        {"map_remote", "[\"abc\"]",
+         "map_remote rule 'abc': a rule starts with its separator (\"|regex|replacement\")"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        expect_msg(cases[i].name, cases[i].value, REEL_INVALID, cases[i].msg);
+    /* and what is taken */
+    static const char *const good[][2] = {{"reverse_to", "https://[::1]:8443/"},
+                                          {"reverse_to", "http://h"},
+                                          {"upstream_proxy", "socks5h://p:1080"},
+                                          {"upstream_insecure_hosts", "*.corp.test, fd00::/8"}};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        reel_err_t err;
+        reel_err_clear(&err);
+        char *canon = NULL;
+        assert_int_equal(reel_config_validate(good[i][0], good[i][1], &canon, &err), REEL_OK);
+        free(canon);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),
@@ -879,6 +925,7 @@ int main(void) {
         cmocka_unit_test(test_layers),
         cmocka_unit_test(test_overlay),
         cmocka_unit_test(test_validate_set),
+        cmocka_unit_test(test_proxy_modes),
     };
     return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
 }
