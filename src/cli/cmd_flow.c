@@ -811,6 +811,8 @@ static void trailers_show(view_t *v, const Reel__Trailers *t) {
 static void response_head(view_t *v, const Reel__ResponseHead *h) {
     dir_t *d = &v->d[RESP];
     status_and_headers(v, h, h->generated ? "   [sent by reel, not by the server]" : "", 0);
+    if (h->local_file && h->local_file[0])
+        note(v, "~ map_local answered from %s (no origin got the request)", h->local_file);
     v->resp_status = h->status;
     v->current = RESP;
     d->head = 1;
@@ -1438,6 +1440,7 @@ static int json_record(void *ctx, const Reel__Record *rec) {
                       pbytes_json(h->reason), "http_version", str_json(h->http_version, 1),
                       "headers", headers_json(h->headers, h->n_headers), "generated",
                       h->generated);
+        json_object_set_new(j->dir[RESP], "local_file", str_json(h->local_file, 1));
         j->decoded[RESP] = h->body_decoded;
         break;
     }

@@ -309,6 +309,7 @@ static void conn_free(conn_t *c) {
     reel_codec_free(c->respc);
     reel_buf_free(&c->ex.retry_head);
     reel_buf_free(&c->ex.head_raw);
+    reel__local_free(c);
     if (c->cut_fin) /* (reel__conn_close ends it first: not expected) */
         reel__fin_end(c->cut_fin, c->cut_why);
     free(c->cut_why);

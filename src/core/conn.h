@@ -204,6 +204,9 @@ typedef struct {
     reel_buf_t head_raw;
     bool retry_is_head, retried;
     bool retry_unprocessed_only; /* ... only if the origin said it did not process it */
+    /* map_local's answer: the file being sent (core/maplocal.c; NULL:
+     * none, or all of it sent) */
+    struct reel_local *local;
 } exchange_t;
 
 struct conn {
@@ -398,6 +401,7 @@ struct reel_proxy {
     bool verify_upstream;
     reel_host_list_t *insecure_hosts; /* upstream_insecure_hosts (NULL: none) */
     reel_map_rules_t *map_remote; /* map_remote (NULL: none) */
+    reel_map_rules_t *map_local;  /* map_local (NULL: none) */
     bool http2; /* offer h2 to clients (ALPN) and accept the h2c preface */
     char *h2c_upstreams; /* "host:port,..." spoken prior-knowledge h2c to, NULL: none */
     char *proxyauth_b64; /* expected Basic credentials, NULL when not required */
@@ -748,6 +752,23 @@ void reel__conn_shutdown_ends(conn_t *c);
  * (the origin closes, or the client ended): the flow ends once the client
  * has the response, and the connection closes after it (core/exchange.c). */
 void reel__early_answer_ends(conn_t *c);
+/* Ends the exchange if both its request and its response are whole. */
+void reel__exchange_maybe_finish(conn_t *c);
+/* Starts the flow of a request no origin gets (map_local): the request
+ * as the client sent it, no upstream. */
+void reel__exchange_start_local(conn_t *c, const reel_h1_head_t *h, bool https, const char *host,
+                                int port, const char *path);
+
+/* map_local (core/maplocal.c). */
+typedef struct reel_local reel_local_t;
+/* If a map_local rule matches the request h (to https, host, port,
+ * path): answers it from its file (its flow started, the conn reading the
+ * request's body) and true; false when none does. */
+bool reel__local_answer(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,
+                        const char *path);
+/* Sends more of the file while the client's queue is short. */
+void reel__local_pump(conn_t *c);
+void reel__local_free(conn_t *c);
 void reel__peer_read_done(peer_t *pe);
 void reel__client_tls_failed(conn_t *c, const char *why);
 /* The client's connection broke (error: why): the flows in flight end

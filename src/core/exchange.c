@@ -1113,6 +1113,16 @@ static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const cha
     reel_capture_request(c->ex.flow, &m);
 }
 
+void reel__exchange_start_local(conn_t *c, const reel_h1_head_t *h, bool https, const char *host,
+                                int port, const char *path) {
+    start_flow(c, h, https, host, port, path, false, 0, NULL);
+    c->ex.flow_upstream = false;
+}
+
+void reel__exchange_maybe_finish(conn_t *c) {
+    maybe_finish(c);
+}
+
 /* ---- request side ---- */
 
 static bool check_auth(conn_t *c, const reel_h1_head_t *h) {
@@ -1476,6 +1486,14 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
     if (!c->in_tunnel && !check_auth(c, h)) {
         reel__record_refused(c, h, https ? "https" : "http", host, port, path);
         refuse_request(c, 407, "proxy authentication required");
+        free(host);
+        free(path);
+        return;
+    }
+    /* map_local: answered from a file, no origin asked (the rules see the
+     * client's URL: map_remote's apply to the requests they leave) */
+    if (c->p->map_local && strcmp(path, "*") != 0 && !c->ex.upgrade &&
+        reel__local_answer(c, h, https, host, port, path)) {
         free(host);
         free(path);
         return;

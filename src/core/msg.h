@@ -37,6 +37,7 @@ typedef struct {
     /* response */
     uint32_t status;
     const char *reason;
+    const char *local_file; /* map_local answered from this file (NULL: not) */
     /* both */
     const char *version;   /* "HTTP/1.1" */
     const reel_field_t *fields;

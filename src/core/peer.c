@@ -160,6 +160,8 @@ static void ev_written(void *ud) {
     size_t q = reel_stack_queued(&pe->st);
     if (q < LOW_WATER)
         peer_maybe_resume_other(pe);
+    if (q < LOW_WATER && pe->role == P_CLIENT && pe->c->ex.local)
+        reel__local_pump(pe->c); /* map_local's file, as an origin's body would come */
     if (pe->role == P_CLIENT && pe->c->h2 && q < HIGH_WATER)
         reel__h2front_written(pe->c);
     close_if_flushed(pe, q);

@@ -64,7 +64,7 @@ struct proxy_group {
 struct owned_settings {
     reel_proxy_settings_t s;
     char *strs[9];
-    char **ignore, **map;
+    char **ignore, **map, **local;
 };
 
 static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, reel_err_t *err);
@@ -95,9 +95,13 @@ static void free_workers(reel_proxy_t *p0);
 
 static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, reel_err_t *err) {
     /* map_remote first: a bad rule changes nothing */
-    reel_map_rules_t *map = NULL;
+    reel_map_rules_t *map = NULL, *local = NULL;
     if (reel_map_rules_new(cfg->map_remote, cfg->n_map_remote, &map, err) != REEL_OK)
         return REEL_INVALID;
+    if (reel_map_local_new(cfg->map_local, cfg->n_map_local, &local, err) != REEL_OK) {
+        reel_map_rules_free(map);
+        return REEL_INVALID;
+    }
     size_t n = cfg->n_ignore_hosts;
     pcre2_code **codes = reel_calloc(n ? n : 1, sizeof *codes);
     for (size_t i = 0; i < n; i++) {
@@ -114,6 +118,7 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
                 pcre2_code_free(codes[k]);
             free(codes);
             reel_map_rules_free(map);
+            reel_map_rules_free(local);
             return REEL_INVALID;
         }
     }
@@ -124,6 +129,8 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
     p->nignore = n;
     reel_map_rules_free(p->map_remote);
     p->map_remote = map;
+    reel_map_rules_free(p->map_local);
+    p->map_local = local;
     p->verify_upstream = cfg->upstream_cert_verify;
     p->http2 = cfg->http2;
     free(p->h2c_upstreams);
@@ -214,6 +221,7 @@ static void free_settings(reel_proxy_t *p) {
     free(p->reverse_authority);
     reel_host_list_free(p->insecure_hosts);
     reel_map_rules_free(p->map_remote);
+    reel_map_rules_free(p->map_local);
 }
 
 /* reverse_to ("http[s]://host[:port][/]"), read when the proxy starts. */
@@ -669,6 +677,10 @@ static struct owned_settings *settings_dup(const reel_proxy_settings_t *c) {
     for (size_t i = 0; i < c->n_map_remote; i++)
         o->map[i] = reel_strdup(c->map_remote[i]);
     o->s.map_remote = (const char *const *)o->map;
+    o->local = reel_calloc(c->n_map_local ? c->n_map_local : 1, sizeof *o->local);
+    for (size_t i = 0; i < c->n_map_local; i++)
+        o->local[i] = reel_strdup(c->map_local[i]);
+    o->s.map_local = (const char *const *)o->local;
     return o;
 }
 
@@ -683,6 +695,9 @@ static void settings_free(struct owned_settings *o) {
     for (size_t i = 0; i < o->s.n_map_remote; i++)
         free(o->map[i]);
     free(o->map);
+    for (size_t i = 0; i < o->s.n_map_local; i++)
+        free(o->local[i]);
+    free(o->local);
     free(o);
 }
 

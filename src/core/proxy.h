@@ -33,6 +33,8 @@ typedef struct {
     size_t n_ignore_hosts;
     const char *const *map_remote; /* session/maprule.h's rules */
     size_t n_map_remote;
+    const char *const *map_local; /* ... map_local's */
+    size_t n_map_local;
     bool upstream_cert_verify;
     bool http2; /* speak HTTP/2 to clients that offer it (ALPN h2, h2c preface)
                  * and to their origins that choose it */

@@ -8,14 +8,15 @@
 #include "base/mem.h"
 
 struct lists {
-    char **ignore, **map;
+    char **ignore, **map, **local;
 };
 
 void *reel_daemon_proxy_settings(const reel_config_t *cfg, reel_proxy_settings_t *s) {
-    size_t n = 0, nmap = 0;
+    size_t n = 0, nmap = 0, nlocal = 0;
     struct lists *own = reel_calloc(1, sizeof *own);
     char **list = own->ignore = reel_config_get_list(cfg, "ignore_hosts", &n);
     own->map = reel_config_get_list(cfg, "map_remote", &nmap);
+    own->local = reel_config_get_list(cfg, "map_local", &nlocal);
     *s = (reel_proxy_settings_t){
         .listen_host = reel_config_get(cfg, "listen_host", NULL),
         .listen_port = (int)reel_config_get_int(cfg, "listen_port"),
@@ -24,6 +25,8 @@ void *reel_daemon_proxy_settings(const reel_config_t *cfg, reel_proxy_settings_t
         .n_ignore_hosts = n,
         .map_remote = (const char *const *)own->map,
         .n_map_remote = nmap,
+        .map_local = (const char *const *)own->local,
+        .n_map_local = nlocal,
         .upstream_cert_verify = reel_config_get_bool(cfg, "upstream_cert_verify"),
         .http2 = reel_config_get_bool(cfg, "http2"),
         .h2c_upstreams = reel_config_get(cfg, "h2c_upstreams", NULL),
@@ -51,5 +54,6 @@ void reel_daemon_proxy_settings_free(void *owned) {
         return;
     free(own->ignore);
     free(own->map);
+    free(own->local);
     free(own);
 }

@@ -183,6 +183,13 @@ static const reel_option_t options[] = {
      "matches the request's URL applies, $1 and ${name} in the replacement); the flow records "
      "the client's URL and where reel sent it (mapped_to)",
      NULL, 0, 0, check_map_rule},
+    {"map_local", REEL_OPT_LIST, "[]",
+     "rules answering requests from local files instead of their origin, each "
+     "\"|regex|/path\" (the first rule whose PCRE2 regex matches the request's URL applies; "
+     "a directory serves the file the rest of the URL, or the regex's first group, names in "
+     "it, index.html for a directory; none: 404); reel's answer is marked generated, naming "
+     "the file (local_file)",
+     NULL, 0, 0, reel_map_local_check},
     {"redact_headers", REEL_OPT_LIST, "[]",
      "reel export --redact: more header names whose whole value is replaced (beside "
      "Authorization, Cookie, ...)",
@@ -1553,6 +1560,7 @@ static const char *const hot_options[] = {
     "upstream_no_proxy",
     "upstream_insecure_hosts",
     "map_remote",
+    "map_local",
     NULL,
 };
 

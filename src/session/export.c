@@ -111,6 +111,7 @@ typedef struct {
     int absolute_form;    /* the client's request line had an absolute-form target */
     int reverse;          /* reel was a reverse proxy for its origin (RequestHead.reverse) */
     char *mapped_to;      /* map_remote sent the request there (RequestHead.mapped_to) */
+    char *local_file;     /* map_local answered from it (ResponseHead.local_file) */
     uint64_t excess;      /* bytes the origin sent past its response's end */
     reel_buf_t stored[2]; /* body as stored, capped */
     int cut[2];           /* stored body longer than the cap */
@@ -268,6 +269,7 @@ static void flow_free(flow_t *f) {
     free(f->verify_error);
     free(f->peer_cert);
     free(f->mapped_to);
+    free(f->local_file);
     free(f->via);
     json_decref(f->client_tls);
     for (size_t i = 0; i < f->ninterim; i++) {
@@ -393,6 +395,8 @@ static int on_record(void *ctx, const Reel__Record *rec) {
         f->version[RESP] = reel_strdup(h->http_version ? h->http_version : "");
         f->body_decoded[RESP] = h->body_decoded;
         f->generated = h->generated;
+        free(f->local_file);
+        f->local_file = h->local_file && h->local_file[0] ? reel_strdup(h->local_file) : NULL;
         reel_buf_reset(&f->stored[RESP]); /* a 1xx head before the final one */
         take_headers(f, RESP, h->headers, h->n_headers);
         break;
@@ -1122,6 +1126,8 @@ static json_t *reel_info(const flow_t *f) {
         json_object_set_new(r, "reverse", json_true());
     if (f->mapped_to)
         json_object_set_new(r, "mapped_to", str_json(f->mapped_to));
+    if (f->local_file)
+        json_object_set_new(r, "local_file", str_json(f->local_file));
     if (f->excess)
         json_object_set_new(r, "response_excess", json_integer((json_int_t)f->excess));
     if (f->tls_version && f->tls_version[0])
@@ -1992,6 +1998,8 @@ static reel_rc write_ndjson(FILE *out, const flow_t *f, const reel_export_opts_t
         set_text(resp, "reason", f->reason, f->reason ? strlen(f->reason) : 0);
         json_object_set_new(resp, "http_version", str_json(f->version[RESP]));
         json_object_set_new(resp, "headers", nd_headers(f, RESP));
+        json_object_set_new(resp, "generated", json_boolean(f->generated));
+        json_object_set_new(resp, "local_file", str_json(f->local_file));
         rc = nd_body(resp, f, RESP, o, err);
         if (f->has_trailers[RESP])
             json_object_set_new(resp, "trailers", fields_json(f->trailer[RESP], f->ntrailer[RESP]));

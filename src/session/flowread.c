@@ -202,6 +202,7 @@ static int detail_record(void *ctx, const Reel__Record *rec) {
             "{s:I, s:o, s:o, s:o, s:b}", "status", (json_int_t)h->status, "reason",
             pbytes_json(h->reason), "http_version", str_json(h->http_version), "headers",
             headers_json(h->headers, h->n_headers, h->body_decoded), "generated", h->generated);
+        json_object_set_new(o, "local_file", str_json(h->local_file));
         head_extra(o, h->headers, h->n_headers, h->body_decoded);
         json_object_set_new(d->o, "response", o);
         break;

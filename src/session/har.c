@@ -606,6 +606,7 @@ typedef struct {
     int absolute_form;        /* the request came to reel in absolute form */
     int reverse;              /* ... or to reel as a reverse proxy for its origin */
     const char *mapped_to;    /* _reel.mapped_to: where map_remote sent it */
+    const char *local_file;   /* _reel.local_file: the file map_local answered from */
     uint64_t response_excess; /* bytes the origin sent past its response's end */
     const char *client_addr, *server_addr, *tls_version, *alpn;
     uint64_t conn_id;
@@ -1286,7 +1287,8 @@ static reel_rc check_reel(const vctx_t *v, json_t *entry, entry_t *e) {
         reel_string(v, rx, "verify_error", 0, &e->verify_error) != REEL_OK ||
         reel_string(v, rx, "peer_cert", 0, &e->peer_cert) != REEL_OK ||
         reel_string(v, rx, "via", 1, &e->via) != REEL_OK ||
-        reel_string(v, rx, "mapped_to", 1, &e->mapped_to) != REEL_OK)
+        reel_string(v, rx, "mapped_to", 1, &e->mapped_to) != REEL_OK ||
+        reel_string(v, rx, "local_file", 1, &e->local_file) != REEL_OK)
         return REEL_INVALID;
     /* A flow exported while it was still open (reel export of a session
      * being recorded) is not a whole exchange: it comes back an error
@@ -2184,6 +2186,7 @@ static reel_rc record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
                                .n_headers = n,
                                .body_decoded = 1,
                                .generated = e->generated,
+                               .local_file = e->local_file,
                                .time_us = resp_start ? resp_start : end};
     reel_recorder_response_head(f, &sh);
     free(hs);

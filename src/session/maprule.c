@@ -3,6 +3,7 @@
 #include "session/maprule.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,32 +14,38 @@
 
 typedef struct {
     pcre2_code *re;
-    char *replacement;
-    char *text; /* the rule as given, for errors */
+    char *replacement; /* map_local: the file or directory */
+    char *text;        /* the rule as given, for errors */
+    bool groups;       /* map_local: the pattern has a capture group */
 } rule_t;
 
 struct reel_map_rules {
     rule_t *r;
     size_t n;
+    const char *what; /* "map_remote" or "map_local" */
 };
 
 /* Splits SEP REGEX SEP REPLACEMENT: the pattern (owned, *re) and the
  * replacement (a pointer into rule). NULL with why set when it is not one. */
-static const char *split(const char *rule, char **re, const char **why) {
+static const char *split(const char *rule, bool local, char **re, const char **why) {
     *re = NULL;
     unsigned char sep = (unsigned char)rule[0];
     if (sep == '\0' || isalnum(sep) || isspace(sep)) {
-        *why = "a rule starts with its separator (\"|regex|replacement\")";
+        *why = local ? "a rule starts with its separator (\"|regex|/path\")"
+                     : "a rule starts with its separator (\"|regex|replacement\")";
         return NULL;
     }
     const char *mid = strchr(rule + 1, sep);
     if (mid == NULL) {
-        *why = "no replacement after the pattern (\"|regex|replacement\")";
+        *why = local ? "no path after the pattern (\"|regex|/path\")"
+                     : "no replacement after the pattern (\"|regex|replacement\")";
         return NULL;
     }
     if (strchr(mid + 1, sep)) {
-        *why =
-            "three parts: a flow filter before the pattern is not taken (\"|regex|replacement\")";
+        *why = local ? "three parts: a flow filter before the pattern is not taken "
+                       "(\"|regex|/path\")"
+                     : "three parts: a flow filter before the pattern is not taken "
+                       "(\"|regex|replacement\")";
         return NULL;
     }
     if (mid == rule + 1) {
@@ -49,7 +56,7 @@ static const char *split(const char *rule, char **re, const char **why) {
     return mid + 1;
 }
 
-static pcre2_code *compile(const char *re, const char *rule, reel_err_t *err) {
+static pcre2_code *compile(const char *re, const char *rule, const char *what, reel_err_t *err) {
     int code = 0;
     PCRE2_SIZE off = 0;
     pcre2_code *c =
@@ -60,7 +67,7 @@ static pcre2_code *compile(const char *re, const char *rule, reel_err_t *err) {
         PCRE2_UCHAR msg[200];
         if (pcre2_get_error_message(code, msg, sizeof msg) < 0)
             snprintf((char *)msg, sizeof msg, "error %d", code);
-        reel_err_set(err, REEL_INVALID, "map_remote rule '%.120s': bad pattern at %zu: %s", rule,
+        reel_err_set(err, REEL_INVALID, "%s rule '%.120s': bad pattern at %zu: %s", what, rule,
                      (size_t)off, (const char *)msg);
     }
     return c;
@@ -101,20 +108,31 @@ static int substitute(const rule_t *r, const char *subject, char **out, reel_err
     return -1;
 }
 
-reel_rc reel_map_rule_check(const char *rule, reel_err_t *err) {
+/* Checks one rule of map_remote's (local false) or map_local's. */
+static reel_rc check(const char *rule, bool local, reel_err_t *err) {
+    const char *what = local ? "map_local" : "map_remote";
     const char *why = NULL;
     char *re = NULL;
-    const char *repl = split(rule, &re, &why);
+    const char *repl = split(rule, local, &re, &why);
     if (repl == NULL)
-        return reel_err_set(err, REEL_INVALID, "map_remote rule '%.120s': %s", rule, why);
-    pcre2_code *c = compile(re, rule, err);
+        return reel_err_set(err, REEL_INVALID, "%s rule '%.120s': %s", what, rule, why);
+    pcre2_code *c = compile(re, rule, what, err);
     free(re);
     if (c == NULL)
         return REEL_INVALID;
     pcre2_code_free(c);
+    if (local) {
+        /* read by the proxy, whose working directory is not the user's */
+        if (repl[0] != '/')
+            return reel_err_set(err, REEL_INVALID,
+                                "map_local rule '%.120s': the path '%.200s' is not absolute (it "
+                                "must start with /)",
+                                rule, repl);
+        return REEL_OK;
+    }
     /* the replacement's own syntax ("${" unclosed, "$x"): tried with a
      * pattern matching the empty string, its groups' references unset */
-    pcre2_code *empty = compile("", rule, err);
+    pcre2_code *empty = compile("", rule, what, err);
     if (empty == NULL)
         return REEL_INVALID;
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(empty, NULL);
@@ -136,29 +154,51 @@ reel_rc reel_map_rule_check(const char *rule, reel_err_t *err) {
     return REEL_OK;
 }
 
-reel_rc reel_map_rules_new(const char *const *rules, size_t n, reel_map_rules_t **out,
-                           reel_err_t *err) {
+reel_rc reel_map_rule_check(const char *rule, reel_err_t *err) {
+    return check(rule, false, err);
+}
+
+reel_rc reel_map_local_check(const char *rule, reel_err_t *err) {
+    return check(rule, true, err);
+}
+
+static reel_rc rules_new(const char *const *rules, size_t n, bool local, reel_map_rules_t **out,
+                         reel_err_t *err) {
     *out = NULL;
     if (n == 0)
         return REEL_OK;
     reel_map_rules_t *m = reel_calloc(1, sizeof *m);
     m->r = reel_calloc(n, sizeof *m->r);
+    m->what = local ? "map_local" : "map_remote";
     for (size_t i = 0; i < n; i++) {
-        if (reel_map_rule_check(rules[i], err) != REEL_OK) {
+        if (check(rules[i], local, err) != REEL_OK) {
             reel_map_rules_free(m);
             return REEL_INVALID;
         }
         const char *why;
         char *re;
-        const char *repl = split(rules[i], &re, &why);
-        m->r[i].re = compile(re, rules[i], err);
+        const char *repl = split(rules[i], local, &re, &why);
+        m->r[i].re = compile(re, rules[i], m->what, err);
         free(re);
+        uint32_t ngroups = 0;
+        pcre2_pattern_info(m->r[i].re, PCRE2_INFO_CAPTURECOUNT, &ngroups);
+        m->r[i].groups = ngroups > 0;
         m->r[i].replacement = reel_strdup(repl);
         m->r[i].text = reel_strdup(rules[i]);
         m->n = i + 1;
     }
     *out = m;
     return REEL_OK;
+}
+
+reel_rc reel_map_rules_new(const char *const *rules, size_t n, reel_map_rules_t **out,
+                           reel_err_t *err) {
+    return rules_new(rules, n, false, out, err);
+}
+
+reel_rc reel_map_local_new(const char *const *rules, size_t n, reel_map_rules_t **out,
+                           reel_err_t *err) {
+    return rules_new(rules, n, true, out, err);
 }
 
 /* Whether s is an absolute http:// or https:// URL with a host. */
@@ -186,6 +226,81 @@ char *reel_map_rules_apply(const reel_map_rules_t *m, const char *url, reel_err_
         return out;
     }
     return NULL;
+}
+
+static int hexval(unsigned char c) {
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* The file name s[0..n) gives under a rule's directory: up to its query
+ * or fragment, percent-decoded, without the slashes at either end. NULL
+ * when it would leave the directory (a ".." segment) or holds a NUL. */
+static char *local_suffix(const char *s, size_t n) {
+    char *out = reel_malloc(n + 1);
+    size_t k = 0;
+    for (size_t i = 0; i < n && s[i] != '?' && s[i] != '#'; i++) {
+        int hi, lo;
+        if (s[i] == '%' && i + 2 < n && (hi = hexval((unsigned char)s[i + 1])) >= 0 &&
+            (lo = hexval((unsigned char)s[i + 2])) >= 0) {
+            out[k++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            out[k++] = s[i];
+        }
+    }
+    size_t a = 0;
+    while (a < k && out[a] == '/')
+        a++;
+    while (k > a && out[k - 1] == '/')
+        k--;
+    memmove(out, out + a, k - a);
+    k -= a;
+    out[k] = '\0';
+    bool bad = memchr(out, '\0', k) != NULL;
+    for (size_t i = 0; !bad && i < k;) { /* each segment */
+        size_t j = i;
+        while (j < k && out[j] != '/')
+            j++;
+        bad = j - i == 2 && out[i] == '.' && out[i + 1] == '.';
+        i = j + 1;
+    }
+    if (bad) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+int reel_map_local_match(const reel_map_rules_t *m, const char *url, const char **path,
+                         char **suffix) {
+    *path = NULL;
+    *suffix = NULL;
+    size_t len = strlen(url);
+    for (size_t i = 0; m && i < m->n; i++) {
+        const rule_t *r = &m->r[i];
+        pcre2_match_data *md = pcre2_match_data_create_from_pattern(r->re, NULL);
+        int rc = pcre2_match(r->re, (PCRE2_SPTR)url, len, 0, 0, md, NULL);
+        if (rc < 0) { /* no match (or a match limit hit: none either) */
+            pcre2_match_data_free(md);
+            continue;
+        }
+        const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+        size_t from = len, to = len;
+        if (!r->groups) {
+            from = ov[1]; /* what follows the match */
+        } else if (rc >= 2 && ov[2] != PCRE2_UNSET) {
+            from = ov[2]; /* the first group */
+            to = ov[3];
+        }
+        pcre2_match_data_free(md);
+        *path = r->replacement;
+        *suffix = local_suffix(url + from, to - from);
+        return 1;
+    }
+    return 0;
 }
 
 void reel_map_rules_free(reel_map_rules_t *m) {

@@ -1,5 +1,6 @@
 /* map_remote: rules that send a request to another URL than the one its
- * client asked for (Charles's Map Remote, mitmproxy's map_remote).
+ * client asked for (Charles's Map Remote, mitmproxy's map_remote); and
+ * map_local's, which answer it from a local file instead (Map Local).
  *
  * A rule is SEP REGEX SEP REPLACEMENT, its first character the separator
  * (any character that is not a letter or digit; "|" reads best), as in
@@ -34,6 +35,22 @@ reel_rc reel_map_rule_check(const char *rule, reel_err_t *err);
  * matches (m NULL: none). *err is set, and NULL returned, when a rule
  * matched but its result is not an http(s) URL or could not be made. */
 char *reel_map_rules_apply(const reel_map_rules_t *m, const char *url, reel_err_t *err);
+
+/** map_local's rules: SEP REGEX SEP PATH, PATH an absolute file or
+ * directory name, REGEX matched against the URL as above. */
+reel_rc reel_map_local_new(const char *const *rules, size_t n, reel_map_rules_t **out,
+                           reel_err_t *err);
+reel_rc reel_map_local_check(const char *rule, reel_err_t *err);
+
+/** map_local: 1 when a rule's pattern matches url (the first that does),
+ * with *path its PATH (borrowed from m) and *suffix (owned) the file name
+ * the URL gives under PATH if PATH is a directory: the first capture
+ * group's text if the pattern has one, else what follows the match; up to
+ * its query, percent-decoded, without slashes at either end. *suffix is
+ * NULL when that name would leave the directory (a ".." segment, a NUL).
+ * 0 when no rule matches. */
+int reel_map_local_match(const reel_map_rules_t *m, const char *url, const char **path,
+                         char **suffix);
 
 void reel_map_rules_free(reel_map_rules_t *m);
 

@@ -27,7 +27,7 @@ enum {
     RQ_REVERSE,
     RQ_MAPPED
 };
-enum { RS_STATUS = 1, RS_REASON, RS_VERSION, RS_HEADERS, RS_DECODED, RS_GENERATED };
+enum { RS_STATUS = 1, RS_REASON, RS_VERSION, RS_HEADERS, RS_DECODED, RS_GENERATED, RS_LOCAL };
 
 static size_t varint_size(uint64_t v) {
     size_t n = 1;
@@ -163,7 +163,8 @@ static size_t response_len(const reel_response_head_t *h) {
     return uint_size(RS_STATUS, h->status) + bytes_size(RS_REASON, slen(h->reason)) +
            bytes_size(RS_VERSION, slen(h->http_version)) +
            headers_size(RS_HEADERS, h->headers, h->n_headers) +
-           uint_size(RS_DECODED, h->body_decoded != 0) + uint_size(RS_GENERATED, h->generated != 0);
+           uint_size(RS_DECODED, h->body_decoded != 0) +
+           uint_size(RS_GENERATED, h->generated != 0) + bytes_size(RS_LOCAL, slen(h->local_file));
 }
 
 size_t reel_pbhead_response_size(uint64_t flow_id, int64_t time_us, const reel_response_head_t *h,
@@ -182,6 +183,7 @@ size_t reel_pbhead_response_write(uint8_t *out, uint64_t flow_id, int64_t time_u
     p = put_headers(p, RS_HEADERS, h->headers, h->n_headers);
     p = put_uint(p, RS_DECODED, h->body_decoded != 0);
     p = put_uint(p, RS_GENERATED, h->generated != 0);
+    p = put_bytes(p, RS_LOCAL, h->local_file, slen(h->local_file));
     return (size_t)(p - out);
 }
 

@@ -175,7 +175,8 @@ typedef struct {
     size_t n_headers;
     int body_decoded;
     int generated;   /* reel itself sent this response (refusal, origin failure) */
-    int64_t time_us; /* 0 = now */
+    const char *local_file; /* map_local answered from this file (ResponseHead.local_file) */
+    int64_t time_us;        /* 0 = now */
 } reel_response_head_t;
 
 /** Timings in microseconds, -1 when unknown (as in HAR). */

@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""map_remote: requests sent to another URL than their client asked for.
+"""map_remote: requests sent to another URL than their client asked for;
+map_local: requests answered from local files.
 
 nginx is the origin (plain and TLS), curl the client. A rule maps plain
 HTTP to HTTPS and back, inside a CONNECT tunnel and from an HTTP/2 client
@@ -7,13 +8,22 @@ too; the origin gets the mapped URL's Host; each flow records the
 client's URL and where reel sent it (mapped_to, in reel flow, HAR and
 NDJSON); a rule making no http(s) URL is a 502 naming it; reel replay
 sends a mapped flow where it went; a bad rule is refused.
+
+map_local (the same reel): a file rule and a directory rule over plain
+HTTP, HTTPS in a tunnel and HTTP/2; index.html, 404 for a missing file,
+403 for a name leaving the directory; a file larger than reel's queue
+toward the client; a POST's body read and recorded; HEAD; the next
+request on the connection going to its origin; the flow marked
+generated with local_file (reel flow, HAR, NDJSON, import) and no
+server_conn; map_local before map_remote.
 """
+import base64
 import json
 import os
 import tempfile
 import unittest
 
-from proxyenv import TMPBASE, Origin, Reel, curl, main, only_flow, stop_class
+from proxyenv import TMPBASE, Origin, Reel, body, curl, main, only_flow, stop_class
 
 
 class MapRemoteTest(unittest.TestCase):
@@ -34,6 +44,27 @@ class MapRemoteTest(unittest.TestCase):
             r"|^http://127\.0\.0\.1:%d/bad|ftp://example.test/" % o.http_port,
         ]
         cls.reel.set_config("set", "map_remote", json.dumps(cls.rules))
+        # map_local's files
+        cls.files = os.path.join(cls.root, "files")
+        os.makedirs(os.path.join(cls.files, "site", "sub"))
+        cls.app = os.path.join(cls.files, "app.js")
+        with open(cls.app, "w") as f:
+            f.write('console.log("local");\n')
+        for name, text in (("site/index.html", "<h1>index</h1>\n"),
+                           ("site/sub/page.txt", "sub page\n")):
+            with open(os.path.join(cls.files, name), "w") as f:
+                f.write(text)
+        cls.big = os.urandom(3 << 20)  # more than reel queues toward a client (1 MiB)
+        with open(os.path.join(cls.files, "site", "big.bin"), "wb") as f:
+            f.write(cls.big)
+        cls.site = os.path.join(cls.files, "site")
+        cls.local_rules = [
+            r"|/local/app\.js|" + cls.app,
+            r"|^https?://[^/]+/site/|" + cls.site,
+            # map_remote's /to-tls/ too: map_local comes first
+            r"|/to-tls/local$|" + cls.app,
+        ]
+        cls.reel.set_config("set", "map_local", json.dumps(cls.local_rules))
 
     @classmethod
     def tearDownClass(cls):
@@ -100,6 +131,128 @@ class MapRemoteTest(unittest.TestCase):
             out = self.reel.cli("config", "mr", "set", "map_remote", json.dumps([rule]),
                                 check=False)
             self.assertNotEqual(out.returncode, 0, rule)
+            self.assertIn(why.encode(), out.stderr)
+
+
+    # ---- map_local ----
+
+    def local_flow(self, path, want_file):
+        row, full = self.last(path)
+        self.assertTrue(full["response"]["generated"], full["response"])
+        self.assertEqual(full["response"]["local_file"], want_file)
+        self.assertIsNone(full["server_conn"])
+        self.assertIsNone(full["server_addr"])
+        return row, full
+
+    def test_local_file(self):
+        o, r = self.origin, self.reel
+        out = curl(r, "-i", o.url("/local/app.js?v=1"))
+        head, _, got = out.stdout.partition(b"\r\n\r\n")
+        self.assertEqual(got, b'console.log("local");\n')
+        self.assertIn(b"HTTP/1.1 200 OK\r\nContent-Type: text/javascript; charset=utf-8\r\n"
+                      b"Content-Length: 22", head)
+        row, full = self.local_flow("/local/app.js?v=1", self.app)
+        self.assertEqual((row["state"], row["status"]), ("complete", 200))
+        self.assertEqual(body(full, "response"), b'console.log("local");\n')
+        text = r.cli("flow", "mr", str(row["id"])).stdout.decode()
+        self.assertIn("< HTTP/1.1 200 OK   [sent by reel, not by the server]\n", text)
+        self.assertIn("\n~ map_local answered from %s (no origin got the request)\n" % self.app,
+                      text)
+        # no request reached nginx
+        self.assertFalse([l for l in o.log_lines() if "/local/" in l[2]])
+        # HAR and NDJSON say it; reel import keeps it
+        har = os.path.join(self.root, "local.har")
+        r.cli("export", "mr", "~u /local/app.js\\?v=1$", "-o", har)
+        with open(har) as f:
+            (entry,) = json.load(f)["log"]["entries"]
+        self.assertEqual((entry["_reel"]["local_file"], entry["_reel"]["generated"]),
+                         (self.app, True))
+        nd = json.loads(r.cli("export", "mr", "~u /local/app.js\\?v=1$", "--format", "ndjson", "-o",
+                              "-").stdout)
+        self.assertEqual((nd["response"]["local_file"], nd["response"]["generated"]),
+                         (self.app, True))
+        r.cli("import", har, "--into", "mr-local-back")
+        back = json.loads(r.cli("flow", "mr-local-back", "1", "--json").stdout)
+        self.assertEqual(back["response"]["local_file"], self.app)
+        # a host that does not exist, in a CONNECT tunnel: the tunnel's
+        # early connection to it fails, its requests are answered all the same
+        for v in ("--http1.1", "--http2"):
+            out = curl(r, v, "https://no-such-host.invalid/local/app.js?" + v)
+            self.assertEqual(out.stdout, b'console.log("local");\n')
+            self.local_flow("/local/app.js?" + v, self.app)
+        # map_local before map_remote: /to-tls/local is answered here
+        out = curl(r, "http://127.0.0.1:%d/to-tls/local" % o.http_port)
+        self.assertEqual(out.stdout, b'console.log("local");\n')
+        _, full = self.local_flow("/to-tls/local", self.app)
+        self.assertIsNone(full["request"]["mapped_to"])
+
+    def test_local_directory_h1_h2(self):
+        o, r = self.origin, self.reel
+        for args, https in ((["--http1.1"], False), (["--http1.1"], True), (["--http2"], True)):
+            tag = "%s-%s" % (args[0][2:], https)
+            cases = (("/site/sub/page.txt?" + tag, 200, b"sub page\n", "sub/page.txt"),
+                     ("/site/?" + tag, 200, b"<h1>index</h1>\n", "index.html"),
+                     ("/site/sub?" + tag, 404, None, "sub"),
+                     ("/site/nope.css?" + tag, 404, None, "nope.css"),
+                     ("/site/a/%2e%2e/%2e%2e/x?" + tag, 403, None, None))
+            for path, status, want, name in cases:
+                out = curl(r, *args, "-w", "\n%{http_code} %{http_version}", o.url(path, https),
+                           check=False)
+                got, _, code = out.stdout.rpartition(b"\n")
+                self.assertEqual(code.decode(), "%d %s" % (status, "2" if "2" in args[0] else "1.1"),
+                                 (path, out))
+                fl = r.wait_flows(1, "~u %s$" % path.replace("?", "\\?").replace(".", "\\."))
+                self.assertEqual(len(fl), 1, (path, fl))
+                full = r.flow(fl[0]["id"])
+                want_file = os.path.join(self.site, name) if name else self.site
+                self.assertEqual(full["response"]["local_file"], want_file, path)
+                self.assertTrue(full["response"]["generated"])
+                self.assertEqual(full["state"], "complete", full)
+                if want is not None:
+                    self.assertEqual(got, want, path)
+                elif status == 404:
+                    self.assertEqual(got, b"reel: map_local: no file %s\n" % want_file.encode())
+                else:
+                    self.assertEqual(got, b"reel: map_local: the URL names a file outside %s\n"
+                                     % self.site.encode())
+                if "2" in args[0]:
+                    self.assertEqual(full["response"]["http_version"], "HTTP/2.0")
+            # a file larger than reel queues toward the client, whole
+            out = curl(r, *args, o.url("/site/big.bin?" + tag, https))
+            self.assertEqual(out.stdout, self.big)
+            _, full = self.local_flow("/site/big.bin?" + tag, os.path.join(self.site, "big.bin"))
+            self.assertEqual(body(full, "response"), self.big)
+
+    def test_local_body_head_and_next_request(self):
+        o, r = self.origin, self.reel
+        # a POST's body is read and recorded; the answer is the file's
+        out = curl(r, "--data-binary", "x" * 100000, o.url("/local/app.js?post"))
+        self.assertEqual(out.stdout, b'console.log("local");\n')
+        _, full = self.local_flow("/local/app.js?post", self.app)
+        self.assertEqual(body(full, "request"), b"x" * 100000)
+        self.assertEqual(full["state"], "complete")
+        # HEAD: the file's length, no body
+        out = curl(r, "-I", o.url("/local/app.js?head"))
+        self.assertIn(b"Content-Length: 22\r\n", out.stdout)
+        self.local_flow("/local/app.js?head", self.app)
+        # on one connection: the origin, a local answer, the origin again
+        out = curl(r, o.url("/100b?ka1"), o.url("/local/app.js?ka"), o.url("/100b?ka2"))
+        self.assertEqual(len(out.stdout), 100 + 22 + 100)
+        rows = [self.last(p) for p in ("/100b?ka1", "/local/app.js?ka", "/100b?ka2")]
+        self.assertEqual(len({f["client_conn"] for _, f in rows}), 1, rows)
+        self.assertEqual([f["response"]["generated"] for _, f in rows], [False, True, False])
+        self.assertEqual([f["state"] for _, f in rows], ["complete"] * 3)
+        self.assertEqual(rows[2][1]["server_conn"]["address"],
+                         "127.0.0.1:%d" % o.http_port)
+
+    def test_local_bad_rules_refused(self):
+        for rule, why in (("|x|relative/file", "is not absolute"),
+                          ("|(|/x", "bad pattern at 1"),
+                          ("|a|/b|c", "three parts")):
+            out = self.reel.cli("config", "mr", "set", "map_local", json.dumps([rule]),
+                                check=False)
+            self.assertNotEqual(out.returncode, 0, rule)
+            self.assertIn(b"map_local rule", out.stderr)
             self.assertIn(why.encode(), out.stderr)
 
 

@@ -155,7 +155,7 @@ static void test_table(void **state) {
         for (const reel_option_t *p = o + 1; p->name; p++)
             assert_string_not_equal(o->name, p->name);
     }
-    assert_int_equal(n, 34);
+    assert_int_equal(n, 35);
     /* the names the proxy reads */
     const char *names[] = {
         "listen_host",          "listen_port",         "body_limit",       "ignore_hosts",
@@ -418,7 +418,7 @@ static void test_unknown(void **state) {
                "retention_max_flows, on_segment_closed, proxyauth, upstream_proxy, "
                "upstream_proxyauth, reverse_to, upstream_no_proxy, idle_timeout, head_timeout, "
                "max_head_size, upstream_timeout, workers, max_client_conns, map_remote, "
-               "redact_headers, redact_keys");
+               "map_local, redact_headers, redact_keys");
     const char *m = bad("", "1", REEL_NOTFOUND);
     assert_non_null(strstr(m, "unknown option ''; valid options: listen_host,"));
 
@@ -670,7 +670,7 @@ static void test_layers(void **state) {
         "retention_max_flows, on_segment_closed, proxyauth, upstream_proxy, upstream_proxyauth, "
         "reverse_to, upstream_no_proxy, idle_timeout, head_timeout, max_head_size, "
         "upstream_timeout, workers, "
-        "max_client_conns, map_remote, "
+        "max_client_conns, map_remote, map_local, "
         "redact_headers, redact_keys");
     free(warnings);
     expect_effective(c2, "capture", "on", REEL_LAYER_DEFAULT);
@@ -891,6 +891,11 @@ static void test_proxy_modes(void **state) {
          "address range (a.b.c.d/n)"},
         {"map_remote", "[\"abc\"]",
          "map_remote rule 'abc': a rule starts with its separator (\"|regex|replacement\")"},
+        {"map_local", "[\"|x|rel/file\"]",
+         "map_local rule '|x|rel/file': the path 'rel/file' is not absolute (it must start with "
+         "/)"},
+        {"map_local", "[\"|x\"]",
+         "map_local rule '|x': no path after the pattern (\"|regex|/path\")"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         expect_msg(cases[i].name, cases[i].value, REEL_INVALID, cases[i].msg);
@@ -898,7 +903,8 @@ static void test_proxy_modes(void **state) {
     static const char *const good[][2] = {{"reverse_to", "https://[::1]:8443/"},
                                           {"reverse_to", "http://h"},
                                           {"upstream_proxy", "socks5h://p:1080"},
-                                          {"upstream_insecure_hosts", "*.corp.test, fd00::/8"}};
+                                          {"upstream_insecure_hosts", "*.corp.test, fd00::/8"},
+                                          {"map_local", "|example\\.com/app\\.js$|/srv/app.js"}};
     for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
         reel_err_t err;
         reel_err_clear(&err);

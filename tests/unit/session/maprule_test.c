@@ -1,6 +1,7 @@
 /* Tests for src/session/maprule.c: map_remote's rules, their syntax, the
  * first matching rule applying (every match replaced, groups), results
- * that are no http(s) URL refused, and no match left alone. */
+ * that are no http(s) URL refused, and no match left alone; map_local's,
+ * the file name a URL gives under a rule's directory. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -89,10 +90,85 @@ static void test_check(void **state) {
     }
 }
 
+/* map_local: the rule's path and the name under it (NULL: none matched;
+ * "<out>" for a name that would leave the directory). */
+static char *local(const char *const *rules, size_t n, const char *url, char path[64]) {
+    reel_map_rules_t *m = NULL;
+    reel_err_t err;
+    reel_err_clear(&err);
+    assert_int_equal(reel_map_local_new(rules, n, &m, &err), REEL_OK);
+    char *suffix = NULL;
+    const char *p = NULL;
+    int hit = reel_map_local_match(m, url, &p, &suffix);
+    snprintf(path, 64, "%s", p ? p : "");
+    char *out = hit ? (suffix ? suffix : strdup("<out>")) : NULL;
+    reel_map_rules_free(m);
+    return out;
+}
+
+static void test_local(void **state) {
+    (void)state;
+    static const char *const rules[] = {
+        "|example\\.com/app\\.js|/srv/app.js",
+        "|^https://site\\.test/static/|/srv/site",
+        "|^http://grp\\.test/v\\d/(.*)\\.json|/srv/site",
+    };
+    char path[64];
+    static const struct {
+        const char *url, *path, *suffix;
+    } cases[] = {
+        {"https://example.com/app.js?v=3", "/srv/app.js", ""},
+        /* what follows the match: no query, decoded, no slashes at the ends */
+        {"https://site.test/static/css/a%20b.css?x=1#f", "/srv/site", "css/a b.css"},
+        {"https://site.test/static/", "/srv/site", ""},
+        {"https://site.test/static//dir//", "/srv/site", "dir"},
+        /* the first group, when the pattern has one */
+        {"http://grp.test/v2/users/1.json?pretty", "/srv/site", "users/1"},
+        /* names that would leave the directory */
+        {"https://site.test/static/../etc/passwd", "/srv/site", "<out>"},
+        {"https://site.test/static/a/%2e%2e/%2E%2E/x", "/srv/site", "<out>"},
+        {"https://site.test/static/..", "/srv/site", "<out>"},
+        {"https://site.test/static/a%00b", "/srv/site", "<out>"},
+        /* ".." inside a name, a bad escape, are names */
+        {"https://site.test/static/a..b/%zz", "/srv/site", "a..b/%zz"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *got = local(rules, 3, cases[i].url, path);
+        assert_non_null(got);
+        assert_string_equal(path, cases[i].path);
+        assert_string_equal(got, cases[i].suffix);
+        free(got);
+    }
+    assert_null(local(rules, 3, "https://other.test/app.js", path));
+    assert_null(local(NULL, 0, "https://example.com/app.js", path));
+    /* the path must be absolute; the map_remote checks apply, by name */
+    static const struct {
+        const char *rule, *msg;
+    } bad[] = {
+        {"|x|srv/a", "map_local rule '|x|srv/a': the path 'srv/a' is not absolute (it must start "
+                     "with /)"},
+        {"|x|", "map_local rule '|x|': the path '' is not absolute (it must start with /)"},
+        {"|(|/a", "map_local rule '|(|/a': bad pattern at 1: missing closing parenthesis"},
+        {"|a|/b|c", "map_local rule '|a|/b|c': three parts: a flow filter before the pattern is "
+                    "not taken (\"|regex|/path\")"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        reel_err_t err;
+        reel_err_clear(&err);
+        assert_int_equal(reel_map_local_check(bad[i].rule, &err), REEL_INVALID);
+        assert_string_equal(reel_err_str(&err), bad[i].msg);
+        reel_map_rules_t *m = (reel_map_rules_t *)1;
+        const char *one[] = {bad[i].rule};
+        assert_int_equal(reel_map_local_new(one, 1, &m, &err), REEL_INVALID);
+        assert_null(m);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_apply),
         cmocka_unit_test(test_check),
+        cmocka_unit_test(test_local),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

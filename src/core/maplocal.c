@@ -1,0 +1,296 @@
+/* map_local: requests answered from local files instead of their origin
+ * (Charles's Map Local, mitmproxy's map_local). The rules are
+ * session/maprule.h's; this is the answer. Its flow records the request
+ * as the client sent it, and reel's response marked generated, with the
+ * file it came from (ResponseHead.local_file); no origin is asked, and the
+ * flow ends as any flow does, once the client has the whole response.
+ *
+ * A file is read as the client takes it (LOCAL_CHUNK at a time while
+ * less than HIGH_WATER is queued toward it), so a large one costs no more
+ * memory than a large response from an origin. Part of the proxy; see
+ * core/conn.h. */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/conn.h"
+#include "session/maprule.h"
+
+#define LOCAL_CHUNK (64u << 10)
+
+struct reel_local {
+    int fd;
+    uint64_t size; /* the file's size when it was opened: its Content-Length */
+    uint64_t sent; /* bytes of it sent so far */
+    char *path;
+    bool pumping;
+};
+
+/* The Content-Type of a file, by its name's extension (as Python's
+ * mimetypes, which mitmproxy's map_local uses, gives the common ones). */
+static const char *content_type(const char *path) {
+    static const struct {
+        const char *ext, *type;
+    } types[] = {
+        {"html", "text/html; charset=utf-8"},
+        {"htm", "text/html; charset=utf-8"},
+        {"css", "text/css; charset=utf-8"},
+        {"js", "text/javascript; charset=utf-8"},
+        {"mjs", "text/javascript; charset=utf-8"},
+        {"json", "application/json"},
+        {"map", "application/json"},
+        {"txt", "text/plain; charset=utf-8"},
+        {"csv", "text/csv; charset=utf-8"},
+        {"xml", "application/xml"},
+        {"svg", "image/svg+xml"},
+        {"png", "image/png"},
+        {"jpg", "image/jpeg"},
+        {"jpeg", "image/jpeg"},
+        {"gif", "image/gif"},
+        {"webp", "image/webp"},
+        {"avif", "image/avif"},
+        {"ico", "image/vnd.microsoft.icon"},
+        {"wasm", "application/wasm"},
+        {"pdf", "application/pdf"},
+        {"woff", "font/woff"},
+        {"woff2", "font/woff2"},
+        {"ttf", "font/ttf"},
+        {"otf", "font/otf"},
+        {"mp4", "video/mp4"},
+        {"webm", "video/webm"},
+        {"mp3", "audio/mpeg"},
+        {"ogg", "audio/ogg"},
+        {"wav", "audio/wav"},
+        {"zip", "application/zip"},
+        {"gz", "application/gzip"},
+        {"yaml", "application/yaml"},
+        {"yml", "application/yaml"},
+    };
+    const char *slash = strrchr(path, '/');
+    const char *dot = strrchr(slash ? slash : path, '.');
+    if (dot && dot[1])
+        for (size_t i = 0; i < sizeof types / sizeof *types; i++)
+            if (strcasecmp(dot + 1, types[i].ext) == 0)
+                return types[i].type;
+    return "application/octet-stream";
+}
+
+/* Opens path if it is a regular file: the descriptor, with *size; else
+ * -errno (-EISDIR for a directory, -ENOENT for any other kind of file).
+ * O_NONBLOCK: a FIFO named by mistake must not stop the loop. */
+static int open_regular(const char *path, uint64_t *size) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return S_ISDIR(st.st_mode) ? -EISDIR : -ENOENT;
+    }
+    *size = (uint64_t)st.st_size;
+    return fd;
+}
+
+/* The file a rule names for a URL: its PATH when that is a file, else
+ * the one suffix names in the directory, or that name's index.html (the
+ * directory's own for no suffix). The descriptor (*file: its name,
+ * owned), or -errno with *file the name looked for (-ENOENT: none of
+ * them is a file). suffix NULL: the URL's name would leave the directory
+ * (-EPERM, *file the directory). */
+static int find_file(const char *base, const char *suffix, char **file, uint64_t *size) {
+    *file = reel_strdup(base);
+    int fd = open_regular(base, size);
+    if (fd != -EISDIR)
+        return fd;
+    if (suffix == NULL)
+        return -EPERM;
+    size_t bl = strlen(base);
+    while (bl > 1 && base[bl - 1] == '/')
+        bl--;
+    char *cand[2] = {
+        suffix[0] ? reel_asprintf("%.*s/%s", (int)bl, base, suffix)
+                  : reel_asprintf("%.*s/index.html", (int)bl, base),
+        suffix[0] ? reel_asprintf("%.*s/%s/index.html", (int)bl, base, suffix) : NULL,
+    };
+    free(*file);
+    *file = cand[0];
+    for (int i = 0; i < 2 && cand[i]; i++) {
+        fd = open_regular(cand[i], size);
+        if (fd == -EISDIR || fd == -ENOTDIR)
+            fd = -ENOENT; /* a directory without index.html; a file's name under a file */
+        if (fd == -ENOENT)
+            continue;
+        if (i == 1) { /* found there, or failed otherwise: that name */
+            free(cand[0]);
+            *file = cand[1];
+            cand[1] = NULL;
+        }
+        break;
+    }
+    free(cand[1]);
+    return fd;
+}
+
+/* Sends the head (and records it, and the body if given): status, with a
+ * Content-Length of len and type, for the request h. */
+static void send_head(conn_t *c, const reel_h1_head_t *h, int status, const char *type,
+                      uint64_t len, const char *file, const char *body) {
+    char clen[24];
+    snprintf(clen, sizeof clen, "%llu", (unsigned long long)len);
+    bool close = c->client_close && !c->lane;
+    reel_buf_t out;
+    reel_buf_init(&out, 256);
+    reel_buf_printf(&out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %s\r\n%s\r\n",
+                    status, reel__status_text(status), type, clen,
+                    close ? "Connection: close\r\n" : "");
+    /* an HTTP/2 client's stream gets the head as core/h2front.c writes
+     * it: no reason, names in lower case, no Connection */
+    bool stream = c->lane && !c->lane_tunnel;
+    reel_field_t hs[3] = {
+        {stream ? "content-type" : "Content-Type", 12, type, strlen(type)},
+        {stream ? "content-length" : "Content-Length", 14, clen, strlen(clen)},
+        {"Connection", 10, "close", 5},
+    };
+    reel_msg_head_t rs = {.status = (uint32_t)status,
+                          .reason = stream ? "" : reel__status_text(status),
+                          .version = stream ? "HTTP/2.0" : "HTTP/1.1",
+                          .fields = hs,
+                          .nfields = close ? 3 : 2,
+                          .local_file = file};
+    int64_t now = reel__now_us();
+    c->ex.resp_first_us = now;
+    c->ex.resp_head_sent = true;
+    reel_capture_response(c->ex.flow, &rs, true, now);
+    if (body && !h->is_head) {
+        reel_capture_body(c->ex.flow, true, body, strlen(body));
+        reel_buf_append(&out, body, strlen(body));
+    }
+    reel__peer_write(&c->client, out.data, out.len);
+    reel_buf_free(&out);
+}
+
+static void local_free(reel_local_t *l) {
+    if (l == NULL)
+        return;
+    if (l->fd >= 0)
+        close(l->fd);
+    free(l->path);
+    free(l);
+}
+
+void reel__local_free(conn_t *c) {
+    local_free(c->ex.local);
+    c->ex.local = NULL;
+}
+
+/* The response is whole: the exchange ends once the request is too. */
+static void local_done(conn_t *c) {
+    reel__local_free(c);
+    c->ex.resp_done = true;
+    reel__exchange_maybe_finish(c);
+}
+
+bool reel__local_answer(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,
+                        const char *path) {
+    char *auth = reel__authority(https, host, port);
+    char *url = reel_asprintf("%s://%s%s", https ? "https" : "http", auth, path);
+    free(auth);
+    const char *base;
+    char *suffix;
+    int m = reel_map_local_match(c->p->map_local, url, &base, &suffix);
+    free(url);
+    if (m == 0)
+        return false;
+    /* no origin: an upstream connection kept from the exchange before
+     * would be left idle under this one, its close or its bytes taken for
+     * this exchange's; it goes (the next request to it opens another) */
+    reel__upstream_close(c);
+    reel__exchange_start_local(c, h, https, host, port, path);
+    c->state = C_REQ_BODY; /* the request's body, if any, is read and recorded */
+    char *file = NULL;
+    uint64_t size = 0;
+    int fd = find_file(base, suffix, &file, &size);
+    free(suffix);
+    if (fd < 0) {
+        int status = fd == -ENOENT || fd == -ENOTDIR ? 404
+                     : fd == -EACCES || fd == -EPERM ? 403
+                                                     : 500;
+        char *body =
+            fd == -EPERM ? reel_asprintf("reel: map_local: the URL names a file outside %s\n", file)
+            : status == 404
+                ? reel_asprintf("reel: map_local: no file %s\n", file)
+                : reel_asprintf("reel: map_local: cannot read %s: %s\n", file, strerror(-fd));
+        send_head(c, h, status, "text/plain; charset=utf-8", strlen(body), file, body);
+        free(body);
+        free(file);
+        c->ex.resp_done = true;
+        reel__exchange_maybe_finish(c);
+        return true;
+    }
+    reel_local_t *l = reel_calloc(1, sizeof *l);
+    l->fd = fd;
+    l->size = size;
+    l->path = file;
+    c->ex.local = l;
+    send_head(c, h, 200, content_type(file), size, file, NULL);
+    if (h->is_head || size == 0) {
+        local_done(c);
+        return true;
+    }
+    reel__local_pump(c);
+    return true;
+}
+
+void reel__local_pump(conn_t *c) {
+    reel_local_t *l = c->ex.local;
+    if (l == NULL || l->pumping || c->client.closing)
+        return;
+    l->pumping = true;
+    uint8_t *buf = reel_malloc(LOCAL_CHUNK);
+    char *cut = NULL;
+    while (l->sent < l->size && reel__peer_queued(&c->client) < HIGH_WATER && !c->client.closing) {
+        uint64_t want = l->size - l->sent;
+        ssize_t n =
+            pread(l->fd, buf, want < LOCAL_CHUNK ? (size_t)want : LOCAL_CHUNK, (off_t)l->sent);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            /* the file changed under reel (cut shorter) or failed: what
+             * the client got is no whole response, and the record says so */
+            cut = n < 0 ? reel_asprintf("map_local could not read %s after %llu of its %llu "
+                                        "bytes: %s",
+                                        l->path, (unsigned long long)l->sent,
+                                        (unsigned long long)l->size, strerror(errno))
+                        : reel_asprintf("map_local's file %s ended after %llu of the %llu bytes "
+                                        "its Content-Length said (it was cut while reel sent it)",
+                                        l->path, (unsigned long long)l->sent,
+                                        (unsigned long long)l->size);
+            break;
+        }
+        l->sent += (uint64_t)n;
+        reel_capture_body(c->ex.flow, true, buf, (size_t)n);
+        reel__peer_write(&c->client, buf, (size_t)n);
+        if (c->ex.local != l)
+            break; /* (not expected: the conn let go of it meanwhile) */
+    }
+    free(buf);
+    if (c->ex.local != l)
+        return;
+    l->pumping = false;
+    if (cut) {
+        reel__local_free(c);
+        reel__exchange_cut(c, cut);
+        free(cut);
+    } else if (l->sent == l->size) {
+        local_done(c);
+    }
+}
