@@ -121,6 +121,7 @@ typedef struct peer {
     bool forward;      /* ... which its requests go to in absolute form, no tunnel */
     bool held;         /* that plain connection, kept for reel's TLS to its origin: the client
                         * spoke TLS (core/tunnel.c; core/peer.c's upstream_open takes it) */
+    int64_t t_starttls; /* its TLS began then, after plain TCP (STARTTLS); 0: not so */
 } peer_t;
 
 typedef enum {
@@ -306,6 +307,11 @@ struct conn {
     /* A TLS tunnel: TLS carrying something other than HTTP, relayed as a
      * tunnel flow (scheme "tls") over TLS on both legs (core/tunnel.c). */
     bool tls_tunnel;
+    /* A plain TCP tunnel's STARTTLS (core/tunnel.c): how far it got
+     * (ST_*), the protocol that asked (SMTP, IMAP, POP3) and an IMAP
+     * command's tag */
+    uint8_t starttls, starttls_proto;
+    char starttls_tag[24];
     /* a TLS filter is on the client's stack (start_client_tls): flows
      * look for the client's TLS facts only then */
     bool client_tls;
@@ -402,6 +408,7 @@ struct reel_proxy {
     reel_host_list_t *insecure_hosts; /* upstream_insecure_hosts (NULL: none) */
     reel_map_rules_t *map_remote; /* map_remote (NULL: none) */
     reel_map_rules_t *map_local;  /* map_local (NULL: none) */
+    bool starttls;                /* intercept_starttls */
     bool http2; /* offer h2 to clients (ALPN) and accept the h2c preface */
     char *h2c_upstreams; /* "host:port,..." spoken prior-knowledge h2c to, NULL: none */
     char *proxyauth_b64; /* expected Basic credentials, NULL when not required */
@@ -758,6 +765,11 @@ void reel__exchange_maybe_finish(conn_t *c);
  * as the client sent it, no upstream. */
 void reel__exchange_start_local(conn_t *c, const reel_h1_head_t *h, bool https, const char *host,
                                 int port, const char *path);
+
+/* A plain TCP tunnel whose client and server agreed on STARTTLS: reel's
+ * TLS to the origin goes on its connection now (core/tunnel.c). False,
+ * the upstream failed with the reason, when it cannot. */
+bool reel__upstream_starttls(conn_t *c);
 
 /* map_local (core/maplocal.c). */
 typedef struct reel_local reel_local_t;

@@ -483,9 +483,10 @@ static void tflow_facts(conn_t *c, reel_capture_timings_t *t, char *addr, size_t
         t->dns_us = reel__span_us(up->t_dns0, up->t_dns1);
         t->connect_us = reel__span_us(up->t_dns1, up->t_connected);
         /* a TLS tunnel's origin handshake, as its server_conn says (up to
-         * now if it did not finish) */
+         * now if it did not finish; from its STARTTLS if it began so) */
+        int64_t tls0 = up->t_starttls > up->t_connected ? up->t_starttls : up->t_connected;
         if (up->https && up->t_connected)
-            t->ssl_us = reel__span_us(up->t_connected, up->t_ready ? up->t_ready : reel__now_us());
+            t->ssl_us = reel__span_us(tls0, up->t_ready ? up->t_ready : reel__now_us());
     }
     reel_strcpy_to(addr, n, up && up->connected ? up->addr : "");
 }

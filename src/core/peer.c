@@ -373,6 +373,8 @@ reel_capture_conn_t reel__conn_facts(const peer_t *up, const reel_stack_info_t *
     int64_t dns0 = info->setup_dns0, dns1 = info->setup_dns1, conn = info->setup_connected;
     if (conn && info->setup_tunnel_open > conn)
         conn = info->setup_tunnel_open; /* the origin reached: the proxy's tunnel open */
+    /* TLS begun by STARTTLS: its handshake from then, not from the connect */
+    int64_t tls0 = up->t_starttls > conn ? up->t_starttls : conn;
     /* the check refused the certificate, or (unverified) would have */
     const char *bad = info->verify_error ? info->verify_error : info->unchecked_error;
     const char *cert = info->verify_error ? info->peer_cert : info->unchecked_cert;
@@ -390,7 +392,7 @@ reel_capture_conn_t reel__conn_facts(const peer_t *up, const reel_stack_info_t *
                                  .dns_us = reel__span_us(dns0, dns1),
                                  .connect_us = reel__span_us(dns1, conn),
                                  .ssl_us =
-                                     info->tls ? reel__span_us(conn, info->setup_tls_done) : -1};
+                                     info->tls ? reel__span_us(tls0, info->setup_tls_done) : -1};
 }
 
 /* A connection that failed the check of the origin's certificate is
@@ -770,6 +772,20 @@ static bool upstream_take_held(conn_t *c, const char *host, int port, const char
     c->respc = reel_h1_codec_new(REEL_H1_RESPONSE, NULL);
     push_client_tls(c, up);
     return true;
+}
+
+bool reel__upstream_starttls(conn_t *c) {
+    peer_t *up = c->up;
+    if (up == NULL || up->closing || up->eof || !up->connected)
+        return false;
+    up->https = true;
+    free(up->sni);
+    const char *other = other_sni(c->tunnel_sni, up->host);
+    up->sni = other ? reel_strdup(other) : NULL;
+    up->insecure = !reel__verify_host(c->p, up->host);
+    up->progress = uv_now(c->p->loop); /* (upstream_timeout: its handshake from now) */
+    up->t_starttls = reel__now_us();
+    return push_client_tls(c, up);
 }
 
 /* c->up closed, and a new one to (https, host, port) opened, over HTTP/2

@@ -132,6 +132,7 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
     reel_map_rules_free(p->map_local);
     p->map_local = local;
     p->verify_upstream = cfg->upstream_cert_verify;
+    p->starttls = cfg->intercept_starttls;
     p->http2 = cfg->http2;
     free(p->h2c_upstreams);
     p->h2c_upstreams = cfg->h2c_upstreams && cfg->h2c_upstreams[0]

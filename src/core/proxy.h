@@ -36,6 +36,7 @@ typedef struct {
     const char *const *map_local; /* ... map_local's */
     size_t n_map_local;
     bool upstream_cert_verify;
+    bool intercept_starttls; /* TLS a plain TCP tunnel's STARTTLS begins: intercepted */
     bool http2; /* speak HTTP/2 to clients that offer it (ALPN h2, h2c preface)
                  * and to their origins that choose it */
     const char *h2c_upstreams; /* "host:port,...": plain origins spoken h2c to */

@@ -15,6 +15,8 @@ static bool tls_tunnel_ready(conn_t *c);
 static void begin_tls_tunnel(conn_t *c, const char *alpn);
 static void start_client_tls(conn_t *c, reel_tls_t *tls, conn_state state);
 static void serve_requests(conn_t *c);
+static void starttls_watch(conn_t *c);
+static bool starttls_hold(conn_t *c);
 
 /* ---- raw tunnels ---- */
 
@@ -278,11 +280,13 @@ void reel__tunnel_forward(conn_t *c) {
     peer_t *cl = &c->client, *up = c->up;
     if (up == NULL)
         return;
+    bool hold = c->starttls && starttls_hold(c); /* (its TLS may begin here) */
     if (c->tls_tunnel && !tls_tunnel_ready(c))
         return;
     if (c->websocket && c->ws_eof_first == 0)
         c->ws_eof_first = (uint8_t)((cl->eof ? 1 : 0) | (up->eof ? 2 : 0));
-    if (!relay_dir(c, 0) || !relay_dir(c, 1))
+    starttls_watch(c);
+    if ((!hold && !relay_dir(c, 0)) || !relay_dir(c, 1))
         return;
     reel__peer_update_reading(cl);
     reel__peer_update_reading(up);
@@ -449,6 +453,162 @@ void reel__start_upgraded_tunnel(conn_t *c) {
     }
     /* Bytes the parsers hold beyond the head are still in the buffers. */
     reel__tunnel_forward(c);
+}
+
+/* ---- STARTTLS ----
+ *
+ * SMTP (RFC 3207), IMAP (RFC 3501 6.2.1) and POP3 (RFC 2595 4) sessions in
+ * a plain TCP tunnel can switch to TLS mid-stream. With intercept_starttls
+ * reel watches for that: the client's command (STARTTLS; TAG STARTTLS;
+ * STLS) as the last line of what it sent, and the server's yes (220;
+ * TAG OK; +OK) as the first line of its answer, the two relayed as any
+ * bytes. The client's next bytes are then its ClientHello: held, reel's
+ * TLS to the server goes on the same connection (verified as for
+ * HTTPS), and the client's handshake with reel's leaf follows, offered
+ * what the server chose by ALPN: from there on the tunnel is a TLS
+ * tunnel (tls_tunnel), its messages recorded decrypted, with a
+ * ServerConn record at that point. Anything else (a refusal, a command
+ * that is not the last line, a client that does not start TLS, a host
+ * in ignore_hosts) leaves the bytes relayed as they come. */
+
+enum { ST_NONE, ST_ASKED, ST_AGREED, ST_BEGUN, ST_OFF };
+enum { ST_SMTP = 1, ST_IMAP, ST_POP3 };
+
+static bool line_is(const uint8_t *l, size_t n, const char *word) {
+    size_t k = strlen(word);
+    return n == k && strncasecmp((const char *)l, word, k) == 0;
+}
+
+/* The last line of d[0..n), if d ends with one (*l, *len without its
+ * CR LF). */
+static bool last_line(const uint8_t *d, size_t n, const uint8_t **l, size_t *len) {
+    if (n == 0 || d[n - 1] != '\n')
+        return false;
+    size_t e = n - 1;
+    if (e && d[e - 1] == '\r')
+        e--;
+    size_t s = e;
+    while (s > 0 && d[s - 1] != '\n')
+        s--;
+    *l = d + s;
+    *len = e - s;
+    return true;
+}
+
+/* Whether the tunnel is one STARTTLS may be watched in: plain TCP both
+ * ways, not a WebSocket or an Upgrade's protocol. */
+static bool starttls_tunnel(const conn_t *c) {
+    return c->p->starttls && c->tflow && c->tunnel_host && !c->websocket && !c->tls_tunnel &&
+           c->upgrade_fin == NULL && c->up && !reel_stack_has_tls(&c->client.st) &&
+           !reel_stack_has_tls(&c->up->st) && c->starttls != ST_OFF && c->starttls != ST_BEGUN;
+}
+
+/* Looks at what each side sent before it is relayed: the client's
+ * command, then the server's answer. */
+static void starttls_watch(conn_t *c) {
+    if (!starttls_tunnel(c) || c->starttls == ST_AGREED)
+        return;
+    peer_t *cl = &c->client, *up = c->up;
+    const uint8_t *l;
+    size_t n;
+    if (cl->in.len) {
+        c->starttls = ST_NONE;
+        if (cl->in.len > 256 || !last_line(cl->in.data, cl->in.len, &l, &n))
+            return;
+        const uint8_t *sp = memchr(l, ' ', n);
+        if (line_is(l, n, "STARTTLS")) {
+            c->starttls_proto = ST_SMTP;
+        } else if (line_is(l, n, "STLS")) {
+            c->starttls_proto = ST_POP3;
+        } else if (sp && sp > l && (size_t)(sp - l) < sizeof c->starttls_tag &&
+                   line_is(sp + 1, n - (size_t)(sp - l) - 1, "STARTTLS")) {
+            c->starttls_proto = ST_IMAP;
+            memcpy(c->starttls_tag, l, (size_t)(sp - l));
+            c->starttls_tag[sp - l] = '\0';
+        } else {
+            return;
+        }
+        c->starttls = ST_ASKED;
+        return;
+    }
+    if (c->starttls != ST_ASKED || up->in.len == 0)
+        return;
+    /* its answer's lines (IMAP's untagged ones before the tagged) */
+    const uint8_t *d = up->in.data, *end = d + up->in.len;
+    c->starttls = ST_NONE;
+    while (d < end) {
+        const uint8_t *nl = memchr(d, '\n', (size_t)(end - d));
+        if (nl == NULL)
+            return; /* (an answer cut across reads: not intercepted) */
+        size_t len = (size_t)(nl - d);
+        if (c->starttls_proto == ST_SMTP) {
+            if (len >= 4 && memcmp(d, "220", 3) == 0 && (d[3] == ' ' || d[3] == '\r'))
+                c->starttls = ST_AGREED;
+            return;
+        }
+        if (c->starttls_proto == ST_POP3) {
+            if (len >= 3 && memcmp(d, "+OK", 3) == 0)
+                c->starttls = ST_AGREED;
+            return;
+        }
+        size_t tl = strlen(c->starttls_tag);
+        if (len > tl + 3 && memcmp(d, c->starttls_tag, tl) == 0 && d[tl] == ' ') {
+            if (strncasecmp((const char *)d + tl + 1, "OK", 2) == 0)
+                c->starttls = ST_AGREED;
+            return;
+        }
+        if (len < 2 || d[0] != '*' || d[1] != ' ')
+            return;
+        d = nl + 1;
+    }
+    c->starttls = ST_ASKED; /* untagged lines only, so far */
+}
+
+/* Once the server agreed: whether the client's bytes are held (its
+ * ClientHello, whole or not yet), reel's TLS to the server begun when it
+ * is whole. False: relayed as they come. */
+static bool starttls_hold(conn_t *c) {
+    peer_t *cl = &c->client;
+    if (c->starttls != ST_AGREED)
+        return false;
+    if (cl->in.len == 0)
+        return true;
+    reel_sniff_kind k = reel_sniff(cl->in.data, cl->in.len);
+    if (k == REEL_SNIFF_NEED_MORE)
+        return true;
+    c->starttls = ST_OFF; /* whatever comes: decided now */
+    if (k != REEL_SNIFF_TLS || c->p->server_ctx == NULL)
+        return false;
+    reel_clienthello_t ch;
+    reel_rc rc = reel_clienthello_parse(cl->in.data, cl->in.len, &ch);
+    if (rc == REEL_NEED_MORE) {
+        c->starttls = ST_AGREED;
+        return true;
+    }
+    const char *sni = rc == REEL_OK && ch.sni[0] ? ch.sni : NULL;
+    if (sni && reel__host_ignored(c->p, sni, c->tunnel_port))
+        return false;
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_tls_t *tls = NULL;
+    if (reel_tls_new_server(c->p->server_ctx, c->tunnel_host, &tls, &err) != REEL_OK)
+        return false;
+    free(c->tunnel_sni);
+    c->tunnel_sni = sni ? reel_strdup(sni) : NULL;
+    char alpn[REEL_CH_ALPN_LIST_MAX] = "";
+    if (rc == REEL_OK)
+        reel_clienthello_alpn(&ch, alpn, sizeof alpn);
+    /* as a TLS tunnel whose client's ALPN is mirrored: the client's
+     * handshake (its hello held in cl->in) once the server's is done
+     * (tls_tunnel_ready) */
+    c->starttls = ST_BEGUN;
+    c->tls_tunnel = true;
+    c->probe_tls = tls;
+    reel__peer_read_stop(cl);
+    c->upstream_alpn = alpn;
+    reel__upstream_starttls(c);
+    c->upstream_alpn = NULL;
+    return true;
 }
 
 /* The origin's ALPN key: "host:port name", the name sent as SNI (the host

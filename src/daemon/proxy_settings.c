@@ -28,6 +28,7 @@ void *reel_daemon_proxy_settings(const reel_config_t *cfg, reel_proxy_settings_t
         .map_local = (const char *const *)own->local,
         .n_map_local = nlocal,
         .upstream_cert_verify = reel_config_get_bool(cfg, "upstream_cert_verify"),
+        .intercept_starttls = reel_config_get_bool(cfg, "intercept_starttls"),
         .http2 = reel_config_get_bool(cfg, "http2"),
         .h2c_upstreams = reel_config_get(cfg, "h2c_upstreams", NULL),
         .idle_timeout_s = (uint32_t)reel_config_get_int(cfg, "idle_timeout"),

@@ -72,6 +72,11 @@ static const reel_option_t options[] = {
      check_regex},
     {"upstream_cert_verify", REEL_OPT_BOOL, "true", "verify the certificates of upstream servers",
      NULL, 0, 0, NULL},
+    {"intercept_starttls", REEL_OPT_BOOL, "true",
+     "intercept the TLS an SMTP, IMAP or POP3 session in a plain TCP tunnel starts with "
+     "STARTTLS (STLS): reel's leaf to the client, TLS verified to the server, the messages "
+     "after it recorded decrypted; false: relayed as they come",
+     NULL, 0, 0, NULL},
     {"upstream_insecure_hosts", REEL_OPT_STRING, "",
      "origins whose certificates reel does not verify although upstream_cert_verify is on, "
      "named as upstream_no_proxy names hosts (comma-separated: a name, which covers the names "
@@ -1544,6 +1549,7 @@ static const char *const hot_options[] = {
     "capture",
     "ignore_hosts",
     "upstream_cert_verify",
+    "intercept_starttls",
     "proxyauth",
     "http2",
     "h2c_upstreams",

@@ -155,7 +155,7 @@ static void test_table(void **state) {
         for (const reel_option_t *p = o + 1; p->name; p++)
             assert_string_not_equal(o->name, p->name);
     }
-    assert_int_equal(n, 35);
+    assert_int_equal(n, 36);
     /* the names the proxy reads */
     const char *names[] = {
         "listen_host",          "listen_port",         "body_limit",       "ignore_hosts",
@@ -409,7 +409,8 @@ static void test_unknown(void **state) {
                "unknown option 'reel.capture'; did you mean: capture?");
     expect_msg("zzzzzz", "1", REEL_NOTFOUND,
                "unknown option 'zzzzzz'; valid options: listen_host, listen_port, body_limit, "
-               "body_index_max, ignore_hosts, upstream_cert_verify, upstream_insecure_hosts, "
+               "body_index_max, ignore_hosts, upstream_cert_verify, intercept_starttls, "
+               "upstream_insecure_hosts, "
                "http2, h2c_upstreams, "
                "upstream_trusted_ca, capture, "
                "capture_buffer, "
@@ -663,7 +664,8 @@ static void test_layers(void **state) {
         "session overlay: ignoring 'future_opt': unknown option 'future_opt'; "
         "valid options: listen_host, listen_port, body_limit, body_index_max, "
         "ignore_hosts, "
-        "upstream_cert_verify, upstream_insecure_hosts, http2, h2c_upstreams, upstream_trusted_ca, "
+        "upstream_cert_verify, intercept_starttls, upstream_insecure_hosts, http2, h2c_upstreams, "
+        "upstream_trusted_ca, "
         "capture, capture_buffer, "
         "fsync, fsync_interval_ms, segment_size, zstd_level, retention_max_bytes, "
         "retention_max_age, "
