@@ -11,8 +11,8 @@
 #include "session/query.h"
 
 static const char usage[] =
-    "usage: reel flows [--home DIR] [--json] [--wide] [--limit N] [--since WHEN] SESSION\n"
-    "                  [FILTER]\n"
+    "usage: reel flows [--home DIR] [--json] [--wide] [--limit N] [--since WHEN]\n"
+    "                  [--follow] SESSION [FILTER]\n"
     "\n"
     "Lists flows, oldest first: id, start time, method, the client's HTTP version\n"
     "(1.1, 2), URL, status, request and response body sizes, duration, tags and\n"
@@ -32,6 +32,10 @@ static const char usage[] =
     "  --since WHEN   only flows started at or after WHEN: a duration back from now\n"
     "                 (30s, 15m, 2h, 7d), a date 'YYYY-MM-DD[ HH:MM[:SS]]' (local\n"
     "                 time), or '@SECONDS' since the epoch\n"
+    "  -f, --follow   then keep listing: each flow once it has ended (in the order\n"
+    "                 flows end, within about 0.3 s of being indexed), until\n"
+    "                 interrupted; flows still open are listed when they end.\n"
+    "                 With --json, one object per line (no array)\n"
     "\n"
     "FILTER (mitmproxy's language): ~d domain, ~u URL, ~m method, ~c CODE status,\n"
     "~h/~hq/~hs headers, ~b/~bq/~bs decoded bodies (read from the spool), ~t/~tq/~ts\n"
@@ -134,16 +138,85 @@ static void print_row(const layout_t *l, long long id, int marked, const char *t
     reel_buf_free(&b);
 }
 
+/* A sorted set of flow ids (--follow). */
+typedef struct {
+    int64_t *v;
+    size_t n, cap;
+} idset_t;
+
+static bool idset_has(const idset_t *s, int64_t id) {
+    size_t lo = 0, hi = s->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->v[mid] == id)
+            return true;
+        if (s->v[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+static void idset_add(idset_t *s, int64_t id) {
+    if (idset_has(s, id))
+        return;
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 64;
+        s->v = reel_realloc(s->v, s->cap * sizeof *s->v);
+    }
+    size_t i = s->n;
+    while (i > 0 && s->v[i - 1] > id) {
+        s->v[i] = s->v[i - 1];
+        i--;
+    }
+    s->v[i] = id;
+    s->n++;
+}
+
+/* Keeps the ids keep() says yes to. */
+static void idset_keep(idset_t *s, bool (*keep)(void *, int64_t), void *ctx) {
+    size_t k = 0;
+    for (size_t i = 0; i < s->n; i++)
+        if (keep(ctx, s->v[i]))
+            s->v[k++] = s->v[i];
+    s->n = k;
+}
+
 typedef struct {
     json_t *json; /* --json: the array rows go into */
+    bool lines;   /* --json --follow: one object per line instead */
     layout_t layout;
     size_t rows;
+    /* --follow's first listing: the flows it leaves to the follow loop
+     * (open when it began, newer than the newest flow then, or indexed
+     * after the loop's view of the newest ones was taken) */
+    const idset_t *skip, *known;
+    int64_t upto;
 } list_t;
+
+/* --follow looks again at the flows this far below the newest it has
+ * seen: a flow of one worker may be indexed after a later one of another
+ * (their ids are given in order of start, their records reach the
+ * index in the order written). */
+#define FOLLOW_WINDOW 256
+#define FOLLOW_POLL_NS 250000000L
 
 /* Prints one row of the listing, or adds it to the JSON array. */
 static int list_row(void *ctx, const reel_query_flow_t *r) {
     list_t *l = ctx;
+    if (l->skip && (r->id > l->upto || idset_has(l->skip, r->id) ||
+                    (r->id > l->upto - FOLLOW_WINDOW && !idset_has(l->known, r->id))))
+        return 0;
     l->rows++;
+    if (l->lines) {
+        json_t *o = reel_query_flow_json(r);
+        char *s = json_dumps(o, JSON_COMPACT);
+        json_decref(o);
+        puts(s);
+        free(s);
+        return 0;
+    }
     if (l->json) {
         json_array_append_new(l->json, reel_query_flow_json(r));
         return 0;
@@ -211,17 +284,137 @@ static int list_row(void *ctx, const reel_query_flow_t *r) {
     return 0;
 }
 
+/* ---- --follow ---- */
+
+typedef struct {
+    idset_t *open, *ended, *known;
+    int64_t max;
+} scan_t;
+
+/* A flow of the window: new ones are noted, open or ended. */
+static int scan_new(void *ctx, const reel_query_flow_t *r) {
+    scan_t *s = ctx;
+    if (idset_has(s->known, r->id))
+        return 0;
+    idset_add(s->known, r->id);
+    if (r->id > s->max)
+        s->max = r->id;
+    idset_add(r->state && strcmp(r->state, "open") == 0 ? s->open : s->ended, r->id);
+    return 0;
+}
+
+static int add_id(void *ctx, const reel_query_flow_t *r) {
+    idset_add(ctx, r->id);
+    return 0;
+}
+
+static bool in_set(void *ctx, int64_t id) {
+    return idset_has(ctx, id);
+}
+
+static bool above(void *ctx, int64_t id) {
+    return id > *(const int64_t *)ctx;
+}
+
+static bool at_most(void *ctx, int64_t id) {
+    return id <= *(const int64_t *)ctx;
+}
+
+/* Lists those of ids that match filter, a hundred runs of ids per query. */
+static reel_rc list_ids(reel_session_t *s, const char *filter, const idset_t *ids, list_t *l,
+                        reel_err_t *err) {
+    for (size_t i = 0; i < ids->n;) {
+        reel_buf_t f;
+        reel_buf_init(&f, 0);
+        if (filter && filter[0])
+            reel_buf_printf(&f, "(%s) & (", filter);
+        else
+            reel_buf_puts(&f, "(");
+        for (int k = 0; k < 100 && i < ids->n; k++) {
+            size_t j = i;
+            while (j + 1 < ids->n && ids->v[j + 1] == ids->v[j] + 1)
+                j++;
+            reel_buf_printf(&f, "%s~id %lld", k ? " | " : "", (long long)ids->v[i]);
+            if (j > i)
+                reel_buf_printf(&f, "-%lld", (long long)ids->v[j]);
+            i = j + 1;
+        }
+        reel_buf_puts(&f, ")");
+        reel_query_opts_t q = {.filter = (const char *)f.data, .no_note_count = 1};
+        reel_rc rc = reel_query_flows_each(s, &q, list_row, l, err);
+        reel_buf_free(&f);
+        if (rc != REEL_OK)
+            return rc;
+    }
+    return REEL_OK;
+}
+
+/* Lists each flow once it has ended, until interrupted (or stdout fails):
+ * open holds the flows open so far, known the ids seen in the window
+ * below max, the newest. */
+static int follow(reel_cli_t *cli, reel_session_t *s, const char *filter, list_t *l, idset_t *open,
+                  idset_t *known, int64_t max) {
+    idset_t ended = {0}, still = {0};
+    l->skip = NULL; /* (the first listing's rule) */
+    reel_err_t err;
+    reel_err_clear(&err);
+    int rc = REEL_EXIT_OK;
+    for (;;) {
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+            /* a reader that has gone (| head) ends it, as it ends tail -f */
+            if (errno != EPIPE)
+                rc = reel_cli_fail(cli, "cannot write the listing: %s", strerror(errno));
+            break;
+        }
+        struct timespec ts = {0, FOLLOW_POLL_NS};
+        nanosleep(&ts, NULL);
+        scan_t sc = {open, &ended, known, max};
+        reel_query_opts_t q = {.after_id = max > FOLLOW_WINDOW ? max - FOLLOW_WINDOW : 0,
+                               .no_note_count = 1};
+        if (reel_query_flows_each(s, &q, scan_new, &sc, &err) != REEL_OK)
+            goto failed;
+        max = sc.max;
+        if (open->n) { /* the open ones that have ended since */
+            still.n = 0;
+            reel_query_opts_t qo = {.open_only = 1, .no_note_count = 1};
+            if (reel_query_flows_each(s, &qo, add_id, &still, &err) != REEL_OK)
+                goto failed;
+            for (size_t i = 0; i < open->n; i++)
+                if (!idset_has(&still, open->v[i]))
+                    idset_add(&ended, open->v[i]);
+            idset_keep(open, in_set, &still);
+        }
+        if (ended.n && list_ids(s, filter, &ended, l, &err) != REEL_OK)
+            goto failed;
+        ended.n = 0;
+        int64_t floor = max - FOLLOW_WINDOW;
+        idset_keep(known, above, &floor);
+    }
+    goto out;
+failed:
+    rc = reel_cli_query_fail(cli, s, &err);
+out:
+    free(ended.v);
+    free(still.v);
+    return rc;
+}
+
 int reel_cmd_flows(reel_cli_t *cli, int argc, char **argv) {
     static const struct option opts[] = {{"limit", required_argument, NULL, 'n'},
                                          {"since", required_argument, NULL, 's'},
                                          {"wide", no_argument, NULL, 'w'},
+                                         {"follow", no_argument, NULL, 'f'},
                                          REEL_CLI_COMMON_OPTS,
                                          {0}};
     long long limit = -1, since = 0;
-    int have_since = 0, wide = 0, c;
-    while ((c = reel_cli_getopt(argc, argv, "hn:", opts)) != -1) {
+    int have_since = 0, wide = 0, follow_on = 0, c;
+    while ((c = reel_cli_getopt(argc, argv, "hn:f", opts)) != -1) {
         if (c == 'w') {
             wide = 1;
+            continue;
+        }
+        if (c == 'f') {
+            follow_on = 1;
             continue;
         }
         if (c == 'n') {
@@ -272,6 +465,34 @@ int reel_cmd_flows(reel_cli_t *cli, int argc, char **argv) {
     int64_t *keep = NULL;
     size_t nkeep = 0;
     int rc = REEL_EXIT_OK;
+    /* --follow: what the first listing leaves to the loop, taken first:
+     * the newest flow, the window below it, the flows open */
+    idset_t open = {0}, known = {0};
+    int64_t max = 0;
+    if (follow_on) {
+        int64_t *last = NULL;
+        size_t nlast = 0;
+        reel_query_opts_t qm = {.desc = 1, .limit = 1};
+        scan_t seed = {&open, &open, &known, 0}; /* (known is what counts) */
+        reel_query_opts_t qw = {.no_note_count = 1};
+        reel_query_opts_t qo = {.open_only = 1, .no_note_count = 1};
+        if (reel_query_ids(s, &qm, &last, &nlast, &err) != REEL_OK ||
+            (max = nlast ? last[0] : 0, qw.after_id = max > FOLLOW_WINDOW ? max - FOLLOW_WINDOW : 0,
+             reel_query_flows_each(s, &qw, scan_new, &seed, &err)) != REEL_OK) {
+            free(last);
+            rc = reel_cli_query_fail(cli, s, &err);
+            goto out;
+        }
+        free(last);
+        idset_keep(&known, at_most, &max); /* (those indexed since: new to the loop) */
+        open.n = 0; /* (seed put every one of the window there: only the open ones) */
+        if (reel_query_flows_each(s, &qo, add_id, &open, &err) != REEL_OK) {
+            rc = reel_cli_query_fail(cli, s, &err);
+            goto out;
+        }
+        /* (those started since: new to the loop) */
+        idset_keep(&open, at_most, &max);
+    }
     if (limit >= 0) {
         reel_query_opts_t newest = q;
         newest.desc = 1;
@@ -289,7 +510,14 @@ int reel_cmd_flows(reel_cli_t *cli, int argc, char **argv) {
         q.only_ids = keep ? keep : none;
         q.n_only_ids = nkeep;
     }
-    list_t l = {.json = cli->json ? json_array() : NULL, .layout = {.esc = reel_cli_escaping()}};
+    list_t l = {.json = cli->json && !follow_on ? json_array() : NULL,
+                .lines = cli->json && follow_on,
+                .layout = {.esc = reel_cli_escaping()}};
+    if (follow_on) {
+        l.skip = &open;
+        l.known = &known;
+        l.upto = max;
+    }
     if (l.layout.esc && !wide) {
         l.layout.width = reel_cli_term_width();
         l.layout.date_lines = l.layout.width < DATE_LINES_BELOW;
@@ -311,11 +539,15 @@ int reel_cmd_flows(reel_cli_t *cli, int argc, char **argv) {
                     cli->prog, cli->cmd, l.rows, l.rows == 1 ? "flow" : "flows");
         goto out;
     }
-    if (l.json)
+    if (follow_on)
+        rc = follow(cli, s, q.filter, &l, &open, &known, max);
+    else if (l.json)
         rc = reel_cli_json_out(l.json);
     else if (l.rows == 0 && q.filter != NULL)
         reel_cli_no_match(cli, argv[optind], q.filter);
 out:
+    free(open.v);
+    free(known.v);
     free(keep);
     reel_session_close(s);
     return rc;

@@ -408,6 +408,8 @@ static reel_rc run(reel_session_t *s, const reel_query_opts_t *q, const sink_t *
             reel_buf_puts(&sql, " AND start_us >= ?");
         if (only)
             reel_buf_puts(&sql, " AND id BETWEEN ? AND ?");
+        if (q->open_only) /* (its first term as flows_unfinished's WHERE: that index) */
+            reel_buf_puts(&sql, " AND state != 'complete' AND state = 'open'");
         reel_buf_puts(&sql, " AND (");
         for (const char *t = ks.term[seg]; *t; t++) {
             if (*t == '@')
@@ -592,7 +594,7 @@ reel_rc reel_query_count(reel_session_t *s, const reel_query_opts_t *q, int64_t 
     if (rc != REEL_OK)
         return rc;
     if (q && (reel_filter_needs_spool(f) || q->only_ids || q->limit || q->offset || q->after_id ||
-              q->cursor)) {
+              q->cursor || q->open_only)) {
         reel_filter_free(f); /* the rows themselves decide */
         sink_t k = {count_one, n, 1};
         return run(s, q, &k, err);

@@ -122,6 +122,9 @@ typedef struct {
      * applies but its header and body terms are not run again. */
     const int64_t *only_ids;
     size_t n_only_ids;
+    /* Only flows still open (state "open"): found through the index of
+     * unfinished flows, whatever the session's size. */
+    int open_only;
     /* Leave each row's `annotations` at REEL_QUERY_NULL: saves an index
      * probe per row, a tenth of the CPU of listing every flow (the CLI
      * does not show the count). */

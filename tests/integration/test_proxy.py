@@ -18,14 +18,15 @@ import stat
 import struct
 import socket
 import ssl
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 import unittest
 
-from proxyenv import (SANITIZED, TMPBASE, Origin, Reel, body, curl, free_port, main, read_all, run,
-                      stop_class)
+from proxyenv import (REEL as REEL_BIN, SANITIZED, TMPBASE, Origin, Reel, body, curl, free_port,
+                      main, read_all, run, stop_class)
 
 
 def messages(flow, from_client):
@@ -743,6 +744,47 @@ class ProxyTest(unittest.TestCase):
             har = json.loads(r.cli("export", r.session, "~id %d" % f["id"]).stdout)
             self.assertTrue(har["log"]["entries"][0]["_reel"]["response_truncated"])
         os.unlink(os.path.join(o.www, "noise.txt"))
+
+    def test_flows_follow(self):
+        """reel flows --follow lists each flow once, when it has ended: those
+        before it started, one open then (listed when it ends), new ones;
+        --json a line each, the filter applied."""
+        o, r = self.origin, self.reel
+        curl(r, o.url("/100b?follow-before"))
+        self.reel.wait_flows(1, "~u follow-before$")
+        # a request whose body is not all sent: its flow stays open
+        s = socket.create_connection(("127.0.0.1", r.port))
+        s.sendall(b"POST %s HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n12345"
+                  % o.url("/echo?follow-open").encode())
+        self.reel.wait_flows(1, "~u follow-open$", timeout=0.5)
+        proc = subprocess.Popen([REEL_BIN, "flows", "--follow", "--json", "main",
+                                 "~u follow & !~u skip"], env=r.env, stdout=subprocess.PIPE)
+        lines = []
+        reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+        reader.start()
+        try:
+            def urls(n):
+                deadline = time.time() + 10
+                while len(lines) < n and time.time() < deadline:
+                    time.sleep(0.05)
+                return [json.loads(l)["url"].rsplit("?", 1)[1] for l in lines]
+            self.assertEqual(urls(1), ["follow-before"])
+            for q in ("follow-1", "follow-skip", "follow-2"):
+                curl(r, o.url("/100b?" + q))
+            self.assertEqual(urls(3), ["follow-before", "follow-1", "follow-2"])
+            s.sendall(b"67890")  # the open flow ends now
+            self.assertIn(b"posted", s.recv(4096))
+            curl(r, o.url("/100b?follow-3"))
+            got = urls(5)
+            self.assertEqual(sorted(got[3:]), ["follow-3", "follow-open"])
+            time.sleep(0.6)  # nothing more, nothing twice
+            self.assertEqual(len(lines), 5, lines)
+        finally:
+            s.close()
+            proc.terminate()
+            proc.wait(10)
+            reader.join(10)
+            proc.stdout.close()
 
     def test_session_files_private_from_the_first_run(self):
         """Every file of a new session is 0600 while its first run records,
