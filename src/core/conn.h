@@ -770,6 +770,9 @@ void reel__exchange_start_local(conn_t *c, const reel_h1_head_t *h, bool https, 
  * TLS to the origin goes on its connection now (core/tunnel.c). False,
  * the upstream failed with the reason, when it cannot. */
 bool reel__upstream_starttls(conn_t *c);
+/* Bytes of the client's reel holds for a STARTTLS (its ClientHello, whole
+ * or not, not relayed: its TLS not begun with reel yet); 0: none. */
+size_t reel__starttls_held(const conn_t *c);
 
 /* map_local (core/maplocal.c). */
 typedef struct reel_local reel_local_t;

@@ -530,6 +530,15 @@ void reel__finish_tflow(conn_t *c, const char *error) {
     reel_capture_timings_t t;
     char addr[64];
     tflow_facts(c, &t, addr, sizeof addr);
+    /* bytes reel held for a STARTTLS never reached the server: said */
+    size_t held = reel__starttls_held(c);
+    char *why = held ? reel_asprintf("%s%sthe client's %zu bytes after the server agreed to "
+                                     "STARTTLS (the start of its TLS handshake) were held by reel "
+                                     "for its interception and never relayed",
+                                     error ? error : "", error ? "; " : "", held)
+                     : NULL;
+    if (why)
+        error = why;
     reel_capture_tls_t now; /* (written at once: the stack's own strings) */
     reel_capture_end_t e = {.error = error,
                             .timings = &t,
@@ -539,6 +548,7 @@ void reel__finish_tflow(conn_t *c, const char *error) {
     c->tflow = NULL;
     if (error)
         STAT_ADD(c->p, errors, 1);
+    free(why);
 }
 
 reel_fin_t *reel__tflow_fin_take(conn_t *c) {

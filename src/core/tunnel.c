@@ -564,6 +564,11 @@ static void starttls_watch(conn_t *c) {
     c->starttls = ST_ASKED; /* untagged lines only, so far */
 }
 
+size_t reel__starttls_held(const conn_t *c) {
+    bool holding = c->starttls == ST_AGREED || (c->starttls == ST_BEGUN && c->probe_tls);
+    return holding ? c->client.in.len : 0;
+}
+
 /* Once the server agreed: whether the client's bytes are held (its
  * ClientHello, whole or not yet), reel's TLS to the server begun when it
  * is whole. False: relayed as they come. */
@@ -571,6 +576,10 @@ static bool starttls_hold(conn_t *c) {
     peer_t *cl = &c->client;
     if (c->starttls != ST_AGREED)
         return false;
+    if (cl->eof) { /* it ended before its TLS began: what it sent goes on, then its end */
+        c->starttls = ST_OFF;
+        return false;
+    }
     if (cl->in.len == 0)
         return true;
     reel_sniff_kind k = reel_sniff(cl->in.data, cl->in.len);

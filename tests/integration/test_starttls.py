@@ -14,10 +14,12 @@ trust the server's own CA), its bytes recorded encrypted.
 """
 import base64
 import os
+import socket
 import socketserver
 import ssl
 import tempfile
 import threading
+import time
 import unittest
 
 from proxyenv import TMPBASE, Origin, Reel, main, run, stop_class
@@ -48,7 +50,15 @@ class MailHandler(socketserver.StreamRequestHandler):
     def finish(self):
         super().finish()
         if self.tls:
-            self.connection.close()  # (the server closes the socket it accepted only)
+            # TLS's own end both ways (the server accepted the socket, not
+            # this one): closed with reel's close_notify unread, it would
+            # reset the connection, which reel records as the server's reset
+            try:
+                self.connection.settimeout(5)
+                self.connection.unwrap()
+            except (OSError, ValueError):
+                pass
+            self.connection.close()
 
     def handle(self):
         self.tls = False
@@ -150,6 +160,7 @@ class StartTlsTest(unittest.TestCase):
         cls.servers = {p: MailServer(p, cert, key) for p in ("smtp", "imap", "pop3")}
         cls.refusing = MailServer("smtp", cert, key, refuse=True)
         cls.plain = MailServer("smtp", cert, key)  # for intercept_starttls off
+        cls.quitter = MailServer("smtp", cert, key)  # for a client that ends after the yes
         # a certificate no CA reel trusts vouches for
         own = os.path.join(cls.root, "self")
         run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
@@ -163,7 +174,8 @@ class StartTlsTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        for s in list(cls.servers.values()) + [cls.refusing, cls.plain, cls.untrusted]:
+        for s in list(cls.servers.values()) + [cls.refusing, cls.plain, cls.untrusted,
+                                               cls.quitter]:
             s.stop()
         stop_class(cls)
 
@@ -235,6 +247,28 @@ class StartTlsTest(unittest.TestCase):
         self.assertIn("certificate", full["error"])
         self.assertEqual(full["server_conn"]["verify_error"], "self-signed certificate")
         self.assertNotIn(b"the body of the mail", self.sent(full, True))
+
+    def test_client_ends_before_its_tls(self):
+        # the server said yes; the client sends the start of a ClientHello
+        # and ends its side: reel stops holding it, the bytes go on
+        port = self.quitter.port
+        c = socket.create_connection(("127.0.0.1", self.reel.port))
+        try:
+            c.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: x\r\n\r\n" % port)
+            self.assertIn(b" 200 ", c.recv(4096))
+            f = c.makefile("rb")
+            self.assertEqual(f.readline(), b"220 mail.test ESMTP\r\n")
+            c.sendall(b"STARTTLS\r\n")
+            self.assertEqual(f.readline(), b"220 2.0.0 Ready to start TLS\r\n")
+            c.sendall(b"\x16\x03\x01\x02\x00\x01")
+            time.sleep(0.3)
+            c.shutdown(socket.SHUT_WR)
+            f.read()  # until the server's end comes through
+        finally:
+            c.close()
+        full = self.tunnel(port)
+        self.assertEqual(self.sent(full, True), b"STARTTLS\r\n\x16\x03\x01\x02\x00\x01")
+        self.assertIsNone(full["server_conn"])
 
     def test_refused_and_off(self):
         # a server without STARTTLS: curl gives up (--ssl-reqd), all in the clear
