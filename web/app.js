@@ -1388,7 +1388,10 @@ function renderDetail(d, id) {
       : `the upstream proxy ${sc.via}, a ${sc.via.startsWith('socks5') ? 'SOCKS5' : 'CONNECT'} tunnel to the origin`;
     // map_remote sent the request to another URL than its client's
     const mapped = d.request && typeof d.request.mapped_to === 'string' ? `${d.request.mapped_to} (map_remote)` : null;
-    for (const [k, v] of [['sent to', mapped], ['address', sc.address], ['through', via], ['TLS', sc.tls_version], ['certificate', cert], ['SNI', sc.sni], ['ALPN', sc.alpn], ['cipher', sc.cipher],
+    // the connection came transparently (redirected to reel by the OS)
+    const orig = d.request && typeof d.request.original_dst === 'string'
+      ? `${d.request.original_dst} (transparent: where the client connected, redirected to reel by the OS)` : null;
+    for (const [k, v] of [['sent to', mapped], ['original destination', orig], ['address', sc.address], ['through', via], ['TLS', sc.tls_version], ['certificate', cert], ['SNI', sc.sni], ['ALPN', sc.alpn], ['cipher', sc.cipher],
       ['reused', sc.reused ? 'yes' : 'no'], ['retried', sc.retried ? (!sc.address ? 'yes: the new connection could not be made'
         : r.scheme === 'https' && sc.ssl_us < 0 ? 'yes: the new connection\'s TLS handshake failed' : 'yes') : 'no'], ['set up', setup], ['client', r.client_addr]]) {
       if (v === null || v === undefined) continue;

@@ -172,7 +172,8 @@ def flow_json(flow_id, recs, replayed_as=()):
                                 host=text(h.host), port=h.port, target=text(h.target),
                                 url=url(h), http_version=h.http_version or None,
                                 headers=headers(h.headers), absolute_form=h.absolute_form,
-                                reverse=h.reverse, mapped_to=h.mapped_to or None)
+                                reverse=h.reverse, mapped_to=h.mapped_to or None,
+                                original_dst=h.original_dst or None)
             decoded["request"] = h.body_decoded
         elif ev == "response_head":
             h = r.response_head

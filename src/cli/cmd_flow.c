@@ -732,6 +732,11 @@ static void request_head(view_t *v, const Reel__RequestHead *h) {
     }
     if (h->mapped_to && h->mapped_to[0])
         note(v, "~ map_remote sent it to %s (Host from it)", h->mapped_to);
+    if (h->original_dst && h->original_dst[0])
+        note(v,
+             "~ came transparently (redirected to reel by the OS): it went to %s, where the "
+             "client had connected",
+             h->original_dst);
     const uint8_t *q = h->target.len ? memchr(h->target.data, '?', h->target.len) : NULL;
     if (v->proto && !v->proto_fixed && h->target.len) {
         /* gRPC: the rpc the path names gives both bodies their messages */
@@ -1429,6 +1434,7 @@ static int json_record(void *ctx, const Reel__Record *rec) {
         json_object_set_new(j->dir[REQ], "absolute_form", json_boolean(h->absolute_form));
         json_object_set_new(j->dir[REQ], "reverse", json_boolean(h->reverse));
         json_object_set_new(j->dir[REQ], "mapped_to", str_json(h->mapped_to, 1));
+        json_object_set_new(j->dir[REQ], "original_dst", str_json(h->original_dst, 1));
         j->decoded[REQ] = h->body_decoded;
         break;
     }

@@ -75,6 +75,7 @@ void reel_capture_request_at(reel_capture_flow_t *f, const reel_msg_head_t *h, i
                               .absolute_form = h->absolute_form,
                               .reverse = h->reverse,
                               .mapped_to = h->mapped_to,
+                              .original_dst = h->original_dst,
                               .time_us = time_us};
     reel_recorder_request_head(f, &rq);
 }

@@ -819,9 +819,15 @@ static void refuse_over_limit(conn_t *c) {
 /* A new client connection on `bottom` (owned from now; accepted by the
  * listener, or an in-memory pipe in tests). */
 conn_t *reel__conn_open(reel_proxy_t *p, reel_filter_t *bottom, const char *client_ip) {
+    char dst[48];
+    int dst_port = 0;
+    bool redirected = p->transparent && reel_tcp_original_dst(bottom, dst, sizeof dst, &dst_port);
     conn_t *c = reel__conn_new(p, bottom, client_ip, true);
+    /* (not one refused over max_client_conns) */
     if (p->reverse_host && c->state == C_HEAD && !c->client.closing)
-        reel__reverse_begin(c); /* (not one refused over max_client_conns) */
+        reel__reverse_begin(c);
+    else if (redirected && c->state == C_HEAD && !c->client.closing)
+        reel__transparent_begin(c, dst, dst_port);
     return c;
 }
 

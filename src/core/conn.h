@@ -235,6 +235,11 @@ struct conn {
      * recorded; its requests go to reverse_to's scheme, whatever the
      * client speaks: reel__tunnel_https) */
     bool reverse;
+    /* ... or one the OS redirected to reel (transparent): its tunnel goes
+     * to the address the client connected to, tunnel_host and
+     * tunnel_port; its requests are recorded under the name the client
+     * gave (core/exchange.c), with that address as original_dst */
+    bool transparent;
     char *tunnel_host;
     int tunnel_port;
     char *tunnel_sni;
@@ -409,6 +414,7 @@ struct reel_proxy {
     reel_map_rules_t *map_remote; /* map_remote (NULL: none) */
     reel_map_rules_t *map_local;  /* map_local (NULL: none) */
     bool starttls;                /* intercept_starttls */
+    bool transparent;             /* transparent: redirected connections go where they were made */
     bool http2; /* offer h2 to clients (ALPN) and accept the h2c preface */
     char *h2c_upstreams; /* "host:port,..." spoken prior-knowledge h2c to, NULL: none */
     char *proxyauth_b64; /* expected Basic credentials, NULL when not required */
@@ -773,6 +779,11 @@ bool reel__upstream_starttls(conn_t *c);
 /* Bytes of the client's reel holds for a STARTTLS (its ClientHello, whole
  * or not, not relayed: its TLS not begun with reel yet); 0: none. */
 size_t reel__starttls_held(const conn_t *c);
+
+/* A connection the OS redirected to reel (transparent), made by its
+ * client to host (an IP address) and port: sniffed as a CONNECT tunnel
+ * there would be (core/tunnel.c). */
+void reel__transparent_begin(conn_t *c, const char *host, int port);
 
 /* map_local (core/maplocal.c). */
 typedef struct reel_local reel_local_t;

@@ -3,6 +3,8 @@
  * keep-alive race, answers reel makes itself, and the flow record of each
  * exchange (through core/capture.h). Part of the proxy; see core/conn.h. */
 
+#include <ctype.h>
+
 #include "core/conn.h"
 #include "core/hostport.h"
 #include "core/sniff.h"
@@ -1097,6 +1099,26 @@ static void refuse_request(conn_t *c, int status, const char *reason) {
 
 /* ---- recording helpers ---- */
 
+/* The name the client of a redirected connection (transparent) gave its
+ * server: its TLS SNI, else the host of its Host field (HTTP/2's
+ * :authority comes as Host). Owned; NULL when it gave none, or one that
+ * is no host name. */
+static char *transparent_name(const conn_t *c, const reel_h1_head_t *h, bool https) {
+    if (https && c->tunnel_sni && c->tunnel_sni[0])
+        return reel_strdup(c->tunnel_sni);
+    const reel_h1_header_t *hh = h ? reel_h1_find_header(h->headers, h->nheaders, "host") : NULL;
+    char *host = NULL;
+    int port = 0;
+    if (hh == NULL || reel__split_authority(hh->value, hh->value_len, &host, &port, 0) != 0)
+        return NULL;
+    for (const char *s = host; *s; s++)
+        if (!(isalnum((unsigned char)*s) || *s == '.' || *s == '-' || *s == '_' || *s == ':')) {
+            free(host);
+            return NULL; /* (not a name for the record's host) */
+        }
+    return host;
+}
+
 static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,
                        const char *target, bool keeps_up, int64_t since_us, const char *mapped_to) {
     /* started at the recorder's "now", read with its id given, so that ids
@@ -1117,11 +1139,19 @@ static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const cha
     c->ex.upf.known = false;
     char ver[16];
     reel_msg_head_t m;
-    request_msg(h, https ? "https" : "http", host, port, target, ver, &m);
+    /* a redirected connection's request (transparent) under the name its
+     * client gave, with the address it went to */
+    char *name = c->transparent ? transparent_name(c, h, https) : NULL;
+    char dst[80] = "";
+    if (c->transparent)
+        snprintf(dst, sizeof dst, REEL_HOSTPORT_FMT, REEL_HOSTPORT(c->tunnel_host, c->tunnel_port));
+    request_msg(h, https ? "https" : "http", name ? name : host, port, target, ver, &m);
     lane_request(c, &m);
     m.reverse = c->reverse;
     m.mapped_to = mapped_to;
+    m.original_dst = c->transparent ? dst : NULL;
     reel_capture_request(c->ex.flow, &m);
+    free(name);
 }
 
 void reel__exchange_start_local(conn_t *c, const reel_h1_head_t *h, bool https, const char *host,
@@ -1430,7 +1460,10 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
             refuse_request(c, 400,
                            c->reverse ? "CONNECT to reel as a reverse proxy (reverse_to): it "
                                         "takes requests for its origin only, not tunnels"
-                                      : "CONNECT inside a CONNECT tunnel");
+                           : c->transparent
+                               ? "CONNECT on a connection redirected to reel (transparent): "
+                                 "its requests go to the address the client connected to"
+                               : "CONNECT inside a CONNECT tunnel");
             return;
         }
         handle_connect(c, h);
@@ -1503,8 +1536,13 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
     }
     /* map_local: answered from a file, no origin asked (the rules see the
      * client's URL: map_remote's apply to the requests they leave) */
+    /* (a redirected connection's under the name its client gave, as its
+     * flow records it: transparent_name) */
+    char *rule_host = c->transparent ? transparent_name(c, h, https) : NULL;
+    const char *rhost = rule_host ? rule_host : host;
     if (c->p->map_local && strcmp(path, "*") != 0 && !c->ex.upgrade &&
-        reel__local_answer(c, h, https, host, port, path)) {
+        reel__local_answer(c, h, https, rhost, port, path)) {
+        free(rule_host);
         free(host);
         free(path);
         return;
@@ -1519,12 +1557,13 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
         bool m_https = false;
         char *m_host = NULL, *m_path = NULL, *why = NULL;
         int m_port = 0;
-        int mr = map_request(c, https, host, port, path, &mapped, &m_https, &m_host, &m_port,
+        int mr = map_request(c, https, rhost, port, path, &mapped, &m_https, &m_host, &m_port,
                              &m_path, &why);
         if (mr < 0) { /* recorded as the client sent it, answered with why */
             start_flow(c, h, https, host, port, path, false, 0, NULL);
             reel__fail_exchange(c, 502, why);
             free(why);
+            free(rule_host);
             free(host);
             free(path);
             return;
@@ -1538,6 +1577,7 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
             path = m_path;
         }
     }
+    free(rule_host);
     /* An absolute "https://" URL sent in the clear goes to the origin
      * over TLS, like any https request. */
     /* The flow starts before its connection is asked for: a new one's

@@ -1009,6 +1009,7 @@ static lane_t *lane_new(h2front_t *fr) {
     in->in_tunnel = c->in_tunnel;
     in->tunnel_tls = c->tunnel_tls;
     in->reverse = c->reverse;
+    in->transparent = c->transparent;
     in->tunnel_host = c->tunnel_host ? reel_strdup(c->tunnel_host) : NULL;
     in->tunnel_port = c->tunnel_port;
     in->tunnel_sni = c->tunnel_sni ? reel_strdup(c->tunnel_sni) : NULL;

@@ -34,6 +34,7 @@ typedef struct {
     bool absolute_form;    /* HTTP/1 target sent in absolute form: Host went from host:port */
     bool reverse;          /* reel as a reverse proxy for host:port: Host went from them */
     const char *mapped_to; /* map_remote sent the request to this URL instead (NULL: none) */
+    const char *original_dst; /* transparent: the address it went to, "ip:port" (NULL: none) */
     /* response */
     uint32_t status;
     const char *reason;

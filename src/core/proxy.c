@@ -347,6 +347,13 @@ static reel_rc start_one(uv_loop_t *loop, const reel_proxy_settings_t *cfg, reel
         goto out;
     if ((rc = reverse_parse(p, cfg->reverse_to, err)) != REEL_OK)
         goto out;
+    if (cfg->transparent && p->reverse_host) {
+        rc = reel_err_set(err, REEL_INVALID,
+                          "transparent and reverse_to cannot both be set: a reverse proxy sends "
+                          "every connection to its one origin");
+        goto out;
+    }
+    p->transparent = cfg->transparent;
     const char *extra = cfg->upstream_trusted_ca;
     if ((rc = reel_tls_ctx_new_client(extra && extra[0] ? extra : NULL, false, &p->client_ctx,
                                       err)) != REEL_OK)

@@ -56,6 +56,9 @@ typedef struct {
     /* start only: the origin reel is a reverse proxy for
      * ("http[s]://host[:port]"); NULL or "": a forward proxy */
     const char *reverse_to;
+    /* start only: connections the OS redirected to reel go to their
+     * original destination (SO_ORIGINAL_DST) */
+    bool transparent;
     uint64_t first_client_id;  /* start only: client connections are numbered after
                                 * it (the session's earlier runs took those) */
     unsigned workers;          /* start only: event loops accepting on the listen

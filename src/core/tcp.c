@@ -17,6 +17,17 @@
 
 #include "base/mem.h"
 
+/* netfilter's: where a connection NAT redirected (iptables/nftables
+ * REDIRECT or DNAT) was made to (<linux/netfilter_ipv4.h>,
+ * <linux/netfilter_ipv6/ip6_tables.h>, whose other definitions clash
+ * with the C library's) */
+#ifndef SO_ORIGINAL_DST
+#define SO_ORIGINAL_DST 80
+#endif
+#ifndef IP6T_SO_ORIGINAL_DST
+#define IP6T_SO_ORIGINAL_DST 80
+#endif
+
 typedef struct tcp_filter tcp_filter_t;
 
 /* One socket. A connecting filter may go through several (one per address
@@ -426,6 +437,39 @@ reel_filter_t *reel_tcp_accept(uv_stream_t *server, uint8_t *readbuf, size_t rea
         addr_string((struct sockaddr *)&ss, t->remote, sizeof t->remote, peer_ip, ip_len);
     local_addr(t);
     return &t->f;
+}
+
+bool reel_tcp_original_dst(const reel_filter_t *f, char *ip, size_t ip_len, int *port) {
+    if (f == NULL || f->ops != &tcp_ops)
+        return false;
+    const tcp_filter_t *t = (const tcp_filter_t *)f;
+    uv_os_fd_t fd;
+    struct sockaddr_storage dst, here;
+    socklen_t len = sizeof dst;
+    int here_len = sizeof here;
+    if (t->h == NULL || uv_fileno((const uv_handle_t *)&t->h->tcp, &fd) != 0 ||
+        uv_tcp_getsockname(&t->h->tcp, (struct sockaddr *)&here, &here_len) != 0)
+        return false;
+    int rc = here.ss_family == AF_INET6 ? getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &dst, &len)
+                                        : getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &dst, &len);
+    if (rc != 0 || dst.ss_family != here.ss_family)
+        return false; /* (no NAT on this connection: ENOENT) */
+    bool same =
+        dst.ss_family == AF_INET6
+            ? memcmp(&((struct sockaddr_in6 *)&dst)->sin6_addr,
+                     &((struct sockaddr_in6 *)&here)->sin6_addr, sizeof(struct in6_addr)) == 0 &&
+                  ((struct sockaddr_in6 *)&dst)->sin6_port ==
+                      ((struct sockaddr_in6 *)&here)->sin6_port
+            : ((struct sockaddr_in *)&dst)->sin_addr.s_addr ==
+                      ((struct sockaddr_in *)&here)->sin_addr.s_addr &&
+                  ((struct sockaddr_in *)&dst)->sin_port == ((struct sockaddr_in *)&here)->sin_port;
+    if (same)
+        return false; /* made to reel itself */
+    char where[INET6_ADDRSTRLEN + 8];
+    addr_string((struct sockaddr *)&dst, where, sizeof where, ip, ip_len);
+    *port = ntohs(dst.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&dst)->sin6_port
+                                            : ((struct sockaddr_in *)&dst)->sin_port);
+    return true;
 }
 
 /* ---- the rest of the contract ---- */

@@ -21,6 +21,13 @@
 reel_filter_t *reel_tcp_accept(uv_stream_t *server, uint8_t *readbuf, size_t readbuf_len,
                                char *peer_ip, size_t ip_len);
 
+/** The address an accepted connection (f, from reel_tcp_accept) was made
+ * to before NAT redirected it to reel (SO_ORIGINAL_DST: iptables or
+ * nftables REDIRECT or DNAT): true with its IP (no brackets) and port;
+ * false when there was none, or it is the socket's own address (made to
+ * reel itself), or f is not a TCP filter. */
+bool reel_tcp_original_dst(const reel_filter_t *f, char *ip, size_t ip_len, int *port);
+
 /** A filter connecting to host:port: it resolves and connects once pushed
  * and opened (reel_stack_connect); `connected` then `ready`, or `error`,
  * follow. */

@@ -377,16 +377,18 @@ void reel__tunnel_flow(conn_t *c, const char *host, int port, bool answered) {
                           .host = host,
                           .port = (uint32_t)port,
                           .path = "",
-                          /* (reel as a reverse proxy: no CONNECT came) */
-                          .version = k            ? k->version
-                                     : c->reverse ? "reverse"
-                                                  : "HTTP/1.1",
+                          /* (reel as a reverse proxy, or a redirected
+                           * connection: no CONNECT came) */
+                          .version = k                ? k->version
+                                     : c->reverse     ? "reverse"
+                                     : c->transparent ? "transparent"
+                                                      : "HTTP/1.1",
                           .fields = k ? k->fields : NULL,
                           .nfields = k ? k->nfields : 0};
     reel_capture_request_at(c->tflow, &rq, t0);
     int64_t answered_us = k ? k->answered_us : 0;
     reel__connect_head_drop(c); /* written: a long tunnel need not hold it */
-    if (answered && !c->reverse) {
+    if (answered && !c->reverse && !c->transparent) {
         /* what the client was told before reel knew what the tunnel
          * carries (or whether its host can be reached): part of the record */
         /* (SOCKS5's success, reply 00, as a 200 of version SOCKS5) */
@@ -930,19 +932,24 @@ void reel__sniff_origin_first(conn_t *c) {
         reel__begin_raw_tunnel(c, c->tunnel_host, c->tunnel_port, false, true);
 }
 
-void reel__reverse_begin(conn_t *c) {
-    reel_proxy_t *p = c->p;
-    c->reverse = true;
+/* A tunnel to host:port that no CONNECT asked for (reel as a reverse
+ * proxy, a redirected connection): sniffed as one answered would be. */
+static void sniff_unasked(conn_t *c, const char *host, int port) {
     c->in_tunnel = true;
     free(c->tunnel_host);
-    c->tunnel_host = reel_strdup(p->reverse_host);
-    c->tunnel_port = p->reverse_port;
+    c->tunnel_host = reel_strdup(host);
+    c->tunnel_port = port;
     c->state = C_SNIFF;
-    c->sniff_started = uv_now(p->loop);
+    c->sniff_started = uv_now(c->p->loop);
     c->sniff_bytes_at = 0;
     c->sniff_bytes_us = 0;
     c->eager_tried = c->origin_closed_silent = false;
     reel__conn_arm(c); /* the sniff's deadlines */
+}
+
+void reel__reverse_begin(conn_t *c) {
+    c->reverse = true;
+    sniff_unasked(c, c->p->reverse_host, c->p->reverse_port);
 }
 
 /* The name of reel's leaf for a client of reel as a reverse proxy that
@@ -957,6 +964,11 @@ static char *reverse_leaf_name(conn_t *c) {
     if (l[0] == '[' && colon[-1] == ']')
         return reel_strndup(l + 1, (size_t)(colon - l - 2));
     return reel_strndup(l, (size_t)(colon - l));
+}
+
+void reel__transparent_begin(conn_t *c, const char *host, int port) {
+    c->transparent = true;
+    sniff_unasked(c, host, port);
 }
 
 /* After CONNECT 200: decide what the client speaks. */

@@ -379,6 +379,11 @@ reel_rc reel_daemon_run(const reel_daemon_opts_t *o, int *served, reel_err_t *er
     if (ps.workers > 1)
         fprintf(stderr, "reel: %u workers (event loops, one per thread) share that address\n",
                 ps.workers);
+    if (ps.transparent)
+        fprintf(stderr,
+                "reel: transparent: connections the OS redirects to port %d (iptables or "
+                "nftables REDIRECT, DNAT) go to the address their client connected to\n",
+                reel_proxy_port(r.proxy));
     if (o->web) {
         reel_web_opts_t wo = {.home = o->home,
                               .host = o->web_host,

@@ -41,6 +41,7 @@ void *reel_daemon_proxy_settings(const reel_config_t *cfg, reel_proxy_settings_t
         .upstream_proxyauth = reel_config_get(cfg, "upstream_proxyauth", NULL),
         .upstream_no_proxy = reel_config_get(cfg, "upstream_no_proxy", NULL),
         .reverse_to = reel_config_get(cfg, "reverse_to", NULL),
+        .transparent = reel_config_get_bool(cfg, "transparent"),
         .upstream_insecure_hosts = reel_config_get(cfg, "upstream_insecure_hosts", NULL),
         .workers = (unsigned)reel_config_get_int(cfg, "workers"),
     };

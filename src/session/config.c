@@ -152,6 +152,12 @@ static const reel_option_t options[] = {
      "server, in plain HTTP or TLS (a leaf certificate from reel's CA for the name they ask "
      "for); empty = a forward proxy (the default)",
      NULL, 0, 0, check_reverse_to},
+    {"transparent", REEL_OPT_BOOL, "false",
+     "also take connections the OS redirected to reel (iptables or nftables REDIRECT, DNAT): "
+     "each goes to the address its client connected to (SO_ORIGINAL_DST), intercepted as a "
+     "CONNECT tunnel there would be; connections made to reel's own address are served as "
+     "before. Not with reverse_to",
+     NULL, 0, 0, NULL},
     {"upstream_no_proxy", REEL_OPT_STRING, "",
      "hosts reached directly although upstream_proxy is set, as curl's NO_PROXY names them "
      "(comma-separated: a name, which covers the names under it; an address; a range such as "

@@ -111,6 +111,7 @@ typedef struct {
     int absolute_form;    /* the client's request line had an absolute-form target */
     int reverse;          /* reel was a reverse proxy for its origin (RequestHead.reverse) */
     char *mapped_to;      /* map_remote sent the request there (RequestHead.mapped_to) */
+    char *original_dst;   /* transparent: where it went (RequestHead.original_dst) */
     char *local_file;     /* map_local answered from it (ResponseHead.local_file) */
     uint64_t excess;      /* bytes the origin sent past its response's end */
     reel_buf_t stored[2]; /* body as stored, capped */
@@ -269,6 +270,7 @@ static void flow_free(flow_t *f) {
     free(f->verify_error);
     free(f->peer_cert);
     free(f->mapped_to);
+    free(f->original_dst);
     free(f->local_file);
     free(f->via);
     json_decref(f->client_tls);
@@ -379,6 +381,9 @@ static int on_record(void *ctx, const Reel__Record *rec) {
         f->reverse = h->reverse;
         free(f->mapped_to);
         f->mapped_to = h->mapped_to && h->mapped_to[0] ? reel_strdup(h->mapped_to) : NULL;
+        free(f->original_dst);
+        f->original_dst =
+            h->original_dst && h->original_dst[0] ? reel_strdup(h->original_dst) : NULL;
         take_headers(f, REQ, h->headers, h->n_headers);
         break;
     }
@@ -1126,6 +1131,8 @@ static json_t *reel_info(const flow_t *f) {
         json_object_set_new(r, "reverse", json_true());
     if (f->mapped_to)
         json_object_set_new(r, "mapped_to", str_json(f->mapped_to));
+    if (f->original_dst)
+        json_object_set_new(r, "original_dst", str_json(f->original_dst));
     if (f->local_file)
         json_object_set_new(r, "local_file", str_json(f->local_file));
     if (f->excess)
@@ -1975,6 +1982,7 @@ static reel_rc write_ndjson(FILE *out, const flow_t *f, const reel_export_opts_t
         json_object_set_new(req, "absolute_form", json_boolean(f->absolute_form));
         json_object_set_new(req, "reverse", json_boolean(f->reverse));
         json_object_set_new(req, "mapped_to", str_json(f->mapped_to));
+        json_object_set_new(req, "original_dst", str_json(f->original_dst));
         rc = nd_body(req, f, REQ, o, err);
         if (f->has_trailers[REQ])
             json_object_set_new(req, "trailers", fields_json(f->trailer[REQ], f->ntrailer[REQ]));

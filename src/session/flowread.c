@@ -192,6 +192,7 @@ static int detail_record(void *ctx, const Reel__Record *rec) {
         json_object_set_new(o, "absolute_form", json_boolean(h->absolute_form));
         json_object_set_new(o, "reverse", json_boolean(h->reverse));
         json_object_set_new(o, "mapped_to", str_json(h->mapped_to));
+        json_object_set_new(o, "original_dst", str_json(h->original_dst));
         head_extra(o, h->headers, h->n_headers, h->body_decoded);
         json_object_set_new(d->o, "request", o);
         break;

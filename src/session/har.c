@@ -607,6 +607,7 @@ typedef struct {
     int reverse;              /* ... or to reel as a reverse proxy for its origin */
     const char *mapped_to;    /* _reel.mapped_to: where map_remote sent it */
     const char *local_file;   /* _reel.local_file: the file map_local answered from */
+    const char *original_dst; /* _reel.original_dst: where a transparent request went */
     uint64_t response_excess; /* bytes the origin sent past its response's end */
     const char *client_addr, *server_addr, *tls_version, *alpn;
     uint64_t conn_id;
@@ -1288,7 +1289,8 @@ static reel_rc check_reel(const vctx_t *v, json_t *entry, entry_t *e) {
         reel_string(v, rx, "peer_cert", 0, &e->peer_cert) != REEL_OK ||
         reel_string(v, rx, "via", 1, &e->via) != REEL_OK ||
         reel_string(v, rx, "mapped_to", 1, &e->mapped_to) != REEL_OK ||
-        reel_string(v, rx, "local_file", 1, &e->local_file) != REEL_OK)
+        reel_string(v, rx, "local_file", 1, &e->local_file) != REEL_OK ||
+        reel_string(v, rx, "original_dst", 1, &e->original_dst) != REEL_OK)
         return REEL_INVALID;
     /* A flow exported while it was still open (reel export of a session
      * being recorded) is not a whole exchange: it comes back an error
@@ -2127,6 +2129,7 @@ static reel_rc record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
         .absolute_form = e->absolute_form,
         .reverse = e->reverse,
         .mapped_to = e->mapped_to,
+        .original_dst = e->original_dst,
         .time_us = e->start_us};
     reel_recorder_request_head(f, &rh);
     free(hs);

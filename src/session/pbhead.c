@@ -25,7 +25,8 @@ enum {
     RQ_DECODED,
     RQ_ABSOLUTE,
     RQ_REVERSE,
-    RQ_MAPPED
+    RQ_MAPPED,
+    RQ_ORIGINAL_DST
 };
 enum { RS_STATUS = 1, RS_REASON, RS_VERSION, RS_HEADERS, RS_DECODED, RS_GENERATED, RS_LOCAL };
 
@@ -135,7 +136,8 @@ static size_t request_len(const reel_request_head_t *h) {
            headers_size(RQ_HEADERS, h->headers, h->n_headers) +
            uint_size(RQ_DECODED, h->body_decoded != 0) +
            uint_size(RQ_ABSOLUTE, h->absolute_form != 0) + uint_size(RQ_REVERSE, h->reverse != 0) +
-           bytes_size(RQ_MAPPED, slen(h->mapped_to));
+           bytes_size(RQ_MAPPED, slen(h->mapped_to)) +
+           bytes_size(RQ_ORIGINAL_DST, slen(h->original_dst));
 }
 
 size_t reel_pbhead_request_size(uint64_t flow_id, int64_t time_us, const reel_request_head_t *h) {
@@ -156,6 +158,7 @@ size_t reel_pbhead_request_write(uint8_t *out, uint64_t flow_id, int64_t time_us
     p = put_uint(p, RQ_ABSOLUTE, h->absolute_form != 0);
     p = put_uint(p, RQ_REVERSE, h->reverse != 0);
     p = put_bytes(p, RQ_MAPPED, h->mapped_to, slen(h->mapped_to));
+    p = put_bytes(p, RQ_ORIGINAL_DST, h->original_dst, slen(h->original_dst));
     return (size_t)(p - out);
 }
 

@@ -164,6 +164,7 @@ typedef struct {
     int absolute_form; /* the client's target was absolute-form (RequestHead.absolute_form) */
     int reverse;       /* reel as a reverse proxy for host:port (RequestHead.reverse) */
     const char *mapped_to; /* map_remote's URL (RequestHead.mapped_to); NULL: none */
+    const char *original_dst; /* transparent: "ip:port" (RequestHead.original_dst); NULL: none */
     int64_t time_us;   /* 0 = now */
 } reel_request_head_t;
 

@@ -155,7 +155,7 @@ static void test_table(void **state) {
         for (const reel_option_t *p = o + 1; p->name; p++)
             assert_string_not_equal(o->name, p->name);
     }
-    assert_int_equal(n, 36);
+    assert_int_equal(n, 37);
     /* the names the proxy reads */
     const char *names[] = {
         "listen_host",          "listen_port",         "body_limit",       "ignore_hosts",
@@ -417,7 +417,8 @@ static void test_unknown(void **state) {
                "fsync, fsync_interval_ms, segment_size, zstd_level, retention_max_bytes, "
                "retention_max_age, "
                "retention_max_flows, on_segment_closed, proxyauth, upstream_proxy, "
-               "upstream_proxyauth, reverse_to, upstream_no_proxy, idle_timeout, head_timeout, "
+               "upstream_proxyauth, reverse_to, transparent, upstream_no_proxy, idle_timeout, "
+               "head_timeout, "
                "max_head_size, upstream_timeout, workers, max_client_conns, map_remote, "
                "map_local, redact_headers, redact_keys");
     const char *m = bad("", "1", REEL_NOTFOUND);
@@ -670,7 +671,7 @@ static void test_layers(void **state) {
         "fsync, fsync_interval_ms, segment_size, zstd_level, retention_max_bytes, "
         "retention_max_age, "
         "retention_max_flows, on_segment_closed, proxyauth, upstream_proxy, upstream_proxyauth, "
-        "reverse_to, upstream_no_proxy, idle_timeout, head_timeout, max_head_size, "
+        "reverse_to, transparent, upstream_no_proxy, idle_timeout, head_timeout, max_head_size, "
         "upstream_timeout, workers, "
         "max_client_conns, map_remote, map_local, "
         "redact_headers, redact_keys");

@@ -80,6 +80,7 @@ static void check_request(uint64_t id, int64_t t, const reel_request_head_t *h) 
     rh.absolute_form = h->absolute_form != 0;
     rh.reverse = h->reverse != 0;
     rh.mapped_to = (char *)(h->mapped_to ? h->mapped_to : "");
+    rh.original_dst = (char *)(h->original_dst ? h->original_dst : "");
     Reel__Record rec = REEL__RECORD__INIT;
     rec.flow_id = id;
     rec.time_us = t;
@@ -214,7 +215,8 @@ static void test_random(void **state) {
                                   .body_decoded = (int)(next() % 2),
                                   .absolute_form = (int)(next() % 2),
                                   .reverse = (int)(next() % 2),
-                                  .mapped_to = next() % 2 ? ta : NULL};
+                                  .mapped_to = next() % 2 ? ta : NULL,
+                                  .original_dst = next() % 2 ? ho : NULL};
         check_request(id, t, &rq);
         reel_response_head_t rs = {.status = (uint32_t)(next() >> (next() % 64)),
                                    .reason = re,
