@@ -424,6 +424,7 @@ struct reel_proxy {
     char *upstream_proxy, *upstream_proxy_host, *upstream_proxy_b64;
     reel_host_list_t *upstream_no_proxy; /* the hosts reached directly all the same (NULL: none) */
     bool upstream_proxy_socks;     /* upstream_proxy is a SOCKS5 proxy (socks5://) */
+    bool upstream_proxy_tls;       /* ... an HTTP proxy reached over TLS (https://) */
     char *upstream_proxy_userpass; /* ... and upstream_proxyauth's "user:pass" for it */
     /* reverse_to: the origin every connection goes to (NULL: a forward
      * proxy), and whether reel speaks TLS to it */
@@ -646,10 +647,12 @@ int reel__split_authority(const char *a, size_t n, char **host, int *port, int d
 /* The bottom of a new connection to host:port on st: TCP to it, or to the
  * upstream proxy with an HTTP CONNECT filter above (upstream_proxy; with
  * forward, one that asks for no tunnel: the requests go to the proxy in
- * absolute form), or the tests' connector. Returns whether it goes
- * through the upstream proxy. */
+ * absolute form; TLS to the proxy between the two for an https:// one),
+ * or the tests' connector. Returns whether it goes through the upstream
+ * proxy; *error (owned; NULL: none) when the TLS to it could not be made,
+ * the stack then unusable. */
 bool reel__upstream_transport(reel_proxy_t *p, reel_stack_t *st, const char *host, int port,
-                              bool forward);
+                              bool forward, char **error);
 /* "host" or "host:port" as a Host field says it: the port left out when
  * it is the scheme's own, an IPv6 address in brackets (owned). */
 char *reel__authority(bool https, const char *host, int port);
@@ -675,6 +678,11 @@ char *reel__upstream_name(const peer_t *up);
 /* "the upstream proxy (upstream_proxy VIA) could not be reached: WHY"
  * (owned). */
 char *reel__via_unreachable(const char *via, const char *why);
+/* Why a connection through the upstream proxy failed, the proxy named
+ * (owned) when it was the proxy that could not be reached: not
+ * connected, or its TLS (https://) not made; NULL otherwise (not through
+ * one, or reached: why says enough). */
+char *reel__via_failed(const reel_stack_info_t *info, bool connected, const char *why);
 
 /* ---- socks_front.c ---- */
 /* A connection's first bytes are a SOCKS5 greeting: it is served as

@@ -87,6 +87,7 @@ void reel_stack_info(const reel_stack_t *st, reel_stack_info_t *out) {
     out->via = NULL;
     out->via_forward = false;
     out->via_open = false;
+    out->via_tls = out->via_tls_done = false;
     for (const reel_filter_t *f = st->bottom; f; f = f->above)
         if (f->ops->info)
             f->ops->info(f, out);

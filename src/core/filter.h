@@ -75,6 +75,9 @@ typedef struct {
     const char *via;
     bool via_open; /* ... and it has answered the CONNECT with a 2xx (or, via_forward,
                     * the connection to it is up) */
+    /* TLS to the upstream proxy itself (https://) is in the stack, and
+     * whether its handshake is done (core/tls_filter.c's proxy variant) */
+    bool via_tls, via_tls_done;
     /* ... and the requests on it go to that proxy as they are, in
      * absolute form, instead of through a CONNECT tunnel (plain HTTP) */
     bool via_forward;

@@ -785,7 +785,7 @@ static void sess_ev_error(void *ud, const char *why) {
     reel_stack_info_t info;
     reel_stack_info(&s->st, &info);
     /* its upstream proxy could not be reached (as core/peer.c says it) */
-    char *proxied = info.via && info.t_connected == 0 ? reel__via_unreachable(info.via, why) : NULL;
+    char *proxied = reel__via_failed(&info, info.t_connected != 0, why);
     sess_fail(s, proxied ? proxied : why);
     free(proxied);
 }
@@ -924,7 +924,13 @@ static h2sess_t *sess_alloc(reel_proxy_t *p, char *key, bool https, const char *
 static h2sess_t *sess_new(reel_proxy_t *p, char *key, bool https, const char *host, int port,
                           const char *sni) {
     h2sess_t *s = sess_alloc(p, key, https, host, port, sni);
-    reel__upstream_transport(p, &s->st, host, port, false);
+    char *terr = NULL;
+    reel__upstream_transport(p, &s->st, host, port, false, &terr);
+    if (terr) {
+        s->error = terr;
+        s->dead = true;
+        return s; /* its up-lane fails when it opens */
+    }
     if (https) {
         reel_err_t err;
         reel_err_clear(&err);

@@ -102,9 +102,7 @@ static void ev_error(void *ud, const char *why) {
          * though the origin were at the proxy's address (but not of one
          * reached: a stream of an HTTP/2 session is never connected when
          * its session's CONNECT fails, and its reason names the proxy) */
-        char *proxied = info.via && !pe->connected && !info.setup_connected
-                            ? reel__via_unreachable(info.via, why)
-                            : NULL;
+        char *proxied = reel__via_failed(&info, pe->connected || info.setup_connected, why);
         reel__upstream_failed(pe, proxied ? proxied : why);
         free(proxied);
     } else {
@@ -671,6 +669,16 @@ char *reel__via_unreachable(const char *via, const char *why) {
                          why);
 }
 
+char *reel__via_failed(const reel_stack_info_t *info, bool connected, const char *why) {
+    if (info->via == NULL)
+        return NULL;
+    if (info->via_tls && !info->via_tls_done) /* (its certificate refused, say) */
+        return reel_asprintf("the upstream proxy (upstream_proxy %s) could not be reached: the TLS "
+                             "with it failed: %s",
+                             info->via, why);
+    return connected ? NULL : reel__via_unreachable(info->via, why);
+}
+
 bool reel__verify_host(const reel_proxy_t *p, const char *host) {
     return p->verify_upstream && !reel_host_list_match(p->insecure_hosts, host);
 }
@@ -683,7 +691,8 @@ const char *reel__proxy_for(const reel_proxy_t *p, const char *host) {
 }
 
 bool reel__upstream_transport(reel_proxy_t *p, reel_stack_t *st, const char *host, int port,
-                              bool forward) {
+                              bool forward, char **error) {
+    *error = NULL;
     bool via = reel__proxy_for(p, host) != NULL;
     const char *to = via ? p->upstream_proxy_host : host;
     int to_port = via ? p->upstream_proxy_port : port;
@@ -691,6 +700,25 @@ bool reel__upstream_transport(reel_proxy_t *p, reel_stack_t *st, const char *hos
                                 ? p->connect(p->connect_ctx, p, host, port)
                                 : reel_tcp_connect(p->loop, to, to_port, p->readbuf, READ_SIZE);
     reel_stack_push(st, bottom, NULL, 0);
+    if (via && p->upstream_proxy_tls) {
+        /* https:// : TLS to the proxy itself, verified as an origin's
+         * (upstream_trusted_ca, upstream_insecure_hosts), below the
+         * CONNECT or the forwarded requests, and the origin's TLS above */
+        reel_err_t err;
+        reel_err_clear(&err);
+        char *key = reel_asprintf("proxy %s:%d", to, to_port);
+        reel_tls_client_opts_t o = {.host = to,
+                                    .insecure = !reel__verify_host(p, to),
+                                    .session_key = key,
+                                    .alpn = "http/1.1"};
+        reel_tls_t *tls = NULL;
+        if (reel_tls_new_client(p->client_ctx, &o, &tls, &err) == REEL_OK)
+            reel_stack_push(st, reel_tls_filter_new_proxy(tls), NULL, 0);
+        else
+            *error = reel_asprintf("no TLS to the upstream proxy %s: %s", p->upstream_proxy,
+                                   reel_err_str(&err));
+        free(key);
+    }
     if (via && p->upstream_proxy_socks)
         reel_stack_push(
             st, reel_socks_filter_new(p->upstream_proxy, host, port, p->upstream_proxy_userpass),
@@ -824,10 +852,16 @@ static bool upstream_open(conn_t *c, bool h2, bool https, const char *host, int 
     up->id = __atomic_add_fetch(&p->shared->upstream_ids, 1, __ATOMIC_RELAXED);
     up->eager = c->state == C_SNIFF; /* (reel__sniff_connect_early) */
     up->forward = upstream_forward(c, https, false, host);
-    if (reel__upstream_transport(p, &up->st, host, port, up->forward))
+    char *terr = NULL;
+    if (reel__upstream_transport(p, &up->st, host, port, up->forward, &terr))
         up->via = reel_strdup(p->upstream_proxy);
     up->open = true;
     c->handles++; /* until the stack reports `closed` */
+    if (terr) {
+        reel__upstream_failed(up, terr);
+        free(terr);
+        return false;
+    }
     if (https && !push_client_tls(c, up))
         return false;
     reel_stack_connect(&up->st);

@@ -154,9 +154,10 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
     free(p->upstream_proxy_b64);
     p->upstream_proxy = p->upstream_proxy_host = p->upstream_proxy_b64 = NULL;
     p->upstream_proxy_port = 0;
-    reel_rc rc = reel_upstream_proxy_parse(
-        cfg->upstream_proxy, cfg->upstream_proxyauth, &p->upstream_proxy, &p->upstream_proxy_host,
-        &p->upstream_proxy_port, &p->upstream_proxy_b64, &p->upstream_proxy_socks, err);
+    reel_rc rc = reel_upstream_proxy_parse(cfg->upstream_proxy, cfg->upstream_proxyauth,
+                                           &p->upstream_proxy, &p->upstream_proxy_host,
+                                           &p->upstream_proxy_port, &p->upstream_proxy_b64,
+                                           &p->upstream_proxy_socks, &p->upstream_proxy_tls, err);
     free(p->upstream_proxy_userpass);
     p->upstream_proxy_userpass =
         p->upstream_proxy_socks && cfg->upstream_proxyauth && cfg->upstream_proxyauth[0]
@@ -171,19 +172,23 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
 }
 
 reel_rc reel_upstream_proxy_parse(const char *value, const char *auth, char **display, char **host,
-                                  int *port, char **auth_b64, bool *socks, reel_err_t *err) {
+                                  int *port, char **auth_b64, bool *socks, bool *tls,
+                                  reel_err_t *err) {
     *display = *host = *auth_b64 = NULL;
     *port = 0;
-    *socks = false;
+    *socks = *tls = false;
     const char *via = value;
-    size_t scheme = 0; /* of a SOCKS proxy, kept in *display */
+    size_t scheme = 0; /* of a SOCKS or HTTPS proxy, kept in *display */
     if (via && strncmp(via, "http://", 7) == 0)
         via += 7;
+    else if (via && strncmp(via, "https://", 8) == 0)
+        scheme = 8;
     else if (via && strncmp(via, "socks5://", 9) == 0)
         scheme = 9;
     else if (via && strncmp(via, "socks5h://", 10) == 0)
         scheme = 10;
-    *socks = scheme != 0;
+    *socks = scheme > 8;
+    *tls = scheme == 8;
     if (via == NULL || via[0] == '\0')
         return REEL_OK;
     size_t len = strlen(via);
@@ -194,10 +199,10 @@ reel_rc reel_upstream_proxy_parse(const char *value, const char *auth, char **di
         free(*host);
         *host = NULL;
         *port = 0;
-        *socks = false;
+        *socks = *tls = false;
         return reel_err_set(err, REEL_INVALID,
-                            "upstream_proxy: expected host:port, http://host:port or "
-                            "socks5://host:port, not '%s'",
+                            "upstream_proxy: expected host:port, http://host:port, "
+                            "https://host:port or socks5://host:port, not '%s'",
                             value);
     }
     *display = reel_strndup(via, len);

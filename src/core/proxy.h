@@ -89,15 +89,17 @@ reel_rc reel_proxy_start(uv_loop_t *loop, const reel_proxy_settings_t *cfg, reel
 reel_rc reel_proxy_configure(reel_proxy_t *p, const reel_proxy_settings_t *cfg, reel_err_t *err);
 
 /** upstream_proxy's value ("host:port" or "http://host:port/" for an HTTP
- * proxy, "socks5://host:port" or "socks5h://host:port" for a SOCKS5 one;
- * NULL or "": none, and all outputs NULL/0) as reel uses it: *display
- * "host:port", or the SOCKS5 URL (for records and errors), *host (no
- * brackets) and *port to connect to, *auth_b64 the base64 of
- * upstream_proxyauth's "user:pass" (NULL when auth is NULL or empty),
- * *socks whether it is a SOCKS5 proxy. Strings owned. REEL_INVALID,
- * nothing set, when the value is no host:port. */
+ * proxy, "https://host:port" for one reached over TLS, "socks5://host:port"
+ * or "socks5h://host:port" for a SOCKS5 one; NULL or "": none, and all
+ * outputs NULL/0) as reel uses it: *display "host:port", or the HTTPS or
+ * SOCKS5 URL (for records and errors), *host (no brackets) and *port to
+ * connect to, *auth_b64 the base64 of upstream_proxyauth's "user:pass"
+ * (NULL when auth is NULL or empty), *socks whether it is a SOCKS5 proxy,
+ * *tls whether reel speaks TLS to the proxy itself. Strings owned.
+ * REEL_INVALID, nothing set, when the value is no host:port. */
 reel_rc reel_upstream_proxy_parse(const char *value, const char *auth, char **display, char **host,
-                                  int *port, char **auth_b64, bool *socks, reel_err_t *err);
+                                  int *port, char **auth_b64, bool *socks, bool *tls,
+                                  reel_err_t *err);
 
 /** The port actually bound (useful with listen_port 0). */
 int reel_proxy_port(const reel_proxy_t *p);

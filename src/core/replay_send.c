@@ -47,6 +47,10 @@ typedef struct {
     int stopped;         /* 1: deadline_ms passed, 2: cancelled */
     int fd;
     reel_tls_t *tls;
+    /* TLS to an https:// upstream proxy, under the origin's (NULL: none):
+     * what send_raw and recv_raw carry goes through it */
+    reel_tls_t *ptls;
+    reel_buf_t pout;   /* its cipher bytes waiting to be sent */
     reel_buf_t cout;   /* cipher bytes waiting to be sent */
     const char *phase; /* what we are waiting for, for the timeout message */
     int eof;           /* the socket reached end of stream */
@@ -107,7 +111,7 @@ static reel_rc conn_wait(sconn_t *c, short events, reel_err_t *err) {
     return reel_err_errno(err, REEL_IO, errno, "poll");
 }
 
-static reel_rc send_raw(sconn_t *c, const uint8_t *p, size_t n, reel_err_t *err) {
+static reel_rc sock_send(sconn_t *c, const uint8_t *p, size_t n, reel_err_t *err) {
     while (n) {
         if (stop_due(c, mono_ms())) /* also when the socket never makes us wait */
             return stop_error(c, err);
@@ -130,6 +134,35 @@ static reel_rc send_raw(sconn_t *c, const uint8_t *p, size_t n, reel_err_t *err)
     return REEL_OK;
 }
 
+/* The proxy's TLS's cipher bytes, to the socket. */
+static reel_rc flush_ptls(sconn_t *c, reel_err_t *err) {
+    while (reel_tls_cipher_pending(c->ptls)) {
+        reel_buf_reset(&c->pout);
+        reel_tls_take_cipher(c->ptls, &c->pout);
+        reel_rc rc = sock_send(c, c->pout.data, c->pout.len, err);
+        if (rc != REEL_OK)
+            return rc;
+    }
+    return REEL_OK;
+}
+
+/* Sends bytes on the connection: through the proxy's TLS if there is one. */
+static reel_rc send_raw(sconn_t *c, const uint8_t *p, size_t n, reel_err_t *err) {
+    if (c->ptls == NULL)
+        return sock_send(c, p, n, err);
+    while (n) {
+        size_t used = 0;
+        reel_rc rc = reel_tls_write_plain(c->ptls, p, n, &used, err);
+        if (rc != REEL_OK)
+            return rc == REEL_NEED_MORE ? reel_err_set(err, REEL_IO, "TLS not ready") : rc;
+        p += used;
+        n -= used;
+        if ((rc = flush_ptls(c, err)) != REEL_OK)
+            return rc;
+    }
+    return REEL_OK;
+}
+
 /* Sends the cipher bytes TLS has waiting. */
 static reel_rc flush_tls(sconn_t *c, reel_err_t *err) {
     while (reel_tls_cipher_pending(c->tls)) {
@@ -143,7 +176,7 @@ static reel_rc flush_tls(sconn_t *c, reel_err_t *err) {
 }
 
 /* Reads what the socket has (waiting for it); *n == 0 at end of stream. */
-static reel_rc recv_raw(sconn_t *c, uint8_t *buf, size_t cap, size_t *n, reel_err_t *err) {
+static reel_rc sock_recv(sconn_t *c, uint8_t *buf, size_t cap, size_t *n, reel_err_t *err) {
     for (;;) {
         if (stop_due(c, mono_ms()))
             return stop_error(c, err);
@@ -163,6 +196,72 @@ static reel_rc recv_raw(sconn_t *c, uint8_t *buf, size_t cap, size_t *n, reel_er
             continue;
         }
         return reel_err_errno(err, REEL_IO, errno, "reading from upstream");
+    }
+}
+
+/* Feeds t what the socket has (read with sock_recv); at its end, t's. */
+static reel_rc feed_sock(sconn_t *c, reel_tls_t *t, reel_err_t *err) {
+    uint8_t buf[16384];
+    size_t n = 0;
+    reel_rc rc = sock_recv(c, buf, sizeof buf, &n, err);
+    if (rc != REEL_OK)
+        return rc;
+    if (n == 0) {
+        reel_tls_feed_eof(t);
+        return REEL_OK;
+    }
+    for (size_t off = 0; off < n;) {
+        size_t used = 0;
+        reel_tls_feed_cipher(t, buf + off, n - off, &used);
+        off += used;
+        if (used == 0)
+            return reel_err_set(err, REEL_LIMIT, "TLS input buffer full");
+    }
+    return REEL_OK;
+}
+
+/* Reads what the connection has: through the proxy's TLS if there is
+ * one; *n == 0 at end of stream. */
+static reel_rc recv_raw(sconn_t *c, uint8_t *buf, size_t cap, size_t *n, reel_err_t *err) {
+    if (c->ptls == NULL)
+        return sock_recv(c, buf, cap, n, err);
+    for (;;) {
+        reel_rc rc = reel_tls_read_plain(c->ptls, buf, cap, n, err);
+        reel_err_t ferr;
+        reel_err_clear(&ferr);
+        flush_ptls(c, &ferr); /* key updates, alerts */
+        if (rc != REEL_NEED_MORE) {
+            if (rc == REEL_OK && *n == 0)
+                c->eof = 1;
+            return rc;
+        }
+        if (c->eof) {
+            *n = 0;
+            return REEL_OK;
+        }
+        if ((rc = feed_sock(c, c->ptls, err)) != REEL_OK)
+            return rc;
+    }
+}
+
+/* The TLS handshake with the upstream proxy itself, on the socket. */
+static reel_rc ptls_handshake(sconn_t *c, reel_err_t *err) {
+    for (;;) {
+        reel_rc hs = reel_tls_handshake(c->ptls, err);
+        reel_err_t ferr;
+        reel_err_clear(&ferr);
+        reel_rc rc = flush_ptls(c, &ferr);
+        if (hs != REEL_NEED_MORE)
+            return hs == REEL_OK && rc != REEL_OK ? reel_err_set(err, rc, "%s", reel_err_str(&ferr))
+                                                  : hs;
+        if (rc != REEL_OK)
+            return reel_err_set(err, rc, "%s", reel_err_str(&ferr));
+        if (c->eof)
+            return reel_err_set(err, REEL_IO,
+                                "the upstream proxy closed the connection during "
+                                "the TLS handshake");
+        if ((rc = feed_sock(c, c->ptls, err)) != REEL_OK)
+            return rc;
     }
 }
 
@@ -566,6 +665,7 @@ reel_rc reel_replay_send(const reel_replay_req_t *r, const reel_replay_send_opts
     if (o->total_ms > 0)
         c.deadline_ms = mono_ms() + o->total_ms;
     reel_buf_init(&c.cout, 0);
+    reel_buf_init(&c.pout, 0);
     reel_buf_t head;
     reel_buf_init(&head, 0);
     char server[64] = "", client[64] = "";
@@ -578,15 +678,24 @@ reel_rc reel_replay_send(const reel_replay_req_t *r, const reel_replay_send_opts
      * CONNECT tunnel, plain HTTP to it in absolute form */
     char *via = NULL, *proxy_host = NULL, *proxy_auth = NULL;
     int proxy_port = 0;
-    bool direct = reel_no_proxy_match(o->upstream_no_proxy, r->host), socks = false;
+    bool direct = reel_no_proxy_match(o->upstream_no_proxy, r->host), socks = false,
+         proxy_tls = false;
     /* (upstream_insecure_hosts: this host's certificate not checked) */
     bool verify = o->verify && !reel_no_proxy_match(o->upstream_insecure_hosts, r->host);
     reel_rc rc =
         reel_upstream_proxy_parse(direct ? NULL : o->upstream_proxy, o->upstream_proxyauth, &via,
-                                  &proxy_host, &proxy_port, &proxy_auth, &socks, &err);
+                                  &proxy_host, &proxy_port, &proxy_auth, &socks, &proxy_tls, &err);
     if (rc == REEL_OK)
         rc = dial(&c, via ? proxy_host : r->host, via ? (uint32_t)proxy_port : port, server, client,
                   &t.dns_us, &t.connect_us, &err);
+    if (rc == REEL_OK && via && proxy_tls) {
+        /* https:// : TLS to the proxy itself, checked as an origin's */
+        bool check = o->verify && !reel_no_proxy_match(o->upstream_insecure_hosts, proxy_host);
+        reel_tls_client_opts_t po = {.host = proxy_host, .insecure = !check, .alpn = "http/1.1"};
+        c.phase = "during the TLS handshake with the upstream proxy";
+        if ((rc = reel_tls_new_client(o->tls, &po, &c.ptls, &err)) == REEL_OK)
+            rc = ptls_handshake(&c, &err);
+    }
     if (rc != REEL_OK && via && !c.stopped) {
         char *why = reel_strdup(reel_err_str(&err));
         reel_err_clear(&err); /* (the first error set stays otherwise) */
@@ -757,7 +866,9 @@ out:;
     free(proxy_auth);
     reel_buf_free(&head);
     reel_buf_free(&c.cout);
+    reel_buf_free(&c.pout);
     reel_tls_free(c.tls);
+    reel_tls_free(c.ptls);
     if (c.fd >= 0)
         close(c.fd);
     return rc;

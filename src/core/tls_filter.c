@@ -18,7 +18,7 @@ typedef struct {
     const char *below_error;
 } tls_filter_t;
 
-static const reel_filter_ops_t tls_ops;
+static const reel_filter_ops_t tls_ops, proxy_tls_ops;
 
 reel_filter_t *reel_tls_filter_new(reel_tls_t *tls) {
     tls_filter_t *t = reel_calloc(1, sizeof *t);
@@ -26,6 +26,12 @@ reel_filter_t *reel_tls_filter_new(reel_tls_t *tls) {
     t->tls = tls;
     reel_buf_init(&t->cipher, 0);
     return &t->f;
+}
+
+reel_filter_t *reel_tls_filter_new_proxy(reel_tls_t *tls) {
+    reel_filter_t *f = reel_tls_filter_new(tls);
+    f->ops = &proxy_tls_ops;
+    return f;
 }
 
 /* Wall clock, as core/tcp.c stamps the phases before the handshake. */
@@ -197,5 +203,26 @@ static const reel_filter_ops_t tls_ops = {
     .queued = tls_queued,
     .is_open = tls_is_open,
     .info = tls_info,
+    .destroy = tls_destroy,
+};
+
+/* The TLS to an upstream proxy: the same but for its name and its facts,
+ * which are not the origin's (the stack's `via` names the proxy, its
+ * https:// scheme included). */
+static void proxy_tls_info(const reel_filter_t *f, reel_stack_info_t *out) {
+    out->via_tls = true;
+    out->via_tls_done = reel_tls_handshake_done(((const tls_filter_t *)f)->tls);
+}
+
+static const reel_filter_ops_t proxy_tls_ops = {
+    .name = "proxy-tls",
+    .send = tls_send,
+    .recv = tls_recv,
+    .recv_eof = tls_recv_eof,
+    .below_open = tls_below_open,
+    .shutdown = tls_shutdown,
+    .queued = tls_queued,
+    .is_open = tls_is_open,
+    .info = proxy_tls_info,
     .destroy = tls_destroy,
 };

@@ -14,4 +14,10 @@
  * handshake as soon as the layer below is open. */
 reel_filter_t *reel_tls_filter_new(reel_tls_t *t);
 
+/** The same, for the TLS to an upstream proxy itself (upstream_proxy
+ * https://), under the filter that asks it for a tunnel: not the
+ * origin's TLS, so neither reel_stack_has_tls nor the stack's TLS facts
+ * (reel_stack_info) see it; its version goes to via_tls. */
+reel_filter_t *reel_tls_filter_new_proxy(reel_tls_t *t);
+
 #endif

@@ -136,7 +136,8 @@ static const reel_option_t options[] = {
      "username and password); empty = none",
      NULL, 0, 0, check_proxyauth},
     {"upstream_proxy", REEL_OPT_STRING, "",
-     "an HTTP proxy (host:port or http://host:port) or a SOCKS5 one (socks5://host:port) that "
+     "an HTTP proxy (host:port or http://host:port; https://host:port to speak TLS to the "
+     "proxy itself, verified as an origin is) or a SOCKS5 one (socks5://host:port) that "
      "reel's own connections to origins go through: to an HTTP proxy plain-HTTP requests are "
      "sent as they came (absolute form) and every other connection is a tunnel it opens with "
      "CONNECT; through a SOCKS5 proxy every connection is a tunnel, the proxy resolving names "
@@ -588,13 +589,14 @@ static reel_rc check_upstream_proxy(const char *v, reel_err_t *err) {
         return REEL_OK;
     const char *scheme_end = strstr(v, "://");
     char shown[SHOW_MAX + 8];
-    bool known = scheme_end && (strncmp(v, "http://", 7) == 0 || strncmp(v, "socks5://", 9) == 0 ||
-                                strncmp(v, "socks5h://", 10) == 0);
+    bool known =
+        scheme_end && (strncmp(v, "http://", 7) == 0 || strncmp(v, "https://", 8) == 0 ||
+                       strncmp(v, "socks5://", 9) == 0 || strncmp(v, "socks5h://", 10) == 0);
     if (scheme_end && !known)
         return reel_err_set(err, REEL_INVALID,
-                            "invalid value '%s' for upstream_proxy: only a plain HTTP proxy "
-                            "(http://host:port) or a SOCKS5 one (socks5://host:port) is "
-                            "supported, not %.*s",
+                            "invalid value '%s' for upstream_proxy: only an HTTP proxy "
+                            "(http://host:port, or https://host:port over TLS) or a SOCKS5 one "
+                            "(socks5://host:port) is supported, not %.*s",
                             show(v, shown), (int)(scheme_end - v + 3), v);
     const char *a = scheme_end ? scheme_end + 3 : v;
     size_t n = strlen(a);

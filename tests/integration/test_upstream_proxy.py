@@ -15,13 +15,17 @@ address is refused.
 import json
 import os
 import re
+import select
 import shutil
 import socket
+import socketserver
+import ssl
 import subprocess
 import tempfile
 import threading
 import time
 import unittest
+import urllib.parse
 
 from proxyenv import (TMPBASE, Origin, Reel, body, curl, free_port, main, only_flow,
                       stop_class, wait_listening)
@@ -82,6 +86,80 @@ class Tinyproxy:
     def stop(self):
         self.proc.terminate()
         self.proc.wait(10)
+
+
+class TlsProxy:
+    """An HTTP proxy spoken to over TLS (python3's socketserver and ssl, a
+    certificate for 127.0.0.1 and localhost): CONNECT tunnels, and
+    absolute-form requests relayed to their origin in origin form (the
+    connection then carries whatever follows to that origin); each
+    request line it was sent is in `lines`."""
+
+    def __init__(self, cert, key):
+        self.lines = []
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(cert, key)
+        proxy = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self):
+                try:
+                    s = ctx.wrap_socket(self.request, server_side=True)
+                except (ssl.SSLError, OSError):
+                    return  # (a client that refused its certificate)
+                try:
+                    self.relay(s)
+                finally:
+                    s.close()
+
+            def relay(self, s):
+                head = b""
+                while not head.endswith(b"\r\n\r\n"):
+                    b = s.recv(1)
+                    if not b:
+                        return
+                    head += b
+                line, _, rest = head.partition(b"\r\n")
+                method, target, _ = line.decode().split(" ", 2)
+                proxy.lines.append((method, target))
+                if method == "CONNECT":
+                    host, port = target.rsplit(":", 1)
+                    up = socket.create_connection((host.strip("[]"), int(port)))
+                    s.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                else:
+                    u = urllib.parse.urlsplit(target)
+                    up = socket.create_connection((u.hostname, u.port or 80))
+                    fields = [f for f in rest.split(b"\r\n")
+                              if f and not f.lower().startswith(b"proxy-")]
+                    up.sendall(("%s %s%s HTTP/1.1\r\n" % (method, u.path or "/",
+                                                           "?" + u.query if u.query else ""))
+                               .encode() + b"".join(f + b"\r\n" for f in fields) + b"\r\n")
+                try:
+                    while True:  # one thread: an SSL socket is not to be shared
+                        ready = [s] if s.pending() else select.select([s, up], [], [], 30)[0]
+                        if not ready:
+                            return
+                        src, dst = (s, up) if s in ready else (up, s)
+                        data = src.recv(65536)
+                        if not data:
+                            return
+                        dst.sendall(data)
+                except (OSError, ssl.SSLError):
+                    return
+                finally:
+                    up.close()
+
+        class Server(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class BehindAProxy(unittest.TestCase):
@@ -440,10 +518,11 @@ class UpstreamProxyTest(BehindAProxy):
                 t.join(5)
 
     def test_d_values_that_are_no_http_proxy(self):
-        only = ("only a plain HTTP proxy (http://host:port) or a SOCKS5 one "
-                "(socks5://host:port) is supported, not ")
-        for value, why in (("https://p:3128", only + "https://"),
+        only = ("only an HTTP proxy (http://host:port, or https://host:port over TLS) or a "
+                "SOCKS5 one (socks5://host:port) is supported, not ")
+        for value, why in (("ftp://p:3128", only + "ftp://"),
                            ("socks4://p:1080", only + "socks4://"),
+                           ("https://p", "expected host:port"),
                            ("socks5://p", "expected host:port"),
                            ("ann:pw@p:3128", "a user or path is not taken (upstream_proxyauth "
                                              "holds the credentials)"),
@@ -521,6 +600,65 @@ class SocksUpstreamTest(BehindAProxy):
         finally:
             r.set_config("set", "upstream_proxy", self.via)
             r.set_config("set", "upstream_proxyauth", "")
+
+
+class HttpsUpstreamTest(BehindAProxy):
+    """upstream_proxy https://: reel speaks TLS to the proxy itself (a small
+    python3 one, its certificate from the origin's CA, which reel trusts),
+    and through that its CONNECT tunnels and forwarded requests, HTTP/2
+    sessions and replays; a proxy whose certificate reel does not trust
+    is named in the 502."""
+
+    session = "hs"
+
+    @classmethod
+    def start_proxies(cls):
+        o = cls.origin
+        tp = TlsProxy(os.path.join(o.root, "server.pem"), os.path.join(o.root, "server.key"))
+        own = os.path.join(cls.root, "self")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", own + ".key",
+                        "-out", own + ".pem", "-days", "2", "-subj", "/CN=localhost",
+                        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                       check=True, capture_output=True)
+        # (in auth_proxy's place: the set-up stops it)
+        return tp, TlsProxy(own + ".pem", own + ".key"), "https://127.0.0.1:%d" % tp.port
+
+    def test_a_through_the_https_proxy(self):
+        o, r = self.origin, self.reel
+        for https, full in self.each_way():
+            sc = full["server_conn"]
+            self.assertEqual((sc["via"], sc["address"], sc["via_forward"]),
+                             (self.via, "127.0.0.1:%d" % self.open_proxy.port, not https), sc)
+            if https:  # the origin's TLS, not the proxy's
+                self.assertEqual(sc["sni"], "localhost")
+            else:
+                self.assertIsNone(sc["tls_version"])
+        lines = self.open_proxy.lines
+        self.assertIn(("GET", o.url("/100b?plain")), lines)
+        self.assertIn(("CONNECT", "localhost:%d" % o.https_port), lines)
+        # reel replay goes the same way
+        out = r.cli("replay", "hs", "~u plain$ | ~u h1$", "--into", "hs-replays", "--json", "--set",
+                    "upstream_trusted_ca=" + o.ca)
+        reps = json.loads(out.stdout)["replays"]
+        self.assertEqual([x["status"] for x in reps], [200, 200], reps)
+        for rep in reps:
+            f = json.loads(r.cli("flow", "hs-replays", str(rep["id"]), "--json").stdout)
+            self.assertEqual(f["server_conn"]["via"], self.via)
+
+    def test_b_proxy_not_trusted(self):
+        o, r = self.origin, self.reel
+        via = "https://127.0.0.1:%d" % self.auth_proxy.port
+        try:
+            r.set_config("set", "upstream_proxy", via)
+            for path, https in (("/100b?untrusted", False), ("/100b?untrusted-tls", True)):
+                err = self.error_of(o.url(path, https=https), path, "--http1.1")
+                self.assertIn("the upstream proxy (upstream_proxy %s) could not be reached: the TLS "
+                              "with it failed: upstream certificate verify failed: self-signed "
+                              "certificate" % via, err)
+            self.assertEqual(self.auth_proxy.lines, [])  # nothing was sent to it
+        finally:
+            r.set_config("set", "upstream_proxy", self.via)
 
 
 if __name__ == "__main__":
