@@ -10,19 +10,25 @@ trusts reel's CA) over HTTP/1.1 and HTTP/2 each become a flow under the
 name the client gave, with the address in original_dst; a client set
 for reel as its proxy is served as before on the same port; a
 raw TCP connection is a tunnel flow whose request says no CONNECT came;
-map_local's rules see the name, not the address.
+map_local's rules see the name, not the address; over IPv6 too
+(ip6tables, a reel listening on [::1]).
 The rules are removed again (tearDownClass). Skipped, saying why, where
 the nat table cannot be changed (no iptables, no CAP_NET_ADMIN).
 """
+import http.server
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import threading
+import time
 import unittest
 
-from proxyenv import TMPBASE, Origin, Reel, main, only_flow, stop_class
+from proxyenv import REEL, TMPBASE, Origin, Reel, main, only_flow, stop_class
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
@@ -153,6 +159,62 @@ class TransparentTest(unittest.TestCase):
         self.assertEqual((full["request"]["method"], full["request"]["http_version"]),
                          ("CONNECT", "transparent"))
         self.assertIsNone(full["response"])  # nothing was answered: no CONNECT came
+
+    def test_ipv6(self):
+        r6 = subprocess.run(["ip6tables", "-t", "nat", "-L", "OUTPUT", "-n"], capture_output=True)
+        if r6.returncode != 0:
+            self.skipTest("ip6tables -t nat -L failed: " + r6.stderr.decode(errors="replace"))
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Length", "8")
+                self.end_headers()
+                self.wfile.write(b"over v6\n")
+
+            def log_message(self, *args):
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            address_family = socket.AF_INET6
+
+        origin = Server(("::1", 0), Handler)
+        threading.Thread(target=origin.serve_forever, daemon=True).start()
+        port = origin.server_address[1]
+        err = open(os.path.join(self.root, "v6.log"), "w+")
+        proc = subprocess.Popen([REEL, "record", "--listen", "[::1]:0", "--set", "transparent=true",
+                                 "v6"], env=self.reel.env, stderr=err, stdout=subprocess.DEVNULL)
+        rule = None
+        try:
+            rport = None
+            for _ in range(200):
+                err.seek(0)
+                m = re.search(r"listening on http://\[::1\]:(\d+)", err.read())
+                if m:
+                    rport = int(m.group(1))
+                    break
+                time.sleep(0.05)
+            self.assertIsNotNone(rport, "reel did not start on [::1]")
+            rule = ["OUTPUT", "-p", "tcp", "-d", "::1", "--dport", str(port), "-m", "owner",
+                    "--uid-owner", "65534", "-j", "REDIRECT", "--to-ports", str(rport)]
+            subprocess.run(["ip6tables", "-t", "nat", "-A"] + rule, check=True)
+            out = subprocess.run(NOBODY + ["curl", "-sS", "--max-time", "20", "-g",
+                                           "http://[::1]:%d/v6" % port],
+                                 capture_output=True, check=True)
+            self.assertEqual(out.stdout, b"over v6\n")
+        finally:
+            if rule:
+                subprocess.run(["ip6tables", "-t", "nat", "-D"] + rule, check=False)
+            proc.send_signal(signal.SIGINT)
+            self.assertEqual(proc.wait(30), 0)
+            err.close()
+            origin.shutdown()
+            origin.server_close()
+        (row,) = json.loads(self.reel.cli("flows", "v6", "--json").stdout)
+        full = json.loads(self.reel.cli("flow", "v6", str(row["id"]), "--json").stdout)
+        self.assertEqual(row["url"], "http://[::1]:%d/v6" % port)
+        self.assertEqual(full["request"]["original_dst"], "[::1]:%d" % port)
+        self.assertEqual(full["server_conn"]["address"], "[::1]:%d" % port)
 
 
 if __name__ == "__main__":
