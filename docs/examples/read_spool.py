@@ -215,7 +215,11 @@ def flow_json(flow_id, recs, replayed_as=()):
                                     # the upstream proxy ("host:port", or its
                                     # socks5:// URL), and whether the request
                                     # went to it in absolute form
-                                    via=c.via or None, via_forward=c.via_forward)
+                                    via=c.via or None, via_forward=c.via_forward,
+                                    # the origin asked for a client certificate,
+                                    # and the one reel presented
+                                    client_cert_asked=c.client_cert_asked,
+                                    client_cert=c.client_cert or None)
             # its set-up: opened_us 0 is "not known", and the three spans then too
             known = c.opened_us != 0
             f["server_conn"].update(opened_us=c.opened_us if known else None,

@@ -1041,6 +1041,14 @@ static void server_conn_line(view_t *v, const Reel__ServerConn *sc) {
     else if (sc->verify_error[0]) /* a handshake the check of the certificate ended */
         note(v, "~ certificate verify FAILED: %s; %s", sc->verify_error,
              sc->peer_cert[0] ? sc->peer_cert : "the certificate could not be read");
+    if (sc->client_cert_asked && sc->client_cert[0])
+        note(v,
+             "~ the origin asked for a client certificate: reel presented %s "
+             "(upstream_client_certs)",
+             sc->client_cert);
+    else if (sc->client_cert_asked)
+        note(v, "~ the origin asked for a client certificate: reel had none for it, and went on "
+                "without");
     conn_setup_line(v, sc);
 }
 
@@ -1484,6 +1492,9 @@ static int json_record(void *ctx, const Reel__Record *rec) {
         json_object_set_new(j->server_conn, "peer_cert", str_json(sc->peer_cert, 1));
         json_object_set_new(j->server_conn, "via", str_json(sc->via, 1));
         json_object_set_new(j->server_conn, "via_forward", json_boolean(sc->via_forward));
+        json_object_set_new(j->server_conn, "client_cert_asked",
+                            json_boolean(sc->client_cert_asked));
+        json_object_set_new(j->server_conn, "client_cert", str_json(sc->client_cert, 1));
         reel_json_conn_setup(j->server_conn, sc);
         break;
     }

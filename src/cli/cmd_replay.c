@@ -399,7 +399,8 @@ int reel_cmd_replay(reel_cli_t *cli, int argc, char **argv) {
         .upstream_proxy = reel_config_get(cfg, "upstream_proxy", NULL),
         .upstream_proxyauth = reel_config_get(cfg, "upstream_proxyauth", NULL),
         .upstream_no_proxy = reel_config_get(cfg, "upstream_no_proxy", NULL),
-        .upstream_insecure_hosts = reel_config_get(cfg, "upstream_insecure_hosts", NULL)};
+        .upstream_insecure_hosts = reel_config_get(cfg, "upstream_insecure_hosts", NULL),
+        .upstream_client_certs = reel_config_get(cfg, "upstream_client_certs", NULL)};
     run.jobs = reel_calloc(nids, sizeof *run.jobs);
     run.njobs = nids;
     run.jreplays = json_array();

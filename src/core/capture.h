@@ -111,6 +111,8 @@ typedef struct {
     const char *peer_cert; /* ... and the facts of the origin's own certificate */
     const char *via;       /* the upstream proxy, "host:port"; NULL: none */
     bool via_forward;      /* ... which the requests went to in absolute form, no CONNECT */
+    bool client_cert_asked;  /* the origin asked for a client certificate */
+    const char *client_cert; /* ... and the one reel presented (its facts; NULL: none) */
     /* How the connection was set up: when its DNS lookup began (wall
      * clock µs; 0: not known, the three others then ignored), and how
      * long its DNS, TCP connect and TLS handshake took (µs, -1: did not

@@ -413,6 +413,7 @@ struct reel_proxy {
     reel_host_list_t *insecure_hosts; /* upstream_insecure_hosts (NULL: none) */
     reel_map_rules_t *map_remote; /* map_remote (NULL: none) */
     reel_map_rules_t *map_local;  /* map_local (NULL: none) */
+    reel_tls_identities_t *client_certs; /* upstream_client_certs (NULL: none) */
     bool starttls;                /* intercept_starttls */
     bool transparent;             /* transparent: redirected connections go where they were made */
     bool http2; /* offer h2 to clients (ALPN) and accept the h2c preface */

@@ -84,6 +84,8 @@ void reel_stack_info(const reel_stack_t *st, reel_stack_info_t *out) {
     out->alpn = out->sni = out->tls_version = out->cipher = NULL;
     out->verify_error = out->peer_cert = NULL;
     out->unchecked_error = out->unchecked_cert = NULL;
+    out->client_cert_asked = false;
+    out->client_cert = NULL;
     out->via = NULL;
     out->via_forward = false;
     out->via_open = false;

@@ -70,6 +70,10 @@ typedef struct {
      * the check found, which did not end it, and its certificate's facts
      * (NULL: the certificate passed) */
     const char *unchecked_error, *unchecked_cert;
+    /* a client's TLS: the server asked for a client certificate, and the
+     * facts of the one reel presented (NULL: none) */
+    bool client_cert_asked;
+    const char *client_cert;
     /* the upstream proxy the connection goes through ("host:port", its
      * CONNECT filter's: core/connect_filter.h); NULL: none */
     const char *via;

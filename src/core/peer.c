@@ -386,6 +386,8 @@ reel_capture_conn_t reel__conn_facts(const peer_t *up, const reel_stack_info_t *
                                  .peer_cert = cert,
                                  .via = info->via,
                                  .via_forward = info->via_forward,
+                                 .client_cert_asked = info->client_cert_asked,
+                                 .client_cert = info->client_cert,
                                  .opened_us = dns0,
                                  .dns_us = reel__span_us(dns0, dns1),
                                  .connect_us = reel__span_us(dns1, conn),
@@ -752,8 +754,11 @@ reel_rc reel__origin_tls(reel_proxy_t *p, const char *host, int port, const char
      * skip most of the handshake */
     const char *name = sni ? sni : host;
     char *origin = reel_asprintf("%s:%d %s", host, port, name);
-    reel_tls_client_opts_t o = {
-        .host = name, .insecure = !reel__verify_host(p, host), .session_key = origin, .alpn = alpn};
+    reel_tls_client_opts_t o = {.host = name,
+                                .insecure = !reel__verify_host(p, host),
+                                .session_key = origin,
+                                .alpn = alpn,
+                                .identity = reel_tls_identities_find(p->client_certs, name)};
     reel_rc rc = reel_tls_new_client(p->client_ctx, &o, out, err);
     free(origin);
     return rc;

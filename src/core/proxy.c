@@ -63,7 +63,7 @@ struct proxy_group {
 /* Settings handed to another thread: a copy of every string. */
 struct owned_settings {
     reel_proxy_settings_t s;
-    char *strs[9];
+    char *strs[10];
     char **ignore, **map, **local;
 };
 
@@ -102,6 +102,13 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
         reel_map_rules_free(map);
         return REEL_INVALID;
     }
+    reel_tls_identities_t *ids = NULL;
+    reel_rc irc = reel_tls_identities_load(cfg->upstream_client_certs, &ids, err);
+    if (irc != REEL_OK) {
+        reel_map_rules_free(map);
+        reel_map_rules_free(local);
+        return irc;
+    }
     size_t n = cfg->n_ignore_hosts;
     pcre2_code **codes = reel_calloc(n ? n : 1, sizeof *codes);
     for (size_t i = 0; i < n; i++) {
@@ -119,6 +126,7 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
             free(codes);
             reel_map_rules_free(map);
             reel_map_rules_free(local);
+            reel_tls_identities_free(ids);
             return REEL_INVALID;
         }
     }
@@ -131,6 +139,8 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
     p->map_remote = map;
     reel_map_rules_free(p->map_local);
     p->map_local = local;
+    reel_tls_identities_free(p->client_certs);
+    p->client_certs = ids;
     p->verify_upstream = cfg->upstream_cert_verify;
     p->starttls = cfg->intercept_starttls;
     p->http2 = cfg->http2;
@@ -228,6 +238,7 @@ static void free_settings(reel_proxy_t *p) {
     reel_host_list_free(p->insecure_hosts);
     reel_map_rules_free(p->map_remote);
     reel_map_rules_free(p->map_local);
+    reel_tls_identities_free(p->client_certs);
 }
 
 /* reverse_to ("http[s]://host[:port][/]"), read when the proxy starts. */
@@ -667,10 +678,16 @@ static void free_after_shutdown(void *ctx) {
 static struct owned_settings *settings_dup(const reel_proxy_settings_t *c) {
     struct owned_settings *o = reel_calloc(1, sizeof *o);
     o->s = *c;
-    const char *from[sizeof o->strs / sizeof *o->strs] = {
-        c->listen_host,       c->upstream_trusted_ca, c->h2c_upstreams,
-        c->proxyauth,         c->upstream_proxy,      c->upstream_proxyauth,
-        c->upstream_no_proxy, c->reverse_to,          c->upstream_insecure_hosts};
+    const char *from[sizeof o->strs / sizeof *o->strs] = {c->listen_host,
+                                                          c->upstream_trusted_ca,
+                                                          c->h2c_upstreams,
+                                                          c->proxyauth,
+                                                          c->upstream_proxy,
+                                                          c->upstream_proxyauth,
+                                                          c->upstream_no_proxy,
+                                                          c->reverse_to,
+                                                          c->upstream_insecure_hosts,
+                                                          c->upstream_client_certs};
     for (size_t i = 0; i < sizeof o->strs / sizeof *o->strs; i++)
         o->strs[i] = from[i] ? reel_strdup(from[i]) : NULL;
     o->s.listen_host = o->strs[0];
@@ -682,6 +699,7 @@ static struct owned_settings *settings_dup(const reel_proxy_settings_t *c) {
     o->s.upstream_no_proxy = o->strs[6];
     o->s.reverse_to = o->strs[7];
     o->s.upstream_insecure_hosts = o->strs[8];
+    o->s.upstream_client_certs = o->strs[9];
     o->ignore = reel_calloc(c->n_ignore_hosts ? c->n_ignore_hosts : 1, sizeof *o->ignore);
     for (size_t i = 0; i < c->n_ignore_hosts; i++)
         o->ignore[i] = reel_strdup(c->ignore_hosts[i]);

@@ -53,6 +53,9 @@ typedef struct {
     /* origins whose certificates are not verified all the same
      * (base/noproxy.h's list); NULL or "": none */
     const char *upstream_insecure_hosts;
+    /* client certificates for origins that ask (a PEM file, or a
+     * directory of NAME.pem files; core/tls.h); NULL or "": none */
+    const char *upstream_client_certs;
     /* start only: the origin reel is a reverse proxy for
      * ("http[s]://host[:port]"); NULL or "": a forward proxy */
     const char *reverse_to;

@@ -743,19 +743,27 @@ reel_rc reel_replay_send(const reel_replay_req_t *r, const reel_replay_send_opts
         rc = proxy_tunnel(&c, via, socks, r->host, port, proxy_auth, o->upstream_proxyauth, &err);
     if (rc != REEL_OK)
         goto out;
+    reel_tls_identities_t *ids = NULL;
+    if (https && (rc = reel_tls_identities_load(o->upstream_client_certs, &ids, &err)) != REEL_OK)
+        goto out;
     if (https) {
         int64_t ts = now_us();
-        reel_tls_client_opts_t to = {.host = r->host, .insecure = !verify};
+        reel_tls_client_opts_t to = {.host = r->host,
+                                     .insecure = !verify,
+                                     .identity = reel_tls_identities_find(ids, r->host)};
         c.phase = "during the TLS handshake";
         if ((rc = reel_tls_new_client(o->tls, &to, &c.tls, &err)) == REEL_OK)
             rc = tls_handshake(&c, &err);
         if (rc == REEL_OK)
             t.ssl_us = now_us() - ts;
     }
+    reel_tls_identities_free(ids); /* (the TLS holds its own references) */
     /* What the certificate's check found, as the proxy records it: the
      * failure that ended the handshake, or (verification off) the one
      * that would have; and the origin's certificate then. */
-    const char *cert = NULL;
+    const char *cert = NULL, *sent_cert = NULL;
+    if (c.tls)
+        reel_tls_client_cert_asked(c.tls, &sent_cert);
     const char *verr = c.tls == NULL   ? NULL
                        : rc != REEL_OK ? reel_tls_verify_error(c.tls, &cert)
                                        : reel_tls_unchecked_error(c.tls, &cert);
@@ -772,6 +780,8 @@ reel_rc reel_replay_send(const reel_replay_req_t *r, const reel_replay_send_opts
                              .peer_cert = verr ? cert : NULL,
                              .via = via,
                              .via_forward = via && !https && !socks,
+                             .client_cert_asked = c.tls && reel_tls_client_cert_asked(c.tls, NULL),
+                             .client_cert = sent_cert,
                              /* a connection of its own, set up for it */
                              .opened_us = t0,
                              .dns_us = t.dns_us,

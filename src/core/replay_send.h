@@ -47,6 +47,9 @@ typedef struct {
     /* upstream_insecure_hosts: the hosts whose certificates are not
      * checked although verify is set (NULL or "": none) */
     const char *upstream_insecure_hosts;
+    /* upstream_client_certs: client certificates for origins that ask
+     * (core/tls.h's reel_tls_identities_load; NULL or "": none) */
+    const char *upstream_client_certs;
 } reel_replay_send_opts_t;
 
 /** What became of one send. */

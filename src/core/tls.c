@@ -5,14 +5,19 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
 #include <openssl/bio.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
@@ -57,6 +62,8 @@ struct reel_tls {
     bool ended;              /* end of stream reported */
     bool closed_sent;        /* our close_notify queued */
     bool cert_requested;     /* client: the origin sent a CertificateRequest */
+    bool has_identity;       /* client: a certificate to present (opts.identity) */
+    char client_facts[400];  /* ... its facts, for ServerConn.client_cert */
     char *fallback_host;     /* server role */
     char *cert_host;         /* server: host of the leaf; client: opts.host */
     char *sni;               /* server: received; client: sent */
@@ -211,6 +218,22 @@ static sess_slot_t *slot_find(reel_tls_ctx_t *ctx, const char *key, bool create)
  * TLS 1.3 ticket read later). The cache keeps a copy: the original stays
  * the connection's, and OpenSSL marks it not resumable when the connection
  * is freed without close_notify, which proxied connections often are. */
+/* A cached client session's mark that its handshake presented the client
+ * certificate an origin asked for (SSL_SESSION ex_data): a connection
+ * resuming it is authenticated by that certificate, its origin asking
+ * nothing (reel_tls_client_cert_asked). */
+static int cert_sent_idx = -1;
+static pthread_once_t cert_sent_once = PTHREAD_ONCE_INIT;
+
+static void cert_sent_init(void) {
+    cert_sent_idx = SSL_SESSION_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+static int cert_sent_index(void) {
+    pthread_once(&cert_sent_once, cert_sent_init);
+    return cert_sent_idx;
+}
+
 static int new_session_cb(SSL *ssl, SSL_SESSION *orig) {
     reel_tls_t *t = SSL_get_app_data(ssl);
     if (t == NULL || t->session_key == NULL || !SSL_SESSION_is_resumable(orig))
@@ -220,6 +243,8 @@ static int new_session_cb(SSL *ssl, SSL_SESSION *orig) {
         ERR_clear_error();
         return 0;
     }
+    if (t->cert_requested && t->has_identity && cert_sent_index() >= 0)
+        SSL_SESSION_set_ex_data(sess, cert_sent_index(), (void *)1);
     sess_slot_t *sl = slot_find(t->ctx, t->session_key, true);
     if (sl->n == SESS_PER_KEY) {
         SSL_SESSION_free(sl->s[0]);
@@ -304,9 +329,19 @@ static int unreadable(const char *path) {
     return e;
 }
 
-/* The origin asked for a client certificate (CertificateRequest). reel has
- * none to give: it goes on without one, and only notes the request, so
- * that the origin refusing it can be explained. */
+/* The origin asked for a client certificate (CertificateRequest): noted,
+ * for the record and to explain its refusal. Whatever reel presents
+ * (opts.identity) is on the SSL already. */
+static int cert_asked_cb(SSL *ssl, void *arg) {
+    (void)arg;
+    reel_tls_t *t = SSL_get_app_data(ssl);
+    if (t)
+        t->cert_requested = true;
+    return 1;
+}
+
+/* The origin asked for a client certificate and reel has none to give:
+ * it goes on without one. */
 static int client_cert_cb(SSL *ssl, X509 **x509, EVP_PKEY **pkey) {
     (void)x509;
     (void)pkey;
@@ -314,6 +349,182 @@ static int client_cert_cb(SSL *ssl, X509 **x509, EVP_PKEY **pkey) {
     if (t)
         t->cert_requested = true;
     return 0;
+}
+
+/* ---- client certificates (upstream_client_certs) ---- */
+
+static void cert_facts(X509 *x, char *out, size_t n);
+
+struct reel_tls_identity {
+    X509 *cert;
+    EVP_PKEY *key;
+    STACK_OF(X509) * chain;
+    char facts[400]; /* cert_facts */
+};
+
+struct reel_tls_identities {
+    reel_tls_identity_t *all; /* a file's: for every origin (NULL: a directory) */
+    /* a directory's, one per origin name, sorted by name */
+    struct named_identity {
+        char *name;
+        reel_tls_identity_t *id;
+    } * by_name;
+    size_t n;
+};
+
+/* A key's passphrase is never asked for (the proxy has no one to ask):
+ * an encrypted key fails to load. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u) {
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)u;
+    return 0;
+}
+
+static void identity_free(reel_tls_identity_t *id) {
+    if (id == NULL)
+        return;
+    X509_free(id->cert);
+    EVP_PKEY_free(id->key);
+    sk_X509_pop_free(id->chain, X509_free);
+    free(id);
+}
+
+static reel_rc identity_load(const char *path, reel_tls_identity_t **out, reel_err_t *err) {
+    *out = NULL;
+    int e = unreadable(path);
+    if (e)
+        return reel_err_errno(err, REEL_IO, e, "upstream_client_certs: cannot read %s", path);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return reel_err_errno(err, REEL_IO, errno, "upstream_client_certs: cannot read %s", path);
+    reel_tls_identity_t *id = reel_calloc(1, sizeof *id);
+    id->chain = sk_X509_new_null();
+    X509 *x;
+    while ((x = PEM_read_X509(f, NULL, no_passphrase, NULL)) != NULL) {
+        if (id->cert == NULL)
+            id->cert = x;
+        else if (!sk_X509_push(id->chain, x))
+            X509_free(x);
+    }
+    ERR_clear_error();
+    rewind(f);
+    id->key = PEM_read_PrivateKey(f, NULL, no_passphrase, NULL);
+    ERR_clear_error();
+    fclose(f);
+    const char *bad = id->cert == NULL ? "no certificate (PEM) in it"
+                      : id->key == NULL
+                          ? "no private key in it (PEM, not encrypted: reel cannot ask for a "
+                            "passphrase)"
+                      : X509_check_private_key(id->cert, id->key) != 1
+                          ? "its private key is not the certificate's"
+                          : NULL;
+    ERR_clear_error();
+    if (bad) {
+        identity_free(id);
+        return reel_err_set(err, REEL_INVALID, "upstream_client_certs: %s: %s", path, bad);
+    }
+    cert_facts(id->cert, id->facts, sizeof id->facts);
+    *out = id;
+    return REEL_OK;
+}
+
+static int by_name_cmp(const void *a, const void *b) {
+    return strcasecmp(((const struct named_identity *)a)->name,
+                      ((const struct named_identity *)b)->name);
+}
+
+reel_rc reel_tls_identities_load(const char *path, reel_tls_identities_t **out, reel_err_t *err) {
+    *out = NULL;
+    if (path == NULL || path[0] == '\0')
+        return REEL_OK;
+    reel_tls_identities_t *s = reel_calloc(1, sizeof *s);
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        free(s);
+        return reel_err_errno(err, REEL_IO, errno, "upstream_client_certs: cannot read %s", path);
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        reel_rc rc = identity_load(path, &s->all, err);
+        if (rc != REEL_OK) {
+            free(s);
+            return rc;
+        }
+        *out = s;
+        return REEL_OK;
+    }
+    DIR *d = opendir(path);
+    if (d == NULL) {
+        free(s);
+        return reel_err_errno(err, REEL_IO, errno, "upstream_client_certs: cannot read %s", path);
+    }
+    size_t cap = 0;
+    reel_rc rc = REEL_OK;
+    struct dirent *de;
+    while (rc == REEL_OK && (de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        if (de->d_name[0] == '.' || len <= 4 || strcasecmp(de->d_name + len - 4, ".pem") != 0)
+            continue; /* NAME.pem only */
+        char *file = reel_asprintf("%s/%s", path, de->d_name);
+        reel_tls_identity_t *id = NULL;
+        rc = identity_load(file, &id, err);
+        free(file);
+        if (rc != REEL_OK)
+            break;
+        if (s->n == cap) {
+            cap = cap ? cap * 2 : 8;
+            s->by_name = reel_realloc(s->by_name, cap * sizeof *s->by_name);
+        }
+        s->by_name[s->n].name = reel_strndup(de->d_name, len - 4);
+        s->by_name[s->n++].id = id;
+    }
+    closedir(d);
+    if (rc != REEL_OK) {
+        reel_tls_identities_free(s);
+        return rc;
+    }
+    if (s->n)
+        qsort(s->by_name, s->n, sizeof *s->by_name, by_name_cmp);
+    *out = s;
+    return REEL_OK;
+}
+
+const reel_tls_identity_t *reel_tls_identities_find(const reel_tls_identities_t *s,
+                                                    const char *host) {
+    if (s == NULL || host == NULL)
+        return NULL;
+    if (s->all)
+        return s->all;
+    struct named_identity key = {.name = (char *)host};
+    const struct named_identity *hit =
+        s->n ? bsearch(&key, s->by_name, s->n, sizeof *s->by_name, by_name_cmp) : NULL;
+    return hit ? hit->id : NULL;
+}
+
+void reel_tls_identities_free(reel_tls_identities_t *s) {
+    if (s == NULL)
+        return;
+    identity_free(s->all);
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->by_name[i].name);
+        identity_free(s->by_name[i].id);
+    }
+    free(s->by_name);
+    free(s);
+}
+
+bool reel_tls_client_cert_asked(const reel_tls_t *t, const char **cert) {
+    bool asked = t->cert_requested;
+    if (!asked && t->has_identity && t->done && SSL_session_reused(t->ssl) == 1) {
+        /* resumed: asked and answered in the handshake that made the
+         * session, which is authenticated by that certificate still */
+        SSL_SESSION *s = SSL_get_session(t->ssl);
+        asked = s && cert_sent_index() >= 0 && SSL_SESSION_get_ex_data(s, cert_sent_index());
+    }
+    if (cert)
+        *cert = asked && t->has_identity ? t->client_facts : NULL;
+    return asked;
 }
 
 reel_rc reel_tls_ctx_new_client(const char *extra_ca_file, bool no_system_store,
@@ -344,6 +555,7 @@ reel_rc reel_tls_ctx_new_client(const char *extra_ca_file, bool no_system_store,
                             reason);
     }
     SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_cert_cb(c, cert_asked_cb, NULL);
     SSL_CTX_set_client_cert_cb(c, client_cert_cb);
     SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(c, new_session_cb);
@@ -569,10 +781,21 @@ reel_rc reel_tls_new_client(reel_tls_ctx_t *ctx, const reel_tls_client_opts_t *o
      * always does; SSL_VERIFY_NONE only lets the handshake go on): the
      * flow records what the check found (reel_tls_unchecked_error) */
     SSL_set_verify(t->ssl, opts->insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, verify_note);
+    const reel_tls_identity_t *id = opts->identity;
+    if (id) { /* sent only if the origin asks */
+        if (SSL_use_cert_and_key(t->ssl, id->cert, id->key, id->chain, 1) != 1) {
+            const char *reason = ossl_reason();
+            rc = reel_err_set(err, REEL_ERROR, "cannot use the client certificate: %s", reason);
+            goto out;
+        }
+        t->has_identity = true;
+        snprintf(t->client_facts, sizeof t->client_facts, "%s", id->facts);
+    }
     if (opts->session_key) {
         /* a session made without verification never serves a verified
-         * connection */
-        t->session_key = reel_asprintf("%s%s", opts->insecure ? "!" : "", opts->session_key);
+         * connection, nor one made with a client certificate another */
+        t->session_key = reel_asprintf("%s%s%s%s", opts->insecure ? "!" : "", opts->session_key,
+                                       id ? " as " : "", id ? id->facts : "");
         session_offer(t);
     }
     /* SSL_set_alpn_protos returns 0 on success. */
@@ -716,19 +939,32 @@ static reel_rc fail(reel_tls_t *t, int ssl_err, reel_err_t *err) {
                  t->done ? "connection" : "handshake", t->eof_error);
     } else if (reason) {
         const char *hint = "";
-        if (!t->server && t->cert_requested &&
+        bool refused_cert =
+            !t->server && t->cert_requested &&
             (rcode == SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE ||
              rcode == SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED ||
              rcode == SSL_R_SSLV3_ALERT_BAD_CERTIFICATE ||
              rcode == SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN ||
-             rcode == SSL_R_TLSV1_ALERT_ACCESS_DENIED || rcode == SSL_R_TLSV1_ALERT_UNKNOWN_CA))
-            hint = ": the origin asked for a client certificate, which reel does not have: put "
-                   "the host in ignore_hosts to pass it through untouched";
+             rcode == SSL_R_TLSV1_ALERT_ACCESS_DENIED || rcode == SSL_R_TLSV1_ALERT_UNKNOWN_CA ||
+             rcode == SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE ||
+             rcode == SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED ||
+             rcode == SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED);
+        char refused[520];
+        if (refused_cert && t->has_identity) {
+            snprintf(refused, sizeof refused,
+                     ": the origin refused the client certificate reel presented "
+                     "(upstream_client_certs: %.250s)",
+                     t->client_facts);
+            hint = refused;
+        } else if (refused_cert)
+            hint = ": the origin asked for a client certificate, which reel does not have: give "
+                   "it one (upstream_client_certs), or put the host in ignore_hosts to pass it "
+                   "through untouched";
         else if (t->server && (rcode == SSL_R_TLSV1_ALERT_UNKNOWN_CA ||
                                rcode == SSL_R_SSLV3_ALERT_BAD_CERTIFICATE ||
                                rcode == SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN))
             hint = " (does the client trust the reel CA?)";
-        snprintf(t->errmsg, sizeof t->errmsg, "%s TLS %s failed: %s%s", who,
+        snprintf(t->errmsg, sizeof t->errmsg, "%s TLS %s failed: %.120s%.330s", who,
                  t->done ? "connection" : "handshake", reason, hint);
     } else if (ssl_err == SSL_ERROR_SYSCALL || ssl_err == SSL_ERROR_ZERO_RETURN) {
         snprintf(t->errmsg, sizeof t->errmsg, "%s closed the connection during the TLS %s", who,

@@ -107,7 +107,29 @@ typedef struct {
      * they skip certificate verification and most of the handshake; NULL:
      * no resumption. Sessions of insecure connections are kept apart. */
     const char *session_key;
+    /** The certificate and key to present if the origin asks for one
+     * (borrowed; NULL: none, reel goes on without). */
+    const struct reel_tls_identity *identity;
 } reel_tls_client_opts_t;
+
+/** A client certificate with its chain and private key
+ * (upstream_client_certs). */
+typedef struct reel_tls_identity reel_tls_identity_t;
+/** Client certificates by origin: one for every origin (a PEM file), or
+ * one per origin name (a directory of NAME.pem files). */
+typedef struct reel_tls_identities reel_tls_identities_t;
+
+/** Loads path: a PEM file holding a certificate, the certificates of its
+ * chain and its private key (not encrypted), or a directory of such files
+ * named for the origins they are for ("api.example.com.pem"). *out NULL
+ * for NULL or "". REEL_INVALID or REEL_IO naming the file and what is
+ * wrong with it (no certificate, no key, a key not the certificate's). */
+reel_rc reel_tls_identities_load(const char *path, reel_tls_identities_t **out, reel_err_t *err);
+/** The certificate for host (a name or an address, no brackets): its
+ * file's in a directory, else the one file's; NULL: none. */
+const reel_tls_identity_t *reel_tls_identities_find(const reel_tls_identities_t *s,
+                                                    const char *host);
+void reel_tls_identities_free(reel_tls_identities_t *s);
 
 /** Starts a client-role connection. Returns REEL_OK and an owned connection
  * in *out; REEL_INVALID for a missing host or bad ALPN list, REEL_ERROR if
@@ -223,6 +245,13 @@ const char *reel_tls_verify_error(const reel_tls_t *t, const char **cert);
  * sets it. A resumed session reports the result of the handshake that
  * made it. */
 const char *reel_tls_unchecked_error(const reel_tls_t *t, const char **cert);
+
+/** Client role: whether the origin asked for a client certificate (a
+ * CertificateRequest; for a resumed session, in the handshake that made
+ * it, when reel presented one then); *cert (if not NULL) then the facts
+ * of the one reel presented ("certificate for NAMES, by ISSUER, valid
+ * FROM to TO"), NULL when it had none. */
+bool reel_tls_client_cert_asked(const reel_tls_t *t, const char **cert);
 
 /** True when the handshake resumed a cached session (client role: see
  * reel_tls_client_opts_t.session_key). */

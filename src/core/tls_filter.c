@@ -183,6 +183,7 @@ static void tls_info(const reel_filter_t *f, reel_stack_info_t *out) {
     out->cipher = reel_tls_cipher(t->tls);
     out->tls_resumed = reel_tls_resumed(t->tls);
     out->unchecked_error = reel_tls_unchecked_error(t->tls, &out->unchecked_cert);
+    out->client_cert_asked = reel_tls_client_cert_asked(t->tls, &out->client_cert);
     out->tls_no_close_notify = t->eof_sent && !reel_tls_peer_closed(t->tls);
 }
 

@@ -48,7 +48,8 @@ static reel_web_upstream_t web_upstream(const reel_proxy_settings_t *ps) {
                                  .proxy = ps->upstream_proxy,
                                  .proxyauth = ps->upstream_proxyauth,
                                  .no_proxy = ps->upstream_no_proxy,
-                                 .insecure_hosts = ps->upstream_insecure_hosts};
+                                 .insecure_hosts = ps->upstream_insecure_hosts,
+                                 .client_certs = ps->upstream_client_certs};
 }
 
 static void warn_cb(void *ctx, const char *msg) {

@@ -43,6 +43,7 @@ void *reel_daemon_proxy_settings(const reel_config_t *cfg, reel_proxy_settings_t
         .reverse_to = reel_config_get(cfg, "reverse_to", NULL),
         .transparent = reel_config_get_bool(cfg, "transparent"),
         .upstream_insecure_hosts = reel_config_get(cfg, "upstream_insecure_hosts", NULL),
+        .upstream_client_certs = reel_config_get(cfg, "upstream_client_certs", NULL),
         .workers = (unsigned)reel_config_get_int(cfg, "workers"),
     };
     if (s->workers == 0)

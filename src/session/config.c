@@ -94,6 +94,12 @@ static const reel_option_t options[] = {
      NULL, 0, 0, check_hostports},
     {"upstream_trusted_ca", REEL_OPT_STRING, "",
      "extra CA file (PEM) for upstream verification; empty = none", NULL, 0, 0, NULL},
+    {"upstream_client_certs", REEL_OPT_STRING, "",
+     "client certificates for origins that ask for one (mutual TLS): a PEM file with the "
+     "certificate, its chain and its private key (not encrypted), presented to every origin "
+     "that asks, or a directory of such files named for the origins they are for "
+     "(api.example.com.pem); flows record it; empty = none",
+     NULL, 0, 0, NULL},
     {"capture", REEL_OPT_ENUM, "on",
      "on: record; if the disk falls behind for longer than capture_buffer lasts, store some "
      "bodies in part or not at all (their flows say how many bytes; one warning); lossless: "
@@ -949,12 +955,43 @@ out:
     return rc;
 }
 
+/* upstream_client_certs names a file or a directory the proxy reads (it
+ * says what is wrong with the certificates in it when it applies them):
+ * checks that it is there, and makes its path absolute, as
+ * check_ca_file does. Replaces *canon. */
+static reel_rc check_client_certs(char **canon, reel_err_t *err) {
+    const char *path = *canon;
+    if (path[0] == '\0')
+        return REEL_OK;
+    char *real = realpath(path, NULL);
+    struct stat st;
+    if (real == NULL || stat(real, &st) != 0) {
+        reel_rc rc =
+            reel_err_set(err, REEL_INVALID, "invalid value '%s' for upstream_client_certs: %s",
+                         path, strerror(errno));
+        free(real);
+        return rc;
+    }
+    if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+        free(real);
+        return reel_err_set(err, REEL_INVALID,
+                            "invalid value '%s' for upstream_client_certs: not a file or a "
+                            "directory",
+                            path);
+    }
+    free(*canon);
+    *canon = real;
+    return REEL_OK;
+}
+
 reel_rc reel_config_validate_set(const char *name, const char *value, char **canonical,
                                  reel_err_t *err) {
     char *canon = NULL;
     reel_rc rc = reel_config_validate(name, value, &canon, err);
     if (rc == REEL_OK && strcmp(name, "upstream_trusted_ca") == 0)
         rc = check_ca_file(&canon, err);
+    if (rc == REEL_OK && strcmp(name, "upstream_client_certs") == 0)
+        rc = check_client_certs(&canon, err);
     if (rc == REEL_OK)
         *canonical = canon;
     else
@@ -1573,6 +1610,7 @@ static const char *const hot_options[] = {
     "on_segment_closed",
     "upstream_no_proxy",
     "upstream_insecure_hosts",
+    "upstream_client_certs",
     "map_remote",
     "map_local",
     NULL,

@@ -128,6 +128,8 @@ typedef struct {
     char *verify_error, *peer_cert;
     char *via;          /* the upstream proxy the server connection went through */
     int via_forward;    /* ... the request sent to it in absolute form (no CONNECT) */
+    int client_cert_asked; /* the origin asked for a client certificate */
+    char *client_cert;     /* ... the one reel presented (NULL: none) */
     json_t *client_tls; /* the start record's, NULL: none */
     uint64_t conn_id;
     int conn_reused;
@@ -269,6 +271,7 @@ static void flow_free(flow_t *f) {
     free(f->tls_version);
     free(f->verify_error);
     free(f->peer_cert);
+    free(f->client_cert);
     free(f->mapped_to);
     free(f->original_dst);
     free(f->local_file);
@@ -472,6 +475,9 @@ static int on_record(void *ctx, const Reel__Record *rec) {
         free(f->via);
         f->via = c->via && c->via[0] ? reel_strdup(c->via) : NULL;
         f->via_forward = f->via && c->via_forward;
+        f->client_cert_asked = c->client_cert_asked;
+        free(f->client_cert);
+        f->client_cert = c->client_cert && c->client_cert[0] ? reel_strdup(c->client_cert) : NULL;
         f->conn_id = c->conn_id;
         f->conn_reused = c->reused;
         break;
@@ -1151,6 +1157,10 @@ static json_t *reel_info(const flow_t *f) {
         json_object_set_new(r, "via", str_json(f->via));
     if (f->via_forward)
         json_object_set_new(r, "via_forward", json_true());
+    if (f->client_cert_asked)
+        json_object_set_new(r, "client_cert_asked", json_true());
+    if (f->client_cert)
+        json_object_set_new(r, "client_cert", str_json(f->client_cert));
     if (f->client_tls)
         json_object_set(r, "client_tls", f->client_tls);
     for (int d = 0; d < 2; d++) {

@@ -617,6 +617,8 @@ typedef struct {
     const char *verify_error, *peer_cert;
     const char *via; /* _reel.via: the upstream proxy of that connection */
     int via_forward; /* _reel.via_forward: ... the request sent to it in absolute form */
+    int client_cert_asked;   /* _reel.client_cert_asked: the origin asked for one */
+    const char *client_cert; /* _reel.client_cert: the one reel presented */
     /* _reel.client_tls: the client's TLS with reel (has_client_tls) */
     int has_client_tls, client_tls_resumed;
     const char *client_tls[4]; /* sni, alpn, tls_version, cipher; NULL: none */
@@ -1288,6 +1290,7 @@ static reel_rc check_reel(const vctx_t *v, json_t *entry, entry_t *e) {
         reel_string(v, rx, "verify_error", 0, &e->verify_error) != REEL_OK ||
         reel_string(v, rx, "peer_cert", 0, &e->peer_cert) != REEL_OK ||
         reel_string(v, rx, "via", 1, &e->via) != REEL_OK ||
+        reel_string(v, rx, "client_cert", 1, &e->client_cert) != REEL_OK ||
         reel_string(v, rx, "mapped_to", 1, &e->mapped_to) != REEL_OK ||
         reel_string(v, rx, "local_file", 1, &e->local_file) != REEL_OK ||
         reel_string(v, rx, "original_dst", 1, &e->original_dst) != REEL_OK)
@@ -1308,6 +1311,7 @@ static reel_rc check_reel(const vctx_t *v, json_t *entry, entry_t *e) {
     if (fwd && !json_is_null(fwd) && !json_is_boolean(fwd))
         return fail(v, "_reel.via_forward", "not a boolean but %s", type_name(fwd));
     e->via_forward = e->via && json_is_true(fwd);
+    e->client_cert_asked = json_is_true(json_object_get(rx, "client_cert_asked"));
     int tbad = 0;
     json_t *ct = opt(v, rx, "client_tls", "_reel.client_tls", JSON_OBJECT, "an object", &tbad);
     if (tbad)
@@ -2146,7 +2150,9 @@ static reel_rc record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
                                  .verify_error = e->verify_error,
                                  .peer_cert = e->verify_error ? e->peer_cert : NULL,
                                  .via = e->via,
-                                 .via_forward = e->via_forward};
+                                 .via_forward = e->via_forward,
+                                 .client_cert_asked = e->client_cert_asked,
+                                 .client_cert = e->client_cert_asked ? e->client_cert : NULL};
         reel_recorder_server_conn(f, &sc);
     }
     reel_flow_end_t fe = {.error = e->error,

@@ -311,7 +311,8 @@ static size_t server_conn_len(const Reel__ServerConn *c) {
            str_size(11, c->peer_cert) + uint_size(12, i64(c->opened_us)) +
            uint_size(13, i64(c->dns_us)) + uint_size(14, i64(c->connect_us)) +
            uint_size(15, i64(c->ssl_us)) + str_size(16, c->via) +
-           uint_size(17, c->via_forward != 0);
+           uint_size(17, c->via_forward != 0) + str_size(18, c->client_cert) +
+           uint_size(19, c->client_cert_asked != 0);
 }
 
 static uint8_t *put_server_conn(uint8_t *p, const Reel__ServerConn *c) {
@@ -331,7 +332,9 @@ static uint8_t *put_server_conn(uint8_t *p, const Reel__ServerConn *c) {
     p = put_uint(p, 14, i64(c->connect_us));
     p = put_uint(p, 15, i64(c->ssl_us));
     p = put_str(p, 16, c->via);
-    return put_uint(p, 17, c->via_forward != 0);
+    p = put_uint(p, 17, c->via_forward != 0);
+    p = put_str(p, 18, c->client_cert);
+    return put_uint(p, 19, c->client_cert_asked != 0);
 }
 
 /* The event's field number and length, or 0 for an event left to

@@ -245,6 +245,10 @@ typedef struct {
     const char *verify_error, *peer_cert;
     const char *via; /* the upstream proxy it went through, "host:port" (NULL: none) */
     bool via_forward; /* ... the requests sent to it in absolute form, not through CONNECT */
+    /* the origin asked for a client certificate; the one reel presented
+     * (its facts; NULL: none) */
+    bool client_cert_asked;
+    const char *client_cert;
     /* How the connection was set up: when reel began (its DNS lookup;
      * wall clock µs, 0: not known, and the three others are then not
      * recorded), and the µs its DNS lookup, TCP connect and TLS handshake

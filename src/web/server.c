@@ -105,8 +105,8 @@ struct reel_web {
     reel_tls_ctx_t *live_tls;
     int live_verify, live_timeout_s;
     /* upstream_proxy, upstream_proxyauth, upstream_no_proxy,
-     * upstream_insecure_hosts (NULL: none) */
-    char *live_str[4];
+     * upstream_insecure_hosts, upstream_client_certs (NULL: none) */
+    char *live_str[5];
     live_replay_t *live_replays; /* queued or running */
     int nlive_replays;
     /* long requests, answered on the walk threads */
@@ -183,7 +183,7 @@ struct live_replay {
     char *session;
     reel_replay_req_t *req; /* owned */
     reel_replay_send_opts_t opts;
-    char *str[4];      /* opts' strings, as w->live_str (copies: the settings may change) */
+    char *str[5];      /* opts' strings, as w->live_str (copies: the settings may change) */
     atomic_int cancel; /* reel_web_stop: stop at the next wait */
     reel_replay_result_t res;
 };
@@ -889,7 +889,7 @@ static void live_done(uv_work_t *req, int status) {
     reel_replay_req_free(j->req);
     free(j->req);
     free(j->session);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         free(j->str[i]);
     free(j);
 }
@@ -914,7 +914,7 @@ static int live_replay_start(conn_t *c, reel__web_resp_t *rs, int keep_alive) {
     j->req = rs->replay_req;
     rs->replay_req = NULL;
     atomic_init(&j->cancel, 0);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         j->str[i] = w->live_str[i] ? reel_strdup(w->live_str[i]) : NULL;
     j->opts = (reel_replay_send_opts_t){.rec = w->live_rec,
                                         .tls = w->live_tls,
@@ -925,7 +925,8 @@ static int live_replay_start(conn_t *c, reel__web_resp_t *rs, int keep_alive) {
                                         .upstream_proxy = j->str[0],
                                         .upstream_proxyauth = j->str[1],
                                         .upstream_no_proxy = j->str[2],
-                                        .upstream_insecure_hosts = j->str[3]};
+                                        .upstream_insecure_hosts = j->str[3],
+                                        .upstream_client_certs = j->str[4]};
     j->work.data = j;
     int e = uv_queue_work(w->loop, &j->work, live_work, live_done);
     if (e != 0) {
@@ -1663,8 +1664,8 @@ void reel_web_live_upstream(reel_web_t *w, const reel_web_upstream_t *u) {
         return;
     w->live_verify = u->verify;
     w->live_timeout_s = u->timeout_s > 0 ? u->timeout_s : 60;
-    const char *from[4] = {u->proxy, u->proxyauth, u->no_proxy, u->insecure_hosts};
-    for (int i = 0; i < 4; i++) {
+    const char *from[5] = {u->proxy, u->proxyauth, u->no_proxy, u->insecure_hosts, u->client_certs};
+    for (int i = 0; i < 5; i++) {
         free(w->live_str[i]);
         w->live_str[i] = from[i] && from[i][0] ? reel_strdup(from[i]) : NULL;
     }
@@ -1723,7 +1724,7 @@ void reel_web_free(reel_web_t *w) {
     free(w->sessions);
     free(w->live);
     reel_tls_ctx_free(w->live_tls);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         free(w->live_str[i]);
     free(w->url);
     for (int i = 0; i < 4; i++)

@@ -35,8 +35,8 @@ typedef struct {
     int verify;    /* upstream_cert_verify */
     int timeout_s; /* upstream_timeout (each wait); 0: 60 */
     /* upstream_proxy, upstream_proxyauth, upstream_no_proxy,
-     * upstream_insecure_hosts */
-    const char *proxy, *proxyauth, *no_proxy, *insecure_hosts;
+     * upstream_insecure_hosts, upstream_client_certs */
+    const char *proxy, *proxyauth, *no_proxy, *insecure_hosts, *client_certs;
 } reel_web_upstream_t;
 
 typedef struct {

@@ -35,9 +35,10 @@ def make_ca(root, name):
     return "%s/%s.pem" % (root, name)
 
 
-def make_leaf(root, name, ca, san):
+def make_leaf(root, name, ca, san, usage="serverAuth"):
     """A leaf for san ("DNS:localhost,...") signed by CA ca (a make_ca name),
-    or self-signed when ca is None: (cert, key)."""
+    or self-signed when ca is None: (cert, key). usage: its extended key
+    usage."""
     cert, key = "%s/%s.pem" % (root, name), "%s/%s.key" % (root, name)
     if ca is None:
         run(["openssl", "req", "-x509"] + EC + ["-keyout", key, "-out", cert, "-days", "2",
@@ -45,7 +46,7 @@ def make_leaf(root, name, ca, san):
         return cert, key
     run(["openssl", "req"] + EC + ["-keyout", key, "-out", root + "/leaf.csr", "-subj", "/CN=x"])
     with open(root + "/ext.cnf", "w") as f:
-        f.write("subjectAltName=%s\nextendedKeyUsage=serverAuth\n" % san)
+        f.write("subjectAltName=%s\nextendedKeyUsage=%s\n" % (san, usage))
     run(["openssl", "x509", "-req", "-in", root + "/leaf.csr", "-CA", "%s/%s.pem" % (root, ca),
          "-CAkey", "%s/%s.key" % (root, ca), "-set_serial", str(len(os.listdir(root))),
          "-out", cert, "-days", "2", "-extfile", root + "/ext.cnf"])
@@ -57,9 +58,12 @@ class Origin:
     (Connection: close), so that each request has a connection of its own
     (the second one resuming the first's TLS session); counts connections."""
 
-    def __init__(self, cert, alpn=("http/1.1",)):
+    def __init__(self, cert, alpn=("http/1.1",), client_ca=None):
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(*cert)
+        if client_ca:  # mutual TLS: a client certificate from that CA, or no request answered
+            self.ctx.verify_mode = ssl.CERT_REQUIRED
+            self.ctx.load_verify_locations(client_ca)
         self.ctx.set_alpn_protocols(list(alpn))
         self.srv = socket.socket()
         self.srv.bind(("127.0.0.1", 0))
@@ -371,6 +375,50 @@ class TlsRecordTest(unittest.TestCase):
         self.assertEqual([base64.b64decode(m["data_b64"]) for m in full["messages"]
                           if m["from_client"]], [b"GE"], full["messages"])
         self.assertGreaterEqual(full["timings"]["ssl_us"], 0, full["timings"])
+
+    def test_client_certificate_presented(self):
+        """upstream_client_certs: a file, then a directory with a file named
+        for the host, gives an origin that wants a client certificate one;
+        the flow says it was asked and what reel presented; a directory
+        without one for the host gives none, and the error says how to."""
+        r = self.root
+        cert, key = make_leaf(r, "client", "trusted-ca", "DNS:client.test", usage="clientAuth")
+        pem = os.path.join(r, "client-bundle.pem")
+        with open(pem, "w") as out:
+            for part in (cert, key):
+                with open(part) as f:
+                    out.write(f.read())
+        certs = os.path.join(r, "client-certs")
+        os.makedirs(certs)
+        shutil.copy(pem, os.path.join(certs, "localhost.pem"))
+        empty = os.path.join(r, "no-certs")
+        os.makedirs(empty)
+        o = Origin(self.good, client_ca=self.ca)
+        try:
+            for value in (pem, certs):
+                self.reel.set_config("set", "upstream_client_certs", value)
+                self.get(o.port)
+                f = self.flows(o.port, 1 if value == pem else 2)[-1]
+                sc = self.reel.flow(f["id"])["server_conn"]
+                self.assertTrue(sc["client_cert_asked"], sc)
+                self.assertRegex(sc["client_cert"], r"^certificate for client\.test, by reel "
+                                                    r"trusted-ca, valid ")
+            text = self.reel.cli("flow", "main", str(f["id"])).stdout.decode()
+            self.assertIn("\n~ the origin asked for a client certificate: reel presented "
+                          "certificate for client.test, by reel trusted-ca, valid ", text)
+            self.reel.set_config("set", "upstream_client_certs", empty)
+            out = curl(self.reel, "--http1.1", "https://localhost:%d/none" % o.port, check=False)
+            self.assertIn(b"the origin asked for a client certificate, which reel does not have: "
+                          b"give it one (upstream_client_certs)", out.stdout)
+            # a file that is no certificate: refused by reel config, named
+            bad = self.reel.cli("config", "main", "set", "upstream_client_certs",
+                                os.path.join(r, "nope.pem"), check=False)
+            self.assertNotEqual(bad.returncode, 0)
+            self.assertIn(b"invalid value '%s' for upstream_client_certs: No such file or "
+                          b"directory" % os.path.join(r, "nope.pem").encode(), bad.stderr)
+        finally:
+            self.reel.set_config("unset", "upstream_client_certs")
+            o.close()
 
     def test_origin_that_wants_a_client_certificate(self):
         """A TLS 1.3 origin that wants a client certificate sends its alert

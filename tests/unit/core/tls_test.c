@@ -719,6 +719,13 @@ static void test_verify_chain_untrusted_root(void **state) {
     EVP_PKEY_free(rk);
 }
 
+/* A server's check of a client certificate that takes any. */
+static int accept_any(int ok, X509_STORE_CTX *x) {
+    (void)ok;
+    (void)x;
+    return 1;
+}
+
 /* An origin that requires a client certificate (mutual TLS): reel has none
  * to give, and the error says that the origin asked for one. TLS 1.2 ends
  * the handshake; TLS 1.3 lets the client finish its side first, and the
@@ -745,10 +752,126 @@ static void test_client_cert_required(void **state) {
         assert_int_equal(rc, REEL_ERROR);
         assert_non_null(strstr(err.msg, v13 ? "certificate required" : "handshake failure"));
         assert_non_null(strstr(err.msg, ": the origin asked for a client certificate, which reel "
-                                        "does not have: put the host in ignore_hosts"));
+                                        "does not have: give it one (upstream_client_certs), or "
+                                        "put the host in ignore_hosts"));
+        const char *sent = "?";
+        assert_true(reel_tls_client_cert_asked(c, &sent));
+        assert_null(sent);
         reel_tls_free(c);
         raw_free(&r);
     }
+    /* with upstream_client_certs: a file (certificate, then key) that a
+     * server trusting reel's CA takes, and the record says what was sent */
+    X509 *mine = NULL;
+    assert_int_equal(reel_ca_leaf(FX->ca, "client.test", &mine, &err), REEL_OK);
+    char *pem = reel_asprintf("%s/client.pem", FX->dir);
+    FILE *f = fopen(pem, "w");
+    assert_non_null(f);
+    assert_int_equal(PEM_write_X509(f, mine), 1);
+    assert_int_equal(PEM_write_PrivateKey(f, reel_ca_leaf_key(FX->ca), NULL, NULL, 0, NULL, NULL),
+                     1);
+    fclose(f);
+    reel_tls_identities_t *ids = NULL;
+    assert_int_equal(reel_tls_identities_load(pem, &ids, &err), REEL_OK);
+    const reel_tls_identity_t *id = reel_tls_identities_find(ids, "mtls.test");
+    assert_non_null(id);
+    /* (reel's leaves are for servers: a server that checks the purpose
+     * refuses this one, and the error says which certificate it refused) */
+    {
+        raw_t r = raw_server(leaf, reel_ca_leaf_key(FX->ca));
+        X509_STORE_add_cert(SSL_CTX_get_cert_store(r.ctx), reel_ca_cert(FX->ca));
+        SSL_set_verify(r.ssl, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+        reel_tls_t *c = NULL;
+        reel_tls_client_opts_t o = {.host = "mtls.test", .identity = id};
+        assert_int_equal(reel_tls_new_client(FX->client, &o, &c, &err), REEL_OK);
+        reel_err_clear(&err);
+        reel_rc rc = raw_handshake(&r, c, &err);
+        if (rc == REEL_OK) { /* (TLS 1.3: with the first read) */
+            uint8_t buf[64];
+            size_t n = 0;
+            rc = reel_tls_read_plain(c, buf, sizeof buf, &n, &err);
+        }
+        assert_int_equal(rc, REEL_ERROR);
+        assert_non_null(strstr(err.msg, ": the origin refused the client certificate reel "
+                                        "presented (upstream_client_certs: certificate for "
+                                        "client.test, by "));
+        reel_tls_free(c);
+        raw_free(&r);
+    }
+    for (int v13 = 0; v13 < 2; v13++) {
+        raw_t r = raw_server(leaf, reel_ca_leaf_key(FX->ca));
+        SSL_set_verify(r.ssl, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, accept_any);
+        SSL_set_max_proto_version(r.ssl, v13 ? TLS1_3_VERSION : TLS1_2_VERSION);
+        reel_tls_t *c = NULL;
+        reel_tls_client_opts_t o = {.host = "mtls.test", .identity = id};
+        assert_int_equal(reel_tls_new_client(FX->client, &o, &c, &err), REEL_OK);
+        reel_err_clear(&err);
+        if (raw_handshake(&r, c, &err) != REEL_OK)
+            fail_msg("handshake: %s", err.msg);
+        X509 *got = SSL_get1_peer_certificate(r.ssl);
+        assert_non_null(got);
+        assert_int_equal(X509_cmp(got, mine), 0);
+        X509_free(got);
+        const char *sent = NULL;
+        assert_true(reel_tls_client_cert_asked(c, &sent));
+        assert_non_null(sent);
+        assert_non_null(strstr(sent, "certificate for client.test, by "));
+        reel_tls_free(c);
+        raw_free(&r);
+    }
+    /* a server that does not ask gets nothing, and nothing is recorded */
+    {
+        raw_t r = raw_server(leaf, reel_ca_leaf_key(FX->ca));
+        reel_tls_t *c = NULL;
+        reel_tls_client_opts_t o = {.host = "mtls.test", .identity = id};
+        assert_int_equal(reel_tls_new_client(FX->client, &o, &c, &err), REEL_OK);
+        assert_int_equal(raw_handshake(&r, c, &err), REEL_OK);
+        assert_null(SSL_get0_peer_certificate(r.ssl));
+        const char *sent = "?";
+        assert_false(reel_tls_client_cert_asked(c, &sent));
+        assert_null(sent);
+        reel_tls_free(c);
+        raw_free(&r);
+    }
+    reel_tls_identities_free(ids);
+    /* files that are no identity: named, with what is wrong */
+    static const struct {
+        const char *content, *why;
+    } bad[] = {{"", "no certificate (PEM) in it"},
+               {NULL, "no private key in it (PEM, not encrypted: reel cannot ask for a "
+                      "passphrase)"}};
+    for (size_t i = 0; i < 2; i++) {
+        f = fopen(pem, "w");
+        assert_non_null(f);
+        if (bad[i].content)
+            fputs(bad[i].content, f);
+        else
+            PEM_write_X509(f, mine);
+        fclose(f);
+        reel_err_clear(&err);
+        assert_int_equal(reel_tls_identities_load(pem, &ids, &err), REEL_INVALID);
+        assert_null(ids);
+        char *want = reel_asprintf("upstream_client_certs: %s: %s", pem, bad[i].why);
+        assert_string_equal(err.msg, want);
+        free(want);
+    }
+    /* a directory: the file named for the host, none for another */
+    char *dir = reel_asprintf("%s/certs", FX->dir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    char *named = reel_asprintf("%s/Mtls.Test.pem", dir);
+    f = fopen(named, "w");
+    assert_non_null(f);
+    PEM_write_X509(f, mine);
+    PEM_write_PrivateKey(f, reel_ca_leaf_key(FX->ca), NULL, NULL, 0, NULL, NULL);
+    fclose(f);
+    assert_int_equal(reel_tls_identities_load(dir, &ids, &err), REEL_OK);
+    assert_non_null(reel_tls_identities_find(ids, "mtls.test"));
+    assert_null(reel_tls_identities_find(ids, "other.test"));
+    reel_tls_identities_free(ids);
+    free(named);
+    free(dir);
+    free(pem);
+    X509_free(mine);
     /* a failure without a certificate request gets no such hint */
     raw_t r = raw_server(leaf, reel_ca_leaf_key(FX->ca));
     reel_tls_t *c = client_new(FX->untrusting, "mtls.test", false, NULL);

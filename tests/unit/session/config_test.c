@@ -155,7 +155,7 @@ static void test_table(void **state) {
         for (const reel_option_t *p = o + 1; p->name; p++)
             assert_string_not_equal(o->name, p->name);
     }
-    assert_int_equal(n, 37);
+    assert_int_equal(n, 38);
     /* the names the proxy reads */
     const char *names[] = {
         "listen_host",          "listen_port",         "body_limit",       "ignore_hosts",
@@ -412,7 +412,7 @@ static void test_unknown(void **state) {
                "body_index_max, ignore_hosts, upstream_cert_verify, intercept_starttls, "
                "upstream_insecure_hosts, "
                "http2, h2c_upstreams, "
-               "upstream_trusted_ca, capture, "
+               "upstream_trusted_ca, upstream_client_certs, capture, "
                "capture_buffer, "
                "fsync, fsync_interval_ms, segment_size, zstd_level, retention_max_bytes, "
                "retention_max_age, "
@@ -666,7 +666,7 @@ static void test_layers(void **state) {
         "valid options: listen_host, listen_port, body_limit, body_index_max, "
         "ignore_hosts, "
         "upstream_cert_verify, intercept_starttls, upstream_insecure_hosts, http2, h2c_upstreams, "
-        "upstream_trusted_ca, "
+        "upstream_trusted_ca, upstream_client_certs, "
         "capture, capture_buffer, "
         "fsync, fsync_interval_ms, segment_size, zstd_level, retention_max_bytes, "
         "retention_max_age, "

@@ -297,7 +297,7 @@ static void test_small_records(void **state) {
     assert_int_equal(reel_pbrec_size(&other), 0);
     assert_int_equal(reel_pbrec_write(NULL, &other), 0);
     for (int round = 0; round < 3000; round++) {
-        char *own[19] = {NULL};
+        char *own[20] = {NULL};
         Reel__Record rec = REEL__RECORD__INIT;
         rec.flow_id = rand_u64();
         rec.time_us = rand_i64();
@@ -373,6 +373,8 @@ static void test_small_records(void **state) {
             sc.ssl_us = rand_i64();
             sc.via = rand_field(&own[18]);
             sc.via_forward = (protobuf_c_boolean)(next() % 2);
+            sc.client_cert = rand_field(&own[19]);
+            sc.client_cert_asked = (protobuf_c_boolean)(next() % 2);
             rec.event_case = REEL__RECORD__EVENT_SERVER_CONN;
             rec.server_conn = &sc;
             break;
