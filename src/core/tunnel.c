@@ -459,12 +459,14 @@ void reel__start_upgraded_tunnel(conn_t *c) {
 
 /* ---- STARTTLS ----
  *
- * SMTP (RFC 3207), IMAP (RFC 3501 6.2.1) and POP3 (RFC 2595 4) sessions in
- * a plain TCP tunnel can switch to TLS mid-stream. With intercept_starttls
- * reel watches for that: the client's command (STARTTLS; TAG STARTTLS;
- * STLS) as the last line of what it sent, and the server's yes (220;
- * TAG OK; +OK) as the first line of its answer, the two relayed as any
- * bytes. The client's next bytes are then its ClientHello: held, reel's
+ * SMTP (RFC 3207), IMAP (RFC 3501 6.2.1), POP3 (RFC 2595 4) and FTP (RFC
+ * 4217) sessions in a plain TCP tunnel can switch to TLS mid-stream, and a
+ * PostgreSQL client asks for TLS first. With intercept_starttls reel
+ * watches for that: the client's command (STARTTLS; TAG STARTTLS; STLS;
+ * AUTH TLS or SSL) as the last line of what it sent, and the server's yes
+ * (220; TAG OK; +OK; 234) as the first line of its answer, or
+ * PostgreSQL's SSLRequest (8 bytes) and its one-byte 'S', the two relayed
+ * as any bytes. The client's next bytes are then its ClientHello: held, reel's
  * TLS to the server goes on the same connection (verified as for
  * HTTPS), and the client's handshake with reel's leaf follows, offered
  * what the server chose by ALPN: from there on the tunnel is a TLS
@@ -474,7 +476,12 @@ void reel__start_upgraded_tunnel(conn_t *c) {
  * in ignore_hosts) leaves the bytes relayed as they come. */
 
 enum { ST_NONE, ST_ASKED, ST_AGREED, ST_BEGUN, ST_OFF };
-enum { ST_SMTP = 1, ST_IMAP, ST_POP3 };
+enum { ST_SMTP = 1, ST_IMAP, ST_POP3, ST_FTP, ST_POSTGRES };
+
+/* PostgreSQL's SSLRequest (its protocol's 8 bytes: length 8, code
+ * 80877103), which a client sends first for TLS; the server answers one
+ * byte, 'S' (yes) or 'N' */
+static const uint8_t pg_ssl_request[8] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f};
 
 static bool line_is(const uint8_t *l, size_t n, const char *word) {
     size_t k = strlen(word);
@@ -515,6 +522,12 @@ static void starttls_watch(conn_t *c) {
     size_t n;
     if (cl->in.len) {
         c->starttls = ST_NONE;
+        if (cl->in.len == sizeof pg_ssl_request &&
+            memcmp(cl->in.data, pg_ssl_request, sizeof pg_ssl_request) == 0) {
+            c->starttls_proto = ST_POSTGRES;
+            c->starttls = ST_ASKED;
+            return;
+        }
         if (cl->in.len > 256 || !last_line(cl->in.data, cl->in.len, &l, &n))
             return;
         const uint8_t *sp = memchr(l, ' ', n);
@@ -522,6 +535,8 @@ static void starttls_watch(conn_t *c) {
             c->starttls_proto = ST_SMTP;
         } else if (line_is(l, n, "STLS")) {
             c->starttls_proto = ST_POP3;
+        } else if (line_is(l, n, "AUTH TLS") || line_is(l, n, "AUTH SSL")) {
+            c->starttls_proto = ST_FTP; /* RFC 4217 4 */
         } else if (sp && sp > l && (size_t)(sp - l) < sizeof c->starttls_tag &&
                    line_is(sp + 1, n - (size_t)(sp - l) - 1, "STARTTLS")) {
             c->starttls_proto = ST_IMAP;
@@ -535,9 +550,14 @@ static void starttls_watch(conn_t *c) {
     }
     if (c->starttls != ST_ASKED || up->in.len == 0)
         return;
-    /* its answer's lines (IMAP's untagged ones before the tagged) */
     const uint8_t *d = up->in.data, *end = d + up->in.len;
     c->starttls = ST_NONE;
+    if (c->starttls_proto == ST_POSTGRES) { /* one byte, nothing after it */
+        if (up->in.len == 1 && d[0] == 'S')
+            c->starttls = ST_AGREED;
+        return;
+    }
+    /* its answer's lines (IMAP's untagged ones before the tagged) */
     while (d < end) {
         const uint8_t *nl = memchr(d, '\n', (size_t)(end - d));
         if (nl == NULL)
@@ -550,6 +570,11 @@ static void starttls_watch(conn_t *c) {
         }
         if (c->starttls_proto == ST_POP3) {
             if (len >= 3 && memcmp(d, "+OK", 3) == 0)
+                c->starttls = ST_AGREED;
+            return;
+        }
+        if (c->starttls_proto == ST_FTP) {
+            if (len >= 4 && memcmp(d, "234", 3) == 0 && (d[3] == ' ' || d[3] == '\r'))
                 c->starttls = ST_AGREED;
             return;
         }

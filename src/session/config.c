@@ -73,9 +73,10 @@ static const reel_option_t options[] = {
     {"upstream_cert_verify", REEL_OPT_BOOL, "true", "verify the certificates of upstream servers",
      NULL, 0, 0, NULL},
     {"intercept_starttls", REEL_OPT_BOOL, "true",
-     "intercept the TLS an SMTP, IMAP or POP3 session in a plain TCP tunnel starts with "
-     "STARTTLS (STLS): reel's leaf to the client, TLS verified to the server, the messages "
-     "after it recorded decrypted; false: relayed as they come",
+     "intercept the TLS an SMTP, IMAP, POP3 or FTP session in a plain TCP tunnel starts with "
+     "STARTTLS (STLS, AUTH TLS), or a PostgreSQL client with its SSLRequest: reel's leaf to "
+     "the client, TLS verified to the server, the messages after it recorded decrypted; "
+     "false: relayed as they come",
      NULL, 0, 0, NULL},
     {"upstream_insecure_hosts", REEL_OPT_STRING, "",
      "origins whose certificates reel does not verify although upstream_cert_verify is on, "

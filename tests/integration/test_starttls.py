@@ -10,9 +10,12 @@ plaintext before and after the switch (EHLO twice, the mail's body), a
 ServerConn with the server's TLS and the client's TLS with reel. A server
 that refuses STARTTLS leaves the session in the clear; with
 intercept_starttls off the TLS is relayed as it comes (curl then needs to
-trust the server's own CA), its bytes recorded encrypted.
+trust the server's own CA), its bytes recorded encrypted. FTP's AUTH TLS
+(python3's ftplib as the client) and PostgreSQL's SSLRequest (a python3
+client speaking its bytes) are intercepted the same way.
 """
 import base64
+import ftplib
 import os
 import socket
 import socketserver
@@ -62,8 +65,11 @@ class MailHandler(socketserver.StreamRequestHandler):
 
     def handle(self):
         self.tls = False
+        if self.proto == "postgres":
+            return self.handle_postgres()
         self.send({"smtp": "220 mail.test ESMTP\r\n", "imap": "* OK mail.test ready\r\n",
-                   "pop3": "+OK mail.test ready\r\n"}[self.proto])
+                   "pop3": "+OK mail.test ready\r\n", "ftp": "220 ftp.test ready\r\n"}
+                  [self.proto])
         while True:
             line = self.rfile.readline()
             if not line:
@@ -109,6 +115,32 @@ class MailHandler(socketserver.StreamRequestHandler):
         else:
             self.send("%s OK done\r\n" % tag)
         return True
+
+    def handle_ftp(self, w):
+        cmd = w[0].upper()
+        if cmd == "AUTH":
+            self.send("234 AUTH %s ok\r\n" % w[1])
+            self.starttls()
+        elif cmd == "SYST":
+            self.send("215 UNIX Type: L8 %s\r\n" % ("(over tls)" if self.tls else ""))
+        elif cmd == "QUIT":
+            self.send("221 bye\r\n")
+            return False
+        else:
+            self.send("200 ok\r\n")
+        return True
+
+    def handle_postgres(self):
+        """PostgreSQL's SSLRequest, 'S', TLS; then the client's bytes
+        echoed after a marker, once."""
+        if self.rfile.read(8) != b"\0\0\0\x08\x04\xd2\x16\x2f":
+            return
+        self.wfile.write(b"S")
+        self.wfile.flush()
+        self.starttls()
+        got = self.rfile.read1(100)
+        self.wfile.write(b"server got: " + got)
+        self.wfile.flush()
 
     def handle_pop3(self, w):
         cmd = w[0].upper()
@@ -157,7 +189,8 @@ class StartTlsTest(unittest.TestCase):
         o = cls.origin
         cls.reel = Reel(cls.root, "st", "upstream_trusted_ca=" + o.ca)
         cert, key = os.path.join(o.root, "server.pem"), os.path.join(o.root, "server.key")
-        cls.servers = {p: MailServer(p, cert, key) for p in ("smtp", "imap", "pop3")}
+        cls.servers = {p: MailServer(p, cert, key)
+                       for p in ("smtp", "imap", "pop3", "ftp", "postgres")}
         cls.refusing = MailServer("smtp", cert, key, refuse=True)
         cls.plain = MailServer("smtp", cert, key)  # for intercept_starttls off
         cls.quitter = MailServer("smtp", cert, key)  # for a client that ends after the yes
@@ -235,6 +268,47 @@ class StartTlsTest(unittest.TestCase):
         full = self.intercepted(self.servers["pop3"].port)
         self.assertIn(b"STLS\r\n", self.sent(full, True))
         self.assertIn(b"1 4242", self.sent(full, False))
+
+    def tunnel_socket(self, port):
+        """A socket through reel's CONNECT tunnel to localhost:port."""
+        s = socket.create_connection(("127.0.0.1", self.reel.port))
+        s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: x\r\n\r\n" % port)
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            head += s.recv(1)
+        self.assertIn(b" 200 ", head)
+        return s
+
+    def test_ftp_and_postgres(self):
+        ctx = ssl.create_default_context(cafile=self.reel.ca)
+        # FTP's AUTH TLS (RFC 4217), python3's ftplib as the client
+        port = self.servers["ftp"].port
+        ftp = ftplib.FTP_TLS(context=ctx)
+        ftp.host, ftp.port = "localhost", port
+        ftp.sock = self.tunnel_socket(port)
+        ftp.af = ftp.sock.family
+        ftp.file = ftp.sock.makefile("r", encoding=ftp.encoding)
+        ftp.welcome = ftp.getresp()
+        ftp.auth()
+        self.assertEqual(ftp.sendcmd("SYST"), "215 UNIX Type: L8 (over tls)")
+        ftp.quit()
+        full = self.intercepted(port)
+        self.assertIn(b"AUTH TLS\r\n", self.sent(full, True))
+        self.assertIn(b"SYST\r\n", self.sent(full, True))
+        self.assertIn(b"(over tls)", self.sent(full, False))
+        # PostgreSQL's SSLRequest: 8 bytes, then 'S'
+        port = self.servers["postgres"].port
+        s = self.tunnel_socket(port)
+        s.sendall(b"\0\0\0\x08\x04\xd2\x16\x2f")
+        self.assertEqual(s.recv(1), b"S")
+        t = ctx.wrap_socket(s, server_hostname="localhost")
+        t.sendall(b"startup message")
+        self.assertEqual(t.recv(100), b"server got: startup message")
+        t.close()
+        full = self.intercepted(port)
+        self.assertEqual(self.messages(full), [(True, b"\0\0\0\x08\x04\xd2\x16\x2f"),
+                                               (False, b"S"), (True, b"startup message"),
+                                               (False, b"server got: startup message")])
 
     def test_server_not_trusted(self):
         # reel's TLS to the server fails its check: the tunnel ends saying so
