@@ -794,6 +794,11 @@ size_t reel__starttls_held(const conn_t *c);
  * there would be (core/tunnel.c). */
 void reel__transparent_begin(conn_t *c, const char *host, int port);
 
+/* What map rules' filters see of the request h, to url (owned by the
+ * caller) at host: method, content type, fields, the client. */
+void reel__rule_request(const conn_t *c, const reel_h1_head_t *h, const char *url, const char *host,
+                        reel_filter_request_t *rq);
+
 /* map_local (core/maplocal.c). */
 typedef struct reel_local reel_local_t;
 /* If a map_local rule matches the request h (to https, host, port,

@@ -1190,16 +1190,33 @@ char *reel__authority(bool https, const char *host, int port) {
  * in *m_https, *m_host, *m_port and *m_path (owned); 0: none matches; -1:
  * a rule matched but made nothing reel can send a request to, *why
  * (owned) saying so. */
-static int map_request(const conn_t *c, bool https, const char *host, int port, const char *path,
-                       char **mapped, bool *m_https, char **m_host, int *m_port, char **m_path,
-                       char **why) {
+void reel__rule_request(const conn_t *c, const reel_h1_head_t *h, const char *url, const char *host,
+                        reel_filter_request_t *rq) {
+    const reel_h1_header_t *ct = reel_h1_find_header(h->headers, h->nheaders, "content-type");
+    *rq = (reel_filter_request_t){.method = h->method,
+                                  .url = url,
+                                  .host = host,
+                                  .content_type = ct ? ct->value : NULL,
+                                  .client_addr = c->client_addr,
+                                  /* (the same layout: core/msg.h's reel_field_t) */
+                                  .headers = (const reel_filter_field_t *)(const void *)h->headers,
+                                  .nheaders = h->nheaders,
+                                  .http2 = c->lane != NULL && !c->lane_tunnel,
+                                  .websocket = c->ex.ws_requested};
+}
+
+static int map_request(const conn_t *c, const reel_h1_head_t *h, bool https, const char *host,
+                       int port, const char *path, char **mapped, bool *m_https, char **m_host,
+                       int *m_port, char **m_path, char **why) {
     *mapped = *m_host = *m_path = *why = NULL;
     char *auth = reel__authority(https, host, port);
     char *url = reel_asprintf("%s://%s%s", https ? "https" : "http", auth, path);
     free(auth);
     reel_err_t err;
     reel_err_clear(&err);
-    char *to = reel_map_rules_apply(c->p->map_remote, url, &err);
+    reel_filter_request_t rq;
+    reel__rule_request(c, h, url, host, &rq);
+    char *to = reel_map_rules_apply(c->p->map_remote, url, &rq, &err);
     free(url);
     if (to == NULL) {
         if (err.code == REEL_OK)
@@ -1557,7 +1574,7 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
         bool m_https = false;
         char *m_host = NULL, *m_path = NULL, *why = NULL;
         int m_port = 0;
-        int mr = map_request(c, https, rhost, port, path, &mapped, &m_https, &m_host, &m_port,
+        int mr = map_request(c, h, https, rhost, port, path, &mapped, &m_https, &m_host, &m_port,
                              &m_path, &why);
         if (mr < 0) { /* recorded as the client sent it, answered with why */
             start_flow(c, h, https, host, port, path, false, 0, NULL);

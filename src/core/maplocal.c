@@ -206,7 +206,9 @@ bool reel__local_answer(conn_t *c, const reel_h1_head_t *h, bool https, const ch
     free(auth);
     const char *base;
     char *suffix;
-    int m = reel_map_local_match(c->p->map_local, url, &base, &suffix);
+    reel_filter_request_t rq;
+    reel__rule_request(c, h, url, host, &rq);
+    int m = reel_map_local_match(c->p->map_local, url, &rq, &base, &suffix);
     free(url);
     if (m == 0)
         return false;

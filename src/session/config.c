@@ -199,12 +199,14 @@ static const reel_option_t options[] = {
     {"map_remote", REEL_OPT_LIST, "[]",
      "rules sending requests to another URL than the one their client asked for, each "
      "\"|regex|replacement\" (the first character separates; the first rule whose PCRE2 regex "
-     "matches the request's URL applies, $1 and ${name} in the replacement); the flow records "
-     "the client's URL and where reel sent it (mapped_to)",
+     "matches the request's URL applies, $1 and ${name} in the replacement), or "
+     "\"|filter|regex|replacement\" for the requests a flow filter matches (~m POST ...); the "
+     "flow records the client's URL and where reel sent it (mapped_to)",
      NULL, 0, 0, check_map_rule},
     {"map_local", REEL_OPT_LIST, "[]",
      "rules answering requests from local files instead of their origin, each "
-     "\"|regex|/path\" (the first rule whose PCRE2 regex matches the request's URL applies; "
+     "\"|regex|/path\" or \"|filter|regex|/path\" (the first rule whose PCRE2 regex matches "
+     "the request's URL, and whose flow filter the request, applies; "
      "a directory serves the file the rest of the URL, or the regex's first group, names in "
      "it, index.html for a directory; none: 404); reel's answer is marked generated, naming "
      "the file (local_file)",

@@ -904,6 +904,190 @@ static node_t *to_nnf(node_t *n, bool neg) {
     return neg_node;
 }
 
+/* ---- live matching: a request about to be sent ------------------------------ */
+
+struct reel_filter_live {
+    node_t *root;    /* NULL: the empty filter */
+    pcre2_code **re; /* the regexes of its terms, node->num2 the index */
+    size_t nre;
+};
+
+/* The operator a term was written with, for messages. */
+static const char *op_name(const node_t *n) {
+    for (size_t i = 0; i < sizeof OPS / sizeof OPS[0]; i++)
+        if (OPS[i].kind == n->kind &&
+            (n->kind != N_REGEX && n->kind != N_SPOOL ? true : OPS[i].field == n->field) &&
+            (n->kind != N_SPOOL || OPS[i].sides == n->num))
+            return OPS[i].name;
+    return "this term";
+}
+
+/* Checks that every term of n can be judged on a request before it is
+ * sent, compiling their regexes. */
+static reel_rc live_prepare(reel_filter_live_t *f, node_t *n, reel_err_t *err) {
+    for (size_t i = 0; i < n->nkids; i++) {
+        reel_rc rc = live_prepare(f, n->kids[i], err);
+        if (rc != REEL_OK)
+            return rc;
+    }
+    bool regex = false, headers = false;
+    switch (n->kind) {
+    case N_NOT:
+    case N_AND:
+    case N_OR:
+    case N_HTTP:
+    case N_HTTP2:
+    case N_WEBSOCKET:
+    case N_TCP:
+    case N_ALL:
+    case N_HASRESP:
+    case N_NORESP:
+        return REEL_OK;
+    case N_CTYPE:
+        regex = true;
+        break;
+    case N_REGEX:
+        regex = n->field != F_RESP_CTYPE && n->field != F_DST;
+        break;
+    case N_SPOOL:
+        regex = headers = n->field == F_HEADERS && (n->num & 1);
+        break;
+    default:
+        break;
+    }
+    if (!regex)
+        return reel_err_set(err, REEL_INVALID,
+                            "filter: %s is not known before the request is sent (a rule's filter "
+                            "takes ~d ~u ~m ~h ~hq ~t ~tq ~src ~http ~h2 ~websocket ~all ~q, "
+                            "and ! & |)",
+                            op_name(n));
+    pcre2_compile_context *cc = pcre2_compile_context_create(NULL);
+    if (headers) /* header lines end in CRLF: "$" before it, as ~h in the spool */
+        pcre2_set_newline(cc, PCRE2_NEWLINE_ANYCRLF);
+    int code;
+    PCRE2_SIZE off;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)n->value, n->vlen,
+                                   RX_OPTIONS | (headers ? PCRE2_MULTILINE : 0), &code, &off, cc);
+    pcre2_compile_context_free(cc);
+    if (re == NULL) /* (check_regex passed it) */
+        return reel_err_set(err, REEL_INVALID, "filter: bad regex (error %d)", code);
+    f->re = reel_realloc(f->re, (f->nre + 1) * sizeof *f->re);
+    f->re[f->nre] = re;
+    n->num2 = (int64_t)f->nre++;
+    return REEL_OK;
+}
+
+reel_rc reel_filter_live_compile(const char *expr, reel_filter_live_t **out, reel_err_t *err) {
+    *out = NULL;
+    if (expr == NULL)
+        expr = "";
+    size_t len = strnlen(expr, FILTER_MAX_LEN + 1);
+    if (len > FILTER_MAX_LEN)
+        return reel_err_set(err, REEL_LIMIT, "filter: expression too long (limit %d bytes)",
+                            FILTER_MAX_LEN);
+    parser_t p = {.src = expr, .len = len, .err = err};
+    reel_filter_live_t *f = reel_calloc(1, sizeof *f);
+    tok_t t;
+    reel_rc rc = peek(&p, &t);
+    if (rc == REEL_OK && t.kind != T_END) {
+        if ((rc = parse_seq(&p, &f->root)) == REEL_OK && (rc = peek(&p, &t)) == REEL_OK &&
+            t.kind != T_END) {
+            char buf[SHOW_BUF];
+            rc = reel_err_set(err, REEL_INVALID, "filter: unexpected %s at column %zu",
+                              describe(&p, &t, buf), t.start + 1);
+        }
+        if (rc == REEL_OK) {
+            f->root = to_nnf(f->root, false);
+            rc = live_prepare(f, f->root, err);
+        }
+    }
+    if (rc != REEL_OK) {
+        reel_filter_live_free(f);
+        return rc;
+    }
+    *out = f;
+    return REEL_OK;
+}
+
+static bool live_find(const reel_filter_live_t *f, const node_t *n, const char *s, size_t len) {
+    if (s == NULL)
+        return false; /* (as regexp() on a NULL column) */
+    pcre2_code *re = f->re[n->num2];
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+    int rc = pcre2_match(re, (PCRE2_SPTR)s, len, 0, 0, md, NULL);
+    pcre2_match_data_free(md);
+    return rc >= 0;
+}
+
+static bool live_eval(const reel_filter_live_t *f, const node_t *n, const reel_filter_request_t *rq,
+                      reel_buf_t *lines) {
+    switch (n->kind) {
+    case N_AND:
+        for (size_t i = 0; i < n->nkids; i++)
+            if (!live_eval(f, n->kids[i], rq, lines))
+                return false;
+        return true;
+    case N_OR:
+        for (size_t i = 0; i < n->nkids; i++)
+            if (live_eval(f, n->kids[i], rq, lines))
+                return true;
+        return false;
+    case N_NOT:
+        return !live_eval(f, n->kids[0], rq, lines);
+    case N_HTTP:
+    case N_ALL:
+    case N_NORESP: /* ~q: no response yet */
+        return true;
+    case N_HTTP2:
+        return rq->http2;
+    case N_WEBSOCKET:
+        return rq->websocket;
+    case N_CTYPE:
+        return live_find(f, n, rq->content_type, rq->content_type ? strlen(rq->content_type) : 0);
+    case N_REGEX: {
+        const char *s = n->field == F_HOST        ? rq->host
+                        : n->field == F_URL       ? rq->url
+                        : n->field == F_METHOD    ? rq->method
+                        : n->field == F_REQ_CTYPE ? rq->content_type
+                        : n->field == F_SRC       ? rq->client_addr
+                                                  : NULL;
+        return live_find(f, n, s, s ? strlen(s) : 0);
+    }
+    case N_SPOOL:
+        if (lines->len == 0) /* the head's lines, as mitmproxy's bytes(headers) */
+            for (size_t i = 0; i < rq->nheaders; i++) {
+                const reel_filter_field_t *h = &rq->headers[i];
+                reel_buf_append(lines, h->name, h->name_len);
+                reel_buf_append(lines, ": ", 2);
+                reel_buf_append(lines, h->value, h->value_len);
+                reel_buf_append(lines, "\r\n", 2);
+            }
+        return live_find(f, n, (const char *)lines->data, lines->len);
+    default: /* (N_TCP, N_HASRESP: never for a request about to be sent) */
+        return false;
+    }
+}
+
+bool reel_filter_live_match(const reel_filter_live_t *f, const reel_filter_request_t *rq) {
+    if (f == NULL || f->root == NULL)
+        return true;
+    reel_buf_t lines;
+    reel_buf_init(&lines, 0);
+    bool m = live_eval(f, f->root, rq, &lines);
+    reel_buf_free(&lines);
+    return m;
+}
+
+void reel_filter_live_free(reel_filter_live_t *f) {
+    if (f == NULL)
+        return;
+    node_free(f->root);
+    for (size_t i = 0; i < f->nre; i++)
+        pcre2_code_free(f->re[i]);
+    free(f->re);
+    free(f);
+}
+
 /* ---- SQL emission ---------------------------------------------------------- */
 
 typedef struct {

@@ -58,6 +58,37 @@ reel_rc reel_filter_compile(const char *expr, reel_filter_t **out, reel_err_t *e
 /** Frees f; accepts NULL. */
 void reel_filter_free(reel_filter_t *f);
 
+/* ---- a request about to be sent (map_remote's and map_local's rules) ---- */
+
+typedef struct reel_filter_live reel_filter_live_t;
+
+/** A header field as bytes (the layout of core/msg.h's reel_field_t). */
+typedef struct {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+} reel_filter_field_t;
+
+/** What is known of a request before it is sent: its method, URL, host,
+ * Content-Type (NULL: none) and client address ("ip:port"), its fields,
+ * whether its client spoke HTTP/2 and whether it asks for a WebSocket. */
+typedef struct {
+    const char *method, *url, *host, *content_type, *client_addr;
+    const reel_filter_field_t *headers;
+    size_t nheaders;
+    bool http2, websocket;
+} reel_filter_request_t;
+
+/** Compiles expr for reel_filter_live_match: the language of
+ * reel_filter_compile, its terms limited to what a request says before it
+ * is sent (~d ~u ~m ~h ~hq ~t ~tq ~src, ~http ~h2 ~websocket ~tcp ~all ~q
+ * ~s, and ! & | ( )); any other term is REEL_INVALID naming it. */
+reel_rc reel_filter_live_compile(const char *expr, reel_filter_live_t **out, reel_err_t *err);
+/** Whether rq matches f (the empty filter matches every request). */
+bool reel_filter_live_match(const reel_filter_live_t *f, const reel_filter_request_t *rq);
+void reel_filter_live_free(reel_filter_live_t *f);
+
 /** SQL boolean expression over columns of `flows` (alias-free; it also reads
  * tables `tags` as t and `annotations` as a in subqueries), parenthesized as
  * a whole, with `?` placeholders; borrowed, valid until free. It is 0 or 1

@@ -11,8 +11,10 @@
 #include <strings.h>
 
 #include "base/mem.h"
+#include "session/filter.h"
 
 typedef struct {
+    reel_filter_live_t *filter; /* the rule's flow filter (NULL: none) */
     pcre2_code *re;
     char *replacement; /* map_local: the file or directory */
     char *text;        /* the rule as given, for errors */
@@ -25,10 +27,11 @@ struct reel_map_rules {
     const char *what; /* "map_remote" or "map_local" */
 };
 
-/* Splits SEP REGEX SEP REPLACEMENT: the pattern (owned, *re) and the
- * replacement (a pointer into rule). NULL with why set when it is not one. */
-static const char *split(const char *rule, bool local, char **re, const char **why) {
-    *re = NULL;
+/* Splits SEP [FILTER SEP] REGEX SEP REPLACEMENT: the flow filter (owned,
+ * *filter; NULL: none), the pattern (owned, *re) and the replacement (a
+ * pointer into rule). NULL with why set when it is not one. */
+static const char *split(const char *rule, bool local, char **filter, char **re, const char **why) {
+    *re = *filter = NULL;
     unsigned char sep = (unsigned char)rule[0];
     if (sep == '\0' || isalnum(sep) || isspace(sep)) {
         *why = local ? "a rule starts with its separator (\"|regex|/path\")"
@@ -41,19 +44,41 @@ static const char *split(const char *rule, bool local, char **re, const char **w
                      : "no replacement after the pattern (\"|regex|replacement\")";
         return NULL;
     }
-    if (strchr(mid + 1, sep)) {
-        *why = local ? "three parts: a flow filter before the pattern is not taken "
-                       "(\"|regex|/path\")"
-                     : "three parts: a flow filter before the pattern is not taken "
-                       "(\"|regex|replacement\")";
-        return NULL;
+    const char *third = strchr(mid + 1, sep), *start = rule + 1;
+    if (third) { /* |filter|regex|replacement, as mitmproxy's */
+        if (strchr(third + 1, sep)) {
+            *why = local ? "more than three parts (\"|regex|/path\" or \"|filter|regex|/path\")"
+                         : "more than three parts (\"|regex|replacement\" or "
+                           "\"|filter|regex|replacement\")";
+            return NULL;
+        }
+        *filter = reel_strndup(rule + 1, (size_t)(mid - rule - 1));
+        start = mid + 1;
+        mid = third;
     }
-    if (mid == rule + 1) {
+    if (mid == start) {
+        free(*filter);
+        *filter = NULL;
         *why = "an empty pattern";
         return NULL;
     }
-    *re = reel_strndup(rule + 1, (size_t)(mid - rule - 1));
+    *re = reel_strndup(start, (size_t)(mid - start));
     return mid + 1;
+}
+
+/* The rule's flow filter compiled, or NULL (err set, naming the rule) when
+ * it is no filter a request can be judged on before it is sent. */
+static reel_rc rule_filter(const char *text, const char *rule, const char *what,
+                           reel_filter_live_t **out, reel_err_t *err) {
+    *out = NULL;
+    if (text == NULL)
+        return REEL_OK;
+    reel_err_t fe;
+    reel_err_clear(&fe);
+    if (reel_filter_live_compile(text, out, &fe) != REEL_OK)
+        return reel_err_set(err, REEL_INVALID, "%s rule '%.120s': %s", what, rule,
+                            reel_err_str(&fe));
+    return REEL_OK;
 }
 
 static pcre2_code *compile(const char *re, const char *rule, const char *what, reel_err_t *err) {
@@ -112,10 +137,18 @@ static int substitute(const rule_t *r, const char *subject, char **out, reel_err
 static reel_rc check(const char *rule, bool local, reel_err_t *err) {
     const char *what = local ? "map_local" : "map_remote";
     const char *why = NULL;
-    char *re = NULL;
-    const char *repl = split(rule, local, &re, &why);
+    char *re = NULL, *filter = NULL;
+    const char *repl = split(rule, local, &filter, &re, &why);
     if (repl == NULL)
         return reel_err_set(err, REEL_INVALID, "%s rule '%.120s': %s", what, rule, why);
+    reel_filter_live_t *fl = NULL;
+    reel_rc frc = rule_filter(filter, rule, what, &fl, err);
+    free(filter);
+    reel_filter_live_free(fl);
+    if (frc != REEL_OK) {
+        free(re);
+        return frc;
+    }
     pcre2_code *c = compile(re, rule, what, err);
     free(re);
     if (c == NULL)
@@ -176,8 +209,10 @@ static reel_rc rules_new(const char *const *rules, size_t n, bool local, reel_ma
             return REEL_INVALID;
         }
         const char *why;
-        char *re;
-        const char *repl = split(rules[i], local, &re, &why);
+        char *re, *filter;
+        const char *repl = split(rules[i], local, &filter, &re, &why);
+        rule_filter(filter, rules[i], m->what, &m->r[i].filter, err); /* (checked above) */
+        free(filter);
         m->r[i].re = compile(re, rules[i], m->what, err);
         free(re);
         uint32_t ngroups = 0;
@@ -207,8 +242,11 @@ static int http_url(const char *s) {
     return k && s[k] && s[k] != '/' && s[k] != '?' && s[k] != '#';
 }
 
-char *reel_map_rules_apply(const reel_map_rules_t *m, const char *url, reel_err_t *err) {
+char *reel_map_rules_apply(const reel_map_rules_t *m, const char *url,
+                           const reel_filter_request_t *rq, reel_err_t *err) {
     for (size_t i = 0; m && i < m->n; i++) {
+        if (m->r[i].filter && (rq == NULL || !reel_filter_live_match(m->r[i].filter, rq)))
+            continue;
         char *out = NULL;
         int rc = substitute(&m->r[i], url, &out, err);
         if (rc < 0)
@@ -274,13 +312,15 @@ static char *local_suffix(const char *s, size_t n) {
     return out;
 }
 
-int reel_map_local_match(const reel_map_rules_t *m, const char *url, const char **path,
-                         char **suffix) {
+int reel_map_local_match(const reel_map_rules_t *m, const char *url,
+                         const reel_filter_request_t *rq, const char **path, char **suffix) {
     *path = NULL;
     *suffix = NULL;
     size_t len = strlen(url);
     for (size_t i = 0; m && i < m->n; i++) {
         const rule_t *r = &m->r[i];
+        if (r->filter && (rq == NULL || !reel_filter_live_match(r->filter, rq)))
+            continue;
         pcre2_match_data *md = pcre2_match_data_create_from_pattern(r->re, NULL);
         int rc = pcre2_match(r->re, (PCRE2_SPTR)url, len, 0, 0, md, NULL);
         if (rc < 0) { /* no match (or a match limit hit: none either) */
@@ -307,6 +347,7 @@ void reel_map_rules_free(reel_map_rules_t *m) {
     if (m == NULL)
         return;
     for (size_t i = 0; i < m->n; i++) {
+        reel_filter_live_free(m->r[i].filter);
         pcre2_code_free(m->r[i].re);
         free(m->r[i].replacement);
         free(m->r[i].text);

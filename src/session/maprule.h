@@ -8,6 +8,11 @@
  *     |^https://api\.example\.com/|https://staging.example.com/
  *     |^http://localhost:3000/v1/(.*)|http://localhost:4000/v2/$1
  *
+ * A rule may start with a flow filter (docs/filters.md, the terms a
+ * request can be judged on before it is sent: reel_filter_live_compile),
+ * SEP FILTER SEP REGEX SEP REPLACEMENT, as mitmproxy's: it then applies
+ * only to the requests the filter matches ("|~m POST|^https://api/|...").
+ *
  * REGEX is a PCRE2 pattern matched against the request's URL
  * (scheme://host[:port]/path?query, the port only when it is not the
  * scheme's own, an IPv6 address in brackets); every match is replaced by
@@ -20,6 +25,7 @@
 #include <stddef.h>
 
 #include "base/error.h"
+#include "session/filter.h"
 
 typedef struct reel_map_rules reel_map_rules_t;
 
@@ -31,10 +37,12 @@ reel_rc reel_map_rules_new(const char *const *rules, size_t n, reel_map_rules_t 
 /** Checks one rule: REEL_OK or REEL_INVALID saying what is wrong. */
 reel_rc reel_map_rule_check(const char *rule, reel_err_t *err);
 
-/** The URL the first rule matching url makes of it (owned), NULL when none
- * matches (m NULL: none). *err is set, and NULL returned, when a rule
+/** The URL the first rule matching url (and rq, the request, when the rule
+ * has a filter; rq NULL: such rules never match) makes of it (owned), NULL
+ * when none matches (m NULL: none). *err is set, and NULL returned, when a rule
  * matched but its result is not an http(s) URL or could not be made. */
-char *reel_map_rules_apply(const reel_map_rules_t *m, const char *url, reel_err_t *err);
+char *reel_map_rules_apply(const reel_map_rules_t *m, const char *url,
+                           const reel_filter_request_t *rq, reel_err_t *err);
 
 /** map_local's rules: SEP REGEX SEP PATH, PATH an absolute file or
  * directory name, REGEX matched against the URL as above. */
@@ -49,8 +57,8 @@ reel_rc reel_map_local_check(const char *rule, reel_err_t *err);
  * its query, percent-decoded, without slashes at either end. *suffix is
  * NULL when that name would leave the directory (a ".." segment, a NUL).
  * 0 when no rule matches. */
-int reel_map_local_match(const reel_map_rules_t *m, const char *url, const char **path,
-                         char **suffix);
+int reel_map_local_match(const reel_map_rules_t *m, const char *url,
+                         const reel_filter_request_t *rq, const char **path, char **suffix);
 
 void reel_map_rules_free(reel_map_rules_t *m);
 

@@ -104,8 +104,38 @@ static void run(const reel_filter_t *f, const char *pre, const char *post) {
     free(sql);
 }
 
+/* The same expression as a map rule's filter (reel_filter_live_compile):
+ * refused with a message, or judged on two requests without fault. */
+static void live(const char *expr) {
+    reel_err_t err;
+    reel_err_clear(&err);
+    reel_filter_live_t *f = (reel_filter_live_t *)(uintptr_t)1;
+    reel_rc rc = reel_filter_live_compile(expr, &f, &err);
+    if (rc != REEL_OK) {
+        FUZZ_CHECK(f == NULL, "failed live compile left *out set");
+        FUZZ_CHECK(strncmp(err.msg, "filter: ", 8) == 0, "message: %s", err.msg);
+        return;
+    }
+    static const reel_filter_field_t hs[] = {{"Host", 4, "api.test", 8},
+                                             {"Content-Type", 12, "application/json", 16}};
+    reel_filter_request_t rq = {.method = "POST",
+                                .url = "https://api.test/v1/users?id=1",
+                                .host = "api.test",
+                                .content_type = "application/json",
+                                .client_addr = "127.0.0.1:5000",
+                                .headers = hs,
+                                .nheaders = 2,
+                                .http2 = true};
+    bool a = reel_filter_live_match(f, &rq);
+    FUZZ_CHECK(a == reel_filter_live_match(f, &rq), "live match not the same twice");
+    reel_filter_request_t bare = {.method = "GET", .url = "http://x/", .host = "x"};
+    (void)reel_filter_live_match(f, &bare);
+    reel_filter_live_free(f);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char *expr = reel_strndup((const char *)data, size);
+    live(expr);
     reel_err_t err;
     reel_err_clear(&err);
     reel_filter_t *f = (reel_filter_t *)(uintptr_t)1;

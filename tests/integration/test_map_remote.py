@@ -63,6 +63,8 @@ class MapRemoteTest(unittest.TestCase):
             r"|^https?://[^/]+/site/|" + cls.site,
             # map_remote's /to-tls/ too: map_local comes first
             r"|/to-tls/local$|" + cls.app,
+            # a flow filter: POSTs with this field only
+            r"|~m POST & ~hq x-mock:\s*yes|/filtered$|" + cls.app,
         ]
         cls.reel.set_config("set", "map_local", json.dumps(cls.local_rules))
 
@@ -127,7 +129,8 @@ class MapRemoteTest(unittest.TestCase):
     def test_bad_rules_refused(self):
         for rule, why in (("abc", "a rule starts with its separator"),
                           ("|(|x", "bad pattern at 1"),
-                          ("|a|b|c", "three parts")):
+                          ("|a|b|c|d", "more than three parts"),
+                          ("|~c 200|a|http://b/", "~c is not known before the request is sent")):
             out = self.reel.cli("config", "mr", "set", "map_remote", json.dumps([rule]),
                                 check=False)
             self.assertNotEqual(out.returncode, 0, rule)
@@ -245,10 +248,24 @@ class MapRemoteTest(unittest.TestCase):
         self.assertEqual(rows[2][1]["server_conn"]["address"],
                          "127.0.0.1:%d" % o.http_port)
 
+    def test_local_rule_with_a_filter(self):
+        o, r = self.origin, self.reel
+        out = curl(r, "-H", "X-Mock: yes", "--data", "x", o.url("/filtered"))
+        self.assertEqual(out.stdout, b'console.log("local");\n')
+        _, full = self.local_flow("/filtered", self.app)
+        self.assertEqual(full["request"]["method"], "POST")
+        # a GET, and a POST without the field, go to the origin (nginx's 404)
+        for args in ((), ("--data", "x")):
+            out = curl(r, "-H", "X-Mock: yes" if not args else "X-Other: 1", *args, "-o",
+                       "/dev/null", "-w", "%{http_code}", o.url("/filtered"))
+            self.assertEqual(out.stdout, b"404")
+        fl = r.wait_flows(3, "~u /filtered$")
+        self.assertEqual([f["response_generated"] for f in fl], [True, False, False], fl)
+
     def test_local_bad_rules_refused(self):
         for rule, why in (("|x|relative/file", "is not absolute"),
                           ("|(|/x", "bad pattern at 1"),
-                          ("|a|/b|c", "three parts")):
+                          ("|a|b|/c|d", "more than three parts")):
             out = self.reel.cli("config", "mr", "set", "map_local", json.dumps([rule]),
                                 check=False)
             self.assertNotEqual(out.returncode, 0, rule)

@@ -19,7 +19,7 @@ static char *apply(const char *const *rules, size_t n, const char *url, char *wh
     reel_err_t err;
     reel_err_clear(&err);
     assert_int_equal(reel_map_rules_new(rules, n, &m, &err), REEL_OK);
-    char *out = reel_map_rules_apply(m, url, &err);
+    char *out = reel_map_rules_apply(m, url, NULL, &err);
     if (why)
         snprintf(why, whylen, "%s", reel_err_str(&err));
     reel_map_rules_free(m);
@@ -62,7 +62,8 @@ static void test_apply(void **state) {
 static void test_check(void **state) {
     (void)state;
     reel_err_t err;
-    static const char *const good[] = {"|a|b", "#^http://x/#https://y/", "|(?<p>.*)|${p}", "|a|"};
+    static const char *const good[] = {"|a|b", "#^http://x/#https://y/", "|(?<p>.*)|${p}", "|a|",
+                                       "|~d x|a|b"};
     for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
         reel_err_clear(&err);
         assert_int_equal(reel_map_rule_check(good[i], &err), REEL_OK);
@@ -74,7 +75,8 @@ static void test_check(void **state) {
         {"", "a rule starts with its separator"},
         {"|abc", "no replacement after the pattern"},
         {"||b", "an empty pattern"},
-        {"|~d x|a|b", "three parts: a flow filter before the pattern is not taken"},
+        {"|~d x|a|b|c", "more than three parts"},
+        {"|~d x||b", "an empty pattern"},
         {"|(|b", "bad pattern at 1: missing closing parenthesis"},
         {"|a|${x", "bad replacement"},
     };
@@ -99,7 +101,7 @@ static char *local(const char *const *rules, size_t n, const char *url, char pat
     assert_int_equal(reel_map_local_new(rules, n, &m, &err), REEL_OK);
     char *suffix = NULL;
     const char *p = NULL;
-    int hit = reel_map_local_match(m, url, &p, &suffix);
+    int hit = reel_map_local_match(m, url, NULL, &p, &suffix);
     snprintf(path, 64, "%s", p ? p : "");
     char *out = hit ? (suffix ? suffix : strdup("<out>")) : NULL;
     reel_map_rules_free(m);
@@ -149,8 +151,11 @@ static void test_local(void **state) {
                      "with /)"},
         {"|x|", "map_local rule '|x|': the path '' is not absolute (it must start with /)"},
         {"|(|/a", "map_local rule '|(|/a': bad pattern at 1: missing closing parenthesis"},
-        {"|a|/b|c", "map_local rule '|a|/b|c': three parts: a flow filter before the pattern is "
-                    "not taken (\"|regex|/path\")"},
+        {"|a|b|/c|d", "map_local rule '|a|b|/c|d': more than three parts (\"|regex|/path\" or "
+                      "\"|filter|regex|/path\")"},
+        {"|~bs x|a|/c", "map_local rule '|~bs x|a|/c': filter: ~bs is not known before the "
+                        "request is sent (a rule's filter takes ~d ~u ~m ~h ~hq ~t ~tq ~src ~http "
+                        "~h2 ~websocket ~all ~q, and ! & |)"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         reel_err_t err;
@@ -164,11 +169,89 @@ static void test_local(void **state) {
     }
 }
 
+/* A rule's flow filter (|filter|regex|replacement): the rule applies to
+ * the requests it matches, judged on what is known before one is sent. */
+static void test_filters(void **state) {
+    (void)state;
+    static const char *const rules[] = {
+        "|~m POST & ~hq x-mock:\\s*yes|^http://api\\.test/|http://mock.test/",
+        "|!~d ^api\\.|^http://|https://",
+        "|~tq json & ~h2|^https://api\\.test/|https://json.test/",
+    };
+    reel_map_rules_t *m = NULL;
+    reel_err_t err;
+    reel_err_clear(&err);
+    assert_int_equal(reel_map_rules_new(rules, 3, &m, &err), REEL_OK);
+    reel_filter_field_t hs[2] = {{"Host", 4, "api.test", 8}, {"X-Mock", 6, "yes", 3}};
+    reel_filter_request_t rq = {.method = "POST",
+                                .url = "http://api.test/v1",
+                                .host = "api.test",
+                                .client_addr = "127.0.0.1:5000",
+                                .headers = hs,
+                                .nheaders = 2};
+    char *out = reel_map_rules_apply(m, rq.url, &rq, &err);
+    assert_string_equal(out, "http://mock.test/v1");
+    free(out);
+    rq.method = "GET"; /* the first rule's filter fails; the second's (host api.) too */
+    assert_null(reel_map_rules_apply(m, rq.url, &rq, &err));
+    rq.method = "POST";
+    rq.nheaders = 1; /* no X-Mock */
+    assert_null(reel_map_rules_apply(m, rq.url, &rq, &err));
+    /* !~d: another host's plain URL goes to https */
+    rq.url = "http://www.test/";
+    rq.host = "www.test";
+    out = reel_map_rules_apply(m, rq.url, &rq, &err);
+    assert_string_equal(out, "https://www.test/");
+    free(out);
+    /* content type and HTTP/2 */
+    rq.url = "https://api.test/x";
+    rq.host = "api.test";
+    rq.content_type = "application/json";
+    assert_null(reel_map_rules_apply(m, rq.url, &rq, &err));
+    rq.http2 = true;
+    out = reel_map_rules_apply(m, rq.url, &rq, &err);
+    assert_string_equal(out, "https://json.test/x");
+    free(out);
+    /* no request given: rules with a filter never apply */
+    assert_null(reel_map_rules_apply(m, rq.url, NULL, &err));
+    assert_int_equal(err.code, REEL_OK);
+    reel_map_rules_free(m);
+    /* a filter of terms a request cannot say: refused, named */
+    static const struct {
+        const char *rule, *msg;
+    } bad[] = {
+        {"|~c 200|a|http://b/", "map_remote rule '|~c 200|a|http://b/': filter: ~c is not known "
+                                "before the request is sent (a rule's filter takes ~d ~u ~m ~h ~hq "
+                                "~t ~tq ~src ~http ~h2 ~websocket ~all ~q, and ! & |)"},
+        {"|~hs x|a|http://b/", "map_remote rule '|~hs x|a|http://b/': filter: ~hs is not known "
+                               "before the request is sent (a rule's filter takes ~d ~u ~m ~h "
+                               "~hq ~t ~tq ~src ~http ~h2 ~websocket ~all ~q, and ! & |)"},
+        {"|~m (|a|http://b/", "map_remote rule '|~m (|a|http://b/': filter: "},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        reel_err_clear(&err);
+        assert_int_equal(reel_map_rule_check(bad[i].rule, &err), REEL_INVALID);
+        assert_int_equal(strncmp(reel_err_str(&err), bad[i].msg, strlen(bad[i].msg)), 0);
+    }
+    /* map_local's too */
+    static const char *const local_rules[] = {"|~m GET|/app\\.js|/srv/app.js"};
+    assert_int_equal(reel_map_local_new(local_rules, 1, &m, &err), REEL_OK);
+    const char *path = NULL;
+    char *suffix = NULL;
+    rq.method = "GET";
+    assert_int_equal(reel_map_local_match(m, "https://a.test/app.js", &rq, &path, &suffix), 1);
+    free(suffix);
+    rq.method = "HEAD";
+    assert_int_equal(reel_map_local_match(m, "https://a.test/app.js", &rq, &path, &suffix), 0);
+    reel_map_rules_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_apply),
         cmocka_unit_test(test_check),
         cmocka_unit_test(test_local),
+        cmocka_unit_test(test_filters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
