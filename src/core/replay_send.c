@@ -134,47 +134,6 @@ static reel_rc sock_send(sconn_t *c, const uint8_t *p, size_t n, reel_err_t *err
     return REEL_OK;
 }
 
-/* The proxy's TLS's cipher bytes, to the socket. */
-static reel_rc flush_ptls(sconn_t *c, reel_err_t *err) {
-    while (reel_tls_cipher_pending(c->ptls)) {
-        reel_buf_reset(&c->pout);
-        reel_tls_take_cipher(c->ptls, &c->pout);
-        reel_rc rc = sock_send(c, c->pout.data, c->pout.len, err);
-        if (rc != REEL_OK)
-            return rc;
-    }
-    return REEL_OK;
-}
-
-/* Sends bytes on the connection: through the proxy's TLS if there is one. */
-static reel_rc send_raw(sconn_t *c, const uint8_t *p, size_t n, reel_err_t *err) {
-    if (c->ptls == NULL)
-        return sock_send(c, p, n, err);
-    while (n) {
-        size_t used = 0;
-        reel_rc rc = reel_tls_write_plain(c->ptls, p, n, &used, err);
-        if (rc != REEL_OK)
-            return rc == REEL_NEED_MORE ? reel_err_set(err, REEL_IO, "TLS not ready") : rc;
-        p += used;
-        n -= used;
-        if ((rc = flush_ptls(c, err)) != REEL_OK)
-            return rc;
-    }
-    return REEL_OK;
-}
-
-/* Sends the cipher bytes TLS has waiting. */
-static reel_rc flush_tls(sconn_t *c, reel_err_t *err) {
-    while (reel_tls_cipher_pending(c->tls)) {
-        reel_buf_reset(&c->cout);
-        reel_tls_take_cipher(c->tls, &c->cout);
-        reel_rc rc = send_raw(c, c->cout.data, c->cout.len, err);
-        if (rc != REEL_OK)
-            return rc;
-    }
-    return REEL_OK;
-}
-
 /* Reads what the socket has (waiting for it); *n == 0 at end of stream. */
 static reel_rc sock_recv(sconn_t *c, uint8_t *buf, size_t cap, size_t *n, reel_err_t *err) {
     for (;;) {
@@ -199,11 +158,61 @@ static reel_rc sock_recv(sconn_t *c, uint8_t *buf, size_t cap, size_t *n, reel_e
     }
 }
 
-/* Feeds t what the socket has (read with sock_recv); at its end, t's. */
-static reel_rc feed_sock(sconn_t *c, reel_tls_t *t, reel_err_t *err) {
+/* The connection's layers, the socket's first: 0 the socket, 1 the TLS to
+ * an https:// upstream proxy (c->ptls), 2 the TLS to the origin (c->tls).
+ * A layer without its TLS (NULL) passes bytes to the one below as they
+ * are. */
+enum { L_SOCKET, L_PROXY_TLS, L_ORIGIN_TLS };
+
+static reel_tls_t *layer_tls(const sconn_t *c, int layer) {
+    return layer == L_PROXY_TLS ? c->ptls : layer == L_ORIGIN_TLS ? c->tls : NULL;
+}
+
+static reel_rc layer_send(sconn_t *c, int layer, const uint8_t *p, size_t n, reel_err_t *err);
+
+/* Sends the cipher bytes the layer's TLS has waiting, on the layer below. */
+static reel_rc layer_flush(sconn_t *c, int layer, reel_err_t *err) {
+    reel_tls_t *t = layer_tls(c, layer);
+    reel_buf_t *b = layer == L_PROXY_TLS ? &c->pout : &c->cout;
+    while (t && reel_tls_cipher_pending(t)) {
+        reel_buf_reset(b);
+        reel_tls_take_cipher(t, b);
+        reel_rc rc = layer_send(c, layer - 1, b->data, b->len, err);
+        if (rc != REEL_OK)
+            return rc;
+    }
+    return REEL_OK;
+}
+
+/* Sends plaintext of the layer (its TLS's, or the socket's bytes). */
+static reel_rc layer_send(sconn_t *c, int layer, const uint8_t *p, size_t n, reel_err_t *err) {
+    if (layer == L_SOCKET)
+        return sock_send(c, p, n, err);
+    reel_tls_t *t = layer_tls(c, layer);
+    if (t == NULL)
+        return layer_send(c, layer - 1, p, n, err);
+    while (n) {
+        size_t used = 0;
+        reel_rc rc = reel_tls_write_plain(t, p, n, &used, err);
+        if (rc != REEL_OK)
+            return rc == REEL_NEED_MORE ? reel_err_set(err, REEL_IO, "TLS not ready") : rc;
+        p += used;
+        n -= used;
+        if ((rc = layer_flush(c, layer, err)) != REEL_OK)
+            return rc;
+    }
+    return REEL_OK;
+}
+
+static reel_rc layer_recv(sconn_t *c, int layer, uint8_t *buf, size_t cap, size_t *n,
+                          reel_err_t *err);
+
+/* Feeds the layer's TLS what the layer below has; at its end, the TLS's. */
+static reel_rc layer_feed(sconn_t *c, int layer, reel_err_t *err) {
+    reel_tls_t *t = layer_tls(c, layer);
     uint8_t buf[16384];
     size_t n = 0;
-    reel_rc rc = sock_recv(c, buf, sizeof buf, &n, err);
+    reel_rc rc = layer_recv(c, layer - 1, buf, sizeof buf, &n, err);
     if (rc != REEL_OK)
         return rc;
     if (n == 0) {
@@ -214,133 +223,87 @@ static reel_rc feed_sock(sconn_t *c, reel_tls_t *t, reel_err_t *err) {
         size_t used = 0;
         reel_tls_feed_cipher(t, buf + off, n - off, &used);
         off += used;
-        if (used == 0)
-            return reel_err_set(err, REEL_LIMIT, "TLS input buffer full");
-    }
-    return REEL_OK;
-}
-
-/* Reads what the connection has: through the proxy's TLS if there is
- * one; *n == 0 at end of stream. */
-static reel_rc recv_raw(sconn_t *c, uint8_t *buf, size_t cap, size_t *n, reel_err_t *err) {
-    if (c->ptls == NULL)
-        return sock_recv(c, buf, cap, n, err);
-    for (;;) {
-        reel_rc rc = reel_tls_read_plain(c->ptls, buf, cap, n, err);
-        reel_err_t ferr;
-        reel_err_clear(&ferr);
-        flush_ptls(c, &ferr); /* key updates, alerts */
-        if (rc != REEL_NEED_MORE) {
-            if (rc == REEL_OK && *n == 0)
-                c->eof = 1;
-            return rc;
-        }
-        if (c->eof) {
-            *n = 0;
-            return REEL_OK;
-        }
-        if ((rc = feed_sock(c, c->ptls, err)) != REEL_OK)
-            return rc;
-    }
-}
-
-/* The TLS handshake with the upstream proxy itself, on the socket. */
-static reel_rc ptls_handshake(sconn_t *c, reel_err_t *err) {
-    for (;;) {
-        reel_rc hs = reel_tls_handshake(c->ptls, err);
-        reel_err_t ferr;
-        reel_err_clear(&ferr);
-        reel_rc rc = flush_ptls(c, &ferr);
-        if (hs != REEL_NEED_MORE)
-            return hs == REEL_OK && rc != REEL_OK ? reel_err_set(err, rc, "%s", reel_err_str(&ferr))
-                                                  : hs;
-        if (rc != REEL_OK)
-            return reel_err_set(err, rc, "%s", reel_err_str(&ferr));
-        if (c->eof)
-            return reel_err_set(err, REEL_IO,
-                                "the upstream proxy closed the connection during "
-                                "the TLS handshake");
-        if ((rc = feed_sock(c, c->ptls, err)) != REEL_OK)
-            return rc;
-    }
-}
-
-/* Feeds the TLS layer what the socket has; marks EOF. */
-static reel_rc feed_tls(sconn_t *c, reel_err_t *err) {
-    uint8_t buf[16384];
-    size_t n = 0;
-    reel_rc rc = recv_raw(c, buf, sizeof buf, &n, err);
-    if (rc != REEL_OK)
-        return rc;
-    if (n == 0) {
-        reel_tls_feed_eof(c->tls);
-        return REEL_OK;
-    }
-    size_t off = 0;
-    while (off < n) {
-        size_t used = 0;
-        reel_tls_feed_cipher(c->tls, buf + off, n - off, &used);
-        off += used;
         if (used == 0) /* cannot happen while we read plaintext between feeds */
             return reel_err_set(err, REEL_LIMIT, "TLS input buffer full");
     }
     return REEL_OK;
 }
 
-static reel_rc tls_handshake(sconn_t *c, reel_err_t *err) {
+/* Reads the layer's plaintext; *n == 0 at end of stream. */
+static reel_rc layer_recv(sconn_t *c, int layer, uint8_t *buf, size_t cap, size_t *n,
+                          reel_err_t *err) {
+    if (layer == L_SOCKET)
+        return sock_recv(c, buf, cap, n, err);
+    reel_tls_t *t = layer_tls(c, layer);
+    if (t == NULL)
+        return layer_recv(c, layer - 1, buf, cap, n, err);
     for (;;) {
-        reel_rc hs = reel_tls_handshake(c->tls, err);
+        reel_rc rc = reel_tls_read_plain(t, buf, cap, n, err);
         reel_err_t ferr;
         reel_err_clear(&ferr);
-        reel_rc rc = flush_tls(c, &ferr); /* an alert may be waiting, even after an error */
-        if (hs == REEL_OK || (hs != REEL_NEED_MORE))
+        layer_flush(c, layer, &ferr); /* key updates, alerts */
+        if (rc != REEL_NEED_MORE) {
+            if (rc == REEL_OK && *n == 0 && layer < L_ORIGIN_TLS)
+                c->eof = 1; /* (the proxy's TLS ended: so did what it carried) */
+            return rc;
+        }
+        if (c->eof) {
+            *n = 0;
+            return REEL_OK;
+        }
+        if ((rc = layer_feed(c, layer, err)) != REEL_OK)
+            return rc;
+    }
+}
+
+/* The layer's TLS handshake; who: the peer, for its close ("upstream",
+ * "the upstream proxy"). */
+static reel_rc layer_handshake(sconn_t *c, int layer, const char *who, reel_err_t *err) {
+    reel_tls_t *t = layer_tls(c, layer);
+    for (;;) {
+        reel_rc hs = reel_tls_handshake(t, err);
+        reel_err_t ferr;
+        reel_err_clear(&ferr);
+        reel_rc rc =
+            layer_flush(c, layer, &ferr); /* an alert may be waiting, even after an error */
+        if (hs != REEL_NEED_MORE)
             return hs == REEL_OK && rc != REEL_OK ? reel_err_set(err, rc, "%s", reel_err_str(&ferr))
                                                   : hs;
         if (rc != REEL_OK)
             return reel_err_set(err, rc, "%s", reel_err_str(&ferr));
         if (c->eof)
-            return reel_err_set(err, REEL_IO,
-                                "upstream closed the connection during the TLS "
-                                "handshake");
-        if ((rc = feed_tls(c, err)) != REEL_OK)
+            return reel_err_set(err, REEL_IO, "%s closed the connection during the TLS handshake",
+                                who);
+        if ((rc = layer_feed(c, layer, err)) != REEL_OK)
             return rc;
     }
 }
 
+/* Bytes on the connection, under the origin's TLS (what CONNECT and the
+ * proxy's answers travel as). */
+static reel_rc send_raw(sconn_t *c, const uint8_t *p, size_t n, reel_err_t *err) {
+    return layer_send(c, L_PROXY_TLS, p, n, err);
+}
+
+static reel_rc recv_raw(sconn_t *c, uint8_t *buf, size_t cap, size_t *n, reel_err_t *err) {
+    return layer_recv(c, L_PROXY_TLS, buf, cap, n, err);
+}
+
+static reel_rc ptls_handshake(sconn_t *c, reel_err_t *err) {
+    return layer_handshake(c, L_PROXY_TLS, "the upstream proxy", err);
+}
+
+static reel_rc tls_handshake(sconn_t *c, reel_err_t *err) {
+    return layer_handshake(c, L_ORIGIN_TLS, "upstream", err);
+}
+
 static reel_rc conn_write(sconn_t *c, const uint8_t *p, size_t n, reel_err_t *err) {
-    if (c->tls == NULL)
-        return send_raw(c, p, n, err);
-    while (n) {
-        size_t used = 0;
-        reel_rc rc = reel_tls_write_plain(c->tls, p, n, &used, err);
-        if (rc != REEL_OK)
-            return rc == REEL_NEED_MORE ? reel_err_set(err, REEL_IO, "TLS not ready") : rc;
-        p += used;
-        n -= used;
-        if ((rc = flush_tls(c, err)) != REEL_OK)
-            return rc;
-    }
-    return REEL_OK;
+    return layer_send(c, L_ORIGIN_TLS, p, n, err);
 }
 
 /* Reads plaintext; *n == 0 at end of stream. */
 static reel_rc conn_read(sconn_t *c, uint8_t *buf, size_t cap, size_t *n, reel_err_t *err) {
-    if (c->tls == NULL)
-        return recv_raw(c, buf, cap, n, err);
-    for (;;) {
-        reel_rc rc = reel_tls_read_plain(c->tls, buf, cap, n, err);
-        reel_err_t ferr;
-        reel_err_clear(&ferr);
-        flush_tls(c, &ferr); /* key updates, alerts */
-        if (rc != REEL_NEED_MORE)
-            return rc;
-        if (c->eof) {
-            *n = 0;
-            return REEL_OK;
-        }
-        if ((rc = feed_tls(c, err)) != REEL_OK)
-            return rc;
-    }
+    return layer_recv(c, L_ORIGIN_TLS, buf, cap, n, err);
 }
 
 /* "ip:port" of a socket address. */
