@@ -180,7 +180,8 @@ def flow_json(flow_id, recs, replayed_as=()):
             f["response"] = dict(status=h.status, reason=text(h.reason),
                                  http_version=h.http_version or None,
                                  headers=headers(h.headers), generated=h.generated,
-                                 local_file=h.local_file or None)
+                                 local_file=h.local_file or None,
+                                 blocked_by=h.blocked_by or None)
             decoded["response"] = h.body_decoded
             # a switch to WebSocket makes it one, as the index says it: a
             # 101 to websocket, or a 2xx to an HTTP/2 extended CONNECT whose

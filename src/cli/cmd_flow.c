@@ -818,6 +818,8 @@ static void response_head(view_t *v, const Reel__ResponseHead *h) {
     status_and_headers(v, h, h->generated ? "   [sent by reel, not by the server]" : "", 0);
     if (h->local_file && h->local_file[0])
         note(v, "~ map_local answered from %s (no origin got the request)", h->local_file);
+    if (h->blocked_by && h->blocked_by[0])
+        note(v, "~ block_list rule '%s' answered (no origin got the request)", h->blocked_by);
     v->resp_status = h->status;
     v->current = RESP;
     d->head = 1;
@@ -1455,6 +1457,7 @@ static int json_record(void *ctx, const Reel__Record *rec) {
                       "headers", headers_json(h->headers, h->n_headers), "generated",
                       h->generated);
         json_object_set_new(j->dir[RESP], "local_file", str_json(h->local_file, 1));
+        json_object_set_new(j->dir[RESP], "blocked_by", str_json(h->blocked_by, 1));
         j->decoded[RESP] = h->body_decoded;
         break;
     }

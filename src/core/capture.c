@@ -89,6 +89,7 @@ void reel_capture_response(reel_capture_flow_t *f, const reel_msg_head_t *h, boo
                                .n_headers = h->nfields,
                                .generated = generated,
                                .local_file = h->local_file,
+                               .blocked_by = h->blocked_by,
                                .time_us = time_us};
     reel_recorder_response_head(f, &rs);
 }

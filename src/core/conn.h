@@ -208,6 +208,7 @@ typedef struct {
     /* map_local's answer: the file being sent (core/maplocal.c; NULL:
      * none, or all of it sent) */
     struct reel_local *local;
+    const char *blocked_by; /* block_list's rule, while its answer is recorded (borrowed) */
 } exchange_t;
 
 struct conn {
@@ -413,6 +414,7 @@ struct reel_proxy {
     reel_host_list_t *insecure_hosts; /* upstream_insecure_hosts (NULL: none) */
     reel_map_rules_t *map_remote; /* map_remote (NULL: none) */
     reel_map_rules_t *map_local;  /* map_local (NULL: none) */
+    reel_block_rules_t *block_list;      /* block_list (NULL: none) */
     reel_tls_identities_t *client_certs; /* upstream_client_certs (NULL: none) */
     bool starttls;                /* intercept_starttls */
     bool transparent;             /* transparent: redirected connections go where they were made */
@@ -805,6 +807,10 @@ typedef struct reel_local reel_local_t;
  * path): answers it from its file (its flow started, the conn reading the
  * request's body) and true; false when none does. */
 bool reel__local_answer(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,
+                        const char *path);
+/* The same for block_list: a rule whose filter matches the request
+ * answers it with its status (444: the connection closed, no answer). */
+bool reel__block_answer(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,
                         const char *path);
 /* Sends more of the file while the client's queue is short. */
 void reel__local_pump(conn_t *c);

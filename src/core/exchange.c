@@ -1557,6 +1557,12 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
      * flow records it: transparent_name) */
     char *rule_host = c->transparent ? transparent_name(c, h, https) : NULL;
     const char *rhost = rule_host ? rule_host : host;
+    if (c->p->block_list && !c->ex.upgrade && reel__block_answer(c, h, https, rhost, port, path)) {
+        free(rule_host);
+        free(host);
+        free(path);
+        return;
+    }
     if (c->p->map_local && strcmp(path, "*") != 0 && !c->ex.upgrade &&
         reel__local_answer(c, h, https, rhost, port, path)) {
         free(rule_host);

@@ -147,11 +147,14 @@ static void send_head(conn_t *c, const reel_h1_head_t *h, int status, const char
     char clen[24];
     snprintf(clen, sizeof clen, "%llu", (unsigned long long)len);
     bool close = c->client_close && !c->lane;
+    /* (a 204 or 304 has no body, and says no length) */
+    bool bodiless = status == 204 || status == 304;
     reel_buf_t out;
     reel_buf_init(&out, 256);
-    reel_buf_printf(&out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %s\r\n%s\r\n",
-                    status, reel__status_text(status), type, clen,
-                    close ? "Connection: close\r\n" : "");
+    reel_buf_printf(&out, "HTTP/1.1 %d %s\r\n", status, reel__status_text(status));
+    if (!bodiless)
+        reel_buf_printf(&out, "Content-Type: %s\r\nContent-Length: %s\r\n", type, clen);
+    reel_buf_printf(&out, "%s\r\n", close ? "Connection: close\r\n" : "");
     /* an HTTP/2 client's stream gets the head as core/h2front.c writes
      * it: no reason, names in lower case, no Connection */
     bool stream = c->lane && !c->lane_tunnel;
@@ -163,9 +166,12 @@ static void send_head(conn_t *c, const reel_h1_head_t *h, int status, const char
     reel_msg_head_t rs = {.status = (uint32_t)status,
                           .reason = stream ? "" : reel__status_text(status),
                           .version = stream ? "HTTP/2.0" : "HTTP/1.1",
-                          .fields = hs,
-                          .nfields = close ? 3 : 2,
-                          .local_file = file};
+                          .fields = bodiless ? hs + 2 : hs,
+                          .nfields = (bodiless ? 0 : 2) + (close ? 1 : 0),
+                          .local_file = file,
+                          .blocked_by = c->ex.blocked_by};
+    if (bodiless)
+        body = NULL;
     int64_t now = reel__now_us();
     c->ex.resp_first_us = now;
     c->ex.resp_head_sent = true;
@@ -197,6 +203,42 @@ static void local_done(conn_t *c) {
     reel__local_free(c);
     c->ex.resp_done = true;
     reel__exchange_maybe_finish(c);
+}
+
+bool reel__block_answer(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,
+                        const char *path) {
+    char *auth = reel__authority(https, host, port);
+    char *url = reel_asprintf("%s://%s%s", https ? "https" : "http", auth, path);
+    free(auth);
+    reel_filter_request_t rq;
+    reel__rule_request(c, h, url, host, &rq);
+    const char *rule = NULL;
+    int status = reel_block_match(c->p->block_list, &rq, &rule);
+    free(url);
+    if (status == 0)
+        return false;
+    reel__upstream_close(c); /* (as for map_local's answers) */
+    reel__exchange_start_local(c, h, https, host, port, path);
+    if (status == 444) {
+        /* nginx's and mitmproxy's: the connection closed, no answer */
+        char *why = reel_asprintf(
+            "blocked by block_list rule '%s' (444): reel %s without an "
+            "answer",
+            rule, c->lane && !c->lane_tunnel ? "reset the HTTP/2 stream" : "closed the connection");
+        reel__finish_flow(c, why);
+        free(why);
+        reel__conn_close(c);
+        return true;
+    }
+    c->state = C_REQ_BODY; /* the request's body, if any, is read and recorded */
+    char *body = reel_asprintf("reel: blocked (block_list rule '%s')\n", rule);
+    c->ex.blocked_by = rule;
+    send_head(c, h, status, "text/plain; charset=utf-8", strlen(body), NULL, body);
+    c->ex.blocked_by = NULL;
+    free(body);
+    c->ex.resp_done = true;
+    reel__exchange_maybe_finish(c);
+    return true;
 }
 
 bool reel__local_answer(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,

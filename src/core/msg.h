@@ -39,6 +39,7 @@ typedef struct {
     uint32_t status;
     const char *reason;
     const char *local_file; /* map_local answered from this file (NULL: not) */
+    const char *blocked_by; /* a block_list rule answered (NULL: not) */
     /* both */
     const char *version;   /* "HTTP/1.1" */
     const reel_field_t *fields;

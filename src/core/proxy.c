@@ -64,7 +64,7 @@ struct proxy_group {
 struct owned_settings {
     reel_proxy_settings_t s;
     char *strs[10];
-    char **ignore, **map, **local;
+    char **ignore, **map, **local, **block;
 };
 
 static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, reel_err_t *err);
@@ -102,11 +102,18 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
         reel_map_rules_free(map);
         return REEL_INVALID;
     }
+    reel_block_rules_t *block = NULL;
+    if (reel_block_rules_new(cfg->block_list, cfg->n_block_list, &block, err) != REEL_OK) {
+        reel_map_rules_free(map);
+        reel_map_rules_free(local);
+        return REEL_INVALID;
+    }
     reel_tls_identities_t *ids = NULL;
     reel_rc irc = reel_tls_identities_load(cfg->upstream_client_certs, &ids, err);
     if (irc != REEL_OK) {
         reel_map_rules_free(map);
         reel_map_rules_free(local);
+        reel_block_rules_free(block);
         return irc;
     }
     size_t n = cfg->n_ignore_hosts;
@@ -126,6 +133,7 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
             free(codes);
             reel_map_rules_free(map);
             reel_map_rules_free(local);
+            reel_block_rules_free(block);
             reel_tls_identities_free(ids);
             return REEL_INVALID;
         }
@@ -139,6 +147,8 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
     p->map_remote = map;
     reel_map_rules_free(p->map_local);
     p->map_local = local;
+    reel_block_rules_free(p->block_list);
+    p->block_list = block;
     reel_tls_identities_free(p->client_certs);
     p->client_certs = ids;
     p->verify_upstream = cfg->upstream_cert_verify;
@@ -238,6 +248,7 @@ static void free_settings(reel_proxy_t *p) {
     reel_host_list_free(p->insecure_hosts);
     reel_map_rules_free(p->map_remote);
     reel_map_rules_free(p->map_local);
+    reel_block_rules_free(p->block_list);
     reel_tls_identities_free(p->client_certs);
 }
 
@@ -712,6 +723,10 @@ static struct owned_settings *settings_dup(const reel_proxy_settings_t *c) {
     for (size_t i = 0; i < c->n_map_local; i++)
         o->local[i] = reel_strdup(c->map_local[i]);
     o->s.map_local = (const char *const *)o->local;
+    o->block = reel_calloc(c->n_block_list ? c->n_block_list : 1, sizeof *o->block);
+    for (size_t i = 0; i < c->n_block_list; i++)
+        o->block[i] = reel_strdup(c->block_list[i]);
+    o->s.block_list = (const char *const *)o->block;
     return o;
 }
 
@@ -729,6 +744,9 @@ static void settings_free(struct owned_settings *o) {
     for (size_t i = 0; i < o->s.n_map_local; i++)
         free(o->local[i]);
     free(o->local);
+    for (size_t i = 0; i < o->s.n_block_list; i++)
+        free(o->block[i]);
+    free(o->block);
     free(o);
 }
 

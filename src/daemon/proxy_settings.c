@@ -8,15 +8,16 @@
 #include "base/mem.h"
 
 struct lists {
-    char **ignore, **map, **local;
+    char **ignore, **map, **local, **block;
 };
 
 void *reel_daemon_proxy_settings(const reel_config_t *cfg, reel_proxy_settings_t *s) {
-    size_t n = 0, nmap = 0, nlocal = 0;
+    size_t n = 0, nmap = 0, nlocal = 0, nblock = 0;
     struct lists *own = reel_calloc(1, sizeof *own);
     char **list = own->ignore = reel_config_get_list(cfg, "ignore_hosts", &n);
     own->map = reel_config_get_list(cfg, "map_remote", &nmap);
     own->local = reel_config_get_list(cfg, "map_local", &nlocal);
+    own->block = reel_config_get_list(cfg, "block_list", &nblock);
     *s = (reel_proxy_settings_t){
         .listen_host = reel_config_get(cfg, "listen_host", NULL),
         .listen_port = (int)reel_config_get_int(cfg, "listen_port"),
@@ -27,6 +28,8 @@ void *reel_daemon_proxy_settings(const reel_config_t *cfg, reel_proxy_settings_t
         .n_map_remote = nmap,
         .map_local = (const char *const *)own->local,
         .n_map_local = nlocal,
+        .block_list = (const char *const *)own->block,
+        .n_block_list = nblock,
         .upstream_cert_verify = reel_config_get_bool(cfg, "upstream_cert_verify"),
         .intercept_starttls = reel_config_get_bool(cfg, "intercept_starttls"),
         .http2 = reel_config_get_bool(cfg, "http2"),
@@ -58,5 +61,6 @@ void reel_daemon_proxy_settings_free(void *owned) {
     free(own->ignore);
     free(own->map);
     free(own->local);
+    free(own->block);
     free(own);
 }

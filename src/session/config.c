@@ -211,6 +211,13 @@ static const reel_option_t options[] = {
      "it, index.html for a directory; none: 404); reel's answer is marked generated, naming "
      "the file (local_file)",
      NULL, 0, 0, reel_map_local_check},
+    {"block_list", REEL_OPT_LIST, "[]",
+     "rules answering requests with a status instead of sending them on, each \"|filter|status\" "
+     "(the first character separates; the first rule whose flow filter matches the request "
+     "applies: ~d telemetry\\.example, ~m DELETE ...; status 200..599, or 444 to close the "
+     "connection without an answer); reel's answer is marked generated, naming the rule "
+     "(blocked_by)",
+     NULL, 0, 0, reel_block_rule_check},
     {"redact_headers", REEL_OPT_LIST, "[]",
      "reel export --redact: more header names whose whole value is replaced (beside "
      "Authorization, Cookie, ...)",
@@ -1616,6 +1623,7 @@ static const char *const hot_options[] = {
     "upstream_client_certs",
     "map_remote",
     "map_local",
+    "block_list",
     NULL,
 };
 

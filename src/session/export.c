@@ -113,6 +113,7 @@ typedef struct {
     char *mapped_to;      /* map_remote sent the request there (RequestHead.mapped_to) */
     char *original_dst;   /* transparent: where it went (RequestHead.original_dst) */
     char *local_file;     /* map_local answered from it (ResponseHead.local_file) */
+    char *blocked_by;     /* a block_list rule answered (ResponseHead.blocked_by) */
     uint64_t excess;      /* bytes the origin sent past its response's end */
     reel_buf_t stored[2]; /* body as stored, capped */
     int cut[2];           /* stored body longer than the cap */
@@ -275,6 +276,7 @@ static void flow_free(flow_t *f) {
     free(f->mapped_to);
     free(f->original_dst);
     free(f->local_file);
+    free(f->blocked_by);
     free(f->via);
     json_decref(f->client_tls);
     for (size_t i = 0; i < f->ninterim; i++) {
@@ -405,6 +407,8 @@ static int on_record(void *ctx, const Reel__Record *rec) {
         f->generated = h->generated;
         free(f->local_file);
         f->local_file = h->local_file && h->local_file[0] ? reel_strdup(h->local_file) : NULL;
+        free(f->blocked_by);
+        f->blocked_by = h->blocked_by && h->blocked_by[0] ? reel_strdup(h->blocked_by) : NULL;
         reel_buf_reset(&f->stored[RESP]); /* a 1xx head before the final one */
         take_headers(f, RESP, h->headers, h->n_headers);
         break;
@@ -1141,6 +1145,8 @@ static json_t *reel_info(const flow_t *f) {
         json_object_set_new(r, "original_dst", str_json(f->original_dst));
     if (f->local_file)
         json_object_set_new(r, "local_file", str_json(f->local_file));
+    if (f->blocked_by)
+        json_object_set_new(r, "blocked_by", str_json(f->blocked_by));
     if (f->excess)
         json_object_set_new(r, "response_excess", json_integer((json_int_t)f->excess));
     if (f->tls_version && f->tls_version[0])
@@ -2018,6 +2024,7 @@ static reel_rc write_ndjson(FILE *out, const flow_t *f, const reel_export_opts_t
         json_object_set_new(resp, "headers", nd_headers(f, RESP));
         json_object_set_new(resp, "generated", json_boolean(f->generated));
         json_object_set_new(resp, "local_file", str_json(f->local_file));
+        json_object_set_new(resp, "blocked_by", str_json(f->blocked_by));
         rc = nd_body(resp, f, RESP, o, err);
         if (f->has_trailers[RESP])
             json_object_set_new(resp, "trailers", fields_json(f->trailer[RESP], f->ntrailer[RESP]));

@@ -204,6 +204,7 @@ static int detail_record(void *ctx, const Reel__Record *rec) {
             pbytes_json(h->reason), "http_version", str_json(h->http_version), "headers",
             headers_json(h->headers, h->n_headers, h->body_decoded), "generated", h->generated);
         json_object_set_new(o, "local_file", str_json(h->local_file));
+        json_object_set_new(o, "blocked_by", str_json(h->blocked_by));
         head_extra(o, h->headers, h->n_headers, h->body_decoded);
         json_object_set_new(d->o, "response", o);
         break;

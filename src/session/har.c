@@ -607,6 +607,7 @@ typedef struct {
     int reverse;              /* ... or to reel as a reverse proxy for its origin */
     const char *mapped_to;    /* _reel.mapped_to: where map_remote sent it */
     const char *local_file;   /* _reel.local_file: the file map_local answered from */
+    const char *blocked_by;   /* _reel.blocked_by: the block_list rule that answered */
     const char *original_dst; /* _reel.original_dst: where a transparent request went */
     uint64_t response_excess; /* bytes the origin sent past its response's end */
     const char *client_addr, *server_addr, *tls_version, *alpn;
@@ -1293,6 +1294,7 @@ static reel_rc check_reel(const vctx_t *v, json_t *entry, entry_t *e) {
         reel_string(v, rx, "client_cert", 1, &e->client_cert) != REEL_OK ||
         reel_string(v, rx, "mapped_to", 1, &e->mapped_to) != REEL_OK ||
         reel_string(v, rx, "local_file", 1, &e->local_file) != REEL_OK ||
+        reel_string(v, rx, "blocked_by", 1, &e->blocked_by) != REEL_OK ||
         reel_string(v, rx, "original_dst", 1, &e->original_dst) != REEL_OK)
         return REEL_INVALID;
     /* A flow exported while it was still open (reel export of a session
@@ -2196,6 +2198,7 @@ static reel_rc record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
                                .body_decoded = 1,
                                .generated = e->generated,
                                .local_file = e->local_file,
+                               .blocked_by = e->blocked_by,
                                .time_us = resp_start ? resp_start : end};
     reel_recorder_response_head(f, &sh);
     free(hs);

@@ -355,3 +355,95 @@ void reel_map_rules_free(reel_map_rules_t *m) {
     free(m->r);
     free(m);
 }
+
+/* ---- block_list ---- */
+
+typedef struct {
+    reel_filter_live_t *filter;
+    int status;
+    char *text;
+} block_t;
+
+struct reel_block_rules {
+    block_t *r;
+    size_t n;
+};
+
+/* Parses one rule into *b (filter owned); REEL_INVALID saying why. */
+static reel_rc block_parse(const char *rule, block_t *b, reel_err_t *err) {
+    memset(b, 0, sizeof *b);
+    unsigned char sep = (unsigned char)rule[0];
+    const char *why = NULL;
+    const char *mid = sep && !isalnum(sep) && !isspace(sep) ? strchr(rule + 1, sep) : NULL;
+    if (sep == '\0' || isalnum(sep) || isspace(sep))
+        why = "a rule starts with its separator (\"|filter|status\")";
+    else if (mid == NULL)
+        why = "no status after the filter (\"|filter|status\")";
+    else if (strchr(mid + 1, sep))
+        why = "more than two parts (\"|filter|status\")";
+    if (why)
+        return reel_err_set(err, REEL_INVALID, "block_list rule '%.120s': %s", rule, why);
+    char *end = NULL;
+    long status = strtol(mid + 1, &end, 10);
+    if (end == mid + 1 || *end != '\0' || !((status >= 200 && status <= 599) || status == 444))
+        return reel_err_set(err, REEL_INVALID,
+                            "block_list rule '%.120s': the status '%.20s' is not 200..599, or 444 "
+                            "(close the connection without an answer)",
+                            rule, mid + 1);
+    char *filter = reel_strndup(rule + 1, (size_t)(mid - rule - 1));
+    reel_rc rc = rule_filter(filter, rule, "block_list", &b->filter, err);
+    free(filter);
+    if (rc != REEL_OK)
+        return rc;
+    b->status = (int)status;
+    b->text = reel_strdup(rule);
+    return REEL_OK;
+}
+
+reel_rc reel_block_rule_check(const char *rule, reel_err_t *err) {
+    block_t b;
+    reel_rc rc = block_parse(rule, &b, err);
+    reel_filter_live_free(b.filter);
+    free(b.text);
+    return rc;
+}
+
+reel_rc reel_block_rules_new(const char *const *rules, size_t n, reel_block_rules_t **out,
+                             reel_err_t *err) {
+    *out = NULL;
+    if (n == 0)
+        return REEL_OK;
+    reel_block_rules_t *b = reel_calloc(1, sizeof *b);
+    b->r = reel_calloc(n, sizeof *b->r);
+    for (size_t i = 0; i < n; i++) {
+        if (block_parse(rules[i], &b->r[i], err) != REEL_OK) {
+            reel_block_rules_free(b);
+            return REEL_INVALID;
+        }
+        b->n = i + 1;
+    }
+    *out = b;
+    return REEL_OK;
+}
+
+int reel_block_match(const reel_block_rules_t *b, const reel_filter_request_t *rq,
+                     const char **rule) {
+    for (size_t i = 0; b && rq && i < b->n; i++)
+        if (reel_filter_live_match(b->r[i].filter, rq)) {
+            if (rule)
+                *rule = b->r[i].text;
+            return b->r[i].status;
+        }
+    return 0;
+}
+
+void reel_block_rules_free(reel_block_rules_t *b) {
+    if (b == NULL)
+        return;
+    for (size_t i = 0; i < b->n; i++) {
+        reel_filter_live_free(b->r[i].filter);
+        free(b->r[i].text);
+    }
+    free(b->r);
+    free(b);
+}

@@ -62,4 +62,19 @@ int reel_map_local_match(const reel_map_rules_t *m, const char *url,
 
 void reel_map_rules_free(reel_map_rules_t *m);
 
+/** block_list's rules (mitmproxy's block_list): SEP FILTER SEP STATUS, as
+ * "|~d telemetry\\.example|404": a request the flow filter matches (its
+ * live form, reel_filter_live_compile) is answered with STATUS (200..599)
+ * by reel, or, with 444, its connection closed without an answer. */
+typedef struct reel_block_rules reel_block_rules_t;
+
+reel_rc reel_block_rules_new(const char *const *rules, size_t n, reel_block_rules_t **out,
+                             reel_err_t *err);
+reel_rc reel_block_rule_check(const char *rule, reel_err_t *err);
+/** The status of the first rule whose filter matches rq (with *rule the
+ * rule as given, borrowed from b), or 0 when none does. */
+int reel_block_match(const reel_block_rules_t *b, const reel_filter_request_t *rq,
+                     const char **rule);
+void reel_block_rules_free(reel_block_rules_t *b);
+
 #endif

@@ -28,7 +28,16 @@ enum {
     RQ_MAPPED,
     RQ_ORIGINAL_DST
 };
-enum { RS_STATUS = 1, RS_REASON, RS_VERSION, RS_HEADERS, RS_DECODED, RS_GENERATED, RS_LOCAL };
+enum {
+    RS_STATUS = 1,
+    RS_REASON,
+    RS_VERSION,
+    RS_HEADERS,
+    RS_DECODED,
+    RS_GENERATED,
+    RS_LOCAL,
+    RS_BLOCKED
+};
 
 static size_t varint_size(uint64_t v) {
     size_t n = 1;
@@ -167,7 +176,8 @@ static size_t response_len(const reel_response_head_t *h) {
            bytes_size(RS_VERSION, slen(h->http_version)) +
            headers_size(RS_HEADERS, h->headers, h->n_headers) +
            uint_size(RS_DECODED, h->body_decoded != 0) +
-           uint_size(RS_GENERATED, h->generated != 0) + bytes_size(RS_LOCAL, slen(h->local_file));
+           uint_size(RS_GENERATED, h->generated != 0) + bytes_size(RS_LOCAL, slen(h->local_file)) +
+           bytes_size(RS_BLOCKED, slen(h->blocked_by));
 }
 
 size_t reel_pbhead_response_size(uint64_t flow_id, int64_t time_us, const reel_response_head_t *h,
@@ -187,6 +197,7 @@ size_t reel_pbhead_response_write(uint8_t *out, uint64_t flow_id, int64_t time_u
     p = put_uint(p, RS_DECODED, h->body_decoded != 0);
     p = put_uint(p, RS_GENERATED, h->generated != 0);
     p = put_bytes(p, RS_LOCAL, h->local_file, slen(h->local_file));
+    p = put_bytes(p, RS_BLOCKED, h->blocked_by, slen(h->blocked_by));
     return (size_t)(p - out);
 }
 

@@ -177,6 +177,7 @@ typedef struct {
     int body_decoded;
     int generated;   /* reel itself sent this response (refusal, origin failure) */
     const char *local_file; /* map_local answered from this file (ResponseHead.local_file) */
+    const char *blocked_by; /* a block_list rule answered (ResponseHead.blocked_by) */
     int64_t time_us;        /* 0 = now */
 } reel_response_head_t;
 

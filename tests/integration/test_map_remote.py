@@ -65,8 +65,15 @@ class MapRemoteTest(unittest.TestCase):
             r"|/to-tls/local$|" + cls.app,
             # a flow filter: POSTs with this field only
             r"|~m POST & ~hq x-mock:\s*yes|/filtered$|" + cls.app,
+            # block_list's rule for it comes first
+            r"|/both$|" + cls.app,
         ]
         cls.reel.set_config("set", "map_local", json.dumps(cls.local_rules))
+        cls.block_rules = [r"|~u /blocked$|404", r"|~m DELETE & ~u /del|403",
+                           r"|~u /kill$|444", r"|~u /empty-block$|204",
+                           # before map_local's rules: this one has a file rule too
+                           r"|~u /both$ & ~hq x-block|451"]
+        cls.reel.set_config("set", "block_list", json.dumps(cls.block_rules))
 
     @classmethod
     def tearDownClass(cls):
@@ -261,6 +268,45 @@ class MapRemoteTest(unittest.TestCase):
             self.assertEqual(out.stdout, b"404")
         fl = r.wait_flows(3, "~u /filtered$")
         self.assertEqual([f["response_generated"] for f in fl], [True, False, False], fl)
+
+    def test_block_list(self):
+        o, r = self.origin, self.reel
+        for args, path, code, rule in (((), "/blocked", "404", 0),
+                                       (("-X", "DELETE"), "/del", "403", 1),
+                                       (("--http2",), "/empty-block", "204", 3),
+                                       (("-H", "X-Block: 1"), "/both", "451", 4)):
+            https = "--http2" in args
+            out = curl(r, *args, "-w", "\n%{http_code}", o.url(path, https=https), check=False)
+            body, _, got = out.stdout.rpartition(b"\n")
+            self.assertEqual(got.decode(), code, (path, out))
+            want = b"" if code == "204" else (b"reel: blocked (block_list rule '%s')\n"
+                                              % self.block_rules[rule].encode())
+            self.assertEqual(body, want)
+            row, full = self.last(path)
+            self.assertEqual(full["response"]["blocked_by"], self.block_rules[rule])
+            self.assertTrue(full["response"]["generated"])
+            self.assertIsNone(full["server_conn"])
+            self.assertEqual(row["state"], "complete")
+        text = r.cli("flow", "mr", str(self.last("/blocked")[0]["id"])).stdout.decode()
+        self.assertIn("\n~ block_list rule '%s' answered (no origin got the request)\n"
+                      % self.block_rules[0], text)
+        # 444: the connection closed, no answer; the flow says why
+        out = curl(r, "-o", "/dev/null", "-w", "%{http_code}", o.url("/kill"), check=False)
+        self.assertEqual(out.stdout, b"000")
+        row, full = self.last("/kill")
+        self.assertEqual(row["error"], "blocked by block_list rule '%s' (444): reel closed the "
+                                       "connection without an answer" % self.block_rules[2])
+        self.assertIsNone(full["response"])
+        # nothing of these reached nginx
+        self.assertFalse([l for l in o.log_lines() if l[2] in ("/blocked", "/del", "/kill")])
+        # bad rules are refused, named
+        for rule, why in (("|~d x|99", "the status '99' is not 200..599, or 444"),
+                          ("|~c 200|404", "~c is not known before the request is sent"),
+                          ("|~d x", "no status after the filter")):
+            out = r.cli("config", "mr", "set", "block_list", json.dumps([rule]), check=False)
+            self.assertNotEqual(out.returncode, 0, rule)
+            self.assertIn(b"block_list rule '%s'" % rule.encode(), out.stderr)
+            self.assertIn(why.encode(), out.stderr)
 
     def test_local_bad_rules_refused(self):
         for rule, why in (("|x|relative/file", "is not absolute"),

@@ -246,12 +246,52 @@ static void test_filters(void **state) {
     reel_map_rules_free(m);
 }
 
+/* block_list: the first rule whose filter matches gives its status. */
+static void test_block(void **state) {
+    (void)state;
+    static const char *const rules[] = {"|~d ^ads\\.|444", "!~m DELETE | ~m PUT!403", "||204"};
+    reel_block_rules_t *b = NULL;
+    reel_err_t err;
+    reel_err_clear(&err);
+    assert_int_equal(reel_block_rules_new(rules, 3, &b, &err), REEL_OK);
+    reel_filter_request_t rq = {.method = "GET", .url = "http://ads.test/x", .host = "ads.test"};
+    const char *rule = NULL;
+    assert_int_equal(reel_block_match(b, &rq, &rule), 444);
+    assert_string_equal(rule, rules[0]);
+    rq.host = "api.test";
+    rq.method = "PUT";
+    assert_int_equal(reel_block_match(b, &rq, &rule), 403);
+    rq.method = "GET"; /* the empty filter: every request */
+    assert_int_equal(reel_block_match(b, &rq, &rule), 204);
+    assert_int_equal(reel_block_match(NULL, &rq, &rule), 0);
+    reel_block_rules_free(b);
+    static const struct {
+        const char *rule, *msg;
+    } bad[] = {
+        {"|~d x|199", "block_list rule '|~d x|199': the status '199' is not 200..599, or 444 "
+                      "(close the connection without an answer)"},
+        {"|~d x|404 ", "block_list rule '|~d x|404 ': the status '404 ' is not 200..599, or 444 "
+                       "(close the connection without an answer)"},
+        {"|~d x|4|0", "block_list rule '|~d x|4|0': more than two parts (\"|filter|status\")"},
+        {"d x|404", "block_list rule 'd x|404': a rule starts with its separator "
+                    "(\"|filter|status\")"},
+        {"~d x", "block_list rule '~d x': no status after the filter (\"|filter|status\")"},
+        {"|~b x|404", "block_list rule '|~b x|404': filter: ~b is not known before the request "
+                      "is sent (a rule's filter takes ~d ~u ~m ~h ~hq ~t ~tq ~src ~http ~h2 "
+                      "~websocket ~all ~q, and ! & |)"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        reel_err_clear(&err);
+        reel_rc rc = reel_block_rule_check(bad[i].rule, &err);
+        assert_int_equal(rc, REEL_INVALID);
+        assert_string_equal(reel_err_str(&err), bad[i].msg);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_apply),
-        cmocka_unit_test(test_check),
-        cmocka_unit_test(test_local),
-        cmocka_unit_test(test_filters),
+        cmocka_unit_test(test_apply),   cmocka_unit_test(test_check), cmocka_unit_test(test_local),
+        cmocka_unit_test(test_filters), cmocka_unit_test(test_block),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

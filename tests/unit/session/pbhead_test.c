@@ -107,6 +107,7 @@ static void check_response(uint64_t id, int64_t t, const reel_response_head_t *h
     rh.body_decoded = h->body_decoded != 0;
     rh.generated = h->generated != 0;
     rh.local_file = (char *)(h->local_file ? h->local_file : "");
+    rh.blocked_by = (char *)(h->blocked_by ? h->blocked_by : "");
     Reel__Record rec = REEL__RECORD__INIT;
     rec.flow_id = id;
     rec.time_us = t;
@@ -225,7 +226,8 @@ static void test_random(void **state) {
                                    .n_headers = n,
                                    .body_decoded = (int)(next() % 2),
                                    .generated = (int)(next() % 2),
-                                   .local_file = next() % 2 ? ta : NULL};
+                                   .local_file = next() % 2 ? ta : NULL,
+                                   .blocked_by = next() % 2 ? re : NULL};
         check_response(id, t, &rs, (int)(next() % 2));
         for (size_t i = 0; i < 2 * n; i++)
             free(bufs[i]);
