@@ -1354,7 +1354,11 @@ function renderDetail(d, id) {
     }
     if (!(r.kind === 'websocket' || r.kind === 'tunnel')) sec.append(bodySection(id, dir, h, r));
     const tr = d[dir + '_trailers'];
-    if (tr && tr.length) sec.append(el('h4', { text: 'Trailers' }), headersTable(tr));
+    if (tr && tr.length) {
+      // an HTTP/2 client's trailers after a content-length body never reached the origin
+      const held = d[dir + '_trailers_not_passed_on'] === true;
+      sec.append(el('h4', { text: held ? 'Trailers (not passed on: the HTTP/1.1 request reel made has no place for them)' : 'Trailers' }), headersTable(tr));
+    }
     parts.push(sec);
   }
   if (d.messages && d.messages.length) {

@@ -124,7 +124,9 @@ def flow_json(flow_id, recs, replayed_as=()):
                        "client_conn", "stream_id", "client_tls", "start_us", "end_us", "request_end_us", "response_start_us",
                        "error", "request", "response", "timings", "server_conn", "messages",
                        "replay_of", "interim", "request_trailers", "response_trailers"))
-    f.update(id=flow_id, state="open", replayed_as=sorted(replayed_as))  # "open": no end yet
+    f.update(id=flow_id, state="open", replayed_as=sorted(replayed_as),  # "open": no end yet
+             # trailers that did not reach the other side (Trailers.not_passed_on)
+             request_trailers_not_passed_on=False, response_trailers_not_passed_on=False)
     body = {"request": bytearray(), "response": bytearray()}
     decoded = {"request": False, "response": False}
     sizes, truncated, dropped, excess = None, (False, False), (0, 0), 0
@@ -205,7 +207,9 @@ def flow_json(flow_id, recs, replayed_as=()):
                                      headers=headers(h.headers)))
         elif ev == "trailers":
             t = r.trailers
-            f["response_trailers" if t.response else "request_trailers"] = headers(t.headers)
+            side = "response" if t.response else "request"
+            f[side + "_trailers"] = headers(t.headers)
+            f[side + "_trailers_not_passed_on"] = t.not_passed_on
         elif ev == "server_conn":  # the upstream connection (the last one counts)
             c = r.server_conn
             f["server_conn"] = dict(conn_id=c.conn_id, address=c.address, sni=c.sni or None,

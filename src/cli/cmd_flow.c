@@ -808,7 +808,13 @@ static void trailers_show(view_t *v, const Reel__Trailers *t) {
     int dir = t->response ? RESP : REQ;
     close_body(v, &v->d[dir]);
     gap(v);
-    note(v, "~ %s trailers:", t->response ? "response" : "request");
+    if (t->not_passed_on)
+        note(v,
+             "~ %s trailers, which reel could not pass on: the HTTP/1.1 request it made of the "
+             "client's HTTP/2 stream, framed by its content-length, has no place for them:",
+             t->response ? "response" : "request");
+    else
+        note(v, "~ %s trailers:", t->response ? "response" : "request");
     print_headers(v, t->response ? '<' : '>', t->headers, t->n_headers);
     v->gap = 1;
 }
@@ -1322,6 +1328,7 @@ typedef struct {
     json_t *server_conn;  /* the last ServerConn record */
     json_t *interim;      /* 1xx heads before the final one, NULL until one */
     json_t *trailers[2];  /* trailer fields of each body, NULL: none */
+    int trailers_held[2]; /* ... which did not reach the other side (not_passed_on) */
     int too_big; /* direction + 1 whose body exceeded JSON_BODY_MAX */
 } jview_t;
 
@@ -1481,6 +1488,7 @@ static int json_record(void *ctx, const Reel__Record *rec) {
         int dir = t->response ? RESP : REQ;
         json_decref(j->trailers[dir]);
         j->trailers[dir] = headers_json(t->headers, t->n_headers);
+        j->trailers_held[dir] = t->not_passed_on;
         break;
     }
     case REEL__RECORD__EVENT_SERVER_CONN: {
@@ -1687,6 +1695,8 @@ static int run_json(reel_cli_t *cli, reel_session_t *s, unsigned long long id, i
     json_object_set(o, "interim", j.interim ? j.interim : json_null());
     json_object_set(o, "request_trailers", j.trailers[REQ] ? j.trailers[REQ] : json_null());
     json_object_set(o, "response_trailers", j.trailers[RESP] ? j.trailers[RESP] : json_null());
+    json_object_set_new(o, "request_trailers_not_passed_on", json_boolean(j.trailers_held[REQ]));
+    json_object_set_new(o, "response_trailers_not_passed_on", json_boolean(j.trailers_held[RESP]));
     json_object_set(o, "messages", j.messages ? j.messages : json_null());
     json_object_set_new(o, "damage", damage_json(s, id));
     if (j.server_addr) /* the end knows it when the start did not */

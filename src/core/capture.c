@@ -53,10 +53,10 @@ void reel_capture_interim(reel_capture_flow_t *f, const reel_msg_head_t *h) {
     reel_recorder_interim(f, &rs);
 }
 
-void reel_capture_trailers(reel_capture_flow_t *f, bool response, const reel_field_t *fl,
-                           size_t n) {
+void reel_capture_trailers(reel_capture_flow_t *f, bool response, const reel_field_t *fl, size_t n,
+                           bool not_passed_on) {
     reel_msg_head_t h = {.fields = fl, .nfields = n};
-    reel_recorder_trailers(f, response, fields(&h), n);
+    reel_recorder_trailers(f, response, fields(&h), n, not_passed_on);
 }
 
 void reel_capture_request(reel_capture_flow_t *f, const reel_msg_head_t *h) {

@@ -64,9 +64,10 @@ reel_capture_flow_t *reel_capture_start(reel_recorder_t *rec, reel_capture_kind 
 
 /** An informational (1xx, not 101) head before the final response. */
 void reel_capture_interim(reel_capture_flow_t *f, const reel_msg_head_t *h);
-/** The trailer fields of the request's or the response's body. */
+/** The trailer fields of the request's or the response's body;
+ * not_passed_on: they did not reach the other side (Trailers.not_passed_on). */
 void reel_capture_trailers(reel_capture_flow_t *f, bool response, const reel_field_t *fields,
-                           size_t n);
+                           size_t n, bool not_passed_on);
 
 /** The request head (scheme, host, port, path, method, version, fields). */
 void reel_capture_request(reel_capture_flow_t *f, const reel_msg_head_t *h);

@@ -552,7 +552,8 @@ void reel__fields_copy(reel_field_t *dst, char *at, const reel_field_t *src, siz
 /* Writes f's end (why NULL: normally, else the error why) and frees f. */
 void reel__fin_end(reel_fin_t *f, const char *why);
 /* Records trailers on f's flow before its end (f may be NULL). */
-void reel__fin_trailers(reel_fin_t *f, bool response, const reel_field_t *fl, size_t n);
+void reel__fin_trailers(reel_fin_t *f, bool response, const reel_field_t *fl, size_t n,
+                        bool not_passed_on);
 /* c->ex.flow is over on the origin's side: it ends normally now if the
  * client's queue is empty, else once it empties (reel__fins_delivered), or
  * with an error if the client goes first (reel__fins_undelivered); a

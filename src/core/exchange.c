@@ -355,9 +355,10 @@ reel_fin_t *reel__fin_take(conn_t *c) {
     return f;
 }
 
-void reel__fin_trailers(reel_fin_t *f, bool response, const reel_field_t *fl, size_t n) {
+void reel__fin_trailers(reel_fin_t *f, bool response, const reel_field_t *fl, size_t n,
+                        bool not_passed_on) {
     if (f)
-        reel_capture_trailers(f->flow, response, fl, n);
+        reel_capture_trailers(f->flow, response, fl, n, not_passed_on);
 }
 
 void reel__fin_end(reel_fin_t *f, const char *why) {
@@ -1085,7 +1086,7 @@ static void refuse_request(conn_t *c, int status, const char *reason) {
         if (ev.h1.type == REEL_H1_EV_BODY && c->ex.flow) /* before the bytes move */
             reel_capture_body(c->ex.flow, false, ev.h1.data, ev.h1.len);
         if (end && c->ex.flow && ev.h1.ntrailers)
-            reel_capture_trailers(c->ex.flow, false, ev.h1.trailers, ev.h1.ntrailers);
+            reel_capture_trailers(c->ex.flow, false, ev.h1.trailers, ev.h1.ntrailers, false);
         reel_buf_consume(&cl->in, used);
         if (end) {
             c->ex.req_done = true;
@@ -1775,9 +1776,9 @@ void reel__req_process(conn_t *c) {
             break;
         case REEL_H1_EV_END:
             if (c->ex.flow && ev.ntrailers)
-                reel_capture_trailers(c->ex.flow, false, ev.trailers, ev.ntrailers);
+                reel_capture_trailers(c->ex.flow, false, ev.trailers, ev.ntrailers, false);
             else if (c->ex.flow && c->lane_ntrailers) /* (not passed on: core/h2front.c) */
-                reel_capture_trailers(c->ex.flow, false, c->lane_trailers, c->lane_ntrailers);
+                reel_capture_trailers(c->ex.flow, false, c->lane_trailers, c->lane_ntrailers, true);
             if (c->up)
                 reel__peer_write(c->up, cl->in.data, consumed);
             reel_buf_consume(&cl->in, consumed);
@@ -2340,7 +2341,7 @@ void reel__resp_process(conn_t *c) {
                 return;
             }
             if (c->ex.flow && ev.ntrailers)
-                reel_capture_trailers(c->ex.flow, true, ev.trailers, ev.ntrailers);
+                reel_capture_trailers(c->ex.flow, true, ev.trailers, ev.ntrailers, false);
             if (!c->ex.resp_dechunk) /* (the last chunk and the trailers) */
                 reel__peer_write(&c->client, up->in.data, consumed);
             reel_buf_consume(&up->in, consumed);

@@ -233,11 +233,11 @@ static void stream_trailers(h2s_t *s, const reel_field_t *f, size_t n) {
     reel__fields_copy(s->trailers, (char *)(s->trailers + n), f, n);
     conn_t *in = s->lane ? s->lane->inner : NULL;
     if (s->fin) /* the response is whole: its flow waits for this END */
-        reel__fin_trailers(s->fin, false, s->trailers, n);
+        reel__fin_trailers(s->fin, false, s->trailers, n, true);
     else if (in == NULL || in->lane_stream != s->sid)
         return; /* (the lane that takes the stream gets them) */
     else if (in->ex.flow && in->ex.req_done)
-        reel_capture_trailers(in->ex.flow, false, s->trailers, n);
+        reel_capture_trailers(in->ex.flow, false, s->trailers, n, true);
     else { /* (the exchange's request end, to come, records them) */
         in->lane_trailers = s->trailers;
         in->lane_ntrailers = n;

@@ -602,7 +602,7 @@ static reel_rc read_response(exch_t *x, sconn_t *c, int is_head, reel_timings_t 
         } else if (ev.type == REEL_H1_EV_END || ev.type == REEL_H1_EV_UPGRADE) {
             if (ev.type == REEL_H1_EV_END && ev.ntrailers)
                 reel_recorder_trailers(x->f, true, (const reel_header_t *)(const void *)ev.trailers,
-                                       ev.ntrailers);
+                                       ev.ntrailers, false);
             /* bytes past the response's end, as the proxy counts them */
             if (ev.type == REEL_H1_EV_END)
                 x->excess = have > off ? have - off : 0;
@@ -697,7 +697,7 @@ reel_rc reel_replay_send(const reel_replay_req_t *r, const reel_replay_send_opts
     if (r->body.len)
         reel_recorder_request_body(x.f, r->body.data, r->body.len);
     if (r->n_trailers)
-        reel_recorder_trailers(x.f, false, r->trailers, r->n_trailers);
+        reel_recorder_trailers(x.f, false, r->trailers, r->n_trailers, false);
     if (rc != REEL_OK)
         goto out;
 

@@ -105,6 +105,7 @@ typedef struct {
     hdr_t *trailer[2]; /* trailer fields of each body (chunked, HTTP/2) */
     size_t ntrailer[2];
     int has_trailers[2];
+    int trailers_held[2]; /* ... which did not reach the other side (not_passed_on) */
     interim_t *interim;
     size_t ninterim;
     int body_decoded[2];
@@ -435,6 +436,7 @@ static int on_record(void *ctx, const Reel__Record *rec) {
         f->trailer[d] = copy_headers(t->headers, t->n_headers);
         f->ntrailer[d] = t->n_headers;
         f->has_trailers[d] = 1;
+        f->trailers_held[d] = t->not_passed_on;
         break;
     }
     case REEL__RECORD__EVENT_END: {
@@ -983,10 +985,15 @@ static void har_reel_extras(json_t *r, const flow_t *f) {
         }
         json_object_set_new(r, "interim", a);
     }
-    for (int d = 0; d < 2; d++)
+    for (int d = 0; d < 2; d++) {
         if (f->has_trailers[d])
             json_object_set_new(r, d == REQ ? "request_trailers" : "response_trailers",
                                 fields_json(f->trailer[d], f->ntrailer[d]));
+        if (f->has_trailers[d] && f->trailers_held[d])
+            json_object_set_new(
+                r, d == REQ ? "request_trailers_not_passed_on" : "response_trailers_not_passed_on",
+                json_true());
+    }
 }
 
 static void trim(const char **s, size_t *n) {
@@ -2002,6 +2009,8 @@ static reel_rc write_ndjson(FILE *out, const flow_t *f, const reel_export_opts_t
         rc = nd_body(req, f, REQ, o, err);
         if (f->has_trailers[REQ])
             json_object_set_new(req, "trailers", fields_json(f->trailer[REQ], f->ntrailer[REQ]));
+        if (f->has_trailers[REQ] && f->trailers_held[REQ])
+            json_object_set_new(req, "trailers_not_passed_on", json_true());
         reel_last(req);
         json_object_set_new(j, "request", req);
     }

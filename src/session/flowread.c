@@ -250,6 +250,11 @@ static int detail_record(void *ctx, const Reel__Record *rec) {
         const Reel__Trailers *t = rec->trailers;
         json_object_set_new(d->o, t->response ? "response_trailers" : "request_trailers",
                             headers_json(t->headers, t->n_headers, 0));
+        if (t->not_passed_on) /* (they did not reach the other side) */
+            json_object_set_new(d->o,
+                                t->response ? "response_trailers_not_passed_on"
+                                            : "request_trailers_not_passed_on",
+                                json_true());
         break;
     }
     case REEL__RECORD__EVENT_SERVER_CONN: {

@@ -624,6 +624,7 @@ typedef struct {
     int has_client_tls, client_tls_resumed;
     const char *client_tls[4]; /* sni, alpn, tls_version, cipher; NULL: none */
     json_t *interim, *trailers[2];
+    int trailers_held[2]; /* _reel.*_trailers_not_passed_on */
     /* _reel.messages: the TCP messages of an upgrade to a protocol other
      * than WebSocket, or _webSocketMessages: a WebSocket's messages, in
      * order (owned array, their data borrowed); an entry has one or the
@@ -1385,6 +1386,8 @@ static reel_rc check_reel(const vctx_t *v, json_t *entry, entry_t *e) {
         e->trailers[d] = opt(v, rx, tkeys[d], f, JSON_ARRAY, "an array", &bad);
         if (bad || (e->trailers[d] && check_fields(v, e->trailers[d], f) != REEL_OK))
             return REEL_INVALID;
+        e->trailers_held[d] = json_is_true(json_object_get(
+            rx, d ? "response_trailers_not_passed_on" : "request_trailers_not_passed_on"));
     }
     json_t *msgs = opt(v, rx, "messages", "_reel.messages", JSON_ARRAY, "an array", &bad);
     if (bad)
@@ -1963,7 +1966,7 @@ static void record_trailers(reel_rflow_t *f, const entry_t *e, int response) {
     size_t n;
     reel_buf_t owned;
     reel_header_t *hs = to_headers(e->trailers[response], 0, &n, &owned);
-    reel_recorder_trailers(f, response, hs, n);
+    reel_recorder_trailers(f, response, hs, n, e->trailers_held[response]);
     free(hs);
     reel_buf_free(&owned);
 }

@@ -2433,13 +2433,14 @@ void reel_recorder_interim(reel_rflow_t *f, const reel_response_head_t *h) {
     response_record(f, h, true);
 }
 
-void reel_recorder_trailers(reel_rflow_t *f, bool response, const reel_header_t *headers,
-                            size_t n) {
+void reel_recorder_trailers(reel_rflow_t *f, bool response, const reel_header_t *headers, size_t n,
+                            bool not_passed_on) {
     if (f->id == 0 || f->dropped || n == 0)
         return;
     Reel__Header *store = reel_malloc(n * sizeof *store);
     Reel__Trailers t = REEL__TRAILERS__INIT;
     t.response = response;
+    t.not_passed_on = not_passed_on;
     t.n_headers = n;
     t.headers = headers_pb(headers, n, store);
     Reel__Record rec = REEL__RECORD__INIT;

@@ -282,8 +282,8 @@ void reel_recorder_response_head(reel_rflow_t *f, const reel_response_head_t *h)
 void reel_recorder_interim(reel_rflow_t *f, const reel_response_head_t *h);
 /** The trailer fields of the request's (response false) or the response's
  * body, after its last chunk. */
-void reel_recorder_trailers(reel_rflow_t *f, bool response, const reel_header_t *headers,
-                            size_t n);
+void reel_recorder_trailers(reel_rflow_t *f, bool response, const reel_header_t *headers, size_t n,
+                            bool not_passed_on);
 void reel_recorder_response_body(reel_rflow_t *f, const void *data, size_t len);
 
 /** The request's (response false) or the response's body was longer on

@@ -509,8 +509,9 @@ class Http2Test(unittest.TestCase):
         f = self.reel.flow(fs[0]["id"])
         self.assertEqual(body(f, "request"), data)
         self.assertEqual(f["request"]["http_version"], "HTTP/2.0")
-        # both trailer sections are in the record
+        # both trailer sections are in the record, passed on
         self.assertEqual(f["request_trailers"], [["x-req-trailer", "done"]])
+        self.assertFalse(f["request_trailers_not_passed_on"])
         names = [h[0].lower() for h in f["response_trailers"]]
         self.assertEqual(names, ["x-body-sha256", "x-count"])
 
@@ -518,7 +519,8 @@ class Http2Test(unittest.TestCase):
         # HTTP/2 allows a request's trailers after a body with a
         # content-length too. Its HTTP/1.1 form toward the origin is framed
         # by that length and has no place for them: they do not reach the
-        # origin, but they were missing from the record as well. Three
+        # origin, but they were missing from the record as well (and then
+        # recorded as though sent: Trailers.not_passed_on says so). Three
         # streams one after another on one connection (its lane serves
         # each in turn), bodies small and large.
         c = H2C(self.reel.port)
@@ -544,9 +546,15 @@ class Http2Test(unittest.TestCase):
         for k, f in enumerate(sorted(fs, key=lambda f: f["id"])):
             self.assertEqual(f["request_trailers"], [["x-req-trailer", "t%d" % k], ["x-more", "yes"]],
                              f)
+            # and the record says the origin never got them
+            self.assertTrue(f["request_trailers_not_passed_on"], f)
             self.assertEqual([v for n, v in f["request"]["headers"] if n == "content-length"],
                              [str(sizes[k])])
             self.assertEqual(f["state"], "complete")
+        text = self.reel.cli("flow", self.reel.session, str(fs[0]["id"])).stdout.decode()
+        self.assertIn("~ request trailers, which reel could not pass on: the HTTP/1.1 request it "
+                      "made of the client's HTTP/2 stream, framed by its content-length, has no "
+                      "place for them:", text)
 
     def test_trailers_after_a_content_length_body(self):
         # HTTP/2 allows trailers after a body with a content-length (gRPC

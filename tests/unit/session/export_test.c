@@ -726,7 +726,7 @@ static reel_session_t *fixture_extras(const char *name) {
         reel_recorder_interim(f, &i100);
         reel_recorder_request_body(f, "hello", 5);
         const reel_header_t qt[] = {H("X-Req-Sum", "rs1"), H("X-Secret-Token", "SECRET_TRAILER1")};
-        reel_recorder_trailers(f, false, qt, 2);
+        reel_recorder_trailers(f, false, qt, 2, false);
         reel_response_head_t i103 = {.status = 103,
                                      .reason = "Early Hints",
                                      .http_version = rh.http_version,
@@ -745,7 +745,7 @@ static reel_session_t *fixture_extras(const char *name) {
         reel_recorder_response_head(f, &sp);
         reel_recorder_response_body(f, "world", 5);
         const reel_header_t st[] = {H("X-Checksum", "sha1-abc")};
-        reel_recorder_trailers(f, true, st, 1);
+        reel_recorder_trailers(f, true, st, 1, false);
         reel_recorder_flow_end(f, NULL, t + 4000, t + 1500, t + 3000);
     }
 
@@ -1547,7 +1547,7 @@ static reel_session_t *fixture_bytes(const char *name) {
     reel_recorder_request_head(f, &rh);
     reel_recorder_request_body(f, "hello", 5);
     const reel_header_t qt[] = {H("X-Sum", "\x80\x81")};
-    reel_recorder_trailers(f, false, qt, 1);
+    reel_recorder_trailers(f, false, qt, 1, false);
     const reel_header_t ih[] = {H("Link", "</\xe9.css>; rel=preload")};
     reel_response_head_t i103 = {.status = 103,
                                  .reason = "Early \xa0Hints",

@@ -467,7 +467,7 @@ static void record_replayable(void) {
     reel_recorder_interim(f, &hint);
     reel_recorder_response_head(f, &rs);
     reel_header_t tr = {"grpc-status", 11, "0", 1};
-    reel_recorder_trailers(f, true, &tr, 1);
+    reel_recorder_trailers(f, true, &tr, 1, false);
     reel_recorder_flow_end(f, NULL, 0, 0, 0);
     reel_flow_info_t tinfo = {.kind = REEL_FLOW_TUNNEL, .client_addr = "127.0.0.1:5001"};
     f = reel_recorder_flow_start(r, &tinfo);
