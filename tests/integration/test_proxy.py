@@ -445,8 +445,13 @@ class ProxyTest(unittest.TestCase):
         return s
 
     def tunnel_rows(self, port):
-        return [x for x in self.reel.flows("~u tcp://127.0.0.1:%d" % port)
-                if x["kind"] == "tunnel"]
+        """The tunnel flows to the origin tcp_origin made on port: not those
+        of an earlier origin that had the same port (the system gives a
+        port again; the first row then was an earlier test's flow, and the
+        test read its sizes, once in CI)."""
+        floor = self.floors.get(port, 0)
+        return [x for x in self.reel.flows(r"~u ^tcp://127\.0\.0\.1:%d/$" % port)
+                if x["kind"] == "tunnel" and x["id"] > floor]
 
     def tunnel_end(self, port, timeout=10):
         """The tunnel flow to port once it has ended, None if it has not
@@ -459,8 +464,9 @@ class ProxyTest(unittest.TestCase):
             time.sleep(0.05)
         return None
 
-    @staticmethod
-    def tcp_origin(serve, rcvbuf=None):
+    floors = {}  # port: the newest flow when tcp_origin made an origin on it
+
+    def tcp_origin(self, serve, rcvbuf=None):
         """A raw TCP origin on 127.0.0.1 running serve(sock) for one
         connection in a thread; returns its port."""
         ls = socket.socket()
@@ -480,7 +486,10 @@ class ProxyTest(unittest.TestCase):
                 pass
             ls.close()
         threading.Thread(target=run_it, daemon=True).start()
-        return ls.getsockname()[1]
+        port = ls.getsockname()[1]
+        rows = self.reel.flows()
+        self.floors[port] = rows[-1]["id"] if rows else 0
+        return port
 
     def test_raw_tunnel_not_delivered_is_an_error(self):
         """A raw CONNECT tunnel ends complete only once the client was
