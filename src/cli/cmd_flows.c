@@ -473,24 +473,22 @@ int reel_cmd_flows(reel_cli_t *cli, int argc, char **argv) {
         int64_t *last = NULL;
         size_t nlast = 0;
         reel_query_opts_t qm = {.desc = 1, .limit = 1};
-        scan_t seed = {&open, &open, &known, 0}; /* (known is what counts) */
-        reel_query_opts_t qw = {.no_note_count = 1};
-        reel_query_opts_t qo = {.open_only = 1, .no_note_count = 1};
-        if (reel_query_ids(s, &qm, &last, &nlast, &err) != REEL_OK ||
-            (max = nlast ? last[0] : 0, qw.after_id = max > FOLLOW_WINDOW ? max - FOLLOW_WINDOW : 0,
-             reel_query_flows_each(s, &qw, scan_new, &seed, &err)) != REEL_OK) {
-            free(last);
+        if (reel_query_ids(s, &qm, &last, &nlast, &err) != REEL_OK) {
             rc = reel_cli_query_fail(cli, s, &err);
             goto out;
         }
+        max = nlast ? last[0] : 0;
         free(last);
-        idset_keep(&known, at_most, &max); /* (those indexed since: new to the loop) */
-        open.n = 0; /* (seed put every one of the window there: only the open ones) */
-        if (reel_query_flows_each(s, &qo, add_id, &open, &err) != REEL_OK) {
+        reel_query_opts_t qw = {.after_id = max > FOLLOW_WINDOW ? max - FOLLOW_WINDOW : 0,
+                                .no_note_count = 1};
+        reel_query_opts_t qo = {.open_only = 1, .no_note_count = 1};
+        if (reel_query_flows_each(s, &qw, add_id, &known, &err) != REEL_OK ||
+            reel_query_flows_each(s, &qo, add_id, &open, &err) != REEL_OK) {
             rc = reel_cli_query_fail(cli, s, &err);
             goto out;
         }
-        /* (those started since: new to the loop) */
+        /* (those indexed or started since: new to the loop) */
+        idset_keep(&known, at_most, &max);
         idset_keep(&open, at_most, &max);
     }
     if (limit >= 0) {

@@ -804,15 +804,16 @@ void reel__rule_request(const conn_t *c, const reel_h1_head_t *h, const char *ur
 
 /* map_local (core/maplocal.c). */
 typedef struct reel_local reel_local_t;
-/* If a map_local rule matches the request h (to https, host, port,
- * path): answers it from its file (its flow started, the conn reading the
- * request's body) and true; false when none does. */
-bool reel__local_answer(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,
-                        const char *path);
+/* If a map_local rule matches the request h (to https, port and path;
+ * rq: what the rules see of it, reel__rule_request's, its host the one
+ * recorded): answers it from its file (its flow started, the conn
+ * reading the request's body) and true; false when none does. */
+bool reel__local_answer(conn_t *c, const reel_h1_head_t *h, bool https, int port, const char *path,
+                        const reel_filter_request_t *rq);
 /* The same for block_list: a rule whose filter matches the request
  * answers it with its status (444: the connection closed, no answer). */
-bool reel__block_answer(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,
-                        const char *path);
+bool reel__block_answer(conn_t *c, const reel_h1_head_t *h, bool https, int port, const char *path,
+                        const reel_filter_request_t *rq);
 /* Sends more of the file while the client's queue is short. */
 void reel__local_pump(conn_t *c);
 void reel__local_free(conn_t *c);

@@ -1206,19 +1206,12 @@ void reel__rule_request(const conn_t *c, const reel_h1_head_t *h, const char *ur
                                   .websocket = c->ex.ws_requested};
 }
 
-static int map_request(const conn_t *c, const reel_h1_head_t *h, bool https, const char *host,
-                       int port, const char *path, char **mapped, bool *m_https, char **m_host,
-                       int *m_port, char **m_path, char **why) {
+static int map_request(const conn_t *c, const reel_filter_request_t *rq, char **mapped,
+                       bool *m_https, char **m_host, int *m_port, char **m_path, char **why) {
     *mapped = *m_host = *m_path = *why = NULL;
-    char *auth = reel__authority(https, host, port);
-    char *url = reel_asprintf("%s://%s%s", https ? "https" : "http", auth, path);
-    free(auth);
     reel_err_t err;
     reel_err_clear(&err);
-    reel_filter_request_t rq;
-    reel__rule_request(c, h, url, host, &rq);
-    char *to = reel_map_rules_apply(c->p->map_remote, url, &rq, &err);
-    free(url);
+    char *to = reel_map_rules_apply(c->p->map_remote, rq->url, rq, &err);
     if (to == NULL) {
         if (err.code == REEL_OK)
             return 0;
@@ -1556,16 +1549,21 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
      * client's URL: map_remote's apply to the requests they leave) */
     /* (a redirected connection's under the name its client gave, as its
      * flow records it: transparent_name) */
-    char *rule_host = c->transparent ? transparent_name(c, h, https) : NULL;
-    const char *rhost = rule_host ? rule_host : host;
-    if (c->p->block_list && !c->ex.upgrade && reel__block_answer(c, h, https, rhost, port, path)) {
-        free(rule_host);
-        free(host);
-        free(path);
-        return;
+    /* What the rules see of the request, made once for all three */
+    char *rule_host = NULL, *rule_url = NULL;
+    reel_filter_request_t rq = {0};
+    if (c->p->block_list || c->p->map_local || c->p->map_remote) {
+        rule_host = c->transparent ? transparent_name(c, h, https) : NULL;
+        const char *rhost = rule_host ? rule_host : host;
+        char *auth = reel__authority(https, rhost, port);
+        rule_url = reel_asprintf("%s://%s%s", https ? "https" : "http", auth, path);
+        free(auth);
+        reel__rule_request(c, h, rule_url, rhost, &rq);
     }
-    if (c->p->map_local && strcmp(path, "*") != 0 && !c->ex.upgrade &&
-        reel__local_answer(c, h, https, rhost, port, path)) {
+    if ((c->p->block_list && !c->ex.upgrade && reel__block_answer(c, h, https, port, path, &rq)) ||
+        (c->p->map_local && strcmp(path, "*") != 0 && !c->ex.upgrade &&
+         reel__local_answer(c, h, https, port, path, &rq))) {
+        free(rule_url);
         free(rule_host);
         free(host);
         free(path);
@@ -1581,12 +1579,12 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
         bool m_https = false;
         char *m_host = NULL, *m_path = NULL, *why = NULL;
         int m_port = 0;
-        int mr = map_request(c, h, https, rhost, port, path, &mapped, &m_https, &m_host, &m_port,
-                             &m_path, &why);
+        int mr = map_request(c, &rq, &mapped, &m_https, &m_host, &m_port, &m_path, &why);
         if (mr < 0) { /* recorded as the client sent it, answered with why */
             start_flow(c, h, https, host, port, path, false, 0, NULL);
             reel__fail_exchange(c, 502, why);
             free(why);
+            free(rule_url);
             free(rule_host);
             free(host);
             free(path);
@@ -1601,6 +1599,7 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
             path = m_path;
         }
     }
+    free(rule_url);
     free(rule_host);
     /* An absolute "https://" URL sent in the clear goes to the origin
      * over TLS, like any https request. */

@@ -205,20 +205,14 @@ static void local_done(conn_t *c) {
     reel__exchange_maybe_finish(c);
 }
 
-bool reel__block_answer(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,
-                        const char *path) {
-    char *auth = reel__authority(https, host, port);
-    char *url = reel_asprintf("%s://%s%s", https ? "https" : "http", auth, path);
-    free(auth);
-    reel_filter_request_t rq;
-    reel__rule_request(c, h, url, host, &rq);
+bool reel__block_answer(conn_t *c, const reel_h1_head_t *h, bool https, int port, const char *path,
+                        const reel_filter_request_t *rq) {
     const char *rule = NULL;
-    int status = reel_block_match(c->p->block_list, &rq, &rule);
-    free(url);
+    int status = reel_block_match(c->p->block_list, rq, &rule);
     if (status == 0)
         return false;
     reel__upstream_close(c); /* (as for map_local's answers) */
-    reel__exchange_start_local(c, h, https, host, port, path);
+    reel__exchange_start_local(c, h, https, rq->host, port, path);
     if (status == 444) {
         /* nginx's and mitmproxy's: the connection closed, no answer */
         char *why = reel_asprintf(
@@ -241,24 +235,17 @@ bool reel__block_answer(conn_t *c, const reel_h1_head_t *h, bool https, const ch
     return true;
 }
 
-bool reel__local_answer(conn_t *c, const reel_h1_head_t *h, bool https, const char *host, int port,
-                        const char *path) {
-    char *auth = reel__authority(https, host, port);
-    char *url = reel_asprintf("%s://%s%s", https ? "https" : "http", auth, path);
-    free(auth);
+bool reel__local_answer(conn_t *c, const reel_h1_head_t *h, bool https, int port, const char *path,
+                        const reel_filter_request_t *rq) {
     const char *base;
     char *suffix;
-    reel_filter_request_t rq;
-    reel__rule_request(c, h, url, host, &rq);
-    int m = reel_map_local_match(c->p->map_local, url, &rq, &base, &suffix);
-    free(url);
-    if (m == 0)
+    if (reel_map_local_match(c->p->map_local, rq->url, rq, &base, &suffix) == 0)
         return false;
     /* no origin: an upstream connection kept from the exchange before
      * would be left idle under this one, its close or its bytes taken for
      * this exchange's; it goes (the next request to it opens another) */
     reel__upstream_close(c);
-    reel__exchange_start_local(c, h, https, host, port, path);
+    reel__exchange_start_local(c, h, https, rq->host, port, path);
     c->state = C_REQ_BODY; /* the request's body, if any, is read and recorded */
     char *file = NULL;
     uint64_t size = 0;
