@@ -130,6 +130,17 @@ class ReverseHttpsOrigin(unittest.TestCase):
         row, _ = self.last("/100b?absolute")
         self.assertEqual(row["url"], self.target + "/100b?absolute")
 
+    def test_not_with_transparent(self):
+        # both at once: refused when the proxy starts, saying why
+        home = os.path.join(self.root, "both")
+        env = dict(os.environ, REEL_HOME=home, XDG_DATA_HOME=home, XDG_CONFIG_HOME=home)
+        out = subprocess.run([REEL, "record", "--listen", "127.0.0.1:0", "--set",
+                              "reverse_to=" + self.target, "--set", "transparent=true", "both"],
+                             env=env, capture_output=True, timeout=30)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn(b"reel record: transparent and reverse_to cannot both be set: a reverse "
+                      b"proxy sends every connection to its one origin\n", out.stderr)
+
     def test_connect_refused(self):
         """A client set for a forward proxy, sending CONNECT: told what reel
         is here."""

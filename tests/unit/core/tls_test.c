@@ -855,6 +855,22 @@ static void test_client_cert_required(void **state) {
         assert_string_equal(err.msg, want);
         free(want);
     }
+    /* a key that is not the certificate's */
+    EVP_PKEY *other = EVP_EC_gen("P-256");
+    assert_non_null(other);
+    f = fopen(pem, "w");
+    assert_non_null(f);
+    PEM_write_X509(f, mine);
+    PEM_write_PrivateKey(f, other, NULL, NULL, 0, NULL, NULL);
+    fclose(f);
+    EVP_PKEY_free(other);
+    reel_err_clear(&err);
+    assert_int_equal(reel_tls_identities_load(pem, &ids, &err), REEL_INVALID);
+    char *want = reel_asprintf("upstream_client_certs: %s: its private key is not the "
+                               "certificate's",
+                               pem);
+    assert_string_equal(err.msg, want);
+    free(want);
     /* a directory: the file named for the host, none for another */
     char *dir = reel_asprintf("%s/certs", FX->dir);
     assert_int_equal(mkdir(dir, 0700), 0);
