@@ -771,6 +771,7 @@ typedef struct {
     pthread_cond_t cv_item, cv_space, cv_job;
     ahead_item *head, *tail;      /* found, in the file's order */
     ahead_item *jobs, *jobs_tail; /* for the second decoder */
+    unsigned njobs;               /* ... how many */
     ahead_item *spare;            /* taken, kept for their buffers */
     unsigned n;                   /* found and not taken */
     int second;                   /* a second decoder runs */
@@ -807,12 +808,45 @@ static void ahead_free_list(ahead_item *it) {
     }
 }
 
-/* Queues it after the frames found before it, waiting while AHEAD_MAX are
- * queued; 0 if the scan was stopped (it is then the caller's). */
-static int ahead_push(ahead_t *a, ahead_item *it, int job) {
+/* Takes the oldest frame no decoder has begun, with a->mu held (NULL if
+ * there is none). */
+static ahead_item *ahead_take_job(ahead_t *a) {
+    ahead_item *it = a->stop ? NULL : a->jobs;
+    if (it) {
+        a->jobs = it->next_job;
+        if (a->jobs == NULL)
+            a->jobs_tail = NULL;
+        a->njobs--;
+    }
+    return it;
+}
+
+/* Decodes a frame taken with ahead_take_job, with a->mu held on entry and
+ * on return (released meanwhile). */
+static void ahead_decode_job(ahead_t *a, ZSTD_DCtx *d, ahead_item *it) {
+    pthread_mutex_unlock(&a->mu);
+    int bad = d == NULL;
+    if (bad)
+        snprintf(it->end.reason, sizeof it->end.reason, "zstd: out of memory");
+    else
+        bad = frame_check(d, it->comp.data, it->comp.len, &it->raw, it->end.reason, a->vet) != 0;
     pthread_mutex_lock(&a->mu);
-    while (a->n >= AHEAD_MAX && !a->stop)
-        pthread_cond_wait(&a->cv_space, &a->mu);
+    it->state = bad ? AHEAD_BAD : AHEAD_OK;
+    pthread_cond_signal(&a->cv_item);
+}
+
+/* Queues it after the frames found before it, waiting while AHEAD_MAX are
+ * queued (and decoding queued frames meanwhile, given d); 0 if the scan
+ * was stopped (it is then the caller's). */
+static int ahead_push(ahead_t *a, ahead_item *it, int job, ZSTD_DCtx *d) {
+    pthread_mutex_lock(&a->mu);
+    while (a->n >= AHEAD_MAX && !a->stop) {
+        ahead_item *j = d ? ahead_take_job(a) : NULL;
+        if (j)
+            ahead_decode_job(a, d, j);
+        else
+            pthread_cond_wait(&a->cv_space, &a->mu);
+    }
     int ok = !a->stop;
     if (ok) {
         if (a->tail)
@@ -827,6 +861,7 @@ static int ahead_push(ahead_t *a, ahead_item *it, int job) {
             else
                 a->jobs = it;
             a->jobs_tail = it;
+            a->njobs++;
             pthread_cond_signal(&a->cv_job);
         }
         if (it->state != AHEAD_PENDING)
@@ -857,7 +892,7 @@ static void *ahead_main(void *arg) {
     reel_rc rc = d ? walk_begin(&w, a->fd, a->start, &end->end, &a->err)
                    : reel_err_set(&a->err, REEL_NOMEM, "zstd: out of memory");
     a->file_size = end->end.file_size;
-    uint64_t off = a->start, k = 0;
+    uint64_t off = a->start;
     int stopped = 0;
     while (rc == REEL_OK && off < end->end.file_size) {
         const uint8_t *at = NULL;
@@ -868,17 +903,29 @@ static void *ahead_main(void *arg) {
         ahead_item *it = ahead_new_item(a);
         it->off = off;
         it->clen = fl;
-        int job = a->second && k++ % 2 == 1; /* the second decoder's */
+        /* With a second decoder every frame is queued, and both take the
+         * oldest in turn: handing over every other one kept the two in
+         * step, each waiting for the other's frame whenever the scheduler
+         * gave the caller's thread its core. */
+        int job = a->second;
         if (job) {
             reel_buf_reset(&it->comp);
             reel_buf_append(&it->comp, at, fl);
         }
-        if (!ahead_push(a, it, job)) {
+        if (!ahead_push(a, it, job, d)) {
             ahead_free_list(it);
             stopped = 1;
             break;
         }
-        if (!job) {
+        if (job) {
+            /* the walk is cheap: it goes on while the other decoder has
+             * frames to begin, and decodes one of them when it has two */
+            pthread_mutex_lock(&a->mu);
+            ahead_item *j = a->njobs >= 2 ? ahead_take_job(a) : NULL;
+            if (j)
+                ahead_decode_job(a, d, j);
+            pthread_mutex_unlock(&a->mu);
+        } else {
             /* it is the consumer's to take only once its state is set;
              * the records of a frame that fails are not looked at, and
              * the walk ends there: nothing after it is seen */
@@ -895,7 +942,12 @@ static void *ahead_main(void *arg) {
         rc = REEL_OK;
     a->rc = rc;
     end->end.bad_off = end->end.good_end = off;
-    if (stopped || !ahead_push(a, end, 0))
+    /* the frames still queued, before the end is */
+    pthread_mutex_lock(&a->mu);
+    for (ahead_item *j; !stopped && (j = ahead_take_job(a)) != NULL;)
+        ahead_decode_job(a, d, j);
+    pthread_mutex_unlock(&a->mu);
+    if (stopped || !ahead_push(a, end, 0, d))
         ahead_free_list(end);
     pthread_mutex_lock(&a->mu);
     a->walked = 1;
@@ -917,22 +969,12 @@ static void *ahead_decoder(void *arg) {
         pthread_mutex_lock(&a->mu);
         while (a->jobs == NULL && !a->walked && !a->stop)
             pthread_cond_wait(&a->cv_job, &a->mu);
-        ahead_item *it = a->stop ? NULL : a->jobs;
-        if (it) {
-            a->jobs = it->next_job;
-            if (a->jobs == NULL)
-                a->jobs_tail = NULL;
-        }
+        ahead_item *it = ahead_take_job(a);
+        if (it)
+            ahead_decode_job(a, d, it);
         pthread_mutex_unlock(&a->mu);
         if (it == NULL)
             break;
-        int bad = d == NULL;
-        if (bad)
-            snprintf(it->end.reason, sizeof it->end.reason, "zstd: out of memory");
-        else
-            bad =
-                frame_check(d, it->comp.data, it->comp.len, &it->raw, it->end.reason, a->vet) != 0;
-        ahead_done(a, it, bad ? AHEAD_BAD : AHEAD_OK);
     }
     ZSTD_freeDCtx(d);
     return NULL;
