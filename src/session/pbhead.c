@@ -149,13 +149,16 @@ static size_t request_len(const reel_request_head_t *h) {
            bytes_size(RQ_ORIGINAL_DST, slen(h->original_dst));
 }
 
-size_t reel_pbhead_request_size(uint64_t flow_id, int64_t time_us, const reel_request_head_t *h) {
-    return record_size(flow_id, time_us, REC_REQUEST_HEAD, request_len(h));
+size_t reel_pbhead_request_size(uint64_t flow_id, int64_t time_us, const reel_request_head_t *h,
+                                reel_pbrec_plan_t *pl) {
+    pl->ev = REC_REQUEST_HEAD;
+    pl->ev_len = request_len(h);
+    return record_size(flow_id, time_us, pl->ev, pl->ev_len);
 }
 
 size_t reel_pbhead_request_write(uint8_t *out, uint64_t flow_id, int64_t time_us,
-                                 const reel_request_head_t *h) {
-    uint8_t *p = put_record_head(out, flow_id, time_us, REC_REQUEST_HEAD, request_len(h));
+                                 const reel_request_head_t *h, const reel_pbrec_plan_t *pl) {
+    uint8_t *p = put_record_head(out, flow_id, time_us, pl->ev, pl->ev_len);
     p = put_bytes(p, RQ_METHOD, h->method, slen(h->method));
     p = put_bytes(p, RQ_SCHEME, h->scheme, slen(h->scheme));
     p = put_bytes(p, RQ_HOST, h->host, slen(h->host));
@@ -181,15 +184,15 @@ static size_t response_len(const reel_response_head_t *h) {
 }
 
 size_t reel_pbhead_response_size(uint64_t flow_id, int64_t time_us, const reel_response_head_t *h,
-                                 int interim) {
-    return record_size(flow_id, time_us, interim ? REC_INTERIM : REC_RESPONSE_HEAD,
-                       response_len(h));
+                                 int interim, reel_pbrec_plan_t *pl) {
+    pl->ev = interim ? REC_INTERIM : REC_RESPONSE_HEAD;
+    pl->ev_len = response_len(h);
+    return record_size(flow_id, time_us, pl->ev, pl->ev_len);
 }
 
 size_t reel_pbhead_response_write(uint8_t *out, uint64_t flow_id, int64_t time_us,
-                                  const reel_response_head_t *h, int interim) {
-    uint8_t *p = put_record_head(out, flow_id, time_us, interim ? REC_INTERIM : REC_RESPONSE_HEAD,
-                                 response_len(h));
+                                  const reel_response_head_t *h, const reel_pbrec_plan_t *pl) {
+    uint8_t *p = put_record_head(out, flow_id, time_us, pl->ev, pl->ev_len);
     p = put_uint(p, RS_STATUS, h->status);
     p = put_bytes(p, RS_REASON, h->reason, slen(h->reason));
     p = put_bytes(p, RS_VERSION, h->http_version, slen(h->http_version));
@@ -235,8 +238,8 @@ static size_t client_tls_len(const Reel__ClientTls *t) {
            str_size(4, t->cipher) + uint_size(5, t->resumed != 0);
 }
 
-static uint8_t *put_client_tls(uint8_t *p, uint32_t field, const Reel__ClientTls *t) {
-    p = put_msg_head(p, field, client_tls_len(t));
+static uint8_t *put_client_tls(uint8_t *p, uint32_t field, const Reel__ClientTls *t, size_t len) {
+    p = put_msg_head(p, field, len);
     p = put_str(p, 1, t->sni);
     p = put_str(p, 2, t->alpn);
     p = put_str(p, 3, t->tls_version);
@@ -244,15 +247,17 @@ static uint8_t *put_client_tls(uint8_t *p, uint32_t field, const Reel__ClientTls
     return put_uint(p, 5, t->resumed != 0);
 }
 
-static size_t start_len(const Reel__FlowStart *s) {
+/* sub[0]: replay_of's length, sub[1]: client_tls's */
+static size_t start_len(const Reel__FlowStart *s, size_t sub[2]) {
+    sub[0] = s->replay_of ? replay_of_len(s->replay_of) : 0;
+    sub[1] = s->client_tls ? client_tls_len(s->client_tls) : 0;
     return str_size(1, s->uuid) + uint_size(2, i64((int32_t)s->kind)) +
            str_size(3, s->client_addr) + str_size(4, s->server_addr) + str_size(5, s->source) +
-           (s->replay_of ? msg_size(6, replay_of_len(s->replay_of)) : 0) +
-           uint_size(7, s->client_conn) + uint_size(8, s->stream_id) +
-           (s->client_tls ? msg_size(9, client_tls_len(s->client_tls)) : 0);
+           (s->replay_of ? msg_size(6, sub[0]) : 0) + uint_size(7, s->client_conn) +
+           uint_size(8, s->stream_id) + (s->client_tls ? msg_size(9, sub[1]) : 0);
 }
 
-static uint8_t *put_start(uint8_t *p, const Reel__FlowStart *s) {
+static uint8_t *put_start(uint8_t *p, const Reel__FlowStart *s, const size_t sub[2]) {
     p = put_str(p, 1, s->uuid);
     p = put_uint(p, 2, i64((int32_t)s->kind));
     p = put_str(p, 3, s->client_addr);
@@ -260,14 +265,14 @@ static uint8_t *put_start(uint8_t *p, const Reel__FlowStart *s) {
     p = put_str(p, 5, s->source);
     if (s->replay_of) {
         const Reel__ReplayOf *r = s->replay_of;
-        p = put_msg_head(p, 6, replay_of_len(r));
+        p = put_msg_head(p, 6, sub[0]);
         p = put_uint(p, 1, r->flow_id);
         p = put_str(p, 2, r->session);
         p = put_str(p, 3, r->uuid);
     }
     p = put_uint(p, 7, s->client_conn);
     p = put_uint(p, 8, s->stream_id);
-    return s->client_tls ? put_client_tls(p, 9, s->client_tls) : p;
+    return s->client_tls ? put_client_tls(p, 9, s->client_tls, sub[1]) : p;
 }
 
 static size_t timings_len(const Reel__Timings *t) {
@@ -277,25 +282,27 @@ static size_t timings_len(const Reel__Timings *t) {
            uint_size(7, i64(t->ssl_us));
 }
 
-static size_t end_len(const Reel__FlowEnd *e) {
+/* sub[0]: timings' length, sub[1]: client_tls's */
+static size_t end_len(const Reel__FlowEnd *e, size_t sub[2]) {
+    sub[0] = e->timings ? timings_len(e->timings) : 0;
+    sub[1] = e->client_tls ? client_tls_len(e->client_tls) : 0;
     return uint_size(1, e->request_body_size) + uint_size(2, e->response_body_size) +
            uint_size(3, e->request_truncated != 0) + uint_size(4, e->response_truncated != 0) +
-           (e->timings ? msg_size(5, timings_len(e->timings)) : 0) +
-           uint_size(6, i64(e->request_end_us)) + uint_size(7, i64(e->response_start_us)) +
-           uint_size(8, e->request_body_dropped) + uint_size(9, e->response_body_dropped) +
-           str_size(10, e->server_addr) + uint_size(11, e->messages_dropped) +
-           uint_size(12, e->response_excess) +
-           (e->client_tls ? msg_size(13, client_tls_len(e->client_tls)) : 0);
+           (e->timings ? msg_size(5, sub[0]) : 0) + uint_size(6, i64(e->request_end_us)) +
+           uint_size(7, i64(e->response_start_us)) + uint_size(8, e->request_body_dropped) +
+           uint_size(9, e->response_body_dropped) + str_size(10, e->server_addr) +
+           uint_size(11, e->messages_dropped) + uint_size(12, e->response_excess) +
+           (e->client_tls ? msg_size(13, sub[1]) : 0);
 }
 
-static uint8_t *put_end(uint8_t *p, const Reel__FlowEnd *e) {
+static uint8_t *put_end(uint8_t *p, const Reel__FlowEnd *e, const size_t sub[2]) {
     p = put_uint(p, 1, e->request_body_size);
     p = put_uint(p, 2, e->response_body_size);
     p = put_uint(p, 3, e->request_truncated != 0);
     p = put_uint(p, 4, e->response_truncated != 0);
     if (e->timings) {
         const Reel__Timings *t = e->timings;
-        p = put_msg_head(p, 5, timings_len(t));
+        p = put_msg_head(p, 5, sub[0]);
         p = put_uint(p, 1, i64(t->blocked_us));
         p = put_uint(p, 2, i64(t->dns_us));
         p = put_uint(p, 3, i64(t->connect_us));
@@ -311,7 +318,7 @@ static uint8_t *put_end(uint8_t *p, const Reel__FlowEnd *e) {
     p = put_str(p, 10, e->server_addr);
     p = put_uint(p, 11, e->messages_dropped);
     p = put_uint(p, 12, e->response_excess);
-    return e->client_tls ? put_client_tls(p, 13, e->client_tls) : p;
+    return e->client_tls ? put_client_tls(p, 13, e->client_tls, sub[1]) : p;
 }
 
 static size_t server_conn_len(const Reel__ServerConn *c) {
@@ -348,45 +355,50 @@ static uint8_t *put_server_conn(uint8_t *p, const Reel__ServerConn *c) {
     return put_uint(p, 19, c->client_cert_asked != 0);
 }
 
-/* The event's field number and length, or 0 for an event left to
- * protobuf-c. */
-static uint32_t small_event(const Reel__Record *rec, size_t *len) {
+/* Plans rec: its event's field number, length and nested lengths (ev 0
+ * for an event left to protobuf-c). */
+static void small_event(const Reel__Record *rec, reel_pbrec_plan_t *pl) {
+    pl->sub[0] = pl->sub[1] = 0;
+    pl->ev_len = 0;
     switch (rec->event_case) {
     case REEL__RECORD__EVENT_START:
-        *len = start_len(rec->start);
-        return REC_START;
+        pl->ev = REC_START;
+        pl->ev_len = start_len(rec->start, pl->sub);
+        break;
     case REEL__RECORD__EVENT_REQUEST_BODY:
-        *len = bytes_size(1, rec->request_body->data.len);
-        return REC_REQUEST_BODY;
+        pl->ev = REC_REQUEST_BODY;
+        pl->ev_len = bytes_size(1, rec->request_body->data.len);
+        break;
     case REEL__RECORD__EVENT_RESPONSE_BODY:
-        *len = bytes_size(1, rec->response_body->data.len);
-        return REC_RESPONSE_BODY;
+        pl->ev = REC_RESPONSE_BODY;
+        pl->ev_len = bytes_size(1, rec->response_body->data.len);
+        break;
     case REEL__RECORD__EVENT_END:
-        *len = end_len(rec->end);
-        return REC_END;
+        pl->ev = REC_END;
+        pl->ev_len = end_len(rec->end, pl->sub);
+        break;
     case REEL__RECORD__EVENT_SERVER_CONN:
-        *len = server_conn_len(rec->server_conn);
-        return REC_SERVER_CONN;
+        pl->ev = REC_SERVER_CONN;
+        pl->ev_len = server_conn_len(rec->server_conn);
+        break;
     default:
-        return 0;
+        pl->ev = 0;
+        break;
     }
 }
 
-size_t reel_pbrec_size(const Reel__Record *rec) {
-    size_t len = 0;
-    uint32_t ev = small_event(rec, &len);
-    return ev ? record_size(rec->flow_id, rec->time_us, ev, len) : 0;
+size_t reel_pbrec_size(const Reel__Record *rec, reel_pbrec_plan_t *pl) {
+    small_event(rec, pl);
+    return pl->ev ? record_size(rec->flow_id, rec->time_us, pl->ev, pl->ev_len) : 0;
 }
 
-size_t reel_pbrec_write(uint8_t *out, const Reel__Record *rec) {
-    size_t len = 0;
-    uint32_t ev = small_event(rec, &len);
-    if (ev == 0)
+size_t reel_pbrec_write(uint8_t *out, const Reel__Record *rec, const reel_pbrec_plan_t *pl) {
+    if (pl->ev == 0)
         return 0;
-    uint8_t *p = put_record_head(out, rec->flow_id, rec->time_us, ev, len);
-    switch (ev) {
+    uint8_t *p = put_record_head(out, rec->flow_id, rec->time_us, pl->ev, pl->ev_len);
+    switch (pl->ev) {
     case REC_START:
-        p = put_start(p, rec->start);
+        p = put_start(p, rec->start, pl->sub);
         break;
     case REC_REQUEST_BODY:
         p = put_bytes(p, 1, rec->request_body->data.data, rec->request_body->data.len);
@@ -395,7 +407,7 @@ size_t reel_pbrec_write(uint8_t *out, const Reel__Record *rec) {
         p = put_bytes(p, 1, rec->response_body->data.data, rec->response_body->data.len);
         break;
     case REC_END:
-        p = put_end(p, rec->end);
+        p = put_end(p, rec->end, pl->sub);
         break;
     default:
         p = put_server_conn(p, rec->server_conn);

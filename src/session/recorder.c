@@ -1851,13 +1851,13 @@ static int enqueue_item(reel_recorder_t *r, reel_rflow_t *f, pending *p, int kin
 
 /* Packs rec: by hand for the records every flow has (pbhead.h), else
  * with protobuf-c. */
-static size_t record_size(const Reel__Record *rec) {
-    size_t n = reel_pbrec_size(rec);
+static size_t record_size(const Reel__Record *rec, reel_pbrec_plan_t *pl) {
+    size_t n = reel_pbrec_size(rec, pl);
     return n ? n : reel__record__get_packed_size(rec);
 }
 
-static size_t record_pack(const Reel__Record *rec, uint8_t *out) {
-    size_t n = reel_pbrec_write(out, rec);
+static size_t record_pack(const Reel__Record *rec, const reel_pbrec_plan_t *pl, uint8_t *out) {
+    size_t n = reel_pbrec_write(out, rec, pl);
     return n ? n : reel__record__pack(rec, out);
 }
 
@@ -1869,7 +1869,9 @@ static size_t record_pack(const Reel__Record *rec, uint8_t *out) {
  * queued. Returns 1 when queued. */
 static int enqueue(reel_recorder_t *r, reel_rflow_t *f, const Reel__Record *rec, int kind) {
     pending p;
-    record_pack(rec, pending_init(&p, record_size(rec)));
+    reel_pbrec_plan_t pl;
+    size_t n = record_size(rec, &pl);
+    record_pack(rec, &pl, pending_init(&p, n));
     return enqueue_item(r, f, &p, kind);
 }
 
@@ -2346,7 +2348,8 @@ reel_rflow_t *reel_recorder_flow_start(reel_recorder_t *r, const reel_flow_info_
     rec.time_us = given_us ? given_us : INT64_MAX; /* ... and time */
     rec.event_case = REEL__RECORD__EVENT_START;
     rec.start = &st;
-    size_t room = record_size(&rec);
+    reel_pbrec_plan_t pl; /* (the event's lengths do not depend on id and time) */
+    size_t room = record_size(&rec, &pl);
     int say = 0;
     pthread_mutex_lock(&r->mu);
     f->limit = r->body_limit;
@@ -2367,7 +2370,7 @@ reel_rflow_t *reel_recorder_flow_start(reel_recorder_t *r, const reel_flow_info_
             say = drop_locked(r, f);
         } else {
             rec.flow_id = f->id;
-            queue_locked(r, record_pack(&rec, queue_room(r, room)));
+            queue_locked(r, record_pack(&rec, &pl, queue_room(r, room)));
         }
     }
     pthread_mutex_unlock(&r->mu);
@@ -2403,8 +2406,9 @@ void reel_recorder_request_head(reel_rflow_t *f, const reel_request_head_t *h) {
     rq.http_version = h->http_version ? h->http_version : "HTTP/1.1";
     int64_t t = now_or(h->time_us);
     pending p;
-    reel_pbhead_request_write(pending_init(&p, reel_pbhead_request_size(f->id, t, &rq)), f->id, t,
-                              &rq);
+    reel_pbrec_plan_t pl;
+    size_t n = reel_pbhead_request_size(f->id, t, &rq, &pl);
+    reel_pbhead_request_write(pending_init(&p, n), f->id, t, &rq, &pl);
     f->body_time_us = h->time_us;
     enqueue_item(f->rec, f, &p, Q_SMALL);
 }
@@ -2418,8 +2422,9 @@ static void response_record(reel_rflow_t *f, const reel_response_head_t *h, bool
     rs.http_version = h->http_version ? h->http_version : "HTTP/1.1";
     int64_t t = now_or(h->time_us);
     pending p;
-    reel_pbhead_response_write(pending_init(&p, reel_pbhead_response_size(f->id, t, &rs, interim)),
-                               f->id, t, &rs, interim);
+    reel_pbrec_plan_t pl;
+    size_t n = reel_pbhead_response_size(f->id, t, &rs, interim, &pl);
+    reel_pbhead_response_write(pending_init(&p, n), f->id, t, &rs, &pl);
     if (!interim)
         f->body_time_us = h->time_us;
     enqueue_item(f->rec, f, &p, Q_SMALL);

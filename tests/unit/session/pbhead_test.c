@@ -88,9 +88,10 @@ static void check_request(uint64_t id, int64_t t, const reel_request_head_t *h) 
     rec.request_head = &rh;
     size_t want_len;
     uint8_t *want = packed(&rec, &want_len);
-    size_t len = reel_pbhead_request_size(id, t, h);
+    reel_pbrec_plan_t pl;
+    size_t len = reel_pbhead_request_size(id, t, h, &pl);
     uint8_t *got = room(len);
-    same_bytes(got, len, reel_pbhead_request_write(got, id, t, h), want, want_len);
+    same_bytes(got, len, reel_pbhead_request_write(got, id, t, h, &pl), want, want_len);
     free(got);
     free(want);
     free(rh.headers);
@@ -120,9 +121,10 @@ static void check_response(uint64_t id, int64_t t, const reel_response_head_t *h
     }
     size_t want_len;
     uint8_t *want = packed(&rec, &want_len);
-    size_t len = reel_pbhead_response_size(id, t, h, interim);
+    reel_pbrec_plan_t pl;
+    size_t len = reel_pbhead_response_size(id, t, h, interim, &pl);
     uint8_t *got = room(len);
-    same_bytes(got, len, reel_pbhead_response_write(got, id, t, h, interim), want, want_len);
+    same_bytes(got, len, reel_pbhead_response_write(got, id, t, h, &pl), want, want_len);
     /* and it reads back as the head it was made from */
     Reel__Record *back = reel__record__unpack(NULL, len, got);
     assert_non_null(back);
@@ -244,9 +246,10 @@ static void test_random(void **state) {
 static void check_small(const Reel__Record *rec) {
     size_t want_len = 0;
     uint8_t *want = packed(rec, &want_len);
-    size_t len = reel_pbrec_size(rec);
+    reel_pbrec_plan_t pl;
+    size_t len = reel_pbrec_size(rec, &pl);
     uint8_t *got = room(len);
-    same_bytes(got, len, reel_pbrec_write(got, rec), want, want_len);
+    same_bytes(got, len, reel_pbrec_write(got, rec, &pl), want, want_len);
     Reel__Record *back = reel__record__unpack(NULL, len, got);
     assert_non_null(back);
     assert_int_equal(back->event_case, rec->event_case);
@@ -296,8 +299,9 @@ static void test_small_records(void **state) {
     Reel__Record other = REEL__RECORD__INIT;
     other.event_case = REEL__RECORD__EVENT_ERROR;
     other.error = &fe;
-    assert_int_equal(reel_pbrec_size(&other), 0);
-    assert_int_equal(reel_pbrec_write(NULL, &other), 0);
+    reel_pbrec_plan_t pl;
+    assert_int_equal(reel_pbrec_size(&other, &pl), 0);
+    assert_int_equal(reel_pbrec_write(NULL, &other, &pl), 0);
     for (int round = 0; round < 3000; round++) {
         char *own[20] = {NULL};
         Reel__Record rec = REEL__RECORD__INIT;
