@@ -251,6 +251,42 @@ class TlsRecordTest(unittest.TestCase):
         out = self.reel.cli("export", "main", "~u /tls0$", "--format", "ndjson").stdout
         self.assertEqual(json.loads(out)["client_tls"]["sni"], "localhost")
 
+    def test_tls13_client_resumes_with_the_one_ticket_each_connection_gets(self):
+        """reel sends one TLS 1.3 session ticket per connection (OpenSSL's
+        default is two): a client that resumes each connection with the
+        ticket of the one before resumes every time, and each flow says
+        whether its connection was resumed."""
+        o = Origin(self.good)
+        ctx = ssl.create_default_context(cafile=self.reel.ca)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        session = None
+        try:
+            for i in range(3):
+                s = connect(self.reel.port)
+                s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % o.port)
+                self.assertTrue(s.recv(1000).startswith(b"HTTP/1.1 200"))
+                t = ctx.wrap_socket(s, server_hostname="localhost", session=session)
+                t.sendall(b"GET /tls13-%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % i)
+                got = b""
+                while not got.endswith(b"ok"):
+                    d = t.recv(1000)
+                    if not d:
+                        break
+                    got += d
+                self.assertTrue(got.startswith(b"HTTP/1.1 200"), got)
+                self.assertEqual(t.version(), "TLSv1.3")
+                self.assertEqual(t.session_reused, i > 0, i)
+                # (read after the response: the ticket came before it)
+                self.assertTrue(t.session.has_ticket, i)
+                session = t.session
+                t.close()
+        finally:
+            o.close()
+        for i in range(3):
+            [f] = self.reel.wait_flows(1, "~u /tls13-%d$" % i)
+            tls = self.reel.flow(f["id"])["client_tls"]
+            self.assertEqual((tls["tls_version"], tls["resumed"]), ("TLSv1.3", i > 0), tls)
+
     def left_after_handshake(self, port, alpn, reset_too=False):
         """The flow of a client that closed after its handshake with reel
         (reset_too: or reset the connection) offering alpn."""
