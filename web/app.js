@@ -1397,6 +1397,7 @@ function renderDetail(d, id) {
     const orig = d.request && typeof d.request.original_dst === 'string'
       ? `${d.request.original_dst} (transparent: where the client connected, redirected to reel by the OS)` : null;
     for (const [k, v] of [['sent to', mapped], ['original destination', orig], ['address', sc.address], ['through', via], ['TLS', sc.tls_version], ['certificate', cert], ['SNI', sc.sni], ['ALPN', sc.alpn], ['cipher', sc.cipher],
+      ['TLS session', sc.tls_version ? (sc.resumed ? 'resumed (from an earlier connection)' : 'new') : null],
       ['client certificate', sc.client_cert_asked ? (sc.client_cert ? `asked for: reel presented ${sc.client_cert}` : 'asked for: reel had none') : null],
       ['reused', sc.reused ? 'yes' : 'no'], ['retried', sc.retried ? (!sc.address ? 'yes: the new connection could not be made'
         : r.scheme === 'https' && sc.ssl_us < 0 ? 'yes: the new connection\'s TLS handshake failed' : 'yes') : 'no'], ['set up', setup], ['client', r.client_addr]]) {

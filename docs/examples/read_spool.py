@@ -224,7 +224,10 @@ def flow_json(flow_id, recs, replayed_as=()):
                                     # the origin asked for a client certificate,
                                     # and the one reel presented
                                     client_cert_asked=c.client_cert_asked,
-                                    client_cert=c.client_cert or None)
+                                    client_cert=c.client_cert or None,
+                                    # its TLS resumed a session from an
+                                    # earlier connection
+                                    resumed=c.resumed)
             # its set-up: opened_us 0 is "not known", and the three spans then too
             known = c.opened_us != 0
             f["server_conn"].update(opened_us=c.opened_us if known else None,

@@ -1020,7 +1020,7 @@ static void server_conn_line(view_t *v, const Reel__ServerConn *sc) {
     /* through an upstream proxy: its address, the name it was given when
      * that is another, and the tunnel it opened */
     bool via = sc->via[0] != '\0', named = via && strcmp(sc->via, sc->address) != 0;
-    note(v, "~ connection #%llu%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s", (unsigned long long)sc->conn_id,
+    note(v, "~ connection #%llu%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s", (unsigned long long)sc->conn_id,
          sc->address[0] ? (via ? " to the upstream proxy " : " to ") : "", sc->address,
          named ? " (" : "", named ? sc->via : "", named ? ")" : "",
          !via              ? ""
@@ -1029,6 +1029,7 @@ static void server_conn_line(view_t *v, const Reel__ServerConn *sc) {
                                               : ", a CONNECT tunnel to the origin",
          sc->tls_version[0] ? ", " : "", sc->tls_version, sc->cipher[0] ? " " : "", sc->cipher,
          sc->alpn[0] ? ", ALPN " : "", sc->alpn, sc->sni[0] ? ", SNI " : "", sc->sni,
+         sc->resumed ? ", resumed session" : "",
          sc->unverified ? ", certificate NOT verified (upstream_cert_verify was off)" : "",
          /* no address: a retry's connection that never connected */
          sc->retried && !sc->address[0]
@@ -1506,6 +1507,7 @@ static int json_record(void *ctx, const Reel__Record *rec) {
         json_object_set_new(j->server_conn, "client_cert_asked",
                             json_boolean(sc->client_cert_asked));
         json_object_set_new(j->server_conn, "client_cert", str_json(sc->client_cert, 1));
+        json_object_set_new(j->server_conn, "resumed", json_boolean(sc->resumed));
         reel_json_conn_setup(j->server_conn, sc);
         break;
     }

@@ -114,6 +114,7 @@ typedef struct {
     bool via_forward;      /* ... which the requests went to in absolute form, no CONNECT */
     bool client_cert_asked;  /* the origin asked for a client certificate */
     const char *client_cert; /* ... and the one reel presented (its facts; NULL: none) */
+    bool resumed;            /* the TLS resumed a session from an earlier connection */
     /* How the connection was set up: when its DNS lookup began (wall
      * clock µs; 0: not known, the three others then ignored), and how
      * long its DNS, TCP connect and TLS handshake took (µs, -1: did not

@@ -388,6 +388,7 @@ reel_capture_conn_t reel__conn_facts(const peer_t *up, const reel_stack_info_t *
                                  .via_forward = info->via_forward,
                                  .client_cert_asked = info->client_cert_asked,
                                  .client_cert = info->client_cert,
+                                 .resumed = info->tls && info->tls_resumed,
                                  .opened_us = dns0,
                                  .dns_us = reel__span_us(dns0, dns1),
                                  .connect_us = reel__span_us(dns1, conn),

@@ -745,6 +745,7 @@ reel_rc reel_replay_send(const reel_replay_req_t *r, const reel_replay_send_opts
                              .via_forward = via && !https && !socks,
                              .client_cert_asked = c.tls && reel_tls_client_cert_asked(c.tls, NULL),
                              .client_cert = sent_cert,
+                             .resumed = c.tls && reel_tls_resumed(c.tls),
                              /* a connection of its own, set up for it */
                              .opened_us = t0,
                              .dns_us = t.dns_us,

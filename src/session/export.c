@@ -132,6 +132,7 @@ typedef struct {
     int via_forward;    /* ... the request sent to it in absolute form (no CONNECT) */
     int client_cert_asked; /* the origin asked for a client certificate */
     char *client_cert;     /* ... the one reel presented (NULL: none) */
+    int tls_resumed;       /* its TLS resumed a session from an earlier connection */
     json_t *client_tls; /* the start record's, NULL: none */
     uint64_t conn_id;
     int conn_reused;
@@ -484,6 +485,7 @@ static int on_record(void *ctx, const Reel__Record *rec) {
         f->client_cert_asked = c->client_cert_asked;
         free(f->client_cert);
         f->client_cert = c->client_cert && c->client_cert[0] ? reel_strdup(c->client_cert) : NULL;
+        f->tls_resumed = c->resumed;
         f->conn_id = c->conn_id;
         f->conn_reused = c->reused;
         break;
@@ -1174,6 +1176,8 @@ static json_t *reel_info(const flow_t *f) {
         json_object_set_new(r, "client_cert_asked", json_true());
     if (f->client_cert)
         json_object_set_new(r, "client_cert", str_json(f->client_cert));
+    if (f->tls_resumed)
+        json_object_set_new(r, "tls_resumed", json_true());
     if (f->client_tls)
         json_object_set(r, "client_tls", f->client_tls);
     for (int d = 0; d < 2; d++) {

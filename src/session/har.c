@@ -620,6 +620,7 @@ typedef struct {
     int via_forward; /* _reel.via_forward: ... the request sent to it in absolute form */
     int client_cert_asked;   /* _reel.client_cert_asked: the origin asked for one */
     const char *client_cert; /* _reel.client_cert: the one reel presented */
+    int tls_resumed;         /* _reel.tls_resumed: its TLS resumed a session */
     /* _reel.client_tls: the client's TLS with reel (has_client_tls) */
     int has_client_tls, client_tls_resumed;
     const char *client_tls[4]; /* sni, alpn, tls_version, cipher; NULL: none */
@@ -1315,6 +1316,10 @@ static reel_rc check_reel(const vctx_t *v, json_t *entry, entry_t *e) {
         return fail(v, "_reel.via_forward", "not a boolean but %s", type_name(fwd));
     e->via_forward = e->via && json_is_true(fwd);
     e->client_cert_asked = json_is_true(json_object_get(rx, "client_cert_asked"));
+    json_t *tres = json_object_get(rx, "tls_resumed");
+    if (tres && !json_is_null(tres) && !json_is_boolean(tres))
+        return fail(v, "_reel.tls_resumed", "not a boolean but %s", type_name(tres));
+    e->tls_resumed = json_is_true(tres);
     int tbad = 0;
     json_t *ct = opt(v, rx, "client_tls", "_reel.client_tls", JSON_OBJECT, "an object", &tbad);
     if (tbad)
@@ -2157,7 +2162,8 @@ static reel_rc record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
                                  .via = e->via,
                                  .via_forward = e->via_forward,
                                  .client_cert_asked = e->client_cert_asked,
-                                 .client_cert = e->client_cert_asked ? e->client_cert : NULL};
+                                 .client_cert = e->client_cert_asked ? e->client_cert : NULL,
+                                 .resumed = e->tls_resumed};
         reel_recorder_server_conn(f, &sc);
     }
     reel_flow_end_t fe = {.error = e->error,

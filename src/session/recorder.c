@@ -2600,6 +2600,7 @@ void reel_recorder_server_conn(reel_rflow_t *f, const reel_server_conn_t *sc) {
     pc.via_forward = sc->via_forward;
     pc.client_cert = (char *)(sc->client_cert ? sc->client_cert : "");
     pc.client_cert_asked = sc->client_cert_asked;
+    pc.resumed = sc->resumed;
     if (sc->opened_us) { /* else they mean nothing: left 0, as older records have them */
         pc.opened_us = sc->opened_us;
         pc.dns_us = sc->dns_us;

@@ -250,6 +250,8 @@ typedef struct {
      * (its facts; NULL: none) */
     bool client_cert_asked;
     const char *client_cert;
+    /* the TLS resumed a session kept from an earlier connection */
+    bool resumed;
     /* How the connection was set up: when reel began (its DNS lookup;
      * wall clock µs, 0: not known, and the three others are then not
      * recorded), and the µs its DNS lookup, TCP connect and TLS handshake

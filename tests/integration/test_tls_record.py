@@ -157,8 +157,17 @@ class TlsRecordTest(unittest.TestCase):
                 self.assertIn(("~ certificate would have FAILED verification (reel went on): %s; %s"
                                % (error, facts)).encode(), text)
             # the second connection was a resumed session, whose result is
-            # that of the handshake that made it
+            # that of the handshake that made it; each flow says which
             self.assertEqual(o.resumed, [False, True], error)
+            scs = [self.reel.flow(f["id"])["server_conn"] for f in fl]
+            self.assertEqual([sc["resumed"] for sc in scs], [False, True], scs)
+            lines = [self.reel.cli("flow", "main", str(f["id"]), "--headers-only").stdout
+                     for f in fl]
+            self.assertNotIn(b", resumed session", lines[0])
+            self.assertIn(b", resumed session", lines[1])
+            out = self.reel.cli("export", "main", "~u localhost:%d" % o.port, "--format",
+                                "ndjson").stdout.decode().splitlines()
+            self.assertEqual([json.loads(x).get("tls_resumed") for x in out], [None, True], out)
         # a certificate that passes the check: no error
         o = Origin(self.good)
         try:

@@ -381,6 +381,7 @@ static void test_small_records(void **state) {
             sc.via_forward = (protobuf_c_boolean)(next() % 2);
             sc.client_cert = rand_field(&own[19]);
             sc.client_cert_asked = (protobuf_c_boolean)(next() % 2);
+            sc.resumed = (protobuf_c_boolean)(next() % 2);
             rec.event_case = REEL__RECORD__EVENT_SERVER_CONN;
             rec.server_conn = &sc;
             break;
