@@ -224,18 +224,8 @@ class TlsRecordTest(unittest.TestCase):
         session = None
         try:
             for i in range(2):
-                s = connect(self.reel.port)
-                s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % o.port)
-                self.assertTrue(s.recv(1000).startswith(b"HTTP/1.1 200"))
-                t = ctx.wrap_socket(s, server_hostname="localhost", session=session)
-                t.sendall(b"GET /tls%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % i)
-                got = b""
-                while not got.endswith(b"ok"):
-                    d = t.recv(1000)
-                    if not d:
-                        break
-                    got += d
-                self.assertTrue(got.startswith(b"HTTP/1.1 200"), got)
+                t = self.tls_in_tunnel(o.port, ctx, session)
+                self.get_ok(t, "/tls%d" % i)
                 self.assertEqual(t.session_reused, i == 1)
                 session = t.session
                 t.close()
@@ -271,18 +261,8 @@ class TlsRecordTest(unittest.TestCase):
         session = None
         try:
             for i in range(3):
-                s = connect(self.reel.port)
-                s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % o.port)
-                self.assertTrue(s.recv(1000).startswith(b"HTTP/1.1 200"))
-                t = ctx.wrap_socket(s, server_hostname="localhost", session=session)
-                t.sendall(b"GET /tls13-%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % i)
-                got = b""
-                while not got.endswith(b"ok"):
-                    d = t.recv(1000)
-                    if not d:
-                        break
-                    got += d
-                self.assertTrue(got.startswith(b"HTTP/1.1 200"), got)
+                t = self.tls_in_tunnel(o.port, ctx, session)
+                self.get_ok(t, "/tls13-%d" % i)
                 self.assertEqual(t.version(), "TLSv1.3")
                 self.assertEqual(t.session_reused, i > 0, i)
                 # (read after the response: the ticket came before it)
@@ -525,14 +505,25 @@ class TlsRecordTest(unittest.TestCase):
         self.assertEqual(r.stdout, b"reel: upstream TLS handshake failed: connection reset by "
                          b"peer\n")
 
-    def tls_in_tunnel(self, port):
-        """A TLS connection with reel (no ALPN) inside a CONNECT to
-        localhost:port."""
+    def tls_in_tunnel(self, port, ctx=None, session=None):
+        """A TLS connection with reel inside a CONNECT to localhost:port:
+        ctx's (default: no ALPN), resuming session if given."""
         s = connect(self.reel.port)
         s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % port)
         self.assertTrue(s.recv(1000).startswith(b"HTTP/1.1 200"))
-        return ssl.create_default_context(cafile=self.reel.ca).wrap_socket(
-            s, server_hostname="localhost")
+        ctx = ctx or ssl.create_default_context(cafile=self.reel.ca)
+        return ctx.wrap_socket(s, server_hostname="localhost", session=session)
+
+    def get_ok(self, t, path):
+        """GET path on t, answered 200 "ok" (by Origin)."""
+        t.sendall(b"GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n" % path.encode())
+        got = b""
+        while not got.endswith(b"ok"):
+            d = t.recv(1000)
+            if not d:
+                break
+            got += d
+        self.assertTrue(got.startswith(b"HTTP/1.1 200"), got)
 
     def test_client_that_ends_without_close_notify_before_its_bytes_say(self):
         """The same without close_notify (its TCP close alone): the tunnel
