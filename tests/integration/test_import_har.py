@@ -599,6 +599,8 @@ class ReelExtrasRoundTrip(unittest.TestCase):
             (("client_tls", "resumed"), "yes",
              b"entries[0]._reel.client_tls.resumed: not a boolean but a string"),
             (("unverified",), 1, b"entries[0]._reel.unverified: not a boolean but a number"),
+            (("tls_resumed",), "yes",
+             b"entries[0]._reel.tls_resumed: not a boolean but a string"),
             (("verify_error",), 5, b"entries[0]._reel.verify_error: not a string but a number"),
         ]
         for path, value, message in cases:
@@ -607,7 +609,7 @@ class ReelExtrasRoundTrip(unittest.TestCase):
                                            "response_trailers": 2,
                                            "response_excess": 2, "duration_ms": 0,
                                            "client_tls": 0, "unverified": 0,
-                                           "verify_error": 0}[path[0]]]
+                                           "tls_resumed": 0, "verify_error": 0}[path[0]]]
             obj = entry["_reel"]
             for k in path[:-1]:
                 obj = obj[k]
