@@ -87,6 +87,8 @@ set(CPACK_GENERATOR DEB)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+# map_local's Content-Type of extensions beyond its own table
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "media-types")
 set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "https://example.invalid/reel")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     ${CMAKE_SOURCE_DIR}/contrib/debian/postinst ${CMAKE_SOURCE_DIR}/contrib/debian/postrm)

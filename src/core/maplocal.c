@@ -11,12 +11,17 @@
  * core/conn.h. */
 
 #include <errno.h>
+#include <ctype.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/cond.h"
 #include "core/conn.h"
 #include "session/maprule.h"
 
@@ -24,14 +29,73 @@
 
 struct reel_local {
     int fd;
-    uint64_t size; /* the file's size when it was opened: its Content-Length */
-    uint64_t sent; /* bytes of it sent so far */
+    uint64_t off;  /* where the bytes sent begin (a range's first byte) */
+    uint64_t size; /* how many are sent: the Content-Length */
+    uint64_t sent; /* bytes of them sent so far */
     char *path;
     bool pumping;
 };
 
-/* The Content-Type of a file, by its name's extension (as Python's
- * mimetypes, which mitmproxy's map_local uses, gives the common ones). */
+/* The extensions /etc/mime.types names (Debian's media-types, which
+ * Python's mimetypes reads too), loaded once for every worker: each with
+ * its type, sorted by extension. */
+typedef struct {
+    char *ext, *type;
+    size_t line; /* its place in the file */
+} mime_ext_t;
+
+static mime_ext_t *mime_exts;
+static size_t n_mime_exts;
+static pthread_once_t mime_once = PTHREAD_ONCE_INIT;
+
+static int mime_cmp(const void *a, const void *b) {
+    return strcasecmp(((const mime_ext_t *)a)->ext, ((const mime_ext_t *)b)->ext);
+}
+
+/* by extension, then by place in the file: the first line naming an
+ * extension gives its type */
+static int mime_order(const void *a, const void *b) {
+    const mime_ext_t *x = a, *y = b;
+    int c = mime_cmp(x, y);
+    return c ? c : (x->line > y->line) - (x->line < y->line);
+}
+
+static void mime_load(void) {
+    FILE *f = fopen("/etc/mime.types", "re");
+    if (f == NULL)
+        return; /* the table in content_type only */
+    size_t cap = 0;
+    char *line = NULL, *save = NULL;
+    size_t lcap = 0;
+    while (getline(&line, &lcap, f) > 0) {
+        char *hash = strchr(line, '#');
+        if (hash)
+            *hash = '\0';
+        char *type = strtok_r(line, " \t\r\n", &save);
+        /* a type is "x/y" of printable bytes: a line that is not is
+         * skipped, never sent to a client as a field value */
+        if (type == NULL || strchr(type, '/') == NULL || strlen(type) > 127)
+            continue;
+        for (char *e; (e = strtok_r(NULL, " \t\r\n", &save)) != NULL;) {
+            if (n_mime_exts == cap) {
+                cap = cap ? cap * 2 : 1024;
+                mime_exts = reel_realloc(mime_exts, cap * sizeof *mime_exts);
+            }
+            mime_exts[n_mime_exts].ext = reel_strdup(e);
+            mime_exts[n_mime_exts].type = reel_strdup(type);
+            mime_exts[n_mime_exts].line = n_mime_exts;
+            n_mime_exts++;
+        }
+    }
+    free(line);
+    fclose(f);
+    if (n_mime_exts)
+        qsort(mime_exts, n_mime_exts, sizeof *mime_exts, mime_order);
+}
+
+/* The Content-Type of a file, by its name's extension: the common ones as
+ * Python's mimetypes (which mitmproxy's map_local uses) gives them, with
+ * a charset for text; then /etc/mime.types; else application/octet-stream. */
 static const char *content_type(const char *path) {
     static const struct {
         const char *ext, *type;
@@ -72,17 +136,23 @@ static const char *content_type(const char *path) {
     };
     const char *slash = strrchr(path, '/');
     const char *dot = strrchr(slash ? slash : path, '.');
-    if (dot && dot[1])
-        for (size_t i = 0; i < sizeof types / sizeof *types; i++)
-            if (strcasecmp(dot + 1, types[i].ext) == 0)
-                return types[i].type;
-    return "application/octet-stream";
+    if (dot == NULL || dot[1] == '\0')
+        return "application/octet-stream";
+    for (size_t i = 0; i < sizeof types / sizeof *types; i++)
+        if (strcasecmp(dot + 1, types[i].ext) == 0)
+            return types[i].type;
+    pthread_once(&mime_once, mime_load);
+    const mime_ext_t key = {.ext = (char *)(dot + 1)};
+    const mime_ext_t *m = bsearch(&key, mime_exts, n_mime_exts, sizeof *mime_exts, mime_cmp);
+    while (m && m > mime_exts && mime_cmp(m - 1, m) == 0)
+        m--; /* the first line's */
+    return m ? m->type : "application/octet-stream";
 }
 
 /* Opens path if it is a regular file: the descriptor, with *size; else
  * -errno (-EISDIR for a directory, -ENOENT for any other kind of file).
  * O_NONBLOCK: a FIFO named by mistake must not stop the loop. */
-static int open_regular(const char *path, uint64_t *size) {
+static int open_regular(const char *path, uint64_t *size, struct timespec *mtime) {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0)
         return -errno;
@@ -97,6 +167,7 @@ static int open_regular(const char *path, uint64_t *size) {
         return S_ISDIR(st.st_mode) ? -EISDIR : -ENOENT;
     }
     *size = (uint64_t)st.st_size;
+    *mtime = st.st_mtim;
     return fd;
 }
 
@@ -106,9 +177,10 @@ static int open_regular(const char *path, uint64_t *size) {
  * owned), or -errno with *file the name looked for (-ENOENT: none of
  * them is a file). suffix NULL: the URL's name would leave the directory
  * (-EPERM, *file the directory). */
-static int find_file(const char *base, const char *suffix, char **file, uint64_t *size) {
+static int find_file(const char *base, const char *suffix, char **file, uint64_t *size,
+                     struct timespec *mtime) {
     *file = reel_strdup(base);
-    int fd = open_regular(base, size);
+    int fd = open_regular(base, size, mtime);
     if (fd != -EISDIR)
         return fd;
     if (suffix == NULL)
@@ -124,7 +196,7 @@ static int find_file(const char *base, const char *suffix, char **file, uint64_t
     free(*file);
     *file = cand[0];
     for (int i = 0; i < 2 && cand[i]; i++) {
-        fd = open_regular(cand[i], size);
+        fd = open_regular(cand[i], size, mtime);
         if (fd == -EISDIR || fd == -ENOTDIR)
             fd = -ENOENT; /* a directory without index.html; a file's name under a file */
         if (fd == -ENOENT)
@@ -141,33 +213,49 @@ static int find_file(const char *base, const char *suffix, char **file, uint64_t
 }
 
 /* Sends the head (and records it, and the body if given): status, with a
- * Content-Length of len and type, for the request h. */
+ * Content-Length of len and type, and the fields extra, for the request h. */
 static void send_head(conn_t *c, const reel_h1_head_t *h, int status, const char *type,
-                      uint64_t len, const char *file, const char *body) {
+                      uint64_t len, const char *file, const char *body, const reel_field_t *extra,
+                      size_t nextra) {
     char clen[24];
     snprintf(clen, sizeof clen, "%llu", (unsigned long long)len);
     bool close = c->client_close && !c->lane;
     /* (a 204 or 304 has no body, and says no length) */
     bool bodiless = status == 204 || status == 304;
-    reel_buf_t out;
-    reel_buf_init(&out, 256);
-    reel_buf_printf(&out, "HTTP/1.1 %d %s\r\n", status, reel__status_text(status));
-    if (!bodiless)
-        reel_buf_printf(&out, "Content-Type: %s\r\nContent-Length: %s\r\n", type, clen);
-    reel_buf_printf(&out, "%s\r\n", close ? "Connection: close\r\n" : "");
     /* an HTTP/2 client's stream gets the head as core/h2front.c writes
-     * it: no reason, names in lower case, no Connection */
+     * it: no reason, names in lower case, no Connection; the record says
+     * what the client got */
     bool stream = c->lane && !c->lane_tunnel;
-    reel_field_t hs[3] = {
-        {stream ? "content-type" : "Content-Type", 12, type, strlen(type)},
-        {stream ? "content-length" : "Content-Length", 14, clen, strlen(clen)},
-        {"Connection", 10, "close", 5},
-    };
+    enum { MAX_FIELDS = 10 };
+    reel_field_t hs[MAX_FIELDS];
+    char lower[MAX_FIELDS][32];
+    size_t n = 0;
+    if (!bodiless) {
+        hs[n++] = (reel_field_t){"Content-Type", 12, type, strlen(type)};
+        hs[n++] = (reel_field_t){"Content-Length", 14, clen, strlen(clen)};
+    }
+    for (size_t i = 0; i < nextra && n < MAX_FIELDS - 1; i++)
+        hs[n++] = extra[i];
+    if (close)
+        hs[n++] = (reel_field_t){"Connection", 10, "close", 5};
+    reel_buf_t out;
+    reel_buf_init(&out, 0); /* (a maximum: a body naming a long path must fit) */
+    reel_buf_printf(&out, "HTTP/1.1 %d %s\r\n", status, reel__status_text(status));
+    for (size_t i = 0; i < n; i++) {
+        reel_buf_printf(&out, "%.*s: %.*s\r\n", (int)hs[i].name_len, hs[i].name,
+                        (int)hs[i].value_len, hs[i].value);
+        if (stream && hs[i].name_len < sizeof lower[i]) {
+            for (size_t k = 0; k < hs[i].name_len; k++)
+                lower[i][k] = (char)tolower((unsigned char)hs[i].name[k]);
+            hs[i].name = lower[i];
+        }
+    }
+    reel_buf_puts(&out, "\r\n");
     reel_msg_head_t rs = {.status = (uint32_t)status,
                           .reason = stream ? "" : reel__status_text(status),
                           .version = stream ? "HTTP/2.0" : "HTTP/1.1",
-                          .fields = bodiless ? hs + 2 : hs,
-                          .nfields = (bodiless ? 0 : 2) + (close ? 1 : 0),
+                          .fields = hs,
+                          .nfields = n,
                           .local_file = file,
                           .blocked_by = c->ex.blocked_by};
     if (bodiless)
@@ -227,7 +315,7 @@ bool reel__block_answer(conn_t *c, const reel_h1_head_t *h, bool https, int port
     c->state = C_REQ_BODY; /* the request's body, if any, is read and recorded */
     char *body = reel_asprintf("reel: blocked (block_list rule '%s')\n", rule);
     c->ex.blocked_by = rule;
-    send_head(c, h, status, "text/plain; charset=utf-8", strlen(body), NULL, body);
+    send_head(c, h, status, "text/plain; charset=utf-8", strlen(body), NULL, body, NULL, 0);
     c->ex.blocked_by = NULL;
     free(body);
     c->ex.resp_done = true;
@@ -249,7 +337,8 @@ bool reel__local_answer(conn_t *c, const reel_h1_head_t *h, bool https, int port
     c->state = C_REQ_BODY; /* the request's body, if any, is read and recorded */
     char *file = NULL;
     uint64_t size = 0;
-    int fd = find_file(base, suffix, &file, &size);
+    struct timespec mtime = {0};
+    int fd = find_file(base, suffix, &file, &size, &mtime);
     free(suffix);
     if (fd < 0) {
         int status = fd == -ENOENT || fd == -ENOTDIR ? 404
@@ -260,7 +349,49 @@ bool reel__local_answer(conn_t *c, const reel_h1_head_t *h, bool https, int port
             : status == 404
                 ? reel_asprintf("reel: map_local: no file %s\n", file)
                 : reel_asprintf("reel: map_local: cannot read %s: %s\n", file, strerror(-fd));
-        send_head(c, h, status, "text/plain; charset=utf-8", strlen(body), file, body);
+        send_head(c, h, status, "text/plain; charset=utf-8", strlen(body), file, body, NULL, 0);
+        free(body);
+        free(file);
+        c->ex.resp_done = true;
+        reel__exchange_maybe_finish(c);
+        return true;
+    }
+    /* The file's validators, as nginx makes them (its time and size), and
+     * what the request's conditions and Range make of them: core/cond.h */
+    char etag[64], lastmod[30], range[64], method[16];
+    snprintf(etag, sizeof etag, "\"%llx-%llx\"", (unsigned long long)size,
+             (unsigned long long)mtime.tv_sec * 1000000000ull + (unsigned long long)mtime.tv_nsec);
+    reel_http_date_format(mtime.tv_sec, lastmod);
+    snprintf(method, sizeof method, "%.*s", (int)h->method_len, h->method);
+    reel_cond_repr_t repr = {
+        .size = size, .mtime = mtime.tv_sec, .etag = etag, .now = reel__now_us() / 1000000};
+    reel_cond_answer_t a;
+    reel_cond_evaluate(method, h->headers, h->nheaders, &repr, &a);
+    reel_field_t extra[4];
+    size_t nx = 0;
+    if (a.status == 206)
+        snprintf(range, sizeof range, "bytes %llu-%llu/%llu", (unsigned long long)a.first,
+                 (unsigned long long)(a.first + a.length - 1), (unsigned long long)size);
+    else
+        snprintf(range, sizeof range, "bytes */%llu", (unsigned long long)size);
+    if (a.status == 206 || a.status == 416)
+        extra[nx++] = (reel_field_t){"Content-Range", 13, range, strlen(range)};
+    if (a.status == 200 || a.status == 206)
+        extra[nx++] = (reel_field_t){"Accept-Ranges", 13, "bytes", 5};
+    if (a.status == 200 || a.status == 206 || a.status == 304) {
+        extra[nx++] = (reel_field_t){"Last-Modified", 13, lastmod, strlen(lastmod)};
+        extra[nx++] = (reel_field_t){"ETag", 4, etag, strlen(etag)};
+    }
+    if (a.status == 412 || a.status == 416) {
+        close(fd);
+        char *body = a.status == 412
+                         ? reel_asprintf("reel: map_local: a precondition of the request fails "
+                                         "for %s (ETag %s, Last-Modified %s)\n",
+                                         file, etag, lastmod)
+                         : reel_asprintf("reel: map_local: the range asked for is not in %s "
+                                         "(%llu bytes)\n",
+                                         file, (unsigned long long)size);
+        send_head(c, h, a.status, "text/plain; charset=utf-8", strlen(body), file, body, extra, nx);
         free(body);
         free(file);
         c->ex.resp_done = true;
@@ -269,11 +400,12 @@ bool reel__local_answer(conn_t *c, const reel_h1_head_t *h, bool https, int port
     }
     reel_local_t *l = reel_calloc(1, sizeof *l);
     l->fd = fd;
-    l->size = size;
+    l->off = a.first;
+    l->size = a.length;
     l->path = file;
     c->ex.local = l;
-    send_head(c, h, 200, content_type(file), size, file, NULL);
-    if (h->is_head || size == 0) {
+    send_head(c, h, a.status, content_type(file), a.length, file, NULL, extra, nx);
+    if (h->is_head || a.length == 0) {
         local_done(c);
         return true;
     }
@@ -290,8 +422,8 @@ void reel__local_pump(conn_t *c) {
     char *cut = NULL;
     while (l->sent < l->size && reel__peer_queued(&c->client) < HIGH_WATER && !c->client.closing) {
         uint64_t want = l->size - l->sent;
-        ssize_t n =
-            pread(l->fd, buf, want < LOCAL_CHUNK ? (size_t)want : LOCAL_CHUNK, (off_t)l->sent);
+        ssize_t n = pread(l->fd, buf, want < LOCAL_CHUNK ? (size_t)want : LOCAL_CHUNK,
+                          (off_t)(l->off + l->sent));
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {

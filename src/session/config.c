@@ -208,8 +208,8 @@ static const reel_option_t options[] = {
      "\"|regex|/path\" or \"|filter|regex|/path\" (the first rule whose PCRE2 regex matches "
      "the request's URL, and whose flow filter the request, applies; "
      "a directory serves the file the rest of the URL, or the regex's first group, names in "
-     "it, index.html for a directory; none: 404); reel's answer is marked generated, naming "
-     "the file (local_file)",
+     "it, index.html for a directory; none: 404; byte ranges and conditional requests are "
+     "answered); reel's answer is marked generated, naming the file (local_file)",
      NULL, 0, 0, reel_map_local_check},
     {"block_list", REEL_OPT_LIST, "[]",
      "rules answering requests with a status instead of sending them on, each \"|filter|status\" "

@@ -19,6 +19,10 @@
  * every event must keep its documented shape. At every NEED_MORE a request
  * parser is asked what a record of the head so far would hold
  * (reel_h1_partial_cut, reel_h1_partial_head: probe_partial).
+ * Every request head is also judged as map_local judges one
+ * (src/core/cond.h: check_cond): the answer's part of the file is within
+ * it, and every field value that reads as an HTTP date is printed and read
+ * back to the same time.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -26,6 +30,7 @@
 #include <string.h>
 
 #include "base/mem.h"
+#include "core/cond.h"
 #include "core/http1.h"
 #include "fuzz_util.h"
 
@@ -83,6 +88,48 @@ static void fmt_head(reel_buf_t *t, const reel_h1_head_t *h, reel_h1_side side) 
  * then reel_h1_partial_head, in the order reel calls them): every byte they
  * point at is read (ASan), and the field partial_cut names is the last one
  * partial_head gives. */
+static void check_cond(const reel_h1_head_t *h) {
+    static const uint64_t sizes[] = {0, 1, 1000, UINT64_MAX};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        reel_cond_repr_t r = {.size = sizes[i],
+                              .mtime = 784111777,
+                              .etag = "\"3e8-1\"",
+                              .now = 784111777 + (int64_t)i};
+        reel_cond_answer_t a;
+        reel_cond_evaluate(h->method, h->headers, h->nheaders, &r, &a);
+        bool get = strcmp(h->method, "GET") == 0;
+        switch (a.status) {
+        case 200:
+            FUZZ_CHECK(a.first == 0 && a.length == r.size, "200 of %llu+%llu",
+                       (unsigned long long)a.first, (unsigned long long)a.length);
+            break;
+        case 206:
+            FUZZ_CHECK(get && a.length >= 1 && a.first < r.size && a.length <= r.size - a.first,
+                       "206 of %llu+%llu in %llu", (unsigned long long)a.first,
+                       (unsigned long long)a.length, (unsigned long long)r.size);
+            break;
+        case 304:
+        case 412:
+            FUZZ_CHECK(a.length == 0, "%d with a body", a.status);
+            break;
+        case 416:
+            FUZZ_CHECK(get && a.length == 0, "416 of a %s", h->method);
+            break;
+        default:
+            FUZZ_CHECK(false, "status %d", a.status);
+        }
+    }
+    for (size_t i = 0; i < h->nheaders; i++) {
+        int64_t t = 0, back = -1;
+        if (!reel_http_date_parse(h->headers[i].value, h->headers[i].value_len, &t))
+            continue;
+        char out[30];
+        reel_http_date_format(t, out);
+        FUZZ_CHECK(reel_http_date_parse(out, strlen(out), &back) && back == t,
+                   "date %lld printed as %s", (long long)t, out);
+    }
+}
+
 static void probe_partial(reel_h1_t *p) {
     const char *name = NULL;
     size_t name_len = 0;
@@ -184,6 +231,8 @@ static char *run(const opts_t *o, const uint8_t *in, size_t len, size_t max_piec
                 in_data = false;
                 switch (ev.type) {
                 case REEL_H1_EV_HEAD:
+                    if (o->side == REEL_H1_REQUEST)
+                        check_cond(&ev.head);
                     fmt_head(&t, &ev.head, o->side);
                     reel_buf_reset(&head_text);
                     fmt_head(&head_text, &ev.head, o->side);

@@ -182,6 +182,11 @@ def http1(out):
                 ("connect", ["-p", "-x", base, "https://example.com/"], "C"),
                 ("if-modified", ["-H", "If-Modified-Since: Sat, 01 Jan 2050 00:00:00 GMT",
                                  base + "/index.html"], "G"),
+                ("range-conditional", ["-r", "10-19", "-H", 'If-Range: "abc"',
+                                       "-H", 'If-None-Match: W/"x", "y"', "-H", "If-Match: *",
+                                       "-H", "If-Unmodified-Since: Sunday, 06-Nov-94 08:49:37 GMT",
+                                       "-H", "If-Modified-Since: Sun Nov  6 08:49:37 1994",
+                                       base + "/index.html"], "G"),
             ]
             for i, (name, args, kinds) in enumerate(cases):
                 subprocess.run(["curl", "-s", "--max-time", "5"] + args, check=False,

@@ -15,9 +15,12 @@ HTTP, HTTPS in a tunnel and HTTP/2; index.html, 404 for a missing file,
 toward the client; a POST's body read and recorded; HEAD; the next
 request on the connection going to its origin; the flow marked
 generated with local_file (reel flow, HAR, NDJSON, import) and no
-server_conn; map_local before map_remote.
+server_conn; map_local before map_remote; byte ranges and conditional
+requests (206, 416, 304, 412) with the file's ETag and Last-Modified, and
+types from /etc/mime.types.
 """
 import base64
+import email.utils
 import json
 import os
 import tempfile
@@ -51,7 +54,7 @@ class MapRemoteTest(unittest.TestCase):
         with open(cls.app, "w") as f:
             f.write('console.log("local");\n')
         for name, text in (("site/index.html", "<h1>index</h1>\n"),
-                           ("site/sub/page.txt", "sub page\n")):
+                           ("site/sub/page.txt", "sub page\n"), ("site/book.epub", "epub\n")):
             with open(os.path.join(cls.files, name), "w") as f:
                 f.write(text)
         cls.big = os.urandom(3 << 20)  # more than reel queues toward a client (1 MiB)
@@ -232,6 +235,102 @@ class MapRemoteTest(unittest.TestCase):
             self.assertEqual(out.stdout, self.big)
             _, full = self.local_flow("/site/big.bin?" + tag, os.path.join(self.site, "big.bin"))
             self.assertEqual(body(full, "response"), self.big)
+
+    def test_local_ranges_and_conditions(self):
+        """Range, If-None-Match, If-Modified-Since, If-Range and If-Match on
+        map_local's files, over plain HTTP/1.1, in a TLS tunnel and over
+        HTTP/2: what the client gets is what the flow records."""
+        o, r = self.origin, self.reel
+        big = os.path.join(self.site, "big.bin")
+        for args, https in ((["--http1.1"], False), (["--http1.1"], True), (["--http2"], True)):
+            tag = "%s-%s" % (args[0][2:], https)
+            h2 = "2" in args[0]
+
+            def get(name, *extra):
+                path = "/site/%s?%s-%d" % (name, tag, len(self._seen))
+                self._seen.append(path)
+                out = curl(r, *args, "--suppress-connect-headers", "-D", "-", *extra,
+                           o.url(path, https))
+                head, _, got = out.stdout.partition(b"\r\n\r\n")
+                lines = head.decode().split("\r\n")
+                fields = {}
+                for line in lines[1:]:
+                    k, _, v = line.partition(":")
+                    fields[k.strip().lower()] = v.strip()
+                status = int(lines[0].split()[1])
+                _, full = self.local_flow(path, os.path.join(self.site, name))
+                # the record says what the client got
+                self.assertEqual(full["response"]["status"], status, path)
+                rec = {k.lower(): v for k, v in full["response"]["headers"]}
+                for k in ("content-range", "etag", "last-modified", "accept-ranges",
+                          "content-length"):
+                    self.assertEqual(rec.get(k), fields.get(k), (path, k))
+                self.assertEqual(body(full, "response"), got, path)
+                self.assertEqual(full["state"], "complete", path)
+                return status, fields, got
+
+            self._seen = getattr(self, "_seen", [])
+            status, f, got = get("big.bin")
+            self.assertEqual((status, got, f["accept-ranges"]), (200, self.big, "bytes"))
+            etag, lastmod = f["etag"], f["last-modified"]
+            st = os.stat(big)
+            self.assertEqual(lastmod, email.utils.formatdate(int(st.st_mtime), usegmt=True))
+            # one range, across more than reel queues toward a client
+            status, f, got = get("big.bin", "-r", "1000000-2999999")
+            self.assertEqual((status, got, f["content-range"], f["content-length"]),
+                             (206, self.big[1000000:3000000], "bytes 1000000-2999999/%d"
+                              % len(self.big), "2000000"), tag)
+            # the last bytes; a range past the end is cut to it
+            status, f, got = get("big.bin", "-r", "-10")
+            self.assertEqual((status, got), (206, self.big[-10:]))
+            status, f, got = get("big.bin", "-r", "%d-%d" % (len(self.big) - 4, 10 << 20))
+            self.assertEqual((status, got, f["content-range"]),
+                             (206, self.big[-4:], "bytes %d-%d/%d" % (len(self.big) - 4,
+                                                                     len(self.big) - 1,
+                                                                     len(self.big))))
+            # past the end: 416 with the length; two ranges: the whole file
+            status, f, got = get("big.bin", "-r", "%d-" % len(self.big))
+            self.assertEqual((status, f["content-range"]), (416, "bytes */%d" % len(self.big)))
+            self.assertIn(b"the range asked for is not in", got)
+            status, f, got = get("big.bin", "-r", "0-1,5-6")
+            self.assertEqual((status, got), (200, self.big))
+            # the validators: 304 without a body
+            status, f, got = get("big.bin", "-H", "If-None-Match: \"x\", " + etag)
+            self.assertEqual((status, got, f["etag"], f.get("content-length")),
+                             (304, b"", etag, None))
+            status, f, got = get("big.bin", "-H", "If-Modified-Since: " + lastmod)
+            self.assertEqual((status, got), (304, b""))
+            earlier = email.utils.formatdate(int(st.st_mtime) - 1, usegmt=True)
+            status, f, got = get("big.bin", "-H", "If-Modified-Since: " + earlier)
+            self.assertEqual((status, got), (200, self.big))
+            # If-Range: the range only for this file's entity-tag
+            status, f, got = get("big.bin", "-r", "0-9", "-H", "If-Range: " + etag)
+            self.assertEqual((status, got), (206, self.big[:10]))
+            status, f, got = get("big.bin", "-r", "0-9", "-H", "If-Range: \"other\"")
+            self.assertEqual((status, got), (200, self.big))
+            # If-Match of another entity-tag: 412
+            status, f, got = get("big.bin", "-H", "If-Match: \"other\"")
+            self.assertEqual(status, 412)
+            self.assertIn(b"a precondition of the request fails", got)
+            # a type /etc/mime.types knows and reel's own table does not
+            status, f, got = get("book.epub")
+            self.assertEqual((status, f["content-type"]), (200, "application/epub+zip"))
+            if h2:
+                self.assertNotIn("connection", f)
+
+    def test_local_answer_longer_than_256_bytes(self):
+        """reel's own answers with a long file name or rule in their body are
+        sent whole (they were cut to 256 bytes with the head, and the client
+        waited for the rest of their Content-Length)."""
+        o, r = self.origin, self.reel
+        name = "n" * 200 + ".txt"
+        out = curl(r, "-w", "\n%{http_code}", o.url("/site/" + name))
+        got, _, code = out.stdout.rpartition(b"\n")
+        want = os.path.join(self.site, name)
+        self.assertEqual((code, got), (b"404", b"reel: map_local: no file %s\n" % want.encode()))
+        _, full = self.local_flow("/site/" + name, want)
+        self.assertEqual(body(full, "response"), got)
+        self.assertEqual(full["state"], "complete")
 
     def test_local_body_head_and_next_request(self):
         o, r = self.origin, self.reel
