@@ -2,6 +2,8 @@
 
 #include "core/cond.h"
 
+#include "base/civil.h"
+
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -15,30 +17,11 @@ static const char *const WDAYS_LONG[7] = {"Sunday",   "Monday", "Tuesday", "Wedn
 static const char *const MONTHS[12] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 
-/* Days from 1970-01-01 to y-m-d (proleptic Gregorian; m 1..12). */
-static int64_t days_from_civil(int64_t y, int m, int d) {
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 void reel_http_date_format(int64_t t, char out[30]) {
     int64_t days = t >= 0 ? t / 86400 : (t - 86399) / 86400;
-    int64_t secs = t - days * 86400;
-    /* civil_from_days */
-    int64_t z = days + 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t y = yoe + era * 400;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    int d = (int)(doy - (153 * mp + 2) / 5 + 1);
-    int m = (int)(mp < 10 ? mp + 3 : mp - 9);
-    y += m <= 2;
+    int64_t secs = t - days * 86400, y;
+    int m, d;
+    reel_civil_from_days(days, &y, &m, &d);
     int wd = (int)((days % 7 + 11) % 7); /* 1970-01-01 was a Thursday */
     if (y < 0 || y > 9999)               /* not a date HTTP can say */
         y = y < 0 ? 0 : 9999;
@@ -129,13 +112,11 @@ bool reel_http_date_parse(const char *s, size_t len, int64_t *t) {
     }
     if (!ok)
         return false;
-    static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    if (d < 1 || d > mdays[m] + (m == 1 && leap))
+    if (d < 1 || d > reel_days_in_month(y, m + 1))
         return false;
     if (sec == 60)
         sec = 59;
-    *t = days_from_civil(y, m + 1, d) * 86400 + h * 3600 + mi * 60 + sec;
+    *t = reel_days_from_civil(y, m + 1, d) * 86400 + h * 3600 + mi * 60 + sec;
     return true;
 }
 

@@ -14,6 +14,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "base/civil.h"
 #include "base/mem.h"
 #include "base/wsclose.h"
 #include "session/decode.h"
@@ -115,23 +116,6 @@ static int digits(const char *s, size_t n, int *out) {
     return 0;
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
-static int64_t days_from_civil(int y, int m, int d) {
-    y -= m <= 2;
-    int era = (y >= 0 ? y : y - 399) / 400;
-    int yoe = y - era * 400;
-    int doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return (int64_t)era * 146097 + doe - 719468;
-}
-
-static int days_in_month(int y, int m) {
-    static const int dm[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (m == 2 && y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))
-        return 29;
-    return dm[m - 1];
-}
-
 /* Parses "YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM|+HHMM|+HH)" into
  * microseconds since the epoch. Returns 0 or -1. */
 static int parse_iso8601(const char *s, size_t n, int64_t *out) {
@@ -141,8 +125,8 @@ static int parse_iso8601(const char *s, size_t n, int64_t *out) {
         digits(s + 11, 2, &h) || s[13] != ':' || digits(s + 14, 2, &mi) || s[16] != ':' ||
         digits(s + 17, 2, &sec))
         return -1;
-    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 ||
-        sec > 60)
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > reel_days_in_month(y, mo) || h > 23 ||
+        mi > 59 || sec > 60)
         return -1;
     size_t i = 19;
     int64_t frac_us = 0;
@@ -183,7 +167,7 @@ static int parse_iso8601(const char *s, size_t n, int64_t *out) {
     }
     if (i != n)
         return -1;
-    int64_t t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off_s;
+    int64_t t = reel_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off_s;
     if (t <= 0)
         return -1;
     *out = t * 1000000 + frac_us;
