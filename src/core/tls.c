@@ -18,6 +18,8 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/pkcs12.h>
+#include <openssl/provider.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
@@ -377,14 +379,51 @@ struct reel_tls_identities {
     size_t n;
 };
 
-/* A key's passphrase is never asked for (the proxy has no one to ask):
- * an encrypted key fails to load. */
-static int no_passphrase(char *buf, int size, int rwflag, void *u) {
-    (void)buf;
-    (void)size;
+/* A key's passphrase is never asked for (the proxy has no one to ask): it
+ * is the first line of the file FILE.pass beside the certificate's FILE,
+ * if there is one (read when the certificates are loaded; the session
+ * keeps only the certificates' path). */
+static int give_passphrase(char *buf, int size, int rwflag, void *u) {
     (void)rwflag;
-    (void)u;
-    return 0;
+    const char *pass = u;
+    if (pass == NULL || size <= 0)
+        return 0;
+    size_t n = strlen(pass);
+    if (n > (size_t)size)
+        n = (size_t)size;
+    memcpy(buf, pass, n);
+    return (int)n;
+}
+
+/* The passphrase in path.pass: *pass (owned, NULL when there is no such
+ * file); an error if it is there and cannot be read. */
+static reel_rc passphrase_of(const char *path, char **pass, reel_err_t *err) {
+    *pass = NULL;
+    char *pf = reel_asprintf("%s.pass", path);
+    FILE *f = fopen(pf, "re");
+    if (f == NULL) {
+        reel_rc rc = errno == ENOENT ? REEL_OK
+                                     : reel_err_errno(err, REEL_IO, errno,
+                                                      "upstream_client_certs: cannot read %s", pf);
+        free(pf);
+        return rc;
+    }
+    char line[1024];
+    if (fgets(line, sizeof line, f) == NULL)
+        line[0] = '\0';
+    fclose(f);
+    free(pf);
+    line[strcspn(line, "\r\n")] = '\0';
+    *pass = reel_strdup(line);
+    OPENSSL_cleanse(line, sizeof line);
+    return REEL_OK;
+}
+
+static void pass_free(char *pass) {
+    if (pass) {
+        OPENSSL_cleanse(pass, strlen(pass));
+        free(pass);
+    }
 }
 
 static void identity_free(reel_tls_identity_t *id) {
@@ -396,39 +435,128 @@ static void identity_free(reel_tls_identity_t *id) {
     free(id);
 }
 
+static void load_legacy_provider(void) {
+    /* the default provider first: loading one by hand stops OpenSSL from
+     * loading the default on its own */
+    OSSL_PROVIDER_load(NULL, "default");
+    OSSL_PROVIDER_load(NULL, "legacy");
+}
+
+/* A PKCS#12 file (.p12, .pfx) in f: its certificate, key and chain into
+ * id; NULL, or why not. Files made with older algorithms (RC2, as Windows
+ * and OpenSSL 1.1 export them) need OpenSSL's legacy provider, loaded
+ * the first time one does. */
+static const char *pkcs12_load(BIO *f, const char *pass, reel_tls_identity_t *id) {
+    PKCS12 *p12 = d2i_PKCS12_bio(f, NULL);
+    if (p12 == NULL)
+        return "no certificate in it (PEM or PKCS#12)";
+    bool mac_ok = !PKCS12_mac_present(p12) ||
+                  (pass ? PKCS12_verify_mac(p12, pass, -1)
+                        : PKCS12_verify_mac(p12, NULL, 0) || PKCS12_verify_mac(p12, "", 0));
+    if (!mac_ok) {
+        PKCS12_free(p12);
+        return pass ? "a PKCS#12 file whose passphrase is not the one in its .pass file"
+                    : "a PKCS#12 file with a passphrase: put it in a file named as this one with "
+                      ".pass added, on its first line";
+    }
+    STACK_OF(X509) *ca = NULL;
+    int ok = PKCS12_parse(p12, pass, &id->key, &id->cert, &ca);
+    if (!ok) {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+        ERR_clear_error();
+        pthread_once(&once, load_legacy_provider);
+        ok = PKCS12_parse(p12, pass, &id->key, &id->cert, &ca);
+    }
+    PKCS12_free(p12);
+    if (!ok) {
+        unsigned long e = ERR_peek_last_error();
+        const char *r = e ? ERR_reason_error_string(e) : NULL;
+        snprintf(id->facts, sizeof id->facts, "a PKCS#12 file OpenSSL cannot read: %s",
+                 r ? r : "unknown error");
+        return id->facts;
+    }
+    for (int i = 0; ca && i < sk_X509_num(ca); i++) {
+        X509 *x = sk_X509_value(ca, i);
+        if (sk_X509_push(id->chain, x))
+            X509_up_ref(x);
+    }
+    sk_X509_pop_free(ca, X509_free);
+    return NULL;
+}
+
+/* Whether path holds an encrypted PEM private key (PKCS#8's "ENCRYPTED
+ * PRIVATE KEY", or the older "Proc-Type: 4,ENCRYPTED" header). */
+static bool pem_key_encrypted(const char *path) {
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return false;
+    char *line = NULL;
+    size_t cap = 0;
+    bool found = false;
+    while (!found && getline(&line, &cap, f) > 0)
+        found = strstr(line, "-----BEGIN ENCRYPTED PRIVATE KEY-----") != NULL ||
+                strncmp(line, "Proc-Type: 4,ENCRYPTED", 22) == 0;
+    free(line);
+    fclose(f);
+    return found;
+}
+
+/* A file of a certificate, its chain and its private key: PEM (the key
+ * encrypted or not), or PKCS#12; an encrypted one's passphrase in
+ * path.pass (passphrase_of). */
 static reel_rc identity_load(const char *path, reel_tls_identity_t **out, reel_err_t *err) {
     *out = NULL;
     int e = unreadable(path);
     if (e)
         return reel_err_errno(err, REEL_IO, e, "upstream_client_certs: cannot read %s", path);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
+    char *pass = NULL;
+    reel_rc rc = passphrase_of(path, &pass, err);
+    if (rc != REEL_OK)
+        return rc;
+    BIO *f = BIO_new_file(path, "rb");
+    if (f == NULL) {
+        pass_free(pass);
         return reel_err_errno(err, REEL_IO, errno, "upstream_client_certs: cannot read %s", path);
+    }
     reel_tls_identity_t *id = reel_calloc(1, sizeof *id);
     id->chain = sk_X509_new_null();
     X509 *x;
-    while ((x = PEM_read_X509(f, NULL, no_passphrase, NULL)) != NULL) {
+    while ((x = PEM_read_bio_X509(f, NULL, give_passphrase, NULL)) != NULL) {
         if (id->cert == NULL)
             id->cert = x;
         else if (!sk_X509_push(id->chain, x))
             X509_free(x);
     }
     ERR_clear_error();
-    rewind(f);
-    id->key = PEM_read_PrivateKey(f, NULL, no_passphrase, NULL);
-    ERR_clear_error();
-    fclose(f);
-    const char *bad = id->cert == NULL ? "no certificate (PEM) in it"
-                      : id->key == NULL
-                          ? "no private key in it (PEM, not encrypted: reel cannot ask for a "
-                            "passphrase)"
-                      : X509_check_private_key(id->cert, id->key) != 1
-                          ? "its private key is not the certificate's"
-                          : NULL;
+    const char *bad = NULL;
+    bool encrypted = false;
+    if (id->cert) {
+        (void)BIO_reset(f);
+        id->key = PEM_read_bio_PrivateKey(f, NULL, give_passphrase, pass);
+        encrypted = id->key == NULL && pem_key_encrypted(path);
+        ERR_clear_error();
+    } else {
+        (void)BIO_reset(f);
+        bad = pkcs12_load(f, pass, id);
+    }
+    BIO_free(f);
+    if (bad == NULL)
+        bad = id->cert == NULL ? "no certificate in it (PEM or PKCS#12)"
+              : id->key == NULL
+                  ? (pass        ? "its private key is not read with the passphrase in its .pass "
+                                   "file (or there is no private key in it)"
+                     : encrypted ? "its private key is encrypted: put its passphrase in a file "
+                                   "named as this one with .pass added, on its first line"
+                                 : "no private key in it")
+              : X509_check_private_key(id->cert, id->key) != 1
+                  ? "its private key is not the certificate's"
+                  : NULL;
+    pass_free(pass);
     ERR_clear_error();
     if (bad) {
+        rc = reel_err_set(err, REEL_INVALID, "upstream_client_certs: %s: %s", path, bad);
         identity_free(id);
-        return reel_err_set(err, REEL_INVALID, "upstream_client_certs: %s: %s", path, bad);
+        return rc;
     }
     cert_facts(id->cert, id->facts, sizeof id->facts);
     *out = id;
@@ -469,8 +597,10 @@ reel_rc reel_tls_identities_load(const char *path, reel_tls_identities_t **out, 
     struct dirent *de;
     while (rc == REEL_OK && (de = readdir(d)) != NULL) {
         size_t len = strlen(de->d_name);
-        if (de->d_name[0] == '.' || len <= 4 || strcasecmp(de->d_name + len - 4, ".pem") != 0)
-            continue; /* NAME.pem only */
+        const char *ext = len > 4 ? de->d_name + len - 4 : "";
+        if (de->d_name[0] == '.' || (strcasecmp(ext, ".pem") != 0 && strcasecmp(ext, ".p12") != 0 &&
+                                     strcasecmp(ext, ".pfx") != 0))
+            continue; /* NAME.pem, NAME.p12 or NAME.pfx only */
         char *file = reel_asprintf("%s/%s", path, de->d_name);
         reel_tls_identity_t *id = NULL;
         rc = identity_load(file, &id, err);

@@ -97,9 +97,10 @@ static const reel_option_t options[] = {
      "extra CA file (PEM) for upstream verification; empty = none", NULL, 0, 0, NULL},
     {"upstream_client_certs", REEL_OPT_STRING, "",
      "client certificates for origins that ask for one (mutual TLS): a PEM file with the "
-     "certificate, its chain and its private key (not encrypted), presented to every origin "
-     "that asks, or a directory of such files named for the origins they are for "
-     "(api.example.com.pem); flows record it; empty = none",
+     "certificate, its chain and its private key, or a PKCS#12 file (.p12, .pfx), presented "
+     "to every origin that asks, or a directory of such files named for the origins they are "
+     "for (api.example.com.pem, api.example.com.p12); an encrypted key's passphrase is the "
+     "first line of FILE.pass beside it; flows record it; empty = none",
      NULL, 0, 0, NULL},
     {"capture", REEL_OPT_ENUM, "on",
      "on: record; if the disk falls behind for longer than capture_buffer lasts, store some "

@@ -23,7 +23,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from proxyenv import TMPBASE, Reel, connect, curl, main, run  # noqa: E402
+from proxyenv import REEL, TMPBASE, Reel, connect, curl, main, run  # noqa: E402
 
 EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
 
@@ -444,6 +444,79 @@ class TlsRecordTest(unittest.TestCase):
         finally:
             self.reel.set_config("unset", "upstream_client_certs")
             o.close()
+
+    def test_client_certificate_formats(self):
+        """upstream_client_certs takes an encrypted PEM key, PKCS#12 files
+        (without a passphrase, with one, and one made with the legacy
+        algorithms Windows and OpenSSL 1.1 export), and a directory's
+        NAME.p12, each passphrase the first line of the file's .pass file;
+        without it, or with a wrong one, reel says which and how."""
+        r = os.path.join(self.root, "formats")
+        os.makedirs(r)
+        cert, key = make_leaf(self.root, "client2", "trusted-ca", "DNS:client2.test",
+                              usage="clientAuth")
+        pw = os.path.join(r, "pw")
+        with open(pw, "w") as f:
+            f.write("s3cret phrase\n")
+        enc_key = os.path.join(r, "enc.key")
+        run(["openssl", "pkey", "-in", key, "-aes256", "-passout", "file:" + pw, "-out", enc_key])
+        enc = os.path.join(r, "enc.pem")
+        with open(enc, "w") as out:
+            for part in (cert, enc_key):
+                with open(part) as f:
+                    out.write(f.read())
+        files = {"enc.pem": enc}
+        for name, extra in (("nopw.p12", ["-passout", "pass:"]),
+                            ("pw.p12", ["-passout", "file:" + pw]),
+                            ("legacy.pfx", ["-legacy", "-passout", "file:" + pw])):
+            files[name] = os.path.join(r, name)
+            run(["openssl", "pkcs12", "-export", "-in", cert, "-inkey", key, "-certfile",
+                 self.ca, "-out", files[name]] + extra)
+        certs = os.path.join(r, "dir")
+        os.makedirs(certs)
+        shutil.copy(files["pw.p12"], os.path.join(certs, "localhost.p12"))
+        shutil.copy(pw, os.path.join(certs, "localhost.p12.pass"))
+
+        def refused(path, why):
+            """reel record with it: refused at start, saying why"""
+            home = tempfile.mkdtemp(dir=r)
+            out = subprocess.run([REEL, "record", "--listen", "127.0.0.1:0",
+                                  "--set", "upstream_client_certs=" + path, "x"],
+                                 env=dict(self.reel.env, REEL_HOME=home), capture_output=True,
+                                 timeout=30)
+            self.assertNotEqual(out.returncode, 0, out)
+            self.assertIn(("upstream_client_certs: %s: %s" % (path, why)).encode(), out.stderr)
+
+        refused(enc, "its private key is encrypted: put its passphrase in a file named as this "
+                     "one with .pass added, on its first line")
+        refused(files["pw.p12"], "a PKCS#12 file with a passphrase: put it in a file named as "
+                                 "this one with .pass added, on its first line")
+        with open(files["pw.p12"] + ".pass", "w") as f:
+            f.write("wrong\n")
+        refused(files["pw.p12"], "a PKCS#12 file whose passphrase is not the one in its .pass "
+                                 "file")
+        with open(enc + ".pass", "w") as f:
+            f.write("wrong\n")
+        refused(enc, "its private key is not read with the passphrase in its .pass file")
+        for name in ("enc.pem", "pw.p12", "legacy.pfx"):
+            shutil.copy(pw, files[name] + ".pass")
+        try:
+            for value in (files["enc.pem"], files["nopw.p12"], files["pw.p12"],
+                          files["legacy.pfx"], certs):
+                o = Origin(self.good, client_ca=self.ca)  # a new one: no session to resume
+                try:
+                    self.reel.set_config("set", "upstream_client_certs", value)
+                    self.get(o.port)
+                    f = self.flows(o.port, 1)[-1]
+                    sc = self.reel.flow(f["id"])["server_conn"]
+                    self.assertTrue(sc["client_cert_asked"], (value, sc))
+                    self.assertFalse(sc["resumed"], (value, sc))
+                    self.assertRegex(sc["client_cert"], r"^certificate for client2\.test, by reel "
+                                                        r"trusted-ca, valid ", value)
+                finally:
+                    o.close()
+        finally:
+            self.reel.set_config("unset", "upstream_client_certs")
 
     def test_origin_that_wants_a_client_certificate(self):
         """A TLS 1.3 origin that wants a client certificate sends its alert
