@@ -435,11 +435,24 @@ static void identity_free(reel_tls_identity_t *id) {
     free(id);
 }
 
+/* Loaded once for the process, unloaded at its exit before OpenSSL's own
+ * clean-up (registered earlier, so run after), which would leave them. */
+static OSSL_PROVIDER *default_provider, *legacy_provider;
+
+static void unload_providers(void) {
+    if (legacy_provider)
+        OSSL_PROVIDER_unload(legacy_provider);
+    if (default_provider)
+        OSSL_PROVIDER_unload(default_provider);
+    legacy_provider = default_provider = NULL;
+}
+
 static void load_legacy_provider(void) {
     /* the default provider first: loading one by hand stops OpenSSL from
      * loading the default on its own */
-    OSSL_PROVIDER_load(NULL, "default");
-    OSSL_PROVIDER_load(NULL, "legacy");
+    default_provider = OSSL_PROVIDER_load(NULL, "default");
+    legacy_provider = OSSL_PROVIDER_load(NULL, "legacy");
+    atexit(unload_providers);
 }
 
 /* A PKCS#12 file (.p12, .pfx) in f: its certificate, key and chain into
