@@ -74,7 +74,10 @@ static void mime_load(void) {
         char *type = strtok_r(line, " \t\r\n", &save);
         /* a type is "x/y" of printable bytes: a line that is not is
          * skipped, never sent to a client as a field value */
-        if (type == NULL || strchr(type, '/') == NULL || strlen(type) > 127)
+        bool printable = type != NULL && strchr(type, '/') != NULL && strlen(type) <= 127;
+        for (const char *p = type; printable && *p; p++)
+            printable = *p > 0x20 && *p < 0x7f;
+        if (!printable)
             continue;
         for (char *e; (e = strtok_r(NULL, " \t\r\n", &save)) != NULL;) {
             if (n_mime_exts == cap) {

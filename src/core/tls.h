@@ -115,15 +115,18 @@ typedef struct {
 /** A client certificate with its chain and private key
  * (upstream_client_certs). */
 typedef struct reel_tls_identity reel_tls_identity_t;
-/** Client certificates by origin: one for every origin (a PEM file), or
- * one per origin name (a directory of NAME.pem files). */
+/** Client certificates by origin: one for every origin (a file), or one
+ * per origin name (a directory of NAME.pem, NAME.p12 or NAME.pfx files). */
 typedef struct reel_tls_identities reel_tls_identities_t;
 
 /** Loads path: a PEM file holding a certificate, the certificates of its
- * chain and its private key (not encrypted), or a directory of such files
- * named for the origins they are for ("api.example.com.pem"). *out NULL
- * for NULL or "". REEL_INVALID or REEL_IO naming the file and what is
- * wrong with it (no certificate, no key, a key not the certificate's). */
+ * chain and its private key, or a PKCS#12 file, or a directory of such
+ * files named for the origins they are for ("api.example.com.pem",
+ * "api.example.com.p12"). The passphrase of an encrypted key or PKCS#12
+ * file is the first line of the file FILE.pass beside it, if there is one.
+ * *out NULL for NULL or "". REEL_INVALID or REEL_IO naming the file and
+ * what is wrong with it (no certificate, no key, an encrypted one without
+ * its .pass file or with a wrong passphrase, a key not the certificate's). */
 reel_rc reel_tls_identities_load(const char *path, reel_tls_identities_t **out, reel_err_t *err);
 /** The certificate for host (a name or an address, no brackets): its
  * file's in a directory, else the one file's; NULL: none. */

@@ -837,9 +837,7 @@ static void test_client_cert_required(void **state) {
     /* files that are no identity: named, with what is wrong */
     static const struct {
         const char *content, *why;
-    } bad[] = {{"", "no certificate (PEM) in it"},
-               {NULL, "no private key in it (PEM, not encrypted: reel cannot ask for a "
-                      "passphrase)"}};
+    } bad[] = {{"", "no certificate in it (PEM or PKCS#12)"}, {NULL, "no private key in it"}};
     for (size_t i = 0; i < 2; i++) {
         f = fopen(pem, "w");
         assert_non_null(f);
