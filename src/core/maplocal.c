@@ -275,6 +275,18 @@ static void send_head(conn_t *c, const reel_h1_head_t *h, int status, const char
     reel_buf_free(&out);
 }
 
+/* Answers with reel's own text (a refusal, a missing file, a failed
+ * condition), which takes body (and file, if any): the whole response. */
+static void send_text(conn_t *c, const reel_h1_head_t *h, int status, char *file, char *body,
+                      const reel_field_t *extra, size_t nextra) {
+    send_head(c, h, status, "text/plain; charset=utf-8", strlen(body), file, body, extra, nextra);
+    c->ex.blocked_by = NULL; /* (block_list's rule, recorded with the head) */
+    free(body);
+    free(file);
+    c->ex.resp_done = true;
+    reel__exchange_maybe_finish(c);
+}
+
 static void local_free(reel_local_t *l) {
     if (l == NULL)
         return;
@@ -318,11 +330,7 @@ bool reel__block_answer(conn_t *c, const reel_h1_head_t *h, bool https, int port
     c->state = C_REQ_BODY; /* the request's body, if any, is read and recorded */
     char *body = reel_asprintf("reel: blocked (block_list rule '%s')\n", rule);
     c->ex.blocked_by = rule;
-    send_head(c, h, status, "text/plain; charset=utf-8", strlen(body), NULL, body, NULL, 0);
-    c->ex.blocked_by = NULL;
-    free(body);
-    c->ex.resp_done = true;
-    reel__exchange_maybe_finish(c);
+    send_text(c, h, status, NULL, body, NULL, 0);
     return true;
 }
 
@@ -352,11 +360,7 @@ bool reel__local_answer(conn_t *c, const reel_h1_head_t *h, bool https, int port
             : status == 404
                 ? reel_asprintf("reel: map_local: no file %s\n", file)
                 : reel_asprintf("reel: map_local: cannot read %s: %s\n", file, strerror(-fd));
-        send_head(c, h, status, "text/plain; charset=utf-8", strlen(body), file, body, NULL, 0);
-        free(body);
-        free(file);
-        c->ex.resp_done = true;
-        reel__exchange_maybe_finish(c);
+        send_text(c, h, status, file, body, NULL, 0);
         return true;
     }
     /* The file's validators, as nginx makes them (its time and size), and
@@ -394,11 +398,7 @@ bool reel__local_answer(conn_t *c, const reel_h1_head_t *h, bool https, int port
                          : reel_asprintf("reel: map_local: the range asked for is not in %s "
                                          "(%llu bytes)\n",
                                          file, (unsigned long long)size);
-        send_head(c, h, a.status, "text/plain; charset=utf-8", strlen(body), file, body, extra, nx);
-        free(body);
-        free(file);
-        c->ex.resp_done = true;
-        reel__exchange_maybe_finish(c);
+        send_text(c, h, a.status, file, body, extra, nx);
         return true;
     }
     reel_local_t *l = reel_calloc(1, sizeof *l);

@@ -497,20 +497,16 @@ static const char *pkcs12_load(BIO *f, const char *pass, reel_tls_identity_t *id
     return NULL;
 }
 
-/* Whether path holds an encrypted PEM private key (PKCS#8's "ENCRYPTED
- * PRIVATE KEY", or the older "Proc-Type: 4,ENCRYPTED" header). */
-static bool pem_key_encrypted(const char *path) {
-    FILE *f = fopen(path, "re");
-    if (f == NULL)
-        return false;
-    char *line = NULL;
-    size_t cap = 0;
+/* Whether the PEM file f (read from its start) holds an encrypted
+ * private key: PKCS#8's "ENCRYPTED PRIVATE KEY", or the older
+ * "Proc-Type: 4,ENCRYPTED" header. */
+static bool pem_key_encrypted(BIO *f) {
+    char line[256];
     bool found = false;
-    while (!found && getline(&line, &cap, f) > 0)
+    (void)BIO_reset(f);
+    while (!found && BIO_gets(f, line, sizeof line) > 0)
         found = strstr(line, "-----BEGIN ENCRYPTED PRIVATE KEY-----") != NULL ||
                 strncmp(line, "Proc-Type: 4,ENCRYPTED", 22) == 0;
-    free(line);
-    fclose(f);
     return found;
 }
 
@@ -543,13 +539,12 @@ static reel_rc identity_load(const char *path, reel_tls_identity_t **out, reel_e
     ERR_clear_error();
     const char *bad = NULL;
     bool encrypted = false;
+    (void)BIO_reset(f);
     if (id->cert) {
-        (void)BIO_reset(f);
         id->key = PEM_read_bio_PrivateKey(f, NULL, give_passphrase, pass);
-        encrypted = id->key == NULL && pem_key_encrypted(path);
+        encrypted = id->key == NULL && pem_key_encrypted(f);
         ERR_clear_error();
     } else {
-        (void)BIO_reset(f);
         bad = pkcs12_load(f, pass, id);
     }
     BIO_free(f);
