@@ -113,6 +113,12 @@ def headers(hs):
     return [[text(h.name), text(h.value)] for h in hs]
 
 
+def edits(es):
+    """modify_headers' changes (HeaderEdit): value None when removed."""
+    return [dict(name=text(e.name), value=None if e.removed else text(e.value), rule=e.rule)
+            for e in es]
+
+
 OPCODES = {0: "tcp", 1: "text", 2: "binary", 8: "close", 9: "ping", 10: "pong"}
 
 
@@ -175,7 +181,7 @@ def flow_json(flow_id, recs, replayed_as=()):
                                 url=url(h), http_version=h.http_version or None,
                                 headers=headers(h.headers), absolute_form=h.absolute_form,
                                 reverse=h.reverse, mapped_to=h.mapped_to or None,
-                                original_dst=h.original_dst or None)
+                                original_dst=h.original_dst or None, modified=edits(h.modified))
             decoded["request"] = h.body_decoded
         elif ev == "response_head":
             h = r.response_head
@@ -183,7 +189,7 @@ def flow_json(flow_id, recs, replayed_as=()):
                                  http_version=h.http_version or None,
                                  headers=headers(h.headers), generated=h.generated,
                                  local_file=h.local_file or None,
-                                 blocked_by=h.blocked_by or None)
+                                 blocked_by=h.blocked_by or None, modified=edits(h.modified))
             decoded["response"] = h.body_decoded
             # a switch to WebSocket makes it one, as the index says it: a
             # 101 to websocket, or a 2xx to an HTTP/2 extended CONNECT whose

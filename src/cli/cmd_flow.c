@@ -685,6 +685,23 @@ static void print_headers(view_t *v, char c, Reel__Header **h, size_t n) {
     }
 }
 
+/* modify_headers' changes to a head as reel sent it on: the fields above
+ * are as they came */
+static void print_edits(view_t *v, const char *what, Reel__HeaderEdit **e, size_t n) {
+    if (n == 0)
+        return;
+    note(v,
+         "~ modify_headers changed the %s reel sent on (the fields above are as they came):", what);
+    for (size_t i = 0; i < n; i++)
+        if (e[i]->removed)
+            note(v, "~   removed %.*s  (rule '%s')", (int)e[i]->name.len,
+                 (const char *)e[i]->name.data, e[i]->rule);
+        else
+            note(v, "~   set %.*s: %.*s  (rule '%s')", (int)e[i]->name.len,
+                 (const char *)e[i]->name.data, (int)e[i]->value.len,
+                 (const char *)e[i]->value.data, e[i]->rule);
+}
+
 static void request_head(view_t *v, const Reel__RequestHead *h) {
     dir_t *d = &v->d[REQ];
     v->https = h->scheme && strcmp(h->scheme, "https") == 0;
@@ -732,6 +749,7 @@ static void request_head(view_t *v, const Reel__RequestHead *h) {
     }
     if (h->mapped_to && h->mapped_to[0])
         note(v, "~ map_remote sent it to %s (Host from it)", h->mapped_to);
+    print_edits(v, "request", h->modified, h->n_modified);
     if (h->original_dst && h->original_dst[0])
         note(v,
              "~ came transparently (redirected to reel by the OS): it went to %s, where the "
@@ -826,6 +844,7 @@ static void response_head(view_t *v, const Reel__ResponseHead *h) {
         note(v, "~ map_local answered from %s (no origin got the request)", h->local_file);
     if (h->blocked_by && h->blocked_by[0])
         note(v, "~ block_list rule '%s' answered (no origin got the request)", h->blocked_by);
+    print_edits(v, "response", h->modified, h->n_modified);
     v->resp_status = h->status;
     v->current = RESP;
     d->head = 1;
@@ -1453,6 +1472,8 @@ static int json_record(void *ctx, const Reel__Record *rec) {
         json_object_set_new(j->dir[REQ], "reverse", json_boolean(h->reverse));
         json_object_set_new(j->dir[REQ], "mapped_to", str_json(h->mapped_to, 1));
         json_object_set_new(j->dir[REQ], "original_dst", str_json(h->original_dst, 1));
+        json_object_set_new(j->dir[REQ], "modified",
+                            reel_json_header_edits(h->modified, h->n_modified));
         j->decoded[REQ] = h->body_decoded;
         break;
     }
@@ -1466,6 +1487,8 @@ static int json_record(void *ctx, const Reel__Record *rec) {
                       h->generated);
         json_object_set_new(j->dir[RESP], "local_file", str_json(h->local_file, 1));
         json_object_set_new(j->dir[RESP], "blocked_by", str_json(h->blocked_by, 1));
+        json_object_set_new(j->dir[RESP], "modified",
+                            reel_json_header_edits(h->modified, h->n_modified));
         j->decoded[RESP] = h->body_decoded;
         break;
     }

@@ -76,6 +76,8 @@ void reel_capture_request_at(reel_capture_flow_t *f, const reel_msg_head_t *h, i
                               .reverse = h->reverse,
                               .mapped_to = h->mapped_to,
                               .original_dst = h->original_dst,
+                              .edits = h->edits,
+                              .n_edits = h->nedits,
                               .time_us = time_us};
     reel_recorder_request_head(f, &rq);
 }
@@ -90,6 +92,8 @@ void reel_capture_response(reel_capture_flow_t *f, const reel_msg_head_t *h, boo
                                .generated = generated,
                                .local_file = h->local_file,
                                .blocked_by = h->blocked_by,
+                               .edits = h->edits,
+                               .n_edits = h->nedits,
                                .time_us = time_us};
     reel_recorder_response_head(f, &rs);
 }

@@ -209,6 +209,13 @@ typedef struct {
      * none, or all of it sent) */
     struct reel_local *local;
     const char *blocked_by; /* block_list's rule, while its answer is recorded (borrowed) */
+    /* modify_headers: the request as its rules judge it again with its
+     * response (exchange.c's rule_req_save; empty: there were no rules
+     * when it was sent), and the changes made to the request being sent
+     * (borrowed from the rules, for start_flow's record) */
+    reel_buf_t rule_req;
+    const reel_header_edit_t *req_edits;
+    size_t n_req_edits;
 } exchange_t;
 
 struct conn {
@@ -415,6 +422,7 @@ struct reel_proxy {
     reel_map_rules_t *map_remote; /* map_remote (NULL: none) */
     reel_map_rules_t *map_local;  /* map_local (NULL: none) */
     reel_block_rules_t *block_list;      /* block_list (NULL: none) */
+    reel_header_rules_t *modify_headers; /* modify_headers (NULL: none) */
     reel_tls_identities_t *client_certs; /* upstream_client_certs (NULL: none) */
     bool starttls;                /* intercept_starttls */
     bool transparent;             /* transparent: redirected connections go where they were made */

@@ -22,7 +22,8 @@ static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const cha
                        const char *target, bool keeps_up, int64_t since_us, const char *mapped_to);
 static bool check_auth(conn_t *c, const reel_h1_head_t *h);
 static bool write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, const char *target,
-                       bool keep_upgrade, bool add_close, const char *proxy_auth, const char *host);
+                       bool keep_upgrade, bool add_close, const char *proxy_auth, const char *host,
+                       const reel_header_edit_t *edits, size_t nedits);
 static bool retryable_method(const char *m);
 static void handle_connect(conn_t *c, const reel_h1_head_t *h);
 static void request_head(conn_t *c, const reel_h1_head_t *h);
@@ -1151,6 +1152,8 @@ static void start_flow(conn_t *c, const reel_h1_head_t *h, bool https, const cha
     m.reverse = c->reverse;
     m.mapped_to = mapped_to;
     m.original_dst = c->transparent ? dst : NULL;
+    m.edits = c->ex.req_edits;
+    m.nedits = c->ex.n_req_edits;
     reel_capture_request(c->ex.flow, &m);
     free(name);
 }
@@ -1206,6 +1209,121 @@ void reel__rule_request(const conn_t *c, const reel_h1_head_t *h, const char *ur
                                   .websocket = c->ex.ws_requested};
 }
 
+/* ---- modify_headers ---- */
+
+/* Keeps what modify_headers' rules judge of the request rq for when its
+ * response comes (c->ex.rule_req): a flags byte, method, URL, host and
+ * Content-Type each ended by a NUL, then each field as its name's length,
+ * the name, its value's length and the value. */
+static void rule_req_save(conn_t *c, const reel_filter_request_t *rq) {
+    reel_buf_t *b = &c->ex.rule_req;
+    uint8_t flags =
+        (uint8_t)(1 | (rq->content_type ? 2 : 0) | (rq->http2 ? 4 : 0) | (rq->websocket ? 8 : 0));
+    reel_buf_append(b, &flags, 1);
+    const char *s[] = {rq->method, rq->url, rq->host, rq->content_type ? rq->content_type : ""};
+    for (size_t i = 0; i < sizeof s / sizeof *s; i++)
+        reel_buf_append(b, s[i], strlen(s[i]) + 1);
+    for (size_t i = 0; i < rq->nheaders; i++) {
+        const reel_filter_field_t *f = &rq->headers[i];
+        reel_buf_append(b, &f->name_len, sizeof f->name_len);
+        reel_buf_append(b, f->name, f->name_len);
+        reel_buf_append(b, &f->value_len, sizeof f->value_len);
+        reel_buf_append(b, f->value, f->value_len);
+    }
+}
+
+/* The request rule_req_save kept, into *rq, its fields in *fields (owned). */
+static void rule_req_load(const conn_t *c, reel_filter_request_t *rq,
+                          reel_filter_field_t **fields) {
+    const uint8_t *p = c->ex.rule_req.data, *end = p + c->ex.rule_req.len;
+    uint8_t flags = *p++;
+    const char *s[4];
+    for (size_t i = 0; i < 4; i++) {
+        s[i] = (const char *)p;
+        p += strlen(s[i]) + 1;
+    }
+    size_t n = 0, cap = 8;
+    reel_filter_field_t *f = reel_malloc(cap * sizeof *f);
+    while (p < end) {
+        if (n == cap)
+            f = reel_realloc(f, (cap *= 2) * sizeof *f);
+        memcpy(&f[n].name_len, p, sizeof f[n].name_len);
+        f[n].name = (const char *)p + sizeof f[n].name_len;
+        p = (const uint8_t *)f[n].name + f[n].name_len;
+        memcpy(&f[n].value_len, p, sizeof f[n].value_len);
+        f[n].value = (const char *)p + sizeof f[n].value_len;
+        p = (const uint8_t *)f[n].value + f[n].value_len;
+        n++;
+    }
+    *fields = f;
+    *rq = (reel_filter_request_t){.method = s[0],
+                                  .url = s[1],
+                                  .host = s[2],
+                                  .content_type = flags & 2 ? s[3] : NULL,
+                                  .client_addr = c->client_addr,
+                                  .headers = f,
+                                  .nheaders = n,
+                                  .http2 = flags & 4,
+                                  .websocket = flags & 8};
+}
+
+/* The changes of the rules matching rq to the head whose fields are
+ * fs[0..nfs), owned (NULL, *n 0: none); a removal of a field the head
+ * does not have changes nothing and is left out. */
+static reel_header_edit_t *edits_for(const conn_t *c, const reel_filter_request_t *rq,
+                                     const reel_filter_field_t *fs, size_t nfs, size_t *n) {
+    *n = 0;
+    size_t k = reel_header_rules_match(c->p->modify_headers, rq, NULL, 0);
+    if (k == 0)
+        return NULL;
+    reel_header_edit_t *e = reel_malloc(k * sizeof *e);
+    k = reel_header_rules_match(c->p->modify_headers, rq, e, k);
+    for (size_t i = 0; i < k; i++) {
+        bool has = e[i].value != NULL;
+        for (size_t j = 0; j < nfs && !has; j++)
+            has = fs[j].name_len == strlen(e[i].name) &&
+                  strncasecmp(fs[j].name, e[i].name, fs[j].name_len) == 0;
+        if (has)
+            e[(*n)++] = e[i];
+    }
+    if (*n == 0) {
+        free(e);
+        return NULL;
+    }
+    return e;
+}
+
+static reel_header_edit_t *request_edits(const conn_t *c, size_t *n) {
+    reel_filter_request_t rq;
+    reel_filter_field_t *fields;
+    rule_req_load(c, &rq, &fields);
+    reel_header_edit_t *e = edits_for(c, &rq, rq.headers, rq.nheaders, n);
+    free(fields);
+    return e;
+}
+
+/* ... for the response head rs (as recorded) to the request kept */
+static reel_header_edit_t *response_edits(const conn_t *c, const reel_msg_head_t *rs, size_t *n) {
+    reel_filter_request_t rq;
+    reel_filter_field_t *fields;
+    rule_req_load(c, &rq, &fields);
+    rq.response = true;
+    rq.status = rs->status;
+    /* (the same layout: core/msg.h's reel_field_t) */
+    rq.resp_headers = (const reel_filter_field_t *)(const void *)rs->fields;
+    rq.nresp_headers = rs->nfields;
+    char *ct = NULL;
+    for (size_t i = 0; i < rs->nfields && ct == NULL; i++)
+        if (rs->fields[i].name_len == 12 &&
+            strncasecmp(rs->fields[i].name, "content-type", 12) == 0)
+            ct = reel_strndup(rs->fields[i].value, rs->fields[i].value_len);
+    rq.resp_content_type = ct;
+    reel_header_edit_t *e = edits_for(c, &rq, rq.resp_headers, rq.nresp_headers, n);
+    free(ct);
+    free(fields);
+    return e;
+}
+
 static int map_request(const conn_t *c, const reel_filter_request_t *rq, char **mapped,
                        bool *m_https, char **m_host, int *m_port, char **m_path, char **why) {
     *mapped = *m_host = *m_path = *why = NULL;
@@ -1229,9 +1347,9 @@ static int map_request(const conn_t *c, const reel_filter_request_t *rq, char **
     return 1;
 }
 
-/* Serializes h for the next hop with hop-by-hop fields removed (keeping
- * the framing fields, since the body is forwarded as received). */
-/* Writes h for the next hop into out. False when it cannot be written
+/* Writes h for the next hop into out, without its hop-by-hop fields
+ * (keeping the framing fields, since the body is forwarded as received)
+ * and with modify_headers' edits[0..nedits) made. False when it cannot be written
  * (what the parser let through and the writer refuses): the caller must
  * not send the body then, or the body would go as a message of its own.
  * proxy_auth: a request to upstream_proxy in absolute form, which asks
@@ -1239,10 +1357,11 @@ static int map_request(const conn_t *c, const reel_filter_request_t *rq, char **
  * the client's said (reverse_to's origin; NULL: the client's, or its
  * absolute URL's). */
 static bool write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, const char *target,
-                       bool keep_upgrade, bool add_close, const char *proxy_auth,
-                       const char *host) {
+                       bool keep_upgrade, bool add_close, const char *proxy_auth, const char *host,
+                       const reel_header_edit_t *edits, size_t nedits) {
     size_t n = h->nheaders;
-    reel_h1_header_t *hs = reel_malloc((n + 4) * sizeof *hs); /* + what is added below */
+    /* + what is added below */
+    reel_h1_header_t *hs = reel_malloc((n + 4 + nedits) * sizeof *hs);
     size_t k = 0;
     reel_h1_hop_t hop;
     reel_h1_hop_init(&hop, h->headers, n);
@@ -1266,8 +1385,15 @@ static bool write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, c
                                       : reel_h1_hop(&hop, f->name, f->name_len);
         if (!framing && !upgrade && hop_field)
             continue;
+        /* (the rules name no framing or hop-by-hop field: maprule.c) */
+        if (nedits && reel_header_edits_name(edits, nedits, f->name, f->name_len))
+            continue;
         hs[k++] = *f;
     }
+    for (size_t i = 0; i < nedits; i++)
+        if (edits[i].value)
+            hs[k++] = (reel_h1_header_t){edits[i].name, strlen(edits[i].name), edits[i].value,
+                                         strlen(edits[i].value)};
     if (add_close)
         hs[k++] = (reel_h1_header_t){"Connection", 10, "close", 5};
     if (request && !keep_upgrade && reel__has_token(h, "te", "trailers")) {
@@ -1552,13 +1678,16 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
     /* What the rules see of the request, made once for all three */
     char *rule_host = NULL, *rule_url = NULL;
     reel_filter_request_t rq = {0};
-    if (c->p->block_list || c->p->map_local || c->p->map_remote) {
+    reel_buf_reset(&c->ex.rule_req);
+    if (c->p->block_list || c->p->map_local || c->p->map_remote || c->p->modify_headers) {
         rule_host = c->transparent ? transparent_name(c, h, https) : NULL;
         const char *rhost = rule_host ? rule_host : host;
         char *auth = reel__authority(https, rhost, port);
         rule_url = reel_asprintf("%s://%s%s", https ? "https" : "http", auth, path);
         free(auth);
         reel__rule_request(c, h, rule_url, rhost, &rq);
+        if (c->p->modify_headers)
+            rule_req_save(c, &rq);
     }
     if ((c->p->block_list && !c->ex.upgrade && reel__block_answer(c, h, https, port, path, &rq)) ||
         (c->p->map_local && strcmp(path, "*") != 0 && !c->ex.upgrade &&
@@ -1635,10 +1764,19 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
         return;
     }
     bool keep = reel__upstream_would_reuse(c, https, host, port, sni);
+    /* modify_headers' changes: recorded with the request, made as it is
+     * written */
+    size_t n_edits = 0;
+    reel_header_edit_t *edits = c->ex.rule_req.len ? request_edits(c, &n_edits) : NULL;
+    c->ex.req_edits = edits;
+    c->ex.n_req_edits = n_edits;
     start_flow(c, h, mapped ? c_https : https, mapped ? c_host : host, mapped ? c_port : port,
                mapped ? c_path : path, keep, 0, mapped);
     bool reused = keep || reel__upstream_open(c, https, host, port, sni);
     if (c->state == C_DONE) { /* it failed at once (a TLS client it could not make): a 502 */
+        c->ex.req_edits = NULL;
+        c->ex.n_req_edits = 0;
+        free(edits);
         free(host);
         free(path);
         free(c_host);
@@ -1664,7 +1802,11 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
                                : c->reverse ? c->p->reverse_authority
                                             : NULL;
     bool written = write_head(&out, h, true, proxied ? proxied : path, c->ex.upgrade, false,
-                              proxied ? c->p->upstream_proxy_b64 : NULL, reverse_host);
+                              proxied ? c->p->upstream_proxy_b64 : NULL, reverse_host,
+                              c->ex.req_edits, c->ex.n_req_edits);
+    c->ex.req_edits = NULL;
+    c->ex.n_req_edits = 0;
+    free(edits);
     free(mapped_host);
     free(proxied);
     if (!written) {
@@ -1955,13 +2097,21 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
             return;
         reel_buf_t out;
         reel_buf_init(&out, 0);
-        if (write_head(&out, h, false, NULL, false, false, NULL, NULL))
+        if (write_head(&out, h, false, NULL, false, false, NULL, NULL, NULL, 0))
             reel__peer_write(&c->client, out.data, out.len);
         else
             reel__fail_exchange(c, 502, "the origin's informational head cannot be forwarded");
         reel_buf_free(&out);
         return;
     }
+    /* modify_headers: judged on the request as it was sent and on this
+     * head as the origin sent it (and as it is recorded) */
+    size_t n_redits = 0;
+    reel_header_edit_t *redits = NULL;
+    if (c->p->modify_headers && c->ex.rule_req.len)
+        redits = response_edits(c, &rs, &n_redits);
+    rs.edits = redits;
+    rs.nedits = n_redits;
     if (c->ex.flow)
         reel_capture_response(c->ex.flow, &rs, false, 0);
     free(h2fields);
@@ -2028,8 +2178,10 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
     reel_buf_t out;
     reel_buf_init(&out, 0);
     bool written = write_head(&out, h, false, NULL, c->ex.upgrade && h->status == 101,
-                              c->client_close && !(c->ex.upgrade && h->status == 101), NULL, NULL);
+                              c->client_close && !(c->ex.upgrade && h->status == 101), NULL, NULL,
+                              redits, n_redits);
     free(kept);
+    free(redits);
     if (!written) {
         reel_buf_free(&out);
         reel__fail_exchange(c, 502, "the origin's response head cannot be forwarded as it is");

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct reel_header_edit; /* session/recorder.h's */
+
 /** One header (or trailer) field as bytes; need not be NUL-terminated. */
 typedef struct {
     const char *name;
@@ -44,6 +46,9 @@ typedef struct {
     const char *version;   /* "HTTP/1.1" */
     const reel_field_t *fields;
     size_t nfields;
+    /* modify_headers' changes to the fields in what reel sent on */
+    const struct reel_header_edit *edits;
+    size_t nedits;
 } reel_msg_head_t;
 
 #endif

@@ -64,7 +64,7 @@ struct proxy_group {
 struct owned_settings {
     reel_proxy_settings_t s;
     char *strs[10];
-    char **ignore, **map, **local, **block;
+    char **ignore, **map, **local, **block, **headers;
 };
 
 static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, reel_err_t *err);
@@ -108,12 +108,21 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
         reel_map_rules_free(local);
         return REEL_INVALID;
     }
+    reel_header_rules_t *headers = NULL;
+    if (reel_header_rules_new(cfg->modify_headers, cfg->n_modify_headers, &headers, err) !=
+        REEL_OK) {
+        reel_map_rules_free(map);
+        reel_map_rules_free(local);
+        reel_block_rules_free(block);
+        return REEL_INVALID;
+    }
     reel_tls_identities_t *ids = NULL;
     reel_rc irc = reel_tls_identities_load(cfg->upstream_client_certs, &ids, err);
     if (irc != REEL_OK) {
         reel_map_rules_free(map);
         reel_map_rules_free(local);
         reel_block_rules_free(block);
+        reel_header_rules_free(headers);
         return irc;
     }
     size_t n = cfg->n_ignore_hosts;
@@ -134,6 +143,7 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
             reel_map_rules_free(map);
             reel_map_rules_free(local);
             reel_block_rules_free(block);
+            reel_header_rules_free(headers);
             reel_tls_identities_free(ids);
             return REEL_INVALID;
         }
@@ -149,6 +159,8 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
     p->map_local = local;
     reel_block_rules_free(p->block_list);
     p->block_list = block;
+    reel_header_rules_free(p->modify_headers);
+    p->modify_headers = headers;
     reel_tls_identities_free(p->client_certs);
     p->client_certs = ids;
     p->verify_upstream = cfg->upstream_cert_verify;
@@ -249,6 +261,7 @@ static void free_settings(reel_proxy_t *p) {
     reel_map_rules_free(p->map_remote);
     reel_map_rules_free(p->map_local);
     reel_block_rules_free(p->block_list);
+    reel_header_rules_free(p->modify_headers);
     reel_tls_identities_free(p->client_certs);
 }
 
@@ -686,6 +699,15 @@ static void free_after_shutdown(void *ctx) {
     reel_proxy_free(ctx);
 }
 
+/* A copy of the n strings of l into *own (owned), returned as the
+ * settings' list. */
+static const char *const *list_copy(const char *const *l, size_t n, char ***own) {
+    *own = reel_calloc(n ? n : 1, sizeof **own);
+    for (size_t i = 0; i < n; i++)
+        (*own)[i] = reel_strdup(l[i]);
+    return (const char *const *)*own;
+}
+
 static struct owned_settings *settings_dup(const reel_proxy_settings_t *c) {
     struct owned_settings *o = reel_calloc(1, sizeof *o);
     o->s = *c;
@@ -711,23 +733,18 @@ static struct owned_settings *settings_dup(const reel_proxy_settings_t *c) {
     o->s.reverse_to = o->strs[7];
     o->s.upstream_insecure_hosts = o->strs[8];
     o->s.upstream_client_certs = o->strs[9];
-    o->ignore = reel_calloc(c->n_ignore_hosts ? c->n_ignore_hosts : 1, sizeof *o->ignore);
-    for (size_t i = 0; i < c->n_ignore_hosts; i++)
-        o->ignore[i] = reel_strdup(c->ignore_hosts[i]);
-    o->s.ignore_hosts = (const char *const *)o->ignore;
-    o->map = reel_calloc(c->n_map_remote ? c->n_map_remote : 1, sizeof *o->map);
-    for (size_t i = 0; i < c->n_map_remote; i++)
-        o->map[i] = reel_strdup(c->map_remote[i]);
-    o->s.map_remote = (const char *const *)o->map;
-    o->local = reel_calloc(c->n_map_local ? c->n_map_local : 1, sizeof *o->local);
-    for (size_t i = 0; i < c->n_map_local; i++)
-        o->local[i] = reel_strdup(c->map_local[i]);
-    o->s.map_local = (const char *const *)o->local;
-    o->block = reel_calloc(c->n_block_list ? c->n_block_list : 1, sizeof *o->block);
-    for (size_t i = 0; i < c->n_block_list; i++)
-        o->block[i] = reel_strdup(c->block_list[i]);
-    o->s.block_list = (const char *const *)o->block;
+    o->s.ignore_hosts = list_copy(c->ignore_hosts, c->n_ignore_hosts, &o->ignore);
+    o->s.map_remote = list_copy(c->map_remote, c->n_map_remote, &o->map);
+    o->s.map_local = list_copy(c->map_local, c->n_map_local, &o->local);
+    o->s.block_list = list_copy(c->block_list, c->n_block_list, &o->block);
+    o->s.modify_headers = list_copy(c->modify_headers, c->n_modify_headers, &o->headers);
     return o;
+}
+
+static void list_free(char **l, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        free(l[i]);
+    free(l);
 }
 
 static void settings_free(struct owned_settings *o) {
@@ -735,18 +752,11 @@ static void settings_free(struct owned_settings *o) {
         return;
     for (size_t i = 0; i < sizeof o->strs / sizeof *o->strs; i++)
         free(o->strs[i]);
-    for (size_t i = 0; i < o->s.n_ignore_hosts; i++)
-        free(o->ignore[i]);
-    free(o->ignore);
-    for (size_t i = 0; i < o->s.n_map_remote; i++)
-        free(o->map[i]);
-    free(o->map);
-    for (size_t i = 0; i < o->s.n_map_local; i++)
-        free(o->local[i]);
-    free(o->local);
-    for (size_t i = 0; i < o->s.n_block_list; i++)
-        free(o->block[i]);
-    free(o->block);
+    list_free(o->ignore, o->s.n_ignore_hosts);
+    list_free(o->map, o->s.n_map_remote);
+    list_free(o->local, o->s.n_map_local);
+    list_free(o->block, o->s.n_block_list);
+    list_free(o->headers, o->s.n_modify_headers);
     free(o);
 }
 

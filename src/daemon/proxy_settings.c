@@ -8,16 +8,17 @@
 #include "base/mem.h"
 
 struct lists {
-    char **ignore, **map, **local, **block;
+    char **ignore, **map, **local, **block, **headers;
 };
 
 void *reel_daemon_proxy_settings(const reel_config_t *cfg, reel_proxy_settings_t *s) {
-    size_t n = 0, nmap = 0, nlocal = 0, nblock = 0;
+    size_t n = 0, nmap = 0, nlocal = 0, nblock = 0, nheaders = 0;
     struct lists *own = reel_calloc(1, sizeof *own);
     char **list = own->ignore = reel_config_get_list(cfg, "ignore_hosts", &n);
     own->map = reel_config_get_list(cfg, "map_remote", &nmap);
     own->local = reel_config_get_list(cfg, "map_local", &nlocal);
     own->block = reel_config_get_list(cfg, "block_list", &nblock);
+    own->headers = reel_config_get_list(cfg, "modify_headers", &nheaders);
     *s = (reel_proxy_settings_t){
         .listen_host = reel_config_get(cfg, "listen_host", NULL),
         .listen_port = (int)reel_config_get_int(cfg, "listen_port"),
@@ -30,6 +31,8 @@ void *reel_daemon_proxy_settings(const reel_config_t *cfg, reel_proxy_settings_t
         .n_map_local = nlocal,
         .block_list = (const char *const *)own->block,
         .n_block_list = nblock,
+        .modify_headers = (const char *const *)own->headers,
+        .n_modify_headers = nheaders,
         .upstream_cert_verify = reel_config_get_bool(cfg, "upstream_cert_verify"),
         .intercept_starttls = reel_config_get_bool(cfg, "intercept_starttls"),
         .http2 = reel_config_get_bool(cfg, "http2"),
@@ -62,5 +65,6 @@ void reel_daemon_proxy_settings_free(void *owned) {
     free(own->map);
     free(own->local);
     free(own->block);
+    free(own->headers);
     free(own);
 }

@@ -219,6 +219,13 @@ static const reel_option_t options[] = {
      "connection without an answer); reel's answer is marked generated, naming the rule "
      "(blocked_by)",
      NULL, 0, 0, reel_block_rule_check},
+    {"modify_headers", REEL_OPT_LIST, "[]",
+     "rules setting or removing a header field in what reel sends on, each \"|name|value\" or "
+     "\"|filter|name|value\" (the first character separates; every rule whose flow filter "
+     "matches applies, to requests and to their responses: ~q the request only, ~s the "
+     "response, ~c 404 ...; the fields of that name are removed and the value added, an empty "
+     "value only removes); the flow records the heads as they came and each change (modified)",
+     NULL, 0, 0, reel_header_rule_check},
     {"redact_headers", REEL_OPT_LIST, "[]",
      "reel export --redact: more header names whose whole value is replaced (beside "
      "Authorization, Cookie, ...)",
@@ -1625,6 +1632,7 @@ static const char *const hot_options[] = {
     "map_remote",
     "map_local",
     "block_list",
+    "modify_headers",
     NULL,
 };
 

@@ -115,6 +115,7 @@ typedef struct {
     char *original_dst;   /* transparent: where it went (RequestHead.original_dst) */
     char *local_file;     /* map_local answered from it (ResponseHead.local_file) */
     char *blocked_by;     /* a block_list rule answered (ResponseHead.blocked_by) */
+    json_t *modified[2];  /* modify_headers' changes (reel_json_header_edits); NULL: none */
     uint64_t excess;      /* bytes the origin sent past its response's end */
     reel_buf_t stored[2]; /* body as stored, capped */
     int cut[2];           /* stored body longer than the cap */
@@ -281,6 +282,8 @@ static void flow_free(flow_t *f) {
     free(f->blocked_by);
     free(f->via);
     json_decref(f->client_tls);
+    json_decref(f->modified[REQ]);
+    json_decref(f->modified[RESP]);
     for (size_t i = 0; i < f->ninterim; i++) {
         free(f->interim[i].reason);
         free(f->interim[i].version);
@@ -311,6 +314,13 @@ static hdr_t *copy_headers(Reel__Header **h, size_t n) {
         a[i].vlen = h[i]->value.len;
     }
     return a;
+}
+
+/* A head's modify_headers changes (none: NULL, as a 1xx head before it
+ * leaves them). */
+static void take_edits(flow_t *f, int d, Reel__HeaderEdit **e, size_t n) {
+    json_decref(f->modified[d]);
+    f->modified[d] = n ? reel_json_header_edits(e, n) : NULL;
 }
 
 static void take_headers(flow_t *f, int d, Reel__Header **h, size_t n) {
@@ -392,6 +402,7 @@ static int on_record(void *ctx, const Reel__Record *rec) {
         f->original_dst =
             h->original_dst && h->original_dst[0] ? reel_strdup(h->original_dst) : NULL;
         take_headers(f, REQ, h->headers, h->n_headers);
+        take_edits(f, REQ, h->modified, h->n_modified);
         break;
     }
     case REEL__RECORD__EVENT_REQUEST_BODY:
@@ -413,6 +424,7 @@ static int on_record(void *ctx, const Reel__Record *rec) {
         f->blocked_by = h->blocked_by && h->blocked_by[0] ? reel_strdup(h->blocked_by) : NULL;
         reel_buf_reset(&f->stored[RESP]); /* a 1xx head before the final one */
         take_headers(f, RESP, h->headers, h->n_headers);
+        take_edits(f, RESP, h->modified, h->n_modified);
         break;
     }
     case REEL__RECORD__EVENT_RESPONSE_BODY:
@@ -1156,6 +1168,10 @@ static json_t *reel_info(const flow_t *f) {
         json_object_set_new(r, "local_file", str_json(f->local_file));
     if (f->blocked_by)
         json_object_set_new(r, "blocked_by", str_json(f->blocked_by));
+    if (f->modified[REQ])
+        json_object_set(r, "request_modified", f->modified[REQ]);
+    if (f->modified[RESP])
+        json_object_set(r, "response_modified", f->modified[RESP]);
     if (f->excess)
         json_object_set_new(r, "response_excess", json_integer((json_int_t)f->excess));
     if (f->tls_version && f->tls_version[0])
@@ -2010,6 +2026,8 @@ static reel_rc write_ndjson(FILE *out, const flow_t *f, const reel_export_opts_t
         json_object_set_new(req, "reverse", json_boolean(f->reverse));
         json_object_set_new(req, "mapped_to", str_json(f->mapped_to));
         json_object_set_new(req, "original_dst", str_json(f->original_dst));
+        json_object_set_new(req, "modified",
+                            f->modified[REQ] ? json_incref(f->modified[REQ]) : json_array());
         rc = nd_body(req, f, REQ, o, err);
         if (f->has_trailers[REQ])
             json_object_set_new(req, "trailers", fields_json(f->trailer[REQ], f->ntrailer[REQ]));
@@ -2038,6 +2056,8 @@ static reel_rc write_ndjson(FILE *out, const flow_t *f, const reel_export_opts_t
         json_object_set_new(resp, "generated", json_boolean(f->generated));
         json_object_set_new(resp, "local_file", str_json(f->local_file));
         json_object_set_new(resp, "blocked_by", str_json(f->blocked_by));
+        json_object_set_new(resp, "modified",
+                            f->modified[RESP] ? json_incref(f->modified[RESP]) : json_array());
         rc = nd_body(resp, f, RESP, o, err);
         if (f->has_trailers[RESP])
             json_object_set_new(resp, "trailers", fields_json(f->trailer[RESP], f->ntrailer[RESP]));

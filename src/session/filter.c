@@ -910,6 +910,7 @@ struct reel_filter_live {
     node_t *root;    /* NULL: the empty filter */
     pcre2_code **re; /* the regexes of its terms, node->num2 the index */
     size_t nre;
+    bool both; /* judged on responses too (reel_filter_live_compile_both) */
 };
 
 /* The operator a term was written with, for messages. */
@@ -943,24 +944,33 @@ static reel_rc live_prepare(reel_filter_live_t *f, node_t *n, reel_err_t *err) {
     case N_HASRESP:
     case N_NORESP:
         return REEL_OK;
+    case N_CODE:
+        if (f->both)
+            return REEL_OK;
+        break;
     case N_CTYPE:
         regex = true;
         break;
     case N_REGEX:
-        regex = n->field != F_RESP_CTYPE && n->field != F_DST;
+        regex = n->field != F_DST && (f->both || n->field != F_RESP_CTYPE);
         break;
     case N_SPOOL:
-        regex = headers = n->field == F_HEADERS && (n->num & 1);
+        regex = headers = n->field == F_HEADERS && (f->both || (n->num & 1));
         break;
     default:
         break;
     }
     if (!regex)
-        return reel_err_set(err, REEL_INVALID,
-                            "filter: %s is not known before the request is sent (a rule's filter "
-                            "takes ~d ~u ~m ~h ~hq ~t ~tq ~src ~http ~h2 ~websocket ~all ~q, "
-                            "and ! & |)",
-                            op_name(n));
+        return f->both ? reel_err_set(err, REEL_INVALID,
+                                      "filter: %s is not known when a head is sent on (a rule's "
+                                      "filter takes ~d ~u ~m ~c ~h ~hq ~hs ~t ~tq ~ts ~src ~http "
+                                      "~h2 ~websocket ~all ~q ~s, and ! & |)",
+                                      op_name(n))
+                       : reel_err_set(err, REEL_INVALID,
+                                      "filter: %s is not known before the request is sent (a "
+                                      "rule's filter takes ~d ~u ~m ~h ~hq ~t ~tq ~src ~http ~h2 "
+                                      "~websocket ~all ~q, and ! & |)",
+                                      op_name(n));
     pcre2_compile_context *cc = pcre2_compile_context_create(NULL);
     if (headers) /* header lines end in CRLF: "$" before it, as ~h in the spool */
         pcre2_set_newline(cc, PCRE2_NEWLINE_ANYCRLF);
@@ -977,7 +987,8 @@ static reel_rc live_prepare(reel_filter_live_t *f, node_t *n, reel_err_t *err) {
     return REEL_OK;
 }
 
-reel_rc reel_filter_live_compile(const char *expr, reel_filter_live_t **out, reel_err_t *err) {
+static reel_rc live_compile(const char *expr, bool both, reel_filter_live_t **out,
+                            reel_err_t *err) {
     *out = NULL;
     if (expr == NULL)
         expr = "";
@@ -987,6 +998,7 @@ reel_rc reel_filter_live_compile(const char *expr, reel_filter_live_t **out, ree
                             FILTER_MAX_LEN);
     parser_t p = {.src = expr, .len = len, .err = err};
     reel_filter_live_t *f = reel_calloc(1, sizeof *f);
+    f->both = both;
     tok_t t;
     reel_rc rc = peek(&p, &t);
     if (rc == REEL_OK && t.kind != T_END) {
@@ -1009,6 +1021,25 @@ reel_rc reel_filter_live_compile(const char *expr, reel_filter_live_t **out, ree
     return REEL_OK;
 }
 
+reel_rc reel_filter_live_compile(const char *expr, reel_filter_live_t **out, reel_err_t *err) {
+    return live_compile(expr, false, out, err);
+}
+
+reel_rc reel_filter_live_compile_both(const char *expr, reel_filter_live_t **out, reel_err_t *err) {
+    return live_compile(expr, true, out, err);
+}
+
+/* The lines of n fields, as mitmproxy's bytes(headers), into an empty
+ * buffer. */
+static void live_lines(reel_buf_t *lines, const reel_filter_field_t *hs, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        reel_buf_append(lines, hs[i].name, hs[i].name_len);
+        reel_buf_append(lines, ": ", 2);
+        reel_buf_append(lines, hs[i].value, hs[i].value_len);
+        reel_buf_append(lines, "\r\n", 2);
+    }
+}
+
 static bool live_find(const reel_filter_live_t *f, const node_t *n, const char *s, size_t len) {
     if (s == NULL)
         return false; /* (as regexp() on a NULL column) */
@@ -1019,6 +1050,8 @@ static bool live_find(const reel_filter_live_t *f, const node_t *n, const char *
     return rc >= 0;
 }
 
+/* lines: the request's header lines [0] and the response's [1], made
+ * when a term first needs them */
 static bool live_eval(const reel_filter_live_t *f, const node_t *n, const reel_filter_request_t *rq,
                       reel_buf_t *lines) {
     switch (n->kind) {
@@ -1036,34 +1069,47 @@ static bool live_eval(const reel_filter_live_t *f, const node_t *n, const reel_f
         return !live_eval(f, n->kids[0], rq, lines);
     case N_HTTP:
     case N_ALL:
-    case N_NORESP: /* ~q: no response yet */
         return true;
+    case N_NORESP: /* ~q: the request, no response yet */
+        return !rq->response;
+    case N_HASRESP: /* ~s: its response */
+        return rq->response;
+    case N_CODE:
+        return rq->response && (int64_t)rq->status == n->num;
     case N_HTTP2:
         return rq->http2;
     case N_WEBSOCKET:
         return rq->websocket;
-    case N_CTYPE:
-        return live_find(f, n, rq->content_type, rq->content_type ? strlen(rq->content_type) : 0);
+    case N_CTYPE: {
+        const char *rs = rq->response ? rq->resp_content_type : NULL;
+        return live_find(f, n, rq->content_type, rq->content_type ? strlen(rq->content_type) : 0) ||
+               live_find(f, n, rs, rs ? strlen(rs) : 0);
+    }
     case N_REGEX: {
-        const char *s = n->field == F_HOST        ? rq->host
-                        : n->field == F_URL       ? rq->url
-                        : n->field == F_METHOD    ? rq->method
-                        : n->field == F_REQ_CTYPE ? rq->content_type
-                        : n->field == F_SRC       ? rq->client_addr
-                                                  : NULL;
+        const char *s = n->field == F_HOST         ? rq->host
+                        : n->field == F_URL        ? rq->url
+                        : n->field == F_METHOD     ? rq->method
+                        : n->field == F_REQ_CTYPE  ? rq->content_type
+                        : n->field == F_RESP_CTYPE ? (rq->response ? rq->resp_content_type : NULL)
+                        : n->field == F_SRC        ? rq->client_addr
+                                                   : NULL;
         return live_find(f, n, s, s ? strlen(s) : 0);
     }
     case N_SPOOL:
-        if (lines->len == 0) /* the head's lines, as mitmproxy's bytes(headers) */
-            for (size_t i = 0; i < rq->nheaders; i++) {
-                const reel_filter_field_t *h = &rq->headers[i];
-                reel_buf_append(lines, h->name, h->name_len);
-                reel_buf_append(lines, ": ", 2);
-                reel_buf_append(lines, h->value, h->value_len);
-                reel_buf_append(lines, "\r\n", 2);
+        for (int side = 0; side < 2; side++) {
+            if (!(n->num & (1 << side)) || (side == 1 && !rq->response))
+                continue;
+            if (lines[side].len == 0) {
+                if (side == 0)
+                    live_lines(&lines[0], rq->headers, rq->nheaders);
+                else
+                    live_lines(&lines[1], rq->resp_headers, rq->nresp_headers);
             }
-        return live_find(f, n, (const char *)lines->data, lines->len);
-    default: /* (N_TCP, N_HASRESP: never for a request about to be sent) */
+            if (live_find(f, n, (const char *)lines[side].data, lines[side].len))
+                return true;
+        }
+        return false;
+    default: /* (N_TCP: never for a request about to be sent) */
         return false;
     }
 }
@@ -1071,10 +1117,12 @@ static bool live_eval(const reel_filter_live_t *f, const node_t *n, const reel_f
 bool reel_filter_live_match(const reel_filter_live_t *f, const reel_filter_request_t *rq) {
     if (f == NULL || f->root == NULL)
         return true;
-    reel_buf_t lines;
-    reel_buf_init(&lines, 0);
-    bool m = live_eval(f, f->root, rq, &lines);
-    reel_buf_free(&lines);
+    reel_buf_t lines[2];
+    reel_buf_init(&lines[0], 0);
+    reel_buf_init(&lines[1], 0);
+    bool m = live_eval(f, f->root, rq, lines);
+    reel_buf_free(&lines[0]);
+    reel_buf_free(&lines[1]);
     return m;
 }
 

@@ -72,12 +72,20 @@ typedef struct {
 
 /** What is known of a request before it is sent: its method, URL, host,
  * Content-Type (NULL: none) and client address ("ip:port"), its fields,
- * whether its client spoke HTTP/2 and whether it asks for a WebSocket. */
+ * whether its client spoke HTTP/2 and whether it asks for a WebSocket.
+ * response: it is judged with its response's head (modify_headers), the
+ * status, Content-Type (NULL: none) and fields below; false: before it is
+ * sent, as every other rule judges it. */
 typedef struct {
     const char *method, *url, *host, *content_type, *client_addr;
     const reel_filter_field_t *headers;
     size_t nheaders;
     bool http2, websocket;
+    bool response;
+    uint32_t status;
+    const char *resp_content_type;
+    const reel_filter_field_t *resp_headers;
+    size_t nresp_headers;
 } reel_filter_request_t;
 
 /** Compiles expr for reel_filter_live_match: the language of
@@ -85,6 +93,11 @@ typedef struct {
  * is sent (~d ~u ~m ~h ~hq ~t ~tq ~src, ~http ~h2 ~websocket ~tcp ~all ~q
  * ~s, and ! & | ( )); any other term is REEL_INVALID naming it. */
 reel_rc reel_filter_live_compile(const char *expr, reel_filter_live_t **out, reel_err_t *err);
+/** The same, also taking the terms a response's head answers (~c ~hs ~ts,
+ * and ~h ~t on either side), for rules judged on requests and again on
+ * their responses (modify_headers): ~q matches the request, ~s its
+ * response, and a response term never matches a request. */
+reel_rc reel_filter_live_compile_both(const char *expr, reel_filter_live_t **out, reel_err_t *err);
 /** Whether rq matches f (the empty filter matches every request). */
 bool reel_filter_live_match(const reel_filter_live_t *f, const reel_filter_request_t *rq);
 void reel_filter_live_free(reel_filter_live_t *f);

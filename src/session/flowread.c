@@ -146,6 +146,16 @@ json_t *reel_json_client_tls(const Reel__ClientTls *t) {
                      reel_json_text(t->cipher[0] ? t->cipher : NULL), "resumed", t->resumed);
 }
 
+json_t *reel_json_header_edits(Reel__HeaderEdit *const *e, size_t n) {
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a,
+                              json_pack("{s:o, s:o, s:o}", "name", pbytes_json(e[i]->name), "value",
+                                        e[i]->removed ? json_null() : pbytes_json(e[i]->value),
+                                        "rule", reel_json_text(e[i]->rule)));
+    return a;
+}
+
 void reel_json_conn_setup(json_t *o, const Reel__ServerConn *sc) {
     int known = sc->opened_us != 0;
     json_object_set_new(o, "opened_us",
@@ -193,6 +203,7 @@ static int detail_record(void *ctx, const Reel__Record *rec) {
         json_object_set_new(o, "reverse", json_boolean(h->reverse));
         json_object_set_new(o, "mapped_to", str_json(h->mapped_to));
         json_object_set_new(o, "original_dst", str_json(h->original_dst));
+        json_object_set_new(o, "modified", reel_json_header_edits(h->modified, h->n_modified));
         head_extra(o, h->headers, h->n_headers, h->body_decoded);
         json_object_set_new(d->o, "request", o);
         break;
@@ -205,6 +216,7 @@ static int detail_record(void *ctx, const Reel__Record *rec) {
             headers_json(h->headers, h->n_headers, h->body_decoded), "generated", h->generated);
         json_object_set_new(o, "local_file", str_json(h->local_file));
         json_object_set_new(o, "blocked_by", str_json(h->blocked_by));
+        json_object_set_new(o, "modified", reel_json_header_edits(h->modified, h->n_modified));
         head_extra(o, h->headers, h->n_headers, h->body_decoded);
         json_object_set_new(d->o, "response", o);
         break;

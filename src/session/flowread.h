@@ -41,6 +41,11 @@ json_t *reel_json_b64(const void *p, size_t n);
  * client, or not recorded). */
 json_t *reel_json_client_tls(const Reel__ClientTls *t);
 
+/** A head's modify_headers changes (RequestHead.modified,
+ * ResponseHead.modified) as a JSON array of {name, value (null: the field
+ * removed), rule}; [] when there are none. */
+json_t *reel_json_header_edits(Reel__HeaderEdit *const *e, size_t n);
+
 /** A ServerConn's set-up into object o: opened_us (null: not known),
  * dns_us, connect_us, ssl_us (-1: did not happen or not known, as in
  * timings; all -1 when opened_us is not known, the record holding nothing

@@ -618,6 +618,10 @@ typedef struct {
     hmsg_t *msgs;
     size_t nmsgs;
     const char *ws_error;
+    /* _reel.request_modified, response_modified: modify_headers' changes
+     * (owned arrays, their strings borrowed) */
+    reel_header_edit_t *modified[2];
+    size_t nmodified[2];
 } entry_t;
 
 static int tchar(int c) {
@@ -989,6 +993,58 @@ static reel_rc reel_string(const vctx_t *v, json_t *rx, const char *key, int add
     return REEL_OK;
 }
 
+/* _reel.KEY, modify_headers' changes as reel export writes them (an array
+ * of {name, value: a string or null when the field was removed, rule}),
+ * into *out (owned) and *n. */
+static reel_rc reel_edits(const vctx_t *v, json_t *rx, const char *key, reel_header_edit_t **out,
+                          size_t *n) {
+    char f[64];
+    int bad = 0;
+    snprintf(f, sizeof f, "_reel.%s", key);
+    *out = NULL;
+    *n = 0;
+    json_t *a = opt(v, rx, key, f, JSON_ARRAY, "an array", &bad);
+    if (bad)
+        return REEL_INVALID;
+    size_t len = a ? json_array_size(a) : 0;
+    if (len == 0)
+        return REEL_OK;
+    reel_header_edit_t *e = reel_calloc(len, sizeof *e);
+    for (size_t i = 0; i < len; i++) {
+        json_t *x = json_array_get(a, i), *name = json_object_get(x, "name"),
+               *value = json_object_get(x, "value"), *rule = json_object_get(x, "rule");
+        const char *why = NULL;
+        if (!json_is_object(x))
+            why = "not an object";
+        else if (!json_is_string(name) || json_string_length(name) == 0 ||
+                 strlen(json_string_value(name)) != json_string_length(name))
+            why = "its name is not a field name";
+        else if (!(json_is_null(value) || value == NULL ||
+                   (json_is_string(value) &&
+                    strlen(json_string_value(value)) == json_string_length(value))))
+            why = "its value is not a string without NUL bytes, or null";
+        else if (rule && !json_is_null(rule) && !json_is_string(rule))
+            why = "its rule is not a string";
+        if (why) {
+            free(e);
+            return fail(v, f, "change %zu: %s", i, why);
+        }
+        for (const char *s = json_string_value(name); *s && why == NULL; s++)
+            if (!tchar((unsigned char)*s))
+                why = "its name is not a field name";
+        if (why) {
+            free(e);
+            return fail(v, f, "change %zu: %s", i, why);
+        }
+        e[i] = (reel_header_edit_t){json_string_value(name),
+                                    json_is_string(value) ? json_string_value(value) : NULL,
+                                    json_is_string(rule) ? json_string_value(rule) : NULL};
+    }
+    *out = e;
+    *n = len;
+    return REEL_OK;
+}
+
 /* A time string of _reel (ISO 8601) at field into *us. */
 static reel_rc reel_time(const vctx_t *v, json_t *obj, const char *field, int64_t *us) {
     json_t *t = need(v, obj, "time", field, JSON_STRING, "a string");
@@ -1281,7 +1337,9 @@ static reel_rc check_reel(const vctx_t *v, json_t *entry, entry_t *e) {
         reel_string(v, rx, "mapped_to", 1, &e->mapped_to) != REEL_OK ||
         reel_string(v, rx, "local_file", 1, &e->local_file) != REEL_OK ||
         reel_string(v, rx, "blocked_by", 1, &e->blocked_by) != REEL_OK ||
-        reel_string(v, rx, "original_dst", 1, &e->original_dst) != REEL_OK)
+        reel_string(v, rx, "original_dst", 1, &e->original_dst) != REEL_OK ||
+        reel_edits(v, rx, "request_modified", &e->modified[0], &e->nmodified[0]) != REEL_OK ||
+        reel_edits(v, rx, "response_modified", &e->modified[1], &e->nmodified[1]) != REEL_OK)
         return REEL_INVALID;
     /* A flow exported while it was still open (reel export of a session
      * being recorded) is not a whole exchange: it comes back an error
@@ -1474,6 +1532,11 @@ static void entry_free(entry_t *e) {
     free(e->req_body.owned);
     free(e->resp_body.owned);
     e->req_body.owned = e->resp_body.owned = NULL;
+    for (int d = 0; d < 2; d++) {
+        free(e->modified[d]);
+        e->modified[d] = NULL;
+        e->nmodified[d] = 0;
+    }
 }
 
 /* Validates entry v->idx and fills e (owned parts: entry_free). */
@@ -2128,6 +2191,8 @@ static reel_rc record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
         .reverse = e->reverse,
         .mapped_to = e->mapped_to,
         .original_dst = e->original_dst,
+        .edits = e->modified[0],
+        .n_edits = e->nmodified[0],
         .time_us = e->start_us};
     reel_recorder_request_head(f, &rh);
     free(hs);
@@ -2192,6 +2257,8 @@ static reel_rc record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
                                .generated = e->generated,
                                .local_file = e->local_file,
                                .blocked_by = e->blocked_by,
+                               .edits = e->modified[1],
+                               .n_edits = e->nmodified[1],
                                .time_us = resp_start ? resp_start : end};
     reel_recorder_response_head(f, &sh);
     free(hs);

@@ -447,3 +447,176 @@ void reel_block_rules_free(reel_block_rules_t *b) {
     free(b->r);
     free(b);
 }
+
+/* ---- modify_headers ---- */
+
+typedef struct {
+    reel_filter_live_t *filter; /* NULL: every request and response */
+    char *name, *value;         /* value NULL: the field removed */
+    char *text;
+} hrule_t;
+
+struct reel_header_rules {
+    hrule_t *r;
+    size_t n;
+};
+
+#define HEADER_VALUE_MAX 8192
+
+/* The fields reel writes itself, as the framing and the hop need them: a
+ * rule setting one would make a head that says another thing than what
+ * reel sends. */
+static const char *const RESERVED[] = {"content-length",
+                                       "transfer-encoding",
+                                       "connection",
+                                       "keep-alive",
+                                       "proxy-connection",
+                                       "te",
+                                       "trailer",
+                                       "upgrade",
+                                       "host",
+                                       "proxy-authorization",
+                                       "proxy-authenticate"};
+
+static bool tchar(unsigned char c) {
+    return isalnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* Parses one rule into *r (owned); REEL_INVALID saying why. */
+static reel_rc header_parse(const char *rule, hrule_t *r, reel_err_t *err) {
+    memset(r, 0, sizeof *r);
+    unsigned char sep = (unsigned char)rule[0];
+    const char *why = NULL;
+    const char *a = NULL, *b = NULL, *c = NULL;
+    if (sep == '\0' || isalnum(sep) || isspace(sep)) {
+        why = "a rule starts with its separator (\"|name|value\")";
+    } else if ((a = strchr(rule + 1, sep)) == NULL) {
+        why = "no value after the name (\"|name|value\", \"|name|\" to remove the field)";
+    } else if ((b = strchr(a + 1, sep)) != NULL && (c = strchr(b + 1, sep)) != NULL) {
+        why = "more than three parts (\"|name|value\" or \"|filter|name|value\"; choose a "
+              "separator that is not in the value)";
+    }
+    if (why)
+        return reel_err_set(err, REEL_INVALID, "modify_headers rule '%.120s': %s", rule, why);
+    const char *name = rule + 1, *name_end = a, *value = a + 1;
+    char *filter = NULL;
+    if (b) { /* |filter|name|value */
+        filter = reel_strndup(rule + 1, (size_t)(a - rule - 1));
+        name = a + 1;
+        name_end = b;
+        value = b + 1;
+    }
+    size_t nlen = (size_t)(name_end - name), vlen = strlen(value);
+    bool token = nlen > 0;
+    for (size_t i = 0; i < nlen; i++)
+        token = token && tchar((unsigned char)name[i]);
+    bool reserved = false;
+    for (size_t i = 0; token && i < sizeof RESERVED / sizeof *RESERVED; i++)
+        reserved =
+            reserved || (strlen(RESERVED[i]) == nlen && strncasecmp(RESERVED[i], name, nlen) == 0);
+    bool bad_value =
+        vlen > HEADER_VALUE_MAX || (vlen && (value[0] == ' ' || value[0] == '\t' ||
+                                             value[vlen - 1] == ' ' || value[vlen - 1] == '\t'));
+    for (size_t i = 0; !bad_value && i < vlen; i++)
+        bad_value = value[i] == '\r' || value[i] == '\n' || value[i] == 0x7f ||
+                    ((unsigned char)value[i] < 0x20 && value[i] != '\t');
+    reel_rc rc = REEL_OK;
+    if (!token)
+        rc = reel_err_set(err, REEL_INVALID,
+                          "modify_headers rule '%.120s': '%.*s' is not a field name (letters, "
+                          "digits and !#$%%&'*+-.^_`|~)",
+                          rule, (int)(nlen > 100 ? 100 : nlen), name);
+    else if (reserved)
+        rc = reel_err_set(err, REEL_INVALID,
+                          "modify_headers rule '%.120s': reel writes %.*s itself (%s)", rule,
+                          (int)nlen, name,
+                          nlen == 4 ? "map_remote sends a request to another host"
+                                    : "it frames the message or belongs to one hop");
+    else if (bad_value)
+        rc = reel_err_set(err, REEL_INVALID,
+                          "modify_headers rule '%.120s': the value has a control character, "
+                          "white space at an end, or more than %d bytes",
+                          rule, HEADER_VALUE_MAX);
+    else if (vlen && value[0] == '@')
+        rc = reel_err_set(err, REEL_INVALID,
+                          "modify_headers rule '%.120s': a value from a file (\"@path\", "
+                          "mitmproxy's) is not read; write the value itself",
+                          rule);
+    if (rc == REEL_OK && filter) {
+        reel_err_t fe;
+        reel_err_clear(&fe);
+        if (reel_filter_live_compile_both(filter, &r->filter, &fe) != REEL_OK)
+            rc = reel_err_set(err, REEL_INVALID, "modify_headers rule '%.120s': %s", rule,
+                              reel_err_str(&fe));
+    }
+    free(filter);
+    if (rc != REEL_OK)
+        return rc;
+    r->name = reel_strndup(name, nlen);
+    r->value = vlen ? reel_strdup(value) : NULL;
+    r->text = reel_strdup(rule);
+    return REEL_OK;
+}
+
+static void hrule_free(hrule_t *r) {
+    reel_filter_live_free(r->filter);
+    free(r->name);
+    free(r->value);
+    free(r->text);
+}
+
+reel_rc reel_header_rule_check(const char *rule, reel_err_t *err) {
+    hrule_t r;
+    reel_rc rc = header_parse(rule, &r, err);
+    hrule_free(&r);
+    return rc;
+}
+
+reel_rc reel_header_rules_new(const char *const *rules, size_t n, reel_header_rules_t **out,
+                              reel_err_t *err) {
+    *out = NULL;
+    if (n == 0)
+        return REEL_OK;
+    reel_header_rules_t *m = reel_calloc(1, sizeof *m);
+    m->r = reel_calloc(n, sizeof *m->r);
+    for (size_t i = 0; i < n; i++) {
+        if (header_parse(rules[i], &m->r[i], err) != REEL_OK) {
+            reel_header_rules_free(m);
+            return REEL_INVALID;
+        }
+        m->n = i + 1;
+    }
+    *out = m;
+    return REEL_OK;
+}
+
+size_t reel_header_rules_match(const reel_header_rules_t *m, const reel_filter_request_t *rq,
+                               reel_header_edit_t *out, size_t cap) {
+    size_t k = 0;
+    for (size_t i = 0; m && rq && i < m->n; i++) {
+        const hrule_t *r = &m->r[i];
+        if (r->filter && !reel_filter_live_match(r->filter, rq))
+            continue;
+        if (k < cap)
+            out[k] = (reel_header_edit_t){r->name, r->value, r->text};
+        k++;
+    }
+    return k;
+}
+
+int reel_header_edits_name(const reel_header_edit_t *edits, size_t n, const char *name,
+                           size_t len) {
+    for (size_t i = 0; i < n; i++)
+        if (strlen(edits[i].name) == len && strncasecmp(edits[i].name, name, len) == 0)
+            return 1;
+    return 0;
+}
+
+void reel_header_rules_free(reel_header_rules_t *m) {
+    if (m == NULL)
+        return;
+    for (size_t i = 0; i < m->n; i++)
+        hrule_free(&m->r[i]);
+    free(m->r);
+    free(m);
+}

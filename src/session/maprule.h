@@ -26,6 +26,7 @@
 
 #include "base/error.h"
 #include "session/filter.h"
+#include "session/recorder.h"
 
 typedef struct reel_map_rules reel_map_rules_t;
 
@@ -76,5 +77,33 @@ reel_rc reel_block_rule_check(const char *rule, reel_err_t *err);
 int reel_block_match(const reel_block_rules_t *b, const reel_filter_request_t *rq,
                      const char **rule);
 void reel_block_rules_free(reel_block_rules_t *b);
+
+/** modify_headers' rules (mitmproxy's modify_headers, Charles's Rewrite):
+ * SEP NAME SEP VALUE or SEP FILTER SEP NAME SEP VALUE, as
+ * "|X-Debug|1" or "|~s & ~d api\\.example|Cache-Control|no-store". A rule
+ * whose flow filter (reel_filter_live_compile_both's: judged on the
+ * request before it is sent, and again on its response's head) matches
+ * sets the field NAME to VALUE in the head reel sends on: every field of
+ * that name is removed, then VALUE added; an empty VALUE only removes.
+ * The fields that frame a message or name its hop (Content-Length,
+ * Transfer-Encoding, Connection, Host, ...) are refused: reel writes those
+ * itself. */
+typedef struct reel_header_rules reel_header_rules_t;
+
+/* (a change is a reel_header_edit_t, session/recorder.h's; its strings
+ * borrowed from the rules) */
+
+reel_rc reel_header_rules_new(const char *const *rules, size_t n, reel_header_rules_t **out,
+                              reel_err_t *err);
+reel_rc reel_header_rule_check(const char *rule, reel_err_t *err);
+/** The changes of the rules whose filters match rq (rq->response says
+ * which head: the request's or its response's), in rule order, at most
+ * cap of them into out; returns how many rules matched (more than cap:
+ * the rest left out). */
+size_t reel_header_rules_match(const reel_header_rules_t *m, const reel_filter_request_t *rq,
+                               reel_header_edit_t *out, size_t cap);
+/** Whether the field name[0..len) is one edits[0..n) sets or removes. */
+int reel_header_edits_name(const reel_header_edit_t *edits, size_t n, const char *name, size_t len);
+void reel_header_rules_free(reel_header_rules_t *m);
 
 #endif

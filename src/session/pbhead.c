@@ -26,7 +26,8 @@ enum {
     RQ_ABSOLUTE,
     RQ_REVERSE,
     RQ_MAPPED,
-    RQ_ORIGINAL_DST
+    RQ_ORIGINAL_DST,
+    RQ_MODIFIED
 };
 enum {
     RS_STATUS = 1,
@@ -36,8 +37,10 @@ enum {
     RS_DECODED,
     RS_GENERATED,
     RS_LOCAL,
-    RS_BLOCKED
+    RS_BLOCKED,
+    RS_MODIFIED
 };
+enum { ED_NAME = 1, ED_VALUE, ED_REMOVED, ED_RULE };
 
 static size_t varint_size(uint64_t v) {
     size_t n = 1;
@@ -126,6 +129,29 @@ static uint8_t *put_headers(uint8_t *p, uint32_t field, const reel_header_t *h, 
     return p;
 }
 
+static size_t edit_size(const reel_header_edit_t *e) {
+    return bytes_size(ED_NAME, slen(e->name)) + bytes_size(ED_VALUE, slen(e->value)) +
+           uint_size(ED_REMOVED, e->value == NULL) + bytes_size(ED_RULE, slen(e->rule));
+}
+
+static size_t edits_size(uint32_t field, const reel_header_edit_t *e, size_t n) {
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++)
+        len += msg_size(field, edit_size(&e[i]));
+    return len;
+}
+
+static uint8_t *put_edits(uint8_t *p, uint32_t field, const reel_header_edit_t *e, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        p = put_msg_head(p, field, edit_size(&e[i]));
+        p = put_bytes(p, ED_NAME, e[i].name, slen(e[i].name));
+        p = put_bytes(p, ED_VALUE, e[i].value, slen(e[i].value));
+        p = put_uint(p, ED_REMOVED, e[i].value == NULL);
+        p = put_bytes(p, ED_RULE, e[i].rule, slen(e[i].rule));
+    }
+    return p;
+}
+
 static size_t record_size(uint64_t flow_id, int64_t time_us, uint32_t event, size_t ev_len) {
     return uint_size(REC_FLOW_ID, flow_id) + uint_size(REC_TIME_US, (uint64_t)time_us) +
            msg_size(event, ev_len);
@@ -146,7 +172,8 @@ static size_t request_len(const reel_request_head_t *h) {
            uint_size(RQ_DECODED, h->body_decoded != 0) +
            uint_size(RQ_ABSOLUTE, h->absolute_form != 0) + uint_size(RQ_REVERSE, h->reverse != 0) +
            bytes_size(RQ_MAPPED, slen(h->mapped_to)) +
-           bytes_size(RQ_ORIGINAL_DST, slen(h->original_dst));
+           bytes_size(RQ_ORIGINAL_DST, slen(h->original_dst)) +
+           edits_size(RQ_MODIFIED, h->edits, h->n_edits);
 }
 
 size_t reel_pbhead_request_size(uint64_t flow_id, int64_t time_us, const reel_request_head_t *h,
@@ -171,6 +198,7 @@ size_t reel_pbhead_request_write(uint8_t *out, uint64_t flow_id, int64_t time_us
     p = put_uint(p, RQ_REVERSE, h->reverse != 0);
     p = put_bytes(p, RQ_MAPPED, h->mapped_to, slen(h->mapped_to));
     p = put_bytes(p, RQ_ORIGINAL_DST, h->original_dst, slen(h->original_dst));
+    p = put_edits(p, RQ_MODIFIED, h->edits, h->n_edits);
     return (size_t)(p - out);
 }
 
@@ -180,7 +208,8 @@ static size_t response_len(const reel_response_head_t *h) {
            headers_size(RS_HEADERS, h->headers, h->n_headers) +
            uint_size(RS_DECODED, h->body_decoded != 0) +
            uint_size(RS_GENERATED, h->generated != 0) + bytes_size(RS_LOCAL, slen(h->local_file)) +
-           bytes_size(RS_BLOCKED, slen(h->blocked_by));
+           bytes_size(RS_BLOCKED, slen(h->blocked_by)) +
+           edits_size(RS_MODIFIED, h->edits, h->n_edits);
 }
 
 size_t reel_pbhead_response_size(uint64_t flow_id, int64_t time_us, const reel_response_head_t *h,
@@ -201,6 +230,7 @@ size_t reel_pbhead_response_write(uint8_t *out, uint64_t flow_id, int64_t time_u
     p = put_uint(p, RS_GENERATED, h->generated != 0);
     p = put_bytes(p, RS_LOCAL, h->local_file, slen(h->local_file));
     p = put_bytes(p, RS_BLOCKED, h->blocked_by, slen(h->blocked_by));
+    p = put_edits(p, RS_MODIFIED, h->edits, h->n_edits);
     return (size_t)(p - out);
 }
 

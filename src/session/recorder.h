@@ -128,6 +128,16 @@ typedef struct {
     size_t value_len;
 } reel_header_t;
 
+/** A change reel made to a head it sent on, by a modify_headers rule
+ * (RequestHead.modified, ResponseHead.modified): the fields named name
+ * removed, then name: value added (value NULL: only removed); the head
+ * sent loses the fields any change of its list names before any is added. */
+typedef struct reel_header_edit {
+    const char *name;
+    const char *value;
+    const char *rule; /* the rule as configured */
+} reel_header_edit_t;
+
 typedef enum { REEL_FLOW_HTTP = 0, REEL_FLOW_TUNNEL = 1 } reel_flow_kind;
 
 typedef struct {
@@ -165,6 +175,8 @@ typedef struct {
     int reverse;       /* reel as a reverse proxy for host:port (RequestHead.reverse) */
     const char *mapped_to; /* map_remote's URL (RequestHead.mapped_to); NULL: none */
     const char *original_dst; /* transparent: "ip:port" (RequestHead.original_dst); NULL: none */
+    const reel_header_edit_t *edits; /* modify_headers' changes, in order */
+    size_t n_edits;
     int64_t time_us;   /* 0 = now */
 } reel_request_head_t;
 
@@ -178,6 +190,8 @@ typedef struct {
     int generated;   /* reel itself sent this response (refusal, origin failure) */
     const char *local_file; /* map_local answered from this file (ResponseHead.local_file) */
     const char *blocked_by; /* a block_list rule answered (ResponseHead.blocked_by) */
+    const reel_header_edit_t *edits; /* modify_headers' changes, in order */
+    size_t n_edits;
     int64_t time_us;        /* 0 = now */
 } reel_response_head_t;
 

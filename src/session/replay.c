@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "session/filter.h"
 #include "session/har.h"
@@ -47,6 +48,17 @@ static int use_url(reel_replay_req_t *r, const char *url) {
     return 1;
 }
 
+/* Adds name: value to r's fields; 1 when either holds a NUL byte (then
+ * empty). */
+static int push_header(reel_replay_req_t *r, ProtobufCBinaryData name, ProtobufCBinaryData value) {
+    char *n = bytes_str(name), *v = bytes_str(value);
+    r->headers[r->n_headers++] = (reel_header_t){.name = n ? n : reel_strdup(""),
+                                                 .name_len = n ? strlen(n) : 0,
+                                                 .value = v ? v : reel_strdup(""),
+                                                 .value_len = v ? strlen(v) : 0};
+    return n == NULL || v == NULL;
+}
+
 static void take_head(load_ctx *c, const Reel__RequestHead *h) {
     reel_replay_req_t *r = c->r;
     c->has_head = 1;
@@ -76,16 +88,26 @@ static void take_head(load_ctx *c, const Reel__RequestHead *h) {
     /* map_remote sent it elsewhere: sent there again, as it went */
     if (h->mapped_to && h->mapped_to[0] && use_url(r, h->mapped_to))
         r->absolute_form = 1;
-    r->n_headers = h->n_headers;
-    r->headers = reel_calloc(h->n_headers ? h->n_headers : 1, sizeof *r->headers);
+    /* modify_headers changed it: sent again with those changes too (the
+     * fields the changes name dropped, theirs added; RequestHead.modified) */
+    r->n_headers = 0;
+    r->headers = reel_calloc(h->n_headers + h->n_modified + 1, sizeof *r->headers);
     int nul = r->method == NULL || r->host == NULL || r->target == NULL;
     for (size_t k = 0; k < h->n_headers; k++) {
-        char *n = bytes_str(h->headers[k]->name), *v = bytes_str(h->headers[k]->value);
-        nul |= n == NULL || v == NULL;
-        r->headers[k] = (reel_header_t){.name = n ? n : reel_strdup(""),
-                                        .name_len = n ? strlen(n) : 0,
-                                        .value = v ? v : reel_strdup(""),
-                                        .value_len = v ? strlen(v) : 0};
+        int changed = 0;
+        for (size_t e = 0; e < h->n_modified && !changed; e++)
+            changed =
+                h->modified[e]->name.len == h->headers[k]->name.len &&
+                strncasecmp((const char *)h->modified[e]->name.data,
+                            (const char *)h->headers[k]->name.data, h->headers[k]->name.len) == 0;
+        if (changed)
+            continue;
+        nul |= push_header(r, h->headers[k]->name, h->headers[k]->value);
+    }
+    for (size_t e = 0; e < h->n_modified; e++) {
+        if (h->modified[e]->removed)
+            continue;
+        nul |= push_header(r, h->modified[e]->name, h->modified[e]->value);
     }
     if (nul && r->why_not == NULL)
         r->why_not = reel_strdup("its request head holds a NUL byte");

@@ -104,13 +104,16 @@ static void run(const reel_filter_t *f, const char *pre, const char *post) {
     free(sql);
 }
 
-/* The same expression as a map rule's filter (reel_filter_live_compile):
- * refused with a message, or judged on two requests without fault. */
-static void live(const char *expr) {
+/* The same expression as a map rule's filter (reel_filter_live_compile),
+ * or with both, a modify_headers rule's (reel_filter_live_compile_both):
+ * refused with a message, or judged on two requests (and, both, on a
+ * response) without fault. */
+static void live(const char *expr, bool both) {
     reel_err_t err;
     reel_err_clear(&err);
     reel_filter_live_t *f = (reel_filter_live_t *)(uintptr_t)1;
-    reel_rc rc = reel_filter_live_compile(expr, &f, &err);
+    reel_rc rc = both ? reel_filter_live_compile_both(expr, &f, &err)
+                      : reel_filter_live_compile(expr, &f, &err);
     if (rc != REEL_OK) {
         FUZZ_CHECK(f == NULL, "failed live compile left *out set");
         FUZZ_CHECK(strncmp(err.msg, "filter: ", 8) == 0, "message: %s", err.msg);
@@ -130,12 +133,24 @@ static void live(const char *expr) {
     FUZZ_CHECK(a == reel_filter_live_match(f, &rq), "live match not the same twice");
     reel_filter_request_t bare = {.method = "GET", .url = "http://x/", .host = "x"};
     (void)reel_filter_live_match(f, &bare);
+    if (both) {
+        static const reel_filter_field_t rs[] = {{"Content-Type", 12, "text/html", 9},
+                                                 {"X-Empty", 7, "", 0}};
+        rq.response = true;
+        rq.status = 404;
+        rq.resp_content_type = "text/html";
+        rq.resp_headers = rs;
+        rq.nresp_headers = 2;
+        a = reel_filter_live_match(f, &rq);
+        FUZZ_CHECK(a == reel_filter_live_match(f, &rq), "response match not the same twice");
+    }
     reel_filter_live_free(f);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char *expr = reel_strndup((const char *)data, size);
-    live(expr);
+    live(expr, false);
+    live(expr, true);
     reel_err_t err;
     reel_err_clear(&err);
     reel_filter_t *f = (reel_filter_t *)(uintptr_t)1;

@@ -114,6 +114,9 @@ http {{
     location = /upload {{ client_max_body_size 100m; proxy_pass http://127.0.0.1:{hp}/echo; }}
     location = /nocontent {{ return 204; }}
     location = /host {{ default_type text/plain; return 200 "$http_host\n"; }}
+    # some fields of the request as the origin got them, and one of its own
+    location = /hdr {{ default_type text/plain; add_header X-Origin origin-says;
+                       return 200 "debug=[$http_x_debug] ua=[$http_user_agent]\n"; }}
     # a body with a Content-Length, then trailers (sent over HTTP/2 only)
     location = /trailer {{ alias {r}/www/100b; default_type text/plain;
                            add_trailer x-trail yes always; }}

@@ -18,11 +18,17 @@ generated with local_file (reel flow, HAR, NDJSON, import) and no
 server_conn; map_local before map_remote; byte ranges and conditional
 requests (206, 416, 304, 412) with the file's ETag and Last-Modified, and
 types from /etc/mime.types.
+
+modify_headers (the same reel): fields set and removed in requests and in
+responses, over HTTP/1.1 and HTTP/2 to nginx, rules judged on each side
+(~q ~s ~c ~hs); the flow records the heads as they came and each change
+(reel flow, HAR, NDJSON, import); reel replay sends the changed request.
 """
 import base64
 import email.utils
 import json
 import os
+import subprocess
 import tempfile
 import unittest
 
@@ -77,6 +83,12 @@ class MapRemoteTest(unittest.TestCase):
                            # before map_local's rules: this one has a file rule too
                            r"|~u /both$ & ~hq x-block|451"]
         cls.reel.set_config("set", "block_list", json.dumps(cls.block_rules))
+        cls.header_rules = [r"|~u /hdr & ~q|X-Debug|on",      # the request only
+                            r"|~u /hdr|User-Agent|",          # removed, where there is one
+                            r"|~u /hdr & ~s|X-Origin|",       # the response only
+                            r"|~u /hdr & ~c 200 & ~hs origin-says|X-Reel|set",
+                            r"|~u /hdr & ~c 404|X-Never|x"]   # matches no response here
+        cls.reel.set_config("set", "modify_headers", json.dumps(cls.header_rules))
 
     @classmethod
     def tearDownClass(cls):
@@ -146,6 +158,85 @@ class MapRemoteTest(unittest.TestCase):
             self.assertNotEqual(out.returncode, 0, rule)
             self.assertIn(why.encode(), out.stderr)
 
+    # ---- modify_headers ----
+
+    def test_modify_headers(self):
+        o, r, rules = self.origin, self.reel, self.header_rules
+        want_req = [{"name": "X-Debug", "value": "on", "rule": rules[0]},
+                    {"name": "User-Agent", "value": None, "rule": rules[1]}]
+        want_resp = [{"name": "X-Origin", "value": None, "rule": rules[2]},
+                     {"name": "X-Reel", "value": "set", "rule": rules[3]}]
+        ids = {}
+        for args, path in ((["--http1.1"], "/hdr?h1"), (["--http2"], "/hdr?h2")):
+            out = curl(r, "-D", "-", *args, o.url(path, https="--http2" in args))
+            # (after the CONNECT's answer, over HTTPS)
+            head, _, got = out.stdout.rpartition(b"\r\n\r\n")
+            head = head.rpartition(b"\r\n\r\n")[2]
+            # what the origin got, and what the client got
+            self.assertEqual(got, b"debug=[on] ua=[]\n")
+            fields = [l.split(b":", 1)[0].lower() for l in head.split(b"\r\n")[1:]]
+            self.assertIn(b"x-reel: set", head.lower())
+            self.assertNotIn(b"x-origin", fields)
+            self.assertNotIn(b"x-never", fields)
+            # the record: the heads as they came, and each change
+            row, full = self.last(path)
+            ids[path] = row["id"]
+            self.assertEqual(full["request"]["modified"], want_req, path)
+            self.assertEqual(full["response"]["modified"], want_resp, path)
+            names = [h[0].lower() for h in full["request"]["headers"]]
+            self.assertIn("user-agent", names)
+            self.assertNotIn("x-debug", names)
+            self.assertIn("x-origin", [h[0].lower() for h in full["response"]["headers"]])
+        # a reader of the spool that follows docs/format.md finds them too
+        script = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "examples",
+                              "read_spool.py")
+        got = json.loads(subprocess.run(
+            ["/usr/bin/python3", script, os.path.join(r.env["REEL_HOME"], "mr"), "--flow",
+             str(ids["/hdr?h2"]), "--json"], check=True, capture_output=True, timeout=60).stdout)
+        self.assertEqual((got["request"]["modified"], got["response"]["modified"]),
+                         (want_req, want_resp))
+        text = r.cli("flow", "mr", str(ids["/hdr?h1"])).stdout.decode()
+        self.assertIn("\n~ modify_headers changed the request reel sent on (the fields above are "
+                      "as they came):\n~   set X-Debug: on  (rule '%s')\n~   removed User-Agent  "
+                      "(rule '%s')\n" % (rules[0], rules[1]), text)
+        self.assertIn("\n~   removed X-Origin  (rule '%s')\n" % rules[2], text)
+        # a flow no rule matches has none
+        curl(r, o.url("/100b?unmodified"))
+        _, plain = self.last("/100b?unmodified")
+        self.assertEqual((plain["request"]["modified"], plain["response"]["modified"]), ([], []))
+        # HAR and NDJSON say them; reel import keeps them
+        har = os.path.join(self.root, "modified.har")
+        r.cli("export", "mr", "~u /hdr.h1$", "-o", har)
+        with open(har) as f:
+            (entry,) = json.load(f)["log"]["entries"]
+        self.assertEqual(entry["_reel"]["request_modified"], want_req)
+        self.assertEqual(entry["_reel"]["response_modified"], want_resp)
+        nd = json.loads(r.cli("export", "mr", "~u /hdr.h1$", "--format", "ndjson", "-o",
+                              "-").stdout)
+        self.assertEqual((nd["request"]["modified"], nd["response"]["modified"]),
+                         (want_req, want_resp))
+        r.cli("import", har, "--into", "mh-back")
+        back = json.loads(r.cli("flow", "mh-back", "1", "--json").stdout)
+        self.assertEqual((back["request"]["modified"], back["response"]["modified"]),
+                         (want_req, want_resp))
+        # reel replay sends the request as it went, with the changes
+        out = r.cli("replay", "mr", str(ids["/hdr?h1"]), "--into", "mh-replays", "--json")
+        (rep,) = json.loads(out.stdout)["replays"]
+        self.assertEqual(rep["status"], 200, rep)
+        again = json.loads(r.cli("flow", "mh-replays", str(rep["id"]), "--json").stdout)
+        self.assertEqual(body(again, "response"), b"debug=[on] ua=[]\n")
+        # bad rules are refused, named
+        for rule, why in (("|Content-Length|5", "reel writes Content-Length itself"),
+                          ("|host|x", "map_remote sends a request to another host"),
+                          ("|~b x|X-A|1", "~b is not known when a head is sent on"),
+                          ("|X A|1", "'X A' is not a field name"),
+                          ("|X-A|@/etc/passwd", "a value from a file"),
+                          ("|X-A| 1", "white space at an end"),
+                          ("|~q|X-A|1|2", "more than three parts")):
+            out = r.cli("config", "mr", "set", "modify_headers", json.dumps([rule]), check=False)
+            self.assertNotEqual(out.returncode, 0, rule)
+            self.assertIn(b"modify_headers rule '%s'" % rule.encode(), out.stderr)
+            self.assertIn(why.encode(), out.stderr)
 
     # ---- map_local ----
 

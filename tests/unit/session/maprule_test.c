@@ -1,7 +1,8 @@
 /* Tests for src/session/maprule.c: map_remote's rules, their syntax, the
  * first matching rule applying (every match replaced, groups), results
  * that are no http(s) URL refused, and no match left alone; map_local's,
- * the file name a URL gives under a rule's directory. */
+ * the file name a URL gives under a rule's directory; modify_headers',
+ * judged on requests and on responses. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -288,10 +289,101 @@ static void test_block(void **state) {
     }
 }
 
+/* modify_headers: which rules match a request and its response, the
+ * changes they make, and the rules refused */
+static void test_headers(void **state) {
+    (void)state;
+    static const char *const rules[] = {
+        "|X-All|1",                           /* no filter: both sides */
+        "|~q|X-Req|2",                        /* the request only */
+        "|~s & ~c 404|X-Gone|3",              /* a 404 response only */
+        "!~hs 'x-origin: a'!X-Origin!",       /* removed from a response that has it */
+        "|~ts json & ~hq '^accept: x'|X-J|4", /* both sides' terms at once */
+        "|!~s|X-Not-Resp|5",
+    };
+    reel_header_rules_t *m = NULL;
+    reel_err_t err;
+    reel_err_clear(&err);
+    assert_int_equal(reel_header_rules_new(rules, 6, &m, &err), REEL_OK);
+    reel_filter_field_t req_fields[] = {{"Accept", 6, "x/y", 3}};
+    reel_filter_field_t resp_fields[] = {{"X-Origin", 8, "a", 1},
+                                         {"Content-Type", 12, "a/json", 6}};
+    reel_filter_request_t rq = {.method = "GET",
+                                .url = "http://a.test/",
+                                .host = "a.test",
+                                .headers = req_fields,
+                                .nheaders = 1};
+    reel_header_edit_t e[8];
+    size_t n = reel_header_rules_match(m, &rq, e, 8);
+    assert_int_equal(n, 3);
+    assert_string_equal(e[0].name, "X-All");
+    assert_string_equal(e[0].value, "1");
+    assert_string_equal(e[0].rule, rules[0]);
+    assert_string_equal(e[1].name, "X-Req");
+    assert_string_equal(e[2].name, "X-Not-Resp");
+    rq.response = true;
+    rq.status = 200;
+    rq.resp_headers = resp_fields;
+    rq.nresp_headers = 2;
+    rq.resp_content_type = "a/json";
+    n = reel_header_rules_match(m, &rq, e, 8);
+    assert_int_equal(n, 3);
+    assert_string_equal(e[0].name, "X-All");
+    assert_string_equal(e[1].name, "X-Origin");
+    assert_null(e[1].value); /* removed */
+    assert_string_equal(e[2].name, "X-J");
+    rq.status = 404;
+    rq.nresp_headers = 0;
+    rq.resp_content_type = NULL;
+    assert_int_equal(reel_header_rules_match(m, &rq, e, 1), 2); /* more than cap: counted */
+    assert_string_equal(e[0].name, "X-All");
+    assert_int_equal(reel_header_edits_name(e, 1, "x-all", 5), 1);
+    assert_int_equal(reel_header_edits_name(e, 1, "x-al", 4), 0);
+    assert_int_equal(reel_header_rules_match(NULL, &rq, e, 8), 0);
+    reel_header_rules_free(m);
+    static const struct {
+        const char *rule, *msg;
+    } bad[] = {
+        {"|Content-Length|5", "modify_headers rule '|Content-Length|5': reel writes "
+                              "Content-Length itself (it frames the message or belongs to one "
+                              "hop)"},
+        {"|HOST|x", "modify_headers rule '|HOST|x': reel writes HOST itself (map_remote sends a "
+                    "request to another host)"},
+        {"|a b|x", "modify_headers rule '|a b|x': 'a b' is not a field name (letters, digits "
+                   "and !#$%&'*+-.^_`|~)"},
+        {"||x", "modify_headers rule '||x': '' is not a field name (letters, digits and "
+                "!#$%&'*+-.^_`|~)"},
+        {"|X|a\r\nY: b", "modify_headers rule '|X|a\r\nY: b': the value has a control "
+                         "character, white space at an end, or more than 8192 bytes"},
+        {"|X|@/etc/passwd", "modify_headers rule '|X|@/etc/passwd': a value from a file "
+                            "(\"@path\", mitmproxy's) is not read; write the value itself"},
+        {"X|1", "modify_headers rule 'X|1': a rule starts with its separator (\"|name|value\")"},
+        {"|X", "modify_headers rule '|X': no value after the name (\"|name|value\", \"|name|\" "
+               "to remove the field)"},
+        {"|~q|X|1|2", "modify_headers rule '|~q|X|1|2': more than three parts (\"|name|value\" "
+                      "or \"|filter|name|value\"; choose a separator that is not in the value)"},
+        {"|~dst x|X|1", "modify_headers rule '|~dst x|X|1': filter: ~dst is not known when a "
+                        "head is sent on (a rule's filter takes ~d ~u ~m ~c ~h ~hq ~hs ~t ~tq "
+                        "~ts ~src ~http ~h2 ~websocket ~all ~q ~s, and ! & |)"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        reel_err_clear(&err);
+        assert_int_equal(reel_header_rule_check(bad[i].rule, &err), REEL_INVALID);
+        assert_string_equal(reel_err_str(&err), bad[i].msg);
+    }
+    /* a list with a bad rule is refused whole, naming it */
+    static const char *const some_bad[] = {"|X|1", "|Connection|close"};
+    reel_err_clear(&err);
+    assert_int_equal(reel_header_rules_new(some_bad, 2, &m, &err), REEL_INVALID);
+    assert_null(m);
+    assert_non_null(strstr(reel_err_str(&err), "'|Connection|close'"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_apply),   cmocka_unit_test(test_check), cmocka_unit_test(test_local),
-        cmocka_unit_test(test_filters), cmocka_unit_test(test_block),
+        cmocka_unit_test(test_apply), cmocka_unit_test(test_check),
+        cmocka_unit_test(test_local), cmocka_unit_test(test_filters),
+        cmocka_unit_test(test_block), cmocka_unit_test(test_headers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -65,6 +65,22 @@ static void same_bytes(const uint8_t *got, size_t len, size_t written, const uin
     assert_memory_equal(got, want, len);
 }
 
+/* modify_headers' changes as protobuf-c's messages (into store, at most
+ * 16), as the hand encoder must write them */
+static Reel__HeaderEdit **pb_edits(const reel_header_edit_t *e, size_t n, Reel__HeaderEdit *store) {
+    assert_true(n <= 16);
+    Reel__HeaderEdit **v = calloc(n ? n : 1, sizeof *v);
+    for (size_t i = 0; i < n; i++) {
+        reel__header_edit__init(&store[i]);
+        store[i].name = bin(e[i].name);
+        store[i].value = bin(e[i].value);
+        store[i].removed = e[i].value == NULL;
+        store[i].rule = (char *)(e[i].rule ? e[i].rule : "");
+        v[i] = &store[i];
+    }
+    return v;
+}
+
 static void check_request(uint64_t id, int64_t t, const reel_request_head_t *h) {
     Reel__Header store[64];
     Reel__RequestHead rh = REEL__REQUEST_HEAD__INIT;
@@ -81,6 +97,9 @@ static void check_request(uint64_t id, int64_t t, const reel_request_head_t *h) 
     rh.reverse = h->reverse != 0;
     rh.mapped_to = (char *)(h->mapped_to ? h->mapped_to : "");
     rh.original_dst = (char *)(h->original_dst ? h->original_dst : "");
+    Reel__HeaderEdit estore[16];
+    rh.n_modified = h->n_edits;
+    rh.modified = pb_edits(h->edits, h->n_edits, estore);
     Reel__Record rec = REEL__RECORD__INIT;
     rec.flow_id = id;
     rec.time_us = t;
@@ -95,6 +114,7 @@ static void check_request(uint64_t id, int64_t t, const reel_request_head_t *h) 
     free(got);
     free(want);
     free(rh.headers);
+    free(rh.modified);
 }
 
 static void check_response(uint64_t id, int64_t t, const reel_response_head_t *h, int interim) {
@@ -109,6 +129,9 @@ static void check_response(uint64_t id, int64_t t, const reel_response_head_t *h
     rh.generated = h->generated != 0;
     rh.local_file = (char *)(h->local_file ? h->local_file : "");
     rh.blocked_by = (char *)(h->blocked_by ? h->blocked_by : "");
+    Reel__HeaderEdit estore[16];
+    rh.n_modified = h->n_edits;
+    rh.modified = pb_edits(h->edits, h->n_edits, estore);
     Reel__Record rec = REEL__RECORD__INIT;
     rec.flow_id = id;
     rec.time_us = t;
@@ -132,10 +155,14 @@ static void check_response(uint64_t id, int64_t t, const reel_response_head_t *h
     assert_non_null(b);
     assert_int_equal(b->status, h->status);
     assert_int_equal(b->n_headers, h->n_headers);
+    assert_int_equal(b->n_modified, h->n_edits);
+    for (size_t i = 0; i < h->n_edits; i++)
+        assert_int_equal(b->modified[i]->removed, h->edits[i].value == NULL);
     reel__record__free_unpacked(back, NULL);
     free(got);
     free(want);
     free(rh.headers);
+    free(rh.modified);
 }
 
 static void test_edges(void **state) {
@@ -170,6 +197,13 @@ static void test_edges(void **state) {
                                .generated = 1};
     check_response(3, 5, &rs, 0);
     check_response(3, 5, &rs, 1); /* interim: field 20, a two-byte tag */
+    /* modify_headers' changes: set, removed (value NULL), an empty rule */
+    reel_header_edit_t ed[] = {
+        {"X-Debug", "on", "|X-Debug|on"}, {"User-Agent", NULL, "|User-Agent|"}, {"X-E", "", NULL}};
+    rq.edits = rs.edits = ed;
+    rq.n_edits = rs.n_edits = 3;
+    check_request(9, 9, &rq);
+    check_response(9, 9, &rs, 0);
     reel_response_head_t r0 = {.status = 0, .reason = NULL, .http_version = ""};
     check_response(3, 5, &r0, 0);
     check_response(3, 5, &r0, 1);
@@ -220,6 +254,13 @@ static void test_random(void **state) {
                                   .reverse = (int)(next() % 2),
                                   .mapped_to = next() % 2 ? ta : NULL,
                                   .original_dst = next() % 2 ? ho : NULL};
+        reel_header_edit_t ed[8];
+        size_t ned = next() % 3 ? 0 : next() % 8;
+        for (size_t i = 0; i < ned; i++)
+            ed[i] = (reel_header_edit_t){next() % 2 ? ho : re, next() % 3 ? ta : NULL,
+                                         next() % 4 ? m : NULL};
+        rq.edits = ed;
+        rq.n_edits = ned;
         check_request(id, t, &rq);
         reel_response_head_t rs = {.status = (uint32_t)(next() >> (next() % 64)),
                                    .reason = re,
@@ -229,7 +270,9 @@ static void test_random(void **state) {
                                    .body_decoded = (int)(next() % 2),
                                    .generated = (int)(next() % 2),
                                    .local_file = next() % 2 ? ta : NULL,
-                                   .blocked_by = next() % 2 ? re : NULL};
+                                   .blocked_by = next() % 2 ? re : NULL,
+                                   .edits = ed,
+                                   .n_edits = ned};
         check_response(id, t, &rs, (int)(next() % 2));
         for (size_t i = 0; i < 2 * n; i++)
             free(bufs[i]);
