@@ -1356,7 +1356,7 @@ function renderDetail(d, id) {
         sec.append(el('h4', { text: `Changed by modify_headers in the ${dir} reel sent on` }),
           headersTable(h.modified.map((e) => [e.name, (e.value === null ? '(removed)'
             : typeof e.value === 'string' ? e.value : '(binary) ' + e.value.b64) +
-            (typeof e.rule === 'string' ? `  (rule ${e.rule})` : '')])));
+            (typeof e.rule === 'string' ? ` (rule ${e.rule})` : '')])));
       }
     }
     if (!(r.kind === 'websocket' || r.kind === 'tunnel')) sec.append(bodySection(id, dir, h, r));

@@ -132,7 +132,9 @@ class BrowserWebTest(unittest.TestCase):
         # a user config file's value, for the config page's Unset
         os.makedirs(root + "/config/reel")
         with open(root + "/config/reel/config.yaml", "w") as f:
-            f.write("upstream_timeout: 61\nupstream_trusted_ca: %s\n" % origin.ca)
+            # and a header rule, whose change the POST's detail shows
+            f.write("upstream_timeout: 61\nupstream_trusted_ca: %s\n"
+                    "modify_headers: [\"|~m POST & ~q|X-Browser|yes\"]\n" % origin.ca)
         log = open(os.path.join(root, "reel.log"), "w+")
         proc = subprocess.Popen([REEL, "record", "--listen", "127.0.0.1:0", "--web=127.0.0.1:0",
                                  "b1"], env=env, stdout=subprocess.DEVNULL, stderr=log)
@@ -234,6 +236,9 @@ class BrowserWebTest(unittest.TestCase):
             # curl sent it to the proxy in absolute form, and the line says so
             self.assertIn("POST %s HTTP/1.1" % origin.url("/echo"), seen["http_detail"])
             self.assertIn("Timings", seen["http_detail"])
+            # under the request's head, what modify_headers changed in it
+            self.assertIn("Changed by modify_headers in the request reel sent on\nX-Browser\t"
+                          "yes (rule |~m POST & ~q|X-Browser|yes)", seen["http_detail"])
             # the upstream connection says what its set-up took (plain HTTP:
             # no TLS phase)
             self.assertRegex(seen["http_detail"], r"set up\s+dns [^,]+, connect [^,]+, begun ")
