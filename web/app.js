@@ -1403,7 +1403,7 @@ function renderDetail(d, id) {
     // the connection came transparently (redirected to reel by the OS)
     const orig = d.request && typeof d.request.original_dst === 'string'
       ? `${d.request.original_dst} (transparent: where the client connected, redirected to reel by the OS)` : null;
-    for (const [k, v] of [['sent to', mapped], ['original destination', orig], ['address', sc.address], ['through', via], ['TLS', sc.tls_version], ['certificate', cert], ['SNI', sc.sni], ['ALPN', sc.alpn], ['cipher', sc.cipher],
+    for (const [k, v] of [['sent to', mapped], ['original destination', orig], ['address', sc.address], ['through', via], ['DNS override', typeof sc.dns_override === 'string' ? `${sc.dns_override} (dns_overrides: the address not from DNS)` : null], ['TLS', sc.tls_version], ['certificate', cert], ['SNI', sc.sni], ['ALPN', sc.alpn], ['cipher', sc.cipher],
       ['TLS session', sc.tls_version ? (sc.resumed ? 'resumed (from an earlier connection)' : 'new') : null],
       ['client certificate', sc.client_cert_asked ? (sc.client_cert ? `asked for: reel presented ${sc.client_cert}` : 'asked for: reel had none') : null],
       ['reused', sc.reused ? 'yes' : 'no'], ['retried', sc.retried ? (!sc.address ? 'yes: the new connection could not be made'

@@ -233,7 +233,10 @@ def flow_json(flow_id, recs, replayed_as=()):
                                     client_cert=c.client_cert or None,
                                     # its TLS resumed a session from an
                                     # earlier connection
-                                    resumed=c.resumed)
+                                    resumed=c.resumed,
+                                    # the dns_overrides entry its address
+                                    # came from
+                                    dns_override=c.dns_override or None)
             # its set-up: opened_us 0 is "not known", and the three spans then too
             known = c.opened_us != 0
             f["server_conn"].update(opened_us=c.opened_us if known else None,

@@ -1062,6 +1062,11 @@ static void server_conn_line(view_t *v, const Reel__ServerConn *sc) {
                          "one closed before answering)"
          : sc->reused  ? " (kept alive from an earlier flow)"
                        : "");
+    if (sc->dns_override && sc->dns_override[0])
+        note(v,
+             "~ its address from dns_overrides '%s', not from DNS (SNI and the certificate "
+             "check kept the name)",
+             sc->dns_override);
     if (sc->verify_error[0] && sc->unverified) /* found by a check that ended nothing */
         note(v, "~ certificate would have FAILED verification (reel went on): %s; %s",
              sc->verify_error,
@@ -1531,6 +1536,7 @@ static int json_record(void *ctx, const Reel__Record *rec) {
                             json_boolean(sc->client_cert_asked));
         json_object_set_new(j->server_conn, "client_cert", str_json(sc->client_cert, 1));
         json_object_set_new(j->server_conn, "resumed", json_boolean(sc->resumed));
+        json_object_set_new(j->server_conn, "dns_override", str_json(sc->dns_override, 1));
         reel_json_conn_setup(j->server_conn, sc);
         break;
     }

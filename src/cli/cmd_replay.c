@@ -48,6 +48,7 @@ static const char usage[] =
     "upstream_no_proxy (an HTTPS request to a host upstream_no_proxy does not\n"
     "name then goes through a CONNECT tunnel the proxy opens, a plain-HTTP\n"
     "one to the proxy in absolute form, as the proxy's own requests do);\n"
+    "dns_overrides (a name reached directly at its entry's address);\n"
     "body_limit bounds what is stored of each new body.\n"
     "The session recorded into must not be recording: replay refuses while a\n"
     "proxy records into it (use --into another session).\n"
@@ -327,6 +328,7 @@ int reel_cmd_replay(reel_cli_t *cli, int argc, char **argv) {
     reel_session_t *src = NULL, *dst = NULL;
     reel_config_t *cfg = NULL;
     reel_tls_ctx_t *tls = NULL;
+    reel_dns_map_t *dns = NULL;
     reel_recorder_t *rec = NULL;
     uint64_t *ids = NULL;
     size_t nids = 0;
@@ -373,6 +375,14 @@ int reel_cmd_replay(reel_cli_t *cli, int argc, char **argv) {
         free(shown);
         goto out;
     }
+    size_t ndns = 0;
+    char **dns_list = reel_config_get_list(cfg, "dns_overrides", &ndns);
+    reel_rc drc = reel_dns_map_new((const char *const *)dns_list, ndns, &dns, &err);
+    free(dns_list);
+    if (drc != REEL_OK) {
+        exit_code = reel_cli_fail(cli, "%s", reel_err_str(&err));
+        goto out;
+    }
     const char *ca = reel_config_get(cfg, "upstream_trusted_ca", NULL);
     if (reel_tls_ctx_new_client(ca && ca[0] ? ca : NULL, false, &tls, &err) != REEL_OK) {
         exit_code = reel_cli_fail(cli, "upstream_trusted_ca: %s", reel_err_str(&err));
@@ -400,7 +410,8 @@ int reel_cmd_replay(reel_cli_t *cli, int argc, char **argv) {
         .upstream_proxyauth = reel_config_get(cfg, "upstream_proxyauth", NULL),
         .upstream_no_proxy = reel_config_get(cfg, "upstream_no_proxy", NULL),
         .upstream_insecure_hosts = reel_config_get(cfg, "upstream_insecure_hosts", NULL),
-        .upstream_client_certs = reel_config_get(cfg, "upstream_client_certs", NULL)};
+        .upstream_client_certs = reel_config_get(cfg, "upstream_client_certs", NULL),
+        .dns_overrides = dns};
     run.jobs = reel_calloc(nids, sizeof *run.jobs);
     run.njobs = nids;
     run.jreplays = json_array();
@@ -488,6 +499,7 @@ out:
     pthread_mutex_destroy(&run.mu);
     pthread_cond_destroy(&run.cond);
     reel_tls_ctx_free(tls);
+    reel_dns_map_free(dns);
     reel_config_free(cfg);
     free(ids);
     free(sets);

@@ -143,6 +143,7 @@ void reel_capture_server_conn(reel_capture_flow_t *f, const reel_capture_conn_t 
                             .client_cert_asked = sc->client_cert_asked,
                             .client_cert = sc->client_cert,
                             .resumed = sc->resumed,
+                            .dns_override = sc->dns_override,
                             .opened_us = sc->opened_us,
                             .dns_us = sc->dns_us,
                             .connect_us = sc->connect_us,

@@ -115,6 +115,7 @@ typedef struct {
     bool client_cert_asked;  /* the origin asked for a client certificate */
     const char *client_cert; /* ... and the one reel presented (its facts; NULL: none) */
     bool resumed;            /* the TLS resumed a session from an earlier connection */
+    const char *dns_override; /* the dns_overrides entry that gave address (NULL: none) */
     /* How the connection was set up: when its DNS lookup began (wall
      * clock µs; 0: not known, the three others then ignored), and how
      * long its DNS, TCP connect and TLS handshake took (µs, -1: did not

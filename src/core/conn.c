@@ -320,6 +320,7 @@ static void conn_free(conn_t *c) {
     free(c->probe_error);
     free(c->probe_sni);
     free(c->probe_via);
+    free(c->probe_dns);
     free(c);
     STAT_SUB(p, active_connections, 1);
     if (p->shutting_down && p->conns == NULL)

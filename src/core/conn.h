@@ -7,6 +7,7 @@
 #define REEL_CORE_CONN_H
 
 #include "core/proxy.h"
+#include "base/dnsmap.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -118,6 +119,7 @@ typedef struct peer {
     bool h2;           /* a stream of a shared HTTP/2 session (core/h2up.c) */
     bool eager;        /* opened while its CONNECT's client had said nothing (EAGER_CONNECT_MS) */
     char *via;         /* upstream: the upstream proxy it was made through (NULL: none) */
+    char *dns_entry;   /* ... the dns_overrides entry that gave its address (NULL: none) */
     bool forward;      /* ... which its requests go to in absolute form, no tunnel */
     bool held;         /* that plain connection, kept for reel's TLS to its origin: the client
                         * spoke TLS (core/tunnel.c; core/peer.c's upstream_open takes it) */
@@ -313,10 +315,11 @@ struct conn {
     int64_t probe_started_us;
     /* ... and the connection it made, when it reached the origin (known;
      * its TLS handshake then failed or stalled): that flow's ServerConn
-     * and server address, with the SNI it sent and the upstream proxy it
-     * went through (owned; NULL: none) */
+     * and server address, with the SNI it sent, the upstream proxy it
+     * went through and the dns_overrides entry it took (owned; NULL:
+     * none) */
     upstream_facts_t probe_upf;
-    char *probe_sni, *probe_via;
+    char *probe_sni, *probe_via, *probe_dns;
     /* A TLS tunnel: TLS carrying something other than HTTP, relayed as a
      * tunnel flow (scheme "tls") over TLS on both legs (core/tunnel.c). */
     bool tls_tunnel;
@@ -423,6 +426,7 @@ struct reel_proxy {
     reel_map_rules_t *map_local;  /* map_local (NULL: none) */
     reel_block_rules_t *block_list;      /* block_list (NULL: none) */
     reel_header_rules_t *modify_headers; /* modify_headers (NULL: none) */
+    reel_dns_map_t *dns_overrides;       /* dns_overrides (NULL: none) */
     reel_tls_identities_t *client_certs; /* upstream_client_certs (NULL: none) */
     bool starttls;                /* intercept_starttls */
     bool transparent;             /* transparent: redirected connections go where they were made */
@@ -690,6 +694,10 @@ char *reel__upstream_name(const peer_t *up);
 /* "the upstream proxy (upstream_proxy VIA) could not be reached: WHY"
  * (owned). */
 char *reel__via_unreachable(const char *via, const char *why);
+/* The dns_overrides entry a connection to host made now takes (NULL:
+ * none, or one through an upstream proxy, which resolves names itself);
+ * its address into *addr when addr is not NULL. Borrowed from p. */
+const char *reel__dns_entry(const reel_proxy_t *p, const char *host, const char **addr);
 /* Why a connection through the upstream proxy failed, the proxy named
  * (owned) when it was the proxy that could not be reached: not
  * connected, or its TLS (https://) not made; NULL otherwise (not through

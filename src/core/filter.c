@@ -90,6 +90,7 @@ void reel_stack_info(const reel_stack_t *st, reel_stack_info_t *out) {
     out->via_forward = false;
     out->via_open = false;
     out->via_tls = out->via_tls_done = false;
+    out->dns_override = NULL;
     for (const reel_filter_t *f = st->bottom; f; f = f->above)
         if (f->ops->info)
             f->ops->info(f, out);

@@ -85,6 +85,9 @@ typedef struct {
     /* ... and the requests on it go to that proxy as they are, in
      * absolute form, instead of through a CONNECT tunnel (plain HTTP) */
     bool via_forward;
+    /* the dns_overrides entry that gave the address connected to (the
+     * TCP filter's; NULL: none) */
+    const char *dns_override;
 } reel_stack_info_t;
 
 typedef struct {

@@ -142,6 +142,7 @@ struct ulane {
     reel_stack_info_t info; /* the session's, kept for after it is gone */
     char remote[64], local[64], alpn[16], tls_version[32], cipher[64], sni[256];
     char via[300]; /* the session's upstream proxy ("": none) */
+    char dns_override[320]; /* the dns_overrides entry its address came from ("": none) */
     /* the session's TLS refused the origin's certificate: why, and what
      * the origin's own certificate says ("": it did not) */
     char verify_error[128], peer_cert[400];
@@ -406,6 +407,7 @@ static void lane_copy_info(ulane_t *l, const reel_stack_info_t *i) {
     reel_strcpy_to(l->cipher, sizeof l->cipher, i->cipher ? i->cipher : "");
     reel_strcpy_to(l->sni, sizeof l->sni, i->sni ? i->sni : "");
     reel_strcpy_to(l->via, sizeof l->via, i->via ? i->via : "");
+    reel_strcpy_to(l->dns_override, sizeof l->dns_override, i->dns_override ? i->dns_override : "");
     reel_strcpy_to(l->verify_error, sizeof l->verify_error, i->verify_error ? i->verify_error : "");
     reel_strcpy_to(l->unchecked_error, sizeof l->unchecked_error,
                    i->unchecked_error ? i->unchecked_error : "");
@@ -890,9 +892,11 @@ static void on_idle(uv_timer_t *t) {
 static char *sess_key(const reel_proxy_t *p, bool https, const char *host, int port,
                       const char *sni) {
     const char *via = reel__proxy_for(p, host);
-    return reel_asprintf("%s%s %s:%d %s%s%s", https ? "https" : "http",
+    const char *dns = reel__dns_entry(p, host, NULL); /* (nor another address than now) */
+    return reel_asprintf("%s%s %s:%d %s%s%s%s%s", https ? "https" : "http",
                          https && !reel__verify_host(p, host) ? "!" : "", host, port,
-                         sni ? sni : host, via ? " via " : "", via ? via : "");
+                         sni ? sni : host, via ? " via " : "", via ? via : "", dns ? " at " : "",
+                         dns ? dns : "");
 }
 
 /* A session with no connection yet (in the proxy's list, its idle timer
@@ -1179,11 +1183,13 @@ static void ulane_info(const reel_filter_t *f, reel_stack_info_t *out) {
     out->unchecked_cert = l->unchecked_error[0] ? l->peer_cert : NULL;
     out->via = l->via[0] ? l->via : NULL;
     out->via_open = l->info.via_open;
+    out->dns_override = l->dns_override[0] ? l->dns_override : NULL;
     if (out->via == NULL && l->s) { /* its session still setting up: what its stack says */
         reel_stack_info_t si;
         reel_stack_info(&l->s->st, &si);
         out->via = si.via; /* (the session's filter's, valid while it is) */
         out->via_open = si.via_open;
+        out->dns_override = si.dns_override;
         if (out->setup_connected == 0)
             out->setup_connected = si.setup_connected; /* (to the proxy) */
         if (out->setup_tunnel_open == 0)

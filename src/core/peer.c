@@ -335,7 +335,8 @@ static void peer_free_bufs(peer_t *pe) {
     free(pe->sni);
     free(pe->error);
     free(pe->via);
-    pe->host = pe->sni = pe->error = pe->via = NULL;
+    free(pe->dns_entry);
+    pe->host = pe->sni = pe->error = pe->via = pe->dns_entry = NULL;
 }
 
 /* An upstream peer whose stack went elsewhere (reel__h2up_adopt): freed
@@ -389,6 +390,7 @@ reel_capture_conn_t reel__conn_facts(const peer_t *up, const reel_stack_info_t *
                                  .client_cert_asked = info->client_cert_asked,
                                  .client_cert = info->client_cert,
                                  .resumed = info->tls && info->tls_resumed,
+                                 .dns_override = info->dns_override,
                                  .opened_us = dns0,
                                  .dns_us = reel__span_us(dns0, dns1),
                                  .connect_us = reel__span_us(dns1, conn),
@@ -460,7 +462,8 @@ void reel__probe_failed(conn_t *c, int status, char *why) {
     c->probe_status = status;
     free(c->probe_sni);
     free(c->probe_via);
-    c->probe_sni = c->probe_via = NULL;
+    free(c->probe_dns);
+    c->probe_sni = c->probe_via = c->probe_dns = NULL;
     memset(&c->probe_upf, 0, sizeof c->probe_upf);
     peer_t *up = c->up;
     if (up == NULL || !up->connected)
@@ -477,6 +480,7 @@ void reel__probe_failed(conn_t *c, int status, char *why) {
     c->probe_sni = reel_strdup(info.sni ? info.sni : "");
     /* (its address is then the proxy's: said so, as for any other) */
     c->probe_via = info.via ? reel_strdup(info.via) : NULL;
+    c->probe_dns = info.dns_override ? reel_strdup(info.dns_override) : NULL;
 }
 
 void reel__probe_conn(conn_t *c) {
@@ -488,6 +492,7 @@ void reel__probe_conn(conn_t *c) {
                               .address = u->addr,
                               .sni = c->probe_sni,
                               .via = c->probe_via,
+                              .dns_override = c->probe_dns,
                               .opened_us = u->dns0,
                               .dns_us = reel__span_us(u->dns0, u->dns1),
                               .connect_us = reel__span_us(u->dns1, u->connected),
@@ -644,6 +649,12 @@ static bool upstream_fits(conn_t *c, bool h2, bool https, const char *host, int 
     const char *now = reel__proxy_for(c->p, host);
     bool same_via = up && (up->h2 || (up->via == NULL && now == NULL) ||
                            (up->via && now && strcmp(up->via, now) == 0));
+    /* (nor one whose address another dns_overrides entry, or DNS, gave
+     * than would now: requests go where the entries say from the moment
+     * they change) */
+    const char *dns = up && !up->h2 ? reel__dns_entry(c->p, host, NULL) : NULL;
+    same_via = same_via && (up->h2 || (dns == NULL && up->dns_entry == NULL) ||
+                            (dns && up->dns_entry && strcmp(dns, up->dns_entry) == 0));
     return up && !up->closing && !up->eof && up->h2 == h2 && up->https == https &&
            up->port == port && (!up->insecure || !reel__verify_host(c->p, host)) && same_via &&
            up->forward == upstream_forward(c, https, h2, host) && strcasecmp(up->host, host) == 0 &&
@@ -693,15 +704,31 @@ const char *reel__proxy_for(const reel_proxy_t *p, const char *host) {
     return p->upstream_proxy;
 }
 
+const char *reel__dns_entry(const reel_proxy_t *p, const char *host, const char **addr) {
+    const char *entry = NULL;
+    const char *a = p->dns_overrides && reel__proxy_for(p, host) == NULL
+                        ? reel_dns_map_find(p->dns_overrides, host, &entry)
+                        : NULL;
+    if (addr)
+        *addr = a;
+    return a ? entry : NULL;
+}
+
 bool reel__upstream_transport(reel_proxy_t *p, reel_stack_t *st, const char *host, int port,
                               bool forward, char **error) {
     *error = NULL;
     bool via = reel__proxy_for(p, host) != NULL;
     const char *to = via ? p->upstream_proxy_host : host;
     int to_port = via ? p->upstream_proxy_port : port;
-    reel_filter_t *bottom = p->connect
-                                ? p->connect(p->connect_ctx, p, host, port)
-                                : reel_tcp_connect(p->loop, to, to_port, p->readbuf, READ_SIZE);
+    /* dns_overrides: the address the user gave the name, the name kept
+     * for the request, SNI and the certificate check */
+    const char *addr = NULL;
+    const char *entry = p->connect ? NULL : reel__dns_entry(p, host, &addr);
+    reel_filter_t *bottom =
+        p->connect ? p->connect(p->connect_ctx, p, host, port)
+                   : reel_tcp_connect(p->loop, addr ? addr : to, to_port, p->readbuf, READ_SIZE);
+    if (addr)
+        reel_tcp_set_dns_override(bottom, entry, host);
     reel_stack_push(st, bottom, NULL, 0);
     if (via && p->upstream_proxy_tls) {
         /* https:// : TLS to the proxy itself, verified as an origin's
@@ -861,6 +888,8 @@ static bool upstream_open(conn_t *c, bool h2, bool https, const char *host, int 
     char *terr = NULL;
     if (reel__upstream_transport(p, &up->st, host, port, up->forward, &terr))
         up->via = reel_strdup(p->upstream_proxy);
+    const char *dns = reel__dns_entry(p, host, NULL);
+    up->dns_entry = dns ? reel_strdup(dns) : NULL;
     up->open = true;
     c->handles++; /* until the stack reports `closed` */
     if (terr) {

@@ -64,7 +64,7 @@ struct proxy_group {
 struct owned_settings {
     reel_proxy_settings_t s;
     char *strs[10];
-    char **ignore, **map, **local, **block, **headers;
+    char **ignore, **map, **local, **block, **headers, **dns;
 };
 
 static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, reel_err_t *err);
@@ -116,6 +116,14 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
         reel_block_rules_free(block);
         return REEL_INVALID;
     }
+    reel_dns_map_t *dns = NULL;
+    if (reel_dns_map_new(cfg->dns_overrides, cfg->n_dns_overrides, &dns, err) != REEL_OK) {
+        reel_map_rules_free(map);
+        reel_map_rules_free(local);
+        reel_block_rules_free(block);
+        reel_header_rules_free(headers);
+        return REEL_INVALID;
+    }
     reel_tls_identities_t *ids = NULL;
     reel_rc irc = reel_tls_identities_load(cfg->upstream_client_certs, &ids, err);
     if (irc != REEL_OK) {
@@ -123,6 +131,7 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
         reel_map_rules_free(local);
         reel_block_rules_free(block);
         reel_header_rules_free(headers);
+        reel_dns_map_free(dns);
         return irc;
     }
     size_t n = cfg->n_ignore_hosts;
@@ -144,6 +153,7 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
             reel_map_rules_free(local);
             reel_block_rules_free(block);
             reel_header_rules_free(headers);
+            reel_dns_map_free(dns);
             reel_tls_identities_free(ids);
             return REEL_INVALID;
         }
@@ -161,6 +171,8 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
     p->block_list = block;
     reel_header_rules_free(p->modify_headers);
     p->modify_headers = headers;
+    reel_dns_map_free(p->dns_overrides);
+    p->dns_overrides = dns;
     reel_tls_identities_free(p->client_certs);
     p->client_certs = ids;
     p->verify_upstream = cfg->upstream_cert_verify;
@@ -262,6 +274,7 @@ static void free_settings(reel_proxy_t *p) {
     reel_map_rules_free(p->map_local);
     reel_block_rules_free(p->block_list);
     reel_header_rules_free(p->modify_headers);
+    reel_dns_map_free(p->dns_overrides);
     reel_tls_identities_free(p->client_certs);
 }
 
@@ -738,6 +751,7 @@ static struct owned_settings *settings_dup(const reel_proxy_settings_t *c) {
     o->s.map_local = list_copy(c->map_local, c->n_map_local, &o->local);
     o->s.block_list = list_copy(c->block_list, c->n_block_list, &o->block);
     o->s.modify_headers = list_copy(c->modify_headers, c->n_modify_headers, &o->headers);
+    o->s.dns_overrides = list_copy(c->dns_overrides, c->n_dns_overrides, &o->dns);
     return o;
 }
 
@@ -757,6 +771,7 @@ static void settings_free(struct owned_settings *o) {
     list_free(o->local, o->s.n_map_local);
     list_free(o->block, o->s.n_block_list);
     list_free(o->headers, o->s.n_modify_headers);
+    list_free(o->dns, o->s.n_dns_overrides);
     free(o);
 }
 

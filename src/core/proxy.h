@@ -39,6 +39,8 @@ typedef struct {
     size_t n_block_list;
     const char *const *modify_headers; /* ... modify_headers' */
     size_t n_modify_headers;
+    const char *const *dns_overrides; /* base/dnsmap.h's entries, NAME=ADDRESS */
+    size_t n_dns_overrides;
     bool upstream_cert_verify;
     bool intercept_starttls; /* TLS a plain TCP tunnel's STARTTLS begins: intercepted */
     bool http2; /* speak HTTP/2 to clients that offer it (ALPN h2, h2c preface)

@@ -648,9 +648,16 @@ reel_rc reel_replay_send(const reel_replay_req_t *r, const reel_replay_send_opts
     reel_rc rc =
         reel_upstream_proxy_parse(direct ? NULL : o->upstream_proxy, o->upstream_proxyauth, &via,
                                   &proxy_host, &proxy_port, &proxy_auth, &socks, &proxy_tls, &err);
+    /* dns_overrides, as the proxy's own connections take them (core/peer.c) */
+    const char *dns_entry = NULL;
+    const char *addr = via ? NULL : reel_dns_map_find(o->dns_overrides, r->host, &dns_entry);
     if (rc == REEL_OK)
-        rc = dial(&c, via ? proxy_host : r->host, via ? (uint32_t)proxy_port : port, server, client,
-                  &t.dns_us, &t.connect_us, &err);
+        rc =
+            dial(&c,
+                 via    ? proxy_host
+                 : addr ? addr
+                        : r->host,
+                 via ? (uint32_t)proxy_port : port, server, client, &t.dns_us, &t.connect_us, &err);
     if (rc == REEL_OK && via && proxy_tls) {
         /* https:// : TLS to the proxy itself, checked as an origin's */
         bool check = o->verify && !reel_no_proxy_match(o->upstream_insecure_hosts, proxy_host);
@@ -746,6 +753,7 @@ reel_rc reel_replay_send(const reel_replay_req_t *r, const reel_replay_send_opts
                              .client_cert_asked = c.tls && reel_tls_client_cert_asked(c.tls, NULL),
                              .client_cert = sent_cert,
                              .resumed = c.tls && reel_tls_resumed(c.tls),
+                             .dns_override = addr ? dns_entry : NULL,
                              /* a connection of its own, set up for it */
                              .opened_us = t0,
                              .dns_us = t.dns_us,

@@ -23,6 +23,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "base/dnsmap.h"
 #include "base/error.h"
 #include "core/tls.h"
 #include "session/recorder.h"
@@ -50,6 +51,9 @@ typedef struct {
     /* upstream_client_certs: client certificates for origins that ask
      * (core/tls.h's reel_tls_identities_load; NULL or "": none) */
     const char *upstream_client_certs;
+    /* dns_overrides (base/dnsmap.h; NULL: none): a name reached directly
+     * at the address an entry gives it */
+    const reel_dns_map_t *dns_overrides;
 } reel_replay_send_opts_t;
 
 /** What became of one send. */

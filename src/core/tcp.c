@@ -50,6 +50,8 @@ struct tcp_filter {
     size_t readbuf_len;
     char *host;
     int port;
+    char *dns_override; /* the dns_overrides entry that gave host (NULL: none) */
+    char *dns_name;     /* ... the name it gave host for */
     uv_getaddrinfo_t gai;
     struct addrinfo *ai, *ai_next;
     char local[64], remote[64];
@@ -313,6 +315,17 @@ static void tcp_shutdown(reel_filter_t *f) {
 static void on_connect(uv_connect_t *req, int status);
 
 /* Tries the remaining addresses; reports the failure when none connects. */
+/* "cannot connect to HOST:PORT (ADDRESS): detail", or, with a
+ * dns_overrides entry, its name and the entry */
+static char *connect_error(const tcp_filter_t *t, const char *detail) {
+    if (t->dns_override)
+        return reel_asprintf(
+            "cannot connect to " REEL_HOSTPORT_FMT " at %s (dns_overrides '%s'): %s",
+            REEL_HOSTPORT(t->dns_name, t->port), t->remote, t->dns_override, detail);
+    return reel_asprintf("cannot connect to " REEL_HOSTPORT_FMT " (%s): %s",
+                         REEL_HOSTPORT(t->host, t->port), t->remote, detail);
+}
+
 static void try_next(tcp_filter_t *t, const char *last_error) {
     char *why = last_error ? reel_strdup(last_error) : NULL;
     while (t->ai_next) {
@@ -329,8 +342,7 @@ static void try_next(tcp_filter_t *t, const char *last_error) {
             return;
         }
         free(why);
-        why = reel_asprintf("cannot connect to " REEL_HOSTPORT_FMT " (%s): %s",
-                            REEL_HOSTPORT(t->host, t->port), t->remote, uv_strerror(e));
+        why = connect_error(t, uv_strerror(e));
         handle_close(t->h);
         t->h = NULL;
     }
@@ -349,8 +361,7 @@ static void on_connect(uv_connect_t *req, int status) {
     if (t->closing || h != t->h)
         return;
     if (status < 0) {
-        char *why = reel_asprintf("cannot connect to " REEL_HOSTPORT_FMT " (%s): %s",
-                                  REEL_HOSTPORT(t->host, t->port), t->remote, uv_strerror(status));
+        char *why = connect_error(t, uv_strerror(status));
         if (t->ai_next) {
             handle_close(h);
             t->h = NULL;
@@ -504,6 +515,16 @@ static void tcp_info(const reel_filter_t *f, reel_stack_info_t *out) {
     out->setup_dns0 = t->t_dns0;
     out->setup_dns1 = t->t_dns1;
     out->setup_connected = t->t_connected;
+    if (t->dns_override)
+        out->dns_override = t->dns_override;
+}
+
+void reel_tcp_set_dns_override(reel_filter_t *f, const char *entry, const char *name) {
+    tcp_filter_t *t = (tcp_filter_t *)f;
+    free(t->dns_override);
+    free(t->dns_name);
+    t->dns_override = reel_strdup(entry);
+    t->dns_name = reel_strdup(name);
 }
 
 static void tcp_close(reel_filter_t *f) {
@@ -532,6 +553,8 @@ static void tcp_destroy(reel_filter_t *f) {
     if (t->ai)
         uv_freeaddrinfo(t->ai);
     free(t->host);
+    free(t->dns_override);
+    free(t->dns_name);
     free(t);
 }
 

@@ -34,4 +34,10 @@ bool reel_tcp_original_dst(const reel_filter_t *f, char *ip, size_t ip_len, int 
 reel_filter_t *reel_tcp_connect(uv_loop_t *loop, const char *host, int port, uint8_t *readbuf,
                                 size_t readbuf_len);
 
+/** Says (in reel_stack_info's dns_override, and in its errors) that f, a
+ * filter of reel_tcp_connect, connects to the address a dns_overrides
+ * entry (base/dnsmap.h) gave name, instead of a lookup of name. Both
+ * copied. */
+void reel_tcp_set_dns_override(reel_filter_t *f, const char *entry, const char *name);
+
 #endif

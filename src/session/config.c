@@ -28,6 +28,7 @@
 #include "base/mem.h"
 #include "base/noproxy.h"
 #include "session/maprule.h"
+#include "base/dnsmap.h"
 #include "session/index.h"
 #include "session/journal.h"
 #include "session/session.h"
@@ -226,6 +227,13 @@ static const reel_option_t options[] = {
      "response, ~c 404 ...; the fields of that name are removed and the value added, an empty "
      "value only removes); the flow records the heads as they came and each change (modified)",
      NULL, 0, 0, reel_header_rule_check},
+    {"dns_overrides", REEL_OPT_LIST, "[]",
+     "host names reel connects to at an address of yours instead of their DNS answer, each "
+     "\"NAME=ADDRESS\" (api.example.com=10.0.0.5, *.example.com=::1 for the names under it; "
+     "the first that matches applies); the request's Host, the TLS server name and the "
+     "certificate check keep the name; not through upstream_proxy, which resolves names itself; "
+     "the flow's server_conn names the entry (dns_override)",
+     NULL, 0, 0, reel_dns_override_check},
     {"redact_headers", REEL_OPT_LIST, "[]",
      "reel export --redact: more header names whose whole value is replaced (beside "
      "Authorization, Cookie, ...)",
@@ -1633,6 +1641,7 @@ static const char *const hot_options[] = {
     "map_local",
     "block_list",
     "modify_headers",
+    "dns_overrides",
     NULL,
 };
 

@@ -130,6 +130,7 @@ typedef struct {
     int unverified;
     char *verify_error, *peer_cert;
     char *via;          /* the upstream proxy the server connection went through */
+    char *dns_override; /* the dns_overrides entry its address came from */
     int via_forward;    /* ... the request sent to it in absolute form (no CONNECT) */
     int client_cert_asked; /* the origin asked for a client certificate */
     char *client_cert;     /* ... the one reel presented (NULL: none) */
@@ -281,6 +282,7 @@ static void flow_free(flow_t *f) {
     free(f->local_file);
     free(f->blocked_by);
     free(f->via);
+    free(f->dns_override);
     json_decref(f->client_tls);
     json_decref(f->modified[REQ]);
     json_decref(f->modified[RESP]);
@@ -493,6 +495,9 @@ static int on_record(void *ctx, const Reel__Record *rec) {
         f->peer_cert = c->peer_cert && c->peer_cert[0] ? reel_strdup(c->peer_cert) : NULL;
         free(f->via);
         f->via = c->via && c->via[0] ? reel_strdup(c->via) : NULL;
+        free(f->dns_override);
+        f->dns_override =
+            c->dns_override && c->dns_override[0] ? reel_strdup(c->dns_override) : NULL;
         f->via_forward = f->via && c->via_forward;
         f->client_cert_asked = c->client_cert_asked;
         free(f->client_cert);
@@ -1188,6 +1193,8 @@ static json_t *reel_info(const flow_t *f) {
         json_object_set_new(r, "via", str_json(f->via));
     if (f->via_forward)
         json_object_set_new(r, "via_forward", json_true());
+    if (f->dns_override) /* server_addr is then the entry's address */
+        json_object_set_new(r, "dns_override", str_json(f->dns_override));
     if (f->client_cert_asked)
         json_object_set_new(r, "client_cert_asked", json_true());
     if (f->client_cert)

@@ -286,6 +286,7 @@ static int detail_record(void *ctx, const Reel__Record *rec) {
         json_object_set_new(o, "client_cert_asked", json_boolean(sc->client_cert_asked));
         json_object_set_new(o, "client_cert", str_json(sc->client_cert));
         json_object_set_new(o, "resumed", json_boolean(sc->resumed));
+        json_object_set_new(o, "dns_override", str_json(sc->dns_override));
         reel_json_conn_setup(o, sc);
         break;
     }

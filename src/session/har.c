@@ -601,6 +601,7 @@ typedef struct {
     int unverified;
     const char *verify_error, *peer_cert;
     const char *via; /* _reel.via: the upstream proxy of that connection */
+    const char *dns_override; /* _reel.dns_override: the entry that gave its address */
     int via_forward; /* _reel.via_forward: ... the request sent to it in absolute form */
     int client_cert_asked;   /* _reel.client_cert_asked: the origin asked for one */
     const char *client_cert; /* _reel.client_cert: the one reel presented */
@@ -1333,6 +1334,7 @@ static reel_rc check_reel(const vctx_t *v, json_t *entry, entry_t *e) {
         reel_string(v, rx, "verify_error", 0, &e->verify_error) != REEL_OK ||
         reel_string(v, rx, "peer_cert", 0, &e->peer_cert) != REEL_OK ||
         reel_string(v, rx, "via", 1, &e->via) != REEL_OK ||
+        reel_string(v, rx, "dns_override", 0, &e->dns_override) != REEL_OK ||
         reel_string(v, rx, "client_cert", 1, &e->client_cert) != REEL_OK ||
         reel_string(v, rx, "mapped_to", 1, &e->mapped_to) != REEL_OK ||
         reel_string(v, rx, "local_file", 1, &e->local_file) != REEL_OK ||
@@ -2210,6 +2212,7 @@ static reel_rc record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
                                  .peer_cert = e->verify_error ? e->peer_cert : NULL,
                                  .via = e->via,
                                  .via_forward = e->via_forward,
+                                 .dns_override = e->dns_override,
                                  .client_cert_asked = e->client_cert_asked,
                                  .client_cert = e->client_cert_asked ? e->client_cert : NULL,
                                  .resumed = e->tls_resumed};

@@ -360,7 +360,8 @@ static size_t server_conn_len(const Reel__ServerConn *c) {
            uint_size(13, i64(c->dns_us)) + uint_size(14, i64(c->connect_us)) +
            uint_size(15, i64(c->ssl_us)) + str_size(16, c->via) +
            uint_size(17, c->via_forward != 0) + str_size(18, c->client_cert) +
-           uint_size(19, c->client_cert_asked != 0) + uint_size(20, c->resumed != 0);
+           uint_size(19, c->client_cert_asked != 0) + uint_size(20, c->resumed != 0) +
+           str_size(21, c->dns_override);
 }
 
 static uint8_t *put_server_conn(uint8_t *p, const Reel__ServerConn *c) {
@@ -383,7 +384,8 @@ static uint8_t *put_server_conn(uint8_t *p, const Reel__ServerConn *c) {
     p = put_uint(p, 17, c->via_forward != 0);
     p = put_str(p, 18, c->client_cert);
     p = put_uint(p, 19, c->client_cert_asked != 0);
-    return put_uint(p, 20, c->resumed != 0);
+    p = put_uint(p, 20, c->resumed != 0);
+    return put_str(p, 21, c->dns_override);
 }
 
 /* Plans rec: its event's field number, length and nested lengths (ev 0

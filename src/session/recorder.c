@@ -2601,6 +2601,7 @@ void reel_recorder_server_conn(reel_rflow_t *f, const reel_server_conn_t *sc) {
     pc.client_cert = (char *)(sc->client_cert ? sc->client_cert : "");
     pc.client_cert_asked = sc->client_cert_asked;
     pc.resumed = sc->resumed;
+    pc.dns_override = (char *)(sc->dns_override ? sc->dns_override : "");
     if (sc->opened_us) { /* else they mean nothing: left 0, as older records have them */
         pc.opened_us = sc->opened_us;
         pc.dns_us = sc->dns_us;

@@ -266,6 +266,7 @@ typedef struct {
     const char *client_cert;
     /* the TLS resumed a session kept from an earlier connection */
     bool resumed;
+    const char *dns_override; /* the dns_overrides entry that gave address (NULL: none) */
     /* How the connection was set up: when reel began (its DNS lookup;
      * wall clock µs, 0: not known, and the three others are then not
      * recorded), and the µs its DNS lookup, TCP connect and TLS handshake

@@ -23,11 +23,17 @@ modify_headers (the same reel): fields set and removed in requests and in
 responses, over HTTP/1.1 and HTTP/2 to nginx, rules judged on each side
 (~q ~s ~c ~hs); the flow records the heads as they came and each change
 (reel flow, HAR, NDJSON, import); reel replay sends the changed request.
+
+dns_overrides (the same reel): names reached at the entry's address, the
+name kept in Host, SNI and the certificate check; a wildcard entry; the
+flow's server_conn names the entry.
 """
 import base64
 import email.utils
+import http.client
 import json
 import os
+import re
 import subprocess
 import tempfile
 import unittest
@@ -89,6 +95,8 @@ class MapRemoteTest(unittest.TestCase):
                             r"|~u /hdr & ~c 200 & ~hs origin-says|X-Reel|set",
                             r"|~u /hdr & ~c 404|X-Never|x"]   # matches no response here
         cls.reel.set_config("set", "modify_headers", json.dumps(cls.header_rules))
+        cls.dns_entries = ["reel-override.test=127.0.0.1", "*.wild.test=[127.0.0.1]"]
+        cls.reel.set_config("set", "dns_overrides", json.dumps(cls.dns_entries))
 
     @classmethod
     def tearDownClass(cls):
@@ -236,6 +244,97 @@ class MapRemoteTest(unittest.TestCase):
             out = r.cli("config", "mr", "set", "modify_headers", json.dumps([rule]), check=False)
             self.assertNotEqual(out.returncode, 0, rule)
             self.assertIn(b"modify_headers rule '%s'" % rule.encode(), out.stderr)
+            self.assertIn(why.encode(), out.stderr)
+
+    # ---- dns_overrides ----
+
+    def test_dns_overrides(self):
+        o, r = self.origin, self.reel
+        # a name no DNS knows, reached at the entry's address; the origin
+        # got the name in Host
+        out = curl(r, "http://reel-override.test:%d/host" % o.http_port)
+        self.assertEqual(out.stdout, b"reel-override.test:%d\n" % o.http_port)
+        row, full = self.last("/host")
+        sc = full["server_conn"]
+        self.assertEqual((sc["address"], sc["dns_override"]),
+                         ("127.0.0.1:%d" % o.http_port, self.dns_entries[0]))
+        text = r.cli("flow", "mr", str(row["id"])).stdout.decode()
+        self.assertIn("\n~ its address from dns_overrides '%s', not from DNS (SNI and the "
+                      "certificate check kept the name)\n" % self.dns_entries[0], text)
+        # reel replay takes the session's entries too
+        out = r.cli("replay", "mr", str(row["id"]), "--into", "dns-replays", "--json")
+        (rep,) = json.loads(out.stdout)["replays"]
+        self.assertEqual(rep["status"], 200, rep)
+        again = json.loads(r.cli("flow", "dns-replays", str(rep["id"]), "--json").stdout)
+        self.assertEqual(again["server_conn"]["dns_override"], self.dns_entries[0])
+        # a name under a wildcard entry (its address in brackets)
+        curl(r, "http://a.wild.test:%d/100b?wild" % o.http_port)
+        self.assertEqual(self.last("/100b?wild")[1]["server_conn"]["dns_override"],
+                         self.dns_entries[1])
+        # a name no entry has: looked up as ever (and not found)
+        out = curl(r, "-o", "/dev/null", "-w", "%{http_code}",
+                   "http://reel-no-override.test:%d/nx" % o.http_port, check=False)
+        self.assertEqual(out.stdout, b"502")
+        self.assertIn("cannot resolve reel-no-override.test", self.last("/nx")[0]["error"])
+        # HTTPS: the TLS keeps the name (SNI, the certificate check): the
+        # origin's certificate is for localhost, so the check refuses it
+        out = curl(r, "-o", "/dev/null", "-w", "%{http_code}",
+                   "https://reel-override.test:%d/100b?tls" % o.https_port, check=False)
+        self.assertEqual(out.stdout, b"502")
+        row, full = self.last("/100b?tls")
+        sc = full["server_conn"]
+        self.assertEqual((sc["address"], sc["sni"], sc["dns_override"]),
+                         ("127.0.0.1:%d" % o.https_port, "reel-override.test",
+                          self.dns_entries[0]))
+        self.assertEqual(sc["verify_error"], "hostname mismatch")
+        # over HTTP/2 to the origin (its own connection code), the name
+        # valid for the certificate
+        entries = self.dns_entries + ["LOCALHOST.=127.0.0.1"]
+        r.set_config("set", "dns_overrides", json.dumps(entries))
+        try:
+            out = curl(r, "--http2", o.url("/100b?h2dns", https=True))
+            self.assertEqual(len(out.stdout), 100)
+            sc = self.last("/100b?h2dns")[1]["server_conn"]
+            self.assertEqual((sc["alpn"], sc["sni"], sc["dns_override"]),
+                             ("h2", "localhost", entries[2]))
+        finally:
+            r.set_config("set", "dns_overrides", json.dumps(self.dns_entries))
+        # a change applies to the next request of a kept-alive client
+        # connection: its upstream connection, to the old address, is not
+        # reused (nginx listens on 127.0.0.1 only: 127.0.0.2 refuses)
+        conn = http.client.HTTPConnection("127.0.0.1", r.port, timeout=30)
+        url = "http://reel-override.test:%d/host?keep" % o.http_port
+        try:
+            conn.request("GET", url + "1")
+            self.assertEqual(conn.getresponse().read(), b"reel-override.test:%d\n" % o.http_port)
+            moved = ["reel-override.test=127.0.0.2"]
+            r.set_config("set", "dns_overrides", json.dumps(moved))
+            conn.request("GET", url + "2")
+            resp = conn.getresponse()
+            resp.read()
+            self.assertEqual(resp.status, 502)
+        finally:
+            conn.close()
+            r.set_config("set", "dns_overrides", json.dumps(self.dns_entries))
+        row, full = self.last("/host?keep2")
+        self.assertRegex(row["error"], r"^cannot connect to reel-override\.test:%d at "
+                                       r"127\.0\.0\.2:%d \(dns_overrides '%s'\): "
+                         % (o.http_port, o.http_port, re.escape(moved[0])))
+        self.assertIsNone(full["server_conn"])  # (never connected)
+        # HAR carries it
+        har = os.path.join(self.root, "dns.har")
+        r.cli("export", "mr", "~u /host$ & ~d reel-override", "-o", har)
+        with open(har) as f:
+            (entry,) = json.load(f)["log"]["entries"]
+        self.assertEqual(entry["_reel"]["dns_override"], self.dns_entries[0])
+        # bad entries are refused, named
+        for entry, why in (("reel.test", "not NAME=ADDRESS"),
+                           ("a b=127.0.0.1", "'a b' is not a host name"),
+                           ("x.test=example.com", "'example.com' is not an IPv4 or IPv6 address"),
+                           ("*.=1.2.3.4", "is not a host name")):
+            out = r.cli("config", "mr", "set", "dns_overrides", json.dumps([entry]), check=False)
+            self.assertNotEqual(out.returncode, 0, entry)
+            self.assertIn(b"dns_overrides entry '%s'" % entry.encode(), out.stderr)
             self.assertIn(why.encode(), out.stderr)
 
     # ---- map_local ----

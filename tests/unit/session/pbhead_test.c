@@ -346,7 +346,7 @@ static void test_small_records(void **state) {
     assert_int_equal(reel_pbrec_size(&other, &pl), 0);
     assert_int_equal(reel_pbrec_write(NULL, &other, &pl), 0);
     for (int round = 0; round < 3000; round++) {
-        char *own[20] = {NULL};
+        char *own[21] = {NULL};
         Reel__Record rec = REEL__RECORD__INIT;
         rec.flow_id = rand_u64();
         rec.time_us = rand_i64();
@@ -425,6 +425,7 @@ static void test_small_records(void **state) {
             sc.client_cert = rand_field(&own[19]);
             sc.client_cert_asked = (protobuf_c_boolean)(next() % 2);
             sc.resumed = (protobuf_c_boolean)(next() % 2);
+            sc.dns_override = rand_field(&own[20]);
             rec.event_case = REEL__RECORD__EVENT_SERVER_CONN;
             rec.server_conn = &sc;
             break;
