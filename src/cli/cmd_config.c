@@ -44,6 +44,7 @@ static char *build_usage(void) {
         "       reel config [--home DIR] [--json] SESSION get KEY\n"
         "       reel config [--home DIR] [--json] SESSION set KEY VALUE\n"
         "       reel config [--home DIR] [--json] SESSION unset KEY\n"
+        "       reel config [--home DIR] [--json] SESSION add|remove KEY ITEM...\n"
         "       reel config [--home DIR] [--json] SESSION history\n"
         "\n"
         "Shows or changes the config overlay of SESSION. Layers, lowest first:\n"
@@ -61,6 +62,11 @@ static char *build_usage(void) {
         "                 must exist and is stored as an absolute path); also\n"
         "                 set KEY=VALUE, as 'reel record --set' takes it\n"
         "  unset KEY      remove KEY from the overlay (the user file or default applies)\n"
+        "  add KEY ITEM.. a list option (map_remote, modify_headers, ...): its\n"
+        "                 effective list with the ITEMs added at its end (one\n"
+        "                 already there is not added twice), stored as set stores it\n"
+        "  remove KEY ITEM..\n"
+        "                 ... without the ITEMs, each of which must be in it\n"
         "  history        every overlay change: time, key, old -> new, who\n"
         "\n"
         "options:\n",
@@ -387,6 +393,67 @@ static int cmd_set(reel_cli_t *cli, reel_session_t *s, const char *key, const ch
     return REEL_EXIT_OK;
 }
 
+/* add (or remove) items[0..n) to (from) the effective value of the list
+ * option key, stored in the overlay as set stores a value. */
+static int cmd_add_remove(reel_cli_t *cli, reel_session_t *s, const char *key, char *const *items,
+                          size_t n, bool add) {
+    reel_err_t err;
+    reel_err_clear(&err);
+    const reel_option_t *o = reel_option_lookup(key, &err);
+    if (o == NULL)
+        return reel_cli_fail(cli, "%s", reel_err_str(&err));
+    if (o->type != REEL_OPT_LIST)
+        return reel_cli_fail(cli,
+                             "%s is not a list option: %s takes one whose value is a list "
+                             "(ignore_hosts, map_remote, modify_headers, ...); use set",
+                             key, add ? "add" : "remove");
+    reel_config_t *cfg = effective(cli, reel_session_db(s));
+    if (cfg == NULL)
+        return REEL_EXIT_ERROR;
+    size_t have = 0;
+    char **list = reel_config_get_list(cfg, key, &have);
+    reel_config_free(cfg);
+    json_t *a = json_array();
+    int rc = REEL_EXIT_OK;
+    for (size_t i = 0; i < have; i++) {
+        bool drop = false;
+        for (size_t k = 0; !add && k < n; k++)
+            drop = drop || strcmp(list[i], items[k]) == 0;
+        if (!drop)
+            json_array_append_new(a, json_string(list[i]));
+    }
+    for (size_t k = 0; k < n && rc == REEL_OK; k++) {
+        bool there = false;
+        for (size_t i = 0; i < have && !there; i++)
+            there = strcmp(list[i], items[k]) == 0;
+        for (size_t j = 0; j < k && !there && add; j++) /* (given twice) */
+            there = strcmp(items[j], items[k]) == 0;
+        if (add && !there) {
+            json_t *v = json_string(items[k]);
+            if (v == NULL) {
+                rc = reel_cli_fail(cli, "%s: an item is not UTF-8 text", key);
+                break;
+            }
+            json_array_append_new(a, v);
+        } else if (!add && !there) {
+            char *shown = reel_cli_escaped(items[k], strlen(items[k]), REEL_CLI_ESC);
+            rc = reel_cli_fail(cli,
+                               "'%s' is not in %s (nothing removed; 'reel config %s get %s' "
+                               "lists it)",
+                               shown, key, reel_session_name(s), key);
+            free(shown);
+        }
+    }
+    free(list);
+    if (rc == REEL_EXIT_OK) {
+        char *value = json_dumps(a, JSON_COMPACT);
+        rc = cmd_set(cli, s, key, value);
+        free(value);
+    }
+    json_decref(a);
+    return rc;
+}
+
 static int cmd_unset(reel_cli_t *cli, reel_session_t *s, const char *key) {
     sqlite3 *db = reel_session_db(s);
     reel_err_t err;
@@ -493,13 +560,16 @@ int reel_cmd_config(reel_cli_t *cli, int argc, char **argv) {
                 {"get", 1, " KEY"},
                 {"set", 2, " KEY VALUE"},
                 {"unset", 1, " KEY"},
-                {"history", 0, ""}};
+                {"history", 0, ""},
+                {"add", -2, " KEY ITEM..."},
+                {"remove", -2, " KEY ITEM..."}};
     const char *sub = nargs > 1 ? args[1] : "list";
     size_t k = 0;
     while (k < sizeof subs / sizeof subs[0] && strcmp(subs[k].name, sub) != 0)
         k++;
     if (k == sizeof subs / sizeof subs[0]) {
-        rc = reel_cli_usage(cli, "unknown subcommand '%s' (list, get, set, unset, history)", sub);
+        rc = reel_cli_usage(
+            cli, "unknown subcommand '%s' (list, get, set, unset, history, add, remove)", sub);
         goto out;
     }
     if (k == 2 && nargs == 3 && strchr(args[2], '=') && args[2][0] != '=') {
@@ -514,7 +584,9 @@ int reel_cmd_config(reel_cli_t *cli, int argc, char **argv) {
         args = split;
         nargs = 4;
     }
-    if (nargs > 1 && nargs - 2 != subs[k].nargs) {
+    /* (a negative count: at least that many) */
+    if (nargs > 1 &&
+        (subs[k].nargs < 0 ? nargs - 2 < -subs[k].nargs : nargs - 2 != subs[k].nargs)) {
         rc = reel_cli_usage(cli, "%s: expected SESSION %s%s", sub, sub, subs[k].args);
         goto out;
     }
@@ -538,8 +610,11 @@ int reel_cmd_config(reel_cli_t *cli, int argc, char **argv) {
     case 3:
         rc = cmd_unset(cli, s, args[2]);
         break;
-    default:
+    case 4:
         rc = cmd_history(cli, s);
+        break;
+    default:
+        rc = cmd_add_remove(cli, s, args[2], args + 3, (size_t)nargs - 3, k == 5);
         break;
     }
 out:

@@ -119,6 +119,16 @@ run 0 "$REEL" config demo list && has "$out" "body_limit" "config list"
 run 0 "$REEL" config demo history && has "$out" "body_limit" "config history"
 run 1 "$REEL" config demo set body_limt 1 && has "$err" "did you mean: body_limit" "config near match"
 run 1 "$REEL" config demo set capture maybe && has "$err" "on" "config bad enum lists choices"
+# add and remove items of a list option, each checked as set checks them
+run 0 "$REEL" config demo add map_local '|/a$|/tmp/a' '|/b$|/tmp/b' && has "$out" '["|/a$|/tmp/a","|/b$|/tmp/b"]' "config add"
+run 0 "$REEL" config demo add map_local '|/b$|/tmp/b' '|/c$|/tmp/c' && has "$out" '["|/a$|/tmp/a","|/b$|/tmp/b","|/c$|/tmp/c"]' "config add: an item there is not added twice"
+run 0 "$REEL" config demo remove map_local '|/a$|/tmp/a' '|/c$|/tmp/c' && has "$out" '["|/b$|/tmp/b"]' "config remove"
+run 1 "$REEL" config demo remove map_local '|/z$|/tmp/z' && has "$err" "'|/z\$|/tmp/z' is not in map_local (nothing removed" "config remove of an item not there"
+run 1 "$REEL" config demo add map_local '|x|relative' && has "$err" "is not absolute" "config add checks the item"
+run 1 "$REEL" config demo add body_limit 5 && has "$err" "body_limit is not a list option" "config add to a value that is no list"
+run 2 "$REEL" config demo add map_local && has "$err" "expected SESSION add KEY ITEM..." "config add without an item"
+run 0 "$REEL" config demo get map_local && has "$out" '["|/b$|/tmp/b"]' "config: a refused add changed nothing"
+run 0 "$REEL" config demo unset map_local
 
 # --- verify and repair keep user data ---
 run 0 "$REEL" verify demo && has "$out" "is consistent" "verify"
