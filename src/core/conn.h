@@ -818,6 +818,11 @@ void reel__transparent_begin(conn_t *c, const char *host, int port);
 void reel__rule_request(const conn_t *c, const reel_h1_head_t *h, const char *url, const char *host,
                         reel_filter_request_t *rq);
 
+/* modify_headers' changes to the response head rs (as recorded) of the
+ * request c->ex.rule_req kept: owned (NULL, *n 0: none, or no rules, or
+ * nothing kept). */
+reel_header_edit_t *reel__response_edits(const conn_t *c, const reel_msg_head_t *rs, size_t *n);
+
 /* map_local (core/maplocal.c). */
 typedef struct reel_local reel_local_t;
 /* If a map_local rule matches the request h (to https, port and path;

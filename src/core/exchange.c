@@ -1302,8 +1302,10 @@ static reel_header_edit_t *request_edits(const conn_t *c, size_t *n) {
     return e;
 }
 
-/* ... for the response head rs (as recorded) to the request kept */
-static reel_header_edit_t *response_edits(const conn_t *c, const reel_msg_head_t *rs, size_t *n) {
+reel_header_edit_t *reel__response_edits(const conn_t *c, const reel_msg_head_t *rs, size_t *n) {
+    *n = 0;
+    if (c->p->modify_headers == NULL || c->ex.rule_req.len == 0)
+        return NULL;
     reel_filter_request_t rq;
     reel_filter_field_t *fields;
     rule_req_load(c, &rq, &fields);
@@ -2107,9 +2109,7 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
     /* modify_headers: judged on the request as it was sent and on this
      * head as the origin sent it (and as it is recorded) */
     size_t n_redits = 0;
-    reel_header_edit_t *redits = NULL;
-    if (c->p->modify_headers && c->ex.rule_req.len)
-        redits = response_edits(c, &rs, &n_redits);
+    reel_header_edit_t *redits = reel__response_edits(c, &rs, &n_redits);
     rs.edits = redits;
     rs.nedits = n_redits;
     if (c->ex.flow)

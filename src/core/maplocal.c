@@ -244,16 +244,6 @@ static void send_head(conn_t *c, const reel_h1_head_t *h, int status, const char
     reel_buf_t out;
     reel_buf_init(&out, 0); /* (a maximum: a body naming a long path must fit) */
     reel_buf_printf(&out, "HTTP/1.1 %d %s\r\n", status, reel__status_text(status));
-    for (size_t i = 0; i < n; i++) {
-        reel_buf_printf(&out, "%.*s: %.*s\r\n", (int)hs[i].name_len, hs[i].name,
-                        (int)hs[i].value_len, hs[i].value);
-        if (stream && hs[i].name_len < sizeof lower[i]) {
-            for (size_t k = 0; k < hs[i].name_len; k++)
-                lower[i][k] = (char)tolower((unsigned char)hs[i].name[k]);
-            hs[i].name = lower[i];
-        }
-    }
-    reel_buf_puts(&out, "\r\n");
     reel_msg_head_t rs = {.status = (uint32_t)status,
                           .reason = stream ? "" : reel__status_text(status),
                           .version = stream ? "HTTP/2.0" : "HTTP/1.1",
@@ -261,12 +251,33 @@ static void send_head(conn_t *c, const reel_h1_head_t *h, int status, const char
                           .nfields = n,
                           .local_file = file,
                           .blocked_by = c->ex.blocked_by};
+    /* modify_headers' changes, as to an origin's response (the rules
+     * name no field reel frames the answer with: maprule.c) */
+    size_t nedits = 0;
+    reel_header_edit_t *edits = reel__response_edits(c, &rs, &nedits);
+    rs.edits = edits;
+    rs.nedits = nedits;
+    for (size_t i = 0; i < n; i++) {
+        if (!reel_header_edits_name(edits, nedits, hs[i].name, hs[i].name_len))
+            reel_buf_printf(&out, "%.*s: %.*s\r\n", (int)hs[i].name_len, hs[i].name,
+                            (int)hs[i].value_len, hs[i].value);
+        if (stream && hs[i].name_len < sizeof lower[i]) {
+            for (size_t k = 0; k < hs[i].name_len; k++)
+                lower[i][k] = (char)tolower((unsigned char)hs[i].name[k]);
+            hs[i].name = lower[i];
+        }
+    }
+    for (size_t i = 0; i < nedits; i++)
+        if (edits[i].value)
+            reel_buf_printf(&out, "%s: %s\r\n", edits[i].name, edits[i].value);
+    reel_buf_puts(&out, "\r\n");
     if (bodiless)
         body = NULL;
     int64_t now = reel__now_us();
     c->ex.resp_first_us = now;
     c->ex.resp_head_sent = true;
     reel_capture_response(c->ex.flow, &rs, true, now);
+    free(edits);
     if (body && !h->is_head) {
         reel_capture_body(c->ex.flow, true, body, strlen(body));
         reel_buf_append(&out, body, strlen(body));

@@ -93,7 +93,9 @@ class MapRemoteTest(unittest.TestCase):
                             r"|~u /hdr|User-Agent|",          # removed, where there is one
                             r"|~u /hdr & ~s|X-Origin|",       # the response only
                             r"|~u /hdr & ~c 200 & ~hs origin-says|X-Reel|set",
-                            r"|~u /hdr & ~c 404|X-Never|x"]   # matches no response here
+                            r"|~u /hdr & ~c 404|X-Never|x",   # matches no response here
+                            # map_local's answer too (a mapped file, CORS)
+                            r"|~u page\.txt\?cors & ~s|Access-Control-Allow-Origin|*"]
         cls.reel.set_config("set", "modify_headers", json.dumps(cls.header_rules))
         cls.dns_entries = ["reel-override.test=127.0.0.1", "*.wild.test=[127.0.0.1]"]
         cls.reel.set_config("set", "dns_overrides", json.dumps(cls.dns_entries))
@@ -208,6 +210,15 @@ class MapRemoteTest(unittest.TestCase):
                       "as they came):\n~   set X-Debug: on  (rule '%s')\n~   removed User-Agent  "
                       "(rule '%s')\n" % (rules[0], rules[1]), text)
         self.assertIn("\n~   removed X-Origin  (rule '%s')\n" % rules[2], text)
+        # map_local's answer gets its changes too, recorded with it
+        out = curl(r, "-D", "-", o.url("/site/sub/page.txt?cors"))
+        self.assertIn(b"\r\nAccess-Control-Allow-Origin: *\r\n", out.stdout)
+        self.assertTrue(out.stdout.endswith(b"\r\n\r\nsub page\n"), out.stdout)
+        _, local = self.last("/site/sub/page.txt?cors")
+        self.assertEqual(local["response"]["local_file"],
+                         os.path.join(self.site, "sub", "page.txt"))
+        self.assertEqual(local["response"]["modified"],
+                         [{"name": "Access-Control-Allow-Origin", "value": "*", "rule": rules[5]}])
         # a flow no rule matches has none
         curl(r, o.url("/100b?unmodified"))
         _, plain = self.last("/100b?unmodified")
