@@ -1032,6 +1032,26 @@ static void conn_setup_line(view_t *v, const Reel__ServerConn *sc) {
         note(v, "~ connection set up: %s%s", n ? line : "", when);
 }
 
+/* What modify_body rules did to the response body (shown with it). */
+static void body_edit_line(view_t *v, const Reel__BodyEdit *b) {
+    message_close(v);
+    reel_buf_t rules;
+    reel_buf_init(&rules, 0);
+    for (size_t i = 0; i < b->n_rules; i++)
+        reel_buf_printf(&rules, "%s'%s'", i ? ", " : "", b->rules[i]);
+    if (b->not_applied[0])
+        note(v, "~ modify_body: %s not applied (%s): the client got the body as it came",
+             rules.len ? (const char *)rules.data : "the rules", b->not_applied);
+    else
+        note(v,
+             "~ modify_body: %llu replacement%s by %s; the client got %llu bytes%s, with a "
+             "Content-Length",
+             (unsigned long long)b->replacements, b->replacements == 1 ? "" : "s",
+             rules.len ? (const char *)rules.data : "no rule", (unsigned long long)b->sent_size,
+             b->decoded ? ", decoded from its Content-Encoding" : "");
+    reel_buf_free(&rules);
+}
+
 static void server_conn_line(view_t *v, const Reel__ServerConn *sc) {
     message_close(v);
     summary(v);
@@ -1128,6 +1148,9 @@ static int view_record(void *ctx, const Reel__Record *rec) {
         break;
     case REEL__RECORD__EVENT_SERVER_CONN:
         server_conn_line(v, rec->server_conn);
+        break;
+    case REEL__RECORD__EVENT_BODY_EDIT:
+        body_edit_line(v, rec->body_edit);
         break;
     case REEL__RECORD__EVENT_RESPONSE_BODY:
         body_chunk(v, RESP, rec->response_body->data.data, rec->response_body->data.len);
@@ -1351,6 +1374,7 @@ typedef struct {
     size_t msg_total;     /* message bytes put into the JSON so far */
     uint64_t msg_stored;  /* the current message's bytes in the spool */
     json_t *server_conn;  /* the last ServerConn record */
+    json_t *body_edit;    /* the BodyEdit record (modify_body), NULL: none */
     json_t *interim;      /* 1xx heads before the final one, NULL until one */
     json_t *trailers[2];  /* trailer fields of each body, NULL: none */
     int trailers_held[2]; /* ... which did not reach the other side (not_passed_on) */
@@ -1540,6 +1564,10 @@ static int json_record(void *ctx, const Reel__Record *rec) {
         reel_json_conn_setup(j->server_conn, sc);
         break;
     }
+    case REEL__RECORD__EVENT_BODY_EDIT:
+        json_decref(j->body_edit);
+        j->body_edit = reel_json_body_edit(rec->body_edit);
+        break;
     case REEL__RECORD__EVENT_REQUEST_BODY:
     case REEL__RECORD__EVENT_RESPONSE_BODY: {
         int dir = rec->event_case == REEL__RECORD__EVENT_REQUEST_BODY ? REQ : RESP;
@@ -1723,6 +1751,7 @@ static int run_json(reel_cli_t *cli, reel_session_t *s, unsigned long long id, i
     json_object_set_new(o, "replayed_as", ra);
     json_msg_done(&j);
     json_object_set(o, "server_conn", j.server_conn ? j.server_conn : json_null());
+    json_object_set(o, "response_body_edit", j.body_edit ? j.body_edit : json_null());
     json_object_set(o, "interim", j.interim ? j.interim : json_null());
     json_object_set(o, "request_trailers", j.trailers[REQ] ? j.trailers[REQ] : json_null());
     json_object_set(o, "response_trailers", j.trailers[RESP] ? j.trailers[RESP] : json_null());
@@ -1750,6 +1779,7 @@ out:
     json_decref(j.timings);
     json_decref(j.messages);
     json_decref(j.server_conn);
+    json_decref(j.body_edit);
     json_decref(j.interim);
     json_decref(j.trailers[0]);
     json_decref(j.trailers[1]);

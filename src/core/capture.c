@@ -126,6 +126,19 @@ void reel_capture_message_at(reel_capture_flow_t *f, bool from_client, const voi
     reel_recorder_message(f, &m);
 }
 
+void reel_capture_body_edit(reel_capture_flow_t *f, const char *const *rules, size_t n,
+                            uint64_t replacements, uint64_t sent_size, bool decoded,
+                            const char *not_applied) {
+    reel_body_edit_t e = {.response = true,
+                          .rules = rules,
+                          .n_rules = n,
+                          .replacements = replacements,
+                          .sent_size = sent_size,
+                          .decoded = decoded,
+                          .not_applied = not_applied};
+    reel_recorder_body_edit(f, &e);
+}
+
 void reel_capture_server_conn(reel_capture_flow_t *f, const reel_capture_conn_t *sc) {
     reel_server_conn_t r = {.conn_id = sc->conn_id,
                             .address = sc->address,

@@ -218,6 +218,16 @@ typedef struct {
     reel_buf_t rule_req;
     const reel_header_edit_t *req_edits;
     size_t n_req_edits;
+    /* modify_body (exchange.c's hold_*): the response held whole, its
+     * head as it will go (without its framing fields and last CRLF) and
+     * its body as it came, to be changed by the rules of hold_mask (a
+     * reference kept) before it goes; or, held past the limit, sent on
+     * chunked by reel (rechunk) */
+    bool hold, rechunk;
+    reel_body_rules_t *hold_rules;
+    uint64_t hold_mask;
+    reel_buf_t hold_head, hold_body;
+    char *hold_coding; /* its Content-Encoding (NULL: none) */
 } exchange_t;
 
 struct conn {
@@ -427,6 +437,7 @@ struct reel_proxy {
     reel_block_rules_t *block_list;      /* block_list (NULL: none) */
     reel_header_rules_t *modify_headers; /* modify_headers (NULL: none) */
     reel_dns_map_t *dns_overrides;       /* dns_overrides (NULL: none) */
+    reel_body_rules_t *modify_body;      /* modify_body (NULL: none) */
     reel_tls_identities_t *client_certs; /* upstream_client_certs (NULL: none) */
     bool starttls;                /* intercept_starttls */
     bool transparent;             /* transparent: redirected connections go where they were made */
@@ -817,6 +828,9 @@ void reel__transparent_begin(conn_t *c, const char *host, int port);
  * caller) at host: method, content type, fields, the client. */
 void reel__rule_request(const conn_t *c, const reel_h1_head_t *h, const char *url, const char *host,
                         reel_filter_request_t *rq);
+
+/* Drops a held response (modify_body) and its rules' reference. */
+void reel__hold_clear(conn_t *c);
 
 /* modify_headers' changes to the response head rs (as recorded) of the
  * request c->ex.rule_req kept: owned (NULL, *n 0: none, or no rules, or

@@ -8,6 +8,7 @@
 #include "core/conn.h"
 #include "core/hostport.h"
 #include "core/sniff.h"
+#include "session/decode.h"
 
 static int split_absolute(const char *t, size_t n, bool *https, char **host, int *port,
                           char **path);
@@ -1302,28 +1303,240 @@ static reel_header_edit_t *request_edits(const conn_t *c, size_t *n) {
     return e;
 }
 
+/* The request kept with the response head rs (as recorded), as the
+ * rules judge a response: *fields and *ct owned. */
+static void response_rule_request(const conn_t *c, const reel_msg_head_t *rs,
+                                  reel_filter_request_t *rq, reel_filter_field_t **fields,
+                                  char **ct) {
+    rule_req_load(c, rq, fields);
+    rq->response = true;
+    rq->status = rs->status;
+    /* (the same layout: core/msg.h's reel_field_t) */
+    rq->resp_headers = (const reel_filter_field_t *)(const void *)rs->fields;
+    rq->nresp_headers = rs->nfields;
+    *ct = NULL;
+    for (size_t i = 0; i < rs->nfields && *ct == NULL; i++)
+        if (rs->fields[i].name_len == 12 &&
+            strncasecmp(rs->fields[i].name, "content-type", 12) == 0)
+            *ct = reel_strndup(rs->fields[i].value, rs->fields[i].value_len);
+    rq->resp_content_type = *ct;
+}
+
 reel_header_edit_t *reel__response_edits(const conn_t *c, const reel_msg_head_t *rs, size_t *n) {
     *n = 0;
     if (c->p->modify_headers == NULL || c->ex.rule_req.len == 0)
         return NULL;
     reel_filter_request_t rq;
     reel_filter_field_t *fields;
-    rule_req_load(c, &rq, &fields);
-    rq.response = true;
-    rq.status = rs->status;
-    /* (the same layout: core/msg.h's reel_field_t) */
-    rq.resp_headers = (const reel_filter_field_t *)(const void *)rs->fields;
-    rq.nresp_headers = rs->nfields;
-    char *ct = NULL;
-    for (size_t i = 0; i < rs->nfields && ct == NULL; i++)
-        if (rs->fields[i].name_len == 12 &&
-            strncasecmp(rs->fields[i].name, "content-type", 12) == 0)
-            ct = reel_strndup(rs->fields[i].value, rs->fields[i].value_len);
-    rq.resp_content_type = ct;
+    char *ct;
+    response_rule_request(c, rs, &rq, &fields, &ct);
     reel_header_edit_t *e = edits_for(c, &rq, rq.resp_headers, rq.nresp_headers, n);
     free(ct);
     free(fields);
     return e;
+}
+
+/* ---- modify_body: a response held whole, changed, then sent ---- */
+
+#define HOLD_MAX ((size_t)8 << 20) /* the most of a body held (and of it decoded) */
+
+void reel__hold_clear(conn_t *c) {
+    c->ex.hold = c->ex.rechunk = false;
+    reel_body_rules_free(c->ex.hold_rules);
+    c->ex.hold_rules = NULL;
+    c->ex.hold_mask = 0;
+    reel_buf_free(&c->ex.hold_head);
+    reel_buf_free(&c->ex.hold_body);
+    free(c->ex.hold_coding);
+    c->ex.hold_coding = NULL;
+}
+
+/* Records what became of the rules of mask for this response. */
+static void hold_record(conn_t *c, const reel_body_rules_t *m, uint64_t mask, uint64_t replacements,
+                        uint64_t sent, bool decoded, const char *not_applied) {
+    const char *texts[64];
+    size_t n = reel_body_rules_texts(m, mask, texts);
+    if (c->ex.flow)
+        reel_capture_body_edit(c->ex.flow, texts, n, replacements, sent, decoded, not_applied);
+}
+
+/* The modify_body rules matching the response head rs (as recorded), a
+ * bit each; 0: none, or none would apply to a response of its kind. */
+static uint64_t body_rules_mask(const conn_t *c, const reel_msg_head_t *rs) {
+    if (c->p->modify_body == NULL || c->ex.rule_req.len == 0 || c->ex.upgrade ||
+        c->ex.retry_is_head || rs->status < 200 || rs->status == 204 || rs->status == 304)
+        return 0;
+    reel_filter_request_t rq;
+    reel_filter_field_t *fields;
+    char *ct;
+    response_rule_request(c, rs, &rq, &fields, &ct);
+    uint64_t mask = reel_body_rules_match(c->p->modify_body, &rq);
+    free(ct);
+    free(fields);
+    return mask;
+}
+
+/* Whether the response h, which the modify_body rules of mask match
+ * (body_rules_mask; edits: modify_headers' changes), is held: then its
+ * head, as it will go, is kept, and nothing is sent until its body has
+ * come. */
+static bool hold_begin(conn_t *c, const reel_h1_head_t *h, uint64_t mask,
+                       const reel_header_edit_t *edits, size_t nedits) {
+    if (mask == 0)
+        return false;
+    const char *why = NULL;
+    if (h->framing == REEL_H1_BODY_LENGTH && (uint64_t)h->content_length > HOLD_MAX)
+        why = "the body is over 8 MiB";
+    else if (h->framing != REEL_H1_BODY_LENGTH && c->ex.client_h10)
+        why = "its length is not known, and its HTTP/1.0 client could take it only whole";
+    if (why) { /* (known now: said now) */
+        hold_record(c, c->p->modify_body, mask, 0, 0, false, why);
+        return false;
+    }
+    /* the head without the fields that frame the body (reel frames it),
+     * nor its Content-Encoding (added again if the body goes as it came) */
+    reel_h1_header_t *fs = reel_malloc((h->nheaders ? h->nheaders : 1) * sizeof *fs);
+    reel_h1_head_t o = *h;
+    o.nheaders = 0;
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const reel_h1_header_t *f = &h->headers[i];
+        bool coding = f->name_len == 16 && strncasecmp(f->name, "content-encoding", 16) == 0;
+        if (coding && !reel_coding_is_identity(f->value, f->value_len) && c->ex.hold_coding == NULL)
+            c->ex.hold_coding = reel_strndup(f->value, f->value_len);
+        /* (an HTTP/2 origin's length, for a stream: core/h2up.c) */
+        if (coding || (f->name_len == 14 && strncasecmp(f->name, "content-length", 14) == 0) ||
+            (f->name_len == 17 && strncasecmp(f->name, "transfer-encoding", 17) == 0) ||
+            (f->name_len == 7 && strncasecmp(f->name, "trailer", 7) == 0) ||
+            reel__is_lane_length(f))
+            continue;
+        fs[o.nheaders++] = *f;
+    }
+    o.headers = fs;
+    reel_buf_reset(&c->ex.hold_head);
+    bool ok = write_head(&c->ex.hold_head, &o, false, NULL, false, c->client_close, NULL, NULL,
+                         edits, nedits);
+    free(fs);
+    if (!ok || c->ex.hold_head.len < 2) {
+        reel__hold_clear(c);
+        return false; /* (written as it came: its own failure is said there) */
+    }
+    c->ex.hold_head.len -= 2; /* its last CRLF: the framing fields go there */
+    c->ex.hold = true;
+    c->ex.hold_rules = reel_body_rules_ref(c->p->modify_body);
+    c->ex.hold_mask = mask;
+    return true;
+}
+
+/* Sends the held head, with fields (each line with its CRLF) and the
+ * head's end, then body. */
+static void hold_send(conn_t *c, const char *fields, const void *body, size_t len) {
+    reel_buf_t out;
+    reel_buf_init(&out, 0);
+    reel_buf_append(&out, c->ex.hold_head.data, c->ex.hold_head.len);
+    reel_buf_puts(&out, fields);
+    reel_buf_puts(&out, "\r\n");
+    if (len)
+        reel_buf_append(&out, body, len);
+    reel__peer_write(&c->client, out.data, out.len);
+    reel_buf_free(&out);
+}
+
+/* A chunk of a body reel frames (rechunk). */
+static void send_chunk(conn_t *c, const void *data, size_t len) {
+    if (len == 0)
+        return;
+    char size[24];
+    snprintf(size, sizeof size, "%zx\r\n", len);
+    reel__peer_write(&c->client, size, strlen(size));
+    reel__peer_write(&c->client, data, len);
+    reel__peer_write(&c->client, "\r\n", 2);
+}
+
+/* The held body grew past HOLD_MAX: the rules are not applied; what came
+ * goes on now, and the rest as it comes, chunked. */
+static void hold_give_up(conn_t *c) {
+    char *coding =
+        c->ex.hold_coding ? reel_asprintf("Content-Encoding: %s\r\n", c->ex.hold_coding) : NULL;
+    char *fields = reel_asprintf("%sTransfer-Encoding: chunked\r\n", coding ? coding : "");
+    hold_send(c, fields, NULL, 0);
+    send_chunk(c, c->ex.hold_body.data, c->ex.hold_body.len);
+    free(fields);
+    free(coding);
+    hold_record(c, c->ex.hold_rules, c->ex.hold_mask, 0, 0, false, "the body is over 8 MiB");
+    reel__hold_clear(c);
+    c->ex.rechunk = true;
+}
+
+static void hold_body_add(conn_t *c, const uint8_t *data, size_t len) {
+    reel_buf_append(&c->ex.hold_body, data, len);
+    if (c->ex.hold_body.len > HOLD_MAX)
+        hold_give_up(c);
+}
+
+typedef struct {
+    reel_buf_t *out;
+    bool over;
+} hold_sink_t;
+
+static int hold_sink(void *ctx, const uint8_t *data, size_t len) {
+    hold_sink_t *s = ctx;
+    if (s->out->len + len > HOLD_MAX) {
+        s->over = true;
+        return 1;
+    }
+    reel_buf_append(s->out, data, len);
+    return 0;
+}
+
+/* The held body has come whole: the rules applied (decoded first if it
+ * has a Content-Encoding), the response sent with its new length; or, if
+ * they cannot be, as it came. */
+static void hold_end(conn_t *c) {
+    const reel_buf_t *raw = &c->ex.hold_body;
+    reel_buf_t plain;
+    reel_buf_init(&plain, 0);
+    reel_err_t err;
+    reel_err_clear(&err);
+    char *why = NULL;
+    const uint8_t *in = raw->data;
+    size_t in_len = raw->len;
+    if (c->ex.hold_coding) {
+        hold_sink_t sink = {.out = &plain};
+        reel_decoder_t *d = NULL;
+        if (reel_decoder_new(c->ex.hold_coding, hold_sink, &sink, &d, &err) != REEL_OK ||
+            reel_decoder_feed(d, raw->data, raw->len, &err) != REEL_OK ||
+            reel_decoder_finish(d, &err) != REEL_OK)
+            why = sink.over ? reel_strdup("the body decoded is over 8 MiB")
+                            : reel_asprintf("its Content-Encoding could not be undone: %s",
+                                            reel_err_str(&err));
+        reel_decoder_free(d);
+        in = plain.data;
+        in_len = plain.len;
+    }
+    uint8_t *out = NULL;
+    size_t out_len = 0;
+    uint64_t count = 0;
+    if (why == NULL && reel_body_rules_apply(c->ex.hold_rules, c->ex.hold_mask, in, in_len, &out,
+                                             &out_len, &count, &err) != REEL_OK)
+        why = reel_strdup(reel_err_str(&err));
+    char *fields;
+    if (why) { /* as it came */
+        fields = reel_asprintf(
+            "%s%s%sContent-Length: %zu\r\n", c->ex.hold_coding ? "Content-Encoding: " : "",
+            c->ex.hold_coding ? c->ex.hold_coding : "", c->ex.hold_coding ? "\r\n" : "", raw->len);
+        hold_send(c, fields, raw->data, raw->len);
+        hold_record(c, c->ex.hold_rules, c->ex.hold_mask, 0, raw->len, false, why);
+    } else {
+        fields = reel_asprintf("Content-Length: %zu\r\n", out_len);
+        hold_send(c, fields, out, out_len);
+        hold_record(c, c->ex.hold_rules, c->ex.hold_mask, count, out_len, c->ex.hold_coding != NULL,
+                    NULL);
+    }
+    free(fields);
+    free(why);
+    free(out);
+    reel_buf_free(&plain);
+    reel__hold_clear(c);
 }
 
 static int map_request(const conn_t *c, const reel_filter_request_t *rq, char **mapped,
@@ -1681,14 +1894,16 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
     char *rule_host = NULL, *rule_url = NULL;
     reel_filter_request_t rq = {0};
     reel_buf_reset(&c->ex.rule_req);
-    if (c->p->block_list || c->p->map_local || c->p->map_remote || c->p->modify_headers) {
+    reel__hold_clear(c);
+    if (c->p->block_list || c->p->map_local || c->p->map_remote || c->p->modify_headers ||
+        c->p->modify_body) {
         rule_host = c->transparent ? transparent_name(c, h, https) : NULL;
         const char *rhost = rule_host ? rule_host : host;
         char *auth = reel__authority(https, rhost, port);
         rule_url = reel_asprintf("%s://%s%s", https ? "https" : "http", auth, path);
         free(auth);
         reel__rule_request(c, h, rule_url, rhost, &rq);
-        if (c->p->modify_headers)
+        if (c->p->modify_headers || c->p->modify_body)
             rule_req_save(c, &rq);
     }
     if ((c->p->block_list && !c->ex.upgrade && reel__block_answer(c, h, https, port, path, &rq)) ||
@@ -2112,6 +2327,7 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
     reel_header_edit_t *redits = reel__response_edits(c, &rs, &n_redits);
     rs.edits = redits;
     rs.nedits = n_redits;
+    uint64_t body_mask = body_rules_mask(c, &rs); /* (judged as it is recorded, too) */
     if (c->ex.flow)
         reel_capture_response(c->ex.flow, &rs, false, 0);
     free(h2fields);
@@ -2175,6 +2391,13 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
     }
     if (eof_framed || !h->keep_alive || (te && c->ex.resp_dechunk))
         c->client_close = c->ex.resp_close = true;
+    if (hold_begin(c, h, body_mask, redits, n_redits)) {
+        /* (committed: from here an error cuts the client's connection) */
+        free(kept);
+        free(redits);
+        c->ex.resp_head_sent = true;
+        return;
+    }
     reel_buf_t out;
     reel_buf_init(&out, 0);
     bool written = write_head(&out, h, false, NULL, c->ex.upgrade && h->status == 101,
@@ -2393,7 +2616,8 @@ void reel__resp_process(conn_t *c) {
         if (rc == REEL_OK && cev.type == REEL_CODEC_EV_HEAD)
             c->ex.server_sid = cev.stream;
         if (rc == REEL_NEED_MORE) {
-            if (c->ex.resp_head_sent && !c->ex.resp_done && !c->ex.resp_dechunk)
+            if (c->ex.resp_head_sent && !c->ex.resp_done && !c->ex.resp_dechunk && !c->ex.hold &&
+                !c->ex.rechunk) /* (not a body reel frames itself) */
                 reel__peer_write(&c->client, up->in.data, consumed); /* framing, as above */
             else if (!c->ex.resp_head_sent && consumed && c->ex.resp_head_started == 0)
                 c->ex.resp_head_started = uv_now(c->p->loop);
@@ -2474,7 +2698,11 @@ void reel__resp_process(conn_t *c) {
         case REEL_H1_EV_BODY:
             if (c->ex.flow)
                 reel_capture_body(c->ex.flow, true, ev.data, ev.len);
-            if (c->ex.resp_dechunk)
+            if (c->ex.hold)
+                hold_body_add(c, ev.data, ev.len);
+            else if (c->ex.rechunk)
+                send_chunk(c, ev.data, ev.len);
+            else if (c->ex.resp_dechunk)
                 reel__peer_write(&c->client, ev.data, ev.len);
             else
                 reel__peer_write(&c->client, up->in.data, consumed);
@@ -2491,10 +2719,18 @@ void reel__resp_process(conn_t *c) {
                 free(why);
                 return;
             }
+            /* (a body reel framed itself, modify_body's, goes without them) */
             if (c->ex.flow && ev.ntrailers)
-                reel_capture_trailers(c->ex.flow, true, ev.trailers, ev.ntrailers, false);
-            if (!c->ex.resp_dechunk) /* (the last chunk and the trailers) */
+                reel_capture_trailers(c->ex.flow, true, ev.trailers, ev.ntrailers,
+                                      c->ex.hold || c->ex.rechunk);
+            if (c->ex.hold) {
+                hold_end(c);
+            } else if (c->ex.rechunk) {
+                reel__peer_write(&c->client, "0\r\n\r\n", 5);
+                c->ex.rechunk = false;
+            } else if (!c->ex.resp_dechunk) { /* (the last chunk and the trailers) */
                 reel__peer_write(&c->client, up->in.data, consumed);
+            }
             reel_buf_consume(&up->in, consumed);
             c->ex.resp_done = true;
             if (c->ex.upgrade && c->ex.req_done)

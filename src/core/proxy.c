@@ -64,7 +64,7 @@ struct proxy_group {
 struct owned_settings {
     reel_proxy_settings_t s;
     char *strs[10];
-    char **ignore, **map, **local, **block, **headers, **dns;
+    char **ignore, **map, **local, **block, **headers, **dns, **body;
 };
 
 static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, reel_err_t *err);
@@ -117,11 +117,14 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
         return REEL_INVALID;
     }
     reel_dns_map_t *dns = NULL;
-    if (reel_dns_map_new(cfg->dns_overrides, cfg->n_dns_overrides, &dns, err) != REEL_OK) {
+    reel_body_rules_t *body = NULL;
+    if (reel_dns_map_new(cfg->dns_overrides, cfg->n_dns_overrides, &dns, err) != REEL_OK ||
+        reel_body_rules_new(cfg->modify_body, cfg->n_modify_body, &body, err) != REEL_OK) {
         reel_map_rules_free(map);
         reel_map_rules_free(local);
         reel_block_rules_free(block);
         reel_header_rules_free(headers);
+        reel_dns_map_free(dns);
         return REEL_INVALID;
     }
     reel_tls_identities_t *ids = NULL;
@@ -132,6 +135,7 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
         reel_block_rules_free(block);
         reel_header_rules_free(headers);
         reel_dns_map_free(dns);
+        reel_body_rules_free(body);
         return irc;
     }
     size_t n = cfg->n_ignore_hosts;
@@ -154,6 +158,7 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
             reel_block_rules_free(block);
             reel_header_rules_free(headers);
             reel_dns_map_free(dns);
+            reel_body_rules_free(body);
             reel_tls_identities_free(ids);
             return REEL_INVALID;
         }
@@ -173,6 +178,8 @@ static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, r
     p->modify_headers = headers;
     reel_dns_map_free(p->dns_overrides);
     p->dns_overrides = dns;
+    reel_body_rules_free(p->modify_body);
+    p->modify_body = body;
     reel_tls_identities_free(p->client_certs);
     p->client_certs = ids;
     p->verify_upstream = cfg->upstream_cert_verify;
@@ -275,6 +282,7 @@ static void free_settings(reel_proxy_t *p) {
     reel_block_rules_free(p->block_list);
     reel_header_rules_free(p->modify_headers);
     reel_dns_map_free(p->dns_overrides);
+    reel_body_rules_free(p->modify_body);
     reel_tls_identities_free(p->client_certs);
 }
 
@@ -752,6 +760,7 @@ static struct owned_settings *settings_dup(const reel_proxy_settings_t *c) {
     o->s.block_list = list_copy(c->block_list, c->n_block_list, &o->block);
     o->s.modify_headers = list_copy(c->modify_headers, c->n_modify_headers, &o->headers);
     o->s.dns_overrides = list_copy(c->dns_overrides, c->n_dns_overrides, &o->dns);
+    o->s.modify_body = list_copy(c->modify_body, c->n_modify_body, &o->body);
     return o;
 }
 
@@ -772,6 +781,7 @@ static void settings_free(struct owned_settings *o) {
     list_free(o->block, o->s.n_block_list);
     list_free(o->headers, o->s.n_modify_headers);
     list_free(o->dns, o->s.n_dns_overrides);
+    list_free(o->body, o->s.n_modify_body);
     free(o);
 }
 

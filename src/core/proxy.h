@@ -39,6 +39,8 @@ typedef struct {
     size_t n_block_list;
     const char *const *modify_headers; /* ... modify_headers' */
     size_t n_modify_headers;
+    const char *const *modify_body; /* session/maprule.h's modify_body rules */
+    size_t n_modify_body;
     const char *const *dns_overrides; /* base/dnsmap.h's entries, NAME=ADDRESS */
     size_t n_dns_overrides;
     bool upstream_cert_verify;

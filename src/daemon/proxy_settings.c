@@ -8,11 +8,11 @@
 #include "base/mem.h"
 
 struct lists {
-    char **ignore, **map, **local, **block, **headers, **dns;
+    char **ignore, **map, **local, **block, **headers, **dns, **body;
 };
 
 void *reel_daemon_proxy_settings(const reel_config_t *cfg, reel_proxy_settings_t *s) {
-    size_t n = 0, nmap = 0, nlocal = 0, nblock = 0, nheaders = 0, ndns = 0;
+    size_t n = 0, nmap = 0, nlocal = 0, nblock = 0, nheaders = 0, ndns = 0, nbody = 0;
     struct lists *own = reel_calloc(1, sizeof *own);
     char **list = own->ignore = reel_config_get_list(cfg, "ignore_hosts", &n);
     own->map = reel_config_get_list(cfg, "map_remote", &nmap);
@@ -20,6 +20,7 @@ void *reel_daemon_proxy_settings(const reel_config_t *cfg, reel_proxy_settings_t
     own->block = reel_config_get_list(cfg, "block_list", &nblock);
     own->headers = reel_config_get_list(cfg, "modify_headers", &nheaders);
     own->dns = reel_config_get_list(cfg, "dns_overrides", &ndns);
+    own->body = reel_config_get_list(cfg, "modify_body", &nbody);
     *s = (reel_proxy_settings_t){
         .listen_host = reel_config_get(cfg, "listen_host", NULL),
         .listen_port = (int)reel_config_get_int(cfg, "listen_port"),
@@ -36,6 +37,8 @@ void *reel_daemon_proxy_settings(const reel_config_t *cfg, reel_proxy_settings_t
         .n_modify_headers = nheaders,
         .dns_overrides = (const char *const *)own->dns,
         .n_dns_overrides = ndns,
+        .modify_body = (const char *const *)own->body,
+        .n_modify_body = nbody,
         .upstream_cert_verify = reel_config_get_bool(cfg, "upstream_cert_verify"),
         .intercept_starttls = reel_config_get_bool(cfg, "intercept_starttls"),
         .http2 = reel_config_get_bool(cfg, "http2"),
@@ -70,5 +73,6 @@ void reel_daemon_proxy_settings_free(void *owned) {
     free(own->block);
     free(own->headers);
     free(own->dns);
+    free(own->body);
     free(own);
 }

@@ -46,6 +46,10 @@ json_t *reel_json_client_tls(const Reel__ClientTls *t);
  * removed), rule}; [] when there are none. */
 json_t *reel_json_header_edits(Reel__HeaderEdit *const *e, size_t n);
 
+/** A BodyEdit (modify_body) as JSON: {rules, replacements, sent_size,
+ * decoded, not_applied (null: applied)}. */
+json_t *reel_json_body_edit(const Reel__BodyEdit *b);
+
 /** A ServerConn's set-up into object o: opened_us (null: not known),
  * dns_us, connect_us, ssl_us (-1: did not happen or not known, as in
  * timings; all -1 when opened_us is not known, the record holding nothing

@@ -133,6 +133,32 @@ static int substitute(const rule_t *r, const char *subject, char **out, reel_err
     return -1;
 }
 
+/* The replacement's own syntax ("${" unclosed, "$x"): tried with a
+ * pattern matching the empty string, its groups' references unset. */
+static reel_rc replacement_check(const char *rule, const char *what, const char *repl,
+                                 reel_err_t *err) {
+    pcre2_code *empty = compile("", rule, what, err);
+    if (empty == NULL)
+        return REEL_INVALID;
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(empty, NULL);
+    PCRE2_UCHAR buf[8];
+    PCRE2_SIZE got = sizeof buf;
+    int rc = pcre2_substitute(empty, (PCRE2_SPTR) "", 0, 0,
+                              PCRE2_SUBSTITUTE_OVERFLOW_LENGTH | PCRE2_SUBSTITUTE_UNKNOWN_UNSET |
+                                  PCRE2_SUBSTITUTE_UNSET_EMPTY,
+                              md, NULL, (PCRE2_SPTR)repl, PCRE2_ZERO_TERMINATED, buf, &got);
+    pcre2_match_data_free(md);
+    pcre2_code_free(empty);
+    if (rc < 0 && rc != PCRE2_ERROR_NOMEMORY) {
+        PCRE2_UCHAR msg[200];
+        if (pcre2_get_error_message(rc, msg, sizeof msg) < 0)
+            snprintf((char *)msg, sizeof msg, "error %d", rc);
+        return reel_err_set(err, REEL_INVALID, "%s rule '%.120s': bad replacement: %s", what, rule,
+                            (const char *)msg);
+    }
+    return REEL_OK;
+}
+
 /* Checks one rule of map_remote's (local false) or map_local's. */
 static reel_rc check(const char *rule, bool local, reel_err_t *err) {
     const char *what = local ? "map_local" : "map_remote";
@@ -163,28 +189,7 @@ static reel_rc check(const char *rule, bool local, reel_err_t *err) {
                                 rule, repl);
         return REEL_OK;
     }
-    /* the replacement's own syntax ("${" unclosed, "$x"): tried with a
-     * pattern matching the empty string, its groups' references unset */
-    pcre2_code *empty = compile("", rule, what, err);
-    if (empty == NULL)
-        return REEL_INVALID;
-    pcre2_match_data *md = pcre2_match_data_create_from_pattern(empty, NULL);
-    PCRE2_UCHAR buf[8];
-    PCRE2_SIZE got = sizeof buf;
-    int rc = pcre2_substitute(empty, (PCRE2_SPTR) "", 0, 0,
-                              PCRE2_SUBSTITUTE_OVERFLOW_LENGTH | PCRE2_SUBSTITUTE_UNKNOWN_UNSET |
-                                  PCRE2_SUBSTITUTE_UNSET_EMPTY,
-                              md, NULL, (PCRE2_SPTR)repl, PCRE2_ZERO_TERMINATED, buf, &got);
-    pcre2_match_data_free(md);
-    pcre2_code_free(empty);
-    if (rc < 0 && rc != PCRE2_ERROR_NOMEMORY) {
-        PCRE2_UCHAR msg[200];
-        if (pcre2_get_error_message(rc, msg, sizeof msg) < 0)
-            snprintf((char *)msg, sizeof msg, "error %d", rc);
-        return reel_err_set(err, REEL_INVALID, "map_remote rule '%.120s': bad replacement: %s",
-                            rule, (const char *)msg);
-    }
-    return REEL_OK;
+    return replacement_check(rule, what, repl, err);
 }
 
 reel_rc reel_map_rule_check(const char *rule, reel_err_t *err) {
@@ -617,6 +622,188 @@ void reel_header_rules_free(reel_header_rules_t *m) {
         return;
     for (size_t i = 0; i < m->n; i++)
         hrule_free(&m->r[i]);
+    free(m->r);
+    free(m);
+}
+
+/* ---- modify_body ---- */
+
+typedef struct {
+    reel_filter_live_t *filter; /* NULL: every response */
+    pcre2_code *re;
+    char *replacement;
+    char *text;
+} brule_t;
+
+struct reel_body_rules {
+    brule_t *r;
+    size_t n;
+    unsigned refs;
+};
+
+#define BODY_RULES_MAX 64 /* (a bit each in a match's mask) */
+
+/* Parses one rule into *b (owned); REEL_INVALID saying why. */
+static reel_rc body_parse(const char *rule, brule_t *b, reel_err_t *err) {
+    memset(b, 0, sizeof *b);
+    const char *why = NULL;
+    char *re = NULL, *filter = NULL;
+    const char *repl = split(rule, false, &filter, &re, &why);
+    if (repl == NULL)
+        return reel_err_set(err, REEL_INVALID, "modify_body rule '%.120s': %s", rule, why);
+    reel_rc rc = REEL_OK;
+    if (filter) {
+        reel_err_t fe;
+        reel_err_clear(&fe);
+        if (reel_filter_live_compile_both(filter, &b->filter, &fe) != REEL_OK)
+            rc = reel_err_set(err, REEL_INVALID, "modify_body rule '%.120s': %s", rule,
+                              reel_err_str(&fe));
+    }
+    free(filter);
+    if (rc == REEL_OK) {
+        /* bytes, not text: a body need not be UTF-8 ("." is any byte) */
+        int code = 0;
+        PCRE2_SIZE off = 0;
+        b->re = pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED, PCRE2_NEVER_UTF, &code, &off,
+                              NULL);
+        if (b->re == NULL) {
+            PCRE2_UCHAR msg[200];
+            if (pcre2_get_error_message(code, msg, sizeof msg) < 0)
+                snprintf((char *)msg, sizeof msg, "error %d", code);
+            rc =
+                reel_err_set(err, REEL_INVALID, "modify_body rule '%.120s': bad pattern at %zu: %s",
+                             rule, (size_t)off, (const char *)msg);
+        }
+    }
+    free(re);
+    if (rc == REEL_OK)
+        rc = replacement_check(rule, "modify_body", repl, err);
+    if (rc != REEL_OK) {
+        reel_filter_live_free(b->filter);
+        pcre2_code_free(b->re);
+        memset(b, 0, sizeof *b);
+        return rc;
+    }
+    b->replacement = reel_strdup(repl);
+    b->text = reel_strdup(rule);
+    return REEL_OK;
+}
+
+static void brule_free(brule_t *b) {
+    reel_filter_live_free(b->filter);
+    pcre2_code_free(b->re);
+    free(b->replacement);
+    free(b->text);
+}
+
+reel_rc reel_body_rule_check(const char *rule, reel_err_t *err) {
+    brule_t b;
+    reel_rc rc = body_parse(rule, &b, err);
+    brule_free(&b);
+    return rc;
+}
+
+reel_rc reel_body_rules_new(const char *const *rules, size_t n, reel_body_rules_t **out,
+                            reel_err_t *err) {
+    *out = NULL;
+    if (n == 0)
+        return REEL_OK;
+    if (n > BODY_RULES_MAX)
+        return reel_err_set(err, REEL_INVALID, "modify_body: %zu rules, more than the %d allowed",
+                            n, BODY_RULES_MAX);
+    reel_body_rules_t *m = reel_calloc(1, sizeof *m);
+    m->refs = 1;
+    m->r = reel_calloc(n, sizeof *m->r);
+    for (size_t i = 0; i < n; i++) {
+        if (body_parse(rules[i], &m->r[i], err) != REEL_OK) {
+            reel_body_rules_free(m);
+            return REEL_INVALID;
+        }
+        m->n = i + 1;
+    }
+    *out = m;
+    return REEL_OK;
+}
+
+uint64_t reel_body_rules_match(const reel_body_rules_t *m, const reel_filter_request_t *rq) {
+    uint64_t mask = 0;
+    for (size_t i = 0; m && rq && i < m->n; i++)
+        if (m->r[i].filter == NULL || reel_filter_live_match(m->r[i].filter, rq))
+            mask |= (uint64_t)1 << i;
+    return mask;
+}
+
+reel_rc reel_body_rules_apply(const reel_body_rules_t *m, uint64_t mask, const uint8_t *data,
+                              size_t len, uint8_t **out, size_t *out_len, uint64_t *count,
+                              reel_err_t *err) {
+    uint8_t *cur = reel_malloc(len ? len : 1);
+    if (len)
+        memcpy(cur, data, len);
+    size_t cur_len = len;
+    *count = 0;
+    for (size_t i = 0; m && i < m->n; i++) {
+        if (!(mask & ((uint64_t)1 << i)))
+            continue;
+        const brule_t *r = &m->r[i];
+        pcre2_match_data *md = pcre2_match_data_create_from_pattern(r->re, NULL);
+        PCRE2_SIZE cap = cur_len + cur_len / 2 + 256;
+        uint8_t *next = NULL;
+        int rc = 0;
+        for (int round = 0; round < 2; round++) {
+            next = reel_malloc(cap ? cap : 1);
+            PCRE2_SIZE got = cap;
+            rc = pcre2_substitute(r->re, (PCRE2_SPTR)cur, cur_len, 0,
+                                  PCRE2_SUBSTITUTE_GLOBAL | PCRE2_SUBSTITUTE_OVERFLOW_LENGTH, md,
+                                  NULL, (PCRE2_SPTR)r->replacement, PCRE2_ZERO_TERMINATED,
+                                  (PCRE2_UCHAR *)next, &got);
+            if (rc != PCRE2_ERROR_NOMEMORY) {
+                cap = got;
+                break;
+            }
+            free(next);
+            next = NULL;
+            cap = got + 1; /* (the length it needs, told by OVERFLOW_LENGTH) */
+        }
+        pcre2_match_data_free(md);
+        if (rc < 0) {
+            free(next);
+            free(cur);
+            PCRE2_UCHAR msg[200];
+            if (pcre2_get_error_message(rc, msg, sizeof msg) < 0)
+                snprintf((char *)msg, sizeof msg, "error %d", rc);
+            return reel_err_set(err, REEL_INVALID,
+                                "modify_body rule '%.120s' could not replace: %s", r->text,
+                                (const char *)msg);
+        }
+        *count += (uint64_t)rc;
+        free(cur);
+        cur = next;
+        cur_len = cap;
+    }
+    *out = cur;
+    *out_len = cur_len;
+    return REEL_OK;
+}
+
+size_t reel_body_rules_texts(const reel_body_rules_t *m, uint64_t mask, const char **out) {
+    size_t k = 0;
+    for (size_t i = 0; m && i < m->n; i++)
+        if (mask & ((uint64_t)1 << i))
+            out[k++] = m->r[i].text;
+    return k;
+}
+
+reel_body_rules_t *reel_body_rules_ref(reel_body_rules_t *m) {
+    if (m)
+        m->refs++;
+    return m;
+}
+
+void reel_body_rules_free(reel_body_rules_t *m) {
+    if (m == NULL || --m->refs > 0)
+        return;
+    for (size_t i = 0; i < m->n; i++)
+        brule_free(&m->r[i]);
     free(m->r);
     free(m);
 }

@@ -23,6 +23,7 @@
 #define REEL_SESSION_MAPRULE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "base/error.h"
 #include "session/filter.h"
@@ -105,5 +106,35 @@ size_t reel_header_rules_match(const reel_header_rules_t *m, const reel_filter_r
 /** Whether the field name[0..len) is one edits[0..n) sets or removes. */
 int reel_header_edits_name(const reel_header_edit_t *edits, size_t n, const char *name, size_t len);
 void reel_header_rules_free(reel_header_rules_t *m);
+
+/** modify_body's rules (mitmproxy's modify_body, Charles's Rewrite of a
+ * body): SEP REGEX SEP REPLACEMENT or SEP FILTER SEP REGEX SEP
+ * REPLACEMENT, as "|~d api\\.example|\"debug\":false|\"debug\":true". A
+ * rule whose flow filter (reel_filter_live_compile_both's, judged on a
+ * response's head with its request) matches replaces every match of its
+ * PCRE2 REGEX in the response's body ($1 and ${name} in REPLACEMENT), the
+ * rules in order, each on what the ones before made. Refcounted: an
+ * exchange holding a body keeps the rules it matched alive across a
+ * change of the option (same thread). */
+typedef struct reel_body_rules reel_body_rules_t;
+
+reel_rc reel_body_rules_new(const char *const *rules, size_t n, reel_body_rules_t **out,
+                            reel_err_t *err);
+reel_rc reel_body_rule_check(const char *rule, reel_err_t *err);
+/** The rules matching rq (a response's, rq->response set): a bit per
+ * rule, the first 64 rules (0: none, m NULL: none). */
+uint64_t reel_body_rules_match(const reel_body_rules_t *m, const reel_filter_request_t *rq);
+/** Applies the rules of mask to data[0..len): *out (owned) the result,
+ * *count the matches replaced; REEL_OK, or REEL_INVALID with err saying
+ * why a rule could not (its match limit, say). */
+reel_rc reel_body_rules_apply(const reel_body_rules_t *m, uint64_t mask, const uint8_t *data,
+                              size_t len, uint8_t **out, size_t *out_len, uint64_t *count,
+                              reel_err_t *err);
+/** The rules of mask as configured into out (borrowed from m, at most
+ * 64); returns how many. */
+size_t reel_body_rules_texts(const reel_body_rules_t *m, uint64_t mask, const char **out);
+reel_body_rules_t *reel_body_rules_ref(reel_body_rules_t *m);
+/** Drops a reference (the last frees m); accepts NULL. */
+void reel_body_rules_free(reel_body_rules_t *m);
 
 #endif

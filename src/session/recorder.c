@@ -2458,6 +2458,25 @@ void reel_recorder_trailers(reel_rflow_t *f, bool response, const reel_header_t 
     free(store);
 }
 
+void reel_recorder_body_edit(reel_rflow_t *f, const reel_body_edit_t *e) {
+    if (f->id == 0 || f->dropped)
+        return;
+    Reel__BodyEdit b = REEL__BODY_EDIT__INIT;
+    b.response = e->response;
+    b.n_rules = e->n_rules;
+    b.rules = (char **)e->rules;
+    b.replacements = e->replacements;
+    b.sent_size = e->sent_size;
+    b.decoded = e->decoded;
+    b.not_applied = (char *)(e->not_applied ? e->not_applied : "");
+    Reel__Record rec = REEL__RECORD__INIT;
+    rec.flow_id = f->id;
+    rec.time_us = now_or(0);
+    rec.event_case = REEL__RECORD__EVENT_BODY_EDIT;
+    rec.body_edit = &b;
+    enqueue(f->rec, f, &rec, Q_SMALL);
+}
+
 /* Body shedding (capture on). The budget's body share (7/8 of it) absorbs
  * bursts; heads and ends keep the rest. A body is shed, never a head or an
  * end, and a body is shed from some point to its end, never in pieces: the

@@ -249,6 +249,19 @@ typedef struct {
  * its length counted in the flow's sizes. */
 void reel_recorder_message(reel_rflow_t *f, const reel_message_t *m);
 
+/** What modify_body rules did to a body (BodyEdit in schema/flow.proto). */
+typedef struct {
+    bool response;
+    const char *const *rules; /* as configured */
+    size_t n_rules;
+    uint64_t replacements, sent_size;
+    bool decoded;
+    const char *not_applied; /* NULL: they were applied */
+} reel_body_edit_t;
+
+/** Records e, after the body's last chunk. */
+void reel_recorder_body_edit(reel_rflow_t *f, const reel_body_edit_t *e);
+
 /** The upstream connection of a flow (see ServerConn in schema/flow.proto). */
 typedef struct {
     uint64_t conn_id;

@@ -97,6 +97,17 @@ class MapRemoteTest(unittest.TestCase):
                             # map_local's answer too (a mapped file, CORS)
                             r"|~u page\.txt\?cors & ~s|Access-Control-Allow-Origin|*"]
         cls.reel.set_config("set", "modify_headers", json.dumps(cls.header_rules))
+        cls.body_rules = [r"|~u /mb/|debug=false|debug=true",
+                          r"|~u /mb/ & ~c 200 & ~ts plain|(world)|[$1]"]
+        cls.reel.set_config("set", "modify_body", json.dumps(cls.body_rules))
+        os.makedirs(os.path.join(o.www, "mb"))
+        cls.mb_text = b"hello world, debug=false\n" * 40  # (gzip: over nginx's 100 B)
+        with open(os.path.join(o.www, "mb", "a.txt"), "wb") as f:
+            f.write(cls.mb_text)
+        # past what reel holds (8 MiB), and chunked (gzip, no length)
+        cls.mb_big = os.urandom(9 << 20)
+        with open(os.path.join(o.www, "mb", "big.txt"), "wb") as f:
+            f.write(cls.mb_big)
         cls.dns_entries = ["reel-override.test=127.0.0.1", "*.wild.test=[127.0.0.1]"]
         cls.reel.set_config("set", "dns_overrides", json.dumps(cls.dns_entries))
 
@@ -255,6 +266,78 @@ class MapRemoteTest(unittest.TestCase):
             out = r.cli("config", "mr", "set", "modify_headers", json.dumps([rule]), check=False)
             self.assertNotEqual(out.returncode, 0, rule)
             self.assertIn(b"modify_headers rule '%s'" % rule.encode(), out.stderr)
+            self.assertIn(why.encode(), out.stderr)
+
+    # ---- modify_body ----
+
+    def test_modify_body(self):
+        o, r, rules = self.origin, self.reel, self.body_rules
+        want = self.mb_text.replace(b"debug=false", b"debug=true").replace(b"world", b"[world]")
+        for args, path, coded in ((["--http1.1"], "/mb/a.txt?h1", False),
+                                  (["--http1.1", "-H", "Accept-Encoding: gzip"], "/mb/a.txt?gz",
+                                   True),
+                                  (["--http2"], "/mb/a.txt?h2", False)):
+            out = curl(r, "-D", "-", *args, o.url(path, https="--http2" in args))
+            head, _, got = out.stdout.rpartition(b"\r\n\r\n")
+            head = head.rpartition(b"\r\n\r\n")[2].lower()
+            # the client got the body changed, framed by a length, not encoded
+            self.assertEqual(got, want, path)
+            self.assertIn(b"\r\ncontent-length: %d" % len(want), head)
+            self.assertNotIn(b"content-encoding", head)
+            self.assertNotIn(b"transfer-encoding", head)
+            # the record: the origin's body as it came, and what the rules did
+            row, full = self.last(path)
+            edit = full["response_body_edit"]
+            self.assertEqual(edit, {"rules": rules, "replacements": 80, "sent_size": len(want),
+                                    "decoded": coded, "not_applied": None}, path)
+            self.assertEqual(row["state"], "complete")
+            if coded:
+                self.assertIn(["Content-Encoding", "gzip"], full["response"]["headers"])
+            else:
+                self.assertEqual(body(full, "response"), self.mb_text)
+        text = r.cli("flow", "mr", str(self.last("/mb/a.txt?gz")[0]["id"])).stdout.decode()
+        self.assertIn("\n~ modify_body: 80 replacements by '%s', '%s'; the client got %d bytes, "
+                      "decoded from its Content-Encoding, with a Content-Length\n"
+                      % (rules[0], rules[1], len(want)), text)
+        # HAR, NDJSON and a reader of the spool say it
+        gz = self.last("/mb/a.txt?gz")
+        har = os.path.join(self.root, "body.har")
+        r.cli("export", "mr", "~u a.txt.gz$", "-o", har)
+        with open(har) as f:
+            (entry,) = json.load(f)["log"]["entries"]
+        self.assertEqual(entry["_reel"]["response_body_edit"], gz[1]["response_body_edit"])
+        nd = json.loads(r.cli("export", "mr", "~u a.txt.gz$", "--format", "ndjson", "-o",
+                              "-").stdout)
+        self.assertEqual(nd["response"]["body_edit"], gz[1]["response_body_edit"])
+        script = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "examples",
+                              "read_spool.py")
+        got = json.loads(subprocess.run(
+            ["/usr/bin/python3", script, os.path.join(r.env["REEL_HOME"], "mr"), "--flow",
+             str(gz[0]["id"]), "--json"], check=True, capture_output=True, timeout=60).stdout)
+        self.assertEqual(got["response_body_edit"], gz[1]["response_body_edit"])
+        # over 8 MiB, of no known length: sent on as it came (chunked by
+        # reel), the record saying why
+        out = curl(r, "--compressed", "-D", "-", o.url("/mb/big.txt"))
+        head, _, got = out.stdout.partition(b"\r\n\r\n")
+        self.assertEqual(got, self.mb_big)
+        self.assertIn(b"transfer-encoding: chunked", head.lower())
+        _, full = self.last("/mb/big.txt")
+        self.assertEqual(full["response_body_edit"]["not_applied"], "the body is over 8 MiB")
+        # ... to an HTTP/2 client too (its stream takes what reel framed)
+        out = curl(r, "--http2", "--compressed", o.url("/mb/big.txt?h2", https=True))
+        self.assertEqual(out.stdout, self.mb_big)
+        _, full = self.last("/mb/big.txt?h2")
+        self.assertEqual(full["response_body_edit"]["not_applied"], "the body is over 8 MiB")
+        # a flow no rule matches has none
+        curl(r, o.url("/100b?nobody"))
+        self.assertIsNone(self.last("/100b?nobody")[1]["response_body_edit"])
+        # bad rules are refused, named
+        for rule, why in (("|(|x", "bad pattern at 1"),
+                          ("|~b x|a|b", "~b is not known when a head is sent on"),
+                          ("|a|${x", "bad replacement")):
+            out = r.cli("config", "mr", "set", "modify_body", json.dumps([rule]), check=False)
+            self.assertNotEqual(out.returncode, 0, rule)
+            self.assertIn(b"modify_body rule '%s'" % rule.encode(), out.stderr)
             self.assertIn(why.encode(), out.stderr)
 
     # ---- dns_overrides ----

@@ -155,7 +155,7 @@ static void test_table(void **state) {
         for (const reel_option_t *p = o + 1; p->name; p++)
             assert_string_not_equal(o->name, p->name);
     }
-    assert_int_equal(n, 41);
+    assert_int_equal(n, 42);
     /* the names the proxy reads */
     const char *names[] = {
         "listen_host",          "listen_port",         "body_limit",       "ignore_hosts",
@@ -420,7 +420,8 @@ static void test_unknown(void **state) {
                "upstream_proxyauth, reverse_to, transparent, upstream_no_proxy, idle_timeout, "
                "head_timeout, "
                "max_head_size, upstream_timeout, workers, max_client_conns, map_remote, "
-               "map_local, block_list, modify_headers, dns_overrides, redact_headers, redact_keys");
+               "map_local, block_list, modify_headers, modify_body, dns_overrides, redact_headers, "
+               "redact_keys");
     const char *m = bad("", "1", REEL_NOTFOUND);
     assert_non_null(strstr(m, "unknown option ''; valid options: listen_host,"));
 
@@ -673,7 +674,8 @@ static void test_layers(void **state) {
         "retention_max_flows, on_segment_closed, proxyauth, upstream_proxy, upstream_proxyauth, "
         "reverse_to, transparent, upstream_no_proxy, idle_timeout, head_timeout, max_head_size, "
         "upstream_timeout, workers, "
-        "max_client_conns, map_remote, map_local, block_list, modify_headers, dns_overrides, "
+        "max_client_conns, map_remote, map_local, block_list, modify_headers, modify_body, "
+        "dns_overrides, "
         "redact_headers, redact_keys");
     free(warnings);
     expect_effective(c2, "capture", "on", REEL_LAYER_DEFAULT);

@@ -379,11 +379,68 @@ static void test_headers(void **state) {
     assert_non_null(strstr(reel_err_str(&err), "'|Connection|close'"));
 }
 
+/* modify_body: the rules matching a response, applied in order to bytes
+ * (a NUL among them), groups, the count, and the rules refused */
+static void test_body(void **state) {
+    (void)state;
+    static const char *const rules[] = {"|a(b)|[$1]", "|~c 404|x|y", "|~s|\\[b\\]|B"};
+    reel_body_rules_t *m = NULL;
+    reel_err_t err;
+    reel_err_clear(&err);
+    assert_int_equal(reel_body_rules_new(rules, 3, &m, &err), REEL_OK);
+    reel_filter_request_t rq = {.method = "GET",
+                                .url = "http://a.test/",
+                                .host = "a.test",
+                                .response = true,
+                                .status = 200};
+    uint64_t mask = reel_body_rules_match(m, &rq);
+    assert_int_equal(mask, 5); /* rules 0 and 2 */
+    static const uint8_t body[] = {'a', 'b', 0, 'x', 'a', 'b'};
+    uint8_t *out = NULL;
+    size_t len = 0;
+    uint64_t count = 0;
+    assert_int_equal(reel_body_rules_apply(m, mask, body, sizeof body, &out, &len, &count, &err),
+                     REEL_OK);
+    assert_int_equal(len, 4);
+    assert_memory_equal(out, "B\0xB", 4); /* the second rule saw the first's result */
+    assert_int_equal(count, 4);
+    free(out);
+    const char *texts[64];
+    assert_int_equal(reel_body_rules_texts(m, mask, texts), 2);
+    assert_string_equal(texts[1], rules[2]);
+    /* an empty body, and no rule */
+    assert_int_equal(reel_body_rules_apply(m, mask, NULL, 0, &out, &len, &count, &err), REEL_OK);
+    assert_int_equal(len, 0);
+    free(out);
+    assert_int_equal(reel_body_rules_match(NULL, &rq), 0);
+    /* a reference kept outlives the list's own */
+    reel_body_rules_t *kept = reel_body_rules_ref(m);
+    reel_body_rules_free(m);
+    assert_int_equal(reel_body_rules_texts(kept, 1, texts), 1);
+    reel_body_rules_free(kept);
+    static const struct {
+        const char *rule, *msg;
+    } bad[] = {
+        {"|(|x", "modify_body rule '|(|x': bad pattern at 1: missing closing parenthesis"},
+        {"|a|${x", "modify_body rule '|a|${x': bad replacement: "},
+        {"a|b", "modify_body rule 'a|b': a rule starts with its separator (\"|regex|"
+                "replacement\")"},
+        {"|~b x|a|b", "modify_body rule '|~b x|a|b': filter: ~b is not known when a head is "
+                      "sent on"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        reel_err_clear(&err);
+        assert_int_equal(reel_body_rule_check(bad[i].rule, &err), REEL_INVALID);
+        assert_true(strncmp(reel_err_str(&err), bad[i].msg, strlen(bad[i].msg)) == 0);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_apply), cmocka_unit_test(test_check),
         cmocka_unit_test(test_local), cmocka_unit_test(test_filters),
         cmocka_unit_test(test_block), cmocka_unit_test(test_headers),
+        cmocka_unit_test(test_body),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
