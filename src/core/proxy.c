@@ -93,95 +93,96 @@ static void free_workers(reel_proxy_t *p0);
 
 /* ---- public API ---- */
 
-static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, reel_err_t *err) {
-    /* map_remote first: a bad rule changes nothing */
-    reel_map_rules_t *map = NULL, *local = NULL;
-    if (reel_map_rules_new(cfg->map_remote, cfg->n_map_remote, &map, err) != REEL_OK)
-        return REEL_INVALID;
-    if (reel_map_local_new(cfg->map_local, cfg->n_map_local, &local, err) != REEL_OK) {
-        reel_map_rules_free(map);
-        return REEL_INVALID;
-    }
-    reel_block_rules_t *block = NULL;
-    if (reel_block_rules_new(cfg->block_list, cfg->n_block_list, &block, err) != REEL_OK) {
-        reel_map_rules_free(map);
-        reel_map_rules_free(local);
-        return REEL_INVALID;
-    }
-    reel_header_rules_t *headers = NULL;
-    if (reel_header_rules_new(cfg->modify_headers, cfg->n_modify_headers, &headers, err) !=
-        REEL_OK) {
-        reel_map_rules_free(map);
-        reel_map_rules_free(local);
-        reel_block_rules_free(block);
-        return REEL_INVALID;
-    }
-    reel_dns_map_t *dns = NULL;
-    reel_body_rules_t *body = NULL;
-    if (reel_dns_map_new(cfg->dns_overrides, cfg->n_dns_overrides, &dns, err) != REEL_OK ||
-        reel_body_rules_new(cfg->modify_body, cfg->n_modify_body, &body, err) != REEL_OK) {
-        reel_map_rules_free(map);
-        reel_map_rules_free(local);
-        reel_block_rules_free(block);
-        reel_header_rules_free(headers);
-        reel_dns_map_free(dns);
-        return REEL_INVALID;
-    }
-    reel_tls_identities_t *ids = NULL;
-    reel_rc irc = reel_tls_identities_load(cfg->upstream_client_certs, &ids, err);
-    if (irc != REEL_OK) {
-        reel_map_rules_free(map);
-        reel_map_rules_free(local);
-        reel_block_rules_free(block);
-        reel_header_rules_free(headers);
-        reel_dns_map_free(dns);
-        reel_body_rules_free(body);
-        return irc;
+/* The rules of a configuration, compiled before any is taken, so that a
+ * bad one changes nothing. */
+typedef struct {
+    reel_map_rules_t *map, *local;
+    reel_block_rules_t *block;
+    reel_header_rules_t *headers;
+    reel_body_rules_t *body;
+    reel_dns_map_t *dns;
+    reel_tls_identities_t *ids;
+    pcre2_code **ignore;
+    size_t nignore;
+} compiled_t;
+
+static void compiled_free(compiled_t *k) {
+    reel_map_rules_free(k->map);
+    reel_map_rules_free(k->local);
+    reel_block_rules_free(k->block);
+    reel_header_rules_free(k->headers);
+    reel_body_rules_free(k->body);
+    reel_dns_map_free(k->dns);
+    reel_tls_identities_free(k->ids);
+    for (size_t i = 0; i < k->nignore; i++)
+        pcre2_code_free(k->ignore[i]);
+    free(k->ignore);
+}
+
+/* The rules p has now. */
+static compiled_t p_compiled(const reel_proxy_t *p) {
+    return (compiled_t){.map = p->map_remote,
+                        .local = p->map_local,
+                        .block = p->block_list,
+                        .headers = p->modify_headers,
+                        .body = p->modify_body,
+                        .dns = p->dns_overrides,
+                        .ids = p->client_certs,
+                        .ignore = p->ignore,
+                        .nignore = p->nignore};
+}
+
+static reel_rc compile_rules(const reel_proxy_settings_t *cfg, compiled_t *k, reel_err_t *err) {
+    memset(k, 0, sizeof *k);
+    reel_rc rc = REEL_INVALID;
+    if (reel_map_rules_new(cfg->map_remote, cfg->n_map_remote, &k->map, err) != REEL_OK ||
+        reel_map_local_new(cfg->map_local, cfg->n_map_local, &k->local, err) != REEL_OK ||
+        reel_block_rules_new(cfg->block_list, cfg->n_block_list, &k->block, err) != REEL_OK ||
+        reel_header_rules_new(cfg->modify_headers, cfg->n_modify_headers, &k->headers, err) !=
+            REEL_OK ||
+        reel_body_rules_new(cfg->modify_body, cfg->n_modify_body, &k->body, err) != REEL_OK ||
+        reel_dns_map_new(cfg->dns_overrides, cfg->n_dns_overrides, &k->dns, err) != REEL_OK ||
+        (rc = reel_tls_identities_load(cfg->upstream_client_certs, &k->ids, err)) != REEL_OK) {
+        compiled_free(k);
+        return rc;
     }
     size_t n = cfg->n_ignore_hosts;
-    pcre2_code **codes = reel_calloc(n ? n : 1, sizeof *codes);
+    k->ignore = reel_calloc(n ? n : 1, sizeof *k->ignore);
     for (size_t i = 0; i < n; i++) {
         int ec;
         PCRE2_SIZE eo;
-        codes[i] = pcre2_compile((PCRE2_SPTR)cfg->ignore_hosts[i], PCRE2_ZERO_TERMINATED,
-                                 PCRE2_CASELESS, &ec, &eo, NULL);
-        if (codes[i] == NULL) {
+        k->ignore[i] = pcre2_compile((PCRE2_SPTR)cfg->ignore_hosts[i], PCRE2_ZERO_TERMINATED,
+                                     PCRE2_CASELESS, &ec, &eo, NULL);
+        if (k->ignore[i] == NULL) {
             PCRE2_UCHAR msg[200];
             pcre2_get_error_message(ec, msg, sizeof msg);
             reel_err_set(err, REEL_INVALID, "ignore_hosts: bad regex '%s': %s",
                          cfg->ignore_hosts[i], (const char *)msg);
-            for (size_t k = 0; k < i; k++)
-                pcre2_code_free(codes[k]);
-            free(codes);
-            reel_map_rules_free(map);
-            reel_map_rules_free(local);
-            reel_block_rules_free(block);
-            reel_header_rules_free(headers);
-            reel_dns_map_free(dns);
-            reel_body_rules_free(body);
-            reel_tls_identities_free(ids);
+            compiled_free(k);
             return REEL_INVALID;
         }
+        k->nignore = i + 1;
     }
-    for (size_t i = 0; i < p->nignore; i++)
-        pcre2_code_free(p->ignore[i]);
-    free(p->ignore);
-    p->ignore = codes;
-    p->nignore = n;
-    reel_map_rules_free(p->map_remote);
-    p->map_remote = map;
-    reel_map_rules_free(p->map_local);
-    p->map_local = local;
-    reel_block_rules_free(p->block_list);
-    p->block_list = block;
-    reel_header_rules_free(p->modify_headers);
-    p->modify_headers = headers;
-    reel_dns_map_free(p->dns_overrides);
-    p->dns_overrides = dns;
-    reel_body_rules_free(p->modify_body);
-    p->modify_body = body;
-    reel_tls_identities_free(p->client_certs);
-    p->client_certs = ids;
+    return REEL_OK;
+}
+
+static reel_rc apply_config(reel_proxy_t *p, const reel_proxy_settings_t *cfg, reel_err_t *err) {
+    compiled_t k;
+    reel_rc krc = compile_rules(cfg, &k, err);
+    if (krc != REEL_OK)
+        return krc;
+    /* the old ones go; the new ones are p's */
+    compiled_t old = p_compiled(p);
+    compiled_free(&old);
+    p->map_remote = k.map;
+    p->map_local = k.local;
+    p->block_list = k.block;
+    p->modify_headers = k.headers;
+    p->modify_body = k.body;
+    p->dns_overrides = k.dns;
+    p->client_certs = k.ids;
+    p->ignore = k.ignore;
+    p->nignore = k.nignore;
     p->verify_upstream = cfg->upstream_cert_verify;
     p->starttls = cfg->intercept_starttls;
     p->http2 = cfg->http2;
@@ -264,9 +265,8 @@ reel_rc reel_upstream_proxy_parse(const char *value, const char *auth, char **di
 
 /* What apply_config and reverse_parse made of the settings. */
 static void free_settings(reel_proxy_t *p) {
-    for (size_t i = 0; i < p->nignore; i++)
-        pcre2_code_free(p->ignore[i]);
-    free(p->ignore);
+    compiled_t k = p_compiled(p);
+    compiled_free(&k);
     free(p->proxyauth_b64);
     free(p->h2c_upstreams);
     free(p->upstream_proxy);
@@ -277,13 +277,6 @@ static void free_settings(reel_proxy_t *p) {
     free(p->reverse_host);
     free(p->reverse_authority);
     reel_host_list_free(p->insecure_hosts);
-    reel_map_rules_free(p->map_remote);
-    reel_map_rules_free(p->map_local);
-    reel_block_rules_free(p->block_list);
-    reel_header_rules_free(p->modify_headers);
-    reel_dns_map_free(p->dns_overrides);
-    reel_body_rules_free(p->modify_body);
-    reel_tls_identities_free(p->client_certs);
 }
 
 /* reverse_to ("http[s]://host[:port][/]"), read when the proxy starts. */
