@@ -623,6 +623,11 @@ typedef struct {
      * (owned arrays, their strings borrowed) */
     reel_header_edit_t *modified[2];
     size_t nmodified[2];
+    /* _reel.response_body_edit: what modify_body rules did (has_body_edit;
+     * the rules an owned array, its strings borrowed) */
+    int has_body_edit;
+    reel_body_edit_t body_edit;
+    const char **body_edit_rules;
 } entry_t;
 
 static int tchar(int c) {
@@ -1046,6 +1051,50 @@ static reel_rc reel_edits(const vctx_t *v, json_t *rx, const char *key, reel_hea
     return REEL_OK;
 }
 
+/* _reel.response_body_edit, as reel export writes it ({rules: [string],
+ * replacements, sent_size, decoded, not_applied: a string or null}),
+ * into e. */
+static reel_rc reel_body_edit(const vctx_t *v, json_t *rx, entry_t *e) {
+    const char *f = "_reel.response_body_edit";
+    int bad = 0;
+    json_t *b = opt(v, rx, "response_body_edit", f, JSON_OBJECT, "an object", &bad);
+    if (bad)
+        return REEL_INVALID;
+    if (b == NULL)
+        return REEL_OK;
+    json_t *rules = json_object_get(b, "rules"), *rep = json_object_get(b, "replacements"),
+           *sent = json_object_get(b, "sent_size"), *dec = json_object_get(b, "decoded"),
+           *why = json_object_get(b, "not_applied");
+    if (!json_is_array(rules) || json_array_size(rules) > 64)
+        return fail(v, f, "its rules are not an array of at most 64 strings");
+    if (!json_is_integer(rep) || json_integer_value(rep) < 0 || !json_is_integer(sent) ||
+        json_integer_value(sent) < 0)
+        return fail(v, f, "its replacements and sent_size are not counts");
+    if (!json_is_boolean(dec) || !(why == NULL || json_is_null(why) || json_is_string(why)))
+        return fail(v, f, "its decoded is not a boolean, or its not_applied not a string or null");
+    size_t n = json_array_size(rules);
+    const char **texts = reel_calloc(n ? n : 1, sizeof *texts);
+    for (size_t i = 0; i < n; i++) {
+        json_t *r = json_array_get(rules, i);
+        if (!json_is_string(r) || strlen(json_string_value(r)) != json_string_length(r)) {
+            free(texts);
+            return fail(v, f, "rule %zu is not a string without NUL bytes", i);
+        }
+        texts[i] = json_string_value(r);
+    }
+    e->has_body_edit = 1;
+    e->body_edit_rules = texts;
+    e->body_edit =
+        (reel_body_edit_t){.response = true,
+                           .rules = texts,
+                           .n_rules = n,
+                           .replacements = (uint64_t)json_integer_value(rep),
+                           .sent_size = (uint64_t)json_integer_value(sent),
+                           .decoded = json_is_true(dec),
+                           .not_applied = json_is_string(why) ? json_string_value(why) : NULL};
+    return REEL_OK;
+}
+
 /* A time string of _reel (ISO 8601) at field into *us. */
 static reel_rc reel_time(const vctx_t *v, json_t *obj, const char *field, int64_t *us) {
     json_t *t = need(v, obj, "time", field, JSON_STRING, "a string");
@@ -1341,7 +1390,8 @@ static reel_rc check_reel(const vctx_t *v, json_t *entry, entry_t *e) {
         reel_string(v, rx, "blocked_by", 1, &e->blocked_by) != REEL_OK ||
         reel_string(v, rx, "original_dst", 1, &e->original_dst) != REEL_OK ||
         reel_edits(v, rx, "request_modified", &e->modified[0], &e->nmodified[0]) != REEL_OK ||
-        reel_edits(v, rx, "response_modified", &e->modified[1], &e->nmodified[1]) != REEL_OK)
+        reel_edits(v, rx, "response_modified", &e->modified[1], &e->nmodified[1]) != REEL_OK ||
+        reel_body_edit(v, rx, e) != REEL_OK)
         return REEL_INVALID;
     /* A flow exported while it was still open (reel export of a session
      * being recorded) is not a whole exchange: it comes back an error
@@ -1539,6 +1589,9 @@ static void entry_free(entry_t *e) {
         e->modified[d] = NULL;
         e->nmodified[d] = 0;
     }
+    free(e->body_edit_rules);
+    e->body_edit_rules = NULL;
+    e->has_body_edit = 0;
 }
 
 /* Validates entry v->idx and fills e (owned parts: entry_free). */
@@ -2267,6 +2320,8 @@ static reel_rc record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
     free(hs);
     reel_buf_free(&owned);
     given = feed(f, reel_recorder_response_body, &e->resp_body, scratch);
+    if (e->has_body_edit) /* (after the body, as the proxy records it) */
+        reel_recorder_body_edit(f, &e->body_edit);
     body_facts(f, e, 1, e->resp_headers, given);
     record_trailers(f, e, 1);
     record_messages(f, e);

@@ -602,6 +602,13 @@ class ReelExtrasRoundTrip(unittest.TestCase):
             (("tls_resumed",), "yes",
              b"entries[0]._reel.tls_resumed: not a boolean but a string"),
             (("verify_error",), 5, b"entries[0]._reel.verify_error: not a string but a number"),
+            # modify_headers' and modify_body's records
+            (("request_modified",), [{"name": "a b", "value": "1"}],
+             b"entries[0]._reel.request_modified: change 0: its name is not a field name"),
+            (("response_body_edit",), {"rules": [], "replacements": -1, "sent_size": 0,
+                                       "decoded": False},
+             b"entries[0]._reel.response_body_edit: its replacements and sent_size are not "
+             b"counts"),
         ]
         for path, value, message in cases:
             bad = json.loads(json.dumps(doc))
@@ -609,7 +616,9 @@ class ReelExtrasRoundTrip(unittest.TestCase):
                                            "response_trailers": 2,
                                            "response_excess": 2, "duration_ms": 0,
                                            "client_tls": 0, "unverified": 0,
-                                           "tls_resumed": 0, "verify_error": 0}[path[0]]]
+                                           "tls_resumed": 0, "verify_error": 0,
+                                           "request_modified": 0,
+                                           "response_body_edit": 0}[path[0]]]
             obj = entry["_reel"]
             for k in path[:-1]:
                 obj = obj[k]

@@ -306,6 +306,9 @@ class MapRemoteTest(unittest.TestCase):
         with open(har) as f:
             (entry,) = json.load(f)["log"]["entries"]
         self.assertEqual(entry["_reel"]["response_body_edit"], gz[1]["response_body_edit"])
+        r.cli("import", har, "--into", "mb-back")  # ... which reel import keeps
+        back = json.loads(r.cli("flow", "mb-back", "1", "--json").stdout)
+        self.assertEqual(back["response_body_edit"], gz[1]["response_body_edit"])
         nd = json.loads(r.cli("export", "mr", "~u a.txt.gz$", "--format", "ndjson", "-o",
                               "-").stdout)
         self.assertEqual(nd["response"]["body_edit"], gz[1]["response_body_edit"])
