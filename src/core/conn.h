@@ -677,9 +677,10 @@ int reel__split_authority(const char *a, size_t n, char **host, int *port, int d
  * absolute form; TLS to the proxy between the two for an https:// one),
  * or the tests' connector. Returns whether it goes through the upstream
  * proxy; *error (owned; NULL: none) when the TLS to it could not be made,
- * the stack then unusable. */
+ * the stack then unusable; *dns_entry (if dns_entry is not NULL; borrowed
+ * from p) the dns_overrides entry that gave its address, NULL: none. */
 bool reel__upstream_transport(reel_proxy_t *p, reel_stack_t *st, const char *host, int port,
-                              bool forward, char **error);
+                              bool forward, char **error, const char **dns_entry);
 /* "host" or "host:port" as a Host field says it: the port left out when
  * it is the scheme's own, an IPv6 address in brackets (owned). */
 char *reel__authority(bool https, const char *host, int port);
@@ -836,6 +837,12 @@ void reel__hold_clear(conn_t *c);
  * request c->ex.rule_req kept: owned (NULL, *n 0: none, or no rules, or
  * nothing kept). */
 reel_header_edit_t *reel__response_edits(const conn_t *c, const reel_msg_head_t *rs, size_t *n);
+
+/* Makes edits[0..nedits) in the n fields fs (room for n + nedits): those
+ * the edits name dropped, then each edit's value added at the end.
+ * Returns how many fields there are now. */
+size_t reel__fields_edit(reel_field_t *fs, size_t n, const reel_header_edit_t *edits,
+                         size_t nedits);
 
 /* map_local (core/maplocal.c). */
 typedef struct reel_local reel_local_t;

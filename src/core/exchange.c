@@ -1274,11 +1274,11 @@ static void rule_req_load(const conn_t *c, reel_filter_request_t *rq,
 static reel_header_edit_t *edits_for(const conn_t *c, const reel_filter_request_t *rq,
                                      const reel_filter_field_t *fs, size_t nfs, size_t *n) {
     *n = 0;
-    size_t k = reel_header_rules_match(c->p->modify_headers, rq, NULL, 0);
-    if (k == 0)
+    size_t len = reel_header_rules_len(c->p->modify_headers);
+    if (len == 0)
         return NULL;
-    reel_header_edit_t *e = reel_malloc(k * sizeof *e);
-    k = reel_header_rules_match(c->p->modify_headers, rq, e, k);
+    reel_header_edit_t *e = reel_malloc(len * sizeof *e);
+    size_t k = reel_header_rules_match(c->p->modify_headers, rq, e, len);
     for (size_t i = 0; i < k; i++) {
         bool has = e[i].value != NULL;
         for (size_t j = 0; j < nfs && !has; j++)
@@ -1322,18 +1322,50 @@ static void response_rule_request(const conn_t *c, const reel_msg_head_t *rs,
     rq->resp_content_type = *ct;
 }
 
-reel_header_edit_t *reel__response_edits(const conn_t *c, const reel_msg_head_t *rs, size_t *n) {
+/* The rules judged on the response head rs (as recorded) with the request
+ * kept, the request read back once for both: modify_headers' changes
+ * (owned; NULL, *n 0: none), and, when body_mask is not NULL, the
+ * modify_body rules that match, a bit each (0: none, or none applies to
+ * a response of its kind). */
+static reel_header_edit_t *response_rules(const conn_t *c, const reel_msg_head_t *rs, size_t *n,
+                                          uint64_t *body_mask) {
     *n = 0;
-    if (c->p->modify_headers == NULL || c->ex.rule_req.len == 0)
+    bool body = body_mask && c->p->modify_body && !c->ex.upgrade && !c->ex.retry_is_head &&
+                rs->status >= 200 && rs->status != 204 && rs->status != 304;
+    if (body_mask)
+        *body_mask = 0;
+    if (c->ex.rule_req.len == 0 || (c->p->modify_headers == NULL && !body))
         return NULL;
     reel_filter_request_t rq;
     reel_filter_field_t *fields;
     char *ct;
     response_rule_request(c, rs, &rq, &fields, &ct);
-    reel_header_edit_t *e = edits_for(c, &rq, rq.resp_headers, rq.nresp_headers, n);
+    reel_header_edit_t *e =
+        c->p->modify_headers ? edits_for(c, &rq, rq.resp_headers, rq.nresp_headers, n) : NULL;
+    if (body)
+        *body_mask = reel_body_rules_match(c->p->modify_body, &rq);
     free(ct);
     free(fields);
     return e;
+}
+
+reel_header_edit_t *reel__response_edits(const conn_t *c, const reel_msg_head_t *rs, size_t *n) {
+    return response_rules(c, rs, n, NULL);
+}
+
+size_t reel__fields_edit(reel_field_t *fs, size_t n, const reel_header_edit_t *edits,
+                         size_t nedits) {
+    if (nedits == 0)
+        return n;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!reel_header_edits_name(edits, nedits, fs[i].name, fs[i].name_len))
+            fs[k++] = fs[i];
+    for (size_t i = 0; i < nedits; i++)
+        if (edits[i].value)
+            fs[k++] = (reel_field_t){edits[i].name, strlen(edits[i].name), edits[i].value,
+                                     strlen(edits[i].value)};
+    return k;
 }
 
 /* ---- modify_body: a response held whole, changed, then sent ---- */
@@ -1360,24 +1392,8 @@ static void hold_record(conn_t *c, const reel_body_rules_t *m, uint64_t mask, ui
         reel_capture_body_edit(c->ex.flow, texts, n, replacements, sent, decoded, not_applied);
 }
 
-/* The modify_body rules matching the response head rs (as recorded), a
- * bit each; 0: none, or none would apply to a response of its kind. */
-static uint64_t body_rules_mask(const conn_t *c, const reel_msg_head_t *rs) {
-    if (c->p->modify_body == NULL || c->ex.rule_req.len == 0 || c->ex.upgrade ||
-        c->ex.retry_is_head || rs->status < 200 || rs->status == 204 || rs->status == 304)
-        return 0;
-    reel_filter_request_t rq;
-    reel_filter_field_t *fields;
-    char *ct;
-    response_rule_request(c, rs, &rq, &fields, &ct);
-    uint64_t mask = reel_body_rules_match(c->p->modify_body, &rq);
-    free(ct);
-    free(fields);
-    return mask;
-}
-
 /* Whether the response h, which the modify_body rules of mask match
- * (body_rules_mask; edits: modify_headers' changes), is held: then its
+ * (response_rules; edits: modify_headers' changes), is held: then its
  * head, as it will go, is kept, and nothing is sent until its body has
  * come. */
 static bool hold_begin(conn_t *c, const reel_h1_head_t *h, uint64_t mask,
@@ -1600,15 +1616,10 @@ static bool write_head(reel_buf_t *out, const reel_h1_head_t *h, bool request, c
                                       : reel_h1_hop(&hop, f->name, f->name_len);
         if (!framing && !upgrade && hop_field)
             continue;
-        /* (the rules name no framing or hop-by-hop field: maprule.c) */
-        if (nedits && reel_header_edits_name(edits, nedits, f->name, f->name_len))
-            continue;
         hs[k++] = *f;
     }
-    for (size_t i = 0; i < nedits; i++)
-        if (edits[i].value)
-            hs[k++] = (reel_h1_header_t){edits[i].name, strlen(edits[i].name), edits[i].value,
-                                         strlen(edits[i].value)};
+    /* (the rules name no framing or hop-by-hop field: maprule.c) */
+    k = reel__fields_edit(hs, k, edits, nedits);
     if (add_close)
         hs[k++] = (reel_h1_header_t){"Connection", 10, "close", 5};
     if (request && !keep_upgrade && reel__has_token(h, "te", "trailers")) {
@@ -2324,10 +2335,10 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
     /* modify_headers: judged on the request as it was sent and on this
      * head as the origin sent it (and as it is recorded) */
     size_t n_redits = 0;
-    reel_header_edit_t *redits = reel__response_edits(c, &rs, &n_redits);
+    uint64_t body_mask; /* (modify_body's rules, judged on it as it is recorded, too) */
+    reel_header_edit_t *redits = response_rules(c, &rs, &n_redits, &body_mask);
     rs.edits = redits;
     rs.nedits = n_redits;
-    uint64_t body_mask = body_rules_mask(c, &rs); /* (judged as it is recorded, too) */
     if (c->ex.flow)
         reel_capture_response(c->ex.flow, &rs, false, 0);
     free(h2fields);

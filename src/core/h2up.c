@@ -929,7 +929,7 @@ static h2sess_t *sess_new(reel_proxy_t *p, char *key, bool https, const char *ho
                           const char *sni) {
     h2sess_t *s = sess_alloc(p, key, https, host, port, sni);
     char *terr = NULL;
-    reel__upstream_transport(p, &s->st, host, port, false, &terr);
+    reel__upstream_transport(p, &s->st, host, port, false, &terr, NULL);
     if (terr) {
         s->error = terr;
         s->dead = true;

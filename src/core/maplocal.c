@@ -257,20 +257,20 @@ static void send_head(conn_t *c, const reel_h1_head_t *h, int status, const char
     reel_header_edit_t *edits = reel__response_edits(c, &rs, &nedits);
     rs.edits = edits;
     rs.nedits = nedits;
-    for (size_t i = 0; i < n; i++) {
-        if (!reel_header_edits_name(edits, nedits, hs[i].name, hs[i].name_len))
-            reel_buf_printf(&out, "%.*s: %.*s\r\n", (int)hs[i].name_len, hs[i].name,
-                            (int)hs[i].value_len, hs[i].value);
-        if (stream && hs[i].name_len < sizeof lower[i]) {
+    reel_field_t *sent = reel_malloc((n + nedits + 1) * sizeof *sent);
+    memcpy(sent, hs, n * sizeof *hs);
+    size_t nsent = reel__fields_edit(sent, n, edits, nedits);
+    for (size_t i = 0; i < nsent; i++)
+        reel_buf_printf(&out, "%.*s: %.*s\r\n", (int)sent[i].name_len, sent[i].name,
+                        (int)sent[i].value_len, sent[i].value);
+    reel_buf_puts(&out, "\r\n");
+    free(sent);
+    for (size_t i = 0; stream && i < n; i++)
+        if (hs[i].name_len < sizeof lower[i]) {
             for (size_t k = 0; k < hs[i].name_len; k++)
                 lower[i][k] = (char)tolower((unsigned char)hs[i].name[k]);
             hs[i].name = lower[i];
         }
-    }
-    for (size_t i = 0; i < nedits; i++)
-        if (edits[i].value)
-            reel_buf_printf(&out, "%s: %s\r\n", edits[i].name, edits[i].value);
-    reel_buf_puts(&out, "\r\n");
     if (bodiless)
         body = NULL;
     int64_t now = reel__now_us();

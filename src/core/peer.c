@@ -715,7 +715,7 @@ const char *reel__dns_entry(const reel_proxy_t *p, const char *host, const char 
 }
 
 bool reel__upstream_transport(reel_proxy_t *p, reel_stack_t *st, const char *host, int port,
-                              bool forward, char **error) {
+                              bool forward, char **error, const char **dns_entry) {
     *error = NULL;
     bool via = reel__proxy_for(p, host) != NULL;
     const char *to = via ? p->upstream_proxy_host : host;
@@ -729,6 +729,8 @@ bool reel__upstream_transport(reel_proxy_t *p, reel_stack_t *st, const char *hos
                    : reel_tcp_connect(p->loop, addr ? addr : to, to_port, p->readbuf, READ_SIZE);
     if (addr)
         reel_tcp_set_dns_override(bottom, entry, host);
+    if (dns_entry)
+        *dns_entry = addr ? entry : NULL;
     reel_stack_push(st, bottom, NULL, 0);
     if (via && p->upstream_proxy_tls) {
         /* https:// : TLS to the proxy itself, verified as an origin's
@@ -886,9 +888,9 @@ static bool upstream_open(conn_t *c, bool h2, bool https, const char *host, int 
     up->eager = c->state == C_SNIFF; /* (reel__sniff_connect_early) */
     up->forward = upstream_forward(c, https, false, host);
     char *terr = NULL;
-    if (reel__upstream_transport(p, &up->st, host, port, up->forward, &terr))
+    const char *dns = NULL;
+    if (reel__upstream_transport(p, &up->st, host, port, up->forward, &terr, &dns))
         up->via = reel_strdup(p->upstream_proxy);
-    const char *dns = reel__dns_entry(p, host, NULL);
     up->dns_entry = dns ? reel_strdup(dns) : NULL;
     up->open = true;
     c->handles++; /* until the stack reports `closed` */

@@ -314,7 +314,6 @@ static void tcp_shutdown(reel_filter_t *f) {
 
 static void on_connect(uv_connect_t *req, int status);
 
-/* Tries the remaining addresses; reports the failure when none connects. */
 /* "cannot connect to HOST:PORT (ADDRESS): detail", or, with a
  * dns_overrides entry, its name and the entry */
 static char *connect_error(const tcp_filter_t *t, const char *detail) {
@@ -326,6 +325,7 @@ static char *connect_error(const tcp_filter_t *t, const char *detail) {
                          REEL_HOSTPORT(t->host, t->port), t->remote, detail);
 }
 
+/* Tries the remaining addresses; reports the failure when none connects. */
 static void try_next(tcp_filter_t *t, const char *last_error) {
     char *why = last_error ? reel_strdup(last_error) : NULL;
     while (t->ai_next) {

@@ -609,6 +609,10 @@ size_t reel_header_rules_match(const reel_header_rules_t *m, const reel_filter_r
     return k;
 }
 
+size_t reel_header_rules_len(const reel_header_rules_t *m) {
+    return m ? m->n : 0;
+}
+
 int reel_header_edits_name(const reel_header_edit_t *edits, size_t n, const char *name,
                            size_t len) {
     for (size_t i = 0; i < n; i++)

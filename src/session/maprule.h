@@ -103,6 +103,9 @@ reel_rc reel_header_rule_check(const char *rule, reel_err_t *err);
  * the rest left out). */
 size_t reel_header_rules_match(const reel_header_rules_t *m, const reel_filter_request_t *rq,
                                reel_header_edit_t *out, size_t cap);
+/** How many rules m has (0 for NULL): the most reel_header_rules_match
+ * can find. */
+size_t reel_header_rules_len(const reel_header_rules_t *m);
 /** Whether the field name[0..len) is one edits[0..n) sets or removes. */
 int reel_header_edits_name(const reel_header_edit_t *edits, size_t n, const char *name, size_t len);
 void reel_header_rules_free(reel_header_rules_t *m);
