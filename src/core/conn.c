@@ -363,6 +363,32 @@ void reel__conn_close_flushed(conn_t *c) {
     reel__conn_arm(c);
 }
 
+/* Closing a socket whose peer's bytes are still unread makes the kernel
+ * send a reset, which can destroy what reel wrote before (here a Close
+ * frame) before the peer reads it: so each side is read to its end. */
+static bool ws_linger_done(peer_t *pe) {
+    if (pe->closing || !pe->open)
+        return true;
+    if (reel_stack_queued(&pe->st) || pe->pend.len || pe->corked.len)
+        return false;
+    if (!pe->fin_sent) {
+        if (reel__peer_notify_first(pe))
+            return false; /* its close_notify first (ev_written: here again) */
+        pe->fin_sent = true;
+        reel_stack_end_transport(&pe->st);
+    }
+    return pe->eof;
+}
+
+void reel__ws_linger_step(conn_t *c) {
+    if (c->client.closing)
+        return;
+    if (c->up && ws_linger_done(c->up))
+        reel__upstream_close(c);
+    if (c->up == NULL && ws_linger_done(&c->client))
+        reel__conn_close(c);
+}
+
 void reel__conn_close(conn_t *c) {
     if (c->client.closing)
         return;

@@ -102,6 +102,7 @@ typedef struct peer {
     reel_buf_t corked;
     bool close_when_flushed;
     bool notified;     /* our TLS close_notify is sent (or not to be): reel__peer_notify_first */
+    bool fin_sent;     /* its side half-closed by reel, lingering (conn_t ws_linger) */
     uint64_t progress; /* when a byte was last read or written (upstream_timeout) */
     /* upstream only */
     char *host; /* origin host (for reuse checks and SNI) */
@@ -242,6 +243,10 @@ struct conn {
     bool timer_open;
     uint64_t timer_due; /* loop time the timer fires at, 0: not armed */
     bool linger;        /* linger once the error answer is flushed */
+    /* C_LINGER after a WebSocket peer broke the protocol: each socket,
+     * once reel's Close frame is out, half-closed and read (and dropped)
+     * until its peer closes (core/tunnel.c) */
+    bool ws_linger;
     uint64_t linger_start;
     char client_ip[48]; /* for the per-client connection count */
     bool counted;       /* counted in the proxy's per-client table */
@@ -873,6 +878,10 @@ conn_t *reel__conn_open(reel_proxy_t *p, reel_filter_t *bottom, const char *clie
 conn_t *reel__conn_new(reel_proxy_t *p, reel_filter_t *bottom, const char *client_ip, bool counted);
 void reel__conn_unref(conn_t *c);
 void reel__conn_close_flushed(conn_t *c);
+/* A lingering WebSocket's next step (ws_linger): a peer whose queue is
+ * out is half-closed; one half-closed whose end came is closed, the
+ * connection once both are. */
+void reel__ws_linger_step(conn_t *c);
 void reel__conn_close(conn_t *c);
 void reel__conn_arm_at(conn_t *c, bool force);
 void reel__conn_arm(conn_t *c);

@@ -26,6 +26,11 @@ static void ev_data(void *ud, const uint8_t *d, size_t n) {
 static void ev_eof(void *ud, const char *error) {
     peer_t *pe = ud;
     conn_t *c = pe->c;
+    if (c->state == C_LINGER && c->ws_linger) {
+        pe->eof = true;
+        reel__ws_linger_step(c);
+        return;
+    }
     if (c->state == C_LINGER) {
         reel__conn_close(c);
         return;
@@ -144,6 +149,10 @@ static void close_if_flushed(peer_t *pe, size_t q) {
         client_drained(pe);
     if (!pe->close_when_flushed || q != 0 || reel__peer_notify_first(pe))
         return;
+    if (pe->c->ws_linger) {
+        reel__ws_linger_step(pe->c);
+        return;
+    }
     if (pe->role == P_CLIENT)
         reel__conn_close_flushed(pe->c);
     else
@@ -311,6 +320,10 @@ void reel__peer_update_reading(peer_t *pe) {
     if (pe == NULL || pe->closing)
         return;
     peer_t *o = reel__peer_other(pe);
+    if (pe->c->ws_linger) { /* read to its end, what comes dropped */
+        reel__peer_read_start(pe);
+        return;
+    }
     bool full = (o && reel__peer_queued(o) >= HIGH_WATER) || pe->in.len >= CLIENT_IN_MAX;
     if (full) {
         reel__peer_read_stop(pe);

@@ -91,6 +91,26 @@ static void ws_fail(conn_t *c, int dir, const reel_ws_event_t *ev) {
     reel__finish_flow(c, why);
     free(why);
     reel__tunnel_codecs_free(c);
+    if (c->up && !c->lane && !c->up->h2) {
+        /* two sockets: each gets its Close, then its end, and is read to
+         * its own (reel__ws_linger_step), the rest of what it sends
+         * dropped; at most LINGER_IDLE_MS of silence, LINGER_TOTAL_MS
+         * in all */
+        c->state = C_LINGER;
+        c->ws_linger = true;
+        c->linger_start = uv_now(c->p->loop);
+        reel__conn_touch(c);
+        peer_t *both[2] = {&c->client, c->up};
+        for (int i = 0; i < 2; i++) {
+            reel_buf_reset(&both[i]->in);
+            both[i]->close_when_flushed = true;
+            both[i]->paused = false;
+            reel__peer_read_start(both[i]);
+        }
+        reel__ws_linger_step(c);
+        reel__conn_arm_at(c, true);
+        return;
+    }
     c->state = C_DONE;
     if (c->up)
         c->up->close_when_flushed = true;
@@ -137,6 +157,12 @@ static bool relay_dir(conn_t *c, int dir) {
     if (off)
         reel__peer_write(dst, src->in.data, off);
     reel_buf_consume(&src->in, off);
+    /* A WebSocket codec leaves the start of a frame header unconsumed
+     * until it is whole (and judged): after the sender's end it never
+     * will be. Dropped, not passed on; the end of the tunnel says the
+     * frame was cut (reel_ws_feed_eof). */
+    if (rc == REEL_NEED_MORE && src->eof && src->in.len && c->websocket)
+        reel_buf_reset(&src->in);
     if (rc == REEL_OK || rc == REEL_NEED_MORE)
         return true;
     ws_fail(c, dir, &ev.ws);
@@ -440,7 +466,8 @@ void reel__start_upgraded_tunnel(conn_t *c) {
         /* WebSocket: the flow goes on, its messages recorded as they pass
          * (each kept up to body_limit). */
         size_t limit = reel_capture_body_limit(c->ex.flow);
-        reel_ws_opts_t o = {.max_message = limit, .deflate = c->ex.ws_deflate};
+        /* (a header is passed on once it is whole and valid: relay_dir) */
+        reel_ws_opts_t o = {.max_message = limit, .deflate = c->ex.ws_deflate, .hold_header = true};
         c->tun[0] = reel_ws_codec_new(REEL_WS_FROM_CLIENT, &o);
         c->tun[1] = reel_ws_codec_new(REEL_WS_FROM_SERVER, &o);
         c->websocket = true;

@@ -61,6 +61,8 @@ struct reel_ws {
     uint64_t payload_len; /* of the frame */
     uint64_t remaining;   /* payload bytes still to come */
     uint64_t frame_bytes; /* of this frame consumed so far (header included) */
+    bool hold_header;     /* an unfinished header is left unconsumed (opts) */
+    size_t held;          /* bytes of one the last call left so */
 
     /* a control frame's payload, NUL-terminated */
     uint8_t ctl[REEL_WS_MAX_CONTROL + 1];
@@ -449,6 +451,7 @@ static reel_rc drive(reel_ws_t *w, const uint8_t *buf, size_t len, size_t *consu
     reel_rc rc = REEL_NEED_MORE;
     size_t off = 0;
     size_t boundary = 0;               /* end of the last frame finished in this call */
+    w->held = 0;
     bool crossed = false;              /* a frame finished in this call */
     bool started = w->frame_bytes > 0; /* the current frame began in an earlier call */
 
@@ -473,6 +476,14 @@ static reel_rc drive(reel_ws_t *w, const uint8_t *buf, size_t len, size_t *consu
                 }
             }
             if (w->hdr_len < want) {
+                if (w->hold_header) {
+                    /* given back: they come again with the rest (an
+                     * unfinished header only ever began in this call) */
+                    off -= w->hdr_len;
+                    w->frame_bytes -= w->hdr_len;
+                    w->held = w->hdr_len;
+                    w->hdr_len = 0;
+                }
                 rc = REEL_NEED_MORE;
                 break;
             }
@@ -534,6 +545,7 @@ reel_ws_t *reel_ws_new(reel_ws_role role, const reel_ws_opts_t *opts) {
         o = *opts;
     w->role = role;
     w->deflate = o.deflate.enabled;
+    w->hold_header = o.hold_header;
     bool from_server = role == REEL_WS_FROM_SERVER;
     w->no_takeover =
         from_server ? o.deflate.server_no_context_takeover : o.deflate.client_no_context_takeover;
@@ -597,6 +609,11 @@ reel_rc reel_ws_feed_eof(reel_ws_t *w, reel_ws_event_t *ev) {
     if (w->st == ST_EOF || w->st == ST_CLOSED) {
         w->st = ST_EOF; /* after a close frame nothing more was due */
         return REEL_OK;
+    }
+    if (w->held) { /* the start of a header, never passed on */
+        fail(w, REEL_WS_CLOSE_ABNORMAL, "connection cut inside a frame");
+        w->err_mid = false;
+        return error_out(w, ev);
     }
     if (w->frame_bytes > 0) {
         w->err_mid = true;

@@ -93,6 +93,16 @@ typedef struct {
     size_t max_message;
     /** Compression in use on the connection. */
     reel_ws_deflate_t deflate;
+    /** Leave a frame header that is not yet whole unconsumed (NEED_MORE
+     * with *consumed short of len by at most REEL_WS_MAX_HEADER - 1
+     * bytes): the caller keeps those bytes and feeds them again with what
+     * follows. A relay that forwards what the codec consumed then never
+     * passes on the start of a header it cannot judge yet, so a frame
+     * refused for its header (a reserved opcode, a masked frame from a
+     * server) is refused whole, however the bytes were cut on the way, and
+     * the other peer can still be sent a Close. At the end of the stream
+     * reel_ws_feed_eof() counts such bytes as a frame cut short. */
+    bool hold_header;
 } reel_ws_opts_t;
 
 /** What reel_ws_feed() reports. */

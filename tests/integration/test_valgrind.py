@@ -381,6 +381,73 @@ class ValgrindShutdown(ValgrindBase):
             o.stop()
         self.assertTrue(any(r["headers"].get(":protocol") == "websocket" for r in o.requests))
 
+    def test_websocket_linger_after_a_bad_frame_and_ctrl_c(self):
+        # a server breaks the protocol (a reserved opcode): reel sends both
+        # sides a Close, half-closes them and reads each to its end
+        # (core/tunnel.c ws_fail): one pair that closes, so the connection
+        # ends; one whose server keeps its socket open and sends on,
+        # lingering at Ctrl-C
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(8)
+        held = []
+
+        def serve():
+            while True:
+                try:
+                    t, _ = lsock.accept()
+                except OSError:
+                    return
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    head += t.recv(1)
+                t.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                          b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
+                          b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x83\x00")
+                if b"/stay" in head:
+                    t.sendall(b"\x82\x05after")  # read and dropped
+                    held.append(t)
+                    continue
+                while t.recv(4096):
+                    pass
+                t.close()
+        import threading
+        threading.Thread(target=serve, daemon=True).start()
+
+        def ws(path):
+            c = self.conn(b"GET http://127.0.0.1:%d%s HTTP/1.1\r\nHost: x\r\n"
+                          b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                          b"Sec-WebSocket-Version: 13\r\n\r\n" % (lsock.getsockname()[1], path))
+            c.settimeout(20)
+            got = b""
+            while b"\x88" not in got.partition(b"\r\n\r\n")[2]:
+                d = c.recv(4096)
+                self.assertTrue(d, got)
+                got += d
+            return c, got
+        try:
+            c, got = ws(b"/close")
+            self.assertIn(b" 101 ", got)
+            while c.recv(4096):  # reel's end after its Close
+                pass
+            c.close()
+            c2, _ = ws(b"/stay")
+            time.sleep(1.5)
+            self.proc.send_signal(signal.SIGINT)
+            code = self.proc.wait(120)
+            c2.close()
+        finally:
+            lsock.close()
+            for t in held:
+                t.close()
+        self.assert_clean(code)
+        rows = json.loads(subprocess.run([REEL, "flows", "vg", "--json"], env=self.env,
+                                         check=True, capture_output=True).stdout)
+        self.assertEqual([r["error"] for r in rows if "/close" in r["url"] or "/stay" in r["url"]],
+                         ["the server sent an invalid WebSocket frame: reserved opcode "
+                          "(closed with 1002)"] * 2, rows)
+
     def test_h2_upstream_sessions_at_close_and_ctrl_c(self):
         # streams over the shared HTTP/2 session to the origin: one answered,
         # one large and unread when its client goes (its stream is reset

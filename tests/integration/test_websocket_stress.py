@@ -279,7 +279,8 @@ class WebSocketStressTest(unittest.TestCase):
         c = self.connect(path)
         c.sendall(frame(1, b"hello"))
         # the first of three fragments, then half a frame header and gone
-        c.sendall(frame(2, b"part one", fin=False) + b"\x80")
+        part = frame(2, b"part one", fin=False)
+        c.sendall(part + b"\x80")
         time.sleep(0.2)
         c.close()
         full, row = self.flow_of(path.decode())
@@ -294,7 +295,10 @@ class WebSocketStressTest(unittest.TestCase):
         while len(got) < 2 and time.time() < deadline:
             time.sleep(0.05)
         self.assertEqual(got[0], (True, 1, True, b"hello"))
-        self.assertEqual(got[1][-1:], b"\x80")  # forwarded as it came, then the end
+        # the whole fragment, then the end: the start of a header that never
+        # became whole is not passed on (it once was, so a header refused
+        # for a bad opcode could reach the other peer in part)
+        self.assertEqual(got[1], part)
         self.assertEqual(self.server.errors, [])
 
     # ---- big ----
@@ -413,16 +417,21 @@ class WebSocketStressTest(unittest.TestCase):
 
     # ---- servers that break the protocol ----
 
-    def violation(self, name, bad, code, why):
-        """The server sends a good text frame, then `bad`: the client must get
-        the good one, then a close with `code`, then the end; the server a
-        masked close with `code`; the flow ends with `why`."""
+    def violation(self, name, bad, code, why, later=()):
+        """The server sends a good text frame, then `bad`, then each of
+        `later` 0.1 s apart: the client must get the good one, then a close
+        with `code`, then the end; the server a masked close with `code`,
+        then the end (not a reset, whatever it still sent); the flow ends
+        with `why`."""
         path = b"/violation-" + name.encode()
         to_server = []
 
         def behaviour(s):
             s.settimeout(10)
             s.sendall(frame(1, b"fine", mask=False) + bad)
+            for piece in later:
+                time.sleep(0.1)
+                s.sendall(piece)
             to_server.append(read_to_eof(s))
         self.server.behaviours[path] = behaviour
         c = self.connect(path)
@@ -452,6 +461,21 @@ class WebSocketStressTest(unittest.TestCase):
         key, n = head[2:6], head[1] & 0x7F
         p = bytes(b ^ key[i % 4] for i, b in enumerate(head[6:6 + n]))
         self.assertEqual(struct.unpack("!H", p[:2])[0], code, p)
+
+    def test_server_sends_a_bad_header_in_two_pieces(self):
+        # the first byte of a header with a reserved opcode, then the rest:
+        # reel passed the byte on when it came (the client got a frame cut
+        # short and no Close) before it held headers back until whole
+        bad = frame(3, b"what is 3", mask=False)
+        self.violation("opcode-split", bad[:1], 1002, "reserved opcode", [bad[1:]])
+
+    def test_server_sends_on_after_a_bad_header(self):
+        # a refused frame's payload (and more) comes after reel closed its
+        # side: read and dropped, so the server gets reel's Close and its end,
+        # not a reset (the socket was closed with bytes unread)
+        bad = frame(2, b"x" * 100000, mask=True)
+        self.violation("masked-more", bad[:14], 1002, "masked frame from a server",
+                       [bad[14:], frame(1, b"more", mask=False)])
 
     def test_server_sends_a_masked_frame(self):
         self.violation("masked", frame(1, b"masked by a server"), 1002,
