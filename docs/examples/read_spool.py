@@ -130,7 +130,7 @@ def flow_json(flow_id, recs, replayed_as=()):
                        "client_conn", "stream_id", "client_tls", "start_us", "end_us", "request_end_us", "response_start_us",
                        "error", "request", "response", "timings", "server_conn", "messages",
                        "replay_of", "interim", "request_trailers", "response_trailers",
-                       "response_body_edit"))
+                       "request_body_edit", "response_body_edit"))
     f.update(id=flow_id, state="open", replayed_as=sorted(replayed_as),  # "open": no end yet
              # trailers that did not reach the other side (Trailers.not_passed_on)
              request_trailers_not_passed_on=False, response_trailers_not_passed_on=False)
@@ -217,11 +217,14 @@ def flow_json(flow_id, recs, replayed_as=()):
             side = "response" if t.response else "request"
             f[side + "_trailers"] = headers(t.headers)
             f[side + "_trailers_not_passed_on"] = t.not_passed_on
-        elif ev == "body_edit":  # what modify_body rules did to the response body
+        elif ev == "body_edit":  # what modify_body rules did to the request or response body
             b = r.body_edit
-            f["response_body_edit"] = dict(rules=list(b.rules), replacements=b.replacements,
-                                           sent_size=b.sent_size, decoded=b.decoded,
-                                           not_applied=b.not_applied or None)
+            side = "response" if b.response else "request"
+            f[side + "_body_edit"] = dict(rules=list(b.rules), replacements=b.replacements,
+                                          sent_size=b.sent_size, decoded=b.decoded,
+                                          not_applied=b.not_applied or None)
+            if not b.response:  # reel sent the client's 100 (Continue) itself
+                f[side + "_body_edit"]["answered_continue"] = b.answered_continue
         elif ev == "server_conn":  # the upstream connection (the last one counts)
             c = r.server_conn
             f["server_conn"] = dict(conn_id=c.conn_id, address=c.address, sni=c.sni or None,

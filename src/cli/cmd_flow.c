@@ -257,6 +257,7 @@ typedef struct {
     int vcut;
     char *ctype; /* Content-Type, owned, NULL if none */
     int pmsg;    /* --proto: the schema's message for this body, -1 if none */
+    char *edit;  /* modify_body's line for this body, owned, said where it ends; NULL: none */
 } dir_t;
 
 struct view {
@@ -634,6 +635,15 @@ static const char *cut_cause(const view_t *v, const dir_t *d) {
     return " by body_limit";
 }
 
+/* Says the modify_body line held for d, once. */
+static void edit_say(view_t *v, dir_t *d) {
+    if (d->edit == NULL)
+        return;
+    note(v, "%s", d->edit);
+    free(d->edit);
+    d->edit = NULL;
+}
+
 static void close_body(view_t *v, dir_t *d) {
     if (d->closed)
         return;
@@ -671,6 +681,7 @@ static void close_body(view_t *v, dir_t *d) {
     else if (truncated && !v->headers_only) /* its size on the wire is not known */
         note(v, "(%sbody truncated at %llu bytes%s)", which, (unsigned long long)d->stored,
              cut_cause(v, d));
+    edit_say(v, d);
     if (d->body)
         v->gap = 1;
 }
@@ -1032,24 +1043,39 @@ static void conn_setup_line(view_t *v, const Reel__ServerConn *sc) {
         note(v, "~ connection set up: %s%s", n ? line : "", when);
 }
 
-/* What modify_body rules did to the response body (shown with it). */
+/* What modify_body rules did to a body, said where that body ends (after
+ * its bytes, before the response for a request's): the record comes after
+ * the body's last chunk, or after the head when reel knew then that the
+ * rules would not apply, and the body's bytes may not all be out yet. */
 static void body_edit_line(view_t *v, const Reel__BodyEdit *b) {
-    message_close(v);
-    reel_buf_t rules;
+    dir_t *d = &v->d[b->response ? RESP : REQ];
+    const char *who = b->response ? "the client" : "the origin";
+    reel_buf_t rules, line;
     reel_buf_init(&rules, 0);
+    reel_buf_init(&line, 0);
     for (size_t i = 0; i < b->n_rules; i++)
         reel_buf_printf(&rules, "%s'%s'", i ? ", " : "", b->rules[i]);
     if (b->not_applied[0])
-        note(v, "~ modify_body: %s not applied (%s): the client got the body as it came",
-             rules.len ? (const char *)rules.data : "the rules", b->not_applied);
+        reel_buf_printf(&line, "~ modify_body: %s not applied (%s): %s got the body as it came",
+                        rules.len ? (const char *)rules.data : "the rules", b->not_applied, who);
     else
-        note(v,
-             "~ modify_body: %llu replacement%s by %s; the client got %llu bytes%s, with a "
-             "Content-Length",
-             (unsigned long long)b->replacements, b->replacements == 1 ? "" : "s",
-             rules.len ? (const char *)rules.data : "no rule", (unsigned long long)b->sent_size,
-             b->decoded ? ", decoded from its Content-Encoding" : "");
+        reel_buf_printf(&line,
+                        "~ modify_body: %llu replacement%s by %s; %s got %llu bytes%s, with a "
+                        "Content-Length",
+                        (unsigned long long)b->replacements, b->replacements == 1 ? "" : "s",
+                        rules.len ? (const char *)rules.data : "no rule", who,
+                        (unsigned long long)b->sent_size,
+                        b->decoded ? ", decoded from its Content-Encoding" : "");
+    if (b->answered_continue) /* (the head went with the body) */
+        reel_buf_puts(&line, "; reel answered its Expect: 100-continue itself");
+    free(d->edit);
+    d->edit = reel_strdup((const char *)line.data);
     reel_buf_free(&rules);
+    reel_buf_free(&line);
+    if (d->closed) { /* (its end was said already) */
+        message_close(v);
+        edit_say(v, d);
+    }
 }
 
 static void server_conn_line(view_t *v, const Reel__ServerConn *sc) {
@@ -1303,6 +1329,7 @@ static int run_view(reel_cli_t *cli, reel_session_t *s, unsigned long long id, i
         reel_buf_free(&v.d[i].peek);
         reel_buf_free(&v.d[i].vbuf);
         free(v.d[i].ctype);
+        free(v.d[i].edit);
     }
     reel_buf_free(&v.msg_vbuf);
     free(v.source);
@@ -1374,7 +1401,7 @@ typedef struct {
     size_t msg_total;     /* message bytes put into the JSON so far */
     uint64_t msg_stored;  /* the current message's bytes in the spool */
     json_t *server_conn;  /* the last ServerConn record */
-    json_t *body_edit;    /* the BodyEdit record (modify_body), NULL: none */
+    json_t *body_edit[2]; /* each body's BodyEdit record (modify_body), NULL: none */
     json_t *interim;      /* 1xx heads before the final one, NULL until one */
     json_t *trailers[2];  /* trailer fields of each body, NULL: none */
     int trailers_held[2]; /* ... which did not reach the other side (not_passed_on) */
@@ -1564,10 +1591,12 @@ static int json_record(void *ctx, const Reel__Record *rec) {
         reel_json_conn_setup(j->server_conn, sc);
         break;
     }
-    case REEL__RECORD__EVENT_BODY_EDIT:
-        json_decref(j->body_edit);
-        j->body_edit = reel_json_body_edit(rec->body_edit);
+    case REEL__RECORD__EVENT_BODY_EDIT: {
+        int dir = rec->body_edit->response ? RESP : REQ;
+        json_decref(j->body_edit[dir]);
+        j->body_edit[dir] = reel_json_body_edit(rec->body_edit);
         break;
+    }
     case REEL__RECORD__EVENT_REQUEST_BODY:
     case REEL__RECORD__EVENT_RESPONSE_BODY: {
         int dir = rec->event_case == REEL__RECORD__EVENT_REQUEST_BODY ? REQ : RESP;
@@ -1751,7 +1780,8 @@ static int run_json(reel_cli_t *cli, reel_session_t *s, unsigned long long id, i
     json_object_set_new(o, "replayed_as", ra);
     json_msg_done(&j);
     json_object_set(o, "server_conn", j.server_conn ? j.server_conn : json_null());
-    json_object_set(o, "response_body_edit", j.body_edit ? j.body_edit : json_null());
+    json_object_set(o, "request_body_edit", j.body_edit[REQ] ? j.body_edit[REQ] : json_null());
+    json_object_set(o, "response_body_edit", j.body_edit[RESP] ? j.body_edit[RESP] : json_null());
     json_object_set(o, "interim", j.interim ? j.interim : json_null());
     json_object_set(o, "request_trailers", j.trailers[REQ] ? j.trailers[REQ] : json_null());
     json_object_set(o, "response_trailers", j.trailers[RESP] ? j.trailers[RESP] : json_null());
@@ -1779,7 +1809,8 @@ out:
     json_decref(j.timings);
     json_decref(j.messages);
     json_decref(j.server_conn);
-    json_decref(j.body_edit);
+    json_decref(j.body_edit[0]);
+    json_decref(j.body_edit[1]);
     json_decref(j.interim);
     json_decref(j.trailers[0]);
     json_decref(j.trailers[1]);

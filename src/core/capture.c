@@ -126,10 +126,11 @@ void reel_capture_message_at(reel_capture_flow_t *f, bool from_client, const voi
     reel_recorder_message(f, &m);
 }
 
-void reel_capture_body_edit(reel_capture_flow_t *f, const char *const *rules, size_t n,
-                            uint64_t replacements, uint64_t sent_size, bool decoded,
-                            const char *not_applied) {
-    reel_body_edit_t e = {.response = true,
+void reel_capture_body_edit(reel_capture_flow_t *f, bool response, const char *const *rules,
+                            size_t n, uint64_t replacements, uint64_t sent_size, bool decoded,
+                            bool answered_continue, const char *not_applied) {
+    reel_body_edit_t e = {.response = response,
+                          .answered_continue = answered_continue,
                           .rules = rules,
                           .n_rules = n,
                           .replacements = replacements,

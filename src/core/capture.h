@@ -123,13 +123,14 @@ typedef struct {
     int64_t opened_us, dns_us, connect_us, ssl_us;
 } reel_capture_conn_t;
 
-/** Records what modify_body rules did to f's response body (after it):
- * the rules (as configured, n of them), matches replaced, bytes sent,
- * whether it was decoded; not_applied: why they were not (NULL: they
+/** Records what modify_body rules did to f's request or response body
+ * (after it): the rules (as configured, n of them), matches replaced,
+ * bytes sent, whether it was decoded, whether reel answered the request's
+ * Expect: 100-continue itself; not_applied: why they were not (NULL: they
  * were). */
-void reel_capture_body_edit(reel_capture_flow_t *f, const char *const *rules, size_t n,
-                            uint64_t replacements, uint64_t sent_size, bool decoded,
-                            const char *not_applied);
+void reel_capture_body_edit(reel_capture_flow_t *f, bool response, const char *const *rules,
+                            size_t n, uint64_t replacements, uint64_t sent_size, bool decoded,
+                            bool answered_continue, const char *not_applied);
 
 /** Records the upstream connection of f. */
 void reel_capture_server_conn(reel_capture_flow_t *f, const reel_capture_conn_t *sc);

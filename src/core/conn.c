@@ -310,9 +310,7 @@ static void conn_free(conn_t *c) {
     reel_buf_free(&c->ex.retry_head);
     reel_buf_free(&c->ex.head_raw);
     reel_buf_free(&c->ex.rule_req);
-    reel__hold_clear(c);
-    reel_buf_free(&c->ex.hold_head);
-    reel_buf_free(&c->ex.hold_body);
+    reel__hold_clear(c); /* (its buffers too) */
     reel__local_free(c);
     if (c->cut_fin) /* (reel__conn_close ends it first: not expected) */
         reel__fin_end(c->cut_fin, c->cut_why);
@@ -873,8 +871,10 @@ conn_t *reel__conn_new(reel_proxy_t *p, reel_filter_t *bottom, const char *clien
     reel_buf_init(&c->ex.retry_head, 0);
     reel_buf_init(&c->ex.head_raw, 0);
     reel_buf_init(&c->ex.rule_req, 0);
-    reel_buf_init(&c->ex.hold_head, 0);
-    reel_buf_init(&c->ex.hold_body, 0);
+    for (int d = 0; d < 2; d++) {
+        reel_buf_init(&c->ex.hold[d].head, 0);
+        reel_buf_init(&c->ex.hold[d].body, 0);
+    }
     reel_stack_push(&c->client.st, bottom, NULL, 0);
     c->client.open = c->client.connected = true;
     c->handles = 1;

@@ -167,6 +167,19 @@ typedef struct {
     char addr[64];                        /* "" until connected */
 } upstream_facts_t;
 
+/* modify_body: a message held whole, its head as it will go (without its
+ * framing fields and last CRLF) and its body as it came, to be changed by
+ * the rules of mask (a reference kept) before it goes; or, held past the
+ * limit, sent on chunked by reel (rechunk). */
+typedef struct {
+    bool on, rechunk;
+    bool continued; /* reel answered the request's Expect: 100-continue */
+    reel_body_rules_t *rules;
+    uint64_t mask;
+    reel_buf_t head, body;
+    char *coding; /* its Content-Encoding (NULL: none) */
+} body_hold_t;
+
 typedef struct {
     uint32_t client_sid; /* the request's stream on the client side */
     uint32_t server_sid; /* ... on the upstream side (0: not sent) */
@@ -219,16 +232,9 @@ typedef struct {
     reel_buf_t rule_req;
     const reel_header_edit_t *req_edits;
     size_t n_req_edits;
-    /* modify_body (exchange.c's hold_*): the response held whole, its
-     * head as it will go (without its framing fields and last CRLF) and
-     * its body as it came, to be changed by the rules of hold_mask (a
-     * reference kept) before it goes; or, held past the limit, sent on
-     * chunked by reel (rechunk) */
-    bool hold, rechunk;
-    reel_body_rules_t *hold_rules;
-    uint64_t hold_mask;
-    reel_buf_t hold_head, hold_body;
-    char *hold_coding; /* its Content-Encoding (NULL: none) */
+    /* modify_body (exchange.c's hold_*), [0] the request, [1] the
+     * response */
+    body_hold_t hold[2];
 } exchange_t;
 
 struct conn {
@@ -835,7 +841,8 @@ void reel__transparent_begin(conn_t *c, const char *host, int port);
 void reel__rule_request(const conn_t *c, const reel_h1_head_t *h, const char *url, const char *host,
                         reel_filter_request_t *rq);
 
-/* Drops a held response (modify_body) and its rules' reference. */
+/* Drops a held request and response (modify_body) and their rules'
+ * references. */
 void reel__hold_clear(conn_t *c);
 
 /* modify_headers' changes to the response head rs (as recorded) of the

@@ -1368,125 +1368,156 @@ size_t reel__fields_edit(reel_field_t *fs, size_t n, const reel_header_edit_t *e
     return k;
 }
 
-/* ---- modify_body: a response held whole, changed, then sent ---- */
+/* ---- modify_body: a body held whole, changed, then sent ----
+ *
+ * d: 0 the request (sent to the origin), 1 the response (to the client). */
 
 #define HOLD_MAX ((size_t)8 << 20) /* the most of a body held (and of it decoded) */
 
-void reel__hold_clear(conn_t *c) {
-    c->ex.hold = c->ex.rechunk = false;
-    reel_body_rules_free(c->ex.hold_rules);
-    c->ex.hold_rules = NULL;
-    c->ex.hold_mask = 0;
-    reel_buf_free(&c->ex.hold_head);
-    reel_buf_free(&c->ex.hold_body);
-    free(c->ex.hold_coding);
-    c->ex.hold_coding = NULL;
+static void hold_clear(conn_t *c, int d) {
+    body_hold_t *b = &c->ex.hold[d];
+    b->on = b->rechunk = b->continued = false;
+    reel_body_rules_free(b->rules);
+    b->rules = NULL;
+    b->mask = 0;
+    reel_buf_free(&b->head);
+    reel_buf_free(&b->body);
+    free(b->coding);
+    b->coding = NULL;
 }
 
-/* Records what became of the rules of mask for this response. */
-static void hold_record(conn_t *c, const reel_body_rules_t *m, uint64_t mask, uint64_t replacements,
-                        uint64_t sent, bool decoded, const char *not_applied) {
+void reel__hold_clear(conn_t *c) {
+    hold_clear(c, 0);
+    hold_clear(c, 1);
+}
+
+/* Records what became of the rules of mask for this body. */
+static void hold_record(conn_t *c, int d, const reel_body_rules_t *m, uint64_t mask,
+                        uint64_t replacements, uint64_t sent, bool decoded,
+                        const char *not_applied) {
     const char *texts[64];
     size_t n = reel_body_rules_texts(m, mask, texts);
     if (c->ex.flow)
-        reel_capture_body_edit(c->ex.flow, texts, n, replacements, sent, decoded, not_applied);
+        reel_capture_body_edit(c->ex.flow, d == 1, texts, n, replacements, sent, decoded,
+                               c->ex.hold[d].continued, not_applied);
 }
 
-/* Whether the response h, which the modify_body rules of mask match
- * (response_rules; edits: modify_headers' changes), is held: then its
- * head, as it will go, is kept, and nothing is sent until its body has
- * come. */
-static bool hold_begin(conn_t *c, const reel_h1_head_t *h, uint64_t mask,
-                       const reel_header_edit_t *edits, size_t nedits) {
+static peer_t *hold_to(conn_t *c, int d) {
+    return d ? &c->client : c->up;
+}
+
+/* Whether the message h, whose body the modify_body rules of mask match
+ * (0: none), is held: if so *o is h without the fields that frame its
+ * body (reel frames it) nor its Content-Encoding (added again if the body
+ * goes as it came), its fields in *fs (owned), for the caller to write as
+ * it will go (hold_commit). Not when it is too large: why said now.
+ * A request's Expect: 100-continue is reel's to answer then (the origin
+ * gets the head only with the body), as mitmproxy does: RFC 9110 10.1.1
+ * has a proxy send the head on at once, which would leave the body's
+ * length to be said before its rules have run. */
+static bool hold_begin(conn_t *c, int d, const reel_h1_head_t *h, uint64_t mask, reel_h1_head_t *o,
+                       reel_h1_header_t **fs) {
     if (mask == 0)
         return false;
     const char *why = NULL;
     if (h->framing == REEL_H1_BODY_LENGTH && (uint64_t)h->content_length > HOLD_MAX)
         why = "the body is over 8 MiB";
-    else if (h->framing != REEL_H1_BODY_LENGTH && c->ex.client_h10)
+    else if (d == 1 && h->framing != REEL_H1_BODY_LENGTH && c->ex.client_h10)
         why = "its length is not known, and its HTTP/1.0 client could take it only whole";
     if (why) { /* (known now: said now) */
-        hold_record(c, c->p->modify_body, mask, 0, 0, false, why);
+        hold_record(c, d, c->p->modify_body, mask, 0, 0, false, why);
         return false;
     }
-    /* the head without the fields that frame the body (reel frames it),
-     * nor its Content-Encoding (added again if the body goes as it came) */
-    reel_h1_header_t *fs = reel_malloc((h->nheaders ? h->nheaders : 1) * sizeof *fs);
-    reel_h1_head_t o = *h;
-    o.nheaders = 0;
+    body_hold_t *b = &c->ex.hold[d];
+    *fs = reel_malloc((h->nheaders ? h->nheaders : 1) * sizeof **fs);
+    *o = *h;
+    o->nheaders = 0;
     for (size_t i = 0; i < h->nheaders; i++) {
         const reel_h1_header_t *f = &h->headers[i];
         bool coding = f->name_len == 16 && strncasecmp(f->name, "content-encoding", 16) == 0;
-        if (coding && !reel_coding_is_identity(f->value, f->value_len) && c->ex.hold_coding == NULL)
-            c->ex.hold_coding = reel_strndup(f->value, f->value_len);
+        if (coding && !reel_coding_is_identity(f->value, f->value_len) && b->coding == NULL)
+            b->coding = reel_strndup(f->value, f->value_len);
+        if (d == 0 && f->name_len == 6 && strncasecmp(f->name, "expect", 6) == 0 &&
+            reel__has_token(h, "expect", "100-continue")) {
+            /* (an HTTP/1.0 client's is ignored, RFC 9110 10.1.1: no 100) */
+            b->continued = !c->ex.client_h10;
+            continue;
+        }
         /* (an HTTP/2 origin's length, for a stream: core/h2up.c) */
         if (coding || (f->name_len == 14 && strncasecmp(f->name, "content-length", 14) == 0) ||
             (f->name_len == 17 && strncasecmp(f->name, "transfer-encoding", 17) == 0) ||
             (f->name_len == 7 && strncasecmp(f->name, "trailer", 7) == 0) ||
             reel__is_lane_length(f))
             continue;
-        fs[o.nheaders++] = *f;
+        (*fs)[o->nheaders++] = *f;
     }
-    o.headers = fs;
-    reel_buf_reset(&c->ex.hold_head);
-    bool ok = write_head(&c->ex.hold_head, &o, false, NULL, false, c->client_close, NULL, NULL,
-                         edits, nedits);
-    free(fs);
-    if (!ok || c->ex.hold_head.len < 2) {
-        reel__hold_clear(c);
-        return false; /* (written as it came: its own failure is said there) */
+    o->headers = *fs;
+    reel_buf_reset(&b->head);
+    return true;
+}
+
+/* The held head is written (written: its writer's result): the body is
+ * held from now on. False if it could not be (then it goes as it came,
+ * and its own failure is said there). */
+static bool hold_commit(conn_t *c, int d, uint64_t mask, bool written) {
+    body_hold_t *b = &c->ex.hold[d];
+    if (!written || b->head.len < 2) {
+        hold_clear(c, d);
+        return false;
     }
-    c->ex.hold_head.len -= 2; /* its last CRLF: the framing fields go there */
-    c->ex.hold = true;
-    c->ex.hold_rules = reel_body_rules_ref(c->p->modify_body);
-    c->ex.hold_mask = mask;
+    b->head.len -= 2; /* its last CRLF: the framing fields go there */
+    b->on = true;
+    b->rules = reel_body_rules_ref(c->p->modify_body);
+    b->mask = mask;
     return true;
 }
 
 /* Sends the held head, with fields (each line with its CRLF) and the
  * head's end, then body. */
-static void hold_send(conn_t *c, const char *fields, const void *body, size_t len) {
+static void hold_send(conn_t *c, int d, const char *fields, const void *body, size_t len) {
+    const body_hold_t *b = &c->ex.hold[d];
     reel_buf_t out;
     reel_buf_init(&out, 0);
-    reel_buf_append(&out, c->ex.hold_head.data, c->ex.hold_head.len);
+    reel_buf_append(&out, b->head.data, b->head.len);
     reel_buf_puts(&out, fields);
     reel_buf_puts(&out, "\r\n");
     if (len)
         reel_buf_append(&out, body, len);
-    reel__peer_write(&c->client, out.data, out.len);
+    reel__peer_write(hold_to(c, d), out.data, out.len);
     reel_buf_free(&out);
 }
 
 /* A chunk of a body reel frames (rechunk). */
-static void send_chunk(conn_t *c, const void *data, size_t len) {
+static void send_chunk(conn_t *c, int d, const void *data, size_t len) {
     if (len == 0)
         return;
     char size[24];
     snprintf(size, sizeof size, "%zx\r\n", len);
-    reel__peer_write(&c->client, size, strlen(size));
-    reel__peer_write(&c->client, data, len);
-    reel__peer_write(&c->client, "\r\n", 2);
+    peer_t *to = hold_to(c, d);
+    reel__peer_write(to, size, strlen(size));
+    reel__peer_write(to, data, len);
+    reel__peer_write(to, "\r\n", 2);
 }
 
 /* The held body grew past HOLD_MAX: the rules are not applied; what came
  * goes on now, and the rest as it comes, chunked. */
-static void hold_give_up(conn_t *c) {
-    char *coding =
-        c->ex.hold_coding ? reel_asprintf("Content-Encoding: %s\r\n", c->ex.hold_coding) : NULL;
+static void hold_give_up(conn_t *c, int d) {
+    body_hold_t *b = &c->ex.hold[d];
+    char *coding = b->coding ? reel_asprintf("Content-Encoding: %s\r\n", b->coding) : NULL;
     char *fields = reel_asprintf("%sTransfer-Encoding: chunked\r\n", coding ? coding : "");
-    hold_send(c, fields, NULL, 0);
-    send_chunk(c, c->ex.hold_body.data, c->ex.hold_body.len);
+    hold_send(c, d, fields, NULL, 0);
+    send_chunk(c, d, b->body.data, b->body.len);
     free(fields);
     free(coding);
-    hold_record(c, c->ex.hold_rules, c->ex.hold_mask, 0, 0, false, "the body is over 8 MiB");
-    reel__hold_clear(c);
-    c->ex.rechunk = true;
+    hold_record(c, d, b->rules, b->mask, 0, 0, false, "the body is over 8 MiB");
+    hold_clear(c, d);
+    b->rechunk = true;
 }
 
-static void hold_body_add(conn_t *c, const uint8_t *data, size_t len) {
-    reel_buf_append(&c->ex.hold_body, data, len);
-    if (c->ex.hold_body.len > HOLD_MAX)
-        hold_give_up(c);
+static void hold_body_add(conn_t *c, int d, const uint8_t *data, size_t len) {
+    reel_buf_append(&c->ex.hold[d].body, data, len);
+    if (c->ex.hold[d].body.len > HOLD_MAX)
+        hold_give_up(c, d);
 }
 
 typedef struct {
@@ -1505,10 +1536,11 @@ static int hold_sink(void *ctx, const uint8_t *data, size_t len) {
 }
 
 /* The held body has come whole: the rules applied (decoded first if it
- * has a Content-Encoding), the response sent with its new length; or, if
+ * has a Content-Encoding), the message sent with its new length; or, if
  * they cannot be, as it came. */
-static void hold_end(conn_t *c) {
-    const reel_buf_t *raw = &c->ex.hold_body;
+static void hold_end(conn_t *c, int d) {
+    body_hold_t *b = &c->ex.hold[d];
+    const reel_buf_t *raw = &b->body;
     reel_buf_t plain;
     reel_buf_init(&plain, 0);
     reel_err_t err;
@@ -1516,43 +1548,42 @@ static void hold_end(conn_t *c) {
     char *why = NULL;
     const uint8_t *in = raw->data;
     size_t in_len = raw->len;
-    if (c->ex.hold_coding) {
+    if (b->coding) {
         hold_sink_t sink = {.out = &plain};
-        reel_decoder_t *d = NULL;
-        if (reel_decoder_new(c->ex.hold_coding, hold_sink, &sink, &d, &err) != REEL_OK ||
-            reel_decoder_feed(d, raw->data, raw->len, &err) != REEL_OK ||
-            reel_decoder_finish(d, &err) != REEL_OK)
+        reel_decoder_t *dec = NULL;
+        if (reel_decoder_new(b->coding, hold_sink, &sink, &dec, &err) != REEL_OK ||
+            reel_decoder_feed(dec, raw->data, raw->len, &err) != REEL_OK ||
+            reel_decoder_finish(dec, &err) != REEL_OK)
             why = sink.over ? reel_strdup("the body decoded is over 8 MiB")
                             : reel_asprintf("its Content-Encoding could not be undone: %s",
                                             reel_err_str(&err));
-        reel_decoder_free(d);
+        reel_decoder_free(dec);
         in = plain.data;
         in_len = plain.len;
     }
     uint8_t *out = NULL;
     size_t out_len = 0;
     uint64_t count = 0;
-    if (why == NULL && reel_body_rules_apply(c->ex.hold_rules, c->ex.hold_mask, in, in_len, &out,
-                                             &out_len, &count, &err) != REEL_OK)
+    if (why == NULL && reel_body_rules_apply(b->rules, b->mask, in, in_len, &out, &out_len, &count,
+                                             &err) != REEL_OK)
         why = reel_strdup(reel_err_str(&err));
     char *fields;
     if (why) { /* as it came */
-        fields = reel_asprintf(
-            "%s%s%sContent-Length: %zu\r\n", c->ex.hold_coding ? "Content-Encoding: " : "",
-            c->ex.hold_coding ? c->ex.hold_coding : "", c->ex.hold_coding ? "\r\n" : "", raw->len);
-        hold_send(c, fields, raw->data, raw->len);
-        hold_record(c, c->ex.hold_rules, c->ex.hold_mask, 0, raw->len, false, why);
+        fields =
+            reel_asprintf("%s%s%sContent-Length: %zu\r\n", b->coding ? "Content-Encoding: " : "",
+                          b->coding ? b->coding : "", b->coding ? "\r\n" : "", raw->len);
+        hold_send(c, d, fields, raw->data, raw->len);
+        hold_record(c, d, b->rules, b->mask, 0, raw->len, false, why);
     } else {
         fields = reel_asprintf("Content-Length: %zu\r\n", out_len);
-        hold_send(c, fields, out, out_len);
-        hold_record(c, c->ex.hold_rules, c->ex.hold_mask, count, out_len, c->ex.hold_coding != NULL,
-                    NULL);
+        hold_send(c, d, fields, out, out_len);
+        hold_record(c, d, b->rules, b->mask, count, out_len, b->coding != NULL, NULL);
     }
     free(fields);
     free(why);
     free(out);
     reel_buf_free(&plain);
-    reel__hold_clear(c);
+    hold_clear(c, d);
 }
 
 static int map_request(const conn_t *c, const reel_filter_request_t *rq, char **mapped,
@@ -1917,6 +1948,13 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
         if (c->p->modify_headers || c->p->modify_body)
             rule_req_save(c, &rq);
     }
+    /* modify_body's rules that match the request, for its body (one it
+     * has: a length or chunks; not an Upgrade's) */
+    uint64_t body_mask = c->p->modify_body && !c->ex.upgrade &&
+                                 (h->framing == REEL_H1_BODY_CHUNKED ||
+                                  (h->framing == REEL_H1_BODY_LENGTH && h->content_length > 0))
+                             ? reel_body_rules_match(c->p->modify_body, &rq)
+                             : 0;
     if ((c->p->block_list && !c->ex.upgrade && reel__block_answer(c, h, https, port, path, &rq)) ||
         (c->p->map_local && strcmp(path, "*") != 0 && !c->ex.upgrade &&
          reel__local_answer(c, h, https, port, path, &rq))) {
@@ -2029,9 +2067,19 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
     const char *reverse_host = mapped_host  ? mapped_host
                                : c->reverse ? c->p->reverse_authority
                                             : NULL;
-    bool written = write_head(&out, h, true, proxied ? proxied : path, c->ex.upgrade, false,
+    /* a body the rules change: the head waits for it (modify_body) */
+    reel_h1_head_t held;
+    reel_h1_header_t *held_fs = NULL;
+    bool hold = hold_begin(c, 0, h, body_mask, &held, &held_fs);
+    bool written = write_head(hold ? &c->ex.hold[0].head : &out, hold ? &held : h, true,
+                              proxied ? proxied : path, c->ex.upgrade, false,
                               proxied ? c->p->upstream_proxy_b64 : NULL, reverse_host,
                               c->ex.req_edits, c->ex.n_req_edits);
+    free(held_fs);
+    if (hold && !hold_commit(c, 0, body_mask, written))
+        written = false;                      /* (said below) */
+    else if (hold && c->ex.hold[0].continued) /* (recorded with what the rules did) */
+        reel__peer_write(&c->client, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     c->ex.req_edits = NULL;
     c->ex.n_req_edits = 0;
     free(edits);
@@ -2047,7 +2095,8 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
         reel__fail_exchange(c, 400, "the request's head cannot be forwarded as it is");
         return;
     }
-    reel__peer_write(c->up, out.data, out.len);
+    if (!hold)
+        reel__peer_write(c->up, out.data, out.len);
     /* A reused connection may be closed by the origin just as the request
      * goes out (an idle keep-alive timeout, nginx freeing connections):
      * then a request without a body and with an idempotent method is sent
@@ -2094,7 +2143,7 @@ void reel__req_process(conn_t *c) {
             /* Body framing the parser took without an event (a chunk-size
              * line or CRLF cut by a read) is passed on like the data; head
              * bytes are not, the head is re-serialized. */
-            if (c->state == C_REQ_BODY && c->up)
+            if (c->state == C_REQ_BODY && c->up && !c->ex.hold[0].on && !c->ex.hold[0].rechunk)
                 reel__peer_write(c->up, cl->in.data, consumed);
             reel_buf_consume(&cl->in, consumed);
             break;
@@ -2139,17 +2188,28 @@ void reel__req_process(conn_t *c) {
         case REEL_H1_EV_BODY:
             if (c->ex.flow)
                 reel_capture_body(c->ex.flow, false, ev.data, ev.len);
-            if (c->up)
+            if (c->up && c->ex.hold[0].on)
+                hold_body_add(c, 0, ev.data, ev.len);
+            else if (c->up && c->ex.hold[0].rechunk)
+                send_chunk(c, 0, ev.data, ev.len);
+            else if (c->up)
                 reel__peer_write(c->up, cl->in.data, consumed);
             reel_buf_consume(&cl->in, consumed);
             break;
-        case REEL_H1_EV_END:
+        case REEL_H1_EV_END: {
+            /* (a body reel framed itself, modify_body's, goes without them) */
+            bool framed = c->ex.hold[0].on || c->ex.hold[0].rechunk;
             if (c->ex.flow && ev.ntrailers)
-                reel_capture_trailers(c->ex.flow, false, ev.trailers, ev.ntrailers, false);
+                reel_capture_trailers(c->ex.flow, false, ev.trailers, ev.ntrailers, framed);
             else if (c->ex.flow && c->lane_ntrailers) /* (not passed on: core/h2front.c) */
                 reel_capture_trailers(c->ex.flow, false, c->lane_trailers, c->lane_ntrailers, true);
-            if (c->up)
+            if (c->up && c->ex.hold[0].on)
+                hold_end(c, 0);
+            else if (c->up && c->ex.hold[0].rechunk)
+                reel__peer_write(c->up, "0\r\n\r\n", 5);
+            else if (c->up)
                 reel__peer_write(c->up, cl->in.data, consumed);
+            c->ex.hold[0].rechunk = false;
             reel_buf_consume(&cl->in, consumed);
             c->ex.req_done = true;
             c->ex.req_end_us = reel__now_us();
@@ -2163,6 +2223,7 @@ void reel__req_process(conn_t *c) {
                 return;
             }
             break;
+        }
         case REEL_H1_EV_UPGRADE:
             reel_buf_consume(&cl->in, consumed);
             c->state = C_WAIT_RESP; /* the response decides */
@@ -2402,12 +2463,19 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
     }
     if (eof_framed || !h->keep_alive || (te && c->ex.resp_dechunk))
         c->client_close = c->ex.resp_close = true;
-    if (hold_begin(c, h, body_mask, redits, n_redits)) {
-        /* (committed: from here an error cuts the client's connection) */
-        free(kept);
-        free(redits);
-        c->ex.resp_head_sent = true;
-        return;
+    reel_h1_head_t held;
+    reel_h1_header_t *held_fs = NULL;
+    if (hold_begin(c, 1, h, body_mask, &held, &held_fs)) {
+        bool ok = write_head(&c->ex.hold[1].head, &held, false, NULL, false, c->client_close, NULL,
+                             NULL, redits, n_redits);
+        free(held_fs);
+        if (hold_commit(c, 1, body_mask, ok)) {
+            /* (committed: from here an error cuts the client's connection) */
+            free(kept);
+            free(redits);
+            c->ex.resp_head_sent = true;
+            return;
+        }
     }
     reel_buf_t out;
     reel_buf_init(&out, 0);
@@ -2627,8 +2695,8 @@ void reel__resp_process(conn_t *c) {
         if (rc == REEL_OK && cev.type == REEL_CODEC_EV_HEAD)
             c->ex.server_sid = cev.stream;
         if (rc == REEL_NEED_MORE) {
-            if (c->ex.resp_head_sent && !c->ex.resp_done && !c->ex.resp_dechunk && !c->ex.hold &&
-                !c->ex.rechunk) /* (not a body reel frames itself) */
+            if (c->ex.resp_head_sent && !c->ex.resp_done && !c->ex.resp_dechunk &&
+                !c->ex.hold[1].on && !c->ex.hold[1].rechunk) /* (not a body reel frames itself) */
                 reel__peer_write(&c->client, up->in.data, consumed); /* framing, as above */
             else if (!c->ex.resp_head_sent && consumed && c->ex.resp_head_started == 0)
                 c->ex.resp_head_started = uv_now(c->p->loop);
@@ -2709,10 +2777,10 @@ void reel__resp_process(conn_t *c) {
         case REEL_H1_EV_BODY:
             if (c->ex.flow)
                 reel_capture_body(c->ex.flow, true, ev.data, ev.len);
-            if (c->ex.hold)
-                hold_body_add(c, ev.data, ev.len);
-            else if (c->ex.rechunk)
-                send_chunk(c, ev.data, ev.len);
+            if (c->ex.hold[1].on)
+                hold_body_add(c, 1, ev.data, ev.len);
+            else if (c->ex.hold[1].rechunk)
+                send_chunk(c, 1, ev.data, ev.len);
             else if (c->ex.resp_dechunk)
                 reel__peer_write(&c->client, ev.data, ev.len);
             else
@@ -2733,12 +2801,12 @@ void reel__resp_process(conn_t *c) {
             /* (a body reel framed itself, modify_body's, goes without them) */
             if (c->ex.flow && ev.ntrailers)
                 reel_capture_trailers(c->ex.flow, true, ev.trailers, ev.ntrailers,
-                                      c->ex.hold || c->ex.rechunk);
-            if (c->ex.hold) {
-                hold_end(c);
-            } else if (c->ex.rechunk) {
+                                      c->ex.hold[1].on || c->ex.hold[1].rechunk);
+            if (c->ex.hold[1].on) {
+                hold_end(c, 1);
+            } else if (c->ex.hold[1].rechunk) {
                 reel__peer_write(&c->client, "0\r\n\r\n", 5);
-                c->ex.rechunk = false;
+                c->ex.hold[1].rechunk = false;
             } else if (!c->ex.resp_dechunk) { /* (the last chunk and the trailers) */
                 reel__peer_write(&c->client, up->in.data, consumed);
             }

@@ -228,12 +228,12 @@ static const reel_option_t options[] = {
      "value only removes); the flow records the heads as they came and each change (modified)",
      NULL, 0, 0, reel_header_rule_check},
     {"modify_body", REEL_OPT_LIST, "[]",
-     "rules replacing text in the bodies of responses reel passes on, each "
+     "rules replacing text in the bodies of requests and responses reel passes on, each "
      "\"|regex|replacement\" or \"|filter|regex|replacement\" (every rule whose flow filter "
-     "matches the response applies, in order: every match of its PCRE2 regex replaced, $1 and "
-     "${name} in the replacement; a body up to 8 MiB, decoded from its Content-Encoding first; "
-     "at most 64 rules); the flow records the body as it came and what the rules did "
-     "(body_edit)",
+     "matches the request, or the response, applies, in order; ~q: requests only, ~s: "
+     "responses only; every match of its PCRE2 regex replaced, $1 and ${name} in the "
+     "replacement; a body up to 8 MiB, decoded from its Content-Encoding first; at most 64 "
+     "rules); the flow records each body as it came and what the rules did (body_edit)",
      NULL, 0, 0, reel_body_rule_check},
     {"dns_overrides", REEL_OPT_LIST, "[]",
      "host names reel connects to at an address of yours instead of their DNS answer, each "

@@ -116,7 +116,7 @@ typedef struct {
     char *local_file;     /* map_local answered from it (ResponseHead.local_file) */
     char *blocked_by;     /* a block_list rule answered (ResponseHead.blocked_by) */
     json_t *modified[2];  /* modify_headers' changes (reel_json_header_edits); NULL: none */
-    json_t *body_edit;    /* modify_body's BodyEdit (reel_json_body_edit); NULL: none */
+    json_t *body_edit[2]; /* each body's BodyEdit (reel_json_body_edit); NULL: none */
     uint64_t excess;      /* bytes the origin sent past its response's end */
     reel_buf_t stored[2]; /* body as stored, capped */
     int cut[2];           /* stored body longer than the cap */
@@ -287,7 +287,8 @@ static void flow_free(flow_t *f) {
     json_decref(f->client_tls);
     json_decref(f->modified[REQ]);
     json_decref(f->modified[RESP]);
-    json_decref(f->body_edit);
+    json_decref(f->body_edit[REQ]);
+    json_decref(f->body_edit[RESP]);
     for (size_t i = 0; i < f->ninterim; i++) {
         free(f->interim[i].reason);
         free(f->interim[i].version);
@@ -434,10 +435,12 @@ static int on_record(void *ctx, const Reel__Record *rec) {
     case REEL__RECORD__EVENT_RESPONSE_BODY:
         body_add(f, RESP, rec->response_body->data);
         break;
-    case REEL__RECORD__EVENT_BODY_EDIT:
-        json_decref(f->body_edit);
-        f->body_edit = reel_json_body_edit(rec->body_edit);
+    case REEL__RECORD__EVENT_BODY_EDIT: {
+        int dir = rec->body_edit->response ? RESP : REQ;
+        json_decref(f->body_edit[dir]);
+        f->body_edit[dir] = reel_json_body_edit(rec->body_edit);
         break;
+    }
     case REEL__RECORD__EVENT_INTERIM: {
         const Reel__ResponseHead *h = rec->interim;
         f->interim = reel_realloc(f->interim, (f->ninterim + 1) * sizeof *f->interim);
@@ -1183,8 +1186,10 @@ static json_t *reel_info(const flow_t *f) {
         json_object_set(r, "request_modified", f->modified[REQ]);
     if (f->modified[RESP])
         json_object_set(r, "response_modified", f->modified[RESP]);
-    if (f->body_edit)
-        json_object_set(r, "response_body_edit", f->body_edit);
+    if (f->body_edit[REQ])
+        json_object_set(r, "request_body_edit", f->body_edit[REQ]);
+    if (f->body_edit[RESP])
+        json_object_set(r, "response_body_edit", f->body_edit[RESP]);
     if (f->excess)
         json_object_set_new(r, "response_excess", json_integer((json_int_t)f->excess));
     if (f->tls_version && f->tls_version[0])
@@ -2043,6 +2048,8 @@ static reel_rc write_ndjson(FILE *out, const flow_t *f, const reel_export_opts_t
         json_object_set_new(req, "original_dst", str_json(f->original_dst));
         json_object_set_new(req, "modified",
                             f->modified[REQ] ? json_incref(f->modified[REQ]) : json_array());
+        json_object_set_new(req, "body_edit",
+                            f->body_edit[REQ] ? json_incref(f->body_edit[REQ]) : json_null());
         rc = nd_body(req, f, REQ, o, err);
         if (f->has_trailers[REQ])
             json_object_set_new(req, "trailers", fields_json(f->trailer[REQ], f->ntrailer[REQ]));
@@ -2074,7 +2081,7 @@ static reel_rc write_ndjson(FILE *out, const flow_t *f, const reel_export_opts_t
         json_object_set_new(resp, "modified",
                             f->modified[RESP] ? json_incref(f->modified[RESP]) : json_array());
         json_object_set_new(resp, "body_edit",
-                            f->body_edit ? json_incref(f->body_edit) : json_null());
+                            f->body_edit[RESP] ? json_incref(f->body_edit[RESP]) : json_null());
         rc = nd_body(resp, f, RESP, o, err);
         if (f->has_trailers[RESP])
             json_object_set_new(resp, "trailers", fields_json(f->trailer[RESP], f->ntrailer[RESP]));

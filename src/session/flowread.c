@@ -160,10 +160,13 @@ json_t *reel_json_body_edit(const Reel__BodyEdit *b) {
     json_t *rules = json_array();
     for (size_t i = 0; i < b->n_rules; i++)
         json_array_append_new(rules, reel_json_text(b->rules[i]));
-    return json_pack("{s:o, s:I, s:I, s:b, s:o}", "rules", rules, "replacements",
-                     (json_int_t)b->replacements, "sent_size", (json_int_t)b->sent_size, "decoded",
-                     b->decoded, "not_applied",
-                     reel_json_text(b->not_applied[0] ? b->not_applied : NULL));
+    json_t *o = json_pack("{s:o, s:I, s:I, s:b, s:o}", "rules", rules, "replacements",
+                          (json_int_t)b->replacements, "sent_size", (json_int_t)b->sent_size,
+                          "decoded", b->decoded, "not_applied",
+                          reel_json_text(b->not_applied[0] ? b->not_applied : NULL));
+    if (!b->response) /* (a request's only: a response has no Expect) */
+        json_object_set_new(o, "answered_continue", json_boolean(b->answered_continue));
+    return o;
 }
 
 void reel_json_conn_setup(json_t *o, const Reel__ServerConn *sc) {
@@ -280,7 +283,9 @@ static int detail_record(void *ctx, const Reel__Record *rec) {
         break;
     }
     case REEL__RECORD__EVENT_BODY_EDIT:
-        json_object_set_new(d->o, "response_body_edit", reel_json_body_edit(rec->body_edit));
+        json_object_set_new(d->o,
+                            rec->body_edit->response ? "response_body_edit" : "request_body_edit",
+                            reel_json_body_edit(rec->body_edit));
         break;
     case REEL__RECORD__EVENT_SERVER_CONN: {
         const Reel__ServerConn *sc = rec->server_conn;
@@ -349,9 +354,9 @@ reel_rc reel_flowread_detail(reel_session_t *s, int64_t id, size_t msg_data_max,
     reel_rc rc = REEL_OK;
     detail_t d = {.msg_max = msg_data_max};
     *out = NULL;
-    d.o = json_pack("{s:n, s:n, s:n, s:n, s:n, s:n, s:n, s:n, s:n}", "request", "response",
+    d.o = json_pack("{s:n, s:n, s:n, s:n, s:n, s:n, s:n, s:n, s:n, s:n}", "request", "response",
                     "timings", "server_conn", "client_tls", "error", "request_end_us",
-                    "response_start_us", "response_body_edit");
+                    "response_start_us", "request_body_edit", "response_body_edit");
     d.messages = json_array();
     reel_buf_init(&d.data, 0);
     reel_err_t e;

@@ -47,7 +47,8 @@ json_t *reel_json_client_tls(const Reel__ClientTls *t);
 json_t *reel_json_header_edits(Reel__HeaderEdit *const *e, size_t n);
 
 /** A BodyEdit (modify_body) as JSON: {rules, replacements, sent_size,
- * decoded, not_applied (null: applied)}. */
+ * decoded, not_applied (null: applied)}. Its response flag is not in it:
+ * readers put it under request_body_edit or response_body_edit. */
 json_t *reel_json_body_edit(const Reel__BodyEdit *b);
 
 /** A ServerConn's set-up into object o: opened_us (null: not known),
@@ -60,7 +61,9 @@ void reel_json_conn_setup(json_t *o, const Reel__ServerConn *sc);
  * "timings", "server_conn", "client_tls", "messages" (each with data_b64 while the total
  * stays within msg_data_max bytes, then data_omitted; the first
  * REEL_FLOWREAD_MESSAGES_MAX of them), "messages_omitted", "error",
- * "request_end_us", "response_start_us", "damage", "read_error"}. A head is
+ * "request_end_us", "response_start_us", "request_body_edit",
+ * "response_body_edit" (reel_json_body_edit; null: none), "damage",
+ * "read_error"}. A head is
  * {method, scheme, host, port, target, url, http_version, headers: [[name,
  * value]...], body_decoded, content_type, content_encoding} (response:
  * status, reason, generated instead of the request fields). Header names

@@ -623,11 +623,12 @@ typedef struct {
      * (owned arrays, their strings borrowed) */
     reel_header_edit_t *modified[2];
     size_t nmodified[2];
-    /* _reel.response_body_edit: what modify_body rules did (has_body_edit;
-     * the rules an owned array, its strings borrowed) */
-    int has_body_edit;
-    reel_body_edit_t body_edit;
-    const char **body_edit_rules;
+    /* _reel.request_body_edit, response_body_edit: what modify_body rules
+     * did to each body (has_body_edit; the rules owned arrays, their
+     * strings borrowed) */
+    int has_body_edit[2];
+    reel_body_edit_t body_edit[2];
+    const char **body_edit_rules[2];
 } entry_t;
 
 static int tchar(int c) {
@@ -1051,20 +1052,22 @@ static reel_rc reel_edits(const vctx_t *v, json_t *rx, const char *key, reel_hea
     return REEL_OK;
 }
 
-/* _reel.response_body_edit, as reel export writes it ({rules: [string],
- * replacements, sent_size, decoded, not_applied: a string or null}),
- * into e. */
-static reel_rc reel_body_edit(const vctx_t *v, json_t *rx, entry_t *e) {
-    const char *f = "_reel.response_body_edit";
+/* _reel.request_body_edit or (response) response_body_edit, as reel
+ * export writes them ({rules: [string], replacements, sent_size, decoded,
+ * not_applied: a string or null, a request's answered_continue}), into e. */
+static reel_rc reel_body_edit(const vctx_t *v, json_t *rx, int response, entry_t *e) {
+    const char *key = response ? "response_body_edit" : "request_body_edit";
+    const char *f = response ? "_reel.response_body_edit" : "_reel.request_body_edit";
     int bad = 0;
-    json_t *b = opt(v, rx, "response_body_edit", f, JSON_OBJECT, "an object", &bad);
+    json_t *b = opt(v, rx, key, f, JSON_OBJECT, "an object", &bad);
     if (bad)
         return REEL_INVALID;
     if (b == NULL)
         return REEL_OK;
     json_t *rules = json_object_get(b, "rules"), *rep = json_object_get(b, "replacements"),
            *sent = json_object_get(b, "sent_size"), *dec = json_object_get(b, "decoded"),
-           *why = json_object_get(b, "not_applied");
+           *why = json_object_get(b, "not_applied"),
+           *cont = json_object_get(b, "answered_continue");
     if (!json_is_array(rules) || json_array_size(rules) > 64)
         return fail(v, f, "its rules are not an array of at most 64 strings");
     if (!json_is_integer(rep) || json_integer_value(rep) < 0 || !json_is_integer(sent) ||
@@ -1072,6 +1075,8 @@ static reel_rc reel_body_edit(const vctx_t *v, json_t *rx, entry_t *e) {
         return fail(v, f, "its replacements and sent_size are not counts");
     if (!json_is_boolean(dec) || !(why == NULL || json_is_null(why) || json_is_string(why)))
         return fail(v, f, "its decoded is not a boolean, or its not_applied not a string or null");
+    if (cont && !json_is_boolean(cont)) /* (absent: written before reel recorded it) */
+        return fail(v, f, "its answered_continue is not a boolean");
     size_t n = json_array_size(rules);
     const char **texts = reel_calloc(n ? n : 1, sizeof *texts);
     for (size_t i = 0; i < n; i++) {
@@ -1082,15 +1087,16 @@ static reel_rc reel_body_edit(const vctx_t *v, json_t *rx, entry_t *e) {
         }
         texts[i] = json_string_value(r);
     }
-    e->has_body_edit = 1;
-    e->body_edit_rules = texts;
-    e->body_edit =
-        (reel_body_edit_t){.response = true,
+    e->has_body_edit[response] = 1;
+    e->body_edit_rules[response] = texts;
+    e->body_edit[response] =
+        (reel_body_edit_t){.response = response,
                            .rules = texts,
                            .n_rules = n,
                            .replacements = (uint64_t)json_integer_value(rep),
                            .sent_size = (uint64_t)json_integer_value(sent),
                            .decoded = json_is_true(dec),
+                           .answered_continue = !response && json_is_true(cont),
                            .not_applied = json_is_string(why) ? json_string_value(why) : NULL};
     return REEL_OK;
 }
@@ -1391,7 +1397,7 @@ static reel_rc check_reel(const vctx_t *v, json_t *entry, entry_t *e) {
         reel_string(v, rx, "original_dst", 1, &e->original_dst) != REEL_OK ||
         reel_edits(v, rx, "request_modified", &e->modified[0], &e->nmodified[0]) != REEL_OK ||
         reel_edits(v, rx, "response_modified", &e->modified[1], &e->nmodified[1]) != REEL_OK ||
-        reel_body_edit(v, rx, e) != REEL_OK)
+        reel_body_edit(v, rx, 0, e) != REEL_OK || reel_body_edit(v, rx, 1, e) != REEL_OK)
         return REEL_INVALID;
     /* A flow exported while it was still open (reel export of a session
      * being recorded) is not a whole exchange: it comes back an error
@@ -1589,9 +1595,11 @@ static void entry_free(entry_t *e) {
         e->modified[d] = NULL;
         e->nmodified[d] = 0;
     }
-    free(e->body_edit_rules);
-    e->body_edit_rules = NULL;
-    e->has_body_edit = 0;
+    for (int d = 0; d < 2; d++) {
+        free(e->body_edit_rules[d]);
+        e->body_edit_rules[d] = NULL;
+        e->has_body_edit[d] = 0;
+    }
 }
 
 /* Validates entry v->idx and fills e (owned parts: entry_free). */
@@ -2253,6 +2261,8 @@ static reel_rc record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
     free(hs);
     reel_buf_free(&owned);
     uint64_t given = feed(f, reel_recorder_request_body, &e->req_body, scratch);
+    if (e->has_body_edit[0]) /* (after the body, before the response, as the proxy records it) */
+        reel_recorder_body_edit(f, &e->body_edit[0]);
     body_facts(f, e, 0, e->req_headers, given);
     record_trailers(f, e, 0);
     if (e->has_conn) {
@@ -2320,8 +2330,8 @@ static reel_rc record(reel_recorder_t *rec, const entry_t *e, uint8_t *scratch,
     free(hs);
     reel_buf_free(&owned);
     given = feed(f, reel_recorder_response_body, &e->resp_body, scratch);
-    if (e->has_body_edit) /* (after the body, as the proxy records it) */
-        reel_recorder_body_edit(f, &e->body_edit);
+    if (e->has_body_edit[1]) /* (after the body, as the proxy records it) */
+        reel_recorder_body_edit(f, &e->body_edit[1]);
     body_facts(f, e, 1, e->resp_headers, given);
     record_trailers(f, e, 1);
     record_messages(f, e);

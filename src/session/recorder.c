@@ -2469,6 +2469,7 @@ void reel_recorder_body_edit(reel_rflow_t *f, const reel_body_edit_t *e) {
     b.sent_size = e->sent_size;
     b.decoded = e->decoded;
     b.not_applied = (char *)(e->not_applied ? e->not_applied : "");
+    b.answered_continue = e->answered_continue;
     Reel__Record rec = REEL__RECORD__INIT;
     rec.flow_id = f->id;
     rec.time_us = now_or(0);

@@ -256,6 +256,7 @@ typedef struct {
     size_t n_rules;
     uint64_t replacements, sent_size;
     bool decoded;
+    bool answered_continue;  /* reel sent the client's 100 (Continue) itself */
     const char *not_applied; /* NULL: they were applied */
 } reel_body_edit_t;
 

@@ -401,6 +401,50 @@ class BrowserWebTest(unittest.TestCase):
         self.assertFalse([n for n in seen["2"] if "not sent whole" in n], seen["2"])
         shutil.rmtree(root, ignore_errors=True)
 
+    def test_body_edits_with_their_bodies(self):
+        """What modify_body rules did to the request body is said in the
+        request's section (the origin got it changed), what they did to the
+        response body in the response's (the client got it)."""
+        modules = browser_modules()
+        if modules is None:
+            return
+        root = tempfile.mkdtemp(prefix="reel-bbodyedit-", dir=TMPBASE)
+        env = dict(os.environ, REEL_HOME=root + "/home", REEL_WEB_TOKEN=TOKEN)
+        entry = {"startedDateTime": "2026-01-02T03:04:05.000Z", "time": 1,
+                 "request": {"method": "POST", "url": "http://example.test/e",
+                             "httpVersion": "HTTP/1.1", "headers": [], "queryString": [],
+                             "cookies": [], "headersSize": -1, "bodySize": 11,
+                             "postData": {"mimeType": "text/plain", "text": "debug=false"}},
+                 "response": {"status": 200, "statusText": "OK", "httpVersion": "HTTP/1.1",
+                              "headers": [], "cookies": [],
+                              "content": {"size": 11, "mimeType": "text/plain",
+                                          "text": "hello world"},
+                              "redirectURL": "", "headersSize": -1, "bodySize": 11},
+                 "cache": {}, "timings": {"send": 0, "wait": 1, "receive": 0},
+                 "_reel": {"request_body_edit": {"rules": ["|false|true"], "replacements": 1,
+                                                 "sent_size": 10, "decoded": False,
+                                                 "not_applied": None},
+                           "response_body_edit": {"rules": ["|world|[world]"],
+                                                  "replacements": 0, "sent_size": 0,
+                                                  "decoded": False,
+                                                  "not_applied": "the body is over 8 MiB"}}}
+        har = os.path.join(root, "edits.har")
+        with open(har, "w") as f:
+            json.dump({"log": {"version": "1.2", "creator": {"name": "t", "version": "1"},
+                               "entries": [entry]}}, f)
+        run([REEL, "import", har, "--into", "be"], env=env)
+        seen = drive_web(self, root, env, modules, ["be"], NOTES_JS,
+                         {"REEL_SESSION": "be", "REEL_IDS": "1"})
+        self.assertEqual(seen["errors"], [])
+        dirs = dict(seen["dirs1"])
+        self.assertIn("modify_body: 1 replacement(s) by |false|true; the origin got 10 bytes "
+                      "(the body below is the client's)", dirs["request"])
+        self.assertIn("modify_body: |world|[world] not applied (the body is over 8 MiB): the "
+                      "client got the body as it came", dirs["response"])
+        self.assertFalse([n for n in dirs["request"] if "the client got" in n], dirs)
+        self.assertFalse([n for n in dirs["response"] if "the origin got" in n], dirs)
+        shutil.rmtree(root, ignore_errors=True)
+
     def test_tunnel_request_lines(self):
         """A raw tunnel's request line names its authority, as `reel flow`
         does: opened with an HTTP CONNECT, and with SOCKS5 (it said
@@ -542,6 +586,9 @@ const { chromium } = require("playwright-core");
       await page.waitForSelector("#detail .body-out > *, #detail [aria-label=Messages]");
       res[id] = await page.$$eval("#detail .note", (ns) => ns.map((x) => x.innerText));
       res["lines" + id] = await page.$$eval("#detail section p.mono", (ps) => ps.map((x) => x.innerText));
+      // each of request and response with its own notes
+      res["dirs" + id] = await page.$$eval("#detail section.dir", (ss) => ss.map((x) =>
+        [x.getAttribute("aria-label"), [...x.querySelectorAll(".note")].map((n) => n.innerText)]));
     }
   } finally {
     await browser.close();

@@ -428,6 +428,116 @@ class HarVersions(unittest.TestCase):
         self.assertEqual(len(h2), 3)
 
 
+class BodyEditRoundTrip(unittest.TestCase):
+    """What modify_body rules did to a request body (_reel.request_body_edit)
+    is kept apart from what they did to the response body: reel import
+    records it after the request body, before the response head, as the
+    proxy does; reel flow --json has it as request_body_edit, the text view
+    says it with the request (the origin got the body), and reel export
+    writes it back, beside response_body_edit."""
+
+    REQ = {"rules": ["|debug=false|debug=true"], "replacements": 2, "sent_size": 26,
+           "decoded": False, "not_applied": None, "answered_continue": True}
+    REQ_NOT = {"rules": ["|debug=false|debug=true", "|x|y"], "replacements": 0, "sent_size": 0,
+               "decoded": False, "not_applied": "the body is over 8 MiB",
+               "answered_continue": False}
+    RESP = {"rules": ["|world|[world]"], "replacements": 1, "sent_size": 13, "decoded": False,
+            "not_applied": None}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="reel-har-body-edit-", dir=TMPBASE)
+        cls.env = dict(os.environ, REEL_HOME=cls.root + "/home")
+
+        def entry(i, req=None, resp=None):
+            e = {"startedDateTime": "2026-01-02T03:04:0%d.000Z" % i, "time": 1,
+                 "request": {"method": "POST", "url": "http://example.test/%d" % i,
+                             "httpVersion": "HTTP/1.1",
+                             "headers": [{"name": "Content-Type", "value": "text/plain"}],
+                             "queryString": [], "cookies": [], "headersSize": -1,
+                             "bodySize": 24,
+                             "postData": {"mimeType": "text/plain",
+                                          "text": "debug=false, debug=false"}},
+                 "response": {"status": 200, "statusText": "OK", "httpVersion": "HTTP/1.1",
+                              "headers": [{"name": "Content-Type", "value": "text/plain"}],
+                              "cookies": [],
+                              "content": {"size": 11, "mimeType": "text/plain",
+                                          "text": "hello world"},
+                              "redirectURL": "", "headersSize": -1, "bodySize": 11},
+                 "cache": {}, "timings": {"send": 0, "wait": 1, "receive": 0}}
+            e["_reel"] = {k: v for k, v in (("request_body_edit", req),
+                                             ("response_body_edit", resp)) if v}
+            return e
+        entries = [entry(1, req=cls.REQ), entry(2, req=cls.REQ_NOT, resp=cls.RESP),
+                   entry(3, resp=cls.RESP)]
+        cls.har = os.path.join(cls.root, "edits.har")
+        with open(cls.har, "w") as f:
+            json.dump({"log": {"version": "1.2", "creator": {"name": "t", "version": "1"},
+                               "entries": entries}}, f)
+        run([REEL, "import", cls.har, "--into", "be"], env=cls.env)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def cli_(self, *args, check=True):
+        return run([REEL] + list(args), env=self.env, check=check)
+
+    def flow(self, fid, *args):
+        return self.cli_("flow", "be", str(fid), *args).stdout.decode()
+
+    def test_flow_json_keeps_them_apart(self):
+        want = [(self.REQ, None), (self.REQ_NOT, self.RESP), (None, self.RESP)]
+        for fid, (req, resp) in enumerate(want, 1):
+            f = json.loads(self.flow(fid, "--json"))
+            self.assertEqual((f["request_body_edit"], f["response_body_edit"]), (req, resp), fid)
+
+    def test_the_text_says_it_with_the_request(self):
+        req_line = ("~ modify_body: 2 replacements by '|debug=false|debug=true'; the origin got "
+                    "26 bytes, with a Content-Length; reel answered its Expect: 100-continue "
+                    "itself\n")
+        resp_line = ("~ modify_body: 1 replacement by '|world|[world]'; the client got 13 bytes, "
+                     "with a Content-Length\n")
+        # after the request's body, before the response
+        one = self.flow(1)
+        self.assertIn("\ndebug=false, debug=false\n" + req_line + "\n< HTTP/1.1 200 OK\n", one)
+        self.assertNotIn("the client got", one)
+        two = self.flow(2)
+        self.assertIn("\ndebug=false, debug=false\n~ modify_body: '|debug=false|debug=true', "
+                      "'|x|y' not applied (the body is over 8 MiB): the origin got the body as "
+                      "it came\n\n< HTTP/1.1 200 OK\n", two)
+        self.assertIn("\nhello world\n" + resp_line, two)
+        three = self.flow(3)
+        self.assertIn("\nhello world\n" + resp_line, three)
+        self.assertNotIn("the origin got", three)
+        # without the bodies, under the heads
+        self.assertIn("> Content-Type: text/plain\n" + req_line + "\n< HTTP/1.1 200 OK\n",
+                      self.flow(1, "--headers-only"))
+
+    def test_export_gives_them_back(self):
+        out = os.path.join(self.root, "again.har")
+        self.cli_("export", "be", "--format", "har", "-o", out)
+        with open(out) as f:
+            entries = json.load(f)["log"]["entries"]
+        with open(self.har) as f:
+            given = json.load(f)["log"]["entries"]
+        self.assertEqual(len(entries), 3)
+        for a, b in zip(given, entries):
+            for k in ("request_body_edit", "response_body_edit"):
+                self.assertEqual(b["_reel"].get(k), a["_reel"].get(k), (k, a["request"]["url"]))
+        nd = [json.loads(x) for x in
+              self.cli_("export", "be", "--format", "ndjson", "-o", "-").stdout.splitlines()]
+        self.assertEqual([(x["request"]["body_edit"], x["response"]["body_edit"]) for x in nd],
+                         [(self.REQ, None), (self.REQ_NOT, self.RESP), (None, self.RESP)])
+        # ... and reel import reads that back the same
+        self.cli_("import", out, "--into", "be-again")
+        for fid in (1, 2, 3):
+            a = json.loads(self.flow(fid, "--json"))
+            b = json.loads(self.cli_("flow", "be-again", str(fid), "--json").stdout)
+            self.assertEqual((b["request_body_edit"], b["response_body_edit"]),
+                             (a["request_body_edit"], a["response_body_edit"]))
+
+
 class InterimTrailersOrigin:
     """An origin that answers a 103 before its 200 and ends its chunked
     body with a trailer field, after reading the request (chunked, with a
@@ -609,6 +719,9 @@ class ReelExtrasRoundTrip(unittest.TestCase):
                                        "decoded": False},
              b"entries[0]._reel.response_body_edit: its replacements and sent_size are not "
              b"counts"),
+            (("request_body_edit",), {"rules": ["a", 5], "replacements": 0, "sent_size": 0,
+                                      "decoded": False},
+             b"entries[0]._reel.request_body_edit: rule 1 is not a string without NUL bytes"),
         ]
         for path, value, message in cases:
             bad = json.loads(json.dumps(doc))
@@ -618,7 +731,8 @@ class ReelExtrasRoundTrip(unittest.TestCase):
                                            "client_tls": 0, "unverified": 0,
                                            "tls_resumed": 0, "verify_error": 0,
                                            "request_modified": 0,
-                                           "response_body_edit": 0}[path[0]]]
+                                           "response_body_edit": 0,
+                                           "request_body_edit": 0}[path[0]]]
             obj = entry["_reel"]
             for k in path[:-1]:
                 obj = obj[k]

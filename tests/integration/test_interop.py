@@ -60,7 +60,8 @@ def har_entry(method, url, status, req_headers=(), resp_headers=(), post=None, c
 
 def make_har(path):
     """A HAR with a binary base64 body large enough to span several spool
-    frames, a POST body, a gzip-coded (decoded in HAR) body and odd ports."""
+    frames, a POST body, a gzip-coded (decoded in HAR) body, modify_body's
+    records of both bodies and odd ports."""
     rnd = random.Random(7)
     big = bytes(rnd.randrange(256) for _ in range(300 * 1024))
     small_bin = bytes(range(256)) * 3
@@ -84,6 +85,13 @@ def make_har(path):
         har_entry("GET", "https://blocked.example.test/t.js", 0,
                   start="2026-02-03T04:05:06.300Z"),
     ]
+    # what modify_body rules did to the POST's request and response bodies:
+    # two body_edit records, told apart by their response flag
+    entries[1]["_reel"] = {
+        "request_body_edit": {"rules": ["|caf\u00e9|cafe"], "replacements": 1, "sent_size": 23,
+                              "decoded": False, "not_applied": None},
+        "response_body_edit": {"rules": ["|true|false"], "replacements": 0, "sent_size": 0,
+                               "decoded": False, "not_applied": "the body is over 8 MiB"}}
     har = {"log": {"version": "1.2", "creator": {"name": "test_interop", "version": "1"},
                    "entries": entries}}
     with open(path, "w") as f:
@@ -140,6 +148,10 @@ class Interop(unittest.TestCase):
         self.assertTrue(any(f["state"] == "error" for f in bodies))
         self.assertTrue(any(f["request"]["method"] == "POST" and f["request"]["body_size"] > 0
                             for f in bodies))
+        # a flow with both body_edit records, each under its own key
+        self.assertTrue(any(f["request_body_edit"] and f["request_body_edit"]["replacements"] == 1
+                            and f["response_body_edit"]
+                            and f["response_body_edit"]["not_applied"] for f in bodies))
 
     def test_list(self):
         out = run(["/usr/bin/python3", SCRIPT, self.dir, "--json"]).stdout
@@ -173,8 +185,9 @@ class CraftedSpool(unittest.TestCase):
     segments, several frames) and indexed by `reel repair`: a tunnel (bodies
     without heads), header bytes that are not UTF-8 or hold a NUL, an empty
     and an asterisk target, a non-default port, a truncated body, an error
-    with an empty message, flows cut off (no end record), and server
-    connections with and without their set-up (opened_us ...)."""
+    with an empty message, flows cut off (no end record), server
+    connections with and without their set-up (opened_us ...), and a
+    request's body_edit."""
 
     @classmethod
     def setUpClass(cls):
@@ -231,6 +244,8 @@ class CraftedSpool(unittest.TestCase):
                 absolute_form=True)),
             rec(4, T0 + 11, start=pb.FlowStart(uuid="u-4", source="proxy"))
             + rec(4, T0 + 12, request_body=pb.BodyChunk(data=b"abc"))
+            # what modify_body did to the request body (response not set)
+            + rec(4, T0 + 12, body_edit=pb.BodyEdit(rules=["|b|B"], replacements=1, sent_size=3))
             + rec(4, T0 + 12, server_conn=pb.ServerConn(conn_id=9, address="192.0.2.9:80"))
             # a response reel sent itself, and an error with what is known
             + rec(4, T0 + 13, response_head=pb.ResponseHead(
@@ -265,6 +280,9 @@ class CraftedSpool(unittest.TestCase):
                 self.assertEqual(want["state"], "interrupted" if i in (2, 3) else got["state"])
                 self.assertEqual(want.pop("damage"), [])  # index only, as above
                 self.assertEqual(got, want)
+                if i == 4:  # the request's body_edit, not the response's
+                    self.assertEqual((want["request_body_edit"]["rules"],
+                                      want["response_body_edit"]), (["|b|B"], None))
 
 
 if __name__ == "__main__":

@@ -27,15 +27,25 @@ responses, over HTTP/1.1 and HTTP/2 to nginx, rules judged on each side
 dns_overrides (the same reel): names reached at the entry's address, the
 name kept in Host, SNI and the certificate check; a wildcard entry; the
 flow's server_conn names the entry.
+
+modify_body on requests (a reel of its own, a Python origin that echoes
+what it got): bodies with a length, chunked and gzip-encoded changed and
+sent with a Content-Length; a rule without ~q changing both bodies; not
+applied to a request asking for 100-continue, nor past 8 MiB (with a
+length: at once; chunked: once held that far, the rest chunked by reel);
+the record keeps the client's body and what the rules did.
 """
 import base64
 import email.utils
+import gzip
 import http.client
+import http.server
 import json
 import os
 import re
 import subprocess
 import tempfile
+import threading
 import unittest
 
 from proxyenv import TMPBASE, Origin, Reel, body, curl, main, only_flow, stop_class
@@ -703,6 +713,133 @@ class MapRemoteTest(unittest.TestCase):
             self.assertNotEqual(out.returncode, 0, rule)
             self.assertIn(b"map_local rule", out.stderr)
             self.assertIn(why.encode(), out.stderr)
+
+
+class EchoHandler(http.server.BaseHTTPRequestHandler):
+    """Answers any request with JSON: its framing fields and its body
+    (base64), as the origin got them."""
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        if "chunked" in self.headers.get("Transfer-Encoding", ""):
+            data = b""
+            while True:
+                n = int(self.rfile.readline().split(b";")[0], 16)
+                if n == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                data += self.rfile.read(n)
+                self.rfile.readline()
+        else:
+            data = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        out = json.dumps({k: self.headers.get(k) for k in (
+            "Content-Length", "Transfer-Encoding", "Content-Encoding", "Expect")} |
+            {"body": base64.b64encode(data).decode()}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    def log_message(self, *args):
+        pass
+
+
+class ModifyRequestBodyTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        os.makedirs(TMPBASE, exist_ok=True)
+        cls.root = tempfile.mkdtemp(prefix="mb-request.", dir=TMPBASE)
+        cls.origin = Origin(os.path.join(cls.root, "origin"))  # (for stop_class)
+        cls.echo = http.server.ThreadingHTTPServer(("127.0.0.1", 0), EchoHandler)
+        threading.Thread(target=cls.echo.serve_forever, daemon=True).start()
+        cls.reel = Reel(cls.root, "mbq")
+        cls.rules = [r"|~q & ~u /q/|token=\w+|token=XXX",   # requests only
+                     r"|~u /both/|apple|pear"]                  # requests and responses
+        cls.reel.set_config("set", "modify_body", json.dumps(cls.rules))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.echo.shutdown()
+        cls.echo.server_close()
+        stop_class(cls)
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.echo.server_address[1], path)
+
+    def post(self, path, data, *headers):
+        args = []
+        for h in headers:
+            args += ["-H", h]
+        out = curl(self.reel, "--data-binary", "@-", *args, self.url(path), input=data)
+        return json.loads(out.stdout)
+
+    def test_request_bodies(self):
+        r, rules = self.reel, self.rules
+        sent = b"user=a&token=s3cr3t&more=" + b"x" * 100
+        want = sent.replace(b"token=s3cr3t", b"token=XXX")
+        for path, hdrs, coded in (("/q/len", [], False),
+                                  ("/q/chunked", ["Transfer-Encoding: chunked"], False),
+                                  ("/q/gzip", ["Content-Encoding: gzip"], True)):
+            data = gzip.compress(sent) if coded else sent
+            got = self.post(path, data, *hdrs)
+            # the origin got the body changed, framed by a length, decoded
+            self.assertEqual(base64.b64decode(got["body"]), want, path)
+            self.assertEqual(got["Content-Length"], str(len(want)), path)
+            self.assertIsNone(got["Transfer-Encoding"], path)
+            self.assertIsNone(got["Content-Encoding"], path)
+            # the record: the client's body as it came, and what the rules did
+            row, full = only_flow(self, r, path)
+            self.assertEqual(full["request_body_edit"],
+                             {"rules": [rules[0]], "replacements": 1, "sent_size": len(want),
+                              "decoded": coded, "not_applied": None, "answered_continue": False},
+                             path)
+            self.assertIsNone(full["response_body_edit"], path)  # (~q)
+            self.assertEqual(body(full, "request"), data, path)
+            self.assertEqual(row["state"], "complete")
+        text = r.cli("flow", "mbq", str(only_flow(self, r, "/q/gzip")[0]["id"])).stdout.decode()
+        self.assertIn("~ modify_body: 1 replacement by '%s'; the origin got %d bytes, decoded "
+                      "from its Content-Encoding, with a Content-Length" % (rules[0], len(want)),
+                      text)
+        # a rule without ~q or ~s: the request's body, then the response's
+        got = self.post("/both/x", b"an apple a day")
+        self.assertEqual(base64.b64decode(got["body"]), b"an pear a day")
+        _, full = only_flow(self, r, "/both/x")
+        self.assertEqual(full["request_body_edit"]["replacements"], 1)
+        self.assertEqual(full["response_body_edit"]["replacements"], 0)  # (base64 of it)
+        # a request without a body has no edit
+        curl(r, self.url("/q/get"), check=False)
+        self.assertIsNone(only_flow(self, r, "/q/get")[1]["request_body_edit"])
+
+    def test_expect_100_continue(self):
+        # the client waits for a 100 before its body, which reel holds: reel
+        # answers it, and the origin gets the request without Expect
+        out = curl(self.reel, "-D", "-", "--data-binary", "@-", "-H", "Expect: 100-continue",
+                   self.url("/q/expect"), input=b"token=s3cr3t")
+        head, _, got = out.stdout.rpartition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200"), head)
+        got = json.loads(got)
+        self.assertEqual(base64.b64decode(got["body"]), b"token=XXX")
+        self.assertIsNone(got["Expect"])
+        row, full = only_flow(self, self.reel, "/q/expect")
+        self.assertTrue(full["request_body_edit"]["answered_continue"])
+        self.assertIn(["Expect", "100-continue"], full["request"]["headers"])  # (as it came)
+        text = self.reel.cli("flow", "mbq", str(row["id"])).stdout.decode()
+        self.assertIn("reel answered its Expect: 100-continue", text)
+
+    def test_request_bodies_not_changed(self):
+        r = self.reel
+        big = b"token=s3cr3t" + os.urandom(9 << 20)
+        for path, hdrs, framing in (("/q/big-len", [], ("Content-Length", str(len(big)))),
+                                    ("/q/big-chunked", ["Transfer-Encoding: chunked"],
+                                     ("Transfer-Encoding", "chunked"))):
+            got = self.post(path, big, "Expect:", *hdrs)  # (curl's past 1 MiB)
+            self.assertEqual(base64.b64decode(got["body"]), big, path)
+            self.assertEqual(got[framing[0]], framing[1], path)
+            _, full = only_flow(self, r, path)
+            self.assertEqual(full["request_body_edit"]["not_applied"], "the body is over 8 MiB")
+            self.assertEqual(full["request"]["body_size"], len(big))
 
 
 if __name__ == "__main__":

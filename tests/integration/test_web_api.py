@@ -77,6 +77,9 @@ class Client:
 
 
 class WebApi(unittest.TestCase):
+    REQ_EDIT = {"rules": ["|b|B"], "replacements": 1, "sent_size": 3, "decoded": False,
+                "not_applied": None, "answered_continue": False}
+
     @classmethod
     def setUpClass(cls):
         cls.root = tempfile.mkdtemp(prefix="reel-web-", dir=TMPBASE)
@@ -100,6 +103,27 @@ class WebApi(unittest.TestCase):
         with open(tunnels, "wb") as f:
             f.write(data)
         run([REEL, "import", "--format", "mitm", tunnels, "--into", "tunnels"], env=cls.env)
+        # a flow whose request body modify_body rules changed
+        edits = os.path.join(cls.root, "edits.har")
+        with open(edits, "w") as f:
+            json.dump({"log": {"version": "1.2", "creator": {"name": "t", "version": "1"},
+                               "entries": [{
+                                   "startedDateTime": "2026-01-02T03:04:05.000Z", "time": 1,
+                                   "request": {"method": "POST", "url": "http://example.test/",
+                                               "httpVersion": "HTTP/1.1", "headers": [],
+                                               "queryString": [], "cookies": [],
+                                               "headersSize": -1, "bodySize": 3,
+                                               "postData": {"mimeType": "text/plain",
+                                                            "text": "abc"}},
+                                   "response": {"status": 204, "statusText": "No Content",
+                                                "httpVersion": "HTTP/1.1", "headers": [],
+                                                "cookies": [], "content": {"size": 0,
+                                                                           "mimeType": ""},
+                                                "redirectURL": "", "headersSize": -1,
+                                                "bodySize": 0},
+                                   "cache": {}, "timings": {"send": 0, "wait": 1, "receive": 0},
+                                   "_reel": {"request_body_edit": cls.REQ_EDIT}}]}}, f)
+        run([REEL, "import", edits, "--into", "edits"], env=cls.env)
         cls.proc, cls.port, cls.url, cls.token = start_web(cls.env)
         cls.c = Client(cls.port, cls.token)
 
@@ -650,6 +674,13 @@ class WebApi(unittest.TestCase):
                          (100, 100, False, 0))
         self.assertEqual(d["replayed_as"], [])
         self.assertFalse(self.c.json("GET", "/api/sessions/s1/flows/1/body/response")["truncated"])
+
+    def test_body_edits_of_each_side(self):
+        # what modify_body rules did to the request body is the request's
+        d = self.c.json("GET", "/api/sessions/edits/flows/1")
+        self.assertEqual((d["request_body_edit"], d["response_body_edit"]), (self.REQ_EDIT, None))
+        d = self.c.json("GET", "/api/sessions/s1/flows/1")
+        self.assertEqual((d["request_body_edit"], d["response_body_edit"]), (None, None))
 
     def test_notes_tags_marks(self):
         n = self.c.json("POST", "/api/sessions/s1/flows/1/notes", {"text": "web note"})["note"]
