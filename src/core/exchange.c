@@ -2507,6 +2507,7 @@ static void retry_on_new_upstream(conn_t *c) {
     c->ex.conn_recorded = false; /* the new connection gets a record of its own */
     reel__upstream_for(c, https, host, port, sni);
     reel_h1_expect_response(reel_h1_codec_parser(c->respc), c->ex.retry_is_head, false);
+    /* (none for a request held for modify_body: it goes whole, later) */
     reel__peer_write(c->up, c->ex.retry_head.data, c->ex.retry_head.len);
     reel_buf_reset(&c->ex.retry_head);
     free(host);
@@ -2743,6 +2744,14 @@ void reel__resp_process(conn_t *c) {
                 if (c->ex.flow && !c->ex.resp_head_sent && c->ex.retry_head.len && !c->ex.retried &&
                     reel__h2up_may_retry(up) &&
                     (!c->ex.retry_unprocessed_only || reel__h2up_unprocessed(up))) {
+                    retry_on_new_upstream(c);
+                    return;
+                }
+                /* A kept-alive connection the origin closed while reel held
+                 * the request for its body (modify_body): nothing of it
+                 * went, so it goes on a new connection, once whole (it was
+                 * a 502 saying the origin had not answered) */
+                if (c->ex.flow && c->ex.hold[0].on && !c->ex.retried && reel__h2up_may_retry(up)) {
                     retry_on_new_upstream(c);
                     return;
                 }

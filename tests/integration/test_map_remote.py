@@ -44,8 +44,10 @@ import json
 import os
 import re
 import subprocess
+import socket
 import tempfile
 import threading
+import time
 import unittest
 
 from proxyenv import TMPBASE, Origin, Reel, body, curl, main, only_flow, stop_class
@@ -827,6 +829,52 @@ class ModifyRequestBodyTest(unittest.TestCase):
         self.assertIn(["Expect", "100-continue"], full["request"]["headers"])  # (as it came)
         text = self.reel.cli("flow", "mbq", str(row["id"])).stdout.decode()
         self.assertIn("reel answered its Expect: 100-continue", text)
+
+    def test_kept_alive_connection_closed_while_held(self):
+        # an origin that closes a kept-alive connection after 0.5 s of
+        # silence (a new one waits for its request); the client's body comes
+        # 1.5 s after its head, which reel
+        # holds: nothing went on the old connection, so the request goes
+        # whole on a new one (it was a 502 saying the origin never answered)
+        class Quick(EchoHandler):
+            do_GET = EchoHandler.do_POST
+
+            def handle(self):
+                self.handle_one_request()
+                self.connection.settimeout(0.5)  # kept alive: 0.5 s of silence
+                while not self.close_connection:
+                    self.handle_one_request()
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quick)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        try:
+            port = srv.server_address[1]
+            c = socket.create_connection(("127.0.0.1", self.reel.port), 10)
+            c.settimeout(20)
+            c.sendall(b"GET http://127.0.0.1:%d/q/first HTTP/1.1\r\nHost: x\r\n"
+                      b"Content-Length: 0\r\n\r\n" % port)
+            f = c.makefile("rb")
+            self.assertIn(b" 200 ", f.readline())
+            n = 0
+            while (line := f.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    n = int(line.split(b":")[1])
+            f.read(n)
+            c.sendall(b"POST http://127.0.0.1:%d/q/slow HTTP/1.1\r\nHost: x\r\n"
+                      b"Content-Length: 12\r\n\r\n" % port)
+            time.sleep(1.5)
+            c.sendall(b"token=s3cr3t")
+            self.assertIn(b" 200 ", f.readline())
+            while f.readline() not in (b"\r\n", b""):
+                pass
+            got = json.loads(f.read1(65536))
+            c.close()
+        finally:
+            srv.shutdown()
+            srv.server_close()
+        self.assertEqual(base64.b64decode(got["body"]), b"token=XXX")
+        row, full = only_flow(self, self.reel, "/q/slow")
+        self.assertEqual(row["state"], "complete", full)
+        self.assertTrue(full["server_conn"]["retried"], full["server_conn"])
 
     def test_request_bodies_not_changed(self):
         r = self.reel
