@@ -830,6 +830,24 @@ class ModifyRequestBodyTest(unittest.TestCase):
         text = self.reel.cli("flow", "mbq", str(row["id"])).stdout.decode()
         self.assertIn("reel answered its Expect: 100-continue", text)
 
+    def test_request_body_from_an_http2_client(self):
+        # a prior-knowledge h2c client: its stream's body, which reel passes
+        # on as an HTTP/1.1 request's, held and changed as any
+        from test_http2 import H2C
+        c = H2C(self.reel.port)
+        try:
+            sid = c.request("POST", "127.0.0.1:%d" % self.echo.server_address[1], "/q/h2",
+                            body=b"a=1&token=s3cr3t&b=2")
+            c.wait(lambda: c.streams[sid]["ended"])
+            got = json.loads(c.streams[sid]["data"])
+        finally:
+            c.s.close()
+        self.assertEqual(base64.b64decode(got["body"]), b"a=1&token=XXX&b=2")
+        self.assertEqual(got["Content-Length"], "17")
+        _, full = only_flow(self, self.reel, "/q/h2")
+        self.assertEqual(full["request_body_edit"]["replacements"], 1)
+        self.assertEqual(body(full, "request"), b"a=1&token=s3cr3t&b=2")
+
     def test_kept_alive_connection_closed_while_held(self):
         # an origin that closes a kept-alive connection after 0.5 s of
         # silence (a new one waits for its request); the client's body comes
