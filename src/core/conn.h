@@ -717,10 +717,12 @@ char *reel__upstream_name(const peer_t *up);
 /* "the upstream proxy (upstream_proxy VIA) could not be reached: WHY"
  * (owned). */
 char *reel__via_unreachable(const char *via, const char *why);
-/* The dns_overrides entry a connection to host made now takes (NULL:
+/* The dns_overrides entry a connection to host:port made now takes (NULL:
  * none, or one through an upstream proxy, which resolves names itself);
- * its address into *addr when addr is not NULL. Borrowed from p. */
-const char *reel__dns_entry(const reel_proxy_t *p, const char *host, const char **addr);
+ * its address into *addr and the port to connect to into *to_port when
+ * they are not NULL. Borrowed from p. */
+const char *reel__dns_entry(const reel_proxy_t *p, const char *host, int port, const char **addr,
+                            int *to_port);
 /* Why a connection through the upstream proxy failed, the proxy named
  * (owned) when it was the proxy that could not be reached: not
  * connected, or its TLS (https://) not made; NULL otherwise (not through

@@ -892,7 +892,7 @@ static void on_idle(uv_timer_t *t) {
 static char *sess_key(const reel_proxy_t *p, bool https, const char *host, int port,
                       const char *sni) {
     const char *via = reel__proxy_for(p, host);
-    const char *dns = reel__dns_entry(p, host, NULL); /* (nor another address than now) */
+    const char *dns = reel__dns_entry(p, host, port, NULL, NULL); /* (nor another address) */
     return reel_asprintf("%s%s %s:%d %s%s%s%s%s", https ? "https" : "http",
                          https && !reel__verify_host(p, host) ? "!" : "", host, port,
                          sni ? sni : host, via ? " via " : "", via ? via : "", dns ? " at " : "",

@@ -665,7 +665,7 @@ static bool upstream_fits(conn_t *c, bool h2, bool https, const char *host, int 
     /* (nor one whose address another dns_overrides entry, or DNS, gave
      * than would now: requests go where the entries say from the moment
      * they change) */
-    const char *dns = up && !up->h2 ? reel__dns_entry(c->p, host, NULL) : NULL;
+    const char *dns = up && !up->h2 ? reel__dns_entry(c->p, host, port, NULL, NULL) : NULL;
     same_via = same_via && (up->h2 || (dns == NULL && up->dns_entry == NULL) ||
                             (dns && up->dns_entry && strcmp(dns, up->dns_entry) == 0));
     return up && !up->closing && !up->eof && up->h2 == h2 && up->https == https &&
@@ -717,13 +717,17 @@ const char *reel__proxy_for(const reel_proxy_t *p, const char *host) {
     return p->upstream_proxy;
 }
 
-const char *reel__dns_entry(const reel_proxy_t *p, const char *host, const char **addr) {
+const char *reel__dns_entry(const reel_proxy_t *p, const char *host, int port, const char **addr,
+                            int *to_port) {
     const char *entry = NULL;
+    int tp = port;
     const char *a = p->dns_overrides && reel__proxy_for(p, host) == NULL
-                        ? reel_dns_map_find(p->dns_overrides, host, &entry)
+                        ? reel_dns_map_find(p->dns_overrides, host, port, &entry, &tp)
                         : NULL;
     if (addr)
         *addr = a;
+    if (to_port)
+        *to_port = tp;
     return a ? entry : NULL;
 }
 
@@ -736,12 +740,14 @@ bool reel__upstream_transport(reel_proxy_t *p, reel_stack_t *st, const char *hos
     /* dns_overrides: the address the user gave the name, the name kept
      * for the request, SNI and the certificate check */
     const char *addr = NULL;
-    const char *entry = p->connect ? NULL : reel__dns_entry(p, host, &addr);
-    reel_filter_t *bottom =
-        p->connect ? p->connect(p->connect_ctx, p, host, port)
-                   : reel_tcp_connect(p->loop, addr ? addr : to, to_port, p->readbuf, READ_SIZE);
+    int addr_port = port;
+    const char *entry = p->connect ? NULL : reel__dns_entry(p, host, port, &addr, &addr_port);
+    reel_filter_t *bottom = p->connect ? p->connect(p->connect_ctx, p, host, port)
+                            : addr
+                                ? reel_tcp_connect(p->loop, addr, addr_port, p->readbuf, READ_SIZE)
+                                : reel_tcp_connect(p->loop, to, to_port, p->readbuf, READ_SIZE);
     if (addr)
-        reel_tcp_set_dns_override(bottom, entry, host);
+        reel_tcp_set_dns_override(bottom, entry, host, port);
     if (dns_entry)
         *dns_entry = addr ? entry : NULL;
     reel_stack_push(st, bottom, NULL, 0);

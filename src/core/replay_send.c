@@ -650,14 +650,19 @@ reel_rc reel_replay_send(const reel_replay_req_t *r, const reel_replay_send_opts
                                   &proxy_host, &proxy_port, &proxy_auth, &socks, &proxy_tls, &err);
     /* dns_overrides, as the proxy's own connections take them (core/peer.c) */
     const char *dns_entry = NULL;
-    const char *addr = via ? NULL : reel_dns_map_find(o->dns_overrides, r->host, &dns_entry);
+    int addr_port = (int)port;
+    const char *addr =
+        via ? NULL
+            : reel_dns_map_find(o->dns_overrides, r->host, (int)port, &dns_entry, &addr_port);
     if (rc == REEL_OK)
-        rc =
-            dial(&c,
-                 via    ? proxy_host
-                 : addr ? addr
-                        : r->host,
-                 via ? (uint32_t)proxy_port : port, server, client, &t.dns_us, &t.connect_us, &err);
+        rc = dial(&c,
+                  via    ? proxy_host
+                  : addr ? addr
+                         : r->host,
+                  via    ? (uint32_t)proxy_port
+                  : addr ? (uint32_t)addr_port
+                         : port,
+                  server, client, &t.dns_us, &t.connect_us, &err);
     if (rc == REEL_OK && via && proxy_tls) {
         /* https:// : TLS to the proxy itself, checked as an origin's */
         bool check = o->verify && !reel_no_proxy_match(o->upstream_insecure_hosts, proxy_host);

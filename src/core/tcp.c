@@ -52,6 +52,7 @@ struct tcp_filter {
     int port;
     char *dns_override; /* the dns_overrides entry that gave host (NULL: none) */
     char *dns_name;     /* ... the name it gave host for */
+    int dns_port;       /* ... and that name's port (the entry may give another) */
     uv_getaddrinfo_t gai;
     struct addrinfo *ai, *ai_next;
     char local[64], remote[64];
@@ -320,7 +321,7 @@ static char *connect_error(const tcp_filter_t *t, const char *detail) {
     if (t->dns_override)
         return reel_asprintf(
             "cannot connect to " REEL_HOSTPORT_FMT " at %s (dns_overrides '%s'): %s",
-            REEL_HOSTPORT(t->dns_name, t->port), t->remote, t->dns_override, detail);
+            REEL_HOSTPORT(t->dns_name, t->dns_port), t->remote, t->dns_override, detail);
     return reel_asprintf("cannot connect to " REEL_HOSTPORT_FMT " (%s): %s",
                          REEL_HOSTPORT(t->host, t->port), t->remote, detail);
 }
@@ -519,12 +520,13 @@ static void tcp_info(const reel_filter_t *f, reel_stack_info_t *out) {
         out->dns_override = t->dns_override;
 }
 
-void reel_tcp_set_dns_override(reel_filter_t *f, const char *entry, const char *name) {
+void reel_tcp_set_dns_override(reel_filter_t *f, const char *entry, const char *name, int port) {
     tcp_filter_t *t = (tcp_filter_t *)f;
     free(t->dns_override);
     free(t->dns_name);
     t->dns_override = reel_strdup(entry);
     t->dns_name = reel_strdup(name);
+    t->dns_port = port;
 }
 
 static void tcp_close(reel_filter_t *f) {

@@ -36,8 +36,8 @@ reel_filter_t *reel_tcp_connect(uv_loop_t *loop, const char *host, int port, uin
 
 /** Says (in reel_stack_info's dns_override, and in its errors) that f, a
  * filter of reel_tcp_connect, connects to the address a dns_overrides
- * entry (base/dnsmap.h) gave name, instead of a lookup of name. Both
- * copied. */
-void reel_tcp_set_dns_override(reel_filter_t *f, const char *entry, const char *name);
+ * entry (base/dnsmap.h) gave name:port, instead of a lookup of name (and
+ * maybe at another port). Both copied. */
+void reel_tcp_set_dns_override(reel_filter_t *f, const char *entry, const char *name, int port);
 
 #endif

@@ -237,10 +237,11 @@ static const reel_option_t options[] = {
      NULL, 0, 0, reel_body_rule_check},
     {"dns_overrides", REEL_OPT_LIST, "[]",
      "host names reel connects to at an address of yours instead of their DNS answer, each "
-     "\"NAME=ADDRESS\" (api.example.com=10.0.0.5, *.example.com=::1 for the names under it; "
-     "the first that matches applies); the request's Host, the TLS server name and the "
-     "certificate check keep the name; not through upstream_proxy, which resolves names itself; "
-     "the flow's server_conn names the entry (dns_override)",
+     "\"NAME[:PORT]=ADDRESS[:PORT]\" (api.example.com=10.0.0.5, *.example.com=::1 for the names "
+     "under it, api.example.com:443=[::1]:8443 for that port only and to another; the first "
+     "that matches applies); the request's Host, the TLS server name and the certificate check "
+     "keep the name; not through upstream_proxy, which resolves names itself; the flow's "
+     "server_conn names the entry (dns_override)",
      NULL, 0, 0, reel_dns_override_check},
     {"redact_headers", REEL_OPT_LIST, "[]",
      "reel export --redact: more header names whose whole value is replaced (beside "

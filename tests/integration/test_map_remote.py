@@ -430,6 +430,23 @@ class MapRemoteTest(unittest.TestCase):
                                        r"127\.0\.0\.2:%d \(dns_overrides '%s'\): "
                          % (o.http_port, o.http_port, re.escape(moved[0])))
         self.assertIsNone(full["server_conn"])  # (never connected)
+        # ports: an entry for one port of a name, connecting to another
+        # (curl's --resolve and --connect-to); the Host keeps the URL's port
+        ported = self.dns_entries + ["reel-port.test:1=127.0.0.1:%d" % o.http_port]
+        r.set_config("set", "dns_overrides", json.dumps(ported))
+        try:
+            out = curl(r, "http://reel-port.test:1/host?port")
+            self.assertEqual(out.stdout, b"reel-port.test:1\n")
+            sc = self.last("/host?port")[1]["server_conn"]
+            self.assertEqual((sc["address"], sc["dns_override"]),
+                             ("127.0.0.1:%d" % o.http_port, ported[-1]))
+            # ... and no other port of that name: DNS, which knows none
+            out = curl(r, "-o", "/dev/null", "-w", "%{http_code}",
+                       "http://reel-port.test:2/host?other")
+            self.assertEqual(out.stdout, b"502")
+            self.assertNotIn("dns_overrides", self.last("/host?other")[0]["error"])
+        finally:
+            r.set_config("set", "dns_overrides", json.dumps(self.dns_entries))
         # HAR carries it
         har = os.path.join(self.root, "dns.har")
         r.cli("export", "mr", "~u /host$ & ~d reel-override", "-o", har)
@@ -440,6 +457,7 @@ class MapRemoteTest(unittest.TestCase):
         for entry, why in (("reel.test", "not NAME=ADDRESS"),
                            ("a b=127.0.0.1", "'a b' is not a host name"),
                            ("x.test=example.com", "'example.com' is not an IPv4 or IPv6 address"),
+                           ("x.test:99999=127.0.0.1", "'99999' is not a port"),
                            ("*.=1.2.3.4", "is not a host name")):
             out = r.cli("config", "mr", "set", "dns_overrides", json.dumps([entry]), check=False)
             self.assertNotEqual(out.returncode, 0, entry)
