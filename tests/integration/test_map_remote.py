@@ -437,9 +437,14 @@ class MapRemoteTest(unittest.TestCase):
         try:
             out = curl(r, "http://reel-port.test:1/host?port")
             self.assertEqual(out.stdout, b"reel-port.test:1\n")
-            sc = self.last("/host?port")[1]["server_conn"]
+            row, full = self.last("/host?port")
+            sc = full["server_conn"]
             self.assertEqual((sc["address"], sc["dns_override"]),
                              ("127.0.0.1:%d" % o.http_port, ported[-1]))
+            # reel replay goes there too
+            out = r.cli("replay", "mr", str(row["id"]), "--into", "mr-dns-replays", "--json")
+            (rep,) = json.loads(out.stdout)["replays"]
+            self.assertEqual(rep["status"], 200, rep)
             # ... and no other port of that name: DNS, which knows none
             out = curl(r, "-o", "/dev/null", "-w", "%{http_code}",
                        "http://reel-port.test:2/host?other")
