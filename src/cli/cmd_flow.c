@@ -403,9 +403,13 @@ static void drop_replay(dir_t *d) {
     d->replay_ok = 0;
 }
 
-/* Settles text or binary on what has been gathered and shows it. */
-static void decide(dir_t *d) {
-    d->mode = reel_looks_text(d->peek.data, d->peek.len) ? MODE_TEXT : MODE_BINARY;
+/* Settles text or binary on what has been gathered and shows it (whole:
+ * it is all there is, and a character cut by its end makes it binary: a
+ * 5-byte body ending in a lead byte was printed as text, not UTF-8). */
+static void decide(dir_t *d, int whole) {
+    d->mode = (whole ? reel_looks_text_whole : reel_looks_text)(d->peek.data, d->peek.len)
+                  ? MODE_TEXT
+                  : MODE_BINARY;
     d->at_bol = 1;
     memset(&d->esc, 0, sizeof d->esc);
     d->esc.flags = (d->v->raw ? 0 : d->v->escape) | REEL_CLI_ESC_LINES;
@@ -435,7 +439,7 @@ static void show(dir_t *d, const uint8_t *p, size_t n) {
         n -= k;
         if (d->peek.len < PEEK_MAX)
             return;
-        decide(d);
+        decide(d, 0);
     }
     emit_out(d, p, n);
 }
@@ -447,7 +451,7 @@ static void show_flush(dir_t *d) {
     if (d->v->view >= 0)
         return; /* shown by view_flush when the body ends */
     if (d->mode == MODE_UNDECIDED && d->peek.len > 0)
-        decide(d);
+        decide(d, 1); /* (what did not fill the sample is all of it) */
     if (d->mode == MODE_BINARY) {
         reel_hexdump_finish(&d->hd);
     } else if (d->mode == MODE_TEXT) {
@@ -603,7 +607,7 @@ static void body_chunk(view_t *v, int dir, const uint8_t *p, size_t n) {
         /* Too much stored data before the text/binary decision: decide now
          * on what there is, and give up showing it all as stored. */
         if (d->mode == MODE_UNDECIDED && d->peek.len > 0)
-            decide(d);
+            decide(d, 0);
         drop_replay(d);
     }
     reel_err_t err;
@@ -980,10 +984,16 @@ static void message_show(view_t *v, int64_t time_us, const Reel__Message *m) {
         fputc('\n', v->out);
         if (v->headers_only || m->data.len == 0)
             return;
-        if (v->view >= 0 && m->opcode != 8) /* a close's reason is on its line */
+        if (v->view >= 0 && m->opcode != 8) { /* a close's reason is on its line */
             v->msg_mode = 3;
-        else
-            v->msg_mode = m->opcode == 1 || reel_looks_text(m->data.data, m->data.len) ? 1 : 2;
+        } else {
+            /* (all of it here: a character cut by its end is not text) */
+            bool whole = !m->truncated && m->data.len == m->length;
+            v->msg_mode = m->opcode == 1 || (whole ? reel_looks_text_whole
+                                                   : reel_looks_text)(m->data.data, m->data.len)
+                              ? 1
+                              : 2;
+        }
         if (v->msg_mode == 1) {
             v->msg_esc = (reel_cli_esc_t){.flags = (v->raw ? 0 : v->escape) | REEL_CLI_ESC_LINES};
             v->msg_at_bol = 1;

@@ -417,7 +417,7 @@ reel_rc reel_decoder_finish(reel_decoder_t *d, reel_err_t *err) {
 
 /* ---- text detection ---- */
 
-int reel_looks_text(const uint8_t *data, size_t len) {
+static int looks_text(const uint8_t *data, size_t len, int whole) {
     size_t controls = 0;
     size_t i = 0;
     while (i < len) {
@@ -451,8 +451,8 @@ int reel_looks_text(const uint8_t *data, size_t len) {
             return 0; /* continuation byte, C0/C1 overlong lead, F5..FF */
         }
         for (size_t k = 1; k <= need; k++) {
-            if (i + k >= len)
-                return 1; /* sequence cut by the end of the sample: fine so far */
+            if (i + k >= len) /* cut by the end: of a sample, fine so far */
+                return whole ? 0 : controls * 20 <= len;
             uint8_t b = data[i + k];
             if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xbf))
                 return 0;
@@ -460,6 +460,14 @@ int reel_looks_text(const uint8_t *data, size_t len) {
         i += need + 1;
     }
     return controls * 20 <= len;
+}
+
+int reel_looks_text(const uint8_t *data, size_t len) {
+    return looks_text(data, len, 0);
+}
+
+int reel_looks_text_whole(const uint8_t *data, size_t len) {
+    return looks_text(data, len, 1);
 }
 
 /* ---- hex dump ---- */

@@ -50,6 +50,9 @@ void reel_decoder_free(reel_decoder_t *d);
  * data is usually a sample), no NUL, and at most 5% other control bytes
  * (tab, CR, LF, FF and ESC do not count). Empty data is text. */
 int reel_looks_text(const uint8_t *data, size_t len);
+/** The same for data that is all there is (a whole body or message): a
+ * sequence cut by its end is not UTF-8, so it is not text. */
+int reel_looks_text_whole(const uint8_t *data, size_t len);
 
 /** Hex dump writer in the format of `hexdump -C`, keeping its offset across
  * calls (16 bytes a line:

@@ -591,6 +591,15 @@ static void test_looks_text(void **state) {
     /* ...but only if what is there is valid. */
     assert_false(TEXT("sample ends in \xe0\x80"));
     assert_false(TEXT("sample ends in \xed\xa0"));
+    /* ...and not in data that is all there is (a 5-byte body ending in a
+     * lead byte was printed as text by reel flow) */
+    assert_false(reel_looks_text_whole((const uint8_t *)"abcd\xe0", 5));
+    assert_false(reel_looks_text_whole((const uint8_t *)"ends in \xe2\x82", 10));
+    assert_true(reel_looks_text_whole((const uint8_t *)"caf\xc3\xa9", 5));
+    assert_true(reel_looks_text_whole((const uint8_t *)"", 0));
+    /* the control bytes before a cut sequence count too (a sample of
+     * them ending in a lead byte was text) */
+    assert_false(TEXT("\x01\x02\x03\x04\xe0"));
     /* Control bytes: up to 5% is text, more is binary. */
     char buf[100];
     memset(buf, 'a', sizeof buf);
