@@ -172,6 +172,14 @@ static void ev_written(void *ud) {
     if (pe->role == P_CLIENT && pe->c->h2 && q < HIGH_WATER)
         reel__h2front_written(pe->c);
     close_if_flushed(pe, q);
+    /* A relay stops at HIGH_WATER with the rest of the other side's bytes
+     * in its input, to go on at its next read; a side that had sent its
+     * last ones gave none, and they stayed (a WebSocket burst's tail, its
+     * client waiting for it, its server for the client's Close): they go
+     * on now that there is room. */
+    peer_t *o = reel__peer_other(pe);
+    if (q < LOW_WATER && !pe->closing && o && o->in.len && pe->c->state == C_RAW)
+        reel__tunnel_forward(pe->c);
 }
 
 static void ev_closed(void *ud) {
