@@ -722,6 +722,9 @@ class ReelExtrasRoundTrip(unittest.TestCase):
             (("request_body_edit",), {"rules": ["a", 5], "replacements": 0, "sent_size": 0,
                                       "decoded": False},
              b"entries[0]._reel.request_body_edit: rule 1 is not a string without NUL bytes"),
+            (("request_body_edit",), {"rules": [], "replacements": 0, "sent_size": 0,
+                                      "decoded": False, "answered_continue": "yes"},
+             b"entries[0]._reel.request_body_edit: its answered_continue is not a boolean"),
         ]
         for path, value, message in cases:
             bad = json.loads(json.dumps(doc))
