@@ -220,6 +220,10 @@ typedef struct {
      * head_as_it_came). Only a head split across reads copies any. */
     reel_buf_t head_raw;
     bool retry_is_head, retried;
+    /* retried because the kept-alive connection closed while reel held
+     * the request for modify_body: nothing of it went before, so it is
+     * not "again" (no ServerConn.retried, and errors say so) */
+    bool retry_held;
     bool retry_unprocessed_only; /* ... only if the origin said it did not process it */
     /* map_local's answer: the file being sent (core/maplocal.c; NULL:
      * none, or all of it sent) */

@@ -31,7 +31,7 @@ static void request_head(conn_t *c, const reel_h1_head_t *h);
 static void exchange_done(conn_t *c, bool upstream_reusable);
 static void maybe_finish(conn_t *c);
 static void resp_head(conn_t *c, const reel_h1_head_t *h);
-static void retry_on_new_upstream(conn_t *c);
+static void retry_on_new_upstream(conn_t *c, bool held);
 static void fail_noted(conn_t *c, int status, const char *reason, const char *note);
 static const reel_capture_tls_t *client_tls(conn_t *c, reel_capture_tls_t *out);
 
@@ -473,7 +473,7 @@ void reel__record_server_conn(conn_t *c) {
     note_upstream(c, up); /* kept: the origin may close before the flow ends */
     reel_capture_conn_t sc = reel__conn_facts(up, &info);
     sc.reused = up->flows > 0;
-    sc.retried = c->ex.retried;
+    sc.retried = c->ex.retried && !c->ex.retry_held; /* held: it went out once */
     sc.unverified = info.tls && up->insecure;
     up->flows++;
     reel_capture_server_conn(c->ex.flow, &sc);
@@ -2050,7 +2050,7 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
         free(mapped);
         return;
     }
-    c->ex.retried = false;
+    c->ex.retried = c->ex.retry_held = false;
     reel__record_server_conn(c); /* now if reused, else once connected */
     reel_h1_expect_response(reel_h1_codec_parser(c->respc), h->is_head, false);
     reel_buf_t out;
@@ -2496,7 +2496,7 @@ static void resp_head(conn_t *c, const reel_h1_head_t *h) {
 
 /* The reused upstream connection closed before a byte of the response
  * came: the same request on a new connection, once. */
-static void retry_on_new_upstream(conn_t *c) {
+static void retry_on_new_upstream(conn_t *c, bool held) {
     peer_t *old = c->up;
     bool https = old->https;
     int port = old->port;
@@ -2504,6 +2504,7 @@ static void retry_on_new_upstream(conn_t *c) {
     char *sni = old->sni ? reel_strdup(old->sni) : NULL;
     reel__upstream_close(c);
     c->ex.retried = true;
+    c->ex.retry_held = held;
     c->ex.conn_recorded = false; /* the new connection gets a record of its own */
     reel__upstream_for(c, https, host, port, sni);
     reel_h1_expect_response(reel_h1_codec_parser(c->respc), c->ex.retry_is_head, false);
@@ -2744,7 +2745,7 @@ void reel__resp_process(conn_t *c) {
                 if (c->ex.flow && !c->ex.resp_head_sent && c->ex.retry_head.len && !c->ex.retried &&
                     reel__h2up_may_retry(up) &&
                     (!c->ex.retry_unprocessed_only || reel__h2up_unprocessed(up))) {
-                    retry_on_new_upstream(c);
+                    retry_on_new_upstream(c, false);
                     return;
                 }
                 /* A kept-alive connection the origin closed while reel held
@@ -2752,18 +2753,24 @@ void reel__resp_process(conn_t *c) {
                  * went, so it goes on a new connection, once whole (it was
                  * a 502 saying the origin had not answered) */
                 if (c->ex.flow && c->ex.hold[0].on && !c->ex.retried && reel__h2up_may_retry(up)) {
-                    retry_on_new_upstream(c);
+                    retry_on_new_upstream(c, true);
                     return;
                 }
                 if (c->ex.flow && !c->ex.resp_head_sent) {
                     const char *why =
                         up->error ? up->error : "upstream closed the connection without responding";
                     /* the request went out twice: the record says so */
-                    char *both = c->ex.retried ? reel_asprintf("%s (retried once: the first "
-                                                               "attempt, on a kept-alive "
-                                                               "connection, went unanswered too)",
-                                                               why)
-                                               : NULL;
+                    char *both =
+                        c->ex.retry_held
+                            ? reel_asprintf("%s (on a new connection: the kept-alive one it was "
+                                            "first meant for closed while reel held the request "
+                                            "for modify_body, before any of it went)",
+                                            why)
+                        : c->ex.retried
+                            ? reel_asprintf("%s (retried once: the first attempt, on a "
+                                            "kept-alive connection, went unanswered too)",
+                                            why)
+                            : NULL;
                     reel__fail_exchange(c, 502, both ? both : why);
                     free(both);
                     return;

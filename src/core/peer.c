@@ -449,7 +449,7 @@ static void record_refused_conn(peer_t *up) {
     reel_capture_conn_t sc = reel__conn_facts(up, &info);
     if (!up->connected && info.remote[0])
         sc.address = info.remote;
-    sc.retried = c->state != C_RAW && c->ex.retried;
+    sc.retried = c->state != C_RAW && c->ex.retried && !c->ex.retry_held;
     reel_capture_server_conn(f, &sc);
 }
 
@@ -472,7 +472,7 @@ static void record_unmade_retry(peer_t *up) {
         sc.connect_us = -1;
     }
     sc.ssl_us = -1;
-    sc.retried = true;
+    sc.retried = !c->ex.retry_held;
     c->ex.conn_recorded = true;
     reel_capture_server_conn(c->ex.flow, &sc);
 }
@@ -581,8 +581,12 @@ void reel__upstream_failed(peer_t *up, const char *why) {
         /* the request went out on the reused connection before this one
          * was made to send it again: the flow says both */
         record_unmade_retry(up);
-        char *both = reel_asprintf("the kept-alive connection #%llu closed without answering, "
-                                   "and retrying on a new connection failed: %s",
+        char *both = reel_asprintf(c->ex.retry_held
+                                       ? "the kept-alive connection #%llu closed while reel held "
+                                         "the request for modify_body, before any of it went, "
+                                         "and a new connection failed: %s"
+                                       : "the kept-alive connection #%llu closed without "
+                                         "answering, and retrying on a new connection failed: %s",
                                    (unsigned long long)c->ex.upf.id, why);
         reel__fail_exchange(c, 502, both);
         free(both);

@@ -883,21 +883,26 @@ class ModifyRequestBodyTest(unittest.TestCase):
         out.decode()  # (UTF-8 throughout)
         self.assertIn(b"00000000  61 62 63 64 e0", out)
 
-    def test_kept_alive_connection_closed_while_held(self):
+    def held_on_closed_connection(self, path, answer_new):
         # an origin that closes a kept-alive connection after 0.5 s of
-        # silence (a new one waits for its request); the client's body comes
-        # 1.5 s after its head, which reel
-        # holds: nothing went on the old connection, so the request goes
-        # whole on a new one (it was a 502 saying the origin never answered)
+        # silence (a new one waits for its request, and answers it if
+        # answer_new, else closes without a word); the client's body comes
+        # 1.5 s after its head, which reel holds. Returns the status line
+        # and body the client got.
         class Quick(EchoHandler):
             do_GET = EchoHandler.do_POST
 
             def handle(self):
+                if not answer_new and self.server.conns:
+                    self.rfile.readline()  # the request line: then a close
+                    return
+                self.server.conns += 1
                 self.handle_one_request()
                 self.connection.settimeout(0.5)  # kept alive: 0.5 s of silence
                 while not self.close_connection:
                     self.handle_one_request()
         srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quick)
+        srv.conns = 0
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         try:
             port = srv.server_address[1]
@@ -912,22 +917,44 @@ class ModifyRequestBodyTest(unittest.TestCase):
                 if line.lower().startswith(b"content-length:"):
                     n = int(line.split(b":")[1])
             f.read(n)
-            c.sendall(b"POST http://127.0.0.1:%d/q/slow HTTP/1.1\r\nHost: x\r\n"
-                      b"Content-Length: 12\r\n\r\n" % port)
+            c.sendall(b"POST http://127.0.0.1:%d%s HTTP/1.1\r\nHost: x\r\n"
+                      b"Content-Length: 12\r\n\r\n" % (port, path.encode()))
             time.sleep(1.5)
             c.sendall(b"token=s3cr3t")
-            self.assertIn(b" 200 ", f.readline())
+            status = f.readline()
             while f.readline() not in (b"\r\n", b""):
                 pass
-            got = json.loads(f.read1(65536))
+            got = f.read1(65536)
             c.close()
         finally:
             srv.shutdown()
             srv.server_close()
-        self.assertEqual(base64.b64decode(got["body"]), b"token=XXX")
+        return status, got
+
+    def test_kept_alive_connection_closed_while_held(self):
+        # nothing went on the old connection, so the request goes whole on
+        # a new one (it was a 502 saying the origin never answered), and
+        # the record does not call it a retry: it went out once
+        status, got = self.held_on_closed_connection("/q/slow", True)
+        self.assertIn(b" 200 ", status)
+        self.assertEqual(base64.b64decode(json.loads(got)["body"]), b"token=XXX")
         row, full = only_flow(self, self.reel, "/q/slow")
         self.assertEqual(row["state"], "complete", full)
-        self.assertTrue(full["server_conn"]["retried"], full["server_conn"])
+        self.assertFalse(full["server_conn"]["reused"], full["server_conn"])
+        self.assertFalse(full["server_conn"]["retried"], full["server_conn"])
+
+    def test_held_request_unanswered_on_its_new_connection(self):
+        # the new connection closes without answering too: the 502 says
+        # the request went out once, on the new connection, and why there
+        # (it said "retried once: the first attempt ... went unanswered
+        # too", of an attempt that sent nothing)
+        status, got = self.held_on_closed_connection("/q/slow-lost", False)
+        self.assertIn(b" 502 ", status)
+        row, full = only_flow(self, self.reel, "/q/slow-lost")
+        self.assertEqual(row["status"], 502, full)
+        self.assertIn("closed while reel held the request for modify_body", row["error"])
+        self.assertNotIn("retried", row["error"])
+        self.assertFalse(full["server_conn"]["retried"], full["server_conn"])
 
     def test_request_bodies_not_changed(self):
         r = self.reel
