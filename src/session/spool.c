@@ -14,6 +14,7 @@
 #include "flow.pb-c.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -601,9 +602,28 @@ static reel_rc read_window(int fd, uint64_t off, uint64_t file_size, size_t want
 typedef struct {
     int fd;
     uint64_t file_size;
-    uint64_t wbase; /* file offset of win.data[0] */
+    uint64_t wbase;   /* file offset of win.data[0] */
+    uint64_t advised; /* the file is asked for up to here (SCAN_AHEAD) */
     reel_buf_t win;
 } walker_t;
+
+/* How far past its window a scan asks the kernel to read: a scan of a
+ * spool that is not in the page cache (a repair or recovery after a
+ * reboot) otherwise waits for each window's read in turn, the disk idle
+ * while frames are decoded. Asked for in halves, so each request is
+ * large and the next one goes out while half of the last is unread. */
+#define SCAN_AHEAD (16u * 1024u * 1024u)
+
+/* Asks for the part of [off, off + SCAN_AHEAD) not asked for yet, once
+ * less than half of that is: a hint, its failure changes nothing. */
+static void walk_advise(walker_t *w, uint64_t off) {
+    if (w->advised >= w->file_size || w->advised >= off + SCAN_AHEAD / 2)
+        return;
+    uint64_t from = w->advised > off ? w->advised : off;
+    uint64_t to = off + SCAN_AHEAD < w->file_size ? off + SCAN_AHEAD : w->file_size;
+    (void)posix_fadvise(w->fd, (off_t)from, (off_t)(to - from), POSIX_FADV_WILLNEED);
+    w->advised = to;
+}
 
 /* Finds the frame at off: REEL_OK with its bytes in *at[0..*fl) (valid
  * until the next call). Where no frame is, returns REEL_NOTFOUND with
@@ -615,6 +635,7 @@ static reel_rc walk_frame(walker_t *w, uint64_t off, const uint8_t **at_out, siz
     uint64_t need =
         w->file_size - off < REEL_SPOOL_FRAME_MAX ? w->file_size - off : REEL_SPOOL_FRAME_MAX;
     if (off < w->wbase || off + need > w->wbase + w->win.len) {
+        walk_advise(w, off + SCAN_WINDOW);
         reel_rc rc = read_window(w->fd, off, w->file_size, SCAN_WINDOW, &w->win, err);
         if (rc != REEL_OK)
             return rc;
@@ -681,12 +702,13 @@ static int frame_check(ZSTD_DCtx *d, const uint8_t *at, size_t fl, reel_buf_t *r
 static reel_rc walk_begin(walker_t *w, int fd, uint64_t start, reel_spool_scan_t *out,
                           reel_err_t *err) {
     memset(out, 0, sizeof *out);
-    *w = (walker_t){.fd = fd, .wbase = start};
+    *w = (walker_t){.fd = fd, .wbase = start, .advised = start};
     reel_buf_init(&w->win, 0);
     off_t end = lseek(fd, 0, SEEK_END);
     if (end < 0)
         return reel_err_errno(err, REEL_IO, errno, "seeking segment");
     w->file_size = out->file_size = (uint64_t)end;
+    (void)posix_fadvise(fd, (off_t)start, 0, POSIX_FADV_SEQUENTIAL);
     out->good_end = start;
     return REEL_OK;
 }
