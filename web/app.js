@@ -1364,6 +1364,15 @@ function renderDetail(d, id) {
             (be.decoded ? ', decoded from its Content-Encoding' : '') +
             (be.answered_continue === true ? '; reel answered its Expect: 100-continue itself' : '') +
             ` (the body below is the ${from}'s)` }));
+        // the body as it went, when the record kept it
+        if (typeof be.sent_body_b64 === 'string' && be.sent_body_b64) {
+          const bytes = b64Bytes(be.sent_body_b64);
+          let text;
+          try { text = new TextDecoder('utf-8', { fatal: true }).decode(bytes); } catch { text = hex(bytes.slice(0, 4096)); }
+          sec.append(el('details', { class: 'sent-body' },
+            el('summary', { text: `The body ${who} got` + (be.sent_body_truncated ? ` (its first ${fmtSize(bytes.length)}: the record keeps no more)` : '') }),
+            el('pre', { class: 'code', text })));
+        }
       }
       // modify_headers' changes: the fields above are as they came
       if (Array.isArray(h.modified) && h.modified.length) {

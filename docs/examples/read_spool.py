@@ -225,6 +225,12 @@ def flow_json(flow_id, recs, replayed_as=()):
                                           not_applied=b.not_applied or None)
             if not b.response:  # reel sent the client's 100 (Continue) itself
                 f[side + "_body_edit"]["answered_continue"] = b.answered_continue
+            # the body as the other side got it: none when the rules were not
+            # applied, nor in spools written before reel kept it
+            kept = not b.not_applied and (len(b.sent_body) or b.sent_size == 0)
+            f[side + "_body_edit"]["sent_body_b64"] = (
+                base64.b64encode(b.sent_body).decode() if kept else None)
+            f[side + "_body_edit"]["sent_body_truncated"] = b.sent_body_truncated
         elif ev == "server_conn":  # the upstream connection (the last one counts)
             c = r.server_conn
             f["server_conn"] = dict(conn_id=c.conn_id, address=c.address, sni=c.sni or None,

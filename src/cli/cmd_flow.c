@@ -258,6 +258,10 @@ typedef struct {
     char *ctype; /* Content-Type, owned, NULL if none */
     int pmsg;    /* --proto: the schema's message for this body, -1 if none */
     char *edit;  /* modify_body's line for this body, owned, said where it ends; NULL: none */
+    /* ... and the body as the other side got it, shown under that line
+     * (sent_known: the record kept it; sent_cut: its first bytes only) */
+    reel_buf_t sent;
+    int sent_known, sent_cut;
 } dir_t;
 
 struct view {
@@ -639,13 +643,45 @@ static const char *cut_cause(const view_t *v, const dir_t *d) {
     return " by body_limit";
 }
 
-/* Says the modify_body line held for d, once. */
+/* The body the other side got, under modify_body's line: text as text
+ * (escaped on a terminal unless --raw), else a hex dump; through --view's
+ * view when one is asked for. */
+static void sent_show(view_t *v, dir_t *d) {
+    const uint8_t *p = d->sent.data;
+    size_t n = d->sent.len;
+    if (v->view >= 0) {
+        reel_view_schema_t schema = {.proto = v->proto, .message = d->pmsg};
+        reel_view_render_schema((reel_view_kind)v->view, d->ctype, p, n, d->sent_cut, view_flags(v),
+                                &schema, v->out);
+    } else if ((d->sent_cut ? reel_looks_text : reel_looks_text_whole)(p, n)) {
+        reel_cli_esc_t esc = {.flags = (v->raw ? 0 : v->escape) | REEL_CLI_ESC_LINES};
+        reel_cli_esc_write(&esc, v->out, p, n);
+        reel_cli_esc_end(&esc, v->out);
+        if (p[n - 1] != '\n')
+            fputc('\n', v->out);
+    } else {
+        reel_hexdump_t hd;
+        reel_hexdump_init(&hd, v->out);
+        reel_hexdump_feed(&hd, p, n);
+        reel_hexdump_finish(&hd);
+    }
+    if (d->sent_cut)
+        fprintf(v->out, "  (the first %zu bytes: the record keeps no more)\n", n);
+    v->gap = 1;
+}
+
+/* Says the modify_body line held for d, once, and what it sent. */
 static void edit_say(view_t *v, dir_t *d) {
     if (d->edit == NULL)
         return;
-    note(v, "%s", d->edit);
+    int body = d->sent_known && d->sent.len && !v->headers_only;
+    note(v, "%s%s", d->edit, body ? ":" : "");
     free(d->edit);
     d->edit = NULL;
+    if (body)
+        sent_show(v, d);
+    reel_buf_free(&d->sent);
+    d->sent_known = 0;
 }
 
 static void close_body(view_t *v, dir_t *d) {
@@ -1080,6 +1116,11 @@ static void body_edit_line(view_t *v, const Reel__BodyEdit *b) {
         reel_buf_puts(&line, "; reel answered its Expect: 100-continue itself");
     free(d->edit);
     d->edit = reel_strdup((const char *)line.data);
+    reel_buf_reset(&d->sent);
+    d->sent_known = !b->not_applied[0] && (b->sent_body.len || b->sent_size == 0);
+    d->sent_cut = b->sent_body_truncated;
+    if (d->sent_known)
+        reel_buf_append(&d->sent, b->sent_body.data, b->sent_body.len);
     reel_buf_free(&rules);
     reel_buf_free(&line);
     if (d->closed) { /* (its end was said already) */
@@ -1340,6 +1381,7 @@ static int run_view(reel_cli_t *cli, reel_session_t *s, unsigned long long id, i
         reel_buf_free(&v.d[i].vbuf);
         free(v.d[i].ctype);
         free(v.d[i].edit);
+        reel_buf_free(&v.d[i].sent);
     }
     reel_buf_free(&v.msg_vbuf);
     free(v.source);

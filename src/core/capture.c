@@ -128,7 +128,8 @@ void reel_capture_message_at(reel_capture_flow_t *f, bool from_client, const voi
 
 void reel_capture_body_edit(reel_capture_flow_t *f, bool response, const char *const *rules,
                             size_t n, uint64_t replacements, uint64_t sent_size, bool decoded,
-                            bool answered_continue, const char *not_applied) {
+                            bool answered_continue, const char *not_applied, const void *sent_body,
+                            size_t sent_body_len) {
     reel_body_edit_t e = {.response = response,
                           .answered_continue = answered_continue,
                           .rules = rules,
@@ -136,7 +137,9 @@ void reel_capture_body_edit(reel_capture_flow_t *f, bool response, const char *c
                           .replacements = replacements,
                           .sent_size = sent_size,
                           .decoded = decoded,
-                          .not_applied = not_applied};
+                          .not_applied = not_applied,
+                          .sent_body = sent_body,
+                          .sent_body_len = sent_body_len};
     reel_recorder_body_edit(f, &e);
 }
 

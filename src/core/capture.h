@@ -127,10 +127,11 @@ typedef struct {
  * (after it): the rules (as configured, n of them), matches replaced,
  * bytes sent, whether it was decoded, whether reel answered the request's
  * Expect: 100-continue itself; not_applied: why they were not (NULL: they
- * were). */
+ * were); the body as sent when they were (its first bytes are kept). */
 void reel_capture_body_edit(reel_capture_flow_t *f, bool response, const char *const *rules,
                             size_t n, uint64_t replacements, uint64_t sent_size, bool decoded,
-                            bool answered_continue, const char *not_applied);
+                            bool answered_continue, const char *not_applied, const void *sent_body,
+                            size_t sent_body_len);
 
 /** Records the upstream connection of f. */
 void reel_capture_server_conn(reel_capture_flow_t *f, const reel_capture_conn_t *sc);

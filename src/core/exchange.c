@@ -1393,13 +1393,13 @@ void reel__hold_clear(conn_t *c) {
 
 /* Records what became of the rules of mask for this body. */
 static void hold_record(conn_t *c, int d, const reel_body_rules_t *m, uint64_t mask,
-                        uint64_t replacements, uint64_t sent, bool decoded,
-                        const char *not_applied) {
+                        uint64_t replacements, uint64_t sent, bool decoded, const char *not_applied,
+                        const void *body) {
     const char *texts[64];
     size_t n = reel_body_rules_texts(m, mask, texts);
     if (c->ex.flow)
         reel_capture_body_edit(c->ex.flow, d == 1, texts, n, replacements, sent, decoded,
-                               c->ex.hold[d].continued, not_applied);
+                               c->ex.hold[d].continued, not_applied, body, body ? sent : 0);
 }
 
 static peer_t *hold_to(conn_t *c, int d) {
@@ -1425,7 +1425,7 @@ static bool hold_begin(conn_t *c, int d, const reel_h1_head_t *h, uint64_t mask,
     else if (d == 1 && h->framing != REEL_H1_BODY_LENGTH && c->ex.client_h10)
         why = "its length is not known, and its HTTP/1.0 client could take it only whole";
     if (why) { /* (known now: said now) */
-        hold_record(c, d, c->p->modify_body, mask, 0, 0, false, why);
+        hold_record(c, d, c->p->modify_body, mask, 0, 0, false, why, NULL);
         return false;
     }
     body_hold_t *b = &c->ex.hold[d];
@@ -1509,7 +1509,7 @@ static void hold_give_up(conn_t *c, int d) {
     send_chunk(c, d, b->body.data, b->body.len);
     free(fields);
     free(coding);
-    hold_record(c, d, b->rules, b->mask, 0, 0, false, "the body is over 8 MiB");
+    hold_record(c, d, b->rules, b->mask, 0, 0, false, "the body is over 8 MiB", NULL);
     hold_clear(c, d);
     b->rechunk = true;
 }
@@ -1573,11 +1573,13 @@ static void hold_end(conn_t *c, int d) {
             reel_asprintf("%s%s%sContent-Length: %zu\r\n", b->coding ? "Content-Encoding: " : "",
                           b->coding ? b->coding : "", b->coding ? "\r\n" : "", raw->len);
         hold_send(c, d, fields, raw->data, raw->len);
-        hold_record(c, d, b->rules, b->mask, 0, raw->len, false, why);
+        hold_record(c, d, b->rules, b->mask, 0, raw->len, false, why, NULL);
     } else {
         fields = reel_asprintf("Content-Length: %zu\r\n", out_len);
         hold_send(c, d, fields, out, out_len);
-        hold_record(c, d, b->rules, b->mask, count, out_len, b->coding != NULL, NULL);
+        /* (out is NULL for an empty body: "" says it was kept, empty) */
+        hold_record(c, d, b->rules, b->mask, count, out_len, b->coding != NULL, NULL,
+                    out ? (const void *)out : "");
     }
     free(fields);
     free(why);

@@ -233,7 +233,8 @@ static const reel_option_t options[] = {
      "matches the request, or the response, applies, in order; ~q: requests only, ~s: "
      "responses only; every match of its PCRE2 regex replaced, $1 and ${name} in the "
      "replacement; a body up to 8 MiB, decoded from its Content-Encoding first; at most 64 "
-     "rules); the flow records each body as it came and what the rules did (body_edit)",
+     "rules); the flow records each body as it came, what the rules did and the first 256 KiB "
+     "of the body as it went (body_edit)",
      NULL, 0, 0, reel_body_rule_check},
     {"dns_overrides", REEL_OPT_LIST, "[]",
      "host names reel connects to at an address of yours instead of their DNS answer, each "

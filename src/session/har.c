@@ -629,6 +629,7 @@ typedef struct {
     int has_body_edit[2];
     reel_body_edit_t body_edit[2];
     const char **body_edit_rules[2];
+    uint8_t *body_edit_sent[2]; /* its sent_body_b64 decoded (owned; NULL: none) */
 } entry_t;
 
 static int tchar(int c) {
@@ -1054,7 +1055,8 @@ static reel_rc reel_edits(const vctx_t *v, json_t *rx, const char *key, reel_hea
 
 /* _reel.request_body_edit or (response) response_body_edit, as reel
  * export writes them ({rules: [string], replacements, sent_size, decoded,
- * not_applied: a string or null, a request's answered_continue}), into e. */
+ * not_applied: a string or null, a request's answered_continue,
+ * sent_body_b64: base64 or null, sent_body_truncated}), into e. */
 static reel_rc reel_body_edit(const vctx_t *v, json_t *rx, int response, entry_t *e) {
     const char *key = response ? "response_body_edit" : "request_body_edit";
     const char *f = response ? "_reel.response_body_edit" : "_reel.request_body_edit";
@@ -1067,7 +1069,9 @@ static reel_rc reel_body_edit(const vctx_t *v, json_t *rx, int response, entry_t
     json_t *rules = json_object_get(b, "rules"), *rep = json_object_get(b, "replacements"),
            *sent = json_object_get(b, "sent_size"), *dec = json_object_get(b, "decoded"),
            *why = json_object_get(b, "not_applied"),
-           *cont = json_object_get(b, "answered_continue");
+           *cont = json_object_get(b, "answered_continue"),
+           *sb = json_object_get(b, "sent_body_b64"),
+           *cut = json_object_get(b, "sent_body_truncated");
     if (!json_is_array(rules) || json_array_size(rules) > 64)
         return fail(v, f, "its rules are not an array of at most 64 strings");
     if (!json_is_integer(rep) || json_integer_value(rep) < 0 || !json_is_integer(sent) ||
@@ -1077,18 +1081,50 @@ static reel_rc reel_body_edit(const vctx_t *v, json_t *rx, int response, entry_t
         return fail(v, f, "its decoded is not a boolean, or its not_applied not a string or null");
     if (cont && !json_is_boolean(cont)) /* (absent: written before reel recorded it) */
         return fail(v, f, "its answered_continue is not a boolean");
+    /* the body as sent (absent or null: not kept, or not applied) */
+    if (cut && !json_is_boolean(cut))
+        return fail(v, f, "its sent_body_truncated is not a boolean");
+    if (sb && !json_is_null(sb) && !json_is_string(sb))
+        return fail(v, f, "its sent_body_b64 is not a string of base64 or null");
+    uint8_t *sb_bytes = NULL;
+    long long sent_len = 0;
+    if (json_is_string(sb)) {
+        size_t at = 0, len = json_string_length(sb);
+        sb_bytes = reel_malloc(len / 4 * 3 + 1);
+        if ((sent_len = b64_decode(json_string_value(sb), len, 1, sb_bytes, &at)) < 0) {
+            free(sb_bytes);
+            return fail(v, f, "its sent_body_b64 has invalid base64 at offset %zu", at);
+        }
+        /* what reel export writes: sent_size bytes, or fewer when cut */
+        json_int_t size = json_integer_value(sent);
+        if (json_is_string(why)) {
+            free(sb_bytes);
+            return fail(v, f,
+                        "it has a sent_body_b64 and a not_applied: a body the rules did not "
+                        "change is not kept apart");
+        }
+        if (sent_len > size || (sent_len < size && !json_is_true(cut))) {
+            free(sb_bytes);
+            return fail(v, f,
+                        "its sent_body_b64 holds %lld bytes, not its sent_size of %lld (fewer "
+                        "only with sent_body_truncated)",
+                        sent_len, (long long)size);
+        }
+    }
     size_t n = json_array_size(rules);
     const char **texts = reel_calloc(n ? n : 1, sizeof *texts);
     for (size_t i = 0; i < n; i++) {
         json_t *r = json_array_get(rules, i);
         if (!json_is_string(r) || strlen(json_string_value(r)) != json_string_length(r)) {
             free(texts);
+            free(sb_bytes);
             return fail(v, f, "rule %zu is not a string without NUL bytes", i);
         }
         texts[i] = json_string_value(r);
     }
     e->has_body_edit[response] = 1;
     e->body_edit_rules[response] = texts;
+    e->body_edit_sent[response] = sb_bytes;
     e->body_edit[response] =
         (reel_body_edit_t){.response = response,
                            .rules = texts,
@@ -1097,7 +1133,9 @@ static reel_rc reel_body_edit(const vctx_t *v, json_t *rx, int response, entry_t
                            .sent_size = (uint64_t)json_integer_value(sent),
                            .decoded = json_is_true(dec),
                            .answered_continue = !response && json_is_true(cont),
-                           .not_applied = json_is_string(why) ? json_string_value(why) : NULL};
+                           .not_applied = json_is_string(why) ? json_string_value(why) : NULL,
+                           .sent_body = sb_bytes,
+                           .sent_body_len = (size_t)sent_len};
     return REEL_OK;
 }
 
@@ -1598,6 +1636,8 @@ static void entry_free(entry_t *e) {
     for (int d = 0; d < 2; d++) {
         free(e->body_edit_rules[d]);
         e->body_edit_rules[d] = NULL;
+        free(e->body_edit_sent[d]);
+        e->body_edit_sent[d] = NULL;
         e->has_body_edit[d] = 0;
     }
 }

@@ -2470,11 +2470,36 @@ void reel_recorder_body_edit(reel_rflow_t *f, const reel_body_edit_t *e) {
     b.decoded = e->decoded;
     b.not_applied = (char *)(e->not_applied ? e->not_applied : "");
     b.answered_continue = e->answered_continue;
+    if (e->sent_body) {
+        /* within the flow's body_limit, and a record's bound with the
+         * rules (each bounded by the config; 64 of them at most) */
+        size_t keep = e->sent_body_len < REEL_SENT_BODY_MAX ? e->sent_body_len : REEL_SENT_BODY_MAX;
+        size_t rules = 0;
+        for (size_t i = 0; i < e->n_rules; i++)
+            rules += strlen(e->rules[i]) + 8;
+        size_t room = REEL_SPOOL_RECORD_MAX - 16384;
+        if (keep > f->limit)
+            keep = (size_t)f->limit;
+        if (keep + rules > room)
+            keep = rules < room ? room - rules : 0;
+        b.sent_body.data = (uint8_t *)e->sent_body;
+        b.sent_body.len = keep;
+        b.sent_body_truncated = keep < e->sent_size;
+    }
     Reel__Record rec = REEL__RECORD__INIT;
     rec.flow_id = f->id;
     rec.time_us = now_or(0);
     rec.event_case = REEL__RECORD__EVENT_BODY_EDIT;
     rec.body_edit = &b;
+    /* The body sent is a body: shed as one when capture falls behind (the
+     * record then goes without it, saying it was cut to nothing) */
+    if (b.sent_body.len && enqueue(f->rec, f, &rec, Q_BODY))
+        return;
+    if (b.sent_body.len) {
+        b.sent_body.data = NULL;
+        b.sent_body.len = 0;
+        b.sent_body_truncated = true;
+    }
     enqueue(f->rec, f, &rec, Q_SMALL);
 }
 

@@ -258,7 +258,16 @@ typedef struct {
     bool decoded;
     bool answered_continue;  /* reel sent the client's 100 (Continue) itself */
     const char *not_applied; /* NULL: they were applied */
+    /* the body as sent (the rules applied; NULL: not known); the record
+     * keeps its first bytes, up to the flow's body_limit and
+     * REEL_SENT_BODY_MAX, and says when it cut them (sent_body_truncated,
+     * also set here when these are fewer than sent_size) */
+    const void *sent_body;
+    size_t sent_body_len;
 } reel_body_edit_t;
+
+/** The most of a changed body a BodyEdit record keeps (sent_body). */
+#define REEL_SENT_BODY_MAX (256u * 1024u)
 
 /** Records e, after the body's last chunk. */
 void reel_recorder_body_edit(reel_rflow_t *f, const reel_body_edit_t *e);

@@ -423,7 +423,8 @@ class BrowserWebTest(unittest.TestCase):
                  "cache": {}, "timings": {"send": 0, "wait": 1, "receive": 0},
                  "_reel": {"request_body_edit": {"rules": ["|false|true"], "replacements": 1,
                                                  "sent_size": 10, "decoded": False,
-                                                 "not_applied": None},
+                                                 "not_applied": None,
+                                                 "sent_body_b64": "ZGVidWc9dHJ1ZQ=="},
                            "response_body_edit": {"rules": ["|world|[world]"],
                                                   "replacements": 0, "sent_size": 0,
                                                   "decoded": False,
@@ -443,6 +444,10 @@ class BrowserWebTest(unittest.TestCase):
                       "client got the body as it came", dirs["response"])
         self.assertFalse([n for n in dirs["request"] if "the client got" in n], dirs)
         self.assertFalse([n for n in dirs["response"] if "the origin got" in n], dirs)
+        # the body the origin got, folded under the request's note; none
+        # for the response, which went as it came
+        self.assertEqual(dict(seen["sent1"]), {"request": ["The body the origin got|debug=true"],
+                                               "response": []})
         shutil.rmtree(root, ignore_errors=True)
 
     def test_tunnel_request_lines(self):
@@ -589,6 +594,10 @@ const { chromium } = require("playwright-core");
       // each of request and response with its own notes
       res["dirs" + id] = await page.$$eval("#detail section.dir", (ss) => ss.map((x) =>
         [x.getAttribute("aria-label"), [...x.querySelectorAll(".note")].map((n) => n.innerText)]));
+      // modify_body's body as it went, folded under its note
+      res["sent" + id] = await page.$$eval("#detail section.dir", (ss) => ss.map((x) =>
+        [x.getAttribute("aria-label"), [...x.querySelectorAll("details.sent-body")].map((d) =>
+          d.querySelector("summary").textContent + "|" + d.querySelector("pre").textContent)]));
     }
   } finally {
     await browser.close();

@@ -436,13 +436,20 @@ class BodyEditRoundTrip(unittest.TestCase):
     says it with the request (the origin got the body), and reel export
     writes it back, beside response_body_edit."""
 
-    REQ = {"rules": ["|debug=false|debug=true"], "replacements": 2, "sent_size": 26,
-           "decoded": False, "not_applied": None, "answered_continue": True}
+    REQ = {"rules": ["|debug=false|debug=true"], "replacements": 2, "sent_size": 22,
+           "decoded": False, "not_applied": None, "answered_continue": True,
+           "sent_body_b64": "ZGVidWc9dHJ1ZSwgZGVidWc9dHJ1ZQ==",  # debug=true, debug=true
+           "sent_body_truncated": False}
     REQ_NOT = {"rules": ["|debug=false|debug=true", "|x|y"], "replacements": 0, "sent_size": 0,
                "decoded": False, "not_applied": "the body is over 8 MiB",
-               "answered_continue": False}
+               "answered_continue": False, "sent_body_b64": None, "sent_body_truncated": False}
     RESP = {"rules": ["|world|[world]"], "replacements": 1, "sent_size": 13, "decoded": False,
-            "not_applied": None}
+            "not_applied": None,
+            "sent_body_b64": "aGVsbG8gW3dv", "sent_body_truncated": True}  # "hello [wo": cut
+    # as reel export wrote it before the body sent was kept: none to show
+    RESP_OLD = {"rules": ["|world|[world]"], "replacements": 1, "sent_size": 13,
+                "decoded": False, "not_applied": None}
+    RESP_OLD_READ = dict(RESP_OLD, sent_body_b64=None, sent_body_truncated=False)
 
     @classmethod
     def setUpClass(cls):
@@ -469,7 +476,7 @@ class BodyEditRoundTrip(unittest.TestCase):
                                              ("response_body_edit", resp)) if v}
             return e
         entries = [entry(1, req=cls.REQ), entry(2, req=cls.REQ_NOT, resp=cls.RESP),
-                   entry(3, resp=cls.RESP)]
+                   entry(3, resp=cls.RESP), entry(4, resp=cls.RESP_OLD)]
         cls.har = os.path.join(cls.root, "edits.har")
         with open(cls.har, "w") as f:
             json.dump({"log": {"version": "1.2", "creator": {"name": "t", "version": "1"},
@@ -487,17 +494,20 @@ class BodyEditRoundTrip(unittest.TestCase):
         return self.cli_("flow", "be", str(fid), *args).stdout.decode()
 
     def test_flow_json_keeps_them_apart(self):
-        want = [(self.REQ, None), (self.REQ_NOT, self.RESP), (None, self.RESP)]
+        want = [(self.REQ, None), (self.REQ_NOT, self.RESP), (None, self.RESP),
+                (None, self.RESP_OLD_READ)]
         for fid, (req, resp) in enumerate(want, 1):
             f = json.loads(self.flow(fid, "--json"))
             self.assertEqual((f["request_body_edit"], f["response_body_edit"]), (req, resp), fid)
 
     def test_the_text_says_it_with_the_request(self):
         req_line = ("~ modify_body: 2 replacements by '|debug=false|debug=true'; the origin got "
-                    "26 bytes, with a Content-Length; reel answered its Expect: 100-continue "
-                    "itself\n")
+                    "22 bytes, with a Content-Length; reel answered its Expect: 100-continue "
+                    "itself:\ndebug=true, debug=true\n")
+        # (the body the client got, cut where the record's keeping of it was)
         resp_line = ("~ modify_body: 1 replacement by '|world|[world]'; the client got 13 bytes, "
-                     "with a Content-Length\n")
+                     "with a Content-Length:\nhello [wo\n  (the first 9 bytes: the record keeps "
+                     "no more)\n")
         # after the request's body, before the response
         one = self.flow(1)
         self.assertIn("\ndebug=false, debug=false\n" + req_line + "\n< HTTP/1.1 200 OK\n", one)
@@ -510,9 +520,12 @@ class BodyEditRoundTrip(unittest.TestCase):
         three = self.flow(3)
         self.assertIn("\nhello world\n" + resp_line, three)
         self.assertNotIn("the origin got", three)
-        # without the bodies, under the heads
-        self.assertIn("> Content-Type: text/plain\n" + req_line + "\n< HTTP/1.1 200 OK\n",
-                      self.flow(1, "--headers-only"))
+        # a record without the body sent says only what it knows
+        self.assertIn("\nhello world\n~ modify_body: 1 replacement by '|world|[world]'; the "
+                      "client got 13 bytes, with a Content-Length\n\n~ timings", self.flow(4))
+        # without the bodies, under the heads (the body sent is one)
+        self.assertIn("> Content-Type: text/plain\n" + req_line.partition(":\n")[0] +
+                      "\n\n< HTTP/1.1 200 OK\n", self.flow(1, "--headers-only"))
 
     def test_export_gives_them_back(self):
         out = os.path.join(self.root, "again.har")
@@ -521,17 +534,19 @@ class BodyEditRoundTrip(unittest.TestCase):
             entries = json.load(f)["log"]["entries"]
         with open(self.har) as f:
             given = json.load(f)["log"]["entries"]
-        self.assertEqual(len(entries), 3)
+        self.assertEqual(len(entries), 4)
+        given[3]["_reel"]["response_body_edit"] = self.RESP_OLD_READ  # (says it has none)
         for a, b in zip(given, entries):
             for k in ("request_body_edit", "response_body_edit"):
                 self.assertEqual(b["_reel"].get(k), a["_reel"].get(k), (k, a["request"]["url"]))
         nd = [json.loads(x) for x in
               self.cli_("export", "be", "--format", "ndjson", "-o", "-").stdout.splitlines()]
         self.assertEqual([(x["request"]["body_edit"], x["response"]["body_edit"]) for x in nd],
-                         [(self.REQ, None), (self.REQ_NOT, self.RESP), (None, self.RESP)])
+                         [(self.REQ, None), (self.REQ_NOT, self.RESP), (None, self.RESP),
+                          (None, self.RESP_OLD_READ)])
         # ... and reel import reads that back the same
         self.cli_("import", out, "--into", "be-again")
-        for fid in (1, 2, 3):
+        for fid in (1, 2, 3, 4):
             a = json.loads(self.flow(fid, "--json"))
             b = json.loads(self.cli_("flow", "be-again", str(fid), "--json").stdout)
             self.assertEqual((b["request_body_edit"], b["response_body_edit"]),
@@ -725,6 +740,30 @@ class ReelExtrasRoundTrip(unittest.TestCase):
             (("request_body_edit",), {"rules": [], "replacements": 0, "sent_size": 0,
                                       "decoded": False, "answered_continue": "yes"},
              b"entries[0]._reel.request_body_edit: its answered_continue is not a boolean"),
+            # ... the body as sent: base64, as long as sent_size says
+            (("response_body_edit",), {"rules": [], "replacements": 0, "sent_size": 3,
+                                       "decoded": False, "sent_body_b64": "YW*i"},
+             b"entries[0]._reel.response_body_edit: its sent_body_b64 has invalid base64 at "
+             b"offset 2"),
+            (("response_body_edit",), {"rules": [], "replacements": 0, "sent_size": 3,
+                                       "decoded": False, "sent_body_b64": 7},
+             b"entries[0]._reel.response_body_edit: its sent_body_b64 is not a string of "
+             b"base64 or null"),
+            (("response_body_edit",), {"rules": [], "replacements": 0, "sent_size": 2,
+                                       "decoded": False, "sent_body_b64": "YWJj"},
+             b"entries[0]._reel.response_body_edit: its sent_body_b64 holds 3 bytes, not its "
+             b"sent_size of 2 (fewer only with sent_body_truncated)"),
+            (("response_body_edit",), {"rules": [], "replacements": 0, "sent_size": 5,
+                                       "decoded": False, "sent_body_b64": "YWJj"},
+             b"entries[0]._reel.response_body_edit: its sent_body_b64 holds 3 bytes, not its "
+             b"sent_size of 5 (fewer only with sent_body_truncated)"),
+            (("response_body_edit",), {"rules": [], "replacements": 0, "sent_size": 3,
+                                       "decoded": False, "sent_body_b64": "YWJj",
+                                       "not_applied": "why"},
+             b"entries[0]._reel.response_body_edit: it has a sent_body_b64 and a not_applied"),
+            (("request_body_edit",), {"rules": [], "replacements": 0, "sent_size": 0,
+                                      "decoded": False, "sent_body_truncated": 1},
+             b"entries[0]._reel.request_body_edit: its sent_body_truncated is not a boolean"),
         ]
         for path, value, message in cases:
             bad = json.loads(json.dumps(doc))

@@ -89,7 +89,9 @@ def make_har(path):
     # two body_edit records, told apart by their response flag
     entries[1]["_reel"] = {
         "request_body_edit": {"rules": ["|caf\u00e9|cafe"], "replacements": 1, "sent_size": 23,
-                              "decoded": False, "not_applied": None},
+                              "decoded": False, "not_applied": None,
+                              # the body the origin got, its first 8 bytes kept
+                              "sent_body_b64": "eyJvcmRlciI6", "sent_body_truncated": True},
         "response_body_edit": {"rules": ["|true|false"], "replacements": 0, "sent_size": 0,
                                "decoded": False, "not_applied": "the body is over 8 MiB"}}
     har = {"log": {"version": "1.2", "creator": {"name": "test_interop", "version": "1"},

@@ -301,8 +301,11 @@ class MapRemoteTest(unittest.TestCase):
             # the record: the origin's body as it came, and what the rules did
             row, full = self.last(path)
             edit = full["response_body_edit"]
+            # ... and the body the client got, kept whole (under 256 KiB)
             self.assertEqual(edit, {"rules": rules, "replacements": 80, "sent_size": len(want),
-                                    "decoded": coded, "not_applied": None}, path)
+                                    "decoded": coded, "not_applied": None,
+                                    "sent_body_b64": base64.b64encode(want).decode(),
+                                    "sent_body_truncated": False}, path)
             self.assertEqual(row["state"], "complete")
             if coded:
                 self.assertIn(["Content-Encoding", "gzip"], full["response"]["headers"])
@@ -310,8 +313,8 @@ class MapRemoteTest(unittest.TestCase):
                 self.assertEqual(body(full, "response"), self.mb_text)
         text = r.cli("flow", "mr", str(self.last("/mb/a.txt?gz")[0]["id"])).stdout.decode()
         self.assertIn("\n~ modify_body: 80 replacements by '%s', '%s'; the client got %d bytes, "
-                      "decoded from its Content-Encoding, with a Content-Length\n"
-                      % (rules[0], rules[1], len(want)), text)
+                      "decoded from its Content-Encoding, with a Content-Length:\n%s"
+                      % (rules[0], rules[1], len(want), want.decode()), text)
         # HAR, NDJSON and a reader of the spool say it
         gz = self.last("/mb/a.txt?gz")
         har = os.path.join(self.root, "body.har")
@@ -339,6 +342,7 @@ class MapRemoteTest(unittest.TestCase):
         self.assertIn(b"transfer-encoding: chunked", head.lower())
         _, full = self.last("/mb/big.txt")
         self.assertEqual(full["response_body_edit"]["not_applied"], "the body is over 8 MiB")
+        self.assertIsNone(full["response_body_edit"]["sent_body_b64"])  # (as it came)
         # ... to an HTTP/2 client too (its stream takes what reel framed)
         out = curl(r, "--http2", "--compressed", o.url("/mb/big.txt?h2", https=True))
         self.assertEqual(out.stdout, self.mb_big)
@@ -819,15 +823,17 @@ class ModifyRequestBodyTest(unittest.TestCase):
             row, full = only_flow(self, r, path)
             self.assertEqual(full["request_body_edit"],
                              {"rules": [rules[0]], "replacements": 1, "sent_size": len(want),
-                              "decoded": coded, "not_applied": None, "answered_continue": False},
+                              "decoded": coded, "not_applied": None, "answered_continue": False,
+                              "sent_body_b64": base64.b64encode(want).decode(),
+                              "sent_body_truncated": False},
                              path)
             self.assertIsNone(full["response_body_edit"], path)  # (~q)
             self.assertEqual(body(full, "request"), data, path)
             self.assertEqual(row["state"], "complete")
         text = r.cli("flow", "mbq", str(only_flow(self, r, "/q/gzip")[0]["id"])).stdout.decode()
         self.assertIn("~ modify_body: 1 replacement by '%s'; the origin got %d bytes, decoded "
-                      "from its Content-Encoding, with a Content-Length" % (rules[0], len(want)),
-                      text)
+                      "from its Content-Encoding, with a Content-Length:\n%s\n"
+                      % (rules[0], len(want), want.decode()), text)
         # a rule without ~q or ~s: the request's body, then the response's
         got = self.post("/both/x", b"an apple a day")
         self.assertEqual(base64.b64decode(got["body"]), b"an pear a day")
@@ -955,6 +961,25 @@ class ModifyRequestBodyTest(unittest.TestCase):
         self.assertIn("closed while reel held the request for modify_body", row["error"])
         self.assertNotIn("retried", row["error"])
         self.assertFalse(full["server_conn"]["retried"], full["server_conn"])
+
+    def test_sent_body_kept_to_256_kib(self):
+        # a changed body over 256 KiB: the record keeps the first 256 KiB
+        # of what the origin got, and says so
+        r = self.reel
+        sent = b"token=s3cr3t&" + b"a" * (600 << 10)
+        want = sent.replace(b"token=s3cr3t", b"token=XXX")
+        got = self.post("/q/big-edit", sent, "Expect:")
+        self.assertEqual(base64.b64decode(got["body"]), want)
+        row, full = only_flow(self, r, "/q/big-edit")
+        edit = full["request_body_edit"]
+        self.assertEqual((edit["sent_size"], edit["sent_body_truncated"]), (len(want), True))
+        self.assertEqual(base64.b64decode(edit["sent_body_b64"]), want[:256 << 10])
+        self.assertEqual(body(full, "request"), sent)  # (the client's, whole)
+        text = r.cli("flow", "mbq", str(row["id"])).stdout.decode()
+        self.assertIn("with a Content-Length:\ntoken=XXX&aaa", text)
+        self.assertIn("\n  (the first 262144 bytes: the record keeps no more)\n", text)
+        self.assertNotIn("token=XXX&aaa", r.cli("flow", "mbq", str(row["id"]),
+                                                "--headers-only").stdout.decode())
 
     def test_request_bodies_not_changed(self):
         r = self.reel

@@ -78,7 +78,8 @@ class Client:
 
 class WebApi(unittest.TestCase):
     REQ_EDIT = {"rules": ["|b|B"], "replacements": 1, "sent_size": 3, "decoded": False,
-                "not_applied": None, "answered_continue": False}
+                "not_applied": None, "answered_continue": False,
+                "sent_body_b64": "YUJj", "sent_body_truncated": False}  # (aBc)
 
     @classmethod
     def setUpClass(cls):
