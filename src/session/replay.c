@@ -20,6 +20,13 @@ typedef struct {
     uint64_t wire_size; /* request body bytes seen on the wire (end/error record) */
     uint64_t dropped, truncated;
     uint64_t lost; /* FlowError.request_body_lost: a disk error stopped capture */
+    /* modify_body rules changed the request body (its BodyEdit, applied):
+     * the body the origin got (sent_body), whether the record kept it
+     * whole, how long it was, whether it went decoded and without the
+     * client's Expect */
+    int edited, sent_whole, sent_decoded, sent_no_expect;
+    uint64_t sent_size;
+    reel_buf_t sent;
 } load_ctx;
 
 /* An owned C string of a recorded byte field; NULL when it holds a NUL. */
@@ -132,6 +139,34 @@ static reel_header_t *copy_headers(Reel__Header *const *h, size_t n) {
     return v;
 }
 
+/* The request as the origin got it from modify_body's rules: the body
+ * they made (decoded from the client's Content-Encoding when they
+ * decoded it, so that field is left out), without trailer fields (reel
+ * sends a changed body with a Content-Length), and no Expect when reel
+ * answered the client's 100-continue itself (the origin got none). */
+static void as_sent(load_ctx *c) {
+    reel_replay_req_t *r = c->r;
+    reel_buf_reset(&r->body);
+    reel_buf_append(&r->body, c->sent.data, c->sent.len);
+    free_headers(r->trailers, r->n_trailers);
+    r->trailers = NULL;
+    r->n_trailers = 0;
+    if (c->sent_decoded)
+        r->body_decoded = 1;
+    if (!c->sent_no_expect)
+        return;
+    size_t k = 0;
+    for (size_t i = 0; i < r->n_headers; i++) {
+        if (r->headers[i].name_len == 6 && strncasecmp(r->headers[i].name, "expect", 6) == 0) {
+            free((char *)r->headers[i].name);
+            free((char *)r->headers[i].value);
+            continue;
+        }
+        r->headers[k++] = r->headers[i];
+    }
+    r->n_headers = k;
+}
+
 static int load_cb(void *ctx, const Reel__Record *rec) {
     load_ctx *c = ctx;
     reel_replay_req_t *r = c->r;
@@ -154,6 +189,19 @@ static int load_cb(void *ctx, const Reel__Record *rec) {
     case REEL__RECORD__EVENT_MESSAGE:
         c->websocket = 1;
         break;
+    case REEL__RECORD__EVENT_BODY_EDIT: {
+        const Reel__BodyEdit *b = rec->body_edit;
+        if (b->response || b->not_applied[0]) /* (not applied: it went as it came) */
+            break;
+        c->edited = 1;
+        c->sent_size = b->sent_size;
+        c->sent_whole = b->sent_body.len == b->sent_size && !b->sent_body_truncated;
+        c->sent_decoded = b->decoded;
+        c->sent_no_expect = b->answered_continue;
+        reel_buf_reset(&c->sent);
+        reel_buf_append(&c->sent, b->sent_body.data, b->sent_body.len);
+        break;
+    }
     case REEL__RECORD__EVENT_TRAILERS:
         if (!rec->trailers->response) {
             free_headers(r->trailers, r->n_trailers);
@@ -215,12 +263,19 @@ reel_rc reel_replay_load(reel_session_t *s, uint64_t id, reel_replay_req_t *out,
     out->id = id;
     reel_buf_init(&out->body, REEL_REPLAY_BODY_MAX);
     load_ctx c = {.r = out};
+    reel_buf_init(&c.sent, 0);
     reel_rc rc = reel_store_read_flow(s, id, load_cb, &c, err);
-    if (rc == REEL_NOTFOUND)
+    if (rc == REEL_NOTFOUND) {
+        reel_buf_free(&c.sent);
         return reel_err_set(err, REEL_NOTFOUND, "no flow %" PRIu64 " in session '%s'", id,
                             reel_session_name(s));
-    if (rc != REEL_OK)
+    }
+    if (rc != REEL_OK) {
+        reel_buf_free(&c.sent);
         return rc;
+    }
+    if (c.edited && c.sent_whole)
+        as_sent(&c);
     if (out->uuid == NULL)
         out->uuid = reel_strdup("");
     const char *why = NULL;
@@ -241,17 +296,27 @@ reel_rc reel_replay_load(reel_session_t *s, uint64_t id, reel_replay_req_t *out,
         why = "it is an HTTP/2 connection preface, not a request";
     else if (c.too_big)
         why = "its request body is larger than replay sends (256 MiB)";
+    else if (c.edited && !c.sent_whole)
+        why = c.sent.len ? (snprintf(cut, sizeof cut,
+                                     "modify_body rules changed its request body, and the record "
+                                     "keeps only the first %zu of the %llu bytes the origin got",
+                                     c.sent.len, (unsigned long long)c.sent_size),
+                            cut)
+                         : "modify_body rules changed its request body, and the record does not "
+                           "keep the body the origin got (recorded before reel kept it, or "
+                           "capture fell behind)";
     else if (c.cut_off)
         why = "its recording stopped before it ended (its request body may not be whole)";
     else if (!c.ended)
         why = "it is still open (its request body may not be whole yet)";
     /* a body stored decoded (a HAR import) may be shorter than it was on
      * the wire, still encoded: only its truncated flag says it is cut */
-    else if (c.truncated || c.dropped || c.lost ||
-             (c.wire_size > out->body.len && !out->body_decoded))
+    else if (!c.edited && (c.truncated || c.dropped || c.lost ||
+                           (c.wire_size > out->body.len && !out->body_decoded)))
         why = not_whole(&c, cut, sizeof cut);
     if (why && out->why_not == NULL)
         out->why_not = reel_strdup(why);
+    reel_buf_free(&c.sent);
     return REEL_OK;
 }
 
