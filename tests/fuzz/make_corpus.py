@@ -378,6 +378,20 @@ def har(out):
         if len(c.get("text", "")) > 400:
             c["text"] = c["text"][:400]
     write(out, "har", "chromium-2.har", json.dumps(doc, indent=1).encode())
+    # reel's own extensions: what modify_headers and modify_body rules did,
+    # the body as it went among them
+    one = json.loads(json.dumps(doc["log"]["entries"][0]))
+    one["_reel"] = {
+        "request_modified": [{"name": "X-Debug", "value": "1", "rule": "|X-Debug|1"}],
+        "request_body_edit": {"rules": ["|a|b"], "replacements": 1, "sent_size": 3,
+                              "decoded": False, "not_applied": None,
+                              "answered_continue": True, "sent_body_b64": "YmJi",
+                              "sent_body_truncated": False},
+        "response_body_edit": {"rules": ["|x|y", "|~s|z|w"], "replacements": 2,
+                               "sent_size": 9, "decoded": True, "not_applied": None,
+                               "sent_body_b64": "eXl5", "sent_body_truncated": True}}
+    doc["log"]["entries"] = [one]
+    write(out, "har", "reel-extensions.har", json.dumps(doc, indent=1).encode())
 
 
 FILTERS = {
