@@ -1052,9 +1052,11 @@ static reel_rc salvage_range(reel_session_t *s, uint32_t n, uint64_t off, uint64
                         "; the %zu whole record%s after it did not fit with the mark and "
                         "are only in recovered/",
                         info.after, info.after == 1 ? "" : "s");
+    /* (the file named here: the mark's text names it too, but is cut to
+     * the room the new frames leave it) */
     note(s,
          "segment %s: %s frame at offset %llu (%s): kept %zu whole record%s before the damage, "
-         "rewritten as a new frame there%s (%s); %s",
+         "rewritten as a new frame there%s (%s); %s are in %s",
          name, tail && !info.checked ? "torn" : "damaged", (unsigned long long)off, reason, kept,
          kept == 1 ? "" : "s", extra.len ? (const char *)extra.data : "",
          info.checked  ? "the frame's checksum held"
@@ -1063,9 +1065,10 @@ static reel_rc salvage_range(reel_session_t *s, uint32_t n, uint64_t off, uint64
              ? "unverified: the frame's checksum failed, so their flows are marked damaged"
              : "unverified: a byte the damage changed may have decoded to others before "
                "zstd noticed, so their flows are marked damaged",
-         !tail          ? "the original bytes are in recovered/"
-         : info.checked ? "the bytes from there to the end are in recovered/"
-                        : "the torn bytes are in recovered/");
+         !tail          ? "the original bytes"
+         : info.checked ? "the bytes from there to the end"
+                        : "the torn bytes",
+         rel);
     reel_buf_free(&extra);
 out:
     if (fd >= 0)
