@@ -1117,7 +1117,7 @@ static void body_edit_line(view_t *v, const Reel__BodyEdit *b) {
     free(d->edit);
     d->edit = reel_strdup((const char *)line.data);
     reel_buf_reset(&d->sent);
-    d->sent_known = !b->not_applied[0] && (b->sent_body.len || b->sent_size == 0);
+    d->sent_known = reel_body_edit_sent_kept(b);
     d->sent_cut = b->sent_body_truncated;
     if (d->sent_known)
         reel_buf_append(&d->sent, b->sent_body.data, b->sent_body.len);

@@ -405,6 +405,13 @@ struct conn {
     uint64_t cut_until;
 };
 
+/* Whether the exchange's request went out again on its connection (its
+ * ServerConn's retried): a retry, not a request held for modify_body
+ * whose kept-alive connection closed before any of it went. */
+static inline bool reel__ex_sent_again(const conn_t *c) {
+    return c->ex.retried && !c->ex.retry_held;
+}
+
 /* Open connections from one client address (a hash table shared by the
  * workers). */
 struct client_count {

@@ -473,7 +473,7 @@ void reel__record_server_conn(conn_t *c) {
     note_upstream(c, up); /* kept: the origin may close before the flow ends */
     reel_capture_conn_t sc = reel__conn_facts(up, &info);
     sc.reused = up->flows > 0;
-    sc.retried = c->ex.retried && !c->ex.retry_held; /* held: it went out once */
+    sc.retried = reel__ex_sent_again(c);
     sc.unverified = info.tls && up->insecure;
     up->flows++;
     reel_capture_server_conn(c->ex.flow, &sc);

@@ -449,7 +449,7 @@ static void record_refused_conn(peer_t *up) {
     reel_capture_conn_t sc = reel__conn_facts(up, &info);
     if (!up->connected && info.remote[0])
         sc.address = info.remote;
-    sc.retried = c->state != C_RAW && c->ex.retried && !c->ex.retry_held;
+    sc.retried = c->state != C_RAW && reel__ex_sent_again(c);
     reel_capture_server_conn(f, &sc);
 }
 
@@ -472,7 +472,7 @@ static void record_unmade_retry(peer_t *up) {
         sc.connect_us = -1;
     }
     sc.ssl_us = -1;
-    sc.retried = !c->ex.retry_held;
+    sc.retried = reel__ex_sent_again(c);
     c->ex.conn_recorded = true;
     reel_capture_server_conn(c->ex.flow, &sc);
 }
@@ -754,10 +754,10 @@ bool reel__upstream_transport(reel_proxy_t *p, reel_stack_t *st, const char *hos
     const char *addr = NULL;
     int addr_port = port;
     const char *entry = p->connect ? NULL : reel__dns_entry(p, host, port, &addr, &addr_port);
-    reel_filter_t *bottom = p->connect ? p->connect(p->connect_ctx, p, host, port)
-                            : addr
-                                ? reel_tcp_connect(p->loop, addr, addr_port, p->readbuf, READ_SIZE)
-                                : reel_tcp_connect(p->loop, to, to_port, p->readbuf, READ_SIZE);
+    reel_filter_t *bottom =
+        p->connect ? p->connect(p->connect_ctx, p, host, port)
+                   : reel_tcp_connect(p->loop, addr ? addr : to, addr ? addr_port : to_port,
+                                      p->readbuf, READ_SIZE);
     if (addr)
         reel_tcp_set_dns_override(bottom, entry, host, port);
     if (dns_entry)

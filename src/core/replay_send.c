@@ -474,6 +474,8 @@ static reel_h1_header_t *send_headers(const reel_replay_req_t *r, size_t *n, cha
         }
         if (r->body_decoded && ieq(h->name, h->name_len, "content-encoding"))
             continue;
+        if (r->no_expect && ieq(h->name, h->name_len, "expect"))
+            continue;
         if (ieq(h->name, h->name_len, "host")) {
             if (r->absolute_form)
                 continue;

@@ -156,6 +156,10 @@ json_t *reel_json_header_edits(Reel__HeaderEdit *const *e, size_t n) {
     return a;
 }
 
+bool reel_body_edit_sent_kept(const Reel__BodyEdit *b) {
+    return !b->not_applied[0] && (b->sent_body.len || b->sent_size == 0);
+}
+
 json_t *reel_json_body_edit(const Reel__BodyEdit *b) {
     json_t *rules = json_array();
     for (size_t i = 0; i < b->n_rules; i++)
@@ -166,11 +170,8 @@ json_t *reel_json_body_edit(const Reel__BodyEdit *b) {
                           reel_json_text(b->not_applied[0] ? b->not_applied : NULL));
     if (!b->response) /* (a request's only: a response has no Expect) */
         json_object_set_new(o, "answered_continue", json_boolean(b->answered_continue));
-    /* the body as sent: none when the rules were not applied (it went as
-     * it came), nor in a spool written before reel kept it (empty, of a
-     * body that was not) */
     json_t *sent = json_null();
-    if (!b->not_applied[0] && (b->sent_body.len || b->sent_size == 0)) {
+    if (reel_body_edit_sent_kept(b)) {
         size_t n = 0;
         char *t = reel_base64(b->sent_body.data, b->sent_body.len, &n);
         sent = json_stringn(t, n);

@@ -13,6 +13,7 @@
 #define REEL_SESSION_FLOWREAD_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -50,6 +51,11 @@ json_t *reel_json_header_edits(Reel__HeaderEdit *const *e, size_t n);
  * decoded, not_applied (null: applied)}. Its response flag is not in it:
  * readers put it under request_body_edit or response_body_edit. */
 json_t *reel_json_body_edit(const Reel__BodyEdit *b);
+
+/** Whether b keeps the body as sent (sent_body, whole or its first bytes):
+ * not when the rules were not applied (it went as it came), nor in a
+ * spool written before reel kept it (empty, of a body that was not). */
+bool reel_body_edit_sent_kept(const Reel__BodyEdit *b);
 
 /** A ServerConn's set-up into object o: opened_us (null: not known),
  * dns_us, connect_us, ssl_us (-1: did not happen or not known, as in

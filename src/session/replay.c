@@ -153,18 +153,7 @@ static void as_sent(load_ctx *c) {
     r->n_trailers = 0;
     if (c->sent_decoded)
         r->body_decoded = 1;
-    if (!c->sent_no_expect)
-        return;
-    size_t k = 0;
-    for (size_t i = 0; i < r->n_headers; i++) {
-        if (r->headers[i].name_len == 6 && strncasecmp(r->headers[i].name, "expect", 6) == 0) {
-            free((char *)r->headers[i].name);
-            free((char *)r->headers[i].value);
-            continue;
-        }
-        r->headers[k++] = r->headers[i];
-    }
-    r->n_headers = k;
+    r->no_expect = c->sent_no_expect;
 }
 
 static int load_cb(void *ctx, const Reel__Record *rec) {

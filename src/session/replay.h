@@ -34,6 +34,7 @@ typedef struct {
     reel_header_t *headers; /* as recorded, strings owned by this struct */
     size_t n_headers;
     int body_decoded; /* the stored body had its Content-Encoding removed (HAR import) */
+    int no_expect;    /* reel answered the client's Expect itself: the origin got none */
     int absolute_form; /* the client sent an absolute-form target: Host was made from
                           host and port, not taken from headers */
     reel_buf_t body;  /* the stored request body */
