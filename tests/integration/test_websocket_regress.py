@@ -14,6 +14,12 @@
    so a peer got a second one (RFC 6455 5.5.1: a Close is the last frame
    an endpoint sends). Now no Close follows one, the stray frame is not
    passed on, and the flow says what came.
+4. A burst to a client that reads slower than the server sends: the relay
+   stops at the client's HIGH_WATER in the middle of what it read from the
+   server and keeps the rest for its next read from the server; once the
+   server had sent its last bytes no such read came, and the burst's tail
+   stayed in reel (found by a fresh-clone run of the 1 GiB stream test;
+   fixed in 920c226, tested alone here).
 """
 import os
 import struct
@@ -67,6 +73,59 @@ class WebSocketRegressions(t.WebSocketStressTest):
         finally:
             self.reel = saved
             self.assertEqual(r.stop(), 0)
+
+    def test_burst_tail_reaches_a_client_that_reads_late(self):
+        """A server sends a burst of small frames, then waits for the
+        client's Close. The client reads slower than the server sends, so
+        reel's queue to it fills (HIGH_WATER) and the relay stops in the
+        middle of what it read from the server, keeping the rest. Once the
+        server has sent all, no read carries that rest on: the queue's
+        draining must (920c226; before, the burst's tail stayed in reel, the
+        client waiting for it and the server for the Close). Whether the
+        last read is cut so depends on where the burst ends against the
+        queue: eight connections at once, their bursts of other lengths."""
+        payload = bytes(range(250)) * 2
+        f = t.frame(2, payload, mask=False)
+        counts = [16384 + 131 * i for i in range(8)]
+        for i, count in enumerate(counts):
+            def behaviour(s, count=count):
+                s.sendall(f * count)
+                t.read_frame(s)
+                s.sendall(t.frame(8, struct.pack("!H", 1000), mask=False))
+            self.server.behaviours[b"/burst-tail/%d" % i] = behaviour
+        results = {}
+
+        def client(i, count):
+            try:
+                c = self.connect(b"/burst-tail/%d" % i)
+                c.settimeout(15)  # per read: the tail comes with nothing more from the server
+                time.sleep(1)  # not reading yet
+                want, got = len(f) * count, bytearray()
+                while len(got) < want:
+                    d = c.recv(32 << 10)
+                    if not d:
+                        break
+                    got += d
+                    time.sleep(0.002)  # slower than the server to the end
+                ok = bytes(got) == f * count
+                c.sendall(t.frame(8, struct.pack("!H", 1000)))
+                closed = t.read_frame(c)[1] == 8
+                c.close()
+                results[i] = (len(got), want, ok, closed)
+            except Exception as e:
+                results[i] = repr(e)
+        threads = [threading.Thread(target=client, args=(i, n)) for i, n in enumerate(counts)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(120)
+        for i, count in enumerate(counts):
+            want = len(f) * count
+            self.assertEqual(results.get(i), (want, want, True, True), (i, results))
+            _, row = self.flow_of("/burst-tail/%d" % i)
+            self.assertEqual(row["state"], "complete", row)
+            self.assertEqual(row["messages"], count + 2, row)
+        self.assertEqual(self.server.errors, [])
 
     # ---- a frame after a Close frame ----
 
