@@ -1950,13 +1950,6 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
         if (c->p->modify_headers || c->p->modify_body)
             rule_req_save(c, &rq);
     }
-    /* modify_body's rules that match the request, for its body (one it
-     * has: a length or chunks; not an Upgrade's) */
-    uint64_t body_mask = c->p->modify_body && !c->ex.upgrade &&
-                                 (h->framing == REEL_H1_BODY_CHUNKED ||
-                                  (h->framing == REEL_H1_BODY_LENGTH && h->content_length > 0))
-                             ? reel_body_rules_match(c->p->modify_body, &rq)
-                             : 0;
     if ((c->p->block_list && !c->ex.upgrade && reel__block_answer(c, h, https, port, path, &rq)) ||
         (c->p->map_local && strcmp(path, "*") != 0 && !c->ex.upgrade &&
          reel__local_answer(c, h, https, port, path, &rq))) {
@@ -1994,8 +1987,23 @@ static void request_head(conn_t *c, const reel_h1_head_t *h) {
             host = m_host;
             port = m_port;
             path = m_path;
+            /* modify_headers' and modify_body's rules judge the request
+             * map_remote sends, its URL and host, as mitmproxy's (whose
+             * map_remote comes first) do; its fields are the client's */
+            if (c->p->modify_headers || c->p->modify_body) {
+                reel__rule_request(c, h, mapped, host, &rq);
+                reel_buf_reset(&c->ex.rule_req);
+                rule_req_save(c, &rq);
+            }
         }
     }
+    /* modify_body's rules that match the request, for its body (one it
+     * has: a length or chunks; not an Upgrade's) */
+    uint64_t body_mask = c->p->modify_body && !c->ex.upgrade &&
+                                 (h->framing == REEL_H1_BODY_CHUNKED ||
+                                  (h->framing == REEL_H1_BODY_LENGTH && h->content_length > 0))
+                             ? reel_body_rules_match(c->p->modify_body, &rq)
+                             : 0;
     free(rule_url);
     free(rule_host);
     /* An absolute "https://" URL sent in the clear goes to the origin

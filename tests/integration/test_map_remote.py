@@ -70,6 +70,9 @@ class MapRemoteTest(unittest.TestCase):
             % (o.https_port, o.http_port),
             # a result that is no http(s) URL
             r"|^http://127\.0\.0\.1:%d/bad|ftp://example.test/" % o.http_port,
+            # to the TLS origin's /hdr: modify_headers judges the URL it goes to
+            r"|^http://127\.0\.0\.1:%d/via-map/hdr$|https://localhost:%d/hdr?mapped"
+            % (o.http_port, o.https_port),
         ]
         cls.reel.set_config("set", "map_remote", json.dumps(cls.rules))
         # map_local's files
@@ -108,7 +111,11 @@ class MapRemoteTest(unittest.TestCase):
                             r"|~u /hdr & ~c 200 & ~hs origin-says|X-Reel|set",
                             r"|~u /hdr & ~c 404|X-Never|x",   # matches no response here
                             # map_local's answer too (a mapped file, CORS)
-                            r"|~u page\.txt\?cors & ~s|Access-Control-Allow-Origin|*"]
+                            r"|~u page\.txt\?cors & ~s|Access-Control-Allow-Origin|*",
+                            # map_remote's URL, not the client's (as in mitmproxy)
+                            r"|~u ^https://localhost:\d+/hdr\?mapped$ & ~q|X-Mapped|yes",
+                            r"|~d ^localhost$ & ~u hdr\?mapped & ~s|X-Mapped-Response|yes",
+                            r"|~u /via-map/|X-Client-URL|yes"]
         cls.reel.set_config("set", "modify_headers", json.dumps(cls.header_rules))
         cls.body_rules = [r"|~u /mb/|debug=false|debug=true",
                           r"|~u /mb/ & ~c 200 & ~ts plain|(world)|[$1]"]
@@ -280,6 +287,29 @@ class MapRemoteTest(unittest.TestCase):
             self.assertNotEqual(out.returncode, 0, rule)
             self.assertIn(b"modify_headers rule '%s'" % rule.encode(), out.stderr)
             self.assertIn(why.encode(), out.stderr)
+
+    def test_modify_headers_after_map_remote(self):
+        """modify_headers' rules judge the request map_remote sends (its
+        URL and host), on the way there and again with its response, as
+        mitmproxy's do: its map_remote comes before them. The record keeps
+        the client's URL and where map_remote sent it."""
+        o, r, rules = self.origin, self.reel, self.header_rules
+        out = curl(r, "-D", "-", o.url("/via-map/hdr"))
+        head, _, got = out.stdout.rpartition(b"\r\n\r\n")
+        self.assertEqual(got, b"debug=[on] ua=[]\n")
+        self.assertIn(b"\r\nx-mapped-response: yes", head.lower())
+        self.assertNotIn(b"x-client-url", head.lower())
+        row, full = self.last("/via-map/hdr")
+        self.assertEqual(full["request"]["mapped_to"], "https://localhost:%d/hdr?mapped"
+                         % o.https_port)
+        self.assertEqual(full["request"]["modified"],
+                         [{"name": "X-Debug", "value": "on", "rule": rules[0]},
+                          {"name": "User-Agent", "value": None, "rule": rules[1]},
+                          {"name": "X-Mapped", "value": "yes", "rule": rules[6]}])
+        self.assertEqual(full["response"]["modified"],
+                         [{"name": "X-Origin", "value": None, "rule": rules[2]},
+                          {"name": "X-Reel", "value": "set", "rule": rules[3]},
+                          {"name": "X-Mapped-Response", "value": "yes", "rule": rules[7]}])
 
     # ---- modify_body ----
 
