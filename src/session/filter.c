@@ -1383,8 +1383,15 @@ static reel_rc emit(part_t *pt, reel_buf_t *b, const node_t *n, int need, bool e
         rc = reel_buf_puts(b, "flows.status IS ?");
         break;
     case N_CONN:
+        /* the ids between the connection's first and last flow (schema
+         * 11's client_conns; no index on client_conn), then its own */
         add_int_param(pt, n->num);
-        rc = reel_buf_puts(b, "flows.client_conn IS ?");
+        add_int_param(pt, n->num);
+        add_int_param(pt, n->num);
+        rc = reel_buf_puts(
+            b, "(flows.id BETWEEN coalesce((SELECT first_flow FROM client_conns "
+               "WHERE conn = ?), 0) AND coalesce((SELECT last_flow FROM "
+               "client_conns WHERE conn = ?), 9223372036854775807) AND flows.client_conn IS ?)");
         break;
     case N_TAG:
         add_text_param(pt, n->value, n->vlen);

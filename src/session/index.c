@@ -670,7 +670,19 @@ static uint64_t query_u64(sqlite3 *db, const char *sql, int64_t arg, int has_arg
 }
 
 uint64_t reel_index_max_client_conn(sqlite3 *db) {
-    return query_u64(db, "SELECT coalesce(max(client_conn), 0) FROM flows", 0, 0);
+    return query_u64(db, "SELECT coalesce(max(conn), 0) FROM client_conns", 0, 0);
+}
+
+reel_rc reel_index_client_conns_remake(sqlite3 *db, reel_err_t *err) {
+    reel_rc rc = reel_index_exec(db,
+                                 "BEGIN IMMEDIATE; DELETE FROM client_conns;"
+                                 "INSERT INTO client_conns(conn, first_flow, last_flow) "
+                                 "SELECT client_conn, min(id), max(id) FROM flows "
+                                 "WHERE client_conn IS NOT NULL GROUP BY client_conn; COMMIT;",
+                                 err);
+    if (rc != REEL_OK && !sqlite3_get_autocommit(db))
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
 }
 
 uint64_t reel_index_max_flow_id(sqlite3 *db) {
@@ -823,6 +835,15 @@ struct reel_indexer {
     frow *spare;
     size_t nspare;
     reel_bodyindex_t *bx; /* body_text, body_fts, body_todo */
+    /* client_conns (schema 11): each row written that has a client_conn,
+     * as (conn, id), merged into one upsert per connection at the commit;
+     * not kept in bulk (a rebuild makes the table again at its end) */
+    struct conn_flow {
+        int64_t conn, id;
+    } * conn_flows;
+    size_t nconn_flows, capconn_flows;
+    sqlite3_stmt *conn_upsert;
+    int bulk;
 };
 
 static const char *const str_cols[C_NSTR] = {
@@ -1077,6 +1098,8 @@ void reel_indexer_free(reel_indexer_t *ix) {
         sqlite3_finalize(ix->link[k]);
     free(ix->links);
     reel_bodyindex_free(ix->bx);
+    sqlite3_finalize(ix->conn_upsert);
+    free(ix->conn_flows);
     free(ix);
 }
 
@@ -1086,6 +1109,7 @@ void reel_indexer_pace(reel_indexer_t *ix, int64_t ns) {
 
 void reel_indexer_bulk(reel_indexer_t *ix) {
     reel_bodyindex_bulk(ix->bx);
+    ix->bulk = 1;
 }
 
 void reel_indexer_marks_fixed(reel_indexer_t *ix) {
@@ -1109,6 +1133,7 @@ void reel_indexer_rollback(reel_indexer_t *ix) {
     sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
     ix->in_tx = 0;
     ix->nfin = 0;
+    ix->nconn_flows = 0;
     map_clear(ix, 0); /* rows in memory may hold rolled-back changes */
     if (ix->bx)
         reel_bodyindex_rollback(ix->bx);
@@ -2118,8 +2143,57 @@ static reel_rc write_rows(reel_indexer_t *ix, frow **rows, size_t n, reel_err_t 
         rows[i]->in_db = 1;
         if (rows[i]->id > ix->known_max)
             ix->known_max = rows[i]->id;
+        if (rows[i]->i[I_CLIENT_CONN] != NUL64 && !ix->bulk) {
+            if (ix->nconn_flows == ix->capconn_flows)
+                ix->conn_flows =
+                    reel_realloc(ix->conn_flows, (ix->capconn_flows = ix->capconn_flows * 2 + 64) *
+                                                     sizeof *ix->conn_flows);
+            ix->conn_flows[ix->nconn_flows++] =
+                (struct conn_flow){rows[i]->i[I_CLIENT_CONN], (int64_t)rows[i]->id};
+        }
     }
     return REEL_OK;
+}
+
+static int conn_flow_cmp(const void *a, const void *b) {
+    const struct conn_flow *x = a, *y = b;
+    if (x->conn != y->conn)
+        return x->conn < y->conn ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* Widens client_conns' range of each connection the rows written since
+ * the last commit came on: one upsert per connection. */
+static reel_rc write_conns(reel_indexer_t *ix, reel_err_t *err) {
+    size_t n = ix->nconn_flows;
+    ix->nconn_flows = 0;
+    if (n == 0)
+        return REEL_OK;
+    reel_rc rc = REEL_OK;
+    if (ix->conn_upsert == NULL &&
+        (rc = reel_index_prepare(ix->db,
+                                 "INSERT INTO client_conns(conn, first_flow, last_flow) "
+                                 "VALUES(?1, ?2, ?3) ON CONFLICT(conn) DO UPDATE SET "
+                                 "first_flow = min(first_flow, excluded.first_flow), "
+                                 "last_flow = max(last_flow, excluded.last_flow)",
+                                 &ix->conn_upsert, err)) != REEL_OK)
+        return rc;
+    struct conn_flow *v = ix->conn_flows;
+    qsort(v, n, sizeof *v, conn_flow_cmp);
+    for (size_t i = 0; i < n && rc == REEL_OK;) {
+        size_t j = i;
+        while (j + 1 < n && v[j + 1].conn == v[i].conn)
+            j++;
+        sqlite3_bind_int64(ix->conn_upsert, 1, v[i].conn);
+        sqlite3_bind_int64(ix->conn_upsert, 2, v[i].id);
+        sqlite3_bind_int64(ix->conn_upsert, 3, v[j].id);
+        if (sqlite3_step(ix->conn_upsert) != SQLITE_DONE)
+            rc = reel_err_set(err, REEL_DB, "session.db: writing client_conns: %s",
+                              sqlite3_errmsg(ix->db));
+        sqlite3_reset(ix->conn_upsert);
+        i = j + 1;
+    }
+    return rc;
 }
 
 static reel_rc write_row(reel_indexer_t *ix, frow *r, reel_err_t *err) {
@@ -2132,6 +2206,8 @@ reel_rc reel_indexer_commit(reel_indexer_t *ix, reel_err_t *err) {
         for (frow *r = ix->buckets[b]; r && rc == REEL_OK; r = r->next)
             if (r->dirty)
                 rc = write_row(ix, r, err);
+    if (rc == REEL_OK)
+        rc = write_conns(ix, err);
     if (rc == REEL_OK)
         rc = reel_bodyindex_fill(ix->bx, err);
     if (rc == REEL_OK)

@@ -176,6 +176,10 @@ uint64_t reel_index_max_flow_id(sqlite3 *db);
 /** The highest client connection number of the session's flows (0: none):
  * a resumed proxy numbers its connections after it. */
 uint64_t reel_index_max_client_conn(sqlite3 *db);
+/* Makes client_conns (schema 11: each client connection's range of flow
+ * ids, for ~conn) again from flows, in a transaction of its own: the end
+ * of a rebuild, which writes rows in bulk and keeps old ones by SQL. */
+reel_rc reel_index_client_conns_remake(sqlite3 *db, reel_err_t *err);
 
 /** End offset (offset + clen) of the last indexed frame of segment, 0 if none. */
 uint64_t reel_index_segment_end(sqlite3 *db, uint32_t segment);

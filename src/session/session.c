@@ -2753,6 +2753,7 @@ static reel_rc rebuild_clear(reel_session_t *s, int resumed, const segrange *mis
                              "DELETE FROM flow_frames; DELETE FROM frames;"
                              "DELETE FROM damage WHERE reason != '" CUT_REASON "';"
                              "DELETE FROM flow_damage; DELETE FROM body_off;"
+                             "DELETE FROM client_conns;"
                              "INSERT INTO body_fts(body_fts) VALUES ('delete-all');"
                              "DELETE FROM body_text; DELETE FROM body_todo;",
                              err);
@@ -2931,6 +2932,8 @@ static reel_rc rebuild(reel_session_t *s, reel_err_t *err) {
         rc = dmg_errors(s, err);
     if (rc == REEL_OK) /* after everything that tells a lost start by uuid '' */
         rc = keep_lost_starts(s, err);
+    if (rc == REEL_OK) /* the rows are all written: kept ones by SQL too */
+        rc = reel_index_client_conns_remake(s->db, err);
     if (rc == REEL_OK && reel_index_max_flow_id(s->db) < old_max) {
         /* Flows that are gone keep their ids: a new flow must not inherit
          * their annotations, tags and marks. */
@@ -4703,6 +4706,22 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
                                &c, err) == REEL_OK)
             while (sqlite3_step(c) == SQLITE_ROW)
                 problem(&v, "flow %lld has no records in the spool", sqlite3_column_int64(c, 0));
+        sqlite3_finalize(c);
+        /* client_conns (what ~conn reads): each connection's range covers
+         * its flows (wider is no error: retention deletes flows in it) */
+        if (reel_index_prepare(s->db,
+                               "SELECT f.c, f.lo, f.hi FROM (SELECT client_conn AS c, min(id) AS "
+                               "lo, max(id) AS hi FROM flows WHERE client_conn IS NOT NULL GROUP "
+                               "BY client_conn) f LEFT JOIN client_conns k ON k.conn = f.c WHERE "
+                               "k.conn IS NULL OR k.first_flow > f.lo OR k.last_flow < f.hi "
+                               "LIMIT 10",
+                               &c, err) == REEL_OK)
+            while (sqlite3_step(c) == SQLITE_ROW)
+                problem(&v,
+                        "session.db: client_conns does not cover client connection %lld's flows "
+                        "%lld..%lld ('~conn %lld' misses some; 'reel repair %s' makes it again)",
+                        sqlite3_column_int64(c, 0), sqlite3_column_int64(c, 1),
+                        sqlite3_column_int64(c, 2), sqlite3_column_int64(c, 0), s->name);
         sqlite3_finalize(c);
         if (reel_index_prepare(s->db, "PRAGMA quick_check", &c, err) == REEL_OK)
             while (sqlite3_step(c) == SQLITE_ROW) {

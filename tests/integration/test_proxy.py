@@ -8,6 +8,7 @@ up in `reel flows` with the right method, URL, status and sizes, and
 `reel flow --json` must return the exact bytes.
 """
 import base64
+import contextlib
 import http.client
 import json
 import os
@@ -17,6 +18,7 @@ import signal
 import stat
 import struct
 import socket
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -893,11 +895,37 @@ class LifecycleTest(unittest.TestCase):
             conns = [f["client_conn"] for f in sorted(fs, key=lambda f: f["id"])]
             self.assertEqual(len(set(conns)), 4, conns)
             self.assertEqual(conns, sorted(conns), conns)
+            ids = sorted(f["id"] for f in fs)
             one = json.loads(r.cli("flows", "verify", "--json", "~conn %d" % conns[1]).stdout)
-            self.assertEqual([f["id"] for f in one], [sorted(fs, key=lambda f: f["id"])[1]["id"]])
+            self.assertEqual([f["id"] for f in one], [ids[1]])
         finally:
             self.assertEqual(r.stop(signal.SIGTERM), 0)
         self.assertEqual(r.cli("verify", "verify").returncode, 0)
+        # the index keeps each connection's range of flows (schema 11's
+        # client_conns, what ~conn reads), and a repair makes it again
+        want = [(c, i, i) for c, i in zip(conns, ids)]
+        db = os.path.join(r.env["REEL_HOME"], "verify", "session.db")
+
+        def ranges():
+            with contextlib.closing(sqlite3.connect(db)) as con:
+                return con.execute("SELECT conn, first_flow, last_flow FROM client_conns "
+                                   "ORDER BY conn").fetchall()
+        self.assertEqual(ranges(), want)
+        # verify tells a range that misses flows, and a repair makes it again
+        with contextlib.closing(sqlite3.connect(db)) as con:
+            con.execute("UPDATE client_conns SET last_flow = last_flow - 1 WHERE conn = ?",
+                        (conns[2],))
+            con.commit()
+        bad = r.cli("verify", "verify", check=False)
+        self.assertNotEqual(bad.returncode, 0)
+        self.assertIn(b"client_conns does not cover client connection %d's flows %d..%d"
+                      % (conns[2], ids[2], ids[2]), bad.stdout + bad.stderr)
+        self.assertEqual(r.cli("repair", "verify").returncode, 0)
+        self.assertEqual(ranges(), want)
+        self.assertEqual(r.cli("verify", "verify").returncode, 0)
+        for conn, fid in zip(conns, ids):
+            got = json.loads(r.cli("flows", "verify", "--json", "~conn %d" % conn).stdout)
+            self.assertEqual([f["id"] for f in got], [fid], conn)
 
     def test_proxyauth_and_slow_heads(self):
         o = self.origin

@@ -48,6 +48,8 @@ static int setup(void **state) {
          "CREATE TABLE annotations (id INTEGER PRIMARY KEY, flow_id INTEGER NOT NULL,"
          " created_us INTEGER NOT NULL, text TEXT NOT NULL);"
          "CREATE INDEX flows_status ON flows(status);"
+         "CREATE TABLE client_conns (conn INTEGER PRIMARY KEY, first_flow INTEGER NOT NULL,"
+         " last_flow INTEGER NOT NULL);"
          "CREATE TABLE tags (flow_id INTEGER NOT NULL, tag TEXT NOT NULL,"
          " PRIMARY KEY (flow_id, tag)) WITHOUT ROWID;"
          "INSERT INTO flows (id, host, url, method, status, marked) VALUES"
@@ -619,16 +621,40 @@ static void test_conn(void **state) {
     (void)state;
     exec("UPDATE flows SET client_conn = 3 WHERE id IN (2, 5, 6)");
     exec("UPDATE flows SET client_conn = 4 WHERE id = 7");
+    /* each connection's range of ids (schema 11), as the indexer keeps it */
+    exec("INSERT INTO client_conns VALUES (3, 2, 6), (4, 7, 7)");
     assert_string_equal(ids("~conn 3"), "2,5,6");
     assert_string_equal(ids("~conn 4 | ~conn 3 & ~id 5"), "5,7");
     assert_string_equal(ids("!~conn 3 & ~id 1-3"), "1,3"); /* NULL: no connection, not 3 */
+    assert_string_equal(ids("!~conn 4 & ~id 6-8"), "6,8");
     assert_string_equal(ids("~c 200 & ~conn 9"), "");
+    /* only the range is read: the connection's rows, by id */
+    reel_filter_t *f = NULL;
+    assert_int_equal(reel_filter_compile("~conn 3", &f, NULL), REEL_OK);
+    char *sql =
+        reel_asprintf("EXPLAIN QUERY PLAN SELECT id FROM flows WHERE %s", reel_filter_sql(f));
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(reel_filter_bind(f, st, 1), 4);
+    int ranged = 0;
+    while (sqlite3_step(st) == SQLITE_ROW)
+        ranged |= strstr((const char *)sqlite3_column_text(st, 3),
+                         "SEARCH flows USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)") != NULL;
+    assert_true(ranged);
+    sqlite3_finalize(st);
+    free(sql);
+    reel_filter_free(f);
+    /* a connection the table does not have is looked for in every row */
+    exec("UPDATE flows SET client_conn = 9 WHERE id = 1");
+    assert_string_equal(ids("~conn 9"), "1");
+    /* a range wider than the connection's flows (retention deleted some) */
+    exec("UPDATE client_conns SET first_flow = 1, last_flow = 9 WHERE conn = 4");
+    assert_string_equal(ids("~conn 4"), "7");
     reel_err_t err;
     reel_err_clear(&err);
-    reel_filter_t *f = NULL;
     assert_int_equal(reel_filter_compile("~conn x", &f, &err), REEL_INVALID);
     assert_non_null(strstr(reel_err_str(&err), "~conn expects a client connection number"));
-    exec("UPDATE flows SET client_conn = NULL");
+    exec("UPDATE flows SET client_conn = NULL; DELETE FROM client_conns");
 }
 
 /* ~replay (and mitmproxy's ~replayq): flows reel replay made. */

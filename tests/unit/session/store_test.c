@@ -954,7 +954,7 @@ static void test_urls_and_migration(void **state) {
                         "DROP INDEX flow_frames_segment;"
                         "DROP INDEX flows_replay_of; ALTER TABLE flows DROP COLUMN replay_of;"
                         "ALTER TABLE flows DROP COLUMN replay_session;"
-                        "DROP INDEX flows_client_conn; ALTER TABLE flows DROP COLUMN client_conn;"
+                        "DROP TABLE client_conns; ALTER TABLE flows DROP COLUMN client_conn;"
                         "ALTER TABLE flows DROP COLUMN stream_id;"
                         "DROP TRIGGER flows_body_ad; DROP TABLE body_fts;"
                         "DROP TABLE body_text; DROP TABLE body_todo; DROP TABLE body_off;"
@@ -974,6 +974,10 @@ static void test_urls_and_migration(void **state) {
     assert_int_equal(q1(s, "SELECT count(*) FROM sqlite_master WHERE name LIKE '%url_fts%' OR "
                            "name LIKE 'flows_fts_%'"),
                      0);
+    /* schema 8 made an index on client_conn, 11 a table of ranges instead */
+    assert_int_equal(q1(s, "SELECT count(*) FROM sqlite_master WHERE name = 'flows_client_conn'"),
+                     0);
+    assert_int_equal(q1(s, "SELECT count(*) FROM client_conns"), 0);
     assert_urls(s, 9, 1);
     char *rep = NULL;
     assert_int_equal(reel_session_repair(s, &rep, NULL), REEL_OK);
