@@ -87,10 +87,11 @@ typedef struct ijob {
 /* The index thread commits batch ends at most this often while more keep
  * coming (at once when a flush waits or at the end; within this when the
  * queue goes idle).
- * Each commit writes every page its rows touched to the WAL, and a page
- * per client connection of flows_client_conn alone: committing every few
- * milliseconds under load made that a page written per flow, a third of
- * the index thread's CPU (two thirds of it in the kernel). The index is
+ * Each commit writes every page its rows touched to the WAL, and (before
+ * schema 11's client_conns replaced it) a page per client connection of
+ * the index on client_conn alone: committing every few milliseconds under
+ * load made that a page written per flow, a third of the index thread's
+ * CPU (two thirds of it in the kernel). The index is
  * rebuilt from the spool after a crash, so this delays only when flows
  * show in queries, by at most this. */
 #define COMMIT_EVERY_NS (100 * 1000000LL)
