@@ -835,8 +835,8 @@ struct reel_indexer {
     frow *spare;
     size_t nspare;
     reel_bodyindex_t *bx; /* body_text, body_fts, body_todo */
-    /* client_conns (schema 11): each row written that has a client_conn,
-     * as (conn, id), merged into one upsert per connection at the commit;
+    /* client_conns (schema 11): each new row that has a client_conn, as
+     * (conn, id), merged into one upsert per connection at the commit;
      * not kept in bulk (a rebuild makes the table again at its end) */
     struct conn_flow {
         int64_t conn, id;
@@ -2143,7 +2143,8 @@ static reel_rc write_rows(reel_indexer_t *ix, frow **rows, size_t n, reel_err_t 
         rows[i]->in_db = 1;
         if (rows[i]->id > ix->known_max)
             ix->known_max = rows[i]->id;
-        if (rows[i]->i[I_CLIENT_CONN] != NUL64 && !ix->bulk) {
+        /* (a new row's: one written before was noted then) */
+        if (i < nnew && rows[i]->i[I_CLIENT_CONN] != NUL64 && !ix->bulk) {
             if (ix->nconn_flows == ix->capconn_flows)
                 ix->conn_flows =
                     reel_realloc(ix->conn_flows, (ix->capconn_flows = ix->capconn_flows * 2 + 64) *

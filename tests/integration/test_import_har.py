@@ -704,6 +704,11 @@ class ReelExtrasRoundTrip(unittest.TestCase):
     def test_reel_extras_of_the_wrong_shape_are_refused(self):
         with open(self.har) as f:
             doc = json.load(f)
+
+        def edit(**fields):
+            """A body_edit record as reel export writes it, with fields."""
+            return dict({"rules": [], "replacements": 0, "sent_size": 0, "decoded": False},
+                        **fields)
         cases = [
             (("interim", 0, "status"), 200,
              b"entries[2]._reel.interim[0].status: not an informational (1xx) status"),
@@ -730,39 +735,29 @@ class ReelExtrasRoundTrip(unittest.TestCase):
             # modify_headers' and modify_body's records
             (("request_modified",), [{"name": "a b", "value": "1"}],
              b"entries[0]._reel.request_modified: change 0: its name is not a field name"),
-            (("response_body_edit",), {"rules": [], "replacements": -1, "sent_size": 0,
-                                       "decoded": False},
+            (("response_body_edit",), edit(replacements=-1),
              b"entries[0]._reel.response_body_edit: its replacements and sent_size are not "
              b"counts"),
-            (("request_body_edit",), {"rules": ["a", 5], "replacements": 0, "sent_size": 0,
-                                      "decoded": False},
+            (("request_body_edit",), edit(rules=["a", 5]),
              b"entries[0]._reel.request_body_edit: rule 1 is not a string without NUL bytes"),
-            (("request_body_edit",), {"rules": [], "replacements": 0, "sent_size": 0,
-                                      "decoded": False, "answered_continue": "yes"},
+            (("request_body_edit",), edit(answered_continue="yes"),
              b"entries[0]._reel.request_body_edit: its answered_continue is not a boolean"),
             # ... the body as sent: base64, as long as sent_size says
-            (("response_body_edit",), {"rules": [], "replacements": 0, "sent_size": 3,
-                                       "decoded": False, "sent_body_b64": "YW*i"},
+            (("response_body_edit",), edit(sent_size=3, sent_body_b64="YW*i"),
              b"entries[0]._reel.response_body_edit: its sent_body_b64 has invalid base64 at "
              b"offset 2"),
-            (("response_body_edit",), {"rules": [], "replacements": 0, "sent_size": 3,
-                                       "decoded": False, "sent_body_b64": 7},
+            (("response_body_edit",), edit(sent_size=3, sent_body_b64=7),
              b"entries[0]._reel.response_body_edit: its sent_body_b64 is not a string of "
              b"base64 or null"),
-            (("response_body_edit",), {"rules": [], "replacements": 0, "sent_size": 2,
-                                       "decoded": False, "sent_body_b64": "YWJj"},
+            (("response_body_edit",), edit(sent_size=2, sent_body_b64="YWJj"),
              b"entries[0]._reel.response_body_edit: its sent_body_b64 holds 3 bytes, not its "
              b"sent_size of 2 (fewer only with sent_body_truncated)"),
-            (("response_body_edit",), {"rules": [], "replacements": 0, "sent_size": 5,
-                                       "decoded": False, "sent_body_b64": "YWJj"},
+            (("response_body_edit",), edit(sent_size=5, sent_body_b64="YWJj"),
              b"entries[0]._reel.response_body_edit: its sent_body_b64 holds 3 bytes, not its "
              b"sent_size of 5 (fewer only with sent_body_truncated)"),
-            (("response_body_edit",), {"rules": [], "replacements": 0, "sent_size": 3,
-                                       "decoded": False, "sent_body_b64": "YWJj",
-                                       "not_applied": "why"},
+            (("response_body_edit",), edit(sent_size=3, sent_body_b64="YWJj", not_applied="why"),
              b"entries[0]._reel.response_body_edit: it has a sent_body_b64 and a not_applied"),
-            (("request_body_edit",), {"rules": [], "replacements": 0, "sent_size": 0,
-                                      "decoded": False, "sent_body_truncated": 1},
+            (("request_body_edit",), edit(sent_body_truncated=1),
              b"entries[0]._reel.request_body_edit: its sent_body_truncated is not a boolean"),
         ]
         for path, value, message in cases:
