@@ -253,9 +253,10 @@ struct conn {
     bool timer_open;
     uint64_t timer_due; /* loop time the timer fires at, 0: not armed */
     bool linger;        /* linger once the error answer is flushed */
-    /* C_LINGER after a WebSocket peer broke the protocol: each socket,
-     * once reel's Close frame is out, half-closed and read (and dropped)
-     * until its peer closes (core/tunnel.c) */
+    /* C_LINGER after a WebSocket peer broke the protocol: each side
+     * (socket or HTTP/2 stream), once reel's Close frame is out,
+     * half-closed and read (and dropped) until its peer ends its own
+     * (core/tunnel.c) */
     bool ws_linger;
     uint64_t linger_start;
     char client_ip[48]; /* for the per-client connection count */

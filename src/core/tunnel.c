@@ -91,11 +91,14 @@ static void ws_fail(conn_t *c, int dir, const reel_ws_event_t *ev) {
     reel__finish_flow(c, why);
     free(why);
     reel__tunnel_codecs_free(c);
-    if (c->up && !c->lane && !c->up->h2) {
-        /* two sockets: each gets its Close, then its end, and is read to
-         * its own (reel__ws_linger_step), the rest of what it sends
-         * dropped; at most LINGER_IDLE_MS of silence, LINGER_TOTAL_MS
-         * in all */
+    if (c->up) {
+        /* each side gets its Close, then its end, and is read to its own
+         * (reel__ws_linger_step), the rest of what it sends dropped; at
+         * most LINGER_IDLE_MS of silence, LINGER_TOTAL_MS in all. So too
+         * where one side is an HTTP/2 stream (a lane's client, an up-lane
+         * to an origin): its end is END_STREAM (RFC 8441 6), and the
+         * other side is still a socket that a close with bytes unread
+         * would reset, destroying its Close. */
         c->state = C_LINGER;
         c->ws_linger = true;
         c->linger_start = uv_now(c->p->loop);
@@ -111,13 +114,9 @@ static void ws_fail(conn_t *c, int dir, const reel_ws_event_t *ev) {
         reel__conn_arm_at(c, true);
         return;
     }
-    c->state = C_DONE;
-    if (c->up)
-        c->up->close_when_flushed = true;
+    c->state = C_DONE; /* (the origin's side is gone already) */
     c->client.close_when_flushed = true;
     reel__peer_read_stop(&c->client);
-    if (c->up)
-        reel__peer_read_stop(c->up);
     if (reel__peer_queued(&c->client) == 0)
         reel__conn_close(c);
 }

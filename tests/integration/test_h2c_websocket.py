@@ -290,6 +290,36 @@ class H2cWebSocketTest(unittest.TestCase):
         self.assertEqual(f["kind"], "websocket")
         self.assertEqual(len(self.reel.flows("~websocket & ~u /ws-bad$")), 1)
 
+    def test_h_client_sends_on_after_an_invalid_frame(self):
+        # an unmasked frame's head (a client's frames are masked), then,
+        # after reel's Close, the frame's payload and one more frame: reel
+        # reads them and drops them until the client ends its side, so the
+        # client gets the Close and then the end, not a reset (a socket
+        # closed with bytes unread resets), and the origin gets reel's Close
+        # and the stream's end, to which it answers with its own
+        path = "/ws-bad-more"
+        s, status, rest = self.handshake(self.origin, path)
+        self.assertTrue(status.startswith(b"HTTP/1.1 101 "), status)
+        s.sendall(b"\x82\x7f" + struct.pack(">Q", 100000))
+        close = self.read_n(s, rest, 32)
+        self.assertEqual(close[:4], b"\x88\x1e\x03\xea", close)
+        self.assertEqual(close[4:], b"unmasked frame from a client")
+        for piece in (b"x" * 100000, frame(1, b"more")):
+            time.sleep(0.1)
+            s.sendall(piece)
+        s.shutdown(socket.SHUT_WR)
+        self.assertEqual(self.read_n(s, b"", 1 << 20), b"")
+        s.close()
+        (f,) = self.flow(path)
+        self.assertEqual(f["state"], "error")
+        self.assertEqual(f["error"], "the client sent an invalid WebSocket frame: unmasked frame "
+                         "from a client (closed with 1002)")
+        deadline = time.time() + 5
+        while time.time() < deadline and path not in self.origin.ended:
+            time.sleep(0.05)
+        self.assertIn(path, self.origin.ended)  # END_STREAM after reel's Close
+        self.assertNotIn(path, [p for p, _ in self.origin.resets])
+
 
 if __name__ == "__main__":
     main()

@@ -23,6 +23,7 @@ import time
 import unittest
 
 from proxyenv import SANITIZED, TMPBASE, Origin, Reel, main, stop_class
+from test_http2 import H2C
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MIB = 1 << 20
@@ -487,6 +488,47 @@ class WebSocketStressTest(unittest.TestCase):
         bad = frame(2, b"x" * 100000, mask=True)
         self.violation("masked-more", bad[:14], 1002, "masked frame from a server",
                        [bad[14:], frame(1, b"more", mask=False)])
+
+    def test_server_sends_on_after_a_bad_header_to_an_http2_client(self):
+        # as above, for a client whose WebSocket is an extended CONNECT
+        # stream (RFC 8441) of its h2c connection: the server's socket is
+        # read to its end all the same (reel once closed it at once, with
+        # the server's bytes unread: a reset); the stream gets the good
+        # frame, the Close and its end
+        path = b"/violation-h2-more"
+        bad = frame(2, b"x" * 100000, mask=True)
+        to_server = []
+
+        def behaviour(s):
+            s.settimeout(10)
+            s.sendall(frame(1, b"fine", mask=False) + bad[:14])
+            for piece in (bad[14:], frame(1, b"more", mask=False)):
+                time.sleep(0.1)
+                s.sendall(piece)
+            to_server.append(read_to_eof(s))
+        self.server.behaviours[path] = behaviour
+        c = H2C(self.reel.port)
+        sid = c.ext_connect("127.0.0.1:%d" % self.server.port, path.decode())
+        c.wait(lambda: c.done(sid))
+        c.close()
+        st = c.streams[sid]
+        self.assertEqual(dict(st["headers"])[b":status"], b"200")
+        reason = b"masked frame from a server"
+        self.assertEqual(st["data"], frame(1, b"fine", mask=False) + frame(
+            8, struct.pack("!H", 1002) + b"reel: the other side broke the protocol", mask=False))
+        self.assertTrue(st["ended"], st)  # END_STREAM, not a reset
+        full, row = self.flow_of(path.decode())
+        self.assertEqual(row["error"], "the server sent an invalid WebSocket frame: %s "
+                         "(closed with 1002)" % reason.decode())
+        deadline = time.time() + 5
+        while not to_server and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(self.server.errors, [])
+        self.assertEqual(len(to_server), 1)
+        head = to_server[0]
+        self.assertEqual(head[:2], b"\x88\x9c")  # masked, 2 + 26 bytes
+        p = bytes(b ^ head[2 + i % 4] for i, b in enumerate(head[6:]))
+        self.assertEqual(p, struct.pack("!H", 1002) + reason)
 
     def test_server_sends_a_masked_frame(self):
         self.violation("masked", frame(1, b"masked by a server"), 1002,
