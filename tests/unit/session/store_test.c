@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -1316,9 +1318,9 @@ static void test_bad_names(void **state) {
 
 typedef struct {
     const char *home;
-    volatile int done;
-    int bad;
-    int reads;
+    atomic_int done;
+    atomic_int bad;
+    atomic_int reads;
 } reader_ctx;
 
 static void *reader_main(void *arg) {
@@ -1361,13 +1363,19 @@ static void test_reader_beside_writer(void **state) {
         record_flow(r, (uint64_t)i * 11, 2000 + (uint64_t)i * 97, 700);
         if (i % 50 == 0)
             reel_recorder_flush(r, NULL);
+        /* Half way, the writes wait (10 s at most) for the reader to have
+         * read a flow back: on a loaded machine the reader's thread can
+         * otherwise start only after the last write, and the test would
+         * read nothing beside the writer. */
+        for (int w = 0; i == 200 && w < 1000 && atomic_load(&rc.reads) == 0; w++)
+            nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
     }
     stop(r);
     rc.done = 1;
     pthread_join(th, NULL);
-    print_message("reader: %d flows read back during the writes\n", rc.reads);
-    assert_int_equal(rc.bad, 0);
-    assert_true(rc.reads > 0);
+    print_message("reader: %d flows read back during the writes\n", atomic_load(&rc.reads));
+    assert_int_equal(atomic_load(&rc.bad), 0);
+    assert_true(atomic_load(&rc.reads) > 0);
     reel_session_close(s);
     rm_rf(home);
     free(home);
