@@ -109,10 +109,13 @@ class ServiceTest(unittest.TestCase):
         if notify:
             env["NOTIFY_SOCKET"] = notify
         log = open(os.path.join(self.root, "reel.log"), "w+")
+        # SIGHUP ignored as nohup leaves it, else as a terminal's shell
+        # leaves it, whatever this test inherited (a suite run under nohup
+        # ignores it, and reel then keeps it ignored)
+        hup = signal.SIG_IGN if nohup else signal.SIG_DFL
         p = subprocess.Popen([REEL, "record", "--listen", "127.0.0.1:0"] + list(args), env=env,
                              stdout=subprocess.DEVNULL, stderr=log,
-                             preexec_fn=(lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
-                             if nohup else None)
+                             preexec_fn=lambda: signal.signal(signal.SIGHUP, hup))
         self.procs.append(p)
         self.logs.append(log)
         return p, log
