@@ -462,6 +462,13 @@ class WebSocketStressTest(unittest.TestCase):
                          "(closed with %d)" % (why, code))
         self.assertEqual([(m["from_client"], base64.b64decode(m["data_b64"]))
                           for m in full["messages"]], [(False, b"fine")])
+        p = self.close_to_server(to_server)
+        self.assertEqual(struct.unpack("!H", p[:2])[0], code, p)
+
+    def close_to_server(self, to_server):
+        """The payload of reel's Close to the server, unmasked, once the
+        server read to its end: what it read (to_server) must be that
+        masked Close alone, without an error (a reset) on the way."""
         deadline = time.time() + 5
         while not to_server and time.time() < deadline:
             time.sleep(0.05)
@@ -471,8 +478,8 @@ class WebSocketStressTest(unittest.TestCase):
         self.assertEqual(head[0], 0x88, head)
         self.assertTrue(head[1] & 0x80, "reel's close to the server must be masked")
         key, n = head[2:6], head[1] & 0x7F
-        p = bytes(b ^ key[i % 4] for i, b in enumerate(head[6:6 + n]))
-        self.assertEqual(struct.unpack("!H", p[:2])[0], code, p)
+        self.assertEqual(len(head), 6 + n, head)
+        return bytes(b ^ key[i % 4] for i, b in enumerate(head[6:]))
 
     def test_server_sends_a_bad_header_in_two_pieces(self):
         # the first byte of a header with a reserved opcode, then the rest:
@@ -520,15 +527,7 @@ class WebSocketStressTest(unittest.TestCase):
         full, row = self.flow_of(path.decode())
         self.assertEqual(row["error"], "the server sent an invalid WebSocket frame: %s "
                          "(closed with 1002)" % reason.decode())
-        deadline = time.time() + 5
-        while not to_server and time.time() < deadline:
-            time.sleep(0.05)
-        self.assertEqual(self.server.errors, [])
-        self.assertEqual(len(to_server), 1)
-        head = to_server[0]
-        self.assertEqual(head[:2], b"\x88\x9c")  # masked, 2 + 26 bytes
-        p = bytes(b ^ head[2 + i % 4] for i, b in enumerate(head[6:]))
-        self.assertEqual(p, struct.pack("!H", 1002) + reason)
+        self.assertEqual(self.close_to_server(to_server), struct.pack("!H", 1002) + reason)
 
     def test_server_sends_a_masked_frame(self):
         self.violation("masked", frame(1, b"masked by a server"), 1002,
