@@ -674,12 +674,11 @@ uint64_t reel_index_max_client_conn(sqlite3 *db) {
 }
 
 reel_rc reel_index_client_conns_remake(sqlite3 *db, reel_err_t *err) {
-    reel_rc rc = reel_index_exec(db,
-                                 "BEGIN IMMEDIATE; DELETE FROM client_conns;"
-                                 "INSERT INTO client_conns(conn, first_flow, last_flow) "
-                                 "SELECT client_conn, min(id), max(id) FROM flows "
-                                 "WHERE client_conn IS NOT NULL GROUP BY client_conn; COMMIT;",
-                                 err);
+    reel_rc rc = reel_index_exec(
+        db,
+        "BEGIN IMMEDIATE; DELETE FROM client_conns;"
+        "INSERT INTO client_conns(conn, first_flow, last_flow) " REEL_INDEX_CONN_RANGES "; COMMIT;",
+        err);
     if (rc != REEL_OK && !sqlite3_get_autocommit(db))
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     return rc;

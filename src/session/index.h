@@ -180,6 +180,12 @@ uint64_t reel_index_max_client_conn(sqlite3 *db);
  * ids, for ~conn) again from flows, in a transaction of its own: the end
  * of a rebuild, which writes rows in bulk and keeps old ones by SQL. */
 reel_rc reel_index_client_conns_remake(sqlite3 *db, reel_err_t *err);
+/* Each client connection's range of flow ids as flows holds it: what
+ * client_conns must cover (rows conn, lo, hi), for the remake and for
+ * `reel verify`'s check of it. */
+#define REEL_INDEX_CONN_RANGES                                                                     \
+    "SELECT client_conn AS conn, min(id) AS lo, max(id) AS hi FROM flows WHERE client_conn IS "    \
+    "NOT NULL GROUP BY client_conn"
 
 /** End offset (offset + clen) of the last indexed frame of segment, 0 if none. */
 uint64_t reel_index_segment_end(sqlite3 *db, uint32_t segment);

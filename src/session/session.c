@@ -4710,11 +4710,9 @@ reel_rc reel_session_verify(reel_session_t *s, char **report, reel_err_t *err) {
         /* client_conns (what ~conn reads): each connection's range covers
          * its flows (wider is no error: retention deletes flows in it) */
         if (reel_index_prepare(s->db,
-                               "SELECT f.c, f.lo, f.hi FROM (SELECT client_conn AS c, min(id) AS "
-                               "lo, max(id) AS hi FROM flows WHERE client_conn IS NOT NULL GROUP "
-                               "BY client_conn) f LEFT JOIN client_conns k ON k.conn = f.c WHERE "
-                               "k.conn IS NULL OR k.first_flow > f.lo OR k.last_flow < f.hi "
-                               "LIMIT 10",
+                               "SELECT f.conn, f.lo, f.hi FROM (" REEL_INDEX_CONN_RANGES
+                               ") f LEFT JOIN client_conns k ON k.conn = f.conn WHERE k.conn IS "
+                               "NULL OR k.first_flow > f.lo OR k.last_flow < f.hi LIMIT 10",
                                &c, err) == REEL_OK)
             while (sqlite3_step(c) == SQLITE_ROW)
                 problem(&v,
