@@ -36,10 +36,11 @@ int reel_cmd_compact(reel_cli_t *cli, int argc, char **argv) {
         free(warnings);
     }
     uint64_t segment_size = (uint64_t)reel_config_get_int(c, "segment_size");
+    size_t block_size = (size_t)reel_config_get_int(c, "spool_block_size");
     reel_config_free(c);
     reel_err_clear(&err);
     char *report = NULL;
-    reel_rc rc = reel_retention_compact(s, segment_size, &report, &err);
+    reel_rc rc = reel_retention_compact(s, segment_size, block_size, &report, &err);
     int exit_code = REEL_EXIT_OK;
     if (rc != REEL_OK) {
         /* retention.c says "compact: ..." for the proxy's log, where

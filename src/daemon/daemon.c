@@ -95,6 +95,7 @@ static void recorder_opts(const reel_config_t *c, reel_recorder_opts_t *o) {
     o->fsync_interval_ms = (uint32_t)reel_config_get_int(c, "fsync_interval_ms");
     o->segment_size = (uint64_t)reel_config_get_int(c, "segment_size");
     o->zstd_level = (int)reel_config_get_int(c, "zstd_level");
+    o->block_size = (size_t)reel_config_get_int(c, "spool_block_size");
     o->body_limit = (uint64_t)reel_config_get_int(c, "body_limit");
     o->queue_bytes = (size_t)reel_config_get_int(c, "capture_buffer");
     const char *cap = reel_config_get(c, "capture", NULL);

@@ -7,7 +7,8 @@
  * is held for O(1) per wake-up. `queue_bytes` bounds what is queued
  * (`queued_bytes`) plus what the writer swapped out and has not yet copied
  * into a block (`writer_bytes`), so memory stays bounded by it, not twice
- * it (plus the blocks on their way to the index thread, IJOB_MAX at most).
+ * it (plus the blocks on their way to the index thread, IJOB_BYTES_MAX at
+ * most, and BLOCK_POOL kept for reuse).
  * With capture on, body chunks may fill 7/8 of it and are shed past that;
  * the last 1/8 is kept for starts, heads and ends (see shed_body). Records
  * are numbered; `done_seq` is the number of the last record the writer has
@@ -100,15 +101,24 @@ typedef struct ijob {
  * waits for a core at most about this long behind them. */
 #define REEL_RECORDER_PACE_NS (200 * 1000LL)
 
-/* Frames queued for indexing before the writer waits (each holds its
- * block, up to 256 KiB: 16 MiB at most). With fsync block the index thread
- * waits at each batch end for the sync that covers it, so this is also how
- * far the writer may run ahead of a slow fdatasync: 64 frames cover a
- * 40 ms sync at 400 MiB/s. */
+/* Frames queued for indexing before the writer waits: IJOB_MAX, or as
+ * many as hold IJOB_BYTES_MAX of blocks (a full block is 4 MiB). With
+ * fsync block the index thread waits at each batch end for the sync that
+ * covers it, so this is also how far the writer may run ahead of a slow
+ * fdatasync. Each queued block is memory: with blocks of 4 MiB, 16 MiB of
+ * them took the store's peak RSS from 58 to 66 MiB (docs/benchmarks.md). */
 #define IJOB_MAX 64
+#define IJOB_BYTES_MAX (8u << 20)
+
+/* Blocks kept for reuse once indexed: a block of 4 MiB freed by the index
+ * thread and another allocated by the writer left holes in the writer's
+ * heap that stayed resident; reused, the few blocks in flight are all
+ * the memory blocks take (the writer's, the second compressor's, one
+ * queued and one being indexed). */
+#define BLOCK_POOL 4
 
 /* Bytes queued that wake a writer waiting for its block's deadline. */
-#define WAKE_BYTES (REEL_SPOOL_BLOCK_TARGET / 2)
+#define WAKE_BYTES(r) ((r)->wake_bytes)
 
 /* Free space the file system must show before capture resumes: room for a
  * few blocks and the index rows that go with them. */
@@ -236,6 +246,11 @@ struct reel_recorder {
     /* writer -> index thread queue, under mu */
     struct ijob *ihead, *itail;
     unsigned ijobs; /* frame jobs queued (markers hold no block: not counted) */
+    size_t ijob_bytes; /* their blocks' bytes */
+    /* Blocks the index thread is done with, for the writer's next ones
+     * (BLOCK_POOL at most; emptied by trim_when_quiet and at close). */
+    reel_buf_t pool[BLOCK_POOL];
+    unsigned npool;
     pthread_cond_t cv_ijob, cv_ispace;
     pthread_t ithread;
 
@@ -302,6 +317,8 @@ struct reel_recorder {
     int64_t batch_start_ns;
     uint64_t block_records;
     int64_t block_deadline_ns;
+    size_t block_cap;  /* records the block takes (reel_spool_block_size) */
+    size_t wake_bytes; /* WAKE_BYTES: set at open, read by producers */
     uint32_t segment;
     int seg_fd;
     uint64_t seg_size;
@@ -559,15 +576,17 @@ static void set_sticky(reel_recorder_t *r, reel_rc rc, const char *msg) {
  * queued (commit markers never wait: the writer must not stall a batch). */
 static void push_ijob(reel_recorder_t *r, ijob *j) {
     pthread_mutex_lock(&r->mu);
-    while (!j->commit && !j->quit && r->ijobs >= IJOB_MAX)
+    while (!j->commit && !j->quit && (r->ijobs >= IJOB_MAX || r->ijob_bytes >= IJOB_BYTES_MAX))
         pthread_cond_wait(&r->cv_ispace, &r->mu);
     if (r->itail)
         r->itail->next = j;
     else
         r->ihead = j;
     r->itail = j;
-    if (!j->commit && !j->quit)
+    if (!j->commit && !j->quit) {
         r->ijobs++;
+        r->ijob_bytes += j->raw.len;
+    }
     pthread_cond_signal(&r->cv_ijob);
     pthread_mutex_unlock(&r->mu);
 }
@@ -914,16 +933,60 @@ static void frame_out(reel_recorder_t *r) {
     r->block_records = 0;
 }
 
+/* Gives the writer's empty block the buffer of one the index thread is
+ * done with, if one is kept. */
+static void block_from_pool(reel_recorder_t *r) {
+    pthread_mutex_lock(&r->mu);
+    if (r->npool > 0) {
+        reel_buf_free(&r->block);
+        r->block = r->pool[--r->npool];
+        reel_buf_reset(&r->block);
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* The index thread is done with a block: kept for the writer, or freed. */
+static void block_to_pool(reel_recorder_t *r, reel_buf_t *b) {
+    pthread_mutex_lock(&r->mu);
+    if (r->npool < BLOCK_POOL && b->cap > 0) {
+        r->pool[r->npool++] = *b;
+        reel_buf_init(b, 0);
+    }
+    pthread_mutex_unlock(&r->mu);
+    reel_buf_free(b);
+}
+
+/* Frees the blocks kept for reuse. */
+static void pool_free(reel_recorder_t *r) {
+    pthread_mutex_lock(&r->mu);
+    unsigned n = r->npool;
+    reel_buf_t keep[BLOCK_POOL];
+    memcpy(keep, r->pool, n * sizeof keep[0]);
+    r->npool = 0;
+    pthread_mutex_unlock(&r->mu);
+    for (unsigned i = 0; i < n; i++)
+        reel_buf_free(&keep[i]);
+}
+
 /* Appends one encoded record to the block, writing the block out first if
  * the record would push it past its target size. Returns 0 if capture
  * stopped meanwhile (the record was not taken). */
 static int block_add(reel_recorder_t *r, const uint8_t *data, size_t len) {
-    if (r->block.len && r->block.len + len + 10 > REEL_SPOOL_BLOCK_TARGET)
+    if (r->block.len && r->block.len + len + 10 > r->block_cap)
         frame_out(r);
     if (r->disk_failed)
         return 0;
-    if (r->block.len == 0)
+    if (r->block.len == 0) {
         r->block_deadline_ns = reel_mono_ns() + 100 * 1000000;
+        /* (a file-size limit set meanwhile makes the next block smaller) */
+        r->block_cap = reel_spool_block_size(r->opts.segment_size, r->opts.block_size);
+        if (r->block.cap == 0)
+            block_from_pool(r);
+        /* Room for the whole block at once (it never grows past it): grown
+         * by doubling, each block left the halves it outgrew as holes in
+         * the writer's heap. */
+        reel_buf_reserve(&r->block, r->block_cap - 64);
+    }
     if (reel_spool_block_append(&r->block, data, len) != REEL_OK) {
         /* cannot happen: producers split records below the limit */
         warn(r, "internal error: record too large for a block; dropped");
@@ -1408,6 +1471,7 @@ static void trim_when_quiet(reel_recorder_t *r) {
     r->trim_due = 0;
     r->trim_at = 0;
     pthread_mutex_unlock(&r->mu);
+    pool_free(r); /* a burst's full blocks */
 #ifdef __GLIBC__
     malloc_trim(0);
 #endif
@@ -1428,8 +1492,10 @@ static void *index_main(void *arg) {
                 r->ihead = j->next;
                 if (r->ihead == NULL)
                     r->itail = NULL;
-                if (!j->commit && !j->quit)
+                if (!j->commit && !j->quit) {
                     r->ijobs--;
+                    r->ijob_bytes -= j->raw.len;
+                }
                 /* as the writer's: no yields once frames pile up */
                 calm = r->ijobs <= 2;
                 pthread_cond_signal(&r->cv_ispace);
@@ -1514,7 +1580,7 @@ static void *index_main(void *arg) {
             if (now)
                 commit_due(r);
         }
-        reel_buf_free(&j->raw);
+        block_to_pool(r, &j->raw);
         free(j);
     }
     if (r->in_tx) {
@@ -1600,7 +1666,7 @@ static void *writer_main(void *arg) {
                 memcpy(&len, c->data + pos, sizeof len);
                 const uint8_t *data = c->data + pos + sizeof len;
                 pos += sizeof len + len;
-                if (r->block.len && r->block.len + len + 10 > REEL_SPOOL_BLOCK_TARGET) {
+                if (r->block.len && r->block.len + len + 10 > r->block_cap) {
                     /* the block goes out: let producers go on meanwhile */
                     release_queue_bytes(r, copied, freed);
                     copied = freed = 0;
@@ -1617,7 +1683,7 @@ static void *writer_main(void *arg) {
         }
         release_queue_bytes(r, copied, freed);
         if (r->block.len && (stop || flush || reel_mono_ns() >= r->block_deadline_ns ||
-                             r->block.len >= REEL_SPOOL_BLOCK_TARGET))
+                             r->block.len >= r->block_cap))
             frame_out(r);
         /* End the batch (sync + commit) when the queue has run dry, or when
          * enough has piled up: under load one fdatasync then covers many
@@ -1748,7 +1814,7 @@ static void queue_locked(reel_recorder_t *r, size_t len) {
      * block's deadline and half a block has piled up; otherwise it takes
      * these records at its deadline. Waking it per record cost a context
      * switch and lock contention per record, more CPU than the recording. */
-    if (r->writer_waiting == 1 || (r->writer_waiting == 2 && r->queued_bytes >= WAKE_BYTES)) {
+    if (r->writer_waiting == 1 || (r->writer_waiting == 2 && r->queued_bytes >= WAKE_BYTES(r))) {
         r->writer_waiting = 0;
         pthread_cond_signal(&r->cv_work);
     }
@@ -2172,6 +2238,8 @@ reel_rc reel_recorder_open(reel_session_t *s, const reel_recorder_opts_t *opts,
         r->opts.segment_size = 1u << 20;
     if (r->opts.retry_ms == 0)
         r->opts.retry_ms = 1000;
+    r->block_cap = reel_spool_block_size(r->opts.segment_size, r->opts.block_size);
+    r->wake_bytes = r->block_cap / 2;
     r->body_limit = r->opts.body_limit;
     r->capture = r->opts.capture;
     r->seg_fd = -1;
@@ -2920,6 +2988,7 @@ reel_rc reel_recorder_close(reel_recorder_t *r, reel_err_t *err) {
     reel_buf_free(&r->scratch);
     reel_buf_free(&r->held_raw);
     reel_buf_free(&r->held_frame);
+    pool_free(r);
     free(r->qspare);
     while (r->qhead) { /* none: the writer took all before it stopped */
         qchunk *c = r->qhead;

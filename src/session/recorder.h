@@ -91,6 +91,9 @@ typedef struct {
     size_t queue_bytes; /* bound of the queue in bytes (capture_buffer);
                            0 = default (REEL_RECORDER_QUEUE_DEFAULT) */
     int zstd_level;     /* 0 = default (REEL_SPOOL_LEVEL_DEFAULT) */
+    size_t block_size;  /* records per frame before it is written (the
+                           spool_block_size option; 0: REEL_SPOOL_BLOCK_TARGET),
+                           as reel_spool_block_size() bounds it */
     uint32_t retry_ms;  /* while capture is stopped, how often to check
                            whether writing works again; 0 = default (1000) */
     /* Called from the writer thread, the index thread or the caller with a

@@ -469,6 +469,7 @@ typedef struct {
     sqlite3_stmt *has_flow;
     const char *dir;
     uint64_t segment_size;
+    size_t block_size; /* records per frame */
     reel_spool_enc_t *enc;
     reel_buf_t block, frame;
     uint32_t next_n, first_n;
@@ -557,7 +558,7 @@ static int compact_cb(void *ctx, uint64_t off, size_t clen, const uint8_t *raw, 
             c->dropped_records++;
             continue;
         }
-        if (c->block.len && c->block.len + len + 10 > REEL_SPOOL_BLOCK_TARGET &&
+        if (c->block.len && c->block.len + len + 10 > c->block_size &&
             (c->rc = c_frame_out(c)) != REEL_OK)
             return 1;
         if ((c->rc = reel_spool_block_append(&c->block, rec, len)) != REEL_OK) {
@@ -605,8 +606,8 @@ unsigned reel_retention_compact_leftovers(const char *spool_dir, uint64_t *bytes
     return n;
 }
 
-reel_rc reel_retention_compact(reel_session_t *s, uint64_t segment_size, char **report,
-                               reel_err_t *err) {
+reel_rc reel_retention_compact(reel_session_t *s, uint64_t segment_size, size_t block_size,
+                               char **report, reel_err_t *err) {
     reel_rc rc = REEL_OK;
     *report = NULL;
     sqlite3 *db = reel_session_db(s);
@@ -621,6 +622,7 @@ reel_rc reel_retention_compact(reel_session_t *s, uint64_t segment_size, char **
     c.fd = -1;
     c.err = err;
     c.segment_size = segment_size < (1u << 20) ? (1u << 20) : segment_size;
+    c.block_size = reel_spool_block_size(c.segment_size, block_size);
     reel_buf_init(&c.block, 0);
     reel_buf_init(&c.frame, 0);
     if (nseg == 0) {

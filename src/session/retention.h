@@ -108,9 +108,10 @@ int reel_retention_is_retired(sqlite3 *db, uint32_t n);
 
 /** Rewrites the spool of s (opened with REEL_OPEN_RECORD) keeping only the
  * records of flows the index has, into new segments numbered after the
- * newest, then records the old ones as retired (reason 'compact'), deletes
- * them and rebuilds the index. *report (owned) says what it did. */
-reel_rc reel_retention_compact(reel_session_t *s, uint64_t segment_size, char **report,
-                               reel_err_t *err);
+ * newest (frames of reel_spool_block_size(segment_size, block_size)
+ * records), then records the old ones as retired (reason 'compact'),
+ * deletes them and rebuilds the index. *report (owned) says what it did. */
+reel_rc reel_retention_compact(reel_session_t *s, uint64_t segment_size, size_t block_size,
+                               char **report, reel_err_t *err);
 
 #endif

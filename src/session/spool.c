@@ -19,12 +19,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+/* ZSTD_c_stableInBuffer (libzstd >= 1.4.5): see reel_spool_enc_new */
+#define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
 #include <zstd_errors.h>
 
 #define ZSTD_MAGIC 0xFD2FB528u
+
+size_t reel_spool_block_size(uint64_t segment_size, size_t want) {
+    uint64_t n = want && want < REEL_SPOOL_BLOCK_TARGET ? want : REEL_SPOOL_BLOCK_TARGET;
+    if (segment_size / 4 < n)
+        n = segment_size / 4;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur / 4 < n)
+        n = rl.rlim_cur / 4;
+    return n < (64u << 10) ? 64u << 10 : (size_t)n;
+}
 
 void reel_spool_segment_name(uint32_t n, char out[static 16]) {
     snprintf(out, 16, "%08u.zst", n);
@@ -246,6 +259,10 @@ reel_spool_enc_t *reel_spool_enc_new(int level) {
                            level ? level : REEL_SPOOL_LEVEL_DEFAULT);
     ZSTD_CCtx_setParameter(e->cctx, ZSTD_c_checksumFlag, 1);
     ZSTD_CCtx_setParameter(e->cctx, ZSTD_c_contentSizeFlag, 1);
+    /* reel_spool_enc_frame feeds one block that stays put, cut by cut: zstd
+     * then reads it where it is instead of copying it into a window buffer
+     * of its own (2 MiB at level 3 on a 4 MiB block, per encoder). */
+    ZSTD_CCtx_setParameter(e->cctx, ZSTD_c_stableInBuffer, 1);
     return e;
 }
 
@@ -456,7 +473,8 @@ reel_rc reel_spool_salvage(const uint8_t *buf, size_t len, reel_buf_t *out,
      * wrong checksum at the end, or a block that does not decode, lost
      * everything decoded before it; fed what zstd's return value hints, a
      * block and the next block's header came in one call, and a damaged
-     * header lost the block before it. (1 MiB of frame takes ~30 ms.) */
+     * header lost the block before it. (1 MiB of frame takes ~30 ms: salvage
+     * is for damage, and a full frame is about 1 MiB.) */
     while (ib.pos < total) {
         size_t before_in = ib.pos, before_out = ob.pos;
         ib.size = ib.pos + 1;
@@ -571,7 +589,9 @@ reel_rc reel_spool_read_frame(int fd, uint64_t off, size_t clen, reel_buf_t *com
 
 /* Reads a window at off large enough to hold one whole frame (or to the end
  * of the file), growing on demand. */
-/* What a scan reads at once: at least one frame of the largest size. */
+/* What a scan reads at once (a frame larger than what is left of it is
+ * read again from its start, walk_frame): several typical frames, which
+ * hold a few MiB of records in well under one. */
 #define SCAN_WINDOW (2u * 1024u * 1024u)
 
 static reel_rc read_window(int fd, uint64_t off, uint64_t file_size, size_t want, reel_buf_t *win,
@@ -631,20 +651,40 @@ static void walk_advise(walker_t *w, uint64_t off) {
 static reel_rc walk_frame(walker_t *w, uint64_t off, const uint8_t **at_out, size_t *fl_out,
                           reel_spool_scan_t *out, reel_err_t *err) {
     /* A frame is at most REEL_SPOOL_FRAME_MAX bytes: it is judged on the
-     * FRAME_MAX bytes from its start (or what is left of the file). */
+     * FRAME_MAX bytes from its start (or what is left of the file). The
+     * window is read anew at off when off is not in it, or when the frame
+     * there runs past its end: SCAN_WINDOW bytes, or FRAME_MAX for a frame
+     * larger than that. */
     uint64_t need =
         w->file_size - off < REEL_SPOOL_FRAME_MAX ? w->file_size - off : REEL_SPOOL_FRAME_MAX;
-    if (off < w->wbase || off + need > w->wbase + w->win.len) {
-        walk_advise(w, off + SCAN_WINDOW);
-        reel_rc rc = read_window(w->fd, off, w->file_size, SCAN_WINDOW, &w->win, err);
-        if (rc != REEL_OK)
-            return rc;
-        w->wbase = off;
+    size_t want = SCAN_WINDOW;
+    const uint8_t *at;
+    size_t avail, fl = 0;
+    reel_rc frc;
+    /* at least this much in the window before anything is judged: a
+     * frame's header, or a mark's and the reason at its start */
+    uint64_t least = need < 4096 ? need : 4096;
+    for (;;) {
+        if (off < w->wbase || off + least > w->wbase + w->win.len || want > SCAN_WINDOW) {
+            walk_advise(w, off + want);
+            reel_rc rc = read_window(w->fd, off, w->file_size, want, &w->win, err);
+            if (rc != REEL_OK)
+                return rc;
+            w->wbase = off;
+        }
+        at = w->win.data + (off - w->wbase);
+        avail = (size_t)(w->wbase + w->win.len - off);
+        frc = reel_spool_frame_size(at, avail < need ? avail : (size_t)need, &fl);
+        if (frc != REEL_NEED_MORE || avail >= need)
+            break; /* judged on all it may be judged on */
+        /* more of the file to see: from off, and as much as a frame may be */
+        if (w->wbase != off)
+            least = need;
+        else if (want < REEL_SPOOL_FRAME_MAX)
+            want = REEL_SPOOL_FRAME_MAX;
+        else
+            break; /* the file ended while it was read: all there is */
     }
-    const uint8_t *at = w->win.data + (off - w->wbase);
-    size_t avail = (size_t)(w->wbase + w->win.len - off);
-    size_t fl = 0;
-    reel_rc frc = reel_spool_frame_size(at, avail < need ? avail : (size_t)need, &fl);
     if (frc == REEL_NEED_MORE) {
         out->torn = 1;
         snprintf(out->reason, sizeof out->reason, "frame cut short by the end of the file");
@@ -769,9 +809,12 @@ reel_rc reel_spool_scan(int fd, uint64_t start, reel_spool_frame_cb cb, void *ct
  * (2.4 GB of records from 570 MB of spool, about 2 s of one core), and
  * the callback (the rebuild's indexing) less than that. */
 
-/* Frames the helpers may hold found but not yet taken by the callback
- * (each up to REEL_SPOOL_BLOCK_MAX of records, typically 256 KiB). */
+/* Frames the helpers may hold found but not yet taken by the callback:
+ * AHEAD_MAX, or as many as hold AHEAD_BYTES of frames and their records
+ * (a full frame holds 4 MiB of records; those of older sessions 256 KiB).
+ * Taken frames are kept for their buffers up to AHEAD_BYTES too. */
 #define AHEAD_MAX 32
+#define AHEAD_BYTES (32u << 20)
 
 typedef struct ahead_item {
     struct ahead_item *next, *next_job;
@@ -779,6 +822,7 @@ typedef struct ahead_item {
     size_t clen;
     reel_buf_t comp; /* the frame's bytes, for the second decoder */
     reel_buf_t raw;
+    size_t weight;         /* its frame's bytes and records' (queued) */
     int state;             /* AHEAD_PENDING, AHEAD_OK, AHEAD_BAD, AHEAD_END */
     reel_spool_scan_t end; /* AHEAD_END: where and why the walk ended;
                               AHEAD_BAD: reason only */
@@ -795,7 +839,9 @@ typedef struct {
     ahead_item *jobs, *jobs_tail; /* for the second decoder */
     unsigned njobs;               /* ... how many */
     ahead_item *spare;            /* taken, kept for their buffers */
+    size_t spare_bytes;           /* ... their buffers' size */
     unsigned n;                   /* found and not taken */
+    size_t bytes;                 /* ... their weight */
     int second;                   /* a second decoder runs */
     reel_spool_vet_fn vet;        /* frame_check's, or NULL */
     uint64_t file_size;           /* set by the walker before it queues anything */
@@ -807,8 +853,10 @@ typedef struct {
 static ahead_item *ahead_new_item(ahead_t *a) {
     pthread_mutex_lock(&a->mu);
     ahead_item *it = a->spare;
-    if (it)
+    if (it) {
         a->spare = it->next;
+        a->spare_bytes -= it->comp.cap + it->raw.cap;
+    }
     pthread_mutex_unlock(&a->mu);
     if (it == NULL) {
         it = reel_calloc(1, sizeof *it);
@@ -816,6 +864,7 @@ static ahead_item *ahead_new_item(ahead_t *a) {
         reel_buf_init(&it->raw, 0);
     }
     it->next = it->next_job = NULL;
+    it->weight = 0;
     it->state = AHEAD_PENDING;
     return it;
 }
@@ -862,7 +911,7 @@ static void ahead_decode_job(ahead_t *a, ZSTD_DCtx *d, ahead_item *it) {
  * was stopped (it is then the caller's). */
 static int ahead_push(ahead_t *a, ahead_item *it, int job, ZSTD_DCtx *d) {
     pthread_mutex_lock(&a->mu);
-    while (a->n >= AHEAD_MAX && !a->stop) {
+    while (a->n > 0 && (a->n >= AHEAD_MAX || a->bytes >= AHEAD_BYTES) && !a->stop) {
         ahead_item *j = d ? ahead_take_job(a) : NULL;
         if (j)
             ahead_decode_job(a, d, j);
@@ -877,6 +926,7 @@ static int ahead_push(ahead_t *a, ahead_item *it, int job, ZSTD_DCtx *d) {
             a->head = it;
         a->tail = it;
         a->n++;
+        a->bytes += it->weight;
         if (job) {
             if (a->jobs_tail)
                 a->jobs_tail->next_job = it;
@@ -925,6 +975,8 @@ static void *ahead_main(void *arg) {
         ahead_item *it = ahead_new_item(a);
         it->off = off;
         it->clen = fl;
+        /* (walk_frame vetted the content size) */
+        it->weight = fl + (size_t)ZSTD_getFrameContentSize(at, fl);
         /* With a second decoder every frame is queued, and both take the
          * oldest in turn: handing over every other one kept the two in
          * step, each waiting for the other's frame whenever the scheduler
@@ -1046,6 +1098,7 @@ reel_rc reel_spool_scan_ahead_vet(int fd, uint64_t start, reel_spool_frame_cb cb
             if (a.head == NULL)
                 a.tail = NULL;
             a.n--;
+            a.bytes -= it->weight;
             pthread_cond_signal(&a.cv_space);
         }
         pthread_mutex_unlock(&a.mu);
@@ -1070,6 +1123,15 @@ reel_rc reel_spool_scan_ahead_vet(int fd, uint64_t start, reel_spool_frame_cb cb
             stopped = ended = 1;
         }
         pthread_mutex_lock(&a.mu);
+        if (a.spare_bytes + it->comp.cap + it->raw.cap > AHEAD_BYTES) {
+            /* kept, but not its buffers: frames of 4 MiB after many small
+             * ones would otherwise grow every kept buffer to their size */
+            reel_buf_free(&it->comp);
+            reel_buf_free(&it->raw);
+            reel_buf_init(&it->comp, 0);
+            reel_buf_init(&it->raw, 0);
+        }
+        a.spare_bytes += it->comp.cap + it->raw.cap;
         it->next = a.spare;
         a.spare = it;
         if (ended) {

@@ -22,8 +22,11 @@
 #include "base/error.h"
 #include "base/mem.h"
 
-#define REEL_SPOOL_BLOCK_TARGET (256u * 1024u)
-#define REEL_SPOOL_BLOCK_MAX (1024u * 1024u)
+/* 4 MiB: the same traffic took 15% less room than in blocks of 256 KiB
+ * (the size until schema 12), 8% of it from zstd's matches reaching
+ * farther and 8% from level 3, which pays on blocks this large. */
+#define REEL_SPOOL_BLOCK_TARGET (4096u * 1024u)
+#define REEL_SPOOL_BLOCK_MAX (8192u * 1024u)
 /** Largest record (encoded) a writer produces; body chunks are split below it. */
 #define REEL_SPOOL_RECORD_MAX (512u * 1024u)
 /** Largest max_head_size (config): every head reel accepts is recorded as
@@ -46,7 +49,7 @@
  * the frame's content, and at least every REEL_SPOOL_FLUSH bytes. Every
  * flush costs compression time and ratio (flushing every 2 KiB took twice
  * the CPU and grew the output 12% on text; every 16 KiB +25% and +1.4%), so
- * the full frames written under load flush every 32 KiB, while the small
+ * the full frames written under load flush every 512 KiB, while the small
  * frames of light traffic (or of a HAR import) keep fine-grained salvage at
  * a cost nobody notices. */
 #define REEL_SPOOL_FLUSH 2048u
@@ -62,6 +65,14 @@ static inline size_t reel_spool_flush_every(size_t len) {
 #define REEL_SPOOL_SKIP_MAGIC 0x184D2A5Eu
 /** Smallest skippable frame: magic and Frame_Size. */
 #define REEL_SPOOL_SKIP_HDR 8u
+
+/** The records a writer puts in a frame before it writes it: want (0:
+ * REEL_SPOOL_BLOCK_TARGET), but at most a quarter of segment_size (a
+ * segment then holds several frames: rollover and retention, which drop
+ * whole segments, stay fine-grained) and a quarter of the process's
+ * file-size limit (ulimit -f: a frame of bytes that do not compress still
+ * fits under it), and at least 64 KiB. */
+size_t reel_spool_block_size(uint64_t segment_size, size_t want);
 
 /** Formats the file name of segment n ("00000001.zst") into out (>= 16 bytes). */
 void reel_spool_segment_name(uint32_t n, char out[static 16]);
@@ -148,10 +159,10 @@ reel_rc reel_spool_block_next(const uint8_t *block, size_t len, size_t *pos,
 typedef struct reel_spool_enc reel_spool_enc_t;
 
 /** The spool's zstd level unless told otherwise (the zstd_level option).
- * Level 2 on the spool's blocks (up to 256 KiB) gives a smaller spool than
- * level 3 on 64 KiB pieces of the same bytes, at about 20% less CPU than
- * level 3 on the same blocks, for 1% more bytes (docs/benchmarks.md). */
-#define REEL_SPOOL_LEVEL_DEFAULT 2
+ * On blocks of 4 MiB, level 3 stores about 8% less than level 2 at about
+ * 20% more CPU; on blocks of 256 KiB the difference was 1.3%, which did
+ * not pay for the CPU (docs/benchmarks.md, "Stop 57"). */
+#define REEL_SPOOL_LEVEL_DEFAULT 3
 
 /** Creates an encoder at zstd level `level` (0: REEL_SPOOL_LEVEL_DEFAULT).
  * Returns owned; never NULL. */

@@ -276,7 +276,7 @@ class Terminal(unittest.TestCase):
         self.assertEqual([rows[k].get("applies") for k in ("segment_size", "fsync")],
                          ["next start", None])
         # set to the value it had unset (the default): no change either
-        out = self.cli("config", "tty", "set", "zstd_level", "2").stdout.decode()
+        out = self.cli("config", "tty", "set", "zstd_level", "3").stdout.decode()
         self.assertIn("runs with this value already", out)
         self.assertNotIn("zstd_level", self.cli("config", "tty", "list").stdout.decode()
                          .rsplit("\n\n", 1)[-1])

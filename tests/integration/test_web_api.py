@@ -825,8 +825,8 @@ class WebApi(unittest.TestCase):
         # a JSON number or boolean is its text; arrays and a missing value are
         # refused (they were refused with the same words as a bad shape, and a
         # missing value unset the option)
-        r = self.c.json("POST", "/api/sessions/s1/config", {"name": "zstd_level", "value": 3})
-        self.assertEqual(r["value"], "3")
+        r = self.c.json("POST", "/api/sessions/s1/config", {"name": "zstd_level", "value": 4})
+        self.assertEqual(r["value"], "4")
         r = self.c.json("POST", "/api/sessions/s1/config", {"name": "http2", "value": False})
         self.assertEqual(r["value"], "false")
         for bad in ({"name": "ignore_hosts", "value": ["a.example"]},
@@ -838,7 +838,7 @@ class WebApi(unittest.TestCase):
         st, _, data = self.c.req("POST", "/api/sessions/s1/config", {"name": "zstd_level"})
         self.assertEqual(st, 400)
         out = run([REEL, "config", "s1", "get", "zstd_level"], env=self.env).stdout.decode()
-        self.assertIn("3", out)
+        self.assertIn("4", out)
         for name in ("zstd_level", "http2"):
             self.c.json("POST", "/api/sessions/s1/config", {"name": name, "value": None})
 

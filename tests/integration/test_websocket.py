@@ -360,7 +360,8 @@ class WebSocketTest(unittest.TestCase):
         or lost) says so: `incomplete` in --json, a note in the text. Before,
         it read as a whole message of fewer bytes than its length, not cut."""
         root = tempfile.mkdtemp(prefix="wsinc.", dir=TMPBASE)
-        r = Reel(root, "wsinc")
+        # frames of 256 KiB: the message's records span several
+        r = Reel(root, "wsinc", "spool_block_size=256KiB")
         try:
             s = self.handshake(b"/incomplete", reel=r)
             big = os.urandom(1 << 20)

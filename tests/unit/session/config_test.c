@@ -155,15 +155,31 @@ static void test_table(void **state) {
         for (const reel_option_t *p = o + 1; p->name; p++)
             assert_string_not_equal(o->name, p->name);
     }
-    assert_int_equal(n, 42);
+    assert_int_equal(n, 43);
     /* the names the proxy reads */
-    const char *names[] = {
-        "listen_host",          "listen_port",         "body_limit",       "ignore_hosts",
-        "upstream_cert_verify", "upstream_trusted_ca", "capture",          "fsync", "http2",
-        "fsync_interval_ms",    "segment_size",        "proxyauth",        "idle_timeout",
-        "head_timeout",         "max_head_size",       "upstream_timeout", "capture_buffer",
-        "max_client_conns",     "workers",             "zstd_level",       "upstream_proxy",
-        "upstream_proxyauth"};
+    const char *names[] = {"listen_host",
+                           "listen_port",
+                           "body_limit",
+                           "ignore_hosts",
+                           "upstream_cert_verify",
+                           "upstream_trusted_ca",
+                           "capture",
+                           "fsync",
+                           "http2",
+                           "fsync_interval_ms",
+                           "segment_size",
+                           "proxyauth",
+                           "idle_timeout",
+                           "head_timeout",
+                           "max_head_size",
+                           "upstream_timeout",
+                           "capture_buffer",
+                           "max_client_conns",
+                           "workers",
+                           "zstd_level",
+                           "upstream_proxy",
+                           "spool_block_size",
+                           "upstream_proxyauth"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         assert_non_null(reel_option_find(names[i]));
     assert_null(reel_option_find("LISTEN_PORT"));
@@ -414,7 +430,8 @@ static void test_unknown(void **state) {
                "http2, h2c_upstreams, "
                "upstream_trusted_ca, upstream_client_certs, capture, "
                "capture_buffer, "
-               "fsync, fsync_interval_ms, segment_size, zstd_level, retention_max_bytes, "
+               "fsync, fsync_interval_ms, segment_size, spool_block_size, zstd_level, "
+               "retention_max_bytes, "
                "retention_max_age, "
                "retention_max_flows, on_segment_closed, proxyauth, upstream_proxy, "
                "upstream_proxyauth, reverse_to, transparent, upstream_no_proxy, idle_timeout, "
@@ -669,7 +686,8 @@ static void test_layers(void **state) {
         "upstream_cert_verify, intercept_starttls, upstream_insecure_hosts, http2, h2c_upstreams, "
         "upstream_trusted_ca, upstream_client_certs, "
         "capture, capture_buffer, "
-        "fsync, fsync_interval_ms, segment_size, zstd_level, retention_max_bytes, "
+        "fsync, fsync_interval_ms, segment_size, spool_block_size, zstd_level, "
+        "retention_max_bytes, "
         "retention_max_age, "
         "retention_max_flows, on_segment_closed, proxyauth, upstream_proxy, upstream_proxyauth, "
         "reverse_to, transparent, upstream_no_proxy, idle_timeout, head_timeout, max_head_size, "

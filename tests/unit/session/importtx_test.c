@@ -38,6 +38,7 @@ static reel_session_t *open_session(const char *home, const char *name, int flag
 static reel_recorder_t *start(reel_session_t *s) {
     reel_recorder_opts_t o;
     reel_recorder_opts_default(&o);
+    o.block_size = 256u << 10; /* the frames of schema 11: many in little data */
     o.segment_size = 1u << 20; /* the smallest: an import over several */
     o.fsync = REEL_FSYNC_NEVER;
     o.zstd_level = 1;

@@ -134,6 +134,7 @@ static reel_session_t *open_session(const char *home, const char *name, int flag
 static reel_recorder_t *start_q(reel_session_t *s, env_t *e, size_t queue_bytes) {
     reel_recorder_opts_t o;
     reel_recorder_opts_default(&o);
+    o.block_size = 256u << 10; /* the frames of schema 11: many in little data */
     if (queue_bytes)
         o.queue_bytes = queue_bytes;
     o.retry_ms = 20;
@@ -1291,6 +1292,7 @@ static uint64_t spool_bytes_at_level(const char *home, const char *name, int lev
     reel_session_t *s = open_session(home, name, REEL_OPEN_CREATE | REEL_OPEN_RECORD);
     reel_recorder_opts_t o;
     reel_recorder_opts_default(&o);
+    o.block_size = 256u << 10; /* the frames of schema 11: many in little data */
     o.zstd_level = level;
     o.warn = warn_cb;
     o.warn_ctx = &e;

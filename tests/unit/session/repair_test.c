@@ -45,7 +45,18 @@ static reel_session_t *open_rec(const char *home) {
     return open_flags(home, REEL_OPEN_CREATE | REEL_OPEN_RECORD);
 }
 
-/* Records a GET whose response body is resp_len bytes of body_byte(i),
+/* Bytes that zstd cannot compress (splitmix64 of i). */
+static uint8_t noise_byte(uint64_t i) {
+    uint64_t z = (i / 8 + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (uint8_t)(z >> (8 * (i % 8)));
+}
+
+static uint8_t (*body_fn)(uint64_t) = body_byte;
+
+/* Records a GET whose response body is resp_len bytes of body_fn(i),
  * fed in 10,000-byte pieces. */
 static uint64_t record_get(reel_recorder_t *r, uint64_t resp_len) {
     reel_rflow_t *f = reel_recorder_flow_start(r, NULL);
@@ -59,7 +70,7 @@ static uint64_t record_get(reel_recorder_t *r, uint64_t resp_len) {
     for (uint64_t off = 0; off < resp_len;) {
         size_t n = resp_len - off < sizeof buf ? (size_t)(resp_len - off) : sizeof buf;
         for (size_t i = 0; i < n; i++)
-            buf[i] = body_byte(off + i);
+            buf[i] = body_fn(off + i);
         reel_recorder_response_body(f, buf, n);
         off += n;
     }
@@ -67,10 +78,11 @@ static uint64_t record_get(reel_recorder_t *r, uint64_t resp_len) {
     return id;
 }
 
-static void build(const char *home, uint64_t big) {
+static void build_blocks(const char *home, uint64_t big, size_t block_size) {
     reel_session_t *s = open_rec(home);
     reel_recorder_opts_t o;
     reel_recorder_opts_default(&o);
+    o.block_size = block_size;
     o.capture = REEL_CAPTURE_LOSSLESS;
     o.fsync = REEL_FSYNC_NEVER;
     reel_err_t err;
@@ -83,6 +95,11 @@ static void build(const char *home, uint64_t big) {
     record_get(r, 2000);
     assert_int_equal(reel_recorder_close(r, &err), REEL_OK);
     reel_session_close(s);
+}
+
+/* Frames of 256 KiB, those of schema 11: many in little data. */
+static void build(const char *home, uint64_t big) {
+    build_blocks(home, big, 256u << 10);
 }
 
 static __attribute__((format(printf, 2, 3))) long long q1(reel_session_t *s, const char *fmt,
@@ -252,6 +269,55 @@ static void test_hole_in_large_body(void **state) {
     repair(s, NULL);
     assert_true(verify_ok(s, NULL));
     assert_int_equal(q1(s, "SELECT damaged FROM flows WHERE id = 2"), 1);
+    reel_session_close(s);
+    reel_test_rm_rf(home);
+    free(home);
+}
+
+/* Frames of the default size (4 MiB of records) of bytes that do not
+ * compress, each larger than what a scan reads at once (2 MiB): the
+ * rebuild reads each again from its start, whole, and finds every flow;
+ * a frame cut short at the end is torn there, the flows before it kept. */
+static void test_frames_larger_than_a_scan_window(void **state) {
+    (void)state;
+    char *home = reel_test_tmpdir("repair");
+    const uint64_t big = 11000000;
+    body_fn = noise_byte;
+    build_blocks(home, big, 0);
+    body_fn = body_byte;
+    reel_session_t *s = open_rec(home);
+    assert_true(q1(s, "SELECT count(*) FROM frames") >= 3);
+    assert_true(q1(s, "SELECT max(rlen) FROM frames") > 3 * (1 << 20));
+    assert_true(q1(s, "SELECT max(rlen) FROM frames") <= 4 * (1 << 20));
+    assert_true(q1(s, "SELECT max(clen) FROM frames") > 2 * (1 << 20));
+    repair(s, NULL);
+    assert_int_equal(q1(s, "SELECT count(*) FROM flows WHERE state = 'complete'"), 3);
+    assert_int_equal(q1(s, "SELECT response_body_size FROM flows WHERE id = 2"), (long long)big);
+    assert_true(verify_ok(s, NULL));
+    body_t b;
+    reel_buf_init(&b.body, 0);
+    assert_int_equal(reel_store_read_flow(s, 2, body_cb, &b, NULL), REEL_OK);
+    assert_int_equal(b.body.len, big);
+    for (uint64_t i = 0; i < big; i++)
+        if (b.body.data[i] != noise_byte(i))
+            fail_msg("byte %llu of the body read back is wrong", (unsigned long long)i);
+    reel_buf_free(&b.body);
+    /* the last frame cut in its middle, as a crash while it was written */
+    long long seg = q1(s, "SELECT segment FROM frames ORDER BY segment DESC, offset DESC LIMIT 1");
+    long long off = q1(s, "SELECT offset FROM frames ORDER BY segment DESC, offset DESC LIMIT 1");
+    long long clen = q1(s, "SELECT clen FROM frames ORDER BY segment DESC, offset DESC LIMIT 1");
+    long long before = q1(s, "SELECT count(*) FROM frames");
+    reel_session_close(s);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/s/spool/%08lld.zst", home, seg);
+    assert_int_equal(truncate(path, (off_t)(off + clen / 2)), 0);
+    s = open_rec(home);
+    repair(s, NULL);
+    /* the frames before it, and what was salvaged of it */
+    assert_true(q1(s, "SELECT count(*) FROM frames") >= before - 1);
+    assert_int_equal(q1(s, "SELECT count(*) FROM flows WHERE id = 1 AND state = 'complete'"), 1);
+    assert_int_equal(q1(s, "SELECT damaged FROM flows WHERE id = 2"), 1);
+    assert_true(verify_ok(s, NULL));
     reel_session_close(s);
     reel_test_rm_rf(home);
     free(home);
@@ -590,6 +656,7 @@ static void test_h2_websocket_kind_before_a_message(void **state) {
     reel_session_t *s = open_rec(home);
     reel_recorder_opts_t o;
     reel_recorder_opts_default(&o);
+    o.block_size = 256u << 10; /* the frames of schema 11: many in little data */
     o.capture = REEL_CAPTURE_LOSSLESS;
     o.fsync = REEL_FSYNC_NEVER;
     reel_err_t err;
@@ -654,6 +721,7 @@ static void test_h1_websocket_to_h2_origin_kind(void **state) {
     reel_session_t *s = open_rec(home);
     reel_recorder_opts_t o;
     reel_recorder_opts_default(&o);
+    o.block_size = 256u << 10; /* the frames of schema 11: many in little data */
     o.capture = REEL_CAPTURE_LOSSLESS;
     o.fsync = REEL_FSYNC_NEVER;
     reel_err_t err;
@@ -686,6 +754,7 @@ static void test_h1_websocket_to_h2_origin_kind(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hole_in_large_body),
+        cmocka_unit_test(test_frames_larger_than_a_scan_window),
         cmocka_unit_test(test_checksum_only_kept_whole),
         cmocka_unit_test(test_journal_rebuilds_user_data),
         cmocka_unit_test(test_journal_starts_with_old_user_data),

@@ -69,6 +69,7 @@ static reel_recorder_t *start(reel_session_t *s, env_t *e, const reel_retention_
                               const char *hook) {
     reel_recorder_opts_t o;
     reel_recorder_opts_default(&o);
+    o.block_size = 256u << 10; /* the frames of schema 11: many in little data */
     o.segment_size = 1u << 20; /* the smallest */
     o.fsync = REEL_FSYNC_NEVER;
     o.zstd_level = 1;
@@ -226,7 +227,7 @@ static void test_max_bytes_keeps_open_and_tagged(void **state) {
 
     /* Compact: fewer bytes, same flows, the tag kept, verify clean. */
     uint64_t before = spool_bytes(s, &nseg);
-    assert_int_equal(reel_retention_compact(s, 1u << 20, &rep, &err), REEL_OK);
+    assert_int_equal(reel_retention_compact(s, 1u << 20, 0, &rep, &err), REEL_OK);
     free(rep);
     uint64_t after = spool_bytes(s, &nseg);
     assert_true(after <= before);
@@ -475,7 +476,7 @@ static void test_compact_write_fails(void **state) {
     void (*was)(int) = signal(SIGXFSZ, SIG_IGN);
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
     char *rep = NULL;
-    reel_rc rc = reel_retention_compact(s, 1u << 20, &rep, &err);
+    reel_rc rc = reel_retention_compact(s, 1u << 20, 0, &rep, &err);
     setrlimit(RLIMIT_FSIZE, &old);
     signal(SIGXFSZ, was);
     assert_int_equal(rc, REEL_IO);

@@ -82,6 +82,7 @@ static reel_session_t *open_rec(const char *home, const char *name) {
 static reel_recorder_t *start_q(reel_session_t *s, uint64_t segment_size, size_t queue_bytes) {
     reel_recorder_opts_t o;
     reel_recorder_opts_default(&o);
+    o.block_size = 256u << 10; /* the frames of schema 11: many in little data */
     if (queue_bytes)
         o.queue_bytes = queue_bytes;
     o.capture = REEL_CAPTURE_LOSSLESS;
