@@ -117,9 +117,6 @@ typedef struct ijob {
  * queued and one being indexed). */
 #define BLOCK_POOL 4
 
-/* Bytes queued that wake a writer waiting for its block's deadline. */
-#define WAKE_BYTES(r) ((r)->wake_bytes)
-
 /* Free space the file system must show before capture resumes: room for a
  * few blocks and the index rows that go with them. */
 #define RESUME_MIN_FREE (4u << 20)
@@ -318,7 +315,8 @@ struct reel_recorder {
     uint64_t block_records;
     int64_t block_deadline_ns;
     size_t block_cap;  /* records the block takes (reel_spool_block_size) */
-    size_t wake_bytes; /* WAKE_BYTES: set at open, read by producers */
+    size_t wake_bytes; /* queued bytes that wake a writer waiting for its
+                          block's deadline: set at open, read by producers */
     uint32_t segment;
     int seg_fd;
     uint64_t seg_size;
@@ -933,12 +931,11 @@ static void frame_out(reel_recorder_t *r) {
     r->block_records = 0;
 }
 
-/* Gives the writer's empty block the buffer of one the index thread is
- * done with, if one is kept. */
+/* Gives the writer's block, which has no buffer, the buffer of one the
+ * index thread is done with, if one is kept. */
 static void block_from_pool(reel_recorder_t *r) {
     pthread_mutex_lock(&r->mu);
     if (r->npool > 0) {
-        reel_buf_free(&r->block);
         r->block = r->pool[--r->npool];
         reel_buf_reset(&r->block);
     }
@@ -1814,7 +1811,7 @@ static void queue_locked(reel_recorder_t *r, size_t len) {
      * block's deadline and half a block has piled up; otherwise it takes
      * these records at its deadline. Waking it per record cost a context
      * switch and lock contention per record, more CPU than the recording. */
-    if (r->writer_waiting == 1 || (r->writer_waiting == 2 && r->queued_bytes >= WAKE_BYTES(r))) {
+    if (r->writer_waiting == 1 || (r->writer_waiting == 2 && r->queued_bytes >= r->wake_bytes)) {
         r->writer_waiting = 0;
         pthread_cond_signal(&r->cv_work);
     }

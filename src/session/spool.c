@@ -1128,8 +1128,6 @@ reel_rc reel_spool_scan_ahead_vet(int fd, uint64_t start, reel_spool_frame_cb cb
              * ones would otherwise grow every kept buffer to their size */
             reel_buf_free(&it->comp);
             reel_buf_free(&it->raw);
-            reel_buf_init(&it->comp, 0);
-            reel_buf_init(&it->raw, 0);
         }
         a.spare_bytes += it->comp.cap + it->raw.cap;
         it->next = a.spare;
