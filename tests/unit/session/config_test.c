@@ -274,6 +274,15 @@ static void test_size(void **state) {
     expect_canon("segment_size", "4g", "4294967296");
     expect_canon("segment_size", "1m", "1048576");
     expect_canon("max_head_size", "1k", "1024");
+    expect_canon("spool_block_size", "256k", "262144");
+    expect_msg("spool_block_size", "100", REEL_INVALID,
+               "invalid value '100' for spool_block_size: expected a size in bytes from 65536 "
+               "(64 KiB) to 4194304 (4 MiB); suffixes k, m, g, t, p, e (1024-based) are "
+               "accepted");
+    expect_msg("spool_block_size", "8MiB", REEL_INVALID,
+               "invalid value '8MiB' for spool_block_size: expected a size in bytes from 65536 "
+               "(64 KiB) to 4194304 (4 MiB); suffixes k, m, g, t, p, e (1024-based) are "
+               "accepted");
     expect_canon("max_head_size", " 248 KiB ", "253952");
     expect_msg("segment_size", "512k", REEL_INVALID,
                "invalid value '512k' for segment_size: expected a size in bytes from 1048576 "
